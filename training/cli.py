@@ -1,0 +1,77 @@
+"""The `musicsae` command line: one thin argparse front over the three packages.
+
+Each command lives in its own `training/cmd_*.py` module exposing `register(subparsers)`; the module
+adds its parser and sets `func` to a callable taking the parsed namespace and returning an exit code.
+Heavy imports (torch, audiocraft, sounddevice) happen inside those callables, so `--help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
+COMMANDS: list[tuple[str | None, str]] = [
+    (None, "training.cmd_models"),
+    (None, "training.cmd_data"),
+    ("collect", "training.cmd_collect_rave"),
+    ("collect", "training.cmd_collect_musicgen"),
+    ("sae", "training.cmd_sae"),
+    ("concept", "training.cmd_concept"),
+    ("render", "training.cmd_render_rave"),
+    ("render", "training.cmd_render_musicgen"),
+    ("eval", "training.cmd_eval"),
+    (None, "training.cmd_live"),
+    (None, "training.cmd_dashboard"),
+    (None, "training.cmd_demo"),
+]
+
+GROUP_HELP = {
+    "collect": "collect activations into an activation store",
+    "sae": "train, evaluate and export sparse autoencoders",
+    "concept": "find concepts from examples and manage the concept bank",
+    "render": "render audio offline with concept edits",
+    "eval": "measure steering with an outside judge",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="musicsae",
+        description="Sparse autoencoders that find and steer musical concepts in RAVE and MusicGen.",
+    )
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+    for group, module_name in COMMANDS:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        if group is None:
+            module.register(top)
+            continue
+        if group not in groups:
+            group_parser = top.add_parser(group, help=GROUP_HELP[group], description=GROUP_HELP[group])
+            groups[group] = group_parser.add_subparsers(dest=f"{group}_command", metavar="SUBCOMMAND", required=True)
+        module.register(groups[group])
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, dispatch, and turn `UserError` into one line on stderr."""
+    from sae.errors import UserError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"musicsae: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("musicsae: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
