@@ -1,0 +1,354 @@
+"""Concept edits in SAE space with the error term kept.
+
+Semantics (ARCHITECTURE.md, "Edits"): every SAE feature has a multiplicative `gain` (default 1) and an
+additive `add` (default 0). With `f = sae.encode(x)`:
+
+    f' = f * gain + add
+    x̂  = x + (f' - f) @ W_dec
+
+so the SAE's reconstruction error `x - decode(f)` is kept and an identity edit returns `x` itself, bit for
+bit (fast path: nothing is computed). Only the touched features enter the matmul, so the cost of an edit is
+one SAE encode plus `[.., K] @ [K, d_in]` for K touched features.
+
+Concept controls map onto features:
+    none        no edit (neutral)
+    off         gain 0 on the concept's features (remove it)
+    on:s        add s * weight * typical on each feature (put it in)
+    scale:g     gain g on the concept's features
+Several concepts compose per feature (gains multiply, adds sum), and raw per-feature gains multiply on top.
+
+Used per block by the live engine (`realtime/`) and by the offline renders on tensors `[.., T, d_in]`.
+`steer` and `SteeredSAE` are TorchScript-able.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from sae.errors import UserError
+
+MODES = ("none", "off", "on", "scale")
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Dense per-feature `gain` and `add` ([d_sae] float32) and the indices they touch.
+
+    Args:
+        gain: multiplicative gain per feature (1 = untouched).
+        add: additive offset per feature (0 = untouched).
+        idx: long indices where gain != 1 or add != 0, ascending; empty for the identity edit.
+    """
+
+    gain: Tensor
+    add: Tensor
+    idx: Tensor
+
+    @classmethod
+    def identity(cls, d_sae: int) -> Edit:
+        return cls(torch.ones(d_sae), torch.zeros(d_sae), torch.zeros(0, dtype=torch.long))
+
+    @classmethod
+    def from_dense(cls, gain: Tensor, add: Tensor) -> Edit:
+        gain = gain.detach().to(torch.float32).reshape(-1).clone()
+        add = add.detach().to(torch.float32).reshape(-1).clone()
+        if gain.shape != add.shape:
+            raise UserError(f"edit gain {tuple(gain.shape)} and add {tuple(add.shape)}: expected the same shape")
+        if not (torch.isfinite(gain).all() and torch.isfinite(add).all()):
+            raise UserError("edit gain/add: expected finite numbers")
+        idx = torch.nonzero((gain != 1.0) | (add != 0.0)).reshape(-1)
+        return cls(gain, add, idx)
+
+    @property
+    def d_sae(self) -> int:
+        return int(self.gain.numel())
+
+    @property
+    def is_identity(self) -> bool:
+        return self.idx.numel() == 0
+
+    def compact(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(idx [K], gain [K], add [K]) restricted to the touched features."""
+        return self.idx, self.gain[self.idx], self.add[self.idx]
+
+
+@torch.jit.script
+def steer(x: Tensor, f: Tensor, W_dec: Tensor, idx: Tensor, gain: Tensor, add: Tensor) -> Tensor:
+    """x̂ = x + (f' - f) @ W_dec on the features `idx` only.
+
+    Args:
+        x: input [.., d_in].
+        f: SAE code of x [.., d_sae].
+        W_dec: decoder [d_sae, d_in].
+        idx: touched feature indices [K] (long); K = 0 returns x itself.
+        gain, add: [K], or [.., K] broadcasting against f[.., idx] (e.g. [T, K] per-frame ramps).
+    """
+    if idx.numel() == 0:
+        return x
+    fk = f.index_select(-1, idx)
+    delta = fk * (gain.to(fk.dtype) - 1.0) + add.to(fk.dtype)
+    return x + (delta @ W_dec.index_select(0, idx).to(fk.dtype)).to(x.dtype)
+
+
+def ramp(prev: Edit, cur: Edit, frames: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-frame (idx [K], gain [frames, K], add [frames, K]) moving linearly from `prev` to `cur`.
+
+    Frame t of `frames` gets weight (t + 1) / frames, so the last frame is exactly `cur` and a block of
+    edits never jumps (no zipper clicks). K is the union of the features either edit touches.
+    """
+    if prev is cur or (torch.equal(prev.gain, cur.gain) and torch.equal(prev.add, cur.add)):
+        return cur.idx, cur.gain[cur.idx], cur.add[cur.idx]
+    idx = torch.nonzero((prev.gain != 1.0) | (prev.add != 0.0) | (cur.gain != 1.0) | (cur.add != 0.0)).reshape(-1)
+    alpha = (torch.arange(1, frames + 1, dtype=torch.float32) / frames).unsqueeze(1)
+    g0, g1 = prev.gain[idx], cur.gain[idx]
+    a0, a1 = prev.add[idx], cur.add[idx]
+    return idx, g0 + (g1 - g0) * alpha, a0 + (a1 - a0) * alpha
+
+
+class SteeredSAE(nn.Module):
+    """An SAE plus an edit: `forward(x)` returns x̂ (TorchScript-able when the SAE is).
+
+    Args:
+        sae: a module with `encode(x[.., d_in]) -> f[.., d_sae]` and a `W_dec` [d_sae, d_in] tensor
+            (`sae.model.SparseAutoencoder` or its TorchScript export).
+    """
+
+    def __init__(self, sae: nn.Module):
+        super().__init__()
+        self.sae = sae
+        W_dec = sae.W_dec
+        self.d_sae = int(W_dec.shape[0])
+        self.d_in = int(W_dec.shape[1])
+        self.register_buffer("idx", torch.zeros(0, dtype=torch.long))
+        self.register_buffer("gain", torch.zeros(0))
+        self.register_buffer("add", torch.zeros(0))
+
+    def set_edit(self, edit: Edit) -> None:
+        if edit.d_sae != self.d_sae:
+            raise UserError(f"edit has {edit.d_sae} features: expected the SAE's d_sae={self.d_sae}")
+        idx, gain, add = edit.compact()
+        self.idx, self.gain, self.add = idx, gain, add
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.idx.numel() == 0:
+            return x
+        return steer(x, self.sae.encode(x), self.sae.W_dec, self.idx, self.gain, self.add)
+
+
+def apply_edit(x: Tensor, sae: Any, edit: Edit | tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """x̂ for an SAE (`encode`, `W_dec`) and an `Edit` or a (idx, gain, add) triple from `ramp`/`compact`.
+
+    For offline renders: `x` is any tensor [.., d_in]; the identity edit returns `x` itself.
+    """
+    idx, gain, add = edit.compact() if isinstance(edit, Edit) else edit
+    if idx.numel() == 0:
+        return x
+    with torch.no_grad():
+        return steer(x, sae.encode(x), sae.W_dec, idx, gain, add)
+
+
+@dataclass
+class ConceptControl:
+    """How one concept is steered right now: `mode` in MODES, `strength` for `on`, `gain` for `scale`."""
+
+    mode: str = "none"
+    strength: float = 1.0
+    gain: float = 1.0
+
+    def validate(self, name: str) -> None:
+        if self.mode not in MODES:
+            raise UserError(f"concept {name!r} mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        for what, value in (("strength", self.strength), ("gain", self.gain)):
+            if not math.isfinite(value):
+                raise UserError(f"concept {name!r} {what} {value}: expected a finite number")
+
+
+@dataclass(frozen=True)
+class FeatureRef:
+    """One feature a concept uses (mirrors `sae.bank.ConceptFeature`)."""
+
+    index: int
+    weight: float = 1.0
+    typical: float = 1.0
+
+
+def _features_of(concept: Any) -> list[FeatureRef]:
+    feats = concept.features if hasattr(concept, "features") else concept["features"]
+    out = []
+    for feat in feats:
+        if isinstance(feat, Mapping):
+            out.append(FeatureRef(int(feat["index"]), float(feat.get("weight", 1.0)), float(feat.get("typical", 1.0))))
+        else:
+            out.append(FeatureRef(int(feat.index), float(feat.weight), float(feat.typical)))
+    return out
+
+
+def _default_of(concept: Any) -> ConceptControl:
+    """The bank's default control: `default.mode` / `default.strength` (scale reads strength as its gain)."""
+    default = getattr(concept, "default", None)
+    if default is None and isinstance(concept, Mapping):
+        default = concept.get("default")
+    if isinstance(default, Mapping):
+        mode, strength = default.get("mode", "none"), default.get("strength", 1.0)
+    elif default is not None:
+        mode, strength = getattr(default, "mode", "none"), getattr(default, "strength", 1.0)
+    else:
+        mode = getattr(concept, "default_mode", "none")
+        strength = getattr(concept, "default_strength", 1.0)
+    mode, strength = str(mode), float(strength)
+    return ConceptControl(mode=mode, strength=strength, gain=strength if mode == "scale" else 1.0)
+
+
+@dataclass
+class EditState:
+    """The mutable steering state: per-concept controls and raw per-feature gains → one `Edit`.
+
+    Args:
+        d_sae: number of SAE features.
+        concepts: name → features the concept uses.
+        controls: name → current control (defaults to each concept's bank default).
+        feature_gains: raw per-feature gains (index → gain), applied on top of the concepts.
+    """
+
+    d_sae: int
+    concepts: dict[str, list[FeatureRef]] = field(default_factory=dict)
+    controls: dict[str, ConceptControl] = field(default_factory=dict)
+    feature_gains: dict[int, float] = field(default_factory=dict)
+    defaults: dict[str, ConceptControl] = field(default_factory=dict)
+
+    @classmethod
+    def from_concepts(cls, d_sae: int, concepts: Mapping[str, Any] | Iterable[Any]) -> EditState:
+        """Build from bank concepts (`sae.bank.Concept` objects, a name→Concept mapping or plain dicts)."""
+        items = concepts.items() if isinstance(concepts, Mapping) else ((c.name, c) for c in concepts)
+        state = cls(d_sae)
+        for name, concept in items:
+            feats = _features_of(concept)
+            for feat in feats:
+                if not 0 <= feat.index < d_sae:
+                    raise UserError(f"concept {name!r} feature {feat.index}: expected an index in [0, {d_sae})")
+            control = _default_of(concept)
+            control.validate(name)
+            state.concepts[name] = feats
+            state.defaults[name] = ConceptControl(control.mode, control.strength, control.gain)
+            state.controls[name] = control
+        return state
+
+    def _control(self, name: str) -> ConceptControl:
+        if name not in self.controls:
+            known = ", ".join(sorted(self.controls)) or "none loaded"
+            raise UserError(f"unknown concept {name!r}: expected one of {known}")
+        return self.controls[name]
+
+    def set_mode(self, name: str, mode: str) -> None:
+        """Set a mode; accepts `off`, `none`, `on`, `scale`, `on:S` and `scale:G`."""
+        control = self._control(name)
+        head, _, value = str(mode).partition(":")
+        new = ConceptControl(head, control.strength, control.gain)
+        if value:
+            try:
+                number = float(value)
+            except ValueError:
+                raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'") from None
+            if head == "on":
+                new.strength = number
+            elif head == "scale":
+                new.gain = number
+            else:
+                raise UserError(f"concept {name!r} mode {mode!r}: only on:S and scale:G take a value")
+        new.validate(name)
+        self.controls[name] = new
+
+    def set_strength(self, name: str, strength: float) -> None:
+        control = self._control(name)
+        new = ConceptControl(control.mode, float(strength), control.gain)
+        new.validate(name)
+        self.controls[name] = new
+
+    def set_gain(self, name: str, gain: float) -> None:
+        control = self._control(name)
+        new = ConceptControl(control.mode, control.strength, float(gain))
+        new.validate(name)
+        self.controls[name] = new
+
+    def set_feature_gain(self, index: int, gain: float) -> None:
+        if not 0 <= int(index) < self.d_sae:
+            raise UserError(f"feature {index}: expected an index in [0, {self.d_sae})")
+        if not math.isfinite(float(gain)):
+            raise UserError(f"feature {index} gain {gain}: expected a finite number")
+        if float(gain) == 1.0:
+            self.feature_gains.pop(int(index), None)
+        else:
+            self.feature_gains[int(index)] = float(gain)
+
+    def reset(self) -> None:
+        """Every concept back to its bank default, raw feature gains cleared."""
+        self.controls = {n: ConceptControl(c.mode, c.strength, c.gain) for n, c in self.defaults.items()}
+        self.feature_gains.clear()
+
+    def copy(self) -> EditState:
+        return EditState(
+            self.d_sae,
+            self.concepts,
+            {n: ConceptControl(c.mode, c.strength, c.gain) for n, c in self.controls.items()},
+            dict(self.feature_gains),
+            self.defaults,
+        )
+
+    def edit(self) -> Edit:
+        """Compose every control into one dense `Edit`."""
+        gain = torch.ones(self.d_sae)
+        add = torch.zeros(self.d_sae)
+        for name, control in self.controls.items():
+            if control.mode == "none":
+                continue
+            for feat in self.concepts[name]:
+                if control.mode == "off":
+                    gain[feat.index] *= 0.0
+                elif control.mode == "scale":
+                    gain[feat.index] *= control.gain
+                elif control.mode == "on":
+                    add[feat.index] += control.strength * feat.weight * feat.typical
+        for index, g in self.feature_gains.items():
+            gain[index] *= g
+        return Edit.from_dense(gain, add)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON/YAML-ready snapshot: {"concepts": {name: {mode, strength, gain}}, "features": {i: gain}}."""
+        return {
+            "concepts": {n: {"mode": c.mode, "strength": c.strength, "gain": c.gain} for n, c in self.controls.items()},
+            "features": {int(i): g for i, g in sorted(self.feature_gains.items())},
+        }
+
+    def load_dict(self, data: Mapping[str, Any]) -> None:
+        """Apply a preset (the `as_dict` layout); all-or-nothing: nothing changes if any entry is bad."""
+        trial = self.copy()
+        if not isinstance(data, Mapping):
+            raise UserError("preset: expected a mapping with 'concepts' and/or 'features'")
+        concepts = data.get("concepts") or {}
+        features = data.get("features") or {}
+        if not isinstance(concepts, Mapping) or not isinstance(features, Mapping):
+            raise UserError("preset: expected 'concepts' and 'features' to be mappings")
+        for name, spec in concepts.items():
+            if not isinstance(spec, Mapping):
+                raise UserError(f"preset concept {name!r}: expected a mapping with mode/strength/gain")
+            try:
+                if "strength" in spec:
+                    trial.set_strength(name, float(spec["strength"]))
+                if "gain" in spec:
+                    trial.set_gain(name, float(spec["gain"]))
+                if "mode" in spec:
+                    trial.set_mode(name, str(spec["mode"]))
+            except (TypeError, ValueError):
+                raise UserError(f"preset concept {name!r}: expected numbers for strength/gain") from None
+        for index, g in features.items():
+            try:
+                trial.set_feature_gain(int(index), float(g))
+            except (TypeError, ValueError):
+                raise UserError(f"preset feature {index!r}: expected an integer index and a number") from None
+        self.controls, self.feature_gains = trial.controls, trial.feature_gains
