@@ -1,0 +1,518 @@
+"""Seeded concept-labelled audio clips, made without downloads.
+
+MIDI phrases (a key, a tempo, a chord progression) are rendered in-process with FluidSynth (pyfluidsynth)
+and the General MIDI soundfont that ships inside pretty_midi's wheel (`TimGM6mb.sf2`); voices come from
+espeak-ng. Every clip is mono float audio at one sample rate, and clip `i` depends only on `(seed, i)`,
+so a larger `n` extends a smaller one.
+
+Clip kinds:
+- `solo`: one instrument (guitar nylon / steel / distortion, piano, strings, brass, bass or drums).
+- `band`: 2-4 instruments, with guitar about half of the time.
+- `voice`: an espeak-ng voice (male `en+m3` / female `en+f3`), alone or over a quieter band.
+
+Layout written by `make_dataset(out, cfg)`:
+    out/clips/clip_00000.wav ...      mono PCM16 wavs
+    out/manifest.csv, manifest.jsonl  one row per clip: labels, kind, tempo, key, split
+    out/data.json                     the config and soundfont identity
+    out/concepts/<c>/with|without     links to the train-split clips with / without concept c
+    out/heldout/<c>/with|without      the same for the test split (every 5th clip)
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sae.errors import UserError
+
+# General MIDI programs (0-based) for each instrument name the manifest uses.
+GM_PROGRAMS: dict[str, int] = {
+    "guitar_nylon": 24,
+    "guitar_steel": 25,
+    "guitar_distortion": 30,
+    "piano": 0,
+    "strings": 48,
+    "brass": 56,
+    "bass": 33,
+}
+GUITARS = ("guitar_nylon", "guitar_steel", "guitar_distortion")
+BAND_OTHERS = ("piano", "strings", "brass", "bass", "drums")
+SOLO_INSTRUMENTS = (*GUITARS, "piano", "strings", "brass", "bass", "drums")
+VOICES = {"male": "en+m3", "female": "en+f3"}
+INSTRUMENT_LABELS = ("guitar", "piano", "strings", "brass", "bass", "drums")
+# Concepts the folders are made for: label -> predicate over a manifest row.
+CONCEPTS: dict[str, Callable[[dict], bool]] = {
+    "guitar": lambda r: r["guitar"] == 1,
+    "guitar_nylon": lambda r: r["guitar_type"] == "nylon",
+    "guitar_steel": lambda r: r["guitar_type"] == "steel",
+    "guitar_distortion": lambda r: r["guitar_type"] == "distortion",
+    "piano": lambda r: r["piano"] == 1,
+    "strings": lambda r: r["strings"] == 1,
+    "brass": lambda r: r["brass"] == 1,
+    "bass": lambda r: r["bass"] == 1,
+    "drums": lambda r: r["drums"] == 1,
+    "voice": lambda r: r["voice"] != "none",
+    "voice_male": lambda r: r["voice"] == "male",
+    "voice_female": lambda r: r["voice"] == "female",
+}
+MANIFEST_FIELDS = (
+    "file", "index", "split", "kind", "instruments", *INSTRUMENT_LABELS, "guitar_type", "voice",
+    "tempo", "key", "mode", "duration", "sample_rate",
+)
+_WORDS_TEXT = (
+    "river stone morning light over the quiet hills and a song that travels far away from home under "
+    "silver rain we walk along the open road while the evening bells are ringing slowly bright window "
+    "golden field tomorrow remember little garden ocean wind forever dancing"
+)
+WORDS = tuple(_WORDS_TEXT.split())
+TEST_EVERY = 5  # clip i is held out when i % TEST_EVERY == TEST_EVERY - 1
+
+
+def default_soundfont() -> Path:
+    """The GM soundfont bundled with pretty_midi (no download)."""
+    import pretty_midi
+
+    path = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    if not path.is_file():
+        raise UserError(f"soundfont {path}: not found (pretty_midi's wheel should ship TimGM6mb.sf2); pass --soundfont")
+    return path
+
+
+@dataclass
+class DataConfig:
+    """What to generate.
+
+    Args:
+        n: number of clips.
+        seed: base seed; clip i uses the generator seeded with (seed, i).
+        duration: clip length in seconds.
+        sample_rate: output rate in Hz (FluidSynth renders at it directly; speech is resampled).
+        p_solo, p_voice: probability of a solo / voice clip; the rest are band clips.
+        soundfont: .sf2 path; None means pretty_midi's bundled TimGM6mb.sf2.
+    """
+
+    n: int = 100
+    seed: int = 0
+    duration: float = 4.0
+    sample_rate: int = 44100
+    p_solo: float = 0.3
+    p_voice: float = 0.15
+    soundfont: str | None = None
+
+
+@dataclass
+class Note:
+    instrument: str
+    pitch: int
+    start: float
+    end: float
+    velocity: int
+
+
+@dataclass
+class ClipPlan:
+    """Everything needed to render one clip, and its labels."""
+
+    index: int
+    kind: str
+    instruments: list[str]
+    voice: str = "none"
+    tempo: float = 120.0
+    key: int = 0
+    mode: str = "major"
+    notes: list[Note] = field(default_factory=list)
+    text: str = ""
+    speech_rate: int = 160
+
+    def labels(self) -> dict:
+        guitar = [g for g in self.instruments if g in GUITARS]
+        row = {
+            "kind": self.kind,
+            "instruments": "+".join(self.instruments),
+            "guitar_type": guitar[0].split("_", 1)[1] if guitar else "none",
+            "voice": self.voice,
+            "tempo": round(self.tempo, 2),
+            "key": self.key,
+            "mode": self.mode,
+        }
+        present = {("guitar" if i in GUITARS else i) for i in self.instruments}
+        row.update({name: int(name in present) for name in INSTRUMENT_LABELS})
+        return row
+
+
+# ---------------------------------------------------------------- composition
+
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+MINOR = (0, 2, 3, 5, 7, 8, 10)
+PROGRESSIONS = ((0, 4, 5, 3), (0, 5, 3, 4), (0, 3, 4, 0), (5, 3, 0, 4), (0, 3, 5, 4), (1, 4, 0, 0))
+
+
+def _triad(scale: tuple[int, ...], degree: int) -> list[int]:
+    """Pitch classes (semitones above the key) of the diatonic triad on `degree`."""
+    return [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+
+
+def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
+    """Fill `plan.notes` with a phrase for each instrument of the plan."""
+    scale = MAJOR if plan.mode == "major" else MINOR
+    prog = PROGRESSIONS[int(rng.integers(len(PROGRESSIONS)))]
+    beat = 60.0 / plan.tempo
+    chord_len = 2 * beat  # one chord every two beats
+    n_chords = math.ceil(duration / chord_len) + 1
+    chords = [_triad(scale, prog[c % len(prog)]) for c in range(n_chords)]
+    notes: list[Note] = []
+
+    def add(inst: str, pitch: int, start: float, length: float, vel: int) -> None:
+        if start < duration:
+            notes.append(Note(inst, int(np.clip(pitch, 0, 127)), start, min(start + length, duration + 0.5), vel))
+
+    key = plan.key
+    for inst in plan.instruments:
+        vel_jit = lambda base: int(np.clip(base + rng.integers(-8, 9), 30, 127))  # noqa: E731
+        if inst in ("guitar_nylon", "guitar_steel"):
+            strum = rng.random() < 0.5
+            for c, chord in enumerate(chords):
+                t0 = c * chord_len
+                voicing = [52 + key % 12 + p for p in chord] + [64 + key % 12 + chord[0]]
+                if strum:  # strum on each beat, strings staggered by 12 ms
+                    for b in range(2):
+                        for s, p in enumerate(voicing):
+                            add(inst, p, t0 + b * beat + 0.012 * s, beat * 0.95, vel_jit(85))
+                else:  # eighth-note arpeggio
+                    for e in range(4):
+                        add(inst, voicing[e % len(voicing)], t0 + e * beat / 2, beat * 0.9, vel_jit(80))
+        elif inst == "guitar_distortion":
+            for c, chord in enumerate(chords):
+                root = 40 + (key + chord[0]) % 12
+                for e in range(4):
+                    for p in (root, root + 7, root + 12):
+                        add(inst, p, c * chord_len + e * beat / 2, beat * 0.45, vel_jit(95))
+        elif inst == "piano":
+            for c, chord in enumerate(chords):
+                t0 = c * chord_len
+                for p in chord:
+                    add(inst, 60 + key % 12 + p, t0, chord_len * 0.9, vel_jit(70))
+                for b in range(2):  # right-hand melody on scale tones
+                    deg = int(rng.integers(0, 7))
+                    add(inst, 72 + key % 12 + scale[deg], t0 + b * beat, beat * 0.9, vel_jit(85))
+        elif inst == "strings":
+            for c, chord in enumerate(chords):
+                for p in chord:
+                    add(inst, 55 + key % 12 + p, c * chord_len, chord_len * 1.02, vel_jit(75))
+        elif inst == "brass":
+            t = 0.0
+            while t < duration:
+                length = beat * float(rng.choice([0.5, 1.0, 1.0, 2.0]))
+                chord = chords[min(int(t / chord_len), n_chords - 1)]
+                tone = chord[int(rng.integers(3))] if rng.random() < 0.6 else scale[int(rng.integers(7))]
+                pitch = 60 + key % 12 + tone
+                add(inst, pitch, t, length * 0.92, vel_jit(90))
+                t += length
+        elif inst == "bass":
+            for c, chord in enumerate(chords):
+                root = 36 + (key + chord[0]) % 12
+                for b in range(2):
+                    add(inst, root + (7 if b == 1 and rng.random() < 0.4 else 0), c * chord_len + b * beat, beat * 0.9,
+                        vel_jit(95))
+        elif inst == "drums":
+            n_beats = math.ceil(duration / beat)
+            for b in range(n_beats):
+                t0 = b * beat
+                add(inst, 36 if b % 2 == 0 else 38, t0, 0.2, vel_jit(100))  # kick / snare
+                for e in range(2):
+                    add(inst, 42, t0 + e * beat / 2, 0.1, vel_jit(70))  # closed hi-hat
+        else:
+            raise ValueError(inst)
+    plan.notes = notes
+
+
+def plan_clip(index: int, cfg: DataConfig) -> ClipPlan:
+    """Draw the kind, instruments, voice and music of clip `index` from the generator seeded (seed, index)."""
+    rng = np.random.default_rng([cfg.seed, index])
+    u = rng.random()
+    kind = "solo" if u < cfg.p_solo else ("voice" if u < cfg.p_solo + cfg.p_voice else "band")
+    plan = ClipPlan(
+        index=index, kind=kind, instruments=[], tempo=float(rng.uniform(80, 140)), key=int(rng.integers(12)),
+        mode="major" if rng.random() < 0.6 else "minor",
+    )
+
+    def band() -> list[str]:
+        insts: list[str] = []
+        if rng.random() < 0.5:
+            insts.append(GUITARS[int(rng.integers(len(GUITARS)))])
+        k = int(rng.integers(1 if insts else 2, 4))
+        insts += [BAND_OTHERS[j] for j in sorted(rng.choice(len(BAND_OTHERS), size=k, replace=False))]
+        return insts
+
+    if kind == "solo":
+        plan.instruments = [SOLO_INSTRUMENTS[int(rng.integers(len(SOLO_INSTRUMENTS)))]]
+    elif kind == "band":
+        plan.instruments = band()
+    else:
+        plan.voice = "male" if rng.random() < 0.5 else "female"
+        plan.instruments = band() if rng.random() < 0.5 else []
+        n_words = math.ceil(cfg.duration * 3.2) + 2
+        plan.text = " ".join(WORDS[int(j)] for j in rng.integers(len(WORDS), size=n_words))
+        plan.speech_rate = int(rng.integers(140, 181))
+    _compose(plan, rng, cfg.duration)
+    return plan
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def render_notes(notes: Iterable[Note], duration: float, sample_rate: int, soundfont: Path) -> np.ndarray:
+    """Render notes with a fresh FluidSynth instance (so clips never leak into each other): mono float32."""
+    import fluidsynth
+
+    synth = fluidsynth.Synth(gain=0.4, samplerate=sample_rate)
+    try:
+        sfid = synth.sfload(str(soundfont))
+        if sfid < 0:
+            raise UserError(f"soundfont {soundfont}: FluidSynth could not load it")
+        channels: dict[str, int] = {}
+        next_channel = 0
+        events: list[tuple[int, int, int, int, int]] = []  # (sample, on?, channel, pitch, velocity)
+        for note in notes:
+            if note.instrument not in channels:
+                if note.instrument == "drums":
+                    ch = 9  # GM percussion channel
+                else:
+                    ch, next_channel = next_channel, next_channel + (2 if next_channel == 8 else 1)
+                channels[note.instrument] = ch
+                if note.instrument == "drums":
+                    synth.program_select(ch, sfid, 128, 0)
+                else:
+                    synth.program_select(ch, sfid, 0, GM_PROGRAMS[note.instrument])
+            ch = channels[note.instrument]
+            events.append((round(note.start * sample_rate), 1, ch, note.pitch, note.velocity))
+            events.append((round(note.end * sample_rate), 0, ch, note.pitch, 0))
+        events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same sample
+        total = round(duration * sample_rate)
+        out = np.zeros(total, dtype=np.float32)
+        cursor = 0
+        for sample, on, ch, pitch, vel in events:
+            sample = min(sample, total)
+            if sample > cursor:
+                stereo = synth.get_samples(sample - cursor).astype(np.float32).reshape(-1, 2)
+                out[cursor:sample] = stereo.mean(axis=1) / 32768.0
+                cursor = sample
+            if cursor >= total:
+                break
+            if on:
+                synth.noteon(ch, pitch, vel)
+            else:
+                synth.noteoff(ch, pitch)
+        if cursor < total:
+            stereo = synth.get_samples(total - cursor).astype(np.float32).reshape(-1, 2)
+            out[cursor:] = stereo.mean(axis=1) / 32768.0
+        return out
+    finally:
+        synth.delete()
+
+
+def render_speech(text: str, voice: str, rate: int, duration: float, sample_rate: int) -> np.ndarray:
+    """Speak `text` with espeak-ng, resampled to `sample_rate` and cut / padded to `duration`: mono float32."""
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    if shutil.which("espeak-ng") is None:
+        raise UserError("espeak-ng: not found on PATH (Debian package espeak-ng is needed for voice clips)")
+    proc = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "--stdout", text], capture_output=True,
+                          check=False)
+    if proc.returncode != 0 or not proc.stdout:
+        raise UserError(f"espeak-ng -v {voice}: failed ({proc.stderr.decode(errors='replace').strip()[:200]})")
+    audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    if sr != sample_rate:
+        g = math.gcd(sr, sample_rate)
+        audio = resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
+    total = round(duration * sample_rate)
+    out = np.zeros(total, dtype=np.float32)
+    out[: min(total, len(audio))] = audio[:total]
+    return out
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
+    """The clip's audio, peak-normalised to -1 dBFS."""
+    music = render_notes(plan.notes, cfg.duration, cfg.sample_rate, soundfont) if plan.instruments else None
+    if plan.voice != "none":
+        speech = render_speech(plan.text, VOICES[plan.voice], plan.speech_rate, cfg.duration, cfg.sample_rate)
+        audio = speech / _rms(speech) * 0.1
+        if music is not None:
+            audio = audio + music / _rms(music) * 0.05  # music 6 dB under the voice
+    else:
+        assert music is not None
+        audio = music
+    peak = float(np.max(np.abs(audio)))
+    if peak < 1e-4:
+        raise RuntimeError(f"clip {plan.index} rendered silent ({plan.instruments}, voice {plan.voice})")
+    return (audio * (0.89 / peak)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def _write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+    import soundfile as sf
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, path)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _make_one(args: tuple[int, DataConfig, str, str]) -> dict:
+    index, cfg, soundfont, clip_dir = args
+    plan = plan_clip(index, cfg)
+    name = f"clip_{index:05d}.wav"
+    _write_wav_atomic(Path(clip_dir) / name, render_clip(plan, cfg, Path(soundfont)), cfg.sample_rate)
+    row = {"file": f"clips/{name}", "index": index, "split": split_of(index)}
+    row.update(plan.labels())
+    row.update({"duration": cfg.duration, "sample_rate": cfg.sample_rate})
+    return {k: row[k] for k in MANIFEST_FIELDS}
+
+
+def split_of(index: int) -> str:
+    return "test" if index % TEST_EVERY == TEST_EVERY - 1 else "train"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def make_dataset(
+    out: Path,
+    cfg: DataConfig,
+    jobs: int = 1,
+    concepts: Iterable[str] | None = tuple(CONCEPTS),
+    copy: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Render `cfg.n` clips into `out`, write the manifests, and materialise concept folders.
+
+    Args:
+        out: output directory (created; existing clips of the same name are overwritten).
+        cfg: what to generate.
+        jobs: worker processes for rendering.
+        concepts: concept names to make with/without folders for (None or empty: none).
+        copy: copy wavs into the concept folders instead of linking them.
+        progress: called with the number of clips finished so far.
+    Returns:
+        The manifest rows.
+    """
+    if cfg.n < 1:
+        raise UserError(f"--n {cfg.n}: expected at least 1 clip")
+    if not 0.25 <= cfg.duration <= 600:
+        raise UserError(f"--duration {cfg.duration}: expected 0.25 to 600 seconds")
+    if not 8000 <= cfg.sample_rate <= 96000:
+        raise UserError(f"--sr {cfg.sample_rate}: expected 8000 to 96000 Hz (FluidSynth's range)")
+    unknown = sorted(set(concepts or ()) - set(CONCEPTS))
+    if unknown:
+        raise UserError(f"--concepts {','.join(unknown)}: unknown; expected some of {', '.join(CONCEPTS)}")
+    soundfont = Path(cfg.soundfont) if cfg.soundfont else default_soundfont()
+    if not soundfont.is_file():
+        raise UserError(f"soundfont {soundfont}: not a file")
+    out = Path(out)
+    clip_dir = out / "clips"
+    clip_dir.mkdir(parents=True, exist_ok=True)
+    work = [(i, cfg, str(soundfont), str(clip_dir)) for i in range(cfg.n)]
+    rows: list[dict] = []
+    if jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("fork").Pool(jobs) as pool:
+            for row in pool.imap(_make_one, work, chunksize=4):
+                rows.append(row)
+                if progress:
+                    progress(len(rows))
+    else:
+        for item in work:
+            rows.append(_make_one(item))
+            if progress:
+                progress(len(rows))
+    write_manifest(out, rows)
+    meta = {"config": dataclasses.asdict(cfg), "soundfont": {"name": soundfont.name, "sha256": _sha256(soundfont)},
+            "concepts": sorted(concepts or ()), "test_every": TEST_EVERY}
+    _write_text_atomic(out / "data.json", json.dumps(meta, indent=2) + "\n")
+    for name in concepts or ():
+        materialise_concept(out, rows, name, copy=copy)
+    return rows
+
+
+def write_manifest(out: Path, rows: list[dict]) -> None:
+    """manifest.csv and manifest.jsonl, each written atomically."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_text_atomic(out / "manifest.csv", buf.getvalue())
+    _write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def read_manifest(root: Path) -> list[dict]:
+    """Rows of `root/manifest.jsonl` (typed as written)."""
+    path = Path(root) / "manifest.jsonl"
+    if not path.is_file():
+        raise UserError(f"{path}: no manifest (expected a folder written by `musicsae data make`)")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = False) -> dict[str, int]:
+    """Make `root/concepts/<name>/{with,without}` (train split) and `root/heldout/<name>/...` (test split).
+
+    Entries are relative symlinks to `root/clips/...` (or copies with `copy=True`); folders are rebuilt
+    from scratch so stale entries never survive. Returns counts per folder.
+    """
+    if name not in CONCEPTS:
+        raise UserError(f"concept {name}: unknown; expected one of {', '.join(CONCEPTS)}")
+    pred = CONCEPTS[name]
+    counts: dict[str, int] = {}
+    for top, split in (("concepts", "train"), ("heldout", "test")):
+        for side in ("with", "without"):
+            folder = Path(root) / top / name / side
+            if folder.exists():
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            n = 0
+            for row in rows:
+                if row["split"] != split or pred(row) != (side == "with"):
+                    continue
+                src = Path(root) / row["file"]
+                dst = folder / src.name
+                if copy:
+                    shutil.copyfile(src, dst)
+                else:
+                    os.symlink(os.path.relpath(src, folder), dst)
+                n += 1
+            counts[f"{top}/{side}"] = n
+    return counts
