@@ -38,8 +38,8 @@ def patched_packages() -> list[tuple[str, str, Path]]:
 def download_sdist(dist: str, version: str, dest_dir: Path, python: str = sys.executable) -> Path:
     """The pristine sdist `dist==version` in `dest_dir` (downloaded once, then reused)."""
     dest_dir.mkdir(parents=True, exist_ok=True)
-    prefixes = {dist, dist.replace("-", "_")}
-    found = [p for p in dest_dir.glob("*.tar.gz") if p.name.removesuffix(".tar.gz") in {f"{x}-{version}" for x in prefixes}]
+    names = {f"{dist}-{version}.tar.gz", f"{dist.replace('-', '_')}-{version}.tar.gz"}
+    found = [p for p in dest_dir.glob("*.tar.gz") if p.name in names]
     if found:
         return found[0]
     subprocess.run(

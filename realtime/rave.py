@@ -1,0 +1,159 @@
+"""A streaming RAVE TorchScript export (`rave export --streaming`), driven with `torch.jit.load` only.
+
+The cached convolutions of a streaming export keep their state inside the loaded module, so one
+`RaveModel` is one stream: call `new_stream()` for another. Blocks must be a multiple of `ratio`
+samples (a shorter block would be silently padded to a full frame by the export).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from sae.errors import UserError
+
+REQUIRED = ("encode", "decode", "forward")
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """What an activation store, SAE or concept bank records about the RAVE model it came from."""
+
+    name: str
+    sha256: str
+    sample_rate: int
+    ratio: int
+    latent_size: int
+
+    def as_dict(self) -> dict:
+        return {"kind": "rave", "name": self.name, "sha256": self.sha256, "sample_rate": self.sample_rate,
+                "ratio": self.ratio, "latent_size": self.latent_size}
+
+
+class RaveModel:
+    """One stream through a streaming RAVE export.
+
+    Args:
+        path: the `.ts` file.
+        device: torch device to run on.
+    """
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+        self.path = Path(path)
+        self.device = torch.device(device)
+        try:
+            self._bytes = self.path.read_bytes()
+        except OSError as exc:
+            raise UserError(f"RAVE model {self.path}: cannot read ({exc.strerror})") from None
+        self.module = self._load()
+        missing = [m for m in REQUIRED if not hasattr(self.module, m)]
+        if missing or not hasattr(self.module, "encode_params"):
+            what = ", ".join(missing) or "encode_params"
+            raise UserError(f"RAVE model {self.path}: not a RAVE export (missing {what})")
+        in_ch, _, latent, ratio = (int(v) for v in self.module.encode_params)
+        self.channels = in_ch
+        self.ratio = ratio
+        self.latent_size = latent
+        self.sr = int(self.module.sr)
+        self.full_latent_size = int(getattr(self.module, "full_latent_size", latent))
+        self.identity = ModelIdentity(self.path.name, hashlib.sha256(self._bytes).hexdigest(), self.sr, ratio, latent)
+        self._delay: int | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu", check_streaming: bool = True) -> RaveModel:
+        """Load and validate; refuses a non-streaming export (it clicks at block edges)."""
+        model = cls(path, device)
+        if check_streaming and not model.new_stream().is_streaming():
+            raise UserError(
+                f"RAVE model {model.path}: not a streaming export (re-export it with `rave export --streaming`)")
+        return model
+
+    def _load(self) -> torch.jit.ScriptModule:
+        try:
+            module = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
+        except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"RAVE model {self.path}: not a TorchScript file ({first})") from None
+        return module.eval()
+
+    def new_stream(self) -> RaveModel:
+        """A fresh instance of the same model, with its own (empty) streaming caches."""
+        clone = object.__new__(RaveModel)
+        clone.__dict__.update(self.__dict__)
+        clone.module = self._load()
+        return clone
+
+    # --- forward paths ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T] audio -> [B, latent_size, T / ratio] latents, sampled from the posterior (RAVE's own)."""
+        return self.module.encode(x.to(self.device))
+
+    @torch.no_grad()
+    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic latents: the posterior mean, projected like the export's own `encode`."""
+        m = self.module
+        if not hasattr(m, "latent_pca") or not hasattr(m.encoder, "reparametrize"):
+            return self.encode(x)  # discrete / non-variational exports are deterministic already
+        x = x.to(self.device)
+        if getattr(m, "resampler", None) is not None:
+            x = m.resampler.to_model_sampling_rate(x)
+        if m.input_mode == "pqmf":
+            batch = x.shape[:-2]
+            x = m.pqmf(x.reshape(-1, 1, x.shape[-1]))
+            x = x.reshape((*batch, -1, x.shape[-1]))
+        elif m.input_mode == "mel":
+            x = torch.log1p(m.spectrogram(x)[..., :-1])
+        mean = m.encoder(x).chunk(2, 1)[0]
+        z = F.conv1d(mean - m.latent_mean.unsqueeze(-1), m.latent_pca.unsqueeze(-1))
+        return z[:, : self.latent_size]
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """[B, latent_size, N] -> [B, C, N * ratio] audio (unused latent dims are filled with noise)."""
+        return self.module.decode(z.to(self.device))
+
+    # --- properties measured on a fresh stream ---------------------------------------------------------
+    def is_streaming(self) -> bool:
+        """True if the module carries state between calls (cached convolutions), measured on this stream."""
+        g = torch.Generator().manual_seed(0)
+        x = 0.1 * torch.randn(1, self.channels, self.ratio, generator=g)  # one frame: the cache must matter
+        a = self.encode_mean(x)
+        b = self.encode_mean(x)
+        return not torch.equal(a, b)
+
+    def delay(self) -> int:
+        """The model's own delay in samples (encode + decode), measured once on fresh streams.
+
+        An impulse at a frame boundary first changes the output `delay` samples later; before that the
+        output equals the output for silence (causality of the streaming caches).
+        """
+        if self._delay is None:
+            self._delay = measure_delay(self)
+        return self._delay
+
+
+def measure_delay(model: RaveModel, block: int | None = None, blocks: int = 64) -> int:
+    """Samples between an input impulse and the first output sample it changes."""
+    block = block or model.ratio * max(1, 2048 // model.ratio)
+    t0 = block  # an impulse at the start of the second block (a frame boundary)
+    silent = torch.zeros(1, model.channels, block * blocks)
+    impulse = silent.clone()
+    impulse[..., t0] = 1.0
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        stream = model.new_stream()
+        torch.manual_seed(0)  # decode's noise fill draws the same numbers in both runs
+        outs = [stream.decode(stream.encode_mean(x[..., i: i + block])) for i in range(0, x.shape[-1], block)]
+        return torch.cat(outs, -1)
+
+    diff = (run(impulse) - run(silent)).abs().amax(dim=(0, 1))
+    changed = torch.nonzero(diff > 1e-7)
+    if len(changed) == 0:
+        raise UserError(f"RAVE model {model.path}: output never responds to an impulse within {blocks} blocks")
+    return int(changed[0, 0]) - t0

@@ -1,0 +1,85 @@
+"""The tiny RAVE export behaves like a zoo `.ts`: torch alone loads it, and it streams exactly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from realtime.rave import RaveModel
+from sae.errors import UserError
+
+
+def test_loads_with_torch_alone(tiny_rave_ts: Path) -> None:
+    code = (
+        "import sys, torch\n"
+        f"m = torch.jit.load({str(tiny_rave_ts)!r})\n"
+        "for name in ('encode', 'decode', 'forward'): assert hasattr(m, name), name\n"
+        "print(m.encode_params.tolist(), int(m.sr), int(m.latent_size), int(m.full_latent_size))\n"
+        "y = m.forward(torch.zeros(1, 1, 2048)); assert y.shape == (1, 1, 2048), y.shape\n"
+        "assert not any(k == 'rave' or k.startswith(('rave.', 'cached_conv', 'gin')) for k in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("]")[0] == "[1, 1, 16, 512"
+    assert out.split("]")[1].split() == ["44100", "16", "16"]
+
+
+def test_model_properties(tiny_rave_ts: Path) -> None:
+    model = RaveModel.load(tiny_rave_ts)
+    assert (model.sr, model.ratio, model.latent_size, model.channels) == (44100, 512, 16, 1)
+    assert len(model.identity.sha256) == 64
+    delay = model.delay()
+    assert 0 < delay < 4 * 2048
+
+
+@pytest.mark.parametrize("block", [512, 2048])
+def test_streaming_blocks_equal_one_call(tiny_rave_ts: Path, block: int) -> None:
+    torch.manual_seed(1)
+    x = 0.3 * torch.randn(1, 1, 512 * 48)
+    model = RaveModel.load(tiny_rave_ts)
+
+    whole_stream, block_stream = model.new_stream(), model.new_stream()
+    z_whole = whole_stream.encode_mean(x)
+    z_blocks = torch.cat([block_stream.encode_mean(x[..., i: i + block]) for i in range(0, x.shape[-1], block)], -1)
+    assert z_whole.shape == (1, 16, 48)
+    assert torch.allclose(z_whole, z_blocks, atol=1e-5, rtol=0)
+
+    y_whole = whole_stream.decode(z_whole)
+    frames = block // 512
+    y_blocks = torch.cat([block_stream.decode(z_whole[..., i: i + frames]) for i in range(0, 48, frames)], -1)
+    assert y_whole.shape == x.shape
+    assert y_whole.abs().max() > 0
+    assert torch.allclose(y_whole, y_blocks, atol=1e-5, rtol=0)
+
+
+def test_encode_mean_is_deterministic(tiny_rave_ts: Path) -> None:
+    x = 0.3 * torch.randn(1, 1, 512 * 8)
+    model = RaveModel.load(tiny_rave_ts)
+    assert torch.equal(model.new_stream().encode_mean(x), model.new_stream().encode_mean(x))
+    assert not torch.equal(model.new_stream().encode(x), model.new_stream().encode(x))  # RAVE samples
+
+
+def test_refuses_non_streaming_export(tmp_path: Path) -> None:
+    from training.tiny_rave import build_tiny_rave
+
+    path = build_tiny_rave(tmp_path / "plain.ts", streaming=False)
+    assert RaveModel.load(path, check_streaming=False).is_streaming() is False
+    with pytest.raises(UserError, match="not a streaming export"):
+        RaveModel.load(path)
+
+
+def test_refuses_files_that_are_not_rave(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.ts"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(UserError, match="not a TorchScript file") as err:
+        RaveModel.load(junk)
+    assert "\n" not in str(err.value)
+    scripted = tmp_path / "linear.ts"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(scripted))
+    with pytest.raises(UserError, match="not a RAVE export"):
+        RaveModel.load(scripted)
+    with pytest.raises(UserError, match="cannot read"):
+        RaveModel.load(tmp_path / "missing.ts")

@@ -1,0 +1,133 @@
+"""Tiny RAVE models in the real format: built from acids-rave's gin configs, exported by `rave export`.
+
+`build_rave_run` writes a run folder exactly as `rave train` leaves it (`config.gin` +
+`version_0/checkpoints/*.ckpt` with a `state_dict`), with the latent PCA fitted on real encodings the
+way RAVE's validation does it; `export_run` then calls acids-rave's own exporter
+(`rave export --run RUN --streaming`) in a subprocess, so the `.ts` is what users get from the zoo.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae.errors import UserError
+
+
+@dataclass
+class RaveBuildConfig:
+    """Args:
+        configs: acids-rave gin configs, composed in order (like `rave train --config v2_small --config causal`).
+        bindings: extra gin bindings (reduced capacity for tiny models).
+        sample_rate: model rate in Hz.
+        seed: torch seed for the weights.
+    """
+
+    configs: tuple[str, ...] = ("v2_small", "causal")
+    bindings: dict[str, object] = field(default_factory=lambda: {"CAPACITY": 4, "LATENT_SIZE": 16})
+    sample_rate: int = 44100
+    seed: int = 0
+
+
+def _parse_gin(cfg: RaveBuildConfig) -> None:
+    import gin
+    import rave  # noqa: F401  (registers the config search paths and configurables)
+
+    gin.clear_config()
+    bindings = [f"{k} = {v!r}" for k, v in {**cfg.bindings, "SAMPLING_RATE": cfg.sample_rate}.items()]
+    gin.parse_config_files_and_bindings([f"{c}.gin" for c in cfg.configs], bindings)
+
+
+def build_model(cfg: RaveBuildConfig) -> torch.nn.Module:
+    """A freshly initialised (non-streaming) RAVE, mono, from the gin configs."""
+    import cached_conv as cc
+    import rave
+
+    cc.use_cached_conv(False)
+    _parse_gin(cfg)
+    torch.manual_seed(cfg.seed)
+    return rave.RAVE(n_channels=1)
+
+
+@torch.no_grad()
+def fit_latent_pca(model: torch.nn.Module, audio: torch.Tensor) -> None:
+    """Set `latent_mean`, `latent_pca` and `fidelity` from posterior means of `audio` [B, 1, T].
+
+    The same analysis RAVE's validation runs; the exporter crops the latent with `fidelity`.
+    """
+    model.eval()
+    z = model.encode(audio)
+    mean = z.chunk(2, 1)[0]
+    z = mean.permute(0, 2, 1).reshape(-1, mean.shape[1]).double()
+    if z.shape[0] < z.shape[1]:
+        raise UserError(f"PCA needs at least {z.shape[1]} latent frames, got {z.shape[0]}: give more audio")
+    mu = z.mean(0)
+    _, s, vh = torch.linalg.svd(z - mu, full_matrices=False)
+    var = (s**2) / (s**2).sum()
+    model.latent_mean.copy_(mu.float())
+    model.latent_pca.copy_(vh.float())
+    model.fidelity.copy_(torch.cumsum(var, 0).float())
+
+
+def save_run(model: torch.nn.Module, run_dir: Path, name: str = "last") -> Path:
+    """Write `config.gin` and a Lightning-layout checkpoint the way `rave train` does."""
+    import gin
+
+    ckpt_dir = run_dir / "version_0" / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.gin").write_text(gin.operative_config_str())
+    path = ckpt_dir / f"{name}.ckpt"
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": model.state_dict()}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def export_run(run_dir: Path, out_path: Path, streaming: bool = True, python: str = sys.executable) -> Path:
+    """Export a run with acids-rave's `rave export [--streaming]` into `out_path` (a `.ts`)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [python, "-c", "from scripts.main_cli import main; main()", "export", "--run", str(run_dir),
+               "--output", tmp, "--name", "model", "--streaming" if streaming else "--nostreaming"]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        produced = Path(tmp) / ("model_streaming.ts" if streaming else "model.ts")
+        if proc.returncode != 0 or not produced.exists():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise UserError(f"rave export failed for {run_dir}: {tail[0]}")
+        shutil.move(str(produced), out_path)
+    return out_path
+
+
+def test_signal(sample_rate: int, seconds: float, seed: int) -> torch.Tensor:
+    """Harmonic tones with noise bursts: enough spectral variety for a real PCA curve."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    x = np.zeros_like(t)
+    for _ in range(8):
+        f0 = rng.uniform(80, 1000)
+        env = np.exp(-((t - rng.uniform(0, seconds)) ** 2) / 0.05)
+        x += env * sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 6))
+    x += 0.05 * rng.standard_normal(len(t)) * (np.sin(2 * np.pi * 0.5 * t) > 0)
+    x = 0.5 * x / np.abs(x).max()
+    return torch.from_numpy(x).float().reshape(1, 1, -1)
+
+
+def build_tiny_rave(out_path: str | Path, seed: int = 0, cfg: RaveBuildConfig | None = None,
+                    streaming: bool = True) -> Path:
+    """Build an untrained tiny causal RAVE and export it as a `.ts` (a few seconds on CPU)."""
+    cfg = cfg or RaveBuildConfig(seed=seed)
+    model = build_model(cfg)
+    fit_latent_pca(model, test_signal(cfg.sample_rate, 6.0, seed))
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "tiny_rave"
+        save_run(model, run_dir)
+        return export_run(run_dir, Path(out_path), streaming)
