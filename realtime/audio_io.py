@@ -1,0 +1,159 @@
+"""Drive an `Engine` from a sound device (sounddevice, full duplex) or from a file.
+
+`open_duplex` opens the device at the model's rate and refuses clearly when the device is missing or
+will not run at that rate. `run_file` feeds a file through the very same callback, period by period, at
+real-time pace or as fast as the model thread goes, and writes the output with the engine's latency
+removed (so bypass reproduces the input sample for sample).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime.engine import Engine
+from sae.errors import UserError
+
+
+def _sounddevice():
+    """Import sounddevice (PortAudio initialises here: a JACK server must already be running)."""
+    try:
+        import sounddevice as sd
+    except OSError as exc:
+        raise UserError(f"audio: PortAudio is not available ({exc})") from None
+    return sd
+
+
+def find_device(name: str | int | None) -> int | None:
+    """A duplex device index by index or by (part of) its name; None = the system default."""
+    sd = _sounddevice()
+    if name is None or name == "":
+        return None
+    devices = sd.query_devices()
+    if isinstance(name, int) or str(name).isdigit():
+        index = int(name)
+        if not 0 <= index < len(devices):
+            raise UserError(f"audio device {name}: no such device (there are {len(devices)})")
+        return index
+    exact = [i for i, d in enumerate(devices) if d["name"] == name]
+    partial = [i for i, d in enumerate(devices) if str(name).lower() in d["name"].lower()]
+    found = exact or partial
+    if not found:
+        names = ", ".join(repr(d["name"]) for d in devices) or "none"
+        raise UserError(f"audio device {name!r}: not found (devices: {names})")
+    return found[0]
+
+
+def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
+    """Open (not start) a duplex `sounddevice.Stream` calling `engine.callback` every `engine.period` frames.
+
+    Sets the engine's device latency from what PortAudio reports for the opened stream.
+    """
+    sd = _sounddevice()
+    sr = engine.sr
+    index = find_device(device)
+    label = "the default device" if index is None else repr(sd.query_devices(index)["name"])
+    try:
+        sd.check_input_settings(device=index, channels=engine.channels, samplerate=sr, dtype="float32")
+        sd.check_output_settings(device=index, channels=engine.channels, samplerate=sr, dtype="float32")
+    except (sd.PortAudioError, ValueError) as exc:
+        raise UserError(
+            f"audio device {label}: refuses {engine.channels} channel(s) at {sr} Hz, the model's rate ({exc})"
+        ) from None
+    try:
+        stream = sd.Stream(
+            samplerate=sr,
+            blocksize=engine.period,
+            device=index,
+            channels=engine.channels,
+            dtype="float32",
+            latency="low",
+            callback=engine.callback,
+        )
+    except (sd.PortAudioError, ValueError) as exc:
+        raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc})") from None
+    lat_in, lat_out = stream.latency
+    engine.latency.device_in = round(lat_in * sr)
+    engine.latency.device_out = round(lat_out * sr)
+    return stream
+
+
+@dataclass
+class FileRun:
+    """What `run_file` did."""
+
+    frames: int
+    seconds: float
+    sr: int
+
+
+def read_audio(path: Path, sr: int, channels: int) -> np.ndarray:
+    """Read a file as float32 [frames, channels] at `sr` (resampled when the file's rate differs)."""
+    import soundfile as sf
+
+    try:
+        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise UserError(f"input {path}: not a readable audio file ({exc})") from None
+    if data.shape[1] != channels:
+        data = data.mean(axis=1, keepdims=True).repeat(channels, axis=1)
+    if file_sr != sr:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        g = gcd(int(file_sr), int(sr))
+        data = resample_poly(data, sr // g, file_sr // g, axis=0).astype(np.float32)
+    return np.ascontiguousarray(data)
+
+
+def write_audio(path: Path, data: np.ndarray, sr: int) -> None:
+    """Write atomically (temp file + rename); the format follows the suffix."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+    sf.write(str(tmp), data, sr)
+    os.replace(tmp, path)
+
+
+def run_file(
+    engine: Engine,
+    data: np.ndarray,
+    realtime: bool = False,
+    on_period: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Feed [frames, channels] through `engine.callback`; returns the output aligned with the input.
+
+    Args:
+        engine: a started engine (device latency is 0 here).
+        data: input frames.
+        realtime: pace periods at the wall clock (as a device would) instead of as fast as possible.
+        on_period: called with the number of frames done after each period (progress, live view).
+    """
+    period, lag = engine.period, engine.latency.engine
+    frames = len(data)
+    padded = np.concatenate([data, np.zeros((lag + period, engine.channels), dtype=np.float32)])
+    out = np.zeros_like(padded)
+    chunk_out = np.zeros((period, engine.channels), dtype=np.float32)
+    t_start = time.perf_counter()
+    for i, start in enumerate(range(0, len(padded) - period + 1, period)):
+        if realtime:
+            due = t_start + i * period / engine.sr
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        elif not engine.wait_output(period):
+            raise UserError("engine: the model thread stopped producing output")
+        engine.callback(padded[start : start + period], chunk_out, period)
+        out[start : start + period] = chunk_out
+        if on_period is not None:
+            on_period(min(start + period, frames))
+    return out[lag : lag + frames]

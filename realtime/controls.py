@@ -1,0 +1,109 @@
+"""Live controls: concept edits, dry/wet mix and bypass, published to the model thread as one snapshot.
+
+Writers (the OSC thread, the CLI) change a draft under a writer-only lock and publish an immutable
+`Snapshot` by one attribute assignment; the model thread only reads `controls.snapshot`, so it never
+waits on a writer. A transaction is all-or-nothing: an OSC bundle lands in one block or not at all.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sae.errors import UserError
+from sae.steering import Edit, EditState
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the model thread applies to the next block."""
+
+    edit: Edit
+    mix: float
+    bypass: bool
+    version: int
+
+
+@dataclass
+class Draft:
+    """A mutable copy of the controls inside a transaction."""
+
+    state: EditState
+    mix: float
+    bypass: bool
+
+    def set_mix(self, mix: float) -> None:
+        if not (math.isfinite(mix) and 0.0 <= mix <= 1.0):
+            raise UserError(f"mix {mix}: expected a number in [0, 1]")
+        self.mix = float(mix)
+
+    def load_preset(self, data: Mapping[str, Any]) -> None:
+        """Apply a preset: EditState's layout plus optional `mix` and `bypass`."""
+        self.state.load_dict(data)
+        if "mix" in data:
+            try:
+                self.set_mix(float(data["mix"]))
+            except (TypeError, ValueError):
+                raise UserError(f"preset mix {data['mix']!r}: expected a number in [0, 1]") from None
+        if "bypass" in data:
+            self.bypass = bool(data["bypass"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.state.as_dict(), "mix": self.mix, "bypass": self.bypass}
+
+
+def read_preset(path: Path) -> dict[str, Any]:
+    """Read a preset YAML file (`concepts`, `features`, `mix`, `bypass`)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except OSError as exc:
+        raise UserError(f"preset {path}: cannot read it ({exc.strerror or exc})") from None
+    except yaml.YAMLError:
+        raise UserError(f"preset {path}: expected YAML with 'concepts'/'features'/'mix'/'bypass'") from None
+    if not isinstance(data, Mapping):
+        raise UserError(f"preset {path}: expected a YAML mapping")
+    return dict(data)
+
+
+class Controls:
+    """The engine's control surface.
+
+    Args:
+        state: concept controls built from the bank (`EditState.from_concepts`).
+        mix: dry/wet mix in [0, 1] (1 = all processed).
+        bypass: pass the (latency-aligned) dry signal through.
+    """
+
+    def __init__(self, state: EditState, mix: float = 1.0, bypass: bool = False):
+        self._lock = threading.Lock()  # writers only; the model thread never takes it
+        self._draft = Draft(state, 1.0, bool(bypass))
+        self._draft.set_mix(mix)
+        self.snapshot = Snapshot(state.edit(), self._draft.mix, self._draft.bypass, 0)
+
+    @property
+    def d_sae(self) -> int:
+        return self._draft.state.d_sae
+
+    def concept_names(self) -> list[str]:
+        return list(self._draft.state.controls)
+
+    def view(self) -> dict[str, Any]:
+        """A consistent copy of the current controls (for /state and the live view)."""
+        with self._lock:
+            return self._draft.as_dict()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Draft]:
+        """Yield a draft; on normal exit publish it as one snapshot, on an exception drop it."""
+        with self._lock:
+            draft = Draft(self._draft.state.copy(), self._draft.mix, self._draft.bypass)
+            yield draft
+            self._draft = draft
+            self.snapshot = Snapshot(draft.state.edit(), draft.mix, draft.bypass, self.snapshot.version + 1)

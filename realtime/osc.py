@@ -1,0 +1,276 @@
+"""OSC control of the live engine (python-osc for the wire format, a plain UDP socket on its own thread).
+
+Address space (all replies go to the sender, or to the sender's host at `reply_port` when set):
+
+    /concept/<name>/mode s       none | off | on | scale  (also on:S, scale:G)
+    /concept/<name>/strength f   strength for `on`, in [-100, 100]
+    /concept/<name>/gain f       gain for `scale`, in [-100, 100]
+    /feature/<index>/gain f      raw per-feature gain on top of the concepts, in [-100, 100]
+    /mix f                       dry/wet in [0, 1]
+    /bypass i                    1 = dry (latency-aligned), 0 = processed
+    /preset/load s               YAML preset: concepts / features / mix / bypass (relative to the preset dir)
+    /reset                       every concept back to its bank default, feature gains cleared
+    /ping [any]                  → /pong [same args]
+    /concepts                    → /concepts s...  (names)
+    /state                       → /state/concept s s f f (name mode strength gain) per concept,
+                                   /state/feature i f per raw gain, /state/mix f, /state/bypass i,
+                                   /state/latency i (samples), /state/xruns i, /state/end
+    errors                       → /error s s (address, problem); at most `error_rate` per second
+
+A packet is applied atomically: all messages of a bundle land in the same audio block, or, if any of them
+is wrong, none does (and one /error names the first problem).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pythonosc.osc_message_builder import OscMessageBuilder
+from pythonosc.osc_packet import OscPacket
+
+from realtime.controls import Controls, Draft, read_preset
+from sae.errors import UserError
+
+LIMIT = 100.0
+Reply = tuple[str, list[Any]]
+
+
+def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
+    if len(args) != 1 or isinstance(args[0], (str, bytes, bool)) or not isinstance(args[0], (int, float)):
+        raise UserError(f"{address}: expected one number (f or i)")
+    value = float(args[0])
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise UserError(f"{address}: {value:g} out of range, expected [{lo:g}, {hi:g}]")
+    return value
+
+
+def _string(address: str, args: list[Any]) -> str:
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise UserError(f"{address}: expected one string (s)")
+    return args[0]
+
+
+def _flag(address: str, args: list[Any]) -> bool:
+    if len(args) != 1 or isinstance(args[0], (str, bytes)) or not isinstance(args[0], (int, float, bool)):
+        raise UserError(f"{address}: expected one of 0 or 1 (i, f or T/F)")
+    if float(args[0]) not in (0.0, 1.0):
+        raise UserError(f"{address}: {args[0]} out of range, expected 0 or 1")
+    return bool(args[0])
+
+
+def encode_message(address: str, args: list[Any]) -> bytes:
+    """An OSC message with `i`/`f`/`s` arguments (bools as `i`)."""
+    builder = OscMessageBuilder(address=address)
+    for arg in args:
+        if isinstance(arg, bool):
+            builder.add_arg(int(arg), "i")
+        elif isinstance(arg, int):
+            builder.add_arg(arg, "i")
+        elif isinstance(arg, float):
+            builder.add_arg(arg, "f")
+        else:
+            builder.add_arg(str(arg), "s")
+    return builder.build().dgram
+
+
+@dataclass
+class RateLimit:
+    """A token bucket: at most `rate` events per second, bursts of `rate`."""
+
+    rate: float
+    tokens: float = 0.0
+    stamp: float = 0.0
+    dropped: int = 0
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate) if self.stamp else self.rate
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        self.dropped += 1
+        return False
+
+
+class OscControl:
+    """The address space above, applied to `Controls`; socket-free (the server feeds it datagrams).
+
+    Args:
+        controls: the engine's controls.
+        status: returns {"latency": samples, "xruns": count} for /state (optional).
+        preset_dir: where relative /preset/load paths are resolved.
+        error_rate: /error replies per second at most (the rest are counted in `errors.dropped`).
+    """
+
+    def __init__(
+        self,
+        controls: Controls,
+        status: Callable[[], dict[str, int]] | None = None,
+        preset_dir: Path | None = None,
+        error_rate: float = 20.0,
+    ):
+        self.controls = controls
+        self.status = status or (lambda: {"latency": 0, "xruns": 0})
+        self.preset_dir = Path(preset_dir) if preset_dir is not None else Path.cwd()
+        self.errors = RateLimit(error_rate)
+        self.packets = 0
+        self.rejected = 0
+        self.last_error = ""
+
+    def handle(self, data: bytes) -> list[Reply]:
+        """Apply one datagram; returns the replies to send."""
+        self.packets += 1
+        try:
+            messages = [m.message for m in OscPacket(data).messages]
+        except Exception:  # python-osc raises ParseError, and struct/unicode/index errors on some garbage
+            return self._error("?", "malformed OSC packet")
+        replies: list[Reply] = []
+        queries: list[tuple[str, list[Any]]] = []
+        try:
+            with self.controls.transaction() as draft:
+                for msg in messages:
+                    address, args = str(msg.address), list(msg.params)
+                    if address in ("/ping", "/concepts", "/state"):
+                        queries.append((address, args))
+                    else:
+                        self._apply(draft, address, args)
+        except UserError as exc:
+            address = str(exc).split(":", 1)[0] if str(exc).startswith("/") else messages[0].address
+            return self._error(address, str(exc))
+        except Exception as exc:  # never let a packet take the server down
+            return self._error("?", f"{type(exc).__name__}: {exc}")
+        for address, args in queries:
+            replies.extend(self._query(address, args))
+        return replies
+
+    def _error(self, address: str, problem: str) -> list[Reply]:
+        self.rejected += 1
+        self.last_error = problem
+        return [("/error", [address, problem])] if self.errors.allow() else []
+
+    def _apply(self, draft: Draft, address: str, args: list[Any]) -> None:
+        parts = address.split("/")[1:]
+        state = draft.state
+        try:
+            if len(parts) == 3 and parts[0] == "concept":
+                name, what = parts[1], parts[2]
+                if name not in state.controls:
+                    known = ", ".join(state.controls) or "none loaded"
+                    raise UserError(f"{address}: unknown concept {name!r} (known: {known})")
+                if what == "mode":
+                    state.set_mode(name, _string(address, args))
+                elif what == "strength":
+                    state.set_strength(name, _number(address, args, -LIMIT, LIMIT))
+                elif what == "gain":
+                    state.set_gain(name, _number(address, args, -LIMIT, LIMIT))
+                else:
+                    raise UserError(f"{address}: unknown address, expected /concept/{name}/mode|strength|gain")
+            elif len(parts) == 3 and parts[0] == "feature" and parts[2] == "gain":
+                if not parts[1].isdigit() or not 0 <= int(parts[1]) < state.d_sae:
+                    raise UserError(
+                        f"{address}: feature index {parts[1]!r} out of range, expected 0..{state.d_sae - 1}"
+                    )
+                state.set_feature_gain(int(parts[1]), _number(address, args, -LIMIT, LIMIT))
+            elif address == "/mix":
+                draft.set_mix(_number(address, args, 0.0, 1.0))
+            elif address == "/bypass":
+                draft.bypass = _flag(address, args)
+            elif address == "/reset":
+                state.reset()
+            elif address == "/preset/load":
+                path = Path(_string(address, args))
+                draft.load_preset(read_preset(path if path.is_absolute() else self.preset_dir / path))
+            else:
+                raise UserError(f"{address}: unknown address (see /concepts and the README's OSC table)")
+        except UserError as exc:
+            message = str(exc)
+            raise UserError(message if message.startswith(address) else f"{address}: {message}") from None
+
+    def _query(self, address: str, args: list[Any]) -> list[Reply]:
+        if address == "/ping":
+            return [("/pong", args)]
+        if address == "/concepts":
+            return [("/concepts", self.controls.concept_names())]
+        view = self.controls.view()
+        out: list[Reply] = [
+            ("/state/concept", [name, c["mode"], float(c["strength"]), float(c["gain"])])
+            for name, c in view["concepts"].items()
+        ]
+        out += [("/state/feature", [int(i), float(g)]) for i, g in view["features"].items()]
+        status = self.status()
+        out += [
+            ("/state/mix", [float(view["mix"])]),
+            ("/state/bypass", [int(view["bypass"])]),
+            ("/state/latency", [int(status.get("latency", 0))]),
+            ("/state/xruns", [int(status.get("xruns", 0))]),
+            ("/state/end", []),
+        ]
+        return out
+
+
+class OscServer:
+    """A UDP socket on its own thread feeding `OscControl` and sending its replies.
+
+    Args:
+        control: the address space.
+        host: bind address (127.0.0.1 by default: loopback only).
+        port: UDP port (0 = any free one; see `.port`).
+        reply_port: send replies to the sender's host at this port instead of the sender's port.
+    """
+
+    def __init__(self, control: OscControl, host: str = "127.0.0.1", port: int = 9000, reply_port: int | None = None):
+        self.control = control
+        self.reply_port = reply_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise UserError(f"OSC port {host}:{port}: cannot listen ({exc.strerror})") from None
+        self.sock.settimeout(0.2)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> OscServer:
+        self._running = True
+        self._thread = threading.Thread(target=self._serve, name="musicsae-osc", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while self._running:
+            try:
+                data, sender = self.sock.recvfrom(65536)
+            except (TimeoutError, BlockingIOError):
+                continue
+            except OSError:
+                if not self._running:
+                    return
+                continue
+            target = (sender[0], self.reply_port) if self.reply_port else sender
+            for address, args in self.control.handle(data):
+                with contextlib.suppress(OSError):  # the client went away: nothing to tell it
+                    self.sock.sendto(encode_message(address, args), target)
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        self.sock.close()
+
+    def __enter__(self) -> OscServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
