@@ -1,0 +1,176 @@
+"""Save / load SAEs in the SAELens layout: `cfg.json` + `sae_weights.safetensors`.
+
+Weights: `W_enc` [d_in, d_sae], `b_enc` [d_sae], `W_dec` [d_sae, d_in], `b_dec` [d_in]; BatchTopK adds
+`threshold` [d_sae]. Input normalisation is folded in before saving, so `normalize_activations` is "none".
+
+cfg.json follows SAELens 6 (`SAEConfig.to_dict`): `architecture` ("topk" with `k`; BatchTopK is saved the
+way SAELens saves it for inference, as "jumprelu" with a per-latent `threshold`), `d_in`, `d_sae`, `dtype`,
+`device`, `apply_b_dec_to_input`, `normalize_activations`, `reshape_activations`,
+`rescale_acts_by_decoder_norm` and `metadata` {`model_name`, `hook_name`, `sae_lens_version`}. Our own
+training config rides along under `musicsae` (SAELens ignores unknown top-level keys); `hook_name` and
+`model_name` are repeated at top level for readers of the older layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from sae.errors import UserError
+from sae.model import SAEConfig, SparseAutoencoder
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+FORMAT_VERSION = "6.0.0"  # the SAELens cfg layout written here
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def sae_cfg_dict(sae: SparseAutoencoder, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = sae.cfg
+    out: dict[str, Any] = {
+        "architecture": "topk" if cfg.arch == "topk" else "jumprelu",
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+    }
+    if cfg.arch == "topk":
+        out["k"] = cfg.k
+        out["rescale_acts_by_decoder_norm"] = False
+    out["metadata"] = {
+        "model_name": cfg.model_name,
+        "hook_name": cfg.hook_name,
+        "sae_lens_version": FORMAT_VERSION,
+        "sae_lens_training_version": FORMAT_VERSION,
+    }
+    out["model_name"] = cfg.model_name
+    out["hook_name"] = cfg.hook_name
+    out["musicsae"] = {"config": cfg.to_dict(), **(extra or {})}
+    return out
+
+
+def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+    """Write `sae` (normalisation folded in) to directory `path`; files are replaced atomically."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    s = sae.folded().to("cpu", torch.float32)
+    tensors = {
+        "W_enc": s.W_enc.detach().contiguous(),
+        "b_enc": s.b_enc.detach().contiguous(),
+        "W_dec": s.W_dec.detach().contiguous(),
+        "b_dec": s.b_dec.detach().contiguous(),
+    }
+    if s.cfg.arch == "batchtopk":
+        tensors["threshold"] = torch.full((s.cfg.d_sae,), float(s.threshold), dtype=torch.float32)
+    cfg = sae_cfg_dict(s, extra)
+    _atomic(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+
+    def write_cfg(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(cfg, fh, indent=2)
+
+    _atomic(path / CFG_FILE, write_cfg)
+    return path
+
+
+def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
+    """cfg.json of an SAE directory as a dict (UserError when missing or unreadable)."""
+    f = Path(path) / CFG_FILE
+    if not f.exists():
+        raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")
+    try:
+        with open(f) as fh:
+            cfg = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{f}: not valid JSON ({exc.msg})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{f}: expected a JSON object")
+    return cfg
+
+
+def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:
+    """Load an SAE directory written by `save_sae` (or an SAELens TopK / JumpReLU-from-BatchTopK SAE)."""
+    path = Path(path)
+    cfg = read_sae_cfg(path)
+    arch = cfg.get("architecture")
+    ours = cfg.get("musicsae", {}).get("config", {})
+    meta = cfg.get("metadata") or {}
+    for key in ("d_in", "d_sae"):
+        if not isinstance(cfg.get(key), int):
+            raise UserError(f"{path / CFG_FILE}: missing integer {key!r}")
+    if arch == "topk":
+        kind = "topk"
+    elif arch == "jumprelu" and ours.get("arch") == "batchtopk":
+        kind = "batchtopk"
+    else:
+        raise UserError(f"{path / CFG_FILE}: architecture {arch!r}: expected topk, or jumprelu saved from BatchTopK")
+    k = cfg.get("k", ours.get("k"))
+    if not isinstance(k, int | float) or k < 1:
+        raise UserError(f"{path / CFG_FILE}: missing k (active latents per row)")
+    if cfg.get("normalize_activations", "none") != "none" or cfg.get("rescale_acts_by_decoder_norm", False):
+        raise UserError(f"{path / CFG_FILE}: expected normalize_activations 'none' and no decoder-norm rescaling")
+    sae_cfg = SAEConfig.from_dict(
+        {
+            **ours,
+            "d_in": cfg["d_in"],
+            "d_sae": cfg["d_sae"],
+            "k": int(k),
+            "arch": kind,
+            "hook_name": meta.get("hook_name") or cfg.get("hook_name") or "",
+            "model_name": meta.get("model_name") or cfg.get("model_name") or "",
+        }
+    )
+    wfile = path / WEIGHTS_FILE
+    if not wfile.exists():
+        raise UserError(f"SAE {path}: no {WEIGHTS_FILE}")
+    try:
+        tensors = load_file(str(wfile))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{wfile}: unreadable ({exc})") from None
+    d_in, d_sae = sae_cfg.d_in, sae_cfg.d_sae
+    shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
+    if kind == "batchtopk":
+        shapes["threshold"] = (d_sae,)
+    missing = [k for k in shapes if k not in tensors]
+    if missing:
+        raise UserError(f"{wfile}: missing tensors {', '.join(missing)} (has {', '.join(sorted(tensors)) or 'none'})")
+    for key, shape in shapes.items():
+        if tuple(tensors[key].shape) != shape:
+            raise UserError(
+                f"{wfile}: {key} has shape {list(tensors[key].shape)}, cfg.json (d_in={d_in}, d_sae={d_sae}) "
+                f"expects {list(shape)}"
+            )
+    sae = SparseAutoencoder(sae_cfg)
+    with torch.no_grad():
+        for key in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(sae, key).copy_(tensors[key].to(torch.float32))
+        if kind == "batchtopk":
+            th = tensors["threshold"].to(torch.float64)
+            if not torch.allclose(th, th[0].expand_as(th)):
+                raise UserError(
+                    f"{wfile}: per-latent thresholds differ; only a global BatchTopK threshold is supported"
+                )
+            sae.threshold.fill_(float(th[0]))
+    return sae.to(device).eval()

@@ -1,0 +1,628 @@
+"""Activation store: sharded safetensors on disk, a manifest per hook, streaming readers.
+
+Layout (ARCHITECTURE.md, "Activation store"):
+
+    ROOT/store.json                      {"model": {...}, "frame_rate": float, "sample_rate": int}
+    ROOT/<hook>/manifest.json            {"hook", "dim", "dtype", "shards": [...], "complete": [...]}
+    ROOT/<hook>/shard_00000.safetensors  tensor "activations" [rows, dim], float16 or float32
+
+A shard is written under a temp name, fsynced and renamed; then the manifest is rewritten the same way
+under an exclusive file lock (so several collector processes, e.g. torchrun ranks, may append to one
+hook). A shard that is not listed in the manifest does not exist for readers. `complete` lists the
+sources whose every row is in listed shards: a re-run collector skips them, and rows of a source that
+are already stored (same source, same frames) are dropped on `add`, so a resumed collection never
+duplicates rows.
+
+Readers stream: `iter_batches` reads blocks of rows (`BLOCK_ROWS`, memory-mapped slices of shards),
+shuffles them through a buffer and never holds more than about `shuffle_buffer` rows. The held-out split
+is by whole blocks of `BLOCK_ROWS` consecutive rows (a shard of 65536 rows is 8 blocks; a shard smaller
+than a block is one block), chosen by a hash of (shard file, block), independent of the training seed.
+Rows with NaN/inf are counted and skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from sae.errors import UserError
+
+KEY = "activations"
+MANIFEST = "manifest.json"
+STORE_JSON = "store.json"
+BLOCK_ROWS = 8192
+DTYPES = {"float16": torch.float16, "float32": torch.float32}
+
+
+def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(hook_dir: Path) -> Iterator[None]:
+    with open(hook_dir / ".lock", "a") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _check_hook_name(hook: str) -> None:
+    if not hook or hook.startswith(".") or "/" in hook or "\\" in hook:
+        raise UserError(f"hook name {hook!r}: expected a non-empty name without '/' or a leading '.'")
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: {what} is not valid JSON ({exc.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _new_manifest(hook: str, dim: int, dtype: str) -> dict[str, Any]:
+    return {"hook": hook, "dim": dim, "dtype": dtype, "shards": [], "complete": []}
+
+
+class ActivationWriter:
+    """Append activations of one hook to a store, shard by shard, atomically.
+
+    Args:
+        root: store directory (created if missing).
+        hook: hook / layer name (one subdirectory).
+        dim: activation width; must match an existing manifest.
+        dtype: "float16" or "float32" on disk.
+        model: identity of the source model (name, sha256, ...) for store.json.
+        frame_rate: activation frames per second of audio.
+        sample_rate: audio sample rate.
+        shard_rows: rows per shard (the last shard may be shorter).
+
+    `add(x, source, start_frame)` buffers rows; full shards are flushed as they fill, `close()` flushes the
+    rest. Re-opening an existing store appends. Use as a context manager; on an exception the buffered
+    rows of unfinished shards are written too (they are valid rows), and the error propagates.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        hook: str,
+        dim: int,
+        dtype: str = "float16",
+        model: dict[str, Any] | None = None,
+        frame_rate: float | None = None,
+        sample_rate: int | None = None,
+        shard_rows: int = 65536,
+    ) -> None:
+        _check_hook_name(hook)
+        if dtype not in DTYPES:
+            raise UserError(f"activation dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        if int(dim) <= 0 or int(shard_rows) <= 0:
+            raise UserError(f"activation writer for {hook!r}: expected dim > 0 and shard_rows > 0")
+        self.root = Path(root)
+        self.hook = hook
+        self.dim = int(dim)
+        self.dtype = dtype
+        self.shard_rows = int(shard_rows)
+        self.dir = self.root / hook
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._update_store_json(model, frame_rate, sample_rate)
+        with _locked(self.dir):
+            manifest = self._load_manifest()
+            if manifest is None:
+                _atomic_write_json(self.dir / MANIFEST, _new_manifest(hook, self.dim, dtype))
+                manifest = _new_manifest(hook, self.dim, dtype)
+        self._covered = _coverage(manifest)
+        self._complete = set(manifest.get("complete", []))
+        self._buf: list[torch.Tensor] = []
+        self._prov: list[dict[str, Any]] = []  # provenance of buffered rows, in order
+        self._buffered = 0
+        self._last_source: str | None = None
+        self._to_complete: list[str] = []
+        self.rows_written = 0
+        self.rows_skipped = 0
+        self.nonfinite_rows = 0
+        self._closed = False
+
+    # -- store.json / manifest -------------------------------------------------------------------------
+    def _update_store_json(self, model: dict[str, Any] | None, frame_rate: float | None, sr: int | None) -> None:
+        path = self.root / STORE_JSON
+        with _locked(self.root):
+            info = _read_json(path, "store.json") if path.exists() else {}
+            new = {"model": model, "frame_rate": frame_rate, "sample_rate": sr}
+            changed = False
+            for key, value in new.items():
+                if value is None:
+                    continue
+                if key == "frame_rate":
+                    value = float(value)
+                if key == "sample_rate":
+                    value = int(value)
+                old = info.get(key)
+                if old is not None and old != value:
+                    raise UserError(f"store {self.root}: {key} is {old!r}, not {value!r}; use another store directory")
+                if old is None:
+                    info[key] = value
+                    changed = True
+            for key in new:
+                info.setdefault(key, None)
+            if changed or not path.exists():
+                _atomic_write_json(path, info)
+
+    def _load_manifest(self) -> dict[str, Any] | None:
+        path = self.dir / MANIFEST
+        if not path.exists():
+            return None
+        manifest = _read_json(path, "manifest")
+        if int(manifest.get("dim", -1)) != self.dim:
+            raise UserError(
+                f"{path}: hook {self.hook!r} holds dim {manifest.get('dim')}, not {self.dim}; mixed dims in one hook"
+            )
+        if manifest.get("dtype") != self.dtype:
+            raise UserError(f"{path}: hook {self.hook!r} holds {manifest.get('dtype')}, not {self.dtype}")
+        return manifest
+
+    # -- writing -----------------------------------------------------------------------------------------
+    @property
+    def complete_sources(self) -> set[str]:
+        """Sources whose rows are all in the store (as of opening, plus what this writer finished)."""
+        return set(self._complete)
+
+    def add(self, x: torch.Tensor | np.ndarray, source: str, start_frame: int = 0) -> int:
+        """Buffer rows `x` [N, dim] of `source` starting at frame `start_frame`; returns rows kept.
+
+        Rows of frames already stored for `source` are dropped (resumed collection). Adding rows of a new
+        source marks the previous source complete.
+        """
+        if self._closed:
+            raise UserError(f"activation writer for {self.hook!r} is closed")
+        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().to("cpu")
+        if t.ndim != 2 or t.shape[1] != self.dim:
+            raise UserError(
+                f"activations for {self.hook!r} from {source!r}: shape {tuple(t.shape)}, expected [N, {self.dim}]"
+            )
+        if self._last_source is not None and source != self._last_source:
+            self.mark_complete(self._last_source)
+        self._last_source = source
+        t = t.to(torch.float32)
+        finite = torch.isfinite(t).all(dim=1)
+        self.nonfinite_rows += int((~finite).sum())
+        out = t.to(DTYPES[self.dtype])
+        if not bool(torch.isfinite(out)[finite].all()):
+            raise UserError(
+                f"activations for {self.hook!r} from {source!r} exceed the float16 range; collect with dtype float32"
+            )
+        # drop frames of this source already stored
+        frames = torch.arange(start_frame, start_frame + t.shape[0])
+        keep = torch.ones(t.shape[0], dtype=torch.bool)
+        for a, b in self._covered.get(source, ()):
+            keep &= (frames < a) | (frames >= b)
+        if not bool(keep.all()):
+            self.rows_skipped += int((~keep).sum())
+            # keep contiguous runs so provenance stays (source, start_frame, rows)
+            idx = torch.nonzero(keep).reshape(-1)
+            if idx.numel() == 0:
+                return 0
+            runs = torch.tensor_split(idx, (torch.nonzero(idx.diff() != 1).reshape(-1) + 1).tolist())
+            for run in runs:
+                self._append(out[run], source, int(start_frame + run[0]))
+            return int(idx.numel())
+        self._append(out, source, int(start_frame))
+        return int(t.shape[0])
+
+    def _append(self, rows: torch.Tensor, source: str, start_frame: int) -> None:
+        if rows.shape[0] == 0:
+            return
+        self._buf.append(rows)
+        self._prov.append({"source": source, "start_frame": start_frame, "rows": int(rows.shape[0])})
+        self._buffered += int(rows.shape[0])
+        self._covered.setdefault(source, []).append((start_frame, start_frame + int(rows.shape[0])))
+        while self._buffered >= self.shard_rows:
+            self._flush(self.shard_rows)
+
+    def mark_complete(self, source: str) -> None:
+        """Declare all rows of `source` added; recorded in the manifest once they are in shards."""
+        if source not in self._complete and source not in self._to_complete:
+            self._to_complete.append(source)
+
+    def _take(self, n: int) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+        data = torch.cat(self._buf) if len(self._buf) > 1 else self._buf[0]
+        prov, left, rest = [], n, []
+        for i, p in enumerate(self._prov):
+            if left == 0:
+                rest = self._prov[i:]
+                break
+            if p["rows"] <= left:
+                prov.append(p)
+                left -= p["rows"]
+            else:
+                prov.append({**p, "rows": left})
+                rest = [{**p, "start_frame": p["start_frame"] + left, "rows": p["rows"] - left}, *self._prov[i + 1 :]]
+                left = 0
+                break
+        self._buf = [data[n:]] if data.shape[0] > n else []
+        self._prov = rest
+        self._buffered = data.shape[0] - n
+        return data[:n].contiguous(), prov
+
+    def _flush(self, n: int) -> None:
+        rows, prov = self._take(n) if n > 0 else (None, [])
+        pending = {p["source"] for p in self._prov}
+        done = [s for s in self._to_complete if s not in pending]
+        if rows is None and not done:
+            return
+        tmp = None
+        try:
+            if rows is not None:
+                fd, tmp = tempfile.mkstemp(prefix=".shard.", suffix=".tmp", dir=self.dir)
+                os.close(fd)
+                save_file({KEY: rows}, tmp, metadata={"hook": self.hook})
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+            with _locked(self.dir):
+                manifest = self._load_manifest() or _new_manifest(self.hook, self.dim, self.dtype)
+                if tmp is not None:
+                    used = {s["file"] for s in manifest["shards"]}
+                    i = len(manifest["shards"])
+                    while f"shard_{i:05d}.safetensors" in used:
+                        i += 1
+                    name = f"shard_{i:05d}.safetensors"
+                    os.replace(tmp, self.dir / name)
+                    tmp = None
+                    manifest["shards"].append({"file": name, "rows": int(rows.shape[0]), "provenance": prov})
+                complete = manifest.setdefault("complete", [])
+                complete.extend(s for s in done if s not in complete)
+                _atomic_write_json(self.dir / MANIFEST, manifest)
+        except OSError as exc:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+            raise UserError(f"writing a shard of {self.hook!r} in {self.dir}: {exc.strerror or exc}") from None
+        if rows is not None:
+            self.rows_written += int(rows.shape[0])
+        self._complete.update(done)
+        self._to_complete = [s for s in self._to_complete if s not in done]
+
+    def close(self) -> None:
+        """Flush buffered rows as a (short) shard and mark the last source complete."""
+        if self._closed:
+            return
+        if self._last_source is not None:
+            self.mark_complete(self._last_source)
+        self._flush(self._buffered)
+        self._closed = True
+        if self.nonfinite_rows:
+            warnings.warn(
+                f"{self.hook}: {self.nonfinite_rows} rows with NaN/inf stored; readers skip them", stacklevel=2
+            )
+
+    def __enter__(self) -> ActivationWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:  # keep valid rows, but never mark the interrupted source complete
+            self._last_source = None
+            with contextlib.suppress(Exception):
+                self._flush(self._buffered)
+            self._closed = True
+
+
+def _coverage(manifest: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:
+    cov: dict[str, list[tuple[int, int]]] = {}
+    for shard in manifest.get("shards", []):
+        for p in shard.get("provenance", []):
+            cov.setdefault(p["source"], []).append((int(p["start_frame"]), int(p["start_frame"]) + int(p["rows"])))
+    return cov
+
+
+@dataclass
+class StreamState:
+    """Where a batch stream is: enough to resume it exactly (see `BatchStream.state_dict`)."""
+
+    epoch: int = 0
+    unit: int = 0  # index (in this epoch's order) of the first unit of the current round
+    skip: int = 0  # batches of the current round already yielded
+    carry: torch.Tensor | None = None  # rows left over from the previous round (< batch_size)
+    nonfinite_rows: int = 0
+
+
+@dataclass
+class BatchStream:
+    """An iterator of shuffled [batch_size, dim] float32 batches from one hook of a store.
+
+    Rounds: read units (blocks of rows) in a seeded order until about `shuffle_buffer` rows are buffered,
+    shuffle them, yield the full batches, carry the remainder into the next round. `state_dict()` after any
+    batch lets a new stream resume right after it.
+    """
+
+    store: ActivationStore
+    hook: str
+    batch_size: int
+    units: list[tuple[int, int, int]]  # (shard index, row start, row stop)
+    shuffle_buffer: int
+    seed: int
+    rank: int
+    world_size: int
+    loop: bool
+    drop_last: bool
+    state: StreamState = field(default_factory=StreamState)
+
+    def _order(self, epoch: int) -> list[tuple[int, int, int]]:
+        units = self.units
+        if self.shuffle_buffer > 0:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            units = [units[i] for i in torch.randperm(len(units), generator=g).tolist()]
+        return units[self.rank :: self.world_size]
+
+    def state_dict(self) -> dict[str, Any]:
+        s = self.state
+        return {"epoch": s.epoch, "unit": s.unit, "skip": s.skip, "carry": s.carry, "nonfinite_rows": s.nonfinite_rows}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.state = StreamState(int(d["epoch"]), int(d["unit"]), int(d["skip"]), d["carry"], int(d["nonfinite_rows"]))
+
+    @property
+    def nonfinite_rows(self) -> int:
+        return self.state.nonfinite_rows
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        s = self.state
+        while True:
+            order = self._order(s.epoch)
+            if not order:
+                if self.loop:
+                    raise UserError(
+                        f"hook {self.hook!r}: rank {self.rank} of {self.world_size} has no activations to read"
+                    )
+                return
+            while s.unit < len(order):
+                parts = [s.carry] if s.carry is not None and s.carry.shape[0] else []
+                rows, u = sum(p.shape[0] for p in parts), s.unit
+                nonfinite = 0
+                while u < len(order) and (rows < max(self.shuffle_buffer, self.batch_size) or u == s.unit):
+                    block = self.store._read_rows(self.hook, *order[u])
+                    finite = torch.isfinite(block).all(dim=1)
+                    if not bool(finite.all()):
+                        nonfinite += int((~finite).sum())
+                        block = block[finite]
+                    parts.append(block)
+                    rows += block.shape[0]
+                    u += 1
+                data = torch.cat(parts) if parts else torch.zeros(0, self.store.dim(self.hook))
+                if self.shuffle_buffer > 0:
+                    g = torch.Generator().manual_seed(self.seed * 7_919 + s.epoch * 104_729 + s.unit)
+                    data = data[torch.randperm(data.shape[0], generator=g)]
+                last_round = u >= len(order) and not self.loop
+                n_full = data.shape[0] // self.batch_size
+                n_batches = n_full + (1 if last_round and not self.drop_last and data.shape[0] % self.batch_size else 0)
+                if s.skip == 0:
+                    s.nonfinite_rows += nonfinite  # counted once per round, also after a resume
+                for b in range(s.skip, n_batches):
+                    batch = data[b * self.batch_size : (b + 1) * self.batch_size]
+                    s.skip = b + 1
+                    if s.skip == n_batches:  # round done: advance before yielding so state_dict resumes after it
+                        carry = data[n_full * self.batch_size :] if n_batches == n_full else None
+                        s.unit, s.skip, s.carry = u, 0, carry
+                    yield batch
+                if n_batches == 0:
+                    s.unit, s.skip, s.carry = u, 0, data
+            if not self.loop:
+                return
+            s.epoch, s.unit, s.skip = s.epoch + 1, 0, 0
+
+
+class ActivationStore:
+    """Read-only view of an activation store directory.
+
+    Args:
+        root: store directory (see module docstring for the layout).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise UserError(f"activation store {self.root}: not a directory")
+        path = self.root / STORE_JSON
+        self.info: dict[str, Any] = _read_json(path, "store.json") if path.exists() else {}
+        self._manifests: dict[str, dict[str, Any]] = {}
+        for sub in sorted(self.root.iterdir()):
+            if sub.is_dir() and (sub / MANIFEST).exists():
+                m = _read_json(sub / MANIFEST, "manifest")
+                for key in ("dim", "dtype", "shards"):
+                    if key not in m:
+                        raise UserError(f"{sub / MANIFEST}: missing key {key!r}")
+                if m["dtype"] not in DTYPES:
+                    raise UserError(f"{sub / MANIFEST}: dtype {m['dtype']!r}, expected one of {', '.join(DTYPES)}")
+                self._manifests[sub.name] = m
+        self._shapes: dict[tuple[str, int], tuple[int, int]] = {}
+
+    # -- metadata ----------------------------------------------------------------------------------------
+    @property
+    def hooks(self) -> list[str]:
+        return list(self._manifests)
+
+    def manifest(self, hook: str) -> dict[str, Any]:
+        if hook not in self._manifests:
+            have = ", ".join(self._manifests) or "none"
+            raise UserError(f"activation store {self.root}: no hook {hook!r} (hooks: {have})")
+        return self._manifests[hook]
+
+    def dim(self, hook: str) -> int:
+        return int(self.manifest(hook)["dim"])
+
+    def rows(self, hook: str) -> int:
+        return sum(int(s["rows"]) for s in self.manifest(hook)["shards"])
+
+    def sources(self, hook: str) -> dict[str, int]:
+        """Rows stored per source (complete or not)."""
+        out: dict[str, int] = {}
+        for shard in self.manifest(hook)["shards"]:
+            for p in shard.get("provenance", []):
+                out[p["source"]] = out.get(p["source"], 0) + int(p["rows"])
+        return out
+
+    def complete_sources(self, hook: str) -> set[str]:
+        """Sources whose rows are all stored: a resumed collection skips these."""
+        return set(self.manifest(hook).get("complete", []))
+
+    def require_rows(self, hook: str) -> None:
+        if self.rows(hook) == 0:
+            raise UserError(f"activation store {self.root}: hook {hook!r} has no rows")
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _shard_path(self, hook: str, i: int) -> Path:
+        return self.root / hook / self.manifest(hook)["shards"][i]["file"]
+
+    def _check_shard(self, hook: str, i: int) -> None:
+        if (hook, i) in self._shapes:
+            return
+        path = self._shard_path(hook, i)
+        entry = self.manifest(hook)["shards"][i]
+        try:
+            with safe_open(path, framework="pt") as f:
+                if KEY not in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                    raise UserError(f"{path}: no tensor {KEY!r}")
+                shape = tuple(f.get_slice(KEY).get_shape())
+        except FileNotFoundError:
+            raise UserError(f"{path}: listed in the manifest but missing") from None
+        except UserError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt headers
+            raise UserError(f"{path}: unreadable shard ({exc})") from None
+        dim = self.dim(hook)
+        if len(shape) != 2 or shape[1] != dim:
+            raise UserError(f"{path}: shape {list(shape)}, but hook {hook!r} holds dim {dim}; mixed dims in one hook")
+        if shape[0] != int(entry["rows"]):
+            raise UserError(f"{path}: {shape[0]} rows, manifest says {entry['rows']}")
+        self._shapes[(hook, i)] = shape
+
+    def _read_rows(self, hook: str, shard: int, start: int, stop: int) -> torch.Tensor:
+        self._check_shard(hook, shard)
+        with safe_open(self._shard_path(hook, shard), framework="pt") as f:
+            return f.get_slice(KEY)[start:stop].to(torch.float32)
+
+    def units(self, hook: str) -> list[tuple[int, int, int]]:
+        """Blocks of rows (shard index, start, stop), the unit of shuffling, rank splitting and hold-out."""
+        out = []
+        for i, shard in enumerate(self.manifest(hook)["shards"]):
+            n = int(shard["rows"])
+            out.extend((i, a, min(a + BLOCK_ROWS, n)) for a in range(0, n, BLOCK_ROWS))
+        return out
+
+    def split_units(self, hook: str, split: str, eval_fraction: float) -> list[tuple[int, int, int]]:
+        """Units of the train or eval split: the eval split is `eval_fraction` of the blocks, by hash."""
+        if split not in ("train", "eval", "all"):
+            raise UserError(f"split {split!r}: expected train, eval or all")
+        if not 0.0 <= eval_fraction < 1.0:
+            raise UserError(f"eval fraction {eval_fraction}: expected a number in [0, 1)")
+        self.require_rows(hook)
+        units = self.units(hook)
+        if split == "all" or eval_fraction == 0.0:
+            return units if split != "eval" else []
+        if len(units) < 2:
+            raise UserError(
+                f"hook {hook!r} has {self.rows(hook)} rows (one block of {BLOCK_ROWS}); a held-out split needs "
+                f"more rows, or use eval fraction 0"
+            )
+        files = [s["file"] for s in self.manifest(hook)["shards"]]
+
+        def key(u: tuple[int, int, int]) -> str:
+            return hashlib.sha1(f"{files[u[0]]}:{u[1]}".encode()).hexdigest()
+
+        n_eval = min(len(units) - 1, max(1, math.floor(eval_fraction * len(units) + 0.5)))
+        held = set(sorted(units, key=key)[:n_eval])
+        return [u for u in units if (u in held) == (split == "eval")]
+
+    def iter_batches(
+        self,
+        hook: str,
+        batch_size: int,
+        split: str = "train",
+        eval_fraction: float = 0.05,
+        shuffle_buffer: int = 1 << 18,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        loop: bool = False,
+        drop_last: bool | None = None,
+    ) -> BatchStream:
+        """Stream float32 batches of `hook` (NaN/inf rows skipped and counted in `.nonfinite_rows`).
+
+        Args:
+            split: "train", "eval" (held-out blocks) or "all".
+            eval_fraction: share of blocks held out.
+            shuffle_buffer: rows shuffled together; 0 reads in store order without shuffling.
+            seed: shuffle seed; the same seed gives the same batches.
+            rank, world_size: this process reads units rank, rank + world_size, ... of each epoch's order.
+            loop: repeat forever with a new order per epoch.
+            drop_last: drop a last short batch (default: True when looping or shuffling train data).
+        """
+        if batch_size <= 0:
+            raise UserError(f"batch size {batch_size}: expected a positive integer")
+        if not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} of world size {world_size}: expected 0 <= rank < world size")
+        units = self.split_units(hook, split, eval_fraction)
+        if not units:
+            raise UserError(f"hook {hook!r}: the {split} split is empty")
+        if drop_last is None:
+            drop_last = loop or split == "train"
+        return BatchStream(
+            self, hook, int(batch_size), units, int(shuffle_buffer), int(seed), rank, world_size, loop, drop_last
+        )
+
+    def iter_segments(self, hook: str) -> Iterator[tuple[str, int, torch.Tensor]]:
+        """(source, start_frame, float32 [rows, dim]) per provenance record, in store order (rows as stored)."""
+        for i, shard in enumerate(self.manifest(hook)["shards"]):
+            self._check_shard(hook, i)
+            start = 0
+            with safe_open(self._shard_path(hook, i), framework="pt") as f:
+                sl = f.get_slice(KEY)
+                for p in shard.get("provenance", []):
+                    n = int(p["rows"])
+                    yield p["source"], int(p["start_frame"]), sl[start : start + n].to(torch.float32)
+                    start += n
+
+    def sample(
+        self, hook: str, n: int, split: str = "train", eval_fraction: float = 0.05, seed: int = 0
+    ) -> torch.Tensor:
+        """Up to `n` finite rows drawn from the first shuffle rounds of the split (for init and stats)."""
+        stream = self.iter_batches(
+            hook, min(n, 4096), split, eval_fraction, shuffle_buffer=max(n, 1 << 16), seed=seed, drop_last=False
+        )
+        parts, got = [], 0
+        for batch in stream:
+            parts.append(batch)
+            got += batch.shape[0]
+            if got >= n:
+                break
+        return torch.cat(parts)[:n]

@@ -1,0 +1,147 @@
+"""SAE models (TopK / BatchTopK), SAELens-layout save/load, TorchScript export."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sae.errors import UserError
+from sae.export import export_torchscript, script_sae
+from sae.io import load_sae, save_sae
+from sae.model import SAEConfig, SparseAutoencoder, geometric_median
+
+
+def _trained_like(arch="topk", d_in=12, d_sae=48, k=4, seed=0):
+    torch.manual_seed(seed)
+    sae = SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_sae, k=k, arch=arch, hook_name="layer.3", model_name="tiny"))
+    x = torch.randn(2000, d_in) * 3 + 5
+    sae.init_from_sample(x, normalize="center_scale")
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.1)
+        sae.W_enc.add_(0.1 * torch.randn_like(sae.W_enc))
+    out = sae.train_forward(sae.normalize(x[:256]))  # sets the BatchTopK threshold
+    assert out["l0"] > 0
+    return sae, x
+
+
+def test_init_unit_norm_decoder_and_encoder_transpose():
+    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=8))
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+    torch.testing.assert_close(sae.W_enc, sae.W_dec.t())
+    assert sae.W_enc.shape == (16, 64) and sae.W_dec.shape == (64, 16)
+    # after a step with the projected gradient and renormalisation, rows stay unit norm
+    x = torch.randn(128, 16)
+    sae.train_forward(x)["loss"].backward()
+    sae.project_decoder_grad()
+    with torch.no_grad():
+        sae.W_dec -= 0.5 * sae.W_dec.grad
+    sae.normalize_decoder()
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64))
+
+
+def test_topk_l0_equals_k_and_batchtopk_threshold():
+    sae, x = _trained_like("topk")
+    f = sae.encode(x)
+    assert f.shape == (2000, 48)
+    assert torch.all((f != 0).sum(-1) == 4)
+    assert torch.all(f >= 0)
+    bt, x = _trained_like("batchtopk")
+    x_n = bt.normalize(x[:512])
+    out = bt.train_forward(x_n, track=False)
+    assert out["l0"].item() == pytest.approx(4.0)  # k on average over the batch
+    th = float(bt.threshold)
+    assert th > 0
+    f = bt.encode(x[:512])
+    pre = bt.pre_acts(x[:512])
+    assert torch.equal(f != 0, pre > th)  # inference: the global threshold decides
+    assert 1.0 < (f != 0).sum(-1).float().mean() < 16.0
+
+
+def test_geometric_median_resists_outliers():
+    x = torch.cat([torch.randn(500, 3) * 0.1 + 1.0, torch.full((50, 3), 100.0)])
+    m = geometric_median(x)
+    assert (m - 1.0).abs().max() < 0.1 and x.mean(0)[0] > 5
+
+
+def test_normalisation_folds_into_weights():
+    for arch in ("topk", "batchtopk"):
+        sae, x = _trained_like(arch)
+        assert float(sae.scale) != 1.0 and sae.x_mean.abs().sum() > 0
+        folded = sae.folded()
+        assert float(folded.scale) == 1.0 and folded.x_mean.abs().sum() == 0
+        torch.testing.assert_close(folded.encode(x), sae.encode(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded(x), sae(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(folded.W_dec.norm(dim=1), torch.ones(48))
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_saelens_round_trip(tmp_path, arch):
+    sae, x = _trained_like(arch)
+    save_sae(sae, tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    assert cfg["d_in"] == 12 and cfg["d_sae"] == 48 and cfg["normalize_activations"] == "none"
+    assert cfg["metadata"]["hook_name"] == "layer.3" and cfg["metadata"]["model_name"] == "tiny"
+    assert cfg["architecture"] == ("topk" if arch == "topk" else "jumprelu")
+    w = load_file(tmp_path / "sae_weights.safetensors")
+    assert {k: tuple(v.shape) for k, v in w.items()} == {
+        "W_enc": (12, 48),
+        "b_enc": (48,),
+        "W_dec": (48, 12),
+        "b_dec": (12,),
+        **({"threshold": (48,)} if arch == "batchtopk" else {}),
+    }
+    # SAELens' own forward on these tensors: TopK of the pre-activations, or JumpReLU at the threshold
+    pre = (x - w["b_dec"]) @ w["W_enc"] + w["b_enc"]
+    if arch == "topk":
+        v, i = pre.topk(cfg["k"], dim=-1)
+        f_ref = torch.zeros_like(pre).scatter(-1, i, v.relu())
+    else:
+        f_ref = pre.relu() * (pre > w["threshold"])
+    torch.testing.assert_close(f_ref @ w["W_dec"] + w["b_dec"], sae(x), rtol=1e-4, atol=1e-4)
+    loaded = load_sae(tmp_path)
+    assert (loaded.cfg.d_in, loaded.cfg.d_sae, loaded.cfg.k, loaded.cfg.arch) == (12, 48, 4, arch)
+    assert loaded.cfg.hook_name == "layer.3" and loaded.cfg.model_name == "tiny"
+    torch.testing.assert_close(loaded.encode(x), sae.encode(x), rtol=1e-4, atol=1e-4)
+
+
+def test_load_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match=r"no cfg\.json"):
+        load_sae(tmp_path)
+    sae, _ = _trained_like()
+    save_sae(sae, tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    cfg["d_in"] = 13
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(
+        UserError, match=r"W_enc has shape \[12, 48\], cfg.json \(d_in=13, d_sae=48\) expects \[13, 48\]"
+    ):
+        load_sae(tmp_path)
+    cfg["d_in"] = 12
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    w = load_file(tmp_path / "sae_weights.safetensors")
+    del w["b_enc"]
+    save_file(w, tmp_path / "sae_weights.safetensors")
+    with pytest.raises(UserError, match="missing tensors b_enc") as exc:
+        load_sae(tmp_path)
+    assert "\n" not in str(exc.value)
+    cfg["architecture"] = "gated"
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(UserError, match="architecture 'gated'"):
+        load_sae(tmp_path)
+    with pytest.raises(UserError, match="encode input of width 5: expected 12"):
+        sae.encode(torch.zeros(2, 5))
+
+
+@pytest.mark.parametrize("arch", ["topk", "batchtopk"])
+def test_torchscript_export_matches_eager(tmp_path, arch):
+    sae, x = _trained_like(arch)
+    path = export_torchscript(sae, tmp_path / "sae.ts")
+    ts = torch.jit.load(str(path))
+    xb = x[:64].reshape(4, 16, 12)  # [.., T, d_in] blocks as the engine sends them
+    torch.testing.assert_close(ts.encode(xb), sae.encode(xb), rtol=1e-4, atol=1e-4)
+    f = sae.encode(xb)
+    torch.testing.assert_close(ts.decode(f), sae.decode(f), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ts(xb), sae(xb), rtol=1e-4, atol=1e-4)
+    assert ts.W_dec.shape == (48, 12) and ts.k == 4 and ts.hook_name == "layer.3"
+    assert isinstance(script_sae(sae), torch.jit.ScriptModule)

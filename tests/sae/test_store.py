@@ -1,0 +1,230 @@
+"""Activation store: format, atomic appends, resumable writes, streaming reads, split, bad input."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sae.store as store_mod
+from sae.errors import UserError
+from sae.store import BLOCK_ROWS, ActivationStore, ActivationWriter
+
+
+def _write(root, hook="layer.0", dim=8, n_sources=5, rows=700, shard_rows=1000, dtype="float16"):
+    data = {}
+    with ActivationWriter(
+        root,
+        hook,
+        dim,
+        dtype=dtype,
+        model={"name": "tiny", "sha256": "ab"},
+        frame_rate=21.5,
+        sample_rate=44100,
+        shard_rows=shard_rows,
+    ) as w:
+        for i in range(n_sources):
+            x = torch.randn(rows, dim) + i
+            data[f"clip{i}.wav"] = x
+            w.add(x, f"clip{i}.wav", 0)
+    return data
+
+
+def test_layout_manifest_and_segments(tmp_path):
+    data = _write(tmp_path)
+    info = json.loads((tmp_path / "store.json").read_text())
+    assert info == {"model": {"name": "tiny", "sha256": "ab"}, "frame_rate": 21.5, "sample_rate": 44100}
+    man = json.loads((tmp_path / "layer.0" / "manifest.json").read_text())
+    assert (man["hook"], man["dim"], man["dtype"]) == ("layer.0", 8, "float16")
+    assert [s["rows"] for s in man["shards"]] == [1000, 1000, 1000, 500]
+    for s in man["shards"]:
+        t = load_file(tmp_path / "layer.0" / s["file"])["activations"]
+        assert t.dtype == torch.float16 and t.shape == (s["rows"], 8)
+        assert sum(p["rows"] for p in s["provenance"]) == s["rows"]
+    st = ActivationStore(tmp_path)
+    assert st.hooks == ["layer.0"] and st.dim("layer.0") == 8 and st.rows("layer.0") == 3500
+    assert st.info["frame_rate"] == 21.5
+    assert st.complete_sources("layer.0") == set(data)
+    # segments reassemble each source exactly (fp16 rounding), frames in order
+    got: dict[str, list] = {}
+    for src, start, x in st.iter_segments("layer.0"):
+        got.setdefault(src, []).append((start, x))
+    for src, parts in got.items():
+        starts = [s for s, _ in parts]
+        assert starts == sorted(starts) and starts[0] == 0
+        full = torch.cat([x for _, x in parts])
+        torch.testing.assert_close(full, data[src].half().float())
+
+
+def test_resume_skips_stored_frames_and_complete_sources(tmp_path):
+    _write(tmp_path, n_sources=3)
+    with ActivationWriter(tmp_path, "layer.0", 8, shard_rows=1000) as w:
+        assert w.complete_sources == {"clip0.wav", "clip1.wav", "clip2.wav"}
+        assert w.add(torch.randn(700, 8), "clip2.wav", 0) == 0  # already stored: dropped
+        assert w.add(torch.randn(800, 8), "clip2.wav", 600) == 700  # frames 700..1399 are new
+        w.add(torch.randn(300, 8), "clip3.wav", 0)
+    st = ActivationStore(tmp_path)
+    assert st.sources("layer.0") == {"clip0.wav": 700, "clip1.wav": 700, "clip2.wav": 1400, "clip3.wav": 300}
+    assert st.rows("layer.0") == 3100
+    with pytest.raises(UserError, match="dim 8, not 16"):
+        ActivationWriter(tmp_path, "layer.0", 16)
+    with pytest.raises(UserError, match="frame_rate"):
+        ActivationWriter(tmp_path, "layer.1", 16, frame_rate=50.0)
+
+
+def test_failed_shard_write_leaves_nothing_readers_trust(tmp_path, monkeypatch):
+    _write(tmp_path, n_sources=2, rows=500)  # one shard of 1000 rows
+    real_save = store_mod.save_file
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\x00" * 100)  # a partial file, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(store_mod, "save_file", disk_full)
+    w = ActivationWriter(tmp_path, "layer.0", 8, shard_rows=1000)
+    with pytest.raises(UserError, match="No space left on device"):
+        w.add(torch.randn(1000, 8), "clip9.wav", 0)
+    assert sorted(os.listdir(tmp_path / "layer.0")) == [".lock", "manifest.json", "shard_00000.safetensors"]
+    st = ActivationStore(tmp_path)
+    assert st.rows("layer.0") == 1000 and "clip9.wav" not in st.sources("layer.0")
+    monkeypatch.setattr(store_mod, "save_file", real_save)
+    with ActivationWriter(tmp_path, "layer.0", 8, shard_rows=1000) as w:
+        w.add(torch.randn(1000, 8), "clip9.wav", 0)
+    assert ActivationStore(tmp_path).rows("layer.0") == 2000
+
+
+def test_sigkilled_writer_leaves_a_consistent_store(tmp_path):
+    script = textwrap.dedent(f"""
+        import torch, time
+        from sae.store import ActivationWriter
+        with ActivationWriter({str(tmp_path)!r}, "h", 4, dtype="float32", shard_rows=256) as w:
+            for i in range(100000):
+                w.add(torch.full((100, 4), float(i)), f"s{{i}}", 0)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    man = tmp_path / "h" / "manifest.json"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if man.exists() and len(json.loads(man.read_text())["shards"]) >= 5:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    st = ActivationStore(tmp_path)
+    n = st.rows("h")
+    assert n >= 5 * 256
+    complete = st.complete_sources("h")
+    for src, _start, x in st.iter_segments("h"):  # every listed row reads back as written
+        assert torch.all(x == float(src[1:]))
+    for src in complete:
+        assert st.sources("h")[src] == 100
+    # resuming: the same deterministic collection adds only what is missing
+    with ActivationWriter(tmp_path, "h", 4, dtype="float32", shard_rows=256) as w:
+        for i in range(len(complete) + 10):
+            if f"s{i}" not in complete:
+                w.add(torch.full((100, 4), float(i)), f"s{i}", 0)
+    st = ActivationStore(tmp_path)
+    assert all(v == 100 for v in st.sources("h").values())
+
+
+def _batches(st, **kw):
+    return [b.clone() for b in st.iter_batches("layer.0", 64, **kw)]
+
+
+def test_shuffle_is_deterministic_and_covers_the_split(tmp_path):
+    _write(tmp_path, n_sources=20, rows=2000, shard_rows=BLOCK_ROWS * 2, dtype="float32")
+    st = ActivationStore(tmp_path)
+    a = _batches(st, seed=3, shuffle_buffer=5000, eval_fraction=0.2)
+    b = _batches(st, seed=3, shuffle_buffer=5000, eval_fraction=0.2)
+    c = _batches(st, seed=4, shuffle_buffer=5000, eval_fraction=0.2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(torch.cat(a), torch.cat(c))
+    train = torch.cat(a)
+    ev = torch.cat(_batches(st, split="eval", eval_fraction=0.2, shuffle_buffer=0))
+    allrows = torch.cat(_batches(st, split="all", shuffle_buffer=0))
+    assert allrows.shape[0] == 40000
+    assert ev.shape[0] + train.shape[0] + 63 >= 40000 and train.shape[0] % 64 == 0
+    # held-out rows never appear in training batches; the split is by blocks
+    tr = {tuple(r) for r in train[:, :3].tolist()}
+    assert not any(tuple(r) in tr for r in ev[:, :3].tolist())
+    assert ev.shape[0] % BLOCK_ROWS == 0 or ev.shape[0] < 40000 * 0.3
+    # the held-out split does not depend on the seed
+    ev2 = torch.cat(_batches(st, split="eval", eval_fraction=0.2, shuffle_buffer=0, seed=9))
+    assert torch.equal(ev, ev2)
+
+
+def test_stream_resumes_exactly_from_state(tmp_path):
+    _write(tmp_path, n_sources=6, rows=2000, dtype="float32")
+    st = ActivationStore(tmp_path)
+    s1 = st.iter_batches("layer.0", 100, seed=1, shuffle_buffer=1500, eval_fraction=0.0, loop=True)
+    it = iter(s1)
+    ref = [next(it).clone() for _ in range(300)]  # crosses several rounds and epochs
+    s2 = st.iter_batches("layer.0", 100, seed=1, shuffle_buffer=1500, eval_fraction=0.0, loop=True)
+    it2 = iter(s2)
+    for _ in range(137):
+        next(it2)
+    state = s2.state_dict()
+    s3 = st.iter_batches("layer.0", 100, seed=1, shuffle_buffer=1500, eval_fraction=0.0, loop=True)
+    s3.load_state_dict(state)
+    it3 = iter(s3)
+    for i in range(137, 300):
+        assert torch.equal(next(it3), ref[i])
+
+
+def test_ranks_read_disjoint_units(tmp_path):
+    _write(tmp_path, n_sources=10, rows=BLOCK_ROWS // 2, shard_rows=BLOCK_ROWS, dtype="float32")
+    st = ActivationStore(tmp_path)
+    r0 = torch.cat(list(st.iter_batches("layer.0", 512, split="all", seed=0, rank=0, world_size=2)))
+    r1 = torch.cat(list(st.iter_batches("layer.0", 512, split="all", seed=0, rank=1, world_size=2)))
+    assert r0.shape[0] > 0 and r1.shape[0] > 0
+    s0 = {tuple(r) for r in r0[:, :2].tolist()}
+    assert not any(tuple(r) in s0 for r in r1[:, :2].tolist())
+
+
+def test_nonfinite_rows_are_counted_and_skipped(tmp_path):
+    x = torch.randn(1000, 4)
+    x[[3, 50, 999], 1] = float("nan")
+    x[7, 0] = float("inf")
+    with ActivationWriter(tmp_path, "h", 4, dtype="float32") as w, pytest.warns(UserWarning, match="4 rows"):
+        w.add(x, "a.wav")
+        w.close()
+    st = ActivationStore(tmp_path)
+    stream = st.iter_batches("h", 100, split="all", drop_last=False)
+    rows = torch.cat(list(stream))
+    assert rows.shape[0] == 996 and torch.isfinite(rows).all()
+    assert stream.nonfinite_rows == 4
+
+
+def test_bad_input_is_one_clear_error(tmp_path):
+    with pytest.raises(UserError, match="not a directory"):
+        ActivationStore(tmp_path / "missing")
+    (tmp_path / "h").mkdir()
+    (tmp_path / "h" / "manifest.json").write_text(json.dumps({"hook": "h", "dim": 4, "dtype": "float16", "shards": []}))
+    st = ActivationStore(tmp_path)
+    with pytest.raises(UserError, match="no rows"):
+        st.iter_batches("h", 10)
+    with pytest.raises(UserError, match="no hook 'nope'"):
+        st.dim("nope")
+    with ActivationWriter(tmp_path, "h", 4) as w, pytest.raises(UserError, match=r"expected \[N, 4\]"):
+        w.add(np.zeros((3, 5), dtype=np.float32), "a")
+    with pytest.raises(UserError, match="float16 range"), ActivationWriter(tmp_path, "h", 4) as w:
+        w.add(torch.full((2, 4), 1e6), "b")
+    # a shard whose width disagrees with the manifest (mixed dims)
+    with ActivationWriter(tmp_path, "g", 4, dtype="float32") as w:
+        w.add(torch.randn(10, 4), "a")
+    man = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    man["dim"] = 6
+    (tmp_path / "g" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(UserError, match="mixed dims"):
+        list(ActivationStore(tmp_path).iter_segments("g"))
+    with pytest.raises(UserError, match="eval fraction"):
+        ActivationStore(tmp_path).iter_batches("g", 4, eval_fraction=1.5)
