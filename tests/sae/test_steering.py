@@ -122,3 +122,17 @@ def test_scripted_steer_matches_module():
         expected = steered(x)
         torch.testing.assert_close(steer(x, sae.encode(x), sae.W_dec, *edit.compact()), expected)
     assert isinstance(steer, torch.jit.ScriptFunction)
+
+
+def test_steered_exported_sae_scripts():
+    from sae.export import script_sae
+
+    sae = _sae()
+    exported = script_sae(sae)
+    steered = SteeredSAE(exported)
+    edit = EditState.from_concepts(32, _bank_concepts()).edit()
+    steered.set_edit(edit)
+    scripted = torch.jit.script(steered)
+    x = torch.randn(2, 5, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), apply_edit(x, sae, edit), atol=1e-5, rtol=1e-5)
