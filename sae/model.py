@@ -185,7 +185,8 @@ class SparseAutoencoder(nn.Module):
 
     def train_forward(self, x_n: Tensor, track: bool = True) -> dict[str, Tensor]:
         """Loss terms on a normalised batch x_n [B, d_in]; updates dead-latent counters (and the BatchTopK
-        threshold) when `track`. Returns loss, mse (per row, summed over dims), aux, x_hat, l0, fired mask."""
+        threshold) when `track`. Returns loss, mse (per row, summed over dims), aux, x_hat, l0, fired mask and
+        min_active (smallest active value, the BatchTopK threshold target)."""
         cfg = self.cfg
         with torch.no_grad():
             pre = torch.addmm(self.b_enc, x_n - self.b_dec, self.W_enc)
@@ -222,6 +223,7 @@ class SparseAutoencoder(nn.Module):
             "x_hat": x_hat.detach(),
             "l0": active.sum().to(torch.float32) / x_n.shape[0],
             "fired": fired,
+            "min_active": vals.detach()[active].min() if bool(active.any()) else vals.new_full((), math.inf),
         }
 
     @torch.no_grad()

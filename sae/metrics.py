@@ -1,0 +1,84 @@
+"""SAE quality on held-out activations: FVU, explained variance, L0, dead fraction, firing histogram."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from sae.model import SparseAutoencoder
+
+HIST_EDGES = [float(e) for e in torch.arange(-8.0, 0.01, 0.5).tolist()]  # log10 firing frequency
+
+
+class RunningMetrics:
+    """Accumulates reconstruction and sparsity statistics over batches of raw activations."""
+
+    def __init__(self, d_sae: int) -> None:
+        self.n = 0
+        self.sse = 0.0
+        self.sum_sq = 0.0
+        self.sum_x: Tensor | None = None
+        self.nnz = 0
+        self.fires = torch.zeros(d_sae, dtype=torch.long)
+
+    def update(self, x: Tensor, x_hat: Tensor, f: Tensor) -> None:
+        x, x_hat = x.double(), x_hat.double()
+        self.n += x.shape[0]
+        self.sse += float((x - x_hat).pow(2).sum())
+        self.sum_sq += float(x.pow(2).sum())
+        s = x.sum(0)
+        self.sum_x = s if self.sum_x is None else self.sum_x + s
+        active = f != 0
+        self.nnz += int(active.sum())
+        self.fires += active.sum(0).cpu()
+
+    def result(self) -> dict[str, Any]:
+        if self.n == 0:
+            return {"rows": 0}
+        total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n
+        fvu = self.sse / max(total_var, 1e-30)
+        freq = self.fires.double() / self.n
+        alive = freq[freq > 0]
+        counts = torch.zeros(len(HIST_EDGES) - 1)
+        if alive.numel():
+            logf = alive.log10().clamp(HIST_EDGES[0], HIST_EDGES[-1]).float()
+            counts = torch.histogram(logf, bins=torch.tensor(HIST_EDGES)).hist
+        return {
+            "rows": self.n,
+            "fvu": fvu,
+            "explained_variance": 1.0 - fvu,
+            "mse": self.sse / self.n,
+            "l0": self.nnz / self.n,
+            "dead_fraction": float((self.fires == 0).double().mean()),
+            "dead_latents": int((self.fires == 0).sum()),
+            "firing_histogram": {
+                "log10_frequency_edges": HIST_EDGES,
+                "counts": [int(c) for c in counts.tolist()],
+                "dead": int((self.fires == 0).sum()),
+            },
+        }
+
+
+@torch.no_grad()
+def evaluate(sae: SparseAutoencoder, batches: Iterable[Tensor], max_rows: int | None = None) -> dict[str, Any]:
+    """Metrics of `sae` (inference path: BatchTopK uses its threshold) on raw-unit batches."""
+    device = sae.W_dec.device
+    m = RunningMetrics(sae.cfg.d_sae)
+    for x in batches:
+        if max_rows is not None and m.n >= max_rows:
+            break
+        if max_rows is not None:
+            x = x[: max_rows - m.n]
+        x = x.to(device, torch.float32)
+        f = sae.encode(x)
+        m.update(x, sae.decode(f), f)
+    return m.result()
+
+
+def batch_fvu(x: Tensor, x_hat: Tensor) -> float:
+    """FVU of one batch (variance about the batch mean)."""
+    var = (x - x.mean(0)).pow(2).sum()
+    return float((x - x_hat).pow(2).sum() / var.clamp_min(1e-30))

@@ -1,0 +1,381 @@
+"""Train one SAE per hook from an activation store: single process or DDP under torchrun.
+
+Per hook the output directory holds `checkpoint.pt` (model, optimiser, schedule, data-stream position of
+every rank: a run killed at any point resumes from its last checkpoint and ends bit-identical to an
+uninterrupted run with the same seed and thread count), then the SAE (`cfg.json`,
+`sae_weights.safetensors`, normalisation folded in), `metrics.json` and PNG plots.
+
+Recipe (Gao et al. 2024, "Scaling and evaluating sparse autoencoders"): TopK or BatchTopK, unit-norm decoder
+rows with the parallel gradient component removed, encoder initialised as the decoder transpose, b_dec at
+the geometric median, inputs normalised to E‖x‖² = d_in (and centred for offset-heavy inputs), AuxK loss on
+latents dead for `dead_tokens` rows, Adam, linear LR decay over the last 20 % of steps.
+
+Under torchrun each rank reads its own blocks of the store (`rank::world_size`), gradients are averaged by
+DistributedDataParallel (gloo on CPU, nccl on GPUs), dead-latent counters and the BatchTopK threshold are
+reduced across ranks so every rank holds the same model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from sae.errors import UserError
+from sae.io import save_sae
+from sae.metrics import batch_fvu, evaluate
+from sae.model import SAEConfig, SparseAutoencoder
+from sae.store import ActivationStore
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.json"
+
+
+@dataclass
+class TrainConfig:
+    """Args:
+    k: active latents per row.
+    expansion: d_sae = expansion × d_in.
+    arch: "topk" or "batchtopk".
+    steps: optimiser steps (or give `tokens`).
+    tokens: training rows in total; steps = tokens // batch_size.
+    lr: Adam learning rate (default 2e-4 / sqrt(d_sae / 16384), the TopK scaling law).
+    batch_size: rows per step, over all ranks.
+    seed: model init and data order.
+    eval_fraction: share of store blocks held out for metrics.
+    shuffle_buffer: rows shuffled together when streaming.
+    checkpoint_every: steps between checkpoints (0: only at the end).
+    device: "cpu", "cuda", "cuda:1", ...
+    normalize: "auto", "scale", "center_scale" or "none".
+    dead_tokens: rows without firing before a latent counts dead for AuxK (default min(1M, tokens / 10)).
+    aux_coef: AuxK loss weight.
+    decay_start: fraction of steps after which the LR decays linearly to 0.
+    log_every: steps between logged training stats.
+    eval_rows: at most this many held-out rows for metrics.
+    init_rows: rows sampled for normalisation and the geometric median.
+    """
+
+    k: int = 32
+    expansion: int = 8
+    arch: str = "topk"
+    steps: int | None = None
+    tokens: int | None = None
+    lr: float | None = None
+    batch_size: int = 4096
+    seed: int = 0
+    eval_fraction: float = 0.05
+    shuffle_buffer: int = 1 << 18
+    checkpoint_every: int = 500
+    device: str = "cpu"
+    normalize: str = "auto"
+    dead_tokens: int | None = None
+    aux_coef: float = 1.0 / 32.0
+    decay_start: float = 0.8
+    log_every: int = 10
+    eval_rows: int = 1_000_000
+    init_rows: int = 16384
+
+    def total_steps(self) -> int:
+        if self.steps is not None and self.steps > 0:
+            return int(self.steps)
+        if self.tokens is not None and self.tokens >= self.batch_size:
+            return int(self.tokens // self.batch_size)
+        raise UserError("training length: expected --steps > 0 or --tokens >= --batch-size")
+
+    def validate(self) -> None:
+        if self.batch_size <= 0:
+            raise UserError(f"batch size {self.batch_size}: expected a positive integer")
+        if self.expansion <= 0:
+            raise UserError(f"expansion {self.expansion}: expected a positive integer")
+        if self.k <= 0:
+            raise UserError(f"k {self.k}: expected a positive integer")
+        if self.lr is not None and not (0 < self.lr < 1):
+            raise UserError(f"learning rate {self.lr}: expected 0 < lr < 1")
+        if not 0 <= self.eval_fraction < 1:
+            raise UserError(f"eval fraction {self.eval_fraction}: expected a number in [0, 1)")
+        if self.checkpoint_every < 0:
+            raise UserError(f"checkpoint interval {self.checkpoint_every}: expected >= 0")
+        self.total_steps()
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """Join the torchrun process group when WORLD_SIZE > 1 (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def resolve_device(device: str, info: DistInfo) -> torch.device:
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device!r}: CUDA is not available here (use --device cpu)")
+        if info.enabled and device == "cuda":
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", info.rank)))
+    elif device not in ("cpu", "mps"):
+        raise UserError(f"device {device!r}: expected cpu, cuda or cuda:N")
+    return torch.device(device)
+
+
+class _Step(nn.Module):
+    """What DDP wraps: the loss of one normalised batch."""
+
+    def __init__(self, sae: SparseAutoencoder) -> None:
+        super().__init__()
+        self.sae = sae
+
+    def forward(self, x_n: Tensor) -> dict[str, Tensor]:
+        return self.sae.train_forward(x_n, track=False)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def _atomic_json(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(obj, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def _lr_lambda(total: int, decay_start: float) -> Callable[[int], float]:
+    start = int(total * decay_start)
+
+    def f(step: int) -> float:
+        if step < start:
+            return 1.0
+        return max(0.0, (total - step) / max(1, total - start))
+
+    return f
+
+
+def train_hook(
+    store: ActivationStore,
+    hook: str,
+    out_dir: str | os.PathLike,
+    cfg: TrainConfig,
+    resume: bool = False,
+    on_step: Callable[[int, int, dict[str, float]], None] | None = None,
+    info: DistInfo | None = None,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Train one SAE on `hook` into `out_dir`; returns the metrics (also written to metrics.json).
+
+    Args:
+        on_step: called on rank 0 after each step with (step, total, stats: fvu, l0, dead, loss).
+        info: rank / world size (default: single process).
+        model_name: recorded in the SAE config (default: store.json's model name).
+    """
+    cfg.validate()
+    info = info or DistInfo()
+    out = Path(out_dir)
+    ckpt_path = out / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device, info)
+    store.require_rows(hook)
+    d_in = store.dim(hook)
+    total = cfg.total_steps()
+    if cfg.batch_size % info.world_size:
+        raise UserError(f"batch size {cfg.batch_size}: expected a multiple of the world size {info.world_size}")
+    local_batch = cfg.batch_size // info.world_size
+    d_sae = d_in * cfg.expansion
+    if cfg.k > d_sae:
+        raise UserError(f"k={cfg.k}: expected at most d_sae = {d_in} x {cfg.expansion} = {d_sae}")
+    lr = cfg.lr if cfg.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
+    dead_tokens = cfg.dead_tokens if cfg.dead_tokens is not None else min(1_000_000, total * cfg.batch_size // 10)
+    if model_name is None:
+        model_name = str((store.info.get("model") or {}).get("name", ""))
+    sae_cfg = SAEConfig(
+        d_in=d_in,
+        d_sae=d_sae,
+        k=cfg.k,
+        arch=cfg.arch,
+        hook_name=hook,
+        model_name=model_name,
+        aux_coef=cfg.aux_coef,
+        dead_tokens=max(1, int(dead_tokens)),
+    )
+
+    torch.manual_seed(cfg.seed)
+    sae = SparseAutoencoder(sae_cfg)
+    stream = store.iter_batches(
+        hook,
+        local_batch,
+        "train",
+        cfg.eval_fraction,
+        cfg.shuffle_buffer,
+        cfg.seed,
+        info.rank,
+        info.world_size,
+        loop=True,
+    )
+    state: dict[str, Any] | None = None
+    if resume and ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if state["train_config"] != asdict(cfg) or state["world_size"] != info.world_size:
+            raise UserError(f"{ckpt_path}: written with other settings (flags or world size); resume with the same")
+        sae.load_state_dict(state["model"])
+        stream.load_state_dict(state["streams"][info.rank])
+    else:
+        sample = store.sample(hook, cfg.init_rows, "train", cfg.eval_fraction, cfg.seed)
+        sae.init_from_sample(sample, cfg.normalize)
+    sae.to(device)
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, cfg.decay_start))
+    step, history, elapsed = 0, [], 0.0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        step, history, elapsed = state["step"], state["history"], state["elapsed"]
+
+    runner: nn.Module = _Step(sae)
+    if info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+
+    def checkpoint() -> None:
+        streams = [stream.state_dict()]
+        if info.enabled:
+            streams = [None] * info.world_size
+            dist.all_gather_object(streams, stream.state_dict())
+        if info.main:
+            _atomic_torch_save(
+                {
+                    "step": step,
+                    "model": sae.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "streams": streams,
+                    "history": history,
+                    "elapsed": elapsed,
+                    "train_config": asdict(cfg),
+                    "world_size": info.world_size,
+                    "sae_config": sae_cfg.to_dict(),
+                },
+                ckpt_path,
+            )
+        if info.enabled:
+            dist.barrier()
+
+    it = iter(stream)
+    t0 = time.perf_counter()
+    while step < total:
+        x = next(it).to(device, non_blocking=True)
+        x_n = sae.normalize(x)
+        o = runner(x_n)
+        opt.zero_grad(set_to_none=True)
+        o["loss"].backward()
+        sae.project_decoder_grad()
+        opt.step()
+        sched.step()
+        sae.normalize_decoder()
+        with torch.no_grad():
+            fired = o["fired"]
+            active_min = o["min_active"].clone()
+            if info.enabled:
+                fired_i = fired.to(torch.int32)
+                dist.all_reduce(fired_i, op=dist.ReduceOp.MAX)
+                fired = fired_i.bool()
+                dist.all_reduce(active_min, op=dist.ReduceOp.MIN)
+            vals = active_min.reshape(1) if torch.isfinite(active_min) else active_min.new_zeros(0)
+            sae.track(fired, cfg.batch_size, vals)
+        step += 1
+        if info.main and (step % cfg.log_every == 0 or step == total or on_step is not None):
+            stats = {
+                "step": step,
+                "fvu": batch_fvu(x_n, o["x_hat"]),
+                "l0": float(o["l0"]),
+                "dead": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
+                "loss": float(o["loss"].detach()),
+                "aux": float(o["aux"]),
+                "lr": sched.get_last_lr()[0],
+            }
+            if step % cfg.log_every == 0 or step == total:
+                history.append(stats)
+            if on_step is not None:
+                on_step(step, total, stats)
+        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == total:
+            elapsed_now = elapsed + time.perf_counter() - t0
+            elapsed, t0 = elapsed_now, time.perf_counter()
+            checkpoint()
+    elapsed += time.perf_counter() - t0
+
+    if not info.main:
+        return {}
+    tokens = total * cfg.batch_size
+    sae.eval()
+    eval_split = "eval" if cfg.eval_fraction > 0 else "train"
+    eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
+    metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
+    metrics.update(
+        {
+            "hook": hook,
+            "split": eval_split,
+            "tokens_per_s": tokens / max(elapsed, 1e-9),
+            "train_seconds": elapsed,
+            "tokens": tokens,
+            "steps": total,
+            "k": cfg.k,
+            "expansion": cfg.expansion,
+            "d_in": d_in,
+            "d_sae": d_sae,
+            "arch": cfg.arch,
+            "lr": lr,
+            "normalize": "center_scale" if float(sae.x_mean.abs().sum()) > 0 else "scale",
+            "world_size": info.world_size,
+            "skipped_nonfinite_rows": stream.nonfinite_rows + eval_stream.nonfinite_rows,
+            "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
+        }
+    )
+    save_sae(
+        sae.cpu(),
+        out,
+        extra={"train_config": asdict(cfg), "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")}},
+    )
+    _atomic_json(metrics, out / METRICS)
+    _atomic_json(history, out / "history.json")
+    try:
+        from sae.plots import plot_firing, plot_training
+
+        plot_training(history, out / "training_curves.png", title=hook)
+        plot_firing(metrics["firing_histogram"], out / "firing_histogram.png", title=hook)
+    except ImportError:  # matplotlib missing: metrics are still written
+        pass
+    return metrics

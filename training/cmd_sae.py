@@ -1,0 +1,236 @@
+"""`musicsae sae train|eval|export`: train SAEs on an activation store, measure them, export TorchScript.
+
+musicsae sae train --activations runs/acts --out runs/sae --layers all --k 32 --expansion 8 --steps 3000
+torchrun --nproc_per_node=2 -m training.cli sae train ...      (DDP: each rank reads its own blocks)
+musicsae sae eval --sae runs/sae/latent --activations runs/acts
+musicsae sae export --sae runs/sae/latent --out runs/sae/latent/sae.ts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _pos_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1)") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1)")
+    return value
+
+
+def _pos_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train one TopK/BatchTopK SAE per hook of an activation store",
+        description="Train one SAE per hook; writes OUT/<hook>/ (SAELens layout, "
+        "metrics.json, plots, checkpoint.pt). Runs under torchrun as DDP.",
+    )
+    p.add_argument("--activations", required=True, help="activation store directory")
+    p.add_argument("--out", required=True, help="output directory (one subdirectory per hook)")
+    p.add_argument("--layers", default="all", help="'all' or comma-separated hook names (default: all)")
+    p.add_argument("--k", type=_pos_int, default=32, help="active latents per row (default 32)")
+    p.add_argument("--expansion", type=_pos_int, default=8, help="d_sae / d_in (default 8)")
+    p.add_argument("--arch", choices=["topk", "batchtopk"], default="topk")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_pos_int, help="optimiser steps (default 2000)")
+    length.add_argument("--tokens", type=_pos_int, help="training rows in total (steps = tokens / batch size)")
+    p.add_argument("--lr", type=_pos_float, help="Adam learning rate (default 2e-4 / sqrt(d_sae / 16384))")
+    p.add_argument("--batch-size", type=_pos_int, default=4096, help="rows per step over all ranks")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-fraction", type=_fraction, default=0.05, help="share of store blocks held out")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--checkpoint-every", type=_nonneg_int, default=500, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/<hook>/checkpoint.pt")
+    p.add_argument(
+        "--normalize",
+        choices=["auto", "scale", "center_scale", "none"],
+        default="auto",
+        help="input normalisation, folded into the saved weights (default auto)",
+    )
+    p.add_argument("--dead-tokens", type=_pos_int, help="rows without firing before AuxK revives a latent")
+    p.add_argument("--shuffle-buffer", type=_nonneg_int, default=1 << 18, help="rows shuffled together")
+    p.add_argument("--threads", type=_pos_int, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_train)
+
+    e = subparsers.add_parser("eval", help="metrics of a trained SAE on a store's held-out activations")
+    e.add_argument("--sae", required=True, help="SAE directory (cfg.json + sae_weights.safetensors)")
+    e.add_argument("--activations", required=True, help="activation store directory")
+    e.add_argument("--hook", help="hook to evaluate on (default: the SAE's hook_name)")
+    e.add_argument("--split", choices=["eval", "train", "all"], default="eval")
+    e.add_argument("--eval-fraction", type=_fraction, default=0.05)
+    e.add_argument("--max-rows", type=_pos_int, default=1_000_000)
+    e.add_argument("--out", help="write the metrics JSON here")
+    e.set_defaults(func=run_eval)
+
+    x = subparsers.add_parser("export", help="export an SAE as TorchScript (encode/decode) for the live engine")
+    x.add_argument("--sae", required=True, help="SAE directory")
+    x.add_argument("--out", required=True, help="output .ts file")
+    x.set_defaults(func=run_export)
+
+
+def _hooks(store, layers: str) -> list[str]:
+    from sae.errors import UserError
+
+    if not store.hooks:
+        raise UserError(f"activation store {store.root}: empty (no <hook>/manifest.json)")
+    if layers == "all":
+        return store.hooks
+    wanted = [h.strip() for h in layers.split(",") if h.strip()]
+    missing = [h for h in wanted if h not in store.hooks]
+    if not wanted or missing:
+        raise UserError(
+            f"--layers {layers!r}: no hook {', '.join(missing) or '(none given)'} in the store "
+            f"(hooks: {', '.join(store.hooks)})"
+        )
+    return wanted
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from sae.store import ActivationStore
+    from sae.train import TrainConfig, init_distributed, train_hook
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    store = ActivationStore(args.activations)
+    hooks = _hooks(store, args.layers)
+    cfg = TrainConfig(
+        k=args.k,
+        expansion=args.expansion,
+        arch=args.arch,
+        steps=args.steps if args.steps or args.tokens else 2000,
+        tokens=args.tokens,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        eval_fraction=args.eval_fraction,
+        shuffle_buffer=args.shuffle_buffer,
+        checkpoint_every=args.checkpoint_every,
+        device=args.device,
+        normalize=args.normalize,
+        dead_tokens=args.dead_tokens,
+    )
+    cfg.validate()
+    info = init_distributed(args.device)
+    console = Console(stderr=True)
+    results = {}
+    for hook in hooks:
+        out = Path(args.out) / hook
+        show = info.main and not args.quiet
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("FVU {task.fields[fvu]:.4f}  L0 {task.fields[l0]:.1f}  dead {task.fields[dead]:.3f}"),
+            TimeRemainingColumn(),
+            console=console,
+            disable=not show,
+            transient=False,
+        ) as progress:
+            task = progress.add_task(hook, total=cfg.total_steps(), fvu=float("nan"), l0=0.0, dead=0.0)
+
+            def on_step(step: int, total: int, stats: dict, task=task, progress=progress) -> None:
+                progress.update(task, completed=step, fvu=stats["fvu"], l0=stats["l0"], dead=stats["dead"])
+
+            metrics = train_hook(
+                store, hook, out, cfg, resume=args.resume, on_step=on_step if show else None, info=info
+            )
+        if info.main:
+            results[hook] = metrics
+            if metrics.get("skipped_nonfinite_rows"):
+                console.print(f"[yellow]{hook}: skipped {metrics['skipped_nonfinite_rows']} rows with NaN/inf")
+    if info.main:
+        table = Table(title=f"SAEs in {args.out}")
+        for col in ("hook", "FVU", "L0", "dead", "tokens/s", "k", "d_sae"):
+            table.add_column(col)
+        for hook, m in results.items():
+            table.add_row(
+                hook,
+                f"{m['fvu']:.4f}",
+                f"{m['l0']:.1f}",
+                f"{m['dead_fraction']:.4f}",
+                f"{m['tokens_per_s']:.0f}",
+                str(m["k"]),
+                str(m["d_sae"]),
+            )
+        Console().print(table)
+    if info.enabled:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from sae.io import load_sae
+    from sae.metrics import evaluate
+    from sae.store import ActivationStore
+
+    sae = load_sae(args.sae)
+    store = ActivationStore(args.activations)
+    hook = args.hook or sae.cfg.hook_name
+    from sae.errors import UserError
+
+    if store.dim(hook) != sae.cfg.d_in:
+        raise UserError(f"hook {hook!r} holds dim {store.dim(hook)}, the SAE {args.sae} expects d_in={sae.cfg.d_in}")
+    stream = store.iter_batches(hook, 4096, args.split, args.eval_fraction, shuffle_buffer=0, drop_last=False)
+    metrics = evaluate(sae, stream, max_rows=args.max_rows)
+    metrics["skipped_nonfinite_rows"] = stream.nonfinite_rows
+    text = json.dumps(metrics, indent=2)
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+    short = {k: metrics[k] for k in ("rows", "fvu", "explained_variance", "l0", "dead_fraction")}
+    print(json.dumps(short), file=sys.stdout)
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from sae.export import export_torchscript
+    from sae.io import load_sae
+
+    path = export_torchscript(load_sae(args.sae), args.out)
+    print(path)
+    return 0
