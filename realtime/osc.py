@@ -231,6 +231,8 @@ class OscServer:
         self.control = control
         self.reply_port = reply_port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with contextlib.suppress(OSError):  # room for bursts (a controller sweeping many faders at once)
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         try:
             self.sock.bind((host, port))
         except OSError as exc:

@@ -1,0 +1,214 @@
+"""OSC control: real clients (oscsend), replies, atomic bundles, error replies, and a fuzz while streaming."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
+from pythonosc.osc_message import OscMessage
+from pythonosc.osc_message_builder import OscMessageBuilder
+
+from realtime.audio_io import run_file
+from realtime.controls import Controls
+from realtime.engine import Engine
+from realtime.osc import OscControl, OscServer, encode_message
+from realtime.processor import BlockProcessor
+from sae.steering import EditState
+
+
+class Listener:
+    """A UDP socket collecting OSC replies."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+
+    def collect(self, until: str | None = None, timeout: float = 3.0) -> list[tuple[str, list]]:
+        out, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                if until is None and out:
+                    break
+                continue
+            msg = OscMessage(data)
+            out.append((msg.address, list(msg.params)))
+            if until is not None and msg.address == until:
+                break
+        return out
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def server(bank):
+    state = EditState.from_concepts(64, bank.concepts)
+    controls = Controls(state)
+    control = OscControl(controls, status=lambda: {"latency": 1234, "xruns": 0}, preset_dir=bank.path.parent)
+    listener = Listener()
+    srv = OscServer(control, port=0, reply_port=listener.port).start()
+    yield srv, controls, listener
+    srv.stop()
+    listener.close()
+
+
+def _oscsend(port: int, address: str, types: str = "", *args) -> None:
+    assert shutil.which("oscsend"), "liblo-tools (oscsend) is required"
+    subprocess.run(["oscsend", "127.0.0.1", str(port), address, types, *map(str, args)], check=True, timeout=10)
+
+
+def test_oscsend_drives_every_control_and_state_replies(server, tmp_path):
+    srv, controls, listener = server
+    _oscsend(srv.port, "/concept/bright/mode", "s", "on")
+    _oscsend(srv.port, "/concept/bright/strength", "f", 2.5)
+    _oscsend(srv.port, "/concept/noisy/mode", "s", "scale")
+    _oscsend(srv.port, "/concept/noisy/gain", "f", 0.25)
+    _oscsend(srv.port, "/feature/5/gain", "f", 3.0)
+    _oscsend(srv.port, "/mix", "f", 0.5)
+    _oscsend(srv.port, "/bypass", "i", 1)
+    _oscsend(srv.port, "/ping", "i", 7)
+    assert listener.collect(until="/pong") == [("/pong", [7])]
+    snap = controls.snapshot
+    assert snap.mix == 0.5 and snap.bypass
+    assert snap.edit.add[3].item() == pytest.approx(2.5 * 1.0 * 2.0)
+    assert snap.edit.gain[11].item() == pytest.approx(0.25) and snap.edit.gain[5].item() == pytest.approx(3.0)
+    _oscsend(srv.port, "/state")
+    state = listener.collect(until="/state/end")
+    assert ("/state/concept", ["bright", "on", 2.5, 1.0]) in state
+    assert ("/state/concept", ["noisy", "scale", 1.0, 0.25]) in state
+    assert ("/state/feature", [5, 3.0]) in state
+    assert ("/state/latency", [1234]) in state and ("/state/bypass", [1]) in state
+    _oscsend(srv.port, "/concepts")
+    assert listener.collect(until="/concepts") == [("/concepts", ["bright", "noisy"])]
+    (tmp_path / "p.yaml").write_text("concepts: {bright: {mode: 'off'}}\nmix: 0.75\nbypass: false\n")
+    _oscsend(srv.port, "/preset/load", "s", str(tmp_path / "p.yaml"))
+    _oscsend(srv.port, "/ping")
+    listener.collect(until="/pong")
+    assert controls.snapshot.mix == 0.75 and not controls.snapshot.bypass
+    assert controls.snapshot.edit.gain[3].item() == 0.0
+    _oscsend(srv.port, "/reset")
+    _oscsend(srv.port, "/ping")
+    listener.collect(until="/pong")
+    assert controls.view()["concepts"]["noisy"]["mode"] == "off" and controls.view()["features"] == {}
+
+
+@pytest.mark.parametrize(
+    ("address", "types", "args", "needle"),
+    [
+        ("/concept/piano/mode", "s", ["on"], "unknown concept 'piano'"),
+        ("/concept/bright/mode", "s", ["loud"], "mode 'loud'"),
+        ("/concept/bright/gain", "s", ["high"], "expected one number"),
+        ("/mix", "f", [1.5], "out of range"),
+        ("/feature/64/gain", "f", [1.0], "out of range"),
+        ("/bypass", "i", [3], "expected 0 or 1"),
+        ("/volume", "f", [1.0], "unknown address"),
+        ("/preset/load", "s", ["missing.yaml"], "cannot read"),
+    ],
+)
+def test_bad_messages_get_an_error_naming_the_problem(server, address, types, args, needle):
+    srv, controls, listener = server
+    before = controls.snapshot
+    _oscsend(srv.port, address, types, *args)
+    replies = listener.collect(until="/error")
+    assert replies and replies[-1][0] == "/error"
+    assert replies[-1][1][0] == address and needle in replies[-1][1][1]
+    assert controls.snapshot is before
+
+
+def _bundle(*messages: tuple[str, list]) -> bytes:
+    bundle = OscBundleBuilder(IMMEDIATELY)
+    for address, args in messages:
+        builder = OscMessageBuilder(address=address)
+        for a in args:
+            builder.add_arg(a)
+        bundle.add_content(builder.build())
+    return bundle.build().dgram
+
+
+def test_bundles_are_all_or_nothing(server):
+    srv, controls, listener = server
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    version = controls.snapshot.version
+    out.sendto(
+        _bundle(("/mix", [0.2]), ("/concept/bright/mode", ["on"]), ("/concept/nope/mode", ["on"])),
+        ("127.0.0.1", srv.port),
+    )
+    assert listener.collect(until="/error")[-1][1][0] == "/concept/nope/mode"
+    assert controls.snapshot.version == version and controls.snapshot.mix == 1.0
+    out.sendto(_bundle(("/mix", [0.2]), ("/concept/bright/mode", ["on"]), ("/ping", [])), ("127.0.0.1", srv.port))
+    assert listener.collect(until="/pong")[-1] == ("/pong", [])
+    snap = controls.snapshot
+    assert snap.version == version + 1  # one snapshot: both land in the same audio block
+    assert snap.mix == pytest.approx(0.2) and snap.edit.add[3].item() > 0
+    out.close()
+
+
+def _fuzz_packets(n: int, seed: int) -> list[bytes]:
+    rng = random.Random(seed)
+    valid = [
+        encode_message("/concept/bright/mode", ["on"]),
+        encode_message("/concept/bright/strength", [1.5]),
+        encode_message("/mix", [0.5]),
+        encode_message("/feature/3/gain", [2.0]),
+        _bundle(("/mix", [0.3]), ("/bypass", [0])),
+    ]
+    packets = []
+    for _ in range(n):
+        kind = rng.random()
+        if kind < 0.3:
+            packets.append(rng.randbytes(rng.randrange(0, 200)))
+        elif kind < 0.8:
+            p = bytearray(rng.choice(valid))
+            for _ in range(rng.randrange(1, 6)):
+                p[rng.randrange(len(p))] = rng.randrange(256)
+            packets.append(bytes(p[: rng.randrange(1, len(p) + 1)]))
+        else:
+            address = "/" + "/".join(
+                rng.choice(["concept", "bright", "mode", "feature", "99", "x", ""]) for _ in range(3)
+            )
+            arg = rng.choice([1, -5, 1e30, float("nan"), "on", "scale:1e9", ""])
+            packets.append(encode_message(address, [arg]))
+    return packets
+
+
+def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank):
+    state = EditState.from_concepts(64, bank.concepts)
+    controls = Controls(state)
+    control = OscControl(controls, error_rate=20.0)
+    listener = Listener()
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    data = (0.2 * np.random.default_rng(1).standard_normal((rave_model.sr * 2, 1))).astype(np.float32)
+    result = {}
+    with Engine(proc, controls, period=512) as engine, OscServer(control, port=0, reply_port=listener.port) as srv:
+        runner = threading.Thread(target=lambda: result.setdefault("out", run_file(engine, data)))
+        runner.start()
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        t0 = time.monotonic()
+        for i, packet in enumerate(_fuzz_packets(10_000, seed=0)):
+            sender.sendto(packet, ("127.0.0.1", srv.port))
+            if i % 50 == 0:
+                time.sleep(0.002)  # let the server drain: the fuzz is about content, not UDP drops
+        runner.join(timeout=120)
+        sender.sendto(encode_message("/ping", [1]), ("127.0.0.1", srv.port))
+        replies = listener.collect(until="/pong", timeout=10)
+        elapsed = time.monotonic() - t0
+        sender.close()
+    listener.close()
+    assert replies[-1] == ("/pong", [1])  # the server survived and still answers
+    assert control.packets > 9_000 and control.rejected > 1_000
+    errors = sum(1 for a, _ in replies if a == "/error")
+    assert errors <= 20 * (elapsed + 1) + 20  # rate-limited
+    assert engine.model.errors == 0 and engine.model.blocks > 0
+    out = result["out"]
+    assert out.shape == data.shape and np.isfinite(out).all()
