@@ -188,8 +188,10 @@ def transformers_config(cfg: TinyMusicGenConfig, vocab_size: int):
                           pad_mode="constant")
     decoder = MusicgenDecoderConfig(vocab_size=cfg.card, max_position_embeddings=4096, num_hidden_layers=cfg.num_layers,
                                     ffn_dim=4 * cfg.dim, num_attention_heads=cfg.num_heads, hidden_size=cfg.dim,
-                                    dropout=0.0, num_codebooks=cfg.n_q, pad_token_id=cfg.card, bos_token_id=cfg.card)
-    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict())
+                                    dropout=0.0, num_codebooks=cfg.n_q, pad_token_id=cfg.card, bos_token_id=cfg.card,
+                                    initializer_factor=cfg.dim ** -0.5)  # audiocraft's gaussian init: peaked logits
+    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict(),
+                            initializer_factor=cfg.dim ** -0.5)
     return config
 
 

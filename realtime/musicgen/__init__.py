@@ -1,0 +1,55 @@
+"""MusicGen backends (audiocraft, transformers) behind one small adapter, with residual-stream hooks.
+
+    mg = load_musicgen("facebook/musicgen-small")            # or a local folder; backend auto/explicit
+    with mg.hooks({3: Recorder(rows=2)}):
+        wav = mg.generate(["lofi piano", "rock guitar"], duration=4, seed=0)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from realtime.musicgen.base import MusicGenBackend, Recorder, parse_layers
+from sae.errors import UserError
+
+BACKENDS = ("audiocraft", "transformers")
+
+
+def detect_backend(source: str) -> str:
+    """Backend of a local folder from its files; a hub id defaults to audiocraft (the user's stack)."""
+    path = Path(source)
+    if path.is_dir():
+        if (path / "state_dict.bin").exists():
+            return "audiocraft"
+        if (path / "config.json").exists():
+            return "transformers"
+        raise UserError(f"--model {source}: folder has neither state_dict.bin (audiocraft) nor config.json "
+                        "(transformers)")
+    if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise UserError(f"--model {source}: expected a MusicGen folder or a hub id like facebook/musicgen-small")
+    return "audiocraft"
+
+
+def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu") -> MusicGenBackend:
+    """Load a MusicGen by hub id or local folder through the backend's real loader."""
+    source = str(source)
+    if backend == "auto":
+        backend = detect_backend(source)
+    elif backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: expected auto or one of {', '.join(BACKENDS)}")
+    else:
+        detect_backend(source)  # same checks on the source
+    try:
+        if backend == "audiocraft":
+            from realtime.musicgen.audiocraft_backend import AudiocraftMusicGen
+
+            return AudiocraftMusicGen(source, device)
+        from realtime.musicgen.transformers_backend import TransformersMusicGen
+
+        return TransformersMusicGen(source, device)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--model {source}: could not load it as a {backend} MusicGen ({first})") from None
+
+
+__all__ = ["BACKENDS", "MusicGenBackend", "Recorder", "detect_backend", "load_musicgen", "parse_layers"]

@@ -1,0 +1,92 @@
+"""audiocraft's `MusicGen` (patched, see patches/audiocraft-1.3.0.diff) behind the adapter.
+
+Loads a hub id (`facebook/musicgen-small`) or a local folder with `state_dict.bin` +
+`compression_state_dict.bin` through `MusicGen.get_pretrained`. Hooks sit on `lm.transformer.layers[i]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from realtime.musicgen.base import Generation, MusicGenBackend
+from sae.errors import UserError
+
+
+class AudiocraftMusicGen(MusicGenBackend):
+    """Args:
+        source: hub id or local folder.
+        device: torch device string.
+    """
+
+    backend = "audiocraft"
+
+    def __init__(self, source: str, device: str = "cpu"):
+        from audiocraft.models import MusicGen
+
+        self.source = str(source)
+        self.device = torch.device(device)
+        self.model = MusicGen.get_pretrained(self.source, device=str(self.device))
+        self.lm = self.model.lm.eval()
+        self.name = Path(self.source).name if Path(self.source).is_dir() else self.source
+        self.sample_rate = int(self.model.sample_rate)
+        self.frame_rate = float(self.model.frame_rate)
+        self.n_q = int(self.lm.num_codebooks)
+        self.num_layers = len(self.lm.transformer.layers)
+        self.dim = int(self.lm.dim)
+
+    @property
+    def hook_prefix(self) -> str:
+        return "transformer.layers"
+
+    def layers(self) -> nn.ModuleList:
+        return self.lm.transformer.layers
+
+    @contextmanager
+    def _positions(self) -> Iterator[Callable[[], int]]:
+        # the streaming transformer advances its `offsets` after all layers ran: during a layer it is the start
+        state = self.lm.transformer._streaming_state
+
+        def position() -> int:
+            offsets = state.get("offsets")
+            return 0 if offsets is None else int(offsets[0])
+
+        yield position
+
+    def weight_files(self) -> list[Path]:
+        local = Path(self.source)
+        if local.is_dir():
+            return [local / "state_dict.bin"]
+        if local.is_file():
+            return [local]
+        from huggingface_hub import hf_hub_download
+
+        return [Path(hf_hub_download(self.source, "state_dict.bin"))]
+
+    def generate(self, prompts: Sequence[str], duration: float, seed: int | None = None, *, cfg_coef: float = 3.0,
+                 top_k: int = 250, temperature: float = 1.0) -> Generation:
+        if duration > self.model.max_duration:
+            raise UserError(f"--duration {duration:g}: this model generates at most {self.model.max_duration:g} s")
+        self.model.set_generation_params(duration=duration, use_sampling=True, top_k=top_k, temperature=temperature,
+                                         cfg_coef=cfg_coef)
+        if seed is not None:
+            torch.manual_seed(seed)
+        with torch.no_grad():
+            wav, codes = self.model.generate(list(prompts), progress=False, return_tokens=True)
+        return Generation(wav, codes)
+
+    def encode(self, wav: Tensor) -> Tensor:
+        with torch.no_grad():
+            codes, _scale = self.model.compression_model.encode(wav.to(self.device))
+        return codes
+
+    def teacher_force(self, codes: Tensor, descriptions: Sequence[str | None]) -> None:
+        from audiocraft.modules.conditioners import ConditioningAttributes
+
+        conditions = [ConditioningAttributes(text={"description": d}) for d in descriptions]
+        with torch.no_grad():
+            self.lm.compute_predictions(codes.to(self.device), conditions)

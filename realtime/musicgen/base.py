@@ -1,0 +1,211 @@
+"""The one small adapter both MusicGen backends implement, and residual-stream hooks on its layers.
+
+What every backend does the same way (and the hooks rely on):
+- the LM works on a delay-pattern sequence: position 0 holds the special token for every codebook and
+  position s holds codebook k of audio frame s - 1 - k, so the state at position t predicts codebook 0
+  of audio frame t. Collection keeps positions 0..T-1 for T audio frames: row t = frame t.
+- generation with classifier-free guidance doubles the batch, conditional rows first ([2B, T, D]);
+- with the KV cache, every generation step after the prompt sees one position (T = 1).
+
+A layer hook `fn(hidden [rows, T, D], start) -> Tensor | None` gets the residual stream after layer i
+(`start` = position index of hidden[:, 0]) and may return a replacement of the same shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from sae.errors import UserError
+
+LayerFn = Callable[[Tensor, int], Tensor | None]
+
+
+@dataclass
+class Generation:
+    """Generated audio [B, C, N] and its codes [B, K, T] (T audio frames)."""
+
+    wav: Tensor
+    codes: Tensor
+
+
+def sha256_files(paths: Sequence[Path]) -> str:
+    """sha256 over the bytes of `paths` in order (one file: the file's own sha256)."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def parse_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
+    """`all`, `3`, `0,2,5`, `-1` (last) or a list of ints → sorted unique layer indices, checked."""
+    if isinstance(spec, str):
+        text = spec.strip().lower()
+        if text == "all":
+            return list(range(num_layers))
+        try:
+            items = [int(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise UserError(f"--layers {spec!r}: expected 'all' or comma-separated layer indices") from None
+    else:
+        items = [int(x) for x in spec]
+    if not items:
+        raise UserError(f"--layers {spec!r}: expected 'all' or at least one layer index")
+    out = []
+    for i in items:
+        j = i + num_layers if i < 0 else i
+        if not 0 <= j < num_layers:
+            raise UserError(f"layer {i}: out of range, the model has layers 0..{num_layers - 1}")
+        out.append(j)
+    return sorted(set(out))
+
+
+class MusicGenBackend(ABC):
+    """A loaded MusicGen (either implementation) seen through the few things musicsae needs.
+
+    Attributes:
+        backend: 'audiocraft' or 'transformers'.
+        name: hub id or folder name.
+        sample_rate, frame_rate: audio rate and LM frames per second.
+        n_q: codebooks; num_layers, dim: transformer layers and width (hook points and their size).
+        device: where the model runs.
+    """
+
+    backend: str
+    name: str
+    sample_rate: int
+    frame_rate: float
+    n_q: int
+    num_layers: int
+    dim: int
+    device: torch.device
+
+    # -- layers ----------------------------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def hook_prefix(self) -> str:
+        """Module path of the layer list, e.g. `transformer.layers` (hook name = prefix + '.' + i)."""
+
+    @abstractmethod
+    def layers(self) -> nn.ModuleList:
+        """The transformer layers whose outputs are the residual stream."""
+
+    def hook_name(self, layer: int) -> str:
+        return f"{self.hook_prefix}.{layer}"
+
+    def layer_index(self, hook: str) -> int:
+        """The layer index a hook name refers to; `UserError` if it is not a layer of this model."""
+        m = re.fullmatch(re.escape(self.hook_prefix) + r"\.(\d+)", hook.strip())
+        if m is None:
+            raise UserError(f"hook {hook!r}: expected '{self.hook_prefix}.<i>' for this {self.backend} MusicGen")
+        i = int(m.group(1))
+        if i >= self.num_layers:
+            raise UserError(f"hook {hook!r}: layer {i} out of range, the model has layers 0..{self.num_layers - 1}")
+        return i
+
+    # -- identity --------------------------------------------------------------------------------------
+    @abstractmethod
+    def weight_files(self) -> list[Path]:
+        """The LM weight file(s) this model was loaded from (its identity is their sha256)."""
+
+    def model_ref(self) -> dict[str, str]:
+        """Identity for store.json and concept banks: {name, sha256, backend}."""
+        if not hasattr(self, "_sha256"):
+            self._sha256 = sha256_files(self.weight_files())
+        return {"name": self.name, "sha256": self._sha256, "backend": self.backend}
+
+    # -- running ---------------------------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], duration: float, seed: int | None = None, *, cfg_coef: float = 3.0,
+                 top_k: int = 250, temperature: float = 1.0) -> Generation:
+        """Sample audio for text prompts (classifier-free guidance, conditional rows first)."""
+
+    @abstractmethod
+    def encode(self, wav: Tensor) -> Tensor:
+        """Codes [B, K, T] of audio [B, C, N] at `sample_rate` (the model's compression model)."""
+
+    @abstractmethod
+    def teacher_force(self, codes: Tensor, descriptions: Sequence[str | None]) -> None:
+        """Run the LM once over the delay-pattern sequence of `codes` [B, K, T] (hooks see [B, S, D]).
+
+        A description of None is the null condition (the unconditional branch of guidance).
+        """
+
+    def frames(self, duration: float) -> int:
+        """Audio frames (LM steps without the delay tail) in `duration` seconds."""
+        return int(duration * self.frame_rate)
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    @contextmanager
+    def _positions(self) -> Iterator[Callable[[], int]]:
+        """Yield a function giving the position of the first input of the forward now running."""
+
+    @contextmanager
+    def hooks(self, fns: dict[int, LayerFn]) -> Iterator[None]:
+        """Attach `fn` to the output of each layer i in `fns` for the duration of the block."""
+        layers = self.layers()
+        handles = []
+        for i in fns:
+            if not 0 <= i < len(layers):
+                raise UserError(f"layer {i}: out of range, the model has layers 0..{len(layers) - 1}")
+        with self._positions() as position:
+            for i, fn in fns.items():
+                handles.append(layers[i].register_forward_hook(_output_hook(fn, position)))
+            try:
+                yield
+            finally:
+                for h in handles:
+                    h.remove()
+
+
+def _output_hook(fn: LayerFn, position: Callable[[], int]):
+    def hook(module: nn.Module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output  # transformers 4.x returns a tuple
+        new = fn(hidden, position())
+        if new is None or new is hidden:
+            return None
+        if new.shape != hidden.shape:
+            raise RuntimeError(f"layer hook returned {tuple(new.shape)}, expected {tuple(hidden.shape)}")
+        return (new, *output[1:]) if isinstance(output, tuple) else new
+
+    return hook
+
+
+class Recorder:
+    """Collects the conditional rows of a layer's residual stream by position.
+
+    A position seen twice keeps the last value (transformers 5 runs the first step twice in `generate`).
+
+    Args:
+        rows: how many leading batch rows to keep (the conditional ones: the number of prompts).
+        limit: keep positions < limit (the audio frames; the delay tail is dropped).
+    """
+
+    def __init__(self, rows: int, limit: int | None = None):
+        self.rows = rows
+        self.limit = limit
+        self.by_pos: dict[int, Tensor] = {}
+
+    def __call__(self, hidden: Tensor, start: int) -> None:
+        keep = hidden.shape[1] if self.limit is None else max(0, min(hidden.shape[1], self.limit - start))
+        rows = hidden[: self.rows, :keep].detach().float().cpu()
+        for t in range(keep):
+            self.by_pos[start + t] = rows[:, t]
+
+    def result(self) -> Tensor:
+        """[rows, T, D] for positions 0..T-1 (all of them must have been seen)."""
+        n = len(self.by_pos)
+        if sorted(self.by_pos) != list(range(n)):
+            raise RuntimeError(f"recorded positions are not 0..{n - 1}")
+        return torch.stack([self.by_pos[t] for t in range(n)], dim=1)

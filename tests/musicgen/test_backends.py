@@ -1,0 +1,140 @@
+"""Both MusicGen backends behind the adapter: real loaders, layer hooks, CFG rows, KV cache, delay pattern."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from realtime.musicgen import Recorder, load_musicgen, parse_layers
+from sae.errors import UserError
+
+PROMPTS = ["happy guitar", "sad piano"]
+
+
+@pytest.fixture(scope="module", params=["audiocraft", "transformers"])
+def mg(request, audiocraft_dir, transformers_dir):
+    folder = audiocraft_dir if request.param == "audiocraft" else transformers_dir
+    model = load_musicgen(folder)  # backend detected from the folder's files
+    assert model.backend == request.param
+    return model
+
+
+def test_shapes_and_identity(mg, tiny_cfg):
+    assert (mg.sample_rate, mg.frame_rate, mg.n_q) == (32000, 50.0, tiny_cfg.n_q)
+    assert (mg.num_layers, mg.dim) == (tiny_cfg.num_layers, tiny_cfg.dim)
+    ref = mg.model_ref()
+    assert ref["backend"] == mg.backend and len(ref["sha256"]) == 64
+    assert mg.layer_index(mg.hook_name(2)) == 2
+    with pytest.raises(UserError, match="out of range"):
+        mg.layer_index(mg.hook_name(tiny_cfg.num_layers))
+    other = "decoder.model.decoder.layers.0" if mg.backend == "audiocraft" else "transformer.layers.0"
+    with pytest.raises(UserError, match="expected"):
+        mg.layer_index(other)
+
+
+def test_generation_steps_are_cfg_doubled_single_positions(mg):
+    seen = []
+    with mg.hooks({1: lambda h, pos: seen.append((tuple(h.shape), pos))}):
+        gen = mg.generate(PROMPTS, duration=0.2, seed=0)
+    frames = mg.frames(0.2)
+    assert gen.codes.shape == (2, mg.n_q, frames)
+    assert gen.wav.shape == (2, 1, frames * 640)
+    assert {shape for shape, _ in seen} == {(4, 1, mg.dim)}  # [2B, 1, D]: guidance doubles, the cache gives T=1
+    assert sorted({pos for _, pos in seen}) == list(range(frames + mg.n_q - 1))  # delay tail of n_q - 1 steps
+
+
+def test_conditional_rows_equal_teacher_forcing(mg):
+    """The conditional rows recorded while generating equal one teacher-forced pass over the generated codes:
+    conditional rows come first, positions line up through the KV cache, and the delay pattern matches."""
+    frames = mg.frames(0.3)
+    gen_rec = {i: Recorder(rows=2, limit=frames) for i in range(mg.num_layers)}
+    with mg.hooks(gen_rec):
+        gen = mg.generate(PROMPTS, duration=0.3, seed=1)
+    tf_rec = {i: Recorder(rows=2, limit=frames) for i in range(mg.num_layers)}
+    with mg.hooks(tf_rec):
+        mg.teacher_force(gen.codes, PROMPTS)
+    for i in range(mg.num_layers):
+        a, b = gen_rec[i].result(), tf_rec[i].result()
+        assert a.shape == (2, frames, mg.dim)
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # the unconditional rows are different (else "conditional rows first" would be untestable)
+    rows = []
+    with mg.hooks({0: lambda h, pos: rows.append(h[:, 0]) if pos == 3 else None}):
+        mg.generate(PROMPTS, duration=0.1, seed=1)
+    assert not torch.allclose(rows[-1][:2], rows[-1][2:])
+
+
+def test_delay_pattern_alignment(mg):
+    """Position t predicts codebook 0 of frame t: changing codebook k of frame f first shows at position f+k+1."""
+    torch.manual_seed(0)
+    codes = torch.randint(0, 200, (1, mg.n_q, 12))
+    base = Recorder(rows=1)
+    with mg.hooks({0: base}):
+        mg.teacher_force(codes, ["rock"])
+    for k in (0, mg.n_q - 1):
+        changed = codes.clone()
+        changed[0, k, 5] = (changed[0, k, 5] + 7) % 200
+        rec = Recorder(rows=1)
+        with mg.hooks({0: rec}):
+            mg.teacher_force(changed, ["rock"])
+        diff = (rec.result() - base.result()).abs().amax(dim=(0, 2))
+        first = int(torch.nonzero(diff > 1e-5)[0])
+        assert first == 5 + k + 1
+
+
+def test_hook_replacement_steers_generation(mg):
+    same, edited = [], []
+    direction = torch.nn.functional.normalize(torch.randn(mg.dim, generator=torch.Generator().manual_seed(0)), dim=0)
+    push = lambda h, pos: h + 4.0 * h.norm(dim=-1, keepdim=True) * direction  # noqa: E731
+    for out, fn in ((same, lambda h, pos: None), (edited, push)):
+        with mg.hooks({1: fn}):
+            out.append(mg.generate(PROMPTS, duration=0.3, seed=2).codes)
+    plain = mg.generate(PROMPTS, duration=0.3, seed=2).codes
+    assert torch.equal(same[0], plain)
+    assert (edited[0] != plain).float().mean() > 0.2
+
+
+def test_null_description_is_the_unconditional_branch(mg):
+    """teacher_force(None) gives the rows guidance computes for its unconditional half."""
+    gen_rows, tf_rows = {}, Recorder(rows=1, limit=2)
+
+    def grab(h, pos):
+        if pos < 2:
+            gen_rows[pos] = h[1, 0].clone()  # rows: [cond, uncond] for one prompt
+
+    with mg.hooks({2: grab}):
+        gen = mg.generate(["jazz"], duration=0.1, seed=3)
+    with mg.hooks({2: tf_rows}):
+        mg.teacher_force(gen.codes, [None])
+    torch.testing.assert_close(tf_rows.result()[0], torch.stack([gen_rows[0], gen_rows[1]]), atol=1e-4, rtol=1e-4)
+
+
+def test_parse_layers():
+    assert parse_layers("all", 3) == [0, 1, 2]
+    assert parse_layers("2,0,-1", 3) == [0, 2]
+    for bad in ("3", "x", ""):
+        with pytest.raises(UserError):
+            parse_layers(bad, 3)
+
+
+def test_bad_sources_are_one_line_errors(tmp_path):
+    with pytest.raises(UserError, match="expected a MusicGen folder or a hub id"):
+        load_musicgen(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"neither state_dict\.bin"):
+        load_musicgen(tmp_path / "empty")
+    with pytest.raises(UserError, match="--backend"):
+        load_musicgen(tmp_path / "empty", backend="onnx")
+
+
+def test_hub_id_goes_through_the_real_loader():
+    """A hub id reaches audiocraft's hub download (offline here: a clean one-line error, no traceback)."""
+    code = ("from realtime.musicgen import load_musicgen\nfrom sae.errors import UserError\n"
+            "try:\n    load_musicgen('facebook/musicgen-small')\nexcept UserError as e:\n    print(e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-musicsae-test"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert "could not load it as a audiocraft MusicGen" in out.stdout, out.stderr[-1000:]

@@ -1,0 +1,99 @@
+"""`musicsae collect musicgen`: from prompts and from audio, provenance, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from realtime.musicgen import Recorder, load_musicgen
+from sae.store import ActivationStore
+from training.cli import main
+
+
+def _stored(store: ActivationStore, hook: str) -> dict[str, torch.Tensor]:
+    out: dict[str, list] = {}
+    for source, start, rows in store.iter_segments(hook):
+        out.setdefault(source, []).append((start, rows))
+    return {s: torch.cat([r for _, r in sorted(parts, key=lambda p: p[0])]) for s, parts in out.items()}
+
+
+def test_collect_from_prompts_stores_conditional_rows_and_resumes(tmp_path, audiocraft_dir, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("happy guitar\n# a comment\n\nsad piano\nhappy guitar\n")
+    out = tmp_path / "store"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--prompts", str(prompts), "--out", str(out),
+            "--duration", "0.3", "--batch-size", "3", "--layers", "0,2", "--dtype", "float32", "--seed", "5"]
+    assert main(argv) == 0
+    store = ActivationStore(out)
+    mg = load_musicgen(audiocraft_dir)
+    assert sorted(store.hooks) == ["transformer.layers.0", "transformer.layers.2"]
+    assert store.info["model"] == mg.model_ref() and store.info["frame_rate"] == 50.0
+    rows = _stored(store, "transformer.layers.2")
+    assert list(rows) == ["happy guitar", "sad piano", "happy guitar #2"]
+    assert all(r.shape == (15, mg.dim) for r in rows.values())
+    # the stored rows are the conditional rows of the same generation
+    rec = Recorder(rows=3, limit=15)
+    with mg.hooks({2: rec}):
+        mg.generate(["happy guitar", "sad piano", "happy guitar"], 0.3, seed=5)
+    torch.testing.assert_close(torch.stack(list(rows.values())), rec.result())
+
+    # resume: nothing new for the same file; only the new prompt for a longer file
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "3 prompts already complete" in " ".join(capsys.readouterr().err.split())
+    assert ActivationStore(out).rows("transformer.layers.0") == 45
+    prompts.write_text("happy guitar\nsad piano\nhappy guitar\nrock drums\n")
+    assert main(argv) == 0
+    store = ActivationStore(out)
+    assert store.rows("transformer.layers.0") == 60
+    assert store.complete_sources("transformer.layers.0") == {"happy guitar", "sad piano", "happy guitar #2",
+                                                              "rock drums"}
+
+
+def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
+    audio = tmp_path / "audio"
+    (audio / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    sf.write(audio / "a.wav", 0.1 * rng.standard_normal(int(44100 * 1.3)).astype(np.float32), 44100)
+    sf.write(audio / "sub" / "b.flac", 0.1 * rng.standard_normal((32000 * 2, 2)).astype(np.float32), 32000)
+    out = tmp_path / "store"
+    assert main(["collect", "musicgen", "--model", str(transformers_dir), "--audio", str(audio), "--out", str(out),
+                 "--layers", "-1", "--chunk", "1", "--dtype", "float32"]) == 0
+    store = ActivationStore(out)
+    hook = "decoder.model.decoder.layers.2"
+    assert store.hooks == [hook]
+    rows = _stored(store, hook)
+    assert {s: r.shape[0] for s, r in rows.items()} == {"a.wav": 65, "sub/b.flac": 100}
+    manifest = json.loads((out / hook / "manifest.json").read_text())
+    starts = [(p["source"], p["start_frame"]) for s in manifest["shards"] for p in s["provenance"]]
+    assert starts == [("a.wav", 0), ("a.wav", 50), ("sub/b.flac", 0), ("sub/b.flac", 50)]
+    # a chunk's rows equal a teacher-forced pass over the codes of that chunk (null description)
+    from training.collect_musicgen import load_audio
+
+    mg = load_musicgen(transformers_dir)
+    wav = load_audio(audio / "sub" / "b.flac", mg.sample_rate)
+    rec = Recorder(rows=1, limit=50)
+    with mg.hooks({2: rec}):
+        mg.teacher_force(mg.encode(wav[None, :, 32000:64000]), [None])
+    torch.testing.assert_close(rows["sub/b.flac"][50:], rec.result()[0])
+
+
+@pytest.mark.parametrize("case", ["empty prompts", "layer out of range", "missing model"])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, capsys, case):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("\n# nothing\n" if case == "empty prompts" else "guitar\n")
+    model = str(tmp_path / "nope") if case == "missing model" else str(audiocraft_dir)
+    layers = "7" if case == "layer out of range" else "all"
+    out = tmp_path / "store"
+    code = main(["collect", "musicgen", "--model", model, "--prompts", str(prompts), "--out", str(out),
+                 "--layers", layers, "--duration", "0.1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("musicsae: error: ") and "Traceback" not in "\n".join(err)
+    assert {"empty prompts": "no prompts", "layer out of range": "layer 7: out of range",
+            "missing model": "expected a MusicGen folder"}[case] in err[-1]
+    assert not out.exists()

@@ -1,0 +1,98 @@
+"""`musicsae collect musicgen`: residual-stream activations of MusicGen layers into an activation store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "musicgen",
+        help="record MusicGen layer activations (from prompts, or from audio teacher-forced)",
+        description="Record the residual stream after MusicGen transformer layers, one row per audio frame "
+        "(conditional rows only), with provenance, into the activation store OUT/<layer name>/. From prompts: "
+        "generate and record. From audio: encode with the model's codec and run the LM teacher-forced (much "
+        "faster). Re-running the same command resumes: complete sources are skipped.",
+    )
+    parser.add_argument("--model", required=True, help="hub id (facebook/musicgen-small) or local folder")
+    parser.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"],
+                        help="implementation (default: from the folder's files; hub ids use audiocraft)")
+    parser.add_argument("--layers", default="all", help="'all' or comma-separated layer indices (default all)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")
+    src.add_argument("--audio", help="folder of audio files (wav/flac/ogg/mp3), searched recursively")
+    parser.add_argument("--out", required=True, help="activation store directory")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds generated per prompt (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
+    parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
+    parser.add_argument("--chunk", type=float, default=10.0, help="seconds of audio per teacher-forced chunk")
+    parser.add_argument("--description", default=None,
+                        help="text condition for --audio (default: none, the unconditional branch)")
+    parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from realtime.musicgen import load_musicgen, parse_layers
+    from sae.errors import UserError
+    from training.collect_musicgen import CollectConfig, Collector, list_audio, prompt_sources, read_prompts
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
+    if not args.duration > 0 or not args.chunk > 0:
+        raise UserError(f"--duration {args.duration} --chunk {args.chunk}: expected positive seconds")
+    # validate everything that does not need the model before loading it, and the rest before writing
+    prompts = read_prompts(args.prompts) if args.prompts else None
+    files = list_audio(args.audio) if args.audio else None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a folder")
+    console = Console(stderr=True)
+    with console.status(f"loading {args.model}"):
+        mg = load_musicgen(args.model, args.backend, args.device)
+    layers = parse_layers(args.layers, mg.num_layers)
+    if prompts is not None and mg.frames(args.duration) < 1:
+        raise UserError(f"--duration {args.duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+    cfg = CollectConfig(out=out, layers=layers, duration=args.duration, seed=args.seed, batch_size=args.batch_size,
+                        cfg_coef=args.cfg_coef, chunk=args.chunk, description=args.description, dtype=args.dtype)
+    torch.set_grad_enabled(False)
+    collector = Collector(mg, cfg)
+    done = collector.done()
+    if prompts is not None:
+        todo = sum(s not in done for s in prompt_sources(prompts))
+        what = "prompts"
+    else:
+        todo = sum(p.relative_to(args.audio).as_posix() not in done for p in files)
+        what = "files"
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[frames]} frames"), TimeRemainingColumn())
+    frames = 0
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task(f"{mg.name}: {what}", total=todo, frames=0)
+
+            def step(n_sources: int, n_frames: int) -> None:
+                nonlocal frames
+                frames += n_frames
+                progress.update(task, advance=n_sources, frames=frames)
+
+            if prompts is not None:
+                collector.from_prompts(prompts, step)
+            else:
+                collector.from_audio(args.audio, step)
+    except BaseException:
+        collector.abort()
+        raise
+    collector.close()
+    skipped = (len(prompts) if prompts is not None else len(files)) - todo
+    console.print(f"stored {frames} frames x {len(layers)} layers of {mg.name} ({mg.backend}) in {out}"
+                  + (f"; {skipped} {what} already complete" if skipped else ""))
+    return 0

@@ -1,0 +1,236 @@
+"""Collect MusicGen residual-stream activations into the activation store.
+
+Two sources, one row per audio frame (50 Hz for MusicGen), conditional rows only:
+- prompts: generate with classifier-free guidance and record the conditional rows step by step
+  (KV cache: one position per step; the delay tail after the last frame is dropped);
+- audio: encode each file with the model's compression model and run the LM teacher-forced over the
+  codes in chunks (one forward per chunk: much faster than generating).
+
+Provenance: `source` is the prompt text (repeats get ` #2`, ` #3`...) or the audio path relative to the
+audio root; `start_frame` counts frames of that source. Resumable: sources complete in every requested
+layer are skipped, and rows already stored for a source are not stored twice.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from realtime.musicgen import MusicGenBackend, Recorder
+from sae.errors import UserError
+from sae.store import ActivationWriter
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+
+
+@dataclass
+class CollectConfig:
+    """Args:
+        out: store directory.
+        layers: layer indices to record.
+        duration: seconds generated per prompt.
+        seed: generation seed of the first batch (batch k uses seed + k).
+        batch_size: prompts per generation batch / audio chunks per teacher-forced batch.
+        cfg_coef: classifier-free guidance coefficient for generation.
+        chunk: seconds of audio per teacher-forced chunk (at most the model's training length).
+        description: text condition for audio (None: the null condition, the unconditional branch).
+        dtype: store dtype, float16 or float32.
+        shard_rows: rows per store shard.
+    """
+
+    out: Path
+    layers: list[int]
+    duration: float = 10.0
+    seed: int = 0
+    batch_size: int = 4
+    cfg_coef: float = 3.0
+    chunk: float = 10.0
+    description: str | None = None
+    dtype: str = "float16"
+    shard_rows: int = 65536
+
+
+def read_prompts(path: str | Path) -> list[str]:
+    """Prompts from a .txt (one per line, `#` comments), .csv (`prompt` column) or .yaml/.json list."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--prompts {path}: not a file")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml", ".json"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--prompts {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if isinstance(data, dict):
+            data = data.get("prompts")
+        if not isinstance(data, list) or not all(isinstance(p, str | dict) for p in data):
+            raise UserError(f"--prompts {path}: expected a list of prompts (or a 'prompts:' list)")
+        prompts = [p if isinstance(p, str) else str(p.get("prompt", "")) for p in data]
+    elif suffix == ".csv":
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and "prompt" not in rows[0]:
+            raise UserError(f"--prompts {path}: expected a 'prompt' column")
+        prompts = [r["prompt"] or "" for r in rows]
+    else:
+        prompts = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    prompts = [p.strip() for p in prompts if p and p.strip()]
+    if not prompts:
+        raise UserError(f"--prompts {path}: no prompts in the file")
+    return prompts
+
+
+def prompt_sources(prompts: list[str]) -> list[str]:
+    """Unique source names: the prompt, with ` #k` on its k-th repeat."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in prompts:
+        seen[p] = seen.get(p, 0) + 1
+        out.append(p if seen[p] == 1 else f"{p} #{seen[p]}")
+    return out
+
+
+def list_audio(root: str | Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"--audio {root}: not a folder")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+    if not files:
+        raise UserError(f"--audio {root}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
+    return files
+
+
+def load_audio(path: Path, sample_rate: int) -> torch.Tensor:
+    """Mono float32 [1, N] at `sample_rate` (soundfile + julius)."""
+    import julius
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises its own error types
+        raise UserError(f"audio file {path}: cannot read it ({str(exc).splitlines()[0]})") from None
+    wav = torch.from_numpy(data.T.copy()).mean(dim=0, keepdim=True)
+    if sr != sample_rate:
+        wav = julius.resample_frac(wav, int(sr), int(sample_rate))
+    return wav
+
+
+class Collector:
+    """Writers for the requested layers of one model, and the two ways of filling them."""
+
+    def __init__(self, mg: MusicGenBackend, cfg: CollectConfig):
+        self.mg = mg
+        self.cfg = cfg
+        self.hooks = {i: mg.hook_name(i) for i in cfg.layers}
+        self.writers = {
+            i: ActivationWriter(cfg.out, hook, mg.dim, dtype=cfg.dtype, model=mg.model_ref(),
+                                frame_rate=mg.frame_rate, sample_rate=mg.sample_rate, shard_rows=cfg.shard_rows)
+            for i, hook in self.hooks.items()
+        }
+
+    def done(self) -> set[str]:
+        """Sources complete in every layer (skipped on resume)."""
+        sets = [w.complete_sources for w in self.writers.values()]
+        return set.intersection(*sets) if sets else set()
+
+    def _store(self, recorders: dict[int, Recorder], sources: list[str], start_frame: int | list[int] = 0) -> int:
+        starts = start_frame if isinstance(start_frame, list) else [start_frame] * len(sources)
+        rows = 0
+        for i, rec in recorders.items():
+            x = rec.result()
+            for b, source in enumerate(sources):
+                self.writers[i].add(x[b], source, starts[b])
+            rows = x.shape[1] * len(sources)
+        return rows
+
+    def from_prompts(self, prompts: list[str], progress: Callable[[int, int], None] | None = None) -> int:
+        """Generate each prompt and store its conditional rows; returns frames stored per layer."""
+        sources = prompt_sources(prompts)
+        done = self.done()
+        todo = [(p, s) for p, s in zip(prompts, sources, strict=True) if s not in done]
+        frames = self.mg.frames(self.cfg.duration)
+        total = 0
+        for k in range(0, len(todo), self.cfg.batch_size):
+            batch = todo[k : k + self.cfg.batch_size]
+            recorders = {i: Recorder(rows=len(batch), limit=frames) for i in self.cfg.layers}
+            seed = self.cfg.seed + k // self.cfg.batch_size
+            with self.mg.hooks(recorders):
+                self.mg.generate([p for p, _ in batch], self.cfg.duration, seed=seed, cfg_coef=self.cfg.cfg_coef)
+            total += self._store(recorders, [s for _, s in batch])
+            if progress:
+                progress(len(batch), frames * len(batch))
+        return total
+
+    def _chunks(self, files: list[Path], root: Path) -> Iterator[tuple[str, int, torch.Tensor]]:
+        """(source, start_frame, codes [K, T]) per chunk of every file not yet complete."""
+        hop = self.mg.sample_rate / self.mg.frame_rate
+        chunk = max(1, round(self.cfg.chunk * self.mg.frame_rate)) * round(hop)
+        done = self.done()
+        for path in files:
+            source = path.relative_to(root).as_posix()
+            if source in done:
+                continue
+            wav = load_audio(path, self.mg.sample_rate)
+            if wav.shape[-1] < hop:
+                raise UserError(f"audio file {path}: shorter than one frame ({wav.shape[-1]} samples)")
+            for start in range(0, wav.shape[-1], chunk):
+                piece = wav[:, start : start + chunk]
+                if piece.shape[-1] < hop:
+                    break
+                codes = self.mg.encode(piece[None])[0]
+                yield source, round(start / hop), codes
+
+    def from_audio(self, root: str | Path, progress: Callable[[int, int], None] | None = None) -> int:
+        """Teacher-force the LM over each file's codes; returns frames stored per layer."""
+        root = Path(root)
+        files = list_audio(root)
+        total = 0
+        pending: list[tuple[str, int, torch.Tensor]] = []
+        last_source = None
+
+        def flush() -> int:
+            if not pending:
+                return 0
+            # one batch per chunk length (the last chunk of a file is usually shorter)
+            stored = 0
+            by_len: dict[int, list[tuple[str, int, torch.Tensor]]] = {}
+            for item in pending:
+                by_len.setdefault(item[2].shape[-1], []).append(item)
+            for items in by_len.values():
+                codes = torch.stack([c for _, _, c in items])
+                recorders = {i: Recorder(rows=len(items), limit=codes.shape[-1]) for i in self.cfg.layers}
+                with self.mg.hooks(recorders):
+                    self.mg.teacher_force(codes, [self.cfg.description] * len(items))
+                stored += self._store(recorders, [s for s, _, _ in items], [f for _, f, _ in items])
+            pending.clear()
+            return stored
+
+        for source, start, codes in self._chunks(files, root):
+            if len(pending) >= self.cfg.batch_size or (last_source is not None and source != last_source):
+                n = flush()
+                total += n
+                if progress and source != last_source:
+                    progress(1, n)
+                elif progress:
+                    progress(0, n)
+            pending.append((source, start, codes))
+            last_source = source
+        n = flush()
+        total += n
+        if progress:
+            progress(1 if last_source is not None else 0, n)
+        return total
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+    def abort(self) -> None:
+        """Keep the rows already buffered (valid), never mark the interrupted source complete."""
+        for w in self.writers.values():
+            w.__exit__(KeyboardInterrupt, None, None)
