@@ -1,0 +1,90 @@
+# musicsae tasks. `just demo` and `just test` set everything up first (idempotent).
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+python := env_var_or_default("PYTHON", "python3")
+venv := ".venv"
+bin := venv + "/bin"
+# Debian packages the tests, the concept data and the live engine use.
+apt_packages := "patch fluidsynth libfluidsynth3 espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium"
+
+# list the tasks
+default:
+    @just --list
+
+# system packages (Debian/Ubuntu; needs root or sudo)
+setup-system:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    missing=$(for p in {{apt_packages}}; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+    [ -z "$missing" ] && exit 0
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "installing system packages: $missing"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive JACK_NO_AUDIO_RESERVATION=1 $sudo apt-get install -y -qq --no-install-recommends $missing > /dev/null
+
+# .venv with torch, musicsae (editable) and the patched third-party packages
+setup: setup-system
+    #!/usr/bin/env bash
+    set -euo pipefail
+    stamp={{venv}}/.musicsae-setup
+    want=$(cat pyproject.toml patches/*.diff patches/install.py | sha256sum | cut -c1-16)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+    {{python}} -c 'import sys; assert sys.version_info[:2] == (3, 11), "musicsae needs Python 3.11 (set PYTHON=python3.11)"'
+    [ -x {{bin}}/python ] || {{python}} -m venv {{venv}}
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    start=$(date +%s)
+    # torch first: a CPU machine may carry a local wheel; a GPU box gets the CUDA build from PyPI
+    # (pick another build with TORCH_INDEX_URL, e.g. the PyTorch CPU or cu12x index).
+    {{bin}}/pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
+    {{bin}}/pip install --quiet -e ".[dev]"
+    {{bin}}/python patches/install.py
+    echo "$want" > "$stamp"
+    echo "setup done in $(( $(date +%s) - start )) s; venv $(du -sh {{venv}} | cut -f1)"
+
+# run the test suite (slow end-to-end checks excluded; `just test-all` runs them too)
+test *ARGS: setup lint
+    {{bin}}/pytest -m "not slow" {{ARGS}}
+
+# every test, the slow end-to-end ones included
+test-all *ARGS: setup
+    {{bin}}/pytest {{ARGS}}
+
+# the main job on the embedded demo model: data -> activations -> SAE -> concepts -> edits -> judge
+demo OUT="demo_out": setup
+    {{bin}}/musicsae demo --out {{OUT}}
+
+# ruff, and poetry.lock agrees with pyproject.toml
+lint: setup poetry
+    {{bin}}/ruff check .
+    .cache/poetry/bin/poetry check --lock
+
+# poetry in its own small venv (it only checks and writes the lock; `just setup` installs with pip)
+poetry:
+    @[ -x .cache/poetry/bin/poetry ] || ({{python}} -m venv .cache/poetry && .cache/poetry/bin/pip install --quiet "poetry>=2.0,<3")
+
+# re-resolve poetry.lock. The registry's per-version JSON pages are unreliable, so poetry resolves in a
+# scratch copy through the simple index; the lock then records the packages as plain PyPI ones.
+lock: poetry
+    #!/usr/bin/env bash
+    set -euo pipefail
+    scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
+    cp pyproject.toml README.md "$scratch"/
+    printf '\n[[tool.poetry.source]]\nname = "simple-index"\nurl = "%s"\npriority = "primary"\n' \
+        "${PIP_INDEX_URL:-$(.cache/poetry/bin/python -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')}" >> "$scratch/pyproject.toml"
+    (cd "$scratch" && {{justfile_directory()}}/.cache/poetry/bin/poetry lock)
+    .cache/poetry/bin/python - "$scratch/poetry.lock" <<'PY'
+    import re, sys
+    from pathlib import Path
+    from poetry.factory import Factory
+    text = Path(sys.argv[1]).read_text()
+    text = re.sub(r"\n\[package\.source\]\ntype = \"legacy\"\nurl = \"[^\"]*\"\nreference = \"simple-index\"\n", "\n", text)
+    digest = Factory().create_poetry(Path.cwd()).locker._get_content_hash()
+    text = re.sub(r'content-hash = "[0-9a-f]+"', f'content-hash = "{digest}"', text)
+    Path("poetry.lock").write_text(text)
+    PY
+    .cache/poetry/bin/poetry check --lock
+
+# benchmarks (print figures; never pass/fail on time)
+bench: setup
+    for b in bench/*.py; do echo "== $b"; {{bin}}/python "$b"; done
