@@ -90,8 +90,9 @@ def train(audio: Path, run_dir: Path, minutes: float, batch: int, length: int, l
         opt.step()
         step += 1
         if step % 50 == 0:
+            record = {"step": step, "time": time.time(), **{k: float(v.detach()) for k, v in terms.items()}}
             with log.open("a") as f:
-                f.write(json.dumps({"step": step, "time": time.time(), **{k: float(v) for k, v in terms.items()}}) + "\n")
+                f.write(json.dumps(record) + "\n")
         if step % 500 == 0:
             checkpoint(model, opt, step, run_dir, clips)
     checkpoint(model, opt, step, run_dir, clips)
