@@ -1,0 +1,165 @@
+"""Benchmark: our SAE trainer vs dictionary_learning's TopK trainer, same activations, same run.
+
+Both train a TopK SAE (same k, expansion, steps, batch, LR, schedule: no warm-up, linear decay over the last
+20 %) on the same activation store, reading the same shuffled batches through `ActivationStore.iter_batches`,
+on the same number of CPU threads. Prints tokens/s of each, the ratio, and both FVUs on the held-out split.
+Timings are printed, never asserted.
+
+    pip install --no-deps dictionary-learning==0.1.0      # only for this benchmark (its deps pin nnsight)
+    .venv/bin/python bench/sae_train.py                     # synthetic planted activations
+    .venv/bin/python bench/sae_train.py --activations runs/acts --hook latent --k 16 --expansion 8
+
+Only `dictionary_learning/trainers/top_k.py` (and the modules it imports) is loaded: the package
+`__init__` imports nnsight, which the benchmark neither needs nor installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import math
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sae.metrics import RunningMetrics  # noqa: E402
+from sae.store import ActivationStore  # noqa: E402
+from sae.synthetic import planted_store  # noqa: E402
+from sae.train import TrainConfig, train_hook  # noqa: E402
+
+
+def load_dictionary_learning_topk():
+    """Import dictionary_learning's TopKTrainer without running the package __init__ (nnsight)."""
+    spec = importlib.util.find_spec("dictionary_learning")
+    if spec is None or spec.origin is None:
+        raise SystemExit("dictionary_learning is not installed: pip install --no-deps dictionary-learning==0.1.0")
+    root = Path(spec.origin).parent
+    for name, path in (("dictionary_learning", root), ("dictionary_learning.trainers", root / "trainers")):
+        if name not in sys.modules:
+            module = types.ModuleType(name)
+            module.__path__ = [str(path)]
+            sys.modules[name] = module
+    from dictionary_learning.trainers.top_k import TopKTrainer
+
+    return TopKTrainer
+
+
+def run_baseline(store: ActivationStore, hook: str, args, lr: float) -> dict:
+    TopKTrainer = load_dictionary_learning_topk()
+    d_in = store.dim(hook)
+    d_sae = d_in * args.expansion
+    # dictionary_learning's own training loop scales inputs to E||x||^2 = d_in; do the same here
+    sample = store.sample(hook, 16384, "train", args.eval_fraction, args.seed)
+    scale = math.sqrt(d_in / float(sample.pow(2).sum(-1).mean()))
+    trainer = TopKTrainer(
+        steps=args.steps,
+        activation_dim=d_in,
+        dict_size=d_sae,
+        k=args.k,
+        layer=0,
+        lm_name="bench",
+        lr=lr,
+        warmup_steps=0,
+        decay_start=int(args.steps * 0.8),
+        seed=args.seed,
+        device="cpu",
+    )
+    stream = store.iter_batches(
+        hook, args.batch_size, "train", args.eval_fraction, args.shuffle_buffer, args.seed, loop=True
+    )
+    it = iter(stream)
+    t0 = time.perf_counter()
+    for step in range(args.steps):
+        trainer.update(step, next(it) * scale)
+    elapsed = time.perf_counter() - t0
+    ae = trainer.ae.eval()
+    m = RunningMetrics(d_sae)
+    with torch.no_grad():
+        for x in store.iter_batches(hook, 4096, "eval", args.eval_fraction, shuffle_buffer=0, drop_last=False):
+            f = ae.encode(x * scale)
+            m.update(x, ae.decode(f) / scale, f)
+    out = m.result()
+    out["tokens_per_s"] = args.steps * args.batch_size / elapsed
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--activations", help="activation store (default: synthetic planted activations)")
+    p.add_argument("--hook", help="hook in the store (default: the first)")
+    p.add_argument("--d", type=int, default=256, help="synthetic: activation width")
+    p.add_argument("--features", type=int, default=2048, help="synthetic: planted features")
+    p.add_argument("--k-true", type=int, default=16, help="synthetic: active planted features per row")
+    p.add_argument("--rows", type=int, default=100_000, help="synthetic: rows")
+    p.add_argument("--k", type=int, default=32)
+    p.add_argument("--expansion", type=int, default=8)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch-size", type=int, default=2048)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-fraction", type=float, default=0.1)
+    p.add_argument("--shuffle-buffer", type=int, default=1 << 16)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory(prefix="sae_bench_") as tmp:
+        if args.activations:
+            store = ActivationStore(args.activations)
+            hook = args.hook or store.hooks[0]
+        else:
+            planted_store(
+                Path(tmp) / "acts",
+                n=args.rows,
+                d=args.d,
+                n_features=args.features,
+                k_true=args.k_true,
+                offset=0.0,
+                noise=0.05,
+                dtype="float16",
+                shard_rows=32768,
+            )
+            store, hook = ActivationStore(Path(tmp) / "acts"), "synthetic"
+        d_in = store.dim(hook)
+        d_sae = d_in * args.expansion
+        lr = args.lr or 2e-4 / math.sqrt(d_sae / 16384)
+        print(
+            f"activations: {store.root if args.activations else 'synthetic planted'} hook={hook} "
+            f"rows={store.rows(hook)} d_in={d_in}; SAE TopK k={args.k} d_sae={d_sae}; steps={args.steps} "
+            f"batch={args.batch_size} lr={lr:.2e} threads={args.threads}"
+        )
+        cfg = TrainConfig(
+            k=args.k,
+            expansion=args.expansion,
+            arch="topk",
+            steps=args.steps,
+            lr=lr,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            eval_fraction=args.eval_fraction,
+            shuffle_buffer=args.shuffle_buffer,
+            checkpoint_every=0,
+            normalize="scale",
+        )
+        ours = train_hook(store, hook, Path(tmp) / "ours", cfg)
+        base = run_baseline(store, hook, args, lr)
+
+    print(f"{'trainer':<34}{'tokens/s':>12}{'FVU':>10}{'L0':>8}{'dead':>8}")
+    for name, m in (("musicsae (sae.train)", ours), ("dictionary_learning 0.1.0 TopK", base)):
+        print(f"{name:<34}{m['tokens_per_s']:>12.0f}{m['fvu']:>10.4f}{m['l0']:>8.1f}{m['dead_fraction']:>8.3f}")
+    print(
+        f"throughput ratio (ours / dictionary_learning): {ours['tokens_per_s'] / base['tokens_per_s']:.2f}x; "
+        f"FVU ours {ours['fvu']:.4f} vs theirs {base['fvu']:.4f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
