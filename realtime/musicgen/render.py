@@ -1,0 +1,174 @@
+"""Offline MusicGen renders with concept edits from a concept bank.
+
+Each concept edits the residual stream after its own layer (`hook` in the bank) on every generation
+step, on the conditional and the unconditional rows alike, with the SAE's error term kept
+(`x̂ = x + (f' − f) @ W_dec`, sae/steering.py). Several concepts compose (per SAE, per feature); each
+may have a schedule: active for steps whose frame time lies in [start, stop).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from realtime.musicgen.base import Generation, LayerFn, MusicGenBackend
+from sae.bank import Concept, ConceptBank
+from sae.errors import UserError
+from sae.steering import EditState, apply_edit
+
+SET_RE = re.compile(r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<mode>[a-z]+(?::[-+0-9.eE]+)?)"
+                    r"(?:@(?P<start>[0-9.]*)-(?P<stop>[0-9.]*))?$")
+
+
+@dataclass(frozen=True)
+class ConceptSet:
+    """One `--set NAME=MODE[@START-STOP]`: mode as in sae/steering (`off`, `on`, `on:S`, `scale:G`,
+    `none`); optional schedule in seconds (either end may be left empty)."""
+
+    name: str
+    mode: str
+    start: float = 0.0
+    stop: float = math.inf
+
+    def active(self, t: float) -> bool:
+        return self.start <= t < self.stop
+
+
+def parse_set(text: str) -> ConceptSet:
+    """`guitar=off`, `piano=on:2`, `drums=scale:0.5@1.5-4`, `bass=on@2-` → ConceptSet."""
+    m = SET_RE.match(text.strip())
+    if m is None:
+        raise UserError(f"--set {text!r}: expected NAME=MODE[@START-STOP], e.g. guitar=off or piano=on:2@1-3")
+    try:
+        start = float(m["start"]) if m["start"] else 0.0
+        stop = float(m["stop"]) if m["stop"] else math.inf
+    except ValueError:
+        raise UserError(f"--set {text!r}: schedule times must be seconds, e.g. @1.5-4") from None
+    if stop <= start:
+        raise UserError(f"--set {text!r}: schedule stop {stop:g} s must come after start {start:g} s")
+    return ConceptSet(m["name"], m["mode"], start, stop)
+
+
+@dataclass
+class _Group:
+    """Concepts sharing one SAE on one layer, and the edit for each set of active concepts."""
+
+    layer: int
+    sae: torch.nn.Module
+    state: EditState
+    sets: list[ConceptSet] = field(default_factory=list)
+    cache: dict[frozenset[str], tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
+
+    def edit_at(self, t: float) -> tuple[Tensor, Tensor, Tensor]:
+        active = frozenset(s.name for s in self.sets if s.active(t))
+        if active not in self.cache:
+            state = self.state.copy()
+            for s in self.sets:
+                state.set_mode(s.name, s.mode if s.name in active else "none")
+            idx, gain, add = state.edit().compact()
+            device = self.sae.W_dec.device
+            self.cache[active] = (idx.to(device), gain.to(device), add.to(device))
+        return self.cache[active]
+
+
+class BankSteering:
+    """Concept edits from `bank` for the loaded model, as layer hooks for `MusicGenBackend.hooks`.
+
+    Args:
+        mg: the loaded model (edits are checked against its identity, layers and width).
+        bank: the concept bank.
+        sets: which concepts to edit, how and when.
+    """
+
+    def __init__(self, mg: MusicGenBackend, bank: ConceptBank, sets: Sequence[ConceptSet]):
+        from sae.io import load_sae
+
+        self.mg = mg
+        self.groups: list[_Group] = []
+        ref = mg.model_ref()
+        by_key: dict[tuple[int, Path], _Group] = {}
+        concepts: dict[tuple[int, Path], dict[str, Concept]] = {}
+        seen: set[str] = set()
+        for s in sets:
+            if s.name in seen:
+                raise UserError(f"--set {s.name}: given twice (one setting per concept)")
+            seen.add(s.name)
+            concept = bank.get(s.name)
+            if concept.model.sha256 != ref["sha256"]:
+                raise UserError(f"concept {s.name!r} in {bank.path} belongs to model {concept.model.name} "
+                                f"({concept.model.sha256[:12]}), not {mg.name} ({ref['sha256'][:12]})")
+            layer = mg.layer_index(concept.hook)
+            sae_dir = bank.sae_dir(concept).resolve()
+            key = (layer, sae_dir)
+            if key not in by_key:
+                sae = load_sae(sae_dir, device=mg.device).eval()
+                if sae.cfg.d_in != mg.dim:
+                    raise UserError(f"SAE {sae_dir} (concept {s.name!r}): d_in {sae.cfg.d_in} does not match "
+                                    f"{concept.hook} of {mg.name}, width {mg.dim}")
+                by_key[key] = _Group(layer, sae, EditState(sae.cfg.d_sae))
+                concepts[key] = {}
+            concepts[key][s.name] = concept
+            by_key[key].sets.append(s)
+        for key, group in by_key.items():
+            group.state = EditState.from_concepts(group.state.d_sae, concepts[key])
+            for s in group.sets:  # validate modes now (one clear line), not mid-generation
+                group.state.copy().set_mode(s.name, s.mode)
+            self.groups.append(group)
+
+    def layer_fns(self) -> dict[int, LayerFn]:
+        """One hook per edited layer (groups on the same layer apply in bank order)."""
+        fps = self.mg.frame_rate
+        out: dict[int, LayerFn] = {}
+        for layer in sorted({g.layer for g in self.groups}):
+            groups = [g for g in self.groups if g.layer == layer]
+
+            def fn(hidden: Tensor, start: int, groups: list[_Group] = groups) -> Tensor:
+                x = hidden
+                for g in groups:
+                    if x.shape[1] == 1:  # a generation step (KV cache)
+                        x = apply_edit(x, g.sae, g.edit_at(start / fps))
+                    else:  # a longer forward (e.g. teacher forcing): position by position
+                        x = torch.cat([apply_edit(x[:, t : t + 1], g.sae, g.edit_at((start + t) / fps))
+                                       for t in range(x.shape[1])], dim=1)
+                return x
+
+            out[layer] = fn
+        return out
+
+
+def render(mg: MusicGenBackend, prompts: Sequence[str], duration: float, seed: int,
+           steering: BankSteering | None = None, cfg_coef: float = 3.0, top_k: int = 250) -> Generation:
+    """Generate `prompts` with the edits of `steering` (None: plain) from the same seed."""
+    if steering is None or not steering.groups:
+        return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
+    with mg.hooks(steering.layer_fns()):
+        return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
+
+
+def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:
+    """Write [C, N] audio atomically (soundfile; format from the suffix: wav, flac, ogg)."""
+    import soundfile as sf
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"--out {path}: expected a .wav, .flac or .ogg file name")
+    data = wav.detach().float().cpu().clamp(-1, 1).numpy().T
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16" if fmt == "WAV" else None)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

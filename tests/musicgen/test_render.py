@@ -1,0 +1,138 @@
+"""`musicsae render musicgen`: bank edits at each concept's layer on every step, schedules, batch, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from realtime.musicgen import load_musicgen
+from realtime.musicgen.render import BankSteering, ConceptSet, parse_set, render
+from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+from sae.errors import UserError
+from sae.io import save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+from sae.steering import apply_edit
+from training.cli import main
+
+
+def make_bank(root, mg, layers=(1, 2), d_in=None, sha=None):
+    """A real bank: one random SAE per layer (SAELens layout) and concepts guitar (layer 1), piano, drums (2)."""
+    banks = ConceptBank(root / "concepts.yaml")
+    ref = mg.model_ref()
+    for layer in layers:
+        torch.manual_seed(layer)
+        sae = SparseAutoencoder(SAEConfig(d_in=d_in or mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(layer)))
+        save_sae(sae, root / "sae" / f"layer{layer}")
+    specs = {"guitar": (layers[0], [3, 7]), "piano": (layers[-1], [5]), "drums": (layers[-1], [9, 11])}
+    for name, (layer, feats) in specs.items():
+        banks.add(Concept(name, ModelRef(ref["name"], sha or ref["sha256"]), mg.hook_name(layer), f"sae/layer{layer}",
+                          [ConceptFeature(i, 1.0, 6.0) for i in feats]))
+    banks.save()
+    return banks
+
+
+@pytest.fixture(scope="module")
+def mg(audiocraft_dir):
+    return load_musicgen(audiocraft_dir)
+
+
+def test_parse_set():
+    assert parse_set("guitar=off") == ConceptSet("guitar", "off", 0.0, math.inf)
+    assert parse_set("piano=on:2@1.5-3") == ConceptSet("piano", "on:2", 1.5, 3.0)
+    assert parse_set("drums=scale:0.5@2-") == ConceptSet("drums", "scale:0.5", 2.0, math.inf)
+    for bad in ("guitar", "guitar=off@3-1", "=on", "guitar=off@a-b"):
+        with pytest.raises(UserError):
+            parse_set(bad)
+
+
+def test_layer_fn_edits_every_row_with_error_kept(tmp_path, mg):
+    bank = make_bank(tmp_path, mg)
+    steering = BankSteering(mg, bank, [parse_set("piano=on:2"), parse_set("drums=off")])
+    fns = steering.layer_fns()
+    assert list(fns) == [2]
+    hidden = torch.randn(4, 1, mg.dim)  # [2B, 1, D]: conditional and unconditional rows
+    out = fns[2](hidden, 0)
+    group = steering.groups[0]
+    sae = group.sae
+    gain, add = torch.ones(64), torch.zeros(64)
+    add[5] = 2 * 6.0
+    gain[[9, 11]] = 0.0
+    f = sae.encode(hidden)
+    expected = hidden + (f * gain + add - f) @ sae.W_dec
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert (out - hidden).abs().amax(dim=(1, 2)).min() > 0  # every row edited
+    # identity: nothing active -> x itself
+    idle = BankSteering(mg, bank, [parse_set("piano=on:2@5-6")])
+    assert idle.layer_fns()[2](hidden, 0) is hidden
+    assert apply_edit(hidden, sae, group.edit_at(0.0)) is not hidden
+
+
+def test_edits_change_audio_none_is_bit_identical_and_schedule_starts_late(tmp_path, mg):
+    bank = make_bank(tmp_path, mg)
+    plain = render(mg, ["lofi"], 0.5, seed=4)
+    none = render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, [parse_set("guitar=none")]))
+    assert torch.equal(plain.wav, none.wav)
+    both = render(mg, ["lofi"], 0.5, seed=4,
+                  steering=BankSteering(mg, bank, [parse_set("guitar=on:3"), parse_set("piano=on:3")]))
+    assert (both.codes != plain.codes).float().mean() > 0.3
+    late = render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, [parse_set("piano=on:3@0.2-")]))
+    # tokens sampled before 0.2 s (10 steps; codebook k of frame f is sampled at step f + k) are untouched
+    for k in range(mg.n_q):
+        assert torch.equal(late.codes[0, k, : 10 - k], plain.codes[0, k, : 10 - k])
+    assert not torch.equal(late.codes, plain.codes)
+
+
+def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
+    make_bank(tmp_path, mg)
+    out = tmp_path / "out.wav"
+    assert main(["render", "musicgen", "--model", str(audiocraft_dir), "--prompt", "happy guitar", "--duration", "0.4",
+                 "--bank", str(tmp_path / "concepts.yaml"), "--set", "guitar=off", "--set", "piano=on:2",
+                 "--seed", "3", "--out", str(out), "--plain"]) == 0
+    edited, sr = sf.read(out)
+    plain, _ = sf.read(tmp_path / "out.plain.wav")
+    assert sr == 32000 and edited.shape == plain.shape == (12800,)
+    assert not np.array_equal(edited, plain)
+    ref = render(mg, ["happy guitar"], 0.4, seed=3).wav[0, 0].numpy()
+    np.testing.assert_allclose(plain, ref, atol=1 / 32767)  # --plain is the same seed without edits
+
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("- happy piano\n- {prompt: sad drums, name: sad, seed: 7, set: ['drums=off@0.1-0.3']}\n")
+    assert main(["render", "musicgen", "--model", str(audiocraft_dir), "--batch", str(jobs), "--duration", "0.2",
+                 "--bank", str(tmp_path / "concepts.yaml"), "--set", "piano=on", "--out-dir",
+                 str(tmp_path / "batch")]) == 0
+    assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["0000_happy_piano.wav", "sad.wav"]
+
+
+@pytest.mark.parametrize("case", ["other model", "other layer name", "sae width", "unknown concept", "empty batch",
+                                  "bad mode"])
+def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys, case):
+    if case == "other model":
+        make_bank(tmp_path, mg, sha="ab" * 32)
+    elif case == "sae width":
+        make_bank(tmp_path, mg, d_in=16)
+    else:
+        bank = make_bank(tmp_path, mg)
+        if case == "other layer name":
+            c = bank.get("guitar")
+            bank.add(Concept("guitar", c.model, "decoder.model.decoder.layers.1", c.sae, c.features))
+            bank.save()
+    argv = ["render", "musicgen", "--model", str(audiocraft_dir), "--duration", "0.2", "--bank",
+            str(tmp_path / "concepts.yaml"), "--set", {"unknown concept": "bass=off", "bad mode": "guitar=loud"}.get(
+                case, "guitar=off")]
+    if case == "empty batch":
+        (tmp_path / "jobs.csv").write_text("prompt,seed\n")
+        argv += ["--batch", str(tmp_path / "jobs.csv"), "--out-dir", str(tmp_path / "outs")]
+    else:
+        argv += ["--prompt", "rock", "--out", str(tmp_path / "outs" / "x.wav")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("musicsae: error: ")
+    expected = {"other model": "belongs to model", "other layer name": "expected 'transformer.layers.<i>'",
+                "sae width": "d_in 16 does not match", "unknown concept": "'bass': not in",
+                "empty batch": "no jobs", "bad mode": "mode 'loud'"}[case]
+    assert expected in err[0]
+    assert not (tmp_path / "outs").exists()

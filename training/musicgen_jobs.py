@@ -1,0 +1,84 @@
+"""Batch render jobs for `musicsae render musicgen --batch FILE` (YAML list or CSV)."""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sae.errors import UserError
+
+SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass
+class RenderJob:
+    """One render: prompt, output file, seed, seconds, and `--set` strings (NAME=MODE[@START-STOP])."""
+
+    prompt: str
+    out: Path
+    seed: int = 0
+    duration: float = 10.0
+    sets: list[str] = field(default_factory=list)
+
+
+def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float, sets: list[str], where: str):
+    prompt = str(row.get("prompt") or "").strip()
+    if not prompt:
+        raise UserError(f"{where} job {i + 1}: expected a non-empty 'prompt'")
+    name = str(row.get("name") or "").strip() or f"{i:04d}_{SAFE.sub('_', prompt)[:40]}"
+    if not Path(name).suffix:
+        name += ".wav"
+    if Path(name).name != name:
+        raise UserError(f"{where} job {i + 1}: name {name!r}: expected a file name, not a path")
+    job_sets = row.get("set")
+    if job_sets is None or job_sets == "":
+        job_sets = sets
+    elif isinstance(job_sets, str):
+        job_sets = [s.strip() for s in job_sets.split(";") if s.strip()]
+    elif not (isinstance(job_sets, list) and all(isinstance(s, str) for s in job_sets)):
+        raise UserError(f"{where} job {i + 1}: 'set' must be a list of NAME=MODE strings (CSV: ';'-separated)")
+    try:
+        job_seed = int(row["seed"]) if row.get("seed") not in (None, "") else seed
+        job_duration = float(row["duration"]) if row.get("duration") not in (None, "") else duration
+    except (TypeError, ValueError):
+        raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
+    return RenderJob(prompt, out_dir / name, job_seed, job_duration, list(job_sets))
+
+
+def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets: list[str]) -> list[RenderJob]:
+    """Jobs from a YAML list (or `jobs:` list; strings are prompts) or a CSV with a `prompt` column.
+
+    Per-job keys override the command-line defaults: name, seed, duration, set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"--batch {path}: not a file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".csv":
+        rows: list[Any] = list(csv.DictReader(text.splitlines()))
+        if rows and "prompt" not in rows[0]:
+            raise UserError(f"--batch {path}: expected a 'prompt' column")
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--batch {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        rows = data.get("jobs") if isinstance(data, dict) else data
+        if not isinstance(rows, list):
+            raise UserError(f"--batch {path}: expected a list of jobs (or a 'jobs:' list)")
+        rows = [{"prompt": r} if isinstance(r, str) else r for r in rows]
+        if not all(isinstance(r, dict) for r in rows):
+            raise UserError(f"--batch {path}: each job must be a prompt string or a mapping with 'prompt'")
+    if not rows:
+        raise UserError(f"--batch {path}: no jobs in the file")
+    jobs = [_job(i, r, out_dir, seed, duration, sets, f"--batch {path}") for i, r in enumerate(rows)]
+    names = [j.out.name for j in jobs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise UserError(f"--batch {path}: output name {sorted(dup)[0]!r} used by several jobs")
+    return jobs
