@@ -151,9 +151,19 @@ class Engine:
             os.write(self._wfd, b"\0")
 
     # --- model thread -------------------------------------------------------------------------------------
-    def start(self) -> None:
+    def warm_up(self, blocks: int = 3) -> None:
+        """Run a few blocks of silence first: TorchScript optimises on its first calls, which would
+        otherwise land on the first live blocks (the streams just hear a little more silence)."""
+        silence = np.zeros((self.blocksize, self.channels), dtype=np.float32)
+        for _ in range(blocks):
+            self.processor.process(silence, self.controls.snapshot)
+
+    def start(self, warm_up: bool = True) -> None:
         if self._thread is not None:
             return
+        if warm_up:
+            torch.set_num_threads(self.threads)
+            self.warm_up()
         self._running = True
         self._thread = threading.Thread(target=self._run, name="musicsae-model", daemon=True)
         self._thread.start()

@@ -343,7 +343,10 @@ class EditState:
                 if "gain" in spec:
                     trial.set_gain(name, float(spec["gain"]))
                 if "mode" in spec:
-                    trial.set_mode(name, str(spec["mode"]))
+                    mode = spec["mode"]
+                    if isinstance(mode, bool):  # YAML 1.1 reads a bare on/off as a boolean
+                        mode = "on" if mode else "off"
+                    trial.set_mode(name, str(mode))
             except (TypeError, ValueError):
                 raise UserError(f"preset concept {name!r}: expected numbers for strength/gain") from None
         for index, g in features.items():

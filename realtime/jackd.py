@@ -1,0 +1,73 @@
+"""A private JACK server on the dummy backend: a clocked duplex device without sound hardware.
+
+For tests, benches and headless runs: `jackd -n NAME -d dummy`, named uniquely so parallel runs never
+share a server. Child processes find it through `JACK_DEFAULT_SERVER` (see `env`); PortAudio (sounddevice)
+must be imported after it is up, so engines that should use it run in a subprocess with that env.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from sae.errors import UserError
+
+
+@dataclass
+class JackServer:
+    """Args:
+    sr: sample rate.
+    period: frames per JACK cycle.
+    channels: capture and playback ports of `system`.
+    name: server name (default: unique).
+    """
+
+    sr: int = 48000
+    period: int = 256
+    channels: int = 2
+    name: str = field(default_factory=lambda: f"musicsae-{uuid.uuid4().hex[:8]}")
+    proc: subprocess.Popen | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment for a process that should talk to this server."""
+        return {**os.environ, "JACK_DEFAULT_SERVER": self.name, "JACK_NO_AUDIO_RESERVATION": "1",
+                "JACK_NO_START_SERVER": "1"}  # fmt: skip
+
+    def start(self, timeout: float = 10.0) -> JackServer:
+        if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
+            raise UserError("jackd: not installed (Debian package jackd2)")
+        cmd = ["jackd", "-n", self.name, "-d", "dummy", "-r", str(self.sr), "-p", str(self.period),
+               "-C", str(self.channels), "-P", str(self.channels)]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise UserError(f"jackd {self.name}: exited at start ({self.proc.stderr.read().strip()[-200:]})")
+            wait = subprocess.run(["jack_wait", "-w", "-t", "1"], env=self.env, capture_output=True, text=True)
+            if wait.returncode == 0 and "available" in wait.stdout:
+                return self
+        self.stop()
+        raise UserError(f"jackd {self.name}: not available after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
+
+    def __enter__(self) -> JackServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
