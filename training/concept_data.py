@@ -449,7 +449,7 @@ def make_dataset(
     if jobs > 1:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(jobs) as pool:
+        with mp.get_context("spawn").Pool(jobs) as pool:  # FluidSynth threads do not survive fork
             for row in pool.imap(_make_one, work, chunksize=4):
                 rows.append(row)
                 if progress:

@@ -1,0 +1,94 @@
+"""Concept data: seeded, labelled, audible clips and concept folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from sae.errors import UserError
+from training.cli import main
+from training.concept_data import CONCEPTS, DataConfig, make_dataset, plan_clip, read_manifest
+
+
+def _centroid(x: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(x))
+    return float((spec * np.fft.rfftfreq(len(x), 1 / sr)).sum() / spec.sum())
+
+
+def test_cli_makes_labelled_clips_and_folders(tmp_path):
+    out = tmp_path / "data"
+    assert main(["data", "make", "--out", str(out), "--n", "12", "--seed", "3", "--duration", "1",
+                 "--sr", "22050", "--concepts", "guitar,voice"]) == 0
+    rows = read_manifest(out)
+    assert [r["index"] for r in rows] == list(range(12))
+    assert (out / "manifest.csv").read_text().count("\n") == 13
+    for r in rows:
+        x, sr = sf.read(out / r["file"])
+        assert sr == 22050 and x.ndim == 1 and len(x) == 22050
+        assert 0.5 < np.abs(x).max() <= 0.9  # peak-normalised, never silent
+        assert r["guitar"] == int(r["guitar_type"] != "none")
+        assert r["split"] == ("test" if r["index"] % 5 == 4 else "train")
+    with_names = sorted(p.name for p in (out / "concepts/guitar/with").iterdir())
+    without_names = sorted(p.name for p in (out / "concepts/guitar/without").iterdir())
+    expect = sorted(r["file"].split("/")[-1] for r in rows if r["guitar"] and r["split"] == "train")
+    assert with_names == expect and not set(with_names) & set(without_names)
+    assert len(with_names) + len(without_names) + len(list((out / "heldout/guitar/with").iterdir())) + len(
+        list((out / "heldout/guitar/without").iterdir())) == 12
+    assert sf.info(next((out / "concepts/guitar/without").iterdir())).frames == 22050  # links resolve
+    assert not (out / "concepts/piano").exists()
+    assert json.loads((out / "data.json").read_text())["config"]["seed"] == 3
+
+
+def test_clip_depends_only_on_seed_and_index(tmp_path):
+    cfg = DataConfig(n=3, seed=7, duration=0.5, sample_rate=16000)
+    make_dataset(tmp_path / "a", cfg, concepts=())
+    make_dataset(tmp_path / "b", DataConfig(n=5, seed=7, duration=0.5, sample_rate=16000), jobs=2, concepts=())
+    make_dataset(tmp_path / "c", DataConfig(n=3, seed=8, duration=0.5, sample_rate=16000), concepts=())
+    for i in range(3):
+        name = f"clips/clip_{i:05d}.wav"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "a/clips/clip_00000.wav").read_bytes() != (tmp_path / "c/clips/clip_00000.wav").read_bytes()
+
+
+def test_instruments_sound_different():
+    """Bass solos sit well below piano / distorted guitar solos in spectral centroid."""
+    from training.concept_data import ClipPlan, _compose, default_soundfont, render_clip
+
+    cfg = DataConfig(duration=1.5, sample_rate=22050)
+    cents = {}
+    for inst in ("bass", "guitar_distortion", "piano"):
+        plan = ClipPlan(index=0, kind="solo", instruments=[inst], key=0)
+        _compose(plan, np.random.default_rng(0), cfg.duration)
+        cents[inst] = _centroid(render_clip(plan, cfg, default_soundfont()), cfg.sample_rate)
+    assert cents["bass"] < 0.7 * min(cents["guitar_distortion"], cents["piano"])
+
+
+def test_labels_cover_every_concept():
+    rows = []
+    cfg = DataConfig(n=200, seed=0)
+    for i in range(cfg.n):
+        plan = plan_clip(i, cfg)
+        labels = plan.labels()
+        rows.append(labels)
+    for name, pred in CONCEPTS.items():
+        hits = sum(pred(r) for r in rows)
+        assert 5 <= hits <= 195, name
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [(["--n", "0"], "--n 0"), (["--sr", "4000"], "--sr 4000"), (["--concepts", "kazoo"], "kazoo"),
+     (["--p-solo", "0.9", "--p-voice", "0.5"], "--p-solo")],
+)
+def test_bad_input_is_one_line(tmp_path, capsys, argv, needle):
+    assert main(["data", "make", "--out", str(tmp_path / "d"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err
+
+
+def test_missing_soundfont(tmp_path):
+    with pytest.raises(UserError, match=r"nope\.sf2"):
+        make_dataset(tmp_path, DataConfig(n=1, soundfont=str(tmp_path / "nope.sf2")))
