@@ -61,7 +61,7 @@ def test_recovers_planted_dictionary(tmp_path, arch):
         assert (tmp_path / "sae" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path):
+def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path, capsys):
     planted_store(tmp_path / "acts", n=20000, d=8, n_features=16, k_true=2)
     st = ActivationStore(tmp_path / "acts")
     cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
@@ -74,22 +74,26 @@ def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path):
         )
     with pytest.raises(UserError, match="k=99"):
         train_hook(st, "synthetic", tmp_path / "s2", TrainConfig(k=99, expansion=2, steps=3, batch_size=64))
-    r = subprocess.run(
-        _cli("train", "--activations", str(tmp_path / "nope"), "--out", str(tmp_path / "o")),
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-    )
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "not a directory" in r.stderr
-    r = subprocess.run(
-        _cli("train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "o"), "--eval-fraction", "1.5"),
-        capture_output=True,
-        text=True,
-        env=_env(),
-        cwd=ROOT,
-    )
-    assert r.returncode == 2 and "expected a number in [0, 1)" in r.stderr
+    from training.cli import main
+
+    assert main(["sae", "train", "--activations", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not a directory" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "sae",
+                "train",
+                "--activations",
+                str(tmp_path / "acts"),
+                "--out",
+                str(tmp_path / "o"),
+                "--eval-fraction",
+                "1.5",
+            ]
+        )
+    assert exc.value.code == 2
+    assert "expected a number in [0, 1)" in capsys.readouterr().err
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
@@ -203,3 +207,27 @@ def test_two_rank_ddp_matches_single_process(tmp_path):
     # both ranks kept identical weights: the saved SAE decodes like the single-process one
     a, b = load_sae(tmp_path / "single" / "synthetic"), load_sae(tmp_path / "ddp" / "synthetic")
     torch.testing.assert_close(a.W_dec.norm(dim=1), b.W_dec.norm(dim=1))
+
+
+def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", hook="layer.1", n=9000, d=8, n_features=16, k_true=2)
+    planted_store(tmp_path / "acts", hook="layer.2", n=9000, d=12, n_features=24, k_true=2, seed=1)
+    acts, out = str(tmp_path / "acts"), str(tmp_path / "sae")
+    args = ["--k", "2", "--expansion", "2", "--steps", "5", "--batch-size", "64", "--quiet", "--arch", "batchtopk"]
+    assert main(["sae", "train", "--activations", acts, "--out", out, *args]) == 0
+    for hook, d in (("layer.1", 8), ("layer.2", 12)):
+        sae = load_sae(tmp_path / "sae" / hook)
+        assert sae.cfg.hook_name == hook and sae.cfg.d_in == d and sae.cfg.arch == "batchtopk"
+        assert sae.cfg.model_name == "synthetic"
+    capsys.readouterr()
+    assert main(["sae", "train", "--activations", acts, "--out", out + "2", "--layers", "layer.1,layer.9"]) == 2
+    err = capsys.readouterr().err
+    assert "no hook layer.9" in err and err.count("\n") == 1
+    assert main(["sae", "eval", "--sae", f"{out}/layer.2", "--activations", acts]) == 0
+    assert json.loads(capsys.readouterr().out)["l0"] > 0
+    assert main(["sae", "export", "--sae", f"{out}/layer.1", "--out", str(tmp_path / "l1.ts")]) == 0
+    assert torch.jit.load(str(tmp_path / "l1.ts")).encode(torch.zeros(3, 8)).shape == (3, 16)
+    assert main(["sae", "eval", "--sae", f"{out}/layer.1", "--activations", acts, "--hook", "layer.2"]) == 2
+    assert "expects d_in=8" in capsys.readouterr().err
