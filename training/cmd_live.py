@@ -49,6 +49,20 @@ def _say(msg: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """SIGTERM stops like Ctrl-C (streams closed, final status printed); the old handler comes back after."""
+    import signal
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     from sae.errors import UserError
 
     if args.list_devices:
@@ -63,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
 
     from realtime.osc import OscControl, OscServer
     from realtime.session import LiveConfig, build_live
+
+    if args.input is None:  # a missing device fails before the model loads
+        from realtime.audio_io import find_device
+
+        find_device(args.device)
 
     cfg = LiveConfig(
         model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,

@@ -30,9 +30,13 @@ def latent_sae(rave_model) -> SparseAutoencoder:
 
 
 @pytest.fixture(scope="session")
-def bank(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path) -> ConceptBank:
-    """A bank on the tiny RAVE: `bright` (none by default) and `noisy` (off by default)."""
+def bank(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path, latent_sae) -> ConceptBank:
+    """A bank on the tiny RAVE: `bright` (none by default) and `noisy` (off by default); the SAE is saved
+    beside it in `sae/`."""
+    from sae.io import save_sae
+
     path = tmp_path_factory.mktemp("bank") / "concepts.yaml"
+    save_sae(latent_sae, path.parent / "sae")
     ref = ModelRef.of_file(tiny_rave_ts)
     bank = ConceptBank(path)
     bank.add(

@@ -1,0 +1,92 @@
+"""`musicsae live` from the command line: file mode end to end, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from sae.io import save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+
+
+def live(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """The real command in its own process."""
+    cmd = [sys.executable, "-m", "training.cli", "live", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def live_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The same entry point (`training.cli.main`) in this process: no interpreter start-up per call."""
+    from training.cli import main
+
+    code = main(["live", *args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(["musicsae", "live", *args], code, captured.out, captured.err)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("audio") / "in.wav"
+    sr = 22050  # not the model's rate: file mode resamples
+    t = np.arange(sr) / sr
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
+    return path
+
+
+def test_file_mode_bypass_reproduces_the_input(tiny_rave_ts, bank, wav, tmp_path):
+    out = tmp_path / "out.wav"
+    proc = live("--model", str(tiny_rave_ts), "--bank", str(bank.path), "--input", str(wav), "--output", str(out),
+                "--bypass", "--osc-port", "0", "--blocksize", "1024", "--no-view")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "concepts: bright, noisy" in proc.stdout
+    assert "latency" in proc.stdout and "RTF" in proc.stdout
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == 44100 and len(y) == 44100
+    from realtime.audio_io import read_audio
+
+    x = read_audio(wav, 44100, 1)[:, 0]
+    np.testing.assert_allclose(y, x, atol=1e-4)  # 16-bit PCM wav quantisation only
+
+
+def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("concepts: {bright: {mode: 'on', strength: 8}, noisy: {mode: none}}\n")
+    outs = {}
+    for name, extra in (("plain", []), ("steered", ["--preset", str(preset)])):
+        outs[name] = tmp_path / f"{name}.wav"
+        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--bank", str(bank.path), "--input", str(wav),
+                         "--output", str(outs[name]), "--no-osc", "--no-view", *extra)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    a, _ = sf.read(outs["plain"])
+    b, _ = sf.read(outs["steered"])
+    assert np.abs(a - b).max() > 1e-3 * max(np.abs(a).max(), 1e-6)
+
+
+def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
+    not_rave = tmp_path / "x.ts"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(not_rave))
+    wrong_sae = tmp_path / "sae8"
+    save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4)), wrong_sae)
+    out = str(tmp_path / "o.wav")
+    cases = [
+        (["--model", str(not_rave), "--input", str(wav), "--output", out], "not a RAVE export"),
+        (["--model", str(tmp_path / "missing.ts"), "--input", str(wav), "--output", out], "cannot read"),
+        (["--model", str(tiny_rave_ts), "--sae", str(wrong_sae), "--input", str(wav), "--output", out],
+         "latent size 16"),
+        (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),
+        (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
+        (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),
+    ]  # fmt: skip
+    for i, (args, needle) in enumerate(cases):
+        proc = live(*args, "--no-osc") if i == 0 else live_here(capsys, *args, "--no-osc")
+        assert proc.returncode == 2, (args, proc.stderr)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+        assert len(errors) == 1 and needle in errors[0], proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not Path(out).exists()
