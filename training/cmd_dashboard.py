@@ -1,0 +1,88 @@
+"""`musicsae dashboard`: a static HTML site to look at and listen to what each SAE feature does.
+
+musicsae dashboard --sae runs/sae/latent --store runs/acts --audio-root data/clips --out runs/site \\
+    --bank runs/concepts.yaml --manifest data/manifest.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _pos_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds > 0") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds > 0")
+    return value
+
+
+def _range(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI shares of clips, e.g. 0.01,0.25") from None
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 0 <= LO <= HI <= 1")
+    return lo, hi
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "dashboard",
+        help="static HTML site of SAE features: top clips as audio + spectrograms, descriptions, concepts",
+        description="Build a static site (opens from disk) from an activation store and an SAE: an index of "
+        "live features, a page per described feature with its top-activating clips as playable snippets and "
+        "spectrograms with the activation curve, concept pages from a bank, and a per-layer map.",
+    )
+    p.add_argument("--sae", required=True, help="SAE directory (SAELens layout)")
+    p.add_argument("--store", required=True, help="the activation store the SAE was trained on")
+    p.add_argument("--audio-root", required=True, help="folder the store's source paths are relative to")
+    p.add_argument("--out", required=True, help="site folder (an existing dashboard there is replaced)")
+    p.add_argument("--bank", help="concept bank YAML: concept pages and membership")
+    p.add_argument("--manifest", help="data manifest (.jsonl/.csv or its folder): labels and purity")
+    p.add_argument("--eval-dir", help="steering evaluation folder with before/after wavs (default: BANK_DIR/eval)")
+    p.add_argument("--top", type=_pos_int, default=8, help="top clips per feature page (default 8)")
+    p.add_argument("--max-pages", type=_pos_int, default=100, help="feature pages at most (default 100)")
+    p.add_argument("--snippet", type=_seconds, default=3.0, help="seconds of audio per snippet (default 3)")
+    p.add_argument(
+        "--clip-range",
+        type=_range,
+        default=(0.01, 0.25),
+        help="described features fire on this share of clips (default 0.01,0.25)",
+    )
+    p.add_argument("--device", default="cpu", help="where the SAE encodes: cpu, cuda, cuda:N")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from training.dashboard import DashboardConfig, build_dashboard
+
+    console = Console(stderr=True)
+    cfg = DashboardConfig(
+        top_n=args.top,
+        max_pages=args.max_pages,
+        snippet_seconds=args.snippet,
+        clip_range=args.clip_range,
+        device=args.device,
+        eval_dir=args.eval_dir,
+    )
+    index = build_dashboard(
+        args.sae, args.store, args.audio_root, args.out, args.bank, args.manifest, cfg=cfg, console=console
+    )
+    print(index)
+    return 0

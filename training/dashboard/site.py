@@ -1,0 +1,683 @@
+"""The static feature dashboard: `build_dashboard(sae_dir, store_dir, audio_root, out_dir, ...)`.
+
+Reads the activation store and the SAE (never the model) and writes a site that opens from disk:
+
+    OUT/index.html               every live feature: firing rates, max activation, purity, concepts,
+                                 description; sortable, filterable to features firing on 1-25 % of clips
+    OUT/features/f00012.html     one page per described feature: numbers, activation histogram, top clips
+                                 as playable snippets cut around the peak frame, spectrograms with the
+                                 activation curve overlaid, concepts that use it
+    OUT/concepts/<name>.html     a bank concept: features, weights, AUROC, before/after steering audio
+    OUT/layers.html              per-layer map of the SAEs beside this one (FVU, L0, dead, AUROC)
+    OUT/features.json            the same numbers and descriptions as data
+    OUT/audio/, OUT/img/, OUT/assets/
+
+The site is built in a temp folder beside OUT and swapped in at the end, so OUT is never half-written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import html
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae.bank import Concept, ConceptBank
+from sae.describe import (
+    CLIP_RATE_RANGE,
+    FeatureStats,
+    Purity,
+    activation_curves,
+    check_pair,
+    clip_purity,
+    feature_stats,
+)
+from sae.errors import UserError
+from sae.io import load_sae
+from sae.store import ActivationStore
+from training.dashboard import assets, layers
+from training.dashboard.audio_props import AudioProps, analyse
+from training.dashboard.labels import ClipLabels, match_manifest
+from training.dashboard.render import SpectrogramPlotter, cut, histogram_svg, read_audio, write_wav
+
+BEFORE_TOKENS = ("none", "dry", "before", "clean", "original", "orig", "input", "noedit")
+MODE_TOKENS = ("off", "on", "scale")
+
+
+@dataclass
+class DashboardConfig:
+    """Args:
+    top_n: top-activating clips per feature page.
+    max_pages: feature pages at most (features of bank concepts always get one).
+    snippet_seconds: length of each audio snippet, centred on the peak frame.
+    clip_range: features firing on this share of clips are the described ones ("1-25 %").
+    device: where the SAE encodes ("cpu", "cuda", ...).
+    eval_dir: steering-evaluation folder with before/after audio (default: BANK_DIR/eval when present).
+    """
+
+    top_n: int = 8
+    max_pages: int = 100
+    snippet_seconds: float = 3.0
+    clip_range: tuple[float, float] = CLIP_RATE_RANGE
+    device: str = "cpu"
+    eval_dir: str | None = None
+
+
+@dataclass
+class ClipView:
+    source: str
+    frame: int
+    value: float
+    wav: str
+    png: str
+    props: AudioProps
+    labels: list[str]
+
+
+@dataclass
+class FeatureView:
+    index: int
+    clips: list[ClipView] = field(default_factory=list)
+    purity: Purity | None = None
+    purity_by: str = ""
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _page(title: str, body: str, depth: int) -> str:
+    up = "../" * depth
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
+        f'<link rel="icon" href="data:,"><link rel="stylesheet" href="{up}assets/style.css">'
+        f'<script src="{up}assets/app.js"></script></head><body>'
+        f'<nav><a href="{up}index.html">features</a><a href="{up}layers.html">layers</a></nav>{body}</body></html>\n'
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _feature_href(j: int, depth: int = 0) -> str:
+    return f"{'../' * depth}features/f{j:05d}.html"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %" if x < 0.1 else f"{100 * x:.1f} %"
+
+
+class _Progress:
+    """rich progress bars, or nothing."""
+
+    def __init__(self, enabled: bool, console=None) -> None:
+        self.p = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
+            )
+
+    def __enter__(self):
+        if self.p:
+            self.p.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.p:
+            self.p.__exit__(*exc)
+
+    def task(self, name: str, total: int):
+        if not self.p:
+            return lambda n=1: None
+        tid = self.p.add_task(name, total=total)
+        return lambda n=1: self.p.advance(tid, n)
+
+
+class DashboardBuilder:
+    """Builds the site; see the module docstring. `warnings` collects one-line notes (e.g. missing audio)."""
+
+    def __init__(
+        self,
+        sae_dir,
+        store_dir,
+        audio_root,
+        out_dir,
+        bank_path=None,
+        manifest_path=None,
+        cfg: DashboardConfig | None = None,
+        console=None,
+        progress: bool = True,
+    ) -> None:
+        self.cfg = cfg or DashboardConfig()
+        self.sae_dir = Path(sae_dir)
+        self.audio_root = Path(audio_root)
+        self.out = Path(out_dir)
+        if console is None and progress:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        self.console = console
+        self.progress = progress
+        self.warnings: list[str] = []
+        if not self.audio_root.is_dir():
+            raise UserError(f"audio root {self.audio_root}: not a directory")
+        if str(self.cfg.device).startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UserError(f"device {self.cfg.device!r}: CUDA is not available here; use --device cpu")
+        self.sae = load_sae(self.sae_dir, device=self.cfg.device)
+        self.store = ActivationStore(store_dir)
+        self.hook = check_pair(self.store, self.sae, str(self.sae_dir))
+        fr = self.store.info.get("frame_rate")
+        if not fr or float(fr) <= 0:
+            raise UserError(f"store {self.store.root}: store.json has no frame_rate; cannot place activations in audio")
+        self.frame_rate = float(fr)
+        self.bank_path = Path(bank_path) if bank_path else None
+        self.bank = ConceptBank.load(self.bank_path) if self.bank_path else None
+        self.manifest_path = Path(manifest_path) if manifest_path else None
+        self.concepts = self._own_concepts()
+
+    # ------------------------------------------------------------------ inputs
+    def _note(self, text: str) -> None:
+        self.warnings.append(text)
+        if self.console is not None:
+            from rich.markup import escape
+
+            self.console.print(f"[yellow]{escape(text)}", highlight=False)
+
+    def _own_concepts(self) -> list[Concept]:
+        """Bank concepts that live in this SAE (same SAE dir, or same hook when the bank's SAE dir is gone)."""
+        if self.bank is None:
+            return []
+        own, here = [], self.sae_dir.resolve()
+        for c in self.bank:
+            d = self.bank.sae_dir(c)
+            if d.resolve() == here or (c.hook == self.hook and not d.exists()):
+                bad = [f.index for f in c.features if f.index >= self.sae.cfg.d_sae]
+                if bad:
+                    raise UserError(
+                        f"{self.bank_path}: concept {c.name!r} uses feature {bad[0]}, but SAE {self.sae_dir} has "
+                        f"{self.sae.cfg.d_sae} features"
+                    )
+                own.append(c)
+        others = len(self.bank) - len(own)
+        if others:
+            self._note(f"{others} concept(s) of {self.bank_path} belong to other SAEs; listed without pages")
+        return own
+
+    def _audio_sources(self) -> list[str]:
+        sources = list(self.store.sources(self.hook))
+        missing = [s for s in sources if not (self.audio_root / s).is_file()]
+        if missing and len(missing) == len(sources):
+            raise UserError(
+                f"none of the {len(sources)} audio files the store {self.store.root} references exist under "
+                f"{self.audio_root} (first: {sources[0]!r}); pass the audio root the store was collected from"
+            )
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+            self._note(
+                f"{len(missing)} of {len(sources)} audio files referenced by the store are missing under "
+                f"{self.audio_root}, skipped: {shown}"
+            )
+        self.missing = missing
+        return missing
+
+    # ------------------------------------------------------------------ build
+    def build(self) -> Path:
+        cfg = self.cfg
+        missing = self._audio_sources()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        try:
+            with _Progress(self.progress, self.console) as prog:
+                tick = prog.task("reading activations", self.store.rows(self.hook))
+                stats = feature_stats(
+                    self.store, self.sae, self.hook, top_n=cfg.top_n, skip_sources=missing, on_segment=tick
+                )
+                if stats.live.size == 0:
+                    raise UserError(
+                        f"SAE {self.sae_dir} has no live features: none of its {stats.d_sae} features fires on any "
+                        f"of the {stats.frames} frames of store {self.store.root} hook {self.hook!r}"
+                    )
+                self.stats = stats
+                self.labels = (
+                    match_manifest(self.manifest_path, self.audio_root, stats.sources)
+                    if self.manifest_path
+                    else ClipLabels()
+                )
+                if self.manifest_path and not self.labels.labels:
+                    self._note(f"manifest {self.manifest_path}: no row matches a store source; no labels used")
+                pages = self._choose_pages(stats)
+                views = self._media(tmp, stats, pages, prog)
+                self._label_purity(stats, views)
+                tick = prog.task("writing pages", len(views) + len(self.concepts) + 2)
+                self._write_assets(tmp)
+                for v in views.values():
+                    self._feature_page(tmp, stats, v, views)
+                    tick()
+                for c in self.concepts:
+                    self._concept_page(tmp, c, stats, views)
+                    tick()
+                self._layers_page(tmp)
+                self._index(tmp, stats, views)
+                self._data(tmp, stats, views)
+                tick(2)
+            self._swap(tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.out / "index.html"
+
+    def _swap(self, tmp: Path) -> None:
+        old = None
+        if self.out.exists():
+            if not (self.out / "index.html").exists() and any(self.out.iterdir()):
+                raise UserError(f"{self.out}: exists and is not a dashboard; choose another --out")
+            old = self.out.with_name(f".{self.out.name}.old.{os.getpid()}")
+            os.replace(self.out, old)
+        os.replace(tmp, self.out)
+        os.chmod(self.out, 0o755)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _choose_pages(self, stats: FeatureStats) -> list[int]:
+        """Concept features first, then features in the clip-rate range ranked by label purity (with a
+        manifest) or by max activation; when no feature is in the range, the live ones."""
+        concept_feats = [f.index for c in self.concepts for f in c.features]
+        cands = stats.in_clip_range(*self.cfg.clip_range)
+        if cands.size == 0:
+            cands = stats.live
+        if self.labels.labels:
+            key = {int(j): self._purity_of(stats, int(j)) for j in cands}
+            order = sorted(key, key=lambda j: (-key[j].purity, -min(key[j].lift, 1e9), -stats.max_act[j], j))
+        else:
+            order = sorted((int(j) for j in cands), key=lambda j: (-stats.max_act[j], j))
+        pages = list(dict.fromkeys(concept_feats))
+        for j in order:
+            if len(pages) >= max(self.cfg.max_pages, len(concept_feats)):
+                break
+            if j not in pages:
+                pages.append(j)
+        return pages
+
+    def _purity_of(self, stats: FeatureStats, j: int) -> Purity:
+        return clip_purity([c.source for c in stats.top_clips(j)], self.labels.labels)
+
+    def _media(self, out: Path, stats: FeatureStats, pages: list[int], prog) -> dict[int, FeatureView]:
+        wanted: dict[str, set[int]] = {}
+        for j in pages:
+            for c in stats.top_clips(j):
+                wanted.setdefault(c.source, set()).add(j)
+        n_clips = sum(len(stats.top_clips(j)) for j in pages)
+        tick = prog.task("activation curves", len(wanted))
+        curves = activation_curves(self.store, self.sae, wanted, self.hook)
+        tick(len(wanted))
+        (out / "audio").mkdir(parents=True)
+        (out / "img").mkdir(parents=True)
+        plotter = SpectrogramPlotter()
+        snippets: dict[tuple[str, int], tuple[str, AudioProps]] = {}
+        views = {j: FeatureView(j) for j in pages}
+        tick = prog.task("snippets and spectrograms", n_clips)
+        jobs = sorted(
+            ((c.source, j, r, c) for j in pages for r, c in enumerate(stats.top_clips(j))),
+            key=lambda t: (t[0], t[1], t[2]),
+        )
+        for source, j, rank, clip in jobs:
+            y, sr = read_audio(str(self.audio_root / source))
+            snip = cut(y, sr, (clip.frame + 0.5) / self.frame_rate, self.cfg.snippet_seconds)
+            key = (source, round(snip.start * 1000))
+            if key not in snippets:
+                name = hashlib.sha1(f"{source}|{key[1]}".encode()).hexdigest()[:12]
+                wav = f"audio/{Path(source).stem[:40]}_{name}.wav"
+                write_wav(out / wav, snip)
+                snippets[key] = (wav, analyse(snip.audio, snip.sr))
+            wav, props = snippets[key]
+            png = f"img/f{j:05d}_{rank}.png"
+            plotter.plot(
+                out / png,
+                snip,
+                curves[source][j],
+                self.frame_rate,
+                title=f"#{j} · {source} · peak {clip.value:.3g} at {clip.frame / self.frame_rate:.2f} s",
+            )
+            labels = sorted(self.labels.labels.get(source, ()))
+            views[j].clips.append(ClipView(source, clip.frame, clip.value, wav, png, props, labels))
+            tick()
+        for v in views.values():
+            v.clips.sort(key=lambda c: -c.value)
+        return views
+
+    def _label_purity(self, stats: FeatureStats, views: dict[int, FeatureView]) -> None:
+        """Purity by manifest labels when there are any, else by the clips' property tags; then descriptions."""
+        if self.labels.labels:
+            for v in views.values():
+                v.purity, v.purity_by = self._purity_of(stats, v.index), "manifest labels"
+        else:
+            tags = {c.source: set(c.props.tags) for v in views.values() for c in v.clips}
+            for v in views.values():
+                v.purity, v.purity_by = clip_purity([c.source for c in v.clips], tags), "property tags"
+        for v in views.values():
+            v.description, v.tags = self._describe(v)
+
+    def _describe(self, v: FeatureView) -> tuple[str, list[str]]:
+        if not v.clips:
+            return "no activating clip", []
+        n = len(v.clips)
+        parts = []
+        if v.purity and v.purity.label and v.purity.purity > v.purity.base:
+            parts.append(f"mostly {v.purity.label} ({v.purity.purity:.0%} of top clips, {v.purity.base:.0%} overall)")
+        inst = self.labels.dominant_instruments([c.source for c in v.clips])
+        if inst:
+            parts.append(", ".join(f"{name} {k}/{n}" for name, k in inst))
+        props = [c.props for c in v.clips]
+        los = [p.pitch_lo_hz for p in props if p.pitch_lo_hz]
+        his = [p.pitch_hi_hz for p in props if p.pitch_hi_hz]
+        if los and his:
+            from training.dashboard.audio_props import note_name
+
+            lo, hi = note_name(float(np.median(los))), note_name(float(np.median(his)))
+            parts.append(f"pitch {lo}–{hi}" if lo != hi else f"pitch {lo}")
+        else:
+            parts.append("unpitched")
+        parts.append(f"{np.median([p.rms_db for p in props]):.0f} dBFS")
+        parts.append(f"centroid {np.median([p.centroid_hz for p in props]) / 1000:.1f} kHz")
+        parts.append(f"{np.median([p.onset_rate for p in props]):.1f} onsets/s")
+        voiced = [c for c in v.clips if "voice" in c.labels] if self.labels.labels else []
+        if self.labels.labels:
+            parts.append(f"voice {len(voiced)}/{n}")
+        else:
+            parts.append(f"voice-like {sum('voice-like' in p.tags for p in props)}/{n}")
+        common = [t for t, k in Counter(t for p in props for t in p.tags).most_common() if k * 2 > n]
+        return " · ".join(parts), common
+
+    # ------------------------------------------------------------------ pages
+    def _write_assets(self, out: Path) -> None:
+        _write(out / "assets" / "style.css", assets.STYLE)
+        _write(out / "assets" / "app.js", assets.SCRIPT)
+
+    def _concepts_of(self, j: int) -> list[Concept]:
+        return [c for c in self.concepts if any(f.index == j for f in c.features)]
+
+    def _concept_links(self, j: int, depth: int) -> str:
+        return " ".join(
+            f'<a class="tag concept" href="{"../" * depth}concepts/{_e(c.name)}.html">{_e(c.name)}</a>'
+            for c in self._concepts_of(j)
+        )
+
+    def _feature_page(self, out: Path, stats: FeatureStats, v: FeatureView, views: dict[int, FeatureView]) -> None:
+        j = v.index
+        order = sorted(views)
+        i = order.index(j)
+        prev_next = []
+        if i > 0:
+            prev_next.append(f'<a href="f{order[i - 1]:05d}.html">&larr; #{order[i - 1]}</a>')
+        if i + 1 < len(order):
+            prev_next.append(f'<a href="f{order[i + 1]:05d}.html">#{order[i + 1]} &rarr;</a>')
+        pur = v.purity
+        purity = (
+            f"{pur.purity:.0%} {_e(pur.label)} (base {pur.base:.0%}, by {v.purity_by})" if pur and pur.label else "–"
+        )
+        cards = []
+        for c in v.clips:
+            p = c.props
+            labels = "".join(f'<span class="tag">{_e(t)}</span>' for t in c.labels)
+            tags = "".join(f'<span class="tag">{_e(t)}</span>' for t in p.tags)
+            cards.append(
+                f'<div class="card"><div><b>{_e(c.source)}</b> <span class="muted small">peak {c.value:.3g} at '
+                f"{c.frame / self.frame_rate:.2f} s</span></div>"
+                f'<img src="../{c.png}" alt="spectrogram of {_e(c.source)} with the activation of #{j}" '
+                f'width="416" height="168"><audio controls preload="metadata" src="../{c.wav}"></audio>'
+                f'<div class="small">{labels}</div><div class="small muted">{_e(p.pitch_range or "unpitched")} · '
+                f"{p.rms_db:.0f} dBFS · centroid {p.centroid_hz:.0f} Hz · {p.onset_rate:.1f} onsets/s · "
+                f"voice {p.voice_score:.2f} {tags}</div></div>"
+            )
+        body = (
+            f'<h1>Feature #{j}</h1><div class="muted">{_e(self.sae_dir.name)} · hook {_e(self.hook)} · '
+            f"{' · '.join(prev_next)}</div>"
+            f'<div class="stats"><div><b>{_pct(stats.frame_rate[j])}</b>frames fired</div>'
+            f"<div><b>{_pct(stats.clip_rate[j])}</b>clips fired ({stats.clip_fires[j]}/{stats.clips})</div>"
+            f"<div><b>{stats.max_act[j]:.3g}</b>max activation</div>"
+            f"<div><b>{stats.mean_active[j]:.3g}</b>mean when active</div>"
+            f"<div><b>{purity}</b>purity of top clips</div></div>"
+            f"<p>{_e(v.description)} {''.join(f'<span class=tag>{_e(t)}</span>' for t in v.tags)}</p>"
+            f"<p>Concepts using it: {self._concept_links(j, 1) or '<span class=muted>none</span>'}</p>"
+            f'<h2>Activation histogram</h2><p class="small muted">non-zero activations, log scale</p>'
+            f"{histogram_svg(stats.hist[j], stats.hist_edges)}"
+            f'<h2>Top-activating clips</h2><div class="cards">{"".join(cards) or "<p>none</p>"}</div>'
+        )
+        _write(out / _feature_href(j), _page(f"Feature #{j}", body, 1))
+
+    def _concept_page(self, out: Path, c: Concept, stats: FeatureStats, views: dict[int, FeatureView]) -> None:
+        rows = []
+        for f in c.features:
+            j = f.index
+            link = f'<a href="../{_feature_href(j)}">#{j}</a>' if j in views else f"#{j}"
+            desc = views[j].description if j in views else ""
+            rows.append(
+                f'<tr><td>{link}</td><td class="num">{f.weight:.3g}</td><td class="num">{f.typical:.3g}</td>'
+                f'<td class="num">{_pct(stats.clip_rate[j])}</td><td class="num">{stats.max_act[j]:.3g}</td>'
+                f"<td>{_e(desc)}</td></tr>"
+            )
+        auroc = "".join(f'<tr><td>{_e(k)}</td><td class="num">{v:.3f}</td></tr>' for k, v in c.auroc.items())
+        default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
+        body = (
+            f'<h1>Concept {_e(c.name)}</h1><div class="muted">model {_e(c.model.name)} '
+            f"({_e(c.model.sha256[:12])}) · hook {_e(c.hook)} · default {_e(default)}</div>"
+            f'<h2>Features</h2><table class="sortable"><thead><tr><th data-key>feature</th><th data-key>weight</th>'
+            f"<th data-key>typical</th><th data-key>clips fired</th><th data-key>max act</th><th>description</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<h2>Probe AUROC (held out)</h2><table><tbody>{auroc or '<tr><td>none recorded</td></tr>'}</tbody></table>"
+            f"{self._steering_section(out, c)}"
+        )
+        _write(out / "concepts" / f"{c.name}.html", _page(f"Concept {c.name}", body, 1))
+
+    def _eval_dir(self) -> Path | None:
+        if self.cfg.eval_dir:
+            return Path(self.cfg.eval_dir)
+        if self.bank_path is not None and (self.bank_path.parent / "eval").is_dir():
+            return self.bank_path.parent / "eval"
+        return None
+
+    def _steering_section(self, out: Path, c: Concept) -> str:
+        """Before/after audio of the steering evaluation: wavs whose names hold the concept and a mode
+        (none/dry/before/off/on/scale), plus numbers a JSON there records for the concept."""
+        d = self._eval_dir()
+        if d is None or not d.is_dir():
+            return ""
+        pat = re.compile(rf"(^|[^a-z0-9]){re.escape(c.name.lower())}([^a-z0-9]|$)")
+        found: list[tuple[str, Path]] = []
+        for wav in sorted(d.rglob("*.wav")):
+            stem = wav.stem.lower()
+            if not pat.search(stem):
+                continue
+            rest = set(re.split(r"[^a-z0-9]+", pat.sub(" ", stem)))
+            mode = next((m for m in MODE_TOKENS if m in rest), None)
+            mode = mode or ("before" if rest & set(BEFORE_TOKENS) else None)
+            if mode:
+                found.append((mode, wav))
+        numbers = {}
+        for js in sorted(d.rglob("*.json")):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                data = json.loads(js.read_text())
+                entry = (data.get("concepts") or data).get(c.name)
+                if isinstance(entry, dict):
+                    numbers.update({k: v for k, v in entry.items() if isinstance(v, (int, float, str))})
+        if not found and not numbers:
+            return ""
+        rank = {"before": 0, "off": 1, "on": 2, "scale": 3}
+        items = []
+        for mode, wav in sorted(found, key=lambda t: (rank[t[0]], t[1].name))[:8]:
+            dest = f"audio/eval_{c.name}_{wav.name}"
+            shutil.copyfile(wav, out / dest)
+            items.append(
+                f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(wav.name)}</span><br>'
+                f'<audio controls preload="metadata" src="../{_e(dest)}"></audio></div>'
+            )
+        table = "".join(
+            f'<tr><td>{_e(k)}</td><td class="num">{_e(v if isinstance(v, str) else f"{v:.3g}")}</td></tr>'
+            for k, v in numbers.items()
+        )
+        return (
+            f'<h2>Steering evaluation</h2><p class="small muted">from {_e(d)}</p>'
+            f'<div class="pair">{"".join(items)}</div>' + (f"<table><tbody>{table}</tbody></table>" if table else "")
+        )
+
+    def _layers_page(self, out: Path) -> None:
+        rows = layers.layer_rows(layers.sae_dirs_beside(self.sae_dir), self.bank)
+        layers.plot_layers(rows, out / "img" / "layers.png")
+        body = (
+            '<h1>Per-layer map</h1><p class="muted">SAEs beside '
+            f"{_e(self.sae_dir)}: reconstruction quality (held-out FVU, L0, dead latents, from each metrics.json) "
+            "and concept separability (held-out AUROC of the SAE-feature probe, from the bank).</p>"
+            f'<img src="img/layers.png" alt="per-layer map" style="max-width:100%">'
+            f"{layers.layer_table_html(rows)}"
+        )
+        _write(out / "layers.html", _page("Per-layer map", body, 0))
+
+    def _index(self, out: Path, stats: FeatureStats, views: dict[int, FeatureView]) -> None:
+        lo, hi = self.cfg.clip_range
+        rate = stats.clip_rate
+        rows = []
+        shown = sorted(set(stats.live.tolist()) | {f.index for c in self.concepts for f in c.features})
+        for j in shown:
+            v = views.get(j)
+            name = f'<a href="{_feature_href(j)}">#{j}</a>' if v else f"#{j}"
+            pur = v.purity if v else (self._purity_of(stats, j) if self.labels.labels else None)
+            pv = pur.purity if pur and pur.label else -1
+            ptxt = f"{pur.purity:.0%} {_e(pur.label)}" if pur and pur.label else ""
+            concepts = " ".join(c.name for c in self._concepts_of(j))
+            inrange = int(lo <= rate[j] <= hi)
+            rows.append(
+                (
+                    -pv,
+                    -float(stats.max_act[j]),
+                    j,
+                    f'<tr data-inrange="{inrange}" data-page="{int(v is not None)}"><td data-v="{j}">{name}</td>'
+                    f'<td class="num" data-v="{stats.frame_rate[j]:.6g}">{_pct(stats.frame_rate[j])}</td>'
+                    f'<td class="num" data-v="{rate[j]:.6g}">{_pct(rate[j])}</td>'
+                    f'<td class="num" data-v="{stats.max_act[j]:.6g}">{stats.max_act[j]:.3g}</td>'
+                    f'<td class="num" data-v="{pv:.4f}">{ptxt}</td>'
+                    f'<td data-v="{_e(concepts)}">{self._concept_links(j, 0)}</td>'
+                    f"<td>{_e(v.description) if v else ''}</td></tr>",
+                )
+            )
+        rows = [r[-1] for r in sorted(rows)]  # purest first
+        n_in = int(((rate >= lo) & (rate <= hi) & (stats.frame_fires > 0)).sum())
+        concept_list = " ".join(
+            f'<a class="tag concept" href="concepts/{_e(c.name)}.html">{_e(c.name)}</a>' for c in self.concepts
+        )
+        notes = "".join(f"<li>{_e(w)}</li>" for w in self.warnings)
+        model = (self.store.info.get("model") or {}).get("name", "?")
+        body = (
+            f'<h1>SAE features · {_e(self.sae_dir.name)}</h1><div class="muted">model {_e(model)} · hook '
+            f"{_e(self.hook)} · {stats.d_sae} features, {stats.live.size} live, {n_in} fire on "
+            f"{lo:.0%}–{hi:.0%} of clips · {stats.clips} clips, {stats.frames} frames at {self.frame_rate:g} Hz</div>"
+            + (f'<ul class="small">{notes}</ul>' if notes else "")
+            + (f"<p>Concepts: {concept_list}</p>" if concept_list else "")
+            + '<div class="controls"><label><input type="checkbox" id="inrange"> only features firing on '
+            f'{lo:.0%}–{hi:.0%} of clips</label><label><input type="checkbox" id="pages"> only described</label>'
+            '<label>search <input type="search" id="q" placeholder="guitar, bright, #12"></label>'
+            '<span class="muted small"><span id="shown"></span> shown</span></div>'
+            '<table class="sortable" id="features"><thead><tr><th data-key>feature</th>'
+            '<th data-key data-first="desc">frames fired</th><th data-key data-first="desc">clips fired</th>'
+            '<th data-key data-first="desc">max act</th><th data-key data-first="desc" class="desc">purity</th>'
+            "<th data-key>concepts</th><th data-key>description</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+        )
+        _write(out / "index.html", _page(f"SAE features · {self.sae_dir.name}", body, 0))
+
+    def _data(self, out: Path, stats: FeatureStats, views: dict[int, FeatureView]) -> None:
+        feats = []
+        for j in stats.live:
+            d = stats.summary(int(j))
+            v = views.get(int(j))
+            if v:
+                d["description"], d["tags"] = v.description, v.tags
+                if v.purity:
+                    d["purity"] = {
+                        "label": v.purity.label,
+                        "purity": v.purity.purity,
+                        "base": v.purity.base,
+                        "by": v.purity_by,
+                    }
+                d["clips"] = [
+                    {
+                        "source": c.source,
+                        "frame": c.frame,
+                        "value": c.value,
+                        "wav": c.wav,
+                        "png": c.png,
+                        "labels": c.labels,
+                        "props": c.props.to_dict(),
+                    }
+                    for c in v.clips
+                ]
+            d["concepts"] = [c.name for c in self._concepts_of(int(j))]
+            feats.append(d)
+        data = {
+            "sae": str(self.sae_dir),
+            "store": str(self.store.root),
+            "hook": self.hook,
+            "model": self.store.info.get("model"),
+            "frame_rate": self.frame_rate,
+            "d_sae": stats.d_sae,
+            "clips": stats.clips,
+            "frames": stats.frames,
+            "live": int(stats.live.size),
+            "clip_range": list(self.cfg.clip_range),
+            "missing_audio": self.missing,
+            "warnings": self.warnings,
+            "features": feats,
+        }
+        _write(out / "features.json", json.dumps(data, indent=1))
+
+
+def build_dashboard(
+    sae_dir,
+    store_dir,
+    audio_root,
+    out_dir,
+    bank_path=None,
+    manifest_path=None,
+    cfg: DashboardConfig | None = None,
+    console=None,
+    progress: bool = True,
+) -> Path:
+    """Build the static feature dashboard into `out_dir`; returns the path of its index.html.
+
+    Args:
+        sae_dir: SAE directory (SAELens layout).
+        store_dir: the activation store the SAE was trained on.
+        audio_root: folder the store's `source` paths are relative to.
+        out_dir: site folder (replaced atomically when it already holds a dashboard).
+        bank_path: concept bank YAML (concept pages, concept membership).
+        manifest_path: data manifest (.jsonl/.csv or its folder) for labels and purity.
+        cfg: sizes and options (`DashboardConfig`).
+        console: rich Console for progress and notes (None: progress on a default console).
+    """
+    return DashboardBuilder(
+        sae_dir, store_dir, audio_root, out_dir, bank_path, manifest_path, cfg, console, progress
+    ).build()
