@@ -1,0 +1,294 @@
+"""The concept bank: named concepts as SAE features with weights, saved as one YAML file.
+
+Layout (ARCHITECTURE.md, "Concept bank"):
+
+    version: 1
+    concepts:
+      guitar:
+        model: {name: demo_rave.ts, sha256: 0123abcd...}
+        hook: latent
+        sae: sae/latent                      # relative to the bank file
+        features:
+          - {index: 12, weight: 1.0, typical: 1.7}
+        default: {mode: "off", strength: 1.0}
+        auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
+
+Loading validates everything and names the first bad field in one line (`UserError`); saving writes a
+temp file and renames it, so a bank is never half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sae.errors import UserError
+
+VERSION = 1
+MODES = ("none", "off", "on", "scale")
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+CONCEPT_KEYS = ("model", "hook", "sae", "features", "default", "auroc")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model's activations a concept lives in: file name and sha256 of the file."""
+
+    name: str
+    sha256: str
+
+    @classmethod
+    def of_file(cls, path: str | os.PathLike) -> ModelRef:
+        return cls(Path(path).name, file_sha256(path))
+
+    def matches(self, other: ModelRef) -> bool:
+        return self.sha256 == other.sha256
+
+
+@dataclass(frozen=True)
+class ConceptFeature:
+    """One SAE feature of a concept: its index, probe weight (max 1) and typical activation when active."""
+
+    index: int
+    weight: float = 1.0
+    typical: float = 1.0
+
+
+@dataclass
+class ConceptDefault:
+    mode: str = "off"
+    strength: float = 1.0
+
+
+@dataclass
+class Concept:
+    """A concept: features of one SAE on one hook of one model, how to steer it by default, and how well
+    its probe separated the examples (held-out AUROC per method)."""
+
+    name: str
+    model: ModelRef
+    hook: str
+    sae: str
+    features: list[ConceptFeature]
+    default: ConceptDefault = field(default_factory=ConceptDefault)
+    auroc: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": {"name": self.model.name, "sha256": self.model.sha256},
+            "hook": self.hook,
+            "sae": self.sae,
+            "features": [{"index": f.index, "weight": _r(f.weight), "typical": _r(f.typical)} for f in self.features],
+            "default": {"mode": self.default.mode, "strength": _r(self.default.strength)},
+            "auroc": {k: _r(v) for k, v in self.auroc.items()},
+        }
+
+
+def _r(x: float) -> float:
+    return float(f"{float(x):.6g}")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ConceptBank:
+    """Concepts by name, bound to the YAML file they load from / save to (`sae` paths are relative to it).
+
+    Args:
+        path: the bank file.
+        concepts: name -> Concept (insertion order is kept in the file).
+    """
+
+    def __init__(self, path: str | os.PathLike, concepts: dict[str, Concept] | None = None):
+        self.path = Path(path)
+        self.concepts: dict[str, Concept] = dict(concepts or {})
+
+    # -- files
+    @classmethod
+    def load(cls, path: str | os.PathLike, missing_ok: bool = False) -> ConceptBank:
+        """Read and validate a bank; a missing file is an empty bank when `missing_ok`."""
+        path = Path(path)
+        if not path.exists():
+            if missing_ok:
+                return cls(path)
+            raise UserError(f"{path}: no such concept bank")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{path}: not a readable YAML concept bank ({first})") from None
+        return cls(path, parse_bank(data, str(path)))
+
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write atomically (temp file + rename) to `path` or the bank's own path."""
+        target = Path(path) if path is not None else self.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            os.replace(tmp, target)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return target
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": VERSION, "concepts": {n: c.to_dict() for n, c in self.concepts.items()}}
+
+    # -- contents
+    def __contains__(self, name: str) -> bool:
+        return name in self.concepts
+
+    def __len__(self) -> int:
+        return len(self.concepts)
+
+    def __iter__(self):
+        return iter(self.concepts.values())
+
+    def get(self, name: str) -> Concept:
+        if name not in self.concepts:
+            known = ", ".join(self.concepts) or "the bank is empty"
+            raise UserError(f"concept {name!r}: not in {self.path} ({known})")
+        return self.concepts[name]
+
+    def add(self, concept: Concept, replace: bool = True) -> None:
+        """Add a (validated) concept; with `replace=False` an existing name is an error."""
+        validate_concept(concept.name, concept.to_dict(), str(self.path))
+        if not replace and concept.name in self.concepts:
+            raise UserError(f"concept {concept.name!r}: already in {self.path}")
+        self.concepts[concept.name] = concept
+
+    def remove(self, name: str) -> Concept:
+        self.get(name)
+        return self.concepts.pop(name)
+
+    def sae_dir(self, concept: Concept | str) -> Path:
+        """The concept's SAE directory, resolved against the bank file's folder."""
+        c = self.get(concept) if isinstance(concept, str) else concept
+        p = Path(c.sae)
+        return p if p.is_absolute() else (self.path.parent / p)
+
+    def relative_sae(self, sae_dir: str | os.PathLike) -> str:
+        """How to write `sae_dir` into this bank: relative to the bank's folder."""
+        return Path(os.path.relpath(Path(sae_dir).resolve(), self.path.parent.resolve())).as_posix()
+
+    def rich_table(self):
+        """A rich Table: one row per concept."""
+        from rich.table import Table
+
+        table = Table(title=f"{self.path} — {len(self)} concept(s)")
+        for col in ("concept", "model", "hook", "sae", "features", "default", "AUROC sae / dm / raw"):
+            table.add_column(col)
+        for c in self:
+            feats = ", ".join(f"{f.index}({f.weight:.2f})" for f in c.features[:6])
+            if len(c.features) > 6:
+                feats += f" +{len(c.features) - 6}"
+            default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
+            auroc = " / ".join(
+                f"{c.auroc[k]:.2f}" if k in c.auroc else "-" for k in ("sae_probe", "diff_means", "logistic_raw")
+            )
+            table.add_row(c.name, f"{c.model.name} ({c.model.sha256[:8]})", c.hook, c.sae, feats, default, auroc)
+        return table
+
+
+# ---------------------------------------------------------------- validation
+
+
+def parse_bank(data: Any, where: str) -> dict[str, Concept]:
+    if data is None:
+        data = {"version": VERSION, "concepts": {}}
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping with 'version' and 'concepts'")
+    extra = sorted(set(data) - {"version", "concepts"})
+    if extra:
+        raise UserError(f"{where}: unknown top-level key {extra[0]!r}; expected 'version' and 'concepts'")
+    if data.get("version") != VERSION:
+        raise UserError(f"{where}: version {data.get('version')!r}; expected {VERSION}")
+    concepts = data.get("concepts") or {}
+    if not isinstance(concepts, dict):
+        raise UserError(f"{where}: 'concepts' must be a mapping of name -> concept")
+    return {str(name): validate_concept(str(name), spec, where) for name, spec in concepts.items()}
+
+
+def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    if ok and lo is not None:
+        ok = float(value) >= lo
+    if ok and hi is not None:
+        ok = float(value) <= hi
+    if not ok:
+        rng = f" in [{lo}, {hi}]" if lo is not None and hi is not None else (f" >= {lo}" if lo is not None else "")
+        raise UserError(f"{what}: {value!r}; expected a finite number{rng}")
+    return float(value)
+
+
+def validate_concept(name: str, spec: Any, where: str) -> Concept:
+    """Check one concept mapping and build the `Concept` (one-line `UserError` naming the bad field)."""
+    at = f"{where}: concept {name!r}"
+    if not NAME_RE.match(name):
+        raise UserError(f"{at}: name must be letters, digits, '_', '-' or '.'")
+    if not isinstance(spec, dict):
+        raise UserError(f"{at}: expected a mapping with {', '.join(CONCEPT_KEYS)}")
+    extra = sorted(set(spec) - set(CONCEPT_KEYS))
+    if extra:
+        raise UserError(f"{at}: unknown key {extra[0]!r}; expected {', '.join(CONCEPT_KEYS)}")
+    for key in ("model", "hook", "sae", "features"):
+        if key not in spec:
+            raise UserError(f"{at}: missing {key!r}")
+    model = spec["model"]
+    if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("sha256"), str)):
+        raise UserError(f"{at}: model must be {{name: str, sha256: str}}")
+    if not re.fullmatch(r"[0-9a-f]{8,64}", model["sha256"]):
+        raise UserError(f"{at}: model.sha256 {model['sha256']!r}; expected lowercase hex")
+    for key in ("hook", "sae"):
+        if not isinstance(spec[key], str) or not spec[key]:
+            raise UserError(f"{at}: {key} must be a non-empty string")
+    feats = spec["features"]
+    if not isinstance(feats, list) or not feats:
+        raise UserError(f"{at}: features must be a non-empty list of {{index, weight, typical}}")
+    features: list[ConceptFeature] = []
+    seen: set[int] = set()
+    for i, feat in enumerate(feats):
+        if not isinstance(feat, dict) or "index" not in feat:
+            raise UserError(f"{at}: features[{i}] must be a mapping with index, weight, typical")
+        index = feat["index"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise UserError(f"{at}: features[{i}].index {index!r}; expected a non-negative integer")
+        if index in seen:
+            raise UserError(f"{at}: features[{i}].index {index} appears twice")
+        seen.add(index)
+        bad = sorted(set(feat) - {"index", "weight", "typical"})
+        if bad:
+            raise UserError(f"{at}: features[{i}] unknown key {bad[0]!r}")
+        weight = _num(feat.get("weight", 1.0), f"{at}: features[{i}].weight")
+        typical = _num(feat.get("typical", 1.0), f"{at}: features[{i}].typical", lo=0.0)
+        features.append(ConceptFeature(index, weight, typical))
+    default = spec.get("default") or {}
+    if not isinstance(default, dict):
+        raise UserError(f"{at}: default must be {{mode, strength}}")
+    mode = default.get("mode", "off")
+    if mode not in MODES:
+        raise UserError(f"{at}: default.mode {mode!r}; expected one of {', '.join(MODES)}")
+    strength = _num(default.get("strength", 1.0), f"{at}: default.strength")
+    auroc = spec.get("auroc") or {}
+    if not isinstance(auroc, dict):
+        raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
+    aurocs = {str(k): _num(v, f"{at}: auroc.{k}", 0.0, 1.0) for k, v in auroc.items()}
+    return Concept(name, ModelRef(model["name"], model["sha256"]), spec["hook"], spec["sae"], features,
+                   ConceptDefault(mode, strength), aurocs)

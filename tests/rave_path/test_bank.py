@@ -1,0 +1,98 @@
+"""Concept bank: round trip, validation with one-line errors, atomic saves, the list table."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from sae.errors import UserError
+from training.cli import main
+
+SHA = "0123abcd" * 8
+
+
+def _concept(name: str = "guitar") -> Concept:
+    return Concept(name, ModelRef("demo_rave.ts", SHA), "latent", "sae/latent",
+                   [ConceptFeature(12, 1.0, 1.7), ConceptFeature(3, 0.25, 0.5)], ConceptDefault("off", 1.0),
+                   {"sae_probe": 0.97, "diff_means": 0.93, "logistic_raw": 0.95})
+
+
+def test_round_trip_matches_architecture_layout(tmp_path):
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    bank.add(_concept())
+    bank.add(_concept("piano"))
+    bank.save()
+    data = yaml.safe_load((tmp_path / "concepts.yaml").read_text())
+    assert data["version"] == 1 and list(data["concepts"]) == ["guitar", "piano"]
+    assert data["concepts"]["guitar"] == {
+        "model": {"name": "demo_rave.ts", "sha256": SHA}, "hook": "latent", "sae": "sae/latent",
+        "features": [{"index": 12, "weight": 1.0, "typical": 1.7}, {"index": 3, "weight": 0.25, "typical": 0.5}],
+        "default": {"mode": "off", "strength": 1.0},
+        "auroc": {"sae_probe": 0.97, "diff_means": 0.93, "logistic_raw": 0.95},
+    }
+    again = ConceptBank.load(tmp_path / "concepts.yaml")
+    assert again.get("guitar") == bank.get("guitar")
+    assert again.sae_dir("guitar") == tmp_path / "sae/latent"
+    assert bank.relative_sae(tmp_path / "x" / "sae") == "x/sae"
+    assert [p.name for p in tmp_path.iterdir()] == ["concepts.yaml"]  # no temp files left behind
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda d: d.update(version=2), "version 2"),
+        (lambda d: d["concepts"]["guitar"].pop("hook"), "missing 'hook'"),
+        (lambda d: d["concepts"]["guitar"]["features"][1].update(index=-1), "features[1].index -1"),
+        (lambda d: d["concepts"]["guitar"]["features"][1].update(index=12), "appears twice"),
+        (lambda d: d["concepts"]["guitar"]["features"][0].update(weight=float("nan")), "features[0].weight"),
+        (lambda d: d["concepts"]["guitar"]["default"].update(mode="loud"), "default.mode 'loud'"),
+        (lambda d: d["concepts"]["guitar"]["auroc"].update(sae_probe=1.5), "auroc.sae_probe"),
+        (lambda d: d["concepts"]["guitar"]["model"].update(sha256="XYZ"), "model.sha256"),
+        (lambda d: d["concepts"]["guitar"].update(colour="red"), "unknown key 'colour'"),
+        (lambda d: d["concepts"].update({"bad name": d["concepts"]["guitar"]}), "'bad name'"),
+    ],
+)
+def test_load_rejects_bad_fields_in_one_line(tmp_path, edit, needle):
+    data = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept()}).to_dict()
+    edit(data)
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as err:
+        ConceptBank.load(tmp_path / "b.yaml")
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unreadable_and_missing(tmp_path):
+    (tmp_path / "b.yaml").write_text("concepts: [unclosed\n")
+    with pytest.raises(UserError, match="not a readable YAML"):
+        ConceptBank.load(tmp_path / "b.yaml")
+    with pytest.raises(UserError, match="no such concept bank"):
+        ConceptBank.load(tmp_path / "none.yaml")
+    assert len(ConceptBank.load(tmp_path / "none.yaml", missing_ok=True)) == 0
+    with pytest.raises(UserError, match="not in"):
+        ConceptBank(tmp_path / "x.yaml").get("guitar")
+
+
+def test_failed_save_keeps_the_old_bank(tmp_path, monkeypatch):
+    bank = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept()})
+    bank.save()
+    before = (tmp_path / "b.yaml").read_text()
+    bank.add(_concept("piano"))
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("sae.bank.os.replace", boom)
+    with pytest.raises(OSError):
+        bank.save()
+    assert (tmp_path / "b.yaml").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["b.yaml"]
+
+
+def test_concept_list_cli(tmp_path, capsys):
+    bank = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept()})
+    bank.save()
+    assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "guitar" in out and "12(1.00)" in out and "0.97" in out and "demo_rave.ts" in out
+    assert main(["concept", "list", "--bank", str(tmp_path / "missing.yaml")]) == 2

@@ -1,0 +1,201 @@
+"""Collect RAVE activations from an audio folder into the activation store (`sae/store.py`).
+
+Hooks:
+- `latent`: the posterior mean of the encoder, projected like the export's own `encode` (PCA, kept
+  dims), so the same file always gives the same rows (RAVE's `encode` samples; this bypasses it).
+- `encoder.net.N`: the output of the N-th layer of the encoder's `net` (after PQMF), read by running the
+  exported layers one by one; average-pooled to the latent frame rate so every hook of a store shares
+  one frame rate (one row per latent frame).
+
+Each file runs through a stream reset to its freshly loaded state, in chunks that are a multiple of the
+model's ratio; the last chunk is zero-padded to a full frame. Files at another sample rate are resampled
+(noted). Under torchrun every rank takes `files[RANK::WORLD_SIZE]` and appends to the same store (the
+store locks its manifests). A re-run skips files the store already lists as complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.render_rave import RaveStream
+from sae.errors import UserError
+from training.audio_files import AudioNotes, list_audio, read_mono, split_by_rank
+
+LATENT = "latent"
+ENCODER_LAYER = re.compile(r"^encoder\.net\.(\d+)$")
+
+
+@dataclass
+class RaveCollectConfig:
+    """Args:
+    model: streaming RAVE `.ts`.
+    audio: folder of audio files (or one file).
+    out: activation store directory.
+    layers: hooks to collect: `latent` and/or `encoder.net.N`.
+    dtype: on-disk dtype, float32 or float16.
+    chunk_seconds: audio per forward call (bounds memory; rounded to a multiple of the ratio).
+    device: torch device.
+    shard_rows: rows per store shard.
+    """
+
+    model: str
+    audio: str
+    out: str
+    layers: tuple[str, ...] = (LATENT,)
+    dtype: str = "float32"
+    chunk_seconds: float = 10.0
+    device: str = "cpu"
+    shard_rows: int = 65536
+
+
+@dataclass
+class CollectReport:
+    files: int = 0
+    collected: int = 0
+    resumed: int = 0
+    rows: dict[str, int] = field(default_factory=dict)
+    notes: AudioNotes = field(default_factory=AudioNotes)
+    seconds: float = 0.0
+    rank: int = 0
+    world_size: int = 1
+
+
+def encoder_layers(model) -> int:
+    """Number of layers in the export's encoder net (0 when the export has another structure)."""
+    try:
+        return len(list(model.module.encoder.encoder.net.children()))
+    except AttributeError:
+        return 0
+
+
+def resolve_layers(model, layers: tuple[str, ...] | list[str]) -> list[str]:
+    n = encoder_layers(model)
+    out: list[str] = []
+    for name in layers:
+        m = ENCODER_LAYER.match(name)
+        if name != LATENT and not (m and int(m.group(1)) < n):
+            choices = f"{LATENT}" + (f", encoder.net.0 .. encoder.net.{n - 1}" if n else "")
+            raise UserError(f"--layers {name}: not a hook of {model.path.name}; expected {choices}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise UserError("--layers: expected at least one hook")
+    return out
+
+
+def _model_input(m, x: torch.Tensor) -> torch.Tensor:
+    """What the export's encoder net sees for audio x [1, C, T] (the same steps as `RaveModel.encode_mean`)."""
+    if getattr(m, "resampler", None) is not None:
+        x = m.resampler.to_model_sampling_rate(x)
+    if m.input_mode == "pqmf":
+        batch = x.shape[:-2]
+        x = m.pqmf(x.reshape(-1, 1, x.shape[-1]))
+        x = x.reshape((*batch, -1, x.shape[-1]))
+    elif m.input_mode == "mel":
+        x = torch.log1p(m.spectrogram(x)[..., :-1])
+    return x
+
+
+def _pool_to_frames(h: torch.Tensor, frames: int) -> torch.Tensor:
+    """[1, C, T_l] → [frames, C]: mean over the T_l / frames steps of each latent frame."""
+    steps = h.shape[-1]
+    if steps % frames:
+        raise UserError(f"layer output of {steps} steps does not divide into {frames} latent frames")
+    return h[0].reshape(h.shape[1], frames, steps // frames).mean(-1).T
+
+
+def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
+    """One resettable stream for the latent path and one for the encoder layers (as needed)."""
+    out = {}
+    if LATENT in hooks:
+        out[LATENT] = RaveStream(model)
+    if any(h != LATENT for h in hooks):
+        out["encoder"] = RaveStream(model)
+    return out
+
+
+@torch.no_grad()
+def activations_of(model, audio: np.ndarray, hooks: list[str], chunk: int,
+                   streams: dict[str, RaveStream] | None = None) -> dict[str, torch.Tensor]:
+    """Rows [frames, dim] per hook for one mono clip, from streams reset to their fresh state.
+
+    `streams` ({"latent": ..., "encoder": ...}, made by `make_streams`) are reused between calls.
+    """
+    streams = streams or make_streams(model, hooks)
+    ratio = model.ratio
+    pad = (-len(audio)) % ratio
+    x = torch.from_numpy(np.pad(audio, (0, pad))).reshape(1, 1, -1).to(torch.float32)
+    if model.channels > 1:
+        x = x.expand(1, model.channels, -1)
+    out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
+    if LATENT in hooks:
+        stream = streams[LATENT]
+        stream.reset()
+        for s in range(0, x.shape[-1], chunk):
+            out[LATENT].append(stream.encode_mean(x[..., s : s + chunk])[0].T.cpu())
+    wanted = {int(ENCODER_LAYER.match(h).group(1)): h for h in hooks if h != LATENT}
+    if wanted:
+        stream = streams["encoder"]
+        stream.reset()
+        m = stream.model.module
+        net = list(m.encoder.encoder.net.children())
+        for s in range(0, x.shape[-1], chunk):
+            piece = x[..., s : s + chunk].to(stream.device)
+            h = _model_input(m, piece)
+            for i, layer in enumerate(net[: max(wanted) + 1]):
+                h = layer(h)
+                if i in wanted:
+                    out[wanted[i]].append(_pool_to_frames(h, piece.shape[-1] // ratio).cpu())
+    return {h: torch.cat(v) for h, v in out.items()}
+
+
+def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
+    """Collect every hook of `cfg.layers` for this rank's share of the audio files; returns what happened."""
+    from realtime.rave import RaveModel
+    from sae.store import ActivationWriter
+
+    t0 = time.perf_counter()
+    model = RaveModel.load(cfg.model, cfg.device)
+    hooks = resolve_layers(model, cfg.layers)
+    root = Path(cfg.audio)
+    files = list_audio(root)
+    mine, rank, world = split_by_rank(files)
+    chunk = max(1, round(cfg.chunk_seconds * model.sr / model.ratio)) * model.ratio
+    streams = make_streams(model, hooks)
+    probe = activations_of(model, np.zeros(model.ratio, np.float32), hooks, chunk, streams)
+    report = CollectReport(files=len(mine), rank=rank, world_size=world)
+    report.notes.target_rate = model.sr
+    with contextlib.ExitStack() as stack:
+        writers = {
+            h: stack.enter_context(ActivationWriter(
+                cfg.out, h, int(probe[h].shape[1]), cfg.dtype, model=model.identity.as_dict(),
+                frame_rate=model.sr / model.ratio, sample_rate=model.sr, shard_rows=cfg.shard_rows))
+            for h in hooks
+        }
+        done = set.intersection(*(w.complete_sources for w in writers.values()))
+        for i, path in enumerate(mine):
+            source = path.relative_to(root).as_posix() if path != root else path.name
+            if source in done:
+                report.resumed += 1
+            else:
+                audio = read_mono(path, model.sr, report.notes, min_samples=model.ratio)
+                if audio is not None:
+                    acts = activations_of(model, audio, hooks, chunk, streams)
+                    for h, rows in acts.items():
+                        writers[h].add(rows, source, 0)
+                        report.rows[h] = report.rows.get(h, 0) + int(rows.shape[0])
+                    report.collected += 1
+            if progress:
+                progress(i + 1, len(mine))
+    if mine and report.collected == 0 and report.resumed == 0:
+        raise UserError(f"audio {root}: none of {len(mine)} file(s) was usable ({report.notes.lines()[-1]})")
+    report.seconds = time.perf_counter() - t0
+    return report
