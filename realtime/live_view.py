@@ -28,7 +28,8 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
     line = (
         f"blocks {engine.model.blocks}  cpu {100 * s.total_s / budget:5.1f}% of block "
         f"(rave {1e3 * s.rave_s:.2f} ms, sae {1e3 * s.sae_s:.3f} ms, edits {1e3 * s.edit_s:.3f} ms)  "
-        f"xruns {c.xruns}  max gap {1e3 * c.max_gap_s:.1f} ms  errors {engine.model.errors}"
+        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns}, overflows {c.overflows})  "
+        f"max gap {1e3 * c.max_gap_s:.1f} ms  errors {engine.model.errors}"
     )
     if osc is not None:
         line += f"  osc {osc.packets} packets, {osc.rejected} rejected"

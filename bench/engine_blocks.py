@@ -1,0 +1,144 @@
+"""Benchmark: CPU time per block of the live engine, split into RAVE / SAE / edits, and the real-time factor.
+
+For each block size and torch thread count, the engine's own `BlockProcessor` runs blocks of noise with a
+steering edit that changes every block (so the SAE encode, the per-frame ramp and the edit matmul all run:
+the worst case). The baseline, measured in the same run, is plain RAVE (encode + decode, no SAE).
+Goals from the issue: SAE + edits ≤ 2 % of the block budget; RTF ≤ 0.3 on one thread with the demo model.
+Timings are printed, never asserted.
+
+    .venv/bin/python bench/engine_blocks.py                       # demo model if present, else a tiny RAVE
+    .venv/bin/python bench/engine_blocks.py --model m.ts --sae runs/sae/latent --blocks 2048 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from realtime.controls import Snapshot  # noqa: E402
+from realtime.processor import BlockProcessor  # noqa: E402
+from realtime.rave import RaveModel  # noqa: E402
+from sae.steering import Edit, EditState  # noqa: E402
+
+DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
+
+
+def load_model(path: Path | None, tmp: Path) -> RaveModel:
+    if path is None:
+        if DEMO.exists():
+            path = DEMO
+        else:
+            from training.tiny_rave import build_tiny_rave
+
+            print("demo model not found: building the tiny RAVE (untrained, capacity 4)")
+            path = build_tiny_rave(tmp / "tiny_rave.ts")
+    return RaveModel.load(path)
+
+
+def load_sae(path: Path | None, d_in: int, expansion: int, k: int):
+    from sae.export import script_sae
+    from sae.io import load_sae as load_dir
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    if path is not None:
+        return script_sae(load_dir(path))
+    torch.manual_seed(0)
+    return script_sae(SparseAutoencoder(SAEConfig(d_in=d_in, d_sae=d_in * expansion, k=k)))
+
+
+def edit_states(d_sae: int) -> list[Snapshot]:
+    """Two alternating edits: two concepts of 4 features each plus a raw feature gain."""
+    concepts = {
+        "a": {"features": [{"index": i, "weight": 1.0, "typical": 1.5} for i in range(0, 8, 2)]},
+        "b": {"features": [{"index": i, "weight": 0.7, "typical": 1.0} for i in range(1, 8, 2)]},
+    }
+    snaps = []
+    for strength in (1.0, 2.0):
+        state = EditState.from_concepts(d_sae, concepts)
+        state.set_mode("a", f"on:{strength}")
+        state.set_mode("b", f"scale:{strength / 2}")
+        state.set_feature_gain(d_sae - 1, 0.0)
+        snaps.append(Snapshot(state.edit(), 1.0, False, len(snaps)))
+    return snaps
+
+
+def run(model, sae, block: int, n_blocks: int, snaps: list[Snapshot]) -> tuple[dict, dict]:
+    """Median per-block times of the steered chain and of plain RAVE, interleaved block by block so machine
+    load hits both alike."""
+    steered, plain = BlockProcessor(model, sae, block), BlockProcessor(model, None, block)
+    x = (0.2 * np.random.default_rng(0).standard_normal((block, 1))).astype(np.float32)
+    no_edit = Snapshot(Edit.identity(1), 1.0, False, 0)  # ignored without an SAE
+    for _ in range(3):  # TorchScript optimises on its first calls
+        steered.process(x, snaps[0])
+        plain.process(x, no_edit)
+    rows, base = [], []
+    for i in range(n_blocks):
+        steered.process(x, snaps[i % 2])
+        s = steered.stats
+        rows.append((s.rave_s, s.sae_s, s.edit_s, s.total_s))
+        plain.process(x, no_edit)
+        base.append(plain.stats.total_s)
+    med = [statistics.median(col) for col in zip(*rows, strict=True)]
+    res = {"rave": med[0], "sae": med[1], "edit": med[2], "total": med[3], "budget": block / model.sr,
+           "p99": float(np.percentile([r[3] for r in rows], 99))}  # fmt: skip
+    return res, {"total": statistics.median(base)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, help="streaming RAVE .ts (default: the demo model, else a tiny RAVE)")
+    p.add_argument("--sae", type=Path, help="SAE directory (default: random TopK, expansion 16, k 8)")
+    p.add_argument("--blocks", default="512,1024,2048,4096", help="block sizes (multiples of the model ratio)")
+    p.add_argument("--threads", default="1,2", help="torch thread counts")
+    p.add_argument("--seconds", type=float, default=4.0, help="audio per measurement")
+    p.add_argument("--expansion", type=int, default=16)
+    p.add_argument("--k", type=int, default=8)
+    args = p.parse_args()
+
+    from rich.console import Console
+    from rich.table import Table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = load_model(args.model, Path(tmp))
+        sae = load_sae(args.sae, model.latent_size, args.expansion, args.k)
+        d_sae = int(sae.W_dec.shape[0])
+        snaps = edit_states(d_sae)
+        print(f"model {model.path.name}: {model.sr} Hz, ratio {model.ratio}, latent {model.latent_size}; "
+              f"SAE {model.latent_size}→{d_sae}")  # fmt: skip
+        table = Table(title="live engine: median time per block (ms) and real-time factor")
+        for col in ("block", "threads", "budget", "RAVE", "SAE", "edits", "SAE+edits % budget", "total", "p99",
+                    "RTF", "plain RAVE RTF", "ratio vs plain"):  # fmt: skip
+            table.add_column(col, justify="right")
+        for threads in [int(t) for t in args.threads.split(",")]:
+            torch.set_num_threads(threads)
+            for block in [int(b) for b in args.blocks.split(",")]:
+                if block % model.ratio:
+                    print(f"skipping block {block}: not a multiple of the ratio {model.ratio}")
+                    continue
+                n = max(8, int(args.seconds * model.sr / block))
+                t0 = time.perf_counter()
+                res, base = run(model, sae, block, n, snaps)
+                ms = 1e3
+                table.add_row(
+                    str(block), str(threads), f"{ms * res['budget']:.1f}", f"{ms * res['rave']:.2f}",
+                    f"{ms * res['sae']:.3f}", f"{ms * res['edit']:.3f}",
+                    f"{100 * (res['sae'] + res['edit']) / res['budget']:.2f}", f"{ms * res['total']:.2f}",
+                    f"{ms * res['p99']:.2f}", f"{res['total'] / res['budget']:.3f}",
+                    f"{base['total'] / res['budget']:.3f}", f"{res['total'] / base['total']:.2f}x",
+                )  # fmt: skip
+                print(f"  block {block}, {threads} thread(s): {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        Console(width=200).print(table)
+
+
+if __name__ == "__main__":
+    main()
