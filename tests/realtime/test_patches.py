@@ -1,0 +1,63 @@
+"""The shipped Max patch: every message it sends is accepted by the engine's address space, and together
+the Max and Pd patches cover every address."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from realtime.controls import Controls
+from realtime.osc import OscControl, encode_message
+from sae.steering import EditState
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+ADDRESSES = {"/concept/*/mode", "/concept/*/strength", "/concept/*/gain", "/feature/*/gain", "/mix", "/bypass",
+             "/preset/load", "/reset", "/ping", "/concepts", "/state"}  # fmt: skip
+
+
+def _pattern(address: str) -> str:
+    return re.sub(r"^/(concept|feature)/[^/]+/", r"/\1/*/", address)
+
+
+def _max_arg(token: str):
+    """Max's typing of message-box atoms: ints → i, floats → f, anything else → s."""
+    if re.fullmatch(r"-?\d+", token):
+        return int(token)
+    if re.fullmatch(r"-?\d*\.\d*", token):
+        return float(token)
+    return token
+
+
+def _max_messages() -> list[tuple[str, list]]:
+    patch = json.loads((EXAMPLES / "max" / "musicsae-control.maxpat").read_text())["patcher"]
+    boxes = {b["box"]["id"]: b["box"] for b in patch["boxes"]}
+    senders = {i for i, b in boxes.items() if b.get("text", "").startswith("udpsend ")}
+    assert senders, "the Max patch has no [udpsend]"
+    wired = {ln["patchline"]["source"][0] for ln in patch["lines"] if ln["patchline"]["destination"][0] in senders}
+    out = []
+    for i in sorted(wired):
+        address, *args = boxes[i]["text"].split()
+        out.append((address, [_max_arg(a) for a in args]))
+    return out
+
+
+def _pd_addresses() -> set[str]:
+    text = (EXAMPLES / "pd" / "musicsae-control.pd").read_text()
+    return {"/" + "/".join(m.split()) for m in re.findall(r"#X msg \d+ \d+ set ([^\\;]+?) \\,", text)}
+
+
+def test_max_patch_messages_are_all_accepted(tmp_path):
+    (tmp_path / "preset.yaml").write_text("mix: 0.5\n")
+    state = EditState.from_concepts(64, {"guitar": {"features": [{"index": 3}], "default": {"mode": "none"}}})
+    control = OscControl(Controls(state), preset_dir=tmp_path)
+    messages = _max_messages()
+    for address, args in messages:
+        replies = control.handle(encode_message(address, args))
+        assert not any(a == "/error" for a, _ in replies), (address, args, replies)
+    assert control.rejected == 0
+    assert {_pattern(a) for a, _ in messages} == ADDRESSES
+
+
+def test_pd_patch_covers_every_address():
+    assert {_pattern(a) for a in _pd_addresses()} == ADDRESSES
