@@ -126,3 +126,25 @@ def copy_inputs(dash_inputs: Inputs, tmp_path: Path) -> Inputs:
     store = tmp_path / "store"
     shutil.copytree(dash_inputs.store, store)
     return Inputs(data, data / "clips", data / "manifest.jsonl", store, dash_inputs.sae, dash_inputs.bank)
+
+
+SMALL = {"top_n": 4, "max_pages": 6, "snippet_seconds": 1.5}
+
+
+@pytest.fixture(scope="session")
+def built_site(dash_inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dashboard of `dash_inputs` (small sizes), built once; returns its folder."""
+    from training.dashboard import DashboardConfig, build_dashboard
+
+    out = tmp_path_factory.mktemp("site") / "site"
+    build_dashboard(
+        dash_inputs.sae,
+        dash_inputs.store,
+        dash_inputs.audio_root,
+        out,
+        dash_inputs.bank,
+        dash_inputs.manifest,
+        cfg=DashboardConfig(**SMALL),
+        progress=False,
+    )
+    return out

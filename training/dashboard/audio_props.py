@@ -132,7 +132,8 @@ def analyse(y: np.ndarray, sr: int) -> AudioProps:
 
         base = median_filter(flux, size=9, mode="nearest")
         rel = flux - base
-        peaks, _ = find_peaks(rel, height=max(0.7 * rel.std(), 1e-6), distance=max(1, int(0.05 * sr / HOP)))
+        floor = 0.05 * float(logm.sum(axis=1).mean())  # a real onset changes a sizeable part of the spectrum
+        peaks, _ = find_peaks(rel, height=max(0.7 * rel.std(), floor, 1e-6), distance=max(1, int(0.05 * sr / HOP)))
         peaks = peaks[loud[1:][peaks]]
         onset_rate = float(len(peaks) / max(seconds, 1e-6))
     else:

@@ -79,6 +79,7 @@ class ClipView:
     frame: int
     value: float
     wav: str
+    start: float  # seconds into the clip where the snippet starts
     png: str
     props: AudioProps
     labels: list[str]
@@ -136,7 +137,7 @@ class _Progress:
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
                 console=console,
-                transient=False,
+                transient=True,
             )
 
     def __enter__(self):
@@ -206,7 +207,7 @@ class DashboardBuilder:
         if self.console is not None:
             from rich.markup import escape
 
-            self.console.print(f"[yellow]{escape(text)}", highlight=False)
+            self.console.print(f"[yellow]{escape(text)}", highlight=False, soft_wrap=True)
 
     def _own_concepts(self) -> list[Concept]:
         """Bank concepts that live in this SAE (same SAE dir, or same hook when the bank's SAE dir is gone)."""
@@ -364,7 +365,7 @@ class DashboardBuilder:
                 title=f"#{j} · {source} · peak {clip.value:.3g} at {clip.frame / self.frame_rate:.2f} s",
             )
             labels = sorted(self.labels.labels.get(source, ()))
-            views[j].clips.append(ClipView(source, clip.frame, clip.value, wav, png, props, labels))
+            views[j].clips.append(ClipView(source, clip.frame, clip.value, wav, snip.start, png, props, labels))
             tick()
         for v in views.values():
             v.clips.sort(key=lambda c: -c.value)
@@ -417,6 +418,10 @@ class DashboardBuilder:
     def _write_assets(self, out: Path) -> None:
         _write(out / "assets" / "style.css", assets.STYLE)
         _write(out / "assets" / "app.js", assets.SCRIPT)
+
+    def _listed(self, stats: FeatureStats) -> list[int]:
+        """Features on the index and in features.json: the live ones and those of concepts."""
+        return sorted(set(stats.live.tolist()) | {f.index for c in self.concepts for f in c.features})
 
     def _concepts_of(self, j: int) -> list[Concept]:
         return [c for c in self.concepts if any(f.index == j for f in c.features)]
@@ -561,8 +566,7 @@ class DashboardBuilder:
         lo, hi = self.cfg.clip_range
         rate = stats.clip_rate
         rows = []
-        shown = sorted(set(stats.live.tolist()) | {f.index for c in self.concepts for f in c.features})
-        for j in shown:
+        for j in self._listed(stats):
             v = views.get(j)
             name = f'<a href="{_feature_href(j)}">#{j}</a>' if v else f"#{j}"
             pur = v.purity if v else (self._purity_of(stats, j) if self.labels.labels else None)
@@ -611,7 +615,7 @@ class DashboardBuilder:
 
     def _data(self, out: Path, stats: FeatureStats, views: dict[int, FeatureView]) -> None:
         feats = []
-        for j in stats.live:
+        for j in self._listed(stats):
             d = stats.summary(int(j))
             v = views.get(int(j))
             if v:
@@ -629,6 +633,7 @@ class DashboardBuilder:
                         "frame": c.frame,
                         "value": c.value,
                         "wav": c.wav,
+                        "start": c.start,
                         "png": c.png,
                         "labels": c.labels,
                         "props": c.props.to_dict(),

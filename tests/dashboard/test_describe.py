@@ -1,0 +1,131 @@
+"""sae/describe.py: per-feature statistics against a brute-force encode, purity, store/SAE pairing."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sae.describe import activation_curves, check_pair, clip_purity, feature_stats
+from sae.errors import UserError
+from sae.io import load_sae
+from sae.store import ActivationStore, ActivationWriter
+
+
+def _brute(store: ActivationStore, sae, hook: str):
+    """Per source: all frames encoded, in frame order."""
+    per: dict[str, dict[int, np.ndarray]] = {}
+    for source, start, x in store.iter_segments(hook):
+        with torch.no_grad():
+            f = sae.encode(x).clamp_min(0).numpy()
+        for i, row in enumerate(f):
+            per.setdefault(source, {})[start + i] = row
+    return {s: (np.array(sorted(d)), np.stack([d[k] for k in sorted(d)])) for s, d in per.items()}
+
+
+def _check_against_brute(store, sae, hook, stats, top_n):
+    brute = _brute(store, sae, hook)
+    allf = np.concatenate([f for _, f in brute.values()])
+    assert stats.frames == allf.shape[0]
+    np.testing.assert_array_equal(stats.frame_fires, (allf > 0).sum(0))
+    np.testing.assert_allclose(stats.max_act, allf.max(0), rtol=1e-6)
+    np.testing.assert_allclose(stats.sum_act, allf.sum(0), rtol=1e-5)
+    clip_max = {s: f.max(0) for s, (_, f) in brute.items()}
+    np.testing.assert_array_equal(stats.clip_fires, sum((m > 0).astype(int) for m in clip_max.values()))
+    assert stats.hist.sum(1).tolist() == stats.frame_fires.tolist()
+    for j in range(sae.cfg.d_sae):
+        want = sorted(((m[j], s) for s, m in clip_max.items() if m[j] > 0), reverse=True)[:top_n]
+        got = stats.top_clips(j)
+        np.testing.assert_allclose([c.value for c in got], [v for v, _ in want], rtol=1e-6)
+        assert len({c.source for c in got}) == len(got)  # one entry per clip (ties may pick either clip)
+        for c in got:
+            assert clip_max[c.source][j] == pytest.approx(c.value, rel=1e-6)
+        for c in got:  # the peak frame holds the peak value
+            frames, f = brute[c.source]
+            assert f[list(frames).index(c.frame), j] == pytest.approx(c.value, rel=1e-6)
+
+
+def test_stats_match_brute_force(dash_inputs):
+    store, sae = ActivationStore(dash_inputs.store), load_sae(dash_inputs.sae)
+    hook = check_pair(store, sae)
+    stats = feature_stats(store, sae, top_n=5, batch_rows=37)  # odd batches cross segment boundaries
+    assert stats.clips == len(store.sources(hook)) == 20
+    _check_against_brute(store, sae, hook, stats, 5)
+    assert 0 < stats.live.size <= sae.cfg.d_sae
+    rng = stats.in_clip_range(0.01, 0.25)
+    assert all(0.01 <= stats.clip_rate[j] <= 0.25 for j in rng)
+    assert set(rng) <= set(stats.live)
+
+
+def test_clip_split_and_resumed_counts_once(dash_inputs, tmp_path):
+    """A clip whose rows come in several segments (shard split, resumed later) is one clip."""
+    sae = load_sae(dash_inputs.sae)
+    g = torch.Generator().manual_seed(1)
+    data = {s: torch.randn(30, 24, generator=g) * 2 for s in ("a.wav", "b.wav", "c.wav")}
+    with ActivationWriter(
+        tmp_path / "s",
+        "mel",
+        24,
+        "float32",
+        model={"name": "logmel24", "sha256": "0" * 16},
+        frame_rate=10.0,
+        sample_rate=16000,
+        shard_rows=7,
+    ) as w:
+        w.add(data["a.wav"][:12], "a.wav", 0)
+        w.add(data["b.wav"], "b.wav", 0)
+        w.add(data["c.wav"][:20], "c.wav", 0)
+    with ActivationWriter(tmp_path / "s", "mel", 24, "float32", shard_rows=7) as w:  # resumed: the rest
+        w.add(data["a.wav"][12:], "a.wav", 12)
+        w.add(data["c.wav"][20:], "c.wav", 20)
+    store = ActivationStore(tmp_path / "s")
+    stats = feature_stats(store, sae, top_n=3)
+    assert stats.clips == 3
+    _check_against_brute(store, sae, "mel", stats, 3)
+    j = int(stats.live[0])
+    curves = activation_curves(store, sae, {c.source: [j] for c in stats.top_clips(j)})
+    for c in stats.top_clips(j):
+        curve = curves[c.source][j]
+        assert curve.shape == (30,)
+        assert curve.max() == pytest.approx(c.value, rel=1e-6) and curve[c.frame] == pytest.approx(c.value, rel=1e-6)
+
+
+def test_skip_sources(dash_inputs):
+    store, sae = ActivationStore(dash_inputs.store), load_sae(dash_inputs.sae)
+    skip = sorted(store.sources("mel"))[:3]
+    stats = feature_stats(store, sae, skip_sources=skip)
+    assert stats.clips == 17 and not set(skip) & set(stats.sources)
+    assert all(c.source not in skip for j in stats.live for c in stats.top_clips(int(j)))
+
+
+def test_purity_prefers_enriched_label():
+    labels = {f"c{i}": {"drums"} | ({"guitar"} if i < 4 else set()) for i in range(20)}
+    p = clip_purity(["c0", "c1", "c2", "c9"], labels)
+    assert p.label == "guitar" and p.purity == 0.75 and p.base == 0.2 and p.lift == pytest.approx(3.75)
+    # drums is on every clip: 100 % of the top clips, yet no enrichment, so guitar still wins
+    assert clip_purity(["c0", "c9"], labels).label == "guitar"
+    assert clip_purity(["c9", "c10"], labels).label == "drums"
+    assert clip_purity(["zz"], labels).label is None
+
+
+def test_pairing_refuses_other_models(dash_inputs, tmp_path):
+    import shutil
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(dash_inputs.store, store_dir)
+    sae = load_sae(dash_inputs.sae)
+    info = json.loads((store_dir / "store.json").read_text())
+    info["model"]["name"] = "other.ts"
+    (store_dir / "store.json").write_text(json.dumps(info))
+    with pytest.raises(UserError, match=r"trained on model 'logmel24'.*'other.ts'"):
+        check_pair(ActivationStore(store_dir), sae)
+    with ActivationWriter(
+        tmp_path / "narrow", "mel", 8, "float32", model={"name": "logmel24", "sha256": "0" * 16}
+    ) as w:
+        w.add(torch.zeros(4, 8), "x.wav")
+    with pytest.raises(UserError, match=r"reads 24-dim activations.*8-dim"):
+        check_pair(ActivationStore(tmp_path / "narrow"), sae)
+    with ActivationWriter(tmp_path / "otherhook", "layer_3", 24, "float32") as w:
+        w.add(torch.zeros(4, 24), "x.wav")
+    with pytest.raises(UserError, match=r"hook 'mel'.*layer_3"):
+        check_pair(ActivationStore(tmp_path / "otherhook"), sae)

@@ -1,0 +1,236 @@
+"""The static site: every link resolves, snippets sit around the peaks, concepts and layers show up;
+bad input gives one clear line (through the real CLI)."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from safetensors.torch import load_file, save_file
+
+from training.cli import main
+
+SMALL_ARGS = ["--top", "2", "--max-pages", "2", "--snippet", "1"]
+
+
+def _links(page: Path) -> list[str]:
+    text = page.read_text()
+    return re.findall(r'(?:href|src)="([^"#:]+)"', text)
+
+
+def test_site_structure(built_site, dash_inputs):
+    data = json.loads((built_site / "features.json").read_text())
+    assert data["hook"] == "mel" and data["clips"] == 20 and data["missing_audio"] == []
+    pages = sorted(built_site.glob("features/f*.html"))
+    described = [f for f in data["features"] if "clips" in f]
+    # concept features (0, 3) always get pages; the rest are the purest features in the 1-25 % range
+    assert {p.name for p in pages} == {f"f{f['index']:05d}.html" for f in described}
+    assert {0, 3} <= {f["index"] for f in described}
+    live = [f for f in data["features"] if f["frame_rate"] > 0]
+    assert len(live) == data["live"] and {f["index"] for f in data["features"]} == {f["index"] for f in live} | {0, 3}
+    others = [f for f in described if f["index"] not in (0, 3)]
+    assert others and all(0.01 <= f["clip_rate"] <= 0.25 for f in others)
+    # every local link and media file of every page exists
+    for page in [built_site / "index.html", built_site / "layers.html", *pages, *built_site.glob("concepts/*.html")]:
+        for link in _links(page):
+            assert (page.parent / link).resolve().is_file(), (page.name, link)
+    index = (built_site / "index.html").read_text()
+    assert index.count("<tr data-inrange=") == len(data["features"])
+    frame_rate = data["frame_rate"]
+    for f in described:
+        assert f["description"] and f["purity"]["by"] == "manifest labels"
+        assert len(f["clips"]) <= 4 and [c["value"] for c in f["clips"]] == sorted(
+            (c["value"] for c in f["clips"]), reverse=True
+        )
+        for c in f["clips"]:
+            info = sf.info(str(built_site / c["wav"]))
+            assert info.duration == pytest.approx(1.5, abs=0.01) and info.samplerate == 16000
+            # the snippet is cut around the peak frame: its audio equals the source there
+            y, sr = sf.read(str(dash_inputs.audio_root / c["source"]), dtype="float32")
+            snip, _ = sf.read(str(built_site / c["wav"]), dtype="float32")
+            peak = int((c["frame"] + 0.5) / frame_rate * sr)
+            hits = [a for a in range(0, y.size - snip.size + 1) if abs(y[a] - snip[0]) < 1e-4]
+            starts = [a for a in hits if np.allclose(y[a : a + snip.size], snip, atol=1e-4)]
+            assert starts and starts[0] <= peak <= starts[0] + snip.size, (c, starts, peak)
+            assert set(c["labels"]) <= {
+                "guitar",
+                "piano",
+                "strings",
+                "brass",
+                "bass",
+                "drums",
+                "voice",
+                "voice_male",
+                "voice_female",
+                "guitar_nylon",
+                "guitar_steel",
+                "guitar_distortion",
+            }
+    concept = (built_site / "concepts" / "bright.html").read_text()
+    assert "Concept bright" in concept and "0.900" in concept and "features/f00000.html" in concept
+    layers = (built_site / "layers.html").read_text()
+    assert "img/layers.png" in layers and ">mel<" in layers and "AUROC bright" in layers
+
+
+def test_cli_builds_and_replaces(dash_inputs, tmp_path, capsys):
+    out = tmp_path / "site"
+    args = [
+        "dashboard",
+        "--sae",
+        str(dash_inputs.sae),
+        "--store",
+        str(dash_inputs.store),
+        "--audio-root",
+        str(dash_inputs.audio_root),
+        "--out",
+        str(out),
+        *SMALL_ARGS,
+    ]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip().endswith("index.html")
+    first = json.loads((out / "features.json").read_text())
+    assert "purity" not in first["features"][0] or first["features"][0]["purity"]["by"] == "property tags"
+    (out / "stale.txt").write_text("old")
+    assert main([*args, "--manifest", str(dash_inputs.manifest)]) == 0
+    assert not (out / "stale.txt").exists()  # replaced as a whole
+    assert not list(tmp_path.glob(".site*"))  # no temp folders left
+    (tmp_path / "notasite").mkdir()
+    (tmp_path / "notasite" / "keep.txt").write_text("mine")
+    args[args.index(str(out))] = str(tmp_path / "notasite")
+    assert main(args) == 2
+    assert "is not a dashboard" in capsys.readouterr().err
+    assert (tmp_path / "notasite" / "keep.txt").read_text() == "mine"
+
+
+def _one_line_error(capsys, args) -> str:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("musicsae: error: ") and "Traceback" not in err
+    return err
+
+
+def test_store_of_another_model(copy_inputs, tmp_path, capsys):
+    info = json.loads((copy_inputs.store / "store.json").read_text())
+    info["model"]["name"] = "demo_rave.ts"
+    (copy_inputs.store / "store.json").write_text(json.dumps(info))
+    err = _one_line_error(
+        capsys,
+        [
+            "dashboard",
+            "--sae",
+            str(copy_inputs.sae),
+            "--store",
+            str(copy_inputs.store),
+            "--audio-root",
+            str(copy_inputs.audio_root),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert "'logmel24'" in err and "'demo_rave.ts'" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_audio_is_named_and_skipped(copy_inputs, tmp_path, capsys):
+    gone = ["clip_00002.wav", "clip_00007.wav"]
+    for name in gone:
+        (copy_inputs.audio_root / name).unlink()
+    out = tmp_path / "site"
+    assert (
+        main(
+            [
+                "dashboard",
+                "--sae",
+                str(copy_inputs.sae),
+                "--store",
+                str(copy_inputs.store),
+                "--audio-root",
+                str(copy_inputs.audio_root),
+                "--out",
+                str(out),
+                *SMALL_ARGS,
+            ]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    line = next(ln for ln in err.splitlines() if "missing" in ln)
+    assert "2 of 20 audio files" in line and all(g in line for g in gone)
+    data = json.loads((out / "features.json").read_text())
+    assert data["missing_audio"] == gone and data["clips"] == 18
+    assert all(c["source"] not in gone for f in data["features"] for c in f["top"])
+    assert "clip_00002.wav" in (out / "index.html").read_text()  # the note is on the index too
+    for name in [f"clip_{i:05d}.wav" for i in range(20)]:
+        (copy_inputs.audio_root / name).unlink(missing_ok=True)
+    err = _one_line_error(
+        capsys,
+        [
+            "dashboard",
+            "--sae",
+            str(copy_inputs.sae),
+            "--store",
+            str(copy_inputs.store),
+            "--audio-root",
+            str(copy_inputs.audio_root),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert "none of the 20 audio files" in err
+
+
+def test_sae_without_live_features(dash_inputs, tmp_path, capsys):
+    dead = tmp_path / "dead_sae"
+    shutil.copytree(dash_inputs.sae, dead)
+    w = load_file(str(dead / "sae_weights.safetensors"))
+    w["b_enc"] = torch.full_like(w["b_enc"], -1e4)  # every pre-activation negative: nothing fires
+    save_file(w, str(dead / "sae_weights.safetensors"))
+    err = _one_line_error(
+        capsys,
+        [
+            "dashboard",
+            "--sae",
+            str(dead),
+            "--store",
+            str(dash_inputs.store),
+            "--audio-root",
+            str(dash_inputs.audio_root),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert "no live features" in err and "96 features" in err
+    assert not (tmp_path / "o").exists() and not list(tmp_path.glob(".o*"))
+
+
+def test_bank_feature_out_of_range(dash_inputs, tmp_path, capsys):
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+
+    bank = ConceptBank(tmp_path / "bank.yaml")
+    bank.add(
+        Concept(
+            "wide", ModelRef("logmel24", "0" * 16), "mel", bank.relative_sae(dash_inputs.sae), [ConceptFeature(500)]
+        )
+    )
+    bank.save()
+    err = _one_line_error(
+        capsys,
+        [
+            "dashboard",
+            "--sae",
+            str(dash_inputs.sae),
+            "--store",
+            str(dash_inputs.store),
+            "--audio-root",
+            str(dash_inputs.audio_root),
+            "--out",
+            str(tmp_path / "o"),
+            "--bank",
+            str(bank.path),
+        ],
+    )
+    assert "'wide' uses feature 500" in err and "96 features" in err
