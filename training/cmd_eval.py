@@ -1,0 +1,45 @@
+"""`musicsae eval steering`: an outside audio judge measures concept edits on held-out RAVE renders."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "steering",
+        help="measure concept edits with an audio-only judge (log-mel + logistic regression)",
+        description="Train one detector per concept on clean train clips of --data (log-mel statistics, never SAE or "
+        "RAVE latents), render the held-out clips through --model with no edit / off / on, and report each "
+        "concept's detection and the drift of every other concept. Writes OUT/judge.json and OUT/judge.png.",
+    )
+    p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
+    p.add_argument("--model", required=True, help="streaming RAVE .ts export")
+    p.add_argument("--bank", required=True, help="concept bank YAML")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
+    p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--max-clips", type=int, default=0, help="held-out clips per side and concept (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from training.judge import EvalConfig, evaluate_steering, rich_table
+
+    torch.set_num_threads(max(1, args.threads))
+    console = Console()
+    cfg = EvalConfig(args.data, args.model, args.bank, args.out,
+                     tuple(c.strip() for c in args.concepts.split(",") if c.strip()), args.strength, args.max_clips,
+                     seed=args.seed)
+    with console.status("judging") as status:
+        result = evaluate_steering(cfg, lambda s: status.update(s))
+    console.print(rich_table(result))
+    for line in result["notes"]:
+        console.print(f"note: {line}", highlight=False)
+    console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']:.0f} s)", highlight=False)
+    return 0
