@@ -2,7 +2,7 @@
 
 Reads each SAE directory's `cfg.json` (hook) and `metrics.json` (written by `musicsae sae train`), and the
 AUROCs a concept bank records per concept. A concept found on several layers may be saved under names
-that end in its hook (`guitar@layer_4`, `guitar_layer_4`); those share one column.
+that end in its hook (`guitar.layer_4`, `guitar_layer_4`); those share one column.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def sae_dirs_beside(sae_dir: str | os.PathLike) -> list[Path]:
 
 
 def concept_base(name: str, hook: str) -> str:
-    for sep in ("@", "_", "-", "."):
+    for sep in ("_", "-", "."):
         if name.endswith(sep + hook) and len(name) > len(hook) + 1:
             return name[: -len(hook) - 1]
     return name

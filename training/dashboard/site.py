@@ -119,6 +119,11 @@ def _feature_href(j: int, depth: int = 0) -> str:
     return f"{'../' * depth}features/f{j:05d}.html"
 
 
+def _rank(p: Purity) -> float:
+    """Purity shrunk by the number of clips it rests on (1 of 1 clip ranks below 7 of 8)."""
+    return p.purity * p.clips / (p.clips + 1)
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f} %" if x < 0.1 else f"{100 * x:.1f} %"
 
@@ -313,7 +318,7 @@ class DashboardBuilder:
             cands = stats.live
         if self.labels.labels:
             key = {int(j): self._purity_of(stats, int(j)) for j in cands}
-            order = sorted(key, key=lambda j: (-key[j].purity, -min(key[j].lift, 1e9), -stats.max_act[j], j))
+            order = sorted(key, key=lambda j: (-_rank(key[j]), -min(key[j].lift, 1e9), -stats.max_act[j], j))
         else:
             order = sorted((int(j) for j in cands), key=lambda j: (-stats.max_act[j], j))
         pages = list(dict.fromkeys(concept_feats))
@@ -512,11 +517,16 @@ class DashboardBuilder:
         d = self._eval_dir()
         if d is None or not d.is_dir():
             return ""
-        pat = re.compile(rf"(^|[^a-z0-9]){re.escape(c.name.lower())}([^a-z0-9]|$)")
+
+        def pattern(name: str) -> re.Pattern:
+            return re.compile(rf"(^|[^a-z0-9]){re.escape(name.lower())}([^a-z0-9]|$)")
+
+        pat = pattern(c.name)
+        longer = [pattern(o.name) for o in (self.bank or []) if len(o.name) > len(c.name)]
         found: list[tuple[str, Path]] = []
         for wav in sorted(d.rglob("*.wav")):
             stem = wav.stem.lower()
-            if not pat.search(stem):
+            if not pat.search(stem) or any(p.search(stem) for p in longer):  # "bright_two_off" is not "bright"'s
                 continue
             rest = set(re.split(r"[^a-z0-9]+", pat.sub(" ", stem)))
             mode = next((m for m in MODE_TOKENS if m in rest), None)
@@ -570,12 +580,13 @@ class DashboardBuilder:
             v = views.get(j)
             name = f'<a href="{_feature_href(j)}">#{j}</a>' if v else f"#{j}"
             pur = v.purity if v else (self._purity_of(stats, j) if self.labels.labels else None)
-            pv = pur.purity if pur and pur.label else -1
+            pv = _rank(pur) if pur and pur.label else -1
             ptxt = f"{pur.purity:.0%} {_e(pur.label)}" if pur and pur.label else ""
             concepts = " ".join(c.name for c in self._concepts_of(j))
             inrange = int(lo <= rate[j] <= hi)
             rows.append(
                 (
+                    v is None,
                     -pv,
                     -float(stats.max_act[j]),
                     j,
@@ -588,7 +599,7 @@ class DashboardBuilder:
                     f"<td>{_e(v.description) if v else ''}</td></tr>",
                 )
             )
-        rows = [r[-1] for r in sorted(rows)]  # purest first
+        rows = [r[-1] for r in sorted(rows)]  # described first, purest first
         n_in = int(((rate >= lo) & (rate <= hi) & (stats.frame_fires > 0)).sum())
         concept_list = " ".join(
             f'<a class="tag concept" href="concepts/{_e(c.name)}.html">{_e(c.name)}</a>' for c in self.concepts

@@ -1,0 +1,94 @@
+"""Per-layer map from several SAE dirs + a bank, and before/after steering audio on concept pages."""
+
+import json
+import shutil
+
+import numpy as np
+import soundfile as sf
+
+from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+from training.dashboard import DashboardConfig, build_dashboard
+from training.dashboard.layers import concept_base, layer_rows, layer_table_html, plot_layers, sae_dirs_beside
+
+
+def _layer_copy(src, dst, hook, fvu, l0, dead):
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "cfg.json").read_text())
+    cfg["metadata"]["hook_name"] = cfg["hook_name"] = hook
+    (dst / "cfg.json").write_text(json.dumps(cfg))
+    (dst / "metrics.json").write_text(json.dumps({"fvu": fvu, "l0": l0, "dead_fraction": dead}))
+
+
+def test_layer_map(dash_inputs, tmp_path):
+    root = tmp_path / "sae"
+    root.mkdir()
+    for i, (fvu, dead) in enumerate([(0.30, 0.1), (0.12, 0.0), (0.2, 0.05)]):
+        _layer_copy(dash_inputs.sae, root / f"layer_{[2, 10, 6][i]}", f"layer_{[2, 10, 6][i]}", fvu, 4.0, dead)
+    (root / "notes").mkdir()  # not an SAE dir: ignored
+    bank = ConceptBank(tmp_path / "bank.yaml")
+    for name, hook, auc in [
+        ("guitar.layer_2", "layer_2", 0.7),
+        ("guitar_layer_10", "layer_10", 0.95),
+        ("piano", "layer_6", 0.8),
+        ("guitar.layer_99", "layer_99", 0.5),
+    ]:
+        bank.add(Concept(name, ModelRef("m", "0" * 16), hook, "sae/x", [ConceptFeature(1)], auroc={"sae_probe": auc}))
+    dirs = sae_dirs_beside(root / "layer_6")
+    assert [d.name for d in dirs] == ["layer_10", "layer_2", "layer_6"]
+    rows = layer_rows(dirs, bank)
+    assert [r.hook for r in rows] == ["layer_2", "layer_6", "layer_10"]  # natural order
+    assert [r.fvu for r in rows] == [0.30, 0.2, 0.12] and [r.dead for r in rows] == [0.1, 0.05, 0.0]
+    assert rows[0].auroc == {"guitar": 0.7} and rows[1].auroc == {"piano": 0.8} and rows[2].auroc == {"guitar": 0.95}
+    table = layer_table_html(rows)
+    assert table.count("<tr>") == 4 and "AUROC guitar" in table and "AUROC piano" in table and "0.950" in table
+    png = plot_layers(rows, tmp_path / "layers.png")
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert concept_base("guitar-l3", "l3") == "guitar" and concept_base("l3", "l3") == "l3"
+
+
+def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
+    bank_dir = tmp_path / "run"
+    bank_dir.mkdir()
+    bank = ConceptBank(bank_dir / "concepts.yaml")
+    for name in ("bright", "bright_two"):
+        bank.add(
+            Concept(
+                name,
+                ModelRef("logmel24", "0" * 16),
+                "mel",
+                bank.relative_sae(dash_inputs.sae),
+                [ConceptFeature(5, 1.0, 2.0)],
+                auroc={"sae_probe": 0.81, "diff_means": 0.7},
+            )
+        )
+    bank.save()
+    ev = bank_dir / "eval"
+    (ev / "renders").mkdir(parents=True)
+    tone = (0.1 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)).astype(np.float32)
+    for name in ("bright_none.wav", "bright_off.wav", "renders/bright-on.wav", "bright_two_off.wav", "other_on.wav"):
+        sf.write(ev / name, tone, 8000)
+    (ev / "steering.json").write_text(json.dumps({"concepts": {"bright": {"off_drop": 0.62, "on_gain": 0.55}}}))
+    out = tmp_path / "site"
+    build_dashboard(
+        dash_inputs.sae,
+        dash_inputs.store,
+        dash_inputs.audio_root,
+        out,
+        bank.path,
+        None,
+        cfg=DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0),
+        progress=False,
+    )
+    page = (out / "concepts" / "bright.html").read_text()
+    srcs = [s.split('"')[0] for s in page.split('<audio controls preload="metadata" src="')[1:]]
+    assert [s.rsplit("/", 1)[1] for s in srcs] == [
+        "eval_bright_bright_none.wav",
+        "eval_bright_bright_off.wav",
+        "eval_bright_bright-on.wav",
+    ]
+    assert all((out / "concepts" / s).resolve().is_file() for s in srcs)
+    assert "off_drop" in page and "0.62" in page and "0.810" in page
+    two = (out / "concepts" / "bright_two.html").read_text()
+    assert "eval_bright_two_bright_two_off.wav" in two and "bright_none" not in two
+    index = (out / "index.html").read_text()
+    assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index
