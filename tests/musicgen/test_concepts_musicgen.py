@@ -1,0 +1,82 @@
+"""Concepts in MusicGen layers: per-layer held-out AUROC table and bank entries bound to model + layer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from realtime.musicgen import load_musicgen
+from sae.bank import ConceptBank
+from sae.errors import UserError
+from sae.io import save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+from training.cmd_concept_musicgen import register
+from training.concepts_musicgen import clip_activations
+
+
+def _cli(argv):
+    parser = argparse.ArgumentParser(prog="musicsae concept")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, audiocraft_dir):
+    root = tmp_path_factory.mktemp("concepts")
+    rng = np.random.default_rng(0)
+    t = np.arange(16000) / 32000
+    for side in ("with", "without"):
+        (root / "tone" / side).mkdir(parents=True)
+        for i in range(5):
+            x = 0.05 * rng.standard_normal(t.size)
+            if side == "with":
+                x += 0.5 * np.sign(np.sin(2 * np.pi * (300 + 40 * i) * t))  # a loud square tone
+            sf.write(root / "tone" / side / f"{i}.wav", x.astype(np.float32), 32000)
+    mg = load_musicgen(audiocraft_dir)
+    for layer in range(mg.num_layers):
+        torch.manual_seed(layer)
+        save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8)), root / "saes" / mg.hook_name(layer))
+    return root, mg
+
+
+def test_clip_activations_are_teacher_forced_frames(setup):
+    root, mg = setup
+    files = sorted((root / "tone" / "with").iterdir())[:2]
+    acts = clip_activations(mg, files, [0, 2], chunk=0.2)
+    assert set(acts) == {f.resolve() for f in files}
+    a = acts[files[0].resolve()]
+    assert a[0].shape == a[2].shape == (25, mg.dim)  # 0.5 s at 50 Hz, chunks of 10 frames put back together
+
+
+def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path):
+    root, mg = setup
+    bank_path = tmp_path / "bank" / "concepts.yaml"
+    table = tmp_path / "sep.json"
+    assert _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts",
+                 str(root), "--bank", str(bank_path), "--table-out", str(table), "--folds", "3"]) == 0
+    rows = json.loads(table.read_text())["rows"]
+    assert [r["layer"] for r in rows] == list(range(mg.num_layers))
+    assert all(0.0 <= r[m] <= 1.0 for r in rows for m in ("sae_probe", "diff_means", "logistic_raw"))
+    assert max(r["logistic_raw"] for r in rows) > 0.8  # a loud tone is separable in the residual stream
+    bank = ConceptBank.load(bank_path)
+    c = bank.get("tone")
+    best = max(rows, key=lambda r: r["sae_probe"])
+    assert c.hook == best["hook"] and c.model.sha256 == mg.model_ref()["sha256"]
+    assert bank.sae_dir(c).resolve() == (root / "saes" / c.hook).resolve()
+    assert all(0 <= f.index < 64 and 0 < f.weight <= 1 and f.typical > 0 for f in c.features)
+
+
+def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
+    root, mg = setup
+    save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim + 1, d_sae=64, k=8)), tmp_path / mg.hook_name(0))
+    with pytest.raises(UserError, match="does not match"):
+        _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--concepts", str(root),
+              "--layers", "0"])
+    with pytest.raises(UserError, match="--with needs --without"):
+        _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])

@@ -1,0 +1,144 @@
+"""`musicsae concept musicgen`: find concepts in MusicGen layers (per-layer separability table + bank entries)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "musicgen",
+        help="probe concepts in every MusicGen layer; add the best layer's features to a bank",
+        description="For each concept (audio folders with/ and without/), teacher-force MusicGen on every clip, "
+        "pool the SAE features of each layer per clip and report the held-out (out-of-fold) AUROC of the sparse "
+        "SAE probe and of two raw-activation baselines, per layer. With --bank, store each concept from its best "
+        "layer (or --layer) with the model and layer it belongs to.",
+    )
+    parser.add_argument("--model", required=True, help="hub id or local MusicGen folder")
+    parser.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"])
+    parser.add_argument("--saes", required=True, help="folder of SAEs, one <layer name>/ each (musicsae sae train)")
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--concepts", help="folder of <concept>/with|without folders")
+    src.add_argument("--with", dest="with_dir", help="clips with the concept (use with --without and --name)")
+    parser.add_argument("--without", dest="without_dir", help="clips without the concept")
+    parser.add_argument("--name", help="concept name (with --with/--without)")
+    parser.add_argument("--only", help="comma-separated concept names to keep (with --concepts)")
+    parser.add_argument("--layers", default="all", help="'all' or comma-separated layer indices")
+    parser.add_argument("--layer", type=int, help="store concepts from this layer instead of each one's best")
+    parser.add_argument("--bank", help="concept bank YAML to add the concepts to (created if missing)")
+    parser.add_argument("--k", type=int, default=None, help="features per concept (default: chosen by inner CV)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
+    parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import torch
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from realtime.musicgen import load_musicgen, parse_layers
+    from sae.bank import ConceptBank
+    from sae.errors import UserError
+    from sae.io import load_sae
+    from training.concepts_musicgen import clip_activations, concept_files, probe_layer
+
+    # -- inputs, all checked before the model runs
+    if args.with_dir:
+        if not (args.without_dir and args.name):
+            raise UserError("--with needs --without and --name")
+        concepts = {args.name: concept_files_pair(args.with_dir, args.without_dir)}
+    else:
+        root = Path(args.concepts)
+        if not root.is_dir():
+            raise UserError(f"--concepts {root}: not a folder")
+        names = sorted(p.name for p in root.iterdir() if (p / "with").is_dir())
+        if args.only:
+            wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+            missing = [n for n in wanted if n not in names]
+            if missing:
+                raise UserError(f"--only {missing[0]}: no {root / missing[0]}/with folder")
+            names = wanted
+        if not names:
+            raise UserError(f"--concepts {root}: no <concept>/with folders")
+        concepts = {n: concept_files(root / n) for n in names}
+    bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
+    console = Console(stderr=True)
+    with console.status(f"loading {args.model}"):
+        mg = load_musicgen(args.model, args.backend, args.device)
+    layers = parse_layers(args.layers, mg.num_layers)
+    if args.layer is not None and args.layer not in layers:
+        raise UserError(f"--layer {args.layer}: not among --layers {layers}")
+    saes = {}
+    for i in layers:
+        sae_dir = Path(args.saes) / mg.hook_name(i)
+        saes[i] = (load_sae(sae_dir, device=mg.device).eval(), sae_dir)
+        if saes[i][0].cfg.d_in != mg.dim:
+            raise UserError(f"SAE {sae_dir}: d_in {saes[i][0].cfg.d_in} does not match {mg.hook_name(i)} width "
+                            f"{mg.dim}")
+
+    torch.set_grad_enabled(False)
+    files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
+        acts = clip_activations(mg, files, layers, description=args.description,
+                                progress=lambda n: progress.advance(task, n))
+        task = progress.add_task("probing", total=len(concepts) * len(layers))
+        results = {}
+        for name, (with_files, without_files) in concepts.items():
+            for i in layers:
+                sae, sae_dir = saes[i]
+                ref = bank.relative_sae(sae_dir) if bank is not None else str(sae_dir)
+                results[name, i] = probe_layer(name, mg, i, sae, ref, acts, with_files, without_files, args.k,
+                                               args.folds)
+                progress.advance(task)
+
+    table = Table(title=f"held-out AUROC per layer, {mg.name}: SAE probe (best raw baseline)")
+    table.add_column("concept")
+    for i in layers:
+        table.add_column(f"L{i}", justify="right")
+    rows = []
+    for name in concepts:
+        cells = []
+        best = max(layers, key=lambda i: results[name, i].report.auroc["sae_probe"])
+        for i in layers:
+            rep = results[name, i].report
+            cell = f"{rep.auroc['sae_probe']:.2f} ({rep.best_baseline()[1]:.2f})"
+            cells.append(f"[bold]{cell}[/]" if i == best else cell)
+            rows.append({"concept": name, "layer": i, "hook": mg.hook_name(i), **rep.auroc,
+                         "features": len(rep.probe.indices), "n_with": rep.n_with, "n_without": rep.n_without})
+        table.add_row(name, *cells)
+        if bank is not None:
+            bank.add(results[name, args.layer if args.layer is not None else best].concept)
+    console.print(table)
+    if args.table_out:
+        out = Path(args.table_out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"model": mg.model_ref(), "rows": rows}, fh, indent=1)
+        os.replace(tmp, out)
+    if bank is not None:
+        bank.save()
+        console.print(f"added {', '.join(concepts)} to {bank.path}")
+    return 0
+
+
+def concept_files_pair(with_dir: str, without_dir: str):
+    from pathlib import Path
+
+    from sae.errors import UserError
+    from training.collect_musicgen import list_audio
+
+    w, o = list_audio(Path(with_dir)), list_audio(Path(without_dir))
+    if len(w) < 2 or len(o) < 2:
+        raise UserError(f"--with {with_dir} --without {without_dir}: need at least 2 clips on each side")
+    return w, o

@@ -1,0 +1,113 @@
+"""Concepts in MusicGen layers: clip activations by teacher forcing, probes per layer, bank entries.
+
+The probing itself is `sae/probe.py` (shared with the RAVE path): clip-pooled SAE features vs clip-pooled
+raw activations, out-of-fold AUROC for the sparse SAE probe and both raw baselines. This module supplies
+the MusicGen side: each audio clip is encoded by the model's codec and the LM runs teacher-forced once
+(null text condition by default), recording every requested layer; one vector per frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.musicgen import MusicGenBackend, Recorder
+from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
+from sae.errors import UserError
+from sae.probe import ProbeReport, compare_probes, pool
+from training.collect_musicgen import list_audio, load_audio
+
+
+def clip_activations(mg: MusicGenBackend, files: Sequence[Path], layers: Sequence[int], chunk: float = 10.0,
+                     description: str | None = None,
+                     progress: Callable[[int], None] | None = None) -> dict[Path, dict[int, torch.Tensor]]:
+    """Per file (resolved path) and layer: frames [T, dim] of the residual stream, teacher-forced."""
+    out: dict[Path, dict[int, torch.Tensor]] = {}
+    hop = round(mg.sample_rate / mg.frame_rate)
+    step = max(1, round(chunk * mg.frame_rate)) * hop
+    for path in files:
+        real = Path(path).resolve()
+        if real in out:
+            continue
+        wav = load_audio(real, mg.sample_rate)
+        parts: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
+        for start in range(0, wav.shape[-1], step):
+            piece = wav[:, start : start + step]
+            if piece.shape[-1] < hop:
+                break
+            codes = mg.encode(piece[None])
+            recs = {i: Recorder(rows=1, limit=codes.shape[-1]) for i in layers}
+            with mg.hooks(recs):
+                mg.teacher_force(codes, [description])
+            for i in layers:
+                parts[i].append(recs[i].result()[0])
+        if not parts[layers[0]]:
+            raise UserError(f"audio file {path}: shorter than one frame")
+        out[real] = {i: torch.cat(parts[i]) for i in layers}
+        if progress:
+            progress(1)
+    return out
+
+
+def concept_files(concept_dir: str | Path) -> tuple[list[Path], list[Path]]:
+    """(with, without) audio files of a concept folder `<dir>/with`, `<dir>/without`."""
+    root = Path(concept_dir)
+    sides = []
+    for side in ("with", "without"):
+        if not (root / side).is_dir():
+            raise UserError(f"concept folder {root}: expected subfolders with/ and without/")
+        sides.append(list_audio(root / side))
+    if len(sides[0]) < 2 or len(sides[1]) < 2:
+        raise UserError(f"concept folder {root}: need at least 2 clips with and 2 without")
+    return sides[0], sides[1]
+
+
+def pooled(acts: dict[Path, dict[int, torch.Tensor]], files: Sequence[Path], layer: int, sae) -> tuple[np.ndarray,
+                                                                                                          np.ndarray]:
+    """(SAE-feature pooled [clips, d_sae], raw pooled [clips, dim]) for `files` at `layer`."""
+    sae_rows, raw_rows = [], []
+    with torch.no_grad():
+        for f in files:
+            x = acts[Path(f).resolve()][layer]
+            raw_rows.append(pool(x))
+            sae_rows.append(pool(sae.encode(x.to(sae.W_enc.device))))
+    return np.stack(sae_rows), np.stack(raw_rows)
+
+
+@dataclass
+class LayerResult:
+    """One concept at one layer: the probe report and the bank entry it yields."""
+
+    layer: int
+    report: ProbeReport
+    concept: Concept
+
+
+def probe_layer(name: str, mg: MusicGenBackend, layer: int, sae, sae_ref: str,
+                acts: dict[Path, dict[int, torch.Tensor]], with_files: Sequence[Path], without_files: Sequence[Path],
+                k: int | None = None, folds: int = 5, seed: int = 0) -> LayerResult:
+    """Held-out AUROC of the concept at `layer` and its bank entry (features, weights, typical activations)."""
+    if sae.cfg.d_in != mg.dim:
+        raise UserError(f"SAE {sae_ref}: d_in {sae.cfg.d_in} does not match {mg.hook_name(layer)} width {mg.dim}")
+    S_w, R_w = pooled(acts, with_files, layer, sae)
+    S_o, R_o = pooled(acts, without_files, layer, sae)
+    y = np.r_[np.ones(len(S_w), int), np.zeros(len(S_o), int)]
+    report = compare_probes(np.r_[S_w, S_o], np.r_[R_w, R_o], y, k=k, folds=folds, seed=seed)
+    # typical activation of each chosen feature: mean over the frames of 'with' clips where it fires
+    frames = torch.cat([acts[Path(f).resolve()][layer] for f in with_files])
+    with torch.no_grad():
+        f = sae.encode(frames.to(sae.W_enc.device)).cpu()
+    features = []
+    for idx, w in zip(report.probe.indices.tolist(), report.probe.weights.tolist(), strict=True):
+        col = f[:, idx]
+        active = col[col > 0]
+        typical = float(active.mean()) if active.numel() else float(col.abs().max().clamp_min(1e-3))
+        features.append(ConceptFeature(int(idx), float(w), typical))
+    ref = mg.model_ref()
+    concept = Concept(name, ModelRef(ref["name"], ref["sha256"]), mg.hook_name(layer), sae_ref, features,
+                      ConceptDefault("off", 1.0), dict(report.auroc))
+    return LayerResult(layer, report, concept)
