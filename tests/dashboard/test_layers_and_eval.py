@@ -1,6 +1,7 @@
 """Per-layer map from several SAE dirs + a bank, and before/after steering audio on concept pages."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -62,12 +63,30 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
             )
         )
     bank.save()
-    ev = bank_dir / "eval"
-    (ev / "renders").mkdir(parents=True)
+    # the layout `musicsae demo` writes beside its bank: renders/*.wav and judge/judge.json
     tone = (0.1 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)).astype(np.float32)
-    for name in ("bright_none.wav", "bright_off.wav", "renders/bright-on.wav", "bright_two_off.wav", "other_on.wav"):
-        sf.write(ev / name, tone, 8000)
-    (ev / "steering.json").write_text(json.dumps({"concepts": {"bright": {"off_drop": 0.62, "on_gain": 0.55}}}))
+    for name in (
+        "renders/bright_clip_guitar_off.wav",
+        "renders/bright_clip_original.wav",
+        "renders/bright_clip_plain.wav",
+        "renders/no_bright_clip_bright_on.wav",
+        "renders/bright_two_clip_bright_two_off.wav",
+        "renders/other_clip_on.wav",
+        "judge/sub/bright-scale.wav",
+    ):
+        (bank_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(bank_dir / name, tone, 8000)
+    judge = {
+        "concepts": {
+            "bright": {
+                "off_drop": 62.5,
+                "none": {"with": 80.0, "without": 10.0},
+                "goals_met": {"off_drop": True},
+                "drift": {"off": {"x": 1.0}},
+            }
+        }
+    }
+    (bank_dir / "judge" / "judge.json").write_text(json.dumps(judge))
     out = tmp_path / "site"
     build_dashboard(
         dash_inputs.sae,
@@ -81,14 +100,19 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     )
     page = (out / "concepts" / "bright.html").read_text()
     srcs = [s.split('"')[0] for s in page.split('<audio controls preload="metadata" src="')[1:]]
+    modes = re.findall(r"<div><b>([^<]+)</b>", page)
+    assert modes == ["original", "no edit", "off", "on", "scale"]
     assert [s.rsplit("/", 1)[1] for s in srcs] == [
-        "eval_bright_bright_none.wav",
-        "eval_bright_bright_off.wav",
-        "eval_bright_bright-on.wav",
+        "eval_bright_bright_clip_original.wav",
+        "eval_bright_bright_clip_plain.wav",
+        "eval_bright_bright_clip_guitar_off.wav",
+        "eval_bright_no_bright_clip_bright_on.wav",
+        "eval_bright_bright-scale.wav",
     ]
     assert all((out / "concepts" / s).resolve().is_file() for s in srcs)
-    assert "off_drop" in page and "0.62" in page and "0.810" in page
+    assert ">off_drop<" in page and ">62.5<" in page and ">none.with<" in page and ">80<" in page
+    assert ">goals_met.off_drop<" in page and ">yes<" in page and "drift" not in page and "0.810" in page
     two = (out / "concepts" / "bright_two.html").read_text()
-    assert "eval_bright_two_bright_two_off.wav" in two and "bright_none" not in two
+    assert "eval_bright_two_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
     index = (out / "index.html").read_text()
     assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index

@@ -50,8 +50,30 @@ from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
 from training.dashboard.render import SpectrogramPlotter, cut, histogram_svg, read_audio, write_wav
 
-BEFORE_TOKENS = ("none", "dry", "before", "clean", "original", "orig", "input", "noedit")
-MODE_TOKENS = ("off", "on", "scale")
+# steering-evaluation audio: file-name tokens (besides the concept's name) -> what the file is, in page order
+EVAL_MODES = (
+    ("original", ("original", "orig", "clean", "dry", "input")),
+    ("no edit", ("plain", "none", "noedit", "before")),
+    ("off", ("off",)),
+    ("on", ("on",)),
+    ("scale", ("scale",)),
+)
+EVAL_DIRS = ("eval", "renders", "judge")  # looked for beside the bank file
+
+
+def _flat_numbers(entry: dict, prefix: str = "") -> dict[str, str]:
+    """Scalars of a judge entry, one level of nesting flattened ("none.with": "80")."""
+    out = {}
+    for k, v in entry.items():
+        if isinstance(v, bool):
+            out[prefix + k] = "yes" if v else "no"
+        elif isinstance(v, int | float):
+            out[prefix + k] = f"{v:.3g}"
+        elif isinstance(v, str):
+            out[prefix + k] = v
+        elif isinstance(v, dict) and not prefix:
+            out.update(_flat_numbers(v, f"{k}."))
+    return out
 
 
 @dataclass
@@ -504,18 +526,19 @@ class DashboardBuilder:
         )
         _write(out / "concepts" / f"{c.name}.html", _page(f"Concept {c.name}", body, 1))
 
-    def _eval_dir(self) -> Path | None:
+    def _eval_dirs(self) -> list[Path]:
+        """--eval-dir, else the folders beside the bank that `musicsae demo` / `eval steering` write."""
         if self.cfg.eval_dir:
-            return Path(self.cfg.eval_dir)
-        if self.bank_path is not None and (self.bank_path.parent / "eval").is_dir():
-            return self.bank_path.parent / "eval"
-        return None
+            return [Path(self.cfg.eval_dir)]
+        if self.bank_path is None:
+            return []
+        return [self.bank_path.parent / n for n in EVAL_DIRS if (self.bank_path.parent / n).is_dir()]
 
     def _steering_section(self, out: Path, c: Concept) -> str:
         """Before/after audio of the steering evaluation: wavs whose names hold the concept and a mode
-        (none/dry/before/off/on/scale), plus numbers a JSON there records for the concept."""
-        d = self._eval_dir()
-        if d is None or not d.is_dir():
+        (original / no edit / off / on / scale), plus the numbers a JSON there records for the concept."""
+        dirs = [d for d in self._eval_dirs() if d.is_dir()]
+        if not dirs:
             return ""
 
         def pattern(name: str) -> re.Pattern:
@@ -523,40 +546,37 @@ class DashboardBuilder:
 
         pat = pattern(c.name)
         longer = [pattern(o.name) for o in (self.bank or []) if len(o.name) > len(c.name)]
-        found: list[tuple[str, Path]] = []
-        for wav in sorted(d.rglob("*.wav")):
-            stem = wav.stem.lower()
-            if not pat.search(stem) or any(p.search(stem) for p in longer):  # "bright_two_off" is not "bright"'s
-                continue
-            rest = set(re.split(r"[^a-z0-9]+", pat.sub(" ", stem)))
-            mode = next((m for m in MODE_TOKENS if m in rest), None)
-            mode = mode or ("before" if rest & set(BEFORE_TOKENS) else None)
-            if mode:
-                found.append((mode, wav))
-        numbers = {}
-        for js in sorted(d.rglob("*.json")):
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                data = json.loads(js.read_text())
-                entry = (data.get("concepts") or data).get(c.name)
-                if isinstance(entry, dict):
-                    numbers.update({k: v for k, v in entry.items() if isinstance(v, (int, float, str))})
+        found: list[tuple[int, str, Path]] = []
+        numbers: dict[str, Any] = {}
+        for d in dirs:
+            for wav in sorted(d.rglob("*.wav")):
+                stem = wav.stem.lower()
+                if not pat.search(stem) or any(p.search(stem) for p in longer):  # "bright_two_off" is not "bright"'s
+                    continue
+                rest = set(re.split(r"[^a-z0-9]+", pat.sub(" ", stem)))
+                mode = next(((i, m) for i, (m, tokens) in enumerate(EVAL_MODES) if rest & set(tokens)), None)
+                if mode:
+                    found.append((*mode, wav))
+            for js in sorted(d.rglob("*.json")):
+                with contextlib.suppress(OSError, ValueError, AttributeError):
+                    data = json.loads(js.read_text())
+                    entry = (data.get("concepts") or data).get(c.name)
+                    if isinstance(entry, dict):
+                        numbers.update(_flat_numbers(entry))
         if not found and not numbers:
             return ""
-        rank = {"before": 0, "off": 1, "on": 2, "scale": 3}
         items = []
-        for mode, wav in sorted(found, key=lambda t: (rank[t[0]], t[1].name))[:8]:
+        for _, mode, wav in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
             dest = f"audio/eval_{c.name}_{wav.name}"
             shutil.copyfile(wav, out / dest)
             items.append(
                 f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(wav.name)}</span><br>'
                 f'<audio controls preload="metadata" src="../{_e(dest)}"></audio></div>'
             )
-        table = "".join(
-            f'<tr><td>{_e(k)}</td><td class="num">{_e(v if isinstance(v, str) else f"{v:.3g}")}</td></tr>'
-            for k, v in numbers.items()
-        )
+        table = "".join(f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in numbers.items())
+        where = ", ".join(str(d) for d in dirs)
         return (
-            f'<h2>Steering evaluation</h2><p class="small muted">from {_e(d)}</p>'
+            f'<h2>Steering evaluation</h2><p class="small muted">from {_e(where)}</p>'
             f'<div class="pair">{"".join(items)}</div>' + (f"<table><tbody>{table}</tbody></table>" if table else "")
         )
 
