@@ -13,11 +13,11 @@ sources whose every row is in listed shards: a re-run collector skips them, and 
 are already stored (same source, same frames) are dropped on `add`, so a resumed collection never
 duplicates rows.
 
-Readers stream: `iter_batches` reads blocks of rows (`BLOCK_ROWS`, memory-mapped slices of shards),
-shuffles them through a buffer and never holds more than about `shuffle_buffer` rows. The held-out split
-is by whole blocks of `BLOCK_ROWS` consecutive rows (a shard of 65536 rows is 8 blocks; a shard smaller
-than a block is one block), chosen by a hash of (shard file, block), independent of the training seed.
-Rows with NaN/inf are counted and skipped.
+Readers stream: `iter_batches` reads blocks of consecutive rows (memory-mapped slices of shards), shuffles
+them through a buffer and never holds more than about `shuffle_buffer` rows. A block is `BLOCK_ROWS` rows
+(a shard of 65536 rows is 8 blocks), smaller for small hooks (at least 64 blocks, at least 256 rows). The
+held-out split is by whole blocks, chosen by a hash of (shard file, block start), independent of the
+training seed. Rows with NaN/inf are counted and skipped.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ KEY = "activations"
 MANIFEST = "manifest.json"
 STORE_JSON = "store.json"
 BLOCK_ROWS = 8192
+MIN_BLOCK_ROWS = 256
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
 
 
@@ -531,12 +532,21 @@ class ActivationStore:
         with safe_open(self._shard_path(hook, shard), framework="pt") as f:
             return f.get_slice(KEY)[start:stop].to(torch.float32)
 
+    def block_rows(self, hook: str) -> int:
+        """Rows per block: BLOCK_ROWS, smaller for small hooks (a power of two, >= MIN_BLOCK_ROWS, aiming at
+        >= 64 blocks) so that a held-out fraction stays close to what was asked."""
+        target = self.rows(hook) // 64
+        if target >= BLOCK_ROWS:
+            return BLOCK_ROWS
+        return max(MIN_BLOCK_ROWS, 1 << max(0, target.bit_length() - 1))
+
     def units(self, hook: str) -> list[tuple[int, int, int]]:
         """Blocks of rows (shard index, start, stop), the unit of shuffling, rank splitting and hold-out."""
+        block = self.block_rows(hook)
         out = []
         for i, shard in enumerate(self.manifest(hook)["shards"]):
             n = int(shard["rows"])
-            out.extend((i, a, min(a + BLOCK_ROWS, n)) for a in range(0, n, BLOCK_ROWS))
+            out.extend((i, a, min(a + block, n)) for a in range(0, n, block))
         return out
 
     def split_units(self, hook: str, split: str, eval_fraction: float) -> list[tuple[int, int, int]]:
@@ -551,8 +561,8 @@ class ActivationStore:
             return units if split != "eval" else []
         if len(units) < 2:
             raise UserError(
-                f"hook {hook!r} has {self.rows(hook)} rows (one block of {BLOCK_ROWS}); a held-out split needs "
-                f"more rows, or use eval fraction 0"
+                f"hook {hook!r} has {self.rows(hook)} rows (one block); a held-out split needs more rows, "
+                f"or use eval fraction 0"
             )
         files = [s["file"] for s in self.manifest(hook)["shards"]]
 

@@ -160,6 +160,8 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+        raise UserError(f"writing checkpoint {path}: {exc}; the previous checkpoint is kept") from None
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -287,6 +289,8 @@ def train_hook(
                     "elapsed": elapsed,
                     "train_config": asdict(cfg),
                     "world_size": info.world_size,
+        "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
+        "dead_tokens": sae_cfg.dead_tokens,
                     "sae_config": sae_cfg.to_dict(),
                 },
                 ckpt_path,
@@ -360,6 +364,8 @@ def train_hook(
             "lr": lr,
             "normalize": "center_scale" if float(sae.x_mean.abs().sum()) > 0 else "scale",
             "world_size": info.world_size,
+        "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
+        "dead_tokens": sae_cfg.dead_tokens,
             "skipped_nonfinite_rows": stream.nonfinite_rows + eval_stream.nonfinite_rows,
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
         }

@@ -222,6 +222,9 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
         assert sae.cfg.hook_name == hook and sae.cfg.d_in == d and sae.cfg.arch == "batchtopk"
         assert sae.cfg.model_name == "synthetic"
     capsys.readouterr()
+    (tmp_path / "empty").mkdir()
+    assert main(["sae", "train", "--activations", str(tmp_path / "empty"), "--out", out + "3"]) == 2
+    assert "empty" in capsys.readouterr().err
     assert main(["sae", "train", "--activations", acts, "--out", out + "2", "--layers", "layer.1,layer.9"]) == 2
     err = capsys.readouterr().err
     assert "no hook layer.9" in err and err.count("\n") == 1
