@@ -1,0 +1,61 @@
+"""The outside judge on MusicGen renders: same prompts and seeds, no edit vs off vs on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from realtime.musicgen import load_musicgen
+from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+from sae.errors import UserError
+from sae.io import save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+from training.concept_data import DataConfig, make_dataset
+from training.judge_musicgen import MusicGenEvalConfig, evaluate_musicgen
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("judge_data")
+    make_dataset(out, DataConfig(n=16, seed=0, duration=1.0, sample_rate=32000), concepts=["piano", "drums"])
+    return out
+
+
+def _bank(root, mg, sha=None):
+    save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8)), root / "sae")
+    bank = ConceptBank(root / "bank.yaml")
+    ref = mg.model_ref()
+    for name, feats in (("piano", [1, 2]), ("drums", [3])):
+        bank.add(Concept(name, ModelRef(ref["name"], sha or ref["sha256"]), mg.hook_name(1), "sae",
+                         [ConceptFeature(i, 1.0, 8.0) for i in feats]))
+    return bank.save()
+
+
+@pytest.mark.slow
+def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocraft_dir):
+    mg = load_musicgen(audiocraft_dir)
+    bank = _bank(tmp_path, mg)
+    cfg = MusicGenEvalConfig(str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("jazz piano",),
+                             renders=2, duration=0.5)
+    result = evaluate_musicgen(cfg)
+    saved = json.loads((tmp_path / "out" / "judge.json").read_text())
+    assert saved["concepts"].keys() == result["concepts"].keys() == {"piano", "drums"}
+    assert (tmp_path / "out" / "judge.png").stat().st_size > 0
+    assert saved["model"]["sha256"] == mg.model_ref()["sha256"] and saved["held_out_clips"] == 2
+    for name, e in saved["concepts"].items():
+        for rate in (e["none"]["with"], e["off"]["with"], e["on"]["without"]):
+            assert rate in (0.0, 50.0, 100.0)  # two renders
+        assert e["off_drop"] == e["none"]["with"] - e["off"]["with"]
+        other = "drums" if name == "piano" else "piano"
+        assert set(e["drift"]["off"]) == {other}
+
+
+def test_bank_of_another_model_writes_nothing(tmp_path, data, audiocraft_dir):
+    mg = load_musicgen(audiocraft_dir)
+    bank = _bank(tmp_path, mg, sha="cd" * 32)
+    cfg = MusicGenEvalConfig(str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("rock",),
+                             concepts=("piano",))
+    with pytest.raises(UserError, match="belongs to model"):
+        evaluate_musicgen(cfg)
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,139 @@
+"""The outside judge (training/judge.py) on MusicGen renders: with vs without an edit, same prompt and seed.
+
+The judge is the RAVE path's: one logistic detector per concept on log-mel statistics, trained on the
+clean train clips of a `musicsae data make` folder; it never sees MusicGen activations or SAE features.
+MusicGen makes music from text, so instead of re-rendering held-out clips every prompt is rendered
+from the same seed three ways: no edit, `off` of the concept, `on:S` of the concept. The result has the
+RAVE judge's layout ("none" = the unedited renders), so the same table and plot apply.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae.errors import UserError
+from training.audio_files import AudioNotes, read_mono
+from training.concept_data import CONCEPTS, read_manifest
+from training.judge import GOALS, N_MELS, Judge, _rate, _write_json, plot_judge
+
+
+@dataclass
+class MusicGenEvalConfig:
+    """Args:
+    data: a `musicsae data make` folder (train split trains the judge).
+    model: MusicGen hub id or folder; backend: auto / audiocraft / transformers.
+    bank: concept bank with MusicGen concepts of this model.
+    out: output folder (judge.json, judge.png).
+    prompts: prompts to render (each with seeds seed, seed+1, ...).
+    renders: renders per prompt (different seeds).
+    duration: seconds per render.
+    concepts: subset of the bank (default: every bank concept of this model the manifest labels).
+    strength: strength of `on`.
+    """
+
+    data: str
+    model: str
+    bank: str
+    out: str
+    prompts: tuple[str, ...]
+    backend: str = "auto"
+    renders: int = 2
+    duration: float = 4.0
+    concepts: tuple[str, ...] = ()
+    strength: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+
+
+def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the judge on MusicGen renders; returns (and writes OUT/judge.json + judge.png) the results."""
+    from realtime.musicgen import load_musicgen
+    from realtime.musicgen.render import BankSteering, parse_set, render
+    from sae.bank import ConceptBank
+
+    t0 = time.perf_counter()
+    say = progress or (lambda s: None)
+    if not cfg.prompts:
+        raise UserError("prompts: expected at least one prompt to render")
+    rows = read_manifest(Path(cfg.data))
+    bank = ConceptBank.load(cfg.bank)
+    mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
+    sha = mg.model_ref()["sha256"]
+    names = list(cfg.concepts) or [c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == sha]
+    unknown = [n for n in names if n not in CONCEPTS]
+    if unknown:
+        raise UserError(f"concept {unknown[0]!r}: the data manifest has no label for it "
+                        f"(labelled: {', '.join(CONCEPTS)})")
+    if not names:
+        raise UserError(f"concept bank {cfg.bank}: no concept on {mg.name} that the manifest labels")
+    steer = {(n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")])
+             for n in names for mode in ("off", f"on:{cfg.strength:g}")}  # checks model/layer/SAE up front
+
+    notes = AudioNotes()
+    train = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "train"]
+    train = [(a, r) for a, r in train if a is not None]
+    say("judge: training on clean train clips")
+    judge = Judge.fit([a for a, _ in train], [r for _, r in train], names, mg.sample_rate)
+    test = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "test"]
+    test = [(a, r) for a, r in test if a is not None]
+    if test:
+        clean = judge.detect([a for a, _ in test])
+        judge.clean_accuracy = {n: float(100.0 * (clean[n] == np.array([bool(CONCEPTS[n](r)) for _, r in test]))
+                                          .mean()) for n in names}
+
+    jobs = [(p, cfg.seed + j) for p in cfg.prompts for j in range(cfg.renders)]
+
+    def renders(steering) -> list[np.ndarray]:
+        return [render(mg, [p], cfg.duration, s, steering).wav[0].mean(0).cpu().numpy() for p, s in jobs]
+
+    say(f"rendering {len(jobs)} prompts/seeds without edit")
+    base = judge.detect(renders(None))
+    results: dict[str, Any] = {}
+    for name in names:
+        say(f"{name}: off and on:{cfg.strength:g} on the same prompts and seeds")
+        off = judge.detect(renders(steer[name, "off"]))
+        on = judge.detect(renders(steer[name, f"on:{cfg.strength:g}"]))
+        entry = {
+            "renders": len(jobs),
+            "none": {"with": _rate(base[name]), "without": _rate(base[name])},
+            "off": {"with": _rate(off[name])},
+            "on": {"without": _rate(on[name])},
+        }
+        entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
+        entry["on_rise"] = entry["on"]["without"] - entry["none"]["without"]
+        drift_off = {o: _rate(off[o]) - _rate(base[o]) for o in names if o != name}
+        drift_on = {o: _rate(on[o]) - _rate(base[o]) for o in names if o != name}
+        entry["drift"] = {"off": drift_off, "on": drift_on}
+        worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
+        entry["max_drift"] = worst
+        entry["goals_met"] = {"off_drop": entry["off_drop"] >= GOALS["off_drop"],
+                              "on_rise": entry["on_rise"] >= GOALS["on_rise"], "drift": worst <= GOALS["drift"]}
+        results[name] = entry
+    out = {
+        "model": {"name": mg.name, "sha256": sha, "backend": mg.backend},
+        "bank": str(cfg.bank), "data": str(cfg.data), "prompts": list(cfg.prompts), "duration": cfg.duration,
+        "judge": {"features": f"log-mel mean+std, {N_MELS} bands", "classifier": "logistic regression",
+                  "trained_on": f"{len(train)} clean train clips",
+                  "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names}},
+        "strength_on": cfg.strength, "held_out_clips": len(jobs), "goals": GOALS,
+        "concepts": results, "notes": notes.lines(), "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "judge.json", out)
+    plot_judge(out, out_dir / "judge.png")
+    return out
+
+
+def read_prompt_list(path: str | None, default: Sequence[str]) -> tuple[str, ...]:
+    if path is None:
+        return tuple(default)
+    from training.collect_musicgen import read_prompts
+
+    return tuple(read_prompts(path))
