@@ -102,7 +102,11 @@ class BlockProcessor:
             d_in = int(sae.W_dec.shape[1])
             if d_in != model.latent_size:
                 raise UserError(f"SAE input dim {d_in}: expected the RAVE model's latent size {model.latent_size}")
-            self.W_dec = sae.W_dec.detach().to(torch.float32)
+            device = getattr(model, "device", torch.device("cpu"))
+            if hasattr(sae, "to"):
+                sae = sae.to(device)
+                self.sae = sae
+            self.W_dec = sae.W_dec.detach().to(device, torch.float32)
             self.d_sae = int(self.W_dec.shape[0])
         else:
             self.W_dec, self.d_sae = None, 0
@@ -130,7 +134,7 @@ class BlockProcessor:
             y = y.expand(self.channels, -1)
         elif y.shape[0] != self.channels:
             y = y.mean(dim=0, keepdim=True)
-        return y.T.numpy()
+        return y.T.cpu().numpy()
 
     def _steer(self, z: torch.Tensor, edit: Edit) -> torch.Tensor:
         """[1, L, N] latents → edited latents, ramping from the previous block's edit to `edit`."""

@@ -18,6 +18,8 @@ from realtime.processor import BlockProcessor
 from sae.errors import UserError
 from sae.steering import EditState
 
+_DELAYS: dict[str, int] = {}  # model sha256 → measured delay: measured once per process
+
 
 @dataclass
 class LiveConfig:
@@ -30,6 +32,7 @@ class LiveConfig:
     channels: device channels, 1 or 2.
     stereo: mono model on stereo: "mid" or "channels".
     headroom: model-thread budget per block, in blocks.
+    model_device: torch device for RAVE and the SAE ("cpu", "cuda", ...).
     threads: torch threads on the model thread.
     preset: preset YAML applied at start.
     mix, bypass: initial dry/wet and bypass.
@@ -45,6 +48,7 @@ class LiveConfig:
     headroom: float = 1.0
     threads: int = 1
     preset: Path | None = None
+    model_device: str = "cpu"
     mix: float = 1.0
     bypass: bool = False
 
@@ -87,7 +91,9 @@ def build_live(cfg: LiveConfig) -> LiveSession:
     from sae.io import load_sae
 
     torch.set_num_threads(cfg.threads)
-    rave = RaveModel.load(cfg.model)
+    if not Path(cfg.model).is_file():
+        raise UserError(f"RAVE model {cfg.model}: no such file")
+    rave = RaveModel.load(cfg.model, device=cfg.model_device)
     concepts: dict[str, Any] = {}
     skipped: list[str] = []
     sae_dir = Path(cfg.sae) if cfg.sae is not None else None
@@ -104,6 +110,9 @@ def build_live(cfg: LiveConfig) -> LiveSession:
     if cfg.preset is not None:
         with controls.transaction() as draft:
             draft.load_preset(read_preset(cfg.preset))
-    processor = BlockProcessor(rave, sae, cfg.blocksize, cfg.channels, cfg.stereo)
+    delay = _DELAYS.get(rave.identity.sha256)
+    if delay is None:
+        delay = _DELAYS[rave.identity.sha256] = rave.delay()
+    processor = BlockProcessor(rave, sae, cfg.blocksize, cfg.channels, cfg.stereo, delay=delay)
     engine = Engine(processor, controls, cfg.period, cfg.headroom, cfg.threads)
     return LiveSession(engine, controls, rave, sae_dir, skipped)

@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", type=Path, required=True, help="streaming RAVE export (.ts)")
+    p.add_argument(
+        "--model", type=Path, default=DEMO_MODEL, help="streaming RAVE export (.ts); default: the demo model"
+    )
+    p.add_argument("--model-device", default="cpu", help="torch device for RAVE and the SAE (cpu, cuda, cuda:1)")
     p.add_argument("--sae", type=Path, help="SAE directory on the RAVE latent (default: the bank's)")
     p.add_argument("--bank", type=Path, help="concept bank YAML")
     p.add_argument("--preset", type=Path, help="preset YAML applied at start (concepts/features/mix/bypass)")
@@ -42,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, help="stop after this many seconds (device mode)")
     p.add_argument("--no-view", action="store_true", help="plain status lines instead of the rich view")
     p.set_defaults(func=run)
+
+
+DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_rave.ts"
 
 
 def _say(msg: str) -> None:
@@ -72,6 +78,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output: give both (file mode) or neither (device mode)")
+    if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
+        raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
     if args.input is not None and not args.input.is_file():
         raise UserError(f"input {args.input}: no such file")
 
@@ -86,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = LiveConfig(
         model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,
         channels=args.channels, stereo=args.stereo, headroom=args.headroom, threads=args.threads,
-        preset=args.preset, mix=args.mix, bypass=args.bypass,
+        preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
     )  # fmt: skip
     session = build_live(cfg)
     engine = session.engine

@@ -39,10 +39,10 @@ def wav(tmp_path_factory) -> Path:
     return path
 
 
-def test_file_mode_bypass_reproduces_the_input(tiny_rave_ts, bank, wav, tmp_path):
+def test_file_mode_bypass_reproduces_the_input(tiny_rave_ts, bank, wav, tmp_path, capsys):
     out = tmp_path / "out.wav"
-    proc = live("--model", str(tiny_rave_ts), "--bank", str(bank.path), "--input", str(wav), "--output", str(out),
-                "--bypass", "--osc-port", "0", "--blocksize", "1024", "--no-view")  # fmt: skip
+    args = ["--model", str(tiny_rave_ts), "--bank", str(bank.path), "--input", str(wav), "--output", str(out)]
+    proc = live_here(capsys, *args, "--bypass", "--osc-port", "0", "--blocksize", "1024", "--no-view")
     assert proc.returncode == 0, proc.stderr
     assert "concepts: bright, noisy" in proc.stdout
     assert "latency" in proc.stdout and "RTF" in proc.stdout
@@ -76,7 +76,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
     out = str(tmp_path / "o.wav")
     cases = [
         (["--model", str(not_rave), "--input", str(wav), "--output", out], "not a RAVE export"),
-        (["--model", str(tmp_path / "missing.ts"), "--input", str(wav), "--output", out], "cannot read"),
+        (["--model", str(tmp_path / "missing.ts"), "--input", str(wav), "--output", out], "no such file"),
         (["--model", str(tiny_rave_ts), "--sae", str(wrong_sae), "--input", str(wav), "--output", out],
          "latent size 16"),
         (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),

@@ -113,3 +113,22 @@ def test_realtime_pace_takes_real_time(rave_model):
     assert took >= 0.5
     assert out.shape == data.shape
     torch.set_num_threads(1)
+
+
+def test_live_view_shows_concepts_levels_cpu_and_latency(rave_model, latent_sae, bank):
+    from rich.console import Console
+
+    from realtime.live_view import render, status_line
+
+    state = EditState.from_concepts(64, bank.concepts)
+    state.set_mode("bright", "on:2")
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    with Engine(proc, Controls(state, mix=0.5), period=256) as engine:
+        run_file(engine, _signal(rave_model.sr, 0.3))
+    console = Console(record=True, width=160)
+    console.print(render(engine))
+    text = console.export_text()
+    assert f"latency {engine.latency.total} samples" in text
+    assert "bright" in text and "noisy" in text and "mix 0.50" in text
+    assert "dB" in text and "rave" in text and "underruns 0" in text, text
+    assert "sae" in status_line(engine) and engine.model.stats.sae_s > 0
