@@ -136,3 +136,14 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
                 "empty batch": "no jobs", "bad mode": "mode 'loud'"}[case]
     assert expected in err[0]
     assert not (tmp_path / "outs").exists()
+
+
+def test_transformers_backend_steers_the_same_way(tmp_path, transformers_dir):
+    tf = load_musicgen(transformers_dir)
+    bank = make_bank(tmp_path, tf)
+    assert bank.get("piano").hook == "decoder.model.decoder.layers.2"
+    plain = render(tf, ["lofi"], 0.3, seed=1)
+    none = render(tf, ["lofi"], 0.3, seed=1, steering=BankSteering(tf, bank, [parse_set("piano=none")]))
+    edited = render(tf, ["lofi"], 0.3, seed=1, steering=BankSteering(tf, bank, [parse_set("piano=on:4")]))
+    assert torch.equal(plain.wav, none.wav)
+    assert (edited.codes != plain.codes).float().mean() > 0.2
