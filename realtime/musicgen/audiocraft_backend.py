@@ -62,10 +62,10 @@ class AudiocraftMusicGen(MusicGenBackend):
     @contextmanager
     def _positions(self) -> Iterator[Callable[[], int]]:
         # the streaming transformer advances its `offsets` after all layers ran: during a layer it is the start
-        state = self.lm.transformer._streaming_state
+        transformer = self.lm.transformer
 
         def position() -> int:
-            offsets = state.get("offsets")
+            offsets = transformer._streaming_state.get("offsets")
             return 0 if offsets is None else int(offsets[0])
 
         yield position
