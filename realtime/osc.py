@@ -175,6 +175,8 @@ class OscControl:
                 else:
                     raise UserError(f"{address}: unknown address, expected /concept/{name}/mode|strength|gain")
             elif len(parts) == 3 and parts[0] == "feature" and parts[2] == "gain":
+                if state.d_sae == 0:
+                    raise UserError(f"{address}: no SAE loaded (start musicsae live with --sae or --bank)")
                 if not parts[1].isdigit() or not 0 <= int(parts[1]) < state.d_sae:
                     raise UserError(
                         f"{address}: feature index {parts[1]!r} out of range, expected 0..{state.d_sae - 1}"

@@ -7,6 +7,7 @@ or as fast as it goes (`--pace fast`, the default for files), and the output is 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -154,6 +155,8 @@ def _run_device(args: argparse.Namespace, engine, osc) -> int:
     from realtime.audio_io import open_duplex
     from realtime.live_view import render, status_line
 
+    # the audio callback needs the GIL: let a busy Python thread (OSC, view) hand it over within 1 ms, not 5
+    sys.setswitchinterval(0.001)
     stream = open_duplex(engine, args.device)
     _say(engine.latency.describe())
     if osc is not None:
