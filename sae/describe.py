@@ -46,15 +46,15 @@ def resolve_hook(store: ActivationStore, sae: SparseAutoencoder) -> str:
 
 def check_pair(store: ActivationStore, sae: SparseAutoencoder, sae_dir: str = "SAE") -> str:
     """Refuse a store and an SAE of different models, hooks or widths; returns the hook to read."""
-    hook = resolve_hook(store, sae)
     store_model = str((store.info.get("model") or {}).get("name") or "")
     sae_model = sae.cfg.model_name
-    dim = store.dim(hook)
     if sae_model and store_model and sae_model != store_model:
         raise UserError(
             f"SAE {sae_dir} was trained on model {sae_model!r}, but store {store.root} holds activations of "
             f"{store_model!r}; use the store the SAE was trained on"
         )
+    hook = resolve_hook(store, sae)
+    dim = store.dim(hook)
     if dim != sae.cfg.d_in:
         raise UserError(
             f"SAE {sae_dir} reads {sae.cfg.d_in}-dim activations, but store {store.root} hook {hook!r} holds "

@@ -139,6 +139,8 @@ def test_missing_audio_is_named_and_skipped(copy_inputs, tmp_path, capsys):
     gone = ["clip_00002.wav", "clip_00007.wav"]
     for name in gone:
         (copy_inputs.audio_root / name).unlink()
+    (copy_inputs.audio_root / "clip_00004.wav").write_bytes(b"RIFF not really a wav")
+    sf.write(copy_inputs.audio_root / "clip_00005.wav", np.zeros(4000, np.float32), 16000)  # 0.25 s, not 2 s
     out = tmp_path / "site"
     assert (
         main(
@@ -160,9 +162,13 @@ def test_missing_audio_is_named_and_skipped(copy_inputs, tmp_path, capsys):
     err = capsys.readouterr().err
     line = next(ln for ln in err.splitlines() if "missing" in ln)
     assert "2 of 20 audio files" in line and all(g in line for g in gone)
+    assert "1 of 20 audio files" in next(ln for ln in err.splitlines() if "unreadable" in ln)
+    assert "clip_00005.wav" in next(ln for ln in err.splitlines() if "shorter than the frames" in ln)
     data = json.loads((out / "features.json").read_text())
-    assert data["missing_audio"] == gone and data["clips"] == 18
-    assert all(c["source"] not in gone for f in data["features"] for c in f["top"])
+    assert data["missing_audio"] == gone and data["clips"] == 16
+    skipped = {*gone, "clip_00004.wav", "clip_00005.wav"}
+    assert set(data["skipped_audio"]) == skipped
+    assert all(c["source"] not in skipped for f in data["features"] for c in f["top"])
     assert "clip_00002.wav" in (out / "index.html").read_text()  # the note is on the index too
     for name in [f"clip_{i:05d}.wav" for i in range(20)]:
         (copy_inputs.audio_root / name).unlink(missing_ok=True)
@@ -180,7 +186,7 @@ def test_missing_audio_is_named_and_skipped(copy_inputs, tmp_path, capsys):
             str(tmp_path / "o"),
         ],
     )
-    assert "none of the 20 audio files" in err
+    assert "none of the 20 audio files" in err and "(20 missing, 0 unreadable, 0 shorter" in err
 
 
 def test_sae_without_live_features(dash_inputs, tmp_path, capsys):

@@ -257,21 +257,53 @@ class DashboardBuilder:
         return own
 
     def _audio_sources(self) -> list[str]:
-        sources = list(self.store.sources(self.hook))
-        missing = [s for s in sources if not (self.audio_root / s).is_file()]
-        if missing and len(missing) == len(sources):
+        """Sources to leave out: audio files that are missing, unreadable, or shorter than the frames the
+        store holds for them (another recording under the same name); each kind named in one line."""
+        import soundfile as sf
+
+        rows = self.store.sources(self.hook)
+        missing, unreadable, short = [], [], []
+        for s, n in rows.items():
+            path = self.audio_root / s
+            if not path.is_file():
+                missing.append(s)
+                continue
+            try:
+                seconds = sf.info(str(path)).duration
+            except (RuntimeError, sf.LibsndfileError):
+                unreadable.append(s)
+                continue
+            if n / self.frame_rate > seconds * 1.05 + 2.0 / self.frame_rate:
+                short.append(s)
+        bad = missing + unreadable + short
+        if bad and len(bad) == len(rows):
             raise UserError(
-                f"none of the {len(sources)} audio files the store {self.store.root} references exist under "
-                f"{self.audio_root} (first: {sources[0]!r}); pass the audio root the store was collected from"
+                f"none of the {len(rows)} audio files the store {self.store.root} references is usable under "
+                f"{self.audio_root} ({len(missing)} missing, {len(unreadable)} unreadable, {len(short)} shorter than "
+                f"their stored frames; first: {next(iter(rows))!r}); pass the audio root the store was collected from"
             )
+
+        def names(xs: list[str]) -> str:
+            return ", ".join(xs[:5]) + (f" (+{len(xs) - 5} more)" if len(xs) > 5 else "")
+
+        n = len(rows)
         if missing:
-            shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
             self._note(
-                f"{len(missing)} of {len(sources)} audio files referenced by the store are missing under "
-                f"{self.audio_root}, skipped: {shown}"
+                f"{len(missing)} of {n} audio files referenced by the store are missing under "
+                f"{self.audio_root}, skipped: {names(missing)}"
             )
-        self.missing = missing
-        return missing
+        if unreadable:
+            self._note(
+                f"{len(unreadable)} of {n} audio files under {self.audio_root} are unreadable, skipped: "
+                f"{names(unreadable)}"
+            )
+        if short:
+            self._note(
+                f"{len(short)} of {n} audio files under {self.audio_root} are shorter than the frames the "
+                f"store holds for them (not the collected audio?), skipped: {names(short)}"
+            )
+        self.missing, self.skipped = missing, bad
+        return bad
 
     # ------------------------------------------------------------------ build
     def build(self) -> Path:
@@ -685,6 +717,7 @@ class DashboardBuilder:
             "live": int(stats.live.size),
             "clip_range": list(self.cfg.clip_range),
             "missing_audio": self.missing,
+            "skipped_audio": self.skipped,
             "warnings": self.warnings,
             "features": feats,
         }
