@@ -4,7 +4,11 @@ on it by the real trainer, and a concept bank pointing at that SAE."""
 
 from __future__ import annotations
 
+import html
+import json
+import re
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +152,61 @@ def built_site(dash_inputs: Inputs, tmp_path_factory: pytest.TempPathFactory) ->
         progress=False,
     )
     return out
+
+
+CHROMIUM = "chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--mute-audio",
+]
+
+
+class Browser:
+    """Headless Chromium (Debian `chromium`) runs, each with a fresh profile under `tmp`."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.runs = 0
+
+    def run(self, url: str, *extra: str) -> subprocess.CompletedProcess:
+        self.runs += 1
+        profile = self.tmp / f"chromium-profile-{self.runs}"
+        cmd = [shutil.which(CHROMIUM) or CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+    def load(self, page: Path) -> tuple[dict, list[str]]:
+        """Load `page` with the site's self-check on (`#selfcheck`): returns its report (script and load
+        errors, audio readyState/duration, image naturalWidth) and the browser's console lines."""
+        r = self.run(
+            page.as_uri() + "#selfcheck",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+        )
+        m = re.search(r'<pre id="selfcheck"[^>]*>(.*?)</pre>', r.stdout, re.S)
+        assert m, f"no self-check report in the DOM of {page} (rc {r.returncode}): {r.stderr[-2000:]}"
+        console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
+        return json.loads(html.unescape(m.group(1))), console
+
+    @staticmethod
+    def assert_clean(report: dict, console: list[str], page: Path, n_audio: int | None = None) -> None:
+        assert report["errors"] == [], (page, report["errors"])
+        assert console == [], (page, console)
+        for a in report["audio"]:
+            assert a["error"] is None and a["readyState"] >= 1 and a["duration"] > 0, (page, a)
+        for im in report["images"]:
+            assert im["naturalWidth"] > 0, (page, im)
+        if n_audio is not None:
+            assert len(report["audio"]) == n_audio
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Browser:
+    return Browser(tmp_path)

@@ -2,63 +2,13 @@
 with no console errors, every audio element loads its file, every image renders; a screenshot of the
 index is kept under the pytest tmp dir."""
 
-import html
 import json
-import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = "chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--mute-audio",
-]
 
-
-def _chromium(tmp: Path, url: str, *extra: str) -> subprocess.CompletedProcess:
-    profile = tmp / f"profile-{len(list(tmp.glob('profile-*')))}"  # a fresh profile per run
-    cmd = [shutil.which(CHROMIUM) or CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-
-
-def load_page(tmp: Path, page: Path) -> tuple[dict, list[str]]:
-    """Load `page` with the site's self-check on; returns its report and the browser's console lines."""
-    r = _chromium(
-        tmp,
-        page.as_uri() + "#selfcheck",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=15000",
-        "--dump-dom",
-    )
-    m = re.search(r'<pre id="selfcheck"[^>]*>(.*?)</pre>', r.stdout, re.S)
-    assert m, f"no self-check report in the DOM of {page} (rc {r.returncode}): {r.stderr[-2000:]}"
-    report = json.loads(html.unescape(m.group(1)))
-    console = [ln for ln in r.stderr.splitlines() if ":CONSOLE" in ln]
-    return report, console
-
-
-def _assert_clean(report: dict, console: list[str], page: Path, n_audio: int | None = None) -> None:
-    assert report["errors"] == [], (page, report["errors"])
-    assert console == [], (page, console)
-    for a in report["audio"]:
-        assert a["error"] is None and a["readyState"] >= 1 and a["duration"] > 0, (page, a)
-    for im in report["images"]:
-        assert im["naturalWidth"] > 0, (page, im)
-    if n_audio is not None:
-        assert len(report["audio"]) == n_audio
-
-
-def test_site_in_headless_chromium(built_site, tmp_path):
+def test_site_in_headless_chromium(built_site, tmp_path, browser):
     data = json.loads((built_site / "features.json").read_text())
     described = [f for f in data["features"] if f.get("clips")]
     feature = max(described, key=lambda f: len(f["clips"]))
@@ -69,19 +19,19 @@ def test_site_in_headless_chromium(built_site, tmp_path):
         built_site / "layers.html": 0,
     }
     for page, n_audio in pages.items():
-        report, console = load_page(tmp_path, page)
-        _assert_clean(report, console, page, n_audio)
+        report, console = browser.load(page)
+        browser.assert_clean(report, console, page, n_audio)
         if n_audio:
             assert len(report["images"]) == n_audio  # one spectrogram per clip
             assert all(a["duration"] == pytest.approx(1.5, abs=0.05) for a in report["audio"])
     shot = tmp_path / "index.png"
-    r = _chromium(tmp_path, (built_site / "index.html").as_uri(), f"--screenshot={shot}", "--window-size=1280,900")
+    r = browser.run((built_site / "index.html").as_uri(), f"--screenshot={shot}", "--window-size=1280,900")
     assert shot.is_file() and shot.stat().st_size > 10_000, r.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     print(f"index screenshot: {shot}")
 
 
-def test_self_check_catches_broken_media(built_site, tmp_path):
+def test_self_check_catches_broken_media(built_site, tmp_path, browser):
     """The check can fail: a missing snippet, a missing image and a script error are all reported."""
     site = tmp_path / "site"
     shutil.copytree(built_site, site)
@@ -91,7 +41,7 @@ def test_self_check_catches_broken_media(built_site, tmp_path):
     (site / feature["clips"][0]["png"]).unlink()
     page = site / "features" / f"f{feature['index']:05d}.html"
     page.write_text(page.read_text().replace("</body>", "<script>undefinedFunction();</script></body>"))
-    report, console = load_page(tmp_path, page)
+    report, console = browser.load(page)
     assert any("undefinedFunction" in e for e in report["errors"])
     assert any(feature["clips"][0]["wav"] in e for e in report["errors"])
     assert any(im["naturalWidth"] == 0 for im in report["images"])
