@@ -31,13 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="text condition for --audio (default: none, the unconditional branch)")
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     from pathlib import Path
 
-    import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -31,16 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     import json
     import os
     import tempfile
     from pathlib import Path
 
-    import torch
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table

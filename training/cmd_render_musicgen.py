@@ -30,10 +30,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default 250)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
     from pathlib import Path
 
     from rich.console import Console

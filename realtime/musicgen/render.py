@@ -167,6 +167,7 @@ def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:
     os.close(fd)
     try:
         sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16" if fmt == "WAV" else None)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
