@@ -47,6 +47,15 @@ def sha256_files(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+def sha256_tensors(module: nn.Module) -> str:
+    """sha256 over a module's state dict (names and raw bytes, in order)."""
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        h.update(key.encode())
+        h.update(value.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def parse_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
     """`all`, `3`, `0,2,5`, `-1` (last) or a list of ints → sorted unique layer indices, checked."""
     if isinstance(spec, str):
@@ -118,10 +127,23 @@ class MusicGenBackend(ABC):
     def weight_files(self) -> list[Path]:
         """The LM weight file(s) this model was loaded from (its identity is their sha256)."""
 
+    @abstractmethod
+    def lm_module(self) -> nn.Module:
+        """The module holding the LM weights (identity fallback when no weight file is at hand)."""
+
     def model_ref(self) -> dict[str, str]:
-        """Identity for store.json and concept banks: {name, sha256, backend}."""
+        """Identity for store.json and concept banks: {name, sha256, backend}.
+
+        sha256 of the LM weight file(s); when they cannot be located (e.g. a hub snapshot laid out
+        differently), of the LM's tensors (names and bytes, in state-dict order).
+        """
         if not hasattr(self, "_sha256"):
-            self._sha256 = sha256_files(self.weight_files())
+            try:
+                files = self.weight_files()
+            except Exception:  # hub lookups raise their own error types
+                files = []
+            self._sha256 = sha256_files(files) if files and all(f.is_file() for f in files) else \
+                sha256_tensors(self.lm_module())
         return {"name": self.name, "sha256": self._sha256, "backend": self.backend}
 
     # -- running ---------------------------------------------------------------------------------------

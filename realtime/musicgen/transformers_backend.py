@@ -62,6 +62,9 @@ class TransformersMusicGen(MusicGenBackend):
         finally:
             handle.remove()
 
+    def lm_module(self) -> nn.Module:
+        return self.model.decoder
+
     def weight_files(self) -> list[Path]:
         local = Path(self.source)
         if local.is_dir():

@@ -138,3 +138,16 @@ def test_hub_id_goes_through_the_real_loader():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-musicsae-test"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "could not load it as a audiocraft MusicGen" in out.stdout, out.stderr[-1000:]
+
+
+def test_identity_is_the_weight_file_or_the_tensors(audiocraft_dir):
+    from audiocraft.models import MusicGen
+
+    from realtime.musicgen.audiocraft_backend import AudiocraftMusicGen
+    from realtime.musicgen.base import sha256_files, sha256_tensors
+
+    loaded = load_musicgen(audiocraft_dir)
+    assert loaded.model_ref()["sha256"] == sha256_files([audiocraft_dir / "state_dict.bin"])
+    mem = AudiocraftMusicGen.wrap(MusicGen("mem", loaded.model.compression_model, loaded.lm, max_duration=30), "mem")
+    assert mem.model_ref()["sha256"] == sha256_tensors(loaded.lm)
+    assert mem.model_ref()["sha256"] != loaded.model_ref()["sha256"]
