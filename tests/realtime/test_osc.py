@@ -197,8 +197,10 @@ def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank
         t0 = time.monotonic()
         for i, packet in enumerate(_fuzz_packets(10_000, seed=0)):
             sender.sendto(packet, ("127.0.0.1", srv.port))
-            if i % 50 == 0:
-                time.sleep(0.002)  # let the server drain: the fuzz is about content, not UDP drops
+            if i % 100 == 0:  # the fuzz is about content, not UDP drops: keep the backlog under the socket buffer
+                deadline = time.monotonic() + 10
+                while control.packets < i - 300 and time.monotonic() < deadline:
+                    time.sleep(0.001)
         runner.join(timeout=120)
         sender.sendto(encode_message("/ping", [1]), ("127.0.0.1", srv.port))
         replies = listener.collect(until="/pong", timeout=10)
@@ -206,7 +208,7 @@ def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank
         sender.close()
     listener.close()
     assert replies[-1] == ("/pong", [1])  # the server survived and still answers
-    assert control.packets > 9_000 and control.rejected > 1_000
+    assert control.packets >= 9_900 and control.rejected > 1_000
     errors = sum(1 for a, _ in replies if a == "/error")
     assert errors <= 20 * (elapsed + 1) + 20  # rate-limited
     assert engine.model.errors == 0 and engine.model.blocks > 0
