@@ -240,3 +240,52 @@ def test_bank_feature_out_of_range(dash_inputs, tmp_path, capsys):
         ],
     )
     assert "'wide' uses feature 500" in err and "96 features" in err
+
+
+def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
+    """MusicGen stores collected from prompts have no audio files: pages show activation curves and the
+    top prompts, and purity is by prompt words."""
+    from sae.store import ActivationStore, ActivationWriter
+
+    rows = {
+        json.loads(line)["file"].split("/")[-1]: json.loads(line)
+        for line in dash_inputs.manifest.read_text().splitlines()
+    }
+    src = ActivationStore(dash_inputs.store)
+    store = tmp_path / "prompts"
+    with ActivationWriter(
+        store, "mel", 24, "float32", model={"name": "logmel24", "sha256": "0" * 16}, frame_rate=50.0, sample_rate=32000
+    ) as w:
+        for source, start, x in src.iter_segments("mel"):
+            r = rows[source]
+            prompt = f"{r['instruments'].replace('+', ' and ') or 'spoken word'} in {r['mode']} #{r['index']}"
+            w.add(x, prompt, start)
+    out = tmp_path / "site"
+    assert (
+        main(
+            [
+                "dashboard",
+                "--sae",
+                str(dash_inputs.sae),
+                "--store",
+                str(store),
+                "--audio-root",
+                str(tmp_path),
+                "--out",
+                str(out),
+                "--top",
+                "3",
+                "--max-pages",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert "sources are prompts" in capsys.readouterr().err
+    data = json.loads((out / "features.json").read_text())
+    described = [f for f in data["features"] if f.get("clips")]
+    assert described and all(f["purity"]["by"] == "prompt words" for f in described)
+    page = (out / "features" / f"f{described[0]['index']:05d}.html").read_text()
+    assert "<audio" not in page and page.count('<svg class="curve"') == len(described[0]["clips"])
+    assert "top prompts:" in described[0]["description"]
+    assert not list((out / "audio").iterdir())

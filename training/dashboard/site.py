@@ -59,6 +59,29 @@ EVAL_MODES = (
     ("scale", ("scale",)),
 )
 EVAL_DIRS = ("eval", "renders", "judge")  # looked for beside the bank file
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff", ".m4a", ".opus")
+STOPWORDS = {"a", "an", "and", "the", "of", "with", "in", "on", "at", "to", "for", "by", "from", "or", "as", "is"}
+
+
+def prompt_words(source: str) -> set[str]:
+    """Content words of a prompt source (MusicGen stores: the prompt text, ` #k` on repeats)."""
+    text = re.sub(r" #\d+$", "", source).lower()
+    return {w for w in re.findall(r"[a-z][a-z'-]+", text) if w not in STOPWORDS}
+
+
+def sparkline_svg(curve: np.ndarray, peak: int, width: int = 416, height: int = 60) -> str:
+    """Inline SVG of an activation curve over a whole source, the peak frame marked."""
+    n = max(len(curve), 2)
+    top = max(float(np.max(curve)) if len(curve) else 0.0, 1e-9)
+    pts = " ".join(
+        f"{i * width / (n - 1):.1f},{height - 4 - (height - 8) * float(v) / top:.1f}" for i, v in enumerate(curve)
+    )
+    x = peak * width / (n - 1)
+    return (
+        f'<svg class="curve" width="{width}" height="{height}" role="img" aria-label="activation over the source">'
+        f'<polyline fill="none" stroke="#1a7fa0" stroke-width="1.4" points="{pts}"/>'
+        f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{height}" stroke="#e07a1f" stroke-dasharray="3,2"/></svg>'
+    )
 
 
 def _flat_numbers(entry: dict, prefix: str = "") -> dict[str, str]:
@@ -103,8 +126,9 @@ class ClipView:
     wav: str
     start: float  # seconds into the clip where the snippet starts
     png: str
-    props: AudioProps
+    props: AudioProps | None  # None: no audio (prompt sources)
     labels: list[str]
+    curve_svg: str = ""
 
 
 @dataclass
@@ -276,6 +300,12 @@ class DashboardBuilder:
             if n / self.frame_rate > seconds * 1.05 + 2.0 / self.frame_rate:
                 short.append(s)
         bad = missing + unreadable + short
+        self.audio = True
+        if rows and len(missing) == len(rows) and not any(s.lower().endswith(AUDIO_EXTS) for s in rows):
+            self.audio = False
+            self._note(f"the store's {len(rows)} sources are prompts, not audio files: pages show activations only")
+            self.missing, self.skipped = [], []
+            return []
         if bad and len(bad) == len(rows):
             raise UserError(
                 f"none of the {len(rows)} audio files the store {self.store.root} references is usable under "
@@ -328,6 +358,10 @@ class DashboardBuilder:
                     if self.manifest_path
                     else ClipLabels()
                 )
+                self.labels_by = "manifest labels"
+                if not self.audio and not self.labels.labels:
+                    self.labels = ClipLabels(labels={src: prompt_words(src) for src in stats.sources})
+                    self.labels_by = "prompt words"
                 if self.manifest_path and not self.labels.labels:
                     self._note(f"manifest {self.manifest_path}: no row matches a store source; no labels used")
                 pages = self._choose_pages(stats)
@@ -397,9 +431,16 @@ class DashboardBuilder:
         tick(len(wanted))
         (out / "audio").mkdir(parents=True)
         (out / "img").mkdir(parents=True)
+        views = {j: FeatureView(j) for j in pages}
+        if not self.audio:
+            for j in pages:
+                for clip in stats.top_clips(j):
+                    svg = sparkline_svg(curves[clip.source][j], clip.frame)
+                    labels = sorted(self.labels.labels.get(clip.source, ()))
+                    views[j].clips.append(ClipView(clip.source, clip.frame, clip.value, "", 0.0, "", None, labels, svg))
+            return views
         plotter = SpectrogramPlotter()
         snippets: dict[tuple[str, int], tuple[str, AudioProps]] = {}
-        views = {j: FeatureView(j) for j in pages}
         tick = prog.task("snippets and spectrograms", n_clips)
         jobs = sorted(
             ((c.source, j, r, c) for j in pages for r, c in enumerate(stats.top_clips(j))),
@@ -434,7 +475,7 @@ class DashboardBuilder:
         """Purity by manifest labels when there are any, else by the clips' property tags; then descriptions."""
         if self.labels.labels:
             for v in views.values():
-                v.purity, v.purity_by = self._purity_of(stats, v.index), "manifest labels"
+                v.purity, v.purity_by = self._purity_of(stats, v.index), self.labels_by
         else:
             tags = {c.source: set(c.props.tags) for v in views.values() for c in v.clips}
             for v in views.values():
@@ -452,6 +493,10 @@ class DashboardBuilder:
         inst = self.labels.dominant_instruments([c.source for c in v.clips])
         if inst:
             parts.append(", ".join(f"{name} {k}/{n}" for name, k in inst))
+        if not self.audio:
+            shown = "; ".join(repr(c.source) for c in v.clips[:3])
+            parts.append(f"top prompts: {shown}" + (f" (+{n - 3})" if n > 3 else ""))
+            return " · ".join(parts), []
         props = [c.props for c in v.clips]
         los = [p.pitch_lo_hz for p in props if p.pitch_lo_hz]
         his = [p.pitch_hi_hz for p in props if p.pitch_hi_hz]
@@ -508,6 +553,13 @@ class DashboardBuilder:
         for c in v.clips:
             p = c.props
             labels = "".join(f'<span class="tag">{_e(t)}</span>' for t in c.labels)
+            if p is None:  # no audio: the activation over the whole source
+                cards.append(
+                    f'<div class="card"><div><b>{_e(c.source)}</b> <span class="muted small">peak {c.value:.3g} at '
+                    f"{c.frame / self.frame_rate:.2f} s</span></div>{c.curve_svg}"
+                    f'<div class="small">{labels}</div></div>'
+                )
+                continue
             tags = "".join(f'<span class="tag">{_e(t)}</span>' for t in p.tags)
             cards.append(
                 f'<div class="card"><div><b>{_e(c.source)}</b> <span class="muted small">peak {c.value:.3g} at '
@@ -699,7 +751,7 @@ class DashboardBuilder:
                         "start": c.start,
                         "png": c.png,
                         "labels": c.labels,
-                        "props": c.props.to_dict(),
+                        "props": c.props.to_dict() if c.props else None,
                     }
                     for c in v.clips
                 ]
