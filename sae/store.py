@@ -406,6 +406,7 @@ class BatchStream:
                         f"hook {self.hook!r}: rank {self.rank} of {self.world_size} has no activations to read"
                     )
                 return
+            from_start, finite_rows = s.unit == 0, 0
             while s.unit < len(order):
                 parts = [s.carry] if s.carry is not None and s.carry.shape[0] else []
                 rows, u = sum(p.shape[0] for p in parts), s.unit
@@ -418,6 +419,7 @@ class BatchStream:
                         block = block[finite]
                     parts.append(block)
                     rows += block.shape[0]
+                    finite_rows += block.shape[0]
                     u += 1
                 data = torch.cat(parts) if parts else torch.zeros(0, self.store.dim(self.hook))
                 if self.shuffle_buffer > 0:
@@ -426,8 +428,8 @@ class BatchStream:
                 last_round = u >= len(order) and not self.loop
                 n_full = data.shape[0] // self.batch_size
                 n_batches = n_full + (1 if last_round and not self.drop_last and data.shape[0] % self.batch_size else 0)
-                if s.skip == 0:
-                    s.nonfinite_rows += nonfinite  # counted once per round, also after a resume
+                if s.skip == 0 and s.epoch == 0:
+                    s.nonfinite_rows += nonfinite  # distinct rows: counted in the first epoch, once per round
                 for b in range(s.skip, n_batches):
                     batch = data[b * self.batch_size : (b + 1) * self.batch_size]
                     s.skip = b + 1
@@ -439,6 +441,8 @@ class BatchStream:
                     s.unit, s.skip, s.carry = u, 0, data
             if not self.loop:
                 return
+            if from_start and finite_rows == 0:
+                raise UserError(f"hook {self.hook!r}: every row this reader sees is NaN/inf; nothing to train on")
             s.epoch, s.unit, s.skip = s.epoch + 1, 0, 0
 
 

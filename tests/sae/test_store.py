@@ -203,6 +203,16 @@ def test_nonfinite_rows_are_counted_and_skipped(tmp_path):
     rows = torch.cat(list(stream))
     assert rows.shape[0] == 996 and torch.isfinite(rows).all()
     assert stream.nonfinite_rows == 4
+    looping = st.iter_batches("h", 100, split="all", loop=True)
+    it = iter(looping)
+    for _ in range(30):  # three epochs: skipped rows are counted once
+        assert torch.isfinite(next(it)).all()
+    assert looping.nonfinite_rows == 4
+    with ActivationWriter(tmp_path, "bad", 4, dtype="float32") as w, pytest.warns(UserWarning):
+        w.add(torch.full((300, 4), float("nan")), "a.wav")
+        w.close()
+    with pytest.raises(UserError, match="every row this reader sees is NaN/inf"):
+        next(iter(ActivationStore(tmp_path).iter_batches("bad", 10, split="all", loop=True)))
 
 
 def test_bad_input_is_one_clear_error(tmp_path):
