@@ -13,6 +13,7 @@ layer are skipped, and rows already stored for a source are not stored twice.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -210,16 +211,21 @@ class Collector:
             pending.clear()
             return stored
 
-        for source, start, codes in self._chunks(files, root):
-            if len(pending) >= self.cfg.batch_size or (last_source is not None and source != last_source):
-                n = flush()
-                total += n
-                if progress and source != last_source:
-                    progress(1, n)
-                elif progress:
-                    progress(0, n)
-            pending.append((source, start, codes))
-            last_source = source
+        try:
+            for source, start, codes in self._chunks(files, root):
+                if len(pending) >= self.cfg.batch_size or (last_source is not None and source != last_source):
+                    n = flush()
+                    total += n
+                    if progress and source != last_source:
+                        progress(1, n)
+                    elif progress:
+                        progress(0, n)
+                pending.append((source, start, codes))
+                last_source = source
+        except BaseException:
+            with contextlib.suppress(Exception):  # keep the chunks already encoded (valid rows), then fail
+                flush()
+            raise
         n = flush()
         total += n
         if progress:

@@ -97,3 +97,27 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, caps
     assert {"empty prompts": "no prompts", "layer out of range": "layer 7: out of range",
             "missing model": "expected a MusicGen folder"}[case] in err[-1]
     assert not out.exists()
+
+
+def test_audio_collection_stops_cleanly_and_resumes(tmp_path, audiocraft_dir, capsys):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(1)
+    sf.write(audio / "a.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 32000)
+    (audio / "b.wav").write_text("not audio")
+    sf.write(audio / "c.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 32000)
+    out = tmp_path / "store"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--audio", str(audio), "--out", str(out),
+            "--layers", "0"]
+    assert main(argv) == 2
+    assert "b.wav: cannot read it" in capsys.readouterr().err
+    hook = "transformer.layers.0"
+    assert ActivationStore(out).sources(hook) == {"a.wav": 25}  # the work before the bad file is kept
+    sf.write(audio / "b.wav", 0.1 * rng.standard_normal(32000).astype(np.float32), 32000)
+    assert main(argv) == 0
+    store = ActivationStore(out)
+    assert store.sources(hook) == {"a.wav": 25, "b.wav": 50, "c.wav": 25}
+    assert store.complete_sources(hook) == {"a.wav", "b.wav", "c.wav"}
+    assert main(argv) == 0
+    assert "3 files already complete" in " ".join(capsys.readouterr().err.split())
+    assert ActivationStore(out).rows(hook) == 100
