@@ -151,3 +151,20 @@ def test_identity_is_the_weight_file_or_the_tensors(audiocraft_dir):
     mem = AudiocraftMusicGen.wrap(MusicGen("mem", loaded.model.compression_model, loaded.lm, max_duration=30), "mem")
     assert mem.model_ref()["sha256"] == sha256_tensors(loaded.lm)
     assert mem.model_ref()["sha256"] != loaded.model_ref()["sha256"]
+
+
+def test_tuple_outputs_are_hooked_on_their_first_item():
+    """transformers 4.x decoder layers return (hidden, ...): the hook sees and replaces hidden only."""
+    from realtime.musicgen.base import _output_hook
+
+    lstm = torch.nn.LSTM(4, 4, batch_first=True)  # a real module whose output is a tuple
+    x = torch.randn(2, 3, 4)
+    plain, state = lstm(x)
+    seen = []
+    handle = lstm.register_forward_hook(_output_hook(lambda h, pos: seen.append((h.shape, pos)) or h * 0 + 1,
+                                                     lambda: 7))
+    out, new_state = lstm(x)
+    handle.remove()
+    assert seen == [(plain.shape, 7)]
+    assert torch.equal(out, torch.ones_like(plain))
+    assert all(torch.equal(a, b) for a, b in zip(new_state, state, strict=True))
