@@ -115,18 +115,29 @@ def load_steering(bank_path: str | Path, model: Any, sae_dir: str | Path | None 
     return Steering(sae, chosen, state, concepts)
 
 
+def offline_block(ratio: int, target: int = 16384) -> int:
+    """A large block (a multiple of the ratio): offline, per-call overhead dominates small blocks."""
+    return ratio * max(1, round(target / ratio))
+
+
+def model_delay(model: Any) -> int:
+    """The model's own delay in samples (`RaveModel.delay()`, measured once per loaded model)."""
+    return int(model.delay())
+
+
 @torch.no_grad()
 def render_array(stream: RaveStream, audio: np.ndarray, sae: Any | None = None, edit: Edit | None = None,
-                 block: int = 2048, delay: int = 0, seed: int = 0,
+                 block: int | None = None, delay: int = 0, seed: int = 0,
                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
     """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
 
     Args:
         stream: reset before the file.
-        block: samples per call (a multiple of the ratio).
+        block: samples per call (a multiple of the ratio; default `offline_block`).
         delay: the model's delay in samples (removed from the output).
         seed: seeds `decode`'s noise fill.
     """
+    block = block or offline_block(stream.ratio)
     if block % stream.ratio:
         raise UserError(f"block {block}: expected a multiple of the model's ratio {stream.ratio}")
     stream.reset()
@@ -165,9 +176,13 @@ class RenderReport:
 
 
 def render_file(in_path: str | Path, out_path: str | Path, model_path: str | Path, bank_path: str | Path | None,
-                sets: Sequence[str], sae_dir: str | Path | None = None, block: int = 2048, seed: int = 0,
-                align: bool = True, progress: Callable[[int, int], None] | None = None) -> RenderReport:
-    """Read `in_path`, render it through the model with the `--set` edits, write `out_path` atomically."""
+                sets: Sequence[str], sae_dir: str | Path | None = None, block: int | None = None, seed: int = 0,
+                align: bool = True, progress: Callable[[int, int], None] | None = None,
+                model: Any | None = None, delay: int | None = None) -> RenderReport:
+    """Read `in_path`, render it through the model with the `--set` edits, write `out_path` atomically.
+
+    `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring.
+    """
     import soundfile as sf
 
     from realtime.audio_io import read_audio, write_audio
@@ -177,7 +192,7 @@ def render_file(in_path: str | Path, out_path: str | Path, model_path: str | Pat
     parsed = [parse_set(s) for s in sets]
     if parsed and bank_path is None:
         raise UserError("--set needs --bank (the concepts live in a concept bank)")
-    model = RaveModel.load(model_path)
+    model = model if model is not None else RaveModel.load(model_path)
     notes = []
     try:
         info = sf.info(str(in_path))
@@ -194,7 +209,7 @@ def render_file(in_path: str | Path, out_path: str | Path, model_path: str | Pat
     if bank_path is not None:
         steering = load_steering(bank_path, model, sae_dir, names=[n for n, _ in parsed] or None)
         sae, edit = steering.sae, steering.edit_for(parsed)
-    delay = model.delay() if align else 0
+    delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
     y = render_array(stream, audio, sae, edit, block, delay, seed, progress)
     write_audio(Path(out_path), y, model.sr)

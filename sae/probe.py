@@ -120,7 +120,8 @@ def fit_sparse_probe(X: np.ndarray, y: np.ndarray, k: int | None = None, seed: i
         keep[np.argmax(coef)] = True
     idx, coef = idx[keep], coef[keep]
     model = _logistic().fit(X[:, idx], y)
-    return SparseProbe(idx, coef / np.abs(coef).max(), model)
+    top = float(np.abs(coef).max())
+    return SparseProbe(idx, coef / top if top > 0 else np.zeros_like(coef), model)
 
 
 def diff_means_scores(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> np.ndarray:

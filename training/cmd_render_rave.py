@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", help="SAE directory (default: the one the bank's concepts were found with)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=MODE",
                    help="concept edit: NAME=off, NAME=on[:STRENGTH], NAME=scale:GAIN, NAME=none (repeatable)")
-    p.add_argument("--block", type=int, default=2048, help="samples per model call, a multiple of the ratio")
+    p.add_argument("--block", type=int, default=None,
+                   help="samples per model call, a multiple of the ratio (default about 16384)")
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise fill")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

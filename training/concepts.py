@@ -21,7 +21,7 @@ import torch
 
 from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import ProbeReport, compare_probes
+from sae.probe import ProbeReport, compare_probes, feature_effects
 from training.audio_files import AudioNotes, list_audio, read_mono
 
 MIN_EXAMPLES = 6
@@ -143,6 +143,10 @@ def find_concept(cfg: FindConfig) -> FindResult:
     R = np.stack([z.double().mean(0).numpy() for _, z in pos + neg])
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(int)
     report = compare_probes(S, R, y, cfg.k, cfg.folds, cfg.seed)
+    effects = feature_effects(S, y)[report.probe.indices]
+    if not (report.probe.weights > 0).any() or not (effects > 0).any():
+        raise UserError(f"concept {cfg.name!r}: no feature of SAE {cfg.sae} fires more with it than without "
+                        f"(SAE probe AUROC {report.auroc['sae_probe']:.2f}); nothing written")
     fired = torch.cat([f for f in feats[: len(pos)]])
     features = []
     for idx, w in zip(report.probe.indices.tolist(), report.probe.weights.tolist(), strict=True):

@@ -97,14 +97,14 @@ class EvalConfig:
     concepts: tuple[str, ...] = ()
     strength: float = 1.0
     max_clips: int = 0
-    block: int = 2048
+    block: int | None = None
     seed: int = 0
 
 
 def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the judge; returns (and writes to OUT/judge.json) the results; PNG beside it."""
     from realtime.rave import RaveModel
-    from realtime.render_rave import RaveStream, load_steering, render_array
+    from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
 
     t0 = time.perf_counter()
     say = progress or (lambda s: None)
@@ -145,7 +145,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     judge.clean_accuracy = {n: float(100.0 * (clean[n] == labels[n]).mean()) for n in names}
 
     stream = RaveStream(model)
-    delay = model.delay()
+    delay = model_delay(model)
     sae = steering.sae
 
     def render(idx: list[int], sets: list[tuple[str, str]]) -> list[np.ndarray]:

@@ -1,0 +1,31 @@
+"""Fixtures for the RAVE path: a small generated data folder and an SAE on the tiny RAVE's latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def concept_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """30 one-second clips at 44.1 kHz (the tiny RAVE's rate) with guitar / drums folders."""
+    from training.concept_data import DataConfig, make_dataset
+
+    root = tmp_path_factory.mktemp("data")
+    make_dataset(root, DataConfig(n=30, seed=1, duration=1.0, sample_rate=44100), concepts=("guitar", "drums"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_sae_dir(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path) -> Path:
+    """A seeded TopK SAE (16 -> 64, k 4) on the tiny RAVE's latent hook, saved in the SAELens layout."""
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=4, hook_name="latent", model_name=tiny_rave_ts.name))
+    with torch.no_grad():
+        sae.b_enc.normal_(0.0, 0.1)
+    return save_sae(sae, tmp_path_factory.mktemp("sae") / "latent")

@@ -1,0 +1,106 @@
+"""`musicsae concept find`: a concept from example folders into the bank; refusals leave the bank untouched."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from sae.bank import ConceptBank
+from training.cli import main
+
+
+def _find(data, model, sae, bank, name="guitar", *extra):
+    return main(["concept", "find", name, "--with", str(data / "concepts" / name / "with"), "--without",
+                 str(data / "concepts" / name / "without"), "--model", str(model), "--sae", str(sae), "--bank",
+                 str(bank), *extra])
+
+
+def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
+    bank_path = tmp_path / "concepts.yaml"
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path) == 0
+    out = capsys.readouterr().out
+    assert "SAE sparse probe" in out and "difference of means" in out and "logistic probe" in out
+    bank = ConceptBank.load(bank_path)
+    c = bank.get("guitar")
+    from realtime.rave import RaveModel
+
+    assert c.model.sha256 == RaveModel.load(tiny_rave_ts).identity.sha256 and c.hook == "latent"
+    assert bank.sae_dir(c).resolve() == tiny_sae_dir.resolve()
+    assert set(c.auroc) == {"sae_probe", "diff_means", "logistic_raw"}
+    assert all(0 <= v <= 1 for v in c.auroc.values())
+    assert c.features and max(f.weight for f in c.features) == 1.0 and all(f.weight > 0 for f in c.features)
+    assert all(0 <= f.index < 64 and f.typical >= 0 for f in c.features)
+    assert c.default.mode == "off"
+    # a second concept is added beside the first
+    assert main(["concept", "find", "strum", "--with", str(concept_data / "concepts/guitar/with"), "--without",
+                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
+                 str(tiny_sae_dir), "--bank", str(bank_path), "--default", "on", "--strength", "2", "--k", "1"]) == 0
+    data = yaml.safe_load(bank_path.read_text())
+    assert list(data["concepts"]) == ["guitar", "strum"]
+    assert data["concepts"]["strum"]["default"] == {"mode": "on", "strength": 2.0}
+    assert len(data["concepts"]["strum"]["features"]) == 1
+
+
+def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
+    bank_path = tmp_path / "concepts.yaml"
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path) == 0
+    before = bank_path.read_text()
+    capsys.readouterr()
+
+    # too few examples on one side
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted((concept_data / "concepts/guitar/with").iterdir())[:3]:
+        shutil.copy(p, few / p.name)
+    assert main(["concept", "find", "piano", "--with", str(few), "--without",
+                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
+                 str(tiny_sae_dir), "--bank", str(bank_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "3 audio file(s); need at least 6 per side" in err and "\n" not in err
+
+    # an SAE of another width (trained on another model's latents)
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    other = save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=2, hook_name="latent")), tmp_path / "sae8")
+    assert _find(concept_data, tiny_rave_ts, other, bank_path, "drums") == 2
+    err = capsys.readouterr().err.strip()
+    assert "takes 8-dim inputs" in err and "16 latents" in err and "\n" not in err
+
+    # same width, but provenance says another model
+    cfg = json.loads((tiny_sae_dir / "cfg.json").read_text())
+    cfg["model_name"] = "someone_else.ts"
+    named = tmp_path / "sae_named"
+    shutil.copytree(tiny_sae_dir, named)
+    (named / "cfg.json").write_text(json.dumps(cfg))
+    assert _find(concept_data, tiny_rave_ts, named, bank_path, "drums") == 2
+    assert "trained on latents of someone_else.ts" in capsys.readouterr().err
+
+    # no feature of this (random) SAE rises with drums: refused, not written
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "drums") == 2
+    assert "no feature of SAE" in capsys.readouterr().err
+
+    # overlapping folders, no-replace, a broken bank
+    assert main(["concept", "find", "x", "--with", str(concept_data / "clips"), "--without",
+                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
+                 str(tiny_sae_dir), "--bank", str(bank_path)]) == 2
+    assert "in both --with and --without" in capsys.readouterr().err
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--no-replace") == 2
+    assert "already in" in capsys.readouterr().err
+    assert bank_path.read_text() == before
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("version: 7\nconcepts: {}\n")
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, broken, "drums") == 2
+    assert "version 7" in capsys.readouterr().err
+    assert broken.read_text() == "version: 7\nconcepts: {}\n"
+
+
+@pytest.mark.parametrize("name", ["bad name", "../x"])
+def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys, name):
+    assert main(["concept", "find", name, "--with", str(concept_data / "concepts/guitar/with"), "--without",
+                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
+                 str(tiny_sae_dir), "--bank", str(tmp_path / "b.yaml")]) == 2
+    assert "concept name" in capsys.readouterr().err and not (tmp_path / "b.yaml").exists()
