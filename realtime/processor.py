@@ -113,6 +113,7 @@ class BlockProcessor:
         self.delay = int(model.delay() if delay is None else delay)
         self.dry = DelayLine(self.delay, channels)
         self.prev_edit: Edit | None = None
+        self._compact: tuple[Edit | None, tuple] = (None, ())
         self.prev_mix = -1.0  # set from the first snapshot (no ramp in from nothing)
         self._ramp = (np.arange(1, self.blocksize + 1, dtype=np.float32) / self.blocksize)[:, None]
         self.stats = BlockStats()
@@ -145,7 +146,12 @@ class BlockProcessor:
         zt = z[0].T  # [N, L]
         f = self.sae.encode(zt)
         t1 = time.perf_counter()
-        idx, gain, add = ramp(prev, edit, zt.shape[0])
+        if prev is edit:  # unchanged since the last block: the compact form is cached per edit
+            if self._compact[0] is not edit:
+                self._compact = (edit, edit.compact())
+            idx, gain, add = self._compact[1]
+        else:
+            idx, gain, add = ramp(prev, edit, zt.shape[0])
         out = steer(zt, f, self.W_dec, idx, gain, add).T.unsqueeze(0)
         t2 = time.perf_counter()
         self.stats.sae_s += t1 - t0

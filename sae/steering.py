@@ -78,9 +78,9 @@ class Edit:
         return self.idx, self.gain[self.idx], self.add[self.idx]
 
 
-@torch.jit.script
 def steer(x: Tensor, f: Tensor, W_dec: Tensor, idx: Tensor, gain: Tensor, add: Tensor) -> Tensor:
-    """x̂ = x + (f' - f) @ W_dec on the features `idx` only.
+    """x̂ = x + (f' - f) @ W_dec on the features `idx` only (plain torch, scriptable: `torch.jit.script(steer)`;
+    eager is faster for the small per-block tensors of the live engine).
 
     Args:
         x: input [.., d_in].
@@ -104,11 +104,12 @@ def ramp(prev: Edit, cur: Edit, frames: int) -> tuple[Tensor, Tensor, Tensor]:
     """
     if prev is cur or (torch.equal(prev.gain, cur.gain) and torch.equal(prev.add, cur.add)):
         return cur.idx, cur.gain[cur.idx], cur.add[cur.idx]
-    idx = torch.nonzero((prev.gain != 1.0) | (prev.add != 0.0) | (cur.gain != 1.0) | (cur.add != 0.0)).reshape(-1)
-    alpha = (torch.arange(1, frames + 1, dtype=torch.float32) / frames).unsqueeze(1)
-    g0, g1 = prev.gain[idx], cur.gain[idx]
-    a0, a1 = prev.add[idx], cur.add[idx]
-    return idx, g0 + (g1 - g0) * alpha, a0 + (a1 - a0) * alpha
+    idx = torch.unique(torch.cat([prev.idx, cur.idx]))  # sorted union
+    a = torch.stack([prev.gain[idx], prev.add[idx]])  # [2, K]
+    b = torch.stack([cur.gain[idx], cur.add[idx]])
+    alpha = torch.arange(1, frames + 1, dtype=torch.float32).div_(frames).view(frames, 1, 1)
+    both = a + (b - a) * alpha  # [frames, 2, K]
+    return idx, both[:, 0], both[:, 1]
 
 
 class SteeredSAE(nn.Module):
