@@ -111,3 +111,39 @@ def probe_layer(name: str, mg: MusicGenBackend, layer: int, sae, sae_ref: str,
     concept = Concept(name, ModelRef(ref["name"], ref["sha256"]), mg.hook_name(layer), sae_ref, features,
                       ConceptDefault("off", 1.0), dict(report.auroc))
     return LayerResult(layer, report, concept)
+
+
+def find_musicgen_concept(name: str, with_dir: str | Path, without_dir: str | Path, model: str, sae_dir: str | Path,
+                          bank_path: str | Path, k: int | None = None, folds: int = 5, mode: str = "off",
+                          strength: float = 1.0, replace: bool = True, backend: str = "auto",
+                          device: str = "cpu") -> LayerResult:
+    """`musicsae concept find` for a MusicGen model: the SAE's `hook_name` names the layer.
+
+    Everything is checked (model, layer, SAE width, examples) before the model runs; the bank is saved
+    atomically at the end, and only if the probe succeeded.
+    """
+    from realtime.musicgen import load_musicgen
+    from sae.bank import NAME_RE, ConceptBank
+    from sae.io import load_sae, read_sae_cfg
+
+    if not NAME_RE.match(name):
+        raise UserError(f"concept name {name!r}: expected letters, digits, _ - .")
+    with_files, without_files = list_audio(with_dir), list_audio(without_dir)
+    if len(with_files) < 2 or len(without_files) < 2:
+        raise UserError(f"--with {with_dir} --without {without_dir}: need at least 2 clips on each side")
+    bank = ConceptBank.load(bank_path, missing_ok=True)
+    if not replace and name in bank:
+        raise UserError(f"concept {name!r}: already in {bank.path}")
+    cfg = read_sae_cfg(sae_dir)
+    hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+    if not hook:
+        raise UserError(f"SAE {sae_dir}: cfg.json names no hook_name (which MusicGen layer it was trained on)")
+    mg = load_musicgen(model, backend, device)
+    layer = mg.layer_index(hook)
+    sae = load_sae(sae_dir, device=mg.device).eval()
+    acts = clip_activations(mg, [*with_files, *without_files], [layer])
+    result = probe_layer(name, mg, layer, sae, bank.relative_sae(sae_dir), acts, with_files, without_files, k, folds)
+    result.concept.default = ConceptDefault(mode, strength)
+    bank.add(result.concept, replace=replace)
+    bank.save()
+    return result

@@ -41,7 +41,8 @@ def setup(tmp_path_factory, audiocraft_dir):
     mg = load_musicgen(audiocraft_dir)
     for layer in range(mg.num_layers):
         torch.manual_seed(layer)
-        save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8)), root / "saes" / mg.hook_name(layer))
+        save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(layer))),
+                 root / "saes" / mg.hook_name(layer))
     return root, mg
 
 
@@ -80,3 +81,18 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
               "--layers", "0"])
     with pytest.raises(UserError, match="--with needs --without"):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])
+
+
+def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
+    from training.concepts_musicgen import find_musicgen_concept
+
+    root, mg = setup
+    bank = tmp_path / "b.yaml"
+    result = find_musicgen_concept("tone", root / "tone" / "with", root / "tone" / "without", str(audiocraft_dir),
+                                   root / "saes" / mg.hook_name(1), bank, k=2, folds=3, mode="scale", strength=0.5)
+    c = ConceptBank.load(bank).get("tone")
+    assert c.hook == mg.hook_name(1) and result.layer == 1
+    assert (c.default.mode, c.default.strength) == ("scale", 0.5) and 1 <= len(c.features) <= 2
+    with pytest.raises(UserError, match="already in"):
+        find_musicgen_concept("tone", root / "tone" / "with", root / "tone" / "without", str(audiocraft_dir),
+                              root / "saes" / mg.hook_name(1), bank, replace=False)
