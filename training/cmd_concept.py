@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("name", help="concept name (letters, digits, _ - .)")
     f.add_argument("--with", dest="with_dir", required=True, help="folder of clips featuring the concept")
     f.add_argument("--without", dest="without_dir", required=True, help="folder of clips without it")
-    f.add_argument("--model", required=True, help="streaming RAVE .ts export")
+    f.add_argument("--model", required=True,
+                   help="streaming RAVE .ts export (or a MusicGen folder / hub id: the SAE's hook names the layer)")
     f.add_argument("--sae", required=True, help="SAE directory trained on that model's latents")
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
@@ -39,9 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_find(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
     import torch
     from rich.console import Console
-    from rich.table import Table
 
     from sae.errors import UserError
     from training.concepts import FindConfig, find_concept
@@ -51,26 +54,41 @@ def run_find(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise UserError(f"--folds {args.folds}: expected at least 2")
     torch.set_num_threads(max(1, args.threads))
+    console = Console()
+    model = Path(args.model)
+    if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
+        from training.concepts_musicgen import find_musicgen_concept
+
+        with console.status(f"finding {args.name!r} in MusicGen"):
+            t0 = time.perf_counter()
+            res = find_musicgen_concept(args.name, args.with_dir, args.without_dir, args.model, args.sae, args.bank,
+                                        args.k, args.folds, args.mode, args.strength, not args.no_replace)
+        _print_find(console, args.name, res.report, res.concept, [], args.bank, time.perf_counter() - t0)
+        return 0
     cfg = FindConfig(args.name, args.with_dir, args.without_dir, args.model, args.sae, args.bank, args.k,
                      args.min_examples, args.folds, args.mode, args.strength, replace=not args.no_replace)
-    console = Console()
     with console.status(f"finding {args.name!r}"):
         res = find_concept(cfg)
-    rep = res.report
-    table = Table(title=f"{args.name}: held-out AUROC ({rep.folds}-fold, {rep.n_with} with / {rep.n_without} without)")
+    _print_find(console, args.name, res.report, res.concept, res.notes, res.bank_path, res.seconds)
+    return 0
+
+
+def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, seconds: float) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{name}: held-out AUROC ({rep.folds}-fold, {rep.n_with} with / {rep.n_without} without)")
     table.add_column("probe")
     table.add_column("AUROC", justify="right")
-    for key, label in (("sae_probe", f"SAE sparse probe ({len(res.concept.features)} features)"),
-                       ("diff_means", "difference of means, raw latents"),
-                       ("logistic_raw", "logistic probe, raw latents")):
+    for key, label in (("sae_probe", f"SAE sparse probe ({len(concept.features)} features)"),
+                       ("diff_means", "difference of means, raw activations"),
+                       ("logistic_raw", "logistic probe, raw activations")):
         table.add_row(label, f"{rep.auroc[key]:.3f}")
     console.print(table)
-    feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.2f})" for f in res.concept.features)
-    console.print(f"features: {feats}", highlight=False)
-    for line in res.notes:
+    feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.2f})" for f in concept.features)
+    console.print(f"features on {concept.hook}: {feats}", highlight=False)
+    for line in notes:
         console.print(f"note: {line}", highlight=False)
-    console.print(f"wrote {args.name!r} to {res.bank_path} in {res.seconds:.1f} s", highlight=False)
-    return 0
+    console.print(f"wrote {name!r} to {bank_path} in {seconds:.1f} s", highlight=False)
 
 
 def run_list(args: argparse.Namespace) -> int:

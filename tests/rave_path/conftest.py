@@ -29,3 +29,13 @@ def tiny_sae_dir(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path) -
     with torch.no_grad():
         sae.b_enc.normal_(0.0, 0.1)
     return save_sae(sae, tmp_path_factory.mktemp("sae") / "latent")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_rave_ts: Path):
+    """The tiny RAVE loaded once, with its delay measured once: (RaveModel, delay)."""
+    from realtime.rave import RaveModel
+
+    torch.set_num_threads(1)
+    model = RaveModel.load(tiny_rave_ts)
+    return model, model.delay()

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from realtime.render_rave import RaveStream, render_array, render_file
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from sae.errors import UserError
 from training.cli import main
 
 
@@ -22,52 +24,56 @@ def bank(tmp_path, tiny_rave_ts, tiny_sae_dir):
     return b.path
 
 
-def _render(tmp_path, model, inp, name, *extra):
-    out = tmp_path / name
-    rc = main(["render", "rave", "--in", str(inp), "--out", str(out), "--model", str(model), *extra])
-    return rc, (sf.read(out, dtype="float32") if rc == 0 else (None, None))
-
-
-def test_edits_and_identity(tmp_path, tiny_rave_ts, concept_data, bank, capsys):
+def test_cli_edits_and_identity(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank, capsys):
+    model, delay = tiny_model
     clip = sorted((concept_data / "clips").iterdir())[0]
     n = sf.info(clip).frames
-    rc, (plain, sr) = _render(tmp_path, tiny_rave_ts, clip, "plain.wav")
-    assert rc == 0 and sr == 44100 and len(plain) == n and np.abs(plain).max() > 0
-    rc, (same, _) = _render(tmp_path, tiny_rave_ts, clip, "same.wav", "--bank", str(bank), "--set", "bright=none")
-    assert rc == 0 and np.array_equal(same, plain)  # no edit: the plain model, bit for bit
-    rc, (on, _) = _render(tmp_path, tiny_rave_ts, clip, "on.wav", "--bank", str(bank), "--set", "bright=on:3")
-    assert rc == 0 and len(on) == n and np.abs(on - plain).max() > 1e-3
-    rc, (scaled, _) = _render(tmp_path, tiny_rave_ts, clip, "sc.wav", "--bank", str(bank), "--set", "bright=scale:1")
-    assert rc == 0 and np.array_equal(scaled, plain)
-    capsys.readouterr()
+    out = tmp_path / "plain.wav"
+    assert main(["render", "rave", "--in", str(clip), "--out", str(out), "--model", str(tiny_rave_ts)]) == 0
+    plain, sr = sf.read(out, dtype="float32")
+    assert sr == 44100 and len(plain) == n and np.abs(plain).max() > 0
+    assert "delay" in capsys.readouterr().err
+
+    def render(sets, name):
+        render_file(clip, tmp_path / name, tiny_rave_ts, bank, sets, model=model, delay=delay)
+        return sf.read(tmp_path / name, dtype="float32")[0]
+
+    assert np.array_equal(render(["bright=none"], "same.wav"), plain)  # no edit: the plain model, bit for bit
+    assert np.array_equal(render(["bright=scale:1"], "sc.wav"), plain)
+    on = render(["bright=on:3"], "on.wav")
+    assert len(on) == n and np.abs(on - plain).max() > 1e-3
 
 
-def test_output_is_aligned_with_the_input(tmp_path, tiny_rave_ts, concept_data):
-    clip = sorted((concept_data / "clips").iterdir())[1]
-    _, (aligned, _) = _render(tmp_path, tiny_rave_ts, clip, "a.wav")
-    _, (raw, _) = _render(tmp_path, tiny_rave_ts, clip, "r.wav", "--no-align")
-    from realtime.rave import RaveModel
+def test_output_is_aligned_and_blocks_do_not_matter(tiny_model, concept_data):
+    model, delay = tiny_model
+    x = sf.read(sorted((concept_data / "clips").iterdir())[1], dtype="float32")[0]
+    stream = RaveStream(model)
+    aligned = render_array(stream, x, delay=delay)
+    raw = render_array(stream, x, delay=0)
+    assert delay > 0 and np.allclose(aligned[: len(x) - delay], raw[delay:], atol=1e-6)
+    small = render_array(stream, x, block=2048, delay=delay)  # streaming: block size changes nothing
+    assert np.allclose(small, aligned, atol=1e-4)
+    with pytest.raises(UserError, match="block 1000"):
+        render_array(stream, x, block=1000)
 
-    d = RaveModel.load(tiny_rave_ts).delay()
-    assert d > 0 and np.allclose(aligned[: len(raw) - d], raw[d:], atol=1e-6)
 
-
-def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, concept_data, bank, capsys):
+def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):
+    model, delay = tiny_model
     clip = sorted((concept_data / "clips").iterdir())[2]
     x, _ = sf.read(clip, dtype="float32")
     low = tmp_path / "low.wav"
     sf.write(low, x[::2], 22050)
-    rc, (y, sr) = _render(tmp_path, tiny_rave_ts, low, "low_out.wav")
-    assert rc == 0 and sr == 44100 and len(y) == 2 * (len(x) // 2 + len(x) % 2)
-    assert "resampled" in capsys.readouterr().err
-    for extra, needle in [
-        (["--bank", str(bank), "--set", "alien=off"], "belongs to model other.ts"),
-        (["--set", "bright=off"], "--set needs --bank"),
-        (["--bank", str(bank), "--set", "bright=loud"], "--set 'bright=loud'"),
-        (["--bank", str(bank), "--set", "nobody=off"], "'nobody'"),
-        (["--bank", str(bank), "--block", "1000"], "block 1000"),
+    report = render_file(low, tmp_path / "low_out.wav", tiny_rave_ts, None, [], model=model, delay=delay)
+    y, sr = sf.read(tmp_path / "low_out.wav")
+    assert sr == 44100 and len(y) == 2 * len(x[::2])
+    assert any("resampled" in n for n in report.notes)
+    for bank_arg, sets, needle in [
+        (bank, ["alien=off"], "belongs to model other.ts"),
+        (None, ["bright=off"], "--set needs --bank"),
+        (bank, ["bright=loud"], "--set 'bright=loud'"),
+        (bank, ["nobody=off"], "'nobody'"),
     ]:
-        rc, _ = _render(tmp_path, tiny_rave_ts, clip, "x.wav", *extra)
-        err = capsys.readouterr().err.strip()
-        assert rc == 2 and needle in err and "\n" not in err, (extra, err)
+        with pytest.raises(UserError) as err:
+            render_file(clip, tmp_path / "x.wav", tiny_rave_ts, bank_arg, sets, model=model, delay=delay)
+        assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
