@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from training.cli import main
 
-SMALL_ARGS = ["--top", "2", "--max-pages", "2", "--snippet", "1"]
+SMALL_ARGS = ["--top", "2", "--max-pages", "1", "--snippet", "1"]
 
 
 def _links(page: Path) -> list[str]:

@@ -250,6 +250,8 @@ class DashboardBuilder:
         self.bank_path = Path(bank_path) if bank_path else None
         self.bank = ConceptBank.load(self.bank_path) if self.bank_path else None
         self.manifest_path = Path(manifest_path) if manifest_path else None
+        if self.manifest_path is not None and not self.manifest_path.exists():
+            raise UserError(f"manifest {self.manifest_path}: no such file or folder")
         self.concepts = self._own_concepts()
 
     # ------------------------------------------------------------------ inputs
