@@ -7,6 +7,7 @@ musicsae dashboard --sae runs/sae/latent --store runs/acts --audio-root data/cli
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def _pos_int(text: str) -> int:
@@ -83,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
     )
     index = build_dashboard(
         args.sae, args.store, args.audio_root, args.out, args.bank, args.manifest, cfg=cfg, console=console
+    )
+    data = json.loads((index.parent / "features.json").read_text())
+    pages = sum(1 for f in data["features"] if "clips" in f)
+    console.print(
+        f"{data['live']} live of {data['d_sae']} features, {pages} feature pages, {data['clips']} clips "
+        f"({len(data['skipped_audio'])} skipped)",
+        highlight=False,
     )
     print(index)
     return 0
