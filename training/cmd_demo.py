@@ -19,11 +19,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
-    p.add_argument("--sae-steps", type=int, default=800, help="SAE training steps (default 800)")
+    p.add_argument("--sae-steps", type=int, default=600, help="SAE training steps (default 600)")
     p.add_argument("--k", type=int, default=8, help="SAE active latents per frame (default 8)")
     p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
     p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
+    p.add_argument("--judge-clips", type=int, default=8,
+                   help="held-out clips per side and concept the judge renders (default 8; 0: all)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.set_defaults(func=run)
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     console = Console()
     cfg = DemoConfig(args.out, args.model, args.n, args.duration, args.seed, concepts, args.sae_steps, args.k,
-                     args.expansion, args.strength, args.jobs)
+                     args.expansion, args.strength, args.jobs, args.judge_clips)
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
     console.print(rich_table(summary["judge_result"]))
     console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)

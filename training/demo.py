@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from sae.errors import UserError
+
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
 
 
@@ -39,6 +41,7 @@ class DemoConfig:
     sae_steps, k, expansion: SAE training.
     strength: strength of `on` in renders and the judge.
     jobs: data rendering processes.
+    judge_clips: held-out clips per side and concept the judge renders (0: all).
     """
 
     out: str
@@ -47,11 +50,12 @@ class DemoConfig:
     duration: float = 4.0
     seed: int = 0
     concepts: tuple[str, ...] = ("guitar", "drums")
-    sae_steps: int = 800
+    sae_steps: int = 600
     k: int = 8
     expansion: int = 8
     strength: float = 1.0
     jobs: int = 2
+    judge_clips: int = 8
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -113,19 +117,28 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
 
         shutil.rmtree(sae_dir)
     torch.manual_seed(cfg.seed)
+    # a RAVE export keeps few latent dims: keep at least 64 SAE features, and k at most a quarter of them
+    expansion = max(cfg.expansion, -(-64 // model.latent_size))
+    k = max(1, min(cfg.k, model.latent_size * expansion // 4))
     metrics = step("sae", lambda: train_hook(
         ActivationStore(store), "latent", sae_dir,
-        TrainConfig(k=cfg.k, expansion=cfg.expansion, steps=cfg.sae_steps, batch_size=1024, seed=cfg.seed,
+        TrainConfig(k=k, expansion=expansion, steps=cfg.sae_steps, batch_size=1024, seed=cfg.seed,
                     checkpoint_every=0, shuffle_buffer=1 << 16, log_every=50)))
     bank_path = out / "concepts.yaml"
     if bank_path.exists():
         bank_path.unlink()
-    found = {}
+    found, failed = {}, {}
     for name in cfg.concepts:
-        found[name] = step(f"find {name}", lambda name=name: find_concept(FindConfig(
-            name, str(data / "concepts" / name / "with"), str(data / "concepts" / name / "without"),
-            str(model_path), str(sae_dir), str(bank_path), seed=cfg.seed)))
-    target = cfg.concepts[0]
+        try:
+            found[name] = step(f"find {name}", lambda name=name: find_concept(FindConfig(
+                name, str(data / "concepts" / name / "with"), str(data / "concepts" / name / "without"),
+                str(model_path), str(sae_dir), str(bank_path), seed=cfg.seed)))
+        except UserError as exc:  # reported, and the rest of the demo runs without it
+            failed[name] = str(exc)
+            say(f"    not found: {exc}")
+    if not found:
+        raise UserError(f"demo: no concept was found ({'; '.join(failed.values())})")
+    target = next(iter(found))
     renders = out / "renders"
     pick_with = sorted((data / "heldout" / target / "with").iterdir())[0]
     pick_without = sorted((data / "heldout" / target / "without").iterdir())[0]
@@ -155,17 +168,18 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
 
     rendered = step("render", do_renders)
     judged = step("judge", lambda: evaluate_steering(EvalConfig(str(data), str(model_path), str(bank_path),
-                                                                 str(out / "judge"), tuple(cfg.concepts),
-                                                                 cfg.strength)))
+                                                                 str(out / "judge"), tuple(found),
+                                                                 cfg.strength, cfg.judge_clips)))
     summary = {
         "model": {"path": str(model_path), "sha256": model.identity.sha256, "sr": model.sr,
                   "latent_size": model.latent_size, "ratio": model.ratio},
         "data": {"clips": len(rows), "duration": cfg.duration, "seed": cfg.seed},
         "collect": {"rows": collected.rows, "files": collected.collected},
         "sae": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction") if k in metrics} | {
-            "d_sae": model.latent_size * cfg.expansion, "k": cfg.k, "steps": cfg.sae_steps},
+            "d_sae": model.latent_size * expansion, "k": k, "steps": cfg.sae_steps},
         "concepts": {n: {"auroc": r.report.auroc, "features": [f.index for f in r.concept.features],
                          "notes": r.notes} for n, r in found.items()},
+        "concepts_not_found": failed,
         "renders": rendered, "judge": judged["concepts"], "judge_clean_accuracy":
             judged["judge"]["clean_heldout_accuracy"], "judge_result": judged,
         "timings_s": timings, "total_s": round(time.perf_counter() - t_all, 1),
@@ -201,6 +215,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                      f"{', '.join(map(str, c['features']))} |")
     for name, c in s["concepts"].items():
         lines += [f"- {name}: {n}" for n in c["notes"] if n.startswith("the SAE probe")]
+    lines += [f"- {name}: not found — {why}" for name, why in s.get("concepts_not_found", {}).items()]
     lines += ["", f"## Outside judge (log-mel + logistic regression on clean audio; on strength {cfg.strength:g})", "",
               "| concept | clean held-out acc. | with: none → off | drop | without: none → on | rise | worst drift |",
               "|---|---|---|---|---|---|---|"]

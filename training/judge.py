@@ -152,15 +152,21 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         edit = steering.edit_for(sets) if sets else None
         return [render_array(stream, test_clips[i], sae, edit, cfg.block, delay, cfg.seed + i) for i in idx]
 
-    say(f"rendering {len(test_clips)} held-out clips without edit")
     all_idx = list(range(len(test_clips)))
-    base = judge.detect(render(all_idx, []))
-    results: dict[str, Any] = {}
+    sides = {}
     for name in names:
         pos = [i for i in all_idx if labels[name][i]]
         neg = [i for i in all_idx if not labels[name][i]]
-        if cfg.max_clips:
-            pos, neg = pos[: cfg.max_clips], neg[: cfg.max_clips]
+        sides[name] = (pos[: cfg.max_clips], neg[: cfg.max_clips]) if cfg.max_clips else (pos, neg)
+    used = sorted({i for pos, neg in sides.values() for i in pos + neg})
+    say(f"rendering {len(used)} held-out clips without edit")
+    plain = judge.detect(render(used, []))
+    base = {n: np.zeros(len(test_clips), bool) for n in names}
+    for n in names:
+        base[n][used] = plain[n]
+    results: dict[str, Any] = {}
+    for name in names:
+        pos, neg = sides[name]
         if not pos or not neg:
             raise UserError(f"concept {name!r}: the held-out clips need both sides (have {len(pos)} with, "
                             f"{len(neg)} without); generate more clips")
@@ -193,7 +199,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "judge": {"features": f"log-mel mean+std, {N_MELS} bands", "classifier": "logistic regression",
                   "trained_on": f"{len(train_clips)} clean train clips",
                   "clean_heldout_accuracy": judge.clean_accuracy},
-        "strength_on": cfg.strength, "held_out_clips": len(test_clips), "goals": GOALS,
+        "strength_on": cfg.strength, "held_out_clips": len(used), "goals": GOALS,
         "concepts": results, "notes": notes.lines(), "seconds": round(time.perf_counter() - t0, 1),
     }
     out_dir = Path(cfg.out)
