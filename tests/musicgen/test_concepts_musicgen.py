@@ -83,6 +83,7 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])
 
 
+@pytest.mark.slow
 def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
     from training.concepts_musicgen import find_musicgen_concept
 
