@@ -50,6 +50,21 @@ def find_device(name: str | int | None) -> int | None:
     return found[0]
 
 
+def check_device(device: str | int | None, channels: int, sr: int) -> int | None:
+    """The device index if it runs `channels` in and out at `sr` Hz, else one clear `UserError`."""
+    sd = _sounddevice()
+    index = find_device(device)
+    label = "the default device" if index is None else repr(sd.query_devices(index)["name"])
+    try:
+        sd.check_input_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
+        sd.check_output_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
+    except (sd.PortAudioError, ValueError) as exc:
+        raise UserError(
+            f"audio device {label}: refuses {channels} channel(s) at {sr} Hz, the model's rate ({exc})"
+        ) from None
+    return index
+
+
 def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     """Open (not start) a duplex `sounddevice.Stream` calling `engine.callback` every `engine.period` frames.
 
@@ -57,15 +72,8 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     """
     sd = _sounddevice()
     sr = engine.sr
-    index = find_device(device)
+    index = check_device(device, engine.channels, sr)
     label = "the default device" if index is None else repr(sd.query_devices(index)["name"])
-    try:
-        sd.check_input_settings(device=index, channels=engine.channels, samplerate=sr, dtype="float32")
-        sd.check_output_settings(device=index, channels=engine.channels, samplerate=sr, dtype="float32")
-    except (sd.PortAudioError, ValueError) as exc:
-        raise UserError(
-            f"audio device {label}: refuses {engine.channels} channel(s) at {sr} Hz, the model's rate ({exc})"
-        ) from None
     try:
         stream = sd.Stream(
             samplerate=sr,

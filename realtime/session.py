@@ -83,17 +83,23 @@ def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[s
     return chosen, sae_dir, skipped
 
 
-def build_live(cfg: LiveConfig) -> LiveSession:
-    """Load and check everything; the engine is built but not started."""
+def load_model(cfg: LiveConfig) -> Any:
+    """The RAVE model of `cfg` (validated: a streaming export)."""
     from realtime.rave import RaveModel
+
+    if not Path(cfg.model).is_file():
+        raise UserError(f"RAVE model {cfg.model}: no such file")
+    return RaveModel.load(cfg.model, device=cfg.model_device)
+
+
+def build_live(cfg: LiveConfig, rave: Any | None = None) -> LiveSession:
+    """Load and check everything (the model too, unless given); the engine is built but not started."""
     from sae.bank import ConceptBank
     from sae.export import script_sae
     from sae.io import load_sae
 
     torch.set_num_threads(cfg.threads)
-    if not Path(cfg.model).is_file():
-        raise UserError(f"RAVE model {cfg.model}: no such file")
-    rave = RaveModel.load(cfg.model, device=cfg.model_device)
+    rave = rave if rave is not None else load_model(cfg)
     concepts: dict[str, Any] = {}
     skipped: list[str] = []
     sae_dir = Path(cfg.sae) if cfg.sae is not None else None

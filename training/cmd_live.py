@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(f"input {args.input}: no such file")
 
     from realtime.osc import OscControl, OscServer
-    from realtime.session import LiveConfig, build_live
+    from realtime.session import LiveConfig, build_live, load_model
 
     if args.input is None:  # a missing device fails before the model loads
         from realtime.audio_io import find_device
@@ -97,7 +97,12 @@ def _run(args: argparse.Namespace) -> int:
         channels=args.channels, stereo=args.stereo, headroom=args.headroom, threads=args.threads,
         preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
     )  # fmt: skip
-    session = build_live(cfg)
+    rave = load_model(cfg)
+    if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
+        from realtime.audio_io import check_device
+
+        check_device(args.device, args.channels, rave.sr)
+    session = build_live(cfg, rave)
     engine = session.engine
     for note in session.skipped:
         _say(f"skipped concept {note}")
