@@ -91,13 +91,19 @@ def save_run(model: torch.nn.Module, run_dir: Path, name: str = "last") -> Path:
     return path
 
 
-def export_run(run_dir: Path, out_path: Path, streaming: bool = True, python: str = sys.executable) -> Path:
-    """Export a run with acids-rave's `rave export [--streaming]` into `out_path` (a `.ts`)."""
+def export_run(run_dir: Path, out_path: Path, streaming: bool = True, fidelity: float = 0.95,
+               python: str = sys.executable) -> Path:
+    """Export a run with acids-rave's `rave export [--streaming]` into `out_path` (a `.ts`).
+
+    `fidelity` is the share of latent variance the export keeps (it crops the PCA'd latent to the
+    smallest power of two reaching it).
+    """
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [python, "-c", "from scripts.main_cli import main; main()", "export", "--run", str(run_dir),
-               "--output", tmp, "--name", "model", "--streaming" if streaming else "--nostreaming"]
+               "--output", tmp, "--name", "model", "--streaming" if streaming else "--nostreaming",
+               f"--fidelity={fidelity}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         produced = Path(tmp) / ("model_streaming.ts" if streaming else "model.ts")
         if proc.returncode != 0 or not produced.exists():
