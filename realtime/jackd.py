@@ -41,7 +41,8 @@ class JackServer:
     def start(self, timeout: float = 10.0) -> JackServer:
         if shutil.which("jackd") is None or shutil.which("jack_wait") is None:
             raise UserError("jackd: not installed (Debian package jackd2)")
-        cmd = ["jackd", "-n", self.name, "-d", "dummy", "-r", str(self.sr), "-p", str(self.period),
+        # -t: a generous client timeout, so a client starved on a busy machine is not thrown out
+        cmd = ["jackd", "-n", self.name, "-t", "5000", "-d", "dummy", "-r", str(self.sr), "-p", str(self.period),
                "-C", str(self.channels), "-P", str(self.channels)]  # fmt: skip
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + timeout

@@ -80,19 +80,21 @@ def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank):
         subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/state"], check=True)
         state = _replies(replies, "/state/end")
         assert ("/state/bypass", [1]) in state and ("/state/latency", [computed]) in state
-        # xruns on a loaded machine make PortAudio drop whole periods: look for an xrun-free window first
-        for _attempt in range(3):
+        # xruns on a loaded machine drop whole periods in flight: look for an xrun-free window first
+        clean, seen = None, []
+        for _attempt in range(4):
             before = _xruns(replies, osc_port)
             result = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=3.0).run()
-            clean = _xruns(replies, osc_port) == before
-            if clean:
+            if _xruns(replies, osc_port) == before and result.delays:
+                clean = result.delays
                 break
-        assert result.delays, "no impulse came back"
-        if clean:
-            assert result.delays == [computed] * len(result.delays), (result, line)
+            seen += result.delays
+        if clean is not None:
+            assert clean == [computed] * len(clean), (clean, line)
         else:  # never clean: every delay is still the computed one plus whole JACK periods lost to xruns
+            assert seen, "no impulse came back"
             assert all((d - computed) % jack.period == 0 and 0 <= d - computed <= 4 * jack.period
-                       for d in result.delays), (result, line)  # fmt: skip
+                       for d in seen), (seen, line)  # fmt: skip
         # concept edits over OSC while streaming; the engine keeps answering
         for address, types, value in (("/bypass", "i", "0"), ("/concept/bright/mode", "s", "on"),
                                       ("/concept/bright/strength", "f", "4"), ("/mix", "f", "0.5")):  # fmt: skip
