@@ -99,6 +99,17 @@ def main() -> int:
                 cpu[name].append(time.process_time() - c)
                 wall[name].append(time.perf_counter() - t)
 
+        # the edit alone, on one step's hidden state [2B, 1, D] (CPU time, many calls: robust to other load)
+        fn = variants["on:2"].layer_fns()[layer]
+        hidden = torch.randn(2 * args.batch, 1, mg.dim)
+        for _ in range(5):
+            fn(hidden, 0)
+        calls = 200
+        c = time.process_time()
+        for _ in range(calls):
+            fn(hidden, 0)
+        edit_cpu = (time.process_time() - c) / calls
+
     steps = mg.frames(args.duration) + mg.n_q - 1
     base_cpu, base_wall = statistics.median(cpu["plain"]), statistics.median(wall["plain"])
     print(f"{steps} steps per run ({args.duration:g} s audio, batch {args.batch}, CFG doubles it), "
@@ -108,6 +119,9 @@ def main() -> int:
         c, w = statistics.median(cpu[name]), statistics.median(wall[name])
         print(f"{name:<26}{c:>9.3f}{(c / base_cpu - 1) * 100:>+13.1f}%{w:>9.3f}{(w / base_wall - 1) * 100:>+14.1f}%"
               f"{steps / w:>9.2f}")
+    step_cpu = base_cpu / steps
+    print(f"edit alone: {edit_cpu * 1e3:.2f} ms CPU per step vs {step_cpu * 1e3:.1f} ms per plain step "
+          f"= {edit_cpu / step_cpu * 100:.1f} % overhead per edited layer")
     return 0
 
 
