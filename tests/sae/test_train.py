@@ -234,3 +234,78 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
     assert torch.jit.load(str(tmp_path / "l1.ts")).encode(torch.zeros(3, 8)).shape == (3, 16)
     assert main(["sae", "eval", "--sae", f"{out}/layer.1", "--activations", acts, "--hook", "layer.2"]) == 2
     assert "expects d_in=8" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, shard_rows=8192)
+    args = [
+        "--activations",
+        str(tmp_path / "acts"),
+        "--k",
+        "3",
+        "--expansion",
+        "4",
+        "--steps",
+        "3000",
+        "--batch-size",
+        "256",
+        "--checkpoint-every",
+        "100",
+        "--threads",
+        "1",
+        "--quiet",
+        "--shuffle-buffer",
+        "4096",
+        "--eval-fraction",
+        "0.1",
+    ]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "training.cli",
+        "sae",
+        "train",
+    ]
+    ref = subprocess.run(
+        [*torchrun, "--out", str(tmp_path / "ref"), *args],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    ckpt = tmp_path / "run" / "synthetic" / "checkpoint.pt"
+    proc = subprocess.Popen(
+        [*torchrun, "--out", str(tmp_path / "run"), *args],
+        env=_env(),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "training finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    proc.wait()
+    assert 0 < torch.load(ckpt, weights_only=False)["step"] < 3000
+    res = subprocess.run(
+        [*torchrun, "--out", str(tmp_path / "run"), "--resume", *args],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    a = load_file(tmp_path / "ref" / "synthetic" / "sae_weights.safetensors")
+    b = load_file(tmp_path / "run" / "synthetic" / "sae_weights.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
