@@ -51,3 +51,18 @@ def test_compare_reports_when_sae_wins_and_when_it_does_not():
     S2 = np.abs(np.random.default_rng(2).normal(size=S.shape))
     rep2 = compare_probes(S2, R2, y)
     assert rep2.auroc["diff_means"] > 0.9 and rep2.auroc["logistic_raw"] > 0.9 and not rep2.sae_wins
+
+
+def test_newton_logistic_matches_scikit_learn():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sae.probe import _Logistic
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 6)) * [1, 2, 3, 0.5, 1, 10]
+    y = (X[:, 0] + X[:, 2] / 3 + 0.7 * rng.normal(size=60) > 0).astype(int)
+    ours = _Logistic(0.5).fit(X, y).decision_function(X)
+    ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, tol=1e-12, max_iter=10000)).fit(X, y)
+    assert np.allclose(ours, ref.decision_function(X), atol=1e-5)
