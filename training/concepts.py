@@ -85,15 +85,24 @@ def check_sae_for_model(sae_dir: str | Path, cfg: dict, model) -> None:
         raise UserError(f"SAE {sae_dir} was trained on latents of {name}, not {model.path.name}")
 
 
-def clip_frames(model, files: list[Path], notes: AudioNotes, streams) -> list[tuple[Path, torch.Tensor]]:
-    """Deterministic latents [frames, latent] per usable clip."""
+def clip_frames(model, files: list[Path], notes: AudioNotes, streams,
+                cache: dict | None = None) -> list[tuple[Path, torch.Tensor]]:
+    """Deterministic latents [frames, latent] per usable clip; `cache` (keyed by model sha256 and resolved
+    path) lets several concept searches over the same clips encode each clip once."""
     from training.collect_rave import LATENT, activations_of
 
     out = []
     for path in files:
+        key = (model.identity.sha256, str(Path(path).resolve()))
+        if cache is not None and key in cache:
+            out.append((path, cache[key]))
+            continue
         audio = read_mono(path, model.sr, notes, min_samples=model.ratio)
         if audio is not None:
-            out.append((path, activations_of(model, audio, [LATENT], 1 << 30, streams)[LATENT]))
+            z = activations_of(model, audio, [LATENT], 1 << 30, streams)[LATENT]
+            if cache is not None:
+                cache[key] = z
+            out.append((path, z))
     return out
 
 
@@ -104,7 +113,7 @@ def _enough(side: str, folder: str, n: int, need: int, notes: AudioNotes) -> Non
         raise UserError(f"--{side} {folder}: {n} usable clip(s){extra}; need at least {need} per side")
 
 
-def find_concept(cfg: FindConfig) -> FindResult:
+def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     """Probe, compare, and add the concept to the bank (saved atomically); see the module docstring."""
     from realtime.rave import RaveModel
     from sae.io import load_sae, read_sae_cfg
@@ -133,8 +142,8 @@ def find_concept(cfg: FindConfig) -> FindResult:
     sae = load_sae(cfg.sae).eval()
     notes = AudioNotes()
     streams = make_streams(model, [LATENT])
-    pos = clip_frames(model, with_files, notes, streams)
-    neg = clip_frames(model, without_files, notes, streams)
+    pos = clip_frames(model, with_files, notes, streams, cache)
+    neg = clip_frames(model, without_files, notes, streams, cache)
     _enough("with", cfg.with_dir, len(pos), cfg.min_examples, notes)
     _enough("without", cfg.without_dir, len(neg), cfg.min_examples, notes)
     with torch.no_grad():

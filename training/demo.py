@@ -128,11 +128,12 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     if bank_path.exists():
         bank_path.unlink()
     found, failed = {}, {}
+    latents: dict = {}  # every concept search reads the same train clips: encode each once
     for name in cfg.concepts:
         try:
             found[name] = step(f"find {name}", lambda name=name: find_concept(FindConfig(
                 name, str(data / "concepts" / name / "with"), str(data / "concepts" / name / "without"),
-                str(model_path), str(sae_dir), str(bank_path), seed=cfg.seed)))
+                str(model_path), str(sae_dir), str(bank_path), seed=cfg.seed), latents))
         except UserError as exc:  # reported, and the rest of the demo runs without it
             failed[name] = str(exc)
             say(f"    not found: {exc}")
