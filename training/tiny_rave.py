@@ -101,7 +101,8 @@ def export_run(run_dir: Path, out_path: Path, streaming: bool = True, fidelity: 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [python, "-c", "from scripts.main_cli import main; main()", "export", "--run", str(run_dir),
+        code = "import torch; torch.manual_seed(0); from scripts.main_cli import main; main()"  # seeded warm-up
+        cmd = [python, "-c", code, "export", "--run", str(run_dir),
                "--output", tmp, "--name", "model", "--streaming" if streaming else "--nostreaming",
                f"--fidelity={fidelity}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)

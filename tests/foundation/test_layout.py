@@ -1,0 +1,54 @@
+"""The package layout holds: imports point training -> realtime -> sae, and the CLI front works."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = {"sae": {"realtime", "training"}, "realtime": {"training"}}
+
+
+def _imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_point_one_way(package: str) -> None:
+    bad = {
+        str(path.relative_to(ROOT)): sorted(_imported_packages(path) & FORBIDDEN[package])
+        for path in (ROOT / package).rglob("*.py")
+    }
+    assert {k: v for k, v in bad.items() if v} == {}
+
+
+def test_our_packages_are_not_shadowed() -> None:
+    import realtime
+    import sae
+    import training
+
+    for module in (sae, realtime, training):
+        assert Path(module.__file__).resolve().parent.parent == ROOT
+
+
+def test_cli_lists_commands_and_reports_errors_in_one_line(tmp_path: Path) -> None:
+    help_text = subprocess.run([sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True,
+                               check=True).stdout
+    for command in ("models", "data", "collect", "sae", "concept", "render", "eval", "live", "dashboard", "demo"):
+        assert f"    {command}" in help_text, command
+    bad = subprocess.run([sys.executable, "-m", "training.cli", "models", "rave", "--out", str(tmp_path / "x.bin")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    expected = f"musicsae: error: --out {tmp_path / 'x.bin'}: expected a path ending in .ts"
+    assert bad.stderr.strip().splitlines() == [expected]
