@@ -87,4 +87,5 @@ lock: poetry
 
 # benchmarks (print figures; never pass/fail on time)
 bench: setup
+    {{bin}}/pip install --quiet --no-deps "dictionary-learning==0.1.0"  # the SAE benchmark's baseline only
     for b in bench/*.py; do echo "== $b"; {{bin}}/python "$b"; done
