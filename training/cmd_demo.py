@@ -24,8 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
     p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
-    p.add_argument("--judge-clips", type=int, default=8,
-                   help="held-out clips per side and concept the judge renders (default 8; 0: all)")
+    p.add_argument("--judge-clips", type=int, default=6,
+                   help="held-out clips per side and concept the judge renders (default 6; 0: all)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.set_defaults(func=run)
 

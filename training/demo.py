@@ -55,7 +55,7 @@ class DemoConfig:
     expansion: int = 8
     strength: float = 1.0
     jobs: int = 2
-    judge_clips: int = 8
+    judge_clips: int = 6
     timings: dict[str, float] = field(default_factory=dict)
 
 
