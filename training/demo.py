@@ -84,6 +84,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     from training.collect_rave import RaveCollectConfig, collect_rave
     from training.concept_data import DataConfig, make_dataset
     from training.concepts import FindConfig, find_concept
+    from training.dashboard import DashboardConfig, build_dashboard
     from training.judge import EvalConfig, evaluate_steering
 
     out = Path(cfg.out)
@@ -171,6 +172,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     judged = step("judge", lambda: evaluate_steering(EvalConfig(str(data), str(model_path), str(bank_path),
                                                                  str(out / "judge"), tuple(found),
                                                                  cfg.strength, cfg.judge_clips)))
+    site = step("dashboard", lambda: build_dashboard(sae_dir, store, data / "clips", out / "site", bank_path, data,
+                                                     cfg=DashboardConfig(top_n=4, max_pages=24)))
     summary = {
         "model": {"path": str(model_path), "sha256": model.identity.sha256, "sr": model.sr,
                   "latent_size": model.latent_size, "ratio": model.ratio},
@@ -183,7 +186,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "concepts_not_found": failed,
         "renders": rendered, "judge": judged["concepts"], "judge_clean_accuracy":
             judged["judge"]["clean_heldout_accuracy"], "judge_result": judged,
-        "timings_s": timings, "total_s": round(time.perf_counter() - t_all, 1),
+        "dashboard": str(site), "timings_s": timings, "total_s": round(time.perf_counter() - t_all, 1),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
     (out / "report.md").write_text(report_markdown(summary, cfg))
