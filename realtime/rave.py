@@ -79,10 +79,12 @@ class RaveModel:
         except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"RAVE model {self.path}: not a TorchScript file ({first})") from None
-        for name, buf in module.named_buffers():
-            if name.endswith((".cache", ".pad")):  # cached convs: start from silence, not the exporter's warm-up
-                buf.zero_()
+        _silence_caches(module)
         return module.eval()
+
+    def reset(self) -> None:
+        """Forget the stream's history: the cached convolutions start from silence again."""
+        _silence_caches(self.module)
 
     def new_stream(self) -> RaveModel:
         """A fresh instance of the same model, with its own (empty) streaming caches."""
@@ -139,6 +141,14 @@ class RaveModel:
         if self._delay is None:
             self._delay = measure_delay(self)
         return self._delay
+
+
+@torch.no_grad()
+def _silence_caches(module: torch.jit.ScriptModule) -> None:
+    """Zero the cached-convolution state (an export carries the exporter's warm-up in it)."""
+    for name, buf in module.named_buffers():
+        if name.endswith((".cache", ".pad")):
+            buf.zero_()
 
 
 def measure_delay(model: RaveModel, block: int | None = None, max_blocks: int = 64) -> int:

@@ -34,14 +34,9 @@ class RaveStream:
     def __init__(self, model: Any):
         self.base = model
         self.model = model.new_stream()
-        self._fresh = {n: b.detach().clone() for n, b in self.model.module.named_buffers()}
 
-    @torch.no_grad()
     def reset(self) -> None:
-        for name, buf in self.model.module.named_buffers():
-            fresh = self._fresh.get(name)
-            if fresh is not None and fresh.shape == buf.shape:
-                buf.copy_(fresh)
+        self.model.reset()
 
     def __getattr__(self, name: str) -> Any:  # ratio, sr, latent_size, encode_mean, decode, ...
         return getattr(self.model, name)
