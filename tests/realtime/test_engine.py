@@ -94,11 +94,13 @@ def test_stereo_mid_and_per_channel(rave_model, latent_sae):
     same = np.repeat(data[:, :1], 2, axis=1)
     per, engine = _run(rave_model, None, EditState(64), same, stereo="channels")
     assert len(engine.processor.streams) == 2
-    # independent streams, same input → same output up to the decoder's own noise draws
-    np.testing.assert_allclose(per[:, 0], per[:, 1], atol=1e-6)
     mono, _ = _run(rave_model, None, EditState(64), same[:, :1])
-    np.testing.assert_allclose(per[:, :1], mono, atol=1e-6)
-    assert np.abs(mono).max() > 1e-4
+    # the untrained tiny RAVE is quiet from silent caches (peak ~3e-5): tolerances are relative to its peak
+    peak = np.abs(mono).max()
+    assert peak > 1e-5
+    # independent streams, same input → same output up to the decoder's own noise draws
+    np.testing.assert_allclose(per[:, 0], per[:, 1], atol=1e-2 * peak)
+    np.testing.assert_allclose(per[:, :1], mono, atol=1e-2 * peak)
 
 
 def test_realtime_pace_takes_real_time(rave_model):
