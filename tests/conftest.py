@@ -14,3 +14,12 @@ def tiny_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.tiny_rave import build_tiny_rave
 
     return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_rave.ts", seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _grad_mode_is_left_on():
+    """Commands run in-process must not switch autograd off for the rest of the session."""
+    import torch
+
+    yield
+    assert torch.is_grad_enabled(), "this test left torch's grad mode disabled"

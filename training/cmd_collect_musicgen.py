@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    with torch.no_grad():  # inference only, without touching the process-wide grad mode
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
     torch.set_num_threads(max(1, args.threads))
     from pathlib import Path
 
@@ -66,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--duration {args.duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
     cfg = CollectConfig(out=out, layers=layers, duration=args.duration, seed=args.seed, batch_size=args.batch_size,
                         cfg_coef=args.cfg_coef, chunk=args.chunk, description=args.description, dtype=args.dtype)
-    torch.set_grad_enabled(False)
     collector = Collector(mg, cfg)
     done = collector.done()
     if prompts is not None:

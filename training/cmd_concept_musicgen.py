@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    with torch.no_grad():  # inference only, without touching the process-wide grad mode
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
     torch.set_num_threads(max(1, args.threads))
     import json
     import os
@@ -88,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"SAE {sae_dir}: d_in {saes[i][0].cfg.d_in} does not match {mg.hook_name(i)} width "
                             f"{mg.dim}")
 
-    torch.set_grad_enabled(False)
     files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
