@@ -100,11 +100,9 @@ class RaveModel:
         return self.module.encode(x.to(self.device))
 
     @torch.no_grad()
-    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
-        """Deterministic latents: the posterior mean, projected like the export's own `encode`."""
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the export's encoder net sees for audio x [B, C, T]: resampled, then PQMF bands or mel."""
         m = self.module
-        if not hasattr(m, "latent_pca") or not hasattr(m.encoder, "reparametrize"):
-            return self.encode(x)  # discrete / non-variational exports are deterministic already
         x = x.to(self.device)
         if getattr(m, "resampler", None) is not None:
             x = m.resampler.to_model_sampling_rate(x)
@@ -114,7 +112,15 @@ class RaveModel:
             x = x.reshape((*batch, -1, x.shape[-1]))
         elif m.input_mode == "mel":
             x = torch.log1p(m.spectrogram(x)[..., :-1])
-        mean = m.encoder(x).chunk(2, 1)[0]
+        return x
+
+    @torch.no_grad()
+    def encode_mean(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic latents: the posterior mean, projected like the export's own `encode`."""
+        m = self.module
+        if not hasattr(m, "latent_pca") or not hasattr(m.encoder, "reparametrize"):
+            return self.encode(x)  # discrete / non-variational exports are deterministic already
+        mean = m.encoder(self.encoder_input(x)).chunk(2, 1)[0]
         z = F.conv1d(mean - m.latent_mean.unsqueeze(-1), m.latent_pca.unsqueeze(-1))
         return z[:, : self.latent_size]
 

@@ -9,25 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-
-def _pos_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds > 0") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds > 0")
-    return value
+from training.arg_types import positive_float, positive_int
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -55,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", help="concept bank YAML: concept pages and membership")
     p.add_argument("--manifest", help="data manifest (.jsonl/.csv or its folder): labels and purity")
     p.add_argument("--eval-dir", help="steering evaluation folder with before/after wavs (default: BANK_DIR/eval)")
-    p.add_argument("--top", type=_pos_int, default=8, help="top clips per feature page (default 8)")
-    p.add_argument("--max-pages", type=_pos_int, default=100, help="feature pages at most (default 100)")
-    p.add_argument("--snippet", type=_seconds, default=3.0, help="seconds of audio per snippet (default 3)")
+    p.add_argument("--top", type=positive_int, default=8, help="top clips per feature page (default 8)")
+    p.add_argument("--max-pages", type=positive_int, default=100, help="feature pages at most (default 100)")
+    p.add_argument("--snippet", type=positive_float, default=3.0, help="seconds of audio per snippet (default 3)")
     p.add_argument(
         "--clip-range",
         type=_range,

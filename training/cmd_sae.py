@@ -12,45 +12,7 @@ import argparse
 import json
 import sys
 
-
-def _pos_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive integer")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1)") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number in [0, 1)")
-    return value
-
-
-def _pos_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
-    return value
+from training.arg_types import fraction, nonneg_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,18 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--activations", required=True, help="activation store directory")
     p.add_argument("--out", required=True, help="output directory (one subdirectory per hook)")
     p.add_argument("--layers", default="all", help="'all' or comma-separated hook names (default: all)")
-    p.add_argument("--k", type=_pos_int, default=32, help="active latents per row (default 32)")
-    p.add_argument("--expansion", type=_pos_int, default=8, help="d_sae / d_in (default 8)")
+    p.add_argument("--k", type=positive_int, default=32, help="active latents per row (default 32)")
+    p.add_argument("--expansion", type=positive_int, default=8, help="d_sae / d_in (default 8)")
     p.add_argument("--arch", choices=["topk", "batchtopk"], default="topk")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--steps", type=_pos_int, help="optimiser steps (default 2000)")
-    length.add_argument("--tokens", type=_pos_int, help="training rows in total (steps = tokens / batch size)")
-    p.add_argument("--lr", type=_pos_float, help="Adam learning rate (default 2e-4 / sqrt(d_sae / 16384))")
-    p.add_argument("--batch-size", type=_pos_int, default=4096, help="rows per step over all ranks")
+    length.add_argument("--steps", type=positive_int, help="optimiser steps (default 2000)")
+    length.add_argument("--tokens", type=positive_int, help="training rows in total (steps = tokens / batch size)")
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 2e-4 / sqrt(d_sae / 16384))")
+    p.add_argument("--batch-size", type=positive_int, default=4096, help="rows per step over all ranks")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-fraction", type=_fraction, default=0.05, help="share of store blocks held out")
+    p.add_argument("--eval-fraction", type=fraction, default=0.05, help="share of store blocks held out")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--checkpoint-every", type=_nonneg_int, default=500, help="steps between checkpoints")
+    p.add_argument("--checkpoint-every", type=nonneg_int, default=500, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT/<hook>/checkpoint.pt")
     p.add_argument(
         "--normalize",
@@ -82,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="input normalisation, folded into the saved weights (default auto)",
     )
-    p.add_argument("--dead-tokens", type=_pos_int, help="rows without firing before AuxK revives a latent")
-    p.add_argument("--shuffle-buffer", type=_nonneg_int, default=1 << 18, help="rows shuffled together")
-    p.add_argument("--threads", type=_pos_int, help="torch CPU threads")
+    p.add_argument("--dead-tokens", type=positive_int, help="rows without firing before AuxK revives a latent")
+    p.add_argument("--shuffle-buffer", type=nonneg_int, default=1 << 18, help="rows shuffled together")
+    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
@@ -93,8 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--activations", required=True, help="activation store directory")
     e.add_argument("--hook", help="hook to evaluate on (default: the SAE's hook_name)")
     e.add_argument("--split", choices=["eval", "train", "all"], default="eval")
-    e.add_argument("--eval-fraction", type=_fraction, default=0.05)
-    e.add_argument("--max-rows", type=_pos_int, default=1_000_000)
+    e.add_argument("--eval-fraction", type=fraction, default=0.05)
+    e.add_argument("--max-rows", type=positive_int, default=1_000_000)
     e.add_argument("--out", help="write the metrics JSON here")
     e.set_defaults(func=run_eval)
 

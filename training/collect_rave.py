@@ -91,19 +91,6 @@ def resolve_layers(model, layers: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
-def _model_input(m, x: torch.Tensor) -> torch.Tensor:
-    """What the export's encoder net sees for audio x [1, C, T] (the same steps as `RaveModel.encode_mean`)."""
-    if getattr(m, "resampler", None) is not None:
-        x = m.resampler.to_model_sampling_rate(x)
-    if m.input_mode == "pqmf":
-        batch = x.shape[:-2]
-        x = m.pqmf(x.reshape(-1, 1, x.shape[-1]))
-        x = x.reshape((*batch, -1, x.shape[-1]))
-    elif m.input_mode == "mel":
-        x = torch.log1p(m.spectrogram(x)[..., :-1])
-    return x
-
-
 def _pool_to_frames(h: torch.Tensor, frames: int) -> torch.Tensor:
     """[1, C, T_l] → [frames, C]: mean over the T_l / frames steps of each latent frame."""
     steps = h.shape[-1]
@@ -149,7 +136,7 @@ def activations_of(model, audio: np.ndarray, hooks: list[str], chunk: int,
         net = list(m.encoder.encoder.net.children())
         for s in range(0, x.shape[-1], chunk):
             piece = x[..., s : s + chunk].to(stream.device)
-            h = _model_input(m, piece)
+            h = stream.encoder_input(piece)
             for i, layer in enumerate(net[: max(wanted) + 1]):
                 h = layer(h)
                 if i in wanted:

@@ -1,0 +1,25 @@
+"""argparse `type=` checkers shared by the commands: a bad value is one line naming what was expected."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+
+def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], expected: str) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}")
+        return value
+
+    return parse
+
+
+positive_int = _checked(int, lambda v: v > 0, "a positive integer")
+nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _checked(float, lambda v: v > 0, "a positive number")
+fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
