@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae.errors import UserError
+from sae.jsonfile import read_json_object
 from sae.model import SAEConfig, SparseAutoencoder
 
 CFG_FILE = "cfg.json"
@@ -100,14 +101,7 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     f = Path(path) / CFG_FILE
     if not f.exists():
         raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")
-    try:
-        with open(f) as fh:
-            cfg = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{f}: not valid JSON ({exc.msg})") from None
-    if not isinstance(cfg, dict):
-        raise UserError(f"{f}: expected a JSON object")
-    return cfg
+    return read_json_object(f, "SAE config")
 
 
 def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:

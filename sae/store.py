@@ -41,6 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sae.errors import UserError
+from sae.jsonfile import read_json_object
 
 KEY = "activations"
 MANIFEST = "manifest.json"
@@ -77,17 +78,6 @@ def _locked(hook_dir: Path) -> Iterator[None]:
 def _check_hook_name(hook: str) -> None:
     if not hook or hook.startswith(".") or "/" in hook or "\\" in hook:
         raise UserError(f"hook name {hook!r}: expected a non-empty name without '/' or a leading '.'")
-
-
-def _read_json(path: Path, what: str) -> dict[str, Any]:
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: {what} is not valid JSON ({exc.msg})") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
 
 
 def _new_manifest(hook: str, dim: int, dtype: str) -> dict[str, Any]:
@@ -157,7 +147,7 @@ class ActivationWriter:
     def _update_store_json(self, model: dict[str, Any] | None, frame_rate: float | None, sr: int | None) -> None:
         path = self.root / STORE_JSON
         with _locked(self.root):
-            info = _read_json(path, "store.json") if path.exists() else {}
+            info = read_json_object(path, "store.json") if path.exists() else {}
             new = {"model": model, "frame_rate": frame_rate, "sample_rate": sr}
             changed = False
             for key, value in new.items():
@@ -182,7 +172,7 @@ class ActivationWriter:
         path = self.dir / MANIFEST
         if not path.exists():
             return None
-        manifest = _read_json(path, "manifest")
+        manifest = read_json_object(path, "manifest")
         if int(manifest.get("dim", -1)) != self.dim:
             raise UserError(
                 f"{path}: hook {self.hook!r} holds dim {manifest.get('dim')}, not {self.dim}; mixed dims in one hook"
@@ -458,11 +448,11 @@ class ActivationStore:
         if not self.root.is_dir():
             raise UserError(f"activation store {self.root}: not a directory")
         path = self.root / STORE_JSON
-        self.info: dict[str, Any] = _read_json(path, "store.json") if path.exists() else {}
+        self.info: dict[str, Any] = read_json_object(path, "store.json") if path.exists() else {}
         self._manifests: dict[str, dict[str, Any]] = {}
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and (sub / MANIFEST).exists():
-                m = _read_json(sub / MANIFEST, "manifest")
+                m = read_json_object(sub / MANIFEST, "manifest")
                 for key in ("dim", "dtype", "shards"):
                     if key not in m:
                         raise UserError(f"{sub / MANIFEST}: missing key {key!r}")
