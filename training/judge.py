@@ -202,11 +202,15 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "strength_on": cfg.strength, "held_out_clips": len(used), "goals": GOALS,
         "concepts": results, "notes": notes.lines(), "seconds": round(time.perf_counter() - t0, 1),
     }
-    out_dir = Path(cfg.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "judge.json", out)
-    plot_judge(out, out_dir / "judge.png")
+    save_report(out, Path(cfg.out))
     return out
+
+
+def save_report(result: dict, out_dir: Path) -> None:
+    """`judge.json` (written atomically) and `judge.png` of a judge result in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "judge.json", result)
+    plot_judge(result, out_dir / "judge.png")
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 from sae.errors import UserError
 from training.audio_files import AudioNotes, read_mono
 from training.concept_data import CONCEPTS, read_manifest
-from training.judge import GOALS, N_MELS, Judge, _rate, _write_json, plot_judge
+from training.judge import GOALS, N_MELS, Judge, _rate, save_report
 
 
 @dataclass
@@ -124,10 +124,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "strength_on": cfg.strength, "held_out_clips": len(jobs), "goals": GOALS,
         "concepts": results, "notes": notes.lines(), "seconds": round(time.perf_counter() - t0, 1),
     }
-    out_dir = Path(cfg.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "judge.json", out)
-    plot_judge(out, out_dir / "judge.png")
+    save_report(out, Path(cfg.out))
     return out
 
 
