@@ -38,13 +38,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    with torch.no_grad():  # inference only, without touching the process-wide grad mode
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    import torch
-
     torch.set_num_threads(max(1, args.threads))
     import json
     import os
