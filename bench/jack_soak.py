@@ -5,6 +5,11 @@ OSC traffic: every 20 ms a valid control change (concept modes / strengths, raw 
 every second a `/state` query (its reply carries the engine's xrun count) plus a deliberately bad message.
 Goal from the issue: 0 xruns at block 2048 on an idle machine. Figures are printed, never asserted.
 
+Baseline, measured first in the same run and on the same JACK server: a plain `sounddevice` duplex stream
+whose callback only copies input to output (no model, no OSC), for as long as the engine soak. Its device
+xruns and callback gaps are what the platform (VM scheduling, JACK's dummy clock, Python callbacks) costs
+on its own, so the engine's figures can be read against them (`--no-baseline` skips it).
+
     .venv/bin/python bench/jack_soak.py                  # 10 minutes, demo model if present, else a tiny RAVE
     .venv/bin/python bench/jack_soak.py --short          # 30 s
     .venv/bin/python bench/jack_soak.py --model m.ts --bank concepts.yaml --minutes 60 --blocksize 2048
@@ -32,6 +37,40 @@ from realtime.jackd import JackServer  # noqa: E402
 from realtime.osc import encode_message  # noqa: E402
 
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
+
+
+PASSTHROUGH = """
+import sys, time
+import numpy as np
+import sounddevice as sd
+seconds, sr, period = float(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+state = {"xruns": 0, "calls": 0, "last": 0.0, "gap": 0.0}
+def callback(indata, outdata, frames, time_info, status):
+    now = time.perf_counter()
+    if state["last"]:
+        state["gap"] = max(state["gap"], now - state["last"])
+    state["last"] = now
+    state["calls"] += 1
+    if status:
+        state["xruns"] += 1
+    outdata[:] = indata
+sys.setswitchinterval(0.001)
+with sd.Stream(samplerate=sr, blocksize=period, device="system", channels=1, dtype="float32", latency="low",
+               callback=callback):
+    time.sleep(seconds)
+print(f"passthrough callbacks {state['calls']} xruns {state['xruns']} max gap {1e3 * state['gap']:.1f} ms")
+"""
+
+
+def _baseline(jack: JackServer, seconds: float, sr: int, period: int) -> tuple[int, float]:
+    """(device xruns, max callback gap in ms) of a copy-only duplex stream on the same server."""
+    run = subprocess.run([sys.executable, "-c", PASSTHROUGH, str(seconds), str(sr), str(period)], env=jack.env,
+                         capture_output=True, text=True, timeout=seconds + 60)  # fmt: skip
+    found = re.search(r"xruns (\d+) max gap ([\d.]+) ms", run.stdout)
+    if run.returncode != 0 or not found:
+        raise SystemExit(f"baseline stream failed: {run.stderr.strip()[-400:]}")
+    print(run.stdout.strip(), flush=True)
+    return int(found.group(1)), float(found.group(2))
 
 
 def _model(path: Path | None, tmp: Path) -> Path:
@@ -132,6 +171,7 @@ def main() -> None:
     p.add_argument("--blocksize", type=int, default=2048)
     p.add_argument("--period", type=int, default=256, help="JACK period and audio callback size")
     p.add_argument("--headroom", type=float, default=1.0)
+    p.add_argument("--no-baseline", action="store_true", help="skip the copy-only baseline stream")
     args = p.parse_args()
     seconds = 30.0 if args.short else args.minutes * 60
 
@@ -143,6 +183,10 @@ def main() -> None:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         with JackServer(sr=sr, period=args.period) as jack:
+            base = None
+            if not args.no_baseline:
+                print(f"baseline: copy-only duplex stream for {seconds:.0f} s", flush=True)
+                base = _baseline(jack, seconds, sr, args.period)
             cmd = [sys.executable, "-m", "training.cli", "live", "--model", str(model), "--device", "system",
                    "--blocksize", str(args.blocksize), "--period", str(args.period), "--headroom", str(args.headroom),
                    "--osc-port", str(port), "--no-view", "--duration", str(seconds), "--bank", str(bank)]  # fmt: skip
@@ -175,6 +219,11 @@ def main() -> None:
     print(f"  xruns: {xruns.group(1) if xruns else '?'}   max callback gap: {gap.group(1) if gap else '?'} ms "
           f"(period {1e3 * args.period / sr:.1f} ms, ratio {float(gap.group(1)) / (1e3 * args.period / sr):.1f}x)"
           if gap else "  no final status line")  # fmt: skip
+    if base is not None:
+        print(
+            f"  baseline (copy-only stream, same server, same length): xruns {base[0]}   max callback gap "
+            f"{base[1]:.1f} ms"
+        )
     print(
         f"  OSC: {traffic.sent} messages sent, {traffic.errors} /error replies (rate-limited), "
         f"xruns reported over OSC: {traffic.xruns_reported[-1] if traffic.xruns_reported else '?'}"
