@@ -22,8 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
     f.add_argument("--min-examples", type=int, default=6, help="usable clips needed per side (default 6)")
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    f.add_argument("--default", dest="mode", choices=["off", "on", "scale", "none"], default="off",
-                   help="the concept's default mode in the bank (default off)")
+    f.add_argument("--default", dest="mode", choices=["none", "off", "on", "scale"], default="none",
+                   help="the concept's mode when a live session or render starts (default none: no edit until "
+                        "switched, e.g. over OSC)")
     f.add_argument("--strength", type=float, default=1.0, help="default strength (on) / gain (scale)")
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
     f.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")

@@ -51,7 +51,7 @@ class FindConfig:
     k: int | None = None
     min_examples: int = MIN_EXAMPLES
     folds: int = 5
-    mode: str = "off"
+    mode: str = "none"
     strength: float = 1.0
     seed: int = 0
     replace: bool = True

@@ -109,12 +109,12 @@ def probe_layer(name: str, mg: MusicGenBackend, layer: int, sae, sae_ref: str,
         features.append(ConceptFeature(int(idx), float(w), typical))
     ref = mg.model_ref()
     concept = Concept(name, ModelRef(ref["name"], ref["sha256"]), mg.hook_name(layer), sae_ref, features,
-                      ConceptDefault("off", 1.0), dict(report.auroc))
+                      ConceptDefault("none", 1.0), dict(report.auroc))
     return LayerResult(layer, report, concept)
 
 
 def find_musicgen_concept(name: str, with_dir: str | Path, without_dir: str | Path, model: str, sae_dir: str | Path,
-                          bank_path: str | Path, k: int | None = None, folds: int = 5, mode: str = "off",
+                          bank_path: str | Path, k: int | None = None, folds: int = 5, mode: str = "none",
                           strength: float = 1.0, replace: bool = True, backend: str = "auto",
                           device: str = "cpu") -> LayerResult:
     """`musicsae concept find` for a MusicGen model: the SAE's `hook_name` names the layer.

@@ -33,7 +33,7 @@ def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_
     assert all(0 <= v <= 1 for v in c.auroc.values())
     assert c.features and max(f.weight for f in c.features) == 1.0 and all(f.weight > 0 for f in c.features)
     assert all(0 <= f.index < 64 and f.typical >= 0 for f in c.features)
-    assert c.default.mode == "off"
+    assert c.default.mode == "none"  # found concepts start neutral
     # a second concept is added beside the first
     assert main(["concept", "find", "strum", "--with", str(concept_data / "concepts/guitar/with"), "--without",
                  str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
