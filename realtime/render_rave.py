@@ -123,11 +123,13 @@ def model_delay(model: Any) -> int:
 @torch.no_grad()
 def render_array(stream: RaveStream, audio: np.ndarray, sae: Any | None = None, edit: Edit | None = None,
                  block: int | None = None, delay: int = 0, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                 progress: Callable[[int, int], None] | None = None, shift: torch.Tensor | None = None) -> np.ndarray:
     """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
 
     Args:
         stream: reset before the file.
+        shift: a latent offset [latent] added to every frame after the SAE edit (the judge's
+            mean-difference steering baseline).
         block: samples per call (a multiple of the ratio; default `offline_block`).
         delay: the model's delay in samples (removed from the output).
         seed: seeds `decode`'s noise fill.
@@ -151,6 +153,8 @@ def render_array(stream: RaveStream, audio: np.ndarray, sae: Any | None = None, 
         z = stream.encode_mean(xt[..., start:start + block])
         if steer:
             z = apply_edit(z[0].T, sae, edit).T.unsqueeze(0)
+        if shift is not None:
+            z = z + shift.to(z).view(1, -1, 1)
         outs.append(stream.decode(z)[0].mean(0).cpu())
         if progress:
             progress(min(start + block, total), total)

@@ -185,6 +185,12 @@ def _lr_lambda(total: int, decay_start: float) -> Callable[[int], float]:
     return f
 
 
+def _provenance(store: ActivationStore) -> dict:
+    """{"model": store.json's model identity} when it names a sha256: later steps check SAE and model agree."""
+    model = store.info.get("model")
+    return {"model": model} if isinstance(model, dict) and model.get("sha256") else {}
+
+
 def train_hook(
     store: ActivationStore,
     hook: str,
@@ -373,7 +379,8 @@ def train_hook(
     save_sae(
         sae.cpu(),
         out,
-        extra={"train_config": asdict(cfg), "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")}},
+        extra={"train_config": asdict(cfg), "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")}}
+        | _provenance(store),
     )
     _atomic_json(metrics, out / METRICS)
     _atomic_json(history, out / "history.json")

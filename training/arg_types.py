@@ -23,3 +23,14 @@ positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: v > 0, "a positive number")
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+
+
+def _positive_floats(text: str) -> tuple[float, ...]:
+    values = tuple(float(v) for v in text.split(",") if v.strip())
+    if not values:
+        raise ValueError(text)
+    return values
+
+
+positive_floats = _checked(_positive_floats, lambda vs: all(0 < v < float("inf") for v in vs),
+                           "comma-separated positive numbers, e.g. 1,4,16")

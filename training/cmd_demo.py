@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.arg_types import positive_floats
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -22,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sae-steps", type=int, default=600, help="SAE training steps (default 600)")
     p.add_argument("--k", type=int, default=8, help="SAE active latents per frame (default 8)")
     p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
-    p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--strength", type=positive_floats, default=(1.0, 4.0, 16.0),
+                   help="strengths of `on` the judge sweeps (default 1,4,16); the `on` render uses the best")
     p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
     p.add_argument("--judge-clips", type=int, default=6,
                    help="held-out clips per side and concept the judge renders (default 6; 0: all)")

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 
+from training.arg_types import positive_floats
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "steering",
         help="measure concept edits with an audio-only judge (log-mel + logistic regression)",
         description="Train one detector per concept on clean train clips of --data (log-mel statistics, never SAE or "
-        "RAVE latents), render the held-out clips through --model with no edit / off / on, and report each "
-        "concept's detection and the drift of every other concept. Writes OUT/judge.json and OUT/judge.png.",
+        "RAVE latents), render the held-out clips through --model with no edit / off / on at each strength, and "
+        "report each concept's detection and the drift of every other concept, for the SAE edits and, side by "
+        "side, for the same edits along the raw-latent difference of means. Writes OUT/judge.json and "
+        "OUT/judge.png.",
     )
     p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")
     p.add_argument("--bank", required=True, help="concept bank YAML")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
-    p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--strength", type=positive_floats, default=(1.0, 4.0, 16.0),
+                   help="strengths of `on` to sweep, comma-separated (default 1,4,16)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
     p.add_argument("--max-clips", type=int, default=0, help="held-out clips per side and concept (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -35,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     cfg = EvalConfig(args.data, args.model, args.bank, args.out,
                      tuple(c.strip() for c in args.concepts.split(",") if c.strip()), args.strength, args.max_clips,
-                     seed=args.seed)
+                     seed=args.seed, baseline=not args.no_baseline)
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))
     console.print(rich_table(result))

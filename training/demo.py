@@ -39,7 +39,7 @@ class DemoConfig:
     n, duration, seed: the generated data.
     concepts: concepts to find (the first is the one rendered).
     sae_steps, k, expansion: SAE training.
-    strength: strength of `on` in renders and the judge.
+    strengths: strengths of `on` the judge sweeps; the `on` render uses the judge's best for the concept.
     jobs: data rendering processes.
     judge_clips: held-out clips per side and concept the judge renders (0: all).
     """
@@ -53,7 +53,7 @@ class DemoConfig:
     sae_steps: int = 600
     k: int = 8
     expansion: int = 8
-    strength: float = 1.0
+    strengths: tuple[float, ...] = (1.0, 4.0, 16.0)
     jobs: int = 2
     judge_clips: int = 6
     timings: dict[str, float] = field(default_factory=dict)
@@ -145,6 +145,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     pick_with = sorted((data / "heldout" / target / "with").iterdir())[0]
     pick_without = sorted((data / "heldout" / target / "without").iterdir())[0]
 
+    judged = step("judge", lambda: evaluate_steering(EvalConfig(str(data), str(model_path), str(bank_path),
+                                                                 str(out / "judge"), tuple(found),
+                                                                 cfg.strengths, cfg.judge_clips)))
+    strength = judged["concepts"][target]["strength_on"]
+
     def do_renders() -> dict[str, str]:
         delay = model_delay(model)
         files = {
@@ -152,7 +157,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             f"{target}_clip_plain.wav": [],
             f"{target}_clip_{target}_off.wav": [f"{target}=off"],
             f"no_{target}_clip_original.wav": None,
-            f"no_{target}_clip_{target}_on.wav": [f"{target}=on:{cfg.strength}"],
+            f"no_{target}_clip_{target}_on.wav": [f"{target}=on:{strength:g}"],
         }
         done = {}
         renders.mkdir(parents=True, exist_ok=True)
@@ -169,9 +174,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         return done
 
     rendered = step("render", do_renders)
-    judged = step("judge", lambda: evaluate_steering(EvalConfig(str(data), str(model_path), str(bank_path),
-                                                                 str(out / "judge"), tuple(found),
-                                                                 cfg.strength, cfg.judge_clips)))
     site = step("dashboard", lambda: build_dashboard(sae_dir, store, data / "clips", out / "site", bank_path, data,
                                                      cfg=DashboardConfig(top_n=4, max_pages=24)))
     summary = {
@@ -220,23 +222,37 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     for name, c in s["concepts"].items():
         lines += [f"- {name}: {n}" for n in c["notes"] if n.startswith("the SAE probe")]
     lines += [f"- {name}: not found — {why}" for name, why in s.get("concepts_not_found", {}).items()]
-    lines += ["", f"## Outside judge (log-mel + logistic regression on clean audio; on strength {cfg.strength:g})", "",
-              "| concept | clean held-out acc. | with: none → off | drop | without: none → on | rise | worst drift |",
-              "|---|---|---|---|---|---|---|"]
+    strengths = ", ".join(f"{v:g}" for v in cfg.strengths)
+    lines += ["", f"## Outside judge (log-mel + logistic regression on clean audio; on strengths {strengths})", "",
+              "Each concept twice: the SAE edit, and the same edit along the raw-latent difference of means "
+              "(no SAE) as a baseline. `on` is the best strength within the drift goal.", "",
+              "| concept | edit | clean held-out acc. | with: none → off | drop | without: none → on (strength) | rise "
+              "| worst drift |", "|---|---|---|---|---|---|---|---|"]
     verdicts = []
     for name, e in s["judge"].items():
-        lines.append(f"| {name} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} % → "
-                     f"{e['off']['with']:.0f} % | {e['off_drop']:+.0f} | {e['none']['without']:.0f} % → "
-                     f"{e['on']['without']:.0f} % | {e['on_rise']:+.0f} | {e['max_drift']:.0f} |")
+        for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
+            if arm is not None:
+                lines.append(f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} "
+                             f"% → {arm['off']['with']:.0f} % | {arm['off_drop']:+.0f} | {e['none']['without']:.0f} % "
+                             f"→ {arm['on']['without']:.0f} % ({arm['strength_on']:g}) | {arm['on_rise']:+.0f} | "
+                             f"{arm['max_drift']:.0f} |")
+        sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
+        verdicts.append(f"- {name}: `on` rise by strength (SAE): {sweep}")
         g = e["goals_met"]
         missed = [k for k, ok in g.items() if not ok]
         if missed:
             why = []
-            if e["none"]["with"] < 50:
-                why.append(f"the judge detects {name} in only {e['none']['with']:.0f} % of the model's plain "
-                           "reconstructions, so there is little to remove (the model does not reproduce it)")
-            if "on_rise" in missed:
-                why.append("adding the features at this strength does not make the judge hear the concept")
+            if e["none"]["with"] - e["none"]["without"] < 50:
+                why.append(f"the judge hears {name} in {e['none']['with']:.0f} % of the model's plain reconstructions "
+                           f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
+                           "render it distinctly, so removing it cannot drop detection much")
+            b = e.get("baseline")
+            if b is not None and (b["off_drop"] > e["off_drop"] or b["on_rise"] > e["on_rise"]):
+                why.append(f"the mean-difference baseline moves the judge more (drop {b['off_drop']:+.0f}, rise "
+                           f"{b['on_rise']:+.0f}): the SAE features capture the concept less well than the raw "
+                           "latent direction")
+            elif "on_rise" in missed:
+                why.append("adding the features does not make the judge hear the concept at any strength swept")
             if "drift" in missed:
                 why.append(f"other concepts move by up to {e['max_drift']:.0f} points")
             verdicts.append(f"- {name}: goals missed: {', '.join(missed)}" + (f" — {'; '.join(why)}" if why else ""))

@@ -54,6 +54,12 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0  # re-run: everything already complete
     assert "4 already complete" in capsys.readouterr().err
     assert torch.equal(_rows(tmp_path / "a"), a)
+    # an SAE trained on the store records which model (by sha256) its activations came from
+    assert main(["sae", "train", "--activations", str(tmp_path / "a"), "--out", str(tmp_path / "sae"), "--layers",
+                 "latent", "--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]) == 0
+    cfg = json.loads((tmp_path / "sae/latent/cfg.json").read_text())
+    assert cfg["musicsae"]["model"] == info["model"]
+    assert cfg["musicsae"]["model"]["sha256"] == RaveModel.load(tiny_rave_ts).identity.sha256
 
 
 def test_bad_files_resampling_and_ranks(tmp_path, tiny_rave_ts, concept_data, monkeypatch):

@@ -78,6 +78,13 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
     (named / "cfg.json").write_text(json.dumps(cfg))
     assert _find(concept_data, tiny_rave_ts, named, bank_path, "drums") == 2
     assert "trained on latents of someone_else.ts" in capsys.readouterr().err
+    # same width and name, but the recorded sha256 is another model's
+    cfg["model_name"] = tiny_rave_ts.name
+    cfg["musicsae"]["model"] = {"name": tiny_rave_ts.name, "sha256": "ab" * 32}
+    (named / "cfg.json").write_text(json.dumps(cfg))
+    assert _find(concept_data, tiny_rave_ts, named, bank_path, "drums") == 2
+    err = capsys.readouterr().err.strip()
+    assert f"was trained on {tiny_rave_ts.name} (abababababab), not" in err and "\n" not in err
 
     # no feature of this (random) SAE rises with drums: refused, not written
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "drums") == 2

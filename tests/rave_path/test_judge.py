@@ -41,6 +41,42 @@ def test_plot_writes_png(tmp_path):
     assert (tmp_path / "j.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir,
+                                                           capsys):
+    """Every concept gets an SAE arm and a mean-difference arm, each with one sweep entry per strength;
+    the reported `on` is the best rise within the drift goal; the figures add up."""
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+    from training.cli import main
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    ref = ModelRef.of_file(tiny_rave_ts)
+    for name, feats in (("guitar", [3, 7]), ("drums", [11])):
+        bank.add(Concept(name, ref, "latent", bank.relative_sae(tiny_sae_dir),
+                         [ConceptFeature(i, 1.0, 1.0) for i in feats], ConceptDefault("none", 1.0)))
+    bank.save()
+    out = tmp_path / "judge"
+    assert main(["eval", "steering", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--bank",
+                 str(bank.path), "--out", str(out), "--strength", "1,8", "--max-clips", "2"]) == 0
+    assert "outside judge" in capsys.readouterr().out
+    result = json.loads((out / "judge.json").read_text())
+    assert result["strengths"] == [1.0, 8.0] and (out / "judge.png").exists()
+    for e in result["concepts"].values():
+        for arm in (e, e["baseline"]):
+            assert [s["strength"] for s in arm["sweep"]] == [1.0, 8.0]
+            for s in arm["sweep"]:
+                assert 0 <= s["without"] <= 100 and s["rise"] == s["without"] - e["none"]["without"]
+            within = [s for s in arm["sweep"] if s["max_drift"] <= 10] or arm["sweep"]
+            assert arm["on_rise"] == max(s["rise"] for s in within)
+            assert arm["off_drop"] == e["none"]["with"] - arm["off"]["with"]
+            assert arm["goals_met"]["drift"] == (arm["max_drift"] <= 10)
+        assert e["baseline"]["norm"] > 0
+    with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
+        main(["eval", "steering", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--bank",
+              str(bank.path), "--out", str(out), "--strength", "1,-2"])
+    assert bad.value.code == 2
+    assert "expected comma-separated positive numbers" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     """The whole pipeline runs and writes every artifact (an untrained model: figures are not asserted)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from realtime.render_rave import RaveStream, render_array, render_file
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
@@ -55,6 +56,17 @@ def test_output_is_aligned_and_blocks_do_not_matter(tiny_model, concept_data):
     assert np.allclose(small, aligned, atol=1e-4)
     with pytest.raises(UserError, match="block 1000"):
         render_array(stream, x, block=1000)
+
+
+def test_latent_shift_moves_every_frame(tiny_model, concept_data):
+    """The judge's mean-difference baseline: a zero shift is the plain render, a real one changes it."""
+    model, delay = tiny_model
+    x = sf.read(sorted((concept_data / "clips").iterdir())[2], dtype="float32")[0]
+    stream = RaveStream(model)
+    plain = render_array(stream, x, delay=delay)
+    assert np.array_equal(render_array(stream, x, delay=delay, shift=torch.zeros(model.latent_size)), plain)
+    moved = render_array(stream, x, delay=delay, shift=torch.full((model.latent_size,), 2.0))
+    assert moved.shape == plain.shape and np.abs(moved - plain).mean() > 1e-3
 
 
 def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):
