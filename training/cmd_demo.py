@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.arg_types import positive_floats
+from training.arg_types import nonneg_int, positive_floats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,18 +17,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="RAVE .ts (default: training/assets/demo_rave.ts, else a tiny untrained one)")
-    p.add_argument("--n", type=int, default=100, help="generated clips (default 100)")
+    p.add_argument("--n", type=int, default=200, help="generated clips (default 200)")
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
     p.add_argument("--sae-steps", type=int, default=600, help="SAE training steps (default 600)")
     p.add_argument("--k", type=int, default=8, help="SAE active latents per frame (default 8)")
     p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
-    p.add_argument("--strength", type=positive_floats, default=(1.0, 4.0, 16.0),
-                   help="strengths of `on` the judge sweeps (default 1,4,16); the `on` render uses the best")
+    p.add_argument("--strength", type=positive_floats, default=(1.0, 2.0, 4.0, 8.0, 16.0),
+                   help="strengths of `on` the judge sweeps (default 1,2,4,8,16); the `on` render uses the best")
     p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
-    p.add_argument("--judge-clips", type=int, default=6,
-                   help="held-out clips per side and concept the judge renders (default 6; 0: all)")
+    p.add_argument("--judge-clips", type=nonneg_int, default=0,
+                   help="held-out clips per side and concept the judge renders (default 0: all)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.set_defaults(func=run)
 

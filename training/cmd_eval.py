@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.arg_types import positive_floats
+from training.arg_types import nonneg_int, positive_floats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", required=True, help="concept bank YAML")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
-    p.add_argument("--strength", type=positive_floats, default=(1.0, 4.0, 16.0),
-                   help="strengths of `on` to sweep, comma-separated (default 1,4,16)")
+    p.add_argument("--strength", type=positive_floats, default=(1.0, 2.0, 4.0, 8.0, 16.0),
+                   help="strengths of `on` to sweep, comma-separated (default 1,2,4,8,16)")
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
-    p.add_argument("--max-clips", type=int, default=0, help="held-out clips per side and concept (0: all)")
+    p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run)

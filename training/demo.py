@@ -46,16 +46,16 @@ class DemoConfig:
 
     out: str
     model: str | None = None
-    n: int = 100
+    n: int = 200
     duration: float = 4.0
     seed: int = 0
     concepts: tuple[str, ...] = ("guitar", "drums")
     sae_steps: int = 600
     k: int = 8
     expansion: int = 8
-    strengths: tuple[float, ...] = (1.0, 4.0, 16.0)
+    strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     jobs: int = 2
-    judge_clips: int = 6
+    judge_clips: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -252,7 +252,12 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                            f"{b['on_rise']:+.0f}): the SAE features capture the concept less well than the raw "
                            "latent direction")
             elif "on_rise" in missed:
-                why.append("adding the features does not make the judge hear the concept at any strength swept")
+                top = max(e["sweep"], key=lambda x: x["rise"])
+                if top["rise"] >= 50:
+                    why.append(f"`on` reaches {top['rise']:+.0f} only at strength {top['strength']:g}, where other "
+                               f"concepts drift by {top['max_drift']:.0f} points")
+                else:
+                    why.append(f"`on` rises at most {top['rise']:+.0f} (strength {top['strength']:g})")
             if "drift" in missed:
                 why.append(f"other concepts move by up to {e['max_drift']:.0f} points")
             verdicts.append(f"- {name}: goals missed: {', '.join(missed)}" + (f" — {'; '.join(why)}" if why else ""))
