@@ -237,7 +237,9 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                              f"→ {arm['on']['without']:.0f} % ({arm['strength_on']:g}) | {arm['on_rise']:+.0f} | "
                              f"{arm['max_drift']:.0f} |")
         sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
-        verdicts.append(f"- {name}: `on` rise by strength (SAE): {sweep}")
+        verdicts.append(f"- {name}: `on` rise by strength (SAE): {sweep}. Held out: {e['held_out_with']} clips with it "
+                        f"(one clip = {100 / max(1, e['held_out_with']):.0f} points), {e['held_out_without']} without "
+                        f"(one clip = {100 / max(1, e['held_out_without']):.0f} points)")
         g = e["goals_met"]
         missed = [k for k, ok in g.items() if not ok]
         if missed:
