@@ -287,7 +287,31 @@ def plot_judge(result: dict, path: Path) -> None:
     bars = [("clips with it, no edit", lambda e: e["none"]["with"]), ("with it, off", lambda e: e["off"]["with"]),
             ("clips without it, no edit", lambda e: e["none"]["without"]),
             ("without it, on", lambda e: e["on"]["without"]), ("worst off-target drift", lambda e: e["max_drift"])]
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(names) + 2), 4))
+    swept = [n for n in names if result["concepts"][n].get("sweep")]
+    width_in = max(6, 2.2 * len(names) + 2)
+    if swept:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(width_in + 5, 4), gridspec_kw={"width_ratios": [width_in, 5]})
+        for i, n in enumerate(swept):
+            e = result["concepts"][n]
+            for arm, style, label in ((e, "-", "SAE"), (e.get("baseline"), "--", "mean-diff")):
+                if arm and arm.get("sweep"):
+                    xs = [x["strength"] for x in arm["sweep"]]
+                    ax2.plot(xs, [x["rise"] for x in arm["sweep"]], style, marker="o", color=f"C{i}",
+                             label=f"{n} rise ({label})")
+                    ax2.plot(xs, [x["max_drift"] for x in arm["sweep"]], style, color=f"C{i}", alpha=0.35,
+                             label=f"{n} drift ({label})")
+        ax2.axhline(GOALS["on_rise"], color="grey", lw=0.8)
+        ax2.axhline(GOALS["drift"], color="grey", lw=0.8, ls=":")
+        ax2.set_xscale("log", base=2)
+        ticks = sorted({x["strength"] for n in swept for x in result["concepts"][n]["sweep"]})
+        ax2.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax2.minorticks_off()
+        ax2.set_xlabel("strength of on")
+        ax2.set_ylabel("points")
+        ax2.set_title("on: rise and off-target drift by strength")
+        ax2.legend(fontsize=6, loc="upper left")
+    else:
+        fig, ax = plt.subplots(figsize=(width_in, 4))
     width = 0.8 / len(bars)
     for j, (label, get) in enumerate(bars):
         xs = [i + (j - (len(bars) - 1) / 2) * width for i in range(len(names))]

@@ -39,6 +39,12 @@ def test_plot_writes_png(tmp_path):
              "max_drift": 5.0}
     plot_judge({"concepts": {"guitar": entry}, "model": {"name": "m.ts"}, "held_out_clips": 20}, tmp_path / "j.png")
     assert (tmp_path / "j.png").read_bytes()[:4] == b"\x89PNG"
+    sweep = [{"strength": s, "rise": 10.0 * s, "max_drift": s} for s in (1.0, 4.0)]
+    swept = entry | {"sweep": sweep, "baseline": {"sweep": sweep}}
+    plot_judge({"concepts": {"guitar": swept}, "model": {"name": "m.ts"}, "held_out_clips": 20}, tmp_path / "s.png")
+    from matplotlib.image import imread
+
+    assert imread(tmp_path / "s.png").shape[1] > imread(tmp_path / "j.png").shape[1]  # the sweep panel
 
 
 def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir,
