@@ -74,14 +74,14 @@ def loss_terms(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
 
 
 def train(audio: Path, run_dir: Path, minutes: float, batch: int, length: int, lr: float, seed: int,
-          max_steps: int | None = None) -> None:
+          max_steps: int | None = None, device: str = "cpu") -> None:
     torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
-    model = build_model(DEMO_CONFIG)
+    model = build_model(DEMO_CONFIG).to(device)
     opt = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr, betas=(0.5, 0.9))
     state_path = run_dir / "train_state.pt"
     step = 0
     if state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=False)
+        state = torch.load(state_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
@@ -93,7 +93,7 @@ def train(audio: Path, run_dir: Path, minutes: float, batch: int, length: int, l
     log = (run_dir / "train_log.jsonl")
     run_dir.mkdir(parents=True, exist_ok=True)
     while time.time() < t_end and (max_steps is None or step < max_steps):
-        terms = loss_terms(model, next(data))
+        terms = loss_terms(model, next(data).to(device))
         loss = sum(terms.values())
         opt.zero_grad()
         loss.backward()
@@ -110,13 +110,16 @@ def train(audio: Path, run_dir: Path, minutes: float, batch: int, length: int, l
 
 
 def checkpoint(model, opt, step: int, run_dir: Path, clips: list[np.ndarray]) -> None:
+    """Resumable state, then the latent PCA and a `rave train`-style run folder (on the CPU, for the exporter)."""
     tmp = run_dir / "train_state.tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
     os.replace(tmp, run_dir / "train_state.pt")
+    device = next(model.parameters()).device
     sample = torch.from_numpy(np.concatenate([c[: 2 * 44100] for c in clips[:40]])).reshape(1, 1, -1)
-    fit_latent_pca(model, sample)
-    model.train()
+    with torch.no_grad():
+        fit_latent_pca(model.cpu(), sample)
     save_run(model, run_dir)
+    model.to(device).train()
 
 
 def main() -> None:
@@ -131,12 +134,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--export", type=Path, help="export the run's checkpoint to this .ts and stop")
     parser.add_argument("--fidelity", type=float, default=0.999, help="kept latent variance (max 0.999)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     if args.export:
         export_run(args.run, args.export, fidelity=args.fidelity)
         print(f"exported {args.export}")
         return
-    train(args.audio, args.run, args.minutes, args.batch, args.length, args.lr, args.seed, args.steps)
+    if not args.audio:
+        parser.error("--audio is needed to train (or pass --export)")
+    train(args.audio, args.run, args.minutes, args.batch, args.length, args.lr, args.seed, args.steps, args.device)
 
 
 if __name__ == "__main__":
