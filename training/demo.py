@@ -249,7 +249,9 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                            f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
                            "render it distinctly, so removing it cannot drop detection much")
             b = e.get("baseline")
-            if b is not None and (b["off_drop"] > e["off_drop"] or b["on_rise"] > e["on_rise"]):
+            clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, e["held_out_without"])
+            if b is not None and (b["off_drop"] > e["off_drop"] + clip_with or
+                                  b["on_rise"] > e["on_rise"] + clip_without):  # by more than one clip
                 why.append(f"the mean-difference baseline moves the judge more (drop {b['off_drop']:+.0f}, rise "
                            f"{b['on_rise']:+.0f}): the SAE features capture the concept less well than the raw "
                            "latent direction")
