@@ -6,9 +6,10 @@
 2. `musicsae collect rave`: deterministic latents of every clip with the demo model.
 3. `musicsae sae train`: a TopK SAE on the latents.
 4. `musicsae concept find`: "guitar" and a second concept (default "drums") from the train-split folders.
-5. `musicsae render rave`: a held-out clip with guitar, rendered plain and with guitar off; a clip without
-   guitar rendered with guitar on.
-6. `musicsae eval steering`: the outside judge on the held-out clips.
+5. `musicsae eval steering`: the outside judge on the held-out clips (off; on over a strength sweep; the
+   raw-latent mean-difference baseline beside the SAE edits).
+6. `musicsae render rave`: a held-out clip with guitar, rendered plain and with guitar off; a clip without
+   guitar rendered with guitar on at the judge's best strength.
 7. OUT/report.md: every figure, and where the goals are not met.
 
 The model defaults to the committed demo model `training/assets/demo_rave.ts`; without it, an untrained
