@@ -238,9 +238,10 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                              f"→ {arm['on']['without']:.0f} % ({arm['strength_on']:g}) | {arm['on_rise']:+.0f} | "
                              f"{arm['max_drift']:.0f} |")
         sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
+        clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, e["held_out_without"])  # points
         verdicts.append(f"- {name}: `on` rise by strength (SAE): {sweep}. Held out: {e['held_out_with']} clips with it "
-                        f"(one clip = {100 / max(1, e['held_out_with']):.0f} points), {e['held_out_without']} without "
-                        f"(one clip = {100 / max(1, e['held_out_without']):.0f} points)")
+                        f"(one clip = {clip_with:.0f} points), {e['held_out_without']} without "
+                        f"(one clip = {clip_without:.0f} points)")
         g = e["goals_met"]
         missed = [k for k, ok in g.items() if not ok]
         if missed:
@@ -250,7 +251,6 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                            f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
                            "render it distinctly, so removing it cannot drop detection much")
             b = e.get("baseline")
-            clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, e["held_out_without"])
             if b is not None and (b["off_drop"] > e["off_drop"] + clip_with or
                                   b["on_rise"] > e["on_rise"] + clip_without):  # by more than one clip
                 why.append(f"the mean-difference baseline moves the judge more (drop {b['off_drop']:+.0f}, rise "
