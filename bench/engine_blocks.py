@@ -38,7 +38,7 @@ def load_model(path: Path | None, tmp: Path) -> RaveModel:
         if DEMO.exists():
             path = DEMO
         else:
-            from training.tiny_rave import build_tiny_rave
+            from training.rave.tiny_model import build_tiny_rave
 
             print("demo model not found: building the tiny RAVE (untrained, capacity 4)")
             path = build_tiny_rave(tmp / "tiny_rave.ts")

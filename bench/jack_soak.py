@@ -78,7 +78,7 @@ def _model(path: Path | None, tmp: Path) -> Path:
         return path
     if DEMO.exists():
         return DEMO
-    from training.tiny_rave import build_tiny_rave
+    from training.rave.tiny_model import build_tiny_rave
 
     print("demo model not found: building the tiny RAVE", flush=True)
     return build_tiny_rave(tmp / "tiny_rave.ts")

@@ -31,7 +31,7 @@ from realtime.musicgen.render import BankSteering, parse_set, render  # noqa: E4
 from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef  # noqa: E402
 from sae.io import save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
-from training.tiny_musicgen import TinyMusicGenConfig, build_audiocraft  # noqa: E402
+from training.musicgen.tiny_model import TinyMusicGenConfig, build_audiocraft  # noqa: E402
 
 SIZES = {  # random LMs shaped like the released ones (text conditioner: LUT, not T5; per-step cost is the LM)
     "tiny": TinyMusicGenConfig(dim=32, num_heads=4, num_layers=4, card=256),

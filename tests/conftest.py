@@ -11,7 +11,7 @@ import pytest
 def tiny_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny causal RAVE (v2_small + causal, capacity 4, 16 latents, 44.1 kHz, ratio 512),
     exported by acids-rave's own `rave export --streaming`."""
-    from training.tiny_rave import build_tiny_rave
+    from training.rave.tiny_model import build_tiny_rave
 
     return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_rave.ts", seed=0)
 

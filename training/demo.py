@@ -65,7 +65,7 @@ def _model_path(cfg: DemoConfig, say: Callable[[str], None]) -> Path:
         return Path(cfg.model)
     if DEMO_MODEL.is_file():
         return DEMO_MODEL
-    from training.tiny_rave import build_tiny_rave
+    from training.rave.tiny_model import build_tiny_rave
 
     path = Path(cfg.out) / "tiny_rave.ts"
     if not path.is_file():
@@ -82,11 +82,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     from realtime.render_rave import model_delay, render_file
     from sae.store import ActivationStore
     from sae.train import TrainConfig, train_hook
-    from training.collect_rave import RaveCollectConfig, collect_rave
-    from training.concept_data import DataConfig, make_dataset
-    from training.concepts import FindConfig, find_concept
     from training.dashboard import DashboardConfig, build_dashboard
-    from training.judge import EvalConfig, evaluate_steering
+    from training.data.concept_clips import DataConfig, make_dataset
+    from training.rave.collect import RaveCollectConfig, collect_rave
+    from training.rave.concepts import FindConfig, find_concept
+    from training.rave.judge import EvalConfig, evaluate_steering
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

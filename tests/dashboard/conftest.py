@@ -98,7 +98,7 @@ def train_sae(store: Path, out: Path, steps: int = 150, expansion: int = 4, k: i
 @pytest.fixture(scope="session")
 def dash_inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
-    from training.concept_data import DataConfig, make_dataset
+    from training.data.concept_clips import DataConfig, make_dataset
 
     root = tmp_path_factory.mktemp("dash")
     data = root / "data"

@@ -14,8 +14,8 @@ def test_rave_store_dashboard(tiny_rave_ts, tmp_path, capsys, browser):
 
     from sae.store import ActivationStore
     from sae.train import TrainConfig, train_hook
-    from training.collect_rave import RaveCollectConfig, collect_rave
-    from training.concept_data import DataConfig, make_dataset
+    from training.data.concept_clips import DataConfig, make_dataset
+    from training.rave.collect import RaveCollectConfig, collect_rave
 
     torch.set_num_threads(1)
     data = tmp_path / "data"

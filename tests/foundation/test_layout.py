@@ -52,3 +52,17 @@ def test_cli_lists_commands_and_reports_errors_in_one_line(tmp_path: Path) -> No
     assert bad.returncode == 2
     expected = f"musicsae: error: --out {tmp_path / 'x.bin'}: expected a path ending in .ts"
     assert bad.stderr.strip().splitlines() == [expected]
+
+
+def test_training_is_grouped_by_model_path_and_role() -> None:
+    """training/ keeps its rooms: cli/, data/, rave/, musicgen/, dashboard/; the two model paths never import
+    each other (what both need lives in data/ or beside them at the top)."""
+    loose = sorted(p.name for p in (ROOT / "training").glob("*.py"))
+    assert loose == ["__init__.py", "demo.py", "judge.py"]
+    rooms = {p.name for p in (ROOT / "training").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert rooms == {"cli", "data", "rave", "musicgen", "dashboard"}
+    for room, other in (("rave", "musicgen"), ("musicgen", "rave")):
+        for path in (ROOT / "training" / room).rglob("*.py"):
+            tree = ast.parse(path.read_text(), str(path))
+            mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+            assert not any(m.startswith(f"training.{other}") for m in mods), path

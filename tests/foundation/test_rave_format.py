@@ -63,7 +63,7 @@ def test_encode_mean_is_deterministic(tiny_rave_ts: Path) -> None:
 
 
 def test_refuses_non_streaming_export(tmp_path: Path) -> None:
-    from training.tiny_rave import build_tiny_rave
+    from training.rave.tiny_model import build_tiny_rave
 
     path = build_tiny_rave(tmp_path / "plain.ts", streaming=False)
     assert RaveModel.load(path, check_streaming=False).is_streaming() is False

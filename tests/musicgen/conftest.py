@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.tiny_musicgen import TinyMusicGenConfig, save_tiny_musicgen
+from training.musicgen.tiny_model import TinyMusicGenConfig, save_tiny_musicgen
 
 
 @pytest.fixture(autouse=True)

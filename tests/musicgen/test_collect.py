@@ -72,7 +72,7 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     starts = [(p["source"], p["start_frame"]) for s in manifest["shards"] for p in s["provenance"]]
     assert starts == [("a.wav", 0), ("a.wav", 50), ("sub/b.flac", 0), ("sub/b.flac", 50)]
     # a chunk's rows equal a teacher-forced pass over the codes of that chunk (null description)
-    from training.collect_musicgen import load_audio
+    from training.musicgen.collect import load_audio
 
     mg = load_musicgen(transformers_dir)
     wav = load_audio(audio / "sub" / "b.flac", mg.sample_rate)

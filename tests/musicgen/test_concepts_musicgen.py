@@ -15,8 +15,8 @@ from sae.bank import ConceptBank
 from sae.errors import UserError
 from sae.io import save_sae
 from sae.model import SAEConfig, SparseAutoencoder
-from training.cmd_concept_musicgen import register
-from training.concepts_musicgen import clip_activations
+from training.cli.concept import register
+from training.musicgen.concepts import clip_activations
 
 
 def _cli(argv):
@@ -85,7 +85,7 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
 
 @pytest.mark.slow
 def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
-    from training.concepts_musicgen import find_musicgen_concept
+    from training.musicgen.concepts import find_musicgen_concept
 
     root, mg = setup
     bank = tmp_path / "b.yaml"

@@ -11,8 +11,8 @@ from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.io import save_sae
 from sae.model import SAEConfig, SparseAutoencoder
-from training.concept_data import DataConfig, make_dataset
-from training.judge_musicgen import MusicGenEvalConfig, evaluate_musicgen
+from training.data.concept_clips import DataConfig, make_dataset
+from training.musicgen.judge import MusicGenEvalConfig, evaluate_musicgen
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sae.errors import UserError
-from training.cmd_models_musicgen import register_musicgen
-from training.tiny_musicgen import TinyMusicGenConfig, build_audiocraft, save_tiny_musicgen
+from training.cli.models import register_musicgen
+from training.musicgen.tiny_model import TinyMusicGenConfig, build_audiocraft, save_tiny_musicgen
 
 
 def _models_cli(argv: list[str]) -> int:

@@ -11,7 +11,7 @@ import torch
 @pytest.fixture(scope="session")
 def concept_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """30 one-second clips at 44.1 kHz (the tiny RAVE's rate) with guitar / drums folders."""
-    from training.concept_data import DataConfig, make_dataset
+    from training.data.concept_clips import DataConfig, make_dataset
 
     root = tmp_path_factory.mktemp("data")
     make_dataset(root, DataConfig(n=30, seed=1, duration=1.0, sample_rate=44100), concepts=("guitar", "drums"))

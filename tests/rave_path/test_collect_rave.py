@@ -13,7 +13,7 @@ import torch
 from sae.errors import UserError
 from sae.store import ActivationStore
 from training.cli import main
-from training.collect_rave import RaveCollectConfig, collect_rave
+from training.rave.collect import RaveCollectConfig, collect_rave
 
 
 def _rows(root, hook="latent") -> torch.Tensor:

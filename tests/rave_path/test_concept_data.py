@@ -10,7 +10,7 @@ import soundfile as sf
 
 from sae.errors import UserError
 from training.cli import main
-from training.concept_data import CONCEPTS, DataConfig, make_dataset, plan_clip, read_manifest
+from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset, plan_clip, read_manifest
 
 
 def _centroid(x: np.ndarray, sr: int) -> float:
@@ -55,7 +55,7 @@ def test_clip_depends_only_on_seed_and_index(tmp_path):
 
 def test_instruments_sound_different():
     """Bass solos sit well below piano / distorted guitar solos in spectral centroid."""
-    from training.concept_data import ClipPlan, _compose, default_soundfont, render_clip
+    from training.data.concept_clips import ClipPlan, _compose, default_soundfont, render_clip
 
     cfg = DataConfig(duration=1.5, sample_rate=22050)
     cents = {}

@@ -1,4 +1,4 @@
-"""The demo model's recipe (`python -m training.demo_rave`): train, resume, export a streaming RAVE."""
+"""The demo model's recipe (`python -m training.rave.demo_model`): train, resume, export a streaming RAVE."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(*args: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "training.demo_rave", *args], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "training.rave.demo_model", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
 

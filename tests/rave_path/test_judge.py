@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from training.concept_data import CONCEPTS, read_manifest
+from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import Judge, logmel_stats, plot_judge
 
 

@@ -19,7 +19,7 @@ from realtime.musicgen import MusicGenBackend, Recorder
 from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.probe import ProbeReport, compare_probes, pool
-from training.collect_musicgen import list_audio, load_audio
+from training.musicgen.collect import list_audio, load_audio
 
 
 def clip_activations(mg: MusicGenBackend, files: Sequence[Path], layers: Sequence[int], chunk: float = 10.0,

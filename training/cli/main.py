@@ -1,7 +1,7 @@
 """The `musicsae` command line: one thin argparse front over the three packages.
 
-Each command lives in its own `training/cmd_*.py` module exposing `register(subparsers)`; the module
-adds its parser and sets `func` to a callable taking the parsed namespace and returning an exit code.
+Each command group lives in its own `training/cli/<group>.py` module exposing `register(subparsers)`; the module
+adds its parsers and sets `func` to a callable taking the parsed namespace and returning an exit code.
 Heavy imports (torch, audiocraft, sounddevice) happen inside those callables, so `--help` is instant.
 """
 
@@ -14,20 +14,16 @@ from collections.abc import Sequence
 
 # (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
 COMMANDS: list[tuple[str | None, str]] = [
-    (None, "training.cmd_models"),
-    (None, "training.cmd_data"),
-    ("collect", "training.cmd_collect_rave"),
-    ("collect", "training.cmd_collect_musicgen"),
-    ("sae", "training.cmd_sae"),
-    ("concept", "training.cmd_concept"),
-    ("concept", "training.cmd_concept_musicgen"),
-    ("render", "training.cmd_render_rave"),
-    ("render", "training.cmd_render_musicgen"),
-    ("eval", "training.cmd_eval"),
-    ("eval", "training.cmd_eval_musicgen"),
-    (None, "training.cmd_live"),
-    (None, "training.cmd_dashboard"),
-    (None, "training.cmd_demo"),
+    (None, "training.cli.models"),
+    (None, "training.cli.data"),
+    ("collect", "training.cli.collect"),
+    ("sae", "training.cli.sae"),
+    ("concept", "training.cli.concept"),
+    ("render", "training.cli.render"),
+    ("eval", "training.cli.eval"),
+    (None, "training.cli.live"),
+    (None, "training.cli.dashboard"),
+    (None, "training.cli.demo"),
 ]
 
 GROUP_HELP = {
@@ -72,6 +68,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("musicsae: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

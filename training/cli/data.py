@@ -39,7 +39,7 @@ def run_make(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from sae.errors import UserError
-    from training.concept_data import CONCEPTS, DataConfig, make_dataset
+    from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset
 
     if not (0 <= args.p_solo <= 1 and 0 <= args.p_voice <= 1 and args.p_solo + args.p_voice <= 1):
         raise UserError(f"--p-solo {args.p_solo} --p-voice {args.p_voice}: expected fractions summing to at most 1")

@@ -27,7 +27,7 @@ import torch
 
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
-from training.audio_files import AudioNotes, list_audio, read_mono, split_by_rank
+from training.data.audio import AudioNotes, list_audio, read_mono, split_by_rank
 
 LATENT = "latent"
 ENCODER_LAYER = re.compile(r"^encoder\.net\.(\d+)$")

@@ -1,4 +1,4 @@
-"""`musicsae collect musicgen`: residual-stream activations of MusicGen layers into an activation store."""
+"""`musicsae collect rave|musicgen`: activations of RAVE or MusicGen layers into an activation store."""
 
 from __future__ import annotations
 
@@ -6,6 +6,69 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    register_rave(subparsers)
+    register_musicgen(subparsers)
+
+
+def register_rave(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "rave",
+        help="collect RAVE latents / encoder activations from audio files",
+        description="Run every audio file of --audio through a streaming RAVE export and store its deterministic "
+        "latents (posterior mean) and, with --layers, encoder layer outputs (pooled per latent frame) in the "
+        "activation store --out. Under torchrun each rank takes its share of the files.",
+    )
+    p.add_argument("--model", required=True, help="streaming RAVE .ts export")
+    p.add_argument("--audio", required=True, help="folder of audio files (searched recursively) or one file")
+    p.add_argument("--out", required=True, help="activation store directory (appended to; re-runs resume)")
+    p.add_argument("--layers", default="latent",
+                   help="comma-separated hooks: latent, encoder.net.N (default: latent); 'list' prints them")
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
+    p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_rave)
+
+
+def run_rave(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from sae.errors import UserError
+    from training.rave.collect import RaveCollectConfig, collect_rave, encoder_layers
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.chunk_seconds <= 0:
+        raise UserError(f"--chunk-seconds {args.chunk_seconds}: expected a positive number")
+    console = Console(stderr=True)
+    if args.layers.strip() == "list":
+        from realtime.rave import RaveModel
+
+        model = RaveModel.load(args.model, args.device)
+        n = encoder_layers(model)
+        names = ["latent", *(f"encoder.net.{i}" for i in range(n))]
+        print("\n".join(names))
+        return 0
+    layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
+    cfg = RaveCollectConfig(model=args.model, audio=args.audio, out=args.out, layers=layers, dtype=args.dtype,
+                            chunk_seconds=args.chunk_seconds, device=args.device)
+    with Progress(console=console, transient=True, disable=args.quiet) as progress:
+        task = progress.add_task("collecting", total=None)
+        report = collect_rave(cfg, lambda i, n: progress.update(task, completed=i, total=n))
+    for line in report.notes.lines():
+        console.print(f"note: {line}", highlight=False)
+    rows = ", ".join(f"{h}: {n} rows" for h, n in report.rows.items()) or "no new rows"
+    rank = f" (rank {report.rank} of {report.world_size})" if report.world_size > 1 else ""
+    console.print(
+        f"collected {report.collected} of {report.files} file(s){rank} into {args.out} in {report.seconds:.1f} s; "
+        f"{rows}" + (f"; {report.resumed} already complete" if report.resumed else ""), highlight=False)
+    return 0
+
+
+def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "musicgen",
         help="record MusicGen layer activations (from prompts, or from audio teacher-forced)",
@@ -32,10 +95,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run_musicgen)
 
 
-def run(args: argparse.Namespace) -> int:
+def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
@@ -46,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.errors import UserError
-    from training.collect_musicgen import CollectConfig, Collector, list_audio, prompt_sources, read_prompts
+    from training.musicgen.collect import CollectConfig, Collector, list_audio, prompt_sources, read_prompts
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected at least 1")

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from training.arg_types import fraction, nonneg_int, positive_float, positive_int
+from training.cli.args import fraction, nonneg_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from sae.errors import UserError
-from training.audio_files import AudioNotes, read_mono
-from training.concept_data import CONCEPTS, read_manifest
-from training.judge import GOALS, N_MELS, Judge, _rate, save_report
+from training.data.audio import AudioNotes, read_mono
+from training.data.concept_clips import CONCEPTS, read_manifest
+from training.judge import GOALS, N_MELS, Judge, hit_rate, save_report
 
 
 @dataclass
@@ -101,14 +101,14 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         on = judge.detect(renders(steer[name, f"on:{cfg.strength:g}"]))
         entry = {
             "renders": len(jobs),
-            "none": {"with": _rate(base[name]), "without": _rate(base[name])},
-            "off": {"with": _rate(off[name])},
-            "on": {"without": _rate(on[name])},
+            "none": {"with": hit_rate(base[name]), "without": hit_rate(base[name])},
+            "off": {"with": hit_rate(off[name])},
+            "on": {"without": hit_rate(on[name])},
         }
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = entry["on"]["without"] - entry["none"]["without"]
-        drift_off = {o: _rate(off[o]) - _rate(base[o]) for o in names if o != name}
-        drift_on = {o: _rate(on[o]) - _rate(base[o]) for o in names if o != name}
+        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o]) for o in names if o != name}
+        drift_on = {o: hit_rate(on[o]) - hit_rate(base[o]) for o in names if o != name}
         entry["drift"] = {"off": drift_off, "on": drift_on}
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
@@ -131,6 +131,6 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
 def read_prompt_list(path: str | None, default: Sequence[str]) -> tuple[str, ...]:
     if path is None:
         return tuple(default)
-    from training.collect_musicgen import read_prompts
+    from training.musicgen.collect import read_prompts
 
     return tuple(read_prompts(path))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from training.arg_types import positive_float, positive_int
+from training.cli.args import positive_float, positive_int
 
 
 def _range(text: str) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Find a concept from user examples: clips *with* it and clips *without* it → SAE features in the bank.
 
-Every clip runs through the RAVE model (deterministic latents, `training.collect_rave`), then the SAE;
+Every clip runs through the RAVE model (deterministic latents, `training.rave.collect`), then the SAE;
 frames are mean-pooled per clip. A k-sparse probe on the pooled SAE features picks the responsible
 features (`sae.probe`), and held-out AUROC (stratified k-fold, out of fold) is reported side by side for
 the SAE probe, a difference-in-means direction on the raw latents and a logistic probe on the raw latents.
@@ -22,7 +22,7 @@ import torch
 from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.probe import ProbeReport, compare_probes, feature_effects
-from training.audio_files import AudioNotes, list_audio, read_mono
+from training.data.audio import AudioNotes, list_audio, read_mono
 
 MIN_EXAMPLES = 6
 
@@ -89,7 +89,7 @@ def clip_frames(model, files: list[Path], notes: AudioNotes, streams,
                 cache: dict | None = None) -> list[tuple[Path, torch.Tensor]]:
     """Deterministic latents [frames, latent] per usable clip; `cache` (keyed by model sha256 and resolved
     path) lets several concept searches over the same clips encode each clip once."""
-    from training.collect_rave import LATENT, activations_of
+    from training.rave.collect import LATENT, activations_of
 
     out = []
     for path in files:
@@ -117,7 +117,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     """Probe, compare, and add the concept to the bank (saved atomically); see the module docstring."""
     from realtime.rave import RaveModel
     from sae.io import load_sae, read_sae_cfg
-    from training.collect_rave import LATENT, make_streams
+    from training.rave.collect import LATENT, make_streams
 
     t0 = time.perf_counter()
     if not NAME_RE.match(cfg.name):

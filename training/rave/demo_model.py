@@ -7,11 +7,13 @@ is what `rave train` leaves (config.gin + checkpoint), so acids-rave's exporter 
 The shipped training/assets/demo_rave.ts is step 10172, made on 2 CPU cores (about 2.5 hours) by
 
     musicsae data make --out runs/demo_train_data --n 300 --seed 1000 --concepts none
-    python -m training.demo_rave --audio runs/demo_train_data/clips --run runs/demo_rave --length 32768 --steps 1795
-    python -m training.demo_rave --audio runs/demo_train_data/clips --run runs/demo_rave --length 32768 --steps 5500
-    MUSICSAE_TRAIN_THREADS=2 python -m training.demo_rave --audio runs/demo_train_data/clips --run runs/demo_rave \
-        --length 32768 --steps 10172
-    python -m training.demo_rave --run runs/demo_rave --export training/assets/demo_rave.ts
+    python -m training.rave.demo_model --audio runs/demo_train_data/clips --run runs/demo_rave \
+        --length 32768 --steps 1795
+    python -m training.rave.demo_model --audio runs/demo_train_data/clips --run runs/demo_rave \
+        --length 32768 --steps 5500
+    MUSICSAE_TRAIN_THREADS=2 python -m training.rave.demo_model --audio runs/demo_train_data/clips \
+        --run runs/demo_rave --length 32768 --steps 10172
+    python -m training.rave.demo_model --run runs/demo_rave --export training/assets/demo_rave.ts
 
 (the first and the third calls stopped at their time budget, at steps 1795 and 10172; each call resumes).
 
@@ -31,7 +33,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from training.tiny_rave import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
+from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 DEMO_CONFIG = RaveBuildConfig(configs=("v2_small", "causal"), bindings={"CAPACITY": 16, "LATENT_SIZE": 16},
                               sample_rate=44100, seed=0)

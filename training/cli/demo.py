@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.arg_types import nonneg_int, positive_floats
+from training.cli.args import nonneg_int, positive_floats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sae.errors import UserError
-    from training.concept_data import CONCEPTS
+    from training.data.concept_clips import CONCEPTS
     from training.demo import DemoConfig, run_demo
     from training.judge import rich_table
 

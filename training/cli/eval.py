@@ -1,0 +1,107 @@
+"""`musicsae eval steering|musicgen`: an outside audio judge measures concept edits on held-out renders."""
+
+from __future__ import annotations
+
+import argparse
+
+from training.cli.args import nonneg_int, positive_floats
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    register_steering(subparsers)
+    register_musicgen(subparsers)
+
+
+def register_steering(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "steering",
+        help="measure concept edits with an audio-only judge (log-mel + logistic regression)",
+        description="Train one detector per concept on clean train clips of --data (log-mel statistics, never SAE or "
+        "RAVE latents), render the held-out clips through --model with no edit / off / on at each strength, and "
+        "report each concept's detection and the drift of every other concept, for the SAE edits and, side by "
+        "side, for the same edits along the raw-latent difference of means. Writes OUT/judge.json and "
+        "OUT/judge.png.",
+    )
+    p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
+    p.add_argument("--model", required=True, help="streaming RAVE .ts export")
+    p.add_argument("--bank", required=True, help="concept bank YAML")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
+    p.add_argument("--strength", type=positive_floats, default=(1.0, 2.0, 4.0, 8.0, 16.0),
+                   help="strengths of `on` to sweep, comma-separated (default 1,2,4,8,16)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
+    p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_steering)
+
+
+def run_steering(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from training.judge import rich_table
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    torch.set_num_threads(max(1, args.threads))
+    console = Console()
+    cfg = EvalConfig(args.data, args.model, args.bank, args.out,
+                     tuple(c.strip() for c in args.concepts.split(",") if c.strip()), args.strength, args.max_clips,
+                     seed=args.seed, baseline=not args.no_baseline)
+    with console.status("judging") as status:
+        result = evaluate_steering(cfg, lambda s: status.update(s))
+    console.print(rich_table(result))
+    for line in result["notes"]:
+        console.print(f"note: {line}", highlight=False)
+    console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']:.0f} s)", highlight=False)
+    return 0
+
+
+DEFAULT_PROMPTS = ("a calm song with guitar, piano and drums", "upbeat pop with bass, strings and brass")
+
+
+def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "musicgen",
+        help="measure MusicGen concept edits with the audio-only judge (same prompts and seeds, edit vs none)",
+        description="Train the outside judge (log-mel + logistic regression per concept) on the clean train clips of "
+        "--data, render each prompt with each seed without edit, with the concept off, and with it on, and report "
+        "the judge's detection and the drift of the other concepts. Writes OUT/judge.json and OUT/judge.png.",
+    )
+    p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
+    p.add_argument("--model", required=True, help="MusicGen hub id or folder")
+    p.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"])
+    p.add_argument("--bank", required=True, help="concept bank YAML (MusicGen concepts of this model)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--prompts", help="prompt file (.txt/.csv/.yaml; default: two mixed-instrument prompts)")
+    p.add_argument("--renders", type=int, default=2, help="seeds per prompt (default 2)")
+    p.add_argument("--duration", type=float, default=4.0, help="seconds per render (default 4)")
+    p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
+    p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_musicgen)
+
+
+def run_musicgen(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from sae.errors import UserError
+    from training.judge import rich_table
+    from training.musicgen.judge import MusicGenEvalConfig, evaluate_musicgen, read_prompt_list
+
+    if args.renders < 1 or not args.duration > 0:
+        raise UserError(f"--renders {args.renders} --duration {args.duration}: expected at least 1 and > 0 s")
+    torch.set_num_threads(max(1, args.threads))
+    cfg = MusicGenEvalConfig(args.data, args.model, args.bank, args.out, read_prompt_list(args.prompts,
+                             DEFAULT_PROMPTS), args.backend, args.renders, args.duration,
+                             tuple(c.strip() for c in args.concepts.split(",") if c.strip()), args.strength,
+                             args.seed, args.device)
+    console = Console()
+    with console.status("judging") as status:
+        result = evaluate_musicgen(cfg, lambda s: status.update(s))
+    console.print(rich_table(result))
+    console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']} s)")
+    return 0

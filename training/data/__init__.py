@@ -1,0 +1,1 @@
+"""Audio data: the one audio-folder reader and the seeded concept-clip generator."""
