@@ -69,13 +69,16 @@ def main() -> int:
     t0 = time.perf_counter()
     mg = build_model(args)
     layer = mg.num_layers // 2 if args.layer is None else args.layer
-    print(f"model {mg.name} ({mg.backend}): {mg.num_layers} layers, dim {mg.dim}, {mg.n_q} codebooks, "
-          f"loaded in {time.perf_counter() - t0:.1f} s; threads {args.threads}")
+    print(
+        f"model {mg.name} ({mg.backend}): {mg.num_layers} layers, dim {mg.dim}, {mg.n_q} codebooks, "
+        f"loaded in {time.perf_counter() - t0:.1f} s; threads {args.threads}"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(args.seed)
-        sae = SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=mg.dim * args.expansion, k=args.k,
-                                          hook_name=mg.hook_name(layer)))
+        sae = SparseAutoencoder(
+            SAEConfig(d_in=mg.dim, d_sae=mg.dim * args.expansion, k=args.k, hook_name=mg.hook_name(layer))
+        )
         save_sae(sae, Path(tmp) / "sae")
         bank = ConceptBank(Path(tmp) / "bank.yaml")
         ref = mg.model_ref()
@@ -112,16 +115,22 @@ def main() -> int:
 
     steps = mg.frames(args.duration) + mg.n_q - 1
     base_cpu, base_wall = statistics.median(cpu["plain"]), statistics.median(wall["plain"])
-    print(f"{steps} steps per run ({args.duration:g} s audio, batch {args.batch}, CFG doubles it), "
-          f"edit on layer {layer}, SAE {mg.dim}x{mg.dim * args.expansion} k={args.k}, median of {args.repeats}")
+    print(
+        f"{steps} steps per run ({args.duration:g} s audio, batch {args.batch}, CFG doubles it), "
+        f"edit on layer {layer}, SAE {mg.dim}x{mg.dim * args.expansion} k={args.k}, median of {args.repeats}"
+    )
     print(f"{'variant':<26}{'cpu s':>9}{'cpu vs plain':>14}{'wall s':>9}{'wall vs plain':>15}{'steps/s':>9}")
     for name in variants:
         c, w = statistics.median(cpu[name]), statistics.median(wall[name])
-        print(f"{name:<26}{c:>9.3f}{(c / base_cpu - 1) * 100:>+13.1f}%{w:>9.3f}{(w / base_wall - 1) * 100:>+14.1f}%"
-              f"{steps / w:>9.2f}")
+        print(
+            f"{name:<26}{c:>9.3f}{(c / base_cpu - 1) * 100:>+13.1f}%{w:>9.3f}{(w / base_wall - 1) * 100:>+14.1f}%"
+            f"{steps / w:>9.2f}"
+        )
     step_cpu = base_cpu / steps
-    print(f"edit alone: {edit_cpu * 1e3:.2f} ms CPU per step vs {step_cpu * 1e3:.1f} ms per plain step "
-          f"= {edit_cpu / step_cpu * 100:.1f} % overhead per edited layer")
+    print(
+        f"edit alone: {edit_cpu * 1e3:.2f} ms CPU per step vs {step_cpu * 1e3:.1f} ms per plain step "
+        f"= {edit_cpu / step_cpu * 100:.1f} % overhead per edited layer"
+    )
     return 0
 
 

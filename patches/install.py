@@ -43,8 +43,19 @@ def download_sdist(dist: str, version: str, dest_dir: Path, python: str = sys.ex
     if found:
         return found[0]
     subprocess.run(
-        [python, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         f"{dist}=={version}", "-d", str(dest_dir)],
+        [
+            python,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            f"{dist}=={version}",
+            "-d",
+            str(dest_dir),
+        ],
         check=True,
     )
     return download_sdist(dist, version, dest_dir, python)

@@ -31,8 +31,14 @@ class ModelIdentity:
     latent_size: int
 
     def as_dict(self) -> dict:
-        return {"kind": "rave", "name": self.name, "sha256": self.sha256, "sample_rate": self.sample_rate,
-                "ratio": self.ratio, "latent_size": self.latent_size}
+        return {
+            "kind": "rave",
+            "name": self.name,
+            "sha256": self.sha256,
+            "sample_rate": self.sample_rate,
+            "ratio": self.ratio,
+            "latent_size": self.latent_size,
+        }
 
 
 class RaveModel:
@@ -70,7 +76,8 @@ class RaveModel:
         model = cls(path, device)
         if check_streaming and not model.new_stream().is_streaming():
             raise UserError(
-                f"RAVE model {model.path}: not a streaming export (re-export it with `rave export --streaming`)")
+                f"RAVE model {model.path}: not a streaming export (re-export it with `rave export --streaming`)"
+            )
         return model
 
     def _load(self) -> torch.jit.ScriptModule:

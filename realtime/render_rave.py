@@ -70,8 +70,9 @@ class Steering:
         return state.edit()
 
 
-def load_steering(bank_path: str | Path, model: Any, sae_dir: str | Path | None = None,
-                  names: Sequence[str] | None = None) -> Steering:
+def load_steering(
+    bank_path: str | Path, model: Any, sae_dir: str | Path | None = None, names: Sequence[str] | None = None
+) -> Steering:
     """Concepts of the bank found on `model` (by sha256) with one SAE; one-line errors for mismatches."""
     from sae.bank import ConceptBank
     from sae.io import load_sae
@@ -83,8 +84,10 @@ def load_steering(bank_path: str | Path, model: Any, sae_dir: str | Path | None 
     for name in wanted:
         c = bank.get(name)
         if c.model.sha256 != sha:
-            raise UserError(f"concept {name!r} in {bank.path} belongs to model {c.model.name} "
-                            f"({c.model.sha256[:12]}), not {model.path.name} ({sha[:12]})")
+            raise UserError(
+                f"concept {name!r} in {bank.path} belongs to model {c.model.name} "
+                f"({c.model.sha256[:12]}), not {model.path.name} ({sha[:12]})"
+            )
         if c.hook != "latent":
             raise UserError(f"concept {name!r} is on hook {c.hook!r}; RAVE renders steer the 'latent' hook only")
         concepts[name] = c
@@ -104,8 +107,9 @@ def load_steering(bank_path: str | Path, model: Any, sae_dir: str | Path | None 
         raise UserError(f"SAE {chosen}: no such directory")
     sae = load_sae(chosen).eval()
     if sae.cfg.d_in != model.latent_size:
-        raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has "
-                        f"{model.latent_size} latents")
+        raise UserError(
+            f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {model.latent_size} latents"
+        )
     state = EditState.from_concepts(sae.cfg.d_sae, concepts)
     return Steering(sae, chosen, state, concepts)
 
@@ -121,9 +125,17 @@ def model_delay(model: Any) -> int:
 
 
 @torch.no_grad()
-def render_array(stream: RaveStream, audio: np.ndarray, sae: Any | None = None, edit: Edit | None = None,
-                 block: int | None = None, delay: int = 0, seed: int = 0,
-                 progress: Callable[[int, int], None] | None = None, shift: torch.Tensor | None = None) -> np.ndarray:
+def render_array(
+    stream: RaveStream,
+    audio: np.ndarray,
+    sae: Any | None = None,
+    edit: Edit | None = None,
+    block: int | None = None,
+    delay: int = 0,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+    shift: torch.Tensor | None = None,
+) -> np.ndarray:
     """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
 
     Args:
@@ -150,7 +162,7 @@ def render_array(stream: RaveStream, audio: np.ndarray, sae: Any | None = None, 
     outs = []
     steer = sae is not None and edit is not None and not edit.is_identity
     for start in range(0, total, block):
-        z = stream.encode_mean(xt[..., start:start + block])
+        z = stream.encode_mean(xt[..., start : start + block])
         if steer:
             z = apply_edit(z[0].T, sae, edit).T.unsqueeze(0)
         if shift is not None:
@@ -159,7 +171,7 @@ def render_array(stream: RaveStream, audio: np.ndarray, sae: Any | None = None, 
         if progress:
             progress(min(start + block, total), total)
     y = torch.cat(outs).numpy()
-    return np.ascontiguousarray(y[delay:delay + n], dtype=np.float32)
+    return np.ascontiguousarray(y[delay : delay + n], dtype=np.float32)
 
 
 @dataclass
@@ -174,10 +186,20 @@ class RenderReport:
         return self.seconds_wall / max(self.seconds_audio, 1e-9)
 
 
-def render_file(in_path: str | Path, out_path: str | Path, model_path: str | Path, bank_path: str | Path | None,
-                sets: Sequence[str], sae_dir: str | Path | None = None, block: int | None = None, seed: int = 0,
-                align: bool = True, progress: Callable[[int, int], None] | None = None,
-                model: Any | None = None, delay: int | None = None) -> RenderReport:
+def render_file(
+    in_path: str | Path,
+    out_path: str | Path,
+    model_path: str | Path,
+    bank_path: str | Path | None,
+    sets: Sequence[str],
+    sae_dir: str | Path | None = None,
+    block: int | None = None,
+    seed: int = 0,
+    align: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+    model: Any | None = None,
+    delay: int | None = None,
+) -> RenderReport:
     """Read `in_path`, render it through the model with the `--set` edits, write `out_path` atomically.
 
     `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring.

@@ -290,5 +290,12 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     if not isinstance(auroc, dict):
         raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
     aurocs = {str(k): _num(v, f"{at}: auroc.{k}", 0.0, 1.0) for k, v in auroc.items()}
-    return Concept(name, ModelRef(model["name"], model["sha256"]), spec["hook"], spec["sae"], features,
-                   ConceptDefault(mode, strength), aurocs)
+    return Concept(
+        name,
+        ModelRef(model["name"], model["sha256"]),
+        spec["hook"],
+        spec["sae"],
+        features,
+        ConceptDefault(mode, strength),
+        aurocs,
+    )

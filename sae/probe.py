@@ -195,7 +195,11 @@ class ProbeReport:
 
 
 def compare_probes(
-    sae_pooled: np.ndarray, raw_pooled: np.ndarray, y: Sequence[int], k: int | None = None, folds: int = 5,
+    sae_pooled: np.ndarray,
+    raw_pooled: np.ndarray,
+    y: Sequence[int],
+    k: int | None = None,
+    folds: int = 5,
     seed: int = 0,
 ) -> ProbeReport:
     """Held-out AUROC (stratified k-fold, out-of-fold scores) for the SAE sparse probe and both raw baselines.

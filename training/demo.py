@@ -103,16 +103,23 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     model_path = step("model", lambda: _model_path(cfg, say))
     model = RaveModel.load(model_path)
     data = out / "data"
-    rows = step("data", lambda: make_dataset(data, DataConfig(n=cfg.n, seed=cfg.seed, duration=cfg.duration,
-                                                                 sample_rate=model.sr), jobs=cfg.jobs,
-                                               concepts=cfg.concepts))
+    rows = step(
+        "data",
+        lambda: make_dataset(
+            data,
+            DataConfig(n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr),
+            jobs=cfg.jobs,
+            concepts=cfg.concepts,
+        ),
+    )
     store = out / "store"
     if store.exists():
         import shutil
 
         shutil.rmtree(store)
-    collected = step("collect", lambda: collect_rave(RaveCollectConfig(str(model_path), str(data / "clips"),
-                                                                       str(store))))
+    collected = step(
+        "collect", lambda: collect_rave(RaveCollectConfig(str(model_path), str(data / "clips"), str(store)))
+    )
     sae_dir = out / "sae" / "latent"
     if sae_dir.exists():
         import shutil
@@ -122,10 +129,24 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     # a RAVE export keeps few latent dims: keep at least 64 SAE features, and k at most a quarter of them
     expansion = max(cfg.expansion, -(-64 // model.latent_size))
     k = max(1, min(cfg.k, model.latent_size * expansion // 4))
-    metrics = step("sae", lambda: train_hook(
-        ActivationStore(store), "latent", sae_dir,
-        TrainConfig(k=k, expansion=expansion, steps=cfg.sae_steps, batch_size=1024, seed=cfg.seed,
-                    checkpoint_every=0, shuffle_buffer=1 << 16, log_every=50)))
+    metrics = step(
+        "sae",
+        lambda: train_hook(
+            ActivationStore(store),
+            "latent",
+            sae_dir,
+            TrainConfig(
+                k=k,
+                expansion=expansion,
+                steps=cfg.sae_steps,
+                batch_size=1024,
+                seed=cfg.seed,
+                checkpoint_every=0,
+                shuffle_buffer=1 << 16,
+                log_every=50,
+            ),
+        ),
+    )
     bank_path = out / "concepts.yaml"
     if bank_path.exists():
         bank_path.unlink()
@@ -133,9 +154,21 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     latents: dict = {}  # every concept search reads the same train clips: encode each once
     for name in cfg.concepts:
         try:
-            found[name] = step(f"find {name}", lambda name=name: find_concept(FindConfig(
-                name, str(data / "concepts" / name / "with"), str(data / "concepts" / name / "without"),
-                str(model_path), str(sae_dir), str(bank_path), seed=cfg.seed), latents))
+            found[name] = step(
+                f"find {name}",
+                lambda name=name: find_concept(
+                    FindConfig(
+                        name,
+                        str(data / "concepts" / name / "with"),
+                        str(data / "concepts" / name / "without"),
+                        str(model_path),
+                        str(sae_dir),
+                        str(bank_path),
+                        seed=cfg.seed,
+                    ),
+                    latents,
+                ),
+            )
         except UserError as exc:  # reported, and the rest of the demo runs without it
             failed[name] = str(exc)
             say(f"    not found: {exc}")
@@ -146,9 +179,20 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     pick_with = sorted((data / "heldout" / target / "with").iterdir())[0]
     pick_without = sorted((data / "heldout" / target / "without").iterdir())[0]
 
-    judged = step("judge", lambda: evaluate_steering(EvalConfig(str(data), str(model_path), str(bank_path),
-                                                                 str(out / "judge"), tuple(found),
-                                                                 cfg.strengths, cfg.judge_clips)))
+    judged = step(
+        "judge",
+        lambda: evaluate_steering(
+            EvalConfig(
+                str(data),
+                str(model_path),
+                str(bank_path),
+                str(out / "judge"),
+                tuple(found),
+                cfg.strengths,
+                cfg.judge_clips,
+            )
+        ),
+    )
     strength = judged["concepts"][target]["strength_on"]
 
     def do_renders() -> dict[str, str]:
@@ -169,27 +213,43 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
 
                 shutil.copyfile(src, renders / name)
             else:
-                render_file(src, renders / name, model_path, bank_path if sets else None, sets, model=model,
-                            delay=delay)
+                render_file(
+                    src, renders / name, model_path, bank_path if sets else None, sets, model=model, delay=delay
+                )
             done[name] = str(src.name)
         return done
 
     rendered = step("render", do_renders)
-    site = step("dashboard", lambda: build_dashboard(sae_dir, store, data / "clips", out / "site", bank_path, data,
-                                                     cfg=DashboardConfig(top_n=4, max_pages=24)))
+    site = step(
+        "dashboard",
+        lambda: build_dashboard(
+            sae_dir, store, data / "clips", out / "site", bank_path, data, cfg=DashboardConfig(top_n=4, max_pages=24)
+        ),
+    )
     summary = {
-        "model": {"path": str(model_path), "sha256": model.identity.sha256, "sr": model.sr,
-                  "latent_size": model.latent_size, "ratio": model.ratio},
+        "model": {
+            "path": str(model_path),
+            "sha256": model.identity.sha256,
+            "sr": model.sr,
+            "latent_size": model.latent_size,
+            "ratio": model.ratio,
+        },
         "data": {"clips": len(rows), "duration": cfg.duration, "seed": cfg.seed},
         "collect": {"rows": collected.rows, "files": collected.collected},
-        "sae": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction") if k in metrics} | {
-            "d_sae": model.latent_size * expansion, "k": k, "steps": cfg.sae_steps},
-        "concepts": {n: {"auroc": r.report.auroc, "features": [f.index for f in r.concept.features],
-                         "notes": r.notes} for n, r in found.items()},
+        "sae": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction") if k in metrics}
+        | {"d_sae": model.latent_size * expansion, "k": k, "steps": cfg.sae_steps},
+        "concepts": {
+            n: {"auroc": r.report.auroc, "features": [f.index for f in r.concept.features], "notes": r.notes}
+            for n, r in found.items()
+        },
         "concepts_not_found": failed,
-        "renders": rendered, "judge": judged["concepts"], "judge_clean_accuracy":
-            judged["judge"]["clean_heldout_accuracy"], "judge_result": judged,
-        "dashboard": str(site), "timings_s": timings, "total_s": round(time.perf_counter() - t_all, 1),
+        "renders": rendered,
+        "judge": judged["concepts"],
+        "judge_clean_accuracy": judged["judge"]["clean_heldout_accuracy"],
+        "judge_result": judged,
+        "dashboard": str(site),
+        "timings_s": timings,
+        "total_s": round(time.perf_counter() - t_all, 1),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
     (out / "report.md").write_text(report_markdown(summary, cfg))
@@ -205,62 +265,86 @@ def _jsonable(x: Any) -> Any:
 def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     """The demo report: what ran, every figure, and an honest reading of the goals."""
     lines = [
-        "# musicsae RAVE demo report", "",
+        "# musicsae RAVE demo report",
+        "",
         f"Model `{Path(s['model']['path']).name}` (sha256 {s['model']['sha256'][:12]}, {s['model']['sr']} Hz, "
         f"{s['model']['latent_size']} latents, ratio {s['model']['ratio']}). "
         f"{s['data']['clips']} generated clips of {s['data']['duration']:g} s (seed {s['data']['seed']}), "
-        f"{sum(s['collect']['rows'].values())} latent frames collected.", "",
+        f"{sum(s['collect']['rows'].values())} latent frames collected.",
+        "",
         f"SAE: d_sae {s['sae']['d_sae']}, k {s['sae']['k']}, {s['sae']['steps']} steps; held-out FVU "
         f"{s['sae'].get('fvu', float('nan')):.3f}, L0 {s['sae'].get('l0', float('nan')):.1f}, dead "
-        f"{100 * s['sae'].get('dead_fraction', float('nan')):.1f} %.", "",
-        "## Concepts (held-out AUROC, 5-fold out-of-fold)", "",
-        "| concept | SAE probe | diff. of means (raw) | logistic (raw) | features |", "|---|---|---|---|---|",
+        f"{100 * s['sae'].get('dead_fraction', float('nan')):.1f} %.",
+        "",
+        "## Concepts (held-out AUROC, 5-fold out-of-fold)",
+        "",
+        "| concept | SAE probe | diff. of means (raw) | logistic (raw) | features |",
+        "|---|---|---|---|---|",
     ]
     for name, c in s["concepts"].items():
         a = c["auroc"]
-        lines.append(f"| {name} | {a['sae_probe']:.3f} | {a['diff_means']:.3f} | {a['logistic_raw']:.3f} | "
-                     f"{', '.join(map(str, c['features']))} |")
+        lines.append(
+            f"| {name} | {a['sae_probe']:.3f} | {a['diff_means']:.3f} | {a['logistic_raw']:.3f} | "
+            f"{', '.join(map(str, c['features']))} |"
+        )
     for name, c in s["concepts"].items():
         lines += [f"- {name}: {n}" for n in c["notes"] if n.startswith("the SAE probe")]
     lines += [f"- {name}: not found — {why}" for name, why in s.get("concepts_not_found", {}).items()]
     strengths = ", ".join(f"{v:g}" for v in cfg.strengths)
-    lines += ["", f"## Outside judge (log-mel + logistic regression on clean audio; on strengths {strengths})", "",
-              "Each concept twice: the SAE edit, and the same edit along the raw-latent difference of means "
-              "(no SAE) as a baseline. `on` is the best strength within the drift goal.", "",
-              "| concept | edit | clean held-out acc. | with: none → off | drop | without: none → on (strength) | rise "
-              "| worst drift |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Outside judge (log-mel + logistic regression on clean audio; on strengths {strengths})",
+        "",
+        "Each concept twice: the SAE edit, and the same edit along the raw-latent difference of means "
+        "(no SAE) as a baseline. `on` is the best strength within the drift goal.",
+        "",
+        "| concept | edit | clean held-out acc. | with: none → off | drop | without: none → on (strength) | rise "
+        "| worst drift |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     verdicts = []
     for name, e in s["judge"].items():
         for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
             if arm is not None:
-                lines.append(f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} "
-                             f"% → {arm['off']['with']:.0f} % | {arm['off_drop']:+.0f} | {e['none']['without']:.0f} % "
-                             f"→ {arm['on']['without']:.0f} % ({arm['strength_on']:g}) | {arm['on_rise']:+.0f} | "
-                             f"{arm['max_drift']:.0f} |")
+                lines.append(
+                    f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} "
+                    f"% → {arm['off']['with']:.0f} % | {arm['off_drop']:+.0f} | {e['none']['without']:.0f} % "
+                    f"→ {arm['on']['without']:.0f} % ({arm['strength_on']:g}) | {arm['on_rise']:+.0f} | "
+                    f"{arm['max_drift']:.0f} |"
+                )
         sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
         clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, e["held_out_without"])  # points
-        verdicts.append(f"- {name}: `on` rise by strength (SAE): {sweep}. Held out: {e['held_out_with']} clips with it "
-                        f"(one clip = {clip_with:.0f} points), {e['held_out_without']} without "
-                        f"(one clip = {clip_without:.0f} points)")
+        verdicts.append(
+            f"- {name}: `on` rise by strength (SAE): {sweep}. Held out: {e['held_out_with']} clips with it "
+            f"(one clip = {clip_with:.0f} points), {e['held_out_without']} without "
+            f"(one clip = {clip_without:.0f} points)"
+        )
         g = e["goals_met"]
         missed = [k for k, ok in g.items() if not ok]
         if missed:
             why = []
             if e["none"]["with"] - e["none"]["without"] < 50:
-                why.append(f"the judge hears {name} in {e['none']['with']:.0f} % of the model's plain reconstructions "
-                           f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
-                           "render it distinctly, so removing it cannot drop detection much")
+                why.append(
+                    f"the judge hears {name} in {e['none']['with']:.0f} % of the model's plain reconstructions "
+                    f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
+                    "render it distinctly, so removing it cannot drop detection much"
+                )
             b = e.get("baseline")
-            if b is not None and (b["off_drop"] > e["off_drop"] + clip_with or
-                                  b["on_rise"] > e["on_rise"] + clip_without):  # by more than one clip
-                why.append(f"the mean-difference baseline moves the judge more (drop {b['off_drop']:+.0f}, rise "
-                           f"{b['on_rise']:+.0f}): the SAE features capture the concept less well than the raw "
-                           "latent direction")
+            if b is not None and (
+                b["off_drop"] > e["off_drop"] + clip_with or b["on_rise"] > e["on_rise"] + clip_without
+            ):  # by more than one clip
+                why.append(
+                    f"the mean-difference baseline moves the judge more (drop {b['off_drop']:+.0f}, rise "
+                    f"{b['on_rise']:+.0f}): the SAE features capture the concept less well than the raw "
+                    "latent direction"
+                )
             elif "on_rise" in missed:
                 top = max(e["sweep"], key=lambda x: x["rise"])
                 if top["rise"] >= 50:
-                    why.append(f"`on` reaches {top['rise']:+.0f} only at strength {top['strength']:g}, where other "
-                               f"concepts drift by {top['max_drift']:.0f} points")
+                    why.append(
+                        f"`on` reaches {top['rise']:+.0f} only at strength {top['strength']:g}, where other "
+                        f"concepts drift by {top['max_drift']:.0f} points"
+                    )
                 else:
                     why.append(f"`on` rises at most {top['rise']:+.0f} (strength {top['strength']:g})")
             if "drift" in missed:
@@ -270,6 +354,11 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
             verdicts.append(f"- {name}: all goals met (off ≥ 50, on ≥ 50, drift ≤ 10 points)")
     lines += ["", *verdicts, "", "## Renders", ""]
     lines += [f"- `renders/{k}` (from {v})" for k, v in s["renders"].items()]
-    lines += ["", "## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in s["timings_s"].items()) +
-              f"; total {s['total_s']}", ""]
+    lines += [
+        "",
+        "## Timings (s)",
+        "",
+        ", ".join(f"{k} {v}" for k, v in s["timings_s"].items()) + f"; total {s['total_s']}",
+        "",
+    ]
     return "\n".join(lines)

@@ -26,8 +26,9 @@ def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:
     """[2 * N_MELS]: mean and std over frames of log-mel energies (n_fft 2048, hop 512)."""
     import librosa
 
-    mel = librosa.feature.melspectrogram(y=audio.astype(np.float32), sr=sr, n_fft=2048, hop_length=512,
-                                         n_mels=N_MELS, fmax=sr / 2)
+    mel = librosa.feature.melspectrogram(
+        y=audio.astype(np.float32), sr=sr, n_fft=2048, hop_length=512, n_mels=N_MELS, fmax=sr / 2
+    )
     logmel = np.log(mel + 1e-6)
     return np.concatenate([logmel.mean(axis=1), logmel.std(axis=1)])
 
@@ -87,9 +88,13 @@ def plot_judge(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result["concepts"])
-    bars = [("clips with it, no edit", lambda e: e["none"]["with"]), ("with it, off", lambda e: e["off"]["with"]),
-            ("clips without it, no edit", lambda e: e["none"]["without"]),
-            ("without it, on", lambda e: e["on"]["without"]), ("worst off-target drift", lambda e: e["max_drift"])]
+    bars = [
+        ("clips with it, no edit", lambda e: e["none"]["with"]),
+        ("with it, off", lambda e: e["off"]["with"]),
+        ("clips without it, no edit", lambda e: e["none"]["without"]),
+        ("without it, on", lambda e: e["on"]["without"]),
+        ("worst off-target drift", lambda e: e["max_drift"]),
+    ]
     swept = [n for n in names if result["concepts"][n].get("sweep")]
     width_in = max(6, 2.2 * len(names) + 2)
     if swept:
@@ -99,10 +104,22 @@ def plot_judge(result: dict, path: Path) -> None:
             for arm, style, label in ((e, "-", "SAE"), (e.get("baseline"), "--", "mean-diff")):
                 if arm and arm.get("sweep"):
                     xs = [x["strength"] for x in arm["sweep"]]
-                    ax2.plot(xs, [x["rise"] for x in arm["sweep"]], style, marker="o", color=f"C{i}",
-                             label=f"{n} rise ({label})")
-                    ax2.plot(xs, [x["max_drift"] for x in arm["sweep"]], style, color=f"C{i}", alpha=0.35,
-                             label=f"{n} drift ({label})")
+                    ax2.plot(
+                        xs,
+                        [x["rise"] for x in arm["sweep"]],
+                        style,
+                        marker="o",
+                        color=f"C{i}",
+                        label=f"{n} rise ({label})",
+                    )
+                    ax2.plot(
+                        xs,
+                        [x["max_drift"] for x in arm["sweep"]],
+                        style,
+                        color=f"C{i}",
+                        alpha=0.35,
+                        label=f"{n} drift ({label})",
+                    )
         ax2.axhline(GOALS["on_rise"], color="grey", lw=0.8)
         ax2.axhline(GOALS["drift"], color="grey", lw=0.8, ls=":")
         ax2.set_xscale("log", base=2)
@@ -134,22 +151,41 @@ def plot_judge(result: dict, path: Path) -> None:
 def rich_table(result: dict):
     from rich.table import Table
 
-    t = Table(title=f"outside judge: {result['model']['name']}, {result['held_out_clips']} held-out clips, "
-                    f"on strengths {', '.join(f'{v:g}' for v in result.get('strengths', [1.0]))}")
-    for col in ("concept", "edit", "clean acc", "with: none → off", "drop", "without: none → on (s)", "rise",
-                "worst drift", "goals"):
+    t = Table(
+        title=f"outside judge: {result['model']['name']}, {result['held_out_clips']} held-out clips, "
+        f"on strengths {', '.join(f'{v:g}' for v in result.get('strengths', [1.0]))}"
+    )
+    for col in (
+        "concept",
+        "edit",
+        "clean acc",
+        "with: none → off",
+        "drop",
+        "without: none → on (s)",
+        "rise",
+        "worst drift",
+        "goals",
+    ):
         t.add_column(col, justify="left" if col in ("concept", "edit", "goals") else "right")
     for name, e in result["concepts"].items():
         for label, arm in (("SAE", e), ("mean-diff", e.get("baseline"))):
             if arm is None:
                 continue
             g = arm["goals_met"]
-            goals = " ".join(f"{k}{'✓' if ok else '✗'}" for k, ok in (("off", g["off_drop"]), ("on", g["on_rise"]),
-                                                                       ("drift", g["drift"])))
-            t.add_row(name if label == "SAE" else "", label,
-                      f"{result['judge']['clean_heldout_accuracy'][name]:.0f}%" if label == "SAE" else "",
-                      f"{e['none']['with']:.0f}% → {arm['off']['with']:.0f}%", f"{arm['off_drop']:+.0f}",
-                      f"{e['none']['without']:.0f}% → {arm['on']['without']:.0f}% "
-                      f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
-                      f"{arm['on_rise']:+.0f}", f"{arm['max_drift']:.0f}", goals)
+            goals = " ".join(
+                f"{k}{'✓' if ok else '✗'}"
+                for k, ok in (("off", g["off_drop"]), ("on", g["on_rise"]), ("drift", g["drift"]))
+            )
+            t.add_row(
+                name if label == "SAE" else "",
+                label,
+                f"{result['judge']['clean_heldout_accuracy'][name]:.0f}%" if label == "SAE" else "",
+                f"{e['none']['with']:.0f}% → {arm['off']['with']:.0f}%",
+                f"{arm['off_drop']:+.0f}",
+                f"{e['none']['without']:.0f}% → {arm['on']['without']:.0f}% "
+                f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
+                f"{arm['on_rise']:+.0f}",
+                f"{arm['max_drift']:.0f}",
+                goals,
+            )
     return t

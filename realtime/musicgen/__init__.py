@@ -1,8 +1,8 @@
 """MusicGen backends (audiocraft, transformers) behind one small adapter, with residual-stream hooks.
 
-    mg = load_musicgen("facebook/musicgen-small")            # or a local folder; backend auto/explicit
-    with mg.hooks({3: Recorder(rows=2)}):
-        wav = mg.generate(["lofi piano", "rock guitar"], duration=4, seed=0)
+mg = load_musicgen("facebook/musicgen-small")            # or a local folder; backend auto/explicit
+with mg.hooks({3: Recorder(rows=2)}):
+    wav = mg.generate(["lofi piano", "rock guitar"], duration=4, seed=0)
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ def detect_backend(source: str) -> str:
             return "audiocraft"
         if (path / "config.json").exists():
             return "transformers"
-        raise UserError(f"--model {source}: folder has neither state_dict.bin (audiocraft) nor config.json "
-                        "(transformers)")
+        raise UserError(
+            f"--model {source}: folder has neither state_dict.bin (audiocraft) nor config.json (transformers)"
+        )
     if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
         raise UserError(f"--model {source}: expected a MusicGen folder or a hub id like facebook/musicgen-small")
     return "audiocraft"

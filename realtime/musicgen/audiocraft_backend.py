@@ -19,8 +19,8 @@ from sae.errors import UserError
 
 class AudiocraftMusicGen(MusicGenBackend):
     """Args:
-        source: hub id or local folder.
-        device: torch device string.
+    source: hub id or local folder.
+    device: torch device string.
     """
 
     backend = "audiocraft"
@@ -78,12 +78,21 @@ class AudiocraftMusicGen(MusicGenBackend):
 
         return [Path(hf_hub_download(self.source, "state_dict.bin"))]
 
-    def generate(self, prompts: Sequence[str], duration: float, seed: int | None = None, *, cfg_coef: float = 3.0,
-                 top_k: int = 250, temperature: float = 1.0) -> Generation:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        duration: float,
+        seed: int | None = None,
+        *,
+        cfg_coef: float = 3.0,
+        top_k: int = 250,
+        temperature: float = 1.0,
+    ) -> Generation:
         if duration > self.model.max_duration:
             raise UserError(f"--duration {duration:g}: this model generates at most {self.model.max_duration:g} s")
-        self.model.set_generation_params(duration=duration, use_sampling=True, top_k=top_k, temperature=temperature,
-                                         cfg_coef=cfg_coef)
+        self.model.set_generation_params(
+            duration=duration, use_sampling=True, top_k=top_k, temperature=temperature, cfg_coef=cfg_coef
+        )
         if seed is not None:
             torch.manual_seed(seed)
         with torch.no_grad():

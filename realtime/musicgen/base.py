@@ -142,14 +142,23 @@ class MusicGenBackend(ABC):
                 files = self.weight_files()
             except Exception:  # hub lookups raise their own error types
                 files = []
-            self._sha256 = sha256_files(files) if files and all(f.is_file() for f in files) else \
-                sha256_tensors(self.lm_module())
+            self._sha256 = (
+                sha256_files(files) if files and all(f.is_file() for f in files) else sha256_tensors(self.lm_module())
+            )
         return {"name": self.name, "sha256": self._sha256, "backend": self.backend}
 
     # -- running ---------------------------------------------------------------------------------------
     @abstractmethod
-    def generate(self, prompts: Sequence[str], duration: float, seed: int | None = None, *, cfg_coef: float = 3.0,
-                 top_k: int = 250, temperature: float = 1.0) -> Generation:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        duration: float,
+        seed: int | None = None,
+        *,
+        cfg_coef: float = 3.0,
+        top_k: int = 250,
+        temperature: float = 1.0,
+    ) -> Generation:
         """Sample audio for text prompts (classifier-free guidance, conditional rows first)."""
 
     @abstractmethod

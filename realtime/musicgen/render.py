@@ -24,8 +24,10 @@ from sae.bank import Concept, ConceptBank
 from sae.errors import UserError
 from sae.steering import EditState, apply_edit
 
-SET_RE = re.compile(r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<mode>[a-z]+(?::[-+0-9.eE]+)?)"
-                    r"(?:@(?P<start>[0-9.]*)-(?P<stop>[0-9.]*))?$")
+SET_RE = re.compile(
+    r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<mode>[a-z]+(?::[-+0-9.eE]+)?)"
+    r"(?:@(?P<start>[0-9.]*)-(?P<stop>[0-9.]*))?$"
+)
 
 
 @dataclass(frozen=True)
@@ -103,16 +105,20 @@ class BankSteering:
             seen.add(s.name)
             concept = bank.get(s.name)
             if concept.model.sha256 != ref["sha256"]:
-                raise UserError(f"concept {s.name!r} in {bank.path} belongs to model {concept.model.name} "
-                                f"({concept.model.sha256[:12]}), not {mg.name} ({ref['sha256'][:12]})")
+                raise UserError(
+                    f"concept {s.name!r} in {bank.path} belongs to model {concept.model.name} "
+                    f"({concept.model.sha256[:12]}), not {mg.name} ({ref['sha256'][:12]})"
+                )
             layer = mg.layer_index(concept.hook)
             sae_dir = bank.sae_dir(concept).resolve()
             key = (layer, sae_dir)
             if key not in by_key:
                 sae = load_sae(sae_dir, device=mg.device).eval()
                 if sae.cfg.d_in != mg.dim:
-                    raise UserError(f"SAE {sae_dir} (concept {s.name!r}): d_in {sae.cfg.d_in} does not match "
-                                    f"{concept.hook} of {mg.name}, width {mg.dim}")
+                    raise UserError(
+                        f"SAE {sae_dir} (concept {s.name!r}): d_in {sae.cfg.d_in} does not match "
+                        f"{concept.hook} of {mg.name}, width {mg.dim}"
+                    )
                 by_key[key] = _Group(layer, sae, EditState(sae.cfg.d_sae))
                 concepts[key] = {}
             concepts[key][s.name] = concept
@@ -136,16 +142,28 @@ class BankSteering:
                     if x.shape[1] == 1:  # a generation step (KV cache)
                         x = apply_edit(x, g.sae, g.edit_at(start / fps))
                     else:  # a longer forward (e.g. teacher forcing): position by position
-                        x = torch.cat([apply_edit(x[:, t : t + 1], g.sae, g.edit_at((start + t) / fps))
-                                       for t in range(x.shape[1])], dim=1)
+                        x = torch.cat(
+                            [
+                                apply_edit(x[:, t : t + 1], g.sae, g.edit_at((start + t) / fps))
+                                for t in range(x.shape[1])
+                            ],
+                            dim=1,
+                        )
                 return x
 
             out[layer] = fn
         return out
 
 
-def render(mg: MusicGenBackend, prompts: Sequence[str], duration: float, seed: int,
-           steering: BankSteering | None = None, cfg_coef: float = 3.0, top_k: int = 250) -> Generation:
+def render(
+    mg: MusicGenBackend,
+    prompts: Sequence[str],
+    duration: float,
+    seed: int,
+    steering: BankSteering | None = None,
+    cfg_coef: float = 3.0,
+    top_k: int = 250,
+) -> Generation:
     """Generate `prompts` with the edits of `steering` (None: plain) from the same seed."""
     if steering is None or not steering.groups:
         return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)

@@ -18,8 +18,8 @@ from realtime.musicgen.base import Generation, MusicGenBackend
 
 class TransformersMusicGen(MusicGenBackend):
     """Args:
-        source: hub id or local folder.
-        device: torch device string.
+    source: hub id or local folder.
+    device: torch device string.
     """
 
     backend = "transformers"
@@ -77,8 +77,16 @@ class TransformersMusicGen(MusicGenBackend):
     def _text(self, descriptions: Sequence[str | None]) -> dict[str, Tensor]:
         return self.tokenizer([d or "" for d in descriptions], return_tensors="pt", padding=True).to(self.device)
 
-    def generate(self, prompts: Sequence[str], duration: float, seed: int | None = None, *, cfg_coef: float = 3.0,
-                 top_k: int = 250, temperature: float = 1.0) -> Generation:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        duration: float,
+        seed: int | None = None,
+        *,
+        cfg_coef: float = 3.0,
+        top_k: int = 250,
+        temperature: float = 1.0,
+    ) -> Generation:
         inputs = self._text(prompts)
         if seed is not None:
             torch.manual_seed(seed)
@@ -93,8 +101,14 @@ class TransformersMusicGen(MusicGenBackend):
         codec.decode = decode
         try:
             with torch.no_grad():
-                wav = self.model.generate(**inputs, max_new_tokens=self.frames(duration) + self.n_q - 1,
-                                          do_sample=True, guidance_scale=cfg_coef, top_k=top_k, temperature=temperature)
+                wav = self.model.generate(
+                    **inputs,
+                    max_new_tokens=self.frames(duration) + self.n_q - 1,
+                    do_sample=True,
+                    guidance_scale=cfg_coef,
+                    top_k=top_k,
+                    temperature=temperature,
+                )
         finally:
             del codec.decode
         return Generation(wav, captured[0])

@@ -43,12 +43,16 @@ def test_our_packages_are_not_shadowed() -> None:
 
 
 def test_cli_lists_commands_and_reports_errors_in_one_line(tmp_path: Path) -> None:
-    help_text = subprocess.run([sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True,
-                               check=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     for command in ("models", "data", "collect", "sae", "concept", "render", "eval", "live", "dashboard", "demo"):
         assert f"    {command}" in help_text, command
-    bad = subprocess.run([sys.executable, "-m", "training.cli", "models", "rave", "--out", str(tmp_path / "x.bin")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "training.cli", "models", "rave", "--out", str(tmp_path / "x.bin")],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2
     expected = f"musicsae: error: --out {tmp_path / 'x.bin'}: expected a path ending in .ts"
     assert bad.stderr.strip().splitlines() == [expected]

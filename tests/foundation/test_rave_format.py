@@ -43,13 +43,13 @@ def test_streaming_blocks_equal_one_call(tiny_rave_ts: Path, block: int) -> None
 
     whole_stream, block_stream = model.new_stream(), model.new_stream()
     z_whole = whole_stream.encode_mean(x)
-    z_blocks = torch.cat([block_stream.encode_mean(x[..., i: i + block]) for i in range(0, x.shape[-1], block)], -1)
+    z_blocks = torch.cat([block_stream.encode_mean(x[..., i : i + block]) for i in range(0, x.shape[-1], block)], -1)
     assert z_whole.shape == (1, 16, 48)
     assert torch.allclose(z_whole, z_blocks, atol=1e-5, rtol=0)
 
     y_whole = whole_stream.decode(z_whole)
     frames = block // 512
-    y_blocks = torch.cat([block_stream.decode(z_whole[..., i: i + frames]) for i in range(0, 48, frames)], -1)
+    y_blocks = torch.cat([block_stream.decode(z_whole[..., i : i + frames]) for i in range(0, 48, frames)], -1)
     assert y_whole.shape == x.shape
     assert y_whole.abs().max() > 0
     assert torch.allclose(y_whole, y_blocks, atol=1e-5, rtol=0)

@@ -50,10 +50,12 @@ def test_each_change_is_still_needed() -> None:
 def test_pristine_fails_and_patched_builds_a_model(trees: tuple[Path, Path]) -> None:
     pristine, patched = trees
     assert _run(pristine, "import rave").returncode != 0
-    code = (f"import gin, rave; assert rave.__file__.startswith({str(patched)!r})\n"
-            "gin.parse_config_files_and_bindings(['v2_small.gin', 'causal.gin'], ['CAPACITY = 4'])\n"
-            "m = rave.RAVE(n_channels=1); print(sum(p.numel() for p in m.parameters()))")
+    code = (
+        f"import gin, rave; assert rave.__file__.startswith({str(patched)!r})\n"
+        "gin.parse_config_files_and_bindings(['v2_small.gin', 'causal.gin'], ['CAPACITY = 4'])\n"
+        "m = rave.RAVE(n_channels=1); print(sum(p.numel() for p in m.parameters()))"
+    )
     built = _run(patched, code)
     assert built.returncode == 0, built.stderr[-2000:]
     assert int(built.stdout.split()[-1]) > 10_000
-    assert not (patched / "setup.py").read_text().count('find_packages()'), "tests/ would be installed again"
+    assert not (patched / "setup.py").read_text().count("find_packages()"), "tests/ would be installed again"

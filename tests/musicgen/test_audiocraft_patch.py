@@ -42,9 +42,11 @@ def trees(tmp_path_factory):
 
 
 def _import_models(src: Path) -> subprocess.CompletedProcess:
-    code = (f"import audiocraft, audiocraft.models as m; assert audiocraft.__file__.startswith({str(src)!r}); "
-            "from audiocraft.modules.transformer import StreamingMultiheadAttention as A; "
-            "A(16, 2, causal=True, memory_efficient=True); print('ok')")
+    code = (
+        f"import audiocraft, audiocraft.models as m; assert audiocraft.__file__.startswith({str(src)!r}); "
+        "from audiocraft.modules.transformer import StreamingMultiheadAttention as A; "
+        "A(16, 2, causal=True, memory_efficient=True); print('ok')"
+    )
     env = {**os.environ, "PYTHONPATH": str(src)}
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=src, capture_output=True, text=True, timeout=120)
 
@@ -67,11 +69,17 @@ def test_each_lazy_import_is_still_needed(trees):
     pristine, patched = trees
     for module, rel in LAZY.items():
         assert _missing(module), f"{module} imports here now: the patch hunk for {rel} may be dropped"
-        top_level = [line for line in (pristine / rel).read_text().splitlines()
-                     if line.startswith((f"import {module}", f"from {module} "))]
+        top_level = [
+            line
+            for line in (pristine / rel).read_text().splitlines()
+            if line.startswith((f"import {module}", f"from {module} "))
+        ]
         assert top_level, f"pristine {rel} no longer imports {module} at module level"
-        assert not [line for line in (patched / rel).read_text().splitlines()
-                    if line.startswith((f"import {module}", f"from {module} "))]
+        assert not [
+            line
+            for line in (patched / rel).read_text().splitlines()
+            if line.startswith((f"import {module}", f"from {module} "))
+        ]
 
 
 def test_pristine_fails_and_patched_imports(trees):

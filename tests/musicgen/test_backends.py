@@ -133,8 +133,10 @@ def test_bad_sources_are_one_line_errors(tmp_path):
 
 def test_hub_id_goes_through_the_real_loader():
     """A hub id reaches audiocraft's hub download (offline here: a clean one-line error, no traceback)."""
-    code = ("from realtime.musicgen import load_musicgen\nfrom sae.errors import UserError\n"
-            "try:\n    load_musicgen('facebook/musicgen-small')\nexcept UserError as e:\n    print(e)\n")
+    code = (
+        "from realtime.musicgen import load_musicgen\nfrom sae.errors import UserError\n"
+        "try:\n    load_musicgen('facebook/musicgen-small')\nexcept UserError as e:\n    print(e)\n"
+    )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": "/nonexistent-musicsae-test"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "could not load it as a audiocraft MusicGen" in out.stdout, out.stderr[-1000:]
@@ -161,8 +163,9 @@ def test_tuple_outputs_are_hooked_on_their_first_item():
     x = torch.randn(2, 3, 4)
     plain, state = lstm(x)
     seen = []
-    handle = lstm.register_forward_hook(_output_hook(lambda h, pos: seen.append((h.shape, pos)) or h * 0 + 1,
-                                                     lambda: 7))
+    handle = lstm.register_forward_hook(
+        _output_hook(lambda h, pos: seen.append((h.shape, pos)) or h * 0 + 1, lambda: 7)
+    )
     out, new_state = lstm(x)
     handle.remove()
     assert seen == [(plain.shape, 7)]

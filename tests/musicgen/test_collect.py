@@ -25,8 +25,26 @@ def test_collect_from_prompts_stores_conditional_rows_and_resumes(tmp_path, audi
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("happy guitar\n# a comment\n\nsad piano\nhappy guitar\n")
     out = tmp_path / "store"
-    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--prompts", str(prompts), "--out", str(out),
-            "--duration", "0.3", "--batch-size", "3", "--layers", "0,2", "--dtype", "float32", "--seed", "5"]
+    argv = [
+        "collect",
+        "musicgen",
+        "--model",
+        str(audiocraft_dir),
+        "--prompts",
+        str(prompts),
+        "--out",
+        str(out),
+        "--duration",
+        "0.3",
+        "--batch-size",
+        "3",
+        "--layers",
+        "0,2",
+        "--dtype",
+        "float32",
+        "--seed",
+        "5",
+    ]
     assert main(argv) == 0
     store = ActivationStore(out)
     mg = load_musicgen(audiocraft_dir)
@@ -50,8 +68,12 @@ def test_collect_from_prompts_stores_conditional_rows_and_resumes(tmp_path, audi
     assert main(argv) == 0
     store = ActivationStore(out)
     assert store.rows("transformer.layers.0") == 60
-    assert store.complete_sources("transformer.layers.0") == {"happy guitar", "sad piano", "happy guitar #2",
-                                                              "rock drums"}
+    assert store.complete_sources("transformer.layers.0") == {
+        "happy guitar",
+        "sad piano",
+        "happy guitar #2",
+        "rock drums",
+    }
 
 
 def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
@@ -61,8 +83,27 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     sf.write(audio / "a.wav", 0.1 * rng.standard_normal(int(44100 * 1.3)).astype(np.float32), 44100)
     sf.write(audio / "sub" / "b.flac", 0.1 * rng.standard_normal((32000 * 2, 2)).astype(np.float32), 32000)
     out = tmp_path / "store"
-    assert main(["collect", "musicgen", "--model", str(transformers_dir), "--audio", str(audio), "--out", str(out),
-                 "--layers", "-1", "--chunk", "1", "--dtype", "float32"]) == 0
+    assert (
+        main(
+            [
+                "collect",
+                "musicgen",
+                "--model",
+                str(transformers_dir),
+                "--audio",
+                str(audio),
+                "--out",
+                str(out),
+                "--layers",
+                "-1",
+                "--chunk",
+                "1",
+                "--dtype",
+                "float32",
+            ]
+        )
+        == 0
+    )
     store = ActivationStore(out)
     hook = "decoder.model.decoder.layers.2"
     assert store.hooks == [hook]
@@ -89,13 +130,30 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, caps
     model = str(tmp_path / "nope") if case == "missing model" else str(audiocraft_dir)
     layers = "7" if case == "layer out of range" else "all"
     out = tmp_path / "store"
-    code = main(["collect", "musicgen", "--model", model, "--prompts", str(prompts), "--out", str(out),
-                 "--layers", layers, "--duration", "0.1"])
+    code = main(
+        [
+            "collect",
+            "musicgen",
+            "--model",
+            model,
+            "--prompts",
+            str(prompts),
+            "--out",
+            str(out),
+            "--layers",
+            layers,
+            "--duration",
+            "0.1",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("musicsae: error: ") and "Traceback" not in "\n".join(err)
-    assert {"empty prompts": "no prompts", "layer out of range": "layer 7: out of range",
-            "missing model": "expected a MusicGen folder"}[case] in err[-1]
+    assert {
+        "empty prompts": "no prompts",
+        "layer out of range": "layer 7: out of range",
+        "missing model": "expected a MusicGen folder",
+    }[case] in err[-1]
     assert not out.exists()
 
 
@@ -107,8 +165,18 @@ def test_audio_collection_stops_cleanly_and_resumes(tmp_path, audiocraft_dir, ca
     (audio / "b.wav").write_text("not audio")
     sf.write(audio / "c.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 32000)
     out = tmp_path / "store"
-    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--audio", str(audio), "--out", str(out),
-            "--layers", "0"]
+    argv = [
+        "collect",
+        "musicgen",
+        "--model",
+        str(audiocraft_dir),
+        "--audio",
+        str(audio),
+        "--out",
+        str(out),
+        "--layers",
+        "0",
+    ]
     assert main(argv) == 2
     assert "b.wav: cannot read it" in capsys.readouterr().err
     hook = "transformer.layers.0"

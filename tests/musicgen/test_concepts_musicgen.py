@@ -41,8 +41,10 @@ def setup(tmp_path_factory, audiocraft_dir):
     mg = load_musicgen(audiocraft_dir)
     for layer in range(mg.num_layers):
         torch.manual_seed(layer)
-        save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(layer))),
-                 root / "saes" / mg.hook_name(layer))
+        save_sae(
+            SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(layer))),
+            root / "saes" / mg.hook_name(layer),
+        )
     return root, mg
 
 
@@ -59,8 +61,26 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path):
     root, mg = setup
     bank_path = tmp_path / "bank" / "concepts.yaml"
     table = tmp_path / "sep.json"
-    assert _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts",
-                 str(root), "--bank", str(bank_path), "--table-out", str(table), "--folds", "3"]) == 0
+    assert (
+        _cli(
+            [
+                "musicgen",
+                "--model",
+                str(audiocraft_dir),
+                "--saes",
+                str(root / "saes"),
+                "--concepts",
+                str(root),
+                "--bank",
+                str(bank_path),
+                "--table-out",
+                str(table),
+                "--folds",
+                "3",
+            ]
+        )
+        == 0
+    )
     rows = json.loads(table.read_text())["rows"]
     assert [r["layer"] for r in rows] == list(range(mg.num_layers))
     assert all(0.0 <= r[m] <= 1.0 for r in rows for m in ("sae_probe", "diff_means", "logistic_raw"))
@@ -77,8 +97,19 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
     root, mg = setup
     save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim + 1, d_sae=64, k=8)), tmp_path / mg.hook_name(0))
     with pytest.raises(UserError, match="does not match"):
-        _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--concepts", str(root),
-              "--layers", "0"])
+        _cli(
+            [
+                "musicgen",
+                "--model",
+                str(audiocraft_dir),
+                "--saes",
+                str(tmp_path),
+                "--concepts",
+                str(root),
+                "--layers",
+                "0",
+            ]
+        )
     with pytest.raises(UserError, match="--with needs --without"):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])
 
@@ -89,11 +120,28 @@ def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
 
     root, mg = setup
     bank = tmp_path / "b.yaml"
-    result = find_musicgen_concept("tone", root / "tone" / "with", root / "tone" / "without", str(audiocraft_dir),
-                                   root / "saes" / mg.hook_name(1), bank, k=2, folds=3, mode="scale", strength=0.5)
+    result = find_musicgen_concept(
+        "tone",
+        root / "tone" / "with",
+        root / "tone" / "without",
+        str(audiocraft_dir),
+        root / "saes" / mg.hook_name(1),
+        bank,
+        k=2,
+        folds=3,
+        mode="scale",
+        strength=0.5,
+    )
     c = ConceptBank.load(bank).get("tone")
     assert c.hook == mg.hook_name(1) and result.layer == 1
     assert (c.default.mode, c.default.strength) == ("scale", 0.5) and 1 <= len(c.features) <= 2
     with pytest.raises(UserError, match="already in"):
-        find_musicgen_concept("tone", root / "tone" / "with", root / "tone" / "without", str(audiocraft_dir),
-                              root / "saes" / mg.hook_name(1), bank, replace=False)
+        find_musicgen_concept(
+            "tone",
+            root / "tone" / "with",
+            root / "tone" / "without",
+            str(audiocraft_dir),
+            root / "saes" / mg.hook_name(1),
+            bank,
+            replace=False,
+        )

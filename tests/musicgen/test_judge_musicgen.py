@@ -27,8 +27,15 @@ def _bank(root, mg, sha=None):
     bank = ConceptBank(root / "bank.yaml")
     ref = mg.model_ref()
     for name, feats in (("piano", [1, 2]), ("drums", [3])):
-        bank.add(Concept(name, ModelRef(ref["name"], sha or ref["sha256"]), mg.hook_name(1), "sae",
-                         [ConceptFeature(i, 1.0, 8.0) for i in feats]))
+        bank.add(
+            Concept(
+                name,
+                ModelRef(ref["name"], sha or ref["sha256"]),
+                mg.hook_name(1),
+                "sae",
+                [ConceptFeature(i, 1.0, 8.0) for i in feats],
+            )
+        )
     return bank.save()
 
 
@@ -36,8 +43,9 @@ def _bank(root, mg, sha=None):
 def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocraft_dir):
     mg = load_musicgen(audiocraft_dir)
     bank = _bank(tmp_path, mg)
-    cfg = MusicGenEvalConfig(str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("jazz piano",),
-                             renders=2, duration=0.5)
+    cfg = MusicGenEvalConfig(
+        str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("jazz piano",), renders=2, duration=0.5
+    )
     result = evaluate_musicgen(cfg)
     saved = json.loads((tmp_path / "out" / "judge.json").read_text())
     assert saved["concepts"].keys() == result["concepts"].keys() == {"piano", "drums"}
@@ -54,8 +62,9 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
 def test_bank_of_another_model_writes_nothing(tmp_path, data, audiocraft_dir):
     mg = load_musicgen(audiocraft_dir)
     bank = _bank(tmp_path, mg, sha="cd" * 32)
-    cfg = MusicGenEvalConfig(str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("rock",),
-                             concepts=("piano",))
+    cfg = MusicGenEvalConfig(
+        str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("rock",), concepts=("piano",)
+    )
     with pytest.raises(UserError, match="belongs to model"):
         evaluate_musicgen(cfg)
     assert not (tmp_path / "out").exists()

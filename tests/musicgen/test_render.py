@@ -29,8 +29,15 @@ def make_bank(root, mg, layers=(1, 2), d_in=None, sha=None):
         save_sae(sae, root / "sae" / f"layer{layer}")
     specs = {"guitar": (layers[0], [3, 7]), "piano": (layers[-1], [5]), "drums": (layers[-1], [9, 11])}
     for name, (layer, feats) in specs.items():
-        banks.add(Concept(name, ModelRef(ref["name"], sha or ref["sha256"]), mg.hook_name(layer), f"sae/layer{layer}",
-                          [ConceptFeature(i, 1.0, 6.0) for i in feats]))
+        banks.add(
+            Concept(
+                name,
+                ModelRef(ref["name"], sha or ref["sha256"]),
+                mg.hook_name(layer),
+                f"sae/layer{layer}",
+                [ConceptFeature(i, 1.0, 6.0) for i in feats],
+            )
+        )
     banks.save()
     return banks
 
@@ -76,8 +83,9 @@ def test_edits_change_audio_none_is_bit_identical_and_schedule_starts_late(tmp_p
     plain = render(mg, ["lofi"], 0.5, seed=4)
     none = render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, [parse_set("guitar=none")]))
     assert torch.equal(plain.wav, none.wav)
-    both = render(mg, ["lofi"], 0.5, seed=4,
-                  steering=BankSteering(mg, bank, [parse_set("guitar=on:3"), parse_set("piano=on:3")]))
+    both = render(
+        mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, [parse_set("guitar=on:3"), parse_set("piano=on:3")])
+    )
     assert (both.codes != plain.codes).float().mean() > 0.3
     late = render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, [parse_set("piano=on:3@0.2-")]))
     # tokens sampled before 0.2 s (10 steps; codebook k of frame f is sampled at step f + k) are untouched
@@ -89,9 +97,32 @@ def test_edits_change_audio_none_is_bit_identical_and_schedule_starts_late(tmp_p
 def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
     make_bank(tmp_path, mg)
     out = tmp_path / "out.wav"
-    assert main(["render", "musicgen", "--model", str(audiocraft_dir), "--prompt", "happy guitar", "--duration", "0.4",
-                 "--bank", str(tmp_path / "concepts.yaml"), "--set", "guitar=off", "--set", "piano=on:2",
-                 "--seed", "3", "--out", str(out), "--plain"]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "musicgen",
+                "--model",
+                str(audiocraft_dir),
+                "--prompt",
+                "happy guitar",
+                "--duration",
+                "0.4",
+                "--bank",
+                str(tmp_path / "concepts.yaml"),
+                "--set",
+                "guitar=off",
+                "--set",
+                "piano=on:2",
+                "--seed",
+                "3",
+                "--out",
+                str(out),
+                "--plain",
+            ]
+        )
+        == 0
+    )
     edited, sr = sf.read(out)
     plain, _ = sf.read(tmp_path / "out.plain.wav")
     assert sr == 32000 and edited.shape == plain.shape == (12800,)
@@ -101,14 +132,33 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("- happy piano\n- {prompt: sad drums, name: sad, seed: 7, set: ['drums=off@0.1-0.3']}\n")
-    assert main(["render", "musicgen", "--model", str(audiocraft_dir), "--batch", str(jobs), "--duration", "0.2",
-                 "--bank", str(tmp_path / "concepts.yaml"), "--set", "piano=on", "--out-dir",
-                 str(tmp_path / "batch")]) == 0
+    assert (
+        main(
+            [
+                "render",
+                "musicgen",
+                "--model",
+                str(audiocraft_dir),
+                "--batch",
+                str(jobs),
+                "--duration",
+                "0.2",
+                "--bank",
+                str(tmp_path / "concepts.yaml"),
+                "--set",
+                "piano=on",
+                "--out-dir",
+                str(tmp_path / "batch"),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["0000_happy_piano.wav", "sad.wav"]
 
 
-@pytest.mark.parametrize("case", ["other model", "other layer name", "sae width", "unknown concept", "empty batch",
-                                  "bad mode"])
+@pytest.mark.parametrize(
+    "case", ["other model", "other layer name", "sae width", "unknown concept", "empty batch", "bad mode"]
+)
 def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys, case):
     if case == "other model":
         make_bank(tmp_path, mg, sha="ab" * 32)
@@ -120,9 +170,18 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
             c = bank.get("guitar")
             bank.add(Concept("guitar", c.model, "decoder.model.decoder.layers.1", c.sae, c.features))
             bank.save()
-    argv = ["render", "musicgen", "--model", str(audiocraft_dir), "--duration", "0.2", "--bank",
-            str(tmp_path / "concepts.yaml"), "--set", {"unknown concept": "bass=off", "bad mode": "guitar=loud"}.get(
-                case, "guitar=off")]
+    argv = [
+        "render",
+        "musicgen",
+        "--model",
+        str(audiocraft_dir),
+        "--duration",
+        "0.2",
+        "--bank",
+        str(tmp_path / "concepts.yaml"),
+        "--set",
+        {"unknown concept": "bass=off", "bad mode": "guitar=loud"}.get(case, "guitar=off"),
+    ]
     if case == "empty batch":
         (tmp_path / "jobs.csv").write_text("prompt,seed\n")
         argv += ["--batch", str(tmp_path / "jobs.csv"), "--out-dir", str(tmp_path / "outs")]
@@ -131,9 +190,14 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("musicsae: error: ")
-    expected = {"other model": "belongs to model", "other layer name": "expected 'transformer.layers.<i>'",
-                "sae width": "d_in 16 does not match", "unknown concept": "'bass': not in",
-                "empty batch": "no jobs", "bad mode": "mode 'loud'"}[case]
+    expected = {
+        "other model": "belongs to model",
+        "other layer name": "expected 'transformer.layers.<i>'",
+        "sae width": "d_in 16 does not match",
+        "unknown concept": "'bass': not in",
+        "empty batch": "no jobs",
+        "bad mode": "mode 'loud'",
+    }[case]
     assert expected in err[0]
     assert not (tmp_path / "outs").exists()
 

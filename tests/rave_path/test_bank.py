@@ -13,9 +13,15 @@ SHA = "0123abcd" * 8
 
 
 def _concept(name: str = "guitar") -> Concept:
-    return Concept(name, ModelRef("demo_rave.ts", SHA), "latent", "sae/latent",
-                   [ConceptFeature(12, 1.0, 1.7), ConceptFeature(3, 0.25, 0.5)], ConceptDefault("off", 1.0),
-                   {"sae_probe": 0.97, "diff_means": 0.93, "logistic_raw": 0.95})
+    return Concept(
+        name,
+        ModelRef("demo_rave.ts", SHA),
+        "latent",
+        "sae/latent",
+        [ConceptFeature(12, 1.0, 1.7), ConceptFeature(3, 0.25, 0.5)],
+        ConceptDefault("off", 1.0),
+        {"sae_probe": 0.97, "diff_means": 0.93, "logistic_raw": 0.95},
+    )
 
 
 def test_round_trip_matches_architecture_layout(tmp_path):
@@ -26,7 +32,9 @@ def test_round_trip_matches_architecture_layout(tmp_path):
     data = yaml.safe_load((tmp_path / "concepts.yaml").read_text())
     assert data["version"] == 1 and list(data["concepts"]) == ["guitar", "piano"]
     assert data["concepts"]["guitar"] == {
-        "model": {"name": "demo_rave.ts", "sha256": SHA}, "hook": "latent", "sae": "sae/latent",
+        "model": {"name": "demo_rave.ts", "sha256": SHA},
+        "hook": "latent",
+        "sae": "sae/latent",
         "features": [{"index": 12, "weight": 1.0, "typical": 1.7}, {"index": 3, "weight": 0.25, "typical": 0.5}],
         "default": {"mode": "off", "strength": 1.0},
         "auroc": {"sae_probe": 0.97, "diff_means": 0.93, "logistic_raw": 0.95},

@@ -31,8 +31,17 @@ def _audio(tmp_path, concept_data, n=4):
 
 def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_data, capsys):
     audio = _audio(tmp_path, concept_data)
-    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(audio), "--layers", "latent,encoder.net.5",
-            "--quiet"]
+    argv = [
+        "collect",
+        "rave",
+        "--model",
+        str(tiny_rave_ts),
+        "--audio",
+        str(audio),
+        "--layers",
+        "latent,encoder.net.5",
+        "--quiet",
+    ]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
     a, b = _rows(tmp_path / "a"), _rows(tmp_path / "b")
@@ -55,8 +64,30 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
     assert "4 already complete" in capsys.readouterr().err
     assert torch.equal(_rows(tmp_path / "a"), a)
     # an SAE trained on the store records which model (by sha256) its activations came from
-    assert main(["sae", "train", "--activations", str(tmp_path / "a"), "--out", str(tmp_path / "sae"), "--layers",
-                 "latent", "--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "sae",
+                "train",
+                "--activations",
+                str(tmp_path / "a"),
+                "--out",
+                str(tmp_path / "sae"),
+                "--layers",
+                "latent",
+                "--k",
+                "2",
+                "--expansion",
+                "2",
+                "--steps",
+                "3",
+                "--batch-size",
+                "64",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     cfg = json.loads((tmp_path / "sae/latent/cfg.json").read_text())
     assert cfg["musicsae"]["model"] == info["model"]
     assert cfg["musicsae"]["model"]["sha256"] == RaveModel.load(tiny_rave_ts).identity.sha256
@@ -80,19 +111,34 @@ def test_bad_files_resampling_and_ranks(tmp_path, tiny_rave_ts, concept_data, mo
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(audio), str(tmp_path / "ranks")))
-    assert set(ActivationStore(tmp_path / "ranks").sources("latent")) == set(ActivationStore(tmp_path / "s").sources(
-        "latent"))
+    assert set(ActivationStore(tmp_path / "ranks").sources("latent")) == set(
+        ActivationStore(tmp_path / "s").sources("latent")
+    )
 
 
 def test_refusals(tmp_path, tiny_rave_ts, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(tmp_path / "empty"), "--out",
-                 str(tmp_path / "s")]) == 2
+    assert (
+        main(
+            [
+                "collect",
+                "rave",
+                "--model",
+                str(tiny_rave_ts),
+                "--audio",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "s"),
+            ]
+        )
+        == 2
+    )
     assert "no audio files" in capsys.readouterr().err
     (tmp_path / "one").mkdir()
     sf.write(tmp_path / "one/x.wav", np.zeros(1000, np.float32), 44100)
     with pytest.raises(UserError, match="none of 1 file"):
         collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s")))
     with pytest.raises(UserError, match=r"--layers decoder\.x"):
-        collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s"),
-                                       layers=("decoder.x",)))
+        collect_rave(
+            RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s"), layers=("decoder.x",))
+        )

@@ -20,8 +20,27 @@ def _centroid(x: np.ndarray, sr: int) -> float:
 
 def test_cli_makes_labelled_clips_and_folders(tmp_path):
     out = tmp_path / "data"
-    assert main(["data", "make", "--out", str(out), "--n", "12", "--seed", "3", "--duration", "1",
-                 "--sr", "22050", "--concepts", "guitar,voice"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "make",
+                "--out",
+                str(out),
+                "--n",
+                "12",
+                "--seed",
+                "3",
+                "--duration",
+                "1",
+                "--sr",
+                "22050",
+                "--concepts",
+                "guitar,voice",
+            ]
+        )
+        == 0
+    )
     rows = read_manifest(out)
     assert [r["index"] for r in rows] == list(range(12))
     assert (out / "manifest.csv").read_text().count("\n") == 13
@@ -35,8 +54,13 @@ def test_cli_makes_labelled_clips_and_folders(tmp_path):
     without_names = sorted(p.name for p in (out / "concepts/guitar/without").iterdir())
     expect = sorted(r["file"].split("/")[-1] for r in rows if r["guitar"] and r["split"] == "train")
     assert with_names == expect and not set(with_names) & set(without_names)
-    assert len(with_names) + len(without_names) + len(list((out / "heldout/guitar/with").iterdir())) + len(
-        list((out / "heldout/guitar/without").iterdir())) == 12
+    assert (
+        len(with_names)
+        + len(without_names)
+        + len(list((out / "heldout/guitar/with").iterdir()))
+        + len(list((out / "heldout/guitar/without").iterdir()))
+        == 12
+    )
     assert sf.info(next((out / "concepts/guitar/without").iterdir())).frames == 22050  # links resolve
     assert not (out / "concepts/piano").exists()
     assert json.loads((out / "data.json").read_text())["config"]["seed"] == 3
@@ -80,8 +104,12 @@ def test_labels_cover_every_concept():
 
 @pytest.mark.parametrize(
     ("argv", "needle"),
-    [(["--n", "0"], "--n 0"), (["--sr", "4000"], "--sr 4000"), (["--concepts", "kazoo"], "kazoo"),
-     (["--p-solo", "0.9", "--p-voice", "0.5"], "--p-solo")],
+    [
+        (["--n", "0"], "--n 0"),
+        (["--sr", "4000"], "--sr 4000"),
+        (["--concepts", "kazoo"], "kazoo"),
+        (["--p-solo", "0.9", "--p-voice", "0.5"], "--p-solo"),
+    ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, needle):
     assert main(["data", "make", "--out", str(tmp_path / "d"), *argv]) == 2

@@ -13,9 +13,24 @@ from training.cli import main
 
 
 def _find(data, model, sae, bank, name="guitar", *extra):
-    return main(["concept", "find", name, "--with", str(data / "concepts" / name / "with"), "--without",
-                 str(data / "concepts" / name / "without"), "--model", str(model), "--sae", str(sae), "--bank",
-                 str(bank), *extra])
+    return main(
+        [
+            "concept",
+            "find",
+            name,
+            "--with",
+            str(data / "concepts" / name / "with"),
+            "--without",
+            str(data / "concepts" / name / "without"),
+            "--model",
+            str(model),
+            "--sae",
+            str(sae),
+            "--bank",
+            str(bank),
+            *extra,
+        ]
+    )
 
 
 def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
@@ -35,9 +50,32 @@ def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_
     assert all(0 <= f.index < 64 and f.typical >= 0 for f in c.features)
     assert c.default.mode == "none"  # found concepts start neutral
     # a second concept is added beside the first
-    assert main(["concept", "find", "strum", "--with", str(concept_data / "concepts/guitar/with"), "--without",
-                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
-                 str(tiny_sae_dir), "--bank", str(bank_path), "--default", "on", "--strength", "2", "--k", "1"]) == 0
+    assert (
+        main(
+            [
+                "concept",
+                "find",
+                "strum",
+                "--with",
+                str(concept_data / "concepts/guitar/with"),
+                "--without",
+                str(concept_data / "concepts/guitar/without"),
+                "--model",
+                str(tiny_rave_ts),
+                "--sae",
+                str(tiny_sae_dir),
+                "--bank",
+                str(bank_path),
+                "--default",
+                "on",
+                "--strength",
+                "2",
+                "--k",
+                "1",
+            ]
+        )
+        == 0
+    )
     data = yaml.safe_load(bank_path.read_text())
     assert list(data["concepts"]) == ["guitar", "strum"]
     assert data["concepts"]["strum"]["default"] == {"mode": "on", "strength": 2.0}
@@ -55,9 +93,26 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
     few.mkdir()
     for p in sorted((concept_data / "concepts/guitar/with").iterdir())[:3]:
         shutil.copy(p, few / p.name)
-    assert main(["concept", "find", "piano", "--with", str(few), "--without",
-                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
-                 str(tiny_sae_dir), "--bank", str(bank_path)]) == 2
+    assert (
+        main(
+            [
+                "concept",
+                "find",
+                "piano",
+                "--with",
+                str(few),
+                "--without",
+                str(concept_data / "concepts/guitar/without"),
+                "--model",
+                str(tiny_rave_ts),
+                "--sae",
+                str(tiny_sae_dir),
+                "--bank",
+                str(bank_path),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert "3 audio file(s); need at least 6 per side" in err and "\n" not in err
 
@@ -91,9 +146,26 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
     assert "no feature of SAE" in capsys.readouterr().err
 
     # overlapping folders, no-replace, a broken bank
-    assert main(["concept", "find", "x", "--with", str(concept_data / "clips"), "--without",
-                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
-                 str(tiny_sae_dir), "--bank", str(bank_path)]) == 2
+    assert (
+        main(
+            [
+                "concept",
+                "find",
+                "x",
+                "--with",
+                str(concept_data / "clips"),
+                "--without",
+                str(concept_data / "concepts/guitar/without"),
+                "--model",
+                str(tiny_rave_ts),
+                "--sae",
+                str(tiny_sae_dir),
+                "--bank",
+                str(bank_path),
+            ]
+        )
+        == 2
+    )
     assert "in both --with and --without" in capsys.readouterr().err
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--no-replace") == 2
     assert "already in" in capsys.readouterr().err
@@ -107,7 +179,24 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
 
 @pytest.mark.parametrize("name", ["bad name", "../x"])
 def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys, name):
-    assert main(["concept", "find", name, "--with", str(concept_data / "concepts/guitar/with"), "--without",
-                 str(concept_data / "concepts/guitar/without"), "--model", str(tiny_rave_ts), "--sae",
-                 str(tiny_sae_dir), "--bank", str(tmp_path / "b.yaml")]) == 2
+    assert (
+        main(
+            [
+                "concept",
+                "find",
+                name,
+                "--with",
+                str(concept_data / "concepts/guitar/with"),
+                "--without",
+                str(concept_data / "concepts/guitar/without"),
+                "--model",
+                str(tiny_rave_ts),
+                "--sae",
+                str(tiny_sae_dir),
+                "--bank",
+                str(tmp_path / "b.yaml"),
+            ]
+        )
+        == 2
+    )
     assert "concept name" in capsys.readouterr().err and not (tmp_path / "b.yaml").exists()

@@ -35,8 +35,7 @@ def test_judge_hears_drums_on_clean_held_out_clips(concept_data):
 
 
 def test_plot_writes_png(tmp_path):
-    entry = {"none": {"with": 90.0, "without": 10.0}, "off": {"with": 20.0}, "on": {"without": 70.0},
-             "max_drift": 5.0}
+    entry = {"none": {"with": 90.0, "without": 10.0}, "off": {"with": 20.0}, "on": {"without": 70.0}, "max_drift": 5.0}
     plot_judge({"concepts": {"guitar": entry}, "model": {"name": "m.ts"}, "held_out_clips": 20}, tmp_path / "j.png")
     assert (tmp_path / "j.png").read_bytes()[:4] == b"\x89PNG"
     sweep = [{"strength": s, "rise": 10.0 * s, "max_drift": s} for s in (1.0, 4.0)]
@@ -47,8 +46,7 @@ def test_plot_writes_png(tmp_path):
     assert imread(tmp_path / "s.png").shape[1] > imread(tmp_path / "j.png").shape[1]  # the sweep panel
 
 
-def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir,
-                                                           capsys):
+def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
     """Every concept gets an SAE arm and a mean-difference arm, each with one sweep entry per strength;
     the reported `on` is the best rise within the drift goal; the figures add up."""
     from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
@@ -57,12 +55,39 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
     bank = ConceptBank(tmp_path / "concepts.yaml")
     ref = ModelRef.of_file(tiny_rave_ts)
     for name, feats in (("guitar", [3, 7]), ("drums", [11])):
-        bank.add(Concept(name, ref, "latent", bank.relative_sae(tiny_sae_dir),
-                         [ConceptFeature(i, 1.0, 1.0) for i in feats], ConceptDefault("none", 1.0)))
+        bank.add(
+            Concept(
+                name,
+                ref,
+                "latent",
+                bank.relative_sae(tiny_sae_dir),
+                [ConceptFeature(i, 1.0, 1.0) for i in feats],
+                ConceptDefault("none", 1.0),
+            )
+        )
     bank.save()
     out = tmp_path / "judge"
-    assert main(["eval", "steering", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--bank",
-                 str(bank.path), "--out", str(out), "--strength", "1,8", "--max-clips", "2"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "steering",
+                "--data",
+                str(concept_data),
+                "--model",
+                str(tiny_rave_ts),
+                "--bank",
+                str(bank.path),
+                "--out",
+                str(out),
+                "--strength",
+                "1,8",
+                "--max-clips",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "outside judge" in capsys.readouterr().out
     result = json.loads((out / "judge.json").read_text())
     assert result["strengths"] == [1.0, 8.0] and (out / "judge.png").exists()
@@ -77,8 +102,22 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
             assert arm["goals_met"]["drift"] == (arm["max_drift"] <= 10)
         assert e["baseline"]["norm"] > 0
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
-        main(["eval", "steering", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--bank",
-              str(bank.path), "--out", str(out), "--strength", "1,-2"])
+        main(
+            [
+                "eval",
+                "steering",
+                "--data",
+                str(concept_data),
+                "--model",
+                str(tiny_rave_ts),
+                "--bank",
+                str(bank.path),
+                "--out",
+                str(out),
+                "--strength",
+                "1,-2",
+            ]
+        )
     assert bad.value.code == 2
     assert "expected comma-separated positive numbers" in capsys.readouterr().err
 
@@ -89,8 +128,24 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     from training.cli import main
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--model", str(tiny_rave_ts), "--n", "40", "--duration", "1.5",
-                 "--sae-steps", "100"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--out",
+                str(out),
+                "--model",
+                str(tiny_rave_ts),
+                "--n",
+                "40",
+                "--duration",
+                "1.5",
+                "--sae-steps",
+                "100",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "demo.json").read_text())
     assert set(summary["concepts"]) == {"guitar", "drums"}
     for e in summary["judge"].values():

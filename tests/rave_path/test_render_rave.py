@@ -17,10 +17,25 @@ from training.cli import main
 def bank(tmp_path, tiny_rave_ts, tiny_sae_dir):
     b = ConceptBank(tmp_path / "concepts.yaml")
     ref = ModelRef.of_file(tiny_rave_ts)
-    b.add(Concept("bright", ref, "latent", b.relative_sae(tiny_sae_dir),
-                  [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)], ConceptDefault("off", 1.0)))
-    b.add(Concept("alien", ModelRef("other.ts", "ab" * 32), "latent", b.relative_sae(tiny_sae_dir),
-                  [ConceptFeature(1, 1.0, 1.0)]))
+    b.add(
+        Concept(
+            "bright",
+            ref,
+            "latent",
+            b.relative_sae(tiny_sae_dir),
+            [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)],
+            ConceptDefault("off", 1.0),
+        )
+    )
+    b.add(
+        Concept(
+            "alien",
+            ModelRef("other.ts", "ab" * 32),
+            "latent",
+            b.relative_sae(tiny_sae_dir),
+            [ConceptFeature(1, 1.0, 1.0)],
+        )
+    )
     b.save()
     return b.path
 

@@ -32,5 +32,6 @@ def _positive_floats(text: str) -> tuple[float, ...]:
     return values
 
 
-positive_floats = _checked(_positive_floats, lambda vs: all(0 < v < float("inf") for v in vs),
-                           "comma-separated positive numbers, e.g. 1,4,16")
+positive_floats = _checked(
+    _positive_floats, lambda vs: all(0 < v < float("inf") for v in vs), "comma-separated positive numbers, e.g. 1,4,16"
+)

@@ -21,8 +21,11 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")
     p.add_argument("--audio", required=True, help="folder of audio files (searched recursively) or one file")
     p.add_argument("--out", required=True, help="activation store directory (appended to; re-runs resume)")
-    p.add_argument("--layers", default="latent",
-                   help="comma-separated hooks: latent, encoder.net.N (default: latent); 'list' prints them")
+    p.add_argument(
+        "--layers",
+        default="latent",
+        help="comma-separated hooks: latent, encoder.net.N (default: latent); 'list' prints them",
+    )
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -53,8 +56,15 @@ def run_rave(args: argparse.Namespace) -> int:
         print("\n".join(names))
         return 0
     layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
-    cfg = RaveCollectConfig(model=args.model, audio=args.audio, out=args.out, layers=layers, dtype=args.dtype,
-                            chunk_seconds=args.chunk_seconds, device=args.device)
+    cfg = RaveCollectConfig(
+        model=args.model,
+        audio=args.audio,
+        out=args.out,
+        layers=layers,
+        dtype=args.dtype,
+        chunk_seconds=args.chunk_seconds,
+        device=args.device,
+    )
     with Progress(console=console, transient=True, disable=args.quiet) as progress:
         task = progress.add_task("collecting", total=None)
         report = collect_rave(cfg, lambda i, n: progress.update(task, completed=i, total=n))
@@ -64,7 +74,9 @@ def run_rave(args: argparse.Namespace) -> int:
     rank = f" (rank {report.rank} of {report.world_size})" if report.world_size > 1 else ""
     console.print(
         f"collected {report.collected} of {report.files} file(s){rank} into {args.out} in {report.seconds:.1f} s; "
-        f"{rows}" + (f"; {report.resumed} already complete" if report.resumed else ""), highlight=False)
+        f"{rows}" + (f"; {report.resumed} already complete" if report.resumed else ""),
+        highlight=False,
+    )
     return 0
 
 
@@ -78,8 +90,12 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "faster). Re-running the same command resumes: complete sources are skipped.",
     )
     parser.add_argument("--model", required=True, help="hub id (facebook/musicgen-small) or local folder")
-    parser.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"],
-                        help="implementation (default: from the folder's files; hub ids use audiocraft)")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "audiocraft", "transformers"],
+        help="implementation (default: from the folder's files; hub ids use audiocraft)",
+    )
     parser.add_argument("--layers", default="all", help="'all' or comma-separated layer indices (default all)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")
@@ -90,8 +106,9 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
     parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument("--chunk", type=float, default=10.0, help="seconds of audio per teacher-forced chunk")
-    parser.add_argument("--description", default=None,
-                        help="text condition for --audio (default: none, the unconditional branch)")
+    parser.add_argument(
+        "--description", default=None, help="text condition for --audio (default: none, the unconditional branch)"
+    )
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -127,8 +144,17 @@ def run_musicgen(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers, mg.num_layers)
     if prompts is not None and mg.frames(args.duration) < 1:
         raise UserError(f"--duration {args.duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
-    cfg = CollectConfig(out=out, layers=layers, duration=args.duration, seed=args.seed, batch_size=args.batch_size,
-                        cfg_coef=args.cfg_coef, chunk=args.chunk, description=args.description, dtype=args.dtype)
+    cfg = CollectConfig(
+        out=out,
+        layers=layers,
+        duration=args.duration,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        cfg_coef=args.cfg_coef,
+        chunk=args.chunk,
+        description=args.description,
+        dtype=args.dtype,
+    )
     collector = Collector(mg, cfg)
     done = collector.done()
     if prompts is not None:
@@ -137,8 +163,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
     else:
         todo = sum(p.relative_to(args.audio).as_posix() not in done for p in files)
         what = "files"
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.fields[frames]} frames"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[frames]} frames"),
+        TimeRemainingColumn(),
+    )
     frames = 0
     try:
         with Progress(*columns, console=console) as progress:
@@ -158,6 +189,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise
     collector.close()
     skipped = (len(prompts) if prompts is not None else len(files)) - todo
-    console.print(f"stored {frames} frames x {len(layers)} layers of {mg.name} ({mg.backend}) in {out}"
-                  + (f"; {skipped} {what} already complete" if skipped else ""))
+    console.print(
+        f"stored {frames} frames x {len(layers)} layers of {mg.name} ({mg.backend}) in {out}"
+        + (f"; {skipped} {what} already complete" if skipped else "")
+    )
     return 0

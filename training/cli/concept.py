@@ -15,16 +15,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("name", help="concept name (letters, digits, _ - .)")
     f.add_argument("--with", dest="with_dir", required=True, help="folder of clips featuring the concept")
     f.add_argument("--without", dest="without_dir", required=True, help="folder of clips without it")
-    f.add_argument("--model", required=True,
-                   help="streaming RAVE .ts export (or a MusicGen folder / hub id: the SAE's hook names the layer)")
+    f.add_argument(
+        "--model",
+        required=True,
+        help="streaming RAVE .ts export (or a MusicGen folder / hub id: the SAE's hook names the layer)",
+    )
     f.add_argument("--sae", required=True, help="SAE directory trained on that model's latents")
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
     f.add_argument("--min-examples", type=int, default=6, help="usable clips needed per side (default 6)")
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    f.add_argument("--default", dest="mode", choices=["none", "off", "on", "scale"], default="none",
-                   help="the concept's mode when a live session or render starts (default none: no edit until "
-                        "switched, e.g. over OSC)")
+    f.add_argument(
+        "--default",
+        dest="mode",
+        choices=["none", "off", "on", "scale"],
+        default="none",
+        help="the concept's mode when a live session or render starts (default none: no edit until "
+        "switched, e.g. over OSC)",
+    )
     f.add_argument("--strength", type=float, default=1.0, help="default strength (on) / gain (scale)")
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
     f.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -63,12 +71,35 @@ def run_find(args: argparse.Namespace) -> int:
 
         with console.status(f"finding {args.name!r} in MusicGen"):
             t0 = time.perf_counter()
-            res = find_musicgen_concept(args.name, args.with_dir, args.without_dir, args.model, args.sae, args.bank,
-                                        args.k, args.folds, args.mode, args.strength, not args.no_replace)
+            res = find_musicgen_concept(
+                args.name,
+                args.with_dir,
+                args.without_dir,
+                args.model,
+                args.sae,
+                args.bank,
+                args.k,
+                args.folds,
+                args.mode,
+                args.strength,
+                not args.no_replace,
+            )
         _print_find(console, args.name, res.report, res.concept, [], args.bank, time.perf_counter() - t0)
         return 0
-    cfg = FindConfig(args.name, args.with_dir, args.without_dir, args.model, args.sae, args.bank, args.k,
-                     args.min_examples, args.folds, args.mode, args.strength, replace=not args.no_replace)
+    cfg = FindConfig(
+        args.name,
+        args.with_dir,
+        args.without_dir,
+        args.model,
+        args.sae,
+        args.bank,
+        args.k,
+        args.min_examples,
+        args.folds,
+        args.mode,
+        args.strength,
+        replace=not args.no_replace,
+    )
     with console.status(f"finding {args.name!r}"):
         res = find_concept(cfg)
     _print_find(console, args.name, res.report, res.concept, res.notes, res.bank_path, res.seconds)
@@ -81,9 +112,11 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
     table = Table(title=f"{name}: held-out AUROC ({rep.folds}-fold, {rep.n_with} with / {rep.n_without} without)")
     table.add_column("probe")
     table.add_column("AUROC", justify="right")
-    for key, label in (("sae_probe", f"SAE sparse probe ({len(concept.features)} features)"),
-                       ("diff_means", "difference of means, raw activations"),
-                       ("logistic_raw", "logistic probe, raw activations")):
+    for key, label in (
+        ("sae_probe", f"SAE sparse probe ({len(concept.features)} features)"),
+        ("diff_means", "difference of means, raw activations"),
+        ("logistic_raw", "logistic probe, raw activations"),
+    ):
         table.add_row(label, f"{rep.auroc[key]:.3f}")
     console.print(table)
     feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.2f})" for f in concept.features)
@@ -192,22 +225,25 @@ def run_musicgen(args: argparse.Namespace) -> int:
         sae_dir = Path(args.saes) / mg.hook_name(i)
         saes[i] = (load_sae(sae_dir, device=mg.device).eval(), sae_dir)
         if saes[i][0].cfg.d_in != mg.dim:
-            raise UserError(f"SAE {sae_dir}: d_in {saes[i][0].cfg.d_in} does not match {mg.hook_name(i)} width "
-                            f"{mg.dim}")
+            raise UserError(
+                f"SAE {sae_dir}: d_in {saes[i][0].cfg.d_in} does not match {mg.hook_name(i)} width {mg.dim}"
+            )
 
     files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
-        acts = clip_activations(mg, files, layers, description=args.description,
-                                progress=lambda n: progress.advance(task, n))
+        acts = clip_activations(
+            mg, files, layers, description=args.description, progress=lambda n: progress.advance(task, n)
+        )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results = {}
         for name, (with_files, without_files) in concepts.items():
             for i in layers:
                 sae, sae_dir = saes[i]
                 ref = bank.relative_sae(sae_dir) if bank is not None else str(sae_dir)
-                results[name, i] = probe_layer(name, mg, i, sae, ref, acts, with_files, without_files, args.k,
-                                               args.folds)
+                results[name, i] = probe_layer(
+                    name, mg, i, sae, ref, acts, with_files, without_files, args.k, args.folds
+                )
                 progress.advance(task)
 
     table = Table(title=f"held-out AUROC per layer, {mg.name}: SAE probe (best raw baseline)")
@@ -222,8 +258,17 @@ def run_musicgen(args: argparse.Namespace) -> int:
             rep = results[name, i].report
             cell = f"{rep.auroc['sae_probe']:.2f} ({rep.best_baseline()[1]:.2f})"
             cells.append(f"[bold]{cell}[/]" if i == best else cell)
-            rows.append({"concept": name, "layer": i, "hook": mg.hook_name(i), **rep.auroc,
-                         "features": len(rep.probe.indices), "n_with": rep.n_with, "n_without": rep.n_without})
+            rows.append(
+                {
+                    "concept": name,
+                    "layer": i,
+                    "hook": mg.hook_name(i),
+                    **rep.auroc,
+                    "features": len(rep.probe.indices),
+                    "n_with": rep.n_with,
+                    "n_without": rep.n_without,
+                }
+            )
         table.add_row(name, *cells)
         if bank is not None:
             bank.add(results[name, args.layer if args.layer is not None else best].concept)

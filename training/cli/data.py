@@ -6,8 +6,11 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("data", help="generate concept-labelled audio clips",
-                                   description="Generate concept-labelled audio clips without downloads.")
+    parser = subparsers.add_parser(
+        "data",
+        help="generate concept-labelled audio clips",
+        description="Generate concept-labelled audio clips without downloads.",
+    )
     sub = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
     make = sub.add_parser(
         "make",
@@ -25,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--p-voice", type=float, default=0.15, help="fraction of voice clips (default 0.15)")
     make.add_argument("--soundfont", default=None, help=".sf2 file (default: pretty_midi's TimGM6mb.sf2)")
     make.add_argument("--jobs", type=int, default=1, help="rendering processes (default 1)")
-    make.add_argument("--concepts", default="all",
-                      help="comma-separated concepts to make with/without folders for, 'all' or 'none'")
+    make.add_argument(
+        "--concepts", default="all", help="comma-separated concepts to make with/without folders for, 'all' or 'none'"
+    )
     make.add_argument("--copy", action="store_true", help="copy wavs into concept folders instead of symlinking")
     make.set_defaults(func=run_make)
 
@@ -48,13 +52,26 @@ def run_make(args: argparse.Namespace) -> int:
     concepts = {"all": list(CONCEPTS), "none": []}.get(args.concepts)
     if concepts is None:
         concepts = [c.strip() for c in args.concepts.split(",") if c.strip()]
-    cfg = DataConfig(n=args.n, seed=args.seed, duration=args.duration, sample_rate=args.sr, p_solo=args.p_solo,
-                     p_voice=args.p_voice, soundfont=args.soundfont)
+    cfg = DataConfig(
+        n=args.n,
+        seed=args.seed,
+        duration=args.duration,
+        sample_rate=args.sr,
+        p_solo=args.p_solo,
+        p_voice=args.p_voice,
+        soundfont=args.soundfont,
+    )
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("rendering clips", total=cfg.n)
-        rows = make_dataset(Path(args.out), cfg, jobs=args.jobs, concepts=concepts, copy=args.copy,
-                            progress=lambda k: progress.update(task, completed=k))
+        rows = make_dataset(
+            Path(args.out),
+            cfg,
+            jobs=args.jobs,
+            concepts=concepts,
+            copy=args.copy,
+            progress=lambda k: progress.update(task, completed=k),
+        )
     table = Table(title=f"{len(rows)} clips in {args.out} ({cfg.duration:g} s, {cfg.sample_rate} Hz)")
     for col in ("concept", "train with", "train without", "test with", "test without"):
         table.add_column(col, justify="right" if col != "concept" else "left")

@@ -24,11 +24,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sae-steps", type=int, default=600, help="SAE training steps (default 600)")
     p.add_argument("--k", type=int, default=8, help="SAE active latents per frame (default 8)")
     p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
-    p.add_argument("--strength", type=positive_floats, default=(1.0, 2.0, 4.0, 8.0, 16.0),
-                   help="strengths of `on` the judge sweeps (default 1,2,4,8,16); the `on` render uses the best")
+    p.add_argument(
+        "--strength",
+        type=positive_floats,
+        default=(1.0, 2.0, 4.0, 8.0, 16.0),
+        help="strengths of `on` the judge sweeps (default 1,2,4,8,16); the `on` render uses the best",
+    )
     p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
-    p.add_argument("--judge-clips", type=nonneg_int, default=0,
-                   help="held-out clips per side and concept the judge renders (default 0: all)")
+    p.add_argument(
+        "--judge-clips",
+        type=nonneg_int,
+        default=0,
+        help="held-out clips per side and concept the judge renders (default 0: all)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.set_defaults(func=run)
 
@@ -50,8 +58,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     torch.set_num_threads(max(1, args.threads))
     console = Console()
-    cfg = DemoConfig(args.out, args.model, args.n, args.duration, args.seed, concepts, args.sae_steps, args.k,
-                     args.expansion, args.strength, args.jobs, args.judge_clips)
+    cfg = DemoConfig(
+        args.out,
+        args.model,
+        args.n,
+        args.duration,
+        args.seed,
+        concepts,
+        args.sae_steps,
+        args.k,
+        args.expansion,
+        args.strength,
+        args.jobs,
+        args.judge_clips,
+    )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
     console.print(rich_table(summary["judge_result"]))
     console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)

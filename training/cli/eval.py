@@ -27,8 +27,12 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", required=True, help="concept bank YAML")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
-    p.add_argument("--strength", type=positive_floats, default=(1.0, 2.0, 4.0, 8.0, 16.0),
-                   help="strengths of `on` to sweep, comma-separated (default 1,2,4,8,16)")
+    p.add_argument(
+        "--strength",
+        type=positive_floats,
+        default=(1.0, 2.0, 4.0, 8.0, 16.0),
+        help="strengths of `on` to sweep, comma-separated (default 1,2,4,8,16)",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -45,9 +49,17 @@ def run_steering(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     console = Console()
-    cfg = EvalConfig(args.data, args.model, args.bank, args.out,
-                     tuple(c.strip() for c in args.concepts.split(",") if c.strip()), args.strength, args.max_clips,
-                     seed=args.seed, baseline=not args.no_baseline)
+    cfg = EvalConfig(
+        args.data,
+        args.model,
+        args.bank,
+        args.out,
+        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        args.strength,
+        args.max_clips,
+        seed=args.seed,
+        baseline=not args.no_baseline,
+    )
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))
     console.print(rich_table(result))
@@ -95,10 +107,20 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.renders < 1 or not args.duration > 0:
         raise UserError(f"--renders {args.renders} --duration {args.duration}: expected at least 1 and > 0 s")
     torch.set_num_threads(max(1, args.threads))
-    cfg = MusicGenEvalConfig(args.data, args.model, args.bank, args.out, read_prompt_list(args.prompts,
-                             DEFAULT_PROMPTS), args.backend, args.renders, args.duration,
-                             tuple(c.strip() for c in args.concepts.split(",") if c.strip()), args.strength,
-                             args.seed, args.device)
+    cfg = MusicGenEvalConfig(
+        args.data,
+        args.model,
+        args.bank,
+        args.out,
+        read_prompt_list(args.prompts, DEFAULT_PROMPTS),
+        args.backend,
+        args.renders,
+        args.duration,
+        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        args.strength,
+        args.seed,
+        args.device,
+    )
     console = Console()
     with console.status("judging") as status:
         result = evaluate_musicgen(cfg, lambda s: status.update(s))

@@ -6,17 +6,23 @@ import argparse
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("models", help="build tiny seeded models in the real formats",
-                                   description="Build tiny seeded models in the formats users bring.")
+    parser = subparsers.add_parser(
+        "models",
+        help="build tiny seeded models in the real formats",
+        description="Build tiny seeded models in the formats users bring.",
+    )
     kinds = parser.add_subparsers(dest="models_command", metavar="KIND", required=True)
     rave = kinds.add_parser(
-        "rave", help="write a tiny untrained streaming RAVE .ts (acids-rave configs + `rave export --streaming`)",
+        "rave",
+        help="write a tiny untrained streaming RAVE .ts (acids-rave configs + `rave export --streaming`)",
         description="Build a RAVE from acids-rave's gin configs (default v2_small + causal at capacity 4), fit its "
-        "latent PCA on a test signal and export it with acids-rave's own exporter. Untrained: for tests.")
+        "latent PCA on a test signal and export it with acids-rave's own exporter. Untrained: for tests.",
+    )
     rave.add_argument("--out", required=True, help="output .ts path")
     rave.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
-    rave.add_argument("--config", action="append", default=None,
-                      help="acids-rave gin config, repeatable (default: v2_small, causal)")
+    rave.add_argument(
+        "--config", action="append", default=None, help="acids-rave gin config, repeatable (default: v2_small, causal)"
+    )
     rave.add_argument("--capacity", type=int, default=4, help="CAPACITY binding (default 4)")
     rave.add_argument("--latent-size", type=int, default=16, help="LATENT_SIZE binding (default 16)")
     rave.add_argument("--sample-rate", type=int, default=44100, help="model sample rate (default 44100)")
@@ -36,9 +42,12 @@ def run_rave(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".ts":
         raise UserError(f"--out {out}: expected a path ending in .ts")
-    cfg = RaveBuildConfig(configs=tuple(args.config or ("v2_small", "causal")), seed=args.seed,
-                          bindings={"CAPACITY": args.capacity, "LATENT_SIZE": args.latent_size},
-                          sample_rate=args.sample_rate)
+    cfg = RaveBuildConfig(
+        configs=tuple(args.config or ("v2_small", "causal")),
+        seed=args.seed,
+        bindings={"CAPACITY": args.capacity, "LATENT_SIZE": args.latent_size},
+        sample_rate=args.sample_rate,
+    )
     build_tiny_rave(out, cfg=cfg, streaming=not args.no_streaming)
     print(f"wrote {'streaming ' if not args.no_streaming else ''}RAVE export {out}")
     return 0
@@ -53,8 +62,12 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "with a small word-level tokenizer). For tests and offline demos; no download.",
     )
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--backend", choices=["audiocraft", "transformers"], default="audiocraft",
-                        help="checkpoint format (default audiocraft)")
+    parser.add_argument(
+        "--backend",
+        choices=["audiocraft", "transformers"],
+        default="audiocraft",
+        help="checkpoint format (default audiocraft)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
     parser.add_argument("--layers", type=int, default=4, help="transformer layers (default 4)")
     parser.add_argument("--dim", type=int, default=32, help="transformer width (default 32)")
@@ -69,8 +82,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from training.musicgen.tiny_model import TinyMusicGenConfig, save_tiny_musicgen
 
     if args.layers < 1 or args.heads < 1 or args.dim < args.heads or args.dim % args.heads:
-        raise UserError(f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: expected positive "
-                        "sizes with dim a multiple of heads")
+        raise UserError(
+            f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: expected positive "
+            "sizes with dim a multiple of heads"
+        )
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a folder")

@@ -23,10 +23,17 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")
     p.add_argument("--bank", help="concept bank YAML")
     p.add_argument("--sae", help="SAE directory (default: the one the bank's concepts were found with)")
-    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=MODE",
-                   help="concept edit: NAME=off, NAME=on[:STRENGTH], NAME=scale:GAIN, NAME=none (repeatable)")
-    p.add_argument("--block", type=int, default=None,
-                   help="samples per model call, a multiple of the ratio (default about 16384)")
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=MODE",
+        help="concept edit: NAME=off, NAME=on[:STRENGTH], NAME=scale:GAIN, NAME=none (repeatable)",
+    )
+    p.add_argument(
+        "--block", type=int, default=None, help="samples per model call, a multiple of the ratio (default about 16384)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise fill")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -44,13 +51,26 @@ def run_rave(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("rendering", total=None)
-        report = render_file(args.inp, args.out, args.model, args.bank, args.sets, args.sae, args.block, args.seed,
-                             not args.no_align, lambda i, n: progress.update(task, completed=i, total=n))
+        report = render_file(
+            args.inp,
+            args.out,
+            args.model,
+            args.bank,
+            args.sets,
+            args.sae,
+            args.block,
+            args.seed,
+            not args.no_align,
+            lambda i, n: progress.update(task, completed=i, total=n),
+        )
     for line in report.notes:
         console.print(f"note: {line}", highlight=False)
     edits = ", ".join(args.sets) or "no edit"
-    console.print(f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}) in {report.seconds_wall:.2f} s "
-                  f"(RTF {report.rtf:.2f}, delay {report.delay} samples removed)", highlight=False)
+    console.print(
+        f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}) in {report.seconds_wall:.2f} s "
+        f"(RTF {report.rtf:.2f}, delay {report.delay} samples removed)",
+        highlight=False,
+    )
     return 0
 
 
@@ -69,13 +89,22 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     what.add_argument("--batch", help="YAML list / CSV of jobs: prompt, and optional name, seed, duration, set")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--bank", help="concept bank YAML (needed with --set)")
-    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=MODE[@START-STOP]",
-                        help="concept edit, repeatable (e.g. --set guitar=off --set piano=on:2@2-6)")
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="NAME=MODE[@START-STOP]",
+        help="concept edit, repeatable (e.g. --set guitar=off --set piano=on:2@2-6)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--out", help="output audio file for --prompt (.wav/.flac/.ogg)")
     parser.add_argument("--out-dir", help="output folder for --batch")
-    parser.add_argument("--plain", action="store_true",
-                        help="also write the unedited render from the same seed (NAME.plain.wav), e.g. for the judge")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="also write the unedited render from the same seed (NAME.plain.wav), e.g. for the judge",
+    )
     parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default 250)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
@@ -103,8 +132,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
             raise UserError("--prompt: expected a non-empty text")
         if not args.out:
             raise UserError("--out: expected an output audio file with --prompt")
-        jobs = [RenderJob(prompt=args.prompt, out=Path(args.out), seed=args.seed, duration=args.duration,
-                          sets=list(args.sets))]
+        jobs = [
+            RenderJob(
+                prompt=args.prompt, out=Path(args.out), seed=args.seed, duration=args.duration, sets=list(args.sets)
+            )
+        ]
     else:
         if not args.out_dir:
             raise UserError("--out-dir: expected an output folder with --batch")

@@ -28,8 +28,10 @@ class AudioNotes:
     target_rate: int = 0
 
     def lines(self) -> list[str]:
-        out = [f"resampled {n} file(s) from {sr} Hz to the model's {self.target_rate} Hz"
-               for sr, n in sorted(self.resampled.items())]
+        out = [
+            f"resampled {n} file(s) from {sr} Hz to the model's {self.target_rate} Hz"
+            for sr, n in sorted(self.resampled.items())
+        ]
         out += [f"skipped {path}: {why}" for path, why in self.skipped]
         return out
 

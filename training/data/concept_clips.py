@@ -69,8 +69,19 @@ CONCEPTS: dict[str, Callable[[dict], bool]] = {
     "voice_female": lambda r: r["voice"] == "female",
 }
 MANIFEST_FIELDS = (
-    "file", "index", "split", "kind", "instruments", *INSTRUMENT_LABELS, "guitar_type", "voice",
-    "tempo", "key", "mode", "duration", "sample_rate",
+    "file",
+    "index",
+    "split",
+    "kind",
+    "instruments",
+    *INSTRUMENT_LABELS,
+    "guitar_type",
+    "voice",
+    "tempo",
+    "key",
+    "mode",
+    "duration",
+    "sample_rate",
 )
 _WORDS_TEXT = (
     "river stone morning light over the quiet hills and a song that travels far away from home under "
@@ -225,8 +236,13 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
             for c, chord in enumerate(chords):
                 root = 36 + (key + chord[0]) % 12
                 for b in range(2):
-                    add(inst, root + (7 if b == 1 and rng.random() < 0.4 else 0), c * chord_len + b * beat, beat * 0.9,
-                        vel_jit(95))
+                    add(
+                        inst,
+                        root + (7 if b == 1 and rng.random() < 0.4 else 0),
+                        c * chord_len + b * beat,
+                        beat * 0.9,
+                        vel_jit(95),
+                    )
         elif inst == "drums":
             n_beats = math.ceil(duration / beat)
             for b in range(n_beats):
@@ -245,7 +261,11 @@ def plan_clip(index: int, cfg: DataConfig) -> ClipPlan:
     u = rng.random()
     kind = "solo" if u < cfg.p_solo else ("voice" if u < cfg.p_solo + cfg.p_voice else "band")
     plan = ClipPlan(
-        index=index, kind=kind, instruments=[], tempo=float(rng.uniform(80, 140)), key=int(rng.integers(12)),
+        index=index,
+        kind=kind,
+        instruments=[],
+        tempo=float(rng.uniform(80, 140)),
+        key=int(rng.integers(12)),
         mode="major" if rng.random() < 0.6 else "minor",
     )
 
@@ -331,8 +351,9 @@ def render_speech(text: str, voice: str, rate: int, duration: float, sample_rate
 
     if shutil.which("espeak-ng") is None:
         raise UserError("espeak-ng: not found on PATH (Debian package espeak-ng is needed for voice clips)")
-    proc = subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "--stdout", text], capture_output=True,
-                          check=False)
+    proc = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(rate), "--stdout", text], capture_output=True, check=False
+    )
     if proc.returncode != 0 or not proc.stdout:
         raise UserError(f"espeak-ng -v {voice}: failed ({proc.stderr.decode(errors='replace').strip()[:200]})")
     audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
@@ -460,8 +481,12 @@ def make_dataset(
             if progress:
                 progress(len(rows))
     write_manifest(out, rows)
-    meta = {"config": dataclasses.asdict(cfg), "soundfont": {"name": soundfont.name, "sha256": _sha256(soundfont)},
-            "concepts": sorted(concepts or ()), "test_every": TEST_EVERY}
+    meta = {
+        "config": dataclasses.asdict(cfg),
+        "soundfont": {"name": soundfont.name, "sha256": _sha256(soundfont)},
+        "concepts": sorted(concepts or ()),
+        "test_every": TEST_EVERY,
+    }
     _write_text_atomic(out / "data.json", json.dumps(meta, indent=2) + "\n")
     for name in concepts or ():
         materialise_concept(out, rows, name, copy=copy)

@@ -32,16 +32,16 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 @dataclass
 class CollectConfig:
     """Args:
-        out: store directory.
-        layers: layer indices to record.
-        duration: seconds generated per prompt.
-        seed: generation seed of the first batch (batch k uses seed + k).
-        batch_size: prompts per generation batch / audio chunks per teacher-forced batch.
-        cfg_coef: classifier-free guidance coefficient for generation.
-        chunk: seconds of audio per teacher-forced chunk (at most the model's training length).
-        description: text condition for audio (None: the null condition, the unconditional branch).
-        dtype: store dtype, float16 or float32.
-        shard_rows: rows per store shard.
+    out: store directory.
+    layers: layer indices to record.
+    duration: seconds generated per prompt.
+    seed: generation seed of the first batch (batch k uses seed + k).
+    batch_size: prompts per generation batch / audio chunks per teacher-forced batch.
+    cfg_coef: classifier-free guidance coefficient for generation.
+    chunk: seconds of audio per teacher-forced chunk (at most the model's training length).
+    description: text condition for audio (None: the null condition, the unconditional branch).
+    dtype: store dtype, float16 or float32.
+    shard_rows: rows per store shard.
     """
 
     out: Path
@@ -129,8 +129,16 @@ class Collector:
         self.cfg = cfg
         self.hooks = {i: mg.hook_name(i) for i in cfg.layers}
         self.writers = {
-            i: ActivationWriter(cfg.out, hook, mg.dim, dtype=cfg.dtype, model=mg.model_ref(),
-                                frame_rate=mg.frame_rate, sample_rate=mg.sample_rate, shard_rows=cfg.shard_rows)
+            i: ActivationWriter(
+                cfg.out,
+                hook,
+                mg.dim,
+                dtype=cfg.dtype,
+                model=mg.model_ref(),
+                frame_rate=mg.frame_rate,
+                sample_rate=mg.sample_rate,
+                shard_rows=cfg.shard_rows,
+            )
             for i, hook in self.hooks.items()
         }
 

@@ -22,9 +22,14 @@ from sae.probe import ProbeReport, compare_probes, pool
 from training.musicgen.collect import list_audio, load_audio
 
 
-def clip_activations(mg: MusicGenBackend, files: Sequence[Path], layers: Sequence[int], chunk: float = 10.0,
-                     description: str | None = None,
-                     progress: Callable[[int], None] | None = None) -> dict[Path, dict[int, torch.Tensor]]:
+def clip_activations(
+    mg: MusicGenBackend,
+    files: Sequence[Path],
+    layers: Sequence[int],
+    chunk: float = 10.0,
+    description: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[Path, dict[int, torch.Tensor]]:
     """Per file (resolved path) and layer: frames [T, dim] of the residual stream, teacher-forced."""
     out: dict[Path, dict[int, torch.Tensor]] = {}
     hop = round(mg.sample_rate / mg.frame_rate)
@@ -66,8 +71,9 @@ def concept_files(concept_dir: str | Path) -> tuple[list[Path], list[Path]]:
     return sides[0], sides[1]
 
 
-def pooled(acts: dict[Path, dict[int, torch.Tensor]], files: Sequence[Path], layer: int, sae) -> tuple[np.ndarray,
-                                                                                                          np.ndarray]:
+def pooled(
+    acts: dict[Path, dict[int, torch.Tensor]], files: Sequence[Path], layer: int, sae
+) -> tuple[np.ndarray, np.ndarray]:
     """(SAE-feature pooled [clips, d_sae], raw pooled [clips, dim]) for `files` at `layer`."""
     sae_rows, raw_rows = [], []
     with torch.no_grad():
@@ -87,9 +93,19 @@ class LayerResult:
     concept: Concept
 
 
-def probe_layer(name: str, mg: MusicGenBackend, layer: int, sae, sae_ref: str,
-                acts: dict[Path, dict[int, torch.Tensor]], with_files: Sequence[Path], without_files: Sequence[Path],
-                k: int | None = None, folds: int = 5, seed: int = 0) -> LayerResult:
+def probe_layer(
+    name: str,
+    mg: MusicGenBackend,
+    layer: int,
+    sae,
+    sae_ref: str,
+    acts: dict[Path, dict[int, torch.Tensor]],
+    with_files: Sequence[Path],
+    without_files: Sequence[Path],
+    k: int | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> LayerResult:
     """Held-out AUROC of the concept at `layer` and its bank entry (features, weights, typical activations)."""
     if sae.cfg.d_in != mg.dim:
         raise UserError(f"SAE {sae_ref}: d_in {sae.cfg.d_in} does not match {mg.hook_name(layer)} width {mg.dim}")
@@ -108,15 +124,33 @@ def probe_layer(name: str, mg: MusicGenBackend, layer: int, sae, sae_ref: str,
         typical = float(active.mean()) if active.numel() else float(col.abs().max().clamp_min(1e-3))
         features.append(ConceptFeature(int(idx), float(w), typical))
     ref = mg.model_ref()
-    concept = Concept(name, ModelRef(ref["name"], ref["sha256"]), mg.hook_name(layer), sae_ref, features,
-                      ConceptDefault("none", 1.0), dict(report.auroc))
+    concept = Concept(
+        name,
+        ModelRef(ref["name"], ref["sha256"]),
+        mg.hook_name(layer),
+        sae_ref,
+        features,
+        ConceptDefault("none", 1.0),
+        dict(report.auroc),
+    )
     return LayerResult(layer, report, concept)
 
 
-def find_musicgen_concept(name: str, with_dir: str | Path, without_dir: str | Path, model: str, sae_dir: str | Path,
-                          bank_path: str | Path, k: int | None = None, folds: int = 5, mode: str = "none",
-                          strength: float = 1.0, replace: bool = True, backend: str = "auto",
-                          device: str = "cpu") -> LayerResult:
+def find_musicgen_concept(
+    name: str,
+    with_dir: str | Path,
+    without_dir: str | Path,
+    model: str,
+    sae_dir: str | Path,
+    bank_path: str | Path,
+    k: int | None = None,
+    folds: int = 5,
+    mode: str = "none",
+    strength: float = 1.0,
+    replace: bool = True,
+    backend: str = "auto",
+    device: str = "cpu",
+) -> LayerResult:
     """`musicsae concept find` for a MusicGen model: the SAE's `hook_name` names the layer.
 
     Everything is checked (model, layer, SAE width, examples) before the model runs; the bank is saved

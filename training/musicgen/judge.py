@@ -68,12 +68,16 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     names = list(cfg.concepts) or [c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == sha]
     unknown = [n for n in names if n not in CONCEPTS]
     if unknown:
-        raise UserError(f"concept {unknown[0]!r}: the data manifest has no label for it "
-                        f"(labelled: {', '.join(CONCEPTS)})")
+        raise UserError(
+            f"concept {unknown[0]!r}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
+        )
     if not names:
         raise UserError(f"concept bank {cfg.bank}: no concept on {mg.name} that the manifest labels")
-    steer = {(n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")])
-             for n in names for mode in ("off", f"on:{cfg.strength:g}")}  # checks model/layer/SAE up front
+    steer = {
+        (n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")])
+        for n in names
+        for mode in ("off", f"on:{cfg.strength:g}")
+    }  # checks model/layer/SAE up front
 
     notes = AudioNotes()
     train = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "train"]
@@ -84,8 +88,9 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     test = [(a, r) for a, r in test if a is not None]
     if test:
         clean = judge.detect([a for a, _ in test])
-        judge.clean_accuracy = {n: float(100.0 * (clean[n] == np.array([bool(CONCEPTS[n](r)) for _, r in test]))
-                                          .mean()) for n in names}
+        judge.clean_accuracy = {
+            n: float(100.0 * (clean[n] == np.array([bool(CONCEPTS[n](r)) for _, r in test])).mean()) for n in names
+        }
 
     jobs = [(p, cfg.seed + j) for p in cfg.prompts for j in range(cfg.renders)]
 
@@ -112,17 +117,30 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         entry["drift"] = {"off": drift_off, "on": drift_on}
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
-        entry["goals_met"] = {"off_drop": entry["off_drop"] >= GOALS["off_drop"],
-                              "on_rise": entry["on_rise"] >= GOALS["on_rise"], "drift": worst <= GOALS["drift"]}
+        entry["goals_met"] = {
+            "off_drop": entry["off_drop"] >= GOALS["off_drop"],
+            "on_rise": entry["on_rise"] >= GOALS["on_rise"],
+            "drift": worst <= GOALS["drift"],
+        }
         results[name] = entry
     out = {
         "model": {"name": mg.name, "sha256": sha, "backend": mg.backend},
-        "bank": str(cfg.bank), "data": str(cfg.data), "prompts": list(cfg.prompts), "duration": cfg.duration,
-        "judge": {"features": f"log-mel mean+std, {N_MELS} bands", "classifier": "logistic regression",
-                  "trained_on": f"{len(train)} clean train clips",
-                  "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names}},
-        "strength_on": cfg.strength, "held_out_clips": len(jobs), "goals": GOALS,
-        "concepts": results, "notes": notes.lines(), "seconds": round(time.perf_counter() - t0, 1),
+        "bank": str(cfg.bank),
+        "data": str(cfg.data),
+        "prompts": list(cfg.prompts),
+        "duration": cfg.duration,
+        "judge": {
+            "features": f"log-mel mean+std, {N_MELS} bands",
+            "classifier": "logistic regression",
+            "trained_on": f"{len(train)} clean train clips",
+            "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names},
+        },
+        "strength_on": cfg.strength,
+        "held_out_clips": len(jobs),
+        "goals": GOALS,
+        "concepts": results,
+        "notes": notes.lines(),
+        "seconds": round(time.perf_counter() - t0, 1),
     }
     save_report(out, Path(cfg.out))
     return out

@@ -84,44 +84,103 @@ def audiocraft_configs(cfg: TinyMusicGenConfig) -> tuple[dict, dict]:
         "sample_rate": cfg.sample_rate,
         "channels": 1,
         "dataset": {"segment_duration": cfg.max_duration},
-        "codebooks_pattern": {"modeling": "delay", "delay": {"delays": list(range(cfg.n_q)),
-                                                             "flatten_first": 0, "empty_initial": 0}},
+        "codebooks_pattern": {
+            "modeling": "delay",
+            "delay": {"delays": list(range(cfg.n_q)), "flatten_first": 0, "empty_initial": 0},
+        },
         "transformer_lm": {
-            "dim": cfg.dim, "num_heads": cfg.num_heads, "num_layers": cfg.num_layers, "hidden_scale": 4,
-            "n_q": cfg.n_q, "card": cfg.card, "dropout": 0.0, "emb_lr": None, "activation": "gelu",
-            "norm_first": True, "bias_ff": False, "bias_attn": False, "bias_proj": False,
-            "past_context": None, "causal": True, "custom": False, "memory_efficient": True,
-            "attention_as_float32": False, "layer_scale": None, "positional_embedding": "sin",
-            "xpos": False, "checkpointing": "none", "weight_init": "gaussian", "depthwise_init": "current",
-            "zero_bias_init": True, "norm": "layer_norm", "cross_attention": False, "qk_layer_norm": False,
-            "qk_layer_norm_cross": False, "attention_dropout": None, "kv_repeat": 1, "two_step_cfg": False,
+            "dim": cfg.dim,
+            "num_heads": cfg.num_heads,
+            "num_layers": cfg.num_layers,
+            "hidden_scale": 4,
+            "n_q": cfg.n_q,
+            "card": cfg.card,
+            "dropout": 0.0,
+            "emb_lr": None,
+            "activation": "gelu",
+            "norm_first": True,
+            "bias_ff": False,
+            "bias_attn": False,
+            "bias_proj": False,
+            "past_context": None,
+            "causal": True,
+            "custom": False,
+            "memory_efficient": True,
+            "attention_as_float32": False,
+            "layer_scale": None,
+            "positional_embedding": "sin",
+            "xpos": False,
+            "checkpointing": "none",
+            "weight_init": "gaussian",
+            "depthwise_init": "current",
+            "zero_bias_init": True,
+            "norm": "layer_norm",
+            "cross_attention": False,
+            "qk_layer_norm": False,
+            "qk_layer_norm_cross": False,
+            "attention_dropout": None,
+            "kv_repeat": 1,
+            "two_step_cfg": False,
         },
         "classifier_free_guidance": {"training_dropout": 0.3, "inference_coef": 3.0},
         "attribute_dropout": {},
-        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1, "sum": [],
-                  "prepend": [], "cross": ["description"], "input_interpolate": []},
-        "conditioners": {"description": {"model": "lut", "lut": {"n_bins": 256, "dim": cfg.dim,
-                                                                 "tokenizer": "noop"}}},
+        "fuser": {
+            "cross_attention_pos_emb": False,
+            "cross_attention_pos_emb_scale": 1,
+            "sum": [],
+            "prepend": [],
+            "cross": ["description"],
+            "input_interpolate": [],
+        },
+        "conditioners": {"description": {"model": "lut", "lut": {"n_bins": 256, "dim": cfg.dim, "tokenizer": "noop"}}},
     }
     codec_cfg = {
         "device": "cpu",
         "sample_rate": cfg.sample_rate,
         "channels": 1,
         "compression_model": "encodec",
-        "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": cfg.sample_rate,
-                    "channels": 1, "causal": False, "renormalize": False},
+        "encodec": {
+            "autoencoder": "seanet",
+            "quantizer": "rvq",
+            "sample_rate": cfg.sample_rate,
+            "channels": 1,
+            "causal": False,
+            "renormalize": False,
+        },
         "seanet": {
-            "dimension": 16, "channels": 1, "causal": False, "n_filters": 4, "n_residual_layers": 1,
-            "ratios": CODEC_RATIOS, "activation": "ELU", "activation_params": {"alpha": 1.0},
-            "norm": "weight_norm", "norm_params": {}, "kernel_size": 7, "residual_kernel_size": 3,
-            "last_kernel_size": 7, "dilation_base": 2, "pad_mode": "constant", "true_skip": True,
-            "compress": 2, "lstm": 1, "disable_norm_outer_blocks": 0,
+            "dimension": 16,
+            "channels": 1,
+            "causal": False,
+            "n_filters": 4,
+            "n_residual_layers": 1,
+            "ratios": CODEC_RATIOS,
+            "activation": "ELU",
+            "activation_params": {"alpha": 1.0},
+            "norm": "weight_norm",
+            "norm_params": {},
+            "kernel_size": 7,
+            "residual_kernel_size": 3,
+            "last_kernel_size": 7,
+            "dilation_base": 2,
+            "pad_mode": "constant",
+            "true_skip": True,
+            "compress": 2,
+            "lstm": 1,
+            "disable_norm_outer_blocks": 0,
             "decoder": {"trim_right_ratio": 1.0, "final_activation": None, "final_activation_params": None},
             "encoder": {},
         },
-        "rvq": {"n_q": cfg.n_q, "q_dropout": False, "bins": cfg.card, "decay": 0.99, "kmeans_init": False,
-                "kmeans_iters": 50, "threshold_ema_dead_code": 2, "orthogonal_reg_weight": 0.0,
-                "orthogonal_reg_active_codes_only": False},
+        "rvq": {
+            "n_q": cfg.n_q,
+            "q_dropout": False,
+            "bins": cfg.card,
+            "decay": 0.99,
+            "kmeans_init": False,
+            "kmeans_iters": 50,
+            "threshold_ema_dead_code": 2,
+            "orthogonal_reg_weight": 0.0,
+            "orthogonal_reg_active_codes_only": False,
+        },
     }
     return lm_cfg, codec_cfg
 
@@ -170,28 +229,58 @@ def build_tiny_tokenizer():
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=512)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=512
+    )
 
 
 def transformers_config(cfg: TinyMusicGenConfig, vocab_size: int):
     """A tiny `MusicgenConfig` (T5 text encoder, EnCodec, decoder) shaped like musicgen-small."""
     from transformers import EncodecConfig, MusicgenConfig, MusicgenDecoderConfig, T5Config
 
-    text = T5Config(vocab_size=vocab_size, d_model=cfg.dim, d_kv=cfg.dim // cfg.num_heads, d_ff=2 * cfg.dim,
-                    num_layers=1, num_heads=cfg.num_heads, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    text = T5Config(
+        vocab_size=vocab_size,
+        d_model=cfg.dim,
+        d_kv=cfg.dim // cfg.num_heads,
+        d_ff=2 * cfg.dim,
+        num_layers=1,
+        num_heads=cfg.num_heads,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     nbits = cfg.card.bit_length() - 1
     frame_rate = cfg.sample_rate // 640
-    audio = EncodecConfig(sampling_rate=cfg.sample_rate, upsampling_ratios=CODEC_RATIOS, num_filters=4,
-                          hidden_size=16, num_lstm_layers=1, codebook_size=cfg.card,
-                          target_bandwidths=[cfg.n_q * frame_rate * nbits / 1000], use_causal_conv=False,
-                          pad_mode="constant")
-    decoder = MusicgenDecoderConfig(vocab_size=cfg.card, max_position_embeddings=4096, num_hidden_layers=cfg.num_layers,
-                                    ffn_dim=4 * cfg.dim, num_attention_heads=cfg.num_heads, hidden_size=cfg.dim,
-                                    dropout=0.0, num_codebooks=cfg.n_q, pad_token_id=cfg.card, bos_token_id=cfg.card,
-                                    initializer_factor=cfg.dim ** -0.5)  # audiocraft's gaussian init: peaked logits
-    config = MusicgenConfig(text_encoder=text.to_dict(), audio_encoder=audio.to_dict(), decoder=decoder.to_dict(),
-                            initializer_factor=cfg.dim ** -0.5)
+    audio = EncodecConfig(
+        sampling_rate=cfg.sample_rate,
+        upsampling_ratios=CODEC_RATIOS,
+        num_filters=4,
+        hidden_size=16,
+        num_lstm_layers=1,
+        codebook_size=cfg.card,
+        target_bandwidths=[cfg.n_q * frame_rate * nbits / 1000],
+        use_causal_conv=False,
+        pad_mode="constant",
+    )
+    decoder = MusicgenDecoderConfig(
+        vocab_size=cfg.card,
+        max_position_embeddings=4096,
+        num_hidden_layers=cfg.num_layers,
+        ffn_dim=4 * cfg.dim,
+        num_attention_heads=cfg.num_heads,
+        hidden_size=cfg.dim,
+        dropout=0.0,
+        num_codebooks=cfg.n_q,
+        pad_token_id=cfg.card,
+        bos_token_id=cfg.card,
+        initializer_factor=cfg.dim**-0.5,
+    )  # audiocraft's gaussian init: peaked logits
+    config = MusicgenConfig(
+        text_encoder=text.to_dict(),
+        audio_encoder=audio.to_dict(),
+        decoder=decoder.to_dict(),
+        initializer_factor=cfg.dim**-0.5,
+    )
     return config
 
 

@@ -110,8 +110,9 @@ def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
 
 
 @torch.no_grad()
-def activations_of(model, audio: np.ndarray, hooks: list[str], chunk: int,
-                   streams: dict[str, RaveStream] | None = None) -> dict[str, torch.Tensor]:
+def activations_of(
+    model, audio: np.ndarray, hooks: list[str], chunk: int, streams: dict[str, RaveStream] | None = None
+) -> dict[str, torch.Tensor]:
     """Rows [frames, dim] per hook for one mono clip, from streams reset to their fresh state.
 
     `streams` ({"latent": ..., "encoder": ...}, made by `make_streams`) are reused between calls.
@@ -162,9 +163,18 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
     report.notes.target_rate = model.sr
     with contextlib.ExitStack() as stack:
         writers = {
-            h: stack.enter_context(ActivationWriter(
-                cfg.out, h, int(probe[h].shape[1]), cfg.dtype, model=model.identity.as_dict(),
-                frame_rate=model.sr / model.ratio, sample_rate=model.sr, shard_rows=cfg.shard_rows))
+            h: stack.enter_context(
+                ActivationWriter(
+                    cfg.out,
+                    h,
+                    int(probe[h].shape[1]),
+                    cfg.dtype,
+                    model=model.identity.as_dict(),
+                    frame_rate=model.sr / model.ratio,
+                    sample_rate=model.sr,
+                    shard_rows=cfg.shard_rows,
+                )
+            )
             for h in hooks
         }
         done = set.intersection(*(w.complete_sources for w in writers.values()))

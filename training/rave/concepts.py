@@ -70,23 +70,28 @@ def check_sae_for_model(sae_dir: str | Path, cfg: dict, model) -> None:
     """One line when the SAE was not trained on this model's latents (dim, hook or provenance)."""
     d_in = cfg.get("d_in")
     if d_in != model.latent_size:
-        raise UserError(f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {model.latent_size} latents "
-                        "(an SAE trained on another model?)")
+        raise UserError(
+            f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {model.latent_size} latents "
+            "(an SAE trained on another model?)"
+        )
     hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or ""
     if hook and hook != "latent":
         raise UserError(f"SAE {sae_dir} was trained on hook {hook!r}; concepts are found on RAVE's 'latent' hook")
     ident = (cfg.get("musicsae") or {}).get("model") or {}
     sha = ident.get("sha256") if isinstance(ident, dict) else None
     if sha and sha != model.identity.sha256:
-        raise UserError(f"SAE {sae_dir} was trained on {ident.get('name', '?')} ({sha[:12]}), not "
-                        f"{model.path.name} ({model.identity.sha256[:12]})")
+        raise UserError(
+            f"SAE {sae_dir} was trained on {ident.get('name', '?')} ({sha[:12]}), not "
+            f"{model.path.name} ({model.identity.sha256[:12]})"
+        )
     name = cfg.get("model_name") or (cfg.get("metadata") or {}).get("model_name") or ""
     if not sha and name and name != model.path.name:
         raise UserError(f"SAE {sae_dir} was trained on latents of {name}, not {model.path.name}")
 
 
-def clip_frames(model, files: list[Path], notes: AudioNotes, streams,
-                cache: dict | None = None) -> list[tuple[Path, torch.Tensor]]:
+def clip_frames(
+    model, files: list[Path], notes: AudioNotes, streams, cache: dict | None = None
+) -> list[tuple[Path, torch.Tensor]]:
     """Deterministic latents [frames, latent] per usable clip; `cache` (keyed by model sha256 and resolved
     path) lets several concept searches over the same clips encode each clip once."""
     from training.rave.collect import LATENT, activations_of
@@ -154,8 +159,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     report = compare_probes(S, R, y, cfg.k, cfg.folds, cfg.seed)
     effects = feature_effects(S, y)[report.probe.indices]
     if not (report.probe.weights > 0).any() or not (effects > 0).any():
-        raise UserError(f"concept {cfg.name!r}: no feature of SAE {cfg.sae} fires more with it than without "
-                        f"(SAE probe AUROC {report.auroc['sae_probe']:.2f}); nothing written")
+        raise UserError(
+            f"concept {cfg.name!r}: no feature of SAE {cfg.sae} fires more with it than without "
+            f"(SAE probe AUROC {report.auroc['sae_probe']:.2f}); nothing written"
+        )
     fired = torch.cat([f for f in feats[: len(pos)]])
     features = []
     for idx, w in zip(report.probe.indices.tolist(), report.probe.weights.tolist(), strict=True):
@@ -165,14 +172,21 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         features.append(ConceptFeature(int(idx), float(w), max(typical, 0.0)))
     features.sort(key=lambda f: -f.weight)
     concept = Concept(
-        cfg.name, ModelRef(model.path.name, model.identity.sha256), LATENT, bank.relative_sae(cfg.sae), features,
-        ConceptDefault(cfg.mode, float(cfg.strength)), {k: float(v) for k, v in report.auroc.items()},
+        cfg.name,
+        ModelRef(model.path.name, model.identity.sha256),
+        LATENT,
+        bank.relative_sae(cfg.sae),
+        features,
+        ConceptDefault(cfg.mode, float(cfg.strength)),
+        {k: float(v) for k, v in report.auroc.items()},
     )
     bank.add(concept, replace=cfg.replace)
     bank.save()
     lines = notes.lines()
     base_name, base = report.best_baseline()
     if not report.sae_wins:
-        lines.append(f"the SAE probe (AUROC {report.auroc['sae_probe']:.3f}) does not beat the {base_name} baseline on "
-                     f"raw latents ({base:.3f}): this SAE does not isolate {cfg.name!r} better than the latents do")
+        lines.append(
+            f"the SAE probe (AUROC {report.auroc['sae_probe']:.3f}) does not beat the {base_name} baseline on "
+            f"raw latents ({base:.3f}): this SAE does not isolate {cfg.name!r} better than the latents do"
+        )
     return FindResult(concept, report, bank.path, lines, time.perf_counter() - t0)

@@ -35,8 +35,9 @@ import torch
 
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
-DEMO_CONFIG = RaveBuildConfig(configs=("v2_small", "causal"), bindings={"CAPACITY": 16, "LATENT_SIZE": 16},
-                              sample_rate=44100, seed=0)
+DEMO_CONFIG = RaveBuildConfig(
+    configs=("v2_small", "causal"), bindings={"CAPACITY": 16, "LATENT_SIZE": 16}, sample_rate=44100, seed=0
+)
 
 
 def load_clips(folder: Path, sample_rate: int) -> list[np.ndarray]:
@@ -57,7 +58,7 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
         for b in range(batch):
             clip = clips[rng.integers(len(clips))]
             start = rng.integers(0, max(1, len(clip) - length))
-            piece = clip[start: start + length]
+            piece = clip[start : start + length]
             out[b, 0, : len(piece)] = piece
         yield torch.from_numpy(out)
 
@@ -77,8 +78,17 @@ def loss_terms(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     return terms
 
 
-def train(audio: Path, run_dir: Path, minutes: float, batch: int, length: int, lr: float, seed: int,
-          max_steps: int | None = None, device: str = "cpu") -> None:
+def train(
+    audio: Path,
+    run_dir: Path,
+    minutes: float,
+    batch: int,
+    length: int,
+    lr: float,
+    seed: int,
+    max_steps: int | None = None,
+    device: str = "cpu",
+) -> None:
     torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
     model = build_model(DEMO_CONFIG).to(device)
     opt = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr, betas=(0.5, 0.9))
@@ -94,7 +104,7 @@ def train(audio: Path, run_dir: Path, minutes: float, batch: int, length: int, l
     data = batches(clips, batch, length, rng)
     model.train()
     t_end = time.time() + 60 * minutes
-    log = (run_dir / "train_log.jsonl")
+    log = run_dir / "train_log.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
     while time.time() < t_end and (max_steps is None or step < max_steps):
         terms = loss_terms(model, next(data).to(device))

@@ -75,12 +75,14 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     from sae.bank import ConceptBank
 
     bank = ConceptBank.load(cfg.bank)
-    names = list(cfg.concepts) or [c.name for c in bank if c.name in CONCEPTS and c.model.sha256 ==
-                                   model.identity.sha256]
+    names = list(cfg.concepts) or [
+        c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == model.identity.sha256
+    ]
     unknown = [n for n in names if n not in CONCEPTS]
     if unknown:
-        raise UserError(f"concept {unknown[0]!r}: the data manifest has no label for it "
-                        f"(labelled: {', '.join(CONCEPTS)})")
+        raise UserError(
+            f"concept {unknown[0]!r}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
+        )
     if not names:
         raise UserError(f"concept bank {cfg.bank}: no concept on {model.path.name} that the manifest labels")
     steering = load_steering(cfg.bank, model, names=names)
@@ -115,8 +117,9 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
 
     def render(idx: list[int], sets: list[tuple[str, str]], shift: torch.Tensor | None = None) -> list[np.ndarray]:
         edit = steering.edit_for(sets) if sets else None
-        return [render_array(stream, test_clips[i], sae, edit, cfg.block, delay, cfg.seed + i, shift=shift)
-                for i in idx]
+        return [
+            render_array(stream, test_clips[i], sae, edit, cfg.block, delay, cfg.seed + i, shift=shift) for i in idx
+        ]
 
     all_idx = list(range(len(test_clips)))
     sides = {}
@@ -124,8 +127,10 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         pos = [i for i in all_idx if labels[name][i]]
         neg = [i for i in all_idx if not labels[name][i]]
         if not pos or not neg:
-            raise UserError(f"concept {name!r}: the held-out clips need both sides (have {len(pos)} with, "
-                            f"{len(neg)} without); generate more clips")
+            raise UserError(
+                f"concept {name!r}: the held-out clips need both sides (have {len(pos)} with, "
+                f"{len(neg)} without); generate more clips"
+            )
         sides[name] = (pos[: cfg.max_clips], neg[: cfg.max_clips]) if cfg.max_clips else (pos, neg)
     directions = {}
     if cfg.baseline:
@@ -156,48 +161,73 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         for strength in strengths:
             on = judge.detect(edited(neg, strength))
             drift_on = {o: hit_rate(on[o]) - hit_rate(base[o][neg]) for o in names if o != name}
-            sweep.append({"strength": strength, "without": hit_rate(on[name]),
-                          "rise": hit_rate(on[name]) - hit_rate(base[name][neg]), "drift": drift_on,
-                          "max_drift": max(map(abs, drift_on.values()), default=0.0)})
+            sweep.append(
+                {
+                    "strength": strength,
+                    "without": hit_rate(on[name]),
+                    "rise": hit_rate(on[name]) - hit_rate(base[name][neg]),
+                    "drift": drift_on,
+                    "max_drift": max(map(abs, drift_on.values()), default=0.0),
+                }
+            )
         within = [e for e in sweep if e["max_drift"] <= GOALS["drift"]] or sweep
         best = max(within, key=lambda e: e["rise"])
         worst = max([best["max_drift"], *map(abs, drift_off.values())])
         entry = {
-            "held_out_with": len(pos), "held_out_without": len(neg),
+            "held_out_with": len(pos),
+            "held_out_without": len(neg),
             "clean": {"with": hit_rate(clean[name][pos]), "without": hit_rate(clean[name][neg])},
             "none": {"with": hit_rate(base[name][pos]), "without": hit_rate(base[name][neg])},
-            "off": {"with": hit_rate(off[name])}, "on": {"without": best["without"]},
-            "strength_on": best["strength"], "sweep": sweep,
+            "off": {"with": hit_rate(off[name])},
+            "on": {"without": best["without"]},
+            "strength_on": best["strength"],
+            "sweep": sweep,
         }
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = best["rise"]
         entry["drift"] = {"off": drift_off, "on": best["drift"]}
         entry["max_drift"] = worst
-        entry["goals_met"] = {"off_drop": entry["off_drop"] >= GOALS["off_drop"],
-                              "on_rise": entry["on_rise"] >= GOALS["on_rise"], "drift": worst <= GOALS["drift"]}
+        entry["goals_met"] = {
+            "off_drop": entry["off_drop"] >= GOALS["off_drop"],
+            "on_rise": entry["on_rise"] >= GOALS["on_rise"],
+            "drift": worst <= GOALS["drift"],
+        }
         return entry
 
     results: dict[str, Any] = {}
     for name in names:
         pos, neg = sides[name]
-        say(f"{name}: off on {len(pos)} clips with it, on:{','.join(f'{v:g}' for v in strengths)} on {len(neg)} "
-            "clips without it")
+        say(
+            f"{name}: off on {len(pos)} clips with it, on:{','.join(f'{v:g}' for v in strengths)} on {len(neg)} "
+            "clips without it"
+        )
         entry = arm(name, sae_edit(name))
         if cfg.baseline:
             say(f"{name}: the same edits along the latent difference of means")
             d = directions[name]
             entry["baseline"] = {"method": "raw-latent difference of means", "norm": float(d.norm())} | {
-                k: v for k, v in arm(name, shift_edit(d)).items()
-                if k not in ("held_out_with", "held_out_without", "clean", "none")}
+                k: v
+                for k, v in arm(name, shift_edit(d)).items()
+                if k not in ("held_out_with", "held_out_without", "clean", "none")
+            }
         results[name] = entry
     out = {
         "model": {"name": model.path.name, "sha256": model.identity.sha256},
-        "bank": str(cfg.bank), "sae": str(steering.sae_dir), "data": str(cfg.data),
-        "judge": {"features": f"log-mel mean+std, {N_MELS} bands", "classifier": "logistic regression",
-                  "trained_on": f"{len(train_clips)} clean train clips",
-                  "clean_heldout_accuracy": judge.clean_accuracy},
-        "strengths": list(strengths), "held_out_clips": len(used), "goals": GOALS,
-        "concepts": results, "notes": notes.lines(), "seconds": round(time.perf_counter() - t0, 1),
+        "bank": str(cfg.bank),
+        "sae": str(steering.sae_dir),
+        "data": str(cfg.data),
+        "judge": {
+            "features": f"log-mel mean+std, {N_MELS} bands",
+            "classifier": "logistic regression",
+            "trained_on": f"{len(train_clips)} clean train clips",
+            "clean_heldout_accuracy": judge.clean_accuracy,
+        },
+        "strengths": list(strengths),
+        "held_out_clips": len(used),
+        "goals": GOALS,
+        "concepts": results,
+        "notes": notes.lines(),
+        "seconds": round(time.perf_counter() - t0, 1),
     }
     save_report(out, Path(cfg.out))
     return out

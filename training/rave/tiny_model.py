@@ -25,10 +25,10 @@ from sae.errors import UserError
 @dataclass
 class RaveBuildConfig:
     """Args:
-        configs: acids-rave gin configs, composed in order (like `rave train --config v2_small --config causal`).
-        bindings: extra gin bindings (reduced capacity for tiny models).
-        sample_rate: model rate in Hz.
-        seed: torch seed for the weights.
+    configs: acids-rave gin configs, composed in order (like `rave train --config v2_small --config causal`).
+    bindings: extra gin bindings (reduced capacity for tiny models).
+    sample_rate: model rate in Hz.
+    seed: torch seed for the weights.
     """
 
     configs: tuple[str, ...] = ("v2_small", "causal")
@@ -91,8 +91,9 @@ def save_run(model: torch.nn.Module, run_dir: Path, name: str = "last") -> Path:
     return path
 
 
-def export_run(run_dir: Path, out_path: Path, streaming: bool = True, fidelity: float = 0.95,
-               python: str = sys.executable) -> Path:
+def export_run(
+    run_dir: Path, out_path: Path, streaming: bool = True, fidelity: float = 0.95, python: str = sys.executable
+) -> Path:
     """Export a run with acids-rave's `rave export [--streaming]` into `out_path` (a `.ts`).
 
     `fidelity` is the share of latent variance the export keeps (it crops the PCA'd latent to the
@@ -102,9 +103,20 @@ def export_run(run_dir: Path, out_path: Path, streaming: bool = True, fidelity: 
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         code = "import torch; torch.manual_seed(0); from scripts.main_cli import main; main()"  # seeded warm-up
-        cmd = [python, "-c", code, "export", "--run", str(run_dir),
-               "--output", tmp, "--name", "model", "--streaming" if streaming else "--nostreaming",
-               f"--fidelity={fidelity}"]
+        cmd = [
+            python,
+            "-c",
+            code,
+            "export",
+            "--run",
+            str(run_dir),
+            "--output",
+            tmp,
+            "--name",
+            "model",
+            "--streaming" if streaming else "--nostreaming",
+            f"--fidelity={fidelity}",
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         produced = Path(tmp) / ("model_streaming.ts" if streaming else "model.ts")
         if proc.returncode != 0 or not produced.exists():
@@ -128,8 +140,9 @@ def test_signal(sample_rate: int, seconds: float, seed: int) -> torch.Tensor:
     return torch.from_numpy(x).float().reshape(1, 1, -1)
 
 
-def build_tiny_rave(out_path: str | Path, seed: int = 0, cfg: RaveBuildConfig | None = None,
-                    streaming: bool = True) -> Path:
+def build_tiny_rave(
+    out_path: str | Path, seed: int = 0, cfg: RaveBuildConfig | None = None, streaming: bool = True
+) -> Path:
     """Build an untrained tiny causal RAVE and export it as a `.ts` (a few seconds on CPU)."""
     cfg = cfg or RaveBuildConfig(seed=seed)
     model = build_model(cfg)
