@@ -42,21 +42,22 @@ setup: setup-system
     echo "$want" > "$stamp"
     echo "setup done in $(( $(date +%s) - start )) s; venv $(du -sh {{venv}} | cut -f1)"
 
-# run the test suite (slow end-to-end checks excluded; `just test-all` runs them too)
+# lint, then every test, the slow end-to-end ones included (what CI runs)
 test *ARGS: setup lint
-    {{bin}}/pytest -m "not slow" {{ARGS}}
-
-# every test, the slow end-to-end ones included
-test-all *ARGS: setup
     {{bin}}/pytest {{ARGS}}
+
+# the quick loop while developing: the tests without the slow end-to-end ones, no lint
+test-fast *ARGS: setup
+    {{bin}}/pytest -m "not slow" {{ARGS}}
 
 # the main job on the embedded demo model: data -> activations -> SAE -> concepts -> edits -> judge
 demo OUT="demo_out": setup
     {{bin}}/musicsae demo --out {{OUT}}
 
-# ruff, and poetry.lock agrees with pyproject.toml
+# ruff (lint and format), and poetry.lock agrees with pyproject.toml
 lint: setup poetry
     {{bin}}/ruff check .
+    {{bin}}/ruff format --check .
     .cache/poetry/bin/poetry check --lock
 
 # poetry in its own small venv (it only checks and writes the lock; `just setup` installs with pip)
