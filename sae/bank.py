@@ -12,6 +12,7 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           - {index: 12, weight: 1.0, typical: 1.7}
         default: {mode: "off", strength: 1.0}
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
+        probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
 
 Loading validates everything and names the first bad field in one line (`UserError`); saving writes a
 temp file and renames it, so a bank is never half-written.
@@ -35,7 +36,7 @@ from sae.errors import UserError
 VERSION = 1
 MODES = ("none", "off", "on", "scale")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-CONCEPT_KEYS = ("model", "hook", "sae", "features", "default", "auroc")
+CONCEPT_KEYS = ("model", "hook", "sae", "features", "default", "auroc", "probe")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,18 @@ class ConceptDefault:
     strength: float = 1.0
 
 
+@dataclass(frozen=True)
+class ConceptProbe:
+    """The concept's fitted probe in raw units: P(concept) = sigmoid(intercept + Σ coef[i] · mean_t f[t, i])
+    over a window of SAE features f (`sae.meter`). Optional in a bank (older banks have none: no meter)."""
+
+    intercept: float
+    coef: dict[int, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"intercept": _r(self.intercept), "coef": {int(i): _r(c) for i, c in self.coef.items()}}
+
+
 @dataclass
 class Concept:
     """A concept: features of one SAE on one hook of one model, how to steer it by default, and how well
@@ -80,9 +93,10 @@ class Concept:
     features: list[ConceptFeature]
     default: ConceptDefault = field(default_factory=ConceptDefault)
     auroc: dict[str, float] = field(default_factory=dict)
+    probe: ConceptProbe | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": {"name": self.model.name, "sha256": self.model.sha256},
             "hook": self.hook,
             "sae": self.sae,
@@ -90,6 +104,9 @@ class Concept:
             "default": {"mode": self.default.mode, "strength": _r(self.default.strength)},
             "auroc": {k: _r(v) for k, v in self.auroc.items()},
         }
+        if self.probe is not None:
+            out["probe"] = self.probe.to_dict()
+        return out
 
 
 def _r(x: float) -> float:
@@ -290,6 +307,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     if not isinstance(auroc, dict):
         raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
     aurocs = {str(k): _num(v, f"{at}: auroc.{k}", 0.0, 1.0) for k, v in auroc.items()}
+    probe = _probe(spec.get("probe"), at)
     return Concept(
         name,
         ModelRef(model["name"], model["sha256"]),
@@ -298,4 +316,20 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         features,
         ConceptDefault(mode, strength),
         aurocs,
+        probe,
     )
+
+
+def _probe(spec: Any, at: str) -> ConceptProbe | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) != {"intercept", "coef"} or not isinstance(spec["coef"], dict):
+        raise UserError(f"{at}: probe must be {{intercept: number, coef: {{feature index: number}}}}")
+    coef = {}
+    for index, value in spec["coef"].items():
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise UserError(f"{at}: probe.coef key {index!r}; expected a non-negative feature index")
+        coef[index] = _num(value, f"{at}: probe.coef.{index}")
+    if not coef:
+        raise UserError(f"{at}: probe.coef is empty; expected at least one feature")
+    return ConceptProbe(_num(spec["intercept"], f"{at}: probe.intercept"), coef)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from sae.bank import ConceptProbe
 from sae.errors import UserError
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
@@ -131,6 +132,19 @@ class SparseProbe:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         return self.model.decision_function(X[:, self.indices])
+
+    def linear(self) -> tuple[np.ndarray, float]:
+        """(coef [k], intercept) in raw units: `score(X) == X[:, indices] @ coef + intercept` (the bank's
+        `probe` entry; sigmoid of it is the probe's probability, see `sae.meter`)."""
+        m = self.model
+        coef = np.asarray(m.coef_, np.float64).reshape(-1) / m.scale
+        return coef, float(m.intercept_ - m.mean @ coef)
+
+
+def concept_probe(probe: SparseProbe) -> ConceptProbe:
+    """The bank's `probe` entry (raw-unit coefficients by feature index, intercept) of a fitted probe."""
+    coef, intercept = probe.linear()
+    return ConceptProbe(intercept, {int(i): float(c) for i, c in zip(probe.indices.tolist(), coef, strict=True)})
 
 
 def _folds(y: np.ndarray, n_splits: int, seed: int):

@@ -91,6 +91,7 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path):
     assert c.hook == best["hook"] and c.model.sha256 == mg.model_ref()["sha256"]
     assert bank.sae_dir(c).resolve() == (root / "saes" / c.hook).resolve()
     assert all(0 <= f.index < 64 and 0 < f.weight <= 1 and f.typical > 0 for f in c.features)
+    assert set(c.probe.coef) == {f.index for f in c.features}  # the probe in raw units, for meters
 
 
 def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):

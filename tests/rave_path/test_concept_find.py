@@ -49,6 +49,7 @@ def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_
     assert c.features and max(f.weight for f in c.features) == 1.0 and all(f.weight > 0 for f in c.features)
     assert all(0 <= f.index < 64 and f.typical >= 0 for f in c.features)
     assert c.default.mode == "none"  # found concepts start neutral
+    assert set(c.probe.coef) == {f.index for f in c.features}  # the probe in raw units, for meters
     # a second concept is added beside the first
     assert (
         main(

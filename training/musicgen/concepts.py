@@ -18,7 +18,7 @@ import torch
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import ProbeReport, compare_probes, pool
+from sae.probe import ProbeReport, compare_probes, concept_probe, pool
 from training.musicgen.collect import list_audio, load_audio
 
 
@@ -132,6 +132,7 @@ def probe_layer(
         features,
         ConceptDefault("none", 1.0),
         dict(report.auroc),
+        concept_probe(report.probe),
     )
     return LayerResult(layer, report, concept)
 

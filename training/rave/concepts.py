@@ -21,7 +21,7 @@ import torch
 
 from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import ProbeReport, compare_probes, feature_effects
+from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
 from training.data.audio import AudioNotes, list_audio, read_mono
 
 MIN_EXAMPLES = 6
@@ -179,6 +179,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         features,
         ConceptDefault(cfg.mode, float(cfg.strength)),
         {k: float(v) for k, v in report.auroc.items()},
+        concept_probe(report.probe),
     )
     bank.add(concept, replace=cfg.replace)
     bank.save()
