@@ -8,7 +8,8 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
     /feature/<index>/gain f      raw per-feature gain on top of the concepts, in [-100, 100]
     /mix f                       dry/wet in [0, 1]
     /bypass i                    1 = dry (latency-aligned), 0 = processed
-    /preset/load s               YAML preset: concepts / features / mix / bypass (relative to the preset dir)
+    /preset/load s               YAML preset by name (`bright` or `bright.yaml`) from the preset folder only:
+                                 concepts / features / mix / bypass; paths are refused
     /reset                       every concept back to its bank default, feature gains cleared
     /ping [any]                  → /pong [same args]
     /concepts                    → /concepts s...  (names)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import socket
 import threading
 import time
@@ -50,6 +52,26 @@ def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
     if not (math.isfinite(value) and lo <= value <= hi):
         raise UserError(f"{address}: {value:g} out of range, expected [{lo:g}, {hi:g}]")
     return value
+
+
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def preset_file(preset_dir: Path, name: str) -> Path:
+    """The preset called `name` in `preset_dir`: a bare file name (`.yaml` added when it has no YAML suffix).
+
+    Paths are refused (separators, a leading dot, a link leading out of the folder): over OSC any host
+    that can reach the port may send this, and it must not make the engine read other files.
+    """
+    if not PRESET_NAME.fullmatch(name):
+        raise UserError(f"preset {name!r}: expected a preset name from the preset folder (letters, digits, _ . -)")
+    if not name.endswith((".yaml", ".yml")):
+        name += ".yaml"
+    folder = Path(preset_dir).resolve()
+    path = (folder / name).resolve()
+    if path.parent != folder:
+        raise UserError(f"preset {name!r}: it leads outside the preset folder {folder}")
+    return path
 
 
 def _string(address: str, args: list[Any]) -> str:
@@ -107,7 +129,7 @@ class OscControl:
     Args:
         controls: the engine's controls.
         status: returns {"latency": samples, "xruns": count} for /state (optional).
-        preset_dir: where relative /preset/load paths are resolved.
+        preset_dir: the preset folder: /preset/load takes the name of a YAML file in it, nothing else.
         error_rate: /error replies per second at most (the rest are counted in `errors.dropped`).
     """
 
@@ -189,8 +211,7 @@ class OscControl:
             elif address == "/reset":
                 state.reset()
             elif address == "/preset/load":
-                path = Path(_string(address, args))
-                draft.load_preset(read_preset(path if path.is_absolute() else self.preset_dir / path))
+                draft.load_preset(read_preset(preset_file(self.preset_dir, _string(address, args))))
             else:
                 raise UserError(f"{address}: unknown address (see /concepts and the README's OSC table)")
         except UserError as exc:

@@ -68,7 +68,7 @@ def _oscsend(port: int, address: str, types: str = "", *args) -> None:
     subprocess.run(["oscsend", "127.0.0.1", str(port), address, types, *map(str, args)], check=True, timeout=10)
 
 
-def test_oscsend_drives_every_control_and_state_replies(server, tmp_path):
+def test_oscsend_drives_every_control_and_state_replies(server, bank):
     srv, controls, listener = server
     _oscsend(srv.port, "/concept/bright/mode", "s", "on")
     _oscsend(srv.port, "/concept/bright/strength", "f", 2.5)
@@ -91,8 +91,8 @@ def test_oscsend_drives_every_control_and_state_replies(server, tmp_path):
     assert ("/state/latency", [1234]) in state and ("/state/bypass", [1]) in state
     _oscsend(srv.port, "/concepts")
     assert listener.collect(until="/concepts") == [("/concepts", ["bright", "noisy"])]
-    (tmp_path / "p.yaml").write_text("concepts: {bright: {mode: 'off'}}\nmix: 0.75\nbypass: false\n")
-    _oscsend(srv.port, "/preset/load", "s", str(tmp_path / "p.yaml"))
+    (bank.path.parent / "p.yaml").write_text("concepts: {bright: {mode: 'off'}}\nmix: 0.75\nbypass: false\n")
+    _oscsend(srv.port, "/preset/load", "s", "p")
     _oscsend(srv.port, "/ping")
     listener.collect(until="/pong")
     assert controls.snapshot.mix == 0.75 and not controls.snapshot.bypass
@@ -114,6 +114,9 @@ def test_oscsend_drives_every_control_and_state_replies(server, tmp_path):
         ("/bypass", "i", [3], "expected 0 or 1"),
         ("/volume", "f", [1.0], "unknown address"),
         ("/preset/load", "s", ["missing.yaml"], "cannot read"),
+        ("/preset/load", "s", ["/etc/passwd"], "expected a preset name"),
+        ("/preset/load", "s", ["../bank.yaml"], "expected a preset name"),
+        ("/preset/load", "s", ["sub/p.yaml"], "expected a preset name"),
     ],
 )
 def test_bad_messages_get_an_error_naming_the_problem(server, address, types, args, needle):
@@ -124,6 +127,24 @@ def test_bad_messages_get_an_error_naming_the_problem(server, address, types, ar
     assert replies and replies[-1][0] == "/error"
     assert replies[-1][1][0] == address and needle in replies[-1][1][1]
     assert controls.snapshot is before
+
+
+def test_preset_load_reads_only_from_the_preset_folder(tmp_path):
+    """Names, not paths: a file outside the folder is refused, also through a link inside it."""
+    folder, outside = tmp_path / "presets", tmp_path / "elsewhere"
+    folder.mkdir()
+    outside.mkdir()
+    (outside / "secret.yaml").write_text("mix: 0.25\n")
+    (folder / "link.yaml").symlink_to(outside / "secret.yaml")
+    (folder / "half.yml").write_text("mix: 0.5\n")
+    controls = Controls(EditState.from_concepts(8, {}))
+    control = OscControl(controls, preset_dir=folder)
+    for name in (str(outside / "secret.yaml"), "../elsewhere/secret.yaml", "link", ".hidden"):
+        replies = control.handle(encode_message("/preset/load", [name]))
+        assert replies and replies[0][0] == "/error", name
+        assert controls.view()["mix"] == 1.0
+    assert control.handle(encode_message("/preset/load", ["half.yml"])) == []
+    assert controls.view()["mix"] == 0.5
 
 
 def _bundle(*messages: tuple[str, list]) -> bytes:

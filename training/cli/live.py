@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sae", type=Path, help="SAE directory on the RAVE latent (default: the bank's)")
     p.add_argument("--bank", type=Path, help="concept bank YAML")
     p.add_argument("--preset", type=Path, help="preset YAML applied at start (concepts/features/mix/bypass)")
+    p.add_argument(
+        "--preset-dir", type=Path, help="the folder /preset/load reads presets from, by name (default: the bank's)"
+    )
     p.add_argument("--device", help="audio device name (or part of it) or index (default: system default)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--blocksize", type=int, help="frames per model block, a multiple of the model's ratio")
@@ -112,7 +115,7 @@ def _run(args: argparse.Namespace) -> int:
 
     osc = None
     if not args.no_osc:
-        preset_dir = args.bank.parent if args.bank else Path.cwd()
+        preset_dir = args.preset_dir or (args.bank.parent if args.bank else Path.cwd())
         control = OscControl(
             session.controls,
             status=lambda: {"latency": engine.latency.total, "xruns": engine.counters.xruns},
