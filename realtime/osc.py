@@ -40,8 +40,8 @@ from pythonosc.osc_packet import OscPacket
 
 from realtime.controls import Controls, Draft, read_preset
 from sae.errors import UserError
+from sae.steering import STRENGTH_LIMIT as LIMIT
 
-LIMIT = 100.0
 Reply = tuple[str, list[Any]]
 
 

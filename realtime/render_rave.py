@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
-from sae.steering import Edit, EditState, apply_edit
+from sae.steering import Edit, EditState, apply_edit, check_sets
 
 
 class RaveStream:
@@ -49,6 +49,11 @@ def parse_set(text: str) -> tuple[str, str]:
     if not sep or not name or head not in ("none", "off", "on", "scale"):
         raise UserError(f"--set {text!r}: expected NAME=off, NAME=on[:STRENGTH], NAME=scale:GAIN or NAME=none")
     return name.strip(), mode.strip()
+
+
+def parse_sets(texts: Sequence[str]) -> list[tuple[str, str]]:
+    """Every `--set`, checked (mode, strength limit, one setting per concept) before anything loads."""
+    return check_sets(parse_set(t) for t in texts)
 
 
 @dataclass
@@ -208,9 +213,11 @@ def render_file(
 
     from realtime.audio_io import read_audio, write_audio
     from realtime.rave import RaveModel
+    from sae.paths import check_audio_out
 
     t0 = time.perf_counter()
-    parsed = [parse_set(s) for s in sets]
+    check_audio_out(out_path)
+    parsed = parse_sets(sets)
     if parsed and bank_path is None:
         raise UserError("--set needs --bank (the concepts live in a concept bank)")
     model = model if model is not None else RaveModel.load(model_path)

@@ -34,6 +34,10 @@ from torch import Tensor, nn
 from sae.errors import UserError
 
 MODES = ("none", "off", "on", "scale")
+STRENGTH_LIMIT = 100.0
+"""Largest |strength| of `on`, |gain| of `scale` and |gain| of a raw feature: one limit for the command line's
+`--set`, presets, bank defaults and OSC alike (beyond it an edit only clips the output)."""
+LIMIT_TEXT = f"[{-STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
 
 
 @dataclass(frozen=True)
@@ -166,8 +170,28 @@ class ConceptControl:
         if self.mode not in MODES:
             raise UserError(f"concept {name!r} mode {self.mode!r}: expected one of {', '.join(MODES)}")
         for what, value in (("strength", self.strength), ("gain", self.gain)):
-            if not math.isfinite(value):
-                raise UserError(f"concept {name!r} {what} {value}: expected a finite number")
+            if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
+                raise UserError(f"concept {name!r} {what} {value:g}: expected a finite number in {LIMIT_TEXT}")
+
+    @classmethod
+    def parse(cls, name: str, mode: str, base: ConceptControl | None = None) -> ConceptControl:
+        """`off`, `none`, `on`, `scale`, `on:S`, `scale:G` → a validated control (other fields from `base`)."""
+        base = base or cls()
+        head, _, value = str(mode).partition(":")
+        new = cls(head, base.strength, base.gain)
+        if value:
+            try:
+                number = float(value)
+            except ValueError:
+                raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'") from None
+            if head == "on":
+                new.strength = number
+            elif head == "scale":
+                new.gain = number
+            else:
+                raise UserError(f"concept {name!r} mode {mode!r}: only on:S and scale:G take a value")
+        new.validate(name)
+        return new
 
 
 @dataclass(frozen=True)
@@ -177,6 +201,18 @@ class FeatureRef:
     index: int
     weight: float = 1.0
     typical: float = 1.0
+
+
+def check_sets(sets: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(name, mode) edits as given on a command line: each mode valid and within the limit, each concept
+    set once; a repeated concept is refused rather than silently overridden."""
+    seen: dict[str, str] = {}
+    for name, mode in sets:
+        if name in seen:
+            raise UserError(f"--set {name}: given twice ({name}={seen[name]}, {name}={mode}); one setting per concept")
+        ConceptControl.parse(name, mode)
+        seen[name] = mode
+    return list(seen.items())
 
 
 def _features_of(concept: Any) -> list[FeatureRef]:
@@ -248,22 +284,7 @@ class EditState:
 
     def set_mode(self, name: str, mode: str) -> None:
         """Set a mode; accepts `off`, `none`, `on`, `scale`, `on:S` and `scale:G`."""
-        control = self._control(name)
-        head, _, value = str(mode).partition(":")
-        new = ConceptControl(head, control.strength, control.gain)
-        if value:
-            try:
-                number = float(value)
-            except ValueError:
-                raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'") from None
-            if head == "on":
-                new.strength = number
-            elif head == "scale":
-                new.gain = number
-            else:
-                raise UserError(f"concept {name!r} mode {mode!r}: only on:S and scale:G take a value")
-        new.validate(name)
-        self.controls[name] = new
+        self.controls[name] = ConceptControl.parse(name, mode, self._control(name))
 
     def set_strength(self, name: str, strength: float) -> None:
         control = self._control(name)
@@ -280,8 +301,8 @@ class EditState:
     def set_feature_gain(self, index: int, gain: float) -> None:
         if not 0 <= int(index) < self.d_sae:
             raise UserError(f"feature {index}: expected an index in [0, {self.d_sae})")
-        if not math.isfinite(float(gain)):
-            raise UserError(f"feature {index} gain {gain}: expected a finite number")
+        if not math.isfinite(float(gain)) or abs(float(gain)) > STRENGTH_LIMIT:
+            raise UserError(f"feature {index} gain {float(gain):g}: expected a finite number in {LIMIT_TEXT}")
         if float(gain) == 1.0:
             self.feature_gains.pop(int(index), None)
         else:

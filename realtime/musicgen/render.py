@@ -22,7 +22,7 @@ from torch import Tensor
 from realtime.musicgen.base import Generation, LayerFn, MusicGenBackend
 from sae.bank import Concept, ConceptBank
 from sae.errors import UserError
-from sae.steering import EditState, apply_edit
+from sae.steering import ConceptControl, EditState, apply_edit
 
 SET_RE = re.compile(
     r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<mode>[a-z]+(?::[-+0-9.eE]+)?)"
@@ -56,6 +56,7 @@ def parse_set(text: str) -> ConceptSet:
         raise UserError(f"--set {text!r}: schedule times must be seconds, e.g. @1.5-4") from None
     if stop <= start:
         raise UserError(f"--set {text!r}: schedule stop {stop:g} s must come after start {start:g} s")
+    ConceptControl.parse(m["name"], m["mode"])  # mode and strength limit checked before any model loads
     return ConceptSet(m["name"], m["mode"], start, stop)
 
 

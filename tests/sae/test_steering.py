@@ -137,3 +137,34 @@ def test_steered_exported_sae_scripts():
     x = torch.randn(2, 5, 8)
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), apply_edit(x, sae, edit), atol=1e-5, rtol=1e-5)
+
+
+def test_one_strength_limit_for_every_way_in():
+    """--set (ConceptControl.parse / check_sets), presets and OSC share sae.steering.STRENGTH_LIMIT."""
+    from realtime import osc
+    from sae.steering import STRENGTH_LIMIT, ConceptControl, check_sets
+
+    assert osc.LIMIT is STRENGTH_LIMIT or osc.LIMIT == STRENGTH_LIMIT
+    state = EditState.from_concepts(32, _bank_concepts())
+    state.set_mode("guitar", f"on:{STRENGTH_LIMIT:g}")  # the limit itself is allowed
+    for bad in ("on:1e9", f"on:{STRENGTH_LIMIT * 1.01:g}", "scale:-1000", "on:nan", "on:inf"):
+        with pytest.raises(UserError, match=r"expected a finite number in \[-100, 100\]") as err:
+            state.set_mode("guitar", bad)
+        assert "\n" not in str(err.value)
+        with pytest.raises(UserError):
+            check_sets([("guitar", bad)])
+    with pytest.raises(UserError, match="expected a finite number in"):
+        state.set_strength("guitar", -101)
+    with pytest.raises(UserError, match="expected a finite number in"):
+        state.set_feature_gain(3, 1e4)
+    with pytest.raises(UserError, match="expected a finite number in"):
+        state.load_dict({"concepts": {"guitar": {"mode": "on", "strength": 1e9}}})
+    assert ConceptControl.parse("guitar", "scale:0.5").gain == 0.5
+
+
+def test_a_concept_set_twice_is_refused():
+    from sae.steering import check_sets
+
+    assert check_sets([("guitar", "off"), ("drums", "on:2")]) == [("guitar", "off"), ("drums", "on:2")]
+    with pytest.raises(UserError, match=r"--set guitar: given twice \(guitar=off, guitar=on:2\)"):
+        check_sets([("guitar", "off"), ("drums", "on"), ("guitar", "on:2")])

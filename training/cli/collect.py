@@ -40,12 +40,14 @@ def run_rave(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
     from sae.errors import UserError
+    from sae.paths import check_output_dir
     from training.rave.collect import RaveCollectConfig, collect_rave, encoder_layers
 
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.chunk_seconds <= 0:
         raise UserError(f"--chunk-seconds {args.chunk_seconds}: expected a positive number")
+    check_output_dir(args.out)
     console = Console(stderr=True)
     if args.layers.strip() == "list":
         from realtime.rave import RaveModel
@@ -119,13 +121,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(max(1, args.threads))
-    from pathlib import Path
 
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.errors import UserError
+    from sae.paths import check_output_dir
     from training.musicgen.collect import CollectConfig, Collector, list_audio, prompt_sources, read_prompts
 
     if args.batch_size < 1:
@@ -135,9 +137,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     # validate everything that does not need the model before loading it, and the rest before writing
     prompts = read_prompts(args.prompts) if args.prompts else None
     files = list_audio(args.audio) if args.audio else None
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+    out = check_output_dir(args.out)
     console = Console(stderr=True)
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)

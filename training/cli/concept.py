@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+BANK_SUFFIXES = (".yaml", ".yml")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     f = subparsers.add_parser(
@@ -57,12 +59,14 @@ def run_find(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sae.errors import UserError
+    from sae.paths import check_output_file
     from training.rave.concepts import FindConfig, find_concept
 
     if args.k is not None and args.k < 1:
         raise UserError(f"--k {args.k}: expected at least 1")
     if args.folds < 2:
         raise UserError(f"--folds {args.folds}: expected at least 2")
+    check_output_file(args.bank, BANK_SUFFIXES, "--bank")
     torch.set_num_threads(max(1, args.threads))
     console = Console()
     model = Path(args.model)
@@ -192,6 +196,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from sae.bank import ConceptBank
     from sae.errors import UserError
     from sae.io import load_sae
+    from sae.paths import check_output_file
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
 
     # -- inputs, all checked before the model runs
@@ -213,6 +218,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
         if not names:
             raise UserError(f"--concepts {root}: no <concept>/with folders")
         concepts = {n: concept_files(root / n) for n in names}
+    if args.bank:
+        check_output_file(args.bank, BANK_SUFFIXES, "--bank")
+    if args.table_out:
+        check_output_file(args.table_out, (".json",), "--table-out")
     bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
     console = Console(stderr=True)
     with console.status(f"loading {args.model}"):

@@ -53,8 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from sae.paths import check_output_dir
     from training.dashboard import DashboardConfig, build_dashboard
 
+    check_output_dir(args.out)
     console = Console(stderr=True)
     cfg = DashboardConfig(
         top_n=args.top,

@@ -43,12 +43,14 @@ def run_make(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from sae.errors import UserError
+    from sae.paths import check_output_dir
     from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset
 
     if not (0 <= args.p_solo <= 1 and 0 <= args.p_voice <= 1 and args.p_solo + args.p_voice <= 1):
         raise UserError(f"--p-solo {args.p_solo} --p-voice {args.p_voice}: expected fractions summing to at most 1")
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs}: expected at least 1")
+    check_output_dir(args.out)
     concepts = {"all": list(CONCEPTS), "none": []}.get(args.concepts)
     if concepts is None:
         concepts = [c.strip() for c in args.concepts.split(",") if c.strip()]

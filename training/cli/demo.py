@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sae.errors import UserError
+    from sae.paths import check_output_dir
     from training.data.concept_clips import CONCEPTS
     from training.demo import DemoConfig, run_demo
     from training.judge import rich_table
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--concepts {args.concepts}: expected names from {', '.join(CONCEPTS)}")
     if args.n < 20:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
+    check_output_dir(args.out)
     torch.set_num_threads(max(1, args.threads))
     console = Console()
     cfg = DemoConfig(

@@ -44,9 +44,11 @@ def run_steering(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from sae.paths import check_output_dir
     from training.judge import rich_table
     from training.rave.judge import EvalConfig, evaluate_steering
 
+    check_output_dir(args.out)
     torch.set_num_threads(max(1, args.threads))
     console = Console()
     cfg = EvalConfig(
@@ -101,11 +103,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from sae.errors import UserError
+    from sae.paths import check_output_dir
     from training.judge import rich_table
     from training.musicgen.judge import MusicGenEvalConfig, evaluate_musicgen, read_prompt_list
 
     if args.renders < 1 or not args.duration > 0:
         raise UserError(f"--renders {args.renders} --duration {args.duration}: expected at least 1 and > 0 s")
+    check_output_dir(args.out)
     torch.set_num_threads(max(1, args.threads))
     cfg = MusicGenEvalConfig(
         args.data,

@@ -32,16 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_rave(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from sae.errors import UserError
+    from sae.paths import check_output_file
     from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
 
     if args.capacity < 1 or args.latent_size < 1 or args.sample_rate < 8000:
         raise UserError("--capacity/--latent-size must be >= 1 and --sample-rate >= 8000")
-    out = Path(args.out)
-    if out.suffix != ".ts":
-        raise UserError(f"--out {out}: expected a path ending in .ts")
+    out = check_output_file(args.out, (".ts",))
     cfg = RaveBuildConfig(
         configs=tuple(args.config or ("v2_small", "causal")),
         seed=args.seed,
@@ -76,9 +74,8 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from sae.errors import UserError
+    from sae.paths import check_output_dir
     from training.musicgen.tiny_model import TinyMusicGenConfig, save_tiny_musicgen
 
     if args.layers < 1 or args.heads < 1 or args.dim < args.heads or args.dim % args.heads:
@@ -86,9 +83,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: expected positive "
             "sizes with dim a multiple of heads"
         )
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is not a folder")
+    out = check_output_dir(args.out)
     cfg = TinyMusicGenConfig(dim=args.dim, num_heads=args.heads, num_layers=args.layers, seed=args.seed)
     save_tiny_musicgen(out, args.backend, cfg)
     print(f"wrote tiny {args.backend} MusicGen ({args.layers} layers, dim {args.dim}, seed {args.seed}) to {out}")

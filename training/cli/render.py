@@ -45,8 +45,11 @@ def run_rave(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
-    from realtime.render_rave import render_file
+    from realtime.render_rave import parse_sets, render_file
+    from sae.paths import check_audio_out
 
+    check_audio_out(args.out)
+    parse_sets(args.sets)
     torch.set_num_threads(max(1, args.threads))
     console = Console(stderr=True)
     with Progress(console=console, transient=True) as progress:
@@ -125,6 +128,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.musicgen.render import BankSteering, parse_set, render, write_audio
     from sae.bank import ConceptBank
     from sae.errors import UserError
+    from sae.paths import check_audio_out, check_output_dir
+    from sae.steering import check_sets
     from training.musicgen.jobs import RenderJob, read_jobs
 
     if args.prompt is not None:
@@ -140,13 +145,15 @@ def run_musicgen(args: argparse.Namespace) -> int:
     else:
         if not args.out_dir:
             raise UserError("--out-dir: expected an output folder with --batch")
+        check_output_dir(args.out_dir, "--out-dir")
         jobs = read_jobs(args.batch, Path(args.out_dir), args.seed, args.duration, list(args.sets))
     for job in jobs:
         if not job.duration > 0:
             raise UserError(f"job {job.out.name}: duration {job.duration}: expected positive seconds")
-        if job.out.suffix.lower() not in (".wav", ".flac", ".ogg"):
-            raise UserError(f"--out {job.out}: expected a .wav, .flac or .ogg file name")
+        check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
     parsed = {tuple(job.sets): [parse_set(s) for s in job.sets] for job in jobs}
+    for sets in parsed.values():
+        check_sets((s.name, s.mode) for s in sets)
     if any(parsed.values()) and not args.bank:
         raise UserError("--set needs --bank (the concept bank YAML)")
     bank = ConceptBank.load(args.bank) if args.bank else None

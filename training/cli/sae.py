@@ -91,11 +91,13 @@ def run_train(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Table
 
+    from sae.paths import check_output_dir
     from sae.store import ActivationStore
     from sae.train import TrainConfig, init_distributed, train_hook
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    check_output_dir(args.out)
     store = ActivationStore(args.activations)
     hooks = _hooks(store, args.layers)
     cfg = TrainConfig(
@@ -168,8 +170,11 @@ def run_train(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from sae.io import load_sae
     from sae.metrics import evaluate
+    from sae.paths import check_output_file
     from sae.store import ActivationStore
 
+    if args.out:
+        check_output_file(args.out, (".json",))
     sae = load_sae(args.sae)
     store = ActivationStore(args.activations)
     hook = args.hook or sae.cfg.hook_name
@@ -192,7 +197,9 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_export(args: argparse.Namespace) -> int:
     from sae.export import export_torchscript
     from sae.io import load_sae
+    from sae.paths import check_output_file
 
+    check_output_file(args.out, (".ts",))
     path = export_torchscript(load_sae(args.sae), args.out)
     print(path)
     return 0

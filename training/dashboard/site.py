@@ -235,6 +235,7 @@ class DashboardBuilder:
         self.warnings: list[str] = []
         if not self.audio_root.is_dir():
             raise UserError(f"audio root {self.audio_root}: not a directory")
+        self._check_out()
         if str(self.cfg.device).startswith("cuda"):
             import torch
 
@@ -387,11 +388,17 @@ class DashboardBuilder:
             raise
         return self.out / "index.html"
 
+    def _check_out(self) -> None:
+        """Before any work: OUT is absent, empty, or an earlier dashboard (which is replaced)."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"{self.out}: exists and is a file; choose another --out")
+        if self.out.is_dir() and not (self.out / "index.html").exists() and any(self.out.iterdir()):
+            raise UserError(f"{self.out}: exists and is not a dashboard; choose another --out")
+
     def _swap(self, tmp: Path) -> None:
         old = None
         if self.out.exists():
-            if not (self.out / "index.html").exists() and any(self.out.iterdir()):
-                raise UserError(f"{self.out}: exists and is not a dashboard; choose another --out")
+            self._check_out()
             old = self.out.with_name(f".{self.out.name}.old.{os.getpid()}")
             os.replace(self.out, old)
         os.replace(tmp, self.out)

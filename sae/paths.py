@@ -1,0 +1,64 @@
+"""Output paths checked before any work starts: one line naming the path and what was expected, so a long job
+never ends in a traceback at the moment it writes its result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from sae.errors import UserError
+
+AUDIO_OUT = (".wav", ".flac", ".ogg")
+
+
+def _names(suffixes: Sequence[str]) -> str:
+    return ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+
+
+def _writable_parent(path: Path, what: str) -> None:
+    """The nearest existing ancestor must be a folder we may write in (missing folders are created later)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path}: cannot write in {parent} (permission denied)")
+
+
+def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--out") -> Path:
+    """A file name to write: ends in one of `suffixes` (case-insensitive), is not a folder, can be created."""
+    text = str(path)
+    path = Path(path)
+    expected = f"a file name ending in {_names(suffixes)}"
+    if not text.strip():
+        raise UserError(f"{what}: expected {expected}")
+    if path.is_dir() or text.endswith(("/", os.sep)):
+        raise UserError(f"{what} {text}: is a folder; expected {expected}")
+    if path.suffix.lower() not in suffixes:
+        got = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
+        raise UserError(f"{what} {text}: {got}; expected {expected}")
+    _writable_parent(path, what)
+    return path
+
+
+def check_output_dir(path: str | Path, what: str = "--out") -> Path:
+    """A folder to write into: absent (created later) or an existing folder, somewhere writable."""
+    text = str(path)
+    path = Path(path)
+    if not text.strip():
+        raise UserError(f"{what}: expected a folder")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {text}: exists and is a file; expected a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {text}: cannot write in this folder (permission denied)")
+    else:
+        _writable_parent(path, what)
+    return path
+
+
+def check_audio_out(path: str | Path, what: str = "--out") -> Path:
+    """An output audio file: .wav, .flac or .ogg (what soundfile writes without extra codecs)."""
+    return check_output_file(path, AUDIO_OUT, what)

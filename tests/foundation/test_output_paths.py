@@ -1,0 +1,87 @@
+"""Every output path and suffix is checked before any work starts: one line, exit 2, nothing written.
+
+The model / input arguments below point at files that do not exist: a command that reached any work before
+checking its output would fail on those instead, so each case proves the check comes first."""
+
+from __future__ import annotations
+
+import pytest
+
+from sae.errors import UserError
+from sae.paths import check_audio_out, check_output_dir, check_output_file
+from training.cli import main
+
+
+def test_output_file_and_folder_checks(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    assert check_audio_out(tmp_path / "new" / "deeper" / "a.WAV").name == "a.WAV"
+    cases = {
+        "x.xyz": "suffix '.xyz'; expected a file name ending in .wav, .flac or .ogg",
+        "noext": "no suffix",
+        "adir": "is a folder",
+        "new/": "is a folder",
+        "afile/x.wav": "is a file, not a folder",
+        "": "expected a file name",
+    }
+    for name, needle in cases.items():
+        with pytest.raises(UserError) as err:
+            check_audio_out(f"{tmp_path}/{name}" if name else "")
+        assert needle in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(UserError, match="exists and is a file; expected a folder"):
+        check_output_dir(tmp_path / "afile")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        check_output_dir(tmp_path / "afile" / "sub")
+    assert check_output_dir(tmp_path / "adir") == tmp_path / "adir"
+    with pytest.raises(UserError, match=r"ending in \.yaml or \.yml"):
+        check_output_file(tmp_path / "bank.json", (".yaml", ".yml"), "--bank")
+
+
+def _cases(t) -> list[tuple[list[str], str]]:
+    n = t / "missing"
+    rave = f"render rave --in {n}.wav --model {n}.ts"
+    cases = [
+        (f"{rave} --out {t}/x.xyz", ".xyz"),
+        (f"{rave} --out {t}/song", "no suffix"),
+        (f"{rave} --out {t}", "is a folder"),
+        (f"{rave} --out {t}/a.wav --set guitar=on:1e9", "expected a finite number in [-100, 100]"),
+        (f"{rave} --out {t}/a.wav --set guitar=off --set guitar=on:2", "given twice"),
+        (f"render musicgen --model {n} --prompt x --out {t}/a.mp4", "suffix '.mp4'"),
+        (f"render musicgen --model {n} --prompt x --out {t}/a.wav --set g=off --set g=on", "given twice"),
+        (f"models rave --out {t}/tiny.pt", "suffix '.pt'"),
+        (f"models musicgen --out {t}/afile", "exists and is a file"),
+        (f"data make --out {t}/afile", "exists and is a file"),
+        (f"collect rave --model {n} --audio {n} --out {t}/afile", "is a file"),
+        (f"sae train --activations {n} --out {t}/afile", "is a file"),
+        (f"sae export --sae {n} --out {t}/sae.pt", "suffix '.pt'"),
+        (f"sae eval --sae {n} --activations {n} --out {t}/m.txt", "suffix '.txt'"),
+        (
+            f"concept find g --with {n} --without {n} --model {n}.ts --sae {n} --bank {t}/concepts.json",
+            "ending in .yaml or .yml",
+        ),
+        (f"eval steering --data {n} --model {n} --bank {n} --out {t}/afile", "is a file"),
+        (f"dashboard --sae {n} --store {n} --audio-root {t} --out {t}/afile", "is a file"),
+        (f"demo --out {t}/afile", "exists and is a file"),
+    ]
+    return [(argv.split(), needle) for argv, needle in cases]
+
+
+def test_commands_check_outputs_before_work(tmp_path, capsys):
+    (tmp_path / "afile").write_text("keep me")
+    for argv, needle in _cases(tmp_path):
+        before = sorted(p.name for p in tmp_path.rglob("*"))
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err and "missing" not in err.replace("missing.", "x"), (argv, err)
+        assert sorted(p.name for p in tmp_path.rglob("*")) == before, argv
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_dashboard_refuses_a_foreign_folder_before_reading_anything(tmp_path, capsys):
+    out = tmp_path / "site"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["dashboard", "--sae", str(tmp_path / "no_sae"), "--store", str(tmp_path / "no_store")]
+    assert main([*argv, "--audio-root", str(tmp_path), "--out", str(out)]) == 2
+    assert "exists and is not a dashboard" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
