@@ -6,7 +6,7 @@ python := env_var_or_default("PYTHON", "python3")
 venv := ".venv"
 bin := venv + "/bin"
 # Debian packages the tests, the concept data and the live engine use.
-apt_packages := "patch fluidsynth libfluidsynth3 espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium"
+apt_packages := "patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium"
 
 # list the tasks
 default:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import soundfile as sf
 
 from sae.errors import UserError
 from training.cli import main
-from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset, plan_clip, read_manifest
+from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset, plan_clip, read_manifest, render_clip
 
 
 def _centroid(x: np.ndarray, sr: int) -> float:
@@ -37,6 +38,8 @@ def test_cli_makes_labelled_clips_and_folders(tmp_path):
                 "22050",
                 "--concepts",
                 "guitar,voice",
+                "--soundfonts",
+                "timgm6mb",  # one font: every clip of a split lands in its folders
             ]
         )
         == 0
@@ -120,3 +123,72 @@ def test_bad_input_is_one_line(tmp_path, capsys, argv, needle):
 def test_missing_soundfont(tmp_path):
     with pytest.raises(UserError, match=r"nope\.sf2"):
         make_dataset(tmp_path, DataConfig(n=1, soundfont=str(tmp_path / "nope.sf2")))
+
+
+def test_fonts_take_turns_and_folders_are_balanced(tmp_path):
+    """Every clip records its font; each with / without folder holds as many clips from each font."""
+    rows = make_dataset(tmp_path, DataConfig(n=45, seed=2, duration=0.5, sample_rate=16000), concepts=("drums",))
+    fonts = [r["font"] for r in rows]
+    assert set(fonts) - {"none"} == {"timgm6mb", "fluidr3", "csound"}
+    by_index = {r["file"].split("/")[-1]: r for r in rows}
+    for top in ("concepts", "heldout"):
+        per_side = []
+        for side in ("with", "without"):
+            names = [p.name for p in (tmp_path / top / "drums" / side).iterdir()]
+            counts = Counter(by_index[n]["font"] for n in names if by_index[n]["font"] != "none")
+            assert len(set(counts.values())) == 1, (top, side, counts)
+            per_side.append(set(counts))
+        assert per_side[0] == per_side[1], top  # the same fonts on both sides
+    train_with = [by_index[p.name]["font"] for p in (tmp_path / "concepts/drums/with").iterdir()]
+    assert set(train_with) == {"timgm6mb", "fluidr3", "csound"}
+    meta = json.loads((tmp_path / "data.json").read_text())
+    assert [f["name"] for f in meta["soundfonts"]] == ["timgm6mb", "fluidr3", "csound"]
+
+
+def test_same_music_sounds_different_per_font():
+    """The same phrase in FluidR3 and in TimGM6mb is not the same audio (the fonts really differ)."""
+    from training.data.concept_clips import ClipPlan, _compose, resolve_fonts
+
+    fonts, skipped = resolve_fonts(["timgm6mb", "fluidr3"], note=print)
+    assert not skipped
+    cfg = DataConfig(duration=1.0, sample_rate=16000)
+    plan = ClipPlan(index=0, kind="solo", instruments=["guitar_steel"], key=0)
+    _compose(plan, np.random.default_rng(0), cfg.duration)
+    a, b = (render_clip(plan, cfg, f.path) for f in fonts)
+    assert abs(np.corrcoef(a, b)[0, 1]) < 0.5
+
+
+def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
+    rows = make_dataset(
+        tmp_path, DataConfig(n=30, seed=4, duration=0.5, sample_rate=16000, holdout_font="fluidr3"), concepts=("bass",)
+    )
+    held = [r for r in rows if r["split"] == "holdout_font"]
+    assert len(held) == 10 and {r["font"] for r in held} <= {"fluidr3", "none"}
+    assert all(r["font"] != "fluidr3" for r in rows if r["split"] != "holdout_font")
+    held_names = {r["file"].split("/")[-1] for r in held}
+    in_font = {p.name for top in ("concepts", "heldout") for p in (tmp_path / top / "bass").glob("*/*")}
+    font_folders = {p.name for p in (tmp_path / "heldout_font/bass").glob("*/*")}
+    assert font_folders == held_names and not in_font & held_names
+    assert json.loads((tmp_path / "data.json").read_text())["holdout_font"] == "fluidr3"
+
+
+def test_a_broken_soundfont_is_named_and_skipped(tmp_path, capsys):
+    """Fault injection: a file that is not a soundfont is skipped with one line; the other fonts render."""
+    bad = tmp_path / "broken.sf2"
+    bad.write_bytes(b"RIFF not really a soundfont" * 10)
+    out = tmp_path / "d"
+    argv = ["data", "make", "--out", str(out), "--n", "6", "--duration", "0.5", "--sr", "16000", "--concepts", "none"]
+    assert main([*argv, "--soundfonts", f"timgm6mb,{bad},csound"]) == 0
+    err = capsys.readouterr().err
+    assert "soundfont broken" in err and "skipped" in err
+    rows = read_manifest(out)
+    assert len(rows) == 6 and {r["font"] for r in rows} - {"none"} <= {"timgm6mb", "csound"}
+    assert json.loads((out / "data.json").read_text())["skipped_soundfonts"][0]["font"] == "broken"
+    with pytest.raises(UserError, match="broken"):  # nothing usable left: one line naming what failed
+        make_dataset(tmp_path / "e", DataConfig(n=1, soundfonts=(str(bad),)), note=lambda _: None)
+
+
+def test_unknown_holdout_font_is_one_line(tmp_path, capsys):
+    assert main(["data", "make", "--out", str(tmp_path / "d"), "--n", "3", "--holdout-font", "kazoofont"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--holdout-font kazoofont" in err and "timgm6mb" in err and "\n" not in err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.data.concept_clips import DEFAULT_FONTS, FONTS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -15,9 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make = sub.add_parser(
         "make",
         help="render seeded MIDI / speech clips with labels and concept folders",
-        description="Render seeded clips (FluidSynth GM instruments, espeak-ng voices) into OUT/clips, write "
-        "OUT/manifest.csv + .jsonl, and link OUT/concepts/<c>/with|without (train split) and "
-        "OUT/heldout/<c>/with|without (test split: every 5th clip).",
+        description="Render seeded clips (FluidSynth GM instruments from several soundfonts, espeak-ng voices) into "
+        "OUT/clips, write OUT/manifest.csv + .jsonl (with the font of every clip), and link "
+        "OUT/concepts/<c>/with|without (train split), OUT/heldout/<c>/with|without (test split: every 5th clip) "
+        "and, with --holdout-font, OUT/heldout_font/<c>/with|without (that font's clips). Every folder holds "
+        "the same number of clips from each font. A soundfont that is missing or fails to load is named and "
+        "skipped.",
     )
     make.add_argument("--out", required=True, help="output directory")
     make.add_argument("--n", type=int, default=100, help="number of clips (default 100)")
@@ -26,7 +31,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--sr", type=int, default=44100, help="sample rate in Hz (default 44100)")
     make.add_argument("--p-solo", type=float, default=0.3, help="fraction of solo clips (default 0.3)")
     make.add_argument("--p-voice", type=float, default=0.15, help="fraction of voice clips (default 0.15)")
-    make.add_argument("--soundfont", default=None, help=".sf2 file (default: pretty_midi's TimGM6mb.sf2)")
+    make.add_argument(
+        "--soundfonts",
+        default=",".join(DEFAULT_FONTS),
+        help=f"comma-separated soundfonts: names ({', '.join(FONTS)}) or .sf2/.sf3 paths (default: all three)",
+    )
+    make.add_argument("--soundfont", default=None, help="one .sf2 file instead of --soundfonts")
+    make.add_argument(
+        "--holdout-font", default=None, help="a soundfont of the set whose clips are held out (split holdout_font)"
+    )
     make.add_argument("--jobs", type=int, default=1, help="rendering processes (default 1)")
     make.add_argument(
         "--concepts", default="all", help="comma-separated concepts to make with/without folders for, 'all' or 'none'"
@@ -44,7 +57,7 @@ def run_make(args: argparse.Namespace) -> int:
 
     from sae.errors import UserError
     from sae.paths import check_output_dir
-    from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset
+    from training.data.concept_clips import CONCEPTS, NO_FONT, DataConfig, make_dataset
 
     if not (0 <= args.p_solo <= 1 and 0 <= args.p_voice <= 1 and args.p_solo + args.p_voice <= 1):
         raise UserError(f"--p-solo {args.p_solo} --p-voice {args.p_voice}: expected fractions summing to at most 1")
@@ -61,6 +74,8 @@ def run_make(args: argparse.Namespace) -> int:
         sample_rate=args.sr,
         p_solo=args.p_solo,
         p_voice=args.p_voice,
+        soundfonts=tuple(f.strip() for f in args.soundfonts.split(",") if f.strip()),
+        holdout_font=args.holdout_font,
         soundfont=args.soundfont,
     )
     console = Console(stderr=True)
@@ -73,13 +88,22 @@ def run_make(args: argparse.Namespace) -> int:
             concepts=concepts,
             copy=args.copy,
             progress=lambda k: progress.update(task, completed=k),
+            note=lambda line: console.print(line, markup=False, highlight=False),
         )
-    table = Table(title=f"{len(rows)} clips in {args.out} ({cfg.duration:g} s, {cfg.sample_rate} Hz)")
-    for col in ("concept", "train with", "train without", "test with", "test without"):
-        table.add_column(col, justify="right" if col != "concept" else "left")
+    fonts = sorted({r["font"] for r in rows} - {NO_FONT})
+    held = f", {cfg.holdout_font} held out" if cfg.holdout_font else ""
+    table = Table(
+        title=f"{len(rows)} clips in {args.out} ({cfg.duration:g} s, {cfg.sample_rate} Hz; fonts {', '.join(fonts)}"
+        f"{held}); folders balanced across fonts"
+    )
+    tops = [("concepts", "train"), ("heldout", "test")] + ([("heldout_font", "held-out font")] if held else [])
+    table.add_column("concept")
+    for _, label in tops:
+        table.add_column(f"{label} with", justify="right")
+        table.add_column(f"{label} without", justify="right")
     for name in concepts:
-        pred = CONCEPTS[name]
-        cnt = [sum(1 for r in rows if r["split"] == s and pred(r) == w) for s in ("train", "test") for w in (1, 0)]
+        folders = [Path(args.out) / top / name / side for top, _ in tops for side in ("with", "without")]
+        cnt = [len(list(folder.iterdir())) for folder in folders]
         table.add_row(name, *map(str, cnt))
     Console().print(table)
     return 0

@@ -20,6 +20,7 @@ NOT_LABELS = {
     "file",
     "index",
     "split",
+    "font",
     "kind",
     "instruments",
     "tempo",

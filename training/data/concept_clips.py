@@ -1,9 +1,14 @@
 """Seeded concept-labelled audio clips, made without downloads.
 
 MIDI phrases (a key, a tempo, a chord progression) are rendered in-process with FluidSynth (pyfluidsynth)
-and the General MIDI soundfont that ships inside pretty_midi's wheel (`TimGM6mb.sf2`); voices come from
-espeak-ng. Every clip is mono float audio at one sample rate, and clip `i` depends only on `(seed, i)`,
-so a larger `n` extends a smaller one.
+and a set of General MIDI soundfonts (`FONTS`: TimGM6mb from pretty_midi's wheel or Debian, Debian's FluidR3
+and the csound GM bank, or any .sf2/.sf3 path); voices come from espeak-ng. Every clip is mono float audio
+at one sample rate; clip `i` depends only on `(seed, i)` and the font list, so a larger `n` extends a
+smaller one. Fonts take turns (a seeded permutation per block of clips); a font that is missing or fails
+to load is named in a note and skipped, the others carry on. One font can be held out (`holdout_font`):
+its clips get the split `holdout_font` and their own folders, so a model trained on the others can be
+measured on timbres it never heard. The csound bank reuses TimGM6mb's samples for several programs
+(distortion guitar and drums render identically), so FluidR3 is the font that is really new to the others.
 
 Clip kinds:
 - `solo`: one instrument (guitar nylon / steel / distortion, piano, strings, brass, bass or drums).
@@ -12,10 +17,13 @@ Clip kinds:
 
 Layout written by `make_dataset(out, cfg)`:
     out/clips/clip_00000.wav ...      mono PCM16 wavs
-    out/manifest.csv, manifest.jsonl  one row per clip: labels, kind, tempo, key, split
-    out/data.json                     the config and soundfont identity
+    out/manifest.csv, manifest.jsonl  one row per clip: labels, kind, tempo, key, split, font
+    out/data.json                     the config, the fonts used (name, file, sha256) and the skipped ones
     out/concepts/<c>/with|without     links to the train-split clips with / without concept c
     out/heldout/<c>/with|without      the same for the test split (every 5th clip)
+    out/heldout_font/<c>/with|without the held-out font's clips (only with `holdout_font`)
+Each with / without folder of a split holds the same number of clips from every font the two sides share
+(the first ones by index; font-free voice clips are all kept), so no concept can be told apart by its font.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,6 +81,7 @@ MANIFEST_FIELDS = (
     "file",
     "index",
     "split",
+    "font",
     "kind",
     "instruments",
     *INSTRUMENT_LABELS,
@@ -90,6 +100,16 @@ _WORDS_TEXT = (
 )
 WORDS = tuple(_WORDS_TEXT.split())
 TEST_EVERY = 5  # clip i is held out when i % TEST_EVERY == TEST_EVERY - 1
+HOLDOUT_SPLIT = "holdout_font"  # the split of every clip rendered with the held-out font
+NO_FONT = "none"  # the font of a clip with no instruments (a voice alone)
+_SF2 = Path("/usr/share/sounds/sf2")
+# Known General MIDI soundfonts: name -> (candidate files, where they come from). The first file that exists is used.
+FONTS: dict[str, tuple[tuple[Path, ...], str]] = {
+    "timgm6mb": ((Path("<pretty_midi>/TimGM6mb.sf2"), _SF2 / "TimGM6mb.sf2"), "pretty_midi / timgm6mb-soundfont"),
+    "fluidr3": ((_SF2 / "FluidR3_GM.sf2",), "Debian package fluid-soundfont-gm"),
+    "csound": ((_SF2 / "sf_GMbank.sf2", Path("/usr/share/samples/sf_GMbank.sf2")), "Debian package csound-soundfont"),
+}
+DEFAULT_FONTS = ("timgm6mb", "fluidr3", "csound")
 
 
 def default_soundfont() -> Path:
@@ -102,6 +122,83 @@ def default_soundfont() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class Font:
+    """A usable soundfont: its short name (recorded per clip) and file."""
+
+    name: str
+    path: Path
+
+
+def _candidates(name: str) -> list[Path]:
+    out = []
+    for p in FONTS[name][0]:
+        if str(p).startswith("<pretty_midi>"):
+            try:
+                p = default_soundfont()
+            except UserError:
+                continue
+        out.append(p)
+    return out
+
+
+def font_problem(path: Path) -> str | None:
+    """Why FluidSynth cannot render our instruments with `path` (None: it can)."""
+    import fluidsynth
+
+    synth = fluidsynth.Synth(gain=0.4, samplerate=22050)
+    try:
+        sfid = synth.sfload(str(path))
+        if sfid < 0:
+            return "FluidSynth could not load it"
+        for inst, (bank, program) in {**{i: (0, p) for i, p in GM_PROGRAMS.items()}, "drums": (128, 0)}.items():
+            if synth.program_select(0, sfid, bank, program) < 0:
+                return f"no preset for {inst} (bank {bank}, program {program})"
+        return None
+    finally:
+        synth.delete()
+
+
+def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[list[Font], list[dict]]:
+    """The usable fonts among `specs` (known names or .sf2/.sf3 paths) and the skipped ones ({font, reason}).
+
+    A missing or unloadable font is reported through `note` (one line naming it) and skipped.
+    """
+    fonts: list[Font] = []
+    skipped: list[dict] = []
+    for spec in specs:
+        if spec in FONTS:
+            name, found = spec, [p for p in _candidates(spec) if p.is_file()]
+            if not found:
+                where = ", ".join(str(p) for p in FONTS[spec][0])
+                reason = f"not installed (looked for {where}; {FONTS[spec][1]})"
+                path = None
+            else:
+                path, reason = found[0], None
+        else:
+            path = Path(spec)
+            name = path.stem.lower()
+            reason = None if path.is_file() else "no such file"
+            if path.suffix.lower() not in (".sf2", ".sf3") and reason is None:
+                reason = "expected a .sf2 / .sf3 soundfont"
+        if any(f.name == name for f in fonts):
+            raise UserError(f"soundfont {spec}: listed twice (its name {name!r} is taken)")
+        if reason is None:
+            reason = font_problem(path)
+        if reason is not None:
+            note(f"soundfont {name} ({path or spec}): {reason}; skipped")
+            skipped.append({"font": name, "reason": reason})
+            continue
+        fonts.append(Font(name, path))
+    return fonts, skipped
+
+
+def font_slot(index: int, seed: int, n_fonts: int) -> int:
+    """Which of `n_fonts` renders clip `index`: each block of n_fonts clips uses every font once, in a seeded order."""
+    block, pos = divmod(index, n_fonts)
+    return int(np.random.default_rng([seed, block, 7919]).permutation(n_fonts)[pos])
+
+
 @dataclass
 class DataConfig:
     """What to generate.
@@ -112,7 +209,9 @@ class DataConfig:
         duration: clip length in seconds.
         sample_rate: output rate in Hz (FluidSynth renders at it directly; speech is resampled).
         p_solo, p_voice: probability of a solo / voice clip; the rest are band clips.
-        soundfont: .sf2 path; None means pretty_midi's bundled TimGM6mb.sf2.
+        soundfonts: font names (`FONTS`) or .sf2/.sf3 paths; clips take turns among those that load.
+        holdout_font: a font of `soundfonts` whose clips form the `holdout_font` split (None: no hold-out).
+        soundfont: one .sf2 path (the older single-font option; overrides `soundfonts`).
     """
 
     n: int = 100
@@ -121,7 +220,12 @@ class DataConfig:
     sample_rate: int = 44100
     p_solo: float = 0.3
     p_voice: float = 0.15
+    soundfonts: tuple[str, ...] = DEFAULT_FONTS
+    holdout_font: str | None = None
     soundfont: str | None = None
+
+    def font_specs(self) -> tuple[str, ...]:
+        return (self.soundfont,) if self.soundfont else tuple(self.soundfonts)
 
 
 @dataclass
@@ -407,12 +511,13 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _make_one(args: tuple[int, DataConfig, str, str]) -> dict:
-    index, cfg, soundfont, clip_dir = args
+def _make_one(args: tuple[int, DataConfig, Font, str, bool]) -> dict:
+    index, cfg, font, clip_dir, held_out = args
     plan = plan_clip(index, cfg)
     name = f"clip_{index:05d}.wav"
-    _write_wav_atomic(Path(clip_dir) / name, render_clip(plan, cfg, Path(soundfont)), cfg.sample_rate)
-    row = {"file": f"clips/{name}", "index": index, "split": split_of(index)}
+    _write_wav_atomic(Path(clip_dir) / name, render_clip(plan, cfg, font.path), cfg.sample_rate)
+    split = HOLDOUT_SPLIT if held_out else split_of(index)
+    row = {"file": f"clips/{name}", "index": index, "split": split, "font": font.name if plan.instruments else NO_FONT}
     row.update(plan.labels())
     row.update({"duration": cfg.duration, "sample_rate": cfg.sample_rate})
     return {k: row[k] for k in MANIFEST_FIELDS}
@@ -437,6 +542,7 @@ def make_dataset(
     concepts: Iterable[str] | None = tuple(CONCEPTS),
     copy: bool = False,
     progress: Callable[[int], None] | None = None,
+    note: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Render `cfg.n` clips into `out`, write the manifests, and materialise concept folders.
 
@@ -447,6 +553,7 @@ def make_dataset(
         concepts: concept names to make with/without folders for (None or empty: none).
         copy: copy wavs into the concept folders instead of linking them.
         progress: called with the number of clips finished so far.
+        note: called with one line per skipped soundfont (default: printed to stderr).
     Returns:
         The manifest rows.
     """
@@ -459,13 +566,27 @@ def make_dataset(
     unknown = sorted(set(concepts or ()) - set(CONCEPTS))
     if unknown:
         raise UserError(f"--concepts {','.join(unknown)}: unknown; expected some of {', '.join(CONCEPTS)}")
-    soundfont = Path(cfg.soundfont) if cfg.soundfont else default_soundfont()
-    if not soundfont.is_file():
-        raise UserError(f"soundfont {soundfont}: not a file")
+    note = note or (lambda line: print(line, file=sys.stderr))
+    specs = cfg.font_specs()
+    if not specs:
+        raise UserError("--soundfonts: expected at least one soundfont")
+    fonts, skipped = resolve_fonts(specs, note)
+    names = [f.name for f in fonts] + [s["font"] for s in skipped]
+    if cfg.holdout_font is not None and cfg.holdout_font not in names:
+        raise UserError(f"--holdout-font {cfg.holdout_font}: not one of the soundfonts ({', '.join(names)})")
+    if not fonts:
+        why = "; ".join(f"{s['font']}: {s['reason']}" for s in skipped)
+        raise UserError(f"soundfonts {', '.join(specs)}: none could be used ({why})")
+    held = cfg.holdout_font
+    if held is not None and held not in [f.name for f in fonts]:
+        raise UserError(f"--holdout-font {held}: that soundfont was skipped (see above); nothing to hold out")
+    if held is not None and len(fonts) < 2:
+        raise UserError(f"--holdout-font {held}: it is the only usable soundfont; nothing is left to train on")
     out = Path(out)
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
-    work = [(i, cfg, str(soundfont), str(clip_dir)) for i in range(cfg.n)]
+    slots = [fonts[font_slot(i, cfg.seed, len(fonts))] for i in range(cfg.n)]
+    work = [(i, cfg, slots[i], str(clip_dir), slots[i].name == cfg.holdout_font) for i in range(cfg.n)]
     rows: list[dict] = []
     if jobs > 1:
         import multiprocessing as mp
@@ -483,7 +604,9 @@ def make_dataset(
     write_manifest(out, rows)
     meta = {
         "config": dataclasses.asdict(cfg),
-        "soundfont": {"name": soundfont.name, "sha256": _sha256(soundfont)},
+        "soundfonts": [{"name": f.name, "file": f.path.name, "sha256": _sha256(f.path)} for f in fonts],
+        "skipped_soundfonts": skipped,
+        "holdout_font": cfg.holdout_font,
         "concepts": sorted(concepts or ()),
         "test_every": TEST_EVERY,
     }
@@ -512,26 +635,53 @@ def read_manifest(root: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = False) -> dict[str, int]:
-    """Make `root/concepts/<name>/{with,without}` (train split) and `root/heldout/<name>/...` (test split).
+def balance_fonts(with_rows: list[dict], without_rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Both sides of a concept with the same number of rows from every font they share (the first by index).
 
-    Entries are relative symlinks to `root/clips/...` (or copies with `copy=True`); folders are rebuilt
-    from scratch so stale entries never survive. Returns counts per folder.
+    Fonts found on one side only are dropped (they would tell the sides apart); font-free rows are all kept.
+    """
+    sides = []
+    for rows in (with_rows, without_rows):
+        by_font: dict[str, list[dict]] = {}
+        for row in sorted(rows, key=lambda r: r["index"]):
+            by_font.setdefault(row.get("font", NO_FONT), []).append(row)
+        sides.append(by_font)
+    fonts = ({*sides[0]} & {*sides[1]}) - {NO_FONT}
+    if len(fonts | (({*sides[0]} | {*sides[1]}) - {NO_FONT})) < 2:  # one font in all: nothing to balance
+        return sorted(with_rows, key=lambda r: r["index"]), sorted(without_rows, key=lambda r: r["index"])
+    out = []
+    for by_font in sides:
+        m = min((len(by_font[f]) for f in fonts), default=0)
+        keep = by_font.get(NO_FONT, []) + [r for f in sorted(fonts) for r in by_font[f][:m]]
+        out.append(sorted(keep, key=lambda r: r["index"]))
+    return out[0], out[1]
+
+
+def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = False) -> dict[str, int]:
+    """Make `root/concepts/<name>/{with,without}` (train split), `root/heldout/<name>/...` (test split) and,
+    when a font is held out, `root/heldout_font/<name>/...` (its clips).
+
+    Each folder holds the same number of clips from every font (`balance_fonts`). Entries are relative
+    symlinks to `root/clips/...` (or copies with `copy=True`); folders are rebuilt from scratch so stale
+    entries never survive. Returns counts per folder.
     """
     if name not in CONCEPTS:
         raise UserError(f"concept {name}: unknown; expected one of {', '.join(CONCEPTS)}")
     pred = CONCEPTS[name]
     counts: dict[str, int] = {}
-    for top, split in (("concepts", "train"), ("heldout", "test")):
-        for side in ("with", "without"):
+    tops = [("concepts", "train"), ("heldout", "test")]
+    if any(r["split"] == HOLDOUT_SPLIT for r in rows):
+        tops.append(("heldout_font", HOLDOUT_SPLIT))
+    for top, split in tops:
+        in_split = [r for r in rows if r["split"] == split]
+        balanced = balance_fonts([r for r in in_split if pred(r)], [r for r in in_split if not pred(r)])
+        for side, chosen in zip(("with", "without"), balanced, strict=True):
             folder = Path(root) / top / name / side
             if folder.exists():
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             n = 0
-            for row in rows:
-                if row["split"] != split or pred(row) != (side == "with"):
-                    continue
+            for row in chosen:
                 src = Path(root) / row["file"]
                 dst = folder / src.name
                 if copy:
