@@ -105,5 +105,8 @@ def run_make(args: argparse.Namespace) -> int:
         folders = [Path(args.out) / top / name / side for top, _ in tops for side in ("with", "without")]
         cnt = [len(list(folder.iterdir())) for folder in folders]
         table.add_row(name, *map(str, cnt))
-    Console().print(table)
+    if concepts:
+        Console().print(table)
+    else:
+        Console().print(table.title)
     return 0
