@@ -21,6 +21,7 @@ COMMANDS: list[tuple[str | None, str]] = [
     ("concept", "training.cli.concept"),
     ("render", "training.cli.render"),
     ("eval", "training.cli.eval"),
+    ("export", "training.cli.export"),
     (None, "training.cli.live"),
     (None, "training.cli.dashboard"),
     (None, "training.cli.demo"),
@@ -32,6 +33,7 @@ GROUP_HELP = {
     "concept": "find concepts from examples and manage the concept bank",
     "render": "render audio offline with concept edits",
     "eval": "measure steering with an outside judge",
+    "export": "export models for other hosts (nn~ in Max/MSP and Pure Data)",
 }
 
 

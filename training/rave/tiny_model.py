@@ -29,12 +29,14 @@ class RaveBuildConfig:
     bindings: extra gin bindings (reduced capacity for tiny models).
     sample_rate: model rate in Hz.
     seed: torch seed for the weights.
+    channels: audio channels of the model (RAVE's `n_channels`; 2 for a stereo model).
     """
 
     configs: tuple[str, ...] = ("v2_small", "causal")
     bindings: dict[str, object] = field(default_factory=lambda: {"CAPACITY": 4, "LATENT_SIZE": 16})
     sample_rate: int = 44100
     seed: int = 0
+    channels: int = 1
 
 
 def _parse_gin(cfg: RaveBuildConfig) -> None:
@@ -47,19 +49,24 @@ def _parse_gin(cfg: RaveBuildConfig) -> None:
 
 
 def build_model(cfg: RaveBuildConfig) -> torch.nn.Module:
-    """A freshly initialised (non-streaming) RAVE, mono, from the gin configs."""
+    """A freshly initialised (non-streaming) RAVE from the gin configs (`cfg.channels` channels)."""
     import cached_conv as cc
+    import gin
     import rave
 
     cc.use_cached_conv(False)
     _parse_gin(cfg)
     torch.manual_seed(cfg.seed)
-    return rave.RAVE(n_channels=1)
+    if cfg.channels == 1:
+        return rave.RAVE(n_channels=1)
+    with gin.unlock_config():  # recorded in config.gin, as `rave train --channels` does
+        gin.bind_parameter("RAVE.n_channels", cfg.channels)
+    return rave.RAVE()
 
 
 @torch.no_grad()
 def fit_latent_pca(model: torch.nn.Module, audio: torch.Tensor) -> None:
-    """Set `latent_mean`, `latent_pca` and `fidelity` from posterior means of `audio` [B, 1, T].
+    """Set `latent_mean`, `latent_pca` and `fidelity` from posterior means of `audio` [B, channels, T].
 
     The same analysis RAVE's validation runs; the exporter crops the latent with `fidelity`.
     """
@@ -146,7 +153,8 @@ def build_tiny_rave(
     """Build an untrained tiny causal RAVE and export it as a `.ts` (a few seconds on CPU)."""
     cfg = cfg or RaveBuildConfig(seed=seed)
     model = build_model(cfg)
-    fit_latent_pca(model, test_signal(cfg.sample_rate, 6.0, seed))
+    channels = [test_signal(cfg.sample_rate, 6.0, seed + c) for c in range(cfg.channels)]
+    fit_latent_pca(model, torch.cat(channels, dim=1))
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "tiny_rave"
         save_run(model, run_dir)

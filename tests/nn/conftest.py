@@ -1,0 +1,90 @@
+"""Fixtures for the nn~ export: a bank of three concepts on the tiny RAVE, and the file exported from it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+
+from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from sae.model import SAEConfig, SparseAutoencoder
+
+
+def make_bank(folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0) -> Path:
+    """A seeded SAE (latent → 64) on a RAVE's latent and three concepts on it; one name needs sanitising."""
+    from sae.io import save_sae
+
+    latent = int(torch.jit.load(str(rave_ts)).encode_params[2])
+    torch.manual_seed(seed)
+    sae = SparseAutoencoder(SAEConfig(d_in=latent, d_sae=64, k=4, arch=arch, hook_name="latent"))
+    with torch.no_grad():
+        sae.b_enc.normal_(0.0, 0.1)
+        if arch == "batchtopk":
+            sae.threshold.fill_(0.05)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_sae(sae, folder / "sae")
+    ref = ModelRef.of_file(rave_ts)
+    bank = ConceptBank(folder / "concepts.yaml")
+    feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)]
+    bank.add(Concept("bright", ref, "latent", "sae", feats, ConceptDefault("none", 1.0)))
+    bank.add(Concept("noisy-1", ref, "latent", "sae", [ConceptFeature(11, 1.0, 1.5)], ConceptDefault("none", 1.0)))
+    bank.add(Concept("2nd.voice", ref, "latent", "sae", [ConceptFeature(20, 1.0, 1.0)], ConceptDefault("off", 1.0)))
+    bank.save()
+    return bank.path
+
+
+@pytest.fixture(scope="session")
+def nn_bank(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path) -> Path:
+    return make_bank(tmp_path_factory.mktemp("nn_bank"), tiny_rave_ts)
+
+
+def export(rave_ts: Path, bank: Path, out: Path) -> Path:
+    from training.rave.nn_export import NnExportConfig, export_nn
+
+    torch.set_num_threads(1)
+    export_nn(NnExportConfig(rave_ts, bank, out), say=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def steered_ts(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path, nn_bank: Path) -> Path:
+    """The bank's concepts on the tiny RAVE exported for nn~ (through the export function the CLI calls)."""
+    return export(tiny_rave_ts, nn_bank, tmp_path_factory.mktemp("nn_out") / "steered.ts")
+
+
+@pytest.fixture(scope="session")
+def demo_nn(tmp_path_factory: pytest.TempPathFactory):
+    """(RaveModel, its delay, bank, exported file) on the committed demo RAVE (a trained model: its output is
+    real sound, where the untrained tiny one is near silence), with a seeded SAE on its latent."""
+    from training.demo import DEMO_MODEL
+
+    folder = tmp_path_factory.mktemp("nn_demo")
+    bank = make_bank(folder, DEMO_MODEL)
+    return (*load_model(DEMO_MODEL), bank, export(DEMO_MODEL, bank, folder / "demo_steered.ts"))
+
+
+@pytest.fixture(scope="session")
+def nn() -> ModuleType:
+    """tests/nn/nn_host.py, the replica of nn~ (loaded by path: acids-rave installs its own `tests` package)."""
+    spec = importlib.util.spec_from_file_location("nn_host", Path(__file__).with_name("nn_host.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_model(path: Path):
+    """(RaveModel, its delay)."""
+    from realtime.rave import RaveModel
+
+    torch.set_num_threads(1)
+    model = RaveModel.load(path)
+    return model, model.delay()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_rave_ts: Path):
+    """The tiny RAVE loaded once, with its delay measured once: (RaveModel, delay)."""
+    return load_model(tiny_rave_ts)

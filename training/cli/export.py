@@ -1,0 +1,61 @@
+"""`musicsae export nn`: the RAVE, the SAE and a switch per concept as one TorchScript file for nn~."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from training.cli.args import positive_float
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "nn",
+        help="write one nn~ model (Max/MSP, Pure Data): RAVE + SAE + one attribute per concept",
+        description="Write a TorchScript file IRCAM's nn~ loads: methods forward (audio -> steered audio), encode "
+        "(audio -> posterior-mean latents), decode (latents -> steered audio) and meter (audio -> one signal per "
+        "concept, when the bank stores calibrated probes); one attribute per concept taking a mode and a value "
+        "([set guitar off 0( / [set guitar on 2(, modes none|off|on|scale), plus mix and bypass.",
+    )
+    p.add_argument("--model", type=Path, required=True, help="streaming RAVE .ts export")
+    p.add_argument("--bank", type=Path, required=True, help="concept bank YAML")
+    p.add_argument("--concepts", help="comma-separated concept names (default: every concept found on --model)")
+    p.add_argument("--sae", type=Path, help="SAE directory (default: the one the concepts were found with)")
+    p.add_argument("--out", type=Path, required=True, help="the .ts file to write")
+    p.add_argument(
+        "--meter-seconds",
+        type=positive_float,
+        default=0.5,
+        help="time constant of the meter's running mean, in seconds (default 0.5)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_nn)
+
+
+def run_nn(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+
+    from training.rave.nn_export import NnExportConfig, export_nn
+
+    torch.set_num_threads(max(1, args.threads))
+    console = Console(stderr=True, soft_wrap=True)
+
+    def say(line: str) -> None:
+        console.print(line, highlight=False, markup=False)
+
+    names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts else None
+    cfg = NnExportConfig(args.model, args.bank, args.out, names, args.sae, args.meter_seconds)
+    report = export_nn(cfg, say=say)
+    for name, attr in report.attributes.items():
+        note = "" if name == attr else f"  (concept {name!r})"
+        say(f"attribute {attr}: mode none|off|on|scale, value{note}")
+    methods = ", ".join(f"{m} {p}" for m, p in report.methods.items())
+    say(f"methods [in_dim, in_ratio, out_dim, out_ratio]: {methods}")
+    if not report.meters:
+        say("no meter method: the bank's concepts carry no calibrated probe")
+    say(
+        f"wrote {report.out} in {report.seconds:.1f} s: {report.sample_rate} Hz, {report.ratio} samples per latent "
+        f"frame, model delay {report.delay} samples ({1000 * report.delay / report.sample_rate:.1f} ms)"
+    )
+    return 0

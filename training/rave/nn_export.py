@@ -1,0 +1,277 @@
+"""`musicsae export nn`: one TorchScript file for IRCAM's nn~ with the RAVE, the SAE and a switch per concept.
+
+    musicsae export nn --model M.ts --bank concepts.yaml [--concepts a,b] [--sae DIR] --out steered.ts
+
+Every input is checked before anything is built (a streaming RAVE export, concepts of this model on its latent
+hook, an SAE trained on this model's latents, attribute names nn~ can use); the file is written to a temporary
+name beside `--out` and renamed, so a failure leaves no partial file. The module (`nn_module.SteeredRave`) is
+scripted after its streaming state is cleared, so the saved file starts from silence.
+
+Concept names become attribute names (`attribute_name`: `.` and `-` become `_`, a leading digit gets `c_`);
+the mapping is printed and stored in the file beside its provenance (`read_metadata`).
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae.errors import UserError
+
+METADATA_FILE = "musicsae.json"
+FORMAT = "musicsae-nn/1"
+METHODS = ("forward", "encode", "decode", "meter")
+# names nn~ treats specially ("none" is skipped by its attribute listing) or nn_tilde reserves
+RESERVED = {"none", "sr", "mix", "bypass"}
+
+
+@dataclass
+class NnExportConfig:
+    """Args:
+    model: streaming RAVE `.ts` export.
+    bank: concept bank YAML.
+    out: the `.ts` file to write.
+    concepts: concept names to include (default: every concept of the bank found on this model).
+    sae: SAE directory (default: the one the concepts were found with).
+    meter_seconds: time constant of the meter method's running mean.
+    """
+
+    model: Path
+    bank: Path
+    out: Path
+    concepts: Sequence[str] | None = None
+    sae: Path | None = None
+    meter_seconds: float = 0.5
+
+
+@dataclass
+class NnExportReport:
+    out: Path
+    attributes: dict[str, str]  # concept name -> attribute name
+    methods: dict[str, list[int]]
+    meters: list[str]
+    delay: int
+    sample_rate: int
+    ratio: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+_NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def attribute_name(name: str) -> str:
+    """A concept name as an nn~ attribute: `.`/`-` → `_`, `c_` before a leading digit; refuses what stays
+    unusable (a Python keyword, a reserved name)."""
+    attr = re.sub(r"[.\-]", "_", name)
+    if attr[:1].isdigit():
+        attr = "c_" + attr
+    if not _NAME_OK.match(attr) or keyword.iskeyword(attr) or attr in RESERVED:
+        raise UserError(
+            f"concept {name!r}: cannot be an nn~ attribute ({attr!r}); rename it in the bank "
+            "(letters, digits and _, not a Python keyword, not none/sr/mix/bypass)"
+        )
+    return attr
+
+
+def attribute_names(names: Sequence[str], taken: set[str]) -> dict[str, str]:
+    """Concept name → attribute name, refusing clashes with `taken` (the module's own names) and between
+    concepts (each attribute also makes `get_<a>`, `set_<a>` and `<a>_params`)."""
+    out: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for name in names:
+        attr = attribute_name(name)
+        made = (attr, f"get_{attr}", f"set_{attr}", f"{attr}_params")
+        for item in made:
+            if item in taken:
+                raise UserError(
+                    f"concept {name!r}: its nn~ attribute {attr!r} would clash with the model's own {item!r}; "
+                    "rename it in the bank"
+                )
+            if item in owner:
+                raise UserError(
+                    f"concepts {owner[item]!r} and {name!r} both become nn~ attribute names {item!r}; "
+                    "rename one in the bank"
+                )
+        for item in made:
+            owner[item] = name
+        out[name] = attr
+    return out
+
+
+def module_names() -> set[str]:
+    """Every name the nn~ module already uses: methods, attributes, `<method>_params`, reserved names."""
+    from training.rave.nn_module import INSTANCE_NAMES, SteeredVariationalRave
+
+    return (
+        set(dir(SteeredVariationalRave))
+        | set(INSTANCE_NAMES)
+        | set(METHODS)
+        | {f"{m}_params" for m in METHODS}
+        | {f"{a}_params" for a in ("mix", "bypass")}
+        | RESERVED
+    )
+
+
+def _check_out(out: Path) -> None:
+    if out.suffix != ".ts":
+        raise UserError(f"--out {out}: expected a .ts file (nn~ looks for NAME.ts)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"--out {out}: folder {parent} does not exist")
+    if out.is_dir():
+        raise UserError(f"--out {out}: is a folder, expected a file path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out}: folder {parent} is not writable")
+
+
+def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], frame_rate: float, seconds: float):
+    """Probes of the concepts that carry one (`sae.meter`), or None when none does."""
+    try:
+        from sae.meter import MeterParams, ema_weight
+    except ImportError:  # a bank format without calibrated probes
+        return None
+    from training.rave.nn_module import MeterSpec
+
+    params = MeterParams.from_concepts(concepts)
+    if len(params) == 0:
+        return None
+    return MeterSpec(
+        [attrs[n] for n in params.names], params.idx, params.coef, params.intercept, ema_weight(1, frame_rate, seconds)
+    )
+
+
+def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Check every input and build the (unscripted) nn~ module; returns it with the file's metadata."""
+    from realtime.rave import RaveModel
+    from realtime.render_rave import load_steering
+    from sae.bank import ConceptBank
+    from sae.export import ScriptSAE
+    from sae.io import read_sae_cfg
+    from training.rave.concepts import check_sae_for_model
+    from training.rave.nn_module import ConceptSpec, SteeredRave, SteeredVariationalRave
+
+    if not Path(cfg.model).is_file():
+        raise UserError(f"RAVE model {cfg.model}: no such file")
+    if not Path(cfg.bank).is_file():
+        raise UserError(f"concept bank {cfg.bank}: no such file")
+    model = RaveModel.load(cfg.model)
+    bank = ConceptBank.load(cfg.bank)
+    names = list(cfg.concepts) if cfg.concepts else None
+    for name in names or [c.name for c in bank if c.model.sha256 == model.identity.sha256]:
+        concept = bank.get(name)
+        if concept.hook != "latent":
+            raise UserError(
+                f"concept {name!r} is on hook {concept.hook!r}; the nn~ export steers RAVE's 'latent' hook only "
+                "(leave it out with --concepts)"
+            )
+    steering = load_steering(cfg.bank, model, cfg.sae, names)
+    check_sae_for_model(steering.sae_dir, read_sae_cfg(steering.sae_dir), model)
+    attrs = attribute_names(list(steering.concepts), module_names())
+    specs = []
+    for name, concept in steering.concepts.items():
+        control = steering.state.controls[name]
+        value = control.gain if control.mode == "scale" else control.strength
+        feats = tuple((f.index, float(f.weight), float(f.typical)) for f in concept.features)
+        specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value)))
+    frame_rate = model.sr / model.ratio
+    meter = _meter_spec(steering.concepts, attrs, frame_rate, cfg.meter_seconds)
+    say(f"measuring the model's own delay ({model.path.name})")
+    delay = model.delay()
+    rave = model.new_stream().module
+    variational = hasattr(rave, "latent_pca") and hasattr(rave.encoder, "reparametrize")
+    cls = SteeredVariationalRave if variational else SteeredRave
+    module = cls(rave, ScriptSAE(steering.sae), specs, delay, meter).eval()
+    metadata = {
+        "format": FORMAT,
+        "model": model.identity.as_dict(),
+        "sae": {
+            "dir": steering.sae_dir.name,
+            "arch": steering.sae.cfg.arch,
+            "k": steering.sae.cfg.k,
+            "d_sae": steering.sae.cfg.d_sae,
+        },
+        "bank": Path(cfg.bank).name,
+        "concepts": [
+            {
+                "name": s.name,
+                "attribute": s.attr,
+                "default": [s.mode, s.value],
+                "features": [list(f) for f in s.features],
+            }
+            for s in specs
+        ],
+        "meters": list(meter.names) if meter else [],
+        "meter_seconds": cfg.meter_seconds if meter else None,
+        "delay": delay,
+        "sample_rate": model.sr,
+        "ratio": model.ratio,
+        "methods": {m: [int(v) for v in getattr(module, f"{m}_params")] for m in module.get_methods()},
+        "torch": torch.__version__,
+        "variational": variational,
+    }
+    return module, metadata
+
+
+def script_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated; nn~ still loads TorchScript
+        warnings.simplefilter("ignore")
+        return torch.jit.script(module)
+
+
+def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str, Any]) -> None:
+    """Save beside `out` under a temporary name, then rename: `out` is either complete or untouched."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+        os.replace(tmp, out)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExportReport:
+    """Build, script and save the nn~ model of `cfg`."""
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    _check_out(out)
+    module, metadata = build_module(cfg, say)
+    scripted = script_module(module)
+    save_atomic(scripted, out, metadata)
+    attrs = {c["name"]: c["attribute"] for c in metadata["concepts"]}
+    return NnExportReport(
+        out,
+        attrs,
+        metadata["methods"],
+        metadata["meters"],
+        metadata["delay"],
+        metadata["sample_rate"],
+        metadata["ratio"],
+        time.perf_counter() - t0,
+    )
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The musicsae metadata stored in an exported nn~ file."""
+    files = {METADATA_FILE: ""}
+    try:
+        torch.jit.load(str(path), _extra_files=files)
+    except Exception:
+        raise UserError(f"nn~ model {path}: not a TorchScript file") from None
+    if not files[METADATA_FILE]:
+        raise UserError(f"nn~ model {path}: no musicsae metadata (not made by `musicsae export nn`)")
+    return json.loads(files[METADATA_FILE])

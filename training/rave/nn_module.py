@@ -1,0 +1,428 @@
+"""The nn~ model: a streaming RAVE, an SAE on its latent and one switch per concept, in one scriptable module.
+
+IRCAM's `nn~` (Max/MSP, Pure Data) loads a TorchScript file built on `nn_tilde.Module` and reads:
+`get_methods()` plus a `<method>_params` buffer `[in_dim, in_ratio, out_dim, out_ratio]` per method;
+`get_attributes()` plus a `<attr>_params` buffer of type codes per attribute (0 bool, 1 int, 2 float, 3 str),
+and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
+
+`SteeredRave` gives it:
+- `forward`  audio → audio with the concept edits, then dry/wet `mix` against the input delayed by the model's
+  own delay (so they line up); `bypass 1` outputs that delayed dry signal (the model keeps running);
+- `encode`   audio → the posterior-mean latents the SAE was trained on (no edit);
+- `decode`   latents → audio with the concept edits (patches may transform latents between the two);
+- `meter`    audio → one signal per concept in [0, 1], the bank's calibrated probe over a running mean of the
+  SAE features (added when the concepts carry probes);
+- one attribute per concept, `(mode, value)`: mode `none|off|on|scale`, value = strength for `on`, gain for
+  `scale`; an unknown mode or a non-finite value returns -1 and changes nothing; `mix` (float in [0, 1]) and
+  `bypass` (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as a true bool).
+
+Per call the edit is the one the attributes describe now; when it differs from the previous call's it ramps
+linearly over the call's latent frames (`sae.steering.ramp`, the live engine's rule), and the SAE's
+reconstruction error is kept (`sae.steering.steer`), so no edit returns RAVE's own output. `mix`/`bypass`
+changes ramp sample by sample over one call, as in the engine.
+
+The per-concept getters and setters are closures compiled by TorchScript under the attribute's name, so no
+source file is generated (nn_tilde's own generator writes `.py` files into its package folder); the
+buffer-attribute methods nn_tilde would generate are written out here (this model has no buffer attributes).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple  # noqa: UP035 (TorchScript reads these annotations)
+
+import nn_tilde
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sae.steering import MODES, steer
+
+# attributes, buffers and submodules `SteeredRave.__init__` sets (a concept attribute must not reuse one)
+INSTANCE_NAMES = (
+    "rave",
+    "sae",
+    "in_channels",
+    "out_channels",
+    "latent_size",
+    "ratio",
+    "sr",
+    "host_sr",
+    "delay",
+    "d_sae",
+    "concept_mask",
+    "concept_weight",
+    "concept_typical",
+    "mix",
+    "bypass",
+    "prev_gain",
+    "prev_add",
+    "dry_history",
+    "edit_started",
+    "prev_mix",
+    "has_meter",
+    "meter_idx",
+    "meter_coef",
+    "meter_intercept",
+    "meter_weight",
+    "meter_state",
+    "tmp_file_session",
+    "training",
+    "_mode_names",
+    "_concept_attrs",
+    "_concept_modes",
+    "_concept_values",
+    "_methods",
+    "_attributes",
+    "_buffer_attributes",
+    "_ready",
+)
+
+
+@dataclass(frozen=True)
+class ConceptSpec:
+    """One concept as the nn~ model holds it.
+
+    Args:
+        attr: the attribute name nn~ shows (a sanitised concept name).
+        name: the concept's name in the bank.
+        features: (index, weight, typical) per SAE feature.
+        mode, value: the initial control (the bank's default).
+    """
+
+    attr: str
+    name: str
+    features: tuple[tuple[int, float, float], ...]
+    mode: str = "none"
+    value: float = 1.0
+
+
+@dataclass(frozen=True)
+class MeterSpec:
+    """Packed probes (`sae.meter.MeterParams`) and the running-mean time constant of the meter method."""
+
+    names: list[str]
+    idx: Tensor
+    coef: Tensor
+    intercept: Tensor
+    weight: float  # per-frame EMA weight
+
+
+def _concept_setter(i: int) -> Any:
+    # TorchScript takes no closed-over ints: the concept's row rides as a default argument (nn~ passes only the
+    # attribute's own values).
+    def setter(self, mode: str, value: float, row: int = i) -> int:
+        return self._set_concept(row, mode, value)
+
+    return torch.jit.export(setter)
+
+
+def _concept_getter(i: int) -> Any:
+    def getter(self, row: int = i) -> Tuple[str, float]:  # noqa: UP006
+        return self._concept_modes[row], self._concept_values[row]
+
+    return torch.jit.export(getter)
+
+
+class SteeredRave(nn_tilde.Module):
+    """RAVE (a loaded streaming export) + SAE + concept switches, for `torch.jit.script` and nn~.
+
+    Args:
+        rave: the loaded TorchScript RAVE export (its caches are used as the stream's state).
+        sae: an SAE module with `encode(x) -> f` and a `W_dec` [d_sae, d_in] buffer (`sae.export.ScriptSAE`).
+        concepts: the switches, in the order edits compose.
+        delay: the model's own delay in samples (aligns the dry signal of `mix`).
+        meter: probes for the meter method, or None (no meter method).
+    """
+
+    def __init__(
+        self,
+        rave: torch.jit.ScriptModule,
+        sae: nn.Module,
+        concepts: list[ConceptSpec],
+        delay: int,
+        meter: MeterSpec | None = None,
+    ) -> None:
+        super().__init__()
+        self.tmp_file_session = None  # nn_tilde's generated-file session: never used here (see `finish`)
+        self.rave = rave
+        self.sae = sae
+        in_ch, _, latent, ratio = (int(v) for v in rave.encode_params)
+        self.in_channels = in_ch
+        self.out_channels = int(rave.forward_params[2])
+        self.latent_size = latent
+        self.ratio = ratio
+        self.sr = int(rave.sr)
+        self.host_sr = self.sr
+        self.delay = int(delay)
+        d_sae = int(sae.W_dec.shape[0])
+        self.d_sae = d_sae
+        self._mode_names: List[str] = list(MODES)  # noqa: UP006
+        self._concept_attrs: List[str] = [c.attr for c in concepts]  # noqa: UP006
+        self._concept_modes: List[str] = [c.mode for c in concepts]  # noqa: UP006
+        self._concept_values: List[float] = [float(c.value) for c in concepts]  # noqa: UP006
+        mask = torch.zeros(len(concepts), d_sae)
+        weight = torch.zeros(len(concepts), d_sae, dtype=torch.float64)
+        typical = torch.zeros(len(concepts), d_sae, dtype=torch.float64)
+        for row, c in enumerate(concepts):
+            for index, w, t in c.features:
+                mask[row, index] = 1.0
+                weight[row, index] = w
+                typical[row, index] = t
+        self.register_buffer("concept_mask", mask)
+        self.register_buffer("concept_weight", weight)
+        self.register_buffer("concept_typical", typical)
+        self.mix = 1.0
+        self.bypass = 0
+        # stream state (cleared by `reset_state` before saving)
+        self.register_buffer("prev_gain", torch.ones(d_sae))
+        self.register_buffer("prev_add", torch.zeros(d_sae))
+        self.register_buffer("dry_history", torch.zeros(0, 0, 0))
+        self.edit_started = False
+        self.prev_mix = -1.0
+        self.has_meter = meter is not None
+        m = meter or MeterSpec([], torch.zeros(0, dtype=torch.long), torch.zeros(0, 0), torch.zeros(0), 1.0)
+        self.register_buffer("meter_idx", m.idx.clone())
+        self.register_buffer("meter_coef", m.coef.clone().float())
+        self.register_buffer("meter_intercept", m.intercept.clone().float())
+        self.meter_weight = float(m.weight)
+        self.register_buffer("meter_state", torch.zeros(0, 0))
+
+        self._register_methods(meter)
+        self._register_attributes(concepts)
+        reset_state(self)
+
+    # -- registration (nn_tilde conventions) --------------------------------------------------------------
+    def _register_methods(self, meter: MeterSpec | None) -> None:
+        ch = [f"(signal) channel {i + 1}" for i in range(self.in_channels)]
+        out = [f"(signal) channel {i + 1}" for i in range(self.out_channels)]
+        lat = [f"(signal) latent {i + 1}" for i in range(self.latent_size)]
+        with torch.no_grad():
+            self.register_method("forward", self.in_channels, 1, self.out_channels, 1, ch, out)
+            self.register_method("encode", self.in_channels, 1, self.latent_size, self.ratio, ch, lat)
+            self.register_method("decode", self.latent_size, self.ratio, self.out_channels, 1, lat, out)
+            if meter is not None:
+                labels = [f"(signal) {name} meter" for name in meter.names]
+                self.register_method("meter", self.in_channels, 1, len(meter.names), self.ratio, ch, labels)
+
+    def _register_attributes(self, concepts: list[ConceptSpec]) -> None:
+        for i, c in enumerate(concepts):
+            self._add_attribute(c.attr, (c.mode, float(c.value)))
+            setattr(self, f"set_{c.attr}", _concept_setter(i).__get__(self))
+            setattr(self, f"get_{c.attr}", _concept_getter(i).__get__(self))
+        self._add_attribute("mix", (1.0,))
+        self._add_attribute("bypass", (0,))
+
+    def _add_attribute(self, name: str, defaults: tuple) -> None:
+        """What `nn_tilde.Module.register_attribute` records, without its tuple attribute (the values live in
+        the lists the setters write)."""
+        self._attributes.value.append(name)
+        self.register_buffer(f"{name}_params", torch.LongTensor([nn_tilde.TYPE_HASH[type(v)] for v in defaults]))
+
+    def finish(self) -> None:
+        """Called by nn_tilde before scripting: every getter/setter exists already, nothing is generated."""
+        self._ready = True
+
+    # -- attributes -----------------------------------------------------------------------------------------
+    def _set_concept(self, i: int, mode: str, value: float) -> int:
+        if mode not in self._mode_names or not math.isfinite(value):
+            return -1
+        self._concept_modes[i] = mode
+        self._concept_values[i] = value
+        return 0
+
+    @torch.jit.export
+    def get_mix(self) -> Tuple[float]:  # noqa: UP006
+        return (self.mix,)
+
+    @torch.jit.export
+    def set_mix(self, mix: float) -> int:
+        if not (0.0 <= mix <= 1.0):
+            return -1
+        self.mix = mix
+        return 0
+
+    @torch.jit.export
+    def get_bypass(self) -> Tuple[int]:  # noqa: UP006
+        return (self.bypass,)
+
+    @torch.jit.export
+    def set_bypass(self, bypass: int) -> int:
+        if bypass != 0 and bypass != 1:
+            return -1
+        self.bypass = bypass
+        return 0
+
+    @torch.jit.export
+    def get_concepts(self) -> List[str]:  # noqa: UP006
+        """Attribute names of the concepts, in composition order."""
+        return self._concept_attrs
+
+    @torch.jit.export
+    def set_sample_rate(self, sample_rate: Optional[int]) -> None:  # noqa: UP045
+        """nn~ reports the host's rate here; RAVE cannot resample at run time, so say when they differ."""
+        if sample_rate is not None:
+            if sample_rate != self.sr and sample_rate != self.host_sr:
+                print("musicsae: this model runs at", self.sr, "Hz but the host runs at", sample_rate, "Hz")
+            self.host_sr = sample_rate
+
+    @torch.jit.export
+    def get_sample_rate(self) -> int:
+        return self.sr
+
+    # nn_tilde generates these three per model; this one has no buffer attributes.
+    @torch.jit.export
+    def get_buffer_attributes(self) -> List[str]:  # noqa: UP006
+        return []
+
+    @torch.jit.export
+    def is_buffer_empty(self, buffer_name: str) -> bool:
+        return True
+
+    @torch.jit.export
+    def set_buffer_attribute(self, buffer_name: str, buffer: Tensor, sr: int) -> int:
+        return -1
+
+    @torch.jit.export
+    def clear_buffer_attribute(self, buffer_name: str) -> None:
+        return
+
+    # -- signal path ----------------------------------------------------------------------------------------
+    def _encode_mean(self, x: Tensor) -> Tensor:
+        """Latents [B, latent, N] of audio [B, C, T] (a non-variational export's `encode` is deterministic)."""
+        return self.rave.encode(x)
+
+    def _edit(self) -> Tuple[Tensor, Tensor]:  # noqa: UP006
+        """The dense (gain, add) [d_sae] the concept attributes describe (`sae.steering.EditState.edit`)."""
+        gain = torch.ones(self.d_sae, device=self.prev_gain.device)
+        add = torch.zeros(self.d_sae, device=self.prev_gain.device)
+        for i in range(len(self._concept_modes)):
+            mode = self._concept_modes[i]
+            value = self._concept_values[i]
+            if mode == "off":
+                gain = gain * (1.0 - self.concept_mask[i])
+            elif mode == "scale":
+                gain = gain * torch.where(self.concept_mask[i] > 0, value, 1.0).to(gain.dtype)
+            elif mode == "on":
+                add = add + (value * self.concept_weight[i] * self.concept_typical[i]).to(add.dtype)
+        return gain, add
+
+    def _steer(self, z: Tensor) -> Tensor:
+        """Edit latents [B, latent, N] in SAE space, ramping from the previous call's edit over the N frames."""
+        gain, add = self._edit()
+        if not self.edit_started:
+            self.prev_gain.copy_(gain)
+            self.prev_add.copy_(add)
+            self.edit_started = True
+        prev_gain, prev_add = self.prev_gain, self.prev_add
+        cur_touched = (gain != 1.0) | (add != 0.0)
+        if torch.equal(prev_gain, gain) and torch.equal(prev_add, add):
+            if not bool(cur_touched.any()):
+                return z
+            idx = torch.nonzero(cur_touched).reshape(-1)
+            g, a = gain[idx], add[idx]
+        else:
+            idx = torch.nonzero(cur_touched | (prev_gain != 1.0) | (prev_add != 0.0)).reshape(-1)
+            frames = z.shape[-1]
+            before = torch.stack([prev_gain[idx], prev_add[idx]])
+            after = torch.stack([gain[idx], add[idx]])
+            alpha = torch.arange(1, frames + 1, dtype=torch.float32, device=z.device).div_(frames).view(frames, 1, 1)
+            both = before + (after - before) * alpha
+            g, a = both[:, 0], both[:, 1]
+            self.prev_gain.copy_(gain)
+            self.prev_add.copy_(add)
+        zt = z.transpose(1, 2)
+        return steer(zt, self.sae.encode(zt), self.sae.W_dec, idx, g, a).transpose(1, 2)
+
+    def _dry(self, x: Tensor) -> Tensor:
+        """The input mapped to the output channels and delayed by the model's own delay."""
+        if x.shape[1] != self.out_channels:
+            x = x.mean(1, keepdim=True) if x.shape[1] > 1 else x
+            x = x.expand(-1, self.out_channels, -1)
+        if self.delay == 0:
+            return x
+        hist = self.dry_history
+        if hist.shape[0] != x.shape[0] or hist.shape[1] != x.shape[1]:
+            hist = torch.zeros(x.shape[0], x.shape[1], self.delay, dtype=x.dtype, device=x.device)
+        joined = torch.cat([hist, x], -1)
+        self.dry_history = joined[..., x.shape[-1] :].clone()
+        return joined[..., : x.shape[-1]]
+
+    def _mix(self, x: Tensor, wet: Tensor) -> Tensor:
+        dry = self._dry(x)
+        target = 0.0 if self.bypass == 1 else self.mix
+        start = target if self.prev_mix < 0 else self.prev_mix
+        self.prev_mix = target
+        if start == target and target == 1.0:
+            return wet
+        if start == target and target == 0.0:
+            return dry
+        n = wet.shape[-1]
+        ramp = torch.arange(1, n + 1, dtype=torch.float32, device=wet.device).div_(n)
+        return dry + (wet - dry) * (start + (target - start) * ramp)
+
+    def forward(self, x: Tensor) -> Tensor:
+        wet = self.rave.decode(self._steer(self._encode_mean(x)))
+        return self._mix(x, wet)
+
+    @torch.jit.export
+    def encode(self, x: Tensor) -> Tensor:
+        return self._encode_mean(x)
+
+    @torch.jit.export
+    def decode(self, z: Tensor) -> Tensor:
+        return self.rave.decode(self._steer(z))
+
+    @torch.jit.export
+    def meter(self, x: Tensor) -> Tensor:
+        """[B, C, T] audio → [B, concepts, T / ratio]: per frame, sigmoid(intercept + coef · running mean of
+        the probe features); the running mean is per latent frame, so the value does not depend on the buffer."""
+        f = self.sae.encode(self._encode_mean(x).transpose(1, 2)).index_select(-1, self.meter_idx)  # [B, N, M]
+        state = self.meter_state
+        if state.shape[0] != f.shape[0]:
+            state = torch.zeros(f.shape[0], f.shape[-1], dtype=self.meter_coef.dtype, device=f.device)
+        out = []
+        for t in range(f.shape[1]):
+            state = state + self.meter_weight * (f[:, t].to(state.dtype) - state)
+            out.append(torch.sigmoid(state @ self.meter_coef + self.meter_intercept))
+        self.meter_state = state
+        return torch.stack(out, -1)
+
+
+class SteeredVariationalRave(SteeredRave):
+    """`SteeredRave` for a variational RAVE: latents are the posterior mean (`realtime.rave.RaveModel.encode_mean`),
+    projected like the export's own `encode`, rather than a sample."""
+
+    def _encode_mean(self, x: Tensor) -> Tensor:
+        resampler = self.rave.resampler
+        if resampler is not None:
+            x = resampler.to_model_sampling_rate(x)
+        if self.rave.input_mode == "pqmf":
+            pqmf = self.rave.pqmf
+            if pqmf is not None:
+                batch = list(x.shape[:-2])
+                x = pqmf(x.reshape(-1, 1, x.shape[-1]))
+                x = x.reshape(batch + [-1, x.shape[-1]])  # noqa: RUF005 (no * unpacking in TorchScript)
+        elif self.rave.input_mode == "mel":
+            spectrogram = self.rave.spectrogram
+            if spectrogram is not None:
+                x = torch.log1p(spectrogram(x)[..., :-1])
+        mean = self.rave.encoder(x).chunk(2, 1)[0]
+        z = F.conv1d(mean - self.rave.latent_mean.unsqueeze(-1), self.rave.latent_pca.unsqueeze(-1))
+        return z[:, : self.latent_size]
+
+
+@torch.no_grad()
+def reset_state(module: nn.Module) -> None:
+    """Forget every stream: RAVE's cached convolutions zeroed, edit/mix/meter history dropped."""
+    for name, buf in module.named_buffers():
+        if name.endswith((".cache", ".pad")):
+            buf.zero_()
+    if isinstance(module, SteeredRave):
+        module.prev_gain.fill_(1.0)
+        module.prev_add.zero_()
+        module.dry_history = torch.zeros(0, 0, 0)
+        module.meter_state = torch.zeros(0, 0)
+        module.edit_started = False
+        module.prev_mix = -1.0
