@@ -19,9 +19,14 @@ def detect_backend(source: str) -> str:
     """Backend of a local folder from its files; a hub id defaults to audiocraft (the user's stack)."""
     path = Path(source)
     if path.is_dir():
-        if (path / "state_dict.bin").exists():
+        if (path / "state_dict.bin").exists() or (path / "compression_state_dict.bin").exists():
+            for name in ("state_dict.bin", "compression_state_dict.bin"):
+                if not (path / name).is_file():
+                    raise UserError(f"--model {source}: {name} is missing (an audiocraft MusicGen folder needs both)")
             return "audiocraft"
         if (path / "config.json").exists():
+            if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
+                raise UserError(f"--model {source}: model.safetensors is missing (a transformers folder needs it)")
             return "transformers"
         raise UserError(
             f"--model {source}: folder has neither state_dict.bin (audiocraft) nor config.json (transformers)"

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from realtime.musicgen.base import Generation, MusicGenBackend
+from realtime.musicgen.descriptions import DescriptionVocab
 from sae.errors import UserError
 
 
@@ -39,6 +40,7 @@ class AudiocraftMusicGen(MusicGenBackend):
         self.n_q = int(self.lm.num_codebooks)
         self.num_layers = len(self.lm.transformer.layers)
         self.dim = int(self.lm.dim)
+        self.vocab = DescriptionVocab.load(self.source) if Path(self.source).is_dir() else None
 
     @classmethod
     def wrap(cls, model, name: str) -> AudiocraftMusicGen:
@@ -96,7 +98,7 @@ class AudiocraftMusicGen(MusicGenBackend):
         if seed is not None:
             torch.manual_seed(seed)
         with torch.no_grad():
-            wav, codes = self.model.generate(list(prompts), progress=False, return_tokens=True)
+            wav, codes = self.model.generate(self.describe(prompts), progress=False, return_tokens=True)
         return Generation(wav, codes)
 
     def encode(self, wav: Tensor) -> Tensor:
@@ -107,6 +109,6 @@ class AudiocraftMusicGen(MusicGenBackend):
     def teacher_force(self, codes: Tensor, descriptions: Sequence[str | None]) -> None:
         from audiocraft.modules.conditioners import ConditioningAttributes
 
-        conditions = [ConditioningAttributes(text={"description": d}) for d in descriptions]
+        conditions = [ConditioningAttributes(text={"description": d}) for d in self.describe(descriptions)]
         with torch.no_grad():
             self.lm.compute_predictions(codes.to(self.device), conditions)

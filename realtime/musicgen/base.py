@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from realtime.musicgen.descriptions import DescriptionVocab, canonical_prompts
 from sae.errors import UserError
 
 LayerFn = Callable[[Tensor, int], Tensor | None]
@@ -146,6 +147,17 @@ class MusicGenBackend(ABC):
                 sha256_files(files) if files and all(f.is_file() for f in files) else sha256_tensors(self.lm_module())
             )
         return {"name": self.name, "sha256": self._sha256, "backend": self.backend}
+
+    # -- text ------------------------------------------------------------------------------------------
+    vocab: DescriptionVocab | None = None  # descriptions.json of a lookup-table model (None: free text)
+
+    def describe(self, prompts: Sequence[str | None]) -> list[str | None]:
+        """Prompts as the model's text conditioner should see them (see `descriptions.py`); the notes
+        (unknown words, unknown descriptions) are kept in `prompt_notes`."""
+        out, notes = canonical_prompts(self.vocab, prompts)
+        seen = self.__dict__.setdefault("prompt_notes", [])
+        seen += [n for n in dict.fromkeys(notes) if n not in seen]
+        return out
 
     # -- running ---------------------------------------------------------------------------------------
     @abstractmethod

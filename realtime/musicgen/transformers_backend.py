@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from realtime.musicgen.base import Generation, MusicGenBackend
+from realtime.musicgen.descriptions import DescriptionVocab
 
 
 class TransformersMusicGen(MusicGenBackend):
@@ -39,6 +40,7 @@ class TransformersMusicGen(MusicGenBackend):
         self.num_layers = int(cfg.decoder.num_hidden_layers)
         self.dim = int(cfg.decoder.hidden_size)
         self.pad_id = int(self.model.generation_config.pad_token_id)
+        self.vocab = DescriptionVocab.load(self.source) if Path(self.source).is_dir() else None
 
     @property
     def hook_prefix(self) -> str:
@@ -75,7 +77,10 @@ class TransformersMusicGen(MusicGenBackend):
         return [Path(hf_hub_download(self.source, "model.safetensors"))]
 
     def _text(self, descriptions: Sequence[str | None]) -> dict[str, Tensor]:
-        return self.tokenizer([d or "" for d in descriptions], return_tensors="pt", padding=True).to(self.device)
+        # None (the null condition, masked out below) becomes the pad token: never an empty sequence
+        null = self.tokenizer.pad_token or ""
+        texts = [null if d is None else d for d in self.describe(descriptions)]
+        return self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
 
     def generate(
         self,

@@ -23,6 +23,17 @@ from pathlib import Path
 
 import torch
 
+from training.musicgen.arch import (
+    CODEC_FILE,
+    LM_FILE,
+    CodecSizes,
+    LMSizes,
+    atomic_torch_save,
+    codec_xp_cfg,
+    lm_xp_cfg,
+    release_package,
+)
+
 BACKENDS = ("audiocraft", "transformers")
 
 # Words the tiny word-level tokenizer knows; any other word maps to <unk>.
@@ -63,126 +74,36 @@ class TinyMusicGenConfig:
 CODEC_RATIOS = [8, 5, 4, 4]  # hop 640, the same as musicgen's 32 kHz EnCodec
 
 
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def tiny_sizes(cfg: TinyMusicGenConfig) -> tuple[CodecSizes, LMSizes]:
+    """The tiny model's codec and LM sizes in `arch.py`'s terms."""
+    codec = CodecSizes(
+        sample_rate=cfg.sample_rate,
+        ratios=tuple(CODEC_RATIOS),
+        n_filters=4,
+        dimension=16,
+        lstm=1,
+        n_residual_layers=1,
+        n_q=cfg.n_q,
+        bins=cfg.card,
+        kmeans_init=False,
+    )
+    lm = LMSizes(
+        dim=cfg.dim,
+        num_heads=cfg.num_heads,
+        num_layers=cfg.num_layers,
+        lut_bins=256,
+        lut_dim=cfg.dim,
+        max_duration=cfg.max_duration,
+        cfg_dropout=0.3,
+        cfg_coef=3.0,
+    )
+    return codec, lm
 
 
 def audiocraft_configs(cfg: TinyMusicGenConfig) -> tuple[dict, dict]:
     """The `xp.cfg` dicts of the LM and of the compression model, in audiocraft's config schema."""
-    lm_cfg = {
-        "device": "cpu",
-        "dtype": "float32",
-        "lm_model": "transformer_lm",
-        "sample_rate": cfg.sample_rate,
-        "channels": 1,
-        "dataset": {"segment_duration": cfg.max_duration},
-        "codebooks_pattern": {
-            "modeling": "delay",
-            "delay": {"delays": list(range(cfg.n_q)), "flatten_first": 0, "empty_initial": 0},
-        },
-        "transformer_lm": {
-            "dim": cfg.dim,
-            "num_heads": cfg.num_heads,
-            "num_layers": cfg.num_layers,
-            "hidden_scale": 4,
-            "n_q": cfg.n_q,
-            "card": cfg.card,
-            "dropout": 0.0,
-            "emb_lr": None,
-            "activation": "gelu",
-            "norm_first": True,
-            "bias_ff": False,
-            "bias_attn": False,
-            "bias_proj": False,
-            "past_context": None,
-            "causal": True,
-            "custom": False,
-            "memory_efficient": True,
-            "attention_as_float32": False,
-            "layer_scale": None,
-            "positional_embedding": "sin",
-            "xpos": False,
-            "checkpointing": "none",
-            "weight_init": "gaussian",
-            "depthwise_init": "current",
-            "zero_bias_init": True,
-            "norm": "layer_norm",
-            "cross_attention": False,
-            "qk_layer_norm": False,
-            "qk_layer_norm_cross": False,
-            "attention_dropout": None,
-            "kv_repeat": 1,
-            "two_step_cfg": False,
-        },
-        "classifier_free_guidance": {"training_dropout": 0.3, "inference_coef": 3.0},
-        "attribute_dropout": {},
-        "fuser": {
-            "cross_attention_pos_emb": False,
-            "cross_attention_pos_emb_scale": 1,
-            "sum": [],
-            "prepend": [],
-            "cross": ["description"],
-            "input_interpolate": [],
-        },
-        "conditioners": {"description": {"model": "lut", "lut": {"n_bins": 256, "dim": cfg.dim, "tokenizer": "noop"}}},
-    }
-    codec_cfg = {
-        "device": "cpu",
-        "sample_rate": cfg.sample_rate,
-        "channels": 1,
-        "compression_model": "encodec",
-        "encodec": {
-            "autoencoder": "seanet",
-            "quantizer": "rvq",
-            "sample_rate": cfg.sample_rate,
-            "channels": 1,
-            "causal": False,
-            "renormalize": False,
-        },
-        "seanet": {
-            "dimension": 16,
-            "channels": 1,
-            "causal": False,
-            "n_filters": 4,
-            "n_residual_layers": 1,
-            "ratios": CODEC_RATIOS,
-            "activation": "ELU",
-            "activation_params": {"alpha": 1.0},
-            "norm": "weight_norm",
-            "norm_params": {},
-            "kernel_size": 7,
-            "residual_kernel_size": 3,
-            "last_kernel_size": 7,
-            "dilation_base": 2,
-            "pad_mode": "constant",
-            "true_skip": True,
-            "compress": 2,
-            "lstm": 1,
-            "disable_norm_outer_blocks": 0,
-            "decoder": {"trim_right_ratio": 1.0, "final_activation": None, "final_activation_params": None},
-            "encoder": {},
-        },
-        "rvq": {
-            "n_q": cfg.n_q,
-            "q_dropout": False,
-            "bins": cfg.card,
-            "decay": 0.99,
-            "kmeans_init": False,
-            "kmeans_iters": 50,
-            "threshold_ema_dead_code": 2,
-            "orthogonal_reg_weight": 0.0,
-            "orthogonal_reg_active_codes_only": False,
-        },
-    }
-    return lm_cfg, codec_cfg
+    codec, lm = tiny_sizes(cfg)
+    return lm_xp_cfg(lm, codec), codec_xp_cfg(codec)
 
 
 def build_audiocraft(cfg: TinyMusicGenConfig):
@@ -199,21 +120,12 @@ def build_audiocraft(cfg: TinyMusicGenConfig):
 
 def save_audiocraft(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None) -> Path:
     """Write a tiny audiocraft MusicGen folder loadable by `MusicGen.get_pretrained(out_dir)`."""
-    import audiocraft
-    from omegaconf import OmegaConf
-
     cfg = cfg or TinyMusicGenConfig()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lm, codec, lm_cfg, codec_cfg = build_audiocraft(cfg)
-    for model, model_cfg, name in ((lm, lm_cfg, "state_dict.bin"), (codec, codec_cfg, "compression_state_dict.bin")):
-        package = {
-            "best_state": model.state_dict(),
-            "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(model_cfg)),
-            "version": audiocraft.__version__,
-            "exported": True,
-        }
-        _atomic_torch_save(package, out / name)
+    for model, model_cfg, name in ((lm, lm_cfg, LM_FILE), (codec, codec_cfg, CODEC_FILE)):
+        atomic_torch_save(release_package(model.state_dict(), model_cfg), out / name)
     return out
 
 

@@ -1,0 +1,100 @@
+"""The descriptions a lookup-table MusicGen knows, and how a free-text prompt is mapped onto them.
+
+A MusicGen whose text conditioner is a lookup table (audiocraft's `lut` conditioner with the `noop`
+tokenizer: one table row per whole description) only understands the exact descriptions it was trained on.
+Its folder then holds `descriptions.json`:
+
+    {"version": 1, "unknown": "unknown", "descriptions": {"guitar bass drums, 120 bpm": 212, ...}}
+
+(description → number of training clips it describes; `unknown` is the description trained on random
+clips, the row every description outside the list maps to). A prompt is matched by its set of known words,
+so case, order, punctuation and unknown words do not matter: "Drums and GUITAR" → "guitar drums". A prompt
+whose known words form no trained description becomes `unknown` (the model then plays something, unguided).
+Folders without the file (hub models, T5 text encoders) take prompts as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae.errors import UserError
+
+FILE = "descriptions.json"
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased words (letters and digits) of `text`, in order."""
+    return _WORD.findall(text.lower())
+
+
+@dataclass
+class DescriptionVocab:
+    """Args:
+    descriptions: trained description → training clips it describes.
+    unknown: the description standing for anything else.
+    """
+
+    descriptions: dict[str, int]
+    unknown: str
+
+    def __post_init__(self) -> None:
+        self.by_words = {frozenset(words(d)): d for d in self.descriptions}
+        self.known_words = set().union(*self.by_words) if self.by_words else set()
+
+    @classmethod
+    def load(cls, folder: str | Path) -> DescriptionVocab | None:
+        """The vocabulary of a model folder, or None when it has no `descriptions.json`."""
+        path = Path(folder) / FILE
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls({str(k): int(v) for k, v in data["descriptions"].items()}, str(data["unknown"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise UserError(f"{path}: expected {{'descriptions': {{text: clips}}, 'unknown': text}}") from None
+
+    def canonical(self, prompt: str) -> tuple[str, str | None]:
+        """(the trained description for `prompt`, a note when words were dropped or nothing matched)."""
+        ws = words(prompt)
+        dropped = sorted({w for w in ws if w not in self.known_words})
+        key = frozenset(w for w in ws if w in self.known_words)
+        found = self.by_words.get(key)
+        if found is None:
+            why = f"unknown words {', '.join(dropped)}; " if dropped else ""
+            note = f"prompt {prompt!r}: {why}not a description the model knows, played as {self.unknown!r}"
+            return self.unknown, note
+        if dropped:
+            return found, f"prompt {prompt!r}: unknown words {', '.join(dropped)} ignored, played as {found!r}"
+        return found, None
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / FILE
+        tmp = path.with_name(f".{path.name}.tmp")
+        data = {"version": 1, "unknown": self.unknown, "descriptions": dict(sorted(self.descriptions.items()))}
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+
+def canonical_prompts(
+    vocab: DescriptionVocab | None, prompts: Sequence[str | None]
+) -> tuple[list[str | None], list[str]]:
+    """Prompts mapped onto `vocab` (None stays None: the null condition) and the notes; identity without vocab."""
+    if vocab is None:
+        return list(prompts), []
+    out: list[str | None] = []
+    notes: list[str] = []
+    for p in prompts:
+        if p is None:
+            out.append(None)
+            continue
+        d, note = vocab.canonical(p)
+        out.append(d)
+        if note:
+            notes.append(note)
+    return out, notes

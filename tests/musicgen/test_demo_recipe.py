@@ -1,0 +1,221 @@
+"""The demo MusicGen's recipe at toy sizes: codec and LM training (resume, refusals, interruption), the
+audiocraft package, its transformers conversion (same numbers in both backends) and description handling."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from realtime.musicgen import Recorder, load_musicgen
+from realtime.musicgen.descriptions import DescriptionVocab, canonical_prompts
+from sae.errors import UserError
+from training.musicgen import runs, train_codec
+from training.musicgen.arch import CodecSizes, LMSizes
+from training.musicgen.descriptions import (
+    UNKNOWN,
+    DescriptionDropout,
+    assign_surfaces,
+    canonical_text,
+    clip_phrases,
+    lut_row,
+    reachable,
+)
+from training.musicgen.package import package
+from training.musicgen.train_codec import CodecTrainConfig
+from training.musicgen.train_lm import LMTrainConfig, train_lm
+
+CODEC = CodecSizes(n_filters=4, dimension=16, lstm=1, n_q=4, bins=256)
+LM = LMSizes(dim=32, num_heads=4, num_layers=2, lut_bins=2048, lut_dim=16, segment=0.5)
+ROW = {"guitar": 1, "piano": 0, "strings": 0, "brass": 0, "bass": 1, "drums": 1, "voice": "male", "tempo": 117.3}
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from training.data.concept_clips import DataConfig, make_dataset
+
+    out = tmp_path_factory.mktemp("mgdata") / "data"
+    make_dataset(out, DataConfig(n=10, seed=5, duration=0.6, sample_rate=16000), concepts=())
+    return out
+
+
+@pytest.fixture(scope="module")
+def codec_run(data, tmp_path_factory):
+    cfg = CodecTrainConfig([str(data)], tmp_path_factory.mktemp("codec") / "run", CODEC, steps=3, batch=2)
+    train_codec.train_codec(replace(cfg, checkpoint_every=2, eval_every=2, log_every=1), say=quiet)
+    return cfg.run
+
+
+@pytest.fixture(scope="module")
+def lm_run(data, codec_run, tmp_path_factory):
+    cfg = LMTrainConfig([str(data)], codec_run, tmp_path_factory.mktemp("lm") / "run", LM, steps=4, batch=2)
+    train_lm(replace(cfg, eval_every=2, log_every=1, warmup=1), say=quiet)
+    return cfg.run
+
+
+@pytest.fixture(scope="module")
+def folders(lm_run, tmp_path_factory):
+    from training.musicgen.convert import to_transformers
+
+    root = tmp_path_factory.mktemp("pkg")
+    package(lm_run, root / "ac")
+    to_transformers(root / "ac", root / "tf")
+    return root / "ac", root / "tf"
+
+
+def test_phrases_and_dropout():
+    assert clip_phrases(ROW) == ["guitar", "bass", "drums", "male voice", "120 bpm"]
+    assert canonical_text(frozenset(clip_phrases(ROW))) == "guitar bass drums, male voice, 120 bpm"
+    keys = reachable([ROW])
+    assert len(keys) == 2**5 - 1 + 2**4  # every non-empty subset, plus the ungendered voice variants
+    draws = [DescriptionDropout().sample(ROW, np.random.default_rng(s)) for s in range(300)]
+    assert {None, frozenset({UNKNOWN})} <= set(draws)
+    assert all(d is None or d == frozenset({UNKNOWN}) or d in keys for d in draws)
+    again = [DescriptionDropout().sample(ROW, np.random.default_rng(s)) for s in range(300)]
+    assert draws == again
+
+
+def test_surfaces_avoid_lookup_table_collisions():
+    keys = reachable([ROW])
+    bins = 2 * (len(keys) + 1)  # crowded: the canonical texts collide
+    surfaces = assign_surfaces(keys, bins)
+    rows = [lut_row(t, bins) for t in surfaces.values()]
+    assert len(set(rows)) == len(rows) == len(keys) + 1
+    assert surfaces[frozenset({UNKNOWN})] == UNKNOWN
+    moved = [k for k, t in surfaces.items() if t != canonical_text(k)]
+    assert moved  # some had to take another order of their phrases
+    for key, text in surfaces.items():  # only the order of the phrases (or trailing dots) may differ
+        assert sorted(text.replace(",", "").replace(".", "").split()) == sorted(" ".join(key).split())
+    with pytest.raises(UserError, match="--lut-bins"):
+        assign_surfaces(keys, len(keys))
+
+
+def test_prompts_map_onto_known_descriptions():
+    vocab = DescriptionVocab({"guitar drums": 3, "drums": 5, "male voice, 120 bpm": 1, UNKNOWN: 0}, UNKNOWN)
+    assert vocab.canonical("Drums and GUITAR!") == (
+        "guitar drums",
+        "prompt 'Drums and GUITAR!': unknown words and ignored, played as 'guitar drums'",
+    )
+    assert vocab.canonical("120 BPM male voice") == ("male voice, 120 bpm", None)
+    text, note = vocab.canonical("kazoo orchestra")
+    assert text == UNKNOWN and "kazoo, orchestra" in note
+    assert vocab.canonical("piano")[0] == UNKNOWN  # known nowhere: no partial guess
+    assert canonical_prompts(vocab, [None, "drums"]) == ([None, "drums"], [])
+    assert canonical_prompts(None, ["anything at all"]) == (["anything at all"], [])
+
+
+def test_codec_run_resumes_and_refuses_other_sizes_or_data(codec_run, data, tmp_path):
+    progress = runs.read_json(codec_run / runs.PROGRESS_FILE)
+    assert progress["step"] == 3 and progress["cpu_hours"] >= 0 and "eval_mel" in progress["last"]
+    run = tmp_path / "run"
+    shutil.copytree(codec_run, run)
+    cfg = CodecTrainConfig([str(data)], run, CODEC, steps=4, batch=2)
+    assert train_codec.train_codec(cfg, say=quiet)["step"] == 4
+    with pytest.raises(UserError, match=r"sizes\.n_filters: 4 → 8"):
+        train_codec.train_codec(replace(cfg, sizes=replace(CODEC, n_filters=8)), say=quiet)
+    other = tmp_path / "elsewhere" / data.name  # same folder name, another manifest
+    shutil.copytree(data, other)
+    with open(other / "manifest.jsonl", "a") as f:
+        f.write("\n")
+    renamed = replace(cfg, data=[str(other)])
+    with pytest.raises(UserError, match=rf"data\.folders\.{data.name}: [0-9a-f]{{64}} → [0-9a-f]{{64}}"):
+        train_codec.train_codec(renamed, say=quiet)
+
+
+def test_interrupted_codec_training_resumes_from_its_last_checkpoint(data, tmp_path, monkeypatch):
+    cfg = CodecTrainConfig([str(data)], tmp_path / "run", CODEC, steps=6, batch=2, checkpoint_every=2)
+    calls = {"n": 0}
+    real = train_codec.waveform_l1
+
+    def failing(y, x):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the 4th step dies (after the checkpoint at step 2, before the one at step 4)
+            raise KeyboardInterrupt
+        return real(y, x)
+
+    monkeypatch.setattr(train_codec, "waveform_l1", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train_codec.train_codec(cfg, say=quiet)
+    assert runs.load_state(cfg.run, "cpu")["step"] == 2
+    monkeypatch.setattr(train_codec, "waveform_l1", real)
+    said = []
+    assert train_codec.train_codec(cfg, say=said.append)["step"] == 6
+    assert said[0] == f"resuming {cfg.run} at step 2"
+
+
+def test_lm_run_records_and_refuses_other_sizes(lm_run, data, codec_run):
+    progress = runs.read_json(lm_run / runs.PROGRESS_FILE)
+    assert progress["step"] == 4 and {"eval_ce_text", "eval_ce_null"} <= set(progress["last"])
+    vocab = DescriptionVocab.load(lm_run)
+    assert vocab.unknown == UNKNOWN and len(vocab.descriptions) > 10
+    cfg = LMTrainConfig([str(data)], codec_run, lm_run, replace(LM, num_layers=3), steps=5, batch=2)
+    with pytest.raises(UserError, match=r"sizes\.num_layers: 2 → 3"):
+        train_lm(cfg, say=quiet)
+
+
+def test_package_loads_in_audiocraft_and_plays_unknown_words(folders):
+    from audiocraft.models import MusicGen
+
+    ac, _ = folders
+    record = json.loads((ac / "training.json").read_text())
+    assert record["lm"]["step"] == 4 and record["codec"]["step"] == 3
+    model = MusicGen.get_pretrained(str(ac), device="cpu")
+    assert (model.sample_rate, model.frame_rate) == (16000, 50)
+    mg = load_musicgen(ac)
+    gen = mg.generate(["a kazoo solo", "drums"], duration=0.1, seed=0)
+    assert gen.wav.shape == (2, 1, 1600) and torch.isfinite(gen.wav).all()
+    assert any("kazoo" in n and UNKNOWN in n for n in mg.prompt_notes)
+    # every lookup-table row no trained description uses is the unknown row
+    lut = model.lm.condition_provider.conditioners["description"].embed.weight
+    torch.testing.assert_close(lut.pow(2).mean(-1).sqrt(), torch.ones(lut.shape[0]), atol=1e-6, rtol=0)
+    assert torch.equal(lut[lut_row("never trained on this", lut.shape[0])], lut[lut_row(UNKNOWN, lut.shape[0])])
+
+
+def test_transformers_conversion_computes_the_same(folders):
+    ac, tf = folders
+    a, b = load_musicgen(ac), load_musicgen(tf)
+    assert (b.backend, b.sample_rate, b.frame_rate, b.num_layers, b.dim) == ("transformers", 16000, 50.0, 2, 32)
+    torch.manual_seed(0)
+    wav = torch.randn(1, 1, 8000) * 0.1
+    codes = a.encode(wav)
+    assert torch.equal(codes, b.encode(wav))
+    desc = next(d for d in a.vocab.descriptions if "drums" in d)
+    out = {}
+    for name, mg in (("ac", a), ("tf", b)):
+        for d in (desc, None, "kazoo"):
+            rec = {i: Recorder(rows=1, limit=codes.shape[-1]) for i in range(2)}
+            with mg.hooks(rec):
+                mg.teacher_force(codes, [d])
+            out[name, d] = torch.stack([rec[i].result() for i in range(2)])
+    for d in (desc, None, "kazoo"):
+        torch.testing.assert_close(out["ac", d], out["tf", d], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(out["ac", desc], out["ac", None], atol=1e-3)  # the text does reach the layers
+    decoded = b.model.audio_encoder.decode(codes[None], [None]).audio_values
+    torch.testing.assert_close(decoded, a.model.compression_model.decode(codes), atol=1e-5, rtol=1e-4)
+
+
+def test_missing_files_are_named(folders, lm_run, tmp_path):
+    ac, tf = folders
+    broken = tmp_path / "ac"
+    shutil.copytree(ac, broken)
+    (broken / "compression_state_dict.bin").unlink()
+    with pytest.raises(UserError, match=r"compression_state_dict\.bin is missing"):
+        load_musicgen(broken)
+    broken_tf = tmp_path / "tf"
+    shutil.copytree(tf, broken_tf)
+    (broken_tf / "model.safetensors").unlink()
+    with pytest.raises(UserError, match=r"model\.safetensors is missing"):
+        load_musicgen(broken_tf)
+    run = tmp_path / "lm"
+    shutil.copytree(lm_run, run)
+    (run / "codec.pt").unlink()
+    with pytest.raises(UserError, match=r"codec\.pt is missing"):
+        package(run, tmp_path / "out")

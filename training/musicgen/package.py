@@ -1,0 +1,98 @@
+"""Package a trained demo MusicGen: an audiocraft release folder, and its transformers conversion.
+
+    python -m training.musicgen.package --lm-run RUN --out DIR             # audiocraft: MusicGen.get_pretrained(DIR)
+    python -m training.musicgen.package --convert DIR --out DIR_TF          # transformers: from_pretrained(DIR_TF)
+
+The audiocraft folder holds `state_dict.bin` (the LM) and `compression_state_dict.bin` (the codec the LM run
+learned from), release packages as audiocraft's exporter writes them, plus `descriptions.json` (the
+descriptions the model knows) and `training.json` (steps, CPU hours and data of both trainings). Every
+lookup-table row no trained description uses is set to the `unknown` row, so any other text (even passed
+to audiocraft directly, bypassing musicsae's prompt mapping) is played as `unknown` unless it happens to
+hash onto a trained row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from sae.errors import UserError
+from training.musicgen import runs
+from training.musicgen.arch import (
+    CODEC_FILE,
+    LM_FILE,
+    atomic_torch_save,
+    codec_xp_cfg,
+    lm_xp_cfg,
+    release_package,
+)
+from training.musicgen.descriptions import lut_row
+
+TRAINING_FILE = "training.json"
+
+
+def unknown_rows(state: dict, texts: list[str], unknown: str) -> dict:
+    """A copy of the LM state whose lookup-table rows outside `texts` all equal the `unknown` row."""
+    key = "condition_provider.conditioners.description.embed.weight"
+    lut = state[key].clone()
+    bins = lut.shape[0]
+    used = torch.zeros(bins, dtype=torch.bool)
+    for t in [*texts, unknown]:
+        used[lut_row(t, bins)] = True
+    lut[~used] = lut[lut_row(unknown, bins)].clone()
+    return {**state, key: lut}
+
+
+def package(lm_run: Path, out: Path) -> Path:
+    """Write the audiocraft folder of an LM run (and the codec it learned from) into `out`."""
+    from training.musicgen.train_lm import load_lm_run
+
+    loaded = load_lm_run(lm_run)
+    vocab = loaded["vocab"]
+    lm_state = unknown_rows(loaded["lm_state"], list(vocab.descriptions), vocab.unknown)
+    codec_sizes, lm_sizes = loaded["codec_sizes"], loaded["lm_sizes"]
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        atomic_torch_save(release_package(lm_state, lm_xp_cfg(lm_sizes, codec_sizes)), tmp / LM_FILE)
+        atomic_torch_save(release_package(loaded["codec_state"], codec_xp_cfg(codec_sizes)), tmp / CODEC_FILE)
+        vocab.save(tmp)
+        runs.write_json(tmp / TRAINING_FILE, loaded["record"])
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.musicgen.package", description=__doc__.split("\n")[0])
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--lm-run", type=Path, help="a train_lm run folder: write its audiocraft folder")
+    src.add_argument("--convert", type=Path, help="an audiocraft folder written by --lm-run: convert it")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        if args.out.exists() and not args.out.is_dir():
+            raise UserError(f"--out {args.out}: exists and is not a folder")
+        if args.lm_run is not None:
+            package(args.lm_run, args.out)
+            print(f"wrote audiocraft MusicGen {args.out} (MusicGen.get_pretrained({str(args.out)!r}))")
+        else:
+            from training.musicgen.convert import to_transformers
+
+            to_transformers(args.convert, args.out)
+            print(f"wrote transformers MusicGen {args.out} (MusicgenForConditionalGeneration.from_pretrained)")
+
+    torch.set_num_threads(1)
+    return runs.guarded(parser.prog, run)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Run folders of the demo MusicGen's trainings: identity, resumable state, progress and log.
+
+    RUN/run.json        what the run is (kind, sizes, data identity, seed): written once; a resume with
+                        other sizes or data is refused, naming every field that differs
+    RUN/state.pt        model + optimizer + step + CPU/wall seconds so far (written atomically)
+    RUN/progress.json   step, CPU hours, wall hours, last losses (rewritten at each checkpoint)
+    RUN/log.jsonl       one line of losses every few steps
+
+CPU time is the process's (all threads), so CPU hours are comparable between machines and thread counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sae.errors import UserError
+from training.musicgen.arch import atomic_torch_save
+
+RUN_FILE = "run.json"
+STATE_FILE = "state.pt"
+PROGRESS_FILE = "progress.json"
+LOG_FILE = "log.jsonl"
+
+
+def write_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: missing") from None
+    except ValueError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """`field: old → new` for every leaf that differs between two nested dicts."""
+    a, b = _flat(old), _flat(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return [f"{k}: {a.get(k, '(absent)')} → {b.get(k, '(absent)')}" for k in keys]
+
+
+def open_run(run_dir: Path, identity: dict) -> bool:
+    """Create `run_dir` for `identity`, or check a resumed one matches it. Returns True when resuming."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / RUN_FILE
+    if not path.exists():
+        write_json(path, identity)
+        return False
+    old = read_json(path)
+    diff = differences(old, identity)
+    if diff:
+        raise UserError(
+            f"--run {run_dir}: it was started with other settings ({'; '.join(diff)}); "
+            "resume with the same data and sizes, or use a new --run folder"
+        )
+    return (run_dir / STATE_FILE).exists()
+
+
+def require(run_dir: Path, *names: str, hint: str = "") -> None:
+    """One line naming the first missing file of a run folder."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder{hint}")
+    for name in names:
+        if not (run_dir / name).is_file():
+            raise UserError(f"{run_dir}: {name} is missing{hint}")
+
+
+class Clock:
+    """Process CPU seconds and wall seconds, carried over from earlier calls of a resumed run."""
+
+    def __init__(self, cpu: float = 0.0, wall: float = 0.0):
+        self.cpu0, self.wall0 = cpu, wall
+        self.t_cpu, self.t_wall = time.process_time(), time.time()
+
+    @property
+    def cpu(self) -> float:
+        return self.cpu0 + time.process_time() - self.t_cpu
+
+    @property
+    def wall(self) -> float:
+        return self.wall0 + time.time() - self.t_wall
+
+
+def save_state(run_dir: Path, state: dict, clock: Clock, extra: dict | None = None) -> None:
+    """state.pt (atomically) and progress.json."""
+    state = {**state, "cpu_seconds": clock.cpu, "wall_seconds": clock.wall}
+    atomic_torch_save(state, run_dir / STATE_FILE)
+    progress = {
+        "step": state["step"],
+        "cpu_hours": round(clock.cpu / 3600, 3),
+        "wall_hours": round(clock.wall / 3600, 3),
+        "threads": torch.get_num_threads(),
+        **(extra or {}),
+    }
+    write_json(run_dir / PROGRESS_FILE, progress)
+
+
+def load_state(run_dir: Path, device: str) -> dict:
+    try:
+        return torch.load(run_dir / STATE_FILE, map_location=device, weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise UserError(f"{run_dir / STATE_FILE}: cannot read it ({str(exc).splitlines()[0]})") from None
+
+
+def log(run_dir: Path, record: dict) -> None:
+    with (run_dir / LOG_FILE).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def guarded(prog: str, fn: Callable[[], object]) -> int:
+    """Run a recipe step; a `UserError` becomes one line on stderr and exit code 2 (as in `musicsae`)."""
+    try:
+        fn()
+    except UserError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted (the last checkpoint is kept; run the same command to resume)", file=sys.stderr)
+        return 130
+    return 0

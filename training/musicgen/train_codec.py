@@ -1,0 +1,240 @@
+"""Train the demo MusicGen's compression model: audiocraft's EnCodec (SEANet + RVQ) for reconstruction.
+
+A plain loop over the model audiocraft's builders make from `CodecSizes` (so `package.py` can write it as
+`compression_state_dict.bin`): random segments of the training clips, loss = multi-scale mel distance +
+0.1 · waveform L1 + the quantizer's commitment penalty; codebooks follow audiocraft's EMA updates with
+dead-code replacement. No adversarial losses. Resumable (see `runs.py`); `--device cuda` trains on a GPU.
+
+    python -m training.musicgen.train_codec --data DATA1 --data DATA2 --run RUN --steps N [--minutes M]
+
+Every `--eval-every` steps it logs the held-out loss on the test split of the same folders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae.errors import UserError
+from training.musicgen import runs
+from training.musicgen.arch import CodecSizes, build_codec, sizes_dict
+from training.musicgen.clips import ClipSet, load_clips
+from training.musicgen.losses import MultiScaleMel, waveform_l1
+
+
+@dataclass
+class CodecTrainConfig:
+    """Args:
+    data: `musicsae data make` folders (train split trains, test split evaluates).
+    run: run folder (created, or resumed when it exists).
+    sizes: the codec's sizes (part of the run's identity).
+    steps: stop at this total step count.
+    minutes: also stop after this much wall time in this call (None: no limit).
+    batch: segments per step; segment: seconds per segment.
+    lr: Adam learning rate; seed: weights seed (data order follows seed + step).
+    checkpoint_every, eval_every, log_every: in steps.
+    device: cpu, cuda, cuda:N.
+    """
+
+    data: list[str]
+    run: Path
+    sizes: CodecSizes = field(default_factory=CodecSizes)
+    steps: int = 10000
+    minutes: float | None = None
+    batch: int = 8
+    segment: float = 0.5
+    lr: float = 3e-4
+    seed: int = 0
+    checkpoint_every: int = 250
+    eval_every: int = 250
+    log_every: int = 25
+    device: str = "cpu"
+
+
+def random_batch(clips: ClipSet, batch: int, length: int, rng: np.random.Generator) -> torch.Tensor:
+    out = np.zeros((batch, 1, length), np.float32)
+    for b in range(batch):
+        i = int(rng.integers(len(clips.audio)))
+        start = int(rng.integers(0, max(1, len(clips.audio[i]) - length)))
+        out[b, 0] = clips.segment(i, start, length)
+    return torch.from_numpy(out)
+
+
+def eval_batch(clips: ClipSet, n: int, length: int) -> torch.Tensor:
+    """A fixed batch: the middle `length` samples of up to n clips spread over the set."""
+    idx = np.linspace(0, len(clips.audio) - 1, min(n, len(clips.audio))).round().astype(int)
+    return torch.from_numpy(
+        np.stack([clips.segment(i, max(0, (len(clips.audio[i]) - length) // 2), length)[None] for i in idx])
+    )
+
+
+def codebook_usage(codes: torch.Tensor, bins: int) -> list[float]:
+    """Perplexity of each codebook's codes [B, K, T] divided by `bins` (1 = all codes equally used)."""
+    out = []
+    for k in range(codes.shape[1]):
+        p = torch.bincount(codes[:, k].reshape(-1), minlength=bins).float()
+        p = p / p.sum()
+        out.append(float(torch.exp(-(p[p > 0] * p[p > 0].log()).sum()) / bins))
+    return out
+
+
+def identity(cfg: CodecTrainConfig, clips: ClipSet) -> dict:
+    return {"kind": "codec", "sizes": sizes_dict(cfg.sizes), "data": clips.identity, "seed": cfg.seed}
+
+
+def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
+    """Train (or resume) a codec run; returns the last progress record."""
+    if cfg.steps < 1 or cfg.batch < 1 or cfg.segment * cfg.sizes.sample_rate < 4 * cfg.sizes.hop:
+        raise UserError("--steps and --batch must be >= 1 and --segment at least 4 frames long")
+    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+    clips = load_clips(cfg.data, cfg.sizes.sample_rate, ("train",))
+    for line in clips.notes:
+        say(line)
+    held = load_clips(cfg.data, cfg.sizes.sample_rate, ("test",))
+    resuming = runs.open_run(cfg.run, identity(cfg, clips))
+    model = build_codec(cfg.sizes, cfg.seed, cfg.device).train()
+    opt = torch.optim.Adam(model.parameters(), cfg.lr, betas=(0.5, 0.9))
+    step, clock = 0, runs.Clock()
+    if resuming:
+        state = runs.load_state(cfg.run, cfg.device)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, clock = state["step"], runs.Clock(state["cpu_seconds"], state["wall_seconds"])
+        say(f"resuming {cfg.run} at step {step}")
+    spec = MultiScaleMel(cfg.sizes.sample_rate).to(cfg.device)
+    length = round(cfg.segment * cfg.sizes.sample_rate / cfg.sizes.hop) * cfg.sizes.hop
+    rng = np.random.default_rng([cfg.seed, step])
+    fixed = eval_batch(held, 16, length).to(cfg.device)
+    t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
+    last: dict = {}
+
+    def checkpoint() -> None:
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
+        runs.save_state(cfg.run, state, clock, {"last": last, "train_clips": len(clips.rows)})
+
+    while step < cfg.steps and (t_end is None or time.time() < t_end):
+        x = random_batch(clips, cfg.batch, length, rng).to(cfg.device)
+        q = model(x)
+        terms = {"mel": spec(q.x, x), "l1": waveform_l1(q.x, x), "commit": q.penalty}
+        loss = terms["mel"] + 0.1 * terms["l1"] + terms["commit"]
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            runs.log(cfg.run, {"step": step, "skipped": "non-finite loss"})
+            continue
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0:
+            last = {k: round(float(v.detach()), 5) for k, v in terms.items()}
+            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            last.update(evaluate(model, spec, fixed, cfg.sizes.bins))
+            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
+            say(f"step {step}: held-out mel {last['eval_mel']:.4f}, code use {last['code_use']}")
+        if step % cfg.checkpoint_every == 0:
+            checkpoint()
+    checkpoint()
+    say(f"codec at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
+    return runs.read_json(cfg.run / runs.PROGRESS_FILE)
+
+
+@torch.no_grad()
+def evaluate(model, spec: MultiScaleMel, x: torch.Tensor, bins: int) -> dict:
+    model.eval()
+    codes, scale = model.encode(x)
+    y = model.decode(codes, scale)[..., : x.shape[-1]]
+    model.train()
+    return {
+        "eval_mel": round(float(spec(y, x)), 5),
+        "eval_l1": round(float(waveform_l1(y, x)), 5),
+        "code_use": [round(u, 3) for u in codebook_usage(codes, bins)],
+    }
+
+
+def load_trained_codec(run_dir: Path, device: str = "cpu"):
+    """(the run's EnCodec in eval mode, its sizes, its progress) from a codec run folder."""
+    hint = " (train it with python -m training.musicgen.train_codec)"
+    runs.require(run_dir, runs.RUN_FILE, runs.STATE_FILE, hint=hint)
+    ident = runs.read_json(run_dir / runs.RUN_FILE)
+    if ident.get("kind") != "codec":
+        raise UserError(f"{run_dir}: not a codec run (run.json kind {ident.get('kind')!r})")
+    sizes = CodecSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in ident["sizes"].items()})
+    model = build_codec(sizes, ident["seed"], device)
+    state = runs.load_state(run_dir, device)
+    model.load_state_dict(state["model"])
+    return model.eval(), sizes, {"step": state["step"], "cpu_hours": state["cpu_seconds"] / 3600, "data": ident["data"]}
+
+
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    d = CodecSizes()
+    parser.add_argument("--sample-rate", type=int, default=d.sample_rate)
+    parser.add_argument("--ratios", default=",".join(map(str, d.ratios)), help="SEANet ratios, e.g. 8,5,4,2")
+    parser.add_argument("--filters", type=int, default=d.n_filters, help="SEANet n_filters")
+    parser.add_argument("--latent", type=int, default=d.dimension, help="latent dimension")
+    parser.add_argument("--lstm", type=int, default=d.lstm, help="LSTM layers")
+    parser.add_argument("--n-q", type=int, default=d.n_q, help="codebooks")
+    parser.add_argument("--bins", type=int, default=d.bins, help="codebook size")
+
+
+def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
+    try:
+        ratios = tuple(int(r) for r in args.ratios.split(","))
+    except ValueError:
+        raise UserError(f"--ratios {args.ratios!r}: expected comma-separated integers") from None
+    sizes = CodecSizes(
+        sample_rate=args.sample_rate,
+        ratios=ratios,
+        n_filters=args.filters,
+        dimension=args.latent,
+        lstm=args.lstm,
+        n_q=args.n_q,
+        bins=args.bins,
+    )
+    if sizes.bins < 250 or sizes.n_q < 1 or min(ratios) < 1 or sizes.n_filters < 1:
+        raise UserError("--bins must be >= 250 (the generators' top-k), --n-q, --filters and --ratios >= 1")
+    return sizes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.musicgen.train_codec", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", action="append", required=True, help="a `musicsae data make` folder (repeatable)")
+    parser.add_argument("--run", type=Path, required=True, help="run folder (resumed when it exists)")
+    parser.add_argument("--steps", type=int, default=10000, help="total steps to reach")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--segment", type=float, default=0.5, help="seconds per training segment")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add_size_args(parser)
+    args = parser.parse_args(argv)
+    return runs.guarded(parser.prog, lambda: train_codec(config_from_args(args)))
+
+
+def config_from_args(args: argparse.Namespace) -> CodecTrainConfig:
+    return CodecTrainConfig(
+        data=args.data,
+        run=args.run,
+        sizes=sizes_from_args(args),
+        steps=args.steps,
+        minutes=args.minutes,
+        batch=args.batch,
+        segment=args.segment,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        device=args.device,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,346 @@
+"""Train the demo MusicGen's language model on the codes of the training clips, with label descriptions.
+
+The codec of a finished `train_codec` run encodes every training clip once (its state is copied into the LM
+run, so the package always pairs the LM with the codec it learned from). Each step takes random clips,
+gives each a random description of its labels (`descriptions.py`: phrases dropped at random, the null
+description for classifier-free guidance, the `unknown` description) and minimises the cross-entropy of
+audiocraft's `LMModel.compute_predictions` over the delay pattern. The description lookup-table rows are
+kept at unit RMS after every step, so the transformers conversion (a T5 encoder without layers, whose final
+RMS norm is then the identity) gives the same conditioning. Resumable (see `runs.py`).
+
+    python -m training.musicgen.train_lm --data DATA1 --data DATA2 --codec-run CODEC_RUN --run RUN --steps N
+
+Every `--eval-every` steps it logs the held-out (test split) cross-entropy with each clip's full
+description and with the null one; their difference is what the text tells the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from realtime.musicgen.base import sha256_tensors
+from realtime.musicgen.descriptions import DescriptionVocab
+from sae.errors import UserError
+from training.musicgen import runs
+from training.musicgen.arch import CodecSizes, LMSizes, atomic_torch_save, build_codec, build_lm, sizes_dict
+from training.musicgen.clips import ClipSet, load_clips
+from training.musicgen.descriptions import UNKNOWN, DescriptionDropout, assign_surfaces, clip_phrases, reachable
+
+CODEC_FILE = "codec.pt"
+CODES_FILE = "codes.pt"
+VOCAB_FILE = "descriptions.json"
+
+
+@dataclass
+class LMTrainConfig:
+    """Args:
+    data: `musicsae data make` folders (train split trains, test split evaluates).
+    codec_run: a `train_codec` run folder (its codec is copied into this run at the start; on resume it
+        must still hold that codec, or be None).
+    run: run folder (created, or resumed when it exists).
+    sizes: the LM's sizes (part of the run's identity).
+    dropout: how descriptions are dropped (part of the run's identity).
+    steps: total steps (the cosine learning-rate schedule spans them); minutes: wall budget of this call.
+    batch: clips per step; lr: peak AdamW learning rate after `warmup` steps.
+    """
+
+    data: list[str]
+    codec_run: Path | None
+    run: Path
+    sizes: LMSizes = field(default_factory=LMSizes)
+    dropout: DescriptionDropout = field(default_factory=DescriptionDropout)
+    steps: int = 10000
+    minutes: float | None = None
+    batch: int = 16
+    lr: float = 1e-3
+    warmup: int = 200
+    seed: int = 0
+    checkpoint_every: int = 250
+    eval_every: int = 250
+    log_every: int = 25
+    device: str = "cpu"
+
+
+@torch.no_grad()
+def encode_clips(codec, clips: ClipSet, device: str, batch: int = 16) -> torch.Tensor:
+    """Codes [clips, K, T] (int16) of every clip (all clips cut to the shortest one)."""
+    n = min(len(a) for a in clips.audio)
+    out = []
+    for i in range(0, len(clips.audio), batch):
+        x = torch.from_numpy(np.stack([clips.segment(j, 0, n) for j in range(i, min(i + batch, len(clips.audio)))]))
+        codes, _ = codec.encode(x[:, None].to(device))
+        out.append(codes.cpu().to(torch.int16))
+    return torch.cat(out)
+
+
+def normalise_lut(lm) -> None:
+    """Scale every description row to unit RMS (in place)."""
+    w = lm.condition_provider.conditioners["description"].embed.weight
+    with torch.no_grad():
+        w.div_(w.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8))
+
+
+def lm_loss(lm, codes: torch.Tensor, texts: list[str | None]) -> torch.Tensor:
+    """Mean over codebooks of the cross-entropy at the valid delay-pattern positions."""
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    conditions = [ConditioningAttributes(text={"description": t}) for t in texts]
+    out = lm.compute_predictions(codes, conditions)
+    logits, mask = out.logits, out.mask
+    per_k = []
+    for k in range(codes.shape[1]):
+        m = mask[:, k]
+        per_k.append(torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k][m]))
+    return torch.stack(per_k).mean()
+
+
+def learning_rate(cfg: LMTrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    t = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def frames(sizes: LMSizes, codec: CodecSizes) -> int:
+    return round(sizes.segment * codec.frame_rate)
+
+
+def codec_snapshot(cfg: LMTrainConfig) -> dict:
+    """The codec this LM run learns from: copied from `--codec-run` at the start, checked on resume."""
+    from training.musicgen.train_codec import load_trained_codec
+
+    path = cfg.run / CODEC_FILE
+    if cfg.codec_run is None and not path.exists():
+        raise UserError(f"--codec-run: needed to start the LM run {cfg.run} (a train_codec run folder)")
+    current = None
+    if cfg.codec_run is not None and ((cfg.codec_run / runs.STATE_FILE).is_file() or not path.exists()):
+        codec, sizes, progress = load_trained_codec(cfg.codec_run, "cpu")
+        current = {"sizes": sizes_dict(sizes), "model": codec.state_dict(), "progress": progress}
+        current["sha256"] = sha256_tensors(codec)
+    if path.exists():
+        snap = torch.load(path, map_location="cpu", weights_only=False)
+        if current is not None and current["sha256"] != snap["sha256"]:
+            raise UserError(
+                f"--codec-run {cfg.codec_run}: its codec is not the one this LM run started from "
+                f"(codec.sha256: {snap['sha256'][:12]}… → {current['sha256'][:12]}…); use a new --run folder"
+            )
+        return snap
+    cfg.run.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(current, path)
+    return current
+
+
+def codec_sizes_of(snap: dict) -> CodecSizes:
+    return CodecSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in snap["sizes"].items()})
+
+
+def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
+    """Codec snapshot, clips, run identity (checked on resume), codes of every clip, descriptions."""
+    snap = codec_snapshot(cfg)
+    codec_sizes = codec_sizes_of(snap)
+    clips = load_clips(cfg.data, codec_sizes.sample_rate, ("train",))
+    held = load_clips(cfg.data, codec_sizes.sample_rate, ("test",))
+    for line in clips.notes:
+        say(line)
+    ident = {
+        "kind": "lm",
+        "sizes": sizes_dict(cfg.sizes),
+        "dropout": asdict(cfg.dropout),
+        "codec": {"sha256": snap["sha256"], "sizes": snap["sizes"]},
+        "data": clips.identity,
+        "seed": cfg.seed,
+    }
+    resuming = runs.open_run(cfg.run, ident)
+    keys = reachable(clips.rows)
+    surfaces = assign_surfaces(keys, cfg.sizes.lut_bins)
+    if not (cfg.run / CODES_FILE).exists():
+        codec = build_codec(codec_sizes, 0, cfg.device)
+        codec.load_state_dict(snap["model"])
+        codec.eval()
+        say(f"encoding {len(clips.rows)} training and {len(held.rows)} held-out clips")
+        codes = {"train": encode_clips(codec, clips, cfg.device), "test": encode_clips(codec, held, cfg.device)}
+        atomic_torch_save(codes, cfg.run / CODES_FILE)
+    vocab = DescriptionVocab({surfaces[k]: n for k, n in keys.items()} | {UNKNOWN: 0}, UNKNOWN)
+    vocab.save(cfg.run)
+    codes = torch.load(cfg.run / CODES_FILE, weights_only=True)
+    prep = {"codes": codes, "surfaces": surfaces, "codec_sizes": codec_sizes, "clips": clips, "held": held}
+    return prep, resuming
+
+
+def train_lm(cfg: LMTrainConfig, say=print) -> dict:
+    """Train (or resume) an LM run; returns the last progress record."""
+    if cfg.steps < 1 or cfg.batch < 1:
+        raise UserError("--steps and --batch must be >= 1")
+    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+    prep, resuming = prepare(cfg, say)
+    clips, held = prep["clips"], prep["held"]
+    codes_train, codes_test = prep["codes"]["train"], prep["codes"]["test"]
+    T = frames(cfg.sizes, prep["codec_sizes"])
+    if codes_train.shape[-1] < T:
+        raise UserError(
+            f"--segment {cfg.sizes.segment:g}: the clips are only {codes_train.shape[-1]} frames long "
+            f"({codes_train.shape[-1] / prep['codec_sizes'].frame_rate:g} s)"
+        )
+    lm = build_lm(cfg.sizes, prep["codec_sizes"], cfg.seed, cfg.device).train()
+    lm.cfg_dropout.p = 0.0  # the null description is drawn per clip by DescriptionDropout instead
+    normalise_lut(lm)
+    opt = torch.optim.AdamW(lm.parameters(), cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
+    step, clock = 0, runs.Clock()
+    if resuming:
+        state = runs.load_state(cfg.run, cfg.device)
+        lm.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step, clock = state["step"], runs.Clock(state["cpu_seconds"], state["wall_seconds"])
+        say(f"resuming {cfg.run} at step {step}")
+    rng = np.random.default_rng([cfg.seed, step])
+    surfaces = prep["surfaces"]
+    n_eval = min(32, len(held.rows))
+    eval_idx = np.linspace(0, len(held.rows) - 1, n_eval).round().astype(int)
+    t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
+    last: dict = {}
+
+    def checkpoint() -> None:
+        state = {"model": lm.state_dict(), "opt": opt.state_dict(), "step": step}
+        runs.save_state(cfg.run, state, clock, {"last": last, "train_clips": len(clips.rows)})
+
+    while step < cfg.steps and (t_end is None or time.time() < t_end):
+        idx = rng.integers(len(clips.rows), size=cfg.batch)
+        start = rng.integers(0, codes_train.shape[-1] - T + 1, size=cfg.batch)
+        codes = torch.stack([codes_train[i, :, s : s + T] for i, s in zip(idx, start, strict=True)]).long()
+        keys = [cfg.dropout.sample(clips.rows[i], rng) for i in idx]
+        texts = [None if k is None else surfaces[k] for k in keys]
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(cfg, step)
+        loss = lm_loss(lm, codes.to(cfg.device), texts)
+        opt.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            runs.log(cfg.run, {"step": step, "skipped": "non-finite loss"})
+            continue
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
+        opt.step()
+        normalise_lut(lm)
+        step += 1
+        if step % cfg.log_every == 0:
+            last = {"ce": round(float(loss.detach()), 4), "lr": learning_rate(cfg, step)}
+            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            last.update(evaluate(lm, codes_test[eval_idx, :, :T].long(), [held.rows[i] for i in eval_idx], surfaces))
+            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
+            say(f"step {step}: held-out CE {last['eval_ce_text']:.3f} with text, {last['eval_ce_null']:.3f} without")
+        if step % cfg.checkpoint_every == 0:
+            checkpoint()
+    checkpoint()
+    say(f"LM at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
+    return runs.read_json(cfg.run / runs.PROGRESS_FILE)
+
+
+@torch.no_grad()
+def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict) -> dict:
+    """Held-out cross-entropy with each clip's full description and with the null description."""
+    lm.eval()
+    device = next(lm.parameters()).device
+    full = [surfaces.get(frozenset(clip_phrases(r))) for r in rows]
+    texts = [t if t is not None else surfaces[frozenset({UNKNOWN})] for t in full]
+    ce_text = float(lm_loss(lm, codes.to(device), texts))
+    ce_null = float(lm_loss(lm, codes.to(device), [None] * len(rows)))
+    lm.train()
+    return {"eval_ce_text": round(ce_text, 4), "eval_ce_null": round(ce_null, 4)}
+
+
+def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
+    """Everything `package.py` needs from an LM run: the LM, its codec, sizes, vocabulary and records."""
+    hint = " (train it with python -m training.musicgen.train_lm)"
+    runs.require(run_dir, runs.RUN_FILE, runs.STATE_FILE, CODEC_FILE, VOCAB_FILE, hint=hint)
+    ident = runs.read_json(run_dir / runs.RUN_FILE)
+    if ident.get("kind") != "lm":
+        raise UserError(f"{run_dir}: not an LM run (run.json kind {ident.get('kind')!r})")
+    codec_pkg = torch.load(run_dir / CODEC_FILE, map_location=device, weights_only=False)
+    codec_sizes = codec_sizes_of(codec_pkg)
+    sizes = LMSizes(**ident["sizes"])
+    state = runs.load_state(run_dir, device)
+    vocab = DescriptionVocab.load(run_dir)
+    return {
+        "lm_state": state["model"],
+        "lm_sizes": sizes,
+        "codec_state": codec_pkg["model"],
+        "codec_sizes": codec_sizes,
+        "vocab": vocab,
+        "record": {
+            "lm": {"step": state["step"], "cpu_hours": round(state["cpu_seconds"] / 3600, 3), "run": ident},
+            "codec": {k: v for k, v in codec_pkg["progress"].items()},
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    d, dd = LMSizes(), DescriptionDropout()
+    parser = argparse.ArgumentParser(prog="python -m training.musicgen.train_lm", description=__doc__.split("\n")[0])
+    parser.add_argument("--data", action="append", required=True, help="a `musicsae data make` folder (repeatable)")
+    parser.add_argument("--codec-run", type=Path, help="a train_codec run folder (optional when resuming)")
+    parser.add_argument("--run", type=Path, required=True, help="run folder (resumed when it exists)")
+    parser.add_argument("--steps", type=int, default=10000, help="total steps to reach")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--dim", type=int, default=d.dim)
+    parser.add_argument("--heads", type=int, default=d.num_heads)
+    parser.add_argument("--layers", type=int, default=d.num_layers)
+    parser.add_argument("--lut-bins", type=int, default=d.lut_bins)
+    parser.add_argument("--lut-dim", type=int, default=d.lut_dim)
+    parser.add_argument("--segment", type=float, default=d.segment, help="training segment in seconds")
+    parser.add_argument("--p-keep", type=float, default=dd.p_keep, help="probability of keeping each phrase")
+    parser.add_argument("--p-null", type=float, default=dd.p_null, help="probability of the null description")
+    args = parser.parse_args(argv)
+    return runs.guarded(parser.prog, lambda: train_lm(config_from_args(args)))
+
+
+def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
+    if args.dim < 1 or args.heads < 1 or args.dim % args.heads or args.layers < 1:
+        raise UserError(f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: dim must divide by heads")
+    if args.lut_dim == args.dim:
+        raise UserError(f"--lut-dim {args.lut_dim}: must differ from --dim (the transformers conversion needs it)")
+    if not (0 < args.p_keep <= 1 and 0 <= args.p_null < 1):
+        raise UserError(f"--p-keep {args.p_keep} --p-null {args.p_null}: expected 0 < p-keep <= 1, 0 <= p-null < 1")
+    sizes = LMSizes(
+        dim=args.dim,
+        num_heads=args.heads,
+        num_layers=args.layers,
+        lut_bins=args.lut_bins,
+        lut_dim=args.lut_dim,
+        segment=args.segment,
+        cfg_dropout=args.p_null,
+    )
+    return LMTrainConfig(
+        data=args.data,
+        codec_run=args.codec_run,
+        run=args.run,
+        sizes=sizes,
+        dropout=DescriptionDropout(p_keep=args.p_keep, p_null=args.p_null),
+        steps=args.steps,
+        minutes=args.minutes,
+        batch=args.batch,
+        lr=args.lr,
+        warmup=args.warmup,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        eval_every=args.eval_every,
+        device=args.device,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
