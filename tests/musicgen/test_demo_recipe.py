@@ -43,7 +43,7 @@ def data(tmp_path_factory):
     from training.data.concept_clips import DataConfig, make_dataset
 
     out = tmp_path_factory.mktemp("mgdata") / "data"
-    make_dataset(out, DataConfig(n=10, seed=5, duration=0.6, sample_rate=16000), concepts=())
+    make_dataset(out, DataConfig(n=10, seed=5, duration=0.6, sample_rate=16000, soundfonts=("timgm6mb",)), concepts=())
     return out
 
 
