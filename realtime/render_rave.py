@@ -1,7 +1,9 @@
 """Offline RAVE renders with concept edits: a file streamed block by block through the model.
 
 Per block: `encode_mean` (deterministic latents) → SAE encode → edit with the error term kept
-(`sae.steering`: x̂ = x + (f' − f) @ W_dec) → `decode`. The model's own delay is removed so the output
+(`sae.steering`: x̂ = x + (f' − f) @ W_dec) → `decode`. Concepts on an inner hook (`encoder.net.N`,
+`decoder.net.N`) run the model in two parts around that layer (`realtime.rave_split`) and edit its
+frame-pooled output there. The model's own delay is removed so the output
 lines up with the input sample for sample; `decode`'s noise fill is seeded, so two renders of the same
 file differ only by the edit.
 
@@ -34,9 +36,18 @@ class RaveStream:
     def __init__(self, model: Any):
         self.base = model
         self.model = model.new_stream()
+        self._splits: dict[str, Any] = {}
 
     def reset(self) -> None:
         self.model.reset()
+
+    def split(self, hook: str) -> Any:
+        """This stream cut at `hook` (`realtime.rave_split.RaveSplit`, checked once against the whole model)."""
+        if hook not in self._splits:
+            from realtime.rave_split import RaveSplit
+
+            self._splits[hook] = RaveSplit(self.model, hook)
+        return self._splits[hook]
 
     def __getattr__(self, name: str) -> Any:  # ratio, sr, latent_size, encode_mean, decode, ...
         return getattr(self.model, name)
@@ -64,6 +75,7 @@ class Steering:
     sae_dir: Path
     state: EditState
     concepts: dict[str, Any] = field(default_factory=dict)
+    hook: str = "latent"
 
     def edit_for(self, sets: Sequence[tuple[str, str]]) -> Edit:
         """Every concept neutral except the ones set (names must exist)."""
@@ -78,7 +90,9 @@ class Steering:
 def load_steering(
     bank_path: str | Path, model: Any, sae_dir: str | Path | None = None, names: Sequence[str] | None = None
 ) -> Steering:
-    """Concepts of the bank found on `model` (by sha256) with one SAE; one-line errors for mismatches."""
+    """Concepts of the bank found on `model` (by sha256) with one SAE on one hook; one-line errors for
+    mismatches (another model, a hook the model cannot be split at, an SAE of another hook or width)."""
+    from realtime.rave_split import hook_shape
     from sae.bank import ConceptBank
     from sae.io import load_sae
 
@@ -93,8 +107,6 @@ def load_steering(
                 f"concept {name!r} in {bank.path} belongs to model {c.model.name} "
                 f"({c.model.sha256[:12]}), not {model.path.name} ({sha[:12]})"
             )
-        if c.hook != "latent":
-            raise UserError(f"concept {name!r} is on hook {c.hook!r}; RAVE renders steer the 'latent' hook only")
         concepts[name] = c
     dirs = {bank.sae_dir(c).resolve() for c in concepts.values()}
     if sae_dir is not None:
@@ -110,13 +122,20 @@ def load_steering(
         raise UserError(f"concept bank {bank.path}: no concept was found on {model.path.name} ({sha[:12]})")
     if not chosen.is_dir():
         raise UserError(f"SAE {chosen}: no such directory")
+    hooks = {c.hook for c in concepts.values()}
+    if len(hooks) > 1:
+        raise UserError(f"concepts of {bank.path} sit on {len(hooks)} hooks ({', '.join(sorted(hooks))}); steer one")
+    hook = hooks.pop() if hooks else "latent"
+    width = hook_shape(model, hook)[0]  # refuses a hook the model does not have, listing those it has
     sae = load_sae(chosen).eval()
-    if sae.cfg.d_in != model.latent_size:
-        raise UserError(
-            f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {model.latent_size} latents"
-        )
+    trained_on = sae.cfg.hook_name or "latent"
+    if trained_on != hook:
+        raise UserError(f"SAE {chosen} was trained on hook {trained_on!r}; the concepts are on hook {hook!r}")
+    if sae.cfg.d_in != width:
+        what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
+        raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
     state = EditState.from_concepts(sae.cfg.d_sae, concepts)
-    return Steering(sae, chosen, state, concepts)
+    return Steering(sae, chosen, state, concepts, hook)
 
 
 def offline_block(ratio: int, target: int = 16384) -> int:
@@ -140,11 +159,13 @@ def render_array(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     shift: torch.Tensor | None = None,
+    hook: str = "latent",
 ) -> np.ndarray:
     """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
 
     Args:
         stream: reset before the file.
+        hook: where the SAE edits (`latent`, or an inner layer: the stream runs in two parts around it).
         shift: a latent offset [latent] added to every frame after the SAE edit (the judge's
             mean-difference steering baseline).
         block: samples per call (a multiple of the ratio; default `offline_block`).
@@ -166,8 +187,17 @@ def render_array(
         xt = xt.expand(1, stream.channels, -1)
     outs = []
     steer = sae is not None and edit is not None and not edit.is_identity
+    if hook != "latent" and shift is not None:
+        raise UserError(f"a latent shift steers the 'latent' hook, not {hook!r}")
+    split = stream.split(hook) if hook != "latent" else None
     for start in range(0, total, block):
-        z = stream.encode_mean(xt[..., start : start + block])
+        x_block = xt[..., start : start + block]
+        if split is not None:
+            outs.append(split(x_block, (lambda rows: apply_edit(rows, sae, edit)) if steer else None)[0].mean(0).cpu())
+            if progress:
+                progress(min(start + block, total), total)
+            continue
+        z = stream.encode_mean(x_block)
         if steer:
             z = apply_edit(z[0].T, sae, edit).T.unsqueeze(0)
         if shift is not None:
@@ -233,12 +263,12 @@ def render_file(
     audio = read_audio(Path(in_path), model.sr, 1)[:, 0]
     if len(audio) == 0 or float(np.abs(audio).max(initial=0.0)) == 0.0:
         notes.append(f"input {in_path} is silent")
-    sae, edit = None, None
+    sae, edit, hook = None, None, "latent"
     if bank_path is not None:
         steering = load_steering(bank_path, model, sae_dir, names=[n for n, _ in parsed] or None)
-        sae, edit = steering.sae, steering.edit_for(parsed)
+        sae, edit, hook = steering.sae, steering.edit_for(parsed), steering.hook
     delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
-    y = render_array(stream, audio, sae, edit, block, delay, seed, progress)
+    y = render_array(stream, audio, sae, edit, block, delay, seed, progress, hook=hook)
     write_audio(Path(out_path), y, model.sr)
     return RenderReport(len(audio) / model.sr, time.perf_counter() - t0, delay, notes)

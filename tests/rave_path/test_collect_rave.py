@@ -39,7 +39,7 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
         "--audio",
         str(audio),
         "--layers",
-        "latent,encoder.net.5",
+        "latent,encoder.net.5,decoder.net.2",
         "--quiet",
     ]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
@@ -48,13 +48,21 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
     assert a.shape == (4 * 87, 16) and torch.equal(a, b)  # 44100 samples -> 87 frames of 512 (last one padded)
     enc = _rows(tmp_path / "a", "encoder.net.5")
     assert enc.shape[0] == a.shape[0] and enc.shape[1] > 0
+    # a decoder layer: one row per latent frame, the mean of the layer's steps in that frame
+    from realtime.rave import RaveModel
+    from realtime.rave_split import RaveSplit, pool
+
+    dec = _rows(tmp_path / "a", "decoder.net.2")
+    split = RaveSplit(RaveModel.load(tiny_rave_ts), "decoder.net.2")
+    x0, _ = sf.read(sorted(audio.iterdir())[0], dtype="float32")
+    x0 = torch.from_numpy(np.pad(x0, (0, (-len(x0)) % 512))).reshape(1, 1, -1)
+    assert dec.shape == (a.shape[0], split.width)
+    assert torch.allclose(dec[:87], pool(split.upto(x0), split.steps)[0], atol=1e-5)
     info = json.loads((tmp_path / "a/store.json").read_text())
     assert info["model"]["name"] == tiny_rave_ts.name and info["frame_rate"] == pytest.approx(44100 / 512)
     prov = json.loads((tmp_path / "a/latent/manifest.json").read_text())["shards"][0]["provenance"]
     assert [p["source"] for p in prov] == sorted(p.name for p in audio.iterdir())
     # rows equal the posterior mean of a freshly loaded model on the same clip (caches reset between files)
-    from realtime.rave import RaveModel
-
     x, _ = sf.read(sorted(audio.iterdir())[1], dtype="float32")
     x = np.pad(x, (0, (-len(x)) % 512))
     fresh = RaveModel.load(tiny_rave_ts).encode_mean(torch.from_numpy(x).reshape(1, 1, -1))[0].T

@@ -104,3 +104,42 @@ def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concep
             render_file(clip, tmp_path / "x.wav", tiny_rave_ts, bank_arg, sets, model=model, delay=delay)
         assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_inner_hook_concepts_render_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concept_data):
+    """A concept on a decoder layer: the model runs in two parts around it; no edit is the plain model, an
+    edit changes the output; an SAE of another hook or a hook the model lacks is refused in one line."""
+    from realtime.rave_split import hook_shape
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    model, delay = tiny_model
+    hook = "decoder.net.2"
+    width = hook_shape(model, hook)[0]
+    torch.manual_seed(1)
+    sae_dir = save_sae(SparseAutoencoder(SAEConfig(d_in=width, d_sae=4 * width, k=4, hook_name=hook)), tmp_path / "s")
+    ref = ModelRef.of_file(tiny_rave_ts)
+    b = ConceptBank(tmp_path / "inner.yaml")
+    b.add(Concept("warm", ref, hook, b.relative_sae(sae_dir), [ConceptFeature(2, 1.0, 3.0)], ConceptDefault("none")))
+    b.add(Concept("cold", ref, "decoder.net.999", b.relative_sae(sae_dir), [ConceptFeature(1, 1.0, 1.0)]))
+    b.add(Concept("wrong", ref, "decoder.net.4", b.relative_sae(sae_dir), [ConceptFeature(1, 1.0, 1.0)]))
+    b.save()
+    clip = sorted((concept_data / "clips").iterdir())[3]
+
+    def render(sets, name):
+        render_file(clip, tmp_path / name, tiny_rave_ts, b.path, sets, model=model, delay=delay)
+        return sf.read(tmp_path / name, dtype="float32")[0]
+
+    render_file(clip, tmp_path / "plain.wav", tiny_rave_ts, None, [], model=model, delay=delay)
+    plain = sf.read(tmp_path / "plain.wav", dtype="float32")[0]
+    assert np.allclose(render(["warm=none"], "none.wav"), plain, atol=1e-6)
+    assert np.abs(render(["warm=on:4"], "on.wav") - plain).max() > 1e-4
+    for sets, needle in [
+        (["cold=off"], "hook 'decoder.net.999': not a hook of tiny_rave.ts"),
+        (["wrong=off"], "was trained on hook 'decoder.net.2'; the concepts are on hook 'decoder.net.4'"),
+        (["warm=off", "wrong=off"], "sit on 2 hooks"),
+    ]:
+        with pytest.raises(UserError) as err:
+            render(sets, "x.wav")
+        assert needle in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "x.wav").exists()

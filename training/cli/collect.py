@@ -13,10 +13,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "rave",
-        help="collect RAVE latents / encoder activations from audio files",
+        help="collect RAVE latents / encoder and decoder activations from audio files",
         description="Run every audio file of --audio through a streaming RAVE export and store its deterministic "
-        "latents (posterior mean) and, with --layers, encoder layer outputs (pooled per latent frame) in the "
-        "activation store --out. Under torchrun each rank takes its share of the files.",
+        "latents (posterior mean) and, with --layers, encoder and decoder layer outputs (pooled per latent frame) "
+        "in the activation store --out. Under torchrun each rank takes its share of the files.",
     )
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")
     p.add_argument("--audio", required=True, help="folder of audio files (searched recursively) or one file")
@@ -24,7 +24,8 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layers",
         default="latent",
-        help="comma-separated hooks: latent, encoder.net.N (default: latent); 'list' prints them",
+        help="comma-separated hooks: latent, encoder.net.N, decoder.net.N (default: latent); 'list' prints them "
+        "with their width",
     )
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
@@ -41,7 +42,7 @@ def run_rave(args: argparse.Namespace) -> int:
 
     from sae.errors import UserError
     from sae.paths import check_output_dir
-    from training.rave.collect import RaveCollectConfig, collect_rave, encoder_layers
+    from training.rave.collect import RaveCollectConfig, collect_rave
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -51,11 +52,12 @@ def run_rave(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.layers.strip() == "list":
         from realtime.rave import RaveModel
+        from realtime.rave_split import hook_shape, split_hooks
 
         model = RaveModel.load(args.model, args.device)
-        n = encoder_layers(model)
-        names = ["latent", *(f"encoder.net.{i}" for i in range(n))]
-        print("\n".join(names))
+        for hook in split_hooks(model):
+            width, steps = hook_shape(model, hook)
+            print(f"{hook}\t{width}\t{steps}")
         return 0
     layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
     cfg = RaveCollectConfig(

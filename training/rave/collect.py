@@ -3,9 +3,11 @@
 Hooks:
 - `latent`: the posterior mean of the encoder, projected like the export's own `encode` (PCA, kept
   dims), so the same file always gives the same rows (RAVE's `encode` samples; this bypasses it).
-- `encoder.net.N`: the output of the N-th layer of the encoder's `net` (after PQMF), read by running the
-  exported layers one by one; average-pooled to the latent frame rate so every hook of a store shares
-  one frame rate (one row per latent frame).
+- `encoder.net.N` / `decoder.net.N`: the output of the N-th layer of the encoder's `net` (after PQMF) or of
+  the decoder's `net` (fed the same deterministic latent), read by running the exported layers one by one
+  (`realtime.rave_split.trace`, one pass per chunk); average-pooled to the latent frame rate so every hook
+  of a store shares one frame rate (one row per latent frame), the rows an inner-hook SAE edits
+  (`realtime.rave_split.pool`).
 
 Each file runs through a stream reset to its freshly loaded state, in chunks that are a multiple of the
 model's ratio; the last chunk is zero-padded to a full frame. Files at another sample rate are resampled
@@ -16,7 +18,6 @@ store locks its manifests). A re-run skips files the store already lists as comp
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,12 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
 from training.data.audio import AudioNotes, list_audio, read_mono, split_by_rank
-
-LATENT = "latent"
-ENCODER_LAYER = re.compile(r"^encoder\.net\.(\d+)$")
 
 
 @dataclass
@@ -39,7 +38,7 @@ class RaveCollectConfig:
     model: streaming RAVE `.ts`.
     audio: folder of audio files (or one file).
     out: activation store directory.
-    layers: hooks to collect: `latent` and/or `encoder.net.N`.
+    layers: hooks to collect: `latent`, `encoder.net.N`, `decoder.net.N`.
     dtype: on-disk dtype, float32 or float16.
     chunk_seconds: audio per forward call (bounds memory; rounded to a multiple of the ratio).
     device: torch device.
@@ -69,21 +68,18 @@ class CollectReport:
 
 
 def encoder_layers(model) -> int:
-    """Number of layers in the export's encoder net (0 when the export has another structure)."""
-    try:
-        return len(list(model.module.encoder.encoder.net.children()))
-    except AttributeError:
-        return 0
+    """Number of encoder hooks the export offers (`encoder.net.0` .. N-1)."""
+    return sum(1 for h in split_hooks(model) if h.startswith("encoder."))
 
 
 def resolve_layers(model, layers: tuple[str, ...] | list[str]) -> list[str]:
-    n = encoder_layers(model)
+    """The hooks asked for, deduplicated; one line naming the model's hooks for one it does not have."""
     out: list[str] = []
+    hooks = split_hooks(model)
     for name in layers:
-        m = ENCODER_LAYER.match(name)
-        if name != LATENT and not (m and int(m.group(1)) < n):
-            choices = f"{LATENT}" + (f", encoder.net.0 .. encoder.net.{n - 1}" if n else "")
-            raise UserError(f"--layers {name}: not a hook of {model.path.name}; expected {choices}")
+        if name not in hooks:
+            raise UserError(f"--layers {name}: not a hook of {model.path.name}; expected {describe_hooks(hooks)}")
+        hook_shape(model, name)
         if name not in out:
             out.append(name)
     if not out:
@@ -91,57 +87,37 @@ def resolve_layers(model, layers: tuple[str, ...] | list[str]) -> list[str]:
     return out
 
 
-def _pool_to_frames(h: torch.Tensor, frames: int) -> torch.Tensor:
-    """[1, C, T_l] → [frames, C]: mean over the T_l / frames steps of each latent frame."""
-    steps = h.shape[-1]
-    if steps % frames:
-        raise UserError(f"layer output of {steps} steps does not divide into {frames} latent frames")
-    return h[0].reshape(h.shape[1], frames, steps // frames).mean(-1).T
-
-
 def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
-    """One resettable stream for the latent path and one for the encoder layers (as needed)."""
-    out = {}
-    if LATENT in hooks:
-        out[LATENT] = RaveStream(model)
-    if any(h != LATENT for h in hooks):
-        out["encoder"] = RaveStream(model)
-    return out
+    """One resettable stream for every hook (they are all read in one pass per chunk)."""
+    return {"all": RaveStream(model)}
 
 
 @torch.no_grad()
 def activations_of(
-    model, audio: np.ndarray, hooks: list[str], chunk: int, streams: dict[str, RaveStream] | None = None
+    model, audio: np.ndarray, hooks: list[str], chunk: int, streams: dict[str, RaveStream] | None = None, seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Rows [frames, dim] per hook for one mono clip, from streams reset to their fresh state.
+    """Rows [frames, dim] per hook for one mono clip, from a stream reset to its fresh state.
 
-    `streams` ({"latent": ..., "encoder": ...}, made by `make_streams`) are reused between calls.
+    `streams` (made by `make_streams`) are reused between calls. `seed` seeds the decoder's noise fill of
+    cropped latent dims (decoder hooks of an export that keeps fewer latents than it has); the caller's
+    random stream is left as it was.
     """
     streams = streams or make_streams(model, hooks)
+    stream = streams.get("all") or next(iter(streams.values()))
     ratio = model.ratio
     pad = (-len(audio)) % ratio
     x = torch.from_numpy(np.pad(audio, (0, pad))).reshape(1, 1, -1).to(torch.float32)
     if model.channels > 1:
         x = x.expand(1, model.channels, -1)
     out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
-    if LATENT in hooks:
-        stream = streams[LATENT]
-        stream.reset()
-        for s in range(0, x.shape[-1], chunk):
-            out[LATENT].append(stream.encode_mean(x[..., s : s + chunk])[0].T.cpu())
-    wanted = {int(ENCODER_LAYER.match(h).group(1)): h for h in hooks if h != LATENT}
-    if wanted:
-        stream = streams["encoder"]
-        stream.reset()
-        m = stream.model.module
-        net = list(m.encoder.encoder.net.children())
+    stream.reset()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         for s in range(0, x.shape[-1], chunk):
             piece = x[..., s : s + chunk].to(stream.device)
-            h = stream.encoder_input(piece)
-            for i, layer in enumerate(net[: max(wanted) + 1]):
-                h = layer(h)
-                if i in wanted:
-                    out[wanted[i]].append(_pool_to_frames(h, piece.shape[-1] // ratio).cpu())
+            frames = piece.shape[-1] // ratio
+            for h, act in trace(stream, piece, hooks).items():
+                out[h].append(pool(act, act.shape[-1] // frames)[0].cpu())
     return {h: torch.cat(v) for h, v in out.items()}
 
 
