@@ -2,7 +2,7 @@
 
 Address space (all replies go to the sender, or to the sender's host at `reply_port` when set):
 
-    /concept/<name>/mode s       none | off | on | scale  (also on:S, scale:G)
+    /concept/<name>/mode s       none | off | on | clamp | scale  (also on:S, clamp:S, scale:G)
     /concept/<name>/strength f   strength for `on`, in [-100, 100]
     /concept/<name>/gain f       gain for `scale`, in [-100, 100]
     /feature/<index>/gain f      raw per-feature gain on top of the concepts, in [-100, 100]

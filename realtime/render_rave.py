@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
-from sae.steering import Edit, EditState, apply_edit, check_sets
+from sae.steering import Edit, EditState, Gate, apply_edit, check_sets
 
 
 class RaveStream:
@@ -54,11 +54,14 @@ class RaveStream:
 
 
 def parse_set(text: str) -> tuple[str, str]:
-    """`guitar=off`, `piano=on:1.5`, `drums=scale:0.5`, `voice=none` → (name, mode)."""
+    """`guitar=off`, `piano=on:1.5`, `bass=clamp:2`, `drums=scale:0.5`, `voice=none` → (name, mode)."""
     name, sep, mode = text.partition("=")
     head = mode.partition(":")[0]
-    if not sep or not name or head not in ("none", "off", "on", "scale"):
-        raise UserError(f"--set {text!r}: expected NAME=off, NAME=on[:STRENGTH], NAME=scale:GAIN or NAME=none")
+    if not sep or not name or head not in ("none", "off", "on", "clamp", "scale"):
+        raise UserError(
+            f"--set {text!r}: expected NAME=off, NAME=on[:STRENGTH], NAME=clamp[:STRENGTH], NAME=scale:GAIN or "
+            "NAME=none"
+        )
     return name.strip(), mode.strip()
 
 
@@ -160,6 +163,7 @@ def render_array(
     progress: Callable[[int, int], None] | None = None,
     shift: torch.Tensor | None = None,
     hook: str = "latent",
+    gate: Gate | None = None,
 ) -> np.ndarray:
     """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
 
@@ -167,7 +171,9 @@ def render_array(
         stream: reset before the file.
         hook: where the SAE edits (`latent`, or an inner layer: the stream runs in two parts around it).
         shift: a latent offset [latent] added to every frame after the SAE edit (the judge's
-            mean-difference steering baseline).
+            mean-difference steering baseline), weighted per frame by the gate like `on`.
+        gate: weights `on` / `clamp` (and `shift`) per latent frame by the input's level (`sae.steering.Gate`;
+            default `Gate()`, on; `Gate(enabled=False)` for the ungated edit).
         block: samples per call (a multiple of the ratio; default `offline_block`).
         delay: the model's delay in samples (removed from the output).
         seed: seeds `decode`'s noise fill.
@@ -190,18 +196,21 @@ def render_array(
     if hook != "latent" and shift is not None:
         raise UserError(f"a latent shift steers the 'latent' hook, not {hook!r}")
     split = stream.split(hook) if hook != "latent" else None
+    gate = Gate() if gate is None else gate
     for start in range(0, total, block):
         x_block = xt[..., start : start + block]
+        g = gate.weights(x_block.mean(1), stream.ratio) if steer or shift is not None else None  # [1, F, 1]
         if split is not None:
-            outs.append(split(x_block, (lambda rows: apply_edit(rows, sae, edit)) if steer else None)[0].mean(0).cpu())
+            edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
+            outs.append(split(x_block, edit_rows)[0].mean(0).cpu())
             if progress:
                 progress(min(start + block, total), total)
             continue
         z = stream.encode_mean(x_block)
         if steer:
-            z = apply_edit(z[0].T, sae, edit).T.unsqueeze(0)
+            z = apply_edit(z[0].T, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
         if shift is not None:
-            z = z + shift.to(z).view(1, -1, 1)
+            z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
         outs.append(stream.decode(z)[0].mean(0).cpu())
         if progress:
             progress(min(start + block, total), total)
@@ -234,10 +243,12 @@ def render_file(
     progress: Callable[[int, int], None] | None = None,
     model: Any | None = None,
     delay: int | None = None,
+    gate: Gate | None = None,
 ) -> RenderReport:
     """Read `in_path`, render it through the model with the `--set` edits, write `out_path` atomically.
 
-    `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring.
+    `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring;
+    `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`).
     """
     import soundfile as sf
 
@@ -269,6 +280,6 @@ def render_file(
         sae, edit, hook = steering.sae, steering.edit_for(parsed), steering.hook
     delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
-    y = render_array(stream, audio, sae, edit, block, delay, seed, progress, hook=hook)
+    y = render_array(stream, audio, sae, edit, block, delay, seed, progress, hook=hook, gate=gate)
     write_audio(Path(out_path), y, model.sr)
     return RenderReport(len(audio) / model.sr, time.perf_counter() - t0, delay, notes)

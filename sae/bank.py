@@ -13,6 +13,14 @@ Layout (ARCHITECTURE.md, "Concept bank"):
         default: {mode: "off", strength: 1.0}
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
         probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
+        steer:                                       # optional: the features edits move, chosen by effect
+          threshold: 0.8                             # effect size (with − without, pooled std) a feature needs
+          features: [{index: 12, weight: 1.0, typical: 1.7}, {index: 40, weight: 0.6, typical: 0.9}]
+          off_left: 0.3                              # share of the concept's mean difference `off` leaves
+          error_share: 0.1                           # share of it carried by the SAE's error term (kept)
+
+`features` are the few features the detector (probe) needs; `steer.features` are every feature whose
+effect reaches the threshold, which `off` / `on` / `clamp` / `scale` move (`sae.steering`).
 
 Loading validates everything and names the first bad field in one line (`UserError`); saving writes a
 temp file and renames it, so a bank is never half-written.
@@ -34,9 +42,9 @@ import yaml
 from sae.errors import UserError
 
 VERSION = 1
-MODES = ("none", "off", "on", "scale")
+MODES = ("none", "off", "on", "clamp", "scale")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-CONCEPT_KEYS = ("model", "hook", "sae", "features", "default", "auroc", "probe")
+CONCEPT_KEYS = ("model", "hook", "sae", "features", "default", "auroc", "probe", "steer")
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,29 @@ class ConceptProbe:
         return {"intercept": _r(self.intercept), "coef": {int(i): _r(c) for i, c in self.coef.items()}}
 
 
+@dataclass(frozen=True)
+class ConceptSteer:
+    """The features a concept's edits move, chosen by effect: every feature whose effect size (clip-pooled
+    activation, with − without, over the pooled standard deviation) reaches `threshold`; and what `off`
+    cannot remove, as shares of the concept's mean difference at the hook: `off_left` (left after `off` of
+    these features) and `error_share` (carried by the SAE's error term, which every edit keeps)."""
+
+    threshold: float
+    features: list[ConceptFeature]
+    off_left: float | None = None
+    error_share: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "threshold": _r(self.threshold),
+            "features": [{"index": f.index, "weight": _r(f.weight), "typical": _r(f.typical)} for f in self.features],
+        }
+        for key in ("off_left", "error_share"):
+            if getattr(self, key) is not None:
+                out[key] = _r(getattr(self, key))
+        return out
+
+
 @dataclass
 class Concept:
     """A concept: features of one SAE on one hook of one model, how to steer it by default, and how well
@@ -94,6 +125,7 @@ class Concept:
     default: ConceptDefault = field(default_factory=ConceptDefault)
     auroc: dict[str, float] = field(default_factory=dict)
     probe: ConceptProbe | None = None
+    steer: ConceptSteer | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -106,6 +138,8 @@ class Concept:
         }
         if self.probe is not None:
             out["probe"] = self.probe.to_dict()
+        if self.steer is not None:
+            out["steer"] = self.steer.to_dict()
         return out
 
 
@@ -276,26 +310,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     for key in ("hook", "sae"):
         if not isinstance(spec[key], str) or not spec[key]:
             raise UserError(f"{at}: {key} must be a non-empty string")
-    feats = spec["features"]
-    if not isinstance(feats, list) or not feats:
-        raise UserError(f"{at}: features must be a non-empty list of {{index, weight, typical}}")
-    features: list[ConceptFeature] = []
-    seen: set[int] = set()
-    for i, feat in enumerate(feats):
-        if not isinstance(feat, dict) or "index" not in feat:
-            raise UserError(f"{at}: features[{i}] must be a mapping with index, weight, typical")
-        index = feat["index"]
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
-            raise UserError(f"{at}: features[{i}].index {index!r}; expected a non-negative integer")
-        if index in seen:
-            raise UserError(f"{at}: features[{i}].index {index} appears twice")
-        seen.add(index)
-        bad = sorted(set(feat) - {"index", "weight", "typical"})
-        if bad:
-            raise UserError(f"{at}: features[{i}] unknown key {bad[0]!r}")
-        weight = _num(feat.get("weight", 1.0), f"{at}: features[{i}].weight")
-        typical = _num(feat.get("typical", 1.0), f"{at}: features[{i}].typical", lo=0.0)
-        features.append(ConceptFeature(index, weight, typical))
+    features = _features(spec["features"], at, "features")
     default = spec.get("default") or {}
     if not isinstance(default, dict):
         raise UserError(f"{at}: default must be {{mode, strength}}")
@@ -317,6 +332,45 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         ConceptDefault(mode, strength),
         aurocs,
         probe,
+        _steer(spec.get("steer"), at),
+    )
+
+
+def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
+    if not isinstance(feats, list) or not feats:
+        raise UserError(f"{at}: {key} must be a non-empty list of {{index, weight, typical}}")
+    features: list[ConceptFeature] = []
+    seen: set[int] = set()
+    for i, feat in enumerate(feats):
+        if not isinstance(feat, dict) or "index" not in feat:
+            raise UserError(f"{at}: {key}[{i}] must be a mapping with index, weight, typical")
+        index = feat["index"]
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise UserError(f"{at}: {key}[{i}].index {index!r}; expected a non-negative integer")
+        if index in seen:
+            raise UserError(f"{at}: {key}[{i}].index {index} appears twice")
+        seen.add(index)
+        bad = sorted(set(feat) - {"index", "weight", "typical"})
+        if bad:
+            raise UserError(f"{at}: {key}[{i}] unknown key {bad[0]!r}")
+        weight = _num(feat.get("weight", 1.0), f"{at}: {key}[{i}].weight")
+        typical = _num(feat.get("typical", 1.0), f"{at}: {key}[{i}].typical", lo=0.0)
+        features.append(ConceptFeature(index, weight, typical))
+    return features
+
+
+def _steer(spec: Any, at: str) -> ConceptSteer | None:
+    if spec is None:
+        return None
+    keys = {"threshold", "features", "off_left", "error_share"}
+    if not isinstance(spec, dict) or not {"threshold", "features"} <= set(spec) or set(spec) - keys:
+        raise UserError(f"{at}: steer must be {{threshold, features[, off_left, error_share]}}")
+    shares = {k: _num(spec[k], f"{at}: steer.{k}") if k in spec else None for k in ("off_left", "error_share")}
+    return ConceptSteer(
+        _num(spec["threshold"], f"{at}: steer.threshold", lo=0.0),
+        _features(spec["features"], at, "steer.features"),
+        shares["off_left"],
+        shares["error_share"],
     )
 
 

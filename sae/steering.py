@@ -1,9 +1,10 @@
 """Concept edits in SAE space with the error term kept.
 
-Semantics (ARCHITECTURE.md, "Edits"): every SAE feature has a multiplicative `gain` (default 1) and an
-additive `add` (default 0). With `f = sae.encode(x)`:
+Semantics (ARCHITECTURE.md, "Edits"): every SAE feature has a multiplicative `gain` (default 1), an
+additive `add` (default 0) and a `floor` (default 0: none). With `f = sae.encode(x)` and a per-frame
+`gate` g in [0, 1] (default 1):
 
-    f' = f * gain + add
+    f' = f * gain + g * add,   then   f' = max(f', g * floor)  where floor > 0
     x̂  = x + (f' - f) @ W_dec
 
 so the SAE's reconstruction error `x - decode(f)` is kept and an identity edit returns `x` itself, bit for
@@ -13,9 +14,17 @@ one SAE encode plus `[.., K] @ [K, d_in]` for K touched features.
 Concept controls map onto features:
     none        no edit (neutral)
     off         gain 0 on the concept's features (remove it)
-    on:s        add s * weight * typical on each feature (put it in)
+    on:s        add s * weight * typical on each feature (put it in, on every frame)
+    clamp:s     floor s * typical on each feature: raised to it only where it is below (put it in where
+                it is missing, leave it where it is already there); 0 < s <= CLAMP_LIMIT
     scale:g     gain g on the concept's features
-Several concepts compose per feature (gains multiply, adds sum), and raw per-feature gains multiply on top.
+Several concepts compose per feature (gains multiply, adds sum, floors take the larger), and raw
+per-feature gains multiply on top. A concept steers its `steer` features (chosen by effect, `sae.bank`)
+when the bank has them, else the features its detector uses.
+
+The gate keeps `on` and `clamp` off silence: `energy_gate` turns each frame's input level into g (0 below
+`Gate.lo_db` dBFS, 1 above `Gate.hi_db`, linear in dB between); `off` and `scale` are not gated (they
+only change what is there).
 
 Used per block by the live engine (`realtime/`) and by the offline renders on tensors `[.., T, d_in]`.
 `steer` and `SteeredSAE` are TorchScript-able.
@@ -26,48 +35,65 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
 from sae.errors import UserError
 
-MODES = ("none", "off", "on", "scale")
+MODES = ("none", "off", "on", "clamp", "scale")
 STRENGTH_LIMIT = 100.0
 """Largest |strength| of `on`, |gain| of `scale` and |gain| of a raw feature: one limit for the command line's
 `--set`, presets, bank defaults and OSC alike (beyond it an edit only clips the output)."""
 LIMIT_TEXT = f"[{-STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
+CLAMP_LIMIT = 10.0
+"""Largest clamp strength: the floor is s × the feature's typical activation (its mean when active), and a
+feature seldom reaches ten times that."""
 
 
 @dataclass(frozen=True)
 class Edit:
-    """Dense per-feature `gain` and `add` ([d_sae] float32) and the indices they touch.
+    """Dense per-feature `gain`, `add` and `floor` ([d_sae] float32) and the indices they touch.
 
     Args:
         gain: multiplicative gain per feature (1 = untouched).
         add: additive offset per feature (0 = untouched).
-        idx: long indices where gain != 1 or add != 0, ascending; empty for the identity edit.
+        idx: long indices where gain != 1, add != 0 or floor > 0, ascending; empty for the identity edit.
+        floor: clamp floor per feature (0 = none; `None` = no floor anywhere).
     """
 
     gain: Tensor
     add: Tensor
     idx: Tensor
+    floor: Tensor | None = None
 
     @classmethod
     def identity(cls, d_sae: int) -> Edit:
         return cls(torch.ones(d_sae), torch.zeros(d_sae), torch.zeros(0, dtype=torch.long))
 
     @classmethod
-    def from_dense(cls, gain: Tensor, add: Tensor) -> Edit:
+    def from_dense(cls, gain: Tensor, add: Tensor, floor: Tensor | None = None) -> Edit:
         gain = gain.detach().to(torch.float32).reshape(-1).clone()
         add = add.detach().to(torch.float32).reshape(-1).clone()
         if gain.shape != add.shape:
             raise UserError(f"edit gain {tuple(gain.shape)} and add {tuple(add.shape)}: expected the same shape")
         if not (torch.isfinite(gain).all() and torch.isfinite(add).all()):
             raise UserError("edit gain/add: expected finite numbers")
-        idx = torch.nonzero((gain != 1.0) | (add != 0.0)).reshape(-1)
-        return cls(gain, add, idx)
+        touched = (gain != 1.0) | (add != 0.0)
+        if floor is not None:
+            floor = floor.detach().to(torch.float32).reshape(-1).clone()
+            if floor.shape != gain.shape or not torch.isfinite(floor).all() or bool((floor < 0).any()):
+                raise UserError(f"edit floor {tuple(floor.shape)}: expected {gain.numel()} finite numbers >= 0")
+            if bool((floor > 0).any()):
+                touched |= floor > 0
+            else:
+                floor = None
+        return cls(gain, add, torch.nonzero(touched).reshape(-1), floor)
+
+    def floors(self) -> Tensor | None:
+        """floor [K] on the touched features (0 where a feature has none), or None when nothing is clamped."""
+        return None if self.floor is None else self.floor[self.idx]
 
     @property
     def d_sae(self) -> int:
@@ -82,7 +108,16 @@ class Edit:
         return self.idx, self.gain[self.idx], self.add[self.idx]
 
 
-def steer(x: Tensor, f: Tensor, W_dec: Tensor, idx: Tensor, gain: Tensor, add: Tensor) -> Tensor:
+def steer(
+    x: Tensor,
+    f: Tensor,
+    W_dec: Tensor,
+    idx: Tensor,
+    gain: Tensor,
+    add: Tensor,
+    floor: Optional[Tensor] = None,  # noqa: UP045 (TorchScript reads typing.Optional)
+    gate: Optional[Tensor] = None,  # noqa: UP045
+) -> Tensor:
     """x̂ = x + (f' - f) @ W_dec on the features `idx` only (plain torch, scriptable: `torch.jit.script(steer)`;
     eager is faster for the small per-block tensors of the live engine).
 
@@ -92,21 +127,64 @@ def steer(x: Tensor, f: Tensor, W_dec: Tensor, idx: Tensor, gain: Tensor, add: T
         W_dec: decoder [d_sae, d_in].
         idx: touched feature indices [K] (long); K = 0 returns x itself.
         gain, add: [K], or [.., K] broadcasting against f[.., idx] (e.g. [T, K] per-frame ramps).
+        floor: clamp floors [K] or [.., K] (0: no clamp on that feature), or None.
+        gate: per-frame weights [.., 1] in [0, 1] on `add` and `floor` (`energy_gate`), or None (all 1).
     """
     if idx.numel() == 0:
         return x
     fk = f.index_select(-1, idx)
-    delta = fk * (gain.to(fk.dtype) - 1.0) + add.to(fk.dtype)
+    add = add.to(fk.dtype)
+    if gate is not None:
+        add = add * gate.to(fk.dtype)
+    new = fk * gain.to(fk.dtype) + add
+    if floor is not None:
+        fl = floor.to(fk.dtype)
+        if gate is not None:
+            fl = fl * gate.to(fk.dtype)
+        new = torch.where(fl > 0, torch.maximum(new, fl), new)
+    delta = new - fk
     return x + (delta @ W_dec.index_select(0, idx).to(fk.dtype)).to(x.dtype)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """Where `on` and `clamp` act: frames whose input level is above `lo_db` dBFS (fully above `hi_db`).
+
+    Args:
+        lo_db: at or below this frame RMS level (dB full scale) the gate is closed (weight 0).
+        hi_db: at or above it the gate is open (weight 1); linear in dB between.
+        enabled: False: every frame is weighted 1 (the ungated edit).
+    """
+
+    lo_db: float = -60.0
+    hi_db: float = -45.0
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.lo_db) and math.isfinite(self.hi_db) and self.lo_db < self.hi_db):
+            raise UserError(f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected finite levels, low below high")
+
+    def weights(self, audio: Tensor, hop: int) -> Optional[Tensor]:  # noqa: UP045
+        """[.., T, 1] weights for audio [.., T·hop] (None when disabled)."""
+        return energy_gate(audio, hop, self.lo_db, self.hi_db) if self.enabled else None
+
+
+def energy_gate(audio: Tensor, hop: int, lo_db: float = -60.0, hi_db: float = -45.0) -> Tensor:
+    """Per-frame weights [.., T, 1] from audio [.., T·hop]: each frame's RMS in dBFS mapped linearly from
+    `lo_db` (0) to `hi_db` (1) and clipped (TorchScript-able: `torch.jit.script(energy_gate)`)."""
+    frames = audio.unflatten(-1, [audio.shape[-1] // hop, hop])
+    db = 10.0 * torch.log10(frames.pow(2).mean(-1) + 1e-12)
+    return ((db - lo_db) / (hi_db - lo_db)).clamp(0.0, 1.0).unsqueeze(-1)
 
 
 def ramp(prev: Edit, cur: Edit, frames: int) -> tuple[Tensor, Tensor, Tensor]:
     """Per-frame (idx [K], gain [frames, K], add [frames, K]) moving linearly from `prev` to `cur`.
 
     Frame t of `frames` gets weight (t + 1) / frames, so the last frame is exactly `cur` and a block of
-    edits never jumps (no zipper clicks). K is the union of the features either edit touches.
+    edits never jumps (no zipper clicks). K is the union of the features either edit touches. Floors
+    (`clamp`) are not in the triple: `ramp_floor` ramps them over the same K.
     """
-    if prev is cur or (torch.equal(prev.gain, cur.gain) and torch.equal(prev.add, cur.add)):
+    if prev is cur or _same(prev, cur):
         return cur.idx, cur.gain[cur.idx], cur.add[cur.idx]
     idx = torch.unique(torch.cat([prev.idx, cur.idx]))  # sorted union
     a = torch.stack([prev.gain[idx], prev.add[idx]])  # [2, K]
@@ -114,6 +192,25 @@ def ramp(prev: Edit, cur: Edit, frames: int) -> tuple[Tensor, Tensor, Tensor]:
     alpha = torch.arange(1, frames + 1, dtype=torch.float32).div_(frames).view(frames, 1, 1)
     both = a + (b - a) * alpha  # [frames, 2, K]
     return idx, both[:, 0], both[:, 1]
+
+
+def _same(a: Edit, b: Edit) -> bool:
+    fa = a.floor if a.floor is not None else torch.zeros_like(a.gain)
+    fb = b.floor if b.floor is not None else torch.zeros_like(b.gain)
+    return torch.equal(a.gain, b.gain) and torch.equal(a.add, b.add) and torch.equal(fa, fb)
+
+
+def ramp_floor(prev: Edit, cur: Edit, idx: Tensor, frames: int) -> Tensor | None:
+    """Floors on `idx` (the K of `ramp`) moving linearly from `prev` to `cur` ([frames, K]; [K] when they do
+    not move), or None when neither edit clamps."""
+    if prev.floor is None and cur.floor is None:
+        return None
+    a = prev.floor[idx] if prev.floor is not None else torch.zeros(idx.numel())
+    b = cur.floor[idx] if cur.floor is not None else torch.zeros(idx.numel())
+    if torch.equal(a, b):
+        return b
+    alpha = torch.arange(1, frames + 1, dtype=torch.float32).div_(frames).view(frames, 1)
+    return a + (b - a) * alpha
 
 
 class SteeredSAE(nn.Module):
@@ -133,29 +230,46 @@ class SteeredSAE(nn.Module):
         self.register_buffer("idx", torch.zeros(0, dtype=torch.long))
         self.register_buffer("gain", torch.zeros(0))
         self.register_buffer("add", torch.zeros(0))
+        self.register_buffer("floor", torch.zeros(0))
 
     def set_edit(self, edit: Edit) -> None:
         if edit.d_sae != self.d_sae:
             raise UserError(f"edit has {edit.d_sae} features: expected the SAE's d_sae={self.d_sae}")
         idx, gain, add = edit.compact()
-        self.idx, self.gain, self.add = idx, gain, add
+        floor = edit.floors()
+        device = self.sae.W_dec.device
+        self.idx, self.gain, self.add = idx.to(device), gain.to(device), add.to(device)
+        self.floor = (floor if floor is not None else torch.zeros_like(gain)).to(device)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, gate: Optional[Tensor] = None) -> Tensor:  # noqa: UP045
+        """x̂ for x [.., T, d_in]; `gate` [.., T, 1] weights `on` and `clamp` per frame (`energy_gate`)."""
         if self.idx.numel() == 0:
             return x
-        return steer(x, self.sae.encode(x), self.sae.W_dec, self.idx, self.gain, self.add)
+        return steer(x, self.sae.encode(x), self.sae.W_dec, self.idx, self.gain, self.add, self.floor, gate)
 
 
-def apply_edit(x: Tensor, sae: Any, edit: Edit | tuple[Tensor, Tensor, Tensor]) -> Tensor:
-    """x̂ for an SAE (`encode`, `W_dec`) and an `Edit` or a (idx, gain, add) triple from `ramp`/`compact`.
+def apply_edit(
+    x: Tensor,
+    sae: Any,
+    edit: Edit | tuple[Tensor, ...],
+    gate: Tensor | None = None,
+) -> Tensor:
+    """x̂ for an SAE (`encode`, `W_dec`) and an `Edit`, a (idx, gain, add) triple from `ramp`/`compact` or
+    an (idx, gain, add, floor) quadruple (`ramp_floor`).
 
-    For offline renders: `x` is any tensor [.., d_in]; the identity edit returns `x` itself.
+    For offline renders: `x` is any tensor [.., d_in]; the identity edit returns `x` itself. `gate`
+    [.., T, 1] weights `on` / `clamp` per row (`energy_gate`).
     """
-    idx, gain, add = edit.compact() if isinstance(edit, Edit) else edit
+    if isinstance(edit, Edit):
+        idx, gain, add = edit.compact()
+        floor = edit.floors()
+    else:
+        idx, gain, add = edit[:3]
+        floor = edit[3] if len(edit) > 3 else None
     if idx.numel() == 0:
         return x
     with torch.no_grad():
-        return steer(x, sae.encode(x), sae.W_dec, idx, gain, add)
+        return steer(x, sae.encode(x), sae.W_dec, idx, gain, add, floor, gate)
 
 
 @dataclass
@@ -172,10 +286,16 @@ class ConceptControl:
         for what, value in (("strength", self.strength), ("gain", self.gain)):
             if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
                 raise UserError(f"concept {name!r} {what} {value:g}: expected a finite number in {LIMIT_TEXT}")
+        if self.mode == "clamp" and not 0 < self.strength <= CLAMP_LIMIT:
+            raise UserError(
+                f"concept {name!r} clamp strength {self.strength:g}: expected a number in (0, {CLAMP_LIMIT:g}] "
+                "(the floor is strength x the feature's typical activation)"
+            )
 
     @classmethod
     def parse(cls, name: str, mode: str, base: ConceptControl | None = None) -> ConceptControl:
-        """`off`, `none`, `on`, `scale`, `on:S`, `scale:G` → a validated control (other fields from `base`)."""
+        """`off`, `none`, `on`, `clamp`, `scale`, `on:S`, `clamp:S`, `scale:G` → a validated control (other
+        fields from `base`)."""
         base = base or cls()
         head, _, value = str(mode).partition(":")
         new = cls(head, base.strength, base.gain)
@@ -184,12 +304,12 @@ class ConceptControl:
                 number = float(value)
             except ValueError:
                 raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'") from None
-            if head == "on":
+            if head in ("on", "clamp"):
                 new.strength = number
             elif head == "scale":
                 new.gain = number
             else:
-                raise UserError(f"concept {name!r} mode {mode!r}: only on:S and scale:G take a value")
+                raise UserError(f"concept {name!r} mode {mode!r}: only on:S, clamp:S and scale:G take a value")
         new.validate(name)
         return new
 
@@ -216,7 +336,15 @@ def check_sets(sets: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _features_of(concept: Any) -> list[FeatureRef]:
-    feats = concept.features if hasattr(concept, "features") else concept["features"]
+    """The features a concept's edits move: its `steer` features (chosen by effect) when it has them, else
+    the features its detector uses."""
+    steer_block = getattr(concept, "steer", None)
+    if steer_block is None and isinstance(concept, Mapping):
+        steer_block = concept.get("steer")
+    chosen = getattr(steer_block, "features", None)
+    if chosen is None and isinstance(steer_block, Mapping):
+        chosen = steer_block.get("features")
+    feats = chosen or (concept.features if hasattr(concept, "features") else concept["features"])
     out = []
     for feat in feats:
         if isinstance(feat, Mapping):
@@ -326,6 +454,7 @@ class EditState:
         """Compose every control into one dense `Edit`."""
         gain = torch.ones(self.d_sae)
         add = torch.zeros(self.d_sae)
+        floor = torch.zeros(self.d_sae)
         for name, control in self.controls.items():
             if control.mode == "none":
                 continue
@@ -336,9 +465,11 @@ class EditState:
                     gain[feat.index] *= control.gain
                 elif control.mode == "on":
                     add[feat.index] += control.strength * feat.weight * feat.typical
+                elif control.mode == "clamp":
+                    floor[feat.index] = max(float(floor[feat.index]), control.strength * feat.typical)
         for index, g in self.feature_gains.items():
             gain[index] *= g
-        return Edit.from_dense(gain, add)
+        return Edit.from_dense(gain, add, floor)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON/YAML-ready snapshot: {"concepts": {name: {mode, strength, gain}}, "features": {i: gain}}."""

@@ -104,3 +104,28 @@ def test_concept_list_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "guitar" in out and "12(1.00)" in out and "0.97" in out and "demo_rave.ts" in out
     assert main(["concept", "list", "--bank", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_steer_block_round_trips_and_bad_ones_are_named(tmp_path):
+    from dataclasses import replace
+
+    from sae.bank import ConceptSteer
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    steer = ConceptSteer(0.8, [ConceptFeature(12, 1.0, 1.7), ConceptFeature(40, 0.5, 0.9)], 0.3, 0.1)
+    bank.add(replace(_concept(), steer=steer, default=ConceptDefault("clamp", 2.0)))
+    bank.save()
+    again = ConceptBank.load(tmp_path / "concepts.yaml").get("guitar")
+    assert again.steer == steer and again.default.mode == "clamp"
+    data = yaml.safe_load((tmp_path / "concepts.yaml").read_text())
+    for bad, needle in [
+        ({"threshold": 0.8}, "steer must be"),
+        ({"threshold": -1, "features": [{"index": 1}]}, "steer.threshold"),
+        ({"threshold": 1, "features": [{"index": 1}, {"index": 1}]}, "steer.features[1].index 1 appears twice"),
+        ({"threshold": 1, "features": [{"index": 1}], "extra": 2}, "steer must be"),
+    ]:
+        data["concepts"]["guitar"]["steer"] = bad
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))
+        with pytest.raises(UserError) as err:
+            ConceptBank.load(tmp_path / "bad.yaml")
+        assert needle in str(err.value) and "\n" not in str(err.value)

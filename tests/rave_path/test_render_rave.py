@@ -143,3 +143,32 @@ def test_inner_hook_concepts_render_and_refusals(tmp_path, tiny_rave_ts, tiny_mo
             render(sets, "x.wav")
         assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_gated_on_leaves_silence_silent(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):
+    """`on` / `clamp` with the gate: a silent stretch renders exactly as with no edit; ungated, `on` paints
+    onto it; over the music both move the output."""
+    from sae.steering import Gate
+
+    model, delay = tiny_model
+    x = sf.read(sorted((concept_data / "clips").iterdir())[0], dtype="float32")[0][:16384]
+    audio = np.concatenate([np.zeros(32768, np.float32), x])
+    quiet = slice(0, 32768 - 4096)  # the silent part, away from where the music's first frames leak back
+    path = tmp_path / "half_silent.wav"
+    sf.write(path, audio, 44100)
+
+    def render(sets, gate=None):
+        render_file(path, tmp_path / "o.wav", tiny_rave_ts, bank, sets, model=model, delay=delay, gate=gate)
+        return sf.read(tmp_path / "o.wav", dtype="float32")[0]
+
+    plain = render(["bright=none"])
+    for mode in ("bright=on:3", "bright=clamp:3"):
+        gated = render([mode])
+        assert np.array_equal(gated[quiet], plain[quiet]), mode
+        assert np.abs(gated[32768:] - plain[32768:]).max() > 1e-4, mode
+    ungated = render(["bright=on:3"], Gate(enabled=False))
+    assert np.abs(ungated[quiet] - plain[quiet]).max() > 1e-4
+    argv = ["render", "rave", "--in", str(path), "--out", str(tmp_path / "g.wav"), "--model", str(tiny_rave_ts)]
+    with pytest.raises(SystemExit):
+        main([*argv, "--gate-db=-40,-60"])  # low above high: argparse's one line, exit 2
+    assert not (tmp_path / "g.wav").exists()

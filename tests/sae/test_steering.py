@@ -168,3 +168,122 @@ def test_a_concept_set_twice_is_refused():
     assert check_sets([("guitar", "off"), ("drums", "on:2")]) == [("guitar", "off"), ("drums", "on:2")]
     with pytest.raises(UserError, match=r"--set guitar: given twice \(guitar=off, guitar=on:2\)"):
         check_sets([("guitar", "off"), ("drums", "on"), ("guitar", "on:2")])
+
+
+def test_clamp_raises_only_features_below_the_floor():
+    """clamp:s → f' = max(f, s·typical) on the concept's features: a feature already above is left alone."""
+    sae = _sae()
+    concepts = {"g": {"features": [{"index": 3, "weight": 0.5, "typical": 2.0}], "default": {"mode": "none"}}}
+    state = EditState.from_concepts(32, concepts)
+    state.set_mode("g", "clamp:1.5")
+    edit = state.edit()
+    assert edit.idx.tolist() == [3] and float(edit.floor[3]) == 3.0 and float(edit.add.abs().sum()) == 0.0
+    x = torch.randn(64, 8) * 3
+    with torch.no_grad():
+        f = sae.encode(x)
+        out = apply_edit(x, sae, edit)
+        f2 = f.clone()
+        f2[:, 3] = f[:, 3].clamp_min(3.0)
+        expected = sae.decode(f2) + (x - sae.decode(f))
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    above = f[:, 3] >= 3.0
+    assert above.any() and (~above).any()
+    assert torch.equal(out[above], x[above])  # already there: untouched, bit for bit
+    # a feature without a floor keeps its value beside a clamp, negative (scale:-1) included
+    both = EditState.from_concepts(32, concepts | {"h": {"features": [{"index": 7}], "default": {"mode": "none"}}})
+    both.set_mode("g", "clamp:1.5")
+    both.set_mode("h", "scale:-1")
+    with torch.no_grad():
+        f3 = f.clone()
+        f3[:, 3] = f[:, 3].clamp_min(3.0)
+        f3[:, 7] = -f[:, 7]
+        expected = sae.decode(f3) + (x - sae.decode(f))
+    assert (f[:, 7] > 0).any()
+    torch.testing.assert_close(apply_edit(x, sae, both.edit()), expected, atol=1e-5, rtol=1e-5)
+    # strengths outside (0, CLAMP_LIMIT] are refused in one line, the state unchanged
+    for bad in ("clamp:0", "clamp:-1", "clamp:11", "clamp:nan"):
+        with pytest.raises(UserError, match=r"clamp strength|finite number"):
+            state.set_mode("g", bad)
+    assert state.controls["g"].mode == "clamp" and state.controls["g"].strength == 1.5
+
+
+def test_gate_keeps_on_and_clamp_off_silence():
+    """energy_gate: 0 on silent frames, 1 on loud ones; gated on/clamp leave silent frames exactly as they are."""
+    from sae.steering import Gate, energy_gate
+
+    hop = 64
+    audio = torch.zeros(1, 4 * hop)
+    audio[0, 2 * hop :] = 0.3 * torch.randn(2 * hop, generator=torch.Generator().manual_seed(0))
+    audio[0, hop : 2 * hop] = 10 ** (-52.5 / 20) * torch.sign(torch.randn(hop))  # -52.5 dBFS: half open
+    g = energy_gate(audio, hop)
+    assert g.shape == (1, 4, 1)
+    assert g[0, :, 0].tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0], abs=1e-3)
+    torch.testing.assert_close(torch.jit.script(energy_gate)(audio, hop), g)
+    sae = _sae()
+    concepts = {"g": {"features": [{"index": 3, "weight": 1.0, "typical": 2.0}], "default": {"mode": "none"}}}
+    x = torch.randn(1, 4, 8)
+    for mode in ("on:4", "clamp:2"):
+        state = EditState.from_concepts(32, concepts)
+        state.set_mode("g", mode)
+        out = apply_edit(x, sae, state.edit(), gate=g)
+        assert torch.equal(out[0, 0], x[0, 0])  # the silent frame: nothing painted on
+        assert not torch.equal(out[0, 3], x[0, 3])
+        ungated = apply_edit(x, sae, state.edit())
+        assert not torch.equal(ungated[0, 0], x[0, 0])
+    state.set_mode("g", "off")  # off is not gated: it removes what is there, silence or not
+    f3 = sae.encode(x)[0, :, 3]
+    assert (f3 > 0).any()
+    torch.testing.assert_close(apply_edit(x, sae, state.edit(), gate=g), apply_edit(x, sae, state.edit()))
+    assert Gate(enabled=False).weights(audio, hop) is None
+    with pytest.raises(UserError, match="gate"):
+        Gate(-40.0, -60.0)
+
+
+def test_steer_features_are_used_when_the_bank_has_them():
+    concepts = {
+        "g": {
+            "features": [{"index": 3, "weight": 1.0, "typical": 2.0}],
+            "steer": {"threshold": 0.5, "features": [{"index": 3, "typical": 2.0}, {"index": 9, "typical": 1.0}]},
+            "default": {"mode": "none"},
+        }
+    }
+    state = EditState.from_concepts(32, concepts)
+    state.set_mode("g", "off")
+    assert state.edit().idx.tolist() == [3, 9]
+
+
+def test_steered_sae_with_clamp_and_gate_scripts_and_follows_the_device():
+    from sae.export import script_sae
+    from sae.steering import energy_gate
+
+    sae = _sae()
+    steered = SteeredSAE(script_sae(sae))
+    concepts = _bank_concepts()
+    state = EditState.from_concepts(32, concepts)
+    state.set_mode("guitar", "clamp:2")
+    edit = state.edit()
+    steered.set_edit(edit)
+    scripted = torch.jit.script(steered)
+    x = torch.randn(2, 5, 8)
+    gate = energy_gate(torch.randn(2, 5 * 16), 16)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x, gate), apply_edit(x, sae, edit, gate=gate), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(scripted(x), apply_edit(x, sae, edit), atol=1e-5, rtol=1e-5)
+    assert steered.floor.device == steered.sae.W_dec.device
+
+
+def test_ramp_floor_moves_to_the_new_clamp():
+    from sae.steering import ramp_floor
+
+    d = 16
+    prev = Edit.identity(d)
+    floor = torch.zeros(d)
+    floor[4] = 2.0
+    cur = Edit.from_dense(torch.ones(d), torch.zeros(d), floor)
+    idx = ramp(prev, cur, 4)[0]
+    assert idx.tolist() == [4]
+    fl = ramp_floor(prev, cur, idx, 4)
+    assert fl[:, 0].tolist() == pytest.approx([0.5, 1.0, 1.5, 2.0])
+    assert ramp_floor(prev, prev, prev.idx, 4) is None
+    with pytest.raises(UserError, match="floor"):
+        Edit.from_dense(torch.ones(d), torch.zeros(d), -floor)

@@ -35,3 +35,15 @@ def _positive_floats(text: str) -> tuple[float, ...]:
 positive_floats = _checked(
     _positive_floats, lambda vs: all(0 < v < float("inf") for v in vs), "comma-separated positive numbers, e.g. 1,4,16"
 )
+
+
+def _gate_levels(text: str) -> tuple[float, float]:
+    lo, hi = (float(v) for v in text.split(","))
+    return lo, hi
+
+
+gate_levels = _checked(
+    _gate_levels,
+    lambda v: v[0] < v[1] and all(abs(x) < float("inf") for x in v),
+    "LO,HI dBFS with LO < HI, e.g. -60,-45",
+)

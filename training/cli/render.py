@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli.args import gate_levels
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_rave(subparsers)
@@ -29,12 +31,21 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="NAME=MODE",
-        help="concept edit: NAME=off, NAME=on[:STRENGTH], NAME=scale:GAIN, NAME=none (repeatable)",
+        help="concept edit: NAME=off, NAME=on[:STRENGTH], NAME=clamp[:STRENGTH], NAME=scale:GAIN, NAME=none "
+        "(repeatable)",
     )
     p.add_argument(
         "--block", type=int, default=None, help="samples per model call, a multiple of the ratio (default about 16384)"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise fill")
+    p.add_argument(
+        "--gate-db",
+        type=gate_levels,
+        default=(-60.0, -45.0),
+        metavar="LO,HI",
+        help="on/clamp act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45)",
+    )
+    p.add_argument("--no-gate", action="store_true", help="on/clamp act on every frame, silence included")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_rave)
@@ -47,6 +58,7 @@ def run_rave(args: argparse.Namespace) -> int:
 
     from realtime.render_rave import parse_sets, render_file
     from sae.paths import check_audio_out
+    from sae.steering import Gate
 
     check_audio_out(args.out)
     parse_sets(args.sets)
@@ -65,6 +77,7 @@ def run_rave(args: argparse.Namespace) -> int:
             args.seed,
             not args.no_align,
             lambda i, n: progress.update(task, completed=i, total=n),
+            gate=Gate(*args.gate_db, enabled=not args.no_gate),
         )
     for line in report.notes:
         console.print(f"note: {line}", highlight=False)
