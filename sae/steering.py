@@ -42,7 +42,10 @@ from torch import Tensor, nn
 
 from sae.errors import UserError
 
-MODES = ("none", "off", "on", "clamp", "scale")
+MODES = ("none", "off", "on", "scale")
+"""The modes every steering consumer implements (engine, renders, the nn~ export)."""
+ALL_MODES = ("none", "off", "on", "clamp", "scale")
+"""MODES plus `clamp`, for consumers that apply floors (`Edit.floor`): `EditState` and the renders."""
 STRENGTH_LIMIT = 100.0
 """Largest |strength| of `on`, |gain| of `scale` and |gain| of a raw feature: one limit for the command line's
 `--set`, presets, bank defaults and OSC alike (beyond it an edit only clips the output)."""
@@ -274,15 +277,16 @@ def apply_edit(
 
 @dataclass
 class ConceptControl:
-    """How one concept is steered right now: `mode` in MODES, `strength` for `on`, `gain` for `scale`."""
+    """How one concept is steered right now: `mode` in ALL_MODES, `strength` for `on` / `clamp`, `gain` for
+    `scale`."""
 
     mode: str = "none"
     strength: float = 1.0
     gain: float = 1.0
 
     def validate(self, name: str) -> None:
-        if self.mode not in MODES:
-            raise UserError(f"concept {name!r} mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.mode not in ALL_MODES:
+            raise UserError(f"concept {name!r} mode {self.mode!r}: expected one of {', '.join(ALL_MODES)}")
         for what, value in (("strength", self.strength), ("gain", self.gain)):
             if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
                 raise UserError(f"concept {name!r} {what} {value:g}: expected a finite number in {LIMIT_TEXT}")
