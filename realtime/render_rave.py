@@ -220,13 +220,23 @@ def render_array(
 
 @dataclass
 class RenderReport:
+    """Args:
+    seconds_audio: length of the input.
+    seconds_wall: the audio work only (encode, edit, decode of every block), what `rtf` divides.
+    delay: samples of the model's own delay removed from the output.
+    notes: one-line notes (resampling, channel mixing, silence).
+    seconds_startup: loading the model, the bank and the input, measuring the delay, writing the file.
+    """
+
     seconds_audio: float
     seconds_wall: float
     delay: int
     notes: list[str]
+    seconds_startup: float = 0.0
 
     @property
     def rtf(self) -> float:
+        """Real-time factor of the audio work: seconds of computing per second of audio (< 1: faster)."""
         return self.seconds_wall / max(self.seconds_audio, 1e-9)
 
 
@@ -280,6 +290,8 @@ def render_file(
         sae, edit, hook = steering.sae, steering.edit_for(parsed), steering.hook
     delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
+    t_work = time.perf_counter()
     y = render_array(stream, audio, sae, edit, block, delay, seed, progress, hook=hook, gate=gate)
+    work = time.perf_counter() - t_work
     write_audio(Path(out_path), y, model.sr)
-    return RenderReport(len(audio) / model.sr, time.perf_counter() - t0, delay, notes)
+    return RenderReport(len(audio) / model.sr, work, delay, notes, time.perf_counter() - t0 - work)

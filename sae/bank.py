@@ -243,18 +243,24 @@ class ConceptBank:
         """A rich Table: one row per concept."""
         from rich.table import Table
 
-        table = Table(title=f"{self.path} — {len(self)} concept(s)")
-        for col in ("concept", "model", "hook", "sae", "features", "default", "AUROC sae / dm / raw"):
-            table.add_column(col)
+        table = Table(
+            title=f"{self.path} — {len(self)} concept(s)",
+            caption="features: SAE feature indices, largest probe weight first. AUROC (held out): SAE probe / "
+            "difference of means / logistic probe on the raw activations.",
+            caption_justify="left",
+        )
+        for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC\nSAE/dm/raw"):
+            table.add_column(col, no_wrap=col.startswith("AUROC"))
         for c in self:
-            feats = ", ".join(f"{f.index}({f.weight:.2f})" for f in c.features[:6])
-            if len(c.features) > 6:
-                feats += f" +{len(c.features) - 6}"
+            feats = ", ".join(str(f.index) for f in c.features[:8])
+            if len(c.features) > 8:
+                feats += f" +{len(c.features) - 8}"
             default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
-            auroc = " / ".join(
+            auroc = "/".join(
                 f"{c.auroc[k]:.2f}" if k in c.auroc else "-" for k in ("sae_probe", "diff_means", "logistic_raw")
             )
-            table.add_row(c.name, f"{c.model.name} ({c.model.sha256[:8]})", c.hook, c.sae, feats, default, auroc)
+            where = f"{c.model.name} ({c.model.sha256[:8]})\n{c.hook} · {c.sae}"
+            table.add_row(c.name, where, feats, default, auroc)
         return table
 
 

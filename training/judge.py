@@ -149,40 +149,45 @@ def plot_judge(result: dict, path: Path) -> None:
 
 
 def rich_table(result: dict):
+    """The judge's figures in a table that fits 80 columns (two-line headers, no vertical rules)."""
+    from rich import box
     from rich.table import Table
 
     t = Table(
         title=f"outside judge: {result['model']['name']}, {result['held_out_clips']} held-out clips, "
-        f"on strengths {', '.join(f'{v:g}' for v in result.get('strengths', [1.0]))}"
+        f"on strengths {', '.join(f'{v:g}' for v in result.get('strengths', [1.0]))}",
+        caption="detection by the judge in % of clips; with / without: held-out clips with or without the concept; "
+        "(s): strength of on; drift: largest change of another concept, in points; the judge's own accuracy on "
+        "the clean held-out clips: "
+        + ", ".join(f"{n} {a:.0f}%" for n, a in result["judge"]["clean_heldout_accuracy"].items()),
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
     )
     for col in (
         "concept",
         "edit",
-        "clean acc",
-        "with: none → off",
+        "with:\nnone→off",
         "drop",
-        "without: none → on (s)",
+        "without:\nnone→on (s)",
         "rise",
-        "worst drift",
-        "goals",
+        "worst\ndrift",
+        "goals\noff on drift",
     ):
-        t.add_column(col, justify="left" if col in ("concept", "edit", "goals") else "right")
+        t.add_column(col, justify="left" if col.startswith(("concept", "edit", "goals")) else "right", no_wrap=True)
     for name, e in result["concepts"].items():
         for label, arm in (("SAE", e), ("mean-diff", e.get("baseline"))):
             if arm is None:
                 continue
             g = arm["goals_met"]
-            goals = " ".join(
-                f"{k}{'✓' if ok else '✗'}"
-                for k, ok in (("off", g["off_drop"]), ("on", g["on_rise"]), ("drift", g["drift"]))
-            )
+            goals = "  ".join("✓" if ok else "✗" for ok in (g["off_drop"], g["on_rise"], g["drift"]))
             t.add_row(
                 name if label == "SAE" else "",
                 label,
-                f"{result['judge']['clean_heldout_accuracy'][name]:.0f}%" if label == "SAE" else "",
-                f"{e['none']['with']:.0f}% → {arm['off']['with']:.0f}%",
+                f"{e['none']['with']:.0f}→{arm['off']['with']:.0f}%",
                 f"{arm['off_drop']:+.0f}",
-                f"{e['none']['without']:.0f}% → {arm['on']['without']:.0f}% "
+                f"{e['none']['without']:.0f}→{arm['on']['without']:.0f}% "
                 f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
                 f"{arm['on_rise']:+.0f}",
                 f"{arm['max_drift']:.0f}",

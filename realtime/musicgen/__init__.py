@@ -45,6 +45,10 @@ def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu"
         raise UserError(f"--backend {backend!r}: expected auto or one of {', '.join(BACKENDS)}")
     else:
         detect_backend(source)  # same checks on the source
+    if not Path(source).exists():  # a hub id: from the cache, or from a hub that answers; refused in seconds
+        from realtime.musicgen.hub import check_hub
+
+        check_hub(source, backend)
     try:
         if backend == "audiocraft":
             from realtime.musicgen.audiocraft_backend import AudiocraftMusicGen

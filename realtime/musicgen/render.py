@@ -12,7 +12,8 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,6 +171,28 @@ def render(
         return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
     with mg.hooks(steering.layer_fns()):
         return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
+
+
+def generation_steps(mg: MusicGenBackend, duration: float) -> int:
+    """LM steps of one generation: the audio frames plus the delay pattern's tail (one per extra codebook)."""
+    return mg.frames(duration) + mg.n_q - 1
+
+
+@contextmanager
+def step_progress(mg: MusicGenBackend, on_step: Callable[[int], None]) -> Iterator[None]:
+    """Call `on_step(n)` after the n-th forward of the first layer, i.e. after each generation step."""
+    count = 0
+
+    def hook(module, args, output) -> None:
+        nonlocal count
+        count += 1
+        on_step(count)
+
+    handle = mg.layers()[0].register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:

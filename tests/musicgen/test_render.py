@@ -211,3 +211,19 @@ def test_transformers_backend_steers_the_same_way(tmp_path, transformers_dir):
     edited = render(tf, ["lofi"], 0.3, seed=1, steering=BankSteering(tf, bank, [parse_set("piano=on:4")]))
     assert torch.equal(plain.wav, none.wav)
     assert (edited.codes != plain.codes).float().mean() > 0.2
+
+
+@pytest.mark.parametrize("backend", ["audiocraft", "transformers"])
+def test_progress_counts_generation_steps(backend, audiocraft_dir, transformers_dir):
+    """The render bar's unit: one tick per LM step, frames + delay tail (transformers adds its prompt step)."""
+    from realtime.musicgen.render import generation_steps, step_progress
+
+    model = load_musicgen(audiocraft_dir if backend == "audiocraft" else transformers_dir)
+    ticks: list[int] = []
+    with step_progress(model, ticks.append):
+        model.generate(["rock guitar"], 0.5, seed=0)
+    steps = generation_steps(model, 0.5)
+    assert steps == model.frames(0.5) + model.n_q - 1
+    assert ticks == list(range(1, len(ticks) + 1)) and steps <= len(ticks) <= steps + 1
+    model.generate(["rock guitar"], 0.2, seed=0)
+    assert len(ticks) <= steps + 1  # the hook is gone after the block

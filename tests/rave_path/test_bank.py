@@ -102,7 +102,7 @@ def test_concept_list_cli(tmp_path, capsys):
     bank.save()
     assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "guitar" in out and "12(1.00)" in out and "0.97" in out and "demo_rave.ts" in out
+    assert "guitar" in out and "12, 3" in out and "0.97" in out and "demo_rave.ts" in out
     assert main(["concept", "list", "--bank", str(tmp_path / "missing.yaml")]) == 2
 
 

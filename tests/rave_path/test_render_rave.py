@@ -172,3 +172,12 @@ def test_gated_on_leaves_silence_silent(tmp_path, tiny_rave_ts, tiny_model, conc
     with pytest.raises(SystemExit):
         main([*argv, "--gate-db=-40,-60"])  # low above high: argparse's one line, exit 2
     assert not (tmp_path / "g.wav").exists()
+
+
+def test_render_report_times_the_audio_work_apart_from_start_up(tmp_path, tiny_rave_ts, concept_data):
+    """RTF divides the block work only; loading the model and measuring its delay are start-up."""
+    clip = sorted((concept_data / "clips").iterdir())[0]
+    report = render_file(clip, tmp_path / "out.wav", tiny_rave_ts, None, [])
+    assert report.seconds_audio == pytest.approx(1.0, abs=0.01)
+    assert report.rtf == pytest.approx(report.seconds_wall / report.seconds_audio)
+    assert report.seconds_wall > 0 and report.seconds_startup > 0

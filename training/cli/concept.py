@@ -135,7 +135,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     from sae.bank import ConceptBank
 
-    Console(width=200).print(ConceptBank.load(args.bank).rich_table())
+    Console().print(ConceptBank.load(args.bank).rich_table())
     return 0
 
 
@@ -190,7 +190,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
 
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.bank import ConceptBank
@@ -255,18 +254,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 )
                 progress.advance(task)
 
-    table = Table(title=f"held-out AUROC per layer, {mg.name}: SAE probe (best raw baseline)")
-    table.add_column("concept")
-    for i in layers:
-        table.add_column(f"L{i}", justify="right")
-    rows = []
+    rows, cells, best = [], {}, {}
     for name in concepts:
-        cells = []
-        best = max(layers, key=lambda i: results[name, i].report.auroc["sae_probe"])
+        best[name] = max(layers, key=lambda i: results[name, i].report.auroc["sae_probe"])
         for i in layers:
             rep = results[name, i].report
-            cell = f"{rep.auroc['sae_probe']:.2f} ({rep.best_baseline()[1]:.2f})"
-            cells.append(f"[bold]{cell}[/]" if i == best else cell)
+            cells[name, i] = f"{rep.auroc['sae_probe']:.2f}/{rep.best_baseline()[1]:.2f}"
             rows.append(
                 {
                     "concept": name,
@@ -278,10 +271,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     "n_without": rep.n_without,
                 }
             )
-        table.add_row(name, *cells)
         if bank is not None:
-            bank.add(results[name, args.layer if args.layer is not None else best].concept)
-    console.print(table)
+            bank.add(results[name, args.layer if args.layer is not None else best[name]].concept)
+    for table in layer_tables(mg.name, list(concepts), layers, cells, best):
+        console.print(table)
     if args.table_out:
         out = Path(args.table_out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +286,29 @@ def run_musicgen(args: argparse.Namespace) -> int:
         bank.save()
         console.print(f"added {', '.join(concepts)} to {bank.path}")
     return 0
+
+
+def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict, best: dict[str, int]) -> list:
+    """Held-out AUROC per layer, one row per layer and a column per concept (as many tables as 80 columns need)."""
+    from rich.table import Table
+
+    per_table = 5  # "0.93/0.88" cells: five concepts and the layer column fit 80 columns
+    tables = []
+    for start in range(0, len(concepts), per_table):
+        names = concepts[start : start + per_table]
+        table = Table(
+            title=f"held-out AUROC per layer, {model}",
+            caption="SAE probe / best raw baseline; bold: the concept's best layer",
+            caption_justify="left",
+        )
+        table.add_column("layer", justify="right")
+        for name in names:
+            table.add_column(name, justify="right")
+        for i in layers:
+            row = [f"[bold]{cells[n, i]}[/]" if best[n] == i else cells[n, i] for n in names]
+            table.add_row(str(i), *row)
+        tables.append(table)
+    return tables
 
 
 def concept_files_pair(with_dir: str, without_dir: str):

@@ -42,6 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="musicsae",
         description="Sparse autoencoders that find and steer musical concepts in RAVE and MusicGen.",
     )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show third-party warnings, log lines and progress bars (silenced by default)",
+    )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     for group, module_name in COMMANDS:
@@ -59,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn `UserError` into one line on stderr."""
     from sae.errors import UserError
+    from training.cli.quiet import quiet
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with quiet(args.verbose):
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"musicsae: error: {exc}", file=sys.stderr)
         return 2

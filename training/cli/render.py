@@ -83,8 +83,9 @@ def run_rave(args: argparse.Namespace) -> int:
         console.print(f"note: {line}", highlight=False)
     edits = ", ".join(args.sets) or "no edit"
     console.print(
-        f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}) in {report.seconds_wall:.2f} s "
-        f"(RTF {report.rtf:.2f}, delay {report.delay} samples removed)",
+        f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}), rendered in {report.seconds_wall:.2f} s "
+        f"(RTF {report.rtf:.2f}) after {report.seconds_startup:.1f} s of start-up and writing; the model's delay "
+        f"({report.delay} samples) removed",
         highlight=False,
     )
     return 0
@@ -129,16 +130,25 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
+    import time
+
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     from pathlib import Path
 
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from realtime.musicgen import load_musicgen
-    from realtime.musicgen.render import BankSteering, parse_set, render, write_audio
+    from realtime.musicgen.render import (
+        BankSteering,
+        generation_steps,
+        parse_set,
+        render,
+        step_progress,
+        write_audio,
+    )
     from sae.bank import ConceptBank
     from sae.errors import UserError
     from sae.paths import check_audio_out, check_output_dir
@@ -180,18 +190,38 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if too_long:
         raise UserError(f"duration {too_long[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=len(jobs) == 1) as progress:
-        task = progress.add_task(f"{mg.name}: rendering", total=len(jobs))
-        for job in jobs:
-            steering = steerings[tuple(job.sets)]
-            gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
-            write_audio(job.out, gen.wav[0], mg.sample_rate)
-            if args.plain:
-                plain = render(mg, [job.prompt], job.duration, job.seed, None, args.cfg_coef, args.top_k)
-                write_audio(job.out.with_suffix(".plain" + job.out.suffix), plain.wav[0], mg.sample_rate)
-            progress.advance(task)
+    # progress in what the user waits for: generation steps, and the seconds of audio they amount to
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=24),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TextColumn("{task.fields[audio]:.1f}/{task.fields[duration]:g} s of audio"),
+        TimeRemainingColumn(),
+    )
+    renders = [(job, steerings[tuple(job.sets)], job.out) for job in jobs]
+    if args.plain:
+        renders += [(job, None, job.out.with_suffix(".plain" + job.out.suffix)) for job in jobs]
+    t0 = time.perf_counter()
+    with Progress(*columns, console=console, transient=True) as progress:
+        for job, steering, out in renders:
+            steps = generation_steps(mg, job.duration)
+            task = progress.add_task(out.name, total=steps, audio=0.0, duration=job.duration)
+
+            def on_step(n: int, task=task, steps=steps, job=job) -> None:
+                done = min(n, steps)
+                progress.update(task, completed=done, audio=min(job.duration, done / mg.frame_rate))
+
+            with step_progress(mg, on_step):
+                gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
+            progress.update(task, completed=steps, audio=job.duration)
+            write_audio(out, gen.wav[0], mg.sample_rate)
     where = jobs[0].out if len(jobs) == 1 else args.out_dir
     edits = sorted({s for job in jobs for s in job.sets})
-    console.print(f"rendered {len(jobs)} file(s) to {where}" + (f" with {', '.join(edits)}" if edits else ""))
+    seconds = sum(job.duration for job, _, _ in renders)
+    console.print(
+        f"rendered {len(renders)} file(s), {seconds:g} s of audio, to {where}"
+        + (f" with {', '.join(edits)}" if edits else "")
+        + f" in {time.perf_counter() - t0:.1f} s (after loading the model)",
+        highlight=False,
+    )
     return 0

@@ -13,6 +13,7 @@ import json
 import sys
 
 from training.cli.args import fraction, nonneg_int, positive_float, positive_int
+from training.cli.tables import hook_legend, short_hook
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -89,7 +90,6 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-    from rich.table import Table
 
     from sae.paths import check_output_dir
     from sae.store import ActivationStore
@@ -125,15 +125,15 @@ def run_train(args: argparse.Namespace) -> int:
         show = info.main and not args.quiet
         with Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
-            TextColumn("FVU {task.fields[fvu]:.4f}  L0 {task.fields[l0]:.1f}  dead {task.fields[dead]:.3f}"),
+            TextColumn("train batch: FVU {task.fields[fvu]:.3f} L0 {task.fields[l0]:.1f} dead {task.fields[dead]:.0%}"),
             TimeRemainingColumn(),
             console=console,
             disable=not show,
             transient=False,
         ) as progress:
-            task = progress.add_task(hook, total=cfg.total_steps(), fvu=float("nan"), l0=0.0, dead=0.0)
+            task = progress.add_task(short_hook(hook), total=cfg.total_steps(), fvu=float("nan"), l0=0.0, dead=0.0)
 
             def on_step(step: int, total: int, stats: dict, task=task, progress=progress) -> None:
                 progress.update(task, completed=step, fvu=stats["fvu"], l0=stats["l0"], dead=stats["dead"])
@@ -146,25 +146,41 @@ def run_train(args: argparse.Namespace) -> int:
             if metrics.get("skipped_nonfinite_rows"):
                 console.print(f"[yellow]{hook}: skipped {metrics['skipped_nonfinite_rows']} rows with NaN/inf")
     if info.main:
-        table = Table(title=f"SAEs in {args.out}")
-        for col in ("hook", "FVU", "L0", "dead", "tokens/s", "k", "d_sae"):
-            table.add_column(col)
-        for hook, m in results.items():
-            table.add_row(
-                hook,
-                f"{m['fvu']:.4f}",
-                f"{m['l0']:.1f}",
-                f"{m['dead_fraction']:.4f}",
-                f"{m['tokens_per_s']:.0f}",
-                str(m["k"]),
-                str(m["d_sae"]),
-            )
-        Console().print(table)
+        Console().print(train_table(results, args.out))
     if info.enabled:
         import torch.distributed as dist
 
         dist.destroy_process_group()
     return 0
+
+
+def train_table(results: dict[str, dict], out: str):
+    """The end-of-training table: held-out metrics, labelled apart from the training-batch ones of the bar."""
+    from rich.table import Table
+
+    rows = {m.get("rows") for m in results.values()}
+    split = {m.get("split", "eval") for m in results.values()}
+    held = f"{split.pop()} split, {rows.pop()} rows" if len(rows) == 1 and len(split) == 1 else "held-out rows"
+    dead_tokens = {m.get("dead_tokens") for m in results.values()}
+    caption = (
+        f"FVU, L0 and never fired: on the held-out rows ({held}). Dead in training: no firing in the last "
+        f"{dead_tokens.pop() if len(dead_tokens) == 1 else 'dead_tokens'} training rows (AuxK revives those)."
+    )
+    legend = hook_legend(results)
+    table = Table(title=f"SAEs in {out}", caption=caption + (f" {legend}." if legend else ""), caption_justify="left")
+    for col in ("hook", "FVU", "L0", "never\nfired", "dead in\ntraining", "rows/s", "k / d_sae"):
+        table.add_column(col, justify="left" if col == "hook" else "right", no_wrap=col == "hook")
+    for hook, m in results.items():
+        table.add_row(
+            short_hook(hook),
+            f"{m['fvu']:.4f}",
+            f"{m['l0']:.1f}",
+            f"{m['dead_fraction']:.1%}",
+            f"{m['train_dead_fraction']:.1%}",
+            f"{m['tokens_per_s']:.0f}",
+            f"{m['k']} / {m['d_sae']}",
+        )
+    return table
 
 
 def run_eval(args: argparse.Namespace) -> int:

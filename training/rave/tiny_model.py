@@ -8,6 +8,7 @@ way RAVE's validation does it; `export_run` then calls acids-rave's own exporter
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -41,11 +42,22 @@ class RaveBuildConfig:
 
 def _parse_gin(cfg: RaveBuildConfig) -> None:
     import gin
-    import rave  # noqa: F401  (registers the config search paths and configurables)
+    import rave
 
     gin.clear_config()
     bindings = [f"{k} = {v!r}" for k, v in {**cfg.bindings, "SAMPLING_RATE": cfg.sample_rate}.items()]
-    gin.parse_config_files_and_bindings([f"{c}.gin" for c in cfg.configs], bindings)
+    # gin logs "ERROR:root:Path not found: v2_small.gin" for every search-path entry it tries before the one
+    # that holds the file; a config that is really missing still raises (IOError) below
+    logging.disable(logging.ERROR)
+    try:
+        gin.parse_config_files_and_bindings([f"{c}.gin" for c in cfg.configs], bindings)
+    except OSError:
+        known = sorted(p.stem for p in (Path(rave.__file__).parent / "configs").glob("*.gin"))
+        raise UserError(
+            f"--config {', '.join(cfg.configs)}: not all are acids-rave gin configs (known: {', '.join(known)})"
+        ) from None
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def build_model(cfg: RaveBuildConfig) -> torch.nn.Module:

@@ -1,0 +1,41 @@
+"""Quiet by default: building the tiny models prints our one line each and nothing else (no gin search-path
+ERRORs, no deprecation warnings, no transformers config notes, no progress bars); `-v` brings them back.
+Run in fresh interpreters, as a user's shell would (warnings fire once, at first import)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+NOISE = ("Warning", "ERROR:root", "[transformers]", "Writing model shards", "Traceback", "%|")
+
+
+def _run(tmp_path: Path, *argvs: list[str]) -> subprocess.CompletedProcess:
+    code = "import sys; from training.cli import main\nfor a in sys.argv[1:]: assert main(a.split('|')) == 0"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for key in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS", "PYTHONWARNINGS"):
+        env.pop(key, None)
+    args = ["|".join(a) for a in argvs]
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_tiny_models_build_quietly_and_v_shows_the_noise(tmp_path):
+    quiet = _run(
+        tmp_path,
+        ["models", "rave", "--out", "tiny.ts"],
+        ["models", "musicgen", "--out", "tiny_ac"],
+        ["models", "musicgen", "--out", "tiny_tf", "--backend", "transformers"],
+    )
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == "", quiet.stderr
+    lines = quiet.stdout.splitlines()
+    assert len(lines) == 3 and lines[0].startswith("wrote streaming RAVE export tiny.ts"), lines
+    loud = _run(tmp_path, ["-v", "models", "musicgen", "--out", "tiny_tf2", "--backend", "transformers"])
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert any(word in loud.stderr for word in NOISE), loud.stderr  # the third-party noise the default hides

@@ -1,0 +1,108 @@
+"""The tables a first hour prints fit an 80-column terminal: nothing truncated to `decoder.model.decoder.laye…`
+or `conce…`, no line wider than 80."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from training.cli.concept import layer_tables
+from training.cli.sae import train_table
+from training.cli.tables import hook_legend, short_hook
+from training.judge import rich_table
+
+CONCEPTS = ("guitar", "piano", "strings", "brass", "bass", "drums", "voice", "distortion")
+
+
+def _render(*renderables) -> list[str]:
+    console = Console(width=80, file=io.StringIO(), color_system=None)
+    for r in renderables:
+        console.print(r)
+    return console.file.getvalue().splitlines()
+
+
+def _fits(lines: list[str]) -> None:
+    assert lines
+    assert not [line for line in lines if "…" in line or len(line) > 80], "\n".join(lines)
+
+
+def test_short_hooks():
+    assert short_hook("decoder.model.decoder.layers.17") == "layer 17"
+    assert short_hook("transformer.layers.3") == "layer 3"
+    assert short_hook("encoder.net.4") == "encoder.net.4" and short_hook("latent") == "latent"
+    assert hook_legend(["transformer.layers.0", "latent"]) == "layer i = transformer.layers.i"
+
+
+def test_sae_train_table_of_24_musicgen_layers():
+    metrics = {
+        "fvu": 0.123456,
+        "l0": 32.0,
+        "dead_fraction": 0.4297,
+        "train_dead_fraction": 0.148,
+        "tokens_per_s": 123456.0,
+        "k": 32,
+        "d_sae": 16384,
+        "rows": 52000,
+        "split": "eval",
+        "dead_tokens": 1000000,
+    }
+    results = {f"decoder.model.decoder.layers.{i}": metrics for i in range(24)}
+    lines = _render(train_table(results, "runs/musicgen_small_saes"))
+    _fits(lines)
+    text = " ".join(" ".join(lines).split())
+    assert "layer 23" in text and "never" in text and "dead in" in text and "(eval split, 52000 rows)" in text
+    assert "layer i = decoder.model.decoder.layers.i" in text
+
+
+def test_concept_list_table(tmp_path):
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    ref = ModelRef("demo_rave.ts", "91ae76d4" * 8)
+    for n, name in enumerate(CONCEPTS):
+        feats = [ConceptFeature(100 + i, 1.0 - i / 30, 0.5) for i in range(25 - n)]
+        bank.add(Concept(name, ref, "latent", "sae/latent", feats, ConceptDefault("on", 1.5), auroc={
+            "sae_probe": 0.79, "diff_means": 0.83, "logistic_raw": 0.68}))  # fmt: skip
+    _fits(_render(bank.rich_table()))
+
+
+def _arm(off: float, on: float) -> dict:
+    return {
+        "off": {"with": off},
+        "on": {"without": on},
+        "strength_on": 16.0,
+        "off_drop": 100.0 - off,
+        "on_rise": on,
+        "max_drift": 12.5,
+        "goals_met": {"off_drop": off < 50, "on_rise": on > 50, "drift": False},
+    }
+
+
+def test_judge_table():
+    concepts = {}
+    for name in CONCEPTS:
+        entry = {"none": {"with": 100.0, "without": 0.0}} | _arm(0.0, 100.0)
+        entry["baseline"] = _arm(100.0, 0.0)
+        concepts[name] = entry
+    result = {
+        "model": {"name": "demo_rave.ts"},
+        "held_out_clips": 40,
+        "strengths": [1.0, 2.0, 4.0, 8.0, 16.0],
+        "judge": {"clean_heldout_accuracy": dict.fromkeys(CONCEPTS, 97.5)},
+        "concepts": concepts,
+    }
+    lines = _render(rich_table(result))
+    _fits(lines)
+    assert "distortion" in "\n".join(lines) and "100→0%" in "\n".join(lines)
+
+
+def test_per_layer_auroc_tables_of_24_layers_and_8_concepts():
+    layers = list(range(24))
+    cells = {(n, i): f"0.{50 + i}/0.{90 - i}" for n in CONCEPTS for i in layers}
+    best = dict.fromkeys(CONCEPTS, 7)
+    tables = layer_tables("facebook/musicgen-small", list(CONCEPTS), layers, cells, best)
+    assert len(tables) == 2  # 5 + 3 concepts
+    lines = _render(*tables)
+    _fits(lines)
+    text = "\n".join(lines)
+    assert all(name in text for name in CONCEPTS) and "0.73/0.67" in text

@@ -1,0 +1,68 @@
+"""Quiet by default: third-party warnings, log lines and progress bars that say nothing to the user are silenced
+while a command runs; `musicsae -v COMMAND` shows them. Our own warnings (sae, realtime, training) always show.
+
+Everything is restored when the command returns, so commands run in-process (tests, notebooks) leave the
+interpreter as they found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Iterator
+
+OURS = r"(sae|realtime|training)(\.|$)"
+# read by transformers / huggingface_hub / tqdm when they are imported or log; set only when not set by the user
+QUIET_ENV = {
+    "TRANSFORMERS_VERBOSITY": "error",  # config validation notes ("pad_token_id must be ...") and advisories
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # "Writing model shards", download bars
+    "TOKENIZERS_PARALLELISM": "false",  # the fork warning of the tokenizers library
+}
+THIRD_PARTY_LOGGERS = ("transformers", "huggingface_hub", "audiocraft", "lightning", "pytorch_lightning", "torch")
+
+
+@contextlib.contextmanager
+def quiet(verbose: bool = False) -> Iterator[None]:
+    """Silence third-party noise for the duration of a command (nothing changes with `verbose`)."""
+    if verbose:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        yield
+        return
+    saved_env = {k: os.environ.get(k) for k in QUIET_ENV}
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
+    loggers = [logging.getLogger(name) for name in THIRD_PARTY_LOGGERS]
+    saved_levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    transformers_level = _transformers_verbosity(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("default", module=OURS)
+            yield
+    finally:
+        for lg, level in zip(loggers, saved_levels, strict=True):
+            lg.setLevel(level)
+        if transformers_level is not None:
+            _transformers_verbosity(transformers_level)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _transformers_verbosity(level: int) -> int | None:
+    """transformers reads its env only once; when it is already imported, set its verbosity directly."""
+    import sys
+
+    module = sys.modules.get("transformers.utils.logging")
+    if module is None:
+        return None
+    before = module.get_verbosity()
+    module.set_verbosity(level)
+    return before
