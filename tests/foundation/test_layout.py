@@ -54,7 +54,7 @@ def test_cli_lists_commands_and_reports_errors_in_one_line(tmp_path: Path) -> No
         text=True,
     )
     assert bad.returncode == 2
-    expected = f"musicsae: error: --out {tmp_path / 'x.bin'}: expected a path ending in .ts"
+    expected = f"musicsae: error: --out {tmp_path / 'x.bin'}: suffix '.bin'; expected a file name ending in .ts"
     assert bad.stderr.strip().splitlines() == [expected]
 
 
