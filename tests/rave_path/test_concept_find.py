@@ -201,3 +201,36 @@ def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, ca
         == 2
     )
     assert "concept name" in capsys.readouterr().err and not (tmp_path / "b.yaml").exists()
+
+
+def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tiny_model, concept_data, capsys):
+    """An SAE on decoder.net.1: the concept records the hook, the steering features chosen by effect (with
+    the threshold) and what off cannot remove; raw baselines on that layer and on the latents; an SAE of
+    another hook is refused in one line."""
+    import torch
+
+    from realtime.rave_split import hook_shape
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    model, _ = tiny_model
+    hook = "decoder.net.1"
+    width = hook_shape(model, hook)[0]
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name=hook))
+    with torch.no_grad():
+        sae.b_enc.normal_(0.0, 0.1)
+    sae_dir = save_sae(sae, tmp_path / "sae_dec")
+    bank_path = tmp_path / "concepts.yaml"
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "guitar", "--steer-threshold", "0.3") == 0
+    out = capsys.readouterr().out
+    assert "raw latents" in out and "steering moves" in out
+    c = ConceptBank.load(bank_path).get("guitar")
+    assert c.hook == hook and {"sae_probe", "diff_means", "logistic_raw", "diff_means_latent"} <= set(c.auroc)
+    assert c.steer is not None and c.steer.threshold == 0.3 and c.steer.features
+    assert -1.0 < c.steer.error_share < 2.0 and c.steer.off_left < 2.0
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", "--hook", "latent") == 2
+    err = capsys.readouterr().err.strip()
+    assert f"was trained on hook '{hook}', not 'latent'" in err and "\n" not in err
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", "--steer-threshold", "-1") == 2
+    assert "--steer-threshold -1" in capsys.readouterr().err

@@ -82,6 +82,8 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
                 str(out),
                 "--strength",
                 "1,8",
+                "--clamp",
+                "2",
                 "--max-clips",
                 "2",
             ]
@@ -101,6 +103,10 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
             assert arm["off_drop"] == e["none"]["with"] - arm["off"]["with"]
             assert arm["goals_met"]["drift"] == (arm["max_drift"] <= 10)
         assert e["baseline"]["norm"] > 0
+        assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]
+        assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"]
+        assert len(e["per_clip"]["off_with"]["guitar"]) == e["held_out_with"]
+    assert result["hook"] == "latent" and result["gate"]["enabled"] and result["clamp_strengths"] == [2.0]
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
         main(
             [

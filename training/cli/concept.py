@@ -22,7 +22,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="streaming RAVE .ts export (or a MusicGen folder / hub id: the SAE's hook names the layer)",
     )
-    f.add_argument("--sae", required=True, help="SAE directory trained on that model's latents")
+    f.add_argument("--sae", required=True, help="SAE directory trained on one hook of that model")
+    f.add_argument(
+        "--hook",
+        default=None,
+        help="RAVE hook the SAE reads: latent, encoder.net.N, decoder.net.N (default: the SAE's own; another is "
+        "refused)",
+    )
+    f.add_argument(
+        "--steer-threshold",
+        type=float,
+        default=0.8,
+        help="effect size (with - without over pooled std) a feature needs to be steered (default 0.8; 0: steer "
+        "only the probe's features)",
+    )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
     f.add_argument("--min-examples", type=int, default=6, help="usable clips needed per side (default 6)")
@@ -30,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--default",
         dest="mode",
-        choices=["none", "off", "on", "scale"],
+        choices=["none", "off", "on", "clamp", "scale"],
         default="none",
         help="the concept's mode when a live session or render starts (default none: no edit until "
         "switched, e.g. over OSC)",
@@ -103,6 +116,8 @@ def run_find(args: argparse.Namespace) -> int:
         args.mode,
         args.strength,
         replace=not args.no_replace,
+        hook=args.hook,
+        steer_threshold=args.steer_threshold,
     )
     with console.status(f"finding {args.name!r}"):
         res = find_concept(cfg)
@@ -120,8 +135,10 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
         ("sae_probe", f"SAE sparse probe ({len(concept.features)} features)"),
         ("diff_means", "difference of means, raw activations"),
         ("logistic_raw", "logistic probe, raw activations"),
+        ("diff_means_latent", "difference of means, raw latents"),
     ):
-        table.add_row(label, f"{rep.auroc[key]:.3f}")
+        if key in rep.auroc:
+            table.add_row(label, f"{rep.auroc[key]:.3f}")
     console.print(table)
     feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.2f})" for f in concept.features)
     console.print(f"features on {concept.hook}: {feats}", highlight=False)

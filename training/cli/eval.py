@@ -33,6 +33,14 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         default=(1.0, 2.0, 4.0, 8.0, 16.0),
         help="strengths of `on` to sweep, comma-separated (default 1,2,4,8,16)",
     )
+    p.add_argument(
+        "--clamp",
+        type=positive_floats,
+        default=(),
+        metavar="STRENGTHS",
+        help="also sweep clamp:S at these strengths (each <= 10), comma-separated (default: none)",
+    )
+    p.add_argument("--no-gate", action="store_true", help="on/clamp/baseline act on silent frames too")
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -61,6 +69,8 @@ def run_steering(args: argparse.Namespace) -> int:
         args.max_clips,
         seed=args.seed,
         baseline=not args.no_baseline,
+        clamp_strengths=tuple(args.clamp),
+        gate=not args.no_gate,
     )
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))

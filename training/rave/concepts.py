@@ -1,11 +1,19 @@
 """Find a concept from user examples: clips *with* it and clips *without* it → SAE features in the bank.
 
-Every clip runs through the RAVE model (deterministic latents, `training.rave.collect`), then the SAE;
-frames are mean-pooled per clip. A k-sparse probe on the pooled SAE features picks the responsible
-features (`sae.probe`), and held-out AUROC (stratified k-fold, out of fold) is reported side by side for
-the SAE probe, a difference-in-means direction on the raw latents and a logistic probe on the raw latents.
-The concept goes into the bank with each feature's probe weight and typical activation (mean value on
-the frames where it fires in the *with* clips): `on` adds `strength × weight × typical`.
+Every clip runs through the RAVE model (deterministic rows of the SAE's hook: the latent, or an encoder /
+decoder layer pooled per latent frame, `training.rave.collect`), then the SAE; frames are mean-pooled per
+clip. A k-sparse probe on the pooled SAE features picks the few features the detector needs
+(`sae.probe`), and held-out AUROC (stratified k-fold, out of fold) is reported side by side for the SAE
+probe, a difference-in-means direction and a logistic probe on the raw rows of the same hook (and, for an
+inner hook, the difference of means on the raw latents too). The concept goes into the bank with each
+feature's probe weight and typical activation (mean value on the frames where it fires in the *with*
+clips): `on` adds `strength × weight × typical`.
+
+Steering features are chosen separately, by effect: every feature whose effect size (clip-pooled
+activation, with − without, over the pooled standard deviation) reaches `steer_threshold` (the bank's
+`steer` block records the threshold). What `off` cannot remove is measured at the hook on the clips: the
+share of the concept's mean difference left after `off` of those features (`off_left`) and the share
+carried by the SAE's error term, which every edit keeps (`error_share`).
 
 Nothing is written unless everything succeeded; the bank is saved atomically.
 """
@@ -33,13 +41,15 @@ class FindConfig:
     name: concept name.
     with_dir, without_dir: folders of clips with / without the concept.
     model: streaming RAVE `.ts`.
-    sae: SAE directory trained on that model's latents.
+    sae: SAE directory trained on one hook of that model.
     bank: concept bank YAML (created if missing).
     k: features in the sparse probe (None: chosen by inner cross-validation).
     min_examples: usable clips needed on each side.
     folds: cross-validation folds for the held-out AUROC.
     mode, strength: the concept's default control in the bank.
     replace: overwrite a concept of the same name.
+    hook: the hook the SAE reads (None: the SAE's own `hook_name`, else `latent`); another is refused.
+    steer_threshold: effect size a feature needs to be steered (0: only the probe's features).
     """
 
     name: str
@@ -55,6 +65,8 @@ class FindConfig:
     strength: float = 1.0
     seed: int = 0
     replace: bool = True
+    hook: str | None = None
+    steer_threshold: float = 0.8
 
 
 @dataclass
@@ -66,17 +78,23 @@ class FindResult:
     seconds: float = 0.0
 
 
-def check_sae_for_model(sae_dir: str | Path, cfg: dict, model) -> None:
-    """One line when the SAE was not trained on this model's latents (dim, hook or provenance)."""
+def sae_hook(cfg: dict) -> str:
+    """The hook an SAE config names (`latent` when it names none)."""
+    return cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or "latent"
+
+
+def check_sae_for_model(sae_dir: str | Path, cfg: dict, model, hook: str = "latent") -> None:
+    """One line when the SAE was not trained on this model's `hook` (hook, dim or provenance)."""
+    from realtime.rave_split import hook_shape
+
+    trained_on = sae_hook(cfg)
+    if trained_on != hook:
+        raise UserError(f"SAE {sae_dir} was trained on hook {trained_on!r}, not {hook!r}")
+    width = hook_shape(model, hook)[0]  # an unknown hook: one line listing the model's hooks
     d_in = cfg.get("d_in")
-    if d_in != model.latent_size:
-        raise UserError(
-            f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {model.latent_size} latents "
-            "(an SAE trained on another model?)"
-        )
-    hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or ""
-    if hook and hook != "latent":
-        raise UserError(f"SAE {sae_dir} was trained on hook {hook!r}; concepts are found on RAVE's 'latent' hook")
+    if d_in != width:
+        what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
+        raise UserError(f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {what} (another model's SAE?)")
     ident = (cfg.get("musicsae") or {}).get("model") or {}
     sha = ident.get("sha256") if isinstance(ident, dict) else None
     if sha and sha != model.identity.sha256:
@@ -90,25 +108,65 @@ def check_sae_for_model(sae_dir: str | Path, cfg: dict, model) -> None:
 
 
 def clip_frames(
-    model, files: list[Path], notes: AudioNotes, streams, cache: dict | None = None
+    model, files: list[Path], notes: AudioNotes, streams, cache: dict | None = None, hook: str = "latent"
 ) -> list[tuple[Path, torch.Tensor]]:
-    """Deterministic latents [frames, latent] per usable clip; `cache` (keyed by model sha256 and resolved
-    path) lets several concept searches over the same clips encode each clip once."""
-    from training.rave.collect import LATENT, activations_of
+    """Deterministic rows [frames, width] of `hook` per usable clip; `cache` (keyed by model sha256, resolved
+    path and hook) lets several concept searches over the same clips encode each clip once."""
+    from training.rave.collect import activations_of
 
     out = []
     for path in files:
         key = (model.identity.sha256, str(Path(path).resolve()))
+        key = key if hook == "latent" else (*key, hook)
         if cache is not None and key in cache:
             out.append((path, cache[key]))
             continue
         audio = read_mono(path, model.sr, notes, min_samples=model.ratio)
         if audio is not None:
-            z = activations_of(model, audio, [LATENT], 1 << 30, streams)[LATENT]
+            z = activations_of(model, audio, [hook], 1 << 30, streams)[hook]
             if cache is not None:
                 cache[key] = z
             out.append((path, z))
     return out
+
+
+def steer_features(S: np.ndarray, y: np.ndarray, fired: torch.Tensor, threshold: float) -> list[ConceptFeature]:
+    """Every feature whose effect size on the clip-pooled features S reaches `threshold` and that fires in
+    the *with* frames `fired`: weight = effect / the largest effect, typical = mean when active."""
+    eff = feature_effects(S, y)
+    top = float(eff.max()) if len(eff) else 0.0
+    out = []
+    for idx in np.flatnonzero(eff >= threshold).tolist() if threshold > 0 else []:
+        col = fired[:, idx]
+        active = col[col > 0]
+        if active.numel():
+            out.append(ConceptFeature(int(idx), float(eff[idx] / top), float(active.mean())))
+    return sorted(out, key=lambda f: -f.weight)
+
+
+@torch.no_grad()
+def what_off_leaves(sae, pos: list[torch.Tensor], neg: list[torch.Tensor], indices: list[int]) -> tuple[float, float]:
+    """(off_left, error_share): shares of the concept's mean difference d at the hook (clip means, with −
+    without) left after `off` of `indices` on the *with* clips, and carried by the SAE's error term there
+    (1 = all of it, 0 = none; projections onto d over |d|²)."""
+    from sae.steering import Edit, apply_edit
+
+    def mean(rows: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([r.double().mean(0) for r in rows]).mean(0)
+
+    d = mean(pos) - mean(neg)
+    norm2 = float(d @ d)
+    if norm2 == 0.0:
+        return 1.0, 0.0
+    gain = torch.ones(int(sae.W_dec.shape[0]))
+    gain[indices] = 0.0
+    edit = Edit.from_dense(gain, torch.zeros_like(gain))
+    off = [apply_edit(z.float(), sae, edit) for z in pos]
+    err = [z.float() - sae.decode(sae.encode(z.float())) for z in pos]
+    err_neg = [z.float() - sae.decode(sae.encode(z.float())) for z in neg]
+    off_left = float((mean(off) - mean(neg)) @ d) / norm2
+    error_share = float((mean(err) - mean(err_neg)) @ d) / norm2
+    return off_left, error_share
 
 
 def _enough(side: str, folder: str, n: int, need: int, notes: AudioNotes) -> None:
@@ -121,7 +179,9 @@ def _enough(side: str, folder: str, n: int, need: int, notes: AudioNotes) -> Non
 def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     """Probe, compare, and add the concept to the bank (saved atomically); see the module docstring."""
     from realtime.rave import RaveModel
+    from sae.bank import ConceptSteer
     from sae.io import load_sae, read_sae_cfg
+    from sae.probe import _folds, auroc, diff_means_scores
     from training.rave.collect import LATENT, make_streams
 
     t0 = time.perf_counter()
@@ -129,6 +189,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         raise UserError(f"concept name {cfg.name!r}: expected letters, digits, '_', '-' or '.'")
     if cfg.min_examples < 2:
         raise UserError(f"--min-examples {cfg.min_examples}: expected at least 2")
+    if not (np.isfinite(cfg.steer_threshold) and cfg.steer_threshold >= 0):
+        raise UserError(f"--steer-threshold {cfg.steer_threshold}: expected a number >= 0 (an effect size)")
     bank = ConceptBank.load(cfg.bank, missing_ok=True)  # a broken bank fails before any work
     if cfg.name in bank and not cfg.replace:
         raise UserError(f"concept {cfg.name!r}: already in {bank.path} (drop --no-replace to overwrite)")
@@ -143,12 +205,14 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     model = RaveModel.load(cfg.model)
     if not Path(cfg.sae).is_dir():
         raise UserError(f"--sae {cfg.sae}: no such directory")
-    check_sae_for_model(cfg.sae, read_sae_cfg(cfg.sae), model)
+    sae_cfg = read_sae_cfg(cfg.sae)
+    hook = cfg.hook or sae_hook(sae_cfg)
+    check_sae_for_model(cfg.sae, sae_cfg, model, hook)
     sae = load_sae(cfg.sae).eval()
     notes = AudioNotes()
-    streams = make_streams(model, [LATENT])
-    pos = clip_frames(model, with_files, notes, streams, cache)
-    neg = clip_frames(model, without_files, notes, streams, cache)
+    streams = make_streams(model, [hook])
+    pos = clip_frames(model, with_files, notes, streams, cache, hook)
+    neg = clip_frames(model, without_files, notes, streams, cache, hook)
     _enough("with", cfg.with_dir, len(pos), cfg.min_examples, notes)
     _enough("without", cfg.without_dir, len(neg), cfg.min_examples, notes)
     with torch.no_grad():
@@ -157,6 +221,13 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     R = np.stack([z.double().mean(0).numpy() for _, z in pos + neg])
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(int)
     report = compare_probes(S, R, y, cfg.k, cfg.folds, cfg.seed)
+    if hook != LATENT:  # the raw-latent baseline beside the inner hook's own raw rows
+        lat = clip_frames(model, [p for p, _ in pos + neg], AudioNotes(), make_streams(model, [LATENT]), cache)
+        L = np.stack([z.double().mean(0).numpy() for _, z in lat])
+        scores = np.zeros(len(y))
+        for tr, te in _folds(y, cfg.folds, cfg.seed):
+            scores[te] = diff_means_scores(L[tr], y[tr], L[te])
+        report.auroc["diff_means_latent"] = auroc(scores, y)
     effects = feature_effects(S, y)[report.probe.indices]
     if not (report.probe.weights > 0).any() or not (effects > 0).any():
         raise UserError(
@@ -171,19 +242,37 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         typical = float(active.mean()) if active.numel() else float(col.abs().max())
         features.append(ConceptFeature(int(idx), float(w), max(typical, 0.0)))
     features.sort(key=lambda f: -f.weight)
+    steer = None
+    chosen = steer_features(S, y, fired, cfg.steer_threshold)
+    if chosen:
+        off_left, error_share = what_off_leaves(
+            sae, [z for _, z in pos], [z for _, z in neg], [f.index for f in chosen]
+        )
+        steer = ConceptSteer(float(cfg.steer_threshold), chosen, off_left, error_share)
     concept = Concept(
         cfg.name,
         ModelRef(model.path.name, model.identity.sha256),
-        LATENT,
+        hook,
         bank.relative_sae(cfg.sae),
         features,
         ConceptDefault(cfg.mode, float(cfg.strength)),
         {k: float(v) for k, v in report.auroc.items()},
         concept_probe(report.probe),
+        steer,
     )
     bank.add(concept, replace=cfg.replace)
     bank.save()
     lines = notes.lines()
+    if steer is None:
+        lines.append(
+            f"no feature reaches effect size {cfg.steer_threshold:g}: edits move the probe's {len(features)} feature(s)"
+        )
+    else:
+        lines.append(
+            f"steering moves {len(chosen)} feature(s) with effect size >= {cfg.steer_threshold:g}; `off` leaves "
+            f"{100 * steer.off_left:.0f} % of the concept's mean difference at {hook} "
+            f"({100 * steer.error_share:.0f} % of it in the SAE's error term, which edits keep)"
+        )
     base_name, base = report.best_baseline()
     if not report.sae_wins:
         lines.append(

@@ -14,6 +14,11 @@ and every *other* concept's detection on the same clips is compared with no edit
 Detection rate = share of clips the judge calls positive (probability > 0.5), in percent. The reported
 `on` is the strength with the largest rise whose drift stays within the goal (else the largest rise).
 
+The SAE edits act on the hook of the bank's concepts (the latent, or an encoder / decoder layer: the model
+runs in two parts around it). With `clamp_strengths`, `clamp:s` (raise the concept's features to s × their
+typical activation where they are below) is swept on the same clips beside `on`. `on`, `clamp` and the
+baseline's shift are gated by the input's level (`sae.steering.Gate`) unless `gate` is off.
+
 Baseline, side by side: the same edits along the raw-latent difference of means of the concept (mean
 latent of the train clips with it minus without it, `d`): `off` renders z − d, `on:s` renders z + s·d.
 It needs no SAE, so when it beats the SAE edit the SAE is what falls short; when neither moves the judge,
@@ -49,6 +54,8 @@ class EvalConfig:
     strengths: strengths of `on` to sweep.
     max_clips: at most this many held-out clips per side and concept (0 = all).
     baseline: also steer along the raw-latent difference of means (no SAE).
+    clamp_strengths: strengths of `clamp` to sweep as well (empty: none).
+    gate: gate `on` / `clamp` / the baseline shift by the input's level.
     """
 
     data: str
@@ -61,12 +68,15 @@ class EvalConfig:
     block: int | None = None
     seed: int = 0
     baseline: bool = True
+    clamp_strengths: tuple[float, ...] = ()
+    gate: bool = True
 
 
 def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the judge; returns (and writes to OUT/judge.json) the results; PNG beside it."""
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
+    from sae.steering import CLAMP_LIMIT, Gate
 
     t0 = time.perf_counter()
     say = progress or (lambda s: None)
@@ -114,11 +124,21 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     strengths = tuple(cfg.strengths) or (1.0,)
     if any(not np.isfinite(v) or v <= 0 for v in strengths):
         raise UserError(f"strengths {','.join(f'{v:g}' for v in strengths)}: expected positive numbers")
+    clamps = tuple(cfg.clamp_strengths)
+    if any(not 0 < v <= CLAMP_LIMIT for v in clamps):
+        raise UserError(
+            f"clamp strengths {','.join(f'{v:g}' for v in clamps)}: expected numbers in (0, {CLAMP_LIMIT:g}]"
+        )
+    gate = Gate(enabled=cfg.gate)
 
     def render(idx: list[int], sets: list[tuple[str, str]], shift: torch.Tensor | None = None) -> list[np.ndarray]:
         edit = steering.edit_for(sets) if sets else None
+        hook = steering.hook if sets else "latent"
         return [
-            render_array(stream, test_clips[i], sae, edit, cfg.block, delay, cfg.seed + i, shift=shift) for i in idx
+            render_array(
+                stream, test_clips[i], sae, edit, cfg.block, delay, cfg.seed + i, shift=shift, hook=hook, gate=gate
+            )
+            for i in idx
         ]
 
     all_idx = list(range(len(test_clips)))
@@ -146,19 +166,20 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     for n in names:
         base[n][used] = plain[n]
 
-    def sae_edit(name: str) -> Callable[[list[int], float | None], list[np.ndarray]]:
-        return lambda idx, strength: render(idx, [(name, "off" if strength is None else f"on:{strength}")])
+    def sae_edit(name: str, mode: str = "on") -> Callable[[list[int], float | None], list[np.ndarray]]:
+        return lambda idx, strength: render(idx, [(name, "off" if strength is None else f"{mode}:{strength}")])
 
     def shift_edit(d: torch.Tensor) -> Callable[[list[int], float | None], list[np.ndarray]]:
         return lambda idx, strength: render(idx, [], -d if strength is None else strength * d)
 
-    def arm(name: str, edited: Callable[[list[int], float | None], list[np.ndarray]]) -> dict[str, Any]:
-        """Detection after `off` (strength None) and after each `on` strength, with every other concept's drift."""
-        pos, neg = sides[name]
-        off = judge.detect(edited(pos, None))
-        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in names if o != name}
+    def on_sweep(
+        name: str, edited: Callable[[list[int], float | None], list[np.ndarray]], sweep_strengths: tuple[float, ...]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Detection after each strength on the clips without the concept, every other concept's drift, and
+        the best strength (largest rise within the drift goal, else the largest rise)."""
+        neg = sides[name][1]
         sweep = []
-        for strength in strengths:
+        for strength in sweep_strengths:
             on = judge.detect(edited(neg, strength))
             drift_on = {o: hit_rate(on[o]) - hit_rate(base[o][neg]) for o in names if o != name}
             sweep.append(
@@ -168,10 +189,18 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                     "rise": hit_rate(on[name]) - hit_rate(base[name][neg]),
                     "drift": drift_on,
                     "max_drift": max(map(abs, drift_on.values()), default=0.0),
+                    "per_clip": {o: on[o].astype(int).tolist() for o in names},
                 }
             )
         within = [e for e in sweep if e["max_drift"] <= GOALS["drift"]] or sweep
-        best = max(within, key=lambda e: e["rise"])
+        return sweep, max(within, key=lambda e: e["rise"])
+
+    def arm(name: str, edited: Callable[[list[int], float | None], list[np.ndarray]]) -> dict[str, Any]:
+        """Detection after `off` (strength None) and after each `on` strength, with every other concept's drift."""
+        pos, neg = sides[name]
+        off = judge.detect(edited(pos, None))
+        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in names if o != name}
+        sweep, best = on_sweep(name, edited, strengths)
         worst = max([best["max_drift"], *map(abs, drift_off.values())])
         entry = {
             "held_out_with": len(pos),
@@ -182,6 +211,11 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
             "on": {"without": best["without"]},
             "strength_on": best["strength"],
             "sweep": sweep,
+            "per_clip": {
+                "none_with": {o: base[o][pos].astype(int).tolist() for o in names},
+                "none_without": {o: base[o][neg].astype(int).tolist() for o in names},
+                "off_with": {o: off[o].astype(int).tolist() for o in names},
+            },
         }
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = best["rise"]
@@ -202,6 +236,17 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
             "clips without it"
         )
         entry = arm(name, sae_edit(name))
+        if clamps:
+            say(f"{name}: clamp:{','.join(f'{v:g}' for v in clamps)} on the same clips")
+            sweep, best = on_sweep(name, sae_edit(name, "clamp"), clamps)
+            entry["clamp"] = {
+                "strength_on": best["strength"],
+                "on": {"without": best["without"]},
+                "on_rise": best["rise"],
+                "drift": {"on": best["drift"]},
+                "max_drift": best["max_drift"],
+                "sweep": sweep,
+            }
         if cfg.baseline:
             say(f"{name}: the same edits along the latent difference of means")
             d = directions[name]
@@ -215,6 +260,8 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "model": {"name": model.path.name, "sha256": model.identity.sha256},
         "bank": str(cfg.bank),
         "sae": str(steering.sae_dir),
+        "hook": steering.hook,
+        "gate": {"enabled": gate.enabled, "lo_db": gate.lo_db, "hi_db": gate.hi_db},
         "data": str(cfg.data),
         "judge": {
             "features": f"log-mel mean+std, {N_MELS} bands",
@@ -223,6 +270,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
             "clean_heldout_accuracy": judge.clean_accuracy,
         },
         "strengths": list(strengths),
+        "clamp_strengths": list(clamps),
         "held_out_clips": len(used),
         "goals": GOALS,
         "concepts": results,
