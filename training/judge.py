@@ -43,11 +43,15 @@ class Judge:
 
     @classmethod
     def fit(cls, clips: list[np.ndarray], rows: list[dict], concepts: Sequence[str], sr: int) -> Judge:
+        return cls.fit_features(np.stack([logmel_stats(a, sr) for a in clips]), rows, concepts, sr)
+
+    @classmethod
+    def fit_features(cls, X: np.ndarray, rows: list[dict], concepts: Sequence[str], sr: int) -> Judge:
+        """`fit` on precomputed `logmel_stats` rows (several judges on one feature matrix)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        X = np.stack([logmel_stats(a, sr) for a in clips])
         dets = {}
         for name in concepts:
             y = np.array([int(CONCEPTS[name](r)) for r in rows])
@@ -58,7 +62,9 @@ class Judge:
 
     def detect(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         """concept -> [clips] bool: the judge calls the concept present."""
-        X = np.stack([logmel_stats(a, self.sr) for a in clips])
+        return self.detect_features(np.stack([logmel_stats(a, self.sr) for a in clips]))
+
+    def detect_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {n: d.predict_proba(X)[:, 1] > 0.5 for n, d in self.detectors.items()}
 
 

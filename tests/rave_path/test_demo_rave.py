@@ -1,35 +1,99 @@
-"""The demo model's recipe (`python -m training.rave.demo_model`): train, resume, export a streaming RAVE."""
+"""The demo model's recipe (`python -m training.rave.demo_model`): train, resume, refuse a changed resume,
+warm-start from an export, export a streaming RAVE."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--length", "32768", "--batch", "1", "--capacity", "4", "--eval-every", "0"]
 
 
-def _run(*args: str) -> None:
+def _run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "training.rave.demo_model", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    if ok:
+        assert done.returncode == 0, done.stderr[-2000:]
+    return done
 
 
 def test_train_resume_export(tmp_path, concept_data):
+    """The default recipe (22.05 kHz) trains on the data folder's train split, resumes, and exports."""
     run = tmp_path / "run"
-    common = ["--audio", str(concept_data / "clips"), "--run", str(run), "--length", "32768", "--batch", "1"]
+    common = ["--data", str(concept_data), "--run", str(run), "--length", "32768", "--batch", "1", "--eval-every", "2"]
     _run(*common, "--steps", "2")
     first = torch.load(run / "train_state.pt", weights_only=False)
     assert first["step"] == 2 and (run / "config.gin").exists()
+    assert first["recipe"]["sample_rate"] == 22050 and first["data"]["clips"] == 24  # 30 clips, every 5th is test
+    assert "eval_spectral_distance" in (run / "train_log.jsonl").read_text()
     _run(*common, "--steps", "3")  # resumes from step 2 and counts on
     second = torch.load(run / "train_state.pt", weights_only=False)
-    assert second["step"] == 3
+    assert second["step"] == 3 and second["cpu_s"] > first["cpu_s"]
     name = next(k for k, v in first["model"].items() if v.is_floating_point() and "decoder" in k)
     assert not torch.equal(first["model"][name], second["model"][name])
     _run("--run", str(run), "--export", str(tmp_path / "demo.ts"))
     from realtime.rave import RaveModel
 
     model = RaveModel.load(tmp_path / "demo.ts")  # refuses anything but a streaming RAVE export
-    assert model.sr == 44100 and model.ratio == 512 and 1 <= model.latent_size <= 16
+    assert model.sr == 22050 and model.ratio == 512 and 1 <= model.latent_size <= 16
+
+
+@pytest.mark.slow
+def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
+    clips = tmp_path / "clips"
+    shutil.copytree(concept_data / "clips", clips)
+    run = tmp_path / "run"
+    _run("--audio", str(clips), "--run", str(run), *SMALL, "--steps", "1")
+    before = (run / "train_state.pt").read_bytes()
+    done = _run(
+        "--audio",
+        str(clips),
+        "--run",
+        str(run),
+        "--length",
+        "32768",
+        "--batch",
+        "1",
+        "--capacity",
+        "8",
+        "--steps",
+        "2",
+        ok=False,
+    )
+    assert done.returncode == 2 and "capacity 4 → 8" in done.stderr and done.stderr.count("\n") == 1
+    shutil.copy(clips / "clip_00000.wav", clips / "clip_extra.wav")  # the data changed
+    done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", ok=False)
+    assert done.returncode == 2 and "data 30 clips" in done.stderr and "31 clips" in done.stderr
+    assert (run / "train_state.pt").read_bytes() == before  # nothing was lost
+    (clips / "clip_extra.wav").unlink()
+    _run("--audio", str(clips), "--run", str(run), "--steps", "2")  # unchanged options are taken from the run
+
+
+@pytest.mark.slow
+def test_warm_start_reproduces_the_exported_weights(tmp_path, concept_data):
+    """--init copies an export's encoder / decoder into a new run: the decoder computes the same function."""
+    from training.rave.demo_model import Recipe, warm_start
+    from training.rave.tiny_model import build_model, export_run, fit_latent_pca, save_run, test_signal
+
+    recipe = Recipe(sample_rate=22050, capacity=4, seed=3)
+    source = build_model(recipe.build())
+    fit_latent_pca(source, test_signal(22050, 4.0, 0))
+    save_run(source, tmp_path / "run")
+    ts = export_run(tmp_path / "run", tmp_path / "src.ts", fidelity=0.999)
+    fresh = build_model(Recipe(sample_rate=22050, capacity=4, seed=4).build()).eval()
+    z = torch.randn(1, 16, 8)
+    with torch.no_grad():
+        assert not torch.allclose(fresh.decoder(z), source.decoder(z), atol=1e-4)
+        sha = warm_start(fresh, ts, 22050)
+        assert len(sha) == 64
+        torch.manual_seed(0)
+        a = fresh.decoder(z)
+        torch.manual_seed(0)
+        b = source.decoder(z)
+    assert torch.allclose(a, b, atol=1e-5)

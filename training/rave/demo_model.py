@@ -4,52 +4,113 @@ A plain loop over acids-rave's own model (built from its gin configs, `v2_small 
 capacity), with its own losses: multiband + fullband spectral distances and the KL term. The run folder
 is what `rave train` leaves (config.gin + checkpoint), so acids-rave's exporter makes the `.ts`.
 
-The shipped training/assets/demo_rave.ts is step 10172, made on 2 CPU cores (about 2.5 hours) by
+The recipe (`Recipe`: sample rate, capacity, latent size, batch, length, learning rate, seed, warm start)
+and the training data's fingerprint are stored in `train_state.pt`; a resumed run takes the recorded
+recipe, and one whose data or explicitly given options differ is refused with what differs. `--data` takes a
+`musicsae data make` folder and trains on its train split only (never its test split or held-out font);
+clips at another rate are resampled to the recipe's. Every `--eval-every` steps the log records the
+multi-scale spectral distance on fixed clips of the test split and of the held-out font, with the CPU
+seconds spent so far (`train_log.jsonl`).
 
-    musicsae data make --out runs/demo_train_data --n 300 --seed 1000 --concepts none
-    python -m training.rave.demo_model --audio runs/demo_train_data/clips --run runs/demo_rave \
-        --length 32768 --steps 1795
-    python -m training.rave.demo_model --audio runs/demo_train_data/clips --run runs/demo_rave \
-        --length 32768 --steps 5500
-    MUSICSAE_TRAIN_THREADS=2 python -m training.rave.demo_model --audio runs/demo_train_data/clips \
-        --run runs/demo_rave --length 32768 --steps 10172
-    python -m training.rave.demo_model --run runs/demo_rave --export training/assets/demo_rave.ts
-
-(the first and the third calls stopped at their time budget, at steps 1795 and 10172; each call resumes).
-
-A briefly trained RAVE puts most latent variance in its first PCA dimension, so the export keeps
-latents up to 99.9 % of the variance (the exporter's maximum) instead of its default 95 %.
+How the shipped training/assets/demo_rave.ts was made is in README.md ("The demo model"). A briefly trained
+RAVE puts most latent variance in its first PCA dimension, so the export keeps latents up to 99.9 % of the
+variance (the exporter's maximum) instead of its default 95 %.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
 import json
+import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from sae.errors import UserError
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
-DEMO_CONFIG = RaveBuildConfig(
-    configs=("v2_small", "causal"), bindings={"CAPACITY": 16, "LATENT_SIZE": 16}, sample_rate=44100, seed=0
-)
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a demo RAVE run is: the model and the optimisation. A resumed run must keep all of it."""
+
+    sample_rate: int = 22050
+    capacity: int = 16
+    latent_size: int = 16
+    batch: int = 4
+    length: int = 32768
+    lr: float = 1e-3
+    seed: int = 0
+    configs: tuple[str, ...] = ("v2_small", "causal")
+    init: str = ""  # sha256 of the export the weights were warm-started from ("" = random init)
+
+    def build(self) -> RaveBuildConfig:
+        return RaveBuildConfig(
+            configs=self.configs,
+            bindings={"CAPACITY": self.capacity, "LATENT_SIZE": self.latent_size},
+            sample_rate=self.sample_rate,
+            seed=self.seed,
+        )
 
 
-def load_clips(folder: Path, sample_rate: int) -> list[np.ndarray]:
-    clips = []
-    for path in sorted(folder.glob("*.wav")):
+V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained on one soundfont)
+DEMO_CONFIG = V2_RECIPE.build()  # kept for callers of the v2 era
+RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed")
+
+
+# ---------------------------------------------------------------- data
+
+
+def _read(path: Path, sample_rate: int) -> np.ndarray:
+    from scipy.signal import resample_poly
+
+    try:
         audio, sr = sf.read(path, dtype="float32", always_2d=True)
-        if sr != sample_rate:
-            raise SystemExit(f"{path}: {sr} Hz, the demo model trains at {sample_rate} Hz")
-        clips.append(audio.mean(1))
-    if not clips:
-        raise SystemExit(f"{folder}: no .wav clips")
-    return clips
+    except Exception as exc:  # soundfile raises several types
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: not a readable audio file ({first})") from None
+    audio = audio.mean(1)
+    if sr != sample_rate:
+        g = math.gcd(int(sr), sample_rate)
+        audio = resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
+    return audio
+
+
+def clip_files(audio: Path | None, data: Path | None, split: str = "train") -> list[Path]:
+    """Training files: every .wav of `audio`, or the clips of `split` in a `data make` folder."""
+    if data is not None:
+        from training.data.concept_clips import read_manifest
+
+        files = [Path(data) / r["file"] for r in read_manifest(Path(data)) if r["split"] == split]
+        if not files:
+            raise UserError(f"--data {data}: no clips in the {split} split")
+        return files
+    if audio is None:
+        raise UserError("--audio or --data is needed to train (or pass --export)")
+    files = sorted(Path(audio).glob("*.wav"))
+    if not files:
+        raise UserError(f"--audio {audio}: no .wav clips")
+    return files
+
+
+def fingerprint(files: list[Path]) -> dict:
+    """Identity of a training set: clip count and a sha256 over the names and bytes of the clips."""
+    h = hashlib.sha256()
+    for path in sorted(files, key=lambda p: p.name):
+        h.update(path.name.encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return {"clips": len(files), "sha256": h.hexdigest()}
+
+
+def load_clips(files: list[Path], sample_rate: int) -> list[np.ndarray]:
+    return [_read(p, sample_rate) for p in files]
 
 
 def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Generator):
@@ -61,6 +122,9 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
             piece = clip[start : start + length]
             out[b, 0, : len(piece)] = piece
         yield torch.from_numpy(out)
+
+
+# ---------------------------------------------------------------- model
 
 
 def loss_terms(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -78,86 +142,218 @@ def loss_terms(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     return terms
 
 
+@torch.no_grad()
+def reconstruct(model: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
+    """The (non-streaming) model's reconstruction from posterior means: encode, decode, same length."""
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).reshape(1, 1, -1)
+    pad = (-x.shape[-1]) % 2048
+    z = model.encode(torch.nn.functional.pad(x, (0, pad)))
+    mean = z.chunk(2, 1)[0]
+    return model.decode(mean).reshape(-1)[: x.shape[-1]].numpy()
+
+
+def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
+    """Copy the encoder / decoder weights of a streaming export into `model` (weight norm re-applied).
+
+    Returns the export's sha256. Refused when any weight's shape differs; an export made at another rate is
+    allowed (the weights do not depend on it; its bands then sit an octave away), with a note.
+    """
+    data = Path(ts_path).read_bytes()
+    ts = torch.jit.load(str(ts_path), map_location="cpu")
+    if int(ts.sr) != sample_rate:
+        print(f"note: --init {ts_path} is a {int(ts.sr)} Hz model; its weights start a {sample_rate} Hz one")
+    src = ts.state_dict()
+    own = model.state_dict()
+    new, missing = {}, []
+    for key, value in own.items():
+        if not key.startswith(("encoder.", "decoder.")):
+            continue
+        if key in src and src[key].shape == value.shape:
+            new[key] = src[key]
+        elif key.endswith("weight_v") and src.get(key[:-2], torch.empty(0)).shape == value.shape:
+            w = src[key[:-2]]
+            new[key] = w
+            new[key[:-1] + "g"] = torch.linalg.vector_norm(w.flatten(1), dim=1).reshape(own[key[:-1] + "g"].shape)
+        elif not key.endswith("weight_g"):
+            missing.append(key)
+    if missing:
+        raise UserError(f"--init {ts_path}: {len(missing)} weights do not fit the recipe (first: {missing[0]})")
+    model.load_state_dict(new, strict=False)
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- training
+
+
+def recipe_differences(old: dict, new: dict) -> list[str]:
+    return [f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None) -> tuple[Recipe, dict | None]:
+    """The run's recipe: the recorded one when resuming (explicitly given options must agree), else defaults
+    updated with `given`. Returns (recipe, saved state or None). Refuses a resumed run whose data changed."""
+    state_path = run_dir / "train_state.pt"
+    if not state_path.exists():
+        return dataclasses.replace(Recipe(), **given), None
+    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    if "recipe" not in state or "data" not in state:
+        raise UserError(f"{state_path}: no recipe / data record (an older run); start a new --run")
+    recorded = dict(state["recipe"])
+    recorded["configs"] = tuple(recorded["configs"])
+    diffs = recipe_differences({k: recorded[k] for k in given}, given)
+    if init is not None:
+        diffs.append(f"--init {init} (a resumed run keeps its weights)")
+    if state["data"] != data_id:
+        diffs.append(
+            f"data {state['data']['clips']} clips (sha256 {state['data']['sha256'][:12]}) → "
+            f"{data_id['clips']} clips (sha256 {data_id['sha256'][:12]})"
+        )
+    if diffs:
+        raise UserError(f"{state_path}: resuming with a different setup is refused: {'; '.join(diffs)}")
+    return Recipe(**recorded), state
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, sets: dict[str, list[np.ndarray]]) -> dict[str, float]:
+    """Mean multi-scale spectral distance of reconstructions per named clip set."""
+    from training.rave.fidelity_metrics import spectral_distance
+
+    model.eval()
+    out = {n: float(np.mean([spectral_distance(c, reconstruct(model, c)) for c in clips])) for n, clips in sets.items()}
+    model.train()
+    return out
+
+
+def eval_sets(data: Path | None, sample_rate: int, n: int = 8, seconds: float = 2.0) -> dict[str, list[np.ndarray]]:
+    """Fixed evaluation clips: the first `n` of the test split and of the held-out font (when there is one)."""
+    if data is None:
+        return {}
+    from training.data.concept_clips import HOLDOUT_SPLIT, read_manifest
+
+    rows = read_manifest(Path(data))
+    sets = {}
+    for name, split in (("test", "test"), ("holdout_font", HOLDOUT_SPLIT)):
+        files = [Path(data) / r["file"] for r in rows if r["split"] == split][:n]
+        if files:
+            sets[name] = [c[: int(seconds * sample_rate)] for c in load_clips(files, sample_rate)]
+    return sets
+
+
 def train(
-    audio: Path,
     run_dir: Path,
+    files: list[Path],
+    given: dict,
     minutes: float,
-    batch: int,
-    length: int,
-    lr: float,
-    seed: int,
     max_steps: int | None = None,
     device: str = "cpu",
-) -> None:
-    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
-    model = build_model(DEMO_CONFIG).to(device)
-    opt = torch.optim.Adam(list(model.encoder.parameters()) + list(model.decoder.parameters()), lr, betas=(0.5, 0.9))
-    state_path = run_dir / "train_state.pt"
-    step = 0
-    if state_path.exists():
-        state = torch.load(state_path, map_location=device, weights_only=False)
+    init: Path | None = None,
+    data: Path | None = None,
+    eval_every: int = 1000,
+    threads: int | None = None,
+) -> int:
+    """Train (or resume) until `max_steps` or the time budget; returns the step reached."""
+    torch.set_num_threads(threads or int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+    data_id = fingerprint(files)
+    recipe, state = resolve_recipe(run_dir, given, data_id, init)
+    model = build_model(recipe.build())
+    if init is not None:
+        recipe = dataclasses.replace(recipe, init=warm_start(model, init, recipe.sample_rate))
+    model.to(device)
+    params = list(model.encoder.parameters()) + list(model.decoder.parameters())
+    opt = torch.optim.Adam(params, recipe.lr, betas=(0.5, 0.9))
+    step, cpu_s, wall_s = 0, 0.0, 0.0
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        step = state["step"]
-    clips = load_clips(audio, DEMO_CONFIG.sample_rate)
-    rng = np.random.default_rng(seed + step)
-    data = batches(clips, batch, length, rng)
+        step, cpu_s, wall_s = state["step"], state.get("cpu_s", 0.0), state.get("wall_s", 0.0)
+    clips = load_clips(files, recipe.sample_rate)
+    sets = eval_sets(data, recipe.sample_rate)
+    rng = np.random.default_rng([recipe.seed, step])
+    batch_iter = batches(clips, recipe.batch, recipe.length, rng)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log = run_dir / "train_log.jsonl"
+    meta = {"recipe": dataclasses.asdict(recipe), "data": data_id}
     model.train()
     t_end = time.time() + 60 * minutes
-    log = run_dir / "train_log.jsonl"
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cpu0, wall0 = time.process_time(), time.time()
+
+    def spent() -> tuple[float, float]:
+        return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
+
     while time.time() < t_end and (max_steps is None or step < max_steps):
-        terms = loss_terms(model, next(data).to(device))
+        terms = loss_terms(model, next(batch_iter).to(device))
         loss = sum(terms.values())
         opt.zero_grad()
         loss.backward()
         opt.step()
         step += 1
-        if step % 50 == 0:
-            record = {"step": step, "time": time.time(), **{k: float(v.detach()) for k, v in terms.items()}}
+        if step % 50 == 0 or (eval_every and step % eval_every == 0):
+            cpu, wall = spent()
+            record = {"step": step, "time": time.time(), "cpu_s": cpu, "wall_s": wall}
+            record.update({k: float(v.detach()) for k, v in terms.items()})
+            if sets and eval_every and step % eval_every == 0:
+                record["eval_spectral_distance"] = evaluate(model.cpu(), sets)
+                model.to(device)
             with log.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         if step % 500 == 0:
-            checkpoint(model, opt, step, run_dir, clips)
-    checkpoint(model, opt, step, run_dir, clips)
-    print(f"trained to step {step}")
+            checkpoint(model, opt, step, run_dir, clips, recipe, meta, *spent())
+    checkpoint(model, opt, step, run_dir, clips, recipe, meta, *spent())
+    cpu, wall = spent()
+    print(f"trained to step {step} ({cpu / 3600:.2f} CPU hours, {wall / 3600:.2f} wall hours in all)")
+    return step
 
 
-def checkpoint(model, opt, step: int, run_dir: Path, clips: list[np.ndarray]) -> None:
+def checkpoint(model, opt, step, run_dir, clips, recipe: Recipe, meta: dict, cpu_s: float, wall_s: float) -> None:
     """Resumable state, then the latent PCA and a `rave train`-style run folder (on the CPU, for the exporter)."""
     tmp = run_dir / "train_state.tmp"
-    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_s": cpu_s, "wall_s": wall_s}
+    torch.save({**state, **meta}, tmp)
     os.replace(tmp, run_dir / "train_state.pt")
     device = next(model.parameters()).device
-    sample = torch.from_numpy(np.concatenate([c[: 2 * 44100] for c in clips[:40]])).reshape(1, 1, -1)
+    sr = recipe.sample_rate
+    sample = torch.from_numpy(np.concatenate([c[: 2 * sr] for c in clips[:40]])).reshape(1, 1, -1)
     with torch.no_grad():
         fit_latent_pca(model.cpu(), sample)
     save_run(model, run_dir)
     model.to(device).train()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="train / export the demo RAVE")
-    parser.add_argument("--audio", type=Path, help="folder of training .wav clips")
+    parser.add_argument("--data", type=Path, help="a `musicsae data make` folder: train on its train split")
+    parser.add_argument("--audio", type=Path, help="folder of training .wav clips (instead of --data)")
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--minutes", type=float, default=60, help="wall-clock budget of this call")
     parser.add_argument("--steps", type=int, help="stop at this total step count (resumed runs count on)")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--length", type=int, default=16384)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sr", dest="sample_rate", type=int, help=f"model rate (default {Recipe.sample_rate})")
+    parser.add_argument("--capacity", type=int, help=f"RAVE CAPACITY (default {Recipe.capacity})")
+    parser.add_argument("--latent-size", type=int, help=f"full latent size (default {Recipe.latent_size})")
+    parser.add_argument("--batch", type=int, help=f"default {Recipe.batch}")
+    parser.add_argument("--length", type=int, help=f"samples per batch item (default {Recipe.length})")
+    parser.add_argument("--lr", type=float, help=f"default {Recipe.lr}")
+    parser.add_argument("--seed", type=int, help=f"default {Recipe.seed}")
+    parser.add_argument("--init", type=Path, help="warm-start a new run from this streaming export's weights")
+    parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (0: none)")
+    parser.add_argument("--threads", type=int, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
     parser.add_argument("--export", type=Path, help="export the run's checkpoint to this .ts and stop")
     parser.add_argument("--fidelity", type=float, default=0.999, help="kept latent variance (max 0.999)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    args = parser.parse_args()
-    if args.export:
-        export_run(args.run, args.export, fidelity=args.fidelity)
-        print(f"exported {args.export}")
-        return
-    if not args.audio:
-        parser.error("--audio is needed to train (or pass --export)")
-    train(args.audio, args.run, args.minutes, args.batch, args.length, args.lr, args.seed, args.steps, args.device)
+    args = parser.parse_args(argv)
+    try:
+        if args.export:
+            export_run(args.run, args.export, fidelity=args.fidelity)
+            print(f"exported {args.export}")
+            return 0
+        files = clip_files(args.audio, args.data)
+        given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
+        train(args.run, files, given, args.minutes, args.steps, args.device, args.init, args.data, args.eval_every,
+              args.threads)  # fmt: skip
+    except UserError as exc:
+        print(f"demo_model: error: {exc}", file=__import__("sys").stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -1,0 +1,130 @@
+"""Intervals for the small-sample figures the project reports (clip counts are tens, not thousands).
+
+- `wilson`: 95 % interval of a rate (k of n) in percent.
+- `bootstrap`: percentile interval of any statistic of n items, resampling items with replacement (seeded).
+- `paired_diff`: the difference of two rates measured on the same items, with a paired bootstrap interval.
+- `auroc_interval`: AUROC with a stratified bootstrap interval; `permutation_auroc`: the AUROC that shuffled
+  labels reach (the chance level a score must beat at this sample size).
+- `verdict`: "met" / "missed" / "undecided" for a goal, from an interval only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+N_BOOT = 2000
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate with its 95 % interval and the number of items behind it."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def text(self, fmt: str = ".0f", unit: str = "") -> str:
+        if not math.isfinite(self.value):
+            return "n/a"
+        return f"{self.value:{fmt}}{unit} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n={self.n})"
+
+
+def wilson(k: int, n: int) -> Interval:
+    """Rate k/n in percent with its Wilson 95 % interval."""
+    if n == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    p = k / n
+    den = 1 + Z95**2 / n
+    mid = (p + Z95**2 / (2 * n)) / den
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
+    return Interval(100 * p, 100 * max(0.0, mid - half), 100 * min(1.0, mid + half), n)
+
+
+def bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
+    """`stat(indices)` on all n items, and its 2.5-97.5 percentile interval over bootstrap resamples."""
+    if n == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    value = float(stat(np.arange(n)))
+    draws = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
+    draws = draws[np.isfinite(draws)]
+    lo, hi = np.percentile(draws, [2.5, 97.5]) if len(draws) else (float("nan"), float("nan"))
+    return Interval(value, float(lo), float(hi), n)
+
+
+def mean_interval(values: np.ndarray, seed: int = 0) -> Interval:
+    values = np.asarray(values, dtype=float)
+    return bootstrap(lambda i: values[i].mean(), len(values), seed=seed)
+
+
+def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Interval:
+    """Rate of b minus rate of a (percentage points) on the same items, paired bootstrap interval."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return bootstrap(lambda i: 100 * (b[i].mean() - a[i].mean()), len(a), seed=seed)
+
+
+def auroc(score: np.ndarray, y: np.ndarray) -> float:
+    """Area under the ROC curve (ties count half; `sae.probe.auroc` vectorised); nan when one class is missing."""
+    y = np.asarray(y).astype(bool)
+    score = np.asarray(score, dtype=float)
+    pos, neg = score[y], score[~y]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.concatenate([pos, neg]))
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def auroc_interval(score: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
+    """AUROC with a stratified bootstrap interval (each side resampled within itself)."""
+    y = np.asarray(y).astype(bool)
+    score = np.asarray(score, dtype=float)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    value = auroc(score, y)
+    if len(pos) == 0 or len(neg) == 0:
+        return Interval(value, float("nan"), float("nan"), len(y))
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        draws.append(auroc(score[idx], y[idx]))
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return Interval(value, float(lo), float(hi), len(y))
+
+
+def permutation_auroc(score: np.ndarray, y: np.ndarray, n_perm: int = 1000, seed: int = 0) -> dict:
+    """What shuffled labels reach with these scores: the mean and 95th percentile of the null AUROC, and the
+    one-sided p-value of the observed AUROC."""
+    y = np.asarray(y).astype(bool)
+    rng = np.random.default_rng(seed)
+    null = np.array([auroc(score, rng.permutation(y)) for _ in range(n_perm)])
+    observed = auroc(score, y)
+    return {
+        "mean": float(null.mean()),
+        "p95": float(np.percentile(null, 95)),
+        "p_value": float((1 + (null >= observed).sum()) / (n_perm + 1)),
+    }
+
+
+def verdict(iv: Interval, lo_goal: float | None = None, hi_goal: float | None = None) -> str:
+    """ "met" when the whole interval satisfies the goal (value ≥ lo_goal and/or ≤ hi_goal), "missed" when none of
+    it does, else "undecided"."""
+    if not (math.isfinite(iv.lo) and math.isfinite(iv.hi)):
+        return "undecided"
+    inside_lo = lo_goal is None or iv.lo >= lo_goal
+    inside_hi = hi_goal is None or iv.hi <= hi_goal
+    if inside_lo and inside_hi:
+        return "met"
+    if (lo_goal is not None and iv.hi < lo_goal) or (hi_goal is not None and iv.lo > hi_goal):
+        return "missed"
+    return "undecided"

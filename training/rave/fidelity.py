@@ -1,0 +1,243 @@
+"""Fidelity of a RAVE model, measured from outside: does a plain reconstruction keep what the original has?
+
+For a `musicsae data make` folder (ideally made with `--holdout-font`), every evaluated clip is rendered
+through the model with no edit (streaming export, posterior means, its delay removed) and compared with the
+original:
+
+- **concepts**: the outside judge (`training.judge`: log-mel statistics + logistic regression) decides for
+  each concept whether it hears it, in the original and in the reconstruction. Among the clips *with* the
+  concept and among those *without*, the two detection rates are compared (paired, same clips); the goal is
+  a difference within ±`GOAL_POINTS` points, and it is called met only when its whole 95 % interval is.
+  The judge is cross-fitted: clips fall into `FOLDS` folds by index, and a clip is judged by detectors
+  trained on the clean clips of the other folds (every font, every split), so the judge never saw the clip
+  it judges but knows every font (a judge that cannot hear a font cannot tell whether a model keeps it).
+  Its accuracy on the originals is reported beside.
+- **spectral distance**: multi-scale spectral distance (`fidelity_metrics.spectral_distance`);
+- **loudness error**: mean |dB| of frame loudness (`fidelity_metrics.loudness_error_db`).
+
+All audio meets the judge at one rate (`judge_sr`, 22.05 kHz by default), so models of different rates are
+measured alike. Sets: the held-out font's clips (split `holdout_font`) and the in-font test split; every
+figure carries its clip count and a 95 % interval (Wilson for rates, bootstrap over clips otherwise).
+Several models share one judge (`models`), which makes the table of a training run cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae.errors import UserError
+from sae.stats import Interval, mean_interval, paired_diff, verdict, wilson
+from training.data.audio import AudioNotes, read_mono
+from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
+from training.judge import Judge, logmel_stats
+from training.rave.fidelity_metrics import loudness_error_db, spectral_distance
+
+FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
+GOAL_POINTS = 10.0
+JUDGE_SR = 22050
+FOLDS = 5
+SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
+
+
+@dataclass
+class FidelityConfig:
+    """Args:
+    data: a `musicsae data make` folder (manifest + clips).
+    models: streaming RAVE `.ts` files, each measured against the same judge.
+    concepts: manifest concepts to judge.
+    judge_sr: the rate every clip is judged at.
+    max_clips: at most this many clips per set (the first by index; 0 = all).
+    block: render block (default: a large offline block).
+    """
+
+    data: str
+    models: tuple[str, ...]
+    concepts: tuple[str, ...] = FIDELITY_CONCEPTS
+    judge_sr: int = JUDGE_SR
+    max_clips: int = 0
+    block: int | None = None
+    seed: int = 0
+
+
+def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
+    if sr == target:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = math.gcd(sr, target)
+    return resample_poly(audio, target // g, sr // g).astype(np.float32)
+
+
+def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Judge every model's plain reconstructions against the originals; returns the report (JSON-able)."""
+    from realtime.rave import RaveModel
+    from realtime.render_rave import RaveStream, model_delay, render_array
+
+    t0 = time.perf_counter()
+    say = progress or (lambda s: None)
+    if not cfg.models:
+        raise UserError("--model: give at least one RAVE .ts")
+    unknown = [c for c in cfg.concepts if c not in CONCEPTS]
+    if unknown:
+        raise UserError(f"--concepts {unknown[0]}: unknown; expected some of {', '.join(CONCEPTS)}")
+    rows = read_manifest(Path(cfg.data))
+    notes = AudioNotes()
+    say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
+    clean: dict[int, np.ndarray] = {}
+    kept = []
+    for r in rows:
+        a = read_mono(Path(cfg.data) / r["file"], cfg.judge_sr, notes, min_samples=2048)
+        if a is not None:
+            clean[r["index"]] = a
+            kept.append(r)
+    rows = kept
+    X = np.stack([logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
+    fold = np.array([r["index"] % FOLDS for r in rows])
+    sets = {}
+    for label, split in SETS:
+        idx = [i for i, r in enumerate(rows) if r["split"] == split]
+        sets[label] = idx[: cfg.max_clips] if cfg.max_clips else idx
+    sets = {k: v for k, v in sets.items() if v}
+    if not sets:
+        raise UserError(f"data {cfg.data}: no test-split or held-out-font clips to measure")
+    used = sorted({i for v in sets.values() for i in v})
+    judges = {}
+    for f in sorted({int(fold[i]) for i in used}):
+        train = fold != f
+        judges[f] = Judge.fit_features(X[train], [r for r, t in zip(rows, train, strict=True) if t], cfg.concepts,
+                                       cfg.judge_sr)  # fmt: skip
+
+    def judged(feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
+        out: dict[str, dict[int, bool]] = {c: {} for c in cfg.concepts}
+        for f, judge in judges.items():
+            ids = [i for i in used if fold[i] == f]
+            hits = judge.detect_features(np.stack([feats[i] for i in ids]))
+            for c in cfg.concepts:
+                out[c].update(zip(ids, map(bool, hits[c]), strict=True))
+        return out
+
+    original = judged({i: X[i] for i in used})
+    labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
+    results = {}
+    for model_path in cfg.models:
+        model = RaveModel.load(model_path)
+        stream, delay = RaveStream(model), model_delay(model)
+        say(f"{model.path.name}: rendering {len(used)} clips")
+        recon_audio, recon_feats = {}, {}
+        for k, i in enumerate(used):
+            a = read_mono(Path(cfg.data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
+            y = render_array(stream, a, None, None, cfg.block, delay, cfg.seed + k)
+            recon_audio[i] = _resample(y, model.sr, cfg.judge_sr)
+            recon_feats[i] = logmel_stats(recon_audio[i], cfg.judge_sr)
+        recon = judged(recon_feats)
+        per_set = {}
+        for label, idx in sets.items():
+            per_set[label] = _set_report(idx, rows, clean, recon_audio, original, recon, labels, cfg.concepts)
+        results[model.path.name] = {"sha256": model.identity.sha256, "sr": model.sr, "sets": per_set}
+    return {
+        "data": str(cfg.data),
+        "judge": {
+            "features": "log-mel mean+std",
+            "rate": cfg.judge_sr,
+            "cross_fitted_folds": FOLDS,
+            "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",
+        },
+        "goal_points": GOAL_POINTS,
+        "sets": {k: len(v) for k, v in sets.items()},
+        "models": results,
+        "notes": notes.lines(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _set_report(idx, rows, clean, recon_audio, original, recon, labels, concepts) -> dict[str, Any]:
+    fonts = sorted({rows[i]["font"] for i in idx})
+    spec = np.array([spectral_distance(clean[rows[i]["index"]], recon_audio[i]) for i in idx])
+    loud = np.array([loudness_error_db(clean[rows[i]["index"]], recon_audio[i]) for i in idx])
+    out: dict[str, Any] = {
+        "clips": len(idx),
+        "fonts": fonts,
+        "spectral_distance": mean_interval(spec).as_dict(),
+        "loudness_error_db": mean_interval(loud[np.isfinite(loud)]).as_dict(),
+        "concepts": {},
+    }
+    for c in concepts:
+        entry: dict[str, Any] = {}
+        for side, want in (("with", True), ("without", False)):
+            ids = [i for i in idx if labels[c][i] == want]
+            o = np.array([original[c][i] for i in ids], bool)
+            r = np.array([recon[c][i] for i in ids], bool)
+            diff = paired_diff(o, r) if ids else Interval(float("nan"), float("nan"), float("nan"), 0)
+            entry[side] = {
+                "clips": len(ids),
+                "original": wilson(int(o.sum()), len(ids)).as_dict(),
+                "reconstruction": wilson(int(r.sum()), len(ids)).as_dict(),
+                "difference": diff.as_dict(),
+                "verdict": verdict(diff, -GOAL_POINTS, GOAL_POINTS),
+            }
+        correct = [original[c][i] == labels[c][i] for i in idx]
+        entry["judge_accuracy_on_originals"] = wilson(int(sum(correct)), len(correct)).as_dict()
+        entry["agreement"] = wilson(int(sum(original[c][i] == recon[c][i] for i in idx)), len(idx)).as_dict()
+        sides = (entry["with"]["verdict"], entry["without"]["verdict"])
+        entry["verdict"] = "met" if sides == ("met", "met") else ("missed" if "missed" in sides else "undecided")
+        out["concepts"][c] = entry
+    return out
+
+
+def _iv(d: dict, fmt: str = ".0f", unit: str = "") -> str:
+    return Interval(**d).text(fmt, unit)
+
+
+def markdown(result: dict) -> str:
+    """The report as Markdown tables: one per model and set."""
+    lines = [
+        f"Fidelity: plain reconstructions vs originals, outside judge at {result['judge']['rate']} Hz "
+        f"(cross-fitted over {result['judge']['cross_fitted_folds']} folds, {result['judge']['trained_on']}). "
+        f"Goal: detection within ±{result['goal_points']:g} points of the originals on clips with and without "
+        "each concept; met only when the whole 95 % interval is within.",
+        "",
+    ]
+    for name, m in result["models"].items():
+        for label, s in m["sets"].items():
+            lines += [
+                f"### {name} ({m['sr']} Hz) — {label}: {s['clips']} clips ({', '.join(s['fonts'])})",
+                "",
+                f"spectral distance {_iv(s['spectral_distance'], '.2f')}; loudness error "
+                f"{_iv(s['loudness_error_db'], '.1f', ' dB')}",
+                "",
+                "| concept | with: original → reconstruction | diff | without: original → reconstruction | diff "
+                "| judge acc. on originals | verdict |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            for c, e in s["concepts"].items():
+                w, wo = e["with"], e["without"]
+                lines.append(
+                    f"| {c} | {w['original']['value']:.0f}% → {w['reconstruction']['value']:.0f}% (n={w['clips']}) "
+                    f"| {_iv(w['difference'], '+.0f')} "
+                    f"| {wo['original']['value']:.0f}% → {wo['reconstruction']['value']:.0f}% (n={wo['clips']}) "
+                    f"| {_iv(wo['difference'], '+.0f')} | {e['judge_accuracy_on_originals']['value']:.0f}% "
+                    f"| {e['verdict']} |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+def save(result: dict, out: Path) -> None:
+    """fidelity.json and fidelity.md in `out` (written atomically)."""
+    import json
+    import os
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (("fidelity.json", json.dumps(result, indent=2)), ("fidelity.md", markdown(result))):
+        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, out / name)
