@@ -22,6 +22,18 @@ N_MELS = 64
 GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
 
 
+def goals_met(off_drop: float, on_rise: float, drift: float, n_off: int, n_on: int) -> dict[str, bool]:
+    """Each goal met with a margin of at least one clip: a drop / rise one clip (100/n points) above the goal,
+    a drift one clip below it, where n is the number of clips that figure is measured on (`n_off` for `off`,
+    `n_on` for `on`; the drift uses the smaller)."""
+    clip_off, clip_on = 100.0 / max(1, n_off), 100.0 / max(1, n_on)
+    return {
+        "off_drop": off_drop >= GOALS["off_drop"] + clip_off,
+        "on_rise": on_rise >= GOALS["on_rise"] + clip_on,
+        "drift": drift <= GOALS["drift"] - max(clip_off, clip_on),
+    }
+
+
 def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:
     """[2 * N_MELS]: mean and std over frames of log-mel energies (n_fft 2048, hop 512)."""
     import librosa

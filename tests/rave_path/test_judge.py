@@ -34,6 +34,15 @@ def test_judge_hears_drums_on_clean_held_out_clips(concept_data):
     assert (test_hits == np.array([CONCEPTS["drums"](r) for r in test])).mean() >= 0.66
 
 
+def test_goals_need_a_clip_of_margin():
+    from training.judge import goals_met
+
+    assert goals_met(60, 60, 0, 10, 10) == {"off_drop": True, "on_rise": True, "drift": True}
+    assert goals_met(55, 55, 5, 10, 10) == {"off_drop": False, "on_rise": False, "drift": False}
+    assert goals_met(55, 55, 5, 20, 20) == {"off_drop": True, "on_rise": True, "drift": True}
+    assert goals_met(55, 60, 5, 20, 10)["drift"] is False  # the drift's margin is the coarser set's clip
+
+
 def test_plot_writes_png(tmp_path):
     entry = {"none": {"with": 90.0, "without": 10.0}, "off": {"with": 20.0}, "on": {"without": 70.0}, "max_drift": 5.0}
     plot_judge({"concepts": {"guitar": entry}, "model": {"name": "m.ts"}, "held_out_clips": 20}, tmp_path / "j.png")
@@ -94,17 +103,23 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
     result = json.loads((out / "judge.json").read_text())
     assert result["strengths"] == [1.0, 8.0] and (out / "judge.png").exists()
     for e in result["concepts"].values():
+        # the strength of on is chosen on the validation half and reported on the other half
+        assert e["held_out_without_validation"] + e["held_out_without_test"] == e["held_out_without"] == 2
         for arm in (e, e["baseline"]):
             assert [s["strength"] for s in arm["sweep"]] == [1.0, 8.0]
             for s in arm["sweep"]:
-                assert 0 <= s["without"] <= 100 and s["rise"] == s["without"] - e["none"]["without"]
+                assert 0 <= s["without"] <= 100 and s["clips"] == e["held_out_without_validation"]
             within = [s for s in arm["sweep"] if s["max_drift"] <= 10] or arm["sweep"]
-            assert arm["on_rise"] == max(s["rise"] for s in within)
+            assert arm["strength_on"] == max(within, key=lambda s: s["rise"])["strength"]
+            assert arm["on_rise"] == arm["on"]["without"] - e["none_without_test"]
             assert arm["off_drop"] == e["none"]["with"] - arm["off"]["with"]
-            assert arm["goals_met"]["drift"] == (arm["max_drift"] <= 10)
+            one_clip = 100 / min(e["held_out_with"], e["held_out_without_test"])
+            assert arm["goals_met"]["drift"] == (arm["max_drift"] <= 10 - one_clip)  # a clip of margin
+            drop = arm["intervals"]["off_drop"]
+            assert drop["lo"] <= arm["off_drop"] <= drop["hi"] and drop["n"] == e["held_out_with"]
         assert e["baseline"]["norm"] > 0
-        assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]
-        assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"]
+        assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]  # one strength: nothing chosen, every clip
+        assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"] and e["clamp"]["sweep"][0]["clips"] == 2
         assert len(e["per_clip"]["off_with"]["guitar"]) == e["held_out_with"]
     assert result["hook"] == "latent" and result["gate"]["enabled"] and result["clamp_strengths"] == [2.0]
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2

@@ -20,7 +20,7 @@ import numpy as np
 from sae.errors import UserError
 from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import GOALS, N_MELS, Judge, hit_rate, save_report
+from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
 
 
 @dataclass
@@ -117,11 +117,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         entry["drift"] = {"off": drift_off, "on": drift_on}
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
-        entry["goals_met"] = {
-            "off_drop": entry["off_drop"] >= GOALS["off_drop"],
-            "on_rise": entry["on_rise"] >= GOALS["on_rise"],
-            "drift": worst <= GOALS["drift"],
-        }
+        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(jobs), len(jobs))
         results[name] = entry
     out = {
         "model": {"name": mg.name, "sha256": sha, "backend": mg.backend},

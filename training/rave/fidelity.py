@@ -88,12 +88,12 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     if unknown:
         raise UserError(f"--concepts {unknown[0]}: unknown; expected some of {', '.join(CONCEPTS)}")
     rows = read_manifest(Path(cfg.data))
-    notes = AudioNotes()
+    notes, judge_notes = AudioNotes(), AudioNotes()
     say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
     clean: dict[int, np.ndarray] = {}
     kept = []
     for r in rows:
-        a = read_mono(Path(cfg.data) / r["file"], cfg.judge_sr, notes, min_samples=2048)
+        a = read_mono(Path(cfg.data) / r["file"], cfg.judge_sr, judge_notes, min_samples=2048)
         if a is not None:
             clean[r["index"]] = a
             kept.append(r)
@@ -152,7 +152,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         "goal_points": GOAL_POINTS,
         "sets": {k: len(v) for k, v in sets.items()},
         "models": results,
-        "notes": notes.lines(),
+        "notes": [f"judge: skipped {p}: {why}" for p, why in judge_notes.skipped] + notes.lines(),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 

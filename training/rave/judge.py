@@ -11,8 +11,13 @@ are then rendered through the RAVE model:
   detection should rise;
 
 and every *other* concept's detection on the same clips is compared with no edit (drift, in points).
-Detection rate = share of clips the judge calls positive (probability > 0.5), in percent. The reported
-`on` is the strength with the largest rise whose drift stays within the goal (else the largest rise).
+Detection rate = share of clips the judge calls positive (probability > 0.5), in percent. The strength of
+`on` is chosen on a validation half of the clips without the concept (every other one): the largest rise
+whose drift stays within the goal (else the largest rise); `on` is then reported on the other half (test
+clips), never on the clips it was chosen on (with a single strength there is nothing to choose: all clips).
+A goal counts as met only with a margin of one clip (`training.judge.goals_met`); drop and rise carry paired
+bootstrap 95 % intervals and every figure its clip count. `split` chooses the held-out set: the test split
+(fonts the model was trained on) or `holdout_font` (a font it never heard).
 
 The SAE edits act on the hook of the bank's concepts (the latent, or an encoder / decoder layer: the model
 runs in two parts around it). With `clamp_strengths`, `clamp:s` (raise the concept's features to s × their
@@ -38,9 +43,10 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
+from sae.stats import paired_diff
 from training.data.audio import AudioNotes, read_mono
-from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import GOALS, N_MELS, Judge, hit_rate, save_report
+from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
+from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
 
 
 @dataclass
@@ -70,6 +76,7 @@ class EvalConfig:
     baseline: bool = True
     clamp_strengths: tuple[float, ...] = ()
     gate: bool = True
+    split: str = "test"
 
 
 def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -111,9 +118,11 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     say("judge: training on clean train clips")
     train_clips, train_rows = load("train")
     judge = Judge.fit(train_clips, train_rows, names, model.sr)
-    test_clips, test_rows = load("test")
+    if cfg.split not in ("test", HOLDOUT_SPLIT):
+        raise UserError(f"split {cfg.split!r}: expected 'test' or '{HOLDOUT_SPLIT}'")
+    test_clips, test_rows = load(cfg.split)
     if not test_clips:
-        raise UserError(f"data {cfg.data}: no held-out (test split) clips")
+        raise UserError(f"data {cfg.data}: no held-out clips in the {cfg.split} split")
     clean = judge.detect(test_clips)
     labels = {n: np.array([bool(CONCEPTS[n](r)) for r in test_rows]) for n in names}
     judge.clean_accuracy = {n: float(100.0 * (clean[n] == labels[n]).mean()) for n in names}
@@ -152,6 +161,15 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                 f"{len(neg)} without); generate more clips"
             )
         sides[name] = (pos[: cfg.max_clips], neg[: cfg.max_clips]) if cfg.max_clips else (pos, neg)
+    choosing = len(strengths) > 1 or len(clamps) > 1
+    split_sides = {}  # the clips without each concept: (validation, test) for choosing the strength of on
+    for name, (_, neg) in sides.items():
+        split_sides[name] = (neg[0::2], neg[1::2]) if choosing else (neg, neg)
+        if choosing and not split_sides[name][1]:
+            raise UserError(
+                f"concept {name!r}: {len(neg)} held-out clip(s) without it; choosing the strength of on needs "
+                "at least 2 (half to choose on, half to report on); generate more clips"
+            )
     directions = {}
     if cfg.baseline:
         say("baseline: latent difference of means on the train clips")
@@ -172,28 +190,34 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     def shift_edit(d: torch.Tensor) -> Callable[[list[int], float | None], list[np.ndarray]]:
         return lambda idx, strength: render(idx, [], -d if strength is None else strength * d)
 
+    def on_at(name: str, edited: Callable, strength: float, clips: list[int]) -> dict[str, Any]:
+        """Detection of every concept after `on:strength` on `clips` (without the concept), against no edit."""
+        on = judge.detect(edited(clips, strength))
+        drift_on = {o: hit_rate(on[o]) - hit_rate(base[o][clips]) for o in names if o != name}
+        return {
+            "strength": strength,
+            "clips": len(clips),
+            "without": hit_rate(on[name]),
+            "rise": hit_rate(on[name]) - hit_rate(base[name][clips]),
+            "rise_interval": paired_diff(base[name][clips], on[name]).as_dict(),
+            "drift": drift_on,
+            "max_drift": max(map(abs, drift_on.values()), default=0.0),
+            "per_clip": {o: on[o].astype(int).tolist() for o in names},
+        }
+
     def on_sweep(
         name: str, edited: Callable[[list[int], float | None], list[np.ndarray]], sweep_strengths: tuple[float, ...]
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        """Detection after each strength on the clips without the concept, every other concept's drift, and
-        the best strength (largest rise within the drift goal, else the largest rise)."""
-        neg = sides[name][1]
-        sweep = []
-        for strength in sweep_strengths:
-            on = judge.detect(edited(neg, strength))
-            drift_on = {o: hit_rate(on[o]) - hit_rate(base[o][neg]) for o in names if o != name}
-            sweep.append(
-                {
-                    "strength": strength,
-                    "without": hit_rate(on[name]),
-                    "rise": hit_rate(on[name]) - hit_rate(base[name][neg]),
-                    "drift": drift_on,
-                    "max_drift": max(map(abs, drift_on.values()), default=0.0),
-                    "per_clip": {o: on[o].astype(int).tolist() for o in names},
-                }
-            )
+        """The sweep on the validation clips without the concept, and the chosen strength (largest rise within
+        the drift goal, else the largest rise) measured on the test clips without it."""
+        val, test = split_sides[name]
+        if len(sweep_strengths) == 1:  # nothing to choose: every clip without the concept
+            only = on_at(name, edited, sweep_strengths[0], sorted(set(val) | set(test)))
+            return [only], only
+        sweep = [on_at(name, edited, strength, val) for strength in sweep_strengths]
         within = [e for e in sweep if e["max_drift"] <= GOALS["drift"]] or sweep
-        return sweep, max(within, key=lambda e: e["rise"])
+        chosen = max(within, key=lambda e: e["rise"])
+        return sweep, on_at(name, edited, chosen["strength"], test)
 
     def arm(name: str, edited: Callable[[list[int], float | None], list[np.ndarray]]) -> dict[str, Any]:
         """Detection after `off` (strength None) and after each `on` strength, with every other concept's drift."""
@@ -202,14 +226,22 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         drift_off = {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in names if o != name}
         sweep, best = on_sweep(name, edited, strengths)
         worst = max([best["max_drift"], *map(abs, drift_off.values())])
+        val, test = split_sides[name]
         entry = {
             "held_out_with": len(pos),
             "held_out_without": len(neg),
+            "held_out_without_validation": len(val),
+            "held_out_without_test": len(test),
             "clean": {"with": hit_rate(clean[name][pos]), "without": hit_rate(clean[name][neg])},
             "none": {"with": hit_rate(base[name][pos]), "without": hit_rate(base[name][neg])},
+            "none_without_test": hit_rate(base[name][test]),
             "off": {"with": hit_rate(off[name])},
             "on": {"without": best["without"]},
             "strength_on": best["strength"],
+            "intervals": {
+                "off_drop": paired_diff(off[name], base[name][pos]).as_dict(),
+                "on_rise": best["rise_interval"],
+            },
             "sweep": sweep,
             "per_clip": {
                 "none_with": {o: base[o][pos].astype(int).tolist() for o in names},
@@ -221,11 +253,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         entry["on_rise"] = best["rise"]
         entry["drift"] = {"off": drift_off, "on": best["drift"]}
         entry["max_drift"] = worst
-        entry["goals_met"] = {
-            "off_drop": entry["off_drop"] >= GOALS["off_drop"],
-            "on_rise": entry["on_rise"] >= GOALS["on_rise"],
-            "drift": worst <= GOALS["drift"],
-        }
+        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(pos), best["clips"])
         return entry
 
     results: dict[str, Any] = {}
@@ -271,6 +299,8 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         },
         "strengths": list(strengths),
         "clamp_strengths": list(clamps),
+        "split": cfg.split,
+        "strength_chosen_on": "validation half of the clips without each concept" if choosing else "nothing chosen",
         "held_out_clips": len(used),
         "goals": GOALS,
         "concepts": results,
