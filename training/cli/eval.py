@@ -99,6 +99,12 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         help="also sweep clamp:S at these strengths (each <= 10), comma-separated (default: none)",
     )
     p.add_argument("--no-gate", action="store_true", help="on/clamp/baseline act on silent frames too")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "holdout_font"],
+        help="held-out clips to judge: the test split (default) or a held-out font's clips",
+    )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
     p.add_argument("--seed", type=int, default=0)
@@ -129,6 +135,7 @@ def run_steering(args: argparse.Namespace) -> int:
         baseline=not args.no_baseline,
         clamp_strengths=tuple(args.clamp),
         gate=not args.no_gate,
+        split=args.split,
     )
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))
