@@ -147,23 +147,55 @@ def concept_probe(probe: SparseProbe) -> ConceptProbe:
     return ConceptProbe(intercept, {int(i): float(c) for i, c in zip(probe.indices.tolist(), coef, strict=True)})
 
 
-def _folds(y: np.ndarray, n_splits: int, seed: int):
-    from sklearn.model_selection import StratifiedKFold
+def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = None):
+    """Stratified k-fold splits; with `groups`, folds never split a group (`StratifiedGroupKFold`)."""
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    n_splits = max(2, min(n_splits, int(y.sum()), int((1 - y).sum())))
-    return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    if groups is None:
+        n_splits = max(2, min(n_splits, int(y.sum()), int((1 - y).sum())))
+        return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+    ids = np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
+    n_splits = max(2, min(n_splits, len(set(ids[y == 1])), len(set(ids[y == 0])), int(ids.max()) + 1))
+    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return cv.split(np.zeros(len(y)), y, ids)
 
 
-def fit_sparse_probe(X: np.ndarray, y: np.ndarray, k: int | None = None, seed: int = 0) -> SparseProbe:
-    """Fit the k-sparse probe; with `k=None` choose k from K_CHOICES by inner CV AUROC (ties → smaller k)."""
+def check_groups(y: Sequence[int], groups: Sequence, folds: int) -> list[str]:
+    """Notes on grouped cross-validation; `UserError` when a side's clips all come from one group (no fold could
+    train on that side while testing on it)."""
+    y = np.asarray(y).astype(int)
+    g = np.asarray(groups, dtype=str)
+    counts = {side: len(set(g[y == v])) for side, v in (("with", 1), ("without", 0))}
+    for side, n in counts.items():
+        if n < 2:
+            raise UserError(
+                f"--groups: every clip {side} the concept is in one group; folds never split a group, so at least "
+                "2 groups per side are needed"
+            )
+    notes = []
+    for side, n in counts.items():
+        if n < folds:
+            notes.append(
+                f"only {n} groups {side} the concept for {folds} folds: folds never split a group, so some folds "
+                f"test no clip {side} it and the held-out AUROC rests on {n} sources"
+            )
+    return notes
+
+
+def fit_sparse_probe(
+    X: np.ndarray, y: np.ndarray, k: int | None = None, seed: int = 0, groups: Sequence | None = None
+) -> SparseProbe:
+    """Fit the k-sparse probe; with `k=None` choose k from K_CHOICES by inner CV AUROC (ties → smaller k; the inner
+    folds keep `groups` together too)."""
     X, y = np.asarray(X, np.float64), np.asarray(y).astype(int)
+    inner_groups = groups if groups is not None and _splittable(y, groups, 3) else None
     if k is None:
         best = (-1.0, 1)
         for kk in K_CHOICES:
             if kk > X.shape[1]:
                 break
             scores = np.zeros(len(y))
-            for tr, te in _folds(y, 3, seed):
+            for tr, te in _folds(y, 3, seed, inner_groups):
                 sub = select_features(X[tr], y[tr], kk)
                 scores[te] = _logistic().fit(X[tr][:, sub], y[tr]).decision_function(X[te][:, sub])
             a = auroc(scores, y)
@@ -182,6 +214,11 @@ def fit_sparse_probe(X: np.ndarray, y: np.ndarray, k: int | None = None, seed: i
     return SparseProbe(idx, coef / top if top > 0 else np.zeros_like(coef), model)
 
 
+def _splittable(y: np.ndarray, groups: Sequence, folds: int) -> bool:
+    g = np.asarray(groups, dtype=str)
+    return min(len(set(g[y == 1])), len(set(g[y == 0]))) >= 2
+
+
 def diff_means_scores(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> np.ndarray:
     """Project onto the unit direction mean(with) − mean(without) of the training clips, from their midpoint."""
     mu1, mu0 = X_tr[y_tr == 1].mean(0), X_tr[y_tr == 0].mean(0)
@@ -191,13 +228,25 @@ def diff_means_scores(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> n
 
 @dataclass
 class ProbeReport:
-    """Out-of-fold AUROC per method and the final probe fitted on every clip."""
+    """Out-of-fold AUROC per method (with 95 % bootstrap intervals), the SAE-vs-baseline verdict, and the final
+    probe fitted on every clip.
+
+    `verdict` is "SAE better" / "baseline better" only when the paired bootstrap interval of the AUROC
+    difference (SAE probe minus the best raw baseline) excludes 0, else "tied". `permutation` is what the whole
+    procedure (folds, feature selection, probe) reaches on shuffled labels: the chance level at this size.
+    """
 
     auroc: dict[str, float]
     probe: SparseProbe
     n_with: int
     n_without: int
     folds: int
+    intervals: dict[str, dict] = field(default_factory=dict)
+    difference: dict | None = None
+    verdict: str = "tied"
+    permutation: dict | None = None
+    groups: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     def best_baseline(self) -> tuple[str, float]:
         name = max(("diff_means", "logistic_raw"), key=lambda n: self.auroc[n])
@@ -205,7 +254,8 @@ class ProbeReport:
 
     @property
     def sae_wins(self) -> bool:
-        return self.auroc["sae_probe"] >= self.best_baseline()[1]
+        """The SAE probe beats the best raw baseline beyond the interval (not merely on the point estimate)."""
+        return self.verdict == "SAE better"
 
 
 def compare_probes(
@@ -215,6 +265,8 @@ def compare_probes(
     k: int | None = None,
     folds: int = 5,
     seed: int = 0,
+    groups: Sequence | None = None,
+    permutations: int = 0,
 ) -> ProbeReport:
     """Held-out AUROC (stratified k-fold, out-of-fold scores) for the SAE sparse probe and both raw baselines.
 
@@ -223,16 +275,58 @@ def compare_probes(
         raw_pooled: [clips, d_in] pooled raw activations.
         y: 1 for clips with the concept, 0 without.
         k: features for the sparse probe (None: chosen by inner CV on each training fold).
+        groups: a source id per clip; folds never split a source, intervals resample whole sources.
+        permutations: reruns of the whole procedure on shuffled labels (0: none) for the chance level.
     """
+    from sae.stats import auroc_difference, auroc_interval
+
     S, R, y = np.asarray(sae_pooled, np.float64), np.asarray(raw_pooled, np.float64), np.asarray(y).astype(int)
-    if len(S) != len(y) or len(R) != len(y):
-        raise ValueError("pooled arrays and labels differ in length")
-    scores = {m: np.zeros(len(y)) for m in ("sae_probe", "diff_means", "logistic_raw")}
-    n_folds = 0
-    for tr, te in _folds(y, folds, seed):
-        n_folds += 1
-        scores["sae_probe"][te] = fit_sparse_probe(S[tr], y[tr], k, seed).score(S[te])
-        scores["diff_means"][te] = diff_means_scores(R[tr], y[tr], R[te])
-        scores["logistic_raw"][te] = _logistic().fit(R[tr], y[tr]).decision_function(R[te])
+    if len(S) != len(y) or len(R) != len(y) or (groups is not None and len(groups) != len(y)):
+        raise ValueError("pooled arrays, labels and groups differ in length")
+    notes = check_groups(y, groups, folds) if groups is not None else []
+    g = None if groups is None else np.asarray(groups, dtype=str)
+    scores, n_folds = _oof_scores(S, R, y, k, folds, seed, g)
     result = {m: auroc(s, y) for m, s in scores.items()}
-    return ProbeReport(result, fit_sparse_probe(S, y, k, seed), int(y.sum()), int((1 - y).sum()), n_folds)
+    report = ProbeReport(
+        result,
+        fit_sparse_probe(S, y, k, seed, g),
+        int(y.sum()),
+        int((1 - y).sum()),
+        n_folds,
+        groups=None if g is None else len(set(g)),
+        notes=notes,
+    )
+    report.intervals = {m: auroc_interval(s, y, seed=seed, groups=g).as_dict() for m, s in scores.items()}
+    base = report.best_baseline()[0]
+    diff = auroc_difference(scores["sae_probe"], scores[base], y, seed=seed, groups=g)
+    report.difference = {"baseline": base, **diff.as_dict()}
+    report.verdict = "SAE better" if diff.lo > 0 else ("baseline better" if diff.hi < 0 else "tied")
+    if permutations > 0:
+        rng = np.random.default_rng([seed, 1])
+        null = []
+        for _ in range(permutations):
+            yp = rng.permutation(y)
+            null.append(auroc(_oof_scores(S, R, yp, k, folds, seed, g, only_sae=True)[0]["sae_probe"], yp))
+        null = np.array(null)
+        report.permutation = {
+            "runs": permutations,
+            "mean": float(null.mean()),
+            "p95": float(np.percentile(null, 95)),
+            "max": float(null.max()),
+            "p_value": float((1 + (null >= result["sae_probe"]).sum()) / (permutations + 1)),
+        }
+    return report
+
+
+def _oof_scores(S, R, y, k, folds, seed, groups, only_sae: bool = False) -> tuple[dict[str, np.ndarray], int]:
+    methods = ("sae_probe",) if only_sae else ("sae_probe", "diff_means", "logistic_raw")
+    scores = {m: np.zeros(len(y)) for m in methods}
+    n_folds = 0
+    for tr, te in _folds(y, folds, seed, groups):
+        n_folds += 1
+        sub = None if groups is None else groups[tr]
+        scores["sae_probe"][te] = fit_sparse_probe(S[tr], y[tr], k, seed, sub).score(S[te])
+        if not only_sae:
+            scores["diff_means"][te] = diff_means_scores(R[tr], y[tr], R[te])
+            scores["logistic_raw"][te] = _logistic().fit(R[tr], y[tr]).decision_function(R[te])
+    return scores, n_folds

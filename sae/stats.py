@@ -3,8 +3,9 @@
 - `wilson`: 95 % interval of a rate (k of n) in percent.
 - `bootstrap`: percentile interval of any statistic of n items, resampling items with replacement (seeded).
 - `paired_diff`: the difference of two rates measured on the same items, with a paired bootstrap interval.
-- `auroc_interval`: AUROC with a stratified bootstrap interval; `permutation_auroc`: the AUROC that shuffled
-  labels reach (the chance level a score must beat at this sample size).
+- `auroc_interval`: AUROC with a stratified (or group) bootstrap interval; `auroc_difference`: two scores'
+  AUROCs on the same clips, paired; `permutation_auroc`: the AUROC that shuffled labels reach against fixed
+  scores (the chance level a score must beat at this sample size).
 - `verdict`: "met" / "missed" / "undecided" for a goal, from an interval only.
 """
 
@@ -85,19 +86,48 @@ def auroc(score: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def auroc_interval(score: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
-    """AUROC with a stratified bootstrap interval (each side resampled within itself)."""
+def _resamples(y: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int):
+    """Bootstrap index sets: stratified by class, or whole groups (clips of one source together) when given."""
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+        for _ in range(n_boot):
+            yield np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
+        return
+    ids = np.unique(groups, return_inverse=True)[1]
+    members = [np.flatnonzero(ids == g) for g in range(ids.max() + 1)]
+    for _ in range(n_boot):
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        if y[idx].any() and not y[idx].all():
+            yield idx
+
+
+def auroc_interval(
+    score: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, groups: np.ndarray | None = None
+) -> Interval:
+    """AUROC with a bootstrap interval: each side resampled within itself, or whole groups when `groups` is given
+    (clips cut from one source are not independent)."""
     y = np.asarray(y).astype(bool)
     score = np.asarray(score, dtype=float)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     value = auroc(score, y)
-    if len(pos) == 0 or len(neg) == 0:
+    if y.all() or not y.any():
         return Interval(value, float("nan"), float("nan"), len(y))
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        idx = np.concatenate([rng.choice(pos, len(pos)), rng.choice(neg, len(neg))])
-        draws.append(auroc(score[idx], y[idx]))
+    draws = [auroc(score[idx], y[idx]) for idx in _resamples(y, groups, n_boot, seed)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return Interval(value, float(lo), float(hi), len(y))
+
+
+def auroc_difference(
+    score_a: np.ndarray, score_b: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> Interval:  # fmt: skip
+    """AUROC of a minus AUROC of b on the same clips, with a paired bootstrap interval (same resamples)."""
+    y = np.asarray(y).astype(bool)
+    a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
+    value = auroc(a, y) - auroc(b, y)
+    if y.all() or not y.any():
+        return Interval(value, float("nan"), float("nan"), len(y))
+    draws = [auroc(a[idx], y[idx]) - auroc(b[idx], y[idx]) for idx in _resamples(y, groups, n_boot, seed)]
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return Interval(value, float(lo), float(hi), len(y))
 

@@ -234,3 +234,29 @@ def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tin
     assert f"was trained on hook '{hook}', not 'latent'" in err and "\n" not in err
     assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", "--steer-threshold", "-1") == 2
     assert "--steer-threshold -1" in capsys.readouterr().err
+
+
+def test_groups_keep_sources_together_and_few_sources_are_named(
+    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys
+):
+    """--groups subfolder: clips of one subfolder are one source; a side with fewer sources than folds is named;
+    AUROCs carry intervals, the chance level and a verdict."""
+    import os
+
+    sides = {}
+    for side, n_src in (("with", 3), ("without", 5)):
+        files = sorted((concept_data / "concepts/guitar" / side).iterdir())
+        files += sorted((concept_data / "heldout/guitar" / side).iterdir())
+        for i, f in enumerate(files):
+            dst = tmp_path / side / f"src{i % n_src}" / f.name
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f.resolve(), dst)
+        sides[side] = str(tmp_path / side)
+    argv = ["concept", "find", "guitar", "--with", sides["with"], "--without", sides["without"]]
+    argv += ["--model", str(tiny_rave_ts), "--sae", str(tiny_sae_dir), "--bank", str(tmp_path / "b.yaml")]
+    assert main([*argv, "--groups", "subfolder", "--permutations", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "5 sources" in out  # src0..src4: the with side's src0..src2 are the same three sources
+    assert "only 3 groups with the concept for 5 folds" in out.replace("\n", " ")
+    assert "shuffled labels (5 runs)" in out and "verdict:" in out
+    assert "[" in out.split("SAE sparse probe")[1].splitlines()[0]  # an interval beside the AUROC

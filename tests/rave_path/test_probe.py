@@ -66,3 +66,41 @@ def test_newton_logistic_matches_scikit_learn():
     ours = _Logistic(0.5).fit(X, y).decision_function(X)
     ref = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, tol=1e-12, max_iter=10000)).fit(X, y)
     assert np.allclose(ours, ref.decision_function(X), atol=1e-5)
+
+
+def test_verdicts_come_from_intervals_and_chance_is_measured():
+    from sae.stats import auroc_interval
+
+    S, R, y = _planted(1)
+    rep = compare_probes(S, R, y, permutations=20)
+    assert rep.verdict == "SAE better" and rep.difference["lo"] > 0
+    for name, iv in rep.intervals.items():
+        assert iv["lo"] <= rep.auroc[name] <= iv["hi"] and iv["n"] == len(y)
+    assert rep.permutation["runs"] == 20 and 0.3 < rep.permutation["mean"] < 0.7
+    assert rep.permutation["p95"] < rep.auroc["sae_probe"] and rep.permutation["p_value"] < 0.1
+    # the raw space holds the very column the SAE probe uses: no winner can be named
+    rng = np.random.default_rng(1)
+    S3 = np.abs(rng.normal(size=S.shape)) * (rng.random(S.shape) < 0.2)
+    S3[:, 17] += 0.6 * y
+    tied = compare_probes(S3, S3[:, 12:20].copy(), y)
+    assert tied.verdict == "tied" and tied.difference["lo"] < 0 < tied.difference["hi"]
+    assert not tied.sae_wins
+    grouped = auroc_interval(S[:, 17], y, groups=np.arange(len(y)) // 4)  # 4 clips per source: wider
+    assert grouped.hi - grouped.lo > auroc_interval(S[:, 17], y).hi - auroc_interval(S[:, 17], y).lo - 0.01
+
+
+def test_folds_never_split_a_group_and_few_groups_are_named():
+    import pytest
+
+    from sae.errors import UserError
+    from sae.probe import _folds, check_groups
+
+    S, R, y = _planted(2)
+    groups = np.array([f"song{i // 4}" for i in range(len(y))])  # 10 songs of 4 clips, 5 with / 5 without
+    for tr, te in _folds(y, 5, 0, groups):
+        assert not set(groups[tr]) & set(groups[te])
+    rep = compare_probes(S, R, y, groups=groups)
+    assert rep.groups == 10 and rep.notes == []
+    assert any("only 5 groups with" in n for n in check_groups(y, groups, folds=8))
+    with pytest.raises(UserError, match="at least 2 groups per side"):
+        check_groups(y, np.where(y == 1, "one_song", groups), folds=5)

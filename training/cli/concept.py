@@ -41,6 +41,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--min-examples", type=int, default=6, help="usable clips needed per side (default 6)")
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     f.add_argument(
+        "--groups",
+        choices=["none", "subfolder", "prefix"],
+        default="none",
+        help="clips cut from one source stay in one fold: 'subfolder' (the folder under --with/--without) or "
+        "'prefix' (the file name up to its first _); default none (every clip its own source)",
+    )
+    f.add_argument(
+        "--permutations",
+        type=int,
+        default=50,
+        help="reruns on shuffled labels for the chance-level AUROC (default 50; 0: none)",
+    )
+    f.add_argument(
         "--default",
         dest="mode",
         choices=["none", "off", "on", "clamp", "scale"],
@@ -118,6 +131,8 @@ def run_find(args: argparse.Namespace) -> int:
         replace=not args.no_replace,
         hook=args.hook,
         steer_threshold=args.steer_threshold,
+        groups=args.groups,
+        permutations=args.permutations,
     )
     with console.status(f"finding {args.name!r}"):
         res = find_concept(cfg)
@@ -128,9 +143,13 @@ def run_find(args: argparse.Namespace) -> int:
 def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, seconds: float) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{name}: held-out AUROC ({rep.folds}-fold, {rep.n_with} with / {rep.n_without} without)")
+    groups = f", {rep.groups} sources" if getattr(rep, "groups", None) else ""
+    table = Table(
+        title=f"{name}: held-out AUROC ({rep.folds}-fold, {rep.n_with} with / {rep.n_without} without{groups})"
+    )
     table.add_column("probe")
-    table.add_column("AUROC", justify="right")
+    table.add_column("AUROC [95 % interval]", justify="right")
+    intervals = getattr(rep, "intervals", {}) or {}
     for key, label in (
         ("sae_probe", f"SAE sparse probe ({len(concept.features)} features)"),
         ("diff_means", "difference of means, raw activations"),
@@ -138,8 +157,13 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
         ("diff_means_latent", "difference of means, raw latents"),
     ):
         if key in rep.auroc:
-            table.add_row(label, f"{rep.auroc[key]:.3f}")
+            iv = intervals.get(key)
+            table.add_row(label, f"{rep.auroc[key]:.2f}" + (f" [{iv['lo']:.2f}, {iv['hi']:.2f}]" if iv else ""))
+    if getattr(rep, "permutation", None):
+        p = rep.permutation
+        table.add_row(f"shuffled labels ({p['runs']} runs): mean / 95th pct", f"{p['mean']:.2f} / {p['p95']:.2f}")
     console.print(table)
+    console.print(f"verdict: {getattr(rep, 'verdict', 'tied')}", highlight=False)
     feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.2f})" for f in concept.features)
     console.print(f"features on {concept.hook}: {feats}", highlight=False)
     for line in notes:

@@ -31,6 +31,7 @@ from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeatu
 from sae.errors import UserError
 from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
 from training.data.audio import AudioNotes, list_audio, read_mono
+from training.data.groups import GROUP_RULES, clip_group
 
 MIN_EXAMPLES = 6
 
@@ -50,6 +51,8 @@ class FindConfig:
     replace: overwrite a concept of the same name.
     hook: the hook the SAE reads (None: the SAE's own `hook_name`, else `latent`); another is refused.
     steer_threshold: effect size a feature needs to be steered (0: only the probe's features).
+    groups: how clips map to sources (`training.data.groups`: none, subfolder, prefix); folds never split one.
+    permutations: reruns of the probe on shuffled labels (the chance level beside the AUROC; 0: none).
     """
 
     name: str
@@ -67,6 +70,8 @@ class FindConfig:
     replace: bool = True
     hook: str | None = None
     steer_threshold: float = 0.8
+    groups: str = "none"
+    permutations: int = 50
 
 
 @dataclass
@@ -189,6 +194,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         raise UserError(f"concept name {cfg.name!r}: expected letters, digits, '_', '-' or '.'")
     if cfg.min_examples < 2:
         raise UserError(f"--min-examples {cfg.min_examples}: expected at least 2")
+    if cfg.groups not in GROUP_RULES:
+        raise UserError(f"--groups {cfg.groups}: expected one of {', '.join(GROUP_RULES)}")
+    if cfg.permutations < 0:
+        raise UserError(f"--permutations {cfg.permutations}: expected 0 or more")
     if not (np.isfinite(cfg.steer_threshold) and cfg.steer_threshold >= 0):
         raise UserError(f"--steer-threshold {cfg.steer_threshold}: expected a number >= 0 (an effect size)")
     bank = ConceptBank.load(cfg.bank, missing_ok=True)  # a broken bank fails before any work
@@ -220,12 +229,16 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     S = np.stack([f.double().mean(0).numpy() for f in feats])
     R = np.stack([z.double().mean(0).numpy() for _, z in pos + neg])
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(int)
-    report = compare_probes(S, R, y, cfg.k, cfg.folds, cfg.seed)
+    groups = None
+    if cfg.groups != "none":
+        groups = [clip_group(p, Path(cfg.with_dir), cfg.groups) for p, _ in pos]
+        groups += [clip_group(p, Path(cfg.without_dir), cfg.groups) for p, _ in neg]
+    report = compare_probes(S, R, y, cfg.k, cfg.folds, cfg.seed, groups, cfg.permutations)
     if hook != LATENT:  # the raw-latent baseline beside the inner hook's own raw rows
         lat = clip_frames(model, [p for p, _ in pos + neg], AudioNotes(), make_streams(model, [LATENT]), cache)
         L = np.stack([z.double().mean(0).numpy() for _, z in lat])
         scores = np.zeros(len(y))
-        for tr, te in _folds(y, cfg.folds, cfg.seed):
+        for tr, te in _folds(y, cfg.folds, cfg.seed, None if groups is None else np.asarray(groups)):
             scores[te] = diff_means_scores(L[tr], y[tr], L[te])
         report.auroc["diff_means_latent"] = auroc(scores, y)
     effects = feature_effects(S, y)[report.probe.indices]
@@ -273,10 +286,28 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             f"{100 * steer.off_left:.0f} % of the concept's mean difference at {hook} "
             f"({100 * steer.error_share:.0f} % of it in the SAE's error term, which edits keep)"
         )
-    base_name, base = report.best_baseline()
-    if not report.sae_wins:
-        lines.append(
-            f"the SAE probe (AUROC {report.auroc['sae_probe']:.3f}) does not beat the {base_name} baseline on "
-            f"raw latents ({base:.3f}): this SAE does not isolate {cfg.name!r} better than the latents do"
-        )
+    lines += report.notes
+    lines.append(probe_verdict_line(cfg.name, report))
     return FindResult(concept, report, bank.path, lines, time.perf_counter() - t0)
+
+
+def probe_verdict_line(name: str, report: ProbeReport) -> str:
+    """The SAE-vs-raw-baseline verdict in words, from the interval of the AUROC difference only."""
+    d = report.difference or {}
+    iv = report.intervals
+    base = d.get("baseline", report.best_baseline()[0])
+    sae, raw = iv.get("sae_probe", {}), iv.get(base, {})
+    figures = (
+        f"SAE probe AUROC {report.auroc['sae_probe']:.2f} [{sae.get('lo', float('nan')):.2f}, "
+        f"{sae.get('hi', float('nan')):.2f}], {base} on the raw activations {report.auroc[base]:.2f} "
+        f"[{raw.get('lo', float('nan')):.2f}, {raw.get('hi', float('nan')):.2f}], difference "
+        f"{d.get('value', float('nan')):+.2f} [{d.get('lo', float('nan')):+.2f}, {d.get('hi', float('nan')):+.2f}] "
+        f"on {report.n_with} + {report.n_without} clips"
+    )
+    if report.permutation:
+        figures += f"; shuffled labels reach {report.permutation['p95']:.2f} (95th pct of {report.permutation['runs']})"
+    if report.verdict == "SAE better":
+        return f"the SAE isolates {name!r} better than the raw activations ({figures})"
+    if report.verdict == "baseline better":
+        return f"the raw activations isolate {name!r} better than this SAE ({figures})"
+    return f"tied: the SAE and the raw baseline cannot be told apart on {name!r} at this size ({figures})"
