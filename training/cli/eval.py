@@ -108,6 +108,13 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--listen",
+        type=nonneg_int,
+        default=2,
+        help="held-out clips per side and concept written as listening examples to OUT/listen (original, "
+        "through the model, concept off, concept on) for the dashboard's concept pages (default 2; 0: none)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_steering)
 
@@ -143,6 +150,12 @@ def run_steering(args: argparse.Namespace) -> int:
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']:.0f} s)", highlight=False)
+    if args.listen:
+        from training.rave.listen import write_examples
+
+        with console.status("rendering listening examples"):
+            path = write_examples(result, args.data, args.model, args.bank, args.out, args.listen, args.seed)
+        console.print(f"wrote listening examples to {path.parent} (the dashboard's concept pages)", highlight=False)
     return 0
 
 

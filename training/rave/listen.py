@@ -1,0 +1,120 @@
+"""Listening examples of a steering evaluation, for ears rather than tables: a few held-out clips per concept,
+each as four aligned files, original | through the model | concept off | concept on (at the strength the judge
+chose), written beside the judge's report as `OUT/listen/<concept>/<clip>_<kind>.wav` plus `OUT/listen/listen.json`.
+
+The dashboard's concept page plays them as one row per clip. Renders are made exactly as the judge makes its own
+(`render_array`, the decoder's noise seeded per clip), so what is heard is what was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae.errors import UserError
+
+KINDS = ("original", "model", "off", "on")
+KIND_TITLES = {"original": "original", "model": "through the model", "off": "concept off", "on": "concept on"}
+
+
+def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".wav")
+    os.close(fd)
+    try:
+        sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, subtype="PCM_16")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_examples(
+    result: dict[str, Any],
+    data: str | Path,
+    model_path: str | Path,
+    bank_path: str | Path,
+    out: str | Path,
+    clips: int = 2,
+    seed: int = 0,
+    block: int | None = None,
+) -> Path:
+    """Render `clips` held-out clips with and `clips` without each judged concept; returns listen.json's path.
+
+    Args:
+        result: the judge's result (`evaluate_steering`): its concepts and each one's chosen `strength_on`.
+        data: the `musicsae data make` folder the judge read (manifest, test split).
+        model_path, bank_path: the model and concept bank the judge used.
+        out: the judge's output folder (the examples go to OUT/listen/).
+        clips: example clips per side and concept.
+        seed: base seed of the decoder's noise fill (clip i of the test split uses seed + i, as the judge does).
+    """
+    from realtime.rave import RaveModel
+    from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
+    from training.data.audio import AudioNotes, read_mono
+    from training.data.concept_clips import CONCEPTS, read_manifest
+
+    if clips < 1:
+        raise UserError(f"--listen {clips}: expected at least 1 clip per side")
+    names = list(result["concepts"])
+    rows = [r for r in read_manifest(Path(data)) if r["split"] == "test"]
+    model = RaveModel.load(model_path)
+    steering = load_steering(bank_path, model, names=names)
+    stream, delay, notes = RaveStream(model), model_delay(model), AudioNotes()
+    root = Path(out) / "listen"
+    index: dict[str, Any] = {"model": Path(model_path).name, "sample_rate": model.sr, "kinds": KINDS, "concepts": {}}
+    cache: dict[int, np.ndarray | None] = {}
+
+    def clip(i: int) -> np.ndarray | None:
+        if i not in cache:
+            cache[i] = read_mono(Path(data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
+        return cache[i]
+
+    for name in names:
+        strength = float(result["concepts"][name].get("strength_on", 1.0))
+        has = [bool(CONCEPTS[name](r)) for r in rows] if name in CONCEPTS else [False] * len(rows)
+        picked = [i for i in range(len(rows)) if has[i] and clip(i) is not None][:clips]
+        picked += [i for i in range(len(rows)) if not has[i] and clip(i) is not None][:clips]
+        entries = []
+        for i in picked:
+            audio = clip(i)
+            stem = Path(rows[i]["file"]).stem
+            renders = {
+                "original": audio,
+                "model": render_array(stream, audio, None, None, block, delay, seed + i, hook=steering.hook),
+            }
+            for kind, mode in (("off", "off"), ("on", f"on:{strength:g}")):
+                edit = steering.edit_for([(name, mode)])
+                renders[kind] = render_array(
+                    stream, audio, steering.sae, edit, block, delay, seed + i, hook=steering.hook
+                )
+            files = {}
+            for kind in KINDS:
+                rel = f"{name}/{stem}_{kind}.wav"
+                _write_wav(root / rel, renders[kind], model.sr)
+                files[kind] = rel
+            entries.append(
+                {
+                    "clip": rows[i]["file"],
+                    "with": has[i],
+                    "instruments": rows[i].get("instruments", ""),
+                    "voice": rows[i].get("voice", "none"),
+                    "seconds": round(len(audio) / model.sr, 3),
+                    "files": files,
+                }
+            )
+        index["concepts"][name] = {"strength_on": strength, "rows": entries}
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "listen.json"
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".listen.json.")
+    with os.fdopen(fd, "w") as f:
+        json.dump(index, f, indent=1)
+    os.replace(tmp, path)
+    return path
