@@ -220,6 +220,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         return done
 
     rendered = step("render", do_renders)
+    from training.rave.listen import write_examples
+
+    step("listening examples", lambda: write_examples(judged, data, model_path, bank_path, out / "judge", clips=2))
     site = step(
         "dashboard",
         lambda: build_dashboard(

@@ -180,11 +180,12 @@ class Browser:
         cmd = [shutil.which(CHROMIUM) or CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
-    def load(self, page: Path) -> tuple[dict, list[str]]:
-        """Load `page` with the site's self-check on (`#selfcheck`): returns its report (script and load
-        errors, audio readyState/duration, image naturalWidth) and the browser's console lines."""
+    def load(self, page: Path, query: str = "") -> tuple[dict, list[str]]:
+        """Load `page` (with `?query` when given) with the site's self-check on (`#selfcheck`): returns its
+        report (script and load errors, audio readyState/duration, image naturalWidth, rows shown) and the
+        browser's console lines."""
         r = self.run(
-            page.as_uri() + "#selfcheck",
+            page.as_uri() + (f"?{query}" if query else "") + "#selfcheck",
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=15000",

@@ -47,3 +47,29 @@ def test_self_check_catches_broken_media(built_site, tmp_path, browser):
     assert any(im["naturalWidth"] == 0 for im in report["images"])
     assert any(a["error"] is not None or a["readyState"] == 0 for a in report["audio"])
     assert any("undefinedFunction" in ln for ln in console)
+
+
+def test_index_filters_by_label_and_firing_rate(built_site, browser):
+    """The index's label menu and firing-rate range (preset from the URL) show exactly the matching rows."""
+    import re
+
+    index = built_site / "index.html"
+    row = r'<tr data-inrange="\d" data-page="\d" data-label="([^"]*)" data-rate="([^"]+)">'
+    rows = re.findall(row, index.read_text())
+    assert rows
+    labels = sorted({lab for lab, _ in rows if lab})
+    assert labels, "no feature with a top label"
+    label = max(labels, key=lambda x: sum(lab == x for lab, _ in rows))
+    rates = sorted(float(r) for _, r in rows)
+    lo, hi = rates[len(rates) // 4], rates[3 * len(rates) // 4]
+    cases = {
+        "": len(rows),
+        f"label={label}": sum(lab == label for lab, _ in rows),
+        f"minrate={lo}&maxrate={hi}": sum(lo <= float(r) <= hi for _, r in rows),
+        f"label={label}&minrate={hi}": sum(lab == label and float(r) >= hi for lab, r in rows),
+    }
+    assert len(set(cases.values())) > 1  # the filters are not all no-ops on this site
+    for query, expected in cases.items():
+        report, console = browser.load(index, query)
+        browser.assert_clean(report, console, index)
+        assert report["shown"] == expected, (query, report["shown"], expected)

@@ -110,8 +110,10 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
         "eval_bright_bright-scale.wav",
     ]
     assert all((out / "concepts" / s).resolve().is_file() for s in srcs)
-    assert ">off_drop<" in page and ">62.5<" in page and ">none.with<" in page and ">80<" in page
-    assert ">goals_met.off_drop<" in page and ">yes<" in page and "drift" not in page and "0.810" in page
+    # the judge's numbers in words, never as raw JSON keys
+    assert "bright can be taken out." in page and "Side effects" in page and "x, +1 with bright off" in page
+    assert "off_drop" not in page and "none.with" not in page and "goals_met" not in page
+    assert "AUROC of 0.81" in page and "a difference of means, reached 0.70" in page
     two = (out / "concepts" / "bright_two.html").read_text()
     assert "eval_bright_two_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
     index = (out / "index.html").read_text()

@@ -26,6 +26,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .controls { margin: 10px 0; display: flex; gap: 18px; align-items: center; flex-wrap: wrap; }
 svg.hist rect { fill: var(--accent); } svg.hist text { font-size: 10px; fill: var(--muted); }
 .pair { display: flex; gap: 16px; flex-wrap: wrap; } .pair div { min-width: 260px; }
+table.listen td { vertical-align: top; } table.listen img { display: block; width: 240px; height: 72px; }
+table.listen audio { width: 240px; margin-top: 3px; }
+p.lead { font-size: 16px; margin: 10px 0; } p.verdict { font-size: 16px; font-weight: 600; }
+ul.verdict li { margin: 4px 0; } b.ok { color: #1a7f37; } b.no { color: #b42318; }
 """
 
 SCRIPT = """
@@ -62,15 +66,27 @@ SCRIPT = """
     rows.forEach(function (r) { body.appendChild(r); });
   }
 
+  function number(id) {
+    var el = document.getElementById(id);
+    var v = el ? parseFloat(el.value) : NaN;
+    return isNaN(v) ? null : v;
+  }
+
   function applyFilters() {
     var only = document.getElementById('inrange');
     var q = document.getElementById('q');
     var pages = document.getElementById('pages');
+    var label = document.getElementById('label');
+    var want = label ? label.value : '';
+    var lo = number('minrate'), hi = number('maxrate');
     var text = q ? q.value.trim().toLowerCase() : '';
     var shown = 0;
     document.querySelectorAll('table.sortable tbody tr').forEach(function (r) {
+      var rate = parseFloat(r.getAttribute('data-rate'));
       var ok = (!only || !only.checked || r.getAttribute('data-inrange') === '1') &&
                (!pages || !pages.checked || r.getAttribute('data-page') === '1') &&
+               (!want || r.getAttribute('data-label') === want) &&
+               (lo === null || isNaN(rate) || rate >= lo) && (hi === null || isNaN(rate) || rate <= hi) &&
                (!text || r.textContent.toLowerCase().indexOf(text) >= 0);
       r.style.display = ok ? '' : 'none';
       if (ok) shown += 1;
@@ -104,6 +120,7 @@ SCRIPT = """
                    error: a.error ? a.error.code : null };
         }),
         images: images.map(function (im) { return { src: im.src, naturalWidth: im.naturalWidth }; }),
+        shown: document.getElementById('shown') ? Number(document.getElementById('shown').textContent) : null,
       };
       var pre = document.createElement('pre');
       pre.id = 'selfcheck';
@@ -119,9 +136,14 @@ SCRIPT = """
         th.addEventListener('click', function () { sortBy(table, th); });
       });
     });
-    ['inrange', 'q', 'pages'].forEach(function (id) {
+    ['inrange', 'q', 'pages', 'label', 'minrate', 'maxrate'].forEach(function (id) {
       var el = document.getElementById(id);
-      if (el) el.addEventListener('input', applyFilters);
+      if (el) { el.addEventListener('input', applyFilters); el.addEventListener('change', applyFilters); }
+    });
+    var params = new URLSearchParams(location.search);  // ?label=guitar&minrate=1&maxrate=25 preset the filters
+    ['label', 'minrate', 'maxrate', 'q'].forEach(function (id) {
+      var el = document.getElementById(id);
+      if (el && params.has(id)) el.value = params.get(id);
     });
     applyFilters();
     if (location.hash === '#selfcheck') {

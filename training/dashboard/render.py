@@ -142,3 +142,29 @@ def histogram_svg(counts: np.ndarray, edges: np.ndarray, width: int = 320, heigh
         + f'<text x="0" y="{height - 2}">{label}</text>'
         + f'<text x="{width}" y="{height - 2}" text-anchor="end">{label_hi}</text></svg>'
     )
+
+
+def log_spectrogram(y: np.ndarray, sr: int, top_hz: float = 8000.0, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """[freq bins up to `top_hz`, frames] log magnitude (dB) of mono audio."""
+    if y.size < n_fft:
+        y = np.pad(y, (0, n_fft - y.size))
+    n = 1 + (y.size - n_fft) // hop
+    frames = y[np.arange(n_fft)[None, :] + hop * np.arange(n)[:, None]] * np.hanning(n_fft)
+    spec = 20 * np.log10(np.abs(np.fft.rfft(frames, axis=1)).T + 1e-6)
+    keep = int(min(sr / 2, top_hz) / (sr / 2) * (spec.shape[0] - 1)) + 1
+    return spec[:keep]
+
+
+def mini_spectrogram(path: Path, spec: np.ndarray, vmax: float, width: int = 240, height: int = 72) -> None:
+    """A small spectrogram PNG (no axes) of `log_spectrogram` output, 80 dB below `vmax` to `vmax`; cells of one
+    listening-table row share `vmax`, so their brightness compares."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.image import imsave
+
+    rows = np.linspace(0, spec.shape[0] - 1, height).round().astype(int)
+    cols = np.linspace(0, spec.shape[1] - 1, width).round().astype(int)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    imsave(tmp, spec[np.ix_(rows, cols)], cmap="magma", vmin=vmax - 80, vmax=vmax, origin="lower")
+    os.replace(tmp, path)

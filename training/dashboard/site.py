@@ -48,7 +48,9 @@ from sae.store import ActivationStore
 from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
+from training.dashboard.listen import find_listen, listening_table
 from training.dashboard.render import SpectrogramPlotter, cut, histogram_svg, read_audio, write_wav
+from training.dashboard.verdict import verdict_html
 
 # steering-evaluation audio: file-name tokens (besides the concept's name) -> what the file is, in page order
 EVAL_MODES = (
@@ -60,6 +62,7 @@ EVAL_MODES = (
 )
 EVAL_DIRS = ("eval", "renders", "judge")  # looked for beside the bank file
 AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff", ".m4a", ".opus")
+PITCHED = 0.3  # share of a clip's loud frames that must be periodic for its pitch to be shown
 STOPWORDS = {"a", "an", "and", "the", "of", "with", "in", "on", "at", "to", "for", "by", "from", "or", "as", "is"}
 
 
@@ -82,21 +85,6 @@ def sparkline_svg(curve: np.ndarray, peak: int, width: int = 416, height: int = 
         f'<polyline fill="none" stroke="#1a7fa0" stroke-width="1.4" points="{pts}"/>'
         f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{height}" stroke="#e07a1f" stroke-dasharray="3,2"/></svg>'
     )
-
-
-def _flat_numbers(entry: dict, prefix: str = "") -> dict[str, str]:
-    """Scalars of a judge entry, one level of nesting flattened ("none.with": "80")."""
-    out = {}
-    for k, v in entry.items():
-        if isinstance(v, bool):
-            out[prefix + k] = "yes" if v else "no"
-        elif isinstance(v, int | float):
-            out[prefix + k] = f"{v:.3g}"
-        elif isinstance(v, str):
-            out[prefix + k] = v
-        elif isinstance(v, dict) and not prefix:
-            out.update(_flat_numbers(v, f"{k}."))
-    return out
 
 
 @dataclass
@@ -493,38 +481,38 @@ class DashboardBuilder:
             v.description, v.tags = self._describe(v)
 
     def _describe(self, v: FeatureView) -> tuple[str, list[str]]:
+        """What the feature sounds like, in words a musician uses: the label its top clips share (with clip
+        counts), their instruments, and only the audio properties that apply (a pitch range only when most top
+        clips are pitched; voices only when there are some)."""
         if not v.clips:
             return "no activating clip", []
         n = len(v.clips)
         parts = []
-        if v.purity and v.purity.label and v.purity.purity > v.purity.base:
-            parts.append(f"mostly {v.purity.label} ({v.purity.purity:.0%} of top clips, {v.purity.base:.0%} overall)")
+        pur = v.purity
+        if pur and pur.label and pur.purity > pur.base:
+            k = round(pur.purity * pur.clips)
+            parts.append(f"mostly {pur.label}: {k} of {pur.clips} top clips (in {pur.base:.0%} of all clips)")
         inst = self.labels.dominant_instruments([c.source for c in v.clips])
         if inst:
-            parts.append(", ".join(f"{name} {k}/{n}" for name, k in inst))
+            parts.append(", ".join(f"{name.replace('_', ' ')} in {k} of {n}" for name, k in inst))
         if not self.audio:
             shown = "; ".join(repr(c.source) for c in v.clips[:3])
             parts.append(f"top prompts: {shown}" + (f" (+{n - 3})" if n > 3 else ""))
             return " · ".join(parts), []
         props = [c.props for c in v.clips]
-        los = [p.pitch_lo_hz for p in props if p.pitch_lo_hz]
-        his = [p.pitch_hi_hz for p in props if p.pitch_hi_hz]
-        if los and his:
+        pitched = [p for p in props if p.pitch_range and p.periodic >= PITCHED]
+        if 2 * len(pitched) > n:
             from training.dashboard.audio_props import note_name
 
-            lo, hi = note_name(float(np.median(los))), note_name(float(np.median(his)))
+            lo = note_name(float(np.median([p.pitch_lo_hz for p in pitched])))
+            hi = note_name(float(np.median([p.pitch_hi_hz for p in pitched])))
             parts.append(f"pitch {lo}–{hi}" if lo != hi else f"pitch {lo}")
-        else:
-            parts.append("unpitched")
-        parts.append(f"{np.median([p.rms_db for p in props]):.0f} dBFS")
-        parts.append(f"centroid {np.median([p.centroid_hz for p in props]) / 1000:.1f} kHz")
-        parts.append(f"{np.median([p.onset_rate for p in props]):.1f} onsets/s")
         voiced = [c for c in v.clips if "voice" in c.labels] if self.labels.labels else []
-        if self.labels.labels:
-            parts.append(f"voice {len(voiced)}/{n}")
-        else:
-            parts.append(f"voice-like {sum('voice-like' in p.tags for p in props)}/{n}")
+        if voiced:
+            parts.append(f"voice in {len(voiced)} of {n}")
         common = [t for t, k in Counter(t for p in props for t in p.tags).most_common() if k * 2 > n]
+        if common:
+            parts.append(", ".join(common))
         return " · ".join(parts), common
 
     # ------------------------------------------------------------------ pages
@@ -556,7 +544,10 @@ class DashboardBuilder:
             prev_next.append(f'<a href="f{order[i + 1]:05d}.html">#{order[i + 1]} &rarr;</a>')
         pur = v.purity
         purity = (
-            f"{pur.purity:.0%} {_e(pur.label)} (base {pur.base:.0%}, by {v.purity_by})" if pur and pur.label else "–"
+            f"{round(pur.purity * pur.clips)} of {pur.clips} {_e(pur.label)}"
+            f' <span class="small muted">(all clips {pur.base:.0%}; by {_e(v.purity_by)})</span>'
+            if pur and pur.label
+            else "–"
         )
         cards = []
         for c in v.clips:
@@ -570,28 +561,31 @@ class DashboardBuilder:
                 )
                 continue
             tags = "".join(f'<span class="tag">{_e(t)}</span>' for t in p.tags)
+            pitch = f"pitch {_e(p.pitch_range)} · " if p.pitch_range and p.periodic >= PITCHED else ""
             cards.append(
                 f'<div class="card"><div><b>{_e(c.source)}</b> <span class="muted small">peak {c.value:.3g} at '
                 f"{c.frame / self.frame_rate:.2f} s</span></div>"
                 f'<img src="../{c.png}" alt="spectrogram of {_e(c.source)} with the activation of #{j}" '
                 f'width="416" height="168"><audio controls preload="metadata" src="../{c.wav}"></audio>'
-                f'<div class="small">{labels}</div><div class="small muted">{_e(p.pitch_range or "unpitched")} · '
-                f"{p.rms_db:.0f} dBFS · centroid {p.centroid_hz:.0f} Hz · {p.onset_rate:.1f} onsets/s · "
-                f"voice {p.voice_score:.2f} {tags}</div></div>"
+                f'<div class="small">{labels}</div><div class="small muted">{pitch}{p.rms_db:.0f} dBFS · '
+                f"centroid {p.centroid_hz / 1000:.1f} kHz · {p.onset_rate:.1f} onsets/s {tags}</div></div>"
             )
         body = (
             f'<h1>Feature #{j}</h1><div class="muted">{_e(self.sae_dir.name)} · hook {_e(self.hook)} · '
             f"{' · '.join(prev_next)}</div>"
-            f'<div class="stats"><div><b>{_pct(stats.frame_rate[j])}</b>frames fired</div>'
-            f"<div><b>{_pct(stats.clip_rate[j])}</b>clips fired ({stats.clip_fires[j]}/{stats.clips})</div>"
+            f'<p class="lead">{_e(v.description)}</p>'
+            f"<p>Concepts using it: {self._concept_links(j, 1) or '<span class=muted>none</span>'}</p>"
+            f'<h2>What it sounds like: the clips that make it fire most</h2><p class="small muted">Each snippet is '
+            f"centred on the moment the feature fires most; the curve over the spectrogram is its activation.</p>"
+            f'<div class="cards">{"".join(cards) or "<p>none</p>"}</div>'
+            f"<h2>Numbers</h2>"
+            f'<div class="stats"><div><b>{_pct(stats.clip_rate[j])}</b>of clips ({stats.clip_fires[j]} of '
+            f"{stats.clips})</div><div><b>{_pct(stats.frame_rate[j])}</b>of frames</div>"
             f"<div><b>{stats.max_act[j]:.3g}</b>max activation</div>"
             f"<div><b>{stats.mean_active[j]:.3g}</b>mean when active</div>"
-            f"<div><b>{purity}</b>purity of top clips</div></div>"
-            f"<p>{_e(v.description)} {''.join(f'<span class=tag>{_e(t)}</span>' for t in v.tags)}</p>"
-            f"<p>Concepts using it: {self._concept_links(j, 1) or '<span class=muted>none</span>'}</p>"
-            f'<h2>Activation histogram</h2><p class="small muted">non-zero activations, log scale</p>'
+            f"<div><b>{purity}</b>top clips sharing a label</div></div>"
+            f'<h3>Activation histogram</h3><p class="small muted">non-zero activations, log scale</p>'
             f"{histogram_svg(stats.hist[j], stats.hist_edges)}"
-            f'<h2>Top-activating clips</h2><div class="cards">{"".join(cards) or "<p>none</p>"}</div>'
         )
         _write(out / _feature_href(j), _page(f"Feature #{j}", body, 1))
 
@@ -606,18 +600,34 @@ class DashboardBuilder:
                 f'<td class="num">{_pct(stats.clip_rate[j])}</td><td class="num">{stats.max_act[j]:.3g}</td>'
                 f"<td>{_e(desc)}</td></tr>"
             )
-        auroc = "".join(f'<tr><td>{_e(k)}</td><td class="num">{v:.3f}</td></tr>' for k, v in c.auroc.items())
         default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
         body = (
             f'<h1>Concept {_e(c.name)}</h1><div class="muted">model {_e(c.model.name)} '
             f"({_e(c.model.sha256[:12])}) · hook {_e(c.hook)} · default {_e(default)}</div>"
-            f'<h2>Features</h2><table class="sortable"><thead><tr><th data-key>feature</th><th data-key>weight</th>'
-            f"<th data-key>typical</th><th data-key>clips fired</th><th data-key>max act</th><th>description</th>"
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-            f"<h2>Probe AUROC (held out)</h2><table><tbody>{auroc or '<tr><td>none recorded</td></tr>'}</tbody></table>"
             f"{self._steering_section(out, c)}"
+            f"{self._found_how(c)}"
+            f'<h2>The SAE features it uses</h2><table class="sortable"><thead><tr><th data-key>feature</th>'
+            f"<th data-key>weight</th><th data-key>typical</th><th data-key>clips fired</th><th data-key>max act</th>"
+            f"<th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
         )
         _write(out / "concepts" / f"{c.name}.html", _page(f"Concept {c.name}", body, 1))
+
+    @staticmethod
+    def _found_how(c: Concept) -> str:
+        """How well the concept's probe told clips with it from clips without it, in words."""
+        a = c.auroc
+        if not isinstance(a.get("sae_probe"), int | float):
+            return ""
+        names = {"diff_means": "a difference of means", "logistic_raw": "a logistic probe"}
+        base = [(v, k) for k, v in a.items() if k in names and isinstance(v, int | float)]
+        text = (
+            f"On held-out clips, the concept's probe on {len(c.features)} SAE feature(s) told clips with "
+            f"{_e(c.name)} from clips without it with an AUROC of {a['sae_probe']:.2f} (0.5: chance, 1: always)"
+        )
+        if base:
+            v, k = max(base)
+            text += f"; the best probe on the raw activations, {names.get(k, _e(k))}, reached {v:.2f}"
+        return f"<h2>How well it was found</h2><p>{text}.</p>"
 
     def _eval_dirs(self) -> list[Path]:
         """--eval-dir, else the folders beside the bank that `musicsae demo` / `eval steering` write."""
@@ -627,12 +637,36 @@ class DashboardBuilder:
             return []
         return [self.bank_path.parent / n for n in EVAL_DIRS if (self.bank_path.parent / n).is_dir()]
 
+    def _judge_result(self, dirs: list[Path], name: str) -> tuple[Path, dict] | None:
+        """The first judge report (`judge.json`) under `dirs` with an entry for concept `name`."""
+        for d in dirs:
+            for js in sorted(d.rglob("judge.json")):
+                with contextlib.suppress(OSError, ValueError):
+                    data = json.loads(js.read_text())
+                    if isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(name), dict):
+                        return js, data
+        return None
+
     def _steering_section(self, out: Path, c: Concept) -> str:
-        """Before/after audio of the steering evaluation: wavs whose names hold the concept and a mode
-        (original / no edit / off / on / scale), plus the numbers a JSON there records for the concept."""
+        """The listening table (from `listen/listen.json`), the judge's verdict in plain words (from
+        `judge.json`), or, without a listening table, the before/after renders found by their file names."""
         dirs = [d for d in self._eval_dirs() if d.is_dir()]
         if not dirs:
             return ""
+        judged = self._judge_result(dirs, c.name)
+        parts = []
+        found = find_listen(dirs, c.name)
+        if found:
+            parts.append(listening_table(out, c.name, found[0], found[1], judged[1] if judged else None))
+        if judged:
+            parts.append(verdict_html(c.name, judged[1], str(judged[0])))
+        if not found:
+            parts.append(self._named_renders(out, c, dirs))
+        return "".join(parts)
+
+    def _named_renders(self, out: Path, c: Concept, dirs: list[Path]) -> str:
+        """Before/after audio whose file names hold the concept and a mode (original / no edit / off / on /
+        scale), e.g. the renders `musicsae demo` writes."""
 
         def pattern(name: str) -> re.Pattern:
             return re.compile(rf"(^|[^a-z0-9]){re.escape(name.lower())}([^a-z0-9]|$)")
@@ -640,9 +674,10 @@ class DashboardBuilder:
         pat = pattern(c.name)
         longer = [pattern(o.name) for o in (self.bank or []) if len(o.name) > len(c.name)]
         found: list[tuple[int, str, Path]] = []
-        numbers: dict[str, Any] = {}
         for d in dirs:
             for wav in sorted(d.rglob("*.wav")):
+                if "listen" in wav.relative_to(d).parts[:-1]:
+                    continue
                 stem = wav.stem.lower()
                 if not pat.search(stem) or any(p.search(stem) for p in longer):  # "bright_two_off" is not "bright"'s
                     continue
@@ -650,13 +685,7 @@ class DashboardBuilder:
                 mode = next(((i, m) for i, (m, tokens) in enumerate(EVAL_MODES) if rest & set(tokens)), None)
                 if mode:
                     found.append((*mode, wav))
-            for js in sorted(d.rglob("*.json")):
-                with contextlib.suppress(OSError, ValueError, AttributeError):
-                    data = json.loads(js.read_text())
-                    entry = (data.get("concepts") or data).get(c.name)
-                    if isinstance(entry, dict):
-                        numbers.update(_flat_numbers(entry))
-        if not found and not numbers:
+        if not found:
             return ""
         items = []
         for _, mode, wav in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
@@ -666,12 +695,8 @@ class DashboardBuilder:
                 f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(wav.name)}</span><br>'
                 f'<audio controls preload="metadata" src="../{_e(dest)}"></audio></div>'
             )
-        table = "".join(f'<tr><td>{_e(k)}</td><td class="num">{_e(v)}</td></tr>' for k, v in numbers.items())
         where = ", ".join(str(d) for d in dirs)
-        return (
-            f'<h2>Steering evaluation</h2><p class="small muted">from {_e(where)}</p>'
-            f'<div class="pair">{"".join(items)}</div>' + (f"<table><tbody>{table}</tbody></table>" if table else "")
-        )
+        return f'<h2>Renders</h2><p class="small muted">from {_e(where)}</p><div class="pair">{"".join(items)}</div>'
 
     def _layers_page(self, out: Path) -> None:
         rows = layers.layer_rows(layers.sae_dirs_beside(self.sae_dir), self.bank)
@@ -694,7 +719,8 @@ class DashboardBuilder:
             name = f'<a href="{_feature_href(j)}">#{j}</a>' if v else f"#{j}"
             pur = v.purity if v else (self._purity_of(stats, j) if self.labels.labels else None)
             pv = _rank(pur) if pur and pur.label else -1
-            ptxt = f"{pur.purity:.0%} {_e(pur.label)}" if pur and pur.label else ""
+            ptxt = f"{round(pur.purity * pur.clips)} of {pur.clips} {_e(pur.label)}" if pur and pur.label else ""
+            label = pur.label if pur and pur.label and pur.purity > pur.base else ""
             concepts = " ".join(c.name for c in self._concepts_of(j))
             inrange = int(lo <= rate[j] <= hi)
             rows.append(
@@ -703,36 +729,53 @@ class DashboardBuilder:
                     -pv,
                     -float(stats.max_act[j]),
                     j,
-                    f'<tr data-inrange="{inrange}" data-page="{int(v is not None)}"><td data-v="{j}">{name}</td>'
-                    f'<td class="num" data-v="{stats.frame_rate[j]:.6g}">{_pct(stats.frame_rate[j])}</td>'
-                    f'<td class="num" data-v="{rate[j]:.6g}">{_pct(rate[j])}</td>'
-                    f'<td class="num" data-v="{stats.max_act[j]:.6g}">{stats.max_act[j]:.3g}</td>'
+                    f'<tr data-inrange="{inrange}" data-page="{int(v is not None)}" data-label="{_e(label)}" '
+                    f'data-rate="{100 * rate[j]:.6g}"><td data-v="{j}">{name}</td>'
+                    f"<td>{_e(v.description) if v else ''}</td>"
                     f'<td class="num" data-v="{pv:.4f}">{ptxt}</td>'
-                    f'<td data-v="{_e(concepts)}">{self._concept_links(j, 0)}</td>'
-                    f"<td>{_e(v.description) if v else ''}</td></tr>",
+                    f'<td class="num" data-v="{rate[j]:.6g}">{_pct(rate[j])}</td>'
+                    f'<td class="num" data-v="{stats.frame_rate[j]:.6g}">{_pct(stats.frame_rate[j])}</td>'
+                    f'<td class="num" data-v="{stats.max_act[j]:.6g}">{stats.max_act[j]:.3g}</td>'
+                    f'<td data-v="{_e(concepts)}">{self._concept_links(j, 0)}</td></tr>',
+                    label,
                 )
             )
-        rows = [r[-1] for r in sorted(rows)]  # described first, purest first
+        labels = sorted({r[-1] for r in rows if r[-1]})
+        rows = [r[-2] for r in sorted(rows)]  # described first, purest first
         n_in = int(((rate >= lo) & (rate <= hi) & (stats.frame_fires > 0)).sum())
         concept_list = " ".join(
             f'<a class="tag concept" href="concepts/{_e(c.name)}.html">{_e(c.name)}</a>' for c in self.concepts
         )
         notes = "".join(f"<li>{_e(w)}</li>" for w in self.warnings)
         model = (self.store.info.get("model") or {}).get("name", "?")
+        options = "".join(f'<option value="{_e(x)}">{_e(x)}</option>' for x in labels)
         body = (
             f'<h1>SAE features · {_e(self.sae_dir.name)}</h1><div class="muted">model {_e(model)} · hook '
             f"{_e(self.hook)} · {stats.d_sae} features, {stats.live.size} live, {n_in} fire on "
             f"{lo:.0%}–{hi:.0%} of clips · {stats.clips} clips, {stats.frames} frames at {self.frame_rate:g} Hz</div>"
             + (f'<ul class="small">{notes}</ul>' if notes else "")
-            + (f"<p>Concepts: {concept_list}</p>" if concept_list else "")
-            + '<div class="controls"><label><input type="checkbox" id="inrange"> only features firing on '
-            f'{lo:.0%}–{hi:.0%} of clips</label><label><input type="checkbox" id="pages"> only described</label>'
+            + (f"<p>Concepts (a page each, to listen to): {concept_list}</p>" if concept_list else "")
+            + '<p class="small muted">Each row is one feature of the SAE: what its top clips have in common, how '
+            "many of them share a label, and how often it fires. Click a feature to hear its clips; click a "
+            "heading to sort.</p>"
+            + '<div class="controls">'
+            + (
+                f'<label>label <select id="label"><option value="">any</option>{options}</select></label>'
+                if labels
+                else ""
+            )
+            + '<label>fires on <input type="number" id="minrate" min="0" max="100" step="any" placeholder="0" '
+            'style="width:5em"> to <input type="number" id="maxrate" min="0" max="100" step="any" '
+            'placeholder="100" style="width:5em"> % of clips</label>'
+            f'<label><input type="checkbox" id="inrange"> only {lo:.0%}–{hi:.0%}</label>'
+            '<label><input type="checkbox" id="pages"> only described</label>'
             '<label>search <input type="search" id="q" placeholder="guitar, bright, #12"></label>'
             '<span class="muted small"><span id="shown"></span> shown</span></div>'
             '<table class="sortable" id="features"><thead><tr><th data-key>feature</th>'
-            '<th data-key data-first="desc">frames fired</th><th data-key data-first="desc">clips fired</th>'
-            '<th data-key data-first="desc">max act</th><th data-key data-first="desc" class="desc">purity</th>'
-            "<th data-key>concepts</th><th data-key>description</th></tr></thead>"
+            "<th data-key>what its top clips share</th>"
+            '<th data-key data-first="desc" class="desc">top label</th>'
+            '<th data-key data-first="desc">clips fired</th><th data-key data-first="desc">frames fired</th>'
+            '<th data-key data-first="desc">max act</th><th data-key>concepts</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>"
         )
         _write(out / "index.html", _page(f"SAE features · {self.sae_dir.name}", body, 0))

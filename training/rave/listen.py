@@ -63,37 +63,40 @@ def write_examples(
 
     if clips < 1:
         raise UserError(f"--listen {clips}: expected at least 1 clip per side")
+    from sae.steering import Gate
+
     names = list(result["concepts"])
-    rows = [r for r in read_manifest(Path(data)) if r["split"] == "test"]
     model = RaveModel.load(model_path)
     steering = load_steering(bank_path, model, names=names)
     stream, delay, notes = RaveStream(model), model_delay(model), AudioNotes()
+    g = result.get("gate") or {}
+    gate = Gate(enabled=g.get("enabled", True), **{k: g[k] for k in ("lo_db", "hi_db") if k in g})
+    # the judge's held-out clips, in its order: test-split rows that read (clip i renders with seed + i)
+    rows, audio_of = [], []
+    for r in read_manifest(Path(data)):
+        if r["split"] == "test":
+            a = read_mono(Path(data) / r["file"], model.sr, notes, min_samples=model.ratio)
+            if a is not None:
+                rows.append(r)
+                audio_of.append(a)
     root = Path(out) / "listen"
     index: dict[str, Any] = {"model": Path(model_path).name, "sample_rate": model.sr, "kinds": KINDS, "concepts": {}}
-    cache: dict[int, np.ndarray | None] = {}
-
-    def clip(i: int) -> np.ndarray | None:
-        if i not in cache:
-            cache[i] = read_mono(Path(data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
-        return cache[i]
-
     for name in names:
         strength = float(result["concepts"][name].get("strength_on", 1.0))
         has = [bool(CONCEPTS[name](r)) for r in rows] if name in CONCEPTS else [False] * len(rows)
-        picked = [i for i in range(len(rows)) if has[i] and clip(i) is not None][:clips]
-        picked += [i for i in range(len(rows)) if not has[i] and clip(i) is not None][:clips]
+        pos = [i for i in range(len(rows)) if has[i]]
+        neg = [i for i in range(len(rows)) if not has[i]]
+        # (k, clip): the judge lists its per-clip detections of each side in this order (k-th with / without)
+        picked = [*enumerate(pos[:clips]), *enumerate(neg[:clips])]
         entries = []
-        for i in picked:
-            audio = clip(i)
+        for k, i in picked:
+            audio = audio_of[i]
             stem = Path(rows[i]["file"]).stem
-            renders = {
-                "original": audio,
-                "model": render_array(stream, audio, None, None, block, delay, seed + i, hook=steering.hook),
-            }
+            renders = {"original": audio, "model": render_array(stream, audio, None, None, block, delay, seed + i)}
             for kind, mode in (("off", "off"), ("on", f"on:{strength:g}")):
                 edit = steering.edit_for([(name, mode)])
                 renders[kind] = render_array(
-                    stream, audio, steering.sae, edit, block, delay, seed + i, hook=steering.hook
+                    stream, audio, steering.sae, edit, block, delay, seed + i, hook=steering.hook, gate=gate
                 )
             files = {}
             for kind in KINDS:
@@ -104,6 +107,7 @@ def write_examples(
                 {
                     "clip": rows[i]["file"],
                     "with": has[i],
+                    "judge_index": k,
                     "instruments": rows[i].get("instruments", ""),
                     "voice": rows[i].get("voice", "none"),
                     "seconds": round(len(audio) / model.sr, 3),

@@ -1,0 +1,121 @@
+"""The concept page as a listening table, end to end on the RAVE path with the tiny RAVE: generated clips ->
+latents -> SAE -> a concept -> the outside judge (`eval steering`, which writes the listening examples) ->
+`musicsae dashboard`. Per held-out clip one row: original | through the model | concept off | concept on,
+every file playable in headless Chromium, the four of a row the same length and aligned with the input (the
+model's file is what `render rave` makes of the clip), the judge's per-clip calls under them and its verdict
+in words."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+
+@pytest.fixture(scope="module")
+def session(tiny_rave_ts, tmp_path_factory) -> Path:
+    from sae.store import ActivationStore
+    from sae.train import TrainConfig, train_hook
+    from training.cli import main
+    from training.data.concept_clips import DataConfig, make_dataset
+    from training.rave.collect import RaveCollectConfig, collect_rave
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("listen")
+    data = root / "data"
+    make_dataset(data, DataConfig(n=30, seed=0, duration=1.0, sample_rate=44100), concepts=("guitar",))
+    collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(data / "clips"), str(root / "store")))
+    cfg = TrainConfig(k=4, expansion=4, steps=60, batch_size=256, eval_fraction=0.0, checkpoint_every=0)
+    train_hook(ActivationStore(root / "store"), "latent", root / "sae" / "latent", cfg)
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+
+    bank = ConceptBank(root / "concepts.yaml")
+    ref = ModelRef.of_file(tiny_rave_ts)
+    feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(9, 0.5, 1.0)]
+    bank.add(Concept("guitar", ref, "latent", "sae/latent", feats))
+    bank.save()
+    judge = [
+        "eval", "steering", "--data", str(data), "--model", str(tiny_rave_ts), "--bank", str(bank.path),
+        "--out", str(root / "judge"), "--strength", "2", "--max-clips", "2", "--no-baseline", "--listen", "2",
+    ]  # fmt: skip
+    assert main(judge) == 0
+    site = [
+        "dashboard", "--sae", str(root / "sae" / "latent"), "--store", str(root / "store"), "--audio-root",
+        str(data / "clips"), "--out", str(root / "site"), "--bank", str(bank.path), "--manifest", str(data),
+        "--top", "2", "--max-pages", "3", "--snippet", "0.5",
+    ]  # fmt: skip
+    assert main(site) == 0
+    return root
+
+
+def _rows(page: str) -> list[dict]:
+    table = re.search(r'<table class="listen"[^>]*>(.*?)</table>', page, re.S)
+    assert table, "no listening table"
+    rows = []
+    for tr in re.findall(r'<tr data-clip="([^"]*)"[^>]*>(.*?)</tr>', table.group(1), re.S):
+        cells = re.findall(r'<td data-kind="(\w+)">(.*?)</td>', tr[1], re.S)
+        rows.append(
+            {
+                "clip": html.unescape(tr[0]),
+                "kinds": [k for k, _ in cells],
+                "audio": [re.search(r'<audio[^>]*src="([^"]+)"', c).group(1) for _, c in cells],
+                "said": [re.sub(r"<[^>]+>", "", c.rsplit("<div", 1)[1]).split(">", 1)[-1] for _, c in cells],
+            }
+        )
+    return rows
+
+
+@pytest.mark.slow
+def test_listening_table_rows_line_up(session, tiny_rave_ts):
+    from realtime.render_rave import render_file
+    from training.data.audio import AudioNotes, read_mono
+
+    page = (session / "site" / "concepts" / "guitar.html").read_text()
+    rows = _rows(page)
+    listen = json.loads((session / "judge" / "listen" / "listen.json").read_text())["concepts"]["guitar"]
+    assert len(rows) == len(listen["rows"]) == 4 and [r["clip"] for r in rows] == [r["clip"] for r in listen["rows"]]
+    judge = json.loads((session / "judge" / "judge.json").read_text())["concepts"]["guitar"]
+    manifest = [json.loads(x) for x in (session / "data" / "manifest.jsonl").read_text().splitlines()]
+    test_files = [r["file"] for r in manifest if r["split"] == "test"]  # the judge seeds test clip i with i
+    for n, (row, spec) in enumerate(zip(rows, listen["rows"], strict=True)):
+        assert row["kinds"] == ["original", "model", "off", "on"]
+        files = [(session / "site" / "concepts" / a).resolve() for a in row["audio"]]
+        waves = [sf.read(str(f), dtype="float32")[0] for f in files]
+        assert len({w.size for w in waves}) == 1, row  # the four files of a row have one length
+        clip = read_mono(session / "data" / row["clip"], 44100, AudioNotes())
+        assert waves[0].size == clip.size and np.abs(waves[0] - clip).max() < 1e-4  # the original, as recorded
+        # "through the model" is what `render rave` makes of the clip (aligned, seeded as the judge seeds it)
+        seed = test_files.index(row["clip"])
+        ref = session / f"ref_{n}.wav"
+        render_file(session / "data" / row["clip"], ref, tiny_rave_ts, None, [], seed=seed)
+        expected = sf.read(str(ref), dtype="float32")[0]
+        assert np.abs(waves[1] - expected).max() < 1e-3, row["clip"]
+        assert not np.allclose(waves[2], waves[1]) and not np.allclose(waves[3], waves[1])  # the edits do edit
+        # the judge's own calls on these files, from its per-clip detections
+        side = "with" if spec["with"] else "without"
+        k = spec["judge_index"]
+        heard = judge["per_clip"][f"none_{side}"]["guitar"][k]
+        assert row["said"][1].strip() == f"judge: guitar {'heard ✓' if heard else 'not heard ✗'}"
+        edited = row["said"][2 if spec["with"] else 3].strip()
+        assert edited.startswith("judge: guitar") and row["said"][3 if spec["with"] else 2].strip() == "not judged"
+    assert "The judge's verdict" in page and "Taking guitar out" in page and "Putting guitar in" in page
+    assert re.search(r"in \d of 2 \(\d+ %\) through the model", page)
+    assert "clean.with" not in page and "none.with" not in page  # no raw JSON keys
+
+
+@pytest.mark.slow
+def test_listening_table_plays_in_a_browser(session, browser):
+    page = session / "site" / "concepts" / "guitar.html"
+    report, console = browser.load(page)
+    browser.assert_clean(report, console, page, n_audio=16)
+    durations = [a["duration"] for a in report["audio"]]
+    for row in range(4):
+        four = durations[4 * row : 4 * row + 4]
+        assert max(four) - min(four) < 1e-3 and four[0] == pytest.approx(1.0, abs=0.01), four
+    assert len(report["images"]) == 16 and all(im["naturalWidth"] == 240 for im in report["images"])

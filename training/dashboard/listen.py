@@ -1,0 +1,127 @@
+"""The concept page's listening table: one row per example clip, original | through the model | concept off |
+concept on, each playable with a small spectrogram (one brightness scale per row), and under each the judge's
+call on that very file when the judge rendered it (its per-clip detections in `judge.json`).
+
+Input: `listen/listen.json` and its wavs, written by `musicsae eval steering` (`training/rave/listen.py`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from training.dashboard.render import log_spectrogram, mini_spectrogram, read_audio
+
+KINDS = ("original", "model", "off", "on")
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def find_listen(dirs: list[Path], concept: str) -> tuple[Path, dict] | None:
+    """The first `listen.json` under `dirs` with rows for `concept`: (its path, its data)."""
+    for d in dirs:
+        for path in sorted(d.rglob("listen.json")):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            entry = (data.get("concepts") or {}).get(concept) if isinstance(data, dict) else None
+            if isinstance(entry, dict) and entry.get("rows"):
+                return path, data
+    return None
+
+
+def _judge_calls(judge: dict | None, concept: str, row: dict, strength: float) -> dict[str, bool | None]:
+    """The judge's detection of `concept` on each file of `row` (None: the judge did not render that one)."""
+    calls: dict[str, bool | None] = dict.fromkeys(KINDS)
+    entry = ((judge or {}).get("concepts") or {}).get(concept)
+    k = row.get("judge_index")
+    if not isinstance(entry, dict) or not isinstance(k, int):
+        return calls
+    per = entry.get("per_clip") or {}
+
+    def pick(values: Any) -> bool | None:
+        if isinstance(values, dict):
+            values = values.get(concept)
+        return bool(values[k]) if isinstance(values, list) and k < len(values) else None
+
+    if row.get("with"):
+        calls["model"] = pick(per.get("none_with"))
+        calls["off"] = pick(per.get("off_with"))
+    else:
+        calls["model"] = pick(per.get("none_without"))
+        sweep = [s for s in entry.get("sweep") or [] if s.get("strength") == strength]
+        calls["on"] = pick(sweep[0].get("per_clip")) if sweep else None
+    return calls
+
+
+def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judge: dict | None, depth: int = 1) -> str:
+    """Copy the example files into OUT/audio/listen/<concept>/, draw their spectrograms into OUT/img/listen/,
+    and return the table's HTML (links relative to a page `depth` folders below OUT)."""
+    entry = data["concepts"][concept]
+    strength = float(entry.get("strength_on", 1.0))
+    titles = {
+        "original": "original",
+        "model": "through the model",
+        "off": f"{concept} off",
+        "on": f"{concept} on ({strength:g})",
+    }
+    up = "../" * depth
+    audio_dir, img_dir = out / "audio" / "listen" / concept, out / "img" / "listen" / concept
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    img_dir.mkdir(parents=True, exist_ok=True)
+    body = []
+    for n, row in enumerate(entry["rows"]):
+        files = {k: listen_path.parent / row["files"][k] for k in KINDS if k in row.get("files", {})}
+        if set(files) != set(KINDS) or not all(p.is_file() for p in files.values()):
+            continue
+        specs = {}
+        for kind, src in files.items():
+            y, sr = read_audio(str(src))
+            specs[kind] = log_spectrogram(y, sr)
+        vmax = max(float(s.max()) for s in specs.values())
+        calls = _judge_calls(judge, concept, row, strength)
+        cells = []
+        for kind in KINDS:
+            name = f"{n:02d}_{files[kind].name}"
+            shutil.copyfile(files[kind], audio_dir / name)
+            mini_spectrogram(img_dir / (Path(name).stem + ".png"), specs[kind], vmax)
+            call = calls[kind]
+            said = (
+                f"judge: {_e(concept)} {'heard ✓' if call else 'not heard ✗'}"
+                if call is not None
+                else ("&nbsp;" if kind == "original" else "not judged")
+            )
+            cells.append(
+                f'<td data-kind="{kind}"><img src="{up}img/listen/{_e(concept)}/{_e(Path(name).stem)}.png" '
+                f'width="240" height="72" alt="spectrogram, {_e(titles[kind])}">'
+                f'<audio controls preload="metadata" src="{up}audio/listen/{_e(concept)}/{_e(name)}"></audio>'
+                f'<div class="small muted">{said}</div></td>'
+            )
+        clip = Path(row.get("clip", files["original"].name))
+        what = ", ".join(i.replace("_", " ") for i in str(row.get("instruments") or "").split("+") if i)
+        if row.get("voice") not in (None, "", "none"):
+            what = ", ".join(x for x in (what, f"{row['voice']} voice") if x)
+        has = f"has {_e(concept)}" if row.get("with") else f"no {_e(concept)}"
+        body.append(
+            f'<tr data-clip="{_e(row.get("clip", ""))}" data-seconds="{row.get("seconds", "")}">'
+            f'<td><b>{_e(clip.stem)}</b><div class="small">{_e(what) or "&nbsp;"}</div>'
+            f'<div class="small muted">{has}</div></td>{"".join(cells)}</tr>'
+        )
+    if not body:
+        return ""
+    head = "".join(f"<th>{_e(titles[k])}</th>" for k in KINDS)
+    return (
+        f'<h2>Listen</h2><p class="small muted">Held-out clips, never used to find the concept. Each row is one '
+        f"clip four ways, aligned sample for sample: as recorded, through the model with no edit, with "
+        f"<code>{_e(concept)}=off</code>, and with <code>{_e(concept)}=on:{strength:g}</code> (the judge's "
+        f"strength). Spectrograms up to 8 kHz, one brightness scale per row. From "
+        f"{_e(listen_path.parent)}.</p>"
+        f'<table class="listen" data-concept="{_e(concept)}"><thead><tr><th>clip</th>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )

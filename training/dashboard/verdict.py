@@ -1,0 +1,155 @@
+"""The outside judge's verdict on one concept in plain words, with its numbers and clip counts.
+
+Reads the judge's `judge.json` entry as written (`training/rave/judge.py`); it never recomputes anything. Clip
+counts are the judge's rates times its clip counts. Sentences whose figures the entry lacks are left out, so
+an older or newer judge file still reads.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+DEFAULT_GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
+
+
+def _e(x: Any) -> str:
+    return html.escape(str(x))
+
+
+def _count(rate: float, n: int) -> int:
+    return round(rate * n / 100.0)
+
+
+def _of(rate: float | None, n: int | None) -> str:
+    """'8 of 10 (80 %)' from a rate in percent and a clip count."""
+    if rate is None:
+        return "?"
+    if not n:
+        return f"{rate:.0f} %"
+    return f"{_count(rate, n)} of {n} ({rate:.0f} %)"
+
+
+def _met(ok: bool | None) -> str:
+    if ok is None:
+        return ""
+    return ' — <b class="ok">met</b>' if ok else ' — <b class="no">not met</b>'
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def headline(name: str, entry: dict) -> str:
+    """One sentence: what the edits can do, by the judge's goals."""
+    met = entry.get("goals_met") or {}
+    off, on, drift = met.get("off_drop"), met.get("on_rise"), met.get("drift")
+    can = [w for w, ok in (("taken out", off), ("put in", on)) if ok]
+    cannot = [w for w, ok in (("taken out", off), ("put in", on)) if ok is False]
+    if can and not cannot:
+        text = f"{name} can be {' and '.join(can)}"
+    elif can:
+        text = f"{name} can be {can[0]}, but not {cannot[0]}"
+    elif cannot:
+        text = f"{name} could be neither taken out nor put in by these edits"
+    else:
+        return ""
+    if can and drift is True:
+        text += ", without disturbing the other concepts"
+    elif can and drift is False:
+        text += f", but other concepts move too (up to {entry.get('max_drift', 0):.0f} points)"
+    return text + "."
+
+
+def verdict_html(name: str, result: dict, source: str = "") -> str:
+    """The verdict section of a concept page ('' when the judge has no entry for `name`)."""
+    entry = _get(result, "concepts", name)
+    if not isinstance(entry, dict):
+        return ""
+    goals = {**DEFAULT_GOALS, **(result.get("goals") or {})}
+    n_with, n_without = entry.get("held_out_with"), entry.get("held_out_without")
+    none_with, none_without = _get(entry, "none", "with"), _get(entry, "none", "without")
+    met = entry.get("goals_met") or {}
+    items = []
+    off_with = _get(entry, "off", "with")
+    if off_with is not None and none_with is not None:
+        drop = none_with - off_with
+        items.append(
+            f"<li><b>Taking {_e(name)} out</b> (<code>{_e(name)}=off</code>): of the held-out clips with {_e(name)}, "
+            f"the judge heard it in {_of(none_with, n_with)} through the model and in {_of(off_with, n_with)} with "
+            f"{_e(name)} off: {'down' if drop >= 0 else 'up'} {abs(drop):.0f} points (goal: down at least "
+            f"{goals['off_drop']:.0f}){_met(met.get('off_drop'))}.</li>"
+        )
+    on_without = _get(entry, "on", "without")
+    if on_without is not None and none_without is not None:
+        rise = on_without - none_without
+        strength = entry.get("strength_on")
+        swept = result.get("strengths") or []
+        how = f"<code>{_e(name)}=on:{strength:g}</code>" if strength is not None else f"<code>{_e(name)}=on</code>"
+        if len(swept) > 1 and strength is not None:
+            how += (
+                f", the strength with the largest rise that kept the other concepts within the drift goal, of "
+                f"{', '.join(f'{v:g}' for v in swept)}"
+            )
+        items.append(
+            f"<li><b>Putting {_e(name)} in</b> ({how}): of the held-out clips without {_e(name)}, the judge heard "
+            f"it in {_of(none_without, n_without)} through the model and in {_of(on_without, n_without)} with "
+            f"{_e(name)} on: {'up' if rise >= 0 else 'down'} {abs(rise):.0f} points (goal: up at least "
+            f"{goals['on_rise']:.0f}){_met(met.get('on_rise'))}.</li>"
+        )
+    drift = entry.get("drift") or {}
+    moves = [(abs(v), v, other, edit) for edit, d in drift.items() if isinstance(d, dict) for other, v in d.items()]
+    if moves:
+        _, v, other, edit = max(moves)
+        items.append(
+            f"<li><b>Side effects</b>: the other concepts moved by at most {entry.get('max_drift', abs(v)):.0f} "
+            f"points (the most: {_e(other)}, {v:+.0f} with {_e(name)} {_e(edit)}; goal: at most "
+            f"{goals['drift']:.0f}){_met(met.get('drift'))}.</li>"
+        )
+    base = entry.get("baseline")
+    if isinstance(base, dict) and "off_drop" in base and "on_rise" in base:
+        ours = (entry.get("off_drop", 0.0), entry.get("on_rise", 0.0))
+        diff = (ours[0] - base["off_drop"]) + (ours[1] - base["on_rise"])
+        n = min(x for x in (n_with, n_without) if x) if (n_with or n_without) else 0
+        clip = 100.0 / n if n else 0.0
+        compare = (
+            "about as well as the SAE"
+            if abs(diff) <= 2 * clip
+            else ("less well than the SAE" if diff > 0 else "better than the SAE")
+        )
+        items.append(
+            f"<li><b>Without the SAE</b> (the same edits along the raw-latent difference of means): down "
+            f"{base['off_drop']:.0f} and up {base['on_rise']:.0f} points, {compare} (down {ours[0]:.0f}, up "
+            f"{ours[1]:.0f}).</li>"
+        )
+    trust = []
+    acc = _get(result, "judge", "clean_heldout_accuracy", name)
+    if acc is not None:
+        trust.append(f"the judge is right on {acc:.0f} % of the clean held-out clips for {_e(name)}")
+    clean_with, clean_without = _get(entry, "clean", "with"), _get(entry, "clean", "without")
+    if None not in (clean_with, clean_without, none_with, none_without):
+        trust.append(
+            f"it hears {_e(name)} in {clean_with:.0f} % of the original clips with it and {clean_without:.0f} % of "
+            f"those without; through the model alone, {none_with:.0f} % and {none_without:.0f} %"
+        )
+    if n_with and n_without:
+        trust.append(
+            f"with {n_with} and {n_without} clips a side, one clip moves a figure by {100 / n_with:.0f} and "
+            f"{100 / n_without:.0f} points"
+        )
+    if trust:
+        items.append(f"<li><b>How far to trust this</b>: {'; '.join(trust)}.</li>")
+    if not items:
+        return ""
+    head = headline(name, entry)
+    where = f' <span class="small muted">(from {_e(source)})</span>' if source else ""
+    return (
+        f"<h2>The judge's verdict</h2>{f'<p class=verdict>{_e(head)}</p>' if head else ''}"
+        f"<ul class=verdict>{''.join(items)}</ul>"
+        f'<p class="small muted">The judge: an audio-only classifier per concept (log-mel statistics, '
+        f"logistic regression) trained on clean clips; it never sees the SAE or the model's latents.{where}</p>"
+    )
