@@ -71,7 +71,7 @@ def test_site_structure(built_site, dash_inputs):
                 "guitar_distortion",
             }
     concept = (built_site / "concepts" / "bright.html").read_text()
-    assert "Concept bright" in concept and "0.900" in concept and "features/f00000.html" in concept
+    assert "Concept bright" in concept and "AUROC of 0.90" in concept and "features/f00000.html" in concept
     layers = (built_site / "layers.html").read_text()
     assert "img/layers.png" in layers and ">mel<" in layers and "AUROC bright" in layers
 
