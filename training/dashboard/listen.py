@@ -36,27 +36,26 @@ def find_listen(dirs: list[Path], concept: str) -> tuple[Path, dict] | None:
     return None
 
 
-def _judge_calls(judge: dict | None, concept: str, row: dict, strength: float) -> dict[str, bool | None]:
+def _judge_calls(judge: dict | None, concept: str, row: dict) -> dict[str, bool | None]:
     """The judge's detection of `concept` on each file of `row` (None: the judge did not render that one)."""
     calls: dict[str, bool | None] = dict.fromkeys(KINDS)
     entry = ((judge or {}).get("concepts") or {}).get(concept)
-    k = row.get("judge_index")
-    if not isinstance(entry, dict) or not isinstance(k, int):
+    if not isinstance(entry, dict):
         return calls
     per = entry.get("per_clip") or {}
 
-    def pick(values: Any) -> bool | None:
+    def pick(values: Any, i: Any) -> bool | None:
         if isinstance(values, dict):
             values = values.get(concept)
-        return bool(values[k]) if isinstance(values, list) and k < len(values) else None
+        return bool(values[i]) if isinstance(values, list) and isinstance(i, int) and i < len(values) else None
 
+    k = row.get("judge_index")
     if row.get("with"):
-        calls["model"] = pick(per.get("none_with"))
-        calls["off"] = pick(per.get("off_with"))
+        calls["model"] = pick(per.get("none_with"), k)
+        calls["off"] = pick(per.get("off_with"), k)
     else:
-        calls["model"] = pick(per.get("none_without"))
-        sweep = [s for s in entry.get("sweep") or [] if s.get("strength") == strength]
-        calls["on"] = pick(sweep[0].get("per_clip")) if sweep else None
+        calls["model"] = pick(per.get("none_without"), k)
+        calls["on"] = pick(per.get("on_without"), row.get("judge_on_index"))
     return calls
 
 
@@ -85,7 +84,7 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
             y, sr = read_audio(str(src))
             specs[kind] = log_spectrogram(y, sr)
         vmax = max(float(s.max()) for s in specs.values())
-        calls = _judge_calls(judge, concept, row, strength)
+        calls = _judge_calls(judge, concept, row)
         cells = []
         for kind in KINDS:
             name = f"{n:02d}_{files[kind].name}"

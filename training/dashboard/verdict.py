@@ -44,6 +44,14 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
+def _interval(entry: dict, key: str) -> str:
+    """' (95 % interval 20 to 80)' (same direction as the figure) from the judge's paired bootstrap interval of `key`, if it recorded one."""
+    iv = _get(entry, "intervals", key)
+    if not isinstance(iv, dict) or not all(isinstance(iv.get(k), int | float) for k in ("lo", "hi")):
+        return ""
+    return f" (95 % interval {iv['lo']:.0f} to {iv['hi']:.0f})"
+
+
 def headline(name: str, entry: dict) -> str:
     """One sentence: what the edits can do, by the judge's goals."""
     met = entry.get("goals_met") or {}
@@ -77,29 +85,34 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
     items = []
     off_with = _get(entry, "off", "with")
     if off_with is not None and none_with is not None:
-        drop = none_with - off_with
+        drop = entry.get("off_drop", none_with - off_with)
         items.append(
             f"<li><b>Taking {_e(name)} out</b> (<code>{_e(name)}=off</code>): of the held-out clips with {_e(name)}, "
             f"the judge heard it in {_of(none_with, n_with)} through the model and in {_of(off_with, n_with)} with "
-            f"{_e(name)} off: {'down' if drop >= 0 else 'up'} {abs(drop):.0f} points (goal: down at least "
-            f"{goals['off_drop']:.0f}){_met(met.get('off_drop'))}.</li>"
+            f"{_e(name)} off: {'down' if drop >= 0 else 'up'} {abs(drop):.0f} points{_interval(entry, 'off_drop')} "
+            f"(goal: down at least {goals['off_drop']:.0f}, by a clip's margin){_met(met.get('off_drop'))}.</li>"
         )
     on_without = _get(entry, "on", "without")
     if on_without is not None and none_without is not None:
-        rise = on_without - none_without
+        # the rise is reported on the test half of the clips without the concept when a strength was chosen
+        n_on = entry.get("held_out_without_test") or n_without
+        base_on = entry.get("none_without_test", none_without)
+        rise = entry.get("on_rise", on_without - base_on)
         strength = entry.get("strength_on")
         swept = result.get("strengths") or []
         how = f"<code>{_e(name)}=on:{strength:g}</code>" if strength is not None else f"<code>{_e(name)}=on</code>"
+        n_val = entry.get("held_out_without_validation")
         if len(swept) > 1 and strength is not None:
             how += (
-                f", the strength with the largest rise that kept the other concepts within the drift goal, of "
-                f"{', '.join(f'{v:g}' for v in swept)}"
+                f", the strength of {', '.join(f'{v:g}' for v in swept)} with the largest rise that kept the other "
+                "concepts within the drift goal"
+                + (f", chosen on {n_val} other clips" if n_val and n_on and n_val + n_on == n_without else "")
             )
         items.append(
             f"<li><b>Putting {_e(name)} in</b> ({how}): of the held-out clips without {_e(name)}, the judge heard "
-            f"it in {_of(none_without, n_without)} through the model and in {_of(on_without, n_without)} with "
-            f"{_e(name)} on: {'up' if rise >= 0 else 'down'} {abs(rise):.0f} points (goal: up at least "
-            f"{goals['on_rise']:.0f}){_met(met.get('on_rise'))}.</li>"
+            f"it in {_of(base_on, n_on)} through the model and in {_of(on_without, n_on)} with {_e(name)} on: "
+            f"{'up' if rise >= 0 else 'down'} {abs(rise):.0f} points{_interval(entry, 'on_rise')} (goal: up at least "
+            f"{goals['on_rise']:.0f}, by a clip's margin){_met(met.get('on_rise'))}.</li>"
         )
     drift = entry.get("drift") or {}
     moves = [(abs(v), v, other, edit) for edit, d in drift.items() if isinstance(d, dict) for other, v in d.items()]

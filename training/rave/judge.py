@@ -247,7 +247,10 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                 "none_with": {o: base[o][pos].astype(int).tolist() for o in names},
                 "none_without": {o: base[o][neg].astype(int).tolist() for o in names},
                 "off_with": {o: off[o].astype(int).tolist() for o in names},
+                # after `on` at the chosen strength, on the clips the rise is reported on (`on_clips` of neg)
+                "on_without": best["per_clip"],
             },
+            "on_clips": "test_half" if len(strengths) > 1 else "all",  # test_half: neg[1::2]
         }
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = best["rise"]

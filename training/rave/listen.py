@@ -71,10 +71,10 @@ def write_examples(
     stream, delay, notes = RaveStream(model), model_delay(model), AudioNotes()
     g = result.get("gate") or {}
     gate = Gate(enabled=g.get("enabled", True), **{k: g[k] for k in ("lo_db", "hi_db") if k in g})
-    # the judge's held-out clips, in its order: test-split rows that read (clip i renders with seed + i)
+    # the judge's held-out clips, in its order: rows of its split that read (clip i renders with seed + i)
     rows, audio_of = [], []
     for r in read_manifest(Path(data)):
-        if r["split"] == "test":
+        if r["split"] == result.get("split", "test"):
             a = read_mono(Path(data) / r["file"], model.sr, notes, min_samples=model.ratio)
             if a is not None:
                 rows.append(r)
@@ -84,12 +84,16 @@ def write_examples(
     for name in names:
         strength = float(result["concepts"][name].get("strength_on", 1.0))
         has = [bool(CONCEPTS[name](r)) for r in rows] if name in CONCEPTS else [False] * len(rows)
-        pos = [i for i in range(len(rows)) if has[i]]
-        neg = [i for i in range(len(rows)) if not has[i]]
-        # (k, clip): the judge lists its per-clip detections of each side in this order (k-th with / without)
-        picked = [*enumerate(pos[:clips]), *enumerate(neg[:clips])]
+        judged = result["concepts"][name]
+        pos = [i for i in range(len(rows)) if has[i]][: judged.get("held_out_with") or None]
+        neg = [i for i in range(len(rows)) if not has[i]][: judged.get("held_out_without") or None]
+        # the judge's per-clip lists: none/off over `pos`, none over `neg`, on over the clips `on_clips` names
+        on_clips = neg[1::2] if judged.get("on_clips") == "test_half" else neg
+        with_rows = [(i, k, None) for k, i in enumerate(pos)][:clips]
+        without_rows = [(i, neg.index(i), k) for k, i in enumerate(on_clips)][:clips]
+        picked = with_rows + without_rows
         entries = []
-        for k, i in picked:
+        for i, k, k_on in picked:
             audio = audio_of[i]
             stem = Path(rows[i]["file"]).stem
             renders = {"original": audio, "model": render_array(stream, audio, None, None, block, delay, seed + i)}
@@ -108,6 +112,7 @@ def write_examples(
                     "clip": rows[i]["file"],
                     "with": has[i],
                     "judge_index": k,
+                    "judge_on_index": k_on,
                     "instruments": rows[i].get("instruments", ""),
                     "voice": rows[i].get("voice", "none"),
                     "seconds": round(len(audio) / model.sr, 3),

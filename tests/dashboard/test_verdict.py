@@ -1,0 +1,60 @@
+"""The judge's verdict in plain words: figures with their clip counts and intervals, goals met or not, read
+from a judge.json entry as the judge writes it (and a partial one still reads)."""
+
+from __future__ import annotations
+
+import re
+
+from training.dashboard.verdict import headline, verdict_html
+
+
+def _entry(off_ok: bool = True) -> dict:
+    return {
+        "held_out_with": 10,
+        "held_out_without": 12,
+        "held_out_without_validation": 6,
+        "held_out_without_test": 6,
+        "clean": {"with": 100.0, "without": 8.3},
+        "none": {"with": 80.0, "without": 16.7},
+        "none_without_test": 16.7,
+        "off": {"with": 10.0 if off_ok else 70.0},
+        "on": {"without": 100.0},
+        "strength_on": 4.0,
+        "off_drop": 70.0 if off_ok else 10.0,
+        "on_rise": 83.3,
+        "intervals": {"off_drop": {"value": 70.0, "lo": 40.0, "hi": 90.0, "n": 10}},
+        "drift": {"off": {"drums": -9.0}, "on": {"drums": 16.7}},
+        "max_drift": 16.7,
+        "goals_met": {"off_drop": off_ok, "on_rise": True, "drift": False},
+        "baseline": {"off_drop": 20.0, "on_rise": 30.0},
+    }
+
+
+def _text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_verdict_reads_the_judge_entry_in_words():
+    result = {
+        "concepts": {"guitar": _entry()},
+        "strengths": [1, 2, 4, 8, 16],
+        "goals": {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0},
+        "judge": {"clean_heldout_accuracy": {"guitar": 95.0}},
+    }
+    text = _text(verdict_html("guitar", result, "judge/judge.json"))
+    assert "guitar can be taken out and put in, but other concepts move too (up to 17 points)." in text
+    assert "heard it in 8 of 10 (80 %) through the model and in 1 of 10 (10 %) with guitar off" in text
+    assert "down 70 points (95 % interval 40 to 90)" in text and "met" in text
+    assert "guitar=on:4 , the strength of 1, 2, 4, 8, 16" in text and "chosen on 6 other clips" in text
+    assert "in 1 of 6 (17 %) through the model and in 6 of 6 (100 %) with guitar on: up 83 points" in text
+    assert "the most: drums, +17 with guitar on" in text and "not met" in text
+    assert "down 20 and up 30 points, less well than the SAE" in text
+    assert "right on 95 % of the clean held-out clips" in text and "one clip moves a figure by 10 and 8" in text
+    assert "from judge/judge.json" in text
+
+
+def test_headlines_and_partial_entries():
+    assert headline("drums", _entry(off_ok=False)).startswith("drums can be put in, but not taken out")
+    assert verdict_html("piano", {"concepts": {"guitar": _entry()}}) == ""
+    partial = _text(verdict_html("guitar", {"concepts": {"guitar": {"none": {"with": 50.0}, "off": {"with": 0.0}}}}))
+    assert "heard it in 50 % through the model and in 0 % with guitar off: down 50 points" in partial
