@@ -173,3 +173,5 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
         assert {"off_drop", "on_rise", "max_drift", "goals_met"} <= set(e)
     assert (out / "judge/judge.png").exists() and (out / "report.md").read_text().startswith("# musicsae")
     assert len(list((out / "renders").glob("*.wav"))) == 5
+    guitar = (out / "site" / "concepts" / "guitar.html").read_text()
+    assert '<table class="listen"' in guitar and "The judge's verdict" in guitar  # the demo's site is listenable
