@@ -45,7 +45,7 @@ def _get(d: Any, *keys: str) -> Any:
 
 
 def _interval(entry: dict, key: str) -> str:
-    """' (95 % interval 20 to 80)' (same direction as the figure) from the judge's paired bootstrap interval of `key`, if it recorded one."""
+    """' (95 % interval 20 to 80)': the judge's paired bootstrap interval of `key` (same direction), if recorded."""
     iv = _get(entry, "intervals", key)
     if not isinstance(iv, dict) or not all(isinstance(iv.get(k), int | float) for k in ("lo", "hi")):
         return ""
