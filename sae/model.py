@@ -28,6 +28,31 @@ from torch import Tensor, nn
 from sae.errors import UserError
 
 ARCHS = ("topk", "batchtopk")
+EXPANSION = 8
+"""Default dictionary size: d_sae = EXPANSION × d_in (at least MIN_D_SAE)."""
+MIN_D_SAE = 64
+MAX_K = 32
+
+
+def default_k(d_in: int) -> int:
+    """Active features per row that fit the input: a quarter of its width, 1 .. MAX_K (k = 32 on a
+    16-dim RAVE latent would be no sparsity at all)."""
+    return max(1, min(MAX_K, d_in // 4))
+
+
+def default_d_sae(d_in: int) -> int:
+    """Dictionary size that scales with the input: EXPANSION × d_in, at least MIN_D_SAE."""
+    return max(MIN_D_SAE, EXPANSION * d_in)
+
+
+def sparsity_warning(k: int, d_in: int) -> str | None:
+    """A one-line warning when k is half the input width or more (the code is barely sparse), else None."""
+    if 2 * k >= d_in:
+        return (
+            f"k={k} on {d_in}-dim inputs: at least half as many active features as input dimensions, so the code "
+            f"is hardly sparse (default for this width: k={default_k(d_in)})"
+        )
+    return None
 
 
 @dataclass
@@ -39,7 +64,7 @@ class SAEConfig:
     arch: "topk" or "batchtopk".
     hook_name: hook / layer the activations come from.
     model_name: model the activations come from.
-    aux_k: latents used by the AuxK loss (default d_in // 2, at least k).
+    aux_k: latents used by the AuxK loss (default: max(2k, d_in // 2), at most d_sae / 2).
     aux_coef: AuxK loss weight.
     dead_tokens: a latent that has not fired for this many training rows counts as dead (AuxK target).
     threshold_lr: EMA rate of the BatchTopK inference threshold.
@@ -64,7 +89,7 @@ class SAEConfig:
         if not 1 <= self.k <= self.d_sae:
             raise UserError(f"k={self.k}: expected 1 <= k <= d_sae ({self.d_sae})")
         if self.aux_k <= 0:
-            self.aux_k = max(self.k, self.d_in // 2)
+            self.aux_k = max(1, min(max(2 * self.k, self.d_in // 2), self.d_sae // 2))
         self.aux_k = min(self.aux_k, self.d_sae)
 
     def to_dict(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from sae.errors import UserError
 from sae.io import save_sae
 from sae.metrics import batch_fvu, evaluate
-from sae.model import SAEConfig, SparseAutoencoder
+from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.store import ActivationStore
 
 CHECKPOINT = "checkpoint.pt"
@@ -44,8 +44,8 @@ METRICS = "metrics.json"
 @dataclass
 class TrainConfig:
     """Args:
-    k: active latents per row.
-    expansion: d_sae = expansion × d_in.
+    k: active latents per row (None: `sae.model.default_k(d_in)`, a quarter of the width, at most 32).
+    expansion: d_sae = expansion × d_in (None: `sae.model.default_d_sae(d_in)`, 8 × d_in, at least 64).
     arch: "topk" or "batchtopk".
     steps: optimiser steps (or give `tokens`).
     tokens: training rows in total; steps = tokens // batch_size.
@@ -65,8 +65,8 @@ class TrainConfig:
     init_rows: rows sampled for normalisation and the geometric median.
     """
 
-    k: int = 32
-    expansion: int = 8
+    k: int | None = None
+    expansion: int | None = None
     arch: str = "topk"
     steps: int | None = None
     tokens: int | None = None
@@ -95,9 +95,9 @@ class TrainConfig:
     def validate(self) -> None:
         if self.batch_size <= 0:
             raise UserError(f"batch size {self.batch_size}: expected a positive integer")
-        if self.expansion <= 0:
+        if self.expansion is not None and self.expansion <= 0:
             raise UserError(f"expansion {self.expansion}: expected a positive integer")
-        if self.k <= 0:
+        if self.k is not None and self.k <= 0:
             raise UserError(f"k {self.k}: expected a positive integer")
         if self.lr is not None and not (0 < self.lr < 1):
             raise UserError(f"learning rate {self.lr}: expected 0 < lr < 1")
@@ -120,6 +120,13 @@ class DistInfo:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+
+def dims_for(cfg: TrainConfig, d_in: int) -> tuple[int, int]:
+    """(d_sae, k) for inputs of width d_in: the config's, or the defaults that scale with d_in."""
+    d_sae = d_in * cfg.expansion if cfg.expansion is not None else default_d_sae(d_in)
+    k = cfg.k if cfg.k is not None else default_k(d_in)
+    return d_sae, k
 
 
 def init_distributed(device: str) -> DistInfo:
@@ -222,9 +229,9 @@ def train_hook(
     if cfg.batch_size % info.world_size:
         raise UserError(f"batch size {cfg.batch_size}: expected a multiple of the world size {info.world_size}")
     local_batch = cfg.batch_size // info.world_size
-    d_sae = d_in * cfg.expansion
-    if cfg.k > d_sae:
-        raise UserError(f"k={cfg.k}: expected at most d_sae = {d_in} x {cfg.expansion} = {d_sae}")
+    d_sae, k = dims_for(cfg, d_in)
+    if k > d_sae:
+        raise UserError(f"k={k}: expected at most d_sae = {d_sae} (d_in {d_in})")
     lr = cfg.lr if cfg.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
     dead_tokens = cfg.dead_tokens if cfg.dead_tokens is not None else min(1_000_000, total * cfg.batch_size // 10)
     if model_name is None:
@@ -232,7 +239,7 @@ def train_hook(
     sae_cfg = SAEConfig(
         d_in=d_in,
         d_sae=d_sae,
-        k=cfg.k,
+        k=k,
         arch=cfg.arch,
         hook_name=hook,
         model_name=model_name,
@@ -362,8 +369,8 @@ def train_hook(
             "train_seconds": elapsed,
             "tokens": tokens,
             "steps": total,
-            "k": cfg.k,
-            "expansion": cfg.expansion,
+            "k": k,
+            "expansion": d_sae / d_in,
             "d_in": d_in,
             "d_sae": d_sae,
             "arch": cfg.arch,
@@ -374,6 +381,7 @@ def train_hook(
             "dead_tokens": sae_cfg.dead_tokens,
             "skipped_nonfinite_rows": stream.nonfinite_rows + eval_stream.nonfinite_rows,
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
+            "notes": [n for n in (sparsity_warning(k, d_in),) if n],
         }
     )
     save_sae(

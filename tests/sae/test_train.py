@@ -309,3 +309,25 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
     b = load_file(tmp_path / "run" / "synthetic" / "sae_weights.safetensors")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_defaults_scale_with_the_input_width(tmp_path, capsys):
+    """Without --k / --expansion: k = d_in / 4 (1 .. 32), d_sae = 8 d_in (at least 64); k >= d_in / 2 warns."""
+    from sae.model import default_d_sae, default_k, sparsity_warning
+    from training.cli import main
+
+    assert (default_k(16), default_d_sae(16)) == (4, 128)
+    assert (default_k(256), default_d_sae(256)) == (32, 2048)
+    assert (default_k(2), default_d_sae(2)) == (1, 64)
+    assert sparsity_warning(8, 16) and sparsity_warning(4, 16) is None
+    planted_store(tmp_path / "acts", hook="layer.1", n=4000, d=16, n_features=32, k_true=2)
+    acts = str(tmp_path / "acts")
+    common = ["--steps", "3", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "a"), *common]) == 0
+    sae = load_sae(tmp_path / "a" / "layer.1")
+    assert (sae.cfg.k, sae.cfg.d_sae) == (4, 128)
+    assert "hardly sparse" not in capsys.readouterr().err
+    assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "b"), "--k", "8", *common]) == 0
+    err = capsys.readouterr().err
+    assert "warning: layer.1: k=8 on 16-dim inputs" in err and "default for this width: k=4" in err
+    assert json.loads((tmp_path / "b" / "layer.1" / "metrics.json").read_text())["notes"]

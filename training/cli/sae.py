@@ -1,6 +1,6 @@
 """`musicsae sae train|eval|export`: train SAEs on an activation store, measure them, export TorchScript.
 
-musicsae sae train --activations runs/acts --out runs/sae --layers all --k 32 --expansion 8 --steps 3000
+musicsae sae train --activations runs/acts --out runs/sae --layers all --steps 3000   (k, d_sae scale with d_in)
 torchrun --nproc_per_node=2 -m training.cli sae train ...      (DDP: each rank reads its own blocks)
 musicsae sae eval --sae runs/sae/latent --activations runs/acts
 musicsae sae export --sae runs/sae/latent --out runs/sae/latent/sae.ts
@@ -26,8 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--activations", required=True, help="activation store directory")
     p.add_argument("--out", required=True, help="output directory (one subdirectory per hook)")
     p.add_argument("--layers", default="all", help="'all' or comma-separated hook names (default: all)")
-    p.add_argument("--k", type=positive_int, default=32, help="active latents per row (default 32)")
-    p.add_argument("--expansion", type=positive_int, default=8, help="d_sae / d_in (default 8)")
+    p.add_argument("--k", type=positive_int, default=None, help="active latents per row (default: d_in / 4, 1 .. 32)")
+    p.add_argument(
+        "--expansion", type=positive_int, default=None, help="d_sae / d_in (default: d_sae = 8 x d_in, at least 64)"
+    )
     p.add_argument("--arch", choices=["topk", "batchtopk"], default="topk")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--steps", type=positive_int, help="optimiser steps (default 2000)")
@@ -91,9 +93,10 @@ def run_train(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from sae.model import sparsity_warning
     from sae.paths import check_output_dir
     from sae.store import ActivationStore
-    from sae.train import TrainConfig, init_distributed, train_hook
+    from sae.train import TrainConfig, dims_for, init_distributed, train_hook
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -123,6 +126,9 @@ def run_train(args: argparse.Namespace) -> int:
     for hook in hooks:
         out = Path(args.out) / hook
         show = info.main and not args.quiet
+        warning = sparsity_warning(dims_for(cfg, store.dim(hook))[1], store.dim(hook))
+        if warning and info.main:
+            console.print(f"[yellow]warning: {hook}: {warning}", highlight=False)
         with Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=20),
