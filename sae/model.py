@@ -274,10 +274,15 @@ class SparseAutoencoder(nn.Module):
 
     # -- initialisation ----------------------------------------------------------------------------------
     @torch.no_grad()
-    def init_from_sample(self, x: Tensor, normalize: str = "auto", median_iters: int = 30) -> str:
+    def init_from_sample(
+        self, x: Tensor, normalize: str = "auto", median_iters: int = 30, decoder: str = "random", seed: int = 0
+    ) -> str:
         """Set normalisation (`scale`: E‖x_n‖² = d_in; `center_scale`: also subtract the mean; `none`;
         `auto`: center when the mean carries more energy than the spread) and b_dec at the geometric
-        median of the normalised sample. Returns the normalisation used."""
+        median of the normalised sample. `decoder="data"` points every decoder row (and encoder column) at a
+        different sample row, centred on b_dec: on a narrow input (a 16-dim RAVE latent) random directions
+        mostly point where no data is and those features never fire; data directions all start where the data
+        is. Returns the normalisation used."""
         x = x.to(self.W_dec.dtype)
         mean = x.mean(0)
         spread = (x - mean).pow(2).sum(-1).mean()
@@ -295,6 +300,16 @@ class SparseAutoencoder(nn.Module):
         else:
             raise UserError(f"normalisation {normalize!r}: expected auto, scale, center_scale or none")
         self.b_dec.copy_(geometric_median(self.normalize(x), median_iters))
+        if decoder == "data":
+            centred = self.normalize(x) - self.b_dec
+            g = torch.Generator().manual_seed(seed)
+            rows = centred[torch.randint(0, len(centred), (self.cfg.d_sae,), generator=g)]
+            rows = rows + 1e-3 * torch.randn(rows.shape, generator=g, dtype=rows.dtype)  # distinct when rows repeat
+            rows = rows / rows.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self.W_dec.copy_(rows)
+            self.W_enc.copy_(rows.t())
+        elif decoder != "random":
+            raise UserError(f"decoder init {decoder!r}: expected random or data")
         return normalize
 
     # -- export --------------------------------------------------------------------------------------------

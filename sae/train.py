@@ -63,6 +63,9 @@ class TrainConfig:
     log_every: steps between logged training stats.
     eval_rows: at most this many held-out rows for metrics.
     init_rows: rows sampled for normalisation and the geometric median.
+    decoder_init: "random" (unit Gaussian directions: the recipe's default; recovers planted dictionaries) or
+        "data" (decoder rows start at sample rows: on a narrow, anisotropic input such as a 16-dim RAVE latent
+        random directions point where no data is and a third of the features never fire).
     """
 
     k: int | None = None
@@ -84,6 +87,7 @@ class TrainConfig:
     log_every: int = 10
     eval_rows: int = 1_000_000
     init_rows: int = 16384
+    decoder_init: str = "random"
 
     def total_steps(self) -> int:
         if self.steps is not None and self.steps > 0:
@@ -269,7 +273,7 @@ def train_hook(
         stream.load_state_dict(state["streams"][info.rank])
     else:
         sample = store.sample(hook, cfg.init_rows, "train", cfg.eval_fraction, cfg.seed)
-        sae.init_from_sample(sample, cfg.normalize)
+        sae.init_from_sample(sample, cfg.normalize, decoder=cfg.decoder_init, seed=cfg.seed)
     sae.to(device)
     opt = torch.optim.Adam(sae.parameters(), lr=lr, betas=(0.9, 0.999))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, cfg.decay_start))

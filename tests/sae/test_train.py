@@ -331,3 +331,29 @@ def test_defaults_scale_with_the_input_width(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning: layer.1: k=8 on 16-dim inputs" in err and "default for this width: k=4" in err
     assert json.loads((tmp_path / "b" / "layer.1" / "metrics.json").read_text())["notes"]
+
+
+def test_data_decoder_init_keeps_features_alive_on_a_narrow_clustered_input(tmp_path):
+    """A 16-dim input in a few clusters whose spread sits in a few directions (like RAVE's PCA'd latent of a
+    handful of timbres): with random decoder directions half of 128 features never fire; started at sample
+    rows, nearly all of them do."""
+    from sae.metrics import evaluate
+    from sae.store import ActivationWriter
+
+    g = torch.Generator().manual_seed(0)
+    scales = torch.logspace(0, -2, 16)
+    centers = torch.randn(8, 16, generator=g) * scales * 3
+    x = centers[torch.randint(0, 8, (20000,), generator=g)] + 0.1 * torch.randn(20000, 16, generator=g) * scales
+    with ActivationWriter(tmp_path / "acts", "narrow", 16, model={"name": "synthetic"}) as w:
+        for i in range(20):
+            w.add(x[i * 1000 : (i + 1) * 1000], f"s{i:02d}", 0)
+    store = ActivationStore(tmp_path / "acts")
+    dead = {}
+    for init in ("random", "data"):
+        cfg = TrainConfig(
+            k=8, expansion=8, steps=200, batch_size=256, checkpoint_every=0, shuffle_buffer=4096, decoder_init=init
+        )
+        train_hook(store, "narrow", tmp_path / init, cfg)
+        m = evaluate(load_sae(tmp_path / init), store.iter_batches("narrow", 4096, "all", shuffle_buffer=0))
+        dead[init] = m["dead_fraction"]
+    assert dead["data"] <= 0.1 and dead["random"] >= dead["data"] + 0.3, dead

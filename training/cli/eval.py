@@ -1,4 +1,4 @@
-"""`musicsae eval steering|musicgen|fidelity`: an outside audio judge measures concept edits on held-out renders,
+"""`musicsae eval steering|hooks|musicgen|fidelity`: an outside audio judge measures concept edits on held-out renders,
 and how much of each concept a RAVE model's plain reconstructions keep."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from training.cli.args import nonneg_int, positive_floats
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_steering(subparsers)
+    register_hooks(subparsers)
     register_musicgen(subparsers)
     register_fidelity(subparsers)
 
@@ -67,6 +68,64 @@ def run_fidelity(args: argparse.Namespace) -> int:
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/fidelity.json and fidelity.md ({result['seconds']:.0f} s)", highlight=False)
+    return 0
+
+
+def register_hooks(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "hooks",
+        help="latent SAE vs inner-layer SAEs vs the raw-latent baseline, judged side by side",
+        description="For each --hooks entry: collect the activations of the data's train and test clips, train an "
+        "SAE, find every concept, and judge off / on / clamp on the held-out clips (the held-out soundfont when the "
+        "data has one) beside the raw-latent difference-of-means baseline; writes OUT/comparison.json and "
+        "OUT/report.md (AUROC and paired-bootstrap intervals, the best hook and why). Stages already done are "
+        "skipped, so a stopped run resumes.",
+    )
+    p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
+    p.add_argument("--model", required=True, help="streaming RAVE .ts export")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--hooks", default="latent,decoder.net.1", help="comma-separated hooks (default latent,decoder.net.1)"
+    )
+    p.add_argument("--concepts", default="guitar,drums,piano", help="manifest concepts (default guitar,drums,piano)")
+    p.add_argument("--store", help="an activation store already holding every hook (default: collect into OUT)")
+    p.add_argument("--split", choices=["test", "holdout_font"], help="judged clips (default: holdout_font if any)")
+    p.add_argument("--sae-steps", type=nonneg_int, default=1500, help="SAE steps per hook (default 1500)")
+    p.add_argument("--strength", type=positive_floats, default=(2.0, 8.0), help="on strengths (default 2,8)")
+    p.add_argument("--clamp", type=positive_floats, default=(2.0, 4.0), help="clamp strengths (default 2,4)")
+    p.add_argument("--max-clips", type=nonneg_int, default=12, help="held-out clips per side (default 12; 0: all)")
+    p.add_argument("--steer-threshold", type=float, default=0.8, help="effect size to steer a feature (default 0.8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.set_defaults(func=run_hooks)
+
+
+def run_hooks(args: argparse.Namespace) -> int:
+    import torch
+
+    from sae.paths import check_output_dir
+    from training.rave.hooks import HookCompareConfig, run_hook_compare
+
+    check_output_dir(args.out)
+    torch.set_num_threads(max(1, args.threads))
+    cfg = HookCompareConfig(
+        args.data,
+        args.model,
+        args.out,
+        tuple(h.strip() for h in args.hooks.split(",") if h.strip()),
+        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        args.store,
+        args.split,
+        args.sae_steps,
+        tuple(args.strength),
+        tuple(args.clamp),
+        args.max_clips,
+        args.steer_threshold,
+        args.seed,
+    )
+    summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
+    print(f"pick: {summary['reason']}")
+    print(f"wrote {args.out}/comparison.json and report.md ({summary['seconds']:.0f} s)")
     return 0
 
 

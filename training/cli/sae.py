@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="input normalisation, folded into the saved weights (default auto)",
     )
     p.add_argument("--dead-tokens", type=positive_int, help="rows without firing before AuxK revives a latent")
+    p.add_argument(
+        "--decoder-init",
+        choices=["random", "data"],
+        default="random",
+        help="decoder rows start as random directions (default) or at sample rows (fewer dead features on narrow "
+        "inputs such as RAVE latents)",
+    )
     p.add_argument("--shuffle-buffer", type=nonneg_int, default=1 << 18, help="rows shuffled together")
     p.add_argument("--threads", type=positive_int, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -118,6 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
         device=args.device,
         normalize=args.normalize,
         dead_tokens=args.dead_tokens,
+        decoder_init=args.decoder_init,
     )
     cfg.validate()
     info = init_distributed(args.device)

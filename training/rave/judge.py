@@ -60,8 +60,11 @@ class EvalConfig:
     strengths: strengths of `on` to sweep.
     max_clips: at most this many held-out clips per side and concept (0 = all).
     baseline: also steer along the raw-latent difference of means (no SAE).
+    baseline_for: the concepts that get the baseline (None: all of them).
     clamp_strengths: strengths of `clamp` to sweep as well (empty: none).
     gate: gate `on` / `clamp` / the baseline shift by the input's level.
+    split: the manifest split rendered and judged (`test`, or `holdout_font`: the clips of the soundfont
+        `data make --holdout-font` kept out of the train split).
     """
 
     data: str
@@ -74,6 +77,7 @@ class EvalConfig:
     block: int | None = None
     seed: int = 0
     baseline: bool = True
+    baseline_for: tuple[str, ...] | None = None
     clamp_strengths: tuple[float, ...] = ()
     gate: bool = True
     split: str = "test"
@@ -243,6 +247,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                 "on_rise": best["rise_interval"],
             },
             "sweep": sweep,
+            "per_clip_on": best["per_clip"],  # the reported `on` (test half), per clip and concept
             "per_clip": {
                 "none_with": {o: base[o][pos].astype(int).tolist() for o in names},
                 "none_without": {o: base[o][neg].astype(int).tolist() for o in names},
@@ -277,8 +282,9 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                 "drift": {"on": best["drift"]},
                 "max_drift": best["max_drift"],
                 "sweep": sweep,
+                "per_clip_on": best["per_clip"],
             }
-        if cfg.baseline:
+        if cfg.baseline and (cfg.baseline_for is None or name in cfg.baseline_for):
             say(f"{name}: the same edits along the latent difference of means")
             d = directions[name]
             entry["baseline"] = {"method": "raw-latent difference of means", "norm": float(d.norm())} | {

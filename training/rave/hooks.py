@@ -1,0 +1,449 @@
+"""Which RAVE hook should an SAE steer? Latent SAE vs inner-layer SAEs vs the raw-latent baseline, side by side.
+
+    musicsae eval hooks --data DATA --model M.ts --out OUT --hooks latent,encoder.net.20,decoder.net.1
+
+For every hook: collect the activations of the SAE clips (the `train` and `test` splits of a `musicsae data
+make` folder; the held-out font's clips never reach the SAE), train an SAE with the defaults that fit the
+hook's width, find each concept on the train-split folders (probe AUROC beside raw baselines, steering
+features by effect), and run the outside judge on the held-out clips (`--split holdout_font` by default when
+the data has a held-out soundfont): `off`, `on` and `clamp` over their strength sweeps, every edit acting at
+that hook. The raw-latent difference-of-means baseline is judged once, on the same clips.
+
+Figures carry intervals: probe AUROC with the bootstrap interval `concept find` reports (Hanley–McNeil's
+when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a
+paired bootstrap 95 % interval (2000 resamples of the clips). An SAE edit *beats* the baseline on a measure
+when that interval excludes 0 in its favour, at a worst drift of at most 10 points. The best hook is the one
+with the most such wins (ties: the larger mean margin). As in the judge, the `on` / `clamp` strength is
+chosen on half of the clips without the concept and reported on the other half.
+
+Each stage is skipped when its output exists (SAE `metrics.json`, bank, `judge.json`), so an interrupted run
+resumes; `comparison.json` and `report.md` are rewritten at the end; before/after renders of one held-out
+clip per concept land in OUT/<hook>/renders (named for the dashboard's concept pages).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sae.errors import UserError
+
+GOAL_DRIFT = 10.0
+
+
+@dataclass
+class HookCompareConfig:
+    """Args:
+    data: a `musicsae data make` folder (concept folders, manifest with splits).
+    model: streaming RAVE `.ts`.
+    out: output folder.
+    hooks: hooks to compare (`latent`, `encoder.net.N`, `decoder.net.N`).
+    concepts: manifest concepts to find and judge.
+    store: an activation store holding every hook already (default: collected into OUT/store).
+    split: judged clips (None: `holdout_font` when the data has one, else `test`).
+    sae_steps: SAE training steps per hook (batch 1024, defaults k = d_in/4, d_sae = 8 d_in, decoder rows
+        started at sample rows, 20 % of the store held out for the metrics).
+    strengths, clamp_strengths: `on` and `clamp` sweeps.
+    max_clips: held-out clips per side and concept (0: all).
+    steer_threshold: effect size a feature needs to be steered (`concept find --steer-threshold`).
+    seed: SAE seed, judge noise seeds, bootstrap seed.
+    """
+
+    data: str
+    model: str
+    out: str
+    hooks: tuple[str, ...] = ("latent", "decoder.net.1")
+    concepts: tuple[str, ...] = ("guitar", "drums", "piano")
+    store: str | None = None
+    split: str | None = None
+    sae_steps: int = 1500
+    strengths: tuple[float, ...] = (2.0, 8.0)
+    clamp_strengths: tuple[float, ...] = (2.0, 4.0)
+    max_clips: int = 12
+    steer_threshold: float = 0.8
+    seed: int = 0
+
+
+def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
+    """95 % interval of an AUROC from its Hanley–McNeil (1982) standard error."""
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / max(1, n_pos * n_neg)
+    half = 1.96 * math.sqrt(max(var, 0.0))
+    return max(0.0, a - half), min(1.0, a + half)
+
+
+def paired_interval(diff: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
+    """95 % percentile interval of the mean of per-clip differences (points), by a paired bootstrap."""
+    diff = np.asarray(diff, np.float64)
+    if len(diff) == 0:
+        return (0.0, 0.0)
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def _interval(found: dict | None, a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
+    """The bootstrap interval `concept find` recorded, else Hanley–McNeil's."""
+    if found and "lo" in found and "hi" in found:
+        return float(found["lo"]), float(found["hi"])
+    return auroc_interval(a, n_pos, n_neg)
+
+
+def _best(sweep: list[dict]) -> dict:
+    within = [e for e in sweep if e["max_drift"] <= GOAL_DRIFT] or sweep
+    return max(within, key=lambda e: e["rise"])
+
+
+def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None) -> dict[str, Any]:
+    """Per-clip outcomes of one arm on the concept's held-out clips, in points: `drop` (no edit − off, on the
+    clips with it), `rise` (on − no edit, on the clips without it, at the arm's best strength) and the change
+    of every other concept under that `on` (`drift_on`).
+
+    Args:
+        entry: the judge's entry for the concept (its `per_clip` holds the no-edit detections).
+        arm: `entry` itself (the SAE edit) or `entry["baseline"]`.
+        sweep_key: None for `on`, "clamp" for the clamp sweep (its `off` is the SAE's).
+    """
+    pc = entry["per_clip"]
+    off_with = (arm.get("per_clip") or pc)["off_with"][name]
+    sub = arm if sweep_key is None else arm[sweep_key]
+    on = sub["per_clip_on"] if "per_clip_on" in sub else _best(sub["sweep"])["per_clip"]
+    n_all = len(pc["none_without"][name])
+    # the judge reports `on` on the test half of the clips without the concept (the other half chose the
+    # strength), or on all of them when there was nothing to choose
+    pick = slice(None) if len(on[name]) == n_all else slice(1, None, 2)
+
+    def none(o: str) -> np.ndarray:
+        return np.array(pc["none_without"][o], float)[pick]
+
+    return {
+        "drop": 100.0 * (np.array(pc["none_with"][name], float) - np.array(off_with, float)),
+        "rise": 100.0 * (np.array(on[name], float) - none(name)),
+        "drift_on": {o: 100.0 * (np.array(on[o], float) - none(o)) for o in on if o != name},
+        "strength": sub["strength_on"] if "strength_on" in sub else _best(sub["sweep"])["strength"],
+    }
+
+
+def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
+    """SAE − baseline per measure with paired bootstrap intervals; drift compares the worst other concept."""
+    res: dict[str, Any] = {}
+    for key in ("drop", "rise"):
+        if key in sae and key in base:
+            diff = sae[key] - base[key]
+            lo, hi = paired_interval(diff, seed)
+            res[key] = {"sae": float(sae[key].mean()), "baseline": float(base[key].mean()), "diff": float(diff.mean())}
+            res[key] |= {"interval": [lo, hi], "beats": lo > 0, "loses": hi < 0}
+    worst = max(sae["drift_on"], key=lambda o: abs(sae["drift_on"][o].mean()), default=None)
+    if worst is not None:
+        d_sae, d_base = np.abs(sae["drift_on"][worst].mean()), np.abs(base["drift_on"][worst].mean())
+        # per-clip change in |drift| is not defined; bootstrap the difference of the two absolute rates
+        rng = np.random.default_rng(seed)
+        n = len(sae["drift_on"][worst])
+        idx = rng.integers(0, n, (2000, n))
+        boot = np.abs(sae["drift_on"][worst][idx].mean(1)) - np.abs(base["drift_on"][worst][idx].mean(1))
+        lo, hi = float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+        res["drift"] = {
+            "concept": worst,
+            "sae": float(d_sae),
+            "baseline": float(d_base),
+            "diff": float(d_sae - d_base),
+            "interval": [lo, hi],
+            "beats": hi < 0,
+            "loses": lo > 0,
+        }
+    return res
+
+
+def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every stage for every hook (skipping finished ones), then the side-by-side comparison."""
+    from realtime.rave import RaveModel
+    from realtime.rave_split import hook_shape
+    from sae.store import ActivationStore
+    from sae.train import TrainConfig, train_hook
+    from training.data.concept_clips import read_manifest
+    from training.rave.collect import RaveCollectConfig, collect_rave
+    from training.rave.concepts import FindConfig, find_concept
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    t0 = time.perf_counter()
+    data, out = Path(cfg.data), Path(cfg.out)
+    rows = read_manifest(data)
+    split = cfg.split or ("holdout_font" if any(r["split"] == "holdout_font" for r in rows) else "test")
+    model = RaveModel.load(cfg.model)
+    for hook in cfg.hooks:
+        hook_shape(model, hook)  # an unknown hook: one line listing the model's hooks, before any work
+    for name in cfg.concepts:
+        if not (data / "concepts" / name / "with").is_dir():
+            raise UserError(f"data {data}: no concepts/{name}/with folder (make the data with --concepts {name})")
+    out.mkdir(parents=True, exist_ok=True)
+    store_dir = Path(cfg.store) if cfg.store else out / "store"
+    if cfg.store is None:
+        clips = out / "sae_clips"
+        clips.mkdir(exist_ok=True)
+        for r in rows:
+            if r["split"] in ("train", "test"):
+                link = clips / Path(r["file"]).name
+                if not link.exists():
+                    os.symlink((data / r["file"]).resolve(), link)
+        say(f"collect {', '.join(cfg.hooks)} from {len(list(clips.iterdir()))} clips (train + test splits)")
+        collect_rave(RaveCollectConfig(cfg.model, str(clips), str(store_dir), layers=tuple(cfg.hooks)))
+    store = ActivationStore(store_dir)
+    results: dict[str, Any] = {}
+    baseline_done: set[str] = set()
+    for hook in cfg.hooks:
+        hook_dir = out / hook
+        sae_dir = hook_dir / "sae"
+        if not (sae_dir / "metrics.json").exists():
+            say(f"{hook}: train the SAE ({cfg.sae_steps} steps)")
+            if sae_dir.exists():
+                shutil.rmtree(sae_dir)
+            train_hook(
+                store,
+                hook,
+                sae_dir,
+                TrainConfig(
+                    steps=cfg.sae_steps,
+                    batch_size=1024,
+                    seed=cfg.seed,
+                    checkpoint_every=0,
+                    log_every=50,
+                    eval_fraction=0.2,
+                    decoder_init="data",
+                ),
+            )
+        metrics = json.loads((sae_dir / "metrics.json").read_text())
+        bank = hook_dir / "concepts.yaml"
+        find_json = hook_dir / "find.json"
+        if not find_json.exists():
+            tmp = hook_dir / "concepts.partial.yaml"
+            tmp.unlink(missing_ok=True)
+            found: dict[str, Any] = {}
+            for name in cfg.concepts:
+                say(f"{hook}: find {name}")
+                try:
+                    res = find_concept(
+                        FindConfig(
+                            name,
+                            str(data / "concepts" / name / "with"),
+                            str(data / "concepts" / name / "without"),
+                            cfg.model,
+                            str(sae_dir),
+                            str(tmp),
+                            seed=cfg.seed,
+                            hook=hook,
+                            steer_threshold=cfg.steer_threshold,
+                        )
+                    )
+                    found[name] = {
+                        "n_with": res.report.n_with,
+                        "n_without": res.report.n_without,
+                        "intervals": res.report.intervals,
+                        "verdict": res.report.verdict,
+                        "notes": res.notes,
+                    }
+                except UserError as exc:  # recorded; the other concepts and hooks carry on
+                    found[name] = {"not_found": str(exc)}
+                    say(f"    not found: {exc}")
+            if tmp.exists():
+                os.replace(tmp, bank)
+            find_json.write_text(json.dumps(found, indent=1))
+        found = json.loads(find_json.read_text())
+        names = [n for n in cfg.concepts if "not_found" not in found.get(n, {"not_found": ""})]
+        judge_dir = hook_dir / "judge"
+        if names and not (judge_dir / "judge.json").exists():
+            need = tuple(n for n in names if n not in baseline_done)
+            say(f"{hook}: judge on the {split} clips" + (f" (and the baseline for {', '.join(need)})" if need else ""))
+            evaluate_steering(
+                EvalConfig(
+                    str(data),
+                    cfg.model,
+                    str(bank),
+                    str(judge_dir),
+                    tuple(names),
+                    tuple(cfg.strengths),
+                    cfg.max_clips,
+                    seed=cfg.seed,
+                    baseline=bool(need),
+                    baseline_for=need,
+                    clamp_strengths=tuple(cfg.clamp_strengths),
+                    split=split,
+                ),
+                say,
+            )
+        judged = json.loads((judge_dir / "judge.json").read_text()) if names else {"concepts": {}}
+        baseline_done |= {n for n, e in judged["concepts"].items() if "baseline" in e}
+        results[hook] = {
+            "sae": {k: metrics.get(k) for k in ("fvu", "l0", "dead_fraction", "k", "d_sae", "d_in")},
+            "bank": str(bank),
+            "found": found,
+            "judge": judged,
+        }
+    summary = summarize(cfg, results, split)
+    summary["seconds"] = round(time.perf_counter() - t0, 1)
+    summary["config"] = asdict(cfg)
+    (out / "comparison.json").write_text(json.dumps(summary, indent=1))
+    (out / "report.md").write_text(report_markdown(summary))
+    return summary
+
+
+def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> dict[str, Any]:
+    """Per concept and hook: AUROCs with intervals, SAE arms vs the baseline; the pick and its reason."""
+    from sae.bank import ConceptBank
+
+    table: dict[str, dict[str, Any]] = {}
+    wins: dict[str, list[str]] = {h: [] for h in cfg.hooks}
+    margins: dict[str, list[float]] = {h: [] for h in cfg.hooks}
+    model = next((r["judge"]["model"] for r in results.values() if "model" in r["judge"]), {"name": cfg.model})
+    for name in cfg.concepts:
+        judged = [r["judge"]["concepts"][name] for r in results.values() if name in r["judge"]["concepts"]]
+        with_base = [e for e in judged if "baseline" in e]
+        if not with_base:
+            table[name] = {"not_found": {h: results[h]["found"].get(name, {}).get("not_found") for h in cfg.hooks}}
+            continue
+        base_entry = with_base[0]
+        base = arm_numbers(base_entry, base_entry["baseline"], name)
+        row: dict[str, Any] = {
+            "baseline": {
+                "drop": float(base["drop"].mean()),
+                "rise": float(base["rise"].mean()),
+                "strength_on": base["strength"],
+                "max_drift": float(_best(base_entry["baseline"]["sweep"])["max_drift"]),
+                "held_out": [base_entry["held_out_with"], base_entry["held_out_without"]],
+            }
+        }
+        for hook in cfg.hooks:
+            if name not in results[hook]["judge"]["concepts"]:
+                row[hook] = {"not_found": results[hook]["found"].get(name, {}).get("not_found", "not judged")}
+                continue
+            entry = results[hook]["judge"]["concepts"][name]
+            concept = ConceptBank.load(results[hook]["bank"]).get(name)
+            counts = results[hook]["found"].get(name, {})
+            npw, npo = counts.get("n_with", entry["held_out_with"]), counts.get("n_without", entry["held_out_without"])
+            cell: dict[str, Any] = {
+                "auroc": {
+                    k: [v, *_interval(counts.get("intervals", {}).get(k), v, npw, npo)]
+                    for k, v in concept.auroc.items()
+                },
+                "probe_verdict": counts.get("verdict"),
+                "steer_features": len(concept.steer.features) if concept.steer else len(concept.features),
+                "off_left": concept.steer.off_left if concept.steer else None,
+                "error_share": concept.steer.error_share if concept.steer else None,
+            }
+            for label, key in (("on", None), ("clamp", "clamp")):
+                if key is not None and key not in entry:
+                    continue
+                sae = arm_numbers(entry, entry, name, key)
+                cmp = compare_arms(sae, base, cfg.seed)
+                worst = max((abs(v.mean()) for v in sae["drift_on"].values()), default=0.0)
+                off_drift = max((abs(v) for v in entry["drift"]["off"].values()), default=0.0)
+                cmp["max_drift"] = float(max(worst, off_drift))
+                cmp["strength"] = sae["strength"]
+                ok = cmp["max_drift"] <= GOAL_DRIFT
+                beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and ok]
+                cmp["beats"] = beaten
+                cell[label] = cmp
+                if beaten:
+                    wins[hook].append(f"{name} {label}: {', '.join(beaten)}")
+                margins[hook].append(sum(cmp[m]["diff"] for m in ("drop", "rise") if m in cmp))
+            row[hook] = cell
+        table[name] = row
+    concepts_won = {h: len({w.split()[0] for w in wins[h]}) for h in cfg.hooks}
+    pick = max(cfg.hooks, key=lambda h: (concepts_won[h], float(np.mean(margins[h] or [-1e9]))))
+    reason = (
+        f"{pick}: its SAE edit beats the raw-latent baseline beyond the 95 % interval for "
+        f"{concepts_won[pick]} concept(s) at drift <= {GOAL_DRIFT:g} ({'; '.join(wins[pick]) or 'none'}); "
+        f"mean margin on drop + rise {np.mean(margins[pick] or [0.0]):+.0f} points"
+    )
+    return {
+        "model": model,
+        "split": split,
+        "hooks": {h: results[h]["sae"] for h in cfg.hooks},
+        "concepts": table,
+        "wins": wins,
+        "concepts_won": concepts_won,
+        "pick": pick,
+        "reason": reason,
+        "goal_met": concepts_won[pick] >= 2,
+    }
+
+
+def _iv(x: list[float]) -> str:
+    return f"{x[0]:.2f} [{x[1]:.2f}, {x[2]:.2f}]"
+
+
+def _cmp(c: dict | None, key: str) -> str:
+    if not c or key not in c:
+        return "–"
+    m = c[key]
+    mark = " ✓" if m["beats"] else (" ✗" if m["loses"] else "")
+    lo, hi = m["interval"]
+    return f"{m['sae']:+.0f} vs {m['baseline']:+.0f} (Δ {m['diff']:+.0f} [{lo:+.0f}, {hi:+.0f}]){mark}"
+
+
+def report_markdown(s: dict[str, Any]) -> str:
+    """The side-by-side report: SAE quality per hook, then per concept every hook's SAE arms vs the baseline."""
+    lines = [
+        f"# Which hook should the SAE steer? ({s['model']['name']}, judged on the {s['split']} clips)",
+        "",
+        "| hook | d_in | d_sae / k | FVU | L0 | never fired |",
+        "|---|---|---|---|---|---|",
+    ]
+    for h, m in s["hooks"].items():
+        lines.append(
+            f"| {h} | {m['d_in']} | {m['d_sae']} / {m['k']} | {m['fvu']:.3f} | {m['l0']:.1f} | "
+            f"{100 * m['dead_fraction']:.1f} % |"
+        )
+    lines += [
+        "",
+        "Probe AUROC (5-fold, out of fold, train-split folders) with 95 % bootstrap intervals. Edits on the "
+        "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired-bootstrap 95 % "
+        "interval; ✓ the SAE wins beyond it (at worst drift ≤ 10), ✗ it loses beyond it. Drift: |change| of the "
+        "most-moved other concept under `on`; the strength is the best within the drift goal.",
+    ]
+    for name, row in s["concepts"].items():
+        if "baseline" not in row:
+            lines += ["", f"## {name}: not found on any hook ({'; '.join(str(v) for v in row['not_found'].values())})"]
+            continue
+        b = row["baseline"]
+        lines += [
+            "",
+            f"## {name} (held out: {b['held_out'][0]} with, {b['held_out'][1]} without; baseline drop "
+            f"{b['drop']:+.0f}, rise {b['rise']:+.0f} at {b['strength_on']:g}, drift {b['max_drift']:.0f})",
+            "",
+            "| hook | SAE probe AUROC | diff. means (raw, this hook) | steered features / off leaves / in error "
+            "| off drop | on rise (strength) | on drift | clamp rise (strength) | clamp drift |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for hook, cell in row.items():
+            if hook == "baseline":
+                continue
+            if "not_found" in cell:
+                lines.append(f"| {hook} | not found: {cell['not_found']} | | | | | | | |")
+                continue
+            a = cell["auroc"]
+            left = (
+                f"{cell['steer_features']} / {100 * cell['off_left']:.0f} % / {100 * cell['error_share']:.0f} %"
+                if cell["off_left"] is not None
+                else f"{cell['steer_features']} / – / –"
+            )
+            on, cl = cell.get("on"), cell.get("clamp")
+            lines.append(
+                f"| {hook} | {_iv(a['sae_probe'])} | {_iv(a['diff_means'])} | {left} | {_cmp(on, 'drop')} | "
+                f"{_cmp(on, 'rise')} ({on['strength']:g}) | {_cmp(on, 'drift')} | "
+                + (f"{_cmp(cl, 'rise')} ({cl['strength']:g}) | {_cmp(cl, 'drift')} |" if cl else "– | – |")
+            )
+    lines += ["", f"**Pick: {s['reason']}.**", ""]
+    lines.append(
+        "Goal (an SAE edit beats the baseline beyond its interval for two concepts at drift ≤ 10): "
+        + ("met." if s["goal_met"] else "not met on these clips.")
+    )
+    return "\n".join(lines) + "\n"
