@@ -51,7 +51,7 @@ class DemoConfig:
     duration: float = 4.0
     seed: int = 0
     concepts: tuple[str, ...] = ("guitar", "drums")
-    sae_steps: int = 600
+    sae_steps: int = 1500
     k: int = 8
     expansion: int = 8
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -144,6 +144,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                 checkpoint_every=0,
                 shuffle_buffer=1 << 16,
                 log_every=50,
+                # decoder rows start at sample rows: on the narrow latent, random directions leave a third of
+                # the features dead; 20 % of the store held out, so a rare live feature is not counted dead
+                decoder_init="data",
+                eval_fraction=0.2,
             ),
         ),
     )

@@ -21,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
-    p.add_argument("--sae-steps", type=int, default=600, help="SAE training steps (default 600)")
+    p.add_argument("--sae-steps", type=int, default=1500, help="SAE training steps (default 1500)")
     p.add_argument("--k", type=int, default=8, help="SAE active latents per frame (default 8)")
     p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
     p.add_argument(
