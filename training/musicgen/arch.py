@@ -39,6 +39,9 @@ class CodecSizes:
     n_q: codebooks (MusicGen: 4, delay pattern 0..3).
     bins: codebook size (>= 250, the default top-k of both generators).
     kmeans_init: start the codebooks from k-means on the first training batch (audiocraft's default).
+    dead_code: a code whose running count of uses per step falls below this is revived as a random input
+        vector (`train_codec.CodeReviver`; also written as audiocraft's `threshold_ema_dead_code`). Keep it
+        well under the frames per step / bins (a code's count when every code is used alike).
     """
 
     sample_rate: int = 16000
@@ -50,6 +53,7 @@ class CodecSizes:
     n_q: int = 4
     bins: int = 1024
     kmeans_init: bool = True
+    dead_code: float = 0.02
 
     @property
     def hop(self) -> int:
@@ -134,7 +138,7 @@ def codec_xp_cfg(sizes: CodecSizes, device: str = "cpu") -> dict:
             "decay": 0.99,
             "kmeans_init": sizes.kmeans_init,
             "kmeans_iters": 50,
-            "threshold_ema_dead_code": 2,
+            "threshold_ema_dead_code": sizes.dead_code,
             "orthogonal_reg_weight": 0.0,
             "orthogonal_reg_active_codes_only": False,
         },

@@ -86,6 +86,7 @@ def tiny_sizes(cfg: TinyMusicGenConfig) -> tuple[CodecSizes, LMSizes]:
         n_q=cfg.n_q,
         bins=cfg.card,
         kmeans_init=False,
+        dead_code=2,
     )
     lm = LMSizes(
         dim=cfg.dim,

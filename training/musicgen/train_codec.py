@@ -84,6 +84,38 @@ def codebook_usage(codes: torch.Tensor, bins: int) -> list[float]:
     return out
 
 
+class CodeReviver:
+    """Revives dead codes: audiocraft 1.3 replaces expired codes in `embed` only, and the EMA update of the same
+    step overwrites `embed` again, so its `threshold_ema_dead_code` never takes effect. After each step, every
+    code whose running use count is under `sizes.dead_code` becomes a random input vector of this step (in
+    `embed`, `embed_avg` and a count of twice the threshold), so codebooks do not collapse to a few codes."""
+
+    def __init__(self, model, threshold: float, seed: int):
+        self.threshold = threshold
+        self.gen = torch.Generator().manual_seed(seed)
+        self.inputs: dict[int, torch.Tensor] = {}
+        self.books = [layer._codebook for layer in model.quantizer.vq.layers]
+        for i, book in enumerate(self.books):
+            book.register_forward_pre_hook(lambda m, args, i=i: self.inputs.__setitem__(i, args[0].detach()))
+
+    @torch.no_grad()
+    def __call__(self) -> int:
+        revived = 0
+        for i, book in enumerate(self.books):
+            dead = book.cluster_size < self.threshold
+            n = int(dead.sum())
+            if n == 0 or i not in self.inputs:
+                continue
+            x = self.inputs[i].reshape(-1, book.embed.shape[1])
+            pick = torch.randint(0, x.shape[0], (n,), generator=self.gen).to(x.device)
+            book.embed[dead] = x[pick]
+            book.embed_avg[dead] = x[pick] * (2 * self.threshold)
+            book.cluster_size[dead] = 2 * self.threshold
+            revived += n
+        self.inputs.clear()
+        return revived
+
+
 def identity(cfg: CodecTrainConfig, clips: ClipSet) -> dict:
     return {"kind": "codec", "sizes": sizes_dict(cfg.sizes), "data": clips.identity, "seed": cfg.seed}
 
@@ -108,6 +140,7 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
         step, clock = state["step"], runs.Clock(state["cpu_seconds"], state["wall_seconds"])
         say(f"resuming {cfg.run} at step {step}")
     spec = MultiScaleMel(cfg.sizes.sample_rate).to(cfg.device)
+    revive = CodeReviver(model, cfg.sizes.dead_code, cfg.seed + step)
     length = round(cfg.segment * cfg.sizes.sample_rate / cfg.sizes.hop) * cfg.sizes.hop
     rng = np.random.default_rng([cfg.seed, step])
     fixed = eval_batch(held, 16, length).to(cfg.device)
@@ -129,9 +162,10 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
             continue
         loss.backward()
         opt.step()
+        revived = revive()
         step += 1
         if step % cfg.log_every == 0:
-            last = {k: round(float(v.detach()), 5) for k, v in terms.items()}
+            last = {k: round(float(v.detach()), 5) for k, v in terms.items()} | {"revived": revived}
             runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
         if step % cfg.eval_every == 0 or step == cfg.steps:
             last.update(evaluate(model, spec, fixed, cfg.sizes.bins))
@@ -180,6 +214,7 @@ def add_size_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lstm", type=int, default=d.lstm, help="LSTM layers")
     parser.add_argument("--n-q", type=int, default=d.n_q, help="codebooks")
     parser.add_argument("--bins", type=int, default=d.bins, help="codebook size")
+    parser.add_argument("--dead-code", type=float, default=d.dead_code, help="dead-code threshold (uses per step)")
 
 
 def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
@@ -195,6 +230,7 @@ def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
         lstm=args.lstm,
         n_q=args.n_q,
         bins=args.bins,
+        dead_code=args.dead_code,
     )
     if sizes.bins < 250 or sizes.n_q < 1 or min(ratios) < 1 or sizes.n_filters < 1:
         raise UserError("--bins must be >= 250 (the generators' top-k), --n-q, --filters and --ratios >= 1")
