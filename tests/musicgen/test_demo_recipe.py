@@ -219,3 +219,25 @@ def test_missing_files_are_named(folders, lm_run, tmp_path):
     (run / "codec.pt").unlink()
     with pytest.raises(UserError, match=r"codec\.pt is missing"):
         package(run, tmp_path / "out")
+
+
+def test_dead_codes_are_revived_where_audiocraft_leaves_them_dead():
+    from training.musicgen.arch import build_codec
+    from training.musicgen.train_codec import CodeReviver
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 3200) * 0.1
+    codecs = [build_codec(replace(CODEC, kmeans_init=False), 0).train() for _ in range(2)]
+    reviver = CodeReviver(codecs[1], CODEC.dead_code, seed=0)
+    for codec in codecs:
+        book = codec.quantizer.vq.layers[0]._codebook
+        book.cluster_size.fill_(1.0)
+        book.cluster_size[:100] = 0.0  # 100 dead codes
+        codec(x)
+    plain, revived = (c.quantizer.vq.layers[0]._codebook for c in codecs)
+    assert (plain.cluster_size < CODEC.dead_code).sum() >= 100 - 20  # audiocraft's expiry did not bring them back
+    assert reviver() >= 100
+    assert (revived.cluster_size >= CODEC.dead_code).all()
+    inputs = codecs[1].encoder(x).transpose(1, 2).reshape(-1, CODEC.dimension)
+    nearest = torch.cdist(revived.embed[:100], inputs).min(dim=1).values
+    assert nearest.max() < 1e-3 * inputs.norm(dim=1).mean()  # each revived code is one of this step's inputs
