@@ -491,7 +491,8 @@ class DashboardBuilder:
         pur = v.purity
         if pur and pur.label and pur.purity > pur.base:
             k = round(pur.purity * pur.clips)
-            parts.append(f"mostly {pur.label}: {k} of {pur.clips} top clips (in {pur.base:.0%} of all clips)")
+            label = pur.label.replace("_", " ")
+            parts.append(f"mostly {label}: {k} of {pur.clips} top clips (in {100 * pur.base:.0f} % of all clips)")
         inst = self.labels.dominant_instruments([c.source for c in v.clips])
         if inst:
             parts.append(", ".join(f"{name.replace('_', ' ')} in {k} of {n}" for name, k in inst))
@@ -545,7 +546,7 @@ class DashboardBuilder:
         pur = v.purity
         purity = (
             f"{round(pur.purity * pur.clips)} of {pur.clips} {_e(pur.label)}"
-            f' <span class="small muted">(all clips {pur.base:.0%}; by {_e(v.purity_by)})</span>'
+            f' <span class="small muted">(in {100 * pur.base:.0f} % of all clips; by {_e(v.purity_by)})</span>'
             if pur and pur.label
             else "–"
         )
