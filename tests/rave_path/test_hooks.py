@@ -41,6 +41,9 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
             cell = row.get(hook) or {}
             assert "not_found" in cell or ("on" in cell and "clamp" in cell and len(cell["auroc"]["sae_probe"]) == 3)
     assert "Pick:" in (out / "report.md").read_text()
+    renders = {p.name for p in (out / "latent" / "renders").iterdir()}
+    assert {"guitar_clip_original.wav", "guitar_clip_guitar_off.wav", "no_guitar_clip_guitar_clamp.wav"} <= renders
+    assert {p.name for p in (out / "baseline" / "renders").iterdir()} >= {"guitar_clip_guitar_off_baseline.wav"}
     stamp = (out / "latent" / "judge" / "judge.json").stat().st_mtime
     capsys.readouterr()
     assert main(argv) == 0  # resumed: every stage is there, only the summary is rewritten

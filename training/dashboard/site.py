@@ -58,6 +58,7 @@ EVAL_MODES = (
     ("no edit", ("plain", "none", "noedit", "before")),
     ("off", ("off",)),
     ("on", ("on",)),
+    ("clamp", ("clamp",)),
     ("scale", ("scale",)),
 )
 EVAL_DIRS = ("eval", "renders", "judge")  # looked for beside the bank file

@@ -287,12 +287,105 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
             "found": found,
             "judge": judged,
         }
+    render_examples(cfg, results, split, rows, say)
     summary = summarize(cfg, results, split)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["config"] = asdict(cfg)
     (out / "comparison.json").write_text(json.dumps(summary, indent=1))
     (out / "report.md").write_text(report_markdown(summary))
     return summary
+
+
+def render_examples(
+    cfg: HookCompareConfig, results: dict[str, Any], split: str, rows: list[dict], say: Callable[[str], None]
+) -> None:
+    """Before/after audio of one judged clip with and one without each concept, per hook (the SAE's off, on
+    and clamp at the judge's strengths) and for the baseline, in OUT/<hook>/renders and OUT/baseline/renders
+    (file names the dashboard's concept pages pick up). Files already there are kept."""
+    import torch
+
+    from realtime.audio_io import read_audio, write_audio
+    from realtime.rave import RaveModel
+    from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
+    from training.data.concept_clips import CONCEPTS
+    from training.rave.judge import latent_mean
+
+    data, out = Path(cfg.data), Path(cfg.out)
+    model = RaveModel.load(cfg.model)
+    stream = RaveStream(model)
+    delay: int | None = None
+    directions: dict[str, torch.Tensor] = {}
+    for name in cfg.concepts:
+        held = [r for r in rows if r["split"] == split]
+        with_c = next((r for r in held if CONCEPTS[name](r)), None)
+        without_c = next((r for r in held if not CONCEPTS[name](r)), None)
+        if with_c is None or without_c is None:
+            continue
+        clips = {
+            k: read_audio(data / r["file"], model.sr, 1)[:, 0] for k, r in (("with", with_c), ("without", without_c))
+        }
+        for hook in [*cfg.hooks, "baseline"]:
+            if hook == "baseline":
+                entry = next(
+                    (
+                        r["judge"]["concepts"][name]
+                        for r in results.values()
+                        if "baseline" in r["judge"]["concepts"].get(name, {})
+                    ),
+                    None,
+                )
+                if entry is None:
+                    continue
+                base = entry["baseline"]
+                if name not in directions:
+                    if "direction" in base:
+                        directions[name] = torch.tensor(base["direction"])
+                    else:  # an older judge.json: the same difference of means, from the train clips
+                        train = [r for r in rows if r["split"] == "train"]
+                        means = torch.stack(
+                            [latent_mean(stream, read_audio(data / r["file"], model.sr, 1)[:, 0]) for r in train]
+                        )
+                        has = torch.tensor([bool(CONCEPTS[name](r)) for r in train])
+                        directions[name] = means[has].mean(0) - means[~has].mean(0)
+                d = directions[name]
+                plan = {
+                    f"{name}_clip_{name}_off_baseline.wav": ("with", None, -d),
+                    f"no_{name}_clip_{name}_on_baseline.wav": ("without", None, base["strength_on"] * d),
+                }
+                sae = edit_of = None
+            else:
+                entry = results[hook]["judge"]["concepts"].get(name)
+                if entry is None:
+                    continue
+                steering = load_steering(results[hook]["bank"], model, names=[name])
+                sae, edit_of = steering.sae, steering.edit_for
+                plan = {
+                    f"{name}_clip_original.wav": ("with", "copy", None),
+                    f"{name}_clip_plain.wav": ("with", [], None),
+                    f"{name}_clip_{name}_off.wav": ("with", [(name, "off")], None),
+                    f"no_{name}_clip_original.wav": ("without", "copy", None),
+                    f"no_{name}_clip_{name}_on.wav": ("without", [(name, f"on:{entry['strength_on']:g}")], None),
+                }
+                if "clamp" in entry:
+                    plan[f"no_{name}_clip_{name}_clamp.wav"] = (
+                        "without",
+                        [(name, f"clamp:{entry['clamp']['strength_on']:g}")],
+                        None,
+                    )
+            folder = out / hook / "renders"
+            folder.mkdir(parents=True, exist_ok=True)
+            for file, (side, sets, shift) in plan.items():
+                if (folder / file).exists():
+                    continue
+                if sets == "copy":
+                    shutil.copyfile(data / (with_c if side == "with" else without_c)["file"], folder / file)
+                    continue
+                delay = model_delay(model) if delay is None else delay
+                edit = edit_of(sets) if sets else None
+                hook_at = steering.hook if sets and hook != "baseline" else "latent"
+                y = render_array(stream, clips[side], sae, edit, None, delay, cfg.seed, shift=shift, hook=hook_at)
+                write_audio(folder / file, y, model.sr)
+        say(f"renders of {name}: {with_c['file']} and {without_c['file']}")
 
 
 def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> dict[str, Any]:

@@ -287,7 +287,11 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         if cfg.baseline and (cfg.baseline_for is None or name in cfg.baseline_for):
             say(f"{name}: the same edits along the latent difference of means")
             d = directions[name]
-            entry["baseline"] = {"method": "raw-latent difference of means", "norm": float(d.norm())} | {
+            entry["baseline"] = {
+                "method": "raw-latent difference of means",
+                "norm": float(d.norm()),
+                "direction": [round(float(v), 6) for v in d],
+            } | {
                 k: v
                 for k, v in arm(name, shift_edit(d)).items()
                 if k not in ("held_out_with", "held_out_without", "clean", "none")
