@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 import torch
 
-from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ConceptProbe, ModelRef
 from sae.model import SAEConfig, SparseAutoencoder
 
 
 def make_bank(folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0) -> Path:
-    """A seeded SAE (latent → 64) on a RAVE's latent and three concepts on it; one name needs sanitising."""
+    """A seeded SAE (latent → 64) on a RAVE's latent and three concepts on it; one name needs sanitising, two carry
+    a calibrated probe (meters)."""
     from sae.io import save_sae
 
     latent = int(torch.jit.load(str(rave_ts)).encode_params[2])
@@ -29,8 +30,12 @@ def make_bank(folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0) ->
     ref = ModelRef.of_file(rave_ts)
     bank = ConceptBank(folder / "concepts.yaml")
     feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)]
-    bank.add(Concept("bright", ref, "latent", "sae", feats, ConceptDefault("none", 1.0)))
-    bank.add(Concept("noisy-1", ref, "latent", "sae", [ConceptFeature(11, 1.0, 1.5)], ConceptDefault("none", 1.0)))
+    weights = torch.randn(64, generator=torch.Generator().manual_seed(seed)).tolist()
+    probe = ConceptProbe(-1.0, dict(enumerate(weights)))  # reads every feature: it moves on any audio
+    bank.add(Concept("bright", ref, "latent", "sae", feats, ConceptDefault("none", 1.0), probe=probe))
+    probe = ConceptProbe(0.5, {11: -1.2, 3: 0.3})
+    noisy = [ConceptFeature(11, 1.0, 1.5)]
+    bank.add(Concept("noisy-1", ref, "latent", "sae", noisy, ConceptDefault("none", 1.0), probe=probe))
     bank.add(Concept("2nd.voice", ref, "latent", "sae", [ConceptFeature(20, 1.0, 1.0)], ConceptDefault("off", 1.0)))
     bank.save()
     return bank.path
@@ -88,3 +93,9 @@ def load_model(path: Path):
 def tiny_model(tiny_rave_ts: Path):
     """The tiny RAVE loaded once, with its delay measured once: (RaveModel, delay)."""
     return load_model(tiny_rave_ts)
+
+
+@pytest.fixture(scope="session")
+def nn_files() -> SimpleNamespace:
+    """The helpers above for tests that build their own variant (another SAE kind, a stereo RAVE)."""
+    return SimpleNamespace(make_bank=make_bank, export=export, load_model=load_model)

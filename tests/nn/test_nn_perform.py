@@ -103,12 +103,12 @@ def _segments(timeline: dict, block: int, n: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
-@pytest.mark.parametrize("block", [2048, 4096])
-def test_forward_in_nn_matches_the_engine_while_concepts_switch(block, nn, demo_nn):
-    model, delay, bank, steered = demo_nn
+def check_forward(nn, model, delay: int, bank: Path, steered: Path, block: int, timeline: dict, edit_only) -> None:
+    """nn~ (`forward`, threaded, `block`) against the engine under the same switches: equal sample for sample
+    (1e-4 of each stretch's peak) once nn~'s own latency is removed, while the edits move the sound a lot."""
     attrs = {c["name"]: c["attribute"] for c in read_metadata(steered)["concepts"]}
-    timeline = {k * 2048 // block: v for k, v in TIMELINE.items()}  # the same moments in seconds
-    x = audio(model.sr, BUFFERS * 2048 / model.sr + 0.1)[:, : BUFFERS * 2048]
+    timeline = {k * 2048 // block: v for k, v in timeline.items()}  # the same moments in seconds
+    x = audio(model.sr, BUFFERS * 2048 / model.sr + 0.1, model.channels)[:, : BUFFERS * 2048]
     y, lat = _host_forward(nn, steered, x, block, timeline)
     y = y[:, lat:]  # nn~'s own latency (2 buffers - 1 vector) removed; the model's delay stays in both
     ref = EngineTimeline(model, bank.parent / "sae", bank, attrs, block, delay).forward(x, timeline)
@@ -121,9 +121,77 @@ def test_forward_in_nn_matches_the_engine_while_concepts_switch(block, nn, demo_
         assert err <= 1e-4 * peak, f"{where}: nn~ differs from the engine by {err:.2e} (peak {peak:.3f})"
         if seg.start >= delay:
             assert peak > 1e-3, f"{where}: silent output, nothing compared"
-    edit = slice(EDIT_ONLY[0] * 2048, EDIT_ONLY[1] * 2048)
+    edit = slice(edit_only[0] * 2048, edit_only[1] * 2048)
     moved = float(np.abs(ref[:, edit] - plain[:, edit]).max())
     assert moved > 0.2 * float(np.abs(plain[:, edit]).max()), f"the concept edits moved the output by only {moved:.4f}"
+
+
+@pytest.mark.parametrize("block", [2048, 4096])
+def test_forward_in_nn_matches_the_engine_while_concepts_switch(block, nn, demo_nn):
+    check_forward(nn, *demo_nn, block, TIMELINE, EDIT_ONLY)
+
+
+def test_batchtopk_sae_in_nn_matches_the_engine(nn, nn_files, demo_nn, tmp_path):
+    model, delay, _, _ = demo_nn
+    bank = nn_files.make_bank(tmp_path / "btk", model.path, arch="batchtopk")
+    steered = nn_files.export(model.path, bank, tmp_path / "btk.ts")
+    assert read_metadata(steered)["sae"]["arch"] == "batchtopk"
+    check_forward(nn, model, delay, bank, steered, 2048, TIMELINE, EDIT_ONLY)
+
+
+@pytest.mark.slow
+def test_stereo_rave_in_nn_matches_the_engine(nn, nn_files, tmp_path):
+    """A two-channel RAVE (`rave train --channels 2`): two inlets, two outlets, dry/wet per channel."""
+    from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
+
+    rave_ts = build_tiny_rave(tmp_path / "stereo.ts", cfg=RaveBuildConfig(seed=0, channels=2))
+    model, delay = nn_files.load_model(rave_ts)
+    bank = nn_files.make_bank(tmp_path / "bank", rave_ts)
+    steered = nn_files.export(rave_ts, bank, tmp_path / "stereo_steered.ts")
+    m = torch.jit.load(str(steered))
+    assert [int(v) for v in m.forward_params] == [2, 1, 2, 1] and [int(v) for v in m.meter_params] == [2, 1, 2, 512]
+    # the untrained tiny model is near silence: keep an `on` edit sounding in every stretch
+    timeline = {
+        0: [("bright", ("on", 4.0))],
+        3: [("bright", ("on", -4.0)), ("noisy_1", ("on", 3.0))],
+        6: [("mix", (0.5,))],
+        9: [("bypass", (1,))],
+        11: [("bypass", (0,)), ("mix", (1.0,)), ("noisy_1", ("scale", 2.0))],
+    }
+    check_forward(nn, model, delay, bank, steered, 2048, timeline, (0, 6))
+
+
+def test_meter_in_nn_is_the_banks_probe_per_latent_frame(nn, demo_nn):
+    """meter = sigmoid(intercept + coef · running mean of the SAE features), one value per latent frame held for
+    `ratio` samples; the same at buffers 2048 and 4096."""
+    from sae.meter import MeterParams, ema_weight, pooled_meter, smooth
+
+    model, _, bank_path, steered = demo_nn
+    meta = read_metadata(steered)
+    x = audio(model.sr, BUFFERS * 2048 / model.sr + 0.1)[:, : BUFFERS * 2048]
+    outs = {}
+    for block in (2048, 4096):
+        host = nn.NnHost(torch.jit.load(str(steered)), "meter", block)
+        outs[block] = nn.run(host, x)[:, host.latency :]
+    bank = ConceptBank.load(bank_path)
+    params = MeterParams.from_concepts({c.name: c for c in bank})
+    assert [meta["concepts"][i]["attribute"] for i in range(2)] == meta["meters"]
+    sae = script_sae(load_sae(bank_path.parent / "sae"))
+    stream = model.new_stream()
+    with torch.inference_mode():
+        chunks = [torch.from_numpy(x[None, :, i : i + 2048]) for i in range(0, x.shape[1], 2048)]
+        z = torch.cat([stream.encode_mean(c) for c in chunks], -1)
+        f = sae.encode(z[0].T).index_select(-1, params.idx)
+    weight = ema_weight(1, model.sr / model.ratio, meta["meter_seconds"])
+    state, frames = torch.zeros(f.shape[-1]), []
+    for t in range(f.shape[0]):
+        state = smooth(state, f[t], weight)
+        frames.append(pooled_meter(state, params.coef, params.intercept))
+    ref = torch.stack(frames, -1).repeat_interleave(model.ratio, -1).numpy()
+    n = outs[4096].shape[1]
+    assert float(np.abs(outs[2048][:, :n] - ref[:, :n]).max()) < 1e-5
+    assert float(np.abs(outs[4096] - ref[:, :n]).max()) < 1e-5
+    assert float(ref[0].max() - ref[0].min()) > 0.05, "the meter did not move"
 
 
 @pytest.mark.parametrize("block", [2048, 4096])
@@ -132,7 +200,9 @@ def test_encode_then_decode_in_nn_matches_the_engine(block, nn, steered_ts, nn_b
     exactly (sampled at the end of each ratio window), and decode steers them like the engine."""
     model, delay = tiny_model
     attrs = {c["name"]: c["attribute"] for c in read_metadata(steered_ts)["concepts"]}
-    timeline = {k * 2048 // block: v for k, v in TIMELINE.items() if k not in (7, 9, 10)}  # no mix in decode
+    timeline = {  # mix and bypass belong to forward
+        k * 2048 // block: [(a, v) for a, v in events if a not in ("mix", "bypass")] for k, events in TIMELINE.items()
+    }
     x = audio(model.sr, 12 * 2048 / model.sr + 0.1)[:, : 12 * 2048]
     enc = nn.NnHost(torch.jit.load(str(steered_ts)), "encode", block)
     dec = nn.NnHost(torch.jit.load(str(steered_ts)), "decode", block)

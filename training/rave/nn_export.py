@@ -115,37 +115,27 @@ def module_names() -> set[str]:
 
     return (
         set(dir(SteeredVariationalRave))
+        | set(vars(torch.nn.Module()))
         | set(INSTANCE_NAMES)
         | set(METHODS)
-        | {f"{m}_params" for m in METHODS}
+        | {f"{m}{s}" for m in METHODS for s in ("_params", "_input_labels", "_output_labels")}
         | {f"{a}_params" for a in ("mix", "bypass")}
         | RESERVED
     )
 
 
-def _check_out(out: Path) -> None:
-    if out.suffix != ".ts":
-        raise UserError(f"--out {out}: expected a .ts file (nn~ looks for NAME.ts)")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"--out {out}: folder {parent} does not exist")
-    if out.is_dir():
-        raise UserError(f"--out {out}: is a folder, expected a file path")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out}: folder {parent} is not writable")
-
-
-def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], frame_rate: float, seconds: float):
+def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], d_sae: int, frame_rate: float, seconds: float):
     """Probes of the concepts that carry one (`sae.meter`), or None when none does."""
-    try:
-        from sae.meter import MeterParams, ema_weight
-    except ImportError:  # a bank format without calibrated probes
-        return None
+    from sae.meter import MeterParams, ema_weight
     from training.rave.nn_module import MeterSpec
 
     params = MeterParams.from_concepts(concepts)
     if len(params) == 0:
         return None
+    for name in params.names:
+        bad = [i for i in concepts[name].probe.coef if i >= d_sae]
+        if bad:
+            raise UserError(f"concept {name!r}: its probe reads feature {bad[0]}; the SAE has {d_sae} features")
     return MeterSpec(
         [attrs[n] for n in params.names], params.idx, params.coef, params.intercept, ema_weight(1, frame_rate, seconds)
     )
@@ -185,7 +175,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
         feats = tuple((f.index, float(f.weight), float(f.typical)) for f in concept.features)
         specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value)))
     frame_rate = model.sr / model.ratio
-    meter = _meter_spec(steering.concepts, attrs, frame_rate, cfg.meter_seconds)
+    meter = _meter_spec(steering.concepts, attrs, steering.sae.cfg.d_sae, frame_rate, cfg.meter_seconds)
     say(f"measuring the model's own delay ({model.path.name})")
     delay = model.delay()
     rave = model.new_stream().module
@@ -233,6 +223,7 @@ def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str,
     """Save beside `out` under a temporary name, then rename: `out` is either complete or untouched."""
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
@@ -247,8 +238,9 @@ def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str,
 def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExportReport:
     """Build, script and save the nn~ model of `cfg`."""
     t0 = time.perf_counter()
-    out = Path(cfg.out)
-    _check_out(out)
+    from sae.paths import check_output_file
+
+    out = check_output_file(cfg.out, (".ts",))  # nn~ looks for NAME.ts
     module, metadata = build_module(cfg, say)
     scripted = script_module(module)
     save_atomic(scripted, out, metadata)

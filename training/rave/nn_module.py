@@ -10,11 +10,13 @@ and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
   own delay (so they line up); `bypass 1` outputs that delayed dry signal (the model keeps running);
 - `encode`   audio → the posterior-mean latents the SAE was trained on (no edit);
 - `decode`   latents → audio with the concept edits (patches may transform latents between the two);
-- `meter`    audio → one signal per concept in [0, 1], the bank's calibrated probe over a running mean of the
-  SAE features (added when the concepts carry probes);
+- `meter`    audio → one signal per concept in [0, 1]: the bank's calibrated probe (`sae.meter`) over a
+  running mean of the SAE features, updated per latent frame (so it does not depend on the buffer size);
+  added when the concepts carry probes;
 - one attribute per concept, `(mode, value)`: mode `none|off|on|scale`, value = strength for `on`, gain for
-  `scale`; an unknown mode or a non-finite value returns -1 and changes nothing; `mix` (float in [0, 1]) and
-  `bypass` (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as a true bool).
+  `scale`; an unknown mode or a value outside ±`sae.steering.STRENGTH_LIMIT` returns -1 and changes nothing;
+  `mix` (float in [0, 1]) and `bypass` (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as
+  a true bool).
 
 Per call the edit is the one the attributes describe now; when it differs from the previous call's it ramps
 linearly over the call's latent frames (`sae.steering.ramp`, the live engine's rule), and the SAE's
@@ -37,46 +39,49 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sae.steering import MODES, steer
+from sae.meter import pooled_meter, smooth
+from sae.steering import MODES, STRENGTH_LIMIT, steer
 
 # attributes, buffers and submodules `SteeredRave.__init__` sets (a concept attribute must not reuse one)
-INSTANCE_NAMES = (
-    "rave",
-    "sae",
-    "in_channels",
-    "out_channels",
-    "latent_size",
-    "ratio",
-    "sr",
-    "host_sr",
-    "delay",
-    "d_sae",
-    "concept_mask",
-    "concept_weight",
-    "concept_typical",
-    "mix",
-    "bypass",
-    "prev_gain",
-    "prev_add",
-    "dry_history",
-    "edit_started",
-    "prev_mix",
-    "has_meter",
-    "meter_idx",
-    "meter_coef",
-    "meter_intercept",
-    "meter_weight",
-    "meter_state",
-    "tmp_file_session",
-    "training",
-    "_mode_names",
-    "_concept_attrs",
-    "_concept_modes",
-    "_concept_values",
-    "_methods",
-    "_attributes",
-    "_buffer_attributes",
-    "_ready",
+INSTANCE_NAMES = tuple(
+    [
+        "rave",
+        "sae",
+        "in_channels",
+        "out_channels",
+        "latent_size",
+        "ratio",
+        "sr",
+        "host_sr",
+        "delay",
+        "d_sae",
+        "concept_mask",
+        "concept_weight",
+        "concept_typical",
+        "mix",
+        "bypass",
+        "prev_gain",
+        "prev_add",
+        "dry_history",
+        "edit_started",
+        "prev_mix",
+        "has_meter",
+        "strength_limit",
+        "meter_idx",
+        "meter_coef",
+        "meter_intercept",
+        "meter_weight",
+        "meter_state",
+        "tmp_file_session",
+        "_mode_names",
+        "_concept_attrs",
+        "_concept_modes",
+        "_concept_values",
+        "_methods",
+        "_attributes",
+        "_buffer_attributes",
+        "_ready",
+    ]
 )
 
 
@@ -159,6 +164,7 @@ class SteeredRave(nn_tilde.Module):
         d_sae = int(sae.W_dec.shape[0])
         self.d_sae = d_sae
         self._mode_names: List[str] = list(MODES)  # noqa: UP006
+        self.strength_limit = float(STRENGTH_LIMIT)
         self._concept_attrs: List[str] = [c.attr for c in concepts]  # noqa: UP006
         self._concept_modes: List[str] = [c.mode for c in concepts]  # noqa: UP006
         self._concept_values: List[float] = [float(c.value) for c in concepts]  # noqa: UP006
@@ -226,7 +232,7 @@ class SteeredRave(nn_tilde.Module):
 
     # -- attributes -----------------------------------------------------------------------------------------
     def _set_concept(self, i: int, mode: str, value: float) -> int:
-        if mode not in self._mode_names or not math.isfinite(value):
+        if mode not in self._mode_names or not math.isfinite(value) or abs(value) > self.strength_limit:
             return -1
         self._concept_modes[i] = mode
         self._concept_values[i] = value
@@ -384,8 +390,8 @@ class SteeredRave(nn_tilde.Module):
             state = torch.zeros(f.shape[0], f.shape[-1], dtype=self.meter_coef.dtype, device=f.device)
         out = []
         for t in range(f.shape[1]):
-            state = state + self.meter_weight * (f[:, t].to(state.dtype) - state)
-            out.append(torch.sigmoid(state @ self.meter_coef + self.meter_intercept))
+            state = smooth(state, f[:, t], self.meter_weight)
+            out.append(pooled_meter(state, self.meter_coef, self.meter_intercept))
         self.meter_state = state
         return torch.stack(out, -1)
 

@@ -1,0 +1,225 @@
+"""The exported nn~ file as nn~ reads it (methods, attributes, `_params`, setters), its clean state, its names,
+and the export's refusals (one line, exit 2, no file)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn as tnn
+
+from sae.errors import UserError
+from training.cli.main import main
+from training.rave.nn_export import attribute_name, attribute_names, module_names, read_metadata
+
+ATTRS = ["bright", "noisy_1", "c_2nd_voice", "mix", "bypass"]
+
+
+def test_file_reads_as_nn_reads_it(steered_ts, nn):
+    m = torch.jit.load(str(steered_ts))
+    assert list(m.get_methods()) == ["forward", "encode", "decode", "meter"]
+    params = {name: [int(v) for v in getattr(m, f"{name}_params")] for name in m.get_methods()}
+    assert params == {
+        "forward": [1, 1, 1, 1],
+        "encode": [1, 1, 16, 512],
+        "decode": [16, 512, 1, 1],
+        "meter": [1, 1, 2, 512],  # bright and noisy-1 carry probes; 2nd.voice has none
+    }
+    assert list(m.get_attributes()) == ATTRS
+    types = {a: [int(v) for v in getattr(m, f"{a}_params")] for a in ATTRS}
+    assert types == {"bright": [3, 2], "noisy_1": [3, 2], "c_2nd_voice": [3, 2], "mix": [2], "bypass": [1]}
+    host = nn.NnHost(m, "forward", 2048)
+    assert host.get("bright") == ("none", 1.0)
+    assert host.get("c_2nd_voice") == ("off", 1.0)  # the bank's default
+    assert host.get("mix") == (1.0,) and host.get("bypass") == (0,)
+    assert list(m.get_buffer_attributes()) == []
+    assert m.get_sample_rate() == 44100
+    meta = read_metadata(steered_ts)
+    assert {c["name"]: c["attribute"] for c in meta["concepts"]} == {
+        "bright": "bright",
+        "noisy-1": "noisy_1",
+        "2nd.voice": "c_2nd_voice",
+    }
+    assert meta["meters"] == ["bright", "noisy_1"]
+    assert meta["methods"] == params
+    assert meta["model"]["sha256"] and meta["delay"] > 0 and meta["torch"] == torch.__version__
+    assert sorted(p.name for p in steered_ts.parent.iterdir()) == ["steered.ts"]  # no temporary left
+
+
+def test_saved_file_starts_from_silence(steered_ts):
+    """The registration test calls ran the model: the file must not carry their streaming state."""
+    m = torch.jit.load(str(steered_ts))
+    caches = [(n, b) for n, b in m.named_buffers() if n.endswith((".cache", ".pad"))]
+    assert len(caches) > 50
+    assert all(float(b.abs().max()) == 0.0 for _, b in caches if b.numel())
+    assert m.dry_history.numel() == 0 and m.meter_state.numel() == 0
+    assert not m.edit_started and m.prev_mix == -1.0
+    assert torch.equal(m.prev_gain, torch.ones(64)) and torch.equal(m.prev_add, torch.zeros(64))
+
+
+def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
+    host = nn.NnHost(torch.jit.load(str(steered_ts)), "forward", 2048)
+    assert host.set("bright", "on", 2) == 0 and host.get("bright") == ("on", 2.0)  # Pd sends "2.000000"
+    assert host.set("bright", "scale", 0.5) == 0 and host.get("bright") == ("scale", 0.5)
+    for atoms in (("loud", 1.0), ("ON", 1.0), ("on", math.nan), ("on", 1e9), ("off", -math.inf)):
+        assert host.set("bright", *atoms) == -1, atoms
+        assert host.get("bright") == ("scale", 0.5), atoms  # unchanged
+    assert host.set("mix", 0.25) == 0 and host.get("mix") == (0.25,)
+    assert host.set("mix", 1.5) == -1 and host.get("mix") == (0.25,)
+    assert host.set("bypass", 1) == 0 and host.get("bypass") == (1,)
+    assert host.set("bypass", 2) == -1 and host.get("bypass") == (1,)
+    with pytest.raises(ValueError, match="wrong number"):
+        host.set("bright", "off")  # nn~ refuses a message with the wrong number of values itself
+
+
+def test_concept_names_become_attributes_or_are_refused():
+    assert attribute_name("noisy-1") == "noisy_1"
+    assert attribute_name("2nd.voice") == "c_2nd_voice"
+    assert attribute_name("Guitar_Lead") == "Guitar_Lead"
+    for bad in ("class", "none", "mix", "bypass", "sr"):
+        with pytest.raises(UserError, match="cannot be an nn~ attribute"):
+            attribute_name(bad)
+    taken = module_names()
+    for clash in ("forward", "encode", "meter", "methods", "attributes", "concepts", "sample_rate", "rave", "sae"):
+        with pytest.raises(UserError, match="clash with the model's own"):
+            attribute_names([clash], taken)
+    with pytest.raises(UserError, match="both become"):
+        attribute_names(["lead-guitar", "lead.guitar"], taken)
+    assert attribute_names(["a", "b-c"], taken) == {"a": "a", "b-c": "b_c"}
+
+
+def test_every_name_the_module_uses_is_reserved(steered_ts):
+    """`module_names` (what a concept may not be called) covers every attribute and method of the file."""
+    m = torch.jit.load(str(steered_ts))
+    attributes = torch._C._jit_debug_module_iterators(m._c)["named_attributes"]
+    names = {name for name, _ in attributes} | set(m._c._method_names())
+    concepts = {"bright", "noisy_1", "c_2nd_voice"}
+    derived = {f"{p}{c}{s}" for c in concepts for p, s in (("", ""), ("get_", ""), ("set_", ""), ("", "_params"))}
+    assert names - derived - module_names() == set()
+
+
+# -- refusals -----------------------------------------------------------------------------------------------------
+def _export(capsys, *args: str | Path) -> tuple[int, str]:
+    rc = main(["export", "nn", *map(str, args)])
+    return rc, capsys.readouterr().err.strip()
+
+
+class NotStreaming(tnn.Module):
+    """Looks like a RAVE export (encode/decode/forward, encode_params, sr) but keeps no state between calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("encode_params", torch.tensor([1, 1, 4, 512]))
+        self.sr = 44100
+
+    @torch.jit.export
+    def encode(self, x):
+        return torch.nn.functional.avg_pool1d(x, 512).repeat(1, 4, 1)
+
+    @torch.jit.export
+    def decode(self, z):
+        return z[:, :1].repeat_interleave(512, -1)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+def _bank_copy(nn_bank: Path, tmp_path: Path, edit) -> Path:
+    folder = tmp_path / "bank"
+    shutil.copytree(nn_bank.parent, folder)
+    path = folder / nn_bank.name
+    path.write_text(edit(path.read_text()))
+    return path
+
+
+def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tiny_rave_ts, nn_bank):
+    from sae.export import export_torchscript
+    from sae.io import load_sae
+
+    out = tmp_path / "out.ts"
+    not_rave = export_torchscript(load_sae(nn_bank.parent / "sae"), tmp_path / "sae.ts")
+    not_streaming = tmp_path / "plain.ts"
+    torch.jit.script(NotStreaming()).save(str(not_streaming))
+    other_sae = tmp_path / "other_sae"
+    shutil.copytree(nn_bank.parent / "sae", other_sae)
+    cfg = json.loads((other_sae / "cfg.json").read_text())
+    cfg.setdefault("musicsae", {})["model"] = {"name": "other.ts", "sha256": "ab" * 32}
+    (other_sae / "cfg.json").write_text(json.dumps(cfg))
+    inner = _bank_copy(nn_bank, tmp_path / "inner", lambda t: t.replace("hook: latent", "hook: encoder.3", 1))
+    named_mix = _bank_copy(nn_bank, tmp_path / "mixname", lambda t: t.replace("bright:", "mix:", 1))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [
+        ((not_rave, nn_bank, out), "not a RAVE export"),
+        ((not_streaming, nn_bank, out), "not a streaming export"),
+        ((tmp_path / "missing.ts", nn_bank, out), "no such file"),
+        ((tiny_rave_ts, tmp_path / "missing.yaml", out), "no such file"),
+        ((tiny_rave_ts, inner, out), "the nn~ export steers RAVE's 'latent' hook only"),
+        ((tiny_rave_ts, named_mix, out), "cannot be an nn~ attribute"),
+        ((tiny_rave_ts, nn_bank, tmp_path / "out.pt"), "expected a file name ending in .ts"),
+        ((tiny_rave_ts, nn_bank, a_file / "out.ts"), "is a file, not a folder"),
+        ((tiny_rave_ts, nn_bank, tmp_path), "is a folder"),
+    ]
+    for (model, bank, dest), expected in cases:
+        rc, err = _export(capsys, "--model", model, "--bank", bank, "--out", dest)
+        assert rc == 2 and expected in err and len(err.splitlines()) == 1, (expected, err)
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--sae", other_sae, "--out", out)
+    assert rc == 2 and "was found with SAE" in err
+    sae_other_model = _bank_copy(nn_bank, tmp_path / "othermodel", lambda t: t)
+    shutil.rmtree(sae_other_model.parent / "sae")
+    shutil.copytree(other_sae, sae_other_model.parent / "sae")
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", sae_other_model, "--out", out)
+    assert rc == 2 and "was trained on other.ts" in err, err
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", "bright,cello", "--out", out)
+    assert rc == 2 and "cello" in err, err
+    assert not out.exists() and not list(tmp_path.glob(".out.ts*"))
+
+
+def test_bank_of_another_model_is_refused(capsys, tmp_path, tiny_rave_ts, nn_bank):
+    from training.demo import DEMO_MODEL
+
+    out = tmp_path / "out.ts"
+    rc, err = _export(capsys, "--model", DEMO_MODEL, "--bank", nn_bank, "--out", out)
+    assert rc == 2 and f"no concept was found on {DEMO_MODEL.name}" in err, err
+    rc, err = _export(capsys, "--model", DEMO_MODEL, "--bank", nn_bank, "--concepts", "bright", "--out", out)
+    assert rc == 2 and "belongs to model tiny_rave.ts" in err, err
+    assert not out.exists()
+
+
+def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(monkeypatch, capsys, tmp_path, tiny_rave_ts, nn_bank):
+    out = tmp_path / "steered.ts"
+    out.write_bytes(b"the previous export")
+
+    def disk_full(module, path, _extra_files=None):
+        Path(path).write_bytes(b"half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch.jit, "save", disk_full)
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", "bright", "--out", out)
+    assert rc == 2 and "No space left on device" in err
+    assert out.read_bytes() == b"the previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["steered.ts"]
+
+
+def test_export_writes_nothing_into_the_nn_tilde_package(monkeypatch, capsys, tmp_path, tiny_rave_ts, nn_bank):
+    """nn_tilde generates missing getters/setters as .py files in its own folder; a read-only install must work."""
+    import nn_tilde
+    import nn_tilde.codegen
+    import nn_tilde.module
+
+    def refuse(*_args, **_kwargs):
+        raise PermissionError(13, "Permission denied", str(nn_tilde.TMP_FILE_OUTPUT))
+
+    before = sorted(p.name for p in Path(nn_tilde.__file__).parent.rglob("*"))
+    monkeypatch.setattr(nn_tilde.codegen, "method_from_template", refuse)
+    monkeypatch.setattr(nn_tilde.module, "method_from_template", refuse)
+    out = tmp_path / "steered.ts"
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", "noisy-1", "--out", out)
+    assert rc == 0, err
+    assert "attribute noisy_1" in err and "(concept 'noisy-1')" in err
+    assert list(torch.jit.load(str(out)).get_attributes()) == ["noisy_1", "mix", "bypass"]
+    assert sorted(p.name for p in Path(nn_tilde.__file__).parent.rglob("*")) == before
