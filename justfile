@@ -6,7 +6,7 @@ python := env_var_or_default("PYTHON", "python3")
 venv := ".venv"
 bin := venv + "/bin"
 # Debian packages the tests, the concept data and the live engine use.
-apt_packages := "patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium"
+apt_packages := "patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium g++"
 
 # list the tasks
 default:
@@ -43,12 +43,43 @@ setup: setup-system
     echo "setup done in $(( $(date +%s) - start )) s; venv $(du -sh {{venv}} | cut -f1)"
 
 # lint, then every test, the slow end-to-end ones included (what CI runs)
-test *ARGS: setup lint
+test *ARGS: setup lint nn-runtime
     {{bin}}/pytest {{ARGS}}
 
 # the quick loop while developing: the tests without the slow end-to-end ones, no lint
 test-fast *ARGS: setup
     {{bin}}/pytest -m "not slow" {{ARGS}}
+
+# the libtorch nn~'s released builds bundle (2.5.1, from the torch wheel on PyPI) and tests/nn/nnload.cpp built
+# against it: a program that loads and runs a model the way nn~'s backend does (tests/nn/test_nn_runtime.py)
+nn-runtime: setup
+    #!/usr/bin/env bash
+    set -euo pipefail
+    dir=.cache/nn-runtime
+    want=$(sha256sum tests/nn/nnload.cpp | cut -c1-16)
+    if [ -x "$dir/nnload" ] && [ "$(cat "$dir/stamp" 2>/dev/null)" = "$want" ]; then exit 0; fi
+    mkdir -p "$dir/wheels"
+    start=$(date +%s)
+    # torch 2.5.1 from PyPI is a CUDA build; its CPU libraries only need the CUDA runtime and CUPTI stubs to load
+    {{bin}}/pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 --platform manylinux1_x86_64 \
+        --platform manylinux2014_x86_64 -d "$dir/wheels" \
+        torch==2.5.1 nvidia-cuda-runtime-cu12==12.4.127 nvidia-cuda-cupti-cu12==12.4.127
+    {{bin}}/python - "$dir" <<'PY'
+    import sys, zipfile
+    from pathlib import Path
+    out = Path(sys.argv[1])
+    keep = ("torch/include/", "torch/lib/libtorch_cpu.so", "torch/lib/libc10.so", "torch/lib/libgomp",
+            "nvidia/cuda_runtime/lib/libcudart.so", "nvidia/cuda_cupti/lib/libcupti.so")
+    for wheel in sorted((out / "wheels").glob("*.whl")):
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(out / "libtorch", [n for n in z.namelist() if n.startswith(keep)])
+    PY
+    lt="$PWD/$dir/libtorch"
+    g++ -O1 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=0 -I"$lt/torch/include" -I"$lt/torch/include/torch/csrc/api/include" \
+        tests/nn/nnload.cpp -o "$dir/nnload" -L"$lt/torch/lib" -Wl,--no-as-needed -ltorch_cpu -lc10 \
+        -Wl,-rpath,"$lt/torch/lib:$lt/nvidia/cuda_runtime/lib:$lt/nvidia/cuda_cupti/lib"
+    echo "$want" > "$dir/stamp"
+    echo "nn-runtime: libtorch 2.5.1 loader built in $(( $(date +%s) - start )) s: $dir/nnload"
 
 # the main job on the embedded demo model: data -> activations -> SAE -> concepts -> edits -> judge
 demo OUT="demo_out": setup

@@ -177,3 +177,26 @@ def run(
                 on_buffer(k)
         out.append(host.tick(signal[:, i * host.vec : (i + 1) * host.vec]))
     return np.concatenate(out, axis=1)
+
+
+def perform_buffers(module, method: str, x: np.ndarray, buffer: int, events: Mapping | None = None) -> np.ndarray:
+    """`Backend::perform` once per `buffer` samples of x [in_dim, T], without the host's circular buffers (what
+    tests/nn/nnload.cpp does in C++): the global generator seeded with 0, then `events[k]` = [(attr, values as
+    text)] set before buffer k."""
+    in_dim, in_ratio, out_dim, out_ratio = (int(v) for v in getattr(module, f"{method}_params"))
+    events = events or {}
+    outs = []
+    torch.manual_seed(0)
+    for k in range(x.shape[1] // buffer):
+        for name, values in events.get(k, ()):
+            types = [TYPES[int(t)] for t in getattr(module, f"{name}_params")]
+            typed = [
+                int(v) if t == "int" else float(v) if t == "float" else v for v, t in zip(values, types, strict=True)
+            ]
+            getattr(module, f"set_{name}")(*typed)
+        xb = torch.from_numpy(np.ascontiguousarray(x[:, k * buffer : (k + 1) * buffer])).reshape(1, in_dim, buffer)
+        xb = xb.reshape(in_dim, 1, -1, in_ratio).select(-1, -1).permute(1, 0, 2)
+        with torch.inference_mode():
+            y = getattr(module, method)(xb).repeat_interleave(out_ratio).reshape(1, out_dim, -1)
+        outs.append(y[0].numpy())
+    return np.concatenate(outs, axis=1)
