@@ -81,6 +81,25 @@ nn-runtime: setup
     echo "$want" > "$dir/stamp"
     echo "nn-runtime: libtorch 2.5.1 loader built in $(( $(date +%s) - start )) s: $dir/nnload"
 
+# IRCAM's nn~ for Pure Data, built from a local nn_tilde checkout against the libtorch of `nn-runtime` (nn~'s
+# source is not on PyPI, so CI cannot build it; tests/nn/test_nn_pd.py runs when it is there)
+nn-pd SRC: nn-runtime
+    #!/usr/bin/env bash
+    set -euo pipefail
+    src="{{SRC}}/src"
+    [ -f "$src/frontend/puredata/nn_tilde/nn_tilde.cpp" ] || { echo "nn-pd: $src is not an nn_tilde checkout"; exit 2; }
+    missing=$(for p in puredata-dev nlohmann-json3-dev libcurl4-openssl-dev; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
+    if [ -n "$missing" ]; then sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"; $sudo apt-get install -y -qq --no-install-recommends $missing > /dev/null; fi
+    dir=.cache/nn-pd; lt="$PWD/.cache/nn-runtime/libtorch"
+    mkdir -p "$dir"
+    start=$(date +%s)
+    g++ -std=c++20 -O2 -fPIC -shared -D_GLIBCXX_USE_CXX11_ABI=0 -DVERSION='"nn_tilde (local build)"' \
+        -I"$lt/torch/include" -I"$lt/torch/include/torch/csrc/api/include" -I/usr/include/pd \
+        "$src/frontend/puredata/nn_tilde/nn_tilde.cpp" "$src/backend/backend.cpp" "$src/backend/parsing_utils.cpp" \
+        -o "$dir/nn~.pd_linux" -L"$lt/torch/lib" -Wl,--no-as-needed -ltorch_cpu -lc10 -lcurl -lgomp \
+        -Wl,-rpath,"$lt/torch/lib:$lt/nvidia/cuda_runtime/lib:$lt/nvidia/cuda_cupti/lib"
+    echo "nn-pd: built $dir/nn~.pd_linux in $(( $(date +%s) - start )) s"
+
 # the main job on the embedded demo model: data -> activations -> SAE -> concepts -> edits -> judge
 demo OUT="demo_out": setup
     {{bin}}/musicsae demo --out {{OUT}}

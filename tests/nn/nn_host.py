@@ -10,6 +10,10 @@
   the buffer is handed to the model (threaded: the previous buffer's result goes out now and this one is
   computed for the next; unthreaded (`buffer 0`): computed and sent out at once), and `vec` samples are read
   from the output circular buffer (zeros while it is empty);
+- Pd's nn~ creates its circular buffers for 1 inlet / 1 outlet at its default size 4096 and recreates them on
+  load only when the method's dimensions differ (`nn_tilde_update_model_params`): a 1-in / 1-out method keeps
+  4096-sample circular buffers whatever the buffer size, which adds 4096 − buffer samples of latency until a
+  `bufsize` message recreates them (`pd_defaults=True` reproduces this);
 - one model call (`Backend::perform`): the channel buffers are concatenated, reshaped to
   [in_dim, batches, -1, in_ratio], the last sample of each ratio window kept, permuted to [batches, in_dim, n];
   the method runs under `c10::InferenceMode`; its output is `repeat_interleave(out_ratio)`-ed and reshaped to
@@ -68,9 +72,12 @@ class NnHost:
         buffer: the buffer size argument (0: unthreaded, buffer = the model's largest ratio).
         vec: the host's DSP vector size.
         sample_rate: the host rate passed to `set_sample_rate`.
+        pd_defaults: keep Pd's 4096-sample circular buffers for a 1-in / 1-out method (see the module docstring).
     """
 
-    def __init__(self, module, method: str, buffer: int, vec: int = 64, sample_rate: int = 44100):
+    def __init__(
+        self, module, method: str, buffer: int, vec: int = 64, sample_rate: int = 44100, pd_defaults: bool = False
+    ):
         self.module = module
         self.methods = list(module.get_methods())
         self.attributes = [a for a in module.get_attributes() if a != "none"]
@@ -85,11 +92,15 @@ class NnHost:
         self.buffer, self.vec = buffer, vec
         if hasattr(module, "set_sample_rate"):
             module.set_sample_rate(sample_rate)
-        self.inputs = [CircularBuffer(buffer) for _ in range(self.in_dim)]
-        self.outputs = [CircularBuffer(buffer) for _ in range(self.out_dim)]
+        ring = 4096 if pd_defaults and (self.in_dim, self.out_dim) == (1, 1) else buffer
+        self.make_buffers(ring)
         self.model_in = [np.zeros(buffer, np.float32) for _ in range(self.in_dim)]
         self.model_out = [np.zeros(buffer, np.float32) for _ in range(self.out_dim)]
         self.pending = False
+
+    def make_buffers(self, size: int) -> None:
+        self.inputs = [CircularBuffer(size) for _ in range(self.in_dim)]
+        self.outputs = [CircularBuffer(size) for _ in range(self.out_dim)]
 
     def params(self, name: str) -> torch.Tensor:
         return getattr(self.module, f"{name}_params")
@@ -139,7 +150,7 @@ class NnHost:
             self.inputs[c].put(block[c])
         if self.inputs[0].is_full:
             for c in range(self.in_dim):
-                self.model_in[c] = self.inputs[c].get(self.buffer)
+                self.model_in[c] = self.inputs[c].get(self.buffer)  # (zero-padded if the ring is smaller)
             if not self.threaded:
                 self._model_perform()
             for c in range(self.out_dim):
@@ -151,7 +162,8 @@ class NnHost:
     @property
     def latency(self) -> int:
         """Samples between the input and the output of nn~ itself (without the model's own delay)."""
-        return (2 * self.buffer if self.threaded else self.buffer) - self.vec
+        extra = max(0, self.inputs[0].size - self.buffer)  # Pd's kept 4096-sample buffers
+        return (2 * self.buffer if self.threaded else self.buffer) - self.vec + extra
 
 
 def run(
