@@ -11,6 +11,8 @@
 6. `musicsae render rave`: a held-out clip with guitar, rendered plain and with guitar off; a clip without
    guitar rendered with guitar on at the judge's best strength.
 7. OUT/report.md: every figure, and where the goals are not met.
+8. `musicsae export nn`: the concepts found, with the model and the SAE, as one file for nn~ in Max/MSP and
+   Pure Data (OUT/nn/demo_steered.ts; examples/pd and examples/max load it).
 
 The model defaults to the committed demo model `training/assets/demo_rave.ts`; without it, an untrained
 tiny RAVE is built (the pipeline runs, the figures are meaningless).
@@ -87,6 +89,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
     from training.rave.judge import EvalConfig, evaluate_steering
+    from training.rave.nn_export import NnExportConfig, export_nn
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,6 +236,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             sae_dir, store, data / "clips", out / "site", bank_path, data, cfg=DashboardConfig(top_n=4, max_pages=24)
         ),
     )
+    nn_out = out / "nn" / "demo_steered.ts"
+    nn_report = step(
+        "nn~ export", lambda: export_nn(NnExportConfig(model_path, bank_path, nn_out, tuple(found)), say=lambda _: None)
+    )
     summary = {
         "model": {
             "path": str(model_path),
@@ -255,6 +262,13 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "judge_clean_accuracy": judged["judge"]["clean_heldout_accuracy"],
         "judge_result": judged,
         "dashboard": str(site),
+        "nn": {
+            "file": str(nn_out),
+            "attributes": nn_report.attributes,
+            "methods": nn_report.methods,
+            "meters": nn_report.meters,
+            "delay": nn_report.delay,
+        },
         "timings_s": timings,
         "total_s": round(time.perf_counter() - t_all, 1),
     }
@@ -361,6 +375,18 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
             verdicts.append(f"- {name}: all goals met (off ≥ 50, on ≥ 50, drift ≤ 10 points)")
     lines += ["", *verdicts, "", "## Renders", ""]
     lines += [f"- `renders/{k}` (from {v})" for k, v in s["renders"].items()]
+    if "nn" in s:
+        nn = s["nn"]
+        attrs = ", ".join(f"`{a}`" for a in nn["attributes"].values())
+        lines += [
+            "",
+            "## Inside Max/MSP and Pure Data (nn~)",
+            "",
+            f"`{Path(nn['file']).name}` in `nn/`: methods {', '.join(nn['methods'])}; one attribute per concept "
+            f"({attrs}: `[set NAME off 0(`, `[set NAME on 4(`), plus `mix` and `bypass`; meters for "
+            f"{', '.join(nn['meters']) or 'none (no calibrated probe in the bank)'}; the model's own delay is "
+            f"{nn['delay']} samples. `examples/pd/musicsae-nn.pd` and `examples/max/musicsae-nn.maxpat` load it.",
+        ]
     lines += [
         "",
         "## Timings (s)",

@@ -46,7 +46,8 @@ def test_cli_lists_commands_and_reports_errors_in_one_line(tmp_path: Path) -> No
     help_text = subprocess.run(
         [sys.executable, "-m", "training.cli", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for command in ("models", "data", "collect", "sae", "concept", "render", "eval", "live", "dashboard", "demo"):
+    commands = ("models", "data", "collect", "sae", "concept", "render", "eval", "export", "live", "dashboard", "demo")
+    for command in commands:
         assert f"    {command}" in help_text, command
     bad = subprocess.run(
         [sys.executable, "-m", "training.cli", "models", "rave", "--out", str(tmp_path / "x.bin")],

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import Judge, logmel_stats, plot_judge
@@ -175,3 +176,6 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     assert len(list((out / "renders").glob("*.wav"))) == 5
     guitar = (out / "site" / "concepts" / "guitar.html").read_text()
     assert '<table class="listen"' in guitar and "The judge's verdict" in guitar  # the demo's site is listenable
+    nn_file = torch.jit.load(str(out / "nn" / "demo_steered.ts"))  # the concepts as one nn~ model
+    assert list(nn_file.get_attributes()) == ["guitar", "drums", "mix", "bypass"]
+    assert summary["nn"]["file"] == str(out / "nn" / "demo_steered.ts")

@@ -76,5 +76,13 @@ def run(args: argparse.Namespace) -> int:
     )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
     console.print(rich_table(summary["judge_result"]))
+    nn = summary["nn"]
+    attrs = ", ".join(nn["attributes"].values())
+    console.print(
+        f"nn~ model for Max/MSP and Pure Data: {nn['file']} (attributes {attrs}, mix, bypass; "
+        "examples/pd and examples/max load it)",
+        highlight=False,
+        markup=False,
+    )
     console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)
     return 0
