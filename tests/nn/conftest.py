@@ -9,13 +9,15 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import torch
 
-from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ConceptProbe, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ConceptProbe, ConceptSteer, ModelRef
 from sae.model import SAEConfig, SparseAutoencoder
 
 
-def make_bank(folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0) -> Path:
+def make_bank(
+    folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0, names=("bright", "noisy-1", "2nd.voice")
+) -> Path:
     """A seeded SAE (latent → 64) on a RAVE's latent and three concepts on it; one name needs sanitising, two carry
-    a calibrated probe (meters)."""
+    a calibrated probe (meters), one steers features chosen by effect (`steer`) other than its detector's."""
     from sae.io import save_sae
 
     latent = int(torch.jit.load(str(rave_ts)).encode_params[2])
@@ -32,11 +34,14 @@ def make_bank(folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0) ->
     feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)]
     weights = torch.randn(64, generator=torch.Generator().manual_seed(seed)).tolist()
     probe = ConceptProbe(-1.0, dict(enumerate(weights)))  # reads every feature: it moves on any audio
-    bank.add(Concept("bright", ref, "latent", "sae", feats, ConceptDefault("none", 1.0), probe=probe))
+    bank.add(Concept(names[0], ref, "latent", "sae", feats, ConceptDefault("none", 1.0), probe=probe))
     probe = ConceptProbe(0.5, {11: -1.2, 3: 0.3})
     noisy = [ConceptFeature(11, 1.0, 1.5)]
-    bank.add(Concept("noisy-1", ref, "latent", "sae", noisy, ConceptDefault("none", 1.0), probe=probe))
-    bank.add(Concept("2nd.voice", ref, "latent", "sae", [ConceptFeature(20, 1.0, 1.0)], ConceptDefault("off", 1.0)))
+    steer = ConceptSteer(0.5, [ConceptFeature(11, 1.0, 1.5), ConceptFeature(30, 0.6, 2.5)])
+    bank.add(Concept(names[1], ref, "latent", "sae", noisy, ConceptDefault("none", 1.0), probe=probe, steer=steer))
+    if len(names) > 2:
+        voice = [ConceptFeature(20, 1.0, 1.0)]
+        bank.add(Concept(names[2], ref, "latent", "sae", voice, ConceptDefault("off", 1.0)))
     bank.save()
     return bank.path
 
@@ -99,3 +104,11 @@ def tiny_model(tiny_rave_ts: Path):
 def nn_files() -> SimpleNamespace:
     """The helpers above for tests that build their own variant (another SAE kind, a stereo RAVE)."""
     return SimpleNamespace(make_bank=make_bank, export=export, load_model=load_model)
+
+
+@pytest.fixture(scope="session")
+def demo_like_ts(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path) -> Path:
+    """An export with the demo's concept names (guitar, drums), for the example patches."""
+    folder = tmp_path_factory.mktemp("nn_demo_like")
+    bank = make_bank(folder, tiny_rave_ts, names=("guitar", "drums"))
+    return export(tiny_rave_ts, bank, folder / "demo_steered.ts")

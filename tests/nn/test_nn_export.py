@@ -45,6 +45,8 @@ def test_file_reads_as_nn_reads_it(steered_ts, nn):
         "2nd.voice": "c_2nd_voice",
     }
     assert meta["meters"] == ["bright", "noisy_1"]
+    noisy = next(c for c in meta["concepts"] if c["name"] == "noisy-1")
+    assert [f[0] for f in noisy["features"]] == [11, 30]  # its `steer` features, as the engine moves them
     assert meta["methods"] == params
     assert meta["model"]["sha256"] and meta["delay"] > 0 and meta["torch"] == torch.__version__
     assert sorted(p.name for p in steered_ts.parent.iterdir()) == ["steered.ts"]  # no temporary left
@@ -151,6 +153,7 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     (other_sae / "cfg.json").write_text(json.dumps(cfg))
     inner = _bank_copy(nn_bank, tmp_path / "inner", lambda t: t.replace("hook: latent", "hook: encoder.3", 1))
     named_mix = _bank_copy(nn_bank, tmp_path / "mixname", lambda t: t.replace("bright:", "mix:", 1))
+    clamp = _bank_copy(nn_bank, tmp_path / "clamp", lambda t: t.replace("mode: none", "mode: clamp", 1))
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cases = [
@@ -160,6 +163,7 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
         ((tiny_rave_ts, tmp_path / "missing.yaml", out), "no such file"),
         ((tiny_rave_ts, inner, out), "the nn~ export steers RAVE's 'latent' hook only"),
         ((tiny_rave_ts, named_mix, out), "cannot be an nn~ attribute"),
+        ((tiny_rave_ts, clamp, out), "defaults to 'clamp'; the nn~ model steers none, off, on, scale"),
         ((tiny_rave_ts, nn_bank, tmp_path / "out.pt"), "expected a file name ending in .ts"),
         ((tiny_rave_ts, nn_bank, a_file / "out.ts"), "is a file, not a folder"),
         ((tiny_rave_ts, nn_bank, tmp_path), "is a folder"),

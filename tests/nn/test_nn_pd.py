@@ -132,3 +132,20 @@ def test_pd_threaded_buffer_after_bufsize_has_twice_the_buffer_latency(pd_folder
     y = nn.run(host, data[:1])
     assert host.latency == 2 * 2048 - 64
     assert float(np.abs(data[1:2] - y).max()) < 1e-3 * float(np.abs(y).max())
+
+
+def test_pd_example_patch_loads_the_demo_file(tmp_path, demo_like_ts):
+    """examples/pd/musicsae-nn.pd where `just demo` leaves its file (../../demo_out/nn/demo_steered.ts)."""
+    folder = tmp_path / "examples" / "pd"
+    folder.mkdir(parents=True)
+    shutil.copy(Path(__file__).resolve().parents[2] / "examples" / "pd" / "musicsae-nn.pd", folder)
+    (tmp_path / "demo_out" / "nn").mkdir(parents=True)
+    shutil.copy(demo_like_ts, tmp_path / "demo_out" / "nn" / "demo_steered.ts")
+    proc = subprocess.run(
+        ["pd", "-nogui", "-noaudio", "-batch", "-stderr", "-path", str(PD_EXTERNAL.parent), "-lib", "nn~",
+         "-open", "musicsae-nn.pd", "-send", "pd quit"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert "torch 2.5.1" in log and "dimensions changed: 1 in, 2 out" in log, log  # both nn~ boxes loaded
+    assert "error" not in log and "couldn't create" not in log, log

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from sae.errors import UserError
+from sae.steering import MODES
 
 METADATA_FILE = "musicsae.json"
 FORMAT = "musicsae-nn/1"
@@ -169,10 +170,15 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     check_sae_for_model(steering.sae_dir, read_sae_cfg(steering.sae_dir), model)
     attrs = attribute_names(list(steering.concepts), module_names())
     specs = []
-    for name, concept in steering.concepts.items():
+    for name in steering.concepts:
         control = steering.state.controls[name]
+        if control.mode not in MODES:
+            raise UserError(
+                f"concept {name!r} defaults to {control.mode!r}; the nn~ model steers {', '.join(MODES)} "
+                "(change its default in the bank)"
+            )
         value = control.gain if control.mode == "scale" else control.strength
-        feats = tuple((f.index, float(f.weight), float(f.typical)) for f in concept.features)
+        feats = tuple((f.index, f.weight, f.typical) for f in steering.state.concepts[name])  # the engine's choice
         specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value)))
     frame_rate = model.sr / model.ratio
     meter = _meter_spec(steering.concepts, attrs, steering.sae.cfg.d_sae, frame_rate, cfg.meter_seconds)
