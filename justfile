@@ -78,6 +78,7 @@ nn-runtime: setup
     g++ -O1 -std=c++17 -D_GLIBCXX_USE_CXX11_ABI=0 -I"$lt/torch/include" -I"$lt/torch/include/torch/csrc/api/include" \
         tests/nn/nnload.cpp -o "$dir/nnload" -L"$lt/torch/lib" -Wl,--no-as-needed -ltorch_cpu -lc10 \
         -Wl,-rpath,"$lt/torch/lib:$lt/nvidia/cuda_runtime/lib:$lt/nvidia/cuda_cupti/lib"
+    rm -rf "$dir/wheels"  # 0.9 GB; the headers and libraries are extracted
     echo "$want" > "$dir/stamp"
     echo "nn-runtime: libtorch 2.5.1 loader built in $(( $(date +%s) - start )) s: $dir/nnload"
 
