@@ -14,7 +14,7 @@ Layout (ARCHITECTURE.md, "Concept bank"):
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
         probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
         steer:                                       # optional: the features edits move, chosen by effect
-          threshold: 0.8                             # effect size (with − without, pooled std) a feature needs
+          threshold: 0.02                            # share of the concept's mean difference a feature must carry
           features: [{index: 12, weight: 1.0, typical: 1.7}, {index: 40, weight: 0.6, typical: 0.9}]
           off_left: 0.3                              # share of the concept's mean difference `off` leaves
           error_share: 0.1                           # share of it carried by the SAE's error term (kept)
@@ -91,10 +91,11 @@ class ConceptProbe:
 
 @dataclass(frozen=True)
 class ConceptSteer:
-    """The features a concept's edits move, chosen by effect: every feature whose effect size (clip-pooled
-    activation, with − without, over the pooled standard deviation) reaches `threshold`; and what `off`
-    cannot remove, as shares of the concept's mean difference at the hook: `off_left` (left after `off` of
-    these features) and `error_share` (carried by the SAE's error term, which every edit keeps)."""
+    """The features a concept's edits move, chosen by effect: every feature that fires more with the concept
+    and carries at least `threshold` of its mean difference at the hook (weights calibrated so `on:1` moves
+    one mean difference along it); and what `off` cannot remove, as shares of that mean difference:
+    `off_left` (left after `off` of these features) and `error_share` (carried by the SAE's error term,
+    which every edit keeps)."""
 
     threshold: float
     features: list[ConceptFeature]

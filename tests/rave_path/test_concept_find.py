@@ -222,12 +222,12 @@ def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tin
         sae.b_enc.normal_(0.0, 0.1)
     sae_dir = save_sae(sae, tmp_path / "sae_dec")
     bank_path = tmp_path / "concepts.yaml"
-    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "guitar", "--steer-threshold", "0.3") == 0
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "guitar", "--steer-threshold", "0.01") == 0
     out = capsys.readouterr().out
     assert "raw latents" in out and "steering moves" in out
     c = ConceptBank.load(bank_path).get("guitar")
     assert c.hook == hook and {"sae_probe", "diff_means", "logistic_raw", "diff_means_latent"} <= set(c.auroc)
-    assert c.steer is not None and c.steer.threshold == 0.3 and c.steer.features
+    assert c.steer is not None and c.steer.threshold == 0.01 and c.steer.features
     assert -1.0 < c.steer.error_share < 2.0 and c.steer.off_left < 2.0
     assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", "--hook", "latent") == 2
     err = capsys.readouterr().err.strip()
@@ -260,3 +260,31 @@ def test_groups_keep_sources_together_and_few_sources_are_named(
     assert "only 3 groups with the concept for 5 folds" in out.replace("\n", " ")
     assert "shuffled labels (5 runs)" in out and "verdict:" in out
     assert "[" in out.split("SAE sparse probe")[1].splitlines()[0]  # an interval beside the AUROC
+
+
+def test_steer_features_carry_the_concept_and_on_1_moves_one_mean_difference():
+    """Features chosen by the share of the concept's mean difference they carry (only those that fire more
+    with it); weights calibrated so that on:1 adds one mean difference along d."""
+    import numpy as np
+    import torch
+
+    from training.rave.concepts import concept_shares, steer_features
+
+    rng = np.random.default_rng(0)
+    W = torch.nn.functional.normalize(torch.randn(6, 4, generator=torch.Generator().manual_seed(0)), dim=1)
+    y = np.r_[np.ones(10), np.zeros(10)].astype(int)
+    S = rng.random((20, 6))
+    S[y == 1, 0] += 2.0  # feature 0 carries most of the concept
+    S[y == 1, 3] += 0.5
+    S[y == 1, 5] -= 0.5  # fires less with it: never steered
+    R = S @ W.double().numpy() + 0.01 * rng.standard_normal((20, 4))
+    delta, share = concept_shares(S, R, y, W)
+    assert abs(share.sum() - 1.0) < 0.05
+    fired = torch.ones(30, 6)
+    feats = steer_features(S, R, y, W, fired, 0.1)
+    chosen = {f.index for f in feats}
+    assert 0 in chosen and 5 not in chosen and chosen == {i for i in range(6) if delta[i] > 0 and share[i] >= 0.1}
+    d = R[y == 1].mean(0) - R[y == 0].mean(0)
+    added = sum(f.weight * f.typical * W[f.index].double().numpy() for f in feats)
+    assert abs(added @ d / (d @ d) - 1.0) < 1e-9
+    assert steer_features(S, R, y, W, fired, 0.0) == []

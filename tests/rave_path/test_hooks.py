@@ -30,7 +30,7 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     out = tmp_path / "cmp"
     argv = ["eval", "hooks", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--out", str(out)]
     argv += ["--hooks", "latent,decoder.net.1", "--concepts", "guitar", "--sae-steps", "20"]
-    argv += ["--strength", "4", "--clamp", "2", "--max-clips", "2", "--steer-threshold", "0.3"]
+    argv += ["--strength", "4", "--clamp", "2", "--max-clips", "2", "--steer-threshold", "0.01"]
     assert main(argv) == 0
     summary = json.loads((out / "comparison.json").read_text())
     assert summary["split"] == "test" and summary["pick"] in ("latent", "decoder.net.1")

@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--steer-threshold",
         type=float,
-        default=0.8,
-        help="effect size (with - without over pooled std) a feature needs to be steered (default 0.8; 0: steer "
-        "only the probe's features)",
+        default=0.02,
+        help="share of the concept's mean difference at the hook a feature must carry to be steered (default "
+        "0.02; 0: steer only the probe's features)",
     )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")

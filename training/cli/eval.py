@@ -94,7 +94,9 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strength", type=positive_floats, default=(2.0, 8.0), help="on strengths (default 2,8)")
     p.add_argument("--clamp", type=positive_floats, default=(2.0, 4.0), help="clamp strengths (default 2,4)")
     p.add_argument("--max-clips", type=nonneg_int, default=12, help="held-out clips per side (default 12; 0: all)")
-    p.add_argument("--steer-threshold", type=float, default=0.8, help="effect size to steer a feature (default 0.8)")
+    p.add_argument(
+        "--steer-threshold", type=float, default=0.02, help="share of a concept a feature must carry (default 0.02)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_hooks)

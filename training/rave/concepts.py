@@ -9,11 +9,13 @@ inner hook, the difference of means on the raw latents too). The concept goes in
 feature's probe weight and typical activation (mean value on the frames where it fires in the *with*
 clips): `on` adds `strength × weight × typical`.
 
-Steering features are chosen separately, by effect: every feature whose effect size (clip-pooled
-activation, with − without, over the pooled standard deviation) reaches `steer_threshold` (the bank's
-`steer` block records the threshold). What `off` cannot remove is measured at the hook on the clips: the
-share of the concept's mean difference left after `off` of those features (`off_left`) and the share
-carried by the SAE's error term, which every edit keeps (`error_share`).
+Steering features are chosen separately, by effect: every feature that fires more with the concept and
+carries at least `steer_threshold` of the concept's mean difference d at the hook (its mean difference
+times its decoder direction, projected on d: the shares of all features and of the error term add up to
+1); the bank's `steer` block records the threshold. Their weights are calibrated so that `on:s` moves the
+hook s mean differences along d, like the raw difference-of-means edit. What `off` cannot remove is
+measured at the hook on the clips: the share of d left after `off` of those features (`off_left`) and the
+share carried by the SAE's error term, which every edit keeps (`error_share`).
 
 Nothing is written unless everything succeeded; the bank is saved atomically.
 """
@@ -50,7 +52,8 @@ class FindConfig:
     mode, strength: the concept's default control in the bank.
     replace: overwrite a concept of the same name.
     hook: the hook the SAE reads (None: the SAE's own `hook_name`, else `latent`); another is refused.
-    steer_threshold: effect size a feature needs to be steered (0: only the probe's features).
+    steer_threshold: share of the concept's mean difference at the hook a feature must carry to be steered
+        (0: only the probe's features).
     groups: how clips map to sources (`training.data.groups`: none, subfolder, prefix); folds never split one.
     permutations: reruns of the probe on shuffled labels (the chance level beside the AUROC; 0: none).
     """
@@ -69,7 +72,7 @@ class FindConfig:
     seed: int = 0
     replace: bool = True
     hook: str | None = None
-    steer_threshold: float = 0.8
+    steer_threshold: float = 0.02
     groups: str = "none"
     permutations: int = 50
 
@@ -135,18 +138,39 @@ def clip_frames(
     return out
 
 
-def steer_features(S: np.ndarray, y: np.ndarray, fired: torch.Tensor, threshold: float) -> list[ConceptFeature]:
-    """Every feature whose effect size on the clip-pooled features S reaches `threshold` and that fires in
-    the *with* frames `fired`: weight = effect / the largest effect, typical = mean when active."""
-    eff = feature_effects(S, y)
-    top = float(eff.max()) if len(eff) else 0.0
+def concept_shares(S: np.ndarray, R: np.ndarray, y: np.ndarray, W_dec: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(delta [d_sae], share [d_sae]): each feature's mean difference (clip-pooled activation, with − without)
+    and the share of the concept's mean difference d at the hook it carries, (Δ_i · W_dec_i) · d / |d|² (the
+    shares of all features and of the SAE's error term add up to 1)."""
+    delta = S[y == 1].mean(0) - S[y == 0].mean(0)
+    d = R[y == 1].mean(0) - R[y == 0].mean(0)
+    W = W_dec.detach().double().numpy()
+    return delta, delta * (W @ d) / max(float(d @ d), 1e-30)
+
+
+def steer_features(
+    S: np.ndarray, R: np.ndarray, y: np.ndarray, W_dec: torch.Tensor, fired: torch.Tensor, threshold: float
+) -> list[ConceptFeature]:
+    """Every feature that fires more with the concept and carries at least `threshold` of its mean difference
+    at the hook (`concept_shares`), and that fires in the *with* frames `fired`.
+
+    typical = its mean when active; weight = Δ_i / (typical_i · Σ shares), so `on:1` adds the chosen
+    features' mean differences scaled to one whole mean difference along d: `on:s` moves the hook as far along
+    the concept as the raw difference-of-means edit `x + s·d` does, through these features only.
+    """
+    if threshold <= 0:
+        return []
+    delta, share = concept_shares(S, R, y, W_dec)
+    chosen = [i for i in np.flatnonzero((delta > 0) & (share >= threshold)).tolist()]
+    total = float(share[chosen].sum()) if chosen else 0.0
     out = []
-    for idx in np.flatnonzero(eff >= threshold).tolist() if threshold > 0 else []:
+    for idx in chosen:
         col = fired[:, idx]
         active = col[col > 0]
         if active.numel():
-            out.append(ConceptFeature(int(idx), float(eff[idx] / top), float(active.mean())))
-    return sorted(out, key=lambda f: -f.weight)
+            typical = float(active.mean())
+            out.append(ConceptFeature(int(idx), float(delta[idx] / (typical * total)), typical))
+    return sorted(out, key=lambda f: -f.weight * f.typical)
 
 
 @torch.no_grad()
@@ -199,7 +223,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     if cfg.permutations < 0:
         raise UserError(f"--permutations {cfg.permutations}: expected 0 or more")
     if not (np.isfinite(cfg.steer_threshold) and cfg.steer_threshold >= 0):
-        raise UserError(f"--steer-threshold {cfg.steer_threshold}: expected a number >= 0 (an effect size)")
+        raise UserError(
+            f"--steer-threshold {cfg.steer_threshold}: expected a number >= 0 (a share of the concept's mean "
+            "difference)"
+        )
     bank = ConceptBank.load(cfg.bank, missing_ok=True)  # a broken bank fails before any work
     if cfg.name in bank and not cfg.replace:
         raise UserError(f"concept {cfg.name!r}: already in {bank.path} (drop --no-replace to overwrite)")
@@ -256,7 +283,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         features.append(ConceptFeature(int(idx), float(w), max(typical, 0.0)))
     features.sort(key=lambda f: -f.weight)
     steer = None
-    chosen = steer_features(S, y, fired, cfg.steer_threshold)
+    chosen = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold)
     if chosen:
         off_left, error_share = what_off_leaves(
             sae, [z for _, z in pos], [z for _, z in neg], [f.index for f in chosen]
@@ -278,12 +305,13 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     lines = notes.lines()
     if steer is None:
         lines.append(
-            f"no feature reaches effect size {cfg.steer_threshold:g}: edits move the probe's {len(features)} feature(s)"
+            f"no feature carries {100 * cfg.steer_threshold:g} % of the concept's mean difference at {hook}: edits "
+            f"move the probe's {len(features)} feature(s)"
         )
     else:
         lines.append(
-            f"steering moves {len(chosen)} feature(s) with effect size >= {cfg.steer_threshold:g}; `off` leaves "
-            f"{100 * steer.off_left:.0f} % of the concept's mean difference at {hook} "
+            f"steering moves {len(chosen)} feature(s), each carrying >= {100 * cfg.steer_threshold:g} % of the "
+            f"concept's mean difference at {hook}; `off` leaves {100 * steer.off_left:.0f} % of it "
             f"({100 * steer.error_share:.0f} % of it in the SAE's error term, which edits keep)"
         )
     lines += report.notes

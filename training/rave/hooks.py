@@ -54,7 +54,8 @@ class HookCompareConfig:
         started at sample rows, 20 % of the store held out for the metrics).
     strengths, clamp_strengths: `on` and `clamp` sweeps.
     max_clips: held-out clips per side and concept (0: all).
-    steer_threshold: effect size a feature needs to be steered (`concept find --steer-threshold`).
+    steer_threshold: share of the concept's mean difference a feature must carry to be steered
+        (`concept find --steer-threshold`).
     seed: SAE seed, judge noise seeds, bootstrap seed.
     """
 
@@ -69,7 +70,7 @@ class HookCompareConfig:
     strengths: tuple[float, ...] = (2.0, 8.0)
     clamp_strengths: tuple[float, ...] = (2.0, 4.0)
     max_clips: int = 12
-    steer_threshold: float = 0.8
+    steer_threshold: float = 0.02
     seed: int = 0
 
 
