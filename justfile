@@ -82,8 +82,9 @@ nn-runtime: setup
     echo "$want" > "$dir/stamp"
     echo "nn-runtime: libtorch 2.5.1 loader built in $(( $(date +%s) - start )) s: $dir/nnload"
 
-# IRCAM's nn~ for Pure Data, built from a local nn_tilde checkout against the libtorch of `nn-runtime` (nn~'s
-# source is not on PyPI, so CI cannot build it; tests/nn/test_nn_pd.py runs when it is there)
+# IRCAM's nn~ for Pure Data, built from a local nn_tilde checkout against the libtorch of `nn-runtime`, then the
+# tests that run the export inside real Pd (tests/nn/test_nn_pd.py; nn~'s source is on no registry CI reaches, so
+# `just test` deselects them)
 nn-pd SRC: nn-runtime
     #!/usr/bin/env bash
     set -euo pipefail
@@ -100,6 +101,7 @@ nn-pd SRC: nn-runtime
         -o "$dir/nn~.pd_linux" -L"$lt/torch/lib" -Wl,--no-as-needed -ltorch_cpu -lc10 -lcurl -lgomp \
         -Wl,-rpath,"$lt/torch/lib:$lt/nvidia/cuda_runtime/lib:$lt/nvidia/cuda_cupti/lib"
     echo "nn-pd: built $dir/nn~.pd_linux in $(( $(date +%s) - start )) s"
+    {{bin}}/pytest --nn-pd tests/nn/test_nn_pd.py
 
 # the main job on the embedded demo model: data -> activations -> SAE -> concepts -> edits -> judge
 demo OUT="demo_out": setup

@@ -7,6 +7,26 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--nn-pd",
+        action="store_true",
+        help="also run the tests of the nn~ export inside real Pure Data (`just nn-pd SRC` builds nn~ and runs them)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `nn_pd` need IRCAM's nn~ built from its C++ source, which no reachable registry carries: they
+    run only when asked for (`--nn-pd`, from `just nn-pd SRC`), and then fail when nn~ is missing. Everywhere else
+    they are deselected, never skipped into a pass."""
+    if config.getoption("--nn-pd"):
+        return
+    kept = [item for item in items if item.get_closest_marker("nn_pd") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("nn_pd")])
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def tiny_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny causal RAVE (v2_small + causal, capacity 4, 16 latents, 44.1 kHz, ratio 512),

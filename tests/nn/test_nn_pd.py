@@ -3,9 +3,10 @@
 recording is compared with the nn~ replica (tests/nn/nn_host.py) on the recorded input.
 
 nn~'s C++ source is not on PyPI, so this needs a local checkout of https://github.com/acids-ircam/nn_tilde:
-`just nn-pd /path/to/nn_tilde` builds `.cache/nn-pd/nn~.pd_linux`; without it these tests are skipped (and
-say so). Two things only a real nn~ shows, and these tests pin: the setters and the meter as Pd sends them, and
-Pd's nn~ keeping 4096-sample internal buffers for a one-in / one-out method until it gets a `bufsize` message.
+`just nn-pd /path/to/nn_tilde` builds `.cache/nn-pd/nn~.pd_linux` and runs these tests (`--nn-pd`); `just test`
+deselects them (it cannot build nn~), and asked for without nn~ built they fail. Two things only a real nn~
+shows, and these tests pin: the setters and the meter as Pd sends them, and Pd's nn~ keeping 4096-sample
+internal buffers for a one-in / one-out method until it gets a `bufsize` message.
 """
 
 from __future__ import annotations
@@ -21,11 +22,15 @@ import torch
 PD_EXTERNAL = Path(__file__).resolve().parents[2] / ".cache" / "nn-pd" / "nn~.pd_linux"
 DEFAULT_SEED = 67280421310721  # libtorch's default generator seed: nn~ never seeds (RAVE's decoder draws noise)
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not PD_EXTERNAL.is_file(), reason=f"{PD_EXTERNAL} not built (`just nn-pd NN_TILDE_SRC`)"),
-    pytest.mark.skipif(shutil.which("pd") is None, reason="Pure Data (pd) is not installed"),
-]
+pytestmark = [pytest.mark.slow, pytest.mark.nn_pd]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nn_tilde_is_built() -> None:
+    if not PD_EXTERNAL.is_file():
+        pytest.fail(f"{PD_EXTERNAL} is not built: run `just nn-pd /path/to/nn_tilde`")
+    if shutil.which("pd") is None:
+        pytest.fail("Pure Data (pd) is not installed: run `just setup-system`")
 
 
 def patch(wav: Path, objects: list[str], sets: list[tuple[int, str]], seconds: float) -> str:
