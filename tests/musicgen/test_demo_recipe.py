@@ -15,7 +15,6 @@ from realtime.musicgen import Recorder, load_musicgen
 from realtime.musicgen.descriptions import DescriptionVocab, canonical_prompts
 from sae.errors import UserError
 from training.musicgen import runs, train_codec
-from training.musicgen.arch import CodecSizes, LMSizes
 from training.musicgen.descriptions import (
     UNKNOWN,
     DescriptionDropout,
@@ -29,46 +28,11 @@ from training.musicgen.package import package
 from training.musicgen.train_codec import CodecTrainConfig
 from training.musicgen.train_lm import LMTrainConfig, train_lm
 
-CODEC = CodecSizes(n_filters=4, dimension=16, lstm=1, n_q=4, bins=256)
-LM = LMSizes(dim=32, num_heads=4, num_layers=2, lut_bins=2048, lut_dim=16, segment=0.5)
 ROW = {"guitar": 1, "piano": 0, "strings": 0, "brass": 0, "bass": 1, "drums": 1, "voice": "male", "tempo": 117.3}
 
 
 def quiet(*_):
     pass
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    from training.data.concept_clips import DataConfig, make_dataset
-
-    out = tmp_path_factory.mktemp("mgdata") / "data"
-    make_dataset(out, DataConfig(n=10, seed=5, duration=0.6, sample_rate=16000, soundfonts=("timgm6mb",)), concepts=())
-    return out
-
-
-@pytest.fixture(scope="module")
-def codec_run(data, tmp_path_factory):
-    cfg = CodecTrainConfig([str(data)], tmp_path_factory.mktemp("codec") / "run", CODEC, steps=3, batch=2)
-    train_codec.train_codec(replace(cfg, checkpoint_every=2, eval_every=2, log_every=1), say=quiet)
-    return cfg.run
-
-
-@pytest.fixture(scope="module")
-def lm_run(data, codec_run, tmp_path_factory):
-    cfg = LMTrainConfig([str(data)], codec_run, tmp_path_factory.mktemp("lm") / "run", LM, steps=4, batch=2)
-    train_lm(replace(cfg, eval_every=2, log_every=1, warmup=1), say=quiet)
-    return cfg.run
-
-
-@pytest.fixture(scope="module")
-def folders(lm_run, tmp_path_factory):
-    from training.musicgen.convert import to_transformers
-
-    root = tmp_path_factory.mktemp("pkg")
-    package(lm_run, root / "ac")
-    to_transformers(root / "ac", root / "tf")
-    return root / "ac", root / "tf"
 
 
 def test_phrases_and_dropout():
@@ -112,26 +76,27 @@ def test_prompts_map_onto_known_descriptions():
     assert canonical_prompts(None, ["anything at all"]) == (["anything at all"], [])
 
 
-def test_codec_run_resumes_and_refuses_other_sizes_or_data(codec_run, data, tmp_path):
-    progress = runs.read_json(codec_run / runs.PROGRESS_FILE)
+def test_codec_run_resumes_and_refuses_other_sizes_or_data(toy_codec_run, toy_data, toy_sizes, tmp_path):
+    progress = runs.read_json(toy_codec_run / runs.PROGRESS_FILE)
     assert progress["step"] == 3 and progress["cpu_hours"] >= 0 and "eval_mel" in progress["last"]
     run = tmp_path / "run"
-    shutil.copytree(codec_run, run)
-    cfg = CodecTrainConfig([str(data)], run, CODEC, steps=4, batch=2)
+    shutil.copytree(toy_codec_run, run)
+    CODEC = toy_sizes[0]
+    cfg = CodecTrainConfig([str(toy_data)], run, CODEC, steps=4, batch=2)
     assert train_codec.train_codec(cfg, say=quiet)["step"] == 4
     with pytest.raises(UserError, match=r"sizes\.n_filters: 4 → 8"):
         train_codec.train_codec(replace(cfg, sizes=replace(CODEC, n_filters=8)), say=quiet)
-    other = tmp_path / "elsewhere" / data.name  # same folder name, another manifest
-    shutil.copytree(data, other)
+    other = tmp_path / "elsewhere" / toy_data.name  # same folder name, another manifest
+    shutil.copytree(toy_data, other)
     with open(other / "manifest.jsonl", "a") as f:
         f.write("\n")
     renamed = replace(cfg, data=[str(other)])
-    with pytest.raises(UserError, match=rf"data\.folders\.{data.name}: [0-9a-f]{{64}} → [0-9a-f]{{64}}"):
+    with pytest.raises(UserError, match=rf"data\.folders\.{toy_data.name}: [0-9a-f]{{64}} → [0-9a-f]{{64}}"):
         train_codec.train_codec(renamed, say=quiet)
 
 
-def test_interrupted_codec_training_resumes_from_its_last_checkpoint(data, tmp_path, monkeypatch):
-    cfg = CodecTrainConfig([str(data)], tmp_path / "run", CODEC, steps=6, batch=2, checkpoint_every=2)
+def test_interrupted_codec_training_resumes_from_its_last_checkpoint(toy_data, toy_sizes, tmp_path, monkeypatch):
+    cfg = CodecTrainConfig([str(toy_data)], tmp_path / "run", toy_sizes[0], steps=6, batch=2, checkpoint_every=2)
     calls = {"n": 0}
     real = train_codec.waveform_l1
 
@@ -151,20 +116,20 @@ def test_interrupted_codec_training_resumes_from_its_last_checkpoint(data, tmp_p
     assert said[0] == f"resuming {cfg.run} at step 2"
 
 
-def test_lm_run_records_and_refuses_other_sizes(lm_run, data, codec_run):
-    progress = runs.read_json(lm_run / runs.PROGRESS_FILE)
+def test_lm_run_records_and_refuses_other_sizes(toy_lm_run, toy_data, toy_codec_run, toy_sizes):
+    progress = runs.read_json(toy_lm_run / runs.PROGRESS_FILE)
     assert progress["step"] == 4 and {"eval_ce_text", "eval_ce_null"} <= set(progress["last"])
-    vocab = DescriptionVocab.load(lm_run)
+    vocab = DescriptionVocab.load(toy_lm_run)
     assert vocab.unknown == UNKNOWN and len(vocab.descriptions) > 10
-    cfg = LMTrainConfig([str(data)], codec_run, lm_run, replace(LM, num_layers=3), steps=5, batch=2)
+    cfg = LMTrainConfig([str(toy_data)], toy_codec_run, toy_lm_run, replace(toy_sizes[1], num_layers=3), steps=5)
     with pytest.raises(UserError, match=r"sizes\.num_layers: 2 → 3"):
         train_lm(cfg, say=quiet)
 
 
-def test_package_loads_in_audiocraft_and_plays_unknown_words(folders):
+def test_package_loads_in_audiocraft_and_plays_unknown_words(toy_folders):
     from audiocraft.models import MusicGen
 
-    ac, _ = folders
+    ac, _ = toy_folders
     record = json.loads((ac / "training.json").read_text())
     assert record["lm"]["step"] == 4 and record["codec"]["step"] == 3
     model = MusicGen.get_pretrained(str(ac), device="cpu")
@@ -179,8 +144,8 @@ def test_package_loads_in_audiocraft_and_plays_unknown_words(folders):
     assert torch.equal(lut[lut_row("never trained on this", lut.shape[0])], lut[lut_row(UNKNOWN, lut.shape[0])])
 
 
-def test_transformers_conversion_computes_the_same(folders):
-    ac, tf = folders
+def test_transformers_conversion_computes_the_same(toy_folders):
+    ac, tf = toy_folders
     a, b = load_musicgen(ac), load_musicgen(tf)
     assert (b.backend, b.sample_rate, b.frame_rate, b.num_layers, b.dim) == ("transformers", 16000, 50.0, 2, 32)
     torch.manual_seed(0)
@@ -202,8 +167,8 @@ def test_transformers_conversion_computes_the_same(folders):
     torch.testing.assert_close(decoded, a.model.compression_model.decode(codes), atol=1e-5, rtol=1e-4)
 
 
-def test_missing_files_are_named(folders, lm_run, tmp_path):
-    ac, tf = folders
+def test_missing_files_are_named(toy_folders, toy_lm_run, tmp_path):
+    ac, tf = toy_folders
     broken = tmp_path / "ac"
     shutil.copytree(ac, broken)
     (broken / "compression_state_dict.bin").unlink()
@@ -215,13 +180,14 @@ def test_missing_files_are_named(folders, lm_run, tmp_path):
     with pytest.raises(UserError, match=r"model\.safetensors is missing"):
         load_musicgen(broken_tf)
     run = tmp_path / "lm"
-    shutil.copytree(lm_run, run)
+    shutil.copytree(toy_lm_run, run)
     (run / "codec.pt").unlink()
     with pytest.raises(UserError, match=r"codec\.pt is missing"):
         package(run, tmp_path / "out")
 
 
-def test_dead_codes_are_revived_where_audiocraft_leaves_them_dead():
+def test_dead_codes_are_revived_where_audiocraft_leaves_them_dead(toy_sizes):
+    CODEC = toy_sizes[0]
     from training.musicgen.arch import build_codec
     from training.musicgen.train_codec import CodeReviver
 

@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="held-out clips per side and concept the judge renders (default 0: all)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument(
+        "--musicgen",
+        action="store_true",
+        help="the MusicGen path instead, on the demo MusicGen (training/assets/demo_musicgen, or --model): SAEs on "
+        "every layer, concepts per layer, the first concept steered per layer and judged, renders, dashboard",
+    )
     p.set_defaults(func=run)
 
 
@@ -60,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     torch.set_num_threads(max(1, args.threads))
     console = Console()
+    if args.musicgen:
+        from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo
+
+        mcfg = MusicGenDemoConfig(args.out, args.model, args.n, args.seed, concepts[0], concepts)
+        summary = run_musicgen_demo(mcfg, lambda s: console.print(s, highlight=False, markup=False))
+        console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)
+        return 0
     cfg = DemoConfig(
         args.out,
         args.model,

@@ -1,0 +1,118 @@
+"""Prompt pairs, the per-layer experiment and the MusicGen demo on the toy demo-recipe model."""
+
+from __future__ import annotations
+
+import pytest
+
+from realtime.musicgen.descriptions import DescriptionVocab, words
+from training.musicgen.adherence import prompt_pairs
+
+VOCAB = DescriptionVocab(
+    {
+        "guitar": 9,
+        "drums": 7,
+        "guitar drums": 5,
+        "guitar bass drums": 2,
+        "bass drums": 4,
+        "guitar, male voice": 3,
+        "male voice": 3,
+        "piano drums": 1,
+        "unknown": 0,
+    },
+    "unknown",
+)
+
+
+def test_prompt_pairs_differ_by_the_concept_only():
+    pairs = prompt_pairs(VOCAB, "guitar", 10)
+    assert pairs == [("guitar", "unknown"), ("guitar drums", "drums"), ("guitar bass drums", "bass drums")]
+    for with_it, without in pairs:
+        assert "guitar" in words(with_it) and "guitar" not in words(without)
+    assert prompt_pairs(VOCAB, "guitar", 2) == pairs[:2]  # most-trained first
+    assert prompt_pairs(VOCAB, "piano", 5) == [("piano drums", "drums")]
+    assert prompt_pairs(VOCAB, "drums", 5) == [("drums", "unknown"), ("guitar drums", "guitar")]  # no "bass" alone
+
+
+@pytest.mark.slow
+def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folders, toy_data, tmp_path):
+    import json
+
+    from training.musicgen.experiment import ExperimentConfig, run_experiment
+
+    ac, _ = toy_folders
+    cfg = ExperimentConfig(
+        str(ac), str(toy_data), str(tmp_path / "exp"), steer=("guitar",), probe=("guitar", "drums"), prompts=3,
+        prompt_seconds=0.3, sae_steps=10, k=4, expansion=2, pairs=2, seeds=1, strengths=(1.0, 4.0), duration=0.3,
+        folds=2,
+    )  # fmt: skip
+    s = run_experiment(cfg, say=lambda *_: None)
+    assert s["layers"] == [0, 1]
+    assert set(s["auroc"]) == {"guitar", "drums"} and set(s["auroc"]["guitar"]) == {"0", "1"}
+    iv = s["auroc"]["guitar"]["0"]["sae_probe"]
+    assert iv["lo"] <= iv["value"] <= iv["hi"]
+    g = s["steering"]["guitar"]
+    best = g["validation"]["best_layer"]
+    assert set(g["validation"]["layers"]) == {0, 1} and list(g["test"]["layers"]) == [best]
+    for arm in g["validation"]["layers"][best].values():
+        assert [e["strength"] for e in arm["sweep"]] == [1.0, 4.0]
+    test_arm = g["test"]["layers"][best]["sae"]
+    assert [e["strength"] for e in test_arm["sweep"]] == [g["validation"]["layers"][best]["sae"]["strength_on"]]
+    saved = json.loads((tmp_path / "exp" / "experiment.json").read_text())
+    assert saved["model"]["sha256"] == s["model"]["sha256"]
+    assert "layer" in (tmp_path / "exp" / "report.md").read_text()
+    # a second run reuses the store and the SAEs
+    again = run_experiment(cfg, say=lambda *_: None)
+    assert again["timings_s"]["saes"] < s["timings_s"]["saes"] + 5
+
+
+@pytest.mark.slow
+def test_musicgen_demo_writes_renders_dashboard_and_report(toy_folders, tmp_path):
+    from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo
+
+    ac, _ = toy_folders
+    cfg = MusicGenDemoConfig(
+        str(tmp_path / "demo"), str(ac), n=30, clip_seconds=0.6, probe=("guitar", "drums"), sae_steps=10, pairs=2,
+        seeds=1, strengths=(2.0,), prompts=2, duration=0.3,
+    )  # fmt: skip
+    s = run_musicgen_demo(cfg, say=lambda *_: None)
+    out = tmp_path / "demo"
+    assert len(s["renders"]) == 4 and all((out / "renders" / name).is_file() for name in s["renders"])
+    layers_page = (out / "site" / "layers.html").read_text()
+    assert "transformer.layers.0" in layers_page and "transformer.layers.1" in layers_page
+    report = (out / "report.md").read_text()
+    assert f"steered at layer {s['chosen_layer']}" in report and "no training record" not in report
+
+
+def test_codec_reconstructions_agree_between_run_package_and_conversion(toy_folders, toy_codec_run):
+    import numpy as np
+
+    from training.musicgen.codec_fidelity import reconstructor
+
+    ac, tf = toy_folders
+    x = (np.random.default_rng(0).standard_normal(8000) * 0.1).astype(np.float32)
+    outs = [reconstructor(str(m))[2](x) for m in (toy_codec_run, ac, tf)]
+    assert all(len(y) == len(x) for y in outs)
+    np.testing.assert_array_equal(outs[0], outs[1])  # the package holds the codec the LM run learned from
+    np.testing.assert_allclose(outs[1], outs[2], atol=1e-5)
+    assert reconstructor(str(toy_codec_run))[1] == 16000
+
+
+@pytest.mark.slow
+def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
+    from training.musicgen.evaluate import main
+
+    ac, _ = toy_folders
+    assert main(["codec", "--model", str(ac), "--data", str(toy_data), "--out", str(tmp_path), "--max-clips", "4"]) == 0
+    codec = (tmp_path / "codec_fidelity.md").read_text()
+    assert "in-font test: 4 clips" in codec and "| guitar |" in codec
+    argv = ["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path), "--pairs", "2"]
+    assert main([*argv, "--seeds", "2", "--duration", "0.3", "--concepts", "guitar,drums"]) == 0
+    import json
+
+    r = json.loads((tmp_path / "adherence.json").read_text())
+    g = r["concepts"]["guitar"]
+    assert g["renders_per_side"] == 2 * len(g["pairs"])
+    assert g["rise"]["value"] == pytest.approx(g["with"]["value"] - g["without"]["value"])
+    assert g["verdict"] in ("met", "missed", "undecided")
+    assert main(["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path),
+                 "--concepts", "kazoo"]) == 2  # fmt: skip

@@ -1,0 +1,132 @@
+"""Prompt adherence of a description-conditioned MusicGen, judged from outside.
+
+For each concept X (an instrument the descriptions name), prompts come in pairs that differ only by X:
+"guitar bass drums" vs "bass drums", "guitar" vs "unknown"... (every pair whose two descriptions the model
+was trained on, the most-trained first). Each prompt of a pair is rendered from the same seeds, and the
+outside judge (`training/judge.py`: log-mel statistics + logistic regression, trained on clean clips, never
+shown the model) decides whether it hears X. The figure is the paired difference of detection rates, in
+points, with a bootstrap interval over (pair, seed) items; the goal is a rise of at least `GOAL_POINTS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from realtime.musicgen.descriptions import DescriptionVocab, words
+from sae.errors import UserError
+from sae.stats import paired_diff, verdict, wilson
+from training.data.audio import AudioNotes, read_mono
+from training.data.concept_clips import CONCEPTS, read_manifest
+from training.judge import Judge
+
+GOAL_POINTS = 30.0
+ADHERENCE_CONCEPTS = ("guitar", "drums", "piano")
+
+
+def prompt_pairs(vocab: DescriptionVocab, concept: str, n: int) -> list[tuple[str, str]]:
+    """Up to n (with concept, without it) description pairs the model knows, most-trained first.
+
+    Only instrument descriptions (no voice or tempo), so the pairs differ in nothing but the instrument.
+    """
+    instruments = {"guitar", "piano", "strings", "brass", "bass", "drums"}
+    pairs = []
+    for text, clips in vocab.descriptions.items():
+        ws = set(words(text))
+        if concept not in ws or not ws <= instruments:
+            continue
+        rest = vocab.by_words.get(frozenset(ws - {concept}), vocab.unknown if ws == {concept} else None)
+        if rest is not None:
+            pairs.append((clips, text, rest))
+    pairs.sort(key=lambda p: (-p[0], p[1]))
+    return [(w, wo) for _, w, wo in pairs[:n]]
+
+
+@dataclass
+class AdherenceConfig:
+    """Args:
+    model: MusicGen folder with `descriptions.json`; backend: auto / audiocraft / transformers.
+    judge_data: `musicsae data make` folders whose clean train clips train the judge.
+    concepts: instruments to test; pairs: prompt pairs per concept; seeds: renders per prompt.
+    duration: seconds per render; cfg_coef: guidance.
+    """
+
+    model: str
+    judge_data: Sequence[str]
+    concepts: tuple[str, ...] = ADHERENCE_CONCEPTS
+    pairs: int = 6
+    seeds: int = 4
+    duration: float = 4.0
+    cfg_coef: float = 3.0
+    seed: int = 0
+    backend: str = "auto"
+    device: str = "cpu"
+
+
+def fit_judge(folders: Sequence[str], sr: int, concepts: Sequence[str], notes: AudioNotes) -> tuple[Judge, int]:
+    """The outside judge on the clean train-split clips of `folders` (read at `sr`)."""
+    clips, rows = [], []
+    for folder in folders:
+        for row in read_manifest(Path(folder)):
+            if row["split"] != "train":
+                continue
+            a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048)
+            if a is not None:
+                clips.append(a)
+                rows.append(row)
+    if not rows:
+        raise UserError(f"judge data {', '.join(folders)}: no readable train-split clips")
+    return Judge.fit(clips, rows, concepts, sr), len(rows)
+
+
+def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    from realtime.musicgen import load_musicgen
+
+    t0 = time.perf_counter()
+    unknown = [c for c in cfg.concepts if c not in CONCEPTS]
+    if unknown:
+        raise UserError(f"--concepts {unknown[0]}: not a manifest label ({', '.join(CONCEPTS)})")
+    mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
+    if mg.vocab is None:
+        raise UserError(f"--model {cfg.model}: no descriptions.json (adherence pairs come from the known descriptions)")
+    notes = AudioNotes()
+    say(f"judge: training on the clean train clips of {', '.join(map(str, cfg.judge_data))}")
+    judge, n_judge = fit_judge(cfg.judge_data, mg.sample_rate, cfg.concepts, notes)
+    results: dict[str, Any] = {}
+    for concept in cfg.concepts:
+        pairs = prompt_pairs(mg.vocab, concept, cfg.pairs)
+        if not pairs:
+            raise UserError(f"concept {concept}: the model knows no description pair differing by it")
+        say(f"{concept}: {len(pairs)} prompt pairs x {cfg.seeds} seeds")
+        hits = {"with": [], "without": []}
+        for j, pair in enumerate(pairs):
+            for side, prompt in zip(("with", "without"), pair, strict=True):
+                gen = mg.generate([prompt] * cfg.seeds, cfg.duration, seed=cfg.seed + j, cfg_coef=cfg.cfg_coef)
+                audio = [w.mean(0).cpu().numpy() for w in gen.wav]
+                hits[side].extend(judge.detect(audio)[concept].tolist())
+        w, wo = np.array(hits["with"]), np.array(hits["without"])
+        rise = paired_diff(wo, w)
+        results[concept] = {
+            "pairs": [list(p) for p in pairs],
+            "renders_per_side": len(w),
+            "with": wilson(int(w.sum()), len(w)).as_dict(),
+            "without": wilson(int(wo.sum()), len(wo)).as_dict(),
+            "rise": rise.as_dict(),
+            "verdict": verdict(rise, GOAL_POINTS, None),
+        }
+        say(f"{concept}: heard in {100 * w.mean():.0f}% with it in the prompt, {100 * wo.mean():.0f}% without")
+    return {
+        "model": mg.model_ref(),
+        "judge": {"trained_on": f"{n_judge} clean train clips", "sr": mg.sample_rate},
+        "duration": cfg.duration,
+        "cfg_coef": cfg.cfg_coef,
+        "goal_points": GOAL_POINTS,
+        "concepts": results,
+        "notes": notes.lines() + mg.__dict__.get("prompt_notes", []),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }

@@ -1,0 +1,230 @@
+"""Does the demo MusicGen's codec keep what the outside judge hears? Plain reconstructions vs originals.
+
+The protocol of `musicsae eval fidelity` (training/rave/fidelity.py), for a MusicGen compression model: every
+clip of a `musicsae data make --holdout-font F` folder is encoded to codes and decoded; the outside judge
+(`training/judge.py`, log-mel statistics + logistic regression) decides for each concept whether it hears it in
+the original and in the reconstruction. The judge is cross-fitted: clips fall into `FOLDS` folds by index and a
+clip is judged by detectors trained on the clean clips of the other folds (every font, every split). Among the
+clips with a concept and among those without, the two detection rates are compared (paired, same clips); the
+goal is a difference within ±`GOAL_POINTS` points, met only when the whole 95 % interval is. Sets: the held-out
+font's clips and the in-font test split. Beside it, the codec's multi-scale mel distance (its training loss).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sae.errors import UserError
+from sae.stats import Interval, mean_interval, paired_diff, verdict, wilson
+from training.data.audio import AudioNotes, read_mono
+from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
+from training.judge import Judge, logmel_stats
+
+CONCEPTS_JUDGED = ("guitar", "piano", "drums", "bass", "strings", "brass")
+GOAL_POINTS = 10.0
+JUDGE_SR = 22050
+FOLDS = 5
+SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
+
+
+@dataclass
+class CodecFidelityConfig:
+    """Args:
+    data: a `musicsae data make` folder (ideally with --holdout-font).
+    model: a MusicGen folder (audiocraft or transformers) or a `train_codec` run folder.
+    concepts: manifest concepts to judge; max_clips: per set (0 = all).
+    """
+
+    data: str
+    model: str
+    concepts: tuple[str, ...] = CONCEPTS_JUDGED
+    judge_sr: int = JUDGE_SR
+    max_clips: int = 0
+
+
+def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
+    if sr == target:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = math.gcd(sr, target)
+    return resample_poly(audio, target // g, sr // g).astype(np.float32)
+
+
+def reconstructor(model: str) -> tuple[str, int, Callable[[np.ndarray], np.ndarray]]:
+    """(name, sample rate, audio → encode → decode → audio) for a MusicGen folder or a codec run folder."""
+    from training.musicgen import runs
+
+    path = Path(model)
+    if (path / runs.RUN_FILE).is_file():
+        from training.musicgen.train_codec import load_trained_codec
+
+        codec, sizes, progress = load_trained_codec(path)
+        name, sr = f"{path.name} (codec run, step {progress['step']})", sizes.sample_rate
+
+        def decode(codes: torch.Tensor) -> torch.Tensor:
+            return codec.decode(codes)
+
+        encode = codec.encode
+    else:
+        from realtime.musicgen import load_musicgen
+
+        mg = load_musicgen(model)
+        name, sr = mg.name, mg.sample_rate
+        encode = mg.encode if mg.backend == "transformers" else mg.model.compression_model.encode
+        if mg.backend == "audiocraft":
+            decode = mg.model.compression_model.decode
+        else:
+
+            def decode(codes: torch.Tensor) -> torch.Tensor:
+                return mg.model.audio_encoder.decode(codes[None], [None]).audio_values
+
+    @torch.no_grad()
+    def run(audio: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(audio)[None, None]
+        codes = encode(x)
+        codes = codes[0] if isinstance(codes, tuple) else codes
+        return decode(codes)[0, 0, : len(audio)].numpy()
+
+    return name, sr, run
+
+
+def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Judge the codec's plain reconstructions against the originals; returns the report (JSON-able)."""
+    from training.musicgen.losses import MultiScaleMel
+
+    t0 = time.perf_counter()
+    bad = [c for c in cfg.concepts if c not in CONCEPTS]
+    if bad:
+        raise UserError(f"--concepts {bad[0]}: unknown; expected some of {', '.join(CONCEPTS)}")
+    name, sr, recon_fn = reconstructor(cfg.model)
+    rows = read_manifest(Path(cfg.data))
+    notes = AudioNotes()
+    clean, native, kept = {}, {}, []
+    for r in rows:
+        a = read_mono(Path(cfg.data) / r["file"], sr, notes, min_samples=2048)
+        if a is not None:
+            native[r["index"]] = a
+            clean[r["index"]] = _resample(a, sr, cfg.judge_sr)
+            kept.append(r)
+    rows = kept
+    say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
+    X = np.stack([logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
+    fold = np.array([r["index"] % FOLDS for r in rows])
+    sets = {label: [i for i, r in enumerate(rows) if r["split"] == split] for label, split in SETS}
+    sets = {k: (v[: cfg.max_clips] if cfg.max_clips else v) for k, v in sets.items() if v}
+    if not sets:
+        raise UserError(f"data {cfg.data}: no test-split or held-out-font clips to measure")
+    used = sorted({i for v in sets.values() for i in v})
+    judges = {}
+    for f in sorted({int(fold[i]) for i in used}):
+        train = fold != f
+        judges[f] = Judge.fit_features(X[train], [r for r, t in zip(rows, train, strict=True) if t], cfg.concepts,
+                                       cfg.judge_sr)  # fmt: skip
+
+    def judged(feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
+        out: dict[str, dict[int, bool]] = {c: {} for c in cfg.concepts}
+        for f, judge in judges.items():
+            ids = [i for i in used if fold[i] == f]
+            hits = judge.detect_features(np.stack([feats[i] for i in ids]))
+            for c in cfg.concepts:
+                out[c].update(zip(ids, map(bool, hits[c]), strict=True))
+        return out
+
+    original = judged({i: X[i] for i in used})
+    say(f"{name}: reconstructing {len(used)} clips")
+    spec = MultiScaleMel(sr)
+    recon_feats, mel = {}, {}
+    for i in used:
+        a = native[rows[i]["index"]]
+        y = recon_fn(a)
+        recon_feats[i] = logmel_stats(_resample(y, sr, cfg.judge_sr), cfg.judge_sr)
+        mel[i] = float(spec(torch.from_numpy(y)[None], torch.from_numpy(a)[None]))
+    recon = judged(recon_feats)
+    labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
+    per_set = {}
+    for label, idx in sets.items():
+        per_set[label] = _set_report(idx, rows, mel, original, recon, labels, cfg.concepts)
+    return {
+        "model": name,
+        "sample_rate": sr,
+        "data": str(cfg.data),
+        "judge": {
+            "features": "log-mel mean+std",
+            "rate": cfg.judge_sr,
+            "cross_fitted_folds": FOLDS,
+            "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",
+        },
+        "goal_points": GOAL_POINTS,
+        "sets": per_set,
+        "notes": notes.lines(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _set_report(idx, rows, mel, original, recon, labels, concepts: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "clips": len(idx),
+        "fonts": sorted({rows[i].get("font", "?") for i in idx}),
+        "mel_distance": mean_interval(np.array([mel[i] for i in idx])).as_dict(),
+        "concepts": {},
+    }
+    for c in concepts:
+        entry: dict[str, Any] = {}
+        for side, want in (("with", True), ("without", False)):
+            ids = [i for i in idx if labels[c][i] == want]
+            o = np.array([original[c][i] for i in ids], bool)
+            r = np.array([recon[c][i] for i in ids], bool)
+            diff = paired_diff(o, r) if ids else Interval(float("nan"), float("nan"), float("nan"), 0)
+            entry[side] = {
+                "clips": len(ids),
+                "original": wilson(int(o.sum()), len(ids)).as_dict(),
+                "reconstruction": wilson(int(r.sum()), len(ids)).as_dict(),
+                "difference": diff.as_dict(),
+                "verdict": verdict(diff, -GOAL_POINTS, GOAL_POINTS),
+            }
+        correct = [original[c][i] == labels[c][i] for i in idx]
+        entry["judge_accuracy_on_originals"] = wilson(int(sum(correct)), len(correct)).as_dict()
+        sides = (entry["with"]["verdict"], entry["without"]["verdict"])
+        entry["verdict"] = "met" if sides == ("met", "met") else ("missed" if "missed" in sides else "undecided")
+        out["concepts"][c] = entry
+    return out
+
+
+def markdown(result: dict) -> str:
+    def iv(d: dict, fmt: str = "+.0f") -> str:
+        return Interval(**d).text(fmt)
+
+    lines = [
+        f"Codec fidelity of {result['model']} ({result['sample_rate']} Hz): plain reconstructions vs originals, "
+        f"outside judge at {result['judge']['rate']} Hz (cross-fitted over {result['judge']['cross_fitted_folds']} "
+        f"folds, {result['judge']['trained_on']}). Goal: detection within ±{result['goal_points']:g} points of the "
+        "originals on clips with and without each concept; met only when the whole 95 % interval is within.",
+        "",
+    ]
+    for label, s in result["sets"].items():
+        lines += [
+            f"### {label}: {s['clips']} clips ({', '.join(s['fonts'])}); mel distance {iv(s['mel_distance'], '.3f')}",
+            "",
+            "| concept | with: original → reconstruction | diff | without: original → reconstruction | diff "
+            "| judge acc. on originals | verdict |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for c, e in s["concepts"].items():
+            w, wo = e["with"], e["without"]
+            lines.append(
+                f"| {c} | {w['original']['value']:.0f}% → {w['reconstruction']['value']:.0f}% (n={w['clips']}) "
+                f"| {iv(w['difference'])} | {wo['original']['value']:.0f}% → {wo['reconstruction']['value']:.0f}% "
+                f"(n={wo['clips']}) | {iv(wo['difference'])} | {e['judge_accuracy_on_originals']['value']:.0f}% "
+                f"| {e['verdict']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

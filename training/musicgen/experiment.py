@@ -1,0 +1,465 @@
+"""The MusicGen concept experiment: SAEs on every layer, concepts per layer, steering judged per layer.
+
+    python -m training.musicgen.experiment --model training/assets/demo_musicgen --data DATA --out OUT
+
+1. **collect** (`musicsae collect musicgen`'s collector): every layer's residual stream, teacher-forced over
+   the data folder's clips (null description) and generated from prompts (the conditional rows), into
+   OUT/store.
+2. **SAEs** (`musicsae sae train`'s loop): one TopK SAE per layer, OUT/saes/<layer>.
+3. **concepts per layer**: clip-pooled SAE features vs the raw residual (`training/musicgen/concepts.py`,
+   train-split concept folders, out-of-fold scores), AUROC with a stratified bootstrap interval per layer;
+   a bank per layer, OUT/banks/<layer>.yaml.
+4. **steering per layer**, judged from outside (`training/judge.py`, trained on the clean train clips): for
+   each steered concept C, prompt pairs that differ by C (`adherence.prompt_pairs`) split into validation and
+   test halves. `off` on the prompts with C (the drop), `on:S` on the prompts without C for every strength
+   S (the rise), the same prompts and seeds as the plain renders; the drift of every other judged concept.
+   Beside every SAE edit, the same edit along the raw-residual difference of means at the same layer
+   (teacher-forced clip frames with C minus without; off = −d, on:S = S·d), as a baseline. The best layer,
+   strength and baseline strength are chosen on validation prompts; the report gives the test prompts.
+
+Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer. Every
+figure carries its render count and a 95 % interval (paired bootstrap over prompt × seed items).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sae.errors import UserError
+from sae.stats import Interval, paired_diff, verdict, wilson
+from training.data.audio import AudioNotes
+from training.data.concept_clips import CONCEPTS
+from training.musicgen.adherence import fit_judge, prompt_pairs
+
+GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
+PROBE_CONCEPTS = ("guitar", "drums", "piano", "bass", "strings", "brass", "voice")
+
+
+@dataclass
+class ExperimentConfig:
+    """Args:
+    model: MusicGen folder with `descriptions.json` (the demo model or one like it).
+    data: a `musicsae data make` folder at any rate (clips, concept folders, the judge's train clips).
+    out: output folder (every stage resumes or reuses what is there).
+    steer: concepts steered and judged per layer; probe: concepts whose AUROC is mapped per layer.
+    layers: 'all' or indices.
+    prompts: generated prompts collected into the store (the most-trained descriptions); prompt_seconds each.
+    sae_steps, k, expansion: SAE training per layer.
+    pairs: prompt pairs per steered concept (the first half validates, the second tests); seeds per prompt.
+    strengths: strengths of `on` swept on validation.
+    """
+
+    model: str
+    data: str
+    out: str
+    steer: tuple[str, ...] = ("guitar",)
+    probe: tuple[str, ...] = PROBE_CONCEPTS
+    layers: str = "all"
+    prompts: int = 48
+    prompt_seconds: float = 4.0
+    sae_steps: int = 1500
+    k: int = 16
+    expansion: int = 8
+    pairs: int = 8
+    seeds: int = 3
+    strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0)
+    duration: float = 4.0
+    folds: int = 5
+    seed: int = 0
+    backend: str = "auto"
+    device: str = "cpu"
+
+
+def collection_prompts(vocab, n: int) -> list[str]:
+    """The n most-trained known descriptions (the `unknown` one excluded)."""
+    ranked = sorted((-c, d) for d, c in vocab.descriptions.items() if d != vocab.unknown)
+    return [d for _, d in ranked[:n]]
+
+
+class ShiftSteering:
+    """The raw-residual baseline: add `vector` to every row of `layer` at every step (as BankSteering edits)."""
+
+    def __init__(self, layer: int, vector: torch.Tensor):
+        self.layer, self.vector = layer, vector
+
+    def layer_fns(self):
+        v = self.vector
+
+        def fn(hidden: torch.Tensor, start: int) -> torch.Tensor:
+            return hidden + v.to(hidden.dtype)
+
+        return {self.layer: fn}
+
+
+def _render(mg, prompts: list[str], seeds: int, seed0: int, duration: float, steering=None) -> list[np.ndarray]:
+    """Each prompt rendered `seeds` times (prompt j uses seed seed0 + j, its rows differ by sampling)."""
+    out = []
+    for j, p in enumerate(prompts):
+        hooks = steering.layer_fns() if steering is not None else {}
+        with mg.hooks(hooks):
+            gen = mg.generate([p] * seeds, duration, seed=seed0 + j)
+        out += [w.mean(0).cpu().numpy() for w in gen.wav]
+    return out
+
+
+def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on, strengths) -> dict[str, Any]:
+    """Drop, rise per strength and drift of one way of editing `concept` (renders judged against plain)."""
+    off = judge.detect(render_off())
+    drop = paired_diff(off[concept], plain_with[concept])  # plain minus off, points
+    drift_off = {o: paired_diff(plain_with[o], off[o]).as_dict() for o in names if o != concept}
+    sweep = []
+    for s in strengths:
+        on = judge.detect(render_on(s))
+        rise = paired_diff(plain_without[concept], on[concept])
+        drift = {o: paired_diff(plain_without[o], on[o]).as_dict() for o in names if o != concept}
+        worst = max([abs(d["value"]) for d in drift.values()], default=0.0)
+        sweep.append({"strength": s, "rise": rise.as_dict(), "drift": drift, "max_drift": worst})
+    within = [e for e in sweep if e["max_drift"] <= GOALS["drift"]] or sweep
+    best = max(within, key=lambda e: e["rise"]["value"])
+    worst = max([best["max_drift"], *(abs(d["value"]) for d in drift_off.values())])
+    return {
+        "off": {"detected": wilson(int(off[concept].sum()), len(off[concept])).as_dict(), "drift": drift_off},
+        "off_drop": drop.as_dict(),
+        "sweep": sweep,
+        "strength_on": best["strength"],
+        "on_rise": best["rise"],
+        "max_drift": worst,
+        "goals_met": {
+            "off_drop": drop.value >= GOALS["off_drop"],
+            "on_rise": best["rise"]["value"] >= GOALS["on_rise"],
+            "drift": worst <= GOALS["drift"],
+        },
+        "verdicts": {
+            "off_drop": verdict(drop, GOALS["off_drop"], None),
+            "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None),
+        },
+    }
+
+
+def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plain, cfg, strengths) -> dict:
+    """The SAE edit of `concept` from `bank` at `layer`, and the mean-difference baseline there."""
+    from realtime.musicgen.render import BankSteering, parse_set
+
+    (with_p, without_p), (plain_w, plain_o) = prompts, plain
+
+    def render(ps: list[str], steering) -> list[np.ndarray]:
+        return _render(mg, ps, cfg.seeds, cfg.seed, cfg.duration, steering)
+
+    def sae(mode: str) -> BankSteering:
+        return BankSteering(mg, bank, [parse_set(f"{concept}={mode}")])
+
+    sae_arm = _arm(
+        judge, names, concept, plain_w, plain_o,
+        lambda: render(with_p, sae("off")),
+        lambda s: render(without_p, sae(f"on:{s:g}")),
+        strengths[0],
+    )  # fmt: skip
+    base_arm = _arm(
+        judge, names, concept, plain_w, plain_o,
+        lambda: render(with_p, ShiftSteering(layer, -direction)),
+        lambda s: render(without_p, ShiftSteering(layer, s * direction)),
+        strengths[1],
+    )  # fmt: skip
+    base_arm |= {"method": "raw-residual difference of means", "norm": float(direction.norm())}
+    return {"sae": sae_arm, "baseline": base_arm}
+
+
+def _score(arm: dict) -> tuple:
+    """Ranking of layers on validation: goals met, then the weaker of drop/50 and rise/30."""
+    g = arm["goals_met"]
+    return (sum(g.values()), min(arm["off_drop"]["value"] / 50, arm["on_rise"]["value"] / 30))
+
+
+def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every stage (reusing what OUT already holds); returns the summary also written to OUT/experiment.json."""
+    from realtime.musicgen import load_musicgen, parse_layers
+    from sae.bank import ConceptBank
+    from sae.io import load_sae
+    from sae.store import ActivationStore
+    from sae.train import TrainConfig, train_hook
+    from training.musicgen.collect import CollectConfig, Collector
+    from training.musicgen.concepts import clip_activations, concept_files, probe_layer
+
+    t0 = time.perf_counter()
+    out, data = Path(cfg.out), Path(cfg.data)
+    bad = [c for c in (*cfg.steer, *cfg.probe) if c not in CONCEPTS]
+    if bad:
+        raise UserError(f"concept {bad[0]!r}: not a manifest label ({', '.join(CONCEPTS)})")
+    for c in cfg.probe:
+        concept_files(data / "concepts" / c)  # checked before the model runs
+    mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
+    if mg.vocab is None:
+        raise UserError(f"--model {cfg.model}: no descriptions.json (the prompts come from its known descriptions)")
+    layers = parse_layers(cfg.layers, mg.num_layers)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, fn):
+        t = time.perf_counter()
+        say(f"[{name}]")
+        res = fn()
+        timings[name] = round(time.perf_counter() - t, 1)
+        return res
+
+    # 1. store
+    def collect() -> dict[str, int]:
+        col = Collector(mg, CollectConfig(out / "store", layers, duration=cfg.prompt_seconds, seed=cfg.seed))
+        try:
+            rows = {"audio": col.from_audio(data / "clips"), "prompts": col.from_prompts(prompts)}
+        except BaseException:
+            col.abort()
+            raise
+        col.close()
+        return rows
+
+    prompts = collection_prompts(mg.vocab, cfg.prompts)
+    collected = stage("collect", collect)
+
+    # 2. SAEs
+    def saes() -> dict[int, dict]:
+        store = ActivationStore(out / "store")
+        metrics = {}
+        for i in layers:
+            d = out / "saes" / mg.hook_name(i)
+            if (d / "metrics.json").is_file():
+                metrics[i] = json.loads((d / "metrics.json").read_text())
+                continue
+            tc = TrainConfig(
+                k=cfg.k,
+                expansion=cfg.expansion,
+                steps=cfg.sae_steps,
+                batch_size=1024,
+                seed=cfg.seed,
+                checkpoint_every=0,
+                shuffle_buffer=1 << 16,
+                log_every=100,
+                device=cfg.device,
+            )
+            resume = (d / "checkpoint.pt").exists()
+            metrics[i] = train_hook(store, mg.hook_name(i), d, tc, resume=resume)
+        return metrics
+
+    sae_metrics = stage("saes", saes)
+
+    # 3. concepts per layer
+    def concepts() -> tuple[dict, dict]:
+        files = {c: concept_files(data / "concepts" / c) for c in cfg.probe}
+        allf = sorted({Path(f).resolve() for w, o in files.values() for f in (*w, *o)})
+        acts = clip_activations(mg, allf, layers)
+        table: dict[str, dict[int, Any]] = {c: {} for c in cfg.probe}
+        directions: dict[tuple[str, int], torch.Tensor] = {}
+        (out / "banks").mkdir(parents=True, exist_ok=True)
+        for i in layers:
+            sae_dir = out / "saes" / mg.hook_name(i)
+            sae = load_sae(sae_dir, device=mg.device).eval()
+            bank = ConceptBank(out / "banks" / f"{mg.hook_name(i)}.yaml")
+            for c, (w, o) in files.items():
+                res = probe_layer(c, mg, i, sae, bank.relative_sae(sae_dir), acts, w, o, folds=cfg.folds)
+                bank.add(res.concept)
+                table[c][i] = {m: auroc_iv(res.report, m) for m in ("sae_probe", "diff_means", "logistic_raw")}
+                frames_w = torch.cat([acts[Path(f).resolve()][i] for f in w])
+                frames_o = torch.cat([acts[Path(f).resolve()][i] for f in o])
+                directions[c, i] = frames_w.mean(0) - frames_o.mean(0)
+            bank.save()
+        return table, directions
+
+    auroc, directions = stage("concepts", concepts)
+
+    # 4. steering per layer, judged
+    judge_names = [c for c in cfg.probe if c != "voice"] if "voice" not in cfg.steer else list(cfg.probe)
+    notes = AudioNotes()
+    judge, n_judge = fit_judge([str(data)], mg.sample_rate, judge_names, notes)
+
+    def steering() -> dict[str, Any]:
+        results: dict[str, Any] = {}
+        for c in cfg.steer:
+            pairs = prompt_pairs(mg.vocab, c, cfg.pairs)
+            if len(pairs) < 2:
+                raise UserError(f"concept {c}: the model knows {len(pairs)} prompt pair(s) differing by it; need 2")
+            half = len(pairs) // 2
+            splits = {"validation": pairs[:half], "test": pairs[half:]}
+            per_split: dict[str, Any] = {}
+            for split, ps in splits.items():
+                with_p, without_p = [w for w, _ in ps], [o for _, o in ps]
+                say(f"{c} / {split}: plain renders of {len(ps)} prompt pairs x {cfg.seeds} seeds")
+                plain_w = judge.detect(_render(mg, with_p, cfg.seeds, cfg.seed, cfg.duration))
+                plain_o = judge.detect(_render(mg, without_p, cfg.seeds, cfg.seed, cfg.duration))
+                chosen = layers if split == "validation" else [per_split["validation"]["best_layer"]]
+                by_layer: dict[int, Any] = {}
+                for i in chosen:
+                    bank = ConceptBank.load(out / "banks" / f"{mg.hook_name(i)}.yaml")
+                    say(f"{c} / {split} / layer {i}: SAE edits and the mean-difference baseline")
+                    if split == "test":
+                        v = per_split["validation"]["layers"][i]
+                        strengths = (v["sae"]["strength_on"],), (v["baseline"]["strength_on"],)
+                    else:
+                        strengths = cfg.strengths, cfg.strengths
+                    arms = (mg, judge, judge_names, c, i, bank, directions[c, i])
+                    by_layer[i] = _layer_arms(*arms, (with_p, without_p), (plain_w, plain_o), cfg, strengths)
+                entry: dict[str, Any] = {
+                    "pairs": [list(p) for p in ps],
+                    "renders_per_side": len(ps) * cfg.seeds,
+                    "plain": {
+                        "with": wilson(int(plain_w[c].sum()), len(plain_w[c])).as_dict(),
+                        "without": wilson(int(plain_o[c].sum()), len(plain_o[c])).as_dict(),
+                    },
+                    "layers": by_layer,
+                }
+                if split == "validation":
+                    entry["best_layer"] = max(by_layer, key=lambda i: _score(by_layer[i]["sae"]))
+                per_split[split] = entry
+            results[c] = per_split
+        return results
+
+    steered = stage("steering", steering)
+    summary = {
+        "model": mg.model_ref(),
+        "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "layers": layers,
+        "store_rows": collected,
+        "sae": {str(i): {k: m[k] for k in ("fvu", "l0", "dead_fraction") if k in m} for i, m in sae_metrics.items()},
+        "auroc": {c: {str(i): v for i, v in t.items()} for c, t in auroc.items()},
+        "judge": {"trained_on": f"{n_judge} clean train clips of {data}", "concepts": judge_names},
+        "goals": GOALS,
+        "steering": steered,
+        "notes": notes.lines() + mg.__dict__.get("prompt_notes", []),
+        "timings_s": timings,
+        "total_s": round(time.perf_counter() - t0, 1),
+    }
+    (out / "experiment.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "report.md").write_text(report_markdown(summary))
+    return summary
+
+
+def auroc_iv(report, method: str) -> dict:
+    """Out-of-fold AUROC of `method` with its bootstrap interval (`sae.probe.compare_probes`)."""
+    return report.intervals[method]
+
+
+def _iv(d: dict, fmt: str = "+.0f") -> str:
+    return Interval(**d).text(fmt)
+
+
+def report_markdown(s: dict[str, Any]) -> str:
+    layers = s["layers"]
+    lines = [
+        f"# MusicGen concept experiment: {s['model']['name']} ({s['model']['backend']}, sha256 "
+        f"{s['model']['sha256'][:12]})",
+        "",
+        "## SAEs per layer (held-out store rows)",
+        "",
+        "| layer | FVU | L0 | dead |",
+        "|---|---|---|---|",
+    ]
+    for i in layers:
+        m = s["sae"][str(i)]
+        lines.append(f"| {i} | {m.get('fvu', float('nan')):.3f} | {m.get('l0', float('nan')):.1f} | "
+                     f"{100 * m.get('dead_fraction', float('nan')):.1f} % |")  # fmt: skip
+    lines += [
+        "",
+        "## Concepts per layer: held-out AUROC [95 % interval] — SAE probe / raw difference of means",
+        "",
+        "| concept | " + " | ".join(f"L{i}" for i in layers) + " |",
+        "|---|" + "---|" * len(layers),
+    ]
+    for c, t in s["auroc"].items():
+        cells = [f"{_iv(t[str(i)]['sae_probe'], '.2f')} / {t[str(i)]['diff_means']['value']:.2f}" for i in layers]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    g = s["goals"]
+    lines += [
+        "",
+        f"## Steering per layer, outside judge (goals: off drop ≥ {g['off_drop']:g}, on rise ≥ {g['on_rise']:g}, "
+        f"drift ≤ {g['drift']:g} points)",
+        "",
+    ]
+    for c, splits in s["steering"].items():
+        v, t = splits["validation"], splits["test"]
+        best = v["best_layer"]
+        lines += [
+            f"### {c}: validation ({v['renders_per_side']} renders per side), every layer",
+            "",
+            f"plain renders: {c} heard in {_iv(v['plain']['with'], '.0f')} of prompts with it, "
+            f"{_iv(v['plain']['without'], '.0f')} without.",
+            "",
+            "| layer | edit | off drop | on rise (strength) | worst drift |",
+            "|---|---|---|---|---|",
+        ]
+        for i, e in v["layers"].items():
+            for label in ("sae", "baseline"):
+                a = e[label]
+                lines.append(
+                    f"| {i}{' (chosen)' if int(i) == int(best) else ''} | {'SAE' if label == 'sae' else 'mean-diff'} "
+                    f"| {_iv(a['off_drop'])} | {_iv(a['on_rise'])} ({a['strength_on']:g}) | {a['max_drift']:.0f} |"
+                )
+        lines += [
+            "",
+            f"### {c}: test prompts ({t['renders_per_side']} renders per side), layer {best}",
+            "",
+            f"plain renders: {c} heard in {_iv(t['plain']['with'], '.0f')} with it, {_iv(t['plain']['without'], '.0f')}"
+            " without.",
+            "",
+            "| edit | off drop | on rise (strength) | worst drift | goals met |",
+            "|---|---|---|---|---|",
+        ]
+        for label, a in t["layers"][best].items():
+            met = ", ".join(k for k, ok in a["goals_met"].items() if ok) or "none"
+            lines.append(
+                f"| {'SAE' if label == 'sae' else 'mean-diff'} | {_iv(a['off_drop'])} | {_iv(a['on_rise'])} "
+                f"({a['strength_on']:g}) | {a['max_drift']:.0f} | {met} |"
+            )
+        lines.append("")
+    lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in s["timings_s"].items()), ""]
+    if s["notes"]:
+        lines += ["## Notes", "", *[f"- {n}" for n in s["notes"]], ""]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from training.musicgen import runs
+
+    d = ExperimentConfig("", "", "")
+    p = argparse.ArgumentParser(prog="python -m training.musicgen.experiment", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="MusicGen folder with descriptions.json")
+    p.add_argument("--data", required=True, help="a `musicsae data make` folder")
+    p.add_argument("--out", required=True, help="output folder (stages resume)")
+    p.add_argument("--steer", default=",".join(d.steer), help="concepts steered per layer")
+    p.add_argument("--probe", default=",".join(d.probe), help="concepts mapped per layer")
+    p.add_argument("--layers", default=d.layers)
+    p.add_argument("--prompts", type=int, default=d.prompts, help="generated prompts in the store")
+    p.add_argument("--sae-steps", type=int, default=d.sae_steps)
+    p.add_argument("--k", type=int, default=d.k)
+    p.add_argument("--expansion", type=int, default=d.expansion)
+    p.add_argument("--pairs", type=int, default=d.pairs, help="prompt pairs per steered concept")
+    p.add_argument("--seeds", type=int, default=d.seeds, help="renders per prompt")
+    p.add_argument("--strengths", default=",".join(f"{s:g}" for s in d.strengths))
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=1)
+    a = p.parse_args(argv)
+    torch.set_num_threads(max(1, a.threads))
+
+    def split(text: str) -> tuple[str, ...]:
+        return tuple(x.strip() for x in text.split(",") if x.strip())
+
+    try:
+        strengths = tuple(float(x) for x in split(a.strengths))
+    except ValueError:
+        raise SystemExit(f"{p.prog}: error: --strengths {a.strengths!r}: expected numbers like 1,2,4") from None
+    cfg = ExperimentConfig(
+        a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, d.prompt_seconds,
+        a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, d.duration, d.folds, a.seed,
+        device=a.device,
+    )  # fmt: skip
+    return runs.guarded(p.prog, lambda: run_experiment(cfg))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
