@@ -107,6 +107,10 @@ nn-pd SRC: nn-runtime
 demo OUT="demo_out": setup
     {{bin}}/musicsae demo --out {{OUT}}
 
+# the MusicGen part on the demo MusicGen (training/assets/demo_musicgen): every layer, concepts, judged edits
+demo-musicgen OUT="demo_mg": setup
+    {{bin}}/musicsae demo --musicgen --out {{OUT}}
+
 # ruff (lint and format), and poetry.lock agrees with pyproject.toml
 lint: setup poetry
     {{bin}}/ruff check .
