@@ -1,4 +1,5 @@
-"""The concept page as a listening table, end to end on the RAVE path with the tiny RAVE: generated clips ->
+"""The concept page as a listening table, end to end on the RAVE path with the demo RAVE (a trained model: the
+untrained tiny one renders near silence, against which no alignment can be checked): generated clips ->
 latents -> SAE -> a concept -> the outside judge (`eval steering`, which writes the listening examples) ->
 `musicsae dashboard`. Per held-out clip one row: original | through the model | concept off | concept on,
 every file playable in headless Chromium, the four of a row the same length and aligned with the input (the
@@ -17,9 +18,11 @@ import pytest
 import soundfile as sf
 import torch
 
+DEMO = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_rave.ts"
+
 
 @pytest.fixture(scope="module")
-def session(tiny_rave_ts, tmp_path_factory) -> Path:
+def session(tmp_path_factory) -> Path:
     from sae.store import ActivationStore
     from sae.train import TrainConfig, train_hook
     from training.cli import main
@@ -30,18 +33,24 @@ def session(tiny_rave_ts, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("listen")
     data = root / "data"
     make_dataset(data, DataConfig(n=30, seed=0, duration=1.0, sample_rate=44100), concepts=("guitar",))
-    collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(data / "clips"), str(root / "store")))
+    collect_rave(RaveCollectConfig(str(DEMO), str(data / "clips"), str(root / "store")))
     cfg = TrainConfig(k=4, expansion=4, steps=60, batch_size=256, eval_fraction=0.0, checkpoint_every=0)
     train_hook(ActivationStore(root / "store"), "latent", root / "sae" / "latent", cfg)
     from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+    from sae.io import load_sae
 
+    # the concept: the two features that fire most often (so `off` has something to remove on most clips)
+    sae = load_sae(root / "sae" / "latent")
+    with torch.no_grad():
+        rate = (sae.encode(ActivationStore(root / "store").sample("latent", 4096, "train", 0.0)) > 0).float().mean(0)
+    top = rate.argsort(descending=True)[:2].tolist()
     bank = ConceptBank(root / "concepts.yaml")
-    ref = ModelRef.of_file(tiny_rave_ts)
-    feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(9, 0.5, 1.0)]
+    ref = ModelRef.of_file(DEMO)
+    feats = [ConceptFeature(top[0], 1.0, 2.0), ConceptFeature(top[1], 0.5, 1.0)]
     bank.add(Concept("guitar", ref, "latent", "sae/latent", feats))
     bank.save()
     judge = [
-        "eval", "steering", "--data", str(data), "--model", str(tiny_rave_ts), "--bank", str(bank.path),
+        "eval", "steering", "--data", str(data), "--model", str(DEMO), "--bank", str(bank.path),
         "--out", str(root / "judge"), "--strength", "2", "--max-clips", "2", "--no-baseline", "--listen", "2",
     ]  # fmt: skip
     assert main(judge) == 0
@@ -72,7 +81,7 @@ def _rows(page: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_listening_table_rows_line_up(session, tiny_rave_ts):
+def test_listening_table_rows_line_up(session):
     from realtime.render_rave import render_file
     from training.data.audio import AudioNotes, read_mono
 
@@ -93,10 +102,11 @@ def test_listening_table_rows_line_up(session, tiny_rave_ts):
         # "through the model" is what `render rave` makes of the clip (aligned, seeded as the judge seeds it)
         seed = test_files.index(row["clip"])
         ref = session / f"ref_{n}.wav"
-        render_file(session / "data" / row["clip"], ref, tiny_rave_ts, None, [], seed=seed)
+        render_file(session / "data" / row["clip"], ref, DEMO, None, [], seed=seed)
         expected = sf.read(str(ref), dtype="float32")[0]
+        assert np.sqrt(np.mean(expected**2)) > 1e-3  # real sound, so a shift would show
         assert np.abs(waves[1] - expected).max() < 1e-3, row["clip"]
-        assert not np.allclose(waves[2], waves[1]) and not np.allclose(waves[3], waves[1])  # the edits do edit
+        assert not np.allclose(waves[3], waves[1]) and not np.allclose(waves[2], waves[1])  # the edits do edit
         # the judge's own calls on these files, from its per-clip detections
         side = "with" if spec["with"] else "without"
         k = spec["judge_index"]
