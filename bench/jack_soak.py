@@ -1,23 +1,31 @@
 """Soak: `musicsae live` on a private JACK server (dummy backend, clocked like a sound card) for a long run
-while OSC traffic flows, counting xruns and the longest gap between audio callbacks.
+with OSC traffic, concept meters and injected model-thread stalls, measuring what a performer would hear.
 
-OSC traffic: every 20 ms a valid control change (concept modes / strengths, raw feature gains, mix), and
-every second a `/state` query (its reply carries the engine's xrun count) plus a deliberately bad message.
-Goal from the issue: 0 xruns at block 2048 on an idle machine. Figures are printed, never asserted.
+- OSC traffic: every 20 ms a valid control change (concept modes / strengths, raw feature gains, mix), every
+  second a `/state` query plus a deliberately bad message; the traffic client is the engine's last client,
+  so it also receives `/meter/<name>` (at `--meter-rate`) and `/event` messages.
+- Fault injection: the model thread sleeps `--stalls` seconds in turn every `--stall-every` seconds (default
+  250 ms and 1 s, every minute).
+- Alignment: the engine runs bypassed (the model, the SAE, the edits and the meters still run every block;
+  the dry path shares the engine's timeline with the wet one) while a JACK probe fires an impulse every 0.5 s
+  and measures each one's input→output delay on the JACK clock. Per stall: when it was reported, input
+  skipped, output lost, time until aligned output again, and the measured delay of the impulses after it.
 
 Baseline, measured first in the same run and on the same JACK server: a plain `sounddevice` duplex stream
-whose callback only copies input to output (no model, no OSC), for as long as the engine soak. Its device
-xruns and callback gaps are what the platform (VM scheduling, JACK's dummy clock, Python callbacks) costs
-on its own, so the engine's figures can be read against them (`--no-baseline` skips it).
+whose callback only copies input to output (no model, no OSC), for as long as the engine soak: what the
+platform (VM scheduling, JACK's dummy clock, Python callbacks) costs on its own (`--no-baseline` skips it).
+Figures are printed, never asserted. The machine's load average is printed at start and end.
 
-    .venv/bin/python bench/jack_soak.py                  # 10 minutes, demo model if present, else a tiny RAVE
-    .venv/bin/python bench/jack_soak.py --short          # 30 s
-    .venv/bin/python bench/jack_soak.py --model m.ts --bank concepts.yaml --minutes 60 --blocksize 2048
+    .venv/bin/python bench/jack_soak.py                   # 10 minutes, demo model + demo concepts, auto block
+    .venv/bin/python bench/jack_soak.py --short           # 30 s
+    .venv/bin/python bench/jack_soak.py --period 128 --minutes 10
+    MUSICSAE_GC_FREEZE=0 .venv/bin/python bench/jack_soak.py --short --no-baseline   # without gc.freeze
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import socket
@@ -28,6 +36,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -37,7 +47,7 @@ from realtime.jackd import JackServer  # noqa: E402
 from realtime.osc import encode_message  # noqa: E402
 
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
-
+DEMO_BANK = ROOT / "training" / "assets" / "demo_concepts.yaml"
 
 PASSTHROUGH = """
 import sys, time
@@ -91,11 +101,11 @@ def _sample_rate(model: Path) -> int:
 
 
 def _random_bank(model: Path, tmp: Path) -> Path:
-    """A random TopK SAE on the model's latent (expansion 16) and a bank of two concepts: realistic load."""
+    """A random TopK SAE on the model's latent (expansion 16) and a bank of two concepts with probes."""
     import torch
 
     from realtime.rave import RaveModel
-    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ConceptProbe, ModelRef
     from sae.io import save_sae
     from sae.model import SAEConfig, SparseAutoencoder
 
@@ -106,12 +116,13 @@ def _random_bank(model: Path, tmp: Path) -> Path:
     ref = ModelRef.of_file(model)
     for i, name in enumerate(("alpha", "beta")):
         feats = [ConceptFeature(j, 1.0, 1.5) for j in range(i, 8, 2)]
-        bank.add(Concept(name, ref, "latent", "sae", feats, ConceptDefault("none", 1.0)))
+        probe = ConceptProbe(-1.0, {f.index: 0.5 for f in feats})
+        bank.add(Concept(name, ref, "latent", "sae", feats, ConceptDefault("none", 1.0), probe=probe))
     return bank.save()
 
 
 class Traffic(threading.Thread):
-    """Sends OSC control changes and queries; collects /state/xruns and /error replies."""
+    """Sends OSC control changes and queries; collects /state/xruns, /error, /event and /meter replies."""
 
     def __init__(self, port: int, concepts: list[str]):
         super().__init__(daemon=True)
@@ -119,7 +130,8 @@ class Traffic(threading.Thread):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.02)
-        self.sent = self.errors = 0
+        self.sent = self.errors = self.meters = 0
+        self.events: list[tuple[float, list]] = []
         self.xruns_reported: list[int] = []
         self.running = True
         self.rng = random.Random(0)
@@ -160,25 +172,42 @@ class Traffic(threading.Thread):
                     self.xruns_reported.append(int(msg.params[0]))
                 elif msg.address == "/error":
                     self.errors += 1
+                elif msg.address == "/event":
+                    self.events.append((time.monotonic(), list(msg.params)))
+                elif msg.address.startswith("/meter/"):
+                    self.meters += 1
+
+
+def _impulse_delays(rec: np.ndarray, impulses: list[int], spacing: int) -> list[tuple[int, int | None]]:
+    out = []
+    for at in impulses:
+        hits = np.nonzero(np.abs(rec[at : at + spacing]) > 0.5)[0]
+        out.append((at, int(hits[0]) if len(hits) else None))
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path)
-    p.add_argument("--bank", type=Path, help="concept bank (default: a random SAE and two concepts)")
+    p.add_argument("--bank", type=Path, help="concept bank (default: the demo concepts, else a random SAE)")
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--short", action="store_true", help="30 seconds (CI)")
-    p.add_argument("--blocksize", type=int, default=2048)
+    p.add_argument("--blocksize", type=int, help="model block (default: the engine's own measured choice)")
     p.add_argument("--period", type=int, default=256, help="JACK period and audio callback size")
-    p.add_argument("--headroom", type=float, default=1.0)
+    p.add_argument("--headroom", type=float)
+    p.add_argument("--stalls", default="0.25,1", help="injected model-thread stalls in seconds, in turn ('' = none)")
+    p.add_argument("--stall-every", type=float, default=60.0, help="seconds between stalls")
+    p.add_argument("--meter-rate", type=float, default=20.0)
     p.add_argument("--no-baseline", action="store_true", help="skip the copy-only baseline stream")
     args = p.parse_args()
     seconds = 30.0 if args.short else args.minutes * 60
+    stall_every = min(args.stall_every, 10.0) if args.short else args.stall_every
+    load_start = os.getloadavg()
 
     with tempfile.TemporaryDirectory() as tmp:
         model = _model(args.model, Path(tmp))
         sr = _sample_rate(model)
-        bank = args.bank or _random_bank(model, Path(tmp))
+        bank = args.bank or (DEMO_BANK if model == DEMO and DEMO_BANK.exists() else _random_bank(model, Path(tmp)))
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -188,46 +217,82 @@ def main() -> None:
                 print(f"baseline: copy-only duplex stream for {seconds:.0f} s", flush=True)
                 base = _baseline(jack, seconds, sr, args.period)
             cmd = [sys.executable, "-m", "training.cli", "live", "--model", str(model), "--device", "system",
-                   "--blocksize", str(args.blocksize), "--period", str(args.period), "--headroom", str(args.headroom),
-                   "--osc-port", str(port), "--no-view", "--duration", str(seconds), "--bank", str(bank)]  # fmt: skip
+                   "--period", str(args.period), "--osc-port", str(port), "--no-view", "--bypass", "--duration",
+                   str(seconds + 3), "--bank", str(bank), "--meter-rate", str(args.meter_rate)]  # fmt: skip
+            if args.blocksize:
+                cmd += ["--blocksize", str(args.blocksize)]
+            if args.headroom:
+                cmd += ["--headroom", str(args.headroom)]
+            if args.stalls:
+                cmd += ["--inject-stalls", args.stalls, "--inject-every", str(stall_every)]
             proc = subprocess.Popen(cmd, env=jack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     cwd=ROOT)  # fmt: skip
             concepts: list[str] = []
+            computed = None
             for line in proc.stdout:
                 print(line, end="", flush=True)
                 if "concepts:" in line:
                     names = line.split("concepts:", 1)[1].strip()
                     concepts = [] if names == "none" else [n.strip() for n in names.split(",")]
                 if line.startswith("latency"):
+                    computed = int(re.match(r"latency (\d+) samples", line).group(1))
                     break
             else:
                 raise SystemExit(f"live did not start: {proc.stderr.read()[-800:]}")
+            lines: list[str] = []
+            reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+            reader.start()
             traffic = Traffic(port, concepts)
-            t0 = time.monotonic()
             traffic.start()
-            out, err = proc.communicate(timeout=seconds + 120)
+            t0 = time.monotonic()
+            from realtime.latency import LatencyProbe
+
+            probe = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=seconds)
+            spacing = sr // 2
+            probe.impulses = list(range(sr, len(probe.rec) - spacing, spacing))
+            probe._record()
+            delays = _impulse_delays(probe.rec, probe.impulses, spacing)
+            proc.wait(timeout=120)
+            reader.join(timeout=5)
+            err = proc.stderr.read()
             traffic.running = False
             traffic.join(timeout=2)
             took = time.monotonic() - t0
-    print(out, end="")
-    final = [line for line in out.splitlines() if line.startswith("blocks")]
+    load_end = os.getloadavg()
+    for line in lines:
+        print(line, end="")
+    final = [line for line in lines if line.startswith("blocks")]
     summary = final[-1] if final else ""
-    xruns = re.search(r"xruns (\d+)", summary)
+    ms = 1000.0 / sr
+    xruns = re.search(r"xruns (\d+) \(device (\d+), underruns (\d+)\)", summary)
     gap = re.search(r"max gap ([\d.]+) ms", summary)
-    budget_ms = 1e3 * args.blocksize / sr
-    print(f"\nsoak: {took:.0f} s at block {args.blocksize} ({budget_ms:.1f} ms), JACK period {args.period}")
-    print(f"  xruns: {xruns.group(1) if xruns else '?'}   max callback gap: {gap.group(1) if gap else '?'} ms "
-          f"(period {1e3 * args.period / sr:.1f} ms, ratio {float(gap.group(1)) / (1e3 * args.period / sr):.1f}x)"
-          if gap else "  no final status line")  # fmt: skip
+    late = re.search(r"late blocks (\d+)", summary)
+    p999 = re.search(r"p99\.9 ([\d.]+) ms", summary)
+    print(f"\nsoak: {took:.0f} s, JACK period {args.period} ({args.period * ms:.1f} ms), load average "
+          f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs, shared)")  # fmt: skip
+    if xruns:
+        print(f"  xruns {xruns.group(1)} (device {xruns.group(2)}, underruns {xruns.group(3)}), late blocks "
+              f"{late.group(1) if late else '?'}, max callback gap {gap.group(1) if gap else '?'} ms, model "
+              f"compute p99.9 {p999.group(1) if p999 else '?'} ms")  # fmt: skip
     if base is not None:
-        print(
-            f"  baseline (copy-only stream, same server, same length): xruns {base[0]}   max callback gap "
-            f"{base[1]:.1f} ms"
-        )
-    print(
-        f"  OSC: {traffic.sent} messages sent, {traffic.errors} /error replies (rate-limited), "
-        f"xruns reported over OSC: {traffic.xruns_reported[-1] if traffic.xruns_reported else '?'}"
-    )
+        print(f"  baseline (copy-only stream, same server, same length): xruns {base[0]}, max callback gap "
+              f"{base[1]:.1f} ms")  # fmt: skip
+    measured = [d for _, d in delays if d is not None]
+    if computed is not None:
+        exact = sum(1 for d in measured if d == computed)
+        print(f"  latency: computed {computed} samples = {computed * ms:.1f} ms; measured on {len(measured)} of "
+              f"{len(delays)} impulses: {exact} exactly that, median {np.median(measured) if measured else '?'}, "
+              f"others {sorted({d for d in measured if d != computed})[:8]}")  # fmt: skip
+    resyncs = [(t - t0, e) for t, e in traffic.events if e and e[0] == "resync"]
+    print(f"  stalls injected: {args.stalls or 'none'} every {stall_every:g} s; resync events {len(resyncs)}; "
+          f"all events: {', '.join(sorted({e[0] for _, e in traffic.events})) or 'none'}")  # fmt: skip
+    for when, e in resyncs:
+        after = [(at, d) for at, d in delays if at / sr > when + 0.5][:3]
+        print(f"    at {when:6.1f} s: {e[2]}; output lost {e[1]:.0f} ms; next impulses measured "
+              f"{[d for _, d in after]} (computed {computed})")  # fmt: skip
+    print(f"  OSC: {traffic.sent} messages sent, {traffic.errors} /error replies (rate-limited), {traffic.meters} "
+          f"meter messages ({traffic.meters / max(took, 1e-9):.0f}/s), xruns reported over OSC: "
+          f"{traffic.xruns_reported[-1] if traffic.xruns_reported else '?'}")  # fmt: skip
     if proc.returncode not in (0, None):
         print(f"  live exited {proc.returncode}: {err.strip()[-400:]}")
 

@@ -20,6 +20,12 @@ import numpy as np
 from realtime.engine import Engine
 from sae.errors import UserError
 
+JACK_HINT = (
+    "start a JACK server on its dummy backend (Debian package jackd2: "
+    "`JACK_NO_AUDIO_RESERVATION=1 jackd -d dummy -r 44100 -p 256 &`) or plug in a sound card, "
+    "then run again; or use --input/--output files"
+)
+
 
 def _sounddevice():
     """Import sounddevice (PortAudio initialises here: a JACK server must already be running)."""
@@ -33,9 +39,11 @@ def _sounddevice():
 def find_device(name: str | int | None) -> int | None:
     """A duplex device index by index or by (part of) its name; None = the system default."""
     sd = _sounddevice()
+    devices = sd.query_devices()
+    if len(devices) == 0:
+        raise UserError(f"no audio devices found: {JACK_HINT}")
     if name is None or name == "":
         return None
-    devices = sd.query_devices()
     if isinstance(name, int) or str(name).isdigit():
         index = int(name)
         if not 0 <= index < len(devices):
@@ -45,7 +53,7 @@ def find_device(name: str | int | None) -> int | None:
     partial = [i for i, d in enumerate(devices) if str(name).lower() in d["name"].lower()]
     found = exact or partial
     if not found:
-        names = ", ".join(repr(d["name"]) for d in devices) or "none"
+        names = ", ".join(repr(d["name"]) for d in devices)
         raise UserError(f"audio device {name!r}: not found (devices: {names})")
     return found[0]
 

@@ -107,3 +107,29 @@ class Controls:
             yield draft
             self._draft = draft
             self.snapshot = Snapshot(draft.state.edit(), draft.mix, draft.bypass, self.snapshot.version + 1)
+
+    def warm_up_snapshots(self) -> list[Snapshot]:
+        """One snapshot per path a control can switch on, in an order that also ramps between them: neutral,
+        then each concept off / on / clamp / scale, a raw feature gain, a half mix, bypass, and back to neutral."""
+        with self._lock:
+            base = self._draft.state.copy()
+        for name in base.controls:
+            base.set_mode(name, "none")
+        base.feature_gains.clear()
+        neutral = base.edit()
+        snaps = [Snapshot(neutral, 1.0, False, -1)]
+        for name in base.controls:
+            for mode in ("off", "on:1", "clamp:1", "scale:0.5"):
+                trial = base.copy()
+                trial.set_mode(name, mode)
+                snaps.append(Snapshot(trial.edit(), 1.0, False, -1))
+        if base.d_sae:
+            trial = base.copy()
+            trial.set_feature_gain(0, 0.5)
+            snaps.append(Snapshot(trial.edit(), 1.0, False, -1))
+        snaps += [
+            Snapshot(neutral, 0.5, False, -1),
+            Snapshot(neutral, 0.5, True, -1),
+            Snapshot(neutral, 1.0, False, -1),
+        ]
+        return snaps

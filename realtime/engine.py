@@ -1,32 +1,48 @@
-"""The live engine: audio callback ⇄ two rings ⇄ model thread.
+"""The live engine: audio callback ⇄ two position-indexed rings ⇄ model thread.
 
-The audio callback (`Engine.callback`, any period) only copies: input frames into the input ring, output
-frames out of the output ring, then a one-byte wake-up on a non-blocking pipe. It takes no lock, never
-waits and allocates nothing of its own. The model thread reads whole blocks, runs the `BlockProcessor`
-and writes them back.
+Time is counted in frames since the stream started. Input frame t is always played at output frame
+t + L (L = `latency.block_buffer`; the model's aligned delay comes on top inside the processor): the
+mapping is fixed by construction and nothing can make it drift.
 
-Latency: the output ring starts with `prefill` frames of silence, chosen so the model thread has a
-budget of `headroom` blocks per block: budget = prefill + period − blocksize. The engine's own
-input→output delay is then exactly `prefill + model delay` samples (an underrun outputs silence and the
-late frames are skipped when they arrive, so the delay never drifts); the device adds its input and output
-latency on top.
+The audio callback (any number of frames per call) only copies: its input into `inputs` at its own
+position, then whatever the model thread has published of `outputs` for the same positions (silence
+anywhere else), then a one-byte wake-up on a non-blocking pipe when a block is complete. It takes no lock,
+never waits, never refuses input and allocates nothing of its own.
+
+The model thread owns everything else. It turns input block [a, a + B) into output [a + L, a + L + B) and
+publishes which output positions hold data as one tuple. A block that comes out a little late loses only
+its late frames (the callback played silence there). After a stall (a GC pass, a file load, another
+program, a debugger), when the oldest waiting block's output can no longer be heard (its slot ends before
+the audio gets there, counting one block's compute) or its input was overwritten, the model thread
+resyncs: it skips to the first complete block whose output still can be heard, the processor starts from
+silence (the skipped input counts as silence), and the output positions in between stay silent. Output is
+aligned again within about one block's compute after the stall ends, and the event is counted and
+reported (`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
+reported, and flagged loudly when every block fails.
+
+Budget: L = B − period + budget, where `budget` (frames, whole periods) is the time the model thread has
+from a block's last input period to its first output period: measured (`realtime.budget`) or
+`headroom` blocks.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
+import math
 import os
 import select
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from realtime.controls import Controls
-from realtime.processor import BlockProcessor, BlockStats
-from realtime.ring import AudioRing
+from realtime.processor import BlockProcessor, BlockStats, check_period
+from realtime.ring import FrameRing
 from sae.errors import UserError
 
 
@@ -35,8 +51,9 @@ class Latency:
     """Input→output latency in samples, split by where it comes from."""
 
     sr: int
-    block_buffer: int  # output-ring priming: blocksize − period + processing budget
-    model_delay: int
+    block_buffer: int  # blocksize − period + the model thread's budget
+    model_delay: int  # aligned: where the model's notes come out
+    first_response: int | None = None  # the first output sample an impulse changes (reported beside)
     device_in: int = 0
     device_out: int = 0
 
@@ -50,10 +67,12 @@ class Latency:
 
     def describe(self) -> str:
         ms = 1000.0 / self.sr
+        first = self.model_delay if self.first_response is None else self.first_response
         return (
             f"latency {self.total} samples = {self.total * ms:.1f} ms "
             f"(device in {self.device_in} + block buffer {self.block_buffer} + model delay {self.model_delay} "
-            f"+ device out {self.device_out})"
+            f"+ device out {self.device_out}; the model's first response comes at {first} = {first * ms:.1f} ms, "
+            f"its notes at {self.model_delay} = {self.model_delay * ms:.1f} ms)"
         )
 
 
@@ -63,14 +82,29 @@ class EngineCounters:
 
     callbacks: int = 0
     device_xruns: int = 0
-    underruns: int = 0
-    overflows: int = 0
+    underruns: int = 0  # callbacks that found some of their output frames missing
+    missing_frames: int = 0
     max_gap_s: float = 0.0
     last_callback: float = 0.0
 
     @property
     def xruns(self) -> int:
-        return self.device_xruns + self.underruns + self.overflows
+        return self.device_xruns + self.underruns
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something the performer should know about, reported by the model thread.
+
+    kind: "resync" (skipped a backlog after a stall), "late" (a block came out after its first frame was due;
+    at most one event per second), "error" (a model call raised), "failing" (every block fails), "recovered".
+    """
+
+    seq: int
+    kind: str
+    at_s: float  # stream time (input position / sample rate)
+    lost_frames: int  # output frames that played silence or dry because of it
+    message: str
 
 
 @dataclass
@@ -79,9 +113,47 @@ class ModelCounters:
 
     blocks: int = 0
     errors: int = 0
+    consecutive_errors: int = 0
     last_error: str = ""
+    late_blocks: int = 0
+    late_frames: int = 0
+    resyncs: int = 0
+    skipped_frames: int = 0
     max_block_s: float = 0.0
     stats: BlockStats = field(default_factory=BlockStats)
+
+
+class _GcGuard:
+    """While any engine runs: collected garbage frozen (`gc.freeze`) and automatic collection off, so a full
+    pass never holds the GIL in front of the audio callback; the model threads collect generation 0 between
+    blocks instead. Restored when the last engine stops."""
+
+    users = 0
+    was_enabled = True
+    lock = threading.Lock()
+
+    @classmethod
+    def acquire(cls) -> None:
+        if os.environ.get("MUSICSAE_GC_FREEZE", "1") == "0":  # benches only: measure what the freeze buys
+            return
+        with cls.lock:
+            if cls.users == 0:
+                cls.was_enabled = gc.isenabled()
+                gc.collect()
+                gc.freeze()
+                gc.disable()
+            cls.users += 1
+
+    @classmethod
+    def release(cls) -> None:
+        if os.environ.get("MUSICSAE_GC_FREEZE", "1") == "0":
+            return
+        with cls.lock:
+            cls.users -= 1
+            if cls.users == 0:
+                gc.unfreeze()
+                if cls.was_enabled:
+                    gc.enable()
 
 
 class Engine:
@@ -90,44 +162,64 @@ class Engine:
     Args:
         processor: the per-block chain (its blocksize and channels fix the engine's).
         controls: the control surface the model thread reads one snapshot from per block.
-        period: frames per audio callback (the device block size).
-        headroom: processing budget per block, in blocks (1.0 = a whole block of time).
+        period: frames per audio callback (the device block size; must divide the block).
+        headroom: processing budget per block, in blocks (used when `budget` is None).
         threads: torch intra-op threads on the model thread.
+        budget: the model thread's time per block in frames (rounded up to whole periods), e.g. measured.
     """
 
     def __init__(
-        self, processor: BlockProcessor, controls: Controls, period: int = 256, headroom: float = 1.0, threads: int = 1
+        self,
+        processor: BlockProcessor,
+        controls: Controls,
+        period: int = 256,
+        headroom: float = 1.0,
+        threads: int = 1,
+        budget: int | None = None,
     ):
-        if period <= 0:
-            raise UserError(f"period {period}: expected a positive number of frames")
-        if not 0.0 < headroom <= 4.0:
-            raise UserError(f"headroom {headroom}: expected a number of blocks in (0, 4]")
+        check_period(period, processor.blocksize)
+        if budget is None:
+            if not (math.isfinite(headroom) and 0.0 < headroom <= 4.0):
+                raise UserError(f"headroom {headroom}: expected a number of blocks in (0, 4]")
+            budget = round(headroom * processor.blocksize)
         self.processor = processor
         self.controls = controls
         self.period = period
         self.threads = threads
         self.blocksize = processor.blocksize
         self.channels = processor.channels
-        budget = round(headroom * self.blocksize)
-        self.prefill = max(0, self.blocksize - period + budget)
         self.sr = processor.sr
-        self.latency = Latency(self.sr, self.prefill, processor.delay)
-        self.in_ring = AudioRing(4 * self.blocksize + 4 * period, self.channels)
-        self.out_ring = AudioRing(self.prefill + 4 * self.blocksize + 4 * period, self.channels)
-        self.out_ring.write_zeros(self.prefill)
+        self.budget = max(period, -(-int(budget) // period) * period)  # the callback reads whole periods
+        self.prefill = self.blocksize - period + self.budget
+        first = getattr(processor, "first_response", None)
+        self.latency = Latency(self.sr, self.prefill, processor.delay, first)
+        self.inputs = FrameRing(4 * self.blocksize + 4 * period, self.channels)
+        self.outputs = FrameRing(2 * (self.prefill + self.blocksize + 2 * period), self.channels)
         self.counters = EngineCounters()
         self.model = ModelCounters()
-        self._debt = 0
+        self.events: deque[Event] = deque(maxlen=256)
+        self.failing_after = max(3, round(0.5 * self.sr / self.blocksize))  # consecutive failed blocks
+        self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
+        self._pos = 0  # callback-owned: frames taken in (and played) since the stream started
+        self._valid = (0, self.prefill)  # model-owned: output positions [lo, hi) that hold data
+        self._next = 0  # model-owned: input position of the next block
+        self._want = self.blocksize  # model-owned: the input position that completes it
+        self._seq = 0
+        self._last_late_event = -1e9
+        self._stall_s = 0.0
+        self._compute = 0.0  # model-owned: running mean of the compute per block, in frames
+        self.trace: list | None = None  # set to a list to record (input position, snapshot) per block (tests)
         self._rfd, self._wfd = os.pipe()
         os.set_blocking(self._rfd, False)
         os.set_blocking(self._wfd, False)
         self._running = False
         self._busy = False
+        self._gc = False
         self._thread: threading.Thread | None = None
 
     # --- audio callback side ----------------------------------------------------------------------------
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info=None, status=None) -> None:
-        """sounddevice duplex callback: copy in, copy out, wake the model thread. Never blocks."""
+        """sounddevice duplex callback: copy in, copy out what is ready, wake the model thread. Never blocks."""
         c = self.counters
         now = time.perf_counter()
         if c.last_callback:
@@ -138,32 +230,44 @@ class Engine:
         c.callbacks += 1
         if status:
             c.device_xruns += 1
-        if self.in_ring.write(indata) < frames:
-            c.overflows += 1
-        if self._debt:
-            self._debt -= self.out_ring.skip(self._debt)
-        n = self.out_ring.read(outdata)
-        if n < frames:
-            outdata[n:] = 0.0
-            self._debt += frames - n
+        n = self._pos
+        self.inputs.put(n, indata)
+        end = n + frames
+        self._pos = end  # publish the input
+        lo, hi = self._valid
+        a = lo if lo > n else n
+        b = hi if hi < end else end
+        if b > a:
+            if a > n:
+                outdata[: a - n] = 0.0
+            self.outputs.get(a, outdata[a - n : b - n])
+            if b < end:
+                outdata[b - n :] = 0.0
+            got = b - a
+        else:
+            outdata[:] = 0.0
+            got = 0
+        if got < frames:
             c.underruns += 1
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wfd, b"\0")
+            c.missing_frames += frames - got
+        if end >= self._want:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._wfd, b"\0")
 
-    # --- model thread -------------------------------------------------------------------------------------
-    def warm_up(self, blocks: int = 3) -> None:
-        """Run a few blocks of silence first: TorchScript optimises on its first calls, which would
-        otherwise land on the first live blocks (the streams just hear a little more silence)."""
-        silence = np.zeros((self.blocksize, self.channels), dtype=np.float32)
-        for _ in range(blocks):
-            self.processor.process(silence, self.controls.snapshot)
+    # --- control side --------------------------------------------------------------------------------------
+    def warm_up(self) -> list[float]:
+        """Run every path a control can switch on (TorchScript optimises on its first calls, which would
+        otherwise land on stage), then start the processor over from silence. Returns block times (s)."""
+        torch.set_num_threads(self.threads)
+        return self.processor.warm_up(self.controls.warm_up_snapshots())
 
     def start(self, warm_up: bool = True) -> None:
         if self._thread is not None:
             return
         if warm_up:
-            torch.set_num_threads(self.threads)
             self.warm_up()
+        _GcGuard.acquire()
+        self._gc = True
         self._running = True
         self._thread = threading.Thread(target=self._run, name="musicsae-model", daemon=True)
         self._thread.start()
@@ -175,6 +279,9 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
+        if self._gc:
+            self._gc = False
+            _GcGuard.release()
 
     def close(self) -> None:
         self.stop()
@@ -182,39 +289,146 @@ class Engine:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def inject_stall(self, seconds: float) -> None:
+        """Fault injection: the model thread sleeps `seconds` before its next block (tests, benches)."""
+        self._stall_s = float(seconds)
+
+    @property
+    def failing(self) -> bool:
+        """True while every recent block has failed (`failing_after` in a row)."""
+        return self.model.consecutive_errors >= self.failing_after
+
+    def block_time_quantile(self, q: float) -> float:
+        """The q-quantile (0..1) of the model's compute time per block over the last blocks (seconds)."""
+        n = min(self.model.blocks, len(self.block_times))
+        return float(np.quantile(self.block_times[:n], q)) if n else 0.0
+
+    # --- model thread -------------------------------------------------------------------------------------
+    def _event(self, kind: str, at: int, lost: int, message: str) -> None:
+        self._seq += 1
+        self.events.append(Event(self._seq, kind, at / self.sr, lost, message))
+
+    def _skip_to(self, a: int, hi: int) -> int:
+        """The block to process next: `a`, unless its output can no longer be heard (its slot ends before the
+        callback gets there plus one block's compute) or its input was overwritten; then the first block on the
+        grid, among the complete ones, whose output still can."""
+        B, L, P = self.blocksize, self.prefill, self.period
+        newest = a + ((hi - a) // B - 1) * B
+        if newest <= a:
+            return a
+        intact_from = hi - self.inputs.capacity + P
+        c = int(self._compute)
+        if a + L + B > hi + c and a >= intact_from:
+            return a
+        k = max(1, (hi + c - L - B - a) // B + 1, -(-(intact_from - a) // B))
+        return min(a + k * B, newest)
+
+    def _resync(self, a: int, new_a: int, hi: int) -> None:
+        m = self.model
+        m.resyncs += 1
+        m.skipped_frames += new_a - a
+        self.processor.resync()
+        ms = 1000.0 / self.sr
+        behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
+        recover = max(0, new_a + self.prefill - (hi - self.period))  # until the first aligned output frame
+        lost = new_a + self.prefill - self._valid[1]
+        self._event(
+            "resync",
+            new_a,
+            lost,
+            f"model thread {behind * ms:.0f} ms behind: skipped {(new_a - a) * ms:.0f} ms of input, "
+            f"output aligned again in {recover * ms:.1f} ms",
+        )
+
+    def _failed(self, exc: BaseException, at: int) -> None:
+        m = self.model
+        m.errors += 1
+        m.consecutive_errors += 1
+        text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        m.last_error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        if m.consecutive_errors == 1:
+            self._event("error", at, self.blocksize, f"model failed, playing the dry signal: {m.last_error}")
+        elif m.consecutive_errors == self.failing_after:
+            self._event("failing", at, self.blocksize, f"EVERY BLOCK FAILS, playing the dry signal: {m.last_error}")
+
     def _run(self) -> None:
         torch.set_num_threads(self.threads)
-        block = np.zeros((self.blocksize, self.channels), dtype=np.float32)
+        B, L, P = self.blocksize, self.prefill, self.period
+        cap = self.inputs.capacity
+        block = np.zeros((B, self.channels), dtype=np.float32)
         silence = np.zeros_like(block)
+        a = self._next
+        lo = self._valid[0]
+        m = self.model
         while self._running:
-            if self.in_ring.readable() < self.blocksize:
-                select.select([self._rfd], [], [], 0.05)
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._rfd, 4096)
+            hi = self._pos
+            if hi - a < B:
+                self._want = a + B
+                if self._pos - a < B:  # checked again after publishing what we want: no lost wake-up
+                    try:
+                        select.select([self._rfd], [], [], 0.05)
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self._rfd, 4096)
+                    except OSError:  # closed under us: stopping
+                        return
                 continue
             self._busy = True
-            self.in_ring.read(block)
+            if self._stall_s:
+                stall, self._stall_s = self._stall_s, 0.0
+                time.sleep(stall)
+                continue
+            new_a = self._skip_to(a, hi)
+            if new_a != a:  # behind (a stall): skip what can no longer be heard
+                self._resync(a, new_a, hi)
+                a = new_a
+                lo = a + L
+            self.inputs.get(a, block)
+            if self._pos - a > cap - P:  # overwritten while we copied (stalled mid-copy): resync
+                continue
+            snap = self.controls.snapshot
+            if self.trace is not None:
+                self.trace.append((a, snap))
             t0 = time.perf_counter()
             try:
-                out = self.processor.process(block, self.controls.snapshot)
-            except Exception as exc:  # the audio never stops: count it, output silence, keep going
-                self.model.errors += 1
-                self.model.last_error = f"{type(exc).__name__}: {exc}"
-                out = silence
+                out = self.processor.process(block, snap)
+                if m.consecutive_errors >= self.failing_after:
+                    self._event("recovered", a, 0, f"model works again after {m.consecutive_errors} failed blocks")
+                m.consecutive_errors = 0
+            except Exception as exc:  # the audio never stops: count it, play the aligned dry signal, go on
+                fallback = getattr(self.processor, "fallback", None)
+                out = fallback if fallback is not None and fallback.shape == block.shape else silence
+                self._failed(exc, a)
             elapsed = time.perf_counter() - t0
-            self.out_ring.write(out)
+            self.outputs.put(a + L, out)
+            self._valid = (lo, a + L + B)
+            late = self._pos - (a + L)
+            a += B
+            self._next = a
             self._busy = False
-            m = self.model
             m.blocks += 1
-            m.stats = BlockStats(**vars(self.processor.stats))
-            if m.blocks > 2 and elapsed > m.max_block_s:  # the first blocks warm caches up
+            m.stats = BlockStats(**vars(self.processor.stats)) if hasattr(self.processor, "stats") else m.stats
+            self.block_times[(m.blocks - 1) & (len(self.block_times) - 1)] = elapsed
+            if m.blocks > 2 and elapsed > m.max_block_s:
                 m.max_block_s = elapsed
+            if late > 0:
+                m.late_blocks += 1
+                m.late_frames += min(late, B)
+                now = time.perf_counter()
+                if now - self._last_late_event >= 1.0:
+                    self._last_late_event = now
+                    self._event("late", a - B, min(late, B), f"block {1e3 * elapsed:.1f} ms: came out "
+                                f"{1e3 * late / self.sr:.1f} ms late ({m.late_blocks} late blocks so far)")  # fmt: skip
+            self._compute += 0.1 * (elapsed * self.sr - self._compute)  # running estimate, in frames
+            if self._gc:  # automatic collection is off while engines run: young garbage goes here
+                gc.collect(0)
+                if m.blocks % 64 == 0:
+                    gc.collect(1)
 
     def wait_output(self, frames: int, timeout: float = 10.0) -> bool:
-        """Wait until `frames` output frames are readable (file mode: as fast as possible)."""
+        """Wait until the next `frames` output frames are ready (file mode: as fast as possible)."""
         deadline = time.perf_counter() + timeout
-        while self.out_ring.readable() < frames:
-            if not self._busy and self.in_ring.readable() < self.blocksize:
+        while self._valid[1] < self._pos + frames:
+            if not self._busy and self._pos - self._next < self.blocksize:
                 return True  # the model needs more input first
             if time.perf_counter() > deadline or not self._running:
                 return False

@@ -1,9 +1,12 @@
-"""Measure input→output latency for real: a JACK client sends impulses into a program's inputs and records
-its outputs, counting samples on the JACK clock.
+"""Measure input→output latency for real: a JACK client plays into a program's input and records its output,
+counting samples on the JACK clock.
 
 The probe connects its `out` port to the target's input and the target's output to its `in` port
-(disconnecting the target from `system`), fires an impulse every `spacing` samples at known frame
-positions, and reports the distance to the first recorded sample above `threshold` after each one.
+(disconnecting the target from `system`). `run` fires an impulse every `spacing` samples at known frame
+positions and reports the distance to the first recorded sample above `threshold` after each one (the
+bypass path: an impulse stays an impulse). `play` plays any signal (music through the wet path) from a
+known frame and returns the recording, aligned so that recording[i] was heard while signal[i] played;
+`signal_lag` then finds the latency by matching the recording against what the model makes of the signal.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class LatencyProbe:
         self.out = self.client.outports.register("out")
         self.inp = self.client.inports.register("in")
         self.rec = np.zeros(int(seconds * self.sr), dtype=np.float32)
+        self.signal = np.zeros(0, dtype=np.float32)
+        self.start = 0
         self.pos = 0
         self.impulses: list[int] = []
         self.done = threading.Event()
@@ -61,6 +66,9 @@ class LatencyProbe:
         for at in self.impulses:
             if pos <= at < pos + frames:
                 out[at - pos] = 1.0
+        lo, hi = max(pos, self.start), min(pos + frames, self.start + len(self.signal))
+        if hi > lo:
+            out[lo - pos : hi - pos] = self.signal[lo - self.start : hi - self.start]
         end = min(pos + frames, len(self.rec))
         if end > pos:
             self.rec[pos:end] = self.inp.get_array()[: end - pos]
@@ -68,8 +76,7 @@ class LatencyProbe:
             self.done.set()
         self.pos = pos + frames
 
-    def run(self, first: float = 1.0, spacing: float = 1.0, threshold: float = 0.5) -> ProbeResult:
-        """Fire impulses from `first` s every `spacing` s (both on the probe's clock) and measure."""
+    def _record(self) -> None:
         with self.client:
             for port in self.client.get_all_connections(self.target_in):
                 self.client.disconnect(port, self.target_in)
@@ -77,12 +84,16 @@ class LatencyProbe:
                 self.client.disconnect(self.target_out, port)
             self.client.connect(self.out, self.target_in)
             self.client.connect(self.target_out, self.inp)
-            n = len(self.rec)
-            step = int(spacing * self.sr)
-            self.impulses = list(range(int(first * self.sr), n - step // 2, step))
             if not self.done.wait(timeout=len(self.rec) / self.sr * 4 + 10):
                 raise UserError("JACK probe: the server stopped running cycles")
             time.sleep(0.05)
+
+    def run(self, first: float = 1.0, spacing: float = 1.0, threshold: float = 0.5) -> ProbeResult:
+        """Fire impulses from `first` s every `spacing` s (both on the probe's clock) and measure."""
+        n = len(self.rec)
+        step = int(spacing * self.sr)
+        self.impulses = list(range(int(first * self.sr), n - step // 2, step))
+        self._record()
         delays = []
         for i, at in enumerate(self.impulses):
             stop = self.impulses[i + 1] if i + 1 < len(self.impulses) else n
@@ -90,3 +101,46 @@ class LatencyProbe:
             if len(hits):
                 delays.append(int(hits[0]))
         return ProbeResult(delays, len(self.impulses))
+
+    def play(self, signal: np.ndarray, first: float = 1.0) -> np.ndarray:
+        """Play mono `signal` from the first JACK cycle at or after `first` s on the probe's clock (so it starts
+        on a period boundary); the recording from that frame on."""
+        period = self.client.blocksize
+        self.start = -(-int(first * self.sr) // period) * period
+        if self.start + len(signal) > len(self.rec):
+            raise UserError(f"JACK probe: {len(signal)} samples from {first} s do not fit {len(self.rec)} recorded")
+        self.signal = np.asarray(signal, np.float32)
+        self._record()
+        return self.rec[self.start :].copy()
+
+
+def signal_lag(reference: np.ndarray, recording: np.ndarray, max_lag: int) -> tuple[int, float]:
+    """The lag (samples, recording later) at which `recording` best matches `reference` (e.g. an offline render
+    of the same signal), and the normalised correlation there."""
+    n = len(reference)
+    size = 1 << int(np.ceil(np.log2(n + max_lag + len(recording))))
+    ref = np.asarray(reference, np.float64)
+    rec = np.zeros(n + max_lag, np.float64)
+    got = np.asarray(recording[: n + max_lag], np.float64)
+    rec[: len(got)] = got
+    corr = np.fft.irfft(np.conj(np.fft.rfft(ref, size)) * np.fft.rfft(rec, size), size)[: max_lag + 1]
+    energy = np.concatenate([[0.0], np.cumsum(rec**2)])
+    window = np.sqrt(np.maximum(energy[n : n + max_lag + 1] - energy[: max_lag + 1], 1e-300))
+    norm = corr / (window[: len(corr)] * np.sqrt(ref @ ref + 1e-300))
+    best = int(np.argmax(norm))
+    return best, float(norm[best])
+
+
+def window_lags(
+    reference: np.ndarray, recording: np.ndarray, max_lag: int, window: int, lo: int = 0
+) -> list[tuple[int, int, float]]:
+    """`signal_lag` of each `window`-sample piece of `reference` (start, lag, correlation), searching lags in
+    [lo, max_lag]: a take spoiled in places (an xrun, a late block) still shows where it is exact."""
+    out = []
+    for start in range(0, len(reference) - window + 1, window):
+        piece = reference[start : start + window]
+        if not np.any(piece):
+            continue
+        lag, score = signal_lag(piece, recording[start + lo :], max_lag - lo)
+        out.append((start, lag + lo, score))
+    return out

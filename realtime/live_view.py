@@ -1,4 +1,5 @@
-"""The rich live view of a running engine: concept states, level meters, CPU per block, xruns, latency."""
+"""The rich live view of a running engine: concept states and meters, levels, CPU per block, xruns, latency,
+and the last problem (a stall the engine recovered from, a model error) in plain words."""
 
 from __future__ import annotations
 
@@ -20,19 +21,50 @@ def meter(peak: float, width: int = 24) -> Text:
     return Text("█" * filled, style=style) + Text("·" * (width - filled), style="dim") + Text(f" {db:6.1f} dB")
 
 
+def presence(value: float | None, width: int = 16) -> Text:
+    """A 0..1 concept meter bar."""
+    if value is None:
+        return Text("no probe in the bank", style="dim")
+    filled = max(0, min(width, round(value * width)))
+    style = "bold green" if value >= 0.5 else "green"
+    return Text("█" * filled, style=style) + Text("·" * (width - filled), style="dim") + Text(f" {value:4.2f}")
+
+
+def problem(engine: Engine) -> tuple[str, str] | None:
+    """(text, style) of what the performer should see first: every block failing, else the last event."""
+    m = engine.model
+    if engine.failing:
+        return f"MODEL FAILING ({m.consecutive_errors} blocks in a row), playing dry: {m.last_error}", "bold red"
+    if engine.events:
+        e = engine.events[-1]
+        style = "red" if e.kind in ("error", "failing") else "yellow" if e.kind in ("resync", "late") else "green"
+        return f"{e.kind} at {e.at_s:.1f} s: {e.message}", style
+    return None
+
+
 def status_line(engine: Engine, osc: Any | None = None) -> str:
     """One plain line (for logs and `--no-view`)."""
     s = engine.model.stats
     budget = engine.blocksize / engine.sr
-    c = engine.counters
+    c, m = engine.counters, engine.model
     line = (
-        f"blocks {engine.model.blocks}  cpu {100 * s.total_s / budget:5.1f}% of block "
+        f"blocks {m.blocks}  cpu {100 * s.total_s / budget:5.1f}% of block, p99.9 "
+        f"{1e3 * engine.block_time_quantile(0.999):.2f} ms "
         f"(rave {1e3 * s.rave_s:.2f} ms, sae {1e3 * s.sae_s:.3f} ms, edits {1e3 * s.edit_s:.3f} ms)  "
-        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns}, overflows {c.overflows})  "
-        f"max gap {1e3 * c.max_gap_s:.1f} ms  errors {engine.model.errors}"
+        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns})  late blocks {m.late_blocks}  "
+        f"resyncs {m.resyncs} (skipped {1e3 * m.skipped_frames / engine.sr:.0f} ms)  "
+        f"max gap {1e3 * c.max_gap_s:.1f} ms  errors {m.errors}"
     )
+    if m.errors:
+        line += f" (last: {m.last_error})"
+    if engine.failing:
+        line = f"MODEL FAILING: every block fails, playing dry ({m.last_error})  " + line
     if osc is not None:
         line += f"  osc {osc.packets} packets, {osc.rejected} rejected"
+    names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
+    values = getattr(engine.processor, "meter_values", ())
+    if names and values:
+        line += "  meters " + " ".join(f"{n} {v:.2f}" for n, v in zip(names, values, strict=False))
     return line
 
 
@@ -40,7 +72,7 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     """The whole view as one renderable (call again to refresh)."""
     view = engine.controls.view()
     s = engine.model.stats
-    c = engine.counters
+    c, m = engine.counters, engine.model
     budget = engine.blocksize / engine.sr
 
     head = Table.grid(padding=(0, 2))
@@ -49,8 +81,8 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     head.add_row("latency", engine.latency.describe())
     head.add_row(
         "block",
-        f"{engine.blocksize} frames ({1e3 * budget:.1f} ms), period {engine.period}, "
-        f"{engine.channels} ch @ {engine.sr} Hz",
+        f"{engine.blocksize} frames ({1e3 * budget:.1f} ms), period {engine.period}, model budget "
+        f"{1e3 * engine.budget / engine.sr:.1f} ms, {engine.channels} ch @ {engine.sr} Hz",
     )
     head.add_row("input", meter(s.in_peak))
     head.add_row("output", meter(s.out_peak))
@@ -59,26 +91,37 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
         "cpu / block",
         Text(
             f"{cpu:5.1f}%  rave {1e3 * s.rave_s:.2f} ms · sae {1e3 * s.sae_s:.3f} ms · edits {1e3 * s.edit_s:.3f} ms "
-            f"· worst {1e3 * engine.model.max_block_s:.2f} ms",
+            f"· worst {1e3 * m.max_block_s:.2f} ms",
             style="red" if cpu > 80 else "yellow" if cpu > 50 else "green",
         ),
     )
     head.add_row(
         "xruns",
-        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}, overflows {c.overflows}) · "
-        f"max callback gap {1e3 * c.max_gap_s:.1f} ms · model errors {engine.model.errors}",
+        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}) · late blocks {m.late_blocks} · "
+        f"resyncs {m.resyncs} · max callback gap {1e3 * c.max_gap_s:.1f} ms · model errors {m.errors}",
     )
+    shown = problem(engine)
+    if shown is not None:
+        head.add_row("last problem", Text(shown[0], style=shown[1]))
     mix = "BYPASS" if view["bypass"] else f"mix {view['mix']:.2f}"
     head.add_row("mode", mix)
     if osc is not None:
         head.add_row("osc", f"{osc.packets} packets, {osc.rejected} rejected {osc.last_error[:60]}")
 
+    names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
+    values = dict(zip(names, getattr(engine.processor, "meter_values", ()), strict=False))
     concepts = Table(title="concepts", expand=False)
-    for col in ("concept", "mode", "strength", "gain"):
+    for col in ("concept", "mode", "strength", "gain", "in the input"):
         concepts.add_column(col)
     for name, ctl in view["concepts"].items():
         style = {"off": "red", "on": "green", "scale": "cyan"}.get(ctl["mode"], "dim")
-        concepts.add_row(name, Text(ctl["mode"], style=style), f"{ctl['strength']:.2f}", f"{ctl['gain']:.2f}")
+        concepts.add_row(
+            name,
+            Text(ctl["mode"], style=style),
+            f"{ctl['strength']:.2f}",
+            f"{ctl['gain']:.2f}",
+            presence(values.get(name, 0.0)) if name in names else presence(None),
+        )
     for index, gain in view["features"].items():
-        concepts.add_row(f"feature {index}", Text("gain", style="cyan"), "", f"{gain:.2f}")
+        concepts.add_row(f"feature {index}", Text("gain", style="cyan"), "", f"{gain:.2f}", "")
     return Group(Text(title, style="bold"), head, concepts)

@@ -11,15 +11,24 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
     /preset/load s               YAML preset by name (`bright` or `bright.yaml`) from the preset folder only:
                                  concepts / features / mix / bypass; paths are refused
     /reset                       every concept back to its bank default, feature gains cleared
-    /ping [any]                  → /pong [same args]
+    /ping [any]                  → /pong [same args]; while the model is still loading → /pong s loading
     /concepts                    → /concepts s...  (names)
     /state                       → /state/concept s s f f (name mode strength gain) per concept,
-                                   /state/feature i f per raw gain, /state/mix f, /state/bypass i,
-                                   /state/latency i (samples), /state/xruns i, /state/end
+                                   /state/feature i f per raw gain, /state/meter s f per concept meter,
+                                   /state/mix f, /state/bypass i, /state/latency i (samples), /state/xruns i,
+                                   /state/late i, /state/resyncs i, /state/failures i, /state/end
     errors                       → /error s s (address, problem); at most `error_rate` per second
 
+Sent to the last client (the sender of the latest packet, or its host at `reply_port`) by `OscTelemetry`:
+
+    /meter/<name> f              how strongly the concept is in the input, 0..1, at `--meter-rate` Hz
+    /event s f s                 kind (resync | late | error | failing | recovered), output lost (ms), message
+    /error s s                   "model" and the model's error, when a block fails (again every 5 s while
+                                 every block fails)
+
 A packet is applied atomically: all messages of a bundle land in the same audio block, or, if any of them
-is wrong, none does (and one /error names the first problem).
+is wrong, none does (and one /error names the first problem). Packets that arrive while the model is still
+loading are kept (up to `QUEUE` of them) and applied, in order, once it is ready.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from realtime.controls import Controls, Draft, read_preset
 from sae.errors import UserError
 from sae.steering import STRENGTH_LIMIT as LIMIT
 
+QUEUE = 1024  # packets kept while the model loads
 Reply = tuple[str, list[Any]]
 
 
@@ -128,7 +138,7 @@ class OscControl:
 
     Args:
         controls: the engine's controls.
-        status: returns {"latency": samples, "xruns": count} for /state (optional).
+        status: returns {"latency": samples, "xruns": count, ...} for /state (optional; see `engine_status`).
         preset_dir: the preset folder: /preset/load takes the name of a YAML file in it, nothing else.
         error_rate: /error replies per second at most (the rest are counted in `errors.dropped`).
     """
@@ -136,7 +146,7 @@ class OscControl:
     def __init__(
         self,
         controls: Controls,
-        status: Callable[[], dict[str, int]] | None = None,
+        status: Callable[[], dict[str, Any]] | None = None,
         preset_dir: Path | None = None,
         error_rate: float = 20.0,
     ):
@@ -230,11 +240,15 @@ class OscControl:
         ]
         out += [("/state/feature", [int(i), float(g)]) for i, g in view["features"].items()]
         status = self.status()
+        out += [("/state/meter", [str(name), float(v)]) for name, v in status.get("meters", {}).items()]
         out += [
             ("/state/mix", [float(view["mix"])]),
             ("/state/bypass", [int(view["bypass"])]),
             ("/state/latency", [int(status.get("latency", 0))]),
             ("/state/xruns", [int(status.get("xruns", 0))]),
+            ("/state/late", [int(status.get("late", 0))]),
+            ("/state/resyncs", [int(status.get("resyncs", 0))]),
+            ("/state/failures", [int(status.get("failures", 0))]),
             ("/state/end", []),
         ]
         return out
@@ -243,16 +257,24 @@ class OscControl:
 class OscServer:
     """A UDP socket on its own thread feeding `OscControl` and sending its replies.
 
+    Started before the model loads (`control=None`): `/ping` then answers `/pong loading` and other packets
+    are kept until `attach` hands it the real address space.
+
     Args:
-        control: the address space.
+        control: the address space (or None until `attach`).
         host: bind address (127.0.0.1 by default: loopback only).
         port: UDP port (0 = any free one; see `.port`).
         reply_port: send replies to the sender's host at this port instead of the sender's port.
     """
 
-    def __init__(self, control: OscControl, host: str = "127.0.0.1", port: int = 9000, reply_port: int | None = None):
+    def __init__(
+        self, control: OscControl | None, host: str = "127.0.0.1", port: int = 9000, reply_port: int | None = None
+    ):
         self.control = control
         self.reply_port = reply_port
+        self.last_client: tuple[str, int] | None = None
+        self.queued: list[tuple[bytes, tuple[str, int]]] = []
+        self.dropped_while_loading = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with contextlib.suppress(OSError):  # room for bursts (a controller sweeping many faders at once)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -261,19 +283,43 @@ class OscServer:
         except OSError as exc:
             self.sock.close()
             raise UserError(f"OSC port {host}:{port}: cannot listen ({exc.strerror})") from None
-        self.sock.settimeout(0.2)
+        self.sock.settimeout(0.05)
         self.host, self.port = self.sock.getsockname()[:2]
         self._running = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> OscServer:
-        self._running = True
-        self._thread = threading.Thread(target=self._serve, name="musicsae-osc", daemon=True)
-        self._thread.start()
+        if self._thread is None:
+            self._running = True
+            self._thread = threading.Thread(target=self._serve, name="musicsae-osc", daemon=True)
+            self._thread.start()
         return self
+
+    def attach(self, control: OscControl) -> None:
+        """The model is ready: packets kept while loading are applied (in order) by the server thread."""
+        self.control = control
+
+    def send(self, address: str, args: list[Any], target: tuple[str, int] | None = None) -> bool:
+        """Send one message to `target` (default: the last client); False when there is nobody to send to."""
+        target = target or self.last_client
+        if target is None:
+            return False
+        with contextlib.suppress(OSError):  # the client went away: nothing to tell it
+            self.sock.sendto(encode_message(address, args), target)
+            return True
+        return False
+
+    def _reply(self, control: OscControl, data: bytes, target: tuple[str, int]) -> None:
+        for address, args in control.handle(data):
+            self.send(address, args, target)
 
     def _serve(self) -> None:
         while self._running:
+            control = self.control
+            if control is not None and self.queued:
+                queued, self.queued = self.queued, []
+                for data, target in queued:
+                    self._reply(control, data, target)
             try:
                 data, sender = self.sock.recvfrom(65536)
             except (TimeoutError, BlockingIOError):
@@ -283,9 +329,23 @@ class OscServer:
                     return
                 continue
             target = (sender[0], self.reply_port) if self.reply_port else sender
-            for address, args in self.control.handle(data):
-                with contextlib.suppress(OSError):  # the client went away: nothing to tell it
-                    self.sock.sendto(encode_message(address, args), target)
+            self.last_client = target
+            if control is None:
+                self._loading(data, target)
+            else:
+                self._reply(control, data, target)
+
+    def _loading(self, data: bytes, target: tuple[str, int]) -> None:
+        try:
+            addresses = [str(m.message.address) for m in OscPacket(data).messages]
+        except Exception:
+            addresses = []
+        if addresses == ["/ping"]:
+            self.send("/pong", ["loading"], target)
+        elif len(self.queued) < QUEUE:
+            self.queued.append((data, target))
+        else:
+            self.dropped_while_loading += 1
 
     def stop(self) -> None:
         self._running = False
@@ -299,3 +359,82 @@ class OscServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def engine_status(engine: Any) -> dict[str, Any]:
+    """What /state reports about a running `realtime.engine.Engine`."""
+    m = engine.model
+    names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
+    values = getattr(engine.processor, "meter_values", ())
+    return {
+        "latency": engine.latency.total,
+        "xruns": engine.counters.xruns,
+        "late": m.late_blocks,
+        "resyncs": m.resyncs,
+        "failures": m.errors,
+        "meters": dict(zip(names, values, strict=False)),
+    }
+
+
+class OscTelemetry:
+    """A thread sending the engine's concept meters and events to the server's last client.
+
+    Args:
+        server: the OSC server (its socket and last client).
+        engine: the running engine (meters from its processor, events from its model thread).
+        meter_rate: `/meter/<name>` messages per second per concept (0: none).
+    """
+
+    def __init__(self, server: OscServer, engine: Any, meter_rate: float = 20.0):
+        self.server, self.engine, self.meter_rate = server, engine, float(meter_rate)
+        self.sent_meters = 0
+        self.sent_events = 0
+        self._seen = 0
+        self._last_failing = 0.0
+        self._running = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> OscTelemetry:
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name="musicsae-telemetry", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def tick(self) -> None:
+        """Send what is due now: new events (and errors), then one round of meters."""
+        engine, server = self.engine, self.server
+        for event in list(engine.events):
+            if event.seq <= self._seen:
+                continue
+            self._seen = event.seq
+            lost_ms = 1000.0 * event.lost_frames / engine.sr
+            self.sent_events += server.send("/event", [event.kind, float(lost_ms), event.message])
+            if event.kind in ("error", "failing"):
+                server.send("/error", ["model", event.message])
+        now = time.monotonic()
+        if engine.failing and now - self._last_failing >= 5.0:
+            self._last_failing = now
+            server.send("/error", ["model", f"EVERY BLOCK FAILS: {engine.model.last_error}"])
+        if self.meter_rate > 0:
+            names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
+            values = getattr(engine.processor, "meter_values", ())
+            for name, value in zip(names, values, strict=False):
+                self.sent_meters += server.send(f"/meter/{name}", [float(value)])
+
+    def _loop(self) -> None:
+        period = 1.0 / self.meter_rate if self.meter_rate > 0 else 0.1
+        next_at = time.monotonic()
+        while self._running:
+            self.tick()
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                next_at = time.monotonic()

@@ -69,6 +69,7 @@ class RaveModel:
         self.full_latent_size = int(getattr(self.module, "full_latent_size", latent))
         self.identity = ModelIdentity(self.path.name, hashlib.sha256(self._bytes).hexdigest(), self.sr, ratio, latent)
         self._delay: int | None = None
+        self._alignment = None
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", check_streaming: bool = True) -> RaveModel:
@@ -155,6 +156,15 @@ class RaveModel:
             self._delay = measure_delay(self)
         return self._delay
 
+    def alignment(self):
+        """First response and aligned delay (where the model's notes come out): `realtime.alignment`, measured
+        once per loaded model. The aligned delay is the one dry/wet mixing, latency and renders use."""
+        if self._alignment is None:
+            from realtime.alignment import measure_alignment
+
+            self._alignment = measure_alignment(self)
+        return self._alignment
+
 
 @torch.no_grad()
 def _silence_caches(module: torch.jit.ScriptModule) -> None:
@@ -185,3 +195,32 @@ def measure_delay(model: RaveModel, block: int | None = None, max_blocks: int = 
         if len(changed):
             return i * block + int(changed[0, 0]) - block
     raise UserError(f"RAVE model {model.path}: output never responds to an impulse within {max_blocks} blocks")
+
+
+def sae_hook(cfg: dict) -> str:
+    """The hook an SAE config names (`latent` when it names none)."""
+    return cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or "latent"
+
+
+def check_sae_for_model(sae_dir: str | Path, cfg: dict, model, hook: str = "latent") -> None:
+    """One line when the SAE was not trained on this model's `hook` (hook, dim or provenance)."""
+    from realtime.rave_split import hook_shape
+
+    trained_on = sae_hook(cfg)
+    if trained_on != hook:
+        raise UserError(f"SAE {sae_dir} was trained on hook {trained_on!r}, not {hook!r}")
+    width = hook_shape(model, hook)[0]  # an unknown hook: one line listing the model's hooks
+    d_in = cfg.get("d_in")
+    if d_in != width:
+        what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
+        raise UserError(f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {what} (another model's SAE?)")
+    ident = (cfg.get("musicsae") or {}).get("model") or {}
+    sha = ident.get("sha256") if isinstance(ident, dict) else None
+    if sha and sha != model.identity.sha256:
+        raise UserError(
+            f"SAE {sae_dir} was trained on {ident.get('name', '?')} ({sha[:12]}), not "
+            f"{model.path.name} ({model.identity.sha256[:12]})"
+        )
+    name = cfg.get("model_name") or (cfg.get("metadata") or {}).get("model_name") or ""
+    if not sha and name and name != model.path.name:
+        raise UserError(f"SAE {sae_dir} was trained on latents of {name}, not {model.path.name}")

@@ -3,9 +3,11 @@
 Per block: `encode_mean` (deterministic latents) → SAE encode → edit with the error term kept
 (`sae.steering`: x̂ = x + (f' − f) @ W_dec) → `decode`. Concepts on an inner hook (`encoder.net.N`,
 `decoder.net.N`) run the model in two parts around that layer (`realtime.rave_split`) and edit its
-frame-pooled output there. The model's own delay is removed so the output
-lines up with the input sample for sample; `decode`'s noise fill is seeded, so two renders of the same
-file differ only by the edit.
+frame-pooled output there. The model's aligned delay (`realtime.alignment`: where its notes come out, as in
+the live engine) is removed so the output lines up with the input; `decode`'s noise fill is seeded, so two
+renders of the same file differ only by the edit. With a schedule of edits per block, an edit that changes
+ramps over its block exactly as in the live engine (the same `realtime.processor` functions), so a live take
+can be reproduced offline sample for sample.
 
 `RaveStream` keeps one loaded stream and restores its streaming caches to the freshly loaded state
 between files (a copy of the cache buffers: far cheaper than loading the module again, and exact).
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from realtime.processor import edit_tensors, steer_block
 from sae.errors import UserError
 from sae.steering import Edit, EditState, Gate, apply_edit, check_sets
 
@@ -147,8 +150,9 @@ def offline_block(ratio: int, target: int = 16384) -> int:
 
 
 def model_delay(model: Any) -> int:
-    """The model's own delay in samples (`RaveModel.delay()`, measured once per loaded model)."""
-    return int(model.delay())
+    """The model's aligned delay in samples (where its notes come out, `RaveModel.alignment()`; measured once
+    per loaded model): the same figure the live engine lines dry and wet up with."""
+    return int(model.alignment().aligned)
 
 
 @torch.no_grad()
@@ -164,6 +168,7 @@ def render_array(
     shift: torch.Tensor | None = None,
     hook: str = "latent",
     gate: Gate | None = None,
+    edits: Sequence[Edit] | None = None,
 ) -> np.ndarray:
     """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
 
@@ -177,6 +182,8 @@ def render_array(
         block: samples per call (a multiple of the ratio; default `offline_block`).
         delay: the model's delay in samples (removed from the output).
         seed: seeds `decode`'s noise fill.
+        edits: one edit per block instead of `edit` (the last one repeats); a change ramps over its block
+            from the previous block's edit, as the live engine does.
     """
     block = block or offline_block(stream.ratio)
     if block % stream.ratio:
@@ -197,17 +204,33 @@ def render_array(
         raise UserError(f"a latent shift steers the 'latent' hook, not {hook!r}")
     split = stream.split(hook) if hook != "latent" else None
     gate = Gate() if gate is None else gate
-    for start in range(0, total, block):
+    scheduled = bool(edits) and sae is not None
+    W_dec = sae.W_dec.detach().to(torch.float32) if scheduled else None
+    prev: Edit | None = None
+    for i, start in enumerate(range(0, total, block)):
         x_block = xt[..., start : start + block]
-        g = gate.weights(x_block.mean(1), stream.ratio) if steer or shift is not None else None  # [1, F, 1]
+        tensors = None
+        if scheduled:  # as the live engine: the block's edit, ramped from the previous block's
+            cur = edits[min(i, len(edits) - 1)]
+            tensors = edit_tensors(prev if prev is not None else cur, cur, block // stream.ratio, W_dec.device)
+            prev = cur
+            if tensors[0].numel() == 0:
+                tensors = None
+        edited = steer or tensors is not None
+        g = gate.weights(x_block.mean(1), stream.ratio) if edited or shift is not None else None  # [1, F, 1]
         if split is not None:
-            edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
+            if tensors is not None:
+                edit_rows = lambda rows, t=tensors, g=g: steer_block(rows, None, sae, W_dec, t, g)  # noqa: E731
+            else:
+                edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
             outs.append(split(x_block, edit_rows)[0].mean(0).cpu())
             if progress:
                 progress(min(start + block, total), total)
             continue
         z = stream.encode_mean(x_block)
-        if steer:
+        if tensors is not None:
+            z = steer_block(z[0].T, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
+        elif steer:
             z = apply_edit(z[0].T, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
         if shift is not None:
             z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))

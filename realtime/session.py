@@ -1,24 +1,30 @@
 """Assemble a live engine from files: RAVE `.ts` + SAE dir + concept bank → controls, processor, engine.
 
 The one place where the live pieces are put together (the CLI, benches and tests all build through here),
-so a half-configured engine never exists: every mismatch is refused here with one line.
+so a half-configured engine never exists: every mismatch is refused here with one line, cheap checks first
+(period and block shape, SAE and bank of another model) before the slow ones (measuring the model's delay,
+timing blocks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from realtime.alignment import Alignment
+from realtime.budget import BudgetChoice, choose_block
 from realtime.controls import Controls, read_preset
 from realtime.engine import Engine
-from realtime.processor import BlockProcessor
+from realtime.processor import BlockProcessor, check_period, choose_blocksize
 from sae.errors import UserError
+from sae.meter import MeterParams
 from sae.steering import EditState
 
-_DELAYS: dict[str, int] = {}  # model sha256 → measured delay: measured once per process
+_ALIGNMENTS: dict[str, Alignment] = {}  # model sha256 → measured delays: measured once per process
 
 
 @dataclass
@@ -27,15 +33,17 @@ class LiveConfig:
     model: streaming RAVE `.ts`.
     sae: SAE directory on the RAVE latent (default: the one the bank's concepts name).
     bank: concept bank YAML (optional: without it only raw /feature gains steer).
-    blocksize: frames per model block (a multiple of the model's ratio; default ≈ 2048).
-    period: frames per audio callback.
+    blocksize: frames per model block (a multiple of the model's ratio; None: the smallest that keeps up).
+    period: frames per audio callback (must divide the block).
     channels: device channels, 1 or 2.
     stereo: mono model on stereo: "mid" or "channels".
-    headroom: model-thread budget per block, in blocks.
+    headroom: model-thread budget per block, in blocks (None: from the measured compute time).
     model_device: torch device for RAVE and the SAE ("cpu", "cuda", ...).
     threads: torch threads on the model thread.
     preset: preset YAML applied at start.
     mix, bypass: initial dry/wet and bypass.
+    meters: concept meters from the bank's probes (costs one SAE encode per block).
+    timing_s: seconds of block timing per candidate block.
     """
 
     model: Path
@@ -45,12 +53,14 @@ class LiveConfig:
     period: int = 256
     channels: int = 1
     stereo: str = "mid"
-    headroom: float = 1.0
+    headroom: float | None = None
     threads: int = 1
     preset: Path | None = None
     model_device: str = "cpu"
     mix: float = 1.0
     bypass: bool = False
+    meters: bool = True
+    timing_s: float = 1.0
 
 
 @dataclass
@@ -61,11 +71,13 @@ class LiveSession:
     controls: Controls
     rave: Any
     sae_dir: Path | None
+    alignment: Alignment
+    choice: BudgetChoice
     skipped: list[str] = field(default_factory=list)  # bank concepts not on this model / SAE
 
 
 def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[str, Any], Path | None, list[str]]:
-    """Concepts of `bank` found on this RAVE model's latent with the chosen SAE."""
+    """Concepts of `bank` found on this RAVE model with the chosen SAE (the first concept's by default)."""
     ours = [c for c in bank if c.model.sha256 == rave.identity.sha256]
     skipped = [f"{c.name} (model {c.model.name})" for c in bank if c.model.sha256 != rave.identity.sha256]
     if bank.concepts and not ours:
@@ -92,33 +104,57 @@ def load_model(cfg: LiveConfig) -> Any:
     return RaveModel.load(cfg.model, device=cfg.model_device)
 
 
-def build_live(cfg: LiveConfig, rave: Any | None = None) -> LiveSession:
+def alignment_of(rave: Any) -> Alignment:
+    """The model's delays (`realtime.alignment`), measured once per model per process."""
+    found = _ALIGNMENTS.get(rave.identity.sha256)
+    if found is None:
+        found = _ALIGNMENTS[rave.identity.sha256] = rave.alignment()
+    return found
+
+
+def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], None] | None = None) -> LiveSession:
     """Load and check everything (the model too, unless given); the engine is built but not started."""
+    from realtime.rave import check_sae_for_model, sae_hook
     from sae.bank import ConceptBank
     from sae.export import script_sae
-    from sae.io import load_sae
+    from sae.io import load_sae, read_sae_cfg
 
     torch.set_num_threads(cfg.threads)
     rave = rave if rave is not None else load_model(cfg)
+    if cfg.blocksize is not None:  # shapes first: nothing slow runs for an impossible pair
+        check_period(cfg.period, choose_blocksize(rave.ratio, cfg.blocksize))
+    elif cfg.period <= 0:
+        check_period(cfg.period, rave.ratio)
     concepts: dict[str, Any] = {}
     skipped: list[str] = []
     sae_dir = Path(cfg.sae) if cfg.sae is not None else None
     if cfg.bank is not None:
         concepts, sae_dir, skipped = _select_concepts(ConceptBank.load(cfg.bank), rave, sae_dir)
     sae = None
+    hook = "latent"
     if sae_dir is not None:
         if not Path(sae_dir).is_dir():
             raise UserError(f"SAE {sae_dir}: no such directory")
+        sae_cfg = read_sae_cfg(sae_dir)
+        hook = sae_hook(sae_cfg)
+        check_sae_for_model(sae_dir, sae_cfg, rave, hook)
         sae = script_sae(load_sae(sae_dir))
+        for name in [n for n, c in concepts.items() if c.hook != hook]:
+            skipped.append(f"{name} (hook {concepts.pop(name).hook}, the SAE's is {hook})")
     d_sae = int(sae.W_dec.shape[0]) if sae is not None else 0
     state = EditState.from_concepts(d_sae, concepts)
     controls = Controls(state, mix=cfg.mix, bypass=cfg.bypass)
     if cfg.preset is not None:
         with controls.transaction() as draft:
             draft.load_preset(read_preset(cfg.preset))
-    delay = _DELAYS.get(rave.identity.sha256)
-    if delay is None:
-        delay = _DELAYS[rave.identity.sha256] = rave.delay()
-    processor = BlockProcessor(rave, sae, cfg.blocksize, cfg.channels, cfg.stereo, delay=delay)
-    engine = Engine(processor, controls, cfg.period, cfg.headroom, cfg.threads)
-    return LiveSession(engine, controls, rave, sae_dir, skipped)
+    meters = MeterParams.from_concepts(concepts) if cfg.meters and sae is not None else None
+    alignment = alignment_of(rave)
+
+    def make(block: int) -> BlockProcessor:
+        return BlockProcessor(rave, sae, block, cfg.channels, cfg.stereo, alignment.aligned,
+                              alignment.first_response, meters, hook=hook)  # fmt: skip
+
+    processor, choice = choose_block(make, rave.ratio, cfg.period, rave.sr, controls.warm_up_snapshots(),
+                                     cfg.blocksize, cfg.headroom, seconds=cfg.timing_s, say=say)  # fmt: skip
+    engine = Engine(processor, controls, cfg.period, threads=cfg.threads, budget=choice.budget)
+    return LiveSession(engine, controls, rave, sae_dir, alignment, choice, skipped)

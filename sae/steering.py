@@ -132,21 +132,25 @@ def steer(
         gain, add: [K], or [.., K] broadcasting against f[.., idx] (e.g. [T, K] per-frame ramps).
         floor: clamp floors [K] or [.., K] (0: no clamp on that feature), or None.
         gate: per-frame weights [.., 1] in [0, 1] on `add` and `floor` (`energy_gate`), or None (all 1).
+    Edit tensors follow f's device when they are elsewhere (no-ops when they are there already; callers that
+    run per block move them once, see `realtime.processor.edit_tensors`).
     """
     if idx.numel() == 0:
         return x
+    idx = idx.to(f.device)  # edits follow the SAE's device (no-ops when they are there already)
     fk = f.index_select(-1, idx)
-    add = add.to(fk.dtype)
+    dev, dt = fk.device, fk.dtype
+    add = add.to(dev, dt)
     if gate is not None:
-        add = add * gate.to(fk.dtype)
-    new = fk * gain.to(fk.dtype) + add
+        add = add * gate.to(dev, dt)
+    new = fk * gain.to(dev, dt) + add
     if floor is not None:
-        fl = floor.to(fk.dtype)
+        fl = floor.to(dev, dt)
         if gate is not None:
-            fl = fl * gate.to(fk.dtype)
+            fl = fl * gate.to(dev, dt)
         new = torch.where(fl > 0, torch.maximum(new, fl), new)
     delta = new - fk
-    return x + (delta @ W_dec.index_select(0, idx).to(fk.dtype)).to(x.dtype)
+    return x + (delta @ W_dec.index_select(0, idx.to(W_dec.device)).to(dev, dt)).to(x.dtype)
 
 
 @dataclass(frozen=True)

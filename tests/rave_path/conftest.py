@@ -35,9 +35,10 @@ def tiny_sae_dir(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path) -
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_rave_ts: Path):
-    """The tiny RAVE loaded once, with its delay measured once: (RaveModel, delay)."""
+    """The tiny RAVE loaded once, with the delay renders remove measured once: (RaveModel, aligned delay)."""
     from realtime.rave import RaveModel
+    from realtime.render_rave import model_delay
 
     torch.set_num_threads(1)
     model = RaveModel.load(tiny_rave_ts)
-    return model, model.delay()
+    return model, model_delay(model)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,12 +75,23 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(not_rave))
     wrong_sae = tmp_path / "sae8"
     save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4)), wrong_sae)
+    other_sae = tmp_path / "sae_other"  # the right width, trained on another model's latents
+    save_sae(SparseAutoencoder(SAEConfig(d_in=16, d_sae=32, k=4, hook_name="latent")), other_sae)
+    cfg = json.loads((other_sae / "cfg.json").read_text())
+    cfg["musicsae"] = {"model": {"name": "other.ts", "sha256": "ab" * 32}}
+    (other_sae / "cfg.json").write_text(json.dumps(cfg))
     out = str(tmp_path / "o.wav")
     cases = [
         (["--model", str(not_rave), "--input", str(wav), "--output", out], "not a RAVE export"),
         (["--model", str(tmp_path / "missing.ts"), "--input", str(wav), "--output", out], "no such file"),
         (["--model", str(tiny_rave_ts), "--sae", str(wrong_sae), "--input", str(wav), "--output", out],
-         "latent size 16"),
+         "takes 8-dim inputs; tiny_rave.ts has 16 latents"),
+        (["--model", str(tiny_rave_ts), "--sae", str(other_sae), "--input", str(wav), "--output", out],
+         "was trained on other.ts (abababababab), not tiny_rave.ts"),
+        (["--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", "4096", "--input", str(wav),
+          "--output", out], "period 4096 with block 2048"),
+        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", str(tmp_path / "o.xyz")],
+         "unknown audio format '.xyz'"),
         (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),
         (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
         (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),
@@ -89,4 +102,16 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
         assert len(errors) == 1 and needle in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
-    assert not Path(out).exists()
+    assert not Path(out).exists() and not (tmp_path / "o.xyz").exists()
+
+
+def test_no_audio_device_says_how_to_get_one(tiny_rave_ts):
+    """No sound card and no JACK server: --list-devices and device mode both say how to start a JACK dummy."""
+    env = {**os.environ, "JACK_NO_START_SERVER": "1", "JACK_DEFAULT_SERVER": "musicsae-none-here"}
+    for args in (["--list-devices"], ["--model", str(tiny_rave_ts), "--no-osc"]):
+        cmd = [sys.executable, "-m", "training.cli", "live", *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+        assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+        assert "no audio devices found" in errors[0] and "jackd -d dummy" in errors[0], errors
+        assert proc.stdout.strip() == ""

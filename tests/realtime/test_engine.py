@@ -26,7 +26,6 @@ def _signal(sr: int, seconds: float, channels: int = 1, seed: int = 0) -> np.nda
 def _run(rave_model, sae, state, data, blocksize=1024, period=256, **controls):
     proc = BlockProcessor(rave_model, sae, blocksize, channels=data.shape[1], stereo=controls.pop("stereo", "mid"))
     ctl = Controls(state, **controls)
-    torch.manual_seed(0)  # RAVE's decoder draws noise from the global generator
     with Engine(proc, ctl, period=period) as engine:
         out = run_file(engine, data)
     return out, engine
@@ -53,7 +52,8 @@ def test_bypass_returns_the_input_exactly_with_latency_removed(rave_model, laten
     state = EditState.from_concepts(64, bank.concepts)
     out, engine = _run(rave_model, latent_sae, state, data, bypass=True)
     assert engine.counters.underruns == 0 and engine.model.errors == 0
-    assert engine.latency.engine == engine.prefill + rave_model.delay()
+    assert engine.latency.engine == engine.prefill + rave_model.alignment().aligned
+    assert engine.latency.first_response == rave_model.delay() <= engine.latency.model_delay
     np.testing.assert_array_equal(out, data)
 
 
@@ -69,6 +69,33 @@ def test_identity_edit_equals_plain_rave_and_edits_change_the_sound(rave_model, 
     steered, engine = _run(rave_model, latent_sae, state, data)
     assert engine.model.errors == 0
     assert np.abs(steered - plain).max() > 1e-3 * np.abs(plain).max()
+
+
+def test_an_edit_switched_mid_stream_equals_the_offline_render_on_the_same_blocks(rave_model, latent_sae, bank):
+    from realtime.render_rave import RaveStream, render_array
+
+    data = _signal(rave_model.sr, 1.5)
+    state = EditState.from_concepts(64, bank.concepts)
+    controls = Controls(state)  # noisy starts off (bank default), bright neutral
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    switches = {20000: "on:6", 40000: "scale:0.25"}
+
+    def on_period(n):
+        for at, mode in switches.items():
+            if n == at // 256 * 256:
+                with controls.transaction() as draft:
+                    draft.state.set_mode("bright", mode)
+
+    with Engine(proc, controls, period=256) as engine:
+        engine.trace = []
+        out = run_file(engine, data, on_period=on_period)[:, 0]
+    edits = [snap.edit for _, snap in engine.trace]
+    assert [a for a, _ in engine.trace] == list(range(0, 1024 * len(edits), 1024))
+    assert len({id(e) for e in edits}) == 3  # the two switches landed on blocks of this take
+    offline = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=edits, block=1024, delay=proc.delay)
+    np.testing.assert_array_equal(out, offline)
+    plain = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=[edits[0]], block=1024, delay=proc.delay)
+    assert np.abs(out - plain).max() > 1e-3 * np.abs(plain).max()  # and the switches did change the sound
 
 
 def test_mix_and_edit_changes_ramp_over_one_block(rave_model, latent_sae):

@@ -109,6 +109,74 @@ def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank):
     assert "Traceback" not in err
 
 
+def _reference(model, x, phase: int):
+    """What a fresh stream of the model makes of `x` when it starts `phase` samples into a frame, after a
+    second of silence (as the engine has been fed before the probe plays): output from x's first sample on."""
+    import numpy as np
+    import torch
+
+    pre = model.sr // model.ratio * model.ratio + phase
+    total = pre + len(x) + model.sr
+    total += (-total) % 2048
+    padded = np.zeros(total, np.float32)
+    padded[pre : pre + len(x)] = x
+    stream = model.new_stream()
+    xt = torch.from_numpy(padded).reshape(1, 1, -1)
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        y = torch.cat([stream.decode(stream.encode_mean(xt[..., i : i + 2048]))[0, 0] for i in range(0, total, 2048)])
+    return y.numpy()[pre:]
+
+
+def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny_rave_ts):
+    """Plucked notes, not an impulse, and the wet path, not bypass: the recording is what the model makes of
+    the notes, sample for sample, delayed by exactly the latency the engine printed minus the model's aligned
+    delay (which is inside the model's own output)."""
+    from realtime.alignment import music_signal
+    from realtime.latency import window_lags
+    from realtime.rave import RaveModel
+
+    model = RaveModel.load(tiny_rave_ts)
+    x, _ = music_signal(jack.sr, model.ratio)
+    # the probe starts on a JACK period; the engine's frame grid is then at one of these phases
+    refs = {phase: _reference(model, x, phase) for phase in range(0, model.ratio, jack.period)}
+    osc_port, reply_port = _free_port(), _free_port()
+    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    replies.bind(("127.0.0.1", reply_port))
+    replies.settimeout(0.2)
+    # a generous budget: this shared machine should not make the take late (that is tested elsewhere)
+    proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "2", "--osc-port",
+                 str(osc_port), "--reply-port", str(reply_port), "--duration", "120")  # fmt: skip
+    try:
+        delay_line = _wait_for(proc, "model delay")
+        aligned = int(re.search(r"model delay (\d+) samples", delay_line).group(1))
+        line = _wait_for(proc, "latency")
+        computed = int(re.match(r"latency (\d+) samples", line).group(1))
+        _wait_for(proc, "streaming")
+        expected = computed - aligned
+        takes = []
+        for _attempt in range(3):  # an xrun on this busy machine spoils a stretch of a take: try again
+            probe = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=len(x) / jack.sr + 2.5)
+            rec = probe.play(x, first=1.0)
+            windows = max((window_lags(ref, rec, computed + 4096, jack.sr // 2) for ref in refs.values()),
+                          key=lambda w: sum(score > 0.999 for _, _, score in w))  # fmt: skip
+            exact = [lag for _, lag, score in windows if score > 0.999]
+            takes.append((exact, len(windows)))
+            if len(exact) >= len(windows) // 2:
+                break
+        exact, n = takes[-1]
+        assert len(exact) >= n // 2, (takes, expected, line)  # the same waveform: the model's own output
+        assert exact.count(expected) >= len(exact) // 2 + 1, (takes, expected, line)  # at the computed latency
+        # an xrun drops whole JACK periods in flight: any other exact stretch is off by whole periods only
+        assert all((lag - expected) % jack.period == 0 for lag in exact), (takes, expected)
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        replies.close()
+    assert "Traceback" not in err
+
+
 def test_missing_device_and_refused_rate_exit_2(jack, tiny_rave_ts):
     proc = _live(jack, "--model", str(tiny_rave_ts), "--device", "no-such-card", "--osc-port", "0")
     _, err = proc.communicate(timeout=120)
@@ -118,3 +186,38 @@ def test_missing_device_and_refused_rate_exit_2(jack, tiny_rave_ts):
         _, err = proc.communicate(timeout=120)
     errors = [line for line in err.splitlines() if line.startswith("musicsae: error:")]
     assert proc.returncode == 2 and len(errors) == 1 and "44100 Hz" in errors[0], err
+
+
+@pytest.mark.slow
+def test_live_with_no_arguments_plays_the_demo_concepts_and_answers_osc_from_the_start(jack):
+    """`musicsae live` alone: the demo model with the shipped concepts; OSC answers `loading` before the model
+    is ready, then concepts, state and meters."""
+    from realtime.osc import encode_message
+
+    osc_port, reply_port = _free_port(), _free_port()
+    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    replies.bind(("127.0.0.1", reply_port))
+    replies.settimeout(0.2)
+    proc = _live(jack, "--osc-port", str(osc_port), "--reply-port", str(reply_port), "--duration", "120")
+    try:
+        _wait_for(proc, "OSC on")
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.sendto(encode_message("/ping", []), ("127.0.0.1", osc_port))
+        assert ("/pong", ["loading"]) in _replies(replies, "/pong")
+        sender.sendto(encode_message("/concept/guitar/mode", ["off"]), ("127.0.0.1", osc_port))  # kept, then applied
+        concepts = _wait_for(proc, "SAE")
+        assert "demo_sae" in concepts and "concepts: guitar, drums" in concepts, concepts
+        _wait_for(proc, "streaming")
+        sender.sendto(encode_message("/state", []), ("127.0.0.1", osc_port))
+        state = _replies(replies, "/state/end", timeout=20)
+        assert ("/state/concept", ["guitar", "off", 1.0, 1.0]) in state, state
+        assert {args[0] for address, args in state if address == "/state/meter"} == {"guitar", "drums"}
+        meters = [a for a, _ in _replies(replies, "/meter/drums", timeout=10) if a.startswith("/meter/")]
+        assert "/meter/drums" in meters
+        sender.close()
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        replies.close()
+    assert "Traceback" not in err

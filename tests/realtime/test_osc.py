@@ -203,6 +203,28 @@ def _fuzz_packets(n: int, seed: int) -> list[bytes]:
     return packets
 
 
+def test_messages_sent_while_loading_wait_and_ping_says_loading(bank):
+    listener = Listener()
+    with OscServer(None, port=0, reply_port=listener.port) as srv:
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        out.sendto(encode_message("/ping", [3]), ("127.0.0.1", srv.port))
+        assert listener.collect(until="/pong") == [("/pong", ["loading"])]
+        for message in (encode_message("/mix", [0.25]), encode_message("/concept/bright/mode", ["on"]),
+                        encode_message("/mix", [0.5]), encode_message("/state", [])):  # fmt: skip
+            out.sendto(message, ("127.0.0.1", srv.port))
+        time.sleep(0.3)
+        assert listener.collect(timeout=0.3) == []  # nothing is answered or lost while loading
+        controls = Controls(EditState.from_concepts(64, bank.concepts))
+        srv.attach(OscControl(controls))
+        state = listener.collect(until="/state/end")
+        assert ("/state/mix", [0.5]) in state and ("/state/concept", ["bright", "on", 1.0, 1.0]) in state
+        assert controls.snapshot.mix == 0.5  # applied in the order sent
+        out.sendto(encode_message("/ping", [3]), ("127.0.0.1", srv.port))
+        assert listener.collect(until="/pong") == [("/pong", [3])]
+        out.close()
+    listener.close()
+
+
 def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank):
     state = EditState.from_concepts(64, bank.concepts)
     controls = Controls(state)
@@ -212,6 +234,7 @@ def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank
     data = (0.2 * np.random.default_rng(1).standard_normal((rave_model.sr * 2, 1))).astype(np.float32)
     result = {}
     with Engine(proc, controls, period=512) as engine, OscServer(control, port=0, reply_port=listener.port) as srv:
+        engine.inject_stall(0.5)  # the model thread stalls while the garbage arrives
         runner = threading.Thread(target=lambda: result.setdefault("out", run_file(engine, data)))
         runner.start()
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

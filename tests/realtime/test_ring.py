@@ -1,4 +1,4 @@
-"""The SPSC ring: wrap-around, overflow and underflow counts, skipping."""
+"""The position-indexed ring: wrap-around, reading what a concurrent writer published, overwrite by position."""
 
 from __future__ import annotations
 
@@ -6,48 +6,54 @@ import threading
 
 import numpy as np
 
-from realtime.ring import AudioRing
+from realtime.ring import FrameRing
 
 
-def test_wraps_around_and_reports_what_fits():
-    ring = AudioRing(10, 2)  # rounded up to 16
+def test_frames_live_at_their_position_across_the_wrap():
+    ring = FrameRing(10, 2)  # rounded up to 16
     assert ring.capacity == 16
-    out = np.zeros((16, 2), dtype=np.float32)
     data = np.arange(24, dtype=np.float32).reshape(12, 2)
-    for _ in range(5):
-        assert ring.write(data) == 12
-        assert ring.read(out[:12]) == 12
-        np.testing.assert_array_equal(out[:12], data)
-    assert ring.write(data) == 12
-    assert ring.write(data) == 4  # only 4 frames left: the rest is an overflow
-    assert ring.readable() == 16 and ring.writable() == 0
-    assert ring.skip(10) == 10
-    assert ring.read(out) == 6
-    np.testing.assert_array_equal(out[:2], data[10:12])
-    np.testing.assert_array_equal(out[2:6], data[:4])
-    assert ring.read(out) == 0
+    out = np.zeros((12, 2), dtype=np.float32)
+    for pos in (0, 12, 24, 36, 100):  # 12 frames at positions that cross slot 15 → 0
+        ring.put(pos, data)
+        ring.get(pos, out)
+        np.testing.assert_array_equal(out, data)
+    ring.put(1000, data)
+    part = np.zeros((4, 2), dtype=np.float32)
+    ring.get(1006, part)
+    np.testing.assert_array_equal(part, data[6:10])
+    ring.fill(1004, 4)
+    ring.get(1002, out[:6])
+    np.testing.assert_array_equal(out[:6], np.r_[data[2:4], np.zeros((4, 2), np.float32)])
+    ring.put(1000 + 16, data[:2])  # one lap later: the slot of position 1000 now holds position 1016
+    ring.get(1000, part[:2])
+    np.testing.assert_array_equal(part[:2], data[:2])
 
 
-def test_concurrent_producer_consumer_keep_order():
-    ring = AudioRing(256, 1)
-    total = 20_000
+def test_reader_sees_exactly_what_the_writer_published():
+    ring = FrameRing(256, 1)
+    total, published = 40_000, [0]
     got = []
 
     def consume():
-        buf = np.zeros((64, 1), dtype=np.float32)
-        n_done = 0
-        while n_done < total:
-            n = ring.read(buf)
+        pos, buf = 0, np.zeros((64, 1), dtype=np.float32)
+        while pos < total:
+            n = min(64, published[0] - pos)
+            if n <= 0:
+                continue
+            ring.get(pos, buf[:n])
             got.append(buf[:n, 0].copy())
-            n_done += n
+            pos += n
 
     thread = threading.Thread(target=consume)
     thread.start()
     src = np.arange(total, dtype=np.float32).reshape(-1, 1)
     pos = 0
     while pos < total:
-        pos += ring.write(src[pos : pos + 48])
+        n = min(48, total - pos, 128 - (pos - sum(len(g) for g in got)))  # never lap the reader
+        if n > 0:
+            ring.put(pos, src[pos : pos + n])
+            pos += n
+            published[0] = pos
     thread.join(timeout=30)
     np.testing.assert_array_equal(np.concatenate(got), src[:, 0])
-    ring.write_zeros(5)
-    assert ring.readable() == 5

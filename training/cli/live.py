@@ -1,5 +1,14 @@
 """`musicsae live`: microphone → RAVE → SAE concept edits → speakers, controlled over OSC.
 
+With no arguments it plays the demo model with the shipped demo concepts (training/assets). The block is
+the smallest the model keeps up with on this machine (measured at start; `--blocksize`/`--headroom`
+override), and the start-up lines say what it chose and the latency it gives. OSC listens from the first
+second (`/ping` answers `loading` until the model is ready; other messages wait and then apply).
+
+Without a sound card, start a JACK server on its dummy backend first (Debian package jackd2):
+
+    JACK_NO_AUDIO_RESERVATION=1 jackd -d dummy -r 44100 -p 256 &
+
 With `--input FILE --output FILE` the same engine runs from a file, at real-time pace (`--pace realtime`)
 or as fast as it goes (`--pace fast`, the default for files), and the output is written latency-aligned.
 """
@@ -10,6 +19,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+from training.cli.args import nonneg_float, positive_int
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+DEMO_MODEL = ASSETS / "demo_rave.ts"
+DEMO_BANK = ASSETS / "demo_concepts.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,18 +39,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--model-device", default="cpu", help="torch device for RAVE and the SAE (cpu, cuda, cuda:1)")
     p.add_argument("--sae", type=Path, help="SAE directory on the RAVE latent (default: the bank's)")
-    p.add_argument("--bank", type=Path, help="concept bank YAML")
+    p.add_argument(
+        "--bank", type=Path, help="concept bank YAML (default with the demo model: the shipped demo concepts)"
+    )
     p.add_argument("--preset", type=Path, help="preset YAML applied at start (concepts/features/mix/bypass)")
     p.add_argument(
         "--preset-dir", type=Path, help="the folder /preset/load reads presets from, by name (default: the bank's)"
     )
     p.add_argument("--device", help="audio device name (or part of it) or index (default: system default)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("--blocksize", type=int, help="frames per model block, a multiple of the model's ratio")
-    p.add_argument("--period", type=int, default=256, help="frames per audio callback (default 256)")
+    p.add_argument(
+        "--blocksize",
+        type=positive_int,
+        help="frames per model block, a multiple of the model's ratio (default: the smallest that keeps up, measured)",
+    )
+    p.add_argument("--period", type=positive_int, default=256, help="frames per audio callback (default 256)")
     p.add_argument("--channels", type=int, choices=(1, 2), default=1, help="device channels")
     p.add_argument("--stereo", choices=("mid", "channels"), default="mid", help="mono model on stereo")
-    p.add_argument("--headroom", type=float, default=1.0, help="model time budget per block, in blocks")
+    p.add_argument(
+        "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads on the model thread")
     p.add_argument("--mix", type=float, default=1.0, help="initial dry/wet mix in [0, 1]")
     p.add_argument("--bypass", action="store_true", help="start bypassed")
@@ -43,15 +66,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0 = any free port)")
     p.add_argument("--reply-port", type=int, help="send OSC replies to this port instead of the sender's")
     p.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
+    p.add_argument(
+        "--meter-rate",
+        type=nonneg_float,
+        default=20.0,
+        help="OSC /meter/<concept> messages per second to the last client (default 20; 0: off)",
+    )
     p.add_argument("--input", type=Path, help="read audio from this file instead of a device")
     p.add_argument("--output", type=Path, help="write the processed file here (with --input)")
     p.add_argument("--pace", choices=("fast", "realtime"), default="fast", help="file mode pace")
     p.add_argument("--duration", type=float, help="stop after this many seconds (device mode)")
     p.add_argument("--no-view", action="store_true", help="plain status lines instead of the rich view")
+    # fault injection for benches and tests: the model thread sleeps these seconds in turn, every N seconds
+    p.add_argument("--inject-stalls", help=argparse.SUPPRESS)
+    p.add_argument("--inject-every", type=float, default=60.0, help=argparse.SUPPRESS)
     p.set_defaults(func=run)
-
-
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo_rave.ts"
 
 
 def _say(msg: str) -> None:
@@ -72,76 +101,146 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run(args: argparse.Namespace) -> int:
+def list_devices() -> int:
+    """Print the audio devices; none at all is an error that says how to get one."""
+    from realtime.audio_io import JACK_HINT, _sounddevice
     from sae.errors import UserError
 
-    if args.list_devices:
-        from realtime.audio_io import _sounddevice
+    devices = _sounddevice().query_devices()
+    if len(devices) == 0:
+        raise UserError(f"no audio devices found: {JACK_HINT}")
+    print(devices)
+    return 0
 
-        print(_sounddevice().query_devices())
-        return 0
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Everything that can be refused before any slow work."""
+    from sae.errors import UserError
+
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output: give both (file mode) or neither (device mode)")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
     if args.input is not None and not args.input.is_file():
         raise UserError(f"input {args.input}: no such file")
+    if args.output is not None:
+        import soundfile as sf
 
-    from realtime.osc import OscControl, OscServer
-    from realtime.session import LiveConfig, build_live, load_model
+        formats = sf.available_formats()
+        if args.output.suffix[1:].upper() not in formats:
+            raise UserError(
+                f"output {args.output}: unknown audio format {args.output.suffix or '(no suffix)'!r}; "
+                "expected .wav, .flac, .ogg, .aiff or another suffix soundfile writes"
+            )
+    if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
+        raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")
+    if not 0.0 <= args.mix <= 1.0:
+        raise UserError(f"--mix {args.mix}: expected a number in [0, 1]")
+    if args.inject_stalls:
+        try:
+            [float(v) for v in args.inject_stalls.split(",")]
+        except ValueError:
+            raise UserError(f"--inject-stalls {args.inject_stalls!r}: expected seconds, e.g. 0.25,1") from None
 
+
+def _run(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        return list_devices()
+    _check_args(args)
+    demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
+    if demo_bank:
+        args.bank = DEMO_BANK
     if args.input is None:  # a missing device fails before the model loads
         from realtime.audio_io import find_device
 
         find_device(args.device)
 
-    cfg = LiveConfig(
-        model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,
-        channels=args.channels, stereo=args.stereo, headroom=args.headroom, threads=args.threads,
-        preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
-    )  # fmt: skip
-    rave = load_model(cfg)
-    if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
-        from realtime.audio_io import check_device
-
-        check_device(args.device, args.channels, rave.sr)
-    session = build_live(cfg, rave)
-    engine = session.engine
-    for note in session.skipped:
-        _say(f"skipped concept {note}")
-    names = ", ".join(session.controls.concept_names()) or "none"
-    _say(f"model {args.model.name}: {engine.sr} Hz, ratio {session.rave.ratio}, latent {session.rave.latent_size}")
-    _say(f"SAE {session.sae_dir or '(none)'}; concepts: {names}")
+    from realtime.osc import OscControl, OscServer
+    from realtime.session import LiveConfig, build_live, load_model
 
     osc = None
-    if not args.no_osc:
-        preset_dir = args.preset_dir or (args.bank.parent if args.bank else Path.cwd())
-        control = OscControl(
-            session.controls,
-            status=lambda: {"latency": engine.latency.total, "xruns": engine.counters.xruns},
-            preset_dir=preset_dir,
-        )
-        osc = OscServer(control, args.osc_host, args.osc_port, args.reply_port)
+    if not args.no_osc:  # listening from the start: /ping answers "loading" while the model loads
+        osc = OscServer(None, args.osc_host, args.osc_port, args.reply_port).start()
         _say(f"OSC on {osc.host}:{osc.port}" + (f", replies to port {args.reply_port}" if args.reply_port else ""))
     try:
+        cfg = LiveConfig(
+            model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,
+            channels=args.channels, stereo=args.stereo, headroom=args.headroom, threads=args.threads,
+            preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
+        )  # fmt: skip
+        rave = load_model(cfg)
+        if demo_bank and not _bank_fits(DEMO_BANK, rave):
+            _say("the shipped demo concepts were found on another demo model: playing without concepts "
+                 "(`python -m training.rave.demo_assets` makes them for this one)")  # fmt: skip
+            cfg.bank = args.bank = None
+        if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
+            from realtime.audio_io import check_device
+
+            check_device(args.device, args.channels, rave.sr)
+        _say(f"model {args.model.name}: {rave.sr} Hz, ratio {rave.ratio}, latent {rave.latent_size}")
+        if args.blocksize is None:
+            _say("timing the model to choose the block:")
+        session = build_live(cfg, rave, say=_say)
+        engine = session.engine
+        for note in session.skipped:
+            _say(f"skipped concept {note}")
+        names = ", ".join(session.controls.concept_names()) or "none"
+        _say(f"SAE {session.sae_dir or '(none)'}; concepts: {names}")
+        meters = engine.processor.meter_names
+        if meters:
+            rate = f"/meter/<name> at {args.meter_rate:g} Hz" if args.meter_rate > 0 and osc else "no OSC meters"
+            _say(f"meters: {', '.join(meters)} ({rate})")
+        _say(session.alignment.describe(engine.sr))
+        _say(session.choice.describe())
+        if osc is not None:
+            status = _status(engine)
+            osc.attach(OscControl(session.controls, status=status, preset_dir=_preset_dir(args)))
+    except BaseException:
+        if osc is not None:
+            osc.stop()
+        raise
+    telemetry = None
+    try:
+        if osc is not None:
+            from realtime.osc import OscTelemetry
+
+            telemetry = OscTelemetry(osc, engine, args.meter_rate).start()
         if args.input is not None:
             return _run_file(args, engine, osc)
         return _run_device(args, engine, osc)
     finally:
+        if telemetry is not None:
+            telemetry.stop()
         if osc is not None:
             osc.stop()
         engine.close()
+
+
+def _bank_fits(path: Path, rave) -> bool:
+    from sae.bank import ConceptBank
+
+    return any(c.model.sha256 == rave.identity.sha256 for c in ConceptBank.load(path))
+
+
+def _status(engine):
+    from realtime.osc import engine_status
+
+    return lambda: engine_status(engine)
+
+
+def _preset_dir(args: argparse.Namespace) -> Path:
+    return args.preset_dir or (args.bank.parent if args.bank else Path.cwd())
 
 
 def _run_file(args: argparse.Namespace, engine, osc) -> int:
     from rich.progress import Progress
 
     from realtime.audio_io import read_audio, run_file, write_audio
+    from realtime.live_view import status_line
+    from sae.errors import UserError
 
     data = read_audio(args.input, engine.sr, engine.channels)
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
-    if osc is not None:
-        osc.start()
     engine.start()
     t0 = time.perf_counter()
     with Progress(transient=True, disable=args.no_view) as progress:
@@ -150,11 +249,14 @@ def _run_file(args: argparse.Namespace, engine, osc) -> int:
             engine, data, realtime=args.pace == "realtime", on_period=lambda n: progress.update(task, completed=n)
         )
     took = time.perf_counter() - t0
+    m = engine.model
+    if m.blocks and m.errors >= m.blocks:
+        raise UserError(f"model: every block failed ({m.last_error}); {args.output} not written")
     write_audio(args.output, out, engine.sr)
     seconds = len(data) / engine.sr
-    from realtime.live_view import status_line
-
     _say(status_line(engine, osc.control if osc else None))
+    if m.errors:
+        _say(f"model errors in {m.errors} of {m.blocks} blocks (played dry there); last: {m.last_error}")
     _say(f"wrote {args.output}: {seconds:.2f} s of audio in {took:.2f} s (RTF {took / max(seconds, 1e-9):.3f})")
     return 0
 
@@ -167,30 +269,44 @@ def _run_device(args: argparse.Namespace, engine, osc) -> int:
     sys.setswitchinterval(0.001)
     stream = open_duplex(engine, args.device)
     _say(engine.latency.describe())
-    if osc is not None:
-        osc.start()
     engine.start()
     stream.start()
-    deadline = time.monotonic() + args.duration if args.duration else None
+    _say("streaming" + (f" for {args.duration:g} s" if args.duration else " (Ctrl-C stops)"))
+    start = time.monotonic()
+    deadline = start + args.duration if args.duration else None
+    stalls = [float(v) for v in args.inject_stalls.split(",")] if args.inject_stalls else []
+    injected = 0
     control = osc.control if osc else None
+    live = None
     try:
-        if args.no_view:
-            last = time.monotonic()
-            while deadline is None or time.monotonic() < deadline:
-                time.sleep(0.1)
-                if time.monotonic() - last >= 5.0:
-                    last = time.monotonic()
-                    _say(status_line(engine, control))
-        else:
+        if not args.no_view:
             from rich.live import Live
 
-            with Live(render(engine, control), refresh_per_second=8, screen=False) as live:
-                while deadline is None or time.monotonic() < deadline:
-                    time.sleep(0.125)
-                    live.update(render(engine, control))
+            live = Live(render(engine, control), refresh_per_second=8, screen=False)
+            live.start()
+        last = time.monotonic()
+        seen = 0
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.125 if live else 0.1)
+            now = time.monotonic()
+            if stalls and now - start >= (injected + 1) * args.inject_every:
+                engine.inject_stall(stalls[injected % len(stalls)])
+                injected += 1
+            if live is not None:
+                live.update(render(engine, control))
+                continue
+            for event in list(engine.events):  # plain mode: every event as its own line
+                if event.seq > seen:
+                    seen = event.seq
+                    _say(f"event {event.kind} at {event.at_s:.2f} s: {event.message}")
+            if now - last >= 5.0:
+                last = now
+                _say(status_line(engine, control))
     except KeyboardInterrupt:
         pass
     finally:
+        if live is not None:
+            live.stop()
         stream.stop()
         stream.close()
     _say(status_line(engine, control))

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.rave import check_sae_for_model, sae_hook
 from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
@@ -84,35 +85,6 @@ class FindResult:
     bank_path: Path
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def sae_hook(cfg: dict) -> str:
-    """The hook an SAE config names (`latent` when it names none)."""
-    return cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or "latent"
-
-
-def check_sae_for_model(sae_dir: str | Path, cfg: dict, model, hook: str = "latent") -> None:
-    """One line when the SAE was not trained on this model's `hook` (hook, dim or provenance)."""
-    from realtime.rave_split import hook_shape
-
-    trained_on = sae_hook(cfg)
-    if trained_on != hook:
-        raise UserError(f"SAE {sae_dir} was trained on hook {trained_on!r}, not {hook!r}")
-    width = hook_shape(model, hook)[0]  # an unknown hook: one line listing the model's hooks
-    d_in = cfg.get("d_in")
-    if d_in != width:
-        what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
-        raise UserError(f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {what} (another model's SAE?)")
-    ident = (cfg.get("musicsae") or {}).get("model") or {}
-    sha = ident.get("sha256") if isinstance(ident, dict) else None
-    if sha and sha != model.identity.sha256:
-        raise UserError(
-            f"SAE {sae_dir} was trained on {ident.get('name', '?')} ({sha[:12]}), not "
-            f"{model.path.name} ({model.identity.sha256[:12]})"
-        )
-    name = cfg.get("model_name") or (cfg.get("metadata") or {}).get("model_name") or ""
-    if not sha and name and name != model.path.name:
-        raise UserError(f"SAE {sae_dir} was trained on latents of {name}, not {model.path.name}")
 
 
 def clip_frames(

@@ -1,0 +1,149 @@
+"""The demo concepts shipped beside the demo model, so `musicsae live` with no arguments has concepts to switch.
+
+    python -m training.rave.demo_assets                   # → training/assets/demo_concepts.yaml + demo_sae/
+    python -m training.rave.demo_assets --model other.ts  # for another model (rerun when the demo model changes)
+
+Steps (the RAVE demo's own recipe, `training/demo.py`, without renders and judge): seeded concept clips
+(FluidSynth, espeak-ng) → the model's deterministic latents → a TopK SAE (one thread, seeded) → "guitar"
+and "drums" found from the train-split folders → `OUT/demo_sae/` (cfg.json + safetensors, a few KB) and
+`OUT/demo_concepts.yaml` whose concepts point at it. Work files go to `--work` (removed unless
+`--keep-work`). Deterministic for a given model: the same model gives the same bank and SAE bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae.errors import UserError
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+@dataclass
+class AssetsConfig:
+    """Args:
+    model: the RAVE `.ts` the concepts are found on.
+    out: folder for `demo_concepts.yaml` and `demo_sae/`.
+    work: scratch folder (data, activation store, SAE run).
+    n, duration, seed: generated clips.
+    concepts: concepts to find.
+    sae_steps, k, expansion: the SAE.
+    """
+
+    model: Path = ASSETS / "demo_rave.ts"
+    out: Path = ASSETS
+    work: Path = Path("runs/demo_assets")
+    n: int = 200
+    duration: float = 4.0
+    seed: int = 0
+    concepts: tuple[str, ...] = ("guitar", "drums")
+    sae_steps: int = 600
+    k: int = 8
+    expansion: int = 8
+    jobs: int = 2
+
+
+def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
+    """Run the steps; returns {file: sha256} of what was written to `cfg.out`."""
+    import torch
+
+    from realtime.rave import RaveModel
+    from sae.bank import ConceptBank
+    from sae.store import ActivationStore
+    from sae.train import TrainConfig, train_hook
+    from training.data.concept_clips import DataConfig, make_dataset
+    from training.rave.collect import RaveCollectConfig, collect_rave
+    from training.rave.concepts import FindConfig, find_concept
+
+    if not Path(cfg.model).is_file():
+        raise UserError(f"--model {cfg.model}: no such file")
+    torch.set_num_threads(1)  # one thread: the same bytes on every machine
+    model = RaveModel.load(cfg.model)
+    work = Path(cfg.work)
+    for sub in ("store", "sae", "concepts.yaml"):
+        target = work / sub
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+    t0 = time.perf_counter()
+    say(f"[1/4] {cfg.n} concept clips → {work / 'data'}")
+    make_dataset(work / "data", DataConfig(n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr),
+                 jobs=cfg.jobs, concepts=cfg.concepts)  # fmt: skip
+    say(f"[2/4] latents of {model.path.name}")
+    collect_rave(RaveCollectConfig(str(cfg.model), str(work / "data" / "clips"), str(work / "store")))
+    say("[3/4] SAE")
+    torch.manual_seed(cfg.seed)
+    expansion = max(cfg.expansion, -(-64 // model.latent_size))
+    k = max(1, min(cfg.k, model.latent_size * expansion // 4))
+    tcfg = TrainConfig(k=k, expansion=expansion, steps=cfg.sae_steps, batch_size=1024, seed=cfg.seed,
+                       checkpoint_every=0, shuffle_buffer=1 << 16, log_every=100)  # fmt: skip
+    train_hook(ActivationStore(work / "store"), "latent", work / "sae", tcfg)
+    say("[4/4] concepts: " + ", ".join(cfg.concepts))
+    latents: dict = {}
+    found = []
+    for name in cfg.concepts:
+        folder = work / "data" / "concepts" / name
+        try:
+            find = FindConfig(name, str(folder / "with"), str(folder / "without"), str(cfg.model),
+                              str(work / "sae"), str(work / "concepts.yaml"), seed=cfg.seed)  # fmt: skip
+            find_concept(find, latents)
+            found.append(name)
+        except UserError as exc:
+            say(f"    {name}: not found ({exc})")
+    if not found:
+        raise UserError(f"demo assets: no concept was found on {model.path.name}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sae_out = out / "demo_sae"
+    tmp = out / ".demo_sae.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    for name in ("cfg.json", "sae_weights.safetensors"):
+        shutil.copyfile(work / "sae" / name, tmp / name)
+    if sae_out.exists():
+        shutil.rmtree(sae_out)
+    tmp.rename(sae_out)
+    bank = ConceptBank.load(work / "concepts.yaml")
+    shipped = ConceptBank(out / "demo_concepts.yaml")
+    for concept in bank:
+        concept.sae = shipped.relative_sae(sae_out)
+        shipped.add(concept)
+    shipped.save()
+    files = [out / "demo_concepts.yaml", sae_out / "cfg.json", sae_out / "sae_weights.safetensors"]
+    digests = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    for name, concept in shipped.concepts.items():
+        say(f"    {name}: features {[f.index for f in concept.features]}, AUROC sae {concept.auroc['sae_probe']:.3f}")
+    say(f"wrote {', '.join(digests)} in {out} ({time.perf_counter() - t0:.0f} s)")
+    return digests
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=AssetsConfig.model)
+    p.add_argument("--out", type=Path, default=AssetsConfig.out)
+    p.add_argument("--work", type=Path, default=AssetsConfig.work)
+    p.add_argument("--keep-work", action="store_true")
+    p.add_argument("--jobs", type=int, default=2, help="clip rendering processes")
+    args = p.parse_args(argv)
+    cfg = AssetsConfig(model=args.model, out=args.out, work=args.work, jobs=args.jobs)
+    try:
+        for name, digest in make_assets(cfg).items():
+            print(f"{digest}  {name}")
+    except UserError as exc:
+        print(f"demo_assets: error: {exc}")
+        return 2
+    finally:
+        if not args.keep_work and Path(args.work).exists():
+            shutil.rmtree(args.work)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
