@@ -72,13 +72,15 @@ def test_identity_edit_equals_plain_rave_and_edits_change_the_sound(rave_model, 
 
 
 def test_an_edit_switched_mid_stream_equals_the_offline_render_on_the_same_blocks(rave_model, latent_sae, bank):
+    """on, clamp (floors), scale, ramps between them and the level gate: the live take, sample for sample."""
     from realtime.render_rave import RaveStream, render_array
 
     data = _signal(rave_model.sr, 1.5)
+    data[30000:42000] *= 0.003  # a quiet stretch: the gate keeps `on` / `clamp` off it
     state = EditState.from_concepts(64, bank.concepts)
     controls = Controls(state)  # noisy starts off (bank default), bright neutral
     proc = BlockProcessor(rave_model, latent_sae, 1024)
-    switches = {20000: "on:6", 40000: "scale:0.25"}
+    switches = {15000: "on:6", 28000: "clamp:2", 45000: "scale:0.25"}
 
     def on_period(n):
         for at, mode in switches.items():
@@ -91,7 +93,7 @@ def test_an_edit_switched_mid_stream_equals_the_offline_render_on_the_same_block
         out = run_file(engine, data, on_period=on_period)[:, 0]
     edits = [snap.edit for _, snap in engine.trace]
     assert [a for a, _ in engine.trace] == list(range(0, 1024 * len(edits), 1024))
-    assert len({id(e) for e in edits}) == 3  # the two switches landed on blocks of this take
+    assert len({id(e) for e in edits}) == 4  # the three switches landed on blocks of this take
     offline = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=edits, block=1024, delay=proc.delay)
     np.testing.assert_array_equal(out, offline)
     plain = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=[edits[0]], block=1024, delay=proc.delay)
@@ -161,3 +163,39 @@ def test_live_view_shows_concepts_levels_cpu_and_latency(rave_model, latent_sae,
     assert "bright" in text and "noisy" in text and "mix 0.50" in text
     assert "dB" in text and "rave" in text and "underruns 0" in text, text
     assert "sae" in status_line(engine) and engine.model.stats.sae_s > 0
+
+
+def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):
+    """Concepts on an inner layer: each stream runs in two parts around it (`realtime.rave_split`), live as
+    offline."""
+    from realtime.rave_split import hook_shape, split_hooks
+    from realtime.render_rave import RaveStream, render_array
+
+    hook = next(h for h in split_hooks(rave_model) if h.startswith("decoder.net."))
+    width = hook_shape(rave_model, hook)[0]
+    torch.manual_seed(1)
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=4 * width, k=4, hook_name=hook)).eval()
+    state = EditState.from_concepts(4 * width, {"x": {"features": [{"index": i, "typical": 1.0} for i in range(6)],
+                                                      "default": {"mode": "none"}}})  # fmt: skip
+    controls = Controls(state)
+    proc = BlockProcessor(rave_model, sae, 1024, hook=hook)
+    data = _signal(rave_model.sr, 1.0)
+
+    def on_period(n):
+        if n == 12800:
+            with controls.transaction() as draft:
+                draft.state.set_mode("x", "on:4")
+
+    with Engine(proc, controls, period=256) as engine:
+        engine.trace = []
+        out = run_file(engine, data, on_period=on_period)[:, 0]
+    edits = [snap.edit for _, snap in engine.trace]
+    assert len({id(e) for e in edits}) == 2
+    offline = render_array(RaveStream(rave_model), data[:, 0], sae, edits=edits, block=1024, delay=proc.delay,
+                           hook=hook)  # fmt: skip
+    np.testing.assert_array_equal(out, offline)
+    plain = render_array(RaveStream(rave_model), data[:, 0], sae, edits=[edits[0]], block=1024, delay=proc.delay,
+                         hook=hook)  # fmt: skip
+    assert np.abs(out - plain).max() > 1e-3 * np.abs(plain).max()
+    with pytest.raises(UserError, match=f"expected {hook}'s width {width}"):
+        BlockProcessor(rave_model, SparseAutoencoder(SAEConfig(d_in=width + 1, d_sae=8, k=2)), 1024, hook=hook)

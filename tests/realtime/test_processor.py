@@ -42,20 +42,22 @@ def test_edits_follow_the_model_device_once_per_snapshot():
     assert proc.meters.coef.device.type == "meta"
     state = EditState.from_concepts(32, CONCEPTS)
     edits = []
-    for mode in ("on:2", "off", "scale:0.5"):
+    for mode in ("on:2", "off", "clamp:1", "scale:0.5"):
         state.set_mode("a", mode)
         state.set_mode("b", mode)
         edits.append(state.edit())
     assert edits[0].gain.device.type == "cpu"  # controls live on the CPU
     z = torch.zeros(1, 16, 2, device="meta")
-    for edit in (edits[0], edits[0], edits[1], edits[2], edits[2]):  # first block, cached, ramps, cached
-        out, pooled = proc._steer(z, edit)
+    gate = torch.ones(1, 2, 1, device="meta")
+    for edit in (edits[0], edits[0], edits[1], edits[2], edits[2], edits[3]):  # first, cached, ramps, cached, ramp
+        out, pooled = proc._steer(z, edit, gate)
         proc.prev_edit = edit
         assert out.device.type == "meta" and pooled.device.type == "meta"
     cached = proc._tensors[1]
-    assert proc._tensors[0] is edits[2] and all(t.device.type == "meta" for t in cached)
-    ramped = edit_tensors(edits[0], edits[1], 2, torch.device("meta"))
-    assert all(t.device.type == "meta" for t in ramped) and ramped[1].shape == (2, 3)
+    assert proc._tensors[0] is edits[2] and cached[3] is not None  # clamp: floors too
+    assert all(t.device.type == "meta" for t in cached)
+    ramped = edit_tensors(edits[1], edits[2], 2, torch.device("meta"))
+    assert all(t.device.type == "meta" for t in ramped) and ramped[1].shape == ramped[3].shape == (2, 3)
     with pytest.raises(RuntimeError, match="meta"):  # the check would catch an edit left on the CPU
         z[0].T.index_select(-1, torch.tensor([0])) * edits[0].gain[:1]
 
