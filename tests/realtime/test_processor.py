@@ -93,13 +93,13 @@ def test_warm_up_runs_every_switchable_path_then_starts_fresh(rave_model, latent
     snaps = controls.warm_up_snapshots()
     modes = {(name, c["mode"]) for s in snaps for name, c in _modes(s, controls).items()}
     for name in CONCEPTS:
-        assert {(name, m) for m in ("off", "on", "scale")} <= modes
+        assert {(name, m) for m in ("off", "on", "clamp", "scale")} <= modes
     assert any(s.bypass for s in snaps) and any(0 < s.mix < 1 for s in snaps)
     assert any(int(s.edit.idx.numel()) == 1 and s.edit.gain[0] == 0.5 for s in snaps)  # a raw feature gain
     proc, fresh = BlockProcessor(rave_model, latent_sae, 1024), BlockProcessor(rave_model, latent_sae, 1024)
     seen = []
     original = proc._steer
-    proc._steer = lambda z, edit: (seen.append(edit), original(z, edit))[1]
+    proc._steer = lambda z, edit, gate=None: (seen.append(edit), original(z, edit, gate))[1]
     times = proc.warm_up(snaps)
     assert len(times) == 3 * len(snaps) and {id(e) for e in seen} == {id(s.edit) for s in snaps}
     block = (0.3 * np.random.default_rng(1).standard_normal((1024, 1))).astype(np.float32)
@@ -114,7 +114,8 @@ def _modes(snap, controls):
     for name, spec in CONCEPTS.items():
         i = spec["features"][0]["index"]
         g, a = float(snap.edit.gain[i]), float(snap.edit.add[i])
-        out[name] = {"mode": "off" if g == 0 else "scale" if g != 1 else "on" if a else "none"}
+        clamp = snap.edit.floor is not None and float(snap.edit.floor[i]) > 0
+        out[name] = {"mode": "clamp" if clamp else "off" if g == 0 else "scale" if g != 1 else "on" if a else "none"}
     return out
 
 
