@@ -50,7 +50,7 @@ def test_cli_report_on_a_held_out_font(tmp_path, tiny_rave_ts, capsys):
     make_dataset(data, DataConfig(n=15, seed=3, duration=1.0, holdout_font="fluidr3"), concepts=())
     out = tmp_path / "fid"
     argv = ["eval", "fidelity", "--data", str(data), "--model", str(tiny_rave_ts), "--out", str(out)]
-    assert main([*argv, "--concepts", "guitar,drums"]) == 0
+    assert main([*argv, "--concepts", "guitar,drums", "--oracle", "drums", "--oracle-clips", "2"]) == 0
     result = json.loads((out / "fidelity.json").read_text())
     sets = result["models"][tiny_rave_ts.name]["sets"]
     assert set(sets) == {"held-out font", "in-font test"}
@@ -61,7 +61,35 @@ def test_cli_report_on_a_held_out_font(tmp_path, tiny_rave_ts, capsys):
         assert e["with"]["clips"] + e["without"]["clips"] == 5
         assert e["verdict"] in ("met", "missed", "undecided")
     assert held["spectral_distance"]["value"] > 1  # an untrained model does not reconstruct
+    oracle = held["concepts"]["drums"]["oracle"]
+    assert 0 < oracle["off"]["clips"] + oracle["on"]["clips"] <= 4
+    assert {"clean", "model"} <= set(oracle["on"]) and "Ideal edits" in (out / "fidelity.md").read_text()
     assert "held-out font: 5 clips" in (out / "fidelity.md").read_text()
     assert "held-out font" in markdown(result)
     assert main([*argv, "--concepts", "kazoo"]) == 2
     assert "kazoo" in capsys.readouterr().err
+
+
+def test_oracle_clip_removes_or_adds_exactly_the_concept(tmp_path):
+    """The ideal edit: the same MIDI without the concept's part (it had it) or with one added (it had not)."""
+    from training.data.concept_clips import DataConfig, data_config, make_dataset, oracle_clip, plan_clip, render_clip
+
+    rows = make_dataset(tmp_path, DataConfig(n=12, seed=5, duration=1.0, sample_rate=16000), concepts=())
+    cfg, fonts, held = data_config(tmp_path)
+    assert cfg.n == 12 and set(fonts) == {"timgm6mb", "fluidr3", "csound"} and held is None
+    band = next(r for r in rows if r["kind"] == "band" and r["drums"] and len(r["instruments"].split("+")) > 1)
+    off = oracle_clip(band, cfg, fonts, "drums")
+    plan = plan_clip(band["index"], cfg)
+    plan.notes = [n for n in plan.notes if n.instrument != "drums"]
+    plan.instruments = [i for i in plan.instruments if i != "drums"]
+    assert np.array_equal(off, render_clip(plan, cfg, fonts[band["font"]]))
+    original = render_clip(plan_clip(band["index"], cfg), cfg, fonts[band["font"]])
+    assert not np.array_equal(off, original)
+    solo = next((r for r in rows if r["kind"] == "solo"), None)
+    if solo is not None:
+        inst = solo["instruments"]
+        concept = "guitar" if inst.startswith("guitar") else inst
+        assert oracle_clip(solo, cfg, fonts, concept) is None  # nothing left to hear
+    no_bass = next(r for r in rows if not r["bass"] and r["font"] != "none")
+    on = oracle_clip(no_bass, cfg, fonts, "bass")
+    assert on is not None and len(on) == 16000

@@ -31,6 +31,13 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--concepts", default="guitar,piano,drums,bass,strings,brass", help="manifest concepts to judge")
     p.add_argument("--judge-sr", type=int, default=22050, help="rate every clip is judged at (default 22050)")
+    p.add_argument(
+        "--oracle",
+        default="",
+        help="concepts to also edit ideally (re-rendered from MIDI without / with their part), judged clean and "
+        "through the model: the ceiling of steering (e.g. guitar,drums,piano)",
+    )
+    p.add_argument("--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40)")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -59,6 +66,8 @@ def run_fidelity(args: argparse.Namespace) -> int:
         args.judge_sr,
         args.max_clips,
         seed=args.seed,
+        oracle=tuple(c.strip() for c in args.oracle.split(",") if c.strip()),
+        oracle_clips=args.oracle_clips,
     )
     console = Console()
     with console.status("measuring fidelity") as status:

@@ -691,3 +691,57 @@ def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = Fa
                 n += 1
             counts[f"{top}/{side}"] = n
     return counts
+
+
+# ---------------------------------------------------------------- oracle edits
+
+# The instruments a concept stands for when a clip is re-rendered with it switched off / on.
+ORACLE_PARTS: dict[str, tuple[tuple[str, ...], str]] = {  # concept -> (instruments removed by off, added by on)
+    "guitar": (GUITARS, "guitar_steel"),
+    "piano": (("piano",), "piano"),
+    "strings": (("strings",), "strings"),
+    "brass": (("brass",), "brass"),
+    "bass": (("bass",), "bass"),
+    "drums": (("drums",), "drums"),
+}
+
+
+def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
+    """The config a `data make` folder was made with, its usable fonts by name, and its held-out font."""
+    path = Path(root) / "data.json"
+    if not path.is_file():
+        raise UserError(f"{path}: missing (expected a folder written by `musicsae data make`)")
+    meta = json.loads(path.read_text())
+    conf = dict(meta["config"])
+    conf["soundfonts"] = tuple(conf.get("soundfonts") or DEFAULT_FONTS)
+    cfg = DataConfig(**conf)
+    names = [f["name"] for f in meta.get("soundfonts", [])]
+    fonts, _ = resolve_fonts(names, note=lambda _: None)
+    return cfg, {f.name: f.path for f in fonts}, meta.get("holdout_font")
+
+
+def oracle_clip(
+    row: dict, cfg: DataConfig, fonts: dict[str, Path], concept: str, holdout_font: str | None = None
+) -> np.ndarray | None:
+    """Clip `row` re-rendered with `concept` switched: its part removed when the clip has it (the ideal `off`), a
+    part added when it does not (the ideal `on`: the same phrase logic, key and tempo). None when removing it
+    leaves nothing (a solo of the concept) or the clip's font is not installed."""
+    removed, added = ORACLE_PARTS[concept]
+    plan = plan_clip(int(row["index"]), cfg)
+    if any(i in removed for i in plan.instruments):
+        plan.notes = [n for n in plan.notes if n.instrument not in removed]
+        plan.instruments = [i for i in plan.instruments if i not in removed]
+        if not plan.instruments and plan.voice == "none":
+            return None
+    else:
+        extra = ClipPlan(plan.index, "solo", [added], tempo=plan.tempo, key=plan.key, mode=plan.mode)
+        _compose(extra, np.random.default_rng([cfg.seed, plan.index, 4242]), cfg.duration)
+        plan.notes += extra.notes
+        plan.instruments.append(added)
+    font = row.get("font", NO_FONT)
+    if font == NO_FONT:  # a voice alone: the added part takes the held-out font in that split, else the first
+        in_fonts = [f for f in fonts if f != holdout_font]
+        font = holdout_font if row.get("split") == HOLDOUT_SPLIT else (in_fonts[0] if in_fonts else "")
+    if font not in fonts:
+        return None
+    return render_clip(plan, cfg, fonts[font])

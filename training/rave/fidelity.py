@@ -15,6 +15,12 @@ original:
 - **spectral distance**: multi-scale spectral distance (`fidelity_metrics.spectral_distance`);
 - **loudness error**: mean |dB| of frame loudness (`fidelity_metrics.loudness_error_db`).
 
+With `oracle` concepts, the ceiling of steering is measured too: each clip is re-rendered from its MIDI with the
+concept's part removed (clips with it: the ideal `off`) or added (clips without it: the ideal `on`,
+`concept_clips.oracle_clip`), and judged clean and through the model. No latent edit can do better than the
+model's own reconstruction of the ideal result, so when the oracle misses a goal the model is the limit; the
+oracle's drift on clean audio is the judge's own cross-talk.
+
 All audio meets the judge at one rate (`judge_sr`, 22.05 kHz by default), so models of different rates are
 measured alike. Sets: the held-out font's clips (split `holdout_font`) and the in-font test split; every
 figure carries its clip count and a 95 % interval (Wilson for rates, bootstrap over clips otherwise).
@@ -64,6 +70,8 @@ class FidelityConfig:
     max_clips: int = 0
     block: int | None = None
     seed: int = 0
+    oracle: tuple[str, ...] = ()
+    oracle_clips: int = 40
 
 
 def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
@@ -117,7 +125,9 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     def judged(feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
         out: dict[str, dict[int, bool]] = {c: {} for c in cfg.concepts}
         for f, judge in judges.items():
-            ids = [i for i in used if fold[i] == f]
+            ids = [i for i in used if fold[i] == f and i in feats]
+            if not ids:
+                continue
             hits = judge.detect_features(np.stack([feats[i] for i in ids]))
             for c in cfg.concepts:
                 out[c].update(zip(ids, map(bool, hits[c]), strict=True))
@@ -125,6 +135,11 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
 
     original = judged({i: X[i] for i in used})
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
+    oracle_plan = _oracle_plan(cfg, rows, sets, labels, say)  # (concept, set) -> ids; ideal audio per (concept, id)
+    oracle_clean = {}  # the judge on the ideal edits themselves (no model)
+    for c, audio in oracle_plan["audio"].items():
+        feats = {i: logmel_stats(_resample(a, sr, cfg.judge_sr), cfg.judge_sr) for i, (a, sr) in audio.items()}
+        oracle_clean[c] = judged(feats)
     results = {}
     for model_path in cfg.models:
         model = RaveModel.load(model_path)
@@ -140,6 +155,18 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         per_set = {}
         for label, idx in sets.items():
             per_set[label] = _set_report(idx, rows, clean, recon_audio, original, recon, labels, cfg.concepts)
+        for c, audio in oracle_plan["audio"].items():
+            say(f"{model.path.name}: rendering {len(audio)} ideal {c} edits")
+            feats = {}
+            for k, (i, (a, sr)) in enumerate(audio.items()):
+                y = render_array(stream, _resample(a, sr, model.sr), None, None, cfg.block, delay, cfg.seed + k)
+                feats[i] = logmel_stats(_resample(y, model.sr, cfg.judge_sr), cfg.judge_sr)
+            through = judged(feats)
+            for label in sets:
+                ids = oracle_plan["ids"][c, label]
+                per_set[label]["concepts"][c]["oracle"] = _oracle_report(
+                    c, ids, labels, original, recon, oracle_clean[c], through, cfg.concepts
+                )
         results[model.path.name] = {"sha256": model.identity.sha256, "sr": model.sr, "sets": per_set}
     return {
         "data": str(cfg.data),
@@ -155,6 +182,63 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         "notes": [f"judge: skipped {p}: {why}" for p, why in judge_notes.skipped] + notes.lines(),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+
+
+def _oracle_plan(cfg: FidelityConfig, rows, sets, labels, say) -> dict[str, Any]:
+    """The ideal edits to render: per oracle concept and set, up to `oracle_clips` clips with and without it."""
+    from training.data.concept_clips import ORACLE_PARTS, data_config, oracle_clip
+
+    plan: dict[str, Any] = {"ids": {}, "audio": {}}
+    if not cfg.oracle:
+        return plan
+    bad = [c for c in cfg.oracle if c not in ORACLE_PARTS or c not in cfg.concepts]
+    if bad:
+        raise UserError(f"--oracle {bad[0]}: expected judged concepts among {', '.join(ORACLE_PARTS)}")
+    data_cfg, fonts, held = data_config(Path(cfg.data))
+    for c in cfg.oracle:
+        audio: dict[int, tuple[np.ndarray, int]] = {}
+        for label, idx in sets.items():
+            chosen = []
+            for want in (True, False):
+                side = [i for i in idx if labels[c][i] == want]
+                for i in side:
+                    if cfg.oracle_clips and sum(labels[c][j] == want for j in chosen) >= cfg.oracle_clips:
+                        break
+                    a = oracle_clip(rows[i], data_cfg, fonts, c, held)
+                    if a is not None:
+                        audio[i] = (a, data_cfg.sample_rate)
+                        chosen.append(i)
+            plan["ids"][c, label] = chosen
+        say(f"oracle {c}: {len(audio)} clips re-rendered with it switched")
+        plan["audio"][c] = audio
+    return plan
+
+
+def _oracle_report(c, ids, labels, original, recon, clean_ideal, through, concepts) -> dict[str, Any]:
+    """Ideal off (clips with c) and ideal on (clips without): the judge's change on clean audio and through the
+    model, with every other concept's drift."""
+    out: dict[str, Any] = {}
+    for edit, want, sign in (("off", True, -1), ("on", False, 1)):
+        side = [i for i in ids if labels[c][i] == want]
+        entry: dict[str, Any] = {"clips": len(side)}
+        for where, before, after in (("clean", original, clean_ideal), ("model", recon, through)):
+            b = np.array([before[c][i] for i in side], bool)
+            a = np.array([after[c][i] for i in side], bool)
+            change = paired_diff(b, a) if side else Interval(float("nan"), float("nan"), float("nan"), 0)
+            if sign < 0:
+                change = Interval(-change.value, -change.hi, -change.lo, change.n)
+            drift = {
+                o: 100.0 * (np.mean([after[o][i] for i in side]) - np.mean([before[o][i] for i in side]))
+                for o in concepts
+                if o != c and side
+            }
+            entry[where] = {
+                "drop" if sign < 0 else "rise": change.as_dict(),
+                "max_drift": max(map(abs, drift.values()), default=float("nan")),
+                "drift": drift,
+            }
+        out[edit] = entry
+    return out
 
 
 def _set_report(idx, rows, clean, recon_audio, original, recon, labels, concepts) -> dict[str, Any]:
@@ -226,6 +310,25 @@ def markdown(result: dict) -> str:
                     f"| {e['verdict']} |"
                 )
             lines.append("")
+            oracle = [(c, e["oracle"]) for c, e in s["concepts"].items() if "oracle" in e]
+            if oracle:
+                lines += [
+                    "Ideal edits (the clip re-rendered from MIDI with the part removed / added): the judge's change on "
+                    "clean audio, and through the model (the most any edit of this model can reach).",
+                    "",
+                    "| concept | ideal off: drop clean | drop through model | drift (clean / model) "
+                    "| ideal on: rise clean | rise through model | drift (clean / model) |",
+                    "| --- | --- | --- | --- | --- | --- | --- |",
+                ]
+                for c, o in oracle:
+                    off, on = o["off"], o["on"]
+                    lines.append(
+                        f"| {c} | {_iv(off['clean']['drop'], '+.0f')} | {_iv(off['model']['drop'], '+.0f')} "
+                        f"| {off['clean']['max_drift']:.0f} / {off['model']['max_drift']:.0f} "
+                        f"| {_iv(on['clean']['rise'], '+.0f')} | {_iv(on['model']['rise'], '+.0f')} "
+                        f"| {on['clean']['max_drift']:.0f} / {on['model']['max_drift']:.0f} |"
+                    )
+                lines.append("")
     return "\n".join(lines)
 
 
