@@ -85,7 +85,7 @@ class EngineTimeline:
             for attr, atoms in events.get(k, ()):
                 self.apply(attr, atoms)
             edit = self.state.edit()
-            z = self.proc._steer(frames[None, :, k * per : (k + 1) * per], edit)
+            z, _ = self.proc._steer(frames[None, :, k * per : (k + 1) * per], edit)
             self.proc.prev_edit = edit
             out.append(stream.decode(z)[0].numpy())
         return np.concatenate(out, axis=1)
