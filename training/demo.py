@@ -2,12 +2,14 @@
 
     musicsae demo --out runs/demo
 
-1. `musicsae data make`: seeded concept clips (FluidSynth + espeak-ng), with/without folders.
+1. `musicsae data make`: seeded concept clips (FluidSynth with three GM soundfonts + espeak-ng), with/without
+   folders; one font (FluidR3) is held out: nothing is trained on it, and the judge measures it apart.
 2. `musicsae collect rave`: deterministic latents of every clip with the demo model.
 3. `musicsae sae train`: a TopK SAE on the latents.
 4. `musicsae concept find`: "guitar" and a second concept (default "drums") from the train-split folders.
-5. `musicsae eval steering`: the outside judge on the held-out clips (off; on over a strength sweep; the
-   raw-latent mean-difference baseline beside the SAE edits).
+5. `musicsae eval steering`: the outside judge on the held-out clips (off; on over a strength sweep chosen on
+   a validation half; the raw-latent mean-difference baseline beside the SAE edits), once on the test split
+   (the fonts everything was trained on) and once on the held-out font.
 6. `musicsae render rave`: a held-out clip with guitar, rendered plain and with guitar off; a clip without
    guitar rendered with guitar on at the judge's best strength.
 7. OUT/report.md: every figure, and where the goals are not met.
@@ -45,11 +47,13 @@ class DemoConfig:
     strengths: strengths of `on` the judge sweeps; the `on` render uses the judge's best for the concept.
     jobs: data rendering processes.
     judge_clips: held-out clips per side and concept the judge renders (0: all).
+    holdout_font: the soundfont kept out of training and concept finding (None: none).
+    holdout_clips: held-out-font clips per side and concept the judge renders (0: all).
     """
 
     out: str
     model: str | None = None
-    n: int = 200
+    n: int = 300
     duration: float = 4.0
     seed: int = 0
     concepts: tuple[str, ...] = ("guitar", "drums")
@@ -60,6 +64,8 @@ class DemoConfig:
     jobs: int = 2
     judge_clips: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    holdout_font: str | None = "fluidr3"
+    holdout_clips: int = 20
 
 
 def _model_path(cfg: DemoConfig, say: Callable[[str], None]) -> Path:
@@ -110,7 +116,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "data",
         lambda: make_dataset(
             data,
-            DataConfig(n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr),
+            DataConfig(
+                n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr, holdout_font=cfg.holdout_font
+            ),
             jobs=cfg.jobs,
             concepts=cfg.concepts,
         ),
@@ -200,6 +208,23 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             )
         ),
     )
+    judged_font = None
+    if cfg.holdout_font:
+        judged_font = step(
+            "judge held-out font",
+            lambda: evaluate_steering(
+                EvalConfig(
+                    str(data),
+                    str(model_path),
+                    str(bank_path),
+                    str(out / "judge" / "holdout_font"),
+                    tuple(found),
+                    cfg.strengths,
+                    cfg.holdout_clips,
+                    split="holdout_font",
+                )
+            ),
+        )
     strength = judged["concepts"][target]["strength_on"]
 
     def do_renders() -> dict[str, str]:
@@ -248,12 +273,26 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             "latent_size": model.latent_size,
             "ratio": model.ratio,
         },
-        "data": {"clips": len(rows), "duration": cfg.duration, "seed": cfg.seed},
+        "data": {
+            "clips": len(rows),
+            "duration": cfg.duration,
+            "seed": cfg.seed,
+            "fonts": sorted({r["font"] for r in rows} - {"none"}),
+            "holdout_font": cfg.holdout_font,
+        },
         "collect": {"rows": collected.rows, "files": collected.collected},
         "sae": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction") if k in metrics}
         | {"d_sae": model.latent_size * expansion, "k": k, "steps": cfg.sae_steps},
         "concepts": {
-            n: {"auroc": r.report.auroc, "features": [f.index for f in r.concept.features], "notes": r.notes}
+            n: {
+                "auroc": r.report.auroc,
+                "intervals": r.report.intervals,
+                "verdict": r.report.verdict,
+                "permutation": r.report.permutation,
+                "clips": {"with": r.report.n_with, "without": r.report.n_without},
+                "features": [f.index for f in r.concept.features],
+                "notes": r.notes,
+            }
             for n, r in found.items()
         },
         "concepts_not_found": failed,
@@ -261,6 +300,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "judge": judged["concepts"],
         "judge_clean_accuracy": judged["judge"]["clean_heldout_accuracy"],
         "judge_result": judged,
+        "judge_holdout_font": judged_font,
         "dashboard": str(site),
         "nn": {
             "file": str(nn_out),
@@ -297,19 +337,28 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         f"{s['sae'].get('fvu', float('nan')):.3f}, L0 {s['sae'].get('l0', float('nan')):.1f}, dead "
         f"{100 * s['sae'].get('dead_fraction', float('nan')):.1f} %.",
         "",
-        "## Concepts (held-out AUROC, 5-fold out-of-fold)",
+        "## Concepts (held-out AUROC, 5-fold out-of-fold, 95 % bootstrap intervals)",
         "",
-        "| concept | SAE probe | diff. of means (raw) | logistic (raw) | features |",
-        "|---|---|---|---|---|",
+        "| concept | clips with / without | SAE probe | diff. of means (raw) | logistic (raw) | shuffled labels "
+        "(95th pct) | verdict | features |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, c in s["concepts"].items():
-        a = c["auroc"]
+        a, iv = c["auroc"], c.get("intervals") or {}
+
+        def cell(key: str, a=a, iv=iv) -> str:
+            i = iv.get(key)
+            return f"{a[key]:.2f}" + (f" [{i['lo']:.2f}, {i['hi']:.2f}]" if i else "")
+
+        perm = c.get("permutation") or {}
+        clips = c.get("clips") or {}
         lines.append(
-            f"| {name} | {a['sae_probe']:.3f} | {a['diff_means']:.3f} | {a['logistic_raw']:.3f} | "
-            f"{', '.join(map(str, c['features']))} |"
+            f"| {name} | {clips.get('with', '?')} / {clips.get('without', '?')} | {cell('sae_probe')} | "
+            f"{cell('diff_means')} | {cell('logistic_raw')} | {perm.get('p95', float('nan')):.2f} | "
+            f"{c.get('verdict', '')} | {', '.join(map(str, c['features']))} |"
         )
     for name, c in s["concepts"].items():
-        lines += [f"- {name}: {n}" for n in c["notes"] if n.startswith("the SAE probe")]
+        lines += [f"- {name}: {n}" for n in c["notes"] if n.startswith(("the SAE", "the raw", "tied"))]
     lines += [f"- {name}: not found — {why}" for name, why in s.get("concepts_not_found", {}).items()]
     strengths = ", ".join(f"{v:g}" for v in cfg.strengths)
     lines += [
@@ -334,11 +383,13 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                     f"{arm['max_drift']:.0f} |"
                 )
         sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
-        clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, e["held_out_without"])  # points
+        n_test = e.get("held_out_without_test", e["held_out_without"])
+        clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, n_test)  # points
         verdicts.append(
-            f"- {name}: `on` rise by strength (SAE): {sweep}. Held out: {e['held_out_with']} clips with it "
-            f"(one clip = {clip_with:.0f} points), {e['held_out_without']} without "
-            f"(one clip = {clip_without:.0f} points)"
+            f"- {name}: `on` rise by strength (SAE, on {e.get('held_out_without_validation', n_test)} validation "
+            f"clips): {sweep}. Reported on separate clips: {e['held_out_with']} with it (one clip = "
+            f"{clip_with:.0f} points), {n_test} without (one clip = {clip_without:.0f} points); "
+            f"drop {_iv(e, 'off_drop')}, rise {_iv(e, 'on_rise')} (95 % intervals)"
         )
         g = e["goals_met"]
         missed = [k for k, ok in g.items() if not ok]
@@ -372,8 +423,14 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                 why.append(f"other concepts move by up to {e['max_drift']:.0f} points")
             verdicts.append(f"- {name}: goals missed: {', '.join(missed)}" + (f" — {'; '.join(why)}" if why else ""))
         else:
-            verdicts.append(f"- {name}: all goals met (off ≥ 50, on ≥ 50, drift ≤ 10 points)")
-    lines += ["", *verdicts, "", "## Renders", ""]
+            verdicts.append(
+                f"- {name}: all goals met with a clip of margin (off ≥ 50, on ≥ 50, drift ≤ 10 points, each by at "
+                "least one held-out clip)"
+            )
+    lines += ["", *verdicts]
+    if s.get("judge_holdout_font"):
+        lines += ["", *_font_section(s)]
+    lines += ["", "## Renders", ""]
     lines += [f"- `renders/{k}` (from {v})" for k, v in s["renders"].items()]
     if "nn" in s:
         nn = s["nn"]
@@ -395,3 +452,36 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _iv(entry: dict, key: str) -> str:
+    i = (entry.get("intervals") or {}).get(key)
+    return f"{entry[key]:+.0f} [{i['lo']:+.0f}, {i['hi']:+.0f}]" if i else f"{entry[key]:+.0f}"
+
+
+def _font_section(s: dict[str, Any]) -> list[str]:
+    """The in-font and the held-out-font judge side by side: plain reconstruction vs original, and the edits."""
+    font = s["judge_holdout_font"]
+    lines = [
+        f"## In-font vs held-out font ({s['data'].get('holdout_font')}: never trained on, concepts found without it)",
+        "",
+        "Judge trained on clean in-font train clips. Original → plain reconstruction is how often the judge hears "
+        "the concept in the clips with it (and, after the slash, in those without it); the goals are those above.",
+        "",
+        "| concept | set | clips with / without | original → reconstruction | drop (off) | rise (on) | worst drift "
+        "| goals met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in s["judge"].items():
+        for label, entry in (("in-font", e), ("held-out font", font["concepts"].get(name))):
+            if entry is None:
+                continue
+            g = entry["goals_met"]
+            met = ", ".join(k for k, ok in g.items() if ok) or "none"
+            lines.append(
+                f"| {name} | {label} | {entry['held_out_with']} / {entry['held_out_without']} | "
+                f"{entry['clean']['with']:.0f} % → {entry['none']['with']:.0f} % / {entry['clean']['without']:.0f} "
+                f"% → {entry['none']['without']:.0f} % | {_iv(entry, 'off_drop')} | {_iv(entry, 'on_rise')} | "
+                f"{entry['max_drift']:.0f} | {met} |"
+            )
+    return lines

@@ -159,11 +159,17 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
                 "--model",
                 str(tiny_rave_ts),
                 "--n",
-                "40",
+                "90",
                 "--duration",
-                "1.5",
+                "1.0",
                 "--sae-steps",
                 "100",
+                "--strength",
+                "1,4",
+                "--judge-clips",
+                "6",
+                "--holdout-clips",
+                "4",
             ]
         )
         == 0
@@ -179,3 +185,12 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     nn_file = torch.jit.load(str(out / "nn" / "demo_steered.ts"))  # the concepts as one nn~ model
     assert list(nn_file.get_attributes()) == ["guitar", "drums", "mix", "bypass"]
     assert summary["nn"]["file"] == str(out / "nn" / "demo_steered.ts")
+    # the held-out font is judged apart and shown beside the in-font figures, in the report and the dashboard
+    assert summary["data"]["holdout_font"] == "fluidr3"
+    assert summary["judge_holdout_font"]["split"] == "holdout_font"
+    assert (out / "judge/holdout_font/judge.json").exists()
+    report = (out / "report.md").read_text()
+    assert "## In-font vs held-out font" in report and "| held-out font |" in report
+    for name, c in summary["concepts"].items():
+        assert c["verdict"] in ("SAE better", "baseline better", "tied") and "sae_probe" in c["intervals"], name
+    assert "<h3>in-font (test split)</h3>" in guitar and "<h3>held-out font</h3>" in guitar

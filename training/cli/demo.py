@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="RAVE .ts (default: training/assets/demo_rave.ts, else a tiny untrained one)")
-    p.add_argument("--n", type=int, default=200, help="generated clips (default 200)")
+    p.add_argument("--n", type=int, default=300, help="generated clips (default 300; a third in the held-out font)")
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
@@ -36,6 +36,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=nonneg_int,
         default=0,
         help="held-out clips per side and concept the judge renders (default 0: all)",
+    )
+    p.add_argument(
+        "--holdout-font",
+        default="fluidr3",
+        help="soundfont kept out of training and concept finding, judged apart (default fluidr3; 'none': no hold-out)",
+    )
+    p.add_argument(
+        "--holdout-clips",
+        type=nonneg_int,
+        default=20,
+        help="held-out-font clips per side and concept the judge renders (default 20; 0: all)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
@@ -86,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         args.strength,
         args.jobs,
         args.judge_clips,
+        holdout_font=None if args.holdout_font == "none" else args.holdout_font,
+        holdout_clips=args.holdout_clips,
     )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
     console.print(rich_table(summary["judge_result"]))

@@ -641,13 +641,20 @@ class DashboardBuilder:
 
     def _judge_result(self, dirs: list[Path], name: str) -> tuple[Path, dict] | None:
         """The first judge report (`judge.json`) under `dirs` with an entry for concept `name`."""
+        found = self._judge_results(dirs, name)
+        return found[0] if found else None
+
+    def _judge_results(self, dirs: list[Path], name: str) -> list[tuple[Path, dict]]:
+        """Every judge report (`judge.json`) under `dirs` with an entry for concept `name` (the demo writes one for
+        its test split and one for its held-out font)."""
+        out = []
         for d in dirs:
             for js in sorted(d.rglob("judge.json")):
                 with contextlib.suppress(OSError, ValueError):
                     data = json.loads(js.read_text())
                     if isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(name), dict):
-                        return js, data
-        return None
+                        out.append((js, data))
+        return out
 
     def _steering_section(self, out: Path, c: Concept) -> str:
         """The listening table (from `listen/listen.json`), the judge's verdict in plain words (from
@@ -655,12 +662,21 @@ class DashboardBuilder:
         dirs = [d for d in self._eval_dirs() if d.is_dir()]
         if not dirs:
             return ""
-        judged = self._judge_result(dirs, c.name)
+        every = self._judge_results(dirs, c.name)
+        judged = every[0] if every else None
         parts = []
         found = find_listen(dirs, c.name)
         if found:
             parts.append(listening_table(out, c.name, found[0], found[1], judged[1] if judged else None))
-        if judged:
+        if len(every) > 1:  # e.g. the fonts the model knows and a held-out font, side by side
+            labels = {"test": "in-font (test split)", "holdout_font": "held-out font"}
+            cells = [
+                f"<div><h3>{_e(labels.get(data.get('split'), js.parent.name))}</h3>"
+                f"{verdict_html(c.name, data, str(js))}</div>"
+                for js, data in every
+            ]
+            parts.append(f'<div class="pair">{"".join(cells)}</div>')
+        elif judged:
             parts.append(verdict_html(c.name, judged[1], str(judged[0])))
         if not found:
             parts.append(self._named_renders(out, c, dirs))

@@ -48,6 +48,7 @@ class Recipe:
     length: int = 32768
     lr: float = 1e-3
     seed: int = 0
+    kl_weight: float = 0.01
     configs: tuple[str, ...] = ("v2_small", "causal")
     init: str = ""  # sha256 of the export the weights were warm-started from ("" = random init)
 
@@ -62,7 +63,7 @@ class Recipe:
 
 V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained on one soundfont)
 DEMO_CONFIG = V2_RECIPE.build()  # kept for callers of the v2 era
-RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed")
+RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight")
 
 
 # ---------------------------------------------------------------- data
@@ -127,7 +128,7 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
 # ---------------------------------------------------------------- model
 
 
-def loss_terms(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def loss_terms(model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01) -> dict[str, torch.Tensor]:
     """RAVE phase-1 generator losses for a batch [B, 1, T]."""
     from rave.model import _pqmf_decode
 
@@ -138,7 +139,7 @@ def loss_terms(model: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     y_mb = y_mb[..., : x_mb.shape[-1]]
     terms = {f"multiband_{k}": v for k, v in model.multiband_audio_distance(x_mb, y_mb).items()}
     terms.update({f"fullband_{k}": v for k, v in model.audio_distance(x, y).items()})
-    terms["kl"] = 0.01 * kl
+    terms["kl"] = kl_weight * kl
     return terms
 
 
@@ -198,7 +199,7 @@ def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None)
     state = torch.load(state_path, map_location="cpu", weights_only=False)
     if "recipe" not in state or "data" not in state:
         raise UserError(f"{state_path}: no recipe / data record (an older run); start a new --run")
-    recorded = dict(state["recipe"])
+    recorded = {**dataclasses.asdict(Recipe()), **state["recipe"]}  # options added since take their defaults
     recorded["configs"] = tuple(recorded["configs"])
     diffs = recipe_differences({k: recorded[k] for k in given}, given)
     if init is not None:
@@ -281,7 +282,7 @@ def train(
         return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
 
     while time.time() < t_end and (max_steps is None or step < max_steps):
-        terms = loss_terms(model, next(batch_iter).to(device))
+        terms = loss_terms(model, next(batch_iter).to(device), recipe.kl_weight)
         loss = sum(terms.values())
         opt.zero_grad()
         loss.backward()
@@ -333,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--length", type=int, help=f"samples per batch item (default {Recipe.length})")
     parser.add_argument("--lr", type=float, help=f"default {Recipe.lr}")
     parser.add_argument("--seed", type=int, help=f"default {Recipe.seed}")
+    parser.add_argument("--kl-weight", type=float, help=f"weight of the KL term (default {Recipe.kl_weight})")
     parser.add_argument("--init", type=Path, help="warm-start a new run from this streaming export's weights")
     parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (0: none)")
     parser.add_argument("--threads", type=int, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
