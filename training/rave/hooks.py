@@ -412,6 +412,8 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 "strength_on": base["strength"],
                 "max_drift": float(_best(base_entry["baseline"]["sweep"])["max_drift"]),
                 "held_out": [base_entry["held_out_with"], base_entry["held_out_without"]],
+                "none": base_entry["none"],
+                "clean": base_entry.get("clean"),
             }
         }
         for hook in cfg.hooks:
@@ -437,12 +439,18 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                     continue
                 sae = arm_numbers(entry, entry, name, key)
                 cmp = compare_arms(sae, base, cfg.seed)
-                worst = max((abs(v.mean()) for v in sae["drift_on"].values()), default=0.0)
+                on_drift = max((abs(v.mean()) for v in sae["drift_on"].values()), default=0.0)
                 off_drift = max((abs(v) for v in entry["drift"]["off"].values()), default=0.0)
-                cmp["max_drift"] = float(max(worst, off_drift))
+                cmp["on_drift"], cmp["off_drift"] = float(on_drift), float(off_drift)
+                cmp["max_drift"] = float(max(on_drift, off_drift))
                 cmp["strength"] = sae["strength"]
-                ok = cmp["max_drift"] <= GOAL_DRIFT
-                beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and ok]
+                # a win counts at the drift of the edit it measures: `off` for drop, `on` / `clamp` for the rest
+                within = {
+                    "drop": off_drift <= GOAL_DRIFT,
+                    "rise": on_drift <= GOAL_DRIFT,
+                    "drift": on_drift <= GOAL_DRIFT,
+                }
+                beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and within[m]]
                 cmp["beats"] = beaten
                 cell[label] = cmp
                 if beaten:
@@ -500,8 +508,9 @@ def report_markdown(s: dict[str, Any]) -> str:
         "",
         "Probe AUROC (5-fold, out of fold, train-split folders) with 95 % bootstrap intervals. Edits on the "
         "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired-bootstrap 95 % "
-        "interval; ✓ the SAE wins beyond it (at worst drift ≤ 10), ✗ it loses beyond it. Drift: |change| of the "
-        "most-moved other concept under `on`; the strength is the best within the drift goal.",
+        "interval; ✓ the SAE wins beyond it, ✗ it loses beyond it; a win counts when the edit's own drift is ≤ 10 "
+        "(`off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the most-moved other "
+        "concept; the strength is chosen on half of the clips without the concept and reported on the other half.",
     ]
     for name, row in s["concepts"].items():
         if "baseline" not in row:
@@ -513,8 +522,17 @@ def report_markdown(s: dict[str, Any]) -> str:
             f"## {name} (held out: {b['held_out'][0]} with, {b['held_out'][1]} without; baseline drop "
             f"{b['drop']:+.0f}, rise {b['rise']:+.0f} at {b['strength_on']:g}, drift {b['max_drift']:.0f})",
             "",
+            f"The judge hears {name} in {b['none']['with']:.0f} % of the model's plain reconstructions of the clips "
+            f"with it and {b['none']['without']:.0f} % of those without"
+            + (
+                f" (in {b['clean']['with']:.0f} % / {b['clean']['without']:.0f} % of the originals)"
+                if b.get("clean")
+                else ""
+            )
+            + ": no edit can drop more than the first or raise more than 100 minus the second.",
+            "",
             "| hook | SAE probe AUROC | diff. means (raw, this hook) | steered features / off leaves / in error "
-            "| off drop | on rise (strength) | on drift | clamp rise (strength) | clamp drift |",
+            "| off drop (its drift) | on rise (strength) | on drift | clamp rise (strength) | clamp drift |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for hook, cell in row.items():
@@ -531,7 +549,8 @@ def report_markdown(s: dict[str, Any]) -> str:
             )
             on, cl = cell.get("on"), cell.get("clamp")
             lines.append(
-                f"| {hook} | {_iv(a['sae_probe'])} | {_iv(a['diff_means'])} | {left} | {_cmp(on, 'drop')} | "
+                f"| {hook} | {_iv(a['sae_probe'])} | {_iv(a['diff_means'])} | {left} | {_cmp(on, 'drop')} "
+                f"({on['off_drift']:.0f}) | "
                 f"{_cmp(on, 'rise')} ({on['strength']:g}) | {_cmp(on, 'drift')} | "
                 + (f"{_cmp(cl, 'rise')} ({cl['strength']:g}) | {_cmp(cl, 'drift')} |" if cl else "– | – |")
             )
