@@ -6,6 +6,7 @@ Used by the RAVE steering evaluation (`training/rave/judge.py`) and the MusicGen
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from sae.errors import UserError
-from training.data.concept_clips import CONCEPTS
+from sae.stats import Interval, paired_diff, verdict, wilson
+from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
 
 N_MELS = 64
 GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
+FOLDS = 5
+FIDELITY_SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
 
 
 def goals_met(off_drop: float, on_rise: float, drift: float, n_off: int, n_on: int) -> dict[str, bool]:
@@ -78,6 +82,94 @@ class Judge:
 
     def detect_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {n: d.predict_proba(X)[:, 1] > 0.5 for n, d in self.detectors.items()}
+
+
+@dataclass
+class CrossFittedJudge:
+    """The judge of reconstruction fidelity, cross-fitted: clips fall into `FOLDS` folds by manifest index, and a
+    clip is judged by detectors trained on the clean clips of the other folds (every font, every split), so the
+    judge never saw the clip it judges but knows every font. Used by `training/rave/fidelity.py` and
+    `training/musicgen/codec_fidelity.py`."""
+
+    judges: dict[int, Judge]
+    fold: np.ndarray
+    used: list[int]
+    concepts: tuple[str, ...]
+
+    @classmethod
+    def fit(
+        cls, X: np.ndarray, rows: list[dict], used: list[int], concepts: Sequence[str], sr: int
+    ) -> CrossFittedJudge:
+        """`X`: `logmel_stats` of every clean clip (rows order); `used`: the row positions that will be judged."""
+        fold = np.array([r["index"] % FOLDS for r in rows])
+        judges = {}
+        for f in sorted({int(fold[i]) for i in used}):
+            train = fold != f
+            judges[f] = Judge.fit_features(X[train], [r for r, t in zip(rows, train, strict=True) if t], concepts, sr)
+        return cls(judges, fold, list(used), tuple(concepts))
+
+    def __call__(self, feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
+        """concept -> row position -> heard, for the positions in `feats` (their `logmel_stats`)."""
+        out: dict[str, dict[int, bool]] = {c: {} for c in self.concepts}
+        for f, judge in self.judges.items():
+            ids = [i for i in self.used if self.fold[i] == f and i in feats]
+            if not ids:
+                continue
+            hits = judge.detect_features(np.stack([feats[i] for i in ids]))
+            for c in self.concepts:
+                out[c].update(zip(ids, map(bool, hits[c]), strict=True))
+        return out
+
+
+def fidelity_sets(rows: list[dict], max_clips: int, data: str) -> dict[str, list[int]]:
+    """Row positions of each fidelity set (the held-out font's clips, the in-font test split), at most
+    `max_clips` each (0 = all); empty sets are left out, and no set at all is refused."""
+    sets = {}
+    for label, split in FIDELITY_SETS:
+        idx = [i for i, r in enumerate(rows) if r["split"] == split]
+        sets[label] = idx[:max_clips] if max_clips else idx
+    sets = {k: v for k, v in sets.items() if v}
+    if not sets:
+        raise UserError(f"data {data}: no test-split or held-out-font clips to measure")
+    return sets
+
+
+def fidelity_concepts(idx, original, recon, labels, concepts: Sequence[str], goal: float) -> dict[str, Any]:
+    """Per concept, on the row positions `idx`: among clips with it and among clips without it, the judge's
+    detection rate on the originals and on the reconstructions, their paired difference with its 95 % interval
+    and verdict against ±`goal` points; the judge's accuracy on the originals and its agreement between the two."""
+    out: dict[str, Any] = {}
+    for c in concepts:
+        entry: dict[str, Any] = {}
+        for side, want in (("with", True), ("without", False)):
+            ids = [i for i in idx if labels[c][i] == want]
+            o = np.array([original[c][i] for i in ids], bool)
+            r = np.array([recon[c][i] for i in ids], bool)
+            diff = paired_diff(o, r) if ids else Interval(float("nan"), float("nan"), float("nan"), 0)
+            entry[side] = {
+                "clips": len(ids),
+                "original": wilson(int(o.sum()), len(ids)).as_dict(),
+                "reconstruction": wilson(int(r.sum()), len(ids)).as_dict(),
+                "difference": diff.as_dict(),
+                "verdict": verdict(diff, -goal, goal),
+            }
+        correct = [original[c][i] == labels[c][i] for i in idx]
+        entry["judge_accuracy_on_originals"] = wilson(int(sum(correct)), len(correct)).as_dict()
+        entry["agreement"] = wilson(int(sum(original[c][i] == recon[c][i] for i in idx)), len(idx)).as_dict()
+        sides = (entry["with"]["verdict"], entry["without"]["verdict"])
+        entry["verdict"] = "met" if sides == ("met", "met") else ("missed" if "missed" in sides else "undecided")
+        out[c] = entry
+    return out
+
+
+def resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
+    """`audio` at `sr` resampled to `target` (polyphase; unchanged when the rates agree)."""
+    if sr == target:
+        return audio
+    from scipy.signal import resample_poly
+
+    g = math.gcd(sr, target)
+    return resample_poly(audio, target // g, sr // g).astype(np.float32)
 
 
 def hit_rate(hits: np.ndarray) -> float:

@@ -3,8 +3,8 @@
 The protocol of `musicsae eval fidelity` (training/rave/fidelity.py), for a MusicGen compression model: every
 clip of a `musicsae data make --holdout-font F` folder is encoded to codes and decoded; the outside judge
 (`training/judge.py`, log-mel statistics + logistic regression) decides for each concept whether it hears it in
-the original and in the reconstruction. The judge is cross-fitted: clips fall into `FOLDS` folds by index and a
-clip is judged by detectors trained on the clean clips of the other folds (every font, every split). Among the
+the original and in the reconstruction. The judge is cross-fitted (`judge.CrossFittedJudge`): clips fall into
+`FOLDS` folds by index and a clip is judged by detectors trained on the clean clips of the other folds. Among the
 clips with a concept and among those without, the two detection rates are compared (paired, same clips); the
 goal is a difference within ±`GOAL_POINTS` points, met only when the whole 95 % interval is. Sets: the held-out
 font's clips and the in-font test split. Beside it, the codec's multi-scale mel distance (its training loss).
@@ -12,7 +12,6 @@ font's clips and the in-font test split. Beside it, the codec's multi-scale mel 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,16 +22,14 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
-from sae.stats import Interval, mean_interval, paired_diff, verdict, wilson
+from sae.stats import Interval, mean_interval
 from training.data.audio import AudioNotes, read_mono
-from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
-from training.judge import Judge, logmel_stats
+from training.data.concept_clips import CONCEPTS, read_manifest
+from training.judge import FOLDS, CrossFittedJudge, fidelity_concepts, fidelity_sets, logmel_stats, resample
 
 CONCEPTS_JUDGED = ("guitar", "piano", "drums", "bass", "strings", "brass")
 GOAL_POINTS = 10.0
 JUDGE_SR = 22050
-FOLDS = 5
-SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
 
 
 @dataclass
@@ -48,15 +45,6 @@ class CodecFidelityConfig:
     concepts: tuple[str, ...] = CONCEPTS_JUDGED
     judge_sr: int = JUDGE_SR
     max_clips: int = 0
-
-
-def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if sr == target:
-        return audio
-    from scipy.signal import resample_poly
-
-    g = math.gcd(sr, target)
-    return resample_poly(audio, target // g, sr // g).astype(np.float32)
 
 
 def reconstructor(model: str) -> tuple[str, int, Callable[[np.ndarray], np.ndarray]]:
@@ -113,31 +101,14 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
         a = read_mono(Path(cfg.data) / r["file"], sr, notes, min_samples=2048)
         if a is not None:
             native[r["index"]] = a
-            clean[r["index"]] = _resample(a, sr, cfg.judge_sr)
+            clean[r["index"]] = resample(a, sr, cfg.judge_sr)
             kept.append(r)
     rows = kept
     say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
     X = np.stack([logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
-    fold = np.array([r["index"] % FOLDS for r in rows])
-    sets = {label: [i for i, r in enumerate(rows) if r["split"] == split] for label, split in SETS}
-    sets = {k: (v[: cfg.max_clips] if cfg.max_clips else v) for k, v in sets.items() if v}
-    if not sets:
-        raise UserError(f"data {cfg.data}: no test-split or held-out-font clips to measure")
+    sets = fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
-    judges = {}
-    for f in sorted({int(fold[i]) for i in used}):
-        train = fold != f
-        judges[f] = Judge.fit_features(X[train], [r for r, t in zip(rows, train, strict=True) if t], cfg.concepts,
-                                       cfg.judge_sr)  # fmt: skip
-
-    def judged(feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
-        out: dict[str, dict[int, bool]] = {c: {} for c in cfg.concepts}
-        for f, judge in judges.items():
-            ids = [i for i in used if fold[i] == f]
-            hits = judge.detect_features(np.stack([feats[i] for i in ids]))
-            for c in cfg.concepts:
-                out[c].update(zip(ids, map(bool, hits[c]), strict=True))
-        return out
+    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
 
     original = judged({i: X[i] for i in used})
     say(f"{name}: reconstructing {len(used)} clips")
@@ -146,7 +117,7 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
     for i in used:
         a = native[rows[i]["index"]]
         y = recon_fn(a)
-        recon_feats[i] = logmel_stats(_resample(y, sr, cfg.judge_sr), cfg.judge_sr)
+        recon_feats[i] = logmel_stats(resample(y, sr, cfg.judge_sr), cfg.judge_sr)
         mel[i] = float(spec(torch.from_numpy(y)[None], torch.from_numpy(a)[None]))
     recon = judged(recon_feats)
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
@@ -171,32 +142,12 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
 
 
 def _set_report(idx, rows, mel, original, recon, labels, concepts: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {
+    return {
         "clips": len(idx),
         "fonts": sorted({rows[i].get("font", "?") for i in idx}),
         "mel_distance": mean_interval(np.array([mel[i] for i in idx])).as_dict(),
-        "concepts": {},
+        "concepts": fidelity_concepts(idx, original, recon, labels, concepts, GOAL_POINTS),
     }
-    for c in concepts:
-        entry: dict[str, Any] = {}
-        for side, want in (("with", True), ("without", False)):
-            ids = [i for i in idx if labels[c][i] == want]
-            o = np.array([original[c][i] for i in ids], bool)
-            r = np.array([recon[c][i] for i in ids], bool)
-            diff = paired_diff(o, r) if ids else Interval(float("nan"), float("nan"), float("nan"), 0)
-            entry[side] = {
-                "clips": len(ids),
-                "original": wilson(int(o.sum()), len(ids)).as_dict(),
-                "reconstruction": wilson(int(r.sum()), len(ids)).as_dict(),
-                "difference": diff.as_dict(),
-                "verdict": verdict(diff, -GOAL_POINTS, GOAL_POINTS),
-            }
-        correct = [original[c][i] == labels[c][i] for i in idx]
-        entry["judge_accuracy_on_originals"] = wilson(int(sum(correct)), len(correct)).as_dict()
-        sides = (entry["with"]["verdict"], entry["without"]["verdict"])
-        entry["verdict"] = "met" if sides == ("met", "met") else ("missed" if "missed" in sides else "undecided")
-        out["concepts"][c] = entry
-    return out
 
 
 def markdown(result: dict) -> str:

@@ -29,7 +29,6 @@ Several models share one judge (`models`), which makes the table of a training r
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,17 +38,15 @@ from typing import Any
 import numpy as np
 
 from sae.errors import UserError
-from sae.stats import Interval, mean_interval, paired_diff, verdict, wilson
+from sae.stats import Interval, mean_interval, paired_diff
 from training.data.audio import AudioNotes, read_mono
-from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
-from training.judge import Judge, logmel_stats
+from training.data.concept_clips import CONCEPTS, read_manifest
+from training.judge import FOLDS, CrossFittedJudge, fidelity_concepts, fidelity_sets, logmel_stats, resample
 from training.rave.fidelity_metrics import loudness_error_db, spectral_distance
 
 FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
 GOAL_POINTS = 10.0
 JUDGE_SR = 22050
-FOLDS = 5
-SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
 
 
 @dataclass
@@ -72,15 +69,6 @@ class FidelityConfig:
     seed: int = 0
     oracle: tuple[str, ...] = ()
     oracle_clips: int = 40
-
-
-def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    if sr == target:
-        return audio
-    from scipy.signal import resample_poly
-
-    g = math.gcd(sr, target)
-    return resample_poly(audio, target // g, sr // g).astype(np.float32)
 
 
 def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -107,38 +95,16 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             kept.append(r)
     rows = kept
     X = np.stack([logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
-    fold = np.array([r["index"] % FOLDS for r in rows])
-    sets = {}
-    for label, split in SETS:
-        idx = [i for i, r in enumerate(rows) if r["split"] == split]
-        sets[label] = idx[: cfg.max_clips] if cfg.max_clips else idx
-    sets = {k: v for k, v in sets.items() if v}
-    if not sets:
-        raise UserError(f"data {cfg.data}: no test-split or held-out-font clips to measure")
+    sets = fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
-    judges = {}
-    for f in sorted({int(fold[i]) for i in used}):
-        train = fold != f
-        judges[f] = Judge.fit_features(X[train], [r for r, t in zip(rows, train, strict=True) if t], cfg.concepts,
-                                       cfg.judge_sr)  # fmt: skip
-
-    def judged(feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
-        out: dict[str, dict[int, bool]] = {c: {} for c in cfg.concepts}
-        for f, judge in judges.items():
-            ids = [i for i in used if fold[i] == f and i in feats]
-            if not ids:
-                continue
-            hits = judge.detect_features(np.stack([feats[i] for i in ids]))
-            for c in cfg.concepts:
-                out[c].update(zip(ids, map(bool, hits[c]), strict=True))
-        return out
+    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
 
     original = judged({i: X[i] for i in used})
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
     oracle_plan = _oracle_plan(cfg, rows, sets, labels, say)  # (concept, set) -> ids; ideal audio per (concept, id)
     oracle_clean = {}  # the judge on the ideal edits themselves (no model)
     for c, audio in oracle_plan["audio"].items():
-        feats = {i: logmel_stats(_resample(a, sr, cfg.judge_sr), cfg.judge_sr) for i, (a, sr) in audio.items()}
+        feats = {i: logmel_stats(resample(a, sr, cfg.judge_sr), cfg.judge_sr) for i, (a, sr) in audio.items()}
         oracle_clean[c] = judged(feats)
     results = {}
     for model_path in cfg.models:
@@ -149,7 +115,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         for k, i in enumerate(used):
             a = read_mono(Path(cfg.data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
             y = render_array(stream, a, None, None, cfg.block, delay, cfg.seed + k)
-            recon_audio[i] = _resample(y, model.sr, cfg.judge_sr)
+            recon_audio[i] = resample(y, model.sr, cfg.judge_sr)
             recon_feats[i] = logmel_stats(recon_audio[i], cfg.judge_sr)
         recon = judged(recon_feats)
         per_set = {}
@@ -159,8 +125,8 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             say(f"{model.path.name}: rendering {len(audio)} ideal {c} edits")
             feats = {}
             for k, (i, (a, sr)) in enumerate(audio.items()):
-                y = render_array(stream, _resample(a, sr, model.sr), None, None, cfg.block, delay, cfg.seed + k)
-                feats[i] = logmel_stats(_resample(y, model.sr, cfg.judge_sr), cfg.judge_sr)
+                y = render_array(stream, resample(a, sr, model.sr), None, None, cfg.block, delay, cfg.seed + k)
+                feats[i] = logmel_stats(resample(y, model.sr, cfg.judge_sr), cfg.judge_sr)
             through = judged(feats)
             for label in sets:
                 ids = oracle_plan["ids"][c, label]
@@ -245,34 +211,13 @@ def _set_report(idx, rows, clean, recon_audio, original, recon, labels, concepts
     fonts = sorted({rows[i]["font"] for i in idx})
     spec = np.array([spectral_distance(clean[rows[i]["index"]], recon_audio[i]) for i in idx])
     loud = np.array([loudness_error_db(clean[rows[i]["index"]], recon_audio[i]) for i in idx])
-    out: dict[str, Any] = {
+    return {
         "clips": len(idx),
         "fonts": fonts,
         "spectral_distance": mean_interval(spec).as_dict(),
         "loudness_error_db": mean_interval(loud[np.isfinite(loud)]).as_dict(),
-        "concepts": {},
+        "concepts": fidelity_concepts(idx, original, recon, labels, concepts, GOAL_POINTS),
     }
-    for c in concepts:
-        entry: dict[str, Any] = {}
-        for side, want in (("with", True), ("without", False)):
-            ids = [i for i in idx if labels[c][i] == want]
-            o = np.array([original[c][i] for i in ids], bool)
-            r = np.array([recon[c][i] for i in ids], bool)
-            diff = paired_diff(o, r) if ids else Interval(float("nan"), float("nan"), float("nan"), 0)
-            entry[side] = {
-                "clips": len(ids),
-                "original": wilson(int(o.sum()), len(ids)).as_dict(),
-                "reconstruction": wilson(int(r.sum()), len(ids)).as_dict(),
-                "difference": diff.as_dict(),
-                "verdict": verdict(diff, -GOAL_POINTS, GOAL_POINTS),
-            }
-        correct = [original[c][i] == labels[c][i] for i in idx]
-        entry["judge_accuracy_on_originals"] = wilson(int(sum(correct)), len(correct)).as_dict()
-        entry["agreement"] = wilson(int(sum(original[c][i] == recon[c][i] for i in idx)), len(idx)).as_dict()
-        sides = (entry["with"]["verdict"], entry["without"]["verdict"])
-        entry["verdict"] = "met" if sides == ("met", "met") else ("missed" if "missed" in sides else "undecided")
-        out["concepts"][c] = entry
-    return out
 
 
 def _iv(d: dict, fmt: str = ".0f", unit: str = "") -> str:
