@@ -51,3 +51,67 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     assert "train the SAE" not in capsys.readouterr().out
     assert main([*argv[:8], "--out", str(tmp_path / "x"), "--hooks", "latent,decoder.net.99"]) == 2
     assert "hook 'decoder.net.99'" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert summary["pick_on"] == "test" and "validation" not in summary  # no held-out font: nothing else to pick on
+    for bad, said in (("test", "expected another split"), ("holdout_font", "no clips in the validation split")):
+        assert main([*argv[:8], "--out", str(tmp_path / "y"), "--split", "test", "--validation-split", bad]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "y").exists()
+
+
+def _cmp(sae: float, base: float, lo: float, hi: float) -> dict:
+    return {"sae": sae, "baseline": base, "diff": sae - base, "interval": [lo, hi], "beats": lo > 0, "loses": hi < 0}
+
+
+def _summary(split: str, won: dict[str, int], pick: str) -> dict:
+    cell = {
+        "on": {
+            # a drop won beyond its interval but at an `off` drift of 21; a rise already at the ceiling
+            "drop": _cmp(21, -4, 8, 42),
+            "rise": _cmp(42, 42, 0, 0),
+            "drift": _cmp(25, 25, 0, 0),
+            "off_drift": 21.0,
+            "on_drift": 25.0,
+        }
+    }
+    row = {"baseline": {"none": {"with": 21.0, "without": 58.0}}, "latent": cell, "decoder.net.1": cell}
+    return {
+        "split": split,
+        "hooks": {"latent": {}, "decoder.net.1": {}},
+        "concepts": {"drums": row},
+        "wins": {h: [f"c{i} on: drop" for i in range(n)] for h, n in won.items()},
+        "concepts_won": won,
+        "pick": pick,
+        "reason": f"{pick} wins",
+        "margins": {h: 0.0 for h in won},
+    }
+
+
+def test_the_hook_is_chosen_on_validation_and_judged_on_the_reported_clips():
+    from training.rave.hooks import choose_on_validation
+
+    # on the reported clips decoder.net.1 wins twice, but validation chose latent, which wins nothing there
+    s = choose_on_validation(
+        _summary("holdout_font", {"latent": 0, "decoder.net.1": 2}, "decoder.net.1"),
+        _summary("test", {"latent": 1, "decoder.net.1": 0}, "latent"),
+    )
+    assert s["pick"] == "latent" and s["pick_on"] == "test" and s["reason"].startswith("chosen on the test clips")
+    assert s["goal_met"] is False and s["validation"]["concepts_won"] == {"latent": 1, "decoder.net.1": 0}
+    assert s["why_not"]
+    s = choose_on_validation(
+        _summary("holdout_font", {"latent": 0, "decoder.net.1": 2}, "decoder.net.1"),
+        _summary("test", {"latent": 0, "decoder.net.1": 1}, "decoder.net.1"),
+    )
+    assert s["pick"] == "decoder.net.1" and s["goal_met"] is True and s["why_not"] == []
+    # no validation split: the pick is made (and said to be made) on the reported clips
+    s = choose_on_validation(_summary("test", {"latent": 2, "decoder.net.1": 0}, "latent"), None)
+    assert s["pick_on"] == "test" and "validation" not in s and s["goal_met"] is True
+
+
+def test_why_not_names_what_stopped_each_measure():
+    from training.rave.hooks import choose_on_validation
+
+    s = choose_on_validation(_summary("holdout_font", {"latent": 0, "decoder.net.1": 0}, "latent"), None)
+    (line,) = s["why_not"]
+    drop, rise, drift = line.removeprefix("drums: ").split("; ")
+    assert drop.startswith("drop: latent off +21 vs baseline -4") and drop.endswith("its drift is 21 > 10")
+    assert "ceiling +42: the baseline already reaches the ceiling of any edit (+42)" in rise
+    assert drift.endswith("the interval includes 0")

@@ -99,6 +99,12 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--concepts", default="guitar,drums,piano", help="manifest concepts (default guitar,drums,piano)")
     p.add_argument("--store", help="an activation store already holding every hook (default: collect into OUT)")
     p.add_argument("--split", choices=["test", "holdout_font"], help="judged clips (default: holdout_font if any)")
+    p.add_argument(
+        "--validation-split",
+        choices=["test", "holdout_font", "none"],
+        help="clips the hook is chosen on (default: test when the judged split is holdout_font; none: the judged "
+        "clips themselves)",
+    )
     p.add_argument("--sae-steps", type=nonneg_int, default=1500, help="SAE steps per hook (default 1500)")
     p.add_argument("--strength", type=positive_floats, default=(2.0, 8.0), help="on strengths (default 2,8)")
     p.add_argument("--clamp", type=positive_floats, default=(2.0, 4.0), help="clamp strengths (default 2,4)")
@@ -133,6 +139,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.max_clips,
         args.steer_threshold,
         args.seed,
+        args.validation_split,
     )
     summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")

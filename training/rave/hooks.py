@@ -9,6 +9,11 @@ features by effect), and run the outside judge on the held-out clips (`--split h
 the data has a held-out soundfont): `off`, `on` and `clamp` over their strength sweeps, every edit acting at
 that hook. The raw-latent difference-of-means baseline is judged once, on the same clips.
 
+The hook is chosen on validation clips and reported on test clips: with `--split holdout_font` the in-font
+`test` split validates (`--validation-split`, judged into OUT/<hook>/judge_<split>), so the pick is never
+made on the clips it is reported on; with `--validation-split none` the pick is made on the reported clips
+and the report says so.
+
 Figures carry intervals: probe AUROC with the bootstrap interval `concept find` reports (Hanley–McNeil's
 when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a
 paired bootstrap 95 % interval (2000 resamples of the clips). An SAE edit *beats* the baseline on a measure
@@ -50,6 +55,8 @@ class HookCompareConfig:
     concepts: manifest concepts to find and judge.
     store: an activation store holding every hook already (default: collected into OUT/store).
     split: judged clips (None: `holdout_font` when the data has one, else `test`).
+    validation_split: clips the hook is chosen on (None: `test` when `split` is `holdout_font`; "none": the
+        reported clips themselves).
     sae_steps: SAE training steps per hook (batch 1024, defaults k = d_in/4, d_sae = 8 d_in, decoder rows
         started at sample rows, 20 % of the store held out for the metrics).
     strengths, clamp_strengths: `on` and `clamp` sweeps.
@@ -72,6 +79,7 @@ class HookCompareConfig:
     max_clips: int = 12
     steer_threshold: float = 0.02
     seed: int = 0
+    validation_split: str | None = None
 
 
 def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
@@ -182,6 +190,11 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     model = RaveModel.load(cfg.model)
     for hook in cfg.hooks:
         hook_shape(model, hook)  # an unknown hook: one line listing the model's hooks, before any work
+    validation = cfg.validation_split or ("test" if split == "holdout_font" else "none")
+    if validation == split:
+        raise UserError(f"validation split {validation!r}: expected another split than the reported {split!r}")
+    if validation != "none" and not any(r["split"] == validation for r in rows):
+        raise UserError(f"data {data}: no clips in the validation split {validation!r}")
     for name in cfg.concepts:
         if not (data / "concepts" / name / "with").is_dir():
             raise UserError(f"data {data}: no concepts/{name}/with folder (make the data with --concepts {name})")
@@ -199,7 +212,8 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
         collect_rave(RaveCollectConfig(cfg.model, str(clips), str(store_dir), layers=tuple(cfg.hooks)))
     store = ActivationStore(store_dir)
     results: dict[str, Any] = {}
-    baseline_done: set[str] = set()
+    checks: dict[str, Any] = {}
+    baseline_done: dict[str, set[str]] = {split: set(), validation: set()}
     for hook in cfg.hooks:
         hook_dir = out / hook
         sae_dir = hook_dir / "sae"
@@ -259,37 +273,50 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
             find_json.write_text(json.dumps(found, indent=1))
         found = json.loads(find_json.read_text())
         names = [n for n in cfg.concepts if "not_found" not in found.get(n, {"not_found": ""})]
-        judge_dir = hook_dir / "judge"
-        if names and not (judge_dir / "judge.json").exists():
-            need = tuple(n for n in names if n not in baseline_done)
-            say(f"{hook}: judge on the {split} clips" + (f" (and the baseline for {', '.join(need)})" if need else ""))
-            evaluate_steering(
-                EvalConfig(
-                    str(data),
-                    cfg.model,
-                    str(bank),
-                    str(judge_dir),
-                    tuple(names),
-                    tuple(cfg.strengths),
-                    cfg.max_clips,
-                    seed=cfg.seed,
-                    baseline=bool(need),
-                    baseline_for=need,
-                    clamp_strengths=tuple(cfg.clamp_strengths),
-                    split=split,
-                ),
-                say,
-            )
-        judged = json.loads((judge_dir / "judge.json").read_text()) if names else {"concepts": {}}
-        baseline_done |= {n for n, e in judged["concepts"].items() if "baseline" in e}
+        judged: dict[str, Any] = {"concepts": {}}
+        sae_cell = {k: metrics.get(k) for k in ("fvu", "l0", "dead_fraction", "k", "d_sae", "d_in")}
+        checks[hook] = {"sae": sae_cell, "found": found, "bank": str(bank), "judge": {"concepts": {}}}
+        for on_split, judge_dir in ((split, hook_dir / "judge"), (validation, hook_dir / f"judge_{validation}")):
+            if on_split == "none":
+                continue
+            if names and not (judge_dir / "judge.json").exists():
+                need = tuple(n for n in names if n not in baseline_done[on_split])
+                say(
+                    f"{hook}: judge on the {on_split} clips"
+                    + (f" (and the baseline for {', '.join(need)})" if need else "")
+                )
+                evaluate_steering(
+                    EvalConfig(
+                        str(data),
+                        cfg.model,
+                        str(bank),
+                        str(judge_dir),
+                        tuple(names),
+                        tuple(cfg.strengths),
+                        cfg.max_clips,
+                        seed=cfg.seed,
+                        baseline=bool(need),
+                        baseline_for=need,
+                        clamp_strengths=tuple(cfg.clamp_strengths),
+                        split=on_split,
+                    ),
+                    say,
+                )
+            got = json.loads((judge_dir / "judge.json").read_text()) if names else {"concepts": {}}
+            baseline_done[on_split] |= {n for n, e in got["concepts"].items() if "baseline" in e}
+            if on_split == split:
+                judged = got
+            else:
+                checks[hook]["judge"] = got
         results[hook] = {
-            "sae": {k: metrics.get(k) for k in ("fvu", "l0", "dead_fraction", "k", "d_sae", "d_in")},
+            "sae": sae_cell,
             "bank": str(bank),
             "found": found,
             "judge": judged,
         }
     render_examples(cfg, results, split, rows, say)
     summary = summarize(cfg, results, split)
+    choose_on_validation(summary, summarize(cfg, checks, validation) if validation != "none" else None)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["config"] = asdict(cfg)
     (out / "comparison.json").write_text(json.dumps(summary, indent=1))
@@ -473,9 +500,77 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
         "wins": wins,
         "concepts_won": concepts_won,
         "pick": pick,
+        "pick_here": pick,
+        "margins": {h: float(np.mean(margins[h])) if margins[h] else None for h in cfg.hooks},
         "reason": reason,
         "goal_met": concepts_won[pick] >= 2,
     }
+
+
+def choose_on_validation(summary: dict[str, Any], chosen: dict[str, Any] | None) -> dict[str, Any]:
+    """The hook picked on the validation summary `chosen` (None: on the reported clips themselves), the goal
+    judged for that hook on the reported clips, and, when it is not met, what stopped each concept."""
+    if chosen is not None:
+        keep = ("split", "wins", "concepts_won", "pick", "reason", "margins", "concepts")
+        summary["validation"] = {k: chosen[k] for k in keep}
+        summary["pick"] = chosen["pick"]
+        summary["reason"] = f"chosen on the {chosen['split']} clips: {chosen['reason']}"
+    summary["pick_on"] = chosen["split"] if chosen is not None else summary["split"]
+    summary["goal_met"] = summary["concepts_won"][summary["pick"]] >= 2
+    summary["why_not"] = [] if summary["goal_met"] else why_not(summary)
+    return summary
+
+
+def why_not(s: dict[str, Any]) -> list[str]:
+    """Per concept and measure, the SAE arm closest to a win and what stopped it: its drift above the goal,
+    the baseline already at the ceiling of any edit (how often the judge hears the concept in the model's
+    plain reconstructions), nothing to beat (the baseline's drift is 0), or an interval that includes 0."""
+    lines = []
+    for name, row in s["concepts"].items():
+        if "baseline" not in row:
+            lines.append(f"{name}: not found on any hook")
+            continue
+        b = row["baseline"]
+        ceiling = {"drop": b["none"]["with"], "rise": 100.0 - b["none"]["without"]}
+        parts = []
+        for m in ("drop", "rise", "drift"):
+            best = None
+            for hook, cell in row.items():
+                if hook == "baseline" or "not_found" in cell:
+                    continue
+                for arm in ("on", "clamp") if m != "drop" else ("on",):  # both arms share one `off`
+                    c = cell.get(arm)
+                    if c and m in c:
+                        score = (
+                            (c[m]["interval"][0], c[m]["diff"])
+                            if m != "drift"
+                            else (-c[m]["interval"][1], -c[m]["diff"])
+                        )
+                        if best is None or score > best[0]:
+                            best = (score, hook, "off" if m == "drop" else arm, c)
+            if best is None:
+                continue
+            _, hook, arm, c = best
+            x, drift = c[m], c["off_drift"] if m == "drop" else c["on_drift"]
+            lo, hi = x["interval"]
+            head = f"{m}: {hook} {arm} {x['sae']:+.0f} vs baseline {x['baseline']:+.0f} (Δ [{lo:+.0f}, {hi:+.0f}])"
+            if x["beats"] and drift > GOAL_DRIFT:
+                why = f"a win, but its drift is {drift:.0f} > {GOAL_DRIFT:g}"
+            elif x["beats"]:
+                why = "a win"
+            elif m in ceiling and x["baseline"] >= ceiling[m] - 0.5:
+                why = f"the baseline already reaches the ceiling of any edit ({ceiling[m]:+.0f})"
+            elif m == "drift" and x["baseline"] < 0.5:
+                why = "the baseline does not drift: nothing to beat"
+            elif x["loses"]:
+                why = "the baseline is better beyond the interval"
+            else:
+                why = "the interval includes 0"
+            if m in ceiling:
+                head += f", ceiling {ceiling[m]:+.0f}"
+            parts.append(f"{head}: {why}")
+        lines.append(f"{name}: " + "; ".join(parts))
+    return lines
 
 
 def _iv(x: list[float]) -> str:
@@ -555,8 +650,26 @@ def report_markdown(s: dict[str, Any]) -> str:
                 + (f"{_cmp(cl, 'rise')} ({cl['strength']:g}) | {_cmp(cl, 'drift')} |" if cl else "– | – |")
             )
     lines += ["", f"**Pick: {s['reason']}.**", ""]
+    if "validation" in s:
+        v = s["validation"]
+        lines += [
+            f"Wins on the {v['split']} clips (validation; the hook is chosen there, reported above on the "
+            f"{s['split']} clips):",
+            "",
+            "| hook | concepts won (validation) | wins (validation) | concepts won (reported) | wins (reported) |",
+            "|---|---|---|---|---|",
+        ]
+        for h in s["hooks"]:
+            lines.append(
+                f"| {h} | {v['concepts_won'][h]} | {'; '.join(v['wins'][h]) or '–'} | {s['concepts_won'][h]} | "
+                f"{'; '.join(s['wins'][h]) or '–'} |"
+            )
+        lines.append("")
     lines.append(
-        "Goal (an SAE edit beats the baseline beyond its interval for two concepts at drift ≤ 10): "
-        + ("met." if s["goal_met"] else "not met on these clips.")
+        f"Goal (on the {s['split']} clips, the chosen hook's SAE edit beats the baseline beyond its interval for two "
+        "concepts at drift ≤ 10): " + ("met." if s["goal_met"] else "not met.")
     )
+    if s.get("why_not"):
+        lines += ["", "What stopped it, per concept (the SAE arm closest to a win on each measure):", ""]
+        lines += [f"- {line}" for line in s["why_not"]]
     return "\n".join(lines) + "\n"
