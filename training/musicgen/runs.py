@@ -6,11 +6,15 @@
     RUN/progress.json   step, CPU hours, wall hours, last losses (rewritten at each checkpoint)
     RUN/log.jsonl       one line of losses every few steps
 
+`train_loop` is the loop both trainings share (resume, step, log, evaluate, checkpoint, wall budget);
+`add_loop_args` their common command-line options.
+
 CPU time is the process's (all threads), so CPU hours are comparable between machines and thread counts.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -18,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -130,6 +134,100 @@ def load_state(run_dir: Path, device: str) -> dict:
 def log(run_dir: Path, record: dict) -> None:
     with (run_dir / LOG_FILE).open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
+
+
+class LoopConfig(Protocol):
+    """What `train_loop` needs of a training config (both trainings' configs have these fields)."""
+
+    run: Path
+    steps: int
+    minutes: float | None
+    checkpoint_every: int
+    eval_every: int
+    log_every: int
+    device: str
+
+
+def set_threads() -> None:
+    """Training threads: `MUSICSAE_TRAIN_THREADS` (default 1, the machine is shared)."""
+    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+
+
+def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], None]) -> tuple[int, Clock]:
+    """(step, clock) to start from: the run's last checkpoint loaded into `model` and `opt` when resuming."""
+    if not resuming:
+        return 0, Clock()
+    state = load_state(cfg.run, cfg.device)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    say(f"resuming {cfg.run} at step {state['step']}")
+    return state["step"], Clock(state["cpu_seconds"], state["wall_seconds"])
+
+
+def train_loop(
+    cfg: LoopConfig,
+    model,
+    opt,
+    start: tuple[int, Clock],
+    train_step: Callable[[int], dict[str, Any] | None],
+    evaluate: Callable[[], dict[str, Any]],
+    summary: Callable[[int, dict], str],
+    extra: dict[str, Any],
+    say: Callable[[str], None],
+) -> int:
+    """Steps from `start` until `cfg.steps` (or `cfg.minutes` of wall time in this call); returns the last step.
+
+    `train_step(step)` does one optimiser step and returns its loss terms (tensors or numbers), or None when the
+    loss was not finite (logged, step not counted). Every `log_every` steps the terms go to the log; every
+    `eval_every` steps (and at the last) `evaluate()` adds held-out figures, logged and said (`summary`); every
+    `checkpoint_every` steps and at the end, model + optimizer + step are saved with `extra` in progress.json.
+    """
+    step, clock = start
+    t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
+    last: dict[str, Any] = {}
+
+    def checkpoint() -> None:
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
+        save_state(cfg.run, state, clock, {"last": last, **extra})
+
+    while step < cfg.steps and (t_end is None or time.time() < t_end):
+        terms = train_step(step)
+        if terms is None:
+            log(cfg.run, {"step": step, "skipped": "non-finite loss"})
+            continue
+        step += 1
+        if step % cfg.log_every == 0:
+            last = {k: round(float(v), 5) if not isinstance(v, int) else v for k, v in terms.items()}
+            log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            last.update(evaluate())
+            log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
+            say(summary(step, last))
+        if step % cfg.checkpoint_every == 0:
+            checkpoint()
+    checkpoint()
+    say(f"{cfg.run.name} at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
+    return step
+
+
+def add_loop_args(parser: argparse.ArgumentParser, batch: int, lr: float) -> None:
+    """The options both trainings share."""
+    parser.add_argument("--data", action="append", required=True, help="a `musicsae data make` folder (repeatable)")
+    parser.add_argument("--run", type=Path, required=True, help="run folder (resumed when it exists)")
+    parser.add_argument("--steps", type=int, default=10000, help="total steps to reach")
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call")
+    parser.add_argument("--batch", type=int, default=batch)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+
+
+def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The config fields `add_loop_args` fills."""
+    keys = ("data", "run", "steps", "minutes", "batch", "lr", "seed", "checkpoint_every", "eval_every", "device")
+    return {k: getattr(args, k) for k in keys}
 
 
 def guarded(prog: str, fn: Callable[[], object]) -> int:

@@ -13,8 +13,6 @@ Every `--eval-every` steps it logs the held-out loss on the test split of the sa
 from __future__ import annotations
 
 import argparse
-import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,7 +122,7 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
     """Train (or resume) a codec run; returns the last progress record."""
     if cfg.steps < 1 or cfg.batch < 1 or cfg.segment * cfg.sizes.sample_rate < 4 * cfg.sizes.hop:
         raise UserError("--steps and --batch must be >= 1 and --segment at least 4 frames long")
-    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+    runs.set_threads()
     clips = load_clips(cfg.data, cfg.sizes.sample_rate, ("train",))
     for line in clips.notes:
         say(line)
@@ -132,49 +130,36 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
     resuming = runs.open_run(cfg.run, identity(cfg, clips))
     model = build_codec(cfg.sizes, cfg.seed, cfg.device).train()
     opt = torch.optim.Adam(model.parameters(), cfg.lr, betas=(0.5, 0.9))
-    step, clock = 0, runs.Clock()
-    if resuming:
-        state = runs.load_state(cfg.run, cfg.device)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, clock = state["step"], runs.Clock(state["cpu_seconds"], state["wall_seconds"])
-        say(f"resuming {cfg.run} at step {step}")
+    start = runs.resume(cfg, model, opt, resuming, say)
     spec = MultiScaleMel(cfg.sizes.sample_rate).to(cfg.device)
-    revive = CodeReviver(model, cfg.sizes.dead_code, cfg.seed + step)
+    revive = CodeReviver(model, cfg.sizes.dead_code, cfg.seed + start[0])
     length = round(cfg.segment * cfg.sizes.sample_rate / cfg.sizes.hop) * cfg.sizes.hop
-    rng = np.random.default_rng([cfg.seed, step])
+    rng = np.random.default_rng([cfg.seed, start[0]])
     fixed = eval_batch(held, 16, length).to(cfg.device)
-    t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
-    last: dict = {}
 
-    def checkpoint() -> None:
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
-        runs.save_state(cfg.run, state, clock, {"last": last, "train_clips": len(clips.rows)})
-
-    while step < cfg.steps and (t_end is None or time.time() < t_end):
+    def train_step(step: int) -> dict | None:
         x = random_batch(clips, cfg.batch, length, rng).to(cfg.device)
         q = model(x)
         terms = {"mel": spec(q.x, x), "l1": waveform_l1(q.x, x), "commit": q.penalty}
         loss = terms["mel"] + 0.1 * terms["l1"] + terms["commit"]
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            runs.log(cfg.run, {"step": step, "skipped": "non-finite loss"})
-            continue
+            return None
         loss.backward()
         opt.step()
-        revived = revive()
-        step += 1
-        if step % cfg.log_every == 0:
-            last = {k: round(float(v.detach()), 5) for k, v in terms.items()} | {"revived": revived}
-            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            last.update(evaluate(model, spec, fixed, cfg.sizes.bins))
-            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
-            say(f"step {step}: held-out mel {last['eval_mel']:.4f}, code use {last['code_use']}")
-        if step % cfg.checkpoint_every == 0:
-            checkpoint()
-    checkpoint()
-    say(f"codec at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
+        return {k: v.detach() for k, v in terms.items()} | {"revived": revive()}
+
+    runs.train_loop(
+        cfg,
+        model,
+        opt,
+        start,
+        train_step,
+        lambda: evaluate(model, spec, fixed, cfg.sizes.bins),
+        lambda step, last: f"step {step}: held-out mel {last['eval_mel']:.4f}, code use {last['code_use']}",
+        {"train_clips": len(clips.rows)},
+        say,
+    )
     return runs.read_json(cfg.run / runs.PROGRESS_FILE)
 
 
@@ -239,37 +224,15 @@ def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.musicgen.train_codec", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", action="append", required=True, help="a `musicsae data make` folder (repeatable)")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (resumed when it exists)")
-    parser.add_argument("--steps", type=int, default=10000, help="total steps to reach")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call")
-    parser.add_argument("--batch", type=int, default=8)
+    runs.add_loop_args(parser, batch=8, lr=3e-4)
     parser.add_argument("--segment", type=float, default=0.5, help="seconds per training segment")
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     add_size_args(parser)
     args = parser.parse_args(argv)
     return runs.guarded(parser.prog, lambda: train_codec(config_from_args(args)))
 
 
 def config_from_args(args: argparse.Namespace) -> CodecTrainConfig:
-    return CodecTrainConfig(
-        data=args.data,
-        run=args.run,
-        sizes=sizes_from_args(args),
-        steps=args.steps,
-        minutes=args.minutes,
-        batch=args.batch,
-        segment=args.segment,
-        lr=args.lr,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        device=args.device,
-    )
+    return CodecTrainConfig(**runs.loop_kwargs(args), sizes=sizes_from_args(args), segment=args.segment)
 
 
 if __name__ == "__main__":

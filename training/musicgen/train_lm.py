@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -179,7 +177,7 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
     """Train (or resume) an LM run; returns the last progress record."""
     if cfg.steps < 1 or cfg.batch < 1:
         raise UserError("--steps and --batch must be >= 1")
-    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+    runs.set_threads()
     prep, resuming = prepare(cfg, say)
     clips, held = prep["clips"], prep["held"]
     codes_train, codes_test = prep["codes"]["train"], prep["codes"]["test"]
@@ -193,28 +191,17 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
     lm.cfg_dropout.p = 0.0  # the null description is drawn per clip by DescriptionDropout instead
     normalise_lut(lm)
     opt = torch.optim.AdamW(lm.parameters(), cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    step, clock = 0, runs.Clock()
-    if resuming:
-        state = runs.load_state(cfg.run, cfg.device)
-        lm.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step, clock = state["step"], runs.Clock(state["cpu_seconds"], state["wall_seconds"])
-        say(f"resuming {cfg.run} at step {step}")
-    rng = np.random.default_rng([cfg.seed, step])
+    start = runs.resume(cfg, lm, opt, resuming, say)
+    rng = np.random.default_rng([cfg.seed, start[0]])
     surfaces = prep["surfaces"]
     n_eval = min(32, len(held.rows))
     eval_idx = np.linspace(0, len(held.rows) - 1, n_eval).round().astype(int)
-    t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
-    last: dict = {}
+    eval_codes, eval_rows = codes_test[eval_idx, :, :T].long(), [held.rows[i] for i in eval_idx]
 
-    def checkpoint() -> None:
-        state = {"model": lm.state_dict(), "opt": opt.state_dict(), "step": step}
-        runs.save_state(cfg.run, state, clock, {"last": last, "train_clips": len(clips.rows)})
-
-    while step < cfg.steps and (t_end is None or time.time() < t_end):
+    def train_step(step: int) -> dict | None:
         idx = rng.integers(len(clips.rows), size=cfg.batch)
-        start = rng.integers(0, codes_train.shape[-1] - T + 1, size=cfg.batch)
-        codes = torch.stack([codes_train[i, :, s : s + T] for i, s in zip(idx, start, strict=True)]).long()
+        offsets = rng.integers(0, codes_train.shape[-1] - T + 1, size=cfg.batch)
+        codes = torch.stack([codes_train[i, :, s : s + T] for i, s in zip(idx, offsets, strict=True)]).long()
         keys = [cfg.dropout.sample(clips.rows[i], rng) for i in idx]
         texts = [None if k is None else surfaces[k] for k in keys]
         for group in opt.param_groups:
@@ -222,24 +209,26 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
         loss = lm_loss(lm, codes.to(cfg.device), texts)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
-            runs.log(cfg.run, {"step": step, "skipped": "non-finite loss"})
-            continue
+            return None
         loss.backward()
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         opt.step()
         normalise_lut(lm)
-        step += 1
-        if step % cfg.log_every == 0:
-            last = {"ce": round(float(loss.detach()), 4), "lr": learning_rate(cfg, step)}
-            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            last.update(evaluate(lm, codes_test[eval_idx, :, :T].long(), [held.rows[i] for i in eval_idx], surfaces))
-            runs.log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
-            say(f"step {step}: held-out CE {last['eval_ce_text']:.3f} with text, {last['eval_ce_null']:.3f} without")
-        if step % cfg.checkpoint_every == 0:
-            checkpoint()
-    checkpoint()
-    say(f"LM at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
+        return {"ce": loss.detach(), "lr": learning_rate(cfg, step)}
+
+    runs.train_loop(
+        cfg,
+        lm,
+        opt,
+        start,
+        train_step,
+        lambda: evaluate(lm, eval_codes, eval_rows, surfaces),
+        lambda step, last: (
+            f"step {step}: held-out CE {last['eval_ce_text']:.3f} with text, {last['eval_ce_null']:.3f} without"
+        ),
+        {"train_clips": len(clips.rows)},
+        say,
+    )
     return runs.read_json(cfg.run / runs.PROGRESS_FILE)
 
 
@@ -284,18 +273,9 @@ def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
 def main(argv: list[str] | None = None) -> int:
     d, dd = LMSizes(), DescriptionDropout()
     parser = argparse.ArgumentParser(prog="python -m training.musicgen.train_lm", description=__doc__.split("\n")[0])
-    parser.add_argument("--data", action="append", required=True, help="a `musicsae data make` folder (repeatable)")
+    runs.add_loop_args(parser, batch=16, lr=1e-3)
     parser.add_argument("--codec-run", type=Path, help="a train_codec run folder (optional when resuming)")
-    parser.add_argument("--run", type=Path, required=True, help="run folder (resumed when it exists)")
-    parser.add_argument("--steps", type=int, default=10000, help="total steps to reach")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call")
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--dim", type=int, default=d.dim)
     parser.add_argument("--heads", type=int, default=d.num_heads)
     parser.add_argument("--layers", type=int, default=d.num_layers)
@@ -325,20 +305,11 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
         cfg_dropout=args.p_null,
     )
     return LMTrainConfig(
-        data=args.data,
+        **runs.loop_kwargs(args),
         codec_run=args.codec_run,
-        run=args.run,
         sizes=sizes,
         dropout=DescriptionDropout(p_keep=args.p_keep, p_null=args.p_null),
-        steps=args.steps,
-        minutes=args.minutes,
-        batch=args.batch,
-        lr=args.lr,
         warmup=args.warmup,
-        seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-        eval_every=args.eval_every,
-        device=args.device,
     )
 
 
