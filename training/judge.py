@@ -162,6 +162,29 @@ def fidelity_concepts(idx, original, recon, labels, concepts: Sequence[str], goa
     return out
 
 
+def fidelity_table(concepts: dict[str, Any]) -> list[str]:
+    """Markdown lines of a `fidelity_concepts` result: one row per concept, detection rates, differences with
+    their intervals, the judge's accuracy on the originals, the verdict."""
+
+    def iv(d: dict) -> str:
+        return Interval(**d).text("+.0f")
+
+    lines = [
+        "| concept | with: original → reconstruction | diff | without: original → reconstruction | diff "
+        "| judge acc. on originals | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for c, e in concepts.items():
+        w, wo = e["with"], e["without"]
+        lines.append(
+            f"| {c} | {w['original']['value']:.0f}% → {w['reconstruction']['value']:.0f}% (n={w['clips']}) "
+            f"| {iv(w['difference'])} | {wo['original']['value']:.0f}% → {wo['reconstruction']['value']:.0f}% "
+            f"(n={wo['clips']}) | {iv(wo['difference'])} | {e['judge_accuracy_on_originals']['value']:.0f}% "
+            f"| {e['verdict']} |"
+        )
+    return lines
+
+
 def resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
     """`audio` at `sr` resampled to `target` (polyphase; unchanged when the rates agree)."""
     if sr == target:

@@ -25,7 +25,15 @@ from sae.errors import UserError
 from sae.stats import Interval, mean_interval
 from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import FOLDS, CrossFittedJudge, fidelity_concepts, fidelity_sets, logmel_stats, resample
+from training.judge import (
+    FOLDS,
+    CrossFittedJudge,
+    fidelity_concepts,
+    fidelity_sets,
+    fidelity_table,
+    logmel_stats,
+    resample,
+)
 
 CONCEPTS_JUDGED = ("guitar", "piano", "drums", "bass", "strings", "brass")
 GOAL_POINTS = 10.0
@@ -165,17 +173,7 @@ def markdown(result: dict) -> str:
         lines += [
             f"### {label}: {s['clips']} clips ({', '.join(s['fonts'])}); mel distance {iv(s['mel_distance'], '.3f')}",
             "",
-            "| concept | with: original → reconstruction | diff | without: original → reconstruction | diff "
-            "| judge acc. on originals | verdict |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            *fidelity_table(s["concepts"]),
+            "",
         ]
-        for c, e in s["concepts"].items():
-            w, wo = e["with"], e["without"]
-            lines.append(
-                f"| {c} | {w['original']['value']:.0f}% → {w['reconstruction']['value']:.0f}% (n={w['clips']}) "
-                f"| {iv(w['difference'])} | {wo['original']['value']:.0f}% → {wo['reconstruction']['value']:.0f}% "
-                f"(n={wo['clips']}) | {iv(wo['difference'])} | {e['judge_accuracy_on_originals']['value']:.0f}% "
-                f"| {e['verdict']} |"
-            )
-        lines.append("")
     return "\n".join(lines)

@@ -41,7 +41,15 @@ from sae.errors import UserError
 from sae.stats import Interval, mean_interval, paired_diff
 from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import FOLDS, CrossFittedJudge, fidelity_concepts, fidelity_sets, logmel_stats, resample
+from training.judge import (
+    FOLDS,
+    CrossFittedJudge,
+    fidelity_concepts,
+    fidelity_sets,
+    fidelity_table,
+    logmel_stats,
+    resample,
+)
 from training.rave.fidelity_metrics import loudness_error_db, spectral_distance
 
 FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
@@ -241,19 +249,8 @@ def markdown(result: dict) -> str:
                 f"spectral distance {_iv(s['spectral_distance'], '.2f')}; loudness error "
                 f"{_iv(s['loudness_error_db'], '.1f', ' dB')}",
                 "",
-                "| concept | with: original → reconstruction | diff | without: original → reconstruction | diff "
-                "| judge acc. on originals | verdict |",
-                "| --- | --- | --- | --- | --- | --- | --- |",
+                *fidelity_table(s["concepts"]),
             ]
-            for c, e in s["concepts"].items():
-                w, wo = e["with"], e["without"]
-                lines.append(
-                    f"| {c} | {w['original']['value']:.0f}% → {w['reconstruction']['value']:.0f}% (n={w['clips']}) "
-                    f"| {_iv(w['difference'], '+.0f')} "
-                    f"| {wo['original']['value']:.0f}% → {wo['reconstruction']['value']:.0f}% (n={wo['clips']}) "
-                    f"| {_iv(wo['difference'], '+.0f')} | {e['judge_accuracy_on_originals']['value']:.0f}% "
-                    f"| {e['verdict']} |"
-                )
             lines.append("")
             oracle = [(c, e["oracle"]) for c, e in s["concepts"].items() if "oracle" in e]
             if oracle:
