@@ -147,7 +147,11 @@ def choose_block(
     processor = None
     choices = block_choices(ratio, period, largest)
     if not choices:
-        raise UserError(f"period {period}: expected at most {largest} frames, dividing a multiple of {ratio}")
+        valid = [p for p in (128, 256, 512, 1024, 2048) if block_choices(ratio, p, largest)][:3]
+        raise UserError(
+            f"period {period}: no block up to {largest} frames is a multiple of both it and the model's ratio "
+            f"{ratio}; expected a period such as {', '.join(map(str, valid))}"
+        )
     for block in choices:
         processor = make(block)
         timing = BlockTiming(block, time_blocks(processor, snapshots, seconds))

@@ -423,6 +423,8 @@ class Engine:
                 gc.collect(0)
                 if m.blocks % 64 == 0:
                     gc.collect(1)
+                if m.blocks % 8192 == 0:  # what survived since the freeze only: cheap, and no cycle lives forever
+                    gc.collect(2)
 
     def wait_output(self, frames: int, timeout: float = 10.0) -> bool:
         """Wait until the next `frames` output frames are ready (file mode: as fast as possible)."""

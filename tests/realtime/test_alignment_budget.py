@@ -92,8 +92,9 @@ def test_the_smallest_block_that_keeps_up_is_chosen_with_a_measured_budget(monke
     assert "WARNING" in choice.describe()
     _, choice = choose_block(Timed, 512, 256, SR, [], blocksize=2048, headroom=1.0)
     assert (choice.blocksize, choice.budget, choice.timing) == (2048, 2048, None)
-    with pytest.raises(UserError, match="period 16384"):
-        choose_block(Timed, 512, 16384, SR, [])
+    for period in (16384, 300):  # no block the period divides: refused in one line with valid periods
+        with pytest.raises(UserError, match=rf"period {period}: .* such as 128, 256, 512$"):
+            choose_block(Timed, 512, period, SR, [])
 
 
 def test_block_timing_is_measured_on_the_processor(tiny_rave_ts):

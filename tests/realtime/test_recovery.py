@@ -1,7 +1,8 @@
-"""Fault injection: a model thread that stalls, a model that raises, impossible period/block pairs.
+"""Fault injection: a model thread that stalls (long enough to overflow the input ring too), input overwritten
+while the model thread copies it, a model that raises, impossible period/block pairs.
 
-A fake processor (identity, with the engine-facing attributes of `BlockProcessor`) stalls once; the engine runs
-from arrays through its own audio callback at real-time pace, so the stall really happens against the clock.
+A fake processor (output = −input, with the engine-facing attributes of `BlockProcessor`) stalls once; the engine
+runs from arrays through its own audio callback at real-time pace, so the stall really happens against the clock.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from realtime.audio_io import run_file
 from realtime.controls import Controls
 from realtime.engine import Engine
 from realtime.osc import OscServer, OscTelemetry
+from realtime.processor import BlockProcessor
 from sae.errors import UserError
 from sae.steering import EditState
 
@@ -59,8 +61,10 @@ def _engine(proc, period=256, headroom=1.0) -> Engine:
     return Engine(proc, Controls(EditState(8)), period=period, headroom=headroom)
 
 
-@pytest.mark.parametrize("blocksize", [512, 2048])
-@pytest.mark.parametrize("stall_s", [0.05, 0.25, 1.0])
+STALLS = [(512, 0.05), (512, 0.25), (512, 1.0), (512, 5.0), (2048, 0.05), (2048, 0.25), (2048, 1.0)]
+
+
+@pytest.mark.parametrize(("blocksize", "stall_s"), STALLS)
 def test_a_stall_is_recovered_within_two_blocks_and_the_mapping_never_drifts(blocksize, stall_s):
     stall_at = 8
     proc = FakeProcessor(blocksize, stall_at=stall_at, stall_s=stall_s)
@@ -85,7 +89,32 @@ def test_a_stall_is_recovered_within_two_blocks_and_the_mapping_never_drifts(blo
     if stall_s * SR > engine.budget + engine.blocksize:  # longer than the slack: skipped, counted, reported
         assert engine.model.resyncs == 1 and len(resyncs) == 1 and proc.resyncs == 1
         assert engine.model.skipped_frames > 0 and "skipped" in resyncs[0].message
+    if stall_s * SR > engine.inputs.capacity:  # the input ring overflowed during the stall: skipped past it
+        assert engine.model.skipped_frames >= stall_s * SR - engine.inputs.capacity
     assert engine.model.errors == 0
+
+
+def test_input_overwritten_while_the_model_thread_copies_it_is_skipped_not_played():
+    """The model thread stalls inside the copy of a block's input (after its resync check), so the callback
+    overwrites that input meanwhile: the torn block is dropped and the output is aligned again."""
+    proc = FakeProcessor(512)
+    data = _signal(1.5)
+    engine = _engine(proc)
+    get, copies = engine.inputs.get, []
+
+    def slow_get(pos: int, out: np.ndarray) -> None:
+        copies.append(pos)
+        if len(copies) == 12:
+            time.sleep(0.3)  # longer than the input ring: what it copies now is newer input
+        get(pos, out)
+
+    engine.inputs.get = slow_get
+    with engine:
+        out = run_file(engine, data, realtime=True)[:, 0]
+    good = out == -data[:, 0]
+    assert (good | (out == 0.0)).all()  # nothing torn or shifted was played
+    assert engine.model.resyncs == 1 and good[-int(0.5 * SR) :].all()
+    assert good[: 11 * 512].mean() > 0.98
 
 
 def test_stall_injected_through_the_engine_recovers_too():
@@ -108,6 +137,35 @@ def test_impossible_period_block_pairs_are_refused_in_one_line():
         assert "\n" not in str(info.value)
     engine = _engine(FakeProcessor(2048), period=512, headroom=0.3)
     assert engine.budget == 1024 and engine.prefill == 2048 - 512 + 1024  # budget rounded up to whole periods
+
+
+def test_a_failing_rave_plays_its_input_in_place_and_comes_back(rave_model):
+    """The real processor: blocks whose model call raises play the dry signal delayed by the model's aligned
+    delay (so, with the latency removed, exactly the input), and the wet output comes back after them."""
+    data = (0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)).astype(np.float32)[:, None]
+    proc = BlockProcessor(rave_model, None, 1024)
+    encode, calls = proc.streams[0].encode_mean, []
+
+    def failing(x):
+        if calls:  # streaming (after the warm-up): blocks 4..8 fail
+            calls.append(calls[-1] + 1)
+            if 4 <= calls[-1] <= 8:
+                raise RuntimeError("out of memory (injected)")
+        return encode(x)
+
+    proc.streams[0].encode_mean = failing
+    engine = _engine(proc)
+    engine.start()
+    calls.append(-1)
+    out = run_file(engine, data)[:, 0]
+    engine.close()
+    assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
+    # block k's input comes out model_delay later: its dry fallback lands on [k·B − D, (k + 1)·B − D) once the
+    # latency (block buffer + D) is removed
+    a, b = 4 * 1024 - engine.latency.model_delay, 9 * 1024 - engine.latency.model_delay
+    assert a > 0
+    np.testing.assert_array_equal(out[a:b], data[a:b, 0])  # dry, in place
+    assert np.abs(out[:a] - data[:a, 0]).max() > 1e-3 and np.abs(out[b + 2048 :] - data[b + 2048 :, 0]).max() > 1e-3
 
 
 def _listener() -> socket.socket:
