@@ -267,11 +267,13 @@ def main() -> None:
     xruns = re.search(r"xruns (\d+) \(device (\d+), underruns (\d+)\)", summary)
     gap = re.search(r"max gap ([\d.]+) ms", summary)
     late = re.search(r"late blocks (\d+)", summary)
+    cycles = re.search(r"cycles skipped (\d+)", summary)
     p999 = re.search(r"p99\.9 ([\d.]+) ms", summary)
     print(f"\nsoak: {took:.0f} s, JACK period {args.period} ({args.period * ms:.1f} ms), load average "
           f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs, shared)")  # fmt: skip
     if xruns:
-        print(f"  xruns {xruns.group(1)} (device {xruns.group(2)}, underruns {xruns.group(3)}), late blocks "
+        print(f"  xruns {xruns.group(1)} (device {xruns.group(2)}, underruns {xruns.group(3)}), device cycles the "
+              f"callback missed {cycles.group(1) if cycles else '?'} (followed), late blocks "
               f"{late.group(1) if late else '?'}, max callback gap {gap.group(1) if gap else '?'} ms, model "
               f"compute p99.9 {p999.group(1) if p999 else '?'} ms")  # fmt: skip
     if base is not None:

@@ -82,6 +82,7 @@ class EngineCounters:
 
     callbacks: int = 0
     device_xruns: int = 0
+    skipped_cycles: int = 0  # device periods the callback never saw (it was too late: the device went on)
     underruns: int = 0  # callbacks that found some of their output frames missing
     missing_frames: int = 0
     max_gap_s: float = 0.0
@@ -200,7 +201,8 @@ class Engine:
         self.events: deque[Event] = deque(maxlen=256)
         self.failing_after = max(3, round(0.5 * self.sr / self.blocksize))  # consecutive failed blocks
         self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
-        self._pos = 0  # callback-owned: frames taken in (and played) since the stream started
+        self._pos = 0  # callback-owned: device frames since the stream started (taken in and played)
+        self._clock = math.inf  # callback-owned: least (device clock − _pos) seen, in frames
         self._valid = (0, self.prefill)  # model-owned: output positions [lo, hi) that hold data
         self._next = 0  # model-owned: input position of the next block
         self._want = self.blocksize  # model-owned: the input position that completes it
@@ -228,9 +230,11 @@ class Engine:
                 c.max_gap_s = gap
         c.last_callback = now
         c.callbacks += 1
+        n = self._pos
         if status:
             c.device_xruns += 1
-        n = self._pos
+        if time_info is not None:
+            n = self._follow_device(n, time_info, status)
         self.inputs.put(n, indata)
         end = n + frames
         self._pos = end  # publish the input
@@ -253,6 +257,29 @@ class Engine:
         if end >= self._want:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wfd, b"\0")
+
+    def _follow_device(self, n: int, time_info, status) -> int:
+        """Keep `_pos` on the device's clock when the device skips the callback (a JACK client too late for
+        its cycle is left out of it, and the device goes on): without this every skipped cycle would add a
+        period of latency for good. The device clock (`inputBufferAdcTime`) minus the frames counted is
+        constant while no cycle is skipped, and a callback only ever runs late, so its least value is the
+        reference; on a callback flagged by the device, whole periods above it (less 1/8 of a period of
+        lateness) were skipped: their input counts as silence and their output was never heard."""
+        t = getattr(time_info, "inputBufferAdcTime", 0.0)
+        if not t:  # the host API gives no clock
+            return n
+        offset = t * self.sr - n
+        if offset < self._clock:
+            self._clock = offset
+        elif status:
+            P = self.period
+            skipped = int((offset - self._clock + P / 8) // P) * P
+            if skipped > 0:
+                self.inputs.fill(n, min(skipped, self.inputs.capacity))
+                self.counters.skipped_cycles += skipped // P
+                n += skipped
+                self._pos = n
+        return n
 
     # --- control side --------------------------------------------------------------------------------------
     def warm_up(self) -> list[float]:

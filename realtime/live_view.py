@@ -51,7 +51,8 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
         f"blocks {m.blocks}  cpu {100 * s.total_s / budget:5.1f}% of block, p99.9 "
         f"{1e3 * engine.block_time_quantile(0.999):.2f} ms "
         f"(rave {1e3 * s.rave_s:.2f} ms, sae {1e3 * s.sae_s:.3f} ms, edits {1e3 * s.edit_s:.3f} ms)  "
-        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns})  late blocks {m.late_blocks}  "
+        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns})  cycles skipped {c.skipped_cycles}  "
+        f"late blocks {m.late_blocks}  "
         f"resyncs {m.resyncs} (skipped {1e3 * m.skipped_frames / engine.sr:.0f} ms)  "
         f"max gap {1e3 * c.max_gap_s:.1f} ms  errors {m.errors}"
     )
@@ -97,7 +98,8 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     )
     head.add_row(
         "xruns",
-        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}) · late blocks {m.late_blocks} · "
+        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}) · cycles skipped {c.skipped_cycles} · "
+        f"late blocks {m.late_blocks} · "
         f"resyncs {m.resyncs} · max callback gap {1e3 * c.max_gap_s:.1f} ms · model errors {m.errors}",
     )
     shown = problem(engine)

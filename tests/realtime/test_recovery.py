@@ -128,6 +128,44 @@ def test_stall_injected_through_the_engine_recovers_too():
     assert good[-int(0.5 * SR) :].all()
 
 
+class _DeviceClock:
+    """What PortAudio passes the callback as `time_info` (the device clock of the input, in seconds)."""
+
+    def __init__(self, t: float):
+        self.inputBufferAdcTime = t
+
+
+def test_cycles_the_device_skipped_do_not_add_latency():
+    """A JACK client too late for its cycle is left out of it and the device goes on: a 50 ms callback stall at
+    period 256 skipped 7 cycles on a JACK dummy server, and the callback after it came flagged and 0.66 of a
+    period late (measured through PortAudio). The engine follows the device clock, so what is heard after it is
+    in place on the device's timeline, not 7 periods later for good; late or flagged callbacks with no skipped
+    cycle move nothing."""
+    B, P, skip_at, skipped = 512, 256, 60, 7
+    rng = np.random.default_rng(1)
+    engine = _engine(FakeProcessor(B), period=P)
+    L = engine.latency.engine
+    n = 200
+    signal = _signal(n * P / SR)  # what the device captures, on its own clock
+    heard = np.full(n * P, np.nan, dtype=np.float32)
+    out = np.zeros((P, 1), dtype=np.float32)
+    back = skip_at + skipped
+    lateness = {30: (0.9 * P, None), 40: (0.5 * P, "input overflow"), back: (0.66 * P, "input overflow")}
+    with engine:
+        for k in [*range(skip_at), *range(back, n)]:
+            assert engine.wait_output(P)
+            late, status = lateness.get(k, (rng.uniform(0, 0.3 * P), None))
+            engine.callback(signal[k * P : (k + 1) * P], out, P, _DeviceClock(100.0 + (k * P + late) / SR), status)
+            heard[k * P : (k + 1) * P] = out[:, 0]
+    t = np.arange(L, n * P)
+    played, want = heard[t], -signal[t - L, 0]
+    assert ((played == want) | (played == 0.0) | np.isnan(played)).all()  # in place or silent, never shifted
+    assert (played[: skip_at * P - L] == want[: skip_at * P - L]).all()
+    after = back * P + L + 2 * B - L  # index into t: two blocks after the first input after the gap is heard
+    assert (played[after:] == want[after:]).all()
+    assert engine.counters.skipped_cycles == skipped and engine.counters.device_xruns == 2
+
+
 def test_impossible_period_block_pairs_are_refused_in_one_line():
     cases = [(4096, 2048, "period 4096 with block 2048"), (1024, 1536, "period 1024 with block 1536"),
              (0, 512, "period 0"), (384, 512, r"period 384 with block 512: .*\(e\.g\. 128, 256, 512\)")]  # fmt: skip
