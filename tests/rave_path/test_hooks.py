@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from sae.errors import UserError
 from training.rave.hooks import auroc_interval, compare_arms, paired_interval
 
 
@@ -21,6 +22,9 @@ def test_intervals_behave():
     base = {"drop": np.zeros(12), "rise": np.zeros(12), "drift_on": {"x": np.full(12, 100.0)}}
     c = compare_arms(sae, base, 0)
     assert c["drop"]["beats"] and not c["rise"]["beats"] and not c["rise"]["loses"] and c["drift"]["beats"]
+    # arms judged on different clips (an older judge with other settings): one line, not a broadcasting error
+    with pytest.raises(UserError, match="judged on 11 clips and the baseline's on 12"):
+        compare_arms({**sae, "drop": np.full(11, 100.0)}, base, 0)
 
 
 @pytest.mark.slow

@@ -143,8 +143,15 @@ def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None)
 
 
 def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
-    """SAE − baseline per measure with paired bootstrap intervals; drift compares the worst other concept."""
+    """SAE − baseline per measure with paired bootstrap intervals; drift compares the worst other concept.
+    Raises UserError when the two arms were judged on different clips (judges made with other settings)."""
     res: dict[str, Any] = {}
+    for key in ("drop", "rise"):
+        if key in sae and key in base and len(sae[key]) != len(base[key]):
+            raise UserError(
+                f"the SAE edit's {key} was judged on {len(sae[key])} clips and the baseline's on {len(base[key])}: "
+                "judges made with other settings (--max-clips, --strength); delete the older judge folder and rerun"
+            )
     for key in ("drop", "rise"):
         if key in sae and key in base:
             diff = sae[key] - base[key]
