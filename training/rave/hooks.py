@@ -10,7 +10,7 @@ the data has a held-out soundfont): `off`, `on` and `clamp` over their strength 
 that hook. The raw-latent difference-of-means baseline is judged once, on the same clips.
 
 The hook is chosen on validation clips and reported on test clips: with `--split holdout_font` the in-font
-`test` split validates (`--validation-split`, judged into OUT/<hook>/judge_<split>), so the pick is never
+`test` split validates (`--validation-split`, judged into OUT/<hook>/judge/<split>), so the pick is never
 made on the clips it is reported on; with `--validation-split none` the pick is made on the reported clips
 and the report says so.
 
@@ -283,7 +283,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
         judged: dict[str, Any] = {"concepts": {}}
         sae_cell = {k: metrics.get(k) for k in ("fvu", "l0", "dead_fraction", "k", "d_sae", "d_in")}
         checks[hook] = {"sae": sae_cell, "found": found, "bank": str(bank), "judge": {"concepts": {}}}
-        for on_split, judge_dir in ((split, hook_dir / "judge"), (validation, hook_dir / f"judge_{validation}")):
+        for on_split, judge_dir in ((split, hook_dir / "judge"), (validation, hook_dir / "judge" / validation)):
             if on_split == "none":
                 continue
             if names and not (judge_dir / "judge.json").exists():
