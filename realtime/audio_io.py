@@ -110,23 +110,10 @@ class FileRun:
 
 
 def read_audio(path: Path, sr: int, channels: int) -> np.ndarray:
-    """Read a file as float32 [frames, channels] at `sr` (resampled when the file's rate differs)."""
-    import soundfile as sf
+    """Read a file as float32 [frames, channels] at `sr` (the project's one reader, `realtime.audio_files`)."""
+    from realtime.audio_files import read_audio as read_file
 
-    try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise UserError(f"input {path}: not a readable audio file ({exc})") from None
-    if data.shape[1] != channels:
-        data = data.mean(axis=1, keepdims=True).repeat(channels, axis=1)
-    if file_sr != sr:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
-        g = gcd(int(file_sr), int(sr))
-        data = resample_poly(data, sr // g, file_sr // g, axis=0).astype(np.float32)
-    return np.ascontiguousarray(data)
+    return read_file(path, sr, channels, what="input")[0]
 
 
 def write_audio(path: Path, data: np.ndarray, sr: int) -> None:

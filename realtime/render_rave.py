@@ -133,6 +133,8 @@ def load_steering(
         raise UserError(f"concepts of {bank.path} sit on {len(hooks)} hooks ({', '.join(sorted(hooks))}); steer one")
     hook = hooks.pop() if hooks else "latent"
     width = hook_shape(model, hook)[0]  # refuses a hook the model does not have, listing those it has
+    for c in concepts.values():
+        bank.check_sae(c, chosen)
     sae = load_sae(chosen).eval()
     trained_on = sae.cfg.hook_name or "latent"
     if trained_on != hook:
@@ -283,9 +285,8 @@ def render_file(
     `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring;
     `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`).
     """
-    import soundfile as sf
-
-    from realtime.audio_io import read_audio, write_audio
+    from realtime.audio_files import read_audio, resample
+    from realtime.audio_io import write_audio
     from realtime.rave import RaveModel
     from sae.paths import check_audio_out
 
@@ -296,15 +297,12 @@ def render_file(
         raise UserError("--set needs --bank (the concepts live in a concept bank)")
     model = model if model is not None else RaveModel.load(model_path)
     notes = []
-    try:
-        info = sf.info(str(in_path))
-    except Exception:
-        raise UserError(f"input {in_path}: not a readable audio file") from None
-    if info.samplerate != model.sr:
-        notes.append(f"resampled {in_path} from {info.samplerate} Hz to the model's {model.sr} Hz")
-    if info.channels > 1 and model.channels == 1:
-        notes.append(f"mixed {info.channels} channels of {in_path} to mono for the mono model")
-    audio = read_audio(Path(in_path), model.sr, 1)[:, 0]
+    data, file_sr = read_audio(in_path, what="input")
+    if file_sr != model.sr:
+        notes.append(f"resampled {in_path} from {file_sr} Hz to the model's {model.sr} Hz")
+    if data.shape[1] > 1 and model.channels == 1:
+        notes.append(f"mixed {data.shape[1]} channels of {in_path} to mono for the mono model")
+    audio = resample(data.mean(axis=1), file_sr, model.sr)
     if len(audio) == 0 or float(np.abs(audio).max(initial=0.0)) == 0.0:
         notes.append(f"input {in_path} is silent")
     sae, edit, hook = None, None, "latent"

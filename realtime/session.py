@@ -91,6 +91,7 @@ def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[s
         if sae_dir is not None and bank.sae_dir(c).resolve() != Path(sae_dir).resolve():
             skipped.append(f"{c.name} (SAE {c.sae})")
         else:
+            bank.check_sae(c, sae_dir)
             chosen[c.name] = c
     return chosen, sae_dir, skipped
 

@@ -8,9 +8,10 @@ Layout (ARCHITECTURE.md, "Concept bank"):
         model: {name: demo_rave.ts, sha256: 0123abcd...}
         hook: latent
         sae: sae/latent                      # relative to the bank file
+        sae_sha256: 89ab...                  # the SAE's identity (sae.io.sae_weights_sha256); a mismatch is refused
         features:
           - {index: 12, weight: 1.0, typical: 1.7}
-        default: {mode: "off", strength: 1.0}
+        default: {mode: "none", strength: 1.0}       # none (no edit) when absent
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
         probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
         steer:                                       # optional: the features edits move, chosen by effect
@@ -44,7 +45,7 @@ from sae.errors import UserError
 VERSION = 1
 MODES = ("none", "off", "on", "clamp", "scale")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-CONCEPT_KEYS = ("model", "hook", "sae", "features", "default", "auroc", "probe", "steer")
+CONCEPT_KEYS = ("model", "hook", "sae", "sae_sha256", "features", "default", "auroc", "probe", "steer")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,9 @@ class ConceptFeature:
 
 @dataclass
 class ConceptDefault:
-    mode: str = "off"
+    """The concept's control when a session or render starts; `none` (no edit) unless the bank says otherwise."""
+
+    mode: str = "none"
     strength: float = 1.0
 
 
@@ -127,12 +130,14 @@ class Concept:
     auroc: dict[str, float] = field(default_factory=dict)
     probe: ConceptProbe | None = None
     steer: ConceptSteer | None = None
+    sae_sha256: str | None = None  # identity of the SAE's weights when the concept was found (None: older bank)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "model": {"name": self.model.name, "sha256": self.model.sha256},
             "hook": self.hook,
             "sae": self.sae,
+            **({"sae_sha256": self.sae_sha256} if self.sae_sha256 else {}),
             "features": [{"index": f.index, "weight": _r(f.weight), "typical": _r(f.typical)} for f in self.features],
             "default": {"mode": self.default.mode, "strength": _r(self.default.strength)},
             "auroc": {k: _r(v) for k, v in self.auroc.items()},
@@ -236,6 +241,22 @@ class ConceptBank:
         p = Path(c.sae)
         return p if p.is_absolute() else (self.path.parent / p)
 
+    def check_sae(self, concept: Concept | str, sae_dir: str | os.PathLike | None = None) -> None:
+        """Refuse a concept whose SAE (its own folder, or `sae_dir`) no longer holds the weights it was found with:
+        an SAE retrained or replaced in place must not silently point the concept at unrelated features."""
+        c = self.get(concept) if isinstance(concept, str) else concept
+        if c.sae_sha256 is None:  # a bank written before SAE identities: nothing to compare
+            return
+        from sae.io import sae_weights_sha256
+
+        folder = Path(sae_dir) if sae_dir is not None else self.sae_dir(c)
+        now = sae_weights_sha256(folder)
+        if now != c.sae_sha256:
+            raise UserError(
+                f"concept {c.name!r} in {self.path} was found with SAE weights {c.sae_sha256[:12]}, but {folder} "
+                f"now holds {now[:12]} (retrained or replaced?): find the concept again with this SAE"
+            )
+
     def relative_sae(self, sae_dir: str | os.PathLike) -> str:
         """How to write `sae_dir` into this bank: relative to the bank's folder."""
         return Path(os.path.relpath(Path(sae_dir).resolve(), self.path.parent.resolve())).as_posix()
@@ -317,11 +338,14 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     for key in ("hook", "sae"):
         if not isinstance(spec[key], str) or not spec[key]:
             raise UserError(f"{at}: {key} must be a non-empty string")
+    sae_sha = spec.get("sae_sha256")
+    if sae_sha is not None and not (isinstance(sae_sha, str) and re.fullmatch(r"[0-9a-f]{64}", sae_sha)):
+        raise UserError(f"{at}: sae_sha256 {sae_sha!r}; expected 64 lowercase hex digits")
     features = _features(spec["features"], at, "features")
     default = spec.get("default") or {}
     if not isinstance(default, dict):
         raise UserError(f"{at}: default must be {{mode, strength}}")
-    mode = default.get("mode", "off")
+    mode = default.get("mode", ConceptDefault.mode)
     if mode not in MODES:
         raise UserError(f"{at}: default.mode {mode!r}; expected one of {', '.join(MODES)}")
     strength = _num(default.get("strength", 1.0), f"{at}: default.strength")
@@ -340,6 +364,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         aurocs,
         probe,
         _steer(spec.get("steer"), at),
+        sae_sha,
     )
 
 

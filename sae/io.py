@@ -14,6 +14,7 @@ training config rides along under `musicsae` (SAELens ignores unknown top-level 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -94,6 +95,36 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, A
 
     _atomic(path / CFG_FILE, write_cfg)
     return path
+
+
+def sae_weights_sha256(path: str | os.PathLike) -> str:
+    """The SAE's identity: sha256 over its weight tensors (sorted by name; name, dtype, shape and bytes of each).
+
+    Independent of the safetensors header and of cfg.json, so re-saving the same weights keeps it and retraining
+    in place changes it (the concept bank records it per concept and refuses a mismatch).
+    """
+    wfile = Path(path) / WEIGHTS_FILE
+    try:
+        stat = wfile.stat()
+    except OSError:
+        raise UserError(f"SAE {path}: no {WEIGHTS_FILE}") from None
+    return _weights_sha256(str(wfile.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _weights_sha256(wfile: str, mtime_ns: int, size: int) -> str:
+    import hashlib
+
+    try:
+        tensors = load_file(wfile)
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{wfile}: unreadable ({exc})") from None
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:

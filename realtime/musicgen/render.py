@@ -113,6 +113,7 @@ class BankSteering:
                 )
             layer = mg.layer_index(concept.hook)
             sae_dir = bank.sae_dir(concept).resolve()
+            bank.check_sae(concept, sae_dir)
             key = (layer, sae_dir)
             if key not in by_key:
                 sae = load_sae(sae_dir, device=mg.device).eval()

@@ -113,10 +113,11 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     starts = [(p["source"], p["start_frame"]) for s in manifest["shards"] for p in s["provenance"]]
     assert starts == [("a.wav", 0), ("a.wav", 50), ("sub/b.flac", 0), ("sub/b.flac", 50)]
     # a chunk's rows equal a teacher-forced pass over the codes of that chunk (null description)
+    from realtime.audio_files import AudioNotes
     from training.musicgen.collect import load_audio
 
     mg = load_musicgen(transformers_dir)
-    wav = load_audio(audio / "sub" / "b.flac", mg.sample_rate)
+    wav = load_audio(audio / "sub" / "b.flac", mg.sample_rate, AudioNotes())
     rec = Recorder(rows=1, limit=50)
     with mg.hooks({2: rec}):
         mg.teacher_force(mg.encode(wav[None, :, 32000:64000]), [None])
@@ -177,10 +178,26 @@ def test_audio_collection_stops_cleanly_and_resumes(tmp_path, audiocraft_dir, ca
         "--layers",
         "0",
     ]
-    assert main(argv) == 2
-    assert "b.wav: cannot read it" in capsys.readouterr().err
+    from training.musicgen import collect
+
+    real_load = collect.load_audio
+
+    def interrupted_at_c(path, *args, **kwargs):  # the user stops the collection while c.wav is read
+        if path.name == "c.wav":
+            raise KeyboardInterrupt
+        return real_load(path, *args, **kwargs)
+
+    collect.load_audio = interrupted_at_c
+    try:
+        assert main(argv) == 130
+    finally:
+        collect.load_audio = real_load
     hook = "transformer.layers.0"
-    assert ActivationStore(out).sources(hook) == {"a.wav": 25}  # the work before the bad file is kept
+    assert ActivationStore(out).sources(hook) == {"a.wav": 25}  # the work before the interruption is kept
+    assert main(argv) == 0  # an unreadable file is skipped with a note, like on the RAVE path
+    err = " ".join(capsys.readouterr().err.split())
+    assert "b.wav: not a readable audio file" in err
+    assert ActivationStore(out).complete_sources(hook) == {"a.wav", "c.wav"}
     sf.write(audio / "b.wav", 0.1 * rng.standard_normal(32000).astype(np.float32), 32000)
     assert main(argv) == 0
     store = ActivationStore(out)

@@ -13,7 +13,7 @@ import torch
 from realtime.musicgen import load_musicgen
 from sae.bank import ConceptBank
 from sae.errors import UserError
-from sae.io import save_sae
+from sae.io import sae_weights_sha256, save_sae
 from sae.model import SAEConfig, SparseAutoencoder
 from training.cli.concept import register
 from training.musicgen.concepts import clip_activations
@@ -33,10 +33,10 @@ def setup(tmp_path_factory, audiocraft_dir):
     t = np.arange(16000) / 32000
     for side in ("with", "without"):
         (root / "tone" / side).mkdir(parents=True)
-        for i in range(5):
+        for i in range(12):  # the minimum-examples rule: 12 clips per side
             x = 0.05 * rng.standard_normal(t.size)
             if side == "with":
-                x += 0.5 * np.sign(np.sin(2 * np.pi * (300 + 40 * i) * t))  # a loud square tone
+                x += 0.5 * np.sign(np.sin(2 * np.pi * (300 + 20 * i) * t))  # a loud square tone
             sf.write(root / "tone" / side / f"{i}.wav", x.astype(np.float32), 32000)
     mg = load_musicgen(audiocraft_dir)
     for layer in range(mg.num_layers):
@@ -90,6 +90,7 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path):
     best = max(rows, key=lambda r: r["sae_probe"])
     assert c.hook == best["hook"] and c.model.sha256 == mg.model_ref()["sha256"]
     assert bank.sae_dir(c).resolve() == (root / "saes" / c.hook).resolve()
+    assert c.sae_sha256 == sae_weights_sha256(root / "saes" / c.hook)
     assert all(0 <= f.index < 64 and 0 < f.weight <= 1 and f.typical > 0 for f in c.features)
     assert set(c.probe.coef) == {f.index for f in c.features}  # the probe in raw units, for meters
 
@@ -113,6 +114,28 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
         )
     with pytest.raises(UserError, match="--with needs --without"):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])
+
+
+def test_the_rave_minimum_examples_rule_holds_for_musicgen(setup, audiocraft_dir, tmp_path, capsys):
+    """12 clips per side at least (the same rule and message as the RAVE path), a note below 20."""
+    from training.cli.main import main
+
+    root, mg = setup
+    few = tmp_path / "few"
+    few.mkdir()
+    for p in sorted((root / "tone" / "with").iterdir())[:11]:
+        (few / p.name).symlink_to(p)
+    argv = ["--model", str(audiocraft_dir), "--bank", str(tmp_path / "b.yaml")]
+    argv += ["--sae", str(root / "saes" / mg.hook_name(1)), "--without", str(root / "tone/without")]
+    assert main(["concept", "find", "tone", "--with", str(few), *argv]) == 2
+    assert f"--with {few}: 11 usable clip(s); need at least 12 per side" in capsys.readouterr().err
+    with pytest.raises(UserError, match="need at least 12 per side"):
+        _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--with", str(few),
+              "--without", str(root / "tone/without"), "--name", "tone"])  # fmt: skip
+    with pytest.raises(UserError, match="--min-examples 2: expected at least 12"):
+        _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts", str(root),
+              "--min-examples", "2"])  # fmt: skip
+    assert not (tmp_path / "b.yaml").exists()
 
 
 @pytest.mark.slow

@@ -10,12 +10,13 @@ import torch
 
 @pytest.fixture(scope="session")
 def concept_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """30 one-second clips at 44.1 kHz (the tiny RAVE's rate) with guitar / drums folders, one soundfont (so no
-    clip is dropped to balance fonts; tests/rave_path/test_concept_data.py covers several)."""
+    """48 one-second clips at 44.1 kHz (the tiny RAVE's rate) with guitar / drums folders, one soundfont (so no
+    clip is dropped to balance fonts; tests/rave_path/test_concept_data.py covers several). Train split: guitar 18
+    with / 21 without, drums 12 / 27: both meet the minimum-examples rule of 12 per side."""
     from training.data.concept_clips import DataConfig, make_dataset
 
     root = tmp_path_factory.mktemp("data")
-    cfg = DataConfig(n=30, seed=1, duration=1.0, sample_rate=44100, soundfonts=("timgm6mb",))
+    cfg = DataConfig(n=48, seed=1, duration=1.0, sample_rate=44100, soundfonts=("timgm6mb",))
     make_dataset(root, cfg, concepts=("guitar", "drums"))
     return root
 

@@ -58,6 +58,7 @@ def test_round_trip_matches_architecture_layout(tmp_path):
         (lambda d: d["concepts"]["guitar"]["auroc"].update(sae_probe=1.5), "auroc.sae_probe"),
         (lambda d: d["concepts"]["guitar"]["model"].update(sha256="XYZ"), "model.sha256"),
         (lambda d: d["concepts"]["guitar"].update(colour="red"), "unknown key 'colour'"),
+        (lambda d: d["concepts"]["guitar"].update(sae_sha256="abc"), "sae_sha256 'abc'"),
         (lambda d: d["concepts"].update({"bad name": d["concepts"]["guitar"]}), "'bad name'"),
     ],
 )
@@ -129,3 +130,44 @@ def test_steer_block_round_trips_and_bad_ones_are_named(tmp_path):
         with pytest.raises(UserError) as err:
             ConceptBank.load(tmp_path / "bad.yaml")
         assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_default_mode_is_none_in_code_and_in_files(tmp_path):
+    """ConceptDefault() and a bank entry without `default` both start neutral (`none`), as documented."""
+    assert ConceptDefault().mode == "none"
+    data = _concept().to_dict()
+    del data["default"]
+    path = tmp_path / "b.yaml"
+    path.write_text(yaml.safe_dump({"version": 1, "concepts": {"guitar": data}}))
+    assert ConceptBank.load(path).get("guitar").default == ConceptDefault("none", 1.0)
+
+
+def test_the_bank_pins_the_sae_weights_and_refuses_a_retrained_sae(tmp_path):
+    """Re-saving the same weights keeps a concept valid; retraining the SAE in place makes it refuse to load."""
+    import torch
+
+    from sae.io import load_sae, sae_weights_sha256, save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    torch.manual_seed(0)
+    sae_dir = save_sae(SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=4)), tmp_path / "sae" / "latent")
+    identity = sae_weights_sha256(sae_dir)
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    c = _concept()
+    c.sae_sha256 = identity
+    bank.add(c)
+    bank.save()
+    bank = ConceptBank.load(bank.path)
+    assert bank.get("guitar").sae_sha256 == identity
+    bank.check_sae("guitar")  # the weights it was found with
+    save_sae(load_sae(sae_dir), sae_dir, extra={"note": "re-saved"})  # same weights, another cfg.json
+    assert sae_weights_sha256(sae_dir) == identity
+    bank.check_sae("guitar")
+    torch.manual_seed(1)  # "retrained in place": same shapes, other weights
+    save_sae(SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=4)), sae_dir)
+    with pytest.raises(UserError, match=r"found with SAE weights [0-9a-f]{12}, but .* now holds"):
+        bank.check_sae("guitar")
+    old = _concept("old")  # a bank from before SAE identities: nothing to compare against
+    assert old.sae_sha256 is None
+    bank.add(old)
+    bank.check_sae("old")

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from sae.bank import ConceptBank
+from sae.io import sae_weights_sha256
 from training.cli import main
 
 
@@ -38,12 +39,15 @@ def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path) == 0
     out = capsys.readouterr().out
     assert "SAE sparse probe" in out and "difference of means" in out and "logistic probe" in out
+    flat = " ".join(out.split())  # rich wraps lines
+    assert "only 18 clips" in flat and "only 21" not in flat  # a note below 20 clips per side, for that side only
     bank = ConceptBank.load(bank_path)
     c = bank.get("guitar")
     from realtime.rave import RaveModel
 
     assert c.model.sha256 == RaveModel.load(tiny_rave_ts).identity.sha256 and c.hook == "latent"
     assert bank.sae_dir(c).resolve() == tiny_sae_dir.resolve()
+    assert c.sae_sha256 == sae_weights_sha256(tiny_sae_dir)  # the SAE's identity, checked wherever it steers
     assert set(c.auroc) == {"sae_probe", "diff_means", "logistic_raw"}
     assert all(0 <= v <= 1 for v in c.auroc.values())
     assert c.features and max(f.weight for f in c.features) == 1.0 and all(f.weight > 0 for f in c.features)
@@ -115,7 +119,12 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
         == 2
     )
     err = capsys.readouterr().err.strip()
-    assert "3 audio file(s); need at least 6 per side" in err and "\n" not in err
+    assert f"--with {few}: 3 usable clip(s); need at least 12 per side" in err and "\n" not in err
+    # the rule cannot be lowered, only raised
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--min-examples", "6") == 2
+    assert "--min-examples 6: expected at least 12" in capsys.readouterr().err
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--min-examples", "19") == 2
+    assert "need at least 19 per side" in capsys.readouterr().err
 
     # an SAE of another width (trained on another model's latents)
     from sae.io import save_sae

@@ -181,3 +181,39 @@ def test_render_report_times_the_audio_work_apart_from_start_up(tmp_path, tiny_r
     assert report.seconds_audio == pytest.approx(1.0, abs=0.01)
     assert report.rtf == pytest.approx(report.seconds_wall / report.seconds_audio)
     assert report.seconds_wall > 0 and report.seconds_startup > 0
+
+
+def test_an_sae_retrained_in_place_is_refused_by_render_judge_and_live(
+    tmp_path, tiny_rave_ts, tiny_model, tiny_sae_dir
+):
+    """The bank records the SAE's weights per concept: every path that steers with it refuses other weights."""
+    import shutil
+
+    from realtime.session import LiveConfig, build_live
+    from sae.io import load_sae, sae_weights_sha256, save_sae
+
+    model, delay = tiny_model
+    sae_dir = tmp_path / "sae"
+    shutil.copytree(tiny_sae_dir, sae_dir)
+    b = ConceptBank(tmp_path / "concepts.yaml")
+    concept = Concept(
+        "bright", ModelRef.of_file(tiny_rave_ts), "latent", "sae", [ConceptFeature(3, 1.0, 2.0)], ConceptDefault()
+    )
+    concept.sae_sha256 = sae_weights_sha256(sae_dir)
+    b.add(concept)
+    b.save()
+    wav = tmp_path / "in.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(8192)).astype(np.float32), model.sr)
+    render_file(wav, tmp_path / "ok.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay)
+    build_live(LiveConfig(tiny_rave_ts, bank=b.path), model).engine.close()
+    retrained = load_sae(sae_dir)
+    with torch.no_grad():
+        retrained.W_enc.mul_(1.01)
+    save_sae(retrained, sae_dir)
+    for run in (
+        lambda: render_file(wav, tmp_path / "x.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay),
+        lambda: build_live(LiveConfig(tiny_rave_ts, bank=b.path), model),
+    ):
+        with pytest.raises(UserError, match="now holds"):
+            run()
+    assert not (tmp_path / "x.wav").exists()

@@ -127,10 +127,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from realtime.audio_files import list_audio
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.errors import UserError
     from sae.paths import check_output_dir
-    from training.musicgen.collect import CollectConfig, Collector, list_audio, prompt_sources, read_prompts
+    from training.musicgen.collect import CollectConfig, Collector, prompt_sources, read_prompts
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
@@ -138,7 +139,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError(f"--duration {args.duration} --chunk {args.chunk}: expected positive seconds")
     # validate everything that does not need the model before loading it, and the rest before writing
     prompts = read_prompts(args.prompts) if args.prompts else None
-    files = list_audio(args.audio) if args.audio else None
+    files = list_audio(args.audio, "--audio folder") if args.audio else None
     out = check_output_dir(args.out)
     console = Console(stderr=True)
     with console.status(f"loading {args.model}"):
@@ -190,6 +191,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
         collector.abort()
         raise
     collector.close()
+    for line in collector.notes.lines():
+        console.print(f"note: {line}", highlight=False)
     skipped = (len(prompts) if prompts is not None else len(files)) - todo
     console.print(
         f"stored {frames} frames x {len(layers)} layers of {mg.name} ({mg.backend}) in {out}"

@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
-    f.add_argument("--min-examples", type=int, default=6, help="usable clips needed per side (default 6)")
+    add_min_examples(f)
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     f.add_argument(
         "--groups",
@@ -77,6 +77,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_musicgen(subparsers)
 
 
+def add_min_examples(parser: argparse.ArgumentParser) -> None:
+    """`--min-examples`, shared by the RAVE and MusicGen concept finders (one rule: `sae.probe.check_examples`)."""
+    from sae.probe import MIN_EXAMPLES, WARN_EXAMPLES
+
+    parser.add_argument(
+        "--min-examples",
+        type=int,
+        default=MIN_EXAMPLES,
+        help=f"usable clips needed per side (default and least {MIN_EXAMPLES}; a note below {WARN_EXAMPLES})",
+    )
+
+
 def run_find(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
@@ -113,8 +125,9 @@ def run_find(args: argparse.Namespace) -> int:
                 args.mode,
                 args.strength,
                 not args.no_replace,
+                min_examples=args.min_examples,
             )
-        _print_find(console, args.name, res.report, res.concept, [], args.bank, time.perf_counter() - t0)
+        _print_find(console, args.name, res.report, res.concept, res.notes, args.bank, time.perf_counter() - t0)
         return 0
     cfg = FindConfig(
         args.name,
@@ -213,6 +226,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bank", help="concept bank YAML to add the concepts to (created if missing)")
     parser.add_argument("--k", type=int, default=None, help="features per concept (default: chosen by inner CV)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    add_min_examples(parser)
     parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
     parser.add_argument("--device", default="cpu")
@@ -232,18 +246,19 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import Progress
 
+    from realtime.audio_files import AudioNotes
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.bank import ConceptBank
     from sae.errors import UserError
-    from sae.io import load_sae
+    from sae.io import load_sae, sae_weights_sha256
     from sae.paths import check_output_file
-    from training.musicgen.concepts import clip_activations, concept_files, probe_layer
+    from training.musicgen.concepts import clip_activations, concept_files, example_files, probe_layer
 
     # -- inputs, all checked before the model runs
     if args.with_dir:
         if not (args.without_dir and args.name):
             raise UserError("--with needs --without and --name")
-        concepts = {args.name: concept_files_pair(args.with_dir, args.without_dir)}
+        concepts = {args.name: example_files(args.with_dir, args.without_dir, args.min_examples)}
     else:
         root = Path(args.concepts)
         if not root.is_dir():
@@ -257,7 +272,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             names = wanted
         if not names:
             raise UserError(f"--concepts {root}: no <concept>/with folders")
-        concepts = {n: concept_files(root / n) for n in names}
+        concepts = {n: concept_files(root / n, args.min_examples) for n in names}
     if args.bank:
         check_output_file(args.bank, BANK_SUFFIXES, "--bank")
     if args.table_out:
@@ -272,7 +287,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     saes = {}
     for i in layers:
         sae_dir = Path(args.saes) / mg.hook_name(i)
-        saes[i] = (load_sae(sae_dir, device=mg.device).eval(), sae_dir)
+        saes[i] = (load_sae(sae_dir, device=mg.device).eval(), sae_dir, sae_weights_sha256(sae_dir))
         if saes[i][0].cfg.d_in != mg.dim:
             raise UserError(
                 f"SAE {sae_dir}: d_in {saes[i][0].cfg.d_in} does not match {mg.hook_name(i)} width {mg.dim}"
@@ -281,17 +296,30 @@ def run_musicgen(args: argparse.Namespace) -> int:
     files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
+        notes = AudioNotes()
         acts = clip_activations(
-            mg, files, layers, description=args.description, progress=lambda n: progress.advance(task, n)
+            mg, files, layers, description=args.description, progress=lambda n: progress.advance(task, n), notes=notes
         )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results = {}
         for name, (with_files, without_files) in concepts.items():
             for i in layers:
-                sae, sae_dir = saes[i]
+                sae, sae_dir, sae_sha = saes[i]
                 ref = bank.relative_sae(sae_dir) if bank is not None else str(sae_dir)
                 results[name, i] = probe_layer(
-                    name, mg, i, sae, ref, acts, with_files, without_files, args.k, args.folds
+                    name,
+                    mg,
+                    i,
+                    sae,
+                    ref,
+                    acts,
+                    with_files,
+                    without_files,
+                    args.k,
+                    args.folds,
+                    0,
+                    args.min_examples,
+                    sae_sha,
                 )
                 progress.advance(task)
 
@@ -316,6 +344,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
             bank.add(results[name, args.layer if args.layer is not None else best[name]].concept)
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
+    for line in notes.lines():
+        console.print(f"note: {line}", highlight=False)
+    for name in concepts:
+        for line in results[name, layers[0]].notes:
+            console.print(f"note: {line}", highlight=False)
     if args.table_out:
         out = Path(args.table_out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -350,15 +383,3 @@ def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict
             table.add_row(str(i), *row)
         tables.append(table)
     return tables
-
-
-def concept_files_pair(with_dir: str, without_dir: str):
-    from pathlib import Path
-
-    from sae.errors import UserError
-    from training.musicgen.collect import list_audio
-
-    w, o = list_audio(Path(with_dir)), list_audio(Path(without_dir))
-    if len(w) < 2 or len(o) < 2:
-        raise UserError(f"--with {with_dir} --without {without_dir}: need at least 2 clips on each side")
-    return w, o

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio_files import resample
+
 ANALYSIS_SR = 22050
 N_FFT = 1024
 HOP = 256
@@ -23,18 +25,6 @@ NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 def note_name(hz: float) -> str:
     midi = round(69 + 12 * np.log2(hz / 440.0))
     return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
-
-
-def resample(y: np.ndarray, sr: int, target: int = ANALYSIS_SR) -> np.ndarray:
-    """Polyphase resampling to `target` Hz (float32)."""
-    if sr == target:
-        return y.astype(np.float32, copy=False)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(int(sr), int(target))
-    return resample_poly(y, target // g, int(sr) // g).astype(np.float32)
 
 
 def _frames(y: np.ndarray, length: int, hop: int) -> np.ndarray:
@@ -111,7 +101,7 @@ class AudioProps:
 
 def analyse(y: np.ndarray, sr: int) -> AudioProps:
     """Measure a mono clip (any rate; analysed at 22.05 kHz)."""
-    y = resample(np.asarray(y, np.float32).reshape(-1), sr)
+    y = resample(np.asarray(y, np.float32).reshape(-1), sr, ANALYSIS_SR)
     sr = ANALYSIS_SR
     seconds = y.size / sr
     fr = _frames(y, N_FFT, HOP)

@@ -11,18 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
-from training.dashboard.audio_props import resample
+from realtime.audio_files import read_audio as read_file
+from realtime.audio_files import resample
 
 SNIPPET_SR = 22050
 
 
 @lru_cache(maxsize=8)
 def read_audio(path: str) -> tuple[np.ndarray, int]:
-    """Mono float32 audio of a file (cached: top clips of many features share files)."""
-    import soundfile as sf
-
-    y, sr = sf.read(path, dtype="float32", always_2d=True)
-    return y.mean(axis=1), int(sr)
+    """Mono float32 audio of a file at its own rate (the project's reader; cached: top clips share files)."""
+    data, sr = read_file(path)
+    return data.mean(axis=1), sr
 
 
 @dataclass

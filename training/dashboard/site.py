@@ -260,6 +260,7 @@ class DashboardBuilder:
         for c in self.bank:
             d = self.bank.sae_dir(c)
             if d.resolve() == here or (c.hook == self.hook and not d.exists()):
+                self.bank.check_sae(c, self.sae_dir)
                 bad = [f.index for f in c.features if f.index >= self.sae.cfg.d_sae]
                 if bad:
                     raise UserError(

@@ -4,7 +4,8 @@ Two sources, one row per audio frame (50 Hz for MusicGen), conditional rows only
 - prompts: generate with classifier-free guidance and record the conditional rows step by step
   (KV cache: one position per step; the delay tail after the last frame is dropped);
 - audio: encode each file with the model's compression model and run the LM teacher-forced over the
-  codes in chunks (one forward per chunk: much faster than generating).
+  codes in chunks (one forward per chunk: much faster than generating). Files are read by the project's one
+  reader (`realtime.audio_files`): unreadable, silent or too-short files are skipped with a note.
 
 Provenance: `source` is the prompt text (repeats get ` #2`, ` #3`...) or the audio path relative to the
 audio root; `start_frame` counts frames of that source. Resumable: sources complete in every requested
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +24,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
 from sae.store import ActivationWriter
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
 
 
 @dataclass
@@ -96,29 +97,10 @@ def prompt_sources(prompts: list[str]) -> list[str]:
     return out
 
 
-def list_audio(root: str | Path) -> list[Path]:
-    root = Path(root)
-    if not root.is_dir():
-        raise UserError(f"--audio {root}: not a folder")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    if not files:
-        raise UserError(f"--audio {root}: no audio files ({', '.join(AUDIO_SUFFIXES)})")
-    return files
-
-
-def load_audio(path: Path, sample_rate: int) -> torch.Tensor:
-    """Mono float32 [1, N] at `sample_rate` (soundfile + julius)."""
-    import julius
-    import soundfile as sf
-
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises its own error types
-        raise UserError(f"audio file {path}: cannot read it ({str(exc).splitlines()[0]})") from None
-    wav = torch.from_numpy(data.T.copy()).mean(dim=0, keepdim=True)
-    if sr != sample_rate:
-        wav = julius.resample_frac(wav, int(sr), int(sample_rate))
-    return wav
+def load_audio(path: Path, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> torch.Tensor | None:
+    """Mono float32 [1, N] at `sample_rate` (`realtime.audio_files.read_mono`), or None (noted) when unusable."""
+    audio = read_mono(path, sample_rate, notes, min_samples)
+    return None if audio is None else torch.from_numpy(audio)[None]
 
 
 class Collector:
@@ -128,6 +110,7 @@ class Collector:
         self.mg = mg
         self.cfg = cfg
         self.hooks = {i: mg.hook_name(i) for i in cfg.layers}
+        self.notes = AudioNotes()  # files skipped (unreadable, silent, shorter than a frame) and resampled
         self.writers = {
             i: ActivationWriter(
                 cfg.out,
@@ -184,9 +167,9 @@ class Collector:
             source = path.relative_to(root).as_posix()
             if source in done:
                 continue
-            wav = load_audio(path, self.mg.sample_rate)
-            if wav.shape[-1] < hop:
-                raise UserError(f"audio file {path}: shorter than one frame ({wav.shape[-1]} samples)")
+            wav = load_audio(path, self.mg.sample_rate, self.notes, min_samples=math.ceil(hop))
+            if wav is None:
+                continue
             for start in range(0, wav.shape[-1], chunk):
                 piece = wav[:, start : start + chunk]
                 if piece.shape[-1] < hop:
@@ -195,9 +178,9 @@ class Collector:
                 yield source, round(start / hop), codes
 
     def from_audio(self, root: str | Path, progress: Callable[[int, int], None] | None = None) -> int:
-        """Teacher-force the LM over each file's codes; returns frames stored per layer."""
+        """Teacher-force the LM over each file's codes; returns frames stored per layer (skipped files: `notes`)."""
         root = Path(root)
-        files = list_audio(root)
+        files = list_audio(root, "--audio folder")
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []
         last_source = None

@@ -9,17 +9,18 @@ the MusicGen side: each audio clip is encoded by the model's codec and the LM ru
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from realtime.audio_files import AudioNotes, list_audio
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import ProbeReport, compare_probes, concept_probe, pool
-from training.musicgen.collect import list_audio, load_audio
+from sae.probe import MIN_EXAMPLES, ProbeReport, check_examples, compare_probes, concept_probe, pool
+from training.musicgen.collect import load_audio
 
 
 def clip_activations(
@@ -29,16 +30,23 @@ def clip_activations(
     chunk: float = 10.0,
     description: str | None = None,
     progress: Callable[[int], None] | None = None,
+    notes: AudioNotes | None = None,
 ) -> dict[Path, dict[int, torch.Tensor]]:
-    """Per file (resolved path) and layer: frames [T, dim] of the residual stream, teacher-forced."""
+    """Per usable file (resolved path) and layer: frames [T, dim] of the residual stream, teacher-forced.
+    Unreadable, silent or too-short files are left out, with a line in `notes`."""
     out: dict[Path, dict[int, torch.Tensor]] = {}
+    notes = notes if notes is not None else AudioNotes()
     hop = round(mg.sample_rate / mg.frame_rate)
     step = max(1, round(chunk * mg.frame_rate)) * hop
     for path in files:
         real = Path(path).resolve()
         if real in out:
             continue
-        wav = load_audio(real, mg.sample_rate)
+        wav = load_audio(real, mg.sample_rate, notes, min_samples=hop)
+        if wav is None:
+            if progress:
+                progress(1)
+            continue
         parts: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
         for start in range(0, wav.shape[-1], step):
             piece = wav[:, start : start + step]
@@ -50,25 +58,30 @@ def clip_activations(
                 mg.teacher_force(codes, [description])
             for i in layers:
                 parts[i].append(recs[i].result()[0])
-        if not parts[layers[0]]:
-            raise UserError(f"audio file {path}: shorter than one frame")
         out[real] = {i: torch.cat(parts[i]) for i in layers}
         if progress:
             progress(1)
     return out
 
 
-def concept_files(concept_dir: str | Path) -> tuple[list[Path], list[Path]]:
-    """(with, without) audio files of a concept folder `<dir>/with`, `<dir>/without`."""
+def concept_files(concept_dir: str | Path, min_examples: int = MIN_EXAMPLES) -> tuple[list[Path], list[Path]]:
+    """(with, without) audio files of a concept folder `<dir>/with`, `<dir>/without` (the minimum-examples
+    rule of `sae.probe.check_examples` applied to each side)."""
     root = Path(concept_dir)
-    sides = []
     for side in ("with", "without"):
         if not (root / side).is_dir():
             raise UserError(f"concept folder {root}: expected subfolders with/ and without/")
-        sides.append(list_audio(root / side))
-    if len(sides[0]) < 2 or len(sides[1]) < 2:
-        raise UserError(f"concept folder {root}: need at least 2 clips with and 2 without")
-    return sides[0], sides[1]
+    return example_files(root / "with", root / "without", min_examples)
+
+
+def example_files(
+    with_dir: str | Path, without_dir: str | Path, min_examples: int = MIN_EXAMPLES
+) -> tuple[list[Path], list[Path]]:
+    """The audio files of both sides, refused below the minimum-examples rule (before any model runs)."""
+    with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
+    sides = {f"--with {with_dir}": len(with_files), f"--without {without_dir}": len(without_files)}
+    check_examples(sides, min_examples)
+    return with_files, without_files
 
 
 def pooled(
@@ -91,6 +104,7 @@ class LayerResult:
     layer: int
     report: ProbeReport
     concept: Concept
+    notes: list[str] = field(default_factory=list)
 
 
 def probe_layer(
@@ -105,13 +119,18 @@ def probe_layer(
     k: int | None = None,
     folds: int = 5,
     seed: int = 0,
+    min_examples: int = MIN_EXAMPLES,
+    sae_sha256: str | None = None,
 ) -> LayerResult:
     """Held-out AUROC of the concept at `layer` and its bank entry (features, weights, typical activations)."""
     if sae.cfg.d_in != mg.dim:
         raise UserError(f"SAE {sae_ref}: d_in {sae.cfg.d_in} does not match {mg.hook_name(layer)} width {mg.dim}")
+    with_files = [f for f in with_files if Path(f).resolve() in acts]  # the usable clips (others: noted)
+    without_files = [f for f in without_files if Path(f).resolve() in acts]
     S_w, R_w = pooled(acts, with_files, layer, sae)
     S_o, R_o = pooled(acts, without_files, layer, sae)
     y = np.r_[np.ones(len(S_w), int), np.zeros(len(S_o), int)]
+    few = check_examples({f"{name} with": len(S_w), f"{name} without": len(S_o)}, min_examples)
     report = compare_probes(np.r_[S_w, S_o], np.r_[R_w, R_o], y, k=k, folds=folds, seed=seed)
     # typical activation of each chosen feature: mean over the frames of 'with' clips where it fires
     frames = torch.cat([acts[Path(f).resolve()][layer] for f in with_files])
@@ -133,8 +152,9 @@ def probe_layer(
         ConceptDefault("none", 1.0),
         dict(report.auroc),
         concept_probe(report.probe),
+        sae_sha256=sae_sha256,
     )
-    return LayerResult(layer, report, concept)
+    return LayerResult(layer, report, concept, few)
 
 
 def find_musicgen_concept(
@@ -151,6 +171,7 @@ def find_musicgen_concept(
     replace: bool = True,
     backend: str = "auto",
     device: str = "cpu",
+    min_examples: int = MIN_EXAMPLES,
 ) -> LayerResult:
     """`musicsae concept find` for a MusicGen model: the SAE's `hook_name` names the layer.
 
@@ -159,13 +180,11 @@ def find_musicgen_concept(
     """
     from realtime.musicgen import load_musicgen
     from sae.bank import NAME_RE, ConceptBank
-    from sae.io import load_sae, read_sae_cfg
+    from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
 
     if not NAME_RE.match(name):
         raise UserError(f"concept name {name!r}: expected letters, digits, _ - .")
-    with_files, without_files = list_audio(with_dir), list_audio(without_dir)
-    if len(with_files) < 2 or len(without_files) < 2:
-        raise UserError(f"--with {with_dir} --without {without_dir}: need at least 2 clips on each side")
+    with_files, without_files = example_files(with_dir, without_dir, min_examples)
     bank = ConceptBank.load(bank_path, missing_ok=True)
     if not replace and name in bank:
         raise UserError(f"concept {name!r}: already in {bank.path}")
@@ -176,9 +195,25 @@ def find_musicgen_concept(
     mg = load_musicgen(model, backend, device)
     layer = mg.layer_index(hook)
     sae = load_sae(sae_dir, device=mg.device).eval()
-    acts = clip_activations(mg, [*with_files, *without_files], [layer])
-    result = probe_layer(name, mg, layer, sae, bank.relative_sae(sae_dir), acts, with_files, without_files, k, folds)
+    notes = AudioNotes()
+    acts = clip_activations(mg, [*with_files, *without_files], [layer], notes=notes)
+    result = probe_layer(
+        name,
+        mg,
+        layer,
+        sae,
+        bank.relative_sae(sae_dir),
+        acts,
+        with_files,
+        without_files,
+        k,
+        folds,
+        0,
+        min_examples,
+        sae_weights_sha256(sae_dir),
+    )
     result.concept.default = ConceptDefault(mode, strength)
+    result.notes = notes.lines() + result.notes
     bank.add(result.concept, replace=replace)
     bank.save()
     return result

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
-from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
 

@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
-from training.data.audio import AudioNotes, list_audio, read_mono, split_by_rank
+from training.data.audio import split_by_rank
 
 
 @dataclass

@@ -29,14 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
-from training.data.audio import AudioNotes, list_audio, read_mono
+from sae.probe import MIN_EXAMPLES, ProbeReport, check_examples, compare_probes, concept_probe, feature_effects
 from training.data.groups import GROUP_RULES, clip_group
-
-MIN_EXAMPLES = 6
 
 
 @dataclass
@@ -48,7 +46,7 @@ class FindConfig:
     sae: SAE directory trained on one hook of that model.
     bank: concept bank YAML (created if missing).
     k: features in the sparse probe (None: chosen by inner cross-validation).
-    min_examples: usable clips needed on each side.
+    min_examples: usable clips needed on each side (`sae.probe.check_examples`: at least 12, a note below 20).
     folds: cross-validation folds for the held-out AUROC.
     mode, strength: the concept's default control in the bank.
     replace: overwrite a concept of the same name.
@@ -170,26 +168,23 @@ def what_off_leaves(sae, pos: list[torch.Tensor], neg: list[torch.Tensor], indic
     return off_left, error_share
 
 
-def _enough(side: str, folder: str, n: int, need: int, notes: AudioNotes) -> None:
-    if n < need:
-        skipped = sum(1 for p, _ in notes.skipped if Path(p).is_relative_to(Path(folder)))
-        extra = f" ({skipped} skipped: {notes.skipped[0][1]})" if skipped else ""
-        raise UserError(f"--{side} {folder}: {n} usable clip(s){extra}; need at least {need} per side")
+def _side(side: str, folder: str, notes: AudioNotes | None = None) -> str:
+    """How a side is named in the minimum-examples messages, with the skipped files of that folder."""
+    skipped = [why for p, why in (notes.skipped if notes else []) if Path(p).is_relative_to(Path(folder))]
+    return f"--{side} {folder}" + (f" ({len(skipped)} skipped: {skipped[0]})" if skipped else "")
 
 
 def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     """Probe, compare, and add the concept to the bank (saved atomically); see the module docstring."""
     from realtime.rave import RaveModel
     from sae.bank import ConceptSteer
-    from sae.io import load_sae, read_sae_cfg
+    from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
     from sae.probe import _folds, auroc, diff_means_scores
     from training.rave.collect import LATENT, make_streams
 
     t0 = time.perf_counter()
     if not NAME_RE.match(cfg.name):
         raise UserError(f"concept name {cfg.name!r}: expected letters, digits, '_', '-' or '.'")
-    if cfg.min_examples < 2:
-        raise UserError(f"--min-examples {cfg.min_examples}: expected at least 2")
     if cfg.groups not in GROUP_RULES:
         raise UserError(f"--groups {cfg.groups}: expected one of {', '.join(GROUP_RULES)}")
     if cfg.permutations < 0:
@@ -207,9 +202,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     both = {p.resolve() for p in with_files} & {p.resolve() for p in without_files}
     if both:
         raise UserError(f"{len(both)} clip(s) are in both --with and --without (e.g. {sorted(both)[0]})")
-    for side, folder, files in (("with", cfg.with_dir, with_files), ("without", cfg.without_dir, without_files)):
-        if len(files) < cfg.min_examples:
-            raise UserError(f"--{side} {folder}: {len(files)} audio file(s); need at least {cfg.min_examples} per side")
+    check_examples(
+        {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
+        cfg.min_examples,
+    )
     model = RaveModel.load(cfg.model)
     if not Path(cfg.sae).is_dir():
         raise UserError(f"--sae {cfg.sae}: no such directory")
@@ -221,8 +217,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     streams = make_streams(model, [hook])
     pos = clip_frames(model, with_files, notes, streams, cache, hook)
     neg = clip_frames(model, without_files, notes, streams, cache, hook)
-    _enough("with", cfg.with_dir, len(pos), cfg.min_examples, notes)
-    _enough("without", cfg.without_dir, len(neg), cfg.min_examples, notes)
+    few = check_examples(
+        {_side("with", cfg.with_dir, notes): len(pos), _side("without", cfg.without_dir, notes): len(neg)},
+        cfg.min_examples,
+    )
     with torch.no_grad():
         feats = [sae.encode(z.float()) for _, z in pos + neg]
     S = np.stack([f.double().mean(0).numpy() for f in feats])
@@ -271,10 +269,11 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         {k: float(v) for k, v in report.auroc.items()},
         concept_probe(report.probe),
         steer,
+        sae_sha256=sae_weights_sha256(cfg.sae),
     )
     bank.add(concept, replace=cfg.replace)
     bank.save()
-    lines = notes.lines()
+    lines = notes.lines() + few
     if steer is None:
         lines.append(
             f"no feature carries {100 * cfg.steer_threshold:g} % of the concept's mean difference at {hook}: edits "

@@ -42,9 +42,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
-from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
 from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
 

@@ -1,0 +1,118 @@
+"""The one audio reader of the project: list audio folders, read files at a model's rate, one resampler.
+
+Policy, the same on every path (RAVE and MusicGen collection, concept finding, judges, renders, live, dashboard):
+
+- a file the user named (`render --in`, `live --input`): `read_audio` raises a one-line `UserError` when it is
+  unreadable or holds NaN/inf samples;
+- a file found in a folder (`list_audio`): `read_mono` skips it with one line in `AudioNotes` (unreadable,
+  NaN/inf, silent, too short) and the caller decides whether what is left is enough.
+
+Every reader resamples with `resample` (scipy's polyphase filter) and mixes channels by their mean. Suffixes
+are `AUDIO_EXTENSIONS` (what libsndfile reads). `realtime/` holds it because both `realtime/` (renders, the
+live engine's file mode) and `training/` read audio, and imports only point from training to realtime.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sae.errors import UserError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
+SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
+
+
+@dataclass
+class AudioNotes:
+    """What happened to the files of a folder: skipped ones (path, reason) and resampled source rates."""
+
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    resampled: dict[int, int] = field(default_factory=dict)  # source rate -> number of files
+    target_rate: int = 0
+
+    def lines(self) -> list[str]:
+        out = [
+            f"resampled {n} file(s) from {sr} Hz to the model's {self.target_rate} Hz"
+            for sr, n in sorted(self.resampled.items())
+        ]
+        out += [f"skipped {path}: {why}" for path, why in self.skipped]
+        return out
+
+
+def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path]:
+    """Audio files under `root` (recursive, sorted, symlinks followed); UserError when there are none."""
+    root = Path(root)
+    if not root.exists():
+        raise UserError(f"{what} {root}: no such folder")
+    if root.is_file():
+        return [root]
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    if not files:
+        raise UserError(f"{what} {root}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    return files
+
+
+def resample(audio: np.ndarray, sr: int, target: int, axis: int = 0) -> np.ndarray:
+    """Polyphase resampling (scipy) from `sr` to `target` Hz along `axis`; float32."""
+    if int(sr) == int(target):
+        return np.asarray(audio, np.float32)
+    from scipy.signal import resample_poly
+
+    g = math.gcd(int(sr), int(target))
+    return resample_poly(audio, int(target) // g, int(sr) // g, axis=axis).astype(np.float32)
+
+
+def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
+    """[frames, channels] float32 and the file's rate, or the reason the file cannot be used."""
+    import soundfile as sf
+
+    try:
+        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"not a readable audio file ({first})"
+    if not np.isfinite(data).all():
+        return "contains NaN/inf samples"
+    return data, int(sr)
+
+
+def read_audio(
+    path: str | os.PathLike, sr: int | None = None, channels: int | None = None, what: str = "audio file"
+) -> tuple[np.ndarray, int]:
+    """A named file as float32 [frames, channels] and its rate: at `sr` when given (resampled), with `channels`
+    when given (mixed to mono, then repeated, when the file has another count). One-line UserError when unusable."""
+    loaded = _load(path)
+    if isinstance(loaded, str):
+        raise UserError(f"{what} {path}: {loaded}")
+    data, file_sr = loaded
+    if channels is not None and data.shape[1] != channels:
+        data = data.mean(axis=1, keepdims=True).repeat(channels, axis=1)
+    if sr is not None and file_sr != int(sr):
+        data = resample(data, file_sr, int(sr), axis=0)
+    return np.ascontiguousarray(data, dtype=np.float32), int(sr if sr is not None else file_sr)
+
+
+def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> np.ndarray | None:
+    """A folder's file as mono float32 at `sample_rate`, or None (with a note) when unreadable / silent / short."""
+    notes.target_rate = sample_rate
+    loaded = _load(path)
+    if isinstance(loaded, str):
+        notes.skipped.append((str(path), loaded))
+        return None
+    data, file_sr = loaded
+    audio = data.mean(axis=1)
+    if file_sr != sample_rate:
+        audio = resample(audio, file_sr, sample_rate)
+        notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
+    if len(audio) < min_samples:
+        notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
+        return None
+    if float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
+        notes.skipped.append((str(path), "silent"))
+        return None
+    return np.ascontiguousarray(audio, dtype=np.float32)

@@ -1,0 +1,80 @@
+"""The one audio reader: named files raise one line, folder files are skipped with a note, one resampler."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from realtime.audio_files import AUDIO_EXTENSIONS, AudioNotes, list_audio, read_audio, read_mono, resample
+from sae.errors import UserError
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "clips"
+    (root / "sub").mkdir(parents=True)
+    sf.write(root / "a.wav", 0.1 * rng.standard_normal((4410, 2)).astype(np.float32), 44100)
+    sf.write(root / "sub" / "b.FLAC", 0.1 * rng.standard_normal(2205).astype(np.float32), 22050)
+    sf.write(root / "c.ogg", 0.1 * rng.standard_normal(4410).astype(np.float32), 44100)
+    sf.write(root / "quiet.wav", np.zeros(4410, np.float32), 44100)
+    sf.write(root / "short.wav", 0.1 * np.ones(10, np.float32), 44100)
+    bad = np.full(4410, 0.1, np.float32)
+    bad[7] = np.nan
+    sf.write(root / "nan.wav", bad, 44100, subtype="FLOAT")
+    (root / "broken.opus").write_bytes(b"not audio at all")
+    (root / "notes.txt").write_text("not an audio suffix")
+    return root
+
+
+def test_suffixes_are_the_same_everywhere(folder):
+    assert {".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff"} == set(AUDIO_EXTENSIONS)
+    names = [p.relative_to(folder).as_posix() for p in list_audio(folder)]
+    assert names == ["a.wav", "broken.opus", "c.ogg", "nan.wav", "quiet.wav", "short.wav", "sub/b.FLAC"]
+    empty = folder / "empty"
+    empty.mkdir()
+    with pytest.raises(UserError, match="no audio files"):
+        list_audio(empty, "--audio folder")
+    with pytest.raises(UserError, match="no such folder"):
+        list_audio(folder / "missing")
+
+
+def test_folder_files_are_skipped_with_a_note_named_files_raise(folder):
+    notes = AudioNotes()
+    kept = {p.name: read_mono(p, 44100, notes, min_samples=100) for p in list_audio(folder)}
+    assert {n for n, a in kept.items() if a is not None} == {"a.wav", "c.ogg", "b.FLAC"}
+    reasons = dict((p.rsplit("/", 1)[-1], why) for p, why in notes.skipped)
+    assert reasons["quiet.wav"] == "silent" and reasons["short.wav"].startswith("too short (10 samples")
+    assert reasons["nan.wav"] == "contains NaN/inf samples"
+    assert reasons["broken.opus"].startswith("not a readable audio file")
+    assert "resampled 1 file(s) from 22050 Hz to the model's 44100 Hz" in notes.lines()
+    assert kept["b.FLAC"].shape == (4410,) and kept["a.wav"].dtype == np.float32
+    for name, needle in (("broken.opus", "not a readable audio file"), ("nan.wav", "NaN/inf")):
+        with pytest.raises(UserError) as err:
+            read_audio(folder / name, 44100, 1, what="input")
+        assert str(err.value).startswith(f"input {folder / name}: ") and needle in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+def test_one_resampler_and_one_downmix_on_every_path(folder, tmp_path):
+    """The live/render reader, the folder reader, MusicGen's loader and the dashboard's give the same samples."""
+    from realtime.audio_io import read_audio as live_reader
+    from training.dashboard.render import read_audio as dashboard_reader
+    from training.musicgen.collect import load_audio as musicgen_reader
+
+    src = folder / "sub" / "b.FLAC"
+    x, sr = sf.read(src, dtype="float32")
+    expected = resample(x, sr, 32000)
+    assert expected.shape == (3200,)
+    notes = AudioNotes()
+    np.testing.assert_array_equal(read_mono(src, 32000, notes), expected)
+    np.testing.assert_array_equal(live_reader(src, 32000, 1)[:, 0], expected)
+    np.testing.assert_array_equal(musicgen_reader(src, 32000, notes).numpy()[0], expected)
+    y, native = dashboard_reader(str(src))
+    assert native == 22050
+    np.testing.assert_array_equal(resample(y, native, 32000), expected)
+    stereo, _ = sf.read(folder / "a.wav", dtype="float32")
+    np.testing.assert_array_equal(read_mono(folder / "a.wav", 44100, notes), stereo.mean(axis=1))
+    np.testing.assert_array_equal(live_reader(folder / "a.wav", 44100, 1)[:, 0], stereo.mean(axis=1))
+    np.testing.assert_array_equal(live_reader(folder / "a.wav", 44100, 2), stereo)
