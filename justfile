@@ -23,12 +23,12 @@ setup-system:
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive JACK_NO_AUDIO_RESERVATION=1 $sudo apt-get install -y -qq --no-install-recommends $missing > /dev/null
 
-# .venv with torch, musicsae (editable) and the patched third-party packages
+# .venv with torch, musicsae (editable) and the patched third-party packages, at the versions in poetry.lock
 setup: setup-system
     #!/usr/bin/env bash
     set -euo pipefail
     stamp={{venv}}/.musicsae-setup
-    want=$(cat pyproject.toml patches/*.diff patches/install.py | sha256sum | cut -c1-16)
+    want=$(cat pyproject.toml poetry.lock tools/lockfile.py patches/*.diff patches/install.py | sha256sum | cut -c1-16)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
     {{python}} -c 'import sys; assert sys.version_info[:2] == (3, 11), "musicsae needs Python 3.11 (set PYTHON=python3.11)"'
     [ -x {{bin}}/python ] || {{python}} -m venv {{venv}}
@@ -37,8 +37,11 @@ setup: setup-system
     # torch first: a CPU machine may carry a local wheel; a GPU box gets the CUDA build from PyPI
     # (pick another build with TORCH_INDEX_URL, e.g. the PyTorch CPU or cu12x index).
     {{bin}}/pip install --quiet ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} "torch==2.13.0"
-    {{bin}}/pip install --quiet -e ".[dev]"
+    # everything else at exactly the versions poetry.lock records (`just lock` is the one way to change them)
+    {{bin}}/python tools/lockfile.py constraints > {{venv}}/lock-constraints.txt
+    {{bin}}/pip install --quiet -c {{venv}}/lock-constraints.txt -e ".[dev]"
     {{bin}}/python patches/install.py
+    {{bin}}/python tools/lockfile.py check
     echo "$want" > "$stamp"
     echo "setup done in $(( $(date +%s) - start )) s; venv $(du -sh {{venv}} | cut -f1)"
 
@@ -117,7 +120,7 @@ lint: setup poetry
     {{bin}}/ruff format --check .
     .cache/poetry/bin/poetry check --lock
 
-# poetry in its own small venv (it only checks and writes the lock; `just setup` installs with pip)
+# poetry in its own small venv (it only checks and writes the lock; `just setup` installs it with pip)
 poetry:
     @[ -x .cache/poetry/bin/poetry ] || ({{python}} -m venv .cache/poetry && .cache/poetry/bin/pip install --quiet "poetry>=2.0,<3")
 

@@ -1,0 +1,90 @@
+"""poetry.lock as pip constraints, and a check that an environment holds exactly the locked versions.
+
+    python tools/lockfile.py constraints > constraints.txt   # name==version of every package locked for here
+    python tools/lockfile.py check                           # exit 1, one line per package that differs
+
+`just setup` installs with `pip install -c <constraints> -e ".[dev]"`, so a fresh machine gets the versions
+`poetry.lock` records, whatever PyPI holds today; `just lock` stays the one way to change them.
+
+Left out: packages whose lock markers do not hold here (other platforms), and torch's own CUDA runtime
+(nvidia-*, cuda-*, triton), which comes with whichever torch build `just setup` installs first (the CPU
+wheel, or the CUDA build from PyPI / TORCH_INDEX_URL, which pins those itself; the lock even records two
+nvidia-cublas versions). torch is checked by its version without the local build label (2.13.0+cpu is 2.13.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+LOCK = Path(__file__).resolve().parents[1] / "poetry.lock"
+TORCH_RUNTIME = ("nvidia-", "cuda-", "triton")
+EXTRAS = ("dev",)  # `just setup` installs musicsae with [dev]
+
+
+def _marker_holds(marker: str | None) -> bool:
+    if not marker:
+        return True
+    try:
+        from packaging.markers import Marker
+    except ImportError:  # a bare venv: pip's vendored copy
+        from pip._vendor.packaging.markers import Marker
+    return any(Marker(marker).evaluate({"extra": extra}) for extra in ("", *EXTRAS))
+
+
+def _canonical(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def locked(lock: Path = LOCK) -> dict[str, str]:
+    """{canonical name: version} of every package the lock installs on this machine (see the docstring)."""
+    data = tomllib.loads(lock.read_text())
+    out: dict[str, str] = {}
+    for pkg in data["package"]:
+        name = _canonical(pkg["name"])
+        if name.startswith(TORCH_RUNTIME) or not _marker_holds(pkg.get("markers")):
+            continue
+        if name in out and out[name] != pkg["version"]:
+            raise SystemExit(f"{lock}: {name} is locked at both {out[name]} and {pkg['version']} for this machine")
+        out[name] = pkg["version"]
+    return out
+
+
+def constraints(lock: Path = LOCK) -> str:
+    return "".join(f"{name}=={version}\n" for name, version in sorted(locked(lock).items()))
+
+
+def mismatches(lock: Path = LOCK) -> list[str]:
+    """One line per locked package that is missing here or installed at another version."""
+    installed = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    out = []
+    for name, version in sorted(locked(lock).items()):
+        have = installed.get(name)
+        if have is None:
+            out.append(f"{name}: locked {version}, not installed")
+        elif have.split("+", 1)[0] != version:
+            out.append(f"{name}: locked {version}, installed {have}")
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("command", choices=("constraints", "check"))
+    p.add_argument("--lock", type=Path, default=LOCK)
+    args = p.parse_args()
+    if args.command == "constraints":
+        sys.stdout.write(constraints(args.lock))
+        return 0
+    bad = mismatches(args.lock)
+    for line in bad:
+        print(f"not as locked: {line}", file=sys.stderr)
+    if bad:
+        print(f"{len(bad)} package(s) differ from {args.lock} (run `just setup`; change versions with `just lock`)")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
