@@ -135,7 +135,7 @@ def load_steering(
     width = hook_shape(model, hook)[0]  # refuses a hook the model does not have, listing those it has
     for c in concepts.values():
         bank.check_sae(c, chosen)
-    sae = load_sae(chosen).eval()
+    sae = load_sae(chosen, device=model.device).eval()
     trained_on = sae.cfg.hook_name or "latent"
     if trained_on != hook:
         raise UserError(f"SAE {chosen} was trained on hook {trained_on!r}; the concepts are on hook {hook!r}")
@@ -279,11 +279,13 @@ def render_file(
     model: Any | None = None,
     delay: int | None = None,
     gate: Gate | None = None,
+    device: str = "cpu",
 ) -> RenderReport:
     """Read `in_path`, render it through the model with the `--set` edits, write `out_path` atomically.
 
     `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring;
-    `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`).
+    `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`); without `model`, the model is loaded on
+    `device` (the SAE follows the model's device).
     """
     from realtime.audio_files import read_audio, resample
     from realtime.audio_io import write_audio
@@ -295,7 +297,7 @@ def render_file(
     parsed = parse_sets(sets)
     if parsed and bank_path is None:
         raise UserError("--set needs --bank (the concepts live in a concept bank)")
-    model = model if model is not None else RaveModel.load(model_path)
+    model = model if model is not None else RaveModel.load(model_path, device)
     notes = []
     data, file_sr = read_audio(in_path, what="input")
     if file_sr != model.sr:

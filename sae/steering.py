@@ -275,6 +275,7 @@ def apply_edit(
         floor = edit[3] if len(edit) > 3 else None
     if idx.numel() == 0:
         return x
+    idx, gain, add = idx.to(x.device), gain.to(x.device), add.to(x.device)  # edits live on the CPU
     with torch.no_grad():
         return steer(x, sae.encode(x), sae.W_dec, idx, gain, add, floor, gate)
 

@@ -49,6 +49,7 @@ class DemoConfig:
     judge_clips: held-out clips per side and concept the judge renders (0: all).
     holdout_font: the soundfont kept out of training and concept finding (None: none).
     holdout_clips: held-out-font clips per side and concept the judge renders (0: all).
+    device: torch device for RAVE, SAE training, concept search, the judge's renders and the dashboard.
     """
 
     out: str
@@ -63,6 +64,7 @@ class DemoConfig:
     strengths: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     jobs: int = 2
     judge_clips: int = 0
+    device: str = "cpu"
     timings: dict[str, float] = field(default_factory=dict)
     holdout_font: str | None = "fluidr3"
     holdout_clips: int = 20
@@ -110,7 +112,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         return res
 
     model_path = step("model", lambda: _model_path(cfg, say))
-    model = RaveModel.load(model_path)
+    model = RaveModel.load(model_path, cfg.device)
     data = out / "data"
     rows = step(
         "data",
@@ -129,7 +131,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
 
         shutil.rmtree(store)
     collected = step(
-        "collect", lambda: collect_rave(RaveCollectConfig(str(model_path), str(data / "clips"), str(store)))
+        "collect",
+        lambda: collect_rave(RaveCollectConfig(str(model_path), str(data / "clips"), str(store), device=cfg.device)),
     )
     sae_dir = out / "sae" / "latent"
     if sae_dir.exists():
@@ -159,6 +162,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                 # the features dead; 20 % of the store held out, so a rare live feature is not counted dead
                 decoder_init="data",
                 eval_fraction=0.2,
+                device=cfg.device,
             ),
         ),
     )
@@ -180,6 +184,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                         str(sae_dir),
                         str(bank_path),
                         seed=cfg.seed,
+                        device=cfg.device,
                     ),
                     latents,
                 ),
@@ -205,6 +210,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                 tuple(found),
                 cfg.strengths,
                 cfg.judge_clips,
+                device=cfg.device,
             )
         ),
     )
@@ -222,6 +228,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                     cfg.strengths,
                     cfg.holdout_clips,
                     split="holdout_font",
+                    device=cfg.device,
                 )
             ),
         )
@@ -258,7 +265,13 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     site = step(
         "dashboard",
         lambda: build_dashboard(
-            sae_dir, store, data / "clips", out / "site", bank_path, data, cfg=DashboardConfig(top_n=4, max_pages=24)
+            sae_dir,
+            store,
+            data / "clips",
+            out / "site",
+            bank_path,
+            data,
+            cfg=DashboardConfig(top_n=4, max_pages=24, device=cfg.device),
         ),
     )
     nn_out = out / "nn" / "demo_steered.ts"

@@ -48,3 +48,35 @@ gate_levels = _checked(
     lambda v: v[0] < v[1] and all(abs(x) < float("inf") for x in v),
     "LO,HI dBFS with LO < HI, e.g. -60,-45",
 )
+
+
+def torch_device(text: str) -> str:
+    """`--device`: cpu, cuda or cuda:N, checked against the devices torch sees on this machine."""
+    import re
+
+    if text == "cpu":
+        return text
+    if text == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: torch sees no Apple GPU (MPS) here")
+        return text
+    m = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda, cuda:N or mps")
+    import torch
+
+    count = torch.cuda.device_count()
+    if int(m.group(1) or 0) >= count:
+        build = "" if torch.version.cuda else f" (torch {torch.__version__} is a CPU build)"
+        raise argparse.ArgumentTypeError(f"{text!r}: torch sees {count} CUDA device(s) here{build}")
+    return text
+
+
+def add_device(parser: argparse.ArgumentParser, what: str = "the model", flag: str = "--device") -> None:
+    """The one `--device` option of every command that runs a model (`musicsae live` names it --model-device,
+    since its --device is the audio device)."""
+    parser.add_argument(
+        flag, type=torch_device, default="cpu", help=f"torch device for {what}: cpu, cuda or cuda:N (default cpu)"
+    )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli.args import add_device
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_rave(subparsers)
@@ -29,7 +31,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add_device(p, "RAVE")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_rave)
@@ -114,7 +116,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "--description", default=None, help="text condition for --audio (default: none, the unconditional branch)"
     )
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device(parser, "MusicGen")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli.args import add_device
+
 BANK_SUFFIXES = (".yaml", ".yml")
 
 
@@ -39,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
     add_min_examples(f)
+    add_device(f, "the model and the SAE")
     f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     f.add_argument(
         "--groups",
@@ -126,6 +129,7 @@ def run_find(args: argparse.Namespace) -> int:
                 args.strength,
                 not args.no_replace,
                 min_examples=args.min_examples,
+                device=args.device,
             )
         _print_find(console, args.name, res.report, res.concept, res.notes, args.bank, time.perf_counter() - t0)
         return 0
@@ -146,6 +150,7 @@ def run_find(args: argparse.Namespace) -> int:
         steer_threshold=args.steer_threshold,
         groups=args.groups,
         permutations=args.permutations,
+        device=args.device,
     )
     with console.status(f"finding {args.name!r}"):
         res = find_concept(cfg)
@@ -229,7 +234,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     add_min_examples(parser)
     parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
-    parser.add_argument("--device", default="cpu")
+    add_device(parser, "MusicGen and the SAEs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from training.cli.args import positive_float, positive_int
+from training.cli.args import add_device, positive_float, positive_int
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=(0.01, 0.25),
         help="described features fire on this share of clips (default 0.01,0.25)",
     )
-    p.add_argument("--device", default="cpu", help="where the SAE encodes: cpu, cuda, cuda:N")
+    add_device(p, "the SAE")
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import nonneg_int, positive_floats
+from training.cli.args import add_device, nonneg_int, positive_floats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=20,
         help="held-out-font clips per side and concept the judge renders (default 20; 0: all)",
     )
+    add_device(p, "RAVE, SAE training, concept search, the judge's renders")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
         "--musicgen",
@@ -99,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         args.judge_clips,
         holdout_font=None if args.holdout_font == "none" else args.holdout_font,
         holdout_clips=args.holdout_clips,
+        device=args.device,
     )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
     console.print(rich_table(summary["judge_result"]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import nonneg_int, positive_floats
+from training.cli.args import add_device, nonneg_int, positive_floats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -192,6 +192,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         help="held-out clips per side and concept written as listening examples to OUT/listen (original, "
         "through the model, concept off, concept on) for the dashboard's concept pages (default 2; 0: none)",
     )
+    add_device(p, "RAVE and the SAE")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_steering)
 
@@ -220,6 +221,7 @@ def run_steering(args: argparse.Namespace) -> int:
         clamp_strengths=tuple(args.clamp),
         gate=not args.no_gate,
         split=args.split,
+        device=args.device,
     )
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))
@@ -258,7 +260,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
     p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    add_device(p, "MusicGen and the SAEs")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_musicgen)
 

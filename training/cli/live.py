@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.cli.args import nonneg_float, positive_int
+from training.cli.args import add_device, nonneg_float, positive_int
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_MODEL = ASSETS / "demo_rave.ts"
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", type=Path, default=DEMO_MODEL, help="streaming RAVE export (.ts); default: the demo model"
     )
-    p.add_argument("--model-device", default="cpu", help="torch device for RAVE and the SAE (cpu, cuda, cuda:1)")
+    add_device(p, "RAVE and the SAE", flag="--model-device")
     p.add_argument("--sae", type=Path, help="SAE directory on the RAVE latent (default: the bank's)")
     p.add_argument(
         "--bank", type=Path, help="concept bank YAML (default with the demo model: the shipped demo concepts)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import gate_levels
+from training.cli.args import add_device, gate_levels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,6 +47,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-gate", action="store_true", help="on/clamp act on every frame, silence included")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
+    add_device(p, "RAVE and the SAE")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_rave)
 
@@ -78,6 +79,7 @@ def run_rave(args: argparse.Namespace) -> int:
             not args.no_align,
             lambda i, n: progress.update(task, completed=i, total=n),
             gate=Gate(*args.gate_db, enabled=not args.no_gate),
+            device=args.device,
         )
     for line in report.notes:
         console.print(f"note: {line}", highlight=False)
@@ -124,7 +126,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default 250)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device(parser, "MusicGen and the SAEs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
 

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from training.cli.args import fraction, nonneg_int, positive_float, positive_int
+from training.cli.args import add_device, fraction, nonneg_int, positive_float, positive_int
 from training.cli.tables import hook_legend, short_hook
 
 
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=positive_int, default=4096, help="rows per step over all ranks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--eval-fraction", type=fraction, default=0.05, help="share of store blocks held out")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    add_device(p, "training (under torchrun, cuda means each rank's own GPU)")
     p.add_argument("--checkpoint-every", type=nonneg_int, default=500, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT/<hook>/checkpoint.pt")
     p.add_argument(
@@ -68,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--eval-fraction", type=fraction, default=0.05)
     e.add_argument("--max-rows", type=positive_int, default=1_000_000)
     e.add_argument("--out", help="write the metrics JSON here")
+    add_device(e, "the SAE")
     e.set_defaults(func=run_eval)
 
     x = subparsers.add_parser("export", help="export an SAE as TorchScript (encode/decode) for the live engine")
@@ -205,7 +206,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output_file(args.out, (".json",))
-    sae = load_sae(args.sae)
+    sae = load_sae(args.sae, device=args.device)
     store = ActivationStore(args.activations)
     hook = args.hook or sae.cfg.hook_name
     from sae.errors import UserError

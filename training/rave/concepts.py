@@ -55,6 +55,7 @@ class FindConfig:
         (0: only the probe's features).
     groups: how clips map to sources (`training.data.groups`: none, subfolder, prefix); folds never split one.
     permutations: reruns of the probe on shuffled labels (the chance level beside the AUROC; 0: none).
+    device: torch device for the model and the SAE.
     """
 
     name: str
@@ -74,6 +75,7 @@ class FindConfig:
     steer_threshold: float = 0.02
     groups: str = "none"
     permutations: int = 50
+    device: str = "cpu"
 
 
 @dataclass
@@ -153,6 +155,8 @@ def what_off_leaves(sae, pos: list[torch.Tensor], neg: list[torch.Tensor], indic
     def mean(rows: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack([r.double().mean(0) for r in rows]).mean(0)
 
+    pos, neg = [z.to(sae.W_dec.device) for z in pos], [z.to(sae.W_dec.device) for z in neg]
+
     d = mean(pos) - mean(neg)
     norm2 = float(d @ d)
     if norm2 == 0.0:
@@ -206,13 +210,13 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
         cfg.min_examples,
     )
-    model = RaveModel.load(cfg.model)
+    model = RaveModel.load(cfg.model, cfg.device)
     if not Path(cfg.sae).is_dir():
         raise UserError(f"--sae {cfg.sae}: no such directory")
     sae_cfg = read_sae_cfg(cfg.sae)
     hook = cfg.hook or sae_hook(sae_cfg)
     check_sae_for_model(cfg.sae, sae_cfg, model, hook)
-    sae = load_sae(cfg.sae).eval()
+    sae = load_sae(cfg.sae, device=cfg.device).eval()
     notes = AudioNotes()
     streams = make_streams(model, [hook])
     pos = clip_frames(model, with_files, notes, streams, cache, hook)
@@ -222,9 +226,9 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         cfg.min_examples,
     )
     with torch.no_grad():
-        feats = [sae.encode(z.float()) for _, z in pos + neg]
+        feats = [sae.encode(z.float().to(sae.W_enc.device)).cpu() for _, z in pos + neg]
     S = np.stack([f.double().mean(0).numpy() for f in feats])
-    R = np.stack([z.double().mean(0).numpy() for _, z in pos + neg])
+    R = np.stack([z.double().mean(0).cpu().numpy() for _, z in pos + neg])
     y = np.r_[np.ones(len(pos)), np.zeros(len(neg))].astype(int)
     groups = None
     if cfg.groups != "none":

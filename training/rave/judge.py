@@ -65,6 +65,7 @@ class EvalConfig:
     gate: gate `on` / `clamp` / the baseline shift by the input's level.
     split: the manifest split rendered and judged (`test`, or `holdout_font`: the clips of the soundfont
         `data make --holdout-font` kept out of the train split).
+    device: torch device for RAVE and the SAE.
     """
 
     data: str
@@ -81,6 +82,7 @@ class EvalConfig:
     clamp_strengths: tuple[float, ...] = ()
     gate: bool = True
     split: str = "test"
+    device: str = "cpu"
 
 
 def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -92,7 +94,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     t0 = time.perf_counter()
     say = progress or (lambda s: None)
     rows = read_manifest(Path(cfg.data))
-    model = RaveModel.load(cfg.model)
+    model = RaveModel.load(cfg.model, cfg.device)
     from sae.bank import ConceptBank
 
     bank = ConceptBank.load(cfg.bank)

@@ -1,0 +1,57 @@
+"""`--device` on every command that runs a model: one option, one check, a one-line error for a missing GPU."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from training.cli.args import torch_device
+from training.cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+# commands that run no model: they write data or files, or list / edit a bank
+NO_MODEL = {"models rave", "models musicgen", "data make", "concept list", "concept remove", "sae export"}
+
+
+def _leaves(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {prefix.strip(): parser}
+    out = {}
+    for name, sub in subs[0].choices.items():
+        out.update(_leaves(sub, f"{prefix} {name}"))
+    return out
+
+
+def test_every_model_command_has_the_same_device_option():
+    leaves = _leaves(build_parser())
+    assert set(leaves) >= NO_MODEL
+    missing, other = [], []
+    for name, parser in sorted(leaves.items()):
+        if name in NO_MODEL:
+            continue
+        flag = "--model-device" if name == "live" else "--device"  # live's --device is the audio device
+        action = next((a for a in parser._actions if flag in a.option_strings), None)
+        if action is None:
+            missing.append(name)
+        elif action.type is not torch_device or action.default != "cpu":
+            other.append(name)
+    assert missing == [] and other == []
+    assert {"concept find", "eval steering", "render rave", "demo", "sae eval"} <= set(leaves) - NO_MODEL
+
+
+def test_a_device_this_machine_lacks_is_one_line():
+    run = subprocess.run(
+        [sys.executable, "-m", "training.cli", "render", "rave", "--in", "a.wav", "--out", "b.wav", "--model", "m.ts",
+         "--device", "cuda:99"],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 2 and "argument --device: 'cuda:99': torch sees" in lines[-1]
+    assert "Traceback" not in run.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "training.cli", "demo", "--out", "x", "--device", "gpu"], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "expected cpu, cuda, cuda:N or mps" in bad.stderr
