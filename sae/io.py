@@ -6,9 +6,12 @@ Weights: `W_enc` [d_in, d_sae], `b_enc` [d_sae], `W_dec` [d_sae, d_in], `b_dec` 
 cfg.json follows SAELens 6 (`SAEConfig.to_dict`): `architecture` ("topk" with `k`; BatchTopK is saved the
 way SAELens saves it for inference, as "jumprelu" with a per-latent `threshold`), `d_in`, `d_sae`, `dtype`,
 `device`, `apply_b_dec_to_input`, `normalize_activations`, `reshape_activations`,
-`rescale_acts_by_decoder_norm` and `metadata` {`model_name`, `hook_name`, `sae_lens_version`}. Our own
-training config rides along under `musicsae` (SAELens ignores unknown top-level keys); `hook_name` and
-`model_name` are repeated at top level for readers of the older layout.
+`rescale_acts_by_decoder_norm` and `metadata` {`model_name`, `hook_name`, `sae_lens_version`}.
+`sae_lens_version` names the cfg layout (SAELens reads files older than 6.0 another way), not a SAELens
+that trained it (`sae_lens_training_version` is null: SAELens did not). Our own training config and the
+musicsae version that wrote the file (from the installed package's metadata) ride along under `musicsae`
+(SAELens ignores unknown top-level keys); `hook_name` and `model_name` are repeated at top level for
+readers of the older layout.
 """
 
 from __future__ import annotations
@@ -31,7 +34,25 @@ from sae.model import SAEConfig, SparseAutoencoder
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
-FORMAT_VERSION = "6.0.0"  # the SAELens cfg layout written here
+FORMAT_VERSION = "6.0.0"  # the SAELens cfg layout written here (metadata.sae_lens_version)
+
+
+@functools.cache
+def musicsae_version() -> str:
+    """The version of musicsae writing the file: the installed package's metadata, else the checkout's
+    pyproject.toml (running from a source tree that was never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("musicsae")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text())["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
 
 
 def _atomic(path: Path, write) -> None:
@@ -65,11 +86,11 @@ def sae_cfg_dict(sae: SparseAutoencoder, extra: dict[str, Any] | None = None) ->
         "model_name": cfg.model_name,
         "hook_name": cfg.hook_name,
         "sae_lens_version": FORMAT_VERSION,
-        "sae_lens_training_version": FORMAT_VERSION,
+        "sae_lens_training_version": None,
     }
     out["model_name"] = cfg.model_name
     out["hook_name"] = cfg.hook_name
-    out["musicsae"] = {"config": cfg.to_dict(), **(extra or {})}
+    out["musicsae"] = {"version": musicsae_version(), "config": cfg.to_dict(), **(extra or {})}
     return out
 
 
@@ -136,32 +157,51 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:
-    """Load an SAE directory written by `save_sae` (or an SAELens TopK / JumpReLU-from-BatchTopK SAE)."""
+    """Load an SAE directory written by `save_sae`, or one SAELens saved with its default settings.
+
+    SAELens's own layouts are mapped onto the same computation, exactly (bench/saelens_roundtrip.py checks it
+    against the real package):
+    - TopK with `rescale_acts_by_decoder_norm: true` (SAELens's training default): its pre-activations are
+      scaled by each decoder row's norm and its decoder divides by it; folded here into W_enc, b_enc and unit
+      decoder rows.
+    - `jumprelu` with one threshold for every latent: what SAELens's BatchTopK becomes when saved for
+      inference; read as BatchTopK (`k` from `metadata.training_architecture_details`). JumpReLU SAEs with
+      per-latent thresholds are refused.
+    - `batchtopk` training checkpoints (`topk_threshold`), and `apply_b_dec_to_input: false` (b_dec folded
+      into b_enc).
+    """
     path = Path(path)
     cfg = read_sae_cfg(path)
     arch = cfg.get("architecture")
-    ours = cfg.get("musicsae", {}).get("config", {})
+    ours = (cfg.get("musicsae") or {}).get("config", {})
     meta = cfg.get("metadata") or {}
+    details = meta.get("training_architecture_details") or {}
+    where = path / CFG_FILE
     for key in ("d_in", "d_sae"):
         if not isinstance(cfg.get(key), int):
-            raise UserError(f"{path / CFG_FILE}: missing integer {key!r}")
+            raise UserError(f"{where}: missing integer {key!r}")
     if arch == "topk":
         kind = "topk"
-    elif arch == "jumprelu" and ours.get("arch") == "batchtopk":
+    elif arch in ("jumprelu", "batchtopk"):
         kind = "batchtopk"
     else:
-        raise UserError(f"{path / CFG_FILE}: architecture {arch!r}: expected topk, or jumprelu saved from BatchTopK")
-    k = cfg.get("k", ours.get("k"))
-    if not isinstance(k, int | float) or k < 1:
-        raise UserError(f"{path / CFG_FILE}: missing k (active latents per row)")
-    if cfg.get("normalize_activations", "none") != "none" or cfg.get("rescale_acts_by_decoder_norm", False):
-        raise UserError(f"{path / CFG_FILE}: expected normalize_activations 'none' and no decoder-norm rescaling")
+        raise UserError(f"{where}: architecture {arch!r}: expected topk, batchtopk, or jumprelu saved from BatchTopK")
+    k = cfg.get("k", ours.get("k", details.get("k")))
+    if not isinstance(k, int | float) or isinstance(k, bool) or k < 1:
+        what = "missing k (active latents per row)"
+        if arch == "jumprelu":
+            what = "a JumpReLU SAE without k: only JumpReLU saved from BatchTopK (with its k) can be read"
+        raise UserError(f"{where}: {what}")
+    if cfg.get("normalize_activations", "none") != "none":
+        raise UserError(f"{where}: normalize_activations {cfg['normalize_activations']!r}: expected 'none' (folded)")
+    if cfg.get("reshape_activations", "none") != "none":
+        raise UserError(f"{where}: reshape_activations {cfg['reshape_activations']!r}: expected 'none'")
     sae_cfg = SAEConfig.from_dict(
         {
             **ours,
             "d_in": cfg["d_in"],
             "d_sae": cfg["d_sae"],
-            "k": int(k),
+            "k": max(1, min(round(k), cfg["d_sae"])),
             "arch": kind,
             "hook_name": meta.get("hook_name") or cfg.get("hook_name") or "",
             "model_name": meta.get("model_name") or cfg.get("model_name") or "",
@@ -177,7 +217,7 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     d_in, d_sae = sae_cfg.d_in, sae_cfg.d_sae
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     if kind == "batchtopk":
-        shapes["threshold"] = (d_sae,)
+        shapes["topk_threshold" if arch == "batchtopk" else "threshold"] = () if arch == "batchtopk" else (d_sae,)
     missing = [k for k in shapes if k not in tensors]
     if missing:
         raise UserError(f"{wfile}: missing tensors {', '.join(missing)} (has {', '.join(sorted(tensors)) or 'none'})")
@@ -187,15 +227,26 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
                 f"{wfile}: {key} has shape {list(tensors[key].shape)}, cfg.json (d_in={d_in}, d_sae={d_sae}) "
                 f"expects {list(shape)}"
             )
+    W_enc, b_enc, W_dec, b_dec = (tensors[key].to(torch.float64) for key in ("W_enc", "b_enc", "W_dec", "b_dec"))
+    if not cfg.get("apply_b_dec_to_input", True):  # SAELens then encodes x, not x - b_dec
+        b_enc = b_enc + b_dec @ W_enc
+    if cfg.get("rescale_acts_by_decoder_norm", False):  # pre * ‖W_dec_i‖, decode f / ‖W_dec_i‖: fold both
+        norms = W_dec.norm(dim=1)
+        if not bool((norms > 0).all()):
+            raise UserError(f"{wfile}: a decoder row has norm 0; cannot fold rescale_acts_by_decoder_norm")
+        W_enc, b_enc, W_dec = W_enc * norms, b_enc * norms, W_dec / norms[:, None]
     sae = SparseAutoencoder(sae_cfg)
     with torch.no_grad():
-        for key in ("W_enc", "b_enc", "W_dec", "b_dec"):
-            getattr(sae, key).copy_(tensors[key].to(torch.float32))
+        for key, value in (("W_enc", W_enc), ("b_enc", b_enc), ("W_dec", W_dec), ("b_dec", b_dec)):
+            getattr(sae, key).copy_(value.to(torch.float32))
         if kind == "batchtopk":
-            th = tensors["threshold"].to(torch.float64)
+            th = tensors["topk_threshold" if arch == "batchtopk" else "threshold"].to(torch.float64).reshape(-1)
             if not torch.allclose(th, th[0].expand_as(th)):
                 raise UserError(
-                    f"{wfile}: per-latent thresholds differ; only a global BatchTopK threshold is supported"
+                    f"{wfile}: per-latent thresholds differ (a JumpReLU SAE); only a global BatchTopK threshold is "
+                    "supported"
                 )
+            if float(th[0]) < 0:
+                raise UserError(f"{wfile}: threshold {float(th[0]):g}: expected >= 0")
             sae.threshold.fill_(float(th[0]))
     return sae.to(device).eval()

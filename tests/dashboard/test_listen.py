@@ -82,8 +82,8 @@ def _rows(page: str) -> list[dict]:
 
 @pytest.mark.slow
 def test_listening_table_rows_line_up(session):
+    from realtime.audio_files import AudioNotes, read_mono
     from realtime.render_rave import render_file
-    from training.data.audio import AudioNotes, read_mono
 
     page = (session / "site" / "concepts" / "guitar.html").read_text()
     rows = _rows(page)

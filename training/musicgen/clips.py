@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
-from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import read_manifest
 
 

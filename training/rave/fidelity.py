@@ -37,9 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import Interval, mean_interval, paired_diff
-from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
     FOLDS,

@@ -56,9 +56,9 @@ def write_examples(
         clips: example clips per side and concept.
         seed: base seed of the decoder's noise fill (clip i of the test split uses seed + i, as the judge does).
     """
+    from realtime.audio_files import AudioNotes, read_mono
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
-    from training.data.audio import AudioNotes, read_mono
     from training.data.concept_clips import CONCEPTS, read_manifest
 
     if clips < 1:

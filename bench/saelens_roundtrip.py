@@ -1,0 +1,181 @@
+"""Cross-check with the real SAELens: its saved SAEs load here, ours load there, and both compute the same.
+
+SAELens (sae-lens 6.54.12, about 95 packages, 1.9 GB) is too heavy for the project's venv, so it lives in
+a venv of its own (`.cache/saelens`, made on the first run, or `--venv`). Both ways, on seeded data:
+
+1. SAELens -> musicsae: SAELens trains a TopK and a BatchTopK SAE with its default training settings
+   (TopK: `rescale_acts_by_decoder_norm: true`, decoder initialised at norm 0.1) for a few steps and saves
+   them as its training runner does (`save_inference_model`: TopK keeps `rescale_acts_by_decoder_norm`,
+   BatchTopK becomes `jumprelu` with a per-latent threshold), plus the TopK training checkpoint
+   (`save_model`, unfolded decoder norms). `sae.io.load_sae` reads each; features and reconstructions are
+   compared with what SAELens itself computes from the same files.
+2. musicsae -> SAELens: `sae.io.save_sae` writes a TopK and a BatchTopK SAE; `SAE.load_from_disk` reads them.
+
+Prints the largest differences and whether the active features agree; never asserts (a bench). With
+`--write-fixture DIR` it also stores the SAELens-saved folders and their outputs (a few KB) for the fast
+test `tests/sae/test_saelens_layout.py`, which checks the same thing without the package.
+
+    python bench/saelens_roundtrip.py [--venv .cache/saelens] [--write-fixture tests/data/saelens]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sae.io import load_sae, save_sae  # noqa: E402
+from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
+
+SAE_LENS = "sae-lens==6.54.12"
+D_IN, D_SAE, K, ROWS = 8, 32, 4, 64
+
+# Runs inside the SAELens venv. argv: mode ("train" or "encode"), folder.
+SAELENS_SIDE = r"""
+import json, sys
+from pathlib import Path
+import torch
+from safetensors.torch import load_file, save_file
+import sae_lens
+from sae_lens import SAE
+from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+from sae_lens.saes.sae import TrainStepInput
+from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+
+mode, root = sys.argv[1], Path(sys.argv[2])
+x = load_file(str(root / "inputs.safetensors"))["x"]
+
+def outputs(folder):
+    sae = SAE.load_from_disk(str(folder))
+    with torch.no_grad():
+        f = sae.encode(x)
+        save_file({"f": f.contiguous(), "x_hat": sae.decode(f).contiguous()}, str(folder / "expected.safetensors"))
+
+if mode == "train":
+    torch.manual_seed(0)
+    data = torch.randn(4096, x.shape[1]) @ torch.randn(x.shape[1], x.shape[1]) + 0.5
+    kinds = {
+        "topk": (TopKTrainingSAE, TopKTrainingSAEConfig),
+        "batchtopk": (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig),
+    }
+    for name, (cls, cfg_cls) in kinds.items():
+        sae = cls(cfg_cls(d_in=x.shape[1], d_sae=int(sys.argv[3]), k=int(sys.argv[4])))  # SAELens defaults otherwise
+        opt = torch.optim.Adam(sae.parameters(), lr=1e-3)
+        for step in range(200):
+            batch = data[torch.randint(0, len(data), (256,))]
+            out = sae.training_forward_pass(TrainStepInput(batch, {}, None, step, False))
+            opt.zero_grad(); out.loss.backward(); opt.step()
+        sae.save_inference_model(str(root / f"saelens_{name}"))
+        outputs(root / f"saelens_{name}")
+        if name == "topk":
+            sae.save_model(str(root / "saelens_topk_checkpoint"))
+            outputs(root / "saelens_topk_checkpoint")
+    print(json.dumps({"sae_lens": sae_lens.__version__, "torch": torch.__version__}))
+else:
+    for folder in sorted(root.glob("musicsae_*")):
+        outputs(folder)
+"""
+
+
+def ensure_venv(venv: Path) -> Path:
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    print(f"making {venv} with {SAE_LENS} (once; ~95 packages)", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    subprocess.run([*pip, "torch==2.13.0"], check=True)  # first, so sae-lens keeps this torch
+    subprocess.run([*pip, SAE_LENS], check=True)
+    return python
+
+
+def compare(ours: SparseAutoencoder, x: torch.Tensor, expected: dict[str, torch.Tensor]) -> dict[str, float]:
+    with torch.no_grad():
+        f = ours.encode(x)
+        x_hat = ours.decode(f)
+    same_active = bool(torch.equal(f != 0, expected["f"] != 0))
+    return {
+        "max_df": float((f - expected["f"]).abs().max()),
+        "max_dx": float((x_hat - expected["x_hat"]).abs().max()),
+        "same_active": same_active,
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--venv", type=Path, default=ROOT / ".cache" / "saelens", help="venv with sae-lens (made if missing)"
+    )
+    p.add_argument("--write-fixture", type=Path, help="store SAELens-saved folders + outputs here (for the fast test)")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    python = ensure_venv(args.venv)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="saelens_rt_") as tmp:
+        root = Path(tmp)
+        x = torch.randn(ROWS, D_IN, generator=torch.Generator().manual_seed(7)) * 2 + 0.5
+        save_file({"x": x}, str(root / "inputs.safetensors"))
+        run = subprocess.run(
+            [str(python), "-c", SAELENS_SIDE, "train", str(root), str(D_SAE), str(K)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        versions = json.loads(run.stdout.strip().splitlines()[-1])
+        rows = []
+        for folder in sorted(root.glob("saelens_*")):
+            cfg = json.loads((folder / "cfg.json").read_text())
+            ours = load_sae(folder)
+            expected = load_file(str(folder / "expected.safetensors"))
+            rows.append(
+                (
+                    (f"SAELens {folder.name[8:]} -> musicsae", cfg["architecture"], ours.cfg.arch),
+                    compare(ours, x, expected),
+                )
+            )
+        for arch in ("topk", "batchtopk"):
+            torch.manual_seed(1)
+            sae = SparseAutoencoder(SAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, arch=arch))
+            with torch.no_grad():
+                sae.b_enc.normal_(0, 0.1)
+                sae.threshold.fill_(0.3)
+            save_sae(sae, root / f"musicsae_{arch}")
+        subprocess.run([str(python), "-c", SAELENS_SIDE, "encode", str(root)], check=True, capture_output=True)
+        for arch in ("topk", "batchtopk"):
+            folder = root / f"musicsae_{arch}"
+            ours = load_sae(folder)
+            cfg = json.loads((folder / "cfg.json").read_text())
+            expected = load_file(str(folder / "expected.safetensors"))
+            rows.append(((f"musicsae {arch} -> SAELens", cfg["architecture"], arch), compare(ours, x, expected)))
+        if args.write_fixture:
+            out = args.write_fixture
+            if out.exists():
+                shutil.rmtree(out)
+            out.mkdir(parents=True)
+            shutil.copy(root / "inputs.safetensors", out / "inputs.safetensors")
+            for folder in root.glob("saelens_*"):
+                shutil.copytree(folder, out / folder.name)
+            (out / "versions.json").write_text(json.dumps(versions, indent=1) + "\n")
+    print(
+        f"sae-lens {versions['sae_lens']} (torch {versions['torch']}) beside musicsae; d_in {D_IN}, d_sae {D_SAE}, "
+        f"k {K}, {ROWS} rows; {time.perf_counter() - t0:.1f} s"
+    )
+    print(f"{'direction':<42}{'saved as':>10}{'read as':>10}{'max |df|':>12}{'max |dx|':>12}{'same active':>13}")
+    for (name, saved, read), m in rows:
+        print(f"{name:<42}{saved:>10}{read:>10}{m['max_df']:>12.2e}{m['max_dx']:>12.2e}{m['same_active']!s:>13}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
