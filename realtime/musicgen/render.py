@@ -1,9 +1,19 @@
 """Offline MusicGen renders with concept edits from a concept bank.
 
 Each concept edits the residual stream after its own layer (`hook` in the bank) on every generation
-step, on the conditional and the unconditional rows alike, with the SAE's error term kept
-(`x̂ = x + (f' − f) @ W_dec`, sae/steering.py). Several concepts compose (per SAE, per feature); each
-may have a schedule: active for steps whose frame time lies in [start, stop).
+step, with the SAE's error term kept (`x̂ = x + (f' − f) @ W_dec`, sae/steering.py). Several concepts
+compose (per SAE, per feature); each may have a schedule: active for steps whose frame time lies in
+[start, stop). Positions of one forward that share the same active concepts go through the SAE in one call.
+
+Which rows of classifier-free guidance are edited (`edit_rows`, `--edit-rows`):
+- `both` (default): the conditional and the unconditional rows alike. The guided logits are
+  uncond + coef · (cond − uncond), so an edit made to both rows reaches the output once, whatever the
+  guidance coefficient: strengths mean the same at any `--cfg-coef`, and the same as in a teacher-forced
+  (unguided) forward, where the SAEs collected from audio and the judges measure.
+- `cond`: the conditional rows only. The guidance then multiplies the edit by the coefficient (3 by
+  default) and the unguided branch pulls against it: stronger for the same strength, and strengths are not
+  comparable across coefficients or with `both`. Pair it with an SAE collected from prompts
+  (`musicsae collect musicgen --prompts`), which stores conditional rows, what generation encodes there.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from sae.bank import Concept, ConceptBank
 from sae.errors import UserError
 from sae.steering import ConceptControl, EditState, apply_edit
 
+EDIT_ROWS = ("both", "cond")
 SET_RE = re.compile(
     r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<mode>[a-z]+(?::[-+0-9.eE]+)?)"
     r"(?:@(?P<start>[0-9.]*)-(?P<stop>[0-9.]*))?$"
@@ -71,8 +82,13 @@ class _Group:
     sets: list[ConceptSet] = field(default_factory=list)
     cache: dict[frozenset[str], tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
 
+    def active_at(self, t: float) -> frozenset[str]:
+        return frozenset(s.name for s in self.sets if s.active(t))
+
     def edit_at(self, t: float) -> tuple[Tensor, Tensor, Tensor]:
-        active = frozenset(s.name for s in self.sets if s.active(t))
+        return self.edit_for(self.active_at(t))
+
+    def edit_for(self, active: frozenset[str]) -> tuple[Tensor, Tensor, Tensor]:
         if active not in self.cache:
             state = self.state.copy()
             for s in self.sets:
@@ -90,11 +106,17 @@ class BankSteering:
         mg: the loaded model (edits are checked against its identity, layers and width).
         bank: the concept bank.
         sets: which concepts to edit, how and when.
+        edit_rows: `both` or `cond`: which rows of classifier-free guidance are edited (module docstring).
     """
 
-    def __init__(self, mg: MusicGenBackend, bank: ConceptBank, sets: Sequence[ConceptSet]):
+    def __init__(
+        self, mg: MusicGenBackend, bank: ConceptBank, sets: Sequence[ConceptSet], edit_rows: str = "both"
+    ) -> None:
         from sae.io import load_sae
 
+        if edit_rows not in EDIT_ROWS:
+            raise UserError(f"--edit-rows {edit_rows}: expected one of {', '.join(EDIT_ROWS)}")
+        self.edit_rows = edit_rows
         self.mg = mg
         self.groups: list[_Group] = []
         ref = mg.model_ref()
@@ -132,30 +154,45 @@ class BankSteering:
                 group.state.copy().set_mode(s.name, s.mode)
             self.groups.append(group)
 
-    def layer_fns(self) -> dict[int, LayerFn]:
-        """One hook per edited layer (groups on the same layer apply in bank order)."""
+    def layer_fns(self, batch: int | None = None) -> dict[int, LayerFn]:
+        """One hook per edited layer (groups on the same layer apply in bank order).
+
+        `batch`: prompts in the generation; with `edit_rows="cond"` a hidden state of 2·batch rows (guidance:
+        conditional rows first) is edited in its first `batch` rows only. Without it every row is edited.
+        """
         fps = self.mg.frame_rate
         out: dict[int, LayerFn] = {}
         for layer in sorted({g.layer for g in self.groups}):
             groups = [g for g in self.groups if g.layer == layer]
 
             def fn(hidden: Tensor, start: int, groups: list[_Group] = groups) -> Tensor:
-                x = hidden
+                rows = hidden.shape[0]
+                if self.edit_rows == "cond" and batch is not None and rows == 2 * batch:
+                    rows = batch
+                part = hidden if rows == hidden.shape[0] else hidden[:rows]
+                x = part
                 for g in groups:
-                    if x.shape[1] == 1:  # a generation step (KV cache)
-                        x = apply_edit(x, g.sae, g.edit_at(start / fps))
-                    else:  # a longer forward (e.g. teacher forcing): position by position
-                        x = torch.cat(
-                            [
-                                apply_edit(x[:, t : t + 1], g.sae, g.edit_at((start + t) / fps))
-                                for t in range(x.shape[1])
-                            ],
-                            dim=1,
-                        )
-                return x
+                    x = _edit_positions(x, g, start, fps)
+                if x is part:  # no edit active: the hidden state itself
+                    return hidden
+                return x if part is hidden else torch.cat([x, hidden[rows:]])
 
             out[layer] = fn
         return out
+
+
+def _edit_positions(x: Tensor, g: _Group, start: int, fps: float) -> Tensor:
+    """Edit every position of `x` [rows, T, D] with the group's edit at its frame time: one SAE call per set of
+    active concepts (a generation step has T = 1; a teacher-forced forward many positions)."""
+    T = x.shape[1]
+    keys = [g.active_at((start + t) / fps) for t in range(T)]
+    if len(set(keys)) == 1:
+        return apply_edit(x, g.sae, g.edit_for(keys[0]))
+    out = x.clone()
+    for key in dict.fromkeys(keys):
+        pos = torch.tensor([t for t, k in enumerate(keys) if k == key], device=x.device)
+        out[:, pos] = apply_edit(x[:, pos], g.sae, g.edit_for(key))
+    return out
 
 
 def render(
@@ -170,7 +207,7 @@ def render(
     """Generate `prompts` with the edits of `steering` (None: plain) from the same seed."""
     if steering is None or not steering.groups:
         return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
-    with mg.hooks(steering.layer_fns()):
+    with mg.hooks(steering.layer_fns(len(prompts))):
         return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
 
 

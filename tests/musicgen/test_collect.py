@@ -53,11 +53,14 @@ def test_collect_from_prompts_stores_conditional_rows_and_resumes(tmp_path, audi
     rows = _stored(store, "transformer.layers.2")
     assert list(rows) == ["happy guitar", "sad piano", "happy guitar #2"]
     assert all(r.shape == (15, mg.dim) for r in rows.values())
-    # the stored rows are the conditional rows of the same generation
-    rec = Recorder(rows=3, limit=15)
+    # the stored rows are the conditional rows of the same generation (guidance: [cond x 3, uncond x 3]), what
+    # generation encodes with the prompt, not the null-condition rows a collection from audio sees
+    rec = Recorder(rows=6, limit=15)
     with mg.hooks({2: rec}):
         mg.generate(["happy guitar", "sad piano", "happy guitar"], 0.3, seed=5)
-    torch.testing.assert_close(torch.stack(list(rows.values())), rec.result())
+    both = rec.result()
+    torch.testing.assert_close(torch.stack(list(rows.values())), both[:3])
+    assert (torch.stack(list(rows.values())) - both[3:]).abs().max() > 1e-3
 
     # resume: nothing new for the same file; only the new prompt for a longer file
     capsys.readouterr()

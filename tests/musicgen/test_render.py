@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from realtime.musicgen import load_musicgen
-from realtime.musicgen.render import BankSteering, ConceptSet, parse_set, render
+from realtime.musicgen.render import EDIT_ROWS, BankSteering, ConceptSet, parse_set, render
 from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.io import save_sae
@@ -76,6 +76,48 @@ def test_layer_fn_edits_every_row_with_error_kept(tmp_path, mg):
     idle = BankSteering(mg, bank, [parse_set("piano=on:2@5-6")])
     assert idle.layer_fns()[2](hidden, 0) is hidden
     assert apply_edit(hidden, sae, group.edit_at(0.0)) is not hidden
+
+
+def test_edit_rows_cond_leaves_the_unconditional_rows_alone(tmp_path, mg):
+    """`cond`: with 2·B rows (guidance, conditional first) only the first B change; without guidance every row."""
+    bank = make_bank(tmp_path, mg)
+    sets = [parse_set("piano=on:2")]
+    hidden = torch.randn(4, 1, mg.dim)
+    both = BankSteering(mg, bank, sets).layer_fns(2)[2](hidden, 0)
+    cond = BankSteering(mg, bank, sets, "cond").layer_fns(2)[2](hidden, 0)
+    torch.testing.assert_close(cond[:2], both[:2])
+    assert torch.equal(cond[2:], hidden[2:]) and not torch.equal(both[2:], hidden[2:])
+    teacher_forced = BankSteering(mg, bank, sets, "cond").layer_fns(4)[2](hidden, 0)  # 4 prompts, no guidance
+    torch.testing.assert_close(teacher_forced, both)
+    with pytest.raises(UserError, match="--edit-rows sideways"):
+        BankSteering(mg, bank, sets, "sideways")
+    plain = render(mg, ["lofi"], 0.5, seed=4)
+    none = render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, [parse_set("guitar=none")], "cond"))
+    assert torch.equal(plain.wav, none.wav)
+    on = {rows: render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, sets, rows)) for rows in EDIT_ROWS}
+    assert not torch.equal(on["cond"].codes, plain.codes) and not torch.equal(on["cond"].codes, on["both"].codes)
+
+
+def test_positions_with_the_same_edit_share_one_sae_call(tmp_path, mg):
+    """A teacher-forced forward of 30 positions with an edit active from 0.2 s: one SAE encode for the 20
+    active positions (none for the idle ones), and the same result as editing position by position."""
+    bank = make_bank(tmp_path, mg)
+    steering = BankSteering(mg, bank, [parse_set("piano=on:2@0.2-"), parse_set("drums=off@0.4-")])
+    group = steering.groups[0]
+    hidden = torch.randn(2, 30, mg.dim)
+    expected = torch.cat(
+        [apply_edit(hidden[:, t : t + 1], group.sae, group.edit_at(t / mg.frame_rate)) for t in range(30)], dim=1
+    )
+    calls = []
+    encode = group.sae.encode
+    group.sae.encode = lambda x: calls.append(tuple(x.shape)) or encode(x)
+    try:
+        out = steering.layer_fns()[2](hidden, 0)
+    finally:
+        del group.sae.encode
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    assert torch.equal(out[:, :10], hidden[:, :10])
+    assert calls == [(2, 10, mg.dim), (2, 10, mg.dim)]  # frames 10-19 (piano), 20-29 (piano + drums)
 
 
 def test_edits_change_audio_none_is_bit_identical_and_schedule_starts_late(tmp_path, mg):

@@ -80,3 +80,15 @@ def add_device(parser: argparse.ArgumentParser, what: str = "the model", flag: s
     parser.add_argument(
         flag, type=torch_device, default="cpu", help=f"torch device for {what}: cpu, cuda or cuda:N (default cpu)"
     )
+
+
+def add_edit_rows(parser: argparse.ArgumentParser) -> None:
+    """`--edit-rows` of the MusicGen commands that steer (render, eval); realtime/musicgen/render.py says why."""
+    parser.add_argument(
+        "--edit-rows",
+        choices=("both", "cond"),
+        default="both",
+        help="guidance rows the edits touch: both (default: an edit reaches the output once at any --cfg-coef, so "
+        "strengths mean what the judge measured) or cond (conditional rows only: guidance multiplies the edit by "
+        "--cfg-coef; pair with an SAE collected from --prompts)",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, nonneg_int, positive_floats
+from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_floats
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -260,6 +260,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
     p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_musicgen)
@@ -291,6 +292,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.strength,
         args.seed,
         args.device,
+        args.edit_rows,
     )
     console = Console()
     with console.status("judging") as status:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, gate_levels
+from training.cli.args import add_device, add_edit_rows, gate_levels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,7 +98,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "musicgen",
         help="generate with MusicGen while steering concepts from a bank",
         description="Generate audio from a prompt (or a YAML/CSV batch of prompts) with concept edits applied at "
-        "each concept's layer on every step (conditional and unconditional rows, SAE error kept). --set "
+        "each concept's layer on every step (both guidance rows by default, see --edit-rows; SAE error kept). --set "
         "NAME=MODE[@START-STOP], MODE one of off, on, on:S, scale:G, none; START/STOP in seconds.",
     )
     parser.add_argument("--model", required=True, help="hub id (facebook/musicgen-small) or local folder")
@@ -126,6 +126,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default 250)")
+    add_edit_rows(parser)
     add_device(parser, "MusicGen and the SAEs")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
@@ -187,7 +188,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     # check every edit against the model (model identity, layer, SAE width) before generating anything
-    steerings = {key: BankSteering(mg, bank, sets) if sets else None for key, sets in parsed.items()}
+    steerings = {key: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for key, sets in parsed.items()}
     too_long = [j for j in jobs if mg.frames(j.duration) < 1]
     if too_long:
         raise UserError(f"duration {too_long[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")

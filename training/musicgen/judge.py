@@ -35,6 +35,7 @@ class MusicGenEvalConfig:
     duration: seconds per render.
     concepts: subset of the bank (default: every bank concept of this model the manifest labels).
     strength: strength of `on`.
+    edit_rows: which guidance rows the edits touch (`both` or `cond`; realtime/musicgen/render.py says why).
     """
 
     data: str
@@ -49,6 +50,7 @@ class MusicGenEvalConfig:
     strength: float = 1.0
     seed: int = 0
     device: str = "cpu"
+    edit_rows: str = "both"
 
 
 def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -74,7 +76,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     if not names:
         raise UserError(f"concept bank {cfg.bank}: no concept on {mg.name} that the manifest labels")
     steer = {
-        (n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")])
+        (n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")], cfg.edit_rows)
         for n in names
         for mode in ("off", f"on:{cfg.strength:g}")
     }  # checks model/layer/SAE up front
