@@ -2,8 +2,11 @@
 
 Both train a TopK SAE (same k, expansion, steps, batch, LR, schedule: no warm-up, linear decay over the last
 20 %) on the same activation store, reading the same shuffled batches through `ActivationStore.iter_batches`,
-on the same number of CPU threads. Prints tokens/s of each, the ratio, and both FVUs on the held-out split.
-Timings are printed, never asserted.
+on the same number of CPU threads. Each trainer runs `--repeats` times (default 3), the order alternating
+(ours first, then theirs first, ...), each repeat from its own initialisation seed (`--seed` + repeat, the
+same for both trainers, each drawing its own weights); the synthetic data has its own seed (`--data-seed`),
+so no start sits at the planted answer. Prints every run, the medians of tokens/s and of the held-out FVU
+after the same number of steps, and the throughput ratio of the medians. Timings are printed, never asserted.
 
     pip install --no-deps dictionary-learning==0.1.0      # only for this benchmark (its deps pin nnsight)
     .venv/bin/python bench/sae_train.py                     # synthetic planted activations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import math
+import statistics
 import sys
 import tempfile
 import time
@@ -51,7 +55,7 @@ def load_dictionary_learning_topk():
     return TopKTrainer
 
 
-def run_baseline(store: ActivationStore, hook: str, args, lr: float) -> dict:
+def run_baseline(store: ActivationStore, hook: str, args, lr: float, seed: int) -> dict:
     TopKTrainer = load_dictionary_learning_topk()
     d_in = store.dim(hook)
     d_sae = d_in * args.expansion
@@ -68,11 +72,11 @@ def run_baseline(store: ActivationStore, hook: str, args, lr: float) -> dict:
         lr=lr,
         warmup_steps=0,
         decay_start=int(args.steps * 0.8),
-        seed=args.seed,
+        seed=seed,
         device="cpu",
     )
     stream = store.iter_batches(
-        hook, args.batch_size, "train", args.eval_fraction, args.shuffle_buffer, args.seed, loop=True
+        hook, args.batch_size, "train", args.eval_fraction, args.shuffle_buffer, seed, loop=True
     )
     it = iter(stream)
     t0 = time.perf_counter()
@@ -103,7 +107,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation (and batch order) seed of the first repeat")
+    p.add_argument("--data-seed", type=int, default=1000, help="synthetic data seed (independent of --seed)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of each trainer, alternating which goes first")
     p.add_argument("--eval-fraction", type=float, default=0.1)
     p.add_argument("--shuffle-buffer", type=int, default=1 << 16)
     p.add_argument("--threads", type=int, default=1)
@@ -121,6 +127,7 @@ def main() -> int:
                 d=args.d,
                 n_features=args.features,
                 k_true=args.k_true,
+                seed=args.data_seed,
                 offset=0.0,
                 noise=0.05,
                 dtype="float16",
@@ -135,28 +142,46 @@ def main() -> int:
             f"rows={store.rows(hook)} d_in={d_in}; SAE TopK k={args.k} d_sae={d_sae}; steps={args.steps} "
             f"batch={args.batch_size} lr={lr:.2e} threads={args.threads}"
         )
-        cfg = TrainConfig(
-            k=args.k,
-            expansion=args.expansion,
-            arch="topk",
-            steps=args.steps,
-            lr=lr,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            eval_fraction=args.eval_fraction,
-            shuffle_buffer=args.shuffle_buffer,
-            checkpoint_every=0,
-            normalize="scale",
-        )
-        ours = train_hook(store, hook, Path(tmp) / "ours", cfg)
-        base = run_baseline(store, hook, args, lr)
+        runs: dict[str, list[dict]] = {"ours": [], "theirs": []}
+        for rep in range(args.repeats):
+            seed = args.seed + rep
+            cfg = TrainConfig(
+                k=args.k,
+                expansion=args.expansion,
+                arch="topk",
+                steps=args.steps,
+                lr=lr,
+                batch_size=args.batch_size,
+                seed=seed,
+                eval_fraction=args.eval_fraction,
+                shuffle_buffer=args.shuffle_buffer,
+                checkpoint_every=0,
+                normalize="scale",
+            )
+            order = ("ours", "theirs") if rep % 2 == 0 else ("theirs", "ours")
+            for who in order:
+                if who == "ours":
+                    m = train_hook(store, hook, Path(tmp) / f"ours_{rep}", cfg)
+                else:
+                    m = run_baseline(store, hook, args, lr, seed)
+                runs[who].append(m | {"seed": seed, "position": order.index(who) + 1})
 
-    print(f"{'trainer':<34}{'tokens/s':>12}{'FVU':>10}{'L0':>8}{'dead':>8}")
-    for name, m in (("musicsae (sae.train)", ours), ("dictionary_learning 0.1.0 TopK", base)):
-        print(f"{name:<34}{m['tokens_per_s']:>12.0f}{m['fvu']:>10.4f}{m['l0']:>8.1f}{m['dead_fraction']:>8.3f}")
+    names = {"ours": "musicsae (sae.train)", "theirs": "dictionary_learning 0.1.0 TopK"}
+    print(f"{'trainer':<34}{'seed':>5}{'ran':>5}{'tokens/s':>12}{'FVU':>10}{'L0':>8}{'dead':>8}")
+    for who in ("ours", "theirs"):
+        for m in runs[who]:
+            print(
+                f"{names[who]:<34}{m['seed']:>5}{m['position']:>5}{m['tokens_per_s']:>12.0f}{m['fvu']:>10.4f}"
+                f"{m['l0']:>8.1f}{m['dead_fraction']:>8.3f}"
+            )
+    med = {who: {key: statistics.median(m[key] for m in runs[who]) for key in ("tokens_per_s", "fvu")} for who in runs}
+    spread = {who: (min(m["fvu"] for m in runs[who]), max(m["fvu"] for m in runs[who])) for who in runs}
     print(
-        f"throughput ratio (ours / dictionary_learning): {ours['tokens_per_s'] / base['tokens_per_s']:.2f}x; "
-        f"FVU ours {ours['fvu']:.4f} vs theirs {base['fvu']:.4f}"
+        f"medians over {args.repeats} runs each (order alternating, independent inits, {args.steps} steps each): "
+        f"tokens/s ours {med['ours']['tokens_per_s']:.0f} vs theirs {med['theirs']['tokens_per_s']:.0f} "
+        f"(ratio {med['ours']['tokens_per_s'] / med['theirs']['tokens_per_s']:.2f}x); held-out FVU ours "
+        f"{med['ours']['fvu']:.4f} [{spread['ours'][0]:.4f}, {spread['ours'][1]:.4f}] vs theirs "
+        f"{med['theirs']['fvu']:.4f} [{spread['theirs'][0]:.4f}, {spread['theirs'][1]:.4f}] (median [min, max])"
     )
     return 0
 

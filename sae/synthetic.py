@@ -2,10 +2,15 @@
 
 x = codes @ D + offset + noise, with unit-norm rows of D and `k_true` active features per row; an SAE that
 works recovers the rows of D as decoder directions.
+
+The data's generator is seeded with `data_seed(seed)`, a stream of its own: an SAE initialised with the same
+integer (`torch.manual_seed(seed)`, as `sae.train` does) would otherwise draw its decoder from the very
+numbers that made D, and start at the planted answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import torch
@@ -14,11 +19,16 @@ from torch import Tensor
 from sae.store import ActivationWriter
 
 
+def data_seed(seed: int) -> int:
+    """The generator seed of the planted data made with `seed`: independent of every model seeded with `seed`."""
+    return int.from_bytes(hashlib.sha256(f"musicsae.synthetic:{seed}".encode()).digest()[:8], "little") >> 1
+
+
 def planted_data(
     n: int, d: int, n_features: int, k_true: int, seed: int = 0, offset: float = 0.0, noise: float = 0.01
 ) -> tuple[Tensor, Tensor]:
     """(x [n, d], D [n_features, d]) with magnitudes uniform in [0.5, 2.5]."""
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(data_seed(seed))
     D = torch.randn(n_features, d, generator=g)
     D /= D.norm(dim=1, keepdim=True)
     idx = torch.rand(n, n_features, generator=g).topk(k_true, dim=1).indices
