@@ -13,6 +13,8 @@ from training.cli.main import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 # commands that run no model: they write data or files, or list / edit a bank
 NO_MODEL = {"models rave", "models musicgen", "data make", "concept list", "concept remove", "sae export"}
+# writes a file nn~ runs on the CPU: the model is scripted and checked there, not on another device
+NO_MODEL |= {"export nn"}
 
 
 def _leaves(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:

@@ -41,6 +41,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_device(p, "the RAVE models")
     p.set_defaults(func=run_fidelity)
 
 
@@ -68,6 +69,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
         seed=args.seed,
         oracle=tuple(c.strip() for c in args.oracle.split(",") if c.strip()),
         oracle_clips=args.oracle_clips,
+        device=args.device,
     )
     console = Console()
     with console.status("measuring fidelity") as status:
@@ -114,6 +116,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_device(p, "RAVE and the SAEs")
     p.set_defaults(func=run_hooks)
 
 
@@ -140,6 +143,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.steer_threshold,
         args.seed,
         args.validation_split,
+        args.device,
     )
     summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")

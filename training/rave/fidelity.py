@@ -66,6 +66,7 @@ class FidelityConfig:
     judge_sr: the rate every clip is judged at.
     max_clips: at most this many clips per set (the first by index; 0 = all).
     block: render block (default: a large offline block).
+    device: torch device the models run on.
     """
 
     data: str
@@ -77,6 +78,7 @@ class FidelityConfig:
     seed: int = 0
     oracle: tuple[str, ...] = ()
     oracle_clips: int = 40
+    device: str = "cpu"
 
 
 def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -116,7 +118,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         oracle_clean[c] = judged(feats)
     results = {}
     for model_path in cfg.models:
-        model = RaveModel.load(model_path)
+        model = RaveModel.load(model_path, cfg.device)
         stream, delay = RaveStream(model), model_delay(model)
         say(f"{model.path.name}: rendering {len(used)} clips")
         recon_audio, recon_feats = {}, {}

@@ -64,6 +64,7 @@ class HookCompareConfig:
     steer_threshold: share of the concept's mean difference a feature must carry to be steered
         (`concept find --steer-threshold`).
     seed: SAE seed, judge noise seeds, bootstrap seed.
+    device: torch device for RAVE and the SAEs.
     """
 
     data: str
@@ -80,6 +81,7 @@ class HookCompareConfig:
     steer_threshold: float = 0.02
     seed: int = 0
     validation_split: str | None = None
+    device: str = "cpu"
 
 
 def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
@@ -194,7 +196,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     data, out = Path(cfg.data), Path(cfg.out)
     rows = read_manifest(data)
     split = cfg.split or ("holdout_font" if any(r["split"] == "holdout_font" for r in rows) else "test")
-    model = RaveModel.load(cfg.model)
+    model = RaveModel.load(cfg.model, cfg.device)
     for hook in cfg.hooks:
         hook_shape(model, hook)  # an unknown hook: one line listing the model's hooks, before any work
     validation = cfg.validation_split or ("test" if split == "holdout_font" else "none")
@@ -216,7 +218,9 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                 if not link.exists():
                     os.symlink((data / r["file"]).resolve(), link)
         say(f"collect {', '.join(cfg.hooks)} from {len(list(clips.iterdir()))} clips (train + test splits)")
-        collect_rave(RaveCollectConfig(cfg.model, str(clips), str(store_dir), layers=tuple(cfg.hooks)))
+        collect_rave(
+            RaveCollectConfig(cfg.model, str(clips), str(store_dir), layers=tuple(cfg.hooks), device=cfg.device)
+        )
     store = ActivationStore(store_dir)
     results: dict[str, Any] = {}
     checks: dict[str, Any] = {}
@@ -240,6 +244,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                     log_every=50,
                     eval_fraction=0.2,
                     decoder_init="data",
+                    device=cfg.device,
                 ),
             )
         metrics = json.loads((sae_dir / "metrics.json").read_text())
@@ -263,6 +268,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                             seed=cfg.seed,
                             hook=hook,
                             steer_threshold=cfg.steer_threshold,
+                            device=cfg.device,
                         )
                     )
                     found[name] = {
@@ -306,6 +312,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                         baseline_for=need,
                         clamp_strengths=tuple(cfg.clamp_strengths),
                         split=on_split,
+                        device=cfg.device,
                     ),
                     say,
                 )
@@ -346,7 +353,7 @@ def render_examples(
     from training.rave.judge import latent_mean
 
     data, out = Path(cfg.data), Path(cfg.out)
-    model = RaveModel.load(cfg.model)
+    model = RaveModel.load(cfg.model, cfg.device)
     stream = RaveStream(model)
     delay: int | None = None
     directions: dict[str, torch.Tensor] = {}
