@@ -32,7 +32,7 @@ def make_bank(
     ref = ModelRef.of_file(rave_ts)
     bank = ConceptBank(folder / "concepts.yaml")
     feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)]
-    weights = torch.randn(64, generator=torch.Generator().manual_seed(seed)).tolist()
+    weights = torch.randn(64, generator=torch.Generator().manual_seed(seed + 1)).tolist()  # apart from the SAE's
     probe = ConceptProbe(-1.0, dict(enumerate(weights)))  # reads every feature: it moves on any audio
     bank.add(Concept(names[0], ref, "latent", "sae", feats, ConceptDefault("none", 1.0), probe=probe))
     probe = ConceptProbe(0.5, {11: -1.2, 3: 0.3})

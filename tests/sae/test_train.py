@@ -16,7 +16,7 @@ from sae.errors import UserError
 from sae.io import load_sae
 from sae.model import SAEConfig, SparseAutoencoder
 from sae.store import ActivationStore
-from sae.synthetic import planted_store
+from sae.synthetic import data_seed, planted_store
 from sae.train import TrainConfig, train_hook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,12 +48,16 @@ def test_planted_data_and_sae_init_are_independent_streams():
 
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
 def test_recovers_planted_dictionary(tmp_path, arch):
+    """48 planted directions in 32 dims, 128 latents, started far from the answer. Denser settings are not
+    identifiable for BatchTopK in 700 steps: in 16 dims a strong feature's interference (2.5 × cos up to ~0.6)
+    outranks the weakest true ones (0.5), and a ranking over the whole batch spends its slots there (54-79 %
+    recovered after 700-8000 steps, either decoder init); with 64 latents for 48 features, 81 %."""
     torch.set_num_threads(1)
     D = planted_store(
-        tmp_path / "acts", n=30000, d=16, n_features=48, k_true=3, seed=11, offset=4.0, noise=0.005
+        tmp_path / "acts", n=30000, d=32, n_features=48, k_true=3, seed=11, offset=4.0, noise=0.005
     )  # data seed 11, SAE seed 0 below
     torch.manual_seed(0)  # the SAE train_hook starts from (seed 0): far from the planted answer
-    assert _recovered(SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=3, arch=arch)).W_dec, D) <= 0.05
+    assert _recovered(SparseAutoencoder(SAEConfig(d_in=32, d_sae=128, k=3, arch=arch)).W_dec, D) <= 0.05
     cfg = TrainConfig(
         k=3,
         expansion=4,
@@ -68,8 +72,8 @@ def test_recovers_planted_dictionary(tmp_path, arch):
     m = train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)
     sae = load_sae(tmp_path / "sae")
     assert _recovered(sae.W_dec, D) >= 0.95  # after training almost every planted direction is a decoder row
-    # 64 latents for 48 planted features: a few spare latents may stay silent
-    assert m["fvu"] < 0.15 and m["dead_fraction"] <= 0.25
+    # 128 latents for 48 planted features: spare latents may stay silent, but every feature can have a live one
+    assert m["fvu"] < 0.1 and m["dead_fraction"] <= 1 - 48 / 128
     assert m["l0"] == pytest.approx(3.0, rel=0.35 if arch == "batchtopk" else 1e-6)
     assert m["normalize"] == "center_scale"  # offset-heavy input is centred
     out = json.loads((tmp_path / "sae" / "metrics.json").read_text())
@@ -360,7 +364,7 @@ def test_data_decoder_init_keeps_features_alive_on_a_narrow_clustered_input(tmp_
     from sae.metrics import evaluate
     from sae.store import ActivationWriter
 
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(data_seed(0))  # the SAEs below start from seed 0: keep the data apart
     scales = torch.logspace(0, -2, 16)
     centers = torch.randn(8, 16, generator=g) * scales * 3
     x = centers[torch.randint(0, 8, (20000,), generator=g)] + 0.1 * torch.randn(20000, 16, generator=g) * scales
