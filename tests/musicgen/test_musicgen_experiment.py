@@ -97,6 +97,16 @@ def test_codec_reconstructions_agree_between_run_package_and_conversion(toy_fold
     assert reconstructor(str(toy_codec_run))[1] == 16000
 
 
+def test_renders_default_to_the_segment_the_lm_was_trained_on(toy_folders, toy_sizes, tmp_path):
+    from training.musicgen.experiment import trained_seconds
+
+    ac, _ = toy_folders
+    assert trained_seconds(ac) == toy_sizes[1].segment == 0.5  # generation past it is untrained
+    assert trained_seconds(tmp_path, 3.0) == 3.0  # no training.json: the caller's default
+    (tmp_path / "training.json").write_text("{not json")
+    assert trained_seconds(tmp_path, 3.0) == 3.0
+
+
 @pytest.mark.slow
 def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     from training.musicgen.evaluate import main

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="RAVE .ts (default: training/assets/demo_rave.ts, else a tiny untrained one)")
-    p.add_argument("--n", type=int, default=300, help="generated clips (default 300; a third in the held-out font)")
+    p.add_argument(
+        "--n", type=int, help="generated clips (default 300, a third in the held-out font; with --musicgen 120)"
+    )
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     bad = [c for c in concepts if c not in CONCEPTS]
     if not concepts or bad:
         raise UserError(f"--concepts {args.concepts}: expected names from {', '.join(CONCEPTS)}")
+    if args.n is None:
+        args.n = 120 if args.musicgen else 300
     if args.n < 20:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     check_output_dir(args.out)
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     if args.musicgen:
         from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo
 
-        mcfg = MusicGenDemoConfig(args.out, args.model, args.n, args.seed, concepts[0], concepts)
+        mcfg = MusicGenDemoConfig(args.out, args.model, args.n, args.seed, concept=concepts[0], probe=concepts)
         summary = run_musicgen_demo(mcfg, lambda s: console.print(s, highlight=False, markup=False))
         console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)
         return 0

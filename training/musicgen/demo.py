@@ -33,17 +33,17 @@ class MusicGenDemoConfig:
     """Args:
     out: output folder.
     model: MusicGen folder (None: the shipped demo model, else a tiny random one).
-    n, seed, clip_seconds: generated clips.
+    n, seed, clip_seconds: generated clips (clip_seconds None: the render duration).
     concept: the concept steered and rendered; probe: concepts mapped per layer.
     sae_steps, pairs, seeds, strengths, prompts: experiment sizes (see `experiment.ExperimentConfig`).
-    duration: seconds per render.
+    duration: seconds per render and per collected prompt (None: the LM's training segment, 3 s without one).
     """
 
     out: str
     model: str | None = None
     n: int = 120
     seed: int = 0
-    clip_seconds: float = 4.0
+    clip_seconds: float | None = None
     concept: str = "guitar"
     probe: tuple[str, ...] = ("guitar", "drums", "piano")
     sae_steps: int = 400
@@ -51,7 +51,7 @@ class MusicGenDemoConfig:
     seeds: int = 2
     strengths: tuple[float, ...] = (2.0, 8.0)
     prompts: int = 8
-    duration: float = 3.0
+    duration: float | None = None
 
 
 def _model(cfg: MusicGenDemoConfig, say: Callable[[str], None]) -> Path:
@@ -73,7 +73,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     from training.dashboard import DashboardConfig, build_dashboard
     from training.data.concept_clips import DataConfig, make_dataset
     from training.musicgen.adherence import prompt_pairs
-    from training.musicgen.experiment import ExperimentConfig, run_experiment
+    from training.musicgen.experiment import ExperimentConfig, run_experiment, trained_seconds
 
     t0 = time.perf_counter()
     out = Path(cfg.out)
@@ -91,15 +91,16 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     mg = load_musicgen(model)
     if mg.vocab is None:
         raise UserError(f"--model {model}: no descriptions.json; the MusicGen demo needs a description-trained model")
+    seconds = cfg.duration or trained_seconds(model, 3.0)
     data = out / "data"
     concepts = tuple(dict.fromkeys((cfg.concept, *cfg.probe)))
-    dc = DataConfig(cfg.n, cfg.seed, cfg.clip_seconds, mg.sample_rate, soundfonts=DEMO_FONTS)
+    dc = DataConfig(cfg.n, cfg.seed, cfg.clip_seconds or seconds, mg.sample_rate, soundfonts=DEMO_FONTS)
     step("data", lambda: make_dataset(data, dc, jobs=2, concepts=concepts))
     exp_dir = out / "experiment"
     ecfg = ExperimentConfig(
         str(model), str(data), str(exp_dir), steer=(cfg.concept,), probe=concepts, prompts=cfg.prompts,
-        prompt_seconds=cfg.duration, sae_steps=cfg.sae_steps, k=8, expansion=8, pairs=cfg.pairs, seeds=cfg.seeds,
-        strengths=cfg.strengths, duration=cfg.duration, folds=5, seed=cfg.seed,
+        prompt_seconds=seconds, sae_steps=cfg.sae_steps, k=8, expansion=8, pairs=cfg.pairs, seeds=cfg.seeds,
+        strengths=cfg.strengths, duration=seconds, folds=5, seed=cfg.seed,
     )  # fmt: skip
     exp = step("experiment", lambda: run_experiment(ecfg, say=lambda s: say(f"    {s}")))
     val = exp["steering"][cfg.concept]["validation"]
@@ -120,7 +121,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         done = {}
         for name, (prompt, edit) in files.items():
             steering = BankSteering(mg, bank, [parse_set(edit)]) if edit else None
-            gen = render(mg, [prompt], cfg.duration, cfg.seed, steering)
+            gen = render(mg, [prompt], seconds, cfg.seed, steering)
             write_audio(out / "renders" / name, gen.wav[0], mg.sample_rate)
             done[name] = f"{prompt!r}" + (f", {edit} at layer {layer}" if edit else "")
         return done

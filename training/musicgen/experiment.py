@@ -79,6 +79,16 @@ class ExperimentConfig:
     device: str = "cpu"
 
 
+def trained_seconds(model: str | Path, default: float = 4.0) -> float:
+    """The LM's training segment from the model folder's `training.json` (generation past it is untrained), or
+    `default` for a model without a training record."""
+    path = Path(model) / "training.json"
+    try:
+        return float(json.loads(path.read_text())["lm"]["run"]["sizes"]["segment"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+
+
 def collection_prompts(vocab, n: int) -> list[str]:
     """The n most-trained known descriptions (the `unknown` one excluded)."""
     ranked = sorted((-c, d) for d, c in vocab.descriptions.items() if d != vocab.unknown)
@@ -440,6 +450,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pairs", type=int, default=d.pairs, help="prompt pairs per steered concept")
     p.add_argument("--seeds", type=int, default=d.seeds, help="renders per prompt")
     p.add_argument("--strengths", default=",".join(f"{s:g}" for s in d.strengths))
+    p.add_argument(
+        "--duration", type=float, help="seconds per render and collected prompt (default: the LM's training segment)"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=1)
@@ -453,9 +466,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         strengths = tuple(float(x) for x in split(a.strengths))
     except ValueError:
         raise SystemExit(f"{p.prog}: error: --strengths {a.strengths!r}: expected numbers like 1,2,4") from None
+    seconds = a.duration or trained_seconds(a.model, d.duration)
+    if seconds <= 0:
+        raise SystemExit(f"{p.prog}: error: --duration {seconds:g}: expected seconds > 0")
     cfg = ExperimentConfig(
-        a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, d.prompt_seconds,
-        a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, d.duration, d.folds, a.seed,
+        a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, seconds,
+        a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
         device=a.device,
     )  # fmt: skip
     return runs.guarded(p.prog, lambda: run_experiment(cfg))
