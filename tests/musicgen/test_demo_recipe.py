@@ -165,6 +165,12 @@ def test_transformers_conversion_computes_the_same(toy_folders):
     assert not torch.allclose(out["ac", desc], out["ac", None], atol=1e-3)  # the text does reach the layers
     decoded = b.model.audio_encoder.decode(codes[None], [None]).audio_values
     torch.testing.assert_close(decoded, a.model.compression_model.decode(codes), atol=1e-5, rtol=1e-4)
+    from training.musicgen.convert import backend_agreement  # what `package --convert` records
+
+    check = backend_agreement(ac, tf, seconds=0.2)
+    assert check["codes_equal"] and check["layers"] == 2 and check["decoded_max_abs_diff"] < 1e-5
+    assert len(check["hidden_max_abs_diff"]) == 3 and "a kazoo solo" in check["hidden_max_abs_diff"]
+    assert max(check["hidden_max_abs_diff"].values()) < 1e-4
 
 
 def test_missing_files_are_named(toy_folders, toy_lm_run, tmp_path):

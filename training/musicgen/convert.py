@@ -246,3 +246,36 @@ def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def backend_agreement(ac_dir: str | Path, tf_dir: str | Path, seconds: float = 1.0, seed: int = 0) -> dict:
+    """How far the two folders' computations are apart: the codes of one noise clip (must be equal), every
+    layer's residual stream teacher-forced over them with a trained description, the null one and an unknown
+    text, and the decoded audio (max |difference| each; the conversion is exact up to float rounding)."""
+    from realtime.musicgen import Recorder, load_musicgen
+
+    a, b = load_musicgen(ac_dir), load_musicgen(tf_dir)
+    if (a.backend, b.backend) != ("audiocraft", "transformers"):
+        raise UserError(f"{ac_dir} / {tf_dir}: expected an audiocraft folder and a transformers folder")
+    gen = torch.Generator().manual_seed(seed)
+    wav = torch.randn(1, 1, round(seconds * a.sample_rate), generator=gen) * 0.1
+    codes = a.encode(wav)
+    desc = max(a.vocab.descriptions, key=lambda d: (a.vocab.descriptions[d], d))
+    hidden: dict[str, float] = {}
+    for text in (desc, None, "a kazoo solo"):
+        outs = []
+        for mg in (a, b):
+            rec = {i: Recorder(rows=1, limit=codes.shape[-1]) for i in range(mg.num_layers)}
+            with mg.hooks(rec):
+                mg.teacher_force(codes, [text])
+            outs.append(torch.stack([rec[i].result() for i in range(mg.num_layers)]))
+        hidden[str(text)] = float((outs[0] - outs[1]).abs().max())
+    with torch.no_grad():
+        decoded_b = b.model.audio_encoder.decode(codes[None], [None]).audio_values
+        decoded_a = a.model.compression_model.decode(codes)
+    return {
+        "codes_equal": bool(torch.equal(codes, b.encode(wav))),
+        "layers": a.num_layers,
+        "hidden_max_abs_diff": hidden,
+        "decoded_max_abs_diff": float((decoded_a - decoded_b).abs().max()),
+    }

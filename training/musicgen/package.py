@@ -3,6 +3,9 @@
     python -m training.musicgen.package --lm-run RUN --out DIR             # audiocraft: MusicGen.get_pretrained(DIR)
     python -m training.musicgen.package --convert DIR --out DIR_TF          # transformers: from_pretrained(DIR_TF)
 
+`--convert` also checks that both backends compute the same (`convert.backend_agreement`: codes, every layer's
+residual stream, decoded audio) and writes the differences to DIR_TF/backend_agreement.json.
+
 The audiocraft folder holds `state_dict.bin` (the LM) and `compression_state_dict.bin` (the codec the LM run
 learned from), release packages as audiocraft's exporter writes them, plus `descriptions.json` (the
 descriptions the model knows) and `training.json` (steps, CPU hours and data of both trainings). Every
@@ -34,6 +37,7 @@ from training.musicgen.arch import (
 from training.musicgen.descriptions import lut_row
 
 TRAINING_FILE = "training.json"
+CHECK_FILE = "backend_agreement.json"
 
 
 def unknown_rows(state: dict, texts: list[str], unknown: str) -> dict:
@@ -85,10 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             package(args.lm_run, args.out)
             print(f"wrote audiocraft MusicGen {args.out} (MusicGen.get_pretrained({str(args.out)!r}))")
         else:
-            from training.musicgen.convert import to_transformers
+            from training.musicgen.convert import backend_agreement, to_transformers
 
             to_transformers(args.convert, args.out)
             print(f"wrote transformers MusicGen {args.out} (MusicgenForConditionalGeneration.from_pretrained)")
+            check = backend_agreement(args.convert, args.out)
+            runs.write_json(args.out / CHECK_FILE, check)
+            print(f"both backends: {check} ({CHECK_FILE})")
 
     torch.set_num_threads(1)
     return runs.guarded(parser.prog, run)
