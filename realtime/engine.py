@@ -234,7 +234,7 @@ class Engine:
         if status:
             c.device_xruns += 1
         if time_info is not None:
-            n = self._follow_device(n, time_info, status)
+            n = self._follow_device(n, frames, time_info, status)
         self.inputs.put(n, indata)
         end = n + frames
         self._pos = end  # publish the input
@@ -258,20 +258,21 @@ class Engine:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wfd, b"\0")
 
-    def _follow_device(self, n: int, time_info, status) -> int:
+    def _follow_device(self, n: int, frames: int, time_info, status) -> int:
         """Keep `_pos` on the device's clock when the device skips the callback (a JACK client too late for
         its cycle is left out of it, and the device goes on): without this every skipped cycle would add a
         period of latency for good. The device clock (`inputBufferAdcTime`) minus the frames counted is
-        constant while no cycle is skipped, and a callback only ever runs late, so its least value is the
-        reference; on a callback flagged by the device, whole periods above it (less 1/8 of a period of
+        constant while no cycle is skipped (up to clock drift), and a callback only ever runs late, so its least
+        value is the reference; on a callback flagged by the device, whole periods above it (less 1/8 of a period of
         lateness) were skipped: their input counts as silence and their output was never heard."""
         t = getattr(time_info, "inputBufferAdcTime", 0.0)
         if not t:  # the host API gives no clock
             return n
         offset = t * self.sr - n
-        if offset < self._clock:
-            self._clock = offset
-        elif status:
+        # the reference may rise by 1000 ppm of the frames: a device clock that drifts against the system clock
+        # (tens of ppm) is followed, a skipped cycle (a whole period at once) is not
+        self._clock = min(self._clock + 1e-3 * frames, offset)
+        if status:
             P = self.period
             skipped = int((offset - self._clock + P / 8) // P) * P
             if skipped > 0:

@@ -167,6 +167,28 @@ def test_cycles_the_device_skipped_do_not_add_latency():
     assert engine.counters.skipped_cycles == skipped and engine.counters.device_xruns == 2
 
 
+def test_a_drifting_device_clock_and_xruns_without_skipped_cycles_move_nothing():
+    """A sound card's clock drifts against the system clock (500 ppm here, ten times a cheap card's) and the
+    device flags xruns that skipped nothing (another JACK client's): after 2000 periods the drift is 1.5 periods,
+    and nothing is skipped or shifted."""
+    B, P, n = 512, 256, 2000
+    rng = np.random.default_rng(2)
+    engine = _engine(FakeProcessor(B), period=P)
+    L = engine.latency.engine
+    signal = _signal(n * P / SR)
+    heard = np.zeros(n * P, dtype=np.float32)
+    out = np.zeros((P, 1), dtype=np.float32)
+    with engine:
+        for k in range(n):
+            assert engine.wait_output(P)
+            t = 100.0 + (k * P * (1 + 500e-6) + rng.uniform(0, 0.3 * P)) / SR
+            status = "output underflow" if k % 50 == 49 else None
+            engine.callback(signal[k * P : (k + 1) * P], out, P, _DeviceClock(t), status)
+            heard[k * P : (k + 1) * P] = out[:, 0]
+    assert (heard[L:] == -signal[: n * P - L, 0]).all()
+    assert engine.counters.skipped_cycles == 0 and engine.counters.device_xruns == n // 50
+
+
 def test_impossible_period_block_pairs_are_refused_in_one_line():
     cases = [(4096, 2048, "period 4096 with block 2048"), (1024, 1536, "period 1024 with block 1536"),
              (0, 512, "period 0"), (384, 512, r"period 384 with block 512: .*\(e\.g\. 128, 256, 512\)")]  # fmt: skip
