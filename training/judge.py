@@ -6,7 +6,6 @@ Used by the RAVE steering evaluation (`training/rave/judge.py`) and the MusicGen
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio_files import resample  # noqa: F401  (the one resampler, used by fidelity)
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
@@ -183,16 +183,6 @@ def fidelity_table(concepts: dict[str, Any]) -> list[str]:
             f"| {e['verdict']} |"
         )
     return lines
-
-
-def resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    """`audio` at `sr` resampled to `target` (polyphase; unchanged when the rates agree)."""
-    if sr == target:
-        return audio
-    from scipy.signal import resample_poly
-
-    g = math.gcd(sr, target)
-    return resample_poly(audio, target // g, sr // g).astype(np.float32)
 
 
 def hit_rate(hits: np.ndarray) -> float:

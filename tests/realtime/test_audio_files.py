@@ -78,3 +78,31 @@ def test_one_resampler_and_one_downmix_on_every_path(folder, tmp_path):
     np.testing.assert_array_equal(read_mono(folder / "a.wav", 44100, notes), stereo.mean(axis=1))
     np.testing.assert_array_equal(live_reader(folder / "a.wav", 44100, 1)[:, 0], stereo.mean(axis=1))
     np.testing.assert_array_equal(live_reader(folder / "a.wav", 44100, 2), stereo)
+
+
+def _other_readers(root) -> list[str]:
+    """'path:line' of every file read or resample outside realtime/audio_files.py (in-memory bytes excepted)."""
+    import re
+
+    pattern = re.compile(r"resample_poly|julius\.|torchaudio\.(load|functional\.resample)|librosa\.(load|resample)|"
+                         r"\b(sf|soundfile)\.read\((?!io\.BytesIO)")  # fmt: skip
+    found = []
+    for folder in ("sae", "realtime", "training"):
+        for path in sorted((root / folder).rglob("*.py")):
+            if path.relative_to(root).as_posix() == "realtime/audio_files.py":
+                continue
+            for i, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line):
+                    found.append(f"{path.relative_to(root)}:{i}")
+    return found
+
+
+def test_no_other_reader_or_resampler(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    assert _other_readers(root) == []
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / "x.py").write_text("y = resample_poly(a, 2, 1)\nz, sr = sf.read(path)\n")
+    (tmp_path / "training" / "ok.py").write_text("z, sr = sf.read(io.BytesIO(data))\n")
+    assert _other_readers(tmp_path) == ["training/x.py:1", "training/x.py:2"]

@@ -451,7 +451,8 @@ def render_notes(notes: Iterable[Note], duration: float, sample_rate: int, sound
 def render_speech(text: str, voice: str, rate: int, duration: float, sample_rate: int) -> np.ndarray:
     """Speak `text` with espeak-ng, resampled to `sample_rate` and cut / padded to `duration`: mono float32."""
     import soundfile as sf
-    from scipy.signal import resample_poly
+
+    from realtime.audio_files import resample
 
     if shutil.which("espeak-ng") is None:
         raise UserError("espeak-ng: not found on PATH (Debian package espeak-ng is needed for voice clips)")
@@ -463,9 +464,7 @@ def render_speech(text: str, voice: str, rate: int, duration: float, sample_rate
     audio, sr = sf.read(io.BytesIO(proc.stdout), dtype="float32")
     if audio.ndim > 1:
         audio = audio.mean(axis=1)
-    if sr != sample_rate:
-        g = math.gcd(sr, sample_rate)
-        audio = resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
+    audio = resample(audio, sr, sample_rate)
     total = round(duration * sample_rate)
     out = np.zeros(total, dtype=np.float32)
     out[: min(total, len(audio))] = audio[:total]

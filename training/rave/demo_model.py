@@ -23,14 +23,12 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from sae.errors import UserError
@@ -70,18 +68,10 @@ RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "
 
 
 def _read(path: Path, sample_rate: int) -> np.ndarray:
-    from scipy.signal import resample_poly
+    """A training file as mono float32 at `sample_rate` (the project's one reader; an unusable file is one line)."""
+    from realtime.audio_files import read_audio
 
-    try:
-        audio, sr = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as exc:  # soundfile raises several types
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: not a readable audio file ({first})") from None
-    audio = audio.mean(1)
-    if sr != sample_rate:
-        g = math.gcd(int(sr), sample_rate)
-        audio = resample_poly(audio, sample_rate // g, sr // g).astype(np.float32)
-    return audio
+    return read_audio(path, sample_rate, 1, what="training audio")[0][:, 0]
 
 
 def clip_files(audio: Path | None, data: Path | None, split: str = "train") -> list[Path]:
