@@ -19,6 +19,7 @@ Only `dictionary_learning/trainers/top_k.py` (and the modules it imports) is loa
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import math
 import statistics
@@ -39,8 +40,10 @@ from sae.synthetic import planted_store  # noqa: E402
 from sae.train import TrainConfig, train_hook  # noqa: E402
 
 
+@functools.cache
 def load_dictionary_learning_topk():
-    """Import dictionary_learning's TopKTrainer without running the package __init__ (nnsight)."""
+    """Import dictionary_learning's TopKTrainer without running the package __init__ (nnsight); once per run
+    (the stand-in package modules have no spec, so a second find_spec would fail)."""
     spec = importlib.util.find_spec("dictionary_learning")
     if spec is None or spec.origin is None:
         raise SystemExit("dictionary_learning is not installed: pip install --no-deps dictionary-learning==0.1.0")
