@@ -54,6 +54,18 @@ def toy_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def toy_concept_data(tmp_path_factory):
+    """Concept folders for finding concepts: train split guitar 18 with / 21 without, drums 12 / 27, so the
+    minimum-examples rule (12 per side) holds (`toy_data`, 30 clips, trains the toy models)."""
+    from training.data.concept_clips import DataConfig, make_dataset
+
+    out = tmp_path_factory.mktemp("mgconcepts") / "data"
+    cfg = DataConfig(n=48, seed=5, duration=0.6, sample_rate=16000, soundfonts=("timgm6mb",))
+    make_dataset(out, cfg, concepts=("guitar", "drums"))
+    return out
+
+
+@pytest.fixture(scope="session")
 def toy_codec_run(toy_data, tmp_path_factory):
     from training.musicgen.train_codec import CodecTrainConfig, train_codec
 

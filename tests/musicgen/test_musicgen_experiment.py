@@ -34,14 +34,14 @@ def test_prompt_pairs_differ_by_the_concept_only():
 
 
 @pytest.mark.slow
-def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folders, toy_data, tmp_path):
+def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folders, toy_concept_data, tmp_path):
     import json
 
     from training.musicgen.experiment import ExperimentConfig, run_experiment
 
     ac, _ = toy_folders
     cfg = ExperimentConfig(
-        str(ac), str(toy_data), str(tmp_path / "exp"), steer=("guitar",), probe=("guitar", "drums"), prompts=3,
+        str(ac), str(toy_concept_data), str(tmp_path / "exp"), steer=("guitar",), probe=("guitar", "drums"), prompts=3,
         prompt_seconds=0.3, sae_steps=10, k=4, expansion=2, pairs=2, seeds=1, strengths=(1.0, 4.0), duration=0.3,
         folds=2,
     )  # fmt: skip
@@ -70,8 +70,9 @@ def test_musicgen_demo_writes_renders_dashboard_and_report(toy_folders, tmp_path
     from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo
 
     ac, _ = toy_folders
+    # n=72: guitar 18 and drums 12 train clips with it, the minimum-examples rule's 12 per side
     cfg = MusicGenDemoConfig(
-        str(tmp_path / "demo"), str(ac), n=30, clip_seconds=0.6, probe=("guitar", "drums"), sae_steps=10, pairs=2,
+        str(tmp_path / "demo"), str(ac), n=72, clip_seconds=0.6, probe=("guitar", "drums"), sae_steps=10, pairs=2,
         seeds=1, strengths=(2.0,), prompts=2, duration=0.3,
     )  # fmt: skip
     s = run_musicgen_demo(cfg, say=lambda *_: None)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.data.concept_clips import read_manifest
+
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--length", "32768", "--batch", "1", "--capacity", "4", "--eval-every", "0"]
 
@@ -30,7 +32,8 @@ def test_train_resume_export(tmp_path, concept_data):
     _run(*common, "--steps", "2")
     first = torch.load(run / "train_state.pt", weights_only=False)
     assert first["step"] == 2 and (run / "config.gin").exists()
-    assert first["recipe"]["sample_rate"] == 22050 and first["data"]["clips"] == 24  # 30 clips, every 5th is test
+    train = sum(r["split"] == "train" for r in read_manifest(concept_data))
+    assert first["recipe"]["sample_rate"] == 22050 and first["data"]["clips"] == train == 39  # 48 clips, 9 for test
     assert "eval_spectral_distance" in (run / "train_log.jsonl").read_text()
     _run(*common, "--steps", "3")  # resumes from step 2 and counts on
     second = torch.load(run / "train_state.pt", weights_only=False)
@@ -69,7 +72,8 @@ def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
     assert done.returncode == 2 and "capacity 4 → 8" in done.stderr and done.stderr.count("\n") == 1
     shutil.copy(clips / "clip_00000.wav", clips / "clip_extra.wav")  # the data changed
     done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", ok=False)
-    assert done.returncode == 2 and "data 30 clips" in done.stderr and "31 clips" in done.stderr
+    n = len(list((concept_data / "clips").iterdir()))
+    assert done.returncode == 2 and f"data {n} clips" in done.stderr and f"{n + 1} clips" in done.stderr
     assert (run / "train_state.pt").read_bytes() == before  # nothing was lost
     (clips / "clip_extra.wav").unlink()
     _run("--audio", str(clips), "--run", str(run), "--steps", "2")  # unchanged options are taken from the run

@@ -159,7 +159,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
                 "--model",
                 str(tiny_rave_ts),
                 "--n",
-                "90",
+                "150",  # train split: guitar 18 / drums 16 clips with it, over the minimum of 12 per side
                 "--duration",
                 "1.0",
                 "--sae-steps",
