@@ -205,7 +205,8 @@ def train_loop(
             say(summary(step, last))
         if step % cfg.checkpoint_every == 0:
             checkpoint()
-    checkpoint()
+    if step > start[0]:  # a call that trained nothing keeps the run's progress record (its last losses)
+        checkpoint()
     say(f"{cfg.run.name} at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
     return step
 
