@@ -23,6 +23,9 @@ from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
 N_MELS = 64
 GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
 FOLDS = 5
+FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
+FIDELITY_GOAL_POINTS = 10.0  # reconstructions judged within ±this many points of the originals
+FIDELITY_SR = 22050  # every clip meets the fidelity judge at this rate
 FIDELITY_SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
 
 

@@ -23,21 +23,13 @@ import torch
 
 from sae.errors import UserError
 from sae.stats import Interval, mean_interval
+from training import judge as outside
 from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import (
-    FOLDS,
-    CrossFittedJudge,
-    fidelity_concepts,
-    fidelity_sets,
-    fidelity_table,
-    logmel_stats,
-    resample,
-)
 
-CONCEPTS_JUDGED = ("guitar", "piano", "drums", "bass", "strings", "brass")
-GOAL_POINTS = 10.0
-JUDGE_SR = 22050
+CONCEPTS_JUDGED = outside.FIDELITY_CONCEPTS
+GOAL_POINTS = outside.FIDELITY_GOAL_POINTS
+JUDGE_SR = outside.FIDELITY_SR
 
 
 @dataclass
@@ -109,14 +101,14 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
         a = read_mono(Path(cfg.data) / r["file"], sr, notes, min_samples=2048)
         if a is not None:
             native[r["index"]] = a
-            clean[r["index"]] = resample(a, sr, cfg.judge_sr)
+            clean[r["index"]] = outside.resample(a, sr, cfg.judge_sr)
             kept.append(r)
     rows = kept
     say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
-    X = np.stack([logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
-    sets = fidelity_sets(rows, cfg.max_clips, cfg.data)
+    X = np.stack([outside.logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
+    sets = outside.fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
-    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
+    judged = outside.CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
 
     original = judged({i: X[i] for i in used})
     say(f"{name}: reconstructing {len(used)} clips")
@@ -125,7 +117,7 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
     for i in used:
         a = native[rows[i]["index"]]
         y = recon_fn(a)
-        recon_feats[i] = logmel_stats(resample(y, sr, cfg.judge_sr), cfg.judge_sr)
+        recon_feats[i] = outside.logmel_stats(outside.resample(y, sr, cfg.judge_sr), cfg.judge_sr)
         mel[i] = float(spec(torch.from_numpy(y)[None], torch.from_numpy(a)[None]))
     recon = judged(recon_feats)
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
@@ -139,7 +131,7 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
         "judge": {
             "features": "log-mel mean+std",
             "rate": cfg.judge_sr,
-            "cross_fitted_folds": FOLDS,
+            "cross_fitted_folds": outside.FOLDS,
             "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",
         },
         "goal_points": GOAL_POINTS,
@@ -154,7 +146,7 @@ def _set_report(idx, rows, mel, original, recon, labels, concepts: Sequence[str]
         "clips": len(idx),
         "fonts": sorted({rows[i].get("font", "?") for i in idx}),
         "mel_distance": mean_interval(np.array([mel[i] for i in idx])).as_dict(),
-        "concepts": fidelity_concepts(idx, original, recon, labels, concepts, GOAL_POINTS),
+        "concepts": outside.fidelity_concepts(idx, original, recon, labels, concepts, GOAL_POINTS),
     }
 
 
@@ -173,7 +165,7 @@ def markdown(result: dict) -> str:
         lines += [
             f"### {label}: {s['clips']} clips ({', '.join(s['fonts'])}); mel distance {iv(s['mel_distance'], '.3f')}",
             "",
-            *fidelity_table(s["concepts"]),
+            *outside.fidelity_table(s["concepts"]),
             "",
         ]
     return "\n".join(lines)
