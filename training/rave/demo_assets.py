@@ -55,10 +55,11 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
     from realtime.rave import RaveModel
     from sae.bank import ConceptBank
     from sae.store import ActivationStore
-    from sae.train import TrainConfig, train_hook
+    from sae.train import train_hook
     from training.data.concept_clips import DataConfig, make_dataset
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
+    from training.rave.sae_recipe import latent_sae_config
 
     if not Path(cfg.model).is_file():
         raise UserError(f"--model {cfg.model}: no such file")
@@ -79,10 +80,7 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
     collect_rave(RaveCollectConfig(str(cfg.model), str(work / "data" / "clips"), str(work / "store")))
     say("[3/4] SAE")
     torch.manual_seed(cfg.seed)
-    expansion = max(cfg.expansion, -(-64 // model.latent_size))
-    k = max(1, min(cfg.k, model.latent_size * expansion // 4))
-    tcfg = TrainConfig(k=k, expansion=expansion, steps=cfg.sae_steps, batch_size=1024, seed=cfg.seed,
-                       checkpoint_every=0, shuffle_buffer=1 << 16, log_every=100)  # fmt: skip
+    tcfg = latent_sae_config(model.latent_size, cfg.k, cfg.expansion, cfg.sae_steps, cfg.seed)
     train_hook(ActivationStore(work / "store"), "latent", work / "sae", tcfg)
     say("[4/4] concepts: " + ", ".join(cfg.concepts))
     latents: dict = {}
