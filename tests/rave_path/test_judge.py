@@ -42,6 +42,8 @@ def test_goals_need_a_clip_of_margin():
     assert goals_met(55, 55, 5, 10, 10) == {"off_drop": False, "on_rise": False, "drift": False}
     assert goals_met(55, 55, 5, 20, 20) == {"off_drop": True, "on_rise": True, "drift": True}
     assert goals_met(55, 60, 5, 20, 10)["drift"] is False  # the drift's margin is the coarser set's clip
+    # a goal is met only where its interval allows it: the lower end must reach the goal as well
+    assert goals_met(70, 70, 0, 20, 20, off_low=40, on_low=55) == {"off_drop": False, "on_rise": True, "drift": True}
 
 
 def test_plot_writes_png(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 
 from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
+from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
 
@@ -119,7 +120,12 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         entry["drift"] = {"off": drift_off, "on": drift_on}
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
-        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(jobs), len(jobs))
+        entry["intervals"] = {
+            "off_drop": paired_diff(off[name], base[name]).as_dict(),
+            "on_rise": paired_diff(base[name], on[name]).as_dict(),
+        }
+        lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
+        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(jobs), len(jobs), *lows)
         results[name] = entry
     out = {
         "model": {"name": mg.name, "sha256": sha, "backend": mg.backend},

@@ -15,9 +15,9 @@ Detection rate = share of clips the judge calls positive (probability > 0.5), in
 `on` is chosen on a validation half of the clips without the concept (every other one): the largest rise
 whose drift stays within the goal (else the largest rise); `on` is then reported on the other half (test
 clips), never on the clips it was chosen on (with a single strength there is nothing to choose: all clips).
-A goal counts as met only with a margin of one clip (`training.judge.goals_met`); drop and rise carry paired
-bootstrap 95 % intervals and every figure its clip count. `split` chooses the held-out set: the test split
-(fonts the model was trained on) or `holdout_font` (a font it never heard).
+A goal counts as met only with a margin of one clip and where the drop's / rise's paired bootstrap 95 %
+interval reaches it (`training.judge.goals_met`); every figure carries its clip count. `split` chooses the
+held-out set: the test split (fonts the model was trained on) or `holdout_font` (a font it never heard).
 
 The SAE edits act on the hook of the bank's concepts (the latent, or an encoder / decoder layer: the model
 runs in two parts around it). With `clamp_strengths`, `clamp:s` (raise the concept's features to s × their
@@ -263,7 +263,8 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         entry["on_rise"] = best["rise"]
         entry["drift"] = {"off": drift_off, "on": best["drift"]}
         entry["max_drift"] = worst
-        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(pos), best["clips"])
+        lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
+        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(pos), best["clips"], *lows)
         return entry
 
     results: dict[str, Any] = {}
