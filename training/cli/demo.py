@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import add_device, nonneg_int, positive_floats
+from training.demo import DemoConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,15 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--strength",
         type=positive_floats,
-        default=(1.0, 2.0, 4.0, 8.0, 16.0),
-        help="strengths of `on` the judge sweeps (default 1,2,4,8,16); the `on` render uses the best",
+        default=DemoConfig.strengths,
+        help="strengths of `on` the judge sweeps (default 1,2,4,8); the `on` render uses the best",
     )
     p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
     p.add_argument(
         "--judge-clips",
         type=nonneg_int,
-        default=0,
-        help="held-out clips per side and concept the judge renders (default 0: all)",
+        default=DemoConfig.judge_clips,
+        help="held-out clips per side and concept the judge renders (default 12; 0: all)",
     )
     p.add_argument(
         "--holdout-font",
@@ -47,8 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--holdout-clips",
         type=nonneg_int,
-        default=20,
-        help="held-out-font clips per side and concept the judge renders (default 20; 0: all)",
+        default=DemoConfig.holdout_clips,
+        help="held-out-font clips per side and concept the judge renders (default 12; 0: all)",
     )
     add_device(p, "RAVE, SAE training, concept search, the judge's renders")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
