@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import sysconfig
 import tomllib
 from importlib import metadata
 from pathlib import Path
@@ -58,8 +59,13 @@ def constraints(lock: Path = LOCK) -> str:
 
 
 def mismatches(lock: Path = LOCK) -> list[str]:
-    """One line per locked package that is missing here or installed at another version."""
-    installed = {_canonical(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    """One line per locked package that is missing here or installed at another version.
+
+    Only this environment's site-packages count: whatever else is on sys.path (setuptools puts its vendored
+    packages there once imported) is not installed here."""
+    site = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
+    dists = metadata.distributions(path=site)
+    installed = {_canonical(d.metadata["Name"]): d.version for d in dists if d.metadata["Name"]}
     out = []
     for name, version in sorted(locked(lock).items()):
         have = installed.get(name)

@@ -17,6 +17,16 @@ def test_this_environment_matches_the_lock():
     assert lockfile.mismatches() == []
 
 
+def test_only_this_environment_counts(monkeypatch, tmp_path):
+    """Another package folder on sys.path (setuptools appends its vendored packages once imported) is not
+    installed here: an older numpy's metadata there changes nothing."""
+    other = tmp_path / "numpy-0.0.1.dist-info"
+    other.mkdir()
+    (other / "METADATA").write_text("Metadata-Version: 2.1\nName: numpy\nVersion: 0.0.1\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, str(tmp_path)])  # appended, as setuptools does
+    assert lockfile.mismatches() == []
+
+
 def test_a_drifted_or_missing_package_is_reported(tmp_path):
     """Fault injection on a copy of the lock: another numpy version, a package nobody installed."""
     from importlib.metadata import version
