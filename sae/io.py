@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ def musicsae_version() -> str:
             return "unknown"
 
 
-def _atomic(path: Path, write) -> None:
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in one rename: readers never
+    see half a file, and a failed write leaves the old one (the temporary file is removed)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
@@ -108,13 +111,13 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, A
     if s.cfg.arch == "batchtopk":
         tensors["threshold"] = torch.full((s.cfg.d_sae,), float(s.threshold), dtype=torch.float32)
     cfg = sae_cfg_dict(s, extra)
-    _atomic(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
 
     def write_cfg(tmp: str) -> None:
         with open(tmp, "w") as fh:
             json.dump(cfg, fh, indent=2)
 
-    _atomic(path / CFG_FILE, write_cfg)
+    atomic_write(path / CFG_FILE, write_cfg)
     return path
 
 

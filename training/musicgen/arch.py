@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+from sae.io import atomic_write
 
 LM_FILE = "state_dict.bin"
 CODEC_FILE = "compression_state_dict.bin"
@@ -227,16 +228,12 @@ def build_lm(sizes: LMSizes, codec: CodecSizes, seed: int, device: str = "cpu"):
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """torch.save to a temp file beside `path`, then rename (readers never see half a file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         torch.save(obj, tmp)
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(Path(path), write)
 
 
 def release_package(state: dict, xp_cfg: dict) -> dict:
