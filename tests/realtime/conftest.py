@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,43 @@ def bank(tmp_path_factory: pytest.TempPathFactory, tiny_rave_ts: Path, latent_sa
     bank.add(Concept("noisy", ref, "latent", "sae", [ConceptFeature(11, 1.0, 1.5)], ConceptDefault("off", 1.0)))
     bank.save()
     return bank
+
+
+class OscInbox:
+    """A UDP socket on 127.0.0.1 collecting the OSC messages sent to it (replies, events, meters)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port: int = self.sock.getsockname()[1]
+
+    def read(self, seconds: float, until: str | None = None) -> list[tuple[str, list]]:
+        """(address, arguments) of every message within `seconds`, stopping after `until` when given."""
+        from pythonosc.osc_message import OscMessage
+
+        out, deadline = [], time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except TimeoutError:
+                continue
+            msg = OscMessage(data)
+            out.append((msg.address, list(msg.params)))
+            if msg.address == until:
+                break
+        return out
+
+    def expect(self, until: str, timeout: float = 10.0) -> list[tuple[str, list]]:
+        """`read` up to the first `until` message, which must come within `timeout`."""
+        out = self.read(timeout, until)
+        if not out or out[-1][0] != until:
+            raise AssertionError(f"no {until} reply (got {out})")
+        return out
+
+
+@pytest.fixture
+def osc_inbox():
+    inbox = OscInbox()
+    yield inbox
+    inbox.sock.close()

@@ -11,7 +11,6 @@ import sys
 import time
 
 import pytest
-from pythonosc.osc_message import OscMessage
 
 from realtime.jackd import JackServer
 from realtime.latency import LatencyProbe
@@ -46,39 +45,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _replies(sock: socket.socket, until: str, timeout: float = 10.0) -> list[tuple[str, list]]:
-    out, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            data, _ = sock.recvfrom(65536)
-        except TimeoutError:
-            continue
-        msg = OscMessage(data)
-        out.append((msg.address, list(msg.params)))
-        if msg.address == until:
-            return out
-    raise AssertionError(f"no {until} reply (got {out})")
-
-
-def _xruns(sock: socket.socket, port: int) -> int:
+def _xruns(replies, port: int) -> int:
     subprocess.run(["oscsend", "127.0.0.1", str(port), "/state"], check=True)
-    return dict(_replies(sock, "/state/end"))["/state/xruns"][0]
+    return dict(replies.expect("/state/end"))["/state/xruns"][0]
 
 
-def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank):
-    osc_port, reply_port = _free_port(), _free_port()
-    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    replies.bind(("127.0.0.1", reply_port))
-    replies.settimeout(0.2)
+def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank, osc_inbox):
+    osc_port, replies = _free_port(), osc_inbox
     proc = _live(jack, "--model", str(tiny_rave_ts), "--bank", str(bank.path), "--blocksize", "1024",
-                 "--osc-port", str(osc_port), "--reply-port", str(reply_port), "--duration", "60")  # fmt: skip
+                 "--osc-port", str(osc_port), "--reply-port", str(replies.port), "--duration", "60")  # fmt: skip
     try:
         line = _wait_for(proc, "latency")
         computed = int(re.match(r"latency (\d+) samples", line).group(1))
         # bypass passes the dry signal, delayed by exactly the model's own delay: an impulse stays an impulse
         subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/bypass", "i", "1"], check=True)
         subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/state"], check=True)
-        state = _replies(replies, "/state/end")
+        state = replies.expect("/state/end")
         assert ("/state/bypass", [1]) in state and ("/state/latency", [computed]) in state
         # xruns on a loaded machine drop whole periods in flight: look for an xrun-free window first
         clean, seen = None, []
@@ -100,12 +82,11 @@ def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank):
                                       ("/concept/bright/strength", "f", "4"), ("/mix", "f", "0.5")):  # fmt: skip
             subprocess.run(["oscsend", "127.0.0.1", str(osc_port), address, types, value], check=True)
         subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/ping"], check=True)
-        assert _replies(replies, "/pong")[-1] == ("/pong", [])
+        assert replies.expect("/pong")[-1] == ("/pong", [])
         assert proc.poll() is None
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-        replies.close()
     assert "Traceback" not in err
 
 
@@ -128,7 +109,7 @@ def _reference(model, x, phase: int):
     return y.numpy()[pre:]
 
 
-def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny_rave_ts):
+def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny_rave_ts, osc_inbox):
     """Plucked notes, not an impulse, and the wet path, not bypass: the recording is what the model makes of
     the notes, sample for sample, delayed by exactly the latency the engine printed minus the model's aligned
     delay (which is inside the model's own output)."""
@@ -140,13 +121,10 @@ def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny
     x, _ = music_signal(jack.sr, model.ratio)
     # the probe starts on a JACK period; the engine's frame grid is then at one of these phases
     refs = {phase: _reference(model, x, phase) for phase in range(0, model.ratio, jack.period)}
-    osc_port, reply_port = _free_port(), _free_port()
-    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    replies.bind(("127.0.0.1", reply_port))
-    replies.settimeout(0.2)
+    osc_port, replies = _free_port(), osc_inbox
     # a generous budget: this shared machine should not make the take late (that is tested elsewhere)
     proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "2", "--osc-port",
-                 str(osc_port), "--reply-port", str(reply_port), "--duration", "120")  # fmt: skip
+                 str(osc_port), "--reply-port", str(replies.port), "--duration", "120")  # fmt: skip
     try:
         delay_line = _wait_for(proc, "model delay")
         aligned = int(re.search(r"model delay (\d+) samples", delay_line).group(1))
@@ -173,7 +151,6 @@ def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-        replies.close()
     assert "Traceback" not in err
 
 
@@ -189,35 +166,31 @@ def test_missing_device_and_refused_rate_exit_2(jack, tiny_rave_ts):
 
 
 @pytest.mark.slow
-def test_live_with_no_arguments_plays_the_demo_concepts_and_answers_osc_from_the_start(jack):
+def test_live_with_no_arguments_plays_the_demo_concepts_and_answers_osc_from_the_start(jack, osc_inbox):
     """`musicsae live` alone: the demo model with the shipped concepts; OSC answers `loading` before the model
     is ready, then concepts, state and meters."""
     from realtime.osc import encode_message
 
-    osc_port, reply_port = _free_port(), _free_port()
-    replies = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    replies.bind(("127.0.0.1", reply_port))
-    replies.settimeout(0.2)
-    proc = _live(jack, "--osc-port", str(osc_port), "--reply-port", str(reply_port), "--duration", "120")
+    osc_port, replies = _free_port(), osc_inbox
+    proc = _live(jack, "--osc-port", str(osc_port), "--reply-port", str(replies.port), "--duration", "120")
     try:
         _wait_for(proc, "OSC on")
         sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sender.sendto(encode_message("/ping", []), ("127.0.0.1", osc_port))
-        assert ("/pong", ["loading"]) in _replies(replies, "/pong")
+        assert ("/pong", ["loading"]) in replies.expect("/pong")
         sender.sendto(encode_message("/concept/guitar/mode", ["off"]), ("127.0.0.1", osc_port))  # kept, then applied
         concepts = _wait_for(proc, "SAE")
         assert "demo_sae" in concepts and "concepts: guitar, drums" in concepts, concepts
         _wait_for(proc, "streaming")
         sender.sendto(encode_message("/state", []), ("127.0.0.1", osc_port))
-        state = _replies(replies, "/state/end", timeout=20)
+        state = replies.expect("/state/end", timeout=20)
         assert ("/state/concept", ["guitar", "off", 1.0, 1.0]) in state, state
         assert {args[0] for address, args in state if address == "/state/meter"} == {"guitar", "drums"}
-        meters = [a for a, _ in _replies(replies, "/meter/drums", timeout=10) if a.startswith("/meter/")]
+        meters = [a for a, _ in replies.expect("/meter/drums", timeout=10) if a.startswith("/meter/")]
         assert "/meter/drums" in meters
         sender.close()
         assert proc.poll() is None
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-        replies.close()
     assert "Traceback" not in err

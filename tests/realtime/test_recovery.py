@@ -7,7 +7,6 @@ runs from arrays through its own audio callback at real-time pace, so the stall 
 
 from __future__ import annotations
 
-import socket
 import time
 
 import numpy as np
@@ -229,28 +228,7 @@ def test_a_failing_rave_plays_its_input_in_place_and_comes_back(rave_model):
     assert np.abs(out[:a] - data[:a, 0]).max() > 1e-3 and np.abs(out[b + 2048 :] - data[b + 2048 :, 0]).max() > 1e-3
 
 
-def _listener() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.05)
-    return sock
-
-
-def _received(sock: socket.socket, seconds: float = 1.0) -> list[tuple[str, list]]:
-    from pythonosc.osc_message import OscMessage
-
-    out, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            data, _ = sock.recvfrom(65536)
-        except TimeoutError:
-            continue
-        msg = OscMessage(data)
-        out.append((msg.address, list(msg.params)))
-    return out
-
-
-def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client():
+def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client(osc_inbox):
     from rich.console import Console
 
     from realtime.live_view import render, status_line
@@ -258,10 +236,10 @@ def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client():
 
     proc = FakeProcessor(512, fail_from=10, fail_until=70)
     data = _signal(1.2)
-    client = _listener()
+    client = osc_inbox
     with OscServer(None, port=0) as server:
-        client.sendto(encode_message("/ping", []), ("127.0.0.1", server.port))  # makes it the last client
-        assert _received(client, 0.5) == [("/pong", ["loading"])]
+        client.sock.sendto(encode_message("/ping", []), ("127.0.0.1", server.port))  # makes it the last client
+        assert client.read(0.5) == [("/pong", ["loading"])]
         with _engine(proc) as engine:
             telemetry = OscTelemetry(server, engine, meter_rate=0)
             seen = []
@@ -276,8 +254,7 @@ def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client():
 
             out = run_file(engine, data, on_period=on_period)[:, 0]
             telemetry.tick()
-        replies = _received(client, 0.5)
-    client.close()
+        replies = client.read(0.5)
     failing, line = seen[0]
     assert failing and line.startswith("MODEL FAILING") and "RuntimeError: block" in line
     assert "MODEL FAILING" in seen[1] and "RuntimeError" in seen[1]
