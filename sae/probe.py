@@ -11,8 +11,6 @@ Given per-clip activations of two sides (clips *with* the concept and clips *wit
 - Baselines on the raw activations (e.g. RAVE latents): a difference-in-means direction and an L2
   logistic probe.
 - `compare_probes` reports out-of-fold (held-out) AUROC for all three with stratified k-fold CV.
-- `check_examples` is the one minimum-examples rule of both model paths (RAVE and MusicGen): at least
-  `MIN_EXAMPLES` usable clips per side to find a concept, a note below `WARN_EXAMPLES`.
 """
 
 from __future__ import annotations
@@ -27,32 +25,6 @@ from sae.bank import ConceptProbe
 from sae.errors import UserError
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
-# The 95 % interval of an AUROC of 0.8-0.9 (Hanley & McNeil) is about ±0.10-0.14 with 20 clips per side and
-# ±0.13-0.18 with 12: below 12 a useful concept cannot be told from a weak one; 12-19 works but is loose.
-MIN_EXAMPLES = 12
-WARN_EXAMPLES = 20
-
-
-def check_examples(sides: dict[str, int], minimum: int = MIN_EXAMPLES) -> list[str]:
-    """The minimum-examples rule for finding a concept, on both model paths.
-
-    Args:
-        sides: usable clips per side, keyed by how the user names that side (e.g. "--with guitar/with").
-        minimum: clips needed per side; may be raised above `MIN_EXAMPLES`, never lowered below it.
-
-    Raises `UserError` naming the first side with fewer than `minimum` clips; returns a note for every side
-    with fewer than `WARN_EXAMPLES` (the held-out AUROC is loose there).
-    """
-    if minimum < MIN_EXAMPLES:
-        raise UserError(f"--min-examples {minimum}: expected at least {MIN_EXAMPLES} (clips per side)")
-    for side, n in sides.items():
-        if n < minimum:
-            raise UserError(f"{side}: {n} usable clip(s); need at least {minimum} per side to find a concept")
-    return [
-        f"{side}: only {n} clips; with fewer than {WARN_EXAMPLES} per side the held-out AUROC is loose"
-        for side, n in sides.items()
-        if n < WARN_EXAMPLES
-    ]
 
 
 def pool(frames: torch.Tensor | np.ndarray) -> np.ndarray:

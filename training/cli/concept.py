@@ -81,8 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_min_examples(parser: argparse.ArgumentParser) -> None:
-    """`--min-examples`, shared by the RAVE and MusicGen concept finders (one rule: `sae.probe.check_examples`)."""
-    from sae.probe import MIN_EXAMPLES, WARN_EXAMPLES
+    """`--min-examples`, shared by the RAVE and MusicGen concept finders (one rule: `sae.examples.check_examples`)."""
+    from sae.examples import MIN_EXAMPLES, WARN_EXAMPLES
 
     parser.add_argument(
         "--min-examples",

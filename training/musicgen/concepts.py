@@ -19,7 +19,8 @@ from realtime.audio_files import AudioNotes, list_audio
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import MIN_EXAMPLES, ProbeReport, check_examples, compare_probes, concept_probe, pool
+from sae.examples import MIN_EXAMPLES, check_examples
+from sae.probe import ProbeReport, compare_probes, concept_probe, pool
 from training.musicgen.collect import load_audio
 
 

@@ -33,7 +33,8 @@ from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.probe import MIN_EXAMPLES, ProbeReport, check_examples, compare_probes, concept_probe, feature_effects
+from sae.examples import MIN_EXAMPLES, check_examples
+from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
 from training.data.groups import GROUP_RULES, clip_group
 
 
