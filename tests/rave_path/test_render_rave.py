@@ -48,7 +48,10 @@ def test_cli_edits_and_identity(tmp_path, tiny_rave_ts, tiny_model, concept_data
     assert main(["render", "rave", "--in", str(clip), "--out", str(out), "--model", str(tiny_rave_ts)]) == 0
     plain, sr = sf.read(out, dtype="float32")
     assert sr == 44100 and len(plain) == n and np.abs(plain).max() > 0
-    assert "delay" in capsys.readouterr().err
+    said = capsys.readouterr()
+    lines = said.out.splitlines() + said.err.splitlines()  # not a terminal: no progress bar left behind
+    assert lines and "" not in lines, said  # issue #16: the transient bar left an empty line
+    assert len(lines) == 1 and lines[0].startswith(f"wrote {out}:") and lines[0].endswith("removed")  # not wrapped
 
     def render(sets, name):
         render_file(clip, tmp_path / name, tiny_rave_ts, bank, sets, model=model, delay=delay)

@@ -65,7 +65,8 @@ def run_rave(args: argparse.Namespace) -> int:
     parse_sets(args.sets)
     torch.set_num_threads(max(1, args.threads))
     console = Console(stderr=True)
-    with Progress(console=console, transient=True) as progress:
+    # a bar only on a terminal: elsewhere (a pipe, a log) rich's transient bar leaves an empty line behind
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
         task = progress.add_task("rendering", total=None)
         report = render_file(
             args.inp,
@@ -82,13 +83,14 @@ def run_rave(args: argparse.Namespace) -> int:
             device=args.device,
         )
     for line in report.notes:
-        console.print(f"note: {line}", highlight=False)
+        console.print(f"note: {line}", highlight=False, soft_wrap=True)
     edits = ", ".join(args.sets) or "no edit"
     console.print(
         f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}), rendered in {report.seconds_wall:.2f} s "
         f"(RTF {report.rtf:.2f}) after {report.seconds_startup:.1f} s of start-up and writing; the model's delay "
         f"({report.delay} samples) removed",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
 
@@ -205,7 +207,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.plain:
         renders += [(job, None, job.out.with_suffix(".plain" + job.out.suffix)) for job in jobs]
     t0 = time.perf_counter()
-    with Progress(*columns, console=console, transient=True) as progress:
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
         for job, steering, out in renders:
             steps = generation_steps(mg, job.duration)
             task = progress.add_task(out.name, total=steps, audio=0.0, duration=job.duration)
@@ -226,5 +228,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
         + (f" with {', '.join(edits)}" if edits else "")
         + f" in {time.perf_counter() - t0:.1f} s (after loading the model)",
         highlight=False,
+        soft_wrap=True,
     )
     return 0
