@@ -27,13 +27,40 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from sae.errors import UserError
 
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
+T = TypeVar("T")
+
+
+class Steps:
+    """The named steps of a pipeline (this demo, the MusicGen demo and experiment), each announced and timed:
+    `steps("sae", fn)` says "[3] sae" (or "[sae]" unnumbered), runs `fn()` and records its seconds.
+
+    Args:
+        say: where the step names go.
+        numbered: "[n] name" (True) or "[name]".
+    """
+
+    def __init__(self, say: Callable[[str], None], numbered: bool = True) -> None:
+        self.say, self.numbered = say, numbered
+        self.timings: dict[str, float] = {}  # seconds per step, one decimal, in the order run
+        self._t0 = time.perf_counter()
+
+    def __call__(self, name: str, fn: Callable[[], T]) -> T:
+        t = time.perf_counter()
+        self.say(f"[{len(self.timings) + 1}] {name}" if self.numbered else f"[{name}]")
+        result = fn()
+        self.timings[name] = round(time.perf_counter() - t, 1)
+        return result
+
+    def total_s(self) -> float:
+        """Seconds since the steps were created, one decimal."""
+        return round(time.perf_counter() - self._t0, 1)
 
 
 @dataclass
@@ -102,16 +129,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    t_all = time.perf_counter()
-
-    def step(name: str, fn):
-        t0 = time.perf_counter()
-        say(f"[{len(timings) + 1}] {name}")
-        res = fn()
-        timings[name] = round(time.perf_counter() - t0, 1)
-        return res
-
+    step = Steps(say)
     model_path = step("model", lambda: _model_path(cfg, say))
     model = RaveModel.load(model_path, cfg.device)
     data = out / "data"
@@ -299,8 +317,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             "meters": nn_report.meters,
             "delay": nn_report.delay,
         },
-        "timings_s": timings,
-        "total_s": round(time.perf_counter() - t_all, 1),
+        "timings_s": step.timings,
+        "total_s": step.total_s(),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
     (out / "report.md").write_text(report_markdown(summary, cfg))

@@ -16,13 +16,13 @@ a tiny random MusicGen is built and the figures mean nothing.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sae.errors import UserError
+from training.demo import Steps
 
 DEMO_MUSICGEN = Path(__file__).resolve().parents[1] / "assets" / "demo_musicgen"
 DEMO_FONTS = ("timgm6mb", "csound")  # the fonts the demo model was trained on
@@ -75,18 +75,9 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     from training.musicgen.adherence import prompt_pairs
     from training.musicgen.experiment import ExperimentConfig, run_experiment, trained_seconds
 
-    t0 = time.perf_counter()
+    step = Steps(say)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def step(name: str, fn):
-        t = time.perf_counter()
-        say(f"[{len(timings) + 1}] {name}")
-        res = fn()
-        timings[name] = round(time.perf_counter() - t, 1)
-        return res
-
     model = step("model", lambda: _model(cfg, say))
     mg = load_musicgen(model)
     if mg.vocab is None:
@@ -152,8 +143,8 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         "renders": rendered,
         "dashboard": str(site),
         "experiment": str(exp_dir / "report.md"),
-        "timings_s": timings,
-        "total_s": round(time.perf_counter() - t0, 1),
+        "timings_s": step.timings,
+        "total_s": step.total_s(),
     }
     (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
     report = (exp_dir / "report.md").read_text()
@@ -169,7 +160,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         *[f"- `renders/{k}`: {v}" for k, v in rendered.items()],
         "",
         report.replace("# MusicGen concept experiment", "## Experiment"),
-        f"Demo total: {summary['total_s']:.0f} s ({', '.join(f'{k} {v}' for k, v in timings.items())}).",
+        f"Demo total: {summary['total_s']:.0f} s ({', '.join(f'{k} {v}' for k, v in step.timings.items())}).",
         "",
     ]
     (out / "report.md").write_text("\n".join(lines))

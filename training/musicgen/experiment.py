@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from sae.errors import UserError
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
+from training.demo import Steps
 from training.musicgen.adherence import fit_judge, prompt_pairs
 
 GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
@@ -199,7 +199,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     from training.musicgen.collect import CollectConfig, Collector
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
 
-    t0 = time.perf_counter()
+    stage = Steps(say, numbered=False)
     out, data = Path(cfg.out), Path(cfg.data)
     bad = [c for c in (*cfg.steer, *cfg.probe) if c not in CONCEPTS]
     if bad:
@@ -210,14 +210,6 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     if mg.vocab is None:
         raise UserError(f"--model {cfg.model}: no descriptions.json (the prompts come from its known descriptions)")
     layers = parse_layers(cfg.layers, mg.num_layers)
-    timings: dict[str, float] = {}
-
-    def stage(name: str, fn):
-        t = time.perf_counter()
-        say(f"[{name}]")
-        res = fn()
-        timings[name] = round(time.perf_counter() - t, 1)
-        return res
 
     # 1. store
     def collect() -> dict[str, int]:
@@ -341,8 +333,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "goals": GOALS,
         "steering": steered,
         "notes": notes.lines() + mg.__dict__.get("prompt_notes", []),
-        "timings_s": timings,
-        "total_s": round(time.perf_counter() - t0, 1),
+        "timings_s": stage.timings,
+        "total_s": stage.total_s(),
     }
     (out / "experiment.json").write_text(json.dumps(summary, indent=2, default=str))
     (out / "report.md").write_text(report_markdown(summary))

@@ -1,0 +1,30 @@
+"""The one timed-step helper of the demos and the MusicGen experiment (`training.demo.Steps`)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from training.demo import Steps
+
+
+def test_steps_are_announced_timed_and_return_what_they_ran():
+    said: list[str] = []
+    step = Steps(said.append)
+    assert step("data", lambda: (time.sleep(0.2), 7)[1]) == 7
+    assert step("sae", lambda: "done") == "done"
+    assert said == ["[1] data", "[2] sae"]
+    assert list(step.timings) == ["data", "sae"]
+    assert step.timings["data"] == pytest.approx(0.2, abs=0.1) and step.timings["sae"] < 0.1
+    assert step.total_s() >= step.timings["data"]
+    unnumbered = Steps(said.append, numbered=False)
+    unnumbered("collect", lambda: None)
+    assert said[-1] == "[collect]"
+
+
+def test_a_failing_step_records_no_time_and_raises():
+    step = Steps(lambda _: None)
+    with pytest.raises(ZeroDivisionError):
+        step("bad", lambda: 1 / 0)
+    assert step.timings == {}
