@@ -16,12 +16,9 @@ readers of the older layout.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
 from sae.model import SAEConfig, SparseAutoencoder
@@ -54,20 +52,6 @@ def musicsae_version() -> str:
             return str(tomllib.loads(pyproject.read_text())["project"]["version"])
         except (OSError, KeyError, tomllib.TOMLDecodeError):
             return "unknown"
-
-
-def atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in one rename: readers never
-    see half a file, and a failed write leaves the old one (the temporary file is removed)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def sae_cfg_dict(sae: SparseAutoencoder, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -112,12 +96,7 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, A
         tensors["threshold"] = torch.full((s.cfg.d_sae,), float(s.threshold), dtype=torch.float32)
     cfg = sae_cfg_dict(s, extra)
     atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-
-    def write_cfg(tmp: str) -> None:
-        with open(tmp, "w") as fh:
-            json.dump(cfg, fh, indent=2)
-
-    atomic_write(path / CFG_FILE, write_cfg)
+    atomic_write_text(path / CFG_FILE, json.dumps(cfg, indent=2))
     return path
 
 

@@ -40,6 +40,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
 
@@ -49,20 +50,6 @@ STORE_JSON = "store.json"
 BLOCK_ROWS = 8192
 MIN_BLOCK_ROWS = 256
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-def _atomic_write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager
@@ -129,8 +116,8 @@ class ActivationWriter:
         with _locked(self.dir):
             manifest = self._load_manifest()
             if manifest is None:
-                _atomic_write_json(self.dir / MANIFEST, _new_manifest(hook, self.dim, dtype))
                 manifest = _new_manifest(hook, self.dim, dtype)
+                atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
         self._covered = _coverage(manifest)
         self._complete = set(manifest.get("complete", []))
         self._buf: list[torch.Tensor] = []
@@ -166,7 +153,7 @@ class ActivationWriter:
             for key in new:
                 info.setdefault(key, None)
             if changed or not path.exists():
-                _atomic_write_json(path, info)
+                atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
 
     def _load_manifest(self) -> dict[str, Any] | None:
         path = self.dir / MANIFEST
@@ -291,7 +278,7 @@ class ActivationWriter:
                     manifest["shards"].append({"file": name, "rows": int(rows.shape[0]), "provenance": prov})
                 complete = manifest.setdefault("complete", [])
                 complete.extend(s for s in done if s not in complete)
-                _atomic_write_json(self.dir / MANIFEST, manifest)
+                atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
         except OSError as exc:
             if tmp is not None:
                 with contextlib.suppress(OSError):

@@ -17,7 +17,6 @@ reduced across ranks so every rank holds the same model.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -31,6 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from sae.atomic import atomic_torch_save, atomic_write_text
 from sae.errors import UserError
 from sae.io import save_sae
 from sae.metrics import batch_fvu, evaluate
@@ -166,23 +166,11 @@ class _Step(nn.Module):
         return self.sae.train_forward(x_n, track=False)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+def _save_checkpoint(obj: Any, path: Path) -> None:
     try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save(obj, path)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
         raise UserError(f"writing checkpoint {path}: {exc}; the previous checkpoint is kept") from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
-def _atomic_json(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(obj, fh, indent=2)
-    os.replace(tmp, path)
 
 
 def _lr_lambda(total: int, decay_start: float) -> Callable[[int], float]:
@@ -295,7 +283,7 @@ def train_hook(
             streams = [None] * info.world_size
             dist.all_gather_object(streams, stream.state_dict())
         if info.main:
-            _atomic_torch_save(
+            _save_checkpoint(
                 {
                     "step": step,
                     "model": sae.state_dict(),
@@ -394,8 +382,8 @@ def train_hook(
         extra={"train_config": asdict(cfg), "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")}}
         | _provenance(store),
     )
-    _atomic_json(metrics, out / METRICS)
-    _atomic_json(history, out / "history.json")
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))
+    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
     try:
         from sae.plots import plot_firing, plot_training
 

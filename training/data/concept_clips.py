@@ -38,13 +38,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError
 
 # General MIDI programs (0-based) for each instrument name the manifest uses.
@@ -495,26 +495,17 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
 # ---------------------------------------------------------------- dataset
 
 
-def _write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
+def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     import soundfile as sf
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV"))
 
 
 def _make_one(args: tuple[int, DataConfig, Font, str, bool]) -> dict:
     index, cfg, font, clip_dir, held_out = args
     plan = plan_clip(index, cfg)
     name = f"clip_{index:05d}.wav"
-    _write_wav_atomic(Path(clip_dir) / name, render_clip(plan, cfg, font.path), cfg.sample_rate)
+    _write_wav(Path(clip_dir) / name, render_clip(plan, cfg, font.path), cfg.sample_rate)
     split = HOLDOUT_SPLIT if held_out else split_of(index)
     row = {"file": f"clips/{name}", "index": index, "split": split, "font": font.name if plan.instruments else NO_FONT}
     row.update(plan.labels())
@@ -609,7 +600,7 @@ def make_dataset(
         "concepts": sorted(concepts or ()),
         "test_every": TEST_EVERY,
     }
-    _write_text_atomic(out / "data.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out / "data.json", json.dumps(meta, indent=2) + "\n")
     for name in concepts or ():
         materialise_concept(out, rows, name, copy=copy)
     return rows
@@ -621,8 +612,8 @@ def write_manifest(out: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_FIELDS), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text_atomic(out / "manifest.csv", buf.getvalue())
-    _write_text_atomic(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out / "manifest.csv", buf.getvalue())
+    atomic_write_text(out / "manifest.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_manifest(root: Path) -> list[dict]:

@@ -16,13 +16,9 @@ A release package is what `audiocraft.utils.export` writes and `MusicGen.get_pre
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
-
-from sae.io import atomic_write
 
 LM_FILE = "state_dict.bin"
 CODEC_FILE = "compression_state_dict.bin"
@@ -224,16 +220,6 @@ def build_lm(sizes: LMSizes, codec: CodecSizes, seed: int, device: str = "cpu"):
 
     torch.manual_seed(seed)
     return builders.get_lm_model(OmegaConf.create(lm_xp_cfg(sizes, codec, device)))
-
-
-def atomic_torch_save(obj: object, path: Path) -> None:
-    """torch.save to a temp file beside `path`, then rename (readers never see half a file)."""
-
-    def write(tmp: str) -> None:
-        torch.save(obj, tmp)
-        os.chmod(tmp, 0o644)
-
-    atomic_write(Path(path), write)
 
 
 def release_package(state: dict, xp_cfg: dict) -> dict:

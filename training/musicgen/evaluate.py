@@ -14,13 +14,13 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from sae.io import atomic_write
+from sae.atomic import atomic_write_text
 from sae.stats import Interval
 
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8"))
+    atomic_write_text(path, text if text.endswith("\n") else text + "\n")
 
 
 def adherence_markdown(r: dict) -> str:

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import torch
 
+from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from training.musicgen import runs
 from training.musicgen.arch import (
     CODEC_FILE,
     LM_FILE,
-    atomic_torch_save,
     codec_xp_cfg,
     lm_xp_cfg,
     release_package,

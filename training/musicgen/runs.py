@@ -26,8 +26,8 @@ from typing import Any, Protocol
 
 import torch
 
+from sae.atomic import atomic_torch_save
 from sae.errors import UserError
-from training.musicgen.arch import atomic_torch_save
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pt"

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import torch
 
+from sae.atomic import atomic_torch_save
 from training.musicgen.arch import (
     CODEC_FILE,
     LM_FILE,
     CodecSizes,
     LMSizes,
-    atomic_torch_save,
     codec_xp_cfg,
     lm_xp_cfg,
     release_package,

@@ -26,9 +26,10 @@ import torch
 
 from realtime.musicgen.base import sha256_tensors
 from realtime.musicgen.descriptions import DescriptionVocab
+from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from training.musicgen import runs
-from training.musicgen.arch import CodecSizes, LMSizes, atomic_torch_save, build_codec, build_lm, sizes_dict
+from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
 from training.musicgen.descriptions import UNKNOWN, DescriptionDropout, assign_surfaces, clip_phrases, reachable
 

@@ -1,0 +1,67 @@
+"""One atomic write for every file the project writes that a reader or a resumed job trusts.
+
+A temporary file beside the target (same folder, so one rename replaces it) is filled, optionally fsynced, and
+renamed over the target: readers never see half a file, and a failed write leaves the old file and no temporary
+one. The file gets the permissions a plain `open(path, "w")` would give (the umask applies). Torch-free (the CLI
+parser imports modules that write files).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _reserve(path: Path) -> str:
+    """A new empty file `.NAME.XXXXXXXX.tmp` beside `path`, created with the mode a plain open gives."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return str(tmp)
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool = False) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in one rename.
+
+    Args:
+        path: the file to write.
+        write: writes the whole content to the path it is given (it may open it afresh).
+        fsync: flush the bytes to the disk before the rename, so that a crash of the machine (not only of the
+            process) leaves the old file or the new one.
+    """
+    path = Path(path)
+    tmp = _reserve(path)
+    try:
+        write(tmp)
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str, fsync: bool = False) -> None:
+    """`text` (UTF-8, newlines as given) written atomically to `path`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+
+    atomic_write(path, write, fsync)
+
+
+def atomic_torch_save(obj: object, path: str | Path) -> None:
+    """`torch.save(obj)` written atomically to `path`."""
+    import torch
+
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))

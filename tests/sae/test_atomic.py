@@ -1,0 +1,72 @@
+"""The one atomic write (`sae.atomic`): the old file or the new one, never half; no temporary file left behind;
+the mode a plain write gives; fsync when asked; a full disk while saving an SAE checkpoint is one line."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from sae import atomic
+from sae.atomic import atomic_torch_save, atomic_write, atomic_write_text
+from sae.errors import UserError
+
+
+def _disk_full(tmp: str) -> None:
+    Path(tmp).write_bytes(b"\0" * 100)  # half a file, then the disk is full
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path):
+    path = tmp_path / "manifest.json"
+    atomic_write_text(path, '{"old": 1}\n')
+    with pytest.raises(OSError, match="No space left"):
+        atomic_write(path, _disk_full)
+    assert path.read_text() == '{"old": 1}\n' and os.listdir(tmp_path) == ["manifest.json"]
+
+    def interrupted(tmp: str) -> None:
+        Path(tmp).write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, interrupted)
+    assert path.read_text() == '{"old": 1}\n' and os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_the_file_gets_the_mode_a_plain_write_gives(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        atomic_torch_save({"w": torch.zeros(2)}, tmp_path / "b.pt")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == {"a.txt": 0o644, "b.pt": 0o644, "plain.txt": 0o644}
+    assert torch.load(tmp_path / "b.pt")["w"].shape == (2,)
+
+
+def test_text_is_written_as_given_and_fsync_only_when_asked(tmp_path, monkeypatch):
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(atomic.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    atomic_write_text(tmp_path / "m.csv", "a,b\r\nü\n")
+    assert synced == [] and (tmp_path / "m.csv").read_bytes() == "a,b\r\nü\n".encode()
+    atomic_write_text(tmp_path / "m.csv", "new", fsync=True)
+    assert len(synced) == 1 and (tmp_path / "m.csv").read_text() == "new"
+
+
+def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path, monkeypatch):
+    from sae.train import _save_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    _save_checkpoint({"step": 1}, path)
+    monkeypatch.setattr(torch, "save", lambda obj, f: _disk_full(f))
+    with pytest.raises(UserError, match=r"checkpoint .*No space left on device; the previous checkpoint is kept"):
+        _save_checkpoint({"step": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path)["step"] == 1 and os.listdir(tmp_path) == ["checkpoint.pt"]
