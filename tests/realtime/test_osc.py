@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from realtime.audio_io import run_file
@@ -23,44 +22,14 @@ from realtime.processor import BlockProcessor
 from sae.steering import EditState
 
 
-class Listener:
-    """A UDP socket collecting OSC replies."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-
-    def collect(self, until: str | None = None, timeout: float = 3.0) -> list[tuple[str, list]]:
-        out, deadline = [], time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except TimeoutError:
-                if until is None and out:
-                    break
-                continue
-            msg = OscMessage(data)
-            out.append((msg.address, list(msg.params)))
-            if until is not None and msg.address == until:
-                break
-        return out
-
-    def close(self):
-        self.sock.close()
-
-
 @pytest.fixture
-def server(bank):
+def server(bank, osc_inbox):
     state = EditState.from_concepts(64, bank.concepts)
     controls = Controls(state)
     control = OscControl(controls, status=lambda: {"latency": 1234, "xruns": 0}, preset_dir=bank.path.parent)
-    listener = Listener()
-    srv = OscServer(control, port=0, reply_port=listener.port).start()
-    yield srv, controls, listener
+    srv = OscServer(control, port=0, reply_port=osc_inbox.port).start()
+    yield srv, controls, osc_inbox
     srv.stop()
-    listener.close()
 
 
 def _oscsend(port: int, address: str, types: str = "", *args) -> None:
@@ -78,28 +47,28 @@ def test_oscsend_drives_every_control_and_state_replies(server, bank):
     _oscsend(srv.port, "/mix", "f", 0.5)
     _oscsend(srv.port, "/bypass", "i", 1)
     _oscsend(srv.port, "/ping", "i", 7)
-    assert listener.collect(until="/pong") == [("/pong", [7])]
+    assert listener.expect("/pong") == [("/pong", [7])]
     snap = controls.snapshot
     assert snap.mix == 0.5 and snap.bypass
     assert snap.edit.add[3].item() == pytest.approx(2.5 * 1.0 * 2.0)
     assert snap.edit.gain[11].item() == pytest.approx(0.25) and snap.edit.gain[5].item() == pytest.approx(3.0)
     _oscsend(srv.port, "/state")
-    state = listener.collect(until="/state/end")
+    state = listener.expect("/state/end")
     assert ("/state/concept", ["bright", "on", 2.5, 1.0]) in state
     assert ("/state/concept", ["noisy", "scale", 1.0, 0.25]) in state
     assert ("/state/feature", [5, 3.0]) in state
     assert ("/state/latency", [1234]) in state and ("/state/bypass", [1]) in state
     _oscsend(srv.port, "/concepts")
-    assert listener.collect(until="/concepts") == [("/concepts", ["bright", "noisy"])]
+    assert listener.expect("/concepts") == [("/concepts", ["bright", "noisy"])]
     (bank.path.parent / "p.yaml").write_text("concepts: {bright: {mode: 'off'}}\nmix: 0.75\nbypass: false\n")
     _oscsend(srv.port, "/preset/load", "s", "p")
     _oscsend(srv.port, "/ping")
-    listener.collect(until="/pong")
+    listener.expect("/pong")
     assert controls.snapshot.mix == 0.75 and not controls.snapshot.bypass
     assert controls.snapshot.edit.gain[3].item() == 0.0
     _oscsend(srv.port, "/reset")
     _oscsend(srv.port, "/ping")
-    listener.collect(until="/pong")
+    listener.expect("/pong")
     assert controls.view()["concepts"]["noisy"]["mode"] == "off" and controls.view()["features"] == {}
 
 
@@ -123,7 +92,7 @@ def test_bad_messages_get_an_error_naming_the_problem(server, address, types, ar
     srv, controls, listener = server
     before = controls.snapshot
     _oscsend(srv.port, address, types, *args)
-    replies = listener.collect(until="/error")
+    replies = listener.expect("/error")
     assert replies and replies[-1][0] == "/error"
     assert replies[-1][1][0] == address and needle in replies[-1][1][1]
     assert controls.snapshot is before
@@ -165,10 +134,10 @@ def test_bundles_are_all_or_nothing(server):
         _bundle(("/mix", [0.2]), ("/concept/bright/mode", ["on"]), ("/concept/nope/mode", ["on"])),
         ("127.0.0.1", srv.port),
     )
-    assert listener.collect(until="/error")[-1][1][0] == "/concept/nope/mode"
+    assert listener.expect("/error")[-1][1][0] == "/concept/nope/mode"
     assert controls.snapshot.version == version and controls.snapshot.mix == 1.0
     out.sendto(_bundle(("/mix", [0.2]), ("/concept/bright/mode", ["on"]), ("/ping", [])), ("127.0.0.1", srv.port))
-    assert listener.collect(until="/pong")[-1] == ("/pong", [])
+    assert listener.expect("/pong")[-1] == ("/pong", [])
     snap = controls.snapshot
     assert snap.version == version + 1  # one snapshot: both land in the same audio block
     assert snap.mix == pytest.approx(0.2) and snap.edit.add[3].item() > 0
@@ -203,33 +172,32 @@ def _fuzz_packets(n: int, seed: int) -> list[bytes]:
     return packets
 
 
-def test_messages_sent_while_loading_wait_and_ping_says_loading(bank):
-    listener = Listener()
+def test_messages_sent_while_loading_wait_and_ping_says_loading(bank, osc_inbox):
+    listener = osc_inbox
     with OscServer(None, port=0, reply_port=listener.port) as srv:
         out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         out.sendto(encode_message("/ping", [3]), ("127.0.0.1", srv.port))
-        assert listener.collect(until="/pong") == [("/pong", ["loading"])]
+        assert listener.expect("/pong") == [("/pong", ["loading"])]
         for message in (encode_message("/mix", [0.25]), encode_message("/concept/bright/mode", ["on"]),
                         encode_message("/mix", [0.5]), encode_message("/state", [])):  # fmt: skip
             out.sendto(message, ("127.0.0.1", srv.port))
         time.sleep(0.3)
-        assert listener.collect(timeout=0.3) == []  # nothing is answered or lost while loading
+        assert listener.read(0.3) == []  # nothing is answered or lost while loading
         controls = Controls(EditState.from_concepts(64, bank.concepts))
         srv.attach(OscControl(controls))
-        state = listener.collect(until="/state/end")
+        state = listener.expect("/state/end")
         assert ("/state/mix", [0.5]) in state and ("/state/concept", ["bright", "on", 1.0, 1.0]) in state
         assert controls.snapshot.mix == 0.5  # applied in the order sent
         out.sendto(encode_message("/ping", [3]), ("127.0.0.1", srv.port))
-        assert listener.collect(until="/pong") == [("/pong", [3])]
+        assert listener.expect("/pong") == [("/pong", [3])]
         out.close()
-    listener.close()
 
 
-def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank):
+def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank, osc_inbox):
     state = EditState.from_concepts(64, bank.concepts)
     controls = Controls(state)
     control = OscControl(controls, error_rate=20.0)
-    listener = Listener()
+    listener = osc_inbox
     proc = BlockProcessor(rave_model, latent_sae, 1024)
     data = (0.2 * np.random.default_rng(1).standard_normal((rave_model.sr * 2, 1))).astype(np.float32)
     result = {}
@@ -247,10 +215,9 @@ def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank
                     time.sleep(0.001)
         runner.join(timeout=120)
         sender.sendto(encode_message("/ping", [1]), ("127.0.0.1", srv.port))
-        replies = listener.collect(until="/pong", timeout=10)
+        replies = listener.expect("/pong")
         elapsed = time.monotonic() - t0
         sender.close()
-    listener.close()
     assert replies[-1] == ("/pong", [1])  # the server survived and still answers
     assert control.packets >= 9_900 and control.rejected > 1_000
     errors = sum(1 for a, _ in replies if a == "/error")
