@@ -98,7 +98,9 @@ class Event:
     """Something the performer should know about, reported by the model thread.
 
     kind: "resync" (skipped a backlog after a stall), "late" (a block came out after its first frame was due;
-    at most one event per second), "error" (a model call raised), "failing" (every block fails), "recovered".
+    at most one event per second), "error" (a model call raised), "failing" (every block fails), "recovered",
+    "device" (the device skipped cycles, which the engine follows, or flagged xruns; at most one event per
+    second, a burst summed into the next).
     """
 
     seq: int
@@ -208,6 +210,8 @@ class Engine:
         self._want = self.blocksize  # model-owned: the input position that completes it
         self._seq = 0
         self._last_late_event = -1e9
+        self._device_seen = (0, 0)  # model-owned: (skipped cycles, device xruns) already reported
+        self._last_device_event = -1e9
         self._stall_s = 0.0
         self._compute = 0.0  # model-owned: running mean of the compute per block, in frames
         self.trace: list | None = None  # set to a list to record (input position, snapshot) per block (tests)
@@ -336,6 +340,25 @@ class Engine:
         self._seq += 1
         self.events.append(Event(self._seq, kind, at / self.sr, lost, message))
 
+    def _report_device(self) -> None:
+        """Cycles the device skipped and xruns it flagged (counted by the callback, which allocates nothing) as a
+        "device" event, at most one per second: what comes within the second after one is summed into the next."""
+        c = self.counters
+        skipped, xruns = c.skipped_cycles - self._device_seen[0], c.device_xruns - self._device_seen[1]
+        now = time.perf_counter()
+        if not (skipped or xruns) or now - self._last_device_event < 1.0:
+            return
+        self._last_device_event = now
+        self._device_seen = (c.skipped_cycles, c.device_xruns)
+        lost = skipped * self.period
+        what = []
+        if skipped:
+            what.append(f"skipped {skipped} cycle(s) ({1e3 * lost / self.sr:.1f} ms not heard; its clock is followed)")
+        if xruns:
+            what.append(f"flagged {xruns} xrun(s)")
+        self._event("device", self._pos, lost, f"device {' and '.join(what)}; "
+                    f"{c.skipped_cycles} cycles skipped, {c.device_xruns} xruns so far")  # fmt: skip
+
     def _skip_to(self, a: int, hi: int) -> int:
         """The block to process next: `a`, unless its output can no longer be heard (its slot ends before the
         callback gets there plus one block's compute) or its input was overwritten; then the first block on the
@@ -387,8 +410,10 @@ class Engine:
         silence = np.zeros_like(block)
         a = self._next
         lo = self._valid[0]
-        m = self.model
+        m, c = self.model, self.counters
         while self._running:
+            if (c.skipped_cycles, c.device_xruns) != self._device_seen:  # the callback counted device trouble
+                self._report_device()
             hi = self._pos
             if hi - a < B:
                 self._want = a + B

@@ -37,7 +37,8 @@ def problem(engine: Engine) -> tuple[str, str] | None:
         return f"MODEL FAILING ({m.consecutive_errors} blocks in a row), playing dry: {m.last_error}", "bold red"
     if engine.events:
         e = engine.events[-1]
-        style = "red" if e.kind in ("error", "failing") else "yellow" if e.kind in ("resync", "late") else "green"
+        warn = e.kind in ("resync", "late", "device")
+        style = "red" if e.kind in ("error", "failing") else "yellow" if warn else "green"
         return f"{e.kind} at {e.at_s:.1f} s: {e.message}", style
     return None
 

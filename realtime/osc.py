@@ -22,7 +22,8 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
 Sent to the last client (the sender of the latest packet, or its host at `reply_port`) by `OscTelemetry`:
 
     /meter/<name> f              how strongly the concept is in the input, 0..1, at `--meter-rate` Hz
-    /event s f s                 kind (resync | late | error | failing | recovered), output lost (ms), message
+    /event s f s                 kind (resync | late | error | failing | recovered | device), output lost (ms),
+                                 message; late and device at most once a second
     /error s s                   "model" and the model's error, when a block fails (again every 5 s while
                                  every block fails)
 

@@ -269,3 +269,41 @@ def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client(osc_inb
     assert events == ["error", "failing", "recovered"]
     assert errors[0][0] == "model" and "RuntimeError: block 10 refused" in errors[0][1]
     assert any("EVERY BLOCK FAILS" in e[1] for e in errors)
+
+
+def test_cycles_the_device_skipped_reach_the_last_osc_client_at_most_once_a_second(osc_inbox):
+    """A device in trouble skips cycles in bursts (and flags xruns): each is an `/event device` to the last OSC
+    client, the first at once, what follows within a second summed into the next, so a burst cannot flood OSC and
+    no skipped cycle goes unreported."""
+    from realtime.osc import encode_message
+
+    B, P, n = 512, 256, 80
+    skips = {k: 1 for k in range(20, 60, 2)}  # a burst: one cycle skipped before every other callback
+    engine = _engine(FakeProcessor(B), period=P)
+    signal = _signal(n * P / SR)
+    out = np.zeros((P, 1), dtype=np.float32)
+    with OscServer(None, port=0) as server:
+        osc_inbox.sock.sendto(encode_message("/ping", []), ("127.0.0.1", server.port))  # the last client
+        osc_inbox.expect("/pong")
+        with engine:
+            telemetry = OscTelemetry(server, engine, meter_rate=0)
+            t0, cycle = time.monotonic(), 0
+            for k in range(n):
+                cycle += skips.get(k, 0)
+                assert engine.wait_output(P)
+                clock = _DeviceClock(100.0 + (cycle * P + 20) / SR)
+                engine.callback(signal[k * P : (k + 1) * P], out, P, clock, "output underflow" if k in skips else None)
+                cycle += 1
+                telemetry.tick()
+            burst_s = time.monotonic() - t0
+            time.sleep(1.3)  # the model thread reports what the last second summed
+            telemetry.tick()
+        replies = osc_inbox.read(0.5)
+    events = [args for address, args in replies if address == "/event" and args[0] == "device"]
+    assert engine.counters.skipped_cycles == len(skips) and engine.counters.device_xruns == len(skips)
+    assert events, replies
+    cycles = [round(lost_ms * SR / 1000 / P) for _, lost_ms, _ in events]
+    assert cycles[0] == 1 and "skipped 1 cycle(s)" in events[0][2] and "flagged 1 xrun(s)" in events[0][2]
+    assert sum(cycles) == len(skips)  # every skipped cycle reported
+    assert 2 <= len(events) <= 2 + int(burst_s)  # one a second at most
+    assert f"{len(skips)} cycles skipped, {len(skips)} xruns so far" in events[-1][2]
