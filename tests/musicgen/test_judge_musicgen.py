@@ -57,6 +57,27 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
         assert e["off_drop"] == e["none"]["with"] - e["off"]["with"]
         other = "drums" if name == "piano" else "piano"
         assert set(e["drift"]["off"]) == {other}
+    _check_listening_examples(tmp_path / "out", saved, mg.sample_rate)
+
+
+def _check_listening_examples(out, saved, sr):
+    """Both renders per concept are kept (plain | off | on, what the judge heard), with the judge's call on each
+    file: over the two rows the calls give the judge's own rates."""
+    import numpy as np
+    import soundfile as sf
+
+    listen = json.loads((out / saved["listen"]).read_text())
+    assert listen["concepts"].keys() == saved["concepts"].keys() and listen["sample_rate"] == sr
+    for name, e in saved["concepts"].items():
+        rows = listen["concepts"][name]["rows"]
+        assert [(r["prompt"], r["seed"]) for r in rows] == [("jazz piano", 0), ("jazz piano", 1)]
+        audio = {}
+        for kind in ("plain", "off", "on"):
+            audio[kind] = [sf.read(out / "listen" / r["files"][kind])[0] for r in rows]
+            assert all(a.ndim == 1 and len(a) == len(audio["plain"][0]) > 0.4 * sr for a in audio[kind])
+        assert not np.array_equal(audio["plain"][0], audio["on"][0])  # the edit is heard, on the same prompt/seed
+        heard = {k: 100.0 * np.mean([r["heard"][k] for r in rows]) for k in ("plain", "off", "on")}
+        assert (heard["plain"], heard["off"], heard["on"]) == (e["none"]["with"], e["off"]["with"], e["on"]["without"])
 
 
 def test_bank_of_another_model_writes_nothing(tmp_path, data, audiocraft_dir):

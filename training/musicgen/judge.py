@@ -22,6 +22,7 @@ from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
+from training.musicgen.listen import write_examples
 
 
 @dataclass
@@ -37,6 +38,7 @@ class MusicGenEvalConfig:
     concepts: subset of the bank (default: every bank concept of this model the manifest labels).
     strength: strength of `on`.
     edit_rows: which guidance rows the edits touch (`both` or `cond`; realtime/musicgen/render.py says why).
+    listen: renders per concept kept as listening examples in OUT/listen/ (`listen.py`; 0: none).
     """
 
     data: str
@@ -52,6 +54,7 @@ class MusicGenEvalConfig:
     seed: int = 0
     device: str = "cpu"
     edit_rows: str = "both"
+    listen: int = 2
 
 
 def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -101,12 +104,18 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         return [render(mg, [p], cfg.duration, s, steering).wav[0].mean(0).cpu().numpy() for p, s in jobs]
 
     say(f"rendering {len(jobs)} prompts/seeds without edit")
-    base = judge.detect(renders(None))
+    plain = renders(None)
+    base = judge.detect(plain)
     results: dict[str, Any] = {}
+    keep = max(0, cfg.listen)
+    heard: dict[str, dict[str, np.ndarray]] = {}
+    edited: dict[str, dict[str, list[np.ndarray]]] = {}
     for name in names:
         say(f"{name}: off and on:{cfg.strength:g} on the same prompts and seeds")
-        off = judge.detect(renders(steer[name, "off"]))
-        on = judge.detect(renders(steer[name, f"on:{cfg.strength:g}"]))
+        off_audio, on_audio = renders(steer[name, "off"]), renders(steer[name, f"on:{cfg.strength:g}"])
+        off, on = judge.detect(off_audio), judge.detect(on_audio)
+        heard[name] = {"plain": base[name][:keep], "off": off[name][:keep], "on": on[name][:keep]}
+        edited[name] = {"off": off_audio[:keep], "on": on_audio[:keep]}
         entry = {
             "renders": len(jobs),
             "none": {"with": hit_rate(base[name]), "without": hit_rate(base[name])},
@@ -146,6 +155,9 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "notes": notes.lines(),
         "seconds": round(time.perf_counter() - t0, 1),
     }
+    if keep:
+        write_examples(cfg.out, jobs[:keep], mg.sample_rate, cfg.strength, plain[:keep], heard, edited)
+        out["listen"] = "listen/listen.json"
     save_report(out, Path(cfg.out))
     return out
 
