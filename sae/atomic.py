@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
 
-def _reserve(path: Path) -> str:
-    """A new empty file `.NAME.XXXXXXXX.tmp` beside `path`, created with the mode a plain open gives."""
+def temp_beside(path: Path) -> str:
+    """A new empty file `.NAME.XXXXXXXX.tmp` beside `path`, created with the mode a plain open gives (for writes
+    whose final name is chosen later, e.g. a store's shards)."""
     for _ in range(100):
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
@@ -37,9 +39,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
             process) leaves the old file or the new one.
     """
     path = Path(path)
-    tmp = _reserve(path)
+    tmp = temp_beside(path)
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer that makes its own file gets the plain mode back (safetensors: 0600)
         if fsync:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

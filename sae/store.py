@@ -28,7 +28,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,7 +39,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write_text, temp_beside
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
 
@@ -260,9 +259,10 @@ class ActivationWriter:
         tmp = None
         try:
             if rows is not None:
-                fd, tmp = tempfile.mkstemp(prefix=".shard.", suffix=".tmp", dir=self.dir)
-                os.close(fd)
+                tmp = temp_beside(self.dir / "shard")
+                mode = os.stat(tmp).st_mode
                 save_file({KEY: rows}, tmp, metadata={"hook": self.hook})
+                os.chmod(tmp, mode)  # safetensors makes its files 0600
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
             with _locked(self.dir):

@@ -70,3 +70,22 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_previou
         _save_checkpoint({"step": 2}, path)
     monkeypatch.undo()
     assert torch.load(path)["step"] == 1 and os.listdir(tmp_path) == ["checkpoint.pt"]
+
+
+def test_every_file_of_a_store_and_an_sae_folder_gets_the_plain_mode(tmp_path):
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+    from sae.store import ActivationWriter
+
+    old = os.umask(0o022)
+    try:
+        with ActivationWriter(tmp_path / "store", "h", 4, dtype="float32", shard_rows=8) as w:
+            w.add(torch.randn(20, 4), "a.wav", 0)
+        save_sae(SparseAutoencoder(SAEConfig(d_in=4, d_sae=8, k=2)), tmp_path / "sae")
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert {p.name for p in files} >= {"store.json", "manifest.json", "shard_00000.safetensors", "cfg.json"}
+    assert {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
+        p.relative_to(tmp_path).as_posix(): "0o644" for p in files
+    }
