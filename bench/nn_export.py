@@ -1,7 +1,8 @@
 """Benchmark: CPU time per nn~ buffer of the exported model (`musicsae export nn`) against the plain RAVE export,
 on one thread, at buffers 512 … 4096, and the first call's cost.
 
-The exported file is made here from the model and a seeded SAE (latent → 8 × latent, k 8) with two concepts of
+The exported file is made here from the model and a seeded SAE (hook width → 8 × width, k 8) on `--hook` (RAVE's
+latent by default, or an inner layer: the file then runs the model in two parts around it) with two concepts of
 four features each. Each buffer is one `forward` call the way nn~ makes it (under inference mode, [1, C, B]).
 Three cases: the plain RAVE export's own `forward` (the baseline, measured in the same run), the exported
 model with no edit, and with both concepts switching every buffer (SAE encode, per-frame ramp and edit every
@@ -11,6 +12,7 @@ never asserted.
 
     .venv/bin/python bench/nn_export.py                 # the demo model
     .venv/bin/python bench/nn_export.py --model m.ts --buffers 512,2048 --calls 100
+    .venv/bin/python bench/nn_export.py --hook decoder.net.4 --buffers 2048
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from realtime.rave import RaveModel  # noqa: E402
+from realtime.rave_split import hook_shape  # noqa: E402
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef  # noqa: E402
 from sae.io import save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
@@ -36,16 +39,16 @@ from training.rave.nn_export import NnExportConfig, export_nn  # noqa: E402
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 
 
-def make_export(model_path: Path, tmp: Path) -> Path:
-    latent = RaveModel.load(model_path).latent_size
+def make_export(model_path: Path, tmp: Path, hook: str = "latent") -> Path:
+    width = hook_shape(RaveModel.load(model_path), hook)[0]
     torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=latent, d_sae=8 * latent, k=8, hook_name="latent"))
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=8 * width, k=8, hook_name=hook))
     save_sae(sae, tmp / "sae")
     ref = ModelRef.of_file(model_path)
     bank = ConceptBank(tmp / "concepts.yaml")
     for name, first in (("a", 0), ("b", 4)):
         feats = [ConceptFeature(first + i, 1.0, 1.0) for i in range(4)]
-        bank.add(Concept(name, ref, "latent", "sae", feats, ConceptDefault("none", 1.0)))
+        bank.add(Concept(name, ref, hook, "sae", feats, ConceptDefault("none", 1.0)))
     bank.save()
     out = tmp / "steered.ts"
     export_nn(NnExportConfig(model_path, bank.path, out), say=lambda _: None)
@@ -79,14 +82,18 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEMO, help="streaming RAVE .ts (default: the demo model)")
     parser.add_argument("--buffers", default="512,1024,2048,4096", help="nn~ buffer sizes")
     parser.add_argument("--calls", type=int, default=40, help="timed calls per case")
+    parser.add_argument("--hook", default="latent", help="where the SAE sits: latent, encoder.net.N, decoder.net.N")
     args = parser.parse_args()
     torch.set_num_threads(1)
     buffers = [int(b) for b in args.buffers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        steered = make_export(args.model, Path(tmp))
+        steered = make_export(args.model, Path(tmp), args.hook)
         sr = int(torch.jit.load(str(args.model)).sr)
-        print(f"model {args.model.name}, {sr} Hz; export in {time.perf_counter() - t0:.1f} s; 1 thread, CPU time")
+        print(
+            f"model {args.model.name}, {sr} Hz, SAE on {args.hook}; export in {time.perf_counter() - t0:.1f} s; "
+            "1 thread, CPU time"
+        )
         head = ("buffer", "budget ms", "plain ms", "export ms", "edits ms", "ratio", "edits ratio", "RTF edits")
         print(" ".join(f"{h:>9}" for h in head), f"{'1st plain ms':>12} {'1st export ms':>13}")
         for b in buffers:

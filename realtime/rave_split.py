@@ -20,17 +20,20 @@ An SAE on an inner hook sees one row per latent frame: the hook's `steps` output
 averaged (`pool`, as `training.rave.collect` stores them), the SAE edits the pooled rows, and the change is
 added back to every step of its frame (`spread`): the pooled mean of the edited layer is exactly the
 edited row, and no edit leaves the layer untouched bit for bit.
+
+The pieces the nn~ export scripts into its file are TorchScript-able: `HookLayers` (the layers on each side of
+the cut), `DecoderTail`, `project_latent`, `pool_rows` and `spread`; `RaveSplit` runs the same pieces in Python.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from sae.errors import UserError
 
@@ -111,48 +114,109 @@ def parse_hook(model: Any, hook: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
-def latent_of(model: Any, enc_out: Tensor) -> Tensor:
-    """The encoder net's output → the export's latent: posterior mean, centred, PCA'd, cropped."""
-    m = _module(model)
+def project_latent(enc_out: Tensor, latent_mean: Tensor, latent_pca: Tensor, size: int) -> Tensor:
+    """The encoder net's output → the export's latent: posterior mean, centred, PCA'd, cropped to `size`
+    (TorchScript-able)."""
     mean = enc_out.chunk(2, 1)[0]
-    z = F.conv1d(mean - m.latent_mean.unsqueeze(-1), m.latent_pca.unsqueeze(-1))
-    return z[:, : model.latent_size]
+    z = F.conv1d(mean - latent_mean.unsqueeze(-1), latent_pca.unsqueeze(-1))
+    return z[:, :size]
+
+
+def latent_of(model: Any, enc_out: Tensor) -> Tensor:
+    """The encoder net's output → the export's latent (`project_latent` with the export's mean and PCA)."""
+    m = _module(model)
+    return project_latent(enc_out, m.latent_mean, m.latent_pca, model.latent_size)
+
+
+class DecoderTail(nn.Module):
+    """After the decoder net: `GeneratorV2`'s noise / waveform branches, amplitude modulation and tanh, then the
+    export's PQMF inverse, resampler and crop to `frames` latent frames (ScriptedRAVE.decode), made of the
+    export's own submodules (TorchScript-able: the nn~ export scripts it).
+
+    Args:
+        module: the loaded export (its decoder a `GeneratorV2`, `decoder_net`).
+    """
+
+    def __init__(self, module: Any):
+        super().__init__()
+        dec = module.decoder
+        self.noise_module = getattr(dec, "noise_module", None)
+        self.waveform_module = dec.waveform_module if self.noise_module is not None else None
+        self.amplitude_modulation = bool(dec.amplitude_modulation)
+        self.n_channels = int(module.n_channels)
+        self.pqmf = getattr(module, "pqmf", None)
+        self.resampler = getattr(module, "resampler", None)
+        self.ratio = int(module.decode_params[1])
+
+    def forward(self, h: Tensor, frames: int) -> Tensor:
+        noise: Optional[Tensor] = None  # noqa: UP045 (TorchScript reads typing.Optional)
+        noise_module = self.noise_module
+        if noise_module is not None:
+            waveform_module = self.waveform_module
+            if waveform_module is not None:
+                noise = noise_module(h)
+                h = waveform_module(h)
+        if self.amplitude_modulation:
+            x, amplitude = h.split(h.shape[1] // 2, 1)
+            h = x * torch.sigmoid(amplitude)
+        if noise is not None:
+            h = h + noise
+        y = torch.tanh(h)
+        batch = y.shape[:-2]
+        pqmf = self.pqmf
+        if pqmf is not None:
+            y = y.reshape(y.shape[0] * self.n_channels, -1, y.shape[-1])
+            y = pqmf.inverse(y)
+            y = y.reshape(list(batch) + [self.n_channels, -1])  # noqa: RUF005 (no * unpacking in TorchScript)
+        resampler = self.resampler
+        if resampler is not None:
+            y = resampler.from_model_sampling_rate(y)
+        return y[..., : frames * self.ratio]
 
 
 def decoder_tail(model: Any, h: Tensor, frames: int) -> Tensor:
-    """After the decoder net: `GeneratorV2`'s noise / waveform branches, amplitude modulation and tanh, then
-    the export's PQMF inverse, resampler and crop to `frames` latent frames (ScriptedRAVE.decode)."""
-    m = _module(model)
-    dec = m.decoder
-    noise_module = getattr(dec, "noise_module", None)
-    if noise_module is not None:
-        noise = noise_module(h)
-        h = dec.waveform_module(h)
-    else:
-        noise = None
-    if bool(dec.amplitude_modulation):
-        x, amplitude = h.split(h.shape[1] // 2, 1)
-        h = x * torch.sigmoid(amplitude)
-    if noise is not None:
-        h = h + noise
-    y = torch.tanh(h)
-    batch = y.shape[:-2]
-    n_channels = int(m.n_channels)
-    if getattr(m, "pqmf", None) is not None:
-        y = y.reshape(y.shape[0] * n_channels, -1, y.shape[-1])
-        y = m.pqmf.inverse(y)
-        y = y.reshape((*batch, n_channels, -1))
-    if getattr(m, "resampler", None) is not None:
-        y = m.resampler.from_model_sampling_rate(y)
-    return y[..., : frames * int(m.decode_params[1])]
+    """`DecoderTail` of the model's export applied to the decoder net's output `h`."""
+    return DecoderTail(_module(model))(h, frames)
+
+
+class HookLayers(nn.Module):
+    """The encoder's or the decoder's layers cut after layer `index`: `upto` runs layers 0..index, `after` the
+    rest. They are the export's own cached layers (their caches are the stream's state); TorchScript-able.
+
+    Args:
+        module: the loaded export.
+        side: "encoder" or "decoder" (`parse_hook`).
+        index: the hook's layer.
+    """
+
+    def __init__(self, module: Any, side: str, index: int):
+        super().__init__()
+        layers = encoder_net(module) if side == "encoder" else decoder_net(module)
+        self.head = nn.ModuleList(layers[: index + 1])
+        self.tail = nn.ModuleList(layers[index + 1 :])
+
+    def upto(self, h: Tensor) -> Tensor:
+        for layer in self.head:
+            h = layer(h)
+        return h
+
+    def after(self, h: Tensor) -> Tensor:
+        for layer in self.tail:
+            h = layer(h)
+        return h
+
+
+def pool_rows(h: Tensor, steps: int) -> Tensor:
+    """[B, C, F·steps] → [B, F, C]: the mean of each latent frame's `steps` outputs (TorchScript-able; `pool`
+    checks the length first)."""
+    return h.reshape(h.shape[0], h.shape[1], -1, steps).mean(-1).transpose(1, 2)
 
 
 def pool(h: Tensor, steps: int) -> Tensor:
-    """[B, C, F·steps] → [B, F, C]: the mean of each latent frame's `steps` outputs."""
-    b, c, t = h.shape
-    if t % steps:
-        raise UserError(f"layer output of {t} steps does not divide into frames of {steps}")
-    return h.reshape(b, c, t // steps, steps).mean(-1).transpose(1, 2)
+    """`pool_rows`, refusing an output that does not divide into frames of `steps`."""
+    if h.shape[-1] % steps:
+        raise UserError(f"layer output of {h.shape[-1]} steps does not divide into frames of {steps}")
+    return pool_rows(h, steps)
 
 
 def spread(delta: Tensor, steps: int) -> Tensor:
@@ -174,6 +238,7 @@ class RaveSplit:
         self.model = model
         self.hook = hook
         self.side, self.index = parse_hook(model, hook)
+        self.layers = HookLayers(_module(model), self.side, self.index) if self.side != LATENT else None
         self.width, self.steps = hook_shape(model, hook)
         if check and self.side != LATENT:
             err = check_split(model, hook)
@@ -190,16 +255,9 @@ class RaveSplit:
         model = self.model
         if self.side == LATENT:
             return model.encode_mean(x)
-        m = _module(model)
         if self.side == "encoder":
-            h = model.encoder_input(x)
-            for layer in encoder_net(m)[: self.index + 1]:
-                h = layer(h)
-            return h
-        h = m.pre_process_latent(model.encode_mean(x))
-        for layer in decoder_net(m)[: self.index + 1]:
-            h = layer(h)
-        return h
+            return self.layers.upto(model.encoder_input(x))
+        return self.layers.upto(_module(model).pre_process_latent(model.encode_mean(x)))
 
     @torch.no_grad()
     def rest(self, h: Tensor) -> Tensor:
@@ -207,14 +265,10 @@ class RaveSplit:
         model = self.model
         if self.side == LATENT:
             return model.decode(h)
-        m = _module(model)
         frames = h.shape[-1] // self.steps
+        h = self.layers.after(h)
         if self.side == "encoder":
-            for layer in encoder_net(m)[self.index + 1 :]:
-                h = layer(h)
             return model.decode(latent_of(model, h))
-        for layer in decoder_net(m)[self.index + 1 :]:
-            h = layer(h)
         return decoder_tail(model, h, frames)
 
     @torch.no_grad()
@@ -253,6 +307,7 @@ def hook_shape(model: Any, hook: str) -> tuple[int, int]:
             probe.model = model.new_stream()
             probe.hook = hook
             probe.side, probe.index = parse_hook(model, hook)
+            probe.layers = HookLayers(_module(probe.model), probe.side, probe.index)
             probe.steps = 1
             x = torch.zeros(1, model.channels, 2 * model.ratio)
             h = probe.upto(x)

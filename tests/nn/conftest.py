@@ -14,15 +14,22 @@ from sae.model import SAEConfig, SparseAutoencoder
 
 
 def make_bank(
-    folder: Path, rave_ts: Path, arch: str = "topk", seed: int = 0, names=("bright", "noisy-1", "2nd.voice")
+    folder: Path,
+    rave_ts: Path,
+    arch: str = "topk",
+    seed: int = 0,
+    names=("bright", "noisy-1", "2nd.voice"),
+    hook: str = "latent",
 ) -> Path:
-    """A seeded SAE (latent → 64) on a RAVE's latent and three concepts on it; one name needs sanitising, two carry
-    a calibrated probe (meters), one steers features chosen by effect (`steer`) other than its detector's."""
+    """A seeded SAE (hook width → 64) on a RAVE's `hook` and three concepts on it; one name needs sanitising, two
+    carry a calibrated probe (meters), one steers features chosen by effect (`steer`) other than its detector's."""
+    from realtime.rave import RaveModel
+    from realtime.rave_split import hook_shape
     from sae.io import save_sae
 
-    latent = int(torch.jit.load(str(rave_ts)).encode_params[2])
+    width = hook_shape(RaveModel.load(rave_ts), hook)[0]
     torch.manual_seed(seed)
-    sae = SparseAutoencoder(SAEConfig(d_in=latent, d_sae=64, k=4, arch=arch, hook_name="latent"))
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=64, k=4, arch=arch, hook_name=hook))
     with torch.no_grad():
         sae.b_enc.normal_(0.0, 0.1)
         if arch == "batchtopk":
@@ -34,14 +41,14 @@ def make_bank(
     feats = [ConceptFeature(3, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)]
     weights = torch.randn(64, generator=torch.Generator().manual_seed(seed + 1)).tolist()  # apart from the SAE's
     probe = ConceptProbe(-1.0, dict(enumerate(weights)))  # reads every feature: it moves on any audio
-    bank.add(Concept(names[0], ref, "latent", "sae", feats, ConceptDefault("none", 1.0), probe=probe))
+    bank.add(Concept(names[0], ref, hook, "sae", feats, ConceptDefault("none", 1.0), probe=probe))
     probe = ConceptProbe(0.5, {11: -1.2, 3: 0.3})
     noisy = [ConceptFeature(11, 1.0, 1.5)]
     steer = ConceptSteer(0.5, [ConceptFeature(11, 1.0, 1.5), ConceptFeature(30, 0.6, 2.5)])
-    bank.add(Concept(names[1], ref, "latent", "sae", noisy, ConceptDefault("none", 1.0), probe=probe, steer=steer))
+    bank.add(Concept(names[1], ref, hook, "sae", noisy, ConceptDefault("none", 1.0), probe=probe, steer=steer))
     if len(names) > 2:
         voice = [ConceptFeature(20, 1.0, 1.0)]
-        bank.add(Concept(names[2], ref, "latent", "sae", voice, ConceptDefault("off", 1.0)))
+        bank.add(Concept(names[2], ref, hook, "sae", voice, ConceptDefault("off", 1.0)))
     bank.save()
     return bank.path
 

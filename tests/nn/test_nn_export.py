@@ -16,7 +16,7 @@ from sae.errors import UserError
 from training.cli.main import main
 from training.rave.nn_export import attribute_name, attribute_names, module_names, read_metadata
 
-ATTRS = ["bright", "noisy_1", "c_2nd_voice", "mix", "bypass"]
+ATTRS = ["bright", "noisy_1", "c_2nd_voice", "mix", "bypass", "gate", "gate_db"]
 
 
 def test_file_reads_as_nn_reads_it(steered_ts, nn):
@@ -31,11 +31,20 @@ def test_file_reads_as_nn_reads_it(steered_ts, nn):
     }
     assert list(m.get_attributes()) == ATTRS
     types = {a: [int(v) for v in getattr(m, f"{a}_params")] for a in ATTRS}
-    assert types == {"bright": [3, 2], "noisy_1": [3, 2], "c_2nd_voice": [3, 2], "mix": [2], "bypass": [1]}
+    assert types == {
+        "bright": [3, 2],
+        "noisy_1": [3, 2],
+        "c_2nd_voice": [3, 2],
+        "mix": [2],
+        "bypass": [1],
+        "gate": [1],
+        "gate_db": [2, 2],
+    }
     host = nn.NnHost(m, "forward", 2048)
     assert host.get("bright") == ("none", 1.0)
     assert host.get("c_2nd_voice") == ("off", 1.0)  # the bank's default
     assert host.get("mix") == (1.0,) and host.get("bypass") == (0,)
+    assert host.get("gate") == (1,) and host.get("gate_db") == (-60.0, -45.0)  # the engine's gate
     assert list(m.get_buffer_attributes()) == []
     assert m.get_sample_rate() == 44100
     meta = read_metadata(steered_ts)
@@ -49,6 +58,7 @@ def test_file_reads_as_nn_reads_it(steered_ts, nn):
     assert [f[0] for f in noisy["features"]] == [11, 30]  # its `steer` features, as the engine moves them
     assert meta["methods"] == params
     assert meta["model"]["sha256"] and meta["delay"] > 0 and meta["torch"] == torch.__version__
+    assert meta["hook"] == "latent" and meta["gate"] == {"enabled": True, "lo_db": -60.0, "hi_db": -45.0}
     assert sorted(p.name for p in steered_ts.parent.iterdir()) == ["steered.ts"]  # no temporary left
 
 
@@ -61,19 +71,27 @@ def test_saved_file_starts_from_silence(steered_ts):
     assert m.dry_history.numel() == 0 and m.meter_state.numel() == 0
     assert not m.edit_started and m.prev_mix == -1.0
     assert torch.equal(m.prev_gain, torch.ones(64)) and torch.equal(m.prev_add, torch.zeros(64))
+    assert torch.equal(m.prev_floor, torch.zeros(64))
 
 
 def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
     host = nn.NnHost(torch.jit.load(str(steered_ts)), "forward", 2048)
     assert host.set("bright", "on", 2) == 0 and host.get("bright") == ("on", 2.0)  # Pd sends "2.000000"
+    assert host.set("bright", "clamp", 10) == 0 and host.get("bright") == ("clamp", 10.0)  # CLAMP_LIMIT
     assert host.set("bright", "scale", 0.5) == 0 and host.get("bright") == ("scale", 0.5)
-    for atoms in (("loud", 1.0), ("ON", 1.0), ("on", math.nan), ("on", 1e9), ("off", -math.inf)):
+    bad_clamps = (("clamp", 0.0), ("clamp", -1.0), ("clamp", 10.5), ("clamp", math.nan))
+    for atoms in (("loud", 1.0), ("ON", 1.0), ("on", math.nan), ("on", 1e9), ("off", -math.inf), *bad_clamps):
         assert host.set("bright", *atoms) == -1, atoms
         assert host.get("bright") == ("scale", 0.5), atoms  # unchanged
     assert host.set("mix", 0.25) == 0 and host.get("mix") == (0.25,)
     assert host.set("mix", 1.5) == -1 and host.get("mix") == (0.25,)
     assert host.set("bypass", 1) == 0 and host.get("bypass") == (1,)
     assert host.set("bypass", 2) == -1 and host.get("bypass") == (1,)
+    assert host.set("gate", 0) == 0 and host.get("gate") == (0,)
+    assert host.set("gate", 2) == -1 and host.get("gate") == (0,)
+    assert host.set("gate_db", -50, -30) == 0 and host.get("gate_db") == (-50.0, -30.0)
+    for levels in ((-30, -50), (-40, -40), (math.nan, 0)):
+        assert host.set("gate_db", *levels) == -1 and host.get("gate_db") == (-50.0, -30.0)
     with pytest.raises(ValueError, match="wrong number"):
         host.set("bright", "off")  # nn~ refuses a message with the wrong number of values itself
 
@@ -82,7 +100,7 @@ def test_concept_names_become_attributes_or_are_refused():
     assert attribute_name("noisy-1") == "noisy_1"
     assert attribute_name("2nd.voice") == "c_2nd_voice"
     assert attribute_name("Guitar_Lead") == "Guitar_Lead"
-    for bad in ("class", "none", "mix", "bypass", "sr"):
+    for bad in ("class", "none", "mix", "bypass", "sr", "gate", "gate_db"):
         with pytest.raises(UserError, match="cannot be an nn~ attribute"):
             attribute_name(bad)
     taken = module_names()
@@ -151,9 +169,9 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     cfg = json.loads((other_sae / "cfg.json").read_text())
     cfg.setdefault("musicsae", {})["model"] = {"name": "other.ts", "sha256": "ab" * 32}
     (other_sae / "cfg.json").write_text(json.dumps(cfg))
-    inner = _bank_copy(nn_bank, tmp_path / "inner", lambda t: t.replace("hook: latent", "hook: encoder.3", 1))
+    mixed = _bank_copy(nn_bank, tmp_path / "mixed", lambda t: t.replace("hook: latent", "hook: encoder.net.3", 1))
+    no_hook = _bank_copy(nn_bank, tmp_path / "nohook", lambda t: t.replace("hook: latent", "hook: encoder.3"))
     named_mix = _bank_copy(nn_bank, tmp_path / "mixname", lambda t: t.replace("bright:", "mix:", 1))
-    clamp = _bank_copy(nn_bank, tmp_path / "clamp", lambda t: t.replace("mode: none", "mode: clamp", 1))
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     cases = [
@@ -161,9 +179,9 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
         ((not_streaming, nn_bank, out), "not a streaming export"),
         ((tmp_path / "missing.ts", nn_bank, out), "no such file"),
         ((tiny_rave_ts, tmp_path / "missing.yaml", out), "no such file"),
-        ((tiny_rave_ts, inner, out), "the nn~ export steers RAVE's 'latent' hook only"),
+        ((tiny_rave_ts, mixed, out), "sit on 2 hooks (encoder.net.3: bright; latent: noisy-1, 2nd.voice); one nn~"),
+        ((tiny_rave_ts, no_hook, out), "hook 'encoder.3': not a hook of tiny_rave.ts"),
         ((tiny_rave_ts, named_mix, out), "cannot be an nn~ attribute"),
-        ((tiny_rave_ts, clamp, out), "defaults to 'clamp'; the nn~ model steers none, off, on, scale"),
         ((tiny_rave_ts, nn_bank, tmp_path / "out.pt"), "expected a file name ending in .ts"),
         ((tiny_rave_ts, nn_bank, a_file / "out.ts"), "is a file, not a folder"),
         ((tiny_rave_ts, nn_bank, tmp_path), "is a folder"),
@@ -225,5 +243,27 @@ def test_export_writes_nothing_into_the_nn_tilde_package(monkeypatch, capsys, tm
     rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", "noisy-1", "--out", out)
     assert rc == 0, err
     assert "attribute noisy_1" in err and "(concept 'noisy-1')" in err
-    assert list(torch.jit.load(str(out)).get_attributes()) == ["noisy_1", "mix", "bypass"]
+    assert list(torch.jit.load(str(out)).get_attributes()) == ["noisy_1", "mix", "bypass", "gate", "gate_db"]
     assert sorted(p.name for p in Path(nn_tilde.__file__).parent.rglob("*")) == before
+
+
+def test_a_model_that_cannot_be_cut_at_the_hook_is_refused(capsys, monkeypatch, tmp_path, tiny_rave_ts, nn_files):
+    """Fault injection: a decoder tail that is not the model's own → the split is measured and the export refused
+    with `realtime.rave_split`'s line; the real one exports."""
+    from realtime import rave_split
+
+    bank = nn_files.make_bank(tmp_path / "bank", tiny_rave_ts, hook="decoder.net.2")
+    out = tmp_path / "out.ts"
+    real = rave_split.decoder_tail
+    monkeypatch.setattr(rave_split, "decoder_tail", lambda m, h, frames: real(m, h, frames) * 1.01)
+    monkeypatch.setattr(rave_split, "_CHECKS", {})
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", bank, "--out", out)
+    assert rc == 2 and "hook 'decoder.net.2'" in err and "differs from the whole model" in err, err
+    assert not out.exists()
+    monkeypatch.setattr(rave_split, "decoder_tail", real)
+    monkeypatch.setattr(rave_split, "_CHECKS", {})
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", bank, "--out", out, "--no-gate")
+    assert rc == 0, err
+    assert "the SAE edits decoder.net.2" in err and "attribute gate: off" in err
+    m = torch.jit.load(str(out))
+    assert read_metadata(out)["hook"] == "decoder.net.2" and m.get_gate() == (0,)

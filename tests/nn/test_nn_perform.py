@@ -3,6 +3,7 @@ the same audio and the same timeline of concept switches."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from pathlib import Path
 
@@ -41,10 +42,12 @@ def audio(sr: int, seconds: float, channels: int = 1) -> np.ndarray:
 class EngineTimeline:
     """musicsae's own live engine (`realtime.processor.BlockProcessor`) under the same `set` messages."""
 
-    def __init__(self, model, sae_dir: Path, bank_path: Path, attrs: dict[str, str], block: int, delay: int):
+    def __init__(
+        self, model, sae_dir: Path, bank_path: Path, attrs: dict[str, str], block: int, delay: int, hook="latent"
+    ):
         bank = ConceptBank.load(bank_path)
         sae = script_sae(load_sae(sae_dir))
-        self.proc = BlockProcessor(model, sae, block, channels=model.channels, delay=delay)
+        self.proc = BlockProcessor(model, sae, block, channels=model.channels, delay=delay, hook=hook)
         self.state = EditState.from_concepts(int(sae.W_dec.shape[0]), {c.name: c for c in bank})
         self.names = {a: n for n, a in attrs.items()}
         self.mix, self.bypass = 1.0, False
@@ -54,13 +57,13 @@ class EngineTimeline:
             self.mix = float(atoms[0])
         elif attr == "bypass":
             self.bypass = bool(atoms[0])
+        elif attr == "gate":  # the engine reads its gate per block
+            self.proc.gate = dataclasses.replace(self.proc.gate, enabled=bool(atoms[0]))
+        elif attr == "gate_db":
+            self.proc.gate = dataclasses.replace(self.proc.gate, lo_db=float(atoms[0]), hi_db=float(atoms[1]))
         else:
             name, (mode, value) = self.names[attr], atoms
-            self.state.set_mode(name, mode)
-            if mode == "scale":
-                self.state.set_gain(name, float(value))
-            elif mode == "on":
-                self.state.set_strength(name, float(value))
+            self.state.set_mode(name, f"{mode}:{float(value)}" if mode in ("on", "clamp", "scale") else mode)
 
     def forward(self, x: np.ndarray, events: dict) -> np.ndarray:
         """x [C, T] → the engine's output [C, T] (no host latency), one block per nn~ buffer."""
@@ -103,16 +106,22 @@ def _segments(timeline: dict, block: int, n: int) -> list[slice]:
     return [slice(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
-def check_forward(nn, model, delay: int, bank: Path, steered: Path, block: int, timeline: dict, edit_only) -> None:
+def check_forward(
+    nn, model, delay: int, bank: Path, steered: Path, block: int, timeline: dict, edit_only, silent=()
+) -> None:
     """nn~ (`forward`, threaded, `block`) against the engine under the same switches: equal sample for sample
-    (1e-4 of each stretch's peak) once nn~'s own latency is removed, while the edits move the sound a lot."""
-    attrs = {c["name"]: c["attribute"] for c in read_metadata(steered)["concepts"]}
+    (1e-4 of each stretch's peak) once nn~'s own latency is removed, while the edits move the sound a lot.
+    `silent`: 2048-sample buffers of the input set to silence (where the gate keeps `on` / `clamp` out)."""
+    meta = read_metadata(steered)
+    attrs = {c["name"]: c["attribute"] for c in meta["concepts"]}
     timeline = {k * 2048 // block: v for k, v in timeline.items()}  # the same moments in seconds
     x = audio(model.sr, BUFFERS * 2048 / model.sr + 0.1, model.channels)[:, : BUFFERS * 2048]
+    for k in silent:
+        x[:, k * 2048 : (k + 1) * 2048] = 0.0
     y, lat = _host_forward(nn, steered, x, block, timeline)
     y = y[:, lat:]  # nn~'s own latency (2 buffers - 1 vector) removed; the model's delay stays in both
-    ref = EngineTimeline(model, bank.parent / "sae", bank, attrs, block, delay).forward(x, timeline)
-    plain = EngineTimeline(model, bank.parent / "sae", bank, attrs, block, delay).forward(x, {})
+    engine = [EngineTimeline(model, bank.parent / "sae", bank, attrs, block, delay, meta["hook"]) for _ in "ab"]
+    ref, plain = engine[0].forward(x, timeline), engine[1].forward(x, {})
     n = y.shape[1]
     for seg in _segments(timeline, block, n):
         peak = float(np.abs(ref[:, seg]).max())
@@ -137,6 +146,42 @@ def test_batchtopk_sae_in_nn_matches_the_engine(nn, nn_files, demo_nn, tmp_path)
     steered = nn_files.export(model.path, bank, tmp_path / "btk.ts")
     assert read_metadata(steered)["sae"]["arch"] == "batchtopk"
     check_forward(nn, model, delay, bank, steered, 2048, TIMELINE, EDIT_ONLY)
+
+
+# clamp and the gate: buffers 5-7 of the input are silence; `on` and `clamp` stay out of them while the gate is on
+GATED = {
+    1: [("bright", ("clamp", 4.0))],
+    3: [("noisy_1", ("on", 3.0)), ("c_2nd_voice", ("none", 0.0))],
+    5: [("bright", ("clamp", 8.0))],
+    8: [("gate", (0,))],
+    9: [("gate", (1,)), ("gate_db", (-30.0, -10.0)), ("noisy_1", ("none", 0.0))],
+    11: [("bright", ("scale", 0.5)), ("gate_db", (-60.0, -45.0))],
+}
+
+
+def test_clamp_and_gate_in_nn_match_the_engine(nn, demo_nn):
+    """`clamp` ramps between buffers and the gate weights `on` / `clamp` per latent frame by the input's level,
+    as in the engine; switching the gate off and moving its levels too."""
+    check_forward(nn, *demo_nn, 2048, GATED, (1, 3), silent=(5, 6, 7))
+
+
+def test_gate_keeps_on_and_clamp_off_silence(nn, demo_nn):
+    """On silence, `on` and `clamp` leave the output bit for bit as it is without them while the gate is on
+    (`gate 1`, the default); `gate 0` paints them in. `decode` has no audio to measure: it is ungated."""
+    _, _, _, steered = demo_nn
+    x = np.zeros((1, 4 * 2048), np.float32)
+    edits = [("bright", ("clamp", "8")), ("noisy_1", ("on", "4"))]
+
+    def run(method: str, signal: np.ndarray, events: list) -> np.ndarray:
+        return nn.perform_buffers(torch.jit.load(str(steered)), method, signal, 2048, {1: events})
+
+    plain, gated, painted = (run("forward", x, ev) for ev in ([], edits, [("gate", ("0",)), *edits]))
+    peak = float(np.abs(plain).max())
+    assert np.array_equal(gated, plain)
+    assert float(np.abs(painted - plain)[:, 2 * 2048 :].max()) > 0.1 * peak
+    z = run("encode", x, [])
+    moved = float(np.abs(run("decode", z, edits) - run("decode", z, []))[:, 2 * 2048 :].max())
+    assert moved > 0.1 * peak, f"decode (ungated) moved silence by only {moved:.4f}"
 
 
 @pytest.mark.slow
@@ -164,9 +209,15 @@ def test_stereo_rave_in_nn_matches_the_engine(nn, nn_files, tmp_path):
 def test_meter_in_nn_is_the_banks_probe_per_latent_frame(nn, demo_nn):
     """meter = sigmoid(intercept + coef · running mean of the SAE features), one value per latent frame held for
     `ratio` samples; the same at buffers 2048 and 4096."""
+    check_meter(nn, *demo_nn)
+
+
+def check_meter(nn, model, _delay, bank_path: Path, steered: Path, moves: float = 0.05) -> None:
+    """The file's meter against the bank's probe on the SAE's rows at the hook, frame by frame; it moves by
+    more than `moves`."""
+    from realtime.rave_split import RaveSplit, pool
     from sae.meter import MeterParams, ema_weight, pooled_meter, smooth
 
-    model, _, bank_path, steered = demo_nn
     meta = read_metadata(steered)
     x = audio(model.sr, BUFFERS * 2048 / model.sr + 0.1)[:, : BUFFERS * 2048]
     outs = {}
@@ -177,11 +228,11 @@ def test_meter_in_nn_is_the_banks_probe_per_latent_frame(nn, demo_nn):
     params = MeterParams.from_concepts({c.name: c for c in bank})
     assert [meta["concepts"][i]["attribute"] for i in range(2)] == meta["meters"]
     sae = script_sae(load_sae(bank_path.parent / "sae"))
-    stream = model.new_stream()
+    split = RaveSplit(model.new_stream(), meta["hook"])  # the SAE's rows at the hook, pooled per latent frame
     with torch.inference_mode():
         chunks = [torch.from_numpy(x[None, :, i : i + 2048]) for i in range(0, x.shape[1], 2048)]
-        z = torch.cat([stream.encode_mean(c) for c in chunks], -1)
-        f = sae.encode(z[0].T).index_select(-1, params.idx)
+        rows = torch.cat([pool(split.upto(c), split.steps) for c in chunks], 1)
+        f = sae.encode(rows[0]).index_select(-1, params.idx)
     weight = ema_weight(1, model.sr / model.ratio, meta["meter_seconds"])
     state, frames = torch.zeros(f.shape[-1]), []
     for t in range(f.shape[0]):
@@ -191,7 +242,7 @@ def test_meter_in_nn_is_the_banks_probe_per_latent_frame(nn, demo_nn):
     n = outs[4096].shape[1]
     assert float(np.abs(outs[2048][:, :n] - ref[:, :n]).max()) < 1e-5
     assert float(np.abs(outs[4096] - ref[:, :n]).max()) < 1e-5
-    assert float(ref[0].max() - ref[0].min()) > 0.05, "the meter did not move"
+    assert float(ref[0].max() - ref[0].min()) > moves, "the meter did not move"
 
 
 @pytest.mark.parametrize("block", [2048, 4096])
@@ -225,3 +276,41 @@ def test_encode_then_decode_in_nn_matches_the_engine(block, nn, steered_ts, nn_b
     err = float(np.abs(y[:, lat:] - ref[:, :n]).max())
     assert err < 1e-4 * peak, f"encode → decode in nn~ differs from the engine by {err:.2e} (peak {peak:.3f})"
     assert float(np.abs(ref - plain).max()) > 0.2 * peak
+
+
+# inner hooks of the demo RAVE: an encoder layer at two steps per latent frame, a decoder layer after upsampling
+INNER_HOOKS = ("encoder.net.15", "decoder.net.4")
+
+
+@pytest.fixture(scope="module", params=INNER_HOOKS)
+def demo_hook_nn(request, tmp_path_factory, demo_nn, nn_files):
+    """(RaveModel, delay, bank, exported file) with the concepts on an inner hook of the demo RAVE."""
+    model, delay, _, _ = demo_nn
+    folder = tmp_path_factory.mktemp(request.param.replace(".", "_"))
+    bank = nn_files.make_bank(folder, model.path, hook=request.param)
+    return model, delay, bank, nn_files.export(model.path, bank, folder / "hook.ts")
+
+
+def test_inner_hook_in_nn_matches_the_engine(nn, demo_hook_nn):
+    """The file runs RAVE in two parts around the hook, edits the pooled rows there (clamp and gate included)
+    and spreads the change back, as the engine does (`realtime.rave_split`)."""
+    check_forward(nn, *demo_hook_nn, 2048, GATED, (1, 3), silent=(5, 6, 7))
+    check_meter(nn, *demo_hook_nn, moves=0.005)  # a seeded SAE on 128 channels: a meter that moves less
+
+
+def test_inner_hook_edits_in_encode_or_decode(nn, demo_hook_nn):
+    """An encoder hook is edited inside `encode` (`decode` is RAVE's own); a decoder hook inside `decode`."""
+    model, _, _, steered = demo_hook_nn
+    on_encoder = read_metadata(steered)["hook"].startswith("encoder.")
+    x = audio(model.sr, 6 * 2048 / model.sr + 0.1)[:, : 6 * 2048]
+    edits = {1: [("bright", ("on", "4")), ("noisy_1", ("clamp", "6"))]}
+
+    def run(method: str, signal: np.ndarray, events: dict) -> np.ndarray:
+        return nn.perform_buffers(torch.jit.load(str(steered)), method, signal, 2048, events)
+
+    z, z_edit = run("encode", x, {}), run("encode", x, edits)
+    y, y_edit = run("decode", z, {}), run("decode", z, edits)
+    assert np.array_equal(z, z_edit) != on_encoder
+    assert np.array_equal(y, y_edit) == on_encoder
+    moved = z_edit - z if on_encoder else y_edit - y
+    assert float(np.abs(moved).max()) > 0.1 * float(np.abs(z if on_encoder else y).max())

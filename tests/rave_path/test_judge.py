@@ -185,7 +185,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     guitar = (out / "site" / "concepts" / "guitar.html").read_text()
     assert '<table class="listen"' in guitar and "The judge's verdict" in guitar  # the demo's site is listenable
     nn_file = torch.jit.load(str(out / "nn" / "demo_steered.ts"))  # the concepts as one nn~ model
-    assert list(nn_file.get_attributes()) == ["guitar", "drums", "mix", "bypass"]
+    assert list(nn_file.get_attributes()) == ["guitar", "drums", "mix", "bypass", "gate", "gate_db"]
     assert summary["nn"]["file"] == str(out / "nn" / "demo_steered.ts")
     # the held-out font is judged apart and shown beside the in-font figures, in the report and the dashboard
     assert summary["data"]["holdout_font"] == "fluidr3"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import positive_float
+from training.cli.args import gate_levels, positive_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Write a TorchScript file IRCAM's nn~ loads: methods forward (audio -> steered audio), encode "
         "(audio -> posterior-mean latents), decode (latents -> steered audio) and meter (audio -> one signal per "
         "concept, when the bank stores calibrated probes); one attribute per concept taking a mode and a value "
-        "([set guitar off 0( / [set guitar on 2(, modes none|off|on|scale), plus mix and bypass.",
+        "([set guitar off 0( / [set guitar on 2( / [set guitar clamp 2(, modes none|off|on|clamp|scale), plus mix, "
+        "bypass, gate (0/1) and gate_db (lo hi). Concepts on an inner layer (encoder.net.N, decoder.net.N) run the "
+        "model in two parts around it.",
     )
     p.add_argument("--model", type=Path, required=True, help="streaming RAVE .ts export")
     p.add_argument("--bank", type=Path, required=True, help="concept bank YAML")
@@ -28,6 +30,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.5,
         help="time constant of the meter's running mean, in seconds (default 0.5)",
     )
+    p.add_argument(
+        "--gate-db",
+        type=gate_levels,
+        default=(-60.0, -45.0),
+        metavar="LO,HI",
+        help="on/clamp act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45; the file's "
+        "gate_db attribute)",
+    )
+    p.add_argument("--no-gate", action="store_true", help="start with the gate off (the file's gate attribute 0)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_nn)
 
@@ -36,6 +47,7 @@ def run_nn(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from sae.steering import Gate
     from training.rave.nn_export import NnExportConfig, export_nn
 
     torch.set_num_threads(max(1, args.threads))
@@ -45,11 +57,16 @@ def run_nn(args: argparse.Namespace) -> int:
         console.print(line, highlight=False, markup=False)
 
     names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts else None
-    cfg = NnExportConfig(args.model, args.bank, args.out, names, args.sae, args.meter_seconds)
+    gate = Gate(*args.gate_db, enabled=not args.no_gate)
+    cfg = NnExportConfig(args.model, args.bank, args.out, names, args.sae, args.meter_seconds, gate)
     report = export_nn(cfg, say=say)
     for name, attr in report.attributes.items():
         note = "" if name == attr else f"  (concept {name!r})"
-        say(f"attribute {attr}: mode none|off|on|scale, value{note}")
+        say(f"attribute {attr}: mode none|off|on|clamp|scale, value{note}")
+    state = "on" if gate.enabled else "off"
+    say(f"attribute gate: {state} (on/clamp act above {gate.lo_db:g} dBFS, fully above {gate.hi_db:g}: gate_db)")
+    if report.hook != "latent":
+        say(f"the SAE edits {report.hook}: the model runs in two parts around it")
     methods = ", ".join(f"{m} {p}" for m, p in report.methods.items())
     say(f"methods [in_dim, in_ratio, out_dim, out_ratio]: {methods}")
     if not report.meters:

@@ -2,10 +2,11 @@
 
     musicsae export nn --model M.ts --bank concepts.yaml [--concepts a,b] [--sae DIR] --out steered.ts
 
-Every input is checked before anything is built (a streaming RAVE export, concepts of this model on its latent
-hook, an SAE trained on this model's latents, attribute names nn~ can use); the file is written to a temporary
-name beside `--out` and renamed, so a failure leaves no partial file. The module (`nn_module.SteeredRave`) is
-scripted after its streaming state is cleared, so the saved file starts from silence.
+Every input is checked before anything is built (a streaming RAVE export, concepts of this model on one hook,
+an SAE trained on that hook of this model, a model that can be cut at an inner hook (`realtime.rave_split`),
+attribute names nn~ can use); the file is written to a temporary name beside `--out` and renamed, so a failure
+leaves no partial file. The module (`nn_module.SteeredRave`) is scripted after its streaming state is cleared,
+so the saved file starts from silence.
 
 Concept names become attribute names (`attribute_name`: `.` and `-` become `_`, a leading digit gets `c_`);
 the mapping is printed and stored in the file beside its provenance (`read_metadata`).
@@ -27,13 +28,15 @@ from typing import Any
 import torch
 
 from sae.errors import UserError
-from sae.steering import MODES
+from sae.steering import ALL_MODES, Gate
 
 METADATA_FILE = "musicsae.json"
 FORMAT = "musicsae-nn/1"
 METHODS = ("forward", "encode", "decode", "meter")
-# names nn~ treats specially ("none" is skipped by its attribute listing) or nn_tilde reserves
-RESERVED = {"none", "sr", "mix", "bypass"}
+# names nn~ treats specially ("none" is skipped by its attribute listing), nn_tilde reserves or the module's own
+# attributes take
+RESERVED = {"none", "sr", "mix", "bypass", "gate", "gate_db"}
+OWN_ATTRIBUTES = ("mix", "bypass", "gate", "gate_db")
 
 
 @dataclass
@@ -45,6 +48,7 @@ class NnExportConfig:
     concepts: concept names to include (default: every concept of the bank found on this model).
     sae: SAE directory (default: the one the concepts were found with).
     meter_seconds: time constant of the meter method's running mean.
+    gate: the file's initial `gate` / `gate_db` (where `on` and `clamp` act: `sae.steering.Gate`).
     """
 
     model: Path
@@ -53,6 +57,7 @@ class NnExportConfig:
     concepts: Sequence[str] | None = None
     sae: Path | None = None
     meter_seconds: float = 0.5
+    gate: Gate = field(default_factory=Gate)
 
 
 @dataclass
@@ -65,6 +70,7 @@ class NnExportReport:
     sample_rate: int
     ratio: int
     seconds: float
+    hook: str = "latent"
     notes: list[str] = field(default_factory=list)
 
 
@@ -80,7 +86,7 @@ def attribute_name(name: str) -> str:
     if not _NAME_OK.match(attr) or keyword.iskeyword(attr) or attr in RESERVED:
         raise UserError(
             f"concept {name!r}: cannot be an nn~ attribute ({attr!r}); rename it in the bank "
-            "(letters, digits and _, not a Python keyword, not none/sr/mix/bypass)"
+            f"(letters, digits and _, not a Python keyword, not {'/'.join(sorted(RESERVED))})"
         )
     return attr
 
@@ -120,7 +126,7 @@ def module_names() -> set[str]:
         | set(INSTANCE_NAMES)
         | set(METHODS)
         | {f"{m}{s}" for m in METHODS for s in ("_params", "_input_labels", "_output_labels")}
-        | {f"{a}_params" for a in ("mix", "bypass")}
+        | {f"{a}_params" for a in OWN_ATTRIBUTES}
         | RESERVED
     )
 
@@ -144,12 +150,12 @@ def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], d_sae: int, fra
 
 def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Check every input and build the (unscripted) nn~ module; returns it with the file's metadata."""
-    from realtime.rave import RaveModel
+    from realtime.rave import RaveModel, check_sae_for_model
+    from realtime.rave_split import LATENT, RaveSplit
     from realtime.render_rave import load_steering
     from sae.bank import ConceptBank
     from sae.export import ScriptSAE
     from sae.io import read_sae_cfg
-    from training.rave.concepts import check_sae_for_model
     from training.rave.nn_module import ConceptSpec, SteeredRave, SteeredVariationalRave
 
     if not Path(cfg.model).is_file():
@@ -159,22 +165,29 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     model = RaveModel.load(cfg.model)
     bank = ConceptBank.load(cfg.bank)
     names = list(cfg.concepts) if cfg.concepts else None
+    hooks: dict[str, list[str]] = {}
     for name in names or [c.name for c in bank if c.model.sha256 == model.identity.sha256]:
-        concept = bank.get(name)
-        if concept.hook != "latent":
-            raise UserError(
-                f"concept {name!r} is on hook {concept.hook!r}; the nn~ export steers RAVE's 'latent' hook only "
-                "(leave it out with --concepts)"
-            )
+        hooks.setdefault(bank.get(name).hook, []).append(name)
+    if len(hooks) > 1:
+        which = "; ".join(f"{hook}: {', '.join(group)}" for hook, group in sorted(hooks.items()))
+        raise UserError(
+            f"the concepts sit on {len(hooks)} hooks ({which}); one nn~ file steers one hook with one SAE "
+            "(choose with --concepts)"
+        )
     steering = load_steering(cfg.bank, model, cfg.sae, names)
-    check_sae_for_model(steering.sae_dir, read_sae_cfg(steering.sae_dir), model)
+    hook = steering.hook
+    check_sae_for_model(steering.sae_dir, read_sae_cfg(steering.sae_dir), model, hook)
+    steps = 1
+    if hook != LATENT:
+        say(f"checking that {model.path.name} runs in two parts around {hook}")
+        steps = RaveSplit(model.new_stream(), hook).steps  # refuses a model that cannot be cut there
     attrs = attribute_names(list(steering.concepts), module_names())
     specs = []
     for name in steering.concepts:
         control = steering.state.controls[name]
-        if control.mode not in MODES:
+        if control.mode not in ALL_MODES:
             raise UserError(
-                f"concept {name!r} defaults to {control.mode!r}; the nn~ model steers {', '.join(MODES)} "
+                f"concept {name!r} defaults to {control.mode!r}; the nn~ model steers {', '.join(ALL_MODES)} "
                 "(change its default in the bank)"
             )
         value = control.gain if control.mode == "scale" else control.strength
@@ -187,10 +200,12 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     rave = model.new_stream().module
     variational = hasattr(rave, "latent_pca") and hasattr(rave.encoder, "reparametrize")
     cls = SteeredVariationalRave if variational else SteeredRave
-    module = cls(rave, ScriptSAE(steering.sae), specs, delay, meter).eval()
+    module = cls(rave, ScriptSAE(steering.sae), specs, delay, meter, hook, steps, cfg.gate).eval()
     metadata = {
         "format": FORMAT,
         "model": model.identity.as_dict(),
+        "hook": hook,
+        "gate": {"enabled": cfg.gate.enabled, "lo_db": cfg.gate.lo_db, "hi_db": cfg.gate.hi_db},
         "sae": {
             "dir": steering.sae_dir.name,
             "arch": steering.sae.cfg.arch,
@@ -260,6 +275,7 @@ def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExpo
         metadata["sample_rate"],
         metadata["ratio"],
         time.perf_counter() - t0,
+        metadata["hook"],
     )
 
 

@@ -8,20 +8,29 @@ and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
 `SteeredRave` gives it:
 - `forward`  audio → audio with the concept edits, then dry/wet `mix` against the input delayed by the model's
   own delay (so they line up); `bypass 1` outputs that delayed dry signal (the model keeps running);
-- `encode`   audio → the posterior-mean latents the SAE was trained on (no edit);
-- `decode`   latents → audio with the concept edits (patches may transform latents between the two);
+- `encode`   audio → the posterior-mean latents the SAE was trained on (edited only when the SAE sits on an
+  encoder layer: the edit happens inside the encoder);
+- `decode`   latents → audio with the concept edits (patches may transform latents between the two; with the
+  SAE on an encoder layer the edit was made by `encode`, and `decode` is RAVE's own);
 - `meter`    audio → one signal per concept in [0, 1]: the bank's calibrated probe (`sae.meter`) over a
-  running mean of the SAE features, updated per latent frame (so it does not depend on the buffer size);
-  added when the concepts carry probes;
-- one attribute per concept, `(mode, value)`: mode `none|off|on|scale`, value = strength for `on`, gain for
-  `scale`; an unknown mode or a value outside ±`sae.steering.STRENGTH_LIMIT` returns -1 and changes nothing;
-  `mix` (float in [0, 1]) and `bypass` (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as
-  a true bool).
+  running mean of the SAE features at the hook, updated per latent frame (so it does not depend on the buffer
+  size); added when the concepts carry probes;
+- one attribute per concept, `(mode, value)`: mode `none|off|on|clamp|scale`, value = strength for `on` and
+  `clamp`, gain for `scale`; an unknown mode, a value outside ±`sae.steering.STRENGTH_LIMIT` or a clamp strength
+  outside (0, `CLAMP_LIMIT`] returns -1 and changes nothing; `mix` (float in [0, 1]), `bypass` and `gate`
+  (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as a true bool) and `gate_db` (lo, hi).
 
 Per call the edit is the one the attributes describe now; when it differs from the previous call's it ramps
-linearly over the call's latent frames (`sae.steering.ramp`, the live engine's rule), and the SAE's
-reconstruction error is kept (`sae.steering.steer`), so no edit returns RAVE's own output. `mix`/`bypass`
-changes ramp sample by sample over one call, as in the engine.
+linearly over the call's latent frames (`sae.steering.ramp` and `ramp_floor`, the live engine's rule), and the
+SAE's reconstruction error is kept (`sae.steering.steer`), so no edit returns RAVE's own output. `on` and
+`clamp` are weighted per latent frame by the input's level (`sae.steering.energy_gate`, `gate_db` lo/hi dBFS,
+the engine's default -60/-45) in `forward` and `encode`; `decode` has no audio to measure and is ungated.
+`mix`/`bypass` changes ramp sample by sample over one call, as in the engine.
+
+The SAE sits on the concepts' hook (`realtime.rave_split`): RAVE's `latent`, or an inner layer
+(`encoder.net.N`, `decoder.net.N`) where the model runs in two parts around the layer (`HookLayers`, the
+export's own cached layers), the layer's output is pooled per latent frame, edited in SAE space and the change
+spread back over the frame's steps.
 
 The per-concept getters and setters are closures compiled by TorchScript under the attribute's name, so no
 source file is generated (nn_tilde's own generator writes `.py` files into its package folder); the
@@ -39,8 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from realtime.rave_split import LATENT, DecoderTail, HookLayers, pool_rows, project_latent, spread
 from sae.meter import pooled_meter, smooth
-from sae.steering import MODES, STRENGTH_LIMIT, steer
+from sae.steering import ALL_MODES, CLAMP_LIMIT, STRENGTH_LIMIT, Gate, energy_gate, steer
 
 # attributes, buffers and submodules `SteeredRave.__init__` sets (a concept attribute must not reuse one)
 INSTANCE_NAMES = (
@@ -59,8 +69,17 @@ INSTANCE_NAMES = (
     "concept_typical",
     "mix",
     "bypass",
+    "gate",
+    "gate_lo",
+    "gate_hi",
+    "side",
+    "steps",
+    "split",
+    "out_tail",
+    "clamp_limit",
     "prev_gain",
     "prev_add",
+    "prev_floor",
     "dry_history",
     "edit_started",
     "prev_mix",
@@ -137,6 +156,10 @@ class SteeredRave(nn_tilde.Module):
         concepts: the switches, in the order edits compose.
         delay: the model's own delay in samples (aligns the dry signal of `mix`).
         meter: probes for the meter method, or None (no meter method).
+        hook: where the SAE sits: `latent`, `encoder.net.N` or `decoder.net.N` (checked by the caller with
+            `realtime.rave_split.RaveSplit`).
+        steps: the hook's outputs per latent frame (`realtime.rave_split.hook_shape`).
+        gate: the initial `gate` / `gate_db` attributes (`sae.steering.Gate`).
     """
 
     def __init__(
@@ -146,11 +169,23 @@ class SteeredRave(nn_tilde.Module):
         concepts: list[ConceptSpec],
         delay: int,
         meter: MeterSpec | None = None,
+        hook: str = LATENT,
+        steps: int = 1,
+        gate: Gate = Gate(),  # noqa: B008 (frozen dataclass)
     ) -> None:
         super().__init__()
         self.tmp_file_session = None  # nn_tilde's generated-file session: never used here (see `finish`)
         self.rave = rave
         self.sae = sae
+        side, _, index = hook.partition(".net.")
+        self.side = side  # latent, encoder or decoder
+        self.steps = int(steps)
+        # the export's own layers either side of the hook, and the decoder's tail after them (None: not used)
+        self.split = HookLayers(rave, side, int(index)) if side != LATENT else None
+        self.out_tail = DecoderTail(rave) if side == "decoder" else None
+        self.gate = 1 if gate.enabled else 0
+        self.gate_lo = float(gate.lo_db)
+        self.gate_hi = float(gate.hi_db)
         in_ch, _, latent, ratio = (int(v) for v in rave.encode_params)
         self.in_channels = in_ch
         self.out_channels = int(rave.forward_params[2])
@@ -161,8 +196,9 @@ class SteeredRave(nn_tilde.Module):
         self.delay = int(delay)
         d_sae = int(sae.W_dec.shape[0])
         self.d_sae = d_sae
-        self._mode_names: List[str] = list(MODES)  # noqa: UP006
+        self._mode_names: List[str] = list(ALL_MODES)  # noqa: UP006
         self.strength_limit = float(STRENGTH_LIMIT)
+        self.clamp_limit = float(CLAMP_LIMIT)
         self._concept_attrs: List[str] = [c.attr for c in concepts]  # noqa: UP006
         self._concept_modes: List[str] = [c.mode for c in concepts]  # noqa: UP006
         self._concept_values: List[float] = [float(c.value) for c in concepts]  # noqa: UP006
@@ -182,6 +218,7 @@ class SteeredRave(nn_tilde.Module):
         # stream state (cleared by `reset_state` before saving)
         self.register_buffer("prev_gain", torch.ones(d_sae))
         self.register_buffer("prev_add", torch.zeros(d_sae))
+        self.register_buffer("prev_floor", torch.zeros(d_sae))
         self.register_buffer("dry_history", torch.zeros(0, 0, 0))
         self.edit_started = False
         self.prev_mix = -1.0
@@ -217,6 +254,8 @@ class SteeredRave(nn_tilde.Module):
             setattr(self, f"get_{c.attr}", _concept_getter(i).__get__(self))
         self._add_attribute("mix", (1.0,))
         self._add_attribute("bypass", (0,))
+        self._add_attribute("gate", (0,))
+        self._add_attribute("gate_db", (0.0, 0.0))
 
     def _add_attribute(self, name: str, defaults: tuple) -> None:
         """What `nn_tilde.Module.register_attribute` records, without its tuple attribute (the values live in
@@ -231,6 +270,8 @@ class SteeredRave(nn_tilde.Module):
     # -- attributes -----------------------------------------------------------------------------------------
     def _set_concept(self, i: int, mode: str, value: float) -> int:
         if mode not in self._mode_names or not math.isfinite(value) or abs(value) > self.strength_limit:
+            return -1
+        if mode == "clamp" and not (0.0 < value <= self.clamp_limit):
             return -1
         self._concept_modes[i] = mode
         self._concept_values[i] = value
@@ -256,6 +297,29 @@ class SteeredRave(nn_tilde.Module):
         if bypass != 0 and bypass != 1:
             return -1
         self.bypass = bypass
+        return 0
+
+    @torch.jit.export
+    def get_gate(self) -> Tuple[int]:  # noqa: UP006
+        return (self.gate,)
+
+    @torch.jit.export
+    def set_gate(self, gate: int) -> int:
+        if gate != 0 and gate != 1:
+            return -1
+        self.gate = gate
+        return 0
+
+    @torch.jit.export
+    def get_gate_db(self) -> Tuple[float, float]:  # noqa: UP006
+        return self.gate_lo, self.gate_hi
+
+    @torch.jit.export
+    def set_gate_db(self, lo: float, hi: float) -> int:
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            return -1
+        self.gate_lo = lo
+        self.gate_hi = hi
         return 0
 
     @torch.jit.export
@@ -297,10 +361,15 @@ class SteeredRave(nn_tilde.Module):
         """Latents [B, latent, N] of audio [B, C, T] (a non-variational export's `encode` is deterministic)."""
         return self.rave.encode(x)
 
-    def _edit(self) -> Tuple[Tensor, Tensor]:  # noqa: UP006
-        """The dense (gain, add) [d_sae] the concept attributes describe (`sae.steering.EditState.edit`)."""
+    def _encoder_input(self, x: Tensor) -> Tensor:
+        """What the encoder net sees; only a variational export has encoder hooks (`rave_split.encoder_net`)."""
+        raise RuntimeError("musicsae: this RAVE export has no encoder hook")
+
+    def _edit(self) -> Tuple[Tensor, Tensor, Tensor]:  # noqa: UP006
+        """The dense (gain, add, floor) [d_sae] the concept attributes describe (`sae.steering.EditState.edit`)."""
         gain = torch.ones(self.d_sae, device=self.prev_gain.device)
         add = torch.zeros(self.d_sae, device=self.prev_gain.device)
+        floor = torch.zeros(self.d_sae, device=self.prev_gain.device)
         for i in range(len(self._concept_modes)):
             mode = self._concept_modes[i]
             value = self._concept_values[i]
@@ -310,34 +379,94 @@ class SteeredRave(nn_tilde.Module):
                 gain = gain * torch.where(self.concept_mask[i] > 0, value, 1.0).to(gain.dtype)
             elif mode == "on":
                 add = add + (value * self.concept_weight[i] * self.concept_typical[i]).to(add.dtype)
-        return gain, add
+            elif mode == "clamp":
+                level = torch.where(self.concept_mask[i] > 0, value * self.concept_typical[i], 0.0)
+                floor = torch.maximum(floor, level.to(floor.dtype))
+        return gain, add, floor
 
-    def _steer(self, z: Tensor) -> Tensor:
-        """Edit latents [B, latent, N] in SAE space, ramping from the previous call's edit over the N frames."""
-        gain, add = self._edit()
+    def _gate(self, x: Tensor) -> Optional[Tensor]:  # noqa: UP045
+        """Per-frame weights [B, frames, 1] of `on` / `clamp` from the input audio [B, C, T] (None: `gate 0`)."""
+        if self.gate == 0:
+            return None
+        x = x.mean(1)
+        if x.shape[-1] % self.ratio:  # RAVE pads a partial frame with silence
+            x = F.pad(x, [0, self.ratio - x.shape[-1] % self.ratio])
+        return energy_gate(x, self.ratio, self.gate_lo, self.gate_hi)
+
+    def _steer_rows(self, rows: Tensor, gate: Optional[Tensor]) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
+        """Edit rows [B, N, d] at the hook in SAE space, ramping from the previous call's edit over the N frames;
+        (rows, False) when nothing is edited."""
+        gain, add, floor = self._edit()
         if not self.edit_started:
             self.prev_gain.copy_(gain)
             self.prev_add.copy_(add)
+            self.prev_floor.copy_(floor)
             self.edit_started = True
-        prev_gain, prev_add = self.prev_gain, self.prev_add
-        cur_touched = (gain != 1.0) | (add != 0.0)
-        if torch.equal(prev_gain, gain) and torch.equal(prev_add, add):
+        prev_gain, prev_add, prev_floor = self.prev_gain, self.prev_add, self.prev_floor
+        cur_touched = (gain != 1.0) | (add != 0.0) | (floor > 0.0)
+        if torch.equal(prev_gain, gain) and torch.equal(prev_add, add) and torch.equal(prev_floor, floor):
             if not bool(cur_touched.any()):
-                return z
+                return rows, False
             idx = torch.nonzero(cur_touched).reshape(-1)
-            g, a = gain[idx], add[idx]
+            g, a, fl = gain[idx], add[idx], floor[idx]
         else:
-            idx = torch.nonzero(cur_touched | (prev_gain != 1.0) | (prev_add != 0.0)).reshape(-1)
-            frames = z.shape[-1]
-            before = torch.stack([prev_gain[idx], prev_add[idx]])
-            after = torch.stack([gain[idx], add[idx]])
-            alpha = torch.arange(1, frames + 1, dtype=torch.float32, device=z.device).div_(frames).view(frames, 1, 1)
+            idx = torch.nonzero(cur_touched | (prev_gain != 1.0) | (prev_add != 0.0) | (prev_floor > 0.0)).reshape(-1)
+            frames = rows.shape[-2]
+            before = torch.stack([prev_gain[idx], prev_add[idx], prev_floor[idx]])
+            after = torch.stack([gain[idx], add[idx], floor[idx]])
+            alpha = torch.arange(1, frames + 1, dtype=torch.float32, device=rows.device).div_(frames).view(frames, 1, 1)
             both = before + (after - before) * alpha
-            g, a = both[:, 0], both[:, 1]
+            g, a, fl = both[:, 0], both[:, 1], both[:, 2]
             self.prev_gain.copy_(gain)
             self.prev_add.copy_(add)
-        zt = z.transpose(1, 2)
-        return steer(zt, self.sae.encode(zt), self.sae.W_dec, idx, g, a).transpose(1, 2)
+            self.prev_floor.copy_(floor)
+        clamps: Optional[Tensor] = fl if bool((fl > 0.0).any()) else None  # noqa: UP045
+        return steer(rows, self.sae.encode(rows), self.sae.W_dec, idx, g, a, clamps, gate), True
+
+    def _steer_layer(self, h: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+        """Edit an inner layer's output [B, C, frames·steps]: pooled per latent frame, edited, the change spread
+        back over the frame's steps (`realtime.rave_split.RaveSplit`)."""
+        rows = pool_rows(h, self.steps)
+        new, edited = self._steer_rows(rows, gate)
+        if not edited:
+            return h
+        return h + spread((new - rows).to(h.dtype), self.steps)
+
+    def _encode(self, x: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+        """Audio → latents, edited here when the SAE sits on an encoder layer."""
+        split = self.split
+        if split is not None and self.side == "encoder":
+            h = self._steer_layer(split.upto(self._encoder_input(x)), gate)
+            return self._latent_of(split.after(h))
+        return self._encode_mean(x)
+
+    def _latent_of(self, h: Tensor) -> Tensor:
+        """The encoder net's output → latents (only a variational export has encoder hooks)."""
+        raise RuntimeError("musicsae: this RAVE export has no encoder hook")
+
+    def _decode(self, z: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+        """Latents → audio, edited here when the SAE sits on the latent or on a decoder layer."""
+        split = self.split
+        if split is not None:
+            tail = self.out_tail
+            if tail is not None:  # a decoder hook
+                h = self._steer_layer(split.upto(self.rave.pre_process_latent(z)), gate)
+                return tail(split.after(h), z.shape[-1])
+            return self.rave.decode(z)  # an encoder hook: edited in `_encode`
+        rows = z.transpose(1, 2)
+        new, edited = self._steer_rows(rows, gate)
+        return self.rave.decode(new.transpose(1, 2) if edited else z)
+
+    def _hook_rows(self, x: Tensor) -> Tensor:
+        """Audio [B, C, T] → the SAE's input rows [B, frames, d] at the hook (what the meter reads)."""
+        split = self.split
+        if split is not None:
+            if self.side == "encoder":
+                h = split.upto(self._encoder_input(x))
+            else:
+                h = split.upto(self.rave.pre_process_latent(self._encode_mean(x)))
+            return pool_rows(h, self.steps)
+        return self._encode_mean(x).transpose(1, 2)
 
     def _dry(self, x: Tensor) -> Tensor:
         """The input mapped to the output channels and delayed by the model's own delay."""
@@ -367,22 +496,22 @@ class SteeredRave(nn_tilde.Module):
         return dry + (wet - dry) * (start + (target - start) * ramp)
 
     def forward(self, x: Tensor) -> Tensor:
-        wet = self.rave.decode(self._steer(self._encode_mean(x)))
-        return self._mix(x, wet)
+        gate = self._gate(x)
+        return self._mix(x, self._decode(self._encode(x, gate), gate))
 
     @torch.jit.export
     def encode(self, x: Tensor) -> Tensor:
-        return self._encode_mean(x)
+        return self._encode(x, self._gate(x))
 
     @torch.jit.export
     def decode(self, z: Tensor) -> Tensor:
-        return self.rave.decode(self._steer(z))
+        return self._decode(z, None)  # no audio to measure: ungated
 
     @torch.jit.export
     def meter(self, x: Tensor) -> Tensor:
         """[B, C, T] audio → [B, concepts, T / ratio]: per frame, sigmoid(intercept + coef · running mean of
         the probe features); the running mean is per latent frame, so the value does not depend on the buffer."""
-        f = self.sae.encode(self._encode_mean(x).transpose(1, 2)).index_select(-1, self.meter_idx)  # [B, N, M]
+        f = self.sae.encode(self._hook_rows(x)).index_select(-1, self.meter_idx)  # [B, N, M]
         state = self.meter_state
         if state.shape[0] != f.shape[0]:
             state = torch.zeros(f.shape[0], f.shape[-1], dtype=self.meter_coef.dtype, device=f.device)
@@ -396,9 +525,9 @@ class SteeredRave(nn_tilde.Module):
 
 class SteeredVariationalRave(SteeredRave):
     """`SteeredRave` for a variational RAVE: latents are the posterior mean (`realtime.rave.RaveModel.encode_mean`),
-    projected like the export's own `encode`, rather than a sample."""
+    projected like the export's own `encode`, rather than a sample; encoder hooks are possible."""
 
-    def _encode_mean(self, x: Tensor) -> Tensor:
+    def _encoder_input(self, x: Tensor) -> Tensor:
         resampler = self.rave.resampler
         if resampler is not None:
             x = resampler.to_model_sampling_rate(x)
@@ -412,9 +541,13 @@ class SteeredVariationalRave(SteeredRave):
             spectrogram = self.rave.spectrogram
             if spectrogram is not None:
                 x = torch.log1p(spectrogram(x)[..., :-1])
-        mean = self.rave.encoder(x).chunk(2, 1)[0]
-        z = F.conv1d(mean - self.rave.latent_mean.unsqueeze(-1), self.rave.latent_pca.unsqueeze(-1))
-        return z[:, : self.latent_size]
+        return x
+
+    def _latent_of(self, h: Tensor) -> Tensor:
+        return project_latent(h, self.rave.latent_mean, self.rave.latent_pca, self.latent_size)
+
+    def _encode_mean(self, x: Tensor) -> Tensor:
+        return self._latent_of(self.rave.encoder(self._encoder_input(x)))
 
 
 @torch.no_grad()
@@ -426,6 +559,7 @@ def reset_state(module: nn.Module) -> None:
     if isinstance(module, SteeredRave):
         module.prev_gain.fill_(1.0)
         module.prev_add.zero_()
+        module.prev_floor.zero_()
         module.dry_history = torch.zeros(0, 0, 0)
         module.meter_state = torch.zeros(0, 0)
         module.edit_started = False
