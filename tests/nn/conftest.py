@@ -84,6 +84,23 @@ def demo_nn(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def demo_hook_files(tmp_path_factory: pytest.TempPathFactory, demo_nn):
+    """hook → (RaveModel, delay, bank, exported file) with the concepts of `make_bank` on an inner hook of the demo
+    RAVE, exported once per hook."""
+    model, delay, _, _ = demo_nn
+    made: dict[str, tuple] = {}
+
+    def get(hook: str) -> tuple:
+        if hook not in made:
+            folder = tmp_path_factory.mktemp(hook.replace(".", "_"))
+            bank = make_bank(folder, model.path, hook=hook)
+            made[hook] = (model, delay, bank, export(model.path, bank, folder / "hook.ts"))
+        return made[hook]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def nn() -> ModuleType:
     """tests/nn/nn_host.py, the replica of nn~ (loaded by path: acids-rave installs its own `tests` package)."""
     spec = importlib.util.spec_from_file_location("nn_host", Path(__file__).with_name("nn_host.py"))

@@ -282,13 +282,10 @@ def test_encode_then_decode_in_nn_matches_the_engine(block, nn, steered_ts, nn_b
 INNER_HOOKS = ("encoder.net.15", "decoder.net.4")
 
 
-@pytest.fixture(scope="module", params=INNER_HOOKS)
-def demo_hook_nn(request, tmp_path_factory, demo_nn, nn_files):
+@pytest.fixture(params=INNER_HOOKS)
+def demo_hook_nn(request, demo_hook_files):
     """(RaveModel, delay, bank, exported file) with the concepts on an inner hook of the demo RAVE."""
-    model, delay, _, _ = demo_nn
-    folder = tmp_path_factory.mktemp(request.param.replace(".", "_"))
-    bank = nn_files.make_bank(folder, model.path, hook=request.param)
-    return model, delay, bank, nn_files.export(model.path, bank, folder / "hook.ts")
+    return demo_hook_files(request.param)
 
 
 def test_inner_hook_in_nn_matches_the_engine(nn, demo_hook_nn):

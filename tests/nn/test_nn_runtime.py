@@ -17,7 +17,12 @@ import pytest
 import torch
 
 LOADER = Path(__file__).resolve().parents[2] / ".cache" / "nn-runtime" / "nnload"
-EVENTS = {2: [("bright", ("on", "4"))], 4: [("noisy_1", ("off", "0")), ("mix", ("0.5",))], 6: [("bypass", ("1",))]}
+EVENTS = {
+    2: [("bright", ("on", "4"))],
+    3: [("noisy_1", ("clamp", "3"))],
+    4: [("noisy_1", ("off", "0")), ("mix", ("0.5",)), ("gate", ("0",))],
+    6: [("bypass", ("1",))],
+}
 
 
 def _loader() -> Path:
@@ -33,8 +38,10 @@ def _run(*args: str | Path) -> str:
 
 
 @pytest.mark.slow
-def test_exported_file_loads_and_runs_in_libtorch_2_5(demo_nn, nn, tmp_path):
-    _, _, _, steered = demo_nn
+@pytest.mark.parametrize("hook", ["latent", "decoder.net.4"])
+def test_exported_file_loads_and_runs_in_libtorch_2_5(hook, demo_nn, demo_hook_files, nn, tmp_path):
+    """On RAVE's latent and at an inner layer (the file then runs RAVE's own layers in two parts)."""
+    _, _, _, steered = demo_nn if hook == "latent" else demo_hook_files(hook)
     info = _run(steered, "info")
     assert info.splitlines()[0].startswith("libtorch 2.5.1 loaded")
     assert "method forward 1 1 1 1" in info and "method meter 1 1 2 512" in info
