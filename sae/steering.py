@@ -43,9 +43,9 @@ from torch import Tensor, nn
 from sae.errors import UserError
 
 MODES = ("none", "off", "on", "scale")
-"""The modes every steering consumer implements (engine, renders, the nn~ export)."""
+"""The modes without floors."""
 ALL_MODES = ("none", "off", "on", "clamp", "scale")
-"""MODES plus `clamp`, for consumers that apply floors (`Edit.floor`): `EditState` and the renders."""
+"""MODES plus `clamp`, for consumers that apply floors (`Edit.floor`): `EditState`, the renders, the nn~ export."""
 STRENGTH_LIMIT = 100.0
 """Largest |strength| of `on`, |gain| of `scale` and |gain| of a raw feature: one limit for the command line's
 `--set`, presets, bank defaults and OSC alike (beyond it an edit only clips the output)."""
