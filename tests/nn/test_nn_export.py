@@ -262,8 +262,8 @@ def test_a_model_that_cannot_be_cut_at_the_hook_is_refused(capsys, monkeypatch, 
     assert not out.exists()
     monkeypatch.setattr(rave_split, "decoder_tail", real)
     monkeypatch.setattr(rave_split, "_CHECKS", {})
-    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", bank, "--out", out, "--no-gate")
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", bank, "--out", out, "--no-gate", "--gate-db=-50,-30")
     assert rc == 0, err
     assert "the SAE edits decoder.net.2" in err and "attribute gate: off" in err
     m = torch.jit.load(str(out))
-    assert read_metadata(out)["hook"] == "decoder.net.2" and m.get_gate() == (0,)
+    assert read_metadata(out)["hook"] == "decoder.net.2" and m.get_gate() == (0,) and m.get_gate_db() == (-50.0, -30.0)
