@@ -39,3 +39,21 @@ def test_tiny_models_build_quietly_and_v_shows_the_noise(tmp_path):
     loud = _run(tmp_path, ["-v", "models", "musicgen", "--out", "tiny_tf2", "--backend", "transformers"])
     assert loud.returncode == 0, loud.stderr[-2000:]
     assert any(word in loud.stderr for word in NOISE), loud.stderr  # the third-party noise the default hides
+
+
+def test_bars_show_on_terminals_only_and_piped_lines_stay_whole(capsys):
+    """Off a terminal (a pipe, a log, this capture) a transient bar prints nothing, not even the empty line rich
+    leaves behind, and a long line is one line, not wrapped at 80 columns; on a terminal the bar shows."""
+    from rich.console import Console
+
+    from training.cli.quiet import output_console, progress_bar
+
+    console = output_console(stderr=True)
+    with progress_bar(console=console) as bar:
+        task = bar.add_task("working", total=3)
+        bar.advance(task, 3)
+    console.print("wrote " + "x" * 150 + " and more words after it", highlight=False)
+    said = capsys.readouterr()
+    assert said.out == "" and said.err == "wrote " + "x" * 150 + " and more words after it\n"
+    terminal = Console(force_terminal=True, width=80, file=sys.stderr)
+    assert not progress_bar(console=terminal).disable and progress_bar(console=terminal, hide=True).disable

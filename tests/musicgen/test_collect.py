@@ -65,7 +65,10 @@ def test_collect_from_prompts_stores_conditional_rows_and_resumes(tmp_path, audi
     # resume: nothing new for the same file; only the new prompt for a longer file
     capsys.readouterr()
     assert main(argv) == 0
-    assert "3 prompts already complete" in " ".join(capsys.readouterr().err.split())
+    said = capsys.readouterr()
+    assert "3 prompts already complete" in said.err
+    lines = said.out.splitlines() + said.err.splitlines()  # not a terminal: no bar, no empty line, no wrapping
+    assert lines and "" not in lines and len(lines) == 1, said
     assert ActivationStore(out).rows("transformer.layers.0") == 45
     prompts.write_text("happy guitar\nsad piano\nhappy guitar\nrock drums\n")
     assert main(argv) == 0

@@ -57,7 +57,7 @@ def test_clip_activations_are_teacher_forced_frames(setup):
     assert a[0].shape == a[2].shape == (25, mg.dim)  # 0.5 s at 50 Hz, chunks of 10 frames put back together
 
 
-def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path):
+def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path, capsys):
     root, mg = setup
     bank_path = tmp_path / "bank" / "concepts.yaml"
     table = tmp_path / "sep.json"
@@ -81,6 +81,9 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path):
         )
         == 0
     )
+    said = capsys.readouterr()
+    lines = said.out.splitlines() + said.err.splitlines()  # not a terminal: no progress bar, no empty line it left
+    assert lines and "" not in lines, said
     rows = json.loads(table.read_text())["rows"]
     assert [r["layer"] for r in rows] == list(range(mg.num_layers))
     assert all(0.0 <= r[m] <= 1.0 for r in rows for m in ("sae_probe", "diff_means", "logistic_raw"))

@@ -68,8 +68,11 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
     fresh = RaveModel.load(tiny_rave_ts).encode_mean(torch.from_numpy(x).reshape(1, 1, -1))[0].T
     assert torch.allclose(a[87:174], fresh, atol=1e-6)
     capsys.readouterr()
+    assert argv.pop() == "--quiet"  # the bar is on: not a terminal, so it shows nothing and leaves no empty line
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0  # re-run: everything already complete
-    assert "4 already complete" in capsys.readouterr().err
+    said = capsys.readouterr()
+    lines = said.out.splitlines() + said.err.splitlines()
+    assert "4 already complete" in said.err and lines and "" not in lines, said
     assert torch.equal(_rows(tmp_path / "a"), a)
     # an SAE trained on the store records which model (by sha256) its activations came from
     assert (

@@ -179,8 +179,11 @@ def test_a_broken_soundfont_is_named_and_skipped(tmp_path, capsys):
     out = tmp_path / "d"
     argv = ["data", "make", "--out", str(out), "--n", "6", "--duration", "0.5", "--sr", "16000", "--concepts", "none"]
     assert main([*argv, "--soundfonts", f"timgm6mb,{bad},csound"]) == 0
-    err = capsys.readouterr().err
+    said = capsys.readouterr()
+    err = said.err
     assert "soundfont broken" in err and "skipped" in err
+    lines = said.out.splitlines() + err.splitlines()  # not a terminal: no progress bar, no empty line it left
+    assert lines and "" not in lines and len([x for x in lines if "soundfont broken" in x]) == 1, said
     rows = read_manifest(out)
     assert len(rows) == 6 and {r["font"] for r in rows} - {"none"} <= {"timgm6mb", "csound"}
     assert json.loads((out / "data.json").read_text())["skipped_soundfonts"][0]["font"] == "broken"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import add_device
+from training.cli.quiet import output_console, progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,8 +40,6 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
 
 def run_rave(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
-    from rich.progress import Progress
 
     from sae.errors import UserError
     from sae.paths import check_output_dir
@@ -51,7 +50,7 @@ def run_rave(args: argparse.Namespace) -> int:
     if args.chunk_seconds <= 0:
         raise UserError(f"--chunk-seconds {args.chunk_seconds}: expected a positive number")
     check_output_dir(args.out)
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     if args.layers.strip() == "list":
         from realtime.rave import RaveModel
         from realtime.rave_split import hook_shape, split_hooks
@@ -71,7 +70,7 @@ def run_rave(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds,
         device=args.device,
     )
-    with Progress(console=console, transient=True, disable=args.quiet) as progress:
+    with progress_bar(console=console, hide=args.quiet) as progress:
         task = progress.add_task("collecting", total=None)
         report = collect_rave(cfg, lambda i, n: progress.update(task, completed=i, total=n))
     for line in report.notes.lines():
@@ -126,8 +125,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
 
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from realtime.audio_files import list_audio
     from realtime.musicgen import load_musicgen, parse_layers
@@ -143,7 +141,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     prompts = read_prompts(args.prompts) if args.prompts else None
     files = list_audio(args.audio, "--audio folder") if args.audio else None
     out = check_output_dir(args.out)
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     layers = parse_layers(args.layers, mg.num_layers)
@@ -177,7 +175,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     )
     frames = 0
     try:
-        with Progress(*columns, console=console) as progress:
+        with progress_bar(*columns, console=console, transient=False) as progress:
             task = progress.add_task(f"{mg.name}: {what}", total=todo, frames=0)
 
             def step(n_sources: int, n_frames: int) -> None:

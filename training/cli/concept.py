@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import add_device
+from training.cli.quiet import output_console, progress_bar
 
 BANK_SUFFIXES = (".yaml", ".yml")
 
@@ -97,7 +98,6 @@ def run_find(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    from rich.console import Console
 
     from sae.errors import UserError
     from sae.paths import check_output_file
@@ -109,7 +109,7 @@ def run_find(args: argparse.Namespace) -> int:
         raise UserError(f"--folds {args.folds}: expected at least 2")
     check_output_file(args.bank, BANK_SUFFIXES, "--bank")
     torch.set_num_threads(max(1, args.threads))
-    console = Console()
+    console = output_console()
     model = Path(args.model)
     if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
         from training.musicgen.concepts import find_musicgen_concept
@@ -190,11 +190,9 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from sae.bank import ConceptBank
 
-    Console().print(ConceptBank.load(args.bank).rich_table())
+    output_console().print(ConceptBank.load(args.bank).rich_table())
     return 0
 
 
@@ -244,15 +242,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     import json
-    import os
-    import tempfile
     from pathlib import Path
-
-    from rich.console import Console
-    from rich.progress import Progress
 
     from realtime.audio_files import AudioNotes
     from realtime.musicgen import load_musicgen, parse_layers
+    from sae.atomic import atomic_write_text
     from sae.bank import ConceptBank
     from sae.errors import UserError
     from sae.io import load_sae, sae_weights_sha256
@@ -283,7 +277,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.table_out:
         check_output_file(args.table_out, (".json",), "--table-out")
     bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     layers = parse_layers(args.layers, mg.num_layers)
@@ -299,7 +293,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             )
 
     files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
-    with Progress(console=console, transient=True) as progress:
+    with progress_bar(console=console) as progress:
         task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
         notes = AudioNotes()
         acts = clip_activations(
@@ -357,10 +351,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.table_out:
         out = Path(args.table_out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"model": mg.model_ref(), "rows": rows}, fh, indent=1)
-        os.replace(tmp, out)
+        atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows}, indent=1))
     if bank is not None:
         bank.save()
         console.print(f"added {', '.join(concepts)} to {bank.path}")

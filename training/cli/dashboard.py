@@ -10,6 +10,7 @@ import argparse
 import json
 
 from training.cli.args import add_device, positive_float, positive_int
+from training.cli.quiet import output_console
 
 
 def _range(text: str) -> tuple[float, float]:
@@ -51,13 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from sae.paths import check_output_dir
     from training.dashboard import DashboardConfig, build_dashboard
 
     check_output_dir(args.out)
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     cfg = DashboardConfig(
         top_n=args.top,
         max_pages=args.max_pages,
@@ -67,7 +66,15 @@ def run(args: argparse.Namespace) -> int:
         eval_dir=args.eval_dir,
     )
     index = build_dashboard(
-        args.sae, args.store, args.audio_root, args.out, args.bank, args.manifest, cfg=cfg, console=console
+        args.sae,
+        args.store,
+        args.audio_root,
+        args.out,
+        args.bank,
+        args.manifest,
+        cfg=cfg,
+        console=console,
+        progress=console.is_terminal,
     )
     data = json.loads((index.parent / "features.json").read_text())
     pages = sum(1 for f in data["features"] if "clips" in f)

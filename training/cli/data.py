@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli.quiet import output_console, progress_bar
 from training.data.concept_clips import DEFAULT_FONTS, FONTS
 
 
@@ -51,8 +52,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_make(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
-    from rich.progress import Progress
     from rich.table import Table
 
     from sae.errors import UserError
@@ -78,8 +77,8 @@ def run_make(args: argparse.Namespace) -> int:
         holdout_font=args.holdout_font,
         soundfont=args.soundfont,
     )
-    console = Console(stderr=True)
-    with Progress(console=console, transient=True) as progress:
+    console = output_console(stderr=True)
+    with progress_bar(console=console) as progress:
         task = progress.add_task("rendering clips", total=cfg.n)
         rows = make_dataset(
             Path(args.out),
@@ -106,7 +105,7 @@ def run_make(args: argparse.Namespace) -> int:
         cnt = [len(list(folder.iterdir())) for folder in folders]
         table.add_row(name, *map(str, cnt))
     if concepts:
-        Console().print(table)
+        output_console().print(table)
     else:
-        Console().print(table.title)
+        output_console().print(table.title)
     return 0

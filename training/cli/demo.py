@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import add_device, nonneg_int, positive_floats
+from training.cli.quiet import output_console
 from training.demo import DemoConfig
 
 
@@ -64,7 +65,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from sae.errors import UserError
     from sae.paths import check_output_dir
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     check_output_dir(args.out)
     torch.set_num_threads(max(1, args.threads))
-    console = Console()
+    console = output_console()
     if args.musicgen:
         from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo
 

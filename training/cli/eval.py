@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_floats
+from training.cli.quiet import output_console
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +50,6 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    from rich.console import Console
     from rich.markdown import Markdown
 
     from sae.errors import UserError
@@ -71,7 +71,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
         oracle_clips=args.oracle_clips,
         device=args.device,
     )
-    console = Console()
+    console = output_console()
     with console.status("measuring fidelity") as status:
         result = evaluate_fidelity(cfg, lambda s: status.update(s))
     save(result, Path(args.out))
@@ -203,7 +203,6 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
 
 def run_steering(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from sae.paths import check_output_dir
     from training.judge import rich_table
@@ -211,7 +210,7 @@ def run_steering(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)
     torch.set_num_threads(max(1, args.threads))
-    console = Console()
+    console = output_console()
     cfg = EvalConfig(
         args.data,
         args.model,
@@ -272,7 +271,6 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
 
 def run_musicgen(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from sae.errors import UserError
     from sae.paths import check_output_dir
@@ -298,7 +296,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.device,
         args.edit_rows,
     )
-    console = Console()
+    console = output_console()
     with console.status("judging") as status:
         result = evaluate_musicgen(cfg, lambda s: status.update(s))
     console.print(rich_table(result))

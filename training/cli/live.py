@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from training.cli.args import add_device, nonneg_float, positive_int
+from training.cli.quiet import progress_bar
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_MODEL = ASSETS / "demo_rave.ts"
@@ -233,7 +234,7 @@ def _preset_dir(args: argparse.Namespace) -> Path:
 
 
 def _run_file(args: argparse.Namespace, engine, osc) -> int:
-    from rich.progress import Progress
+    from rich.console import Console
 
     from realtime.audio_io import read_audio, run_file, write_audio
     from realtime.live_view import status_line
@@ -243,7 +244,7 @@ def _run_file(args: argparse.Namespace, engine, osc) -> int:
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
     engine.start()
     t0 = time.perf_counter()
-    with Progress(transient=True, disable=args.no_view) as progress:
+    with progress_bar(console=Console(), hide=args.no_view) as progress:
         task = progress.add_task(f"{args.input.name} ({args.pace})", total=len(data))
         out = run_file(
             engine, data, realtime=args.pace == "realtime", on_period=lambda n: progress.update(task, completed=n)

@@ -3,6 +3,10 @@ while a command runs; `musicsae -v COMMAND` shows them. Our own warnings (sae, r
 
 Everything is restored when the command returns, so commands run in-process (tests, notebooks) leave the
 interpreter as they found it.
+
+Our own output follows one rule (`progress_bar`, `output_console`): progress bars show on a terminal only (in a
+pipe or a log they say nothing, and rich's transient bar leaves an empty line behind), and lines printed anywhere
+but on a terminal are whole lines, not wrapped at 80 columns.
 """
 
 from __future__ import annotations
@@ -12,6 +16,11 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress, ProgressColumn
 
 OURS = r"(sae|realtime|training)(\.|$)"
 # read by transformers / huggingface_hub / tqdm when they are imported or log; set only when not set by the user
@@ -66,3 +75,23 @@ def _transformers_verbosity(level: int) -> int | None:
     before = module.get_verbosity()
     module.set_verbosity(level)
     return before
+
+
+def output_console(stderr: bool = False) -> Console:
+    """A rich console for a command's output: on a terminal it wraps at the terminal's width; in a pipe or a log
+    (where rich would wrap at 80 columns) every printed line stays whole."""
+    from rich.console import Console
+
+    out = Console(stderr=stderr)
+    out.soft_wrap = not out.is_terminal
+    return out
+
+
+def progress_bar(
+    *columns: str | ProgressColumn, console: Console, transient: bool = True, hide: bool = False
+) -> Progress:
+    """A rich progress bar shown only when `console` is a terminal (and not `hide`, e.g. --quiet): elsewhere it
+    says nothing, and a transient bar would leave an empty line behind."""
+    from rich.progress import Progress
+
+    return Progress(*columns, console=console, transient=transient, disable=hide or not console.is_terminal)

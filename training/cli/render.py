@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import add_device, add_edit_rows, gate_levels
+from training.cli.quiet import output_console, progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -54,8 +55,6 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
 
 def run_rave(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
-    from rich.progress import Progress
 
     from realtime.render_rave import parse_sets, render_file
     from sae.paths import check_audio_out
@@ -64,9 +63,8 @@ def run_rave(args: argparse.Namespace) -> int:
     check_audio_out(args.out)
     parse_sets(args.sets)
     torch.set_num_threads(max(1, args.threads))
-    console = Console(stderr=True)
-    # a bar only on a terminal: elsewhere (a pipe, a log) rich's transient bar leaves an empty line behind
-    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+    console = output_console(stderr=True)
+    with progress_bar(console=console) as progress:
         task = progress.add_task("rendering", total=None)
         report = render_file(
             args.inp,
@@ -83,14 +81,13 @@ def run_rave(args: argparse.Namespace) -> int:
             device=args.device,
         )
     for line in report.notes:
-        console.print(f"note: {line}", highlight=False, soft_wrap=True)
+        console.print(f"note: {line}", highlight=False)
     edits = ", ".join(args.sets) or "no edit"
     console.print(
         f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}), rendered in {report.seconds_wall:.2f} s "
         f"(RTF {report.rtf:.2f}) after {report.seconds_startup:.1f} s of start-up and writing; the model's delay "
         f"({report.delay} samples) removed",
         highlight=False,
-        soft_wrap=True,
     )
     return 0
 
@@ -142,8 +139,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     from pathlib import Path
 
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     from realtime.musicgen import load_musicgen
     from realtime.musicgen.render import (
@@ -186,7 +182,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError("--set needs --bank (the concept bank YAML)")
     bank = ConceptBank.load(args.bank) if args.bank else None
 
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     # check every edit against the model (model identity, layer, SAE width) before generating anything
@@ -207,7 +203,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.plain:
         renders += [(job, None, job.out.with_suffix(".plain" + job.out.suffix)) for job in jobs]
     t0 = time.perf_counter()
-    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+    with progress_bar(*columns, console=console) as progress:
         for job, steering, out in renders:
             steps = generation_steps(mg, job.duration)
             task = progress.add_task(out.name, total=steps, audio=0.0, duration=job.duration)
@@ -228,6 +224,5 @@ def run_musicgen(args: argparse.Namespace) -> int:
         + (f" with {', '.join(edits)}" if edits else "")
         + f" in {time.perf_counter() - t0:.1f} s (after loading the model)",
         highlight=False,
-        soft_wrap=True,
     )
     return 0

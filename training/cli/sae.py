@@ -13,6 +13,7 @@ import json
 import sys
 
 from training.cli.args import add_device, fraction, nonneg_int, positive_float, positive_int
+from training.cli.quiet import output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
 
@@ -98,8 +99,7 @@ def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
@@ -130,7 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
     )
     cfg.validate()
     info = init_distributed(args.device)
-    console = Console(stderr=True)
+    console = output_console(stderr=True)
     results = {}
     for hook in hooks:
         out = Path(args.out) / hook
@@ -138,14 +138,14 @@ def run_train(args: argparse.Namespace) -> int:
         warning = sparsity_warning(dims_for(cfg, store.dim(hook))[1], store.dim(hook))
         if warning and info.main:
             console.print(f"[yellow]warning: {hook}: {warning}", highlight=False)
-        with Progress(
+        with progress_bar(
             TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("train batch: FVU {task.fields[fvu]:.3f} L0 {task.fields[l0]:.1f} dead {task.fields[dead]:.0%}"),
             TimeRemainingColumn(),
             console=console,
-            disable=not show,
+            hide=not show,
             transient=False,
         ) as progress:
             task = progress.add_task(short_hook(hook), total=cfg.total_steps(), fvu=float("nan"), l0=0.0, dead=0.0)
@@ -161,7 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
             if metrics.get("skipped_nonfinite_rows"):
                 console.print(f"[yellow]{hook}: skipped {metrics['skipped_nonfinite_rows']} rows with NaN/inf")
     if info.main:
-        Console().print(train_table(results, args.out))
+        output_console().print(train_table(results, args.out))
     if info.enabled:
         import torch.distributed as dist
 
