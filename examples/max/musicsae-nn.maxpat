@@ -42,7 +42,7 @@
         "box": {
           "id": "help",
           "maxclass": "comment",
-          "text": "set NAME MODE VALUE: modes none off on scale; VALUE = strength for on, gain for scale. 'get guitar' prints a concept's state. Latency: 2 x buffer - vector + the model's delay.",
+          "text": "set NAME MODE VALUE: modes none off on clamp scale; VALUE = strength for on and clamp, gain for scale. set gate 0|1 keeps on and clamp off silence (lo hi dBFS: set gate_db). 'get guitar' prints a concept's state. Latency: 2 x buffer - vector + the model's delay.",
           "patching_rect": [
             20,
             35,
@@ -311,6 +311,78 @@
           "patching_rect": [
             420,
             200,
+            130,
+            22
+          ],
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "set12",
+          "maxclass": "message",
+          "text": "set guitar clamp 2",
+          "patching_rect": [
+            120,
+            240,
+            130,
+            22
+          ],
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "set13",
+          "maxclass": "message",
+          "text": "set gate_db -60 -45",
+          "patching_rect": [
+            270,
+            240,
+            130,
+            22
+          ],
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "set14",
+          "maxclass": "message",
+          "text": "set gate 1",
+          "patching_rect": [
+            420,
+            240,
+            130,
+            22
+          ],
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
+          "id": "set15",
+          "maxclass": "message",
+          "text": "set gate 0",
+          "patching_rect": [
+            420,
+            280,
             130,
             22
           ],
@@ -604,6 +676,54 @@
           ],
           "destination": [
             "m1",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "set12",
+            0
+          ],
+          "destination": [
+            "nn",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "set13",
+            0
+          ],
+          "destination": [
+            "nn",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "set14",
+            0
+          ],
+          "destination": [
+            "nn",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "set15",
+            0
+          ],
+          "destination": [
+            "nn",
             0
           ]
         }

@@ -40,7 +40,8 @@ def max_messages(patch: dict) -> tuple[list[str], list[str]]:
 def _replay(nn, demo_like_ts: Path, messages: list[str], atom) -> None:
     host = nn.NnHost(torch.jit.load(str(demo_like_ts)), "forward", 2048)
     sets = [m.split() for m in messages if m.startswith("set ")]
-    assert {s[1] for s in sets} == {"guitar", "drums", "mix", "bypass"}
+    assert {s[1] for s in sets} == {"guitar", "drums", "mix", "bypass", "gate", "gate_db"}
+    assert ["guitar", "clamp"] in [s[1:3] for s in sets]
     for _, name, *values in sets:
         assert host.set(name, *[atom(v) for v in values]) == 0, (name, values)
 
