@@ -8,7 +8,6 @@ removed (so bypass reproduces the input sample for sample).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from realtime.engine import Engine
+from sae.atomic import atomic_write
 from sae.errors import UserError
 
 JACK_HINT = (
@@ -117,14 +117,13 @@ def read_audio(path: Path, sr: int, channels: int) -> np.ndarray:
 
 
 def write_audio(path: Path, data: np.ndarray, sr: int) -> None:
-    """Write atomically (temp file + rename); the format follows the suffix."""
+    """Write atomically (`sae.atomic`); the format follows the suffix."""
     import soundfile as sf
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-    sf.write(str(tmp), data, sr)
-    os.replace(tmp, path)
+    fmt = path.suffix.lstrip(".").upper() or None  # the temporary file's name says nothing of the format
+    atomic_write(path, lambda tmp: sf.write(tmp, data, sr, format=fmt))
 
 
 def run_file(

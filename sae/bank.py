@@ -33,13 +33,13 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 VERSION = 1
@@ -194,15 +194,7 @@ class ConceptBank:
         target = Path(path) if path is not None else self.path
         target.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, target)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_text(target, text)
         return target
 
     def to_dict(self) -> dict[str, Any]:

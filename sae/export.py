@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from sae.atomic import atomic_write
 from sae.model import SparseAutoencoder
 
 
@@ -63,13 +64,8 @@ def export_torchscript(sae: SparseAutoencoder, path: str | os.PathLike) -> Path:
     """Script `sae` and save it to `path` (atomically); load with `torch.jit.load`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(script_sae(sae), str(tmp))
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    scripted = script_sae(sae)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
     return path

@@ -19,9 +19,7 @@ Which rows of classifier-free guidance are edited (`edit_rows`, `--edit-rows`):
 from __future__ import annotations
 
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ import torch
 from torch import Tensor
 
 from realtime.musicgen.base import Generation, LayerFn, MusicGenBackend
+from sae.atomic import atomic_write
 from sae.bank import Concept, ConceptBank
 from sae.errors import UserError
 from sae.steering import ConceptControl, EditState, apply_edit
@@ -243,13 +242,7 @@ def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:
     if fmt is None:
         raise UserError(f"--out {path}: expected a .wav, .flac or .ogg file name")
     data = wav.detach().float().cpu().clamp(-1, 1).numpy().T
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16" if fmt == "WAV" else None)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(
+        path, lambda tmp: sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16" if fmt == "WAV" else None)
+    )
     return path

@@ -89,3 +89,41 @@ def test_every_file_of_a_store_and_an_sae_folder_gets_the_plain_mode(tmp_path):
     assert {p.relative_to(tmp_path).as_posix(): oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {
         p.relative_to(tmp_path).as_posix(): "0o644" for p in files
     }
+
+
+def test_audio_banks_and_exports_are_written_by_it(tmp_path, monkeypatch):
+    """The writers that had their own copies (live and MusicGen audio, listening examples, concept banks, TorchScript
+    SAEs): the format still follows the file's suffix (the temporary name has none), the plain mode, no temporary
+    file, and a write that fails keeps the old file."""
+    import numpy as np
+    import soundfile as sf
+
+    from realtime.audio_io import write_audio
+    from realtime.musicgen.render import write_audio as write_generation
+    from sae.bank import ConceptBank
+    from sae.export import export_torchscript
+    from sae.model import SAEConfig, SparseAutoencoder
+    from training.rave.listen import _write_wav
+
+    tone = 0.5 * np.sin(np.arange(800, dtype=np.float32) / 5)
+    old = os.umask(0o022)
+    try:
+        write_audio(tmp_path / "live.flac", tone[:, None], 16000)
+        write_generation(tmp_path / "gen.ogg", torch.from_numpy(tone)[None], 16000)
+        _write_wav(tmp_path / "listen" / "on.wav", tone, 16000)
+        ConceptBank(tmp_path / "bank.yaml").save()
+        export_torchscript(SparseAutoencoder(SAEConfig(d_in=4, d_sae=8, k=2)), tmp_path / "sae.ts")
+    finally:
+        os.umask(old)
+    formats = {p: sf.info(str(tmp_path / p)).format for p in ("live.flac", "gen.ogg", "listen/on.wav")}
+    assert formats == {"live.flac": "FLAC", "gen.ogg": "OGG", "listen/on.wav": "WAV"}
+    assert torch.jit.load(str(tmp_path / "sae.ts")) is not None
+    assert ConceptBank.load(tmp_path / "bank.yaml").concepts == {}
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == ["bank.yaml", "gen.ogg", "listen/on.wav", "live.flac", "sae.ts"]
+    assert {f: stat.S_IMODE((tmp_path / f).stat().st_mode) for f in files} == {f: 0o644 for f in files}
+    monkeypatch.setattr(sf, "write", lambda tmp, *a, **k: _disk_full(tmp))
+    with pytest.raises(OSError, match="No space left"):
+        write_audio(tmp_path / "live.flac", tone[:, None], 16000)
+    assert sf.info(str(tmp_path / "live.flac")).frames == 800
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files

@@ -9,13 +9,12 @@ The dashboard's concept page plays them as one row per clip. Renders are made ex
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError
 
 KINDS = ("original", "model", "off", "on")
@@ -26,14 +25,7 @@ def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
     import soundfile as sf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".wav")
-    os.close(fd)
-    try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, subtype="PCM_16")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, format="WAV", subtype="PCM_16"))
 
 
 def write_examples(
@@ -122,8 +114,5 @@ def write_examples(
         index["concepts"][name] = {"strength_on": strength, "rows": entries}
     root.mkdir(parents=True, exist_ok=True)
     path = root / "listen.json"
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".listen.json.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(index, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(index, indent=1))
     return path
