@@ -129,3 +129,29 @@ def test_listening_table_plays_in_a_browser(session, browser):
         four = durations[4 * row : 4 * row + 4]
         assert max(four) - min(four) < 1e-3 and four[0] == pytest.approx(1.0, abs=0.01), four
     assert len(report["images"]) == 16 and all(im["naturalWidth"] == 240 for im in report["images"])
+
+
+def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
+    """`eval musicgen`'s examples (kinds plain | off | on, no original clip): one row per prompt and seed, every
+    file copied next to the page, under each the judge's call that the row carries."""
+    from training.dashboard.listen import find_listen, listening_table
+    from training.musicgen.listen import write_examples
+
+    sr, t = 16000, np.arange(1600) / 16000
+    tone = [0.3 * np.sin(2 * np.pi * f * t).astype(np.float32) for f in (220.0, 330.0)]
+    heard = {"tone": {"plain": np.array([1, 0]), "off": np.array([0, 0]), "on": np.array([1, 1])}}
+    edited = {"tone": {"off": [0.5 * x for x in tone], "on": [1.5 * x for x in tone]}}
+    write_examples(tmp_path / "eval", [("a hum", 3), ("a <loud> hum", 4)], sr, 2.0, tone, heard, edited)
+    path, data = find_listen([tmp_path / "eval"], "tone")
+    page = listening_table(tmp_path / "site", "tone", path, data, judge=None)
+    rows = re.findall(r'<tr data-prompt="([^"]*)" data-seed="(\d+)"[^>]*>(.*?)</tr>', page, re.S)
+    assert [(html.unescape(p), int(s)) for p, s, _ in rows] == [("a hum", 3), ("a <loud> hum", 4)]
+    for n, (_, _, tr) in enumerate(rows):
+        cells = re.findall(r'<td data-kind="(\w+)">(.*?)</td>', tr, re.S)
+        assert [k for k, _ in cells] == ["plain", "off", "on"]
+        for kind, cell in cells:
+            src = re.search(r'<audio[^>]*src="\.\./([^"]+)"', cell).group(1)
+            assert sf.info(str(tmp_path / "site" / src)).frames == 1600
+            call = "heard ✓" if heard["tone"][kind][n] else "not heard ✗"
+            assert f"judge: tone {call}</div>" in cell, (kind, cell)
+    assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page

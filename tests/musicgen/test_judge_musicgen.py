@@ -40,15 +40,23 @@ def _bank(root, mg, sha=None):
 
 
 @pytest.mark.slow
-def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocraft_dir):
+def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocraft_dir, capsys):
+    from training.cli import main
+
     mg = load_musicgen(audiocraft_dir)
     bank = _bank(tmp_path, mg)
-    cfg = MusicGenEvalConfig(
-        str(data), str(audiocraft_dir), str(bank), str(tmp_path / "out"), ("jazz piano",), renders=2, duration=0.5
-    )
-    result = evaluate_musicgen(cfg)
+    (tmp_path / "prompts.txt").write_text("jazz piano\n")
+    out = tmp_path / "out"
+    argv = ["--data", str(data), "--model", str(audiocraft_dir), "--bank", str(bank), "--out", str(out)]
+    assert main(["eval", "musicgen", *argv, "--prompts", str(tmp_path / "prompts.txt"), "--duration", "0.5"]) == 0
+    said = capsys.readouterr()
+    lines = said.out.splitlines()  # where the listening examples are, one whole line
+    assert (
+        f"wrote listening examples to {out / 'listen'} (plain | off | on per prompt and seed; the dashboard's "
+        f"concept pages with --eval-dir {out})" in lines
+    ), said.out
     saved = json.loads((tmp_path / "out" / "judge.json").read_text())
-    assert saved["concepts"].keys() == result["concepts"].keys() == {"piano", "drums"}
+    assert saved["concepts"].keys() == {"piano", "drums"}
     assert (tmp_path / "out" / "judge.png").stat().st_size > 0
     assert saved["model"]["sha256"] == mg.model_ref()["sha256"] and saved["held_out_clips"] == 2
     for name, e in saved["concepts"].items():

@@ -270,6 +270,8 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     import torch
 
     from sae.errors import UserError
@@ -300,5 +302,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with console.status("judging") as status:
         result = evaluate_musicgen(cfg, lambda s: status.update(s))
     console.print(rich_table(result))
-    console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']} s)")
+    console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']} s)", highlight=False)
+    if result.get("listen"):
+        listen = Path(args.out) / Path(result["listen"]).parent
+        console.print(
+            f"wrote listening examples to {listen} (plain | off | on per prompt and seed; the dashboard's concept "
+            f"pages with --eval-dir {args.out})",
+            highlight=False,
+        )
     return 0

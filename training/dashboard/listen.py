@@ -1,8 +1,11 @@
-"""The concept page's listening table: one row per example clip, original | through the model | concept off |
-concept on, each playable with a small spectrogram (one brightness scale per row), and under each the judge's
-call on that very file when the judge rendered it (its per-clip detections in `judge.json`).
+"""The concept page's listening table: one row per example, each file playable with a small spectrogram (one
+brightness scale per row), and under each the judge's call on that very file when the judge heard it.
 
-Input: `listen/listen.json` and its wavs, written by `musicsae eval steering` (`training/rave/listen.py`).
+Input: `listen/listen.json` and its wavs, whose `kinds` say what a row holds:
+- RAVE (`musicsae eval steering`, `training/rave/listen.py`): one held-out clip, original | through the model |
+  concept off | concept on; the judge's calls come from its per-clip detections in `judge.json`.
+- MusicGen (`musicsae eval musicgen`, `training/musicgen/listen.py`): one prompt and seed, plain | concept off |
+  concept on; each row carries the judge's calls (`heard`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 from training.dashboard.render import log_spectrogram, mini_spectrogram, read_audio
 
-KINDS = ("original", "model", "off", "on")
+KINDS = ("original", "model", "off", "on")  # RAVE's rows
+MUSICGEN_KINDS = ("plain", "off", "on")  # MusicGen's rows: no original clip, the plain render instead
 
 
 def _e(x: Any) -> str:
@@ -59,14 +63,23 @@ def _judge_calls(judge: dict | None, concept: str, row: dict) -> dict[str, bool 
     return calls
 
 
+def _row_calls(row: dict, kinds: tuple[str, ...]) -> dict[str, bool | None]:
+    """The judge's calls a MusicGen row carries (`heard`: kind -> bool)."""
+    heard = row.get("heard") if isinstance(row.get("heard"), dict) else {}
+    return {k: bool(heard[k]) if k in heard else None for k in kinds}
+
+
 def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judge: dict | None, depth: int = 1) -> str:
     """Copy the example files into OUT/audio/listen/<concept>/, draw their spectrograms into OUT/img/listen/,
     and return the table's HTML (links relative to a page `depth` folders below OUT)."""
     entry = data["concepts"][concept]
     strength = float(entry.get("strength_on", 1.0))
+    musicgen = tuple(data.get("kinds") or ()) == MUSICGEN_KINDS
+    kinds = MUSICGEN_KINDS if musicgen else KINDS
     titles = {
         "original": "original",
         "model": "through the model",
+        "plain": "plain render (no edit)",
         "off": f"{concept} off",
         "on": f"{concept} on ({strength:g})",
     }
@@ -76,17 +89,17 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
     img_dir.mkdir(parents=True, exist_ok=True)
     body = []
     for n, row in enumerate(entry["rows"]):
-        files = {k: listen_path.parent / row["files"][k] for k in KINDS if k in row.get("files", {})}
-        if set(files) != set(KINDS) or not all(p.is_file() for p in files.values()):
+        files = {k: listen_path.parent / row["files"][k] for k in kinds if k in row.get("files", {})}
+        if set(files) != set(kinds) or not all(p.is_file() for p in files.values()):
             continue
         specs = {}
         for kind, src in files.items():
             y, sr = read_audio(str(src))
             specs[kind] = log_spectrogram(y, sr)
         vmax = max(float(s.max()) for s in specs.values())
-        calls = _judge_calls(judge, concept, row)
+        calls = _row_calls(row, kinds) if musicgen else _judge_calls(judge, concept, row)
         cells = []
-        for kind in KINDS:
+        for kind in kinds:
             name = f"{n:02d}_{files[kind].name}"
             shutil.copyfile(files[kind], audio_dir / name)
             mini_spectrogram(img_dir / (Path(name).stem + ".png"), specs[kind], vmax)
@@ -102,6 +115,13 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
                 f'<audio controls preload="metadata" src="{up}audio/listen/{_e(concept)}/{_e(name)}"></audio>'
                 f'<div class="small muted">{said}</div></td>'
             )
+        if musicgen:
+            body.append(
+                f'<tr data-prompt="{_e(row.get("prompt", ""))}" data-seed="{_e(row.get("seed", ""))}" '
+                f'data-seconds="{row.get("seconds", "")}"><td><b>{_e(row.get("prompt", ""))}</b>'
+                f'<div class="small muted">seed {_e(row.get("seed", ""))}</div></td>{"".join(cells)}</tr>'
+            )
+            continue
         clip = Path(row.get("clip", files["original"].name))
         what = ", ".join(i.replace("_", " ") for i in str(row.get("instruments") or "").split("+") if i)
         if row.get("voice") not in (None, "", "none"):
@@ -114,13 +134,21 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
         )
     if not body:
         return ""
-    head = "".join(f"<th>{_e(titles[k])}</th>" for k in KINDS)
+    head = "".join(f"<th>{_e(titles[k])}</th>" for k in kinds)
+    edits = (
+        f"<code>{_e(concept)}=off</code>, and with <code>{_e(concept)}=on:{strength:g}</code> (the judge's strength)"
+    )
+    about = (
+        f"Renders the judge heard. Each row is one prompt and seed three ways: the plain render (no edit), "
+        f"with {edits}."
+        if musicgen
+        else "Held-out clips, never used to find the concept. Each row is one clip four ways, aligned sample for "
+        f"sample: as recorded, through the model with no edit, with {edits}."
+    )
     return (
-        f'<h2>Listen</h2><p class="small muted">Held-out clips, never used to find the concept. Each row is one '
-        f"clip four ways, aligned sample for sample: as recorded, through the model with no edit, with "
-        f"<code>{_e(concept)}=off</code>, and with <code>{_e(concept)}=on:{strength:g}</code> (the judge's "
-        f"strength). Spectrograms up to 8 kHz, one brightness scale per row. From "
-        f"{_e(listen_path.parent)}.</p>"
-        f'<table class="listen" data-concept="{_e(concept)}"><thead><tr><th>clip</th>{head}</tr></thead>'
+        f'<h2>Listen</h2><p class="small muted">{about} Spectrograms up to 8 kHz, one brightness scale per row. '
+        f"From {_e(listen_path.parent)}.</p>"
+        f'<table class="listen" data-concept="{_e(concept)}"><thead><tr><th>{"prompt" if musicgen else "clip"}</th>'
+        f"{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
     )
