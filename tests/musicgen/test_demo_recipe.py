@@ -120,7 +120,7 @@ def test_interrupted_codec_training_resumes_from_its_last_checkpoint(toy_data, t
 
 def test_lm_run_records_and_refuses_other_sizes(toy_lm_run, toy_data, toy_codec_run, toy_sizes):
     progress = runs.read_json(toy_lm_run / runs.PROGRESS_FILE)
-    assert progress["step"] == 4 and {"eval_ce_text", "eval_ce_null"} <= set(progress["last"])
+    assert progress["step"] == 4 and {"eval_ce_text", "eval_ce_other", "eval_ce_null"} <= set(progress["last"])
     vocab = DescriptionVocab.load(toy_lm_run)
     assert vocab.unknown == UNKNOWN and len(vocab.descriptions) > 10
     cfg = LMTrainConfig([str(toy_data)], toy_codec_run, toy_lm_run, replace(toy_sizes[1], num_layers=3), steps=5)

@@ -11,7 +11,7 @@ RMS norm is then the identity) gives the same conditioning. Resumable (see `runs
     python -m training.musicgen.train_lm --data DATA1 --data DATA2 --codec-run CODEC_RUN --run RUN --steps N
 
 Every `--eval-every` steps it logs the held-out (test split) cross-entropy with each clip's full
-description and with the null one; their difference is what the text tells the model.
+description, with another clip's and with the null one: their differences are what the text tells the model.
 """
 
 from __future__ import annotations
@@ -225,7 +225,8 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
         train_step,
         lambda: evaluate(lm, eval_codes, eval_rows, surfaces),
         lambda step, last: (
-            f"step {step}: held-out CE {last['eval_ce_text']:.3f} with text, {last['eval_ce_null']:.3f} without"
+            f"step {step}: held-out CE {last['eval_ce_text']:.3f} with its text, {last['eval_ce_other']:.3f} with "
+            f"another clip's, {last['eval_ce_null']:.3f} without"
         ),
         {"train_clips": len(clips.rows)},
         say,
@@ -235,15 +236,17 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
 
 @torch.no_grad()
 def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict) -> dict:
-    """Held-out cross-entropy with each clip's full description and with the null description."""
+    """Held-out cross-entropy with each clip's full description, with another clip's (the rows rotated by half:
+    if it is no higher than with the clip's own, the LM does not use its text) and with the null description."""
     lm.eval()
     device = next(lm.parameters()).device
     full = [surfaces.get(frozenset(clip_phrases(r))) for r in rows]
     texts = [t if t is not None else surfaces[frozenset({UNKNOWN})] for t in full]
-    ce_text = float(lm_loss(lm, codes.to(device), texts))
-    ce_null = float(lm_loss(lm, codes.to(device), [None] * len(rows)))
+    other = texts[len(texts) // 2 :] + texts[: len(texts) // 2]
+    ce = {name: float(lm_loss(lm, codes.to(device), t)) for name, t in (("text", texts), ("other", other))}
+    ce["null"] = float(lm_loss(lm, codes.to(device), [None] * len(rows)))
     lm.train()
-    return {"eval_ce_text": round(ce_text, 4), "eval_ce_null": round(ce_null, 4)}
+    return {f"eval_ce_{k}": round(v, 4) for k, v in ce.items()}
 
 
 def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
