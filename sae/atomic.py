@@ -2,14 +2,17 @@
 
 A temporary file beside the target (same folder, so one rename replaces it) is filled, optionally fsynced, and
 renamed over the target: readers never see half a file, and a failed write leaves the old file and no temporary
-one. The file gets the permissions a plain `open(path, "w")` would give (the umask applies). Torch-free (the CLI
-parser imports modules that write files).
+one (a killed process does leave its temporary file: `remove_leftovers` clears those when the job resumes). The
+file gets the permissions a plain `open(path, "w")` would give (the umask applies). Torch-free (the CLI parser
+imports modules that write files).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -27,6 +30,20 @@ def temp_beside(path: Path) -> str:
             continue
         return str(tmp)
     raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def remove_leftovers(path: str | Path) -> int:
+    """Remove the temporary files (`temp_beside`'s names) that writers of `path` killed mid-write left beside it,
+    as a resumed job does before it writes `path` again; returns how many."""
+    path = Path(path)
+    mine = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    removed = 0
+    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if mine.fullmatch(p.name):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+                removed += 1
+    return removed
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool = False) -> None:

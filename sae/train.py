@@ -20,17 +20,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sae.atomic import atomic_torch_save, atomic_write_text
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers
 from sae.errors import UserError
 from sae.io import save_sae
 from sae.metrics import batch_fvu, evaluate
@@ -144,6 +145,20 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
+def leave_distributed(code: int = 0) -> NoReturn:
+    """End a torchrun worker: leave the process group, flush, and exit at once, without interpreter shutdown.
+
+    gloo's worker threads may still hold the last reference to the tensors of the final collectives (the last
+    checkpoint's all_gather); dropped during interpreter shutdown, that reference needs the GIL and the process
+    aborts (SIGABRT, "terminate called without an active exception") after all its work is done, which fails the
+    run, and the launcher then kills the other ranks, rank 0 possibly in the middle of writing the SAE.
+    """
+    dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def resolve_device(device: str, info: DistInfo) -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
@@ -214,6 +229,8 @@ def train_hook(
     if ckpt_path.exists() and not resume:
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
     out.mkdir(parents=True, exist_ok=True)
+    if resume and info.main:
+        remove_leftovers(ckpt_path)  # a run killed while writing a checkpoint leaves its temporary file
     device = resolve_device(cfg.device, info)
     store.require_rows(hook)
     d_in = store.dim(hook)

@@ -104,7 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
     from sae.store import ActivationStore
-    from sae.train import TrainConfig, dims_for, init_distributed, train_hook
+    from sae.train import TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -163,9 +163,7 @@ def run_train(args: argparse.Namespace) -> int:
     if info.main:
         output_console().print(train_table(results, args.out))
     if info.enabled:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
+        leave_distributed()  # a torchrun worker exits here, skipping interpreter shutdown (see its docstring)
     return 0
 
 
