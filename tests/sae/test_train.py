@@ -30,6 +30,14 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+
+
+def _torchrun(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Two ranks of `argv` (a script or -m module and its arguments) under torchrun; output captured."""
+    return subprocess.run([*TORCHRUN, *argv], env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
 def _recovered(W_dec: torch.Tensor, D: torch.Tensor) -> float:
     """Fraction of planted directions that some decoder row matches (cosine > 0.95)."""
     W = W_dec / W_dec.norm(dim=1, keepdim=True)
@@ -217,15 +225,7 @@ def test_two_rank_ddp_matches_single_process(tmp_path):
         _cli("train", "--out", str(tmp_path / "single"), *args), env=_env(), cwd=ROOT, capture_output=True, text=True
     )
     assert single.returncode == 0, single.stderr
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    ddp = subprocess.run(
-        [*torchrun, "-m", "training.cli", "sae", "train", "--out", str(tmp_path / "ddp"), *args],
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    ddp = _torchrun("-m", "training.cli", "sae", "train", "--out", str(tmp_path / "ddp"), *args, timeout=300)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     ms = json.loads((tmp_path / "single" / "synthetic" / "metrics.json").read_text())
     md = json.loads((tmp_path / "ddp" / "synthetic" / "metrics.json").read_text())
@@ -289,29 +289,12 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
         "--eval-fraction",
         "0.1",
     ]
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-        "training.cli",
-        "sae",
-        "train",
-    ]
-    ref = subprocess.run(
-        [*torchrun, "--out", str(tmp_path / "ref"), *args],
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    train = ["-m", "training.cli", "sae", "train"]
+    ref = _torchrun(*train, "--out", str(tmp_path / "ref"), *args)
     assert ref.returncode == 0, ref.stderr[-3000:]
     ckpt = tmp_path / "run" / "synthetic" / "checkpoint.pt"
     proc = subprocess.Popen(
-        [*torchrun, "--out", str(tmp_path / "run"), *args],
+        [*TORCHRUN, *train, "--out", str(tmp_path / "run"), *args],
         env=_env(),
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -325,14 +308,7 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
     proc.wait()
     assert 0 < torch.load(ckpt, weights_only=False)["step"] < 3000
-    res = subprocess.run(
-        [*torchrun, "--out", str(tmp_path / "run"), "--resume", *args],
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = _torchrun(*train, "--out", str(tmp_path / "run"), "--resume", *args)
     assert res.returncode == 0, res.stderr[-3000:]
     a = load_file(tmp_path / "ref" / "synthetic" / "sae_weights.safetensors")
     b = load_file(tmp_path / "run" / "synthetic" / "sae_weights.safetensors")
@@ -361,15 +337,7 @@ def test_ddp_workers_skip_interpreter_shutdown(tmp_path):
     (tmp_path / "rank_exit.py").write_text(RANK_EXIT)
     args = ["--activations", str(tmp_path / "acts"), "--k", "2", "--expansion", "2", "--steps", "20"]
     args += ["--batch-size", "64", "--threads", "1", "--out", str(tmp_path / "run")]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    res = subprocess.run(
-        [*launcher, str(tmp_path / "rank_exit.py"), str(tmp_path), *args],
-        env=_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    res = _torchrun(str(tmp_path / "rank_exit.py"), str(tmp_path), *args, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "run" / "synthetic" / "sae_weights.safetensors").exists()
     assert "synthetic" in res.stdout  # rank 0's table was flushed before the exit
