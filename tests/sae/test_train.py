@@ -331,8 +331,8 @@ sys.exit(main(["sae", "train", *sys.argv[2:]]))
 def test_ddp_workers_skip_interpreter_shutdown(tmp_path):
     """Each rank ends with `leave_distributed`: no interpreter shutdown, where a gloo worker thread dropping the last
     reference to the final all_gather's tensors needs the GIL and aborts the process (SIGABRT after all work was
-    done: rank 1 died so in 4 of 18 two-rank runs under load, failing the run and having the launcher kill rank 0).
-    The injected atexit handler would mark a rank that shuts down."""
+    done: rank 1 died so in 4 of 30 resumed two-rank runs under load, failing the run and having the launcher kill
+    rank 0). The injected atexit handler would mark a rank that shuts down."""
     planted_store(tmp_path / "acts", n=4000, d=8, n_features=16, k_true=2, shard_rows=1024)
     (tmp_path / "rank_exit.py").write_text(RANK_EXIT)
     args = ["--activations", str(tmp_path / "acts"), "--k", "2", "--expansion", "2", "--steps", "20"]
