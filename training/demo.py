@@ -313,6 +313,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "nn": {
             "file": str(nn_out),
             "attributes": nn_report.attributes,
+            "controls": nn_report.controls,
             "methods": nn_report.methods,
             "meters": nn_report.meters,
             "delay": nn_report.delay,
@@ -448,7 +449,8 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
             "## Inside Max/MSP and Pure Data (nn~)",
             "",
             f"`{Path(nn['file']).name}` in `nn/`: methods {', '.join(nn['methods'])}; one attribute per concept "
-            f"({attrs}: `[set NAME off 0(`, `[set NAME on 4(`), plus `mix` and `bypass`; meters for "
+            f"({attrs}: `[set NAME off 0(`, `[set NAME on 4(`), plus {', '.join(f'`{a}`' for a in nn['controls'])}; "
+            "meters for "
             f"{', '.join(nn['meters']) or 'none (no calibrated probe in the bank)'}; the model's own delay is "
             f"{nn['delay']} samples. `examples/pd/musicsae-nn.pd` and `examples/max/musicsae-nn.maxpat` load it.",
         ]

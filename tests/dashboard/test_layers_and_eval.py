@@ -118,3 +118,18 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     assert "eval_bright_two_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
     index = (out / "index.html").read_text()
     assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index
+
+
+def test_progress_off_a_terminal_prints_no_empty_line(dash_inputs, tmp_path, capfd):
+    """Piped (`just demo | tee`), the site's progress bars say nothing: rich's transient bar left an empty line."""
+    build_dashboard(
+        dash_inputs.sae,
+        dash_inputs.store,
+        dash_inputs.audio_root,
+        tmp_path / "site",
+        None,
+        None,
+        cfg=DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0),
+    )
+    out, err = capfd.readouterr()
+    assert "" not in (out + err).splitlines()

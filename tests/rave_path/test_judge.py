@@ -187,6 +187,8 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     nn_file = torch.jit.load(str(out / "nn" / "demo_steered.ts"))  # the concepts as one nn~ model
     assert list(nn_file.get_attributes()) == ["guitar", "drums", "mix", "bypass", "gate", "gate_db"]
     assert summary["nn"]["file"] == str(out / "nn" / "demo_steered.ts")
+    assert summary["nn"]["controls"] == ["mix", "bypass", "gate", "gate_db"]  # what the report names beside concepts
+    assert "`mix`, `bypass`, `gate`, `gate_db`" in (out / "report.md").read_text()
     # the held-out font is judged apart and shown beside the in-font figures, in the report and the dashboard
     assert summary["data"]["holdout_font"] == "fluidr3"
     assert summary["judge_holdout_font"]["split"] == "holdout_font"

@@ -112,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     nn = summary["nn"]
     attrs = ", ".join(nn["attributes"].values())
     console.print(
-        f"nn~ model for Max/MSP and Pure Data: {nn['file']} (attributes {attrs}, mix, bypass; "
+        f"nn~ model for Max/MSP and Pure Data: {nn['file']} (attributes {attrs}, {', '.join(nn['controls'])}; "
         "examples/pd and examples/max load it)",
         highlight=False,
         markup=False,

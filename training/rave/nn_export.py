@@ -72,6 +72,7 @@ class NnExportReport:
     seconds: float
     hook: str = "latent"
     notes: list[str] = field(default_factory=list)
+    controls: list[str] = field(default_factory=list)  # the file's other attributes (mix, bypass, gate, ...)
 
 
 _NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -276,6 +277,7 @@ def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExpo
         metadata["ratio"],
         time.perf_counter() - t0,
         metadata["hook"],
+        controls=[a for a in scripted.get_attributes() if a not in attrs.values()],
     )
 
 
