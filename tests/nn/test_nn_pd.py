@@ -89,6 +89,20 @@ def sample_to_buffer(ms: int, buffer: int) -> int:
     return tick * 64 // buffer
 
 
+def events_of(sets: list[tuple[int, str]], buffer: int, refused: set[str]) -> dict[int, list]:
+    """The replica's events (call index → [(attribute, values)]) of the messages Pd sends at their times: every
+    number a float, as Pd sends it; messages in `refused` (the model returns non-zero) change nothing."""
+    events: dict[int, list] = {}
+    for ms, message in sets:
+        for part in message.split(" \\, "):
+            if part in refused:
+                continue
+            _, attr, *atoms = part.split()
+            value = tuple(a if a.isalpha() else float(a) for a in atoms)
+            events.setdefault(sample_to_buffer(ms, buffer), []).append((attr, value))
+    return events
+
+
 @pytest.fixture
 def pd_folder(tmp_path, demo_nn):
     shutil.copy(demo_nn[3], tmp_path / "steered.ts")
@@ -104,13 +118,7 @@ def test_pd_setters_meter_and_forward_match_the_replica(pd_folder, nn):
     data, log = run_pd(pd_folder, text)
     assert "torch 2.5.1" in log and "setter for bright failed" in log, log
     x, pd_out, pd_meter = data[:1], data[1:2], data[2:4]
-    events = {}
-    for ms, message in sets:
-        for part in message.split(" \\, "):
-            _, attr, *atoms = part.split()
-            value = [a if a.isalpha() else float(a) for a in atoms]
-            if attr != "bright" or value[0] != "loud":
-                events.setdefault(sample_to_buffer(ms, 512), []).append((attr, tuple(value)))
+    events = events_of(sets, 512, refused={"set bright loud 1"})
     module = torch.jit.load(str(pd_folder / "steered.ts"))
     host = nn.NnHost(module, "forward", 0, pd_defaults=True)
     torch.manual_seed(DEFAULT_SEED)
@@ -154,3 +162,22 @@ def test_pd_example_patch_loads_the_demo_file(tmp_path, demo_like_ts):
     log = proc.stdout + proc.stderr
     assert "torch 2.5.1" in log and "dimensions changed: 1 in, 2 out" in log, log  # both nn~ boxes loaded
     assert "error" not in log and "couldn't create" not in log, log
+
+
+def test_pd_inner_hook_file_with_clamp_and_gate_matches_the_replica(tmp_path, demo_hook_files, nn):
+    """A file whose concepts sit on a decoder layer, in real nn~ (unthreaded), with `clamp` and the gate's
+    attributes switched by message boxes: nn~ accepts them and plays what the replica computes."""
+    shutil.copy(demo_hook_files("decoder.net.4")[3], tmp_path / "hook.ts")
+    sets = [(300, "set bright clamp 2"), (700, "set gate_db -30 -20"), (1000, "set gate 0 \\, set noisy_1 on 4"),
+            (1300, "set bright clamp 20")]  # fmt: skip
+    data, log = run_pd(tmp_path, patch(tmp_path / "out.wav", ["nn~ hook.ts forward 0|1"], sets, 1.8))
+    assert "setter for bright failed" in log, log  # clamp 20: beyond the limit, refused and nothing changed
+    x, pd_out = data[:1], data[1:2]
+    events = events_of(sets, 512, refused={"set bright clamp 20"})
+    host = nn.NnHost(torch.jit.load(str(tmp_path / "hook.ts")), "forward", 0, pd_defaults=True)
+    torch.manual_seed(DEFAULT_SEED)
+    y = nn.run(host, x, events)
+    plain = nn.run(nn.NnHost(torch.jit.load(str(tmp_path / "hook.ts")), "forward", 0, pd_defaults=True), x)
+    peak = float(np.abs(y).max())
+    assert float(np.abs(pd_out - y).max()) < 1e-3 * peak
+    assert float(np.abs(plain - y).max()) > 0.1 * peak  # the switches did change the sound
