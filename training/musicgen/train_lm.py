@@ -11,14 +11,15 @@ RMS norm is then the identity) gives the same conditioning. Resumable (see `runs
     python -m training.musicgen.train_lm --data DATA1 --data DATA2 --codec-run CODEC_RUN --run RUN --steps N
 
 Every `--eval-every` steps it logs the held-out (test split) cross-entropy with each clip's full
-description, with another clip's and with the null one: their differences are what the text tells the model.
+description, with another clip's and with the null one, over the whole segment and over its first frames
+(where the text is all the model knows): their differences are what the text tells the model.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,12 @@ from sae.errors import UserError
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
-from training.musicgen.descriptions import UNKNOWN, DescriptionDropout, assign_surfaces, clip_phrases, reachable
+from training.musicgen.descriptions import UNKNOWN, DescriptionDropout, assign_surfaces, reachable
 
 CODEC_FILE = "codec.pt"
 CODES_FILE = "codes.pt"
 VOCAB_FILE = "descriptions.json"
+HEAD_FRAMES = 10  # the opening frames, where the held-out CE shows most clearly whether the text is used
 
 
 @dataclass
@@ -87,17 +89,18 @@ def normalise_lut(lm) -> None:
         w.div_(w.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8))
 
 
-def lm_loss(lm, codes: torch.Tensor, texts: list[str | None]) -> torch.Tensor:
-    """Mean over codebooks of the cross-entropy at the valid delay-pattern positions."""
+def lm_loss(lm, codes: torch.Tensor, texts: list[str | None], head: int | None = None) -> torch.Tensor:
+    """Mean over codebooks of the cross-entropy at the valid delay-pattern positions (the first `head` frames
+    only, when given: where the text is all the LM knows of the clip)."""
     from audiocraft.modules.conditioners import ConditioningAttributes
 
     conditions = [ConditioningAttributes(text={"description": t}) for t in texts]
     out = lm.compute_predictions(codes, conditions)
-    logits, mask = out.logits, out.mask
+    logits, mask = out.logits[..., :head, :], out.mask[..., :head]
     per_k = []
     for k in range(codes.shape[1]):
         m = mask[:, k]
-        per_k.append(torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k][m]))
+        per_k.append(torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k, :head][m]))
     return torch.stack(per_k).mean()
 
 
@@ -152,13 +155,13 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
     ident = {
         "kind": "lm",
         "sizes": sizes_dict(cfg.sizes),
-        "dropout": asdict(cfg.dropout),
+        "dropout": cfg.dropout.identity(),
         "codec": {"sha256": snap["sha256"], "sizes": snap["sizes"]},
         "data": clips.identity,
         "seed": cfg.seed,
     }
     resuming = runs.open_run(cfg.run, ident)
-    keys = reachable(clips.rows)
+    keys = reachable(clips.rows, cfg.dropout.max_phrases)
     surfaces = assign_surfaces(keys, cfg.sizes.lut_bins)
     if not (cfg.run / CODES_FILE).exists():
         codec = build_codec(codec_sizes, 0, cfg.device)
@@ -223,10 +226,11 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
         opt,
         start,
         train_step,
-        lambda: evaluate(lm, eval_codes, eval_rows, surfaces),
+        lambda: evaluate(lm, eval_codes, eval_rows, surfaces, cfg.dropout),
         lambda step, last: (
             f"step {step}: held-out CE {last['eval_ce_text']:.3f} with its text, {last['eval_ce_other']:.3f} with "
-            f"another clip's, {last['eval_ce_null']:.3f} without"
+            f"another clip's, {last['eval_ce_null']:.3f} without; first {HEAD_FRAMES} frames "
+            f"{last['eval_ce_head_text']:.3f} / {last['eval_ce_head_other']:.3f} / {last['eval_ce_head_null']:.3f}"
         ),
         {"train_clips": len(clips.rows)},
         say,
@@ -235,16 +239,19 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
 
 
 @torch.no_grad()
-def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict) -> dict:
-    """Held-out cross-entropy with each clip's full description, with another clip's (the rows rotated by half:
+def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict, dropout: DescriptionDropout) -> dict:
+    """Held-out cross-entropy with each clip's fullest description, with another clip's (the rows rotated by half:
     if it is no higher than with the clip's own, the LM does not use its text) and with the null description."""
     lm.eval()
     device = next(lm.parameters()).device
-    full = [surfaces.get(frozenset(clip_phrases(r))) for r in rows]
+    full = [surfaces.get(dropout.describe(r)) for r in rows]
     texts = [t if t is not None else surfaces[frozenset({UNKNOWN})] for t in full]
     other = texts[len(texts) // 2 :] + texts[: len(texts) // 2]
-    ce = {name: float(lm_loss(lm, codes.to(device), t)) for name, t in (("text", texts), ("other", other))}
-    ce["null"] = float(lm_loss(lm, codes.to(device), [None] * len(rows)))
+    codes = codes.to(device)
+    ce = {}
+    for name, t in (("text", texts), ("other", other), ("null", [None] * len(rows))):
+        ce[name] = float(lm_loss(lm, codes, t))
+        ce[f"head_{name}"] = float(lm_loss(lm, codes, t, head=HEAD_FRAMES))
     lm.train()
     return {f"eval_ce_{k}": round(v, 4) for k, v in ce.items()}
 
@@ -288,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", type=float, default=d.segment, help="training segment in seconds")
     parser.add_argument("--p-keep", type=float, default=dd.p_keep, help="probability of keeping each phrase")
     parser.add_argument("--p-null", type=float, default=dd.p_null, help="probability of the null description")
+    parser.add_argument(
+        "--max-phrases",
+        type=int,
+        default=None,
+        help="descriptions of 1..N phrases (count uniform) instead of each phrase kept with --p-keep",
+    )
     args = parser.parse_args(argv)
     return runs.guarded(parser.prog, lambda: train_lm(config_from_args(args)))
 
@@ -299,6 +312,8 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
         raise UserError(f"--lut-dim {args.lut_dim}: must differ from --dim (the transformers conversion needs it)")
     if not (0 < args.p_keep <= 1 and 0 <= args.p_null < 1):
         raise UserError(f"--p-keep {args.p_keep} --p-null {args.p_null}: expected 0 < p-keep <= 1, 0 <= p-null < 1")
+    if args.max_phrases is not None and args.max_phrases < 1:
+        raise UserError(f"--max-phrases {args.max_phrases}: expected at least 1")
     sizes = LMSizes(
         dim=args.dim,
         num_heads=args.heads,
@@ -312,7 +327,7 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
         **runs.loop_kwargs(args),
         codec_run=args.codec_run,
         sizes=sizes,
-        dropout=DescriptionDropout(p_keep=args.p_keep, p_null=args.p_null),
+        dropout=DescriptionDropout(p_keep=args.p_keep, p_null=args.p_null, max_phrases=args.max_phrases),
         warmup=args.warmup,
     )
 
