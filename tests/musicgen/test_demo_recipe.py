@@ -47,6 +47,22 @@ def test_phrases_and_dropout():
     assert draws == again
 
 
+def test_max_phrases_keeps_descriptions_short_and_few():
+    drop = DescriptionDropout(max_phrases=2)
+    keys = reachable([ROW], max_phrases=2)
+    assert len(keys) == 5 + 10 + 1 + 4  # singles, pairs, plus the ungendered voice in each
+    draws = [drop.sample(ROW, np.random.default_rng(s)) for s in range(400)]
+    described = [d for d in draws if d is not None and d != frozenset({UNKNOWN})]
+    assert all(d in keys for d in described)
+    sizes = [len(d) for d in described]
+    assert {1, 2} == set(sizes) and 0.4 < sizes.count(1) / len(sizes) < 0.6  # the count is uniform
+    assert drop.describe(ROW) == frozenset({"guitar", "bass"}) and DescriptionDropout().describe(ROW) == frozenset(
+        clip_phrases(ROW)
+    )
+    assert "max_phrases" not in DescriptionDropout().identity()  # runs started before the option still resume
+    assert drop.identity()["max_phrases"] == 2
+
+
 def test_surfaces_avoid_lookup_table_collisions():
     keys = reachable([ROW])
     bins = 2 * (len(keys) + 1)  # crowded: the canonical texts collide
@@ -120,11 +136,15 @@ def test_interrupted_codec_training_resumes_from_its_last_checkpoint(toy_data, t
 
 def test_lm_run_records_and_refuses_other_sizes(toy_lm_run, toy_data, toy_codec_run, toy_sizes):
     progress = runs.read_json(toy_lm_run / runs.PROGRESS_FILE)
-    assert progress["step"] == 4 and {"eval_ce_text", "eval_ce_other", "eval_ce_null"} <= set(progress["last"])
+    ce = {f"eval_ce_{h}{t}" for h in ("", "head_") for t in ("text", "other", "null")}
+    assert progress["step"] == 4 and ce <= set(progress["last"])
     vocab = DescriptionVocab.load(toy_lm_run)
     assert vocab.unknown == UNKNOWN and len(vocab.descriptions) > 10
     cfg = LMTrainConfig([str(toy_data)], toy_codec_run, toy_lm_run, replace(toy_sizes[1], num_layers=3), steps=5)
     with pytest.raises(UserError, match=r"sizes\.num_layers: 2 → 3"):
+        train_lm(cfg, say=quiet)
+    cfg = replace(cfg, sizes=toy_sizes[1], dropout=DescriptionDropout(max_phrases=2))
+    with pytest.raises(UserError, match=r"dropout\.max_phrases"):
         train_lm(cfg, say=quiet)
 
 
