@@ -148,6 +148,23 @@ def test_lm_run_records_and_refuses_other_sizes(toy_lm_run, toy_data, toy_codec_
         train_lm(cfg, say=quiet)
 
 
+def test_opening_weight_moves_the_loss_towards_the_first_frames(toy_lm_run):
+    from training.musicgen.arch import build_lm
+    from training.musicgen.train_lm import CODES_FILE, HEAD_FRAMES, lm_loss, load_lm_run
+
+    r = load_lm_run(toy_lm_run)
+    lm = build_lm(r["lm_sizes"], r["codec_sizes"], 0).eval()
+    lm.load_state_dict(r["lm_state"])
+    codes = torch.load(toy_lm_run / CODES_FILE, weights_only=True)["test"][:2, :, : 3 * HEAD_FRAMES].long()
+    with torch.no_grad():
+        plain, head = lm_loss(lm, codes, [None, None]), lm_loss(lm, codes, [None, None], head=HEAD_FRAMES)
+        heavy = lm_loss(lm, codes, [None, None], opening_weight=1e6)
+        mid = lm_loss(lm, codes, [None, None], opening_weight=4.0)
+    assert abs(plain - head) > 1e-3  # the opening differs from the rest, so the weighting can be seen
+    assert float(heavy) == pytest.approx(float(head), abs=1e-4)
+    assert min(plain, head) < mid < max(plain, head)
+
+
 def test_package_loads_in_audiocraft_and_plays_unknown_words(toy_folders):
     from audiocraft.models import MusicGen
 

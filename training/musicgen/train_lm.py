@@ -51,6 +51,8 @@ class LMTrainConfig:
     dropout: how descriptions are dropped (part of the run's identity).
     steps: total steps (the cosine learning-rate schedule spans them); minutes: wall budget of this call.
     batch: clips per step; lr: peak AdamW learning rate after `warmup` steps.
+    opening_weight: weight of a segment's first `HEAD_FRAMES` frames in the loss (1: plain mean). The text is
+        all the LM knows there, so a larger weight asks it to learn what the text says (part of the identity).
     """
 
     data: list[str]
@@ -68,6 +70,7 @@ class LMTrainConfig:
     eval_every: int = 250
     log_every: int = 25
     device: str = "cpu"
+    opening_weight: float = 1.0
 
 
 @torch.no_grad()
@@ -89,18 +92,25 @@ def normalise_lut(lm) -> None:
         w.div_(w.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8))
 
 
-def lm_loss(lm, codes: torch.Tensor, texts: list[str | None], head: int | None = None) -> torch.Tensor:
-    """Mean over codebooks of the cross-entropy at the valid delay-pattern positions (the first `head` frames
-    only, when given: where the text is all the LM knows of the clip)."""
+def lm_loss(
+    lm, codes: torch.Tensor, texts: list[str | None], head: int | None = None, opening_weight: float = 1.0
+) -> torch.Tensor:
+    """Mean over codebooks of the cross-entropy at the valid delay-pattern positions: the first `head` frames
+    only, when given (where the text is all the LM knows of the clip); the first `HEAD_FRAMES` weighted
+    `opening_weight` times the others (a weighted mean)."""
     from audiocraft.modules.conditioners import ConditioningAttributes
 
     conditions = [ConditioningAttributes(text={"description": t}) for t in texts]
     out = lm.compute_predictions(codes, conditions)
     logits, mask = out.logits[..., :head, :], out.mask[..., :head]
+    weight = torch.ones(mask.shape[-1], device=logits.device)
+    weight[:HEAD_FRAMES] = opening_weight
     per_k = []
     for k in range(codes.shape[1]):
         m = mask[:, k]
-        per_k.append(torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k, :head][m]))
+        ce = torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k, :head][m], reduction="none")
+        w = weight.expand_as(m)[m]
+        per_k.append((ce * w).sum() / w.sum())
     return torch.stack(per_k).mean()
 
 
@@ -160,6 +170,8 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
         "data": clips.identity,
         "seed": cfg.seed,
     }
+    if cfg.opening_weight != 1.0:  # recorded only when set, so older runs still resume
+        ident["opening_weight"] = cfg.opening_weight
     resuming = runs.open_run(cfg.run, ident)
     keys = reachable(clips.rows, cfg.dropout.max_phrases)
     surfaces = assign_surfaces(keys, cfg.sizes.lut_bins)
@@ -210,7 +222,7 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
         texts = [None if k is None else surfaces[k] for k in keys]
         for group in opt.param_groups:
             group["lr"] = learning_rate(cfg, step)
-        loss = lm_loss(lm, codes.to(cfg.device), texts)
+        loss = lm_loss(lm, codes.to(cfg.device), texts, opening_weight=cfg.opening_weight)
         opt.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             return None
@@ -296,6 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--p-keep", type=float, default=dd.p_keep, help="probability of keeping each phrase")
     parser.add_argument("--p-null", type=float, default=dd.p_null, help="probability of the null description")
     parser.add_argument(
+        "--opening-weight",
+        type=float,
+        default=1.0,
+        help=f"loss weight of a segment's first {HEAD_FRAMES} frames, where the text is all the LM knows",
+    )
+    parser.add_argument(
         "--max-phrases",
         type=int,
         default=None,
@@ -312,6 +330,8 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
         raise UserError(f"--lut-dim {args.lut_dim}: must differ from --dim (the transformers conversion needs it)")
     if not (0 < args.p_keep <= 1 and 0 <= args.p_null < 1):
         raise UserError(f"--p-keep {args.p_keep} --p-null {args.p_null}: expected 0 < p-keep <= 1, 0 <= p-null < 1")
+    if not args.opening_weight > 0:
+        raise UserError(f"--opening-weight {args.opening_weight}: expected a positive weight")
     if args.max_phrases is not None and args.max_phrases < 1:
         raise UserError(f"--max-phrases {args.max_phrases}: expected at least 1")
     sizes = LMSizes(
@@ -329,6 +349,7 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
         sizes=sizes,
         dropout=DescriptionDropout(p_keep=args.p_keep, p_null=args.p_null, max_phrases=args.max_phrases),
         warmup=args.warmup,
+        opening_weight=args.opening_weight,
     )
 
 
