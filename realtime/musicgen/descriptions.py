@@ -9,7 +9,10 @@ Its folder then holds `descriptions.json`:
 (description → number of training clips it describes; `unknown` is the description trained on random
 clips, the row every description outside the list maps to). A prompt is matched by its set of known words,
 so case, order, punctuation and unknown words do not matter: "Drums and GUITAR" → "guitar drums". A prompt
-whose known words form no trained description becomes `unknown` (the model then plays something, unguided).
+whose known words form no trained description is played as the longest trained description within them (the
+most-trained one on a tie; a model trained on descriptions of at most two phrases plays "guitar bass drums" as
+one of its pairs, and says which words it left out); with no known word at all it becomes `unknown` (the model
+then plays something, unguided).
 Folders without the file (hub models, T5 text encoders) take prompts as they are.
 """
 
@@ -64,6 +67,13 @@ class DescriptionVocab:
         dropped = sorted({w for w in ws if w not in self.known_words})
         key = frozenset(w for w in ws if w in self.known_words)
         found = self.by_words.get(key)
+        if found is None and key:
+            found = self.within(key)
+            if found is not None:
+                left = sorted(key - set(words(found)))
+                why = f"unknown words {', '.join(dropped)} ignored; " if dropped else ""
+                note = f"prompt {prompt!r}: {why}no trained description has all of it, played as {found!r} "
+                return found, note + f"(without {', '.join(left)})"
         if found is None:
             why = f"unknown words {', '.join(dropped)}; " if dropped else ""
             note = f"prompt {prompt!r}: {why}not a description the model knows, played as {self.unknown!r}"
@@ -71,6 +81,12 @@ class DescriptionVocab:
         if dropped:
             return found, f"prompt {prompt!r}: unknown words {', '.join(dropped)} ignored, played as {found!r}"
         return found, None
+
+    def within(self, key: frozenset[str]) -> str | None:
+        """The longest trained description whose words are all in `key` (most clips, then text, on a tie)."""
+        inside = [(len(ws), self.descriptions[d], d) for ws, d in self.by_words.items() if ws <= key]
+        inside = [c for c in inside if c[2] != self.unknown]
+        return max(inside, key=lambda c: (c[0], c[1], c[2]))[2] if inside else None
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / FILE

@@ -88,6 +88,9 @@ def test_prompts_map_onto_known_descriptions():
     text, note = vocab.canonical("kazoo orchestra")
     assert text == UNKNOWN and "kazoo, orchestra" in note
     assert vocab.canonical("piano")[0] == UNKNOWN  # known nowhere: no partial guess
+    text, note = vocab.canonical("guitar drums, male voice")  # longer than any trained description
+    assert text == "guitar drums" and note.endswith("played as 'guitar drums' (without male, voice)")
+    assert vocab.canonical("drums, male voice, 120 bpm")[0] == "male voice, 120 bpm"  # the longest inside
     assert canonical_prompts(vocab, [None, "drums"]) == ([None, "drums"], [])
     assert canonical_prompts(None, ["anything at all"]) == (["anything at all"], [])
 
