@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import resample  # noqa: F401  (the one resampler, used by fidelity)
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
@@ -209,10 +209,7 @@ def save_report(result: dict, out_dir: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def plot_judge(result: dict, path: Path) -> None:

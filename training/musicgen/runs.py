@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from sae.atomic import atomic_torch_save
+from sae.atomic import atomic_torch_save, atomic_write_text
 from sae.errors import UserError
 
 RUN_FILE = "run.json"
@@ -36,11 +35,7 @@ LOG_FILE = "log.jsonl"
 
 
 def write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:

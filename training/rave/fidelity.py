@@ -279,12 +279,9 @@ def markdown(result: dict) -> str:
 def save(result: dict, out: Path) -> None:
     """fidelity.json and fidelity.md in `out` (written atomically)."""
     import json
-    import os
-    import tempfile
+
+    from sae.atomic import atomic_write_text
 
     out.mkdir(parents=True, exist_ok=True)
     for name, text in (("fidelity.json", json.dumps(result, indent=2)), ("fidelity.md", markdown(result))):
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, text + "\n")
