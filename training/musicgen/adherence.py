@@ -125,6 +125,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
         "judge": {"trained_on": f"{n_judge} clean train clips", "sr": mg.sample_rate},
         "duration": cfg.duration,
         "cfg_coef": cfg.cfg_coef,
+        "seed": cfg.seed,
         "goal_points": GOAL_POINTS,
         "concepts": results,
         "notes": notes.lines() + mg.__dict__.get("prompt_notes", []),

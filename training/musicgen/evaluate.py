@@ -66,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--seeds", type=int, default=4, help="renders per prompt (default 4)")
     a.add_argument("--duration", type=float, default=4.0)
     a.add_argument("--concepts", default="guitar,drums,piano")
+    a.add_argument(
+        "--seed", type=int, default=0, help="first random seed (another one draws other renders: a validation set)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -81,7 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.musicgen.adherence import AdherenceConfig, evaluate_adherence
 
             concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
-            cfg = AdherenceConfig(args.model, args.judge_data, concepts, args.pairs, args.seeds, args.duration)
+            cfg = AdherenceConfig(
+                args.model, args.judge_data, concepts, args.pairs, args.seeds, args.duration, seed=args.seed
+            )
             result = evaluate_adherence(cfg)
             _write(args.out / "adherence.json", json.dumps(result, indent=2))
             _write(args.out / "adherence.md", adherence_markdown(result))
