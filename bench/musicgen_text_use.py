@@ -1,0 +1,51 @@
+"""Does a demo-MusicGen LM run use its text? Held-out cross-entropy with each clip's description, another clip's
+and the null one, over the whole segment and over its first frames (`train_lm.evaluate`, on up to 96 test clips).
+
+If the clip's own description is no better than another clip's, the LM ignores its text. Prints figures.
+
+    .venv/bin/python bench/musicgen_text_use.py --run runs/mg/lm_ow --data runs/mg/data_timgm --data runs/mg/data_csound
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.musicgen import runs
+from training.musicgen.arch import build_lm
+from training.musicgen.clips import load_clips
+from training.musicgen.descriptions import DescriptionDropout, assign_surfaces, reachable
+from training.musicgen.train_lm import CODES_FILE, evaluate, frames, load_lm_run
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--run", type=Path, required=True, help="a train_lm run folder")
+    p.add_argument("--data", action="append", required=True, help="the run's data folders")
+    p.add_argument("--clips", type=int, default=96)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    r = load_lm_run(args.run)
+    dropout = DescriptionDropout(**runs.read_json(args.run / runs.RUN_FILE)["dropout"])
+    lm = build_lm(r["lm_sizes"], r["codec_sizes"], 0).eval()
+    lm.load_state_dict(r["lm_state"])
+    codes = torch.load(args.run / CODES_FILE, weights_only=True)["test"]
+    train = load_clips(args.data, r["codec_sizes"].sample_rate, ("train",))
+    held = load_clips(args.data, r["codec_sizes"].sample_rate, ("test",))
+    surfaces = assign_surfaces(reachable(train.rows, dropout.max_phrases), r["lm_sizes"].lut_bins)
+    n = min(args.clips, len(held.rows))
+    idx = np.linspace(0, len(held.rows) - 1, n).round().astype(int)
+    segment = codes[idx, :, : frames(r["lm_sizes"], r["codec_sizes"])].long()
+    ce = evaluate(lm, segment, [held.rows[i] for i in idx], surfaces, dropout)
+    norm = float(lm.condition_provider.conditioners["description"].output_proj.weight.norm())
+    print(f"{args.run} at step {r['record']['lm']['step']}, {n} held-out clips; text projection norm {norm:.1f}")
+    for part, key in (("whole segment", ""), ("first frames", "head_")):
+        own, other, null = (ce[f"eval_ce_{key}{t}"] for t in ("text", "other", "null"))
+        print(f"  {part}: own {own:.3f}, another clip's {other:.3f} (+{other - own:.3f}), null {null:.3f}")
+
+
+if __name__ == "__main__":
+    main()
