@@ -92,16 +92,19 @@ def normalise_lut(lm) -> None:
         w.div_(w.pow(2).mean(dim=-1, keepdim=True).sqrt().clamp_min(1e-8))
 
 
-def lm_loss(
-    lm, codes: torch.Tensor, texts: list[str | None], head: int | None = None, opening_weight: float = 1.0
-) -> torch.Tensor:
-    """Mean over codebooks of the cross-entropy at the valid delay-pattern positions: the first `head` frames
-    only, when given (where the text is all the LM knows of the clip); the first `HEAD_FRAMES` weighted
-    `opening_weight` times the others (a weighted mean)."""
+def predictions(lm, codes: torch.Tensor, texts: list[str | None]):
+    """audiocraft's `LMOutput` (logits [B, K, T, card], mask [B, K, T]) of `codes` [B, K, T] with one
+    description per clip (None: the null description): one forward pass."""
     from audiocraft.modules.conditioners import ConditioningAttributes
 
     conditions = [ConditioningAttributes(text={"description": t}) for t in texts]
-    out = lm.compute_predictions(codes, conditions)
+    return lm.compute_predictions(codes, conditions)
+
+
+def prediction_ce(out, codes: torch.Tensor, head: int | None = None, opening_weight: float = 1.0) -> torch.Tensor:
+    """Mean over codebooks of the cross-entropy of `predictions` at the valid delay-pattern positions: the first
+    `head` frames only, when given (where the text is all the LM knows of the clip); the first `HEAD_FRAMES`
+    weighted `opening_weight` times the others (a weighted mean)."""
     logits, mask = out.logits[..., :head, :], out.mask[..., :head]
     weight = torch.ones(mask.shape[-1], device=logits.device)
     weight[:HEAD_FRAMES] = opening_weight
@@ -112,6 +115,13 @@ def lm_loss(
         w = weight.expand_as(m)[m]
         per_k.append((ce * w).sum() / w.sum())
     return torch.stack(per_k).mean()
+
+
+def lm_loss(
+    lm, codes: torch.Tensor, texts: list[str | None], head: int | None = None, opening_weight: float = 1.0
+) -> torch.Tensor:
+    """`prediction_ce` of one forward pass (the training loss)."""
+    return prediction_ce(predictions(lm, codes, texts), codes, head, opening_weight)
 
 
 def learning_rate(cfg: LMTrainConfig, step: int) -> float:
@@ -253,7 +263,8 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
 @torch.no_grad()
 def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict, dropout: DescriptionDropout) -> dict:
     """Held-out cross-entropy with each clip's fullest description, with another clip's (the rows rotated by half:
-    if it is no higher than with the clip's own, the LM does not use its text) and with the null description."""
+    if it is no higher than with the clip's own, the LM does not use its text) and with the null description, over
+    the whole segment and its first `HEAD_FRAMES` frames (both from one forward pass per description set)."""
     lm.eval()
     device = next(lm.parameters()).device
     full = [surfaces.get(dropout.describe(r)) for r in rows]
@@ -262,8 +273,9 @@ def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict, dropout:
     codes = codes.to(device)
     ce = {}
     for name, t in (("text", texts), ("other", other), ("null", [None] * len(rows))):
-        ce[name] = float(lm_loss(lm, codes, t))
-        ce[f"head_{name}"] = float(lm_loss(lm, codes, t, head=HEAD_FRAMES))
+        out = predictions(lm, codes, t)  # one forward pass gives both figures
+        ce[name] = float(prediction_ce(out, codes))
+        ce[f"head_{name}"] = float(prediction_ce(out, codes, head=HEAD_FRAMES))
     lm.train()
     return {f"eval_ce_{k}": round(v, 4) for k, v in ce.items()}
 
@@ -325,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
     if args.dim < 1 or args.heads < 1 or args.dim % args.heads or args.layers < 1:
-        raise UserError(f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: dim must divide by heads")
+        raise UserError(
+            f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: expected sizes >= 1, dim divisible by heads"
+        )
     if args.lut_dim == args.dim:
         raise UserError(f"--lut-dim {args.lut_dim}: must differ from --dim (the transformers conversion needs it)")
     if not (0 < args.p_keep <= 1 and 0 <= args.p_null < 1):

@@ -1,0 +1,126 @@
+"""`train_lm`'s loss and held-out evaluation on a seeded tiny LM (one forward pass per description set, the same
+numbers as two), and its one-line refusals of bad options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.musicgen import train_lm
+from training.musicgen.arch import build_lm
+from training.musicgen.descriptions import UNKNOWN, DescriptionDropout, assign_surfaces, reachable
+
+ROWS = [
+    {"guitar": 1, "piano": 0, "strings": 0, "brass": 0, "bass": 1, "drums": 1, "voice": "male", "tempo": 117.3},
+    {"guitar": 0, "piano": 1, "strings": 0, "brass": 0, "bass": 0, "drums": 1, "voice": "none", "tempo": 90.0},
+    {"guitar": 0, "piano": 0, "strings": 1, "brass": 1, "bass": 0, "drums": 0, "voice": "female", "tempo": 140.0},
+    {"guitar": 1, "piano": 1, "strings": 0, "brass": 0, "bass": 1, "drums": 0, "voice": "none", "tempo": 100.0},
+]
+
+
+def reference_lm_loss(lm, codes, texts, head=None, opening_weight=1.0):
+    """`train_lm.lm_loss` as it was before predictions and cross-entropy were split (the reference)."""
+    from audiocraft.modules.conditioners import ConditioningAttributes
+
+    conditions = [ConditioningAttributes(text={"description": t}) for t in texts]
+    out = lm.compute_predictions(codes, conditions)
+    logits, mask = out.logits[..., :head, :], out.mask[..., :head]
+    weight = torch.ones(mask.shape[-1], device=logits.device)
+    weight[: train_lm.HEAD_FRAMES] = opening_weight
+    per_k = []
+    for k in range(codes.shape[1]):
+        m = mask[:, k]
+        ce = torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k, :head][m], reduction="none")
+        w = weight.expand_as(m)[m]
+        per_k.append((ce * w).sum() / w.sum())
+    return torch.stack(per_k).mean()
+
+
+@pytest.fixture
+def tiny(toy_sizes):
+    codec_sizes, lm_sizes = toy_sizes
+    lm = build_lm(lm_sizes, codec_sizes, seed=3)
+    lm.cfg_dropout.p = 0.0  # as in training
+    train_lm.normalise_lut(lm)
+    T = train_lm.frames(lm_sizes, codec_sizes)
+    codes = torch.randint(
+        0, codec_sizes.bins, (len(ROWS), codec_sizes.n_q, T), generator=torch.Generator().manual_seed(7)
+    )
+    surfaces = assign_surfaces(reachable(ROWS), lm_sizes.lut_bins)
+    return lm, codes, surfaces
+
+
+def test_training_loss_is_unchanged(tiny):
+    lm, codes, surfaces = tiny
+    texts = [surfaces[frozenset({"guitar", "drums"})], None, surfaces[frozenset({UNKNOWN})], None]
+    assert codes.shape[-1] > train_lm.HEAD_FRAMES  # the opening weight has frames to weigh against
+    for weight in (1.0, 4.0):
+        grads = []
+        for loss_fn in (train_lm.lm_loss, reference_lm_loss):
+            lm.zero_grad(set_to_none=True)
+            loss = loss_fn(lm.train(), codes, texts, opening_weight=weight)
+            loss.backward()
+            grads.append((loss.detach(), [p.grad.clone() for p in lm.parameters() if p.grad is not None]))
+        (new, new_g), (ref, ref_g) = grads
+        assert torch.equal(new, ref), (weight, float(new), float(ref))
+        assert len(new_g) == len(ref_g) > 0 and all(torch.equal(a, b) for a, b in zip(new_g, ref_g, strict=True))
+
+
+def test_evaluate_is_one_forward_per_description_set_with_the_same_figures(tiny, monkeypatch):
+    lm, codes, surfaces = tiny
+    dropout = DescriptionDropout()
+    # the reference: evaluate as it was, two forward passes per description set
+    lm.eval()
+    full = [surfaces.get(dropout.describe(r)) for r in ROWS]
+    texts = [t if t is not None else surfaces[frozenset({UNKNOWN})] for t in full]
+    other = texts[2:] + texts[:2]
+    ref = {}
+    with torch.no_grad():
+        for name, t in (("text", texts), ("other", other), ("null", [None] * len(ROWS))):
+            ref[name] = reference_lm_loss(lm, codes, t)
+            ref[f"head_{name}"] = reference_lm_loss(lm, codes, t, head=train_lm.HEAD_FRAMES)
+    assert len({round(float(v), 4) for v in ref.values()}) == 6  # six distinct figures, so a mix-up shows
+
+    calls = []
+    forward = lm.compute_predictions
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(lm, "compute_predictions", counted)
+    got = train_lm.evaluate(lm, codes, ROWS, surfaces, dropout)
+    assert len(calls) == 3  # text, other, null
+    assert got == {f"eval_ce_{k}": round(float(v), 4) for k, v in ref.items()}
+    assert lm.training  # evaluate hands the LM back in training mode
+    # and unrounded, the split computation gives the reference's exact numbers
+    with torch.no_grad():
+        out = train_lm.predictions(lm.eval(), codes, texts)
+        assert torch.equal(train_lm.prediction_ce(out, codes), ref["text"])
+        assert torch.equal(train_lm.prediction_ce(out, codes, head=train_lm.HEAD_FRAMES), ref["head_text"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--max-phrases", "0"], "--max-phrases 0: expected at least 1"),
+        (["--max-phrases", "-2"], "--max-phrases -2: expected at least 1"),
+        (["--opening-weight", "0"], "--opening-weight 0.0: expected a positive weight"),
+        (["--opening-weight", "-1"], "--opening-weight -1.0: expected a positive weight"),
+        (["--opening-weight", "nan"], "--opening-weight nan: expected a positive weight"),
+        (["--dim", "30", "--heads", "4"], "--dim 30 --heads 4 --layers 6: expected sizes >= 1, dim divisible by heads"),
+        (["--layers", "0"], "--layers 0: expected sizes >= 1"),
+        (["--dim", "48", "--lut-dim", "48"], "--lut-dim 48: must differ from --dim"),
+        (["--p-keep", "0"], "--p-keep 0.0 --p-null 0.2: expected 0 < p-keep <= 1, 0 <= p-null < 1"),
+        (["--p-null", "1"], "--p-keep 0.8 --p-null 1.0: expected 0 < p-keep <= 1, 0 <= p-null < 1"),
+        # the edge values are accepted: the run then stops at the next check (no codec to learn from)
+        (["--max-phrases", "1", "--opening-weight", "0.01"], "--codec-run: needed to start the LM run"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(argv, expected, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_lm.main(["--data", str(tmp_path / "data"), "--run", str(run), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("python -m training.musicgen.train_lm: error: ")
+    assert expected in err[0]
+    assert not run.exists()
