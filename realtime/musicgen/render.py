@@ -164,20 +164,31 @@ class BankSteering:
         for layer in sorted({g.layer for g in self.groups}):
             groups = [g for g in self.groups if g.layer == layer]
 
-            def fn(hidden: Tensor, start: int, groups: list[_Group] = groups) -> Tensor:
-                rows = hidden.shape[0]
-                if self.edit_rows == "cond" and batch is not None and rows == 2 * batch:
-                    rows = batch
-                part = hidden if rows == hidden.shape[0] else hidden[:rows]
-                x = part
+            def edit(x: Tensor, start: int, groups: list[_Group] = groups) -> Tensor:
                 for g in groups:
                     x = _edit_positions(x, g, start, fps)
-                if x is part:  # no edit active: the hidden state itself
-                    return hidden
-                return x if part is hidden else torch.cat([x, hidden[rows:]])
+                return x
 
-            out[layer] = fn
+            out[layer] = guidance_rows(edit, self.edit_rows, batch)
         return out
+
+
+def guidance_rows(edit: Callable[[Tensor, int], Tensor], edit_rows: str, batch: int | None) -> LayerFn:
+    """A layer hook applying `edit` to the guidance rows `edit_rows` selects (module docstring): all rows, or with
+    `cond` and a hidden state of 2·`batch` rows the first `batch` (conditional) ones. An `edit` that returns its
+    input unchanged (nothing active) returns the hidden state itself."""
+
+    def fn(hidden: Tensor, start: int) -> Tensor:
+        rows = hidden.shape[0]
+        if edit_rows == "cond" and batch is not None and rows == 2 * batch:
+            rows = batch
+        part = hidden if rows == hidden.shape[0] else hidden[:rows]
+        x = edit(part, start)
+        if x is part:
+            return hidden
+        return x if part is hidden else torch.cat([x, hidden[rows:]])
+
+    return fn
 
 
 def _edit_positions(x: Tensor, g: _Group, start: int, fps: float) -> Tensor:

@@ -43,7 +43,7 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folde
     cfg = ExperimentConfig(
         str(ac), str(toy_concept_data), str(tmp_path / "exp"), steer=("guitar",), probe=("guitar", "drums"), prompts=3,
         prompt_seconds=0.3, sae_steps=10, k=4, expansion=2, pairs=2, seeds=1, strengths=(1.0, 4.0), duration=0.3,
-        folds=2,
+        folds=2, test_seeds=3,
     )  # fmt: skip
     s = run_experiment(cfg, say=lambda *_: None)
     assert s["layers"] == [0, 1]
@@ -56,10 +56,24 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folde
     for arm in g["validation"]["layers"][best].values():
         assert [e["strength"] for e in arm["sweep"]] == [1.0, 4.0]
     test_arm = g["test"]["layers"][best]["sae"]
-    assert [e["strength"] for e in test_arm["sweep"]] == [g["validation"]["layers"][best]["sae"]["strength_on"]]
+    val_arm = g["validation"]["layers"][best]["sae"]
+    assert [e["strength"] for e in test_arm["sweep"]] == [val_arm["strength_on"]]
+    # both guidance rows tried on validation, the chosen one alone on test, with more renders there
+    assert set(val_arm["rows_tried"]) == {"both", "cond"} and val_arm["edit_rows"] in ("both", "cond")
+    assert list(test_arm["rows_tried"]) == [val_arm["edit_rows"]] == [test_arm["edit_rows"]]
+    assert g["validation"]["renders_per_side"] == 1 and g["test"]["renders_per_side"] == 3
+    assert test_arm["off_drop"]["n"] == 3
+    for split in ("validation", "test"):
+        refs = g[split]["references"]
+        prompt = refs["prompt"]  # the prompt as the edit: its drop is the plain renders' difference
+        p = g[split]["plain"]
+        assert prompt["off_drop"]["value"] == pytest.approx(p["with"]["value"] - p["without"]["value"])
+        assert prompt["on_rise"]["value"] == pytest.approx(prompt["off_drop"]["value"])
+        assert refs["resample"]["off_drop"]["n"] == g[split]["renders_per_side"]
     saved = json.loads((tmp_path / "exp" / "experiment.json").read_text())
     assert saved["model"]["sha256"] == s["model"]["sha256"]
-    assert "layer" in (tmp_path / "exp" / "report.md").read_text()
+    report = (tmp_path / "exp" / "report.md").read_text()
+    assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
     # a second run reuses the store and the SAEs
     again = run_experiment(cfg, say=lambda *_: None)
     assert again["timings_s"]["saes"] < s["timings_s"]["saes"] + 5
@@ -127,3 +141,32 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     assert g["verdict"] in ("met", "missed", "undecided")
     assert main(["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path),
                  "--concepts", "kazoo"]) == 2  # fmt: skip
+
+
+def test_mean_difference_baseline_edits_the_rows_asked_for():
+    """ShiftSteering: `cond` shifts the first B of 2·B guidance rows only, `both` every row (as BankSteering)."""
+    import torch
+
+    from training.musicgen.experiment import ShiftSteering
+
+    hidden, v = torch.randn(4, 3, 5), torch.randn(5)
+    both = ShiftSteering(1, v).layer_fns(2)[1](hidden, 0)
+    cond = ShiftSteering(1, v, "cond").layer_fns(2)[1](hidden, 0)
+    torch.testing.assert_close(both, hidden + v)
+    torch.testing.assert_close(cond[:2], hidden[:2] + v)
+    assert torch.equal(cond[2:], hidden[2:])
+    torch.testing.assert_close(ShiftSteering(1, v, "cond").layer_fns(4)[1](hidden, 0), both)  # no guidance rows
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"edit_rows": ("sideways",)}, "--edit-rows sideways"), ({"test_seeds": -1}, "--test-seeds -1")],
+)
+def test_experiment_refuses_bad_settings_before_loading_a_model(tmp_path, change, message):
+    from sae.errors import UserError
+    from training.musicgen.experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(str(tmp_path / "no_model"), str(tmp_path), str(tmp_path / "out"), probe=(), **change)
+    with pytest.raises(UserError, match=message):
+        run_experiment(cfg, say=lambda *_: None)
+    assert not (tmp_path / "out").exists()

@@ -99,6 +99,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     hook = mg.hook_name(layer)
     bank_path = exp_dir / "banks" / f"{hook}.yaml"
     strength = val["layers"][layer]["sae"]["strength_on"]
+    rows = val["layers"][layer]["sae"]["edit_rows"]
 
     def renders() -> dict[str, str]:
         bank = ConceptBank.load(bank_path)
@@ -111,10 +112,10 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         }
         done = {}
         for name, (prompt, edit) in files.items():
-            steering = BankSteering(mg, bank, [parse_set(edit)]) if edit else None
+            steering = BankSteering(mg, bank, [parse_set(edit)], rows) if edit else None
             gen = render(mg, [prompt], seconds, cfg.seed, steering)
             write_audio(out / "renders" / name, gen.wav[0], mg.sample_rate)
-            done[name] = f"{prompt!r}" + (f", {edit} at layer {layer}" if edit else "")
+            done[name] = f"{prompt!r}" + (f", {edit} at layer {layer} ({rows} guidance rows)" if edit else "")
         return done
 
     rendered = step("render", renders)
@@ -140,6 +141,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         "training": _training_record(model),
         "chosen_layer": layer,
         "strength_on": strength,
+        "edit_rows": rows,
         "renders": rendered,
         "dashboard": str(site),
         "experiment": str(exp_dir / "report.md"),
@@ -152,8 +154,8 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         "# musicsae MusicGen demo",
         "",
         f"Model `{model}` ({_training_line(summary['training'])}). Concept `{cfg.concept}` steered at layer {layer} "
-        f"(chosen on validation prompts), `on` strength {strength:g}. Dashboard: `{site}` (per-layer map: "
-        "layers.html).",
+        f"(chosen on validation prompts), `on` strength {strength:g}, {rows} guidance rows. Dashboard: `{site}` "
+        "(per-layer map: layers.html).",
         "",
         "## Renders",
         "",

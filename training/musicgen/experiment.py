@@ -14,8 +14,14 @@
    test halves. `off` on the prompts with C (the drop), `on:S` on the prompts without C for every strength
    S (the rise), the same prompts and seeds as the plain renders; the drift of every other judged concept.
    Beside every SAE edit, the same edit along the raw-residual difference of means at the same layer
-   (teacher-forced clip frames with C minus without; off = −d, on:S = S·d), as a baseline. The best layer,
-   strength and baseline strength are chosen on validation prompts; the report gives the test prompts.
+   (teacher-forced clip frames with C minus without; off = −d, on:S = S·d), as a baseline. Each edit is tried
+   on both guidance rows and on the conditional rows only (`edit_rows`, realtime/musicgen/render.py). The best
+   layer, rows and strengths are chosen on validation prompts; the report gives the test prompts
+   (`test_seeds` renders per prompt there), with two references measured on the same prompts:
+   - `resample`: no edit, the same prompts from other seeds: how far sampling alone moves every figure (the
+     floor under any drift);
+   - `prompt`: the prompt itself as the edit (with C → without C for `off`, the reverse for `on`): what the
+     model does when told, the drift included.
 
 Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer. Every
 figure carries its render count and a 95 % interval (paired bootstrap over prompt × seed items).
@@ -41,6 +47,8 @@ from training.demo import Steps
 from training.musicgen.adherence import fit_judge, prompt_pairs
 
 GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
+RESAMPLE_SEED = 100_000
+"""Offset of the `resample` reference's seeds from the plain renders' (other draws of the same prompts)."""
 PROBE_CONCEPTS = ("guitar", "drums", "piano", "bass", "strings", "brass", "voice")
 
 
@@ -56,6 +64,8 @@ class ExperimentConfig:
     sae_steps, k, expansion: SAE training per layer.
     pairs: prompt pairs per steered concept (the first half validates, the second tests); seeds per prompt.
     strengths: strengths of `on` swept on validation.
+    edit_rows: guidance rows tried on validation (`both`, `cond`; realtime/musicgen/render.py).
+    test_seeds: renders per test prompt (0: `seeds`); the test runs one layer, so it can afford more.
     """
 
     model: str
@@ -77,6 +87,8 @@ class ExperimentConfig:
     seed: int = 0
     backend: str = "auto"
     device: str = "cpu"
+    edit_rows: tuple[str, ...] = ("both", "cond")
+    test_seeds: int = 0
 
 
 def trained_seconds(model: str | Path, default: float = 4.0) -> float:
@@ -96,25 +108,24 @@ def collection_prompts(vocab, n: int) -> list[str]:
 
 
 class ShiftSteering:
-    """The raw-residual baseline: add `vector` to every row of `layer` at every step (as BankSteering edits)."""
+    """The raw-residual baseline: add `vector` to the guidance rows `edit_rows` of `layer` at every step (as
+    BankSteering edits)."""
 
-    def __init__(self, layer: int, vector: torch.Tensor):
-        self.layer, self.vector = layer, vector
+    def __init__(self, layer: int, vector: torch.Tensor, edit_rows: str = "both"):
+        self.layer, self.vector, self.edit_rows = layer, vector, edit_rows
 
-    def layer_fns(self):
+    def layer_fns(self, batch: int | None = None):
+        from realtime.musicgen.render import guidance_rows
+
         v = self.vector
-
-        def fn(hidden: torch.Tensor, start: int) -> torch.Tensor:
-            return hidden + v.to(hidden.dtype)
-
-        return {self.layer: fn}
+        return {self.layer: guidance_rows(lambda x, start: x + v.to(x.dtype), self.edit_rows, batch)}
 
 
 def _render(mg, prompts: list[str], seeds: int, seed0: int, duration: float, steering=None) -> list[np.ndarray]:
     """Each prompt rendered `seeds` times (prompt j uses seed seed0 + j, its rows differ by sampling)."""
     out = []
     for j, p in enumerate(prompts):
-        hooks = steering.layer_fns() if steering is not None else {}
+        hooks = steering.layer_fns(seeds) if steering is not None else {}
         with mg.hooks(hooks):
             gen = mg.generate([p] * seeds, duration, seed=seed0 + j)
         out += [w.mean(0).cpu().numpy() for w in gen.wav]
@@ -155,36 +166,56 @@ def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on
     }
 
 
-def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plain, cfg, strengths) -> dict:
-    """The SAE edit of `concept` from `bank` at `layer`, and the mean-difference baseline there."""
+def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plain, seeds, cfg, chosen) -> dict:
+    """The SAE edit of `concept` from `bank` at `layer`, and the mean-difference baseline there, each on the
+    guidance rows that score best (`_score`). `chosen`: per arm, the (rows, strengths) to try."""
     from realtime.musicgen.render import BankSteering, parse_set
 
     (with_p, without_p), (plain_w, plain_o) = prompts, plain
 
     def render(ps: list[str], steering) -> list[np.ndarray]:
-        return _render(mg, ps, cfg.seeds, cfg.seed, cfg.duration, steering)
+        return _render(mg, ps, seeds, cfg.seed, cfg.duration, steering)
 
-    def sae(mode: str) -> BankSteering:
-        return BankSteering(mg, bank, [parse_set(f"{concept}={mode}")])
+    def make(label: str, rows: str, mode: str, s: float = 1.0):
+        if label == "sae":
+            return BankSteering(mg, bank, [parse_set(f"{concept}={mode}")], rows)
+        return ShiftSteering(layer, (-1.0 if mode == "off" else s) * direction, rows)
 
-    sae_arm = _arm(
-        judge, names, concept, plain_w, plain_o,
-        lambda: render(with_p, sae("off")),
-        lambda s: render(without_p, sae(f"on:{s:g}")),
-        strengths[0],
-    )  # fmt: skip
-    base_arm = _arm(
-        judge, names, concept, plain_w, plain_o,
-        lambda: render(with_p, ShiftSteering(layer, -direction)),
-        lambda s: render(without_p, ShiftSteering(layer, s * direction)),
-        strengths[1],
-    )  # fmt: skip
-    base_arm |= {"method": "raw-residual difference of means", "norm": float(direction.norm())}
-    return {"sae": sae_arm, "baseline": base_arm}
+    arms: dict[str, Any] = {}
+    for label, (rows_tried, strengths) in chosen.items():
+        tried = {}
+        for rows in rows_tried:
+            tried[rows] = _arm(
+                judge, names, concept, plain_w, plain_o,
+                lambda label=label, rows=rows: render(with_p, make(label, rows, "off")),
+                lambda s, label=label, rows=rows: render(without_p, make(label, rows, f"on:{s:g}", s)),
+                strengths,
+            ) | {"edit_rows": rows}  # fmt: skip
+        best = max(tried, key=lambda r: _score(tried[r]))
+        arms[label] = tried[best] | {
+            "rows_tried": {r: {k: a[k] for k in ("off_drop", "on_rise", "strength_on", "max_drift")}
+                           for r, a in tried.items()},
+        }  # fmt: skip
+    arms["baseline"] |= {"method": "raw-residual difference of means", "norm": float(direction.norm())}
+    return arms
+
+
+def _references(mg, judge, names, concept, prompts, plain_audio, plain, seeds, cfg) -> dict[str, Any]:
+    """The `resample` and `prompt` references (module docstring), as arms judged like the edits."""
+    (with_p, without_p), (audio_w, audio_o), (plain_w, plain_o) = prompts, plain_audio, plain
+
+    def other_draws(ps: list[str]) -> list[np.ndarray]:
+        return _render(mg, ps, seeds, cfg.seed + RESAMPLE_SEED, cfg.duration)
+
+    arms = (
+        ("resample", lambda: other_draws(with_p), lambda s: other_draws(without_p)),
+        ("prompt", lambda: audio_o, lambda s: audio_w),
+    )
+    return {name: _arm(judge, names, concept, plain_w, plain_o, off, on, (0.0,)) for name, off, on in arms}
 
 
 def _score(arm: dict) -> tuple:
-    """Ranking of layers on validation: goals met, then the weaker of drop/50 and rise/30."""
+    """Ranking of layers and rows on validation: goals met, then the weaker of drop/50 and rise/30."""
     g = arm["goals_met"]
     return (sum(g.values()), min(arm["off_drop"]["value"] / 50, arm["on_rise"]["value"] / 30))
 
@@ -201,9 +232,15 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
 
     stage = Steps(say, numbered=False)
     out, data = Path(cfg.out), Path(cfg.data)
+    from realtime.musicgen.render import EDIT_ROWS
+
     bad = [c for c in (*cfg.steer, *cfg.probe) if c not in CONCEPTS]
     if bad:
         raise UserError(f"concept {bad[0]!r}: not a manifest label ({', '.join(CONCEPTS)})")
+    if not cfg.edit_rows or any(r not in EDIT_ROWS for r in cfg.edit_rows):
+        raise UserError(f"--edit-rows {','.join(cfg.edit_rows)}: expected one or more of {', '.join(EDIT_ROWS)}")
+    if cfg.seeds < 1 or cfg.test_seeds < 0:
+        raise UserError(f"--seeds {cfg.seeds} / --test-seeds {cfg.test_seeds}: expected ≥ 1 / ≥ 0 (0: as --seeds)")
     for c in cfg.probe:
         concept_files(data / "concepts" / c)  # checked before the model runs
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
@@ -291,9 +328,12 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
             per_split: dict[str, Any] = {}
             for split, ps in splits.items():
                 with_p, without_p = [w for w, _ in ps], [o for _, o in ps]
-                say(f"{c} / {split}: plain renders of {len(ps)} prompt pairs x {cfg.seeds} seeds")
-                plain_w = judge.detect(_render(mg, with_p, cfg.seeds, cfg.seed, cfg.duration))
-                plain_o = judge.detect(_render(mg, without_p, cfg.seeds, cfg.seed, cfg.duration))
+                seeds = (cfg.test_seeds or cfg.seeds) if split == "test" else cfg.seeds
+                say(f"{c} / {split}: plain renders of {len(ps)} prompt pairs x {seeds} seeds")
+                audio = (_render(mg, with_p, seeds, cfg.seed, cfg.duration),
+                         _render(mg, without_p, seeds, cfg.seed, cfg.duration))  # fmt: skip
+                plain_w, plain_o = judge.detect(audio[0]), judge.detect(audio[1])
+                prompts_wo, plain = (with_p, without_p), (plain_w, plain_o)
                 chosen = layers if split == "validation" else [per_split["validation"]["best_layer"]]
                 by_layer: dict[int, Any] = {}
                 for i in chosen:
@@ -301,19 +341,21 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                     say(f"{c} / {split} / layer {i}: SAE edits and the mean-difference baseline")
                     if split == "test":
                         v = per_split["validation"]["layers"][i]
-                        strengths = (v["sae"]["strength_on"],), (v["baseline"]["strength_on"],)
+                        tries = {k: ((v[k]["edit_rows"],), (v[k]["strength_on"],)) for k in ("sae", "baseline")}
                     else:
-                        strengths = cfg.strengths, cfg.strengths
+                        tries = {k: (cfg.edit_rows, cfg.strengths) for k in ("sae", "baseline")}
                     arms = (mg, judge, judge_names, c, i, bank, directions[c, i])
-                    by_layer[i] = _layer_arms(*arms, (with_p, without_p), (plain_w, plain_o), cfg, strengths)
+                    by_layer[i] = _layer_arms(*arms, prompts_wo, plain, seeds, cfg, tries)
+                say(f"{c} / {split}: references (other draws; the prompt itself)")
                 entry: dict[str, Any] = {
                     "pairs": [list(p) for p in ps],
-                    "renders_per_side": len(ps) * cfg.seeds,
+                    "renders_per_side": len(ps) * seeds,
                     "plain": {
                         "with": wilson(int(plain_w[c].sum()), len(plain_w[c])).as_dict(),
                         "without": wilson(int(plain_o[c].sum()), len(plain_o[c])).as_dict(),
                     },
                     "layers": by_layer,
+                    "references": _references(mg, judge, judge_names, c, prompts_wo, audio, plain, seeds, cfg),
                 }
                 if split == "validation":
                     entry["best_layer"] = max(by_layer, key=lambda i: _score(by_layer[i]["sae"]))
@@ -348,6 +390,20 @@ def auroc_iv(report, method: str) -> dict:
 
 def _iv(d: dict, fmt: str = "+.0f") -> str:
     return Interval(**d).text(fmt)
+
+
+_LABELS = {"sae": "SAE", "baseline": "mean-diff"}
+
+
+def _reference_lines(refs: dict[str, Any]) -> list[str]:
+    """The references under an edit table: drop, rise and drift of no edit (other draws) and of the prompt."""
+    r, p = refs["resample"], refs["prompt"]
+    return [
+        "",
+        f"References on the same prompts: no edit, other draws: off {_iv(r['off_drop'])}, on {_iv(r['on_rise'])}, "
+        f"worst drift {r['max_drift']:.0f} (what sampling alone moves); the prompt itself: "
+        f"{_iv(p['off_drop'])}, worst drift {p['max_drift']:.0f} (what the model does when told).",
+    ]
 
 
 def report_markdown(s: dict[str, Any]) -> str:
@@ -391,33 +447,33 @@ def report_markdown(s: dict[str, Any]) -> str:
             f"plain renders: {c} heard in {_iv(v['plain']['with'], '.0f')} of prompts with it, "
             f"{_iv(v['plain']['without'], '.0f')} without.",
             "",
-            "| layer | edit | off drop | on rise (strength) | worst drift |",
-            "|---|---|---|---|---|",
+            "| layer | edit | rows | off drop | on rise (strength) | worst drift |",
+            "|---|---|---|---|---|---|",
         ]
         for i, e in v["layers"].items():
             for label in ("sae", "baseline"):
                 a = e[label]
                 lines.append(
-                    f"| {i}{' (chosen)' if int(i) == int(best) else ''} | {'SAE' if label == 'sae' else 'mean-diff'} "
+                    f"| {i}{' (chosen)' if int(i) == int(best) else ''} | {_LABELS[label]} | {a['edit_rows']} "
                     f"| {_iv(a['off_drop'])} | {_iv(a['on_rise'])} ({a['strength_on']:g}) | {a['max_drift']:.0f} |"
                 )
+        lines += [*_reference_lines(v["references"]), ""]
         lines += [
-            "",
             f"### {c}: test prompts ({t['renders_per_side']} renders per side), layer {best}",
             "",
             f"plain renders: {c} heard in {_iv(t['plain']['with'], '.0f')} with it, {_iv(t['plain']['without'], '.0f')}"
             " without.",
             "",
-            "| edit | off drop | on rise (strength) | worst drift | goals met |",
-            "|---|---|---|---|---|",
+            "| edit | rows | off drop | on rise (strength) | worst drift | goals met |",
+            "|---|---|---|---|---|---|",
         ]
         for label, a in t["layers"][best].items():
             met = ", ".join(k for k, ok in a["goals_met"].items() if ok) or "none"
             lines.append(
-                f"| {'SAE' if label == 'sae' else 'mean-diff'} | {_iv(a['off_drop'])} | {_iv(a['on_rise'])} "
+                f"| {_LABELS[label]} | {a['edit_rows']} | {_iv(a['off_drop'])} | {_iv(a['on_rise'])} "
                 f"({a['strength_on']:g}) | {a['max_drift']:.0f} | {met} |"
             )
-        lines.append("")
+        lines += [*_reference_lines(t["references"]), ""]
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in s["timings_s"].items()), ""]
     if s["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in s["notes"]], ""]
@@ -441,6 +497,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--expansion", type=int, default=d.expansion)
     p.add_argument("--pairs", type=int, default=d.pairs, help="prompt pairs per steered concept")
     p.add_argument("--seeds", type=int, default=d.seeds, help="renders per prompt")
+    p.add_argument("--test-seeds", type=int, default=d.test_seeds, help="renders per test prompt (0: --seeds)")
+    p.add_argument(
+        "--edit-rows", default=",".join(d.edit_rows), help="guidance rows tried on validation: both, cond or both,cond"
+    )
     p.add_argument("--strengths", default=",".join(f"{s:g}" for s in d.strengths))
     p.add_argument(
         "--duration", type=float, help="seconds per render and collected prompt (default: the LM's training segment)"
@@ -464,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = ExperimentConfig(
         a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, seconds,
         a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
-        device=a.device,
+        device=a.device, edit_rows=split(a.edit_rows), test_seeds=a.test_seeds,
     )  # fmt: skip
     return runs.guarded(p.prog, lambda: run_experiment(cfg))
 
