@@ -170,3 +170,18 @@ def test_experiment_refuses_bad_settings_before_loading_a_model(tmp_path, change
     with pytest.raises(UserError, match=message):
         run_experiment(cfg, say=lambda *_: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_on_strength_meets_the_most_goals_then_drifts_least():
+    from training.musicgen.experiment import _strength_key
+
+    def e(s, rise, drift):
+        return {"strength": s, "rise": {"value": rise}, "max_drift": drift}
+
+    def pick(*sweep):
+        return max(sweep, key=_strength_key)["strength"]
+
+    assert pick(e(0.25, 54, 25), e(0.5, 58, 54), e(1, 58, 79)) == 0.25  # rise met by all: least drift
+    assert pick(e(0.25, 20, 5), e(0.5, 40, 8), e(1, 60, 30)) == 0.5  # both goals met beats a higher rise
+    assert pick(e(0.25, 10, 5), e(0.5, 40, 30)) == 0.5  # the rise goal before the drift goal
+    assert pick(e(0.25, 10, 40), e(0.5, 20, 60)) == 0.5  # no goal met: the most rise

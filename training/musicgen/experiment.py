@@ -144,8 +144,7 @@ def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on
         drift = {o: paired_diff(plain_without[o], on[o]).as_dict() for o in names if o != concept}
         worst = max([abs(d["value"]) for d in drift.values()], default=0.0)
         sweep.append({"strength": s, "rise": rise.as_dict(), "drift": drift, "max_drift": worst})
-    within = [e for e in sweep if e["max_drift"] <= GOALS["drift"]] or sweep
-    best = max(within, key=lambda e: e["rise"]["value"])
+    best = max(sweep, key=_strength_key)
     worst = max([best["max_drift"], *(abs(d["value"]) for d in drift_off.values())])
     return {
         "off": {"detected": wilson(int(off[concept].sum()), len(off[concept])).as_dict(), "drift": drift_off},
@@ -164,6 +163,13 @@ def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on
             "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None),
         },
     }
+
+
+def _strength_key(e: dict) -> tuple:
+    """Ranking of `on` strengths: the most goals met (rise, drift), the rise goal first; then, among strengths
+    that meet the rise goal, the least drift, and among the others the most rise."""
+    rise_ok, drift_ok = e["rise"]["value"] >= GOALS["on_rise"], e["max_drift"] <= GOALS["drift"]
+    return (rise_ok + drift_ok, rise_ok, -e["max_drift"] if rise_ok else e["rise"]["value"])
 
 
 def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plain, seeds, cfg, chosen) -> dict:
