@@ -401,14 +401,25 @@ def _iv(d: dict, fmt: str = "+.0f") -> str:
 _LABELS = {"sae": "SAE", "baseline": "mean-diff"}
 
 
+def _worst_drift(a: dict) -> str:
+    """The arm's worst drift with the concept it moves, which edit moves it, and its 95 % interval."""
+    on = next(e for e in a["sweep"] if e["strength"] == a["strength_on"])
+    moves = [(abs(d["value"]), c, "off", d) for c, d in a["off"]["drift"].items()]
+    moves += [(abs(d["value"]), c, "on", d) for c, d in on["drift"].items()]
+    if not moves:
+        return "–"
+    _, c, edit, d = max(moves, key=lambda m: m[0])
+    return f"{abs(d['value']):.0f} ({c}, {edit}: {_iv(d)})"
+
+
 def _reference_lines(refs: dict[str, Any]) -> list[str]:
     """The references under an edit table: drop, rise and drift of no edit (other draws) and of the prompt."""
     r, p = refs["resample"], refs["prompt"]
     return [
         "",
         f"References on the same prompts: no edit, other draws: off {_iv(r['off_drop'])}, on {_iv(r['on_rise'])}, "
-        f"worst drift {r['max_drift']:.0f} (what sampling alone moves); the prompt itself: "
-        f"{_iv(p['off_drop'])}, worst drift {p['max_drift']:.0f} (what the model does when told).",
+        f"worst drift {_worst_drift(r)} (what sampling alone moves); the prompt itself: "
+        f"{_iv(p['off_drop'])}, worst drift {_worst_drift(p)} (what the model does when told).",
     ]
 
 
@@ -461,7 +472,7 @@ def report_markdown(s: dict[str, Any]) -> str:
                 a = e[label]
                 lines.append(
                     f"| {i}{' (chosen)' if int(i) == int(best) else ''} | {_LABELS[label]} | {a['edit_rows']} "
-                    f"| {_iv(a['off_drop'])} | {_iv(a['on_rise'])} ({a['strength_on']:g}) | {a['max_drift']:.0f} |"
+                    f"| {_iv(a['off_drop'])} | {_iv(a['on_rise'])} ({a['strength_on']:g}) | {_worst_drift(a)} |"
                 )
         lines += [*_reference_lines(v["references"]), ""]
         lines += [
@@ -477,7 +488,7 @@ def report_markdown(s: dict[str, Any]) -> str:
             met = ", ".join(k for k, ok in a["goals_met"].items() if ok) or "none"
             lines.append(
                 f"| {_LABELS[label]} | {a['edit_rows']} | {_iv(a['off_drop'])} | {_iv(a['on_rise'])} "
-                f"({a['strength_on']:g}) | {a['max_drift']:.0f} | {met} |"
+                f"({a['strength_on']:g}) | {_worst_drift(a)} | {met} |"
             )
         lines += [*_reference_lines(t["references"]), ""]
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in s["timings_s"].items()), ""]
