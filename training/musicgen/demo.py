@@ -36,6 +36,8 @@ class MusicGenDemoConfig:
     n, seed, clip_seconds: generated clips (clip_seconds None: the render duration).
     concept: the concept steered and rendered; probe: concepts mapped per layer.
     sae_steps, pairs, seeds, strengths, prompts: experiment sizes (see `experiment.ExperimentConfig`).
+    edit_rows: guidance rows tried. The defaults (conditional rows, strengths 0.25 and 0.5) are what the full
+    experiment chose on its validation prompts for the SAE edit on the shipped model (README, "The demo MusicGen").
     duration: seconds per render and per collected prompt (None: the LM's training segment, 3 s without one).
     """
 
@@ -49,7 +51,8 @@ class MusicGenDemoConfig:
     sae_steps: int = 400
     pairs: int = 4
     seeds: int = 2
-    strengths: tuple[float, ...] = (2.0, 8.0)
+    strengths: tuple[float, ...] = (0.25, 0.5)
+    edit_rows: tuple[str, ...] = ("cond",)
     prompts: int = 8
     duration: float | None = None
 
@@ -91,7 +94,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     ecfg = ExperimentConfig(
         str(model), str(data), str(exp_dir), steer=(cfg.concept,), probe=concepts, prompts=cfg.prompts,
         prompt_seconds=seconds, sae_steps=cfg.sae_steps, k=8, expansion=8, pairs=cfg.pairs, seeds=cfg.seeds,
-        strengths=cfg.strengths, duration=seconds, folds=5, seed=cfg.seed,
+        strengths=cfg.strengths, duration=seconds, folds=5, seed=cfg.seed, edit_rows=cfg.edit_rows,
     )  # fmt: skip
     exp = step("experiment", lambda: run_experiment(ecfg, say=lambda s: say(f"    {s}")))
     val = exp["steering"][cfg.concept]["validation"]
