@@ -185,3 +185,14 @@ def test_on_strength_meets_the_most_goals_then_drifts_least():
     assert pick(e(0.25, 20, 5), e(0.5, 40, 8), e(1, 60, 30)) == 0.5  # both goals met beats a higher rise
     assert pick(e(0.25, 10, 5), e(0.5, 40, 30)) == 0.5  # the rise goal before the drift goal
     assert pick(e(0.25, 10, 40), e(0.5, 20, 60)) == 0.5  # no goal met: the most rise
+
+
+def test_steering_goals_need_a_margin_of_one_render_and_their_intervals():
+    from training.judge import goals_met
+    from training.musicgen.experiment import GOALS
+
+    # 4 renders per side: point values at the goals, intervals reaching far below: nothing is met
+    assert goals_met(75, 75, 0, 4, 4, 25, 25, GOALS) == {"off_drop": False, "on_rise": False, "drift": False}
+    # 96 per side, intervals above the goals (on: 30, the MusicGen goal, not the RAVE judge's 50)
+    assert goals_met(82, 45, 8, 96, 96, 75, 34, GOALS) == {"off_drop": True, "on_rise": True, "drift": True}
+    assert goals_met(82, 45, 9.5, 96, 96, 75, 29, GOALS) == {"off_drop": True, "on_rise": False, "drift": False}

@@ -23,8 +23,9 @@
    - `prompt`: the prompt itself as the edit (with C → without C for `off`, the reverse for `on`): what the
      model does when told, the drift included.
 
-Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer. Every
-figure carries its render count and a 95 % interval (paired bootstrap over prompt × seed items).
+Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer, each met
+only with a margin of one render and where its 95 % interval allows it (`training.judge.goals_met`). Every figure
+carries its render count and a 95 % interval (paired bootstrap over prompt × seed items).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from sae.stats import Interval, paired_diff, verdict, wilson
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
+from training.judge import goals_met
 from training.musicgen.adherence import fit_judge, prompt_pairs
 
 GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
@@ -153,11 +155,9 @@ def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on
         "strength_on": best["strength"],
         "on_rise": best["rise"],
         "max_drift": worst,
-        "goals_met": {
-            "off_drop": drop.value >= GOALS["off_drop"],
-            "on_rise": best["rise"]["value"] >= GOALS["on_rise"],
-            "drift": worst <= GOALS["drift"],
-        },
+        "goals_met": goals_met(
+            drop.value, best["rise"]["value"], worst, drop.n, best["rise"]["n"], drop.lo, best["rise"]["lo"], GOALS
+        ),
         "verdicts": {
             "off_drop": verdict(drop, GOALS["off_drop"], None),
             "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None),
