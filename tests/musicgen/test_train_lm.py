@@ -19,21 +19,19 @@ ROWS = [
 
 
 def reference_lm_loss(lm, codes, texts, head=None, opening_weight=1.0):
-    """`train_lm.lm_loss` as it was before predictions and cross-entropy were split (the reference)."""
+    """The training loss written out independently of `train_lm` (the reference): per codebook, the weighted mean of
+    −log p(code) over the valid delay-pattern positions of the first `head` frames, frames before HEAD_FRAMES
+    weighing `opening_weight`; then the mean over codebooks."""
     from audiocraft.modules.conditioners import ConditioningAttributes
 
-    conditions = [ConditioningAttributes(text={"description": t}) for t in texts]
-    out = lm.compute_predictions(codes, conditions)
-    logits, mask = out.logits[..., :head, :], out.mask[..., :head]
-    weight = torch.ones(mask.shape[-1], device=logits.device)
-    weight[: train_lm.HEAD_FRAMES] = opening_weight
-    per_k = []
-    for k in range(codes.shape[1]):
-        m = mask[:, k]
-        ce = torch.nn.functional.cross_entropy(logits[:, k][m], codes[:, k, :head][m], reduction="none")
-        w = weight.expand_as(m)[m]
-        per_k.append((ce * w).sum() / w.sum())
-    return torch.stack(per_k).mean()
+    out = lm.compute_predictions(codes, [ConditioningAttributes(text={"description": t}) for t in texts])
+    T = out.logits.shape[-2] if head is None else head
+    logp = out.logits[..., :T, :].log_softmax(-1)
+    valid = out.mask[..., :T]  # invalid positions of the delay pattern hold NaN logits
+    nll = torch.where(valid, -logp.gather(-1, codes[..., :T].unsqueeze(-1)).squeeze(-1), 0.0)  # [B, K, T]
+    frame_w = torch.where(torch.arange(T) < train_lm.HEAD_FRAMES, opening_weight, 1.0)
+    w = valid.float() * frame_w
+    return ((nll * w).sum(dim=(0, 2)) / w.sum(dim=(0, 2))).mean()
 
 
 @pytest.fixture
@@ -62,14 +60,16 @@ def test_training_loss_is_unchanged(tiny):
             loss.backward()
             grads.append((loss.detach(), [p.grad.clone() for p in lm.parameters() if p.grad is not None]))
         (new, new_g), (ref, ref_g) = grads
-        assert torch.equal(new, ref), (weight, float(new), float(ref))
-        assert len(new_g) == len(ref_g) > 0 and all(torch.equal(a, b) for a, b in zip(new_g, ref_g, strict=True))
+        torch.testing.assert_close(new, ref, rtol=1e-6, atol=1e-6)
+        assert len(new_g) == len(ref_g) > 0
+        for a, b in zip(new_g, ref_g, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 def test_evaluate_is_one_forward_per_description_set_with_the_same_figures(tiny, monkeypatch):
     lm, codes, surfaces = tiny
     dropout = DescriptionDropout()
-    # the reference: evaluate as it was, two forward passes per description set
+    # the reference: the six figures computed independently, two forward passes per description set
     lm.eval()
     full = [surfaces.get(dropout.describe(r)) for r in ROWS]
     texts = [t if t is not None else surfaces[frozenset({UNKNOWN})] for t in full]
@@ -93,11 +93,12 @@ def test_evaluate_is_one_forward_per_description_set_with_the_same_figures(tiny,
     assert len(calls) == 3  # text, other, null
     assert got == {f"eval_ce_{k}": round(float(v), 4) for k, v in ref.items()}
     assert lm.training  # evaluate hands the LM back in training mode
-    # and unrounded, the split computation gives the reference's exact numbers
+    # and unrounded, the split computation gives the reference's numbers
     with torch.no_grad():
         out = train_lm.predictions(lm.eval(), codes, texts)
-        assert torch.equal(train_lm.prediction_ce(out, codes), ref["text"])
-        assert torch.equal(train_lm.prediction_ce(out, codes, head=train_lm.HEAD_FRAMES), ref["head_text"])
+        torch.testing.assert_close(train_lm.prediction_ce(out, codes), ref["text"], rtol=1e-6, atol=1e-6)
+        head = train_lm.prediction_ce(out, codes, head=train_lm.HEAD_FRAMES)
+        torch.testing.assert_close(head, ref["head_text"], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize(
