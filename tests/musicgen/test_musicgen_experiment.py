@@ -196,3 +196,15 @@ def test_steering_goals_need_a_margin_of_one_render_and_their_intervals():
     # 96 per side, intervals above the goals (on: 30, the MusicGen goal, not the RAVE judge's 50)
     assert goals_met(82, 45, 8, 96, 96, 75, 34, GOALS) == {"off_drop": True, "on_rise": True, "drift": True}
     assert goals_met(82, 45, 9.5, 96, 96, 75, 29, GOALS) == {"off_drop": True, "on_rise": False, "drift": False}
+
+
+def test_steering_goals_need_twelve_renders_per_side():
+    """4 renders that all rose give a bootstrap interval of [100, 100]: the experiment meets no goal on them."""
+    from sae.stats import Interval
+    from training.musicgen.experiment import _goals
+
+    def iv(v, n):
+        return Interval(v, v, v, n)
+
+    assert _goals(iv(100, 4), iv(100, 4).as_dict(), 0) == {"off_drop": False, "on_rise": False, "drift": False}
+    assert _goals(iv(100, 12), iv(100, 12).as_dict(), 0) == {"off_drop": True, "on_rise": True, "drift": True}

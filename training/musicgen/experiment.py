@@ -24,7 +24,8 @@
      model does when told, the drift included.
 
 Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer, each met
-only with a margin of one render and where its 95 % interval allows it (`training.judge.goals_met`). Every figure
+only with a margin of one render, where its 95 % interval allows it (`training.judge.goals_met`), and on at least
+12 renders per side (`sae.examples.MIN_EXAMPLES`). Every figure
 carries its render count and a 95 % interval (paired bootstrap over prompt × seed items).
 """
 
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
+from sae.examples import MIN_EXAMPLES
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
@@ -155,14 +157,20 @@ def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on
         "strength_on": best["strength"],
         "on_rise": best["rise"],
         "max_drift": worst,
-        "goals_met": goals_met(
-            drop.value, best["rise"]["value"], worst, drop.n, best["rise"]["n"], drop.lo, best["rise"]["lo"], GOALS
-        ),
+        "goals_met": _goals(drop, best["rise"], worst),
         "verdicts": {
             "off_drop": verdict(drop, GOALS["off_drop"], None),
             "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None),
         },
     }
+
+
+def _goals(drop: Interval, rise: dict, drift: float) -> dict[str, bool]:
+    """`training.judge.goals_met` with these goals, and no goal met on fewer than MIN_EXAMPLES renders per side (a
+    bootstrap over 4 renders that all moved gives the interval [100, 100])."""
+    met = goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS)
+    enough = min(drop.n, rise["n"]) >= MIN_EXAMPLES
+    return {k: ok and enough for k, ok in met.items()}
 
 
 def _strength_key(e: dict) -> tuple:
