@@ -136,33 +136,45 @@ def _render(mg, prompts: list[str], seeds: int, seed0: int, duration: float, ste
     return out
 
 
-def _arm(judge, names, concept, plain_with, plain_without, render_off, render_on, strengths) -> dict[str, Any]:
-    """Drop, rise per strength and drift of one way of editing `concept` (renders judged against plain)."""
-    off = judge.detect(render_off())
+def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, strengths) -> dict[str, Any]:
+    """Drop, rise per strength and drift of one way of editing `concept`: `detect_off()` and `detect_on(s)` give
+    the judge's detections of the edited renders, paired with the plain renders' `plain_with` / `plain_without`."""
+    off = detect_off()
     drop = paired_diff(off[concept], plain_with[concept])  # plain minus off, points
     drift_off = {o: paired_diff(plain_with[o], off[o]).as_dict() for o in names if o != concept}
     sweep = []
     for s in strengths:
-        on = judge.detect(render_on(s))
+        on = detect_on(s)
         rise = paired_diff(plain_without[concept], on[concept])
         drift = {o: paired_diff(plain_without[o], on[o]).as_dict() for o in names if o != concept}
         worst = max([abs(d["value"]) for d in drift.values()], default=0.0)
         sweep.append({"strength": s, "rise": rise.as_dict(), "drift": drift, "max_drift": worst})
     best = max(sweep, key=_strength_key)
-    worst = max([best["max_drift"], *(abs(d["value"]) for d in drift_off.values())])
+    worst = _worst_move(drift_off, best["drift"])
+    max_drift = abs(worst["drift"]["value"]) if worst else 0.0
     return {
         "off": {"detected": wilson(int(off[concept].sum()), len(off[concept])).as_dict(), "drift": drift_off},
         "off_drop": drop.as_dict(),
         "sweep": sweep,
         "strength_on": best["strength"],
         "on_rise": best["rise"],
-        "max_drift": worst,
-        "goals_met": _goals(drop, best["rise"], worst),
+        "max_drift": max_drift,
+        "worst_drift": worst,
+        "goals_met": _goals(drop, best["rise"], max_drift),
         "verdicts": {
             "off_drop": verdict(drop, GOALS["off_drop"], None),
             "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None),
         },
     }
+
+
+def _worst_move(drift_off: dict, drift_on: dict) -> dict | None:
+    """The other concept moved most, by `off` or by the chosen `on`: its name, the edit and the drift's interval."""
+    moves = [(c, edit, d) for edit, drifts in (("off", drift_off), ("on", drift_on)) for c, d in drifts.items()]
+    if not moves:
+        return None
+    c, edit, d = max(moves, key=lambda m: abs(m[2]["value"]))
+    return {"concept": c, "edit": edit, "drift": d}
 
 
 def _goals(drop: Interval, rise: dict, drift: float) -> dict[str, bool]:
@@ -187,8 +199,8 @@ def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plai
 
     (with_p, without_p), (plain_w, plain_o) = prompts, plain
 
-    def render(ps: list[str], steering) -> list[np.ndarray]:
-        return _render(mg, ps, seeds, cfg.seed, cfg.duration, steering)
+    def judged(ps: list[str], steering) -> dict[str, np.ndarray]:
+        return judge.detect(_render(mg, ps, seeds, cfg.seed, cfg.duration, steering))
 
     def make(label: str, rows: str, mode: str, s: float = 1.0):
         if label == "sae":
@@ -200,9 +212,9 @@ def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plai
         tried = {}
         for rows in rows_tried:
             tried[rows] = _arm(
-                judge, names, concept, plain_w, plain_o,
-                lambda label=label, rows=rows: render(with_p, make(label, rows, "off")),
-                lambda s, label=label, rows=rows: render(without_p, make(label, rows, f"on:{s:g}", s)),
+                names, concept, plain_w, plain_o,
+                lambda label=label, rows=rows: judged(with_p, make(label, rows, "off")),
+                lambda s, label=label, rows=rows: judged(without_p, make(label, rows, f"on:{s:g}", s)),
                 strengths,
             ) | {"edit_rows": rows}  # fmt: skip
         best = max(tried, key=lambda r: _score(tried[r]))
@@ -214,18 +226,19 @@ def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plai
     return arms
 
 
-def _references(mg, judge, names, concept, prompts, plain_audio, plain, seeds, cfg) -> dict[str, Any]:
-    """The `resample` and `prompt` references (module docstring), as arms judged like the edits."""
-    (with_p, without_p), (audio_w, audio_o), (plain_w, plain_o) = prompts, plain_audio, plain
+def _references(mg, judge, names, concept, prompts, plain, seeds, cfg) -> dict[str, Any]:
+    """The `resample` and `prompt` references (module docstring), as arms judged like the edits (the prompt's
+    arm reuses the plain renders' detections)."""
+    (with_p, without_p), (plain_w, plain_o) = prompts, plain
 
-    def other_draws(ps: list[str]) -> list[np.ndarray]:
-        return _render(mg, ps, seeds, cfg.seed + RESAMPLE_SEED, cfg.duration)
+    def other_draws(ps: list[str]) -> dict[str, np.ndarray]:
+        return judge.detect(_render(mg, ps, seeds, cfg.seed + RESAMPLE_SEED, cfg.duration))
 
     arms = (
         ("resample", lambda: other_draws(with_p), lambda s: other_draws(without_p)),
-        ("prompt", lambda: audio_o, lambda s: audio_w),
+        ("prompt", lambda: plain_o, lambda s: plain_w),
     )
-    return {name: _arm(judge, names, concept, plain_w, plain_o, off, on, (0.0,)) for name, off, on in arms}
+    return {name: _arm(names, concept, plain_w, plain_o, off, on, (0.0,)) for name, off, on in arms}
 
 
 def _score(arm: dict) -> tuple:
@@ -344,9 +357,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                 with_p, without_p = [w for w, _ in ps], [o for _, o in ps]
                 seeds = (cfg.test_seeds or cfg.seeds) if split == "test" else cfg.seeds
                 say(f"{c} / {split}: plain renders of {len(ps)} prompt pairs x {seeds} seeds")
-                audio = (_render(mg, with_p, seeds, cfg.seed, cfg.duration),
-                         _render(mg, without_p, seeds, cfg.seed, cfg.duration))  # fmt: skip
-                plain_w, plain_o = judge.detect(audio[0]), judge.detect(audio[1])
+                plain_w = judge.detect(_render(mg, with_p, seeds, cfg.seed, cfg.duration))
+                plain_o = judge.detect(_render(mg, without_p, seeds, cfg.seed, cfg.duration))
                 prompts_wo, plain = (with_p, without_p), (plain_w, plain_o)
                 chosen = layers if split == "validation" else [per_split["validation"]["best_layer"]]
                 by_layer: dict[int, Any] = {}
@@ -369,7 +381,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                         "without": wilson(int(plain_o[c].sum()), len(plain_o[c])).as_dict(),
                     },
                     "layers": by_layer,
-                    "references": _references(mg, judge, judge_names, c, prompts_wo, audio, plain, seeds, cfg),
+                    "references": _references(mg, judge, judge_names, c, prompts_wo, plain, seeds, cfg),
                 }
                 if split == "validation":
                     entry["best_layer"] = max(by_layer, key=lambda i: _score(by_layer[i]["sae"]))
@@ -411,13 +423,8 @@ _LABELS = {"sae": "SAE", "baseline": "mean-diff"}
 
 def _worst_drift(a: dict) -> str:
     """The arm's worst drift with the concept it moves, which edit moves it, and its 95 % interval."""
-    on = next(e for e in a["sweep"] if e["strength"] == a["strength_on"])
-    moves = [(abs(d["value"]), c, "off", d) for c, d in a["off"]["drift"].items()]
-    moves += [(abs(d["value"]), c, "on", d) for c, d in on["drift"].items()]
-    if not moves:
-        return "–"
-    _, c, edit, d = max(moves, key=lambda m: m[0])
-    return f"{abs(d['value']):.0f} ({c}, {edit}: {_iv(d)})"
+    w = a["worst_drift"]
+    return "–" if w is None else f"{abs(w['drift']['value']):.0f} ({w['concept']}, {w['edit']}: {_iv(w['drift'])})"
 
 
 def _reference_lines(refs: dict[str, Any]) -> list[str]:
