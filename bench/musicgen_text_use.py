@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from training.musicgen import runs
 from training.musicgen.arch import build_lm
 from training.musicgen.clips import load_clips
 from training.musicgen.descriptions import DescriptionDropout, assign_surfaces, reachable
-from training.musicgen.train_lm import CODES_FILE, evaluate, frames, load_lm_run
+from training.musicgen.train_lm import CODES_FILE, eval_set, evaluate, frames, load_lm_run
 
 
 def main() -> None:
@@ -36,10 +35,9 @@ def main() -> None:
     train = load_clips(args.data, r["codec_sizes"].sample_rate, ("train",))
     held = load_clips(args.data, r["codec_sizes"].sample_rate, ("test",))
     surfaces = assign_surfaces(reachable(train.rows, dropout.max_phrases), r["lm_sizes"].lut_bins)
-    n = min(args.clips, len(held.rows))
-    idx = np.linspace(0, len(held.rows) - 1, n).round().astype(int)
-    segment = codes[idx, :, : frames(r["lm_sizes"], r["codec_sizes"])].long()
-    ce = evaluate(lm, segment, [held.rows[i] for i in idx], surfaces, dropout)
+    segment, rows = eval_set(codes, held.rows, frames(r["lm_sizes"], r["codec_sizes"]), args.clips)
+    ce = evaluate(lm, segment, rows, surfaces, dropout)
+    n = len(rows)
     norm = float(lm.condition_provider.conditioners["description"].output_proj.weight.norm())
     print(f"{args.run} at step {r['record']['lm']['step']}, {n} held-out clips; text projection norm {norm:.1f}")
     for part, key in (("whole segment", ""), ("first frames", "head_")):

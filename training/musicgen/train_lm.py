@@ -220,9 +220,7 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
     start = runs.resume(cfg, lm, opt, resuming, say)
     rng = np.random.default_rng([cfg.seed, start[0]])
     surfaces = prep["surfaces"]
-    n_eval = min(32, len(held.rows))
-    eval_idx = np.linspace(0, len(held.rows) - 1, n_eval).round().astype(int)
-    eval_codes, eval_rows = codes_test[eval_idx, :, :T].long(), [held.rows[i] for i in eval_idx]
+    eval_codes, eval_rows = eval_set(codes_test, held.rows, T, 32)
 
     def train_step(step: int) -> dict | None:
         idx = rng.integers(len(clips.rows), size=cfg.batch)
@@ -258,6 +256,13 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
         say,
     )
     return runs.read_json(cfg.run / runs.PROGRESS_FILE)
+
+
+def eval_set(codes: torch.Tensor, rows: list[dict], frames: int, n: int) -> tuple[torch.Tensor, list[dict]]:
+    """Up to `n` held-out clips spread evenly over the test split (the same ones every time): their codes' first
+    `frames` frames and their manifest rows, as `evaluate` takes them."""
+    idx = np.linspace(0, len(rows) - 1, min(n, len(rows))).round().astype(int)
+    return codes[idx, :, :frames].long(), [rows[i] for i in idx]
 
 
 @torch.no_grad()
