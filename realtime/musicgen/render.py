@@ -6,14 +6,15 @@ compose (per SAE, per feature); each may have a schedule: active for steps whose
 [start, stop). Positions of one forward that share the same active concepts go through the SAE in one call.
 
 Which rows of classifier-free guidance are edited (`edit_rows`, `--edit-rows`):
-- `both` (default): the conditional and the unconditional rows alike. The guided logits are
-  uncond + coef · (cond − uncond), so an edit made to both rows reaches the output once, whatever the
-  guidance coefficient: strengths mean the same at any `--cfg-coef`, and the same as in a teacher-forced
-  (unguided) forward, where the SAEs collected from audio and the judges measure.
-- `cond`: the conditional rows only. The guidance then multiplies the edit by the coefficient (3 by
-  default) and the unguided branch pulls against it: stronger for the same strength, and strengths are not
-  comparable across coefficients or with `both`. Pair it with an SAE collected from prompts
-  (`musicsae collect musicgen --prompts`), which stores conditional rows, what generation encodes there.
+- `cond` (default): the conditional rows only. The guided logits are uncond + coef · (cond − uncond), so
+  guidance multiplies the edit by the coefficient (3 by default) and pushes away from what the unedited
+  unconditional rows still say: strengths are not comparable across coefficients or with `both`. On the demo
+  MusicGen this is what removes a concept (README, "The demo MusicGen": at every layer, for guitar and drums),
+  and validation chose `on` strengths 0.25-0.5 here. Pair it with an SAE that saw prompts
+  (`musicsae collect musicgen --prompts` stores conditional rows, what generation encodes there).
+- `both`: the conditional and the unconditional rows alike. An edit made to both rows reaches the output
+  once, whatever the guidance coefficient: strengths mean the same at any `--cfg-coef`, and the same as in a
+  teacher-forced (unguided) forward, where the SAEs collected from audio and the judges measure.
 """
 
 from __future__ import annotations
@@ -105,11 +106,11 @@ class BankSteering:
         mg: the loaded model (edits are checked against its identity, layers and width).
         bank: the concept bank.
         sets: which concepts to edit, how and when.
-        edit_rows: `both` or `cond`: which rows of classifier-free guidance are edited (module docstring).
+        edit_rows: `cond` or `both`: which rows of classifier-free guidance are edited (module docstring).
     """
 
     def __init__(
-        self, mg: MusicGenBackend, bank: ConceptBank, sets: Sequence[ConceptSet], edit_rows: str = "both"
+        self, mg: MusicGenBackend, bank: ConceptBank, sets: Sequence[ConceptSet], edit_rows: str = "cond"
     ) -> None:
         from sae.io import load_sae
 

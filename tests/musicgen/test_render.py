@@ -83,8 +83,8 @@ def test_edit_rows_cond_leaves_the_unconditional_rows_alone(tmp_path, mg):
     bank = make_bank(tmp_path, mg)
     sets = [parse_set("piano=on:2")]
     hidden = torch.randn(4, 1, mg.dim)
-    both = BankSteering(mg, bank, sets).layer_fns(2)[2](hidden, 0)
-    cond = BankSteering(mg, bank, sets, "cond").layer_fns(2)[2](hidden, 0)
+    both = BankSteering(mg, bank, sets, "both").layer_fns(2)[2](hidden, 0)
+    cond = BankSteering(mg, bank, sets).layer_fns(2)[2](hidden, 0)  # the default
     torch.testing.assert_close(cond[:2], both[:2])
     assert torch.equal(cond[2:], hidden[2:]) and not torch.equal(both[2:], hidden[2:])
     teacher_forced = BankSteering(mg, bank, sets, "cond").layer_fns(4)[2](hidden, 0)  # 4 prompts, no guidance
@@ -96,6 +96,16 @@ def test_edit_rows_cond_leaves_the_unconditional_rows_alone(tmp_path, mg):
     assert torch.equal(plain.wav, none.wav)
     on = {rows: render(mg, ["lofi"], 0.5, seed=4, steering=BankSteering(mg, bank, sets, rows)) for rows in EDIT_ROWS}
     assert not torch.equal(on["cond"].codes, plain.codes) and not torch.equal(on["cond"].codes, on["both"].codes)
+
+
+def test_the_commands_that_steer_musicgen_edit_the_conditional_rows_by_default():
+    """`render musicgen` and `eval musicgen` default to `--edit-rows cond`, as `BankSteering` does."""
+    from training.cli.main import build_parser
+
+    parser = build_parser()
+    render_args = parser.parse_args(["render", "musicgen", "--model", "m", "--prompt", "p"])
+    eval_args = parser.parse_args(["eval", "musicgen", "--data", "d", "--model", "m", "--bank", "b", "--out", "o"])
+    assert render_args.edit_rows == eval_args.edit_rows == "cond"
 
 
 def test_positions_with_the_same_edit_share_one_sae_call(tmp_path, mg):

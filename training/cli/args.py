@@ -87,8 +87,8 @@ def add_edit_rows(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--edit-rows",
         choices=("both", "cond"),
-        default="both",
-        help="guidance rows the edits touch: both (default: an edit reaches the output once at any --cfg-coef, so "
-        "strengths mean what the judge measured) or cond (conditional rows only: guidance multiplies the edit by "
-        "--cfg-coef; pair with an SAE collected from --prompts)",
+        default="cond",
+        help="guidance rows the edits touch: cond (default: the conditional rows only; guidance multiplies the edit "
+        "by --cfg-coef, so `on` wants strengths of about 0.25-0.5; measured to remove concepts far better) or both "
+        "(an edit reaches the output once at any --cfg-coef, so strengths mean what a teacher-forced judge measured)",
     )
