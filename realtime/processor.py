@@ -68,11 +68,9 @@ def edit_tensors(prev: Edit | None, edit: Edit, frames: int, device: torch.devic
     from `prev` (`sae.steering.ramp`, `ramp_floor`) when the edit changed since the previous block; floor is
     None when nothing is clamped."""
     if prev is None or prev is edit:
-        idx, gain, add = edit.compact()
-        floor = edit.floors()
-    else:
-        idx, gain, add = ramp(prev, edit, frames)
-        floor = ramp_floor(prev, edit, idx, frames)
+        return edit.tensors(device)
+    idx, gain, add = ramp(prev, edit, frames)
+    floor = ramp_floor(prev, edit, idx, frames)
     return idx.to(device), gain.to(device), add.to(device), None if floor is None else floor.to(device)
 
 

@@ -110,6 +110,12 @@ class Edit:
         """(idx [K], gain [K], add [K]) restricted to the touched features."""
         return self.idx, self.gain[self.idx], self.add[self.idx]
 
+    def tensors(self, device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """What `steer` takes, on `device`: (idx, gain, add) as `compact` and the floors (None: nothing clamped)."""
+        floor = self.floors()
+        idx, gain, add = (t.to(device) for t in self.compact())
+        return idx, gain, add, None if floor is None else floor.to(device)
+
 
 def steer(
     x: Tensor,
@@ -242,11 +248,8 @@ class SteeredSAE(nn.Module):
     def set_edit(self, edit: Edit) -> None:
         if edit.d_sae != self.d_sae:
             raise UserError(f"edit has {edit.d_sae} features: expected the SAE's d_sae={self.d_sae}")
-        idx, gain, add = edit.compact()
-        floor = edit.floors()
-        device = self.sae.W_dec.device
-        self.idx, self.gain, self.add = idx.to(device), gain.to(device), add.to(device)
-        self.floor = (floor if floor is not None else torch.zeros_like(gain)).to(device)
+        self.idx, self.gain, self.add, floor = edit.tensors(self.sae.W_dec.device)
+        self.floor = floor if floor is not None else torch.zeros_like(self.gain)
 
     def forward(self, x: Tensor, gate: Optional[Tensor] = None) -> Tensor:  # noqa: UP045
         """x̂ for x [.., T, d_in]; `gate` [.., T, 1] weights `on` and `clamp` per frame (`energy_gate`)."""
@@ -262,17 +265,12 @@ def apply_edit(
     gate: Tensor | None = None,
 ) -> Tensor:
     """x̂ for an SAE (`encode`, `W_dec`) and an `Edit`, a (idx, gain, add) triple from `ramp`/`compact` or
-    an (idx, gain, add, floor) quadruple (`ramp_floor`).
+    an (idx, gain, add, floor) quadruple (`Edit.tensors`, `ramp_floor`; floor None: no clamp).
 
     For offline renders: `x` is any tensor [.., d_in]; the identity edit returns `x` itself. `gate`
     [.., T, 1] weights `on` / `clamp` per row (`energy_gate`).
     """
-    if isinstance(edit, Edit):
-        idx, gain, add = edit.compact()
-        floor = edit.floors()
-    else:
-        idx, gain, add = edit[:3]
-        floor = edit[3] if len(edit) > 3 else None
+    idx, gain, add, floor = edit.tensors() if isinstance(edit, Edit) else (*edit, None)[:4]
     if idx.numel() == 0:
         return x
     idx, gain, add = idx.to(x.device), gain.to(x.device), add.to(x.device)  # edits live on the CPU

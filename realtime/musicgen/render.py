@@ -44,7 +44,7 @@ SET_RE = re.compile(
 
 @dataclass(frozen=True)
 class ConceptSet:
-    """One `--set NAME=MODE[@START-STOP]`: mode as in sae/steering (`off`, `on`, `on:S`, `scale:G`,
+    """One `--set NAME=MODE[@START-STOP]`: mode as in sae/steering (`off`, `on`, `on:S`, `clamp:S`, `scale:G`,
     `none`); optional schedule in seconds (either end may be left empty)."""
 
     name: str
@@ -80,22 +80,21 @@ class _Group:
     sae: torch.nn.Module
     state: EditState
     sets: list[ConceptSet] = field(default_factory=list)
-    cache: dict[frozenset[str], tuple[Tensor, Tensor, Tensor]] = field(default_factory=dict)
+    cache: dict[frozenset[str], tuple[Tensor | None, ...]] = field(default_factory=dict)
 
     def active_at(self, t: float) -> frozenset[str]:
         return frozenset(s.name for s in self.sets if s.active(t))
 
-    def edit_at(self, t: float) -> tuple[Tensor, Tensor, Tensor]:
+    def edit_at(self, t: float) -> tuple[Tensor | None, ...]:
         return self.edit_for(self.active_at(t))
 
-    def edit_for(self, active: frozenset[str]) -> tuple[Tensor, Tensor, Tensor]:
+    def edit_for(self, active: frozenset[str]) -> tuple[Tensor | None, ...]:
+        """(idx, gain, add[, floor]) on the SAE's device for this set of active concepts (`apply_edit`)."""
         if active not in self.cache:
             state = self.state.copy()
             for s in self.sets:
                 state.set_mode(s.name, s.mode if s.name in active else "none")
-            idx, gain, add = state.edit().compact()
-            device = self.sae.W_dec.device
-            self.cache[active] = (idx.to(device), gain.to(device), add.to(device))
+            self.cache[active] = state.edit().tensors(self.sae.W_dec.device)
         return self.cache[active]
 
 

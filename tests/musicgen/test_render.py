@@ -78,6 +78,25 @@ def test_layer_fn_edits_every_row_with_error_kept(tmp_path, mg):
     assert apply_edit(hidden, sae, group.edit_at(0.0)) is not hidden
 
 
+def test_clamp_raises_the_concept_features_to_their_floor(tmp_path, mg):
+    """`clamp:s` lifts each of the concept's features to s × typical where it is below, in renders as live."""
+    bank = make_bank(tmp_path, mg)
+    hidden = torch.randn(3, 4, mg.dim)
+    out = BankSteering(mg, bank, [parse_set("drums=clamp:2")]).layer_fns()[2](hidden, 0)
+    sae = load_sae_of(bank, "drums")
+    f = sae.encode(hidden)
+    floored = f.clone()
+    floored[..., [9, 11]] = f[..., [9, 11]].clamp(min=2 * 6.0)
+    torch.testing.assert_close(out, hidden + (floored - f) @ sae.W_dec, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out, hidden)
+
+
+def load_sae_of(bank, name):
+    from sae.io import load_sae
+
+    return load_sae(bank.sae_dir(bank.get(name))).eval()
+
+
 def test_edit_rows_cond_leaves_the_unconditional_rows_alone(tmp_path, mg):
     """`cond`: with 2·B rows (guidance, conditional first) only the first B change; without guidance every row."""
     bank = make_bank(tmp_path, mg)

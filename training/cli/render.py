@@ -98,7 +98,8 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         help="generate with MusicGen while steering concepts from a bank",
         description="Generate audio from a prompt (or a YAML/CSV batch of prompts) with concept edits applied at "
         "each concept's layer on every step (the conditional guidance rows by default, see --edit-rows; SAE error "
-        "kept). --set NAME=MODE[@START-STOP], MODE one of off, on, on:S, scale:G, none; START/STOP in seconds.",
+        "kept). --set NAME=MODE[@START-STOP], MODE one of off, on, on:S, clamp:S, scale:G, none; START/STOP in "
+        "seconds.",
     )
     parser.add_argument("--model", required=True, help="hub id (facebook/musicgen-small) or local folder")
     parser.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"])
