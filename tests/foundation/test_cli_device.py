@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 from training.cli.args import torch_device
-from training.cli.main import build_parser
+from training.cli.main import build_parser, command_parsers
 
 ROOT = Path(__file__).resolve().parents[2]
 # commands that run no model: they write data or files, or list / edit a bank
@@ -17,18 +16,8 @@ NO_MODEL = {"models rave", "models musicgen", "data make", "concept list", "conc
 NO_MODEL |= {"export nn"}
 
 
-def _leaves(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        return {prefix.strip(): parser}
-    out = {}
-    for name, sub in subs[0].choices.items():
-        out.update(_leaves(sub, f"{prefix} {name}"))
-    return out
-
-
 def test_every_model_command_has_the_same_device_option():
-    leaves = _leaves(build_parser())
+    leaves = command_parsers(build_parser())
     assert set(leaves) >= NO_MODEL
     missing, other = [], []
     for name, parser in sorted(leaves.items()):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device
+from training.cli.args import add_device, positive_int
 from training.cli.quiet import output_console, progress_bar
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--strength", type=float, default=1.0, help="default strength (on) / gain (scale)")
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
-    f.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    f.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     f.set_defaults(func=run_find)
 
     ls = subparsers.add_parser("list", help="show the concept bank as a table")
@@ -108,7 +108,7 @@ def run_find(args: argparse.Namespace) -> int:
     if args.folds < 2:
         raise UserError(f"--folds {args.folds}: expected at least 2")
     check_output_file(args.bank, BANK_SUFFIXES, "--bank")
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     console = output_console()
     model = Path(args.model)
     if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
@@ -233,14 +233,14 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
     add_device(parser, "MusicGen and the SAEs")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     import json
     from pathlib import Path
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, nonneg_int, positive_floats
+from training.cli.args import add_device, nonneg_int, positive_floats, positive_int
 from training.cli.quiet import output_console
 from training.demo import DemoConfig
 
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="held-out-font clips per side and concept the judge renders (default 12; 0: all)",
     )
     add_device(p, "RAVE, SAE training, concept search, the judge's renders")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
     p.add_argument(
         "--musicgen",
         action="store_true",
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if args.n < 20:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     check_output_dir(args.out)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     console = output_console()
     if args.musicgen:
         from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo

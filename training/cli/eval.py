@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_floats
+from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_floats, positive_int
 from training.cli.quiet import output_console
 
 
@@ -41,7 +41,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40)")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     add_device(p, "the RAVE models")
     p.set_defaults(func=run_fidelity)
 
@@ -59,7 +59,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     if not 8000 <= args.judge_sr <= 96000:
         raise UserError(f"--judge-sr {args.judge_sr}: expected 8000 to 96000 Hz")
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     cfg = FidelityConfig(
         args.data,
         tuple(args.model),
@@ -115,7 +115,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         "--steer-threshold", type=float, default=0.02, help="share of a concept a feature must carry (default 0.02)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     add_device(p, "RAVE and the SAEs")
     p.set_defaults(func=run_hooks)
 
@@ -127,7 +127,7 @@ def run_hooks(args: argparse.Namespace) -> int:
     from training.rave.hooks import HookCompareConfig, run_hook_compare
 
     check_output_dir(args.out)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     cfg = HookCompareConfig(
         args.data,
         args.model,
@@ -197,7 +197,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         "through the model, concept off, concept on) for the dashboard's concept pages (default 2; 0: none)",
     )
     add_device(p, "RAVE and the SAE")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_steering)
 
 
@@ -209,7 +209,7 @@ def run_steering(args: argparse.Namespace) -> int:
     from training.rave.judge import EvalConfig, evaluate_steering
 
     check_output_dir(args.out)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     console = output_console()
     cfg = EvalConfig(
         args.data,
@@ -265,7 +265,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_musicgen)
 
 
@@ -282,7 +282,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.renders < 1 or not args.duration > 0:
         raise UserError(f"--renders {args.renders} --duration {args.duration}: expected at least 1 and > 0 s")
     check_output_dir(args.out)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     cfg = MusicGenEvalConfig(
         args.data,
         args.model,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import gate_levels, positive_float
+from training.cli.args import gate_levels, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gate_db attribute)",
     )
     p.add_argument("--no-gate", action="store_true", help="start with the gate off (the file's gate attribute 0)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_nn)
 
 
@@ -50,7 +50,7 @@ def run_nn(args: argparse.Namespace) -> int:
     from sae.steering import Gate
     from training.rave.nn_export import NnExportConfig, export_nn
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     console = Console(stderr=True, soft_wrap=True)
 
     def say(line: str) -> None:

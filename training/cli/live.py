@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
     )
-    p.add_argument("--threads", type=int, default=1, help="torch threads on the model thread")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads on the model thread")
     p.add_argument("--mix", type=float, default=1.0, help="initial dry/wet mix in [0, 1]")
     p.add_argument("--bypass", action="store_true", help="start bypassed")
     p.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (default loopback only)")

@@ -62,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_parsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every leaf command's parser by its name ("render rave", "live"), e.g. for tests that check an option
+    means the same in every command."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return {prefix.strip(): parser}
+    out = {}
+    for name, sub in subs[0].choices.items():
+        out.update(command_parsers(sub, f"{prefix} {name}"))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn `UserError` into one line on stderr."""
     from sae.errors import UserError

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_edit_rows, gate_levels
+from training.cli.args import add_device, add_edit_rows, gate_levels, positive_int
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -49,7 +49,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-gate", action="store_true", help="on/clamp act on every frame, silence included")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
     add_device(p, "RAVE and the SAE")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     p.set_defaults(func=run_rave)
 
 
@@ -62,7 +62,7 @@ def run_rave(args: argparse.Namespace) -> int:
 
     check_audio_out(args.out)
     parse_sets(args.sets)
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     console = output_console(stderr=True)
     with progress_bar(console=console) as progress:
         task = progress.add_task("rendering", total=None)
@@ -128,7 +128,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default 250)")
     add_edit_rows(parser)
     add_device(parser, "MusicGen and the SAEs")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
 
 
@@ -137,7 +137,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    torch.set_num_threads(args.threads)
     from pathlib import Path
 
     from rich.progress import BarColumn, TextColumn, TimeRemainingColumn

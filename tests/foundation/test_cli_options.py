@@ -1,0 +1,30 @@
+"""Options every command shares mean the same everywhere and refuse nonsense in one line, before any work."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.cli.args import positive_int
+from training.cli.main import build_parser, command_parsers, main
+
+
+def test_every_threads_option_takes_a_positive_integer():
+    """`--threads 0` or `-1` was clamped to 1 by some commands and a traceback in others (collect rave, live)."""
+    leaves = command_parsers(build_parser())
+    with_threads = {n: p for n, p in leaves.items() if any("--threads" in a.option_strings for a in p._actions)}
+    assert {"collect rave", "live", "render rave", "sae train", "demo"} <= set(with_threads)
+    other = [
+        name
+        for name, parser in sorted(with_threads.items())
+        if next(a for a in parser._actions if "--threads" in a.option_strings).type is not positive_int
+    ]
+    assert other == []
+
+
+@pytest.mark.parametrize("argv", [["collect", "rave", "--audio", "a", "--out", "o"], ["live", "--input", "a"]])
+def test_threads_below_one_is_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--model", "m.ts", "--threads", "0"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--threads: '0': expected a positive integer" in err, err
