@@ -187,9 +187,9 @@ def render_array(
         edits: one edit per block instead of `edit` (the last one repeats); a change ramps over its block
             from the previous block's edit, as the live engine does.
     """
-    block = block or offline_block(stream.ratio)
-    if block % stream.ratio:
-        raise UserError(f"block {block}: expected a multiple of the model's ratio {stream.ratio}")
+    block = offline_block(stream.ratio) if block is None else block
+    if block <= 0 or block % stream.ratio:
+        raise UserError(f"block {block}: expected a positive multiple of the model's ratio {stream.ratio}")
     stream.reset()
     torch.manual_seed(seed)
     n = len(audio)
@@ -297,6 +297,8 @@ def render_file(
     parsed = parse_sets(sets)
     if parsed and bank_path is None:
         raise UserError("--set needs --bank (the concepts live in a concept bank)")
+    if sae_dir is not None and bank_path is None:
+        raise UserError("--sae needs --bank (the SAE steers the bank's concepts; without them the render is plain)")
     model = model if model is not None else RaveModel.load(model_path, device)
     notes = []
     data, file_sr = read_audio(in_path, what="input")

@@ -74,6 +74,9 @@ def test_output_is_aligned_and_blocks_do_not_matter(tiny_model, concept_data):
     assert np.allclose(small, aligned, atol=1e-4)
     with pytest.raises(UserError, match="block 1000"):
         render_array(stream, x, block=1000)
+    for bad in (0, -2048):  # 0 silently became the default block, a negative one a torch.cat traceback
+        with pytest.raises(UserError, match=f"block {bad}: expected a positive multiple"):
+            render_array(stream, x, block=bad)
 
 
 def test_latent_shift_moves_every_frame(tiny_model, concept_data):
@@ -100,11 +103,12 @@ def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concep
     for bank_arg, sets, needle in [
         (bank, ["alien=off"], "belongs to model other.ts"),
         (None, ["bright=off"], "--set needs --bank"),
+        (None, [], "--sae needs --bank"),  # was ignored: the plain render, exit 0
         (bank, ["bright=loud"], "--set 'bright=loud'"),
         (bank, ["nobody=off"], "'nobody'"),
     ]:
         with pytest.raises(UserError) as err:
-            render_file(clip, tmp_path / "x.wav", tiny_rave_ts, bank_arg, sets, model=model, delay=delay)
+            render_file(clip, tmp_path / "x.wav", tiny_rave_ts, bank_arg, sets, "sae", model=model, delay=delay)
         assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
 

@@ -36,7 +36,10 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         "(repeatable)",
     )
     p.add_argument(
-        "--block", type=int, default=None, help="samples per model call, a multiple of the ratio (default about 16384)"
+        "--block",
+        type=positive_int,
+        default=None,
+        help="samples per model call, a multiple of the ratio (default about 16384)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise fill")
     p.add_argument(
