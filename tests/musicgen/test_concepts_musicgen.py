@@ -141,6 +141,23 @@ def test_the_rave_minimum_examples_rule_holds_for_musicgen(setup, audiocraft_dir
     assert not (tmp_path / "b.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    "option", [["--groups", "subfolder"], ["--permutations", "0"], ["--steer-threshold", "0.1"], ["--hook", "latent"]]
+)
+def test_rave_only_options_of_concept_find_are_refused_for_musicgen(setup, audiocraft_dir, tmp_path, option, capsys):
+    """The MusicGen finder takes no groups, permutations, steer threshold or hook: they were accepted and ignored."""
+    from training.cli.main import main
+
+    root, mg = setup
+    argv = ["concept", "find", "tone", "--with", str(root / "tone/with"), "--without", str(root / "tone/without")]
+    argv += ["--model", str(audiocraft_dir), "--sae", str(root / "saes" / mg.hook_name(1))]
+    assert main([*argv, "--bank", str(tmp_path / "b.yaml"), *option]) == 2
+    err = capsys.readouterr().err.strip()
+    expected = f"{option[0]}: applies to RAVE models (.ts) only; {audiocraft_dir} is a MusicGen model"
+    assert err == f"musicsae: error: {expected}"
+    assert not (tmp_path / "b.yaml").exists()
+
+
 @pytest.mark.slow
 def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
     from training.musicgen.concepts import find_musicgen_concept

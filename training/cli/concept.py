@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument(
         "--steer-threshold",
         type=float,
-        default=0.02,
-        help="share of the concept's mean difference at the hook a feature must carry to be steered (default "
+        default=None,
+        help="RAVE: share of the concept's mean difference at the hook a feature must carry to be steered (default "
         "0.02; 0: steer only the probe's features)",
     )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
@@ -48,14 +48,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--groups",
         choices=["none", "subfolder", "prefix"],
         default="none",
-        help="clips cut from one source stay in one fold: 'subfolder' (the folder under --with/--without) or "
+        help="RAVE: clips cut from one source stay in one fold: 'subfolder' (the folder under --with/--without) or "
         "'prefix' (the file name up to its first _); default none (every clip its own source)",
     )
     f.add_argument(
         "--permutations",
         type=int,
-        default=50,
-        help="reruns on shuffled labels for the chance-level AUROC (default 50; 0: none)",
+        default=None,
+        help="RAVE: reruns on shuffled labels for the chance-level AUROC (default 50; 0: none)",
     )
     f.add_argument(
         "--default",
@@ -111,8 +111,18 @@ def run_find(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     console = output_console()
     model = Path(args.model)
+    rave_only = {
+        "--hook": args.hook is not None,
+        "--steer-threshold": args.steer_threshold is not None,
+        "--groups": args.groups != "none",
+        "--permutations": args.permutations is not None,
+    }
     if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
         from training.musicgen.concepts import find_musicgen_concept
+
+        given = [flag for flag, used in rave_only.items() if used]
+        if given:
+            raise UserError(f"{given[0]}: applies to RAVE models (.ts) only; {args.model} is a MusicGen model")
 
         with console.status(f"finding {args.name!r} in MusicGen"):
             t0 = time.perf_counter()
@@ -147,9 +157,9 @@ def run_find(args: argparse.Namespace) -> int:
         args.strength,
         replace=not args.no_replace,
         hook=args.hook,
-        steer_threshold=args.steer_threshold,
+        steer_threshold=FindConfig.steer_threshold if args.steer_threshold is None else args.steer_threshold,
         groups=args.groups,
-        permutations=args.permutations,
+        permutations=FindConfig.permutations if args.permutations is None else args.permutations,
         device=args.device,
     )
     with console.status(f"finding {args.name!r}"):
