@@ -212,3 +212,24 @@ def test_audio_collection_stops_cleanly_and_resumes(tmp_path, audiocraft_dir, ca
     assert main(argv) == 0
     assert "3 files already complete" in " ".join(capsys.readouterr().err.split())
     assert ActivationStore(out).rows(hook) == 100
+
+
+@pytest.mark.parametrize(
+    "source, option",
+    [
+        ("--prompts", ["--chunk", "5"]),
+        ("--prompts", ["--description", "guitar"]),
+        ("--audio", ["--duration", "5"]),
+        ("--audio", ["--seed", "3"]),
+        ("--audio", ["--cfg-coef", "1"]),
+    ],
+)
+def test_an_option_of_the_other_source_is_refused(tmp_path, source, option, capsys):
+    """--chunk/--description shape teacher forcing, --duration/--seed/--cfg-coef generation: they were accepted with
+    the other source and ignored."""
+    (tmp_path / "p.txt").write_text("guitar\n")
+    argv = ["collect", "musicgen", "--model", str(tmp_path / "mg"), source, str(tmp_path / "p.txt")]
+    assert main([*argv, "--out", str(tmp_path / "store"), *option]) == 2
+    other = "--audio" if source == "--prompts" else "--prompts"
+    assert capsys.readouterr().err.strip() == f"musicsae: error: {option[0]}: applies to {other} only, not {source}"
+    assert not (tmp_path / "store").exists()

@@ -106,11 +106,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")
     src.add_argument("--audio", help="folder of audio files (wav/flac/ogg/mp3), searched recursively")
     parser.add_argument("--out", required=True, help="activation store directory")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds generated per prompt (default 10)")
-    parser.add_argument("--seed", type=int, default=0, help="generation seed (default 0)")
+    parser.add_argument("--duration", type=float, help="seconds generated per prompt (default 10)")
+    parser.add_argument("--seed", type=int, help="generation seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
-    parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
-    parser.add_argument("--chunk", type=float, default=10.0, help="seconds of audio per teacher-forced chunk")
+    parser.add_argument("--cfg-coef", type=float, help="classifier-free guidance (default 3)")
+    parser.add_argument("--chunk", type=float, help="seconds of audio per teacher-forced chunk (default 10)")
     parser.add_argument(
         "--description", default=None, help="text condition for --audio (default: none, the unconditional branch)"
     )
@@ -118,6 +118,16 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     add_device(parser, "MusicGen")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.set_defaults(func=run_musicgen)
+
+
+# (option, its field, the only source it shapes): generation from --prompts, teacher forcing of --audio
+SOURCE_ONLY = (
+    ("--duration", "duration", "--prompts"),
+    ("--seed", "seed", "--prompts"),
+    ("--cfg-coef", "cfg_coef", "--prompts"),
+    ("--chunk", "chunk", "--audio"),
+    ("--description", "description", "--audio"),
+)
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
@@ -133,6 +143,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from sae.paths import check_output_dir
     from training.musicgen.collect import CollectConfig, Collector, prompt_sources, read_prompts
 
+    source = "--prompts" if args.prompts else "--audio"
+    for flag, field, where in SOURCE_ONLY:  # an option of the other source would be ignored: refuse it
+        if where != source and getattr(args, field) is not None:
+            raise UserError(f"{flag}: applies to {where} only, not {source}")
+        if getattr(args, field) is None:
+            setattr(args, field, getattr(CollectConfig, field))
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
     if not args.duration > 0 or not args.chunk > 0:
