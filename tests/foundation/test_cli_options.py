@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
-from training.cli.args import positive_int
+from training.cli.args import nonneg_float, positive_float, positive_int
 from training.cli.main import build_parser, command_parsers, main
 
 
@@ -28,3 +30,10 @@ def test_threads_below_one_is_one_line(argv, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--threads: '0': expected a positive integer" in err, err
+
+
+@pytest.mark.parametrize("check, text", [(positive_float, "inf"), (positive_float, "nan"), (nonneg_float, "nan")])
+def test_infinite_or_nan_seconds_are_refused(check, text):
+    """`--duration inf` passed `> 0` and ended in an OverflowError traceback (render/collect/eval musicgen)."""
+    with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+        check(text)

@@ -298,3 +298,29 @@ def test_progress_counts_generation_steps(backend, audiocraft_dir, transformers_
     assert ticks == list(range(1, len(ticks) + 1)) and steps <= len(ticks) <= steps + 1
     model.generate(["rock guitar"], 0.2, seed=0)
     assert len(ticks) <= steps + 1  # the hook is gone after the block
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--prompt", "rock", "--out", "x.wav", "--out-dir", "outs"], "--out-dir: applies to --batch only"),
+        (["--batch", "jobs.yaml", "--out-dir", "outs", "--out", "x.wav"], "--out: applies to --prompt only"),
+        (["--prompt", "rock", "--out", "x.wav", "--cfg-coef", "nan"], "--cfg-coef: 'nan': expected a number >= 0"),
+        (["--prompt", "rock", "--out", "x.wav", "--top-k", "-5"], "--top-k: '-5': expected an integer >= 0"),
+        (["--prompt", "rock", "--out", "x.wav", "--duration", "inf"], "--duration: 'inf': expected a positive"),
+        (["--batch", "jobs.yaml", "--out-dir", "outs"], "job long.wav: duration inf: expected positive seconds"),
+    ],
+)
+def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch, extra, expected, capsys):
+    """Each was accepted and ignored (--out-dir with --prompt, --out with --batch, --top-k -5) or a traceback
+    mid-generation (nan guidance, infinite duration)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs.yaml").write_text("- {prompt: rock, name: long, duration: .inf}\n")
+    try:
+        code = main(["render", "musicgen", "--model", str(tmp_path / "no_model"), *extra])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert expected in err[-1], err
+    assert not (tmp_path / "outs").exists() and not (tmp_path / "x.wav").exists()

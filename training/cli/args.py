@@ -21,7 +21,7 @@ def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], expec
 
 positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _checked(float, lambda v: v > 0, "a positive number")
+positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
 nonneg_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, positive_int
+from training.cli.args import add_device, positive_float, positive_int
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -106,11 +106,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")
     src.add_argument("--audio", help="folder of audio files (wav/flac/ogg/mp3), searched recursively")
     parser.add_argument("--out", required=True, help="activation store directory")
-    parser.add_argument("--duration", type=float, help="seconds generated per prompt (default 10)")
+    parser.add_argument("--duration", type=positive_float, help="seconds generated per prompt (default 10)")
     parser.add_argument("--seed", type=int, help="generation seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
     parser.add_argument("--cfg-coef", type=float, help="classifier-free guidance (default 3)")
-    parser.add_argument("--chunk", type=float, help="seconds of audio per teacher-forced chunk (default 10)")
+    parser.add_argument("--chunk", type=positive_float, help="seconds of audio per teacher-forced chunk (default 10)")
     parser.add_argument(
         "--description", default=None, help="text condition for --audio (default: none, the unconditional branch)"
     )

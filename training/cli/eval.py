@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_floats, positive_int
+from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_float, positive_floats, positive_int
 from training.cli.quiet import output_console
 
 
@@ -259,7 +259,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--prompts", help="prompt file (.txt/.csv/.yaml; default: two mixed-instrument prompts)")
     p.add_argument("--renders", type=int, default=2, help="seeds per prompt (default 2)")
-    p.add_argument("--duration", type=float, default=4.0, help="seconds per render (default 4)")
+    p.add_argument("--duration", type=positive_float, default=4.0, help="seconds per render (default 4)")
     p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
     p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--seed", type=int, default=0)

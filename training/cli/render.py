@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_edit_rows, gate_levels, positive_int
+from training.cli.args import (
+    add_device,
+    add_edit_rows,
+    gate_levels,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -109,7 +117,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="text prompt")
     what.add_argument("--batch", help="YAML list / CSV of jobs: prompt, and optional name, seed, duration, set")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    parser.add_argument("--duration", type=positive_float, default=10.0, help="seconds (default 10)")
     parser.add_argument("--bank", help="concept bank YAML (needed with --set)")
     parser.add_argument(
         "--set",
@@ -127,8 +135,10 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write the unedited render from the same seed (NAME.plain.wav), e.g. for the judge",
     )
-    parser.add_argument("--cfg-coef", type=float, default=3.0, help="classifier-free guidance (default 3)")
-    parser.add_argument("--top-k", type=int, default=250, help="top-k sampling (default 250)")
+    parser.add_argument("--cfg-coef", type=nonneg_float, default=3.0, help="classifier-free guidance (default 3)")
+    parser.add_argument(
+        "--top-k", type=nonneg_int, default=250, help="top-k sampling (default 250; 0: sample from every token)"
+    )
     add_edit_rows(parser)
     add_device(parser, "MusicGen and the SAEs")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
@@ -161,6 +171,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from training.musicgen.jobs import RenderJob, read_jobs
 
     if args.prompt is not None:
+        if args.out_dir:
+            raise UserError("--out-dir: applies to --batch only; with --prompt, --out names the file")
         if not args.prompt.strip():
             raise UserError("--prompt: expected a non-empty text")
         if not args.out:
@@ -171,12 +183,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
             )
         ]
     else:
+        if args.out:
+            raise UserError("--out: applies to --prompt only; with --batch, --out-dir and each job's name say where")
         if not args.out_dir:
             raise UserError("--out-dir: expected an output folder with --batch")
         check_output_dir(args.out_dir, "--out-dir")
         jobs = read_jobs(args.batch, Path(args.out_dir), args.seed, args.duration, list(args.sets))
     for job in jobs:
-        if not job.duration > 0:
+        if not 0 < job.duration < float("inf"):
             raise UserError(f"job {job.out.name}: duration {job.duration}: expected positive seconds")
         check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
     parsed = {tuple(job.sets): [parse_set(s) for s in job.sets] for job in jobs}
