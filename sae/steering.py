@@ -304,9 +304,9 @@ class ConceptControl:
         """`off`, `none`, `on`, `clamp`, `scale`, `on:S`, `clamp:S`, `scale:G` → a validated control (other
         fields from `base`)."""
         base = base or cls()
-        head, _, value = str(mode).partition(":")
+        head, colon, value = str(mode).partition(":")
         new = cls(head, base.strength, base.gain)
-        if value:
+        if colon:
             try:
                 number = float(value)
             except ValueError:

@@ -162,6 +162,15 @@ def test_one_strength_limit_for_every_way_in():
     assert ConceptControl.parse("guitar", "scale:0.5").gain == 0.5
 
 
+def test_a_colon_without_a_value_is_refused():
+    """`guitar=scale:` (a value left out) was read as `scale` at gain 1: a render with no edit, exit 0."""
+    from sae.steering import ConceptControl
+
+    for mode in ("scale:", "on:", "clamp:"):
+        with pytest.raises(UserError, match=f"mode '{mode}': expected a number after ':'"):
+            ConceptControl.parse("guitar", mode)
+
+
 def test_a_concept_set_twice_is_refused():
     from sae.steering import check_sets
 
