@@ -95,6 +95,12 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),
         (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
         (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),
+        # options of the other mode were accepted and ignored
+        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--duration", "2"],
+         "--duration: applies to device mode only"),
+        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--device", "hw:1"],
+         "--device: applies to device mode only"),
+        (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
     ]  # fmt: skip
     for i, (args, needle) in enumerate(cases):
         proc = live(*args, "--no-osc") if i == 0 else live_here(capsys, *args, "--no-osc")
@@ -103,6 +109,10 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         assert len(errors) == 1 and needle in errors[0], proc.stderr
         assert "Traceback" not in proc.stderr
     assert not Path(out).exists() and not (tmp_path / "o.xyz").exists()
+    for bad in ("0", "-1", "inf"):  # 0 streamed forever, -1 stopped at once
+        with pytest.raises(SystemExit):
+            live_here(capsys, "--model", str(tiny_rave_ts), "--duration", bad)
+        assert f"--duration: '{bad}': expected a positive number" in capsys.readouterr().err
 
 
 def test_no_audio_device_says_how_to_get_one(tiny_rave_ts):

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from training.cli.args import add_device, nonneg_float, positive_int
+from training.cli.args import add_device, nonneg_float, positive_float, positive_int
 from training.cli.quiet import progress_bar
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -75,8 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--input", type=Path, help="read audio from this file instead of a device")
     p.add_argument("--output", type=Path, help="write the processed file here (with --input)")
-    p.add_argument("--pace", choices=("fast", "realtime"), default="fast", help="file mode pace")
-    p.add_argument("--duration", type=float, help="stop after this many seconds (device mode)")
+    p.add_argument("--pace", choices=("fast", "realtime"), help="file mode pace (default fast)")
+    p.add_argument("--duration", type=positive_float, help="stop after this many seconds (device mode)")
     p.add_argument("--no-view", action="store_true", help="plain status lines instead of the rich view")
     # fault injection for benches and tests: the model thread sleeps these seconds in turn, every N seconds
     p.add_argument("--inject-stalls", help=argparse.SUPPRESS)
@@ -120,6 +120,14 @@ def _check_args(args: argparse.Namespace) -> None:
 
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output: give both (file mode) or neither (device mode)")
+    file_mode = args.input is not None
+    for flag, given, mode in (
+        ("--duration", args.duration is not None, "device mode"),  # file mode plays the whole --input
+        ("--device", args.device is not None, "device mode"),
+        ("--pace", args.pace is not None, "file mode"),
+    ):
+        if given and file_mode != (mode == "file mode"):
+            raise UserError(f"{flag}: applies to {mode} only" + (" (--input/--output)" if mode == "file mode" else ""))
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
     if args.input is not None and not args.input.is_file():
@@ -245,9 +253,10 @@ def _run_file(args: argparse.Namespace, engine, osc) -> int:
     engine.start()
     t0 = time.perf_counter()
     with progress_bar(console=Console(), hide=args.no_view) as progress:
-        task = progress.add_task(f"{args.input.name} ({args.pace})", total=len(data))
+        pace = args.pace or "fast"
+        task = progress.add_task(f"{args.input.name} ({pace})", total=len(data))
         out = run_file(
-            engine, data, realtime=args.pace == "realtime", on_period=lambda n: progress.update(task, completed=n)
+            engine, data, realtime=pace == "realtime", on_period=lambda n: progress.update(task, completed=n)
         )
     took = time.perf_counter() - t0
     m = engine.model
