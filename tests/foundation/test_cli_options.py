@@ -37,3 +37,11 @@ def test_infinite_or_nan_seconds_are_refused(check, text):
     """`--duration inf` passed `> 0` and ended in an OverflowError traceback (render/collect/eval musicgen)."""
     with pytest.raises(argparse.ArgumentTypeError, match="expected"):
         check(text)
+
+
+def test_concept_find_refuses_a_default_every_consumer_would_refuse(tmp_path, capsys):
+    """`--default clamp --strength 50` wrote a bank that live, renders and the nn~ export then refused."""
+    argv = ["concept", "find", "g", "--with", "w", "--without", "o", "--model", "m.ts", "--sae", "s"]
+    assert main([*argv, "--bank", str(tmp_path / "b.yaml"), "--default", "clamp", "--strength", "50"]) == 2
+    assert "concept 'g' clamp strength 50: expected a number in (0, 10]" in capsys.readouterr().err
+    assert not (tmp_path / "b.yaml").exists()

@@ -62,10 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="mode",
         choices=["none", "off", "on", "clamp", "scale"],
         default="none",
-        help="the concept's mode when a live session or render starts (default none: no edit until "
-        "switched, e.g. over OSC)",
+        help="the concept's mode when a live session or an nn~ export starts (default none: no edit until "
+        "switched, e.g. over OSC; renders edit only what their --set names)",
     )
-    f.add_argument("--strength", type=float, default=1.0, help="default strength (on) / gain (scale)")
+    f.add_argument("--strength", type=float, default=1.0, help="default strength (on, clamp) / gain (scale)")
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
     f.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     f.set_defaults(func=run_find)
@@ -101,8 +101,11 @@ def run_find(args: argparse.Namespace) -> int:
 
     from sae.errors import UserError
     from sae.paths import check_output_file
+    from sae.steering import ConceptControl
     from training.rave.concepts import FindConfig, find_concept
 
+    # the default every consumer (live, renders, nn~ export) would refuse is refused before any work
+    ConceptControl(args.mode, args.strength, args.strength if args.mode == "scale" else 1.0).validate(args.name)
     if args.k is not None and args.k < 1:
         raise UserError(f"--k {args.k}: expected at least 1")
     if args.folds < 2:
