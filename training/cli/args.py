@@ -23,6 +23,8 @@ positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
 nonneg_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+guidance_coef = _checked(float, lambda v: 1 <= v < float("inf"), "a number >= 1 (1: no guidance)")
+"""MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off)."""
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, positive_float, positive_int
+from training.cli.args import add_device, guidance_coef, positive_float, positive_int
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -109,7 +109,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=positive_float, help="seconds generated per prompt (default 10)")
     parser.add_argument("--seed", type=int, help="generation seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
-    parser.add_argument("--cfg-coef", type=float, help="classifier-free guidance (default 3)")
+    parser.add_argument("--cfg-coef", type=guidance_coef, help="classifier-free guidance (default 3)")
     parser.add_argument("--chunk", type=positive_float, help="seconds of audio per teacher-forced chunk (default 10)")
     parser.add_argument(
         "--description", default=None, help="text condition for --audio (default: none, the unconditional branch)"

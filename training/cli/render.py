@@ -8,7 +8,7 @@ from training.cli.args import (
     add_device,
     add_edit_rows,
     gate_levels,
-    nonneg_float,
+    guidance_coef,
     nonneg_int,
     positive_float,
     positive_int,
@@ -135,7 +135,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also write the unedited render from the same seed (NAME.plain.wav), e.g. for the judge",
     )
-    parser.add_argument("--cfg-coef", type=nonneg_float, default=3.0, help="classifier-free guidance (default 3)")
+    parser.add_argument("--cfg-coef", type=guidance_coef, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument(
         "--top-k", type=nonneg_int, default=250, help="top-k sampling (default 250; 0: sample from every token)"
     )
