@@ -73,6 +73,20 @@ def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Interval:
     return bootstrap(lambda i: 100 * (b[i].mean() - a[i].mean()), len(a), seed=seed)
 
 
+def rate_diff(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
+    """Rate of b minus rate of a (percentage points) on two independent sets of items, each resampled on its own;
+    n is the smaller set."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) == 0 or len(b) == 0:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    rng = np.random.default_rng(seed)
+    draws = 100 * (
+        b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1) - a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
+    )
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return Interval(float(100 * (b.mean() - a.mean())), float(lo), float(hi), min(len(a), len(b)))
+
+
 def auroc(score: np.ndarray, y: np.ndarray) -> float:
     """Area under the ROC curve (ties count half; `sae.probe.auroc` vectorised); nan when one class is missing."""
     y = np.asarray(y).astype(bool)

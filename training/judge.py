@@ -17,7 +17,7 @@ import numpy as np
 from realtime.audio_files import resample  # noqa: F401  (the one resampler, used by fidelity)
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
-from sae.stats import Interval, paired_diff, verdict, wilson
+from sae.stats import Interval, paired_diff, rate_diff, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
 
 N_MELS = 64
@@ -50,6 +50,28 @@ def goals_met(
         "on_rise": on_rise >= goals["on_rise"] + clip_on and (on_low is None or on_low >= goals["on_rise"]),
         "drift": drift <= goals["drift"] - max(clip_off, clip_on),
     }
+
+
+def judge_shift(hits: dict[str, np.ndarray], rows: list[dict], concept: str) -> dict[str, Any]:
+    """How the judge's call on every other concept moves where `concept` really plays, on clean clips: per other
+    concept and per side (clips with / without it), its detection rate on clips without `concept`, on clips with
+    it, and the difference (points, 95 % interval). The drift a perfect edit of `concept` would show to this
+    judge (`hits`: its detections of the clips of the manifest `rows`)."""
+    present = np.array([CONCEPTS[concept](r) for r in rows], bool)
+    out: dict[str, Any] = {}
+    for other, heard in hits.items():
+        if other == concept:
+            continue
+        has = np.array([CONCEPTS[other](r) for r in rows], bool)
+        out[other] = {}
+        for side, want in (("with", True), ("without", False)):
+            alone, joined = heard[(has == want) & ~present], heard[(has == want) & present]
+            out[other][side] = {
+                f"without_{concept}": wilson(int(alone.sum()), len(alone)).as_dict(),
+                f"with_{concept}": wilson(int(joined.sum()), len(joined)).as_dict(),
+                "shift": rate_diff(alone, joined).as_dict(),
+            }
+    return out
 
 
 def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:

@@ -124,6 +124,7 @@ def test_renders_default_to_the_segment_the_lm_was_trained_on(toy_folders, toy_s
 
 @pytest.mark.slow
 def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
+    from training.data.concept_clips import read_manifest
     from training.musicgen.evaluate import main
 
     ac, _ = toy_folders
@@ -141,6 +142,13 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     assert g["verdict"] in ("met", "missed", "undecided")
     assert main(["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path),
                  "--concepts", "kazoo"]) == 2  # fmt: skip
+    argv = ["judge-shift", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path)]
+    assert main([*argv, "--concept", "drums", "--concepts", "guitar,drums,piano"]) == 0
+    shift = json.loads((tmp_path / "judge_shift.json").read_text())
+    assert set(shift["shift"]) == {"guitar", "piano"} and shift["judge"]["sample_rate"] == 16000
+    assert shift["clips"] == sum(r["split"] != "train" for r in read_manifest(toy_data))
+    assert "| piano | without it |" in (tmp_path / "judge_shift.md").read_text()
+    assert main([*argv, "--concept", "kazoo"]) == 2
 
 
 def test_mean_difference_baseline_edits_the_rows_asked_for():

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import Judge, logmel_stats, plot_judge
+from training.judge import Judge, judge_shift, logmel_stats, plot_judge
 
 
 def test_logmel_stats_shape_and_level():
@@ -198,3 +198,21 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     for name, c in summary["concepts"].items():
         assert c["verdict"] in ("SAE better", "baseline better", "tied") and "sae_probe" in c["intervals"], name
     assert "<h3>in-font (test split)</h3>" in guitar and "<h3>held-out font</h3>" in guitar
+
+
+def test_judge_shift_is_the_change_in_other_calls_where_the_concept_plays():
+    """A judge that stops hearing piano where drums play: the shift on clips without piano is negative and its
+    interval says so; a call drums leave alone (bass) does not move."""
+    rows = [{"drums": d, "piano": 0, "bass": b} for d in (0, 1) for b in (0, 1) for _ in range(30)]
+    drums = np.array([r["drums"] == 1 for r in rows])
+    rng = np.random.default_rng(0)
+    hits = {
+        "piano": rng.random(len(rows)) < np.where(drums, 0.05, 0.4),
+        "bass": np.array([r["bass"] == 1 for r in rows]),
+        "drums": drums,
+    }
+    shift = judge_shift(hits, rows, "drums")
+    assert set(shift) == {"piano", "bass"} and shift["piano"]["with"]["shift"]["n"] == 0  # no clip with piano
+    piano = shift["piano"]["without"]
+    assert piano["without_drums"]["n"] == piano["with_drums"]["n"] == 60 and piano["shift"]["hi"] < -15
+    assert shift["bass"]["with"]["shift"]["value"] == shift["bass"]["without"]["shift"]["value"] == 0

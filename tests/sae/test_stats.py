@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sae.probe import auroc as probe_auroc
-from sae.stats import Interval, auroc, auroc_interval, paired_diff, permutation_auroc, verdict, wilson
+from sae.stats import Interval, auroc, auroc_interval, paired_diff, permutation_auroc, rate_diff, verdict, wilson
 
 
 def test_wilson_interval():
@@ -46,3 +46,14 @@ def test_paired_difference_and_verdicts():
     assert verdict(Interval(5, -12, 9, 20), -10, 10) == "undecided"
     assert verdict(Interval(60, 52, 70, 20), lo_goal=50) == "met"
     assert verdict(Interval(float("nan"), float("nan"), float("nan"), 0), -10, 10) == "undecided"
+
+
+def test_rate_difference_of_two_independent_sets():
+    """Unpaired: each set resampled on its own; the interval covers the true difference and narrows with items."""
+    rng = np.random.default_rng(3)
+    a, b = rng.random(400) < 0.3, rng.random(100) < 0.6
+    d = rate_diff(a, b)
+    assert d.n == 100 and d.value == 100 * (b.mean() - a.mean()) and d.lo < 30 < d.hi
+    wide = rate_diff(a[:40], b[:20])
+    assert wide.hi - wide.lo > d.hi - d.lo
+    assert rate_diff(a, a[:0]).n == 0

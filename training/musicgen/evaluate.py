@@ -3,8 +3,12 @@
     python -m training.musicgen.evaluate codec --model DIR_OR_CODEC_RUN --data EVAL_DATA --out OUT
     python -m training.musicgen.evaluate adherence --model DIR --judge-data DATA1 --judge-data DATA2 --out OUT
 
+    python -m training.musicgen.evaluate judge-shift --model DIR --judge-data DATA --concept drums --out OUT
+
 `codec` writes OUT/codec_fidelity.json|md (`codec_fidelity.py`), `adherence` OUT/adherence.json|md
-(`adherence.py`).
+(`adherence.py`), `judge-shift` OUT/judge_shift.json|md: how the outside judge's other calls move where the concept
+really plays, on the clean clips it did not train on (`training.judge.judge_shift`): the drift a perfect edit
+would show it.
 """
 
 from __future__ import annotations
@@ -44,6 +48,59 @@ def adherence_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
+def judge_shift_markdown(r: dict) -> str:
+    c = r["concept"]
+    lines = [
+        f"The outside judge (trained on {r['judge']['trained_on']}) on {r['clips']} clean clips it did not train on: "
+        f"how often it hears each other concept without and with {c} really playing, and the shift (points, 95 % "
+        f"interval) — the drift a perfect {c} edit would show this judge.",
+        "",
+        f"| concept | clips | heard, no {c} | heard, with {c} | shift |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for other, sides in r["shift"].items():
+        for side, e in sides.items():
+            alone, joined = Interval(**e[f"without_{c}"]), Interval(**e[f"with_{c}"])
+            lines.append(
+                f"| {other} | {side} it | {alone.text()} | {joined.text()} | {Interval(**e['shift']).text('+.0f')} |"
+            )
+    return "\n".join(lines)
+
+
+def judge_shift_result(model: str, judge_data: Sequence[str], concept: str, concepts: Sequence[str]) -> dict:
+    """`judge_shift` of the judge the MusicGen experiment uses (train clips of `judge_data`, at the model's rate),
+    on the other clips of the same folders."""
+    from realtime.musicgen import load_musicgen
+    from sae.errors import UserError
+    from training.data.audio import AudioNotes, read_mono
+    from training.data.concept_clips import CONCEPTS, read_manifest
+    from training.judge import judge_shift
+    from training.musicgen.adherence import fit_judge
+
+    for c in (concept, *concepts):
+        if c not in CONCEPTS:
+            raise UserError(f"concept {c}: not a manifest label ({', '.join(CONCEPTS)})")
+    sr = load_musicgen(model).sample_rate
+    notes = AudioNotes()
+    judge, n_train = fit_judge(judge_data, sr, concepts, notes)
+    clips, rows = [], []
+    for folder in judge_data:
+        for row in read_manifest(Path(folder)):
+            a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048) if row["split"] != "train" else None
+            if a is not None:
+                clips.append(a)
+                rows.append(row)
+    if not rows:
+        raise UserError(f"--judge-data {', '.join(judge_data)}: no readable clips outside the train split")
+    return {
+        "concept": concept,
+        "judge": {"trained_on": f"{n_train} clean train clips", "concepts": list(concepts), "sample_rate": sr},
+        "clips": len(rows),
+        "shift": judge_shift(judge.detect(clips), rows, concept),
+        "notes": notes.lines(),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
@@ -69,6 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument(
         "--seed", type=int, default=0, help="first random seed (another one draws other renders: a validation set)"
     )
+    j = sub.add_parser("judge-shift", help="the outside judge's drift where a concept really plays (clean clips)")
+    j.add_argument("--model", required=True, help="MusicGen folder (the judge hears clips at its rate)")
+    j.add_argument("--judge-data", action="append", required=True, help="data folder(s): train clips train the judge")
+    j.add_argument("--concept", required=True, help="the concept whose presence is tested, e.g. drums")
+    j.add_argument("--concepts", default="guitar,drums,piano,bass,strings,brass", help="the judge's concepts")
+    j.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -80,6 +143,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.out / "codec_fidelity.json", json.dumps(result, indent=2))
             _write(args.out / "codec_fidelity.md", markdown(result))
             print(markdown(result))
+        elif args.what == "judge-shift":
+            concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
+            result = judge_shift_result(args.model, args.judge_data, args.concept, concepts)
+            _write(args.out / "judge_shift.json", json.dumps(result, indent=2))
+            _write(args.out / "judge_shift.md", judge_shift_markdown(result))
+            print(judge_shift_markdown(result))
         else:
             from training.musicgen.adherence import AdherenceConfig, evaluate_adherence
 
