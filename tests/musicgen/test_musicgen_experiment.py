@@ -143,12 +143,15 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     assert main(["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path),
                  "--concepts", "kazoo"]) == 2  # fmt: skip
     argv = ["judge-shift", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path)]
-    assert main([*argv, "--concept", "drums", "--concepts", "guitar,drums,piano"]) == 0
-    shift = json.loads((tmp_path / "judge_shift.json").read_text())
-    assert set(shift["shift"]) == {"guitar", "piano"} and shift["judge"]["sample_rate"] == 16000
-    assert shift["clips"] == sum(r["split"] != "train" for r in read_manifest(toy_data))
-    assert "| piano | without it |" in (tmp_path / "judge_shift.md").read_text()
+    for split in ("test", "all"):
+        assert main([*argv, "--concept", "drums", "--concepts", "guitar,drums,piano", "--split", split]) == 0
+        shift = json.loads((tmp_path / "judge_shift.json").read_text())
+        assert set(shift["shift"]) == {"guitar", "piano"} and shift["judge"]["sample_rate"] == 16000
+        assert shift["clips"] == sum(r["split"] in {"all": ("test", "holdout_font")}.get(split, (split,))
+                                     for r in read_manifest(toy_data))  # fmt: skip
+        assert "| piano | without it |" in (tmp_path / "judge_shift.md").read_text()
     assert main([*argv, "--concept", "kazoo"]) == 2
+    assert main([*argv, "--concept", "drums", "--split", "train"]) == 2
 
 
 def test_mean_difference_baseline_edits_the_rows_asked_for():

@@ -3,7 +3,8 @@
     python -m training.musicgen.evaluate codec --model DIR_OR_CODEC_RUN --data EVAL_DATA --out OUT
     python -m training.musicgen.evaluate adherence --model DIR --judge-data DATA1 --judge-data DATA2 --out OUT
 
-    python -m training.musicgen.evaluate judge-shift --model DIR --judge-data DATA --concept drums --out OUT
+    python -m training.musicgen.evaluate judge-shift --model DIR --judge-data DATA [--clips DATA2] --concept drums \
+        --out OUT
 
 `codec` writes OUT/codec_fidelity.json|md (`codec_fidelity.py`), `adherence` OUT/adherence.json|md
 (`adherence.py`), `judge-shift` OUT/judge_shift.json|md: how the outside judge's other calls move where the concept
@@ -51,7 +52,8 @@ def adherence_markdown(r: dict) -> str:
 def judge_shift_markdown(r: dict) -> str:
     c = r["concept"]
     lines = [
-        f"The outside judge (trained on {r['judge']['trained_on']}) on {r['clips']} clean clips it did not train on: "
+        f"The outside judge (trained on {r['judge']['trained_on']}) on {r['clips']} clean clips it did not train on "
+        f"({r['split']} split): "
         f"how often it hears each other concept without and with {c} really playing, and the shift (points, 95 % "
         f"interval) — the drift a perfect {c} edit would show this judge.",
         "",
@@ -67,9 +69,19 @@ def judge_shift_markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def judge_shift_result(model: str, judge_data: Sequence[str], concept: str, concepts: Sequence[str]) -> dict:
+SHIFT_SPLITS = ("test", "holdout_font", "all")
+
+
+def judge_shift_result(
+    model: str,
+    judge_data: Sequence[str],
+    concept: str,
+    concepts: Sequence[str],
+    clip_data: Sequence[str] = (),
+    split: str = "test",
+) -> dict:
     """`judge_shift` of the judge the MusicGen experiment uses (train clips of `judge_data`, at the model's rate),
-    on the other clips of the same folders."""
+    on the `split` clips (`all`: every split but train) of `clip_data` (default: the same folders)."""
     from realtime.musicgen import load_musicgen
     from sae.errors import UserError
     from training.data.audio import AudioNotes, read_mono
@@ -80,20 +92,27 @@ def judge_shift_result(model: str, judge_data: Sequence[str], concept: str, conc
     for c in (concept, *concepts):
         if c not in CONCEPTS:
             raise UserError(f"concept {c}: not a manifest label ({', '.join(CONCEPTS)})")
+    if split not in SHIFT_SPLITS:
+        raise UserError(f"--split {split}: expected one of {', '.join(SHIFT_SPLITS)}")
+    clip_data = list(clip_data) or list(judge_data)
     sr = load_musicgen(model).sample_rate
     notes = AudioNotes()
     judge, n_train = fit_judge(judge_data, sr, concepts, notes)
     clips, rows = [], []
-    for folder in judge_data:
+    for folder in clip_data:
         for row in read_manifest(Path(folder)):
-            a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048) if row["split"] != "train" else None
+            if row["split"] == "train" or split not in ("all", row["split"]):
+                continue
+            a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048)
             if a is not None:
                 clips.append(a)
                 rows.append(row)
     if not rows:
-        raise UserError(f"--judge-data {', '.join(judge_data)}: no readable clips outside the train split")
+        raise UserError(f"clips {', '.join(map(str, clip_data))}: no readable {split} clips outside the train split")
     return {
         "concept": concept,
+        "split": split,
+        "clip_data": [str(f) for f in clip_data],
         "judge": {"trained_on": f"{n_train} clean train clips", "concepts": list(concepts), "sample_rate": sr},
         "clips": len(rows),
         "shift": judge_shift(judge.detect(clips), rows, concept),
@@ -131,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     j.add_argument("--judge-data", action="append", required=True, help="data folder(s): train clips train the judge")
     j.add_argument("--concept", required=True, help="the concept whose presence is tested, e.g. drums")
     j.add_argument("--concepts", default="guitar,drums,piano,bass,strings,brass", help="the judge's concepts")
+    j.add_argument("--clips", action="append", default=[], help="data folder(s) judged (default: --judge-data)")
+    j.add_argument(
+        "--split", default="test", help="clips judged: test (in-font, default), holdout_font or all (but train)"
+    )
     j.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -145,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(markdown(result))
         elif args.what == "judge-shift":
             concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
-            result = judge_shift_result(args.model, args.judge_data, args.concept, concepts)
+            result = judge_shift_result(args.model, args.judge_data, args.concept, concepts, args.clips, args.split)
             _write(args.out / "judge_shift.json", json.dumps(result, indent=2))
             _write(args.out / "judge_shift.md", judge_shift_markdown(result))
             print(judge_shift_markdown(result))
