@@ -74,6 +74,23 @@ def judge_shift(hits: dict[str, np.ndarray], rows: list[dict], concept: str) -> 
     return out
 
 
+def oracle_shift(before: dict[str, np.ndarray], after: dict[str, np.ndarray], had: np.ndarray, concept: str) -> dict:
+    """The ideal edits of `concept` as a judge hears them: its detections of clean clips (`before`) and of the same
+    clips re-rendered with the concept's part removed where they `had` it (ideal `off`) or added where not (ideal
+    `on`; `concept_clips.oracle_clip`). Per edit: the drop / rise and every other concept's drift, paired, points
+    with 95 % intervals. No edit of any model can do better on this judge; a drift here is the judge's own."""
+    out: dict[str, Any] = {}
+    for edit, want in (("off", True), ("on", False)):
+        m = had == want
+        change = paired_diff(before[concept][m], after[concept][m])
+        if edit == "off":
+            change = Interval(-change.value, -change.hi, -change.lo, change.n)
+        drift = {o: paired_diff(before[o][m], after[o][m]).as_dict() for o in before if o != concept}
+        worst = max(drift, key=lambda o: abs(drift[o]["value"]) if drift[o]["n"] else -1.0, default=None)
+        out[edit] = {"drop" if edit == "off" else "rise": change.as_dict(), "drift": drift, "worst": worst}
+    return out
+
+
 def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:
     """[2 * N_MELS]: mean and std over frames of log-mel energies (n_fft 2048, hop 512)."""
     import librosa

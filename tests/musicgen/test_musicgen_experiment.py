@@ -150,8 +150,14 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
         assert shift["clips"] == sum(r["split"] in {"all": ("test", "holdout_font")}.get(split, (split,))
                                      for r in read_manifest(toy_data))  # fmt: skip
         assert "| piano | without it |" in (tmp_path / "judge_shift.md").read_text()
+    assert main([*argv, "--concept", "drums", "--concepts", "guitar,drums,piano", "--oracle", "2"]) == 0
+    oracle = json.loads((tmp_path / "judge_shift.json").read_text())["oracle"]
+    assert 0 < oracle["clips"]["with"] <= 2 and 0 < oracle["clips"]["without"] <= 2
+    assert oracle["off"]["drop"]["n"] == oracle["clips"]["with"] and set(oracle["on"]["drift"]) == {"guitar", "piano"}
+    assert "| on | rise " in (tmp_path / "judge_shift.md").read_text()
     assert main([*argv, "--concept", "kazoo"]) == 2
     assert main([*argv, "--concept", "drums", "--split", "train"]) == 2
+    assert main([*argv, "--concept", "drums", "--oracle", "-1"]) == 2
 
 
 def test_mean_difference_baseline_edits_the_rows_asked_for():

@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import Judge, judge_shift, logmel_stats, plot_judge
+from training.judge import Judge, judge_shift, logmel_stats, oracle_shift, plot_judge
 
 
 def test_logmel_stats_shape_and_level():
@@ -216,3 +216,15 @@ def test_judge_shift_is_the_change_in_other_calls_where_the_concept_plays():
     piano = shift["piano"]["without"]
     assert piano["without_drums"]["n"] == piano["with_drums"]["n"] == 60 and piano["shift"]["hi"] < -15
     assert shift["bass"]["with"]["shift"]["value"] == shift["bass"]["without"]["shift"]["value"] == 0
+
+
+def test_oracle_shift_pairs_each_clip_with_its_ideal_edit():
+    """Ideal off on the clips that had the concept, ideal on on the others; drop / rise and drift paired."""
+    had = np.array([True] * 20 + [False] * 40)
+    before = {"drums": had.copy(), "piano": np.r_[np.zeros(20, bool), np.ones(40, bool)], "bass": np.zeros(60, bool)}
+    after = {"drums": ~had, "piano": np.r_[np.zeros(20, bool), np.arange(40) % 4 != 0], "bass": np.zeros(60, bool)}
+    o = oracle_shift(before, after, had, "drums")
+    assert o["off"]["drop"]["value"] == 100 and o["off"]["drop"]["n"] == 20
+    assert o["on"]["rise"]["value"] == 100 and o["on"]["rise"]["n"] == 40
+    assert o["on"]["drift"]["piano"]["value"] == -25 and o["on"]["worst"] == "piano"
+    assert o["off"]["drift"]["bass"]["value"] == 0 and set(o["off"]["drift"]) == {"piano", "bass"}

@@ -66,6 +66,20 @@ def judge_shift_markdown(r: dict) -> str:
             lines.append(
                 f"| {other} | {side} it | {alone.text()} | {joined.text()} | {Interval(**e['shift']).text('+.0f')} |"
             )
+    if "oracle" in r:
+        o, n = r["oracle"], r["oracle"]["clips"]
+        lines += [
+            "",
+            f"The ideal edits (each clip re-rendered from its MIDI with the {c} part removed, {n['with']} clips, or "
+            f"added, {n['without']} clips), as this judge hears them: the most any edit could show it, and the drift "
+            "it shows even then (paired, points).",
+            "",
+            f"| ideal edit | {c} | " + " | ".join(o["off"]["drift"]) + " |",
+            "| --- | --- | " + " | ".join("---" for _ in o["off"]["drift"]) + " |",
+        ]
+        for edit, key in (("off", "drop"), ("on", "rise")):
+            drift = " | ".join(Interval(**d).text("+.0f") for d in o[edit]["drift"].values())
+            lines.append(f"| {edit} | {key} {Interval(**o[edit][key]).text('+.0f')} | {drift} |")
     return "\n".join(lines)
 
 
@@ -79,14 +93,19 @@ def judge_shift_result(
     concepts: Sequence[str],
     clip_data: Sequence[str] = (),
     split: str = "test",
+    oracle: int = 0,
 ) -> dict:
     """`judge_shift` of the judge the MusicGen experiment uses (train clips of `judge_data`, at the model's rate),
-    on the `split` clips (`all`: every split but train) of `clip_data` (default: the same folders)."""
+    on the `split` clips (`all`: every split but train) of `clip_data` (default: the same folders); with `oracle`
+    > 0, also `oracle_shift` on up to that many of those clips per side, re-rendered with the concept switched."""
+    import numpy as np
+
+    from realtime.audio_files import resample
     from realtime.musicgen import load_musicgen
     from sae.errors import UserError
     from training.data.audio import AudioNotes, read_mono
-    from training.data.concept_clips import CONCEPTS, read_manifest
-    from training.judge import judge_shift
+    from training.data.concept_clips import CONCEPTS, data_config, oracle_clip, read_manifest
+    from training.judge import judge_shift, oracle_shift
     from training.musicgen.adherence import fit_judge
 
     for c in (concept, *concepts):
@@ -94,28 +113,47 @@ def judge_shift_result(
             raise UserError(f"concept {c}: not a manifest label ({', '.join(CONCEPTS)})")
     if split not in SHIFT_SPLITS:
         raise UserError(f"--split {split}: expected one of {', '.join(SHIFT_SPLITS)}")
+    if oracle < 0:
+        raise UserError(f"--oracle {oracle}: expected clips per side >= 0 (0: no ideal edits)")
     clip_data = list(clip_data) or list(judge_data)
     sr = load_musicgen(model).sample_rate
     notes = AudioNotes()
     judge, n_train = fit_judge(judge_data, sr, concepts, notes)
-    clips, rows = [], []
+    clips, rows, ideal = [], [], []
     for folder in clip_data:
+        if oracle:
+            data_cfg, fonts, held = data_config(Path(folder))
         for row in read_manifest(Path(folder)):
             if row["split"] == "train" or split not in ("all", row["split"]):
                 continue
             a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048)
-            if a is not None:
-                clips.append(a)
-                rows.append(row)
+            if a is None:
+                continue
+            clips.append(a)
+            rows.append(row)
+            side = sum(CONCEPTS[concept](r) == CONCEPTS[concept](row) for r, _ in ideal)
+            if oracle and side < oracle:
+                b = oracle_clip(row, data_cfg, fonts, concept, held)
+                if b is not None:
+                    ideal.append((row, (len(clips) - 1, resample(b, data_cfg.sample_rate, sr))))
     if not rows:
         raise UserError(f"clips {', '.join(map(str, clip_data))}: no readable {split} clips outside the train split")
+    hits = judge.detect(clips)
+    extra: dict = {}
+    if ideal:
+        at = np.array([i for _, (i, _) in ideal])
+        before = {c: h[at] for c, h in hits.items()}
+        had = np.array([CONCEPTS[concept](r) for r, _ in ideal])
+        extra["oracle"] = oracle_shift(before, judge.detect([b for _, (_, b) in ideal]), had, concept)
+        extra["oracle"]["clips"] = {"with": int(had.sum()), "without": int((~had).sum())}
     return {
         "concept": concept,
         "split": split,
         "clip_data": [str(f) for f in clip_data],
         "judge": {"trained_on": f"{n_train} clean train clips", "concepts": list(concepts), "sample_rate": sr},
         "clips": len(rows),
-        "shift": judge_shift(judge.detect(clips), rows, concept),
+        "shift": judge_shift(hits, rows, concept),
+        **extra,
         "notes": notes.lines(),
     }
 
@@ -154,6 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     j.add_argument(
         "--split", default="test", help="clips judged: test (in-font, default), holdout_font or all (but train)"
     )
+    j.add_argument(
+        "--oracle", type=int, default=0, help="also the ideal edits on up to N clips per side (re-rendered; 0: none)"
+    )
     j.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
@@ -168,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(markdown(result))
         elif args.what == "judge-shift":
             concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
-            result = judge_shift_result(args.model, args.judge_data, args.concept, concepts, args.clips, args.split)
+            result = judge_shift_result(
+                args.model, args.judge_data, args.concept, concepts, args.clips, args.split, args.oracle
+            )
             _write(args.out / "judge_shift.json", json.dumps(result, indent=2))
             _write(args.out / "judge_shift.md", judge_shift_markdown(result))
             print(judge_shift_markdown(result))
