@@ -39,7 +39,7 @@ import numpy as np
 
 from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
-from sae.stats import Interval, mean_interval, paired_diff
+from sae.stats import Interval, mean_interval
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
     FOLDS,
@@ -48,6 +48,7 @@ from training.judge import (
     fidelity_sets,
     fidelity_table,
     logmel_stats,
+    oracle_shift,
     resample,
 )
 from training.rave.fidelity_metrics import loudness_error_db, spectral_distance
@@ -192,28 +193,23 @@ def _oracle_plan(cfg: FidelityConfig, rows, sets, labels, say) -> dict[str, Any]
 
 def _oracle_report(c, ids, labels, original, recon, clean_ideal, through, concepts) -> dict[str, Any]:
     """Ideal off (clips with c) and ideal on (clips without): the judge's change on clean audio and through the
-    model, with every other concept's drift."""
+    model, with every other concept's drift (`training.judge.oracle_shift`) and the largest one."""
+    had = np.array([labels[c][i] for i in ids], bool)
+
+    def arrays(d: dict) -> dict[str, np.ndarray]:
+        return {o: np.array([d[o][i] for i in ids], bool) for o in concepts}
+
+    shifts = {
+        where: oracle_shift(arrays(before), arrays(after), had, c)
+        for where, before, after in (("clean", original, clean_ideal), ("model", recon, through))
+    }
     out: dict[str, Any] = {}
-    for edit, want, sign in (("off", True, -1), ("on", False, 1)):
-        side = [i for i in ids if labels[c][i] == want]
-        entry: dict[str, Any] = {"clips": len(side)}
-        for where, before, after in (("clean", original, clean_ideal), ("model", recon, through)):
-            b = np.array([before[c][i] for i in side], bool)
-            a = np.array([after[c][i] for i in side], bool)
-            change = paired_diff(b, a) if side else Interval(float("nan"), float("nan"), float("nan"), 0)
-            if sign < 0:
-                change = Interval(-change.value, -change.hi, -change.lo, change.n)
-            drift = {
-                o: 100.0 * (np.mean([after[o][i] for i in side]) - np.mean([before[o][i] for i in side]))
-                for o in concepts
-                if o != c and side
-            }
-            entry[where] = {
-                "drop" if sign < 0 else "rise": change.as_dict(),
-                "max_drift": max(map(abs, drift.values()), default=float("nan")),
-                "drift": drift,
-            }
-        out[edit] = entry
+    for edit in ("off", "on"):
+        out[edit] = {"clips": int((had == (edit == "off")).sum())}
+        for where, shift in shifts.items():
+            e = shift[edit]
+            worst = e["drift"][e["worst"]]["value"] if e["worst"] else float("nan")
+            out[edit][where] = e | {"max_drift": abs(worst)}
     return out
 
 
@@ -232,6 +228,10 @@ def _set_report(idx, rows, clean, recon_audio, original, recon, labels, concepts
 
 def _iv(d: dict, fmt: str = ".0f", unit: str = "") -> str:
     return Interval(**d).text(fmt, unit)
+
+
+def _drift(e: dict) -> str:
+    return f"{e['max_drift']:.0f} ({e['worst']})" if e.get("worst") else "n/a"
 
 
 def markdown(result: dict) -> str:
@@ -268,9 +268,9 @@ def markdown(result: dict) -> str:
                     off, on = o["off"], o["on"]
                     lines.append(
                         f"| {c} | {_iv(off['clean']['drop'], '+.0f')} | {_iv(off['model']['drop'], '+.0f')} "
-                        f"| {off['clean']['max_drift']:.0f} / {off['model']['max_drift']:.0f} "
+                        f"| {_drift(off['clean'])} / {_drift(off['model'])} "
                         f"| {_iv(on['clean']['rise'], '+.0f')} | {_iv(on['model']['rise'], '+.0f')} "
-                        f"| {on['clean']['max_drift']:.0f} / {on['model']['max_drift']:.0f} |"
+                        f"| {_drift(on['clean'])} / {_drift(on['model'])} |"
                     )
                 lines.append("")
     return "\n".join(lines)
