@@ -167,8 +167,8 @@ def test_mean_difference_baseline_edits_the_rows_asked_for():
     from training.musicgen.experiment import ShiftSteering
 
     hidden, v = torch.randn(4, 3, 5), torch.randn(5)
-    both = ShiftSteering(1, v).layer_fns(2)[1](hidden, 0)
-    cond = ShiftSteering(1, v, "cond").layer_fns(2)[1](hidden, 0)
+    both = ShiftSteering(1, v, "both").layer_fns(2)[1](hidden, 0)
+    cond = ShiftSteering(1, v).layer_fns(2)[1](hidden, 0)  # the default, as BankSteering's
     torch.testing.assert_close(both, hidden + v)
     torch.testing.assert_close(cond[:2], hidden[:2] + v)
     assert torch.equal(cond[2:], hidden[2:])

@@ -115,7 +115,7 @@ class ShiftSteering:
     """The raw-residual baseline: add `vector` to the guidance rows `edit_rows` of `layer` at every step (as
     BankSteering edits)."""
 
-    def __init__(self, layer: int, vector: torch.Tensor, edit_rows: str = "both"):
+    def __init__(self, layer: int, vector: torch.Tensor, edit_rows: str = "cond"):
         self.layer, self.vector, self.edit_rows = layer, vector, edit_rows
 
     def layer_fns(self, batch: int | None = None):

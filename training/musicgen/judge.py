@@ -53,7 +53,7 @@ class MusicGenEvalConfig:
     strength: float = 1.0
     seed: int = 0
     device: str = "cpu"
-    edit_rows: str = "both"
+    edit_rows: str = "cond"
     listen: int = 2
 
 
