@@ -74,6 +74,9 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folde
     assert saved["model"]["sha256"] == s["model"]["sha256"]
     report = (tmp_path / "exp" / "report.md").read_text()
     assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
+    sae = saved["sae"][str(best)]
+    assert 0 <= sae["train_dead_fraction"] <= 1 and sae["rows"] > 0  # dead in training beside never fired
+    assert f"% ({sae['rows']}) | {100 * sae['train_dead_fraction']:.1f} % |" in report
     # a second run reuses the store and the SAEs
     again = run_experiment(cfg, say=lambda *_: None)
     assert again["timings_s"]["saes"] < s["timings_s"]["saes"] + 5

@@ -247,6 +247,10 @@ def _score(arm: dict) -> tuple:
     return (sum(g.values()), min(arm["off_drop"]["value"] / 50, arm["on_rise"]["value"] / 30))
 
 
+SAE_METRICS = ("fvu", "l0", "dead_fraction", "rows", "train_dead_fraction", "dead_tokens")
+"""What the summary keeps of each layer's SAE metrics (`sae.train`)."""
+
+
 def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Every stage (reusing what OUT already holds); returns the summary also written to OUT/experiment.json."""
     from realtime.musicgen import load_musicgen, parse_layers
@@ -395,7 +399,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "layers": layers,
         "store_rows": collected,
-        "sae": {str(i): {k: m[k] for k in ("fvu", "l0", "dead_fraction") if k in m} for i, m in sae_metrics.items()},
+        "sae": {str(i): {k: m[k] for k in SAE_METRICS if k in m} for i, m in sae_metrics.items()},
         "auroc": {c: {str(i): v for i, v in t.items()} for c, t in auroc.items()},
         "judge": {"trained_on": f"{n_judge} clean train clips of {data}", "concepts": judge_names},
         "goals": GOALS,
@@ -446,13 +450,18 @@ def report_markdown(s: dict[str, Any]) -> str:
         "",
         "## SAEs per layer (held-out store rows)",
         "",
-        "| layer | FVU | L0 | dead |",
-        "|---|---|---|---|",
+        "Never fired: features silent on every held-out row (rare features count too when the rows are few); dead "
+        "in training: silent for the last `dead_tokens` training rows, the ones AuxK works on.",
+        "",
+        "| layer | FVU | L0 | never fired (held-out rows) | dead in training |",
+        "|---|---|---|---|---|",
     ]
     for i in layers:
         m = s["sae"][str(i)]
-        lines.append(f"| {i} | {m.get('fvu', float('nan')):.3f} | {m.get('l0', float('nan')):.1f} | "
-                     f"{100 * m.get('dead_fraction', float('nan')):.1f} % |")  # fmt: skip
+        nan = float("nan")
+        lines.append(f"| {i} | {m.get('fvu', nan):.3f} | {m.get('l0', nan):.1f} | "
+                     f"{100 * m.get('dead_fraction', nan):.1f} % ({m.get('rows', 'n/a')}) | "
+                     f"{100 * m.get('train_dead_fraction', nan):.1f} % |")  # fmt: skip
     lines += [
         "",
         "## Concepts per layer: held-out AUROC [95 % interval] — SAE probe / raw difference of means",
