@@ -97,6 +97,18 @@ def read_audio(
     return np.ascontiguousarray(data, dtype=np.float32), int(sr if sr is not None else file_sr)
 
 
+def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
+    """Refuse model output holding NaN/inf in one line (frames on axis 0): a writer would turn it into full-scale
+    noise or silence without a word, a judge into a traceback."""
+    bad = ~np.isfinite(np.asarray(audio))
+    if bad.any():
+        first = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+        raise UserError(
+            f"{what}: {int(bad.sum())} NaN/inf sample(s) in the model's output (the first at {first / sr:.2f} s); "
+            "the model or SAE weights are broken (or overflowed), nothing written"
+        )
+
+
 def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> np.ndarray | None:
     """A folder's file as mono float32 at `sample_rate`, or None (with a note) when unreadable / silent / short."""
     notes.target_rate = sample_rate

@@ -117,10 +117,13 @@ def read_audio(path: Path, sr: int, channels: int) -> np.ndarray:
 
 
 def write_audio(path: Path, data: np.ndarray, sr: int) -> None:
-    """Write atomically (`sae.atomic`); the format follows the suffix."""
+    """Write atomically (`sae.atomic`); the format follows the suffix; NaN/inf is refused (`check_finite`)."""
     import soundfile as sf
 
+    from realtime.audio_files import check_finite
+
     path = Path(path)
+    check_finite(data, str(path), sr)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").upper() or None  # the temporary file's name says nothing of the format
     atomic_write(path, lambda tmp: sf.write(tmp, data, sr, format=fmt))

@@ -285,7 +285,8 @@ class BlockProcessor:
     def process(self, block: np.ndarray, snap: Snapshot) -> np.ndarray:
         """One block [blocksize, channels] float32 → output [blocksize, channels] float32.
 
-        If the model raises, `fallback` holds this block's aligned dry signal (the engine plays it instead).
+        If the model raises, or its output holds NaN/inf (raised here as `FloatingPointError`, after clearing the
+        streams), `fallback` holds this block's aligned dry signal (the engine plays it instead).
         """
         t0 = time.perf_counter()
         self.stats.sae_s = self.stats.edit_s = 0.0
@@ -308,10 +309,15 @@ class BlockProcessor:
             if meter_feats is not None:
                 pooled.append(meter_feats)
             wet_parts.append(stream.decode(z))
+        wet = self._from_model(wet_parts)
+        if not np.isfinite(wet).all():  # never to the speakers, never into the caches of the next blocks
+            for stream in self.streams:
+                stream.reset()
+            self._fade_in = True
+            raise FloatingPointError("NaN/inf in the model's output (streams started over)")
         self.prev_edit = snap.edit
         if pooled:
             self._update_meters(pooled)
-        wet = self._from_model(wet_parts)
         target = 0.0 if snap.bypass else snap.mix
         start = target if self.prev_mix < 0 else self.prev_mix
         if start == target == 1.0:

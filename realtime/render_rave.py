@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from realtime.audio_files import check_finite
 from realtime.processor import edit_tensors, steer_block
 from sae.errors import UserError
 from sae.steering import Edit, EditState, Gate, apply_edit, check_sets
@@ -239,8 +240,9 @@ def render_array(
         outs.append(stream.decode(z)[0].mean(0).cpu())
         if progress:
             progress(min(start + block, total), total)
-    y = torch.cat(outs).numpy()
-    return np.ascontiguousarray(y[delay : delay + n], dtype=np.float32)
+    y = torch.cat(outs).numpy()[delay : delay + n]
+    check_finite(y, "render", stream.sr)
+    return np.ascontiguousarray(y, dtype=np.float32)
 
 
 @dataclass

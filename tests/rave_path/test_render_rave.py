@@ -224,3 +224,20 @@ def test_an_sae_retrained_in_place_is_refused_by_render_judge_and_live(
         with pytest.raises(UserError, match="now holds"):
             run()
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_a_model_that_returns_nan_is_refused_not_rendered(tiny_model, concept_data):
+    """A render whose model output turns NaN stops with one line naming where, instead of handing NaN on (a
+    WAV writer turns it into full-scale noise, a judge into a traceback)."""
+    stream = RaveStream(tiny_model[0])
+    x = sf.read(sorted((concept_data / "clips").iterdir())[1], dtype="float32")[0]
+    decode = stream.decode
+
+    def poisoned(z):
+        out = decode(z).clone()
+        out[..., 5] = float("inf")
+        return out
+
+    stream.decode = poisoned
+    with pytest.raises(UserError, match=r"render: \d+ NaN/inf sample\(s\) in the model.s output \(the first at 0\.00"):
+        render_array(stream, x, delay=0)

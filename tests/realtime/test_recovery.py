@@ -307,3 +307,54 @@ def test_cycles_the_device_skipped_reach_the_last_osc_client_at_most_once_a_seco
     assert sum(cycles) == len(skips)  # every skipped cycle reported
     assert 2 <= len(events) <= 2 + int(burst_s)  # one a second at most
     assert f"{len(skips)} cycles skipped, {len(skips)} xruns so far" in events[-1][2]
+
+
+def test_a_rave_that_returns_nan_plays_dry_is_reported_and_comes_back(rave_model):
+    """A model whose output turns NaN/inf (weights gone bad, an overflow on the GPU) never reaches the speakers:
+    those blocks play the aligned dry signal, the event says what happened, and the streams start over, so the
+    wet signal comes back once the model does."""
+    data = (0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)).astype(np.float32)[:, None]
+    proc = BlockProcessor(rave_model, None, 1024)
+    decode, calls = proc.streams[0].decode, []
+
+    def poisoned(z):
+        out = decode(z)
+        if calls:
+            calls.append(calls[-1] + 1)
+            if 4 <= calls[-1] <= 8:
+                out = out.clone()
+                out[..., 100] = float("nan")
+        return out
+
+    proc.streams[0].decode = poisoned
+    engine = _engine(proc)
+    engine.start()
+    calls.append(-1)
+    out = run_file(engine, data)[:, 0]
+    engine.close()
+    assert np.isfinite(out).all()
+    assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
+    assert "NaN" in engine.events[0].message
+    a, b = 4 * 1024 - engine.latency.model_delay, 9 * 1024 - engine.latency.model_delay
+    np.testing.assert_array_equal(out[a:b], data[a:b, 0])  # dry, in place
+    assert np.abs(out[b + 2048 :] - data[b + 2048 :, 0]).max() > 1e-3  # wet again
+
+
+def test_audio_with_nan_is_never_written(tmp_path):
+    """Every audio writer refuses NaN/inf samples in one line (they would be written as full-scale noise or
+    silence without a word) and leaves no file."""
+    import torch
+
+    from realtime.audio_io import write_audio
+    from realtime.musicgen.render import write_audio as write_generation
+    from training.rave.listen import _write_wav
+
+    tone = 0.5 * np.sin(np.arange(16000, dtype=np.float32) / 5)
+    tone[8000:8010] = np.nan
+    with pytest.raises(UserError, match=r"live\.wav: 10 NaN/inf sample\(s\).*0\.50 s"):
+        write_audio(tmp_path / "live.wav", tone[:, None], 16000)
+    with pytest.raises(UserError, match=r"gen\.wav: 10 NaN/inf"):
+        write_generation(tmp_path / "gen.wav", torch.from_numpy(tone)[None], 16000)
+    with pytest.raises(UserError, match=r"on\.wav: 10 NaN/inf"):
+        _write_wav(tmp_path / "on.wav", tone, 16000)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

@@ -24,6 +24,9 @@ KIND_TITLES = {"original": "original", "model": "through the model", "off": "con
 def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
     import soundfile as sf
 
+    from realtime.audio_files import check_finite
+
+    check_finite(audio, str(path), sr)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, format="WAV", subtype="PCM_16"))
 
