@@ -361,6 +361,17 @@ def _features_of(concept: Any) -> list[FeatureRef]:
     return out
 
 
+def _read_indices(concept: Any) -> list[int]:
+    """The features a concept's detector and meter read (`features`, `probe.coef`): a bank that names one its SAE
+    lacks is refused with the edits' own, not left to fail on stage."""
+    get = concept.get if isinstance(concept, Mapping) else lambda key: getattr(concept, key, None)
+    feats = get("features") or []
+    out = [int(f["index"] if isinstance(f, Mapping) else f.index) for f in feats]
+    probe = get("probe")
+    coef = (probe.get("coef") if isinstance(probe, Mapping) else getattr(probe, "coef", None)) or {}
+    return out + [int(i) for i in coef]
+
+
 def _default_of(concept: Any) -> ConceptControl:
     """The bank's default control: `default.mode` / `default.strength` (scale reads strength as its gain)."""
     default = getattr(concept, "default", None)
@@ -401,9 +412,9 @@ class EditState:
         state = cls(d_sae)
         for name, concept in items:
             feats = _features_of(concept)
-            for feat in feats:
-                if not 0 <= feat.index < d_sae:
-                    raise UserError(f"concept {name!r} feature {feat.index}: expected an index in [0, {d_sae})")
+            for index in [f.index for f in feats] + _read_indices(concept):
+                if not 0 <= index < d_sae:
+                    raise UserError(f"concept {name!r} feature {index}: expected an index in [0, {d_sae})")
             control = _default_of(concept)
             control.validate(name)
             state.concepts[name] = feats

@@ -241,3 +241,34 @@ def test_a_model_that_returns_nan_is_refused_not_rendered(tiny_model, concept_da
     stream.decode = poisoned
     with pytest.raises(UserError, match=r"render: \d+ NaN/inf sample\(s\) in the model.s output \(the first at 0\.00"):
         render_array(stream, x, delay=0)
+
+
+@pytest.mark.parametrize("where", ["features", "probe"])
+def test_a_bank_reading_features_its_sae_lacks_is_refused_by_render_and_live(
+    tmp_path, tiny_rave_ts, tiny_model, tiny_sae_dir, where
+):
+    """A concept whose detector or meter probe names a feature beyond the SAE's d_sae (a hand-edited or mixed-up
+    bank): render and live refuse it in one line (live crashed on its first block with an index error)."""
+    from realtime.session import LiveConfig, build_live
+    from sae.bank import ConceptProbe, ConceptSteer
+    from sae.io import read_sae_cfg
+
+    model, delay = tiny_model
+    d_sae = int(read_sae_cfg(tiny_sae_dir)["d_sae"])
+    b = ConceptBank(tmp_path / "concepts.yaml")
+    detector = [ConceptFeature(d_sae if where == "features" else 3, 1.0, 2.0)]
+    concept = Concept("bright", ModelRef.of_file(tiny_rave_ts), "latent", b.relative_sae(tiny_sae_dir), detector)
+    concept.steer = ConceptSteer(0.02, [ConceptFeature(3, 1.0, 2.0)])
+    concept.probe = ConceptProbe(-1.0, {3: 1.0, **({d_sae + 5: 2.0} if where == "probe" else {})})
+    b.add(concept)
+    b.save()
+    wav = tmp_path / "in.wav"
+    sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(8192)).astype(np.float32), model.sr)
+    bad = d_sae if where == "features" else d_sae + 5
+    for run in (
+        lambda: render_file(wav, tmp_path / "x.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay),
+        lambda: build_live(LiveConfig(tiny_rave_ts, bank=b.path, blocksize=2048, timing_s=0.1), model),
+    ):
+        with pytest.raises(UserError, match=rf"concept 'bright' feature {bad}: expected an index in \[0, {d_sae}\)"):
+            run()
+    assert not (tmp_path / "x.wav").exists()

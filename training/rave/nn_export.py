@@ -132,18 +132,14 @@ def module_names() -> set[str]:
     )
 
 
-def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], d_sae: int, frame_rate: float, seconds: float):
+def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], frame_rate: float, seconds: float):
     """Probes of the concepts that carry one (`sae.meter`), or None when none does."""
     from sae.meter import MeterParams, ema_weight
     from training.rave.nn_module import MeterSpec
 
     params = MeterParams.from_concepts(concepts)
-    if len(params) == 0:
+    if len(params) == 0:  # probes reading features the SAE lacks were refused by `load_steering`
         return None
-    for name in params.names:
-        bad = [i for i in concepts[name].probe.coef if i >= d_sae]
-        if bad:
-            raise UserError(f"concept {name!r}: its probe reads feature {bad[0]}; the SAE has {d_sae} features")
     return MeterSpec(
         [attrs[n] for n in params.names], params.idx, params.coef, params.intercept, ema_weight(1, frame_rate, seconds)
     )
@@ -195,7 +191,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
         feats = tuple((f.index, f.weight, f.typical) for f in steering.state.concepts[name])  # the engine's choice
         specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value)))
     frame_rate = model.sr / model.ratio
-    meter = _meter_spec(steering.concepts, attrs, steering.sae.cfg.d_sae, frame_rate, cfg.meter_seconds)
+    meter = _meter_spec(steering.concepts, attrs, frame_rate, cfg.meter_seconds)
     say(f"measuring the model's own delay ({model.path.name})")
     delay = model.delay()
     rave = model.new_stream().module
