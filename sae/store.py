@@ -616,4 +616,6 @@ class ActivationStore:
             got += batch.shape[0]
             if got >= n:
                 break
+        if not parts:
+            raise UserError(f"hook {hook!r}: every row of the {split} split is NaN/inf; nothing to train on")
         return torch.cat(parts)[:n]

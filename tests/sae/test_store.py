@@ -213,6 +213,8 @@ def test_nonfinite_rows_are_counted_and_skipped(tmp_path):
         w.close()
     with pytest.raises(UserError, match="every row this reader sees is NaN/inf"):
         next(iter(ActivationStore(tmp_path).iter_batches("bad", 10, split="all", loop=True)))
+    with pytest.raises(UserError, match="hook 'bad': every row of the train split is NaN/inf"):
+        ActivationStore(tmp_path).sample("bad", 10)  # what `sae train` draws first (it raised a torch error)
 
 
 def test_bad_input_is_one_clear_error(tmp_path):
