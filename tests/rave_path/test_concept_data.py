@@ -195,3 +195,23 @@ def test_unknown_holdout_font_is_one_line(tmp_path, capsys):
     assert main(["data", "make", "--out", str(tmp_path / "d"), "--n", "3", "--holdout-font", "kazoofont"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--holdout-font kazoofont" in err and "timgm6mb" in err and "\n" not in err
+
+
+def test_a_damaged_manifest_is_one_line(tmp_path):
+    """A manifest.jsonl cut short, missing a label column or with a label that is not 0/1: one line naming the
+    file, the line and the field (a judge raised a JSONDecodeError / KeyError, or called every clip 'without')."""
+    row = {"file": "clips/clip_00000.wav", "index": 0, "split": "train", "font": "fluidr3", "kind": "band"}
+    row |= {"instruments": "drums", **dict.fromkeys(("guitar", "piano", "strings", "brass", "bass"), 0), "drums": 1}
+    row |= {"guitar_type": "none", "voice": "none"}
+    good = json.dumps(row)
+    for text, needle in (
+        (good + "\n" + good[:40] + "\n", r"manifest.jsonl line 2: not a JSON object"),
+        (json.dumps({k: v for k, v in row.items() if k != "drums"}), r"line 1: missing 'drums'"),
+        (json.dumps(row | {"drums": "yes"}), r"line 1: drums 'yes'; expected 0 or 1"),
+        (json.dumps(row | {"index": "0"}), r"line 1: index '0'; expected an integer"),
+    ):
+        (tmp_path / "manifest.jsonl").write_text(text)
+        with pytest.raises(UserError, match=needle):
+            read_manifest(tmp_path)
+    (tmp_path / "manifest.jsonl").write_text(good + "\n")
+    assert read_manifest(tmp_path) == [row]

@@ -617,12 +617,38 @@ def write_manifest(out: Path, rows: list[dict]) -> None:
 
 
 def read_manifest(root: Path) -> list[dict]:
-    """Rows of `root/manifest.jsonl` (typed as written)."""
+    """Rows of `root/manifest.jsonl` (typed as written); a damaged row is one line naming it and the field."""
     path = Path(root) / "manifest.jsonl"
     if not path.is_file():
         raise UserError(f"{path}: no manifest (expected a folder written by `musicsae data make`)")
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    rows = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                rows.append(_manifest_row(line, f"{path} line {n}"))
+    return rows
+
+
+def _manifest_row(line: str, at: str) -> dict:
+    """One manifest line, checked for the fields the readers use (file, index, split, labels, guitar type, voice)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict):
+        raise UserError(f"{at}: not a JSON object (a manifest written by `musicsae data make`, cut short?)")
+    for key in ("file", "index", "split", *INSTRUMENT_LABELS, "guitar_type", "voice"):
+        if key not in row:
+            raise UserError(f"{at}: missing {key!r}")
+    if not isinstance(row["index"], int) or isinstance(row["index"], bool):
+        raise UserError(f"{at}: index {row['index']!r}; expected an integer")
+    for key in INSTRUMENT_LABELS:
+        if row[key] not in (0, 1) or isinstance(row[key], bool):
+            raise UserError(f"{at}: {key} {row[key]!r}; expected 0 or 1")
+    for key in ("file", "split", "guitar_type", "voice"):
+        if not isinstance(row[key], str):
+            raise UserError(f"{at}: {key} {row[key]!r}; expected a string")
+    return row
 
 
 def balance_fonts(with_rows: list[dict], without_rows: list[dict]) -> tuple[list[dict], list[dict]]:
