@@ -209,6 +209,9 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
                 f"{wfile}: {key} has shape {list(tensors[key].shape)}, cfg.json (d_in={d_in}, d_sae={d_sae}) "
                 f"expects {list(shape)}"
             )
+    damaged = [key for key in shapes if not bool(torch.isfinite(tensors[key]).all())]
+    if damaged:
+        raise UserError(f"{wfile}: NaN/inf in {', '.join(damaged)}: expected finite weights (diverged or damaged)")
     W_enc, b_enc, W_dec, b_dec = (tensors[key].to(torch.float64) for key in ("W_enc", "b_enc", "W_dec", "b_dec"))
     if not cfg.get("apply_b_dec_to_input", True):  # SAELens then encodes x, not x - b_dec
         b_enc = b_enc + b_dec @ W_enc

@@ -120,6 +120,10 @@ def test_load_errors_are_one_line(tmp_path):
     cfg["d_in"] = 12
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     w = load_file(tmp_path / "sae_weights.safetensors")
+    w["W_dec"][3, 1], w["b_enc"][0] = float("nan"), float("inf")  # a diverged or damaged SAE
+    save_file(w, tmp_path / "sae_weights.safetensors")
+    with pytest.raises(UserError, match="NaN/inf in b_enc, W_dec: expected finite weights"):
+        load_sae(tmp_path)
     del w["b_enc"]
     save_file(w, tmp_path / "sae_weights.safetensors")
     with pytest.raises(UserError, match="missing tensors b_enc") as exc:
