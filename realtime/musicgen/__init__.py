@@ -59,7 +59,7 @@ def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu"
         return TransformersMusicGen(source, device)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"--model {source}: could not load it as a {backend} MusicGen ({first})") from None
+        raise UserError(f"--model {source}: could not load it as {backend} MusicGen weights ({first})") from None
 
 
 __all__ = ["BACKENDS", "MusicGenBackend", "Recorder", "detect_backend", "load_musicgen", "parse_layers"]
