@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,15 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     if not f.exists():
         raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")
     return read_json_object(f, "SAE config")
+
+
+def read_torch(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = False) -> Any:
+    """`torch.load` of a checkpoint or package; a truncated or damaged file is refused in one line naming it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        first = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot read it ({first}); truncated or damaged: restore it or remove it") from None
 
 
 def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers
 from sae.errors import UserError
-from sae.io import save_sae
+from sae.io import read_torch, save_sae
 from sae.metrics import batch_fvu, evaluate
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.store import ActivationStore
@@ -271,7 +271,7 @@ def train_hook(
     )
     state: dict[str, Any] | None = None
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        state = read_torch(ckpt_path)
         if state["train_config"] != asdict(cfg) or state["world_size"] != info.world_size:
             raise UserError(f"{ckpt_path}: written with other settings (flags or world size); resume with the same")
         sae.load_state_dict(state["model"])

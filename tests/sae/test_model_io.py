@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from sae.errors import UserError
 from sae.export import export_torchscript, script_sae
-from sae.io import load_sae, save_sae
+from sae.io import load_sae, read_torch, save_sae
 from sae.model import SAEConfig, SparseAutoencoder, geometric_median
 
 
@@ -149,3 +149,17 @@ def test_torchscript_export_matches_eager(tmp_path, arch):
     torch.testing.assert_close(ts(xb), sae(xb), rtol=1e-4, atol=1e-4)
     assert ts.W_dec.shape == (48, 12) and ts.k == 4 and ts.hook_name == "layer.3"
     assert isinstance(script_sae(sae), torch.jit.ScriptModule)
+
+
+def test_a_truncated_checkpoint_is_one_line(tmp_path):
+    """Every resumable run reads its state through read_torch: a cut-short file names itself, no traceback."""
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": torch.zeros(1000)}, path)
+    assert read_torch(path)["model"].shape == (1000,)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(UserError, match=r"checkpoint.pt: cannot read it \(.*\); truncated or damaged") as exc:
+        read_torch(path)
+    assert "\n" not in str(exc.value)
+    path.write_bytes(b"")
+    with pytest.raises(UserError, match="truncated or damaged"):
+        read_torch(path)

@@ -26,6 +26,7 @@ from torch import nn
 
 from realtime.musicgen.descriptions import DescriptionVocab
 from sae.errors import UserError
+from sae.io import read_torch
 from training.musicgen.arch import CODEC_FILE, LM_FILE
 from training.musicgen.descriptions import lut_row
 
@@ -38,7 +39,7 @@ def _read_package(folder: Path, name: str) -> tuple[dict, dict]:
     path = folder / name
     if not path.is_file():
         raise UserError(f"{folder}: {name} is missing (expected an audiocraft MusicGen folder)")
-    pkg = torch.load(path, map_location="cpu", weights_only=False)
+    pkg = read_torch(path)
     return pkg["best_state"], OmegaConf.to_container(OmegaConf.create(pkg["xp.cfg"]), resolve=True)
 
 

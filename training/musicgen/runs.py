@@ -27,6 +27,7 @@ import torch
 
 from sae.atomic import atomic_torch_save, atomic_write_text
 from sae.errors import UserError
+from sae.io import read_torch
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pt"
@@ -120,10 +121,7 @@ def save_state(run_dir: Path, state: dict, clock: Clock, extra: dict | None = No
 
 
 def load_state(run_dir: Path, device: str) -> dict:
-    try:
-        return torch.load(run_dir / STATE_FILE, map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
-        raise UserError(f"{run_dir / STATE_FILE}: cannot read it ({str(exc).splitlines()[0]})") from None
+    return read_torch(run_dir / STATE_FILE, device)
 
 
 def log(run_dir: Path, record: dict) -> None:

@@ -29,6 +29,7 @@ from realtime.musicgen.base import sha256_tensors
 from realtime.musicgen.descriptions import DescriptionVocab
 from sae.atomic import atomic_torch_save
 from sae.errors import UserError
+from sae.io import read_torch
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -148,7 +149,7 @@ def codec_snapshot(cfg: LMTrainConfig) -> dict:
         current = {"sizes": sizes_dict(sizes), "model": codec.state_dict(), "progress": progress}
         current["sha256"] = sha256_tensors(codec)
     if path.exists():
-        snap = torch.load(path, map_location="cpu", weights_only=False)
+        snap = read_torch(path)
         if current is not None and current["sha256"] != snap["sha256"]:
             raise UserError(
                 f"--codec-run {cfg.codec_run}: its codec is not the one this LM run started from "
@@ -194,7 +195,7 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
         atomic_torch_save(codes, cfg.run / CODES_FILE)
     vocab = DescriptionVocab({surfaces[k]: n for k, n in keys.items()} | {UNKNOWN: 0}, UNKNOWN)
     vocab.save(cfg.run)
-    codes = torch.load(cfg.run / CODES_FILE, weights_only=True)
+    codes = read_torch(cfg.run / CODES_FILE, weights_only=True)
     prep = {"codes": codes, "surfaces": surfaces, "codec_sizes": codec_sizes, "clips": clips, "held": held}
     return prep, resuming
 
@@ -292,7 +293,7 @@ def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
     ident = runs.read_json(run_dir / runs.RUN_FILE)
     if ident.get("kind") != "lm":
         raise UserError(f"{run_dir}: not an LM run (run.json kind {ident.get('kind')!r})")
-    codec_pkg = torch.load(run_dir / CODEC_FILE, map_location=device, weights_only=False)
+    codec_pkg = read_torch(run_dir / CODEC_FILE, device)
     codec_sizes = codec_sizes_of(codec_pkg)
     sizes = LMSizes(**ident["sizes"])
     state = runs.load_state(run_dir, device)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
+from sae.io import read_torch
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 
@@ -186,7 +187,7 @@ def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None)
     state_path = run_dir / "train_state.pt"
     if not state_path.exists():
         return dataclasses.replace(Recipe(), **given), None
-    state = torch.load(state_path, map_location="cpu", weights_only=False)
+    state = read_torch(state_path)
     if "recipe" not in state or "data" not in state:
         raise UserError(f"{state_path}: no recipe / data record (an older run); start a new --run")
     recorded = {**dataclasses.asdict(Recipe()), **state["recipe"]}  # options added since take their defaults
