@@ -42,6 +42,23 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
 
 
+TRAIN_THREADS_ENV = "MUSICSAE_TRAIN_THREADS"
+
+
+def set_train_threads(given: int | None = None) -> int:
+    """Set torch's threads for a training job: `given`, else $MUSICSAE_TRAIN_THREADS, else 1 (the machine is
+    shared); either must be a positive integer. Returns the count."""
+    if given is None:
+        env = os.environ.get(TRAIN_THREADS_ENV, "1")
+        if not env.strip().isdigit() or int(env) < 1:
+            raise UserError(f"${TRAIN_THREADS_ENV} {env!r}: expected a positive integer")
+        given = int(env)
+    if given < 1:
+        raise UserError(f"--threads {given}: expected a positive integer")
+    torch.set_num_threads(given)
+    return given
+
+
 @dataclass
 class TrainConfig:
     """Args:

@@ -392,3 +392,22 @@ def test_data_decoder_init_keeps_features_alive_on_a_narrow_clustered_input(tmp_
         m = evaluate(load_sae(tmp_path / init), store.iter_batches("narrow", 4096, "all", shuffle_buffer=0))
         dead[init] = m["dead_fraction"]
     assert dead["data"] <= 0.2 and dead["random"] >= dead["data"] + 0.3, dead
+
+
+def test_training_threads_are_a_positive_integer(monkeypatch):
+    """--threads, else $MUSICSAE_TRAIN_THREADS, else 1; 0, -1 or a word is one line (demo_model ran on with the
+    env's default for 0 and raised a RuntimeError for -1)."""
+    from sae.train import set_train_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("MUSICSAE_TRAIN_THREADS", raising=False)
+        assert set_train_threads() == 1 == torch.get_num_threads()
+        monkeypatch.setenv("MUSICSAE_TRAIN_THREADS", "2")
+        assert set_train_threads() == 2 and set_train_threads(1) == 1
+        for given, env, message in ((0, "2", "--threads 0"), (-1, "2", "--threads -1"), (None, "two", "'two'")):
+            monkeypatch.setenv("MUSICSAE_TRAIN_THREADS", env)
+            with pytest.raises(UserError, match=message):
+                set_train_threads(given)
+    finally:
+        torch.set_num_threads(before)

@@ -550,7 +550,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
-    torch.set_num_threads(max(1, a.threads))
+    if a.threads < 1:
+        raise SystemExit(f"{p.prog}: error: --threads {a.threads}: expected a positive integer")
+    torch.set_num_threads(a.threads)
 
     def split(text: str) -> tuple[str, ...]:
         return tuple(x.strip() for x in text.split(",") if x.strip())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -139,11 +138,6 @@ class LoopConfig(Protocol):
     eval_every: int
     log_every: int
     device: str
-
-
-def set_threads() -> None:
-    """Training threads: `MUSICSAE_TRAIN_THREADS` (default 1, the machine is shared)."""
-    torch.set_num_threads(int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
 
 
 def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], None]) -> tuple[int, Clock]:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
+from sae.train import set_train_threads
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, build_codec, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -122,7 +123,7 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
     """Train (or resume) a codec run; returns the last progress record."""
     if cfg.steps < 1 or cfg.batch < 1 or cfg.segment * cfg.sizes.sample_rate < 4 * cfg.sizes.hop:
         raise UserError("--steps and --batch must be >= 1 and --segment at least 4 frames long")
-    runs.set_threads()
+    set_train_threads()
     clips = load_clips(cfg.data, cfg.sizes.sample_rate, ("train",))
     for line in clips.notes:
         say(line)

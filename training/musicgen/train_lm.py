@@ -30,6 +30,7 @@ from realtime.musicgen.descriptions import DescriptionVocab
 from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from sae.io import read_torch
+from sae.train import set_train_threads
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -204,7 +205,7 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
     """Train (or resume) an LM run; returns the last progress record."""
     if cfg.steps < 1 or cfg.batch < 1:
         raise UserError("--steps and --batch must be >= 1")
-    runs.set_threads()
+    set_train_threads()
     prep, resuming = prepare(cfg, say)
     clips, held = prep["clips"], prep["held"]
     codes_train, codes_test = prep["codes"]["train"], prep["codes"]["test"]

@@ -33,6 +33,7 @@ import torch
 
 from sae.errors import UserError
 from sae.io import read_torch
+from sae.train import set_train_threads
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 
@@ -244,7 +245,7 @@ def train(
     threads: int | None = None,
 ) -> int:
     """Train (or resume) until `max_steps` or the time budget; returns the step reached."""
-    torch.set_num_threads(threads or int(os.environ.get("MUSICSAE_TRAIN_THREADS", "1")))
+    set_train_threads(threads)
     data_id = fingerprint(files)
     recipe, state = resolve_recipe(run_dir, given, data_id, init)
     model = build_model(recipe.build())
