@@ -111,6 +111,14 @@ def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concep
             render_file(clip, tmp_path / "x.wav", tiny_rave_ts, bank_arg, sets, "sae", model=model, delay=delay)
         assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
+    # an input with no samples was written as a 0-second file, exit 0; one shorter than a model frame, without a word
+    sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 44100)
+    with pytest.raises(UserError, match=r"empty\.wav: no samples"):
+        render_file(tmp_path / "empty.wav", tmp_path / "x.wav", tiny_rave_ts, None, [], model=model, delay=delay)
+    assert not (tmp_path / "x.wav").exists()
+    sf.write(tmp_path / "one.wav", np.full(1, 0.5, np.float32), 44100)
+    report = render_file(tmp_path / "one.wav", tmp_path / "one_out.wav", tiny_rave_ts, None, [], model=model)
+    assert any(f"shorter than one model frame ({model.ratio} samples)" in n for n in report.notes)
 
 
 def test_inner_hook_concepts_render_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concept_data):
