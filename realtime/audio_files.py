@@ -90,6 +90,8 @@ def read_audio(
     if isinstance(loaded, str):
         raise UserError(f"{what} {path}: {loaded}")
     data, file_sr = loaded
+    if len(data) == 0:
+        raise UserError(f"{what} {path}: no samples; expected audio")
     if channels is not None and data.shape[1] != channels:
         data = data.mean(axis=1, keepdims=True).repeat(channels, axis=1)
     if sr is not None and file_sr != int(sr):

@@ -309,8 +309,6 @@ def render_file(
     if data.shape[1] > 1 and model.channels == 1:
         notes.append(f"mixed {data.shape[1]} channels of {in_path} to mono for the mono model")
     audio = resample(data.mean(axis=1), file_sr, model.sr)
-    if len(audio) == 0:
-        raise UserError(f"input {in_path}: no samples; expected audio")
     if len(audio) < model.ratio:
         notes.append(f"input {in_path} is shorter than one model frame ({model.ratio} samples): little to hear")
     if float(np.abs(audio).max(initial=0.0)) == 0.0:

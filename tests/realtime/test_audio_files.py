@@ -50,7 +50,12 @@ def test_folder_files_are_skipped_with_a_note_named_files_raise(folder):
     assert reasons["broken.opus"].startswith("not a readable audio file")
     assert "resampled 1 file(s) from 22050 Hz to the model's 44100 Hz" in notes.lines()
     assert kept["b.FLAC"].shape == (4410,) and kept["a.wav"].dtype == np.float32
-    for name, needle in (("broken.opus", "not a readable audio file"), ("nan.wav", "NaN/inf")):
+    sf.write(folder / "void.wav", np.zeros(0, np.float32), 44100)  # live and render wrote a 0-second file, exit 0
+    for name, needle in (
+        ("broken.opus", "not a readable audio file"),
+        ("nan.wav", "NaN/inf"),
+        ("void.wav", "no samples"),
+    ):
         with pytest.raises(UserError) as err:
             read_audio(folder / name, 44100, 1, what="input")
         assert str(err.value).startswith(f"input {folder / name}: ") and needle in str(err.value)
