@@ -195,7 +195,7 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
         table.add_row(f"shuffled labels ({p['runs']} runs): mean / 95th pct", f"{p['mean']:.2f} / {p['p95']:.2f}")
     console.print(table)
     console.print(f"verdict: {getattr(rep, 'verdict', 'tied')}", highlight=False)
-    feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.2f})" for f in concept.features)
+    feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.3g})" for f in concept.features)
     console.print(f"features on {concept.hook}: {feats}", highlight=False)
     for line in notes:
         console.print(f"note: {line}", highlight=False)
