@@ -199,33 +199,45 @@ def test_impossible_period_block_pairs_are_refused_in_one_line():
     assert engine.budget == 1024 and engine.prefill == 2048 - 512 + 1024  # budget rounded up to whole periods
 
 
-def test_a_failing_rave_plays_its_input_in_place_and_comes_back(rave_model):
-    """The real processor: blocks whose model call raises play the dry signal delayed by the model's aligned
-    delay (so, with the latency removed, exactly the input), and the wet output comes back after them."""
+def _fault_in_blocks_4_to_8(rave_model, method: str, fault):
+    """The real processor with `streams[0].<method>` wrapped so that streamed blocks 4..8 (after the warm-up) go
+    through `fault(result)`: a 1 s sine through the engine. Returns (engine, input, output, a, b), where [a, b) is
+    where those blocks' dry fallback lands once the latency is removed (block k's input comes out the model's
+    aligned delay D later: [k·B − D, (k + 1)·B − D))."""
     data = (0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)).astype(np.float32)[:, None]
     proc = BlockProcessor(rave_model, None, 1024)
-    encode, calls = proc.streams[0].encode_mean, []
+    inner, calls = getattr(proc.streams[0], method), []
 
-    def failing(x):
-        if calls:  # streaming (after the warm-up): blocks 4..8 fail
+    def wrapped(x):
+        out = inner(x)
+        if calls:
             calls.append(calls[-1] + 1)
             if 4 <= calls[-1] <= 8:
-                raise RuntimeError("out of memory (injected)")
-        return encode(x)
+                out = fault(out)
+        return out
 
-    proc.streams[0].encode_mean = failing
+    setattr(proc.streams[0], method, wrapped)
     engine = _engine(proc)
     engine.start()
     calls.append(-1)
     out = run_file(engine, data)[:, 0]
     engine.close()
-    assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
-    # block k's input comes out model_delay later: its dry fallback lands on [k·B − D, (k + 1)·B − D) once the
-    # latency (block buffer + D) is removed
     a, b = 4 * 1024 - engine.latency.model_delay, 9 * 1024 - engine.latency.model_delay
+    return engine, data[:, 0], out, a, b
+
+
+def test_a_failing_rave_plays_its_input_in_place_and_comes_back(rave_model):
+    """The real processor: blocks whose model call raises play the dry signal delayed by the model's aligned
+    delay (so, with the latency removed, exactly the input), and the wet output comes back after them."""
+
+    def oom(_):
+        raise RuntimeError("out of memory (injected)")
+
+    engine, x, out, a, b = _fault_in_blocks_4_to_8(rave_model, "encode_mean", oom)
+    assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
     assert a > 0
-    np.testing.assert_array_equal(out[a:b], data[a:b, 0])  # dry, in place
-    assert np.abs(out[:a] - data[:a, 0]).max() > 1e-3 and np.abs(out[b + 2048 :] - data[b + 2048 :, 0]).max() > 1e-3
+    np.testing.assert_array_equal(out[a:b], x[a:b])  # dry, in place
+    assert np.abs(out[:a] - x[:a]).max() > 1e-3 and np.abs(out[b + 2048 :] - x[b + 2048 :]).max() > 1e-3
 
 
 def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client(osc_inbox):
@@ -313,31 +325,18 @@ def test_a_rave_that_returns_nan_plays_dry_is_reported_and_comes_back(rave_model
     """A model whose output turns NaN/inf (weights gone bad, an overflow on the GPU) never reaches the speakers:
     those blocks play the aligned dry signal, the event says what happened, and the streams start over, so the
     wet signal comes back once the model does."""
-    data = (0.3 * np.sin(2 * np.pi * 220 * np.arange(SR) / SR)).astype(np.float32)[:, None]
-    proc = BlockProcessor(rave_model, None, 1024)
-    decode, calls = proc.streams[0].decode, []
 
-    def poisoned(z):
-        out = decode(z)
-        if calls:
-            calls.append(calls[-1] + 1)
-            if 4 <= calls[-1] <= 8:
-                out = out.clone()
-                out[..., 100] = float("nan")
-        return out
+    def poisoned(y):
+        y = y.clone()
+        y[..., 100] = float("nan")
+        return y
 
-    proc.streams[0].decode = poisoned
-    engine = _engine(proc)
-    engine.start()
-    calls.append(-1)
-    out = run_file(engine, data)[:, 0]
-    engine.close()
+    engine, x, out, a, b = _fault_in_blocks_4_to_8(rave_model, "decode", poisoned)
     assert np.isfinite(out).all()
     assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
     assert "NaN" in engine.events[0].message
-    a, b = 4 * 1024 - engine.latency.model_delay, 9 * 1024 - engine.latency.model_delay
-    np.testing.assert_array_equal(out[a:b], data[a:b, 0])  # dry, in place
-    assert np.abs(out[b + 2048 :] - data[b + 2048 :, 0]).max() > 1e-3  # wet again
+    np.testing.assert_array_equal(out[a:b], x[a:b])  # dry, in place
+    assert np.abs(out[b + 2048 :] - x[b + 2048 :]).max() > 1e-3  # wet again
 
 
 def test_audio_with_nan_is_never_written(tmp_path):
