@@ -151,8 +151,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
             setattr(args, field, getattr(CollectConfig, field))
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
-    if not args.duration > 0 or not args.chunk > 0:
-        raise UserError(f"--duration {args.duration} --chunk {args.chunk}: expected positive seconds")
     # validate everything that does not need the model before loading it, and the rest before writing
     prompts = read_prompts(args.prompts) if args.prompts else None
     files = list_audio(args.audio, "--audio folder") if args.audio else None

@@ -119,7 +119,9 @@ def judge_shift_result(
     sr = load_musicgen(model).sample_rate
     notes = AudioNotes()
     judge, n_train = fit_judge(judge_data, sr, concepts, notes)
-    clips, rows, ideal = [], [], []
+    clips, rows = [], []
+    ideal: dict[int, np.ndarray] = {}  # clip position -> its ideal edit, at most `oracle` per side, in clip order
+    taken = {True: 0, False: 0}
     for folder in clip_data:
         if oracle:
             data_cfg, fonts, held = data_config(Path(folder))
@@ -131,20 +133,21 @@ def judge_shift_result(
                 continue
             clips.append(a)
             rows.append(row)
-            side = sum(CONCEPTS[concept](r) == CONCEPTS[concept](row) for r, _ in ideal)
-            if oracle and side < oracle:
+            has = CONCEPTS[concept](row)
+            if oracle and taken[has] < oracle:
                 b = oracle_clip(row, data_cfg, fonts, concept, held)
                 if b is not None:
-                    ideal.append((row, (len(clips) - 1, resample(b, data_cfg.sample_rate, sr))))
+                    ideal[len(clips) - 1] = resample(b, data_cfg.sample_rate, sr)
+                    taken[has] += 1
     if not rows:
         raise UserError(f"clips {', '.join(map(str, clip_data))}: no readable {split} clips outside the train split")
     hits = judge.detect(clips)
     extra: dict = {}
     if ideal:
-        at = np.array([i for _, (i, _) in ideal])
+        at = np.array(list(ideal))
         before = {c: h[at] for c, h in hits.items()}
-        had = np.array([CONCEPTS[concept](r) for r, _ in ideal])
-        extra["oracle"] = oracle_shift(before, judge.detect([b for _, (_, b) in ideal]), had, concept)
+        had = np.array([CONCEPTS[concept](rows[i]) for i in at])
+        extra["oracle"] = oracle_shift(before, judge.detect(list(ideal.values())), had, concept)
         extra["oracle"]["clips"] = {"with": int(had.sum()), "without": int((~had).sum())}
     return {
         "concept": concept,
