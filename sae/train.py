@@ -222,6 +222,43 @@ def _provenance(store: ActivationStore) -> dict:
     return {"model": model} if isinstance(model, dict) and model.get("sha256") else {}
 
 
+def _data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
+    """What a run trains on: hook, width, rows, source model, and a digest of the hook's shard listing and first
+    shard's first bytes (another store with the same shape differs there). A resume must see the same."""
+    import hashlib
+
+    shards = store.manifest(hook)["shards"]
+    h = hashlib.sha256(json.dumps(shards, sort_keys=True).encode())
+    if shards:
+        with open(store.root / hook / shards[0]["file"], "rb") as fh:
+            h.update(fh.read(1 << 16))
+    model = store.info.get("model")
+    return {"hook": hook, "dim": store.dim(hook), "rows": store.rows(hook), "model": model, "digest": h.hexdigest()}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """'key: A in the checkpoint, B now; ...' for every key whose value differs."""
+    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in keys)
+
+
+def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data: dict[str, Any], world: int) -> None:
+    """Refuse a checkpoint written for other activations or other settings, naming what differs."""
+    old = state.get("data")
+    if old is not None and old != data:
+        shape = {k: v for k, v in old.items() if k != "digest"}
+        what = _differences(shape, {k: v for k, v in data.items() if k != "digest"})
+        raise UserError(
+            f"{ckpt_path}: trained on other activations: {what or 'the same hook, width and rows, other contents'}; "
+            "resume with the store it was trained on, or train into another --out"
+        )
+    settings = _differences(
+        {**state["train_config"], "world_size": state["world_size"]}, {**asdict(cfg), "world_size": world}
+    )
+    if settings:
+        raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")
+
+
 def train_hook(
     store: ActivationStore,
     hook: str,
@@ -287,10 +324,10 @@ def train_hook(
         loop=True,
     )
     state: dict[str, Any] | None = None
+    data = _data_identity(store, hook)
     if resume and ckpt_path.exists():
         state = read_torch(ckpt_path)
-        if state["train_config"] != asdict(cfg) or state["world_size"] != info.world_size:
-            raise UserError(f"{ckpt_path}: written with other settings (flags or world size); resume with the same")
+        _check_resume(state, ckpt_path, cfg, data, info.world_size)
         sae.load_state_dict(state["model"])
         stream.load_state_dict(state["streams"][info.rank])
     else:
@@ -328,6 +365,7 @@ def train_hook(
                     "elapsed": elapsed,
                     "train_config": asdict(cfg),
                     "world_size": info.world_size,
+                    "data": data,
                     "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
                     "dead_tokens": sae_cfg.dead_tokens,
                     "sae_config": sae_cfg.to_dict(),

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from sae.errors import UserError
 from sae.io import load_sae
 from sae.model import SAEConfig, SparseAutoencoder
-from sae.store import ActivationStore
+from sae.store import ActivationStore, ActivationWriter
 from sae.synthetic import data_seed, planted_store
 from sae.train import TrainConfig, train_hook
 
@@ -411,3 +411,30 @@ def test_training_threads_are_a_positive_integer(monkeypatch):
                 set_train_threads(given)
     finally:
         torch.set_num_threads(before)
+
+
+def test_resume_names_what_differs_and_refuses_other_activations(tmp_path):
+    """A resume with other flags names them; one on another store (or the same store grown) is refused before
+    any weights load: it would continue on other data, or end in a size-mismatch traceback."""
+    planted_store(tmp_path / "a", n=6000, d=8, n_features=16, k_true=2)
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
+    train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg)
+    with pytest.raises(UserError, match=r"k: 2 in the checkpoint, 3 now; steps: 3 in the checkpoint, 4 now") as e:
+        train_hook(
+            ActivationStore(tmp_path / "a"),
+            "synthetic",
+            tmp_path / "sae",
+            TrainConfig(k=3, expansion=2, steps=4, batch_size=64, checkpoint_every=0),
+            resume=True,
+        )
+    assert "\n" not in str(e.value)
+    planted_store(tmp_path / "b", n=6000, d=8, n_features=16, k_true=2, seed=7)  # same hook, width, rows, sources
+    with pytest.raises(UserError, match="other activations: the same hook, width and rows, other contents"):
+        train_hook(ActivationStore(tmp_path / "b"), "synthetic", tmp_path / "sae", cfg, resume=True)
+    planted_store(tmp_path / "c", n=6000, d=10, n_features=16, k_true=2)
+    with pytest.raises(UserError, match="other activations: dim: 8 in the checkpoint, 10 now"):
+        train_hook(ActivationStore(tmp_path / "c"), "synthetic", tmp_path / "sae", cfg, resume=True)
+    with ActivationWriter(tmp_path / "a", "synthetic", 8, "float32", {"name": "synthetic"}, 50.0, 16000) as w:
+        w.add(torch.randn(2000, 8, generator=torch.Generator().manual_seed(data_seed(3))), "more", 0)  # collected since
+    with pytest.raises(UserError, match="other activations: rows: 6000 in the checkpoint, 8000 now; resume with"):
+        train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg, resume=True)
