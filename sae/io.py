@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import pickle
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,36 @@ def read_torch(path: str | os.PathLike, map_location: Any = "cpu", weights_only:
         raise UserError(f"{path}: cannot read it ({first}); truncated or damaged: restore it or remove it") from None
 
 
+def _object(d: dict[str, Any], key: str, where: Any) -> dict[str, Any]:
+    """`d[key]` when it is a JSON object, {} when absent or null; anything else is refused naming it."""
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: {key} is {type(value).__name__}: expected an object")
+    return value
+
+
+def _flag(cfg: dict[str, Any], key: str, default: bool, where: Any) -> bool:
+    """A true/false field (a string "false" would be truthy)."""
+    value = cfg.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise UserError(f"{where}: {key} {value!r}: expected true or false")
+    return value
+
+
+def _our_config(ours: dict[str, Any], where: Any) -> dict[str, Any]:
+    """musicsae.config with each SAEConfig field of the type it declares."""
+    kinds = {"int": (int,), "float": (int, float), "str": (str,)}
+    for f in fields(SAEConfig):
+        value = ours.get(f.name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, kinds[str(f.type)])):
+            raise UserError(f"{where}: musicsae.config: {f.name} {value!r}: expected {f.type}")
+    return ours
+
+
 def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:
     """Load an SAE directory written by `save_sae`, or one SAELens saved with its default settings.
 
@@ -165,12 +196,12 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     path = Path(path)
     cfg = read_sae_cfg(path)
     arch = cfg.get("architecture")
-    ours = (cfg.get("musicsae") or {}).get("config", {})
-    meta = cfg.get("metadata") or {}
-    details = meta.get("training_architecture_details") or {}
     where = path / CFG_FILE
+    ours = _our_config(_object(_object(cfg, "musicsae", where), "config", f"{where}: musicsae"), where)
+    meta = _object(cfg, "metadata", where)
+    details = _object(meta, "training_architecture_details", f"{where}: metadata")
     for key in ("d_in", "d_sae"):
-        if not isinstance(cfg.get(key), int):
+        if not isinstance(cfg.get(key), int) or isinstance(cfg[key], bool):
             raise UserError(f"{where}: missing integer {key!r}")
     if arch == "topk":
         kind = "topk"
@@ -184,6 +215,16 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
         if arch == "jumprelu":
             what = "a JumpReLU SAE without k: only JumpReLU saved from BatchTopK (with its k) can be read"
         raise UserError(f"{where}: {what}")
+    if kind == "topk" and k != int(k):
+        raise UserError(f"{where}: k={k}: expected a whole number of active latents per row (TopK)")
+    if k > cfg["d_sae"]:
+        raise UserError(f"{where}: k={k}: expected at most d_sae={cfg['d_sae']} (active latents of all latents)")
+    names = {key: meta.get(key) or cfg.get(key) or "" for key in ("hook_name", "model_name")}
+    for key, value in names.items():
+        if not isinstance(value, str):
+            raise UserError(f"{where}: {key} {value!r}: expected a string")
+    apply_b_dec = _flag(cfg, "apply_b_dec_to_input", True, where)
+    rescale = _flag(cfg, "rescale_acts_by_decoder_norm", False, where)
     if cfg.get("normalize_activations", "none") != "none":
         raise UserError(f"{where}: normalize_activations {cfg['normalize_activations']!r}: expected 'none' (folded)")
     if cfg.get("reshape_activations", "none") != "none":
@@ -193,10 +234,9 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
             **ours,
             "d_in": cfg["d_in"],
             "d_sae": cfg["d_sae"],
-            "k": max(1, min(round(k), cfg["d_sae"])),
+            "k": max(1, round(k)),
             "arch": kind,
-            "hook_name": meta.get("hook_name") or cfg.get("hook_name") or "",
-            "model_name": meta.get("model_name") or cfg.get("model_name") or "",
+            **names,
         }
     )
     wfile = path / WEIGHTS_FILE
@@ -219,13 +259,16 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
                 f"{wfile}: {key} has shape {list(tensors[key].shape)}, cfg.json (d_in={d_in}, d_sae={d_sae}) "
                 f"expects {list(shape)}"
             )
+    for key in shapes:
+        if not tensors[key].is_floating_point():
+            raise UserError(f"{wfile}: {key} is {tensors[key].dtype}: expected floating-point weights")
     damaged = [key for key in shapes if not bool(torch.isfinite(tensors[key]).all())]
     if damaged:
         raise UserError(f"{wfile}: NaN/inf in {', '.join(damaged)}: expected finite weights (diverged or damaged)")
     W_enc, b_enc, W_dec, b_dec = (tensors[key].to(torch.float64) for key in ("W_enc", "b_enc", "W_dec", "b_dec"))
-    if not cfg.get("apply_b_dec_to_input", True):  # SAELens then encodes x, not x - b_dec
+    if not apply_b_dec:  # SAELens then encodes x, not x - b_dec
         b_enc = b_enc + b_dec @ W_enc
-    if cfg.get("rescale_acts_by_decoder_norm", False):  # pre * ‖W_dec_i‖, decode f / ‖W_dec_i‖: fold both
+    if rescale:  # pre * ‖W_dec_i‖, decode f / ‖W_dec_i‖: fold both
         norms = W_dec.norm(dim=1)
         if not bool((norms > 0).all()):
             raise UserError(f"{wfile}: a decoder row has norm 0; cannot fold rescale_acts_by_decoder_norm")

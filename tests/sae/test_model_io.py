@@ -163,3 +163,61 @@ def test_a_truncated_checkpoint_is_one_line(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(UserError, match="truncated or damaged"):
         read_torch(path)
+
+
+def _edited(tmp_path, name, cfg_edit=None, weights_edit=None):
+    """A copy of a saved SAE with its cfg.json and / or weights changed the way a hand-edited folder might be."""
+    sae, _ = _trained_like()
+    d = save_sae(sae, tmp_path / name)
+    cfg = json.loads((d / "cfg.json").read_text())
+    if cfg_edit:
+        cfg_edit(cfg)
+    (d / "cfg.json").write_text(json.dumps(cfg))
+    if weights_edit:
+        w = load_file(d / "sae_weights.safetensors")
+        weights_edit(w)
+        save_file(w, d / "sae_weights.safetensors")
+    return d
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        ("metadata", lambda c: c.update(metadata="layer.3"), "metadata is str: expected an object"),
+        ("musicsae", lambda c: c.update(musicsae=[1]), "musicsae is list: expected an object"),
+        ("config", lambda c: c["musicsae"]["config"].update(aux_k="many"), "musicsae.config: aux_k 'many'"),
+        ("b_dec", lambda c: c.update(apply_b_dec_to_input="false"), "apply_b_dec_to_input 'false': expected true or"),
+        ("rescale", lambda c: c.update(rescale_acts_by_decoder_norm=1), "rescale_acts_by_decoder_norm 1: expected"),
+        ("d_in", lambda c: c.update(d_in=True), "missing integer 'd_in'"),
+        ("k_big", lambda c: c.update(k=100), "k=100: expected at most d_sae=48"),
+        ("k_frac", lambda c: c.update(k=2.5), "k=2.5: expected a whole number"),
+        ("hook", lambda c: (c.update(hook_name=3), c["metadata"].update(hook_name=3)), "hook_name 3: expected a str"),
+    ],
+)
+def test_cfg_fields_of_the_wrong_type_are_one_line(tmp_path, name, edit, message):
+    """A hand-edited or foreign cfg.json: refused naming the field, never a traceback nor a silent reinterpretation
+    (a string "false" is truthy: it used to load as apply_b_dec_to_input true; k=100 of 48 latents as k=48)."""
+    with pytest.raises(UserError, match=message) as exc:
+        load_sae(_edited(tmp_path, name, cfg_edit=edit))
+    assert "\n" not in str(exc.value) and "cfg.json" in str(exc.value)
+
+
+def test_half_precision_weights_load_and_integer_ones_are_refused(tmp_path):
+    """SAELens users often save float16 / bfloat16 weights: they load (as float32) and compute what the same
+    weights do in float32; integer tensors are no SAE's weights."""
+    x = torch.randn(64, 12) * 3 + 5
+    for dtype in (torch.float16, torch.bfloat16):
+        half = _edited(
+            tmp_path, str(dtype), weights_edit=lambda w, t=dtype: w.update({k: v.to(t) for k, v in w.items()})
+        )
+        full = _edited(
+            tmp_path,
+            f"{dtype}-32",
+            weights_edit=lambda w, t=dtype: w.update({k: v.to(t).float() for k, v in w.items()}),
+        )
+        a, b = load_sae(half), load_sae(full)
+        assert a.W_enc.dtype == torch.float32
+        torch.testing.assert_close(a.decode(a.encode(x)), b.decode(b.encode(x)), rtol=0, atol=0)
+    ints = _edited(tmp_path, "int", weights_edit=lambda w: w.update(b_enc=w["b_enc"].round().to(torch.int32)))
+    with pytest.raises(UserError, match=r"b_enc is torch.int32: expected floating-point weights"):
+        load_sae(ints)
