@@ -85,6 +85,10 @@ def preset_file(preset_dir: Path, name: str) -> Path:
     return path
 
 
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _string(address: str, args: list[Any]) -> str:
     if len(args) != 1 or not isinstance(args[0], str):
         raise UserError(f"{address}: expected one string (s)")
@@ -173,6 +177,8 @@ class OscControl:
                 for msg in messages:
                     address, args = str(msg.address), list(msg.params)
                     if address in ("/ping", "/concepts", "/state"):
+                        if args and address != "/ping":
+                            raise UserError(f"{address}: expected no arguments")
                         queries.append((address, args))
                     else:
                         self._apply(draft, address, args)
@@ -188,6 +194,9 @@ class OscControl:
     def _error(self, address: str, problem: str) -> list[Reply]:
         self.rejected += 1
         self.last_error = problem
+        short = _clip(address, 200)  # an overlong address would not fit a reply datagram, twice
+        problem = _clip(short + problem[len(address) :] if problem.startswith(address) else problem, 1000)
+        address = short
         return [("/error", [address, problem])] if self.errors.allow() else []
 
     def _apply(self, draft: Draft, address: str, args: list[Any]) -> None:
@@ -198,7 +207,7 @@ class OscControl:
                 name, what = parts[1], parts[2]
                 if name not in state.controls:
                     known = ", ".join(state.controls) or "none loaded"
-                    raise UserError(f"{address}: unknown concept {name!r} (known: {known})")
+                    raise UserError(f"{address}: unknown concept {_clip(name, 60)!r} (known: {known})")
                 if what == "mode":
                     state.set_mode(name, _string(address, args))
                 elif what == "strength":
@@ -210,7 +219,7 @@ class OscControl:
             elif len(parts) == 3 and parts[0] == "feature" and parts[2] == "gain":
                 if state.d_sae == 0:
                     raise UserError(f"{address}: no SAE loaded (start musicsae live with --sae or --bank)")
-                if not parts[1].isdigit() or not 0 <= int(parts[1]) < state.d_sae:
+                if not (parts[1].isascii() and parts[1].isdigit()) or not 0 <= int(parts[1]) < state.d_sae:
                     raise UserError(
                         f"{address}: feature index {parts[1]!r} out of range, expected 0..{state.d_sae - 1}"
                     )
@@ -220,6 +229,8 @@ class OscControl:
             elif address == "/bypass":
                 draft.bypass = _flag(address, args)
             elif address == "/reset":
+                if args:
+                    raise UserError(f"{address}: expected no arguments")
                 state.reset()
             elif address == "/preset/load":
                 draft.load_preset(read_preset(preset_file(self.preset_dir, _string(address, args))))
@@ -271,6 +282,11 @@ class OscServer:
     def __init__(
         self, control: OscControl | None, host: str = "127.0.0.1", port: int = 9000, reply_port: int | None = None
     ):
+        for what, value in (("port", port), ("reply port", reply_port)):
+            if value is not None and not 0 <= value <= 65535:
+                raise UserError(f"OSC {what} {value}: expected a UDP port in 0..65535")
+        if reply_port and reply_port == port:
+            raise UserError(f"OSC reply port {reply_port}: it is the engine's own port (replies would come back to it)")
         self.control = control
         self.reply_port = reply_port
         self.last_client: tuple[str, int] | None = None

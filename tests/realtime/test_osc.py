@@ -86,6 +86,10 @@ def test_oscsend_drives_every_control_and_state_replies(server, bank):
         ("/preset/load", "s", ["/etc/passwd"], "expected a preset name"),
         ("/preset/load", "s", ["../bank.yaml"], "expected a preset name"),
         ("/preset/load", "s", ["sub/p.yaml"], "expected a preset name"),
+        ("/feature/\u00b2/gain", "f", [1.0], "out of range"),  # a digit to str.isdigit, not to int()
+        ("/reset", "i", [1], "expected no arguments"),  # a toggle's 0 or 1 would reset everything
+        ("/state", "s", ["x"], "expected no arguments"),
+        ("/concepts", "i", [1], "expected no arguments"),
     ],
 )
 def test_bad_messages_get_an_error_naming_the_problem(server, address, types, args, needle):
@@ -96,6 +100,28 @@ def test_bad_messages_get_an_error_naming_the_problem(server, address, types, ar
     assert replies and replies[-1][0] == "/error"
     assert replies[-1][1][0] == address and needle in replies[-1][1][1]
     assert controls.snapshot is before
+
+
+def test_an_overlong_address_still_gets_an_error_reply(server):
+    srv, controls, listener = server
+    before = controls.snapshot
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    out.sendto(encode_message("/concept/" + "x" * 40_000 + "/mode", ["on"]), ("127.0.0.1", srv.port))
+    address, problem = listener.expect("/error")[-1][1]
+    assert address.startswith("/concept/xxx") and len(address) <= 200 and "unknown concept" in problem
+    assert controls.snapshot is before
+    out.close()
+
+
+@pytest.mark.parametrize(
+    ("port", "reply_port", "needle"),
+    [(70000, None, "OSC port 70000"), (0, -1, "OSC reply port -1"), (9123, 9123, "the engine's own port")],
+)
+def test_bad_ports_are_refused_in_one_line(port, reply_port, needle):
+    from sae.errors import UserError
+
+    with pytest.raises(UserError, match=needle):
+        OscServer(None, port=port, reply_port=reply_port)
 
 
 def test_preset_load_reads_only_from_the_preset_folder(tmp_path):
