@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers
 from sae.errors import UserError
-from sae.io import read_torch, save_sae
+from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.metrics import batch_fvu, evaluate
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.store import ActivationStore
@@ -282,6 +282,10 @@ def train_hook(
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
+    if not ckpt_path.exists() and (out / WEIGHTS_FILE).exists():
+        raise UserError(
+            f"{out} already holds an SAE ({WEIGHTS_FILE}, no {CHECKPOINT} of a run to resume); use another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     if resume and info.main:
         remove_leftovers(ckpt_path)  # a run killed while writing a checkpoint leaves its temporary file

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -438,3 +439,27 @@ def test_resume_names_what_differs_and_refuses_other_activations(tmp_path):
         w.add(torch.randn(2000, 8, generator=torch.Generator().manual_seed(data_seed(3))), "more", 0)  # collected since
     with pytest.raises(UserError, match="other activations: rows: 6000 in the checkpoint, 8000 now; resume with"):
         train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg, resume=True)
+
+
+def test_training_never_overwrites_an_sae_it_did_not_start_and_eval_names_a_missing_hook(tmp_path, capsys):
+    """An SAE folder brought in (no checkpoint.pt) is not trained over, --resume or not; `sae eval` of an SAE whose
+    hook_name the store lacks (SAELens saves none here) says to pass --hook."""
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", n=6000, d=8, n_features=16, k_true=2)
+    theirs = tmp_path / "sae" / "synthetic"
+    shutil.copytree(ROOT / "tests" / "data" / "saelens" / "saelens_topk", theirs)
+    before = (theirs / "sae_weights.safetensors").read_bytes()
+    args = ["--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"), "--k", "2", "--steps", "3"]
+    for resume in ([], ["--resume"]):
+        assert main(["sae", "train", *args, "--batch-size", "64", "--quiet", *resume]) == 2
+        err = capsys.readouterr().err
+        assert "already holds an SAE" in err and err.count("\n") == 1
+    assert (theirs / "sae_weights.safetensors").read_bytes() == before
+    assert main(["sae", "eval", "--sae", str(theirs), "--activations", str(tmp_path / "acts")]) == 2
+    err = capsys.readouterr().err
+    assert "names no hook" in err and "--hook" in err and err.count("\n") == 1
+    assert (
+        main(["sae", "eval", "--sae", str(theirs), "--activations", str(tmp_path / "acts"), "--hook", "synthetic"]) == 0
+    )
+    assert json.loads(capsys.readouterr().out)["l0"] == 4.0

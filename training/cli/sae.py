@@ -209,6 +209,9 @@ def run_eval(args: argparse.Namespace) -> int:
     hook = args.hook or sae.cfg.hook_name
     from sae.errors import UserError
 
+    if not args.hook and hook not in store.hooks:
+        named = f"hook_name {hook!r}, not in the store" if hook else "names no hook (cfg.json hook_name)"
+        raise UserError(f"SAE {args.sae}: {named}; pass --hook (hooks: {', '.join(store.hooks)})")
     if store.dim(hook) != sae.cfg.d_in:
         raise UserError(f"hook {hook!r} holds dim {store.dim(hook)}, the SAE {args.sae} expects d_in={sae.cfg.d_in}")
     stream = store.iter_batches(hook, 4096, args.split, args.eval_fraction, shuffle_buffer=0, drop_last=False)
@@ -216,8 +219,9 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics["skipped_nonfinite_rows"] = stream.nonfinite_rows
     text = json.dumps(metrics, indent=2)
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        from sae.atomic import atomic_write_text
+
+        atomic_write_text(args.out, text)
     short = {k: metrics[k] for k in ("rows", "fvu", "explained_variance", "l0", "dead_fraction")}
     print(json.dumps(short), file=sys.stdout)
     return 0
