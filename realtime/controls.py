@@ -20,6 +20,8 @@ import yaml
 from sae.errors import UserError
 from sae.steering import Edit, EditState
 
+PRESET_KEYS = ("concepts", "features", "mix", "bypass")
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -46,6 +48,9 @@ class Draft:
 
     def load_preset(self, data: Mapping[str, Any]) -> None:
         """Apply a preset: EditState's layout plus optional `mix` and `bypass`."""
+        unknown = [str(key) for key in data if key not in PRESET_KEYS]
+        if unknown:  # a typo (`mixx`) or another YAML file (a concept bank) would otherwise load as a no-op
+            raise UserError(f"preset key {unknown[0]!r}: expected {', '.join(PRESET_KEYS)}")
         self.state.load_dict(data)
         if "mix" in data:
             try:
@@ -53,6 +58,8 @@ class Draft:
             except (TypeError, ValueError):
                 raise UserError(f"preset mix {data['mix']!r}: expected a number in [0, 1]") from None
         if "bypass" in data:
+            if data["bypass"] not in (0, 1):  # True and False are 1 and 0
+                raise UserError(f"preset bypass {data['bypass']!r}: expected 0 or 1 (or true/false)")
             self.bypass = bool(data["bypass"])
 
     def as_dict(self) -> dict[str, Any]:

@@ -508,18 +508,20 @@ class EditState:
         for name, spec in concepts.items():
             if not isinstance(spec, Mapping):
                 raise UserError(f"preset concept {name!r}: expected a mapping with mode/strength/gain")
-            try:
-                if "strength" in spec:
-                    trial.set_strength(name, float(spec["strength"]))
-                if "gain" in spec:
-                    trial.set_gain(name, float(spec["gain"]))
-                if "mode" in spec:
-                    mode = spec["mode"]
-                    if isinstance(mode, bool):  # YAML 1.1 reads a bare on/off as a boolean
-                        mode = "on" if mode else "off"
-                    trial.set_mode(name, str(mode))
+            extra = [str(key) for key in spec if key not in ("mode", "strength", "gain")]
+            if extra:  # a typo (`mod: on`) would otherwise load as a no-op
+                raise UserError(f"preset concept {name!r} key {extra[0]!r}: expected mode, strength or gain")
+            old = trial._control(name)
+            try:  # the new mode, strength and gain are checked together: a clamp's limit is not an on's
+                base = ConceptControl(
+                    old.mode, float(spec.get("strength", old.strength)), float(spec.get("gain", old.gain))
+                )
             except (TypeError, ValueError):
                 raise UserError(f"preset concept {name!r}: expected numbers for strength/gain") from None
+            mode = spec.get("mode", old.mode)
+            if isinstance(mode, bool):  # YAML 1.1 reads a bare on/off as a boolean
+                mode = "on" if mode else "off"
+            trial.controls[name] = ConceptControl.parse(name, str(mode), base)
         for index, g in features.items():
             try:
                 trial.set_feature_gain(int(index), float(g))

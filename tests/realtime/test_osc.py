@@ -140,6 +140,15 @@ def test_preset_load_reads_only_from_the_preset_folder(tmp_path):
         assert controls.view()["mix"] == 1.0
     assert control.handle(encode_message("/preset/load", ["half.yml"])) == []
     assert controls.view()["mix"] == 0.5
+    # a typo or another YAML file (the concept bank beside the presets) is refused, not loaded as a no-op
+    (folder / "typo.yaml").write_text("mixx: 0.25\n")
+    (folder / "bank.yaml").write_text("version: 1\nconcepts: {}\n")
+    (folder / "flag.yaml").write_text("bypass: '0'\n")
+    for name, needle in (("typo", "preset key 'mixx'"), ("bank", "preset key 'version'"),
+                         ("flag", "preset bypass '0': expected 0 or 1")):  # fmt: skip
+        replies = control.handle(encode_message("/preset/load", [name]))
+        assert replies[0][0] == "/error" and needle in replies[0][1][1], replies
+    assert controls.view()["mix"] == 0.5 and controls.view()["bypass"] is False
 
 
 def _bundle(*messages: tuple[str, list]) -> bytes:

@@ -96,6 +96,21 @@ def test_bad_controls_raise_user_error_and_presets_are_atomic():
         EditState.from_concepts(4, _bank_concepts())
 
 
+def test_a_preset_switches_mode_and_strength_together_and_refuses_unknown_keys():
+    state = EditState.from_concepts(32, _bank_concepts())
+    state.set_mode("guitar", "clamp:2")
+    state.load_dict({"concepts": {"guitar": {"mode": "on", "strength": 50}}})  # 50: an on's, not a clamp's
+    assert (state.controls["guitar"].mode, state.controls["guitar"].strength) == ("on", 50.0)
+    state.load_dict({"concepts": {"guitar": {"strength": 3, "mode": "clamp"}}})
+    assert (state.controls["guitar"].mode, state.controls["guitar"].strength) == ("clamp", 3.0)
+    before = state.as_dict()
+    for spec, needle in (({"mod": "off"}, "key 'mod': expected mode, strength or gain"),
+                         ({"mode": "clamp", "strength": 50}, "clamp strength 50")):  # fmt: skip
+        with pytest.raises(UserError, match=needle):
+            state.load_dict({"concepts": {"guitar": spec}})
+        assert state.as_dict() == before
+
+
 def test_ramp_moves_linearly_and_ends_on_target():
     d = 16
     prev = Edit.identity(d)
