@@ -289,3 +289,42 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
     assert "<audio" not in page and page.count('<svg class="curve"') == len(described[0]["clips"])
     assert "top prompts:" in described[0]["description"]
     assert not list((out / "audio").iterdir())
+
+
+def test_odd_source_names_play_and_someone_elses_site_is_kept(copy_inputs, tmp_path, capsys):
+    """Audio files named with '#', '?', '&', spaces or CJK: every page's links reach a file (a raw '#' or '?' in a
+    src cut the URL: a silent player), and matplotlib's missing-glyph warnings stay out of the output. A folder with
+    someone else's index.html is no dashboard: refused, not replaced."""
+    import urllib.parse
+    import warnings
+
+    from tests.dashboard.conftest import SMALL, write_logmel_store
+    from training.dashboard import DashboardConfig, build_dashboard
+
+    clips = []
+    for i, clip in enumerate(sorted(copy_inputs.audio_root.glob("*.wav"))):
+        clips.append(clip.rename(clip.with_name(f"ギター #{i}? a&b'.wav")))
+    write_logmel_store(clips, copy_inputs.audio_root, tmp_path / "odd_store")
+    out = tmp_path / "site"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_dashboard(
+            copy_inputs.sae, tmp_path / "odd_store", copy_inputs.audio_root, out, cfg=DashboardConfig(**SMALL)
+        )
+    assert not [w for w in caught if "Glyph" in str(w.message)]
+    audio = 0
+    for page in out.rglob("*.html"):
+        for url in re.findall(r'(?:href|src)="([^"]+)"', page.read_text()):
+            if url.startswith(("data:", "http:", "https:", "#")):
+                continue
+            path = urllib.parse.urlsplit(url).path
+            assert path == url, f"{page.name}: {url!r} is cut at its '?' or '#'"
+            assert (page.parent / urllib.parse.unquote(path)).is_file(), f"{page.name}: {url!r}"
+            audio += "/audio/" in url or url.startswith("audio/")
+    assert audio > 0
+    theirs = tmp_path / "their_site"
+    theirs.mkdir()
+    (theirs / "index.html").write_text("<html>my homepage</html>")
+    args = ["--sae", str(copy_inputs.sae), "--store", str(copy_inputs.store), "--audio-root"]
+    err = _one_line_error(capsys, ["dashboard", *args, str(copy_inputs.audio_root), "--out", str(theirs)])
+    assert "is not a dashboard" in err and (theirs / "index.html").read_text() == "<html>my homepage</html>"

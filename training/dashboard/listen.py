@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from training.dashboard.render import log_spectrogram, mini_spectrogram, read_audio
+from training.dashboard.render import log_spectrogram, mini_spectrogram, read_audio, site_name
 
 KINDS = ("original", "model", "off", "on")  # RAVE's rows
 MUSICGEN_KINDS = ("plain", "off", "on")  # MusicGen's rows: no original clip, the plain render instead
@@ -100,7 +100,7 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
         calls = _row_calls(row, kinds) if musicgen else _judge_calls(judge, concept, row)
         cells = []
         for kind in kinds:
-            name = f"{n:02d}_{files[kind].name}"
+            name = f"{n:02d}_{site_name(files[kind].name)}"
             shutil.copyfile(files[kind], audio_dir / name)
             mini_spectrogram(img_dir / (Path(name).stem + ".png"), specs[kind], vmax)
             call = calls[kind]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import html
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +20,12 @@ SNIPPET_SR = 22050
 
 
 @lru_cache(maxsize=8)
+def site_name(name: str) -> str:
+    """`name` as a file name of the site that a URL carries as is: runs of anything but letters, digits, '.', '-'
+    and '_' become '_' (a '#' or '?' in a src cuts the URL there)."""
+    return re.sub(r"[^\w.-]+", "_", name)
+
+
 def read_audio(path: str) -> tuple[np.ndarray, int]:
     """Mono float32 audio of a file at its own rate (the project's reader; cached: top clips share files)."""
     data, sr = read_file(path)
@@ -111,7 +119,9 @@ class SpectrogramPlotter:
         self.ax2.set_xlim(t0, t1)
         self.title.set_text(title)
         tmp = path.with_name(f".{path.stem}.tmp.png")
-        self.fig.savefig(tmp, dpi=self.dpi)
+        with warnings.catch_warnings():  # a title in a script the font lacks is drawn as boxes; no need to say so
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            self.fig.savefig(tmp, dpi=self.dpi)
         os.replace(tmp, path)
 
 

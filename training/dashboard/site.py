@@ -49,7 +49,7 @@ from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
 from training.dashboard.listen import find_listen, listening_table
-from training.dashboard.render import SpectrogramPlotter, cut, histogram_svg, read_audio, write_wav
+from training.dashboard.render import SpectrogramPlotter, cut, histogram_svg, read_audio, site_name, write_wav
 from training.dashboard.verdict import verdict_html
 
 # steering-evaluation audio: file-name tokens (besides the concept's name) -> what the file is, in page order
@@ -379,7 +379,8 @@ class DashboardBuilder:
         """Before any work: OUT is absent, empty, or an earlier dashboard (which is replaced)."""
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"{self.out}: exists and is a file; choose another --out")
-        if self.out.is_dir() and not (self.out / "index.html").exists() and any(self.out.iterdir()):
+        ours = all((self.out / f).is_file() for f in ("index.html", "features.json"))
+        if self.out.is_dir() and not ours and any(self.out.iterdir()):
             raise UserError(f"{self.out}: exists and is not a dashboard; choose another --out")
 
     def _swap(self, tmp: Path) -> None:
@@ -448,7 +449,7 @@ class DashboardBuilder:
             key = (source, round(snip.start * 1000))
             if key not in snippets:
                 name = hashlib.sha1(f"{source}|{key[1]}".encode()).hexdigest()[:12]
-                wav = f"audio/{Path(source).stem[:40]}_{name}.wav"
+                wav = f"audio/{site_name(Path(source).stem[:40])}_{name}.wav"
                 write_wav(out / wav, snip)
                 snippets[key] = (wav, analyse(snip.audio, snip.sr))
             wav, props = snippets[key]
@@ -705,7 +706,7 @@ class DashboardBuilder:
             return ""
         items = []
         for _, mode, wav in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
-            dest = f"audio/eval_{c.name}_{wav.name}"
+            dest = f"audio/eval_{c.name}_{site_name(wav.name)}"
             shutil.copyfile(wav, out / dest)
             items.append(
                 f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(wav.name)}</span><br>'
