@@ -192,6 +192,8 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
       per-latent thresholds are refused.
     - `batchtopk` training checkpoints (`topk_threshold`), and `apply_b_dec_to_input: false` (b_dec folded
       into b_enc).
+    - the layout before SAELens 6.0: TopK as `architecture: "standard"` with `activation_fn_str: "topk"` and k in
+      `activation_fn_kwargs`.
     """
     path = Path(path)
     cfg = read_sae_cfg(path)
@@ -203,13 +205,14 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     for key in ("d_in", "d_sae"):
         if not isinstance(cfg.get(key), int) or isinstance(cfg[key], bool):
             raise UserError(f"{where}: missing integer {key!r}")
-    if arch == "topk":
+    fn_kwargs = _object(cfg, "activation_fn_kwargs", where)  # SAELens before 6.0: TopK is "standard" + "topk"
+    if arch == "topk" or (arch == "standard" and cfg.get("activation_fn_str", cfg.get("activation_fn")) == "topk"):
         kind = "topk"
     elif arch in ("jumprelu", "batchtopk"):
         kind = "batchtopk"
     else:
         raise UserError(f"{where}: architecture {arch!r}: expected topk, batchtopk, or jumprelu saved from BatchTopK")
-    k = cfg.get("k", ours.get("k", details.get("k")))
+    k = cfg.get("k", ours.get("k", details.get("k", fn_kwargs.get("k"))))
     if not isinstance(k, int | float) or isinstance(k, bool) or k < 1:
         what = "missing k (active latents per row)"
         if arch == "jumprelu":
@@ -225,6 +228,8 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
             raise UserError(f"{where}: {key} {value!r}: expected a string")
     apply_b_dec = _flag(cfg, "apply_b_dec_to_input", True, where)
     rescale = _flag(cfg, "rescale_acts_by_decoder_norm", False, where)
+    if _flag(cfg, "finetuning_scaling_factor", False, where):
+        raise UserError(f"{where}: finetuning_scaling_factor true (a fine-tuned SAELens SAE): expected false")
     if cfg.get("normalize_activations", "none") != "none":
         raise UserError(f"{where}: normalize_activations {cfg['normalize_activations']!r}: expected 'none' (folded)")
     if cfg.get("reshape_activations", "none") != "none":

@@ -82,3 +82,45 @@ def test_our_cfg_names_the_layout_and_the_real_writer_version(tmp_path):
         installed = None
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert musicsae_version() in {installed, pyproject["project"]["version"]} - {None}
+
+
+def test_a_topk_sae_in_the_layout_before_saelens_6_loads(tmp_path):
+    """SAELens before 6.0 saved TopK as architecture "standard" with `activation_fn_str: "topk"` and k in
+    `activation_fn_kwargs` (its SAEConfig.to_dict); the same computation: k largest pre-activations, ReLU, decode.
+    A fine-tuned one (`finetuning_scaling_factor: true`) is refused in one line."""
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4))
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in (sae.W_enc, sae.b_enc, sae.b_dec):
+            p.normal_()
+    path = save_sae(sae, tmp_path / "v5")
+    old = {
+        "architecture": "standard",
+        "d_in": 8,
+        "d_sae": 32,
+        "activation_fn_str": "topk",
+        "activation_fn_kwargs": {"k": 4},
+        "apply_b_dec_to_input": True,
+        "finetuning_scaling_factor": False,
+        "context_size": 128,
+        "model_name": "tiny",
+        "hook_name": "blocks.0.hook_resid_pre",
+        "hook_layer": 0,
+        "hook_head_index": None,
+        "prepend_bos": True,
+        "dataset_path": "",
+        "dataset_trust_remote_code": True,
+        "normalize_activations": "none",
+        "dtype": "float32",
+        "device": "cpu",
+        "sae_lens_training_version": "5.5.0",
+    }
+    (path / "cfg.json").write_text(json.dumps(old))
+    loaded = load_sae(path)
+    assert (loaded.cfg.arch, loaded.cfg.k, loaded.cfg.hook_name) == ("topk", 4, "blocks.0.hook_resid_pre")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(X), sae.encode(X), rtol=0, atol=1e-6)
+    (path / "cfg.json").write_text(json.dumps({**old, "finetuning_scaling_factor": True}))
+    with pytest.raises(UserError, match="finetuning_scaling_factor") as err:
+        load_sae(path)
+    assert "\n" not in str(err.value)
