@@ -174,8 +174,10 @@ class Gate:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lo_db) and math.isfinite(self.hi_db) and self.lo_db < self.hi_db):
-            raise UserError(f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected finite levels, low below high")
+        if not (math.isfinite(self.lo_db) and math.isfinite(self.hi_db) and self.lo_db < self.hi_db <= 0.0):
+            raise UserError(
+                f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected finite levels, low below high, at most 0 dBFS"
+            )
 
     def weights(self, audio: Tensor, hop: int) -> Optional[Tensor]:  # noqa: UP045
         """[.., T, 1] weights for audio [.., T·hop] (None when disabled)."""

@@ -90,7 +90,7 @@ def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
     assert host.set("gate", 0) == 0 and host.get("gate") == (0,)
     assert host.set("gate", 2) == -1 and host.get("gate") == (0,)
     assert host.set("gate_db", -50, -30) == 0 and host.get("gate_db") == (-50.0, -30.0)
-    for levels in ((-30, -50), (-40, -40), (math.nan, 0)):
+    for levels in ((-30, -50), (-40, -40), (math.nan, 0), (10, 20), (-10, 5)):  # above 0 dBFS: never open
         assert host.set("gate_db", *levels) == -1 and host.get("gate_db") == (-50.0, -30.0)
     with pytest.raises(ValueError, match="wrong number"):
         host.set("bright", "off")  # nn~ refuses a message with the wrong number of values itself
@@ -198,6 +198,12 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     assert rc == 2 and "was trained on other.ts" in err, err
     rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", "bright,cello", "--out", out)
     assert rc == 2 and "cello" in err, err
+    for empty in ("", ","):  # was: every concept of the bank, silently
+        rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", empty, "--out", out)
+        assert rc == 2 and "no concept names" in err, err
+    with pytest.raises(SystemExit):  # a gate above 0 dBFS never opens: on and clamp would do nothing
+        _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--gate-db=10,20", "--out", out)
+    assert "LO < HI <= 0" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out.ts*"))
 
 

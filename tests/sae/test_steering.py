@@ -261,6 +261,8 @@ def test_gate_keeps_on_and_clamp_off_silence():
     assert Gate(enabled=False).weights(audio, hop) is None
     with pytest.raises(UserError, match="gate"):
         Gate(-40.0, -60.0)
+    with pytest.raises(UserError, match="at most 0 dBFS"):  # a gate that never opens
+        Gate(10.0, 20.0)
 
 
 def test_steer_features_are_used_when_the_bank_has_them():

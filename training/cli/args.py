@@ -47,8 +47,8 @@ def _gate_levels(text: str) -> tuple[float, float]:
 
 gate_levels = _checked(
     _gate_levels,
-    lambda v: v[0] < v[1] and all(abs(x) < float("inf") for x in v),
-    "LO,HI dBFS with LO < HI, e.g. -60,-45",
+    lambda v: v[0] < v[1] <= 0 and all(abs(x) < float("inf") for x in v),
+    "LO,HI dBFS with LO < HI <= 0 (a frame is never louder than 0 dBFS), e.g. -60,-45",
 )
 
 

@@ -47,6 +47,7 @@ def run_nn(args: argparse.Namespace) -> int:
     import torch
     from rich.console import Console
 
+    from sae.errors import UserError
     from sae.steering import Gate
     from training.rave.nn_export import NnExportConfig, export_nn
 
@@ -56,7 +57,9 @@ def run_nn(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False)
 
-    names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts else None
+    names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts is not None else None
+    if names == []:
+        raise UserError(f"--concepts {args.concepts!r}: no concept names (leave it out for every concept on --model)")
     gate = Gate(*args.gate_db, enabled=not args.no_gate)
     cfg = NnExportConfig(args.model, args.bank, args.out, names, args.sae, args.meter_seconds, gate)
     report = export_nn(cfg, say=say)

@@ -316,7 +316,7 @@ class SteeredRave(nn_tilde.Module):
 
     @torch.jit.export
     def set_gate_db(self, lo: float, hi: float) -> int:
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi <= 0.0):  # above 0 dBFS it never opens
             return -1
         self.gate_lo = lo
         self.gate_hi = hi
