@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--activations", required=True, help="activation store directory")
     e.add_argument("--hook", help="hook to evaluate on (default: the SAE's hook_name)")
     e.add_argument("--split", choices=["eval", "train", "all"], default="eval")
-    e.add_argument("--eval-fraction", type=fraction, default=0.05)
+    e.add_argument(
+        "--eval-fraction", type=fraction, help="share of store blocks held out (default: the SAE's training value)"
+    )
     e.add_argument("--max-rows", type=positive_int, default=1_000_000)
     e.add_argument("--out", help="write the metrics JSON here")
     add_device(e, "the SAE")
@@ -197,7 +199,7 @@ def train_table(results: dict[str, dict], out: str):
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from sae.io import load_sae
+    from sae.io import load_sae, read_sae_cfg
     from sae.metrics import evaluate
     from sae.paths import check_output_file
     from sae.store import ActivationStore
@@ -214,7 +216,16 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError(f"SAE {args.sae}: {named}; pass --hook (hooks: {', '.join(store.hooks)})")
     if store.dim(hook) != sae.cfg.d_in:
         raise UserError(f"hook {hook!r} holds dim {store.dim(hook)}, the SAE {args.sae} expects d_in={sae.cfg.d_in}")
-    stream = store.iter_batches(hook, 4096, args.split, args.eval_fraction, shuffle_buffer=0, drop_last=False)
+    frac = args.eval_fraction
+    if frac is None:  # the split training held out (SAEs from elsewhere: 0.05)
+        trained = ((read_sae_cfg(args.sae).get("musicsae") or {}).get("train_config") or {}).get("eval_fraction")
+        frac = trained if isinstance(trained, float) and 0 < trained < 1 else 0.05
+        if trained == 0 and args.split == "eval":
+            print(
+                f"note: SAE {args.sae} was trained on every row (eval fraction 0): no rows are held out",
+                file=sys.stderr,
+            )
+    stream = store.iter_batches(hook, 4096, args.split, frac, shuffle_buffer=0, drop_last=False)
     metrics = evaluate(sae, stream, max_rows=args.max_rows)
     metrics["skipped_nonfinite_rows"] = stream.nonfinite_rows
     text = json.dumps(metrics, indent=2)
