@@ -3,14 +3,14 @@
 Address space (all replies go to the sender, or to the sender's host at `reply_port` when set):
 
     /concept/<name>/mode s       none | off | on | clamp | scale  (also on:S, clamp:S, scale:G)
-    /concept/<name>/strength f   strength for `on`, in [-100, 100]
+    /concept/<name>/strength f   strength for `on`, in [-100, 100] (for `clamp`: (0, 10])
     /concept/<name>/gain f       gain for `scale`, in [-100, 100]
     /feature/<index>/gain f      raw per-feature gain on top of the concepts, in [-100, 100]
     /mix f                       dry/wet in [0, 1]
     /bypass i                    1 = dry (latency-aligned), 0 = processed
     /preset/load s               YAML preset by name (`bright` or `bright.yaml`) from the preset folder only:
                                  concepts / features / mix / bypass; paths are refused
-    /reset                       every concept back to its bank default, feature gains cleared
+    /reset                       every concept back to its bank default, feature gains cleared (no arguments)
     /ping [any]                  → /pong [same args]; while the model is still loading → /pong s loading
     /concepts                    → /concepts s...  (names)
     /state                       → /state/concept s s f f (name mode strength gain) per concept,

@@ -61,3 +61,13 @@ def test_max_patch_messages_are_all_accepted(tmp_path):
 
 def test_pd_patch_covers_every_address():
     assert {_pattern(a) for a in _pd_addresses()} == ADDRESSES
+
+
+def test_examples_readme_documents_every_address_and_mode():
+    """The OSC table a performer reads: exactly the addresses the server accepts, and every mode it takes."""
+    from sae.steering import ALL_MODES
+
+    rows = re.findall(r"^\| `(/[^`]*)` \|[^|]*\| ([^\n]*)\|$", (EXAMPLES / "README.md").read_text(), re.M)
+    table = {re.sub(r"<[a-z]+>", "*", address): effect for address, effect in rows}
+    assert set(table) == ADDRESSES
+    assert [m for m in ALL_MODES if f"`{m}`" not in table["/concept/*/mode"]] == []
