@@ -16,6 +16,7 @@ readers of the older layout.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -102,6 +103,19 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, A
     return path
 
 
+def _read_weights(wfile: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a weights file; a damaged one, or a Git LFS pointer in its place, refused in one line."""
+    try:
+        return load_file(str(wfile))
+    except (SafetensorError, OSError) as exc:
+        with contextlib.suppress(OSError), open(wfile, "rb") as fh:
+            if fh.read(40).startswith(b"version https://git-lfs"):
+                raise UserError(
+                    f"{wfile}: a Git LFS pointer, not the weights: fetch them with `git lfs pull`"
+                ) from None
+        raise UserError(f"{wfile}: unreadable ({exc})") from None
+
+
 def sae_weights_sha256(path: str | os.PathLike) -> str:
     """The SAE's identity: sha256 over its weight tensors (sorted by name; name, dtype, shape and bytes of each).
 
@@ -120,10 +134,7 @@ def sae_weights_sha256(path: str | os.PathLike) -> str:
 def _weights_sha256(wfile: str, mtime_ns: int, size: int) -> str:
     import hashlib
 
-    try:
-        tensors = load_file(wfile)
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"{wfile}: unreadable ({exc})") from None
+    tensors = _read_weights(wfile)
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].contiguous()
@@ -247,10 +258,7 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     wfile = path / WEIGHTS_FILE
     if not wfile.exists():
         raise UserError(f"SAE {path}: no {WEIGHTS_FILE}")
-    try:
-        tensors = load_file(str(wfile))
-    except (SafetensorError, OSError) as exc:
-        raise UserError(f"{wfile}: unreadable ({exc})") from None
+    tensors = _read_weights(wfile)
     d_in, d_sae = sae_cfg.d_in, sae_cfg.d_sae
     shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     if kind == "batchtopk":

@@ -124,3 +124,17 @@ def test_a_topk_sae_in_the_layout_before_saelens_6_loads(tmp_path):
     with pytest.raises(UserError, match="finetuning_scaling_factor") as err:
         load_sae(path)
     assert "\n" not in str(err.value)
+
+
+def test_a_git_lfs_pointer_instead_of_the_weights_says_so(tmp_path):
+    """A Hugging Face SAE cloned without git-lfs has a 130-byte pointer where the weights should be: named as such
+    (it read `unreadable (... header too large)`), for loading and for the bank's weight hash alike."""
+    from sae.io import sae_weights_sha256
+
+    folder = shutil.copytree(DATA / "saelens_topk", tmp_path / "cloned")
+    (folder / "sae_weights.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "3" * 64 + "\nsize 134291856\n"
+    )
+    for read in (load_sae, sae_weights_sha256):
+        with pytest.raises(UserError, match="a Git LFS pointer, not the weights: fetch them with `git lfs pull`"):
+            read(folder)
