@@ -480,3 +480,20 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
         assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed["rows"] == trained["rows"] and printed["fvu"] == pytest.approx(trained["fvu"], rel=1e-6)
+    written = tmp_path / "new" / "folder" / "metrics.json"  # --out in folders yet to be made: made (was a traceback)
+    assert (
+        main(
+            [
+                "sae",
+                "eval",
+                "--sae",
+                str(out / "synthetic"),
+                "--activations",
+                str(tmp_path / "acts"),
+                "--out",
+                str(written),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(written.read_text())["fvu"] == json.loads(capsys.readouterr().out)["fvu"]

@@ -230,8 +230,11 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics["skipped_nonfinite_rows"] = stream.nonfinite_rows
     text = json.dumps(metrics, indent=2)
     if args.out:
+        from pathlib import Path
+
         from sae.atomic import atomic_write_text
 
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
     short = {k: metrics[k] for k in ("rows", "fvu", "explained_variance", "l0", "dead_fraction")}
     print(json.dumps(short), file=sys.stdout)
