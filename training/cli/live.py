@@ -132,6 +132,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
     if args.input is not None and not args.input.is_file():
         raise UserError(f"input {args.input}: no such file")
+    if args.preset is not None and not args.preset.is_file():
+        raise UserError(f"--preset {args.preset}: no such file")
+    if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
+        raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
     if args.output is not None:
         import soundfile as sf
 
