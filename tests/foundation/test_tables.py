@@ -54,6 +54,9 @@ def test_sae_train_table_of_24_musicgen_layers():
     text = " ".join(" ".join(lines).split())
     assert "layer 23" in text and "never" in text and "dead in" in text and "(eval split, 52000 rows)" in text
     assert "layer i = decoder.model.decoder.layers.i" in text
+    trained_on_all = {"latent": {**metrics, "split": "train", "rows": 900}}  # --eval-fraction 0: nothing held out
+    text = " ".join(" ".join(_render(train_table(trained_on_all, "sae"))).split())
+    assert "held-out" not in text and "on the training rows (train split, 900 rows; none held out)" in text
 
 
 def test_concept_list_table(tmp_path):

@@ -175,10 +175,12 @@ def train_table(results: dict[str, dict], out: str):
 
     rows = {m.get("rows") for m in results.values()}
     split = {m.get("split", "eval") for m in results.values()}
-    held = f"{split.pop()} split, {rows.pop()} rows" if len(rows) == 1 and len(split) == 1 else "held-out rows"
+    held = f"{next(iter(split))} split, {rows.pop()} rows" if len(rows) == 1 and len(split) == 1 else "see metrics.json"
+    where = "the training rows" if split == {"train"} else "the held-out rows"  # --eval-fraction 0: none held out
+    held += "; none held out" if split == {"train"} else ""
     dead_tokens = {m.get("dead_tokens") for m in results.values()}
     caption = (
-        f"FVU, L0 and never fired: on the held-out rows ({held}). Dead in training: no firing in the last "
+        f"FVU, L0 and never fired: on {where} ({held}). Dead in training: no firing in the last "
         f"{dead_tokens.pop() if len(dead_tokens) == 1 else 'dead_tokens'} training rows (AuxK revives those)."
     )
     legend = hook_legend(results)
