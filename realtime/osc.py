@@ -47,12 +47,14 @@ from typing import Any
 
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
+from pythonosc.parsing import osc_types
 
 from realtime.controls import Controls, Draft, read_preset
 from sae.errors import UserError
 from sae.steering import STRENGTH_LIMIT as LIMIT
 
 QUEUE = 1024  # packets kept while the model loads
+READ_TAGS = set("ihfdsbrmtTFN[]")  # the argument types python-osc reads; it drops others (S, c, I...) silently
 Reply = tuple[str, list[Any]]
 
 
@@ -83,6 +85,14 @@ def preset_file(preset_dir: Path, name: str) -> Path:
     if path.parent != folder:
         raise UserError(f"preset {name!r}: it leads outside the preset folder {folder}")
     return path
+
+
+def _unread_tags(dgram: bytes) -> list[str]:
+    """The argument types of one message python-osc would drop (leaving, say, `/mix S x` with no argument)."""
+    _, index = osc_types.get_string(dgram, 0)
+    if not dgram[index:]:
+        return []
+    return sorted(set(osc_types.get_string(dgram, index)[0][1:]) - READ_TAGS)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -176,6 +186,9 @@ class OscControl:
             with self.controls.transaction() as draft:
                 for msg in messages:
                     address, args = str(msg.address), list(msg.params)
+                    unread = _unread_tags(msg.dgram)
+                    if unread:
+                        raise UserError(f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)")
                     if address in ("/ping", "/concepts", "/state"):
                         if args and address != "/ping":
                             raise UserError(f"{address}: expected no arguments")

@@ -90,6 +90,8 @@ def test_oscsend_drives_every_control_and_state_replies(server, bank):
         ("/reset", "i", [1], "expected no arguments"),  # a toggle's 0 or 1 would reset everything
         ("/state", "s", ["x"], "expected no arguments"),
         ("/concepts", "i", [1], "expected no arguments"),
+        ("/concept/bright/mode", "S", ["on"], "argument type 'S' is not read"),  # python-osc dropped it
+        ("/reset", "c", ["x"], "argument type 'c' is not read"),  # ... and /reset ran
     ],
 )
 def test_bad_messages_get_an_error_naming_the_problem(server, address, types, args, needle):
