@@ -233,3 +233,23 @@ def test_an_option_of_the_other_source_is_refused(tmp_path, source, option, caps
     other = "--audio" if source == "--prompts" else "--prompts"
     assert capsys.readouterr().err.strip() == f"musicsae: error: {option[0]}: applies to {other} only, not {source}"
     assert not (tmp_path / "store").exists()
+
+
+def test_a_resumed_prompt_collection_stores_what_an_uninterrupted_one_does(tmp_path, audiocraft_dir):
+    """Batch k of the prompt list generates with seed + k whether or not earlier batches were stored by an earlier
+    (killed, or shorter) run: a resume used to renumber the remaining batches from 0 (other seeds, other music)."""
+    prompts = tmp_path / "prompts.txt"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--prompts", str(prompts), "--duration", "0.3"]
+    argv += ["--batch-size", "2", "--layers", "1", "--dtype", "float32", "--seed", "3"]
+    four = "happy guitar\nsad piano\nrock drums\ncalm strings\n"
+    prompts.write_text(four)
+    assert main([*argv, "--out", str(tmp_path / "whole")]) == 0
+    prompts.write_text("happy guitar\nsad piano\n")  # what a run killed after its first batch had stored
+    assert main([*argv, "--out", str(tmp_path / "resumed")]) == 0
+    prompts.write_text(four)
+    assert main([*argv, "--out", str(tmp_path / "resumed")]) == 0
+    whole = _stored(ActivationStore(tmp_path / "whole"), "transformer.layers.1")
+    resumed = _stored(ActivationStore(tmp_path / "resumed"), "transformer.layers.1")
+    assert list(resumed) == list(whole) and ActivationStore(tmp_path / "resumed").rows("transformer.layers.1") == 60
+    for source in whole:
+        torch.testing.assert_close(resumed[source], whole[source], rtol=0, atol=0)

@@ -130,32 +130,43 @@ class Collector:
         sets = [w.complete_sources for w in self.writers.values()]
         return set.intersection(*sets) if sets else set()
 
-    def _store(self, recorders: dict[int, Recorder], sources: list[str], start_frame: int | list[int] = 0) -> int:
+    def _store(
+        self,
+        recorders: dict[int, Recorder],
+        sources: list[str],
+        start_frame: int | list[int] = 0,
+        skip: frozenset[str] = frozenset(),
+    ) -> int:
         starts = start_frame if isinstance(start_frame, list) else [start_frame] * len(sources)
         rows = 0
         for i, rec in recorders.items():
             x = rec.result()
-            for b, source in enumerate(sources):
+            kept = [(b, source) for b, source in enumerate(sources) if source not in skip]
+            for b, source in kept:
                 self.writers[i].add(x[b], source, starts[b])
-            rows = x.shape[1] * len(sources)
+            rows = x.shape[1] * len(kept)
         return rows
 
     def from_prompts(self, prompts: list[str], progress: Callable[[int, int], None] | None = None) -> int:
         """Generate each prompt and store its conditional rows; returns frames stored per layer."""
         sources = prompt_sources(prompts)
-        done = self.done()
-        todo = [(p, s) for p, s in zip(prompts, sources, strict=True) if s not in done]
+        done = frozenset(self.done())
         frames = self.mg.frames(self.cfg.duration)
         total = 0
-        for k in range(0, len(todo), self.cfg.batch_size):
-            batch = todo[k : k + self.cfg.batch_size]
+        # batch k of the whole list, with seed + k, even when a resumed run stored some of it: a batch's music
+        # depends on its seed and on every prompt in it; the prompts already stored are not stored again
+        for k in range(0, len(prompts), self.cfg.batch_size):
+            batch = list(zip(prompts[k : k + self.cfg.batch_size], sources[k : k + self.cfg.batch_size], strict=True))
+            todo = [s for _, s in batch if s not in done]
+            if not todo:
+                continue
             recorders = {i: Recorder(rows=len(batch), limit=frames) for i in self.cfg.layers}
             seed = self.cfg.seed + k // self.cfg.batch_size
             with self.mg.hooks(recorders):
                 self.mg.generate([p for p, _ in batch], self.cfg.duration, seed=seed, cfg_coef=self.cfg.cfg_coef)
-            total += self._store(recorders, [s for _, s in batch])
+            total += self._store(recorders, [s for _, s in batch], skip=done)
             if progress:
-                progress(len(batch), frames * len(batch))
+                progress(len(todo), frames * len(todo))
         return total
 
     def _chunks(self, files: list[Path], root: Path) -> Iterator[tuple[str, int, torch.Tensor]]:
