@@ -253,3 +253,21 @@ def test_a_resumed_prompt_collection_stores_what_an_uninterrupted_one_does(tmp_p
     assert list(resumed) == list(whole) and ActivationStore(tmp_path / "resumed").rows("transformer.layers.1") == 60
     for source in whole:
         torch.testing.assert_close(resumed[source], whole[source], rtol=0, atol=0)
+
+
+def test_a_resume_with_other_generation_settings_is_refused_naming_them(tmp_path, audiocraft_dir, capsys):
+    """Prompt rows made with another seed, length, guidance or batch would mix two generations under one store
+    (and the prompts already stored are skipped as complete): refused in one line naming what differs."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("happy guitar\nsad piano\n")
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--prompts", str(prompts), "--duration", "0.3"]
+    argv += ["--batch-size", "2", "--layers", "1", "--dtype", "float32", "--out", str(tmp_path / "s")]
+    assert main([*argv, "--seed", "3"]) == 0
+    prompts.write_text("happy guitar\nsad piano\nrock drums\n")
+    capsys.readouterr()
+    assert main([*argv, "--seed", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "seed: 3 stored, 4 now" in err and err.count("\n") == 1
+    assert ActivationStore(tmp_path / "s").rows("transformer.layers.1") == 30
+    assert main([*argv, "--seed", "3"]) == 0
+    assert ActivationStore(tmp_path / "s").rows("transformer.layers.1") == 45
