@@ -71,3 +71,15 @@ def test_examples_readme_documents_every_address_and_mode():
     table = {re.sub(r"<[a-z]+>", "*", address): effect for address, effect in rows}
     assert set(table) == ADDRESSES
     assert [m for m in ALL_MODES if f"`{m}`" not in table["/concept/*/mode"]] == []
+
+
+def test_the_patches_preset_loads_with_the_demo_bank():
+    """`/preset/load preset.yaml` (both patches) works out of the box: the demo bank's folder holds one."""
+    from sae.bank import ConceptBank
+    from training.cli.live import DEMO_BANK
+
+    controls = Controls(EditState.from_concepts(128, {c.name: c for c in ConceptBank.load(DEMO_BANK)}))
+    control = OscControl(controls, preset_dir=DEMO_BANK.parent)
+    assert control.handle(encode_message("/preset/load", ["preset.yaml"])) == []
+    assert controls.view()["concepts"]["guitar"] == {"mode": "on", "strength": 1.5, "gain": 1.0}
+    assert controls.view()["mix"] == 0.8
