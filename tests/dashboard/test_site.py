@@ -328,3 +328,11 @@ def test_odd_source_names_play_and_someone_elses_site_is_kept(copy_inputs, tmp_p
     args = ["--sae", str(copy_inputs.sae), "--store", str(copy_inputs.store), "--audio-root"]
     err = _one_line_error(capsys, ["dashboard", *args, str(copy_inputs.audio_root), "--out", str(theirs)])
     assert "is not a dashboard" in err and (theirs / "index.html").read_text() == "<html>my homepage</html>"
+
+
+def test_an_eval_dir_that_is_not_there_is_refused(dash_inputs, tmp_path, capsys):
+    """A mistyped --eval-dir built the site without any renders on its concept pages, silently."""
+    args = ["dashboard", "--sae", str(dash_inputs.sae), "--store", str(dash_inputs.store), "--audio-root"]
+    args += [str(dash_inputs.audio_root), "--out", str(tmp_path / "o"), "--bank", str(dash_inputs.bank)]
+    err = _one_line_error(capsys, [*args, "--eval-dir", str(tmp_path / "judgee")])
+    assert "--eval-dir" in err and "judgee: not a folder" in err and not (tmp_path / "o").exists()

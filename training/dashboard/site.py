@@ -236,6 +236,8 @@ class DashboardBuilder:
         self.frame_rate = float(fr)
         self.bank_path = Path(bank_path) if bank_path else None
         self.bank = ConceptBank.load(self.bank_path) if self.bank_path else None
+        if self.cfg.eval_dir and not Path(self.cfg.eval_dir).is_dir():
+            raise UserError(f"--eval-dir {self.cfg.eval_dir}: not a folder (a steering evaluation's output)")
         self.manifest_path = Path(manifest_path) if manifest_path else None
         if self.manifest_path is not None and not self.manifest_path.exists():
             raise UserError(f"manifest {self.manifest_path}: no such file or folder")
