@@ -456,6 +456,9 @@ def test_training_never_overwrites_an_sae_it_did_not_start_and_eval_names_a_miss
         err = capsys.readouterr().err
         assert "already holds an SAE" in err and err.count("\n") == 1
     assert (theirs / "sae_weights.safetensors").read_bytes() == before
+    assert main(["sae", "eval", "--sae", str(theirs), "--activations", str(tmp_path / "acts")]) == 0  # its one hook
+    assert json.loads(capsys.readouterr().out)["l0"] == 4.0
+    planted_store(tmp_path / "acts", hook="other", n=6000, d=8, n_features=16, k_true=2, seed=2)
     assert main(["sae", "eval", "--sae", str(theirs), "--activations", str(tmp_path / "acts")]) == 2
     err = capsys.readouterr().err
     assert "names no hook" in err and "--hook" in err and err.count("\n") == 1

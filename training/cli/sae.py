@@ -213,6 +213,8 @@ def run_eval(args: argparse.Namespace) -> int:
     hook = args.hook or sae.cfg.hook_name
     from sae.errors import UserError
 
+    if not hook and len(store.hooks) == 1:  # an SAE that names no hook, on a store of one (as the dashboard reads it)
+        hook = store.hooks[0]
     if not args.hook and hook not in store.hooks:
         named = f"hook_name {hook!r}, not in the store" if hook else "names no hook (cfg.json hook_name)"
         raise UserError(f"SAE {args.sae}: {named}; pass --hook (hooks: {', '.join(store.hooks)})")
