@@ -500,3 +500,17 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
         == 0
     )
     assert json.loads(written.read_text())["fvu"] == json.loads(capsys.readouterr().out)["fvu"]
+
+
+def test_a_hook_without_rows_is_refused_before_any_training(tmp_path, capsys):
+    """`--layers all` over a store whose collection stopped before one hook's first shard: refused at the start,
+    not after training the hooks before it."""
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", hook="a", n=6000, d=8, n_features=16, k_true=2)
+    ActivationWriter(tmp_path / "acts", "b", 8, "float32", {"name": "synthetic"}, 50.0, 16000).close()
+    args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "hook 'b' has no rows" in err and err.count("\n") == 1
+    assert not (tmp_path / "sae" / "a").exists()

@@ -113,6 +113,8 @@ def run_train(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     store = ActivationStore(args.activations)
     hooks = _hooks(store, args.layers)
+    for hook in hooks:  # before any training, not after the hooks before an empty one
+        store.require_rows(hook)
     cfg = TrainConfig(
         k=args.k,
         expansion=args.expansion,
