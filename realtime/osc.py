@@ -29,11 +29,13 @@ Sent to the last client (the sender of the latest packet, or its host at `reply_
 
 A packet is applied atomically: all messages of a bundle land in the same audio block, or, if any of them
 is wrong, none does (and one /error names the first problem). Packets that arrive while the model is still
-loading are kept (up to `QUEUE` of them) and applied, in order, once it is ready.
+loading are kept (the newest `QUEUE` of them; an /error counts the older ones dropped) and applied, in order, once
+it is ready.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import re
@@ -303,7 +305,8 @@ class OscServer:
         self.control = control
         self.reply_port = reply_port
         self.last_client: tuple[str, int] | None = None
-        self.queued: list[tuple[bytes, tuple[str, int]]] = []
+        # the newest QUEUE packets: a fader moved during a long load must end where it was left
+        self.queued: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque(maxlen=QUEUE)
         self.dropped_while_loading = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with contextlib.suppress(OSError):  # room for bursts (a controller sweeping many faders at once)
@@ -347,7 +350,10 @@ class OscServer:
         while self._running:
             control = self.control
             if control is not None and self.queued:
-                queued, self.queued = self.queued, []
+                queued, self.queued = list(self.queued), collections.deque(maxlen=QUEUE)
+                if self.dropped_while_loading:
+                    note = f"{self.dropped_while_loading} packets sent while the model loaded were dropped (the oldest)"
+                    self.send("/error", ["?", note], queued[-1][1])
                 for data, target in queued:
                     self._reply(control, data, target)
             try:
@@ -372,10 +378,9 @@ class OscServer:
             addresses = []
         if addresses == ["/ping"]:
             self.send("/pong", ["loading"], target)
-        elif len(self.queued) < QUEUE:
-            self.queued.append((data, target))
         else:
-            self.dropped_while_loading += 1
+            self.dropped_while_loading += len(self.queued) == QUEUE
+            self.queued.append((data, target))
 
     def stop(self) -> None:
         self._running = False

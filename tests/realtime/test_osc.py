@@ -230,6 +230,27 @@ def test_messages_sent_while_loading_wait_and_ping_says_loading(bank, osc_inbox)
         out.close()
 
 
+def test_a_long_load_keeps_the_newest_packets_and_says_how_many_it_dropped(bank, osc_inbox):
+    """A fader swept while the model loads ends where it was left, not where the queue filled up."""
+    from realtime.osc import QUEUE
+
+    with OscServer(None, port=0, reply_port=osc_inbox.port) as srv:
+        out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        n = QUEUE + 50
+        for i in range(n):
+            out.sendto(encode_message("/mix", [i / n]), ("127.0.0.1", srv.port))
+        out.sendto(encode_message("/concepts", []), ("127.0.0.1", srv.port))  # queued behind them
+        deadline = time.monotonic() + 10
+        while srv.dropped_while_loading < 51 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        controls = Controls(EditState.from_concepts(64, bank.concepts))
+        srv.attach(OscControl(controls))
+        replies = osc_inbox.expect("/concepts")
+        out.close()
+    assert replies[0] == ("/error", ["?", "51 packets sent while the model loaded were dropped (the oldest)"])
+    assert controls.view()["mix"] == pytest.approx((n - 1) / n)
+
+
 def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank, osc_inbox):
     state = EditState.from_concepts(64, bank.concepts)
     controls = Controls(state)
