@@ -252,8 +252,10 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
             f"{ckpt_path}: trained on other activations: {what or 'the same hook, width and rows, other contents'}; "
             "resume with the store it was trained on, or train into another --out"
         )
+    same = {"checkpoint_every", "log_every"}  # how often it saves and logs: the run ends the same
     settings = _differences(
-        {**state["train_config"], "world_size": state["world_size"]}, {**asdict(cfg), "world_size": world}
+        {**{k: v for k, v in state["train_config"].items() if k not in same}, "world_size": state["world_size"]},
+        {**{k: v for k, v in asdict(cfg).items() if k not in same}, "world_size": world},
     )
     if settings:
         raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")

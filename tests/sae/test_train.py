@@ -429,6 +429,8 @@ def test_resume_names_what_differs_and_refuses_other_activations(tmp_path):
             resume=True,
         )
     assert "\n" not in str(e.value)
+    every = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=1, log_every=1)
+    train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", every, resume=True)  # changes nothing
     planted_store(tmp_path / "b", n=6000, d=8, n_features=16, k_true=2, seed=7)  # same hook, width, rows, sources
     with pytest.raises(UserError, match="other activations: the same hook, width and rows, other contents"):
         train_hook(ActivationStore(tmp_path / "b"), "synthetic", tmp_path / "sae", cfg, resume=True)
