@@ -198,6 +198,10 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     assert rc == 2 and "was trained on other.ts" in err, err
     rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", "bright,cello", "--out", out)
     assert rc == 2 and "cello" in err, err
+    own = tmp_path / "own.ts"  # --out naming --model: was overwritten by the export
+    shutil.copy(tiny_rave_ts, own)
+    rc, err = _export(capsys, "--model", own, "--bank", nn_bank, "--out", tmp_path / "." / "own.ts")
+    assert rc == 2 and "it is --model" in err and own.read_bytes() == tiny_rave_ts.read_bytes(), err
     for empty in ("", ","):  # was: every concept of the bank, silently
         rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", empty, "--out", out)
         assert rc == 2 and "no concept names" in err, err

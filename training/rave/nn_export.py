@@ -259,6 +259,8 @@ def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExpo
     from sae.paths import check_output_file
 
     out = check_output_file(cfg.out, (".ts",))  # nn~ looks for NAME.ts
+    if out.exists() and Path(cfg.model).exists() and out.samefile(cfg.model):
+        raise UserError(f"--out {out}: it is --model; the export would replace the RAVE model it is made from")
     module, metadata = build_module(cfg, say)
     scripted = script_module(module)
     save_atomic(scripted, out, metadata)
