@@ -136,6 +136,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--preset {args.preset}: no such file")
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
         raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
+    if args.output is not None and args.output.exists() and args.output.samefile(args.input):
+        raise UserError(f"output {args.output}: it is --input; write the processed file elsewhere")
     if args.output is not None:
         import soundfile as sf
 
