@@ -102,6 +102,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
          "--device: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", str(wav)], "it is --input"),  # was overwritten
+        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--meter-rate", "1e6"], "at most 200"),
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--preset-dir", str(tmp_path / "nope")],
          "--preset-dir"),
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--preset", str(tmp_path / "p.yaml")],

@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--meter-rate",
         type=nonneg_float,
         default=20.0,
-        help="OSC /meter/<concept> messages per second to the last client (default 20; 0: off)",
+        help="OSC /meter/<concept> messages per second to the last client (default 20; 0: off; at most 200)",
     )
     p.add_argument("--input", type=Path, help="read audio from this file instead of a device")
     p.add_argument("--output", type=Path, help="write the processed file here (with --input)")
@@ -149,6 +149,8 @@ def _check_args(args: argparse.Namespace) -> None:
             )
     if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
         raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")
+    if args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL the audio callback needs
+        raise UserError(f"--meter-rate {args.meter_rate:g}: expected at most 200 per second (meters move once a block)")
     if not 0.0 <= args.mix <= 1.0:
         raise UserError(f"--mix {args.mix}: expected a number in [0, 1]")
     if args.inject_stalls:
