@@ -147,6 +147,11 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     """cfg.json of an SAE directory as a dict (UserError when missing or unreadable)."""
     f = Path(path) / CFG_FILE
     if not f.exists():
+        if Path(path).is_file():
+            raise UserError(f"SAE {path} is a file; pass its folder ({Path(path).parent})")
+        inside = sorted(p.parent.name for p in Path(path).glob(f"*/{CFG_FILE}"))  # `sae train --out`'s parent
+        if inside:
+            raise UserError(f"SAE {path}: no {CFG_FILE}; it holds SAE folders {', '.join(inside)}: pass one of them")
         raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")
     return read_json_object(f, "SAE config")
 

@@ -221,3 +221,16 @@ def test_half_precision_weights_load_and_integer_ones_are_refused(tmp_path):
     ints = _edited(tmp_path, "int", weights_edit=lambda w: w.update(b_enc=w["b_enc"].round().to(torch.int32)))
     with pytest.raises(UserError, match=r"b_enc is torch.int32: expected floating-point weights"):
         load_sae(ints)
+
+
+def test_the_folder_above_the_sae_folders_names_them(tmp_path):
+    """`sae train --out sae` writes sae/<hook>/; passing `--sae sae` is the first mistake of many: the line names the
+    SAE folders inside. A path to cfg.json itself names the folder to pass."""
+    sae, _ = _trained_like()
+    for hook in ("latent", "encoder.net.4"):
+        save_sae(sae, tmp_path / "sae" / hook)
+    with pytest.raises(UserError, match=r"sae: no cfg.json; it holds SAE folders encoder.net.4, latent: pass one") as e:
+        load_sae(tmp_path / "sae")
+    assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"cfg.json is a file; pass its folder .*latent"):
+        load_sae(tmp_path / "sae" / "latent" / "cfg.json")
