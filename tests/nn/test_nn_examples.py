@@ -57,3 +57,13 @@ def test_max_example_sends_what_the_demo_model_accepts(nn, demo_like_ts):
     messages, nn_args = max_messages(json.loads((EXAMPLES / "max" / "musicsae-nn.maxpat").read_text()))
     assert nn_args == ["demo_steered.ts forward 2048", "demo_steered.ts meter 2048"]
     _replay(nn, demo_like_ts, messages, str)  # Max passes each atom's text: "0", "4", "0.5"
+
+
+def test_examples_readme_names_the_messages_the_nn_patches_send():
+    """examples/README.md lists the message boxes of the Pd patch; the Max patch sends the same ones."""
+    readme = (EXAMPLES / "README.md").read_text()
+    bullet = readme[readme.index("- `pd/musicsae-nn.pd`") : readme.index("- `max/musicsae-nn.maxpat`")]
+    listed = sorted(re.findall(r"`(set [^`]+)`", bullet.replace("\n  ", " ")))
+    pd = sorted(m for m in pd_messages((EXAMPLES / "pd" / "musicsae-nn.pd").read_text())[0] if m.startswith("set "))
+    mx = max_messages(json.loads((EXAMPLES / "max" / "musicsae-nn.maxpat").read_text()))[0]
+    assert listed == pd == sorted(m for m in mx if m.startswith("set "))
