@@ -434,6 +434,11 @@ class ActivationStore:
         self.root = Path(root)
         if not self.root.is_dir():
             raise UserError(f"activation store {self.root}: not a directory")
+        if (self.root / MANIFEST).is_file():
+            raise UserError(
+                f"activation store {self.root} is one hook's folder of the store {self.root.parent}: pass that "
+                f"(hook {self.root.name!r})"
+            )
         path = self.root / STORE_JSON
         self.info: dict[str, Any] = read_json_object(path, "store.json") if path.exists() else {}
         self._manifests: dict[str, dict[str, Any]] = {}

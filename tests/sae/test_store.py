@@ -241,3 +241,13 @@ def test_bad_input_is_one_clear_error(tmp_path):
         list(ActivationStore(tmp_path).iter_segments("g"))
     with pytest.raises(UserError, match="eval fraction"):
         ActivationStore(tmp_path).iter_batches("g", 4, eval_fraction=1.5)
+
+
+def test_a_hook_folder_passed_as_the_store_names_the_store(tmp_path):
+    """`--activations store/latent` (one hook's folder) read as an empty store; the line names the store to pass."""
+    with ActivationWriter(tmp_path / "store", "latent", 4, dtype="float32") as w:
+        w.add(torch.randn(10, 4), "a")
+    with pytest.raises(
+        UserError, match=r"latent is one hook's folder of the store .*store: pass that \(hook 'latent'\)"
+    ):
+        ActivationStore(tmp_path / "store" / "latent")
