@@ -516,3 +516,15 @@ def test_a_hook_without_rows_is_refused_before_any_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "hook 'b' has no rows" in err and err.count("\n") == 1
     assert not (tmp_path / "sae" / "a").exists()
+
+
+def test_out_naming_the_store_is_refused(tmp_path, capsys):
+    """`--out` the store itself would write each SAE into its hook's folder, among the shards."""
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", n=3000, d=8, n_features=16, k_true=2)
+    acts = str(tmp_path / "acts")
+    assert main(["sae", "train", "--activations", acts, "--out", acts + "/", "--steps", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "is the activation store" in err and err.count("\n") == 1
+    assert not (tmp_path / "acts" / "synthetic" / "cfg.json").exists()

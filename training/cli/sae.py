@@ -112,6 +112,10 @@ def run_train(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     check_output_dir(args.out)
     store = ActivationStore(args.activations)
+    if Path(args.out).resolve() == store.root.resolve():
+        from sae.errors import UserError
+
+        raise UserError(f"--out {args.out} is the activation store (its SAEs would land among the shards); use another")
     hooks = _hooks(store, args.layers)
     for hook in hooks:  # before any training, not after the hooks before an empty one
         store.require_rows(hook)
