@@ -313,7 +313,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     """Check one concept mapping and build the `Concept` (one-line `UserError` naming the bad field)."""
     at = f"{where}: concept {name!r}"
     if not NAME_RE.match(name):
-        raise UserError(f"{at}: name must be letters, digits, '_', '-' or '.'")
+        raise UserError(f"{at}: name must be ASCII letters, digits, '_', '-' or '.'")
     if not isinstance(spec, dict):
         raise UserError(f"{at}: expected a mapping with {', '.join(CONCEPT_KEYS)}")
     extra = sorted(set(spec) - set(CONCEPT_KEYS))

@@ -187,7 +187,7 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
     assert broken.read_text() == "version: 7\nconcepts: {}\n"
 
 
-@pytest.mark.parametrize("name", ["bad name", "../x"])
+@pytest.mark.parametrize("name", ["bad name", "../x", "guitarra_española"])
 def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys, name):
     assert (
         main(
@@ -209,7 +209,8 @@ def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, ca
         )
         == 2
     )
-    assert "concept name" in capsys.readouterr().err and not (tmp_path / "b.yaml").exists()
+    err = capsys.readouterr().err  # "letters" alone reads as if "ñ" were fine
+    assert "concept name" in err and "ASCII letters" in err and not (tmp_path / "b.yaml").exists()
 
 
 def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tiny_model, concept_data, capsys):

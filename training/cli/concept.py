@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Pool SAE features per clip, fit a sparse probe, report held-out AUROC next to two baselines on "
         "the raw latents (difference of means, logistic probe), and write the concept into the bank.",
     )
-    f.add_argument("name", help="concept name (letters, digits, _ - .)")
+    f.add_argument("name", help="concept name (ASCII letters, digits, _ - .)")
     f.add_argument("--with", dest="with_dir", required=True, help="folder of clips featuring the concept")
     f.add_argument("--without", dest="without_dir", required=True, help="folder of clips without it")
     f.add_argument(

@@ -184,7 +184,7 @@ def find_musicgen_concept(
     from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
 
     if not NAME_RE.match(name):
-        raise UserError(f"concept name {name!r}: expected letters, digits, _ - .")
+        raise UserError(f"concept name {name!r}: expected ASCII letters, digits, _ - .")
     with_files, without_files = example_files(with_dir, without_dir, min_examples)
     bank = ConceptBank.load(bank_path, missing_ok=True)
     if not replace and name in bank:

@@ -189,7 +189,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
 
     t0 = time.perf_counter()
     if not NAME_RE.match(cfg.name):
-        raise UserError(f"concept name {cfg.name!r}: expected letters, digits, '_', '-' or '.'")
+        raise UserError(f"concept name {cfg.name!r}: expected ASCII letters, digits, '_', '-' or '.'")
     if cfg.groups not in GROUP_RULES:
         raise UserError(f"--groups {cfg.groups}: expected one of {', '.join(GROUP_RULES)}")
     if cfg.permutations < 0:
