@@ -153,7 +153,10 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
         if inside:
             raise UserError(f"SAE {path}: no {CFG_FILE}; it holds SAE folders {', '.join(inside)}: pass one of them")
         raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")
-    return read_json_object(f, "SAE config")
+    cfg = read_json_object(f, "SAE config")
+    for key in ("metadata", "musicsae"):  # what readers look into before load_sae checks the rest
+        _object(cfg, key, f)
+    return cfg
 
 
 def read_torch(path: str | os.PathLike, map_location: Any = "cpu", weights_only: bool = False) -> Any:

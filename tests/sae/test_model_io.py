@@ -234,3 +234,13 @@ def test_the_folder_above_the_sae_folders_names_them(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match=r"cfg.json is a file; pass its folder .*latent"):
         load_sae(tmp_path / "sae" / "latent" / "cfg.json")
+
+
+def test_every_reader_of_cfg_json_gets_the_one_line_refusal(tmp_path):
+    """Concept find, the engine and the dashboard read cfg.json (read_sae_cfg) before load_sae: a metadata or
+    musicsae that is no object is refused there too (it was an AttributeError traceback in those readers)."""
+    from sae.io import read_sae_cfg
+
+    for key in ("metadata", "musicsae"):
+        with pytest.raises(UserError, match=f"{key} is str: expected an object"):
+            read_sae_cfg(_edited(tmp_path, key, cfg_edit=lambda c, k=key: c.update({k: "x"})))
