@@ -184,6 +184,7 @@ class OscControl:
             return self._error("?", "malformed OSC packet")
         replies: list[Reply] = []
         queries: list[tuple[str, list[Any]]] = []
+        address = "?"  # the message being applied: an /error names it
         try:
             with self.controls.transaction() as draft:
                 for msg in messages:
@@ -198,7 +199,6 @@ class OscControl:
                     else:
                         self._apply(draft, address, args)
         except UserError as exc:
-            address = str(exc).split(":", 1)[0] if str(exc).startswith("/") else messages[0].address
             return self._error(address, str(exc))
         except Exception as exc:  # never let a packet take the server down
             return self._error("?", f"{type(exc).__name__}: {exc}")

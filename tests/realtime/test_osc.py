@@ -76,6 +76,7 @@ def test_oscsend_drives_every_control_and_state_replies(server, bank):
     ("address", "types", "args", "needle"),
     [
         ("/concept/piano/mode", "s", ["on"], "unknown concept 'piano'"),
+        ("/concept/a:b/mode", "s", ["on"], "unknown concept 'a:b'"),  # the /error named /concept/a
         ("/concept/bright/mode", "s", ["loud"], "mode 'loud'"),
         ("/concept/bright/gain", "s", ["high"], "expected one number"),
         ("/mix", "f", [1.5], "out of range"),
