@@ -528,3 +528,13 @@ def test_out_naming_the_store_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is the activation store" in err and err.count("\n") == 1
     assert not (tmp_path / "acts" / "synthetic" / "cfg.json").exists()
+
+
+def test_a_hook_named_twice_is_trained_once(tmp_path, capsys):
+    """`--layers a,a` trained `a`, then refused it as a run already there (exit 2 after the work was done)."""
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", hook="a", n=3000, d=8, n_features=16, k_true=2)
+    args = ["--layers", "a, a", "--k", "2", "--expansion", "2", "--steps", "2", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"), *args]) == 0
+    assert capsys.readouterr().out.count("│ a ") == 1

@@ -87,7 +87,7 @@ def _hooks(store, layers: str) -> list[str]:
         raise UserError(f"activation store {store.root}: empty (no <hook>/manifest.json)")
     if layers == "all":
         return store.hooks
-    wanted = [h.strip() for h in layers.split(",") if h.strip()]
+    wanted = list(dict.fromkeys(h.strip() for h in layers.split(",") if h.strip()))  # each hook once
     missing = [h for h in wanted if h not in store.hooks]
     if not wanted or missing:
         raise UserError(
