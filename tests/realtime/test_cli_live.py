@@ -131,3 +131,35 @@ def test_no_audio_device_says_how_to_get_one(tiny_rave_ts):
         assert proc.returncode == 2 and len(errors) == 1, proc.stderr
         assert "no audio devices found" in errors[0] and "jackd -d dummy" in errors[0], errors
         assert proc.stdout.strip() == ""
+
+
+def test_osc_leaves_loading_once_the_device_is_open(tiny_rave_ts, capsys, monkeypatch):
+    """Until then /state/latency lacked the device's buffers (seconds, on a loaded machine: PortAudio's start-up)."""
+    import realtime.audio_io as audio_io
+    from realtime.osc import OscServer
+
+    events = []
+
+    class Stream:
+        def start(self):
+            events.append("start")
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    def open_duplex(engine, device):
+        engine.latency.device_out = 512
+        return Stream()
+
+    attach = OscServer.attach
+    monkeypatch.setattr(OscServer, "attach", lambda self, control: (events.append("attach"), attach(self, control)))
+    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
+    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(audio_io, "open_duplex", open_duplex)
+    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--osc-port", "0", "--blocksize", "1024", "--headroom", "1",
+                     "--no-view", "--duration", "0.2")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert events == ["start", "attach"]

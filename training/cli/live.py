@@ -16,8 +16,10 @@ or as fast as it goes (`--pace fast`, the default for files), and the output is 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from training.cli.args import add_device, nonneg_float, positive_float, positive_int
@@ -209,9 +211,10 @@ def _run(args: argparse.Namespace) -> int:
             _say(f"meters: {', '.join(meters)} ({rate})")
         _say(session.alignment.describe(engine.sr))
         _say(session.choice.describe())
+        ready = None  # OSC leaves `loading` once the audio runs: /state/latency is then the device's too
         if osc is not None:
-            status = _status(engine)
-            osc.attach(OscControl(session.controls, status=status, preset_dir=_preset_dir(args)))
+            control = OscControl(session.controls, status=_status(engine), preset_dir=_preset_dir(args))
+            ready = functools.partial(osc.attach, control)
     except BaseException:
         if osc is not None:
             osc.stop()
@@ -223,8 +226,8 @@ def _run(args: argparse.Namespace) -> int:
 
             telemetry = OscTelemetry(osc, engine, args.meter_rate).start()
         if args.input is not None:
-            return _run_file(args, engine, osc)
-        return _run_device(args, engine, osc)
+            return _run_file(args, engine, osc, ready)
+        return _run_device(args, engine, osc, ready)
     finally:
         if telemetry is not None:
             telemetry.stop()
@@ -249,13 +252,15 @@ def _preset_dir(args: argparse.Namespace) -> Path:
     return args.preset_dir or (args.bank.parent if args.bank else Path.cwd())
 
 
-def _run_file(args: argparse.Namespace, engine, osc) -> int:
+def _run_file(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
     from rich.console import Console
 
     from realtime.audio_io import read_audio, run_file, write_audio
     from realtime.live_view import status_line
     from sae.errors import UserError
 
+    if ready is not None:  # no device: the latency is known now
+        ready()
     data = read_audio(args.input, engine.sr, engine.channels)
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
     engine.start()
@@ -279,7 +284,7 @@ def _run_file(args: argparse.Namespace, engine, osc) -> int:
     return 0
 
 
-def _run_device(args: argparse.Namespace, engine, osc) -> int:
+def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
     from realtime.audio_io import open_duplex
     from realtime.live_view import render, status_line
 
@@ -289,6 +294,8 @@ def _run_device(args: argparse.Namespace, engine, osc) -> int:
     _say(engine.latency.describe())
     engine.start()
     stream.start()
+    if ready is not None:
+        ready()
     _say("streaming" + (f" for {args.duration:g} s" if args.duration else " (Ctrl-C stops)"))
     start = time.monotonic()
     deadline = start + args.duration if args.duration else None
