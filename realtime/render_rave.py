@@ -296,6 +296,8 @@ def render_file(
 
     t0 = time.perf_counter()
     check_audio_out(out_path)
+    if Path(out_path).exists() and Path(in_path).exists() and Path(out_path).samefile(in_path):
+        raise UserError(f"--out {out_path}: it is --in; write the render elsewhere")
     parsed = parse_sets(sets)
     if parsed and bank_path is None:
         raise UserError("--set needs --bank (the concepts live in a concept bank)")

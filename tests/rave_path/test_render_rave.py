@@ -111,6 +111,11 @@ def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concep
             render_file(clip, tmp_path / "x.wav", tiny_rave_ts, bank_arg, sets, "sae", model=model, delay=delay)
         assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
+    own = tmp_path / "own.wav"  # --out naming --in: the recording was replaced by its render
+    sf.write(own, x, 44100)
+    with pytest.raises(UserError, match="it is --in"):
+        render_file(own, own, tiny_rave_ts, None, [], model=model, delay=delay)
+    assert np.array_equal(sf.read(own, dtype="float32")[0], x)
     # an input with no samples was written as a 0-second file, exit 0; one shorter than a model frame, without a word
     sf.write(tmp_path / "empty.wav", np.zeros(0, np.float32), 44100)
     with pytest.raises(UserError, match=r"empty\.wav: no samples"):
