@@ -84,6 +84,12 @@ def add_device(parser: argparse.ArgumentParser, what: str = "the model", flag: s
     )
 
 
+def add_threads(parser: argparse.ArgumentParser, default: int | None = 1, what: str = "torch CPU threads") -> None:
+    """The one `--threads` option: a positive integer (None: the command's own default, said in `what`)."""
+    help_text = what if default is None else f"{what} (default {default})"
+    parser.add_argument("--threads", type=positive_int, default=default, help=help_text)
+
+
 def add_edit_rows(parser: argparse.ArgumentParser) -> None:
     """`--edit-rows` of the MusicGen commands that steer (render, eval); realtime/musicgen/render.py says why."""
     parser.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, guidance_coef, positive_float, positive_int
+from training.cli.args import add_device, add_threads, guidance_coef, positive_float
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -33,7 +33,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
     add_device(p, "RAVE")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
+    add_threads(p, None, "torch CPU threads (default: torch's own, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_rave)
 
@@ -116,7 +116,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
     add_device(parser, "MusicGen")
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(parser)
     parser.set_defaults(func=run_musicgen)
 
 

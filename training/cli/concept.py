@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, positive_int
+from training.cli.args import add_device, add_threads
 from training.cli.quiet import output_console, progress_bar
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -67,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument("--strength", type=float, default=1.0, help="default strength (on, clamp) / gain (scale)")
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
-    f.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(f)
     f.set_defaults(func=run_find)
 
     ls = subparsers.add_parser("list", help="show the concept bank as a table")
@@ -246,7 +246,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
     add_device(parser, "MusicGen and the SAEs")
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(parser)
     parser.set_defaults(func=run_musicgen)
 
 

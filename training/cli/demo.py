@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, nonneg_int, positive_floats, positive_int
+from training.cli.args import add_device, add_threads, nonneg_int, positive_floats
 from training.cli.quiet import output_console
 from training.demo import DemoConfig
 
@@ -53,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="held-out-font clips per side and concept the judge renders (default 12; 0: all)",
     )
     add_device(p, "RAVE, SAE training, concept search, the judge's renders")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads (default 2)")
+    add_threads(p, 2)
     p.add_argument(
         "--musicgen",
         action="store_true",

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_edit_rows, nonneg_int, positive_float, positive_floats, positive_int
+from training.cli.args import (
+    add_device,
+    add_edit_rows,
+    add_threads,
+    nonneg_int,
+    positive_float,
+    positive_floats,
+)
 from training.cli.quiet import output_console
 
 
@@ -41,7 +48,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40)")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p)
     add_device(p, "the RAVE models")
     p.set_defaults(func=run_fidelity)
 
@@ -115,7 +122,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         "--steer-threshold", type=float, default=0.02, help="share of a concept a feature must carry (default 0.02)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p)
     add_device(p, "RAVE and the SAEs")
     p.set_defaults(func=run_hooks)
 
@@ -197,7 +204,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         "through the model, concept off, concept on) for the dashboard's concept pages (default 2; 0: none)",
     )
     add_device(p, "RAVE and the SAE")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p)
     p.set_defaults(func=run_steering)
 
 
@@ -265,7 +272,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p)
     p.set_defaults(func=run_musicgen)
 
 

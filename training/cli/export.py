@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import gate_levels, positive_float, positive_int
+from training.cli.args import add_threads, gate_levels, positive_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gate_db attribute)",
     )
     p.add_argument("--no-gate", action="store_true", help="start with the gate off (the file's gate attribute 0)")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p)
     p.set_defaults(func=run_nn)
 
 

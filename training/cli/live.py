@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from training.cli.args import add_device, nonneg_float, positive_float, positive_int
+from training.cli.args import add_device, add_threads, nonneg_float, positive_float, positive_int
 from training.cli.quiet import progress_bar
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
     )
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads on the model thread")
+    add_threads(p, what="torch threads on the model thread")
     p.add_argument("--mix", type=float, default=1.0, help="initial dry/wet mix in [0, 1]")
     p.add_argument("--bypass", action="store_true", help="start bypassed")
     p.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (default loopback only)")

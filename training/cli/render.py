@@ -7,6 +7,7 @@ import argparse
 from training.cli.args import (
     add_device,
     add_edit_rows,
+    add_threads,
     gate_levels,
     guidance_coef,
     nonneg_int,
@@ -60,7 +61,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-gate", action="store_true", help="on/clamp act on every frame, silence included")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
     add_device(p, "RAVE and the SAE")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(p)
     p.set_defaults(func=run_rave)
 
 
@@ -141,7 +142,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     add_edit_rows(parser)
     add_device(parser, "MusicGen and the SAEs")
-    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
+    add_threads(parser)
     parser.set_defaults(func=run_musicgen)
 
 

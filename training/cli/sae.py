@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from training.cli.args import add_device, fraction, nonneg_int, positive_float, positive_int
+from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int
 from training.cli.quiet import output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "inputs such as RAVE latents)",
     )
     p.add_argument("--shuffle-buffer", type=nonneg_int, default=1 << 18, help="rows shuffled together")
-    p.add_argument("--threads", type=positive_int, help="torch CPU threads")
+    add_threads(p, None, "torch CPU threads (default: torch's own, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
