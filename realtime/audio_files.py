@@ -1,4 +1,4 @@
-"""The one audio reader of the project: list audio folders, read files at a model's rate, one resampler.
+"""The one audio reader and writer: list audio folders, read files at a model's rate, one resampler, one writer.
 
 Policy, the same on every path (RAVE and MusicGen collection, concept finding, judges, renders, live, dashboard):
 
@@ -10,6 +10,8 @@ Policy, the same on every path (RAVE and MusicGen collection, concept finding, j
 Every reader resamples with `resample` (scipy's polyphase filter) and mixes channels by their mean. Suffixes
 are `AUDIO_EXTENSIONS` (what libsndfile reads). `realtime/` holds it because both `realtime/` (renders, the
 live engine's file mode) and `training/` read audio, and imports only point from training to realtime.
+
+`write_audio` is the one writer of the project (atomic, clipped to full scale, NaN/inf refused).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sae.atomic import atomic_write
 from sae.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
@@ -109,6 +112,29 @@ def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
             f"{what}: {int(bad.sum())} NaN/inf sample(s) in the model's output (the first at {first / sr:.2f} s); "
             "the model or SAE weights are broken (or overflowed), nothing written"
         )
+
+
+WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aiff": "AIFF", ".aif": "AIFF"}
+"""Suffix -> soundfile format of `write_audio` (the suffixes `sae.paths.check_audio_out` accepts)."""
+
+
+def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
+    """The one audio writer: float [frames] or [frames, channels], clipped to [-1, 1], written atomically as 16-bit
+    PCM (WAV, FLAC, AIFF) or Vorbis (OGG) by the suffix. NaN/inf is refused in one line (`check_finite`) and
+    nothing is written."""
+    import soundfile as sf
+
+    path = Path(path)
+    fmt = WRITE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UserError(f"{path}: suffix {path.suffix!r}; expected one of {', '.join(WRITE_FORMATS)}")
+    audio = np.asarray(audio, dtype=np.float32)
+    check_finite(audio, str(path), sr)
+    audio = np.clip(audio, -1.0, 1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the temporary file's name says nothing of the format, hence `format=`
+    atomic_write(path, lambda tmp: sf.write(tmp, audio, sr, format=fmt))
+    return path
 
 
 def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> np.ndarray | None:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from realtime.engine import Engine
-from sae.atomic import atomic_write
 from sae.errors import UserError
 
 JACK_HINT = (
@@ -114,19 +113,6 @@ def read_audio(path: Path, sr: int, channels: int) -> np.ndarray:
     from realtime.audio_files import read_audio as read_file
 
     return read_file(path, sr, channels, what="input")[0]
-
-
-def write_audio(path: Path, data: np.ndarray, sr: int) -> None:
-    """Write atomically (`sae.atomic`); the format follows the suffix; NaN/inf is refused (`check_finite`)."""
-    import soundfile as sf
-
-    from realtime.audio_files import check_finite
-
-    path = Path(path)
-    check_finite(data, str(path), sr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = path.suffix.lstrip(".").upper() or None  # the temporary file's name says nothing of the format
-    atomic_write(path, lambda tmp: sf.write(tmp, data, sr, format=fmt))
 
 
 def run_file(

@@ -289,8 +289,7 @@ def render_file(
     `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`); without `model`, the model is loaded on
     `device` (the SAE follows the model's device).
     """
-    from realtime.audio_files import read_audio, resample
-    from realtime.audio_io import write_audio
+    from realtime.audio_files import read_audio, resample, write_audio
     from realtime.rave import RaveModel
     from sae.paths import check_audio_out
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sae.errors import UserError
 
-AUDIO_OUT = (".wav", ".flac", ".ogg")
+AUDIO_OUT = (".wav", ".flac", ".ogg", ".aiff", ".aif")
 
 
 def _names(suffixes: Sequence[str]) -> str:
@@ -60,5 +60,5 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
 
 
 def check_audio_out(path: str | Path, what: str = "--out") -> Path:
-    """An output audio file: .wav, .flac or .ogg (what soundfile writes without extra codecs)."""
+    """An output audio file: `AUDIO_OUT` (what `realtime.audio_files.write_audio` writes)."""
     return check_output_file(path, AUDIO_OUT, what)

@@ -30,7 +30,6 @@ import torch
 from torch import Tensor
 
 from realtime.musicgen.base import Generation, LayerFn, MusicGenBackend
-from sae.atomic import atomic_write
 from sae.bank import Concept, ConceptBank
 from sae.errors import UserError
 from sae.steering import ConceptControl, EditState, apply_edit
@@ -241,23 +240,3 @@ def step_progress(mg: MusicGenBackend, on_step: Callable[[int], None]) -> Iterat
         yield
     finally:
         handle.remove()
-
-
-def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> Path:
-    """Write [C, N] audio atomically (soundfile; format from the suffix: wav, flac, ogg)."""
-    import soundfile as sf
-
-    from realtime.audio_files import check_finite
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fmt = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}.get(path.suffix.lower())
-    if fmt is None:
-        raise UserError(f"--out {path}: expected a .wav, .flac or .ogg file name")
-    data = wav.detach().float().cpu().numpy().T
-    check_finite(data, str(path), sample_rate)
-    data = data.clip(-1, 1)
-    atomic_write(
-        path, lambda tmp: sf.write(tmp, data, sample_rate, format=fmt, subtype="PCM_16" if fmt == "WAV" else None)
-    )
-    return path

@@ -17,7 +17,7 @@ def test_output_file_and_folder_checks(tmp_path):
     (tmp_path / "adir").mkdir()
     assert check_audio_out(tmp_path / "new" / "deeper" / "a.WAV").name == "a.WAV"
     cases = {
-        "x.xyz": "suffix '.xyz'; expected a file name ending in .wav, .flac or .ogg",
+        "x.xyz": "suffix '.xyz'; expected a file name ending in .wav, .flac, .ogg, .aiff or .aif",
         "noext": "no suffix",
         "adir": "is a folder",
         "new/": "is a folder",

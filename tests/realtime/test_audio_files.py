@@ -111,3 +111,26 @@ def test_no_other_reader_or_resampler(tmp_path):
     (tmp_path / "training" / "x.py").write_text("y = resample_poly(a, 2, 1)\nz, sr = sf.read(path)\n")
     (tmp_path / "training" / "ok.py").write_text("z, sr = sf.read(io.BytesIO(data))\n")
     assert _other_readers(tmp_path) == ["training/x.py:1", "training/x.py:2"]
+
+
+def test_the_one_writer_refuses_nan_clips_and_follows_the_suffix(tmp_path):
+    """NaN/inf is refused in one line and nothing is written (a writer would turn it into full-scale noise or
+    silence without a word); peaks are clipped, not wrapped round; the format follows the suffix."""
+    import soundfile as sf
+
+    from realtime.audio_files import write_audio
+
+    tone = 0.5 * np.sin(np.arange(16000, dtype=np.float32) / 5)
+    bad = tone.copy()
+    bad[8000:8010] = np.nan
+    with pytest.raises(UserError, match=r"live\.wav: 10 NaN/inf sample\(s\).*0\.50 s"):
+        write_audio(tmp_path / "live.wav", bad[:, None], 16000)
+    with pytest.raises(UserError, match=r"x\.mp4: suffix '\.mp4'; expected one of \.wav"):
+        write_audio(tmp_path / "x.mp4", tone, 16000)
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    for name, fmt in {"a.wav": "WAV", "b.FLAC": "FLAC", "c.ogg": "OGG", "d.aif": "AIFF"}.items():
+        write_audio(tmp_path / name, 3 * tone, 16000)
+        assert sf.info(str(tmp_path / name)).format == fmt
+    loud, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
+    assert loud.max() > 0.99 and loud.min() < -0.99
+    assert np.abs(loud - np.clip(3 * tone, -1, 1)).max() < 1e-4

@@ -91,7 +91,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", "4096", "--input", str(wav),
           "--output", out], "period 4096 with block 2048"),
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", str(tmp_path / "o.xyz")],
-         "unknown audio format '.xyz'"),
+         "o.xyz: suffix '.xyz'; expected a file name ending in .wav"),
         (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),
         (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
         (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),

@@ -118,19 +118,17 @@ def test_audio_banks_and_exports_are_written_by_it(tmp_path, monkeypatch):
     import numpy as np
     import soundfile as sf
 
-    from realtime.audio_io import write_audio
-    from realtime.musicgen.render import write_audio as write_generation
+    from realtime.audio_files import write_audio
     from sae.bank import ConceptBank
     from sae.export import export_torchscript
     from sae.model import SAEConfig, SparseAutoencoder
-    from training.rave.listen import _write_wav
 
     tone = 0.5 * np.sin(np.arange(800, dtype=np.float32) / 5)
     old = os.umask(0o022)
     try:
         write_audio(tmp_path / "live.flac", tone[:, None], 16000)
-        write_generation(tmp_path / "gen.ogg", torch.from_numpy(tone)[None], 16000)
-        _write_wav(tmp_path / "listen" / "on.wav", tone, 16000)
+        write_audio(tmp_path / "gen.ogg", tone[:, None], 16000)
+        write_audio(tmp_path / "listen" / "on.wav", tone, 16000)
         ConceptBank(tmp_path / "bank.yaml").save()
         export_torchscript(SparseAutoencoder(SAEConfig(d_in=4, d_sae=8, k=2)), tmp_path / "sae.ts")
     finally:

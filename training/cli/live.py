@@ -119,6 +119,7 @@ def list_devices() -> int:
 def _check_args(args: argparse.Namespace) -> None:
     """Everything that can be refused before any slow work."""
     from sae.errors import UserError
+    from sae.paths import check_audio_out
 
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output: give both (file mode) or neither (device mode)")
@@ -141,14 +142,7 @@ def _check_args(args: argparse.Namespace) -> None:
     if args.output is not None and args.output.exists() and args.output.samefile(args.input):
         raise UserError(f"output {args.output}: it is --input; write the processed file elsewhere")
     if args.output is not None:
-        import soundfile as sf
-
-        formats = sf.available_formats()
-        if args.output.suffix[1:].upper() not in formats:
-            raise UserError(
-                f"output {args.output}: unknown audio format {args.output.suffix or '(no suffix)'!r}; "
-                "expected .wav, .flac, .ogg, .aiff or another suffix soundfile writes"
-            )
+        check_audio_out(args.output, "--output")
     if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
         raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")
     if args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL the audio callback needs
@@ -255,7 +249,8 @@ def _preset_dir(args: argparse.Namespace) -> Path:
 def _run_file(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
     from rich.console import Console
 
-    from realtime.audio_io import read_audio, run_file, write_audio
+    from realtime.audio_files import write_audio
+    from realtime.audio_io import read_audio, run_file
     from realtime.live_view import status_line
     from sae.errors import UserError
 

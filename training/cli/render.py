@@ -129,7 +129,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         help="concept edit, repeatable (e.g. --set guitar=off --set piano=on:2@2-6)",
     )
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    parser.add_argument("--out", help="output audio file for --prompt (.wav/.flac/.ogg)")
+    parser.add_argument("--out", help="output audio file for --prompt (.wav, .flac, .ogg or .aiff)")
     parser.add_argument("--out-dir", help="output folder for --batch")
     parser.add_argument(
         "--plain",
@@ -156,6 +156,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
+    from realtime.audio_files import write_audio
     from realtime.musicgen import load_musicgen
     from realtime.musicgen.render import (
         BankSteering,
@@ -163,7 +164,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
         parse_set,
         render,
         step_progress,
-        write_audio,
     )
     from sae.bank import ConceptBank
     from sae.errors import UserError
@@ -234,7 +234,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             with step_progress(mg, on_step):
                 gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
             progress.update(task, completed=steps, audio=job.duration)
-            write_audio(out, gen.wav[0], mg.sample_rate)
+            write_audio(out, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
     where = jobs[0].out if len(jobs) == 1 else args.out_dir
     edits = sorted({s for job in jobs for s in job.sets})
     seconds = sum(job.duration for job, _, _ in renders)

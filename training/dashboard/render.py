@@ -57,14 +57,11 @@ def cut(y: np.ndarray, sr: int, center: float, seconds: float) -> Snippet:
 
 
 def write_wav(path: Path, snip: Snippet) -> None:
-    """PCM16 wav, written to a temp name and renamed."""
-    import soundfile as sf
+    """PCM16 wav, peaks above full scale brought to 0.9 (a listening snippet, not a measurement)."""
+    from realtime.audio_files import write_audio
 
-    tmp = path.with_name(f".{path.name}.tmp")
     peak = float(np.abs(snip.audio).max()) if snip.audio.size else 0.0
-    audio = snip.audio / peak * 0.9 if peak > 1.0 else snip.audio
-    sf.write(tmp, audio, snip.sr, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    write_audio(path, snip.audio / peak * 0.9 if peak > 1.0 else snip.audio, snip.sr)
 
 
 class SpectrogramPlotter:

@@ -44,7 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.atomic import atomic_write, atomic_write_text
+from realtime.audio_files import write_audio
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 # General MIDI programs (0-based) for each instrument name the manifest uses.
@@ -495,17 +496,11 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
 # ---------------------------------------------------------------- dataset
 
 
-def _write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
-    import soundfile as sf
-
-    atomic_write(path, lambda tmp: sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV"))
-
-
 def _make_one(args: tuple[int, DataConfig, Font, str, bool]) -> dict:
     index, cfg, font, clip_dir, held_out = args
     plan = plan_clip(index, cfg)
     name = f"clip_{index:05d}.wav"
-    _write_wav(Path(clip_dir) / name, render_clip(plan, cfg, font.path), cfg.sample_rate)
+    write_audio(Path(clip_dir) / name, render_clip(plan, cfg, font.path), cfg.sample_rate)
     split = HOLDOUT_SPLIT if held_out else split_of(index)
     row = {"file": f"clips/{name}", "index": index, "split": split, "font": font.name if plan.instruments else NO_FONT}
     row.update(plan.labels())

@@ -70,8 +70,9 @@ def _model(cfg: MusicGenDemoConfig, say: Callable[[str], None]) -> Path:
 
 
 def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+    from realtime.audio_files import write_audio
     from realtime.musicgen import load_musicgen
-    from realtime.musicgen.render import BankSteering, parse_set, render, write_audio
+    from realtime.musicgen.render import BankSteering, parse_set, render
     from sae.bank import ConceptBank
     from training.dashboard import DashboardConfig, build_dashboard
     from training.data.concept_clips import DataConfig, make_dataset
@@ -117,7 +118,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         for name, (prompt, edit) in files.items():
             steering = BankSteering(mg, bank, [parse_set(edit)], rows) if edit else None
             gen = render(mg, [prompt], seconds, cfg.seed, steering)
-            write_audio(out / "renders" / name, gen.wav[0], mg.sample_rate)
+            write_audio(out / "renders" / name, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
             done[name] = f"{prompt!r}" + (f", {edit} at layer {layer} ({rows} guidance rows)" if edit else "")
         return done
 

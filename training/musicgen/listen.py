@@ -15,16 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from sae.atomic import atomic_write, atomic_write_text
+from realtime.audio_files import write_audio
+from sae.atomic import atomic_write_text
 
 KINDS = ("plain", "off", "on")
-
-
-def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
-    import soundfile as sf
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, subtype="PCM_16", format="WAV"))
 
 
 def write_examples(
@@ -49,7 +43,7 @@ def write_examples(
     """
     root = Path(out) / "listen"
     for n, audio in enumerate(plain):
-        _write_wav(root / "plain" / f"{n:02d}.wav", audio, sample_rate)
+        write_audio(root / "plain" / f"{n:02d}.wav", audio, sample_rate)
     index: dict[str, Any] = {"sample_rate": sample_rate, "kinds": KINDS, "concepts": {}}
     for name, renders in edited.items():
         rows = []
@@ -57,7 +51,7 @@ def write_examples(
             files = {"plain": f"plain/{n:02d}.wav"}
             for kind in ("off", "on"):
                 files[kind] = f"{name}/{n:02d}_{kind}.wav"
-                _write_wav(root / files[kind], renders[kind][n], sample_rate)
+                write_audio(root / files[kind], renders[kind][n], sample_rate)
             rows.append(
                 {
                     "prompt": prompt,

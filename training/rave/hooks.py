@@ -346,7 +346,8 @@ def render_examples(
     (file names the dashboard's concept pages pick up). Files already there are kept."""
     import torch
 
-    from realtime.audio_io import read_audio, write_audio
+    from realtime.audio_files import write_audio
+    from realtime.audio_io import read_audio
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
     from training.data.concept_clips import CONCEPTS

@@ -12,23 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from sae.atomic import atomic_write, atomic_write_text
+from realtime.audio_files import write_audio
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 KINDS = ("original", "model", "off", "on")
 KIND_TITLES = {"original": "original", "model": "through the model", "off": "concept off", "on": "concept on"}
-
-
-def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
-    import soundfile as sf
-
-    from realtime.audio_files import check_finite
-
-    check_finite(audio, str(path), sr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: sf.write(tmp, np.clip(audio, -1.0, 1.0), sr, format="WAV", subtype="PCM_16"))
 
 
 def write_examples(
@@ -100,7 +89,7 @@ def write_examples(
             files = {}
             for kind in KINDS:
                 rel = f"{name}/{stem}_{kind}.wav"
-                _write_wav(root / rel, renders[kind], model.sr)
+                write_audio(root / rel, renders[kind], model.sr)
                 files[kind] = rel
             entries.append(
                 {
