@@ -215,3 +215,23 @@ def test_a_damaged_manifest_is_one_line(tmp_path):
             read_manifest(tmp_path)
     (tmp_path / "manifest.jsonl").write_text(good + "\n")
     assert read_manifest(tmp_path) == [row]
+
+
+def test_oracle_edits_take_the_first_renderable_clips_per_side_in_order():
+    """Both oracle reports (RAVE fidelity, MusicGen judge-shift) pick their ideal edits here: the first `per_side`
+    clips with and without the concept whose re-render exists, skipping the ones that have none, in clip order."""
+    from training.data.concept_clips import oracle_edits
+
+    has = [True, False, True, True, False, False, True, False]
+    renderable = {0, 1, 3, 5, 6, 7}  # 2 and 4: a solo of the concept, a font not installed
+    asked = []
+
+    def ideal(i: int):
+        asked.append(i)
+        return np.full(4, i, np.float32) if i in renderable else None
+
+    edits = oracle_edits(enumerate(has), 2, ideal)
+    assert list(edits) == [0, 1, 3, 5]
+    assert all((edits[i] == i).all() for i in edits)
+    assert asked == [0, 1, 2, 3, 4, 5]  # nothing rendered once both sides are full
+    assert list(oracle_edits(enumerate(has), 0, ideal)) == sorted(renderable)

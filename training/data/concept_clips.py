@@ -756,3 +756,21 @@ def oracle_clip(
     if font not in fonts:
         return None
     return render_clip(plan, cfg, fonts[font])
+
+
+def oracle_edits(
+    clips: Iterable[tuple[int, bool]], per_side: int, ideal: Callable[[int], np.ndarray | None]
+) -> dict[int, np.ndarray]:
+    """The ideal edits of a concept to judge: for `clips` (key, has the concept) in their order, `ideal(key)` of the
+    first `per_side` clips with and the first `per_side` without it (0: all) whose re-render exists (`oracle_clip`
+    is None for a solo of the concept or a font not installed). Keys in clip order."""
+    taken = {True: 0, False: 0}
+    out: dict[int, np.ndarray] = {}
+    for key, has in clips:
+        if per_side and taken[has] >= per_side:
+            continue
+        audio = ideal(key)
+        if audio is not None:
+            out[key] = audio
+            taken[has] += 1
+    return out

@@ -104,7 +104,7 @@ def judge_shift_result(
     from realtime.musicgen import load_musicgen
     from sae.errors import UserError
     from training.data.audio import AudioNotes, read_mono
-    from training.data.concept_clips import CONCEPTS, data_config, oracle_clip, read_manifest
+    from training.data.concept_clips import CONCEPTS, data_config, oracle_clip, oracle_edits, read_manifest
     from training.judge import judge_shift, oracle_shift
     from training.musicgen.adherence import fit_judge
 
@@ -119,34 +119,33 @@ def judge_shift_result(
     sr = load_musicgen(model).sample_rate
     notes = AudioNotes()
     judge, n_train = fit_judge(judge_data, sr, concepts, notes)
-    clips, rows = [], []
-    ideal: dict[int, np.ndarray] = {}  # clip position -> its ideal edit, at most `oracle` per side, in clip order
-    taken = {True: 0, False: 0}
+    clips, rows, folders = [], [], []
     for folder in clip_data:
-        if oracle:
-            data_cfg, fonts, held = data_config(Path(folder))
         for row in read_manifest(Path(folder)):
             if row["split"] == "train" or split not in ("all", row["split"]):
                 continue
             a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048)
-            if a is None:
-                continue
-            clips.append(a)
-            rows.append(row)
-            has = CONCEPTS[concept](row)
-            if oracle and taken[has] < oracle:
-                b = oracle_clip(row, data_cfg, fonts, concept, held)
-                if b is not None:
-                    ideal[len(clips) - 1] = resample(b, data_cfg.sample_rate, sr)
-                    taken[has] += 1
+            if a is not None:
+                clips.append(a)
+                rows.append(row)
+                folders.append(folder)
     if not rows:
         raise UserError(f"clips {', '.join(map(str, clip_data))}: no readable {split} clips outside the train split")
+    setups = {folder: data_config(Path(folder)) for folder in clip_data} if oracle else {}
+
+    def ideal_at(pos: int) -> np.ndarray | None:
+        data_cfg, fonts, held = setups[folders[pos]]
+        b = oracle_clip(rows[pos], data_cfg, fonts, concept, held)
+        return None if b is None else resample(b, data_cfg.sample_rate, sr)
+
+    has = [CONCEPTS[concept](row) for row in rows]
+    ideal = oracle_edits(enumerate(has), oracle, ideal_at) if oracle else {}  # clip position -> its ideal edit
     hits = judge.detect(clips)
     extra: dict = {}
     if ideal:
         at = np.array(list(ideal))
         before = {c: h[at] for c, h in hits.items()}
-        had = np.array([CONCEPTS[concept](rows[i]) for i in at])
+        had = np.array([has[i] for i in at])
         extra["oracle"] = oracle_shift(before, judge.detect(list(ideal.values())), had, concept)
         extra["oracle"]["clips"] = {"with": int(had.sum()), "without": int((~had).sum())}
     return {

@@ -163,7 +163,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
 
 def _oracle_plan(cfg: FidelityConfig, rows, sets, labels, say) -> dict[str, Any]:
     """The ideal edits to render: per oracle concept and set, up to `oracle_clips` clips with and without it."""
-    from training.data.concept_clips import ORACLE_PARTS, data_config, oracle_clip
+    from training.data.concept_clips import ORACLE_PARTS, data_config, oracle_clip, oracle_edits
 
     plan: dict[str, Any] = {"ids": {}, "audio": {}}
     if not cfg.oracle:
@@ -175,17 +175,13 @@ def _oracle_plan(cfg: FidelityConfig, rows, sets, labels, say) -> dict[str, Any]
     for c in cfg.oracle:
         audio: dict[int, tuple[np.ndarray, int]] = {}
         for label, idx in sets.items():
-            chosen = []
-            for want in (True, False):
-                side = [i for i in idx if labels[c][i] == want]
-                for i in side:
-                    if cfg.oracle_clips and sum(labels[c][j] == want for j in chosen) >= cfg.oracle_clips:
-                        break
-                    a = oracle_clip(rows[i], data_cfg, fonts, c, held)
-                    if a is not None:
-                        audio[i] = (a, data_cfg.sample_rate)
-                        chosen.append(i)
-            plan["ids"][c, label] = chosen
+            edits = oracle_edits(
+                ((i, labels[c][i]) for i in idx),
+                cfg.oracle_clips,
+                lambda i, c=c: oracle_clip(rows[i], data_cfg, fonts, c, held),
+            )
+            audio |= {i: (a, data_cfg.sample_rate) for i, a in edits.items()}
+            plan["ids"][c, label] = list(edits)
         say(f"oracle {c}: {len(audio)} clips re-rendered with it switched")
         plan["audio"][c] = audio
     return plan
