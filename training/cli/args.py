@@ -90,6 +90,17 @@ def add_threads(parser: argparse.ArgumentParser, default: int | None = 1, what: 
     parser.add_argument("--threads", type=positive_int, default=default, help=help_text)
 
 
+def add_musicgen_model(parser: argparse.ArgumentParser) -> None:
+    """`--model` and `--backend` of every command that loads a MusicGen (`realtime.musicgen.load_musicgen`)."""
+    parser.add_argument("--model", required=True, help="MusicGen hub id (facebook/musicgen-small) or local folder")
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "audiocraft", "transformers"],
+        help="implementation (default: from the folder's files; hub ids use audiocraft)",
+    )
+
+
 def add_edit_rows(parser: argparse.ArgumentParser) -> None:
     """`--edit-rows` of the MusicGen commands that steer (render, eval); realtime/musicgen/render.py says why."""
     parser.add_argument(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_threads, guidance_coef, positive_float
+from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -94,13 +94,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "generate and record. From audio: encode with the model's codec and run the LM teacher-forced (much "
         "faster). Re-running the same command resumes: complete sources are skipped.",
     )
-    parser.add_argument("--model", required=True, help="hub id (facebook/musicgen-small) or local folder")
-    parser.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "audiocraft", "transformers"],
-        help="implementation (default: from the folder's files; hub ids use audiocraft)",
-    )
+    add_musicgen_model(parser)
     parser.add_argument("--layers", default="all", help="'all' or comma-separated layer indices (default all)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")

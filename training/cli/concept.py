@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_threads
+from training.cli.args import add_device, add_musicgen_model, add_threads
 from training.cli.quiet import output_console, progress_bar
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -228,8 +228,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "SAE probe and of two raw-activation baselines, per layer. With --bank, store each concept from its best "
         "layer (or --layer) with the model and layer it belongs to.",
     )
-    parser.add_argument("--model", required=True, help="hub id or local MusicGen folder")
-    parser.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"])
+    add_musicgen_model(parser)
     parser.add_argument("--saes", required=True, help="folder of SAEs, one <layer name>/ each (musicsae sae train)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--concepts", help="folder of <concept>/with|without folders")

@@ -8,6 +8,7 @@ import argparse
 from training.cli.args import (
     add_device,
     add_edit_rows,
+    add_musicgen_model,
     add_threads,
     nonneg_int,
     positive_float,
@@ -260,8 +261,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "the judge's detection and the drift of the other concepts. Writes OUT/judge.json and OUT/judge.png.",
     )
     p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
-    p.add_argument("--model", required=True, help="MusicGen hub id or folder")
-    p.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"])
+    add_musicgen_model(p)
     p.add_argument("--bank", required=True, help="concept bank YAML (MusicGen concepts of this model)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--prompts", help="prompt file (.txt/.csv/.yaml; default: two mixed-instrument prompts)")

@@ -7,6 +7,7 @@ import argparse
 from training.cli.args import (
     add_device,
     add_edit_rows,
+    add_musicgen_model,
     add_threads,
     gate_levels,
     guidance_coef,
@@ -113,8 +114,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "kept). --set NAME=MODE[@START-STOP], MODE one of off, on, on:S, clamp:S, scale:G, none; START/STOP in "
         "seconds.",
     )
-    parser.add_argument("--model", required=True, help="hub id (facebook/musicgen-small) or local folder")
-    parser.add_argument("--backend", default="auto", choices=["auto", "audiocraft", "transformers"])
+    add_musicgen_model(parser)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="text prompt")
     what.add_argument("--batch", help="YAML list / CSV of jobs: prompt, and optional name, seed, duration, set")
