@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+import training  # noqa: F401  (first: it shortens OpenMP's spin wait before torch loads, as in every musicsae program)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
