@@ -53,3 +53,18 @@ def test_voice_score_separates_speech_from_instruments(dash_inputs):
         (voice if r["voice"] != "none" else other).append(analyse(y, sr).voice_score)
     assert voice and other
     assert np.mean(voice) > np.mean(other) + 0.2, (voice, other)
+
+
+def test_the_site_reads_each_audio_file_once(tmp_path, monkeypatch):
+    """Top clips of many features share files: the dashboard's reader decodes a file once (cached), mono."""
+    from training.dashboard import render
+
+    path = tmp_path / "a.wav"
+    sf.write(path, np.stack([np.ones(100), -np.ones(100)], axis=1) * 0.5, SR)
+    calls = []
+    real = render.read_file
+    monkeypatch.setattr(render, "read_file", lambda p: calls.append(p) or real(p))
+    render.read_audio.cache_clear()
+    for _ in range(3):
+        y, sr = render.read_audio(str(path))
+    assert calls == [str(path)] and sr == SR and np.abs(y).max() < 1e-6

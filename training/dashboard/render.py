@@ -19,13 +19,13 @@ from realtime.audio_files import resample
 SNIPPET_SR = 22050
 
 
-@lru_cache(maxsize=8)
 def site_name(name: str) -> str:
     """`name` as a file name of the site that a URL carries as is: runs of anything but letters, digits, '.', '-'
     and '_' become '_' (a '#' or '?' in a src cuts the URL there)."""
     return re.sub(r"[^\w.-]+", "_", name)
 
 
+@lru_cache(maxsize=8)
 def read_audio(path: str) -> tuple[np.ndarray, int]:
     """Mono float32 audio of a file at its own rate (the project's reader; cached: top clips share files)."""
     data, sr = read_file(path)
