@@ -94,6 +94,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
          "o.xyz: suffix '.xyz'; expected a file name ending in .wav"),
         (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),
         (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
+        (["--model", str(tiny_rave_ts), "--no-osc", "--reply-port", "9001"], "--reply-port: applies with OSC on"),
         (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),
         # options of the other mode were accepted and ignored
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--duration", "2"],

@@ -131,6 +131,8 @@ def _check_args(args: argparse.Namespace) -> None:
     ):
         if given and file_mode != (mode == "file mode"):
             raise UserError(f"{flag}: applies to {mode} only" + (" (--input/--output)" if mode == "file mode" else ""))
+    if args.no_osc and args.reply_port is not None:
+        raise UserError("--reply-port: applies with OSC on; drop --no-osc or --reply-port")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
     if args.input is not None and not args.input.is_file():
