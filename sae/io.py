@@ -308,4 +308,8 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
             if float(th[0]) < 0:
                 raise UserError(f"{wfile}: threshold {float(th[0]):g}: expected >= 0")
             sae.threshold.fill_(float(th[0]))
-    return sae.to(device).eval()
+    try:
+        return sae.to(device).eval()
+    except (RuntimeError, AssertionError) as exc:  # a CPU build of torch asserts; a bad ordinal is a RuntimeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: cannot load the SAE on device {str(device)!r}: {first}") from None

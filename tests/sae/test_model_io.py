@@ -244,3 +244,13 @@ def test_every_reader_of_cfg_json_gets_the_one_line_refusal(tmp_path):
     for key in ("metadata", "musicsae"):
         with pytest.raises(UserError, match=f"{key} is str: expected an object"):
             read_sae_cfg(_edited(tmp_path, key, cfg_edit=lambda c, k=key: c.update({k: "x"})))
+
+
+def test_a_device_torch_cannot_use_is_one_line(tmp_path):
+    """`load_sae(device=...)` called directly (the CLI checks its --device first): a CPU build asked for CUDA, or a
+    GPU that is not there, is one line naming the folder and the device, not torch's assertion."""
+    save_sae(SparseAutoencoder(SAEConfig(d_in=4, d_sae=8, k=2)), tmp_path / "sae")
+    with pytest.raises(UserError, match=r"sae: cannot load the SAE on device 'cuda:99': .+") as err:
+        load_sae(tmp_path / "sae", device="cuda:99")
+    assert "\n" not in str(err.value)
+    assert load_sae(tmp_path / "sae", device="cpu").W_dec.device.type == "cpu"
