@@ -61,6 +61,27 @@ def _locked(hook_dir: Path) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str, Any]) -> None:
+    """Record in store.json `collect.<kind>` what a kind of rows ("prompts", "audio", "rave") is collected with;
+    a store whose rows of that kind were made with others is refused in one line naming what differs (rows of two
+    runs would mix, and the sources already stored would be skipped as complete)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / STORE_JSON
+    with _locked(root):
+        info = read_json_object(path, "store.json") if path.exists() else {}
+        old = (info.get("collect") or {}).get(kind)
+        if old is None:
+            info["collect"] = {**(info.get("collect") or {}), kind: settings}
+            atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
+        elif old != settings:
+            what = "; ".join(f"{k}: {old.get(k)!r} stored, {v!r} now" for k, v in settings.items() if old.get(k) != v)
+            raise UserError(
+                f"store {root}: its {kind} rows were collected with other settings ({what}); collect with the same, "
+                "or into another --out"
+            )
+
+
 def _check_hook_name(hook: str) -> None:
     if not hook or hook.startswith(".") or "/" in hook or "\\" in hook:
         raise UserError(f"hook name {hook!r}: expected a non-empty name without '/' or a leading '.'")

@@ -74,6 +74,18 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
     lines = said.out.splitlines() + said.err.splitlines()
     assert "4 already complete" in said.err and lines and "" not in lines, said
     assert torch.equal(_rows(tmp_path / "a"), a)
+    # another folder whose files have the same names: they would be taken as complete and never read
+    other = tmp_path / "other"
+    other.mkdir()
+    for f in audio.iterdir():
+        x, sr = sf.read(f, dtype="float32")
+        sf.write(other / f.name, x[::-1], sr)
+    argv[argv.index(str(audio))] = str(other)
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "its rave rows were collected with other settings (audio: " in err and err.count("\n") == 1, err
+    assert f"{str(audio)!r} stored, {str(other)!r} now" in err
+    assert torch.equal(_rows(tmp_path / "a"), a)
     # an SAE trained on the store records which model (by sha256) its activations came from
     assert (
         main(

@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
 
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
-from sae.atomic import atomic_write_text
 from sae.errors import UserError
-from sae.jsonfile import read_json_object
-from sae.store import ActivationWriter
+from sae.store import ActivationWriter, same_collect_settings
 
 
 @dataclass
@@ -129,22 +125,6 @@ class Collector:
             for i, hook in self.hooks.items()
         }
 
-    def _same_settings(self, kind: str, settings: dict[str, Any]) -> None:
-        """Record the settings this kind of source ("prompts", "audio") is collected with in store.json `collect`;
-        a store whose rows of that kind were made with others is refused, naming what differs."""
-        path = Path(self.cfg.out) / "store.json"  # the writers made it
-        info = read_json_object(path, "store.json")
-        old = (info.get("collect") or {}).get(kind)
-        if old is None:
-            info["collect"] = {**(info.get("collect") or {}), kind: settings}
-            atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
-        elif old != settings:
-            what = "; ".join(f"{k}: {old.get(k)!r} stored, {v!r} now" for k, v in settings.items() if old.get(k) != v)
-            raise UserError(
-                f"store {self.cfg.out}: its {kind} were collected with other settings ({what}); collect with the "
-                "same, or into another --out"
-            )
-
     def done(self) -> set[str]:
         """Sources complete in every layer (skipped on resume)."""
         sets = [w.complete_sources for w in self.writers.values()]
@@ -170,8 +150,10 @@ class Collector:
     def from_prompts(self, prompts: list[str], progress: Callable[[int, int], None] | None = None) -> int:
         """Generate each prompt and store its conditional rows; returns frames stored per layer."""
         c = self.cfg
-        self._same_settings(
-            "prompts", {"duration": c.duration, "seed": c.seed, "batch_size": c.batch_size, "cfg_coef": c.cfg_coef}
+        same_collect_settings(
+            self.cfg.out,
+            "prompts",
+            {"duration": c.duration, "seed": c.seed, "batch_size": c.batch_size, "cfg_coef": c.cfg_coef},
         )
         sources = prompt_sources(prompts)
         done = frozenset(self.done())
@@ -216,7 +198,7 @@ class Collector:
         """Teacher-force the LM over each file's codes; returns frames stored per layer (skipped files: `notes`)."""
         root = Path(root)
         files = list_audio(root, "--audio folder")
-        self._same_settings("audio", {"chunk": self.cfg.chunk, "description": self.cfg.description})
+        same_collect_settings(self.cfg.out, "audio", {"chunk": self.cfg.chunk, "description": self.cfg.description})
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []
         last_source = None

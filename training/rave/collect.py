@@ -125,13 +125,15 @@ def activations_of(
 def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
     """Collect every hook of `cfg.layers` for this rank's share of the audio files; returns what happened."""
     from realtime.rave import RaveModel
-    from sae.store import ActivationWriter
+    from sae.store import ActivationWriter, same_collect_settings
 
     t0 = time.perf_counter()
     model = RaveModel.load(cfg.model, cfg.device)
     hooks = resolve_layers(model, cfg.layers)
     root = Path(cfg.audio)
     files = list_audio(root)
+    # sources are named relative to the folder: another folder's files of the same names would be taken as done
+    same_collect_settings(cfg.out, "rave", {"audio": str(root.resolve())})
     mine, rank, world = split_by_rank(files)
     chunk = max(1, round(cfg.chunk_seconds * model.sr / model.ratio)) * model.ratio
     streams = make_streams(model, hooks)
