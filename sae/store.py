@@ -40,7 +40,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from sae.atomic import atomic_write_text, temp_beside
-from sae.errors import UserError
+from sae.errors import UserError, differences
 from sae.jsonfile import read_json_object
 
 KEY = "activations"
@@ -75,9 +75,9 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
             info["collect"] = {**(info.get("collect") or {}), kind: settings}
             atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
         elif old != settings:
-            what = "; ".join(f"{k}: {old.get(k)!r} stored, {v!r} now" for k, v in settings.items() if old.get(k) != v)
             raise UserError(
-                f"store {root}: its {kind} rows were collected with other settings ({what}); collect with the same, "
+                f"store {root}: its {kind} rows were collected with other settings "
+                f"({differences(old, settings, 'stored')}); collect with the same, "
                 "or into another --out"
             )
 

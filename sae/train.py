@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers
-from sae.errors import UserError
+from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.metrics import batch_fvu, evaluate
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
@@ -236,26 +236,21 @@ def _data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
     return {"hook": hook, "dim": store.dim(hook), "rows": store.rows(hook), "model": model, "digest": h.hexdigest()}
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> str:
-    """'key: A in the checkpoint, B now; ...' for every key whose value differs."""
-    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-    return "; ".join(f"{k}: {old.get(k)!r} in the checkpoint, {new.get(k)!r} now" for k in keys)
-
-
 def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data: dict[str, Any], world: int) -> None:
     """Refuse a checkpoint written for other activations or other settings, naming what differs."""
     old = state.get("data")
     if old is not None and old != data:
         shape = {k: v for k, v in old.items() if k != "digest"}
-        what = _differences(shape, {k: v for k, v in data.items() if k != "digest"})
+        what = differences(shape, {k: v for k, v in data.items() if k != "digest"}, "in the checkpoint")
         raise UserError(
             f"{ckpt_path}: trained on other activations: {what or 'the same hook, width and rows, other contents'}; "
             "resume with the store it was trained on, or train into another --out"
         )
     same = {"checkpoint_every", "log_every"}  # how often it saves and logs: the run ends the same
-    settings = _differences(
+    settings = differences(
         {**{k: v for k, v in state["train_config"].items() if k not in same}, "world_size": state["world_size"]},
         {**{k: v for k, v in asdict(cfg).items() if k not in same}, "world_size": world},
+        "in the checkpoint",
     )
     if settings:
         raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")
