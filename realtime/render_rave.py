@@ -291,12 +291,11 @@ def render_file(
     """
     from realtime.audio_files import read_audio, resample, write_audio
     from realtime.rave import RaveModel
-    from sae.paths import check_audio_out
+    from sae.paths import check_audio_out, check_not_source
 
     t0 = time.perf_counter()
     check_audio_out(out_path)
-    if Path(out_path).exists() and Path(in_path).exists() and Path(out_path).samefile(in_path):
-        raise UserError(f"--out {out_path}: it is --in; write the render elsewhere")
+    check_not_source(out_path, in_path, "--out", "--in", "write the render elsewhere")
     parsed = parse_sets(sets)
     if parsed and bank_path is None:
         raise UserError("--set needs --bank (the concepts live in a concept bank)")

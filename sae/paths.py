@@ -59,6 +59,14 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     return path
 
 
+def check_not_source(path: str | Path, source: str | Path, what: str, source_flag: str, hint: str) -> None:
+    """An output that is one of the command's inputs (the same file under any name) is refused: writing it would
+    destroy the input. `what` names the output flag, `source_flag` the input's, `hint` what to do instead."""
+    path, source = Path(path), Path(source)
+    if path.exists() and source.exists() and path.samefile(source):
+        raise UserError(f"{what} {path}: it is {source_flag}; {hint}")
+
+
 def check_audio_out(path: str | Path, what: str = "--out") -> Path:
     """An output audio file: `AUDIO_OUT` (what `realtime.audio_files.write_audio` writes)."""
     return check_output_file(path, AUDIO_OUT, what)

@@ -119,7 +119,7 @@ def list_devices() -> int:
 def _check_args(args: argparse.Namespace) -> None:
     """Everything that can be refused before any slow work."""
     from sae.errors import UserError
-    from sae.paths import check_audio_out
+    from sae.paths import check_audio_out, check_not_source
 
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output: give both (file mode) or neither (device mode)")
@@ -141,9 +141,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--preset {args.preset}: no such file")
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
         raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
-    if args.output is not None and args.output.exists() and args.output.samefile(args.input):
-        raise UserError(f"output {args.output}: it is --input; write the processed file elsewhere")
     if args.output is not None:
+        check_not_source(args.output, args.input, "output", "--input", "write the processed file elsewhere")
         check_audio_out(args.output, "--output")
     if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
         raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")

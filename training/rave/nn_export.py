@@ -256,11 +256,10 @@ def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str,
 def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExportReport:
     """Build, script and save the nn~ model of `cfg`."""
     t0 = time.perf_counter()
-    from sae.paths import check_output_file
+    from sae.paths import check_not_source, check_output_file
 
     out = check_output_file(cfg.out, (".ts",))  # nn~ looks for NAME.ts
-    if out.exists() and Path(cfg.model).exists() and out.samefile(cfg.model):
-        raise UserError(f"--out {out}: it is --model; the export would replace the RAVE model it is made from")
+    check_not_source(out, cfg.model, "--out", "--model", "the export would replace the RAVE model it is made from")
     module, metadata = build_module(cfg, say)
     scripted = script_module(module)
     save_atomic(scripted, out, metadata)
