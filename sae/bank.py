@@ -309,11 +309,16 @@ def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None
     return float(value)
 
 
+def check_concept_name(name: str, what: str = "concept name") -> None:
+    """A concept name (a bank key, an OSC address part, an nn~ attribute): `NAME_RE`, or one line naming it."""
+    if not NAME_RE.match(name):
+        raise UserError(f"{what} {name!r}: expected ASCII letters, digits, '_', '-' or '.'")
+
+
 def validate_concept(name: str, spec: Any, where: str) -> Concept:
     """Check one concept mapping and build the `Concept` (one-line `UserError` naming the bad field)."""
+    check_concept_name(name, f"{where}: concept name")
     at = f"{where}: concept {name!r}"
-    if not NAME_RE.match(name):
-        raise UserError(f"{at}: name must be ASCII letters, digits, '_', '-' or '.'")
     if not isinstance(spec, dict):
         raise UserError(f"{at}: expected a mapping with {', '.join(CONCEPT_KEYS)}")
     extra = sorted(set(spec) - set(CONCEPT_KEYS))

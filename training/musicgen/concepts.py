@@ -180,11 +180,10 @@ def find_musicgen_concept(
     atomically at the end, and only if the probe succeeded.
     """
     from realtime.musicgen import load_musicgen
-    from sae.bank import NAME_RE, ConceptBank
+    from sae.bank import ConceptBank, check_concept_name
     from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
 
-    if not NAME_RE.match(name):
-        raise UserError(f"concept name {name!r}: expected ASCII letters, digits, _ - .")
+    check_concept_name(name)
     with_files, without_files = example_files(with_dir, without_dir, min_examples)
     bank = ConceptBank.load(bank_path, missing_ok=True)
     if not replace and name in bank:

@@ -31,7 +31,7 @@ import torch
 
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.rave import check_sae_for_model, sae_hook
-from sae.bank import NAME_RE, Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES, check_examples
 from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
@@ -188,8 +188,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     from training.rave.collect import LATENT, make_streams
 
     t0 = time.perf_counter()
-    if not NAME_RE.match(cfg.name):
-        raise UserError(f"concept name {cfg.name!r}: expected ASCII letters, digits, '_', '-' or '.'")
+    check_concept_name(cfg.name)
     if cfg.groups not in GROUP_RULES:
         raise UserError(f"--groups {cfg.groups}: expected one of {', '.join(GROUP_RULES)}")
     if cfg.permutations < 0:
