@@ -25,6 +25,7 @@ import numpy as np
 
 from sae.atomic import atomic_write
 from sae.errors import UserError
+from sae.paths import AUDIO_OUT
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
@@ -114,8 +115,8 @@ def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
         )
 
 
-WRITE_FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".aiff": "AIFF", ".aif": "AIFF"}
-"""Suffix -> soundfile format of `write_audio` (the suffixes `sae.paths.check_audio_out` accepts)."""
+WRITE_FORMATS = {suffix: "AIFF" if suffix == ".aif" else suffix[1:].upper() for suffix in AUDIO_OUT}
+"""Suffix -> soundfile format of `write_audio`, for the suffixes `sae.paths.check_audio_out` accepts."""
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
