@@ -134,3 +134,5 @@ def test_the_one_writer_refuses_nan_clips_and_follows_the_suffix(tmp_path):
     loud, _ = sf.read(str(tmp_path / "a.wav"), dtype="float32")
     assert loud.max() > 0.99 and loud.min() < -0.99
     assert np.abs(loud - np.clip(3 * tone, -1, 1)).max() < 1e-4
+    vorbis, _ = sf.read(str(tmp_path / "c.ogg"), dtype="float32")  # a float codec: only the writer's clip bounds it
+    assert np.abs(vorbis).max() < 1.1
