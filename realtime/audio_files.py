@@ -49,16 +49,28 @@ class AudioNotes:
 
 
 def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path]:
-    """Audio files under `root` (recursive, sorted, symlinks followed); UserError when there are none."""
+    """Audio files under `root` (recursive, sorted; linked folders searched once, even in a loop; hidden entries
+    such as macOS's `._x.wav` twins and `.Trashes` left out; a broken link is listed, for its note); UserError when
+    there are none."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{what} {root}: no such folder")
     if root.is_file():
         return [root]
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+    files, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders.clear()
+            continue
+        seen.add(real)
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        files += [
+            Path(folder) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS
+        ]
     if not files:
         raise UserError(f"{what} {root}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
-    return files
+    return sorted(files)
 
 
 def resample(audio: np.ndarray, sr: int, target: int, axis: int = 0) -> np.ndarray:
@@ -75,6 +87,15 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     """[frames, channels] float32 and the file's rate, or the reason the file cannot be used."""
     import soundfile as sf
 
+    try:  # the OS names a missing file, a folder or a permission problem; libsndfile says "System error"
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        if isinstance(exc, IsADirectoryError):
+            return "a folder, not an audio file"
+        if isinstance(exc, FileNotFoundError):
+            return "no such file (a broken link)" if Path(path).is_symlink() else "no such file"
+        return (exc.strerror or type(exc).__name__).lower()
     try:
         data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError

@@ -136,3 +136,36 @@ def test_the_one_writer_refuses_nan_clips_and_follows_the_suffix(tmp_path):
     assert np.abs(loud - np.clip(3 * tone, -1, 1)).max() < 1e-4
     vorbis, _ = sf.read(str(tmp_path / "c.ogg"), dtype="float32")  # a float codec: only the writer's clip bounds it
     assert np.abs(vorbis).max() < 1.1
+
+
+def test_folders_as_users_have_them(tmp_path):
+    """macOS copies (`._x.wav` AppleDouble twins, `.Trashes`), symlinked subfolders (once, even in a loop) and
+    broken links: hidden entries are not audio, a linked folder is searched, a broken link is skipped with a note."""
+    import os
+
+    tone = 0.1 * np.sin(np.arange(4410, dtype=np.float32) / 3)
+    root, elsewhere = tmp_path / "clips", tmp_path / "elsewhere"
+    (root / "sub").mkdir(parents=True)
+    elsewhere.mkdir()
+    sf.write(root / "sub" / "a.wav", tone, 44100)
+    sf.write(elsewhere / "b.wav", tone, 44100)
+    (root / "sub" / "._a.wav").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        " + bytes(60))
+    (root / ".Trashes" / "501").mkdir(parents=True)
+    sf.write(root / ".Trashes" / "501" / "deleted.wav", tone, 44100)
+    os.symlink(elsewhere, root / "linked")
+    os.symlink(root, root / "sub" / "loop")  # a link back up: searched once, not forever
+    os.symlink(tmp_path / "gone.wav", root / "dangling.wav")
+    (root / "folder.wav").mkdir()
+    names = [p.relative_to(root).as_posix() for p in list_audio(root)]
+    assert names == ["dangling.wav", "linked/b.wav", "sub/a.wav"]
+    notes = AudioNotes()
+    assert read_mono(root / "dangling.wav", 44100, notes) is None
+    assert notes.skipped == [(str(root / "dangling.wav"), "no such file (a broken link)")]
+
+
+def test_a_named_file_that_is_not_there_says_so(tmp_path):
+    """A typo in --in / --input, a folder or a broken link is named as such, not as libsndfile's 'System error'."""
+    (tmp_path / "dir.wav").mkdir()
+    for name, needle in (("typo.wav", "no such file"), ("dir.wav", "a folder, not an audio file")):
+        with pytest.raises(UserError, match=f"input {tmp_path / name}: {needle}$"):
+            read_audio(tmp_path / name, 44100, 1, what="input")
