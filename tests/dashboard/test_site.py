@@ -292,8 +292,9 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
 
 
 def test_odd_source_names_play_and_someone_elses_site_is_kept(copy_inputs, tmp_path, capsys):
-    """Audio files named with '#', '?', '&', spaces or CJK: every page's links reach a file (a raw '#' or '?' in a
-    src cut the URL: a silent player), and matplotlib's missing-glyph warnings stay out of the output. A folder with
+    """Audio files named with '#', '?', '&', '$', spaces or CJK: every page's links reach a file (a raw '#' or '?' in
+    a src cut the URL: a silent player), a '$_$' in a spectrogram's title is text, not TeX (matplotlib's mathtext
+    stopped the build with a traceback), and matplotlib's missing-glyph warnings stay out of the output. A folder with
     someone else's index.html is no dashboard: refused, not replaced."""
     import urllib.parse
     import warnings
@@ -303,7 +304,7 @@ def test_odd_source_names_play_and_someone_elses_site_is_kept(copy_inputs, tmp_p
 
     clips = []
     for i, clip in enumerate(sorted(copy_inputs.audio_root.glob("*.wav"))):
-        clips.append(clip.rename(clip.with_name(f"ギター #{i}? a&b'.wav")))
+        clips.append(clip.rename(clip.with_name(f"ギター #{i}? a&b' $_$.wav")))
     write_logmel_store(clips, copy_inputs.audio_root, tmp_path / "odd_store")
     out = tmp_path / "site"
     with warnings.catch_warnings(record=True) as caught:

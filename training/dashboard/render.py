@@ -85,7 +85,7 @@ class SpectrogramPlotter:
         ax.set_ylabel("kHz", fontsize=7)
         ax.set_xlabel("seconds into clip", fontsize=7)
         ax.tick_params(labelsize=6)
-        self.title = ax.set_title("", fontsize=7, loc="left")
+        self.title = ax.set_title("", fontsize=7, loc="left", parse_math=False)  # a file name is text, not TeX
         ax2 = self.ax2 = ax.twinx()
         (self.line,) = ax2.plot([], [], color="#3fd0ff", lw=1.4, drawstyle="steps-post")
         ax2.tick_params(labelsize=6, colors="#1a7fa0")
