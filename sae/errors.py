@@ -10,7 +10,24 @@ class UserError(Exception):
     """Bad input or an impossible request: the message names the thing and what was expected."""
 
 
+_ABSENT = object()
+
+
+def _leaves(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        out.update(_leaves(v, key) if isinstance(v, Mapping) and v else {key: v})
+    return out
+
+
 def differences(old: Mapping[str, Any], new: Mapping[str, Any], was: str) -> str:
-    """'key: A {was}, B now; ...' for every key whose value differs (a refused resume names what changed)."""
-    keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
-    return "; ".join(f"{k}: {old.get(k)!r} {was}, {new.get(k)!r} now" for k in keys)
+    """'key: A {was}, B now; ...' for every leaf that differs (nested keys dotted: `sizes.n_filters`), so a refused
+    resume names exactly what changed."""
+    a, b = _leaves(old), _leaves(new)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k, _ABSENT) != b.get(k, _ABSENT)]
+
+    def show(v: Any) -> str:
+        return "(absent)" if v is _ABSENT else repr(v)
+
+    return "; ".join(f"{k}: {show(a.get(k, _ABSENT))} {was}, {show(b.get(k, _ABSENT))} now" for k in keys)

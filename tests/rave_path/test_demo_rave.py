@@ -69,11 +69,11 @@ def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
         "2",
         ok=False,
     )
-    assert done.returncode == 2 and "capacity 4 → 8" in done.stderr and done.stderr.count("\n") == 1
+    assert done.returncode == 2 and "capacity: 4 recorded, 8 now" in done.stderr and done.stderr.count("\n") == 1
     shutil.copy(clips / "clip_00000.wav", clips / "clip_extra.wav")  # the data changed
     done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", ok=False)
     n = len(list((concept_data / "clips").iterdir()))
-    assert done.returncode == 2 and f"data {n} clips" in done.stderr and f"{n + 1} clips" in done.stderr
+    assert done.returncode == 2 and f"data: {n} clips" in done.stderr and f"{n + 1} clips" in done.stderr
     assert (run / "train_state.pt").read_bytes() == before  # nothing was lost
     (clips / "clip_extra.wav").unlink()
     _run("--audio", str(clips), "--run", str(run), "--steps", "2")  # unchanged options are taken from the run

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import torch
 
 from sae.atomic import atomic_torch_save, atomic_write_text
-from sae.errors import UserError
+from sae.errors import UserError, differences
 from sae.io import read_torch
 
 RUN_FILE = "run.json"
@@ -47,22 +47,6 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
-def differences(old: dict, new: dict) -> list[str]:
-    """`field: old → new` for every leaf that differs between two nested dicts."""
-    a, b = _flat(old), _flat(new)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-    return [f"{k}: {a.get(k, '(absent)')} → {b.get(k, '(absent)')}" for k in keys]
-
-
 def open_run(run_dir: Path, identity: dict) -> bool:
     """Create `run_dir` for `identity`, or check a resumed one matches it. Returns True when resuming."""
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -71,10 +55,10 @@ def open_run(run_dir: Path, identity: dict) -> bool:
         write_json(path, identity)
         return False
     old = read_json(path)
-    diff = differences(old, identity)
+    diff = differences(old, identity, "at the start")
     if diff:
         raise UserError(
-            f"--run {run_dir}: it was started with other settings ({'; '.join(diff)}); "
+            f"--run {run_dir}: it was started with other settings ({diff}); "
             "resume with the same data and sizes, or use a new --run folder"
         )
     return (run_dir / STATE_FILE).exists()

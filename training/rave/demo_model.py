@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.errors import UserError
+from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.train import set_train_threads
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
@@ -178,10 +178,6 @@ def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
 # ---------------------------------------------------------------- training
 
 
-def recipe_differences(old: dict, new: dict) -> list[str]:
-    return [f"{k} {old.get(k)!r} → {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
 def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None) -> tuple[Recipe, dict | None]:
     """The run's recipe: the recorded one when resuming (explicitly given options must agree), else defaults
     updated with `given`. Returns (recipe, saved state or None). Refuses a resumed run whose data changed."""
@@ -193,13 +189,14 @@ def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None)
         raise UserError(f"{state_path}: no recipe / data record (an older run); start a new --run")
     recorded = {**dataclasses.asdict(Recipe()), **state["recipe"]}  # options added since take their defaults
     recorded["configs"] = tuple(recorded["configs"])
-    diffs = recipe_differences({k: recorded[k] for k in given}, given)
+    options = differences({k: recorded[k] for k in given}, given, "recorded")
+    diffs = [options] if options else []
     if init is not None:
         diffs.append(f"--init {init} (a resumed run keeps its weights)")
     if state["data"] != data_id:
         diffs.append(
-            f"data {state['data']['clips']} clips (sha256 {state['data']['sha256'][:12]}) → "
-            f"{data_id['clips']} clips (sha256 {data_id['sha256'][:12]})"
+            f"data: {state['data']['clips']} clips (sha256 {state['data']['sha256'][:12]}) recorded, "
+            f"{data_id['clips']} clips (sha256 {data_id['sha256'][:12]}) now"
         )
     if diffs:
         raise UserError(f"{state_path}: resuming with a different setup is refused: {'; '.join(diffs)}")
