@@ -40,16 +40,19 @@ positive_floats = _checked(
 )
 
 
-def _gate_levels(text: str) -> tuple[float, float]:
-    lo, hi = (float(v) for v in text.split(","))
+def gate_levels(text: str) -> tuple[float, float]:
+    """`--gate-db LO,HI`, checked by the gate itself (`sae.steering.Gate`: one rule for the CLI and the API)."""
+    from sae.errors import UserError
+    from sae.steering import Gate
+
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+        Gate(lo, hi)
+    except (ValueError, UserError):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected LO,HI dBFS with LO < HI <= 0 (a frame is never louder than 0 dBFS), e.g. -60,-45"
+        ) from None
     return lo, hi
-
-
-gate_levels = _checked(
-    _gate_levels,
-    lambda v: v[0] < v[1] <= 0 and all(abs(x) < float("inf") for x in v),
-    "LO,HI dBFS with LO < HI <= 0 (a frame is never louder than 0 dBFS), e.g. -60,-45",
-)
 
 
 def torch_device(text: str) -> str:
