@@ -125,3 +125,22 @@ def test_bad_options_are_one_line_and_exit_2(argv, expected, tmp_path, capsys):
     assert len(err) == 1 and err[0].startswith("python -m training.musicgen.train_lm: error: ")
     assert expected in err[0]
     assert not run.exists()
+
+
+def test_text_use_benchmark_runs_on_a_train_lm_run(toy_lm_run, toy_data):
+    """bench/musicgen_text_use.py on the toy run: the own / another clip's / null cross-entropies of both parts."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, str(root / "bench/musicgen_text_use.py"), "--run", str(toy_lm_run), "--data", str(toy_data)],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    for part in ("whole segment", "first frames"):
+        figures = rf"{part}: own [\d.]+, another clip's [\d.]+ \(\+-?[\d.]+\), null [\d.]+"
+        assert re.search(figures, done.stdout), done.stdout
