@@ -73,6 +73,16 @@ def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path
     return sorted(files)
 
 
+def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The audio files of a concept's `--with` and `--without` folders (`list_audio`); UserError when a clip is on
+    both sides (one folder inside the other, the same folder twice, a link)."""
+    with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
+    both = {p.resolve() for p in with_files} & {p.resolve() for p in without_files}
+    if both:
+        raise UserError(f"{len(both)} clip(s) are in both --with and --without (e.g. {sorted(both)[0]})")
+    return with_files, without_files
+
+
 def resample(audio: np.ndarray, sr: int, target: int, axis: int = 0) -> np.ndarray:
     """Polyphase resampling (scipy) from `sr` to `target` Hz along `axis`; float32."""
     if int(sr) == int(target):

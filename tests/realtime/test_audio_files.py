@@ -169,3 +169,22 @@ def test_a_named_file_that_is_not_there_says_so(tmp_path):
     for name, needle in (("typo.wav", "no such file"), ("dir.wav", "a folder, not an audio file")):
         with pytest.raises(UserError, match=f"input {tmp_path / name}: {needle}$"):
             read_audio(tmp_path / name, 44100, 1, what="input")
+
+
+def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
+    """`--without clips/neg` beside `--with clips` put every negative on both sides: MusicGen's finder probed a
+    concept from clips labelled both ways without a word (RAVE's refused it)."""
+    from realtime.audio_files import list_sides
+    from training.musicgen.concepts import example_files
+
+    tone = 0.1 * np.sin(np.arange(4410, dtype=np.float32) / 3)
+    clips = tmp_path / "clips"
+    for side in ("pos", "neg"):
+        (clips / side).mkdir(parents=True)
+        for i in range(3):
+            sf.write(clips / side / f"{side}{i}.wav", tone, 44100)
+    for finder in (list_sides, example_files):
+        with pytest.raises(UserError, match=r"^3 clip\(s\) are in both --with and --without \(e\.g\. .*neg0\.wav\)$"):
+            finder(clips, clips / "neg")
+    with_files, without_files = list_sides(clips / "pos", clips / "neg")
+    assert [p.name for p in with_files] == ["pos0.wav", "pos1.wav", "pos2.wav"] and len(without_files) == 3

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio
+from realtime.audio_files import AudioNotes, list_sides
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
@@ -78,8 +78,9 @@ def concept_files(concept_dir: str | Path, min_examples: int = MIN_EXAMPLES) -> 
 def example_files(
     with_dir: str | Path, without_dir: str | Path, min_examples: int = MIN_EXAMPLES
 ) -> tuple[list[Path], list[Path]]:
-    """The audio files of both sides, refused below the minimum-examples rule (before any model runs)."""
-    with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
+    """The audio files of both sides, refused when a clip is on both or below the minimum-examples rule (before any
+    model runs)."""
+    with_files, without_files = list_sides(with_dir, without_dir)
     sides = {f"--with {with_dir}": len(with_files), f"--without {without_dir}": len(without_files)}
     check_examples(sides, min_examples)
     return with_files, without_files

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio, read_mono
+from realtime.audio_files import AudioNotes, list_sides, read_mono
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
 from sae.errors import UserError
@@ -201,11 +201,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     bank = ConceptBank.load(cfg.bank, missing_ok=True)  # a broken bank fails before any work
     if cfg.name in bank and not cfg.replace:
         raise UserError(f"concept {cfg.name!r}: already in {bank.path} (drop --no-replace to overwrite)")
-    with_files = list_audio(cfg.with_dir, "--with folder")
-    without_files = list_audio(cfg.without_dir, "--without folder")
-    both = {p.resolve() for p in with_files} & {p.resolve() for p in without_files}
-    if both:
-        raise UserError(f"{len(both)} clip(s) are in both --with and --without (e.g. {sorted(both)[0]})")
+    with_files, without_files = list_sides(cfg.with_dir, cfg.without_dir)
     check_examples(
         {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
         cfg.min_examples,
