@@ -64,14 +64,15 @@ def _locked(hook_dir: Path) -> Iterator[None]:
 def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str, Any]) -> None:
     """Record in store.json `collect.<kind>` what a kind of rows ("prompts", "audio", "rave") is collected with;
     a store whose rows of that kind were made with others is refused in one line naming what differs (rows of two
-    runs would mix, and the sources already stored would be skipped as complete)."""
+    runs would mix, and the sources already stored would be skipped as complete). A store without rows (a run that
+    found nothing usable, or stopped before its first shard) takes the new settings."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / STORE_JSON
     with _locked(root):
         info = read_json_object(path, "store.json") if path.exists() else {}
         old = (info.get("collect") or {}).get(kind)
-        if old is None:
+        if old is None or (old != settings and not _has_shards(root)):
             info["collect"] = {**(info.get("collect") or {}), kind: settings}
             atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
         elif old != settings:
@@ -80,6 +81,11 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
                 f"({differences(old, settings, 'stored')}); collect with the same, "
                 "or into another --out"
             )
+
+
+def _has_shards(root: Path) -> bool:
+    """Whether any hook of the store lists a shard."""
+    return any(read_json_object(m, MANIFEST).get("shards") for m in root.glob(f"*/{MANIFEST}"))
 
 
 def _check_hook_name(hook: str) -> None:

@@ -165,3 +165,9 @@ def test_refusals(tmp_path, tiny_rave_ts, capsys):
         collect_rave(
             RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s"), layers=("decoder.x",))
         )
+    # the corrected folder into the same --out: the failed run stored no rows, so its folder binds nothing
+    (tmp_path / "two").mkdir()
+    sf.write(tmp_path / "two/y.wav", 0.3 * np.sin(np.arange(4410, dtype=np.float32) / 5), 44100)
+    assert collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "two"), str(tmp_path / "s"))).collected == 1
+    with pytest.raises(UserError, match=r"other settings \(audio: .*two' stored, .*one' now\)"):
+        collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s")))
