@@ -8,7 +8,9 @@ Policy, the same on every path (RAVE and MusicGen collection, concept finding, j
   NaN/inf, silent, too short) and the caller decides whether what is left is enough.
 
 Every reader resamples with `resample` (scipy's polyphase filter) and mixes channels by their mean. Suffixes
-are `AUDIO_EXTENSIONS` (what libsndfile reads). `realtime/` holds it because both `realtime/` (renders, the
+are `AUDIO_EXTENSIONS` (what libsndfile reads); `UNREADABLE_AUDIO` files (.m4a, .aac, .wma) are listed too, to be
+skipped with a note that says to convert them; hidden files and folders (`._x.wav`, `.Trashes`) are not audio.
+`realtime/` holds it because both `realtime/` (renders, the
 live engine's file mode) and `training/` read audio, and imports only point from training to realtime.
 
 `write_audio` is the one writer of the project (atomic, clipped to full scale, NaN/inf refused).
@@ -28,6 +30,7 @@ from sae.errors import UserError
 from sae.paths import AUDIO_OUT
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
+UNREADABLE_AUDIO = (".m4a", ".aac", ".wma")  # audio libsndfile cannot decode: listed, then skipped with a note
 SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
 
 
@@ -50,8 +53,8 @@ class AudioNotes:
 
 def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path]:
     """Audio files under `root` (recursive, sorted; linked folders searched once, even in a loop; hidden entries
-    such as macOS's `._x.wav` twins and `.Trashes` left out; a broken link is listed, for its note); UserError when
-    there are none."""
+    such as macOS's `._x.wav` twins and `.Trashes` left out; a broken link and `UNREADABLE_AUDIO` are listed, for
+    their note); UserError when there are none."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{what} {root}: no such folder")
@@ -66,7 +69,9 @@ def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path
         seen.add(real)
         subfolders[:] = [d for d in subfolders if not d.startswith(".")]
         files += [
-            Path(folder) / n for n in names if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS
+            Path(folder) / n
+            for n in names
+            if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS + UNREADABLE_AUDIO
         ]
     if not files:
         raise UserError(f"{what} {root}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
@@ -97,6 +102,9 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     """[frames, channels] float32 and the file's rate, or the reason the file cannot be used."""
     import soundfile as sf
 
+    suffix = Path(path).suffix.lower()
+    if suffix in UNREADABLE_AUDIO:
+        return f"{suffix} is not a format libsndfile reads; convert it to .wav or .flac (e.g. ffmpeg -i IN OUT.wav)"
     try:  # the OS names a missing file, a folder or a permission problem; libsndfile says "System error"
         with open(path, "rb"):
             pass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -188,3 +190,17 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
             finder(clips, clips / "neg")
     with_files, without_files = list_sides(clips / "pos", clips / "neg")
     assert [p.name for p in with_files] == ["pos0.wav", "pos1.wav", "pos2.wav"] and len(without_files) == 3
+
+
+def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):
+    """A phone's .m4a voice memos beside .wav files were left out of the folder without a word ('collected 1 of 1
+    file(s)'); they are listed, skipped with a note that says to convert them, and refused by name as --in."""
+    sf.write(tmp_path / "take.wav", 0.1 * np.sin(np.arange(4410, dtype=np.float32) / 3), 44100)
+    (tmp_path / "memo.M4A").write_bytes(b"\x00\x00\x00\x20ftypM4A " + bytes(64))
+    assert [p.name for p in list_audio(tmp_path)] == ["memo.M4A", "take.wav"]
+    notes = AudioNotes()
+    assert read_mono(tmp_path / "memo.M4A", 44100, notes) is None
+    why = ".m4a is not a format libsndfile reads; convert it to .wav or .flac (e.g. ffmpeg -i IN OUT.wav)"
+    assert notes.skipped == [(str(tmp_path / "memo.M4A"), why)]
+    with pytest.raises(UserError, match=f"^input {tmp_path / 'memo.M4A'}: {re.escape(why)}$"):
+        read_audio(tmp_path / "memo.M4A", what="input")

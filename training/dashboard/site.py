@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio_files import AUDIO_EXTENSIONS
 from sae.bank import Concept, ConceptBank
 from sae.describe import (
     CLIP_RATE_RANGE,
@@ -62,7 +63,6 @@ EVAL_MODES = (
     ("scale", ("scale",)),
 )
 EVAL_DIRS = ("eval", "renders", "judge")  # looked for beside the bank file
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff", ".m4a", ".opus")
 PITCHED = 0.3  # share of a clip's loud frames that must be periodic for its pitch to be shown
 STOPWORDS = {"a", "an", "and", "the", "of", "with", "in", "on", "at", "to", "for", "by", "from", "or", "as", "is"}
 
@@ -293,7 +293,7 @@ class DashboardBuilder:
                 short.append(s)
         bad = missing + unreadable + short
         self.audio = True
-        if rows and len(missing) == len(rows) and not any(s.lower().endswith(AUDIO_EXTS) for s in rows):
+        if rows and len(missing) == len(rows) and not any(s.lower().endswith(AUDIO_EXTENSIONS) for s in rows):
             self.audio = False
             self._note(f"the store's {len(rows)} sources are prompts, not audio files: pages show activations only")
             self.missing, self.skipped = [], []
