@@ -207,6 +207,7 @@ def train_table(results: dict[str, dict], out: str):
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from sae.errors import UserError
     from sae.io import load_sae, read_sae_cfg
     from sae.metrics import evaluate
     from sae.paths import check_output_file
@@ -217,8 +218,6 @@ def run_eval(args: argparse.Namespace) -> int:
     sae = load_sae(args.sae, device=args.device)
     store = ActivationStore(args.activations)
     hook = args.hook or sae.cfg.hook_name
-    from sae.errors import UserError
-
     if not hook and len(store.hooks) == 1:  # an SAE that names no hook, on a store of one (as the dashboard reads it)
         hook = store.hooks[0]
     if not args.hook and hook not in store.hooks:
