@@ -5,8 +5,9 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 python := env_var_or_default("PYTHON", "python3")
 venv := ".venv"
 bin := venv + "/bin"
-# Debian packages the tests, the concept data and the live engine use.
-apt_packages := "patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium g++"
+# Debian packages the tests, the concept data and the live engine use (python3-venv: Debian's python3 has no venv
+# without it).
+apt_packages := "python3-venv patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium g++"
 
 # list the tasks
 default:
