@@ -313,6 +313,16 @@ def render_file(
         notes.append(f"input {in_path} is shorter than one model frame ({model.ratio} samples): little to hear")
     if float(np.abs(audio).max(initial=0.0)) == 0.0:
         notes.append(f"input {in_path} is silent")
+    gate = Gate() if gate is None else gate
+    gated = [name for name, mode in parsed if mode.split(":")[0] in ("on", "clamp")]
+    if gated and gate.enabled and len(audio) >= model.ratio:
+        n = len(audio) // model.ratio * model.ratio
+        quiet = float((gate.weights(torch.from_numpy(audio[:n]), model.ratio) == 0).float().mean())
+        if quiet > 0.5:  # a quiet recording: the edit changes little or nothing, and the render says nothing
+            notes.append(
+                f"{', '.join(gated)}: on/clamp act above {gate.lo_db:g} dBFS, and {100 * quiet:.0f} % of "
+                f"{Path(in_path).name}'s frames are quieter (--gate-db=LO,HI or --no-gate to edit them)"
+            )
     sae, edit, hook = None, None, "latent"
     if bank_path is not None:
         steering = load_steering(bank_path, model, sae_dir, names=[n for n, _ in parsed] or None)

@@ -188,6 +188,18 @@ def test_gated_on_leaves_silence_silent(tmp_path, tiny_rave_ts, tiny_model, conc
         assert np.abs(gated[32768:] - plain[32768:]).max() > 1e-4, mode
     ungated = render(["bright=on:3"], Gate(enabled=False))
     assert np.abs(ungated[quiet] - plain[quiet]).max() > 1e-4
+    # a quiet recording: `on` changed nothing (bit-identical to the plain render, exit 0) without a word
+    sf.write(tmp_path / "quiet.wav", 1e-4 * x, 44100)
+    for src, sets, gate, needle in [
+        (path, ["bright=on:3"], None, "67 % of half_silent.wav's frames are quieter"),
+        (tmp_path / "quiet.wav", ["bright=clamp:3"], None, "100 % of quiet.wav's frames are quieter"),
+        (tmp_path / "quiet.wav", ["bright=off"], None, None),
+        (tmp_path / "quiet.wav", ["bright=on:3"], Gate(enabled=False), None),
+    ]:
+        report = render_file(src, tmp_path / "o.wav", tiny_rave_ts, bank, sets, model=model, delay=delay, gate=gate)
+        notes = report.notes
+        said = [n for n in notes if "--gate-db" in n]
+        assert (said == []) if needle is None else (len(said) == 1 and needle in said[0]), (sets, notes)
     argv = ["render", "rave", "--in", str(path), "--out", str(tmp_path / "g.wav"), "--model", str(tiny_rave_ts)]
     with pytest.raises(SystemExit):
         main([*argv, "--gate-db=-40,-60"])  # low above high: argparse's one line, exit 2
