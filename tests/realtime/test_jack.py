@@ -191,6 +191,8 @@ def test_live_with_no_arguments_plays_the_demo_concepts_and_answers_osc_from_the
         sender.close()
         assert proc.poll() is None
     finally:
-        proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        proc.terminate()  # SIGTERM, as a launcher sends: stops like Ctrl-C (streams closed, final status)
+        out, err = proc.communicate(timeout=30)
     assert "Traceback" not in err
+    assert proc.returncode == 0, err
+    assert "xruns" in out.splitlines()[-1], out[-300:]

@@ -90,20 +90,6 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    """SIGTERM stops like Ctrl-C (streams closed, final status printed); the old handler comes back after."""
-    import signal
-
-    def on_term(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def list_devices() -> int:
     """Print the audio devices; none at all is an error that says how to get one."""
     from realtime.audio_io import JACK_HINT, _sounddevice
@@ -157,7 +143,9 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UserError(f"--inject-stalls {args.inject_stalls!r}: expected seconds, e.g. 0.25,1") from None
 
 
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Play until Ctrl-C or SIGTERM (`training.cli.main` turns both into KeyboardInterrupt): streams closed, the
+    final status printed, exit 0."""
     if args.list_devices:
         return list_devices()
     _check_args(args)

@@ -8,9 +8,12 @@ Heavy imports (torch, audiocraft, sounddevice) happen inside those callables, so
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 
 # (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
 COMMANDS: list[tuple[str | None, str]] = [
@@ -74,18 +77,46 @@ def command_parsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[s
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a launcher, `timeout`, systemd, a DAW stopping its child) raised in the main thread: a
+    KeyboardInterrupt, so every command stops on it as on Ctrl-C (temporary files removed, checkpoints kept,
+    streams closed)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM raises `Terminated` while a command runs (left alone where it is not the default: an ignored
+    SIGTERM stays ignored; outside the main thread no handler can be set)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, dispatch, and turn `UserError` into one line on stderr."""
+    """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
+    command with one line (exit 130 and 143) after its cleanup ran."""
     from sae.errors import UserError
     from training.cli.quiet import quiet
 
     args = build_parser().parse_args(argv)
     try:
-        with quiet(args.verbose):
+        with _sigterm_stops(), quiet(args.verbose):
             return int(args.func(args) or 0)
     except UserError as exc:
         print(f"musicsae: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("musicsae: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("musicsae: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,56 @@
+"""SIGTERM (what `timeout`, systemd, a launcher or a DAW sends) stops a command as Ctrl-C does: its cleanup runs
+(no temporary file left beside a half-written output), one line on stderr, no traceback, exit 143."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A command whose write is stopped half way by a signal sent to its own process.
+SCRIPT = """
+import os, signal, sys, time
+from pathlib import Path
+import importlib
+cli = importlib.import_module("training.cli.main")
+from sae.atomic import atomic_write
+
+def write(tmp):
+    Path(tmp).write_text("half")
+    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+    time.sleep(30)
+
+class Parser:
+    def parse_args(self, argv):
+        import argparse
+        return argparse.Namespace(verbose=False, func=lambda args: atomic_write(Path(sys.argv[1]) / "out.json", write))
+
+cli.build_parser = Parser
+code = cli.main([])
+print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
+sys.exit(code)
+"""
+
+
+def _stop(tmp_path: Path, sig: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), sig], capture_output=True, text=True, cwd=ROOT,
+                          env=env, timeout=60)  # fmt: skip
+
+
+def test_sigterm_stops_a_command_cleanly(tmp_path):
+    run = _stop(tmp_path, "SIGTERM")
+    assert run.returncode == 143, (run.returncode, run.stderr)
+    assert run.stderr == "musicsae: terminated\n"
+    assert run.stdout.strip() == "True"  # the default handler is back after the command
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+
+
+def test_sigint_stops_a_command_cleanly(tmp_path):
+    run = _stop(tmp_path, "SIGINT")
+    assert run.returncode == 130, (run.returncode, run.stderr)
+    assert run.stderr == "musicsae: interrupted\n"
+    assert list(tmp_path.iterdir()) == []
