@@ -81,6 +81,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
     cfg["musicsae"] = {"model": {"name": "other.ts", "sha256": "ab" * 32}}
     (other_sae / "cfg.json").write_text(json.dumps(cfg))
     out = str(tmp_path / "o.wav")
+    (tmp_path / "notes.wav").write_text("not audio")
+    sf.write(tmp_path / "void.wav", np.zeros(0, np.float32), 44100)
     cases = [
         (["--model", str(not_rave), "--input", str(wav), "--output", out], "not a RAVE export"),
         (["--model", str(tmp_path / "missing.ts"), "--input", str(wav), "--output", out], "no such file"),
@@ -96,6 +98,10 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
         (["--model", str(tiny_rave_ts), "--no-osc", "--reply-port", "9001"], "--reply-port: applies with OSC on"),
         (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),
+        # an input that is no audio was refused after the model loaded and measured its blocks (15 s): before now
+        (["--model", str(not_rave), "--input", str(tmp_path / "notes.wav"), "--output", out],
+         "notes.wav: not a readable audio file"),
+        (["--model", str(not_rave), "--input", str(tmp_path / "void.wav"), "--output", out], "void.wav: no samples"),
         # options of the other mode were accepted and ignored
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--duration", "2"],
          "--duration: applies to device mode only"),

@@ -121,8 +121,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--reply-port: applies with OSC on; drop --no-osc or --reply-port")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
-    if args.input is not None and not args.input.is_file():
-        raise UserError(f"input {args.input}: no such file")
+    if args.input is not None:  # missing, no audio, no samples, NaN: refused before the model loads and measures
+        from realtime.audio_files import read_audio
+
+        read_audio(args.input, what="input")
     if args.preset is not None and not args.preset.is_file():
         raise UserError(f"--preset {args.preset}: no such file")
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
