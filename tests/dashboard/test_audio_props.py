@@ -41,6 +41,18 @@ def test_clicks_count_as_onsets_and_noise_is_bright():
     assert noise.centroid_hz > 3000 and "bright" in noise.tags and noise.pitch_range is None
 
 
+def test_a_dc_offset_is_not_sound():
+    """A recording with a DC offset (a cheap interface's, or a constant) was described as loud, dark and, for the
+    constant alone, pitched at 1.7 kHz: the offset counted as signal. It is removed before measuring."""
+    quiet = 0.02 * np.sin(2 * np.pi * 110 * _t())
+    for offset in (0.0, 0.4):
+        p = analyse(quiet + offset, SR)
+        assert p.pitch_range == "A2" and "quiet" in p.tags and "loud" not in p.tags, (offset, p)
+        assert p.rms_db == pytest.approx(20 * np.log10(0.02 / np.sqrt(2)), abs=0.2)
+    const = analyse(np.full(2 * SR, 0.5), SR)
+    assert const.pitch_range is None and "quiet" in const.tags, const
+
+
 def test_note_names():
     assert note_name(261.63) == "C4" and note_name(27.5) == "A0" and note_name(466.16) == "A#4"
 

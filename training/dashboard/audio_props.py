@@ -100,8 +100,9 @@ class AudioProps:
 
 
 def analyse(y: np.ndarray, sr: int) -> AudioProps:
-    """Measure a mono clip (any rate; analysed at 22.05 kHz)."""
-    y = resample(np.asarray(y, np.float32).reshape(-1), sr, ANALYSIS_SR)
+    """Measure a mono clip (any rate; analysed at 22.05 kHz, its DC offset removed: an offset is not sound)."""
+    y = np.asarray(y, np.float32).reshape(-1)
+    y = resample(y - y.mean(dtype=np.float64) if y.size else y, sr, ANALYSIS_SR)
     sr = ANALYSIS_SR
     seconds = y.size / sr
     fr = _frames(y, N_FFT, HOP)
