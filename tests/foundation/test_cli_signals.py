@@ -20,8 +20,13 @@ from sae.atomic import atomic_write
 
 def write(tmp):
     Path(tmp).write_text("half")
-    os.kill(os.getpid(), getattr(signal, sys.argv[2]))
-    time.sleep(30)
+    try:
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+        time.sleep(30)
+    except KeyboardInterrupt:
+        if sys.argv[3] == "converted":  # as safetensors' reader does when Ctrl-C comes in its call
+            raise ValueError("could not determine the shape of object type 'torch.storage.UntypedStorage'") from None
+        raise
 
 class Parser:
     def parse_args(self, argv):
@@ -35,10 +40,10 @@ sys.exit(code)
 """
 
 
-def _stop(tmp_path: Path, sig: str) -> subprocess.CompletedProcess:
+def _stop(tmp_path: Path, sig: str, how: str = "raised") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), sig], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=60)  # fmt: skip
+    return subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), sig, how], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=60)  # fmt: skip
 
 
 def test_sigterm_stops_a_command_cleanly(tmp_path):
@@ -54,3 +59,11 @@ def test_sigint_stops_a_command_cleanly(tmp_path):
     assert run.returncode == 130, (run.returncode, run.stderr)
     assert run.stderr == "musicsae: interrupted\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_a_library_turned_into_its_own_error_still_stops_cleanly(tmp_path):
+    """Ctrl-C inside safetensors' reader came out as a ValueError traceback from `sae train`."""
+    for sig, code, line in (("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "terminated")):
+        run = _stop(tmp_path, sig, "converted")
+        assert (run.returncode, run.stderr) == (code, f"musicsae: {line}\n")
+        assert list(tmp_path.iterdir()) == []

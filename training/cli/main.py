@@ -8,12 +8,11 @@ Heavy imports (torch, audiocraft, sounddevice) happen inside those callables, so
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 # (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
 COMMANDS: list[tuple[str | None, str]] = [
@@ -83,22 +82,30 @@ class Terminated(KeyboardInterrupt):
     streams closed)."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated
+class _Stops:
+    """While a command runs, Ctrl-C raises KeyboardInterrupt and SIGTERM `Terminated`, and the signal is
+    remembered: a library that turns the interrupt into its own error (safetensors' reader raised ValueError)
+    still stops the command as interrupted. Handlers someone else set (an ignored SIGTERM, a parent's SIGINT) are
+    left alone; outside the main thread none can be set."""
 
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
 
-@contextlib.contextmanager
-def _sigterm_stops() -> Iterator[None]:
-    """SIGTERM raises `Terminated` while a command runs (left alone where it is not the default: an ignored
-    SIGTERM stays ignored; outside the main thread no handler can be set)."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    def __enter__(self) -> _Stops:
+        if threading.current_thread() is threading.main_thread():
+            for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+                if signal.getsignal(sig) == default:
+                    self.previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,15 +115,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.cli.quiet import quiet
 
     args = build_parser().parse_args(argv)
+    stops = _Stops()
     try:
-        with _sigterm_stops(), quiet(args.verbose):
+        with stops, quiet(args.verbose):
             return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"musicsae: error: {exc}", file=sys.stderr)
-        return 2
-    except Terminated:
-        print("musicsae: terminated", file=sys.stderr)
-        return 143
-    except KeyboardInterrupt:
-        print("musicsae: interrupted", file=sys.stderr)
-        return 130
+    except Exception as exc:
+        if stops.signum is None and isinstance(exc, UserError):
+            print(f"musicsae: error: {exc}", file=sys.stderr)
+            return 2
+        if stops.signum is None:
+            raise
+        terminated = stops.signum == signal.SIGTERM  # the error is what a library made of the interrupt
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+    print("musicsae: terminated" if terminated else "musicsae: interrupted", file=sys.stderr)
+    return 143 if terminated else 130
