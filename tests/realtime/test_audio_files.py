@@ -165,12 +165,25 @@ def test_folders_as_users_have_them(tmp_path):
     assert notes.skipped == [(str(root / "dangling.wav"), "no such file (a broken link)")]
 
 
-def test_a_named_file_that_is_not_there_says_so(tmp_path):
-    """A typo in --in / --input, a folder or a broken link is named as such, not as libsndfile's 'System error'."""
+def test_a_named_file_that_is_not_there_says_so(tmp_path, monkeypatch):
+    """A typo in --in / --input, a folder or an unreadable file is named as such, not as libsndfile's 'System
+    error'."""
     (tmp_path / "dir.wav").mkdir()
     for name, needle in (("typo.wav", "no such file"), ("dir.wav", "a folder, not an audio file")):
         with pytest.raises(UserError, match=f"input {tmp_path / name}: {needle}$"):
             read_audio(tmp_path / name, 44100, 1, what="input")
+    locked = tmp_path / "locked.wav"  # chmod 000 (root reads it anyway: the OS error is injected)
+    sf.write(locked, np.ones(10, np.float32), 44100)
+    real_open = open
+
+    def refuse(path, *args, **kwargs):
+        if str(path) == str(locked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(UserError, match=f"input {locked}: permission denied$"):
+        read_audio(locked, what="input")
 
 
 def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
