@@ -114,11 +114,11 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         if isinstance(exc, FileNotFoundError):
             return "no such file (a broken link)" if Path(path).is_symlink() else "no such file"
         return (exc.strerror or type(exc).__name__).lower()
-    try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    try:  # the name's own bytes: soundfile encodes a str as strict UTF-8, which a Latin-1 name (café.wav) is not
+        data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"not a readable audio file ({first})"
+        why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
+        return f"not a readable audio file ({why.splitlines()[0]})"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
     return data, int(sr)
@@ -173,7 +173,7 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     audio = np.clip(audio, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     # the temporary file's name says nothing of the format, hence `format=`
-    atomic_write(path, lambda tmp: sf.write(tmp, audio, sr, format=fmt))
+    atomic_write(path, lambda tmp: sf.write(os.fsencode(tmp), audio, sr, format=fmt))  # bytes: any file name
     return path
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -46,7 +47,7 @@ def write_logmel_store(clips: list[Path], audio_root: Path, out: Path, model_nam
 
     from sae.store import ActivationWriter
 
-    sr = sf.info(str(clips[0])).samplerate
+    sr = sf.info(os.fsencode(clips[0])).samplerate  # a name may not be UTF-8: its own bytes
     rate = sr / HOP
     with ActivationWriter(
         out,
@@ -59,7 +60,7 @@ def write_logmel_store(clips: list[Path], audio_root: Path, out: Path, model_nam
         shard_rows=500,
     ) as w:
         for clip in clips:
-            y, _ = sf.read(str(clip), dtype="float32")
+            y, _ = sf.read(os.fsencode(clip), dtype="float32")
             w.add(logmel(y, sr), clip.relative_to(audio_root).as_posix(), 0)
     return rate
 

@@ -2,6 +2,7 @@
 bad input gives one clear line (through the real CLI)."""
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -292,9 +293,10 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
 
 
 def test_odd_source_names_play_and_someone_elses_site_is_kept(copy_inputs, tmp_path, capsys):
-    """Audio files named with '#', '?', '&', '$', spaces or CJK: every page's links reach a file (a raw '#' or '?' in
-    a src cut the URL: a silent player), a '$_$' in a spectrogram's title is text, not TeX (matplotlib's mathtext
-    stopped the build with a traceback), and matplotlib's missing-glyph warnings stay out of the output. A folder with
+    """Audio files named with '#', '?', '&', '$', spaces, CJK or in Latin-1: every page's links reach a file (a raw
+    '#' or '?' in a src cut the URL: a silent player), a '$_$' in a spectrogram's title is text, not TeX
+    (matplotlib's mathtext stopped the build with a traceback), a name that is not UTF-8 is shown, not a
+    UnicodeEncodeError, and matplotlib's missing-glyph warnings stay out of the output. A folder with
     someone else's index.html is no dashboard: refused, not replaced."""
     import urllib.parse
     import warnings
@@ -304,7 +306,8 @@ def test_odd_source_names_play_and_someone_elses_site_is_kept(copy_inputs, tmp_p
 
     clips = []
     for i, clip in enumerate(sorted(copy_inputs.audio_root.glob("*.wav"))):
-        clips.append(clip.rename(clip.with_name(f"ギター #{i}? a&b' $_$.wav")))
+        latin = os.fsdecode(b"caf\xe9 #0.wav")  # a Latin-1 name (an old archive's): not UTF-8
+        clips.append(clip.rename(clip.with_name(f"ギター #{i}? a&b' $_$.wav" if i else latin)))
     write_logmel_store(clips, copy_inputs.audio_root, tmp_path / "odd_store")
     out = tmp_path / "site"
     with warnings.catch_warnings(record=True) as caught:

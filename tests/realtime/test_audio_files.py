@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,8 +106,6 @@ def _other_readers(root) -> list[str]:
 
 
 def test_no_other_reader_or_resampler(tmp_path):
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[2]
     assert _other_readers(root) == []
     (tmp_path / "training").mkdir()
@@ -217,3 +216,28 @@ def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):
     assert notes.skipped == [(str(tmp_path / "memo.M4A"), why)]
     with pytest.raises(UserError, match=f"^input {tmp_path / 'memo.M4A'}: {re.escape(why)}$"):
         read_audio(tmp_path / "memo.M4A", what="input")
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
+    """A take named in Latin-1 (an old archive's `café.wav`) was skipped as 'not a readable audio file ('utf-8'
+    codec can't encode ...)' and a render beside it was a UnicodeEncodeError: libsndfile is given the name's own
+    bytes."""
+    import os
+
+    from realtime.audio_files import write_audio
+
+    tone = 0.1 * np.sin(np.arange(4410, dtype=np.float32) / 3)
+    sf.write(tmp_path / "plain.wav", tone, 44100)
+    latin = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav"))
+    latin.write_bytes((tmp_path / "plain.wav").read_bytes())
+    notes = AudioNotes()
+    assert [p.name for p in list_audio(tmp_path)] == [latin.name, "plain.wav"]
+    np.testing.assert_array_equal(read_mono(latin, 44100, notes), sf.read(tmp_path / "plain.wav", dtype="float32")[0])
+    assert notes.skipped == [] and read_audio(latin)[0].shape == (4410, 1)
+    write_audio(latin.with_name(latin.stem + " render.wav"), tone, 44100)  # `render --out` beside it
+    assert read_audio(latin.with_name(latin.stem + " render.wav"))[0].shape == (4410, 1)
+    (tmp_path / "junk.wav").write_text("no audio")  # libsndfile's reason, without the path said twice
+    with pytest.raises(
+        UserError, match=r"^audio file \S+junk\.wav: not a readable audio file \(Format not recognised\.\)$"
+    ):
+        read_audio(tmp_path / "junk.wav")

@@ -145,9 +145,14 @@ def _page(title: str, body: str, depth: int) -> str:
     )
 
 
+def shown(name: str) -> str:
+    """A source name as text: the bytes of a file name that is not UTF-8 (Latin-1 `café.wav`) shown as '�'."""
+    return name.encode(errors="surrogateescape").decode(errors="replace")
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    path.write_text(text, encoding="utf-8", errors="replace")  # a file name that is not UTF-8 is shown with '?'
 
 
 def _feature_href(j: int, depth: int = 0) -> str:
@@ -285,7 +290,7 @@ class DashboardBuilder:
                 missing.append(s)
                 continue
             try:
-                seconds = sf.info(str(path)).duration
+                seconds = sf.info(os.fsencode(path)).duration
             except (RuntimeError, sf.LibsndfileError):
                 unreadable.append(s)
                 continue
@@ -450,7 +455,7 @@ class DashboardBuilder:
             snip = cut(y, sr, (clip.frame + 0.5) / self.frame_rate, self.cfg.snippet_seconds)
             key = (source, round(snip.start * 1000))
             if key not in snippets:
-                name = hashlib.sha1(f"{source}|{key[1]}".encode()).hexdigest()[:12]
+                name = hashlib.sha1(f"{source}|{key[1]}".encode(errors="surrogateescape")).hexdigest()[:12]
                 wav = f"audio/{site_name(Path(source).stem[:40])}_{name}.wav"
                 write_wav(out / wav, snip)
                 snippets[key] = (wav, analyse(snip.audio, snip.sr))
@@ -461,7 +466,7 @@ class DashboardBuilder:
                 snip,
                 curves[source][j],
                 self.frame_rate,
-                title=f"#{j} · {source} · peak {clip.value:.3g} at {clip.frame / self.frame_rate:.2f} s",
+                title=f"#{j} · {shown(source)} · peak {clip.value:.3g} at {clip.frame / self.frame_rate:.2f} s",
             )
             labels = sorted(self.labels.labels.get(source, ()))
             views[j].clips.append(ClipView(source, clip.frame, clip.value, wav, snip.start, png, props, labels))
