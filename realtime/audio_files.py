@@ -188,11 +188,12 @@ def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_
     audio = data.mean(axis=1)
     if file_sr != sample_rate:
         audio = resample(audio, file_sr, sample_rate)
-        notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
     if len(audio) < min_samples:
         notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
         return None
     if float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
         notes.skipped.append((str(path), "silent"))
         return None
+    if file_sr != sample_rate:  # counted among the files kept
+        notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
     return np.ascontiguousarray(audio, dtype=np.float32)

@@ -241,3 +241,14 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path):
         UserError, match=r"^audio file \S+junk\.wav: not a readable audio file \(Format not recognised\.\)$"
     ):
         read_audio(tmp_path / "junk.wav")
+
+
+def test_resampled_counts_only_the_files_kept(tmp_path):
+    """'resampled 15 file(s)' of a folder where 4 of those 15 were then skipped (silent, too short)."""
+    sf.write(tmp_path / "take.wav", 0.1 * np.sin(np.arange(22050, dtype=np.float32) / 3), 22050)
+    sf.write(tmp_path / "silent.wav", np.zeros(22050, np.float32), 22050)
+    sf.write(tmp_path / "blip.wav", np.full(5, 0.5, np.float32), 22050)
+    notes = AudioNotes()
+    kept = [read_mono(p, 44100, notes, min_samples=100) for p in list_audio(tmp_path)]
+    assert sum(a is not None for a in kept) == 1 and len(notes.skipped) == 2
+    assert notes.lines()[0] == "resampled 1 file(s) from 22050 Hz to the model's 44100 Hz"
