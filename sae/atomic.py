@@ -10,13 +10,16 @@ imports modules that write files).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import os
 import re
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from sae.errors import UserError
 
 
 def temp_beside(path: Path) -> str:
@@ -44,6 +47,25 @@ def remove_leftovers(path: str | Path) -> int:
                 p.unlink()
                 removed += 1
     return removed
+
+
+@contextlib.contextmanager
+def sole_writer(folder: str | Path, what: str) -> Iterator[None]:
+    """Hold `folder`'s `.lock` (created with the folder) for one job writing there: a second job started on the
+    same folder meanwhile is refused in one line instead of interleaving its files with the first's. The lock is
+    the kernel's (flock), so a killed job never leaves it held."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            msg = f"{folder}: another {what} is writing there now; wait for it or use another --out"
+            raise UserError(msg) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool = False) -> None:

@@ -31,7 +31,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.metrics import batch_fvu, evaluate
@@ -275,7 +275,22 @@ def train_hook(
     """
     cfg.validate()
     info = info or DistInfo()
-    out = Path(out_dir)
+    if not info.main:
+        return _train_hook(store, hook, Path(out_dir), cfg, resume, on_step, info, model_name)
+    with sole_writer(out_dir, "sae train"):  # two runs into one folder would mix their checkpoints and files
+        return _train_hook(store, hook, Path(out_dir), cfg, resume, on_step, info, model_name)
+
+
+def _train_hook(
+    store: ActivationStore,
+    hook: str,
+    out: Path,
+    cfg: TrainConfig,
+    resume: bool,
+    on_step: Callable[[int, int, dict[str, float]], None] | None,
+    info: DistInfo,
+    model_name: str | None,
+) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")

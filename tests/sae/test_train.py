@@ -1,5 +1,6 @@
 """SAE training: planted-dictionary recovery, metrics/plots/export outputs, SIGKILL + --resume, 2-rank DDP."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -129,6 +130,22 @@ def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path, capsys):
     assert "expected a number in [0, 1)" in capsys.readouterr().err
 
 
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_path):
+    """Two runs started together into one --out both passed the 'already holds a run' check and interleaved
+    their checkpoints and SAE files (the weights of one beside the cfg.json of the other)."""
+    from sae.atomic import sole_writer
+
+    planted_store(tmp_path / "acts", n=20000, d=8, n_features=16, k_true=2)
+    st = ActivationStore(tmp_path / "acts")
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
+    with sole_writer(tmp_path / "sae", "sae train"):  # what the first run holds while it trains
+        with pytest.raises(UserError, match=f"{tmp_path / 'sae'}: another sae train is writing there now"):
+            train_hook(st, "synthetic", tmp_path / "sae", cfg)
+        assert not (tmp_path / "sae" / "checkpoint.pt").exists()
+    train_hook(st, "synthetic", tmp_path / "sae", cfg)  # the lock goes with the first run
+    assert (tmp_path / "sae" / "sae_weights.safetensors").exists()
+
+
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     planted_store(tmp_path / "acts", n=20000, d=16, n_features=48, k_true=3)
     args = [
@@ -194,7 +211,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     ma = json.loads((tmp_path / "ref" / "synthetic" / "metrics.json").read_text())
     mb = json.loads((tmp_path / "run" / "synthetic" / "metrics.json").read_text())
     assert ma["fvu"] == mb["fvu"] and ma["l0"] == mb["l0"]
-    assert sorted(p.name for p in ckpt.parent.glob(".*")) == [".checkpoint.pt.notes.tmp"]
+    assert sorted(p.name for p in ckpt.parent.glob(".*")) == [".checkpoint.pt.notes.tmp", ".lock"]
 
 
 def test_two_rank_ddp_matches_single_process(tmp_path):
@@ -266,6 +283,23 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
     assert "expects d_in=8" in capsys.readouterr().err
 
 
+def _state(pid: int) -> str:
+    """The one-letter state of process `pid` (Z: exited, not yet reaped)."""
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return "Z"
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+    return out
+
+
 @pytest.mark.slow
 def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
     planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, shard_rows=8192)
@@ -306,8 +340,14 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.01)
     assert proc.poll() is None, "training finished before it could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks
+    ranks = _children(proc.pid)  # torchrun starts each rank in its own session: killing its group spares them
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in ranks:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
     proc.wait()
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in ranks):
+        time.sleep(0.01)  # a rank still alive holds the folder's lock: the resumed run would be refused
     assert 0 < torch.load(ckpt, weights_only=False)["step"] < 3000
     res = _torchrun(*train, "--out", str(tmp_path / "run"), "--resume", *args)
     assert res.returncode == 0, res.stderr[-3000:]
