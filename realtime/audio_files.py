@@ -31,6 +31,7 @@ from sae.paths import AUDIO_OUT
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 UNREADABLE_AUDIO = (".m4a", ".aac", ".wma")  # audio libsndfile cannot decode: listed, then skipped with a note
+UNCLOSED_BYTES = 1 << 16  # a file this large with no samples holds audio its header does not count
 SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
 
 
@@ -121,6 +122,12 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"not a readable audio file ({why.splitlines()[0]})"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
+    size = os.path.getsize(path)
+    if len(data) == 0 and size > UNCLOSED_BYTES:  # a recorder that died before it wrote the data size
+        return (
+            f"no samples in its header, yet {size} bytes on disk: a recording never closed? "
+            "(ffmpeg -i IN OUT.wav reads it)"
+        )
     return data, int(sr)
 
 

@@ -252,3 +252,18 @@ def test_resampled_counts_only_the_files_kept(tmp_path):
     kept = [read_mono(p, 44100, notes, min_samples=100) for p in list_audio(tmp_path)]
     assert sum(a is not None for a in kept) == 1 and len(notes.skipped) == 2
     assert notes.lines()[0] == "resampled 1 file(s) from 22050 Hz to the model's 44100 Hz"
+
+
+def test_a_recording_that_was_never_closed_is_named_as_such(tmp_path):
+    """A recorder that died before it finished the header leaves data sizes of 0: libsndfile reads no samples, and
+    the file (seconds of audio on disk) was refused as 'no samples' / skipped as 'too short (0 samples'."""
+    sf.write(tmp_path / "take.wav", 0.1 * np.sin(np.arange(44100, dtype=np.float32) / 3), 44100)
+    raw = bytearray((tmp_path / "take.wav").read_bytes())
+    at = raw.find(b"data")
+    raw[4:8] = raw[at + 4 : at + 8] = bytes(4)  # RIFF and data sizes as written when recording starts
+    (tmp_path / "take.wav").write_bytes(raw)
+    why = "no samples in its header, yet 88244 bytes on disk: a recording never closed? (ffmpeg -i IN OUT.wav reads it)"
+    with pytest.raises(UserError, match=f"^input {tmp_path / 'take.wav'}: {re.escape(why)}$"):
+        read_audio(tmp_path / "take.wav", what="input")
+    notes = AudioNotes()
+    assert read_mono(tmp_path / "take.wav", 44100, notes) is None and notes.skipped[0][1] == why
