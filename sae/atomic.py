@@ -50,13 +50,13 @@ def remove_leftovers(path: str | Path) -> int:
 
 
 @contextlib.contextmanager
-def sole_writer(folder: str | Path, what: str) -> Iterator[None]:
-    """Hold `folder`'s `.lock` (created with the folder) for one job writing there: a second job started on the
-    same folder meanwhile is refused in one line instead of interleaving its files with the first's. The lock is
-    the kernel's (flock), so a killed job never leaves it held."""
+def sole_writer(folder: str | Path, what: str, name: str = ".lock") -> Iterator[None]:
+    """Hold `folder`'s lock file `name` (created with the folder) for one job writing there: a second job started
+    on the same folder meanwhile is refused in one line instead of interleaving its files with the first's. The
+    lock is the kernel's (flock), so a killed job never leaves it held."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as fh:
+    with open(folder / name, "a") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -39,7 +39,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text, temp_beside
+from sae.atomic import atomic_write_text, sole_writer, temp_beside
 from sae.errors import UserError, differences
 from sae.jsonfile import read_json_object
 
@@ -138,12 +138,21 @@ class ActivationWriter:
         self.shard_rows = int(shard_rows)
         self.dir = self.root / hook
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._update_store_json(model, frame_rate, sample_rate)
-        with _locked(self.dir):
-            manifest = self._load_manifest()
-            if manifest is None:
-                manifest = _new_manifest(hook, self.dim, dtype)
-                atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
+        # one writer per hook and torchrun rank: two collects at once would both store every source that was not
+        # complete when they started, doubling its rows (ranks take disjoint shares of the sources)
+        self._lock = contextlib.ExitStack()
+        rank = os.environ.get("RANK", "0")
+        self._lock.enter_context(sole_writer(self.dir, f"collect of {hook!r}", f".writer_{rank}.lock"))
+        try:
+            self._update_store_json(model, frame_rate, sample_rate)
+            with _locked(self.dir):
+                manifest = self._load_manifest()
+                if manifest is None:
+                    manifest = _new_manifest(hook, self.dim, dtype)
+                    atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
+        except BaseException:
+            self._lock.close()
+            raise
         self._covered = _coverage(manifest)
         self._complete = set(manifest.get("complete", []))
         self._buf: list[torch.Tensor] = []
@@ -322,7 +331,10 @@ class ActivationWriter:
             return
         if self._last_source is not None:
             self.mark_complete(self._last_source)
-        self._flush(self._buffered)
+        try:
+            self._flush(self._buffered)
+        finally:
+            self._lock.close()
         self._closed = True
         if self.nonfinite_rows:
             warnings.warn(
@@ -339,6 +351,7 @@ class ActivationWriter:
             self._last_source = None
             with contextlib.suppress(Exception):
                 self._flush(self._buffered)
+            self._lock.close()
             self._closed = True
 
 

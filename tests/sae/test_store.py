@@ -80,6 +80,21 @@ def test_resume_skips_stored_frames_and_complete_sources(tmp_path):
         ActivationWriter(tmp_path, "layer.1", 16, frame_rate=50.0)
 
 
+def test_a_second_writer_of_the_same_hook_and_rank_is_refused(tmp_path, monkeypatch):
+    """Two collects into one store at once each stored every source (twice the rows, silently); torchrun ranks,
+    which take disjoint shares of the sources, still write one hook together."""
+    with ActivationWriter(tmp_path, "layer.0", 8) as w:
+        with pytest.raises(UserError, match=f"{tmp_path / 'layer.0'}: another collect of 'layer.0' is writing"):
+            ActivationWriter(tmp_path, "layer.0", 8)
+        monkeypatch.setenv("RANK", "1")
+        with ActivationWriter(tmp_path, "layer.0", 8) as other_rank:
+            other_rank.add(torch.randn(10, 8), "clip1.wav", 0)
+        w.add(torch.randn(10, 8), "clip0.wav", 0)
+    monkeypatch.delenv("RANK")
+    with ActivationWriter(tmp_path, "layer.0", 8) as again:  # released on close
+        assert again.complete_sources == {"clip0.wav", "clip1.wav"}
+
+
 def test_failed_shard_write_leaves_nothing_readers_trust(tmp_path, monkeypatch):
     _write(tmp_path, n_sources=2, rows=500)  # one shard of 1000 rows
     real_save = store_mod.save_file
@@ -90,10 +105,13 @@ def test_failed_shard_write_leaves_nothing_readers_trust(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(store_mod, "save_file", disk_full)
-    w = ActivationWriter(tmp_path, "layer.0", 8, shard_rows=1000)
-    with pytest.raises(UserError, match="No space left on device"):
+    with (
+        pytest.raises(UserError, match="No space left on device"),
+        ActivationWriter(tmp_path, "layer.0", 8, shard_rows=9) as w,
+    ):
         w.add(torch.randn(1000, 8), "clip9.wav", 0)
-    assert sorted(os.listdir(tmp_path / "layer.0")) == [".lock", "manifest.json", "shard_00000.safetensors"]
+    names = [".lock", ".writer_0.lock", "manifest.json", "shard_00000.safetensors"]
+    assert sorted(os.listdir(tmp_path / "layer.0")) == names
     st = ActivationStore(tmp_path)
     assert st.rows("layer.0") == 1000 and "clip9.wav" not in st.sources("layer.0")
     monkeypatch.setattr(store_mod, "save_file", real_save)
