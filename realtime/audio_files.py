@@ -199,7 +199,9 @@ def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_
         notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
         return None
     if float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
-        notes.skipped.append((str(path), "silent"))
+        cancel = data.shape[1] > 1 and float(np.abs(data).max()) >= SILENCE_PEAK
+        why = f"silent once its {data.shape[1]} channels are mixed to mono: they cancel (one phase-inverted?)"
+        notes.skipped.append((str(path), why if cancel else "silent"))
         return None
     if file_sr != sample_rate:  # counted among the files kept
         notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1

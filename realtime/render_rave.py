@@ -312,7 +312,9 @@ def render_file(
     if len(audio) < model.ratio:
         notes.append(f"input {in_path} is shorter than one model frame ({model.ratio} samples): little to hear")
     if float(np.abs(audio).max(initial=0.0)) == 0.0:
-        notes.append(f"input {in_path} is silent")
+        cancel = data.shape[1] > 1 and float(np.abs(data).max()) > 0.0
+        why = f" once its {data.shape[1]} channels are mixed to mono: they cancel (one phase-inverted?)"
+        notes.append(f"input {in_path} is silent" + (why if cancel else ""))
     gate = Gate() if gate is None else gate
     gated = [name for name, mode in parsed if mode.split(":")[0] in ("on", "clamp")]
     if gated and gate.enabled and len(audio) >= model.ratio:

@@ -124,6 +124,10 @@ def test_resampled_input_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concep
     sf.write(tmp_path / "one.wav", np.full(1, 0.5, np.float32), 44100)
     report = render_file(tmp_path / "one.wav", tmp_path / "one_out.wav", tiny_rave_ts, None, [], model=model)
     assert any(f"shorter than one model frame ({model.ratio} samples)" in n for n in report.notes)
+    # a stereo take with one channel phase-inverted plays loud but mixes to nothing: 'is silent' said only that
+    sf.write(tmp_path / "inverted.wav", np.stack([x[:4096], -x[:4096]], axis=1), 44100)
+    report = render_file(tmp_path / "inverted.wav", tmp_path / "inv_out.wav", tiny_rave_ts, None, [], model=model)
+    assert any("silent once its 2 channels are mixed to mono: they cancel" in n for n in report.notes), report.notes
 
 
 def test_inner_hook_concepts_render_and_refusals(tmp_path, tiny_rave_ts, tiny_model, concept_data):

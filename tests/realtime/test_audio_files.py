@@ -267,3 +267,16 @@ def test_a_recording_that_was_never_closed_is_named_as_such(tmp_path):
         read_audio(tmp_path / "take.wav", what="input")
     notes = AudioNotes()
     assert read_mono(tmp_path / "take.wav", 44100, notes) is None and notes.skipped[0][1] == why
+
+
+def test_channels_that_cancel_are_named_not_called_silent(tmp_path):
+    """A stereo take with one channel phase-inverted plays loud but mixes to nothing: it was skipped as 'silent'."""
+    x = 0.3 * np.sin(np.arange(4410, dtype=np.float32) / 3)
+    sf.write(tmp_path / "inverted.wav", np.stack([x, -x], axis=1), 44100)
+    sf.write(tmp_path / "quiet.wav", np.zeros((4410, 2), np.float32), 44100)
+    notes = AudioNotes()
+    assert [read_mono(p, 44100, notes) for p in list_audio(tmp_path)] == [None, None]
+    assert [why for _, why in notes.skipped] == [
+        "silent once its 2 channels are mixed to mono: they cancel (one phase-inverted?)",
+        "silent",
+    ]
