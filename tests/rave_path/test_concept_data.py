@@ -235,3 +235,30 @@ def test_oracle_edits_take_the_first_renderable_clips_per_side_in_order():
     assert all((edits[i] == i).all() for i in edits)
     assert asked == [0, 1, 2, 3, 4, 5]  # nothing rendered once both sides are full
     assert list(oracle_edits(enumerate(has), 0, ideal)) == sorted(renderable)
+
+
+def test_a_remake_stopped_half_way_leaves_no_labels_of_the_last_run(tmp_path, monkeypatch):
+    """A second `data make` into a folder, stopped after some clips, left the first run's manifest, data.json and
+    concept folders describing clips that were partly the second run's; and two at once mixed their clips."""
+    import training.data.concept_clips as cc
+    from sae.atomic import sole_writer
+
+    make_dataset(tmp_path, DataConfig(n=4, seed=1, duration=0.5, sample_rate=16000), concepts=("guitar",))
+    real, made = cc._make_one, []
+
+    def stop_after_two(item):
+        if len(made) == 2:
+            raise KeyboardInterrupt
+        made.append(item[0])
+        return real(item)
+
+    monkeypatch.setattr(cc, "_make_one", stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        make_dataset(tmp_path, DataConfig(n=4, seed=2, duration=0.5, sample_rate=16000), concepts=("guitar",))
+    assert made == [0, 1]
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".lock", "clips"], left  # no manifest, data.json or concept folder a reader would trust
+    with pytest.raises(UserError, match="manifest"):
+        read_manifest(tmp_path)
+    with sole_writer(tmp_path, "data make"), pytest.raises(UserError, match="another data make is writing there"):
+        make_dataset(tmp_path, DataConfig(n=4, seed=2, duration=0.5, sample_rate=16000), concepts=())

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.audio_files import write_audio
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write_text, sole_writer
 from sae.errors import UserError
 
 # General MIDI programs (0-based) for each instrument name the manifest uses.
@@ -567,7 +567,31 @@ def make_dataset(
         raise UserError(f"--holdout-font {held}: that soundfont was skipped (see above); nothing to hold out")
     if held is not None and len(fonts) < 2:
         raise UserError(f"--holdout-font {held}: it is the only usable soundfont; nothing is left to train on")
-    out = Path(out)
+    with sole_writer(out, "data make"):  # two at once would mix their clips under one run's manifest
+        return _make_dataset(Path(out), cfg, fonts, skipped, jobs, concepts, copy, progress)
+
+
+# What `make_dataset` derives from the clips; removed before any clip is rewritten (a run stopped half way must not
+# leave the last run's labels describing clips that are partly this run's), written again when all are made.
+DERIVED = ("data.json", "manifest.csv", "manifest.jsonl", "concepts", "heldout", "heldout_font")
+
+
+def _make_dataset(
+    out: Path,
+    cfg: DataConfig,
+    fonts: list[Font],
+    skipped: list[dict],
+    jobs: int,
+    concepts: Iterable[str] | None,
+    copy: bool,
+    progress: Callable[[int], None] | None,
+) -> list[dict]:
+    for name in DERIVED:  # data.json first: it is what says the folder is complete
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
     slots = [fonts[font_slot(i, cfg.seed, len(fonts))] for i in range(cfg.n)]
@@ -595,9 +619,9 @@ def make_dataset(
         "concepts": sorted(concepts or ()),
         "test_every": TEST_EVERY,
     }
-    atomic_write_text(out / "data.json", json.dumps(meta, indent=2) + "\n")
     for name in concepts or ():
         materialise_concept(out, rows, name, copy=copy)
+    atomic_write_text(out / "data.json", json.dumps(meta, indent=2) + "\n")  # last: the folder is complete
     return rows
 
 
