@@ -10,6 +10,7 @@ imports modules that write files).
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import os
@@ -68,6 +69,30 @@ def sole_writer(folder: str | Path, what: str, name: str = ".lock") -> Iterator[
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+# A write that fails for want of room or of permission (the CLI prints these errors as one line).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+FREE_BYTES_LOW = 1 << 20
+
+
+def write_failure(path: str | Path, exc: BaseException) -> OSError | None:
+    """The OSError, naming `path`, of a write that failed because its folder is full or not writable; None for
+    any other failure. torch, safetensors and libsndfile turn a full disk into their own errors ("System error.",
+    "unexpected pos"): such an error in a folder with under 1 MiB free is taken as a full disk."""
+    if isinstance(exc, OSError):
+        return OSError(exc.errno, exc.strerror, str(path)) if exc.errno in WRITE_ERRNOS else None
+    if not isinstance(exc, Exception) or isinstance(exc, UserError):
+        return None
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize < FREE_BYTES_LOW:
+        return OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} ({exc})", str(path))
+    if st.f_flag & os.ST_RDONLY:
+        return OSError(errno.EROFS, f"{os.strerror(errno.EROFS)} ({exc})", str(path))
+    return None
+
+
 def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool = False) -> None:
     """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in one rename.
 
@@ -78,18 +103,23 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
             process) leaves the old file or the new one.
     """
     path = Path(path)
-    tmp = temp_beside(path)
-    mode = stat.S_IMODE(os.stat(tmp).st_mode)
+    tmp = None
     try:
+        tmp = temp_beside(path)
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
         write(tmp)
         os.chmod(tmp, mode)  # a writer that makes its own file gets the plain mode back (safetensors: 0600)
         if fsync:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as exc:
+        failure = write_failure(path, exc)  # before the temporary file goes: it may be what filled the disk
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if failure is not None:
+            raise failure from None
         raise
 
 

@@ -39,7 +39,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text, sole_writer, temp_beside
+from sae.atomic import atomic_write_text, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
 from sae.jsonfile import read_json_object
 
@@ -315,11 +315,15 @@ class ActivationWriter:
                 complete = manifest.setdefault("complete", [])
                 complete.extend(s for s in done if s not in complete)
                 atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
-        except OSError as exc:
+        except Exception as exc:  # safetensors reports a full disk as its own SafetensorError
+            failure = write_failure(self.dir / "shard", exc)  # before the temporary file (it filled the disk) goes
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
-            raise UserError(f"writing a shard of {self.hook!r} in {self.dir}: {exc.strerror or exc}") from None
+            if isinstance(exc, OSError) or failure is not None:
+                why = (failure or exc).strerror or exc
+                raise UserError(f"writing a shard of {self.hook!r} in {self.dir}: {why}") from None
+            raise
         if rows is not None:
             self.rows_written += int(rows.shape[0])
         self._complete.update(done)

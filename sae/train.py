@@ -202,7 +202,8 @@ def _save_checkpoint(obj: Any, path: Path) -> None:
     try:
         atomic_torch_save(obj, path)
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
-        raise UserError(f"writing checkpoint {path}: {exc}; the previous checkpoint is kept") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise UserError(f"writing checkpoint {path}: {why}; the previous checkpoint is kept") from None
 
 
 def _lr_lambda(total: int, decay_start: float) -> Callable[[int], float]:

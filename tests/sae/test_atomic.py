@@ -145,3 +145,48 @@ def test_audio_banks_and_exports_are_written_by_it(tmp_path, monkeypatch):
         write_audio(tmp_path / "live.flac", tone[:, None], 16000)
     assert sf.info(str(tmp_path / "live.flac")).frames == 800
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
+
+
+class _Statvfs:
+    def __init__(self, free: int, flag: int = 0) -> None:
+        self.f_bavail, self.f_frsize, self.f_flag = free, 1, flag
+
+
+def test_a_full_disk_a_library_reports_as_its_own_error_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    """libsndfile ('System error.'), safetensors and torch hide ENOSPC in their own errors: `data make` and
+    `render rave` ended in a LibsndfileError traceback, `collect` in a SafetensorError one (its temporary shard
+    left behind)."""
+    import importlib
+
+    cli = importlib.import_module("training.cli.main")
+    path = tmp_path / "clip.wav"
+    atomic_write_text(path, "old")
+
+    def library(tmp: str) -> None:
+        Path(tmp).write_bytes(b"\0" * 100)
+        raise RuntimeError("System error.")
+
+    with pytest.raises(RuntimeError, match="System error"):  # room left: the library's error as it was
+        atomic_write(path, library)
+    monkeypatch.setattr(os, "statvfs", lambda p: _Statvfs(free=4096))
+    with pytest.raises(OSError, match=r"No space left on device \(System error.\)") as err:
+        atomic_write(path, library)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert path.read_text() == "old" and os.listdir(tmp_path) == ["clip.wav"]
+    monkeypatch.setattr(os, "statvfs", lambda p: _Statvfs(free=1 << 30, flag=os.ST_RDONLY))
+    with pytest.raises(OSError, match="Read-only file system"):
+        atomic_write(path, library)
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _Parser(lambda args: atomic_write(path, library)))
+    assert cli.main([]) == 2
+    assert capsys.readouterr().err == f"musicsae: error: writing {path}: Read-only file system (System error.)\n"
+
+
+class _Parser:
+    def __init__(self, func) -> None:
+        self.func = func
+
+    def parse_args(self, argv):
+        import argparse
+
+        return argparse.Namespace(verbose=False, func=self.func)

@@ -269,3 +269,23 @@ def test_a_hook_folder_passed_as_the_store_names_the_store(tmp_path):
         UserError, match=r"latent is one hook's folder of the store .*store: pass that \(hook 'latent'\)"
     ):
         ActivationStore(tmp_path / "store" / "latent")
+
+
+def test_a_full_disk_safetensors_reports_as_its_own_error_leaves_no_shard(tmp_path, monkeypatch):
+    """safetensors reports ENOSPC as a SafetensorError: collect ended in its traceback, its temporary shard left."""
+    from safetensors import SafetensorError
+
+    def disk_full(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"\x00" * 100)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    class Full:
+        f_bavail, f_frsize, f_flag = 0, 4096, 0
+
+    monkeypatch.setattr(store_mod, "save_file", disk_full)
+    monkeypatch.setattr(os, "statvfs", lambda p: Full())
+    full = r"writing a shard of 'layer.0' in .*: No space left on device \(Error while"
+    with pytest.raises(UserError, match=full), ActivationWriter(tmp_path, "layer.0", 8, shard_rows=9) as w:
+        w.add(torch.randn(10, 8), "clip0.wav", 0)
+    assert sorted(os.listdir(tmp_path / "layer.0")) == [".lock", ".writer_0.lock", "manifest.json"]

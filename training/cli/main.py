@@ -111,6 +111,7 @@ class _Stops:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
     command with one line (exit 130 and 143) after its cleanup ran."""
+    from sae.atomic import WRITE_ERRNOS
     from sae.errors import UserError
     from training.cli.quiet import quiet
 
@@ -122,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if stops.signum is None and isinstance(exc, UserError):
             print(f"musicsae: error: {exc}", file=sys.stderr)
+            return 2
+        if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
+            print(f"musicsae: error: writing {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 2
         if stops.signum is None:
             raise
