@@ -28,3 +28,17 @@ def test_a_failing_step_records_no_time_and_raises():
     with pytest.raises(ZeroDivisionError):
         step("bad", lambda: 1 / 0)
     assert step.timings == {}
+
+
+def test_a_second_demo_into_the_same_folder_is_refused_while_the_first_runs(tmp_path, capsys):
+    """Each demo removes the last run's store and SAE before remaking them: two at once deleted each other's work."""
+    from sae.atomic import sole_writer
+    from training.cli import main
+
+    with sole_writer(tmp_path, "demo"):  # what the first demo holds while it runs
+        assert main(["demo", "--out", str(tmp_path), "--n", "12"]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"musicsae: error: {tmp_path}: another demo is writing there now; wait for it or use another --out\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]

@@ -64,6 +64,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Both demos hold OUT's lock: each redoes its steps from scratch (removing the last run's store and SAEs), so
+    a second one into the same folder at once would delete what the first is writing."""
+    from sae.atomic import sole_writer
+    from sae.paths import check_output_dir
+
+    check_output_dir(args.out)
+    with sole_writer(args.out, "demo"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from sae.errors import UserError
