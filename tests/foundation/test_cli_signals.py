@@ -34,6 +34,7 @@ class Parser:
         return argparse.Namespace(verbose=False, func=lambda args: atomic_write(Path(sys.argv[1]) / "out.json", write))
 
 cli.build_parser = Parser
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job inherits it ignored
 code = cli.main([])
 print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
 sys.exit(code)
