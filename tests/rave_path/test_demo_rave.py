@@ -101,3 +101,21 @@ def test_warm_start_reproduces_the_exported_weights(tmp_path, concept_data):
         torch.manual_seed(0)
         b = source.decoder(z)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_audio_folder_is_listed_as_the_collectors_list_it(tmp_path):
+    """`--audio`: every audio file below the folder (subfolders, .flac, .WAV), never macOS's `._x.wav` twins, which
+    libsndfile cannot read (one of them used to abort training); the same order on every call (the fingerprint)."""
+    import numpy as np
+    import soundfile as sf
+
+    from training.rave.demo_model import clip_files, fingerprint
+
+    tone = np.sin(np.linspace(0, 200, 4000)).astype(np.float32)
+    (tmp_path / "sub").mkdir()
+    for name in ("a.wav", "B.WAV", "sub/c.flac"):
+        sf.write(tmp_path / name, tone, 16000)
+    (tmp_path / "._a.wav").write_bytes(b"\x00\x05\x16\x07AppleDouble")
+    files = clip_files(tmp_path, None)
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["B.WAV", "a.wav", "sub/c.flac"]
+    assert fingerprint(files) == fingerprint(clip_files(tmp_path, None))

@@ -77,7 +77,7 @@ def _read(path: Path, sample_rate: int) -> np.ndarray:
 
 
 def clip_files(audio: Path | None, data: Path | None, split: str = "train") -> list[Path]:
-    """Training files: every .wav of `audio`, or the clips of `split` in a `data make` folder."""
+    """Training files: the audio files under `audio` (`list_audio`), or the clips of `split` in a `data make` folder."""
     if data is not None:
         from training.data.concept_clips import read_manifest
 
@@ -87,10 +87,9 @@ def clip_files(audio: Path | None, data: Path | None, split: str = "train") -> l
         return files
     if audio is None:
         raise UserError("--audio or --data is needed to train (or pass --export)")
-    files = sorted(Path(audio).glob("*.wav"))
-    if not files:
-        raise UserError(f"--audio {audio}: no .wav clips")
-    return files
+    from realtime.audio_files import list_audio
+
+    return list_audio(audio, "--audio")  # every audio file below it, as the collectors list them
 
 
 def fingerprint(files: list[Path]) -> dict:
