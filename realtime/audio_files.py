@@ -142,11 +142,44 @@ def read_audio(
     data, file_sr = loaded
     if len(data) == 0:
         raise UserError(f"{what} {path}: no samples; expected audio")
+    return conform(data, file_sr, sr, channels), int(sr if sr is not None else file_sr)
+
+
+def conform(data: np.ndarray, file_sr: int, sr: int | None = None, channels: int | None = None) -> np.ndarray:
+    """[frames, channels] audio at `sr` (resampled) with `channels` (mixed to mono, then repeated, when the count
+    differs); either left as it is when None."""
     if channels is not None and data.shape[1] != channels:
         data = data.mean(axis=1, keepdims=True).repeat(channels, axis=1)
-    if sr is not None and file_sr != int(sr):
-        data = resample(data, file_sr, int(sr), axis=0)
-    return np.ascontiguousarray(data, dtype=np.float32), int(sr if sr is not None else file_sr)
+    if sr is not None and int(file_sr) != int(sr):
+        data = resample(data, int(file_sr), int(sr), axis=0)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def input_notes(
+    path: str | os.PathLike, data: np.ndarray, file_sr: int, sr: int, channels: int, frame: int
+) -> list[str]:
+    """What `conform` will do to a model's input file, and what will make it sound like little: resampling, channels
+    mixed, shorter than one model frame, silent (or silent once mixed: channels that cancel), louder than full scale."""
+    notes = []
+    if int(file_sr) != int(sr):
+        notes.append(f"resampled {path} from {file_sr} Hz to the model's {sr} Hz")
+    if data.shape[1] != channels:
+        to = "mono" if channels == 1 else f"mono, then {channels} channels, for the model"
+        notes.append(f"mixed {data.shape[1]} channels of {path} to {to}")
+    if len(data) * sr < frame * file_sr:
+        notes.append(f"input {path} is shorter than one model frame ({frame} samples): little to hear")
+    mixed = np.abs(data.mean(axis=1)) if data.shape[1] != channels else np.abs(data)
+    if float(mixed.max(initial=0.0)) == 0.0:
+        cancel = data.shape[1] != channels and float(np.abs(data).max()) > 0.0
+        why = f" once its {data.shape[1]} channels are mixed to mono: they cancel (one phase-inverted?)"
+        notes.append(f"input {path} is silent" + (why if cancel else ""))
+    peak = float(np.abs(data).max(initial=0.0))
+    if peak > 1.0:
+        notes.append(
+            f"input {path} peaks at {20 * math.log10(peak):+.1f} dBFS (a float file above full scale): "
+            "the model hears it as it is, louder than anything it was trained on"
+        )
+    return notes
 
 
 def check_finite(audio: np.ndarray, what: str, sr: int) -> None:

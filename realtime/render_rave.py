@@ -289,7 +289,7 @@ def render_file(
     `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`); without `model`, the model is loaded on
     `device` (the SAE follows the model's device).
     """
-    from realtime.audio_files import read_audio, resample, write_audio
+    from realtime.audio_files import conform, input_notes, read_audio, write_audio
     from realtime.rave import RaveModel
     from sae.paths import check_audio_out, check_not_source
 
@@ -304,17 +304,8 @@ def render_file(
     model = model if model is not None else RaveModel.load(model_path, device)
     notes = []
     data, file_sr = read_audio(in_path, what="input")
-    if file_sr != model.sr:
-        notes.append(f"resampled {in_path} from {file_sr} Hz to the model's {model.sr} Hz")
-    if data.shape[1] > 1 and model.channels == 1:
-        notes.append(f"mixed {data.shape[1]} channels of {in_path} to mono for the mono model")
-    audio = resample(data.mean(axis=1), file_sr, model.sr)
-    if len(audio) < model.ratio:
-        notes.append(f"input {in_path} is shorter than one model frame ({model.ratio} samples): little to hear")
-    if float(np.abs(audio).max(initial=0.0)) == 0.0:
-        cancel = data.shape[1] > 1 and float(np.abs(data).max()) > 0.0
-        why = f" once its {data.shape[1]} channels are mixed to mono: they cancel (one phase-inverted?)"
-        notes.append(f"input {in_path} is silent" + (why if cancel else ""))
+    notes += input_notes(in_path, data, file_sr, model.sr, 1, model.ratio)
+    audio = conform(data, file_sr, model.sr, 1)[:, 0]
     gate = Gate() if gate is None else gate
     gated = [name for name, mode in parsed if mode.split(":")[0] in ("on", "clamp")]
     if gated and gate.enabled and len(audio) >= model.ratio:

@@ -54,6 +54,22 @@ def test_file_mode_bypass_reproduces_the_input(tiny_rave_ts, bank, wav, tmp_path
 
     x = read_audio(wav, 44100, 1)[:, 0]
     np.testing.assert_allclose(y, x, atol=1e-4)  # 16-bit PCM wav quantisation only
+    assert f"note: resampled {wav} from 22050 Hz to the model's 44100 Hz" in proc.stdout  # as render rave says
+
+
+def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsys):
+    """A stereo float take above full scale: mixed to mono and heard as it is, each said in a note (it was silent)."""
+    path = tmp_path / "hot.wav"
+    t = np.arange(44100) / 44100
+    tone = 2.0 * np.sin(2 * np.pi * 220 * t)
+    sf.write(path, np.stack([tone, tone], axis=1).astype(np.float32), 44100, subtype="FLOAT")
+    out = tmp_path / "out.wav"
+    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--input", str(path), "--output", str(out), "--no-osc",
+                     "--no-view", "--bypass")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: mixed 2 channels of {path} to mono" in proc.stdout
+    assert f"note: input {path} peaks at +6.0 dBFS" in proc.stdout
+    assert "resampled" not in proc.stdout
 
 
 def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):

@@ -240,14 +240,17 @@ def _preset_dir(args: argparse.Namespace) -> Path:
 def _run_file(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
     from rich.console import Console
 
-    from realtime.audio_files import write_audio
-    from realtime.audio_io import read_audio, run_file
+    from realtime.audio_files import conform, input_notes, read_audio, write_audio
+    from realtime.audio_io import run_file
     from realtime.live_view import status_line
     from sae.errors import UserError
 
     if ready is not None:  # no device: the latency is known now
         ready()
-    data = read_audio(args.input, engine.sr, engine.channels)
+    raw, file_sr = read_audio(args.input, what="input")
+    for note in input_notes(args.input, raw, file_sr, engine.sr, engine.channels, engine.processor.ratio):
+        _say(f"note: {note}")
+    data = conform(raw, file_sr, engine.sr, engine.channels)
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
     engine.start()
     t0 = time.perf_counter()
