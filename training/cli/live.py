@@ -21,9 +21,13 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.cli.args import add_device, add_threads, nonneg_float, positive_float, positive_int
 from training.cli.quiet import progress_bar
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_MODEL = ASSETS / "demo_rave.ts"
@@ -102,8 +106,9 @@ def list_devices() -> int:
     return 0
 
 
-def _check_args(args: argparse.Namespace) -> None:
-    """Everything that can be refused before any slow work."""
+def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
+    """Everything that can be refused before any slow work; returns file mode's input as read ([frames, channels]
+    and its rate), so it is read once."""
     from sae.errors import UserError
     from sae.paths import check_audio_out, check_not_source
 
@@ -121,10 +126,11 @@ def _check_args(args: argparse.Namespace) -> None:
         raise UserError("--reply-port: applies with OSC on; drop --no-osc or --reply-port")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
+    source = None
     if args.input is not None:  # missing, no audio, no samples, NaN: refused before the model loads and measures
         from realtime.audio_files import read_audio
 
-        read_audio(args.input, what="input")
+        source = read_audio(args.input, what="input")
     if args.preset is not None and not args.preset.is_file():
         raise UserError(f"--preset {args.preset}: no such file")
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
@@ -143,6 +149,7 @@ def _check_args(args: argparse.Namespace) -> None:
             [float(v) for v in args.inject_stalls.split(",")]
         except ValueError:
             raise UserError(f"--inject-stalls {args.inject_stalls!r}: expected seconds, e.g. 0.25,1") from None
+    return source
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     final status printed, exit 0."""
     if args.list_devices:
         return list_devices()
-    _check_args(args)
+    source = _check_args(args)
     demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
     if demo_bank:
         args.bank = DEMO_BANK
@@ -210,8 +217,8 @@ def run(args: argparse.Namespace) -> int:
             from realtime.osc import OscTelemetry
 
             telemetry = OscTelemetry(osc, engine, args.meter_rate).start()
-        if args.input is not None:
-            return _run_file(args, engine, osc, ready)
+        if source is not None:
+            return _run_file(args, source, engine, osc, ready)
         return _run_device(args, engine, osc, ready)
     finally:
         if telemetry is not None:
@@ -237,17 +244,19 @@ def _preset_dir(args: argparse.Namespace) -> Path:
     return args.preset_dir or (args.bank.parent if args.bank else Path.cwd())
 
 
-def _run_file(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
+def _run_file(
+    args: argparse.Namespace, source: tuple[np.ndarray, int], engine, osc, ready: Callable[[], None] | None = None
+) -> int:
     from rich.console import Console
 
-    from realtime.audio_files import conform, input_notes, read_audio, write_audio
+    from realtime.audio_files import conform, input_notes, write_audio
     from realtime.audio_io import run_file
     from realtime.live_view import status_line
     from sae.errors import UserError
 
     if ready is not None:  # no device: the latency is known now
         ready()
-    raw, file_sr = read_audio(args.input, what="input")
+    raw, file_sr = source
     for note in input_notes(args.input, raw, file_sr, engine.sr, engine.channels, engine.processor.ratio):
         _say(f"note: {note}")
     data = conform(raw, file_sr, engine.sr, engine.channels)
