@@ -171,8 +171,7 @@ def input_notes(
     mixed = np.abs(data.mean(axis=1)) if data.shape[1] != channels else np.abs(data)
     if float(mixed.max(initial=0.0)) == 0.0:
         cancel = data.shape[1] != channels and float(np.abs(data).max()) > 0.0
-        why = f" once its {data.shape[1]} channels are mixed to mono: they cancel (one phase-inverted?)"
-        notes.append(f"input {path} is silent" + (why if cancel else ""))
+        notes.append(f"input {path} is {silent(data.shape[1], cancel)}")
     peak = float(np.abs(data).max(initial=0.0))
     if peak > 1.0:
         notes.append(
@@ -180,6 +179,13 @@ def input_notes(
             "the model hears it as it is, louder than anything it was trained on"
         )
     return notes
+
+
+def silent(channels: int, cancel: bool) -> str:
+    """How a file whose mono mix is silent is described: plain silence, or `channels` that cancel once mixed."""
+    if cancel:
+        return f"silent once its {channels} channels are mixed to mono: they cancel (one phase-inverted?)"
+    return "silent"
 
 
 def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
@@ -233,8 +239,7 @@ def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_
         return None
     if float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
         cancel = data.shape[1] > 1 and float(np.abs(data).max()) >= SILENCE_PEAK
-        why = f"silent once its {data.shape[1]} channels are mixed to mono: they cancel (one phase-inverted?)"
-        notes.skipped.append((str(path), why if cancel else "silent"))
+        notes.skipped.append((str(path), silent(data.shape[1], cancel)))
         return None
     if file_sr != sample_rate:  # counted among the files kept
         notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
