@@ -17,6 +17,7 @@ reduced across ranks so every rank holds the same model.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -276,9 +277,9 @@ def train_hook(
     """
     cfg.validate()
     info = info or DistInfo()
-    if not info.main:
-        return _train_hook(store, hook, Path(out_dir), cfg, resume, on_step, info, model_name)
-    with sole_writer(out_dir, "sae train"):  # two runs into one folder would mix their checkpoints and files
+    # two runs into one folder would mix their checkpoints and files (rank 0 holds the lock for all ranks)
+    lock = sole_writer(out_dir, "sae train") if info.main else contextlib.nullcontext()
+    with lock:
         return _train_hook(store, hook, Path(out_dir), cfg, resume, on_step, info, model_name)
 
 
