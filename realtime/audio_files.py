@@ -62,7 +62,12 @@ def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path
     if root.is_file():
         return [root]
     files, seen = [], set()
-    for folder, subfolders, names in os.walk(root, followlinks=True):
+
+    def unreadable(exc: OSError) -> None:  # os.walk skips a folder it cannot list without a word
+        why = (exc.strerror or type(exc).__name__).lower()
+        raise UserError(f"{what} {root}: cannot list {exc.filename} ({why}); fix its permissions or move it out")
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable, followlinks=True):
         real = os.path.realpath(folder)
         if real in seen:
             subfolders.clear()
@@ -168,10 +173,11 @@ def input_notes(
         notes.append(f"mixed {data.shape[1]} channels of {path} to {to}")
     if len(data) * sr < frame * file_sr:
         notes.append(f"input {path} is shorter than one model frame ({frame} samples): little to hear")
-    mixed = np.abs(data.mean(axis=1)) if data.shape[1] != channels else np.abs(data)
-    if float(mixed.max(initial=0.0)) == 0.0:
-        cancel = data.shape[1] != channels and float(np.abs(data).max()) > 0.0
-        notes.append(f"input {path} is {silent(data.shape[1], cancel)}")
+    mixed = data.mean(axis=1) if data.shape[1] != channels else data
+    if float(np.abs(mixed - mixed.mean(axis=0)).max(initial=0.0)) == 0.0:
+        cancel = data.shape[1] != channels and float(np.abs(data - data.mean(axis=0)).max()) > 0.0
+        offset = float(np.abs(mixed).max(initial=0.0)) > 0.0
+        notes.append(f"input {path} is {silent(data.shape[1], cancel, offset)}")
     peak = float(np.abs(data).max(initial=0.0))
     if peak > 1.0:
         notes.append(
@@ -181,11 +187,12 @@ def input_notes(
     return notes
 
 
-def silent(channels: int, cancel: bool) -> str:
-    """How a file whose mono mix is silent is described: plain silence, or `channels` that cancel once mixed."""
+def silent(channels: int, cancel: bool, offset: bool = False) -> str:
+    """How a file whose mono mix is silent is described: plain silence, `channels` that cancel once mixed, or
+    silence under a constant `offset` (DC: it has a level, yet nothing to hear)."""
     if cancel:
         return f"silent once its {channels} channels are mixed to mono: they cancel (one phase-inverted?)"
-    return "silent"
+    return "silent apart from a constant offset (DC)" if offset else "silent"
 
 
 def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
@@ -237,9 +244,10 @@ def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_
     if len(audio) < min_samples:
         notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
         return None
-    if float(np.abs(audio).max(initial=0.0)) < SILENCE_PEAK:
-        cancel = data.shape[1] > 1 and float(np.abs(data).max()) >= SILENCE_PEAK
-        notes.skipped.append((str(path), silent(data.shape[1], cancel)))
+    if float(np.abs(audio - audio.mean()).max(initial=0.0)) < SILENCE_PEAK:  # about its mean: DC is no sound
+        cancel = data.shape[1] > 1 and float(np.abs(data - data.mean(axis=0)).max()) >= SILENCE_PEAK
+        offset = float(np.abs(audio).max(initial=0.0)) >= SILENCE_PEAK
+        notes.skipped.append((str(path), silent(data.shape[1], cancel, offset)))
         return None
     if file_sr != sample_rate:  # counted among the files kept
         notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,7 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.audio_files import AUDIO_EXTENSIONS, AudioNotes, list_audio, read_audio, read_mono, resample
+from realtime.audio_files import (
+    AUDIO_EXTENSIONS,
+    AudioNotes,
+    input_notes,
+    list_audio,
+    read_audio,
+    read_mono,
+    resample,
+)
 from sae.errors import UserError
 
 
@@ -280,3 +289,36 @@ def test_channels_that_cancel_are_named_not_called_silent(tmp_path):
         "silent once its 2 channels are mixed to mono: they cancel (one phase-inverted?)",
         "silent",
     ]
+
+
+def test_a_constant_offset_is_not_sound(tmp_path):
+    """A take of nothing but a DC offset (a cheap interface's idle input) was kept as a clip and played without a
+    note: it has a level, yet nothing to hear."""
+    sf.write(tmp_path / "idle.wav", np.full(4410, 0.02, np.float32), 44100)
+    notes = AudioNotes()
+    assert read_mono(tmp_path / "idle.wav", 44100, notes) is None
+    assert notes.skipped == [(str(tmp_path / "idle.wav"), "silent apart from a constant offset (DC)")]
+    data, sr = read_audio(tmp_path / "idle.wav")
+    assert input_notes(tmp_path / "idle.wav", data, sr, 44100, 1, 512) == [
+        f"input {tmp_path / 'idle.wav'} is silent apart from a constant offset (DC)"
+    ]
+    sf.write(tmp_path / "take.wav", 0.02 + 0.01 * np.sin(np.arange(4410, dtype=np.float32) / 3), 44100)
+    assert read_mono(tmp_path / "take.wav", 44100, notes) is not None  # sound over an offset is kept
+
+
+def test_a_subfolder_it_cannot_list_is_named_not_skipped(tmp_path, monkeypatch):
+    """os.walk skips a folder it cannot list (permissions, a dead network share) without a word: a collection
+    quietly lost a subfolder's clips. (Root reads any folder, so the refusal is injected.)"""
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "locked").mkdir()
+    sf.write(tmp_path / "ok" / "a.wav", 0.1 * np.ones(100, np.float32), 44100)
+    real = os.scandir
+
+    def scandir(path):
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(UserError, match=r"^--with folder \S+: cannot list \S+locked \(permission denied\); fix its"):
+        list_audio(tmp_path, "--with folder")
