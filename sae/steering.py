@@ -22,9 +22,9 @@ Several concepts compose per feature (gains multiply, adds sum, floors take the 
 per-feature gains multiply on top. A concept steers its `steer` features (chosen by effect, `sae.bank`)
 when the bank has them, else the features its detector uses.
 
-The gate keeps `on` and `clamp` off silence: `energy_gate` turns each frame's input level into g (0 below
-`Gate.lo_db` dBFS, 1 above `Gate.hi_db`, linear in dB between); `off` and `scale` are not gated (they
-only change what is there).
+The gate keeps `on` and `clamp` off silence: `energy_gate` turns each frame's input level (RMS about the
+frame's mean) into g (0 below `Gate.lo_db` dBFS, 1 above `Gate.hi_db`, linear in dB between); `off` and
+`scale` are not gated (they only change what is there).
 
 Used per block by the live engine (`realtime/`) and by the offline renders on tensors `[.., T, d_in]`.
 `steer` and `SteeredSAE` are TorchScript-able.
@@ -185,10 +185,11 @@ class Gate:
 
 
 def energy_gate(audio: Tensor, hop: int, lo_db: float = -60.0, hi_db: float = -45.0) -> Tensor:
-    """Per-frame weights [.., T, 1] from audio [.., T·hop]: each frame's RMS in dBFS mapped linearly from
-    `lo_db` (0) to `hi_db` (1) and clipped (TorchScript-able: `torch.jit.script(energy_gate)`)."""
+    """Per-frame weights [.., T, 1] from audio [.., T·hop]: each frame's RMS about its mean (a DC offset is no
+    sound) in dBFS mapped linearly from `lo_db` (0) to `hi_db` (1) and clipped (TorchScript-able:
+    `torch.jit.script(energy_gate)`)."""
     frames = audio.unflatten(-1, [audio.shape[-1] // hop, hop])
-    db = 10.0 * torch.log10(frames.pow(2).mean(-1) + 1e-12)
+    db = 10.0 * torch.log10((frames - frames.mean(-1, keepdim=True)).pow(2).mean(-1) + 1e-12)
     return ((db - lo_db) / (hi_db - lo_db)).clamp(0.0, 1.0).unsqueeze(-1)
 
 

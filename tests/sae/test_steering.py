@@ -238,11 +238,13 @@ def test_gate_keeps_on_and_clamp_off_silence():
     hop = 64
     audio = torch.zeros(1, 4 * hop)
     audio[0, 2 * hop :] = 0.3 * torch.randn(2 * hop, generator=torch.Generator().manual_seed(0))
-    audio[0, hop : 2 * hop] = 10 ** (-52.5 / 20) * torch.sign(torch.randn(hop))  # -52.5 dBFS: half open
+    audio[0, hop : 2 * hop] = 10 ** (-52.5 / 20) * (-1.0) ** torch.arange(hop)  # -52.5 dBFS: half open
     g = energy_gate(audio, hop)
     assert g.shape == (1, 4, 1)
     assert g[0, :, 0].tolist() == pytest.approx([0.0, 0.5, 1.0, 1.0], abs=1e-3)
     torch.testing.assert_close(torch.jit.script(energy_gate)(audio, hop), g)
+    offset = energy_gate(audio + 0.05, hop)  # a DC offset (-26 dBFS) on the input opens nothing, changes nothing
+    torch.testing.assert_close(offset, g, atol=1e-4, rtol=0)
     sae = _sae()
     concepts = {"g": {"features": [{"index": 3, "weight": 1.0, "typical": 2.0}], "default": {"mode": "none"}}}
     x = torch.randn(1, 4, 8)
