@@ -3,11 +3,16 @@
 `open_duplex` opens the device at the model's rate and refuses clearly when the device is missing or
 will not run at that rate. `run_file` feeds a file through the very same callback, period by period, at
 real-time pace or as fast as the model thread goes, and writes the output with the engine's latency
-removed (so bypass reproduces the input sample for sample).
+removed (so bypass reproduces the input sample for sample). `close_stream` stops a device stream without
+hanging when its device went away mid-stream.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -97,6 +102,45 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     engine.latency.device_in = round(lat_in * sr)
     engine.latency.device_out = round(lat_out * sr)
     return stream
+
+
+def device_stopped(engine: Engine, label: str, streamed_s: float) -> str:
+    """The one line for a stream PortAudio stopped on its own (its device went away while playing)."""
+    last = engine.counters.last_callback
+    silent_s = time.perf_counter() - last if last else 0.0
+    quiet = f", no callback for {silent_s:.1f} s" if silent_s >= 1.0 else ""
+    return (
+        f"audio device {label}: the stream stopped after {streamed_s:.1f} s of playing{quiet} (a JACK server that "
+        "quit? an interface unplugged?); start the device again, then musicsae live"
+    )
+
+
+def close_stream(stream: Any, timeout: float = 2.0) -> bool:
+    """Stop and close a device stream; False when PortAudio did not return within `timeout` s.
+
+    A JACK server that quits mid-stream leaves PortAudio's JACK backend waiting for it forever in
+    Pa_StopStream, Pa_CloseStream and Pa_Terminate (seen with jackd2 1.9 and PortAudio 19.6): the stream is
+    then left behind, and the process ends without sounddevice's exit handler (which would wait as well):
+    its output flushed, exit status 1 (the device failed).
+    """
+    done = threading.Event()
+
+    def stop() -> None:
+        stream.stop()
+        stream.close()
+        done.set()
+
+    threading.Thread(target=stop, name="musicsae-close-stream", daemon=True).start()
+    if done.wait(timeout):
+        return True
+    atexit.register(_exit_skipping_portaudio)  # after sounddevice's own handler, so it runs first
+    return False
+
+
+def _exit_skipping_portaudio() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
 
 
 @dataclass

@@ -335,6 +335,10 @@ class Engine:
         n = min(self.model.blocks, len(self.block_times))
         return float(np.quantile(self.block_times[:n], q)) if n else 0.0
 
+    def report(self, kind: str, message: str) -> None:
+        """An event from outside the audio path (e.g. "device": the stream stopped), at the current input frame."""
+        self._event(kind, self._pos, 0, message)
+
     # --- model thread -------------------------------------------------------------------------------------
     def _event(self, kind: str, at: int, lost: int, message: str) -> None:
         self._seq += 1

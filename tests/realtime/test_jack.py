@@ -196,3 +196,32 @@ def test_live_with_no_arguments_plays_the_demo_concepts_and_answers_osc_from_the
     assert "Traceback" not in err
     assert proc.returncode == 0, err
     assert "xruns" in out.splitlines()[-1], out[-300:]
+
+
+def test_a_device_that_goes_away_is_named_and_live_exits(tiny_rave_ts, osc_inbox):
+    """The JACK server quits mid-show (or the interface is unplugged): live went on printing a status of 0 xruns
+    and 0 errors over silence, and hung for good when stopped (PortAudio waits for the dead server in
+    Pa_StopStream and again at exit). Now: one line naming the device, OSC /error to the client, exit 1 within
+    seconds."""
+    from realtime.osc import encode_message
+
+    osc_port, replies = _free_port(), osc_inbox
+    with JackServer(sr=44100, period=256) as own:  # its own server: this test stops it
+        proc = _live(own, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--osc-port", str(osc_port),
+                     "--reply-port", str(replies.port), "--duration", "120")  # fmt: skip
+        try:
+            _wait_for(proc, "streaming")
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:  # the client the /error goes to
+                sender.sendto(encode_message("/ping", []), ("127.0.0.1", osc_port))
+            replies.expect("/pong")
+            own.proc.terminate()  # as `jack_control stop` or quitting QjackCtl does
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    errors = [line for line in err.splitlines() if line.startswith("musicsae: error:")]
+    assert proc.returncode == 1, err
+    assert len(errors) == 1 and "audio device system: the stream stopped after" in errors[0], err
+    assert "Traceback" not in err
+    problems = [args for address, args in replies.expect("/error", timeout=5) if address == "/error"]
+    assert problems and problems[0][0] == "device" and "the stream stopped" in problems[0][1], problems

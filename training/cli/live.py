@@ -283,8 +283,9 @@ def _run_file(
 
 
 def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
-    from realtime.audio_io import open_duplex
+    from realtime.audio_io import close_stream, device_stopped, open_duplex
     from realtime.live_view import render, status_line
+    from sae.errors import UserError
 
     # the audio callback needs the GIL: let a busy Python thread (OSC, view) hand it over within 1 ms, not 5
     sys.setswitchinterval(0.001)
@@ -301,6 +302,7 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
     injected = 0
     control = osc.control if osc else None
     live = None
+    stopped = None  # the line saying the device went away
     try:
         if not args.no_view:
             from rich.live import Live
@@ -312,6 +314,12 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
+            if not stream.active:  # PortAudio stopped it: the callback never raises, so the device went away
+                stopped = device_stopped(engine, args.device or "(default)", now - start)
+                engine.report("device", stopped)
+                if osc is not None:
+                    osc.send("/error", ["device", stopped])
+                break
             if stalls and now - start >= (injected + 1) * args.inject_every:
                 engine.inject_stall(stalls[injected % len(stalls)])
                 injected += 1
@@ -330,7 +338,8 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
     finally:
         if live is not None:
             live.stop()
-        stream.stop()
-        stream.close()
+        closed = close_stream(stream)
     _say(status_line(engine, control))
+    if stopped or not closed:
+        raise UserError(stopped or f"audio device {args.device or '(default)'}: did not stop within 2 s; left behind")
     return 0
