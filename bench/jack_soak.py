@@ -199,11 +199,23 @@ def main() -> None:
     p.add_argument("--stall-every", type=float, default=60.0, help="seconds between stalls")
     p.add_argument("--meter-rate", type=float, default=20.0)
     p.add_argument("--no-baseline", action="store_true", help="skip the copy-only baseline stream")
+    p.add_argument("--rt-priority", type=int, help="the model thread's (live's --rt-priority; 0: normal)")
+    p.add_argument("--busy", type=int, default=0, help="busy-loop processes running all along (a busy laptop)")
     args = p.parse_args()
     seconds = 30.0 if args.short else args.minutes * 60
     stall_every = min(args.stall_every, 10.0) if args.short else args.stall_every
     load_start = os.getloadavg()
 
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        _soak(args, seconds, stall_every, load_start)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def _soak(args: argparse.Namespace, seconds: float, stall_every: float, load_start: tuple[float, ...]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model = _model(args.model, Path(tmp))
         sr = _sample_rate(model)
@@ -223,6 +235,8 @@ def main() -> None:
                 cmd += ["--blocksize", str(args.blocksize)]
             if args.headroom:
                 cmd += ["--headroom", str(args.headroom)]
+            if args.rt_priority is not None:
+                cmd += ["--rt-priority", str(args.rt_priority)]
             if args.stalls:
                 cmd += ["--inject-stalls", args.stalls, "--inject-every", str(stall_every)]
             proc = subprocess.Popen(cmd, env=jack.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -261,6 +275,7 @@ def main() -> None:
     load_end = os.getloadavg()
     for line in lines:
         print(line, end="")
+    priority = next((line.strip() for line in lines if line.startswith("model thread:")), "model thread: ?")
     final = [line for line in lines if line.startswith("blocks")]
     summary = final[-1] if final else ""
     ms = 1000.0 / sr
@@ -270,7 +285,8 @@ def main() -> None:
     cycles = re.search(r"cycles skipped (\d+)", summary)
     p999 = re.search(r"p99\.9 ([\d.]+) ms", summary)
     print(f"\nsoak: {took:.0f} s, JACK period {args.period} ({args.period * ms:.1f} ms), load average "
-          f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs, shared)")  # fmt: skip
+          f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs, shared; {args.busy} busy "
+          f"loop(s)); {priority}")  # fmt: skip
     if xruns:
         print(f"  xruns {xruns.group(1)} (device {xruns.group(2)}, underruns {xruns.group(3)}), device cycles the "
               f"callback missed {cycles.group(1) if cycles else '?'} (followed), late blocks "
@@ -288,10 +304,12 @@ def main() -> None:
     resyncs = [(t - t0, e) for t, e in traffic.events if e and e[0] == "resync"]
     print(f"  stalls injected: {args.stalls or 'none'} every {stall_every:g} s; resync events {len(resyncs)}; "
           f"all events: {', '.join(sorted({e[0] for _, e in traffic.events})) or 'none'}")  # fmt: skip
-    for when, e in resyncs:
+    for when, e in resyncs[:10]:  # the first ten; a busy machine can make hundreds
         after = [(at, d) for at, d in delays if at / sr > when + 0.5][:3]
         print(f"    at {when:6.1f} s: {e[2]}; output lost {e[1]:.0f} ms; next impulses measured "
               f"{[d for _, d in after]} (computed {computed})")  # fmt: skip
+    if len(resyncs) > 10:
+        print(f"    ... and {len(resyncs) - 10} more resyncs")
     print(f"  OSC: {traffic.sent} messages sent, {traffic.errors} /error replies (rate-limited), {traffic.meters} "
           f"meter messages ({traffic.meters / max(took, 1e-9):.0f}/s), xruns reported over OSC: "
           f"{traffic.xruns_reported[-1] if traffic.xruns_reported else '?'}")  # fmt: skip

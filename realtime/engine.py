@@ -35,6 +35,7 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -159,6 +160,38 @@ class _GcGuard:
                     gc.enable()
 
 
+RT_HINT = "allow it as for JACK: the audio group with an rtprio limit, e.g. `@audio - rtprio 95` in limits.d"
+
+
+def raise_priority(thread_id: int, priority: int) -> str:
+    """Put a thread (its native id) on SCHED_FIFO at `priority`; says what it got, refusals included."""
+    if not hasattr(os, "sched_setscheduler"):
+        return "normal priority (this OS has no SCHED_FIFO for threads)"
+    try:
+        os.sched_setscheduler(thread_id, os.SCHED_FIFO, os.sched_param(priority))
+    except OSError as exc:
+        why = (exc.strerror or type(exc).__name__).lower()
+        return f"normal priority (real-time priority {priority} refused: {why}; {RT_HINT})"
+    return f"real-time priority {priority} (SCHED_FIFO)"
+
+
+@contextlib.contextmanager
+def priority_while(priority: int) -> Iterator[None]:
+    """The calling thread at SCHED_FIFO `priority` inside the block, as it was after (0, or refused: unchanged):
+    the block's timing then sees the compute the model thread will get."""
+    try:
+        before = os.sched_getscheduler(0), os.sched_getparam(0)
+        if priority:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, OSError):  # no SCHED_FIFO here, or not allowed: time at the normal priority
+        priority = 0
+    try:
+        yield
+    finally:
+        if priority:
+            os.sched_setscheduler(0, *before)
+
+
 class Engine:
     """Rings, the model thread and the audio callback around one `BlockProcessor`.
 
@@ -169,6 +202,10 @@ class Engine:
         headroom: processing budget per block, in blocks (used when `budget` is None).
         threads: torch intra-op threads on the model thread.
         budget: the model thread's time per block in frames (rounded up to whole periods), e.g. measured.
+        rt_priority: the model thread's real-time priority (SCHED_FIFO, 1..99; 0: the normal scheduler): above
+            every normal thread, so a busy machine does not make its blocks late, and below the audio callback
+            (JACK runs its clients' threads at its -P minus 5: 5 by default), which must preempt it. Where the
+            OS refuses, normal scheduling, said in `priority`.
     """
 
     def __init__(
@@ -179,8 +216,11 @@ class Engine:
         headroom: float = 1.0,
         threads: int = 1,
         budget: int | None = None,
+        rt_priority: int = 0,
     ):
         check_period(period, processor.blocksize)
+        if not 0 <= rt_priority <= 99:
+            raise UserError(f"--rt-priority {rt_priority}: expected 0 (normal scheduling) to 99")
         if budget is None:
             if not (math.isfinite(headroom) and 0.0 < headroom <= 4.0):
                 raise UserError(f"headroom {headroom}: expected a number of blocks in (0, 4]")
@@ -189,6 +229,8 @@ class Engine:
         self.controls = controls
         self.period = period
         self.threads = threads
+        self.rt_priority = int(rt_priority)
+        self.priority = "normal priority"  # what the model thread got (set by `start`)
         self.blocksize = processor.blocksize
         self.channels = processor.channels
         self.sr = processor.sr
@@ -303,6 +345,8 @@ class Engine:
         self._running = True
         self._thread = threading.Thread(target=self._run, name="musicsae-model", daemon=True)
         self._thread.start()
+        if self.rt_priority:
+            self.priority = raise_priority(self._thread.native_id, self.rt_priority)
 
     def stop(self) -> None:
         self._running = False

@@ -18,7 +18,7 @@ import torch
 from realtime.alignment import Alignment
 from realtime.budget import BudgetChoice, choose_block
 from realtime.controls import Controls, read_preset
-from realtime.engine import Engine
+from realtime.engine import Engine, priority_while
 from realtime.processor import BlockProcessor, check_period, choose_blocksize
 from sae.errors import UserError
 from sae.meter import MeterParams
@@ -40,6 +40,7 @@ class LiveConfig:
     headroom: model-thread budget per block, in blocks (None: from the measured compute time).
     model_device: torch device for RAVE and the SAE ("cpu", "cuda", ...).
     threads: torch threads on the model thread.
+    rt_priority: the model thread's real-time priority (SCHED_FIFO; 0: normal), as far as the OS allows.
     preset: preset YAML applied at start.
     mix, bypass: initial dry/wet and bypass.
     meters: concept meters from the bank's probes (costs one SAE encode per block).
@@ -55,6 +56,7 @@ class LiveConfig:
     stereo: str = "mid"
     headroom: float | None = None
     threads: int = 1
+    rt_priority: int = 1
     preset: Path | None = None
     model_device: str = "cpu"
     mix: float = 1.0
@@ -155,7 +157,10 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
         return BlockProcessor(rave, sae, block, cfg.channels, cfg.stereo, alignment.aligned,
                               alignment.first_response, meters, hook=hook)  # fmt: skip
 
-    processor, choice = choose_block(make, rave.ratio, cfg.period, rave.sr, controls.warm_up_snapshots(),
-                                     cfg.blocksize, cfg.headroom, seconds=cfg.timing_s, say=say)  # fmt: skip
-    engine = Engine(processor, controls, cfg.period, threads=cfg.threads, budget=choice.budget)
+    with priority_while(cfg.rt_priority):  # timed as the model thread will run
+        processor, choice = choose_block(make, rave.ratio, cfg.period, rave.sr, controls.warm_up_snapshots(),
+                                         cfg.blocksize, cfg.headroom, seconds=cfg.timing_s, say=say)  # fmt: skip
+    engine = Engine(
+        processor, controls, cfg.period, threads=cfg.threads, budget=choice.budget, rt_priority=cfg.rt_priority
+    )
     return LiveSession(engine, controls, rave, sae_dir, alignment, choice, skipped)

@@ -67,6 +67,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
     )
     add_threads(p, what="torch threads on the model thread")
+    p.add_argument(
+        "--rt-priority",
+        type=int,
+        default=1,
+        help="the model thread's real-time priority (SCHED_FIFO 1-99: above normal threads, below the audio "
+        "callback's; 0: normal scheduling; default 1; where the OS refuses, the start-up lines say so)",
+    )
     p.add_argument("--mix", type=float, default=1.0, help="initial dry/wet mix in [0, 1]")
     p.add_argument("--bypass", action="store_true", help="start bypassed")
     p.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (default loopback only)")
@@ -124,6 +131,8 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
             raise UserError(f"{flag}: applies to {mode} only" + (" (--input/--output)" if mode == "file mode" else ""))
     if args.no_osc and args.reply_port is not None:
         raise UserError("--reply-port: applies with OSC on; drop --no-osc or --reply-port")
+    if not 0 <= args.rt_priority <= 99:
+        raise UserError(f"--rt-priority {args.rt_priority}: expected 0 (normal scheduling) to 99")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
         raise UserError(f"--model: not given and the demo model {DEMO_MODEL} is missing (`just demo` makes it)")
     source = None
@@ -177,6 +186,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = LiveConfig(
             model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,
             channels=args.channels, stereo=args.stereo, headroom=args.headroom, threads=args.threads,
+            rt_priority=args.rt_priority if args.input is None else 0,  # a file runs as fast as it goes
             preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
         )  # fmt: skip
         rave = load_model(cfg)
@@ -292,6 +302,7 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
     stream = open_duplex(engine, args.device)
     _say(engine.latency.describe())
     engine.start()
+    _say(f"model thread: {engine.priority}")
     stream.start()
     if ready is not None:
         ready()
