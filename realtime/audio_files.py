@@ -168,7 +168,10 @@ def input_notes(
     notes = []
     if int(file_sr) != int(sr):
         notes.append(f"resampled {path} from {file_sr} Hz to the model's {sr} Hz")
-    if data.shape[1] != channels:
+    if data.shape[1] == 1 and channels > 1:
+        sides = "both channels of the stereo model" if channels == 2 else f"all {channels} channels of the model"
+        notes.append(f"played mono {path} on {sides}")
+    elif data.shape[1] != channels:
         to = "mono" if channels == 1 else f"mono, then {channels} channels, for the model"
         notes.append(f"mixed {data.shape[1]} channels of {path} to {to}")
     if len(data) * sr < frame * file_sr:

@@ -173,7 +173,11 @@ def render_array(
     gate: Gate | None = None,
     edits: Sequence[Edit] | None = None,
 ) -> np.ndarray:
-    """Mono float32 audio at the model's rate → the model's output, edited, aligned to the input.
+    """Float32 audio at the model's rate → the model's output, edited, aligned to the input.
+
+    Mono audio [frames] comes back mono (a stereo model hears it on both sides; its sides are averaged); audio
+    [frames, channels] with the model's own channel count (a stereo file through a stereo model) comes back
+    [frames, channels], each side as the model gives it.
 
     Args:
         stream: reset before the file.
@@ -191,16 +195,23 @@ def render_array(
     block = offline_block(stream.ratio) if block is None else block
     if block <= 0 or block % stream.ratio:
         raise UserError(f"block {block}: expected a positive multiple of the model's ratio {stream.ratio}")
+    audio = np.asarray(audio, np.float32)
+    sides = audio.ndim == 2  # [frames, channels]: the model's own channels in and out
+    if sides and audio.shape[1] != stream.channels:
+        raise UserError(
+            f"audio of {audio.shape[1]} channels: expected mono or the model's {stream.channels} channel(s)"
+        )
     stream.reset()
     torch.manual_seed(seed)
     n = len(audio)
     total = n + delay
     total += (-total) % block
-    x = np.zeros(total, np.float32)
-    x[:n] = audio
-    xt = torch.from_numpy(x).reshape(1, 1, -1)
-    if stream.channels > 1:
+    x = np.zeros((total, audio.shape[1] if sides else 1), np.float32)
+    x[:n] = audio.reshape(n, -1)
+    xt = torch.from_numpy(np.ascontiguousarray(x.T)).unsqueeze(0)  # [1, C, T]
+    if xt.shape[1] != stream.channels:
         xt = xt.expand(1, stream.channels, -1)
+    out_of = (lambda y: y[0].cpu()) if sides else (lambda y: y[0].mean(0, keepdim=True).cpu())  # [C | 1, block]
     outs = []
     steer = sae is not None and edit is not None and not edit.is_identity
     if hook != "latent" and shift is not None:
@@ -226,7 +237,7 @@ def render_array(
                 edit_rows = lambda rows, t=tensors, g=g: steer_block(rows, None, sae, W_dec, t, g)  # noqa: E731
             else:
                 edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
-            outs.append(split(x_block, edit_rows)[0].mean(0).cpu())
+            outs.append(out_of(split(x_block, edit_rows)))
             if progress:
                 progress(min(start + block, total), total)
             continue
@@ -237,10 +248,11 @@ def render_array(
             z = apply_edit(z[0].T, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
         if shift is not None:
             z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
-        outs.append(stream.decode(z)[0].mean(0).cpu())
+        outs.append(out_of(stream.decode(z)))
         if progress:
             progress(min(start + block, total), total)
-    y = torch.cat(outs).numpy()[delay : delay + n]
+    y = torch.cat(outs, dim=-1).numpy().T[delay : delay + n]
+    y = y if sides else y[:, 0]
     check_finite(y, "render", stream.sr)
     return np.ascontiguousarray(y, dtype=np.float32)
 
@@ -304,13 +316,16 @@ def render_file(
     model = model if model is not None else RaveModel.load(model_path, device)
     notes = []
     data, file_sr = read_audio(in_path, what="input")
-    notes += input_notes(in_path, data, file_sr, model.sr, 1, model.ratio)
-    audio = conform(data, file_sr, model.sr, 1)[:, 0]
+    channels = int(model.channels)  # a stereo model renders stereo; a mono one mono, as before
+    notes += input_notes(in_path, data, file_sr, model.sr, channels, model.ratio)
+    audio = conform(data, file_sr, model.sr, channels)
+    audio = audio[:, 0] if channels == 1 else audio
     gate = Gate() if gate is None else gate
     gated = [name for name, mode in parsed if mode.split(":")[0] in ("on", "clamp")]
     if gated and gate.enabled and len(audio) >= model.ratio:
         n = len(audio) // model.ratio * model.ratio
-        quiet = float((gate.weights(torch.from_numpy(audio[:n]), model.ratio) == 0).float().mean())
+        level = audio[:n] if audio.ndim == 1 else audio[:n].mean(axis=1)  # the gate hears the sides' mean
+        quiet = float((gate.weights(torch.from_numpy(np.ascontiguousarray(level)), model.ratio) == 0).float().mean())
         if quiet > 0.5:  # a quiet recording: the edit changes little or nothing, and the render says nothing
             notes.append(
                 f"{', '.join(gated)}: on/clamp act above {gate.lo_db:g} dBFS, and {100 * quiet:.0f} % of "

@@ -35,7 +35,7 @@ class LiveConfig:
     bank: concept bank YAML (optional: without it only raw /feature gains steer).
     blocksize: frames per model block (a multiple of the model's ratio; None: the smallest that keeps up).
     period: frames per audio callback (must divide the block).
-    channels: device channels, 1 or 2.
+    channels: device channels, 1 or 2 (None: the model's own, `device_channels`).
     stereo: mono model on stereo: "mid" or "channels".
     headroom: model-thread budget per block, in blocks (None: from the measured compute time).
     model_device: torch device for RAVE and the SAE ("cpu", "cuda", ...).
@@ -52,7 +52,7 @@ class LiveConfig:
     bank: Path | None = None
     blocksize: int | None = None
     period: int = 256
-    channels: int = 1
+    channels: int | None = None
     stereo: str = "mid"
     headroom: float | None = None
     threads: int = 1
@@ -107,6 +107,16 @@ def load_model(cfg: LiveConfig) -> Any:
     return RaveModel.load(cfg.model, device=cfg.model_device)
 
 
+def device_channels(rave: Any, requested: int | None = None) -> int:
+    """The device channels to play `rave` on: `requested`, else the model's own (a stereo model plays stereo)."""
+    return int(requested) if requested is not None else (2 if int(rave.channels) >= 2 else 1)
+
+
+def channel_words(channels: int) -> str:
+    """`mono (1 channel)`, `stereo (2 channels)`."""
+    return "mono (1 channel)" if channels == 1 else f"{'stereo' if channels == 2 else channels} ({channels} channels)"
+
+
 def alignment_of(rave: Any) -> Alignment:
     """The model's delays (`realtime.alignment`), measured once per model per process."""
     found = _ALIGNMENTS.get(rave.identity.sha256)
@@ -153,8 +163,10 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
     meters = MeterParams.from_concepts(concepts) if cfg.meters and sae is not None else None
     alignment = alignment_of(rave)
 
+    channels = device_channels(rave, cfg.channels)
+
     def make(block: int) -> BlockProcessor:
-        return BlockProcessor(rave, sae, block, cfg.channels, cfg.stereo, alignment.aligned,
+        return BlockProcessor(rave, sae, block, channels, cfg.stereo, alignment.aligned,
                               alignment.first_response, meters, hook=hook)  # fmt: skip
 
     with priority_while(cfg.rt_priority):  # timed as the model thread will run

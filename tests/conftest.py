@@ -45,3 +45,12 @@ def _grad_mode_is_left_on():
 
     yield
     assert torch.is_grad_enabled(), "this test left torch's grad mode disabled"
+
+
+@pytest.fixture(scope="session")
+def tiny_stereo_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny RAVE as a two-channel model (`rave train --channels 2`: RAVE's `n_channels` 2), exported by
+    acids-rave's own `rave export --streaming`."""
+    from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
+
+    return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_stereo.ts", cfg=RaveBuildConfig(seed=0, channels=2))

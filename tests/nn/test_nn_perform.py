@@ -185,11 +185,9 @@ def test_gate_keeps_on_and_clamp_off_silence(nn, demo_nn):
 
 
 @pytest.mark.slow
-def test_stereo_rave_in_nn_matches_the_engine(nn, nn_files, tmp_path):
+def test_stereo_rave_in_nn_matches_the_engine(nn, nn_files, tmp_path, tiny_stereo_rave_ts):
     """A two-channel RAVE (`rave train --channels 2`): two inlets, two outlets, dry/wet per channel."""
-    from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
-
-    rave_ts = build_tiny_rave(tmp_path / "stereo.ts", cfg=RaveBuildConfig(seed=0, channels=2))
+    rave_ts = tiny_stereo_rave_ts
     model, delay = nn_files.load_model(rave_ts)
     bank = nn_files.make_bank(tmp_path / "bank", rave_ts)
     steered = nn_files.export(rave_ts, bank, tmp_path / "stereo_steered.ts")

@@ -301,3 +301,36 @@ def test_a_bank_reading_features_its_sae_lacks_is_refused_by_render_and_live(
         with pytest.raises(UserError, match=rf"concept 'bright' feature {bad}: expected an index in \[0, {d_sae}\)"):
             run()
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_a_stereo_model_renders_stereo(tmp_path, tiny_stereo_rave_ts):
+    """A two-channel RAVE: a stereo file renders stereo (it was mixed to mono and the model's two outputs averaged),
+    a mono file plays on both sides (said in a note); a mono array (the judge, fidelity and listening renders) still
+    comes back mono, the mean of the two sides, as before."""
+    from realtime.rave import RaveModel
+    from realtime.render_rave import model_delay
+
+    torch.set_num_threads(1)
+    model = RaveModel.load(tiny_stereo_rave_ts)
+    delay = model_delay(model)
+    t = np.arange(44100) / 44100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], axis=1).astype(np.float32)
+    wide = tmp_path / "wide.wav"
+    sf.write(wide, x, 44100, subtype="FLOAT")
+    report = render_file(wide, tmp_path / "out.wav", tiny_stereo_rave_ts, None, [], model=model, delay=delay)
+    assert report.notes == []
+    y = sf.read(tmp_path / "out.wav", dtype="float32")[0]
+    assert y.shape == x.shape
+    stream = RaveStream(model)
+    both = render_array(stream, x, delay=delay)
+    assert both.shape == x.shape and np.abs(both[:, 0] - both[:, 1]).max() > 1e-2 * np.abs(both).max()
+    swapped = render_array(stream, x[:, ::-1], delay=delay)
+    assert not np.array_equal(swapped, both)  # the model heard each side (a mono mix is the same both ways round)
+    narrow = tmp_path / "narrow.wav"
+    sf.write(narrow, x[:, 0], 44100, subtype="FLOAT")
+    report = render_file(narrow, tmp_path / "out1.wav", tiny_stereo_rave_ts, None, [], model=model, delay=delay)
+    assert report.notes == [f"played mono {narrow} on both channels of the stereo model"]
+    assert sf.read(tmp_path / "out1.wav", dtype="float32")[0].shape == x.shape
+    mono = render_array(stream, x[:, 0], delay=delay)
+    assert mono.shape == (len(x),)
+    np.testing.assert_allclose(mono, render_array(stream, np.repeat(x[:, :1], 2, 1), delay=delay).mean(1), atol=1e-7)

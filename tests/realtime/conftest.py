@@ -94,3 +94,12 @@ def osc_inbox():
     inbox = OscInbox()
     yield inbox
     inbox.sock.close()
+
+
+@pytest.fixture(scope="session")
+def stereo_rave_model(tiny_stereo_rave_ts: Path):
+    """The two-channel tiny RAVE (16 latents, like the mono one: `latent_sae` fits it)."""
+    from realtime.rave import RaveModel
+
+    torch.set_num_threads(1)
+    return RaveModel.load(tiny_stereo_rave_ts)

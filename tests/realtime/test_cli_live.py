@@ -72,6 +72,29 @@ def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsy
     assert "resampled" not in proc.stdout
 
 
+def test_file_mode_plays_a_stereo_model_in_stereo(tiny_stereo_rave_ts, tmp_path, capsys):
+    """A two-channel RAVE (`rave train --channels 2`): the device channels follow the model (a stereo take stays
+    stereo; it was mixed to mono and played on one channel), and `--channels 1` still overrides."""
+    path = tmp_path / "wide.wav"
+    t = np.arange(44100) / 44100
+    take = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], axis=1)
+    sf.write(path, take.astype(np.float32), 44100)
+    x = sf.read(path, dtype="float32")[0]
+    base = ["--model", str(tiny_stereo_rave_ts), "--input", str(path), "--no-osc", "--no-view", "--bypass"]
+    out = tmp_path / "out.wav"
+    proc = live_here(capsys, *base, "--output", str(out), "--blocksize", "1024")
+    assert proc.returncode == 0, proc.stderr
+    assert "2 channels" in proc.stdout and "mixed" not in proc.stdout
+    y, sr = sf.read(out, dtype="float32")
+    assert sr == 44100 and y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-4)  # bypass: each side as it came in
+    mono = tmp_path / "mono.wav"
+    proc = live_here(capsys, *base, "--output", str(mono), "--blocksize", "1024", "--channels", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert f"note: mixed 2 channels of {path} to mono" in proc.stdout
+    assert sf.read(mono, dtype="float32")[0].ndim == 1
+
+
 def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
     preset = tmp_path / "preset.yaml"
     preset.write_text("concepts: {bright: {mode: 'on', strength: 8}, noisy: {mode: none}}\n")

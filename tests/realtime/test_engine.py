@@ -199,3 +199,32 @@ def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):
     assert np.abs(out - plain).max() > 1e-3 * np.abs(plain).max()
     with pytest.raises(UserError, match=f"expected {hook}'s width {width}"):
         BlockProcessor(rave_model, SparseAutoencoder(SAEConfig(d_in=width + 1, d_sae=8, k=2)), 1024, hook=hook)
+
+
+def test_a_stereo_model_live_equals_the_offline_render_in_stereo(stereo_rave_model, latent_sae, bank):
+    """A two-channel RAVE takes both sides and gives both back, live as offline (an edit switched mid-take included):
+    the offline render mixed them to mono and averaged the model's two outputs."""
+    from realtime.render_rave import RaveStream, render_array
+
+    model = stereo_rave_model
+    data = _signal(model.sr, 1.0, channels=2)
+    data[:, 1] = np.roll(data[:, 1], 3000)  # the sides differ
+    controls = Controls(EditState.from_concepts(64, bank.concepts))
+    proc = BlockProcessor(model, latent_sae, 1024, channels=2)
+
+    def on_period(n):
+        if n == 20480:
+            with controls.transaction() as draft:
+                draft.state.set_mode("bright", "on:6")
+
+    with Engine(proc, controls, period=256) as engine:
+        engine.trace = []
+        out = run_file(engine, data, on_period=on_period)
+    edits = [snap.edit for _, snap in engine.trace]
+    assert out.shape == data.shape and len({id(e) for e in edits}) == 2
+    offline = render_array(RaveStream(model), data, latent_sae, edits=edits, block=1024, delay=proc.delay)
+    assert offline.shape == data.shape
+    np.testing.assert_array_equal(out, offline)
+    assert np.abs(out[:, 0] - out[:, 1]).max() > 1e-2 * np.abs(out).max()  # two sides, not one copied
+    swapped = render_array(RaveStream(model), data[:, ::-1], latent_sae, edits=edits, block=1024, delay=proc.delay)
+    assert not np.array_equal(swapped, offline)  # the model heard each side (a mono mix is the same both ways round)

@@ -61,7 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="frames per model block, a multiple of the model's ratio (default: the smallest that keeps up, measured)",
     )
     p.add_argument("--period", type=positive_int, default=256, help="frames per audio callback (default 256)")
-    p.add_argument("--channels", type=int, choices=(1, 2), default=1, help="device channels")
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 2),
+        help="device channels (default: the model's: a stereo model plays stereo)",
+    )
     p.add_argument("--stereo", choices=("mid", "channels"), default="mid", help="mono model on stereo")
     p.add_argument(
         "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
@@ -176,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         find_device(args.device)
 
     from realtime.osc import OscControl, OscServer
-    from realtime.session import LiveConfig, build_live, load_model
+    from realtime.session import LiveConfig, build_live, channel_words, device_channels, load_model
 
     osc = None
     if not args.no_osc:  # listening from the start: /ping answers "loading" while the model loads
@@ -194,11 +199,15 @@ def run(args: argparse.Namespace) -> int:
             _say("the shipped demo concepts were found on another demo model: playing without concepts "
                  "(`python -m training.rave.demo_assets` makes them for this one)")  # fmt: skip
             cfg.bank = args.bank = None
+        cfg.channels = device_channels(rave, args.channels)
         if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
             from realtime.audio_io import check_device
 
-            check_device(args.device, args.channels, rave.sr)
-        _say(f"model {args.model.name}: {rave.sr} Hz, ratio {rave.ratio}, latent {rave.latent_size}")
+            check_device(args.device, cfg.channels, rave.sr)
+        _say(
+            f"model {args.model.name}: {rave.sr} Hz, ratio {rave.ratio}, latent {rave.latent_size}, "
+            f"{channel_words(rave.channels)}; playing {channel_words(cfg.channels)}"
+        )
         if args.blocksize is None:
             _say("timing the model to choose the block:")
         session = build_live(cfg, rave, say=_say)
