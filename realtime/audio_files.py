@@ -235,20 +235,29 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
 
 def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> np.ndarray | None:
     """A folder's file as mono float32 at `sample_rate`, or None (with a note) when unreadable / silent / short."""
+    return read_clip(path, sample_rate, notes, min_samples)
+
+
+def read_clip(
+    path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1, channels: int = 1
+) -> np.ndarray | None:
+    """A folder's file as float32 at `sample_rate` for a model of `channels`: a file of exactly that many channels
+    (a stereo file for a stereo model) keeps them, [frames, channels]; any other is mixed to mono, [frames]. None
+    (with a note) when unreadable / silent / short."""
     notes.target_rate = sample_rate
     loaded = _load(path)
     if isinstance(loaded, str):
         notes.skipped.append((str(path), loaded))
         return None
     data, file_sr = loaded
-    audio = data.mean(axis=1)
+    audio = data if channels > 1 and data.shape[1] == channels else data.mean(axis=1)
     if file_sr != sample_rate:
-        audio = resample(audio, file_sr, sample_rate)
+        audio = resample(audio, file_sr, sample_rate, axis=0)
     if len(audio) < min_samples:
         notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
         return None
-    if float(np.abs(audio - audio.mean()).max(initial=0.0)) < SILENCE_PEAK:  # about its mean: DC is no sound
-        cancel = data.shape[1] > 1 and float(np.abs(data - data.mean(axis=0)).max()) >= SILENCE_PEAK
+    if float(np.abs(audio - audio.mean(axis=0)).max(initial=0.0)) < SILENCE_PEAK:  # about its mean: DC is no sound
+        cancel = audio.ndim == 1 and data.shape[1] > 1 and float(np.abs(data - data.mean(axis=0)).max()) >= SILENCE_PEAK
         offset = float(np.abs(audio).max(initial=0.0)) >= SILENCE_PEAK
         notes.skipped.append((str(path), silent(data.shape[1], cancel, offset)))
         return None

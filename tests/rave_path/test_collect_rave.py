@@ -171,3 +171,30 @@ def test_refusals(tmp_path, tiny_rave_ts, capsys):
     assert collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "two"), str(tmp_path / "s"))).collected == 1
     with pytest.raises(UserError, match=r"other settings \(audio: .*two' stored, .*one' now\)"):
         collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s")))
+
+
+def test_a_stereo_model_collects_stereo_files_as_stereo(tmp_path, tiny_stereo_rave_ts):
+    """A two-channel RAVE hears a stereo file's two sides, as `live` and `render rave` play it (collect mixed them to
+    mono first, so the SAE learnt latents the model never gives on stage); a mono file plays on both sides."""
+    from realtime.rave import RaveModel
+    from training.rave.collect import activations_of
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    t = np.arange(22050) / 44100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sign(np.sin(2 * np.pi * 330 * t))], axis=1)
+    x = x.astype(np.float32)
+    sf.write(audio / "wide.wav", x, 44100, subtype="FLOAT")
+    sf.write(audio / "narrow.wav", x[:, 0], 44100, subtype="FLOAT")
+    argv = ["collect", "rave", "--model", str(tiny_stereo_rave_ts), "--audio", str(audio), "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 0
+    rows = {src: seg for src, _, seg in ActivationStore(tmp_path / "s").iter_segments("latent")}
+    model = RaveModel.load(tiny_stereo_rave_ts)
+
+    def latents(a: np.ndarray) -> torch.Tensor:
+        return activations_of(model, a, ["latent"], 1 << 20)["latent"]
+
+    wide = latents(x)
+    assert torch.allclose(rows["wide.wav"], wide, atol=1e-6)
+    assert not torch.allclose(wide, latents(x.mean(axis=1)), atol=1e-4)  # the mid is another input
+    assert torch.allclose(rows["narrow.wav"], latents(x[:, 0]), atol=1e-6)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
+import soundfile as sf
+import torch
 import yaml
 
 from sae.bank import ConceptBank
@@ -298,3 +301,21 @@ def test_steer_features_carry_the_concept_and_on_1_moves_one_mean_difference():
     added = sum(f.weight * f.typical * W[f.index].double().numpy() for f in feats)
     assert abs(added @ d / (d @ d) - 1.0) < 1e-9
     assert steer_features(S, R, y, W, fired, 0.0) == []
+
+
+def test_a_stereo_model_hears_stereo_concept_clips_as_stereo(tmp_path, tiny_stereo_rave_ts):
+    """concept find on a two-channel RAVE: a stereo clip's rows are the model's latents of both sides (as `collect`,
+    `live` and `render rave` give them), not of their mono mix."""
+    from realtime.audio_files import AudioNotes
+    from realtime.rave import RaveModel
+    from training.rave.collect import activations_of, make_streams
+    from training.rave.concepts import clip_frames
+
+    t = np.arange(22050) / 44100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sign(np.sin(2 * np.pi * 330 * t))], axis=1)
+    x = x.astype(np.float32)
+    sf.write(tmp_path / "wide.wav", x, 44100, subtype="FLOAT")
+    model = RaveModel.load(tiny_stereo_rave_ts)
+    [(_, rows)] = clip_frames(model, [tmp_path / "wide.wav"], AudioNotes(), make_streams(model, ["latent"]))
+    assert torch.allclose(rows, activations_of(model, x, ["latent"], 1 << 20)["latent"], atol=1e-6)
+    assert not torch.allclose(rows, activations_of(model, x.mean(axis=1), ["latent"], 1 << 20)["latent"], atol=1e-4)

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio, read_mono
+from realtime.audio_files import AudioNotes, list_audio, read_clip
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
@@ -97,7 +97,8 @@ def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
 def activations_of(
     model, audio: np.ndarray, hooks: list[str], chunk: int, streams: dict[str, RaveStream] | None = None, seed: int = 0
 ) -> dict[str, torch.Tensor]:
-    """Rows [frames, dim] per hook for one mono clip, from a stream reset to its fresh state.
+    """Rows [frames, dim] per hook for one clip, from a stream reset to its fresh state: mono [samples] (on every
+    channel of a stereo model) or [samples, channels] with the model's channels.
 
     `streams` (made by `make_streams`) are reused between calls. `seed` seeds the decoder's noise fill of
     cropped latent dims (decoder hooks of an export that keeps fewer latents than it has); the caller's
@@ -107,8 +108,11 @@ def activations_of(
     stream = streams.get("all") or next(iter(streams.values()))
     ratio = model.ratio
     pad = (-len(audio)) % ratio
-    x = torch.from_numpy(np.pad(audio, (0, pad))).reshape(1, 1, -1).to(torch.float32)
-    if model.channels > 1:
+    x = np.pad(audio.reshape(len(audio), -1), ((0, pad), (0, 0)))
+    x = torch.from_numpy(np.ascontiguousarray(x.T)).unsqueeze(0).to(torch.float32)  # [1, C, T]
+    if x.shape[1] != model.channels:
+        if x.shape[1] != 1:
+            raise UserError(f"audio of {x.shape[1]} channels: expected mono or the model's {model.channels}")
         x = x.expand(1, model.channels, -1)
     out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
     stream.reset()
@@ -162,7 +166,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
             if source in done:
                 report.resumed += 1
             else:
-                audio = read_mono(path, model.sr, report.notes, min_samples=model.ratio)
+                audio = read_clip(path, model.sr, report.notes, min_samples=model.ratio, channels=model.channels)
                 if audio is not None:
                     acts = activations_of(model, audio, hooks, chunk, streams)
                     for h, rows in acts.items():

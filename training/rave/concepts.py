@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_sides, read_mono
+from realtime.audio_files import AudioNotes, list_sides, read_clip
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
 from sae.errors import UserError
@@ -102,7 +102,7 @@ def clip_frames(
         if cache is not None and key in cache:
             out.append((path, cache[key]))
             continue
-        audio = read_mono(path, model.sr, notes, min_samples=model.ratio)
+        audio = read_clip(path, model.sr, notes, min_samples=model.ratio, channels=model.channels)
         if audio is not None:
             z = activations_of(model, audio, [hook], 1 << 30, streams)[hook]
             if cache is not None:
