@@ -62,6 +62,8 @@ class RaveModel:
             what = ", ".join(missing) or "encode_params"
             raise UserError(f"RAVE model {self.path}: not a RAVE export (missing {what})")
         in_ch, _, latent, ratio = (int(v) for v in self.module.encode_params)
+        if in_ch not in (1, 2):  # the engine, renders and nn~ export play one or two channels
+            raise UserError(f"RAVE model {self.path}: {in_ch} audio channels; expected a mono or stereo model (1 or 2)")
         self.channels = in_ch
         self.ratio = ratio
         self.latent_size = latent

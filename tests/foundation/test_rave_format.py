@@ -83,3 +83,32 @@ def test_refuses_files_that_are_not_rave(tmp_path: Path) -> None:
         RaveModel.load(scripted)
     with pytest.raises(UserError, match="cannot read"):
         RaveModel.load(tmp_path / "missing.ts")
+
+
+class _FakeRave(torch.nn.Module):
+    """The attributes and methods RaveModel reads, for an export shape acids-rave allows but musicsae cannot play."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.register_buffer("encode_params", torch.tensor([channels, 1, 16, 512]))
+        self.sr = 44100
+
+    @torch.jit.export
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(x.shape[0], 16, x.shape[-1] // 512)
+
+    @torch.jit.export
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(z.shape[0], 4, z.shape[-1] * 512)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def test_refuses_a_model_of_more_than_two_channels(tmp_path: Path) -> None:
+    """`rave train --channels 4`: live crashed on its first block with a torch traceback, render rave wrote a
+    four-channel file; one line instead, naming what is supported."""
+    path = tmp_path / "quad.ts"
+    torch.jit.script(_FakeRave(4)).save(str(path))
+    with pytest.raises(UserError, match=r"quad.ts: 4 audio channels; expected a mono or stereo model \(1 or 2\)"):
+        RaveModel.load(path)
