@@ -93,6 +93,9 @@ def test_file_mode_plays_a_stereo_model_in_stereo(tiny_stereo_rave_ts, tmp_path,
     assert proc.returncode == 0, proc.stderr
     assert f"note: mixed 2 channels of {path} to mono" in proc.stdout
     assert sf.read(mono, dtype="float32")[0].ndim == 1
+    proc = live_here(capsys, *base, "--output", str(mono), "--stereo", "channels")  # was ignored without a word
+    assert proc.returncode == 2
+    assert "--stereo channels: applies to a mono model on two channels; tiny_stereo.ts is stereo" in proc.stderr
 
 
 def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):

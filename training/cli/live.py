@@ -67,7 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=(1, 2),
         help="device channels (default: the model's: a stereo model plays stereo)",
     )
-    p.add_argument("--stereo", choices=("mid", "channels"), default="mid", help="mono model on stereo")
+    p.add_argument(
+        "--stereo", choices=("mid", "channels"), help="a mono model on two channels: the mid (default) or each side"
+    )
     p.add_argument(
         "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
     )
@@ -182,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
 
     from realtime.osc import OscControl, OscServer
     from realtime.session import LiveConfig, build_live, channel_words, device_channels, load_model
+    from sae.errors import UserError
 
     osc = None
     if not args.no_osc:  # listening from the start: /ping answers "loading" while the model loads
@@ -190,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         cfg = LiveConfig(
             model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,
-            channels=args.channels, stereo=args.stereo, headroom=args.headroom, threads=args.threads,
+            channels=args.channels, stereo=args.stereo or "mid", headroom=args.headroom, threads=args.threads,
             rt_priority=args.rt_priority if args.input is None else 0,  # a file runs as fast as it goes
             preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
         )  # fmt: skip
@@ -200,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
                  "(`python -m training.rave.demo_assets` makes them for this one)")  # fmt: skip
             cfg.bank = args.bank = None
         cfg.channels = device_channels(rave, args.channels)
+        if args.stereo is not None and rave.channels != 1:  # a stereo model takes both sides as they are
+            raise UserError(
+                f"--stereo {args.stereo}: applies to a mono model on two channels; {args.model.name} is stereo"
+            )
         if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
             from realtime.audio_io import check_device
 
