@@ -54,3 +54,13 @@ def tiny_stereo_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
 
     return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_stereo.ts", cfg=RaveBuildConfig(seed=0, channels=2))
+
+
+@pytest.fixture(scope="session")
+def tiny_noncausal_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny RAVE without `causal` (v2_small alone, as most model-zoo exports are non-causal), exported by
+    acids-rave's own `rave export --streaming`: its delay spans many latent frames."""
+    from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
+
+    cfg = RaveBuildConfig(configs=("v2_small",), seed=0)
+    return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_noncausal.ts", cfg=cfg)

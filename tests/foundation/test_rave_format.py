@@ -112,3 +112,17 @@ def test_refuses_a_model_of_more_than_two_channels(tmp_path: Path) -> None:
     torch.jit.script(_FakeRave(4)).save(str(path))
     with pytest.raises(UserError, match=r"quad.ts: 4 audio channels; expected a mono or stereo model \(1 or 2\)"):
         RaveModel.load(path)
+
+
+def test_a_non_causal_streaming_export_is_taken(tiny_noncausal_rave_ts: Path) -> None:
+    """Most model-zoo RAVEs are non-causal: streamed, their delay spans many latent frames, so one frame fed twice
+    gives the same latents both times (the input has not come out yet). That was taken for a stateless export and
+    every command refused the model as `not a streaming export`."""
+    model = RaveModel.load(tiny_noncausal_rave_ts)
+    assert model.new_stream().is_streaming()
+    torch.manual_seed(1)
+    x = 0.3 * torch.randn(1, 1, 512 * 64)
+    whole, blocks = model.new_stream(), model.new_stream()
+    z = whole.encode_mean(x)
+    parts = [blocks.encode_mean(x[..., i : i + 2048]) for i in range(0, x.shape[-1], 2048)]
+    assert torch.allclose(z, torch.cat(parts, -1), atol=1e-5, rtol=0)
