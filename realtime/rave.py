@@ -64,6 +64,11 @@ class RaveModel:
         in_ch, _, latent, ratio = (int(v) for v in self.module.encode_params)
         if in_ch not in (1, 2):  # the engine, renders and nn~ export play one or two channels
             raise UserError(f"RAVE model {self.path}: {in_ch} audio channels; expected a mono or stereo model (1 or 2)")
+        if hasattr(getattr(self.module, "encoder", None), "rvq"):  # acids-rave's DiscreteEncoder
+            raise UserError(
+                f"RAVE model {self.path}: a discrete export (its latents are codebook indices); expected a RAVE with "
+                "continuous latents (variational or wasserstein: v1, v2, v3, raspberry, ...)"
+            )
         self.channels = in_ch
         self.ratio = ratio
         self.latent_size = latent

@@ -88,10 +88,13 @@ def test_refuses_files_that_are_not_rave(tmp_path: Path) -> None:
 class _FakeRave(torch.nn.Module):
     """The attributes and methods RaveModel reads, for an export shape acids-rave allows but musicsae cannot play."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, discrete: bool = False) -> None:
         super().__init__()
         self.register_buffer("encode_params", torch.tensor([channels, 1, 16, 512]))
         self.sr = 44100
+        self.encoder = torch.nn.Module()
+        if discrete:  # acids-rave's DiscreteEncoder: a residual vector quantizer after the convolutions
+            self.encoder.rvq = torch.nn.Identity()
 
     @torch.jit.export
     def encode(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,3 +129,12 @@ def test_a_non_causal_streaming_export_is_taken(tiny_noncausal_rave_ts: Path) ->
     z = whole.encode_mean(x)
     parts = [blocks.encode_mean(x[..., i : i + 2048]) for i in range(0, x.shape[-1], 2048)]
     assert torch.allclose(z, torch.cat(parts, -1), atol=1e-5, rtol=0)
+
+
+def test_refuses_a_discrete_export(tmp_path: Path) -> None:
+    """`rave train --config discrete`: its latents are codebook indices (as floats), which an SAE cannot edit (an
+    edit lands between codes, clamped to another code); every command ran on them without a word."""
+    path = tmp_path / "codes.ts"
+    torch.jit.script(_FakeRave(1, discrete=True)).save(str(path))
+    with pytest.raises(UserError, match=r"codes.ts: a discrete export \(its latents are codebook indices\)"):
+        RaveModel.load(path)
