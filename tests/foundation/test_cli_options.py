@@ -45,3 +45,15 @@ def test_concept_find_refuses_a_default_every_consumer_would_refuse(tmp_path, ca
     assert main([*argv, "--bank", str(tmp_path / "b.yaml"), "--default", "clamp", "--strength", "50"]) == 2
     assert "concept 'g' clamp strength 50: expected a number in (0, 10]" in capsys.readouterr().err
     assert not (tmp_path / "b.yaml").exists()
+
+
+def test_models_rave_builds_a_stereo_model_when_asked(tmp_path, monkeypatch):
+    """`musicsae models rave --channels 2`: a tiny stereo RAVE to try the stereo path with (the builder had it, the
+    command did not)."""
+    import training.rave.tiny_model as tiny
+    from training.cli import main
+
+    built = []
+    monkeypatch.setattr(tiny, "build_tiny_rave", lambda out, cfg, streaming: built.append(cfg))
+    assert main(["models", "rave", "--out", str(tmp_path / "st.ts"), "--channels", "2"]) == 0
+    assert built[0].channels == 2

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rave.add_argument("--capacity", type=int, default=4, help="CAPACITY binding (default 4)")
     rave.add_argument("--latent-size", type=int, default=16, help="LATENT_SIZE binding (default 16)")
     rave.add_argument("--sample-rate", type=int, default=44100, help="model sample rate (default 44100)")
+    rave.add_argument(
+        "--channels", type=int, choices=(1, 2), default=1, help="audio channels (2: a stereo model; default 1)"
+    )
     rave.add_argument("--no-streaming", action="store_true", help="export without cached convolutions")
     rave.set_defaults(func=run_rave)
     register_musicgen(kinds)
@@ -45,6 +48,7 @@ def run_rave(args: argparse.Namespace) -> int:
         seed=args.seed,
         bindings={"CAPACITY": args.capacity, "LATENT_SIZE": args.latent_size},
         sample_rate=args.sample_rate,
+        channels=args.channels,
     )
     build_tiny_rave(out, cfg=cfg, streaming=not args.no_streaming)
     print(f"wrote {'streaming ' if not args.no_streaming else ''}RAVE export {out}")
