@@ -36,7 +36,7 @@ class LiveConfig:
     blocksize: frames per model block (a multiple of the model's ratio; None: the smallest that keeps up).
     period: frames per audio callback (must divide the block).
     channels: device channels, 1 or 2 (None: the model's own, `device_channels`).
-    stereo: mono model on stereo: "mid" or "channels".
+    stereo: a mono model on two channels: "mid" or "channels" (each side its own stream).
     headroom: model-thread budget per block, in blocks (None: from the measured compute time).
     model_device: torch device for RAVE and the SAE ("cpu", "cuda", ...).
     threads: torch threads on the model thread.
@@ -109,12 +109,12 @@ def load_model(cfg: LiveConfig) -> Any:
 
 def device_channels(rave: Any, requested: int | None = None) -> int:
     """The device channels to play `rave` on: `requested`, else the model's own (a stereo model plays stereo)."""
-    return int(requested) if requested is not None else (2 if int(rave.channels) >= 2 else 1)
+    return int(requested) if requested is not None else int(rave.channels)  # 1 or 2 (`RaveModel` refuses more)
 
 
 def channel_words(channels: int) -> str:
     """`mono (1 channel)`, `stereo (2 channels)`."""
-    return "mono (1 channel)" if channels == 1 else f"{'stereo' if channels == 2 else channels} ({channels} channels)"
+    return "stereo (2 channels)" if channels == 2 else "mono (1 channel)"
 
 
 def alignment_of(rave: Any) -> Alignment:
