@@ -15,8 +15,28 @@ from sae.errors import UserError
 BACKENDS = ("audiocraft", "transformers")
 
 
+def hub_snapshot(source: str) -> str:
+    """A hub cache folder (`models--facebook--musicgen-small`, as huggingface_hub lays it out) → its snapshot
+    folder (`snapshots/<refs/main>`, or the only snapshot); any other source unchanged."""
+    path = Path(source)
+    if not (path.name.startswith("models--") and (path / "snapshots").is_dir()):
+        return source
+    ref = path / "refs" / "main"
+    revision = ref.read_text().strip() if ref.is_file() else ""
+    snapshots = sorted(p for p in (path / "snapshots").iterdir() if p.is_dir())
+    if revision and (path / "snapshots" / revision).is_dir():
+        return str(path / "snapshots" / revision)
+    if len(snapshots) == 1:
+        return str(snapshots[0])
+    raise UserError(
+        f"--model {source}: a hub cache folder with {len(snapshots)} snapshots and no refs/main naming one; "
+        "pass the snapshot folder (snapshots/<revision>)"
+    )
+
+
 def detect_backend(source: str) -> str:
     """Backend of a local folder from its files; a hub id defaults to audiocraft (the user's stack)."""
+    source = hub_snapshot(source)
     path = Path(source)
     if path.is_dir():
         if (path / "state_dict.bin").exists() or (path / "compression_state_dict.bin").exists():
@@ -38,7 +58,7 @@ def detect_backend(source: str) -> str:
 
 def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu") -> MusicGenBackend:
     """Load a MusicGen by hub id or local folder through the backend's real loader."""
-    source = str(source)
+    source = hub_snapshot(str(source))
     if backend == "auto":
         backend = detect_backend(source)
     elif backend not in BACKENDS:

@@ -13,9 +13,44 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from realtime.musicgen.base import Generation, MusicGenBackend
+from realtime.musicgen.base import Generation, MusicGenBackend, folder_name
 from realtime.musicgen.descriptions import DescriptionVocab
 from sae.errors import UserError
+
+SUPPORTED = "supported: text-to-music MusicGen (musicgen-small/medium/large, musicgen-stereo-*)"
+POINTER_MAX_BYTES = 1 << 20  # a release's compression_state_dict.bin that only names a hub codec is a few bytes
+
+
+def _variant(exc: ImportError) -> str:
+    if "demucs" in str(exc):
+        return "a musicgen-melody model (its chroma conditioner needs demucs and the htdemucs weights)"
+    return f"a model needing the missing module {exc.name or exc}"
+
+
+def check_codec_pointer(source: str) -> None:
+    """audiocraft's own releases ship `compression_state_dict.bin` as `{'pretrained': 'facebook/encodec_32khz'}`:
+    the codec comes from the hub. Refuse in seconds, naming it, when it is neither cached nor reachable."""
+    path = Path(source) / "compression_state_dict.bin"
+    if not path.is_file() or path.stat().st_size > POINTER_MAX_BYTES:
+        return
+    from realtime.musicgen.hub import check_hub
+    from sae.io import read_torch
+
+    try:
+        pkg = read_torch(path)
+    except UserError:  # audiocraft's loader reports an unreadable file itself
+        return
+    codec = pkg.get("pretrained") if isinstance(pkg, dict) else None
+    if not isinstance(codec, str) or Path(codec).exists():
+        return
+    try:
+        check_hub(codec, "transformers")
+    except UserError:
+        raise UserError(
+            f"--model {source}: compression_state_dict.bin names the codec {codec} on the hub, which is not in the "
+            f"local hub cache and cannot be fetched; put {codec} in the cache (HF_HOME) or pass a folder whose "
+            "compression_state_dict.bin holds the codec's weights"
+        ) from None
 
 
 class AudiocraftMusicGen(MusicGenBackend):
@@ -32,12 +67,22 @@ class AudiocraftMusicGen(MusicGenBackend):
         self.source = str(source)
         self.device = torch.device(device)
         self._in_memory = model is not None
-        self.model = model if model is not None else MusicGen.get_pretrained(self.source, device=str(self.device))
+        if model is None:
+            check_codec_pointer(self.source)
+            try:
+                model = MusicGen.get_pretrained(self.source, device=str(self.device))
+            except ImportError as exc:  # musicgen-melody's chroma conditioner imports demucs
+                raise UserError(f"--model {self.source}: {_variant(exc)} is not supported; {SUPPORTED}") from None
+        self.model = model
         self.lm = self.model.lm.eval()
-        self.name = Path(self.source).name if Path(self.source).is_dir() else self.source
+        if "self_wav" in self.lm.condition_provider.conditioners:
+            melody = "a musicgen-melody model (chroma conditioner)"
+            raise UserError(f"--model {self.source}: {melody} is not supported; {SUPPORTED}")
+        self.name = folder_name(self.source) if Path(self.source).is_dir() else self.source
         self.sample_rate = int(self.model.sample_rate)
         self.frame_rate = float(self.model.frame_rate)
         self.n_q = int(self.lm.num_codebooks)
+        self.audio_channels = int(self.model.audio_channels)  # stereo: the codec wrapper interleaves 2 x n_q / 2
         self.num_layers = len(self.lm.transformer.layers)
         self.dim = int(self.lm.dim)
         self.vocab = DescriptionVocab.load(self.source) if Path(self.source).is_dir() else None
@@ -103,7 +148,7 @@ class AudiocraftMusicGen(MusicGenBackend):
 
     def encode(self, wav: Tensor) -> Tensor:
         with torch.no_grad():
-            codes, _scale = self.model.compression_model.encode(wav.to(self.device))
+            codes, _scale = self.model.compression_model.encode(self.match_channels(wav).to(self.device))
         return codes
 
     def teacher_force(self, codes: Tensor, descriptions: Sequence[str | None]) -> None:

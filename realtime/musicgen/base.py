@@ -57,6 +57,16 @@ def sha256_tensors(module: nn.Module) -> str:
     return h.hexdigest()
 
 
+def folder_name(source: str) -> str:
+    """A model's name from its folder: the hub id of a hub cache snapshot (`facebook/musicgen-small`), else the
+    folder's own name."""
+    path = Path(source)
+    repo = path.parent.parent.name
+    if path.parent.name == "snapshots" and repo.startswith("models--"):
+        return repo.removeprefix("models--").replace("--", "/")
+    return path.name
+
+
 def parse_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
     """`all`, `3`, `0,2,5`, `-1` (last) or a list of ints → sorted unique layer indices, checked."""
     if isinstance(spec, str):
@@ -87,7 +97,9 @@ class MusicGenBackend(ABC):
         backend: 'audiocraft' or 'transformers'.
         name: hub id or folder name.
         sample_rate, frame_rate: audio rate and LM frames per second.
-        n_q: codebooks; num_layers, dim: transformer layers and width (hook points and their size).
+        n_q: codebooks (a stereo model's left and right codebooks interleaved: 8 for 4 per channel);
+        audio_channels: 1 (mono) or 2 (stereo);
+        num_layers, dim: transformer layers and width (hook points and their size).
         device: where the model runs.
     """
 
@@ -96,6 +108,7 @@ class MusicGenBackend(ABC):
     sample_rate: int
     frame_rate: float
     n_q: int
+    audio_channels: int = 1
     num_layers: int
     dim: int
     device: torch.device
@@ -183,6 +196,20 @@ class MusicGenBackend(ABC):
 
         A description of None is the null condition (the unconditional branch of guidance).
         """
+
+    @property
+    def delays(self) -> int:
+        """Steps of the delay tail: the last codebook's delay (a stereo pair of codebooks shares one delay)."""
+        return self.n_q // self.audio_channels - 1
+
+    def match_channels(self, wav: Tensor) -> Tensor:
+        """Audio [B, C, N] with the model's channels: mono copied to both sides of a stereo model (as
+        transformers does), stereo mixed down for a mono one."""
+        if wav.shape[1] == self.audio_channels:
+            return wav
+        if self.audio_channels == 1:
+            return wav.mean(dim=1, keepdim=True)
+        return wav.expand(-1, 2, -1) if wav.shape[1] == 1 else wav[:, :2]
 
     def frames(self, duration: float) -> int:
         """Audio frames (LM steps without the delay tail) in `duration` seconds."""

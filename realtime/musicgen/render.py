@@ -221,8 +221,9 @@ def render(
 
 
 def generation_steps(mg: MusicGenBackend, duration: float) -> int:
-    """LM steps of one generation: the audio frames plus the delay pattern's tail (one per extra codebook)."""
-    return mg.frames(duration) + mg.n_q - 1
+    """LM steps of one generation: the audio frames plus the delay pattern's tail (one per extra codebook of a
+    channel: a stereo model's left and right codebook k share delay k)."""
+    return mg.frames(duration) + mg.delays
 
 
 @contextmanager

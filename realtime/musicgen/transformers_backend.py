@@ -6,6 +6,7 @@ Loads a hub id or a local folder (model + tokenizer) with `from_pretrained`. Hoo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,8 +14,27 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from realtime.musicgen.base import Generation, MusicGenBackend
+from realtime.musicgen.base import Generation, MusicGenBackend, folder_name
 from realtime.musicgen.descriptions import DescriptionVocab
+from sae.errors import UserError
+
+SUPPORTED = "supported: text-to-music MusicGen (musicgen-small/medium/large, musicgen-stereo-*)"
+
+
+def check_model_type(source: str) -> None:
+    """Refuse a local folder whose config.json is not a text-to-music MusicGen (e.g. musicgen-melody, whose
+    chroma conditioner and prepended conditioning `MusicgenForConditionalGeneration` would drop silently)."""
+    config = Path(source) / "config.json"
+    if not config.is_file():
+        return
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        raise UserError(f"--model {source}: config.json is not readable JSON") from None
+    if model_type == "musicgen_melody":
+        raise UserError(f"--model {source}: a musicgen-melody model (chroma conditioner) is not supported; {SUPPORTED}")
+    if model_type != "musicgen":
+        raise UserError(f"--model {source}: config.json describes a {model_type!r} model, not MusicGen; {SUPPORTED}")
 
 
 class TransformersMusicGen(MusicGenBackend):
@@ -30,13 +50,26 @@ class TransformersMusicGen(MusicGenBackend):
 
         self.source = str(source)
         self.device = torch.device(device)
-        self.model = MusicgenForConditionalGeneration.from_pretrained(self.source).to(self.device).eval()
+        check_model_type(self.source)
+        # float32 whatever the file holds (fp16/bf16 releases): the codec and the hooks see float32 audio and
+        # activations, as audiocraft loads on CPU; transformers 5 would otherwise keep the file's dtype
+        model, info = MusicgenForConditionalGeneration.from_pretrained(
+            self.source, dtype=torch.float32, output_loading_info=True
+        )
+        missing = sorted(info.get("missing_keys") or ())
+        if missing:
+            raise UserError(
+                f"--model {self.source}: the weights leave {len(missing)} tensors of a MusicGen unset "
+                f"(e.g. {missing[0]}); expected a complete musicgen-small/medium/large or stereo folder"
+            )
+        self.model = model.to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(self.source)
         cfg = self.model.config
-        self.name = Path(self.source).name if Path(self.source).is_dir() else self.source
+        self.name = folder_name(self.source) if Path(self.source).is_dir() else self.source
         self.sample_rate = int(cfg.audio_encoder.sampling_rate)
         self.frame_rate = float(cfg.audio_encoder.frame_rate)
         self.n_q = int(cfg.decoder.num_codebooks)
+        self.audio_channels = int(getattr(cfg.decoder, "audio_channels", 1))
         self.num_layers = int(cfg.decoder.num_hidden_layers)
         self.dim = int(cfg.decoder.hidden_size)
         self.pad_id = int(self.model.generation_config.pad_token_id)
@@ -108,7 +141,7 @@ class TransformersMusicGen(MusicGenBackend):
             with torch.no_grad():
                 wav = self.model.generate(
                     **inputs,
-                    max_new_tokens=self.frames(duration) + self.n_q - 1,
+                    max_new_tokens=self.frames(duration) + self.delays,
                     do_sample=True,
                     guidance_scale=cfg_coef,
                     top_k=top_k,
@@ -116,19 +149,21 @@ class TransformersMusicGen(MusicGenBackend):
                 )
         finally:
             del codec.decode
-        return Generation(wav, captured[0])
+        # stereo: the codec decodes the left codebooks (0, 2, ...) then the right ones (1, 3, ...): interleave back
+        return Generation(wav, _interleave(captured) if self.audio_channels == 2 else captured[0])
 
     def encode(self, wav: Tensor) -> Tensor:
-        with torch.no_grad():
-            out = self.model.audio_encoder.encode(wav.to(self.device))
-        return out.audio_codes[0]
+        wav = self.match_channels(wav).to(self.device)
+        with torch.no_grad():  # the codec is mono: a stereo model's channels are coded apart and interleaved
+            codes = [self.model.audio_encoder.encode(wav[:, c : c + 1]).audio_codes[0] for c in range(wav.shape[1])]
+        return codes[0] if len(codes) == 1 else _interleave(codes)
 
     def teacher_force(self, codes: Tensor, descriptions: Sequence[str | None]) -> None:
         B, K, T = codes.shape
         # prompt = [bos, codes]; the model's own delay pattern shifts codebook k by k (bos == pad for MusicGen)
         bos = torch.full((B, K, 1), self.pad_id, dtype=torch.long, device=self.device)
         prompt = torch.cat([bos, codes.to(self.device).long()], dim=-1).reshape(B * K, T + 1)
-        seq, mask = self.model.decoder.build_delay_pattern_mask(prompt, self.pad_id, max_length=T + K)
+        seq, mask = self.model.decoder.build_delay_pattern_mask(prompt, self.pad_id, max_length=T + 1 + self.delays)
         seq = self.model.decoder.apply_delay_pattern_mask(seq, mask)
         text = self._text(descriptions)
         null = torch.tensor([d is None for d in descriptions], device=self.device)
@@ -137,3 +172,8 @@ class TransformersMusicGen(MusicGenBackend):
             hidden = hidden.masked_fill(null[:, None, None], 0.0)  # the null condition, as guidance builds it
             attention = text["attention_mask"].masked_fill(null[:, None], 0)
             self.model(encoder_outputs=(hidden,), attention_mask=attention, decoder_input_ids=seq)
+
+
+def _interleave(per_channel: list[Tensor]) -> Tensor:
+    """[B, K, T] codes of each channel → [B, K * C, T] in the stereo LM's order (left 0, right 0, left 1, ...)."""
+    return torch.stack(per_channel, dim=2).flatten(1, 2)

@@ -59,6 +59,8 @@ class TinyMusicGenConfig:
         sample_rate: audio sample rate; the codec hop is 640, so 50 frames/s at 32 kHz.
         max_duration: longest generation in seconds the audiocraft model accepts.
         seed: torch seed for all random weights.
+        channels: 1 (mono) or 2 (a musicgen-stereo-* model: the mono codec's `n_q` codebooks per channel,
+            interleaved left/right into 2 * n_q LM codebooks, codebook k of both channels delayed by k).
     """
 
     dim: int = 32
@@ -69,6 +71,7 @@ class TinyMusicGenConfig:
     sample_rate: int = 32000
     max_duration: float = 30.0
     seed: int = 0
+    channels: int = 1
 
 
 CODEC_RATIOS = [8, 5, 4, 4]  # hop 640, the same as musicgen's 32 kHz EnCodec
@@ -104,7 +107,13 @@ def tiny_sizes(cfg: TinyMusicGenConfig) -> tuple[CodecSizes, LMSizes]:
 def audiocraft_configs(cfg: TinyMusicGenConfig) -> tuple[dict, dict]:
     """The `xp.cfg` dicts of the LM and of the compression model, in audiocraft's config schema."""
     codec, lm = tiny_sizes(cfg)
-    return lm_xp_cfg(lm, codec), codec_xp_cfg(codec)
+    lm_cfg = lm_xp_cfg(lm, codec)
+    if cfg.channels == 2:  # as audiocraft's musicgen-stereo releases: the LM's config wraps the mono codec
+        lm_cfg["channels"] = 2
+        lm_cfg["transformer_lm"]["n_q"] = 2 * cfg.n_q
+        lm_cfg["codebooks_pattern"]["delay"]["delays"] = [k for k in range(cfg.n_q) for _ in range(2)]
+        lm_cfg["interleave_stereo_codebooks"] = {"use": True, "per_timestep": False}
+    return lm_cfg, codec_xp_cfg(codec)
 
 
 def build_audiocraft(cfg: TinyMusicGenConfig):
@@ -183,7 +192,8 @@ def transformers_config(cfg: TinyMusicGenConfig, vocab_size: int):
         num_attention_heads=cfg.num_heads,
         hidden_size=cfg.dim,
         dropout=0.0,
-        num_codebooks=cfg.n_q,
+        num_codebooks=cfg.n_q * cfg.channels,
+        audio_channels=cfg.channels,
         pad_token_id=cfg.card,
         bos_token_id=cfg.card,
         initializer_factor=cfg.dim**-0.5,

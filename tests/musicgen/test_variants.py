@@ -1,0 +1,177 @@
+"""MusicGen weights users bring: stereo (8 interleaved codebooks, 2 channels), fp16 / bf16 files, musicgen-melody,
+an audiocraft release whose codec is a hub pointer, and the hub cache layout. Each either works through both
+backends or is refused in one line naming the variant; tiny models in the real formats, built once per session."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import constants
+
+from realtime.musicgen import Recorder, load_musicgen
+from realtime.musicgen.render import generation_steps
+from sae.atomic import atomic_torch_save
+from sae.errors import UserError
+from training.musicgen.arch import CODEC_FILE, LM_FILE, release_package
+from training.musicgen.tiny_model import TinyMusicGenConfig, build_audiocraft, save_tiny_musicgen
+
+PROMPTS = ["happy guitar", "sad piano"]
+
+
+@pytest.fixture(scope="session")
+def stereo_dirs(tmp_path_factory, tiny_cfg) -> dict[str, Path]:
+    cfg = TinyMusicGenConfig(**{**tiny_cfg.__dict__, "channels": 2})
+    root = tmp_path_factory.mktemp("stereo")
+    return {b: save_tiny_musicgen(root / b, b, cfg) for b in ("audiocraft", "transformers")}
+
+
+@pytest.fixture(scope="module", params=["audiocraft", "transformers"])
+def stereo(request, stereo_dirs):
+    return load_musicgen(stereo_dirs[request.param])
+
+
+def test_stereo_generates_interleaved_codebooks_and_two_channels(stereo, tiny_cfg):
+    frames = stereo.frames(0.3)
+    assert (stereo.n_q, stereo.audio_channels, stereo.delays) == (2 * tiny_cfg.n_q, 2, tiny_cfg.n_q - 1)
+    seen: set[int] = set()
+    gen_rec = {i: Recorder(rows=2, limit=frames) for i in range(stereo.num_layers)}
+    with stereo.hooks({**gen_rec, 0: lambda h, pos: seen.add(pos)}):
+        gen = stereo.generate(PROMPTS, duration=0.3, seed=1)
+    assert gen.codes.shape == (2, stereo.n_q, frames)
+    assert gen.wav.shape == (2, 2, frames * 640)  # no extra frames from a mono-sized delay tail
+    assert sorted(seen) == list(range(generation_steps(stereo, 0.3)))  # stereo codebook pairs share a delay
+    # the generated codes teacher-forced give the same residual stream: the codebooks are in the LM's order
+    tf_rec = {i: Recorder(rows=2, limit=frames) for i in range(1, stereo.num_layers)}
+    with stereo.hooks(tf_rec):
+        stereo.teacher_force(gen.codes, PROMPTS)
+    for i, rec in tf_rec.items():
+        torch.testing.assert_close(rec.result(), gen_rec[i].result(), atol=1e-4, rtol=1e-4)
+
+
+def test_stereo_encodes_mono_and_stereo_audio(stereo):
+    wav = torch.randn(1, 2, 640 * 10, generator=torch.Generator().manual_seed(0)) * 0.1
+    codes = stereo.encode(wav)
+    assert codes.shape == (1, stereo.n_q, 10)
+    mono = stereo.encode(wav[:, :1])  # the collectors read audio as mono: both sides get it
+    assert torch.equal(mono[:, 0::2], mono[:, 1::2])
+    assert torch.equal(mono[:, 0::2], codes[:, 0::2])
+    rec = Recorder(rows=1, limit=10)
+    with stereo.hooks({0: rec}):
+        stereo.teacher_force(codes, [None])
+    assert rec.result().shape == (1, 10, stereo.dim)
+
+
+def test_stereo_codes_agree_across_backends(stereo_dirs):
+    a, b = (load_musicgen(stereo_dirs[k]) for k in ("audiocraft", "transformers"))
+    wav = torch.randn(1, 2, 640 * 6, generator=torch.Generator().manual_seed(1)) * 0.1
+    # different random codecs, same layout: left codebooks at even rows in both
+    assert a.encode(wav).shape == b.encode(wav).shape == (1, 8, 6)
+    for mg in (a, b):
+        left = mg.encode(wav[:, :1])[:, 0::2]
+        assert torch.equal(mg.encode(wav)[:, 0::2], left)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_transformers_weights_run_on_cpu(transformers_dir, tmp_path, dtype):
+    from transformers import MusicgenForConditionalGeneration
+
+    folder = tmp_path / "half"
+    shutil.copytree(transformers_dir, folder)
+    os.remove(folder / "model.safetensors")
+    MusicgenForConditionalGeneration.from_pretrained(transformers_dir).to(dtype).save_pretrained(folder)
+    mg = load_musicgen(folder)
+    assert next(mg.model.parameters()).dtype == torch.float32
+    codes = mg.encode(torch.randn(1, 1, 640 * 5) * 0.1)  # float32 audio into the codec
+    rec = Recorder(rows=1, limit=5)
+    with mg.hooks({0: rec}):
+        mg.teacher_force(codes, ["guitar"])
+    assert rec.result().dtype == torch.float32 and torch.isfinite(rec.result()).all()
+
+
+def test_transformers_melody_is_refused(transformers_dir, tmp_path):
+    from transformers import (
+        MusicgenConfig,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+    )
+
+    c = MusicgenConfig.from_pretrained(transformers_dir)
+    dec = {k: v for k, v in c.decoder.to_dict().items() if k not in ("model_type", "transformers_version")}
+    cfg = MusicgenMelodyConfig(
+        text_encoder=c.text_encoder.to_dict(),
+        audio_encoder=c.audio_encoder.to_dict(),
+        decoder=MusicgenMelodyDecoderConfig(**dec).to_dict(),
+    )
+    folder = tmp_path / "melody"
+    MusicgenMelodyForConditionalGeneration(cfg).save_pretrained(folder)
+    for f in transformers_dir.glob("tokenizer*"):
+        shutil.copy(f, folder / f.name)
+    with pytest.raises(UserError, match=r"musicgen-melody.*not supported.*supported:") as err:
+        load_musicgen(folder)
+    assert "\n" not in str(err.value)
+
+
+def test_transformers_folder_missing_tensors_is_refused(transformers_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "partial"
+    shutil.copytree(transformers_dir, folder)
+    state = load_file(folder / "model.safetensors")
+    save_file({k: v for k, v in state.items() if ".layers.1." not in k}, folder / "model.safetensors")
+    with pytest.raises(UserError, match=r"leave .* tensors of a MusicGen unset"):
+        load_musicgen(folder)
+
+
+def test_audiocraft_melody_is_refused(audiocraft_dir, tiny_cfg, tmp_path):
+    """musicgen-melody's LM config has a `self_wav` chroma conditioner (needs demucs and its weights)."""
+    lm, _codec, lm_cfg, _codec_cfg = build_audiocraft(tiny_cfg)
+    cfg = copy.deepcopy(lm_cfg)
+    chroma = {"sample_rate": 32000, "n_chroma": 12, "radix2_exp": 14, "argmax": True, "cache_path": None}
+    cfg["conditioners"]["self_wav"] = {"model": "chroma_stem", "chroma_stem": chroma}
+    cfg["fuser"]["prepend"] = ["self_wav"]
+    folder = tmp_path / "melody"
+    folder.mkdir()
+    atomic_torch_save(release_package(lm.state_dict(), cfg), folder / LM_FILE)
+    shutil.copy(audiocraft_dir / CODEC_FILE, folder / CODEC_FILE)
+    with pytest.raises(UserError, match=r"musicgen-melody.*not supported.*supported:"):
+        load_musicgen(folder)
+
+
+def test_audiocraft_release_with_hub_codec_is_refused_naming_it(audiocraft_dir, tmp_path, monkeypatch):
+    """audiocraft's own releases point compression_state_dict.bin at facebook/encodec_32khz on the hub."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    folder = tmp_path / "release"
+    folder.mkdir()
+    shutil.copy(audiocraft_dir / LM_FILE, folder / LM_FILE)
+    torch.save({"pretrained": "facebook/encodec_32khz", "exported": True, "version": "1.3.0"}, folder / CODEC_FILE)
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match="names the codec facebook/encodec_32khz on the hub"):
+        load_musicgen(folder)
+    assert time.monotonic() - t0 < 20
+
+
+def test_hub_cache_folder_loads_its_snapshot(transformers_dir, tmp_path):
+    """`models--facebook--musicgen-small` as huggingface_hub lays it out (snapshot files are links to blobs)."""
+    repo = tmp_path / "models--facebook--musicgen-small"
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    for f in transformers_dir.iterdir():
+        blob = repo / "blobs" / f"b_{f.name}"
+        shutil.copy(f, blob)
+        (snap / f.name).symlink_to(os.path.relpath(blob, snap))
+    for source in (repo, snap):
+        mg = load_musicgen(source)
+        assert (mg.backend, mg.name) == ("transformers", "facebook/musicgen-small")
