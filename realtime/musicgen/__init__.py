@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from realtime.musicgen.base import MusicGenBackend, Recorder, parse_layers
 from sae.errors import UserError
 
 BACKENDS = ("audiocraft", "transformers")
+# what transformers' tokenizers load from (without one, AutoTokenizer builds an empty T5 vocabulary: every word <unk>)
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model", "vocab.json")
 
 
 def hub_snapshot(source: str) -> str:
@@ -44,10 +48,18 @@ def detect_backend(source: str) -> str:
                 if not (path / name).is_file():
                     raise UserError(f"--model {source}: {name} is missing (an audiocraft MusicGen folder needs both)")
             return "audiocraft"
+        weights = any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
         if (path / "config.json").exists():
-            if not any(path.glob("*.safetensors")) and not any(path.glob("pytorch_model*.bin")):
+            if not weights:
                 raise UserError(f"--model {source}: model.safetensors is missing (a transformers folder needs it)")
+            if not any((path / name).is_file() for name in TOKENIZER_FILES):
+                raise UserError(
+                    f"--model {source}: the tokenizer is missing (a transformers MusicGen folder needs "
+                    f"{' or '.join(TOKENIZER_FILES[:2])} beside the model, as save_pretrained and hub repos have it)"
+                )
             return "transformers"
+        if weights:
+            raise UserError(f"--model {source}: config.json is missing (a transformers folder needs it)")
         raise UserError(
             f"--model {source}: folder has neither state_dict.bin (audiocraft) nor config.json (transformers)"
         )
@@ -64,7 +76,11 @@ def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu"
     elif backend not in BACKENDS:
         raise UserError(f"--backend {backend!r}: expected auto or one of {', '.join(BACKENDS)}")
     else:
-        detect_backend(source)  # same checks on the source
+        found = detect_backend(source)  # same checks on the source
+        if Path(source).is_dir() and found != backend:
+            raise UserError(
+                f"--backend {backend}: {source} is a {found} MusicGen folder; pass --backend {found} or auto"
+            )
     if not Path(source).exists():  # a hub id: from the cache, or from a hub that answers; refused in seconds
         from realtime.musicgen.hub import check_hub
 
@@ -77,7 +93,7 @@ def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu"
         from realtime.musicgen.transformers_backend import TransformersMusicGen
 
         return TransformersMusicGen(source, device)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"--model {source}: could not load it as {backend} MusicGen weights ({first})") from None
 

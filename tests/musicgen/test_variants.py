@@ -175,3 +175,38 @@ def test_hub_cache_folder_loads_its_snapshot(transformers_dir, tmp_path):
     for source in (repo, snap):
         mg = load_musicgen(source)
         assert (mg.backend, mg.name) == ("transformers", "facebook/musicgen-small")
+
+
+def test_transformers_folder_without_tokenizer_is_refused(transformers_dir, tmp_path):
+    """Without tokenizer files transformers builds an empty T5 vocabulary: every prompt would be <unk>."""
+    folder = tmp_path / "no_tokenizer"
+    shutil.copytree(transformers_dir, folder)
+    for f in folder.glob("tokenizer*"):
+        f.unlink()
+    with pytest.raises(UserError, match="the tokenizer is missing"):
+        load_musicgen(folder)
+
+
+def test_damaged_safetensors_is_one_line(transformers_dir, tmp_path):
+    folder = tmp_path / "damaged"
+    shutil.copytree(transformers_dir, folder)
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[:1000])
+    with pytest.raises(UserError, match="could not load it as transformers MusicGen weights"):
+        load_musicgen(folder)
+
+
+def test_weights_without_config_name_the_missing_file(transformers_dir, tmp_path):
+    folder = tmp_path / "no_config"
+    shutil.copytree(transformers_dir, folder)
+    (folder / "config.json").unlink()
+    with pytest.raises(UserError, match=r"config\.json is missing"):
+        load_musicgen(folder)
+
+
+@pytest.mark.parametrize("backend", ["audiocraft", "transformers"])
+def test_backend_of_the_other_format_is_named(audiocraft_dir, transformers_dir, backend):
+    folder = transformers_dir if backend == "audiocraft" else audiocraft_dir
+    other = "transformers" if backend == "audiocraft" else "audiocraft"
+    with pytest.raises(UserError, match=f"is a {other} MusicGen folder; pass --backend {other} or auto"):
+        load_musicgen(folder, backend)
