@@ -81,3 +81,21 @@ def test_models_musicgen_cli_writes_both_formats(tmp_path):
 def test_unknown_backend_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="expected one of audiocraft, transformers"):
         save_tiny_musicgen(tmp_path / "x", "onnx")
+
+
+@pytest.mark.parametrize("backend", ["audiocraft", "transformers"])
+def test_tiny_codec_codes_depend_on_the_audio_and_audio_on_the_codes(backend, audiocraft_dir, transformers_dir):
+    """A codec whose codebooks are all zero maps every input to code 0 and every code to one sound: collected
+    activations and renders of such a model would not depend on the audio or on the edits at all."""
+    from realtime.musicgen import load_musicgen
+
+    mg = load_musicgen(audiocraft_dir if backend == "audiocraft" else transformers_dir)
+    gen = torch.Generator().manual_seed(0)
+    codes = [mg.encode(0.5 * torch.randn(1, 1, 640 * 10, generator=gen))]
+    assert len(codes[0].unique()) > 3  # (random encoders hardly tell one input from another; the books must)
+    other = torch.randint(0, 256, codes[0].shape, generator=gen)
+    if backend == "audiocraft":
+        wavs = [mg.model.compression_model.decode(c) for c in (codes[0], other)]
+    else:
+        wavs = [mg.model.audio_encoder.decode(c[None], [None]).audio_values for c in (codes[0], other)]
+    assert not torch.allclose(wavs[0], wavs[1])

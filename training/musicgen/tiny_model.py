@@ -207,6 +207,19 @@ def transformers_config(cfg: TinyMusicGenConfig, vocab_size: int):
     return config
 
 
+@torch.no_grad()
+def seed_codebooks(codec, seed: int) -> None:
+    """Random codebooks for transformers' EnCodec, as audiocraft's `uniform_init` (kaiming uniform) gives its own:
+    transformers starts them at zero, so every input would code to 0 and every code decode to one sound."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    for layer in codec.quantizer.layers:
+        book = layer.codebook
+        bound = (6 / book.embed.shape[1]) ** 0.5  # kaiming_uniform_ with a = 0 on [bins, dim]: fan_in = dim
+        book.embed.copy_((torch.rand(book.embed.shape, generator=gen) * 2 - 1) * bound)
+        book.embed_avg.copy_(book.embed)
+        book.cluster_size.fill_(1.0)
+
+
 def save_transformers(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None) -> Path:
     """Write a tiny transformers MusicGen folder (model + tokenizer) loadable with `from_pretrained`."""
     from transformers import MusicgenForConditionalGeneration
@@ -218,6 +231,7 @@ def save_transformers(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None
     config = transformers_config(cfg, vocab_size=len(tokenizer))
     torch.manual_seed(cfg.seed)
     model = MusicgenForConditionalGeneration(config).eval()
+    seed_codebooks(model.audio_encoder, cfg.seed)
     model.generation_config.max_length = int(cfg.max_duration * cfg.sample_rate // 640) + cfg.n_q
     model.generation_config.guidance_scale = 3.0
     model.generation_config.do_sample = True
