@@ -15,6 +15,10 @@ from realtime.musicgen.base import MusicGenBackend, Recorder, parse_layers
 from sae.errors import UserError
 
 BACKENDS = ("audiocraft", "transformers")
+EXPECTED_FOLDER = (
+    "expected a MusicGen folder (audiocraft: state_dict.bin + compression_state_dict.bin; transformers: "
+    "config.json + model.safetensors + tokenizer) or a hub id like facebook/musicgen-small"
+)
 # what transformers' tokenizers load from (without one, AutoTokenizer builds an empty T5 vocabulary: every word <unk>)
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer.model", "vocab.json")
 
@@ -58,11 +62,16 @@ def detect_backend(source: str) -> str:
                     f"{' or '.join(TOKENIZER_FILES[:2])} beside the model, as save_pretrained and hub repos have it)"
                 )
             return "transformers"
-        if weights:
+        if (path / "cfg.json").is_file() and (path / "sae_weights.safetensors").is_file():
+            raise UserError(f"--model {source}: this is an SAE folder, not MusicGen weights; {EXPECTED_FOLDER}")
+        if any(path.glob("model*.safetensors")) or any(path.glob("pytorch_model*.bin")):
             raise UserError(f"--model {source}: config.json is missing (a transformers folder needs it)")
         raise UserError(
             f"--model {source}: folder has neither state_dict.bin (audiocraft) nor config.json (transformers)"
         )
+    if path.is_file():
+        what = "a TorchScript file (a RAVE export?)" if path.suffix == ".ts" else "a file"
+        raise UserError(f"--model {source}: {what}, not MusicGen weights; {EXPECTED_FOLDER}")
     if path.exists() or source.startswith((".", "/", "~")) or source.count("/") != 1:
         raise UserError(f"--model {source}: expected a MusicGen folder or a hub id like facebook/musicgen-small")
     return "audiocraft"

@@ -210,3 +210,15 @@ def test_backend_of_the_other_format_is_named(audiocraft_dir, transformers_dir, 
     other = "transformers" if backend == "audiocraft" else "audiocraft"
     with pytest.raises(UserError, match=f"is a {other} MusicGen folder; pass --backend {other} or auto"):
         load_musicgen(folder, backend)
+
+
+def test_folders_of_the_wrong_kind_are_named(tmp_path):
+    sae = tmp_path / "sae"  # what `musicsae sae train` writes per layer
+    sae.mkdir()
+    (sae / "cfg.json").write_text("{}")
+    (sae / "sae_weights.safetensors").write_bytes(b"")
+    rave = tmp_path / "model.ts"
+    rave.write_bytes(b"PK")
+    for path, what in ((sae, "an SAE folder"), (rave, "a TorchScript file")):
+        with pytest.raises(UserError, match=f"{what}.*not MusicGen weights; expected a MusicGen folder"):
+            load_musicgen(path)
