@@ -99,3 +99,11 @@ def test_tiny_codec_codes_depend_on_the_audio_and_audio_on_the_codes(backend, au
     else:
         wavs = [mg.model.audio_encoder.decode(c[None], [None]).audio_values for c in (codes[0], other)]
     assert not torch.allclose(wavs[0], wavs[1])
+
+
+def test_models_cli_writes_a_stereo_model(tmp_path):
+    import json
+
+    assert _models_cli(["musicgen", "--out", str(tmp_path / "st"), "--backend", "transformers", "--stereo"]) == 0
+    decoder = json.loads((tmp_path / "st" / "config.json").read_text())["decoder"]
+    assert (decoder["audio_channels"], decoder["num_codebooks"]) == (2, 8)

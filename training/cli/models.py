@@ -74,6 +74,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layers", type=int, default=4, help="transformer layers (default 4)")
     parser.add_argument("--dim", type=int, default=32, help="transformer width (default 32)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    parser.add_argument(
+        "--stereo",
+        action="store_true",
+        help="a musicgen-stereo-like model: 8 codebooks (4 per channel, interleaved), 2-channel audio",
+    )
     parser.set_defaults(func=run_musicgen)
 
 
@@ -88,7 +93,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
             "sizes with dim a multiple of heads"
         )
     out = check_output_dir(args.out)
-    cfg = TinyMusicGenConfig(dim=args.dim, num_heads=args.heads, num_layers=args.layers, seed=args.seed)
+    channels = 2 if getattr(args, "stereo", False) else 1
+    cfg = TinyMusicGenConfig(
+        dim=args.dim, num_heads=args.heads, num_layers=args.layers, seed=args.seed, channels=channels
+    )
     save_tiny_musicgen(out, args.backend, cfg)
-    print(f"wrote tiny {args.backend} MusicGen ({args.layers} layers, dim {args.dim}, seed {args.seed}) to {out}")
+    kind = "stereo " if channels == 2 else ""
+    print(f"wrote tiny {kind}{args.backend} MusicGen ({args.layers} layers, dim {args.dim}, seed {args.seed}) to {out}")
     return 0
