@@ -73,6 +73,13 @@ class AudiocraftMusicGen(MusicGenBackend):
                 model = MusicGen.get_pretrained(self.source, device=str(self.device))
             except ImportError as exc:  # musicgen-melody's chroma conditioner imports demucs
                 raise UserError(f"--model {self.source}: {_variant(exc)} is not supported; {SUPPORTED}") from None
+            except KeyError as exc:  # a bare state dict or a training checkpoint instead of a release package
+                if exc.args and exc.args[0] in ("xp.cfg", "best_state"):
+                    raise UserError(
+                        f"--model {self.source}: a weight file has no {exc.args[0]!r}: not an audiocraft release "
+                        "package (export a training checkpoint with audiocraft.utils.export first)"
+                    ) from None
+                raise
         self.model = model
         self.lm = self.model.lm.eval()
         if "self_wav" in self.lm.condition_provider.conditioners:

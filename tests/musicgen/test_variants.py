@@ -222,3 +222,12 @@ def test_folders_of_the_wrong_kind_are_named(tmp_path):
     for path, what in ((sae, "an SAE folder"), (rave, "a TorchScript file")):
         with pytest.raises(UserError, match=f"{what}.*not MusicGen weights; expected a MusicGen folder"):
             load_musicgen(path)
+
+
+def test_audiocraft_bare_state_dict_is_named(audiocraft_dir, tmp_path):
+    folder = tmp_path / "bare"
+    shutil.copytree(audiocraft_dir, folder)
+    pkg = torch.load(folder / LM_FILE, weights_only=False)
+    torch.save(pkg["best_state"], folder / LM_FILE)
+    with pytest.raises(UserError, match="not an audiocraft release package"):
+        load_musicgen(folder)
