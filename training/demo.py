@@ -451,8 +451,9 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
             f"`{Path(nn['file']).name}` in `nn/`: methods {', '.join(nn['methods'])}; one attribute per concept "
             f"({attrs}: `[set NAME off 0(`, `[set NAME on 4(`), plus {', '.join(f'`{a}`' for a in nn['controls'])}; "
             "meters for "
-            f"{', '.join(nn['meters']) or 'none (no calibrated probe in the bank)'}; the model's own delay is "
-            f"{nn['delay']} samples. `examples/pd/musicsae-nn.pd` and `examples/max/musicsae-nn.maxpat` load it.",
+            f"{', '.join(nn['meters']) or 'none (no calibrated probe in the bank)'}; the dry signal is delayed to "
+            f"where the model's notes come out, {nn['delay']} samples. `examples/pd/musicsae-nn.pd` and "
+            "`examples/max/musicsae-nn.maxpat` load it.",
         ]
     lines += [
         "",

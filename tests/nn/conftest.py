@@ -110,12 +110,12 @@ def nn() -> ModuleType:
 
 
 def load_model(path: Path):
-    """(RaveModel, its delay)."""
+    """(RaveModel, its aligned delay: where its notes come out, the delay the engine and the export use)."""
     from realtime.rave import RaveModel
 
     torch.set_num_threads(1)
     model = RaveModel.load(path)
-    return model, model.delay()
+    return model, int(model.alignment().aligned)
 
 
 @pytest.fixture(scope="session")

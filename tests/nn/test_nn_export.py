@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn as tnn
 
+from realtime.rave import RaveModel
 from sae.errors import UserError
 from training.cli.main import main
 from training.rave.nn_export import attribute_name, attribute_names, module_names, read_metadata
@@ -19,7 +20,7 @@ from training.rave.nn_export import attribute_name, attribute_names, module_name
 ATTRS = ["bright", "noisy_1", "c_2nd_voice", "mix", "bypass", "gate", "gate_db"]
 
 
-def test_file_reads_as_nn_reads_it(steered_ts, nn):
+def test_file_reads_as_nn_reads_it(steered_ts, nn, tiny_rave_ts):
     m = torch.jit.load(str(steered_ts))
     assert list(m.get_methods()) == ["forward", "encode", "decode", "meter"]
     params = {name: [int(v) for v in getattr(m, f"{name}_params")] for name in m.get_methods()}
@@ -57,7 +58,11 @@ def test_file_reads_as_nn_reads_it(steered_ts, nn):
     noisy = next(c for c in meta["concepts"] if c["name"] == "noisy-1")
     assert [f[0] for f in noisy["features"]] == [11, 30]  # its `steer` features, as the engine moves them
     assert meta["methods"] == params
-    assert meta["model"]["sha256"] and meta["delay"] > 0 and meta["torch"] == torch.__version__
+    assert meta["model"]["sha256"] and meta["torch"] == torch.__version__
+    # the dry signal of `mix` lines up where the notes come out, as in the engine and renders (it used the first
+    # response: at mix 0.5 a comb filter the engine does not make)
+    found = RaveModel.load(tiny_rave_ts).alignment()
+    assert (meta["delay"], meta["first_response"]) == (found.aligned, found.first_response)
     assert meta["hook"] == "latent" and meta["gate"] == {"enabled": True, "lo_db": -60.0, "hi_db": -45.0}
     assert sorted(p.name for p in steered_ts.parent.iterdir()) == ["steered.ts"]  # no temporary left
 

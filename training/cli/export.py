@@ -76,6 +76,7 @@ def run_nn(args: argparse.Namespace) -> int:
         say("no meter method: the bank's concepts carry no calibrated probe")
     say(
         f"wrote {report.out} in {report.seconds:.1f} s: {report.sample_rate} Hz, {report.ratio} samples per latent "
-        f"frame, model delay {report.delay} samples ({1000 * report.delay / report.sample_rate:.1f} ms)"
+        f"frame, model delay {report.delay} samples ({1000 * report.delay / report.sample_rate:.1f} ms, where its "
+        "notes come out; the dry signal of mix is delayed by as much)"
     )
     return 0

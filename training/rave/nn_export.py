@@ -192,8 +192,9 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
         specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value)))
     frame_rate = model.sr / model.ratio
     meter = _meter_spec(steering.concepts, attrs, frame_rate, cfg.meter_seconds)
-    say(f"measuring the model's own delay ({model.path.name})")
-    delay = model.delay()
+    say(f"measuring where the model's notes come out ({model.path.name})")
+    found = model.alignment()  # the aligned delay, as live and render rave line dry and wet up
+    delay = int(found.aligned)
     rave = model.new_stream().module
     variational = hasattr(rave, "latent_pca") and hasattr(rave.encoder, "reparametrize")
     cls = SteeredVariationalRave if variational else SteeredRave
@@ -222,6 +223,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
         "meters": list(meter.names) if meter else [],
         "meter_seconds": cfg.meter_seconds if meter else None,
         "delay": delay,
+        "first_response": int(found.first_response),
         "sample_rate": model.sr,
         "ratio": model.ratio,
         "methods": {m: [int(v) for v in getattr(module, f"{m}_params")] for m in module.get_methods()},

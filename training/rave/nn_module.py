@@ -6,8 +6,9 @@ IRCAM's `nn~` (Max/MSP, Pure Data) loads a TorchScript file built on `nn_tilde.M
 and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
 
 `SteeredRave` gives it:
-- `forward`  audio → audio with the concept edits, then dry/wet `mix` against the input delayed by the model's
-  own delay (so they line up); `bypass 1` outputs that delayed dry signal (the model keeps running);
+- `forward`  audio → audio with the concept edits, then dry/wet `mix` against the input delayed to where the
+  model's notes come out (its aligned delay, as in `live`: so they line up); `bypass 1` outputs that delayed dry
+  signal (the model keeps running);
 - `encode`   audio → the posterior-mean latents the SAE was trained on (edited only when the SAE sits on an
   encoder layer: the edit happens inside the encoder);
 - `decode`   latents → audio with the concept edits (patches may transform latents between the two; with the
@@ -154,7 +155,7 @@ class SteeredRave(nn_tilde.Module):
         rave: the loaded TorchScript RAVE export (its caches are used as the stream's state).
         sae: an SAE module with `encode(x) -> f` and a `W_dec` [d_sae, d_in] buffer (`sae.export.ScriptSAE`).
         concepts: the switches, in the order edits compose.
-        delay: the model's own delay in samples (aligns the dry signal of `mix`).
+        delay: the model's aligned delay in samples, where its notes come out (aligns the dry signal of `mix`).
         meter: probes for the meter method, or None (no meter method).
         hook: where the SAE sits: `latent`, `encoder.net.N` or `decoder.net.N` (checked by the caller with
             `realtime.rave_split.RaveSplit`).
