@@ -31,6 +31,23 @@ def _run(rave_model, sae, state, data, blocksize=1024, period=256, **controls):
     return out, engine
 
 
+def _take_with_switches(proc, controls, data, concept: str, switches: dict[int, str]):
+    """Run `data` through an engine on `proc`, switching `concept` to each mode at its input frame (on the period
+    that holds it); returns the output and the edit each block ran with."""
+
+    def on_period(n):
+        for at, mode in switches.items():
+            if n == at // 256 * 256:
+                with controls.transaction() as draft:
+                    draft.state.set_mode(concept, mode)
+
+    with Engine(proc, controls, period=256) as engine:
+        engine.trace = []
+        out = run_file(engine, data, on_period=on_period)
+    assert [a for a, _ in engine.trace] == list(range(0, proc.blocksize * len(engine.trace), proc.blocksize))
+    return out, [snap.edit for _, snap in engine.trace]
+
+
 def test_blocksize_is_chosen_or_validated(rave_model):
     assert rave_model.ratio == 512
     assert choose_blocksize(512, None) == 2048
@@ -81,18 +98,8 @@ def test_an_edit_switched_mid_stream_equals_the_offline_render_on_the_same_block
     controls = Controls(state)  # noisy starts off (bank default), bright neutral
     proc = BlockProcessor(rave_model, latent_sae, 1024)
     switches = {15000: "on:6", 28000: "clamp:2", 45000: "scale:0.25"}
-
-    def on_period(n):
-        for at, mode in switches.items():
-            if n == at // 256 * 256:
-                with controls.transaction() as draft:
-                    draft.state.set_mode("bright", mode)
-
-    with Engine(proc, controls, period=256) as engine:
-        engine.trace = []
-        out = run_file(engine, data, on_period=on_period)[:, 0]
-    edits = [snap.edit for _, snap in engine.trace]
-    assert [a for a, _ in engine.trace] == list(range(0, 1024 * len(edits), 1024))
+    out, edits = _take_with_switches(proc, controls, data, "bright", switches)
+    out = out[:, 0]
     assert len({id(e) for e in edits}) == 4  # the three switches landed on blocks of this take
     offline = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=edits, block=1024, delay=proc.delay)
     np.testing.assert_array_equal(out, offline)
@@ -181,15 +188,8 @@ def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):
     proc = BlockProcessor(rave_model, sae, 1024, hook=hook)
     data = _signal(rave_model.sr, 1.0)
 
-    def on_period(n):
-        if n == 12800:
-            with controls.transaction() as draft:
-                draft.state.set_mode("x", "on:4")
-
-    with Engine(proc, controls, period=256) as engine:
-        engine.trace = []
-        out = run_file(engine, data, on_period=on_period)[:, 0]
-    edits = [snap.edit for _, snap in engine.trace]
+    out, edits = _take_with_switches(proc, controls, data, "x", {12800: "on:4"})
+    out = out[:, 0]
     assert len({id(e) for e in edits}) == 2
     offline = render_array(RaveStream(rave_model), data[:, 0], sae, edits=edits, block=1024, delay=proc.delay,
                            hook=hook)  # fmt: skip
@@ -212,15 +212,7 @@ def test_a_stereo_model_live_equals_the_offline_render_in_stereo(stereo_rave_mod
     controls = Controls(EditState.from_concepts(64, bank.concepts))
     proc = BlockProcessor(model, latent_sae, 1024, channels=2)
 
-    def on_period(n):
-        if n == 20480:
-            with controls.transaction() as draft:
-                draft.state.set_mode("bright", "on:6")
-
-    with Engine(proc, controls, period=256) as engine:
-        engine.trace = []
-        out = run_file(engine, data, on_period=on_period)
-    edits = [snap.edit for _, snap in engine.trace]
+    out, edits = _take_with_switches(proc, controls, data, "bright", {20480: "on:6"})
     assert out.shape == data.shape and len({id(e) for e in edits}) == 2
     offline = render_array(RaveStream(model), data, latent_sae, edits=edits, block=1024, delay=proc.delay)
     assert offline.shape == data.shape
