@@ -190,6 +190,8 @@ def test_osc_leaves_loading_once_the_device_is_open(tiny_rave_ts, capsys, monkey
     events = []
 
     class Stream:
+        active = True  # as sounddevice's while it plays (live stops when a device stops it)
+
         def start(self):
             events.append("start")
 
