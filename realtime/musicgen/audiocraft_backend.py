@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from realtime.musicgen.base import Generation, MusicGenBackend, folder_name
+from realtime.musicgen.base import SUPPORTED, Generation, MusicGenBackend, folder_name
 from realtime.musicgen.descriptions import DescriptionVocab
 from sae.errors import UserError
 
-SUPPORTED = "supported: text-to-music MusicGen (musicgen-small/medium/large, musicgen-stereo-*)"
 POINTER_MAX_BYTES = 1 << 20  # a release's compression_state_dict.bin that only names a hub codec is a few bytes
 
 

@@ -48,6 +48,10 @@ def sha256_files(paths: Sequence[Path]) -> str:
     return h.hexdigest()
 
 
+SUPPORTED = "supported: text-to-music MusicGen (musicgen-small/medium/large, musicgen-stereo-*)"
+"""What both backends load; named when a variant is refused."""
+
+
 def sha256_tensors(module: nn.Module) -> str:
     """sha256 over a module's state dict (names and raw bytes, in order)."""
     h = hashlib.sha256()

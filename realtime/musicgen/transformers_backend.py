@@ -14,11 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from realtime.musicgen.base import Generation, MusicGenBackend, folder_name
+from realtime.musicgen.base import SUPPORTED, Generation, MusicGenBackend, folder_name
 from realtime.musicgen.descriptions import DescriptionVocab
 from sae.errors import UserError
-
-SUPPORTED = "supported: text-to-music MusicGen (musicgen-small/medium/large, musicgen-stereo-*)"
 
 
 def check_model_type(source: str) -> None:

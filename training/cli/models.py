@@ -93,7 +93,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             "sizes with dim a multiple of heads"
         )
     out = check_output_dir(args.out)
-    channels = 2 if getattr(args, "stereo", False) else 1
+    channels = 2 if args.stereo else 1
     cfg = TinyMusicGenConfig(
         dim=args.dim, num_heads=args.heads, num_layers=args.layers, seed=args.seed, channels=channels
     )
