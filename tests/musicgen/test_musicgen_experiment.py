@@ -135,12 +135,14 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     codec = (tmp_path / "codec_fidelity.md").read_text()
     assert "in-font test: 4 clips" in codec and "| guitar |" in codec
     argv = ["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path), "--pairs", "2"]
-    assert main([*argv, "--seeds", "2", "--duration", "0.3", "--concepts", "guitar,drums", "--seed", "7"]) == 0
+    argv += ["--seeds", "2", "--duration", "0.3", "--concepts", "guitar,drums", "--seed", "7", "--cfg-coef", "4"]
+    assert main([*argv, "--top-k", "1"]) == 0
     import json
 
     r = json.loads((tmp_path / "adherence.json").read_text())
     g = r["concepts"]["guitar"]
     assert g["renders_per_side"] == 2 * len(g["pairs"]) and r["seed"] == 7
+    assert (r["cfg_coef"], r["top_k"]) == (4, 1) and "guidance 4, top-k 1;" in (tmp_path / "adherence.md").read_text()
     assert g["rise"]["value"] == pytest.approx(g["with"]["value"] - g["without"]["value"])
     assert g["verdict"] in ("met", "missed", "undecided")
     assert main(["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path),

@@ -53,7 +53,7 @@ class AdherenceConfig:
     model: MusicGen folder with `descriptions.json`; backend: auto / audiocraft / transformers.
     judge_data: `musicsae data make` folders whose clean train clips train the judge.
     concepts: instruments to test; pairs: prompt pairs per concept; seeds: renders per prompt.
-    duration: seconds per render; cfg_coef: guidance.
+    duration: seconds per render; cfg_coef: guidance; top_k: sampling's top-k (0: every token).
     """
 
     model: str
@@ -63,6 +63,7 @@ class AdherenceConfig:
     seeds: int = 4
     duration: float = 4.0
     cfg_coef: float = 3.0
+    top_k: int = 250
     seed: int = 0
     backend: str = "auto"
     device: str = "cpu"
@@ -106,7 +107,9 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
         hits = {"with": [], "without": []}
         for j, pair in enumerate(pairs):
             for side, prompt in zip(("with", "without"), pair, strict=True):
-                gen = mg.generate([prompt] * cfg.seeds, cfg.duration, seed=cfg.seed + j, cfg_coef=cfg.cfg_coef)
+                gen = mg.generate(
+                    [prompt] * cfg.seeds, cfg.duration, seed=cfg.seed + j, cfg_coef=cfg.cfg_coef, top_k=cfg.top_k
+                )
                 audio = [w.mean(0).cpu().numpy() for w in gen.wav]
                 hits[side].extend(judge.detect(audio)[concept].tolist())
         w, wo = np.array(hits["with"]), np.array(hits["without"])
@@ -125,6 +128,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
         "judge": {"trained_on": f"{n_judge} clean train clips", "sr": mg.sample_rate},
         "duration": cfg.duration,
         "cfg_coef": cfg.cfg_coef,
+        "top_k": cfg.top_k,
         "seed": cfg.seed,
         "goal_points": GOAL_POINTS,
         "concepts": results,

@@ -34,7 +34,8 @@ def adherence_markdown(r: dict) -> str:
 
     lines = [
         f"Prompt adherence of {r['model']['name']} (sha256 {r['model']['sha256'][:12]}): renders of "
-        f"{r['duration']:g} s, guidance {r['cfg_coef']:g}; outside judge trained on {r['judge']['trained_on']}. "
+        f"{r['duration']:g} s, guidance {r['cfg_coef']:g}, top-k {r.get('top_k', 250)}; outside judge trained on "
+        f"{r['judge']['trained_on']}. "
         f"Goal: the prompted instrument heard at least {r['goal_points']:g} points more often than in the same "
         "prompt without it (paired over prompt pairs × seeds; met only when the whole 95 % interval is).",
         "",
@@ -163,6 +164,7 @@ def judge_shift_result(
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
+    from training.cli.args import guidance_coef, nonneg_int
     from training.musicgen import runs
 
     p = argparse.ArgumentParser(prog="python -m training.musicgen.evaluate", description=__doc__.split("\n")[0])
@@ -182,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--seeds", type=int, default=4, help="renders per prompt (default 4)")
     a.add_argument("--duration", type=float, default=4.0)
     a.add_argument("--concepts", default="guitar,drums,piano")
+    a.add_argument("--cfg-coef", type=guidance_coef, default=3.0, help="classifier-free guidance (default 3)")
+    a.add_argument("--top-k", type=nonneg_int, default=250, help="top-k sampling (default 250; 0: every token)")
     a.add_argument(
         "--seed", type=int, default=0, help="first random seed (another one draws other renders: a validation set)"
     )
@@ -222,7 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
             cfg = AdherenceConfig(
-                args.model, args.judge_data, concepts, args.pairs, args.seeds, args.duration, seed=args.seed
+                args.model,
+                args.judge_data,
+                concepts,
+                args.pairs,
+                args.seeds,
+                args.duration,
+                cfg_coef=args.cfg_coef,
+                top_k=args.top_k,
+                seed=args.seed,
             )
             result = evaluate_adherence(cfg)
             _write(args.out / "adherence.json", json.dumps(result, indent=2))
