@@ -251,6 +251,7 @@ class Engine:
         self._next = 0  # model-owned: input position of the next block
         self._want = self.blocksize  # model-owned: the input position that completes it
         self._seq = 0
+        self._events_lock = threading.Lock()  # `_event` runs on the model thread and on whoever calls `report`
         self._last_late_event = -1e9
         self._device_seen = (0, 0)  # model-owned: (skipped cycles, device xruns) already reported
         self._last_device_event = -1e9
@@ -380,13 +381,17 @@ class Engine:
         return float(np.quantile(self.block_times[:n], q)) if n else 0.0
 
     def report(self, kind: str, message: str) -> None:
-        """An event from outside the audio path (e.g. "device": the stream stopped), at the current input frame."""
+        """An event from outside the audio path (e.g. "device": the stream stopped), at the current input frame.
+        Safe from any thread, while the model thread records its own."""
         self._event(kind, self._pos, 0, message)
 
     # --- model thread -------------------------------------------------------------------------------------
     def _event(self, kind: str, at: int, lost: int, message: str) -> None:
-        self._seq += 1
-        self.events.append(Event(self._seq, kind, at / self.sr, lost, message))
+        """Record an event, numbered one above the last: under a lock, so events recorded from several threads are
+        each kept once and numbered in the order readers see them (the audio callback records none)."""
+        with self._events_lock:
+            self._seq += 1
+            self.events.append(Event(self._seq, kind, at / self.sr, lost, message))
 
     def _report_device(self) -> None:
         """Cycles the device skipped and xruns it flagged (counted by the callback, which allocates nothing) as a

@@ -337,3 +337,54 @@ def test_a_rave_that_returns_nan_plays_dry_is_reported_and_comes_back(rave_model
     assert "NaN" in engine.events[0].message
     np.testing.assert_array_equal(out[a:b], x[a:b])  # dry, in place
     assert np.abs(out[b + 2048 :] - x[b + 2048 :]).max() > 1e-3  # wet again
+
+
+class AlternatingFailure(FakeProcessor):
+    """Every other block raises, so the model thread records an "error" event every second block."""
+
+    def process(self, block, snap):
+        i = self.calls
+        self.calls += 1
+        self.fallback = block.copy()
+        if i % 2:
+            raise RuntimeError(f"block {i} refused")
+        return -block
+
+
+def test_events_reported_from_other_threads_while_the_model_thread_records_are_all_kept_in_order():
+    """`Engine.report` from several threads at once, while the model thread records its own events: every event is
+    kept once, numbered 1, 2, 3, ... in the order readers see them (the live view and OSC send what is above the last
+    number they saw, so a repeated or out-of-order number would drop an event)."""
+    import sys
+    import threading
+    from collections import deque
+
+    proc = AlternatingFailure(128)
+    data = _signal(0.5)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible: a race shows up within the run
+    try:
+        with Engine(proc, Controls(EditState(8)), period=64) as engine:
+            engine.events = deque()  # keep them all (the engine keeps the last 256)
+            done = threading.Event()
+            sent = [0] * 4
+
+            def hammer(k: int) -> None:
+                while not done.is_set() or sent[k] < 200:
+                    engine.report("device", f"reporter {k} line {sent[k]}")
+                    sent[k] += 1
+
+            reporters = [threading.Thread(target=hammer, args=(k,)) for k in range(4)]
+            for t in reporters:
+                t.start()
+            run_file(engine, data)
+            done.set()
+            for t in reporters:
+                t.join()
+    finally:
+        sys.setswitchinterval(before)
+    events = list(engine.events)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    lines = [e.message for e in events if e.kind == "device"]
+    assert len(lines) == len(set(lines)) == sum(sent)
+    assert sum(e.kind == "error" for e in events) == engine.model.errors > 50
