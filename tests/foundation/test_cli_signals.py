@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # A command whose write is stopped half way by a signal sent to its own process.
 SCRIPT = """
 import os, signal, sys, time
 from pathlib import Path
+
+import pytest
 import importlib
 cli = importlib.import_module("training.cli.main")
 from sae.atomic import atomic_write
@@ -68,3 +72,45 @@ def test_an_interrupt_a_library_turned_into_its_own_error_still_stops_cleanly(tm
         run = _stop(tmp_path, sig, "converted")
         assert (run.returncode, run.stderr) == (code, f"musicsae: {line}\n")
         assert list(tmp_path.iterdir()) == []
+
+
+# A training recipe (`python -m training...`) whose work is stopped by a signal half way through writing a file.
+RECIPE = """
+import importlib, os, signal, sys, time
+from pathlib import Path
+
+import pytest
+from sae.atomic import atomic_write
+module = importlib.import_module(sys.argv[3])
+
+def work(*args, **kwargs):
+    def write(tmp):
+        Path(tmp).write_text("half")
+        os.kill(os.getpid(), getattr(signal, sys.argv[2]))
+        time.sleep(30)
+    atomic_write(Path(sys.argv[1]) / "out.json", write)
+
+setattr(module, sys.argv[4], work)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+sys.exit(module.main(sys.argv[5:]))
+"""
+
+RECIPES = [
+    ("training.rave.demo_model", "export_run", ["--run", "run", "--export", "demo.ts"]),
+    ("training.rave.demo_assets", "make_assets", ["--work", "work"]),
+    ("training.musicgen.train_codec", "train_codec", ["--data", "data", "--run", "run"]),
+]
+
+
+@pytest.mark.parametrize(("module", "worker", "args"), RECIPES, ids=[m for m, _, _ in RECIPES])
+@pytest.mark.parametrize(("sig", "code", "word"), [("SIGTERM", 143, "terminated"), ("SIGINT", 130, "interrupted")])
+def test_a_training_recipe_stops_cleanly(tmp_path, module, worker, args, sig, code, word):
+    """The recipes stop as `musicsae` does: SIGTERM killed them on the spot (the temporary file left, no line) and
+    Ctrl-C printed a traceback from some of them."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [str(tmp_path / a) if a in ("run", "demo.ts", "work", "data") else a for a in args]
+    run = subprocess.run([sys.executable, "-c", RECIPE, str(tmp_path), sig, module, worker, *args],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)  # fmt: skip
+    lines = run.stderr.splitlines()
+    assert run.returncode == code and len(lines) == 1 and f": {word}" in lines[0], (run.returncode, run.stderr)
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file

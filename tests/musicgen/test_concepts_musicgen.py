@@ -189,3 +189,34 @@ def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
             bank,
             replace=False,
         )
+
+
+@pytest.mark.parametrize(("stop", "code", "line"), [("int", 130, "interrupted"), ("term", 143, "terminated")])
+def test_a_stopped_concept_musicgen_leaves_the_bank_as_it_was(setup, audiocraft_dir, tmp_path, monkeypatch, capsys,
+                                                              stop, code, line):  # fmt: skip
+    """Ctrl-C / SIGTERM while the layers are probed: one line, exit 130 / 143, the bank and table as they were (no
+    temporary file), and the rerun adds the concept."""
+    from training.cli.main import Terminated, main
+    from training.musicgen import concepts
+
+    root, _ = setup
+    bank_path = tmp_path / "concepts.yaml"
+    ConceptBank(bank_path).save()
+    before = bank_path.read_bytes()
+    real, calls = concepts.probe_layer, []
+
+    def probe(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise Terminated if stop == "term" else KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(concepts, "probe_layer", probe)
+    argv = ["concept", "musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts",
+            str(root), "--layers", "0,1", "--bank", str(bank_path), "--table-out", str(tmp_path / "t.json"),
+            "--folds", "3"]  # fmt: skip
+    assert main(argv) == code
+    assert capsys.readouterr().err.splitlines()[-1] == f"musicsae: {line}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["concepts.yaml"] and bank_path.read_bytes() == before
+    monkeypatch.setattr(concepts, "probe_layer", real)
+    assert main(argv) == 0 and "tone" in ConceptBank.load(bank_path)

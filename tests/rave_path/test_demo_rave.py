@@ -119,3 +119,32 @@ def test_audio_folder_is_listed_as_the_collectors_list_it(tmp_path):
     files = clip_files(tmp_path, None)
     assert [p.relative_to(tmp_path).as_posix() for p in files] == ["B.WAV", "a.wav", "sub/c.flac"]
     assert fingerprint(files) == fingerprint(clip_files(tmp_path, None))
+
+
+def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the recipe writes a checkpoint left `train_state.tmp` and `last.tmp` beside the run's
+    files; now the run holds exactly what the last complete checkpoint wrote, and a rerun resumes from it."""
+    from training.rave import demo_model
+    from training.rave.tiny_model import build_model, test_signal
+
+    recipe = demo_model.Recipe(sample_rate=22050, capacity=4)
+    model = build_model(recipe.build())
+    opt = torch.optim.Adam(model.parameters())
+    run = tmp_path / "run"
+    run.mkdir()
+    clips = [test_signal(22050, 2.0, 0).numpy().ravel()]
+    meta = {"recipe": {}, "data": {}}
+    demo_model.checkpoint(model, opt, 1, run, clips, recipe, meta, 0.0, 0.0)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    real = torch.save
+
+    def stopped(obj, f, *args, **kwargs):
+        real(obj, f, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        demo_model.checkpoint(model, opt, 2, run, clips, recipe, meta, 0.0, 0.0)
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
+    assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 1

@@ -12,7 +12,7 @@ import importlib
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 # (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
 COMMANDS: list[tuple[str | None, str]] = [
@@ -82,7 +82,7 @@ class Terminated(KeyboardInterrupt):
     streams closed)."""
 
 
-class _Stops:
+class Stops:
     """While a command runs, Ctrl-C raises KeyboardInterrupt and SIGTERM `Terminated`, and the signal is
     remembered: a library that turns the interrupt into its own error (safetensors' reader raised ValueError)
     still stops the command as interrupted. Handlers someone else set (an ignored SIGTERM, a parent's SIGINT) are
@@ -96,7 +96,7 @@ class _Stops:
         self.signum = signum
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-    def __enter__(self) -> _Stops:
+    def __enter__(self) -> Stops:
         if threading.current_thread() is threading.main_thread():
             for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
                 if signal.getsignal(sig) == default:
@@ -108,29 +108,42 @@ class _Stops:
             signal.signal(sig, handler)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
-    command with one line (exit 130 and 143) after its cleanup ran."""
+def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "") -> int:
+    """Run `fn` (a command, a training recipe) and return its exit code; a `UserError` or a full disk becomes one
+    line on stderr (exit 2), Ctrl-C and SIGTERM one line (`stopped` appended: what is kept, how to go on) after
+    `fn`'s cleanup ran (exit 130 and 143), never a traceback."""
     from sae.atomic import WRITE_ERRNOS
     from sae.errors import UserError
-    from training.cli.quiet import quiet
 
-    args = build_parser().parse_args(argv)
-    stops = _Stops()
+    stops = Stops()
     try:
-        with stops, quiet(args.verbose):
-            return int(args.func(args) or 0)
+        with stops:
+            return int(fn() or 0)
     except Exception as exc:
         if stops.signum is None and isinstance(exc, UserError):
-            print(f"musicsae: error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
-            print(f"musicsae: error: writing {exc.filename}: {exc.strerror}", file=sys.stderr)
+            print(f"{prog}: error: writing {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 2
         if stops.signum is None:
             raise
         terminated = stops.signum == signal.SIGTERM  # the error is what a library made of the interrupt
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-    print("musicsae: terminated" if terminated else "musicsae: interrupted", file=sys.stderr)
+    print(f"{prog}: {'terminated' if terminated else 'interrupted'}{stopped}", file=sys.stderr)
     return 143 if terminated else 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
+    command with one line (exit 130 and 143) after its cleanup ran."""
+    from training.cli.quiet import quiet
+
+    args = build_parser().parse_args(argv)
+
+    def command() -> int:
+        with quiet(args.verbose):
+            return int(args.func(args) or 0)
+
+    return guarded("musicsae", command)

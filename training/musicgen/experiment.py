@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.stats import Interval, paired_diff, verdict, wilson
@@ -408,8 +409,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "timings_s": stage.timings,
         "total_s": stage.total_s(),
     }
-    (out / "experiment.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "report.md").write_text(report_markdown(summary))
+    atomic_write_text(out / "experiment.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "report.md", report_markdown(summary))
     return summary
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -203,13 +202,12 @@ def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def guarded(prog: str, fn: Callable[[], object]) -> int:
-    """Run a recipe step; a `UserError` becomes one line on stderr and exit code 2 (as in `musicsae`)."""
-    try:
+    """Run a recipe step as `musicsae` runs a command (`training.cli.main.guarded`): a `UserError` is one line on
+    stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, the last checkpoint kept."""
+    from training.cli.main import guarded as run_guarded
+
+    def step() -> int:
         fn()
-    except UserError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted (the last checkpoint is kept; run the same command to resume)", file=sys.stderr)
-        return 130
-    return 0
+        return 0
+
+    return run_guarded(prog, step, " (the last checkpoint is kept; run the same command to resume)")

@@ -131,16 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="clip rendering processes")
     args = p.parse_args(argv)
     cfg = AssetsConfig(model=args.model, out=args.out, work=args.work, jobs=args.jobs)
-    try:
-        for name, digest in make_assets(cfg).items():
-            print(f"{digest}  {name}")
-    except UserError as exc:
-        print(f"demo_assets: error: {exc}")
-        return 2
-    finally:
-        if not args.keep_work and Path(args.work).exists():
-            shutil.rmtree(args.work)
-    return 0
+    from training.cli.main import guarded
+
+    def run() -> None:
+        try:
+            for name, digest in make_assets(cfg).items():
+                print(f"{digest}  {name}")
+        finally:
+            if not args.keep_work and Path(args.work).exists():
+                shutil.rmtree(args.work)
+
+    return guarded("demo_assets", run)
 
 
 if __name__ == "__main__":

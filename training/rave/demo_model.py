@@ -23,7 +23,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sae.atomic import atomic_torch_save
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.train import set_train_threads
@@ -295,10 +295,8 @@ def train(
 
 def checkpoint(model, opt, step, run_dir, clips, recipe: Recipe, meta: dict, cpu_s: float, wall_s: float) -> None:
     """Resumable state, then the latent PCA and a `rave train`-style run folder (on the CPU, for the exporter)."""
-    tmp = run_dir / "train_state.tmp"
     state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_s": cpu_s, "wall_s": wall_s}
-    torch.save({**state, **meta}, tmp)
-    os.replace(tmp, run_dir / "train_state.pt")
+    atomic_torch_save({**state, **meta}, run_dir / "train_state.pt")
     device = next(model.parameters()).device
     sr = recipe.sample_rate
     sample = torch.from_numpy(np.concatenate([c[: 2 * sr] for c in clips[:40]])).reshape(1, 1, -1)
@@ -330,19 +328,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", type=float, default=0.999, help="kept latent variance (max 0.999)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
-    try:
+    from training.cli.main import guarded
+
+    def run() -> None:
         if args.export:
             export_run(args.run, args.export, fidelity=args.fidelity)
             print(f"exported {args.export}")
-            return 0
+            return
         files = clip_files(args.audio, args.data)
         given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
         train(args.run, files, given, args.minutes, args.steps, args.device, args.init, args.data, args.eval_every,
               args.threads)  # fmt: skip
-    except UserError as exc:
-        print(f"demo_model: error: {exc}", file=__import__("sys").stderr)
-        return 2
-    return 0
+
+    return guarded("demo_model", run, " (the last checkpoint is kept; run the same command to resume)")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ way RAVE's validation does it; `export_run` then calls acids-rave's own exporter
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sae.atomic import atomic_torch_save, atomic_write, atomic_write_text
 from sae.errors import UserError
 
 
@@ -102,11 +102,9 @@ def save_run(model: torch.nn.Module, run_dir: Path, name: str = "last") -> Path:
 
     ckpt_dir = run_dir / "version_0" / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.gin").write_text(gin.operative_config_str())
+    atomic_write_text(run_dir / "config.gin", gin.operative_config_str())
     path = ckpt_dir / f"{name}.ckpt"
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": model.state_dict()}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"state_dict": model.state_dict()}, path)
     return path
 
 
@@ -141,7 +139,7 @@ def export_run(
         if proc.returncode != 0 or not produced.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
             raise UserError(f"rave export failed for {run_dir}: {tail[0]}")
-        shutil.move(str(produced), out_path)
+        atomic_write(out_path, lambda tmp_out: shutil.copyfile(produced, tmp_out))  # never half a .ts at out_path
     return out_path
 
 
