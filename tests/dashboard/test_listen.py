@@ -155,3 +155,42 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
             call = "heard ✓" if heard["tone"][kind][n] else "not heard ✗"
             assert f"judge: tone {call}</div>" in cell, (kind, cell)
     assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page
+
+
+def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, tiny_stereo_rave_ts):
+    """A two-channel RAVE: the listening files of a stereo clip are stereo, each render what `render rave` makes of
+    the stereo file (they were the mono mix, through the model and its two sides averaged)."""
+    from realtime.rave import RaveModel
+    from realtime.render_rave import RaveStream, model_delay, render_array
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+    from training.rave.listen import write_examples
+
+    model = RaveModel.load(tiny_stereo_rave_ts)
+    torch.manual_seed(0)
+    save_sae(SparseAutoencoder(SAEConfig(d_in=model.latent_size, d_sae=16, k=4, hook_name="latent")), tmp_path / "sae")
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    bank.add(Concept("guitar", ModelRef.of_file(tiny_stereo_rave_ts), "latent", "sae", [ConceptFeature(0, 1.0, 2.0)]))
+    bank.save()
+    data = tmp_path / "data"
+    (data / "clips").mkdir(parents=True)
+    t = np.arange(model.sr // 2) / model.sr
+    rows = []
+    for i, guitar in enumerate((1, 0)):
+        x = np.stack([0.3 * np.sin(2 * np.pi * (220 + 50 * i) * t), 0.2 * np.sign(np.sin(2 * np.pi * 330 * t))], 1)
+        sf.write(data / "clips" / f"{i}.wav", x.astype(np.float32), model.sr, subtype="FLOAT")
+        labels = dict.fromkeys(("guitar", "piano", "strings", "brass", "bass", "drums"), 0)
+        row = {"file": f"clips/{i}.wav", "index": i, "split": "test", **labels, "guitar": guitar}
+        rows.append(json.dumps({**row, "guitar_type": "", "voice": "none"}))
+    (data / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    result = {"concepts": {"guitar": {"strength_on": 2.0}}, "gate": {"enabled": False}}
+    path = write_examples(result, data, tiny_stereo_rave_ts, bank.path, tmp_path / "judge", clips=1)
+    entry = json.loads(path.read_text())["concepts"]["guitar"]["rows"][0]
+    waves = {k: sf.read(str(path.parent / f), dtype="float32", always_2d=True)[0] for k, f in entry["files"].items()}
+    assert {k: w.shape[1] for k, w in waves.items()} == dict.fromkeys(("original", "model", "off", "on"), 2)
+    clip = sf.read(str(data / "clips" / "0.wav"), dtype="float32")[0]
+    assert np.abs(waves["original"] - clip).max() < 1e-4  # both sides as recorded
+    stream = RaveStream(model)
+    expected = render_array(stream, clip, None, None, None, model_delay(model), 0)
+    assert np.abs(waves["model"] - np.clip(expected, -1, 1)).max() < 1e-3

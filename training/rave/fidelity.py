@@ -24,7 +24,8 @@ oracle's drift on clean audio is the judge's own cross-talk.
 All audio meets the judge at one rate (`judge_sr`, 22.05 kHz by default), so models of different rates are
 measured alike. Sets: the held-out font's clips (split `holdout_font`) and the in-font test split; every
 figure carries its clip count and a 95 % interval (Wilson for rates, bootstrap over clips otherwise).
-Several models share one judge (`models`), which makes the table of a training run cheap.
+Several models share one judge (`models`), which makes the table of a training run cheap. Everything is measured
+on mono: a clip's mono mix, which a stereo model hears on both sides, its two rendered sides averaged.
 """
 
 from __future__ import annotations

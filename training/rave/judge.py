@@ -19,6 +19,10 @@ A goal counts as met only with a margin of one clip and where the drop's / rise'
 interval reaches it (`training.judge.goals_met`); every figure carries its clip count. `split` chooses the
 held-out set: the test split (fonts the model was trained on) or `holdout_font` (a font it never heard).
 
+The judge hears mono: every clip is read as its mono mix, which a stereo model hears on both sides and whose two
+rendered sides are averaged before the detectors (`render_array`); its calls are on that mix. The listening
+examples beside its report (`training.rave.listen`) keep a stereo clip's two channels for a stereo model.
+
 The SAE edits act on the hook of the bank's concepts (the latent, or an encoder / decoder layer: the model
 runs in two parts around it). With `clamp_strengths`, `clamp:s` (raise the concept's features to s × their
 typical activation where they are below) is swept on the same clips beside `on`. `on`, `clamp` and the

@@ -2,8 +2,10 @@
 each as four aligned files, original | through the model | concept off | concept on (at the strength the judge
 chose), written beside the judge's report as `OUT/listen/<concept>/<clip>_<kind>.wav` plus `OUT/listen/listen.json`.
 
-The dashboard's concept page plays them as one row per clip. Renders are made exactly as the judge makes its own
-(`render_array`, the decoder's noise seeded per clip), so what is heard is what was measured.
+The dashboard's concept page plays them as one row per clip. Renders are made as the judge makes its own
+(`render_array`, the decoder's noise seeded per clip), so what is heard is what was measured. For a stereo model
+a stereo clip keeps both channels, as `render rave` plays it: the original and the three renders are stereo files,
+while the judge heard (and its calls under them are on) the mono mix of the clip through the model.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def write_examples(
         clips: example clips per side and concept.
         seed: base seed of the decoder's noise fill (clip i of the test split uses seed + i, as the judge does).
     """
-    from realtime.audio_files import AudioNotes, read_mono
+    from realtime.audio_files import AudioNotes, read_clip, read_mono
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
     from training.data.concept_clips import CONCEPTS, read_manifest
@@ -55,11 +57,14 @@ def write_examples(
     stream, delay, notes = RaveStream(model), model_delay(model), AudioNotes()
     g = result.get("gate") or {}
     gate = Gate(enabled=g.get("enabled", True), **{k: g[k] for k in ("lo_db", "hi_db") if k in g})
-    # the judge's held-out clips, in its order: rows of its split that read (clip i renders with seed + i)
+    # the judge's held-out clips, in its order: rows of its split whose mono mix reads, as the judge reads them (clip i
+    # renders with seed + i); a stereo clip for a stereo model keeps its sides, [frames, 2]
     rows, audio_of = [], []
     for r in read_manifest(Path(data)):
         if r["split"] == result.get("split", "test"):
             a = read_mono(Path(data) / r["file"], model.sr, notes, min_samples=model.ratio)
+            if a is not None and model.channels > 1:
+                a = read_clip(Path(data) / r["file"], model.sr, AudioNotes(), channels=model.channels)
             if a is not None:
                 rows.append(r)
                 audio_of.append(a)
