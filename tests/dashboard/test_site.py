@@ -340,3 +340,21 @@ def test_an_eval_dir_that_is_not_there_is_refused(dash_inputs, tmp_path, capsys)
     args += [str(dash_inputs.audio_root), "--out", str(tmp_path / "o"), "--bank", str(dash_inputs.bank)]
     err = _one_line_error(capsys, [*args, "--eval-dir", str(tmp_path / "judgee")])
     assert "--eval-dir" in err and "judgee: not a folder" in err and not (tmp_path / "o").exists()
+
+
+def test_snippets_of_stereo_sources_keep_both_channels(copy_inputs, tmp_path):
+    """A stereo source (what a stereo model was collected on) plays as stereo snippets on the feature pages; the
+    spectrogram and the measured properties stay on its mono mix (snippets were the mono mix)."""
+    for path in sorted(copy_inputs.audio_root.glob("*.wav")):
+        y, sr = sf.read(str(path), dtype="float32")
+        sf.write(path, np.stack([y, -0.5 * y], axis=1), sr, subtype="FLOAT")  # the right side: half, inverted
+    out = tmp_path / "site"
+    argv = ["dashboard", "--sae", str(copy_inputs.sae), "--store", str(copy_inputs.store), "--audio-root",
+            str(copy_inputs.audio_root), "--out", str(out), *SMALL_ARGS]  # fmt: skip
+    assert main(argv) == 0
+    snippets = sorted((out / "audio").glob("*.wav"))
+    assert snippets
+    for path in snippets:
+        y = sf.read(str(path), dtype="float32", always_2d=True)[0]
+        assert y.shape[1] == 2 and np.abs(y[:, 0]).max() > 0.01, path.name
+        assert np.abs(y[:, 1] + 0.5 * y[:, 0]).max() < 1e-3, path.name  # the sides as recorded, in one gain

@@ -26,15 +26,21 @@ def site_name(name: str) -> str:
 
 
 @lru_cache(maxsize=8)
+def read_channels(path: str) -> tuple[np.ndarray, int]:
+    """Float32 [frames, channels] of a file at its own rate, every channel kept (what a listener hears; cached)."""
+    return read_file(path)
+
+
+@lru_cache(maxsize=8)
 def read_audio(path: str) -> tuple[np.ndarray, int]:
     """Mono float32 audio of a file at its own rate (the project's reader; cached: top clips share files)."""
-    data, sr = read_file(path)
+    data, sr = read_channels(path)
     return data.mean(axis=1), sr
 
 
 @dataclass
 class Snippet:
-    """A cut of a clip: audio at `sr`, starting `start` seconds into the clip."""
+    """A cut of a clip: audio ([frames] mono, or [frames, channels]) at `sr`, starting `start` seconds into it."""
 
     audio: np.ndarray
     sr: int
@@ -42,12 +48,13 @@ class Snippet:
 
     @property
     def seconds(self) -> float:
-        return self.audio.size / self.sr
+        return len(self.audio) / self.sr
 
 
 def cut(y: np.ndarray, sr: int, center: float, seconds: float) -> Snippet:
-    """`seconds` of `y` centred on `center` (seconds), shifted to stay inside the clip; resampled to 22.05 kHz."""
-    total = y.size / sr
+    """`seconds` of `y` ([frames] or [frames, channels]) centred on `center` (seconds), shifted to stay inside the
+    clip; resampled to 22.05 kHz."""
+    total = len(y) / sr
     length = min(seconds, total)
     start = min(max(center - length / 2, 0.0), max(total - length, 0.0))
     a = round(start * sr)

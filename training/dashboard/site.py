@@ -50,7 +50,15 @@ from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
 from training.dashboard.listen import find_listen, listening_table
-from training.dashboard.render import SpectrogramPlotter, cut, histogram_svg, read_audio, site_name, write_wav
+from training.dashboard.render import (
+    SpectrogramPlotter,
+    cut,
+    histogram_svg,
+    read_audio,
+    read_channels,
+    site_name,
+    write_wav,
+)
 from training.dashboard.verdict import verdict_html
 
 # steering-evaluation audio: file-name tokens (besides the concept's name) -> what the file is, in page order
@@ -452,12 +460,14 @@ class DashboardBuilder:
         )
         for source, j, rank, clip in jobs:
             y, sr = read_audio(str(self.audio_root / source))
-            snip = cut(y, sr, (clip.frame + 0.5) / self.frame_rate, self.cfg.snippet_seconds)
+            center = (clip.frame + 0.5) / self.frame_rate
+            snip = cut(y, sr, center, self.cfg.snippet_seconds)  # the mono mix: spectrogram and properties
             key = (source, round(snip.start * 1000))
             if key not in snippets:
                 name = hashlib.sha1(f"{source}|{key[1]}".encode(errors="surrogateescape")).hexdigest()[:12]
                 wav = f"audio/{site_name(Path(source).stem[:40])}_{name}.wav"
-                write_wav(out / wav, snip)
+                sides, _ = read_channels(str(self.audio_root / source))  # a stereo source plays in stereo
+                write_wav(out / wav, snip if sides.shape[1] == 1 else cut(sides, sr, center, self.cfg.snippet_seconds))
                 snippets[key] = (wav, analyse(snip.audio, snip.sr))
             wav, props = snippets[key]
             png = f"img/f{j:05d}_{rank}.png"
