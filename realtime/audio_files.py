@@ -124,6 +124,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
+        if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode
+            why = "damaged, or not the format its name says"  # the file is there: it was opened above
         return f"not a readable audio file ({why.splitlines()[0]})"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"

@@ -322,3 +322,15 @@ def test_a_subfolder_it_cannot_list_is_named_not_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", scandir)
     with pytest.raises(UserError, match=r"^--with folder \S+: cannot list \S+locked \(permission denied\); fix its"):
         list_audio(tmp_path, "--with folder")
+
+
+def test_a_damaged_file_is_not_said_to_be_missing(tmp_path):
+    """A damaged .mp3 (or a text file named so) was skipped as 'not a readable audio file (File does not exist or is
+    not a regular file (possibly a pipe?).)': libsndfile's words, wrong for a file that is there."""
+    (tmp_path / "b.mp3").write_text("x\n")
+    notes = AudioNotes()
+    assert read_mono(tmp_path / "b.mp3", 44100, notes) is None
+    [(_, why)] = notes.skipped
+    assert why.startswith("not a readable audio file") and "not exist" not in why and "pipe" not in why, why
+    with pytest.raises(UserError, match="damaged, or not the format its name says"):
+        read_audio(tmp_path / "b.mp3", what="input")
