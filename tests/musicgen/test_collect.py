@@ -271,3 +271,13 @@ def test_a_resume_with_other_generation_settings_is_refused_naming_them(tmp_path
     assert ActivationStore(tmp_path / "s").rows("transformer.layers.1") == 30
     assert main([*argv, "--seed", "3"]) == 0
     assert ActivationStore(tmp_path / "s").rows("transformer.layers.1") == 45
+
+
+def test_a_prompts_file_that_is_not_text_is_one_line(tmp_path):
+    """`collect musicgen --prompts take.wav` (a binary file) ended in a UnicodeDecodeError traceback."""
+    from sae.errors import UserError
+    from training.musicgen.collect import read_prompts
+
+    (tmp_path / "take.wav").write_bytes(b"RIFF\xac\x00\x00\x00WAVEfmt ")
+    with pytest.raises(UserError, match=r"^--prompts .*take\.wav: not UTF-8 text"):
+        read_prompts(tmp_path / "take.wav")

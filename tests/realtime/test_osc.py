@@ -284,3 +284,13 @@ def test_fuzz_while_streaming_never_stops_the_audio(rave_model, latent_sae, bank
     assert engine.model.errors == 0 and engine.model.blocks > 0
     out = result["out"]
     assert out.shape == data.shape and np.isfinite(out).all()
+
+
+def test_a_preset_that_is_not_text_is_one_line(tmp_path):
+    """`live --preset take.wav` (a binary file) ended in a UnicodeDecodeError traceback."""
+    from realtime.controls import read_preset
+    from sae.errors import UserError
+
+    (tmp_path / "take.wav").write_bytes(b"RIFF\xac\x00\x00\x00WAVEfmt ")
+    with pytest.raises(UserError, match=r"^preset .*take\.wav: not UTF-8 text"):
+        read_preset(tmp_path / "take.wav")

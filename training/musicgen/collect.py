@@ -62,7 +62,10 @@ def read_prompts(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--prompts {path}: not a file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"--prompts {path}: not UTF-8 text; expected a .txt, .csv, .yaml or .json of prompts") from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml", ".json"):
         try:
