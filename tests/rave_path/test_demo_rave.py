@@ -148,3 +148,15 @@ def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
     assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 1
+
+
+def test_exporting_a_folder_that_is_no_run_is_one_line(tmp_path):
+    """`demo_model --run EMPTY --export x.ts` said 'rave export failed for EMPTY: TypeError: expected str, bytes or
+    os.PathLike object, not NoneType' (acids-rave's exporter found no checkpoint) after starting a subprocess."""
+    from sae.errors import UserError
+    from training.rave.tiny_model import export_run
+
+    (tmp_path / "run").mkdir()
+    with pytest.raises(UserError, match=r"^--run .*run: no RAVE run here \(expected config\.gin and a checkpoint"):
+        export_run(tmp_path / "run", tmp_path / "x.ts")
+    assert not (tmp_path / "x.ts").exists()

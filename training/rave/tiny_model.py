@@ -117,6 +117,8 @@ def export_run(
     smallest power of two reaching it).
     """
     out_path = Path(out_path)
+    if not (Path(run_dir) / "config.gin").is_file() or next(Path(run_dir).rglob("*.ckpt"), None) is None:
+        raise UserError(f"--run {run_dir}: no RAVE run here (expected config.gin and a checkpoint, *.ckpt, below it)")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         code = "import torch; torch.manual_seed(0); from scripts.main_cli import main; main()"  # seeded warm-up
