@@ -230,3 +230,17 @@ def test_steering_goals_need_twelve_renders_per_side():
 
     assert _goals(iv(100, 4), iv(100, 4).as_dict(), 0) == {"off_drop": False, "on_rise": False, "drift": False}
     assert _goals(iv(100, 12), iv(100, 12).as_dict(), 0) == {"off_drop": True, "on_rise": True, "drift": True}
+
+
+BAD_OPTIONS = [("--threads", "0"), ("--strengths", "1,x"), ("--strengths", "nan"), ("--strengths", "-2"), ("--duration", "-1")]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD_OPTIONS, ids=lambda x: str(x))
+def test_bad_experiment_options_exit_2_as_every_usage_error(option, value, tmp_path, capsys):
+    """They said 'error:' but exited 1 (SystemExit with a message), where a usage error exits 2."""
+    from training.musicgen.experiment import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"), option, value])
+    assert stop.value.code == 2
+    assert f"error: {option} " in capsys.readouterr().err.splitlines()[-1]

@@ -552,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     if a.threads < 1:
-        raise SystemExit(f"{p.prog}: error: --threads {a.threads}: expected a positive integer")
+        p.error(f"--threads {a.threads}: expected a positive integer")
     torch.set_num_threads(a.threads)
 
     def split(text: str) -> tuple[str, ...]:
@@ -561,10 +561,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         strengths = tuple(float(x) for x in split(a.strengths))
     except ValueError:
-        raise SystemExit(f"{p.prog}: error: --strengths {a.strengths!r}: expected numbers like 1,2,4") from None
+        strengths = ()
+    if not strengths or not all(0 < s <= 100 for s in strengths):  # NaN fails too
+        p.error(f"--strengths {a.strengths!r}: expected positive numbers up to 100 like 1,2,4")
     seconds = a.duration or trained_seconds(a.model, d.duration)
     if seconds <= 0:
-        raise SystemExit(f"{p.prog}: error: --duration {seconds:g}: expected seconds > 0")
+        p.error(f"--duration {seconds:g}: expected seconds > 0")
     cfg = ExperimentConfig(
         a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, seconds,
         a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
