@@ -232,7 +232,13 @@ def test_steering_goals_need_twelve_renders_per_side():
     assert _goals(iv(100, 12), iv(100, 12).as_dict(), 0) == {"off_drop": True, "on_rise": True, "drift": True}
 
 
-BAD_OPTIONS = [("--threads", "0"), ("--strengths", "1,x"), ("--strengths", "nan"), ("--strengths", "-2"), ("--duration", "-1")]
+BAD_OPTIONS = [
+    ("--threads", "0"),
+    ("--strengths", "1,x"),
+    ("--strengths", "nan"),
+    ("--strengths", "-2"),
+    ("--duration", "-1"),
+]
 
 
 @pytest.mark.parametrize(("option", "value"), BAD_OPTIONS, ids=lambda x: str(x))
