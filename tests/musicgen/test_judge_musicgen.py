@@ -97,3 +97,26 @@ def test_bank_of_another_model_writes_nothing(tmp_path, data, audiocraft_dir):
     with pytest.raises(UserError, match="belongs to model"):
         evaluate_musicgen(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, tiny_cfg):
+    """A musicgen-stereo-like model: the listening files are its two channels (they were their mean, the judge's
+    input); the judge's calls stay on that mean."""
+    import numpy as np
+    import soundfile as sf
+
+    from training.musicgen.tiny_model import TinyMusicGenConfig, save_tiny_musicgen
+
+    folder = save_tiny_musicgen(
+        tmp_path / "st", "audiocraft", TinyMusicGenConfig(**{**tiny_cfg.__dict__, "channels": 2})
+    )
+    mg = load_musicgen(folder)
+    bank = _bank(tmp_path, mg)
+    cfg = MusicGenEvalConfig(str(data), str(folder), str(bank), str(tmp_path / "out"), ("rock",), renders=1,
+                             duration=0.3, concepts=("piano",), listen=1)  # fmt: skip
+    evaluate_musicgen(cfg)
+    listen = tmp_path / "out" / "listen"
+    row = json.loads((listen / "listen.json").read_text())["concepts"]["piano"]["rows"][0]
+    waves = {k: sf.read(str(listen / f), dtype="float32", always_2d=True)[0] for k, f in row["files"].items()}
+    assert {k: w.shape[1] for k, w in waves.items()} == {"plain": 2, "off": 2, "on": 2}
+    assert all(np.abs(w).max() > 0 for w in waves.values())

@@ -101,11 +101,16 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     jobs = [(p, cfg.seed + j) for p in cfg.prompts for j in range(cfg.renders)]
 
     def renders(steering) -> list[np.ndarray]:
-        return [render(mg, [p], cfg.duration, s, steering).wav[0].mean(0).cpu().numpy() for p, s in jobs]
+        """[frames, channels] per job: a stereo model's two channels kept for listening."""
+        return [render(mg, [p], cfg.duration, s, steering).wav[0].T.cpu().numpy() for p, s in jobs]
+
+    def mono(audio: list[np.ndarray]) -> list[np.ndarray]:
+        """What the judge hears: the mean of the channels."""
+        return [a.mean(axis=1) for a in audio]
 
     say(f"rendering {len(jobs)} prompts/seeds without edit")
     plain = renders(None)
-    base = judge.detect(plain)
+    base = judge.detect(mono(plain))
     results: dict[str, Any] = {}
     keep = max(0, cfg.listen)
     heard: dict[str, dict[str, np.ndarray]] = {}
@@ -113,7 +118,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     for name in names:
         say(f"{name}: off and on:{cfg.strength:g} on the same prompts and seeds")
         off_audio, on_audio = renders(steer[name, "off"]), renders(steer[name, f"on:{cfg.strength:g}"])
-        off, on = judge.detect(off_audio), judge.detect(on_audio)
+        off, on = judge.detect(mono(off_audio)), judge.detect(mono(on_audio))
         heard[name] = {"plain": base[name][:keep], "off": off[name][:keep], "on": on[name][:keep]}
         edited[name] = {"off": off_audio[:keep], "on": on_audio[:keep]}
         entry = {

@@ -4,7 +4,8 @@ prompt and seed, plain | concept off | concept on (the same prompt and seed), wi
     OUT/listen/plain/<n>.wav, OUT/listen/<concept>/<n>_off.wav, <n>_on.wav, OUT/listen/listen.json
 
 MusicGen makes music from text, so there is no original clip: "plain" is the unedited render the edits are
-compared with. The files are the judge's own input (mono, the model's rate), so what is heard is what was measured.
+compared with. The files are the renders the judge heard, at the model's rate, so what is heard is what was measured;
+a stereo model's files keep both channels, whose mean is what the judge heard.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def write_examples(
         jobs: (prompt, seed) of each example, in the judge's order (row n is the judge's render n).
         sample_rate: of the renders.
         strength: the strength of `on`.
-        plain: the unedited renders of `jobs`.
+        plain: the unedited renders of `jobs`, [frames] or [frames, channels].
         heard: concept -> kind -> the judge's calls of that concept on the renders of `jobs`.
         edited: concept -> "off" / "on" -> the renders of `jobs` with that edit.
     """
