@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -104,15 +105,81 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     return stream
 
 
-def device_stopped(engine: Engine, label: str, streamed_s: float) -> str:
-    """The one line for a stream PortAudio stopped on its own (its device went away while playing)."""
+def device_stopped(engine: Engine, label: str, streamed_s: float, waiting: float = 0.0) -> str:
+    """The one line for a stream PortAudio stopped on its own (its device went away while playing); `waiting`: the
+    seconds live waits for it to come back (`--reconnect`; 0: it exits)."""
     last = engine.counters.last_callback
     silent_s = time.perf_counter() - last if last else 0.0
     quiet = f", no callback for {silent_s:.1f} s" if silent_s >= 1.0 else ""
     return (
         f"audio device {label}: the stream stopped after {streamed_s:.1f} s of playing{quiet} (a JACK server that "
-        "quit? an interface unplugged?); start the device again, then musicsae live"
-    )
+        "quit? an interface unplugged?); "
+        + (f"waiting up to {waiting:g} s for it to come back (Ctrl-C stops)" if waiting > 0
+           else "start the device again, then musicsae live")
+    )  # fmt: skip
+
+
+# Run by `DeviceProbe` in a child process: this process's PortAudio may be wedged on a dead JACK server, and
+# PortAudio lists devices only when it initialises. Exit 0: the device opened and ran; 3: not listed (yet).
+PROBE = """
+import sys
+import sounddevice as sd
+
+name, channels, sr, period = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+devices = sd.query_devices()
+if name.isdigit():
+    found = [int(name)] if int(name) < len(devices) else []
+else:
+    found = [i for i, d in enumerate(devices) if d["name"] == name]
+    found = found or [i for i, d in enumerate(devices) if name.lower() in d["name"].lower()]
+if name and not found:
+    sys.exit(3)
+with sd.Stream(samplerate=sr, blocksize=period, device=found[0] if name else None, channels=channels,
+               dtype="float32"):
+    sd.sleep(100)
+"""
+
+
+class DeviceProbe:
+    """Is a device that went away back? One short child process at a time (`poll` never blocks): it opens,
+    runs and closes a duplex stream at the engine's settings, and is killed after `timeout` s (a server that
+    dies again while it is opened would hold it forever)."""
+
+    def __init__(self, device: str | int | None, channels: int, sr: int, period: int, timeout: float = 10.0):
+        self.argv = [sys.executable, "-c", PROBE, "" if device is None else str(device), str(channels), str(sr),
+                     str(period)]  # fmt: skip
+        self.timeout = timeout
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.tries = 0
+
+    def poll(self) -> bool:
+        """Start a probe when none runs; True once one found the device working."""
+        if self.proc is None:
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.started = time.monotonic()
+            self.tries += 1
+            return False
+        code = self.proc.poll()
+        if code is None:
+            if time.monotonic() - self.started < self.timeout:
+                return False
+            self.stop()
+            return False
+        self.proc = None
+        return code == 0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+def leave_stream(status: int) -> None:
+    """End the process with `status` at exit without PortAudio's own exit handler, which would wait for good on a
+    stream whose JACK server died (see `close_stream`)."""
+    atexit.register(_exit_skipping_portaudio, status)  # after sounddevice's own handler, so it runs first
 
 
 def close_stream(stream: Any, timeout: float = 2.0) -> bool:
@@ -133,14 +200,14 @@ def close_stream(stream: Any, timeout: float = 2.0) -> bool:
     threading.Thread(target=stop, name="musicsae-close-stream", daemon=True).start()
     if done.wait(timeout):
         return True
-    atexit.register(_exit_skipping_portaudio)  # after sounddevice's own handler, so it runs first
+    leave_stream(1)
     return False
 
 
-def _exit_skipping_portaudio() -> None:
+def _exit_skipping_portaudio(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(1)
+    os._exit(status)
 
 
 @dataclass

@@ -11,7 +11,8 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
     /preset/load s               YAML preset by name (`bright` or `bright.yaml`) from the preset folder only:
                                  concepts / features / mix / bypass; paths are refused
     /reset                       every concept back to its bank default, feature gains cleared (no arguments)
-    /ping [any]                  → /pong [same args]; while the model is still loading → /pong s loading
+    /ping [any]                  → /pong [same args]; while the model is still loading → /pong s loading;
+                                 while the audio device is away (`live --reconnect`) → /pong s "waiting for device"
     /concepts                    → /concepts s...  (names)
     /state                       → /state/concept s s f f (name mode strength gain) per concept,
                                    /state/feature i f per raw gain, /state/meter s f per concept meter,
@@ -23,7 +24,8 @@ Sent to the last client (the sender of the latest packet, or its host at `reply_
 
     /meter/<name> f              how strongly the concept is in the input, 0..1, at `--meter-rate` Hz
     /event s f s                 kind (resync | late | error | failing | recovered | device), output lost (ms),
-                                 message; late and device at most once a second
+                                 message; late and device at most once a second (a device that went away:
+                                 message "lost: ...", and "back: ..." once it plays again)
     /error s s                   "model" and the model's error, when a block fails (again every 5 s while
                                  every block fails)
 
@@ -281,6 +283,14 @@ class OscControl:
         return out
 
 
+def _addresses(data: bytes) -> list[str]:
+    """The addresses of a packet's messages ([] for garbage)."""
+    try:
+        return [str(m.message.address) for m in OscPacket(data).messages]
+    except Exception:
+        return []
+
+
 class OscServer:
     """A UDP socket on its own thread feeding `OscControl` and sending its replies.
 
@@ -308,6 +318,7 @@ class OscServer:
         # the newest QUEUE packets: a fader moved during a long load must end where it was left
         self.queued: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque(maxlen=QUEUE)
         self.dropped_while_loading = 0
+        self.waiting: str | None = None  # what /ping answers while the audio device is away (None: playing)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with contextlib.suppress(OSError):  # room for bursts (a controller sweeping many faders at once)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -366,17 +377,16 @@ class OscServer:
                 continue
             target = (sender[0], self.reply_port) if self.reply_port else sender
             self.last_client = target
-            if control is None:
+            waiting = self.waiting
+            if waiting is not None and _addresses(data) == ["/ping"]:
+                self.send("/pong", [waiting], target)
+            elif control is None:
                 self._loading(data, target)
             else:
                 self._reply(control, data, target)
 
     def _loading(self, data: bytes, target: tuple[str, int]) -> None:
-        try:
-            addresses = [str(m.message.address) for m in OscPacket(data).messages]
-        except Exception:
-            addresses = []
-        if addresses == ["/ping"]:
+        if _addresses(data) == ["/ping"]:
             self.send("/pong", ["loading"], target)
         else:
             self.dropped_while_loading += len(self.queued) == QUEUE

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from training.cli.args import add_device, add_threads, nonneg_float, positive_float, positive_int
 from training.cli.quiet import progress_bar
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_MODEL = ASSETS / "demo_rave.ts"
 DEMO_BANK = ASSETS / "demo_concepts.yaml"
+RECONNECT_S = 60.0  # --reconnect's default
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,6 +98,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, help="write the processed file here (with --input)")
     p.add_argument("--pace", choices=("fast", "realtime"), help="file mode pace (default fast)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (device mode)")
+    p.add_argument(
+        "--reconnect",
+        type=nonneg_float,
+        metavar="SECONDS",
+        help="when the device goes away, wait this long for it to come back and play on with the same controls "
+        f"(device mode; default {RECONNECT_S:g}; 0: exit with status 1 at once)",
+    )
     p.add_argument("--no-view", action="store_true", help="plain status lines instead of the rich view")
     # fault injection for benches and tests: the model thread sleeps these seconds in turn, every N seconds
     p.add_argument("--inject-stalls", help=argparse.SUPPRESS)
@@ -132,6 +140,7 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
     for flag, given, mode in (
         ("--duration", args.duration is not None, "device mode"),  # file mode plays the whole --input
         ("--device", args.device is not None, "device mode"),
+        ("--reconnect", args.reconnect is not None, "device mode"),
         ("--pace", args.pace is not None, "file mode"),
     ):
         if given and file_mode != (mode == "file mode"):
@@ -174,6 +183,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         return list_devices()
     source = _check_args(args)
+    resumed = _take_resume() if source is None else None  # a restart after the device came back
     demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
     if demo_bank:
         args.bank = DEMO_BANK
@@ -188,7 +198,10 @@ def run(args: argparse.Namespace) -> int:
 
     osc = None
     if not args.no_osc:  # listening from the start: /ping answers "loading" while the model loads
-        osc = OscServer(None, args.osc_host, args.osc_port, args.reply_port).start()
+        port = resumed.osc_port if resumed and args.osc_port == 0 else args.osc_port  # the port clients know
+        osc = OscServer(None, args.osc_host, port, args.reply_port).start()
+        if resumed and resumed.last_client:  # events (`device back`) and meters go on to the same client
+            osc.last_client = (str(resumed.last_client[0]), int(resumed.last_client[1]))
         _say(f"OSC on {osc.host}:{osc.port}" + (f", replies to port {args.reply_port}" if args.reply_port else ""))
     try:
         cfg = LiveConfig(
@@ -197,6 +210,10 @@ def run(args: argparse.Namespace) -> int:
             rt_priority=args.rt_priority if args.input is None else 0,  # a file runs as fast as it goes
             preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
         )  # fmt: skip
+        if resumed and resumed.period == args.period and args.blocksize in (None, resumed.blocksize):
+            cfg.blocksize = resumed.blocksize  # the same block and budget: the same latency, and no timing now
+            if args.headroom is None:  # half a period under the budget: rounded up to exactly it again
+                cfg.headroom = (resumed.budget - resumed.period / 2) / resumed.blocksize
         rave = load_model(cfg)
         if demo_bank and not _bank_fits(DEMO_BANK, rave):
             _say("the shipped demo concepts were found on another demo model: playing without concepts "
@@ -219,6 +236,8 @@ def run(args: argparse.Namespace) -> int:
             _say("timing the model to choose the block:")
         session = build_live(cfg, rave, say=_say)
         engine = session.engine
+        if resumed:
+            _restore(resumed, session)
         for note in session.skipped:
             _say(f"skipped concept {note}")
         names = ", ".join(session.controls.concept_names()) or "none"
@@ -245,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
             telemetry = OscTelemetry(osc, engine, args.meter_rate).start()
         if source is not None:
             return _run_file(args, source, engine, osc, ready)
-        return _run_device(args, engine, osc, ready)
+        return _run_device(args, engine, osc, ready, resumed)
     finally:
         if telemetry is not None:
             telemetry.stop()
@@ -308,13 +327,46 @@ def _run_file(
     return 0
 
 
-def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None) -> int:
-    from realtime.audio_io import close_stream, device_stopped, open_duplex
+def _take_resume():
+    """The state a `--reconnect` restart carries (`realtime.resume`), or None; a damaged one is said and skipped:
+    the show goes on with the command line's controls."""
+    from realtime.resume import take
+    from sae.errors import UserError
+
+    try:
+        return take()
+    except UserError as exc:
+        _say(f"{exc}: playing with the command line's controls")
+        return None
+
+
+def _restore(resumed, session) -> None:
+    from sae.errors import UserError
+
+    if session.choice.blocksize == resumed.blocksize and session.choice.budget == resumed.budget:
+        session.choice.how = "as before the device went away"
+    try:
+        resumed.restore(session.controls)
+    except UserError as exc:  # another bank since: the concepts differ
+        _say(f"controls from before the device went away not restored ({exc})")
+        return
+    modes = [f"{name} {c['mode']}" for name, c in resumed.controls.get("concepts", {}).items() if c["mode"] != "none"]
+    view = session.controls.view()
+    _say(
+        "controls restored from before the device went away: "
+        + ", ".join([*modes, "bypass" if view["bypass"] else f"mix {view['mix']:g}"])
+    )
+
+
+def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None, resumed=None) -> int:
+    from realtime.audio_io import close_stream, device_stopped, leave_stream, open_duplex
     from realtime.live_view import render, status_line
     from sae.errors import UserError
 
     # the audio callback needs the GIL: let a busy Python thread (OSC, view) hand it over within 1 ms, not 5
     sys.setswitchinterval(0.001)
+    label = str(args.device) if args.device is not None else "(default)"
+    reconnect = RECONNECT_S if args.reconnect is None else args.reconnect
     stream = open_duplex(engine, args.device)
     _say(engine.latency.describe())
     engine.start()
@@ -322,14 +374,25 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
     stream.start()
     if ready is not None:
         ready()
-    _say("streaming" + (f" for {args.duration:g} s" if args.duration else " (Ctrl-C stops)"))
+    played = resumed.played_s if resumed else 0.0  # --duration counts what was played before a restart too
+    if resumed:
+        back = (
+            f"audio device {label}: back, streaming again {time.time() - resumed.lost_at:.1f} s after it went away, "
+            "with the same controls"
+        )
+        _say(back)
+        engine.report("device", f"back: {back}")
+    duration = max(args.duration - played, 0.0) if args.duration else None
+    _say("streaming" + (f" for {duration:g} s" if duration is not None else " (Ctrl-C stops)"))
     start = time.monotonic()
-    deadline = start + args.duration if args.duration else None
+    deadline = start + duration if duration is not None else None
     stalls = [float(v) for v in args.inject_stalls.split(",")] if args.inject_stalls else []
     injected = 0
     control = osc.control if osc else None
     live = None
-    stopped = None  # the line saying the device went away
+    stopped = None  # the line saying the device went away (or did not come back)
+    lost = None  # wall-clock time the device went away, while live waits for it
+    returned = False  # the device came back: live restarts itself
     try:
         if not args.no_view:
             from rich.live import Live
@@ -342,8 +405,19 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
             if not stream.active:  # PortAudio stopped it: the callback never raises, so the device went away
-                stopped = device_stopped(engine, args.device or "(default)", now - start)
-                engine.report("device", stopped)
+                line = device_stopped(engine, label, now - start, waiting=reconnect)
+                engine.report("device", f"lost: {line}")
+                if reconnect > 0:
+                    lost, played = time.time(), played + now - start
+                    _say(line)
+                    returned = _wait_for_device(engine, osc, live, label, reconnect, args.device)
+                    if returned:
+                        break
+                    line = (
+                        f"audio device {label}: not back within {reconnect:g} s (the stream stopped after "
+                        f"{now - start:.1f} s of playing); start the device again, then musicsae live"
+                    )
+                stopped = line
                 if osc is not None:
                     osc.send("/error", ["device", stopped])
                 break
@@ -365,8 +439,68 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
     finally:
         if live is not None:
             live.stop()
-        closed = close_stream(stream)
+        # a stream whose device went away is left behind: PortAudio would wait for a dead JACK server for good
+        closed = lost is not None or close_stream(stream)
+    if returned:
+        _restart(engine, osc, label, played, lost)
     _say(status_line(engine, control))
+    if lost is not None and stopped is None:  # Ctrl-C while waiting for the device
+        leave_stream(0)
+        _say(f"stopped while waiting for audio device {label}")
+        return 0
+    if lost is not None:
+        leave_stream(1)
     if stopped or not closed:
-        raise UserError(stopped or f"audio device {args.device or '(default)'}: did not stop within 2 s; left behind")
+        raise UserError(stopped or f"audio device {label}: did not stop within 2 s; left behind")
     return 0
+
+
+def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str | None) -> bool:
+    """Poll for the device in short child processes (this one's PortAudio may be wedged) until it works again
+    (True) or `seconds` passed (False). OSC goes on meanwhile: controls set now are kept, `/ping` answers
+    `waiting for device`."""
+    from realtime.audio_io import DeviceProbe
+    from realtime.live_view import render
+
+    probe = DeviceProbe(device, engine.channels, engine.sr, engine.period, timeout=min(10.0, seconds))
+    if osc is not None:
+        osc.waiting = "waiting for device"
+    since = last = time.monotonic()
+    try:
+        while (waited := time.monotonic() - since) < seconds:
+            if probe.poll():
+                return True
+            title = f"musicsae live: WAITING FOR AUDIO DEVICE {label} ({waited:.0f} of {seconds:g} s; Ctrl-C stops)"
+            if live is not None:
+                live.update(render(engine, osc.control if osc else None, title=title))
+            elif time.monotonic() - last >= 5.0:
+                last = time.monotonic()
+                _say(f"waiting for audio device {label}: {waited:.0f} of {seconds:g} s")
+            time.sleep(0.1)
+        return False
+    finally:
+        probe.stop()
+
+
+def _restart(engine, osc, label: str, played_s: float, lost_at: float) -> NoReturn:
+    """The device is back: save the controls, block and OSC client (`realtime.resume`) and run this very command
+    again in this process (`os.execv`: the wedged PortAudio goes with the old image; sockets close on exec)."""
+    import os
+    import tempfile
+
+    from realtime.resume import RESUME_ENV, ResumeState, save
+
+    if osc is not None:  # no control change can come in after the state is saved
+        osc.stop()
+    state = ResumeState(
+        controls=engine.controls.view(), blocksize=engine.blocksize, budget=engine.budget, period=engine.period,
+        osc_port=osc.port if osc else 0, last_client=list(osc.last_client) if osc and osc.last_client else None,
+        played_s=played_s, lost_at=lost_at, device=label,
+    )  # fmt: skip
+    path = Path(tempfile.gettempdir()) / f"musicsae-live-{os.getpid()}.json"
+    save(path, state)
+    _say(f"audio device {label}: back after {time.time() - lost_at:.1f} s; starting again with the same controls")
+    os.environ[RESUME_ENV] = str(path)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, sys.orig_argv)
