@@ -120,7 +120,8 @@ def device_stopped(engine: Engine, label: str, streamed_s: float, waiting: float
 
 
 # Run by `DeviceProbe` in a child process: this process's PortAudio may be wedged on a dead JACK server, and
-# PortAudio lists devices only when it initialises. Exit 0: the device opened and ran; 3: not listed (yet).
+# PortAudio lists devices only when it initialises. Exit 0: the device opened and ran (callbacks came); 3: not
+# listed (yet); 4: opened but no callback came.
 PROBE = """
 import sys
 import sounddevice as sd
@@ -134,9 +135,19 @@ else:
     found = found or [i for i, d in enumerate(devices) if name.lower() in d["name"].lower()]
 if name and not found:
     sys.exit(3)
+calls = []
+
+
+def callback(indata, outdata, frames, time, status):
+    outdata.fill(0)
+    calls.append(frames)
+
+
+# a callback stream, as live's: a blocking one started and stopped crashes PortAudio's JACK backend at exit
 with sd.Stream(samplerate=sr, blocksize=period, device=found[0] if name else None, channels=channels,
-               dtype="float32"):
-    sd.sleep(100)
+               dtype="float32", callback=callback):
+    sd.sleep(200)
+sys.exit(0 if calls else 4)
 """
 
 

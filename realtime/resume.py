@@ -4,7 +4,7 @@ PortAudio's JACK backend hangs for good once its server died, so `live` cannot r
 waits for the device in a child process (`device_back`), then re-executes itself with the state saved here
 (`save`, atomically) and named by the environment variable `RESUME_ENV`; the new process reads it (`take`) and
 plays on with the same controls (concepts, features, mix, bypass), the same block and budget (the same latency,
-and no timing at start) and the same OSC port and client.
+and no timing or delay measurement at start) and the same OSC port and client.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ class ResumeState:
     played_s: float = 0.0
     lost_at: float = field(default_factory=time.time)
     device: str = "(default)"
+    model_sha256: str = ""
+    alignment: dict[str, Any] | None = None  # `realtime.alignment.Alignment` of that model, measured already
 
     def restore(self, controls: Controls) -> None:
         """Apply the saved controls as one transaction (all or nothing)."""

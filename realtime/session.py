@@ -125,6 +125,12 @@ def alignment_of(rave: Any) -> Alignment:
     return found
 
 
+def remember_alignment(sha256: str, alignment: Alignment) -> None:
+    """Delays measured before for the model of this sha256 (carried across a `live --reconnect` restart): not
+    measured again."""
+    _ALIGNMENTS[sha256] = alignment
+
+
 def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], None] | None = None) -> LiveSession:
     """Load and check everything (the model too, unless given); the engine is built but not started."""
     from realtime.rave import check_sae_for_model, sae_hook

@@ -202,13 +202,13 @@ def test_a_device_that_goes_away_is_named_and_live_exits(tiny_rave_ts, osc_inbox
     """The JACK server quits mid-show (or the interface is unplugged): live went on printing a status of 0 xruns
     and 0 errors over silence, and hung for good when stopped (PortAudio waits for the dead server in
     Pa_StopStream and again at exit). Now: one line naming the device, OSC /error to the client, exit 1 within
-    seconds."""
+    seconds (with `--reconnect 0`; by default it waits for the device, the next test)."""
     from realtime.osc import encode_message
 
     osc_port, replies = _free_port(), osc_inbox
     with JackServer(sr=44100, period=256) as own:  # its own server: this test stops it
         proc = _live(own, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--osc-port", str(osc_port),
-                     "--reply-port", str(replies.port), "--duration", "120")  # fmt: skip
+                     "--reply-port", str(replies.port), "--duration", "120", "--reconnect", "0")  # fmt: skip
         try:
             _wait_for(proc, "streaming")
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:  # the client the /error goes to
@@ -225,3 +225,65 @@ def test_a_device_that_goes_away_is_named_and_live_exits(tiny_rave_ts, osc_inbox
     assert "Traceback" not in err
     problems = [args for address, args in replies.expect("/error", timeout=5) if address == "/error"]
     assert problems and problems[0][0] == "device" and "the stream stopped" in problems[0][1], problems
+
+
+def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inbox):
+    """The JACK server quits mid-show and comes back (an interface that glitched): live said so and exited, and the
+    performer restarted it by hand with every concept switch lost. Now: `--reconnect` waits for the device (OSC
+    answers meanwhile), then plays on at the same latency with the controls set before."""
+    from realtime.osc import encode_message
+
+    osc_port, replies = _free_port(), osc_inbox
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def send(address: str, *args) -> None:
+        sender.sendto(encode_message(address, list(args)), ("127.0.0.1", osc_port))
+
+    with JackServer(sr=44100, period=256) as own:  # its own server: this test stops and starts it
+        proc = _live(own, "--model", str(tiny_rave_ts), "--bank", str(bank.path), "--blocksize", "2048",
+                     "--headroom", "2", "--osc-port", str(osc_port), "--reply-port", str(replies.port),
+                     "--meter-rate", "0", "--duration", "120", "--reconnect", "20")  # fmt: skip
+        try:
+            latency = _wait_for(proc, "latency")
+            _wait_for(proc, "streaming")
+            send("/concept/bright/mode", "on")
+            send("/concept/bright/strength", 4.0)
+            send("/bypass", 1)  # an impulse comes back as an impulse: audio flowing is measurable
+            send("/ping")
+            assert replies.expect("/pong")[-1] == ("/pong", [])
+            own.stop()  # terminate, as `jack_control stop` or quitting QjackCtl does
+            lost = _wait_for(proc, "audio device system: the stream stopped", timeout=30)
+            assert "waiting up to 20 s for it to come back" in lost, lost
+            events = [args for address, args in replies.expect("/event") if address == "/event"]
+            assert events[-1][0] == "device" and events[-1][2].startswith("lost: "), events
+            send("/ping")
+            assert replies.expect("/pong")[-1] == ("/pong", ["waiting for device"])
+            send("/mix", 0.5)  # set while waiting: kept too
+            time.sleep(1.0)
+            back_at = time.monotonic()
+            own.start()
+            restored = _wait_for(proc, "controls restored from before the device went away", timeout=60)
+            assert "bright on" in restored and "bypass" in restored, restored
+            assert _wait_for(proc, "latency") == latency  # the same block and budget
+            _wait_for(proc, "streaming")
+            streaming_s = time.monotonic() - back_at
+            events = [args for address, args in replies.expect("/event") if address == "/event"]
+            assert events[-1][0] == "device" and events[-1][2].startswith("back: "), events
+            send("/state")
+            state = replies.expect("/state/end")
+            assert ("/state/concept", ["bright", "on", 4.0, 1.0]) in state, state
+            assert ("/state/bypass", [1]) in state and ("/state/mix", [0.5]) in state, state
+            computed = int(re.match(r"latency (\d+) samples", latency).group(1))
+            delays = LatencyProbe(own.name, "PortAudio:in_0", "PortAudio:out_0", seconds=3.0).run().delays
+            assert delays, "no impulse came back after the restart"
+            assert all((d - computed) % own.period == 0 and 0 <= d - computed <= 4 * own.period for d in delays), (
+                delays, computed)  # fmt: skip
+            print(f"server back -> streaming again: {streaming_s:.1f} s")
+            assert proc.poll() is None
+        finally:
+            sender.close()
+            if proc.poll() is None:
+                proc.terminate()
+            _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    assert proc.returncode == 0, err

@@ -215,6 +215,11 @@ def run(args: argparse.Namespace) -> int:
             if args.headroom is None:  # half a period under the budget: rounded up to exactly it again
                 cfg.headroom = (resumed.budget - resumed.period / 2) / resumed.blocksize
         rave = load_model(cfg)
+        if resumed and resumed.alignment and resumed.model_sha256 == rave.identity.sha256:
+            from realtime.alignment import Alignment
+            from realtime.session import remember_alignment
+
+            remember_alignment(rave.identity.sha256, Alignment(**resumed.alignment))
         if demo_bank and not _bank_fits(DEMO_BANK, rave):
             _say("the shipped demo concepts were found on another demo model: playing without concepts "
                  "(`python -m training.rave.demo_assets` makes them for this one)")  # fmt: skip
@@ -264,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
             telemetry = OscTelemetry(osc, engine, args.meter_rate).start()
         if source is not None:
             return _run_file(args, source, engine, osc, ready)
-        return _run_device(args, engine, osc, ready, resumed)
+        return _run_device(args, session, osc, ready, resumed)
     finally:
         if telemetry is not None:
             telemetry.stop()
@@ -358,10 +363,14 @@ def _restore(resumed, session) -> None:
     )
 
 
-def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None] | None = None, resumed=None) -> int:
+def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None] | None = None, resumed=None) -> int:
+    """Stream from the device until Ctrl-C or --duration; a device that goes away is waited for (`--reconnect`):
+    back, this command starts again with the same controls (`_restart`); not back in time, or 0, exit 1."""
     from realtime.audio_io import close_stream, device_stopped, leave_stream, open_duplex
     from realtime.live_view import render, status_line
     from sae.errors import UserError
+
+    engine = session.engine
 
     # the audio callback needs the GIL: let a busy Python thread (OSC, view) hand it over within 1 ms, not 5
     sys.setswitchinterval(0.001)
@@ -376,14 +385,11 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
         ready()
     played = resumed.played_s if resumed else 0.0  # --duration counts what was played before a restart too
     if resumed:
-        back = (
-            f"audio device {label}: back, streaming again {time.time() - resumed.lost_at:.1f} s after it went away, "
-            "with the same controls"
-        )
-        _say(back)
+        back = f"streaming again {time.time() - resumed.lost_at:.1f} s after it went away, with the same controls"
+        _say(f"audio device {label}: back, {back}")
         engine.report("device", f"back: {back}")
     duration = max(args.duration - played, 0.0) if args.duration else None
-    _say("streaming" + (f" for {duration:g} s" if duration is not None else " (Ctrl-C stops)"))
+    _say("streaming" + (f" for {duration:.4g} s" if duration is not None else " (Ctrl-C stops)"))
     start = time.monotonic()
     deadline = start + duration if duration is not None else None
     stalls = [float(v) for v in args.inject_stalls.split(",")] if args.inject_stalls else []
@@ -442,7 +448,7 @@ def _run_device(args: argparse.Namespace, engine, osc, ready: Callable[[], None]
         # a stream whose device went away is left behind: PortAudio would wait for a dead JACK server for good
         closed = lost is not None or close_stream(stream)
     if returned:
-        _restart(engine, osc, label, played, lost)
+        _restart(engine, osc, label, played, lost, session)
     _say(status_line(engine, control))
     if lost is not None and stopped is None:  # Ctrl-C while waiting for the device
         leave_stream(0)
@@ -482,12 +488,14 @@ def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str 
         probe.stop()
 
 
-def _restart(engine, osc, label: str, played_s: float, lost_at: float) -> NoReturn:
+def _restart(engine, osc, label: str, played_s: float, lost_at: float, session) -> NoReturn:
     """The device is back: save the controls, block and OSC client (`realtime.resume`) and run this very command
     again in this process (`os.execv`: the wedged PortAudio goes with the old image; sockets close on exec)."""
+    import dataclasses
     import os
     import tempfile
 
+    from realtime.audio_io import leave_stream
     from realtime.resume import RESUME_ENV, ResumeState, save
 
     if osc is not None:  # no control change can come in after the state is saved
@@ -495,7 +503,8 @@ def _restart(engine, osc, label: str, played_s: float, lost_at: float) -> NoRetu
     state = ResumeState(
         controls=engine.controls.view(), blocksize=engine.blocksize, budget=engine.budget, period=engine.period,
         osc_port=osc.port if osc else 0, last_client=list(osc.last_client) if osc and osc.last_client else None,
-        played_s=played_s, lost_at=lost_at, device=label,
+        played_s=played_s, lost_at=lost_at, device=label, model_sha256=session.rave.identity.sha256,
+        alignment=dataclasses.asdict(session.alignment),
     )  # fmt: skip
     path = Path(tempfile.gettempdir()) / f"musicsae-live-{os.getpid()}.json"
     save(path, state)
@@ -503,4 +512,11 @@ def _restart(engine, osc, label: str, played_s: float, lost_at: float) -> NoRetu
     os.environ[RESUME_ENV] = str(path)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, sys.orig_argv)
+    try:
+        os.execv(sys.executable, sys.orig_argv)
+    except OSError as exc:
+        from sae.errors import UserError
+
+        path.unlink(missing_ok=True)
+        leave_stream(1)
+        raise UserError(f"live: cannot start again ({exc.strerror or exc}); run musicsae live again") from None
