@@ -10,6 +10,7 @@ hanging when its device went away mid-stream.
 from __future__ import annotations
 
 import atexit
+import math
 import os
 import subprocess
 import sys
@@ -154,19 +155,29 @@ sys.exit(0 if calls else 4)
 class DeviceProbe:
     """Is a device that went away back? One short child process at a time (`poll` never blocks): it opens,
     runs and closes a duplex stream at the engine's settings, and is killed after `timeout` s (a server that
-    dies again while it is opened would hold it forever)."""
+    dies again while it is opened would hold it forever); one starts at most every `interval` s."""
 
-    def __init__(self, device: str | int | None, channels: int, sr: int, period: int, timeout: float = 10.0):
+    def __init__(
+        self,
+        device: str | int | None,
+        channels: int,
+        sr: int,
+        period: int,
+        timeout: float = 10.0,
+        interval: float = 1.0,
+    ):
         self.argv = [sys.executable, "-c", PROBE, "" if device is None else str(device), str(channels), str(sr),
                      str(period)]  # fmt: skip
-        self.timeout = timeout
+        self.timeout, self.interval = timeout, interval
         self.proc: subprocess.Popen | None = None
-        self.started = 0.0
+        self.started = -math.inf
         self.tries = 0
 
     def poll(self) -> bool:
         """Start a probe when none runs; True once one found the device working."""
         if self.proc is None:
+            if time.monotonic() - self.started < self.interval:
+                return False
             self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             self.started = time.monotonic()
             self.tries += 1

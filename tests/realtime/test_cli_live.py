@@ -149,6 +149,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
          "--duration: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--device", "hw:1"],
          "--device: applies to device mode only"),
+        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--reconnect", "5"],
+         "--reconnect: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", str(wav)], "it is --input"),  # was overwritten
         (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--meter-rate", "1e6"], "at most 200"),
