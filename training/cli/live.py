@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
             f"model {args.model.name}: {rave.sr} Hz, ratio {rave.ratio}, latent {rave.latent_size}, "
             f"{channel_words(rave.channels)}; playing {channel_words(cfg.channels)}"
         )
-        if args.blocksize is None:
+        if cfg.blocksize is None:  # a restart keeps the block it had
             _say("timing the model to choose the block:")
         session = build_live(cfg, rave, say=_say)
         engine = session.engine
