@@ -287,3 +287,30 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
             _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
     assert proc.returncode == 0, err
+
+
+def test_a_device_that_stays_away_ends_live_and_ctrl_c_while_waiting_stops_it(tiny_rave_ts):
+    """Two performers on one server that quits for good: `--reconnect 2` says so in one line and exits 1 after
+    two seconds; Ctrl-C while `--reconnect 60` waits stops it at once, status 0 (PortAudio's dead stream left
+    behind, not waited for)."""
+    import signal
+
+    with JackServer(sr=44100, period=256) as own:
+        common = ("--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "2", "--no-osc")
+        short, long = _live(own, *common, "--reconnect", "2"), _live(own, *common, "--reconnect", "60")
+        try:
+            _wait_for(short, "streaming")
+            _wait_for(long, "streaming")
+            own.stop()
+            assert "waiting up to 60 s" in _wait_for(long, "audio device system: the stream stopped", timeout=30)
+            long.send_signal(signal.SIGINT)
+            out, _ = long.communicate(timeout=10)
+            _, err = short.communicate(timeout=30)
+        finally:
+            for proc in (short, long):
+                if proc.poll() is None:
+                    proc.kill()
+    assert long.returncode == 0 and "stopped while waiting for audio device system" in out, out
+    errors = [line for line in err.splitlines() if line.startswith("musicsae: error:")]
+    assert short.returncode == 1 and len(errors) == 1 and "audio device system: not back within 2 s" in errors[0], err
+    assert "Traceback" not in err
