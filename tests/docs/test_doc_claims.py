@@ -7,7 +7,9 @@ Cheap checks of the docs' concrete claims, read from the text (edit the docs and
 - every `--option` elsewhere in the prose belongs to some command of the project (or to a named outside tool);
 - every repository path in a code span or a link (`sae/store.py`, `realtime/controls.py`, `osc.py`) exists, and
   every `#anchor` link names a heading;
-- every `just RECIPE` is a recipe of the justfile.
+- every `just RECIPE` is a recipe of the justfile;
+- every OSC address the README names is one `realtime/osc.py` documents (with its type tags in `oscsend` lines),
+  and the README's summary names every address the engine takes.
 
 The `python -m` modules build their parsers inside `main`; their parsers are caught at `parse_known_args` without
 running anything. The bench scripts are read, not imported (their options are `add_argument` literals).
@@ -33,6 +35,7 @@ DOCS = ("README.md", "ARCHITECTURE.md")
 REPO_DIRS = ("sae", "realtime", "training", "tools", "patches", "bench", "tests", "examples", "checkpoints")
 # options of outside tools the docs quote: acids-rave's `rave`, torchrun, pip
 OUTSIDE = {"--channels", "--sr", "--fidelity", "--streaming", "--nproc_per_node", "--index-url"}
+FILE_ROOTS = {"", "usr", "etc", "dev", "tmp", "path", "home", "opt", "var"}  # `/usr/bin/time`: a file, not OSC
 WRAPPERS = {"nice", "-n", "10", "/usr/bin/time", "-v", "timeout", "sudo"}
 
 
@@ -299,3 +302,63 @@ def test_the_checks_see_a_broken_line():
     assert stray_option_problems("T", text, {"--activations", "--kk", "--with", "--resume"})[-1].startswith(
         "T:13: --zzz-option"
     )
+
+
+def osc_addresses() -> tuple[dict[str, str], set[str]]:
+    """From `realtime/osc.py`'s address list: {address the engine takes: its type tags}, and every address it
+    names (replies and telemetry included); `<name>`-like parts as `*`."""
+    doc = ast.get_docstring(ast.parse((ROOT / "realtime" / "osc.py").read_text())) or ""
+    incoming = {}
+    for m in re.finditer(r"^ {4}(/\S+)((?: [a-z])*)", doc.split("\nSent to")[0], re.M):
+        incoming[osc_pattern(m.group(1))] = m.group(2).strip()
+    named = {osc_pattern(a) for a in re.findall(r"(?<![\w.])/[a-z][\w/<>]*", doc)}
+    return incoming, named
+
+
+def osc_pattern(address: str) -> str:
+    """`/concept/guitar/mode`, `/concept/<name>/mode` → `/concept/*/mode` (the named parts of the space)."""
+    address = re.sub(r"<[^>]*>", "*", address)
+    return re.sub(r"^/(concept|feature|meter)/[^/]+", r"/\1/*", address)
+
+
+def osc_problems(name: str, text: str) -> list[str]:
+    """OSC addresses the doc names (code spans starting with `/`, `oscsend` lines, comments included) that the
+    engine does not know, and `oscsend` lines with other type tags."""
+    incoming, named = osc_addresses()
+    found = [
+        (line_no, line.split()[0], None)
+        for line_no, line in code_lines(text)
+        if line.startswith("/") and line.split("/")[1] not in FILE_ROOTS
+    ]
+    for m in re.finditer(r"oscsend \S+ \d+ (/\S+)(?: ([a-z]+)\b)?", text):
+        found.append((text[: m.start()].count("\n") + 1, m.group(1), m.group(2)))
+    problems = []
+    for line_no, head, tags in sorted(found, key=lambda item: item[0]):
+        prefix, _, last = head.rpartition("/")
+        for part in last.split("|"):  # `/concept/<name>/mode|strength|gain`
+            address = osc_pattern(f"{prefix}/{part}")
+            if address not in named:
+                problems.append(f"{name}:{line_no}: {address}: not an OSC address of realtime/osc.py")
+            elif tags is not None and incoming.get(address) != tags:
+                problems.append(f"{name}:{line_no}: {address} takes {incoming.get(address)!r}, not {tags!r}")
+    return problems
+
+
+def test_every_osc_address_exists():
+    assert osc_problems("README.md", doc_text("README.md")) == []
+
+
+def test_the_readme_lists_every_osc_address():
+    """The README's summary of the address space names every address the engine takes."""
+    listed = {osc_pattern(a) for a in re.findall(r"`(/[^`\s]+)", doc_text("README.md"))}
+    listed |= {osc_pattern(f"{a.rpartition('/')[0]}/{p}") for a in listed for p in a.rpartition("/")[2].split("|")}
+    assert sorted(set(osc_addresses()[0]) - listed) == []
+
+
+def test_the_osc_check_sees_a_wrong_address():
+    text = "`/concept/<name>/mode|strenght`, `/mix`, `/mixx f`\n```bash\noscsend localhost 9000 /mix s a\n```\n"
+    assert osc_problems("T", text) == [
+        "T:1: /concept/*/strenght: not an OSC address of realtime/osc.py",
+        "T:1: /mixx: not an OSC address of realtime/osc.py",
+        "T:3: /mix takes 'f', not 's'",
+    ]
