@@ -170,8 +170,8 @@ def check_command(words: list[str], cli: argparse.ArgumentParser) -> str | None:
         return _unknown(f"python {words[0]}", words[1:], script_options(words[0]))
     if program == "musicsae":
         words = [w for w in words[1:] if w not in ("-v", "--verbose")]
-    elif leaf(cli, words)[0][:1] != words[:1] or not leaf(cli, words)[0]:
-        return None  # not a musicsae command (other programs, prose)
+    elif not leaf(cli, words)[0]:
+        return None  # other programs, prose; a span that starts with a subcommand (`sae train --resume`) is musicsae's
     path, parser = leaf(cli, words)
     if not path and words and not words[0].startswith("-") and not words[0].isupper():  # COMMAND: a placeholder
         return f"musicsae has no command {words[0]!r}"
@@ -188,7 +188,6 @@ def command_problems(name: str, text: str) -> list[str]:
     problems = []
     for line_no, line in code_lines(text):
         for words in commands(line):
-            # a code span that is only a subcommand name and options (`sae train --resume`) counts as musicsae's
             problem = check_command(words, cli)
             if problem:
                 problems.append(f"{name}:{line_no}: {problem}")
