@@ -68,15 +68,15 @@ class Draft:
 
 def read_preset(path: Path) -> dict[str, Any]:
     """Read a preset YAML file (`concepts`, `features`, `mix`, `bypass`)."""
+    expected = "expected YAML with 'concepts'/'features'/'mix'/'bypass'"
     try:
         data = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
         raise UserError(f"preset {path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
-        expected = "expected YAML with 'concepts'/'features'/'mix'/'bypass'"
         raise UserError(f"preset {path}: not UTF-8 text; {expected}") from None
     except yaml.YAMLError:
-        raise UserError(f"preset {path}: expected YAML with 'concepts'/'features'/'mix'/'bypass'") from None
+        raise UserError(f"preset {path}: {expected}") from None
     if not isinstance(data, Mapping):
         raise UserError(f"preset {path}: expected a YAML mapping")
     return dict(data)

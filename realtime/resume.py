@@ -1,7 +1,7 @@
 """What `musicsae live --reconnect` carries across the restart after its audio device came back.
 
 PortAudio's JACK backend hangs for good once its server died, so `live` cannot reopen the stream in-process: it
-waits for the device in a child process (`device_back`), then re-executes itself with the state saved here
+waits for the device in a child process (`audio_io.DeviceProbe`), then re-executes itself with the state saved here
 (`save`, atomically) and named by the environment variable `RESUME_ENV`; the new process reads it (`take`) and
 plays on with the same controls (concepts, features, mix, bypass), the same block and budget (the same latency,
 and no timing or delay measurement at start) and the same OSC port and client.

@@ -108,6 +108,10 @@ class Stops:
             signal.signal(sig, handler)
 
 
+RESUMABLE = " (the last checkpoint is kept; run the same command to resume)"
+"""What a training recipe's interrupt line adds (`guarded`'s `stopped`)."""
+
+
 def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "") -> int:
     """Run `fn` (a command, a training recipe) and return its exit code; a `UserError` or a full disk becomes one
     line on stderr (exit 2), Ctrl-C and SIGTERM one line (`stopped` appended: what is kept, how to go on) after

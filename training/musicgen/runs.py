@@ -204,10 +204,11 @@ def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def guarded(prog: str, fn: Callable[[], object]) -> int:
     """Run a recipe step as `musicsae` runs a command (`training.cli.main.guarded`): a `UserError` is one line on
     stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, the last checkpoint kept."""
+    from training.cli.main import RESUMABLE
     from training.cli.main import guarded as run_guarded
 
     def step() -> int:
         fn()
         return 0
 
-    return run_guarded(prog, step, " (the last checkpoint is kept; run the same command to resume)")
+    return run_guarded(prog, step, RESUMABLE)

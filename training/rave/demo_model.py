@@ -328,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", type=float, default=0.999, help="kept latent variance (max 0.999)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args(argv)
-    from training.cli.main import guarded
+    from training.cli.main import RESUMABLE, guarded
 
     def run() -> None:
         if args.export:
@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         train(args.run, files, given, args.minutes, args.steps, args.device, args.init, args.data, args.eval_every,
               args.threads)  # fmt: skip
 
-    return guarded("demo_model", run, " (the last checkpoint is kept; run the same command to resume)")
+    return guarded("demo_model", run, RESUMABLE)
 
 
 if __name__ == "__main__":
