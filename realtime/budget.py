@@ -114,6 +114,18 @@ def budget_frames(seconds: float, sr: int, period: int) -> int:
     return max(period, int(np.ceil(seconds * sr / period)) * period)
 
 
+def check_budget(budget: int, blocksize: int | None, period: int) -> None:
+    """A budget given in frames (`choose_block(budget=...)`) is one `choose_block` could have chosen: whole periods,
+    at least one, at most four blocks (`--headroom`'s limit), and for a given block."""
+    if blocksize is None:
+        raise UserError(f"budget {budget}: given without the block it was chosen for; give the block as well")
+    if not (isinstance(budget, int) and period <= budget <= 4 * blocksize and budget % period == 0):
+        raise UserError(
+            f"budget {budget!r}: expected whole periods of {period} frames, from {period} to four blocks "
+            f"({4 * blocksize} frames at block {blocksize})"
+        )
+
+
 def choose_block(
     make: Callable[[int], Any],
     ratio: int,
@@ -125,6 +137,7 @@ def choose_block(
     largest: int = 8192,
     seconds: float = 1.0,
     say: Callable[[str], None] | None = None,
+    budget: int | None = None,
 ) -> tuple[Any, BudgetChoice]:
     """The processor to run and its budget.
 
@@ -133,7 +146,13 @@ def choose_block(
         blocksize: a fixed block (else the smallest that fits, up to `largest`).
         headroom: a fixed budget in blocks (else measured).
         seconds: timing per candidate block.
+        budget: the budget in frames, used as it is (`check_budget`; with `blocksize`; `headroom` then unused):
+            one chosen before, e.g. carried across a `live --reconnect` restart, so that nothing is timed and the
+            latency stays what it was.
     """
+    if budget is not None:
+        check_budget(budget, blocksize, period)
+        return make(blocksize), BudgetChoice(blocksize, budget, period, sr, None, "budget given")
     if blocksize is not None:
         processor = make(blocksize)
         if headroom is not None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from realtime.alignment import Alignment
-from realtime.budget import BudgetChoice, choose_block
+from realtime.budget import BudgetChoice, check_budget, choose_block
 from realtime.controls import Controls, read_preset
 from realtime.engine import Engine, priority_while
 from realtime.processor import BlockProcessor, check_period, choose_blocksize
@@ -38,6 +38,8 @@ class LiveConfig:
     channels: device channels, 1 or 2 (None: the model's own, `device_channels`).
     stereo: a mono model on two channels: "mid" or "channels" (each side its own stream).
     headroom: model-thread budget per block, in blocks (None: from the measured compute time).
+    budget: model-thread budget in frames, used as it is (with `blocksize`; whole periods, at most four blocks;
+        `headroom` then unused): one chosen before, e.g. carried across a `live --reconnect` restart.
     model_device: torch device for RAVE and the SAE ("cpu", "cuda", ...).
     threads: torch threads on the model thread.
     rt_priority: the model thread's real-time priority (SCHED_FIFO; 0: normal), as far as the OS allows.
@@ -55,6 +57,7 @@ class LiveConfig:
     channels: int | None = None
     stereo: str = "mid"
     headroom: float | None = None
+    budget: int | None = None
     threads: int = 1
     rt_priority: int = 1
     preset: Path | None = None
@@ -144,6 +147,8 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
         check_period(cfg.period, choose_blocksize(rave.ratio, cfg.blocksize))
     elif cfg.period <= 0:
         check_period(cfg.period, rave.ratio)
+    if cfg.budget is not None:
+        check_budget(cfg.budget, cfg.blocksize, cfg.period)
     concepts: dict[str, Any] = {}
     skipped: list[str] = []
     sae_dir = Path(cfg.sae) if cfg.sae is not None else None
@@ -177,7 +182,8 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
 
     with priority_while(cfg.rt_priority):  # timed as the model thread will run
         processor, choice = choose_block(make, rave.ratio, cfg.period, rave.sr, controls.warm_up_snapshots(),
-                                         cfg.blocksize, cfg.headroom, seconds=cfg.timing_s, say=say)  # fmt: skip
+                                         cfg.blocksize, cfg.headroom, seconds=cfg.timing_s, say=say,
+                                         budget=cfg.budget)  # fmt: skip
     engine = Engine(
         processor, controls, cfg.period, threads=cfg.threads, budget=choice.budget, rt_priority=cfg.rt_priority
     )

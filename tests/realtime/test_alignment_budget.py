@@ -92,6 +92,14 @@ def test_the_smallest_block_that_keeps_up_is_chosen_with_a_measured_budget(monke
     assert "WARNING" in choice.describe()
     _, choice = choose_block(Timed, 512, 256, SR, [], blocksize=2048, headroom=1.0)
     assert (choice.blocksize, choice.budget, choice.timing) == (2048, 2048, None)
+    # a budget given in frames (one chosen before: a `live --reconnect` restart) is used as it is, nothing timed
+    _fake_timing(monkeypatch, {})
+    for given in (256, 1280, 8192):
+        _, choice = choose_block(Timed, 512, 256, SR, [], blocksize=2048, headroom=0.5, budget=given)
+        assert (choice.blocksize, choice.budget, choice.timing, choice.how) == (2048, given, None, "budget given")
+    for given, blocksize in ((300, 2048), (0, 2048), (8448, 2048), (768.0, 2048), (768, None)):
+        with pytest.raises(UserError, match=rf"^budget {given}: .*(whole periods of 256 frames|without the block)"):
+            choose_block(Timed, 512, 256, SR, [], blocksize=blocksize, budget=given)
     for period in (16384, 300):  # no block the period divides: refused in one line with valid periods
         with pytest.raises(UserError, match=rf"period {period}: .* such as 128, 256, 512$"):
             choose_block(Timed, 512, period, SR, [])

@@ -211,9 +211,7 @@ def run(args: argparse.Namespace) -> int:
             preset=args.preset, mix=args.mix, bypass=args.bypass, model_device=args.model_device,
         )  # fmt: skip
         if resumed and resumed.period == args.period and args.blocksize in (None, resumed.blocksize):
-            cfg.blocksize = resumed.blocksize  # the same block and budget: the same latency, and no timing now
-            if args.headroom is None:  # half a period under the budget: rounded up to exactly it again
-                cfg.headroom = (resumed.budget - resumed.period / 2) / resumed.blocksize
+            cfg.blocksize, cfg.budget = resumed.blocksize, resumed.budget  # the same latency, and no timing now
         rave = load_model(cfg)
         if resumed and resumed.alignment and resumed.model_sha256 == rave.identity.sha256:
             from realtime.alignment import Alignment
