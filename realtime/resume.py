@@ -5,6 +5,10 @@ waits for the device in a child process (`audio_io.DeviceProbe`), then re-execut
 (`save`, atomically) and named by the environment variable `RESUME_ENV`; the new process reads it (`take`) and
 plays on with the same controls (concepts, features, mix, bypass), the same block and budget (the same latency,
 and no timing or delay measurement at start) and the same OSC port and client.
+
+A device that keeps coming back and going away (a loose cable, a JACK server restarting in a loop) would restart
+`live` for good: the state carries the times of the recent losses, and on the `MAX_LOSSES`th within
+`LOSS_WINDOW_S` seconds live stops instead of waiting again (`recent_losses`, `flapping`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,19 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"
+MAX_LOSSES = 5  # the device lost this many times ...
+LOSS_WINDOW_S = 120.0  # ... within this many seconds: live stops instead of waiting for it again
+
+
+def recent_losses(before: Sequence[float], now: float, window: float = LOSS_WINDOW_S) -> list[float]:
+    """The loss times (`time.time()`) of `before` less than `window` seconds before `now`, then `now`: the loss
+    just seen. A time after `now` (the clock was set back since) is dropped."""
+    return [float(t) for t in before if 0.0 <= now - t < window] + [float(now)]
+
+
+def flapping(losses: Sequence[float], limit: int = MAX_LOSSES) -> bool:
+    """`recent_losses` are too many to wait for the device again: it keeps coming back and going away."""
+    return len(losses) >= limit
 
 
 @dataclass
@@ -33,6 +51,9 @@ class ResumeState:
     played_s: seconds played before (counted against `--duration`).
     lost_at: wall-clock time (`time.time()`) the device went away.
     device: the device's label, for the lines said on resuming.
+    model_sha256, alignment: the model and its measured delays (not measured again for the same model).
+    losses: the times (`time.time()`) the device went away within the last `LOSS_WINDOW_S`, this one last
+        (`recent_losses`; a state saved before they were carried has none).
     """
 
     controls: dict[str, Any]
@@ -46,6 +67,7 @@ class ResumeState:
     device: str = "(default)"
     model_sha256: str = ""
     alignment: dict[str, Any] | None = None  # `realtime.alignment.Alignment` of that model, measured already
+    losses: list[float] = field(default_factory=list)
 
     def restore(self, controls: Controls) -> None:
         """Apply the saved controls as one transaction (all or nothing)."""

@@ -3,7 +3,9 @@ test_jack.py)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
 
 import pytest
 
@@ -102,3 +104,104 @@ def test_a_restart_plays_with_the_budget_it_had(tiny_rave_ts, tmp_path, capsys, 
         assert [(e.blocksize, e.budget) for e in engines] == [(1024, saved)]
         assert f"block 1024 (23.2 ms), budget {saved} = " in proc.stdout
         assert "as before the device went away" in proc.stdout and "timing the model" not in proc.stdout
+
+
+def test_a_device_lost_too_often_is_not_waited_for_again():
+    """The policy: the loss just seen counts with the earlier ones within the window; at `MAX_LOSSES` live stops."""
+    from realtime.resume import LOSS_WINDOW_S, MAX_LOSSES, flapping, recent_losses
+    from training.cli import live
+
+    assert (MAX_LOSSES, LOSS_WINDOW_S) == (live.MAX_LOSSES, live.LOSS_WINDOW_S) == (5, 120.0)  # as README says
+    assert recent_losses([], 1000.0) == [1000.0] and not flapping([1000.0])
+    every_second = recent_losses([996.0, 997.0, 998.0, 999.0], 1000.0)
+    assert every_second == [996.0, 997.0, 998.0, 999.0, 1000.0] and flapping(every_second)
+    assert not flapping(recent_losses([997.0, 998.0, 999.0], 1000.0))  # the fourth loss: waited for
+    every_half_minute = recent_losses([880.0, 910.0, 940.0, 970.0], 1000.0)  # 120 s ago is out of the window
+    assert every_half_minute == [910.0, 940.0, 970.0, 1000.0] and not flapping(every_half_minute)
+    assert recent_losses([1.0, 2.0, 3.0, 4.0, 5.0], 1000.0) == [1000.0]  # a bad night long ago counts no more
+    assert recent_losses([1500.0], 1000.0) == [1000.0]  # the clock set back: a loss "later" than now is dropped
+    assert flapping([0.0, 1.0], limit=2) and not flapping([0.0], limit=2)
+
+
+def test_the_losses_go_across_the_restart_and_older_states_still_load(tmp_path):
+    path = tmp_path / "state.json"
+    save(path, ResumeState({}, blocksize=2048, budget=768, period=256, losses=[10.5, 20.25]))
+    state = take({RESUME_ENV: str(path)})
+    assert state is not None and state.losses == [10.5, 20.25]
+    old = {
+        "controls": {},
+        "blocksize": 2048,
+        "budget": 768,
+        "period": 256,
+        "osc_port": 9000,
+        "played_s": 1.0,
+        "lost_at": 5.0,
+        "device": "system",
+    }  # fmt: skip  (a state saved before losses were carried)
+    path.write_text(json.dumps(old))
+    state = take({RESUME_ENV: str(path)})
+    assert state is not None and state.losses == [] and state.blocksize == 2048
+
+
+def test_live_stops_on_the_fifth_loss_within_the_window(tiny_rave_ts, tmp_path, capsys, monkeypatch, osc_inbox):
+    """A device that keeps coming back and going away restarted live for good, each time with a new process;
+    now the fifth loss within two minutes is the end: one line, `/error device` to the last client, exit 1
+    (`leave_stream(1)`: PortAudio's dead stream is left behind), and no waiting for the device."""
+    import realtime.audio_io as audio_io
+
+    _fake_device(monkeypatch, active=False)
+    left = []
+    monkeypatch.setattr(audio_io, "leave_stream", left.append)
+    monkeypatch.setattr(audio_io, "DeviceProbe", None)  # waiting for the device would call it
+    now = time.time()
+    path = tmp_path / "state.json"
+    save(path, ResumeState({}, blocksize=1024, budget=768, period=256, last_client=["127.0.0.1", osc_inbox.port],
+                           losses=[now - 100.0, now - 60.0, now - 30.0, now - 5.0]))  # fmt: skip
+    monkeypatch.setenv(RESUME_ENV, str(path))
+    proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--osc-port", "0", "--no-view", "--duration", "5",
+                      "--reconnect", "30")  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "audio device (default): lost 5 times within 120 s; not waiting for it again" in errors[0]
+    assert "check" in errors[0] and "waiting up to" not in proc.stdout
+    assert left == [1]
+    sent = osc_inbox.expect("/error", timeout=2.0)
+    assert sent[-1] == ("/error", ["device", errors[0].removeprefix("musicsae: error: ")])
+
+
+def test_the_restart_carries_this_loss_with_the_recent_ones(tiny_rave_ts, tmp_path, capsys, monkeypatch):
+    """The fourth loss within the window is waited for as before; the state saved for the restart holds it."""
+    import os
+
+    import realtime.audio_io as audio_io
+    import realtime.resume as resume
+
+    _fake_device(monkeypatch, active=False)
+    monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
+
+    class Back:  # the device came back at the first try
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def poll(self):
+            return True
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "DeviceProbe", Back)
+    saved = []
+    monkeypatch.setattr(resume, "save", lambda path, state: saved.append(state))
+
+    def execv(*args):
+        raise OSError(1, "not in a test")
+
+    monkeypatch.setattr(os, "execv", execv)
+    now = time.time()
+    path = tmp_path / "state.json"
+    save(path, ResumeState({}, blocksize=1024, budget=768, period=256, losses=[now - 500.0, now - 60.0, now - 5.0]))
+    monkeypatch.setenv(RESUME_ENV, str(path))
+    proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--no-view", "--duration", "5")
+    assert "live: cannot start again (not in a test)" in proc.stderr
+    assert len(saved) == 1 and saved[0].losses[:2] == [now - 60.0, now - 5.0] and len(saved[0].losses) == 3
+    assert saved[0].losses[2] == saved[0].lost_at and abs(saved[0].lost_at - time.time()) < 60

@@ -33,6 +33,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_MODEL = ASSETS / "demo_rave.ts"
 DEMO_BANK = ASSETS / "demo_concepts.yaml"
 RECONNECT_S = 60.0  # --reconnect's default
+MAX_LOSSES, LOSS_WINDOW_S = 5, 120.0  # realtime.resume's (not imported here: `musicsae --help` stays quick)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,7 +104,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=nonneg_float,
         metavar="SECONDS",
         help="when the device goes away, wait this long for it to come back and play on with the same controls "
-        f"(device mode; default {RECONNECT_S:g}; 0: exit with status 1 at once)",
+        f"(device mode; default {RECONNECT_S:g}; 0: exit with status 1 at once); lost {MAX_LOSSES} times within "
+        f"{LOSS_WINDOW_S:g} s, it is not waited for again: exit with status 1",
     )
     p.add_argument("--no-view", action="store_true", help="plain status lines instead of the rich view")
     # fault injection for benches and tests: the model thread sleeps these seconds in turn, every N seconds
@@ -366,6 +368,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     back, this command starts again with the same controls (`_restart`); not back in time, or 0, exit 1."""
     from realtime.audio_io import close_stream, device_stopped, leave_stream, open_duplex
     from realtime.live_view import render, status_line
+    from realtime.resume import flapping, recent_losses
     from sae.errors import UserError
 
     engine = session.engine
@@ -396,6 +399,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     live = None
     stopped = None  # the line saying the device went away (or did not come back)
     lost = None  # wall-clock time the device went away, while live waits for it
+    losses: list[float] = []  # the recent losses, this one last (`realtime.resume.recent_losses`)
     returned = False  # the device came back: live restarts itself
     try:
         if not args.no_view:
@@ -409,10 +413,19 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
             if not stream.active:  # PortAudio stopped it: the callback never raises, so the device went away
-                line = device_stopped(engine, label, now - start, waiting=reconnect)
+                losses = recent_losses(resumed.losses if resumed else [], time.time())
+                if reconnect > 0 and flapping(losses):  # it keeps coming back and going away: restarts for good
+                    lost = losses[-1]  # its stream is left behind, as while waiting for it
+                    line = (
+                        f"audio device {label}: lost {len(losses)} times within {LOSS_WINDOW_S:g} s; not waiting for "
+                        f"it again (the stream stopped after {now - start:.1f} s of playing); check its cable, "
+                        "power or JACK server, then musicsae live"
+                    )
+                else:
+                    line = device_stopped(engine, label, now - start, waiting=reconnect)
                 engine.report("device", f"lost: {line}")
-                if reconnect > 0:
-                    lost, played = time.time(), played + now - start
+                if reconnect > 0 and lost is None:
+                    lost, played = losses[-1], played + now - start
                     _say(line)
                     returned = _wait_for_device(engine, osc, live, label, reconnect, args.device)
                     if returned:
@@ -446,7 +459,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
         # a stream whose device went away is left behind: PortAudio would wait for a dead JACK server for good
         closed = lost is not None or close_stream(stream)
     if returned:
-        _restart(engine, osc, label, played, lost, session)
+        _restart(engine, osc, label, played, losses, session)
     _say(status_line(engine, control))
     if lost is not None and stopped is None:  # Ctrl-C while waiting for the device
         leave_stream(0)
@@ -486,9 +499,10 @@ def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str 
         probe.stop()
 
 
-def _restart(engine, osc, label: str, played_s: float, lost_at: float, session) -> NoReturn:
-    """The device is back: save the controls, block and OSC client (`realtime.resume`) and run this very command
-    again in this process (`os.execv`: the wedged PortAudio goes with the old image; sockets close on exec)."""
+def _restart(engine, osc, label: str, played_s: float, losses: list[float], session) -> NoReturn:
+    """The device is back: save the controls, block, OSC client and recent losses (the last: when it went away) in
+    `realtime.resume`'s state and run this very command again in this process (`os.execv`: the wedged PortAudio
+    goes with the old image; sockets close on exec)."""
     import dataclasses
     import os
     import tempfile
@@ -501,12 +515,12 @@ def _restart(engine, osc, label: str, played_s: float, lost_at: float, session) 
     state = ResumeState(
         controls=engine.controls.view(), blocksize=engine.blocksize, budget=engine.budget, period=engine.period,
         osc_port=osc.port if osc else 0, last_client=list(osc.last_client) if osc and osc.last_client else None,
-        played_s=played_s, lost_at=lost_at, device=label, model_sha256=session.rave.identity.sha256,
-        alignment=dataclasses.asdict(session.alignment),
+        played_s=played_s, lost_at=losses[-1], device=label, model_sha256=session.rave.identity.sha256,
+        alignment=dataclasses.asdict(session.alignment), losses=losses,
     )  # fmt: skip
     path = Path(tempfile.gettempdir()) / f"musicsae-live-{os.getpid()}.json"
     save(path, state)
-    _say(f"audio device {label}: back after {time.time() - lost_at:.1f} s; starting again with the same controls")
+    _say(f"audio device {label}: back after {time.time() - losses[-1]:.1f} s; starting again with the same controls")
     os.environ[RESUME_ENV] = str(path)
     sys.stdout.flush()
     sys.stderr.flush()
