@@ -171,6 +171,8 @@ def choose_block(
             f"period {period}: no block up to {largest} frames is a multiple of both it and the model's ratio "
             f"{ratio}; expected a period such as {', '.join(map(str, valid))}"
         )
+    if say is not None:
+        say("timing the model to choose the block:")
     for block in choices:
         processor = make(block)
         timing = BlockTiming(block, time_blocks(processor, snapshots, seconds))

@@ -216,3 +216,39 @@ def test_osc_leaves_loading_once_the_device_is_open(tiny_rave_ts, capsys, monkey
                      "--no-view", "--duration", "0.2")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert events == ["start", "attach"]
+
+
+def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts, bank, wav, tmp_path, capsys,
+                                                                   monkeypatch):  # fmt: skip
+    """Another model's bank, a bad YAML, a preset for other concepts: one line before anything slow, and the
+    timing line is not said (it was, just before the error: the timing looked like what failed). A file that is
+    not YAML at all is refused before the model loads."""
+    import realtime.session as session
+
+    def slow(*args, **kwargs):
+        raise AssertionError("the slow set-up ran")
+
+    monkeypatch.setattr(session, "choose_block", slow)  # timing blocks
+    monkeypatch.setattr(session, "alignment_of", slow)  # measuring the model's delay
+    other = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_concepts.yaml"  # the demo model's
+    (tmp_path / "broken.yaml").write_text("concepts: [1, 2\n")
+    (tmp_path / "other.yaml").write_text("concepts: {nosuch: {mode: 'on'}}\n")
+    out = str(tmp_path / "o.wav")
+    cases = [
+        (["--bank", str(other)], "no concept was found on tiny_rave.ts", True),
+        (["--bank", str(tmp_path / "broken.yaml")], "broken.yaml: not a readable YAML concept bank", False),
+        (["--bank", str(tmp_path / "nope.yaml")], "nope.yaml: no such concept bank", False),
+        (["--bank", str(bank.path), "--preset", str(tmp_path / "broken.yaml")], "preset", False),
+        (["--bank", str(bank.path), "--preset", str(tmp_path / "other.yaml")], "nosuch", True),
+    ]
+    load, loaded = session.load_model, []
+    monkeypatch.setattr(session, "load_model", lambda cfg: (loaded.append(cfg), load(cfg))[1])
+    for args, needle, loads in cases:
+        loaded.clear()
+        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--no-osc",
+                         "--no-view", *args)  # fmt: skip
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and needle in errors[0], (args, proc.stderr)
+        assert "timing the model" not in proc.stdout and "Traceback" not in proc.stderr, proc.stdout
+        assert bool(loaded) == loads, (args, "the model loaded" if loaded else "the model did not load")
+    assert not Path(out).exists()

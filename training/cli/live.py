@@ -160,6 +160,14 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         source = read_audio(args.input, what="input")
     if args.preset is not None and not args.preset.is_file():
         raise UserError(f"--preset {args.preset}: no such file")
+    if args.preset is not None:  # not YAML, not a preset: refused before the model loads
+        from realtime.controls import read_preset
+
+        read_preset(args.preset)
+    if args.bank is not None:
+        from sae.bank import ConceptBank
+
+        ConceptBank.load(args.bank)
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
         raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
     if args.output is not None:
@@ -237,8 +245,6 @@ def run(args: argparse.Namespace) -> int:
             f"model {args.model.name}: {rave.sr} Hz, ratio {rave.ratio}, latent {rave.latent_size}, "
             f"{channel_words(rave.channels)}; playing {channel_words(cfg.channels)}"
         )
-        if cfg.blocksize is None:  # a restart keeps the block it had
-            _say("timing the model to choose the block:")
         session = build_live(cfg, rave, say=_say)
         engine = session.engine
         if resumed:
