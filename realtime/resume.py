@@ -84,11 +84,27 @@ def load(path: Path) -> ResumeState:
     """Read a state `save` wrote; a missing or damaged file is one `UserError` line."""
     try:
         data = json.loads(Path(path).read_text())
-        return ResumeState(**data)
+        state = ResumeState(**data)
     except OSError as exc:
         raise UserError(f"resume state {path}: cannot read it ({exc.strerror or exc})") from None
     except (ValueError, TypeError):
         raise UserError(f"resume state {path}: not a state musicsae live saved") from None
+    if not _plausible(state):
+        raise UserError(f"resume state {path}: not a state musicsae live saved")
+    return state
+
+
+def _plausible(state: ResumeState) -> bool:
+    """The fields live uses as they are: a block, a budget of whole periods, controls, loss times."""
+    sizes = (state.blocksize, state.budget, state.period)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+        return False
+    return (
+        state.budget % state.period == 0
+        and isinstance(state.controls, dict)
+        and isinstance(state.losses, list)
+        and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in state.losses)
+    )
 
 
 def take(environ: dict[str, str] | os._Environ = os.environ) -> ResumeState | None:

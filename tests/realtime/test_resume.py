@@ -205,3 +205,17 @@ def test_the_restart_carries_this_loss_with_the_recent_ones(tiny_rave_ts, tmp_pa
     assert "live: cannot start again (not in a test)" in proc.stderr
     assert len(saved) == 1 and saved[0].losses[:2] == [now - 60.0, now - 5.0] and len(saved[0].losses) == 3
     assert saved[0].losses[2] == saved[0].lost_at and abs(saved[0].lost_at - time.time()) < 60
+
+
+def test_a_state_with_a_block_or_budget_live_could_not_have_saved_is_one_line(tmp_path):
+    """Such a state (edited, or another version's) is said and skipped by live (`_take_resume`): it was taken as
+    it was, and a budget of no whole periods stopped the restarted live in `build_live`."""
+    path = tmp_path / "state.json"
+    good = {"controls": {}, "blocksize": 2048, "budget": 768, "period": 256}
+    for bad in ({"budget": 700}, {"budget": "768"}, {"blocksize": 0}, {"period": -256}, {"losses": ["soon"]},
+                {"losses": 5.0}, {"controls": []}):  # fmt: skip
+        path.write_text(json.dumps({**good, **bad}))
+        with pytest.raises(UserError, match=r"resume state .*: not a state musicsae live saved"):
+            take({RESUME_ENV: str(path)})
+    path.write_text(json.dumps(good))
+    assert take({RESUME_ENV: str(path)}) is not None
