@@ -2,7 +2,7 @@
 
 Policy, the same on every path (RAVE and MusicGen collection, concept finding, judges, renders, live, dashboard):
 
-- a file the user named (`render --in`, `live --input`): `read_audio` raises a one-line `UserError` when it is
+- a file the user named (`render --in`, `live --in`): `read_audio` raises a one-line `UserError` when it is
   unreadable or holds NaN/inf samples;
 - a file found in a folder (`list_audio`): `read_mono` skips it with one line in `AudioNotes` (unreadable,
   NaN/inf, silent, too short) and the caller decides whether what is left is enough.

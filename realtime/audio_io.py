@@ -29,7 +29,7 @@ from sae.errors import UserError
 JACK_HINT = (
     "start a JACK server on its dummy backend (Debian package jackd2: "
     "`JACK_NO_AUDIO_RESERVATION=1 jackd -d dummy -r 44100 -p 256 &`) or plug in a sound card, "
-    "then run again; or use --input/--output files"
+    "then run again; or use --in/--out files"
 )
 
 

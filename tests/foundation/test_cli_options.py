@@ -23,7 +23,7 @@ def test_every_threads_option_takes_a_positive_integer():
     assert other == []
 
 
-@pytest.mark.parametrize("argv", [["collect", "rave", "--audio", "a", "--out", "o"], ["live", "--input", "a"]])
+@pytest.mark.parametrize("argv", [["collect", "rave", "--audio", "a", "--out", "o"], ["live", "--in", "a"]])
 def test_threads_below_one_is_one_line(argv, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([*argv, "--model", "m.ts", "--threads", "0"])

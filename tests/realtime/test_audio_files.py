@@ -174,7 +174,7 @@ def test_folders_as_users_have_them(tmp_path):
 
 
 def test_a_named_file_that_is_not_there_says_so(tmp_path, monkeypatch):
-    """A typo in --in / --input, a folder or an unreadable file is named as such, not as libsndfile's 'System
+    """A typo in --in, a folder or an unreadable file is named as such, not as libsndfile's 'System
     error'."""
     (tmp_path / "dir.wav").mkdir()
     for name, needle in (("typo.wav", "no such file"), ("dir.wav", "a folder, not an audio file")):

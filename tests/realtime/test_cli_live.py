@@ -43,7 +43,7 @@ def wav(tmp_path_factory) -> Path:
 
 def test_file_mode_bypass_reproduces_the_input(tiny_rave_ts, bank, wav, tmp_path, capsys):
     out = tmp_path / "out.wav"
-    args = ["--model", str(tiny_rave_ts), "--bank", str(bank.path), "--input", str(wav), "--output", str(out)]
+    args = ["--model", str(tiny_rave_ts), "--bank", str(bank.path), "--in", str(wav), "--out", str(out)]
     proc = live_here(capsys, *args, "--bypass", "--osc-port", "0", "--blocksize", "1024", "--no-view")
     assert proc.returncode == 0, proc.stderr
     assert "concepts: bright, noisy" in proc.stdout
@@ -64,7 +64,7 @@ def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsy
     tone = 2.0 * np.sin(2 * np.pi * 220 * t)
     sf.write(path, np.stack([tone, tone], axis=1).astype(np.float32), 44100, subtype="FLOAT")
     out = tmp_path / "out.wav"
-    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--input", str(path), "--output", str(out), "--no-osc",
+    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--in", str(path), "--out", str(out), "--no-osc",
                      "--no-view", "--bypass")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert f"note: mixed 2 channels of {path} to mono" in proc.stdout
@@ -80,20 +80,20 @@ def test_file_mode_plays_a_stereo_model_in_stereo(tiny_stereo_rave_ts, tmp_path,
     take = np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], axis=1)
     sf.write(path, take.astype(np.float32), 44100)
     x = sf.read(path, dtype="float32")[0]
-    base = ["--model", str(tiny_stereo_rave_ts), "--input", str(path), "--no-osc", "--no-view", "--bypass"]
+    base = ["--model", str(tiny_stereo_rave_ts), "--in", str(path), "--no-osc", "--no-view", "--bypass"]
     out = tmp_path / "out.wav"
-    proc = live_here(capsys, *base, "--output", str(out), "--blocksize", "1024")
+    proc = live_here(capsys, *base, "--out", str(out), "--blocksize", "1024")
     assert proc.returncode == 0, proc.stderr
     assert "2 channels" in proc.stdout and "mixed" not in proc.stdout
     y, sr = sf.read(out, dtype="float32")
     assert sr == 44100 and y.shape == x.shape
     np.testing.assert_allclose(y, x, atol=1e-4)  # bypass: each side as it came in
     mono = tmp_path / "mono.wav"
-    proc = live_here(capsys, *base, "--output", str(mono), "--blocksize", "1024", "--channels", "1")
+    proc = live_here(capsys, *base, "--out", str(mono), "--blocksize", "1024", "--channels", "1")
     assert proc.returncode == 0, proc.stderr
     assert f"note: mixed 2 channels of {path} to mono" in proc.stdout
     assert sf.read(mono, dtype="float32")[0].ndim == 1
-    proc = live_here(capsys, *base, "--output", str(mono), "--stereo", "channels")  # was ignored without a word
+    proc = live_here(capsys, *base, "--out", str(mono), "--stereo", "channels")  # was ignored without a word
     assert proc.returncode == 2
     assert "--stereo channels: applies to a mono model on two channels; tiny_stereo.ts is stereo" in proc.stderr
 
@@ -104,8 +104,8 @@ def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
     outs = {}
     for name, extra in (("plain", []), ("steered", ["--preset", str(preset)])):
         outs[name] = tmp_path / f"{name}.wav"
-        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--bank", str(bank.path), "--input", str(wav),
-                         "--output", str(outs[name]), "--no-osc", "--no-view", *extra)  # fmt: skip
+        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--bank", str(bank.path), "--in", str(wav),
+                         "--out", str(outs[name]), "--no-osc", "--no-view", *extra)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
     a, _ = sf.read(outs["plain"])
     b, _ = sf.read(outs["steered"])
@@ -126,37 +126,37 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
     (tmp_path / "notes.wav").write_text("not audio")
     sf.write(tmp_path / "void.wav", np.zeros(0, np.float32), 44100)
     cases = [
-        (["--model", str(not_rave), "--input", str(wav), "--output", out], "not a RAVE export"),
-        (["--model", str(tmp_path / "missing.ts"), "--input", str(wav), "--output", out], "no such file"),
-        (["--model", str(tiny_rave_ts), "--sae", str(wrong_sae), "--input", str(wav), "--output", out],
+        (["--model", str(not_rave), "--in", str(wav), "--out", out], "not a RAVE export"),
+        (["--model", str(tmp_path / "missing.ts"), "--in", str(wav), "--out", out], "no such file"),
+        (["--model", str(tiny_rave_ts), "--sae", str(wrong_sae), "--in", str(wav), "--out", out],
          "takes 8-dim inputs; tiny_rave.ts has 16 latents"),
-        (["--model", str(tiny_rave_ts), "--sae", str(other_sae), "--input", str(wav), "--output", out],
+        (["--model", str(tiny_rave_ts), "--sae", str(other_sae), "--in", str(wav), "--out", out],
          "was trained on other.ts (abababababab), not tiny_rave.ts"),
-        (["--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", "4096", "--input", str(wav),
-          "--output", out], "period 4096 with block 2048"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", str(tmp_path / "o.xyz")],
+        (["--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", "4096", "--in", str(wav),
+          "--out", out], "period 4096 with block 2048"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", str(tmp_path / "o.xyz")],
          "o.xyz: suffix '.xyz'; expected a file name ending in .wav"),
-        (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--input", str(wav), "--output", out], "multiple"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav)], "--input and --output"),
+        (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--in", str(wav), "--out", out], "multiple"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav)], "--in and --out"),
         (["--model", str(tiny_rave_ts), "--no-osc", "--reply-port", "9001"], "--reply-port: applies with OSC on"),
-        (["--model", str(tiny_rave_ts), "--input", str(tmp_path / "nope.wav"), "--output", out], "no such file"),
+        (["--model", str(tiny_rave_ts), "--in", str(tmp_path / "nope.wav"), "--out", out], "no such file"),
         # an input that is no audio was refused after the model loaded and measured its blocks (15 s): before now
-        (["--model", str(not_rave), "--input", str(tmp_path / "notes.wav"), "--output", out],
+        (["--model", str(not_rave), "--in", str(tmp_path / "notes.wav"), "--out", out],
          "notes.wav: not a readable audio file"),
-        (["--model", str(not_rave), "--input", str(tmp_path / "void.wav"), "--output", out], "void.wav: no samples"),
+        (["--model", str(not_rave), "--in", str(tmp_path / "void.wav"), "--out", out], "void.wav: no samples"),
         # options of the other mode were accepted and ignored
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--duration", "2"],
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--duration", "2"],
          "--duration: applies to device mode only"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--device", "hw:1"],
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--device", "hw:1"],
          "--device: applies to device mode only"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--reconnect", "5"],
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--reconnect", "5"],
          "--reconnect: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", str(wav)], "it is --input"),  # was overwritten
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--meter-rate", "1e6"], "at most 200"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--preset-dir", str(tmp_path / "nope")],
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", str(wav)], "it is --in"),  # was overwritten
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--meter-rate", "1e6"], "at most 200"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset-dir", str(tmp_path / "nope")],
          "--preset-dir"),
-        (["--model", str(tiny_rave_ts), "--input", str(wav), "--output", out, "--preset", str(tmp_path / "p.yaml")],
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset", str(tmp_path / "p.yaml")],
          "--preset"),
     ]  # fmt: skip
     for i, (args, needle) in enumerate(cases):
@@ -170,6 +170,31 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         with pytest.raises(SystemExit):
             live_here(capsys, "--model", str(tiny_rave_ts), "--duration", bad)
         assert f"--duration: '{bad}': expected a positive number" in capsys.readouterr().err
+
+
+def test_file_mode_takes_in_and_out_as_render_does(wav, tmp_path, capsys):
+    """`live --in x.wav` was argparse's 'ambiguous option: --in could match --input, --inject-stalls, ...' while
+    `render rave` takes --in/--out: --in/--out now, and --input/--output still (scripts written before)."""
+    from training.cli.main import build_parser
+
+    parser = build_parser()
+    for spelling in (["--in", "a.wav", "--out", "b.wav"], ["--input", "a.wav", "--output", "b.wav"]):
+        args = parser.parse_args(["live", *spelling])
+        assert (args.input, args.output) == (Path("a.wav"), Path("b.wav"))
+    help_text = parser._subparsers._group_actions[0].choices["live"].format_help()
+    assert "--in FILE, --input FILE" in help_text and "--out FILE, --output FILE" in help_text
+    missing = str(tmp_path / "missing.ts")  # every line below is said before the model loads
+    for args, needle in (
+        (["--in", str(wav)], "--in and --out: give both (file mode) or neither (device mode)"),
+        (["--out", str(tmp_path / "o.wav")], "--in and --out: give both"),
+        (["--pace", "realtime"], "--pace: applies to file mode only (--in/--out)"),
+        (["--in", str(wav), "--out", str(wav)], f"--out {wav}: it is --in; write the processed file elsewhere"),
+        (["--in", str(wav), "--out", str(tmp_path / "o.xyz")], "--out "),
+    ):
+        proc = live_here(capsys, "--model", missing, "--no-osc", *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip().splitlines() == [f"musicsae: error: {proc.stderr.split('error: ', 1)[1].strip()}"]
+        assert needle in proc.stderr, (args, proc.stderr)
 
 
 def test_no_audio_device_says_how_to_get_one(tiny_rave_ts):

@@ -9,8 +9,9 @@ Without a sound card, start a JACK server on its dummy backend first (Debian pac
 
     JACK_NO_AUDIO_RESERVATION=1 jackd -d dummy -r 44100 -p 256 &
 
-With `--input FILE --output FILE` the same engine runs from a file, at real-time pace (`--pace realtime`)
-or as fast as it goes (`--pace fast`, the default for files), and the output is written latency-aligned.
+With `--in FILE --out FILE` (as `render rave` spells them; `--input`/`--output` work too) the same engine runs
+from a file, at real-time pace (`--pace realtime`) or as fast as it goes (`--pace fast`, the default for files),
+and the output is written latency-aligned.
 """
 
 from __future__ import annotations
@@ -95,8 +96,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=20.0,
         help="OSC /meter/<concept> messages per second to the last client (default 20; 0: off; at most 200)",
     )
-    p.add_argument("--input", type=Path, help="read audio from this file instead of a device")
-    p.add_argument("--output", type=Path, help="write the processed file here (with --input)")
+    p.add_argument(
+        "--in", "--input", dest="input", type=Path, metavar="FILE", help="read audio from this file, not a device"
+    )
+    p.add_argument(
+        "--out", "--output", dest="output", type=Path, metavar="FILE", help="write the processed file here (with --in)"
+    )
     p.add_argument("--pace", choices=("fast", "realtime"), help="file mode pace (default fast)")
     p.add_argument("--duration", type=positive_float, help="stop after this many seconds (device mode)")
     p.add_argument(
@@ -137,16 +142,16 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
     from sae.paths import check_audio_out, check_not_source
 
     if (args.input is None) != (args.output is None):
-        raise UserError("--input and --output: give both (file mode) or neither (device mode)")
+        raise UserError("--in and --out: give both (file mode) or neither (device mode)")
     file_mode = args.input is not None
     for flag, given, mode in (
-        ("--duration", args.duration is not None, "device mode"),  # file mode plays the whole --input
+        ("--duration", args.duration is not None, "device mode"),  # file mode plays the whole --in
         ("--device", args.device is not None, "device mode"),
         ("--reconnect", args.reconnect is not None, "device mode"),
         ("--pace", args.pace is not None, "file mode"),
     ):
         if given and file_mode != (mode == "file mode"):
-            raise UserError(f"{flag}: applies to {mode} only" + (" (--input/--output)" if mode == "file mode" else ""))
+            raise UserError(f"{flag}: applies to {mode} only" + (" (--in/--out)" if mode == "file mode" else ""))
     if args.no_osc and args.reply_port is not None:
         raise UserError("--reply-port: applies with OSC on; drop --no-osc or --reply-port")
     if not 0 <= args.rt_priority <= 99:
@@ -171,8 +176,8 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
         raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
     if args.output is not None:
-        check_not_source(args.output, args.input, "output", "--input", "write the processed file elsewhere")
-        check_audio_out(args.output, "--output")
+        check_not_source(args.output, args.input, "--out", "--in", "write the processed file elsewhere")
+        check_audio_out(args.output, "--out")
     if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
         raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")
     if args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL the audio callback needs

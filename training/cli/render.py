@@ -31,8 +31,8 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         "(error term kept), and write --out aligned with the input. Without --set the render is the plain "
         "model (no edit).",
     )
-    p.add_argument("--in", dest="inp", required=True, help="input audio file")
-    p.add_argument("--out", required=True, help="output audio file (format from the suffix)")
+    p.add_argument("--in", dest="inp", required=True, metavar="FILE", help="input audio file")
+    p.add_argument("--out", required=True, metavar="FILE", help="output audio file (format from the suffix)")
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")
     p.add_argument("--bank", help="concept bank YAML")
     p.add_argument("--sae", help="SAE directory (default: the one the bank's concepts were found with)")
