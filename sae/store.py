@@ -668,3 +668,21 @@ class ActivationStore:
         if not parts:
             raise UserError(f"hook {hook!r}: every row of the {split} split is NaN/inf; nothing to train on")
         return torch.cat(parts)[:n]
+
+
+STORE_EXPECTED = "expected the hook folders and shards `musicsae collect rave` or `collect musicgen` writes"
+
+
+def open_store(path: str | os.PathLike, flag: str = "--store") -> ActivationStore:
+    """The activation store a user named (`--store`, `--activations`), opened before any slow work: a missing path,
+    a file, or a folder with no hook in it is one line naming `flag` and what was expected (not a mismatch with an
+    SAE's hook found later). The one check of every command that reads a store."""
+    root = Path(path)
+    if not root.exists():
+        raise UserError(f"{flag} {root}: no such folder ({STORE_EXPECTED})")
+    if not root.is_dir():
+        raise UserError(f"{flag} {root}: a file, not a folder ({STORE_EXPECTED})")
+    store = ActivationStore(root)
+    if not store.hooks:
+        raise UserError(f"{flag} {root}: no activation store there ({STORE_EXPECTED})")
+    return store

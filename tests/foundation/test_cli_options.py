@@ -57,3 +57,36 @@ def test_models_rave_builds_a_stereo_model_when_asked(tmp_path, monkeypatch):
     monkeypatch.setattr(tiny, "build_tiny_rave", lambda out, cfg, streaming: built.append(cfg))
     assert main(["models", "rave", "--out", str(tmp_path / "st.ts"), "--channels", "2"]) == 0
     assert built[0].channels == 2
+
+
+DEMO_SAE = "training/assets/demo_sae"
+STORE_COMMANDS = {
+    "sae train": ["sae", "train", "--out", "{tmp}/sae", "--activations"],
+    "sae eval": ["sae", "eval", "--sae", DEMO_SAE, "--activations"],
+    "dashboard": ["dashboard", "--sae", DEMO_SAE, "--audio-root", "{tmp}", "--out", "{tmp}/site", "--store"],
+    "eval hooks": ["eval", "hooks", "--data", "{tmp}", "--model", "m.ts", "--out", "{tmp}/hooks", "--store"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(STORE_COMMANDS))
+@pytest.mark.parametrize(
+    "kind, said",
+    [
+        ("empty", "no activation store there"),
+        ("missing", "no such folder"),
+        ("file", "a file, not a folder"),
+    ],
+)
+def test_a_store_that_is_not_one_is_one_plain_line(command, kind, said, tmp_path, capsys):
+    """`dashboard --store EMPTY_DIR` said "SAE trained on hook 'latent', but store EMPTY_DIR holds hooks none; use
+    the store the SAE was trained on": every command that reads a store says what is there instead, the same way."""
+    store = tmp_path / kind
+    if kind == "empty":
+        store.mkdir()
+    elif kind == "file":
+        store.write_text("not a store")
+    *argv, flag = (a.format(tmp=tmp_path) for a in STORE_COMMANDS[command])
+    assert main([*argv, flag, str(store)]) == 2
+    err = capsys.readouterr().err
+    expected = "expected the hook folders and shards `musicsae collect rave` or `collect musicgen` writes"
+    assert err == f"musicsae: error: {flag} {store}: {said} ({expected})\n"

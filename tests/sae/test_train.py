@@ -112,7 +112,7 @@ def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path, capsys):
 
     assert main(["sae", "train", "--activations", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "not a directory" in err and err.count("\n") == 1
+    assert "--activations " in err and "no such folder" in err and err.count("\n") == 1
     with pytest.raises(SystemExit) as exc:
         main(
             [

@@ -132,9 +132,12 @@ def run_hooks(args: argparse.Namespace) -> int:
     import torch
 
     from sae.paths import check_output_dir
+    from sae.store import open_store
     from training.rave.hooks import HookCompareConfig, run_hook_compare
 
     check_output_dir(args.out)
+    if args.store is not None:
+        open_store(args.store, "--store")
     torch.set_num_threads(args.threads)
     cfg = HookCompareConfig(
         args.data,

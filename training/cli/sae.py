@@ -83,8 +83,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _hooks(store, layers: str) -> list[str]:
     from sae.errors import UserError
 
-    if not store.hooks:
-        raise UserError(f"activation store {store.root}: empty (no <hook>/manifest.json)")
     if layers == "all":
         return store.hooks
     wanted = list(dict.fromkeys(h.strip() for h in layers.split(",") if h.strip()))  # each hook once
@@ -105,13 +103,13 @@ def run_train(args: argparse.Namespace) -> int:
 
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
-    from sae.store import ActivationStore
+    from sae.store import open_store
     from sae.train import TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
 
     if args.threads:
         torch.set_num_threads(args.threads)
     check_output_dir(args.out)
-    store = ActivationStore(args.activations)
+    store = open_store(args.activations, "--activations")
     if Path(args.out).resolve() == store.root.resolve():
         from sae.errors import UserError
 
@@ -211,12 +209,12 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.io import load_sae, read_sae_cfg
     from sae.metrics import evaluate
     from sae.paths import check_output_file
-    from sae.store import ActivationStore
+    from sae.store import open_store
 
     if args.out:
         check_output_file(args.out, (".json",))
+    store = open_store(args.activations, "--activations")
     sae = load_sae(args.sae, device=args.device)
-    store = ActivationStore(args.activations)
     hook = args.hook or sae.cfg.hook_name
     if not hook and len(store.hooks) == 1:  # an SAE that names no hook, on a store of one (as the dashboard reads it)
         hook = store.hooks[0]

@@ -45,7 +45,7 @@ from sae.describe import (
 )
 from sae.errors import UserError
 from sae.io import load_sae
-from sae.store import ActivationStore
+from sae.store import open_store
 from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
@@ -241,7 +241,7 @@ class DashboardBuilder:
             if not torch.cuda.is_available():
                 raise UserError(f"device {self.cfg.device!r}: CUDA is not available here; use --device cpu")
         self.sae = load_sae(self.sae_dir, device=self.cfg.device)
-        self.store = ActivationStore(store_dir)
+        self.store = open_store(store_dir, "--store")
         self.hook = check_pair(self.store, self.sae, str(self.sae_dir))
         fr = self.store.info.get("frame_rate")
         if not fr or float(fr) <= 0:
