@@ -57,3 +57,46 @@ def test_bars_show_on_terminals_only_and_piped_lines_stay_whole(capsys):
     assert said.out == "" and said.err == "wrote " + "x" * 150 + " and more words after it\n"
     terminal = Console(force_terminal=True, width=80, file=sys.stderr)
     assert not progress_bar(console=terminal).disable and progress_bar(console=terminal, hide=True).disable
+
+
+def test_recipes_are_quiet_as_commands_are(tmp_path):
+    """`python -m training.rave.demo_model` printed torch's weight_norm FutureWarning and lightning's pkg_resources
+    UserWarning (`musicsae` commands silence them); Python's own `-W default` shows them, as `-v` does for musicsae."""
+    import numpy as np
+    import soundfile as sf
+
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(3):
+        t = np.arange(44100 * 3) / 44100
+        sf.write(audio / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t)).astype(np.float32), 44100)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"} | {"PYTHONPATH": str(ROOT)}
+    recipe = ["-m", "training.rave.demo_model", "--audio", str(audio), "--steps", "1", "--eval-every", "0"]
+    quiet = subprocess.run([sys.executable, *recipe, "--run", str(tmp_path / "a")], env=env, capture_output=True,
+                           text=True, timeout=300)  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert quiet.stderr == "" and quiet.stdout.startswith("trained to step 1"), quiet.stderr
+    loud = subprocess.run([sys.executable, "-W", "default", *recipe, "--run", str(tmp_path / "b")], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert loud.returncode == 0, loud.stderr[-2000:]
+    assert "FutureWarning: `torch.nn.utils.weight_norm` is deprecated" in loud.stderr
+
+
+def test_recipes_still_show_our_own_warnings(tmp_path, recwarn):
+    """The quiet a recipe runs under (`training.cli.main.guarded`) hides third-party warnings, never ours."""
+    import warnings
+
+    import torch
+
+    from sae.store import ActivationWriter
+    from training.cli.main import guarded
+
+    def recipe() -> None:
+        torch.nn.utils.weight_norm(torch.nn.Linear(2, 2))  # torch's FutureWarning
+        with ActivationWriter(tmp_path / "store", "h", 2) as writer:  # ours: rows with NaN stored
+            writer.add(torch.full((4, 2), float("nan")), "clip.wav")
+
+    warnings.simplefilter("always")
+    assert guarded("recipe", recipe) == 0
+    said = [str(w.message) for w in recwarn]
+    assert said == ["h: 4 rows with NaN/inf stored; readers skip them"], said

@@ -112,16 +112,19 @@ RESUMABLE = " (the last checkpoint is kept; run the same command to resume)"
 """What a training recipe's interrupt line adds (`guarded`'s `stopped`)."""
 
 
-def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "") -> int:
+def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose: bool | None = None) -> int:
     """Run `fn` (a command, a training recipe) and return its exit code; a `UserError` or a full disk becomes one
     line on stderr (exit 2), Ctrl-C and SIGTERM one line (`stopped` appended: what is kept, how to go on) after
-    `fn`'s cleanup ran (exit 130 and 143), never a traceback."""
+    `fn`'s cleanup ran (exit 130 and 143), never a traceback. Third-party noise is silenced while `fn` runs
+    (`training.cli.quiet`) unless `verbose` (`musicsae -v`); None, the recipes' default, reads Python's own switch:
+    `python -W default -m training...` (or PYTHONWARNINGS) shows it."""
     from sae.atomic import WRITE_ERRNOS
     from sae.errors import UserError
+    from training.cli.quiet import quiet
 
     stops = Stops()
     try:
-        with stops:
+        with stops, quiet(bool(sys.warnoptions) if verbose is None else verbose):
             return int(fn() or 0)
     except Exception as exc:
         if stops.signum is None and isinstance(exc, UserError):
@@ -142,12 +145,5 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "") -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
     command with one line (exit 130 and 143) after its cleanup ran."""
-    from training.cli.quiet import quiet
-
     args = build_parser().parse_args(argv)
-
-    def command() -> int:
-        with quiet(args.verbose):
-            return int(args.func(args) or 0)
-
-    return guarded("musicsae", command)
+    return guarded("musicsae", lambda: args.func(args), verbose=args.verbose)
