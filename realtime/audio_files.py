@@ -235,6 +235,12 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     return path
 
 
+def is_silent(audio: np.ndarray) -> bool:
+    """No sound in `audio` ([frames] or [frames, channels]): every sample within `SILENCE_PEAK` of its mean (DC is
+    no sound). The rule `read_clip` skips a folder's file by."""
+    return float(np.abs(audio - audio.mean(axis=0)).max(initial=0.0)) < SILENCE_PEAK
+
+
 def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> np.ndarray | None:
     """A folder's file as mono float32 at `sample_rate`, or None (with a note) when unreadable / silent / short."""
     return read_clip(path, sample_rate, notes, min_samples)
@@ -258,7 +264,7 @@ def read_clip(
     if len(audio) < min_samples:
         notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
         return None
-    if float(np.abs(audio - audio.mean(axis=0)).max(initial=0.0)) < SILENCE_PEAK:  # about its mean: DC is no sound
+    if is_silent(audio):
         cancel = audio.ndim == 1 and data.shape[1] > 1 and float(np.abs(data - data.mean(axis=0)).max()) >= SILENCE_PEAK
         offset = float(np.abs(audio).max(initial=0.0)) >= SILENCE_PEAK
         notes.skipped.append((str(path), silent(data.shape[1], cancel, offset)))

@@ -194,3 +194,49 @@ def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, tiny_st
     stream = RaveStream(model)
     expected = render_array(stream, clip, None, None, None, model_delay(model), 0)
     assert np.abs(waves["model"] - np.clip(expected, -1, 1)).max() < 1e-3
+
+
+def test_a_stereo_models_clips_are_read_once(tmp_path, tiny_stereo_rave_ts, monkeypatch):
+    """Each held-out clip is read (decoded, resampled) once: a stereo model's clips were read twice, as the mono mix
+    the judge hears and again with both sides. The clips kept are the judge's: a clip whose sides cancel (a silent
+    mono mix) is left out, a mono clip and one at another rate are in."""
+    import realtime.audio_files as audio_files
+    from realtime.rave import RaveModel
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+    from training.rave.listen import write_examples
+
+    model = RaveModel.load(tiny_stereo_rave_ts)
+    torch.manual_seed(0)
+    save_sae(SparseAutoencoder(SAEConfig(d_in=model.latent_size, d_sae=16, k=4, hook_name="latent")), tmp_path / "sae")
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    bank.add(Concept("guitar", ModelRef.of_file(tiny_stereo_rave_ts), "latent", "sae", [ConceptFeature(0, 1.0, 2.0)]))
+    bank.save()
+    data = tmp_path / "data"
+    (data / "clips").mkdir(parents=True)
+    t = np.arange(model.sr // 4) / model.sr
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t)
+    clips = {  # name: (audio, rate, guitar)
+        "stereo": (np.stack([tone, 0.2 * np.sign(np.sin(2 * np.pi * 330 * t))], 1), model.sr, 1),
+        "wide": (np.stack([tone, 0.5 * tone[::-1]], 1), model.sr, 0),
+        "cancels": (np.stack([tone, -tone], 1), model.sr, 0),
+        "mono_22k": (tone[::2], model.sr // 2, 0),
+    }
+    rows = []
+    for i, (name, (x, sr, guitar)) in enumerate(clips.items()):
+        sf.write(data / "clips" / f"{name}.wav", x.astype(np.float32), sr, subtype="FLOAT")
+        labels = dict.fromkeys(("guitar", "piano", "strings", "brass", "bass", "drums"), 0)
+        row = {"file": f"clips/{name}.wav", "index": i, "split": "test", **labels, "guitar": guitar}
+        rows.append(json.dumps({**row, "guitar_type": "", "voice": "none"}))
+    (data / "manifest.jsonl").write_text("\n".join(rows) + "\n")
+    loads: list[str] = []
+    real_load = audio_files._load
+    monkeypatch.setattr(audio_files, "_load", lambda path: loads.append(Path(path).name) or real_load(path))
+    result = {"concepts": {"guitar": {"strength_on": 2.0}}, "gate": {"enabled": False}}
+    path = write_examples(result, data, tiny_stereo_rave_ts, bank.path, tmp_path / "judge", clips=3)
+    assert sorted(loads) == sorted(f"{name}.wav" for name in clips), loads
+    entries = json.loads(path.read_text())["concepts"]["guitar"]["rows"]
+    assert [e["clip"] for e in entries] == ["clips/stereo.wav", "clips/wide.wav", "clips/mono_22k.wav"]
+    channels = [sf.info(str(path.parent / e["files"]["original"])).channels for e in entries]
+    assert channels == [2, 2, 1]

@@ -42,7 +42,7 @@ def write_examples(
         clips: example clips per side and concept.
         seed: base seed of the decoder's noise fill (clip i of the test split uses seed + i, as the judge does).
     """
-    from realtime.audio_files import AudioNotes, read_clip, read_mono
+    from realtime.audio_files import AudioNotes, is_silent, read_clip
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
     from training.data.concept_clips import CONCEPTS, read_manifest
@@ -58,13 +58,13 @@ def write_examples(
     g = result.get("gate") or {}
     gate = Gate(enabled=g.get("enabled", True), **{k: g[k] for k in ("lo_db", "hi_db") if k in g})
     # the judge's held-out clips, in its order: rows of its split whose mono mix reads, as the judge reads them (clip i
-    # renders with seed + i); a stereo clip for a stereo model keeps its sides, [frames, 2]
+    # renders with seed + i); a stereo clip for a stereo model keeps its sides, [frames, 2], read once
     rows, audio_of = [], []
     for r in read_manifest(Path(data)):
         if r["split"] == result.get("split", "test"):
-            a = read_mono(Path(data) / r["file"], model.sr, notes, min_samples=model.ratio)
-            if a is not None and model.channels > 1:
-                a = read_clip(Path(data) / r["file"], model.sr, AudioNotes(), channels=model.channels)
+            a = read_clip(Path(data) / r["file"], model.sr, notes, min_samples=model.ratio, channels=model.channels)
+            if a is not None and a.ndim == 2 and is_silent(a.mean(axis=1)):  # sides that cancel: the judge skips it
+                a = None
             if a is not None:
                 rows.append(r)
                 audio_of.append(a)
