@@ -59,6 +59,7 @@ def test_bars_show_on_terminals_only_and_piped_lines_stay_whole(capsys):
     assert not progress_bar(console=terminal).disable and progress_bar(console=terminal, hide=True).disable
 
 
+@pytest.mark.slow
 def test_recipes_are_quiet_as_commands_are(tmp_path):
     """`python -m training.rave.demo_model` printed torch's weight_norm FutureWarning and lightning's pkg_resources
     UserWarning (`musicsae` commands silence them); Python's own `-W default` shows them, as `-v` does for musicsae."""
