@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sae.metrics import RunningMetrics  # noqa: E402
-from sae.store import ActivationStore  # noqa: E402
+from sae.store import ActivationStore, open_store  # noqa: E402
 from sae.synthetic import planted_store  # noqa: E402
 from sae.train import TrainConfig, train_hook  # noqa: E402
 
@@ -121,7 +121,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="sae_bench_") as tmp:
         if args.activations:
-            store = ActivationStore(args.activations)
+            store = open_store(args.activations, "--activations")
             hook = args.hook or store.hooks[0]
         else:
             planted_store(

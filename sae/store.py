@@ -675,13 +675,15 @@ STORE_EXPECTED = "expected the hook folders and shards `musicsae collect rave` o
 
 def open_store(path: str | os.PathLike, flag: str = "--store") -> ActivationStore:
     """The activation store a user named (`--store`, `--activations`), opened before any slow work: a missing path,
-    a file, or a folder with no hook in it is one line naming `flag` and what was expected (not a mismatch with an
-    SAE's hook found later). The one check of every command that reads a store."""
+    a file, one hook's folder, or a folder with no hook in it is one line naming `flag` and what was expected (not
+    a mismatch with an SAE's hook found later). The one check of every command that reads a store."""
     root = Path(path)
     if not root.exists():
         raise UserError(f"{flag} {root}: no such folder ({STORE_EXPECTED})")
     if not root.is_dir():
         raise UserError(f"{flag} {root}: a file, not a folder ({STORE_EXPECTED})")
+    if (root / MANIFEST).is_file():
+        raise UserError(f"{flag} {root}: one hook's folder of the store {root.parent}: pass that (hook {root.name!r})")
     store = ActivationStore(root)
     if not store.hooks:
         raise UserError(f"{flag} {root}: no activation store there ({STORE_EXPECTED})")

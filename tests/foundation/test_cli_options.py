@@ -75,6 +75,7 @@ STORE_COMMANDS = {
         ("empty", "no activation store there"),
         ("missing", "no such folder"),
         ("file", "a file, not a folder"),
+        ("latent", "one hook's folder of the store {tmp}: pass that (hook 'latent')"),
     ],
 )
 def test_a_store_that_is_not_one_is_one_plain_line(command, kind, said, tmp_path, capsys):
@@ -85,8 +86,15 @@ def test_a_store_that_is_not_one_is_one_plain_line(command, kind, said, tmp_path
         store.mkdir()
     elif kind == "file":
         store.write_text("not a store")
+    elif kind == "latent":  # one level too deep: a hook's folder
+        store.mkdir()
+        (store / "manifest.json").write_text('{"dim": 16, "dtype": "float16", "shards": []}')
     *argv, flag = (a.format(tmp=tmp_path) for a in STORE_COMMANDS[command])
     assert main([*argv, flag, str(store)]) == 2
     err = capsys.readouterr().err
     expected = "expected the hook folders and shards `musicsae collect rave` or `collect musicgen` writes"
-    assert err == f"musicsae: error: {flag} {store}: {said} ({expected})\n"
+    said = said.format(tmp=tmp_path)
+    if kind == "latent":
+        assert err == f"musicsae: error: {flag} {store}: {said}\n"
+    else:
+        assert err == f"musicsae: error: {flag} {store}: {said} ({expected})\n"
