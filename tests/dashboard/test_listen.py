@@ -157,32 +157,44 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
     assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page
 
 
-def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, tiny_stereo_rave_ts):
-    """A two-channel RAVE: the listening files of a stereo clip are stereo, each render what `render rave` makes of
-    the stereo file (they were the mono mix, through the model and its two sides averaged)."""
+def _guitar_bank_and_data(tmp_path: Path, ts: Path):
+    """The model of `ts`, a bank with one SAE concept "guitar" on it, and an empty data folder with `clips/`."""
     from realtime.rave import RaveModel
-    from realtime.render_rave import RaveStream, model_delay, render_array
     from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
     from sae.io import save_sae
     from sae.model import SAEConfig, SparseAutoencoder
-    from training.rave.listen import write_examples
 
-    model = RaveModel.load(tiny_stereo_rave_ts)
+    model = RaveModel.load(ts)
     torch.manual_seed(0)
     save_sae(SparseAutoencoder(SAEConfig(d_in=model.latent_size, d_sae=16, k=4, hook_name="latent")), tmp_path / "sae")
     bank = ConceptBank(tmp_path / "concepts.yaml")
-    bank.add(Concept("guitar", ModelRef.of_file(tiny_stereo_rave_ts), "latent", "sae", [ConceptFeature(0, 1.0, 2.0)]))
+    bank.add(Concept("guitar", ModelRef.of_file(ts), "latent", "sae", [ConceptFeature(0, 1.0, 2.0)]))
     bank.save()
     data = tmp_path / "data"
     (data / "clips").mkdir(parents=True)
+    return model, bank, data
+
+
+def _test_row(file: str, index: int, guitar: int) -> str:
+    """One manifest line of a `test` split clip, guitar or nothing."""
+    labels = dict.fromkeys(("guitar", "piano", "strings", "brass", "bass", "drums"), 0)
+    row = {"file": file, "index": index, "split": "test", **labels, "guitar": guitar}
+    return json.dumps({**row, "guitar_type": "", "voice": "none"})
+
+
+def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, tiny_stereo_rave_ts):
+    """A two-channel RAVE: the listening files of a stereo clip are stereo, each render what `render rave` makes of
+    the stereo file (they were the mono mix, through the model and its two sides averaged)."""
+    from realtime.render_rave import RaveStream, model_delay, render_array
+    from training.rave.listen import write_examples
+
+    model, bank, data = _guitar_bank_and_data(tmp_path, tiny_stereo_rave_ts)
     t = np.arange(model.sr // 2) / model.sr
     rows = []
     for i, guitar in enumerate((1, 0)):
         x = np.stack([0.3 * np.sin(2 * np.pi * (220 + 50 * i) * t), 0.2 * np.sign(np.sin(2 * np.pi * 330 * t))], 1)
         sf.write(data / "clips" / f"{i}.wav", x.astype(np.float32), model.sr, subtype="FLOAT")
-        labels = dict.fromkeys(("guitar", "piano", "strings", "brass", "bass", "drums"), 0)
-        row = {"file": f"clips/{i}.wav", "index": i, "split": "test", **labels, "guitar": guitar}
-        rows.append(json.dumps({**row, "guitar_type": "", "voice": "none"}))
+        rows.append(_test_row(f"clips/{i}.wav", i, guitar))
     (data / "manifest.jsonl").write_text("\n".join(rows) + "\n")
     result = {"concepts": {"guitar": {"strength_on": 2.0}}, "gate": {"enabled": False}}
     path = write_examples(result, data, tiny_stereo_rave_ts, bank.path, tmp_path / "judge", clips=1)
@@ -201,20 +213,9 @@ def test_a_stereo_models_clips_are_read_once(tmp_path, tiny_stereo_rave_ts, monk
     the judge hears and again with both sides. The clips kept are the judge's: a clip whose sides cancel (a silent
     mono mix) is left out, a mono clip and one at another rate are in."""
     import realtime.audio_files as audio_files
-    from realtime.rave import RaveModel
-    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
-    from sae.io import save_sae
-    from sae.model import SAEConfig, SparseAutoencoder
     from training.rave.listen import write_examples
 
-    model = RaveModel.load(tiny_stereo_rave_ts)
-    torch.manual_seed(0)
-    save_sae(SparseAutoencoder(SAEConfig(d_in=model.latent_size, d_sae=16, k=4, hook_name="latent")), tmp_path / "sae")
-    bank = ConceptBank(tmp_path / "concepts.yaml")
-    bank.add(Concept("guitar", ModelRef.of_file(tiny_stereo_rave_ts), "latent", "sae", [ConceptFeature(0, 1.0, 2.0)]))
-    bank.save()
-    data = tmp_path / "data"
-    (data / "clips").mkdir(parents=True)
+    model, bank, data = _guitar_bank_and_data(tmp_path, tiny_stereo_rave_ts)
     t = np.arange(model.sr // 4) / model.sr
     tone = 0.3 * np.sin(2 * np.pi * 220 * t)
     clips = {  # name: (audio, rate, guitar)
@@ -226,9 +227,7 @@ def test_a_stereo_models_clips_are_read_once(tmp_path, tiny_stereo_rave_ts, monk
     rows = []
     for i, (name, (x, sr, guitar)) in enumerate(clips.items()):
         sf.write(data / "clips" / f"{name}.wav", x.astype(np.float32), sr, subtype="FLOAT")
-        labels = dict.fromkeys(("guitar", "piano", "strings", "brass", "bass", "drums"), 0)
-        row = {"file": f"clips/{name}.wav", "index": i, "split": "test", **labels, "guitar": guitar}
-        rows.append(json.dumps({**row, "guitar_type": "", "voice": "none"}))
+        rows.append(_test_row(f"clips/{name}.wav", i, guitar))
     (data / "manifest.jsonl").write_text("\n".join(rows) + "\n")
     loads: list[str] = []
     real_load = audio_files._load
