@@ -17,7 +17,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -230,15 +229,6 @@ def _exit_skipping_portaudio(status: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
-
-
-@dataclass
-class FileRun:
-    """What `run_file` did."""
-
-    frames: int
-    seconds: float
-    sr: int
 
 
 def read_audio(path: Path, sr: int, channels: int) -> np.ndarray:

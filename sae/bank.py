@@ -59,9 +59,6 @@ class ModelRef:
     def of_file(cls, path: str | os.PathLike) -> ModelRef:
         return cls(Path(path).name, file_sha256(path))
 
-    def matches(self, other: ModelRef) -> bool:
-        return self.sha256 == other.sha256
-
 
 @dataclass(frozen=True)
 class ConceptFeature:

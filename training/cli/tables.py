@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-WIDTH = 80
 _LAYER = re.compile(r"^(?P<prefix>.*layers)\.(?P<i>\d+)$")
 
 

@@ -655,11 +655,6 @@ class DashboardBuilder:
             return []
         return [self.bank_path.parent / n for n in EVAL_DIRS if (self.bank_path.parent / n).is_dir()]
 
-    def _judge_result(self, dirs: list[Path], name: str) -> tuple[Path, dict] | None:
-        """The first judge report (`judge.json`) under `dirs` with an entry for concept `name`."""
-        found = self._judge_results(dirs, name)
-        return found[0] if found else None
-
     def _judge_results(self, dirs: list[Path], name: str) -> list[tuple[Path, dict]]:
         """Every judge report (`judge.json`) under `dirs` with an entry for concept `name` (the demo writes one for
         its test split and one for its held-out font)."""

@@ -68,11 +68,6 @@ class CollectReport:
     world_size: int = 1
 
 
-def encoder_layers(model) -> int:
-    """Number of encoder hooks the export offers (`encoder.net.0` .. N-1)."""
-    return sum(1 for h in split_hooks(model) if h.startswith("encoder."))
-
-
 def resolve_layers(model, layers: tuple[str, ...] | list[str]) -> list[str]:
     """The hooks asked for, deduplicated; one line naming the model's hooks for one it does not have."""
     out: list[str] = []

@@ -62,7 +62,6 @@ class Recipe:
 
 
 V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained on one soundfont)
-DEMO_CONFIG = V2_RECIPE.build()  # kept for callers of the v2 era
 RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight")
 
 

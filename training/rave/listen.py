@@ -19,7 +19,6 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 KINDS = ("original", "model", "off", "on")
-KIND_TITLES = {"original": "original", "model": "through the model", "off": "concept off", "on": "concept on"}
 
 
 def write_examples(
