@@ -277,3 +277,36 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
         assert "timing the model" not in proc.stdout and "Traceback" not in proc.stderr, proc.stdout
         assert bool(loaded) == loads, (args, "the model loaded" if loaded else "the model did not load")
     assert not Path(out).exists()
+
+
+def test_a_pipe_gets_plain_lines_not_the_view(tiny_rave_ts, capsys, monkeypatch):
+    """`musicsae live > show.log` (or `| tee`): stdout is no terminal, so the rich view printed nothing while playing
+    (no event, no status line), then the whole view at exit with the final status line glued to its last border.
+    Without a terminal live says what --no-view says: each event as its own line, the status line alone."""
+    import realtime.audio_io as audio_io
+
+    class Stream:
+        active = True
+
+        def __init__(self, engine):
+            self.engine = engine
+
+        def start(self):
+            self.engine.report("device", "flagged 1 xrun(s)")
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
+    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream(engine))
+    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
+                     "--duration", "0.5")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("event device at ") and "flagged 1 xrun(s)" in line for line in lines), proc.stdout
+    assert lines[-1].startswith("blocks "), lines[-3:]
+    assert not any(c in proc.stdout for c in "┏┃└"), proc.stdout

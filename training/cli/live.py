@@ -112,7 +112,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"(device mode; default {RECONNECT_S:g}; 0: exit with status 1 at once); lost {MAX_LOSSES} times within "
         f"{LOSS_WINDOW_S:g} s, it is not waited for again: exit with status 1",
     )
-    p.add_argument("--no-view", action="store_true", help="plain status lines instead of the rich view")
+    p.add_argument(
+        "--no-view",
+        action="store_true",
+        help="plain lines (each event, a status line every 5 s) instead of the rich view; the default when stdout "
+        "is not a terminal",
+    )
     # fault injection for benches and tests: the model thread sleeps these seconds in turn, every N seconds
     p.add_argument("--inject-stalls", help=argparse.SUPPRESS)
     p.add_argument("--inject-every", type=float, default=60.0, help=argparse.SUPPRESS)
@@ -413,7 +418,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     losses: list[float] = []  # the recent losses, this one last (`realtime.resume.recent_losses`)
     returned = False  # the device came back: live restarts itself
     try:
-        if not args.no_view:
+        if not args.no_view and sys.stdout.isatty():  # a pipe or log file gets plain lines: a view shows nothing
             from rich.live import Live
 
             live = Live(render(engine, control), refresh_per_second=8, screen=False)
