@@ -75,7 +75,11 @@ class BudgetChoice:
                 f" ({self.how}: compute median {1e3 * t.median:.2f} ms, p99.9 {1e3 * t.p999:.2f} ms over "
                 f"{len(t.times)} blocks"
             )
-            skipped = [f"{b.blocksize} (p99.9 {1e3 * b.p999:.1f} ms)" for b in self.tried if b is not t]
+            skipped = [
+                f"{b.blocksize} (needs {1e3 * b.need_s():.1f} ms of {1e3 * b.blocksize / self.sr:.1f} ms)"
+                for b in self.tried
+                if b is not t
+            ]
             if skipped:
                 text += "; too slow at " + ", ".join(skipped)
             text += ")"
@@ -178,7 +182,11 @@ def choose_block(
         timing = BlockTiming(block, time_blocks(processor, snapshots, seconds))
         tried.append(timing)
         if say is not None:
-            say(f"  block {block}: compute p99.9 {1e3 * timing.p999:.2f} ms of {1e3 * block / sr:.1f} ms")
+            verdict = "fits" if timing.fits(sr) else "too slow"
+            say(
+                f"  block {block}: compute p99.9 {1e3 * timing.p999:.2f} ms, needs {1e3 * timing.need_s():.1f} ms "
+                f"({MARGIN:g} × p99.9 + {1e3 * JITTER_S:g} ms) of {1e3 * block / sr:.1f} ms: {verdict}"
+            )
         if timing.fits(sr):
             break
     timing = tried[-1]

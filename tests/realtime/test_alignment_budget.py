@@ -118,3 +118,17 @@ def test_block_timing_is_measured_on_the_processor(tiny_rave_ts):
     timing = BlockTiming(512, times)
     assert timing.p999 >= timing.median > 0 and timing.need_s() > timing.p999
     assert proc.prev_edit is None and proc.prev_mix == -1.0  # left fresh
+
+
+def test_a_block_called_too_slow_shows_why(monkeypatch):
+    """Block 512 (11.6 ms) measured at p99.9 8 ms was said as `block 512: compute p99.9 8.00 ms of 11.6 ms`, then
+    `too slow at 512 (p99.9 8.0 ms)`: 8 ms of 11.6 ms reads as fitting. Each line names the time the block needs
+    (1.5 × p99.9 + 2 ms = 14.0 ms) against its length."""
+    _fake_timing(monkeypatch, {512: 8.0, 1024: 9.0})
+    said: list[str] = []
+    _, choice = choose_block(Timed, 512, 256, SR, [], say=said.append)
+    assert said[1:] == [
+        "  block 512: compute p99.9 8.00 ms, needs 14.0 ms (1.5 × p99.9 + 2 ms) of 11.6 ms: too slow",
+        "  block 1024: compute p99.9 9.00 ms, needs 15.5 ms (1.5 × p99.9 + 2 ms) of 23.2 ms: fits",
+    ]
+    assert "too slow at 512 (needs 14.0 ms of 11.6 ms)" in choice.describe()
