@@ -522,8 +522,11 @@ class Engine:
                 now = time.perf_counter()
                 if now - self._last_late_event >= 1.0:
                     self._last_late_event = now
-                    self._event("late", a - B, min(late, B), f"block {1e3 * elapsed:.1f} ms: came out "
-                                f"{1e3 * late / self.sr:.1f} ms late ({m.late_blocks} late blocks so far)")  # fmt: skip
+                    n, started_late = m.late_blocks, elapsed * self.sr <= self.budget  # its compute fit: a late start
+                    self._event("late", a - B, min(late, B), f"came out {1e3 * late / self.sr:.1f} ms late: the model "
+                                f"took {1e3 * elapsed:.1f} ms of its {1e3 * self.budget / self.sr:.1f} ms budget"
+                                + ("; it started late (the machine was busy)" if started_late else "")
+                                + f"; {n} late block{'' if n == 1 else 's'} so far")  # fmt: skip
             self._compute += 0.1 * (elapsed * self.sr - self._compute)  # running estimate, in frames
             if self._gc:  # automatic collection is off while engines run: young garbage goes here
                 gc.collect(0)

@@ -388,3 +388,22 @@ def test_events_reported_from_other_threads_while_the_model_thread_records_are_a
     lines = [e.message for e in events if e.kind == "device"]
     assert len(lines) == len(set(lines)) == sum(sent)
     assert sum(e.kind == "error" for e in events) == engine.model.errors > 50
+
+
+def test_a_late_block_says_what_the_model_took_against_its_budget():
+    """The late event read `block 8.1 ms: came out 11.6 ms late (1 late blocks so far)` (seen live on the demo
+    model): `block 8.1 ms` did not say it was compute time, nor that it was within the 11.6 ms budget (the block
+    started late: the machine was busy), and `1 late blocks`."""
+    import re
+
+    proc = FakeProcessor(512, stall_at=8, stall_s=0.017)  # budget 512 = 11.6 ms: late, but no resync (23.2 ms)
+    data = _signal(9 * 512 / SR + 0.3)
+    with _engine(proc) as engine:
+        run_file(engine, data, realtime=True)
+    late = [e.message for e in engine.events if e.kind == "late"]
+    assert late, [(e.kind, e.message) for e in engine.events]
+    pattern = (
+        r"came out [\d.]+ ms late: the model took [\d.]+ ms of its 11\.6 ms budget"
+        r"(; it started late \(the machine was busy\))?; (1 late block|\d+ late blocks) so far"
+    )
+    assert all(re.fullmatch(pattern, m) for m in late), late
