@@ -109,7 +109,8 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     mix = "BYPASS" if view["bypass"] else f"mix {view['mix']:.2f}"
     head.add_row("mode", mix)
     if osc is not None:
-        head.add_row("osc", f"{osc.packets} packets, {osc.rejected} rejected {osc.last_error[:60]}")
+        last = osc.last_error if len(osc.last_error) <= 300 else osc.last_error[:299] + "…"  # rich wraps it
+        head.add_row("osc", f"{osc.packets} packets, {osc.rejected} rejected" + (f"; last: {last}" if last else ""))
 
     names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
     values = dict(zip(names, getattr(engine.processor, "meter_values", ()), strict=False))

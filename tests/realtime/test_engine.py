@@ -172,6 +172,28 @@ def test_live_view_shows_concepts_levels_cpu_and_latency(rave_model, latent_sae,
     assert "sae" in status_line(engine) and engine.model.stats.sae_s > 0
 
 
+def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_sae, bank, tmp_path):
+    """The view's osc row cut the last error at 60 characters, mid-word and glued to the count:
+    `20 rejected /preset/load: preset '': expected a preset name from the pre`."""
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    from rich.console import Console
+
+    from realtime.live_view import render
+    from realtime.osc import OscControl
+
+    controls = Controls(EditState.from_concepts(64, bank.concepts))
+    osc = OscControl(controls, preset_dir=tmp_path)
+    msg = OscMessageBuilder("/preset/load")
+    msg.add_arg("")
+    osc.handle(msg.build().dgram)
+    with Engine(BlockProcessor(rave_model, latent_sae, 1024), controls, period=256) as engine:
+        console = Console(record=True, width=200)
+        console.print(render(engine, osc))
+    text = console.export_text()
+    want = "1 packets, 1 rejected; last: /preset/load: preset '': expected a preset name from the preset folder"
+    assert want + " (letters, digits, _ . -)" in text, text
+
+
 def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):
     """Concepts on an inner layer: each stream runs in two parts around it (`realtime.rave_split`), live as
     offline."""
