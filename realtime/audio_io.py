@@ -67,15 +67,36 @@ def check_device(device: str | int | None, channels: int, sr: int) -> int | None
     """The device index if it runs `channels` in and out at `sr` Hz, else one clear `UserError`."""
     sd = _sounddevice()
     index = find_device(device)
-    label = "the default device" if index is None else repr(sd.query_devices(index)["name"])
+    info = _device_info(sd, index)
+    label = "the default device" if info is None else repr(info["name"]) + (" (the default)" if index is None else "")
     try:
         sd.check_input_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
         sd.check_output_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
     except (sd.PortAudioError, ValueError) as exc:
+        rate = ""
+        if info is not None and round(info.get("default_samplerate", sr)) != sr:
+            rate = f"; it runs at {info['default_samplerate']:g} Hz"
+            if _host_api(sd, info).startswith("JACK"):  # one rate for every client: the server's
+                rate += f" (a JACK server runs at the rate it was started with: start it with -r {sr})"
         raise UserError(
-            f"audio device {label}: refuses {channels} channel(s) at {sr} Hz, the model's rate ({exc})"
+            f"audio device {label}: refuses {channels} channel(s) at {sr} Hz, the model's rate{rate} ({exc})"
         ) from None
     return index
+
+
+def _device_info(sd: Any, index: int | None) -> dict[str, Any] | None:
+    """PortAudio's description of a device (None: the default output), or None where it has none."""
+    try:
+        return dict(sd.query_devices(index) if index is not None else sd.query_devices(kind="output"))
+    except Exception:  # no default device: PortAudio raises
+        return None
+
+
+def _host_api(sd: Any, info: dict[str, Any]) -> str:
+    try:
+        return str(sd.query_hostapis(info["hostapi"])["name"])
+    except Exception:
+        return ""
 
 
 def open_duplex(engine: Engine, device: str | int | None = None) -> Any:

@@ -310,3 +310,43 @@ def test_a_pipe_gets_plain_lines_not_the_view(tiny_rave_ts, capsys, monkeypatch)
     assert any(line.startswith("event device at ") and "flagged 1 xrun(s)" in line for line in lines), proc.stdout
     assert lines[-1].startswith("blocks "), lines[-3:]
     assert not any(c in proc.stdout for c in "┏┃└"), proc.stdout
+
+
+def test_a_device_at_another_rate_says_its_rate_and_how_to_start_jack_at_the_models(monkeypatch):
+    """A JACK server at 48000 Hz and the demo model at 44100: live said `audio device the default device: refuses
+    1 channel(s) at 44100 Hz, the model's rate (Invalid sample rate [PaErrorCode -9997])`: no device name, not the
+    rate it runs at, nothing to do about it."""
+    import realtime.audio_io as audio_io
+    from sae.errors import UserError
+
+    class RateError(Exception):
+        pass
+
+    system = {"name": "system", "index": 0, "hostapi": 0, "default_samplerate": 48000.0}
+
+    class FakeSd:
+        PortAudioError = RateError
+
+        @staticmethod
+        def query_devices(device=None, kind=None):
+            return system if device is not None or kind is not None else [system]
+
+        @staticmethod
+        def query_hostapis(index):
+            return {"name": "JACK Audio Connection Kit"}
+
+        @staticmethod
+        def check_input_settings(**kwargs):
+            raise RateError("Invalid sample rate [PaErrorCode -9997]")
+
+        check_output_settings = check_input_settings
+
+    monkeypatch.setattr(audio_io, "_sounddevice", lambda: FakeSd)
+    for device, label in ((None, "'system' (the default)"), ("system", "'system'")):
+        with pytest.raises(UserError) as err:
+            audio_io.check_device(device, 1, 44100)
+        assert str(err.value) == (
+            f"audio device {label}: refuses 1 channel(s) at 44100 Hz, the model's rate; it runs at 48000 Hz "
+            "(a JACK server runs at the rate it was started with: start it with -r 44100) "
+            "(Invalid sample rate [PaErrorCode -9997])"
+        )
