@@ -350,3 +350,26 @@ def test_a_device_at_another_rate_says_its_rate_and_how_to_start_jack_at_the_mod
             "(a JACK server runs at the rate it was started with: start it with -r 44100) "
             "(Invalid sample rate [PaErrorCode -9997])"
         )
+
+
+def test_preset_at_start_takes_a_name_from_the_preset_folder_as_osc_does(tiny_rave_ts, bank, wav, tmp_path, capsys):
+    """`/preset/load preset.yaml` loads the demo's preset by name, but `musicsae live --preset preset.yaml` said
+    `--preset preset.yaml: no such file` (outside training/assets). A bare name that is no file here is looked up
+    in the preset folder (--preset-dir, default the bank's), as over OSC; neither: one line naming both."""
+    folder = tmp_path / "presets"
+    folder.mkdir()
+    (folder / "quiet.yaml").write_text("bypass: 1\n")  # bypass reproduces the input: the preset was applied
+    out = tmp_path / "o.wav"
+    base = ["--model", str(tiny_rave_ts), "--bank", str(bank.path), "--in", str(wav), "--out", str(out), "--no-osc",
+            "--no-view", "--blocksize", "1024", "--headroom", "1", "--preset-dir", str(folder)]  # fmt: skip
+    for name in ("quiet", "quiet.yaml"):
+        proc = live_here(capsys, *base, "--preset", name)
+        assert proc.returncode == 0, proc.stderr
+        from realtime.audio_io import read_audio
+
+        np.testing.assert_allclose(sf.read(out, dtype="float32")[0], read_audio(wav, 44100, 1)[:, 0], atol=1e-4)
+    proc = live_here(capsys, *base, "--preset", "loud")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"musicsae: error: --preset loud: no such file, nor a preset of that name in {folder.resolve()}"
+    )

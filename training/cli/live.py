@@ -52,7 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--bank", type=Path, help="concept bank YAML (default with the demo model: the shipped demo concepts)"
     )
-    p.add_argument("--preset", type=Path, help="preset YAML applied at start (concepts/features/mix/bypass)")
+    p.add_argument(
+        "--preset",
+        type=Path,
+        help="preset YAML applied at start (concepts/features/mix/bypass): a file, or a name in the preset folder "
+        "as /preset/load takes it (the demo's: preset)",
+    )
     p.add_argument(
         "--preset-dir", type=Path, help="the folder /preset/load reads presets from, by name (default: the bank's)"
     )
@@ -169,7 +174,7 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
 
         source = read_audio(args.input, what="input")
     if args.preset is not None and not args.preset.is_file():
-        raise UserError(f"--preset {args.preset}: no such file")
+        args.preset = _named_preset(args)
     if args.preset is not None:  # not YAML, not a preset: refused before the model loads
         from realtime.controls import read_preset
 
@@ -195,6 +200,22 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         except ValueError:
             raise UserError(f"--inject-stalls {args.inject_stalls!r}: expected seconds, e.g. 0.25,1") from None
     return source
+
+
+def _named_preset(args: argparse.Namespace) -> Path:
+    """--preset that is no file here: a preset of that name in the preset folder, as `/preset/load` takes it."""
+    from realtime.osc import preset_file
+    from sae.errors import UserError
+
+    bank = args.bank or (DEMO_BANK if args.model == DEMO_MODEL and args.sae is None else None)
+    folder = (args.preset_dir or (bank.parent if bank else Path.cwd())).resolve()
+    try:
+        path = preset_file(folder, str(args.preset))
+    except UserError:  # a path, not a name
+        path = None
+    if path is None or not path.is_file():
+        raise UserError(f"--preset {args.preset}: no such file, nor a preset of that name in {folder}")
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
