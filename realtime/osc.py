@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
 import math
 import re
 import socket
@@ -326,7 +327,11 @@ class OscServer:
             self.sock.bind((host, port))
         except OSError as exc:
             self.sock.close()
-            raise UserError(f"OSC port {host}:{port}: cannot listen ({exc.strerror})") from None
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                hint = (": another program holds it (another musicsae live?); stop it, or give --osc-port another "
+                        "port (0: any free one)")  # fmt: skip
+            raise UserError(f"OSC port {host}:{port}: cannot listen ({exc.strerror}){hint}") from None
         self.sock.settimeout(0.05)
         self.host, self.port = self.sock.getsockname()[:2]
         self._running = False

@@ -294,3 +294,19 @@ def test_a_preset_that_is_not_text_is_one_line(tmp_path):
     (tmp_path / "take.wav").write_bytes(b"RIFF\xac\x00\x00\x00WAVEfmt ")
     with pytest.raises(UserError, match=r"^preset .*take\.wav: not UTF-8 text"):
         read_preset(tmp_path / "take.wav")
+
+
+def test_a_port_in_use_says_what_to_do():
+    """A second `musicsae live` on the same port said `OSC port 127.0.0.1:9000: cannot listen (Address already in
+    use)`, and nothing about what holds it or what to do."""
+    from sae.errors import UserError
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError) as err:
+            OscServer(None, "127.0.0.1", port)
+    assert str(err.value) == (
+        f"OSC port 127.0.0.1:{port}: cannot listen (Address already in use): another program holds it (another "
+        "musicsae live?); stop it, or give --osc-port another port (0: any free one)"
+    )
