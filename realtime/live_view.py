@@ -63,6 +63,8 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
         line = f"MODEL FAILING: every block fails, playing dry ({m.last_error})  " + line
     if osc is not None:
         line += f"  osc {osc.packets} packets, {osc.rejected} rejected"
+        if osc.last_error:  # which one and why: the sender got an /error, the performer reading this did not
+            line += f" (last: {osc.last_error if len(osc.last_error) <= 200 else osc.last_error[:199] + '…'})"
     names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
     values = getattr(engine.processor, "meter_values", ())
     if names and values:

@@ -192,6 +192,11 @@ def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_
     text = console.export_text()
     want = "1 packets, 1 rejected; last: /preset/load: preset '': expected a preset name from the preset folder"
     assert want + " (letters, digits, _ . -)" in text, text
+    # the plain status line (--no-view, a pipe) said only `osc 1 packets, 1 rejected`: which one, and why, nowhere
+    from realtime.live_view import status_line
+
+    line = status_line(engine, osc)
+    assert "osc 1 packets, 1 rejected (last: /preset/load: preset '': expected a preset name" in line, line
 
 
 def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):
