@@ -303,10 +303,17 @@ class OscServer:
         host: bind address (127.0.0.1 by default: loopback only).
         port: UDP port (0 = any free one; see `.port`).
         reply_port: send replies to the sender's host at this port instead of the sender's port.
+        sock: a UDP socket already bound to `host`:`port` (`musicsae live` binds it first thing, so that what is
+            sent while it starts waits there); taken over, closed by `stop`.
     """
 
     def __init__(
-        self, control: OscControl | None, host: str = "127.0.0.1", port: int = 9000, reply_port: int | None = None
+        self,
+        control: OscControl | None,
+        host: str = "127.0.0.1",
+        port: int = 9000,
+        reply_port: int | None = None,
+        sock: socket.socket | None = None,
     ):
         for what, value in (("port", port), ("reply port", reply_port)):
             if value is not None and not 0 <= value <= 65535:
@@ -320,11 +327,12 @@ class OscServer:
         self.queued: collections.deque[tuple[bytes, tuple[str, int]]] = collections.deque(maxlen=QUEUE)
         self.dropped_while_loading = 0
         self.waiting: str | None = None  # what /ping answers while the audio device is away (None: playing)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = sock if sock is not None else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         with contextlib.suppress(OSError):  # room for bursts (a controller sweeping many faders at once)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         try:
-            self.sock.bind((host, port))
+            if sock is None:
+                self.sock.bind((host, port))
         except OSError as exc:
             self.sock.close()
             hint = ""

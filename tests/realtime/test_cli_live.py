@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from sae.io import save_sae
 from sae.model import SAEConfig, SparseAutoencoder
@@ -373,3 +375,46 @@ def test_preset_at_start_takes_a_name_from_the_preset_folder_as_osc_does(tiny_ra
     assert proc.stderr.strip() == (
         f"musicsae: error: --preset loud: no such file, nor a preset of that name in {folder.resolve()}"
     )
+
+
+def test_osc_sent_while_live_imports_is_kept_not_lost(tiny_rave_ts, capsys, monkeypatch):
+    """OSC answered about 1.5 s after `musicsae live` started (measured here: the first /pong after 1.47 and
+    1.59 s), 1.2 s of it importing torch before the port was bound: a patch that sent its preset as it launched live
+    lost it without a word. The port is bound first; what arrives before the server runs waits in the socket."""
+    import realtime.audio_io as audio_io
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(5.0)
+
+    def find_device(device):  # the first slow step of device mode, before the model loads
+        client.sendto(OscMessageBuilder("/ping").build().dgram, ("127.0.0.1", port))
+
+    class Stream:
+        active = True
+
+        def start(self):
+            pass
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "find_device", find_device)
+    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream())
+    with client:
+        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--osc-port", str(port), "--blocksize", "1024",
+                         "--headroom", "1", "--no-view", "--duration", "0.2")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        data, _ = client.recvfrom(65536)
+    assert data.startswith(b"/pong\0\0\0,s\0\0loading"), data
+    import training.cli.live as live_cli
+    from realtime.resume import RESUME_ENV
+
+    assert live_cli.RESUME_ENV == RESUME_ENV  # a restart binds its port as before (its saved port, for --osc-port 0)

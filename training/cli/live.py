@@ -35,6 +35,7 @@ DEMO_MODEL = ASSETS / "demo_rave.ts"
 DEMO_BANK = ASSETS / "demo_concepts.yaml"
 RECONNECT_S = 60.0  # --reconnect's default
 MAX_LOSSES, LOSS_WINDOW_S = 5, 120.0  # realtime.resume's (not imported here: `musicsae --help` stays quick)
+RESUME_ENV = "MUSICSAE_LIVE_RESUME"  # realtime.resume's too
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -223,24 +224,31 @@ def run(args: argparse.Namespace) -> int:
     final status printed, exit 0."""
     if args.list_devices:
         return list_devices()
-    source = _check_args(args)
-    resumed = _take_resume() if source is None else None  # a restart after the device came back
-    demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
-    if demo_bank:
-        args.bank = DEMO_BANK
-    if args.input is None:  # a missing device fails before the model loads
-        from realtime.audio_io import find_device
+    early = _bind_osc_port(args)  # before the imports (torch: over a second): what is sent meanwhile waits there
+    try:
+        source = _check_args(args)
+        resumed = _take_resume() if source is None else None  # a restart after the device came back
+        demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
+        if demo_bank:
+            args.bank = DEMO_BANK
+        if args.input is None:  # a missing device fails before the model loads
+            from realtime.audio_io import find_device
 
-        find_device(args.device)
+            find_device(args.device)
 
-    from realtime.osc import OscControl, OscServer
-    from realtime.session import LiveConfig, build_live, channel_words, device_channels, load_model
-    from sae.errors import UserError
+        from realtime.osc import OscControl, OscServer
+        from realtime.session import LiveConfig, build_live, channel_words, device_channels, load_model
+        from sae.errors import UserError
 
-    osc = None
-    if not args.no_osc:  # listening from the start: /ping answers "loading" while the model loads
-        port = resumed.osc_port if resumed and args.osc_port == 0 else args.osc_port  # the port clients know
-        osc = OscServer(None, args.osc_host, port, args.reply_port).start()
+        osc = None
+        if not args.no_osc:  # listening from the start: /ping answers "loading" while the model loads
+            port = resumed.osc_port if resumed and args.osc_port == 0 else args.osc_port  # the port clients know
+            osc = OscServer(None, args.osc_host, port, args.reply_port, sock=early).start()
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    if osc is not None:
         if resumed and resumed.last_client:  # events (`device back`) and meters go on to the same client
             osc.last_client = (str(resumed.last_client[0]), int(resumed.last_client[1]))
         _say(f"OSC on {osc.host}:{osc.port}" + (f", replies to port {args.reply_port}" if args.reply_port else ""))
@@ -313,6 +321,23 @@ def run(args: argparse.Namespace) -> int:
         if osc is not None:
             osc.stop()
         engine.close()
+
+
+def _bind_osc_port(args: argparse.Namespace):
+    """The OSC port, bound with nothing but the standard library, or None where OscServer will bind it (and say
+    why it cannot): no OSC, a restart that takes its port from before (`--osc-port 0`)."""
+    import os
+    import socket
+
+    if args.no_osc or not 0 <= args.osc_port <= 65535 or (args.osc_port == 0 and os.environ.get(RESUME_ENV)):
+        return None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((args.osc_host, args.osc_port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
 
 
 def _bank_fits(path: Path, rave) -> bool:
