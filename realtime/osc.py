@@ -10,6 +10,9 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
     /bypass i                    1 = dry (latency-aligned), 0 = processed
     /preset/load s               YAML preset by name (`bright` or `bright.yaml`) from the preset folder only:
                                  concepts / features / mix / bypass; paths are refused
+    /preset/save s               the controls now (concepts / features / mix / bypass) as a preset by that name in
+                                 the preset folder, written atomically → /preset/saved s (file name); a file there
+                                 that is no preset (a concept bank) is not overwritten
     /reset                       every concept back to its bank default, feature gains cleared (no arguments)
     /ping [any]                  → /pong [same args]; while the model is still loading → /pong s loading;
                                  while the audio device is away (`live --reconnect`) → /pong s "waiting for device"
@@ -50,11 +53,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.osc_packet import OscPacket
 from pythonosc.parsing import osc_types
 
-from realtime.controls import Controls, Draft, read_preset
+from realtime.controls import PRESET_KEYS, Controls, Draft, read_preset
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.steering import STRENGTH_LIMIT as LIMIT
 
@@ -199,6 +204,8 @@ class OscControl:
                         if args and address != "/ping":
                             raise UserError(f"{address}: expected no arguments")
                         queries.append((address, args))
+                    elif address == "/preset/save":  # the name is checked now, the file written after the packet
+                        queries.append((address, [self._save_path(address, args)]))
                     else:
                         self._apply(draft, address, args)
         except UserError as exc:
@@ -258,7 +265,35 @@ class OscControl:
             message = str(exc)
             raise UserError(message if message.startswith(address) else f"{address}: {message}") from None
 
+    def _save_path(self, address: str, args: list[Any]) -> Path:
+        """Where /preset/save writes: a preset name in the preset folder, and no file there that is not a preset."""
+        try:
+            path = preset_file(self.preset_dir, _string(address, args))
+        except UserError as exc:
+            message = str(exc)
+            raise UserError(message if message.startswith(address) else f"{address}: {message}") from None
+        if path.exists():
+            try:
+                known = set(read_preset(path)) <= set(PRESET_KEYS)
+            except UserError:
+                known = False
+            if not known:
+                raise UserError(f"{address}: {path.name} in the preset folder is no preset; not overwritten")
+        return path
+
+    def _save(self, address: str, path: Path) -> list[Reply]:
+        view = self.controls.view()
+        view["mix"] = round(float(view["mix"]), 6)  # held as float32: 0.6, not 0.6000000238418579
+        text = yaml.safe_dump(view, sort_keys=False)
+        try:
+            atomic_write_text(path, text)
+        except OSError as exc:
+            return self._error(address, f"{address}: cannot write {path} ({exc.strerror or exc})")
+        return [("/preset/saved", [path.name])]
+
     def _query(self, address: str, args: list[Any]) -> list[Reply]:
+        if address == "/preset/save":
+            return self._save(address, args[0])
         if address == "/ping":
             return [("/pong", args)]
         if address == "/concepts":

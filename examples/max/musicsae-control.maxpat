@@ -343,6 +343,24 @@
       },
       {
         "box": {
+          "id": "msg16",
+          "maxclass": "message",
+          "text": "/preset/save evening",
+          "patching_rect": [
+            20,
+            210,
+            180,
+            22
+          ],
+          "numinlets": 2,
+          "numoutlets": 1,
+          "outlettype": [
+            ""
+          ]
+        }
+      },
+      {
+        "box": {
           "id": "recv",
           "maxclass": "newobj",
           "text": "udpreceive 9001",
@@ -591,6 +609,18 @@
           ],
           "destination": [
             "print",
+            0
+          ]
+        }
+      },
+      {
+        "patchline": {
+          "source": [
+            "msg16",
+            0
+          ],
+          "destination": [
+            "send",
             0
           ]
         }

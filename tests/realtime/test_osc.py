@@ -310,3 +310,35 @@ def test_a_port_in_use_says_what_to_do():
         f"OSC port 127.0.0.1:{port}: cannot listen (Address already in use): another program holds it (another "
         "musicsae live?); stop it, or give --osc-port another port (0: any free one)"
     )
+
+
+def test_preset_save_writes_what_preset_load_reads_back(bank, tmp_path):
+    """A performer who dialled a sound in over OSC could not keep it: there was /preset/load but no way to save
+    (short of copying /state by hand into YAML). /preset/save s NAME writes the controls as a preset by name into
+    the preset folder, atomically; a file there that is no preset (a concept bank) is not overwritten."""
+    import yaml
+
+    def msg(address, *args):
+        m = OscMessageBuilder(address)
+        for a in args:
+            m.add_arg(a)
+        return m.build().dgram
+
+    controls = Controls(EditState.from_concepts(64, bank.concepts))
+    osc = OscControl(controls, preset_dir=tmp_path)
+    for m in (msg("/concept/bright/mode", "on:2"), msg("/feature/3/gain", 1.5), msg("/mix", 0.5)):
+        assert osc.handle(m) == []
+    saved = controls.view()
+    assert osc.handle(msg("/preset/save", "evening")) == [("/preset/saved", ["evening.yaml"])]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evening.yaml"]  # no temporary file left
+    assert set(yaml.safe_load((tmp_path / "evening.yaml").read_text())) == {"concepts", "features", "mix", "bypass"}
+    assert osc.handle(msg("/reset")) == [] and osc.handle(msg("/mix", 1.0)) == []
+    assert controls.view() != saved
+    assert osc.handle(msg("/preset/load", "evening")) == []
+    assert controls.view() == saved
+    (tmp_path / "concepts.yaml").write_text("version: 1\nconcepts: {}\n")  # a bank beside the presets
+    for name, problem in (("concepts", "is no preset; not overwritten"), ("../x", "expected a preset name")):
+        (reply,) = osc.handle(msg("/preset/save", name))
+        assert reply[0] == "/error" and reply[1][0] == "/preset/save" and problem in reply[1][1], reply
+    assert (tmp_path / "concepts.yaml").read_text() == "version: 1\nconcepts: {}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["concepts.yaml", "evening.yaml"]

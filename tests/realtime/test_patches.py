@@ -13,7 +13,7 @@ from sae.steering import EditState
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADDRESSES = {"/concept/*/mode", "/concept/*/strength", "/concept/*/gain", "/feature/*/gain", "/mix", "/bypass",
-             "/preset/load", "/reset", "/ping", "/concepts", "/state"}  # fmt: skip
+             "/preset/load", "/preset/save", "/reset", "/ping", "/concepts", "/state"}  # fmt: skip
 
 
 def _pattern(address: str) -> str:
