@@ -7,6 +7,7 @@ with mg.hooks({3: Recorder(rows=2)}):
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -39,6 +40,28 @@ def hub_snapshot(source: str) -> str:
     raise UserError(
         f"--model {source}: a hub cache folder with {len(snapshots)} snapshots and no refs/main naming one; "
         "pass the snapshot folder (snapshots/<revision>)"
+    )
+
+
+def trained_seconds(source: str | Path) -> float | None:
+    """The LM's training segment in seconds, from `training.json` in a local model folder (as the demo
+    MusicGen's package writes it): generation past it runs on positions the LM never saw. None when there is
+    no such record (hub ids, tiny models, folders of other origin)."""
+    path = Path(hub_snapshot(str(source))) / "training.json"
+    try:
+        seconds = float(json.loads(path.read_text(encoding="utf-8"))["lm"]["run"]["sizes"]["segment"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return seconds if 0 < seconds < float("inf") else None
+
+
+def duration_note(name: str, trained: float | None, seconds: float) -> str | None:
+    """A note when `seconds` of generation run past the LM's training segment `trained`, else None."""
+    if trained is None or seconds <= trained + 1e-9:
+        return None
+    return (
+        f"{name}'s LM was trained on {trained:g} s segments: the {seconds:g} s asked for run on positions past "
+        f"{trained:g} s, which it never saw (expect drift or noise there)"
     )
 
 

@@ -281,3 +281,25 @@ def test_a_prompts_file_that_is_not_text_is_one_line(tmp_path):
     (tmp_path / "take.wav").write_bytes(b"RIFF\xac\x00\x00\x00WAVEfmt ")
     with pytest.raises(UserError, match=r"^--prompts .*take\.wav: not UTF-8 text"):
         read_prompts(tmp_path / "take.wav")
+
+
+def test_prompt_collection_lasts_the_lm_training_segment_and_names_unknown_words(tmp_path, audiocraft_dir, capsys):
+    """README: collected prompts last the LM's training segment (read from training.json) and a prompt's unknown
+    words are named; collect generated 10 s per prompt and said nothing about words the model ignored."""
+    import shutil
+
+    folder = tmp_path / "lut_model"
+    shutil.copytree(audiocraft_dir, folder)
+    vocab = {"version": 1, "unknown": "unknown", "descriptions": {"guitar drums": 3, "drums": 5, "unknown": 1}}
+    (folder / "descriptions.json").write_text(json.dumps(vocab))
+    (folder / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": 0.2}}}}))
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("drums\nfunky cowbell\n")
+    argv = ["collect", "musicgen", "--model", str(folder), "--prompts", str(prompts), "--layers", "1"]
+    assert main([*argv, "--out", str(tmp_path / "store")]) == 0
+    assert ActivationStore(tmp_path / "store").rows("transformer.layers.1") == 2 * 10  # 0.2 s at 50 frames/s
+    assert json.loads((tmp_path / "store" / "store.json").read_text())["collect"]["prompts"]["duration"] == 0.2
+    err = capsys.readouterr().err
+    assert "prompt 'funky cowbell': unknown words cowbell, funky; not a description the model knows" in err
+    assert main([*argv, "--out", str(tmp_path / "long"), "--duration", "0.4"]) == 0
+    assert "trained on 0.2 s segments" in capsys.readouterr().err

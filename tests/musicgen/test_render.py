@@ -325,3 +325,42 @@ def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch
     assert code == 2
     assert expected in err[-1], err
     assert not (tmp_path / "outs").exists() and not (tmp_path / "x.wav").exists()
+
+
+def _lut_like(tmp_path, audiocraft_dir, segment=None):
+    """The tiny model's folder with a demo-like `descriptions.json` (and a `training.json` naming the LM's
+    training segment when given)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "lut_model"
+    shutil.copytree(audiocraft_dir, folder)
+    vocab = {"version": 1, "unknown": "unknown", "descriptions": {"guitar drums": 3, "drums": 5, "unknown": 1}}
+    (folder / "descriptions.json").write_text(json.dumps(vocab))
+    if segment is not None:
+        (folder / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": segment}}}}))
+    return folder
+
+
+def test_render_names_the_prompt_words_the_model_does_not_know(tmp_path, audiocraft_dir, capsys):
+    """README: a prompt's unknown words are named and ignored; render printed nothing about them."""
+    folder = _lut_like(tmp_path, audiocraft_dir)
+    argv = ["render", "musicgen", "--model", str(folder), "--duration", "0.1", "--out", str(tmp_path / "a.wav")]
+    assert main([*argv, "--prompt", "funky drums with cowbell"]) == 0
+    err = capsys.readouterr().err
+    assert "note: prompt 'funky drums with cowbell': unknown words cowbell, funky, with ignored" in err
+    assert "played as 'drums'" in err
+
+
+def test_render_lasts_the_lm_training_segment_unless_told(tmp_path, audiocraft_dir, capsys):
+    """A model folder whose training.json names the LM's segment renders that long by default (the positions
+    past it were never trained); a longer --duration is played and said."""
+    folder = _lut_like(tmp_path, audiocraft_dir, segment=0.2)
+    argv = ["render", "musicgen", "--model", str(folder), "--prompt", "drums"]
+    assert main([*argv, "--out", str(tmp_path / "a.wav")]) == 0
+    assert sf.info(tmp_path / "a.wav").frames == 6400  # 0.2 s at 32 kHz
+    assert "note:" not in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "b.wav"), "--duration", "0.4"]) == 0
+    assert sf.info(tmp_path / "b.wav").frames == 12800
+    err = capsys.readouterr().err
+    assert "trained on 0.2 s segments" in err and "past 0.2 s" in err

@@ -100,11 +100,21 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")
     src.add_argument("--audio", help="folder of audio files (wav/flac/ogg/mp3), searched recursively")
     parser.add_argument("--out", required=True, help="activation store directory")
-    parser.add_argument("--duration", type=positive_float, help="seconds generated per prompt (default 10)")
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        help="seconds generated per prompt (default: the LM's training segment when the model folder's "
+        "training.json names it, as the demo MusicGen's does; else 10)",
+    )
     parser.add_argument("--seed", type=int, help="generation seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
     parser.add_argument("--cfg-coef", type=guidance_coef, help="classifier-free guidance (default 3)")
-    parser.add_argument("--chunk", type=positive_float, help="seconds of audio per teacher-forced chunk (default 10)")
+    parser.add_argument(
+        "--chunk",
+        type=positive_float,
+        help="seconds of audio per teacher-forced chunk (default: the LM's training segment when training.json "
+        "names it; else 10)",
+    )
     parser.add_argument(
         "--description", default=None, help="text condition for --audio (default: none, the unconditional branch)"
     )
@@ -132,17 +142,19 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
     from realtime.audio_files import list_audio
-    from realtime.musicgen import load_musicgen, parse_layers
+    from realtime.musicgen import duration_note, load_musicgen, parse_layers, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_output_dir
     from training.musicgen.collect import CollectConfig, Collector, prompt_sources, read_prompts
 
     source = "--prompts" if args.prompts else "--audio"
+    trained = trained_seconds(args.model)  # positions past the LM's training segment were never trained
     for flag, field, where in SOURCE_ONLY:  # an option of the other source would be ignored: refuse it
         if where != source and getattr(args, field) is not None:
             raise UserError(f"{flag}: applies to {where} only, not {source}")
         if getattr(args, field) is None:
-            setattr(args, field, getattr(CollectConfig, field))
+            seconds = field in ("duration", "chunk") and where == source and trained is not None
+            setattr(args, field, trained if seconds else getattr(CollectConfig, field))
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
     # validate everything that does not need the model before loading it, and the rest before writing
@@ -153,6 +165,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     layers = parse_layers(args.layers, mg.num_layers)
+    if note := duration_note(mg.name, trained, args.duration if prompts is not None else args.chunk):
+        console.print(f"note: {note}", highlight=False)
     if prompts is not None and mg.frames(args.duration) < 1:
         raise UserError(f"--duration {args.duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
     cfg = CollectConfig(
@@ -199,7 +213,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         collector.abort()
         raise
     collector.close()
-    for line in collector.notes.lines():
+    for line in [*collector.notes.lines(), *mg.__dict__.get("prompt_notes", [])]:
         console.print(f"note: {line}", highlight=False)
     skipped = (len(prompts) if prompts is not None else len(files)) - todo
     console.print(

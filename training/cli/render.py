@@ -118,7 +118,13 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="text prompt")
     what.add_argument("--batch", help="YAML list / CSV of jobs: prompt, and optional name, seed, duration, set")
-    parser.add_argument("--duration", type=positive_float, default=10.0, help="seconds (default 10)")
+    parser.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        help="seconds (default: the LM's training segment when the model folder's training.json names it, as the "
+        "demo MusicGen's does; else 10)",
+    )
     parser.add_argument("--bank", help="concept bank YAML (needed with --set)")
     parser.add_argument(
         "--set",
@@ -157,7 +163,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     from realtime.audio_files import write_audio
-    from realtime.musicgen import load_musicgen
+    from realtime.musicgen import duration_note, load_musicgen, trained_seconds
     from realtime.musicgen.render import (
         BankSteering,
         generation_steps,
@@ -171,6 +177,9 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from sae.steering import check_sets
     from training.musicgen.jobs import RenderJob, read_jobs
 
+    trained = trained_seconds(args.model)
+    if args.duration is None:  # positions past the LM's training segment were never trained
+        args.duration = trained if trained is not None else 10.0
     if args.prompt is not None:
         if args.out_dir:
             raise UserError("--out-dir: applies to --batch only; with --prompt, --out names the file")
@@ -210,6 +219,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if too_long:
         raise UserError(f"duration {too_long[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
 
+    for seconds in sorted({job.duration for job in jobs}, reverse=True)[:1]:
+        if note := duration_note(mg.name, trained, seconds):
+            console.print(f"note: {note}", highlight=False)
+
     # progress in what the user waits for: generation steps, and the seconds of audio they amount to
     columns = (
         TextColumn("[bold]{task.description}"),
@@ -235,6 +248,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
             progress.update(task, completed=steps, audio=job.duration)
             write_audio(out, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
+    for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
+        console.print(f"note: {line}", highlight=False)
     where = jobs[0].out if len(jobs) == 1 else args.out_dir
     edits = sorted({s for job in jobs for s in job.sets})
     seconds = sum(job.duration for job, _, _ in renders)
