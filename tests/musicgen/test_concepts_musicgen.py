@@ -220,3 +220,39 @@ def test_a_stopped_concept_musicgen_leaves_the_bank_as_it_was(setup, audiocraft_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["concepts.yaml"] and bank_path.read_bytes() == before
     monkeypatch.setattr(concepts, "probe_layer", real)
     assert main(argv) == 0 and "tone" in ConceptBank.load(bank_path)
+
+
+def test_the_layers_default_to_those_with_an_sae(setup, audiocraft_dir, tmp_path, capsys):
+    """`sae train --layers transformer.layers.1` then `concept musicgen` without --layers failed on layer 0:
+    'SAE .../transformer.layers.0: no cfg.json'. It now probes the layers --saes holds, and an asked-for layer
+    without an SAE is refused naming the layers that have one."""
+    import shutil
+
+    root, mg = setup
+    saes = tmp_path / "saes"
+    shutil.copytree(root / "saes" / mg.hook_name(1), saes / mg.hook_name(1))
+    table = tmp_path / "t.json"
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(saes), "--concepts", str(root), "--folds", "3"]
+    assert _cli([*argv, "--table-out", str(table)]) == 0
+    assert [r["layer"] for r in json.loads(table.read_text())["rows"]] == [1]
+    with pytest.raises(UserError, match=r"--layers 0,1: no SAE for layer 0 .* it holds SAEs for layer 1 only"):
+        _cli([*argv, "--layers", "0,1"])
+    with pytest.raises(UserError, match=r"--saes .*: no SAE for any layer of"):
+        _cli([*argv[:4], str(tmp_path / "empty"), *argv[5:]])
+
+
+def test_the_table_says_intervals_clip_counts_and_the_verdict(setup, audiocraft_dir, tmp_path, capsys):
+    """The per-layer table's JSON and the printed summary carry what a researcher needs to trust a figure:
+    the 95 % intervals, the clips per side and the SAE-vs-baseline verdict (they were point AUROCs only)."""
+    root, _mg = setup
+    table = tmp_path / "t.json"
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts", str(root)]
+    assert _cli([*argv, "--folds", "3", "--layers", "0,2", "--table-out", str(table)]) == 0
+    rows = json.loads(table.read_text())["rows"]
+    for r in rows:
+        assert r["n_with"] == r["n_without"] == 12 and r["folds"] == 3
+        assert r["verdict"] in ("SAE better", "baseline better", "tied")
+        for m in ("sae_probe", "diff_means", "logistic_raw"):
+            assert r["intervals"][m]["lo"] <= r[m] <= r["intervals"][m]["hi"]
+    err = capsys.readouterr().err
+    assert "tone: best layer" in err and "12 with / 12 without" in err and "verdict" in err

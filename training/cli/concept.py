@@ -236,7 +236,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--without", dest="without_dir", help="clips without the concept")
     parser.add_argument("--name", help="concept name (with --with/--without)")
     parser.add_argument("--only", help="comma-separated concept names to keep (with --concepts)")
-    parser.add_argument("--layers", default="all", help="'all' or comma-separated layer indices")
+    parser.add_argument(
+        "--layers",
+        default=None,
+        help="'all' or comma-separated layer indices (default: every layer --saes holds an SAE for)",
+    )
     parser.add_argument("--layer", type=int, help="store concepts from this layer instead of each one's best")
     parser.add_argument("--bank", help="concept bank YAML to add the concepts to (created if missing)")
     parser.add_argument("--k", type=int, default=None, help="features per concept (default: chosen by inner CV)")
@@ -292,7 +296,23 @@ def run_musicgen(args: argparse.Namespace) -> int:
     console = output_console(stderr=True)
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
-    layers = parse_layers(args.layers, mg.num_layers)
+    have = [i for i in range(mg.num_layers) if (Path(args.saes) / mg.hook_name(i)).is_dir()]
+    if args.layers is None:  # the layers `sae train` wrote an SAE for
+        if not have:
+            raise UserError(
+                f"--saes {args.saes}: no SAE for any layer of {mg.name} (expected <layer name>/ folders such as "
+                f"{mg.hook_name(0)}/, as musicsae sae train writes them)"
+            )
+        layers = have
+    else:
+        layers = parse_layers(args.layers, mg.num_layers)
+        missing = [i for i in layers if i not in have]
+        if missing:
+            held = f"layer{'s' if len(have) > 1 else ''} {','.join(map(str, have))} only" if have else "no layer"
+            raise UserError(
+                f"--layers {args.layers}: no SAE for layer {missing[0]} ({mg.hook_name(missing[0])}) in --saes "
+                f"{args.saes}; it holds SAEs for {held}"
+            )
     if args.layer is not None and args.layer not in layers:
         raise UserError(f"--layer {args.layer}: not among --layers {layers}")
     saes = {}
@@ -349,12 +369,18 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     "features": len(rep.probe.indices),
                     "n_with": rep.n_with,
                     "n_without": rep.n_without,
+                    "folds": rep.folds,
+                    "intervals": rep.intervals,  # 95 % bootstrap intervals of each AUROC
+                    "difference": rep.difference,  # SAE probe minus the best raw baseline, paired
+                    "verdict": rep.verdict,
                 }
             )
         if bank is not None:
             bank.add(results[name, args.layer if args.layer is not None else best[name]].concept)
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
+    for name in concepts:
+        console.print(_best_layer_line(name, best[name], results[name, best[name]].report), highlight=False)
     for line in notes.lines():
         console.print(f"note: {line}", highlight=False)
     for name in concepts:
@@ -368,6 +394,20 @@ def run_musicgen(args: argparse.Namespace) -> int:
         bank.save()
         console.print(f"added {', '.join(concepts)} to {bank.path}")
     return 0
+
+
+def _best_layer_line(name: str, layer: int, rep) -> str:
+    """The concept's best layer (by the SAE probe's point AUROC) with its intervals, clips and verdict."""
+
+    def auroc(key: str) -> str:
+        iv = rep.intervals.get(key)
+        return f"{rep.auroc[key]:.2f}" + (f" [{iv['lo']:.2f}, {iv['hi']:.2f}]" if iv else "")
+
+    base = rep.best_baseline()[0]
+    return (
+        f"{name}: best layer {layer}, SAE probe {auroc('sae_probe')} vs {base} {auroc(base)} (95 % intervals; "
+        f"{rep.n_with} with / {rep.n_without} without, {rep.folds}-fold): verdict {rep.verdict}"
+    )
 
 
 def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict, best: dict[str, int]) -> list:
