@@ -256,3 +256,13 @@ def test_dead_codes_are_revived_where_audiocraft_leaves_them_dead(toy_sizes):
     inputs = codecs[1].encoder(x).transpose(1, 2).reshape(-1, CODEC.dimension)
     nearest = torch.cdist(revived.embed[:100], inputs).min(dim=1).values
     assert nearest.max() < 1e-3 * inputs.norm(dim=1).mean()  # each revived code is one of this step's inputs
+
+
+def test_the_transformers_conversion_keeps_the_training_record(toy_folders):
+    """The conversion left training.json behind: the same model rendered 10 s by default in transformers and
+    its training segment in audiocraft, and the transformers folder no longer said how it was trained."""
+    from realtime.musicgen import trained_seconds
+
+    ac, tf = toy_folders
+    assert trained_seconds(ac) == trained_seconds(tf) == 0.5
+    assert json.loads((tf / "training.json").read_text()) == json.loads((ac / "training.json").read_text())

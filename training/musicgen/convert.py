@@ -196,7 +196,7 @@ def build_tokenizer(vocab: DescriptionVocab):
 
 def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the transformers version of the audiocraft folder `ac_dir` into `out_dir` (model, tokenizer,
-    descriptions.json); returns `out_dir`."""
+    descriptions.json, and the training record `training.json` when the folder has one); returns `out_dir`."""
     from transformers import MusicgenForConditionalGeneration
 
     ac_dir, out = Path(ac_dir), Path(out_dir)
@@ -242,6 +242,8 @@ def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         vocab.save(tmp)
+        if (ac_dir / "training.json").is_file():  # the training record: how it was trained, the LM's segment
+            shutil.copyfile(ac_dir / "training.json", tmp / "training.json")
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
