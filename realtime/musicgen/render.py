@@ -97,6 +97,22 @@ class _Group:
         return self.cache[active]
 
 
+# each backend's layer names (`MusicGenBackend.hook_prefix` + "." + index)
+HOOK_PREFIXES = {"audiocraft": "transformer.layers.", "transformers": "decoder.model.decoder.layers."}
+
+
+def _other_backend(mg: MusicGenBackend, concept: Concept) -> str:
+    """A hint when a concept's layer is named as the other backend names it: a bank is bound to the weight
+    files and layer names it was found on, so the two formats of one model need a bank each."""
+    for backend, prefix in HOOK_PREFIXES.items():
+        if backend != mg.backend and concept.hook.startswith(prefix):
+            return (
+                f"; its layer {concept.hook} has {backend} layer names: a bank serves the format it was found on, "
+                f"so find the concepts again on the {mg.backend} folder (or render the {backend} one)"
+            )
+    return ""
+
+
 class BankSteering:
     """Concept edits from `bank` for the loaded model, as layer hooks for `MusicGenBackend.hooks`.
 
@@ -129,7 +145,7 @@ class BankSteering:
             if concept.model.sha256 != ref["sha256"]:
                 raise UserError(
                     f"concept {s.name!r} in {bank.path} belongs to model {concept.model.name} "
-                    f"({concept.model.sha256[:12]}), not {mg.name} ({ref['sha256'][:12]})"
+                    f"({concept.model.sha256[:12]}), not {mg.name} ({ref['sha256'][:12]})" + _other_backend(mg, concept)
                 )
             layer = mg.layer_index(concept.hook)
             sae_dir = bank.sae_dir(concept).resolve()

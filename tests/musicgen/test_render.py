@@ -364,3 +364,14 @@ def test_render_lasts_the_lm_training_segment_unless_told(tmp_path, audiocraft_d
     assert sf.info(tmp_path / "b.wav").frames == 12800
     err = capsys.readouterr().err
     assert "trained on 0.2 s segments" in err and "past 0.2 s" in err
+
+
+def test_a_bank_of_the_other_backend_is_refused_saying_so(tmp_path, transformers_dir, mg, capsys):
+    """A bank found on the audiocraft folder, rendered on its transformers conversion (README: both backends load
+    the same weights), was refused as 'belongs to model X, not Y' with no word that the backend is what differs."""
+    make_bank(tmp_path, mg)
+    argv = ["render", "musicgen", "--model", str(transformers_dir), "--bank", str(tmp_path / "concepts.yaml")]
+    assert main([*argv, "--set", "guitar=off", "--prompt", "rock", "--out", str(tmp_path / "x.wav")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("musicsae")]
+    assert len(err) == 1 and "belongs to model" in err[0]
+    assert "audiocraft layer names" in err[0] and "find the concepts again on the transformers folder" in err[0]
