@@ -256,3 +256,25 @@ def test_the_table_says_intervals_clip_counts_and_the_verdict(setup, audiocraft_
             assert r["intervals"][m]["lo"] <= r[m] <= r["intervals"][m]["hi"]
     err = capsys.readouterr().err
     assert "tone: best layer" in err and "12 with / 12 without" in err and "verdict" in err
+
+
+def test_a_probe_no_better_than_chance_is_said(audiocraft_dir, tmp_path, capsys):
+    """`concept find` on a MusicGen layer printed 'SAE sparse probe 0.32 [0.11, 0.55]', 'verdict: tied' and
+    'wrote ... to the bank' with no word that the probe did no better than chance (the verdict compares the
+    SAE with the raw baselines only; MusicGen has no shuffled-label chance level)."""
+    rng = np.random.default_rng(1)
+    for side in ("with", "without"):  # the same noise on both sides: nothing to find
+        (tmp_path / side).mkdir()
+        for i in range(12):
+            sf.write(tmp_path / side / f"{i}.wav", (0.1 * rng.standard_normal(8000)).astype(np.float32), 32000)
+    mg = load_musicgen(audiocraft_dir)
+    torch.manual_seed(0)
+    sae = tmp_path / "sae"
+    save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(1))), sae)
+    from training.cli import main
+
+    argv = ["concept", "find", "noise", "--with", str(tmp_path / "with"), "--without", str(tmp_path / "without")]
+    argv += ["--model", str(audiocraft_dir), "--sae", str(sae), "--bank", str(tmp_path / "b.yaml"), "--folds", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "note: the SAE probe's 95 % interval" in out and "reaches chance (0.5)" in out, out

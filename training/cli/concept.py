@@ -197,9 +197,21 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
     console.print(f"verdict: {getattr(rep, 'verdict', 'tied')}", highlight=False)
     feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.3g})" for f in concept.features)
     console.print(f"features on {concept.hook}: {feats}", highlight=False)
-    for line in notes:
+    for line in [*([chance] if (chance := chance_note(rep, concept.hook)) else []), *notes]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {name!r} to {bank_path} in {seconds:.1f} s", highlight=False)
+
+
+def chance_note(rep, hook: str) -> str | None:
+    """A note when the SAE probe's 95 % interval reaches 0.5: the figures do not show the concept readable at
+    `hook` (the verdict only compares the SAE probe with the raw baselines)."""
+    iv = (getattr(rep, "intervals", {}) or {}).get("sae_probe")
+    if not iv or iv["lo"] > 0.5:
+        return None
+    return (
+        f"the SAE probe's 95 % interval [{iv['lo']:.2f}, {iv['hi']:.2f}] reaches chance (0.5): these clips do not "
+        f"show the concept readable at {hook} (more clips per side, or another layer or SAE)"
+    )
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -380,7 +392,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
     for name in concepts:
-        console.print(_best_layer_line(name, best[name], results[name, best[name]].report), highlight=False)
+        rep = results[name, best[name]].report
+        console.print(_best_layer_line(name, best[name], rep), highlight=False)
+        if chance := chance_note(rep, mg.hook_name(best[name])):
+            console.print(f"note: {name}: {chance}", highlight=False)
     for line in notes.lines():
         console.print(f"note: {line}", highlight=False)
     for name in concepts:
