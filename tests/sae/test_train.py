@@ -578,3 +578,20 @@ def test_a_hook_named_twice_is_trained_once(tmp_path, capsys):
     args = ["--layers", "a, a", "--k", "2", "--expansion", "2", "--steps", "2", "--batch-size", "64", "--quiet"]
     assert main(["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"), *args]) == 0
     assert capsys.readouterr().out.count("│ a ") == 1
+
+
+def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys):
+    """`collect musicgen --layers 2,4` then `sae train --layers 2` was refused ('no hook 2 in the store (hooks:
+    transformer.layers.2, ...)') though the table it prints calls them 'layer 2': a bare index names the one hook
+    ending in .<index>."""
+    from training.cli import main
+
+    for i in (2, 4):
+        planted_store(tmp_path / "acts", hook=f"transformer.layers.{i}", n=3000, d=8, n_features=16, k_true=2)
+    acts, out = str(tmp_path / "acts"), tmp_path / "sae"
+    args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--layers", "4", *args]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["transformer.layers.4"]
+    capsys.readouterr()
+    assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "x"), "--layers", "3", *args]) == 2
+    assert "no hook 3 in the store" in capsys.readouterr().err

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--activations", required=True, help="activation store directory")
     p.add_argument("--out", required=True, help="output directory (one subdirectory per hook)")
-    p.add_argument("--layers", default="all", help="'all' or comma-separated hook names (default: all)")
+    p.add_argument(
+        "--layers", default="all", help="'all' or comma-separated hook names or layer indices (default: all)"
+    )
     p.add_argument("--k", type=positive_int, default=None, help="active latents per row (default: d_in / 4, 1 .. 32)")
     p.add_argument(
         "--expansion", type=positive_int, default=None, help="d_sae / d_in (default: d_sae = 8 x d_in, at least 64)"
@@ -85,7 +87,12 @@ def _hooks(store, layers: str) -> list[str]:
 
     if layers == "all":
         return store.hooks
-    wanted = list(dict.fromkeys(h.strip() for h in layers.split(",") if h.strip()))  # each hook once
+
+    def named(h: str) -> str:  # a bare layer index (as collect musicgen takes) names the one hook ending in .<i>
+        ends = [x for x in store.hooks if h.isdigit() and x.endswith(f".{h}")]
+        return ends[0] if h not in store.hooks and len(ends) == 1 else h
+
+    wanted = list(dict.fromkeys(named(h.strip()) for h in layers.split(",") if h.strip()))  # each hook once
     missing = [h for h in wanted if h not in store.hooks]
     if not wanted or missing:
         raise UserError(
