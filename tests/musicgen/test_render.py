@@ -224,7 +224,8 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
         )
         == 0
     )
-    assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["0000_happy_piano.wav", "sad.wav"]
+    made = sorted(p.name for p in (tmp_path / "batch").iterdir())
+    assert made == ["0000_happy_piano.wav", "render.json", "sad.wav"]
 
 
 @pytest.mark.parametrize(
@@ -375,3 +376,30 @@ def test_a_bank_of_the_other_backend_is_refused_saying_so(tmp_path, transformers
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("musicsae")]
     assert len(err) == 1 and "belongs to model" in err[0]
     assert "audiocraft layer names" in err[0] and "find the concepts again on the transformers folder" in err[0]
+
+
+def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
+    """A --batch folder held WAVs only (0000_happy_piano.wav, ...): which prompt, description, seed, edit and
+    guidance made each one was nowhere. OUT_DIR/render.json now says, with the model and the settings."""
+    import json
+
+    make_bank(tmp_path, mg)
+    folder = _lut_like(tmp_path, audiocraft_dir)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text("- funky drums\n- {prompt: guitar drums, name: nog, seed: 7, set: ['guitar=off@0.1-']}\n")
+    argv = ["render", "musicgen", "--model", str(folder), "--batch", str(jobs), "--duration", "0.1"]
+    argv += ["--out-dir", str(tmp_path / "out"), "--cfg-coef", "5", "--plain"]
+    bank = tmp_path / "concepts.yaml"
+    b = ConceptBank.load(bank)  # the bank belongs to the tiny model; bind guitar to its copy with descriptions
+    c = b.get("guitar")
+    ref = load_musicgen(folder).model_ref()
+    b.add(Concept("guitar", ModelRef(ref["name"], ref["sha256"]), c.hook, c.sae, c.features))
+    b.save()
+    assert main([*argv, "--bank", str(bank)]) == 0
+    rec = json.loads((tmp_path / "out" / "render.json").read_text())
+    assert rec["model"]["name"] == "lut_model" and rec["cfg_coef"] == 5.0 and rec["edit_rows"] == "cond"
+    files = {f["file"]: f for f in rec["files"]}
+    assert set(files) == {"0000_funky_drums.wav", "nog.wav", "0000_funky_drums.plain.wav", "nog.plain.wav"}
+    assert files["0000_funky_drums.wav"]["played_as"] == "drums" and files["0000_funky_drums.wav"]["seed"] == 0
+    assert files["nog.wav"]["sets"] == ["guitar=off@0.1-"] and files["nog.wav"]["seed"] == 7
+    assert files["nog.plain.wav"]["sets"] == [] and files["nog.plain.wav"]["duration"] == 0.1

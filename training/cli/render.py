@@ -248,6 +248,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
             progress.update(task, completed=steps, audio=job.duration)
             write_audio(out, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
+    if args.batch:
+        _write_record(args, mg, renders)
     for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
         console.print(f"note: {line}", highlight=False)
     where = jobs[0].out if len(jobs) == 1 else args.out_dir
@@ -260,3 +262,36 @@ def run_musicgen(args: argparse.Namespace) -> int:
         highlight=False,
     )
     return 0
+
+
+def _write_record(args: argparse.Namespace, mg, renders: list) -> None:
+    """OUT_DIR/render.json: what made each file of a batch (prompt, the description a lookup-table model played
+    it as, seed, seconds, edits) and the settings they share (model, bank, guidance, top-k, edit rows)."""
+    import json
+    from pathlib import Path
+
+    from realtime.musicgen.descriptions import canonical_prompts
+    from sae.atomic import atomic_write_text
+
+    files = []
+    for job, steering, out in renders:
+        played = canonical_prompts(mg.vocab, [job.prompt])[0][0]
+        files.append(
+            {
+                "file": out.name,
+                "prompt": job.prompt,
+                **({"played_as": played} if played != job.prompt else {}),
+                "seed": job.seed,
+                "duration": job.duration,
+                "sets": list(job.sets) if steering is not None else [],
+            }
+        )
+    record = {
+        "model": mg.model_ref(),
+        "bank": str(Path(args.bank).resolve()) if args.bank else None,
+        "cfg_coef": args.cfg_coef,
+        "top_k": args.top_k,
+        "edit_rows": args.edit_rows,
+        "files": files,
+    }
+    atomic_write_text(Path(args.out_dir) / "render.json", json.dumps(record, indent=1) + "\n")
