@@ -278,3 +278,19 @@ def test_a_probe_no_better_than_chance_is_said(audiocraft_dir, tmp_path, capsys)
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "note: the SAE probe's 95 % interval" in out and "reaches chance (0.5)" in out, out
+
+
+def test_clips_are_teacher_forced_in_the_lm_training_segment(setup, audiocraft_dir, tmp_path):
+    """concept find / concept musicgen teacher-forced 10 s chunks where collect musicgen (and the SAE it feeds)
+    uses the LM's training segment: clips longer than it were read on positions the LM (and the SAE) never saw."""
+    import shutil
+
+    root, _mg = setup
+    folder = tmp_path / "model"
+    shutil.copytree(audiocraft_dir, folder)
+    (folder / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": 0.2}}}}))
+    mg = load_musicgen(folder)
+    files = sorted((root / "tone" / "with").iterdir())[:1]  # 0.5 s clips
+    got = clip_activations(mg, files, [1])[files[0].resolve()][1]
+    torch.testing.assert_close(got, clip_activations(mg, files, [1], chunk=0.2)[files[0].resolve()][1])
+    assert not torch.allclose(got, clip_activations(mg, files, [1], chunk=10)[files[0].resolve()][1])

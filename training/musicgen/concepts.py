@@ -28,13 +28,18 @@ def clip_activations(
     mg: MusicGenBackend,
     files: Sequence[Path],
     layers: Sequence[int],
-    chunk: float = 10.0,
+    chunk: float | None = None,
     description: str | None = None,
     progress: Callable[[int], None] | None = None,
     notes: AudioNotes | None = None,
 ) -> dict[Path, dict[int, torch.Tensor]]:
-    """Per usable file (resolved path) and layer: frames [T, dim] of the residual stream, teacher-forced.
-    Unreadable, silent or too-short files are left out, with a line in `notes`."""
+    """Per usable file (resolved path) and layer: frames [T, dim] of the residual stream, teacher-forced in
+    chunks of `chunk` seconds (default: the LM's training segment when its folder's training.json names it, as
+    `collect musicgen` does; else 10). Unreadable, silent or too-short files are left out, with a line in `notes`."""
+    from realtime.musicgen import trained_seconds
+
+    if chunk is None:
+        chunk = trained_seconds(getattr(mg, "source", "")) or 10.0
     out: dict[Path, dict[int, torch.Tensor]] = {}
     notes = notes if notes is not None else AudioNotes()
     hop = round(mg.sample_rate / mg.frame_rate)
