@@ -105,6 +105,11 @@ class AudiocraftMusicGen(MusicGenBackend):
     def hook_prefix(self) -> str:
         return "transformer.layers"
 
+    @property
+    def cardinality(self) -> int:
+        """Codes per codebook."""
+        return int(self.lm.card)
+
     def layers(self) -> nn.ModuleList:
         return self.lm.transformer.layers
 
@@ -143,6 +148,7 @@ class AudiocraftMusicGen(MusicGenBackend):
     ) -> Generation:
         if duration > self.model.max_duration:
             raise UserError(f"--duration {duration:g}: this model generates at most {self.model.max_duration:g} s")
+        top_k = min(top_k, self.cardinality)  # as transformers does: torch.topk refuses k above the codebook
         self.model.set_generation_params(
             duration=duration, use_sampling=True, top_k=top_k, temperature=temperature, cfg_coef=cfg_coef
         )

@@ -77,6 +77,11 @@ class TransformersMusicGen(MusicGenBackend):
     def hook_prefix(self) -> str:
         return "decoder.model.decoder.layers"
 
+    @property
+    def cardinality(self) -> int:
+        """Codes per codebook."""
+        return int(self.model.decoder.config.vocab_size)
+
     def layers(self) -> nn.ModuleList:
         return self.model.decoder.model.decoder.layers
 

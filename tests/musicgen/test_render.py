@@ -403,3 +403,15 @@ def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
     assert files["0000_funky_drums.wav"]["played_as"] == "drums" and files["0000_funky_drums.wav"]["seed"] == 0
     assert files["nog.wav"]["sets"] == ["guitar=off@0.1-"] and files["nog.wav"]["seed"] == 7
     assert files["nog.plain.wav"]["sets"] == [] and files["nog.plain.wav"]["duration"] == 0.1
+
+
+@pytest.mark.parametrize("backend", ["audiocraft", "transformers"])
+def test_a_top_k_above_the_codebook_samples_from_every_code(backend, audiocraft_dir, transformers_dir, tmp_path):
+    """--top-k 5000 on a 1024-code model: the audiocraft backend died in torch.topk ('RuntimeError: selected
+    index k out of range', a traceback) where transformers caps k at the codebook. Both now cap it."""
+    model = audiocraft_dir if backend == "audiocraft" else transformers_dir
+    argv = ["render", "musicgen", "--model", str(model), "--prompt", "rock", "--duration", "0.1"]
+    assert main([*argv, "--top-k", "100000", "--out", str(tmp_path / "a.wav")]) == 0
+    mg = load_musicgen(model)
+    assert main([*argv, "--top-k", str(mg.cardinality), "--out", str(tmp_path / "b.wav")]) == 0
+    np.testing.assert_array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
