@@ -229,7 +229,8 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
 
 
 @pytest.mark.parametrize(
-    "case", ["other model", "other layer name", "sae width", "unknown concept", "empty batch", "bad mode"]
+    "case",
+    ["other model", "other layer name", "sae width", "unknown concept", "empty batch", "bad mode", "past the end"],
 )
 def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys, case):
     if case == "other model":
@@ -252,7 +253,9 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
         "--bank",
         str(tmp_path / "concepts.yaml"),
         "--set",
-        {"unknown concept": "bass=off", "bad mode": "guitar=loud"}.get(case, "guitar=off"),
+        {"unknown concept": "bass=off", "bad mode": "guitar=loud", "past the end": "guitar=off@0.3-0.5"}.get(
+            case, "guitar=off"
+        ),
     ]
     if case == "empty batch":
         (tmp_path / "jobs.csv").write_text("prompt,seed\n")
@@ -269,6 +272,7 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
         "unknown concept": "'bass': not in",
         "empty batch": "no jobs",
         "bad mode": "mode 'loud'",
+        "past the end": "starts at 0.3 s, after the 0.2 s render ends (nothing would be edited)",
     }[case]
     assert expected in err[0]
     assert not (tmp_path / "outs").exists()
@@ -386,7 +390,7 @@ def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
     make_bank(tmp_path, mg)
     folder = _lut_like(tmp_path, audiocraft_dir)
     jobs = tmp_path / "jobs.yaml"
-    jobs.write_text("- funky drums\n- {prompt: guitar drums, name: nog, seed: 7, set: ['guitar=off@0.1-']}\n")
+    jobs.write_text("- funky drums\n- {prompt: guitar drums, name: nog, seed: 7, set: ['guitar=off@0.05-']}\n")
     argv = ["render", "musicgen", "--model", str(folder), "--batch", str(jobs), "--duration", "0.1"]
     argv += ["--out-dir", str(tmp_path / "out"), "--cfg-coef", "5", "--plain"]
     bank = tmp_path / "concepts.yaml"
@@ -401,7 +405,7 @@ def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
     files = {f["file"]: f for f in rec["files"]}
     assert set(files) == {"0000_funky_drums.wav", "nog.wav", "0000_funky_drums.plain.wav", "nog.plain.wav"}
     assert files["0000_funky_drums.wav"]["played_as"] == "drums" and files["0000_funky_drums.wav"]["seed"] == 0
-    assert files["nog.wav"]["sets"] == ["guitar=off@0.1-"] and files["nog.wav"]["seed"] == 7
+    assert files["nog.wav"]["sets"] == ["guitar=off@0.05-"] and files["nog.wav"]["seed"] == 7
     assert files["nog.plain.wav"]["sets"] == [] and files["nog.plain.wav"]["duration"] == 0.1
 
 

@@ -204,6 +204,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
             raise UserError(f"job {job.out.name}: duration {job.duration}: expected positive seconds")
         check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
     parsed = {tuple(job.sets): [parse_set(s) for s in job.sets] for job in jobs}
+    for job in jobs:  # an edit scheduled after the render ends would edit nothing
+        for raw, s in zip(job.sets, parsed[tuple(job.sets)], strict=True):
+            if s.start >= job.duration:
+                where = "--set" if args.prompt is not None else f"job {job.out.name}: set"
+                raise UserError(
+                    f"{where} {raw!r}: starts at {s.start:g} s, after the {job.duration:g} s render ends "
+                    "(nothing would be edited)"
+                )
     for sets in parsed.values():
         check_sets((s.name, s.mode) for s in sets)
     if any(parsed.values()) and not args.bank:
