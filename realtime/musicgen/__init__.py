@@ -126,7 +126,10 @@ def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu"
 
         return TransformersMusicGen(source, device)
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        # torch's load_state_dict says what is wrong on its second line (missing / unexpected keys, shapes)
+        first = next((x for x in lines if x.startswith(("Missing key", "Unexpected key", "size mismatch"))), lines[0])
+        first = first if len(first) <= 200 else first[:197] + "..."
         raise UserError(f"--model {source}: could not load it as {backend} MusicGen weights ({first})") from None
 
 

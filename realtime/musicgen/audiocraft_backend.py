@@ -52,6 +52,24 @@ def check_codec_pointer(source: str) -> None:
         ) from None
 
 
+def check_torch_files(source: str) -> None:
+    """A local folder's weight files must be torch files (a zip archive, or the legacy pickle format): a damaged
+    or foreign file is named in one line instead of torch's unpickling traceback. Reads each file's ends only."""
+    import zipfile
+
+    for name in ("state_dict.bin", "compression_state_dict.bin"):
+        path = Path(source) / name
+        if not path.is_file():
+            continue
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+        if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):  # torch.save's zip, or a pickle (protocol 2+)
+            raise UserError(
+                f"--model {source}: could not load it as audiocraft MusicGen weights ({name} is not a readable "
+                "torch file: damaged, truncated or of another kind)"
+            )
+
+
 class AudiocraftMusicGen(MusicGenBackend):
     """Args:
     source: hub id or local folder.
@@ -67,6 +85,7 @@ class AudiocraftMusicGen(MusicGenBackend):
         self.device = torch.device(device)
         self._in_memory = model is not None
         if model is None:
+            check_torch_files(self.source)
             check_codec_pointer(self.source)
             try:
                 model = MusicGen.get_pretrained(self.source, device=str(self.device))

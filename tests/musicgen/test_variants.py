@@ -231,3 +231,31 @@ def test_audiocraft_bare_state_dict_is_named(audiocraft_dir, tmp_path):
     torch.save(pkg["best_state"], folder / LM_FILE)
     with pytest.raises(UserError, match="not an audiocraft release package"):
         load_musicgen(folder)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "partly unset"])
+def test_damaged_audiocraft_weights_are_one_line_naming_the_problem(audiocraft_dir, tmp_path, damage):
+    """A state_dict.bin that is not a torch file ended in a 30-line traceback (pickle.UnpicklingError, which
+    load_musicgen did not catch), and one missing a tensor said only '(Error(s) in loading state_dict for
+    LMModel:)', the first line of torch's message, without the key."""
+    folder = tmp_path / "damaged"
+    shutil.copytree(audiocraft_dir, folder)
+    lm = folder / LM_FILE
+    if damage == "garbage":
+        lm.write_text("garbage\n")
+    elif damage == "truncated":
+        lm.write_bytes(lm.read_bytes()[:5000])
+    else:
+        pkg = torch.load(lm, weights_only=False)
+        del pkg["best_state"]["transformer.layers.1.linear1.weight"]
+        torch.save(pkg, lm)
+    with pytest.raises(UserError, match="could not load it as audiocraft MusicGen weights") as err:
+        load_musicgen(folder)
+    line = str(err.value)
+    assert "\n" not in line and len(line) < 400, line
+    expected = {
+        "garbage": "state_dict.bin is not a readable torch file",
+        "truncated": "state_dict.bin is not a readable torch file",
+        "partly unset": "transformer.layers.1.linear1.weight",
+    }[damage]
+    assert expected in line, line
