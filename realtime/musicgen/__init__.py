@@ -8,6 +8,7 @@ with mg.hooks({3: Recorder(rows=2)}):
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -125,6 +126,11 @@ def load_musicgen(source: str | Path, backend: str = "auto", device: str = "cpu"
         from realtime.musicgen.transformers_backend import TransformersMusicGen
 
         return TransformersMusicGen(source, device)
+    except (pickle.UnpicklingError, EOFError):  # a .bin weight file that torch cannot read
+        raise UserError(
+            f"--model {source}: could not load it as {backend} MusicGen weights (a .bin weight file is not a "
+            "readable torch file: damaged, truncated or of another kind)"
+        ) from None
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
         # torch's load_state_dict says what is wrong on its second line (missing / unexpected keys, shapes)

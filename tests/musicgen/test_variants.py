@@ -259,3 +259,14 @@ def test_damaged_audiocraft_weights_are_one_line_naming_the_problem(audiocraft_d
         "partly unset": "transformer.layers.1.linear1.weight",
     }[damage]
     assert expected in line, line
+
+
+def test_a_damaged_transformers_bin_is_one_line(transformers_dir, tmp_path):
+    """A transformers folder whose pytorch_model.bin is not a torch file ended in a pickle traceback."""
+    folder = tmp_path / "damaged_bin"
+    shutil.copytree(transformers_dir, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_text("garbage\n")
+    with pytest.raises(UserError, match="could not load it as transformers MusicGen weights") as err:
+        load_musicgen(folder)
+    assert "not a readable torch file" in str(err.value) and "\n" not in str(err.value)
