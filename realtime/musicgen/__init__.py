@@ -61,7 +61,7 @@ def duration_note(name: str, trained: float | None, seconds: float) -> str | Non
     if trained is None or seconds <= trained + 1e-9:
         return None
     return (
-        f"{name}'s LM was trained on {trained:g} s segments: the {seconds:g} s asked for run on positions past "
+        f"{name}'s LM was trained on {trained:g} s segments: {seconds:g} s at a time runs on positions past "
         f"{trained:g} s, which it never saw (expect drift or noise there)"
     )
 

@@ -303,3 +303,21 @@ def test_prompt_collection_lasts_the_lm_training_segment_and_names_unknown_words
     assert "prompt 'funky cowbell': unknown words cowbell, funky; not a description the model knows" in err
     assert main([*argv, "--out", str(tmp_path / "long"), "--duration", "0.4"]) == 0
     assert "trained on 0.2 s segments" in capsys.readouterr().err
+
+
+def test_the_chunk_note_is_said_only_where_audio_runs_past_the_training_segment(tmp_path, audiocraft_dir, capsys):
+    """--chunk 10 on a folder of 2 s clips (the demo MusicGen's own data) said the 10 s ran on positions past
+    the LM's 2 s segment, though no clip was long enough to reach them."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(audiocraft_dir, folder)
+    (folder / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": 0.2}}}}))
+    for name, seconds in (("short", 0.1), ("long", 0.5)):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(int(32000 * seconds)), 32000)
+    argv = ["collect", "musicgen", "--model", str(folder), "--layers", "1", "--chunk", "10"]
+    assert main([*argv, "--audio", str(tmp_path / "short"), "--out", str(tmp_path / "s1")]) == 0
+    assert "note:" not in capsys.readouterr().err
+    assert main([*argv, "--audio", str(tmp_path / "long"), "--out", str(tmp_path / "s2")]) == 0
+    assert "trained on 0.2 s segments" in capsys.readouterr().err

@@ -165,7 +165,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     layers = parse_layers(args.layers, mg.num_layers)
-    if note := duration_note(mg.name, trained, args.duration if prompts is not None else args.chunk):
+    seconds = args.duration if prompts is not None else min(args.chunk, _longest(files))  # what a chunk reaches
+    if note := duration_note(mg.name, trained, seconds):
         console.print(f"note: {note}", highlight=False)
     if prompts is not None and mg.frames(args.duration) < 1:
         raise UserError(f"--duration {args.duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
@@ -221,3 +222,16 @@ def run_musicgen(args: argparse.Namespace) -> int:
         + (f"; {skipped} {what} already complete" if skipped else "")
     )
     return 0
+
+
+def _longest(files: list) -> float:
+    """The longest of the audio files in seconds, from their headers (inf when one cannot be read so)."""
+    import soundfile as sf
+
+    longest = 0.0
+    for f in files:
+        try:
+            longest = max(longest, sf.info(str(f)).duration)
+        except (RuntimeError, sf.LibsndfileError):
+            return float("inf")
+    return longest
