@@ -294,3 +294,21 @@ def test_clips_are_teacher_forced_in_the_lm_training_segment(setup, audiocraft_d
     got = clip_activations(mg, files, [1])[files[0].resolve()][1]
     torch.testing.assert_close(got, clip_activations(mg, files, [1], chunk=0.2)[files[0].resolve()][1])
     assert not torch.allclose(got, clip_activations(mg, files, [1], chunk=10)[files[0].resolve()][1])
+
+
+def test_a_concept_of_too_few_clips_under_concepts_is_named_with_the_way_out(setup, audiocraft_dir, tmp_path):
+    """`concept musicgen --concepts data/concepts` with 6 drums clips said '--with data/concepts/drums/with: 6
+    usable clip(s)...', an option the user never gave, and not that --only leaves the concept out."""
+    root, _mg = setup
+    concepts = tmp_path / "concepts"
+    (concepts / "few" / "with").mkdir(parents=True)
+    (concepts / "tone").symlink_to(root / "tone")
+    (concepts / "few" / "without").symlink_to(root / "tone" / "without")
+    for p in sorted((root / "tone" / "with").iterdir())[:3]:
+        (concepts / "few" / "with" / p.name).symlink_to(p)
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts", str(concepts)]
+    with pytest.raises(UserError) as err:
+        _cli(argv)
+    line = str(err.value)
+    assert line.startswith(f"--concepts {concepts}: concept few: {concepts / 'few' / 'with'}: 3 usable clip(s)"), line
+    assert "need at least 12 per side" in line and "--only tone" in line

@@ -299,7 +299,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
             names = wanted
         if not names:
             raise UserError(f"--concepts {root}: no <concept>/with folders")
-        concepts = {n: concept_files(root / n, args.min_examples) for n in names}
+        concepts = {}
+        for n in names:
+            try:
+                concepts[n] = concept_files(root / n, args.min_examples)
+            except UserError as exc:  # one concept of the folder: name it, and how to leave it out
+                keep = [m for m in names if m != n]
+                out = f"; --only {','.join(keep)} leaves it out" if keep and "usable clip" in str(exc) else ""
+                raise UserError(f"--concepts {root}: concept {n}: {exc}{out}") from None
     if args.bank:
         check_output_file(args.bank, BANK_SUFFIXES, "--bank")
     if args.table_out:

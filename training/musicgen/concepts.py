@@ -77,16 +77,19 @@ def concept_files(concept_dir: str | Path, min_examples: int = MIN_EXAMPLES) -> 
     for side in ("with", "without"):
         if not (root / side).is_dir():
             raise UserError(f"concept folder {root}: expected subfolders with/ and without/")
-    return example_files(root / "with", root / "without", min_examples)
+    return example_files(root / "with", root / "without", min_examples, labels=("", ""))
 
 
 def example_files(
-    with_dir: str | Path, without_dir: str | Path, min_examples: int = MIN_EXAMPLES
+    with_dir: str | Path,
+    without_dir: str | Path,
+    min_examples: int = MIN_EXAMPLES,
+    labels: tuple[str, str] = ("--with ", "--without "),
 ) -> tuple[list[Path], list[Path]]:
     """The audio files of both sides, refused when a clip is on both or below the minimum-examples rule (before any
-    model runs)."""
+    model runs). `labels`: how the user named each side, before its path."""
     with_files, without_files = list_sides(with_dir, without_dir)
-    sides = {f"--with {with_dir}": len(with_files), f"--without {without_dir}": len(without_files)}
+    sides = {f"{labels[0]}{with_dir}": len(with_files), f"{labels[1]}{without_dir}": len(without_files)}
     check_examples(sides, min_examples)
     return with_files, without_files
 
