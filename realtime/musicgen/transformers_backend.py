@@ -61,7 +61,13 @@ class TransformersMusicGen(MusicGenBackend):
                 f"(e.g. {missing[0]}); expected a complete musicgen-small/medium/large or stereo folder"
             )
         self.model = model.to(self.device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+        except Exception as exc:  # the tokenizers library raises its own types; the weights loaded fine
+            lines = str(exc).strip().splitlines() or [type(exc).__name__]
+            raise UserError(
+                f"--model {self.source}: the tokenizer files could not be read ({lines[0][:200]})"
+            ) from None
         cfg = self.model.config
         self.name = folder_name(self.source) if Path(self.source).is_dir() else self.source
         self.sample_rate = int(cfg.audio_encoder.sampling_rate)

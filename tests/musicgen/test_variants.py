@@ -270,3 +270,14 @@ def test_a_damaged_transformers_bin_is_one_line(transformers_dir, tmp_path):
     with pytest.raises(UserError, match="could not load it as transformers MusicGen weights") as err:
         load_musicgen(folder)
     assert "not a readable torch file" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_broken_tokenizer_is_named_not_blamed_on_the_weights(transformers_dir, tmp_path):
+    """A tokenizer.json that is not JSON was reported as 'could not load it as transformers MusicGen weights
+    (Expecting property name ...)': the weights were fine."""
+    folder = tmp_path / "bad_tokenizer"
+    shutil.copytree(transformers_dir, folder)
+    (folder / "tokenizer.json").write_text("{bad")
+    with pytest.raises(UserError, match="the tokenizer files could not be read") as err:
+        load_musicgen(folder)
+    assert "weights" not in str(err.value) and "\n" not in str(err.value)
