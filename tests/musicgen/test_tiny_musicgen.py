@@ -107,3 +107,17 @@ def test_models_cli_writes_a_stereo_model(tmp_path):
     assert _models_cli(["musicgen", "--out", str(tmp_path / "st"), "--backend", "transformers", "--stereo"]) == 0
     decoder = json.loads((tmp_path / "st" / "config.json").read_text())["decoder"]
     assert (decoder["audio_channels"], decoder["num_codebooks"]) == (2, 8)
+
+
+@pytest.mark.parametrize("first", ["audiocraft", "transformers"])
+def test_a_folder_of_the_other_format_is_not_written_into(tmp_path, first):
+    """`models musicgen --out tiny_ac --backend transformers` over an audiocraft folder left both formats in one
+    folder, which then loaded as audiocraft without a word; same-format rewrites still replace."""
+    other = "transformers" if first == "audiocraft" else "audiocraft"
+    out = str(tmp_path / "tiny")
+    assert _models_cli(["musicgen", "--out", out, "--backend", first, "--layers", "1"]) == 0
+    before = sorted(p.name for p in (tmp_path / "tiny").iterdir())
+    with pytest.raises(UserError, match=f"--out {out}: holds an? {first} MusicGen already"):
+        _models_cli(["musicgen", "--out", out, "--backend", other, "--layers", "1"])
+    assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == before
+    assert _models_cli(["musicgen", "--out", out, "--backend", first, "--layers", "1", "--seed", "1"]) == 0

@@ -93,6 +93,15 @@ def run_musicgen(args: argparse.Namespace) -> int:
             "sizes with dim a multiple of heads"
         )
     out = check_output_dir(args.out)
+    # the other format's files beside these would make a folder that loads as one of them without a word
+    held = {"audiocraft": ("state_dict.bin", "compression_state_dict.bin"), "transformers": ("config.json",)}
+    for backend, files in held.items():
+        if backend != args.backend and any((out / f).exists() for f in files):
+            article = "an" if backend == "audiocraft" else "a"
+            raise UserError(
+                f"--out {args.out}: holds {article} {backend} MusicGen already; write the {args.backend} one "
+                "into another folder"
+            )
     channels = 2 if args.stereo else 1
     cfg = TinyMusicGenConfig(
         dim=args.dim, num_heads=args.heads, num_layers=args.layers, seed=args.seed, channels=channels
