@@ -419,3 +419,16 @@ def test_a_top_k_above_the_codebook_samples_from_every_code(backend, audiocraft_
     mg = load_musicgen(model)
     assert main([*argv, "--top-k", str(mg.cardinality), "--out", str(tmp_path / "b.wav")]) == 0
     np.testing.assert_array_equal(sf.read(tmp_path / "a.wav")[0], sf.read(tmp_path / "b.wav")[0])
+
+
+def test_a_batch_names_the_jobs_that_run_past_the_training_segment(tmp_path, audiocraft_dir, capsys):
+    """In a batch the note said '4 s at a time runs past 2 s' without saying which job asked for 4 s."""
+    folder = _lut_like(tmp_path, audiocraft_dir, segment=0.2)
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        "- drums\n- {prompt: drums, name: long, duration: 0.4}\n- {prompt: drums, name: longer, duration: 0.6}\n"
+    )
+    argv = ["render", "musicgen", "--model", str(folder), "--batch", str(jobs), "--out-dir", str(tmp_path / "o")]
+    assert main(argv) == 0
+    notes = [x for x in capsys.readouterr().err.splitlines() if x.startswith("note:")]
+    assert len(notes) == 1 and "0.6 s at a time" in notes[0] and "(jobs long.wav, longer.wav)" in notes[0]

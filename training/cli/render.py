@@ -227,9 +227,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if too_long:
         raise UserError(f"duration {too_long[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
 
-    for seconds in sorted({job.duration for job in jobs}, reverse=True)[:1]:
-        if note := duration_note(mg.name, trained, seconds):
-            console.print(f"note: {note}", highlight=False)
+    if note := duration_note(mg.name, trained, max(job.duration for job in jobs)):
+        past = [j.out.name for j in jobs if duration_note(mg.name, trained, j.duration)]
+        named = f" (jobs {', '.join(past[:5])}{', ...' if len(past) > 5 else ''})" if args.batch else ""
+        console.print(f"note: {note}{named}", highlight=False)
 
     # progress in what the user waits for: generation steps, and the seconds of audio they amount to
     columns = (
