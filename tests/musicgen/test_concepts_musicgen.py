@@ -312,3 +312,15 @@ def test_a_concept_of_too_few_clips_under_concepts_is_named_with_the_way_out(set
     line = str(err.value)
     assert line.startswith(f"--concepts {concepts}: concept few: {concepts / 'few' / 'with'}: 3 usable clip(s)"), line
     assert "need at least 12 per side" in line and "--only tone" in line
+
+
+def test_a_layer_without_an_sae_is_named_for_layer_too(setup, audiocraft_dir, tmp_path):
+    """--layer 0 with --saes holding layer 1 only said '--layer 0: not among --layers [1]', an option not given."""
+    import shutil
+
+    root, mg = setup
+    saes = tmp_path / "saes"
+    shutil.copytree(root / "saes" / mg.hook_name(1), saes / mg.hook_name(1))
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(saes), "--concepts", str(root), "--layer", "0"]
+    with pytest.raises(UserError, match=r"^--layer 0: not among the layers probed \(1: the layers --saes .* holds"):
+        _cli(argv)

@@ -333,7 +333,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 f"{args.saes}; it holds SAEs for {held}"
             )
     if args.layer is not None and args.layer not in layers:
-        raise UserError(f"--layer {args.layer}: not among --layers {layers}")
+        why = f"the layers --saes {args.saes} holds an SAE for" if args.layers is None else "--layers"
+        raise UserError(f"--layer {args.layer}: not among the layers probed ({','.join(map(str, layers))}: {why})")
     saes = {}
     for i in layers:
         sae_dir = Path(args.saes) / mg.hook_name(i)
