@@ -321,3 +321,18 @@ def test_the_chunk_note_is_said_only_where_audio_runs_past_the_training_segment(
     assert "note:" not in capsys.readouterr().err
     assert main([*argv, "--audio", str(tmp_path / "long"), "--out", str(tmp_path / "s2")]) == 0
     assert "trained on 0.2 s segments" in capsys.readouterr().err
+
+
+def test_audio_linked_under_several_names_is_said(tmp_path, audiocraft_dir, capsys):
+    """`collect musicgen --audio data` on a `data make` folder collected every clip up to nine times (clips/ and
+    the concepts/<c>/with|without links to them) and said only 'stored 43400 frames'."""
+    audio = tmp_path / "data"
+    (audio / "clips").mkdir(parents=True)
+    (audio / "concepts" / "tone" / "with").mkdir(parents=True)
+    sf.write(audio / "clips" / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(3200), 32000)
+    (audio / "concepts" / "tone" / "with" / "a.wav").symlink_to("../../../clips/a.wav")
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--layers", "1", "--audio", str(audio)]
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 of the 2 audio files are links to audio listed already" in err, err
+    assert "concepts/tone/with/a.wav and clips/a.wav are one file" in err

@@ -165,6 +165,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with console.status(f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     layers = parse_layers(args.layers, mg.num_layers)
+    for line in _linked(files, args.audio):  # said before the (long) collection, not after it
+        console.print(f"note: {line}", highlight=False)
     seconds = args.duration if prompts is not None else min(args.chunk, _longest(files))  # what a chunk reaches
     if note := duration_note(mg.name, trained, seconds):
         console.print(f"note: {note}", highlight=False)
@@ -235,3 +237,29 @@ def _longest(files: list) -> float:
         except (RuntimeError, sf.LibsndfileError):
             return float("inf")
     return longest
+
+
+def _linked(files: list | None, root: str | None) -> list[str]:
+    """A note when some listed audio files are links to audio listed already under another name (a `data make`
+    folder's concepts/<c>/with|without links to clips/): their rows are stored once per name."""
+    if not files:
+        return []
+    from pathlib import Path
+
+    first: dict[Path, Path] = {}
+    again = []
+    for f in files:
+        real = Path(f).resolve()
+        if real in first:
+            again.append((f, first[real]))
+        else:
+            first[real] = f
+    if not again:
+        return []
+    f, orig = (p.relative_to(root).as_posix() for p in again[0])
+    return [
+        f"{len(again)} of the {len(files)} audio files are links to audio listed already (e.g. {f} and {orig} are "
+        "one file): "
+        "their rows are stored again under each name; point --audio at a folder that holds each clip once "
+        "(a data make folder's clips/)"
+    ]
