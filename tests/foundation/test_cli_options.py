@@ -98,3 +98,32 @@ def test_a_store_that_is_not_one_is_one_plain_line(command, kind, said, tmp_path
         assert err == f"musicsae: error: {flag} {store}: {said}\n"
     else:
         assert err == f"musicsae: error: {flag} {store}: {said} ({expected})\n"
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["live", "--blocksize", "x"], "musicsae live: error: argument --blocksize: 'x': expected a positive integer"),
+        (["sae", "train"], "musicsae sae train: error: the following arguments are required: --activations, --out"),
+        (["nosuch"], "musicsae: error: argument COMMAND: invalid choice: 'nosuch'"),
+    ],
+)
+def test_a_usage_error_is_one_line_with_where_the_options_are(argv, said, capsys):
+    """argparse printed its whole usage block before the error (14 lines for `live`): one line now, the error and
+    the command whose --help lists the options."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(said), err
+    prog = said.split(": error:")[0]
+    assert err.endswith(f"(`{prog} --help` lists the options)\n")
+
+
+def test_a_recipes_usage_error_is_one_line_too(capsys):
+    from training.musicgen.evaluate import main as evaluate
+
+    with pytest.raises(SystemExit):
+        evaluate(["adherence"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("python -m training.musicgen.evaluate adherence: error: "), err

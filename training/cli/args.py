@@ -1,9 +1,18 @@
-"""argparse `type=` checkers shared by the commands: a bad value is one line naming what was expected."""
+"""The commands' parser (`Parser`) and argparse `type=` checkers: a bad value is one line naming what was expected."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import NoReturn
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of musicsae and the recipes: a usage error is one line, what was wrong and where the options are
+    listed (argparse prints its whole usage block first: 14 lines for `live`). Subcommands inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
 
 def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], expected: str) -> Callable[[str], float]:

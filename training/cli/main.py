@@ -14,6 +14,8 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from training.cli.args import Parser
+
 # (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
 COMMANDS: list[tuple[str | None, str]] = [
     (None, "training.cli.models"),
@@ -40,7 +42,7 @@ GROUP_HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="musicsae",
         description="Sparse autoencoders that find and steer musical concepts in RAVE and MusicGen.",
     )

@@ -14,13 +14,13 @@ would show it.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from sae.atomic import atomic_write_text
 from sae.stats import Interval
+from training.cli.args import Parser
 
 
 def _write(path: Path, text: str) -> None:
@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.cli.args import guidance_coef, nonneg_int
     from training.musicgen import runs
 
-    p = argparse.ArgumentParser(prog="python -m training.musicgen.evaluate", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m training.musicgen.evaluate", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("codec", help="codec fidelity on a held-out font")
     c.add_argument("--model", required=True, help="MusicGen folder or train_codec run folder")

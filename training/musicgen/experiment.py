@@ -31,7 +31,6 @@ carries its render count and a 95 % interval (paired bootstrap over prompt × se
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -45,6 +44,7 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.stats import Interval, paired_diff, verdict, wilson
+from training.cli.args import Parser
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
@@ -526,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from training.musicgen import runs
 
     d = ExperimentConfig("", "", "")
-    p = argparse.ArgumentParser(prog="python -m training.musicgen.experiment", description=__doc__.split("\n")[0])
+    p = Parser(prog="python -m training.musicgen.experiment", description=__doc__.split("\n")[0])
     p.add_argument("--model", required=True, help="MusicGen folder with descriptions.json")
     p.add_argument("--data", required=True, help="a `musicsae data make` folder")
     p.add_argument("--out", required=True, help="output folder (stages resume)")

@@ -16,7 +16,6 @@ hash onto a trained row.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import tempfile
@@ -26,6 +25,7 @@ import torch
 
 from sae.atomic import atomic_torch_save
 from sae.errors import UserError
+from training.cli.args import Parser
 from training.musicgen import runs
 from training.musicgen.arch import (
     CODEC_FILE,
@@ -75,7 +75,7 @@ def package(lm_run: Path, out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.musicgen.package", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m training.musicgen.package", description=__doc__.split("\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--lm-run", type=Path, help="a train_lm run folder: write its audiocraft folder")
     src.add_argument("--convert", type=Path, help="an audiocraft folder written by --lm-run: convert it")

@@ -31,6 +31,7 @@ from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from sae.io import read_torch
 from sae.train import set_train_threads
+from training.cli.args import Parser
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -314,7 +315,7 @@ def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     d, dd = LMSizes(), DescriptionDropout()
-    parser = argparse.ArgumentParser(prog="python -m training.musicgen.train_lm", description=__doc__.split("\n")[0])
+    parser = Parser(prog="python -m training.musicgen.train_lm", description=__doc__.split("\n")[0])
     runs.add_loop_args(parser, batch=16, lr=1e-3)
     parser.add_argument("--codec-run", type=Path, help="a train_codec run folder (optional when resuming)")
     parser.add_argument("--warmup", type=int, default=200)

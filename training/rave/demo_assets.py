@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import UserError
+from training.cli.args import Parser
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -123,7 +124,7 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=AssetsConfig.model)
     p.add_argument("--out", type=Path, default=AssetsConfig.out)
     p.add_argument("--work", type=Path, default=AssetsConfig.work)

@@ -19,7 +19,6 @@ variance (the exporter's maximum) instead of its default 95 %.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -34,6 +33,7 @@ from sae.atomic import atomic_torch_save
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.train import set_train_threads
+from training.cli.args import Parser
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 
@@ -306,7 +306,7 @@ def checkpoint(model, opt, step, run_dir, clips, recipe: Recipe, meta: dict, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="train / export the demo RAVE")
+    parser = Parser(description="train / export the demo RAVE")
     parser.add_argument("--data", type=Path, help="a `musicsae data make` folder: train on its train split")
     parser.add_argument("--audio", type=Path, help="folder of training .wav clips (instead of --data)")
     parser.add_argument("--run", type=Path, required=True)
