@@ -39,7 +39,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", help="data manifest (.jsonl/.csv or its folder): labels and purity")
     p.add_argument("--eval-dir", help="steering evaluation folder with before/after wavs (default: BANK_DIR/eval)")
     p.add_argument("--top", type=positive_int, default=8, help="top clips per feature page (default 8)")
-    p.add_argument("--max-pages", type=positive_int, default=100, help="feature pages at most (default 100)")
+    p.add_argument(
+        "--max-pages",
+        type=positive_int,
+        default=100,
+        help="feature pages at most (default 100); every feature of a --bank concept gets one all the same",
+    )
     p.add_argument("--snippet", type=positive_float, default=3.0, help="seconds of audio per snippet (default 3)")
     p.add_argument(
         "--clip-range",
