@@ -475,13 +475,18 @@ class OscTelemetry:
     Args:
         server: the OSC server (its socket and last client).
         engine: the running engine (meters from its processor, events from its model thread).
-        meter_rate: `/meter/<name>` messages per second per concept (0: none).
+        meter_rate: `/meter/<name>` messages per second per concept (0: none). A meter whose engine has played no
+            block for `STALE_S` (a device gone away, a stalled model) reads 0: no audio comes in, no concept in it.
     """
+
+    STALE_S = 0.5
 
     def __init__(self, server: OscServer, engine: Any, meter_rate: float = 20.0):
         self.server, self.engine, self.meter_rate = server, engine, float(meter_rate)
         self.sent_meters = 0
         self.sent_events = 0
+        self._blocks: int | None = None  # the processor's block count at `_block_at`
+        self._block_at = time.monotonic()
         self._seen = 0
         self._last_failing = 0.0
         self._running = False
@@ -517,8 +522,12 @@ class OscTelemetry:
         if self.meter_rate > 0:
             names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
             values = getattr(engine.processor, "meter_values", ())
+            blocks = getattr(getattr(engine.processor, "stats", None), "blocks", None)
+            if blocks != self._blocks:
+                self._blocks, self._block_at = blocks, now
+            stale = blocks is not None and now - self._block_at > self.STALE_S
             for name, value in zip(names, values, strict=False):
-                self.sent_meters += server.send(f"/meter/{name}", [float(value)])
+                self.sent_meters += server.send(f"/meter/{name}", [0.0 if stale else float(value)])
 
     def _loop(self) -> None:
         period = 1.0 / self.meter_rate if self.meter_rate > 0 else 0.1

@@ -342,3 +342,32 @@ def test_preset_save_writes_what_preset_load_reads_back(bank, tmp_path):
         assert reply[0] == "/error" and reply[1][0] == "/preset/save" and problem in reply[1][1], reply
     assert (tmp_path / "concepts.yaml").read_text() == "version: 1\nconcepts: {}\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["concepts.yaml", "evening.yaml"]
+
+
+def test_meters_read_zero_once_no_block_has_played_for_a_while(monkeypatch):
+    """While live waited for a lost device, `/meter/<name>` went on sending the last block's values (a Max meter
+    stuck at 0.8 with nothing playing): a meter whose engine has played no block for `STALE_S` reads 0."""
+    from types import SimpleNamespace
+
+    import realtime.osc as osc
+
+    clock = [100.0]
+    monkeypatch.setattr(osc.time, "monotonic", lambda: clock[0])
+    sent: list[tuple[str, list]] = []
+    server = SimpleNamespace(send=lambda address, args: sent.append((address, args)) or 1)
+    stats = SimpleNamespace(blocks=1)
+    processor = SimpleNamespace(meter_names=["guitar"], meter_values=[0.8], stats=stats)
+    engine = SimpleNamespace(events=[], failing=False, processor=processor)
+    telemetry = osc.OscTelemetry(server, engine, meter_rate=20)
+
+    def meter_after(seconds: float) -> float:
+        clock[0] += seconds
+        sent.clear()
+        telemetry.tick()
+        return sent[-1][1][0]
+
+    assert meter_after(0.0) == 0.8
+    assert meter_after(0.3) == 0.8  # no block for 0.3 s: a block is longer than that at block 8192 / 44.1 kHz
+    assert meter_after(0.3) == 0.0  # 0.6 s: no audio comes in
+    stats.blocks += 1
+    assert meter_after(0.05) == 0.8  # playing again
