@@ -13,12 +13,18 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           - {index: 12, weight: 1.0, typical: 1.7}
         default: {mode: "none", strength: 1.0}       # none (no edit) when absent
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
+        auroc_interval: {sae_probe: [0.93, 1.0], diff_means: [0.86, 0.98], logistic_raw: [0.89, 0.99]}  # optional
+        clips: {with: 24, without: 24}               # optional: the clips the AUROCs were measured on
         probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
         steer:                                       # optional: the features edits move, chosen by effect
           threshold: 0.02                            # share of the concept's mean difference a feature must carry
           features: [{index: 12, weight: 1.0, typical: 1.7}, {index: 40, weight: 0.6, typical: 0.9}]
           off_left: 0.3                              # share of the concept's mean difference `off` leaves
           error_share: 0.1                           # share of it carried by the SAE's error term (kept)
+
+`auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, and `clips` how many clips
+with and without the concept the probes were fitted and evaluated on (out of fold); both are absent from banks
+written before they were recorded, which then show the point values alone.
 
 `features` are the few features the detector (probe) needs; `steer.features` are every feature whose
 effect reaches the threshold, which `off` / `on` / `clamp` / `scale` move (`sae.steering`).
@@ -45,7 +51,20 @@ from sae.errors import UserError
 VERSION = 1
 MODES = ("none", "off", "on", "clamp", "scale")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-CONCEPT_KEYS = ("model", "hook", "sae", "sae_sha256", "features", "default", "auroc", "probe", "steer")
+CONCEPT_KEYS = (
+    "model",
+    "hook",
+    "sae",
+    "sae_sha256",
+    "features",
+    "default",
+    "auroc",
+    "auroc_interval",
+    "clips",
+    "probe",
+    "steer",
+)
+AUROC_METHODS = ("sae_probe", "diff_means", "logistic_raw")
 
 
 @dataclass(frozen=True)
@@ -113,10 +132,25 @@ class ConceptSteer:
         return out
 
 
+@dataclass(frozen=True)
+class ConceptClips:
+    """How many clips with and without the concept its probes were fitted and evaluated on (out of fold)."""
+
+    with_: int
+    without: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"with": self.with_, "without": self.without}
+
+    def text(self) -> str:
+        return f"{self.with_}/{self.without}"
+
+
 @dataclass
 class Concept:
     """A concept: features of one SAE on one hook of one model, how to steer it by default, and how well
-    its probe separated the examples (held-out AUROC per method)."""
+    its probe separated the examples (held-out AUROC per method, with its 95 % interval and the clip counts when
+    the bank records them)."""
 
     name: str
     model: ModelRef
@@ -128,6 +162,18 @@ class Concept:
     probe: ConceptProbe | None = None
     steer: ConceptSteer | None = None
     sae_sha256: str | None = None  # identity of the SAE's weights when the concept was found (None: older bank)
+    auroc_interval: dict[str, tuple[float, float]] = field(default_factory=dict)  # method -> 95 % interval
+    clips: ConceptClips | None = None  # clips with / without the concept (None: older bank)
+
+    def auroc_text(self, method: str, spec: str = ".2f") -> str:
+        """`0.97 [0.93, 1.00]`: the method's AUROC and its interval when the bank has one; "-" without an AUROC."""
+        if method not in self.auroc:
+            return "-"
+        text = format(self.auroc[method], spec)
+        if method in self.auroc_interval:
+            lo, hi = self.auroc_interval[method]
+            text += f" [{format(lo, spec)}, {format(hi, spec)}]"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -139,6 +185,10 @@ class Concept:
             "default": {"mode": self.default.mode, "strength": _r(self.default.strength)},
             "auroc": {k: _r(v) for k, v in self.auroc.items()},
         }
+        if self.auroc_interval:
+            out["auroc_interval"] = {k: [_r(lo), _r(hi)] for k, (lo, hi) in self.auroc_interval.items()}
+        if self.clips is not None:
+            out["clips"] = self.clips.to_dict()
         if self.probe is not None:
             out["probe"] = self.probe.to_dict()
         if self.steer is not None:
@@ -256,20 +306,22 @@ class ConceptBank:
 
         table = Table(
             title=f"{self.path} — {len(self)} concept(s)",
-            caption="features: SAE feature indices, largest probe weight first. AUROC (held out): SAE probe / "
-            "difference of means / logistic probe on the raw activations.",
+            caption="features: SAE feature indices, largest probe weight first. AUROC (held out) [95 % interval]: "
+            "SAE: the SAE probe, dm: difference of means and raw: logistic probe on the raw activations; clips: "
+            "with / without the concept, out of fold (an older bank records neither interval nor clips).",
             caption_justify="left",
         )
-        for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC\nSAE/dm/raw"):
+        for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC [95 %]\nclips with/without"):
             table.add_column(col, no_wrap=col.startswith("AUROC"))
         for c in self:
             feats = ", ".join(str(f.index) for f in c.features[:8])
             if len(c.features) > 8:
                 feats += f" +{len(c.features) - 8}"
             default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
-            auroc = "/".join(
-                f"{c.auroc[k]:.2f}" if k in c.auroc else "-" for k in ("sae_probe", "diff_means", "logistic_raw")
-            )
+            short = ("SAE", "dm", "raw")
+            auroc = "\n".join(f"{s} {c.auroc_text(k)}" for k, s in zip(AUROC_METHODS, short, strict=True))
+            if c.clips is not None:
+                auroc += f"\nclips {c.clips.text()}"
             where = f"{c.model.name} ({c.model.sha256[:8]})\n{c.hook} · {c.sae}"
             table.add_row(c.name, where, feats, default, auroc)
         return table
@@ -348,6 +400,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
     aurocs = {str(k): _num(v, f"{at}: auroc.{k}", 0.0, 1.0) for k, v in auroc.items()}
     probe = _probe(spec.get("probe"), at)
+    intervals = _intervals(spec.get("auroc_interval"), aurocs, at)
+    clips = _clips(spec.get("clips"), at)
     return Concept(
         name,
         ModelRef(model["name"], model["sha256"]),
@@ -359,7 +413,39 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         probe,
         _steer(spec.get("steer"), at),
         sae_sha,
+        intervals,
+        clips,
     )
+
+
+def _intervals(spec: Any, aurocs: dict[str, float], at: str) -> dict[str, tuple[float, float]]:
+    """`auroc_interval`: method -> [lo, hi], two numbers in [0, 1] with lo <= hi, for a method `auroc` has."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise UserError(f"{at}: auroc_interval must be a mapping of method -> [lo, hi]")
+    out: dict[str, tuple[float, float]] = {}
+    for k, v in spec.items():
+        what = f"{at}: auroc_interval.{k}"
+        ok = isinstance(v, list | tuple) and len(v) == 2
+        ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        if not (ok and 0.0 <= v[0] <= v[1] <= 1.0):
+            raise UserError(f"{what}: {v!r}; expected [lo, hi], two numbers in [0, 1] with lo <= hi")
+        if str(k) not in aurocs:
+            raise UserError(f"{what}: no auroc.{k} it is the interval of")
+        out[str(k)] = (float(v[0]), float(v[1]))
+    return out
+
+
+def _clips(spec: Any, at: str) -> ConceptClips | None:
+    """`clips`: {with: N, without: M}, two positive integers."""
+    if spec is None:
+        return None
+    ok = isinstance(spec, dict) and set(spec) == {"with", "without"}
+    ok = ok and all(isinstance(spec[k], int) and not isinstance(spec[k], bool) and spec[k] > 0 for k in spec)
+    if not ok:
+        raise UserError(f"{at}: clips {spec!r}; expected {{with: N, without: M}}, two positive integers")
+    return ConceptClips(spec["with"], spec["without"])
 
 
 def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:

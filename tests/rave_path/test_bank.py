@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptClips, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
 from training.cli import main
 
 SHA = "0123abcd" * 8
 
 
-def _concept(name: str = "guitar") -> Concept:
-    return Concept(
+def _concept(name: str = "guitar", intervals: bool = False) -> Concept:
+    c = Concept(
         name,
         ModelRef("demo_rave.ts", SHA),
         "latent",
@@ -22,6 +22,31 @@ def _concept(name: str = "guitar") -> Concept:
         ConceptDefault("off", 1.0),
         {"sae_probe": 0.97, "diff_means": 0.93, "logistic_raw": 0.95},
     )
+    if intervals:
+        c.auroc_interval = {"sae_probe": (0.93, 1.0), "diff_means": (0.86, 0.98), "logistic_raw": (0.89, 0.99)}
+        c.clips = ConceptClips(24, 22)
+    return c
+
+
+def test_intervals_and_clip_counts_round_trip_and_an_older_bank_without_them_loads(tmp_path):
+    bank = ConceptBank(tmp_path / "concepts.yaml", {"guitar": _concept(intervals=True)})
+    bank.save()
+    text = (tmp_path / "concepts.yaml").read_text()
+    assert "auroc_interval:\n      sae_probe: [0.93, 1.0]\n      diff_means: [0.86, 0.98]\n" in text  # readable
+    assert "clips: {with: 24, without: 22}" in text
+    again = ConceptBank.load(tmp_path / "concepts.yaml").get("guitar")
+    assert again == bank.get("guitar") and again.clips == ConceptClips(24, 22)
+    assert again.auroc_text("sae_probe") == "0.97 [0.93, 1.00]" and again.auroc_text("other") == "-"
+    old = tmp_path / "old.yaml"  # a bank written before intervals and clip counts were recorded
+    old.write_text(
+        "version: 1\nconcepts:\n  guitar:\n    model: {name: demo_rave.ts, sha256: " + SHA + "}\n"
+        "    hook: latent\n    sae: sae/latent\n    features:\n      - {index: 12, weight: 1.0, typical: 1.7}\n"
+        "    auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}\n"
+    )
+    c = ConceptBank.load(old).get("guitar")
+    assert c.auroc_interval == {} and c.clips is None
+    assert c.auroc_text("sae_probe") == "0.97"  # the point value, nothing invented
+    assert "auroc_interval" not in c.to_dict() and "clips" not in c.to_dict()
 
 
 def test_round_trip_matches_architecture_layout(tmp_path):
@@ -59,11 +84,18 @@ def test_round_trip_matches_architecture_layout(tmp_path):
         (lambda d: d["concepts"]["guitar"]["model"].update(sha256="XYZ"), "model.sha256"),
         (lambda d: d["concepts"]["guitar"].update(colour="red"), "unknown key 'colour'"),
         (lambda d: d["concepts"]["guitar"].update(sae_sha256="abc"), "sae_sha256 'abc'"),
+        (lambda d: d["concepts"]["guitar"]["auroc_interval"].update(sae_probe=[0.99, 0.9]), "auroc_interval.sae_probe"),
+        (lambda d: d["concepts"]["guitar"]["auroc_interval"].update(sae_probe=[0.9, 1.2]), "auroc_interval.sae_probe"),
+        (lambda d: d["concepts"]["guitar"]["auroc_interval"].update(diff_means=0.9), "auroc_interval.diff_means"),
+        (lambda d: d["concepts"]["guitar"]["auroc_interval"].update(dm=[0.1, 0.2]), "auroc_interval.dm: no auroc.dm"),
+        (lambda d: d["concepts"]["guitar"].update(auroc_interval=[0.1, 0.2]), "auroc_interval must be a mapping"),
+        (lambda d: d["concepts"]["guitar"]["clips"].update(without=0), "clips"),
+        (lambda d: d["concepts"]["guitar"].update(clips=24), "clips 24"),
         (lambda d: d["concepts"].update({"bad name": d["concepts"]["guitar"]}), "'bad name'"),
     ],
 )
 def test_load_rejects_bad_fields_in_one_line(tmp_path, edit, needle):
-    data = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept()}).to_dict()
+    data = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept(intervals=True)}).to_dict()
     edit(data)
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(UserError) as err:
@@ -104,6 +136,11 @@ def test_concept_list_cli(tmp_path, capsys):
     assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
     out = capsys.readouterr().out
     assert "guitar" in out and "12, 3" in out and "0.97" in out and "demo_rave.ts" in out
+    assert "SAE 0.97 " in out and "0.97 [" not in out and "clips 2" not in out  # an older bank: nothing invented
+    ConceptBank(tmp_path / "b.yaml", {"guitar": _concept(intervals=True)}).save()
+    assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "SAE 0.97 [0.93, 1.00]" in out and "dm 0.93 [0.86, 0.98]" in out and "clips 24/22" in out
     assert main(["concept", "list", "--bank", str(tmp_path / "missing.yaml")]) == 2
 
 
