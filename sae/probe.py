@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sae.bank import ConceptProbe
+from sae.bank import ConceptClips, ConceptProbe
 from sae.errors import UserError
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
@@ -145,6 +145,22 @@ def concept_probe(probe: SparseProbe) -> ConceptProbe:
     """The bank's `probe` entry (raw-unit coefficients by feature index, intercept) of a fitted probe."""
     coef, intercept = probe.linear()
     return ConceptProbe(intercept, {int(i): float(c) for i, c in zip(probe.indices.tolist(), coef, strict=True)})
+
+
+def concept_intervals(report: ProbeReport) -> dict[str, tuple[float, float]]:
+    """The bank's `auroc_interval` entry: each method's 95 % bootstrap interval of its held-out AUROC (a method
+    whose bootstrap gave no finite interval is left out rather than written as a made-up one)."""
+    out = {}
+    for m, iv in report.intervals.items():
+        lo, hi = float(iv.get("lo", np.nan)), float(iv.get("hi", np.nan))
+        if m in report.auroc and np.isfinite(lo) and np.isfinite(hi) and 0.0 <= lo <= hi <= 1.0:
+            out[m] = (lo, hi)
+    return out
+
+
+def concept_clips(report: ProbeReport) -> ConceptClips:
+    """The bank's `clips` entry: how many clips with and without the concept the AUROCs were measured on."""
+    return ConceptClips(int(report.n_with), int(report.n_without))
 
 
 def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = None):

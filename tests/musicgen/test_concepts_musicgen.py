@@ -96,6 +96,9 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path, capsys)
     assert c.sae_sha256 == sae_weights_sha256(root / "saes" / c.hook)
     assert all(0 <= f.index < 64 and 0 < f.weight <= 1 and f.typical > 0 for f in c.features)
     assert set(c.probe.coef) == {f.index for f in c.features}  # the probe in raw units, for meters
+    # each AUROC with its 95 % interval, and the clips it was measured on
+    assert set(c.auroc_interval) == set(c.auroc) and all(0 <= lo <= hi <= 1 for lo, hi in c.auroc_interval.values())
+    assert c.clips is not None and c.clips.with_ > 0 and c.clips.without > 0
 
 
 def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):

@@ -53,6 +53,10 @@ def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_
     assert c.sae_sha256 == sae_weights_sha256(tiny_sae_dir)  # the SAE's identity, checked wherever it steers
     assert set(c.auroc) == {"sae_probe", "diff_means", "logistic_raw"}
     assert all(0 <= v <= 1 for v in c.auroc.values())
+    # each AUROC with its 95 % interval, and the clips it was measured on (18 with: one 'with' clip is too short)
+    assert set(c.auroc_interval) == set(c.auroc) and all(0 <= lo <= hi <= 1 for lo, hi in c.auroc_interval.values())
+    assert (c.clips.with_, c.clips.without) == (18, 21)
+    assert c.auroc_text("sae_probe").startswith(f"{c.auroc['sae_probe']:.2f} [")
     assert c.features and max(f.weight for f in c.features) == 1.0 and all(f.weight > 0 for f in c.features)
     assert all(0 <= f.index < 64 and f.typical >= 0 for f in c.features)
     assert c.default.mode == "none"  # found concepts start neutral
@@ -240,6 +244,7 @@ def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tin
     assert "raw latents" in out and "steering moves" in out
     c = ConceptBank.load(bank_path).get("guitar")
     assert c.hook == hook and {"sae_probe", "diff_means", "logistic_raw", "diff_means_latent"} <= set(c.auroc)
+    assert set(c.auroc_interval) == set(c.auroc)  # the latent baseline's interval too
     assert c.steer is not None and c.steer.threshold == 0.01 and c.steer.features
     assert -1.0 < c.steer.error_share < 2.0 and c.steer.off_left < 2.0
     assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", "--hook", "latent") == 2

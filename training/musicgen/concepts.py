@@ -20,7 +20,7 @@ from realtime.musicgen import MusicGenBackend, Recorder
 from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES, check_examples
-from sae.probe import ProbeReport, compare_probes, concept_probe, pool
+from sae.probe import ProbeReport, compare_probes, concept_clips, concept_intervals, concept_probe, pool
 from training.musicgen.collect import load_audio
 
 
@@ -163,6 +163,8 @@ def probe_layer(
         dict(report.auroc),
         concept_probe(report.probe),
         sae_sha256=sae_sha256,
+        auroc_interval=concept_intervals(report),
+        clips=concept_clips(report),
     )
     return LayerResult(layer, report, concept, few)
 

@@ -184,7 +184,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     from realtime.rave import RaveModel
     from sae.bank import ConceptSteer
     from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
-    from sae.probe import _folds, auroc, diff_means_scores
+    from sae.probe import _folds, auroc, concept_clips, concept_intervals, diff_means_scores
+    from sae.stats import auroc_interval
     from training.rave.collect import LATENT, make_streams
 
     t0 = time.perf_counter()
@@ -238,6 +239,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         for tr, te in _folds(y, cfg.folds, cfg.seed, None if groups is None else np.asarray(groups)):
             scores[te] = diff_means_scores(L[tr], y[tr], L[te])
         report.auroc["diff_means_latent"] = auroc(scores, y)
+        g = None if groups is None else np.asarray(groups, dtype=str)
+        report.intervals["diff_means_latent"] = auroc_interval(scores, y, seed=cfg.seed, groups=g).as_dict()
     effects = feature_effects(S, y)[report.probe.indices]
     if not (report.probe.weights > 0).any() or not (effects > 0).any():
         raise UserError(
@@ -270,6 +273,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         concept_probe(report.probe),
         steer,
         sae_sha256=sae_weights_sha256(cfg.sae),
+        auroc_interval=concept_intervals(report),
+        clips=concept_clips(report),
     )
     bank.add(concept, replace=cfg.replace)
     bank.save()
