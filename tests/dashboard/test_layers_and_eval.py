@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import soundfile as sf
 
-from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptClips, ConceptFeature, ModelRef
 from training.dashboard import DashboardConfig, build_dashboard
 from training.dashboard.layers import concept_base, layer_rows, layer_table_html, plot_layers, sae_dirs_beside
 
@@ -34,6 +34,8 @@ def test_layer_map(dash_inputs, tmp_path):
         ("guitar.layer_99", "layer_99", 0.5),
     ]:
         bank.add(Concept(name, ModelRef("m", "0" * 16), hook, "sae/x", [ConceptFeature(1)], auroc={"sae_probe": auc}))
+    bank.concepts["guitar_layer_10"].auroc_interval = {"sae_probe": (0.9, 0.99)}  # a bank that records them
+    bank.concepts["guitar_layer_10"].clips = ConceptClips(24, 22)
     dirs = sae_dirs_beside(root / "layer_6")
     assert [d.name for d in dirs] == ["layer_10", "layer_2", "layer_6"]
     rows = layer_rows(dirs, bank)
@@ -41,7 +43,9 @@ def test_layer_map(dash_inputs, tmp_path):
     assert [r.fvu for r in rows] == [0.30, 0.2, 0.12] and [r.dead for r in rows] == [0.1, 0.05, 0.0]
     assert rows[0].auroc == {"guitar": 0.7} and rows[1].auroc == {"piano": 0.8} and rows[2].auroc == {"guitar": 0.95}
     table = layer_table_html(rows)
-    assert table.count("<tr>") == 4 and "AUROC guitar" in table and "AUROC piano" in table and "0.950" in table
+    assert table.count("<tr>") == 4 and "AUROC guitar" in table and "AUROC piano" in table
+    assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips" in table and "95 % bootstrap interval" in table
+    assert "0.70</td>" in table and "0.70 [" not in table  # no interval in the bank: the point value alone
     png = plot_layers(rows, tmp_path / "layers.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert concept_base("guitar-l3", "l3") == "guitar" and concept_base("l3", "l3") == "l3"

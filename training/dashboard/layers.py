@@ -1,7 +1,8 @@
 """Per-layer maps: reconstruction quality (FVU, L0, dead) and concept separability (held-out AUROC) per layer.
 
 Reads each SAE directory's `cfg.json` (hook) and `metrics.json` (written by `musicsae sae train`), and the
-AUROCs a concept bank records per concept. A concept found on several layers may be saved under names
+AUROCs a concept bank records per concept, with their 95 % intervals and clip counts where the bank has them
+(an older bank: the point values alone). A concept found on several layers may be saved under names
 that end in its hook (`guitar.layer_4`, `guitar_layer_4`); those share one column.
 """
 
@@ -14,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sae.bank import ConceptBank
+from sae.bank import ConceptBank, ConceptClips
 from sae.io import CFG_FILE, read_sae_cfg
 
 AUROC_METHOD = "sae_probe"
@@ -28,6 +29,8 @@ class LayerRow:
     l0: float | None = None
     dead: float | None = None
     auroc: dict[str, float] = field(default_factory=dict)  # concept -> held-out AUROC
+    interval: dict[str, tuple[float, float]] = field(default_factory=dict)  # concept -> its 95 % interval
+    clips: dict[str, ConceptClips] = field(default_factory=dict)  # concept -> clips with / without it
 
 
 def _natural(s: str) -> list:
@@ -67,7 +70,12 @@ def layer_rows(sae_dirs: list[Path], bank: ConceptBank | None = None) -> list[La
     if bank is not None:
         for c in bank:
             if c.hook in rows and AUROC_METHOD in c.auroc:
-                rows[c.hook].auroc[concept_base(c.name, c.hook)] = c.auroc[AUROC_METHOD]
+                row, base = rows[c.hook], concept_base(c.name, c.hook)
+                row.auroc[base] = c.auroc[AUROC_METHOD]
+                if AUROC_METHOD in c.auroc_interval:
+                    row.interval[base] = c.auroc_interval[AUROC_METHOD]
+                if c.clips is not None:
+                    row.clips[base] = c.clips
     return [rows[h] for h in sorted(rows, key=_natural)]
 
 
@@ -75,8 +83,30 @@ def _fmt(v: float | None, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def auroc_cell(row: LayerRow, concept: str) -> str:
+    """A concept's AUROC at a layer: `0.95 [0.90, 0.99]` and its clip counts, as far as the bank records them."""
+    if concept not in row.auroc:
+        return '<td class="num">–</td>'
+    text = f"{row.auroc[concept]:.2f}"
+    if concept in row.interval:
+        lo, hi = row.interval[concept]
+        text += f" [{lo:.2f}, {hi:.2f}]"
+    if concept in row.clips:
+        c = row.clips[concept]
+        text += f'<br><span class="small muted">{c.with_} + {c.without} clips</span>'
+    return f'<td class="num" data-v="{row.auroc[concept]:.6g}">{text}</td>'
+
+
+LEGEND = (
+    '<p class="small muted">AUROC: held out, SAE-feature probe, [95 % bootstrap interval], on N + M clips with + '
+    "without the concept; a concept from an older bank shows its point value alone (no interval or clip count "
+    "recorded).</p>"
+)
+
+
 def layer_table_html(rows: list[LayerRow], link=None) -> str:
-    """HTML table: one row per layer; `link(row)` may return an href for the hook cell."""
+    """HTML table: one row per layer; `link(row)` may return an href for the hook cell. Each AUROC carries its
+    95 % interval and clip counts when the bank has them (`LEGEND` says so below the table)."""
     concepts = sorted({c for r in rows for c in r.auroc})
     head = "".join(f"<th data-key>{h}</th>" for h in ("layer", "FVU", "L0", "dead"))
     head += "".join(f"<th data-key>AUROC {html.escape(c)}</th>" for c in concepts)
@@ -86,13 +116,14 @@ def layer_table_html(rows: list[LayerRow], link=None) -> str:
         name = html.escape(r.hook)
         cells = [f'<td><a href="{href}">{name}</a></td>' if href else f"<td>{name}</td>"]
         cells += [f'<td class="num">{_fmt(v, s)}</td>' for v, s in ((r.fvu, ".3f"), (r.l0, ".1f"), (r.dead, ".1%"))]
-        cells += [f'<td class="num">{_fmt(r.auroc.get(c), ".3f")}</td>' for c in concepts]
+        cells += [auroc_cell(r, c) for c in concepts]
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return table + (LEGEND if concepts else "")
 
 
 def plot_layers(rows: list[LayerRow], path: Path) -> Path:
-    """PNG: FVU, L0, dead fraction and per-concept AUROC against layer."""
+    """PNG: FVU, L0, dead fraction and per-concept AUROC against layer (bars: 95 % intervals, where recorded)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -111,8 +142,11 @@ def plot_layers(rows: list[LayerRow], path: Path) -> Path:
     concepts = sorted({c for r in rows for c in r.auroc})
     for c in concepts:
         pts = [(i, r.auroc[c]) for i, r in zip(x, rows, strict=True) if c in r.auroc]
-        axes[3].plot([p[0] for p in pts], [p[1] for p in pts], "o-", lw=1.4, label=c)
-    axes[3].set_title("held-out AUROC (SAE probe)", fontsize=9)
+        (line,) = axes[3].plot([p[0] for p in pts], [p[1] for p in pts], "o-", lw=1.4, label=c)
+        bars = [(i, *r.interval[c]) for i, r in zip(x, rows, strict=True) if c in r.interval]
+        if bars:
+            axes[3].vlines([b[0] for b in bars], [b[1] for b in bars], [b[2] for b in bars], color=line.get_color())
+    axes[3].set_title("held-out AUROC (SAE probe), 95 % intervals", fontsize=9)
     axes[3].set_ylim(0.4, 1.02)
     if concepts:
         axes[3].legend(fontsize=7)
