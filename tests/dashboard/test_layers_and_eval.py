@@ -66,6 +66,8 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
                 auroc={"sae_probe": 0.81, "diff_means": 0.7},
             )
         )
+    bank.concepts["bright"].auroc_interval = {"sae_probe": (0.7, 0.9), "diff_means": (0.55, 0.83)}
+    bank.concepts["bright"].clips = ConceptClips(20, 21)
     bank.save()
     # the layout `musicsae demo` writes beside its bank: renders/*.wav and judge/judge.json
     tone = (0.1 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)).astype(np.float32)
@@ -117,8 +119,15 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     # the judge's numbers in words, never as raw JSON keys
     assert "bright can be taken out." in page and "Side effects" in page and "x, +1 with bright off" in page
     assert "off_drop" not in page and "none.with" not in page and "goals_met" not in page
-    assert "AUROC of 0.81" in page and "a difference of means, reached 0.70" in page
+    assert (
+        "AUROC of 0.81 [0.70, 0.90] (in brackets its 95 % interval" in page
+        and "means, reached 0.70 [0.55, 0.83]" in page
+    )
+    assert "on 20 clips with bright and 21 without" in page
     two = (out / "concepts" / "bright_two.html").read_text()
+    assert (
+        "AUROC of 0.81 (0.5" in two and "reached 0.70." in two and "clips with bright_two and" not in two
+    )  # older bank
     assert "eval_bright_two_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
     index = (out / "index.html").read_text()
     assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index

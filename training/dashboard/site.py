@@ -632,19 +632,24 @@ class DashboardBuilder:
 
     @staticmethod
     def _found_how(c: Concept) -> str:
-        """How well the concept's probe told clips with it from clips without it, in words."""
+        """How well the concept's probe told clips with it from clips without it, in words: the AUROCs with their
+        95 % intervals and the clip counts where the bank records them (an older bank: the point values)."""
         a = c.auroc
         if not isinstance(a.get("sae_probe"), int | float):
             return ""
         names = {"diff_means": "a difference of means", "logistic_raw": "a logistic probe"}
         base = [(v, k) for k, v in a.items() if k in names and isinstance(v, int | float)]
+        ci = "in brackets its 95 % interval; " if "sae_probe" in c.auroc_interval else ""
         text = (
             f"On held-out clips, the concept's probe on {len(c.features)} SAE feature(s) told clips with "
-            f"{_e(c.name)} from clips without it with an AUROC of {a['sae_probe']:.2f} (0.5: chance, 1: always)"
+            f"{_e(c.name)} from clips without it with an AUROC of {c.auroc_text('sae_probe')} ({ci}0.5: chance, "
+            "1: always)"
         )
         if base:
-            v, k = max(base)
-            text += f"; the best probe on the raw activations, {names.get(k, _e(k))}, reached {v:.2f}"
+            k = max(base)[1]
+            text += f"; the best probe on the raw activations, {names.get(k, _e(k))}, reached {c.auroc_text(k)}"
+        if c.clips is not None:
+            text += f", on {c.clips.with_} clips with {_e(c.name)} and {c.clips.without} without"
         return f"<h2>How well it was found</h2><p>{text}.</p>"
 
     def _eval_dirs(self) -> list[Path]:
