@@ -146,7 +146,7 @@ def plot_layers(rows: list[LayerRow], path: Path) -> Path:
         bars = [(i, *r.interval[c]) for i, r in zip(x, rows, strict=True) if c in r.interval]
         if bars:
             axes[3].vlines([b[0] for b in bars], [b[1] for b in bars], [b[2] for b in bars], color=line.get_color())
-    axes[3].set_title("held-out AUROC (SAE probe), 95 % intervals", fontsize=9)
+    axes[3].set_title("held-out AUROC (SAE probe)\nbars: 95 % intervals", fontsize=9)
     axes[3].set_ylim(0.4, 1.02)
     if concepts:
         axes[3].legend(fontsize=7)
