@@ -118,7 +118,7 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
     files = [out / "demo_concepts.yaml", sae_out / "cfg.json", sae_out / "sae_weights.safetensors"]
     digests = {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     for name, concept in shipped.concepts.items():
-        say(f"    {name}: features {[f.index for f in concept.features]}, AUROC sae {concept.auroc['sae_probe']:.3f}")
+        say(f"    {name}: features {[f.index for f in concept.features]}, AUROC sae {concept.auroc_text('sae_probe')}")
     say(f"wrote {', '.join(digests)} in {out} ({time.perf_counter() - t0:.0f} s)")
     return digests
 
