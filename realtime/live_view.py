@@ -12,6 +12,9 @@ from rich.text import Text
 
 from realtime.engine import Engine
 
+MODE_STYLES = {"off": "red", "on": "green", "clamp": "green", "scale": "cyan"}
+"""The colour of a concept's mode in the view (`none`: dim)."""
+
 
 def meter(peak: float, width: int = 24) -> Text:
     """A dBFS bar from -60 to 0 dB."""
@@ -120,7 +123,7 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     for col in ("concept", "mode", "strength", "gain", "in the input"):
         concepts.add_column(col)
     for name, ctl in view["concepts"].items():
-        style = {"off": "red", "on": "green", "scale": "cyan"}.get(ctl["mode"], "dim")
+        style = MODE_STYLES.get(ctl["mode"], "dim")
         concepts.add_row(
             name,
             Text(ctl["mode"], style=style),

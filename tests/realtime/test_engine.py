@@ -247,3 +247,11 @@ def test_a_stereo_model_live_equals_the_offline_render_in_stereo(stereo_rave_mod
     assert np.abs(out[:, 0] - out[:, 1]).max() > 1e-2 * np.abs(out).max()  # two sides, not one copied
     swapped = render_array(RaveStream(model), data[:, ::-1], latent_sae, edits=edits, block=1024, delay=proc.delay)
     assert not np.array_equal(swapped, offline)  # the model heard each side (a mono mix is the same both ways round)
+
+
+def test_every_mode_that_edits_has_a_colour_in_the_view():
+    """`clamp` showed dim in the view, as `none` does: a performer could not see at a glance that it acts."""
+    from realtime.live_view import MODE_STYLES
+    from sae.steering import ALL_MODES
+
+    assert set(MODE_STYLES) == set(ALL_MODES) - {"none"}
