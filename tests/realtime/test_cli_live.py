@@ -109,6 +109,8 @@ def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
         proc = live_here(capsys, "--model", str(tiny_rave_ts), "--bank", str(bank.path), "--in", str(wav),
                          "--out", str(outs[name]), "--no-osc", "--no-view", *extra)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
+        said = (proc.stdout + proc.stderr).splitlines()
+        assert ("preset preset.yaml: bright on:8, mix 1" in said) == bool(extra), said  # what the preset set
     a, _ = sf.read(outs["plain"])
     b, _ = sf.read(outs["steered"])
     assert np.abs(a - b).max() > 1e-3 * max(np.abs(a).max(), 1e-6)

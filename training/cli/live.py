@@ -292,6 +292,8 @@ def run(args: argparse.Namespace) -> int:
             _say(f"skipped concept {note}")
         names = ", ".join(session.controls.concept_names()) or "none"
         _say(f"SAE {session.sae_dir or '(none)'}; concepts: {names}")
+        if args.preset is not None and not resumed:
+            _say(f"preset {args.preset.name}: {_controls_line(session.controls)}")
         meters = engine.processor.meter_names
         if meters:
             rate = f"/meter/<name> at {args.meter_rate:g} Hz" if args.meter_rate > 0 and osc else "no OSC meters"
@@ -417,12 +419,18 @@ def _restore(resumed, session) -> None:
     except UserError as exc:  # another bank since: the concepts differ
         _say(f"controls from before the device went away not restored ({exc})")
         return
-    modes = [f"{name} {c['mode']}" for name, c in resumed.controls.get("concepts", {}).items() if c["mode"] != "none"]
-    view = session.controls.view()
-    _say(
-        "controls restored from before the device went away: "
-        + ", ".join([*modes, "bypass" if view["bypass"] else f"mix {view['mix']:g}"])
-    )
+    _say(f"controls restored from before the device went away: {_controls_line(session.controls)}")
+
+
+def _controls_line(controls) -> str:
+    """What the controls do now, in a line: each concept that acts (mode and strength), then mix or bypass."""
+    view = controls.view()
+    modes = [
+        f"{name} {c['mode']}" + ("" if c["mode"] == "off" else f":{c['strength']:g}")
+        for name, c in view["concepts"].items()
+        if c["mode"] != "none"
+    ]
+    return ", ".join([*modes, "bypass" if view["bypass"] else f"mix {view['mix']:g}"])
 
 
 def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None] | None = None, resumed=None) -> int:
