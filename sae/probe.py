@@ -188,12 +188,13 @@ def check_groups(y: Sequence[int], groups: Sequence, folds: int) -> list[str]:
                 f"--groups: every clip {side} the concept is in one group; folds never split a group, so at least "
                 "2 groups per side are needed"
             )
+    used = max(2, min(folds, *counts.values()))  # what `_folds` runs: never more folds than groups on a side
     notes = []
     for side, n in counts.items():
         if n < folds:
             notes.append(
-                f"only {n} groups {side} the concept for {folds} folds: folds never split a group, so some folds "
-                f"test no clip {side} it and the held-out AUROC rests on {n} sources"
+                f"only {n} groups {side} the concept: folds never split a group, so {used} folds instead of "
+                f"{folds}, and the held-out AUROC rests on {n} sources {side} it"
             )
     return notes
 

@@ -102,5 +102,10 @@ def test_folds_never_split_a_group_and_few_groups_are_named():
     rep = compare_probes(S, R, y, groups=groups)
     assert rep.groups == 10 and rep.notes == []
     assert any("only 5 groups with" in n for n in check_groups(y, groups, folds=8))
+    # the note says how many folds run (as many as a side has groups), not that some folds test no such clip
+    two = np.array([f"song{i % 2}{y[i]}" for i in range(len(y))])  # 2 songs with, 2 without
+    rep2 = compare_probes(S, R, y, groups=two, permutations=0)
+    assert rep2.folds == 2
+    assert rep2.notes and all("2 folds instead of 5" in n and "some folds" not in n for n in rep2.notes)
     with pytest.raises(UserError, match="at least 2 groups per side"):
         check_groups(y, np.where(y == 1, "one_song", groups), folds=5)
