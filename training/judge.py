@@ -326,13 +326,18 @@ def rich_table(result: dict):
     from rich import box
     from rich.table import Table
 
+    drifted = len(result["concepts"]) > 1  # drift is measured on the other concepts judged
     t = Table(
         title=f"outside judge: {result['model']['name']}, {result['held_out_clips']} held-out clips, "
         f"on strengths {', '.join(f'{v:g}' for v in result.get('strengths', [1.0]))}",
         caption="detection by the judge in % of clips; with / without: held-out clips with or without the concept; "
         "(s): strength of on; drift: largest change of another concept, in points; the judge's own accuracy on "
         "the clean held-out clips: "
-        + ", ".join(f"{n} {a:.0f}%" for n, a in result["judge"]["clean_heldout_accuracy"].items()),
+        + ", ".join(f"{n} {a:.0f}%" for n, a in result["judge"]["clean_heldout_accuracy"].items())
+        + _clips_caption(result["concepts"])
+        + f"; goals ✓: drop and rise of at least {GOALS['off_drop']:g} / {GOALS['on_rise']:g} points and drift "
+        f"under {GOALS['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
+        "drop / rise goal" + ("" if drifted else "; –: no other concept judged, so no drift measured"),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -354,7 +359,10 @@ def rich_table(result: dict):
             if arm is None:
                 continue
             g = arm["goals_met"]
-            goals = "  ".join("✓" if ok else "✗" for ok in (g["off_drop"], g["on_rise"], g["drift"]))
+            marks = ["✓" if g[k] else "✗" for k in ("off_drop", "on_rise")] + [
+                "✓" if g["drift"] else "✗" if drifted else "–"
+            ]
+            goals = "  ".join(marks)
             t.add_row(
                 name if label == "SAE" else "",
                 label,
@@ -363,7 +371,17 @@ def rich_table(result: dict):
                 f"{e['none']['without']:.0f}→{arm['on']['without']:.0f}% "
                 f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
                 f"{arm['on_rise']:+.0f}",
-                f"{arm['max_drift']:.0f}",
+                f"{arm['max_drift']:.0f}" if drifted else "–",
                 goals,
             )
     return t
+
+
+def _clips_caption(concepts: dict) -> str:
+    """'; held-out clips with / without each concept: guitar 2 / 6' (RAVE judges; MusicGen's count renders)."""
+    counts = [
+        f"{n} {e['held_out_with']} / {e['held_out_without']}"
+        for n, e in concepts.items()
+        if "held_out_with" in e and "held_out_without" in e
+    ]
+    return "; held-out clips with / without each concept: " + ", ".join(counts) if counts else ""

@@ -109,3 +109,23 @@ def test_per_layer_auroc_tables_of_24_layers_and_8_concepts():
     _fits(lines)
     text = "\n".join(lines)
     assert all(name in text for name in CONCEPTS) and "0.73/0.67" in text
+
+
+def test_judge_table_with_one_concept_says_no_drift_and_the_clip_counts():
+    """One concept judged: no other concept to drift, so no '0 ✗' but '–'; the caption names each concept's
+    held-out clips per side and what a ✓ needs (a researcher saw 'drift 0' failing with no reason given)."""
+    entry = {"none": {"with": 50.0, "without": 33.0}, "held_out_with": 2, "held_out_without": 6} | _arm(0.0, 100.0)
+    entry["max_drift"] = 0.0
+    result = {
+        "model": {"name": "demo_rave.ts"},
+        "held_out_clips": 8,
+        "strengths": [4.0],
+        "judge": {"clean_heldout_accuracy": {"guitar": 62.5}},
+        "concepts": {"guitar": entry},
+    }
+    lines = _render(rich_table(result))
+    _fits(lines)
+    text = " ".join(" ".join(lines).split())
+    row = next(line for line in lines if line.lstrip().startswith("guitar"))
+    assert row.rstrip().endswith("–") and " 0 " not in row.split("%")[-1]
+    assert "guitar 2 / 6" in text and "margin of one clip" in text and "interval's lower end" in text
