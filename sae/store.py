@@ -97,6 +97,14 @@ def _new_manifest(hook: str, dim: int, dtype: str) -> dict[str, Any]:
     return {"hook": hook, "dim": dim, "dtype": dtype, "shards": [], "complete": []}
 
 
+def _model_words(model: Any) -> str:
+    """A store's model in words: 'demo_rave.ts (sha256 91ae76d46047…)', with what else differs left to the caller."""
+    if not isinstance(model, dict):
+        return repr(model)
+    sha = str(model.get("sha256") or "")
+    return f"{model.get('name', '?')}" + (f" (sha256 {sha[:12]}…)" if sha else "")
+
+
 class ActivationWriter:
     """Append activations of one hook to a store, shard by shard, atomically.
 
@@ -181,6 +189,11 @@ class ActivationWriter:
                     value = int(value)
                 old = info.get(key)
                 if old is not None and old != value:
+                    if key == "model":
+                        raise UserError(
+                            f"store {self.root}: holds activations of {_model_words(old)}, not {_model_words(value)}; "
+                            "collect into another --out folder (one store per model)"
+                        )
                     raise UserError(f"store {self.root}: {key} is {old!r}, not {value!r}; use another store directory")
                 if old is None:
                     info[key] = value

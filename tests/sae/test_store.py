@@ -80,6 +80,18 @@ def test_resume_skips_stored_frames_and_complete_sources(tmp_path):
         ActivationWriter(tmp_path, "layer.1", 16, frame_rate=50.0)
 
 
+def test_a_store_of_another_model_is_named_in_words(tmp_path):
+    """Collecting with a second model into a store says which model it holds (name and hash), not two dicts."""
+    with ActivationWriter(tmp_path, "latent", 4, model={"name": "demo_rave.ts", "sha256": "91ae76d46047df65"}) as w:
+        w.add(torch.randn(10, 4), "a.wav", 0)
+    with pytest.raises(UserError) as err:
+        ActivationWriter(tmp_path, "latent", 4, model={"name": "tiny.ts", "sha256": "60d6d9e4f3793f88"})
+    assert str(err.value) == (
+        f"store {tmp_path}: holds activations of demo_rave.ts (sha256 91ae76d46047…), not tiny.ts "
+        "(sha256 60d6d9e4f379…); collect into another --out folder (one store per model)"
+    )
+
+
 def test_a_second_writer_of_the_same_hook_and_rank_is_refused(tmp_path, monkeypatch):
     """Two collects into one store at once each stored every source (twice the rows, silently); torchrun ranks,
     which take disjoint shares of the sources, still write one hook together."""
