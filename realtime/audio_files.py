@@ -37,10 +37,12 @@ SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
 
 @dataclass
 class AudioNotes:
-    """What happened to the files of a folder: skipped ones (path, reason) and resampled source rates."""
+    """What happened to the files of a folder: skipped ones (path, reason), resampled source rates and channel
+    counts mixed to mono."""
 
     skipped: list[tuple[str, str]] = field(default_factory=list)
     resampled: dict[int, int] = field(default_factory=dict)  # source rate -> number of files
+    mixed: dict[int, int] = field(default_factory=dict)  # channels of a file mixed to mono -> number of files
     target_rate: int = 0
 
     def lines(self) -> list[str]:
@@ -48,6 +50,7 @@ class AudioNotes:
             f"resampled {n} file(s) from {sr} Hz to the model's {self.target_rate} Hz"
             for sr, n in sorted(self.resampled.items())
         ]
+        out += [f"mixed {n} file(s) of {c} channels to mono" for c, n in sorted(self.mixed.items())]
         out += [f"skipped {path}: {why}" for path, why in self.skipped]
         return out
 
@@ -271,4 +274,6 @@ def read_clip(
         return None
     if file_sr != sample_rate:  # counted among the files kept
         notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
+    if audio.ndim == 1 and data.shape[1] > 1:
+        notes.mixed[data.shape[1]] = notes.mixed.get(data.shape[1], 0) + 1
     return np.ascontiguousarray(audio, dtype=np.float32)

@@ -16,6 +16,7 @@ from realtime.audio_files import (
     input_notes,
     list_audio,
     read_audio,
+    read_clip,
     read_mono,
     resample,
 )
@@ -261,6 +262,18 @@ def test_resampled_counts_only_the_files_kept(tmp_path):
     kept = [read_mono(p, 44100, notes, min_samples=100) for p in list_audio(tmp_path)]
     assert sum(a is not None for a in kept) == 1 and len(notes.skipped) == 2
     assert notes.lines()[0] == "resampled 1 file(s) from 22050 Hz to the model's 44100 Hz"
+
+
+def test_a_folder_says_how_many_files_were_mixed_to_mono(tmp_path):
+    """collect said 'resampled' for a 48 kHz stereo file but not that its two channels became one (render says)."""
+    sf.write(tmp_path / "wide.wav", 0.1 * np.random.default_rng(0).standard_normal((4410, 2)).astype(np.float32), 44100)
+    sf.write(tmp_path / "mono.wav", 0.1 * np.sin(np.arange(4410, dtype=np.float32) / 3), 44100)
+    notes = AudioNotes()
+    assert all(read_mono(p, 44100, notes).ndim == 1 for p in list_audio(tmp_path))
+    assert notes.lines() == ["mixed 1 file(s) of 2 channels to mono"]
+    stereo = AudioNotes()
+    read_clip(tmp_path / "wide.wav", 44100, stereo, channels=2)  # a stereo model keeps both: nothing mixed
+    assert stereo.lines() == []
 
 
 def test_a_recording_that_was_never_closed_is_named_as_such(tmp_path):
