@@ -541,7 +541,12 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
         )
         == 0
     )
-    assert json.loads(written.read_text())["fvu"] == json.loads(capsys.readouterr().out)["fvu"]
+    saved, printed = json.loads(written.read_text()), json.loads(capsys.readouterr().out)
+    assert saved["fvu"] == printed["fvu"]
+    # the written file says what it measured: which SAE on which store's rows (it held only the figures)
+    assert saved["sae"] == str(out / "synthetic") and saved["activations"] == str(tmp_path / "acts")
+    assert saved["hook"] == printed["hook"] == "synthetic" and saved["split"] == printed["split"] == "eval"
+    assert saved["eval_fraction"] == 0.02
 
 
 def test_a_hook_without_rows_is_refused_before_any_training(tmp_path, capsys):

@@ -67,11 +67,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--sae", required=True, help="SAE directory (cfg.json + sae_weights.safetensors)")
     e.add_argument("--activations", required=True, help="activation store directory")
     e.add_argument("--hook", help="hook to evaluate on (default: the SAE's hook_name)")
-    e.add_argument("--split", choices=["eval", "train", "all"], default="eval")
+    e.add_argument(
+        "--split",
+        choices=["eval", "train", "all"],
+        default="eval",
+        help="rows to score: the held-out ones (default), the training ones or all",
+    )
     e.add_argument(
         "--eval-fraction", type=fraction, help="share of store blocks held out (default: the SAE's training value)"
     )
-    e.add_argument("--max-rows", type=positive_int, default=1_000_000)
+    e.add_argument("--max-rows", type=positive_int, default=1_000_000, help="rows scored at most (default 1000000)")
     e.add_argument("--out", help="write the metrics JSON here")
     add_device(e, "the SAE")
     e.set_defaults(func=run_eval)
@@ -242,6 +247,9 @@ def run_eval(args: argparse.Namespace) -> int:
     stream = store.iter_batches(hook, 4096, args.split, frac, shuffle_buffer=0, drop_last=False)
     metrics = evaluate(sae, stream, max_rows=args.max_rows)
     metrics["skipped_nonfinite_rows"] = stream.nonfinite_rows
+    # what the figures were measured on, so a written file says so without the command line
+    metrics |= {"sae": str(args.sae), "activations": str(args.activations), "hook": hook, "split": args.split}
+    metrics |= {"eval_fraction": frac, "max_rows": args.max_rows}
     text = json.dumps(metrics, indent=2)
     if args.out:
         from pathlib import Path
@@ -250,7 +258,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
-    short = {k: metrics[k] for k in ("rows", "fvu", "explained_variance", "l0", "dead_fraction")}
+    short = {k: metrics[k] for k in ("hook", "split", "rows", "fvu", "explained_variance", "l0", "dead_fraction")}
     print(json.dumps(short), file=sys.stdout)
     return 0
 
