@@ -334,12 +334,14 @@ class FeatureRef:
 
 
 def check_sets(sets: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """(name, mode) edits as given on a command line: each mode valid and within the limit, each concept
-    set once; a repeated concept is refused rather than silently overridden."""
+    """(name, mode) edits as given on a command line: each mode valid and within the limit, `scale` with its gain,
+    each concept set once; a repeated concept is refused rather than silently overridden."""
     seen: dict[str, str] = {}
     for name, mode in sets:
         if name in seen:
             raise UserError(f"--set {name}: given twice ({name}={seen[name]}, {name}={mode}); one setting per concept")
+        if mode.strip() == "scale":  # a command line sets no gain apart: bare `scale` would keep gain 1, no edit
+            raise UserError(f"--set {name}=scale: expected a gain, {name}=scale:GAIN (scale alone is gain 1: no edit)")
         ConceptControl.parse(name, mode)
         seen[name] = mode
     return list(seen.items())

@@ -186,6 +186,17 @@ def test_a_colon_without_a_value_is_refused():
             ConceptControl.parse("guitar", mode)
 
 
+def test_a_bare_scale_on_a_command_line_is_refused():
+    """`render rave --set guitar=scale` wrote the unedited render, exit 0: a command line has no gain apart, so bare
+    `scale` was scale at gain 1 (live's OSC `scale`, with /gain set apart, keeps it)."""
+    from sae.steering import ConceptControl, check_sets
+
+    with pytest.raises(UserError, match=r"^--set guitar=scale: expected a gain, guitar=scale:GAIN"):
+        check_sets([("guitar", "scale")])
+    assert check_sets([("guitar", "scale:0.5")]) == [("guitar", "scale:0.5")]
+    assert ConceptControl.parse("guitar", "scale").mode == "scale"  # live: gain from its own control
+
+
 def test_a_concept_set_twice_is_refused():
     from sae.steering import check_sets
 
