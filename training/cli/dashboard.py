@@ -33,7 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sae", required=True, help="SAE directory (SAELens layout)")
     p.add_argument("--store", required=True, help="the activation store the SAE was trained on")
-    p.add_argument("--audio-root", required=True, help="folder the store's source paths are relative to")
+    p.add_argument(
+        "--audio-root",
+        help="folder the store's source paths are relative to (default: the one `collect rave` read, from the "
+        "store's store.json)",
+    )
     p.add_argument("--out", required=True, help="site folder (an existing dashboard there is replaced)")
     p.add_argument("--bank", help="concept bank YAML: concept pages and membership")
     p.add_argument("--manifest", help="data manifest (.jsonl/.csv or its folder): labels and purity")
@@ -56,12 +60,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def stored_audio_root(store: str) -> str:
+    """The audio folder `collect rave` recorded in the store's store.json; one-line UserError when it records none
+    (a MusicGen store, or one collected before the folder was recorded)."""
+    from pathlib import Path
+
+    from sae.errors import UserError
+    from sae.jsonfile import read_json_object
+    from sae.store import STORE_JSON
+
+    path = Path(store) / STORE_JSON
+    info = read_json_object(path, "store.json") if path.is_file() else {}
+    audio = ((info.get("collect") or {}).get("rave") or {}).get("audio")
+    if not isinstance(audio, str) or not audio:
+        raise UserError(f"--audio-root: store {store} records no audio folder; pass the folder its clips came from")
+    return audio
+
+
 def run(args: argparse.Namespace) -> int:
     from sae.paths import check_output_dir
     from training.dashboard import DashboardConfig, build_dashboard
 
     check_output_dir(args.out)
     console = output_console(stderr=True)
+    if args.audio_root is None:
+        args.audio_root = stored_audio_root(args.store)
+        console.print(f"audio: {args.audio_root} (where the store was collected from)", highlight=False)
     cfg = DashboardConfig(
         top_n=args.top,
         max_pages=args.max_pages,
