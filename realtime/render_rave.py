@@ -335,6 +335,10 @@ def render_file(
     if bank_path is not None:
         steering = load_steering(bank_path, model, sae_dir, names=[n for n, _ in parsed] or None)
         sae, edit, hook = steering.sae, steering.edit_for(parsed), steering.hook
+        for name, mode in parsed:  # `on` / `clamp` without a strength: say which one the render used
+            if mode in ("on", "clamp"):
+                strength = steering.state.defaults[name].strength
+                notes.append(f"{name}={mode}: strength {strength:g}, the bank's default ({name}={mode}:S sets one)")
     delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
     t_work = time.perf_counter()

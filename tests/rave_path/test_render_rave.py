@@ -63,6 +63,16 @@ def test_cli_edits_and_identity(tmp_path, tiny_rave_ts, tiny_model, concept_data
     assert len(on) == n and np.abs(on - plain).max() > 1e-3
 
 
+def test_a_bare_on_names_the_strength_it_used(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):
+    """`--set bright=on` printed '(bright=on)' and nothing said at which strength (the bank's default)."""
+    model, delay = tiny_model
+    clip = sorted((concept_data / "clips").iterdir())[0]
+    report = render_file(clip, tmp_path / "on.wav", tiny_rave_ts, bank, ["bright=on"], model=model, delay=delay)
+    assert "bright=on: strength 1, the bank's default (bright=on:S sets one)" in report.notes
+    report = render_file(clip, tmp_path / "on2.wav", tiny_rave_ts, bank, ["bright=on:2"], model=model, delay=delay)
+    assert not any("bank's default" in n for n in report.notes)
+
+
 def test_output_is_aligned_and_blocks_do_not_matter(tiny_model, concept_data):
     model, delay = tiny_model
     x = sf.read(sorted((concept_data / "clips").iterdir())[1], dtype="float32")[0]
