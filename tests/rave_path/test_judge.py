@@ -66,7 +66,7 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
 
     bank = ConceptBank(tmp_path / "concepts.yaml")
     ref = ModelRef.of_file(tiny_rave_ts)
-    for name, feats in (("guitar", [3, 7]), ("drums", [11])):
+    for name, feats in (("guitar", [3, 7]), ("drums", [11]), ("bright", [5])):  # bright: no manifest label
         bank.add(
             Concept(
                 name,
@@ -102,8 +102,13 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
         )
         == 0
     )
-    assert "outside judge" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "outside judge" in said
     result = json.loads((out / "judge.json").read_text())
+    # a bank concept the manifest cannot judge is named, not left out without a word
+    assert set(result["concepts"]) == {"guitar", "drums"}
+    assert "not judged: bright (no label of that name in the data manifest)" in result["notes"]
+    assert "note: not judged: bright" in said
     assert result["strengths"] == [1.0, 8.0] and (out / "judge.png").exists()
     for e in result["concepts"].values():
         # the strength of on is chosen on the validation half and reported on the other half

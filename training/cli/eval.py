@@ -176,7 +176,11 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")
     p.add_argument("--bank", required=True, help="concept bank YAML")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
+    p.add_argument(
+        "--concepts",
+        default="",
+        help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
+    )
     p.add_argument(
         "--strength",
         type=positive_floats,

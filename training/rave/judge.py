@@ -105,6 +105,9 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     names = list(cfg.concepts) or [
         c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == model.identity.sha256
     ]
+    unlabelled = [  # by default, the bank's concepts the manifest cannot judge are named, not left out unsaid
+        c.name for c in bank if not cfg.concepts and c.name not in CONCEPTS and c.model.sha256 == model.identity.sha256
+    ]
     unknown = [n for n in names if n not in CONCEPTS]
     if unknown:
         raise UserError(
@@ -324,7 +327,8 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "held_out_clips": len(used),
         "goals": GOALS,
         "concepts": results,
-        "notes": notes.lines(),
+        "notes": notes.lines()
+        + ([f"not judged: {', '.join(unlabelled)} (no label of that name in the data manifest)"] if unlabelled else []),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     save_report(out, Path(cfg.out))
