@@ -74,7 +74,7 @@ def stored_audio_root(store: str) -> str:
     audio = ((info.get("collect") or {}).get("rave") or {}).get("audio")
     if not isinstance(audio, str) or not audio:
         raise UserError(f"--audio-root: store {store} records no audio folder; pass the folder its clips came from")
-    return audio
+    return str(Path(audio).parent) if Path(audio).is_file() else audio  # one file collected: named by its name
 
 
 def run(args: argparse.Namespace) -> int:
