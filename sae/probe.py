@@ -184,9 +184,10 @@ def check_groups(y: Sequence[int], groups: Sequence, folds: int) -> list[str]:
     counts = {side: len(set(g[y == v])) for side, v in (("with", 1), ("without", 0))}
     for side, n in counts.items():
         if n < 2:
+            only = g[y == (1 if side == "with" else 0)]
             raise UserError(
-                f"--groups: every clip {side} the concept is in one group; folds never split a group, so at least "
-                "2 groups per side are needed"
+                f"--groups: every clip {side} the concept is in one group ({str(only[0])!r}); folds never split a "
+                "group, so at least 2 groups per side are needed"
             )
     used = max(2, min(folds, *counts.values()))  # what `_folds` runs: never more folds than groups on a side
     notes = []

@@ -107,5 +107,5 @@ def test_folds_never_split_a_group_and_few_groups_are_named():
     rep2 = compare_probes(S, R, y, groups=two, permutations=0)
     assert rep2.folds == 2
     assert rep2.notes and all("2 folds instead of 5" in n and "some folds" not in n for n in rep2.notes)
-    with pytest.raises(UserError, match="at least 2 groups per side"):
+    with pytest.raises(UserError, match=r"one group \('one_song'\); .* at least 2 groups per side"):
         check_groups(y, np.where(y == 1, "one_song", groups), folds=5)
