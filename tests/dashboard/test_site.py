@@ -358,3 +358,24 @@ def test_snippets_of_stereo_sources_keep_both_channels(copy_inputs, tmp_path):
         y = sf.read(str(path), dtype="float32", always_2d=True)[0]
         assert y.shape[1] == 2 and np.abs(y[:, 0]).max() > 0.01, path.name
         assert np.abs(y[:, 1] + 0.5 * y[:, 0]).max() < 1e-3, path.name  # the sides as recorded, in one gain
+
+
+def test_a_store_of_one_clip_says_one_clip(dash_inputs, tmp_path):
+    """`collect rave --audio FILE` makes a store of one clip: the index says '1 clip', not '1 clips'."""
+    from sae.store import ActivationStore, ActivationWriter
+
+    src = ActivationStore(dash_inputs.store)
+    source, start, x = next(src.iter_segments("mel"))
+    store = tmp_path / "one"
+    info = src.info
+    with ActivationWriter(
+        store, "mel", x.shape[1], "float32", model=info["model"], frame_rate=info["frame_rate"],
+        sample_rate=info["sample_rate"],
+    ) as w:  # fmt: skip
+        w.add(x, source, start)
+    out = tmp_path / "site"
+    argv = ["dashboard", "--sae", str(dash_inputs.sae), "--store", str(store), "--audio-root",
+            str(dash_inputs.audio_root), "--out", str(out), "--max-pages", "1"]  # fmt: skip
+    assert main(argv) == 0
+    index = (out / "index.html").read_text()
+    assert f" · 1 clip, {x.shape[0]} frames at " in index

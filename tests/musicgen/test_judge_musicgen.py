@@ -22,11 +22,11 @@ def data(tmp_path_factory):
     return out
 
 
-def _bank(root, mg, sha=None):
+def _bank(root, mg, sha=None, extra=()):
     save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8)), root / "sae")
     bank = ConceptBank(root / "bank.yaml")
     ref = mg.model_ref()
-    for name, feats in (("piano", [1, 2]), ("drums", [3])):
+    for name, feats in (("piano", [1, 2]), ("drums", [3]), *extra):
         bank.add(
             Concept(
                 name,
@@ -44,7 +44,7 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
     from training.cli import main
 
     mg = load_musicgen(audiocraft_dir)
-    bank = _bank(tmp_path, mg)
+    bank = _bank(tmp_path, mg, extra=[("bright", [5])])  # bright: no manifest label
     (tmp_path / "prompts.txt").write_text("jazz piano\n")
     out = tmp_path / "out"
     argv = ["--data", str(data), "--model", str(audiocraft_dir), "--bank", str(bank), "--out", str(out)]
@@ -57,6 +57,9 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
     ), said.out
     saved = json.loads((tmp_path / "out" / "judge.json").read_text())
     assert saved["concepts"].keys() == {"piano", "drums"}
+    # a bank concept the manifest cannot judge is named, not left out without a word
+    assert "not judged: bright (no label of that name in the data manifest)" in saved["notes"]
+    assert "note: not judged: bright (no label of that name in the data manifest)" in lines
     assert (tmp_path / "out" / "judge.png").stat().st_size > 0
     assert saved["model"]["sha256"] == mg.model_ref()["sha256"] and saved["held_out_clips"] == 2
     for name, e in saved["concepts"].items():

@@ -274,7 +274,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", help="prompt file (.txt/.csv/.yaml; default: two mixed-instrument prompts)")
     p.add_argument("--renders", type=int, default=2, help="seeds per prompt (default 2)")
     p.add_argument("--duration", type=positive_float, default=4.0, help="seconds per render (default 4)")
-    p.add_argument("--concepts", default="", help="comma-separated bank concepts (default: all the manifest labels)")
+    p.add_argument(
+        "--concepts",
+        default="",
+        help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
+    )
     p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--seed", type=int, default=0)
     add_edit_rows(p)
@@ -316,6 +320,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with console.status("judging") as status:
         result = evaluate_musicgen(cfg, lambda s: status.update(s))
     console.print(rich_table(result))
+    for line in result["notes"]:
+        console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']} s)", highlight=False)
     if result.get("listen"):
         listen = Path(args.out) / Path(result["listen"]).parent

@@ -176,6 +176,11 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %" if x < 0.1 else f"{100 * x:.1f} %"
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 clip', '3 clips'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 class _Progress:
     """rich progress bars, or nothing."""
 
@@ -786,7 +791,8 @@ class DashboardBuilder:
         body = (
             f'<h1>SAE features · {_e(self.sae_dir.name)}</h1><div class="muted">model {_e(model)} · hook '
             f"{_e(self.hook)} · {stats.d_sae} features, {stats.live.size} live, {n_in} fire on "
-            f"{lo:.0%}–{hi:.0%} of clips · {stats.clips} clips, {stats.frames} frames at {self.frame_rate:g} Hz</div>"
+            f"{lo:.0%}–{hi:.0%} of clips · {_count(stats.clips, 'clip')}, {_count(stats.frames, 'frame')} at "
+            f"{self.frame_rate:g} Hz</div>"
             + (f'<ul class="small">{notes}</ul>' if notes else "")
             + (f"<p>Concepts (a page each, to listen to): {concept_list}</p>" if concept_list else "")
             + '<p class="small muted">Each row is one feature of the SAE: what its top clips have in common, how '

@@ -72,6 +72,9 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
     sha = mg.model_ref()["sha256"]
     names = list(cfg.concepts) or [c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == sha]
+    unlabelled = [  # by default, the bank's concepts the manifest cannot judge are named, not left out unsaid
+        c.name for c in bank if not cfg.concepts and c.name not in CONCEPTS and c.model.sha256 == sha
+    ]
     unknown = [n for n in names if n not in CONCEPTS]
     if unknown:
         raise UserError(
@@ -157,7 +160,8 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "held_out_clips": len(jobs),
         "goals": GOALS,
         "concepts": results,
-        "notes": notes.lines(),
+        "notes": notes.lines()
+        + ([f"not judged: {', '.join(unlabelled)} (no label of that name in the data manifest)"] if unlabelled else []),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if keep:
