@@ -15,6 +15,7 @@ Layout (ARCHITECTURE.md, "Concept bank"):
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
         auroc_interval: {sae_probe: [0.93, 1.0], diff_means: [0.86, 0.98], logistic_raw: [0.89, 0.99]}  # optional
         clips: {with: 24, without: 24}               # optional: the clips the AUROCs were measured on
+        verdict: tied                                # optional: SAE better / baseline better / tied
         probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
         steer:                                       # optional: the features edits move, chosen by effect
           threshold: 0.02                            # share of the concept's mean difference a feature must carry
@@ -22,9 +23,11 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           off_left: 0.3                              # share of the concept's mean difference `off` leaves
           error_share: 0.1                           # share of it carried by the SAE's error term (kept)
 
-`auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, and `clips` how many clips
-with and without the concept the probes were fitted and evaluated on (out of fold); both are absent from banks
-written before they were recorded, which then show the point values alone.
+`auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, `clips` how many clips
+with and without the concept the probes were fitted and evaluated on (out of fold), and `verdict` whether the SAE
+probe beat the better raw baseline ("SAE better", "baseline better") by the paired interval of their difference, or
+not ("tied"); all three are absent from banks written before they were recorded, which then show the point values
+alone.
 
 `features` are the few features the detector (probe) needs; `steer.features` are every feature whose
 effect reaches the threshold, which `off` / `on` / `clamp` / `scale` move (`sae.steering`).
@@ -61,10 +64,12 @@ CONCEPT_KEYS = (
     "auroc",
     "auroc_interval",
     "clips",
+    "verdict",
     "probe",
     "steer",
 )
 AUROC_METHODS = ("sae_probe", "diff_means", "logistic_raw")
+VERDICTS = ("SAE better", "baseline better", "tied")
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,7 @@ class Concept:
     sae_sha256: str | None = None  # identity of the SAE's weights when the concept was found (None: older bank)
     auroc_interval: dict[str, tuple[float, float]] = field(default_factory=dict)  # method -> 95 % interval
     clips: ConceptClips | None = None  # clips with / without the concept (None: older bank)
+    verdict: str | None = None  # one of VERDICTS (None: older bank)
 
     def auroc_text(self, method: str, spec: str = ".2f") -> str:
         """`0.97 [0.93, 1.00]`: the method's AUROC and its interval when the bank has one; "-" without an AUROC."""
@@ -189,6 +195,8 @@ class Concept:
             out["auroc_interval"] = {k: [_r(lo), _r(hi)] for k, (lo, hi) in self.auroc_interval.items()}
         if self.clips is not None:
             out["clips"] = self.clips.to_dict()
+        if self.verdict is not None:
+            out["verdict"] = self.verdict
         if self.probe is not None:
             out["probe"] = self.probe.to_dict()
         if self.steer is not None:
@@ -308,7 +316,8 @@ class ConceptBank:
             title=f"{self.path} — {len(self)} concept(s)",
             caption="features: SAE feature indices, largest probe weight first. AUROC (held out) [95 % interval]: "
             "SAE: the SAE probe, dm: difference of means and raw: logistic probe on the raw activations; clips: "
-            "with / without the concept, out of fold (an older bank records neither interval nor clips).",
+            "with / without the concept, out of fold; then whether the SAE probe beat the raw baselines beyond the "
+            "interval of the difference (an older bank records no interval, clips or verdict).",
             caption_justify="left",
         )
         for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC [95 %]\nclips with/without"):
@@ -322,6 +331,8 @@ class ConceptBank:
             auroc = "\n".join(f"{s} {c.auroc_text(k)}" for k, s in zip(AUROC_METHODS, short, strict=True))
             if c.clips is not None:
                 auroc += f"\nclips {c.clips.text()}"
+            if c.verdict is not None:
+                auroc += f"\n{c.verdict}"
             where = f"{c.model.name} ({c.model.sha256[:8]})\n{c.hook} · {c.sae}"
             table.add_row(c.name, where, feats, default, auroc)
         return table
@@ -402,6 +413,9 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     probe = _probe(spec.get("probe"), at)
     intervals = _intervals(spec.get("auroc_interval"), aurocs, at)
     clips = _clips(spec.get("clips"), at)
+    verdict = spec.get("verdict")
+    if verdict is not None and verdict not in VERDICTS:
+        raise UserError(f"{at}: verdict {verdict!r}; expected one of {', '.join(VERDICTS)}")
     return Concept(
         name,
         ModelRef(model["name"], model["sha256"]),
@@ -415,6 +429,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         sae_sha,
         intervals,
         clips,
+        verdict,
     )
 
 

@@ -16,8 +16,9 @@ duplicates rows.
 Readers stream: `iter_batches` reads blocks of consecutive rows (memory-mapped slices of shards), shuffles
 them through a buffer and never holds more than about `shuffle_buffer` rows. A block is `BLOCK_ROWS` rows
 (a shard of 65536 rows is 8 blocks), smaller for small hooks (at least 64 blocks, at least 256 rows). The
-held-out split is by whole blocks, chosen by a hash of (shard file, block start), independent of the
-training seed. Rows with NaN/inf are counted and skipped.
+held-out split is by whole sources (every row of a clip on one side), chosen by a hash of the source name,
+independent of the training seed; a hook of too few sources for the fraction is split by blocks. Rows with
+NaN/inf are counted and skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -592,8 +593,39 @@ class ActivationStore:
             out.extend((i, a, min(a + block, n)) for a in range(0, n, block))
         return out
 
+    def held_sources(self, hook: str, eval_fraction: float) -> set[str] | None:
+        """The sources (clips, files, prompts) of the eval split: `eval_fraction` of them, chosen by a hash of the
+        name, never all; None (the split is then by blocks) where that would be none (fewer than 1 / (2 ·
+        eval_fraction) sources: one source would hold out far more rows than asked) or rows lack provenance."""
+        names: dict[str, None] = {}
+        for shard in self.manifest(hook)["shards"]:
+            prov = shard.get("provenance") or []
+            if sum(int(r["rows"]) for r in prov) != int(shard["rows"]):
+                return None
+            names.update(dict.fromkeys(r["source"] for r in prov))
+        n_eval = min(len(names) - 1, math.floor(eval_fraction * len(names) + 0.5))
+        if n_eval < 1:
+            return None
+        return set(sorted(names, key=lambda n: hashlib.sha1(n.encode("utf-8", "surrogateescape")).hexdigest())[:n_eval])
+
+    def _source_units(self, hook: str, wanted: Callable[[str], bool]) -> list[tuple[int, int, int]]:
+        """Units over the rows of the sources `wanted` accepts: runs of consecutive such rows, cut into blocks."""
+        block = self.block_rows(hook)
+        out = []
+        for i, shard in enumerate(self.manifest(hook)["shards"]):
+            row, run = 0, None
+            for rec in [*shard["provenance"], None]:
+                if rec is not None and wanted(rec["source"]):
+                    run = row if run is None else run
+                elif run is not None:
+                    out.extend((i, a, min(a + block, row)) for a in range(run, row, block))
+                    run = None
+                row += int(rec["rows"]) if rec is not None else 0
+        return out
+
     def split_units(self, hook: str, split: str, eval_fraction: float) -> list[tuple[int, int, int]]:
-        """Units of the train or eval split: the eval split is `eval_fraction` of the blocks, by hash."""
+        """Units of the train or eval split. The eval split is whole sources (`held_sources`), so no clip has
+        rows on both sides; a hook of too few sources is split by blocks, `eval_fraction` of them by hash."""
         if split not in ("train", "eval", "all"):
             raise UserError(f"split {split!r}: expected train, eval or all")
         if not 0.0 <= eval_fraction < 1.0:
@@ -602,6 +634,9 @@ class ActivationStore:
         units = self.units(hook)
         if split == "all" or eval_fraction == 0.0:
             return units if split != "eval" else []
+        held = self.held_sources(hook, eval_fraction)
+        if held is not None:
+            return self._source_units(hook, lambda name: (name in held) == (split == "eval"))
         if len(units) < 2:
             raise UserError(
                 f"hook {hook!r} has {self.rows(hook)} rows (one block); a held-out split needs more rows, "

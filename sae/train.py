@@ -71,7 +71,7 @@ class TrainConfig:
     lr: Adam learning rate (default 2e-4 / sqrt(d_sae / 16384), the TopK scaling law).
     batch_size: rows per step, over all ranks.
     seed: model init and data order.
-    eval_fraction: share of store blocks held out for metrics.
+    eval_fraction: share of the store's sources held out, whole, for metrics (`ActivationStore.held_sources`).
     shuffle_buffer: rows shuffled together when streaming.
     checkpoint_every: steps between checkpoints (0: only at the end).
     device: "cpu", "cuda", "cuda:1", ...
@@ -443,10 +443,15 @@ def _train_hook(
     eval_split = "eval" if cfg.eval_fraction > 0 else "train"
     eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
     metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
+    train_rows = sum(b - a for _, a, b in store.split_units(hook, "train", cfg.eval_fraction))
+    held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
     metrics.update(
         {
             "hook": hook,
             "split": eval_split,
+            "held_out_sources": len(held) if held is not None else None,
+            "train_rows": train_rows,
+            "passes": tokens / max(train_rows, 1),
             "tokens_per_s": tokens / max(elapsed, 1e-9),
             "train_seconds": elapsed,
             "tokens": tokens,

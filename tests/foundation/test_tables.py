@@ -45,6 +45,8 @@ def test_sae_train_table_of_24_musicgen_layers():
         "k": 32,
         "d_sae": 16384,
         "rows": 52000,
+        "held_out_sources": 40,
+        "passes": 12.34,
         "split": "eval",
         "dead_tokens": 1000000,
     }
@@ -52,9 +54,12 @@ def test_sae_train_table_of_24_musicgen_layers():
     lines = _render(train_table(results, "runs/musicgen_small_saes"))
     _fits(lines)
     text = " ".join(" ".join(lines).split())
-    assert "layer 23" in text and "never" in text and "dead in" in text and "(eval split, 52000 rows)" in text
+    assert "layer 23" in text and "never" in text and "dead in" in text
+    assert "(eval split, 40 whole sources, 52000 rows)" in text
+    assert "12.3" in text and "Passes: the steps' batches over the training rows" in text
     assert "layer i = decoder.model.decoder.layers.i" in text
-    trained_on_all = {"latent": {**metrics, "split": "train", "rows": 900}}  # --eval-fraction 0: nothing held out
+    # --eval-fraction 0: nothing held out
+    trained_on_all = {"latent": {**metrics, "split": "train", "rows": 900, "held_out_sources": None}}
     text = " ".join(" ".join(_render(train_table(trained_on_all, "sae"))).split())
     assert "held-out" not in text and "on the training rows (train split, 900 rows; none held out)" in text
 

@@ -99,6 +99,7 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path, capsys)
     # each AUROC with its 95 % interval, and the clips it was measured on
     assert set(c.auroc_interval) == set(c.auroc) and all(0 <= lo <= hi <= 1 for lo, hi in c.auroc_interval.values())
     assert c.clips is not None and c.clips.with_ > 0 and c.clips.without > 0
+    assert c.verdict in ("SAE better", "baseline better", "tied")
 
 
 def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):

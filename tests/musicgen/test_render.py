@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -200,6 +201,12 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
     assert not np.array_equal(edited, plain)
     ref = render(mg, ["happy guitar"], 0.4, seed=3).wav[0, 0].numpy()
     np.testing.assert_allclose(plain, ref, atol=1 / 32767)  # --plain is the same seed without edits
+    # what made the files is written beside them, as a batch's render.json (a single render kept no record)
+    rec = json.loads((tmp_path / "out.render.json").read_text())
+    files = {f["file"]: f for f in rec["files"]}
+    assert files["out.wav"]["sets"] == ["guitar=off", "piano=on:2"] and files["out.plain.wav"]["sets"] == []
+    assert files["out.wav"]["prompt"] == "happy guitar" and files["out.wav"]["seed"] == 3
+    assert rec["model"] == mg.model_ref() and rec["bank"] == str((tmp_path / "concepts.yaml").resolve())
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("- happy piano\n- {prompt: sad drums, name: sad, seed: 7, set: ['drums=off@0.1-0.3']}\n")
@@ -335,7 +342,6 @@ def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch
 def _lut_like(tmp_path, audiocraft_dir, segment=None):
     """The tiny model's folder with a demo-like `descriptions.json` (and a `training.json` naming the LM's
     training segment when given)."""
-    import json
     import shutil
 
     folder = tmp_path / "lut_model"
@@ -385,8 +391,6 @@ def test_a_bank_of_the_other_backend_is_refused_saying_so(tmp_path, transformers
 def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
     """A --batch folder held WAVs only (0000_happy_piano.wav, ...): which prompt, description, seed, edit and
     guidance made each one was nowhere. OUT_DIR/render.json now says, with the model and the settings."""
-    import json
-
     make_bank(tmp_path, mg)
     folder = _lut_like(tmp_path, audiocraft_dir)
     jobs = tmp_path / "jobs.yaml"

@@ -25,6 +25,7 @@ def _concept(name: str = "guitar", intervals: bool = False) -> Concept:
     if intervals:
         c.auroc_interval = {"sae_probe": (0.93, 1.0), "diff_means": (0.86, 0.98), "logistic_raw": (0.89, 0.99)}
         c.clips = ConceptClips(24, 22)
+        c.verdict = "tied"
     return c
 
 
@@ -33,7 +34,7 @@ def test_intervals_and_clip_counts_round_trip_and_an_older_bank_without_them_loa
     bank.save()
     text = (tmp_path / "concepts.yaml").read_text()
     assert "auroc_interval:\n      sae_probe: [0.93, 1.0]\n      diff_means: [0.86, 0.98]\n" in text  # readable
-    assert "clips: {with: 24, without: 22}" in text
+    assert "clips: {with: 24, without: 22}" in text and "verdict: tied" in text
     again = ConceptBank.load(tmp_path / "concepts.yaml").get("guitar")
     assert again == bank.get("guitar") and again.clips == ConceptClips(24, 22)
     assert again.auroc_text("sae_probe") == "0.97 [0.93, 1.00]" and again.auroc_text("other") == "-"
@@ -44,9 +45,9 @@ def test_intervals_and_clip_counts_round_trip_and_an_older_bank_without_them_loa
         "    auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}\n"
     )
     c = ConceptBank.load(old).get("guitar")
-    assert c.auroc_interval == {} and c.clips is None
+    assert c.auroc_interval == {} and c.clips is None and c.verdict is None
     assert c.auroc_text("sae_probe") == "0.97"  # the point value, nothing invented
-    assert "auroc_interval" not in c.to_dict() and "clips" not in c.to_dict()
+    assert "auroc_interval" not in c.to_dict() and "clips" not in c.to_dict() and "verdict" not in c.to_dict()
 
 
 def test_round_trip_matches_architecture_layout(tmp_path):
@@ -91,6 +92,7 @@ def test_round_trip_matches_architecture_layout(tmp_path):
         (lambda d: d["concepts"]["guitar"].update(auroc_interval=[0.1, 0.2]), "auroc_interval must be a mapping"),
         (lambda d: d["concepts"]["guitar"]["clips"].update(without=0), "clips"),
         (lambda d: d["concepts"]["guitar"].update(clips=24), "clips 24"),
+        (lambda d: d["concepts"]["guitar"].update(verdict="better"), "verdict 'better'; expected one of SAE better"),
         (lambda d: d["concepts"].update({"bad name": d["concepts"]["guitar"]}), "'bad name'"),
     ],
 )
@@ -141,6 +143,7 @@ def test_concept_list_cli(tmp_path, capsys):
     assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
     out = capsys.readouterr().out
     assert "SAE 0.97 [0.93, 1.00]" in out and "dm 0.93 [0.86, 0.98]" in out and "clips 24/22" in out
+    assert "│ tied " in out  # the verdict of the search, under the clips
     assert main(["concept", "list", "--bank", str(tmp_path / "missing.yaml")]) == 2
 
 

@@ -56,6 +56,7 @@ def test_find_writes_the_concept(tmp_path, tiny_rave_ts, concept_data, tiny_sae_
     # each AUROC with its 95 % interval, and the clips it was measured on (18 with: one 'with' clip is too short)
     assert set(c.auroc_interval) == set(c.auroc) and all(0 <= lo <= hi <= 1 for lo, hi in c.auroc_interval.values())
     assert (c.clips.with_, c.clips.without) == (18, 21)
+    assert c.verdict in ("SAE better", "baseline better", "tied")  # the search's verdict, as printed
     assert c.auroc_text("sae_probe").startswith(f"{c.auroc['sae_probe']:.2f} [")
     assert c.features and max(f.weight for f in c.features) == 1.0 and all(f.weight > 0 for f in c.features)
     assert all(0 <= f.index < 64 and f.typical >= 0 for f in c.features)

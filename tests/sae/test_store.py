@@ -183,7 +183,7 @@ def test_shuffle_is_deterministic_and_covers_the_split(tmp_path):
     allrows = torch.cat(_batches(st, split="all", shuffle_buffer=0))
     assert allrows.shape[0] == 40000
     assert ev.shape[0] + train.shape[0] + 63 >= 40000 and train.shape[0] % 64 == 0
-    # held-out rows never appear in training batches; the split is by blocks
+    # held-out rows never appear in training batches
     tr = {tuple(r) for r in train[:, :3].tolist()}
     assert not any(tuple(r) in tr for r in ev[:, :3].tolist())
     block = st.block_rows("layer.0")
@@ -191,6 +191,33 @@ def test_shuffle_is_deterministic_and_covers_the_split(tmp_path):
     # the held-out split does not depend on the seed
     ev2 = torch.cat(_batches(st, split="eval", eval_fraction=0.2, shuffle_buffer=0, seed=9))
     assert torch.equal(ev, ev2)
+
+
+def test_the_held_out_split_is_whole_sources(tmp_path):
+    """No clip has rows on both sides (rows of one clip are alike: a split by rows would flatter the held-out
+    metrics), also where a clip crosses a block or shard boundary; a hook of too few sources for the fraction (of
+    one, here) is split by blocks."""
+    with ActivationWriter(tmp_path, "layer.0", 2, dtype="float32", shard_rows=1000) as w:
+        for i in range(20):  # 300 rows a source: sources straddle the 256-row blocks and the 1000-row shards
+            w.add(torch.stack([torch.full((300,), float(i)), torch.arange(300.0)], 1), f"take {i}.wav", 0)
+    st = ActivationStore(tmp_path)
+    assert st.block_rows("layer.0") == 256
+    train = torch.cat(_batches(st, eval_fraction=0.2, shuffle_buffer=0, drop_last=False))
+    ev = torch.cat(_batches(st, split="eval", eval_fraction=0.2, shuffle_buffer=0))
+    held = {int(v) for v in ev[:, 0].tolist()}
+    assert len(held) == 4 and ev.shape[0] == 4 * 300  # a fifth of the sources, each whole
+    assert not held & {int(v) for v in train[:, 0].tolist()} and train.shape[0] == 16 * 300
+    assert st.held_sources("layer.0", 0.2) == {f"take {i}.wav" for i in held}
+    assert len(st.held_sources("layer.0", 0.99)) == 19  # never all
+    assert st.held_sources("layer.0", 0.03) and st.held_sources("layer.0", 0.02) is None  # 0.4 source: by blocks
+
+    one = tmp_path / "one"
+    with ActivationWriter(one, "layer.0", 2, dtype="float32") as w:
+        w.add(torch.stack([torch.zeros(6000), torch.arange(6000.0)], 1), "the only take.wav", 0)
+    st = ActivationStore(one)
+    assert st.held_sources("layer.0", 0.2) is None
+    ev = torch.cat(_batches(st, split="eval", eval_fraction=0.2, shuffle_buffer=0))
+    assert 0 < ev.shape[0] < 6000
 
 
 def test_stream_resumes_exactly_from_state(tmp_path):

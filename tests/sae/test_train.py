@@ -90,6 +90,9 @@ def test_recovers_planted_dictionary(tmp_path, arch):
     for key in ("fvu", "explained_variance", "l0", "dead_fraction", "firing_histogram", "tokens_per_s"):
         assert key in out
     assert out["explained_variance"] == pytest.approx(1 - out["fvu"])
+    # held out: 3 of the 30 sources, whole; the steps' passes over the other 27000 rows are said
+    assert out["held_out_sources"] == 3 and out["rows"] == 3000 and out["train_rows"] == 27000
+    assert out["passes"] == pytest.approx(700 * 256 / 27000)
     assert sum(out["firing_histogram"]["counts"]) + out["firing_histogram"]["dead"] == sae.cfg.d_sae
     for png in ("training_curves.png", "firing_histogram.png"):
         assert (tmp_path / "sae" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

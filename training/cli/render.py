@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from training.cli.args import (
     add_device,
@@ -158,8 +159,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from pathlib import Path
-
     from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
     from realtime.audio_files import write_audio
@@ -257,8 +256,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
             progress.update(task, completed=steps, audio=job.duration)
             write_audio(out, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
-    if args.batch:
-        _write_record(args, mg, renders)
+    record = Path(args.out_dir) / "render.json" if args.batch else jobs[0].out.with_suffix(".render.json")
+    _write_record(args, mg, renders, record)
     for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
         console.print(f"note: {line}", highlight=False)
     where = jobs[0].out if len(jobs) == 1 else args.out_dir
@@ -267,17 +266,17 @@ def run_musicgen(args: argparse.Namespace) -> int:
     console.print(
         f"rendered {len(renders)} file(s), {seconds:g} s of audio, to {where}"
         + (f" with {', '.join(edits)}" if edits else "")
-        + f" in {time.perf_counter() - t0:.1f} s (after loading the model)",
+        + f" in {time.perf_counter() - t0:.1f} s (after loading the model); what made each file: {record}",
         highlight=False,
     )
     return 0
 
 
-def _write_record(args: argparse.Namespace, mg, renders: list) -> None:
-    """OUT_DIR/render.json: what made each file of a batch (prompt, the description a lookup-table model played
-    it as, seed, seconds, edits) and the settings they share (model, bank, guidance, top-k, edit rows)."""
+def _write_record(args: argparse.Namespace, mg, renders: list, dest: Path) -> None:
+    """`dest` (a batch's OUT_DIR/render.json, a prompt's OUT.render.json): what made each file (prompt, the
+    description a lookup-table model played it as, seed, seconds, edits) and the settings they share (model, bank,
+    guidance, top-k, edit rows)."""
     import json
-    from pathlib import Path
 
     from realtime.musicgen.descriptions import canonical_prompts
     from sae.atomic import atomic_write_text
@@ -303,4 +302,4 @@ def _write_record(args: argparse.Namespace, mg, renders: list) -> None:
         "edit_rows": args.edit_rows,
         "files": files,
     }
-    atomic_write_text(Path(args.out_dir) / "render.json", json.dumps(record, indent=1) + "\n")
+    atomic_write_text(dest, json.dumps(record, indent=1) + "\n")

@@ -40,7 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 2e-4 / sqrt(d_sae / 16384))")
     p.add_argument("--batch-size", type=positive_int, default=4096, help="rows per step over all ranks")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-fraction", type=fraction, default=0.05, help="share of store blocks held out")
+    p.add_argument(
+        "--eval-fraction", type=fraction, default=0.05, help="share of the sources held out, whole (default 0.05)"
+    )
     add_device(p, "training (under torchrun, cuda means each rank's own GPU)")
     p.add_argument("--checkpoint-every", type=nonneg_int, default=500, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT/<hook>/checkpoint.pt")
@@ -73,9 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="eval",
         help="rows to score: the held-out ones (default), the training ones or all",
     )
-    e.add_argument(
-        "--eval-fraction", type=fraction, help="share of store blocks held out (default: the SAE's training value)"
-    )
+    e.add_argument("--eval-fraction", type=fraction, help="share of the sources held out (default: training's)")
     e.add_argument("--max-rows", type=positive_int, default=1_000_000, help="rows scored at most (default 1000000)")
     e.add_argument("--out", help="write the metrics JSON here")
     add_device(e, "the SAE")
@@ -189,19 +189,23 @@ def train_table(results: dict[str, dict], out: str):
     """The end-of-training table: held-out metrics, labelled apart from the training-batch ones of the bar."""
     from rich.table import Table
 
-    rows = {m.get("rows") for m in results.values()}
+    rows = {(m.get("rows"), m.get("held_out_sources")) for m in results.values()}
     split = {m.get("split", "eval") for m in results.values()}
-    held = f"{next(iter(split))} split, {rows.pop()} rows" if len(rows) == 1 and len(split) == 1 else "see metrics.json"
+    held = "see metrics.json"
+    if len(rows) == 1 and len(split) == 1:
+        n, sources = rows.pop()
+        held = f"{next(iter(split))} split, " + (f"{sources} whole sources, " if sources else "") + f"{n} rows"
     where = "the training rows" if split == {"train"} else "the held-out rows"  # --eval-fraction 0: none held out
     held += "; none held out" if split == {"train"} else ""
     dead_tokens = {m.get("dead_tokens") for m in results.values()}
     caption = (
         f"FVU, L0 and never fired: on {where} ({held}). Dead in training: no firing in the last "
-        f"{dead_tokens.pop() if len(dead_tokens) == 1 else 'dead_tokens'} training rows (AuxK revives those)."
+        f"{dead_tokens.pop() if len(dead_tokens) == 1 else 'dead_tokens'} training rows (AuxK revives those). "
+        "Passes: the steps' batches over the training rows (well above 1: the SAE may fit its rows, not the data)."
     )
     legend = hook_legend(results)
     table = Table(title=f"SAEs in {out}", caption=caption + (f" {legend}." if legend else ""), caption_justify="left")
-    for col in ("hook", "FVU", "L0", "never\nfired", "dead in\ntraining", "rows/s", "k / d_sae"):
+    for col in ("hook", "FVU", "L0", "never\nfired", "dead in\ntraining", "passes", "rows/s", "k / d_sae"):
         table.add_column(col, justify="left" if col == "hook" else "right", no_wrap=col == "hook")
     for hook, m in results.items():
         table.add_row(
@@ -210,6 +214,7 @@ def train_table(results: dict[str, dict], out: str):
             f"{m['l0']:.1f}",
             f"{m['dead_fraction']:.1%}",
             f"{m['train_dead_fraction']:.1%}",
+            f"{m['passes']:.1f}",
             f"{m['tokens_per_s']:.0f}",
             f"{m['k']} / {m['d_sae']}",
         )

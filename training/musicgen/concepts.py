@@ -164,6 +164,7 @@ def probe_layer(
         concept_probe(report.probe),
         sae_sha256=sae_sha256,
         auroc_interval=concept_intervals(report),
+        verdict=report.verdict,
         clips=concept_clips(report),
     )
     return LayerResult(layer, report, concept, few)

@@ -274,6 +274,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         steer,
         sae_sha256=sae_weights_sha256(cfg.sae),
         auroc_interval=concept_intervals(report),
+        verdict=report.verdict,
         clips=concept_clips(report),
     )
     bank.add(concept, replace=cfg.replace)
