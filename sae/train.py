@@ -41,6 +41,7 @@ from sae.store import ActivationStore
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"
+HELD_OUT_SPLIT = "whole sources"  # the held-out rule a checkpoint was started under (ActivationStore.split_units)
 
 
 TRAIN_THREADS_ENV = "MUSICSAE_TRAIN_THREADS"
@@ -225,8 +226,9 @@ def _provenance(store: ActivationStore) -> dict:
 
 
 def _data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
-    """What a run trains on: hook, width, rows, source model, and a digest of the hook's shard listing and first
-    shard's first bytes (another store with the same shape differs there). A resume must see the same."""
+    """What a run trains on: hook, width, rows, source model, a digest of the hook's shard listing and first
+    shard's first bytes (another store with the same shape differs there), and the rule of the held-out split
+    (`HELD_OUT_SPLIT`). A resume must see the same."""
     import hashlib
 
     shards = store.manifest(hook)["shards"]
@@ -235,12 +237,24 @@ def _data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
         with open(store.root / hook / shards[0]["file"], "rb") as fh:
             h.update(fh.read(1 << 16))
     model = store.info.get("model")
-    return {"hook": hook, "dim": store.dim(hook), "rows": store.rows(hook), "model": model, "digest": h.hexdigest()}
+    return {
+        "hook": hook,
+        "dim": store.dim(hook),
+        "rows": store.rows(hook),
+        "model": model,
+        "digest": h.hexdigest(),
+        "held_out_split": HELD_OUT_SPLIT,
+    }
 
 
 def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data: dict[str, Any], world: int) -> None:
     """Refuse a checkpoint written for other activations or other settings, naming what differs."""
     old = state.get("data")
+    if old is not None and "held_out_split" not in old:
+        raise UserError(
+            f"{ckpt_path}: started before the held-out split became whole sources (it held out blocks of rows, so "
+            "it has trained on rows of clips now held out, and its metrics would flatter); train into another --out"
+        )
     if old is not None and old != data:
         shape = {k: v for k, v in old.items() if k != "digest"}
         what = differences(shape, {k: v for k, v in data.items() if k != "digest"}, "in the checkpoint")

@@ -486,6 +486,23 @@ def test_resume_names_what_differs_and_refuses_other_activations(tmp_path):
         train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg, resume=True)
 
 
+def test_a_run_started_under_the_block_split_is_not_resumed_under_the_source_split(tmp_path):
+    """A checkpoint from before the held-out rows became whole sources has trained on rows of clips now held out:
+    resuming it would report flattering held-out metrics, so it is refused in one line."""
+    planted_store(tmp_path / "a", n=6000, d=8, n_features=16, k_true=2)
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=1)
+    train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg)
+    ckpt = tmp_path / "sae" / "checkpoint.pt"
+    state = torch.load(ckpt, weights_only=False)
+    assert state["data"]["held_out_split"] == "whole sources"
+    train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg, resume=True)  # today's: resumes
+    del state["data"]["held_out_split"]  # as a checkpoint written before the change
+    torch.save(state, ckpt)
+    with pytest.raises(UserError, match="started before the held-out split became whole sources") as e:
+        train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg, resume=True)
+    assert "\n" not in str(e.value)
+
+
 def test_training_never_overwrites_an_sae_it_did_not_start_and_eval_names_a_missing_hook(tmp_path, capsys):
     """An SAE folder brought in (no checkpoint.pt) is not trained over, --resume or not; `sae eval` of an SAE whose
     hook_name the store lacks (SAELens saves none here) says to pass --hook."""
