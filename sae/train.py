@@ -488,7 +488,11 @@ def _train_hook(
     save_sae(
         sae.cpu(),
         out,
-        extra={"train_config": asdict(cfg), "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")}}
+        extra={
+            "train_config": asdict(cfg),
+            "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")},
+            "held_out_split": HELD_OUT_SPLIT,
+        }
         | _provenance(store),
     )
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))

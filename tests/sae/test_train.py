@@ -567,6 +567,17 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert saved["sae"] == str(out / "synthetic") and saved["activations"] == str(tmp_path / "acts")
     assert saved["hook"] == printed["hook"] == "synthetic" and saved["split"] == printed["split"] == "eval"
     assert saved["eval_fraction"] == 0.02
+    # an SAE trained before the held-out rows became whole sources: its held-out figures are said to flatter
+    cfg_path = out / "synthetic" / "cfg.json"
+    assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
+    assert "trained before" not in capsys.readouterr().err  # trained today: nothing to say
+    cfg = json.loads(cfg_path.read_text())
+    assert cfg["musicsae"]["held_out_split"] == "whole sources"
+    del cfg["musicsae"]["held_out_split"]
+    cfg_path.write_text(json.dumps(cfg))
+    assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
+    err = capsys.readouterr().err
+    assert "trained before the held-out rows became whole sources" in err and err.count("\n") == 1
 
 
 def test_a_hook_without_rows_is_refused_before_any_training(tmp_path, capsys):

@@ -240,9 +240,16 @@ def run_eval(args: argparse.Namespace) -> int:
         raise UserError(f"SAE {args.sae}: {named}; pass --hook (hooks: {', '.join(store.hooks)})")
     if store.dim(hook) != sae.cfg.d_in:
         raise UserError(f"hook {hook!r} holds dim {store.dim(hook)}, the SAE {args.sae} expects d_in={sae.cfg.d_in}")
+    ours = read_sae_cfg(args.sae).get("musicsae") or {}
+    if args.split == "eval" and ours.get("train_config") and "held_out_split" not in ours:
+        print(
+            f"note: SAE {args.sae} was trained before the held-out rows became whole sources: rows of some held-out "
+            "clips were among its training rows, so these figures may flatter (train it again to measure it cleanly)",
+            file=sys.stderr,
+        )
     frac = args.eval_fraction
     if frac is None:  # the split training held out (SAEs from elsewhere: 0.05)
-        trained = ((read_sae_cfg(args.sae).get("musicsae") or {}).get("train_config") or {}).get("eval_fraction")
+        trained = (ours.get("train_config") or {}).get("eval_fraction")
         frac = trained if isinstance(trained, float) and 0 < trained < 1 else 0.05
         if trained == 0 and args.split == "eval":
             print(
