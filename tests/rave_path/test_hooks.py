@@ -119,3 +119,15 @@ def test_why_not_names_what_stopped_each_measure():
     assert drop.startswith("drop: latent off +21 vs baseline -4") and drop.endswith("its drift is 21 > 10")
     assert "ceiling +42: the baseline already reaches the ceiling of any edit (+42)" in rise
     assert drift.endswith("the interval includes 0")
+
+
+def test_a_won_drop_is_named_as_offs_once():
+    """The drop is `off`'s: compared under both the `on` and the `clamp` arm it read 'drums on: drop; drums clamp:
+    drop', as if `on` had dropped drums."""
+    from training.rave.hooks import win_labels
+
+    wins: list[str] = []
+    for arm, beaten in (("on", ["drop"]), ("clamp", ["drop", "rise", "drift"])):
+        wins += [w for w in win_labels("drums", arm, beaten) if w not in wins]
+    assert wins == ["drums off: drop", "drums clamp: rise, drift"]
+    assert win_labels("guitar", "on", []) == []

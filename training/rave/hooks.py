@@ -431,6 +431,14 @@ def render_examples(
         say(f"renders of {name}: {with_c['file']} and {without_c['file']}")
 
 
+def win_labels(name: str, arm: str, beaten: list[str]) -> list[str]:
+    """What an arm (`on` or `clamp`) won, named by the edit that did it: a drop is `off`'s, whichever arm it was
+    compared under ("drums off: drop", "guitar clamp: rise, drift")."""
+    out = [f"{name} off: drop"] if "drop" in beaten else []
+    rest = [m for m in beaten if m != "drop"]
+    return out + ([f"{name} {arm}: {', '.join(rest)}"] if rest else [])
+
+
 def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> dict[str, Any]:
     """Per concept and hook: AUROCs with intervals, SAE arms vs the baseline; the pick and its reason."""
     from sae.bank import ConceptBank
@@ -495,8 +503,7 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and within[m]]
                 cmp["beats"] = beaten
                 cell[label] = cmp
-                if beaten:
-                    wins[hook].append(f"{name} {label}: {', '.join(beaten)}")
+                wins[hook] += [w for w in win_labels(name, label, beaten) if w not in wins[hook]]
                 margins[hook].append(sum(cmp[m]["diff"] for m in ("drop", "rise") if m in cmp))
             row[hook] = cell
         table[name] = row
