@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ STORE_JSON = "store.json"
 BLOCK_ROWS = 8192
 MIN_BLOCK_ROWS = 256
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+REPEAT_RE = re.compile(r" #\d+$")  # a prompt's k-th repeat (training.musicgen.collect.prompt_sources)
 
 
 @contextlib.contextmanager
@@ -595,18 +597,23 @@ class ActivationStore:
 
     def held_sources(self, hook: str, eval_fraction: float) -> set[str] | None:
         """The sources (clips, files, prompts) of the eval split: `eval_fraction` of them, chosen by a hash of the
-        name, never all; None (the split is then by blocks) where that would be none (fewer than 1 / (2 ·
-        eval_fraction) sources: one source would hold out far more rows than asked) or rows lack provenance."""
-        names: dict[str, None] = {}
+        name, never all; a prompt's repeats ("rock", "rock #2": other draws of the same text) go together. None
+        (the split is then by blocks) where that would be none (fewer than 1 / (2 · eval_fraction) sources: one
+        source would hold out far more rows than asked) or rows lack provenance."""
+        groups: dict[str, list[str]] = {}
         for shard in self.manifest(hook)["shards"]:
             prov = shard.get("provenance") or []
             if sum(int(r["rows"]) for r in prov) != int(shard["rows"]):
                 return None
-            names.update(dict.fromkeys(r["source"] for r in prov))
-        n_eval = min(len(names) - 1, math.floor(eval_fraction * len(names) + 0.5))
+            for r in prov:
+                names = groups.setdefault(REPEAT_RE.sub("", r["source"]), [])
+                if r["source"] not in names:
+                    names.append(r["source"])
+        n_eval = min(len(groups) - 1, math.floor(eval_fraction * len(groups) + 0.5))
         if n_eval < 1:
             return None
-        return set(sorted(names, key=lambda n: hashlib.sha1(n.encode("utf-8", "surrogateescape")).hexdigest())[:n_eval])
+        held = sorted(groups, key=lambda n: hashlib.sha1(n.encode("utf-8", "surrogateescape")).hexdigest())[:n_eval]
+        return {name for g in held for name in groups[g]}
 
     def _source_units(self, hook: str, wanted: Callable[[str], bool]) -> list[tuple[int, int, int]]:
         """Units over the rows of the sources `wanted` accepts: runs of consecutive such rows, cut into blocks."""

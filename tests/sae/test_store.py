@@ -211,6 +211,15 @@ def test_the_held_out_split_is_whole_sources(tmp_path):
     assert len(st.held_sources("layer.0", 0.99)) == 19  # never all
     assert st.held_sources("layer.0", 0.03) and st.held_sources("layer.0", 0.02) is None  # 0.4 source: by blocks
 
+    prompts = tmp_path / "prompts"  # collect musicgen --prompts: a prompt's repeats are other draws of one text
+    with ActivationWriter(prompts, "layer.0", 2, dtype="float32") as w:
+        for i in range(20):
+            for k, name in enumerate((f"song {i}", f"song {i} #2", f"song {i} #3")):
+                w.add(torch.tensor([[float(i), float(k)]]).repeat(50, 1), name, 0)
+    held = ActivationStore(prompts).held_sources("layer.0", 0.2)
+    assert len(held) == 12 and all({f"song {n}", f"song {n} #2", f"song {n} #3"} <= held for n in
+                                   {int(h.split()[1]) for h in held})  # fmt: skip
+
     one = tmp_path / "one"
     with ActivationWriter(one, "layer.0", 2, dtype="float32") as w:
         w.add(torch.stack([torch.zeros(6000), torch.arange(6000.0)], 1), "the only take.wav", 0)
