@@ -78,6 +78,67 @@ def evaluate(sae: SparseAutoencoder, batches: Iterable[Tensor], max_rows: int | 
     return m.result()
 
 
+@torch.no_grad()
+def evaluate_by_source(
+    sae: SparseAutoencoder,
+    segments: Iterable[tuple[str, Tensor]],
+    max_rows: int | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`evaluate`'s metrics over (source, raw rows) segments, with `fvu_interval`: the 95 % bootstrap interval of
+    the FVU over sources (clips resampled whole: rows of one clip are not independent), `sources`, and
+    `nonfinite_rows` (rows with NaN/inf, skipped as `iter_batches` skips them)."""
+    device = sae.W_dec.device
+    m = RunningMetrics(sae.cfg.d_sae)
+    per: dict[str, list] = {}  # source -> [rows, sse, sum of squares, sum of rows]
+    nonfinite = 0
+    for source, x in segments:
+        if max_rows is not None and m.n >= max_rows:
+            break
+        finite = torch.isfinite(x).all(1)
+        nonfinite += int((~finite).sum())
+        x = x[finite]
+        if max_rows is not None:
+            x = x[: max_rows - m.n]
+        if not len(x):
+            continue
+        x = x.to(device, torch.float32)
+        f = sae.encode(x)
+        x_hat = sae.decode(f)
+        m.update(x, x_hat, f)
+        xd = x.double()
+        acc = per.setdefault(source, [0, 0.0, 0.0, torch.zeros(x.shape[1], dtype=torch.float64)])
+        acc[0] += x.shape[0]
+        acc[1] += float((xd - x_hat.double()).pow(2).sum())
+        acc[2] += float(xd.pow(2).sum())
+        acc[3] += xd.sum(0).cpu()
+    out = m.result()
+    out["sources"] = len(per)
+    out["nonfinite_rows"] = nonfinite
+    out["fvu_interval"] = _fvu_interval(list(per.values()), n_boot, seed)
+    return out
+
+
+def _fvu_interval(per: list[list], n_boot: int, seed: int) -> list[float] | None:
+    """2.5 and 97.5 percentiles of the FVU over bootstrap resamples of whole sources (None below 2 sources)."""
+    if len(per) < 2:
+        return None
+    n = torch.tensor([p[0] for p in per], dtype=torch.float64)
+    sse = torch.tensor([p[1] for p in per], dtype=torch.float64)
+    sq = torch.tensor([p[2] for p in per], dtype=torch.float64)
+    sx = torch.stack([p[3] for p in per])
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(per), (n_boot, len(per)), generator=g)
+    w = torch.zeros(n_boot, len(per), dtype=torch.float64).scatter_add_(
+        1, idx, torch.ones_like(idx, dtype=torch.float64)
+    )
+    total_var = w @ sq - (w @ sx).pow(2).sum(1) / (w @ n)
+    fvu = (w @ sse) / total_var.clamp_min(1e-30)
+    lo, hi = torch.quantile(fvu, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return [lo, hi]
+
+
 def batch_fvu(x: Tensor, x_hat: Tensor) -> float:
     """FVU of one batch (variance about the batch mean)."""
     var = (x - x.mean(0)).pow(2).sum()

@@ -674,8 +674,8 @@ class ActivationStore:
         """Stream float32 batches of `hook` (NaN/inf rows skipped and counted in `.nonfinite_rows`).
 
         Args:
-            split: "train", "eval" (held-out blocks) or "all".
-            eval_fraction: share of blocks held out.
+            split: "train", "eval" (held-out sources, `split_units`) or "all".
+            eval_fraction: share of the sources held out.
             shuffle_buffer: rows shuffled together; 0 reads in store order without shuffling.
             seed: shuffle seed; the same seed gives the same batches.
             rank, world_size: this process reads units rank, rank + world_size, ... of each epoch's order.
@@ -694,6 +694,19 @@ class ActivationStore:
         return BatchStream(
             self, hook, int(batch_size), units, int(shuffle_buffer), int(seed), rank, world_size, loop, drop_last
         )
+
+    def iter_sources(self, hook: str, sources: set[str]) -> Iterator[tuple[str, torch.Tensor]]:
+        """(source, float32 rows) per provenance record of `sources`, in store order; other rows are not read."""
+        for i, shard in enumerate(self.manifest(hook)["shards"]):
+            self._check_shard(hook, i)
+            start = 0
+            with safe_open(self._shard_path(hook, i), framework="pt") as f:
+                sl = f.get_slice(KEY)
+                for p in shard.get("provenance", []):
+                    n = int(p["rows"])
+                    if p["source"] in sources:
+                        yield p["source"], sl[start : start + n].to(torch.float32)
+                    start += n
 
     def iter_segments(self, hook: str) -> Iterator[tuple[str, int, torch.Tensor]]:
         """(source, start_frame, float32 [rows, dim]) per provenance record, in store order (rows as stored)."""

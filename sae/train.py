@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
-from sae.metrics import batch_fvu, evaluate
+from sae.metrics import batch_fvu, evaluate, evaluate_by_source
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.store import ActivationStore
 
@@ -455,10 +455,13 @@ def _train_hook(
     tokens = total * cfg.batch_size
     sae.eval()
     eval_split = "eval" if cfg.eval_fraction > 0 else "train"
-    eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
-    metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
-    train_rows = sum(b - a for _, a, b in store.split_units(hook, "train", cfg.eval_fraction))
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
+    eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
+    if held is not None:  # the same rows (held-out sources in store order), with an interval over the sources
+        metrics = evaluate_by_source(sae, store.iter_sources(hook, held), cfg.eval_rows, seed=cfg.seed)
+    else:
+        metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
+    train_rows = sum(b - a for _, a, b in store.split_units(hook, "train", cfg.eval_fraction))
     metrics.update(
         {
             "hook": hook,
@@ -480,7 +483,9 @@ def _train_hook(
             "world_size": info.world_size,
             "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
             "dead_tokens": sae_cfg.dead_tokens,
-            "skipped_nonfinite_rows": stream.nonfinite_rows + eval_stream.nonfinite_rows,
+            "skipped_nonfinite_rows": stream.nonfinite_rows
+            + eval_stream.nonfinite_rows
+            + int(metrics.pop("nonfinite_rows", 0)),
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
             "notes": [n for n in (sparsity_warning(k, d_in),) if n],
         }

@@ -289,7 +289,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             "holdout_font": cfg.holdout_font,
         },
         "collect": {"rows": collected.rows, "files": collected.collected},
-        "sae": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction") if k in metrics}
+        "sae": {k: metrics[k] for k in ("fvu", "fvu_interval", "sources", "l0", "dead_fraction") if k in metrics}
         | {"d_sae": model.latent_size * sae_cfg.expansion, "k": sae_cfg.k, "steps": cfg.sae_steps},
         "concepts": {
             n: {
@@ -343,7 +343,13 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         f"{sum(s['collect']['rows'].values())} latent frames collected.",
         "",
         f"SAE: d_sae {s['sae']['d_sae']}, k {s['sae']['k']}, {s['sae']['steps']} steps; held-out FVU "
-        f"{s['sae'].get('fvu', float('nan')):.3f}, L0 {s['sae'].get('l0', float('nan')):.1f}, dead "
+        f"{s['sae'].get('fvu', float('nan')):.3f}"
+        + (
+            f" [{iv[0]:.3f}, {iv[1]:.3f}] (95 %, over {s['sae']['sources']} held-out clips)"
+            if (iv := s["sae"].get("fvu_interval"))
+            else ""
+        )
+        + f", L0 {s['sae'].get('l0', float('nan')):.1f}, never fired on them "
         f"{100 * s['sae'].get('dead_fraction', float('nan')):.1f} %.",
         "",
         "## Concepts (held-out AUROC, 5-fold out-of-fold, 95 % bootstrap intervals)",

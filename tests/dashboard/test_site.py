@@ -379,3 +379,27 @@ def test_a_store_of_one_clip_says_one_clip(dash_inputs, tmp_path):
     assert main(argv) == 0
     index = (out / "index.html").read_text()
     assert f" · 1 clip, {x.shape[0]} frames at " in index
+
+
+def test_prompt_sources_beside_clips_are_called_prompts_not_missing_files(dash_inputs, tmp_path, capsys):
+    """`musicsae demo --musicgen` collects clips and prompts into one store: its dashboard said '8 of 128 audio
+    files referenced by the store are missing ... skipped: guitar, 100 bpm, ...', calling prompts lost files."""
+    from sae.store import ActivationStore, ActivationWriter
+
+    src = ActivationStore(dash_inputs.store)
+    info = src.info
+    store = tmp_path / "mixed"
+    with ActivationWriter(
+        store, "mel", 24, "float32", model=info["model"], frame_rate=info["frame_rate"],
+        sample_rate=info["sample_rate"],
+    ) as w:  # fmt: skip
+        for source, start, x in src.iter_segments("mel"):
+            w.add(x, source, start)
+        w.add(x, "guitar, 100 bpm", 0)
+        w.add(x, "drums", 0)
+    argv = ["dashboard", "--sae", str(dash_inputs.sae), "--store", str(store), "--audio-root",
+            str(dash_inputs.audio_root), "--out", str(tmp_path / "site"), "--max-pages", "1"]  # fmt: skip
+    assert main(argv) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "2 of the store's 22 sources are prompts, not audio files" in err and "guitar, 100 bpm" in err
+    assert "missing" not in err

@@ -47,6 +47,7 @@ def test_sae_train_table_of_24_musicgen_layers():
         "rows": 52000,
         "held_out_sources": 40,
         "passes": 12.34,
+        "fvu_interval": [0.101234, 0.145678],
         "split": "eval",
         "dead_tokens": 1000000,
     }
@@ -56,12 +57,21 @@ def test_sae_train_table_of_24_musicgen_layers():
     text = " ".join(" ".join(lines).split())
     assert "layer 23" in text and "never" in text and "dead in" in text
     assert "(eval split, 40 whole sources, 52000 rows)" in text
-    assert "12.3" in text and "Passes: the steps' batches over the training rows" in text
+    assert (
+        "0.1235" in text
+        and "[0.101, 0.146]" in text
+        and "12.3" in text
+        and "FVU (95 % interval" in text
+        and "Passes: the steps' batches over the training rows" in text
+    )
     assert "layer i = decoder.model.decoder.layers.i" in text
     # --eval-fraction 0: nothing held out
-    trained_on_all = {"latent": {**metrics, "split": "train", "rows": 900, "held_out_sources": None}}
+    trained_on_all = {
+        "latent": {**metrics, "split": "train", "rows": 900, "held_out_sources": None, "fvu_interval": None}
+    }
     text = " ".join(" ".join(_render(train_table(trained_on_all, "sae"))).split())
     assert "held-out" not in text and "on the training rows (train split, 900 rows; none held out)" in text
+    assert "interval" not in text  # none without held-out sources
 
 
 def test_concept_list_table(tmp_path):

@@ -93,6 +93,7 @@ def test_recovers_planted_dictionary(tmp_path, arch):
     # held out: 3 of the 30 sources, whole; the steps' passes over the other 27000 rows are said
     assert out["held_out_sources"] == 3 and out["rows"] == 3000 and out["train_rows"] == 27000
     assert out["passes"] == pytest.approx(700 * 256 / 27000)
+    assert out["sources"] == 3 and out["fvu_interval"][0] <= out["fvu"] <= out["fvu_interval"][1]
     assert sum(out["firing_histogram"]["counts"]) + out["firing_histogram"]["dead"] == sae.cfg.d_sae
     for png in ("training_curves.png", "firing_histogram.png"):
         assert (tmp_path / "sae" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -199,24 +199,30 @@ def train_table(results: dict[str, dict], out: str):
     held += "; none held out" if split == {"train"} else ""
     dead_tokens = {m.get("dead_tokens") for m in results.values()}
     caption = (
-        f"FVU, L0 and never fired: on {where} ({held}). Dead in training: no firing in the last "
+        "FVU"
+        + (
+            " (95 % interval: held-out sources resampled whole)"
+            if any(m.get("fvu_interval") for m in results.values())
+            else ""
+        )
+        + f", L0 and never fired: on {where} ({held}). "
+        f"Dead in training: no firing in the last "
         f"{dead_tokens.pop() if len(dead_tokens) == 1 else 'dead_tokens'} training rows (AuxK revives those). "
         "Passes: the steps' batches over the training rows (well above 1: the SAE may fit its rows, not the data)."
     )
     legend = hook_legend(results)
     table = Table(title=f"SAEs in {out}", caption=caption + (f" {legend}." if legend else ""), caption_justify="left")
-    for col in ("hook", "FVU", "L0", "never\nfired", "dead in\ntraining", "passes", "rows/s", "k / d_sae"):
-        table.add_column(col, justify="left" if col == "hook" else "right", no_wrap=col == "hook")
+    for col in ("hook\nk / d_sae", "FVU", "L0", "never\nfired", "dead in\ntraining", "passes", "rows/s"):
+        table.add_column(col, justify="left" if col.startswith("hook") else "right", no_wrap=True)
     for hook, m in results.items():
         table.add_row(
-            short_hook(hook),
-            f"{m['fvu']:.4f}",
+            f"{short_hook(hook)}\n{m['k']} / {m['d_sae']}",
+            f"{m['fvu']:.4f}" + (f"\n[{iv[0]:.3f}, {iv[1]:.3f}]" if (iv := m.get("fvu_interval")) else ""),
             f"{m['l0']:.1f}",
             f"{m['dead_fraction']:.1%}",
             f"{m['train_dead_fraction']:.1%}",
             f"{m['passes']:.1f}",
             f"{m['tokens_per_s']:.0f}",
-            f"{m['k']} / {m['d_sae']}",
         )
     return table
 

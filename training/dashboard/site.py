@@ -327,10 +327,17 @@ class DashboardBuilder:
             return ", ".join(xs[:5]) + (f" (+{len(xs) - 5} more)" if len(xs) > 5 else "")
 
         n = len(rows)
-        if missing:
+        prompts = [s for s in missing if not s.lower().endswith(AUDIO_EXTENSIONS)]  # collect musicgen --prompts
+        files = [s for s in missing if s not in prompts]
+        if prompts:
             self._note(
-                f"{len(missing)} of {n} audio files referenced by the store are missing under "
-                f"{self.audio_root}, skipped: {names(missing)}"
+                f"{len(prompts)} of the store's {n} sources are prompts, not audio files: no clip to play for them, "
+                f"left out of the top clips: {names(prompts)}"
+            )
+        if files:
+            self._note(
+                f"{len(files)} of {n} audio files referenced by the store are missing under "
+                f"{self.audio_root}, skipped: {names(files)}"
             )
         if unreadable:
             self._note(

@@ -1,0 +1,48 @@
+"""Held-out metrics by source: the same figures as row batches, and an FVU interval that resamples clips whole."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sae.metrics import evaluate, evaluate_by_source
+from sae.model import SAEConfig, SparseAutoencoder
+
+
+def _sae() -> SparseAutoencoder:
+    torch.manual_seed(0)  # model seed; the data below have their own generators
+    return SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4))
+
+
+def _clips(n: int, spread: float, seed: int) -> list[tuple[str, torch.Tensor]]:
+    """`n` clips of 40 rows; each clip's rows sit around its own offset (`spread` apart): rows of a clip are alike."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        (f"clip{i}.wav", spread * torch.randn(1, 8, generator=g) + 0.1 * torch.randn(40, 8, generator=g))
+        for i in range(n)
+    ]
+
+
+def test_by_source_equals_by_batches_and_its_interval_is_over_clips():
+    sae = _sae()
+    clips = _clips(30, 1.0, seed=1)
+    rows = torch.cat([x for _, x in clips])
+    by_rows = evaluate(sae, [rows[:500], rows[500:]])
+    by_source = evaluate_by_source(sae, clips)
+    assert by_source["fvu"] == pytest.approx(by_rows["fvu"]) and by_source["l0"] == by_rows["l0"]
+    assert by_source["sources"] == 30 and by_source["rows"] == 1200
+    lo, hi = by_source["fvu_interval"]
+    assert lo < by_source["fvu"] < hi
+    # the interval resamples clips, not rows: 1200 rows of 30 clips are not 1200 independent rows, so splitting each
+    # clip into 40 one-row "sources" (what a split by rows assumes) gives a narrower, overconfident interval
+    rows_as_sources = [(f"{name}:{j}", x[j : j + 1]) for name, x in clips for j in range(len(x))]
+    lo_r, hi_r = evaluate_by_source(sae, rows_as_sources)["fvu_interval"]
+    assert hi_r - lo_r < 0.5 * (hi - lo)
+
+
+def test_nonfinite_rows_are_skipped_and_counted_and_one_source_has_no_interval():
+    sae = _sae()
+    x = torch.randn(50, 8, generator=torch.Generator().manual_seed(2))
+    x[3, 1] = float("nan")
+    out = evaluate_by_source(sae, [("only.wav", x)], max_rows=20)
+    assert out["nonfinite_rows"] == 1 and out["rows"] == 20 and out["fvu_interval"] is None
