@@ -77,6 +77,8 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folde
     sae = saved["sae"][str(best)]
     assert 0 <= sae["train_dead_fraction"] <= 1 and sae["rows"] > 0  # dead in training beside never fired
     assert f"% ({sae['rows']}) | {100 * sae['train_dead_fraction']:.1f} % |" in report
+    lo, hi = sae["fvu_interval"]  # an interval over the held-out sources, resampled whole
+    assert lo <= sae["fvu"] <= hi and f"{sae['fvu']:.3f} [{lo:.3f}, {hi:.3f}] (n={sae['sources']})" in report
     # a second run reuses the store and the SAEs
     again = run_experiment(cfg, say=lambda *_: None)
     assert again["timings_s"]["saes"] < s["timings_s"]["saes"] + 5

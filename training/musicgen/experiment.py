@@ -248,7 +248,7 @@ def _score(arm: dict) -> tuple:
     return (sum(g.values()), min(arm["off_drop"]["value"] / 50, arm["on_rise"]["value"] / 30))
 
 
-SAE_METRICS = ("fvu", "l0", "dead_fraction", "rows", "train_dead_fraction", "dead_tokens")
+SAE_METRICS = ("fvu", "fvu_interval", "sources", "l0", "dead_fraction", "rows", "train_dead_fraction", "dead_tokens")
 """What the summary keeps of each layer's SAE metrics (`sae.train`)."""
 
 
@@ -454,13 +454,18 @@ def report_markdown(s: dict[str, Any]) -> str:
         "Never fired: features silent on every held-out row (rare features count too when the rows are few); dead "
         "in training: silent for the last `dead_tokens` training rows, the ones AuxK works on.",
         "",
-        "| layer | FVU | L0 | never fired (held-out rows) | dead in training |",
+        "| layer | FVU [95 %, held-out sources resampled] | L0 | never fired (held-out rows) | dead in training |",
         "|---|---|---|---|---|",
     ]
     for i in layers:
         m = s["sae"][str(i)]
         nan = float("nan")
-        lines.append(f"| {i} | {m.get('fvu', nan):.3f} | {m.get('l0', nan):.1f} | "
+        iv = (
+            f" [{m['fvu_interval'][0]:.3f}, {m['fvu_interval'][1]:.3f}] (n={m['sources']})"
+            if m.get("fvu_interval")
+            else ""
+        )
+        lines.append(f"| {i} | {m.get('fvu', nan):.3f}{iv} | {m.get('l0', nan):.1f} | "
                      f"{100 * m.get('dead_fraction', nan):.1f} % ({m.get('rows', 'n/a')}) | "
                      f"{100 * m.get('train_dead_fraction', nan):.1f} % |")  # fmt: skip
     lines += [
