@@ -26,6 +26,8 @@ def test_layer_map(dash_inputs, tmp_path):
     for i, (fvu, dead) in enumerate([(0.30, 0.1), (0.12, 0.0), (0.2, 0.05)]):
         _layer_copy(dash_inputs.sae, root / f"layer_{[2, 10, 6][i]}", f"layer_{[2, 10, 6][i]}", fvu, 4.0, dead)
     (root / "notes").mkdir()  # not an SAE dir: ignored
+    m = json.loads((root / "layer_10" / "metrics.json").read_text())  # an SAE trained with held-out sources
+    (root / "layer_10" / "metrics.json").write_text(json.dumps({**m, "fvu_interval": [0.101, 0.139]}))
     bank = ConceptBank(tmp_path / "bank.yaml")
     for name, hook, auc in [
         ("guitar.layer_2", "layer_2", 0.7),
@@ -46,6 +48,7 @@ def test_layer_map(dash_inputs, tmp_path):
     assert table.count("<tr>") == 4 and "AUROC guitar" in table and "AUROC piano" in table
     assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips" in table and "95 % bootstrap interval" in table
     assert "0.70</td>" in table and "0.70 [" not in table  # no interval in the bank: the point value alone
+    assert ">0.120 [0.101, 0.139]</td>" in table and ">0.300</td>" in table  # the FVU's, where metrics.json has it
     png = plot_layers(rows, tmp_path / "layers.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert concept_base("guitar-l3", "l3") == "guitar" and concept_base("l3", "l3") == "l3"

@@ -26,6 +26,7 @@ class LayerRow:
     hook: str
     sae_dir: Path
     fvu: float | None = None
+    fvu_interval: tuple[float, float] | None = None  # 95 %, held-out sources resampled whole (older SAEs: none)
     l0: float | None = None
     dead: float | None = None
     auroc: dict[str, float] = field(default_factory=dict)  # concept -> held-out AUROC
@@ -66,6 +67,9 @@ def layer_rows(sae_dirs: list[Path], bank: ConceptBank | None = None) -> list[La
             except (OSError, json.JSONDecodeError):
                 m = {}
             row.fvu, row.l0, row.dead = m.get("fvu"), m.get("l0"), m.get("dead_fraction")
+            iv = m.get("fvu_interval")
+            if isinstance(iv, list) and len(iv) == 2 and all(isinstance(v, int | float) for v in iv):
+                row.fvu_interval = (float(iv[0]), float(iv[1]))
         rows[hook] = row
     if bank is not None:
         for c in bank:
@@ -83,6 +87,14 @@ def _fmt(v: float | None, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def fvu_cell(row: LayerRow) -> str:
+    """A layer's held-out FVU, with its 95 % interval where metrics.json records one."""
+    if row.fvu is None:
+        return '<td class="num">–</td>'
+    iv = f" [{row.fvu_interval[0]:.3f}, {row.fvu_interval[1]:.3f}]" if row.fvu_interval else ""
+    return f'<td class="num" data-v="{row.fvu:.6g}">{row.fvu:.3f}{iv}</td>'
+
+
 def auroc_cell(row: LayerRow, concept: str) -> str:
     """A concept's AUROC at a layer: `0.95 [0.90, 0.99]` and its clip counts, as far as the bank records them."""
     if concept not in row.auroc:
@@ -98,9 +110,9 @@ def auroc_cell(row: LayerRow, concept: str) -> str:
 
 
 LEGEND = (
-    '<p class="small muted">AUROC: held out, SAE-feature probe, [95 % bootstrap interval], on N + M clips with + '
-    "without the concept; a concept from an older bank shows its point value alone (no interval or clip count "
-    "recorded).</p>"
+    '<p class="small muted">FVU: on the held-out clips [95 % interval, clips resampled whole]. AUROC: held out, '
+    "SAE-feature probe, [95 % bootstrap interval], on N + M clips with + without the concept; an older SAE or "
+    "bank shows its point value alone (no interval or clip count recorded).</p>"
 )
 
 
@@ -115,11 +127,12 @@ def layer_table_html(rows: list[LayerRow], link=None) -> str:
         href = link(r) if link else None
         name = html.escape(r.hook)
         cells = [f'<td><a href="{href}">{name}</a></td>' if href else f"<td>{name}</td>"]
-        cells += [f'<td class="num">{_fmt(v, s)}</td>' for v, s in ((r.fvu, ".3f"), (r.l0, ".1f"), (r.dead, ".1%"))]
+        cells.append(fvu_cell(r))
+        cells += [f'<td class="num">{_fmt(v, s)}</td>' for v, s in ((r.l0, ".1f"), (r.dead, ".1%"))]
         cells += [auroc_cell(r, c) for c in concepts]
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-    return table + (LEGEND if concepts else "")
+    return table + LEGEND
 
 
 def plot_layers(rows: list[LayerRow], path: Path) -> Path:
