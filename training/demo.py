@@ -289,7 +289,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             "holdout_font": cfg.holdout_font,
         },
         "collect": {"rows": collected.rows, "files": collected.collected},
-        "sae": {k: metrics[k] for k in ("fvu", "fvu_interval", "sources", "l0", "dead_fraction") if k in metrics}
+        "sae": {
+            k: metrics[k]
+            for k in ("fvu", "fvu_interval", "sources", "l0", "dead_fraction", "passes", "train_rows")
+            if k in metrics
+        }
         | {"d_sae": model.latent_size * sae_cfg.expansion, "k": sae_cfg.k, "steps": cfg.sae_steps},
         "concepts": {
             n: {
@@ -342,7 +346,13 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         f"{s['data']['clips']} generated clips of {s['data']['duration']:g} s (seed {s['data']['seed']}), "
         f"{sum(s['collect']['rows'].values())} latent frames collected.",
         "",
-        f"SAE: d_sae {s['sae']['d_sae']}, k {s['sae']['k']}, {s['sae']['steps']} steps; held-out FVU "
+        f"SAE: d_sae {s['sae']['d_sae']}, k {s['sae']['k']}, {s['sae']['steps']} steps"
+        + (
+            f" ({s['sae']['passes']:.0f} passes over its {s['sae']['train_rows']} training rows)"
+            if "passes" in s["sae"]
+            else ""
+        )
+        + "; held-out FVU "
         f"{s['sae'].get('fvu', float('nan')):.3f}"
         + (
             f" [{iv[0]:.3f}, {iv[1]:.3f}] (95 %, over {s['sae']['sources']} held-out clips)"

@@ -200,6 +200,10 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     assert (out / "judge/holdout_font/judge.json").exists()
     report = (out / "report.md").read_text()
     assert "## In-font vs held-out font" in report and "| held-out font |" in report
+    sae = summary["sae"]  # the SAE's held-out figure with its interval over clips, and how often it saw its rows
+    iv, passes = sae["fvu_interval"], sae["passes"]
+    assert f"({passes:.0f} passes over its {sae['train_rows']} training rows); held-out FVU {sae['fvu']:.3f} " in report
+    assert f"[{iv[0]:.3f}, {iv[1]:.3f}] (95 %, over {sae['sources']} held-out clips)" in report
     for name, c in summary["concepts"].items():
         assert c["verdict"] in ("SAE better", "baseline better", "tied") and "sae_probe" in c["intervals"], name
     assert "<h3>in-font (test split)</h3>" in guitar and "<h3>held-out font</h3>" in guitar
