@@ -695,8 +695,9 @@ class ActivationStore:
             self, hook, int(batch_size), units, int(shuffle_buffer), int(seed), rank, world_size, loop, drop_last
         )
 
-    def iter_sources(self, hook: str, sources: set[str]) -> Iterator[tuple[str, torch.Tensor]]:
-        """(source, float32 rows) per provenance record of `sources`, in store order; other rows are not read."""
+    def iter_segments(self, hook: str, sources: set[str] | None = None) -> Iterator[tuple[str, int, torch.Tensor]]:
+        """(source, start_frame, float32 [rows, dim]) per provenance record, in store order (rows as stored); with
+        `sources`, only theirs (other rows are not read)."""
         for i, shard in enumerate(self.manifest(hook)["shards"]):
             self._check_shard(hook, i)
             start = 0
@@ -704,20 +705,8 @@ class ActivationStore:
                 sl = f.get_slice(KEY)
                 for p in shard.get("provenance", []):
                     n = int(p["rows"])
-                    if p["source"] in sources:
-                        yield p["source"], sl[start : start + n].to(torch.float32)
-                    start += n
-
-    def iter_segments(self, hook: str) -> Iterator[tuple[str, int, torch.Tensor]]:
-        """(source, start_frame, float32 [rows, dim]) per provenance record, in store order (rows as stored)."""
-        for i, shard in enumerate(self.manifest(hook)["shards"]):
-            self._check_shard(hook, i)
-            start = 0
-            with safe_open(self._shard_path(hook, i), framework="pt") as f:
-                sl = f.get_slice(KEY)
-                for p in shard.get("provenance", []):
-                    n = int(p["rows"])
-                    yield p["source"], int(p["start_frame"]), sl[start : start + n].to(torch.float32)
+                    if sources is None or p["source"] in sources:
+                        yield p["source"], int(p["start_frame"]), sl[start : start + n].to(torch.float32)
                     start += n
 
     def sample(

@@ -458,7 +458,8 @@ def _train_hook(
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
     eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
     if held is not None:  # the same rows (held-out sources in store order), with an interval over the sources
-        metrics = evaluate_by_source(sae, store.iter_sources(hook, held), cfg.eval_rows, seed=cfg.seed)
+        segments = ((source, x) for source, _, x in store.iter_segments(hook, held))
+        metrics = evaluate_by_source(sae, segments, cfg.eval_rows, seed=cfg.seed)
     else:
         metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
     train_rows = sum(b - a for _, a, b in store.split_units(hook, "train", cfg.eval_fraction))
