@@ -29,6 +29,26 @@ FIDELITY_SR = 22050  # every clip meets the fidelity judge at this rate
 FIDELITY_SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
 
 
+def concepts_to_judge(
+    bank: Any, requested: Sequence[str], sha256: str, bank_path: str, model_name: str
+) -> tuple[list[str], list[str]]:
+    """The concepts a judge run measures: those `requested`, else the bank's concepts on this model (`sha256`) that
+    the data manifest labels; and the notes (a line naming the bank's other concepts on this model, which the
+    manifest cannot judge, when they were left out by default). A requested name the manifest does not label, or
+    nothing to judge, is refused in one line."""
+    names = list(requested) or [c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == sha256]
+    unlabelled = [c.name for c in bank if not requested and c.name not in CONCEPTS and c.model.sha256 == sha256]
+    unknown = [n for n in names if n not in CONCEPTS]
+    if unknown:
+        raise UserError(
+            f"concept {unknown[0]!r}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
+        )
+    if not names:
+        raise UserError(f"concept bank {bank_path}: no concept on {model_name} that the manifest labels")
+    notes = [f"not judged: {', '.join(unlabelled)} (no label of that name in the data manifest)"] if unlabelled else []
+    return names, notes
+
+
 def goals_met(
     off_drop: float,
     on_rise: float,

@@ -21,7 +21,7 @@ from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
+from training.judge import GOALS, N_MELS, Judge, concepts_to_judge, goals_met, hit_rate, save_report
 from training.musicgen.listen import write_examples
 
 
@@ -71,17 +71,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     bank = ConceptBank.load(cfg.bank)
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
     sha = mg.model_ref()["sha256"]
-    names = list(cfg.concepts) or [c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == sha]
-    unlabelled = [  # by default, the bank's concepts the manifest cannot judge are named, not left out unsaid
-        c.name for c in bank if not cfg.concepts and c.name not in CONCEPTS and c.model.sha256 == sha
-    ]
-    unknown = [n for n in names if n not in CONCEPTS]
-    if unknown:
-        raise UserError(
-            f"concept {unknown[0]!r}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
-        )
-    if not names:
-        raise UserError(f"concept bank {cfg.bank}: no concept on {mg.name} that the manifest labels")
+    names, unjudged = concepts_to_judge(bank, cfg.concepts, sha, cfg.bank, mg.name)
     steer = {
         (n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")], cfg.edit_rows)
         for n in names
@@ -160,8 +150,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "held_out_clips": len(jobs),
         "goals": GOALS,
         "concepts": results,
-        "notes": notes.lines()
-        + ([f"not judged: {', '.join(unlabelled)} (no label of that name in the data manifest)"] if unlabelled else []),
+        "notes": notes.lines() + unjudged,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if keep:

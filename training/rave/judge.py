@@ -50,7 +50,7 @@ from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
-from training.judge import GOALS, N_MELS, Judge, goals_met, hit_rate, save_report
+from training.judge import GOALS, N_MELS, Judge, concepts_to_judge, goals_met, hit_rate, save_report
 
 
 @dataclass
@@ -102,19 +102,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
     from sae.bank import ConceptBank
 
     bank = ConceptBank.load(cfg.bank)
-    names = list(cfg.concepts) or [
-        c.name for c in bank if c.name in CONCEPTS and c.model.sha256 == model.identity.sha256
-    ]
-    unlabelled = [  # by default, the bank's concepts the manifest cannot judge are named, not left out unsaid
-        c.name for c in bank if not cfg.concepts and c.name not in CONCEPTS and c.model.sha256 == model.identity.sha256
-    ]
-    unknown = [n for n in names if n not in CONCEPTS]
-    if unknown:
-        raise UserError(
-            f"concept {unknown[0]!r}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
-        )
-    if not names:
-        raise UserError(f"concept bank {cfg.bank}: no concept on {model.path.name} that the manifest labels")
+    names, unjudged = concepts_to_judge(bank, cfg.concepts, model.identity.sha256, cfg.bank, model.path.name)
     steering = load_steering(cfg.bank, model, names=names)
     notes = AudioNotes()
 
@@ -327,8 +315,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "held_out_clips": len(used),
         "goals": GOALS,
         "concepts": results,
-        "notes": notes.lines()
-        + ([f"not judged: {', '.join(unlabelled)} (no label of that name in the data manifest)"] if unlabelled else []),
+        "notes": notes.lines() + unjudged,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     save_report(out, Path(cfg.out))
