@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,6 +12,25 @@ from torch import Tensor
 from sae.model import SparseAutoencoder
 
 HIST_EDGES = [float(e) for e in torch.arange(-8.0, 0.01, 0.5).tolist()]  # log10 firing frequency
+
+
+@dataclass
+class Moments:
+    """Rows, squared reconstruction error, sum of squares and sum of rows of some activations (float64): what the
+    FVU of any union of them is computed from."""
+
+    n: int
+    sse: float
+    sum_sq: float
+    sum_x: Tensor
+
+    @staticmethod
+    def of(x: Tensor, x_hat: Tensor) -> Moments:
+        x, x_hat = x.double(), x_hat.double()
+        return Moments(x.shape[0], float((x - x_hat).pow(2).sum()), float(x.pow(2).sum()), x.sum(0))
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(self.n + other.n, self.sse + other.sse, self.sum_sq + other.sum_sq, self.sum_x + other.sum_x)
 
 
 class RunningMetrics:
@@ -24,16 +44,17 @@ class RunningMetrics:
         self.nnz = 0
         self.fires = torch.zeros(d_sae, dtype=torch.long)
 
-    def update(self, x: Tensor, x_hat: Tensor, f: Tensor) -> None:
-        x, x_hat = x.double(), x_hat.double()
-        self.n += x.shape[0]
-        self.sse += float((x - x_hat).pow(2).sum())
-        self.sum_sq += float(x.pow(2).sum())
-        s = x.sum(0)
-        self.sum_x = s if self.sum_x is None else self.sum_x + s
+    def update(self, x: Tensor, x_hat: Tensor, f: Tensor) -> Moments:
+        """Add a batch; returns its reconstruction moments (for per-source sums)."""
+        mo = Moments.of(x, x_hat)
+        self.n += mo.n
+        self.sse += mo.sse
+        self.sum_sq += mo.sum_sq
+        self.sum_x = mo.sum_x if self.sum_x is None else self.sum_x + mo.sum_x
         active = f != 0
         self.nnz += int(active.sum())
         self.fires += active.sum(0).cpu()
+        return mo
 
     def result(self) -> dict[str, Any]:
         if self.n == 0:
@@ -91,7 +112,7 @@ def evaluate_by_source(
     `nonfinite_rows` (rows with NaN/inf, skipped as `iter_batches` skips them)."""
     device = sae.W_dec.device
     m = RunningMetrics(sae.cfg.d_sae)
-    per: dict[str, list] = {}  # source -> [rows, sse, sum of squares, sum of rows]
+    per: dict[str, Moments] = {}
     nonfinite = 0
     for source, x in segments:
         if max_rows is not None and m.n >= max_rows:
@@ -105,14 +126,8 @@ def evaluate_by_source(
             continue
         x = x.to(device, torch.float32)
         f = sae.encode(x)
-        x_hat = sae.decode(f)
-        m.update(x, x_hat, f)
-        xd = x.double()
-        acc = per.setdefault(source, [0, 0.0, 0.0, torch.zeros(x.shape[1], dtype=torch.float64)])
-        acc[0] += x.shape[0]
-        acc[1] += float((xd - x_hat.double()).pow(2).sum())
-        acc[2] += float(xd.pow(2).sum())
-        acc[3] += xd.sum(0).cpu()
+        mo = m.update(x, sae.decode(f), f)
+        per[source] = per[source] + mo if source in per else mo
     out = m.result()
     out["sources"] = len(per)
     out["nonfinite_rows"] = nonfinite
@@ -120,14 +135,14 @@ def evaluate_by_source(
     return out
 
 
-def _fvu_interval(per: list[list], n_boot: int, seed: int) -> list[float] | None:
+def _fvu_interval(per: list[Moments], n_boot: int, seed: int) -> list[float] | None:
     """2.5 and 97.5 percentiles of the FVU over bootstrap resamples of whole sources (None below 2 sources)."""
     if len(per) < 2:
         return None
-    n = torch.tensor([p[0] for p in per], dtype=torch.float64)
-    sse = torch.tensor([p[1] for p in per], dtype=torch.float64)
-    sq = torch.tensor([p[2] for p in per], dtype=torch.float64)
-    sx = torch.stack([p[3] for p in per])
+    n = torch.tensor([p.n for p in per], dtype=torch.float64)
+    sse = torch.tensor([p.sse for p in per], dtype=torch.float64)
+    sq = torch.tensor([p.sum_sq for p in per], dtype=torch.float64)
+    sx = torch.stack([p.sum_x.cpu() for p in per])
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(len(per), (n_boot, len(per)), generator=g)
     w = torch.zeros(n_boot, len(per), dtype=torch.float64).scatter_add_(

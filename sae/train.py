@@ -456,13 +456,14 @@ def _train_hook(
     sae.eval()
     eval_split = "eval" if cfg.eval_fraction > 0 else "train"
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
-    eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
     if held is not None:  # the same rows (held-out sources in store order), with an interval over the sources
         segments = ((source, x) for source, _, x in store.iter_segments(hook, held))
         metrics = evaluate_by_source(sae, segments, cfg.eval_rows, seed=cfg.seed)
     else:
+        eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
         metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
-    train_rows = sum(b - a for _, a, b in store.split_units(hook, "train", cfg.eval_fraction))
+        metrics["nonfinite_rows"] = eval_stream.nonfinite_rows
+    train_rows = sum(b - a for _, a, b in stream.units)  # the training split, every rank's units
     metrics.update(
         {
             "hook": hook,
@@ -484,9 +485,7 @@ def _train_hook(
             "world_size": info.world_size,
             "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
             "dead_tokens": sae_cfg.dead_tokens,
-            "skipped_nonfinite_rows": stream.nonfinite_rows
-            + eval_stream.nonfinite_rows
-            + int(metrics.pop("nonfinite_rows", 0)),
+            "skipped_nonfinite_rows": stream.nonfinite_rows + metrics.pop("nonfinite_rows"),
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
             "notes": [n for n in (sparsity_warning(k, d_in),) if n],
         }
