@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from sae.model import SparseAutoencoder
+
+if TYPE_CHECKING:
+    from sae.store import ActivationStore
 
 HIST_EDGES = [float(e) for e in torch.arange(-8.0, 0.01, 0.5).tolist()]  # log10 firing frequency
 
@@ -132,6 +135,27 @@ def evaluate_by_source(
     out["sources"] = len(per)
     out["nonfinite_rows"] = nonfinite
     out["fvu_interval"] = _fvu_interval(list(per.values()), n_boot, seed)
+    return out
+
+
+def evaluate_split(
+    sae: SparseAutoencoder,
+    store: ActivationStore,
+    hook: str,
+    split: str,
+    eval_fraction: float,
+    max_rows: int | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """`evaluate`'s metrics on the rows of one split of `hook` (store order), with `nonfinite_rows`; where the split
+    is by whole sources, also `evaluate_by_source`'s interval over them."""
+    sources = store.split_sources(hook, split, eval_fraction)
+    if sources is not None:
+        segments = ((source, x) for source, _, x in store.iter_segments(hook, sources))
+        return evaluate_by_source(sae, segments, max_rows, seed=seed)
+    stream = store.iter_batches(hook, 4096, split, eval_fraction, shuffle_buffer=0, drop_last=False)
+    out = evaluate(sae, stream, max_rows=max_rows)
+    out["nonfinite_rows"] = stream.nonfinite_rows
     return out
 
 

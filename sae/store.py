@@ -600,12 +600,11 @@ class ActivationStore:
         name, never all; a prompt's repeats ("rock", "rock #2": other draws of the same text) go together. None
         (the split is then by blocks) where that would be none (fewer than 1 / (2 · eval_fraction) sources: one
         source would hold out far more rows than asked) or rows lack provenance."""
+        if not self._every_row_has_a_source(hook):
+            return None
         groups: dict[str, list[str]] = {}
         for shard in self.manifest(hook)["shards"]:
-            prov = shard.get("provenance") or []
-            if sum(int(r["rows"]) for r in prov) != int(shard["rows"]):
-                return None
-            for r in prov:
+            for r in shard.get("provenance") or []:
                 names = groups.setdefault(REPEAT_RE.sub("", r["source"]), [])
                 if r["source"] not in names:
                     names.append(r["source"])
@@ -614,6 +613,27 @@ class ActivationStore:
             return None
         held = sorted(groups, key=lambda n: hashlib.sha1(n.encode("utf-8", "surrogateescape")).hexdigest())[:n_eval]
         return {name for g in held for name in groups[g]}
+
+    def split_sources(self, hook: str, split: str, eval_fraction: float) -> set[str] | None:
+        """The sources whose rows make `split` (as `split_units` splits), or None where the split is not by whole
+        sources (a hook of too few sources split by blocks, or rows without provenance)."""
+        if split not in ("train", "eval", "all"):
+            raise UserError(f"split {split!r}: expected train, eval or all")
+        if not self._every_row_has_a_source(hook):
+            return None
+        every = set(self.sources(hook))
+        if split == "all" or eval_fraction == 0.0:
+            return every if split != "eval" else set()
+        held = self.held_sources(hook, eval_fraction)
+        if held is None:
+            return None
+        return held if split == "eval" else every - held
+
+    def _every_row_has_a_source(self, hook: str) -> bool:
+        return all(
+            sum(int(r["rows"]) for r in shard.get("provenance") or []) == int(shard["rows"])
+            for shard in self.manifest(hook)["shards"]
+        )
 
     def _source_units(self, hook: str, wanted: Callable[[str], bool]) -> list[tuple[int, int, int]]:
         """Units over the rows of the sources `wanted` accepts: runs of consecutive such rows, cut into blocks."""

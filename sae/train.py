@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
-from sae.metrics import batch_fvu, evaluate, evaluate_by_source
+from sae.metrics import batch_fvu, evaluate_split
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.store import ActivationStore
 
@@ -456,13 +456,7 @@ def _train_hook(
     sae.eval()
     eval_split = "eval" if cfg.eval_fraction > 0 else "train"
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
-    if held is not None:  # the same rows (held-out sources in store order), with an interval over the sources
-        segments = ((source, x) for source, _, x in store.iter_segments(hook, held))
-        metrics = evaluate_by_source(sae, segments, cfg.eval_rows, seed=cfg.seed)
-    else:
-        eval_stream = store.iter_batches(hook, 4096, eval_split, cfg.eval_fraction, shuffle_buffer=0, drop_last=False)
-        metrics = evaluate(sae, eval_stream, max_rows=cfg.eval_rows)
-        metrics["nonfinite_rows"] = eval_stream.nonfinite_rows
+    metrics = evaluate_split(sae, store, hook, eval_split, cfg.eval_fraction, cfg.eval_rows, seed=cfg.seed)
     train_rows = sum(b - a for _, a, b in stream.units)  # the training split, every rank's units
     metrics.update(
         {

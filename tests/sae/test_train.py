@@ -546,6 +546,10 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
         assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
         printed = json.loads(capsys.readouterr().out)
         assert printed["rows"] == trained["rows"] and printed["fvu"] == pytest.approx(trained["fvu"], rel=1e-6)
+        # and the interval over its held-out clips (20 clips: 0.3 holds out 6; 0.02 none whole, so blocks, no interval)
+        assert printed.get("sources") == trained.get("sources") == (6 if frac == "0.3" else None)
+        interval = printed.get("fvu_interval")
+        assert interval == (pytest.approx(trained["fvu_interval"], rel=1e-6) if frac == "0.3" else None)
     written = tmp_path / "new" / "folder" / "metrics.json"  # --out in folders yet to be made: made (was a traceback)
     assert (
         main(

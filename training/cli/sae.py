@@ -230,7 +230,7 @@ def train_table(results: dict[str, dict], out: str):
 def run_eval(args: argparse.Namespace) -> int:
     from sae.errors import UserError
     from sae.io import load_sae, read_sae_cfg
-    from sae.metrics import evaluate
+    from sae.metrics import evaluate_split
     from sae.paths import check_output_file
     from sae.store import open_store
 
@@ -262,9 +262,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"note: SAE {args.sae} was trained on every row (eval fraction 0): no rows are held out",
                 file=sys.stderr,
             )
-    stream = store.iter_batches(hook, 4096, args.split, frac, shuffle_buffer=0, drop_last=False)
-    metrics = evaluate(sae, stream, max_rows=args.max_rows)
-    metrics["skipped_nonfinite_rows"] = stream.nonfinite_rows
+    metrics = evaluate_split(sae, store, hook, args.split, frac, args.max_rows)
+    metrics["skipped_nonfinite_rows"] = metrics.pop("nonfinite_rows")
     # what the figures were measured on, so a written file says so without the command line
     metrics |= {"sae": str(args.sae), "activations": str(args.activations), "hook": hook, "split": args.split}
     metrics |= {"eval_fraction": frac, "max_rows": args.max_rows}
@@ -276,7 +275,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, text)
-    short = {k: metrics[k] for k in ("hook", "split", "rows", "fvu", "explained_variance", "l0", "dead_fraction")}
+    keys = ("hook", "split", "rows", "sources", "fvu", "fvu_interval", "explained_variance", "l0", "dead_fraction")
+    short = {k: metrics[k] for k in keys if k in metrics}
     print(json.dumps(short), file=sys.stdout)
     return 0
 
