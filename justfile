@@ -46,13 +46,14 @@ setup: setup-system
     echo "$want" > "$stamp"
     echo "setup done in $(( $(date +%s) - start )) s; venv $(du -sh {{venv}} | cut -f1)"
 
-# lint, then every test, the slow end-to-end ones included (what CI runs)
+# lint, then every test, the slow end-to-end ones included (what CI runs): the rest in parallel, then the
+# live-timing ones (tests/realtime) alone (tools/run_tests.sh)
 test *ARGS: setup lint nn-runtime
-    {{bin}}/pytest {{ARGS}}
+    tools/run_tests.sh {{ARGS}}
 
 # the quick loop while developing: the tests without the slow end-to-end ones, no lint
 test-fast *ARGS: setup
-    {{bin}}/pytest -m "not slow" {{ARGS}}
+    tools/run_tests.sh -m "not slow" {{ARGS}}
 
 # the libtorch nn~'s released builds bundle (2.5.1, from the torch wheel on PyPI) and tests/nn/nnload.cpp built
 # against it: a program that loads and runs a model the way nn~'s backend does (tests/nn/test_nn_runtime.py)
@@ -125,13 +126,15 @@ lint: setup poetry
 poetry:
     @[ -x .cache/poetry/bin/poetry ] || ({{python}} -m venv .cache/poetry && .cache/poetry/bin/pip install --quiet "poetry>=2.0,<3")
 
-# re-resolve poetry.lock. The registry's per-version JSON pages are unreliable, so poetry resolves in a
-# scratch copy through the simple index; the lock then records the packages as plain PyPI ones.
+# re-resolve poetry.lock after a change to pyproject.toml, keeping the locked versions of what did not change
+# (FRESH=1: resolve everything anew). The registry's per-version JSON pages are unreliable, so poetry resolves in
+# a scratch copy through the simple index; the lock then records the packages as plain PyPI ones.
 lock: poetry
     #!/usr/bin/env bash
     set -euo pipefail
     scratch=$(mktemp -d); trap 'rm -rf "$scratch"' EXIT
     cp pyproject.toml README.md "$scratch"/
+    [ -n "${FRESH:-}" ] || cp poetry.lock "$scratch"/
     printf '\n[[tool.poetry.source]]\nname = "simple-index"\nurl = "%s"\npriority = "primary"\n' \
         "${PIP_INDEX_URL:-$(.cache/poetry/bin/python -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')}" >> "$scratch/pyproject.toml"
     (cd "$scratch" && {{justfile_directory()}}/.cache/poetry/bin/poetry lock)

@@ -8,6 +8,11 @@ import pytest
 
 import training  # noqa: F401  (first: it shortens OpenMP's spin wait before torch loads, as in every musicsae program)
 
+TESTS = Path(__file__).resolve().parent
+# test areas whose tests run audio against a clock (JACK's dummy device, the live engine's deadlines, Pure Data):
+# beside other tests on a 2-core machine they miss deadlines that a performer's machine would meet
+LIVE_TIMING_AREAS = {"realtime"}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
@@ -15,17 +20,34 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also run the tests of the nn~ export inside real Pure Data (`just nn-pd SRC` builds nn~ and runs them)",
     )
+    parser.addoption(
+        "--live-timing",
+        choices=["with", "skip", "only"],
+        default="with",
+        help="the tests marked live_timing (tests/realtime): run them with the rest (default), deselect them, or "
+        "run only them. `just test` runs the rest in parallel, then these alone",
+    )
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `nn_pd` need IRCAM's nn~ built from its C++ source, which no reachable registry carries: they
-    run only when asked for (`--nn-pd`, from `just nn-pd SRC`), and then fail when nn~ is missing. Everywhere else
-    they are deselected, never skipped into a pass."""
-    if config.getoption("--nn-pd"):
-        return
-    kept = [item for item in items if item.get_closest_marker("nn_pd") is None]
+    """Marks the live-timing areas' tests `live_timing` and keeps the ones `--live-timing` asks for. Tests marked
+    `nn_pd` need IRCAM's nn~ built from its C++ source, which no reachable registry carries: they run only when
+    asked for (`--nn-pd`, from `just nn-pd SRC`), and then fail when nn~ is missing. Everywhere else they are
+    deselected, never skipped into a pass."""
+    for item in items:
+        if item.path.resolve().relative_to(TESTS).parts[0] in LIVE_TIMING_AREAS:
+            item.add_marker("live_timing")
+    timing = config.getoption("--live-timing")
+
+    def wanted(item: pytest.Item) -> bool:
+        if item.get_closest_marker("nn_pd") is not None and not config.getoption("--nn-pd"):
+            return False
+        return timing == "with" or (item.get_closest_marker("live_timing") is not None) == (timing == "only")
+
+    kept = [item for item in items if wanted(item)]
     if len(kept) != len(items):
-        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("nn_pd")])
+        config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
         items[:] = kept
 
 
