@@ -14,7 +14,7 @@ Layout (ARCHITECTURE.md, "Concept bank"):
         default: {mode: "none", strength: 1.0}       # none (no edit) when absent
         auroc: {sae_probe: 0.97, diff_means: 0.93, logistic_raw: 0.95}
         auroc_interval: {sae_probe: [0.93, 1.0], diff_means: [0.86, 0.98], logistic_raw: [0.89, 0.99]}  # optional
-        clips: {with: 24, without: 24}               # optional: the clips the AUROCs were measured on
+        clips: {with: 24, without: 24, sources: 12}  # optional: the clips the AUROCs were measured on
         verdict: tied                                # optional: SAE better / baseline better / tied
         probe: {intercept: -2.1, coef: {12: 1.4}}   # optional: the fitted probe in raw units (meters)
         steer:                                       # optional: the features edits move, chosen by effect
@@ -24,7 +24,9 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           error_share: 0.1                           # share of it carried by the SAE's error term (kept)
 
 `auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, `clips` how many clips
-with and without the concept the probes were fitted and evaluated on (out of fold), and `verdict` whether the SAE
+with and without the concept the probes were fitted and evaluated on (out of fold) and, where the search grouped
+them (`concept find --groups`), from how many sources (folds never split one; without it every clip was its own
+source), and `verdict` whether the SAE
 probe beat the better raw baseline ("SAE better", "baseline better") by the paired interval of their difference, or
 not ("tied"); all three are absent from banks written before they were recorded, which then show the point values
 alone.
@@ -139,16 +141,18 @@ class ConceptSteer:
 
 @dataclass(frozen=True)
 class ConceptClips:
-    """How many clips with and without the concept its probes were fitted and evaluated on (out of fold)."""
+    """How many clips with and without the concept its probes were fitted and evaluated on (out of fold), and
+    from how many sources where the search grouped them (None: every clip its own source)."""
 
     with_: int
     without: int
+    sources: int | None = None
 
     def to_dict(self) -> dict[str, int]:
-        return {"with": self.with_, "without": self.without}
+        return {"with": self.with_, "without": self.without} | ({"sources": self.sources} if self.sources else {})
 
     def text(self) -> str:
-        return f"{self.with_}/{self.without}"
+        return f"{self.with_}/{self.without}" + (f" from {self.sources} sources" if self.sources else "")
 
 
 @dataclass
@@ -316,8 +320,9 @@ class ConceptBank:
             title=f"{self.path} — {len(self)} concept(s)",
             caption="features: SAE feature indices, largest probe weight first. AUROC (held out) [95 % interval]: "
             "SAE: the SAE probe, dm: difference of means and raw: logistic probe on the raw activations; clips: "
-            "with / without the concept, out of fold; then whether the SAE probe beat the raw baselines beyond the "
-            "interval of the difference (an older bank records no interval, clips or verdict).",
+            "with / without the concept, out of fold (and their sources where the search grouped them); then "
+            "whether the SAE probe beat the raw baselines beyond the interval of the difference (an older bank "
+            "records no interval, clips or verdict).",
             caption_justify="left",
         )
         for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC [95 %]\nclips with/without"):
@@ -453,14 +458,16 @@ def _intervals(spec: Any, aurocs: dict[str, float], at: str) -> dict[str, tuple[
 
 
 def _clips(spec: Any, at: str) -> ConceptClips | None:
-    """`clips`: {with: N, without: M}, two positive integers."""
+    """`clips`: {with: N, without: M} and optionally sources: S, positive integers."""
     if spec is None:
         return None
-    ok = isinstance(spec, dict) and set(spec) == {"with", "without"}
+    ok = isinstance(spec, dict) and {"with", "without"} <= set(spec) <= {"with", "without", "sources"}
     ok = ok and all(isinstance(spec[k], int) and not isinstance(spec[k], bool) and spec[k] > 0 for k in spec)
     if not ok:
-        raise UserError(f"{at}: clips {spec!r}; expected {{with: N, without: M}}, two positive integers")
-    return ConceptClips(spec["with"], spec["without"])
+        raise UserError(
+            f"{at}: clips {spec!r}; expected {{with: N, without: M}} and optionally sources: S, positive integers"
+        )
+    return ConceptClips(spec["with"], spec["without"], spec.get("sources"))
 
 
 def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:

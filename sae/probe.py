@@ -159,8 +159,9 @@ def concept_intervals(report: ProbeReport) -> dict[str, tuple[float, float]]:
 
 
 def concept_clips(report: ProbeReport) -> ConceptClips:
-    """The bank's `clips` entry: how many clips with and without the concept the AUROCs were measured on."""
-    return ConceptClips(int(report.n_with), int(report.n_without))
+    """The bank's `clips` entry: how many clips with and without the concept the AUROCs were measured on, and from
+    how many sources where the search grouped them."""
+    return ConceptClips(int(report.n_with), int(report.n_without), report.groups)
 
 
 def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = None):

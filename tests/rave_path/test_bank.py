@@ -37,6 +37,10 @@ def test_intervals_and_clip_counts_round_trip_and_an_older_bank_without_them_loa
     assert "clips: {with: 24, without: 22}" in text and "verdict: tied" in text
     again = ConceptBank.load(tmp_path / "concepts.yaml").get("guitar")
     assert again == bank.get("guitar") and again.clips == ConceptClips(24, 22)
+    bank.get("guitar").clips = ConceptClips(24, 22, sources=9)  # a search with --groups: the sources too
+    bank.save()
+    assert "clips: {with: 24, without: 22, sources: 9}" in (tmp_path / "concepts.yaml").read_text()
+    assert ConceptBank.load(tmp_path / "concepts.yaml").get("guitar").clips.text() == "24/22 from 9 sources"
     assert again.auroc_text("sae_probe") == "0.97 [0.93, 1.00]" and again.auroc_text("other") == "-"
     old = tmp_path / "old.yaml"  # a bank written before intervals and clip counts were recorded
     old.write_text(

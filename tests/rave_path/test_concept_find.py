@@ -279,6 +279,12 @@ def test_groups_keep_sources_together_and_few_sources_are_named(
     assert "only 3 groups with the concept: folds never split a group, so 3 folds instead of 5" in " ".join(out.split())
     assert "shuffled labels (5 runs)" in out and "verdict:" in out
     assert "[" in out.split("SAE sparse probe")[1].splitlines()[0]  # an interval beside the AUROC
+    # the bank says the clips came from 5 sources, and `concept list` shows it (it showed the clip counts alone)
+    from sae.bank import ConceptBank
+
+    assert ConceptBank.load(tmp_path / "b.yaml").get("guitar").clips.sources == 5
+    assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
+    assert "from 5 sources" in capsys.readouterr().out
 
 
 def test_steer_features_carry_the_concept_and_on_1_moves_one_mean_difference():
