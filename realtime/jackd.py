@@ -13,6 +13,7 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sae.errors import UserError
 
@@ -65,7 +66,15 @@ class JackServer:
                 self.proc.wait()
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
+        if self.proc is not None:
+            for sem in self.semaphores():  # its clients' that never closed (PortAudio after losing the server)
+                sem.unlink(missing_ok=True)
         self.proc = None
+
+    def semaphores(self) -> list[Path]:
+        """The POSIX semaphores of this server's clients (`/dev/shm/jack_sem.UID_SERVER_CLIENT`): jackd removes a
+        client's when it closes, and leaves them behind for clients it lost, filling /dev/shm run after run."""
+        return sorted(Path("/dev/shm").glob(f"jack_sem.{os.getuid()}_{self.name}_*"))
 
     def __enter__(self) -> JackServer:
         return self.start()

@@ -216,9 +216,11 @@ def test_a_device_that_goes_away_is_named_and_live_exits(tiny_rave_ts, osc_inbox
             replies.expect("/pong")
             own.proc.terminate()  # as `jack_control stop` or quitting QjackCtl does
             _, err = proc.communicate(timeout=30)
+            assert own.semaphores()  # live's PortAudio client, lost with the server
         finally:
             if proc.poll() is None:
                 proc.kill()
+    assert not own.semaphores()  # removed with the server (they filled /dev/shm, run after run)
     errors = [line for line in err.splitlines() if line.startswith("musicsae: error:")]
     assert proc.returncode == 1, err
     assert len(errors) == 1 and "audio device system: the stream stopped after" in errors[0], err
