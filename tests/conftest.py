@@ -36,7 +36,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     asked for (`--nn-pd`, from `just nn-pd SRC`), and then fail when nn~ is missing. Everywhere else they are
     deselected, never skipped into a pass."""
     for item in items:
-        if item.path.resolve().relative_to(TESTS).parts[0] in LIVE_TIMING_AREAS:
+        path = item.path.resolve()
+        if path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in LIVE_TIMING_AREAS:
             item.add_marker("live_timing")
     timing = config.getoption("--live-timing")
 
