@@ -71,3 +71,14 @@ def test_training_is_grouped_by_model_path_and_role() -> None:
             tree = ast.parse(path.read_text(), str(path))
             mods = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
             assert not any(m.startswith(f"training.{other}") for m in mods), path
+
+
+def test_the_live_timing_phase_is_every_realtime_test_and_nothing_else():
+    """`just test` runs `--live-timing only` alone after the parallel `--live-timing skip`: the first must be every
+    test file of tests/realtime (renamed or moved, they would run beside other tests and miss their deadlines)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "--live-timing", "only"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    files = {line.split("::")[0] for line in proc.stdout.splitlines() if "::" in line}
+    assert files == {str(p.relative_to(ROOT)) for p in (ROOT / "tests" / "realtime").glob("test_*.py")}, proc.stdout
