@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from realtime.musicgen.descriptions import DescriptionVocab, words
+from sae.errors import UserError
 from training.musicgen.adherence import prompt_pairs
 
 VOCAB = DescriptionVocab(
@@ -34,7 +37,9 @@ def test_prompt_pairs_differ_by_the_concept_only():
 
 
 @pytest.mark.slow
-def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folders, toy_concept_data, tmp_path):
+def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
+    toy_folders, toy_concept_data, tmp_path, monkeypatch
+):
     import json
 
     from training.musicgen.experiment import ExperimentConfig, run_experiment
@@ -82,6 +87,18 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(toy_folde
     # a second run reuses the store and the SAEs
     again = run_experiment(cfg, say=lambda *_: None)
     assert again["timings_s"]["saes"] < s["timings_s"]["saes"] + 5
+    # other draws of the same experiment: another render seed reuses them too (another --seed is refused at the
+    # store, whose prompt rows were drawn with seed 0)
+    from training.musicgen import experiment
+
+    seeds, render = [], experiment._render
+    monkeypatch.setattr(experiment, "_render", lambda mg, ps, n, seed0, *a, **k: [
+        seeds.append(seed0), render(mg, ps, n, seed0, *a, **k)][1])  # fmt: skip
+    other = run_experiment(dataclasses.replace(cfg, render_seed=5), say=lambda *_: None)
+    assert other["config"]["render_seed"] == 5 and other["sae"] == s["sae"]
+    assert set(seeds) == {5, 5 + experiment.RESAMPLE_SEED}  # every render: plain, edited and the references
+    with pytest.raises(UserError, match="seed: 0 stored, 5 now"):
+        run_experiment(dataclasses.replace(cfg, seed=5), say=lambda *_: None)
 
 
 @pytest.mark.slow

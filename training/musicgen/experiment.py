@@ -71,6 +71,9 @@ class ExperimentConfig:
     strengths: strengths of `on` swept on validation.
     edit_rows: guidance rows tried on validation (`both`, `cond`; realtime/musicgen/render.py).
     test_seeds: renders per test prompt (0: `seeds`); the test runs one layer, so it can afford more.
+    seed: the collection's, the SAEs' and the renders' seed; render_seed: the renders' alone (None: `seed`), so a
+        run on the same `out` with another render seed reuses its store, SAEs and banks: other draws of the same
+        experiment.
     """
 
     model: str
@@ -94,6 +97,7 @@ class ExperimentConfig:
     device: str = "cpu"
     edit_rows: tuple[str, ...] = ("both", "cond")
     test_seeds: int = 0
+    render_seed: int | None = None
 
 
 def trained_seconds(model: str | Path, default: float = 4.0) -> float:
@@ -124,6 +128,10 @@ class ShiftSteering:
 
         v = self.vector
         return {self.layer: guidance_rows(lambda x, start: x + v.to(x.dtype), self.edit_rows, batch)}
+
+
+def _render_seed(cfg: ExperimentConfig) -> int:
+    return cfg.seed if cfg.render_seed is None else cfg.render_seed
 
 
 def _render(mg, prompts: list[str], seeds: int, seed0: int, duration: float, steering=None) -> list[np.ndarray]:
@@ -201,7 +209,7 @@ def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plai
     (with_p, without_p), (plain_w, plain_o) = prompts, plain
 
     def judged(ps: list[str], steering) -> dict[str, np.ndarray]:
-        return judge.detect(_render(mg, ps, seeds, cfg.seed, cfg.duration, steering))
+        return judge.detect(_render(mg, ps, seeds, _render_seed(cfg), cfg.duration, steering))
 
     def make(label: str, rows: str, mode: str, s: float = 1.0):
         if label == "sae":
@@ -233,7 +241,7 @@ def _references(mg, judge, names, concept, prompts, plain, seeds, cfg) -> dict[s
     (with_p, without_p), (plain_w, plain_o) = prompts, plain
 
     def other_draws(ps: list[str]) -> dict[str, np.ndarray]:
-        return judge.detect(_render(mg, ps, seeds, cfg.seed + RESAMPLE_SEED, cfg.duration))
+        return judge.detect(_render(mg, ps, seeds, _render_seed(cfg) + RESAMPLE_SEED, cfg.duration))
 
     arms = (
         ("resample", lambda: other_draws(with_p), lambda s: other_draws(without_p)),
@@ -362,8 +370,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                 with_p, without_p = [w for w, _ in ps], [o for _, o in ps]
                 seeds = (cfg.test_seeds or cfg.seeds) if split == "test" else cfg.seeds
                 say(f"{c} / {split}: plain renders of {len(ps)} prompt pairs x {seeds} seeds")
-                plain_w = judge.detect(_render(mg, with_p, seeds, cfg.seed, cfg.duration))
-                plain_o = judge.detect(_render(mg, without_p, seeds, cfg.seed, cfg.duration))
+                plain_w = judge.detect(_render(mg, with_p, seeds, _render_seed(cfg), cfg.duration))
+                plain_o = judge.detect(_render(mg, without_p, seeds, _render_seed(cfg), cfg.duration))
                 prompts_wo, plain = (with_p, without_p), (plain_w, plain_o)
                 chosen = layers if split == "validation" else [per_split["validation"]["best_layer"]]
                 by_layer: dict[int, Any] = {}
@@ -552,7 +560,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--duration", type=float, help="seconds per render and collected prompt (default: the LM's training segment)"
     )
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="the collection's, the SAEs' and the renders' seed")
+    p.add_argument(
+        "--render-seed",
+        type=int,
+        default=None,
+        help="the renders' seed alone (default --seed): on the same --out, other draws that reuse its store, SAEs "
+        "and banks",
+    )
     p.add_argument("--device", default=d.device)
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
@@ -575,7 +590,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = ExperimentConfig(
         a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, seconds,
         a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
-        device=a.device, edit_rows=split(a.edit_rows), test_seeds=a.test_seeds,
+        device=a.device, edit_rows=split(a.edit_rows), test_seeds=a.test_seeds, render_seed=a.render_seed,
     )  # fmt: skip
     return runs.guarded(p.prog, lambda: run_experiment(cfg))
 
