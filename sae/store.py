@@ -483,6 +483,13 @@ class BatchStream:
             s.epoch, s.unit, s.skip = s.epoch + 1, 0, 0
 
 
+def _check_split(split: str, eval_fraction: float) -> None:
+    if split not in ("train", "eval", "all"):
+        raise UserError(f"split {split!r}: expected train, eval or all")
+    if not 0.0 <= eval_fraction < 1.0:
+        raise UserError(f"eval fraction {eval_fraction}: expected a number in [0, 1)")
+
+
 class ActivationStore:
     """Read-only view of an activation store directory.
 
@@ -617,8 +624,7 @@ class ActivationStore:
     def split_sources(self, hook: str, split: str, eval_fraction: float) -> set[str] | None:
         """The sources whose rows make `split` (as `split_units` splits), or None where the split is not by whole
         sources (a hook of too few sources split by blocks, or rows without provenance)."""
-        if split not in ("train", "eval", "all"):
-            raise UserError(f"split {split!r}: expected train, eval or all")
+        _check_split(split, eval_fraction)
         if not self._every_row_has_a_source(hook):
             return None
         every = set(self.sources(hook))
@@ -653,17 +659,14 @@ class ActivationStore:
     def split_units(self, hook: str, split: str, eval_fraction: float) -> list[tuple[int, int, int]]:
         """Units of the train or eval split. The eval split is whole sources (`held_sources`), so no clip has
         rows on both sides; a hook of too few sources is split by blocks, `eval_fraction` of them by hash."""
-        if split not in ("train", "eval", "all"):
-            raise UserError(f"split {split!r}: expected train, eval or all")
-        if not 0.0 <= eval_fraction < 1.0:
-            raise UserError(f"eval fraction {eval_fraction}: expected a number in [0, 1)")
+        _check_split(split, eval_fraction)
         self.require_rows(hook)
         units = self.units(hook)
         if split == "all" or eval_fraction == 0.0:
             return units if split != "eval" else []
-        held = self.held_sources(hook, eval_fraction)
-        if held is not None:
-            return self._source_units(hook, lambda name: (name in held) == (split == "eval"))
+        sources = self.split_sources(hook, split, eval_fraction)
+        if sources is not None:
+            return self._source_units(hook, lambda name: name in sources)
         if len(units) < 2:
             raise UserError(
                 f"hook {hook!r} has {self.rows(hook)} rows (one block); a held-out split needs more rows, "
