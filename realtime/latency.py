@@ -54,7 +54,7 @@ class LatencyProbe:
         self.rec = np.zeros(int(seconds * self.sr), dtype=np.float32)
         self.signal = np.zeros(0, dtype=np.float32)
         self.start = 0
-        self.pos = 0
+        self.origin: int | None = None  # the JACK frame time of the probe's first cycle
         self.impulses: list[int] = []
         self.done = threading.Event()
         self.client.set_process_callback(self._process)
@@ -62,7 +62,12 @@ class LatencyProbe:
     def _process(self, frames: int) -> None:
         out = self.out.get_array()
         out[:] = 0.0
-        pos = self.pos
+        # positions on the server's clock, not a count of this callback's calls: a cycle the probe misses (an xrun
+        # on a busy machine) leaves a gap in the recording instead of moving everything after it earlier
+        now = self.client.last_frame_time
+        if self.origin is None:
+            self.origin = now
+        pos = (now - self.origin) & 0xFFFFFFFF  # jack_nframes_t wraps at 2**32
         for at in self.impulses:
             if pos <= at < pos + frames:
                 out[at - pos] = 1.0
@@ -74,7 +79,6 @@ class LatencyProbe:
             self.rec[pos:end] = self.inp.get_array()[: end - pos]
         else:
             self.done.set()
-        self.pos = pos + frames
 
     def _record(self) -> None:
         with self.client:

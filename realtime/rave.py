@@ -11,6 +11,7 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +19,9 @@ import torch.nn.functional as F
 from sae.errors import UserError
 
 REQUIRED = ("encode", "decode", "forward")
+# What was measured on a model file (its delays), per (sha256, device), once per process: every load of the same
+# file (each step of a command, each stream, a live restart) reuses it instead of measuring for seconds again.
+_MEASURED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,6 @@ class RaveModel:
         self.sr = int(self.module.sr)
         self.full_latent_size = int(getattr(self.module, "full_latent_size", latent))
         self.identity = ModelIdentity(self.path.name, hashlib.sha256(self._bytes).hexdigest(), self.sr, ratio, latent)
-        self._delay: int | None = None
-        self._alignment = None
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", check_streaming: bool = True) -> RaveModel:
@@ -156,24 +158,35 @@ class RaveModel:
         calls = max(1, round(seconds * self.sr / block))
         return any(not torch.equal(self.encode_mean(x), first) for _ in range(calls))  # stops at the first change
 
+    def _measured(self) -> dict[str, Any]:
+        return _MEASURED.setdefault((self.identity.sha256, str(self.device)), {})
+
     def delay(self) -> int:
-        """The model's own delay in samples (encode + decode), measured once on fresh streams.
+        """The model's own delay in samples (encode + decode), measured on fresh streams once per model file and
+        device in a process.
 
         An impulse at a frame boundary first changes the output `delay` samples later; before that the
         output equals the output for silence (causality of the streaming caches).
         """
-        if self._delay is None:
-            self._delay = measure_delay(self)
-        return self._delay
+        measured = self._measured()
+        if "delay" not in measured:
+            measured["delay"] = measure_delay(self)
+        return measured["delay"]
 
     def alignment(self):
         """First response and aligned delay (where the model's notes come out): `realtime.alignment`, measured
-        once per loaded model. The aligned delay is the one dry/wet mixing, latency and renders use."""
-        if self._alignment is None:
+        once per model file and device in a process. The aligned delay is the one dry/wet mixing, latency and
+        renders use."""
+        measured = self._measured()
+        if "alignment" not in measured:
             from realtime.alignment import measure_alignment
 
-            self._alignment = measure_alignment(self)
-        return self._alignment
+            measured["alignment"] = measure_alignment(self)
+        return measured["alignment"]
+
+    def remember_alignment(self, alignment) -> None:
+        """Take delays measured before on this model file (carried across a `live --reconnect` restart)."""
+        self._measured()["alignment"] = alignment
 
 
 @torch.no_grad()

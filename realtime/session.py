@@ -24,8 +24,6 @@ from sae.errors import UserError
 from sae.meter import MeterParams
 from sae.steering import EditState
 
-_ALIGNMENTS: dict[str, Alignment] = {}  # model sha256 → measured delays: measured once per process
-
 
 @dataclass
 class LiveConfig:
@@ -120,20 +118,6 @@ def channel_words(channels: int) -> str:
     return "stereo (2 channels)" if channels == 2 else "mono (1 channel)"
 
 
-def alignment_of(rave: Any) -> Alignment:
-    """The model's delays (`realtime.alignment`), measured once per model per process."""
-    found = _ALIGNMENTS.get(rave.identity.sha256)
-    if found is None:
-        found = _ALIGNMENTS[rave.identity.sha256] = rave.alignment()
-    return found
-
-
-def remember_alignment(sha256: str, alignment: Alignment) -> None:
-    """Delays measured before for the model of this sha256 (carried across a `live --reconnect` restart): not
-    measured again."""
-    _ALIGNMENTS[sha256] = alignment
-
-
 def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], None] | None = None) -> LiveSession:
     """Load and check everything (the model too, unless given); the engine is built but not started."""
     from realtime.rave import check_sae_for_model, sae_hook
@@ -172,7 +156,7 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
         with controls.transaction() as draft:
             draft.load_preset(read_preset(cfg.preset))
     meters = MeterParams.from_concepts(concepts) if cfg.meters and sae is not None else None
-    alignment = alignment_of(rave)
+    alignment = rave.alignment()  # measured once per model file in a process
 
     channels = device_channels(rave, cfg.channels)
 

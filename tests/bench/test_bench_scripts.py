@@ -46,7 +46,7 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         [r"GOMP_SPINCOUNT=1000 \(musicsae\)\s+[\d.]+ s\s+default / this = [\d.]+"],
     ),
     "jack_soak.py": (
-        ["--minutes", "0.15", "--stalls", "0.25", "--stall-every", "4"],
+        ["--minutes", "0.1", "--stalls", "0.25", "--stall-every", "3"],
         [
             r"baseline \(copy-only stream, same server, same length\): xruns \d+",
             r"latency: computed \d+ samples = [\d.]+ ms; measured on [1-9]\d* of",

@@ -15,6 +15,7 @@ import soundfile as sf
 import torch
 from pythonosc.osc_message_builder import OscMessageBuilder
 
+from realtime.rave import RaveModel
 from sae.io import save_sae
 from sae.model import SAEConfig, SparseAutoencoder
 
@@ -258,7 +259,7 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
         raise AssertionError("the slow set-up ran")
 
     monkeypatch.setattr(session, "choose_block", slow)  # timing blocks
-    monkeypatch.setattr(session, "alignment_of", slow)  # measuring the model's delay
+    monkeypatch.setattr(RaveModel, "alignment", slow)  # measuring the model's delay
     other = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_concepts.yaml"  # the demo model's
     (tmp_path / "broken.yaml").write_text("concepts: [1, 2\n")
     (tmp_path / "other.yaml").write_text("concepts: {nosuch: {mode: 'on'}}\n")

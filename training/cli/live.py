@@ -264,9 +264,8 @@ def run(args: argparse.Namespace) -> int:
         rave = load_model(cfg)
         if resumed and resumed.alignment and resumed.model_sha256 == rave.identity.sha256:
             from realtime.alignment import Alignment
-            from realtime.session import remember_alignment
 
-            remember_alignment(rave.identity.sha256, Alignment(**resumed.alignment))
+            rave.remember_alignment(Alignment(**resumed.alignment))
         if demo_bank and not _bank_fits(DEMO_BANK, rave):
             _say("the shipped demo concepts were found on another demo model: playing without concepts "
                  "(`python -m training.rave.demo_assets` makes them for this one)")  # fmt: skip
