@@ -52,11 +52,16 @@ def wilson(k: int, n: int) -> Interval:
 
 def bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
     """`stat(indices)` on all n items, and its 2.5-97.5 percentile interval over bootstrap resamples."""
+    return bootstrap_rows(lambda rows: [stat(i) for i in rows], n, n_boot, seed)
+
+
+def bootstrap_rows(stat: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
+    """`bootstrap` for a statistic of many index sets at once (`stat(rows)` of a [sets, n] array gives one value per
+    row): the same resamples, drawn in one call, and the same figures."""
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
-    rng = np.random.default_rng(seed)
-    value = float(stat(np.arange(n)))
-    draws = np.array([stat(rng.integers(0, n, n)) for _ in range(n_boot)], dtype=float)
+    value = float(stat(np.arange(n)[None])[0])
+    draws = np.asarray(stat(np.random.default_rng(seed).integers(0, n, (n_boot, n))), dtype=float)
     draws = draws[np.isfinite(draws)]
     lo, hi = np.percentile(draws, [2.5, 97.5]) if len(draws) else (float("nan"), float("nan"))
     return Interval(value, float(lo), float(hi), n)
@@ -64,13 +69,13 @@ def bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT,
 
 def mean_interval(values: np.ndarray, seed: int = 0) -> Interval:
     values = np.asarray(values, dtype=float)
-    return bootstrap(lambda i: values[i].mean(), len(values), seed=seed)
+    return bootstrap_rows(lambda rows: values[rows].mean(1), len(values), seed=seed)
 
 
 def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Interval:
     """Rate of b minus rate of a (percentage points) on the same items, paired bootstrap interval."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    return bootstrap(lambda i: 100 * (b[i].mean() - a[i].mean()), len(a), seed=seed)
+    return bootstrap_rows(lambda rows: 100 * (b[rows].mean(1) - a[rows].mean(1)), len(a), seed=seed)
 
 
 def rate_diff(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
@@ -100,6 +105,31 @@ def auroc(score: np.ndarray, y: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+def aurocs(score: np.ndarray, y: np.ndarray, resamples: list[np.ndarray] | None = None) -> np.ndarray:
+    """`auroc(score[idx], y[idx])` for every index set in `resamples` (or, with `resamples` None, `auroc(score,
+    labels)` for every row of a 2-D `y`), ranked a batch of equal-sized sets at a time: the same figures as one
+    call per set, bit for bit (a rank sum is a sum of half-integers, exact in any order), many times faster."""
+    from scipy.stats import rankdata
+
+    score = np.asarray(score, dtype=float)
+    if resamples is None:
+        labels = np.asarray(y).astype(bool)
+        p = labels.sum(1)
+        return (np.where(labels, rankdata(score), 0.0).sum(1) - p * (p + 1) / 2) / (p * (labels.shape[1] - p))
+    y = np.asarray(y).astype(bool)
+    out = np.empty(len(resamples))
+    sizes = np.array([len(idx) for idx in resamples], dtype=np.int64)
+    for n in np.unique(sizes):
+        rows = np.flatnonzero(sizes == n)
+        for chunk in np.array_split(rows, max(1, len(rows) * int(n) // 2_000_000 + 1)):  # ≤ ~2M scores at once
+            idx = np.stack([resamples[r] for r in chunk])
+            labels = y[idx]
+            p = labels.sum(1)
+            rank_sum = np.where(labels, rankdata(score[idx], axis=1), 0.0).sum(1)
+            out[chunk] = (rank_sum - p * (p + 1) / 2) / (p * (n - p))
+    return out
+
+
 def _resamples(y: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int):
     """Bootstrap index sets: stratified by class, or whole groups (clips of one source together) when given."""
     rng = np.random.default_rng(seed)
@@ -126,7 +156,7 @@ def auroc_interval(
     value = auroc(score, y)
     if y.all() or not y.any():
         return Interval(value, float("nan"), float("nan"), len(y))
-    draws = [auroc(score[idx], y[idx]) for idx in _resamples(y, groups, n_boot, seed)]
+    draws = aurocs(score, y, list(_resamples(y, groups, n_boot, seed)))
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return Interval(value, float(lo), float(hi), len(y))
 
@@ -141,7 +171,8 @@ def auroc_difference(
     value = auroc(a, y) - auroc(b, y)
     if y.all() or not y.any():
         return Interval(value, float("nan"), float("nan"), len(y))
-    draws = [auroc(a[idx], y[idx]) - auroc(b[idx], y[idx]) for idx in _resamples(y, groups, n_boot, seed)]
+    resamples = list(_resamples(y, groups, n_boot, seed))
+    draws = aurocs(a, y, resamples) - aurocs(b, y, resamples)
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return Interval(value, float(lo), float(hi), len(y))
 
@@ -151,7 +182,7 @@ def permutation_auroc(score: np.ndarray, y: np.ndarray, n_perm: int = 1000, seed
     one-sided p-value of the observed AUROC."""
     y = np.asarray(y).astype(bool)
     rng = np.random.default_rng(seed)
-    null = np.array([auroc(score, rng.permutation(y)) for _ in range(n_perm)])
+    null = aurocs(score, np.stack([rng.permutation(y) for _ in range(n_perm)]))
     observed = auroc(score, y)
     return {
         "mean": float(null.mean()),

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from sae.probe import auroc as probe_auroc
-from sae.stats import Interval, auroc, auroc_interval, paired_diff, permutation_auroc, rate_diff, verdict, wilson
+from sae.stats import (
+    N_BOOT,
+    Interval,
+    _resamples,
+    auroc,
+    auroc_interval,
+    aurocs,
+    bootstrap,
+    mean_interval,
+    paired_diff,
+    permutation_auroc,
+    rate_diff,
+    verdict,
+    wilson,
+)
 
 
 def test_wilson_interval():
@@ -24,6 +40,42 @@ def test_auroc_matches_the_probe_one_and_intervals_shrink_with_clips():
     small, big = auroc_interval(s[25:35], y[25:35]), auroc_interval(s, y)
     assert big.lo <= big.value <= big.hi
     assert big.hi - big.lo < small.hi - small.lo
+
+
+def test_batched_aurocs_are_the_one_by_one_figures_bit_for_bit():
+    """Bootstrap and permutation AUROCs are ranked in batches; every draw equals the single call's, ties, whole-group
+    resamples (sets of many sizes) and shuffled labels included."""
+    rng = np.random.default_rng(7)
+    y = rng.random(90) < 0.3
+    y[:2] = True, False
+    for score in (rng.standard_normal(90), np.round(rng.standard_normal(90), 1)):  # the second with many ties
+        for groups in (None, rng.integers(0, 15, 90).astype(str)):
+            sets = list(_resamples(y, groups, 300, seed=1))
+            one_by_one = np.array([auroc(score[idx], y[idx]) for idx in sets])
+            assert np.array_equal(aurocs(score, y, sets), one_by_one)
+        labels = np.stack([rng.permutation(y) for _ in range(40)])
+        assert np.array_equal(aurocs(score, labels), [auroc(score, row) for row in labels])
+
+
+def _one_resample_at_a_time(stat, n: int, seed: int) -> Interval:
+    """The bootstrap as first written: one resample drawn and measured at a time."""
+    rng = np.random.default_rng(seed)
+    draws = [stat(rng.integers(0, n, n)) for _ in range(N_BOOT)]
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return Interval(float(stat(np.arange(n))), float(lo), float(hi), n)
+
+
+def test_batched_bootstrap_draws_what_one_by_one_draws():
+    """`bootstrap`, `paired_diff` and `mean_interval` draw every resample in one call: the same resamples and the
+    same figures as drawing them one at a time (odd and even sizes: a generator may draw in pairs)."""
+    rng = np.random.default_rng(5)
+    for n in (1, 5, 24, 25, 97):
+        a, b, v = (rng.random(n) < 0.4).astype(float), (rng.random(n) < 0.6).astype(float), rng.standard_normal(n)
+        diff = partial(lambda a, b, i: 100 * (b[i].mean() - a[i].mean()), a, b)
+        assert paired_diff(a, b, seed=n) == _one_resample_at_a_time(diff, n, seed=n)
+        assert mean_interval(v, seed=3) == _one_resample_at_a_time(partial(lambda v, i: v[i].mean(), v), n, seed=3)
+        median = partial(lambda v, i: float(np.median(v[i])), v)
+        assert bootstrap(median, n, seed=2) == _one_resample_at_a_time(median, n, seed=2)
 
 
 def test_permutation_baseline():
