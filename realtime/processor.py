@@ -185,7 +185,7 @@ class BlockProcessor:
             self.d_sae = int(self.W_dec.shape[0])
         else:
             self.W_dec, self.d_sae = None, 0
-        if delay is None:  # measured once per loaded model (`RaveModel.alignment`)
+        if delay is None:  # measured once per model file and device in a process (`RaveModel.alignment`)
             found = model.alignment()
             delay, first_response = found.aligned, found.first_response
         self.delay = int(delay)

@@ -154,7 +154,7 @@ def offline_block(ratio: int, target: int = 16384) -> int:
 
 def model_delay(model: Any) -> int:
     """The model's aligned delay in samples (where its notes come out, `RaveModel.alignment()`; measured once
-    per loaded model): the same figure the live engine lines dry and wet up with."""
+    per model file and device in a process): the same figure the live engine lines dry and wet up with."""
     return int(model.alignment().aligned)
 
 
