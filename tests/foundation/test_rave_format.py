@@ -35,6 +35,25 @@ def test_model_properties(tiny_rave_ts: Path) -> None:
     assert 0 < delay < 4 * 2048
 
 
+def test_delays_are_measured_once_per_model_file(tiny_rave_ts: Path, tmp_path: Path, monkeypatch) -> None:
+    """Every step of a command loads the model anew; its delays (seconds to measure) are measured once per file
+    content and device in a process. Delays handed over (a `live --reconnect` restart) are not measured again."""
+    import realtime.alignment
+    import realtime.rave as rave
+
+    measured: list[str] = []
+    monkeypatch.setattr(rave, "_MEASURED", {})
+    monkeypatch.setattr(rave, "measure_delay", lambda model: measured.append(model.path.name) or 700)
+    copy = tmp_path / "same_model.ts"
+    copy.write_bytes(tiny_rave_ts.read_bytes())
+    a, b, c = RaveModel(tiny_rave_ts), RaveModel(tiny_rave_ts), RaveModel(copy)
+    assert a.delay() == b.delay() == c.delay() == 700 and measured == ["tiny_rave.ts"]
+    monkeypatch.setattr(realtime.alignment, "measure_alignment", lambda model: measured.append("alignment"))
+    given = realtime.alignment.Alignment(first_response=700, aligned=900, notes=24, spread=10.0)
+    b.remember_alignment(given)
+    assert a.alignment() == given and measured == ["tiny_rave.ts"]
+
+
 @pytest.mark.parametrize("block", [512, 2048])
 def test_streaming_blocks_equal_one_call(tiny_rave_ts: Path, block: int) -> None:
     torch.manual_seed(1)
