@@ -11,12 +11,15 @@ import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from sae.errors import UserError
+
+if TYPE_CHECKING:
+    from realtime.alignment import Alignment
 
 REQUIRED = ("encode", "decode", "forward")
 # What was measured on a model file (its delays), per (sha256, device), once per process: every load of the same
@@ -173,7 +176,7 @@ class RaveModel:
             measured["delay"] = measure_delay(self)
         return measured["delay"]
 
-    def alignment(self):
+    def alignment(self) -> Alignment:
         """First response and aligned delay (where the model's notes come out): `realtime.alignment`, measured
         once per model file and device in a process. The aligned delay is the one dry/wet mixing, latency and
         renders use."""
@@ -184,7 +187,7 @@ class RaveModel:
             measured["alignment"] = measure_alignment(self)
         return measured["alignment"]
 
-    def remember_alignment(self, alignment) -> None:
+    def remember_alignment(self, alignment: Alignment) -> None:
         """Take delays measured before on this model file (carried across a `live --reconnect` restart)."""
         self._measured()["alignment"] = alignment
 

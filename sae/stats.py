@@ -95,14 +95,11 @@ def rate_diff(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0)
 def auroc(score: np.ndarray, y: np.ndarray) -> float:
     """Area under the ROC curve (ties count half; `sae.probe.auroc` vectorised); nan when one class is missing."""
     y = np.asarray(y).astype(bool)
-    score = np.asarray(score, dtype=float)
-    pos, neg = score[y], score[~y]
-    if len(pos) == 0 or len(neg) == 0:
+    if y.all() or not y.any():
         return float("nan")
     from scipy.stats import rankdata
 
-    ranks = rankdata(np.concatenate([pos, neg]))
-    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+    return float(_mann_whitney(rankdata(np.asarray(score, dtype=float))[None], y[None])[0])
 
 
 def aurocs(score: np.ndarray, y: np.ndarray, resamples: list[np.ndarray] | None = None) -> np.ndarray:
@@ -113,9 +110,7 @@ def aurocs(score: np.ndarray, y: np.ndarray, resamples: list[np.ndarray] | None 
 
     score = np.asarray(score, dtype=float)
     if resamples is None:
-        labels = np.asarray(y).astype(bool)
-        p = labels.sum(1)
-        return (np.where(labels, rankdata(score), 0.0).sum(1) - p * (p + 1) / 2) / (p * (labels.shape[1] - p))
+        return _mann_whitney(rankdata(score)[None], np.asarray(y).astype(bool))
     y = np.asarray(y).astype(bool)
     out = np.empty(len(resamples))
     sizes = np.array([len(idx) for idx in resamples], dtype=np.int64)
@@ -123,11 +118,15 @@ def aurocs(score: np.ndarray, y: np.ndarray, resamples: list[np.ndarray] | None 
         rows = np.flatnonzero(sizes == n)
         for chunk in np.array_split(rows, max(1, len(rows) * int(n) // 2_000_000 + 1)):  # ≤ ~2M scores at once
             idx = np.stack([resamples[r] for r in chunk])
-            labels = y[idx]
-            p = labels.sum(1)
-            rank_sum = np.where(labels, rankdata(score[idx], axis=1), 0.0).sum(1)
-            out[chunk] = (rank_sum - p * (p + 1) / 2) / (p * (n - p))
+            out[chunk] = _mann_whitney(rankdata(score[idx], axis=1), y[idx])
     return out
+
+
+def _mann_whitney(ranks: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """AUROC per row from the ranks of its scores ([sets, n], or [1, n] shared by every row of `labels`) and its
+    labels [sets, n]: (rank sum of the positives − P(P+1)/2) / (P·N)."""
+    p = labels.sum(1)
+    return (np.where(labels, ranks, 0.0).sum(1) - p * (p + 1) / 2) / (p * (labels.shape[1] - p))
 
 
 def _resamples(y: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int):
