@@ -388,7 +388,8 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     strengths = ", ".join(f"{v:g}" for v in cfg.strengths)
     lines += [
         "",
-        f"## Outside judge (log-mel + logistic regression on clean audio; on strengths {strengths})",
+        "## Outside judge (log-mel of harmonic and percussive parts + logistic regression on clean audio; "
+        f"on strengths {strengths})",
         "",
         "Each concept twice: the SAE edit, and the same edit along the raw-latent difference of means "
         "(no SAE) as a baseline. `on` is the best strength within the drift goal.",

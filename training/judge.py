@@ -1,5 +1,6 @@
-"""The outside judge: audio-only concept detectors (log-mel statistics + logistic regression, trained on clean
-clips), never shown SAE features or model latents, and its reports (`judge.json`, `judge.png`, a rich table).
+"""The outside judge: audio-only concept detectors (log-mel statistics of the harmonic and percussive parts +
+logistic regression, trained on clean clips), never shown SAE features or model latents, and its reports
+(`judge.json`, `judge.png`, a rich table).
 Used by the RAVE steering evaluation (`training/rave/judge.py`) and the MusicGen one (`training/musicgen/judge.py`).
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.audio_files import resample  # noqa: F401  (the one resampler, used by fidelity)
+from realtime.audio_files import resample
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff, rate_diff, verdict, wilson
@@ -25,7 +26,9 @@ GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
 FOLDS = 5
 FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
 FIDELITY_GOAL_POINTS = 10.0  # reconstructions judged within ±this many points of the originals
-FIDELITY_SR = 22050  # every clip meets the fidelity judge at this rate
+JUDGE_SR = 22050  # every clip meets the judge at this rate
+HPSS_KERNEL = 17
+JUDGE_FEATURES = f"log-mel mean+std ({N_MELS} bands) of the harmonic and percussive parts (HPSS), at {JUDGE_SR} Hz"
 FIDELITY_SETS = (("held-out font", HOLDOUT_SPLIT), ("in-font test", "test"))
 
 
@@ -112,7 +115,8 @@ def oracle_shift(before: dict[str, np.ndarray], after: dict[str, np.ndarray], ha
 
 
 def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:
-    """[2 * N_MELS]: mean and std over frames of log-mel energies (n_fft 2048, hop 512)."""
+    """[2 * N_MELS]: mean and std over frames of log-mel energies (n_fft 2048, hop 512). The judge's features until
+    1 December 2026, kept as the baseline of `bench/judge_drift.py`."""
     import librosa
 
     mel = librosa.feature.melspectrogram(
@@ -122,21 +126,49 @@ def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate([logmel.mean(axis=1), logmel.std(axis=1)])
 
 
+def judge_features(audio: np.ndarray, sr: int) -> np.ndarray:
+    """[4 * N_MELS + 1]: the clip at `JUDGE_SR`, split into its harmonic and percussive parts (median-filter HPSS of
+    the power spectrogram, n_fft 2048, hop 512, kernels of 17 frames / bins); per part the mean and std over frames
+    of its log-mel energies relative to the clip's level, then that level (log mean mel power). Sustained notes and
+    hits are heard apart, and a part added to a mix changes the other part's shape less than its loudness."""
+    import librosa
+
+    y = resample(np.asarray(audio, np.float32), sr, JUDGE_SR)
+    spec = np.abs(librosa.stft(y, n_fft=2048, hop_length=512)) ** 2
+    fb = librosa.filters.mel(sr=JUDGE_SR, n_fft=2048, n_mels=N_MELS, fmax=JUDGE_SR / 2)
+    harmonic, percussive = (fb @ part for part in librosa.decompose.hpss(spec, kernel_size=HPSS_KERNEL))
+    level = np.log(harmonic.mean() + percussive.mean() + 1e-9)
+    stats = []
+    for part in (harmonic, percussive):
+        logmel = np.log(part + 1e-6) - level
+        stats += [logmel.mean(axis=1), logmel.std(axis=1)]
+    return np.concatenate([*stats, [level]])
+
+
+FEATURES = {"hpss": judge_features, "logmel": logmel_stats}  # the judge's features; the former ones (the baseline)
+
+
 @dataclass
 class Judge:
-    """One logistic detector per concept on log-mel statistics."""
+    """One logistic detector per concept on `FEATURES[features]` of clips at `sr`."""
 
     detectors: dict[str, Any]
     sr: int
     clean_accuracy: dict[str, float] = field(default_factory=dict)
+    features: str = "hpss"
 
     @classmethod
-    def fit(cls, clips: list[np.ndarray], rows: list[dict], concepts: Sequence[str], sr: int) -> Judge:
-        return cls.fit_features(np.stack([logmel_stats(a, sr) for a in clips]), rows, concepts, sr)
+    def fit(
+        cls, clips: list[np.ndarray], rows: list[dict], concepts: Sequence[str], sr: int, features: str = "hpss"
+    ) -> Judge:
+        X = np.stack([FEATURES[features](a, sr) for a in clips])
+        return cls.fit_features(X, rows, concepts, sr, features)
 
     @classmethod
-    def fit_features(cls, X: np.ndarray, rows: list[dict], concepts: Sequence[str], sr: int) -> Judge:
-        """`fit` on precomputed `logmel_stats` rows (several judges on one feature matrix)."""
+    def fit_features(
+        cls, X: np.ndarray, rows: list[dict], concepts: Sequence[str], sr: int, features: str = "hpss"
+    ) -> Judge:
+        """`fit` on precomputed feature rows (several judges on one feature matrix)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -147,11 +179,11 @@ class Judge:
             if y.min() == y.max():
                 raise UserError(f"judge for {name!r}: the train clips are all {'with' if y[0] else 'without'} it")
             dets[name] = make_pipeline(StandardScaler(), LogisticRegression(C=0.5, max_iter=5000)).fit(X, y)
-        return cls(dets, sr)
+        return cls(dets, sr, features=features)
 
     def detect(self, clips: list[np.ndarray]) -> dict[str, np.ndarray]:
         """concept -> [clips] bool: the judge calls the concept present."""
-        return self.detect_features(np.stack([logmel_stats(a, self.sr) for a in clips]))
+        return self.detect_features(np.stack([FEATURES[self.features](a, self.sr) for a in clips]))
 
     def detect_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {n: d.predict_proba(X)[:, 1] > 0.5 for n, d in self.detectors.items()}
@@ -173,7 +205,7 @@ class CrossFittedJudge:
     def fit(
         cls, X: np.ndarray, rows: list[dict], used: list[int], concepts: Sequence[str], sr: int
     ) -> CrossFittedJudge:
-        """`X`: `logmel_stats` of every clean clip (rows order); `used`: the row positions that will be judged."""
+        """`X`: `judge_features` of every clean clip (rows order); `used`: the row positions that will be judged."""
         fold = np.array([r["index"] % FOLDS for r in rows])
         judges = {}
         for f in sorted({int(fold[i]) for i in used}):
@@ -182,7 +214,7 @@ class CrossFittedJudge:
         return cls(judges, fold, list(used), tuple(concepts))
 
     def __call__(self, feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
-        """concept -> row position -> heard, for the positions in `feats` (their `logmel_stats`)."""
+        """concept -> row position -> heard, for the positions in `feats` (their `judge_features`)."""
         out: dict[str, dict[int, bool]] = {c: {} for c in self.concepts}
         for f, judge in self.judges.items():
             ids = [i for i in self.used if self.fold[i] == f and i in feats]

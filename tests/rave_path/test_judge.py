@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import Judge, judge_shift, logmel_stats, oracle_shift, plot_judge
+from training.judge import N_MELS, Judge, judge_features, judge_shift, logmel_stats, oracle_shift, plot_judge
 
 
 def test_logmel_stats_shape_and_level():
@@ -20,6 +20,32 @@ def test_logmel_stats_shape_and_level():
     a, b = logmel_stats(low, sr), logmel_stats(high, sr)
     assert a.shape == (128,) and np.isfinite(a).all()
     assert np.argmax(a[:64]) < np.argmax(b[:64])  # the loudest band follows the pitch
+
+
+def _parts(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Mean log-mel of the harmonic part, of the percussive part, and the level."""
+    return features[:N_MELS], features[2 * N_MELS : 3 * N_MELS], float(features[-1])
+
+
+def test_judge_features_hear_notes_and_hits_apart_at_any_level_and_rate():
+    sr = 44100
+    t = np.arange(2 * sr) / sr
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    clicks = np.zeros_like(t)
+    clicks[:: sr // 8] = 1.0  # 8 hits a second
+    ft, fc = judge_features(tone, sr), judge_features(clicks, sr)
+    assert ft.shape == (4 * N_MELS + 1,) and np.isfinite(ft).all() and np.isfinite(fc).all()
+    (th, tp, _), (ch, cp, _) = _parts(ft), _parts(fc)
+    assert th.max() - tp.max() > 3  # a held note is harmonic: its loudest band is far louder in that part
+    assert cp.mean() - ch.mean() > 1  # hits are percussive
+    mix = tone + 0.01 * np.random.default_rng(0).standard_normal(len(t))  # every band well above the log floor
+    louder, fm = judge_features(4 * mix, sr), judge_features(mix, sr)
+    assert np.abs(louder[:-1] - fm[:-1]).max() < 0.05  # the shape does not follow the level (log 16 = 2.8) ...
+    assert louder[-1] - fm[-1] == pytest.approx(np.log(16), abs=1e-3)  # ... which is its own feature
+    from realtime.audio_files import resample
+
+    at_22k = judge_features(resample(tone, sr, 22050), 22050)
+    assert np.allclose(at_22k, ft, atol=0.05)  # every rate is judged at 22.05 kHz
 
 
 def test_judge_hears_drums_on_clean_held_out_clips(concept_data):

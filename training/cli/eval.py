@@ -29,8 +29,9 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
         "fidelity",
         help="how much of each concept a RAVE model's plain reconstructions keep (outside judge, held-out font)",
         description="Render the held-out-font clips and the test split of --data through each --model with no edit, "
-        "and compare with the originals: per concept, how often the outside judge (log-mel + logistic regression, "
-        "cross-fitted so it never judges a clip it trained on) hears it in the reconstructions vs the originals, "
+        "and compare with the originals: per concept, how often the outside judge (harmonic/percussive log-mel + "
+        "logistic regression, cross-fitted so it never judges a clip it trained on) hears it in the reconstructions "
+        "vs the originals, "
         "among clips with and without it (goal: within 10 points, met only when the 95 %% interval is); the "
         "multi-scale spectral distance and the loudness error. Every figure has its clip count and interval. "
         "Writes OUT/fidelity.json and OUT/fidelity.md.",
@@ -165,9 +166,10 @@ def run_hooks(args: argparse.Namespace) -> int:
 def register_steering(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "steering",
-        help="measure concept edits with an audio-only judge (log-mel + logistic regression)",
-        description="Train one detector per concept on clean train clips of --data (log-mel statistics, never SAE or "
-        "RAVE latents), render the held-out clips through --model with no edit / off / on at each strength, and "
+        help="measure concept edits with an audio-only judge (harmonic/percussive log-mel + logistic regression)",
+        description="Train one detector per concept on clean train clips of --data (log-mel statistics of the "
+        "harmonic and percussive parts, never SAE or RAVE latents), render the held-out clips through --model with "
+        "no edit / off / on at each strength, and "
         "report each concept's detection and the drift of every other concept, for the SAE edits and, side by "
         "side, for the same edits along the raw-latent difference of means. Writes OUT/judge.json and "
         "OUT/judge.png.",
@@ -263,8 +265,9 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "musicgen",
         help="measure MusicGen concept edits with the audio-only judge (same prompts and seeds, edit vs none)",
-        description="Train the outside judge (log-mel + logistic regression per concept) on the clean train clips of "
-        "--data, render each prompt with each seed without edit, with the concept off, and with it on, and report "
+        description="Train the outside judge (harmonic/percussive log-mel + logistic regression per concept) on the "
+        "clean train clips of --data, render each prompt with each seed without edit, with the concept off, and with "
+        "it on, and report "
         "the judge's detection and the drift of the other concepts. Writes OUT/judge.json and OUT/judge.png.",
     )
     p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")

@@ -1,12 +1,12 @@
 """Does the demo MusicGen's codec keep what the outside judge hears? Plain reconstructions vs originals.
 
-The protocol of `musicsae eval fidelity` (training/rave/fidelity.py), for a MusicGen compression model: every
-clip of a `musicsae data make --holdout-font F` folder is encoded to codes and decoded; the outside judge
-(`training/judge.py`, log-mel statistics + logistic regression) decides for each concept whether it hears it in
-the original and in the reconstruction. The judge is cross-fitted (`judge.CrossFittedJudge`): clips fall into
-`FOLDS` folds by index and a clip is judged by detectors trained on the clean clips of the other folds. Among the
-clips with a concept and among those without, the two detection rates are compared (paired, same clips); the
-goal is a difference within ±`GOAL_POINTS` points, met only when the whole 95 % interval is. Sets: the held-out
+The protocol of `musicsae eval fidelity` (training/rave/fidelity.py), for a MusicGen compression model: every clip
+of a `musicsae data make --holdout-font F` folder is encoded to codes and decoded; the outside judge
+(`training/judge.py`, harmonic/percussive log-mel statistics + logistic regression) decides for each concept whether
+it hears it in the original and in the reconstruction. The judge is cross-fitted (`judge.CrossFittedJudge`): clips
+fall into `FOLDS` folds by index and a clip is judged by detectors trained on the clean clips of the other folds.
+Among the clips with a concept and among those without, the two detection rates are compared (paired, same clips);
+the goal is a difference within ±`GOAL_POINTS` points, met only when the whole 95 % interval is. Sets: the held-out
 font's clips and the in-font test split. Beside it, the codec's multi-scale mel distance (its training loss).
 """
 
@@ -29,7 +29,7 @@ from training.data.concept_clips import CONCEPTS, read_manifest
 
 CONCEPTS_JUDGED = outside.FIDELITY_CONCEPTS
 GOAL_POINTS = outside.FIDELITY_GOAL_POINTS
-JUDGE_SR = outside.FIDELITY_SR
+JUDGE_SR = outside.JUDGE_SR
 
 
 @dataclass
@@ -104,8 +104,8 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
             clean[r["index"]] = outside.resample(a, sr, cfg.judge_sr)
             kept.append(r)
     rows = kept
-    say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
-    X = np.stack([outside.logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
+    say(f"judge: features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
+    X = np.stack([outside.judge_features(clean[r["index"]], cfg.judge_sr) for r in rows])
     sets = outside.fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
     judged = outside.CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
@@ -117,7 +117,7 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
     for i in used:
         a = native[rows[i]["index"]]
         y = recon_fn(a)
-        recon_feats[i] = outside.logmel_stats(outside.resample(y, sr, cfg.judge_sr), cfg.judge_sr)
+        recon_feats[i] = outside.judge_features(outside.resample(y, sr, cfg.judge_sr), cfg.judge_sr)
         mel[i] = float(spec(torch.from_numpy(y)[None], torch.from_numpy(a)[None]))
     recon = judged(recon_feats)
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
@@ -129,7 +129,7 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
         "sample_rate": sr,
         "data": str(cfg.data),
         "judge": {
-            "features": "log-mel mean+std",
+            "features": outside.JUDGE_FEATURES,
             "rate": cfg.judge_sr,
             "cross_fitted_folds": outside.FOLDS,
             "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",

@@ -1,7 +1,8 @@
 """The outside judge (training/judge.py) on MusicGen renders: with vs without an edit, same prompt and seed.
 
-The judge is the RAVE path's: one logistic detector per concept on log-mel statistics, trained on the
-clean train clips of a `musicsae data make` folder; it never sees MusicGen activations or SAE features.
+The judge is the RAVE path's: one logistic detector per concept on log-mel statistics of the harmonic and
+percussive parts, trained on the clean train clips of a `musicsae data make` folder; it never sees MusicGen
+activations or SAE features.
 MusicGen makes music from text, so instead of re-rendering held-out clips every prompt is rendered
 from the same seed three ways: no edit, `off` of the concept, `on:S` of the concept. The result has the
 RAVE judge's layout ("none" = the unedited renders), so the same table and plot apply.
@@ -21,7 +22,7 @@ from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import GOALS, N_MELS, Judge, concepts_to_judge, goals_met, hit_rate, save_report
+from training.judge import GOALS, JUDGE_FEATURES, Judge, concepts_to_judge, goals_met, hit_rate, save_report
 from training.musicgen.listen import write_examples
 
 
@@ -141,7 +142,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "prompts": list(cfg.prompts),
         "duration": cfg.duration,
         "judge": {
-            "features": f"log-mel mean+std, {N_MELS} bands",
+            "features": JUDGE_FEATURES,
             "classifier": "logistic regression",
             "trained_on": f"{len(train)} clean train clips",
             "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names},

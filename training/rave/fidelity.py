@@ -4,8 +4,8 @@ For a `musicsae data make` folder (ideally made with `--holdout-font`), every ev
 through the model with no edit (streaming export, posterior means, its delay removed) and compared with the
 original:
 
-- **concepts**: the outside judge (`training.judge`: log-mel statistics + logistic regression) decides for
-  each concept whether it hears it, in the original and in the reconstruction. Among the clips *with* the
+- **concepts**: the outside judge (`training.judge`: harmonic/percussive log-mel statistics + logistic regression)
+  decides for each concept whether it hears it, in the original and in the reconstruction. Among the clips *with* the
   concept and among those *without*, the two detection rates are compared (paired, same clips); the goal is
   a difference within ±`GOAL_POINTS` points, and it is called met only when its whole 95 % interval is.
   The judge is cross-fitted: clips fall into `FOLDS` folds by index, and a clip is judged by detectors
@@ -44,11 +44,13 @@ from sae.stats import Interval, mean_interval
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
     FOLDS,
+    JUDGE_FEATURES,
+    JUDGE_SR,
     CrossFittedJudge,
     fidelity_concepts,
     fidelity_sets,
     fidelity_table,
-    logmel_stats,
+    judge_features,
     oracle_shift,
     resample,
 )
@@ -56,7 +58,6 @@ from training.rave.fidelity_metrics import loudness_error_db, spectral_distance
 
 FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
 GOAL_POINTS = 10.0
-JUDGE_SR = 22050
 
 
 @dataclass
@@ -97,7 +98,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         raise UserError(f"--concepts {unknown[0]}: unknown; expected some of {', '.join(CONCEPTS)}")
     rows = read_manifest(Path(cfg.data))
     notes, judge_notes = AudioNotes(), AudioNotes()
-    say(f"judge: log-mel features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
+    say(f"judge: features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
     clean: dict[int, np.ndarray] = {}
     kept = []
     for r in rows:
@@ -106,7 +107,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             clean[r["index"]] = a
             kept.append(r)
     rows = kept
-    X = np.stack([logmel_stats(clean[r["index"]], cfg.judge_sr) for r in rows])
+    X = np.stack([judge_features(clean[r["index"]], cfg.judge_sr) for r in rows])
     sets = fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
     judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
@@ -116,7 +117,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     oracle_plan = _oracle_plan(cfg, rows, sets, labels, say)  # (concept, set) -> ids; ideal audio per (concept, id)
     oracle_clean = {}  # the judge on the ideal edits themselves (no model)
     for c, audio in oracle_plan["audio"].items():
-        feats = {i: logmel_stats(resample(a, sr, cfg.judge_sr), cfg.judge_sr) for i, (a, sr) in audio.items()}
+        feats = {i: judge_features(resample(a, sr, cfg.judge_sr), cfg.judge_sr) for i, (a, sr) in audio.items()}
         oracle_clean[c] = judged(feats)
     results = {}
     for model_path in cfg.models:
@@ -128,7 +129,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             a = read_mono(Path(cfg.data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
             y = render_array(stream, a, None, None, cfg.block, delay, cfg.seed + k)
             recon_audio[i] = resample(y, model.sr, cfg.judge_sr)
-            recon_feats[i] = logmel_stats(recon_audio[i], cfg.judge_sr)
+            recon_feats[i] = judge_features(recon_audio[i], cfg.judge_sr)
         recon = judged(recon_feats)
         per_set = {}
         for label, idx in sets.items():
@@ -138,7 +139,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             feats = {}
             for k, (i, (a, sr)) in enumerate(audio.items()):
                 y = render_array(stream, resample(a, sr, model.sr), None, None, cfg.block, delay, cfg.seed + k)
-                feats[i] = logmel_stats(resample(y, model.sr, cfg.judge_sr), cfg.judge_sr)
+                feats[i] = judge_features(resample(y, model.sr, cfg.judge_sr), cfg.judge_sr)
             through = judged(feats)
             for label in sets:
                 ids = oracle_plan["ids"][c, label]
@@ -149,7 +150,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     return {
         "data": str(cfg.data),
         "judge": {
-            "features": "log-mel mean+std",
+            "features": JUDGE_FEATURES,
             "rate": cfg.judge_sr,
             "cross_fitted_folds": FOLDS,
             "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",

@@ -1,7 +1,7 @@
 """An outside judge of steering: audio-only concept detectors, applied to RAVE renders with and without edits.
 
 The judge never sees SAE features or RAVE latents. Per concept it is a logistic regression on log-mel
-statistics (mean and standard deviation of each of 64 log-mel bands over the clip), trained on the *clean*
+statistics of the clip's harmonic and percussive parts (`training.judge.judge_features`), trained on the *clean*
 train-split clips of a `musicsae data make` folder (labels from its manifest). The held-out test-split clips
 are then rendered through the RAVE model:
 
@@ -50,7 +50,7 @@ from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
-from training.judge import GOALS, N_MELS, Judge, concepts_to_judge, goals_met, hit_rate, save_report
+from training.judge import GOALS, JUDGE_FEATURES, Judge, concepts_to_judge, goals_met, hit_rate, save_report
 
 
 @dataclass
@@ -303,7 +303,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "gate": {"enabled": gate.enabled, "lo_db": gate.lo_db, "hi_db": gate.hi_db},
         "data": str(cfg.data),
         "judge": {
-            "features": f"log-mel mean+std, {N_MELS} bands",
+            "features": JUDGE_FEATURES,
             "classifier": "logistic regression",
             "trained_on": f"{len(train_clips)} clean train clips",
             "clean_heldout_accuracy": judge.clean_accuracy,
