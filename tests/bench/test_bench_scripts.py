@@ -45,6 +45,10 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         ["--seconds", "0.1", "--repeats", "1", "--busy", "0", "--threads", "1"],
         [r"GOMP_SPINCOUNT=1000 \(musicsae\)\s+[\d.]+ s\s+default / this = [\d.]+"],
     ),
+    "judge_drift.py": (
+        ["--data", "{tmp}/data", "--n", "30", "--seed", "5", "--oracle", "guitar"],
+        [r"\nhpss: mean balanced accuracy [\d.]+; worst drift mean [\d.]+, max \d+; worst drift ratio [\d.]+\n"],
+    ),
     "jack_soak.py": (
         ["--minutes", "0.1", "--stalls", "0.25", "--stall-every", "3"],
         [
@@ -69,8 +73,9 @@ def test_every_benchmark_is_run_or_said_why_not():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", sorted(RUNS))
-def test_benchmark_runs_and_prints_its_figures(script):
+def test_benchmark_runs_and_prints_its_figures(script, tmp_path):
     args, patterns = RUNS[script]
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), *args],
