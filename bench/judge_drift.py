@@ -1,13 +1,15 @@
 """Benchmark: how much of an edit's "drift" is the outside judge's own, per feature set of the judge.
 
-The judge (`training/judge.py`) is trained on clean clips of the train split (the fonts it knows) and then hears
-the clips of a font it never heard (`data make --holdout-font`). For each feature set this prints, on that font:
-the judge's balanced accuracy per concept on the clean clips, and what it hears of the ideal edits (each clip
+The judge (`training/judge.py`) is trained on clean clips of the train split (the fonts it knows) and then hears the
+clips of a font it never heard (`data make --holdout-font`). For each feature set this prints, on that font: the
+judge's balanced accuracy per concept on the clean clips, and what it hears of the ideal edits (each clip
 re-rendered from its MIDI with a concept's part removed or added, `concept_clips.oracle_clip`): the drop / rise of
 the edited concept and the most-moved other call (the drift no model edit can avoid on this judge), points with
-paired 95 % intervals. Then a summary per feature set with its ratio to the former judge (`logmel`), measured in
-the same run. Figures are printed, nothing is asserted; choose a feature set on one held-out font and report it on
-another. DATA is made first when it has no manifest (`--n`, `--seed`, `--holdout-font`).
+paired 95 % intervals; and its balanced accuracy on the same clips degraded as a model's output is (white noise at
+20 dB SNR, a 4 kHz lowpass, 12 dB quieter), which the judge never trained on. Then a summary per feature set with
+its ratio to the former judge (`logmel`), measured in the same run. Figures are printed, nothing is asserted; choose
+a feature set on one held-out font and report it on another. DATA is made first when it has no manifest (`--n`,
+`--seed`, `--holdout-font`).
 
     .venv/bin/python bench/judge_drift.py --data jq/val --n 450 --seed 3000 --holdout-font csound   # validation
     .venv/bin/python bench/judge_drift.py --data jq/test --n 450 --seed 4000 --holdout-font fluidr3  # test
@@ -37,6 +39,26 @@ from training.judge import FEATURES, FIDELITY_CONCEPTS, JUDGE_SR, Judge
 BASELINE = "logmel"
 
 
+def _noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    power = float(np.mean(audio**2))
+    noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
+    return audio + noise * np.sqrt(power / 10 ** (snr_db / 10))
+
+
+def _lowpass(audio: np.ndarray, hz: float) -> np.ndarray:
+    from scipy.signal import butter, sosfilt
+
+    return sosfilt(butter(8, hz, fs=JUDGE_SR, output="sos"), audio).astype(np.float32)
+
+
+# what a model's output does to a clip, roughly: noise, lost highs, a level error (clean clips are never this)
+DEGRADATIONS = {
+    "noise 20 dB": lambda a, seed: _noise(a, 20.0, seed),
+    "lowpass 4 kHz": lambda a, seed: _lowpass(a, 4000.0),
+    "gain -12 dB": lambda a, seed: a * 0.25,
+}
+
+
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
     """concept -> manifest index -> the clip re-rendered with the concept switched, at `JUDGE_SR` (cached in
     DATA/oracle_<c>_<sr>.npz, a file of this benchmark's own)."""
@@ -62,19 +84,31 @@ def fmt(iv: Interval) -> str:
     return f"{iv.value:+.0f} [{iv.lo:+.0f}, {iv.hi:+.0f}]"
 
 
-def measure(name: str, train, held, clip, ideal, concepts, oracle) -> dict[str, float]:
-    """Print one feature set's figures; return its summary (mean balanced accuracy, mean and max worst drift)."""
-    t0 = time.perf_counter()
-    feats = FEATURES[name]
-    judge = Judge.fit([clip[r["index"]] for r in train], train, concepts, JUDGE_SR, features=name)
-    heard = judge.detect_features(np.stack([feats(clip[r["index"]], JUDGE_SR) for r in held]))
+def balanced(heard: dict[str, np.ndarray], held: list[dict], concepts: list[str]) -> tuple[float, str]:
+    """Mean balanced accuracy (%) over `concepts`, and a line with each one's (hit and false-alarm rates)."""
     accs, text = [], []
     for c in concepts:
         y = np.array([CONCEPTS[c](r) for r in held], bool)
         tpr, tnr = heard[c][y].mean(), (~heard[c][~y]).mean()
         accs.append(50 * (tpr + tnr))
         text.append(f"{c} {accs[-1]:.0f} (hit {100 * tpr:.0f}, false {100 * (1 - tnr):.0f})")
-    print(f"\n## {name}\nbalanced accuracy: " + "; ".join(text))
+    return float(np.mean(accs)), "; ".join(text)
+
+
+def measure(name: str, train, held, clip, ideal, concepts, oracle) -> dict[str, float]:
+    """Print one feature set's figures; return its summary (mean balanced accuracy, clean and per degradation;
+    mean and max worst drift)."""
+    t0 = time.perf_counter()
+    feats = FEATURES[name]
+    judge = Judge.fit([clip[r["index"]] for r in train], train, concepts, JUDGE_SR, features=name)
+    heard = judge.detect_features(np.stack([feats(clip[r["index"]], JUDGE_SR) for r in held]))
+    summary, text = balanced(heard, held, concepts)
+    print(f"\n## {name}\nbalanced accuracy: {text}")
+    out = {"accuracy": summary}
+    for what, degrade in DEGRADATIONS.items():
+        X = np.stack([feats(degrade(clip[r["index"]], r["index"]), JUDGE_SR) for r in held])
+        out[what], text = balanced(judge.detect_features(X), held, concepts)
+        print(f"  {what}: {text}")
     worst = []
     for c in oracle:
         ids = [i for i, r in enumerate(held) if r["index"] in ideal[c]]
@@ -90,9 +124,9 @@ def measure(name: str, train, held, clip, ideal, concepts, oracle) -> dict[str, 
             worst.append(abs(drift[o].value))
             what = "drop" if edit == "off" else "rise"
             print(f"  {c} {edit} (n={int(m.sum())}): {what} {fmt(ch)}; worst drift {o} {fmt(drift[o])}")
-    summary = {"accuracy": float(np.mean(accs)), "drift": float(np.mean(worst)), "max": float(np.max(worst))}
+    out |= {"drift": float(np.mean(worst)), "max": float(np.max(worst))}
     print(f"  {time.perf_counter() - t0:.0f} s")
-    return summary
+    return out
 
 
 def main() -> None:
@@ -122,8 +156,9 @@ def main() -> None:
     print(f"\nsummary ({len(oracle) * 2} ideal edits; ratio = this / {BASELINE}, measured in this run)")
     for n, s in summary.items():
         ratio = f"; worst drift ratio {s['drift'] / max(base['drift'], 1e-9):.2f}" if base else ""
-        print(f"{n}: mean balanced accuracy {s['accuracy']:.1f}; worst drift mean {s['drift']:.1f}, max {s['max']:.0f}"
-              f"{ratio}")  # fmt: skip
+        degraded = ", ".join(f"{w} {s[w]:.1f}" for w in DEGRADATIONS)
+        print(f"{n}: mean balanced accuracy {s['accuracy']:.1f} ({degraded}); worst drift mean {s['drift']:.1f}, "
+              f"max {s['max']:.0f}{ratio}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -47,7 +47,10 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "judge_drift.py": (
         ["--data", "{tmp}/data", "--n", "30", "--seed", "5", "--oracle", "guitar"],
-        [r"\nhpss: mean balanced accuracy [\d.]+; worst drift mean [\d.]+, max \d+; worst drift ratio [\d.]+\n"],
+        [
+            r"\nhpss: mean balanced accuracy [\d.]+ \(noise 20 dB [\d.]+, .*gain -12 dB [\d.]+\); "
+            r"worst drift mean [\d.]+, max \d+; worst drift ratio [\d.]+\n"
+        ],
     ),
     "jack_soak.py": (
         ["--minutes", "0.1", "--stalls", "0.25", "--stall-every", "3"],
