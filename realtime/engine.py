@@ -208,6 +208,8 @@ class Engine:
             OS refuses, normal scheduling, said in `priority`.
     """
 
+    HOLD = 2  # callbacks held after one that seems to have skipped cycles, the next one deciding (`_follow_device`)
+
     def __init__(
         self,
         processor: BlockProcessor,
@@ -247,6 +249,12 @@ class Engine:
         self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
         self._pos = 0  # callback-owned: device frames since the stream started (taken in and played)
         self._clock = math.inf  # callback-owned: least (device clock − _pos) seen, in frames
+        self._hold = np.zeros((4 * self.HOLD * period, self.channels), np.float32)  # callback-owned: held input
+        self._held = self._held_calls = 0  # its frames and callbacks (0: none held)
+        self._hold_starts = np.zeros(self.HOLD, np.int64)  # where each held callback starts in `_hold`
+        self._hold_offsets = np.zeros(self.HOLD)  # its clock offset (as if nothing held were skipped)
+        self._hold_skips = np.zeros(self.HOLD, np.int64)  # the frames skipped before it, once decided
+        self._callback_stall_s = 0.0
         self._valid = (0, self.prefill)  # model-owned: output positions [lo, hi) that hold data
         self._next = 0  # model-owned: input position of the next block
         self._want = self.blocksize  # model-owned: the input position that completes it
@@ -281,7 +289,13 @@ class Engine:
         if status:
             c.device_xruns += 1
         if time_info is not None:
-            n = self._follow_device(n, frames, time_info, status)
+            n = self._follow_device(n, indata, frames, time_info)
+            if n < 0:  # held until the next callback places it
+                outdata[:] = 0.0
+                c.underruns += 1
+                c.missing_frames += frames
+                self._stall_callback()
+                return
         self.inputs.put(n, indata)
         end = n + frames
         self._pos = end  # publish the input
@@ -304,30 +318,91 @@ class Engine:
         if end >= self._want:
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wfd, b"\0")
+        self._stall_callback()
 
-    def _follow_device(self, n: int, frames: int, time_info, status) -> int:
+    def _stall_callback(self) -> None:
+        if self._callback_stall_s:  # fault injection: this callback returns late, so the next one runs late
+            stall, self._callback_stall_s = self._callback_stall_s, 0.0
+            time.sleep(stall)
+
+    def _follow_device(self, n: int, indata: np.ndarray, frames: int, time_info) -> int:
         """Keep `_pos` on the device's clock when the device skips the callback (a JACK client too late for
         its cycle is left out of it, and the device goes on): without this every skipped cycle would add a
-        period of latency for good. The device clock (`inputBufferAdcTime`) minus the frames counted is
-        constant while no cycle is skipped (up to clock drift), and a callback only ever runs late, so its least
-        value is the reference; on a callback flagged by the device, whole periods above it (less 1/8 of a period of
-        lateness) were skipped: their input counts as silence and their output was never heard."""
+        period of latency for good. Returns the position of this callback's input, or -1 when it is held.
+
+        The device clock (`inputBufferAdcTime`) minus the frames counted is constant while no cycle is skipped
+        (up to clock drift), and a callback only ever runs late, so its least value is the reference; whole
+        periods above it (less 1/8 of a period of lateness) were skipped: their input counts as silence and
+        their output was never heard. Under JACK the clock is read when the callback runs, so callbacks after a
+        stall are late on top of the cycles lost (a 12 ms stall at period 256 lost 2 cycles and read 3.5
+        periods; two callbacks in a row were seen 0.9 and 1.3 periods late with none lost), and the device's
+        xrun flag may come a callback or more after the skip (PortAudio sets it from JACK's notification
+        thread). So a callback that seems to have skipped cycles, flagged or not, is held with the next
+        `HOLD - 1` (they play silence), and the one after places them (`_place_held`)."""
         t = getattr(time_info, "inputBufferAdcTime", 0.0)
         if not t:  # the host API gives no clock
             return n
-        offset = t * self.sr - n
+        held = self._held
+        offset = t * self.sr - (n + held)  # as if nothing held were skipped
+        fits = held + frames <= len(self._hold)
+        if held:
+            if self._held_calls < self.HOLD and fits:
+                return self._keep(indata, frames, offset)
+            n = self._place_held(n, offset)
+            offset -= self._hold_skips[self._held_calls - 1]
+            self._held = self._held_calls = 0
+        elif self._skipped(offset) > 0:
+            if fits:
+                return self._keep(indata, frames, offset)
+            skipped = self._skipped(offset)  # more frames than a hold keeps: decide now
+            self._skip(n, skipped)
+            n += skipped
+            self._pos = n
+            offset -= skipped
         # the reference may rise by 1000 ppm of the frames: a device clock that drifts against the system clock
         # (tens of ppm) is followed, a skipped cycle (a whole period at once) is not
         self._clock = min(self._clock + 1e-3 * frames, offset)
-        if status:
-            P = self.period
-            skipped = int((offset - self._clock + P / 8) // P) * P
-            if skipped > 0:
-                self.inputs.fill(n, min(skipped, self.inputs.capacity))
-                self.counters.skipped_cycles += skipped // P
-                n += skipped
-                self._pos = n
         return n
+
+    def _skipped(self, offset: float) -> int:
+        """Frames skipped (whole periods) by a callback at `offset` from the reference."""
+        if not math.isfinite(self._clock):
+            return 0
+        P = self.period
+        return int((offset - self._clock + P / 8) // P) * P
+
+    def _keep(self, indata: np.ndarray, frames: int, offset: float) -> int:
+        i = self._held_calls
+        self._hold_starts[i], self._hold_offsets[i] = self._held, offset
+        self._hold[self._held : self._held + frames] = indata
+        self._held += frames
+        self._held_calls += 1
+        return -1
+
+    def _place_held(self, n: int, offset: float) -> int:
+        """Put the held callbacks' input in place and return the position of this one's: each held callback after
+        as many skipped periods as its own clock and every later one allow (skips only add up, lateness only
+        adds), silence in the gaps; this one after as many as the last held one."""
+        calls, least = self._held_calls, offset
+        for i in range(calls - 1, -1, -1):
+            least = min(least, self._hold_offsets[i])
+            self._hold_skips[i] = max(self._skipped(least), 0)
+        done = 0
+        for i in range(calls):
+            gap = int(self._hold_skips[i]) - done
+            if gap > 0:
+                self._skip(n, gap)
+                n, done = n + gap, done + gap
+            a, b = int(self._hold_starts[i]), int(self._hold_starts[i + 1]) if i + 1 < calls else self._held
+            self.inputs.put(n, self._hold[a:b])
+            n += b - a
+        self._pos = n
+        return n
+
+    def _skip(self, n: int, skipped: int) -> None:
+        if skipped:
+            self.inputs.fill(n, min(skipped, self.inputs.capacity))
+            self.counters.skipped_cycles += skipped // self.period
 
     # --- control side --------------------------------------------------------------------------------------
     def warm_up(self) -> list[float]:
@@ -369,6 +444,11 @@ class Engine:
     def inject_stall(self, seconds: float) -> None:
         """Fault injection: the model thread sleeps `seconds` before its next block (tests, benches)."""
         self._stall_s = float(seconds)
+
+    def inject_callback_stall(self, seconds: float) -> None:
+        """Fault injection: the next audio callback returns `seconds` late, as one that waited for the GIL or was
+        preempted would (tests, benches): the device may skip cycles."""
+        self._callback_stall_s = float(seconds)
 
     @property
     def failing(self) -> bool:

@@ -90,6 +90,33 @@ def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank, o
     assert "Traceback" not in err
 
 
+def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_early(jack, tiny_rave_ts):
+    """A callback that returns late (it waited for the GIL, the system preempted it) makes JACK skip the client's
+    next cycles and the callback after it run late on top. Injected here every quarter second (7, 12 and 20 ms
+    at period 256 lose 1 to 4 cycles) while a probe measures bypassed impulses: each comes back at the computed
+    latency, or whole periods later where a lost cycle was not seen, never a period early (which the first cycles
+    counted on a late callback's clock did, for good)."""
+    proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "1024", "--bypass", "--no-osc",
+                 "--duration", "60", "--inject-stalls", "0.007,0.012,0.02", "--inject-into", "callback",
+                 "--inject-every", "0.25")  # fmt: skip
+    try:
+        line = _wait_for(proc, "latency")
+        computed = int(re.match(r"latency (\d+) samples", line).group(1))
+        _wait_for(proc, "streaming")
+        delays = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=5.0).run(spacing=0.25).delays
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert len(delays) >= 10, (delays, err[-800:])
+    skipped = [int(m) for m in re.findall(r"skipped (\d+) cycle", out)]
+    seen = f"computed {computed}, delays {delays}, cycles skipped {skipped}"
+    print(seen)
+    assert all((d - computed) % jack.period == 0 and 0 <= d - computed <= 4 * jack.period for d in delays), seen
+    assert skipped and sum(skipped) >= 5, out[-2000:]  # the injected stalls did lose cycles
+    assert "Traceback" not in err
+
+
 def _reference(model, x, phase: int):
     """What a fresh stream of the model makes of `x` when it starts `phase` samples into a frame, after a
     second of silence (as the engine has been fed before the probe plays): output from x's first sample on."""

@@ -124,9 +124,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="plain lines (each event, a status line every 5 s) instead of the rich view; the default when stdout "
         "is not a terminal",
     )
-    # fault injection for benches and tests: the model thread sleeps these seconds in turn, every N seconds
+    # fault injection for benches and tests: the model thread (or the audio callback) sleeps these seconds in turn,
+    # every N seconds
     p.add_argument("--inject-stalls", help=argparse.SUPPRESS)
     p.add_argument("--inject-every", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--inject-into", choices=("model", "callback"), default="model", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
 
 
@@ -508,7 +510,8 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                     osc.send("/error", ["device", stopped])
                 break
             if stalls and now - start >= (injected + 1) * args.inject_every:
-                engine.inject_stall(stalls[injected % len(stalls)])
+                stall = stalls[injected % len(stalls)]
+                engine.inject_stall(stall) if args.inject_into == "model" else engine.inject_callback_stall(stall)
                 injected += 1
             if live is not None:
                 live.update(render(engine, control))
