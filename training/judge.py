@@ -126,6 +126,27 @@ def logmel_stats(audio: np.ndarray, sr: int) -> np.ndarray:
     return np.concatenate([logmel.mean(axis=1), logmel.std(axis=1)])
 
 
+def median_along(x: np.ndarray, axis: int, size: int) -> np.ndarray:
+    """`scipy.ndimage.median_filter` of odd `size` along one axis of a 2-D array (mode "reflect"), bit for bit, in a
+    third of its time: a partial sort of each window of a padded copy."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    rows = np.ascontiguousarray(x if axis in (0, -2) else x.T)  # the filtered axis first
+    padded = np.pad(rows, [(size // 2, size // 2), (0, 0)], mode="symmetric")  # numpy "symmetric" = scipy "reflect"
+    out = np.partition(sliding_window_view(padded, size, axis=0), size // 2, axis=-1)[..., size // 2]
+    return out if axis in (0, -2) else out.T
+
+
+def hpss(power: np.ndarray, kernel: int) -> tuple[np.ndarray, np.ndarray]:
+    """`librosa.decompose.hpss` of a power spectrogram (margin 1, soft masks of power 2), equal to it, with the
+    medians of `median_along`: the harmonic part is smooth along time, the percussive part along frequency."""
+    from librosa.util import softmask
+
+    harm, perc = median_along(power, -1, kernel), median_along(power, -2, kernel)
+    return (power * softmask(harm, perc, power=2.0, split_zeros=True),
+            power * softmask(perc, harm, power=2.0, split_zeros=True))  # fmt: skip
+
+
 def judge_features(audio: np.ndarray, sr: int) -> np.ndarray:
     """[4 * N_MELS + 1]: the clip at `JUDGE_SR`, split into its harmonic and percussive parts (median-filter HPSS of
     the power spectrogram, n_fft 2048, hop 512, kernels of 17 frames / bins); per part the mean and std over frames
@@ -136,7 +157,7 @@ def judge_features(audio: np.ndarray, sr: int) -> np.ndarray:
     y = resample(np.asarray(audio, np.float32), sr, JUDGE_SR)
     spec = np.abs(librosa.stft(y, n_fft=2048, hop_length=512)) ** 2
     fb = librosa.filters.mel(sr=JUDGE_SR, n_fft=2048, n_mels=N_MELS, fmax=JUDGE_SR / 2)
-    harmonic, percussive = (fb @ part for part in librosa.decompose.hpss(spec, kernel_size=HPSS_KERNEL))
+    harmonic, percussive = (fb @ part for part in hpss(spec, HPSS_KERNEL))
     level = np.log(harmonic.mean() + percussive.mean() + 1e-9)
     stats = []
     for part in (harmonic, percussive):

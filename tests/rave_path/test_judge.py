@@ -27,6 +27,24 @@ def _parts(features: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return features[:N_MELS], features[2 * N_MELS : 3 * N_MELS], float(features[-1])
 
 
+@pytest.mark.parametrize("frames", [173, 9, 3])
+def test_hpss_equals_librosas_bit_for_bit(frames):
+    """The judge's HPSS (its medians by partial sort, a third of scipy's time) is librosa's, to the last bit: the
+    judge's features and every figure measured with them stay what they were; short clips (fewer frames than the
+    kernel) and silent frames included."""
+    import librosa
+
+    from training.judge import HPSS_KERNEL, hpss
+
+    rng = np.random.default_rng(frames)
+    power = (rng.standard_normal((1025, frames)) ** 2).astype(np.float32)
+    power[:, 1] = 0.0
+    power[:40] *= 100.0
+    ours, theirs = hpss(power, HPSS_KERNEL), librosa.decompose.hpss(power, kernel_size=HPSS_KERNEL)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_array_equal(ours[1], theirs[1])
+
+
 def test_judge_features_hear_notes_and_hits_apart_at_any_level_and_rate():
     sr = 44100
     t = np.arange(2 * sr) / sr
