@@ -59,6 +59,20 @@ DEGRADATIONS = {
 }
 
 
+def augmented(audio: np.ndarray, seed: int) -> np.ndarray:
+    """A degraded copy to train on (`+aug` variants), unlike the measured degradations in its settings: each of
+    white noise at 15–35 dB SNR, a lowpass at 2.5–8 kHz and a gain of −18..+6 dB, with probability 1/2 each."""
+    rng = np.random.default_rng(10_000 + seed)
+    out = audio
+    if rng.random() < 0.5:
+        out = _noise(out, rng.uniform(15, 35), 20_000 + seed)
+    if rng.random() < 0.5:
+        out = _lowpass(out, rng.uniform(2500, 8000))
+    if rng.random() < 0.5:
+        out = out * np.float32(10 ** (rng.uniform(-18, 6) / 20))
+    return out.astype(np.float32)
+
+
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
     """concept -> manifest index -> the clip re-rendered with the concept switched, at `JUDGE_SR` (cached in
     DATA/oracle_<c>_<sr>.npz, a file of this benchmark's own)."""
@@ -99,8 +113,12 @@ def measure(name: str, train, held, clip, ideal, concepts, oracle) -> dict[str, 
     """Print one feature set's figures; return its summary (mean balanced accuracy, clean and per degradation;
     mean and max worst drift)."""
     t0 = time.perf_counter()
-    feats = FEATURES[name]
-    judge = Judge.fit([clip[r["index"]] for r in train], train, concepts, JUDGE_SR, features=name)
+    base, aug = name.removesuffix("+aug"), name.endswith("+aug")
+    feats = FEATURES[base]
+    clips = [clip[r["index"]] for r in train]
+    if aug:  # the clean clips and a degraded copy of each
+        clips, train = clips + [augmented(a, r["index"]) for a, r in zip(clips, train, strict=True)], train + train
+    judge = Judge.fit(clips, train, concepts, JUDGE_SR, features=base)
     heard = judge.detect_features(np.stack([feats(clip[r["index"]], JUDGE_SR) for r in held]))
     summary, text = balanced(heard, held, concepts)
     print(f"\n## {name}\nbalanced accuracy: {text}")
@@ -135,7 +153,11 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=450, help="clips, when DATA is made (default 450)")
     ap.add_argument("--seed", type=int, default=3000, help="data seed, when DATA is made (default 3000)")
     ap.add_argument("--holdout-font", default="csound", help="the font held out, when DATA is made (default csound)")
-    ap.add_argument("--features", default=",".join(FEATURES), help="feature sets to compare (default: all)")
+    ap.add_argument(
+        "--features",
+        default=",".join(FEATURES),
+        help="feature sets to compare (default: all); NAME+aug also trains on a degraded copy of each clip",
+    )
     ap.add_argument("--oracle", default="guitar,drums,piano,bass", help="concepts whose ideal edits are judged")
     args = ap.parse_args()
     if not (args.data / "manifest.csv").exists():

@@ -1,7 +1,12 @@
-"""Fixtures shared by every test area: tiny models in the real formats, built once per session."""
+"""Fixtures shared by every test area: tiny models in the real formats, built once per session (the tiny RAVEs
+once per content of what builds them, kept in `.cache/tests` across sessions)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,13 +57,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
+def _rave_built_once(tmp: pytest.TempPathFactory, name: str, build: Callable[[Path], Path], settings: str) -> Path:
+    """`name` as `build` writes it, built once for every pytest session that wants it (`just test` runs a session
+    per parallel worker, then one for the live-timing tests; each built the same tiny RAVEs, 10–15 s apiece): kept
+    in `.cache/tests` (ignored by git) under a hash of what makes it (the builder's source, `settings`, the
+    patches, torch and acids-rave), so a change to any of them builds it anew. Written atomically: two workers may
+    both build it."""
+    from importlib.metadata import version
+
+    root = TESTS.parent
+    made_of = [(root / "training/rave/tiny_model.py").read_bytes(), settings.encode()]
+    made_of += [p.read_bytes() for p in sorted((root / "patches").glob("*.diff"))]
+    made_of += [version("torch").encode(), version("acids-rave").encode()]
+    key = hashlib.sha256(b"\0".join(made_of)).hexdigest()[:16]
+    kept = root / ".cache" / "tests" / "tiny_rave" / key / name
+    if not kept.exists():
+        built = build(tmp.mktemp("rave") / name)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        part = kept.with_name(f".{name}.{os.getpid()}.part")
+        shutil.copyfile(built, part)
+        os.replace(part, kept)
+    return kept
+
+
 @pytest.fixture(scope="session")
 def tiny_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained tiny causal RAVE (v2_small + causal, capacity 4, 16 latents, 44.1 kHz, ratio 512),
     exported by acids-rave's own `rave export --streaming`."""
     from training.rave.tiny_model import build_tiny_rave
 
-    return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_rave.ts", seed=0)
+    return _rave_built_once(tmp_path_factory, "tiny_rave.ts", lambda p: build_tiny_rave(p, seed=0),
+                            "seed=0")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +105,9 @@ def tiny_stereo_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     acids-rave's own `rave export --streaming`."""
     from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
 
-    return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_stereo.ts", cfg=RaveBuildConfig(seed=0, channels=2))
+    cfg = RaveBuildConfig(seed=0, channels=2)
+    return _rave_built_once(tmp_path_factory, "tiny_stereo.ts", lambda p: build_tiny_rave(p, cfg=cfg),
+                            repr(cfg))  # fmt: skip
 
 
 @pytest.fixture(scope="session")
@@ -86,4 +117,5 @@ def tiny_noncausal_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
 
     cfg = RaveBuildConfig(configs=("v2_small",), seed=0)
-    return build_tiny_rave(tmp_path_factory.mktemp("rave") / "tiny_noncausal.ts", cfg=cfg)
+    return _rave_built_once(tmp_path_factory, "tiny_noncausal.ts", lambda p: build_tiny_rave(p, cfg=cfg),
+                            repr(cfg))  # fmt: skip
