@@ -351,11 +351,10 @@ class Engine:
             n = self._place_held(n, offset)
             offset -= self._hold_skips[self._held_calls - 1]
             self._held = self._held_calls = 0
-        elif self._skipped(offset) > 0:
+        elif (skipped := self._skipped(offset)) > 0:
             if fits:
                 return self._keep(indata, frames, offset)
-            skipped = self._skipped(offset)  # more frames than a hold keeps: decide now
-            self._skip(n, skipped)
+            self._skip(n, skipped)  # more frames than a hold keeps: decide now
             n += skipped
             self._pos = n
             offset -= skipped

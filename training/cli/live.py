@@ -511,7 +511,10 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                 break
             if stalls and now - start >= (injected + 1) * args.inject_every:
                 stall = stalls[injected % len(stalls)]
-                engine.inject_stall(stall) if args.inject_into == "model" else engine.inject_callback_stall(stall)
+                if args.inject_into == "model":
+                    engine.inject_stall(stall)
+                else:
+                    engine.inject_callback_stall(stall)
                 injected += 1
             if live is not None:
                 live.update(render(engine, control))
