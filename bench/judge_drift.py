@@ -1,15 +1,16 @@
-"""Benchmark: how much of an edit's "drift" is the outside judge's own, per feature set of the judge.
+"""Benchmark: how much of an edit's "drift" is the outside judge's own, per judge (feature set and training).
 
-The judge (`training/judge.py`) is trained on clean clips of the train split (the fonts it knows) and then hears the
-clips of a font it never heard (`data make --holdout-font`). For each feature set this prints, on that font: the
-judge's balanced accuracy per concept on the clean clips, and what it hears of the ideal edits (each clip
-re-rendered from its MIDI with a concept's part removed or added, `concept_clips.oracle_clip`): the drop / rise of
-the edited concept and the most-moved other call (the drift no model edit can avoid on this judge), points with
-paired 95 % intervals; and its balanced accuracy on the same clips degraded as a model's output is (white noise at
-20 dB SNR, a 4 kHz lowpass, 12 dB quieter), which the judge never trained on. Then a summary per feature set with
-its ratio to the former judge (`logmel`), measured in the same run. Figures are printed, nothing is asserted; choose
-a feature set on one held-out font and report it on another. DATA is made first when it has no manifest (`--n`,
-`--seed`, `--holdout-font`).
+The judge (`training/judge.py`) is trained on clean clips of the train split (the fonts it knows; `NAME+aug`: and a
+degraded copy of each, as every report's judge is) and then hears the clips of a font it never heard
+(`data make --holdout-font`). For each judge this prints, on that font: its balanced accuracy per concept on the
+clean clips, and what it hears of the ideal edits (each clip re-rendered from its MIDI with a concept's part removed
+or added, `concept_clips.oracle_clip`): the drop / rise of the edited concept and the most-moved other call (the
+drift no model edit can avoid on this judge), points with paired 95 % intervals; and its balanced accuracy on the
+same clips degraded as a model's output is (white noise at 20 dB SNR, a 4 kHz lowpass, 12 dB quieter; the degraded
+copies a judge trains on are drawn from other settings). Then a summary per judge with its ratio to the former
+judge (`logmel`), measured in the same run. Figures are printed, nothing is asserted; choose a judge on one
+held-out font and report it on another. DATA is made first when it has no manifest (`--n`, `--seed`,
+`--holdout-font`).
 
     .venv/bin/python bench/judge_drift.py --data jq/val --n 450 --seed 3000 --holdout-font csound   # validation
     .venv/bin/python bench/judge_drift.py --data jq/test --n 450 --seed 4000 --holdout-font fluidr3  # test
@@ -34,43 +35,18 @@ from training.data.concept_clips import (
     oracle_clip,
     read_manifest,
 )
-from training.judge import FEATURES, FIDELITY_CONCEPTS, JUDGE_SR, Judge
+from training.judge import FEATURES, FIDELITY_CONCEPTS, JUDGE_SR, Judge, add_noise, lowpass
 
 BASELINE = "logmel"
 
 
-def _noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
-    power = float(np.mean(audio**2))
-    noise = np.random.default_rng(seed).standard_normal(len(audio)).astype(np.float32)
-    return audio + noise * np.sqrt(power / 10 ** (snr_db / 10))
-
-
-def _lowpass(audio: np.ndarray, hz: float) -> np.ndarray:
-    from scipy.signal import butter, sosfilt
-
-    return sosfilt(butter(8, hz, fs=JUDGE_SR, output="sos"), audio).astype(np.float32)
-
-
 # what a model's output does to a clip, roughly: noise, lost highs, a level error (clean clips are never this)
 DEGRADATIONS = {
-    "noise 20 dB": lambda a, seed: _noise(a, 20.0, seed),
-    "lowpass 4 kHz": lambda a, seed: _lowpass(a, 4000.0),
+    "noise 20 dB": lambda a, seed: add_noise(a, 20.0, seed),
+    "lowpass 4 kHz": lambda a, seed: lowpass(a, 4000.0, JUDGE_SR),
     "gain -12 dB": lambda a, seed: a * 0.25,
 }
-
-
-def augmented(audio: np.ndarray, seed: int) -> np.ndarray:
-    """A degraded copy to train on (`+aug` variants), unlike the measured degradations in its settings: each of
-    white noise at 15–35 dB SNR, a lowpass at 2.5–8 kHz and a gain of −18..+6 dB, with probability 1/2 each."""
-    rng = np.random.default_rng(10_000 + seed)
-    out = audio
-    if rng.random() < 0.5:
-        out = _noise(out, rng.uniform(15, 35), 20_000 + seed)
-    if rng.random() < 0.5:
-        out = _lowpass(out, rng.uniform(2500, 8000))
-    if rng.random() < 0.5:
-        out = out * np.float32(10 ** (rng.uniform(-18, 6) / 20))
-    return out.astype(np.float32)
+JUDGES = ("logmel", "hpss", "hpss+aug")  # NAME: trained on clean clips; NAME+aug: and a degraded copy of each
 
 
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
@@ -115,10 +91,7 @@ def measure(name: str, train, held, clip, ideal, concepts, oracle) -> dict[str, 
     t0 = time.perf_counter()
     base, aug = name.removesuffix("+aug"), name.endswith("+aug")
     feats = FEATURES[base]
-    clips = [clip[r["index"]] for r in train]
-    if aug:  # the clean clips and a degraded copy of each
-        clips, train = clips + [augmented(a, r["index"]) for a, r in zip(clips, train, strict=True)], train + train
-    judge = Judge.fit(clips, train, concepts, JUDGE_SR, features=base)
+    judge = Judge.fit([clip[r["index"]] for r in train], train, concepts, JUDGE_SR, features=base, degraded=aug)
     heard = judge.detect_features(np.stack([feats(clip[r["index"]], JUDGE_SR) for r in held]))
     summary, text = balanced(heard, held, concepts)
     print(f"\n## {name}\nbalanced accuracy: {text}")
@@ -155,8 +128,9 @@ def main() -> None:
     ap.add_argument("--holdout-font", default="csound", help="the font held out, when DATA is made (default csound)")
     ap.add_argument(
         "--features",
-        default=",".join(FEATURES),
-        help="feature sets to compare (default: all); NAME+aug also trains on a degraded copy of each clip",
+        default=",".join(JUDGES),
+        help=f"judges to compare (default {','.join(JUDGES)}): a feature set, trained on clean clips; NAME+aug: "
+        "also on a degraded copy of each (`training.judge.degraded_copy`, the judge every report uses)",
     )
     ap.add_argument("--oracle", default="guitar,drums,piano,bass", help="concepts whose ideal edits are judged")
     args = ap.parse_args()

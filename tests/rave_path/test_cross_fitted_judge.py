@@ -27,6 +27,13 @@ def test_no_clip_is_judged_by_a_detector_trained_on_it():
     assert np.mean(seen[judged.fold != 0] == np.array(labels)[judged.fold != 0]) == 1.0
     only_some = judged({i: X[i] for i in (0, 7)})["guitar"]
     assert set(only_some) == {0, 7}
+    # degraded copies of the clips (here: slightly moved features) train beside them, the judged fold's left out too
+    X_degraded = X + 0.05 * rng.normal(size=X.shape)
+    judged = CrossFittedJudge.fit(X, rows, used, ["guitar"], 22050, X_degraded)
+    hits = judged({i: X[i] for i in used})["guitar"]
+    assert np.mean([hits[i] == labels[i] for i in used]) < 0.8
+    copies = judged.judges[0].detect_features(X_degraded)["guitar"]
+    assert np.mean(copies[judged.fold != 0] == np.array(labels)[judged.fold != 0]) == 1.0
 
 
 def test_fidelity_sets_cap_and_refuse():

@@ -23,7 +23,7 @@ from sae.errors import UserError
 from sae.stats import paired_diff, verdict, wilson
 from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import Judge
+from training.judge import DEGRADED_COPIES, Judge
 
 GOAL_POINTS = 30.0
 ADHERENCE_CONCEPTS = ("guitar", "drums", "piano")
@@ -96,7 +96,8 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
     if mg.vocab is None:
         raise UserError(f"--model {cfg.model}: no descriptions.json (adherence pairs come from the known descriptions)")
     notes = AudioNotes()
-    say(f"judge: training on the clean train clips of {', '.join(map(str, cfg.judge_data))}")
+    folders = ", ".join(map(str, cfg.judge_data))
+    say(f"judge: training on the clean train clips (and a degraded copy of each) of {folders}")
     judge, n_judge = fit_judge(cfg.judge_data, mg.sample_rate, cfg.concepts, notes)
     results: dict[str, Any] = {}
     for concept in cfg.concepts:
@@ -125,7 +126,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
         say(f"{concept}: heard in {100 * w.mean():.0f}% with it in the prompt, {100 * wo.mean():.0f}% without")
     return {
         "model": mg.model_ref(),
-        "judge": {"trained_on": f"{n_judge} clean train clips", "sr": mg.sample_rate},
+        "judge": {"trained_on": f"{n_judge} clean train clips {DEGRADED_COPIES}", "sr": mg.sample_rate},
         "duration": cfg.duration,
         "cfg_coef": cfg.cfg_coef,
         "top_k": cfg.top_k,

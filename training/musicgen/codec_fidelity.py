@@ -108,7 +108,8 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
     X = np.stack([outside.judge_features(clean[r["index"]], cfg.judge_sr) for r in rows])
     sets = outside.fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
-    judged = outside.CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
+    X_degraded = outside.degraded_features([clean[r["index"]] for r in rows], rows, cfg.judge_sr)
+    judged = outside.CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr, X_degraded)
 
     original = judged({i: X[i] for i in used})
     say(f"{name}: reconstructing {len(used)} clips")
@@ -132,7 +133,8 @@ def evaluate_codec(cfg: CodecFidelityConfig, say: Callable[[str], None] = print)
             "features": outside.JUDGE_FEATURES,
             "rate": cfg.judge_sr,
             "cross_fitted_folds": outside.FOLDS,
-            "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",
+            "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all), "
+            f"{outside.DEGRADED_COPIES}",
         },
         "goal_points": GOAL_POINTS,
         "sets": per_set,

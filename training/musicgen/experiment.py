@@ -48,7 +48,7 @@ from training.cli.args import Parser
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
-from training.judge import goals_met
+from training.judge import DEGRADED_COPIES, goals_met
 from training.musicgen.adherence import fit_judge, prompt_pairs
 
 GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
@@ -410,7 +410,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "store_rows": collected,
         "sae": {str(i): {k: m[k] for k in SAE_METRICS if k in m} for i, m in sae_metrics.items()},
         "auroc": {c: {str(i): v for i, v in t.items()} for c, t in auroc.items()},
-        "judge": {"trained_on": f"{n_judge} clean train clips of {data}", "concepts": judge_names},
+        "judge": {"trained_on": f"{n_judge} clean train clips of {data} {DEGRADED_COPIES}", "concepts": judge_names},
         "goals": GOALS,
         "steering": steered,
         "notes": notes.lines() + mg.__dict__.get("prompt_notes", []),

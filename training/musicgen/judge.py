@@ -22,7 +22,16 @@ from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
-from training.judge import GOALS, JUDGE_FEATURES, Judge, concepts_to_judge, goals_met, hit_rate, save_report
+from training.judge import (
+    DEGRADED_COPIES,
+    GOALS,
+    JUDGE_FEATURES,
+    Judge,
+    concepts_to_judge,
+    goals_met,
+    hit_rate,
+    save_report,
+)
 from training.musicgen.listen import write_examples
 
 
@@ -82,7 +91,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     notes = AudioNotes()
     train = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "train"]
     train = [(a, r) for a, r in train if a is not None]
-    say("judge: training on clean train clips")
+    say("judge: training on clean train clips and a degraded copy of each")
     judge = Judge.fit([a for a, _ in train], [r for _, r in train], names, mg.sample_rate)
     test = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "test"]
     test = [(a, r) for a, r in test if a is not None]
@@ -144,7 +153,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "judge": {
             "features": JUDGE_FEATURES,
             "classifier": "logistic regression",
-            "trained_on": f"{len(train)} clean train clips",
+            "trained_on": f"{len(train)} clean train clips {DEGRADED_COPIES}",
             "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names},
         },
         "strength_on": cfg.strength,

@@ -43,10 +43,12 @@ from sae.errors import UserError
 from sae.stats import Interval, mean_interval
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
+    DEGRADED_COPIES,
     FOLDS,
     JUDGE_FEATURES,
     JUDGE_SR,
     CrossFittedJudge,
+    degraded_features,
     fidelity_concepts,
     fidelity_sets,
     fidelity_table,
@@ -108,9 +110,10 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             kept.append(r)
     rows = kept
     X = np.stack([judge_features(clean[r["index"]], cfg.judge_sr) for r in rows])
+    X_degraded = degraded_features([clean[r["index"]] for r in rows], rows, cfg.judge_sr)
     sets = fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
-    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr)
+    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr, X_degraded)
 
     original = judged({i: X[i] for i in used})
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
@@ -153,7 +156,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             "features": JUDGE_FEATURES,
             "rate": cfg.judge_sr,
             "cross_fitted_folds": FOLDS,
-            "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all)",
+            "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all), {DEGRADED_COPIES}",
         },
         "goal_points": GOAL_POINTS,
         "sets": {k: len(v) for k, v in sets.items()},

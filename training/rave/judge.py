@@ -2,7 +2,8 @@
 
 The judge never sees SAE features or RAVE latents. Per concept it is a logistic regression on log-mel
 statistics of the clip's harmonic and percussive parts (`training.judge.judge_features`), trained on the *clean*
-train-split clips of a `musicsae data make` folder (labels from its manifest). The held-out test-split clips
+train-split clips of a `musicsae data make` folder and a degraded copy of each (`training.judge.degraded_copy`;
+labels from its manifest). The held-out test-split clips
 are then rendered through the RAVE model:
 
 - no edit: every held-out clip (the model's own reconstruction);
@@ -50,7 +51,16 @@ from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
-from training.judge import GOALS, JUDGE_FEATURES, Judge, concepts_to_judge, goals_met, hit_rate, save_report
+from training.judge import (
+    DEGRADED_COPIES,
+    GOALS,
+    JUDGE_FEATURES,
+    Judge,
+    concepts_to_judge,
+    goals_met,
+    hit_rate,
+    save_report,
+)
 
 
 @dataclass
@@ -116,7 +126,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                     kept.append(r)
         return clips, kept
 
-    say("judge: training on clean train clips")
+    say("judge: training on clean train clips and a degraded copy of each")
     train_clips, train_rows = load("train")
     judge = Judge.fit(train_clips, train_rows, names, model.sr)
     if cfg.split not in ("test", HOLDOUT_SPLIT):
@@ -305,7 +315,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         "judge": {
             "features": JUDGE_FEATURES,
             "classifier": "logistic regression",
-            "trained_on": f"{len(train_clips)} clean train clips",
+            "trained_on": f"{len(train_clips)} clean train clips {DEGRADED_COPIES}",
             "clean_heldout_accuracy": judge.clean_accuracy,
         },
         "strengths": list(strengths),
