@@ -388,8 +388,8 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     strengths = ", ".join(f"{v:g}" for v in cfg.strengths)
     lines += [
         "",
-        "## Outside judge (log-mel of harmonic and percussive parts + logistic regression on clean audio; "
-        f"on strengths {strengths})",
+        "## Outside judge (log-mel of harmonic and percussive parts + logistic regression on clean audio and a "
+        f"degraded copy of each clip; on strengths {strengths})",
         "",
         "Each concept twice: the SAE edit, and the same edit along the raw-latent difference of means "
         "(no SAE) as a baseline. `on` is the best strength within the drift goal.",
@@ -493,8 +493,9 @@ def _font_section(s: dict[str, Any]) -> list[str]:
     lines = [
         f"## In-font vs held-out font ({s['data'].get('holdout_font')}: never trained on, concepts found without it)",
         "",
-        "Judge trained on clean in-font train clips. Original → plain reconstruction is how often the judge hears "
-        "the concept in the clips with it (and, after the slash, in those without it); the goals are those above.",
+        "Judge trained on clean in-font train clips and a degraded copy of each. Original → plain reconstruction is "
+        "how often the judge hears the concept in the clips with it (and, after the slash, in those without it); "
+        "the goals are those above.",
         "",
         "| concept | set | clips with / without | original → reconstruction | drop (off) | rise (on) | worst drift "
         "| goals met |",

@@ -167,9 +167,9 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "steering",
         help="measure concept edits with an audio-only judge (harmonic/percussive log-mel + logistic regression)",
-        description="Train one detector per concept on clean train clips of --data (log-mel statistics of the "
-        "harmonic and percussive parts, never SAE or RAVE latents), render the held-out clips through --model with "
-        "no edit / off / on at each strength, and "
+        description="Train one detector per concept on clean train clips of --data and a degraded copy of each "
+        "(log-mel statistics of the harmonic and percussive parts, never SAE or RAVE latents), render the held-out "
+        "clips through --model with no edit / off / on at each strength, and "
         "report each concept's detection and the drift of every other concept, for the SAE edits and, side by "
         "side, for the same edits along the raw-latent difference of means. Writes OUT/judge.json and "
         "OUT/judge.png.",
@@ -266,8 +266,8 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "musicgen",
         help="measure MusicGen concept edits with the audio-only judge (same prompts and seeds, edit vs none)",
         description="Train the outside judge (harmonic/percussive log-mel + logistic regression per concept) on the "
-        "clean train clips of --data, render each prompt with each seed without edit, with the concept off, and with "
-        "it on, and report "
+        "clean train clips of --data and a degraded copy of each, render each prompt with each seed without edit, "
+        "with the concept off, and with it on, and report "
         "the judge's detection and the drift of the other concepts. Writes OUT/judge.json and OUT/judge.png.",
     )
     p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")

@@ -164,6 +164,6 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         f"<h2>The judge's verdict</h2>{f'<p class=verdict>{_e(head)}</p>' if head else ''}"
         f"<ul class=verdict>{''.join(items)}</ul>"
         '<p class="small muted">The judge: an audio-only classifier per concept (log-mel statistics of the '
-        "harmonic and percussive parts, logistic regression) trained on clean clips; it never sees the SAE or the "
-        f"model's latents.{where}</p>"
+        "harmonic and percussive parts, logistic regression) trained on clean clips and a degraded copy of each; it "
+        f"never sees the SAE or the model's latents.{where}</p>"
     )
