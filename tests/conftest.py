@@ -36,13 +36,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Marks the live-timing areas' tests `live_timing` and keeps the ones `--live-timing` asks for. Tests marked
-    `nn_pd` need IRCAM's nn~ built from its C++ source, which no reachable registry carries: they run only when
-    asked for (`--nn-pd`, from `just nn-pd SRC`), and then fail when nn~ is missing. Everywhere else they are
-    deselected, never skipped into a pass."""
+    """Marks the live-timing areas' tests `live_timing` (but for modules marked `clock_free`) and keeps the ones
+    `--live-timing` asks for. Tests marked `nn_pd` need IRCAM's nn~ built from its C++ source, which no reachable
+    registry carries: they run only when asked for (`--nn-pd`, from `just nn-pd SRC`), and then fail when nn~ is
+    missing. Everywhere else they are deselected, never skipped into a pass."""
     for item in items:
         path = item.path.resolve()
-        if path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in LIVE_TIMING_AREAS:
+        in_area = path.is_relative_to(TESTS) and path.relative_to(TESTS).parts[0] in LIVE_TIMING_AREAS
+        if in_area and item.get_closest_marker("clock_free") is None:
             item.add_marker("live_timing")
     timing = config.getoption("--live-timing")
 

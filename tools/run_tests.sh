@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # pytest in two phases (`just test`, `just test-fast`; arguments go to both): every test but the live-timing ones
-# (tests/realtime: audio against a clock) in parallel, one worker per core (at most 4; TEST_WORKERS=N to choose),
-# then the live-timing ones alone, so no other test takes the cores their deadlines need. Both phases always run;
+# (tests/realtime but its clock_free modules: audio against a clock) in parallel, one worker per core (at most 4;
+# TEST_WORKERS=N to choose), then the live-timing ones alone, so no other test takes the cores their deadlines need. Both phases always run;
 # the exit status is the first failure's, or 5 when neither phase selected a test.
 set -uo pipefail
 cd "$(dirname "$0")/.."
