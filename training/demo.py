@@ -194,6 +194,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     pick_with = sorted((data / "heldout" / target / "with").iterdir())[0]
     pick_without = sorted((data / "heldout" / target / "without").iterdir())[0]
 
+    judges: dict = {}  # the judge is trained once, for both sets
     judged = step(
         "judge",
         lambda: evaluate_steering(
@@ -206,7 +207,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                 cfg.strengths,
                 cfg.judge_clips,
                 device=cfg.device,
-            )
+            ),
+            judges=judges,
         ),
     )
     judged_font = None
@@ -224,7 +226,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                     cfg.holdout_clips,
                     split="holdout_font",
                     device=cfg.device,
-                )
+                ),
+                judges=judges,
             ),
         )
     strength = judged["concepts"][target]["strength_on"]

@@ -142,6 +142,33 @@ def test_plot_writes_png(tmp_path):
     assert imread(tmp_path / "s.png").shape[1] > imread(tmp_path / "j.png").shape[1]  # the sweep panel
 
 
+def test_a_store_of_judges_trains_the_judge_once_and_changes_no_figure(
+    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, monkeypatch
+):
+    """The demo's two sets and `eval hooks`' hooks share one judge: a call given the store reuses the judge the
+    first one trained, with the same figures."""
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    for name, feats in (("guitar", [3, 7]), ("drums", [11])):
+        bank.add(Concept(name, ModelRef.of_file(tiny_rave_ts), "latent", bank.relative_sae(tiny_sae_dir),
+                         [ConceptFeature(i, 1.0, 1.0) for i in feats], ConceptDefault("none", 1.0)))  # fmt: skip
+    bank.save()
+    fits = []
+    fit = Judge.fit.__func__
+    monkeypatch.setattr(Judge, "fit", classmethod(lambda cls, *a, **k: fits.append(a[-1]) or fit(cls, *a, **k)))
+
+    def run(out: str, judges: dict | None = None) -> dict:
+        cfg = EvalConfig(str(concept_data), str(tiny_rave_ts), str(bank.path), str(tmp_path / out), (), (1.0,), 2)
+        return evaluate_steering(cfg, judges=judges)["concepts"]
+
+    judges: dict = {}
+    first, second = run("first", judges), run("second", judges)
+    assert len(fits) == 1 and len(judges) == 1  # the second call trained none
+    assert second == first  # nothing of the first call's clips stays in the judge
+
+
 def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
     """Every concept gets an SAE arm and a mean-difference arm, each with one sweep entry per strength;
     the reported `on` is the best rise within the drift goal; the figures add up."""

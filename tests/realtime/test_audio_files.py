@@ -22,6 +22,8 @@ from realtime.audio_files import (
 )
 from sae.errors import UserError
 
+pytestmark = pytest.mark.clock_free  # no audio against a clock: runs with the rest
+
 
 @pytest.fixture
 def folder(tmp_path):

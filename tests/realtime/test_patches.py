@@ -7,9 +7,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from realtime.controls import Controls
 from realtime.osc import OscControl, encode_message
 from sae.steering import EditState
+
+pytestmark = pytest.mark.clock_free  # no audio against a clock: runs with the rest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ADDRESSES = {"/concept/*/mode", "/concept/*/strength", "/concept/*/gain", "/feature/*/gain", "/mix", "/bypass",

@@ -225,6 +225,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     results: dict[str, Any] = {}
     checks: dict[str, Any] = {}
     baseline_done: dict[str, set[str]] = {split: set(), validation: set()}
+    judges: dict = {}  # one judge per concept set, trained once for every hook and split
     for hook in cfg.hooks:
         hook_dir = out / hook
         sae_dir = hook_dir / "sae"
@@ -315,6 +316,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                         device=cfg.device,
                     ),
                     say,
+                    judges,
                 )
             got = json.loads((judge_dir / "judge.json").read_text()) if names else {"concepts": {}}
             baseline_done[on_split] |= {n for n, e in got["concepts"].items() if "baseline" in e}

@@ -99,8 +99,12 @@ class EvalConfig:
     device: str = "cpu"
 
 
-def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the judge; returns (and writes to OUT/judge.json) the results; PNG beside it."""
+def evaluate_steering(
+    cfg: EvalConfig, progress: Callable[[str], None] | None = None, judges: dict[tuple, Judge] | None = None
+) -> dict[str, Any]:
+    """Run the judge; returns (and writes to OUT/judge.json) the results; PNG beside it. `judges`: a caller's store
+    of judges already trained, reused by calls on the same data, concepts and model rate (the demo's two splits,
+    `eval hooks`' hooks), and filled by this one."""
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
     from sae.steering import CLAMP_LIMIT, Gate
@@ -126,9 +130,14 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
                     kept.append(r)
         return clips, kept
 
-    say("judge: training on clean train clips and a degraded copy of each")
     train_clips, train_rows = load("train")
-    judge = Judge.fit(train_clips, train_rows, names, model.sr)
+    key = (str(cfg.data), tuple(names), model.sr, model.ratio)  # what the judge depends on
+    judge = (judges or {}).get(key)
+    if judge is None:
+        say("judge: training on clean train clips and a degraded copy of each")
+        judge = Judge.fit(train_clips, train_rows, names, model.sr)
+        if judges is not None:
+            judges[key] = judge
     if cfg.split not in ("test", HOLDOUT_SPLIT):
         raise UserError(f"split {cfg.split!r}: expected 'test' or '{HOLDOUT_SPLIT}'")
     test_clips, test_rows = load(cfg.split)
@@ -136,7 +145,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
         raise UserError(f"data {cfg.data}: no held-out clips in the {cfg.split} split")
     clean = judge.detect(test_clips)
     labels = {n: np.array([bool(CONCEPTS[n](r)) for r in test_rows]) for n in names}
-    judge.clean_accuracy = {n: float(100.0 * (clean[n] == labels[n]).mean()) for n in names}
+    clean_accuracy = {n: float(100.0 * (clean[n] == labels[n]).mean()) for n in names}
 
     stream = RaveStream(model)
     delay = model_delay(model)
@@ -316,7 +325,7 @@ def evaluate_steering(cfg: EvalConfig, progress: Callable[[str], None] | None = 
             "features": JUDGE_FEATURES,
             "classifier": "logistic regression",
             "trained_on": f"{len(train_clips)} clean train clips {DEGRADED_COPIES}",
-            "clean_heldout_accuracy": judge.clean_accuracy,
+            "clean_heldout_accuracy": clean_accuracy,
         },
         "strengths": list(strengths),
         "clamp_strengths": list(clamps),
