@@ -46,9 +46,9 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         [r"GOMP_SPINCOUNT=1000 \(musicsae\)\s+[\d.]+ s\s+default / this = [\d.]+"],
     ),
     "judge_drift.py": (
-        ["--data", "{tmp}/data", "--n", "30", "--seed", "5", "--oracle", "guitar"],
+        ["--data", "{tmp}/data", "--n", "30", "--seed", "5", "--oracle", "guitar", "--features", "logmel,hpss+aug"],
         [
-            r"\nhpss: mean balanced accuracy [\d.]+ \(noise 20 dB [\d.]+, .*gain -12 dB [\d.]+\); "
+            r"\nhpss\+aug: mean balanced accuracy [\d.]+ \(noise 20 dB [\d.]+, .*gain -12 dB [\d.]+\); "
             r"worst drift mean [\d.]+, max \d+; worst drift ratio [\d.]+\n"
         ],
     ),
