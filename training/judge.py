@@ -238,15 +238,23 @@ class Judge:
         """Detectors trained on `clips` (their manifest `rows` give the labels) and, where `degraded`, on a
         `degraded_copy` of each with the same labels."""
         X = np.stack([FEATURES[features](a, sr) for a in clips])
-        if degraded:
-            X, rows = np.concatenate([X, degraded_features(clips, rows, sr, features)]), [*rows, *rows]
-        return cls.fit_features(X, rows, concepts, sr, features)
+        X_degraded = degraded_features(clips, rows, sr, features) if degraded else None
+        return cls.fit_features(X, rows, concepts, sr, features, X_degraded)
 
     @classmethod
     def fit_features(
-        cls, X: np.ndarray, rows: list[dict], concepts: Sequence[str], sr: int, features: str = "hpss"
+        cls,
+        X: np.ndarray,
+        rows: list[dict],
+        concepts: Sequence[str],
+        sr: int,
+        features: str = "hpss",
+        X_degraded: np.ndarray | None = None,
     ) -> Judge:
-        """`fit` on precomputed feature rows (several judges on one feature matrix)."""
+        """`fit` on precomputed feature rows (several judges on one feature matrix); `X_degraded`: those of the
+        rows' degraded copies, trained on beside them with the same labels where given."""
+        if X_degraded is not None:
+            X, rows = np.concatenate([X, X_degraded]), [*rows, *rows]
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -296,8 +304,8 @@ class CrossFittedJudge:
         for f in sorted({int(fold[i]) for i in used}):
             train = fold != f
             kept = [r for r, t in zip(rows, train, strict=True) if t]
-            Xf = X[train] if X_degraded is None else np.concatenate([X[train], X_degraded[train]])
-            judges[f] = Judge.fit_features(Xf, kept if X_degraded is None else kept + kept, concepts, sr)
+            copies = None if X_degraded is None else X_degraded[train]
+            judges[f] = Judge.fit_features(X[train], kept, concepts, sr, X_degraded=copies)
         return cls(judges, fold, list(used), tuple(concepts))
 
     def __call__(self, feats: dict[int, np.ndarray]) -> dict[str, dict[int, bool]]:
