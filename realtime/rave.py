@@ -9,21 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
+from realtime import measured
 from sae.errors import UserError
 
 if TYPE_CHECKING:
     from realtime.alignment import Alignment
 
 REQUIRED = ("encode", "decode", "forward")
-# What was measured on a model file (its delays), per (sha256, device), once per process: every load of the same
-# file (each step of a command, each stream, a live restart) reuses it instead of measuring for seconds again.
+# What was measured on a model file (streaming check, delays; JSON values), per (sha256, device): every load of the
+# same file (each step of a command, each stream, a live restart, the next command: `realtime.measured` keeps it on
+# disk) reuses it instead of measuring for seconds again.
 _MEASURED: dict[tuple[str, str], dict[str, Any]] = {}
 
 
@@ -87,7 +90,7 @@ class RaveModel:
     def load(cls, path: str | Path, device: str | torch.device = "cpu", check_streaming: bool = True) -> RaveModel:
         """Load and validate; refuses a non-streaming export (it clicks at block edges)."""
         model = cls(path, device)
-        if check_streaming and not model.new_stream().is_streaming():
+        if check_streaming and not model._remembered("streaming", lambda: model.new_stream().is_streaming()):
             raise UserError(
                 f"RAVE model {model.path}: not a streaming export (re-export it with `rave export --streaming`)"
             )
@@ -162,34 +165,43 @@ class RaveModel:
         return any(not torch.equal(self.encode_mean(x), first) for _ in range(calls))  # stops at the first change
 
     def _measured(self) -> dict[str, Any]:
-        return _MEASURED.setdefault((self.identity.sha256, str(self.device)), {})
+        key = (self.identity.sha256, str(self.device))
+        if key not in _MEASURED:
+            _MEASURED[key] = measured.read(*key)
+        return _MEASURED[key]
+
+    def _remember(self, name: str, value: Any) -> None:
+        figures = self._measured()
+        figures[name] = value
+        measured.write(self.identity.sha256, str(self.device), figures)
+
+    def _remembered(self, name: str, measure: Callable[[], Any]) -> Any:
+        """`name`'s figure for this model file and device, measured (and kept) only where none is kept."""
+        figures = self._measured()
+        if name not in figures:
+            self._remember(name, measure())
+        return figures[name]
 
     def delay(self) -> int:
         """The model's own delay in samples (encode + decode), measured on fresh streams once per model file and
-        device in a process.
+        device (then kept: `realtime.measured`).
 
         An impulse at a frame boundary first changes the output `delay` samples later; before that the
         output equals the output for silence (causality of the streaming caches).
         """
-        measured = self._measured()
-        if "delay" not in measured:
-            measured["delay"] = measure_delay(self)
-        return measured["delay"]
+        return int(self._remembered("delay", lambda: measure_delay(self)))
 
     def alignment(self) -> Alignment:
         """First response and aligned delay (where the model's notes come out): `realtime.alignment`, measured
-        once per model file and device in a process. The aligned delay is the one dry/wet mixing, latency and
-        renders use."""
-        measured = self._measured()
-        if "alignment" not in measured:
-            from realtime.alignment import measure_alignment
+        once per model file and device (then kept: `realtime.measured`). The aligned delay is the one dry/wet
+        mixing, latency and renders use."""
+        from realtime.alignment import Alignment, measure_alignment
 
-            measured["alignment"] = measure_alignment(self)
-        return measured["alignment"]
+        return Alignment(**self._remembered("alignment", lambda: asdict(measure_alignment(self))))
 
     def remember_alignment(self, alignment: Alignment) -> None:
         """Take delays measured before on this model file (carried across a `live --reconnect` restart)."""
-        self._measured()["alignment"] = alignment
+        self._remember("alignment", asdict(alignment))
 
 
 @torch.no_grad()

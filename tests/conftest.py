@@ -14,6 +14,17 @@ import pytest
 import training  # noqa: F401  (first: it shortens OpenMP's spin wait before torch loads, as in every musicsae program)
 
 TESTS = Path(__file__).resolve().parent
+
+
+def _measured_cache() -> Path:
+    """Where the tests' commands keep model delays (`realtime.measured`): one folder per content of the code that
+    measures them, kept in `.cache/tests`, so each model file is measured once per change of that code, not once per
+    command (the demo model's delays take ~4 s). Tests of the cache itself set their own folder."""
+    code = b"\0".join((TESTS.parent / "realtime" / f).read_bytes() for f in ("rave.py", "alignment.py", "measured.py"))
+    return TESTS.parent / ".cache" / "tests" / "measured" / hashlib.sha256(code).hexdigest()[:16]
+
+
+os.environ.setdefault("MUSICSAE_CACHE", str(_measured_cache()))  # before any test: commands it starts inherit it
 # test areas whose tests run audio against a clock (JACK's dummy device, the live engine's deadlines, Pure Data):
 # beside other tests on a 2-core machine they miss deadlines that a performer's machine would meet
 LIVE_TIMING_AREAS = {"realtime"}
@@ -56,6 +67,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(kept) != len(items):
         config.hook.pytest_deselected(items=[item for item in items if not wanted(item)])
         items[:] = kept
+    # modules with slow tests first (stable otherwise): `--dist loadfile` hands whole modules to the workers in this
+    # order, so the long ones start early and the run ends on short modules, not on one long one while a core idles
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_modules)
 
 
 def _rave_built_once(tmp: pytest.TempPathFactory, name: str, build: Callable[[Path], Path], settings: str) -> Path:

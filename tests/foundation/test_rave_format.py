@@ -42,6 +42,7 @@ def test_delays_are_measured_once_per_model_file(tiny_rave_ts: Path, tmp_path: P
     import realtime.rave as rave
 
     measured: list[str] = []
+    monkeypatch.setenv("MUSICSAE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(rave, "_MEASURED", {})
     monkeypatch.setattr(rave, "measure_delay", lambda model: measured.append(model.path.name) or 700)
     copy = tmp_path / "same_model.ts"
@@ -52,6 +53,50 @@ def test_delays_are_measured_once_per_model_file(tiny_rave_ts: Path, tmp_path: P
     given = realtime.alignment.Alignment(first_response=700, aligned=900, notes=24, spread=10.0)
     b.remember_alignment(given)
     assert a.alignment() == given and measured == ["tiny_rave.ts"]
+
+
+def test_delays_are_kept_on_disk_for_the_next_command(tiny_rave_ts: Path, tmp_path: Path, monkeypatch) -> None:
+    """A second process (here: the in-process memory forgotten) reads the delays and the streaming check from the
+    cache folder instead of measuring them; a file of other code or a corrupt one is measured again and rewritten;
+    `MUSICSAE_CACHE=off` and an unwritable folder keep nothing and refuse nothing."""
+    import realtime.alignment
+    import realtime.measured
+    import realtime.rave as rave
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MUSICSAE_CACHE", str(cache))
+    monkeypatch.setattr(rave, "_MEASURED", {})
+    model = RaveModel.load(tiny_rave_ts)
+    first = model.alignment()
+    (kept,) = (cache / "measured").glob(f"{model.identity.sha256}-cpu.json")
+    assert set(realtime.measured.read(model.identity.sha256, "cpu")) == {"streaming", "delay", "alignment"}
+
+    calls: list[str] = []
+
+    def forget_and_count(name: str) -> None:
+        monkeypatch.setattr(rave, "_MEASURED", {})
+        monkeypatch.setattr(rave, "measure_delay", lambda m: calls.append(name) or 700)
+        found = realtime.alignment.Alignment(700, 900, 24, 1.0)
+        monkeypatch.setattr(realtime.alignment, "measure_alignment", lambda m: calls.append(name) or found)
+        monkeypatch.setattr(RaveModel, "is_streaming", lambda m, seconds=3.0: calls.append(name) or True)
+
+    forget_and_count("next command")
+    again = RaveModel.load(tiny_rave_ts)
+    assert again.alignment() == first and again.delay() == first.first_response and calls == []
+
+    for name, damage in [
+        ("corrupt", lambda: kept.write_text("{not json")),
+        ("other code", lambda: kept.write_text(kept.read_text().replace('"version": 1', '"version": 0'))),
+    ]:
+        damage()
+        forget_and_count(name)
+        assert RaveModel.load(tiny_rave_ts).alignment().aligned == 900 and name in calls, name
+        assert realtime.measured.read(model.identity.sha256, "cpu")["alignment"]["aligned"] == 900  # rewritten
+
+    for setting in ("off", str(tiny_rave_ts)):  # a file where the folder should be: nothing can be written
+        monkeypatch.setenv("MUSICSAE_CACHE", setting)
+        forget_and_count(setting)
+        assert RaveModel.load(tiny_rave_ts).alignment().aligned == 900 and realtime.measured.read("x", "cpu") == {}
 
 
 @pytest.mark.parametrize("block", [512, 2048])

@@ -279,7 +279,7 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
                 "--n",
                 "150",  # train split: guitar 18 / drums 16 clips with it, over the minimum of 12 per side
                 "--duration",
-                "1.0",
+                "0.5",  # half-second clips: every stage runs on them, at half the rendering and judging time
                 "--sae-steps",
                 "100",
                 "--strength",
