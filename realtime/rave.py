@@ -167,7 +167,8 @@ class RaveModel:
     def _measured(self) -> dict[str, Any]:
         key = (self.identity.sha256, str(self.device))
         if key not in _MEASURED:
-            _MEASURED[key] = measured.read(*key)
+            kept = measured.read(*key)
+            _MEASURED[key] = kept if _plausible(kept) else {}  # a hand-edited file: measured again
         return _MEASURED[key]
 
     def _remember(self, name: str, value: Any) -> None:
@@ -202,6 +203,25 @@ class RaveModel:
     def remember_alignment(self, alignment: Alignment) -> None:
         """Take delays measured before on this model file (carried across a `live --reconnect` restart)."""
         self._remember("alignment", asdict(alignment))
+
+
+def _plausible(figures: dict[str, Any]) -> bool:
+    """Figures read from disk have the names and types this code writes."""
+    from dataclasses import fields
+
+    from realtime.alignment import Alignment
+
+    names = {f.name for f in fields(Alignment)}
+
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    checks = {
+        "streaming": lambda v: isinstance(v, bool),
+        "delay": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "alignment": lambda v: isinstance(v, dict) and set(v) == names and all(map(number, v.values())),
+    }
+    return all(name in checks and checks[name](value) for name, value in figures.items())
 
 
 @torch.no_grad()

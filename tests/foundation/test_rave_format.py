@@ -87,6 +87,7 @@ def test_delays_are_kept_on_disk_for_the_next_command(tiny_rave_ts: Path, tmp_pa
     for name, damage in [
         ("corrupt", lambda: kept.write_text("{not json")),
         ("other code", lambda: kept.write_text(kept.read_text().replace('"version": 1', '"version": 0'))),
+        ("hand-edited", lambda: kept.write_text(kept.read_text().replace('"first_response"', '"first"'))),
     ]:
         damage()
         forget_and_count(name)
