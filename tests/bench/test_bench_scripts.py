@@ -60,6 +60,10 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
             r"resync events [1-9]",
         ],
     ),
+    "live_restart.py": (
+        ["--runs", "1"],
+        [r"run 0: impulses [1-9]\d*, delay − printed latency \[", r"one server: [01] of 1 runs had an impulse"],
+    ),
 }
 # Not run here, and why (each is run by hand as its docstring says):
 ELSEWHERE = {

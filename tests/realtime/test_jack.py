@@ -18,9 +18,9 @@ from realtime.latency import LatencyProbe
 
 @pytest.fixture
 def jack():
-    """A JACK server of the test's own: a `live` started as soon as the last one ended (the model's delays read from
-    `realtime.measured`, no longer measured for seconds) on the same server sometimes lost or gained a period under
-    injected callback stalls, and sometimes never matched the model's own output (3 of 7 runs of this module)."""
+    """A JACK server of the test's own. (These tests once failed in 3 of 7 runs, a period early under callback
+    stalls or never matching the model's own output; the cause was the engine counting cycles nobody skipped when
+    JACK's frame clock ran 0.5 % fast, see `Engine.CLOCK_SLEW`, not the shared server.)"""
     assert shutil.which("jackd"), "jackd2 is required"
     with JackServer(sr=44100, period=256) as server:
         yield server

@@ -244,6 +244,39 @@ def test_a_drifting_device_clock_and_xruns_without_skipped_cycles_move_nothing()
     assert engine.counters.skipped_cycles == 0 and engine.counters.device_xruns == n // 50
 
 
+@pytest.mark.parametrize("ppm", [5300, -5300])
+def test_a_jack_frame_clock_that_runs_fast_or_slow_counts_only_the_cycles_really_skipped(ppm):
+    """PortAudio's JACK clock is `jack_frame_time`, the server's filtered estimate of the current frame. On a JACK
+    dummy server with a second client in the loop (the latency probe) it advanced 257.37 frames per 256-frame
+    cycle while the system clock advanced 256.02 (5300 ppm): counted against a reference that rose only 1000 ppm,
+    its lateness crept up to 7/8 of a period every ~170 callbacks and a cycle nobody skipped was counted, a
+    period of silence in the model's input and an impulse in flight a period early (1 of 8 runs of the JACK
+    late-callback test). Here: that drift, both ways, with the cycles a late callback really loses every quarter
+    second; only those are counted, and the output is in place or silent, never shifted."""
+    B, P, n = 512, 256, 2400
+    rng = np.random.default_rng(3)
+    engine = _engine(FakeProcessor(B), period=P)
+    L = engine.latency.engine
+    signal = _signal((n + 200) * P / SR)
+    heard = np.full((n + 200) * P, np.nan, dtype=np.float32)
+    out = np.zeros((P, 1), dtype=np.float32)
+    cycle, lost = 0, 0
+    with engine:
+        for k in range(n):
+            skips = 1 + k % 3 if k % 43 == 42 else 0  # a late callback loses 1 to 3 cycles every quarter second
+            late = (0.45 + 0.5 * rng.random()) * P if skips else rng.uniform(0, 0.15 * P)
+            cycle, lost = cycle + skips, lost + skips
+            assert engine.wait_output(P)
+            clock = _DeviceClock(100.0 + ((cycle + late / P) * P * (1 + ppm * 1e-6)) / SR)
+            engine.callback(signal[cycle * P : (cycle + 1) * P], out, P, clock, "input overflow" if skips else None)
+            heard[cycle * P : (cycle + 1) * P] = out[:, 0]
+            cycle += 1
+    t = np.arange(L, cycle * P)
+    played, want = heard[t], -signal[t - L, 0]
+    assert ((played == want) | (played == 0.0) | np.isnan(played)).all()  # in place or silent, never shifted
+    assert engine.counters.skipped_cycles == lost, (engine.counters.skipped_cycles, lost)
+
+
 def test_impossible_period_block_pairs_are_refused_in_one_line():
     cases = [(4096, 2048, "period 4096 with block 2048"), (1024, 1536, "period 1024 with block 1536"),
              (0, 512, "period 0"), (384, 512, r"period 384 with block 512: .*\(e\.g\. 128, 256, 512\)")]  # fmt: skip
