@@ -172,6 +172,29 @@ def test_cycles_the_device_skipped_do_not_add_latency():
 
 
 # consecutive callbacks from the 60th: (cycles the device skipped just before it, its lateness in periods, flagged)
+def _through_jack(engine, n: int, event, drift: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """`n` callbacks of the engine as JACK makes them: `event(k)` gives callback k's (cycles the device skipped just
+    before it, its lateness in periods, flagged), the clock runs `drift` fast. Returns (what was heard from the
+    engine's latency on, the input it should be), on the device's timeline (NaN: cycles never called back)."""
+    P, L = engine.period, engine.latency.engine
+    events = [event(k) for k in range(n)]
+    total = n + sum(e[0] for e in events)
+    signal = _signal(total * P / SR)
+    heard = np.full(total * P, np.nan, dtype=np.float32)
+    out = np.zeros((P, 1), dtype=np.float32)
+    cycle = 0
+    with engine:
+        for skips, late, flagged in events:
+            cycle += skips
+            assert engine.wait_output(P)
+            clock = _DeviceClock(100.0 + (cycle + late) * P * (1 + drift) / SR)
+            engine.callback(signal[cycle * P : (cycle + 1) * P], out, P, clock, "input overflow" if flagged else None)
+            heard[cycle * P : (cycle + 1) * P] = out[:, 0]
+            cycle += 1
+    t = np.arange(L, cycle * P)
+    return heard[t], -signal[t - L, 0]
+
+
 LATE_CALLBACKS = {
     "12 ms stall: 2 lost, read 3.5": [(2, 1.47, True)],
     "3 lost, on time": [(3, 0.34, True)],
@@ -198,22 +221,11 @@ def test_late_callbacks_around_skipped_cycles_are_placed_by_the_clocks_after_the
     B, P, at, n = 512, 256, 60, 160
     engine = _engine(FakeProcessor(B), period=P)
     L = engine.latency.engine
-    signal = _signal((n + 20) * P / SR)
-    heard = np.full((n + 20) * P, np.nan, dtype=np.float32)
-    out = np.zeros((P, 1), dtype=np.float32)
     events = LATE_CALLBACKS[case]
-    cycle, lost = 0, sum(e[0] for e in events)
-    with engine:
-        for k in range(n):
-            skips, late, flagged = events[k - at] if at <= k < at + len(events) else (0, (k % 3) / 80, False)
-            cycle += skips
-            assert engine.wait_output(P)
-            clock = _DeviceClock(100.0 + (cycle + late) * P / SR)
-            engine.callback(signal[cycle * P : (cycle + 1) * P], out, P, clock, "input overflow" if flagged else None)
-            heard[cycle * P : (cycle + 1) * P] = out[:, 0]
-            cycle += 1
-    t = np.arange(L, cycle * P)
-    played, want = heard[t], -signal[t - L, 0]
+    lost = sum(e[0] for e in events)
+    played, want = _through_jack(
+        engine, n, lambda k: events[k - at] if at <= k < at + len(events) else (0, (k % 3) / 80, False)
+    )
     assert ((played == want) | (played == 0.0) | np.isnan(played)).all()  # in place or silent, never shifted
     assert (played[: at * P - L] == want[: at * P - L]).all()
     after = (at + lost + len(events)) * P + 2 * B  # index into t: two blocks after the last late callback is heard
@@ -256,23 +268,13 @@ def test_a_jack_frame_clock_that_runs_fast_or_slow_counts_only_the_cycles_really
     B, P, n = 512, 256, 2400
     rng = np.random.default_rng(3)
     engine = _engine(FakeProcessor(B), period=P)
-    L = engine.latency.engine
-    signal = _signal((n + 200) * P / SR)
-    heard = np.full((n + 200) * P, np.nan, dtype=np.float32)
-    out = np.zeros((P, 1), dtype=np.float32)
-    cycle, lost = 0, 0
-    with engine:
-        for k in range(n):
-            skips = 1 + k % 3 if k % 43 == 42 else 0  # a late callback loses 1 to 3 cycles every quarter second
-            late = (0.45 + 0.5 * rng.random()) * P if skips else rng.uniform(0, 0.15 * P)
-            cycle, lost = cycle + skips, lost + skips
-            assert engine.wait_output(P)
-            clock = _DeviceClock(100.0 + ((cycle + late / P) * P * (1 + ppm * 1e-6)) / SR)
-            engine.callback(signal[cycle * P : (cycle + 1) * P], out, P, clock, "input overflow" if skips else None)
-            heard[cycle * P : (cycle + 1) * P] = out[:, 0]
-            cycle += 1
-    t = np.arange(L, cycle * P)
-    played, want = heard[t], -signal[t - L, 0]
+
+    def event(k: int) -> tuple[int, float, bool]:
+        skips = 1 + k % 3 if k % 43 == 42 else 0  # a late callback loses 1 to 3 cycles every quarter second
+        return skips, 0.45 + 0.5 * rng.random() if skips else rng.uniform(0, 0.15), skips > 0
+
+    lost = sum(1 + k % 3 for k in range(n) if k % 43 == 42)
+    played, want = _through_jack(engine, n, event, drift=ppm * 1e-6)
     assert ((played == want) | (played == 0.0) | np.isnan(played)).all()  # in place or silent, never shifted
     assert engine.counters.skipped_cycles == lost, (engine.counters.skipped_cycles, lost)
 
