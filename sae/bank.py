@@ -22,6 +22,7 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           features: [{index: 12, weight: 1.0, typical: 1.7}, {index: 40, weight: 0.6, typical: 0.9}]
           off_left: 0.3                              # share of the concept's mean difference `off` leaves
           error_share: 0.1                           # share of it carried by the SAE's error term (kept)
+          spared: [piano]                            # optional: concepts whose steering features it leaves alone
 
 `auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, `clips` how many clips
 with and without the concept the probes were fitted and evaluated on (out of fold) and, where the search grouped
@@ -121,12 +122,14 @@ class ConceptSteer:
     and carries at least `threshold` of its mean difference at the hook (weights calibrated so `on:1` moves
     one mean difference along it); and what `off` cannot remove, as shares of that mean difference:
     `off_left` (left after `off` of these features) and `error_share` (carried by the SAE's error term,
-    which every edit keeps)."""
+    which every edit keeps); `spared`: concepts of the bank whose steering features were left out (`concept
+    find --spare`), so editing this one does not move them through a shared feature."""
 
     threshold: float
     features: list[ConceptFeature]
     off_left: float | None = None
     error_share: float | None = None
+    spared: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -136,6 +139,8 @@ class ConceptSteer:
         for key in ("off_left", "error_share"):
             if getattr(self, key) is not None:
                 out[key] = _r(getattr(self, key))
+        if self.spared:
+            out["spared"] = list(self.spared)
         return out
 
 
@@ -496,15 +501,19 @@ def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
 def _steer(spec: Any, at: str) -> ConceptSteer | None:
     if spec is None:
         return None
-    keys = {"threshold", "features", "off_left", "error_share"}
+    keys = {"threshold", "features", "off_left", "error_share", "spared"}
     if not isinstance(spec, dict) or not {"threshold", "features"} <= set(spec) or set(spec) - keys:
-        raise UserError(f"{at}: steer must be {{threshold, features[, off_left, error_share]}}")
+        raise UserError(f"{at}: steer must be {{threshold, features[, off_left, error_share, spared]}}")
     shares = {k: _num(spec[k], f"{at}: steer.{k}") if k in spec else None for k in ("off_left", "error_share")}
+    spared = spec.get("spared", [])
+    if not isinstance(spared, list) or not all(isinstance(n, str) and NAME_RE.match(n) for n in spared):
+        raise UserError(f"{at}: steer.spared must be a list of concept names")
     return ConceptSteer(
         _num(spec["threshold"], f"{at}: steer.threshold", lo=0.0),
         _features(spec["features"], at, "steer.features"),
         shares["off_left"],
         shares["error_share"],
+        tuple(spared),
     )
 
 

@@ -157,7 +157,7 @@ def test_steer_block_round_trips_and_bad_ones_are_named(tmp_path):
     from sae.bank import ConceptSteer
 
     bank = ConceptBank(tmp_path / "concepts.yaml")
-    steer = ConceptSteer(0.8, [ConceptFeature(12, 1.0, 1.7), ConceptFeature(40, 0.5, 0.9)], 0.3, 0.1)
+    steer = ConceptSteer(0.8, [ConceptFeature(12, 1.0, 1.7), ConceptFeature(40, 0.5, 0.9)], 0.3, 0.1, ("drums",))
     bank.add(replace(_concept(), steer=steer, default=ConceptDefault("clamp", 2.0)))
     bank.save()
     again = ConceptBank.load(tmp_path / "concepts.yaml").get("guitar")
@@ -168,6 +168,7 @@ def test_steer_block_round_trips_and_bad_ones_are_named(tmp_path):
         ({"threshold": -1, "features": [{"index": 1}]}, "steer.threshold"),
         ({"threshold": 1, "features": [{"index": 1}, {"index": 1}]}, "steer.features[1].index 1 appears twice"),
         ({"threshold": 1, "features": [{"index": 1}], "extra": 2}, "steer must be"),
+        ({"threshold": 1, "features": [{"index": 1}], "spared": "drums"}, "steer.spared must be a list"),
     ]:
         data["concepts"]["guitar"]["steer"] = bad
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump(data))

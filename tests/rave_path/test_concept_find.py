@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -255,6 +256,62 @@ def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tin
     assert "--steer-threshold -1" in capsys.readouterr().err
 
 
+def test_spare_leaves_another_concepts_steering_features_alone(
+    tmp_path, tiny_rave_ts, tiny_model, concept_data, capsys
+):
+    """`concept find drums --spare guitar`: none of guitar's steering features is steered by drums, the bank
+    records the spared concept and the note counts the shared features; a spared name not in the bank, the
+    concept itself, or a concept of another SAE is refused in one line with the bank untouched."""
+    from realtime.rave_split import hook_shape
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    model, _ = tiny_model
+    hook = "decoder.net.1"
+    width = hook_shape(model, hook)[0]
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name=hook))
+    with torch.no_grad():
+        sae.b_enc.normal_(0.0, 0.1)
+    sae_dir = save_sae(sae, tmp_path / "sae_dec")
+    bank_path = tmp_path / "concepts.yaml"
+    args = ("--steer-threshold", "0.01", "--permutations", "0")
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "guitar", *args) == 0
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *args) == 0
+    bank = ConceptBank.load(bank_path)
+    drums_alone = bank.get("drums").steer.features
+    assert len(drums_alone) >= 2
+    # a guitar that shares drums' strongest steering feature (the tiny model's two concepts share none)
+    g = bank.get("guitar")
+    g.steer = dataclasses.replace(g.steer, features=[*g.steer.features, drums_alone[0]])
+    bank.save()
+    guitar = {f.index for f in g.steer.features}
+    shared = guitar & {f.index for f in drums_alone}
+    assert shared == {drums_alone[0].index}
+    capsys.readouterr()
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *args, "--spare", "guitar") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    drums = ConceptBank.load(bank_path).get("drums").steer
+    assert drums.spared == ("guitar",) and drums.features and not guitar & {f.index for f in drums.features}
+    assert f"spared guitar: {len(shared)} feature(s) it shares with them are not steered" in out
+    assert ConceptBank.load(bank_path).get("drums").to_dict()["steer"]["spared"] == ["guitar"]
+    before = bank_path.read_bytes()
+    for spare, says in (
+        ("piano", "--spare piano: not in the concept bank"),
+        ("drums", "--spare drums: a concept cannot spare itself"),
+    ):
+        assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *args, "--spare", spare) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and "\n" not in err
+    other = tmp_path / "other.yaml"
+    shutil.copy(bank_path, other)
+    sae2 = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name=hook))
+    sae2_dir = save_sae(sae2, tmp_path / "sae_dec2")
+    assert _find(concept_data, tiny_rave_ts, sae2_dir, other, "drums", *args, "--spare", "guitar") == 2
+    assert "--spare guitar: found on another SAE" in capsys.readouterr().err
+    assert bank_path.read_bytes() == before
+
+
 def test_groups_keep_sources_together_and_few_sources_are_named(
     tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys
 ):
@@ -300,19 +357,24 @@ def test_steer_features_carry_the_concept_and_on_1_moves_one_mean_difference():
     y = np.r_[np.ones(10), np.zeros(10)].astype(int)
     S = rng.random((20, 6))
     S[y == 1, 0] += 2.0  # feature 0 carries most of the concept
-    S[y == 1, 3] += 0.5
-    S[y == 1, 5] -= 0.5  # fires less with it: never steered
+    S[y == 1, 5] += 1.0
+    S[y == 1, 3] -= 0.5  # fires less with it: never steered
     R = S @ W.double().numpy() + 0.01 * rng.standard_normal((20, 4))
     delta, share = concept_shares(S, R, y, W)
     assert abs(share.sum() - 1.0) < 0.05
     fired = torch.ones(30, 6)
     feats = steer_features(S, R, y, W, fired, 0.1)
     chosen = {f.index for f in feats}
-    assert 0 in chosen and 5 not in chosen and chosen == {i for i in range(6) if delta[i] > 0 and share[i] >= 0.1}
+    assert {0, 5} <= chosen and 3 not in chosen and chosen == {i for i in range(6) if delta[i] > 0 and share[i] >= 0.1}
     d = R[y == 1].mean(0) - R[y == 0].mean(0)
     added = sum(f.weight * f.typical * W[f.index].double().numpy() for f in feats)
     assert abs(added @ d / (d @ d) - 1.0) < 1e-9
     assert steer_features(S, R, y, W, fired, 0.0) == []
+    loose = {f.index for f in steer_features(S, R, y, W, fired, 0.01)}
+    spared = steer_features(S, R, y, W, fired, 0.01, frozenset({0}))  # feature 0 belongs to a spared concept
+    assert 0 in loose and {f.index for f in spared} == loose - {0} != set()
+    added = sum(f.weight * f.typical * W[f.index].double().numpy() for f in spared)
+    assert abs(added @ d / (d @ d) - 1.0) < 1e-9  # the rest still move one mean difference along d
 
 
 def test_a_stereo_model_hears_stereo_concept_clips_as_stereo(tmp_path, tiny_stereo_rave_ts):

@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="RAVE: share of the concept's mean difference at the hook a feature must carry to be steered (default "
         "0.02; 0: steer only the probe's features)",
     )
+    f.add_argument(
+        "--spare",
+        default=None,
+        help="RAVE: concepts of the bank (same SAE), comma-separated, whose steering features this concept's edits "
+        "leave alone, e.g. `concept find drums --spare guitar` so drums=off does not move guitar through a shared "
+        "feature",
+    )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
     add_min_examples(f)
@@ -119,6 +126,7 @@ def run_find(args: argparse.Namespace) -> int:
         "--steer-threshold": args.steer_threshold is not None,
         "--groups": args.groups != "none",
         "--permutations": args.permutations is not None,
+        "--spare": args.spare is not None,
     }
     if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
         from training.musicgen.concepts import find_musicgen_concept
@@ -163,6 +171,7 @@ def run_find(args: argparse.Namespace) -> int:
         steer_threshold=FindConfig.steer_threshold if args.steer_threshold is None else args.steer_threshold,
         groups=args.groups,
         permutations=FindConfig.permutations if args.permutations is None else args.permutations,
+        spare=tuple(n.strip() for n in (args.spare or "").split(",") if n.strip()),
         device=args.device,
     )
     with console.status(f"finding {args.name!r}"):

@@ -123,6 +123,12 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--steer-threshold", type=float, default=0.02, help="share of a concept a feature must carry (default 0.02)"
     )
+    p.add_argument(
+        "--spare",
+        action="store_true",
+        help="each concept's edits leave alone the steering features of the concepts found before it (order of "
+        "--concepts; `concept find --spare`)",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_threads(p)
     add_device(p, "RAVE and the SAEs")
@@ -156,6 +162,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.seed,
         args.validation_split,
         args.device,
+        args.spare,
     )
     summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")

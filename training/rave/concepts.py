@@ -12,10 +12,12 @@ clips): `on` adds `strength × weight × typical`.
 Steering features are chosen separately, by effect: every feature that fires more with the concept and
 carries at least `steer_threshold` of the concept's mean difference d at the hook (its mean difference
 times its decoder direction, projected on d: the shares of all features and of the error term add up to
-1); the bank's `steer` block records the threshold. Their weights are calibrated so that `on:s` moves the
-hook s mean differences along d, like the raw difference-of-means edit. What `off` cannot remove is
-measured at the hook on the clips: the share of d left after `off` of those features (`off_left`) and the
-share carried by the SAE's error term, which every edit keeps (`error_share`).
+1); the bank's `steer` block records the threshold. With `spare`, the steering features of other concepts
+of the bank (found on the same SAE) are left out, so that `drums=off` does not move guitar through a
+feature the two share; the block records which concepts were spared. Their weights are calibrated so that
+`on:s` moves the hook s mean differences along d, like the raw difference-of-means edit. What `off`
+cannot remove is measured at the hook on the clips: the share of d left after `off` of those features
+(`off_left`) and the share carried by the SAE's error term, which every edit keeps (`error_share`).
 
 Nothing is written unless everything succeeded; the bank is saved atomically.
 """
@@ -56,6 +58,8 @@ class FindConfig:
         (0: only the probe's features).
     groups: how clips map to sources (`training.data.groups`: none, subfolder, prefix); folds never split one.
     permutations: reruns of the probe on shuffled labels (the chance level beside the AUROC; 0: none).
+    spare: concepts of the bank, found on the same SAE, whose steering features (their probe's where they have
+        none) this concept's edits leave alone.
     device: torch device for the model and the SAE.
     """
 
@@ -76,6 +80,7 @@ class FindConfig:
     steer_threshold: float = 0.02
     groups: str = "none"
     permutations: int = 50
+    spare: tuple[str, ...] = ()
     device: str = "cpu"
 
 
@@ -122,10 +127,17 @@ def concept_shares(S: np.ndarray, R: np.ndarray, y: np.ndarray, W_dec: torch.Ten
 
 
 def steer_features(
-    S: np.ndarray, R: np.ndarray, y: np.ndarray, W_dec: torch.Tensor, fired: torch.Tensor, threshold: float
+    S: np.ndarray,
+    R: np.ndarray,
+    y: np.ndarray,
+    W_dec: torch.Tensor,
+    fired: torch.Tensor,
+    threshold: float,
+    exclude: frozenset[int] = frozenset(),
 ) -> list[ConceptFeature]:
     """Every feature that fires more with the concept and carries at least `threshold` of its mean difference
-    at the hook (`concept_shares`), and that fires in the *with* frames `fired`.
+    at the hook (`concept_shares`), that fires in the *with* frames `fired`, and is not in `exclude` (features
+    of spared concepts).
 
     typical = its mean when active; weight = Δ_i / (typical_i · Σ shares), so `on:1` adds the chosen
     features' mean differences scaled to one whole mean difference along d: `on:s` moves the hook as far along
@@ -134,7 +146,7 @@ def steer_features(
     if threshold <= 0:
         return []
     delta, share = concept_shares(S, R, y, W_dec)
-    chosen = [i for i in np.flatnonzero((delta > 0) & (share >= threshold)).tolist()]
+    chosen = [i for i in np.flatnonzero((delta > 0) & (share >= threshold)).tolist() if i not in exclude]
     total = float(share[chosen].sum()) if chosen else 0.0
     out = []
     for idx in chosen:
@@ -171,6 +183,27 @@ def what_off_leaves(sae, pos: list[torch.Tensor], neg: list[torch.Tensor], indic
     off_left = float((mean(off) - mean(neg)) @ d) / norm2
     error_share = float((mean(err) - mean(err_neg)) @ d) / norm2
     return off_left, error_share
+
+
+def spared_features(bank: ConceptBank, cfg: FindConfig, hook: str, sae_sha256: str) -> frozenset[int]:
+    """The steering features (else the probe's) of the concepts `cfg.spare` names, which must be in the bank on
+    the same SAE and hook as this search; one line naming the first that is not."""
+    out: set[int] = set()
+    for name in cfg.spare:
+        if name == cfg.name:
+            raise UserError(f"--spare {name}: a concept cannot spare itself")
+        if name not in bank:
+            have = ", ".join(c.name for c in bank) or "none"
+            raise UserError(f"--spare {name}: not in the concept bank {bank.path} (it has: {have})")
+        other = bank.get(name)
+        if other.hook != hook or (other.sae_sha256 and other.sae_sha256 != sae_sha256):
+            raise UserError(
+                f"--spare {name}: found on another SAE (hook {other.hook}, {other.sae}); spare only concepts of "
+                f"SAE {cfg.sae} at {hook}"
+            )
+        feats = other.steer.features if other.steer else other.features
+        out |= {f.index for f in feats}
+    return frozenset(out)
 
 
 def _side(side: str, folder: str, notes: AudioNotes | None = None) -> str:
@@ -214,6 +247,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     hook = cfg.hook or sae_hook(sae_cfg)
     check_sae_for_model(cfg.sae, sae_cfg, model, hook)
     sae = load_sae(cfg.sae, device=cfg.device).eval()
+    spared = spared_features(bank, cfg, hook, sae_weights_sha256(cfg.sae))
     notes = AudioNotes()
     streams = make_streams(model, [hook])
     pos = clip_frames(model, with_files, notes, streams, cache, hook)
@@ -256,12 +290,18 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         features.append(ConceptFeature(int(idx), float(w), max(typical, 0.0)))
     features.sort(key=lambda f: -f.weight)
     steer = None
-    chosen = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold)
+    chosen = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold, spared)
+    if cfg.spare and not chosen:
+        raise UserError(
+            f"concept {cfg.name!r}: every feature carrying >= {100 * cfg.steer_threshold:g} % of its mean difference "
+            f"at {hook} is one of {', '.join(cfg.spare)}'s; nothing left to steer (lower --steer-threshold or drop "
+            "--spare); nothing written"
+        )
     if chosen:
         off_left, error_share = what_off_leaves(
             sae, [z for _, z in pos], [z for _, z in neg], [f.index for f in chosen]
         )
-        steer = ConceptSteer(float(cfg.steer_threshold), chosen, off_left, error_share)
+        steer = ConceptSteer(float(cfg.steer_threshold), chosen, off_left, error_share, tuple(cfg.spare))
     concept = Concept(
         cfg.name,
         ModelRef(model.path.name, model.identity.sha256),
@@ -291,6 +331,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             f"concept's mean difference at {hook}; `off` leaves {100 * steer.off_left:.0f} % of it "
             f"({100 * steer.error_share:.0f} % of it in the SAE's error term, which edits keep)"
         )
+        if cfg.spare:
+            unspared = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold)
+            shared = len(spared & {f.index for f in unspared})
+            lines.append(f"spared {', '.join(cfg.spare)}: {shared} feature(s) it shares with them are not steered")
     lines += report.notes
     lines.append(probe_verdict_line(cfg.name, report))
     return FindResult(concept, report, bank.path, lines, time.perf_counter() - t0)

@@ -65,6 +65,8 @@ class HookCompareConfig:
         (`concept find --steer-threshold`).
     seed: SAE seed, judge noise seeds, bootstrap seed.
     device: torch device for RAVE and the SAEs.
+    spare: each concept spares the concepts found before it (order of `concepts`; `concept find --spare`): its
+        edits leave their steering features alone.
     """
 
     data: str
@@ -82,6 +84,7 @@ class HookCompareConfig:
     seed: int = 0
     validation_split: str | None = None
     device: str = "cpu"
+    spare: bool = False
 
 
 def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
@@ -269,6 +272,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                             seed=cfg.seed,
                             hook=hook,
                             steer_threshold=cfg.steer_threshold,
+                            spare=tuple(n for n in found if "not_found" not in found[n]) if cfg.spare else (),
                             device=cfg.device,
                         )
                     )
@@ -631,6 +635,12 @@ def report_markdown(s: dict[str, Any]) -> str:
         "(`off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the most-moved other "
         "concept; the strength is chosen on half of the clips without the concept and reported on the other half.",
     ]
+    if s.get("config", {}).get("spare"):
+        lines += [
+            "",
+            "Spared: each concept's edits leave alone the steering features of the concepts found before it "
+            f"({', '.join(s['config']['concepts'])}, in that order; `concept find --spare`).",
+        ]
     for name, row in s["concepts"].items():
         if "baseline" not in row:
             lines += ["", f"## {name}: not found on any hook ({'; '.join(str(v) for v in row['not_found'].values())})"]
