@@ -33,10 +33,16 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
 
     out = tmp_path / "cmp"
     argv = ["eval", "hooks", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--out", str(out)]
-    argv += ["--hooks", "latent,decoder.net.1", "--concepts", "guitar", "--sae-steps", "20"]
+    argv += ["--hooks", "latent,decoder.net.1", "--concepts", "guitar,drums", "--sae-steps", "20", "--spare"]
     argv += ["--strength", "4", "--clamp", "2", "--max-clips", "2", "--steer-threshold", "0.01"]
     assert main(argv) == 0
     summary = json.loads((out / "comparison.json").read_text())
+    # --spare: drums (found after guitar) leaves guitar's steering features alone, and the report says so
+    from sae.bank import ConceptBank
+
+    bank = ConceptBank.load(out / "latent" / "concepts.yaml")
+    assert bank.get("drums").steer.spared == ("guitar",) and not bank.get("guitar").steer.spared
+    assert "Spared: each concept's edits leave alone" in (out / "report.md").read_text()
     assert summary["split"] == "test" and summary["pick"] in ("latent", "decoder.net.1")
     assert set(summary["hooks"]) == {"latent", "decoder.net.1"}
     assert summary["hooks"]["decoder.net.1"]["d_in"] > summary["hooks"]["latent"]["d_in"]
