@@ -6,6 +6,7 @@ Used by the RAVE steering evaluation (`training/rave/judge.py`) and the MusicGen
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -171,6 +172,17 @@ def judge_features(audio: np.ndarray, sr: int) -> np.ndarray:
 
 
 FEATURES = {"hpss": judge_features, "logmel": logmel_stats}  # the judge's features; the former ones (the baseline)
+SILENT_DBFS = -80.0  # a clip quieter than white noise at this RMS is silence: no concept is heard in it
+
+
+@functools.cache
+def silent_level() -> float:
+    """`judge_features`' level (its last entry) of 4 s of seeded white noise at `SILENT_DBFS` RMS. Below it the
+    judge calls every concept absent: its detectors never heard silence (nor is any in their training data) and
+    called guitar, drums and piano in digital silence, so an edit that really silenced a clip was scored as one
+    that added instruments."""
+    noise = np.random.default_rng(0).standard_normal(4 * JUDGE_SR) * 10 ** (SILENT_DBFS / 20)
+    return float(judge_features(noise.astype(np.float32), JUDGE_SR)[-1])
 
 
 def add_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
@@ -272,7 +284,12 @@ class Judge:
         return self.detect_features(np.stack([FEATURES[self.features](a, self.sr) for a in clips]))
 
     def detect_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        return {n: d.predict_proba(X)[:, 1] > 0.5 for n, d in self.detectors.items()}
+        """concept -> [rows] bool from feature rows; a silent clip (`silent_level`) has no concept."""
+        heard = {n: d.predict_proba(X)[:, 1] > 0.5 for n, d in self.detectors.items()}
+        if self.features == "hpss":
+            sounding = X[:, -1] >= silent_level()
+            heard = {n: h & sounding for n, h in heard.items()}
+        return heard
 
 
 @dataclass

@@ -88,6 +88,25 @@ def test_judge_hears_drums_on_clean_held_out_clips(concept_data):
     assert (train_hits == labels).mean() == 1.0
     test_hits = judge.detect([clips[r["file"]] for r in test])["drums"]
     assert (test_hits == np.array([CONCEPTS["drums"](r) for r in test])).mean() >= 0.66
+    # silence (an edit that really removed everything) has no drums; a quiet clip keeps them
+    drum = next(clips[r["file"]] for r, hit in zip(train, train_hits, strict=True) if hit)
+    noise = np.random.default_rng(1).standard_normal(len(drum)).astype(np.float32)
+    quiet = judge.detect([np.zeros_like(drum), 1e-6 * noise, 1e-3 * drum / np.abs(drum).max()])["drums"]
+    assert quiet.tolist() == [False, False, True]
+
+
+def test_the_judge_hears_nothing_in_silence_even_where_a_detector_would():
+    """A detector that calls its concept everywhere (as the demo's judge did in digital silence) is overruled below
+    `silent_level` (noise at -100 dBFS included); quiet clips (about -60 dBFS) are still judged."""
+    from sklearn.dummy import DummyClassifier
+
+    sr = 22050
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(sr) / sr)).astype(np.float32)
+    X = np.stack([judge_features(tone, sr)] * 2)
+    judge = Judge({"drums": DummyClassifier(strategy="constant", constant=1).fit(X, [0, 1])}, sr)
+    noise = np.random.default_rng(0).standard_normal(sr).astype(np.float32)
+    clips = [np.zeros(sr, np.float32), 1e-5 * noise, 1e-3 * noise, tone * 0.003, tone]
+    assert judge.detect(clips)["drums"].tolist() == [False, False, True, True, True]
 
 
 def test_degraded_copies_repeat_by_seed_and_differ_between_seeds():
