@@ -51,11 +51,11 @@ JUDGES = ("logmel", "hpss", "hpss+aug")  # NAME: trained on clean clips; NAME+au
 
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
     """concept -> manifest index -> the clip re-rendered with the concept switched, at `JUDGE_SR` (cached in
-    DATA/oracle_<c>_<sr>.npz, a file of this benchmark's own)."""
+    DATA/oracle_<c>_<sr>_v2.npz, a file of this benchmark's own; v2: a solo switched off is silence, kept)."""
     cfg, fonts, held = data_config(data)
     out = {}
     for c in concepts:
-        cache = data / f"oracle_{c}_{JUDGE_SR}.npz"
+        cache = data / f"oracle_{c}_{JUDGE_SR}_v2.npz"
         if cache.exists():
             z = np.load(cache)
             out[c] = {int(k): z[k] for k in z.files}

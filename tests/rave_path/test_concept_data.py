@@ -223,7 +223,7 @@ def test_oracle_edits_take_the_first_renderable_clips_per_side_in_order():
     from training.data.concept_clips import oracle_edits
 
     has = [True, False, True, True, False, False, True, False]
-    renderable = {0, 1, 3, 5, 6, 7}  # 2 and 4: a solo of the concept, a font not installed
+    renderable = {0, 1, 3, 5, 6, 7}  # 2 and 4: fonts not installed
     asked = []
 
     def ideal(i: int):

@@ -759,15 +759,15 @@ def oracle_clip(
     row: dict, cfg: DataConfig, fonts: dict[str, Path], concept: str, holdout_font: str | None = None
 ) -> np.ndarray | None:
     """Clip `row` re-rendered with `concept` switched: its part removed when the clip has it (the ideal `off`), a
-    part added when it does not (the ideal `on`: the same phrase logic, key and tempo). None when removing it
-    leaves nothing (a solo of the concept) or the clip's font is not installed."""
+    part added when it does not (the ideal `on`: the same phrase logic, key and tempo). A solo of the concept
+    switched off is silence (which the judge hears as no concept). None when the clip's font is not installed."""
     removed, added = ORACLE_PARTS[concept]
     plan = plan_clip(int(row["index"]), cfg)
     if any(i in removed for i in plan.instruments):
         plan.notes = [n for n in plan.notes if n.instrument not in removed]
         plan.instruments = [i for i in plan.instruments if i not in removed]
         if not plan.instruments and plan.voice == "none":
-            return None
+            return np.zeros(round(cfg.duration * cfg.sample_rate), np.float32)
     else:
         extra = ClipPlan(plan.index, "solo", [added], tempo=plan.tempo, key=plan.key, mode=plan.mode)
         _compose(extra, np.random.default_rng([cfg.seed, plan.index, 4242]), cfg.duration)
@@ -787,7 +787,7 @@ def oracle_edits(
 ) -> dict[int, np.ndarray]:
     """The ideal edits of a concept to judge: for `clips` (key, has the concept) in their order, `ideal(key)` of the
     first `per_side` clips with and the first `per_side` without it (0: all) whose re-render exists (`oracle_clip`
-    is None for a solo of the concept or a font not installed). Keys in clip order."""
+    is None for a font not installed). Keys in clip order."""
     taken = {True: 0, False: 0}
     out: dict[int, np.ndarray] = {}
     for key, has in clips:
