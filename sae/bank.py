@@ -323,7 +323,8 @@ class ConceptBank:
 
         table = Table(
             title=f"{self.path} — {len(self)} concept(s)",
-            caption="features: SAE feature indices, largest probe weight first. AUROC (held out) [95 % interval]: "
+            caption="features: SAE feature indices, largest probe weight first (and how many features edits steer, "
+            "with the concepts whose steering features they spare). AUROC (held out) [95 % interval]: "
             "SAE: the SAE probe, dm: difference of means and raw: logistic probe on the raw activations; clips: "
             "with / without the concept, out of fold (and their sources where the search grouped them); then "
             "whether the SAE probe beat the raw baselines beyond the interval of the difference (an older bank "
@@ -336,6 +337,10 @@ class ConceptBank:
             feats = ", ".join(str(f.index) for f in c.features[:8])
             if len(c.features) > 8:
                 feats += f" +{len(c.features) - 8}"
+            if c.steer is not None:
+                feats += f"\nsteers {len(c.steer.features)}" + (
+                    f", spares {', '.join(c.steer.spared)}" if c.steer.spared else ""
+                )
             default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
             short = ("SAE", "dm", "raw")
             auroc = "\n".join(f"{s} {c.auroc_text(k)}" for k, s in zip(AUROC_METHODS, short, strict=True))

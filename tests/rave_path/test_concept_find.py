@@ -295,6 +295,8 @@ def test_spare_leaves_another_concepts_steering_features_alone(
     assert drums.spared == ("guitar",) and drums.features and not guitar & {f.index for f in drums.features}
     assert f"spared guitar: {len(shared)} feature(s) it shares with them are not steered" in out
     assert ConceptBank.load(bank_path).get("drums").to_dict()["steer"]["spared"] == ["guitar"]
+    assert main(["concept", "list", "--bank", str(bank_path)]) == 0
+    assert "spares guitar" in capsys.readouterr().out
     before = bank_path.read_bytes()
     for spare, says in (
         ("piano", "--spare piano: not in the concept bank"),
