@@ -222,24 +222,28 @@ def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, ca
     assert "concept name" in err and "ASCII letters" in err and not (tmp_path / "b.yaml").exists()
 
 
-def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tiny_model, concept_data, capsys):
-    """An SAE on decoder.net.1: the concept records the hook, the steering features chosen by effect (with
-    the threshold) and what off cannot remove; raw baselines on that layer and on the latents; an SAE of
-    another hook is refused in one line."""
-    import torch
-
+def _decoder_sae(tiny_model, path, seed: int | None = 0):
+    """An untrained SAE on the tiny model's decoder.net.1 (encoder biases spread so features fire), saved at `path`."""
     from realtime.rave_split import hook_shape
     from sae.io import save_sae
     from sae.model import SAEConfig, SparseAutoencoder
 
     model, _ = tiny_model
-    hook = "decoder.net.1"
-    width = hook_shape(model, hook)[0]
-    torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name=hook))
+    width = hook_shape(model, "decoder.net.1")[0]
+    if seed is not None:
+        torch.manual_seed(seed)
+    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name="decoder.net.1"))
     with torch.no_grad():
         sae.b_enc.normal_(0.0, 0.1)
-    sae_dir = save_sae(sae, tmp_path / "sae_dec")
+    return save_sae(sae, path)
+
+
+def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tiny_model, concept_data, capsys):
+    """An SAE on decoder.net.1: the concept records the hook, the steering features chosen by effect (with
+    the threshold) and what off cannot remove; raw baselines on that layer and on the latents; an SAE of
+    another hook is refused in one line."""
+    hook = "decoder.net.1"
+    sae_dir = _decoder_sae(tiny_model, tmp_path / "sae_dec")
     bank_path = tmp_path / "concepts.yaml"
     assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "guitar", "--steer-threshold", "0.01") == 0
     out = capsys.readouterr().out
@@ -262,18 +266,7 @@ def test_spare_leaves_another_concepts_steering_features_alone(
     """`concept find drums --spare guitar`: none of guitar's steering features is steered by drums, the bank
     records the spared concept and the note counts the shared features; a spared name not in the bank, the
     concept itself, or a concept of another SAE is refused in one line with the bank untouched."""
-    from realtime.rave_split import hook_shape
-    from sae.io import save_sae
-    from sae.model import SAEConfig, SparseAutoencoder
-
-    model, _ = tiny_model
-    hook = "decoder.net.1"
-    width = hook_shape(model, hook)[0]
-    torch.manual_seed(0)
-    sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name=hook))
-    with torch.no_grad():
-        sae.b_enc.normal_(0.0, 0.1)
-    sae_dir = save_sae(sae, tmp_path / "sae_dec")
+    sae_dir = _decoder_sae(tiny_model, tmp_path / "sae_dec")
     bank_path = tmp_path / "concepts.yaml"
     args = ("--steer-threshold", "0.01", "--permutations", "0")
     assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "guitar", *args) == 0
@@ -307,8 +300,7 @@ def test_spare_leaves_another_concepts_steering_features_alone(
         assert says in err and "\n" not in err
     other = tmp_path / "other.yaml"
     shutil.copy(bank_path, other)
-    sae2 = SparseAutoencoder(SAEConfig(d_in=width, d_sae=2 * width, k=8, hook_name=hook))
-    sae2_dir = save_sae(sae2, tmp_path / "sae_dec2")
+    sae2_dir = _decoder_sae(tiny_model, tmp_path / "sae_dec2", seed=None)  # other weights: another SAE
     assert _find(concept_data, tiny_rave_ts, sae2_dir, other, "drums", *args, "--spare", "guitar") == 2
     assert "--spare guitar: found on another SAE" in capsys.readouterr().err
     assert bank_path.read_bytes() == before
