@@ -298,6 +298,9 @@ def test_spare_leaves_another_concepts_steering_features_alone(
         assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *args, "--spare", spare) == 2
         err = capsys.readouterr().err.strip()
         assert says in err and "\n" not in err
+    no_steer = ("--steer-threshold", "0", "--spare", "guitar")
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *no_steer) == 2
+    assert "--spare: spares steering features" in capsys.readouterr().err
     other = tmp_path / "other.yaml"
     shutil.copy(bank_path, other)
     sae2_dir = _decoder_sae(tiny_model, tmp_path / "sae_dec2", seed=None)  # other weights: another SAE

@@ -227,6 +227,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         raise UserError(f"--groups {cfg.groups}: expected one of {', '.join(GROUP_RULES)}")
     if cfg.permutations < 0:
         raise UserError(f"--permutations {cfg.permutations}: expected 0 or more")
+    if cfg.spare and cfg.steer_threshold == 0:
+        raise UserError("--spare: spares steering features; with --steer-threshold 0 edits move the probe's only")
     if not (np.isfinite(cfg.steer_threshold) and cfg.steer_threshold >= 0):
         raise UserError(
             f"--steer-threshold {cfg.steer_threshold}: expected a number >= 0 (a share of the concept's mean "
