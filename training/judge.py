@@ -102,6 +102,23 @@ def judge_shift(hits: dict[str, np.ndarray], rows: list[dict], concept: str) -> 
     return out
 
 
+def moved_clips(
+    before: dict[str, np.ndarray], after: dict[str, np.ndarray], rows: Sequence[dict], concept: str
+) -> dict[str, dict[str, int]]:
+    """Where an edit of `concept` drifts: per other concept, on how many of the clips (manifest `rows`) its call
+    changed from `before` to `after`, and how many of those are solos of `concept` (`concept_clips.solo_of`)."""
+    from training.data.concept_clips import solo_of
+
+    solo = np.array([solo_of(r, concept) for r in rows], bool)
+    out = {}
+    for other in after:
+        if other == concept:
+            continue
+        moved = np.asarray(before[other], bool) != np.asarray(after[other], bool)
+        out[other] = {"moved": int(moved.sum()), "solos": int((moved & solo).sum()), "clips": len(rows)}
+    return out
+
+
 def oracle_shift(before: dict[str, np.ndarray], after: dict[str, np.ndarray], had: np.ndarray, concept: str) -> dict:
     """The ideal edits of `concept` as a judge hears them: its detections of clean clips (`before`) and of the same
     clips re-rendered with the concept's part removed where they `had` it (ideal `off`) or added where not (ideal

@@ -117,14 +117,30 @@ def test_the_hook_is_chosen_on_validation_and_judged_on_the_reported_clips():
 
 
 def test_why_not_names_what_stopped_each_measure():
-    from training.rave.hooks import choose_on_validation
+    from training.rave.hooks import choose_on_validation, why_not
 
     s = choose_on_validation(_summary("holdout_font", {"latent": 0, "decoder.net.1": 0}, "latent"), None)
     (line,) = s["why_not"]
     drop, rise, drift = line.removeprefix("drums: ").split("; ")
     assert drop.startswith("drop: latent off +21 vs baseline -4") and drop.endswith("its drift is 21 > 10")
+    # where the judge's json says which clips carry the drift, the line names them
+    s["concepts"]["drums"]["latent"]["on"] |= {
+        "off_worst": "guitar",
+        "off_moved": {"moved": 6, "solos": 6, "clips": 24},
+    }
+    drop = why_not(s)[0].removeprefix("drums: ").split("; ")[0]
+    assert drop.endswith("its drift is 21 > 10 (guitar moved on 6 of 24 clips, 6 of them drums solos)")
     assert "ceiling +42: the baseline already reaches the ceiling of any edit (+42)" in rise
     assert drift.endswith("the interval includes 0")
+
+
+def test_moved_clips_counts_the_clips_whose_call_changed_and_the_solos_among_them():
+    from training.judge import moved_clips
+
+    rows = [{"kind": k, "drums": 1, "guitar": g} for k, g in (("solo", 0), ("solo", 0), ("band", 1), ("band", 0))]
+    before = {"drums": np.array([1, 1, 1, 1], bool), "guitar": np.array([0, 0, 1, 0], bool)}
+    after = {"drums": np.array([0, 1, 0, 1], bool), "guitar": np.array([1, 1, 1, 1], bool)}
+    assert moved_clips(before, after, rows, "drums") == {"guitar": {"moved": 3, "solos": 2, "clips": 4}}
 
 
 def test_a_won_drop_is_named_as_offs_once():

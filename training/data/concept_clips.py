@@ -78,6 +78,13 @@ CONCEPTS: dict[str, Callable[[dict], bool]] = {
     "voice_male": lambda r: r["voice"] == "male",
     "voice_female": lambda r: r["voice"] == "female",
 }
+
+
+def solo_of(row: dict, concept: str) -> bool:
+    """The clip is `concept` alone (a solo of one of its instruments): switched off, nothing is left of it."""
+    return row.get("kind") == "solo" and bool(CONCEPTS[concept](row))
+
+
 MANIFEST_FIELDS = (
     "file",
     "index",

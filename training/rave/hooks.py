@@ -498,6 +498,9 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 on_drift = max((abs(v.mean()) for v in sae["drift_on"].values()), default=0.0)
                 off_drift = max((abs(v) for v in entry["drift"]["off"].values()), default=0.0)
                 cmp["on_drift"], cmp["off_drift"] = float(on_drift), float(off_drift)
+                worst_off = max(entry["drift"]["off"], key=lambda o: abs(entry["drift"]["off"][o]), default=None)
+                cmp["off_worst"] = worst_off
+                cmp["off_moved"] = entry.get("off_moved", {}).get(worst_off)  # where that drift is (judge.json)
                 cmp["max_drift"] = float(max(on_drift, off_drift))
                 cmp["strength"] = sae["strength"]
                 # a win counts at the drift of the edit it measures: `off` for drop, `on` / `clamp` for the rest
@@ -583,7 +586,9 @@ def why_not(s: dict[str, Any]) -> list[str]:
             lo, hi = x["interval"]
             head = f"{m}: {hook} {arm} {x['sae']:+.0f} vs baseline {x['baseline']:+.0f} (Δ [{lo:+.0f}, {hi:+.0f}])"
             if x["beats"] and drift > GOAL_DRIFT:
-                why = f"a win, but its drift is {drift:.0f} > {GOAL_DRIFT:g}"
+                why = f"a win, but its drift is {drift:.0f} > {GOAL_DRIFT:g}" + (
+                    where_off_drifts(name, c) if m == "drop" else ""
+                )
             elif x["beats"]:
                 why = "a win"
             elif m in ceiling and x["baseline"] >= ceiling[m] - 0.5:
@@ -599,6 +604,17 @@ def why_not(s: dict[str, Any]) -> list[str]:
             parts.append(f"{head}: {why}")
         lines.append(f"{name}: " + "; ".join(parts))
     return lines
+
+
+def where_off_drifts(name: str, c: dict[str, Any]) -> str:
+    """` (guitar moved on 6 of 24 clips, 6 of them drums solos)`: the clips behind an `off`'s drift, when known."""
+    moved = c.get("off_moved")
+    if not moved:
+        return ""
+    return (
+        f" ({c['off_worst']} moved on {moved['moved']} of {moved['clips']} clips, {moved['solos']} of them "
+        f"{name} solos)"
+    )
 
 
 def _iv(x: list[float]) -> str:

@@ -59,6 +59,7 @@ from training.judge import (
     concepts_to_judge,
     goals_met,
     hit_rate,
+    moved_clips,
     save_report,
 )
 
@@ -276,6 +277,7 @@ def evaluate_steering(
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = best["rise"]
         entry["drift"] = {"off": drift_off, "on": best["drift"]}
+        entry["off_moved"] = moved_clips({o: base[o][pos] for o in names}, off, [test_rows[i] for i in pos], name)
         entry["max_drift"] = worst
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
         entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(pos), best["clips"], *lows)
