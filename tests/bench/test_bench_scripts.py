@@ -52,6 +52,15 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
             r"worst drift mean [\d.]+, max \d+; worst drift ratio [\d.]+\n"
         ],
     ),
+    "learned_off.py": (
+        ["--data", "{tmp}/data", "--n", "30", "--seed", "5", "--max-clips", "4", "--threads", "1"],
+        [
+            r"drums: [1-9]\d* train pairs, [1-9]\d* latent frames",
+            r"bank off: drop [+-]\d+ \[",
+            r"SAE affine \(learned\): drop [+-]\d+ \[.*drop vs bank off [+-]\d+ \[",
+            r"raw linear \(learned\): drop [+-]\d+ \[.*drop vs bank off [+-]\d+ \[",
+        ],
+    ),
     "jack_soak.py": (
         ["--minutes", "0.1", "--stalls", "0.25", "--stall-every", "3"],
         [
