@@ -31,15 +31,8 @@ from realtime.rave import RaveModel
 from realtime.render_rave import RaveStream, load_steering, model_delay, offline_block, render_array
 from sae.stats import Interval, paired_diff
 from sae.steering import Edit, Gate
-from training.data.concept_clips import (
-    CONCEPTS,
-    HOLDOUT_SPLIT,
-    DataConfig,
-    data_config,
-    make_dataset,
-    oracle_clip,
-    read_manifest,
-)
+from training.data import concept_clips as clips
+from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
 from training.judge import Judge
 
 
@@ -88,9 +81,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if not (args.data / "manifest.csv").exists():
-        make_dataset(args.data, DataConfig(n=args.n, seed=args.seed, holdout_font=args.holdout_font), concepts=None)
-    rows, notes, c = read_manifest(args.data), AudioNotes(), args.concept
-    data_cfg, fonts, held = data_config(args.data)
+        made = clips.DataConfig(n=args.n, seed=args.seed, holdout_font=args.holdout_font)
+        clips.make_dataset(args.data, made, concepts=None)
+    rows, notes, c = clips.read_manifest(args.data), AudioNotes(), args.concept
+    data_cfg, fonts, held = clips.data_config(args.data)
     model = RaveModel.load(args.model)
     steering = load_steering(args.bank, model)
     if steering.hook != "latent":
@@ -104,7 +98,7 @@ def main() -> None:
     train = [r for r in rows if r["split"] == "train"]
     with_c, without_c = [], []
     for r in (r for r in train if CONCEPTS[c](r)):
-        a, b = read(r), oracle_clip(r, data_cfg, fonts, c, held)
+        a, b = read(r), clips.oracle_clip(r, data_cfg, fonts, c, held)
         if a is None or b is None:
             continue
         za, zb = latents(stream, a), latents(stream, resample(b, data_cfg.sample_rate, model.sr)[: len(a)])
