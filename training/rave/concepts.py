@@ -249,7 +249,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     hook = cfg.hook or sae_hook(sae_cfg)
     check_sae_for_model(cfg.sae, sae_cfg, model, hook)
     sae = load_sae(cfg.sae, device=cfg.device).eval()
-    spared = spared_features(bank, cfg, hook, sae_weights_sha256(cfg.sae))
+    sae_sha = sae_weights_sha256(cfg.sae)
+    spared = spared_features(bank, cfg, hook, sae_sha)
     notes = AudioNotes()
     streams = make_streams(model, [hook])
     pos = clip_frames(model, with_files, notes, streams, cache, hook)
@@ -314,7 +315,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         {k: float(v) for k, v in report.auroc.items()},
         concept_probe(report.probe),
         steer,
-        sae_sha256=sae_weights_sha256(cfg.sae),
+        sae_sha256=sae_sha,
         auroc_interval=concept_intervals(report),
         verdict=report.verdict,
         clips=concept_clips(report),

@@ -496,9 +496,10 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 sae = arm_numbers(entry, entry, name, key)
                 cmp = compare_arms(sae, base, cfg.seed)
                 on_drift = max((abs(v.mean()) for v in sae["drift_on"].values()), default=0.0)
-                off_drift = max((abs(v) for v in entry["drift"]["off"].values()), default=0.0)
+                drift_off = entry["drift"]["off"]
+                worst_off = max(drift_off, key=lambda o: abs(drift_off[o]), default=None)
+                off_drift = abs(drift_off[worst_off]) if worst_off is not None else 0.0
                 cmp["on_drift"], cmp["off_drift"] = float(on_drift), float(off_drift)
-                worst_off = max(entry["drift"]["off"], key=lambda o: abs(entry["drift"]["off"][o]), default=None)
                 cmp["off_worst"] = worst_off
                 cmp["off_moved"] = entry.get("off_moved", {}).get(worst_off)  # where that drift is (judge.json)
                 cmp["max_drift"] = float(max(on_drift, off_drift))
