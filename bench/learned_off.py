@@ -34,16 +34,7 @@ from sae.steering import Edit, Gate
 from training.data import concept_clips as clips
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
 from training.judge import Judge
-
-
-def latents(stream: RaveStream, audio: np.ndarray) -> torch.Tensor:
-    """[frames, latent] of the clip, block by block from a reset stream (as `render_array` encodes it)."""
-    stream.reset()
-    block = offline_block(stream.ratio)
-    x = np.zeros(len(audio) + (-len(audio)) % block, np.float32)
-    x[: len(audio)] = audio
-    xt = torch.from_numpy(x).view(1, 1, -1).expand(1, stream.channels, -1)
-    return torch.cat([stream.encode_mean(xt[..., s : s + block])[0].T for s in range(0, len(x), block)]).double()
+from training.rave.collect import activations_of
 
 
 def render_linear(stream: RaveStream, audio: np.ndarray, A: torch.Tensor, delay: int, seed: int) -> np.ndarray:
@@ -91,6 +82,7 @@ def main() -> None:
         raise SystemExit(f"--bank {args.bank}: its SAE reads {steering.hook}; this benchmark learns latent edits only")
     names = [n for n in steering.concepts if n in CONCEPTS]
     sae, stream, delay = steering.sae, RaveStream(model), model_delay(model)
+    streams = {"all": stream}  # `activations_of` reads the latent rows of each pair through the same stream
 
     def read(r: dict) -> np.ndarray | None:
         return read_mono(args.data / r["file"], model.sr, notes, min_samples=model.ratio)
@@ -101,11 +93,12 @@ def main() -> None:
         a, b = read(r), clips.oracle_clip(r, data_cfg, fonts, c, held)
         if a is None or b is None:
             continue
-        za, zb = latents(stream, a), latents(stream, resample(b, data_cfg.sample_rate, model.sr)[: len(a)])
+        b = resample(b, data_cfg.sample_rate, model.sr)[: len(a)]
+        za, zb = (activations_of(model, x, ["latent"], offline_block(model.ratio), streams)["latent"] for x in (a, b))
         m = min(len(za), len(zb))
         with_c.append(za[:m])
         without_c.append(zb[:m])
-    Zw, Zo = torch.cat(with_c), torch.cat(without_c)
+    Zw, Zo = torch.cat(with_c).double(), torch.cat(without_c).double()
     with torch.no_grad():
         Fw, Fo = sae.encode(Zw.float()).double(), sae.encode(Zo.float()).double()
     mw, mo = Fw.mean(0), Fo.mean(0)
