@@ -20,7 +20,7 @@ from realtime.audio_files import resample
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff, rate_diff, verdict, wilson
-from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT
+from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 
 N_MELS = 64
 GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
@@ -107,8 +107,6 @@ def moved_clips(
 ) -> dict[str, dict[str, int]]:
     """Where an edit of `concept` drifts: per other concept, on how many of the clips (manifest `rows`) its call
     changed from `before` to `after`, and how many of those are solos of `concept` (`concept_clips.solo_of`)."""
-    from training.data.concept_clips import solo_of
-
     solo = np.array([solo_of(r, concept) for r in rows], bool)
     out = {}
     for other in after:
