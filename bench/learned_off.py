@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--max-clips", type=int, default=24, help="held-out clips with the concept (default 24)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
+    if args.concept not in CONCEPTS:
+        raise SystemExit(f"--concept {args.concept}: expected a manifest concept ({', '.join(CONCEPTS)})")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if not (args.data / "manifest.csv").exists():

@@ -137,10 +137,11 @@ def test_why_not_names_what_stopped_each_measure():
 def test_moved_clips_counts_the_clips_whose_call_changed_and_the_solos_among_them():
     from training.judge import moved_clips
 
-    rows = [{"kind": k, "drums": 1, "guitar": g} for k, g in (("solo", 0), ("solo", 0), ("band", 1), ("band", 0))]
-    before = {"drums": np.array([1, 1, 1, 1], bool), "guitar": np.array([0, 0, 1, 0], bool)}
-    after = {"drums": np.array([0, 1, 0, 1], bool), "guitar": np.array([1, 1, 1, 1], bool)}
-    assert moved_clips(before, after, rows, "drums") == {"guitar": {"moved": 3, "solos": 2, "clips": 4}}
+    kinds = (("solo", 0), ("solo", 0), ("band", 1), ("band", 0), ("solo", 0))
+    rows = [{"kind": k, "drums": 1, "guitar": g} for k, g in kinds]
+    before = {"drums": np.array([1, 1, 1, 1, 1], bool), "guitar": np.array([0, 0, 1, 0, 0], bool)}
+    after = {"drums": np.array([0, 1, 0, 1, 1], bool), "guitar": np.array([1, 1, 1, 1, 0], bool)}  # solo 4 unmoved
+    assert moved_clips(before, after, rows, "drums") == {"guitar": {"moved": 3, "solos": 2, "clips": 5}}
 
 
 def test_a_won_drop_is_named_as_offs_once():
