@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from realtime.clock_drift import ClockDrift
 from realtime.controls import Controls
 from realtime.processor import BlockProcessor, BlockStats, check_period
 from realtime.ring import FrameRing
@@ -209,9 +210,9 @@ class Engine:
     """
 
     HOLD = 2  # callbacks held after one that seems to have skipped cycles, the next one deciding (`_follow_device`)
-    # how fast the device clock may run against the frames counted: a sound card against the system clock drifts
-    # tens of ppm, JACK's `jack_frame_time` (PortAudio's clock under JACK) was measured 5300 ppm fast on a dummy
-    # server with a second client in the loop
+    # how fast the device clock may run against the frames counted until its rate is estimated (`ClockDrift`): a
+    # sound card against the system clock drifts tens of ppm, JACK's `jack_frame_time` (PortAudio's clock under
+    # JACK) was measured 5300 ppm fast on a dummy server with a second client in the loop
     CLOCK_SLEW = 0.02
 
     def __init__(
@@ -253,6 +254,7 @@ class Engine:
         self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
         self._pos = 0  # callback-owned: device frames since the stream started (taken in and played)
         self._clock = math.inf  # callback-owned: least (device clock − _pos) seen, in frames
+        self._drift = ClockDrift(window=self.sr // 2, fallback=self.CLOCK_SLEW)  # callback-owned: how fast it rises
         self._hold = np.zeros((4 * self.HOLD * period, self.channels), np.float32)  # callback-owned: held input
         self._held = self._held_calls = 0  # its frames and callbacks (0: none held)
         self._hold_starts = np.zeros(self.HOLD, np.int64)  # where each held callback starts in `_hold`
@@ -362,9 +364,9 @@ class Engine:
             n += skipped
             self._pos = n
             offset -= skipped
-        # the reference may rise by `CLOCK_SLEW` of the frames: a clock that drifts against the frames counted is
-        # followed, a skipped cycle (a whole period at once, decided within `HOLD` + 1 callbacks) is not
-        self._clock = min(self._clock + self.CLOCK_SLEW * frames, offset)
+        # the reference rises as fast as the clock drifts (`ClockDrift`): a drifting clock is followed, a skipped
+        # cycle (a whole period at once, decided within `HOLD` + 1 callbacks) and a run of late callbacks are not
+        self._clock = min(self._clock + self._drift.rise(offset, frames), offset)
         return n
 
     def _skipped(self, offset: float) -> int:

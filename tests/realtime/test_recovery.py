@@ -279,6 +279,32 @@ def test_a_jack_frame_clock_that_runs_fast_or_slow_counts_only_the_cycles_really
     assert engine.counters.skipped_cycles == lost, (engine.counters.skipped_cycles, lost)
 
 
+@pytest.mark.parametrize("ppm", [0, 5300])
+@pytest.mark.parametrize("case", ["half a period late for 0.7 s, 1 lost, on time", "0.3 late for 1 s, 3 lost, 0.34"])
+def test_a_cycle_skipped_right_after_a_run_of_late_callbacks_is_still_counted(case, ppm):
+    """A run of late callbacks (a busy plug-in ahead in the JACK graph, a loaded laptop) raises every offset by
+    the same step. A reference that rose by a fixed 2 % of the frames absorbed it within a few callbacks, and a
+    cycle skipped just after, the callback after it back on time, was not seen (counted 0 of 1, and the audio
+    in flight was played a period late). The reference now rises only as fast as the clock drifts, estimated
+    from the least offset per half second (`ClockDrift`), so the skip is counted and nothing is shifted, with the
+    clock 5300 ppm fast too."""
+    B, P, at, n = 512, 256, 600, 1200
+    run, late, lost, back = {
+        "half a period late for 0.7 s, 1 lost, on time": (120, 0.5, 1, 0.05),
+        "0.3 late for 1 s, 3 lost, 0.34": (172, 0.3, 3, 0.34),
+    }[case]
+    engine = _engine(FakeProcessor(B), period=P)
+
+    def event(k: int) -> tuple[int, float, bool]:
+        if at <= k < at + run:
+            return 0, late, False
+        return (lost, back, True) if k == at + run else (0, (k % 3) / 80, False)
+
+    played, want = _through_jack(engine, n, event, drift=ppm * 1e-6)
+    assert ((played == want) | (played == 0.0) | np.isnan(played)).all()  # in place or silent, never shifted
+    assert engine.counters.skipped_cycles == lost
+
+
 def test_impossible_period_block_pairs_are_refused_in_one_line():
     cases = [(4096, 2048, "period 4096 with block 2048"), (1024, 1536, "period 1024 with block 1536"),
              (0, 512, "period 0"), (384, 512, r"period 384 with block 512: .*\(e\.g\. 128, 256, 512\)")]  # fmt: skip
@@ -498,3 +524,20 @@ def test_a_late_block_says_what_the_model_took_against_its_budget():
         r"(; it started late \(the machine was busy\))?; (1 late block|\d+ late blocks) so far"
     )
     assert all(re.fullmatch(pattern, m) for m in late), late
+
+
+def test_the_clock_rate_is_the_drift_not_the_lateness():
+    """The rate comes from the least offset per window, so callbacks late at random and a three-second run of
+    callbacks half a period late (a step up, then one down) leave it at the clock's drift all along."""
+    from realtime.clock_drift import ClockDrift
+
+    P, drift = 256, 5300e-6
+    rng = np.random.default_rng(4)
+    clock = ClockDrift(window=SR // 2)
+    rates = []
+    for k in range(3000):
+        late = 0.5 * P if 1000 <= k < 1500 else rng.uniform(0, 0.3) * P
+        clock.rise(k * P * drift + late, P)
+        rates.append(clock.rate)
+    assert rates[300] is None and rates[400] is not None  # four windows (two seconds) before the first estimate
+    assert np.allclose(rates[400:], drift, atol=0.5 * clock.margin)  # within the margin the reference rises by
