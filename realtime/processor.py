@@ -17,6 +17,7 @@ follow them there once per control snapshot (`edit_tensors`), never per feature 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,8 @@ import torch
 from torch import Tensor
 
 from realtime.controls import Snapshot
+from sae.alone import AloneSilence
+from sae.bank import ConceptAlone
 from sae.errors import UserError
 from sae.meter import MeterParams, ema_weight, pooled_meter, smooth
 from sae.steering import Edit, Gate, ramp, ramp_floor, steer
@@ -133,6 +136,8 @@ class BlockProcessor:
         hook: where the SAE edits: `latent`, or an inner layer (`encoder.net.N`, `decoder.net.N`: each stream
             runs in two parts around it, `realtime.rave_split`).
         gate: keeps `on` / `clamp` off quiet frames (`sae.steering.Gate`; default on, as in offline renders).
+        alone: the bank's detectors of concepts playing alone (name → `sae.bank.ConceptAlone`): where such a
+            concept is `off`, its frames get the hook's activation of silence (`sae.alone`).
     """
 
     def __init__(
@@ -148,6 +153,7 @@ class BlockProcessor:
         seed: int = 0,
         hook: str = "latent",
         gate: Gate | None = None,
+        alone: Mapping[str, ConceptAlone] | None = None,
     ):
         if channels not in (1, 2):
             raise UserError(f"channels {channels}: expected 1 or 2")
@@ -195,6 +201,7 @@ class BlockProcessor:
         self._meter_weight = ema_weight(self.frames, self.sr / model.ratio, METER_SECONDS)
         self.meter_values: tuple[float, ...] = (0.0,) * len(self.meters) if self.meters is not None else ()
         self._meter_state: torch.Tensor | None = None
+        self.alone = [AloneSilence(alone or {} if sae is not None else {}) for _ in self.streams]  # one per stream
         self.prev_edit: Edit | None = None
         self._tensors: tuple[Edit | None, tuple[torch.Tensor, ...]] = (None, ())
         self.prev_mix = -1.0  # set from the first snapshot (no ramp in from nothing)
@@ -235,12 +242,16 @@ class BlockProcessor:
             return self._tensors[1]
         return edit_tensors(prev, edit, frames, self.device)
 
-    def _edit_rows(self, rows: Tensor, edit: Edit, gate: Tensor | None, pooled: list[Tensor]) -> Tensor:
+    def _edit_rows(
+        self, rows: Tensor, edit: Edit, gate: Tensor | None, pooled: list[Tensor], stream: int = 0
+    ) -> Tensor:
         """Rows [.., F, d] at the hook → edited rows (the same object when nothing is edited), ramping from the
-        previous block's edit to `edit`; the meters' pooled features of the rows go to `pooled`."""
+        previous block's edit to `edit`; the meters' pooled features of the rows go to `pooled`; the `stream`'s
+        detectors of concepts playing alone follow the rows and silence those of an `off` concept."""
         prev = self.prev_edit if self.prev_edit is not None else edit
         editing = not (prev.is_identity and edit.is_identity)
-        if self.sae is None or (not editing and self.meters is None):
+        alone = self.alone[stream]
+        if self.sae is None or (not editing and self.meters is None and not alone):
             return rows
         t0 = time.perf_counter()
         f = self.sae.encode(rows)
@@ -250,15 +261,19 @@ class BlockProcessor:
         out = rows
         if editing:
             out = steer_block(rows, f, self.sae, self.W_dec, self._edit_tensors(edit, rows.shape[-2]), gate)
+        if alone:
+            out = alone.apply(out, f, self.blocksize / self.sr, edit.alone)
         self.stats.sae_s += t1 - t0
         self.stats.edit_s += time.perf_counter() - t1
         return out
 
-    def _steer(self, z: Tensor, edit: Edit, gate: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    def _steer(
+        self, z: Tensor, edit: Edit, gate: Tensor | None = None, stream: int = 0
+    ) -> tuple[Tensor, Tensor | None]:
         """[1, N, F] latents → (edited latents, pooled meter features [M] or None)."""
         pooled: list[Tensor] = []
         zt = z[0].T
-        out = self._edit_rows(zt, edit, None if gate is None else gate[0], pooled)
+        out = self._edit_rows(zt, edit, None if gate is None else gate[0], pooled, stream)
         return (z if out is zt else out.T.unsqueeze(0)), (pooled[0] if pooled else None)
 
     def _update_meters(self, pooled: list[torch.Tensor]) -> None:
@@ -277,6 +292,8 @@ class BlockProcessor:
         offline render (`realtime.render_rave.render_array`)."""
         for stream in self.streams:
             stream.reset()
+        for alone in self.alone:
+            alone.reset()
         torch.manual_seed(self.seed)
         self.dry.clear()
         self._fade_in = True
@@ -300,12 +317,12 @@ class BlockProcessor:
             inp = inp.to(self.device)
             gate = self.gate.weights(inp.mean(1), self.ratio) if self.sae is not None else None  # [1, F, 1]
             if self.splits is not None:
-                edit_rows = lambda rows, g=gate: self._edit_rows(rows, edit, g, pooled)  # noqa: E731
+                edit_rows = lambda rows, g=gate, i=i: self._edit_rows(rows, edit, g, pooled, i)  # noqa: E731
                 wet_parts.append(self.splits[i](inp, edit_rows))
                 continue
             stream = self.streams[i]
             z = stream.encode_mean(inp)
-            z, meter_feats = self._steer(z, edit, gate)
+            z, meter_feats = self._steer(z, edit, gate, i)
             if meter_feats is not None:
                 pooled.append(meter_feats)
             wet_parts.append(stream.decode(z))

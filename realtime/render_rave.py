@@ -16,16 +16,18 @@ between files (a copy of the cache buffers: far cheaper than loading the module 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from realtime.audio_files import check_finite
 from realtime.processor import edit_tensors, steer_block
+from sae.alone import AloneSilence, detectors_of
 from sae.errors import UserError
 from sae.steering import Edit, EditState, Gate, apply_edit, check_sets
 
@@ -143,8 +145,22 @@ def load_steering(
     if sae.cfg.d_in != width:
         what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
         raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
+    detectors_of(concepts, sae.cfg.d_sae, width)  # a detector that does not fit the SAE or the hook: one line
     state = EditState.from_concepts(sae.cfg.d_sae, concepts)
     return Steering(sae, chosen, state, concepts, hook)
+
+
+def _silenced(
+    edit_rows: Callable[[Tensor], Tensor] | None, sae: Any, silencer: AloneSilence, seconds: float, alone: Mapping
+) -> Callable[[Tensor], Tensor]:
+    """`edit_rows` (None: none), then silence where a concept of `alone` plays alone (its detectors read the rows
+    before the edit)."""
+
+    def rows_of(rows: Tensor) -> Tensor:
+        out = edit_rows(rows) if edit_rows is not None else rows
+        return silencer.apply(out, sae.encode(rows), seconds, alone)
+
+    return rows_of
 
 
 def offline_block(ratio: int, target: int = 16384) -> int:
@@ -221,9 +237,17 @@ def render_array(
     scheduled = bool(edits) and sae is not None
     W_dec = sae.W_dec.detach().to(torch.float32) if scheduled else None
     prev: Edit | None = None
+    # detectors of concepts playing alone, for the concepts some edit switches off (`sae.alone`): fresh memory
+    silencer = AloneSilence(
+        {k: v for e in ([edit] if edit is not None else []) + list(edits or []) for k, v in e.alone.items()}
+        if sae is not None
+        else {}
+    )
+    seconds = block / stream.sr
     for i, start in enumerate(range(0, total, block)):
         x_block = xt[..., start : start + block]
         tensors = None
+        cur = edit
         if scheduled:  # as the live engine: the block's edit, ramped from the previous block's
             cur = edits[min(i, len(edits) - 1)]
             tensors = edit_tensors(prev if prev is not None else cur, cur, block // stream.ratio, W_dec.device)
@@ -237,15 +261,20 @@ def render_array(
                 edit_rows = lambda rows, t=tensors, g=g: steer_block(rows, None, sae, W_dec, t, g)  # noqa: E731
             else:
                 edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
+            if silencer:
+                edit_rows = _silenced(edit_rows, sae, silencer, seconds, cur.alone if cur is not None else {})
             outs.append(out_of(split(x_block, edit_rows)))
             if progress:
                 progress(min(start + block, total), total)
             continue
         z = stream.encode_mean(x_block)
+        rows = z[0].T
         if tensors is not None:
-            z = steer_block(z[0].T, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
+            z = steer_block(rows, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
         elif steer:
-            z = apply_edit(z[0].T, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
+            z = apply_edit(rows, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
+        if silencer:
+            z = silencer.apply(z[0].T, sae.encode(rows), seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
         if shift is not None:
             z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
         outs.append(out_of(stream.decode(z)))

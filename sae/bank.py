@@ -23,6 +23,13 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           off_left: 0.3                              # share of the concept's mean difference `off` leaves
           error_share: 0.1                           # share of it carried by the SAE's error term (kept)
           spared: [piano]                            # optional: concepts whose steering features it leaves alone
+        alone:                                       # optional: when the concept plays alone (`concept find --alone`)
+          memory_s: 2.0                              # the detector's causal memory of the features, seconds
+          intercept: -6.1
+          coef: [0.0, 1.3, ...]                      # per SAE feature, on that memory of log1p(f)
+          threshold: 0.08                            # probability above which a frame holds the concept alone
+          silence: [0.02, -0.4, ...]                 # the hook's activation of silence, what `off` puts there
+          auroc: 0.998                               # optional: on the frames of held-out clips
 
 `auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, `clips` how many clips
 with and without the concept the probes were fitted and evaluated on (out of fold) and, where the search grouped
@@ -31,6 +38,9 @@ source), and `verdict` whether the SAE
 probe beat the better raw baseline ("SAE better", "baseline better") by the paired interval of their difference, or
 not ("tied"); all three are absent from banks written before they were recorded, which then show the point values
 alone.
+
+`alone` lets `off` remove a concept that plays alone (a drum solo) instead of re-timbring it: frames the detector
+calls alone get the hook's activation of silence (`sae.alone`).
 
 `features` are the few features the detector (probe) needs; `steer.features` are every feature whose
 effect reaches the threshold, which `off` / `on` / `clamp` / `scale` move (`sae.steering`).
@@ -70,6 +80,7 @@ CONCEPT_KEYS = (
     "verdict",
     "probe",
     "steer",
+    "alone",
 )
 AUROC_METHODS = ("sae_probe", "diff_means", "logistic_raw")
 VERDICTS = ("SAE better", "baseline better", "tied")
@@ -145,6 +156,30 @@ class ConceptSteer:
 
 
 @dataclass(frozen=True)
+class ConceptAlone:
+    """When the concept plays alone: P = sigmoid(intercept + coef · m_t), where m_t is a causal exponential mean of
+    log1p(f) over the hook's frames with a `memory_s` seconds time constant; frames with P > `threshold` hold the
+    concept alone, and `off` puts the hook's activation of `silence` there (`sae.alone`)."""
+
+    memory_s: float
+    intercept: float
+    coef: tuple[float, ...]
+    threshold: float
+    silence: tuple[float, ...]
+    auroc: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "memory_s": _r(self.memory_s),
+            "intercept": _r(self.intercept),
+            "coef": [_r(c) for c in self.coef],
+            "threshold": _r(self.threshold),
+            "silence": [_r(x) for x in self.silence],
+        }
+        return out | ({"auroc": _r(self.auroc)} if self.auroc is not None else {})
+
+
+@dataclass(frozen=True)
 class ConceptClips:
     """How many clips with and without the concept its probes were fitted and evaluated on (out of fold), and
     from how many sources where the search grouped them (None: every clip its own source)."""
@@ -179,6 +214,7 @@ class Concept:
     auroc_interval: dict[str, tuple[float, float]] = field(default_factory=dict)  # method -> 95 % interval
     clips: ConceptClips | None = None  # clips with / without the concept (None: older bank)
     verdict: str | None = None  # one of VERDICTS (None: older bank)
+    alone: ConceptAlone | None = None  # when it plays alone (None: `off` has no detector)
 
     def auroc_text(self, method: str, spec: str = ".2f") -> str:
         """`0.97 [0.93, 1.00]`: the method's AUROC and its interval when the bank has one; "-" without an AUROC."""
@@ -210,6 +246,8 @@ class Concept:
             out["probe"] = self.probe.to_dict()
         if self.steer is not None:
             out["steer"] = self.steer.to_dict()
+        if self.alone is not None:
+            out["alone"] = self.alone.to_dict()
         return out
 
 
@@ -341,6 +379,8 @@ class ConceptBank:
                 feats += f"\nsteers {len(c.steer.features)}" + (
                     f", spares {', '.join(c.steer.spared)}" if c.steer.spared else ""
                 )
+            if c.alone is not None:
+                feats += "\noff silences it alone"
             default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
             short = ("SAE", "dm", "raw")
             auroc = "\n".join(f"{s} {c.auroc_text(k)}" for k, s in zip(AUROC_METHODS, short, strict=True))
@@ -445,6 +485,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         intervals,
         clips,
         verdict,
+        _alone(spec.get("alone"), at),
     )
 
 
@@ -519,6 +560,31 @@ def _steer(spec: Any, at: str) -> ConceptSteer | None:
         shares["off_left"],
         shares["error_share"],
         tuple(spared),
+    )
+
+
+def _alone(spec: Any, at: str) -> ConceptAlone | None:
+    if spec is None:
+        return None
+    keys = {"memory_s", "intercept", "coef", "threshold", "silence"}
+    if not isinstance(spec, dict) or not keys <= set(spec) or set(spec) - keys - {"auroc"}:
+        raise UserError(f"{at}: alone must be {{memory_s, intercept, coef, threshold, silence[, auroc]}}")
+    vectors = {}
+    for key in ("coef", "silence"):
+        v = spec[key]
+        if not isinstance(v, list) or not v:
+            raise UserError(f"{at}: alone.{key} must be a non-empty list of numbers")
+        vectors[key] = tuple(_num(x, f"{at}: alone.{key}[{i}]") for i, x in enumerate(v))
+    memory = _num(spec["memory_s"], f"{at}: alone.memory_s", lo=0.0)
+    if memory <= 0:
+        raise UserError(f"{at}: alone.memory_s {memory:g}; expected seconds > 0")
+    return ConceptAlone(
+        memory,
+        _num(spec["intercept"], f"{at}: alone.intercept"),
+        vectors["coef"],
+        _num(spec["threshold"], f"{at}: alone.threshold", 0.0, 1.0),
+        vectors["silence"],
+        _num(spec["auroc"], f"{at}: alone.auroc", 0.0, 1.0) if "auroc" in spec else None,
     )
 
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import torch
@@ -64,12 +64,15 @@ class Edit:
         add: additive offset per feature (0 = untouched).
         idx: long indices where gain != 1, add != 0 or floor > 0, ascending; empty for the identity edit.
         floor: clamp floor per feature (0 = none; `None` = no floor anywhere).
+        alone: the detectors of the concepts switched `off` that have one (name → `sae.bank.ConceptAlone`):
+            frames where such a concept plays alone get the hook's activation of silence (`sae.alone`).
     """
 
     gain: Tensor
     add: Tensor
     idx: Tensor
     floor: Tensor | None = None
+    alone: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def identity(cls, d_sae: int) -> Edit:
@@ -409,6 +412,7 @@ class EditState:
     controls: dict[str, ConceptControl] = field(default_factory=dict)
     feature_gains: dict[int, float] = field(default_factory=dict)
     defaults: dict[str, ConceptControl] = field(default_factory=dict)
+    alone: dict[str, Any] = field(default_factory=dict)  # name → the concept's detector of playing alone
 
     @classmethod
     def from_concepts(cls, d_sae: int, concepts: Mapping[str, Any] | Iterable[Any]) -> EditState:
@@ -423,6 +427,8 @@ class EditState:
             control = _default_of(concept)
             control.validate(name)
             state.concepts[name] = feats
+            if getattr(concept, "alone", None) is not None:
+                state.alone[name] = concept.alone
             state.defaults[name] = ConceptControl(control.mode, control.strength, control.gain)
             state.controls[name] = control
         return state
@@ -471,6 +477,7 @@ class EditState:
             {n: ConceptControl(c.mode, c.strength, c.gain) for n, c in self.controls.items()},
             dict(self.feature_gains),
             self.defaults,
+            self.alone,
         )
 
     def edit(self) -> Edit:
@@ -492,7 +499,8 @@ class EditState:
                     floor[feat.index] = max(float(floor[feat.index]), control.strength * feat.typical)
         for index, g in self.feature_gains.items():
             gain[index] *= g
-        return Edit.from_dense(gain, add, floor)
+        alone = {n: self.alone[n] for n, control in self.controls.items() if control.mode == "off" and n in self.alone}
+        return replace(Edit.from_dense(gain, add, floor), alone=alone)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON/YAML-ready snapshot: {"concepts": {name: {mode, strength, gain}}, "features": {i: gain}}."""

@@ -111,6 +111,37 @@ def test_an_edit_switched_mid_stream_equals_the_offline_render_on_the_same_block
     assert np.abs(out - plain).max() > 1e-3 * np.abs(plain).max()  # and the switches did change the sound
 
 
+def test_off_with_a_detector_of_playing_alone_live_equals_the_offline_render(rave_model, latent_sae, bank):
+    """`noisy` with a detector that calls about half of this take's frames alone, switched none → off → none →
+    off: the live take equals the offline render of the same blocks' edits sample for sample (the detector's
+    memory runs on every block, `off` or not), and the detector changed it."""
+    from dataclasses import replace
+
+    from realtime.render_rave import RaveStream, render_array
+    from sae.alone import memory_rows
+    from sae.bank import ConceptAlone
+    from training.rave.collect import activations_of
+
+    data = _signal(rave_model.sr, 1.5)
+    z = activations_of(rave_model, data[:, 0], ["latent"], 1 << 30)["latent"]
+    with torch.no_grad():
+        m = memory_rows(latent_sae.encode(z), rave_model.ratio / rave_model.sr, 0.3)
+    coef = torch.randn(64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    threshold = float(torch.sigmoid(m @ coef).median())
+    alone = ConceptAlone(0.3, 0.0, tuple(coef.tolist()), threshold, (0.0,) * 16)
+    concepts = {**bank.concepts, "noisy": replace(bank.get("noisy"), alone=alone)}
+    controls = Controls(EditState.from_concepts(64, concepts))
+    proc = BlockProcessor(rave_model, latent_sae, 1024, alone={"noisy": alone})
+    switches = {0: "none", 15000: "off", 30000: "none", 45000: "off"}
+    out, edits = _take_with_switches(proc, controls, data, "noisy", switches)
+    assert {bool(e.alone) for e in edits} == {True, False}
+    offline = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=edits, block=1024, delay=proc.delay)
+    np.testing.assert_array_equal(out[:, 0], offline)
+    bare = [replace(e, alone={}) for e in edits]
+    plain = render_array(RaveStream(rave_model), data[:, 0], latent_sae, edits=bare, block=1024, delay=proc.delay)
+    assert not np.array_equal(out[:, 0], plain)
+
+
 def test_mix_and_edit_changes_ramp_over_one_block(rave_model, latent_sae):
     proc = BlockProcessor(rave_model, latent_sae, 1024, delay=0)
     block = _signal(rave_model.sr, 1024 / rave_model.sr)

@@ -99,7 +99,7 @@ def test_warm_up_runs_every_switchable_path_then_starts_fresh(rave_model, latent
     proc, fresh = BlockProcessor(rave_model, latent_sae, 1024), BlockProcessor(rave_model, latent_sae, 1024)
     seen = []
     original = proc._steer
-    proc._steer = lambda z, edit, gate=None: (seen.append(edit), original(z, edit, gate))[1]
+    proc._steer = lambda z, edit, gate=None, stream=0: (seen.append(edit), original(z, edit, gate, stream))[1]
     times = proc.warm_up(snaps)
     assert len(times) == 3 * len(snaps) and {id(e) for e in seen} == {id(s.edit) for s in snaps}
     block = (0.3 * np.random.default_rng(1).standard_normal((1024, 1))).astype(np.float32)

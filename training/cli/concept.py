@@ -46,6 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "leave alone, e.g. `concept find drums --spare guitar` so drums=off does not move guitar through a shared "
         "feature",
     )
+    f.add_argument(
+        "--alone",
+        dest="alone_dir",
+        default=None,
+        help="RAVE: a folder of clips of the concept alone (e.g. drum solos, at least 4): fits a detector so that "
+        "`off` turns them into silence instead of another timbre",
+    )
+    f.add_argument(
+        "--alone-memory",
+        type=float,
+        default=None,
+        help="RAVE: seconds of the features the --alone detector remembers (default 2)",
+    )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
     f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
     add_min_examples(f)
@@ -127,6 +140,8 @@ def run_find(args: argparse.Namespace) -> int:
         "--groups": args.groups != "none",
         "--permutations": args.permutations is not None,
         "--spare": args.spare is not None,
+        "--alone": args.alone_dir is not None,
+        "--alone-memory": args.alone_memory is not None,
     }
     if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
         from training.musicgen.concepts import find_musicgen_concept
@@ -154,6 +169,8 @@ def run_find(args: argparse.Namespace) -> int:
             )
         _print_find(console, args.name, res.report, res.concept, res.notes, args.bank, time.perf_counter() - t0)
         return 0
+    if args.alone_memory is not None and args.alone_dir is None:
+        raise UserError("--alone-memory: the memory of the --alone detector; pass --alone DIR too")
     cfg = FindConfig(
         args.name,
         args.with_dir,
@@ -172,6 +189,8 @@ def run_find(args: argparse.Namespace) -> int:
         groups=args.groups,
         permutations=FindConfig.permutations if args.permutations is None else args.permutations,
         spare=tuple(n.strip() for n in (args.spare or "").split(",") if n.strip()),
+        alone_dir=args.alone_dir,
+        alone_memory=FindConfig.alone_memory if args.alone_memory is None else args.alone_memory,
         device=args.device,
     )
     with console.status(f"finding {args.name!r}"):

@@ -700,10 +700,11 @@ def balance_fonts(with_rows: list[dict], without_rows: list[dict]) -> tuple[list
 
 
 def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = False) -> dict[str, int]:
-    """Make `root/concepts/<name>/{with,without}` (train split), `root/heldout/<name>/...` (test split) and,
+    """Make `root/concepts/<name>/{with,without,alone}` (train split), `root/heldout/<name>/...` (test split) and,
     when a font is held out, `root/heldout_font/<name>/...` (its clips).
 
-    Each folder holds the same number of clips from every font (`balance_fonts`). Entries are relative
+    `with` and `without` hold the same number of clips from every font (`balance_fonts`); `alone` every clip of
+    the split where the concept plays alone (`solo_of`; `concept find --alone`). Entries are relative
     symlinks to `root/clips/...` (or copies with `copy=True`); folders are rebuilt from scratch so stale
     entries never survive. Returns counts per folder.
     """
@@ -717,7 +718,8 @@ def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = Fa
     for top, split in tops:
         in_split = [r for r in rows if r["split"] == split]
         balanced = balance_fonts([r for r in in_split if pred(r)], [r for r in in_split if not pred(r)])
-        for side, chosen in zip(("with", "without"), balanced, strict=True):
+        solos = [r for r in in_split if solo_of(r, name)]
+        for side, chosen in zip(("with", "without", "alone"), (*balanced, solos), strict=True):
             folder = Path(root) / top / name / side
             if folder.exists():
                 shutil.rmtree(folder)

@@ -19,6 +19,9 @@ feature the two share; the block records which concepts were spared. Their weigh
 cannot remove is measured at the hook on the clips: the share of d left after `off` of those features
 (`off_left`) and the share carried by the SAE's error term, which every edit keeps (`error_share`).
 
+With `alone_dir` (clips of the concept alone: drum solos), a detector of the concept playing alone is fitted on
+a memory of the SAE's features (`training.rave.alone`), so that `off` silences a solo instead of re-timbring it.
+
 Nothing is written unless everything succeeded; the bank is saved atomically.
 """
 
@@ -31,13 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_sides, read_clip
+from realtime.audio_files import AudioNotes, list_audio, list_sides, read_clip
 from realtime.rave import check_sae_for_model, sae_hook
+from sae.alone import MEMORY_S
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES, check_examples
 from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
 from training.data.groups import GROUP_RULES, clip_group
+from training.rave.alone import MIN_ALONE, find_alone
 
 
 @dataclass
@@ -60,6 +65,9 @@ class FindConfig:
     permutations: reruns of the probe on shuffled labels (the chance level beside the AUROC; 0: none).
     spare: concepts of the bank, found on the same SAE, whose steering features (their probe's where they have
         none) this concept's edits leave alone.
+    alone_dir: a folder of clips of the concept alone (solos): fits the detector that lets `off` silence them
+        (`training.rave.alone`); None: `off` has none.
+    alone_memory: that detector's memory, seconds.
     device: torch device for the model and the SAE.
     """
 
@@ -81,6 +89,8 @@ class FindConfig:
     groups: str = "none"
     permutations: int = 50
     spare: tuple[str, ...] = ()
+    alone_dir: str | None = None
+    alone_memory: float = MEMORY_S
     device: str = "cpu"
 
 
@@ -238,6 +248,11 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     if cfg.name in bank and not cfg.replace:
         raise UserError(f"concept {cfg.name!r}: already in {bank.path} (drop --no-replace to overwrite)")
     with_files, without_files = list_sides(cfg.with_dir, cfg.without_dir)
+    if not (np.isfinite(cfg.alone_memory) and cfg.alone_memory > 0):
+        raise UserError(f"--alone-memory {cfg.alone_memory:g}: expected seconds > 0")
+    alone_files = list_audio(cfg.alone_dir, "--alone folder") if cfg.alone_dir is not None else []
+    if cfg.alone_dir is not None and len(alone_files) < MIN_ALONE:
+        raise UserError(f"--alone {cfg.alone_dir}: {len(alone_files)} clips; expected at least {MIN_ALONE}")
     check_examples(
         {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
         cfg.min_examples,
@@ -305,6 +320,13 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             sae, [z for _, z in pos], [z for _, z in neg], [f.index for f in chosen]
         )
         steer = ConceptSteer(float(cfg.steer_threshold), chosen, off_left, error_share, tuple(cfg.spare))
+    alone, alone_line = None, None
+    if alone_files:
+        solos = clip_frames(model, alone_files, notes, streams, cache, hook)
+        alone_groups = None
+        if groups is not None:
+            alone_groups = [clip_group(p, Path(cfg.alone_dir), cfg.groups) for p, _ in solos] + list(groups)
+        alone, alone_line = find_alone(model, sae, hook, solos, pos + neg, cfg.alone_memory, cfg.seed, alone_groups)
     concept = Concept(
         cfg.name,
         ModelRef(model.path.name, model.identity.sha256),
@@ -319,6 +341,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         auroc_interval=concept_intervals(report),
         verdict=report.verdict,
         clips=concept_clips(report),
+        alone=alone,
     )
     bank.add(concept, replace=cfg.replace)
     bank.save()
@@ -338,6 +361,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             unspared = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold)
             shared = len(spared & {f.index for f in unspared})
             lines.append(f"spared {', '.join(cfg.spare)}: {shared} feature(s) it shares with them are not steered")
+    if alone_line is not None:
+        lines.append(alone_line)
     lines += report.notes
     lines.append(probe_verdict_line(cfg.name, report))
     return FindResult(concept, report, bank.path, lines, time.perf_counter() - t0)

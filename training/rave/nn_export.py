@@ -178,6 +178,11 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     if hook != LATENT:
         say(f"checking that {model.path.name} runs in two parts around {hook}")
         steps = RaveSplit(model.new_stream(), hook).steps  # refuses a model that cannot be cut there
+    for name in steering.state.alone:  # not (yet) in the nn~ module: say so rather than differ silently
+        say(
+            f"note: {name}'s detector of playing alone stays out of the nn~ file: there `off` zeroes its features "
+            "only, where `live` and `render rave` also silence what it plays alone"
+        )
     attrs = attribute_names(list(steering.concepts), module_names())
     specs = []
     for name in steering.concepts:

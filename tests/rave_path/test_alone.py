@@ -1,0 +1,203 @@
+"""A concept's detector of playing alone: fitted by `concept find --alone`, kept in the bank, and `off` silencing
+the frames it calls alone in renders (the live engine's take is in tests/realtime/test_engine.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import yaml
+
+from realtime.audio_files import AudioNotes, read_clip
+from realtime.render_rave import RaveStream, load_steering, render_array
+from sae.alone import AloneDetector, memory_rows
+from sae.bank import ConceptAlone, ConceptBank
+from sae.errors import UserError
+from training.cli import main
+from training.rave.collect import activations_of
+
+
+def _find(data, model, sae, bank, *extra):
+    return main(
+        ["concept", "find", "guitar", "--with", str(data / "concepts/guitar/with"), "--without",
+         str(data / "concepts/guitar/without"), "--model", str(model), "--sae", str(sae), "--bank", str(bank), *extra]
+    )  # fmt: skip
+
+
+def _folder(tmp_path, name, files):
+    """A folder of links to `files`, as `data make` writes them."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for p in files:
+        os.symlink(p.resolve(), folder / p.name)
+    return folder
+
+
+def _bursts(folder, n: int, seed: int = 3):
+    """`n` one-second clips of noise bursts (a drum solo's shape: hits, decays, gaps), seeded."""
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    t = np.arange(44100) / 44100
+    for i in range(n):
+        env = np.exp(-((t * 4) % 1) * 12)  # four hits a second
+        sf.write(folder / f"solo_{i:02d}.wav", (0.5 * env * rng.standard_normal(len(t))).astype(np.float32), 44100)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory, tiny_rave_ts, concept_data, tiny_sae_dir):
+    """A bank whose guitar was found with 6 clips of noise bursts as the clips of it alone."""
+    tmp = tmp_path_factory.mktemp("alone")
+    solos = _bursts(tmp / "alone", 6)
+    bank = tmp / "concepts.yaml"
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, "--alone", str(solos), "--alone-memory", "0.5") == 0
+    return bank
+
+
+def test_find_writes_a_detector_that_tells_the_alone_clips_apart(tmp_path, found, concept_data, tiny_model):
+    """On the tiny untrained model the detector is weak (its latents carry little), but it ranks clips it never
+    heard: new bursts above held-out clips without them."""
+    c = ConceptBank.load(found).get("guitar")
+    a = c.alone
+    assert a is not None and a.memory_s == 0.5 and 0.0 <= a.threshold <= 1.0 and 0.6 < a.auroc <= 1.0
+    assert len(a.coef) == 64 and len(a.silence) == 16  # the SAE's features, the latent's width
+    model, _ = tiny_model
+    sae = load_steering(found, model).sae
+
+    def p_alone(path):
+        audio = read_clip(path, model.sr, AudioNotes())
+        z = activations_of(model, audio, ["latent"], 1 << 30)["latent"]
+        with torch.no_grad():
+            m = memory_rows(sae.encode(z), model.ratio / model.sr, a.memory_s)
+        return float(torch.sigmoid(a.intercept + m @ torch.tensor(a.coef, dtype=torch.float64)).mean())
+
+    alone = [p_alone(p) for p in sorted(_bursts(tmp_path / "new", 4, seed=11).iterdir())]  # bursts it never heard
+    others = [p_alone(p) for p in sorted((concept_data / "heldout/guitar/without").iterdir())[:6]]
+    assert np.mean(alone) > np.mean(others), (alone, others)
+
+
+def test_alone_refusals_leave_the_bank_untouched(tmp_path, found, concept_data, tiny_rave_ts, tiny_sae_dir, capsys):
+    bank = tmp_path / "concepts.yaml"
+    bank.write_text(found.read_text())  # refused before the bank is read for its SAE paths
+    before = bank.read_text()
+    capsys.readouterr()
+    few = _folder(tmp_path, "few", sorted((concept_data / "concepts/guitar/with").iterdir())[:3])
+    for extra, needle in [
+        (["--alone", str(few)], "--alone " + str(few) + ": 3 clips; expected at least 4"),
+        (["--alone", str(few), "--alone-memory", "0"], "--alone-memory 0: expected seconds > 0"),
+        (["--alone-memory", "2"], "--alone-memory: the memory of the --alone detector; pass --alone DIR too"),
+    ]:
+        assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, *extra) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err and "Traceback" not in err
+        assert bank.read_text() == before
+
+
+def test_off_silences_what_the_detector_calls_alone_and_nothing_else(found, concept_data, tiny_model):
+    """A detector that calls every frame alone makes `off` the model's silence, whatever the clip; one that calls
+    none leaves `off` as it was, bit for bit; neither touches a render where the concept is not off."""
+    model, delay = tiny_model
+    steering = load_steering(found, model)
+    a = steering.state.alone["guitar"]
+    always = dataclasses.replace(a, intercept=50.0, coef=(0.0,) * len(a.coef))
+    never = dataclasses.replace(a, intercept=-50.0, coef=(0.0,) * len(a.coef))
+    off = steering.edit_for([("guitar", "off")])
+    assert set(off.alone) == {"guitar"} and steering.edit_for([("guitar", "none")]).alone == {}
+    clips = [sf.read(p, dtype="float32")[0] for p in sorted((concept_data / "concepts/guitar/with").iterdir())[:2]]
+
+    def render(audio, edit):
+        return render_array(RaveStream(model), audio, steering.sae, edit, None, delay, 0)
+
+    plain_off = [render(x, dataclasses.replace(off, alone={})) for x in clips]
+    silenced = [render(x, dataclasses.replace(off, alone={"guitar": always})) for x in clips]
+    n = min(len(x) for x in clips)
+    np.testing.assert_array_equal(silenced[0][:n], silenced[1][:n])  # nothing of either clip is left
+    assert not np.array_equal(plain_off[0][:n], plain_off[1][:n])
+    for x, y in zip(clips, plain_off, strict=True):
+        np.testing.assert_array_equal(render(x, dataclasses.replace(off, alone={"guitar": never})), y)
+
+
+def test_the_memory_runs_across_blocks_as_one_sequence(found, concept_data, tiny_model):
+    """The detector's memory is causal and carried from block to block: any block size renders the same."""
+    model, delay = tiny_model
+    steering = load_steering(found, model)
+    a = steering.state.alone["guitar"]
+    f = torch.rand(40, len(a.coef)) * 3
+    whole = AloneDetector(a)(f, 0.01)
+    parts = AloneDetector(a)
+    assert torch.equal(torch.cat([parts(f[i : i + 7], 0.01) for i in range(0, 40, 7)]), whole)
+    m = memory_rows(f, 0.01, a.memory_s)
+    assert torch.allclose(m[-1], memory_rows(f[20:], 0.01, a.memory_s, m[19])[-1])
+    # a detector that flips within the clip: renders at two block sizes agree
+    p = torch.sigmoid(a.intercept + memory_rows(f, 0.01, a.memory_s) @ torch.tensor(a.coef, dtype=torch.float64))
+    audio = sf.read(sorted((concept_data / "clips").iterdir())[5], dtype="float32")[0]
+    edit = steering.edit_for([("guitar", "off")])
+    mid = dataclasses.replace(edit, alone={"guitar": dataclasses.replace(a, threshold=float(p.median()))})
+    blocks = (model.ratio, 4 * model.ratio)
+    outs = [render_array(RaveStream(model), audio, steering.sae, mid, b, delay, 0) for b in blocks]
+    np.testing.assert_allclose(outs[0], outs[1], atol=1e-5)
+
+
+def test_a_detector_that_does_not_fit_the_sae_or_the_hook_is_refused_in_one_line(tmp_path, found, tiny_model):
+    model, _ = tiny_model
+    spec = yaml.safe_load(found.read_text())
+    bad = tmp_path / "bad.yaml"
+    for key, cut, needle in [
+        ("coef", 3, "alone.coef has 3 numbers; expected the SAE's 64"),
+        ("silence", 5, "alone.silence has 5 numbers; expected the hook's width 16"),
+    ]:
+        broken = yaml.safe_load(found.read_text())
+        broken["concepts"]["guitar"]["alone"][key] = broken["concepts"]["guitar"]["alone"][key][:cut]
+        broken["concepts"]["guitar"]["sae"] = str((found.parent / spec["concepts"]["guitar"]["sae"]).resolve())
+        bad.write_text(yaml.safe_dump(broken))
+        with pytest.raises(UserError) as err:
+            load_steering(bad, model)
+        assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"memory_s": 0}, "alone.memory_s 0; expected seconds > 0"),
+        ({"threshold": 2}, "alone.threshold: 2; expected a finite number in [0.0, 1.0]"),
+        ({"coef": []}, "alone.coef must be a non-empty list of numbers"),
+        ({"silence": None}, "alone.silence must be a non-empty list of numbers"),
+        ({"extra": 1}, "alone must be {memory_s, intercept, coef, threshold, silence[, auroc]}"),
+    ],
+)
+def test_a_bad_alone_block_is_named_in_one_line(tmp_path, found, change, needle):
+    spec = yaml.safe_load(found.read_text())
+    spec["concepts"]["guitar"]["alone"].update(change)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    with pytest.raises(UserError) as err:
+        ConceptBank.load(bad)
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_bank_keeps_the_detector_as_it_was_found(tmp_path, found):
+    bank = ConceptBank.load(found)
+    a = bank.get("guitar").alone
+    assert isinstance(a, ConceptAlone)
+    copy = ConceptBank(tmp_path / "copy.yaml")
+    copy.add(bank.get("guitar"))
+    copy.save()
+    assert ConceptBank.load(copy.path).get("guitar").alone == a
+
+
+def test_the_nn_export_says_the_detector_stays_out(tmp_path, found, tiny_rave_ts):
+    """The nn~ module does not carry the detector yet: the export says so instead of differing silently."""
+    from training.rave.nn_export import NnExportConfig, build_module
+
+    said: list[str] = []
+    build_module(NnExportConfig(tiny_rave_ts, found, tmp_path / "x.ts"), said.append)
+    assert any("guitar's detector of playing alone stays out of the nn~ file" in line for line in said), said
+
+
+def test_concept_list_says_off_silences_it_alone(found, capsys):
+    assert main(["concept", "list", "--bank", str(found)]) == 0
+    assert "off silences it alone" in " ".join(capsys.readouterr().out.split())

@@ -1,0 +1,82 @@
+"""Fit a concept's detector of playing alone (`sae.alone`) from clips where it plays alone and clips where it does not.
+
+The rows of every clip at the hook go through the SAE and the detector's causal memory (`sae.alone.memory_rows`);
+every row of a clip of the concept alone (a drum solo) is a positive, every row of the other clips (mixes with the
+concept, clips without it) a negative. A quarter of the clips (stratified, never splitting a source group) is held
+out to choose the regularisation (AUROC) and the threshold (Youden's J); the detector is the fit on the rest.
+What `off` puts on the frames it calls alone is the hook's activation of two seconds of silence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sae.alone import MEMORY_S, fit_alone, memory_rows
+from sae.bank import ConceptAlone
+from sae.errors import UserError
+
+MIN_ALONE = 4
+"""Clips of the concept alone needed: one held out, three to fit, at the least."""
+
+
+def clip_digest(path: Path) -> str:
+    """A clip's bytes, hashed: the same clip in two folders (a solo is also a clip with the concept)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def find_alone(
+    model,
+    sae,
+    hook: str,
+    alone: Sequence[tuple[Path, torch.Tensor]],
+    others: Sequence[tuple[Path, torch.Tensor]],
+    memory_s: float = MEMORY_S,
+    seed: int = 0,
+    groups: Sequence[str] | None = None,
+) -> tuple[ConceptAlone, str]:
+    """The detector from rows [frames, width] at `hook` of clips of the concept `alone` and of `others` (a clip in
+    both counts as alone); `groups`: the source of each clip of `alone` + `others`, never split between fit and
+    validation. Returns the detector and a line saying how it was chosen and how well it held out."""
+    from sae.probe import _folds
+    from training.rave.collect import activations_of
+
+    if not memory_s > 0:
+        raise UserError(f"--alone-memory {memory_s:g}: expected seconds > 0")
+    if len(alone) < MIN_ALONE:
+        raise UserError(f"--alone: {len(alone)} usable clips; expected at least {MIN_ALONE} of the concept alone")
+    solos = {clip_digest(p) for p, _ in alone}
+    keep = [i for i, (p, _) in enumerate(others) if clip_digest(p) not in solos]
+    clips = list(alone) + [others[i] for i in keep]
+    if groups is not None:
+        groups = list(groups[: len(alone)]) + [groups[len(alone) + i] for i in keep]
+    if len(clips) == len(alone):
+        raise UserError("--alone: every clip with or without the concept is one of the clips of it alone")
+    y_clip = np.r_[np.ones(len(alone)), np.zeros(len(clips) - len(alone))].astype(int)
+    silence = activations_of(model, np.zeros(2 * model.sr, np.float32), [hook], 1 << 30)[hook]
+    seconds_per_row = 2.0 / len(silence)
+    with torch.no_grad():
+        rows = [
+            memory_rows(sae.encode(z.float().to(sae.W_enc.device)), seconds_per_row, memory_s).numpy() for _, z in clips
+        ]
+    fit, val = next(iter(_folds(y_clip, 4, seed, groups)))
+
+    def stack(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate([rows[i] for i in idx]), np.concatenate([np.full(len(rows[i]), y_clip[i]) for i in idx])
+
+    (X, y), (Xv, yv) = stack(fit), stack(val)
+    intercept, coef, threshold, auc = fit_alone(X, y, Xv, yv, seed)
+    p = 1 / (1 + np.exp(-(intercept + Xv @ coef)))
+    hit, false = (100 * (p[m] > threshold).mean() for m in (yv == 1, yv == 0))
+    detector = ConceptAlone(memory_s, intercept, tuple(coef.tolist()), threshold, tuple(silence[-1].tolist()), auc)
+    line = (
+        f"alone: a detector on a {memory_s:g} s memory of the features, from {len(alone)} clips of it alone and "
+        f"{len(clips) - len(alone)} others; on {len(val)} held-out clips' frames AUROC {auc:.3f}, and at threshold "
+        f"{threshold:.3g} it calls {hit:.0f} % of the alone frames and {false:.1f} % of the others alone; `off` puts "
+        "silence there"
+    )
+    return detector, line
