@@ -111,6 +111,13 @@ def _model_path(cfg: DemoConfig, say: Callable[[str], None]) -> Path:
     return path
 
 
+def alone_folder(folder: Path) -> str | None:
+    """The concept's clips of it alone (`data make`), where there are enough to fit its detector."""
+    from training.rave.alone import MIN_ALONE
+
+    return str(folder) if folder.is_dir() and len(list(folder.iterdir())) >= MIN_ALONE else None
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every step; returns the summary also written to OUT/demo.json and OUT/report.md."""
     import torch
@@ -179,6 +186,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                         str(sae_dir),
                         str(bank_path),
                         seed=cfg.seed,
+                        alone_dir=alone_folder(data / "concepts" / name / "alone"),
                         device=cfg.device,
                     ),
                     latents,
