@@ -37,6 +37,7 @@ from realtime.audio_files import AudioNotes, read_mono, resample
 from realtime.rave import RaveModel
 from realtime.render_rave import RaveStream, load_steering, model_delay, offline_block, render_array
 from sae.alone import MEMORY_S, AloneDetector, AloneSilence
+from sae.errors import UserError
 from sae.stats import Interval, paired_diff
 from sae.steering import Edit, Gate
 from training.data import concept_clips as clips
@@ -190,14 +191,17 @@ def main() -> None:
 
     off = steering.edit_for([(c, "off")])
     usable = [(args.data / r["file"], z, r) for r in train if (z := latent_rows(r)) is not None]
-    detector, line = find_alone(
-        model,
-        sae,
-        "latent",
-        [(p, z) for p, z, r in usable if solo_of(r, c)],
-        [(p, z) for p, z, r in usable if not solo_of(r, c)],
-        args.memory,
-    )
+    try:
+        detector, line = find_alone(
+            model,
+            sae,
+            "latent",
+            [(p, z) for p, z, r in usable if solo_of(r, c)],
+            [(p, z) for p, z, r in usable if not solo_of(r, c)],
+            args.memory,
+        )
+    except UserError as exc:  # too few solos in the train split: the arms without the detector only
+        detector, line = None, f"alone: not fitted ({exc})"
     print(line)
 
     train_clips = [(a, r) for r in train if (a := read(r)) is not None]
@@ -214,19 +218,22 @@ def main() -> None:
         ),
         "raw linear (learned)": lambda a, i: render_mapped(stream, a, linear(A), delay, i),
     }
-    alone = {c: detector}
-    edits["bank off + alone -> silence"] = lambda a, i: render_array(
-        stream, a, sae, replace(off, alone=alone), None, delay, i, hook=steering.hook
-    )
-    edits["SAE affine + alone -> silence"] = lambda a, i: render_array(
-        stream, a, sae, replace(affine, alone=alone), None, delay, i, hook=steering.hook, gate=Gate(enabled=False)
-    )
-    edits["raw linear + alone -> silence"] = lambda a, i: render_mapped(
-        stream, a, silenced(linear(A), sae, AloneSilence(alone), c, stream.ratio / stream.sr), delay, i
-    )
+    alone = {c: detector} if detector is not None else {}
+    if alone:
+        edits["bank off + alone -> silence"] = lambda a, i: render_array(
+            stream, a, sae, replace(off, alone=alone), None, delay, i, hook=steering.hook
+        )
+        edits["SAE affine + alone -> silence"] = lambda a, i: render_array(
+            stream, a, sae, replace(affine, alone=alone), None, delay, i, hook=steering.hook, gate=Gate(enabled=False)
+        )
+        edits["raw linear + alone -> silence"] = lambda a, i: render_mapped(
+            stream, a, silenced(linear(A), sae, AloneSilence(alone), c, stream.ratio / stream.sr), delay, i
+        )
 
     def calls(rows: list[dict]) -> str:
         """How much of the clips the detector calls alone: of the solos' frames, of the others'."""
+        if detector is None:
+            return "no detector"
         n = np.zeros((2, 2))
         for r in rows:
             with torch.no_grad():

@@ -111,13 +111,6 @@ def _model_path(cfg: DemoConfig, say: Callable[[str], None]) -> Path:
     return path
 
 
-def alone_folder(folder: Path) -> str | None:
-    """The concept's clips of it alone (`data make`), where there are enough to fit its detector."""
-    from training.rave.alone import MIN_ALONE
-
-    return str(folder) if folder.is_dir() and len(list(folder.iterdir())) >= MIN_ALONE else None
-
-
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every step; returns the summary also written to OUT/demo.json and OUT/report.md."""
     import torch
@@ -128,6 +121,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     from sae.train import train_hook
     from training.dashboard import DashboardConfig, build_dashboard
     from training.data.concept_clips import DataConfig, make_dataset
+    from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
     from training.rave.judge import EvalConfig, evaluate_steering

@@ -53,14 +53,15 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "learned_off.py": (
-        ["--data", "{tmp}/data", "--n", "40", "--seed", "5", "--max-clips", "4", "--threads", "1"],
+        ["--data", "{tmp}/data", "--n", "48", "--seed", "11", "--max-clips", "4", "--threads", "1"],
         [
             r"drums: [1-9]\d* train pairs, [1-9]\d* latent frames",
             r"bank off: drop [+-]\d+ \[",
             r"SAE affine \(learned\): drop [+-]\d+ \[.*drop vs bank off [+-]\d+ \[",
             r"raw linear \(learned\): drop [+-]\d+ \[.*drop vs bank off [+-]\d+ \[",
-            r"alone detector \(solos\): [1-9]\d* of \d+ train frames alone",
-            r"bank off \+ alone -> silence \(solos\): drop [+-]\d+ \[",
+            r"alone: a detector on a 2 s memory of the features, from [4-9] clips of it alone",
+            r"bank off \+ alone -> silence: drop [+-]\d+ \[",
+            r"SAE affine \+ alone -> silence: drop [+-]\d+ \[",
             r"\d+ holdout_font clips without drums; drums heard in \d+ %",
         ],
     ),

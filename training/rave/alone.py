@@ -24,6 +24,12 @@ MIN_ALONE = 4
 """Clips of the concept alone needed: one held out, three to fit, at the least."""
 
 
+def alone_folder(folder: Path) -> str | None:
+    """A concept's folder of clips of it alone (`data make` writes `concepts/<c>/alone`), where it holds enough
+    to fit the detector; None otherwise."""
+    return str(folder) if folder.is_dir() and len(list(folder.iterdir())) >= MIN_ALONE else None
+
+
 def clip_digest(path: Path) -> str:
     """A clip's bytes, hashed: the same clip in two folders (a solo is also a clip with the concept)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

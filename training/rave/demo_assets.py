@@ -58,6 +58,7 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
     from sae.store import ActivationStore
     from sae.train import train_hook
     from training.data.concept_clips import DataConfig, make_dataset
+    from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
     from training.rave.sae_recipe import latent_sae_config
@@ -90,7 +91,8 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
         folder = work / "data" / "concepts" / name
         try:
             find = FindConfig(name, str(folder / "with"), str(folder / "without"), str(cfg.model),
-                              str(work / "sae"), str(work / "concepts.yaml"), seed=cfg.seed)  # fmt: skip
+                              str(work / "sae"), str(work / "concepts.yaml"), seed=cfg.seed,
+                              alone_dir=alone_folder(folder / "alone"))  # fmt: skip
             find_concept(find, latents)
             found.append(name)
         except UserError as exc:
