@@ -201,7 +201,7 @@ class BlockProcessor:
         self._meter_weight = ema_weight(self.frames, self.sr / model.ratio, METER_SECONDS)
         self.meter_values: tuple[float, ...] = (0.0,) * len(self.meters) if self.meters is not None else ()
         self._meter_state: torch.Tensor | None = None
-        self.alone = [AloneSilence(alone or {} if sae is not None else {}) for _ in self.streams]  # one per stream
+        self.alone = [AloneSilence(alone if sae is not None and alone else {}) for _ in self.streams]  # per stream
         self.prev_edit: Edit | None = None
         self._tensors: tuple[Edit | None, tuple[torch.Tensor, ...]] = (None, ())
         self.prev_mix = -1.0  # set from the first snapshot (no ramp in from nothing)

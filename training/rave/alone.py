@@ -3,7 +3,8 @@
 The rows of every clip at the hook go through the SAE and the detector's causal memory (`sae.alone.memory_rows`);
 every row of a clip of the concept alone (a drum solo) is a positive, every row of the other clips (mixes with the
 concept, clips without it) a negative. A quarter of the clips (stratified, never splitting a source group) is held
-out to choose the regularisation (AUROC) and the threshold (Youden's J); the detector is the fit on the rest.
+out to choose the regularisation (AUROC) and the threshold (at most 1 % of their other frames called alone,
+`sae.alone.fit_alone`); the detector is the fit on the rest.
 What `off` puts on the frames it calls alone is the hook's activation of two seconds of silence.
 """
 
