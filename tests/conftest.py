@@ -77,8 +77,9 @@ def _rave_built_once(tmp: pytest.TempPathFactory, name: str, build: Callable[[Pa
     """`name` as `build` writes it, built once for every pytest session that wants it (`just test` runs a session
     per parallel worker, then one for the live-timing tests; each built the same tiny RAVEs, 10–15 s apiece): kept
     in `.cache/tests` (ignored by git) under a hash of what makes it (the builder's source, `settings`, the
-    patches, torch and acids-rave), so a change to any of them builds it anew. Written atomically: two workers may
-    both build it."""
+    patches, torch and acids-rave), so a change to any of them builds it anew. Two workers may both build it: the
+    first to finish keeps its file, the other's is dropped (an export's bytes differ from build to build, and a
+    worker that had pinned the first file's sha256 in a bank saw the model change under it on a clean clone)."""
     from importlib.metadata import version
 
     root = TESTS.parent
@@ -92,7 +93,12 @@ def _rave_built_once(tmp: pytest.TempPathFactory, name: str, build: Callable[[Pa
         kept.parent.mkdir(parents=True, exist_ok=True)
         part = kept.with_name(f".{name}.{os.getpid()}.part")
         shutil.copyfile(built, part)
-        os.replace(part, kept)
+        try:
+            os.link(part, kept)  # never replaces a file another worker already kept
+        except FileExistsError:
+            pass
+        finally:
+            part.unlink()
     return kept
 
 
