@@ -9,7 +9,16 @@ from types import ModuleType, SimpleNamespace
 import pytest
 import torch
 
-from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ConceptProbe, ConceptSteer, ModelRef
+from sae.bank import (
+    Concept,
+    ConceptAlone,
+    ConceptBank,
+    ConceptDefault,
+    ConceptFeature,
+    ConceptProbe,
+    ConceptSteer,
+    ModelRef,
+)
 from sae.model import SAEConfig, SparseAutoencoder
 
 
@@ -46,9 +55,11 @@ def make_bank(
     noisy = [ConceptFeature(11, 1.0, 1.5)]
     steer = ConceptSteer(0.5, [ConceptFeature(11, 1.0, 1.5), ConceptFeature(30, 0.6, 2.5)])
     bank.add(Concept(names[1], ref, hook, "sae", noisy, ConceptDefault("none", 1.0), probe=probe, steer=steer))
-    if len(names) > 2:
+    if len(names) > 2:  # off from the start, with a detector of playing alone that flips within a take
         voice = [ConceptFeature(20, 1.0, 1.0)]
-        bank.add(Concept(names[2], ref, hook, "sae", voice, ConceptDefault("off", 1.0)))
+        coef = torch.randn(64, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+        alone = ConceptAlone(0.1, 0.0, tuple(coef.tolist()), 0.43, (0.0,) * width)  # on the demo: ~1 frame in 4
+        bank.add(Concept(names[2], ref, hook, "sae", voice, ConceptDefault("off", 1.0), alone=alone))
     bank.save()
     return bank.path
 

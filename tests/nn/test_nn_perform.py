@@ -13,6 +13,7 @@ import torch
 
 from realtime.controls import Snapshot
 from realtime.processor import BlockProcessor
+from sae.alone import detectors_of
 from sae.bank import ConceptBank
 from sae.export import script_sae
 from sae.io import load_sae
@@ -47,8 +48,10 @@ class EngineTimeline:
     ):
         bank = ConceptBank.load(bank_path)
         sae = script_sae(load_sae(sae_dir))
-        self.proc = BlockProcessor(model, sae, block, channels=model.channels, delay=delay, hook=hook)
-        self.state = EditState.from_concepts(int(sae.W_dec.shape[0]), {c.name: c for c in bank})
+        concepts = {c.name: c for c in bank}
+        alone = detectors_of(concepts, int(sae.W_dec.shape[0]), int(sae.W_dec.shape[1]))
+        self.proc = BlockProcessor(model, sae, block, channels=model.channels, delay=delay, hook=hook, alone=alone)
+        self.state = EditState.from_concepts(int(sae.W_dec.shape[0]), concepts)
         self.names = {a: n for n, a in attrs.items()}
         self.mix, self.bypass = 1.0, False
 
@@ -189,7 +192,7 @@ def test_stereo_rave_in_nn_matches_the_engine(nn, nn_files, tmp_path, tiny_stere
     """A two-channel RAVE (`rave train --channels 2`): two inlets, two outlets, dry/wet per channel."""
     rave_ts = tiny_stereo_rave_ts
     model, delay = nn_files.load_model(rave_ts)
-    bank = nn_files.make_bank(tmp_path / "bank", rave_ts)
+    bank = nn_files.make_bank(tmp_path / "bank", rave_ts, names=("bright", "noisy-1"))  # no detector: near silence
     steered = nn_files.export(rave_ts, bank, tmp_path / "stereo_steered.ts")
     m = torch.jit.load(str(steered))
     assert [int(v) for v in m.forward_params] == [2, 1, 2, 1] and [int(v) for v in m.meter_params] == [2, 1, 2, 512]

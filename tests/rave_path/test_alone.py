@@ -189,13 +189,16 @@ def test_the_bank_keeps_the_detector_as_it_was_found(tmp_path, found):
     assert ConceptBank.load(copy.path).get("guitar").alone == a
 
 
-def test_the_nn_export_says_the_detector_stays_out(tmp_path, found, tiny_rave_ts):
-    """The nn~ module does not carry the detector yet: the export says so instead of differing silently."""
-    from training.rave.nn_export import NnExportConfig, build_module
+def test_the_nn_export_carries_the_detector(tmp_path, found, tiny_rave_ts):
+    """The nn~ file holds the detector (its forward is checked against the engine in tests/nn/test_nn_perform.py)."""
+    from training.rave.nn_export import NnExportConfig, export_nn, read_metadata
 
-    said: list[str] = []
-    build_module(NnExportConfig(tiny_rave_ts, found, tmp_path / "x.ts"), said.append)
-    assert any("guitar's detector of playing alone stays out of the nn~ file" in line for line in said), said
+    out = export_nn(NnExportConfig(tiny_rave_ts, found, tmp_path / "x.ts"), say=lambda _: None).out
+    assert [c["alone"] for c in read_metadata(out)["concepts"]] == [True]
+    a = ConceptBank.load(found).get("guitar").alone
+    m = torch.jit.load(str(out))
+    assert torch.equal(m.alone_coef[0], torch.tensor(a.coef, dtype=torch.float64))
+    assert float(m.alone_threshold[0]) == a.threshold and torch.equal(m.alone_silence[0], torch.tensor(a.silence))
 
 
 def test_concept_list_says_off_silences_it_alone(found, capsys):

@@ -178,11 +178,6 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     if hook != LATENT:
         say(f"checking that {model.path.name} runs in two parts around {hook}")
         steps = RaveSplit(model.new_stream(), hook).steps  # refuses a model that cannot be cut there
-    for name in steering.state.alone:  # not (yet) in the nn~ module: say so rather than differ silently
-        say(
-            f"note: {name}'s detector of playing alone stays out of the nn~ file: there `off` zeroes its features "
-            "only, where `live` and `render rave` also silence what it plays alone"
-        )
     attrs = attribute_names(list(steering.concepts), module_names())
     specs = []
     for name in steering.concepts:
@@ -194,7 +189,8 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
             )
         value = control.gain if control.mode == "scale" else control.strength
         feats = tuple((f.index, f.weight, f.typical) for f in steering.state.concepts[name])  # the engine's choice
-        specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value)))
+        alone = steering.state.alone.get(name)
+        specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value), alone))
     frame_rate = model.sr / model.ratio
     meter = _meter_spec(steering.concepts, attrs, frame_rate, cfg.meter_seconds)
     say(f"measuring where the model's notes come out ({model.path.name})")
@@ -222,6 +218,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
                 "attribute": s.attr,
                 "default": [s.mode, s.value],
                 "features": [list(f) for f in s.features],
+                "alone": s.alone is not None,
             }
             for s in specs
         ],

@@ -91,11 +91,19 @@ INSTANCE_NAMES = (
     "meter_intercept",
     "meter_weight",
     "meter_state",
+    "has_alone",
+    "alone_coef",
+    "alone_intercept",
+    "alone_threshold",
+    "alone_alpha",
+    "alone_silence",
+    "alone_memory",
     "tmp_file_session",
     "_mode_names",
     "_concept_attrs",
     "_concept_modes",
     "_concept_values",
+    "_concept_alone",
     "_methods",
     "_attributes",
     "_buffer_attributes",
@@ -112,6 +120,7 @@ class ConceptSpec:
         name: the concept's name in the bank.
         features: (index, weight, typical) per SAE feature.
         mode, value: the initial control (the bank's default).
+        alone: its detector of playing alone (`sae.bank.ConceptAlone`), or None.
     """
 
     attr: str
@@ -119,6 +128,7 @@ class ConceptSpec:
     features: tuple[tuple[int, float, float], ...]
     mode: str = "none"
     value: float = 1.0
+    alone: Any = None
 
 
 @dataclass(frozen=True)
@@ -230,6 +240,27 @@ class SteeredRave(nn_tilde.Module):
         self.register_buffer("meter_intercept", m.intercept.clone().float())
         self.meter_weight = float(m.weight)
         self.register_buffer("meter_state", torch.zeros(0, 0))
+        # detectors of concepts playing alone (`sae.alone`): where such a concept is off, its frames get silence
+        n, d_in = len(concepts), int(sae.W_dec.shape[1])
+        coef = torch.zeros(n, d_sae, dtype=torch.float64)
+        intercept = torch.zeros(n, dtype=torch.float64)
+        threshold = torch.ones(n, dtype=torch.float64)
+        alpha = torch.zeros(n, dtype=torch.float64)
+        silence = torch.zeros(n, d_in)
+        for row, c in enumerate(concepts):
+            if c.alone is not None:
+                coef[row] = torch.tensor(c.alone.coef, dtype=torch.float64)
+                intercept[row], threshold[row] = c.alone.intercept, c.alone.threshold
+                alpha[row] = 1.0 - math.exp(-(self.ratio / self.sr) / c.alone.memory_s)  # as `sae.alone.memory_rows`
+                silence[row] = torch.tensor(c.alone.silence)
+        self.has_alone = any(c.alone is not None for c in concepts)
+        self._concept_alone: List[bool] = [c.alone is not None for c in concepts]  # noqa: UP006
+        self.register_buffer("alone_coef", coef)
+        self.register_buffer("alone_intercept", intercept)
+        self.register_buffer("alone_threshold", threshold)
+        self.register_buffer("alone_alpha", alpha)
+        self.register_buffer("alone_silence", silence)
+        self.register_buffer("alone_memory", torch.zeros(0, 0, 0, dtype=torch.float64))
 
         self._register_methods(meter)
         self._register_attributes(concepts)
@@ -394,9 +425,41 @@ class SteeredRave(nn_tilde.Module):
             x = F.pad(x, [0, self.ratio - x.shape[-1] % self.ratio])
         return energy_gate(x, self.ratio, self.gate_lo, self.gate_hi)
 
+    def _alone(self, f: Tensor) -> Tensor:
+        """SAE features [B, N, d_sae] → [B, N, concepts]: the concept plays alone there (`sae.alone`: a causal
+        memory of log1p(f), kept between calls, and a logistic regression on it)."""
+        x = torch.log1p(f.double().clamp_min(0.0))
+        b, frames, n = x.shape[0], x.shape[1], self.alone_coef.shape[0]
+        m = self.alone_memory
+        if m.shape[0] != b:
+            m = torch.zeros(b, n, x.shape[2], dtype=torch.float64, device=x.device)
+        alpha = self.alone_alpha.view(1, n, 1)
+        out = torch.zeros(b, frames, n, dtype=torch.bool, device=x.device)
+        for t in range(frames):
+            m = m + alpha * (x[:, t].unsqueeze(1) - m)
+            p = torch.sigmoid(self.alone_intercept.view(1, n) + (m * self.alone_coef.unsqueeze(0)).sum(-1))
+            out[:, t] = p > self.alone_threshold.view(1, n)
+        self.alone_memory = m
+        return out
+
+    def _silence_alone(self, rows: Tensor, alone: Tensor) -> Tuple[Tensor, bool]:  # noqa: UP006
+        """Rows [B, N, d] with the hook's silence where a concept switched off plays alone; whether any was."""
+        changed = False
+        for i in range(len(self._concept_modes)):
+            if self._concept_alone[i] and self._concept_modes[i] == "off" and bool(alone[:, :, i].any()):
+                rows = torch.where(alone[:, :, i : i + 1], self.alone_silence[i].to(rows.dtype), rows)
+                changed = True
+        return rows, changed
+
     def _steer_rows(self, rows: Tensor, gate: Optional[Tensor]) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
-        """Edit rows [B, N, d] at the hook in SAE space, ramping from the previous call's edit over the N frames;
-        (rows, False) when nothing is edited."""
+        """Edit rows [B, N, d] at the hook in SAE space, ramping from the previous call's edit over the N frames,
+        after putting silence where a concept switched off plays alone; (rows, False) when nothing is edited."""
+        f: Optional[Tensor] = None  # noqa: UP045
+        if self.has_alone:  # the detectors follow every call, whatever the switches
+            f = self.sae.encode(rows)
+            rows, changed = self._silence_alone(rows, self._alone(f))
+            if changed:  # silence where an off concept plays alone, then the edit, as the engine does
+                f = self.sae.encode(rows)
         gain, add, floor = self._edit()
         if not self.edit_started:
             self.prev_gain.copy_(gain)
@@ -422,7 +485,8 @@ class SteeredRave(nn_tilde.Module):
             self.prev_add.copy_(add)
             self.prev_floor.copy_(floor)
         clamps: Optional[Tensor] = fl if bool((fl > 0.0).any()) else None  # noqa: UP045
-        return steer(rows, self.sae.encode(rows), self.sae.W_dec, idx, g, a, clamps, gate), True
+        feats = f if f is not None else self.sae.encode(rows)
+        return steer(rows, feats, self.sae.W_dec, idx, g, a, clamps, gate), True
 
     def _steer_layer(self, h: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
         """Edit an inner layer's output [B, C, frames·steps]: pooled per latent frame, edited, the change spread
@@ -563,5 +627,6 @@ def reset_state(module: nn.Module) -> None:
         module.prev_floor.zero_()
         module.dry_history = torch.zeros(0, 0, 0)
         module.meter_state = torch.zeros(0, 0)
+        module.alone_memory = torch.zeros(0, 0, 0, dtype=torch.float64)
         module.edit_started = False
         module.prev_mix = -1.0
