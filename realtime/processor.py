@@ -248,7 +248,7 @@ class BlockProcessor:
         """Rows [.., F, d] at the hook → edited rows (the same object when nothing is edited), ramping from the
         previous block's edit to `edit`; the meters' pooled features of the rows go to `pooled`; the `stream`'s
         detectors of concepts playing alone follow the rows, and those where an `off` concept plays alone become
-        the hook's silence before the edit."""
+        the hook's silence."""
         prev = self.prev_edit if self.prev_edit is not None else edit
         editing = not (prev.is_identity and edit.is_identity)
         alone = self.alone[stream]
@@ -258,14 +258,12 @@ class BlockProcessor:
         f = self.sae.encode(rows)
         if self.meters is not None:
             pooled.append(f.index_select(-1, self.meters.idx).reshape(-1, len(self.meters.idx)).mean(0))
-        if alone:  # frames where an `off` concept plays alone become silence, then the edit applies to them
-            silenced = alone.apply(rows, f, self.blocksize / self.sr, edit.alone)
-            if silenced is not rows:
-                rows, f = silenced, self.sae.encode(silenced)
         t1 = time.perf_counter()
         out = rows
         if editing:
             out = steer_block(rows, f, self.sae, self.W_dec, self._edit_tensors(edit, rows.shape[-2]), gate)
+        if alone:  # frames where an `off` concept plays alone are the hook's silence, whatever else is edited
+            out = alone.apply(out, f, self.blocksize / self.sr, edit.alone)
         self.stats.sae_s += t1 - t0
         self.stats.edit_s += time.perf_counter() - t1
         return out

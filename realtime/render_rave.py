@@ -153,11 +153,12 @@ def load_steering(
 def _silenced(
     edit_rows: Callable[[Tensor], Tensor] | None, sae: Any, silencer: AloneSilence, seconds: float, alone: Mapping
 ) -> Callable[[Tensor], Tensor]:
-    """Silence where a concept of `alone` plays alone, then `edit_rows` (None: none), as the live processor does."""
+    """`edit_rows` (None: none), then silence where a concept of `alone` plays alone (its detectors read the rows
+    before the edit), as the live processor does."""
 
     def rows_of(rows: Tensor) -> Tensor:
-        rows = silencer.apply(rows, sae.encode(rows), seconds, alone)
-        return edit_rows(rows) if edit_rows is not None else rows
+        out = edit_rows(rows) if edit_rows is not None else rows
+        return silencer.apply(out, sae.encode(rows), seconds, alone)
 
     return rows_of
 
@@ -267,12 +268,13 @@ def render_array(
                 progress(min(start + block, total), total)
             continue
         z = stream.encode_mean(x_block)
-        if silencer:  # silence where an `off` concept plays alone, then the edit, as the live processor does
-            z = silencer.apply(z[0].T, sae.encode(z[0].T), seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
+        rows = z[0].T
         if tensors is not None:
-            z = steer_block(z[0].T, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
+            z = steer_block(rows, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
         elif steer:
-            z = apply_edit(z[0].T, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
+            z = apply_edit(rows, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
+        if silencer:  # silence where an `off` concept plays alone, after the edit, as the live processor does
+            z = silencer.apply(z[0].T, sae.encode(rows), seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
         if shift is not None:
             z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
         outs.append(out_of(stream.decode(z)))

@@ -6,7 +6,7 @@ model: a guitar-like sound at the solo's level). A frame holds a concept alone w
 leave silence there; the SAE's features of one frame cannot tell that, but their recent past can. So a logistic
 regression reads a causal exponential mean of log1p(f) (time constant `memory_s`, so it runs live, block by
 block) and, where a concept with a detector is switched `off`, frames it calls alone get the hook's activation of
-silence, and then the edit applies to them (`sae.bank.ConceptAlone`). The memory runs on every block whatever the
+silence, whatever else the edit does there (`sae.bank.ConceptAlone`). The memory runs on every block whatever the
 controls say, so switching `off` in the middle of a solo acts at once. The nn~ module (`training.rave.nn_module`)
 holds its own TorchScript copy of the memory and the regression, checked against the engine.
 """
@@ -69,7 +69,7 @@ class AloneDetector:
 
 class AloneSilence:
     """The detectors of a bank's concepts on one stream: each call updates every memory, then puts the hook's
-    activation of silence on the rows where a concept in `off` plays alone (before the edit)."""
+    activation of silence on the rows where a concept in `off` plays alone (after the edit)."""
 
     def __init__(self, concepts: Mapping[str, ConceptAlone]):
         self.detectors = {name: AloneDetector(a) for name, a in concepts.items()}
@@ -85,9 +85,9 @@ class AloneSilence:
         self.rows = 0
 
     def apply(self, rows: Tensor, f: Tensor, seconds: float, off: Iterable[str]) -> Tensor:
-        """Rows [.., T, d] at the hook (before the edit) covering `seconds` of audio, and their SAE features
-        [.., T, d_sae] → rows with the hook's silence where a concept of `off` plays alone (the same object when
-        none does)."""
+        """Rows [.., T, d] at the hook (after the edit) covering `seconds` of audio, and the SAE features [.., T,
+        d_sae] of the rows before it → rows with the hook's silence where a concept of `off` plays alone (the same
+        object when none does)."""
         T = rows.shape[-2]
         f = f.reshape(-1, f.shape[-1])
         if len(f) != T:

@@ -54,12 +54,16 @@ def make_bank(
     probe = ConceptProbe(0.5, {11: -1.2, 3: 0.3})
     noisy = [ConceptFeature(11, 1.0, 1.5)]
     steer = ConceptSteer(0.5, [ConceptFeature(11, 1.0, 1.5), ConceptFeature(30, 0.6, 2.5)])
-    bank.add(Concept(names[1], ref, hook, "sae", noisy, ConceptDefault("none", 1.0), probe=probe, steer=steer))
-    if len(names) > 2:  # off from the start, with a detector of playing alone that flips within a take
+    # a detector of playing alone that calls the last buffers of the demo model's take alone (where the timeline has
+    # noisy-1 off), with a "silence" that sounds, so that what it replaces is compared
+    coef = torch.randn(64, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+    alone = ConceptAlone(0.1, 0.0, tuple(coef.tolist()), 0.42, (0.5,) * width)
+    bank.add(
+        Concept(names[1], ref, hook, "sae", noisy, ConceptDefault("none", 1.0), probe=probe, steer=steer, alone=alone)
+    )
+    if len(names) > 2:
         voice = [ConceptFeature(20, 1.0, 1.0)]
-        coef = torch.randn(64, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
-        alone = ConceptAlone(0.1, 0.0, tuple(coef.tolist()), 0.43, (0.0,) * width)  # on the demo: ~1 frame in 4
-        bank.add(Concept(names[2], ref, hook, "sae", voice, ConceptDefault("off", 1.0), alone=alone))
+        bank.add(Concept(names[2], ref, hook, "sae", voice, ConceptDefault("off", 1.0)))
     bank.save()
     return bank.path
 

@@ -453,13 +453,12 @@ class SteeredRave(nn_tilde.Module):
 
     def _steer_rows(self, rows: Tensor, gate: Optional[Tensor]) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
         """Edit rows [B, N, d] at the hook in SAE space, ramping from the previous call's edit over the N frames,
-        after putting silence where a concept switched off plays alone; (rows, False) when nothing is edited."""
+        then put silence where a concept switched off plays alone; (rows, False) when nothing is edited."""
         f: Optional[Tensor] = None  # noqa: UP045
+        alone: Optional[Tensor] = None  # noqa: UP045
         if self.has_alone:  # the detectors follow every call, whatever the switches
             f = self.sae.encode(rows)
-            rows, changed = self._silence_alone(rows, self._alone(f))
-            if changed:  # silence where an off concept plays alone, then the edit, as the engine does
-                f = self.sae.encode(rows)
+            alone = self._alone(f)
         gain, add, floor = self._edit()
         if not self.edit_started:
             self.prev_gain.copy_(gain)
@@ -486,7 +485,10 @@ class SteeredRave(nn_tilde.Module):
             self.prev_floor.copy_(floor)
         clamps: Optional[Tensor] = fl if bool((fl > 0.0).any()) else None  # noqa: UP045
         feats = f if f is not None else self.sae.encode(rows)
-        return steer(rows, feats, self.sae.W_dec, idx, g, a, clamps, gate), True
+        out = steer(rows, feats, self.sae.W_dec, idx, g, a, clamps, gate)
+        if alone is not None:  # silence where an off concept plays alone, whatever else is edited, as the engine
+            out = self._silence_alone(out, alone)[0]
+        return out, True
 
     def _steer_layer(self, h: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
         """Edit an inner layer's output [B, C, frames·steps]: pooled per latent frame, edited, the change spread
