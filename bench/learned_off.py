@@ -35,7 +35,14 @@ from torch import Tensor
 
 from realtime.audio_files import AudioNotes, read_mono, resample
 from realtime.rave import RaveModel
-from realtime.render_rave import RaveStream, load_steering, model_delay, offline_block, render_array
+from realtime.render_rave import (
+    RaveStream,
+    load_steering,
+    model_delay,
+    offline_block,
+    render_array,
+    silenced_rows,
+)
 from sae.alone import MEMORY_S, AloneDetector, AloneSilence
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff
@@ -47,6 +54,7 @@ from training.rave.alone import find_alone
 from training.rave.collect import activations_of
 
 
+@torch.no_grad()
 def render_mapped(stream: RaveStream, audio: np.ndarray, fn: Callable[[Tensor], Tensor], delay: int, seed: int):
     """The mono clip through the model with z' = fn(z) on its latent frames [T, latent] in order, aligned like
     `render_array`."""
@@ -66,19 +74,6 @@ def render_mapped(stream: RaveStream, audio: np.ndarray, fn: Callable[[Tensor], 
 def linear(A: Tensor) -> Callable[[Tensor], Tensor]:
     """z' = [z, 1] @ A."""
     return lambda z: torch.cat([z.double(), torch.ones(len(z), 1, dtype=torch.float64)], 1) @ A
-
-
-def silenced(
-    fn: Callable[[Tensor], Tensor], sae, silencer: AloneSilence, c: str, seconds_per_row: float
-) -> Callable[[Tensor], Tensor]:
-    """z' = fn(z), then the model's silence where the detector calls `c` alone (it reads z's SAE features)."""
-
-    def rows_of(z: Tensor) -> Tensor:
-        with torch.no_grad():
-            f = sae.encode(z.float())
-        return silencer.apply(fn(z).float(), f, seconds_per_row * len(z), [c])
-
-    return rows_of
 
 
 def report(
@@ -189,7 +184,7 @@ def main() -> None:
     A = torch.linalg.lstsq(torch.cat([Zw, torch.ones(len(Zw), 1, dtype=Zw.dtype)], 1), Zo).solution
     print(f"{c}: {len(train_pairs)} train pairs, {len(Zw)} latent frames; SAE {sae.W_dec.shape[0]} features")
 
-    off = steering.edit_for([(c, "off")])
+    off = replace(steering.edit_for([(c, "off")]), alone={})  # the bank's off alone, whatever detector it holds
     usable = [(args.data / r["file"], z, r) for r in train if (z := latent_rows(r)) is not None]
     try:
         detector, line = find_alone(
@@ -210,9 +205,7 @@ def main() -> None:
     held_out, held_rows = [a for a, _ in held_rows][: args.max_clips], [r for _, r in held_rows][: args.max_clips]
     edits = {
         "plain": lambda a, i: render_array(stream, a, None, None, None, delay, i),
-        "bank off": lambda a, i: render_array(
-            stream, a, sae, steering.edit_for([(c, "off")]), None, delay, i, hook=steering.hook
-        ),
+        "bank off": lambda a, i: render_array(stream, a, sae, off, None, delay, i, hook=steering.hook),
         "SAE affine (learned)": lambda a, i: render_array(
             stream, a, sae, affine, None, delay, i, hook=steering.hook, gate=Gate(enabled=False)
         ),
@@ -226,8 +219,9 @@ def main() -> None:
         edits["SAE affine + alone -> silence"] = lambda a, i: render_array(
             stream, a, sae, replace(affine, alone=alone), None, delay, i, hook=steering.hook, gate=Gate(enabled=False)
         )
+        block_s = offline_block(stream.ratio) / stream.sr  # what `render_mapped` maps at a time
         edits["raw linear + alone -> silence"] = lambda a, i: render_mapped(
-            stream, a, silenced(linear(A), sae, AloneSilence(alone), c, stream.ratio / stream.sr), delay, i
+            stream, a, silenced_rows(linear(A), sae, AloneSilence(alone), block_s, alone), delay, i
         )
 
     def calls(rows: list[dict]) -> str:

@@ -14,6 +14,7 @@ the fixed slew is used.
 from __future__ import annotations
 
 import math
+import statistics
 from itertools import pairwise
 
 
@@ -49,7 +50,4 @@ class ClockDrift:
         del self._mins[: -self.windows]
         frames, self._least, self._frames = self._frames, math.inf, 0  # windows of whole callbacks: all alike
         if len(self._mins) >= self.warmup:
-            diffs = sorted(b - a for a, b in pairwise(self._mins))
-            mid = len(diffs) // 2
-            median = diffs[mid] if len(diffs) % 2 else (diffs[mid - 1] + diffs[mid]) / 2
-            self.rate = median / frames
+            self.rate = statistics.median(b - a for a, b in pairwise(self._mins)) / frames

@@ -150,7 +150,7 @@ def load_steering(
     return Steering(sae, chosen, state, concepts, hook)
 
 
-def _silenced(
+def silenced_rows(
     edit_rows: Callable[[Tensor], Tensor] | None, sae: Any, silencer: AloneSilence, seconds: float, alone: Mapping
 ) -> Callable[[Tensor], Tensor]:
     """`edit_rows` (None: none), then silence where a concept of `alone` plays alone (its detectors read the rows
@@ -262,7 +262,7 @@ def render_array(
             else:
                 edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
             if silencer:
-                edit_rows = _silenced(edit_rows, sae, silencer, seconds, cur.alone if cur is not None else {})
+                edit_rows = silenced_rows(edit_rows, sae, silencer, seconds, cur.alone if cur is not None else {})
             outs.append(out_of(split(x_block, edit_rows)))
             if progress:
                 progress(min(start + block, total), total)

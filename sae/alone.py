@@ -74,7 +74,6 @@ class AloneSilence:
     def __init__(self, concepts: Mapping[str, ConceptAlone]):
         self.detectors = {name: AloneDetector(a) for name, a in concepts.items()}
         self.silence = {name: torch.tensor(a.silence, dtype=torch.float32) for name, a in concepts.items()}
-        self.rows = 0  # rows silenced since the last reset
 
     def __bool__(self) -> bool:
         return bool(self.detectors)
@@ -82,7 +81,6 @@ class AloneSilence:
     def reset(self) -> None:
         for d in self.detectors.values():
             d.reset()
-        self.rows = 0
 
     def apply(self, rows: Tensor, f: Tensor, seconds: float, off: Iterable[str]) -> Tensor:
         """Rows [.., T, d] at the hook (after the edit) covering `seconds` of audio, and the SAE features [.., T,
@@ -99,7 +97,6 @@ class AloneSilence:
                 mask = alone[name] if mask is None else mask | alone[name]
         if mask is None or not bool(mask.any()):
             return rows
-        self.rows += int(mask.sum())
         silence = self.silence[next(n for n in off if n in alone)]  # one hook of one model: one silence
         return torch.where(mask.to(rows.device).unsqueeze(-1), silence.to(rows), rows)
 

@@ -10,7 +10,6 @@ What `off` puts on the frames it calls alone is the hook's activation of two sec
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from sae.alone import MEMORY_S, fit_alone, memory_rows
-from sae.bank import ConceptAlone
+from sae.bank import ConceptAlone, file_sha256
 from sae.errors import UserError
 
 MIN_ALONE = 4
@@ -29,11 +28,6 @@ def alone_folder(folder: Path) -> str | None:
     """A concept's folder of clips of it alone (`data make` writes `concepts/<c>/alone`), where it holds enough
     to fit the detector; None otherwise."""
     return str(folder) if folder.is_dir() and len(list(folder.iterdir())) >= MIN_ALONE else None
-
-
-def clip_digest(path: Path) -> str:
-    """A clip's bytes, hashed: the same clip in two folders (a solo is also a clip with the concept)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def find_alone(
@@ -56,8 +50,8 @@ def find_alone(
         raise UserError(f"--alone-memory {memory_s:g}: expected seconds > 0")
     if len(alone) < MIN_ALONE:
         raise UserError(f"--alone: {len(alone)} usable clips; expected at least {MIN_ALONE} of the concept alone")
-    solos = {clip_digest(p) for p, _ in alone}
-    keep = [i for i, (p, _) in enumerate(others) if clip_digest(p) not in solos]
+    solos = {file_sha256(p) for p, _ in alone}  # by content: a solo is also a clip with the concept, maybe copied
+    keep = [i for i, (p, _) in enumerate(others) if file_sha256(p) not in solos]
     clips = list(alone) + [others[i] for i in keep]
     if groups is not None:
         groups = list(groups[: len(alone)]) + [groups[len(alone) + i] for i in keep]

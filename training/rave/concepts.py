@@ -268,6 +268,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     spared = spared_features(bank, cfg, hook, sae_sha)
     notes = AudioNotes()
     streams = make_streams(model, [hook])
+    cache = {} if cache is None else cache  # the clips of it alone are among the clips with it: encoded once
     pos = clip_frames(model, with_files, notes, streams, cache, hook)
     neg = clip_frames(model, without_files, notes, streams, cache, hook)
     few = check_examples(

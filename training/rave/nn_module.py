@@ -442,14 +442,12 @@ class SteeredRave(nn_tilde.Module):
         self.alone_memory = m
         return out
 
-    def _silence_alone(self, rows: Tensor, alone: Tensor) -> Tuple[Tensor, bool]:  # noqa: UP006
-        """Rows [B, N, d] with the hook's silence where a concept switched off plays alone; whether any was."""
-        changed = False
+    def _silence_alone(self, rows: Tensor, alone: Tensor) -> Tensor:
+        """Rows [B, N, d] with the hook's silence where a concept switched off plays alone."""
         for i in range(len(self._concept_modes)):
-            if self._concept_alone[i] and self._concept_modes[i] == "off" and bool(alone[:, :, i].any()):
+            if self._concept_alone[i] and self._concept_modes[i] == "off":
                 rows = torch.where(alone[:, :, i : i + 1], self.alone_silence[i].to(rows.dtype), rows)
-                changed = True
-        return rows, changed
+        return rows
 
     def _steer_rows(self, rows: Tensor, gate: Optional[Tensor]) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
         """Edit rows [B, N, d] at the hook in SAE space, ramping from the previous call's edit over the N frames,
@@ -487,7 +485,7 @@ class SteeredRave(nn_tilde.Module):
         feats = f if f is not None else self.sae.encode(rows)
         out = steer(rows, feats, self.sae.W_dec, idx, g, a, clamps, gate)
         if alone is not None:  # silence where an off concept plays alone, whatever else is edited, as the engine
-            out = self._silence_alone(out, alone)[0]
+            out = self._silence_alone(out, alone)
         return out, True
 
     def _steer_layer(self, h: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
