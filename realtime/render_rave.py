@@ -198,8 +198,8 @@ def render_array(
     Args:
         stream: reset before the file.
         hook: where the SAE edits (`latent`, or an inner layer: the stream runs in two parts around it).
-        shift: a latent offset [latent] added to every frame after the SAE edit (the judge's
-            mean-difference steering baseline), weighted per frame by the gate like `on`.
+        shift: a latent offset [latent] added to every frame after the SAE edit and before the silence of
+            `edit.alone` (the judge's mean-difference steering baseline), weighted per frame by the gate like `on`.
         gate: weights `on` / `clamp` (and `shift`) per latent frame by the input's level (`sae.steering.Gate`;
             default `Gate()`, on; `Gate(enabled=False)` for the ungated edit).
         block: samples per call (a multiple of the ratio; default `offline_block`).
@@ -273,10 +273,10 @@ def render_array(
             z = steer_block(rows, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
         elif steer:
             z = apply_edit(rows, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
-        if silencer:  # silence where an `off` concept plays alone, after the edit, as the live processor does
-            z = silencer.apply(z[0].T, sae.encode(rows), seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
         if shift is not None:
             z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
+        if silencer:  # silence where an `off` concept plays alone, after the edit, as the live processor does
+            z = silencer.apply(z[0].T, sae.encode(rows), seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
         outs.append(out_of(stream.decode(z)))
         if progress:
             progress(min(start + block, total), total)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 
@@ -43,3 +45,20 @@ def tiny_model(tiny_rave_ts: Path):
     torch.set_num_threads(1)
     model = RaveModel.load(tiny_rave_ts)
     return model, model_delay(model)
+
+
+@pytest.fixture(scope="session")
+def noise_bursts():
+    """Writes `n` one-second 44.1 kHz clips of noise bursts (a drum solo's shape: hits, decays, gaps), seeded, into
+    a new folder: `noise_bursts(folder, n, seed=3)` → folder."""
+
+    def write(folder: Path, n: int, seed: int = 3) -> Path:
+        folder.mkdir()
+        rng = np.random.default_rng(seed)
+        t = np.arange(44100) / 44100
+        env = np.exp(-((t * 4) % 1) * 12)  # four hits a second
+        for i in range(n):
+            sf.write(folder / f"solo_{i:02d}.wav", (0.5 * env * rng.standard_normal(len(t))).astype(np.float32), 44100)
+        return folder
+
+    return write

@@ -37,28 +37,19 @@ def _folder(tmp_path, name, files):
     return folder
 
 
-def _bursts(folder, n: int, seed: int = 3):
-    """`n` one-second clips of noise bursts (a drum solo's shape: hits, decays, gaps), seeded."""
-    folder.mkdir()
-    rng = np.random.default_rng(seed)
-    t = np.arange(44100) / 44100
-    for i in range(n):
-        env = np.exp(-((t * 4) % 1) * 12)  # four hits a second
-        sf.write(folder / f"solo_{i:02d}.wav", (0.5 * env * rng.standard_normal(len(t))).astype(np.float32), 44100)
-    return folder
-
-
 @pytest.fixture(scope="module")
-def found(tmp_path_factory, tiny_rave_ts, concept_data, tiny_sae_dir):
+def found(tmp_path_factory, tiny_rave_ts, concept_data, tiny_sae_dir, noise_bursts):
     """A bank whose guitar was found with 6 clips of noise bursts as the clips of it alone."""
     tmp = tmp_path_factory.mktemp("alone")
-    solos = _bursts(tmp / "alone", 6)
+    solos = noise_bursts(tmp / "alone", 6)
     bank = tmp / "concepts.yaml"
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, "--alone", str(solos), "--alone-memory", "0.5") == 0
     return bank
 
 
-def test_find_writes_a_detector_that_tells_the_alone_clips_apart(tmp_path, found, concept_data, tiny_model):
+def test_find_writes_a_detector_that_tells_the_alone_clips_apart(
+    tmp_path, found, concept_data, tiny_model, noise_bursts
+):
     """On the tiny untrained model the detector is weak (its latents carry little), but it ranks clips it never
     heard: new bursts above held-out clips without them."""
     c = ConceptBank.load(found).get("guitar")
@@ -75,7 +66,7 @@ def test_find_writes_a_detector_that_tells_the_alone_clips_apart(tmp_path, found
             m = memory_rows(sae.encode(z), model.ratio / model.sr, a.memory_s)
         return float(torch.sigmoid(a.intercept + m @ torch.tensor(a.coef, dtype=torch.float64)).mean())
 
-    alone = [p_alone(p) for p in sorted(_bursts(tmp_path / "new", 4, seed=11).iterdir())]  # bursts it never heard
+    alone = [p_alone(p) for p in sorted(noise_bursts(tmp_path / "new", 4, seed=11).iterdir())]  # bursts it never heard
     others = [p_alone(p) for p in sorted((concept_data / "heldout/guitar/without").iterdir())[:6]]
     assert np.mean(alone) > np.mean(others), (alone, others)
 
@@ -119,6 +110,45 @@ def test_off_silences_what_the_detector_calls_alone_and_nothing_else(found, conc
     assert not np.array_equal(plain_off[0][:n], plain_off[1][:n])
     for x, y in zip(clips, plain_off, strict=True):
         np.testing.assert_array_equal(render(x, dataclasses.replace(off, alone={"guitar": never})), y)
+
+
+def test_the_silence_comes_after_a_latent_shift_too(found, concept_data, tiny_model):
+    """The judge's baseline shifts the latent; where the detector calls the concept alone, what plays is silence
+    whatever the shift (the silence after the edit, as for the SAE's `off`)."""
+    model, delay = tiny_model
+    steering = load_steering(found, model)
+    a = steering.state.alone["guitar"]
+    always = {"guitar": dataclasses.replace(a, intercept=50.0, coef=(0.0,) * len(a.coef))}
+    silent = dataclasses.replace(steering.edit_for([]), alone=always)
+    clip = sf.read(sorted((concept_data / "concepts/guitar/with").iterdir())[0], dtype="float32")[0]
+    d = torch.linspace(-1, 1, model.latent_size)
+
+    def render(edit, shift):
+        return render_array(RaveStream(model), clip, steering.sae, edit, None, delay, 0, shift=shift)
+
+    np.testing.assert_array_equal(render(silent, -d), render(silent, 3 * d))
+    assert not np.array_equal(render(None, -d), render(None, 3 * d))
+
+
+def test_the_judge_gives_the_baseline_off_the_same_detector(tmp_path, found, concept_data, tiny_rave_ts, monkeypatch):
+    """The detector of playing alone is not part of the steering edit: the mean-difference baseline's `off` is
+    rendered with the bank's detector as the SAE's `off` is, its `on` with none, and the report says so."""
+    import realtime.render_rave as render_rave
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    calls = []
+
+    def spy(stream, audio, sae=None, edit=None, *args, shift=None, **kw):
+        calls.append(("shift" if shift is not None else "sae", sorted(edit.alone) if edit is not None else []))
+        return render_array(stream, audio, sae, edit, *args, shift=shift, **kw)
+
+    monkeypatch.setattr(render_rave, "render_array", spy)
+    cfg = EvalConfig(str(concept_data), str(tiny_rave_ts), str(found), str(tmp_path / "judge"), ("guitar",), (1.0,), 2)
+    e = evaluate_steering(cfg)["concepts"]["guitar"]
+    assert e["baseline"]["alone"] == "the bank's"
+    shifted = [alone for arm, alone in calls if arm == "shift"]
+    assert shifted == [["guitar"]] * 2 + [[]] * 2  # off on the 2 clips with guitar, then on on the 2 without
+    assert [alone for arm, alone in calls if arm == "sae" and alone] == [["guitar"]] * 2  # the SAE's off alike
 
 
 def test_the_memory_runs_across_blocks_as_one_sequence(found, concept_data, tiny_model):

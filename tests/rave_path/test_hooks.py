@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -28,11 +29,15 @@ def test_intervals_behave():
 
 
 @pytest.mark.slow
-def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept_data, capsys):
+def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept_data, noise_bursts, capsys):
     from training.cli import main
 
+    data = tmp_path / "data"  # the concept data with six drum "solos" (noise bursts) to fit a detector on
+    shutil.copytree(concept_data, data, symlinks=True)
+    shutil.rmtree(data / "concepts/drums/alone")
+    noise_bursts(data / "concepts/drums/alone", 6)
     out = tmp_path / "cmp"
-    argv = ["eval", "hooks", "--data", str(concept_data), "--model", str(tiny_rave_ts), "--out", str(out)]
+    argv = ["eval", "hooks", "--data", str(data), "--model", str(tiny_rave_ts), "--out", str(out)]
     argv += ["--hooks", "latent,decoder.net.1", "--concepts", "guitar,drums", "--sae-steps", "20", "--spare"]
     argv += ["--strength", "4", "--clamp", "2", "--max-clips", "2", "--steer-threshold", "0.01"]
     assert main(argv) == 0
@@ -43,6 +48,13 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     bank = ConceptBank.load(out / "latent" / "concepts.yaml")
     assert bank.get("drums").steer.spared == ("guitar",) and not bank.get("guitar").steer.spared
     assert "Spared: each concept's edits leave alone" in (out / "report.md").read_text()
+    # drums has clips of it alone in the data (guitar 3, too few): its detector at every hook, and the
+    # baseline's off has it too
+    for hook in ("latent", "decoder.net.1"):
+        assert [c.name for c in ConceptBank.load(out / hook / "concepts.yaml") if c.alone is not None] == ["drums"]
+    judged = json.loads((out / "latent" / "judge" / "judge.json").read_text())["concepts"]
+    assert {n: e["baseline"]["alone"] for n, e in judged.items()} == {"guitar": "none", "drums": "the bank's"}
+    assert "the baseline's `off` has the bank's detector" in (out / "report.md").read_text()
     assert summary["split"] == "test" and summary["pick"] in ("latent", "decoder.net.1")
     assert set(summary["hooks"]) == {"latent", "decoder.net.1"}
     assert summary["hooks"]["decoder.net.1"]["d_in"] > summary["hooks"]["latent"]["d_in"]

@@ -129,6 +129,13 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         help="each concept's edits leave alone the steering features of the concepts found before it (order of "
         "--concepts; `concept find --spare`)",
     )
+    p.add_argument(
+        "--no-alone",
+        dest="alone",
+        action="store_false",
+        help="no detectors of a concept playing alone (default: each concept with a DATA/concepts/<c>/alone folder "
+        "gets one at each hook, `concept find --alone`, and the baseline's off the same silence)",
+    )
     p.add_argument("--seed", type=int, default=0)
     add_threads(p)
     add_device(p, "RAVE and the SAEs")
@@ -163,6 +170,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.validation_split,
         args.device,
         args.spare,
+        args.alone,
     )
     summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")

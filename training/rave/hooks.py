@@ -67,6 +67,9 @@ class HookCompareConfig:
     device: torch device for RAVE and the SAEs.
     spare: each concept spares the concepts found before it (order of `concepts`; `concept find --spare`): its
         edits leave their steering features alone.
+    alone: each concept with a folder of clips of it alone in the data (`concepts/<c>/alone`, `data make`) gets
+        its detector of playing alone at each hook (`concept find --alone`): `off` silences a solo; the
+        baseline's `off` gets the same silence.
     """
 
     data: str
@@ -85,6 +88,7 @@ class HookCompareConfig:
     validation_split: str | None = None
     device: str = "cpu"
     spare: bool = False
+    alone: bool = True
 
 
 def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
@@ -191,6 +195,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     from sae.store import ActivationStore
     from sae.train import TrainConfig, train_hook
     from training.data.concept_clips import read_manifest
+    from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
     from training.rave.judge import EvalConfig, evaluate_steering
@@ -274,6 +279,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                             steer_threshold=cfg.steer_threshold,
                             spare=tuple(n for n in found if "not_found" not in found[n]) if cfg.spare else (),
                             device=cfg.device,
+                            alone_dir=alone_folder(data / "concepts" / name / "alone") if cfg.alone else None,
                         )
                     )
                     found[name] = {
@@ -470,6 +476,7 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 "held_out": [base_entry["held_out_with"], base_entry["held_out_without"]],
                 "none": base_entry["none"],
                 "clean": base_entry.get("clean"),
+                "alone": base_entry["baseline"].get("alone", "none"),
             }
         }
         for hook in cfg.hooks:
@@ -489,6 +496,7 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 "steer_features": len(concept.steer.features) if concept.steer else len(concept.features),
                 "off_left": concept.steer.off_left if concept.steer else None,
                 "error_share": concept.steer.error_share if concept.steer else None,
+                "alone": concept.alone is not None,
             }
             for label, key in (("on", None), ("clamp", "clamp")):
                 if key is not None and key not in entry:
@@ -631,6 +639,17 @@ def _cmp(c: dict | None, key: str) -> str:
     return f"{m['sae']:+.0f} vs {m['baseline']:+.0f} (Δ {m['diff']:+.0f} [{lo:+.0f}, {hi:+.0f}]){mark}"
 
 
+def alone_sentence(row: dict[str, Any]) -> str:
+    """Where `off` silences the concept playing alone (`concept find --alone`), and whether the baseline's does."""
+    hooks = [h for h, c in row.items() if h != "baseline" and c.get("alone")]
+    if not hooks:
+        return ""
+    return (
+        f" `off` silences it where its detector of playing alone calls it so at {', '.join(hooks)}; the baseline's "
+        f"`off` has {row['baseline'].get('alone', 'none')} detector."
+    )
+
+
 def report_markdown(s: dict[str, Any]) -> str:
     """The side-by-side report: SAE quality per hook, then per concept every hook's SAE arms vs the baseline."""
     lines = [
@@ -675,7 +694,8 @@ def report_markdown(s: dict[str, Any]) -> str:
                 if b.get("clean")
                 else ""
             )
-            + ": no edit can drop more than the first or raise more than 100 minus the second.",
+            + ": no edit can drop more than the first or raise more than 100 minus the second."
+            + alone_sentence(row),
             "",
             "| hook | SAE probe AUROC | diff. means (raw, this hook) | steered features / off leaves / in error "
             "| off drop (its drift) | on rise (strength) | on drift | clamp rise (strength) | clamp drift |",

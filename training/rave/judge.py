@@ -30,7 +30,10 @@ typical activation where they are below) is swept on the same clips beside `on`.
 baseline's shift are gated by the input's level (`sae.steering.Gate`) unless `gate` is off.
 
 Baseline, side by side: the same edits along the raw-latent difference of means of the concept (mean
-latent of the train clips with it minus without it, `d`): `off` renders z − d, `on:s` renders z + s·d.
+latent of the train clips with it minus without it, `d`): `off` renders z − d, `on:s` renders z + s·d. Where the
+bank's concept has a detector of playing alone (`concept find --alone`) and its hook is the latent, the baseline's
+`off` gets the same silence as the SAE's (the detector is not part of the steering edit being compared); the
+report's `baseline.alone` says which.
 It needs no SAE, so when it beats the SAE edit the SAE is what falls short; when neither moves the judge,
 the model itself does not render the concept distinctly (compare the no-edit rates with and without it).
 Goals (issue 4): off drops ≥ 50 points, on raises ≥ 50 points, off-target drift ≤ 10 points.
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +164,13 @@ def evaluate_steering(
         )
     gate = Gate(enabled=cfg.gate)
 
-    def render(idx: list[int], sets: list[tuple[str, str]], shift: torch.Tensor | None = None) -> list[np.ndarray]:
+    def render(
+        idx: list[int], sets: list[tuple[str, str]], shift: torch.Tensor | None = None, alone_of: str | None = None
+    ) -> list[np.ndarray]:
+        """`sets` edited at the bank's hook, or `shift` on the latent with the silence of `alone_of`'s detector."""
         edit = steering.edit_for(sets) if sets else None
+        if alone_of is not None:
+            edit = replace(steering.edit_for([]), alone=steering.edit_for([(alone_of, "off")]).alone)
         hook = steering.hook if sets else "latent"
         return [
             render_array(
@@ -208,8 +216,12 @@ def evaluate_steering(
     def sae_edit(name: str, mode: str = "on") -> Callable[[list[int], float | None], list[np.ndarray]]:
         return lambda idx, strength: render(idx, [(name, "off" if strength is None else f"{mode}:{strength}")])
 
-    def shift_edit(d: torch.Tensor) -> Callable[[list[int], float | None], list[np.ndarray]]:
-        return lambda idx, strength: render(idx, [], -d if strength is None else strength * d)
+    def shift_edit(d: torch.Tensor, alone_of: str | None) -> Callable[[list[int], float | None], list[np.ndarray]]:
+        """The baseline: `off` is z − d (then the silence of `alone_of`'s detector, as the SAE's `off` has it),
+        `on:s` is z + s·d."""
+        return lambda idx, strength: (
+            render(idx, [], -d, alone_of) if strength is None else render(idx, [], strength * d)
+        )
 
     def on_at(name: str, edited: Callable, strength: float, clips: list[int]) -> dict[str, Any]:
         """Detection of every concept after `on:strength` on `clips` (without the concept), against no edit."""
@@ -306,13 +318,18 @@ def evaluate_steering(
         if cfg.baseline and (cfg.baseline_for is None or name in cfg.baseline_for):
             say(f"{name}: the same edits along the latent difference of means")
             d = directions[name]
+            # the detector of playing alone is not part of the steering edit: the baseline's `off` gets it too,
+            # where it can (it reads the SAE of the bank's hook, and the baseline edits the latent)
+            has_alone = bool(steering.edit_for([(name, "off")]).alone)
+            alone_of = name if has_alone and steering.hook == "latent" else None
             entry["baseline"] = {
                 "method": "raw-latent difference of means",
                 "norm": float(d.norm()),
                 "direction": [round(float(v), 6) for v in d],
+                "alone": "the bank's" if alone_of else "none" + (" (the bank's reads another hook)" * has_alone),
             } | {
                 k: v
-                for k, v in arm(name, shift_edit(d)).items()
+                for k, v in arm(name, shift_edit(d, alone_of)).items()
                 if k not in ("held_out_with", "held_out_without", "clean", "none")
             }
         results[name] = entry
