@@ -11,7 +11,15 @@ import soundfile as sf
 
 from sae.errors import UserError
 from training.cli import main
-from training.data.concept_clips import CONCEPTS, DataConfig, make_dataset, plan_clip, read_manifest, render_clip
+from training.data.concept_clips import (
+    CONCEPTS,
+    DataConfig,
+    make_dataset,
+    plan_clip,
+    read_manifest,
+    render_clip,
+    resolve_fonts,
+)
 
 
 def _centroid(x: np.ndarray, sr: int) -> float:
@@ -169,7 +177,38 @@ def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
     in_font = {p.name for top in ("concepts", "heldout") for p in (tmp_path / top / "bass").glob("*/*")}
     font_folders = {p.name for p in (tmp_path / "heldout_font/bass").glob("*/*")}
     assert font_folders == held_names and not in_font & held_names
-    assert json.loads((tmp_path / "data.json").read_text())["holdout_font"] == "fluidr3"
+    meta = json.loads((tmp_path / "data.json").read_text())
+    assert meta["holdout_font"] == "fluidr3" and meta["holdout_shares_samples"] == {}
+
+
+def test_a_training_font_that_shares_the_held_out_fonts_samples_is_named(tmp_path):
+    """The csound bank reuses TimGM6mb's samples: holding TimGM6mb out with csound among the training fonts says so
+    (for the instruments it shares, not for the ones it has of its own) and data.json records it; the default
+    set, FluidR3 held out, shares nothing."""
+    from training.data.font_overlap import SHARED, overlaps
+
+    notes: list[str] = []
+    cfg = DataConfig(n=3, seed=4, duration=0.5, sample_rate=16000, holdout_font="timgm6mb")
+    make_dataset(tmp_path, cfg, concepts=(), note=notes.append)
+    shared = json.loads((tmp_path / "data.json").read_text())["holdout_shares_samples"]
+    assert set(shared) == {"csound"} and {"drums", "bass", "guitar_distortion"} <= set(shared["csound"])
+    assert "brass" not in shared["csound"] and all(d < SHARED for d in shared["csound"].values())
+    assert len(notes) == 1 and notes[0].startswith("soundfont csound: its renders of ") and "timgm6mb" in notes[0]
+    fonts, _ = resolve_fonts(["fluidr3", "timgm6mb", "csound"], note=print)
+    assert overlaps(fonts[0], fonts[1:]) == {}
+
+
+def test_a_soundfont_given_as_a_file_is_found_again_for_the_ideal_edits(tmp_path):
+    """`data_config` gives back every font the data was made with, a font passed as a path included (the ideal
+    edits re-render its clips)."""
+    from training.data.concept_clips import data_config, default_soundfont
+
+    mine = tmp_path / "fonts" / "Mine.sf2"
+    mine.parent.mkdir()
+    mine.write_bytes(default_soundfont().read_bytes())
+    make_dataset(tmp_path / "d", DataConfig(n=2, duration=0.5, sample_rate=16000, soundfonts=("csound", str(mine))))
+    _, fonts, _ = data_config(tmp_path / "d")
+    assert set(fonts) == {"csound", "mine"} and fonts["mine"] == mine.resolve()
 
 
 def test_a_broken_soundfont_is_named_and_skipped(tmp_path, capsys):

@@ -545,7 +545,8 @@ def make_dataset(
         concepts: concept names to make with/without folders for (None or empty: none).
         copy: copy wavs into the concept folders instead of linking them.
         progress: called with the number of clips finished so far.
-        note: called with one line per skipped soundfont (default: printed to stderr).
+        note: called with one line per skipped soundfont, and per training font that shares samples with the
+            held-out one (`training.data.font_overlap`; default: printed to stderr).
     Returns:
         The manifest rows.
     """
@@ -574,8 +575,15 @@ def make_dataset(
         raise UserError(f"--holdout-font {held}: that soundfont was skipped (see above); nothing to hold out")
     if held is not None and len(fonts) < 2:
         raise UserError(f"--holdout-font {held}: it is the only usable soundfont; nothing is left to train on")
+    shared: dict[str, dict[str, float]] = {}
+    if held is not None:  # a training font made from the held-out font's samples would flatter every figure on it
+        from training.data.font_overlap import overlap_lines, overlaps
+
+        shared = overlaps(next(f for f in fonts if f.name == held), [f for f in fonts if f.name != held])
+        for line in overlap_lines(held, shared):
+            note(line)
     with sole_writer(out, "data make"):  # two at once would mix their clips under one run's manifest
-        return _make_dataset(Path(out), cfg, fonts, skipped, jobs, concepts, copy, progress)
+        return _make_dataset(Path(out), cfg, fonts, skipped, jobs, concepts, copy, progress, shared)
 
 
 # What `make_dataset` derives from the clips; removed before any clip is rewritten (a run stopped half way must not
@@ -592,6 +600,7 @@ def _make_dataset(
     concepts: Iterable[str] | None,
     copy: bool,
     progress: Callable[[int], None] | None,
+    shared: dict[str, dict[str, float]],
 ) -> list[dict]:
     for name in DERIVED:  # data.json first: it is what says the folder is complete
         path = out / name
@@ -620,9 +629,13 @@ def _make_dataset(
     write_manifest(out, rows)
     meta = {
         "config": dataclasses.asdict(cfg),
-        "soundfonts": [{"name": f.name, "file": f.path.name, "sha256": _sha256(f.path)} for f in fonts],
+        "soundfonts": [
+            {"name": f.name, "file": f.path.name, "path": str(f.path.resolve()), "sha256": _sha256(f.path)}
+            for f in fonts
+        ],
         "skipped_soundfonts": skipped,
         "holdout_font": cfg.holdout_font,
+        "holdout_shares_samples": shared,  # training font -> {instrument: distance} (`training.data.font_overlap`)
         "concepts": sorted(concepts or ()),
         "test_every": TEST_EVERY,
     }
@@ -759,8 +772,9 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
     conf = dict(meta["config"])
     conf["soundfonts"] = tuple(conf.get("soundfonts") or DEFAULT_FONTS)
     cfg = DataConfig(**conf)
-    names = [f["name"] for f in meta.get("soundfonts", [])]
-    fonts, _ = resolve_fonts(names, note=lambda _: None)
+    # a known name resolves as it did; a font given as a file is found again at the path recorded
+    specs = [f["name"] if f["name"] in FONTS else f.get("path", f["name"]) for f in meta.get("soundfonts", [])]
+    fonts, _ = resolve_fonts(specs, note=lambda _: None)
     return cfg, {f.name: f.path for f in fonts}, meta.get("holdout_font")
 
 
