@@ -7,7 +7,7 @@ venv := ".venv"
 bin := venv + "/bin"
 # Debian packages the tests, the concept data and the live engine use (python3-venv: Debian's python3 has no venv
 # without it).
-apt_packages := "python3-venv patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium g++"
+apt_packages := "python3-venv patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont opl3-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium g++"
 
 # list the tasks
 default:

@@ -184,7 +184,7 @@ def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
 def test_a_training_font_that_shares_the_held_out_fonts_samples_is_named(tmp_path):
     """The csound bank reuses TimGM6mb's samples: holding TimGM6mb out with csound among the training fonts says so
     (for the instruments it shares, not for the ones it has of its own) and data.json records it; the default
-    set, FluidR3 held out, shares nothing."""
+    set with FluidR3 held out shares nothing, nor does the OPL3 bank."""
     from training.data.font_overlap import SHARED, overlaps
 
     notes: list[str] = []
@@ -194,8 +194,8 @@ def test_a_training_font_that_shares_the_held_out_fonts_samples_is_named(tmp_pat
     assert set(shared) == {"csound"} and {"drums", "bass", "guitar_distortion"} <= set(shared["csound"])
     assert "brass" not in shared["csound"] and all(d < SHARED for d in shared["csound"].values())
     assert len(notes) == 1 and notes[0].startswith("soundfont csound: its renders of ") and "timgm6mb" in notes[0]
-    fonts, _ = resolve_fonts(["fluidr3", "timgm6mb", "csound"], note=print)
-    assert overlaps(fonts[0], fonts[1:]) == {}
+    fonts, skipped = resolve_fonts(["fluidr3", "timgm6mb", "csound", "opl3"], note=print)
+    assert not skipped and overlaps(fonts[0], fonts[1:]) == {}  # the OPL3 FM bank is new to FluidR3 too
 
 
 def test_a_soundfont_given_as_a_file_is_found_again_for_the_ideal_edits(tmp_path):

@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--soundfonts",
         default=",".join(DEFAULT_FONTS),
-        help=f"comma-separated soundfonts: names ({', '.join(FONTS)}) or .sf2/.sf3 paths (default: all three)",
+        help=f"comma-separated soundfonts: names ({', '.join(FONTS)}) or .sf2/.sf3 paths "
+        f"(default: {','.join(DEFAULT_FONTS)})",
     )
     make.add_argument("--soundfont", default=None, help="one .sf2 file instead of --soundfonts")
     make.add_argument(
