@@ -27,7 +27,7 @@ from torch import Tensor
 
 from realtime.audio_files import check_finite
 from realtime.processor import edit_tensors, steer_block
-from sae.alone import AloneSilence, detectors_of
+from sae.alone import AloneSilence, check_detectors
 from sae.errors import UserError
 from sae.steering import Edit, EditState, Gate, apply_edit, check_sets
 
@@ -145,8 +145,8 @@ def load_steering(
     if sae.cfg.d_in != width:
         what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
         raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
-    detectors_of(concepts, sae.cfg.d_sae, width)  # a detector that does not fit the SAE or the hook: one line
     state = EditState.from_concepts(sae.cfg.d_sae, concepts)
+    check_detectors(state.alone, sae.cfg.d_sae, width)  # a detector that does not fit the SAE or the hook: one line
     return Steering(sae, chosen, state, concepts, hook)
 
 

@@ -20,7 +20,7 @@ from realtime.budget import BudgetChoice, check_budget, choose_block
 from realtime.controls import Controls, read_preset
 from realtime.engine import Engine, priority_while
 from realtime.processor import BlockProcessor, check_period, choose_blocksize
-from sae.alone import detectors_of
+from sae.alone import check_detectors
 from sae.errors import UserError
 from sae.meter import MeterParams
 from sae.steering import EditState
@@ -161,7 +161,7 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
 
     channels = device_channels(rave, cfg.channels)
 
-    alone = detectors_of(concepts, d_sae, int(sae.W_dec.shape[1])) if sae is not None else {}
+    alone = check_detectors(state.alone, d_sae, int(sae.W_dec.shape[1])) if sae is not None else {}
 
     def make(block: int) -> BlockProcessor:
         return BlockProcessor(rave, sae, block, channels, cfg.stereo, alignment.aligned,

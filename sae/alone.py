@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 import numpy as np
 import torch
@@ -101,22 +100,18 @@ class AloneSilence:
         return torch.where(mask.to(rows.device).unsqueeze(-1), silence.to(rows), rows)
 
 
-def detectors_of(concepts: Mapping[str, Any], d_sae: int, width: int) -> dict[str, ConceptAlone]:
-    """The bank concepts' detectors (name → `ConceptAlone`), checked against the SAE (`d_sae` features) and the
-    hook (`width`): one line naming the concept where a length does not fit."""
-    out = {}
-    for name, concept in concepts.items():
-        alone = getattr(concept, "alone", None)
-        if alone is None:
-            continue
-        if len(alone.coef) != d_sae:
-            raise UserError(f"concept {name!r}: alone.coef has {len(alone.coef)} numbers; expected the SAE's {d_sae}")
-        if len(alone.silence) != width:
+def check_detectors(alone: Mapping[str, ConceptAlone], d_sae: int, width: int) -> Mapping[str, ConceptAlone]:
+    """`alone` (name → `ConceptAlone`, as `sae.steering.EditState.alone` collects them from the bank), checked
+    against the SAE (`d_sae` features) and the hook (`width`): one line naming the concept where a length does not
+    fit. Returns `alone`."""
+    for name, a in alone.items():
+        if len(a.coef) != d_sae:
+            raise UserError(f"concept {name!r}: alone.coef has {len(a.coef)} numbers; expected the SAE's {d_sae}")
+        if len(a.silence) != width:
             raise UserError(
-                f"concept {name!r}: alone.silence has {len(alone.silence)} numbers; expected the hook's width {width}"
+                f"concept {name!r}: alone.silence has {len(a.silence)} numbers; expected the hook's width {width}"
             )
-        out[name] = alone
-    return out
+    return alone
 
 
 def fit_alone(

@@ -13,7 +13,7 @@ import torch
 
 from realtime.controls import Snapshot
 from realtime.processor import BlockProcessor
-from sae.alone import detectors_of
+from sae.alone import check_detectors
 from sae.bank import ConceptBank
 from sae.export import script_sae
 from sae.io import load_sae
@@ -49,9 +49,9 @@ class EngineTimeline:
         bank = ConceptBank.load(bank_path)
         sae = script_sae(load_sae(sae_dir))
         concepts = {c.name: c for c in bank}
-        alone = detectors_of(concepts, int(sae.W_dec.shape[0]), int(sae.W_dec.shape[1]))
-        self.proc = BlockProcessor(model, sae, block, channels=model.channels, delay=delay, hook=hook, alone=alone)
         self.state = EditState.from_concepts(int(sae.W_dec.shape[0]), concepts)
+        alone = check_detectors(self.state.alone, int(sae.W_dec.shape[0]), int(sae.W_dec.shape[1]))
+        self.proc = BlockProcessor(model, sae, block, channels=model.channels, delay=delay, hook=hook, alone=alone)
         self.names = {a: n for n, a in attrs.items()}
         self.mix, self.bypass = 1.0, False
 
