@@ -54,7 +54,7 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
         assert [c.name for c in ConceptBank.load(out / hook / "concepts.yaml") if c.alone is not None] == ["drums"]
     judged = json.loads((out / "latent" / "judge" / "judge.json").read_text())["concepts"]
     assert {n: e["baseline"]["alone"] for n, e in judged.items()} == {"guitar": "none", "drums": "the bank's"}
-    assert "the baseline's `off` has the bank's detector" in (out / "report.md").read_text()
+    assert "the detector of the baseline's `off`: the bank's." in (out / "report.md").read_text()
     assert summary["split"] == "test" and summary["pick"] in ("latent", "decoder.net.1")
     assert set(summary["hooks"]) == {"latent", "decoder.net.1"}
     assert summary["hooks"]["decoder.net.1"]["d_in"] > summary["hooks"]["latent"]["d_in"]

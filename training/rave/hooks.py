@@ -645,8 +645,8 @@ def alone_sentence(row: dict[str, Any]) -> str:
     if not hooks:
         return ""
     return (
-        f" `off` silences it where its detector of playing alone calls it so at {', '.join(hooks)}; the baseline's "
-        f"`off` has {row['baseline'].get('alone', 'none')} detector."
+        f" `off` silences it where its detector of playing alone calls it so at {', '.join(hooks)}; the detector of "
+        f"the baseline's `off`: {row['baseline'].get('alone', 'none')}."
     )
 
 
