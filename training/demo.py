@@ -432,14 +432,11 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                     f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
                     "render it distinctly, so removing it cannot drop detection much"
                 )
-            b = e.get("baseline")
-            if b is not None and (
-                b["off_drop"] > e["off_drop"] + clip_with or b["on_rise"] > e["on_rise"] + clip_without
-            ):  # by more than one clip
+            ahead = baseline_ahead(e, clip_with, clip_without)
+            if ahead:
                 why.append(
-                    f"the mean-difference baseline moves the judge more (drop {b['off_drop']:+.0f}, rise "
-                    f"{b['on_rise']:+.0f}): the SAE features capture the concept less well than the raw "
-                    "latent direction"
+                    f"the mean-difference baseline moves the judge more ({', '.join(ahead)}): for that edit the raw "
+                    "latent direction carries the concept better than the SAE features"
                 )
             elif "on_rise" in missed:
                 top = max(e["sweep"], key=lambda x: x["rise"])
@@ -485,6 +482,17 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def baseline_ahead(entry: dict, clip_with: float, clip_without: float) -> list[str]:
+    """Where the judge entry's mean-difference baseline moves the judge more than the SAE edit by more than one
+    clip (`clip_with` points for the drop, `clip_without` for the rise), in words; empty when nowhere."""
+    b = entry.get("baseline")
+    return [
+        f"{label} {b[key]:+.0f} vs the SAE's {entry[key]:+.0f}"
+        for key, label, clip in (("off_drop", "drop", clip_with), ("on_rise", "rise", clip_without))
+        if b is not None and b[key] > entry[key] + clip
+    ]
 
 
 def _iv(entry: dict, key: str) -> str:

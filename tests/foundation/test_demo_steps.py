@@ -42,3 +42,15 @@ def test_a_second_demo_into_the_same_folder_is_refused_while_the_first_runs(tmp_
         == f"musicsae: error: {tmp_path}: another demo is writing there now; wait for it or use another --out\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock"]
+
+
+def test_the_report_names_only_the_edits_where_the_baseline_moves_the_judge_more():
+    """The demo's drums of the nineteenth sitting: the SAE's `off` +100 against the baseline's +17, its `on` +17
+    against +50. Only the rise is named; ties within a clip are not."""
+    from training.demo import baseline_ahead
+
+    drums = {"off_drop": 100.0, "on_rise": 17.0, "baseline": {"off_drop": 17.0, "on_rise": 50.0}}
+    assert baseline_ahead(drums, 100 / 12, 100 / 6) == ["rise +50 vs the SAE's +17"]
+    close = {"off_drop": 17.0, "on_rise": 0.0, "baseline": {"off_drop": 25.0, "on_rise": 0.0}}
+    assert baseline_ahead(close, 100 / 12, 100 / 6) == []  # +8 is within one clip of 12
+    assert baseline_ahead({"off_drop": 0.0, "on_rise": 0.0}, 8.3, 16.7) == []  # no baseline
