@@ -333,8 +333,9 @@ class Engine:
 
     def _follow_device(self, n: int, indata: np.ndarray, frames: int, time_info) -> int:
         """Keep `_pos` on the device's clock when the device skips the callback (a JACK client too late for
-        its cycle is left out of it, and the device goes on): without this every skipped cycle would add a
-        period of latency for good. Returns the position of this callback's input, or -1 when it is held.
+        its cycle is left out of it, and the device goes on): without this the audio in flight across a skip
+        would come out whole periods late (measured on JACK: 4 and 7 periods after callbacks 30 and 50 ms late)
+        and the skips would go uncounted. Returns the position of this callback's input, or -1 when it is held.
 
         The device clock (`inputBufferAdcTime`) minus the frames counted is constant while no cycle is skipped
         (up to clock drift), and a callback only ever runs late, so its least value is the reference; whole
