@@ -397,7 +397,8 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         f"degraded copy of each clip; on strengths {strengths})",
         "",
         "Each concept twice: the SAE edit, and the same edit along the raw-latent difference of means "
-        "(no SAE) as a baseline. `on` is the best strength within the drift goal.",
+        "(no SAE) as a baseline; where the concept has a detector of playing alone, both `off`s silence what it "
+        "calls a solo. `on` is the best strength within the drift goal.",
         "",
         "| concept | edit | clean held-out acc. | with: none → off | drop | without: none → on (strength) | rise "
         "| worst drift |",
