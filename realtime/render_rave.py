@@ -269,14 +269,15 @@ def render_array(
             continue
         z = stream.encode_mean(x_block)
         rows = z[0].T
+        f = sae.encode(rows) if silencer else None  # the detectors read the rows before the edit: encoded once
         if tensors is not None:
-            z = steer_block(rows, None, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
+            z = steer_block(rows, f, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
         elif steer:
-            z = apply_edit(rows, sae, edit, gate=None if g is None else g[0]).T.unsqueeze(0)
+            z = apply_edit(rows, sae, edit, gate=None if g is None else g[0], f=f).T.unsqueeze(0)
         if shift is not None:
             z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
         if silencer:  # silence where an `off` concept plays alone, after the edit, as the live processor does
-            z = silencer.apply(z[0].T, sae.encode(rows), seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
+            z = silencer.apply(z[0].T, f, seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
         outs.append(out_of(stream.decode(z)))
         if progress:
             progress(min(start + block, total), total)

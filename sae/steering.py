@@ -269,19 +269,20 @@ def apply_edit(
     sae: Any,
     edit: Edit | tuple[Tensor, ...],
     gate: Tensor | None = None,
+    f: Tensor | None = None,
 ) -> Tensor:
     """x̂ for an SAE (`encode`, `W_dec`) and an `Edit`, a (idx, gain, add) triple from `ramp`/`compact` or
     an (idx, gain, add, floor) quadruple (`Edit.tensors`, `ramp_floor`; floor None: no clamp).
 
     For offline renders: `x` is any tensor [.., d_in]; the identity edit returns `x` itself. `gate`
-    [.., T, 1] weights `on` / `clamp` per row (`energy_gate`).
+    [.., T, 1] weights `on` / `clamp` per row (`energy_gate`). `f`: `sae.encode(x)` where the caller has it.
     """
     idx, gain, add, floor = edit.tensors() if isinstance(edit, Edit) else (*edit, None)[:4]
     if idx.numel() == 0:
         return x
     idx, gain, add = idx.to(x.device), gain.to(x.device), add.to(x.device)  # edits live on the CPU
     with torch.no_grad():
-        return steer(x, sae.encode(x), sae.W_dec, idx, gain, add, floor, gate)
+        return steer(x, sae.encode(x) if f is None else f, sae.W_dec, idx, gain, add, floor, gate)
 
 
 @dataclass
