@@ -220,8 +220,9 @@ def main() -> None:
             stream, a, sae, replace(affine, alone=alone), None, delay, i, hook=steering.hook, gate=Gate(enabled=False)
         )
         block_s = offline_block(stream.ratio) / stream.sr  # what `render_mapped` maps at a time
+        raw = lambda rows, f: linear(A)(rows)  # noqa: E731 (the raw map needs no SAE code)
         edits["raw linear + alone -> silence"] = lambda a, i: render_mapped(
-            stream, a, silenced_rows(linear(A), sae, AloneSilence(alone), block_s, alone), delay, i
+            stream, a, silenced_rows(raw, sae, AloneSilence(alone), block_s, alone), delay, i
         )
 
     def calls(rows: list[dict]) -> str:

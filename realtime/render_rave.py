@@ -150,15 +150,20 @@ def load_steering(
     return Steering(sae, chosen, state, concepts, hook)
 
 
+RowsEdit = Callable[[Tensor, Tensor | None], Tensor]
+"""An edit of rows [.., F, d] at the hook given their SAE code (None: not computed yet)."""
+
+
 def silenced_rows(
-    edit_rows: Callable[[Tensor], Tensor] | None, sae: Any, silencer: AloneSilence, seconds: float, alone: Mapping
+    edit_rows: RowsEdit | None, sae: Any, silencer: AloneSilence, seconds: float, alone: Mapping
 ) -> Callable[[Tensor], Tensor]:
-    """`edit_rows` (None: none), then silence where a concept of `alone` plays alone (its detectors read the rows
-    before the edit), as the live processor does."""
+    """`edit_rows` (None: none), then silence where a concept of `alone` plays alone, as the live processor does:
+    the rows are encoded once, for the detectors and the edit alike."""
 
     def rows_of(rows: Tensor) -> Tensor:
-        out = edit_rows(rows) if edit_rows is not None else rows
-        return silencer.apply(out, sae.encode(rows), seconds, alone)
+        f = sae.encode(rows)
+        out = edit_rows(rows, f) if edit_rows is not None else rows
+        return silencer.apply(out, f, seconds, alone)
 
     return rows_of
 
@@ -244,6 +249,24 @@ def render_array(
         else {}
     )
     seconds = block / stream.sr
+
+    def block_rows(
+        gr: Tensor | None, t: tuple | None, cur: Edit | None, add: Tensor | None = None
+    ) -> Callable[[Tensor], Tensor] | None:
+        """A block's rows [.., F, d] at the hook → the edit (ramped tensors `t`, else the fixed edit; gate `gr` per
+        row), then the latent shift `add`, then the silence where an `off` concept of `cur` plays alone (after the
+        edit, as the live processor does); None when it does nothing."""
+        fn: RowsEdit | None = None
+        if t is not None:
+            fn = lambda r, f: steer_block(r, f, sae, W_dec, t, gr)  # noqa: E731
+        elif steer:
+            fn = lambda r, f: apply_edit(r, sae, edit, gate=gr, f=f)  # noqa: E731
+        if add is not None:
+            fn = lambda r, f, e=fn: (e(r, f) if e is not None else r) + add  # noqa: E731
+        if silencer:
+            return silenced_rows(fn, sae, silencer, seconds, cur.alone if cur is not None else {})
+        return (lambda r: fn(r, None)) if fn is not None else None
+
     for i, start in enumerate(range(0, total, block)):
         x_block = xt[..., start : start + block]
         tensors = None
@@ -257,27 +280,18 @@ def render_array(
         edited = steer or tensors is not None
         g = gate.weights(x_block.mean(1), stream.ratio) if edited or shift is not None else None  # [1, F, 1]
         if split is not None:
-            if tensors is not None:
-                edit_rows = lambda rows, t=tensors, g=g: steer_block(rows, None, sae, W_dec, t, g)  # noqa: E731
-            else:
-                edit_rows = (lambda rows, g=g: apply_edit(rows, sae, edit, gate=g)) if steer else None
-            if silencer:
-                edit_rows = silenced_rows(edit_rows, sae, silencer, seconds, cur.alone if cur is not None else {})
-            outs.append(out_of(split(x_block, edit_rows)))
+            outs.append(out_of(split(x_block, block_rows(g, tensors, cur))))
             if progress:
                 progress(min(start + block, total), total)
             continue
         z = stream.encode_mean(x_block)
-        rows = z[0].T
-        f = sae.encode(rows) if silencer else None  # the detectors read the rows before the edit: encoded once
-        if tensors is not None:
-            z = steer_block(rows, f, sae, W_dec, tensors, None if g is None else g[0]).T.unsqueeze(0)
-        elif steer:
-            z = apply_edit(rows, sae, edit, gate=None if g is None else g[0], f=f).T.unsqueeze(0)
-        if shift is not None:
-            z = z + shift.to(z).view(1, -1, 1) * (1.0 if g is None else g.to(z).transpose(1, 2))
-        if silencer:  # silence where an `off` concept plays alone, after the edit, as the live processor does
-            z = silencer.apply(z[0].T, f, seconds, cur.alone if cur is not None else {}).T.unsqueeze(0)
+        lat = z[0].T  # [F, latent]
+        gr = None if g is None else g[0]
+        add = None if shift is None else shift.to(lat).view(1, -1) * (1.0 if gr is None else gr.to(lat))
+        rows_of = block_rows(gr, tensors, cur, add)
+        new = rows_of(lat) if rows_of is not None else lat
+        if new is not lat:
+            z = new.T.unsqueeze(0)
         outs.append(out_of(stream.decode(z)))
         if progress:
             progress(min(start + block, total), total)
