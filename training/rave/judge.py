@@ -170,7 +170,7 @@ def evaluate_steering(
         """`sets` edited at the bank's hook, or `shift` on the latent with the silence of `alone_of`'s detector."""
         edit = steering.edit_for(sets) if sets else None
         if alone_of is not None:
-            edit = replace(steering.edit_for([]), alone=steering.edit_for([(alone_of, "off")]).alone)
+            edit = replace(steering.edit_for([]), alone={alone_of: steering.state.alone[alone_of]})
         hook = steering.hook if sets else "latent"
         return [
             render_array(
@@ -320,7 +320,7 @@ def evaluate_steering(
             d = directions[name]
             # the detector of playing alone is not part of the steering edit: the baseline's `off` gets it too,
             # where it can (it reads the SAE of the bank's hook, and the baseline edits the latent)
-            has_alone = bool(steering.edit_for([(name, "off")]).alone)
+            has_alone = name in steering.state.alone
             alone_of = name if has_alone and steering.hook == "latent" else None
             entry["baseline"] = {
                 "method": "raw-latent difference of means",
