@@ -669,7 +669,10 @@ def report_markdown(s: dict[str, Any]) -> str:
         "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired-bootstrap 95 % "
         "interval; ✓ the SAE wins beyond it, ✗ it loses beyond it; a win counts when the edit's own drift is ≤ 10 "
         "(`off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the most-moved other "
-        "concept; the strength is chosen on half of the clips without the concept and reported on the other half.",
+        "concept; the strength is chosen on half of the clips without the concept and reported on the other half. "
+        "Steered features: those `off` / `on` edit; off leaves: the share of the concept's mean difference at the "
+        "hook (the found-on clips with − without it) left after `off` (0: all removed; below 0: pushed past the clips "
+        "without it); in error: the share the SAE's error term carries, which no edit touches.",
     ]
     if s.get("config", {}).get("spare"):
         lines += [
