@@ -4,6 +4,7 @@ never ends in a traceback at the moment it writes its result."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +24,19 @@ def _writable_parent(path: Path, what: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise UserError(f"{what} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path}: cannot write in {parent} (permission denied)")
+    _can_create(parent, f"{what} {path}")
+
+
+def _can_create(folder: Path, named: str) -> None:
+    """A file can be made in `folder` (root passes `os.access` everywhere, and /proc, /sys or a read-only mount
+    still refuse one, so one is made and dropped)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{named}: cannot write in {folder} (permission denied)")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"{named}: cannot create a file in {folder} ({exc.strerror})") from None
 
 
 def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--out") -> Path:
@@ -52,8 +64,7 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {text}: exists and is a file; expected a folder")
     if path.is_dir():
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise UserError(f"{what} {text}: cannot write in this folder (permission denied)")
+        _can_create(path, f"{what} {text}")
     else:
         _writable_parent(path, what)
     return path

@@ -10,6 +10,7 @@ import pytest
 from sae.errors import UserError
 from sae.paths import check_audio_out, check_output_dir, check_output_file
 from training.cli import main
+from training.cli.main import guarded
 
 
 def test_output_file_and_folder_checks(tmp_path):
@@ -62,6 +63,11 @@ def _cases(t) -> list[tuple[list[str], str]]:
         (f"eval steering --data {n} --model {n} --bank {n} --out {t}/afile", "is a file"),
         (f"dashboard --sae {n} --store {n} --audio-root {t} --out {t}/afile", "is a file"),
         (f"demo --out {t}/afile", "exists and is a file"),
+        # a folder that passes os.access for root yet refuses a new file
+        (f"{rave} --out /proc/musicsae_x.wav", "cannot create a file in /proc"),
+        (f"data make --out /proc/musicsae_x", "cannot create a file in /proc"),
+        (f"export nn --model {n}.ts --sae {n} --bank {n} --out /proc/musicsae_nn.ts", "cannot create a file in /proc"),
+        (f"sae train --activations {n} --out /proc", "cannot create a file in /proc"),
     ]
     return [(argv.split(), needle) for argv, needle in cases]
 
@@ -85,3 +91,13 @@ def test_dashboard_refuses_a_foreign_folder_before_reading_anything(tmp_path, ca
     assert main([*argv, "--audio-root", str(tmp_path), "--out", str(out)]) == 2
     assert "exists and is not a dashboard" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_file_operation_that_fails_mid_run_is_one_line(capsys):
+    def gone() -> None:
+        raise FileNotFoundError(2, "No such file or directory", "/data/run/shard_00003.safetensors")
+
+    assert guarded("musicsae", gone, verbose=False) == 2
+    assert capsys.readouterr().err == "musicsae: error: /data/run/shard_00003.safetensors: No such file or directory\n"
+    with pytest.raises(FileNotFoundError):  # -v keeps the traceback
+        guarded("musicsae", gone, verbose=True)

@@ -115,8 +115,9 @@ RESUMABLE = " (the last checkpoint is kept; run the same command to resume)"
 
 
 def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose: bool | None = None) -> int:
-    """Run `fn` (a command, a training recipe) and return its exit code; a `UserError` or a full disk becomes one
-    line on stderr (exit 2), Ctrl-C and SIGTERM one line (`stopped` appended: what is kept, how to go on) after
+    """Run `fn` (a command, a training recipe) and return its exit code; a `UserError`, a full disk or another
+    failed file operation (an `OSError` naming its file; `verbose` keeps its traceback) becomes one line on stderr
+    (exit 2), Ctrl-C and SIGTERM one line (`stopped` appended: what is kept, how to go on) after
     `fn`'s cleanup ran (exit 130 and 143), never a traceback. Third-party noise is silenced while `fn` runs
     (`training.cli.quiet`) unless `verbose` (`musicsae -v`); None, the recipes' default, reads Python's own switch:
     `python -W default -m training...` (or PYTHONWARNINGS) shows it."""
@@ -134,6 +135,10 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
             print(f"{prog}: error: writing {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
+            # a file or folder that went away or cannot be made mid-run (`-v` for the traceback)
+            print(f"{prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 2
         if stops.signum is None:
             raise
