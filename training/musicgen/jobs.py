@@ -26,7 +26,27 @@ class RenderJob:
     sets: list[str] = field(default_factory=list)
 
 
+KEYS = ("prompt", "name", "seed", "duration", "set")
+
+
+def _whole(value: Any) -> int:
+    """An integer, or a float or string that is one ("7", 7.0); anything else is a ValueError (never rounded)."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value) if isinstance(value, str) and "." in value else value
+    if isinstance(number, float):
+        if not number.is_integer():
+            raise ValueError(value)
+        return int(number)
+    return int(number)
+
+
 def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float, sets: list[str], where: str):
+    if None in row:  # a CSV row with more cells than the header has columns
+        raise UserError(f"{where} job {i + 1}: more cells than the header has columns")
+    unknown = [str(k) for k in row if k not in KEYS]
+    if unknown:
+        raise UserError(f"{where} job {i + 1}: unknown key {unknown[0]!r}; expected {', '.join(KEYS)}")
     prompt = str(row.get("prompt") or "").strip()
     if not prompt:
         raise UserError(f"{where} job {i + 1}: expected a non-empty 'prompt'")
@@ -43,7 +63,7 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
     elif not (isinstance(job_sets, list) and all(isinstance(s, str) for s in job_sets)):
         raise UserError(f"{where} job {i + 1}: 'set' must be a list of NAME=MODE strings (CSV: ';'-separated)")
     try:
-        job_seed = int(row["seed"]) if row.get("seed") not in (None, "") else seed
+        job_seed = _whole(row["seed"]) if row.get("seed") not in (None, "") else seed
         job_duration = float(row["duration"]) if row.get("duration") not in (None, "") else duration
     except (TypeError, ValueError):
         raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
@@ -53,16 +73,21 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
 def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets: list[str]) -> list[RenderJob]:
     """Jobs from a YAML list (or `jobs:` list; strings are prompts) or a CSV with a `prompt` column.
 
-    Per-job keys override the command-line defaults: name, seed, duration, set.
+    Per-job keys override the command-line defaults: name, seed, duration, set; any other key (a typo such as
+    `durration`) is refused, as is a seed that is not a whole number.
     """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--batch {path}: not a file")
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() == ".csv":
-        rows: list[Any] = list(csv.DictReader(text.splitlines()))
+        reader = csv.DictReader(text.splitlines())
+        rows: list[Any] = list(reader)
         if rows and "prompt" not in rows[0]:
             raise UserError(f"--batch {path}: expected a 'prompt' column")
+        unknown = [c for c in reader.fieldnames or () if c not in KEYS]
+        if unknown:
+            raise UserError(f"--batch {path}: unknown column {unknown[0]!r}; expected {', '.join(KEYS)}")
     else:
         try:
             data = yaml.safe_load(text)

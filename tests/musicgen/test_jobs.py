@@ -1,0 +1,45 @@
+"""Batch render jobs (`render musicgen --batch`): a key or column the reader does not know is refused, never
+dropped, and a seed is a whole number, never rounded."""
+
+from __future__ import annotations
+
+import pytest
+
+from sae.errors import UserError
+from training.musicgen.jobs import read_jobs
+
+
+def _jobs(tmp_path, name: str, text: str):
+    (tmp_path / name).write_text(text)
+    return read_jobs(tmp_path / name, tmp_path / "outs", seed=0, duration=10.0, sets=[])
+
+
+def test_every_known_key_is_read(tmp_path):
+    yaml_jobs = _jobs(tmp_path, "j.yaml", "- {prompt: guitar, name: g, seed: 7.0, duration: 2, set: 'guitar=off'}\n")
+    csv_jobs = _jobs(tmp_path, "j.csv", "prompt,name,seed,duration,set\nguitar,g,7,2,guitar=off\n")
+    for job in (yaml_jobs[0], csv_jobs[0]):
+        assert (job.prompt, job.out.name, job.seed, job.duration, job.sets) == (
+            "guitar",
+            "g.wav",
+            7,
+            2.0,
+            ["guitar=off"],
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "needle"),
+    [
+        ("j.yaml", "- {prompt: guitar, durration: 1}\n", "job 1: unknown key 'durration'; expected prompt, name"),
+        ("j.yaml", "- {prompt: guitar, sets: 'guitar=off'}\n", "unknown key 'sets'"),
+        ("j.csv", "prompt,sets\nguitar,guitar=off\n", "unknown column 'sets'"),
+        ("j.csv", "prompt,seed\nguitar,1,2\n", "job 1: more cells than the header has columns"),
+        ("j.yaml", "- {prompt: guitar, seed: 1.5}\n", "seed must be an integer"),
+        ("j.csv", "prompt,seed\nguitar,1.5\n", "seed must be an integer"),
+        ("j.yaml", "- {prompt: guitar, seed: true}\n", "seed must be an integer"),
+    ],
+)
+def test_an_unknown_key_or_a_fractional_seed_is_one_line(tmp_path, name, text, needle):
+    with pytest.raises(UserError) as err:
+        _jobs(tmp_path, name, text)
+    assert needle in str(err.value) and "\n" not in str(err.value)
