@@ -336,3 +336,15 @@ def test_audio_linked_under_several_names_is_said(tmp_path, audiocraft_dir, caps
     err = capsys.readouterr().err
     assert "note: 1 of the 2 audio files are links to audio listed already" in err, err
     assert "concepts/tone/with/a.wav and clips/a.wav are one file" in err
+
+
+def test_audio_with_no_usable_file_is_refused_and_leaves_no_store(tmp_path, audiocraft_dir, capsys):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "notes.wav").write_text("not audio")
+    out = tmp_path / "store"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--audio", str(audio), "--out", str(out)]
+    assert main([*argv, "--layers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"musicsae: error: --audio {audio}: none of 1 file(s) was usable"), err
+    assert not out.exists()

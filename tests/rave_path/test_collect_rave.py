@@ -161,6 +161,13 @@ def test_refusals(tmp_path, tiny_rave_ts, capsys):
     sf.write(tmp_path / "one/x.wav", np.zeros(1000, np.float32), 44100)
     with pytest.raises(UserError, match="none of 1 file"):
         collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s")))
+    # through the CLI the failed first run leaves no folder behind; a chunk that is no number is one line
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(tmp_path / "one"), "--out"]
+    assert main([*argv, str(tmp_path / "cli")]) == 2
+    assert "none of 1 file" in capsys.readouterr().err and not (tmp_path / "cli").exists()
+    for bad in ("nan", "inf"):
+        assert main([*argv, str(tmp_path / "cli"), "--chunk-seconds", bad]) == 2
+        assert f"--chunk-seconds {bad}: expected a positive number" in capsys.readouterr().err
     with pytest.raises(UserError, match=r"--layers decoder\.x"):
         collect_rave(
             RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s"), layers=("decoder.x",))

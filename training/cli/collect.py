@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 
 from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float
 from training.cli.quiet import output_console, progress_bar
@@ -38,6 +43,20 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_rave)
 
 
+@contextlib.contextmanager
+def no_empty_store(out: str | Path) -> Iterator[None]:
+    """A store folder this run made is removed again when the run fails before storing a row, so a failed first
+    run leaves nothing behind; a store holding rows is kept (the next run resumes it)."""
+    out = Path(out)
+    fresh = not out.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and out.is_dir() and not any(out.rglob("*.safetensors")):
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
 def run_rave(args: argparse.Namespace) -> int:
     import torch
 
@@ -47,8 +66,8 @@ def run_rave(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.chunk_seconds <= 0:
-        raise UserError(f"--chunk-seconds {args.chunk_seconds}: expected a positive number")
+    if not 0 < args.chunk_seconds < math.inf:
+        raise UserError(f"--chunk-seconds {args.chunk_seconds}: expected a positive number of seconds")
     check_output_dir(args.out)
     console = output_console(stderr=True)
     if args.layers.strip() == "list":
@@ -70,7 +89,7 @@ def run_rave(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds,
         device=args.device,
     )
-    with progress_bar(console=console, hide=args.quiet) as progress:
+    with no_empty_store(args.out), progress_bar(console=console, hide=args.quiet) as progress:
         task = progress.add_task("collecting", total=None)
         report = collect_rave(cfg, lambda i, n: progress.update(task, completed=i, total=n))
     for line in report.notes.lines():
@@ -183,39 +202,40 @@ def run_musicgen(args: argparse.Namespace) -> int:
         description=args.description,
         dtype=args.dtype,
     )
-    collector = Collector(mg, cfg)
-    done = collector.done()
-    if prompts is not None:
-        todo = sum(s not in done for s in prompt_sources(prompts))
-        what = "prompts"
-    else:
-        todo = sum(p.relative_to(args.audio).as_posix() not in done for p in files)
-        what = "files"
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[frames]} frames"),
-        TimeRemainingColumn(),
-    )
-    frames = 0
-    try:
-        with progress_bar(*columns, console=console, transient=False) as progress:
-            task = progress.add_task(f"{mg.name}: {what}", total=todo, frames=0)
+    with no_empty_store(out):
+        collector = Collector(mg, cfg)
+        done = collector.done()
+        if prompts is not None:
+            todo = sum(s not in done for s in prompt_sources(prompts))
+            what = "prompts"
+        else:
+            todo = sum(p.relative_to(args.audio).as_posix() not in done for p in files)
+            what = "files"
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[frames]} frames"),
+            TimeRemainingColumn(),
+        )
+        frames = 0
+        try:
+            with progress_bar(*columns, console=console, transient=False) as progress:
+                task = progress.add_task(f"{mg.name}: {what}", total=todo, frames=0)
 
-            def step(n_sources: int, n_frames: int) -> None:
-                nonlocal frames
-                frames += n_frames
-                progress.update(task, advance=n_sources, frames=frames)
+                def step(n_sources: int, n_frames: int) -> None:
+                    nonlocal frames
+                    frames += n_frames
+                    progress.update(task, advance=n_sources, frames=frames)
 
-            if prompts is not None:
-                collector.from_prompts(prompts, step)
-            else:
-                collector.from_audio(args.audio, step)
-    except BaseException:
-        collector.abort()
-        raise
-    collector.close()
+                if prompts is not None:
+                    collector.from_prompts(prompts, step)
+                else:
+                    collector.from_audio(args.audio, step)
+        except BaseException:
+            collector.abort()
+            raise
+        collector.close()
     for line in [*collector.notes.lines(), *mg.__dict__.get("prompt_notes", [])]:
         console.print(f"note: {line}", highlight=False)
     skipped = (len(prompts) if prompts is not None else len(files)) - todo

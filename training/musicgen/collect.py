@@ -202,6 +202,7 @@ class Collector:
         root = Path(root)
         files = list_audio(root, "--audio folder")
         same_collect_settings(self.cfg.out, "audio", {"chunk": self.cfg.chunk, "description": self.cfg.description})
+        done_before = {p.relative_to(root).as_posix() for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []
         last_source = None
@@ -242,6 +243,10 @@ class Collector:
         total += n
         if progress:
             progress(1 if last_source is not None else 0, n)
+        if files and last_source is None and not done_before:
+            lines = self.notes.lines()
+            why = f" ({lines[-1]})" if lines else ""
+            raise UserError(f"--audio {root}: none of {len(files)} file(s) was usable{why}")
         return total
 
     def close(self) -> None:
