@@ -285,6 +285,10 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
     assert torch.jit.load(str(tmp_path / "l1.ts")).encode(torch.zeros(3, 8)).shape == (3, 16)
     assert main(["sae", "eval", "--sae", f"{out}/layer.1", "--activations", acts, "--hook", "layer.2"]) == 2
     assert "expects d_in=8" in capsys.readouterr().err
+    written = tmp_path / "m.json"
+    argv = ["sae", "eval", "--sae", f"{out}/layer.2", "--activations", acts, "--out", str(written)]
+    assert main([*argv, "--eval-fraction", "0"]) == 2  # no held-out rows: no figures of nothing
+    assert "--eval-fraction 0: holds out no rows" in capsys.readouterr().err and not written.exists()
 
 
 def _state(pid: int) -> str:

@@ -262,7 +262,11 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"note: SAE {args.sae} was trained on every row (eval fraction 0): no rows are held out",
                 file=sys.stderr,
             )
+    if args.split == "eval" and frac == 0:
+        raise UserError("--eval-fraction 0: holds out no rows; expected a fraction above 0 (or --split train)")
     metrics = evaluate_split(sae, store, hook, args.split, frac, args.max_rows)
+    if not metrics["rows"]:
+        raise UserError(f"--activations {args.activations}: no {args.split} rows of {hook} to measure; nothing written")
     metrics["skipped_nonfinite_rows"] = metrics.pop("nonfinite_rows")
     # what the figures were measured on, so a written file says so without the command line
     metrics |= {"sae": str(args.sae), "activations": str(args.activations), "hook": hook, "split": args.split}
