@@ -161,6 +161,11 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         shutil.rmtree(sae_dir)
     torch.manual_seed(cfg.seed)
     sae_cfg = latent_sae_config(model.latent_size, cfg.k, cfg.expansion, cfg.sae_steps, cfg.seed, cfg.device)
+    if (sae_cfg.k, sae_cfg.expansion) != (cfg.k, cfg.expansion):
+        say(
+            f"note: SAE k {cfg.k} / expansion {cfg.expansion} taken as {sae_cfg.k} / {sae_cfg.expansion} (at least "
+            f"64 features on the {model.latent_size}-dim latent, k at most a quarter of them)"
+        )
     metrics = step("sae", lambda: train_hook(ActivationStore(store), "latent", sae_dir, sae_cfg))
     bank_path = out / "concepts.yaml"
     if bank_path.exists():

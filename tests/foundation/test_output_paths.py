@@ -101,3 +101,13 @@ def test_a_file_operation_that_fails_mid_run_is_one_line(capsys):
     assert capsys.readouterr().err == "musicsae: error: /data/run/shard_00003.safetensors: No such file or directory\n"
     with pytest.raises(FileNotFoundError):  # -v keeps the traceback
         guarded("musicsae", gone, verbose=True)
+
+
+@pytest.mark.parametrize("option", ["--n", "--k", "--expansion", "--sae-steps", "--jobs"])
+def test_demo_refuses_a_count_below_one_before_any_work(tmp_path, capsys, option):
+    with pytest.raises(SystemExit) as stop:
+        main(["demo", "--out", str(tmp_path / "d"), option, "0"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert f"argument {option}: '0': expected a positive integer" in err and "\n" not in err
+    assert not (tmp_path / "d").exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_threads, nonneg_int, positive_floats
+from training.cli.args import add_device, add_threads, nonneg_int, positive_floats, positive_int
 from training.cli.quiet import output_console
 from training.demo import DemoConfig
 
@@ -20,21 +20,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--model", help="RAVE .ts (default: training/assets/demo_rave.ts, else a tiny untrained one)")
     p.add_argument(
-        "--n", type=int, help="generated clips (default 300, a third in the held-out font; with --musicgen 120)"
+        "--n",
+        type=positive_int,
+        help="generated clips (default 300, a third in the held-out font; with --musicgen 120)",
     )
     p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
-    p.add_argument("--sae-steps", type=int, default=1500, help="SAE training steps (default 1500)")
-    p.add_argument("--k", type=int, default=8, help="SAE active latents per frame (default 8)")
-    p.add_argument("--expansion", type=int, default=8, help="SAE width / latent size (default 8)")
+    p.add_argument("--sae-steps", type=positive_int, default=1500, help="SAE training steps (default 1500)")
+    p.add_argument("--k", type=positive_int, default=8, help="SAE active latents per frame (default 8)")
+    p.add_argument("--expansion", type=positive_int, default=8, help="SAE width / latent size (default 8)")
     p.add_argument(
         "--strength",
         type=positive_floats,
         default=DemoConfig.strengths,
         help="strengths of `on` the judge sweeps (default 1,2,4,8); the `on` render uses the best",
     )
-    p.add_argument("--jobs", type=int, default=2, help="data rendering processes (default 2)")
+    p.add_argument("--jobs", type=positive_int, default=2, help="data rendering processes (default 2)")
     p.add_argument(
         "--judge-clips",
         type=nonneg_int,
