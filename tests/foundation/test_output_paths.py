@@ -65,7 +65,7 @@ def _cases(t) -> list[tuple[list[str], str]]:
         (f"demo --out {t}/afile", "exists and is a file"),
         # a folder that passes os.access for root yet refuses a new file
         (f"{rave} --out /proc/musicsae_x.wav", "cannot create a file in /proc"),
-        (f"data make --out /proc/musicsae_x", "cannot create a file in /proc"),
+        ("data make --out /proc/musicsae_x", "cannot create a file in /proc"),
         (f"export nn --model {n}.ts --sae {n} --bank {n} --out /proc/musicsae_nn.ts", "cannot create a file in /proc"),
         (f"sae train --activations {n} --out /proc", "cannot create a file in /proc"),
     ]
@@ -111,3 +111,26 @@ def test_demo_refuses_a_count_below_one_before_any_work(tmp_path, capsys, option
     err = capsys.readouterr().err.strip()
     assert f"argument {option}: '0': expected a positive integer" in err and "\n" not in err
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["hooks", "--steer-threshold", "nan"], "argument --steer-threshold: 'nan': expected a number >= 0"),
+        (["hooks", "--clamp", "2,50"], "argument --clamp: '2,50': expected numbers in (0, 10]"),
+        (["hooks", "--sae-steps", "0"], "argument --sae-steps: '0': expected a positive integer"),
+        (["steering", "--bank", "b.yaml", "--clamp", "50"], "argument --clamp: '50': expected numbers in (0, 10]"),
+    ],
+)
+def test_eval_refuses_out_of_range_settings_when_parsed(tmp_path, capsys, argv, needle):
+    common = ["--data", str(tmp_path / "data"), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as stop:
+        main(["eval", argv[0], *common, *argv[1:]])
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and needle in err and "\n" not in err, err
+
+
+def test_eval_hooks_refuses_an_empty_hook_list_naming_its_flag(tmp_path, capsys):
+    argv = ["eval", "hooks", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--hooks", ","]) == 2
+    assert "--hooks: expected at least one hook" in capsys.readouterr().err

@@ -49,6 +49,15 @@ positive_floats = _checked(
 )
 
 
+def clamp_strengths(text: str) -> tuple[float, ...]:
+    """`--clamp S,S,...`: each in (0, `sae.steering.CLAMP_LIMIT`], checked when parsed, not after the first renders."""
+    from sae.steering import CLAMP_LIMIT
+
+    return _checked(
+        _positive_floats, lambda vs: all(0 < v <= CLAMP_LIMIT for v in vs), f"numbers in (0, {CLAMP_LIMIT:g}]"
+    )(text)
+
+
 def gate_levels(text: str) -> tuple[float, float]:
     """`--gate-db LO,HI`, checked by the gate itself (`sae.steering.Gate`: one rule for the CLI and the API)."""
     from sae.errors import UserError

@@ -10,9 +10,12 @@ from training.cli.args import (
     add_edit_rows,
     add_musicgen_model,
     add_threads,
+    clamp_strengths,
+    nonneg_float,
     nonneg_int,
     positive_float,
     positive_floats,
+    positive_int,
 )
 from training.cli.quiet import output_console
 
@@ -116,12 +119,17 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         help="clips the hook is chosen on (default: test when the judged split is holdout_font; none: the judged "
         "clips themselves)",
     )
-    p.add_argument("--sae-steps", type=nonneg_int, default=1500, help="SAE steps per hook (default 1500)")
+    p.add_argument("--sae-steps", type=positive_int, default=1500, help="SAE steps per hook (default 1500)")
     p.add_argument("--strength", type=positive_floats, default=(2.0, 8.0), help="on strengths (default 2,8)")
-    p.add_argument("--clamp", type=positive_floats, default=(2.0, 4.0), help="clamp strengths (default 2,4)")
+    p.add_argument(
+        "--clamp", type=clamp_strengths, default=(2.0, 4.0), help="clamp strengths, each <= 10 (default 2,4)"
+    )
     p.add_argument("--max-clips", type=nonneg_int, default=12, help="held-out clips per side (default 12; 0: all)")
     p.add_argument(
-        "--steer-threshold", type=float, default=0.02, help="share of a concept a feature must carry (default 0.02)"
+        "--steer-threshold",
+        type=nonneg_float,
+        default=0.02,
+        help="share of a concept a feature must carry (default 0.02)",
     )
     p.add_argument(
         "--spare",
@@ -145,11 +153,14 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
 def run_hooks(args: argparse.Namespace) -> int:
     import torch
 
+    from sae.errors import UserError
     from sae.paths import check_output_dir
     from sae.store import open_store
     from training.rave.hooks import HookCompareConfig, run_hook_compare
 
     check_output_dir(args.out)
+    if not args.hooks.strip(", "):
+        raise UserError("--hooks: expected at least one hook, e.g. latent,decoder.net.1")
     if args.store is not None:
         open_store(args.store, "--store")
     torch.set_num_threads(args.threads)
@@ -206,7 +217,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--clamp",
-        type=positive_floats,
+        type=clamp_strengths,
         default=(),
         metavar="STRENGTHS",
         help="also sweep clamp:S at these strengths (each <= 10), comma-separated (default: none)",
