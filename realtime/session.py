@@ -150,6 +150,11 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
         sae = script_sae(load_sae(sae_dir))
         for name in [n for n, c in concepts.items() if c.hook != hook]:
             skipped.append(f"{name} (hook {concepts.pop(name).hook}, the SAE's is {hook})")
+    if cfg.sae is not None and cfg.bank is not None and skipped and not concepts:
+        raise UserError(
+            f"--sae {cfg.sae}: no concept of the bank {cfg.bank} was found with this SAE (skipped "
+            f"{'; '.join(skipped)}); leave --sae out to play the bank's own"
+        )
     d_sae = int(sae.W_dec.shape[0]) if sae is not None else 0
     state = EditState.from_concepts(d_sae, concepts)
     controls = Controls(state, mix=cfg.mix, bypass=cfg.bypass)

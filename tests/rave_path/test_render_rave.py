@@ -252,6 +252,10 @@ def test_an_sae_retrained_in_place_is_refused_by_render_judge_and_live(
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(8192)).astype(np.float32), model.sr)
     render_file(wav, tmp_path / "ok.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay)
     build_live(LiveConfig(tiny_rave_ts, bank=b.path), model).engine.close()
+    other = tmp_path / "other_sae"  # an SAE the bank's concepts were not found with: nothing left to play
+    shutil.copytree(tiny_sae_dir, other)
+    with pytest.raises(UserError, match=r"--sae .*other_sae: no concept of the bank .* \(skipped bright \(SAE sae\)\)"):
+        build_live(LiveConfig(tiny_rave_ts, sae=other, bank=b.path), model)
     retrained = load_sae(sae_dir)
     with torch.no_grad():
         retrained.W_enc.mul_(1.01)
