@@ -82,6 +82,8 @@ class LiveSession:
 
 def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[str, Any], Path | None, list[str]]:
     """Concepts of `bank` found on this RAVE model with the chosen SAE (the first concept's by default)."""
+    if not bank.concepts:
+        raise UserError(f"concept bank {bank.path}: holds no concepts; find some with `musicsae concept find`")
     ours = [c for c in bank if c.model.sha256 == rave.identity.sha256]
     skipped = [f"{c.name} (model {c.model.name})" for c in bank if c.model.sha256 != rave.identity.sha256]
     if bank.concepts and not ours:

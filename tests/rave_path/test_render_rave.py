@@ -256,6 +256,9 @@ def test_an_sae_retrained_in_place_is_refused_by_render_judge_and_live(
     shutil.copytree(tiny_sae_dir, other)
     with pytest.raises(UserError, match=r"--sae .*other_sae: no concept of the bank .* \(skipped bright \(SAE sae\)\)"):
         build_live(LiveConfig(tiny_rave_ts, sae=other, bank=b.path), model)
+    (tmp_path / "empty.yaml").write_text("")  # a bank with nothing to play is no bank to play
+    with pytest.raises(UserError, match=r"empty\.yaml: holds no concepts"):
+        build_live(LiveConfig(tiny_rave_ts, bank=tmp_path / "empty.yaml"), model)
     retrained = load_sae(sae_dir)
     with torch.no_grad():
         retrained.W_enc.mul_(1.01)
