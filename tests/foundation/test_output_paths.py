@@ -134,3 +134,10 @@ def test_eval_hooks_refuses_an_empty_hook_list_naming_its_flag(tmp_path, capsys)
     argv = ["eval", "hooks", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--hooks", ","]) == 2
     assert "--hooks: expected at least one hook" in capsys.readouterr().err
+
+
+def test_concept_musicgen_refuses_one_fold_when_parsed(tmp_path, capsys):
+    argv = ["concept", "musicgen", "--model", str(tmp_path), "--saes", str(tmp_path), "--concepts", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main([*argv, "--folds", "1"])  # it ran two folds
+    assert "argument --folds: '1': expected an integer >= 2" in capsys.readouterr().err

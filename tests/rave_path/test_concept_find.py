@@ -134,6 +134,13 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
     assert "--min-examples 6: expected at least 12" in capsys.readouterr().err
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--min-examples", "19") == 2
     assert "need at least 19 per side" in capsys.readouterr().err
+    # a probe wider than the SAE (it stored the features that fired, silently)
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--k", "100000") == 2
+    assert "--k 100000: the SAE" in capsys.readouterr().err
+    for flag, value, expected in (("--folds", "1", "an integer >= 2"), ("--k", "0", "a positive integer")):
+        with pytest.raises(SystemExit):
+            _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", flag, value)
+        assert f"argument {flag}: '{value}': expected {expected}" in capsys.readouterr().err
 
     # an SAE of another width (trained on another model's latents)
     from sae.io import save_sae

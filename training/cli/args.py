@@ -35,6 +35,8 @@ nonneg_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 guidance_coef = _checked(float, lambda v: 1 <= v < float("inf"), "a number >= 1 (1: no guidance)")
 """MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off)."""
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+folds = _checked(int, lambda v: v >= 2, "an integer >= 2")
+"""Cross-validation folds: one fold would train and test on the same clips."""
 
 
 def _positive_floats(text: str) -> tuple[float, ...]:

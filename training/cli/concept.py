@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_musicgen_model, add_threads
+from training.cli.args import add_device, add_musicgen_model, add_threads, folds, positive_int
 from training.cli.quiet import output_console, progress_bar
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -60,10 +60,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="RAVE: seconds of the features the --alone detector remembers (default 2)",
     )
     f.add_argument("--bank", required=True, help="concept bank YAML (created if missing)")
-    f.add_argument("--k", type=int, default=None, help="features in the probe (default: chosen by cross-validation)")
+    f.add_argument(
+        "--k",
+        type=positive_int,
+        default=None,
+        help="at most this many features in the probe, those that raise it kept (default: chosen by cross-validation)",
+    )
     add_min_examples(f)
     add_device(f, "the model and the SAE")
-    f.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    f.add_argument("--folds", type=folds, default=5, help="cross-validation folds (default 5)")
     f.add_argument(
         "--groups",
         choices=["none", "subfolder", "prefix"],
@@ -126,10 +131,6 @@ def run_find(args: argparse.Namespace) -> int:
 
     # the default every consumer (live, renders, nn~ export) would refuse is refused before any work
     ConceptControl(args.mode, args.strength, args.strength if args.mode == "scale" else 1.0).validate(args.name)
-    if args.k is not None and args.k < 1:
-        raise UserError(f"--k {args.k}: expected at least 1")
-    if args.folds < 2:
-        raise UserError(f"--folds {args.folds}: expected at least 2")
     check_output_file(args.bank, BANK_SUFFIXES, "--bank")
     torch.set_num_threads(args.threads)
     console = output_console()
@@ -283,8 +284,13 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--layer", type=int, help="store concepts from this layer instead of each one's best")
     parser.add_argument("--bank", help="concept bank YAML to add the concepts to (created if missing)")
-    parser.add_argument("--k", type=int, default=None, help="features per concept (default: chosen by inner CV)")
-    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    parser.add_argument(
+        "--k",
+        type=positive_int,
+        default=None,
+        help="at most this many features per concept (default: chosen by inner CV)",
+    )
+    parser.add_argument("--folds", type=folds, default=5, help="cross-validation folds (default 5)")
     add_min_examples(parser)
     parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")

@@ -264,6 +264,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     hook = cfg.hook or sae_hook(sae_cfg)
     check_sae_for_model(cfg.sae, sae_cfg, model, hook)
     sae = load_sae(cfg.sae, device=cfg.device).eval()
+    if cfg.k is not None and cfg.k > sae.cfg.d_sae:
+        raise UserError(f"--k {cfg.k}: the SAE {cfg.sae} has {sae.cfg.d_sae} features; expected at most that")
     sae_sha = sae_weights_sha256(cfg.sae)
     spared = spared_features(bank, cfg, hook, sae_sha)
     notes = AudioNotes()
