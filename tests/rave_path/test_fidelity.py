@@ -70,6 +70,23 @@ def test_cli_report_on_a_held_out_font(tmp_path, tiny_rave_ts, capsys):
     assert "kazoo" in capsys.readouterr().err
 
 
+def test_a_bad_oracle_or_model_is_refused_before_the_judge_hears_anything(tmp_path, tiny_rave_ts, capsys, monkeypatch):
+    import training.rave.fidelity as fidelity
+
+    def no_work(*_a, **_k):
+        raise AssertionError("the judge ran before the settings were checked")
+
+    monkeypatch.setattr(fidelity, "judge_features", no_work)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "manifest.csv").write_text("index,file,split\n")
+    argv = ["eval", "fidelity", "--data", str(data), "--out", str(tmp_path / "fid"), "--concepts", "guitar,drums"]
+    assert main([*argv, "--model", str(tiny_rave_ts), "--oracle", "violin"]) == 2
+    assert "--oracle violin: expected judged concepts" in capsys.readouterr().err
+    assert main([*argv, "--model", str(tmp_path / "nope.ts")]) == 2
+    assert "nope.ts" in capsys.readouterr().err
+
+
 def test_oracle_clip_removes_or_adds_exactly_the_concept(tmp_path):
     """The ideal edit: the same MIDI without the concept's part (it had it) or with one added (it had not)."""
     from training.data.concept_clips import DataConfig, data_config, make_dataset, oracle_clip, plan_clip, render_clip

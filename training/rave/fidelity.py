@@ -41,7 +41,7 @@ import numpy as np
 from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import Interval, mean_interval
-from training.data.concept_clips import CONCEPTS, read_manifest
+from training.data.concept_clips import CONCEPTS, ORACLE_PARTS, read_manifest
 from training.judge import (
     DEGRADED_COPIES,
     FOLDS,
@@ -98,6 +98,10 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     unknown = [c for c in cfg.concepts if c not in CONCEPTS]
     if unknown:
         raise UserError(f"--concepts {unknown[0]}: unknown; expected some of {', '.join(CONCEPTS)}")
+    bad = [c for c in cfg.oracle if c not in ORACLE_PARTS or c not in cfg.concepts]
+    if bad:
+        raise UserError(f"--oracle {bad[0]}: expected judged concepts among {', '.join(ORACLE_PARTS)}")
+    models = {m: RaveModel.load(m, cfg.device) for m in cfg.models}  # a model that does not load fails first
     rows = read_manifest(Path(cfg.data))
     notes, judge_notes = AudioNotes(), AudioNotes()
     say(f"judge: features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
@@ -124,7 +128,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         oracle_clean[c] = judged(feats)
     results = {}
     for model_path in cfg.models:
-        model = RaveModel.load(model_path, cfg.device)
+        model = models[model_path]
         stream, delay = RaveStream(model), model_delay(model)
         say(f"{model.path.name}: rendering {len(used)} clips")
         recon_audio, recon_feats = {}, {}
@@ -168,14 +172,11 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
 
 def _oracle_plan(cfg: FidelityConfig, rows, sets, labels, say) -> dict[str, Any]:
     """The ideal edits to render: per oracle concept and set, up to `oracle_clips` clips with and without it."""
-    from training.data.concept_clips import ORACLE_PARTS, data_config, oracle_clip, oracle_edits
+    from training.data.concept_clips import data_config, oracle_clip, oracle_edits
 
     plan: dict[str, Any] = {"ids": {}, "audio": {}}
     if not cfg.oracle:
         return plan
-    bad = [c for c in cfg.oracle if c not in ORACLE_PARTS or c not in cfg.concepts]
-    if bad:
-        raise UserError(f"--oracle {bad[0]}: expected judged concepts among {', '.join(ORACLE_PARTS)}")
     data_cfg, fonts, held = data_config(Path(cfg.data))
     for c in cfg.oracle:
         audio: dict[int, tuple[np.ndarray, int]] = {}
