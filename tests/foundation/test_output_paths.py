@@ -120,6 +120,7 @@ def test_demo_refuses_a_count_below_one_before_any_work(tmp_path, capsys, option
         (["hooks", "--clamp", "2,50"], "argument --clamp: '2,50': expected numbers in (0, 10]"),
         (["hooks", "--sae-steps", "0"], "argument --sae-steps: '0': expected a positive integer"),
         (["steering", "--bank", "b.yaml", "--clamp", "50"], "argument --clamp: '50': expected numbers in (0, 10]"),
+        (["musicgen", "--bank", "b.yaml", "--strength", "nan"], "argument --strength: 'nan': expected a number in"),
     ],
 )
 def test_eval_refuses_out_of_range_settings_when_parsed(tmp_path, capsys, argv, needle):

@@ -51,6 +51,15 @@ positive_floats = _checked(
 )
 
 
+def strength(text: str) -> float:
+    """One edit strength, within ±`sae.steering.STRENGTH_LIMIT` (what `--set NAME=on:S` accepts)."""
+    from sae.steering import STRENGTH_LIMIT
+
+    return _checked(
+        float, lambda v: abs(v) <= STRENGTH_LIMIT, f"a number in [-{STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
+    )(text)
+
+
 def clamp_strengths(text: str) -> tuple[float, ...]:
     """`--clamp S,S,...`: each in (0, `sae.steering.CLAMP_LIMIT`], checked when parsed, not after the first renders."""
     from sae.steering import CLAMP_LIMIT

@@ -16,6 +16,7 @@ from training.cli.args import (
     positive_float,
     positive_floats,
     positive_int,
+    strength,
 )
 from training.cli.quiet import output_console
 
@@ -308,7 +309,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         default="",
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
-    p.add_argument("--strength", type=float, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--strength", type=strength, default=1.0, help="strength of `on` (default 1)")
     p.add_argument("--seed", type=int, default=0)
     add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
