@@ -3,6 +3,9 @@ where its clips came from; the flag was required all the same)."""
 
 import json
 
+import torch
+
+from sae.store import ActivationWriter
 from training.cli import main
 from training.cli.dashboard import stored_audio_root
 
@@ -15,6 +18,8 @@ def test_the_audio_root_defaults_to_the_folder_collect_recorded(tmp_path, capsys
     (tmp_path / "one take.wav").write_bytes(b"")  # `collect rave --audio FILE` stores it by its name
     (store / "store.json").write_text(json.dumps({"collect": {"rave": {"audio": str(tmp_path / "one take.wav")}}}))
     assert stored_audio_root(str(store)) == str(tmp_path)
+    with ActivationWriter(store, "h", 4, dtype="float32") as w:  # a store with rows, collected from prompts
+        w.add(torch.zeros(3, 4), "prompt_0", 0)
     (store / "store.json").write_text(json.dumps({"collect": {"audio": {"chunk": 10}}}))  # a MusicGen store
     argv = ["dashboard", "--sae", str(tmp_path / "sae"), "--store", str(store), "--out", str(tmp_path / "site")]
     assert main(argv) == 2
@@ -23,3 +28,8 @@ def test_the_audio_root_defaults_to_the_folder_collect_recorded(tmp_path, capsys
         err
         == f"musicsae: error: --audio-root: store {store} records no audio folder; pass the folder its clips came from"
     )
+
+    # no store at all is named as such, not as a missing audio folder
+    argv[4] = str(tmp_path / "nope")
+    assert main(argv) == 2
+    assert f"--store {tmp_path / 'nope'}: no such folder" in capsys.readouterr().err

@@ -79,9 +79,11 @@ def stored_audio_root(store: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sae.paths import check_output_dir
+    from sae.store import open_store
     from training.dashboard import DashboardConfig, build_dashboard
 
     check_output_dir(args.out)
+    open_store(args.store, "--store")  # a missing or foreign store is named as such, before its audio folder
     console = output_console(stderr=True)
     if args.audio_root is None:
         args.audio_root = stored_audio_root(args.store)
