@@ -13,12 +13,13 @@ MIN_EXAMPLES = 12
 WARN_EXAMPLES = 20
 
 
-def check_examples(sides: dict[str, int], minimum: int = MIN_EXAMPLES) -> list[str]:
+def check_examples(sides: dict[str, int], minimum: int = MIN_EXAMPLES, unit: str = "usable clip(s)") -> list[str]:
     """The minimum-examples rule for finding a concept, on both model paths.
 
     Args:
         sides: usable clips per side, keyed by how the user names that side (e.g. "--with guitar/with").
         minimum: clips needed per side; may be raised above `MIN_EXAMPLES`, never lowered below it.
+        unit: what the counts are ("audio file(s)" before the files are read, "usable clip(s)" after).
 
     Raises `UserError` naming the first side with fewer than `minimum` clips; returns a note for every side
     with fewer than `WARN_EXAMPLES` (the held-out AUROC is loose there).
@@ -27,7 +28,7 @@ def check_examples(sides: dict[str, int], minimum: int = MIN_EXAMPLES) -> list[s
         raise UserError(f"--min-examples {minimum}: expected at least {MIN_EXAMPLES} (clips per side)")
     for side, n in sides.items():
         if n < minimum:
-            raise UserError(f"{side}: {n} usable clip(s); need at least {minimum} per side to find a concept")
+            raise UserError(f"{side}: {n} {unit}; need at least {minimum} usable clips per side to find a concept")
     return [
         f"{side}: only {n} clips; with fewer than {WARN_EXAMPLES} per side the held-out AUROC is loose"
         for side, n in sides.items()

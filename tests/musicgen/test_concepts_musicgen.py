@@ -135,8 +135,8 @@ def test_the_rave_minimum_examples_rule_holds_for_musicgen(setup, audiocraft_dir
     argv = ["--model", str(audiocraft_dir), "--bank", str(tmp_path / "b.yaml")]
     argv += ["--sae", str(root / "saes" / mg.hook_name(1)), "--without", str(root / "tone/without")]
     assert main(["concept", "find", "tone", "--with", str(few), *argv]) == 2
-    assert f"--with {few}: 11 usable clip(s); need at least 12 per side" in capsys.readouterr().err
-    with pytest.raises(UserError, match="need at least 12 per side"):
+    assert f"--with {few}: 11 audio file(s); need at least 12 usable clips per side" in capsys.readouterr().err
+    with pytest.raises(UserError, match="need at least 12 usable clips per side"):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--with", str(few),
               "--without", str(root / "tone/without"), "--name", "tone"])  # fmt: skip
     with pytest.raises(UserError, match="--min-examples 2: expected at least 12"):
@@ -314,8 +314,8 @@ def test_a_concept_of_too_few_clips_under_concepts_is_named_with_the_way_out(set
     with pytest.raises(UserError) as err:
         _cli(argv)
     line = str(err.value)
-    assert line.startswith(f"--concepts {concepts}: concept few: {concepts / 'few' / 'with'}: 3 usable clip(s)"), line
-    assert "need at least 12 per side" in line and "--only tone" in line
+    assert line.startswith(f"--concepts {concepts}: concept few: {concepts / 'few' / 'with'}: 3 audio file(s)"), line
+    assert "need at least 12 usable clips per side" in line and "--only tone" in line
 
 
 def test_a_layer_without_an_sae_is_named_for_layer_too(setup, audiocraft_dir, tmp_path):

@@ -128,12 +128,12 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
         == 2
     )
     err = capsys.readouterr().err.strip()
-    assert f"--with {few}: 3 usable clip(s); need at least 12 per side" in err and "\n" not in err
+    assert f"--with {few}: 3 audio file(s); need at least 12 usable clips per side" in err and "\n" not in err
     # the rule cannot be lowered, only raised
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--min-examples", "6") == 2
     assert "--min-examples 6: expected at least 12" in capsys.readouterr().err
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--min-examples", "19") == 2
-    assert "need at least 19 per side" in capsys.readouterr().err
+    assert "need at least 19 usable clips per side" in capsys.readouterr().err
     # a probe wider than the SAE (it stored the features that fired, silently)
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--k", "100000") == 2
     assert "--k 100000: the SAE" in capsys.readouterr().err

@@ -90,7 +90,7 @@ def example_files(
     model runs). `labels`: how the user named each side, before its path."""
     with_files, without_files = list_sides(with_dir, without_dir)
     sides = {f"{labels[0]}{with_dir}": len(with_files), f"{labels[1]}{without_dir}": len(without_files)}
-    check_examples(sides, min_examples)
+    check_examples(sides, min_examples, "audio file(s)")
     return with_files, without_files
 
 

@@ -256,6 +256,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     check_examples(
         {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
         cfg.min_examples,
+        "audio file(s)",
     )
     model = RaveModel.load(cfg.model, cfg.device)
     if not Path(cfg.sae).is_dir():
