@@ -54,19 +54,30 @@ def remove_leftovers(path: str | Path) -> int:
 def sole_writer(folder: str | Path, what: str, name: str = ".lock") -> Iterator[None]:
     """Hold `folder`'s lock file `name` (created with the folder) for one job writing there: a second job started
     on the same folder meanwhile is refused in one line instead of interleaving its files with the first's. The
-    lock is the kernel's (flock), so a killed job never leaves it held."""
+    lock is the kernel's (flock), so a killed job never leaves it held. A job that fails having written nothing
+    removes the folders it made, lock and all."""
     folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / name, "a") as fh:
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            msg = f"{folder}: another {what} is writing there now; wait for it or use another --out"
-            raise UserError(msg) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    try:
+        with open(folder / name, "a") as fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                msg = f"{folder}: another {what} is writing there now; wait for it or use another --out"
+                raise UserError(msg) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except BaseException:
+        if made:  # a job that failed before writing anything leaves no folder of its own behind
+            with contextlib.suppress(OSError):
+                if [p.name for p in folder.iterdir()] == [name]:
+                    (folder / name).unlink()
+                for p in made:
+                    p.rmdir()  # stops at the first that is not empty
+        raise
 
 
 # A write that fails for want of room or of permission (the CLI prints these errors as one line).

@@ -190,3 +190,20 @@ class _Parser:
         import argparse
 
         return argparse.Namespace(verbose=False, func=self.func)
+
+
+def test_a_job_that_fails_having_written_nothing_leaves_no_folder(tmp_path):
+    from sae.atomic import sole_writer
+
+    out = tmp_path / "new" / "run"
+    with pytest.raises(UserError), sole_writer(out, "sae train"):
+        raise UserError("--k 100000: too large")
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(KeyboardInterrupt), sole_writer(out, "sae train"):
+        (out / "checkpoint.pt").write_text("work")  # something written: kept for the resume
+        raise KeyboardInterrupt
+    assert (out / "checkpoint.pt").read_text() == "work"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(UserError), sole_writer(tmp_path / "mine", "demo"):  # a folder it did not make: kept
+        raise UserError("bad")
+    assert (tmp_path / "mine").is_dir()
