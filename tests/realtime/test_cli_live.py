@@ -381,6 +381,12 @@ def test_preset_at_start_takes_a_name_from_the_preset_folder_as_osc_does(tiny_ra
     assert proc.stderr.strip() == (
         f"musicsae: error: --preset loud: no such file, nor a preset of that name in {folder.resolve()}"
     )
+    proc = live_here(capsys, *base, "--preset", str(folder))  # it said "no such file" of a folder
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip()
+        == f"musicsae: error: --preset {folder}: a folder; expected a preset file (.yaml) or a preset's name"
+    )
 
 
 def test_osc_sent_while_live_imports_is_kept_not_lost(tiny_rave_ts, capsys, monkeypatch):

@@ -210,6 +210,8 @@ def _named_preset(args: argparse.Namespace) -> Path:
     from realtime.osc import preset_file
     from sae.errors import UserError
 
+    if Path(args.preset).is_dir():
+        raise UserError(f"--preset {args.preset}: a folder; expected a preset file (.yaml) or a preset's name")
     bank = args.bank or (DEMO_BANK if args.model == DEMO_MODEL and args.sae is None else None)
     folder = (args.preset_dir or (bank.parent if bank else Path.cwd())).resolve()
     try:
