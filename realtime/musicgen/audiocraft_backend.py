@@ -110,6 +110,7 @@ class AudiocraftMusicGen(MusicGenBackend):
         self.audio_channels = int(self.model.audio_channels)  # stereo: the codec wrapper interleaves 2 x n_q / 2
         self.num_layers = len(self.lm.transformer.layers)
         self.dim = int(self.lm.dim)
+        self.max_duration = float(self.model.max_duration)
         self.vocab = DescriptionVocab.load(self.source) if Path(self.source).is_dir() else None
 
     @classmethod
@@ -165,8 +166,8 @@ class AudiocraftMusicGen(MusicGenBackend):
         top_k: int = 250,
         temperature: float = 1.0,
     ) -> Generation:
-        if duration > self.model.max_duration:
-            raise UserError(f"--duration {duration:g}: this model generates at most {self.model.max_duration:g} s")
+        if duration > self.max_duration:
+            raise UserError(f"--duration {duration:g}: this model generates at most {self.max_duration:g} s")
         top_k = min(top_k, self.cardinality)  # as transformers does: torch.topk refuses k above the codebook
         self.model.set_generation_params(
             duration=duration, use_sampling=True, top_k=top_k, temperature=temperature, cfg_coef=cfg_coef

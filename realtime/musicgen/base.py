@@ -105,6 +105,7 @@ class MusicGenBackend(ABC):
         audio_channels: 1 (mono) or 2 (stereo);
         num_layers, dim: transformer layers and width (hook points and their size).
         device: where the model runs.
+        max_duration: the longest render in seconds (inf: the backend sets no limit).
     """
 
     backend: str
@@ -116,6 +117,7 @@ class MusicGenBackend(ABC):
     num_layers: int
     dim: int
     device: torch.device
+    max_duration: float = float("inf")
 
     # -- layers ----------------------------------------------------------------------------------------
     @property

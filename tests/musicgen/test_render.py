@@ -237,7 +237,16 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
 
 @pytest.mark.parametrize(
     "case",
-    ["other model", "other layer name", "sae width", "unknown concept", "empty batch", "bad mode", "past the end"],
+    [
+        "other model",
+        "other layer name",
+        "sae width",
+        "unknown concept",
+        "empty batch",
+        "bad mode",
+        "past the end",
+        "a job too long",
+    ],
 )
 def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys, case):
     if case == "other model":
@@ -264,8 +273,9 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
             case, "guitar=off"
         ),
     ]
-    if case == "empty batch":
-        (tmp_path / "jobs.csv").write_text("prompt,seed\n")
+    if case in ("empty batch", "a job too long"):  # the first job would render before the second failed
+        jobs = "prompt,seed\n" if case == "empty batch" else "prompt,duration\nrock,0.2\njazz,1e9\n"
+        (tmp_path / "jobs.csv").write_text(jobs)
         argv += ["--batch", str(tmp_path / "jobs.csv"), "--out-dir", str(tmp_path / "outs")]
     else:
         argv += ["--prompt", "rock", "--out", str(tmp_path / "outs" / "x.wav")]
@@ -280,6 +290,7 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
         "empty batch": "no jobs",
         "bad mode": "mode 'loud'",
         "past the end": "starts at 0.3 s, after the 0.2 s render ends (nothing would be edited)",
+        "a job too long": "job 0001_jazz.wav: duration 1e+09: this model generates at most",
     }[case]
     assert expected in err[0]
     assert not (tmp_path / "outs").exists()

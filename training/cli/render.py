@@ -222,9 +222,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
         mg = load_musicgen(args.model, args.backend, args.device)
     # check every edit against the model (model identity, layer, SAE width) before generating anything
     steerings = {key: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for key, sets in parsed.items()}
-    too_long = [j for j in jobs if mg.frames(j.duration) < 1]
+    too_short = [j for j in jobs if mg.frames(j.duration) < 1]
+    if too_short:
+        raise UserError(f"duration {too_short[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+    too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
     if too_long:
-        raise UserError(f"duration {too_long[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+        where = "--duration" if args.prompt is not None else f"job {too_long[0].out.name}: duration"
+        raise UserError(f"{where} {too_long[0].duration:g}: this model generates at most {mg.max_duration:g} s")
 
     if note := duration_note(mg.name, trained, max(job.duration for job in jobs)):
         past = [j.out.name for j in jobs if duration_note(mg.name, trained, j.duration)]
