@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from training.cli.args import add_device, positive_float, positive_int
 from training.cli.quiet import output_console
@@ -80,9 +81,10 @@ def stored_audio_root(store: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from sae.paths import check_output_dir
     from sae.store import open_store
-    from training.dashboard import DashboardConfig, build_dashboard
+    from training.dashboard import DashboardConfig, build_dashboard, check_site_out
 
     check_output_dir(args.out)
+    check_site_out(Path(args.out))  # a foreign folder is refused before any input is read
     open_store(args.store, "--store")  # a missing or foreign store is named as such, before its audio folder
     console = output_console(stderr=True)
     if args.audio_root is None:

@@ -1,5 +1,5 @@
 """Static feature dashboards: which SAE features fire on what, as pages you can look at and listen to."""
 
-from training.dashboard.site import DashboardConfig, build_dashboard
+from training.dashboard.site import DashboardConfig, build_dashboard, check_site_out
 
-__all__ = ["DashboardConfig", "build_dashboard"]
+__all__ = ["DashboardConfig", "build_dashboard", "check_site_out"]

@@ -96,6 +96,15 @@ def sparkline_svg(curve: np.ndarray, peak: int, width: int = 416, height: int = 
     )
 
 
+def check_site_out(out: Path) -> None:
+    """Before any work: OUT is absent, empty, or an earlier dashboard (which is replaced)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is a file; choose another --out")
+    ours = all((out / f).is_file() for f in ("index.html", "features.json"))
+    if out.is_dir() and not ours and any(out.iterdir()):
+        raise UserError(f"{out}: exists and is not a dashboard; choose another --out")
+
+
 @dataclass
 class DashboardConfig:
     """Args:
@@ -239,7 +248,7 @@ class DashboardBuilder:
         self.warnings: list[str] = []
         if not self.audio_root.is_dir():
             raise UserError(f"audio root {self.audio_root}: not a directory")
-        self._check_out()
+        check_site_out(self.out)
         if str(self.cfg.device).startswith("cuda"):
             import torch
 
@@ -402,18 +411,10 @@ class DashboardBuilder:
             raise
         return self.out / "index.html"
 
-    def _check_out(self) -> None:
-        """Before any work: OUT is absent, empty, or an earlier dashboard (which is replaced)."""
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"{self.out}: exists and is a file; choose another --out")
-        ours = all((self.out / f).is_file() for f in ("index.html", "features.json"))
-        if self.out.is_dir() and not ours and any(self.out.iterdir()):
-            raise UserError(f"{self.out}: exists and is not a dashboard; choose another --out")
-
     def _swap(self, tmp: Path) -> None:
         old = None
         if self.out.exists():
-            self._check_out()
+            check_site_out(self.out)
             old = self.out.with_name(f".{self.out.name}.old.{os.getpid()}")
             os.replace(self.out, old)
         os.replace(tmp, self.out)

@@ -164,7 +164,8 @@ def judge_shift_result(
 def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
-    from training.cli.args import guidance_coef, nonneg_int
+    from sae.paths import check_output_dir
+    from training.cli.args import guidance_coef, nonneg_int, positive_float, positive_int
     from training.musicgen import runs
 
     p = Parser(prog="python -m training.musicgen.evaluate", description=__doc__.split("\n")[0])
@@ -173,21 +174,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("--model", required=True, help="MusicGen folder or train_codec run folder")
     c.add_argument("--data", required=True, help="a `musicsae data make --holdout-font F` folder")
     c.add_argument("--out", type=Path, required=True)
-    c.add_argument("--max-clips", type=int, default=0, help="clips per set (default 0: all)")
+    c.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (default 0: all)")
     a = sub.add_parser("adherence", help="prompt adherence, judged")
     a.add_argument("--model", required=True, help="MusicGen folder with descriptions.json")
     a.add_argument(
         "--judge-data", action="append", required=True, help="data folder(s) whose train clips train the judge"
     )
     a.add_argument("--out", type=Path, required=True)
-    a.add_argument("--pairs", type=int, default=6, help="prompt pairs per concept (default 6)")
-    a.add_argument("--seeds", type=int, default=4, help="renders per prompt (default 4)")
-    a.add_argument("--duration", type=float, default=4.0)
+    a.add_argument("--pairs", type=positive_int, default=6, help="prompt pairs per concept (default 6)")
+    a.add_argument("--seeds", type=positive_int, default=4, help="renders per prompt (default 4)")
+    a.add_argument("--duration", type=positive_float, default=4.0, help="seconds per render (default 4)")
     a.add_argument("--concepts", default="guitar,drums,piano")
     a.add_argument("--cfg-coef", type=guidance_coef, default=3.0, help="classifier-free guidance (default 3)")
     a.add_argument("--top-k", type=nonneg_int, default=250, help="top-k sampling (default 250; 0: every token)")
     a.add_argument(
-        "--seed", type=int, default=0, help="first random seed (another one draws other renders: a validation set)"
+        "--seed",
+        type=nonneg_int,
+        default=0,
+        help="first random seed (another one draws other renders: a validation set)",
     )
     j = sub.add_parser("judge-shift", help="the outside judge's drift where a concept really plays (clean clips)")
     j.add_argument("--model", required=True, help="MusicGen folder (the judge hears clips at its rate)")
@@ -199,13 +203,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--split", default="test", help="clips judged: test (in-font, default), holdout_font or all (but train)"
     )
     j.add_argument(
-        "--oracle", type=int, default=0, help="also the ideal edits on up to N clips per side (re-rendered; 0: none)"
+        "--oracle",
+        type=nonneg_int,
+        default=0,
+        help="also the ideal edits on up to N clips per side (re-rendered; 0: none)",
     )
     j.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    concepts = tuple(x.strip() for x in getattr(args, "concepts", "").split(",") if x.strip())
+    if args.what != "codec" and not concepts:
+        p.error(f"--concepts {args.concepts!r}: expected concept names like guitar,drums")
 
     def run() -> None:
+        check_output_dir(args.out)  # before any render
         if args.what == "codec":
             from training.musicgen.codec_fidelity import CodecFidelityConfig, evaluate_codec, markdown
 
@@ -214,7 +225,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.out / "codec_fidelity.md", markdown(result))
             print(markdown(result))
         elif args.what == "judge-shift":
-            concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
             result = judge_shift_result(
                 args.model, args.judge_data, args.concept, concepts, args.clips, args.split, args.oracle
             )
@@ -224,7 +234,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             from training.musicgen.adherence import AdherenceConfig, evaluate_adherence
 
-            concepts = tuple(x.strip() for x in args.concepts.split(",") if x.strip())
             cfg = AdherenceConfig(
                 args.model,
                 args.judge_data,

@@ -44,7 +44,7 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.stats import Interval, paired_diff, verdict, wilson
-from training.cli.args import Parser
+from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
@@ -546,33 +546,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--steer", default=",".join(d.steer), help="concepts steered per layer")
     p.add_argument("--probe", default=",".join(d.probe), help="concepts mapped per layer")
     p.add_argument("--layers", default=d.layers)
-    p.add_argument("--prompts", type=int, default=d.prompts, help="generated prompts in the store")
-    p.add_argument("--sae-steps", type=int, default=d.sae_steps)
-    p.add_argument("--k", type=int, default=d.k)
-    p.add_argument("--expansion", type=int, default=d.expansion)
-    p.add_argument("--pairs", type=int, default=d.pairs, help="prompt pairs per steered concept")
-    p.add_argument("--seeds", type=int, default=d.seeds, help="renders per prompt")
-    p.add_argument("--test-seeds", type=int, default=d.test_seeds, help="renders per test prompt (0: --seeds)")
+    p.add_argument("--prompts", type=positive_int, default=d.prompts, help="generated prompts in the store")
+    p.add_argument("--sae-steps", type=positive_int, default=d.sae_steps)
+    p.add_argument("--k", type=positive_int, default=d.k)
+    p.add_argument("--expansion", type=positive_int, default=d.expansion)
+    p.add_argument("--pairs", type=positive_int, default=d.pairs, help="prompt pairs per steered concept")
+    p.add_argument("--seeds", type=positive_int, default=d.seeds, help="renders per prompt")
+    p.add_argument("--test-seeds", type=nonneg_int, default=d.test_seeds, help="renders per test prompt (0: --seeds)")
     p.add_argument(
         "--edit-rows", default=",".join(d.edit_rows), help="guidance rows tried on validation: both, cond or both,cond"
     )
     p.add_argument("--strengths", default=",".join(f"{s:g}" for s in d.strengths))
     p.add_argument(
-        "--duration", type=float, help="seconds per render and collected prompt (default: the LM's training segment)"
+        "--duration",
+        type=positive_float,
+        help="seconds per render and collected prompt (default: the LM's training segment)",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help="the collection's, the SAEs' and the renders' seed")
+    p.add_argument("--seed", type=nonneg_int, default=d.seed, help="the collection's, the SAEs' and the renders' seed")
     p.add_argument(
         "--render-seed",
-        type=int,
+        type=nonneg_int,
         default=None,
         help="the renders' seed alone (default --seed): on the same --out, other draws that reuse its store, SAEs "
         "and banks",
     )
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--threads", type=int, default=1)
+    add_device(p, "MusicGen and the SAEs")
+    add_threads(p)
     a = p.parse_args(argv)
-    if a.threads < 1:
-        p.error(f"--threads {a.threads}: expected a positive integer")
     torch.set_num_threads(a.threads)
 
     def split(text: str) -> tuple[str, ...]:

@@ -26,11 +26,13 @@ import torch
 from sae.atomic import atomic_torch_save, atomic_write_text
 from sae.errors import UserError, differences
 from sae.io import read_torch
+from training.cli.args import add_device, nonneg_int, positive_float, positive_int
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "log.jsonl"
+MAX_SKIPPED = 20  # non-finite losses in a row that end a training as diverged
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -46,14 +48,28 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
-def open_run(run_dir: Path, identity: dict) -> bool:
-    """Create `run_dir` for `identity`, or check a resumed one matches it. Returns True when resuming."""
+def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bool:
+    """Create `run_dir` for `identity`, or check a resumed one matches it. Returns True when resuming.
+
+    A run that never reached its first checkpoint (a start that failed, a Ctrl-C in its first steps) has nothing to
+    resume: it is started again with the new settings, its `derived` files (made from the old identity) removed.
+    """
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run {run_dir}: exists and is a file; expected a run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / RUN_FILE
+    if path.exists() and not (run_dir / STATE_FILE).exists():
+        for name in (RUN_FILE, PROGRESS_FILE, LOG_FILE, *derived):
+            (run_dir / name).unlink(missing_ok=True)
     if not path.exists():
         write_json(path, identity)
         return False
     old = read_json(path)
+    if not isinstance(old, dict):
+        raise UserError(f"{path}: expected a JSON object (the run's identity)")
+    if old.get("kind") != identity.get("kind"):
+        raise UserError(f"--run {run_dir}: it holds a '{old.get('kind')}' run, not a '{identity.get('kind')}' run; "
+                        "use a new --run folder")  # fmt: skip
     diff = differences(old, identity, "at the start")
     if diff:
         raise UserError(
@@ -117,6 +133,7 @@ class LoopConfig(Protocol):
     run: Path
     steps: int
     minutes: float | None
+    lr: float
     checkpoint_every: int
     eval_every: int
     log_every: int
@@ -156,15 +173,26 @@ def train_loop(
     t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
     last: dict[str, Any] = {}
 
+    saved = start[0]
+
     def checkpoint() -> None:
+        nonlocal saved
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
         save_state(cfg.run, state, clock, {"last": last, **extra})
+        saved = step
 
+    skipped = 0
     while step < cfg.steps and (t_end is None or time.time() < t_end):
         terms = train_step(step)
         if terms is None:
             log(cfg.run, {"step": step, "skipped": "non-finite loss"})
+            skipped += 1
+            if skipped == MAX_SKIPPED:
+                kept = f"the checkpoint of step {saved} is kept" if saved else "no checkpoint was written"
+                raise UserError(f"the loss was not finite for {MAX_SKIPPED} steps in a row at step {step} "
+                                f"(--lr {cfg.lr:g}): the training diverged; lower --lr ({kept})")  # fmt: skip
             continue
+        skipped = 0
         step += 1
         if step % cfg.log_every == 0:
             last = {k: round(float(v), 5) if not isinstance(v, int) else v for k, v in terms.items()}
@@ -185,14 +213,14 @@ def add_loop_args(parser: argparse.ArgumentParser, batch: int, lr: float) -> Non
     """The options both trainings share."""
     parser.add_argument("--data", action="append", required=True, help="a `musicsae data make` folder (repeatable)")
     parser.add_argument("--run", type=Path, required=True, help="run folder (resumed when it exists)")
-    parser.add_argument("--steps", type=int, default=10000, help="total steps to reach")
-    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of this call")
-    parser.add_argument("--batch", type=int, default=batch)
-    parser.add_argument("--lr", type=float, default=lr)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=int, default=250)
-    parser.add_argument("--eval-every", type=int, default=250)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--steps", type=positive_int, default=10000, help="total steps to reach")
+    parser.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget of this call")
+    parser.add_argument("--batch", type=positive_int, default=batch)
+    parser.add_argument("--lr", type=positive_float, default=lr)
+    parser.add_argument("--seed", type=nonneg_int, default=0)
+    parser.add_argument("--checkpoint-every", type=positive_int, default=250)
+    parser.add_argument("--eval-every", type=positive_int, default=250)
+    add_device(parser, "training")
 
 
 def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:

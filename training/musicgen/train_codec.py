@@ -21,7 +21,7 @@ import torch
 
 from sae.errors import UserError
 from sae.train import set_train_threads
-from training.cli.args import Parser
+from training.cli.args import Parser, positive_float
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, build_codec, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -227,7 +227,7 @@ def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.musicgen.train_codec", description=__doc__.split("\n")[0])
     runs.add_loop_args(parser, batch=8, lr=3e-4)
-    parser.add_argument("--segment", type=float, default=0.5, help="seconds per training segment")
+    parser.add_argument("--segment", type=positive_float, default=0.5, help="seconds per training segment")
     add_size_args(parser)
     args = parser.parse_args(argv)
     return runs.guarded(parser.prog, lambda: train_codec(config_from_args(args)))

@@ -31,7 +31,7 @@ from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from sae.io import read_torch
 from sae.train import set_train_threads
-from training.cli.args import Parser
+from training.cli.args import Parser, nonneg_int, positive_float, positive_int
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -152,12 +152,14 @@ def codec_snapshot(cfg: LMTrainConfig) -> dict:
         current["sha256"] = sha256_tensors(codec)
     if path.exists():
         snap = read_torch(path)
-        if current is not None and current["sha256"] != snap["sha256"]:
+        unstarted = not (cfg.run / runs.STATE_FILE).exists()  # nothing trained on it yet: take the new codec
+        if current is not None and current["sha256"] != snap["sha256"] and not unstarted:
             raise UserError(
                 f"--codec-run {cfg.codec_run}: its codec is not the one this LM run started from "
                 f"(codec.sha256: {snap['sha256'][:12]}… → {current['sha256'][:12]}…); use a new --run folder"
             )
-        return snap
+        if current is None or current["sha256"] == snap["sha256"]:
+            return snap
     cfg.run.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(current, path)
     return current
@@ -185,7 +187,7 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
     }
     if cfg.opening_weight != 1.0:  # recorded only when set, so older runs still resume
         ident["opening_weight"] = cfg.opening_weight
-    resuming = runs.open_run(cfg.run, ident)
+    resuming = runs.open_run(cfg.run, ident, derived=(CODES_FILE, VOCAB_FILE))
     keys = reachable(clips.rows, cfg.dropout.max_phrases)
     surfaces = assign_surfaces(keys, cfg.sizes.lut_bins)
     if not (cfg.run / CODES_FILE).exists():
@@ -318,13 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.musicgen.train_lm", description=__doc__.split("\n")[0])
     runs.add_loop_args(parser, batch=16, lr=1e-3)
     parser.add_argument("--codec-run", type=Path, help="a train_codec run folder (optional when resuming)")
-    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--warmup", type=nonneg_int, default=200)
     parser.add_argument("--dim", type=int, default=d.dim)
     parser.add_argument("--heads", type=int, default=d.num_heads)
     parser.add_argument("--layers", type=int, default=d.num_layers)
-    parser.add_argument("--lut-bins", type=int, default=d.lut_bins)
-    parser.add_argument("--lut-dim", type=int, default=d.lut_dim)
-    parser.add_argument("--segment", type=float, default=d.segment, help="training segment in seconds")
+    parser.add_argument("--lut-bins", type=positive_int, default=d.lut_bins)
+    parser.add_argument("--lut-dim", type=positive_int, default=d.lut_dim, help="text embedding size")
+    parser.add_argument("--segment", type=positive_float, default=d.segment, help="training segment in seconds")
     parser.add_argument("--p-keep", type=float, default=dd.p_keep, help="probability of keeping each phrase")
     parser.add_argument("--p-null", type=float, default=dd.p_null, help="probability of the null description")
     parser.add_argument(

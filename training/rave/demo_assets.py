@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import UserError
-from training.cli.args import Parser
+from training.cli.args import Parser, positive_int
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -49,6 +49,28 @@ class AssetsConfig:
     jobs: int = 2
 
 
+WORK_MARK = ".demo_assets_work"
+
+
+def claim_work(work: Path) -> Path:
+    """The scratch folder, marked as ours: absent, empty, or an earlier run's. Anything else is refused, since the
+    folder is removed at the end."""
+    if work.exists() and not work.is_dir():
+        raise UserError(f"--work {work}: exists and is a file; expected a scratch folder")
+    if work.is_dir() and any(work.iterdir()) and not (work / WORK_MARK).is_file():
+        raise UserError(f"--work {work}: holds files demo_assets did not write (it removes the folder when done); "
+                        "choose another --work")  # fmt: skip
+    work.mkdir(parents=True, exist_ok=True)
+    (work / WORK_MARK).touch()
+    return work
+
+
+def remove_work(work: Path) -> None:
+    """Remove the scratch folder, only when this tool made it (it carries the mark)."""
+    if (work / WORK_MARK).is_file():
+        shutil.rmtree(work)
+
+
 def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
     """Run the steps; returns {file: sha256} of what was written to `cfg.out`."""
     import torch
@@ -67,7 +89,7 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
         raise UserError(f"--model {cfg.model}: no such file")
     torch.set_num_threads(1)  # one thread: the same bytes on every machine
     model = RaveModel.load(cfg.model)
-    work = Path(cfg.work)
+    work = claim_work(Path(cfg.work))
     for sub in ("store", "sae", "concepts.yaml"):
         target = work / sub
         if target.is_dir():
@@ -131,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=AssetsConfig.out)
     p.add_argument("--work", type=Path, default=AssetsConfig.work)
     p.add_argument("--keep-work", action="store_true")
-    p.add_argument("--jobs", type=int, default=2, help="clip rendering processes")
+    p.add_argument("--jobs", type=positive_int, default=2, help="clip rendering processes")
     args = p.parse_args(argv)
     cfg = AssetsConfig(model=args.model, out=args.out, work=args.work, jobs=args.jobs)
     from training.cli.main import guarded
@@ -141,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, digest in make_assets(cfg).items():
                 print(f"{digest}  {name}")
         finally:
-            if not args.keep_work and Path(args.work).exists():
-                shutil.rmtree(args.work)
+            if not args.keep_work:
+                remove_work(Path(args.work))
 
     return guarded("demo_assets", run)
 

@@ -33,7 +33,15 @@ from sae.atomic import atomic_torch_save
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.train import set_train_threads
-from training.cli.args import Parser
+from training.cli.args import (
+    Parser,
+    add_device,
+    kept_variance,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 
@@ -310,22 +318,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, help="a `musicsae data make` folder: train on its train split")
     parser.add_argument("--audio", type=Path, help="folder of training .wav clips (instead of --data)")
     parser.add_argument("--run", type=Path, required=True)
-    parser.add_argument("--minutes", type=float, default=60, help="wall-clock budget of this call")
-    parser.add_argument("--steps", type=int, help="stop at this total step count (resumed runs count on)")
-    parser.add_argument("--sr", dest="sample_rate", type=int, help=f"model rate (default {Recipe.sample_rate})")
-    parser.add_argument("--capacity", type=int, help=f"RAVE CAPACITY (default {Recipe.capacity})")
-    parser.add_argument("--latent-size", type=int, help=f"full latent size (default {Recipe.latent_size})")
-    parser.add_argument("--batch", type=int, help=f"default {Recipe.batch}")
-    parser.add_argument("--length", type=int, help=f"samples per batch item (default {Recipe.length})")
-    parser.add_argument("--lr", type=float, help=f"default {Recipe.lr}")
-    parser.add_argument("--seed", type=int, help=f"default {Recipe.seed}")
-    parser.add_argument("--kl-weight", type=float, help=f"weight of the KL term (default {Recipe.kl_weight})")
+    parser.add_argument("--minutes", type=positive_float, default=60, help="wall-clock budget of this call")
+    parser.add_argument("--steps", type=nonneg_int, help="stop at this total step count (resumed runs count on)")
+    parser.add_argument(
+        "--sr", dest="sample_rate", type=positive_int, help=f"model rate (default {Recipe.sample_rate})"
+    )
+    parser.add_argument("--capacity", type=positive_int, help=f"RAVE CAPACITY (default {Recipe.capacity})")
+    parser.add_argument("--latent-size", type=positive_int, help=f"full latent size (default {Recipe.latent_size})")
+    parser.add_argument("--batch", type=positive_int, help=f"default {Recipe.batch}")
+    parser.add_argument("--length", type=positive_int, help=f"samples per batch item (default {Recipe.length})")
+    parser.add_argument("--lr", type=positive_float, help=f"default {Recipe.lr}")
+    parser.add_argument("--seed", type=nonneg_int, help=f"default {Recipe.seed}")
+    parser.add_argument("--kl-weight", type=nonneg_float, help=f"weight of the KL term (default {Recipe.kl_weight})")
     parser.add_argument("--init", type=Path, help="warm-start a new run from this streaming export's weights")
-    parser.add_argument("--eval-every", type=int, default=1000, help="steps between held-out evaluations (0: none)")
-    parser.add_argument("--threads", type=int, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
+    parser.add_argument(
+        "--eval-every", type=nonneg_int, default=1000, help="steps between held-out evaluations (0: none)"
+    )
+    parser.add_argument("--threads", type=positive_int, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
     parser.add_argument("--export", type=Path, help="export the run's checkpoint to this .ts and stop")
-    parser.add_argument("--fidelity", type=float, default=0.999, help="kept latent variance (max 0.999)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    parser.add_argument("--fidelity", type=kept_variance, default=0.999, help="kept latent variance (max 0.999)")
+    add_device(parser, "training")
     args = parser.parse_args(argv)
     from training.cli.main import RESUMABLE, guarded
 

@@ -1,0 +1,120 @@
+"""Run folders of the demo MusicGen's trainings: what a failed start, a diverged loss and bad options do."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from sae.errors import UserError
+from training.musicgen import runs, train_codec, train_lm
+
+
+def test_a_run_that_never_checkpointed_starts_again_with_new_settings(tmp_path):
+    """A start that failed left run.json, so the corrected retry was refused as 'other settings'."""
+    run = tmp_path / "run"
+    assert runs.open_run(run, {"sizes": 1}, derived=("codes.pt",)) is False
+    (run / "codes.pt").write_text("made from sizes 1")
+    (run / "notes.txt").write_text("mine")
+    assert runs.open_run(run, {"sizes": 2}, derived=("codes.pt",)) is False
+    assert json.loads((run / runs.RUN_FILE).read_text()) == {"sizes": 2}
+    assert not (run / "codes.pt").exists() and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_with_a_checkpoint_still_refuses_other_settings(tmp_path):
+    run = tmp_path / "run"
+    runs.open_run(run, {"sizes": 1})
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match=r"started with other settings"):
+        runs.open_run(run, {"sizes": 2})
+    assert runs.open_run(run, {"sizes": 1}) is True
+
+
+@pytest.mark.parametrize("content", ["[1, 2]", '"a"'])
+def test_a_run_json_that_is_not_an_object_is_one_line(tmp_path, content):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.RUN_FILE).write_text(content)
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match="expected a JSON object"):
+        runs.open_run(run, {"sizes": 1})
+
+
+def test_a_file_as_run_is_named(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError, match=r"--run .*exists and is a file"):
+        runs.open_run(tmp_path / "f", {})
+
+
+def _loop(tmp_path, losses, steps=100, checkpoint_every=5):
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    cfg = SimpleNamespace(run=tmp_path, steps=steps, minutes=None, lr=1e6, checkpoint_every=checkpoint_every,
+                          eval_every=1000, log_every=1, device="cpu")  # fmt: skip
+    it = iter(losses)
+
+    def step(_):
+        v = next(it)
+        return None if v is None else {"loss": v}
+
+    return runs.train_loop(cfg, model, opt, (0, runs.Clock()), step, dict, lambda *_: "", {}, lambda *_: None)
+
+
+def test_a_diverged_loss_ends_the_training_in_one_line(tmp_path):
+    """Every loss non-finite (--lr 1e6) looped forever: skipped steps are not counted."""
+    losses = [1.0] * 7 + [None] * runs.MAX_SKIPPED + [1.0] * 200
+    with pytest.raises(UserError, match=r"not finite for 20 steps in a row at step 7 \(--lr 1e\+06\).*step 5 is kept"):
+        _loop(tmp_path, losses)
+
+
+def test_a_few_skipped_steps_are_survived(tmp_path):
+    losses = ([None] * (runs.MAX_SKIPPED - 1) + [1.0]) * 3
+    assert _loop(tmp_path, losses, steps=3) == 3
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "flag"),
+    [
+        (train_codec, ["--eval-every", "0"], "--eval-every"),
+        (train_codec, ["--checkpoint-every", "0"], "--checkpoint-every"),
+        (train_codec, ["--lr", "inf"], "--lr"),
+        (train_codec, ["--lr", "nan"], "--lr"),
+        (train_codec, ["--segment", "nan"], "--segment"),
+        (train_codec, ["--segment", "0"], "--segment"),
+        (train_codec, ["--seed", "-1"], "--seed"),
+        (train_codec, ["--device", "gpu"], "--device"),
+        (train_codec, ["--device", "cuda:7"], "--device"),
+        (train_codec, ["--minutes", "0"], "--minutes"),
+        (train_lm, ["--lut-dim", "0"], "--lut-dim"),
+        (train_lm, ["--segment", "inf"], "--segment"),
+        (train_lm, ["--batch", "0"], "--batch"),
+    ],
+)
+def test_bad_loop_options_are_refused_at_parse(module, argv, flag, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        module.main(["--data", str(tmp_path / "d"), "--run", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and flag in err[-1], err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_lm_started_with_too_long_a_segment_trains_when_corrected(toy_data, toy_codec_run, toy_sizes, tmp_path):
+    """The failed start (clips shorter than --segment) left run.json and codes; the retry was refused."""
+    from dataclasses import replace
+
+    _, lm_sizes = toy_sizes
+    cfg = train_lm.LMTrainConfig([str(toy_data)], toy_codec_run, tmp_path / "run", replace(lm_sizes, segment=60.0),
+                                 steps=2, batch=2, warmup=1, eval_every=2)  # fmt: skip
+    with pytest.raises(UserError, match="--segment 60: the clips are only"):
+        train_lm.train_lm(cfg, say=lambda *_: None)
+    assert train_lm.train_lm(replace(cfg, sizes=lm_sizes), say=lambda *_: None)["step"] == 2
+
+
+def test_a_run_of_the_other_kind_is_named(tmp_path):
+    run = tmp_path / "run"
+    runs.open_run(run, {"kind": "codec", "sizes": 1})
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match=r"--run .*: it holds a 'codec' run, not a 'lm' run; use a new --run folder"):
+        runs.open_run(run, {"kind": "lm", "sizes": 1})
