@@ -181,7 +181,9 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     assert "| on | rise " in (tmp_path / "judge_shift.md").read_text()
     assert main([*argv, "--concept", "kazoo"]) == 2
     assert main([*argv, "--concept", "drums", "--split", "train"]) == 2
-    assert main([*argv, "--concept", "drums", "--oracle", "-1"]) == 2
+    with pytest.raises(SystemExit) as stop:  # refused at parse, before the judge trains
+        main([*argv, "--concept", "drums", "--oracle", "-1"])
+    assert stop.value.code == 2
 
 
 def test_mean_difference_baseline_edits_the_rows_asked_for():
@@ -268,4 +270,5 @@ def test_bad_experiment_options_exit_2_as_every_usage_error(option, value, tmp_p
     with pytest.raises(SystemExit) as stop:
         main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o"), option, value])
     assert stop.value.code == 2
-    assert f"error: {option} " in capsys.readouterr().err.splitlines()[-1]
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert "error: " in last and f"{option} " in last.replace(f"{option}:", f"{option} "), last

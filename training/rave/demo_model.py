@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio", type=Path, help="folder of training .wav clips (instead of --data)")
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--minutes", type=positive_float, default=60, help="wall-clock budget of this call")
-    parser.add_argument("--steps", type=nonneg_int, help="stop at this total step count (resumed runs count on)")
+    parser.add_argument("--steps", type=positive_int, help="stop at this total step count (resumed runs count on)")
     parser.add_argument(
         "--sr", dest="sample_rate", type=positive_int, help=f"model rate (default {Recipe.sample_rate})"
     )
