@@ -236,6 +236,19 @@ def test_unknown_holdout_font_is_one_line(tmp_path, capsys):
     assert "--holdout-font kazoofont" in err and "timgm6mb" in err and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    ("fonts", "needle"),
+    [("{bad}", "none could be used (nope: no such file)"), ("timgm6mb,{bad}", "that soundfont was skipped (no such")],
+)
+def test_a_soundfont_refusal_is_one_line(tmp_path, capsys, fonts, needle):
+    """It said the font was skipped, then refused the run: two lines for one mistake."""
+    argv = ["data", "make", "--out", str(tmp_path / "d"), "--n", "3", "--holdout-font", "nope"]
+    assert main([*argv, "--soundfonts", fonts.format(bad=tmp_path / "nope.sf2")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and "\n" not in err, err
+    assert not (tmp_path / "d").exists()
+
+
 def test_a_damaged_manifest_is_one_line(tmp_path):
     """A manifest.jsonl cut short, missing a label column or with a label that is not 0/1: one line naming the
     file, the line and the field (a judge raised a JSONDecodeError / KeyError, or called every clip 'without')."""

@@ -568,7 +568,8 @@ def make_dataset(
     specs = cfg.font_specs()
     if not specs:
         raise UserError("--soundfonts: expected at least one soundfont")
-    fonts, skipped = resolve_fonts(specs, note)
+    font_notes: list[str] = []  # said once the run goes ahead: a refusal is its one line
+    fonts, skipped = resolve_fonts(specs, font_notes.append)
     names = [f.name for f in fonts] + [s["font"] for s in skipped]
     if cfg.holdout_font is not None and cfg.holdout_font not in names:
         raise UserError(f"--holdout-font {cfg.holdout_font}: not one of the soundfonts ({', '.join(names)})")
@@ -577,7 +578,10 @@ def make_dataset(
         raise UserError(f"soundfonts {', '.join(specs)}: none could be used ({why})")
     held = cfg.holdout_font
     if held is not None and held not in [f.name for f in fonts]:
-        raise UserError(f"--holdout-font {held}: that soundfont was skipped (see above); nothing to hold out")
+        why = next(s["reason"] for s in skipped if s["font"] == held)
+        raise UserError(f"--holdout-font {held}: that soundfont was skipped ({why}); nothing to hold out")
+    for line in font_notes:
+        note(line)
     if held is not None and len(fonts) < 2:
         raise UserError(f"--holdout-font {held}: it is the only usable soundfont; nothing is left to train on")
     shared: dict[str, dict[str, float]] = {}
