@@ -213,6 +213,10 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     with pytest.raises(SystemExit):  # a gate above 0 dBFS never opens: on and clamp would do nothing
         _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--gate-db=10,20", "--out", out)
     assert "LO < HI <= 0" in capsys.readouterr().err
+    for seconds in ("1e9", "0", "nan"):  # 1e9 was accepted: a meter that never moves
+        with pytest.raises(SystemExit):
+            _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--meter-seconds", seconds, "--out", out)
+        assert "at most 60" in capsys.readouterr().err
     assert not out.exists() and not list(tmp_path.glob(".out.ts*"))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import add_threads, gate_levels, positive_float
+from training.cli.args import add_threads, gate_levels, meter_seconds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="the .ts file to write")
     p.add_argument(
         "--meter-seconds",
-        type=positive_float,
+        type=meter_seconds,
         default=0.5,
         help="time constant of the meter's running mean, in seconds (default 0.5)",
     )
