@@ -324,6 +324,10 @@ def _train_hook(
     if cfg.batch_size % info.world_size:
         raise UserError(f"batch size {cfg.batch_size}: expected a multiple of the world size {info.world_size}")
     local_batch = cfg.batch_size // info.world_size
+    train_rows = sum(end - start for _, start, end in store.split_units(hook, "train", cfg.eval_fraction))
+    if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
+        raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows; "
+                        "expected at most that many")  # fmt: skip
     d_sae, k = dims_for(cfg, d_in)
     if k > d_sae:
         raise UserError(f"k={k}: expected at most d_sae = {d_sae} (d_in {d_in})")

@@ -112,6 +112,8 @@ def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path, capsys):
         )
     with pytest.raises(UserError, match="k=99"):
         train_hook(st, "synthetic", tmp_path / "s2", TrainConfig(k=99, expansion=2, steps=3, batch_size=64))
+    with pytest.raises(UserError, match=r"--batch-size 100000000: hook 'synthetic' has 1\d{4} training rows"):
+        train_hook(st, "synthetic", tmp_path / "s3", TrainConfig(k=2, expansion=2, steps=3, batch_size=10**8))
     from training.cli import main
 
     assert main(["sae", "train", "--activations", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
