@@ -160,3 +160,32 @@ def test_exporting_a_folder_that_is_no_run_is_one_line(tmp_path):
     with pytest.raises(UserError, match=r"^--run .*run: no RAVE run here \(expected config\.gin and a checkpoint"):
         export_run(tmp_path / "run", tmp_path / "x.ts")
     assert not (tmp_path / "x.ts").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--length", "16384"], "--length 16384: expected at least 16400 samples"),  # was a padding traceback
+        (["--init", "{tmp}/hostname"], "not a TorchScript file"),  # was miniz's "not a ZIP archive" traceback
+        (["--init", "{tmp}/none.ts"], "--init {tmp}/none.ts: no such file"),
+    ],
+)
+def test_bad_recipe_inputs_are_one_line_and_train_nothing(tmp_path, concept_data, argv, needle):
+    (tmp_path / "hostname").write_text("not a model")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    done = _run("--data", str(concept_data), "--run", str(tmp_path / "run"), "--steps", "1", *argv, ok=False)
+    assert done.returncode == 2 and needle.format(tmp=tmp_path) in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and not (tmp_path / "run" / "train_state.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--fidelity", "nan"], ["--fidelity", "1"], ["--fidelity", "0"], ["--batch", "0"], ["--lr", "nan"],
+     ["--sr", "0"], ["--capacity", "0"], ["--steps", "0"], ["--device", "cuda:9"]],
+)  # fmt: skip
+def test_bad_recipe_options_are_refused_at_parse(tmp_path, argv):
+    from training.rave import demo_model
+
+    with pytest.raises(SystemExit) as stop:
+        demo_model.main(["--run", str(tmp_path / "run"), *argv])
+    assert stop.value.code == 2 and not (tmp_path / "run").exists()

@@ -69,6 +69,7 @@ class Recipe:
         )
 
 
+MIN_LENGTH = 16 * 1024 + 16  # v2_small: 16 bands, each more than its loss's 1024-frame reflection padding
 V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained on one soundfont)
 RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight")
 
@@ -157,11 +158,14 @@ def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
     Returns the export's sha256. Refused when any weight's shape differs; an export made at another rate is
     allowed (the weights do not depend on it; its bands then sit an octave away), with a note.
     """
-    data = Path(ts_path).read_bytes()
-    ts = torch.jit.load(str(ts_path), map_location="cpu")
-    if int(ts.sr) != sample_rate:
-        print(f"note: --init {ts_path} is a {int(ts.sr)} Hz model; its weights start a {sample_rate} Hz one")
-    src = ts.state_dict()
+    from realtime.rave import RaveModel
+
+    if not Path(ts_path).is_file():
+        raise UserError(f"--init {ts_path}: no such file (expected a streaming RAVE export, .ts)")
+    rave = RaveModel(ts_path)  # one line for a file that is not a RAVE export
+    if rave.sr != sample_rate:
+        print(f"note: --init {ts_path} is a {rave.sr} Hz model; its weights start a {sample_rate} Hz one")
+    src = rave.module.state_dict()
     own = model.state_dict()
     new, missing = {}, []
     for key, value in own.items():
@@ -178,7 +182,7 @@ def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
     if missing:
         raise UserError(f"--init {ts_path}: {len(missing)} weights do not fit the recipe (first: {missing[0]})")
     model.load_state_dict(new, strict=False)
-    return hashlib.sha256(data).hexdigest()
+    return rave.identity.sha256
 
 
 # ---------------------------------------------------------------- training
@@ -251,6 +255,9 @@ def train(
     set_train_threads(threads)
     data_id = fingerprint(files)
     recipe, state = resolve_recipe(run_dir, given, data_id, init)
+    if recipe.length < MIN_LENGTH:
+        raise UserError(f"--length {recipe.length}: expected at least {MIN_LENGTH} samples (16 PQMF bands, each "
+                        "longer than the 1024 frames the largest spectral loss window pads)")  # fmt: skip
     model = build_model(recipe.build())
     if init is not None:
         recipe = dataclasses.replace(recipe, init=warm_start(model, init, recipe.sample_rate))
