@@ -118,3 +118,14 @@ def test_a_run_of_the_other_kind_is_named(tmp_path):
     (run / runs.STATE_FILE).write_bytes(b"x")
     with pytest.raises(UserError, match=r"--run .*: it holds a 'codec' run, not a 'lm' run; use a new --run folder"):
         runs.open_run(run, {"kind": "lm", "sizes": 1})
+
+
+@pytest.mark.parametrize("state", [{"model": {}}, [1, 2], {"model": {"w": torch.zeros(3)}, "opt": {}, "step": 1,
+                                                          "cpu_seconds": 0.0, "wall_seconds": 0.0}])  # fmt: skip
+def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, state):
+    """A state.pt missing keys or holding other weights was a KeyError / load_state_dict traceback."""
+    torch.save(state, tmp_path / runs.STATE_FILE)
+    cfg = SimpleNamespace(run=tmp_path, device="cpu")
+    model = torch.nn.Linear(1, 1)
+    with pytest.raises(UserError, match=r"state\.pt: (not a checkpoint of this training|its weights do not fit)"):
+        runs.resume(cfg, model, torch.optim.SGD(model.parameters(), 0.1), True, lambda *_: None)

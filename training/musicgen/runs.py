@@ -145,8 +145,17 @@ def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], Non
     if not resuming:
         return 0, Clock()
     state = load_state(cfg.run, cfg.device)
-    model.load_state_dict(state["model"])
-    opt.load_state_dict(state["opt"])
+    path = cfg.run / STATE_FILE
+    keys = ("model", "opt", "step", "cpu_seconds", "wall_seconds")
+    if not isinstance(state, dict) or any(k not in state for k in keys):
+        raise UserError(f"{path}: not a checkpoint of this training (expected {', '.join(keys)}); "
+                        "restore it or start a new --run")  # fmt: skip
+    try:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__
+        raise UserError(f"{path}: its weights do not fit this run's model ({why[:200]})") from None
     say(f"resuming {cfg.run} at step {state['step']}")
     return state["step"], Clock(state["cpu_seconds"], state["wall_seconds"])
 
