@@ -272,3 +272,11 @@ def test_bad_experiment_options_exit_2_as_every_usage_error(option, value, tmp_p
     assert stop.value.code == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert "error: " in last and f"{option} " in last.replace(f"{option}:", f"{option} "), last
+
+
+def test_an_out_that_is_a_file_is_named_before_any_input_is_read(tmp_path, capsys):
+    from training.musicgen.experiment import main
+
+    (tmp_path / "afile").write_text("keep me")
+    assert main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "afile")]) == 2
+    assert "--out " in capsys.readouterr().err and (tmp_path / "afile").read_text() == "keep me"

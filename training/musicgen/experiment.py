@@ -270,8 +270,10 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     from training.musicgen.collect import CollectConfig, Collector
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
 
+    from sae.paths import check_output_dir
+
     stage = Steps(say, numbered=False)
-    out, data = Path(cfg.out), Path(cfg.data)
+    out, data = check_output_dir(cfg.out), Path(cfg.data)
     from realtime.musicgen.render import EDIT_ROWS
 
     bad = [c for c in (*cfg.steer, *cfg.probe) if c not in CONCEPTS]
