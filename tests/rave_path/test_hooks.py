@@ -146,6 +146,18 @@ def test_why_not_names_what_stopped_each_measure():
     assert drift.endswith("the interval includes 0")
 
 
+def test_a_win_with_no_drift_measured_is_said_not_counted():
+    """A concept judged alone had no drift measured, shown as drift 0: its wins counted at a drift never measured."""
+    from training.rave.hooks import choose_on_validation, why_not
+
+    s = choose_on_validation(_summary("holdout_font", {"latent": 0, "decoder.net.1": 0}, "latent"), None)
+    s["concepts"]["drums"]["latent"]["on"] |= {"drift_measured": False, "off_drift": 0.0}
+    drop = why_not(s)[0].removeprefix("drums: ").split("; ")[0]
+    assert drop.endswith(
+        "a win beyond the interval, but no drift was measured (no other concept judged: --watch adds some)"
+    )
+
+
 def test_moved_clips_counts_the_clips_whose_call_changed_and_the_solos_among_them():
     from training.judge import moved_clips
 

@@ -9,6 +9,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from sae.errors import UserError
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
     N_MELS,
@@ -367,3 +368,33 @@ def test_oracle_shift_pairs_each_clip_with_its_ideal_edit():
     assert o["on"]["rise"]["value"] == 100 and o["on"]["rise"]["n"] == 40
     assert o["on"]["drift"]["piano"]["value"] == -25 and o["on"]["worst"] == "piano"
     assert o["off"]["drift"]["bass"]["value"] == 0 and set(o["off"]["drift"]) == {"piano", "bass"}
+
+
+def test_a_concept_judged_alone_meets_no_drift_goal_and_watched_ones_measure_it(
+    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir
+):
+    """With one concept there was no other to drift, so the drift read 0 and its goal was met unmeasured."""
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    bank.add(Concept("guitar", ModelRef.of_file(tiny_rave_ts), "latent", bank.relative_sae(tiny_sae_dir),
+                     [ConceptFeature(3, 1.0, 1.0)], ConceptDefault("none", 1.0)))  # fmt: skip
+    bank.save()
+
+    def run(out: str, watch: tuple[str, ...]) -> dict:
+        cfg = EvalConfig(str(concept_data), str(tiny_rave_ts), str(bank.path), str(tmp_path / out), (), (1.0,), 2,
+                         watch=watch)  # fmt: skip
+        return evaluate_steering(cfg)
+
+    alone = run("alone", ())["concepts"]["guitar"]
+    assert alone["drift_measured"] is False and alone["drift"] == {"off": {}, "on": {}}
+    assert alone["goals_met"]["drift"] is False and alone["baseline"]["goals_met"]["drift"] is False
+    watched = run("watched", ("drums", "guitar"))
+    g = watched["concepts"]["guitar"]
+    assert watched["watched"] == ["drums"] and list(watched["concepts"]) == ["guitar"]
+    assert g["drift_measured"] is True and set(g["drift"]["off"]) == set(g["drift"]["on"]) == {"drums"}
+    for k in ("off_drop", "on_rise", "none", "off", "on"):  # watching another concept changes no steered figure
+        assert g[k] == alone[k], k
+    with pytest.raises(UserError, match="--watch kazoo: the data manifest has no label for it"):
+        run("bad", ("kazoo",))

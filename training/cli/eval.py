@@ -21,6 +21,11 @@ from training.cli.args import (
 from training.cli.quiet import output_console
 
 
+def names_of(text: str) -> tuple[str, ...]:
+    """Comma-separated names (`--concepts`, `--watch`), blanks dropped."""
+    return tuple(c.strip() for c in text.split(",") if c.strip())
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_steering(subparsers)
     register_hooks(subparsers)
@@ -76,7 +81,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     cfg = FidelityConfig(
         args.data,
         tuple(args.model),
-        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        names_of(args.concepts),
         args.judge_sr,
         args.max_clips,
         seed=args.seed,
@@ -112,6 +117,12 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         "--hooks", default="latent,decoder.net.1", help="comma-separated hooks (default latent,decoder.net.1)"
     )
     p.add_argument("--concepts", default="guitar,drums,piano", help="manifest concepts (default guitar,drums,piano)")
+    p.add_argument(
+        "--watch",
+        default="",
+        help="manifest concepts judged for the drift only, not steered, e.g. bass,strings,brass (a concept judged "
+        "with no other has no drift measured, and its drift goal is not met)",
+    )
     p.add_argument("--store", help="an activation store already holding every hook (default: collect into OUT)")
     p.add_argument("--split", choices=["test", "holdout_font"], help="judged clips (default: holdout_font if any)")
     p.add_argument(
@@ -170,7 +181,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.model,
         args.out,
         tuple(h.strip() for h in args.hooks.split(",") if h.strip()),
-        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        names_of(args.concepts),
         args.store,
         args.split,
         args.sae_steps,
@@ -183,6 +194,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.device,
         args.spare,
         args.alone,
+        names_of(args.watch),
     )
     summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")
@@ -223,6 +235,12 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         metavar="STRENGTHS",
         help="also sweep clamp:S at these strengths (each <= 10), comma-separated (default: none)",
     )
+    p.add_argument(
+        "--watch",
+        default="",
+        help="manifest concepts judged for the drift only, not steered, e.g. bass,strings,brass (a concept judged "
+        "with no other has no drift measured, and its drift goal is not met)",
+    )
     p.add_argument("--no-gate", action="store_true", help="on/clamp/baseline act on silent frames too")
     p.add_argument(
         "--split",
@@ -260,7 +278,7 @@ def run_steering(args: argparse.Namespace) -> int:
         args.model,
         args.bank,
         args.out,
-        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        names_of(args.concepts),
         args.strength,
         args.max_clips,
         seed=args.seed,
@@ -269,6 +287,7 @@ def run_steering(args: argparse.Namespace) -> int:
         gate=not args.no_gate,
         split=args.split,
         device=args.device,
+        watch=names_of(args.watch),
     )
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))
@@ -340,7 +359,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.backend,
         args.renders,
         args.duration,
-        tuple(c.strip() for c in args.concepts.split(",") if c.strip()),
+        names_of(args.concepts),
         args.strength,
         args.seed,
         args.device,

@@ -265,12 +265,11 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.bank import ConceptBank
     from sae.io import load_sae
+    from sae.paths import check_output_dir
     from sae.store import ActivationStore
     from sae.train import TrainConfig, train_hook
     from training.musicgen.collect import CollectConfig, Collector
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
-
-    from sae.paths import check_output_dir
 
     stage = Steps(say, numbered=False)
     out, data = check_output_dir(cfg.out), Path(cfg.data)

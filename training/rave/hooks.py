@@ -70,6 +70,8 @@ class HookCompareConfig:
     alone: each concept with a folder of clips of it alone in the data (`concepts/<c>/alone`, `data make`) gets
         its detector of playing alone at each hook (`concept find --alone`): `off` silences a solo; the
         baseline's `off` gets the same silence.
+    watch: manifest concepts judged for the drift only (`eval steering --watch`). A concept judged with no other
+        has no drift measured, and then no win counts (a win needs drift <= 10).
     """
 
     data: str
@@ -89,6 +91,7 @@ class HookCompareConfig:
     device: str = "cpu"
     spare: bool = False
     alone: bool = True
+    watch: tuple[str, ...] = ()
 
 
 def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
@@ -324,6 +327,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                         clamp_strengths=tuple(cfg.clamp_strengths),
                         split=on_split,
                         device=cfg.device,
+                        watch=cfg.watch,
                     ),
                     say,
                     judges,
@@ -511,12 +515,13 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 cmp["off_worst"] = worst_off
                 cmp["off_moved"] = entry.get("off_moved", {}).get(worst_off)  # where that drift is (judge.json)
                 cmp["max_drift"] = float(max(on_drift, off_drift))
+                cmp["drift_measured"] = measured = entry.get("drift_measured", True)
                 cmp["strength"] = sae["strength"]
                 # a win counts at the drift of the edit it measures: `off` for drop, `on` / `clamp` for the rest
-                within = {
-                    "drop": off_drift <= GOAL_DRIFT,
-                    "rise": on_drift <= GOAL_DRIFT,
-                    "drift": on_drift <= GOAL_DRIFT,
+                within = {  # an unmeasured drift (no other concept judged) is not within the goal
+                    "drop": measured and off_drift <= GOAL_DRIFT,
+                    "rise": measured and on_drift <= GOAL_DRIFT,
+                    "drift": measured and on_drift <= GOAL_DRIFT,
                 }
                 beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and within[m]]
                 cmp["beats"] = beaten
@@ -594,7 +599,11 @@ def why_not(s: dict[str, Any]) -> list[str]:
             x, drift = c[m], c["off_drift"] if m == "drop" else c["on_drift"]
             lo, hi = x["interval"]
             head = f"{m}: {hook} {arm} {x['sae']:+.0f} vs baseline {x['baseline']:+.0f} (Δ [{lo:+.0f}, {hi:+.0f}])"
-            if x["beats"] and drift > GOAL_DRIFT:
+            if x["beats"] and not c.get("drift_measured", True):
+                why = (
+                    "a win beyond the interval, but no drift was measured (no other concept judged: --watch adds some)"
+                )
+            elif x["beats"] and drift > GOAL_DRIFT:
                 why = f"a win, but its drift is {drift:.0f} > {GOAL_DRIFT:g}" + (
                     where_off_drifts(name, c) if m == "drop" else ""
                 )
@@ -717,9 +726,10 @@ def report_markdown(s: dict[str, Any]) -> str:
                 else f"{cell['steer_features']} / – / –"
             )
             on, cl = cell.get("on"), cell.get("clamp")
+            off_drift = f"{on['off_drift']:.0f}" if on.get("drift_measured", True) else "drift not measured"
             lines.append(
                 f"| {hook} | {_iv(a['sae_probe'])} | {_iv(a['diff_means'])} | {left} | {_cmp(on, 'drop')} "
-                f"({on['off_drift']:.0f}) | "
+                f"({off_drift}) | "
                 f"{_cmp(on, 'rise')} ({on['strength']:g}) | {_cmp(on, 'drift')} | "
                 + (f"{_cmp(cl, 'rise')} ({cl['strength']:g}) | {_cmp(cl, 'drift')} |" if cl else "– | – |")
             )

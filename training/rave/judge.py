@@ -42,7 +42,7 @@ Goals (issue 4): off drops ≥ 50 points, on raises ≥ 50 points, off-target dr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,8 @@ class EvalConfig:
     split: the manifest split rendered and judged (`test`, or `holdout_font`: the clips of the soundfont
         `data make --holdout-font` kept out of the train split).
     device: torch device for RAVE and the SAE.
+    watch: manifest concepts judged for the drift only (not steered). A concept judged alone has no drift
+        measured: its drift goal is then not met, never met by default.
     """
 
     data: str
@@ -101,6 +103,7 @@ class EvalConfig:
     gate: bool = True
     split: str = "test"
     device: str = "cpu"
+    watch: tuple[str, ...] = ()
 
 
 def evaluate_steering(
@@ -122,6 +125,7 @@ def evaluate_steering(
     bank = ConceptBank.load(cfg.bank)
     names, unjudged = concepts_to_judge(bank, cfg.concepts, model.identity.sha256, cfg.bank, model.path.name)
     steering = load_steering(cfg.bank, model, names=names)
+    judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
     notes = AudioNotes()
 
     def load(split: str) -> tuple[list[np.ndarray], list[dict]]:
@@ -135,11 +139,11 @@ def evaluate_steering(
         return clips, kept
 
     train_clips, train_rows = load("train")
-    key = (str(cfg.data), tuple(names), model.sr, model.ratio)  # what the judge depends on
+    key = (str(cfg.data), tuple(judged), model.sr, model.ratio)  # what the judge depends on
     judge = (judges or {}).get(key)
     if judge is None:
         say("judge: training on clean train clips and a degraded copy of each")
-        judge = Judge.fit(train_clips, train_rows, names, model.sr)
+        judge = Judge.fit(train_clips, train_rows, judged, model.sr)
         if judges is not None:
             judges[key] = judge
     if cfg.split not in ("test", HOLDOUT_SPLIT):
@@ -209,8 +213,8 @@ def evaluate_steering(
     used = sorted({i for pos, neg in sides.values() for i in pos + neg})
     say(f"rendering {len(used)} held-out clips without edit")
     plain = judge.detect(render(used, []))
-    base = {n: np.zeros(len(test_clips), bool) for n in names}
-    for n in names:
+    base = {n: np.zeros(len(test_clips), bool) for n in judged}
+    for n in judged:
         base[n][used] = plain[n]
 
     def sae_edit(name: str, mode: str = "on") -> Callable[[list[int], float | None], list[np.ndarray]]:
@@ -226,7 +230,7 @@ def evaluate_steering(
     def on_at(name: str, edited: Callable, strength: float, clips: list[int]) -> dict[str, Any]:
         """Detection of every concept after `on:strength` on `clips` (without the concept), against no edit."""
         on = judge.detect(edited(clips, strength))
-        drift_on = {o: hit_rate(on[o]) - hit_rate(base[o][clips]) for o in names if o != name}
+        drift_on = {o: hit_rate(on[o]) - hit_rate(base[o][clips]) for o in judged if o != name}
         return {
             "strength": strength,
             "clips": len(clips),
@@ -235,7 +239,7 @@ def evaluate_steering(
             "rise_interval": paired_diff(base[name][clips], on[name]).as_dict(),
             "drift": drift_on,
             "max_drift": max(map(abs, drift_on.values()), default=0.0),
-            "per_clip": {o: on[o].astype(int).tolist() for o in names},
+            "per_clip": {o: on[o].astype(int).tolist() for o in judged},
         }
 
     def on_sweep(
@@ -256,7 +260,7 @@ def evaluate_steering(
         """Detection after `off` (strength None) and after each `on` strength, with every other concept's drift."""
         pos, neg = sides[name]
         off = judge.detect(edited(pos, None))
-        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in names if o != name}
+        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in judged if o != name}
         sweep, best = on_sweep(name, edited, strengths)
         worst = max([best["max_drift"], *map(abs, drift_off.values())])
         val, test = split_sides[name]
@@ -278,9 +282,9 @@ def evaluate_steering(
             "sweep": sweep,
             "per_clip_on": best["per_clip"],  # the reported `on` (test half), per clip and concept
             "per_clip": {
-                "none_with": {o: base[o][pos].astype(int).tolist() for o in names},
-                "none_without": {o: base[o][neg].astype(int).tolist() for o in names},
-                "off_with": {o: off[o].astype(int).tolist() for o in names},
+                "none_with": {o: base[o][pos].astype(int).tolist() for o in judged},
+                "none_without": {o: base[o][neg].astype(int).tolist() for o in judged},
+                "off_with": {o: off[o].astype(int).tolist() for o in judged},
                 # after `on` at the chosen strength, on the clips the rise is reported on (`on_clips` of neg)
                 "on_without": best["per_clip"],
             },
@@ -289,10 +293,12 @@ def evaluate_steering(
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = best["rise"]
         entry["drift"] = {"off": drift_off, "on": best["drift"]}
-        entry["off_moved"] = moved_clips({o: base[o][pos] for o in names}, off, [test_rows[i] for i in pos], name)
+        entry["off_moved"] = moved_clips({o: base[o][pos] for o in judged}, off, [test_rows[i] for i in pos], name)
         entry["max_drift"] = worst
+        entry["drift_measured"] = len(judged) > 1
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
-        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(pos), best["clips"], *lows)
+        drift = worst if entry["drift_measured"] else float("nan")  # unmeasured: the drift goal is not met
+        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], drift, len(pos), best["clips"], *lows)
         return entry
 
     results: dict[str, Any] = {}
@@ -351,6 +357,7 @@ def evaluate_steering(
         "split": cfg.split,
         "strength_chosen_on": "validation half of the clips without each concept" if choosing else "nothing chosen",
         "held_out_clips": len(used),
+        "watched": judged[len(names) :],
         "goals": GOALS,
         "concepts": results,
         "notes": notes.lines() + unjudged,
@@ -358,6 +365,17 @@ def evaluate_steering(
     }
     save_report(out, Path(cfg.out))
     return out
+
+
+def watched(watch: Sequence[str], steered: Sequence[str]) -> list[str]:
+    """The concepts judged for the drift only: `watch` less the steered ones; a name the manifest does not label is
+    refused in one line."""
+    unknown = [w for w in watch if w not in CONCEPTS]
+    if unknown:
+        raise UserError(
+            f"--watch {unknown[0]}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
+        )
+    return [w for w in dict.fromkeys(watch) if w not in steered]
 
 
 @torch.no_grad()
