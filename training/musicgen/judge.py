@@ -137,12 +137,14 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         entry["drift"] = {"off": drift_off, "on": drift_on}
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
+        entry["drift_measured"] = len(names) > 1  # judged alone: no drift measured, so its goal is not met
         entry["intervals"] = {
             "off_drop": paired_diff(off[name], base[name]).as_dict(),
             "on_rise": paired_diff(base[name], on[name]).as_dict(),
         }
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
-        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], worst, len(jobs), len(jobs), *lows)
+        drift = worst if entry["drift_measured"] else float("nan")
+        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], drift, len(jobs), len(jobs), *lows)
         results[name] = entry
     out = {
         "model": {"name": mg.name, "sha256": sha, "backend": mg.backend},
