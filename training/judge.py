@@ -57,6 +57,17 @@ def concepts_to_judge(
     return names, notes
 
 
+def watched(watch: Sequence[str], steered: Sequence[str]) -> list[str]:
+    """The concepts judged for the drift only: `watch` less the steered ones; a name the manifest does not label is
+    refused in one line."""
+    unknown = [w for w in watch if w not in CONCEPTS]
+    if unknown:
+        raise UserError(
+            f"--watch {unknown[0]}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
+        )
+    return [w for w in dict.fromkeys(watch) if w not in steered]
+
+
 def goals_met(
     off_drop: float,
     on_rise: float,

@@ -120,6 +120,11 @@ def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, t
     piano = evaluate_musicgen(cfg)["concepts"]["piano"]
     # judged alone: no other concept to drift, so no drift goal is met (it read drift 0, goal met)
     assert piano["drift_measured"] is False and piano["goals_met"]["drift"] is False and piano["drift"]["on"] == {}
+    from dataclasses import replace
+
+    watched = evaluate_musicgen(replace(cfg, out=str(tmp_path / "w"), watch=("drums",)))["concepts"]["piano"]
+    assert watched["drift_measured"] is True and set(watched["drift"]["on"]) == {"drums"}
+    assert (watched["off_drop"], watched["on_rise"]) == (piano["off_drop"], piano["on_rise"])
     listen = tmp_path / "out" / "listen"
     row = json.loads((listen / "listen.json").read_text())["concepts"]["piano"]["rows"][0]
     waves = {k: sf.read(str(listen / f), dtype="float32", always_2d=True)[0] for k, f in row["files"].items()}

@@ -329,6 +329,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
     p.add_argument("--strength", type=strength, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--watch", default="", help="manifest concepts judged for the drift only, not steered")
     p.add_argument("--seed", type=int, default=0)
     add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
@@ -364,6 +365,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.seed,
         args.device,
         args.edit_rows,
+        watch=names_of(args.watch),
     )
     console = output_console()
     with console.status("judging") as status:

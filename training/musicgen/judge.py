@@ -31,6 +31,7 @@ from training.judge import (
     goals_met,
     hit_rate,
     save_report,
+    watched,
 )
 from training.musicgen.listen import write_examples
 
@@ -49,6 +50,7 @@ class MusicGenEvalConfig:
     strength: strength of `on`.
     edit_rows: which guidance rows the edits touch (`both` or `cond`; realtime/musicgen/render.py says why).
     listen: renders per concept kept as listening examples in OUT/listen/ (`listen.py`; 0: none).
+    watch: manifest concepts judged for the drift only (not steered).
     """
 
     data: str
@@ -65,6 +67,7 @@ class MusicGenEvalConfig:
     device: str = "cpu"
     edit_rows: str = "cond"
     listen: int = 2
+    watch: tuple[str, ...] = ()
 
 
 def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -82,6 +85,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
     sha = mg.model_ref()["sha256"]
     names, unjudged = concepts_to_judge(bank, cfg.concepts, sha, cfg.bank, mg.name)
+    judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
     steer = {
         (n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")], cfg.edit_rows)
         for n in names
@@ -92,7 +96,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     train = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "train"]
     train = [(a, r) for a, r in train if a is not None]
     say("judge: training on clean train clips and a degraded copy of each")
-    judge = Judge.fit([a for a, _ in train], [r for _, r in train], names, mg.sample_rate)
+    judge = Judge.fit([a for a, _ in train], [r for _, r in train], judged, mg.sample_rate)
     test = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "test"]
     test = [(a, r) for a, r in test if a is not None]
     if test:
@@ -132,12 +136,12 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         }
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = entry["on"]["without"] - entry["none"]["without"]
-        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o]) for o in names if o != name}
-        drift_on = {o: hit_rate(on[o]) - hit_rate(base[o]) for o in names if o != name}
+        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o]) for o in judged if o != name}
+        drift_on = {o: hit_rate(on[o]) - hit_rate(base[o]) for o in judged if o != name}
         entry["drift"] = {"off": drift_off, "on": drift_on}
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
-        entry["drift_measured"] = len(names) > 1  # judged alone: no drift measured, so its goal is not met
+        entry["drift_measured"] = len(judged) > 1  # judged alone: no drift measured, so its goal is not met
         entry["intervals"] = {
             "off_drop": paired_diff(off[name], base[name]).as_dict(),
             "on_rise": paired_diff(base[name], on[name]).as_dict(),

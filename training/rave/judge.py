@@ -42,7 +42,7 @@ Goals (issue 4): off drops ≥ 50 points, on raises ≥ 50 points, off-target dr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,7 @@ from training.judge import (
     hit_rate,
     moved_clips,
     save_report,
+    watched,
 )
 
 
@@ -365,17 +366,6 @@ def evaluate_steering(
     }
     save_report(out, Path(cfg.out))
     return out
-
-
-def watched(watch: Sequence[str], steered: Sequence[str]) -> list[str]:
-    """The concepts judged for the drift only: `watch` less the steered ones; a name the manifest does not label is
-    refused in one line."""
-    unknown = [w for w in watch if w not in CONCEPTS]
-    if unknown:
-        raise UserError(
-            f"--watch {unknown[0]}: the data manifest has no label for it (labelled: {', '.join(CONCEPTS)})"
-        )
-    return [w for w in dict.fromkeys(watch) if w not in steered]
 
 
 @torch.no_grad()
