@@ -21,6 +21,9 @@ def test_a_run_that_never_checkpointed_starts_again_with_new_settings(tmp_path):
     assert runs.open_run(run, {"sizes": 2}, derived=("codes.pt",)) is False
     assert json.loads((run / runs.RUN_FILE).read_text()) == {"sizes": 2}
     assert not (run / "codes.pt").exists() and (run / "notes.txt").read_text() == "mine"
+    (run / "codes.pt").write_text("made from sizes 2")  # the same settings again: its files are kept
+    assert runs.open_run(run, {"sizes": 2}, derived=("codes.pt",)) is False
+    assert (run / "codes.pt").read_text() == "made from sizes 2"
 
 
 def test_a_run_with_a_checkpoint_still_refuses_other_settings(tmp_path):

@@ -58,7 +58,7 @@ def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bo
         raise UserError(f"--run {run_dir}: exists and is a file; expected a run folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / RUN_FILE
-    if path.exists() and not (run_dir / STATE_FILE).exists():
+    if path.exists() and not (run_dir / STATE_FILE).exists() and read_json(path) != identity:
         for name in (RUN_FILE, PROGRESS_FILE, LOG_FILE, *derived):
             (run_dir / name).unlink(missing_ok=True)
     if not path.exists():
