@@ -249,6 +249,33 @@ def test_a_soundfont_refusal_is_one_line(tmp_path, capsys, fonts, needle):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_folder_it_did_not_write_is_refused_and_kept(tmp_path, capsys):
+    """`data make --out DIR` removed DIR's `concepts/` and `heldout/` and overwrote its manifest.csv, whatever
+    they were: a folder of someone else's is refused before a file is touched."""
+    mine = tmp_path / "mine"
+    (mine / "concepts").mkdir(parents=True)
+    (mine / "concepts" / "notes.txt").write_text("keep me")
+    (mine / "manifest.csv").write_text("my,table")
+    argv = ["data", "make", "--n", "2", "--duration", "0.5", "--sr", "16000", "--soundfonts", "timgm6mb"]
+    assert main([*argv, "--out", str(mine)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--out " in err and "did not write" in err and "\n" not in err, err
+    assert (mine / "concepts" / "notes.txt").read_text() == "keep me" and (
+        mine / "manifest.csv"
+    ).read_text() == "my,table"
+    assert sorted(p.name for p in mine.iterdir()) == ["concepts", "manifest.csv"]  # no lock file left either
+    other = tmp_path / "other"
+    (other / "clips").mkdir(parents=True)
+    (other / "clips" / "song.wav").write_bytes(b"RIFF")
+    assert main([*argv, "--out", str(other)]) == 2 and "clips/song.wav" in capsys.readouterr().err
+    # its own folder, complete or stopped half way (clips written, data.json not yet), is made again
+    ours = tmp_path / "ours"
+    assert main([*argv, "--out", str(ours)]) == 0
+    (ours / "data.json").unlink()
+    assert main([*argv, "--out", str(ours)]) == 0 and (ours / "data.json").is_file()
+    assert main([*argv, "--out", str(ours)]) == 0
+
+
 def test_a_damaged_manifest_is_one_line(tmp_path):
     """A manifest.jsonl cut short, missing a label column or with a label that is not 0/1: one line naming the
     file, the line and the field (a judge raised a JSONDecodeError / KeyError, or called every clip 'without')."""

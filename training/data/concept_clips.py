@@ -591,6 +591,7 @@ def make_dataset(
         shared = overlaps(next(f for f in fonts if f.name == held), [f for f in fonts if f.name != held])
         for line in overlap_lines(held, shared):
             note(line)
+    check_data_out(Path(out))
     with sole_writer(out, "data make"):  # two at once would mix their clips under one run's manifest
         return _make_dataset(Path(out), cfg, fonts, skipped, jobs, concepts, copy, progress, shared)
 
@@ -598,6 +599,26 @@ def make_dataset(
 # What `make_dataset` derives from the clips; removed before any clip is rewritten (a run stopped half way must not
 # leave the last run's labels describing clips that are partly this run's), written again when all are made.
 DERIVED = ("data.json", "manifest.csv", "manifest.jsonl", "concepts", "heldout", "heldout_font")
+
+
+def check_data_out(out: Path) -> None:
+    """OUT is new, empty, or a data folder this command wrote (complete, or stopped half way: its clips only);
+    anything else is refused before a file is touched, since the derived files and folders are replaced."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is a file; expected a folder")
+    if not out.is_dir() or (out / "data.json").is_file():
+        return
+    ours = {*DERIVED, "clips", ".lock"}
+    foreign = [p.name for p in out.iterdir() if p.name not in ours]
+    clips = out / "clips"
+    if clips.is_dir():
+        foreign += [f"clips/{p.name}" for p in clips.iterdir() if not p.name.startswith(("clip_", "."))]
+    derived = [n for n in DERIVED if (out / n).exists()]
+    stopped = clips.is_dir() and any(p.name.startswith("clip_") for p in clips.iterdir())  # a run stopped half way
+    if foreign or (derived and not stopped):
+        first = foreign[0] if foreign else derived[0]
+        raise UserError(f"--out {out}: holds files `data make` did not write ({first}); its clips and labels would "
+                        "replace them: choose a new or empty folder")  # fmt: skip
 
 
 def _make_dataset(
