@@ -76,6 +76,14 @@ def test_models_musicgen_cli_writes_both_formats(tmp_path):
     with pytest.raises(UserError, match="--dim 30 --heads 4"):
         _models_cli(["musicgen", "--out", str(tmp_path / "bad"), "--dim", "30"])
     assert not (tmp_path / "bad").exists()
+    # a trained package there: its weights were replaced, its descriptions and training record left describing them
+    pkg = tmp_path / "ac"
+    (pkg / "training.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in pkg.iterdir()}
+    with pytest.raises(UserError, match=r"--out .*ac: holds other files \(training\.json\)"):
+        _models_cli(["musicgen", "--out", str(pkg)])
+    assert {p.name: p.read_bytes() for p in pkg.iterdir()} == before
+    assert _models_cli(["musicgen", "--out", str(tmp_path / "tf"), "--backend", "transformers"]) == 0  # its own
 
 
 def test_unknown_backend_is_a_user_error(tmp_path):

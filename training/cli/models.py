@@ -102,6 +102,15 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 f"--out {args.out}: holds {article} {backend} MusicGen already; write the {args.backend} one "
                 "into another folder"
             )
+    writes = {
+        "audiocraft": {"state_dict.bin", "compression_state_dict.bin"},
+        "transformers": {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                         "tokenizer_config.json"},
+    }[args.backend]  # fmt: skip
+    other = sorted(p.name for p in out.iterdir() if p.name not in writes) if out.is_dir() else []
+    if other:  # a trained package's weights would be replaced, its descriptions and training record left behind
+        raise UserError(f"--out {args.out}: holds other files ({', '.join(other[:3])}); a tiny model's weights would "
+                        "replace what is there: write it into a new or empty folder")  # fmt: skip
     channels = 2 if args.stereo else 1
     cfg = TinyMusicGenConfig(
         dim=args.dim, num_heads=args.heads, num_layers=args.layers, seed=args.seed, channels=channels
