@@ -266,3 +266,36 @@ def test_the_transformers_conversion_keeps_the_training_record(toy_folders):
     ac, tf = toy_folders
     assert trained_seconds(ac) == trained_seconds(tf) == 0.5
     assert json.loads((tf / "training.json").read_text()) == json.loads((ac / "training.json").read_text())
+
+
+def test_package_outputs_never_clobber_or_mix(toy_folders, toy_lm_run, tmp_path, capsys, monkeypatch):
+    """`--convert P --out P` wrote the transformers files into the audiocraft folder before failing; `--out ''` wrote
+    into the current folder; a folder of other files had its descriptions.json / config.json overwritten."""
+    from training.musicgen.package import main as package_main
+
+    ac, _ = toy_folders
+    pkg = tmp_path / "pkg"
+    shutil.copytree(ac, pkg)
+    before = sorted(p.name for p in pkg.iterdir())
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "descriptions.json").write_text("mine")
+    (mine / "config.json").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    cases = [
+        (["--convert", str(pkg), "--out", str(tmp_path / "." / "pkg")], "it is --convert"),
+        (["--lm-run", str(toy_lm_run), "--out", ""], "--out: expected a folder"),
+        (["--lm-run", str(toy_lm_run), "--out", str(mine)], "not an earlier audiocraft package"),
+        (["--convert", str(pkg), "--out", str(mine)], "not an earlier transformers conversion"),
+        (["--convert", str(pkg), "--out", str(pkg.parent / "afile" / "x")], "--out"),
+    ]
+    (tmp_path / "afile").write_text("x")
+    for argv, needle in cases:
+        assert package_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert needle in err and "\n" not in err, (argv, err)
+    assert sorted(p.name for p in pkg.iterdir()) == before
+    assert (mine / "descriptions.json").read_text() == (mine / "config.json").read_text() == "mine"
+    assert not (tmp_path / "training.json").exists()
+    # its own earlier outputs are written again
+    assert package_main(["--lm-run", str(toy_lm_run), "--out", str(pkg)]) == 0

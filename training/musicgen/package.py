@@ -74,17 +74,40 @@ def package(lm_run: Path, out: Path) -> Path:
     return out
 
 
+TRANSFORMERS_FILES = ("config.json", "model.safetensors")  # what marks a transformers MusicGen folder
+
+
+def check_package_out(text: str, convert: Path | None) -> Path:
+    """OUT is new, empty, or this step's earlier output (an audiocraft package for `--lm-run`, its transformers
+    conversion for `--convert`), and not the folder converted: anything else would be overwritten or mixed."""
+    from sae.paths import check_not_source, check_output_dir
+
+    out = check_output_dir(text)
+    if convert is not None:
+        check_not_source(out, convert, "--out", "--convert", "write the transformers folder beside it")
+    if not out.is_dir() or not any(out.iterdir()):
+        return out
+    # what marks this step's output, and what marks the other format's
+    own, other = ((TRAINING_FILE, LM_FILE), "config.json") if convert is None else (TRANSFORMERS_FILES, LM_FILE)
+    missing = [f for f in own if not (out / f).exists()]
+    if missing or (out / other).exists():
+        kind = "audiocraft package" if convert is None else "transformers conversion"
+        why = f"no {missing[0]}" if missing else f"it has {other}"
+        raise UserError(f"--out {out}: holds files that are not an earlier {kind} ({why}); "
+                        "write into a new or empty folder")  # fmt: skip
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.musicgen.package", description=__doc__.split("\n")[0])
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--lm-run", type=Path, help="a train_lm run folder: write its audiocraft folder")
     src.add_argument("--convert", type=Path, help="an audiocraft folder written by --lm-run: convert it")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args(argv)
 
     def run() -> None:
-        if args.out.exists() and not args.out.is_dir():
-            raise UserError(f"--out {args.out}: exists and is not a folder")
+        args.out = check_package_out(args.out, args.convert)
         if args.lm_run is not None:
             package(args.lm_run, args.out)
             print(f"wrote audiocraft MusicGen {args.out} (MusicGen.get_pretrained({str(args.out)!r}))")
