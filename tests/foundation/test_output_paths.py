@@ -113,6 +113,34 @@ def test_demo_refuses_a_count_below_one_before_any_work(tmp_path, capsys, option
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("option", [["--holdout-font", "none"], ["--judge-clips", "4"], ["--holdout-clips", "0"]])
+def test_the_musicgen_demo_refuses_options_it_has_no_use_for(tmp_path, capsys, option):
+    """`demo --musicgen` took --duration nan, --k 100000 and --holdout-font nope and ignored every one of them."""
+    assert main(["demo", "--musicgen", "--out", str(tmp_path / "d"), *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{option[0]}: not an option of the MusicGen demo (--musicgen)" in err and "\n" not in err
+
+
+def test_the_musicgen_demo_gets_the_options_it_was_given(tmp_path, monkeypatch):
+    from training.musicgen import demo as mg_demo
+
+    seen = []
+
+    def fake(cfg, say):
+        seen.append(cfg)
+        return {"total_s": 0.0}
+
+    monkeypatch.setattr(mg_demo, "run_musicgen_demo", fake)
+    argv = ["demo", "--musicgen", "--out", str(tmp_path / "d"), "--duration", "2.5", "--sae-steps", "7", "--k", "3",
+            "--expansion", "4", "--strength", "0.5", "--jobs", "1", "--n", "40"]  # fmt: skip
+    assert main(argv) == 0
+    c = seen[0]
+    assert (c.clip_seconds, c.sae_steps, c.k, c.expansion, c.strengths, c.jobs, c.n) == (2.5, 7, 3, 4, (0.5,), 1, 40)
+    assert main(["demo", "--musicgen", "--out", str(tmp_path / "e")]) == 0  # unset: the MusicGen demo's defaults
+    d = mg_demo.MusicGenDemoConfig(str(tmp_path / "e"))
+    assert (seen[1].clip_seconds, seen[1].sae_steps, seen[1].strengths) == (None, d.sae_steps, d.strengths)
+
+
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_threads, nonneg_int, positive_floats, positive_int
+from training.cli.args import add_device, add_threads, nonneg_int, positive_float, positive_floats, positive_int
 from training.cli.quiet import output_console
 from training.demo import DemoConfig
 
@@ -24,35 +24,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=positive_int,
         help="generated clips (default 300, a third in the held-out font; with --musicgen 120)",
     )
-    p.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
+    p.add_argument(
+        "--duration", type=positive_float, help="clip length in seconds (default 4; with --musicgen the LM's segment)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
-    p.add_argument("--sae-steps", type=positive_int, default=1500, help="SAE training steps (default 1500)")
+    p.add_argument(
+        "--sae-steps", type=positive_int, help="SAE training steps (default 1500; with --musicgen 400 per layer)"
+    )
     p.add_argument("--k", type=positive_int, default=8, help="SAE active latents per frame (default 8)")
-    p.add_argument("--expansion", type=positive_int, default=8, help="SAE width / latent size (default 8)")
+    p.add_argument("--expansion", type=positive_int, default=8, help="SAE width / input width (default 8)")
     p.add_argument(
         "--strength",
         type=positive_floats,
-        default=DemoConfig.strengths,
-        help="strengths of `on` the judge sweeps (default 1,2,4,8); the `on` render uses the best",
+        help="strengths of `on` the judge sweeps (default 1,2,4,8; with --musicgen 0.25,0.5); the `on` render uses "
+        "the best",
     )
     p.add_argument("--jobs", type=positive_int, default=2, help="data rendering processes (default 2)")
     p.add_argument(
         "--judge-clips",
         type=nonneg_int,
-        default=DemoConfig.judge_clips,
-        help="held-out clips per side and concept the judge renders (default 12; 0: all)",
+        help="held-out clips per side and concept the judge renders (default 12; 0: all; not with --musicgen)",
     )
     p.add_argument(
         "--holdout-font",
-        default="fluidr3",
-        help="soundfont kept out of training and concept finding, judged apart (default fluidr3; 'none': no hold-out)",
+        help="soundfont kept out of training and concept finding, judged apart (default fluidr3; 'none': no "
+        "hold-out; not with --musicgen)",
     )
     p.add_argument(
         "--holdout-clips",
         type=nonneg_int,
-        default=DemoConfig.holdout_clips,
-        help="held-out-font clips per side and concept the judge renders (default 12; 0: all)",
+        help="held-out-font clips per side and concept the judge renders (default 12; 0: all; not with --musicgen)",
     )
     add_device(p, "RAVE, SAE training, concept search, the judge's renders")
     add_threads(p, 2)
@@ -63,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "every layer, concepts per layer, the first concept steered per layer and judged, renders, dashboard",
     )
     p.set_defaults(func=run)
+
+
+RAVE_ONLY = ("judge_clips", "holdout_font", "holdout_clips")  # options the MusicGen demo has no use for
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     from sae.errors import UserError
     from sae.paths import check_output_dir
     from training.data.concept_clips import CONCEPTS
-    from training.demo import DemoConfig, run_demo
+    from training.demo import run_demo
     from training.judge import rich_table
 
     concepts = tuple(c.strip() for c in args.concepts.split(",") if c.strip())
@@ -99,25 +104,35 @@ def _run(args: argparse.Namespace) -> int:
     if args.musicgen:
         from training.musicgen.demo import MusicGenDemoConfig, run_musicgen_demo
 
-        mcfg = MusicGenDemoConfig(args.out, args.model, args.n, args.seed, concept=concepts[0], probe=concepts)
+        given = [f"--{k.replace('_', '-')}" for k in RAVE_ONLY if getattr(args, k) is not None]
+        if given:  # the MusicGen demo's judge renders prompts: it has no held-out clips or font to set
+            raise UserError(f"{given[0]}: not an option of the MusicGen demo (--musicgen); drop it")
+        d = MusicGenDemoConfig(args.out)
+        mcfg = MusicGenDemoConfig(
+            args.out, args.model, args.n, args.seed, args.duration, concept=concepts[0], probe=concepts,
+            sae_steps=args.sae_steps or d.sae_steps, strengths=args.strength or d.strengths, k=args.k,
+            expansion=args.expansion, jobs=args.jobs, device=args.device,
+        )  # fmt: skip
         summary = run_musicgen_demo(mcfg, lambda s: console.print(s, highlight=False, markup=False))
         console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)
         return 0
+    d = DemoConfig(args.out)
+    font = args.holdout_font or d.holdout_font
     cfg = DemoConfig(
         args.out,
         args.model,
         args.n,
-        args.duration,
+        args.duration or d.duration,
         args.seed,
         concepts,
-        args.sae_steps,
+        args.sae_steps or d.sae_steps,
         args.k,
         args.expansion,
-        args.strength,
+        args.strength or d.strengths,
         args.jobs,
-        args.judge_clips,
-        holdout_font=None if args.holdout_font == "none" else args.holdout_font,
-        holdout_clips=args.holdout_clips,
+        d.judge_clips if args.judge_clips is None else args.judge_clips,
+        holdout_font=None if font == "none" else font,
+        holdout_clips=d.holdout_clips if args.holdout_clips is None else args.holdout_clips,
         device=args.device,
     )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))

@@ -39,6 +39,8 @@ class MusicGenDemoConfig:
     edit_rows: guidance rows tried. The defaults (conditional rows, strengths 0.25 and 0.5) are what the full
     experiment chose on its validation prompts for the SAE edit on the shipped model (README, "The demo MusicGen").
     duration: seconds per render and per collected prompt (None: the LM's training segment, 3 s without one).
+    k, expansion: the SAEs' active latents per row and width / input width.
+    jobs: data rendering processes; device: torch device for MusicGen and the SAEs.
     """
 
     out: str
@@ -55,6 +57,10 @@ class MusicGenDemoConfig:
     edit_rows: tuple[str, ...] = ("cond",)
     prompts: int = 8
     duration: float | None = None
+    k: int = 8
+    expansion: int = 8
+    jobs: int = 2
+    device: str = "cpu"
 
 
 def _model(cfg: MusicGenDemoConfig, say: Callable[[str], None]) -> Path:
@@ -90,12 +96,13 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     data = out / "data"
     concepts = tuple(dict.fromkeys((cfg.concept, *cfg.probe)))
     dc = DataConfig(cfg.n, cfg.seed, cfg.clip_seconds or seconds, mg.sample_rate, soundfonts=DEMO_FONTS)
-    step("data", lambda: make_dataset(data, dc, jobs=2, concepts=concepts))
+    step("data", lambda: make_dataset(data, dc, jobs=cfg.jobs, concepts=concepts))
     exp_dir = out / "experiment"
     ecfg = ExperimentConfig(
         str(model), str(data), str(exp_dir), steer=(cfg.concept,), probe=concepts, prompts=cfg.prompts,
-        prompt_seconds=seconds, sae_steps=cfg.sae_steps, k=8, expansion=8, pairs=cfg.pairs, seeds=cfg.seeds,
-        strengths=cfg.strengths, duration=seconds, folds=5, seed=cfg.seed, edit_rows=cfg.edit_rows,
+        prompt_seconds=seconds, sae_steps=cfg.sae_steps, k=cfg.k, expansion=cfg.expansion, pairs=cfg.pairs,
+        seeds=cfg.seeds, strengths=cfg.strengths, duration=seconds, folds=5, seed=cfg.seed, edit_rows=cfg.edit_rows,
+        device=cfg.device,
     )  # fmt: skip
     exp = step("experiment", lambda: run_experiment(ecfg, say=lambda s: say(f"    {s}")))
     val = exp["steering"][cfg.concept]["validation"]
