@@ -170,3 +170,17 @@ def test_concept_musicgen_refuses_one_fold_when_parsed(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([*argv, "--folds", "1"])  # it ran two folds
     assert "argument --folds: '1': expected an integer >= 2" in capsys.readouterr().err
+
+
+def test_sizes_too_large_for_memory_are_one_line(capsys):
+    """`models rave --sample-rate 1e9` and `models musicgen --dim 100000` ended in numpy's / torch's allocator
+    tracebacks (rc 1)."""
+    import numpy as np
+    import torch
+
+    for make in (lambda: np.zeros(2**62, np.uint8), lambda: torch.empty(2**42, dtype=torch.float32)):
+        assert guarded("musicsae", make, verbose=False) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("musicsae: error: out of memory (") and "iB asked for" in err and err.count("\n") == 1
+    with pytest.raises(MemoryError):  # -v keeps the traceback
+        guarded("musicsae", lambda: np.zeros(2**62, np.uint8), verbose=True)

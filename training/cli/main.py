@@ -114,6 +114,22 @@ RESUMABLE = " (the last checkpoint is kept; run the same command to resume)"
 """What a training recipe's interrupt line adds (`guarded`'s `stopped`)."""
 
 
+def out_of_memory(exc: BaseException) -> str:
+    """What an allocation failure asked for ("" when `exc` is none): numpy's `MemoryError`, torch's CPU and CUDA
+    allocators' `RuntimeError` / `OutOfMemoryError`."""
+    import re
+
+    text = str(exc)
+    if isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+    ):
+        m = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ [KMGTPE]i?B)", text)
+        if m and m.group(1):
+            return f"{int(m.group(1)) / 2**30:.1f} GiB asked for"
+        return f"{m.group(2)} asked for" if m else type(exc).__name__
+    return ""
+
+
 def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose: bool | None = None) -> int:
     """Run `fn` (a command, a training recipe) and return its exit code; a `UserError`, a full disk or another
     failed file operation (an `OSError` naming its file; `verbose` keeps its traceback) becomes one line on stderr
@@ -139,6 +155,11 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
             # a file or folder that went away or cannot be made mid-run (`-v` for the traceback)
             print(f"{prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if stops.signum is None and not verbose and out_of_memory(exc):
+            # sizes too large for this machine (numpy's MemoryError, torch's allocator RuntimeError)
+            print(f"{prog}: error: out of memory ({out_of_memory(exc)}); use smaller sizes or fewer items "
+                  "(`-v` shows where)", file=sys.stderr)  # fmt: skip
             return 2
         if stops.signum is None:
             raise
