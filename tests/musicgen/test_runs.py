@@ -132,3 +132,21 @@ def test_a_checkpoint_that_does_not_fit_is_one_line(tmp_path, state):
     model = torch.nn.Linear(1, 1)
     with pytest.raises(UserError, match=r"state\.pt: (not a checkpoint of this training|its weights do not fit)"):
         runs.resume(cfg, model, torch.optim.SGD(model.parameters(), 0.1), True, lambda *_: None)
+
+
+def test_a_run_or_segment_that_cannot_be_is_named_before_training(toy_data, toy_codec_run, toy_sizes, tmp_path):
+    """train_lm --run FILE said 'FILE: File exists' (the codec snapshot's mkdir came first); train_codec --segment
+    longer than the clips trained on zero padding."""
+    from dataclasses import replace
+
+    codec_sizes, lm_sizes = toy_sizes
+    (tmp_path / "afile").write_text("x")
+    lm = train_lm.LMTrainConfig([str(toy_data)], toy_codec_run, tmp_path / "afile", lm_sizes, steps=1, batch=2)
+    with pytest.raises(UserError, match=r"^--run .*afile: exists and is a file"):
+        train_lm.train_lm(lm, say=lambda *_: None)
+    with pytest.raises(UserError, match=r"^--run .*afile/sub"):
+        train_lm.train_lm(replace(lm, run=tmp_path / "afile" / "sub"), say=lambda *_: None)
+    codec = train_codec.CodecTrainConfig([str(toy_data)], tmp_path / "c", codec_sizes, steps=1, batch=2, segment=60.0)
+    with pytest.raises(UserError, match=r"--segment 60: the training clips are at most 0\.6 s long"):
+        train_codec.train_codec(codec, say=lambda *_: None)
+    assert not (tmp_path / "c").exists()

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from sae.errors import UserError
+from sae.paths import check_output_dir
 from sae.train import set_train_threads
 from training.cli.args import Parser, positive_float
 from training.musicgen import runs
@@ -124,11 +125,16 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
     """Train (or resume) a codec run; returns the last progress record."""
     if cfg.steps < 1 or cfg.batch < 1 or cfg.segment * cfg.sizes.sample_rate < 4 * cfg.sizes.hop:
         raise UserError("--steps and --batch must be >= 1 and --segment at least 4 frames long")
+    check_output_dir(cfg.run, "--run")
     set_train_threads()
     clips = load_clips(cfg.data, cfg.sizes.sample_rate, ("train",))
     for line in clips.notes:
         say(line)
     held = load_clips(cfg.data, cfg.sizes.sample_rate, ("test",))
+    longest = max(len(a) for a in clips.audio)
+    if cfg.segment * cfg.sizes.sample_rate > longest:  # segments of mostly zero padding
+        seconds = longest / cfg.sizes.sample_rate
+        raise UserError(f"--segment {cfg.segment:g}: the training clips are at most {seconds:g} s long")
     resuming = runs.open_run(cfg.run, identity(cfg, clips))
     model = build_codec(cfg.sizes, cfg.seed, cfg.device).train()
     opt = torch.optim.Adam(model.parameters(), cfg.lr, betas=(0.5, 0.9))

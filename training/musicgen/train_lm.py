@@ -30,6 +30,7 @@ from realtime.musicgen.descriptions import DescriptionVocab
 from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from sae.io import read_torch
+from sae.paths import check_output_dir
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_int, positive_float, positive_int
 from training.musicgen import runs
@@ -208,6 +209,7 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
     """Train (or resume) an LM run; returns the last progress record."""
     if cfg.steps < 1 or cfg.batch < 1:
         raise UserError("--steps and --batch must be >= 1")
+    check_output_dir(cfg.run, "--run")
     set_train_threads()
     prep, resuming = prepare(cfg, say)
     clips, held = prep["clips"], prep["held"]
