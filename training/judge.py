@@ -71,7 +71,7 @@ def watched(watch: Sequence[str], steered: Sequence[str]) -> list[str]:
 def goals_met(
     off_drop: float,
     on_rise: float,
-    drift: float,
+    drift: float | None,
     n_off: int,
     n_on: int,
     off_low: float | None = None,
@@ -82,12 +82,13 @@ def goals_met(
     a drift one clip below it, where n is the number of clips that figure is measured on (`n_off` for `off`,
     `n_on` for `on`; the drift uses the smaller). Where the lower ends of the drop's / rise's 95 % intervals
     are given, they must reach the goal too: a goal is met only where its interval allows it. `goals`: the
-    thresholds (these judges' by default; the MusicGen experiment's are its own)."""
+    thresholds (these judges' by default; the MusicGen experiment's are its own). `drift` None: not measured (no
+    other concept judged), so its goal is not met."""
     clip_off, clip_on = 100.0 / max(1, n_off), 100.0 / max(1, n_on)
     return {
         "off_drop": off_drop >= goals["off_drop"] + clip_off and (off_low is None or off_low >= goals["off_drop"]),
         "on_rise": on_rise >= goals["on_rise"] + clip_on and (on_low is None or on_low >= goals["on_rise"]),
-        "drift": drift <= goals["drift"] - max(clip_off, clip_on),
+        "drift": drift is not None and drift <= goals["drift"] - max(clip_off, clip_on),
     }
 
 

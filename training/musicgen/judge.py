@@ -147,7 +147,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
             "on_rise": paired_diff(base[name], on[name]).as_dict(),
         }
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
-        drift = worst if entry["drift_measured"] else float("nan")
+        drift = worst if entry["drift_measured"] else None
         entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], drift, len(jobs), len(jobs), *lows)
         results[name] = entry
     out = {

@@ -298,7 +298,7 @@ def evaluate_steering(
         entry["max_drift"] = worst
         entry["drift_measured"] = len(judged) > 1
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
-        drift = worst if entry["drift_measured"] else float("nan")  # unmeasured: the drift goal is not met
+        drift = worst if entry["drift_measured"] else None
         entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], drift, len(pos), best["clips"], *lows)
         return entry
 
