@@ -26,6 +26,16 @@ def names_of(text: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
+def add_watch(p: argparse.ArgumentParser) -> None:
+    """The judges' `--watch`: concepts judged for the drift only (`names_of` splits it)."""
+    p.add_argument(
+        "--watch",
+        default="",
+        help="manifest concepts judged for the drift only, not steered, e.g. bass,strings,brass (a concept judged "
+        "with no other has no drift measured, and its drift goal is not met)",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     register_steering(subparsers)
     register_hooks(subparsers)
@@ -117,12 +127,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         "--hooks", default="latent,decoder.net.1", help="comma-separated hooks (default latent,decoder.net.1)"
     )
     p.add_argument("--concepts", default="guitar,drums,piano", help="manifest concepts (default guitar,drums,piano)")
-    p.add_argument(
-        "--watch",
-        default="",
-        help="manifest concepts judged for the drift only, not steered, e.g. bass,strings,brass (a concept judged "
-        "with no other has no drift measured, and its drift goal is not met)",
-    )
+    add_watch(p)
     p.add_argument("--store", help="an activation store already holding every hook (default: collect into OUT)")
     p.add_argument("--split", choices=["test", "holdout_font"], help="judged clips (default: holdout_font if any)")
     p.add_argument(
@@ -235,12 +240,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         metavar="STRENGTHS",
         help="also sweep clamp:S at these strengths (each <= 10), comma-separated (default: none)",
     )
-    p.add_argument(
-        "--watch",
-        default="",
-        help="manifest concepts judged for the drift only, not steered, e.g. bass,strings,brass (a concept judged "
-        "with no other has no drift measured, and its drift goal is not met)",
-    )
+    add_watch(p)
     p.add_argument("--no-gate", action="store_true", help="on/clamp/baseline act on silent frames too")
     p.add_argument(
         "--split",
@@ -329,7 +329,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
     p.add_argument("--strength", type=strength, default=1.0, help="strength of `on` (default 1)")
-    p.add_argument("--watch", default="", help="manifest concepts judged for the drift only, not steered")
+    add_watch(p)
     p.add_argument("--seed", type=int, default=0)
     add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
