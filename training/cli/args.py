@@ -36,9 +36,9 @@ guidance_coef = _checked(float, lambda v: 1 <= v < float("inf"), "a number >= 1 
 """MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off)."""
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 folds = _checked(int, lambda v: v >= 2, "an integer >= 2")
+"""Cross-validation folds: one fold would train and test on the same clips."""
 meter_seconds = _checked(float, lambda v: 0 < v <= 60, "a time constant in seconds, > 0 and at most 60")
 kept_variance = _checked(float, lambda v: 0 < v <= 0.999, "a fraction of the latent variance in (0, 0.999]")
-"""Cross-validation folds: one fold would train and test on the same clips."""
 
 
 def _positive_floats(text: str) -> tuple[float, ...]:

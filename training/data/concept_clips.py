@@ -610,11 +610,10 @@ def check_data_out(out: Path) -> None:
         return
     ours = {*DERIVED, "clips", ".lock"}
     foreign = [p.name for p in out.iterdir() if p.name not in ours]
-    clips = out / "clips"
-    if clips.is_dir():
-        foreign += [f"clips/{p.name}" for p in clips.iterdir() if not p.name.startswith(("clip_", "."))]
+    clips = [p.name for p in (out / "clips").iterdir()] if (out / "clips").is_dir() else []
+    foreign += [f"clips/{n}" for n in clips if not n.startswith(("clip_", "."))]
     derived = [n for n in DERIVED if (out / n).exists()]
-    stopped = clips.is_dir() and any(p.name.startswith("clip_") for p in clips.iterdir())  # a run stopped half way
+    stopped = any(n.startswith("clip_") for n in clips)  # a run stopped half way
     if foreign or (derived and not stopped):
         first = foreign[0] if foreign else derived[0]
         raise UserError(f"--out {out}: holds files `data make` did not write ({first}); its clips and labels would "
