@@ -50,6 +50,7 @@ def _cases(t) -> list[tuple[list[str], str]]:
         (f"render musicgen --model {n} --prompt x --out {t}/a.mp4", "suffix '.mp4'"),
         (f"render musicgen --model {n} --prompt x --out {t}/a.wav --set g=off --set g=on", "given twice"),
         (f"models rave --out {t}/tiny.pt", "suffix '.pt'"),
+        (f"models rave --out {t}/trained.ts", "exists; a tiny untrained model is written to a new file only"),
         (f"models musicgen --out {t}/afile", "exists and is a file"),
         (f"data make --out {t}/afile", "exists and is a file"),
         (f"collect rave --model {n} --audio {n} --out {t}/afile", "is a file"),
@@ -74,13 +75,14 @@ def _cases(t) -> list[tuple[list[str], str]]:
 
 def test_commands_check_outputs_before_work(tmp_path, capsys):
     (tmp_path / "afile").write_text("keep me")
+    (tmp_path / "trained.ts").write_text("a trained model")
     for argv, needle in _cases(tmp_path):
         before = sorted(p.name for p in tmp_path.rglob("*"))
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip()
         assert needle in err and "\n" not in err and "missing" not in err.replace("missing.", "x"), (argv, err)
         assert sorted(p.name for p in tmp_path.rglob("*")) == before, argv
-    assert (tmp_path / "afile").read_text() == "keep me"
+    assert (tmp_path / "afile").read_text() == "keep me" and (tmp_path / "trained.ts").read_text() == "a trained model"
 
 
 def test_dashboard_refuses_a_foreign_folder_before_reading_anything(tmp_path, capsys):
@@ -184,3 +186,20 @@ def test_sizes_too_large_for_memory_are_one_line(capsys):
         assert err.startswith("musicsae: error: out of memory (") and "iB asked for" in err and err.count("\n") == 1
     with pytest.raises(MemoryError):  # -v keeps the traceback
         guarded("musicsae", lambda: np.zeros(2**62, np.uint8), verbose=True)
+
+
+def test_the_musicgen_demo_says_to_raise_n_when_a_concept_has_too_few_clips(tmp_path, capsys, monkeypatch):
+    """`demo --musicgen --n 20` stopped at the experiment's check of a concept folder, naming a folder the user never
+    gave and not the option that sets it."""
+    from training.data import concept_clips
+
+    def few(out, cfg, jobs, concepts):  # what --n 20 renders: 4 clips with guitar
+        for side, n in (("with", 4), ("without", 16)):
+            (out / "concepts" / "guitar" / side).mkdir(parents=True)
+            for i in range(n):
+                (out / "concepts" / "guitar" / side / f"c{i}.wav").write_bytes(b"")
+
+    monkeypatch.setattr(concept_clips, "make_dataset", few)
+    assert main(["demo", "--musicgen", "--out", str(tmp_path / "d"), "--n", "20", "--concepts", "guitar"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--n 20: too few clips to find 'guitar'" in err and err.endswith("raise --n") and "\n" not in err

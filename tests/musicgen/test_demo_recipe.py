@@ -288,6 +288,7 @@ def test_package_outputs_never_clobber_or_mix(toy_folders, toy_lm_run, tmp_path,
         (["--lm-run", str(toy_lm_run), "--out", str(mine)], "not an earlier audiocraft package"),
         (["--convert", str(pkg), "--out", str(mine)], "not an earlier transformers conversion"),
         (["--convert", str(pkg), "--out", str(pkg.parent / "afile" / "x")], "--out"),
+        (["--lm-run", str(tmp_path / "afile"), "--out", str(tmp_path / "new")], "afile: a file, expected a run folder"),
     ]
     (tmp_path / "afile").write_text("x")
     for argv, needle in cases:

@@ -43,6 +43,8 @@ def run_rave(args: argparse.Namespace) -> int:
     if args.capacity < 1 or args.latent_size < 1 or args.sample_rate < 8000:
         raise UserError("--capacity/--latent-size must be >= 1 and --sample-rate >= 8000")
     out = check_output_file(args.out, (".ts",))
+    if out.exists():  # e.g. a trained model: an untrained one must not take its place
+        raise UserError(f"--out {out}: exists; a tiny untrained model is written to a new file only")
     cfg = RaveBuildConfig(
         configs=tuple(args.config or ("v2_small", "causal")),
         seed=args.seed,

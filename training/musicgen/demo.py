@@ -83,6 +83,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     from training.dashboard import DashboardConfig, build_dashboard
     from training.data.concept_clips import DataConfig, make_dataset
     from training.musicgen.adherence import prompt_pairs
+    from training.musicgen.concepts import concept_files
     from training.musicgen.experiment import ExperimentConfig, run_experiment, trained_seconds
 
     step = Steps(say)
@@ -97,6 +98,11 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     concepts = tuple(dict.fromkeys((cfg.concept, *cfg.probe)))
     dc = DataConfig(cfg.n, cfg.seed, cfg.clip_seconds or seconds, mg.sample_rate, soundfonts=DEMO_FONTS)
     step("data", lambda: make_dataset(data, dc, jobs=cfg.jobs, concepts=concepts))
+    for c in concepts:  # the experiment's own check, with what to change
+        try:
+            concept_files(data / "concepts" / c)
+        except UserError as exc:
+            raise UserError(f"--n {cfg.n}: too few clips to find {c!r} ({exc}); raise --n") from None
     exp_dir = out / "experiment"
     ecfg = ExperimentConfig(
         str(model), str(data), str(exp_dir), steer=(cfg.concept,), probe=concepts, prompts=cfg.prompts,

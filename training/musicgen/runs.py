@@ -81,6 +81,8 @@ def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bo
 
 def require(run_dir: Path, *names: str, hint: str = "") -> None:
     """One line naming the first missing file of a run folder."""
+    if run_dir.is_file():
+        raise UserError(f"{run_dir}: a file, expected a run folder{hint}")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder{hint}")
     for name in names:
