@@ -47,6 +47,40 @@ def test_train_resume_export(tmp_path, concept_data):
     assert model.sr == 22050 and model.ratio == 512 and 1 <= model.latent_size <= 16
 
 
+def test_phase_2_freezes_the_encoder_and_trains_decoder_and_discriminator(tmp_path):
+    """`--warmup N` switches a run to RAVE's adversarial phase at step N, also on resume while the run is still
+    before N: the encoder stays as it was, the decoder and the discriminator learn;
+    moving the switch behind steps already trained is refused."""
+    import soundfile as sf
+
+    from sae.errors import UserError
+    from training.rave.demo_model import MIN_LENGTH, train
+    from training.rave.tiny_model import test_signal
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for seed in (0, 1):
+        sf.write(clips / f"c{seed}.wav", test_signal(22050, 1.5, seed).numpy().ravel(), 22050)
+    files = sorted(clips.iterdir())
+    run = tmp_path / "run"
+    given = {"capacity": 4, "batch": 1, "length": MIN_LENGTH}
+    train(run, files, given, 5, max_steps=2, eval_every=0)
+    before = torch.load(run / "train_state.pt", weights_only=False)
+    assert before["recipe"]["warmup"] is None
+    train(run, files, {**given, "warmup": 2}, 5, max_steps=4, eval_every=0)  # steps 2 (discriminator) and 3
+    after = torch.load(run / "train_state.pt", weights_only=False)
+    assert after["recipe"]["warmup"] == 2 and after["dis_opt"]["state"]
+
+    def changed(prefix: str) -> bool:
+        weights = (k for k in before["model"] if k.startswith(prefix) and not k.endswith("warmed_up"))
+        return any(not torch.equal(before["model"][k], after["model"][k]) for k in weights)
+
+    assert changed("decoder.") and changed("discriminator.") and not changed("encoder.")
+    assert int(after["model"]["encoder.warmed_up"]) == 1  # acids-rave's switch, kept in the checkpoint
+    with pytest.raises(UserError, match=r"warmup: 2 recorded, 1 now .*the run is at step 4"):
+        train(run, files, {**given, "warmup": 1}, 5, max_steps=5, eval_every=0)
+
+
 @pytest.mark.slow
 def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
     clips = tmp_path / "clips"
@@ -129,12 +163,12 @@ def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file
 
     recipe = demo_model.Recipe(sample_rate=22050, capacity=4)
     model = build_model(recipe.build())
-    opt = torch.optim.Adam(model.parameters())
+    opts = {"opt": torch.optim.Adam(model.parameters())}
     run = tmp_path / "run"
     run.mkdir()
     clips = [test_signal(22050, 2.0, 0).numpy().ravel()]
     meta = {"recipe": {}, "data": {}}
-    demo_model.checkpoint(model, opt, 1, run, clips, recipe, meta, 0.0, 0.0)
+    demo_model.checkpoint(model, opts, 1, run, clips, recipe, meta, 0.0, 0.0)
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     real = torch.save
 
@@ -144,7 +178,7 @@ def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file
 
     monkeypatch.setattr(torch, "save", stopped)
     with pytest.raises(KeyboardInterrupt):
-        demo_model.checkpoint(model, opt, 2, run, clips, recipe, meta, 0.0, 0.0)
+        demo_model.checkpoint(model, opts, 2, run, clips, recipe, meta, 0.0, 0.0)
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
     assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 1
@@ -166,7 +200,7 @@ def test_exporting_a_folder_that_is_no_run_is_one_line(tmp_path):
     ("argv", "needle"),
     [
         (["--length", "16384"], "--length 16384: expected at least 16400 samples"),  # was a padding traceback
-        (["--init", "{tmp}/hostname"], "not a TorchScript file"),  # was miniz's "not a ZIP archive" traceback
+        (["--init", "{tmp}/hostname"], "--init {tmp}/hostname: not a TorchScript file"),  # was a miniz traceback
         (["--init", "{tmp}/none.ts"], "--init {tmp}/none.ts: no such file"),
     ],
 )

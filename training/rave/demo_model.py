@@ -1,8 +1,11 @@
-"""Train the demo RAVE on generated concept music (phase 1 of RAVE: the VAE, no GAN) and export it.
+"""Train the demo RAVE on generated concept music and export it.
 
 A plain loop over acids-rave's own model (built from its gin configs, `v2_small + causal` at reduced
-capacity), with its own losses: multiband + fullband spectral distances and the KL term. The run folder
-is what `rave train` leaves (config.gin + checkpoint), so acids-rave's exporter makes the `.ts`.
+capacity), with its own losses. Phase 1 (the VAE): multiband + fullband spectral distances and the KL term.
+Phase 2 (`--warmup N`: from step N on, as RAVE's `PHASE_1_DURATION`): the encoder is frozen and the decoder
+is trained against acids-rave's discriminator (hinge loss, feature matching), the discriminator updated on
+every other step, as `rave train` does. The run folder is what `rave train` leaves (config.gin + checkpoint),
+so acids-rave's exporter makes the `.ts`.
 
 The recipe (`Recipe`: sample rate, capacity, latent size, batch, length, learning rate, seed, warm start)
 and the training data's fingerprint are stored in `train_state.pt`; a resumed run takes the recorded
@@ -59,6 +62,8 @@ class Recipe:
     kl_weight: float = 0.01
     configs: tuple[str, ...] = ("v2_small", "causal")
     init: str = ""  # sha256 of the export the weights were warm-started from ("" = random init)
+    warmup: int | None = None  # step where phase 2 (adversarial) starts; None: phase 1 only
+    adversarial_lr: float = 1e-4  # the decoder's rate in phase 2 (where acids-rave's schedule ends)
 
     def build(self) -> RaveBuildConfig:
         return RaveBuildConfig(
@@ -71,7 +76,11 @@ class Recipe:
 
 MIN_LENGTH = 16 * 1024 + 16  # v2_small: 16 bands, each more than its loss's 1024-frame reflection padding
 V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained on one soundfont)
-RECIPE_OPTIONS = ("sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight")
+RECIPE_OPTIONS = (
+    "sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight", "warmup", "adversarial_lr"
+)  # fmt: skip
+PHASE_2_OPTIONS = ("warmup", "adversarial_lr")  # may change on resume while the run is still in phase 1
+DISCRIMINATOR_LR = 1e-4  # acids-rave's
 
 
 # ---------------------------------------------------------------- data
@@ -127,8 +136,10 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
 # ---------------------------------------------------------------- model
 
 
-def loss_terms(model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01) -> dict[str, torch.Tensor]:
-    """RAVE phase-1 generator losses for a batch [B, 1, T]."""
+def loss_terms(
+    model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """RAVE phase-1 generator losses for a batch [B, 1, T], and the reconstruction [B, 1, T]."""
     from rave.model import _pqmf_decode
 
     z, x_mb = model.encode(x, return_mb=True)
@@ -139,7 +150,28 @@ def loss_terms(model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01)
     terms = {f"multiband_{k}": v for k, v in model.multiband_audio_distance(x_mb, y_mb).items()}
     terms.update({f"fullband_{k}": v for k, v in model.audio_distance(x, y).items()})
     terms["kl"] = kl_weight * kl
-    return terms
+    return terms, y
+
+
+def adversarial_terms(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """RAVE phase 2 for real `x` and reconstructed `y` [B, 1, T]: the discriminator's loss, and the generator's
+    feature-matching and adversarial terms, weighted as acids-rave's training step weighs them (its weight is
+    applied when the term is made and again when the loss is summed)."""
+    real, fake = model.split_features(model.discriminator(torch.cat([x, y], 0)))
+    skip = model.num_skipped_features
+    matching, dis, adv = x.new_zeros(()), x.new_zeros(()), x.new_zeros(())
+    for r, f in zip(real, fake, strict=True):
+        matching = matching + sum(map(model.feature_matching_fun, r[skip:], f[skip:])) / len(r[skip:])
+        d, a = model.gan_loss(r[-1], f[-1])
+        dis, adv = dis + d, adv + a
+    w = model.weights
+    gen = {
+        "feature_matching": w["feature_matching"] ** 2 * matching / len(real),
+        "adversarial": w["adversarial"] ** 2 * adv,
+    }
+    return dis, gen
 
 
 @torch.no_grad()
@@ -162,7 +194,10 @@ def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
 
     if not Path(ts_path).is_file():
         raise UserError(f"--init {ts_path}: no such file (expected a streaming RAVE export, .ts)")
-    rave = RaveModel(ts_path)  # one line for a file that is not a RAVE export
+    try:
+        rave = RaveModel(ts_path)
+    except UserError as exc:  # "RAVE model PATH: why" as the option the user gave
+        raise UserError(f"--init {ts_path}: {str(exc).split(': ', 1)[-1]}") from None
     if rave.sr != sample_rate:
         print(f"note: --init {ts_path} is a {rave.sr} Hz model; its weights start a {sample_rate} Hz one")
     src = rave.module.state_dict()
@@ -199,7 +234,12 @@ def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None)
         raise UserError(f"{state_path}: no recipe / data record (an older run); start a new --run")
     recorded = {**dataclasses.asdict(Recipe()), **state["recipe"]}  # options added since take their defaults
     recorded["configs"] = tuple(recorded["configs"])
+    switchable = [w for w in (recorded["warmup"], given.get("warmup")) if w is not None]
+    if switchable and state["step"] <= min(switchable):  # every step so far is phase 1 under either recipe
+        recorded.update({k: given[k] for k in PHASE_2_OPTIONS if k in given})
     options = differences({k: recorded[k] for k in given}, given, "recorded")
+    if options and any(k in given for k in PHASE_2_OPTIONS) and switchable:
+        options += f" (phase 2 can be set until its step; the run is at step {state['step']})"
     diffs = [options] if options else []
     if init is not None:
         diffs.append(f"--init {init} (a resumed run keeps its weights)")
@@ -263,11 +303,16 @@ def train(
         recipe = dataclasses.replace(recipe, init=warm_start(model, init, recipe.sample_rate))
     model.to(device)
     params = list(model.encoder.parameters()) + list(model.decoder.parameters())
-    opt = torch.optim.Adam(params, recipe.lr, betas=(0.5, 0.9))
+    opts = {
+        "opt": torch.optim.Adam(params, recipe.lr, betas=(0.5, 0.9)),
+        "dis_opt": torch.optim.Adam(model.discriminator.parameters(), DISCRIMINATOR_LR, betas=(0.5, 0.9)),
+    }
     step, cpu_s, wall_s = 0, 0.0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
+        for name, opt in opts.items():
+            if name in state:  # a run from before phase 2 existed has no discriminator optimiser yet
+                opt.load_state_dict(state[name])
         step, cpu_s, wall_s = state["step"], state.get("cpu_s", 0.0), state.get("wall_s", 0.0)
     clips = load_clips(files, recipe.sample_rate)
     sets = eval_sets(data, recipe.sample_rate)
@@ -283,33 +328,59 @@ def train(
     def spent() -> tuple[float, float]:
         return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
 
+    last: dict[str, torch.Tensor] = {}
     while time.time() < t_end and (max_steps is None or step < max_steps):
-        terms = loss_terms(model, next(batch_iter).to(device), recipe.kl_weight)
-        loss = sum(terms.values())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        last.update(train_step(model, opts, next(batch_iter).to(device), recipe, step))
         step += 1
         if step % 50 == 0 or (eval_every and step % eval_every == 0):
             cpu, wall = spent()
             record = {"step": step, "time": time.time(), "cpu_s": cpu, "wall_s": wall}
-            record.update({k: float(v.detach()) for k, v in terms.items()})
+            record.update({k: float(v.detach()) for k, v in last.items()})
             if sets and eval_every and step % eval_every == 0:
                 record["eval_spectral_distance"] = evaluate(model.cpu(), sets)
                 model.to(device)
             with log.open("a") as f:
                 f.write(json.dumps(record) + "\n")
         if step % 500 == 0:
-            checkpoint(model, opt, step, run_dir, clips, recipe, meta, *spent())
-    checkpoint(model, opt, step, run_dir, clips, recipe, meta, *spent())
+            checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
+    checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
     cpu, wall = spent()
     print(f"trained to step {step} ({cpu / 3600:.2f} CPU hours, {wall / 3600:.2f} wall hours in all)")
     return step
 
 
-def checkpoint(model, opt, step, run_dir, clips, recipe: Recipe, meta: dict, cpu_s: float, wall_s: float) -> None:
+def train_step(
+    model: torch.nn.Module, opts: dict[str, torch.optim.Optimizer], x: torch.Tensor, recipe: Recipe, step: int
+) -> dict[str, torch.Tensor]:
+    """One optimisation step at `step`; returns its loss terms. Phase 1 updates encoder and decoder on the
+    spectral distances and the KL term; from `recipe.warmup` on, the encoder is frozen, even steps update the
+    discriminator and odd ones the decoder (with the feature-matching and adversarial terms added)."""
+    adversarial = recipe.warmup is not None and step >= recipe.warmup
+    model.encoder.set_warmed_up(adversarial)  # acids-rave's switch: the encoder's output is detached
+    model.decoder.set_warmed_up(adversarial)
+    if adversarial and step % 2 == 0:
+        with torch.no_grad():
+            y = loss_terms(model, x, recipe.kl_weight)[1]
+        dis = adversarial_terms(model, x, y)[0]
+        opts["dis_opt"].zero_grad()
+        dis.backward()
+        opts["dis_opt"].step()
+        return {"discriminator": dis}
+    terms, y = loss_terms(model, x, recipe.kl_weight)
+    if adversarial:
+        terms.update(adversarial_terms(model, x, y)[1])
+        for group in opts["opt"].param_groups:
+            group["lr"] = recipe.adversarial_lr
+    opts["opt"].zero_grad()
+    sum(terms.values()).backward()
+    opts["opt"].step()
+    return terms
+
+
+def checkpoint(model, opts, step, run_dir, clips, recipe: Recipe, meta: dict, cpu_s: float, wall_s: float) -> None:
     """Resumable state, then the latent PCA and a `rave train`-style run folder (on the CPU, for the exporter)."""
-    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "cpu_s": cpu_s, "wall_s": wall_s}
+    state = {"model": model.state_dict(), "step": step, "cpu_s": cpu_s, "wall_s": wall_s}
+    state.update({name: opt.state_dict() for name, opt in opts.items()})
     atomic_torch_save({**state, **meta}, run_dir / "train_state.pt")
     device = next(model.parameters()).device
     sr = recipe.sample_rate
@@ -338,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=nonneg_int, help=f"default {Recipe.seed}")
     parser.add_argument("--kl-weight", type=nonneg_float, help=f"weight of the KL term (default {Recipe.kl_weight})")
     parser.add_argument("--init", type=Path, help="warm-start a new run from this streaming export's weights")
+    parser.add_argument(
+        "--warmup", type=nonneg_int, help="start phase 2 (adversarial, encoder frozen) at this step (default: never)"
+    )
+    parser.add_argument(
+        "--adversarial-lr", type=positive_float, help=f"the decoder's rate in phase 2 (default {Recipe.adversarial_lr})"
+    )
     parser.add_argument(
         "--eval-every", type=nonneg_int, default=1000, help="steps between held-out evaluations (0: none)"
     )
