@@ -127,3 +127,12 @@ def test_a_recipes_usage_error_is_one_line_too(capsys):
         evaluate(["adherence"])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("python -m training.musicgen.evaluate adherence: error: "), err
+
+
+def test_every_help_text_reads_as_written():
+    """argparse %-formats an option's help but not a description: `eval fidelity --help` printed "95 %% interval"."""
+    from training.cli.main import build_parser, command_parsers
+
+    for name, parser in command_parsers(build_parser()).items():
+        text = parser.format_help()
+        assert "%%" not in text and "%(" not in text, (name, text)

@@ -51,7 +51,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
         "and compare with the originals: per concept, how often the outside judge (harmonic/percussive log-mel + "
         "logistic regression, cross-fitted so it never judges a clip it trained on) hears it in the reconstructions "
         "vs the originals, "
-        "among clips with and without it (goal: within 10 points, met only when the 95 %% interval is); the "
+        "among clips with and without it (goal: within 10 points, met only when the 95 % interval is); the "
         "multi-scale spectral distance and the loudness error. Every figure has its clip count and interval. "
         "Writes OUT/fidelity.json and OUT/fidelity.md.",
     )
