@@ -6,19 +6,20 @@ import argparse
 
 import pytest
 
-from training.cli.args import nonneg_float, positive_float, positive_int
+from training.cli.args import nonneg_float, positive_float, thread_count
 from training.cli.main import build_parser, command_parsers, main
 
 
 def test_every_threads_option_takes_a_positive_integer():
-    """`--threads 0` or `-1` was clamped to 1 by some commands and a traceback in others (collect rave, live)."""
+    """`--threads 0` or `-1` was clamped to 1 by some commands and a traceback in others (collect rave, live);
+    `--threads 100000` crashed torch (a segfault, no line), so there is a ceiling too."""
     leaves = command_parsers(build_parser())
     with_threads = {n: p for n, p in leaves.items() if any("--threads" in a.option_strings for a in p._actions)}
     assert {"collect rave", "live", "render rave", "sae train", "demo"} <= set(with_threads)
     other = [
         name
         for name, parser in sorted(with_threads.items())
-        if next(a for a in parser._actions if "--threads" in a.option_strings).type is not positive_int
+        if next(a for a in parser._actions if "--threads" in a.option_strings).type is not thread_count
     ]
     assert other == []
 
@@ -30,6 +31,29 @@ def test_threads_below_one_is_one_line(argv, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--threads: '0': expected a positive integer" in err, err
+
+
+@pytest.mark.parametrize("argv", [["render", "rave", "--in", "a.wav", "--out", "b.wav"], ["live", "--in", "a"]])
+def test_threads_past_what_torch_can_start_is_one_line(argv, capsys):
+    """`--threads 100000` was a segfault (exit 139, nothing said) once torch tried to start the threads."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--model", "m.ts", "--threads", "100000"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--threads: '100000': expected a positive integer, at most 1024" in err[0], err
+
+
+@pytest.mark.parametrize(
+    "argv", [["render", "rave", "--in", "a.wav", "--out", "b.wav", "--model", "m.ts"], ["render", "musicgen",
+             "--model", "m", "--prompt", "rock", "--out", "b.wav"]]
+)  # fmt: skip
+def test_a_seed_torch_cannot_take_is_one_line(argv, capsys):
+    """`--seed 99999999999999999999999` was a traceback (torch.manual_seed: Overflow) after the model loaded."""
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--seed", "99999999999999999999999"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--seed: '99999999999999999999999': expected an integer within 64 bits" in err[0], err
 
 
 @pytest.mark.parametrize("check, text", [(positive_float, "inf"), (positive_float, "nan"), (nonneg_float, "nan")])

@@ -37,9 +37,19 @@ def test_every_known_key_is_read(tmp_path):
         ("j.yaml", "- {prompt: guitar, seed: 1.5}\n", "seed must be an integer"),
         ("j.csv", "prompt,seed\nguitar,1.5\n", "seed must be an integer"),
         ("j.yaml", "- {prompt: guitar, seed: true}\n", "seed must be an integer"),
+        ("j.yaml", "- {prompt: guitar, seed: 99999999999999999999999}\n", "seed 99999999999999999999999: expected"),
+        ("j.csv", "prompt,seed\nguitar,-99999999999999999999999\n", "expected an integer within 64 bits"),
+        ("j.yaml", "- {prompt: [guitar, drums]}\n", "job 1: 'prompt' must be a text, not a list"),
     ],
 )
 def test_an_unknown_key_or_a_fractional_seed_is_one_line(tmp_path, name, text, needle):
     with pytest.raises(UserError) as err:
         _jobs(tmp_path, name, text)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_batch_that_is_not_text_is_one_line(tmp_path):
+    """An audio file given as --batch was a UnicodeDecodeError traceback."""
+    (tmp_path / "jobs.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\xff\xfe\xac\x9d")
+    with pytest.raises(UserError, match=r"jobs\.wav: not a text file; expected a YAML list or a CSV of jobs"):
+        read_jobs(tmp_path / "jobs.wav", tmp_path / "outs", seed=0, duration=10.0, sets=[])

@@ -32,9 +32,19 @@ positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
 nonneg_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
-guidance_coef = _checked(float, lambda v: 1 <= v < float("inf"), "a number >= 1 (1: no guidance)")
-"""MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off)."""
+GUIDANCE_LIMIT = 1000.0
+guidance_coef = _checked(
+    float, lambda v: 1 <= v <= GUIDANCE_LIMIT, f"a number in [1, {GUIDANCE_LIMIT:g}] (1: no guidance)"
+)
+"""MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off); far
+above the limit the guided logits overflow and sampling fails mid-render (1e300: a traceback)."""
 fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+MAX_THREADS = 1024
+thread_count = _checked(int, lambda v: 0 < v <= MAX_THREADS, f"a positive integer, at most {MAX_THREADS}")
+"""`--threads`: 100000 crashed torch (libgomp cannot make the threads: a segfault, or exit 1 with no line)."""
+SEED_RANGE = (-(2**63), 2**64)
+"""What `torch.manual_seed` takes; past it, a traceback at the first render."""
+seed_int = _checked(int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer within 64 bits (-2**63 to 2**64-1)")
 folds = _checked(int, lambda v: v >= 2, "an integer >= 2")
 """Cross-validation folds: one fold would train and test on the same clips."""
 meter_seconds = _checked(float, lambda v: 0 < v <= 60, "a time constant in seconds, > 0 and at most 60")
@@ -119,9 +129,10 @@ def add_device(parser: argparse.ArgumentParser, what: str = "the model", flag: s
 
 
 def add_threads(parser: argparse.ArgumentParser, default: int | None = 1, what: str = "torch CPU threads") -> None:
-    """The one `--threads` option: a positive integer (None: the command's own default, said in `what`)."""
+    """The one `--threads` option: a positive integer, at most `MAX_THREADS` (None: the command's own default,
+    said in `what`)."""
     help_text = what if default is None else f"{what} (default {default})"
-    parser.add_argument("--threads", type=positive_int, default=default, help=help_text)
+    parser.add_argument("--threads", type=thread_count, default=default, help=help_text)
 
 
 def add_musicgen_model(parser: argparse.ArgumentParser) -> None:

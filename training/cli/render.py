@@ -15,6 +15,7 @@ from training.cli.args import (
     nonneg_int,
     positive_float,
     positive_int,
+    seed_int,
 )
 from training.cli.quiet import output_console, progress_bar
 
@@ -52,7 +53,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="samples per model call, a multiple of the ratio (default about 16384)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the decoder's noise fill")
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the decoder's noise fill")
     p.add_argument(
         "--gate-db",
         type=gate_levels,
@@ -135,7 +136,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME=MODE[@START-STOP]",
         help="concept edit, repeatable (e.g. --set guitar=off --set piano=on:2@2-6)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--out", help="output audio file for --prompt (.wav, .flac, .ogg or .aiff)")
     parser.add_argument("--out-dir", help="output folder for --batch")
     parser.add_argument(

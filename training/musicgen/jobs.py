@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from sae.errors import UserError
+from training.cli.args import SEED_RANGE
 
 SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
@@ -47,6 +48,8 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
     unknown = [str(k) for k in row if k not in KEYS]
     if unknown:
         raise UserError(f"{where} job {i + 1}: unknown key {unknown[0]!r}; expected {', '.join(KEYS)}")
+    if isinstance(row.get("prompt"), (list, dict)):  # str() of it was rendered as the prompt "['a', 'b']"
+        raise UserError(f"{where} job {i + 1}: 'prompt' must be a text, not a {type(row['prompt']).__name__}")
     prompt = str(row.get("prompt") or "").strip()
     if not prompt:
         raise UserError(f"{where} job {i + 1}: expected a non-empty 'prompt'")
@@ -67,6 +70,8 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
         job_duration = float(row["duration"]) if row.get("duration") not in (None, "") else duration
     except (TypeError, ValueError):
         raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
+    if not SEED_RANGE[0] <= job_seed < SEED_RANGE[1]:  # torch.manual_seed's range: past it, a traceback mid-batch
+        raise UserError(f"{where} job {i + 1}: seed {job_seed}: expected an integer within 64 bits")
     return RenderJob(prompt, out_dir / name, job_seed, job_duration, list(job_sets))
 
 
@@ -79,7 +84,10 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"--batch {path}: not a file")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # an audio file given by mistake: a traceback before
+        raise UserError(f"--batch {path}: not a text file; expected a YAML list or a CSV of jobs") from None
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         rows: list[Any] = list(reader)
