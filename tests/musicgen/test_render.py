@@ -334,13 +334,19 @@ def test_progress_counts_generation_steps(backend, audiocraft_dir, transformers_
         (["--prompt", "rock", "--out", "x.wav", "--top-k", "-5"], "--top-k: '-5': expected an integer >= 0"),
         (["--prompt", "rock", "--out", "x.wav", "--duration", "inf"], "--duration: 'inf': expected a positive"),
         (["--batch", "jobs.yaml", "--out-dir", "outs"], "job long.wav: duration inf: expected positive seconds"),
+        (
+            ["--batch", "plain.yaml", "--out-dir", "outs", "--plain"],
+            "job a.wav: --plain writes a.plain.wav, another job's file; rename one of them",
+        ),
     ],
 )
 def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch, extra, expected, capsys):
     """Each was accepted and ignored (--out-dir with --prompt, --out with --batch, --top-k -5) or a traceback
-    mid-generation (nan or 1e300 guidance, infinite duration); guidance below 1 differed between the backends."""
+    mid-generation (nan or 1e300 guidance, infinite duration); guidance below 1 differed between the backends;
+    --plain overwrote job a.plain.wav with job a.wav's plain render."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "jobs.yaml").write_text("- {prompt: rock, name: long, duration: .inf}\n")
+    (tmp_path / "plain.yaml").write_text("- {prompt: rock, name: a}\n- {prompt: jazz, name: a.plain.wav}\n")
     try:
         code = main(["render", "musicgen", "--model", str(tmp_path / "no_model"), *extra])
     except SystemExit as exit_:  # argparse's own refusals

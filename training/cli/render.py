@@ -203,6 +203,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
         if not 0 < job.duration < float("inf"):
             raise UserError(f"job {job.out.name}: duration {job.duration}: expected positive seconds")
         check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
+    if args.plain:  # a job's NAME.plain.wav that is another job's file: overwritten by it, and listed twice
+        names = {job.out.name for job in jobs}
+        for job in jobs:
+            if _plain(job.out).name in names:
+                raise UserError(
+                    f"job {job.out.name}: --plain writes {_plain(job.out).name}, another job's file; rename one of them"
+                )
     parsed = {tuple(job.sets): [parse_set(s) for s in job.sets] for job in jobs}
     for job in jobs:  # an edit scheduled after the render ends would edit nothing
         for raw, s in zip(job.sets, parsed[tuple(job.sets)], strict=True):
@@ -246,7 +253,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     )
     renders = [(job, steerings[tuple(job.sets)], job.out) for job in jobs]
     if args.plain:
-        renders += [(job, None, job.out.with_suffix(".plain" + job.out.suffix)) for job in jobs]
+        renders += [(job, None, _plain(job.out)) for job in jobs]
     t0 = time.perf_counter()
     with progress_bar(*columns, console=console) as progress:
         for job, steering, out in renders:
@@ -275,6 +282,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
         highlight=False,
     )
     return 0
+
+
+def _plain(out: Path) -> Path:
+    """Where --plain writes the unedited render of `out`: NAME.plain.wav."""
+    return out.with_suffix(".plain" + out.suffix)
 
 
 def _write_record(args: argparse.Namespace, mg, renders: list, dest: Path) -> None:
