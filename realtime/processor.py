@@ -33,6 +33,9 @@ from sae.meter import MeterParams, ema_weight, pooled_meter, smooth
 from sae.steering import Edit, Gate, ramp, ramp_floor, steer
 
 STEREO_MODES = ("mid", "channels")
+MAX_BLOCKSIZE = 65536
+"""The largest live block (1.5 s at 44.1 kHz, far past any latency one plays with): 5120000000 allocated rings of
+tens of GB and hung in the block timing; `render rave --block` takes longer blocks offline."""
 METER_SECONDS = 1.0  # time constant of the meters' running mean of SAE features
 
 
@@ -42,9 +45,15 @@ def block_choices(ratio: int, period: int, largest: int = 8192) -> list[int]:
 
 
 def choose_blocksize(ratio: int, requested: int | None, target: int = 2048) -> int:
-    """The requested block if it is a positive multiple of `ratio`, else refuse; default ≈ `target`."""
+    """The requested block if it is a positive multiple of `ratio` up to `MAX_BLOCKSIZE`, else refuse; default ≈
+    `target`."""
     if requested is None:
         return ratio * max(1, round(target / ratio))
+    if requested > MAX_BLOCKSIZE:
+        raise UserError(
+            f"blocksize {requested}: expected at most {MAX_BLOCKSIZE} frames (a live block; `render rave --block` "
+            "renders a file in longer ones)"
+        )
     if requested <= 0 or requested % ratio:
         lower = max(ratio, requested // ratio * ratio)
         raise UserError(

@@ -145,6 +145,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", str(tmp_path / "o.xyz")],
          "o.xyz: suffix '.xyz'; expected a file name ending in .wav"),
         (["--model", str(tiny_rave_ts), "--blocksize", "1000", "--in", str(wav), "--out", out], "multiple"),
+        (["--model", str(tiny_rave_ts), "--blocksize", "5120000000", "--in", str(wav), "--out", out],
+         "blocksize 5120000000: expected at most 65536 frames"),  # hung (rings of 80 GB, then the block timing)
         (["--model", str(tiny_rave_ts), "--in", str(wav)], "--in and --out"),
         (["--model", str(tiny_rave_ts), "--no-osc", "--reply-port", "9001"], "--reply-port: applies with OSC on"),
         (["--model", str(tiny_rave_ts), "--in", str(tmp_path / "nope.wav"), "--out", out], "no such file"),

@@ -58,6 +58,8 @@ def test_blocksize_is_chosen_or_validated(rave_model):
     assert choose_blocksize(512, 1536) == 1536
     with pytest.raises(UserError, match="multiple of the model's 512"):
         choose_blocksize(512, 1000)
+    with pytest.raises(UserError, match="blocksize 5120000000: expected at most 65536 frames"):
+        choose_blocksize(512, 5120000000)  # a multiple of the ratio: rings of tens of GB, a hang in the timing
     with pytest.raises(UserError, match="multiple"):
         BlockProcessor(rave_model, None, 700)
 
