@@ -162,6 +162,10 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--reconnect", "5"],
          "--reconnect: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--stereo", "channels"],
+         "--stereo channels: applies to a mono model on two channels; tiny_rave.ts plays on one here"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--stereo", "mid", "--channels", "1"],
+         "--stereo mid: applies to a mono model on two channels"),  # both ignored: one channel has no sides
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", str(wav)], "it is --in"),  # was overwritten
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--meter-rate", "1e6"], "at most 200"),
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset-dir", str(tmp_path / "nope")],

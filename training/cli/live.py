@@ -279,6 +279,11 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(
                 f"--stereo {args.stereo}: applies to a mono model on two channels; {args.model.name} is stereo"
             )
+        if args.stereo is not None and cfg.channels == 1:  # one channel has no sides: it was ignored without a word
+            raise UserError(
+                f"--stereo {args.stereo}: applies to a mono model on two channels; {args.model.name} plays on one "
+                "here (--channels 2 plays two)"
+            )
         if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
             from realtime.audio_io import check_device
 
