@@ -36,6 +36,7 @@ DEMO_BANK = ASSETS / "demo_concepts.yaml"
 RECONNECT_S = 60.0  # --reconnect's default
 MAX_LOSSES, LOSS_WINDOW_S = 5, 120.0  # realtime.resume's (not imported here: `musicsae --help` stays quick)
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"  # realtime.resume's too
+OSC_HOST, OSC_PORT, METER_RATE = "127.0.0.1", 9000, 20.0  # --osc-host, --osc-port, --meter-rate defaults
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -92,15 +93,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--mix", type=float, default=1.0, help="initial dry/wet mix in [0, 1]")
     p.add_argument("--bypass", action="store_true", help="start bypassed")
-    p.add_argument("--osc-host", default="127.0.0.1", help="OSC bind address (default loopback only)")
-    p.add_argument("--osc-port", type=int, default=9000, help="OSC UDP port (0 = any free port)")
+    p.add_argument("--osc-host", help=f"OSC bind address (default {OSC_HOST}: loopback only)")
+    p.add_argument("--osc-port", type=int, help=f"OSC UDP port (default {OSC_PORT}; 0 = any free port)")
     p.add_argument("--reply-port", type=int, help="send OSC replies to this port instead of the sender's")
     p.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
     p.add_argument(
         "--meter-rate",
         type=nonneg_float,
-        default=20.0,
-        help="OSC /meter/<concept> messages per second to the last client (default 20; 0: off; at most 200)",
+        help=f"OSC /meter/<concept> messages per second to the last client (default {METER_RATE:g}; 0: off; at "
+        "most 200)",
     )
     p.add_argument(
         "--in", "--input", dest="input", type=Path, metavar="FILE", help="read audio from this file, not a device"
@@ -165,8 +166,6 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
     ):
         if given and file_mode != (mode == "file mode"):
             raise UserError(f"{flag}: applies to {mode} only" + (" (--in/--out)" if mode == "file mode" else ""))
-    if args.no_osc and args.reply_port is not None:
-        raise UserError("--reply-port: applies with OSC on; drop --no-osc or --reply-port")
     if not 0 <= args.rt_priority <= 99:
         raise UserError(f"--rt-priority {args.rt_priority}: expected 0 (normal scheduling) to 99")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
@@ -193,8 +192,6 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         check_audio_out(args.output, "--out")
     if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
         raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")
-    if args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL the audio callback needs
-        raise UserError(f"--meter-rate {args.meter_rate:g}: expected at most 200 per second (meters move once a block)")
     if not 0.0 <= args.mix <= 1.0:
         raise UserError(f"--mix {args.mix}: expected a number in [0, 1]")
     if args.inject_stalls:
@@ -228,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
     final status printed, exit 0."""
     if args.list_devices:
         return list_devices()
+    _osc_options(args)
     early = _bind_osc_port(args)  # before the imports (torch: over a second): what is sent meanwhile waits there
     try:
         source = _check_args(args)
@@ -331,6 +329,27 @@ def run(args: argparse.Namespace) -> int:
         if osc is not None:
             osc.stop()
         engine.close()
+
+
+def _osc_options(args: argparse.Namespace) -> None:
+    """The OSC options, given with OSC on or not at all (with --no-osc they were ignored without a word), then
+    their defaults."""
+    from sae.errors import UserError
+
+    if args.meter_rate is not None and args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL
+        raise UserError(f"--meter-rate {args.meter_rate:g}: expected at most 200 per second (meters move once a block)")
+    if args.no_osc:
+        for flag, value in (
+            ("--osc-host", args.osc_host),
+            ("--osc-port", args.osc_port),
+            ("--reply-port", args.reply_port),
+            ("--meter-rate", args.meter_rate),
+        ):
+            if value is not None:
+                raise UserError(f"{flag}: applies with OSC on; drop --no-osc or {flag}")
+    args.osc_host = OSC_HOST if args.osc_host is None else args.osc_host
+    args.osc_port = OSC_PORT if args.osc_port is None else args.osc_port
+    args.meter_rate = METER_RATE if args.meter_rate is None else args.meter_rate
 
 
 def _bind_osc_port(args: argparse.Namespace):
