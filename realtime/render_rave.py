@@ -63,7 +63,7 @@ def parse_set(text: str) -> tuple[str, str]:
     """`guitar=off`, `piano=on:1.5`, `bass=clamp:2`, `drums=scale:0.5`, `voice=none` → (name, mode)."""
     name, sep, mode = text.partition("=")
     head = mode.partition(":")[0]
-    if not sep or not name or head not in ("none", "off", "on", "clamp", "scale"):
+    if not sep or not name.strip() or head not in ("none", "off", "on", "clamp", "scale"):
         raise UserError(
             f"--set {text!r}: expected NAME=off, NAME=on[:STRENGTH], NAME=clamp[:STRENGTH], NAME=scale:GAIN or "
             "NAME=none"

@@ -73,6 +73,22 @@ def test_a_bare_on_names_the_strength_it_used(tmp_path, tiny_rave_ts, tiny_model
     assert not any("bank's default" in n for n in report.notes)
 
 
+@pytest.mark.parametrize(
+    "extra, said",
+    [
+        (["--no-gate", "--gate-db=-50,-40"], "--gate-db: sets the gate's levels, and --no-gate turns the gate off"),
+        (["--set", " =off"], "--set ' =off': expected NAME=off"),  # was "concept '': not in ..." after loading
+    ],
+)
+def test_contradictions_and_blank_names_are_refused_before_loading(tmp_path, capsys, extra, said):
+    """--gate-db with --no-gate was ignored without a word; a blank concept name was looked up in the bank."""
+    argv = ["render", "rave", "--in", "a.wav", "--out", str(tmp_path / "o.wav"), "--model", str(tmp_path / "m.ts")]
+    assert main([*argv, "--bank", "b.yaml", *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and said in err[0], err
+    assert not (tmp_path / "o.wav").exists()
+
+
 def test_output_is_aligned_and_blocks_do_not_matter(tiny_model, concept_data):
     model, delay = tiny_model
     x = sf.read(sorted((concept_data / "clips").iterdir())[1], dtype="float32")[0]

@@ -57,7 +57,6 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gate-db",
         type=gate_levels,
-        default=(-60.0, -45.0),
         metavar="LO,HI",
         help="on/clamp act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45)",
     )
@@ -72,11 +71,15 @@ def run_rave(args: argparse.Namespace) -> int:
     import torch
 
     from realtime.render_rave import parse_sets, render_file
+    from sae.errors import UserError
     from sae.paths import check_audio_out
     from sae.steering import Gate
 
     check_audio_out(args.out)
     parse_sets(args.sets)
+    if args.no_gate and args.gate_db is not None:  # the levels of a gate that is off: ignored without a word
+        raise UserError("--gate-db: sets the gate's levels, and --no-gate turns the gate off; drop one")
+    gate = Gate(*(args.gate_db or (-60.0, -45.0)), enabled=not args.no_gate)
     torch.set_num_threads(args.threads)
     console = output_console(stderr=True)
     with progress_bar(console=console) as progress:
@@ -92,7 +95,7 @@ def run_rave(args: argparse.Namespace) -> int:
             args.seed,
             not args.no_align,
             lambda i, n: progress.update(task, completed=i, total=n),
-            gate=Gate(*args.gate_db, enabled=not args.no_gate),
+            gate=gate,
             device=args.device,
         )
     for line in report.notes:
