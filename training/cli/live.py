@@ -338,6 +338,8 @@ def _osc_options(args: argparse.Namespace) -> None:
 
     if args.meter_rate is not None and args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL
         raise UserError(f"--meter-rate {args.meter_rate:g}: expected at most 200 per second (meters move once a block)")
+    if args.osc_host is not None and not args.osc_host.strip():  # "" bound every interface, not the loopback
+        raise UserError(f"--osc-host {args.osc_host!r}: expected an address to listen on (0.0.0.0: every interface)")
     if args.no_osc:
         for flag, value in (
             ("--osc-host", args.osc_host),
