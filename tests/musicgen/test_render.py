@@ -357,6 +357,27 @@ def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch
     assert not (tmp_path / "outs").exists() and not (tmp_path / "x.wav").exists()
 
 
+@pytest.mark.parametrize(
+    "folder, extra, expected",
+    [
+        ("x.render.json", ["--prompt", "rock", "--out", "x.wav"], "--out x.wav: x.render.json: is a folder"),
+        ("outs/render.json", ["--batch", "jobs.yaml", "--out-dir", "outs"], "--out-dir outs: its record outs/render"),
+        ("x.plain.wav", ["--prompt", "rock", "--out", "x.wav", "--plain"], "--plain x.plain.wav: is a folder"),
+    ],
+)
+def test_a_folder_where_the_record_or_plain_file_goes_is_refused_before_the_model_loads(
+    tmp_path, monkeypatch, capsys, folder, extra, expected
+):
+    """Each failed after the render, naming a temporary file (`.x.render.json.1a2b.tmp: Is a directory`)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "jobs.yaml").write_text("- {prompt: rock, name: a}\n")
+    (tmp_path / folder).mkdir(parents=True)
+    assert main(["render", "musicgen", "--model", str(tmp_path / "no_model"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "x.wav").exists() and not (tmp_path / "outs" / "a.wav").exists()
+
+
 def _lut_like(tmp_path, audiocraft_dir, segment=None):
     """The tiny model's folder with a demo-like `descriptions.json` (and a `training.json` naming the LM's
     training segment when given)."""

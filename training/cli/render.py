@@ -176,7 +176,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     )
     from sae.bank import ConceptBank
     from sae.errors import UserError
-    from sae.paths import check_audio_out, check_output_dir
+    from sae.paths import check_audio_out, check_output_dir, check_output_file
     from sae.steering import check_sets
     from training.musicgen.jobs import RenderJob, read_jobs
 
@@ -206,6 +206,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
         if not 0 < job.duration < float("inf"):
             raise UserError(f"job {job.out.name}: duration {job.duration}: expected positive seconds")
         check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
+        if args.plain:  # a folder there failed after the edited render, naming a temporary file
+            check_audio_out(_plain(job.out), "--plain")
+    record = Path(args.out_dir) / "render.json" if args.batch else jobs[0].out.with_suffix(".render.json")
+    where = f"--out-dir {args.out_dir}: its record" if args.batch else f"--out {args.out}:"
+    check_output_file(record, (".json",), where)  # what made each file, written last
     if args.plain:  # a job's NAME.plain.wav that is another job's file: overwritten by it, and listed twice
         names = {job.out.name for job in jobs}
         for job in jobs:
@@ -271,7 +276,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
             progress.update(task, completed=steps, audio=job.duration)
             write_audio(out, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
-    record = Path(args.out_dir) / "render.json" if args.batch else jobs[0].out.with_suffix(".render.json")
     _write_record(args, mg, renders, record)
     for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
         console.print(f"note: {line}", highlight=False)
