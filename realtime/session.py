@@ -161,8 +161,11 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
     state = EditState.from_concepts(d_sae, concepts)
     controls = Controls(state, mix=cfg.mix, bypass=cfg.bypass)
     if cfg.preset is not None:
-        with controls.transaction() as draft:
-            draft.load_preset(read_preset(cfg.preset))
+        try:
+            with controls.transaction() as draft:
+                draft.load_preset(read_preset(cfg.preset))
+        except UserError as exc:  # "mix 3.0: ..." did not say it was the preset's, not --mix
+            raise UserError(str(exc) if str(exc).startswith("preset ") else f"preset {cfg.preset}: {exc}") from None
     meters = MeterParams.from_concepts(concepts) if cfg.meters and sae is not None else None
     alignment = rave.alignment()  # measured once per model file in a process
 

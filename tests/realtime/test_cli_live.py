@@ -277,13 +277,23 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
     other = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_concepts.yaml"  # the demo model's
     (tmp_path / "broken.yaml").write_text("concepts: [1, 2\n")
     (tmp_path / "other.yaml").write_text("concepts: {nosuch: {mode: 'on'}}\n")
+    (tmp_path / "loud.yaml").write_text("mix: 3\n")
     out = str(tmp_path / "o.wav")
     cases = [
         (["--bank", str(other)], "no concept was found on tiny_rave.ts", True),
         (["--bank", str(tmp_path / "broken.yaml")], "broken.yaml: not a readable YAML concept bank", False),
         (["--bank", str(tmp_path / "nope.yaml")], "nope.yaml: no such concept bank", False),
         (["--bank", str(bank.path), "--preset", str(tmp_path / "broken.yaml")], "preset", False),
-        (["--bank", str(bank.path), "--preset", str(tmp_path / "other.yaml")], "nosuch", True),
+        (
+            ["--bank", str(bank.path), "--preset", str(tmp_path / "other.yaml")],
+            "other.yaml: unknown concept 'nosuch'",
+            True,
+        ),
+        (
+            ["--bank", str(bank.path), "--preset", str(tmp_path / "loud.yaml")],  # was "mix 3.0: ...", as if --mix
+            f"preset {tmp_path / 'loud.yaml'}: mix 3.0: expected a number in [0, 1]",
+            True,
+        ),
     ]
     load, loaded = session.load_model, []
     monkeypatch.setattr(session, "load_model", lambda cfg: (loaded.append(cfg), load(cfg))[1])
