@@ -43,7 +43,8 @@ class LiveConfig:
     threads: torch threads on the model thread.
     rt_priority: the model thread's real-time priority (SCHED_FIFO; 0: normal), as far as the OS allows.
     preset: preset YAML applied at start.
-    mix, bypass: initial dry/wet and bypass.
+    mix, bypass: initial dry/wet (None: 1, or the preset's) and bypass (True: bypassed, whatever the preset
+        says); both given win over the preset's (`--mix 0.3 --preset p.yaml` with `mix: 0.8` in it started at 0.8).
     meters: concept meters from the bank's probes (costs one SAE encode per block).
     timing_s: seconds of block timing per candidate block.
     """
@@ -61,7 +62,7 @@ class LiveConfig:
     rt_priority: int = 1
     preset: Path | None = None
     model_device: str = "cpu"
-    mix: float = 1.0
+    mix: float | None = None
     bypass: bool = False
     meters: bool = True
     timing_s: float = 1.0
@@ -159,13 +160,16 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
         )
     d_sae = int(sae.W_dec.shape[0]) if sae is not None else 0
     state = EditState.from_concepts(d_sae, concepts)
-    controls = Controls(state, mix=cfg.mix, bypass=cfg.bypass)
+    controls = Controls(state, mix=1.0 if cfg.mix is None else cfg.mix, bypass=cfg.bypass)
     if cfg.preset is not None:
         try:
             with controls.transaction() as draft:
                 draft.load_preset(read_preset(cfg.preset))
         except UserError as exc:  # "mix 3.0: ..." did not say it was the preset's, not --mix
             raise UserError(str(exc) if str(exc).startswith("preset ") else f"preset {cfg.preset}: {exc}") from None
+        with controls.transaction() as draft:  # what the command line says wins over the preset's mix and bypass
+            draft.set_mix(draft.mix if cfg.mix is None else cfg.mix)
+            draft.bypass = draft.bypass or cfg.bypass
     meters = MeterParams.from_concepts(concepts) if cfg.meters and sae is not None else None
     alignment = rave.alignment()  # measured once per model file in a process
 

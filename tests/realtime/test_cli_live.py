@@ -120,6 +120,19 @@ def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
     assert np.abs(a - b).max() > 1e-3 * max(np.abs(a).max(), 1e-6)
 
 
+def test_mix_and_bypass_given_win_over_the_presets(tiny_rave_ts, bank, wav, tmp_path, capsys):
+    """`--bypass --preset p.yaml` with `bypass: 0` in it started unbypassed, and `--mix 0.3` with `mix: 0.8` at 0.8,
+    without a word."""
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("concepts: {bright: {mode: 'on', strength: 2}}\nmix: 0.8\nbypass: 0\n")
+    base = ["--model", str(tiny_rave_ts), "--bank", str(bank.path), "--in", str(wav), "--out", str(tmp_path / "o.wav"),
+            "--no-osc", "--no-view", "--blocksize", "1024", "--headroom", "1", "--preset", str(preset)]  # fmt: skip
+    for extra, said in ((["--bypass"], "bypass"), (["--mix", "0.3"], "mix 0.3")):
+        proc = live_here(capsys, *base, *extra)
+        assert proc.returncode == 0, proc.stderr
+        assert f"preset preset.yaml: bright on:2, noisy off, {said}" in proc.stdout.splitlines(), (extra, proc.stdout)
+
+
 def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
     not_rave = tmp_path / "x.ts"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(not_rave))

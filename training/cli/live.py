@@ -91,8 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the model thread's real-time priority (SCHED_FIFO 1-99: above normal threads, below the audio "
         "callback's; 0: normal scheduling; default 1; where the OS refuses, the start-up lines say so)",
     )
-    p.add_argument("--mix", type=float, default=1.0, help="initial dry/wet mix in [0, 1]")
-    p.add_argument("--bypass", action="store_true", help="start bypassed")
+    p.add_argument("--mix", type=float, help="initial dry/wet mix in [0, 1] (default 1, or --preset's; given, it wins)")
+    p.add_argument("--bypass", action="store_true", help="start bypassed (whatever --preset says)")
     p.add_argument("--osc-host", help=f"OSC bind address (default {OSC_HOST}: loopback only)")
     p.add_argument("--osc-port", type=int, help=f"OSC UDP port (default {OSC_PORT}; 0 = any free port)")
     p.add_argument("--reply-port", type=int, help="send OSC replies to this port instead of the sender's")
@@ -192,7 +192,7 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         check_audio_out(args.output, "--out")
     if args.headroom is not None and not 0.0 < args.headroom <= 4.0:
         raise UserError(f"--headroom {args.headroom}: expected a number of blocks in (0, 4]")
-    if not 0.0 <= args.mix <= 1.0:
+    if args.mix is not None and not 0.0 <= args.mix <= 1.0:
         raise UserError(f"--mix {args.mix}: expected a number in [0, 1]")
     if args.inject_stalls:
         try:
