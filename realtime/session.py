@@ -107,6 +107,8 @@ def load_model(cfg: LiveConfig) -> Any:
     """The RAVE model of `cfg` (validated: a streaming export)."""
     from realtime.rave import RaveModel
 
+    if Path(cfg.model).is_dir():  # was "no such file", of a folder that is there
+        raise UserError(f"RAVE model {cfg.model}: a folder; expected a streaming RAVE export (.ts file)")
     if not Path(cfg.model).is_file():
         raise UserError(f"RAVE model {cfg.model}: no such file")
     return RaveModel.load(cfg.model, device=cfg.model_device)
@@ -145,6 +147,8 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
     sae = None
     hook = "latent"
     if sae_dir is not None:
+        if Path(sae_dir).is_file():  # was "no such directory", of a file that is there
+            raise UserError(f"SAE {sae_dir}: a file; expected an SAE directory (cfg.json + sae_weights.safetensors)")
         if not Path(sae_dir).is_dir():
             raise UserError(f"SAE {sae_dir}: no such directory")
         sae_cfg = read_sae_cfg(sae_dir)

@@ -149,6 +149,9 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
     cases = [
         (["--model", str(not_rave), "--in", str(wav), "--out", out], "not a RAVE export"),
         (["--model", str(tmp_path / "missing.ts"), "--in", str(wav), "--out", out], "no such file"),
+        (["--model", str(tmp_path), "--in", str(wav), "--out", out], "a folder; expected a streaming RAVE export"),
+        (["--model", str(tiny_rave_ts), "--sae", str(wav), "--in", str(wav), "--out", out],
+         "in.wav: a file; expected an SAE directory"),  # each was "no such file/directory" of a path that is there
         (["--model", str(tiny_rave_ts), "--sae", str(wrong_sae), "--in", str(wav), "--out", out],
          "takes 8-dim inputs; tiny_rave.ts has 16 latents"),
         (["--model", str(tiny_rave_ts), "--sae", str(other_sae), "--in", str(wav), "--out", out],
