@@ -53,3 +53,12 @@ def test_a_batch_that_is_not_text_is_one_line(tmp_path):
     (tmp_path / "jobs.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\xff\xfe\xac\x9d")
     with pytest.raises(UserError, match=r"jobs\.wav: not a text file; expected a YAML list or a CSV of jobs"):
         read_jobs(tmp_path / "jobs.wav", tmp_path / "outs", seed=0, duration=10.0, sets=[])
+
+
+def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM: it was refused with "expected a 'prompt' column", which it has."""
+    (tmp_path / "j.csv").write_bytes("\ufeffprompt,seed\r\nguitar,3\r\n".encode())
+    jobs = read_jobs(tmp_path / "j.csv", tmp_path / "outs", seed=0, duration=10.0, sets=[])
+    assert [(j.prompt, j.seed) for j in jobs] == [("guitar", 3)]
+    with pytest.raises(UserError, match="the header reads 'prompt;seed'"):  # another separator: said, not guessed
+        _jobs(tmp_path, "s.csv", "prompt;seed\nguitar;3\n")

@@ -85,14 +85,17 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
     if not path.is_file():
         raise UserError(f"--batch {path}: not a file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a BOM: '\ufeffprompt'
     except UnicodeDecodeError:  # an audio file given by mistake: a traceback before
         raise UserError(f"--batch {path}: not a text file; expected a YAML list or a CSV of jobs") from None
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())
         rows: list[Any] = list(reader)
         if rows and "prompt" not in rows[0]:
-            raise UserError(f"--batch {path}: expected a 'prompt' column")
+            header = ",".join(reader.fieldnames or ())
+            raise UserError(
+                f"--batch {path}: expected a 'prompt' column (comma-separated); the header reads {header!r}"
+            )
         unknown = [c for c in reader.fieldnames or () if c not in KEYS]
         if unknown:
             raise UserError(f"--batch {path}: unknown column {unknown[0]!r}; expected {', '.join(KEYS)}")
