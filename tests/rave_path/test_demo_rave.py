@@ -215,7 +215,8 @@ def test_bad_recipe_inputs_are_one_line_and_train_nothing(tmp_path, concept_data
 @pytest.mark.parametrize(
     "argv",
     [["--fidelity", "nan"], ["--fidelity", "1"], ["--fidelity", "0"], ["--batch", "0"], ["--lr", "nan"],
-     ["--sr", "0"], ["--capacity", "0"], ["--steps", "0"], ["--device", "cuda:9"]],
+     ["--sr", "0"], ["--capacity", "0"], ["--steps", "0"], ["--device", "cuda:9"], ["--threads", "100000"],
+     ["--warmup", "-1"], ["--adversarial-lr", "nan"]],
 )  # fmt: skip
 def test_bad_recipe_options_are_refused_at_parse(tmp_path, argv):
     from training.rave import demo_model

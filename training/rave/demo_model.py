@@ -44,6 +44,7 @@ from training.cli.args import (
     nonneg_int,
     positive_float,
     positive_int,
+    thread_count,
 )
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eval-every", type=nonneg_int, default=1000, help="steps between held-out evaluations (0: none)"
     )
-    parser.add_argument("--threads", type=positive_int, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
+    parser.add_argument("--threads", type=thread_count, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
     parser.add_argument("--export", type=Path, help="export the run's checkpoint to this .ts and stop")
     parser.add_argument("--fidelity", type=kept_variance, default=0.999, help="kept latent variance (max 0.999)")
     add_device(parser, "training")
