@@ -44,16 +44,22 @@ def test_threads_past_what_torch_can_start_is_one_line(argv, capsys):
 
 
 @pytest.mark.parametrize(
-    "argv", [["render", "rave", "--in", "a.wav", "--out", "b.wav", "--model", "m.ts"], ["render", "musicgen",
-             "--model", "m", "--prompt", "rock", "--out", "b.wav"]]
+    "argv",
+    [["render", "rave", "--in", "a.wav", "--out", "b.wav", "--model", "m.ts"],
+     ["render", "musicgen", "--model", "m", "--prompt", "rock", "--out", "b.wav"],
+     ["data", "make", "--out", "d"], ["models", "rave", "--out", "m.ts"], ["models", "musicgen", "--out", "m"],
+     ["demo", "--out", "d"], ["sae", "train", "--activations", "a", "--out", "s"],
+     ["collect", "musicgen", "--model", "m", "--prompts", "p.txt", "--out", "s"]],
 )  # fmt: skip
-def test_a_seed_torch_cannot_take_is_one_line(argv, capsys):
-    """`--seed 99999999999999999999999` was a traceback (torch.manual_seed: Overflow) after the model loaded."""
+@pytest.mark.parametrize("seed", ["99999999999999999999999", "-1"])
+def test_a_seed_torch_or_numpy_cannot_take_is_one_line(argv, seed, capsys):
+    """`--seed 99999999999999999999999` was a traceback (torch.manual_seed: Overflow) after the model loaded, and
+    `data make --seed -1` one from numpy's default_rng ("expected non-negative integer")."""
     with pytest.raises(SystemExit) as exit_:
-        main([*argv, "--seed", "99999999999999999999999"])
+        main([*argv, f"--seed={seed}"])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--seed: '99999999999999999999999': expected an integer within 64 bits" in err[0], err
+    assert len(err) == 1 and f"--seed: '{seed}': expected an integer in [0, 2**63)" in err[0], err
 
 
 @pytest.mark.parametrize("check, text", [(positive_float, "inf"), (positive_float, "nan"), (nonneg_float, "nan")])

@@ -42,9 +42,10 @@ fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 MAX_THREADS = 1024
 thread_count = _checked(int, lambda v: 0 < v <= MAX_THREADS, f"a positive integer, at most {MAX_THREADS}")
 """`--threads`: 100000 crashed torch (libgomp cannot make the threads: a segfault, or exit 1 with no line)."""
-SEED_RANGE = (-(2**63), 2**64)
-"""What `torch.manual_seed` takes; past it, a traceback at the first render."""
-seed_int = _checked(int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer within 64 bits (-2**63 to 2**64-1)")
+SEED_RANGE = (0, 2**63)
+"""What both torch (`manual_seed`) and numpy (`default_rng`) take: past it a torch traceback at the first render,
+below 0 numpy's (`data make --seed -1`)."""
+seed_int = _checked(int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer in [0, 2**63)")
 folds = _checked(int, lambda v: v >= 2, "an integer >= 2")
 """Cross-validation folds: one fold would train and test on the same clips."""
 meter_seconds = _checked(float, lambda v: 0 < v <= 60, "a time constant in seconds, > 0 and at most 60")

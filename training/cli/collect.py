@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float
+from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float, seed_int
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -125,7 +125,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         help="seconds generated per prompt (default: the LM's training segment when the model folder's "
         "training.json names it, as the demo MusicGen's does; else 10)",
     )
-    parser.add_argument("--seed", type=int, help="generation seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, help="generation seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
     parser.add_argument("--cfg-coef", type=guidance_coef, help="classifier-free guidance (default 3)")
     parser.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli.args import seed_int
 from training.cli.quiet import output_console, progress_bar
 from training.data.concept_clips import DEFAULT_FONTS, FONTS
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     make.add_argument("--out", required=True, help="output directory")
     make.add_argument("--n", type=int, default=100, help="number of clips (default 100)")
-    make.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    make.add_argument("--seed", type=seed_int, default=0, help="base seed (default 0)")
     make.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
     make.add_argument("--sr", type=int, default=44100, help="sample rate in Hz (default 44100)")
     make.add_argument("--p-solo", type=float, default=0.3, help="fraction of solo clips (default 0.3)")

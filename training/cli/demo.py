@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_threads, nonneg_int, positive_float, positive_floats, positive_int
+from training.cli.args import (
+    add_device,
+    add_threads,
+    nonneg_int,
+    positive_float,
+    positive_floats,
+    positive_int,
+    seed_int,
+)
 from training.cli.quiet import output_console
 from training.demo import DemoConfig
 
@@ -27,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--duration", type=positive_float, help="clip length in seconds (default 4; with --musicgen the LM's segment)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--concepts", default="guitar,drums", help="concepts to find; the first is rendered")
     p.add_argument(
         "--sae-steps", type=positive_int, help="SAE training steps (default 1500; with --musicgen 400 per layer)"

@@ -16,6 +16,7 @@ from training.cli.args import (
     positive_float,
     positive_floats,
     positive_int,
+    seed_int,
     strength,
 )
 from training.cli.quiet import output_console
@@ -68,7 +69,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40)")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     add_threads(p)
     add_device(p, "the RAVE models")
     p.set_defaults(func=run_fidelity)
@@ -161,7 +162,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         help="no detectors of a concept playing alone (default: each concept with a DATA/concepts/<c>/alone folder "
         "gets one at each hook, `concept find --alone`, and the baseline's off the same silence)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     add_threads(p)
     add_device(p, "RAVE and the SAEs")
     p.set_defaults(func=run_hooks)
@@ -250,7 +251,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--listen",
         type=nonneg_int,
@@ -330,7 +331,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--strength", type=strength, default=1.0, help="strength of `on` (default 1)")
     add_watch(p)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     add_edit_rows(p)
     add_device(p, "MusicGen and the SAEs")
     add_threads(p)

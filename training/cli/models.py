@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from training.cli.args import seed_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "latent PCA on a test signal and export it with acids-rave's own exporter. Untrained: for tests.",
     )
     rave.add_argument("--out", required=True, help="output .ts path")
-    rave.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
+    rave.add_argument("--seed", type=seed_int, default=0, help="weights seed (default 0)")
     rave.add_argument(
         "--config", action="append", default=None, help="acids-rave gin config, repeatable (default: v2_small, causal)"
     )
@@ -72,7 +74,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         default="audiocraft",
         help="checkpoint format (default audiocraft)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="weights seed (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="weights seed (default 0)")
     parser.add_argument("--layers", type=int, default=4, help="transformer layers (default 4)")
     parser.add_argument("--dim", type=int, default=32, help="transformer width (default 32)")
     parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")

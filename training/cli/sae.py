@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int
+from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int, seed_int
 from training.cli.quiet import output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     length.add_argument("--tokens", type=positive_int, help="training rows in total (steps = tokens / batch size)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate (default 2e-4 / sqrt(d_sae / 16384))")
     p.add_argument("--batch-size", type=positive_int, default=4096, help="rows per step over all ranks")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--eval-fraction", type=fraction, default=0.05, help="share of the sources held out, whole (default 0.05)"
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sae.atomic import atomic_write_text
 from sae.stats import Interval
-from training.cli.args import Parser
+from training.cli.args import Parser, seed_int
 
 
 def _write(path: Path, text: str) -> None:
@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--top-k", type=nonneg_int, default=250, help="top-k sampling (default 250; 0: every token)")
     a.add_argument(
         "--seed",
-        type=nonneg_int,
+        type=seed_int,
         default=0,
         help="first random seed (another one draws other renders: a validation set)",
     )

@@ -44,7 +44,7 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.stats import Interval, paired_diff, verdict, wilson
-from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int
+from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int, seed_int
 from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
@@ -563,10 +563,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=positive_float,
         help="seconds per render and collected prompt (default: the LM's training segment)",
     )
-    p.add_argument("--seed", type=nonneg_int, default=d.seed, help="the collection's, the SAEs' and the renders' seed")
+    p.add_argument("--seed", type=seed_int, default=d.seed, help="the collection's, the SAEs' and the renders' seed")
     p.add_argument(
         "--render-seed",
-        type=nonneg_int,
+        type=seed_int,
         default=None,
         help="the renders' seed alone (default --seed): on the same --out, other draws that reuse its store, SAEs "
         "and banks",

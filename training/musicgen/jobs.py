@@ -70,8 +70,8 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
         job_duration = float(row["duration"]) if row.get("duration") not in (None, "") else duration
     except (TypeError, ValueError):
         raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
-    if not SEED_RANGE[0] <= job_seed < SEED_RANGE[1]:  # torch.manual_seed's range: past it, a traceback mid-batch
-        raise UserError(f"{where} job {i + 1}: seed {job_seed}: expected an integer within 64 bits")
+    if not SEED_RANGE[0] <= job_seed < SEED_RANGE[1]:  # what torch and numpy take: past it, a traceback mid-batch
+        raise UserError(f"{where} job {i + 1}: seed {job_seed}: expected an integer in [0, 2**63)")
     return RenderJob(prompt, out_dir / name, job_seed, job_duration, list(job_sets))
 
 

@@ -26,7 +26,7 @@ import torch
 from sae.atomic import atomic_torch_save, atomic_write_text
 from sae.errors import UserError, differences
 from sae.io import read_torch
-from training.cli.args import add_device, nonneg_int, positive_float, positive_int
+from training.cli.args import add_device, positive_float, positive_int, seed_int
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pt"
@@ -228,7 +228,7 @@ def add_loop_args(parser: argparse.ArgumentParser, batch: int, lr: float) -> Non
     parser.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget of this call")
     parser.add_argument("--batch", type=positive_int, default=batch)
     parser.add_argument("--lr", type=positive_float, default=lr)
-    parser.add_argument("--seed", type=nonneg_int, default=0)
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--checkpoint-every", type=positive_int, default=250)
     parser.add_argument("--eval-every", type=positive_int, default=250)
     add_device(parser, "training")

@@ -44,6 +44,7 @@ from training.cli.args import (
     nonneg_int,
     positive_float,
     positive_int,
+    seed_int,
     thread_count,
 )
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
@@ -407,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=positive_int, help=f"default {Recipe.batch}")
     parser.add_argument("--length", type=positive_int, help=f"samples per batch item (default {Recipe.length})")
     parser.add_argument("--lr", type=positive_float, help=f"default {Recipe.lr}")
-    parser.add_argument("--seed", type=nonneg_int, help=f"default {Recipe.seed}")
+    parser.add_argument("--seed", type=seed_int, help=f"default {Recipe.seed}")
     parser.add_argument("--kl-weight", type=nonneg_float, help=f"weight of the KL term (default {Recipe.kl_weight})")
     parser.add_argument("--init", type=Path, help="warm-start a new run from this streaming export's weights")
     parser.add_argument(
