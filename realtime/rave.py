@@ -57,26 +57,30 @@ class RaveModel:
     Args:
         path: the `.ts` file.
         device: torch device to run on.
+        label: how errors name the file, before its path (e.g. the option that gave it: "--init").
     """
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", label: str = "RAVE model") -> None:
         self.path = Path(path)
+        self.label = label
         self.device = torch.device(device)
         try:
             self._bytes = self.path.read_bytes()
         except OSError as exc:
-            raise UserError(f"RAVE model {self.path}: cannot read ({exc.strerror})") from None
+            raise UserError(f"{self.label} {self.path}: cannot read ({exc.strerror})") from None
         self.module = self._load()
         missing = [m for m in REQUIRED if not hasattr(self.module, m)]
         if missing or not hasattr(self.module, "encode_params"):
             what = ", ".join(missing) or "encode_params"
-            raise UserError(f"RAVE model {self.path}: not a RAVE export (missing {what})")
+            raise UserError(f"{self.label} {self.path}: not a RAVE export (missing {what})")
         in_ch, _, latent, ratio = (int(v) for v in self.module.encode_params)
         if in_ch not in (1, 2):  # the engine, renders and nn~ export play one or two channels
-            raise UserError(f"RAVE model {self.path}: {in_ch} audio channels; expected a mono or stereo model (1 or 2)")
+            raise UserError(
+                f"{self.label} {self.path}: {in_ch} audio channels; expected a mono or stereo model (1 or 2)"
+            )
         if hasattr(getattr(self.module, "encoder", None), "rvq"):  # acids-rave's DiscreteEncoder
             raise UserError(
-                f"RAVE model {self.path}: a discrete export (its latents are codebook indices); expected a RAVE with "
+                f"{self.label} {self.path}: a discrete export (its latents are codebook indices); expected a RAVE with "
                 "continuous latents (variational or wasserstein: v1, v2, v3, raspberry, ...)"
             )
         self.channels = in_ch
@@ -92,7 +96,7 @@ class RaveModel:
         model = cls(path, device)
         if check_streaming and not model._remembered("streaming", lambda: model.new_stream().is_streaming()):
             raise UserError(
-                f"RAVE model {model.path}: not a streaming export (re-export it with `rave export --streaming`)"
+                f"{model.label} {model.path}: not a streaming export (re-export it with `rave export --streaming`)"
             )
         return model
 
@@ -101,7 +105,7 @@ class RaveModel:
             module = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
         except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"RAVE model {self.path}: not a TorchScript file ({first})") from None
+            raise UserError(f"{self.label} {self.path}: not a TorchScript file ({first})") from None
         _silence_caches(module)
         return module.eval()
 
@@ -252,7 +256,7 @@ def measure_delay(model: RaveModel, block: int | None = None, max_blocks: int = 
         changed = torch.nonzero((a - b).abs().amax(dim=(0, 1)) > 0)
         if len(changed):
             return i * block + int(changed[0, 0]) - block
-    raise UserError(f"RAVE model {model.path}: output never responds to an impulse within {max_blocks} blocks")
+    raise UserError(f"{model.label} {model.path}: output never responds to an impulse within {max_blocks} blocks")
 
 
 def sae_hook(cfg: dict) -> str:

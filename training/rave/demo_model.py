@@ -196,10 +196,7 @@ def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
 
     if not Path(ts_path).is_file():
         raise UserError(f"--init {ts_path}: no such file (expected a streaming RAVE export, .ts)")
-    try:
-        rave = RaveModel(ts_path)
-    except UserError as exc:  # "RAVE model PATH: why" as the option the user gave
-        raise UserError(f"--init {ts_path}: {str(exc).split(': ', 1)[-1]}") from None
+    rave = RaveModel(ts_path, label="--init")  # one line naming --init for a file that is not a RAVE export
     if rave.sr != sample_rate:
         print(f"note: --init {ts_path} is a {rave.sr} Hz model; its weights start a {sample_rate} Hz one")
     src = rave.module.state_dict()
