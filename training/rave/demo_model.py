@@ -138,17 +138,23 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
 # ---------------------------------------------------------------- model
 
 
-def loss_terms(
-    model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """RAVE phase-1 generator losses for a batch [B, 1, T], and the reconstruction [B, 1, T]."""
+def reconstruct_batch(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A batch [B, 1, T] through the model as phase 1 trains it: (input bands, output bands, output [B, 1, T],
+    KL term)."""
     from rave.model import _pqmf_decode
 
     z, x_mb = model.encode(x, return_mb=True)
     z, kl = model.encoder.reparametrize(z)[:2]
     y_mb = model.decoder(z)
     y = _pqmf_decode(model.pqmf, y_mb, batch_size=x.shape[:-2], n_channels=1)[..., : x.shape[-1]]
-    y_mb = y_mb[..., : x_mb.shape[-1]]
+    return x_mb, y_mb[..., : x_mb.shape[-1]], y, kl
+
+
+def loss_terms(
+    model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """RAVE phase-1 generator losses for a batch [B, 1, T], and the reconstruction [B, 1, T]."""
+    x_mb, y_mb, y, kl = reconstruct_batch(model, x)
     terms = {f"multiband_{k}": v for k, v in model.multiband_audio_distance(x_mb, y_mb).items()}
     terms.update({f"fullband_{k}": v for k, v in model.audio_distance(x, y).items()})
     terms["kl"] = kl_weight * kl
@@ -358,8 +364,8 @@ def train_step(
     model.encoder.set_warmed_up(adversarial)  # acids-rave's switch: the encoder's output is detached
     model.decoder.set_warmed_up(adversarial)
     if adversarial and step % 2 == 0:
-        with torch.no_grad():
-            y = loss_terms(model, x, recipe.kl_weight)[1]
+        with torch.no_grad():  # the reconstruction alone: the distances train the decoder, not the discriminator
+            y = reconstruct_batch(model, x)[2]
         dis = adversarial_terms(model, x, y)[0]
         opts["dis_opt"].zero_grad()
         dis.backward()
