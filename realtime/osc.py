@@ -62,6 +62,7 @@ from realtime.controls import PRESET_KEYS, Controls, Draft, read_preset
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.steering import STRENGTH_LIMIT as LIMIT
+from sae.steering import known_concepts
 
 QUEUE = 1024  # packets kept while the model loads
 READ_TAGS = set("ihfdsbrmtTFN[]")  # the argument types python-osc reads; it drops others (S, c, I...) silently
@@ -231,8 +232,7 @@ class OscControl:
             if len(parts) == 3 and parts[0] == "concept":
                 name, what = parts[1], parts[2]
                 if name not in state.controls:
-                    known = ", ".join(state.controls) or "none loaded"
-                    raise UserError(f"{address}: unknown concept {_clip(name, 60)!r} (known: {known})")
+                    raise UserError(f"{address}: unknown concept {_clip(name, 60)!r}: {known_concepts(state.controls)}")
                 if what == "mode":
                     state.set_mode(name, _string(address, args))
                 elif what == "strength":

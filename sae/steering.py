@@ -33,7 +33,7 @@ Used per block by the live engine (`realtime/`) and by the offline renders on te
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
@@ -397,6 +397,11 @@ def _default_of(concept: Any) -> ConceptControl:
     return ConceptControl(mode=mode, strength=strength, gain=strength if mode == "scale" else 1.0)
 
 
+def known_concepts(names: Collection[str]) -> str:
+    """What an unknown concept's error says was expected: the loaded names, or that none are (no bank given)."""
+    return f"expected one of {', '.join(sorted(names))}" if names else "no concepts are loaded (no --bank given?)"
+
+
 @dataclass
 class EditState:
     """The mutable steering state: per-concept controls and raw per-feature gains → one `Edit`.
@@ -436,8 +441,7 @@ class EditState:
 
     def _control(self, name: str) -> ConceptControl:
         if name not in self.controls:
-            known = ", ".join(sorted(self.controls)) or "none loaded"
-            raise UserError(f"unknown concept {name!r}: expected one of {known}")
+            raise UserError(f"unknown concept {name!r}: {known_concepts(self.controls)}")
         return self.controls[name]
 
     def set_mode(self, name: str, mode: str) -> None:

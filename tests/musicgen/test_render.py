@@ -119,13 +119,18 @@ def test_edit_rows_cond_leaves_the_unconditional_rows_alone(tmp_path, mg):
 
 
 def test_the_commands_that_steer_musicgen_edit_the_conditional_rows_by_default():
-    """`render musicgen` and `eval musicgen` default to `--edit-rows cond`, as `BankSteering` does."""
+    """`render musicgen` and `eval musicgen` default to `--edit-rows cond`, as `BankSteering` does (the parsers
+    leave it None, so that render can refuse it given with no edit; the full render's record says "cond")."""
+    import inspect
+
+    from training.cli.args import EDIT_ROWS_DEFAULT
     from training.cli.main import build_parser
 
     parser = build_parser()
     render_args = parser.parse_args(["render", "musicgen", "--model", "m", "--prompt", "p"])
     eval_args = parser.parse_args(["eval", "musicgen", "--data", "d", "--model", "m", "--bank", "b", "--out", "o"])
-    assert render_args.edit_rows == eval_args.edit_rows == "cond"
+    assert render_args.edit_rows is None and eval_args.edit_rows is None
+    assert EDIT_ROWS_DEFAULT == inspect.signature(BankSteering).parameters["edit_rows"].default == "cond"
 
 
 def test_positions_with_the_same_edit_share_one_sae_call(tmp_path, mg):
@@ -201,12 +206,14 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
     assert not np.array_equal(edited, plain)
     ref = render(mg, ["happy guitar"], 0.4, seed=3).wav[0, 0].numpy()
     np.testing.assert_allclose(plain, ref, atol=1 / 32767)  # --plain is the same seed without edits
-    # what made the files is written beside them, as a batch's render.json (a single render kept no record)
-    rec = json.loads((tmp_path / "out.render.json").read_text())
+    # what made the files is written beside them, as a batch's render.json (a single render kept no record), named
+    # with the suffix, so out.wav and out.ogg keep a record each (they shared out.render.json)
+    rec = json.loads((tmp_path / "out.wav.render.json").read_text())
     files = {f["file"]: f for f in rec["files"]}
     assert files["out.wav"]["sets"] == ["guitar=off", "piano=on:2"] and files["out.plain.wav"]["sets"] == []
     assert files["out.wav"]["prompt"] == "happy guitar" and files["out.wav"]["seed"] == 3
     assert rec["model"] == mg.model_ref() and rec["bank"] == str((tmp_path / "concepts.yaml").resolve())
+    assert rec["edit_rows"] == "cond"  # the default
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("- happy piano\n- {prompt: sad drums, name: sad, seed: 7, set: ['drums=off@0.1-0.3']}\n")
@@ -338,10 +345,15 @@ def test_progress_counts_generation_steps(backend, audiocraft_dir, transformers_
             ["--batch", "plain.yaml", "--out-dir", "outs", "--plain"],
             "job a.wav: --plain writes a.plain.wav, another job's file; rename one of them",
         ),
+        (["--prompt", "rock", "--out", "x.wav", "--plain"], "--plain: applies to concept edits, and there is no --set"),
+        (["--prompt", "rock", "--out", "x.wav", "--bank", "b.yaml"], "--bank: applies to concept edits, and there"),
+        (["--prompt", "rock", "--out", "x.wav", "--edit-rows", "both"], "--edit-rows: applies to concept edits"),
+        (["--batch", "plain.yaml", "--out-dir", "outs", "--bank", "b.yaml"], "no --set and no job with a set"),
     ],
 )
 def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch, extra, expected, capsys):
-    """Each was accepted and ignored (--out-dir with --prompt, --out with --batch, --top-k -5) or a traceback
+    """Each was accepted and ignored (--out-dir with --prompt, --out with --batch, --top-k -5, the edits' --plain,
+    --bank and --edit-rows with no edit) or a traceback
     mid-generation (nan or 1e300 guidance, infinite duration); guidance below 1 differed between the backends;
     --plain overwrote job a.plain.wav with job a.wav's plain render."""
     monkeypatch.chdir(tmp_path)
@@ -360,7 +372,7 @@ def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch
 @pytest.mark.parametrize(
     "folder, extra, expected",
     [
-        ("x.render.json", ["--prompt", "rock", "--out", "x.wav"], "--out x.wav: x.render.json: is a folder"),
+        ("x.wav.render.json", ["--prompt", "rock", "--out", "x.wav"], "--out x.wav: x.wav.render.json: is a folder"),
         ("outs/render.json", ["--batch", "jobs.yaml", "--out-dir", "outs"], "--out-dir outs: its record outs/render"),
         ("x.plain.wav", ["--prompt", "rock", "--out", "x.wav", "--plain"], "--plain x.plain.wav: is a folder"),
     ],

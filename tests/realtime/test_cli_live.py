@@ -305,6 +305,7 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
             "other.yaml: unknown concept 'nosuch'",
             True,
         ),
+        (["--preset", str(tmp_path / "other.yaml")], "unknown concept 'nosuch': no concepts are loaded", True),
         (
             ["--bank", str(bank.path), "--preset", str(tmp_path / "loud.yaml")],  # was "mix 3.0: ...", as if --mix
             f"preset {tmp_path / 'loud.yaml'}: mix 3.0: expected a number in [0, 1]",

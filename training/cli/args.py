@@ -147,12 +147,16 @@ def add_musicgen_model(parser: argparse.ArgumentParser) -> None:
     )
 
 
+EDIT_ROWS_DEFAULT = "cond"
+
+
 def add_edit_rows(parser: argparse.ArgumentParser) -> None:
-    """`--edit-rows` of the MusicGen commands that steer (render, eval); realtime/musicgen/render.py says why."""
+    """`--edit-rows` of the MusicGen commands that steer (render, eval); realtime/musicgen/render.py says why. Its
+    default is None, so that a command can tell the option given from the default (`EDIT_ROWS_DEFAULT`)."""
     parser.add_argument(
         "--edit-rows",
         choices=("both", "cond"),
-        default="cond",
+        default=None,
         help="guidance rows the edits touch: cond (default: the conditional rows only; guidance multiplies the edit "
         "by --cfg-coef, so `on` wants strengths of about 0.25-0.5; measured to remove concepts far better) or both "
         "(an edit reaches the output once at any --cfg-coef, so strengths mean what a teacher-forced judge measured)",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import (
+    EDIT_ROWS_DEFAULT,
     add_device,
     add_edit_rows,
     add_musicgen_model,
@@ -365,7 +366,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.strength,
         args.seed,
         args.device,
-        args.edit_rows,
+        args.edit_rows or EDIT_ROWS_DEFAULT,
         watch=names_of(args.watch),
     )
     console = output_console()

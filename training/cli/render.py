@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from training.cli.args import (
+    EDIT_ROWS_DEFAULT,
     add_device,
     add_edit_rows,
     add_musicgen_model,
@@ -208,7 +209,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
         if args.plain:  # a folder there failed after the edited render, naming a temporary file
             check_audio_out(_plain(job.out), "--plain")
-    record = Path(args.out_dir) / "render.json" if args.batch else jobs[0].out.with_suffix(".render.json")
+    record = Path(args.out_dir) / "render.json" if args.batch else _record_of(jobs[0].out)
     where = f"--out-dir {args.out_dir}: its record" if args.batch else f"--out {args.out}:"
     check_output_file(record, (".json",), where)  # what made each file, written last
     if args.plain:  # a job's NAME.plain.wav that is another job's file: overwritten by it, and listed twice
@@ -231,6 +232,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
         check_sets((s.name, s.mode) for s in sets)
     if any(parsed.values()) and not args.bank:
         raise UserError("--set needs --bank (the concept bank YAML)")
+    if not any(parsed.values()):  # options of an edit, given with no edit: the render would ignore them
+        given = [o for o, on in (("--bank", args.bank), ("--plain", args.plain), ("--edit-rows", args.edit_rows)) if on]
+        if given:
+            where = "no --set" if args.prompt is not None else "no --set and no job with a set"
+            raise UserError(f"{given[0]}: applies to concept edits, and there is {where} (the render is plain)")
+    args.edit_rows = args.edit_rows or EDIT_ROWS_DEFAULT
     bank = ConceptBank.load(args.bank) if args.bank else None
 
     console = output_console(stderr=True)
@@ -291,15 +298,21 @@ def run_musicgen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _record_of(out: Path) -> Path:
+    """Where a --prompt render's record goes: OUT.render.json beside OUT, suffix kept (x.wav → x.wav.render.json),
+    so that x.wav and x.ogg keep a record each."""
+    return out.with_name(out.name + ".render.json")
+
+
 def _plain(out: Path) -> Path:
     """Where --plain writes the unedited render of `out`: NAME.plain.wav."""
     return out.with_suffix(".plain" + out.suffix)
 
 
 def _write_record(args: argparse.Namespace, mg, renders: list, dest: Path) -> None:
-    """`dest` (a batch's OUT_DIR/render.json, a prompt's OUT.render.json): what made each file (prompt, the
-    description a lookup-table model played it as, seed, seconds, edits) and the settings they share (model, bank,
-    guidance, top-k, edit rows)."""
+    """`dest` (a batch's OUT_DIR/render.json, a prompt's `_record_of`): what made each file (prompt, the description
+    a lookup-table model played it as, seed, seconds, edits) and the settings they share (model, bank, guidance,
+    top-k, edit rows)."""
     import json
 
     from realtime.musicgen.descriptions import canonical_prompts
