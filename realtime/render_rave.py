@@ -168,6 +168,11 @@ def silenced_rows(
     return rows_of
 
 
+MAX_OFFLINE_BLOCK = 2**20
+"""The longest block of an offline render (24 s at 44.1 kHz; past about 16384 samples a longer block buys no
+speed): `--block 10**12` padded the input to a trillion samples and hung."""
+
+
 def offline_block(ratio: int, target: int = 16384) -> int:
     """A large block (a multiple of the ratio): offline, per-call overhead dominates small blocks."""
     return ratio * max(1, round(target / ratio))
@@ -214,8 +219,11 @@ def render_array(
             from the previous block's edit, as the live engine does.
     """
     block = offline_block(stream.ratio) if block is None else block
-    if block <= 0 or block % stream.ratio:
-        raise UserError(f"block {block}: expected a positive multiple of the model's ratio {stream.ratio}")
+    if block <= 0 or block % stream.ratio or block > MAX_OFFLINE_BLOCK:
+        raise UserError(
+            f"block {block}: expected a positive multiple of the model's ratio {stream.ratio}, "
+            f"at most {MAX_OFFLINE_BLOCK}"
+        )
     audio = np.asarray(audio, np.float32)
     sides = audio.ndim == 2  # [frames, channels]: the model's own channels in and out
     if sides and audio.shape[1] != stream.channels:

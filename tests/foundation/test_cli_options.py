@@ -43,6 +43,15 @@ def test_threads_past_what_torch_can_start_is_one_line(argv, capsys):
     assert len(err) == 1 and "--threads: '100000': expected a positive integer, at most 1024" in err[0], err
 
 
+def test_an_offline_block_past_the_cap_is_one_line(capsys):
+    """`render rave --block 999999999999` padded the input to that many samples and hung."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["render", "rave", "--in", "a.wav", "--out", "b.wav", "--model", "m.ts", "--block", "999999999999"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and len(err) == 1, err
+    assert "--block: '999999999999': expected a positive integer, at most 1048576" in err[0], err
+
+
 @pytest.mark.parametrize(
     "argv",
     [["render", "rave", "--in", "a.wav", "--out", "b.wav", "--model", "m.ts"],
@@ -166,3 +175,36 @@ def test_every_help_text_reads_as_written():
     for name, parser in command_parsers(build_parser()).items():
         text = parser.format_help()
         assert "%%" not in text and "%(" not in text, (name, text)
+
+
+def _minimal_argv(parser: argparse.ArgumentParser, skip: argparse.Action) -> list[str]:
+    """What `parser` needs to parse (every required option, one of each required group but `skip`'s) with `x` as
+    each value."""
+    grouped = {a for g in parser._mutually_exclusive_groups if g.required for a in g._group_actions}
+    firsts = [
+        g._group_actions[0] for g in parser._mutually_exclusive_groups if g.required and skip not in g._group_actions
+    ]
+    argv: list[str] = []
+    for action in parser._actions:
+        if action is skip or not (action.required or action in firsts) or (action in grouped and action not in firsts):
+            continue
+        argv += [action.option_strings[0], "x"] if action.option_strings else ["x"]
+    return argv
+
+
+def test_an_empty_value_is_refused_by_every_option_of_every_command(capsys):
+    """`--model ''` read as the folder '.' ("RAVE model .: cannot read (Is a directory)"), `--out ''` as the
+    current folder: an empty string means nothing to any option, and each command says so in one line."""
+    checked = 0
+    for name, parser in command_parsers(build_parser()).items():
+        for action in parser._actions:
+            if not action.option_strings or action.nargs == 0:
+                continue
+            argv = [*_minimal_argv(parser, action), action.option_strings[0], ""]
+            with pytest.raises(SystemExit) as exit_:
+                parser.parse_args(argv)
+            err = capsys.readouterr().err.strip().splitlines()
+            assert exit_.value.code == 2 and len(err) == 1, (name, argv, err)
+            assert f"{action.option_strings[-1]}: expected a value, got an empty string" in err[0], (name, argv, err)
+            checked += 1
+    assert checked > 100

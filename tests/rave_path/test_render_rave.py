@@ -100,7 +100,8 @@ def test_output_is_aligned_and_blocks_do_not_matter(tiny_model, concept_data):
     assert np.allclose(small, aligned, atol=1e-4)
     with pytest.raises(UserError, match="block 1000"):
         render_array(stream, x, block=1000)
-    for bad in (0, -2048):  # 0 silently became the default block, a negative one a torch.cat traceback
+    # 0 silently became the default block, a negative one a torch.cat traceback, 2**40 padded the input and hung
+    for bad in (0, -2048, 2**40):
         with pytest.raises(UserError, match=f"block {bad}: expected a positive multiple"):
             render_array(stream, x, block=bad)
 

@@ -169,7 +169,7 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--no-osc", "--osc-port", "9001"], "--osc-port: applies with OSC on"),
         (["--model", str(tiny_rave_ts), "--no-osc", "--osc-host", "0.0.0.0"], "--osc-host: applies with OSC on"),
         (["--model", str(tiny_rave_ts), "--no-osc", "--meter-rate", "50"], "--meter-rate: applies with OSC on"),
-        (["--model", str(tiny_rave_ts), "--osc-host", ""], "--osc-host '': expected an address"),  # bound all
+        (["--model", str(tiny_rave_ts), "--osc-host", " "], "--osc-host ' ': expected an address"),  # bound all
         (["--model", str(tiny_rave_ts), "--in", str(tmp_path / "nope.wav"), "--out", out], "no such file"),
         # an input that is no audio was refused after the model loaded and measured its blocks (15 s): before now
         (["--model", str(not_rave), "--in", str(tmp_path / "notes.wav"), "--out", out],

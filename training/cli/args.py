@@ -14,6 +14,13 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
 
+    def _get_value(self, action: argparse.Action, arg_string: str):
+        """argparse's conversion of one value, refusing an empty one (`--model ''` read as the folder '.', `--out ''`
+        as here): no option of these commands means anything by an empty string."""
+        if arg_string == "" and action.option_strings:
+            raise argparse.ArgumentError(action, "expected a value, got an empty string")
+        return super()._get_value(action, arg_string)
+
 
 def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], expected: str) -> Callable[[str], float]:
     def parse(text: str):
@@ -71,6 +78,14 @@ def strength(text: str) -> float:
     return _checked(
         float, lambda v: abs(v) <= STRENGTH_LIMIT, f"a number in [-{STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
     )(text)
+
+
+def offline_block(text: str) -> int:
+    """`render rave --block`: a positive integer up to `realtime.render_rave.MAX_OFFLINE_BLOCK`, checked when parsed
+    (the model's ratio, which it must also be a multiple of, is checked once the model loads)."""
+    from realtime.render_rave import MAX_OFFLINE_BLOCK
+
+    return _checked(int, lambda v: 0 < v <= MAX_OFFLINE_BLOCK, f"a positive integer, at most {MAX_OFFLINE_BLOCK}")(text)
 
 
 def clamp_strengths(text: str) -> tuple[float, ...]:

@@ -23,16 +23,16 @@ from training.cli.args import (
 from training.cli.quiet import output_console
 
 
-def names_of(text: str) -> tuple[str, ...]:
-    """Comma-separated names (`--concepts`, `--watch`), blanks dropped."""
-    return tuple(c.strip() for c in text.split(",") if c.strip())
+def names_of(text: str | None) -> tuple[str, ...]:
+    """Comma-separated names (`--concepts`, `--watch`, `--oracle`), blanks dropped; None (not given): none."""
+    return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
 
 def add_watch(p: argparse.ArgumentParser) -> None:
     """The judges' `--watch`: concepts judged for the drift only (`names_of` splits it)."""
     p.add_argument(
         "--watch",
-        default="",
+        default=None,
         help="manifest concepts judged for the drift only, not steered, e.g. bass,strings,brass (a concept judged "
         "with no other has no drift measured, and its drift goal is not met)",
     )
@@ -64,7 +64,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--judge-sr", type=int, default=22050, help="rate every clip is judged at (default 22050)")
     p.add_argument(
         "--oracle",
-        default="",
+        default=None,
         help="concepts to also edit ideally (re-rendered from MIDI without / with their part), judged clean and "
         "through the model: the ceiling of steering (e.g. guitar,drums,piano)",
     )
@@ -97,7 +97,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
         args.judge_sr,
         args.max_clips,
         seed=args.seed,
-        oracle=tuple(c.strip() for c in args.oracle.split(",") if c.strip()),
+        oracle=names_of(args.oracle),
         oracle_clips=args.oracle_clips,
         device=args.device,
     )
@@ -226,7 +226,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument(
         "--concepts",
-        default="",
+        default=None,
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
     p.add_argument(
@@ -327,7 +327,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=positive_float, default=4.0, help="seconds per render (default 4)")
     p.add_argument(
         "--concepts",
-        default="",
+        default=None,
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
     p.add_argument("--strength", type=strength, default=1.0, help="strength of `on` (default 1)")

@@ -14,8 +14,8 @@ from training.cli.args import (
     gate_levels,
     guidance_coef,
     nonneg_int,
+    offline_block,
     positive_float,
-    positive_int,
     seed_int,
 )
 from training.cli.quiet import output_console, progress_bar
@@ -50,7 +50,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--block",
-        type=positive_int,
+        type=offline_block,
         default=None,
         help="samples per model call, a multiple of the ratio (default about 16384)",
     )
