@@ -90,6 +90,11 @@ def test_a_few_skipped_steps_are_survived(tmp_path):
         (train_codec, ["--device", "gpu"], "--device"),
         (train_codec, ["--device", "cuda:7"], "--device"),
         (train_codec, ["--minutes", "0"], "--minutes"),
+        (train_codec, ["--latent", "0"], "--latent"),  # was a weight_norm traceback
+        (train_codec, ["--lstm", "-1"], "--lstm"),  # was torch's "num_layers must be greater than zero" traceback
+        (train_codec, ["--dead-code", "nan"], "--dead-code"),  # was trained on, NaN in run.json
+        (train_codec, ["--sample-rate", "0"], "--sample-rate"),  # was "--steps and --batch must be >= 1 and ..."
+        (train_codec, ["--filters", "-4"], "--filters"),
         (train_lm, ["--lut-dim", "0"], "--lut-dim"),
         (train_lm, ["--segment", "inf"], "--segment"),
         (train_lm, ["--batch", "0"], "--batch"),
@@ -149,4 +154,15 @@ def test_a_run_or_segment_that_cannot_be_is_named_before_training(toy_data, toy_
     codec = train_codec.CodecTrainConfig([str(toy_data)], tmp_path / "c", codec_sizes, steps=1, batch=2, segment=60.0)
     with pytest.raises(UserError, match=r"--segment 60: the training clips are at most 0\.6 s long"):
         train_codec.train_codec(codec, say=lambda *_: None)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_codec_segment_under_four_frames_names_the_segment(tmp_path):
+    """--sample-rate 7 (or --segment 0.01) said '--steps and --batch must be >= 1 and --segment at least ...'."""
+    from dataclasses import replace
+
+    cfg = train_codec.CodecTrainConfig([str(tmp_path / "d")], tmp_path / "c", replace(train_codec.CodecSizes(),
+                                       sample_rate=7), steps=1, batch=1)  # fmt: skip
+    with pytest.raises(UserError, match=r"^--segment 0\.5: expected at least 4 frames \(182\.857 s at --sample-rate 7"):
+        train_codec.train_codec(cfg, say=lambda *_: None)
     assert not (tmp_path / "c").exists()

@@ -22,7 +22,7 @@ import torch
 from sae.errors import UserError
 from sae.paths import check_output_dir
 from sae.train import set_train_threads
-from training.cli.args import Parser, positive_float
+from training.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, build_codec, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -123,8 +123,12 @@ def identity(cfg: CodecTrainConfig, clips: ClipSet) -> dict:
 
 def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
     """Train (or resume) a codec run; returns the last progress record."""
-    if cfg.steps < 1 or cfg.batch < 1 or cfg.segment * cfg.sizes.sample_rate < 4 * cfg.sizes.hop:
-        raise UserError("--steps and --batch must be >= 1 and --segment at least 4 frames long")
+    if cfg.steps < 1 or cfg.batch < 1:
+        raise UserError("--steps and --batch must be >= 1")
+    sr, hop = cfg.sizes.sample_rate, cfg.sizes.hop
+    if cfg.segment * sr < 4 * hop:
+        raise UserError(f"--segment {cfg.segment:g}: expected at least 4 frames ({4 * hop / sr:g} s at --sample-rate "
+                        f"{sr}, hop {hop})")  # fmt: skip
     check_output_dir(cfg.run, "--run")
     set_train_threads()
     clips = load_clips(cfg.data, cfg.sizes.sample_rate, ("train",))
@@ -200,14 +204,16 @@ def load_trained_codec(run_dir: Path, device: str = "cpu"):
 
 def add_size_args(parser: argparse.ArgumentParser) -> None:
     d = CodecSizes()
-    parser.add_argument("--sample-rate", type=int, default=d.sample_rate)
+    parser.add_argument("--sample-rate", type=positive_int, default=d.sample_rate)
     parser.add_argument("--ratios", default=",".join(map(str, d.ratios)), help="SEANet ratios, e.g. 8,5,4,2")
-    parser.add_argument("--filters", type=int, default=d.n_filters, help="SEANet n_filters")
-    parser.add_argument("--latent", type=int, default=d.dimension, help="latent dimension")
-    parser.add_argument("--lstm", type=int, default=d.lstm, help="LSTM layers")
-    parser.add_argument("--n-q", type=int, default=d.n_q, help="codebooks")
-    parser.add_argument("--bins", type=int, default=d.bins, help="codebook size")
-    parser.add_argument("--dead-code", type=float, default=d.dead_code, help="dead-code threshold (uses per step)")
+    parser.add_argument("--filters", type=positive_int, default=d.n_filters, help="SEANet n_filters")
+    parser.add_argument("--latent", type=positive_int, default=d.dimension, help="latent dimension")
+    parser.add_argument("--lstm", type=nonneg_int, default=d.lstm, help="LSTM layers (0: none)")
+    parser.add_argument("--n-q", type=positive_int, default=d.n_q, help="codebooks")
+    parser.add_argument("--bins", type=positive_int, default=d.bins, help="codebook size")
+    parser.add_argument(
+        "--dead-code", type=nonneg_float, default=d.dead_code, help="dead-code threshold (uses per step)"
+    )
 
 
 def sizes_from_args(args: argparse.Namespace) -> CodecSizes:

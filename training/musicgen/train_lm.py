@@ -356,7 +356,7 @@ def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
         raise UserError(f"--lut-dim {args.lut_dim}: must differ from --dim (the transformers conversion needs it)")
     if not (0 < args.p_keep <= 1 and 0 <= args.p_null < 1):
         raise UserError(f"--p-keep {args.p_keep} --p-null {args.p_null}: expected 0 < p-keep <= 1, 0 <= p-null < 1")
-    if not args.opening_weight > 0:
+    if not 0 < args.opening_weight < math.inf:  # inf made every loss NaN: "the training diverged; lower --lr"
         raise UserError(f"--opening-weight {args.opening_weight}: expected a positive weight")
     if args.max_phrases is not None and args.max_phrases < 1:
         raise UserError(f"--max-phrases {args.max_phrases}: expected at least 1")
