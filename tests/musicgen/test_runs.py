@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from sae.atomic import sole_writer
 from sae.errors import UserError
 from training.musicgen import runs, train_codec, train_lm
 
@@ -166,3 +167,60 @@ def test_a_codec_segment_under_four_frames_names_the_segment(tmp_path):
     with pytest.raises(UserError, match=r"^--segment 0\.5: expected at least 4 frames \(182\.857 s at --sample-rate 7"):
         train_codec.train_codec(cfg, say=lambda *_: None)
     assert not (tmp_path / "c").exists()
+
+
+def _codec_cfg(tmp_path, run):
+    return train_codec.CodecTrainConfig([str(tmp_path / "no_data")], run, steps=1, batch=1)
+
+
+def test_a_second_training_on_a_run_is_refused_while_the_first_runs(tmp_path):
+    """Two trainings on one --run overwrote each other's state.pt (the same command started twice)."""
+    run = tmp_path / "run"
+    with sole_writer(run, "codec training"), pytest.raises(UserError, match=r"another codec training is writing"):
+        train_codec.train_codec(_codec_cfg(tmp_path, run), say=lambda *_: None)
+
+
+def test_a_checkpoint_write_killed_leaves_no_temporary_file_once_resumed(tmp_path):
+    """kill -9 while state.pt was written left `.state.pt.XXXXXXXX.tmp` (the size of a checkpoint) for good."""
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in (".state.pt.0123abcd.tmp", ".codes.pt.89abcdef.tmp"):
+        (run / name).write_bytes(b"half a checkpoint")
+    (run / "notes.tmp").write_text("mine")
+    with pytest.raises(UserError, match="no_data: not a folder"):  # the resumed training fails after clearing them
+        train_codec.train_codec(_codec_cfg(tmp_path, run), say=lambda *_: None)
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "notes.tmp"]
+
+
+def test_a_run_folder_of_another_recipe_is_refused_before_anything_is_written(tmp_path):
+    """A demo RAVE run as train_codec --run was trained into (both recipes' files in one folder); a codec run as
+    train_lm --run got the LM's codec.pt before it was refused."""
+    rave = tmp_path / "rave"
+    rave.mkdir()
+    (rave / runs.RAVE_STATE_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match=r"^--run .*rave: it holds a demo RAVE run \(train_state\.pt\), not a 'codec'"):
+        train_codec.train_codec(_codec_cfg(tmp_path, rave), say=lambda *_: None)
+    codec = tmp_path / "codec"
+    runs.open_run(codec, {"kind": "codec"})
+    lm = train_lm.LMTrainConfig([str(tmp_path / "no_data")], None, codec, steps=1, batch=1)
+    with pytest.raises(UserError, match=r"^--run .*codec: it holds a 'codec' run, not a 'lm' run"):
+        train_lm.train_lm(lm, say=lambda *_: None)
+    assert sorted(p.name for p in rave.iterdir()) == [runs.RAVE_STATE_FILE]
+    assert sorted(p.name for p in codec.iterdir()) == [runs.RUN_FILE]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [('{"kind": "codec"}', r"run: not a 'lm' run: it holds a 'codec' run"),  # was "descriptions.json is missing"
+     ("[1]", r"run\.json: expected a JSON object")],  # was an AttributeError traceback
+)  # fmt: skip
+def test_package_names_a_run_that_is_no_lm_run(tmp_path, content, expected):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.RUN_FILE).write_text(content)
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match=expected):
+        train_lm.load_lm_run(run)
+    if content == "[1]":  # evaluate codec --model RUN
+        with pytest.raises(UserError, match=expected):
+            train_codec.load_trained_codec(run)

@@ -7,7 +7,8 @@
     RUN/log.jsonl       one line of losses every few steps
 
 `train_loop` is the loop both trainings share (resume, step, log, evaluate, checkpoint, wall budget);
-`add_loop_args` their common command-line options.
+`add_loop_args` their common command-line options. `sole_run` holds a run folder for one training at a time (its
+`.lock`) and clears the temporary files a killed one left.
 
 CPU time is the process's (all threads), so CPU hours are comparable between machines and thread counts.
 """
@@ -15,15 +16,17 @@ CPU time is the process's (all threads), so CPU hours are comparable between mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from sae.atomic import atomic_torch_save, atomic_write_text
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from training.cli.args import add_device, positive_float, positive_int, seed_int
@@ -33,6 +36,8 @@ STATE_FILE = "state.pt"
 PROGRESS_FILE = "progress.json"
 LOG_FILE = "log.jsonl"
 MAX_SKIPPED = 20  # non-finite losses in a row that end a training as diverged
+RAVE_STATE_FILE = "train_state.pt"  # what marks a demo RAVE run folder (training.rave.demo_model)
+TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # sae.atomic's temporary name of a file being written
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -48,29 +53,58 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from None
 
 
+def read_identity(run_dir: Path) -> dict:
+    """A run folder's run.json, a JSON object."""
+    path = run_dir / RUN_FILE
+    ident = read_json(path)
+    if not isinstance(ident, dict):
+        raise UserError(f"{path}: expected a JSON object (the run's identity)")
+    return ident
+
+
+def check_run_folder(run_dir: Path, kind: str) -> None:
+    """`--run` is new or a `kind` run folder: a file, a demo RAVE run or a run of the other kind is refused before
+    anything is written there."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--run {run_dir}: exists and is a file; expected a run folder")
+    if (run_dir / RAVE_STATE_FILE).exists():
+        raise UserError(f"--run {run_dir}: it holds a demo RAVE run ({RAVE_STATE_FILE}), not a '{kind}' run; "
+                        "use a new --run folder")  # fmt: skip
+    old = read_identity(run_dir).get("kind") if (run_dir / RUN_FILE).exists() else kind
+    if old != kind:
+        raise UserError(f"--run {run_dir}: it holds a '{old}' run, not a '{kind}' run; use a new --run folder")
+
+
+@contextlib.contextmanager
+def sole_run(run_dir: Path, kind: str) -> Iterator[None]:
+    """Hold `run_dir` (checked by `check_run_folder`) for this training alone: a second training started on it
+    meanwhile is refused in one line (the two would overwrite each other's checkpoints); the temporary files of
+    a training killed mid-write are removed."""
+    check_run_folder(run_dir, kind)
+    with sole_writer(run_dir, f"{kind} training"):
+        for p in run_dir.iterdir():
+            m = TEMPORARY.fullmatch(p.name)
+            if m:
+                remove_leftovers(run_dir / m.group(1))
+        yield
+
+
 def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bool:
     """Create `run_dir` for `identity`, or check a resumed one matches it. Returns True when resuming.
 
     A run that never reached its first checkpoint (a start that failed, a Ctrl-C in its first steps) has nothing to
     resume: it is started again with the new settings, its `derived` files (made from the old identity) removed.
     """
-    if run_dir.exists() and not run_dir.is_dir():
-        raise UserError(f"--run {run_dir}: exists and is a file; expected a run folder")
+    check_run_folder(run_dir, identity.get("kind"))
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / RUN_FILE
-    if path.exists() and not (run_dir / STATE_FILE).exists() and read_json(path) != identity:
+    if path.exists() and not (run_dir / STATE_FILE).exists() and read_identity(run_dir) != identity:
         for name in (RUN_FILE, PROGRESS_FILE, LOG_FILE, *derived):
             (run_dir / name).unlink(missing_ok=True)
     if not path.exists():
         write_json(path, identity)
         return False
-    old = read_json(path)
-    if not isinstance(old, dict):
-        raise UserError(f"{path}: expected a JSON object (the run's identity)")
-    if old.get("kind") != identity.get("kind"):
-        raise UserError(f"--run {run_dir}: it holds a '{old.get('kind')}' run, not a '{identity.get('kind')}' run; "
-                        "use a new --run folder")  # fmt: skip
-    diff = differences(old, identity, "at the start")
+    diff = differences(read_identity(run_dir), identity, "at the start")
     if diff:
         raise UserError(
             f"--run {run_dir}: it was started with other settings ({diff}); "
@@ -79,15 +113,21 @@ def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bo
     return (run_dir / STATE_FILE).exists()
 
 
-def require(run_dir: Path, *names: str, hint: str = "") -> None:
-    """One line naming the first missing file of a run folder."""
+def require(run_dir: Path, *names: str, hint: str = "", kind: str | None = None) -> dict:
+    """A finished run's identity (run.json), of `kind` when given; one line naming the first missing file, or the
+    kind of run the folder holds instead."""
     if run_dir.is_file():
         raise UserError(f"{run_dir}: a file, expected a run folder{hint}")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder{hint}")
-    for name in names:
+    for name in (RUN_FILE, *names):
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing{hint}")
+        if name == RUN_FILE:
+            ident = read_identity(run_dir)
+            if kind is not None and ident.get("kind") != kind:
+                raise UserError(f"{run_dir}: not a '{kind}' run: it holds a '{ident.get('kind')}' run{hint}")
+    return ident
 
 
 class Clock:

@@ -130,6 +130,13 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
         raise UserError(f"--segment {cfg.segment:g}: expected at least 4 frames ({4 * hop / sr:g} s at --sample-rate "
                         f"{sr}, hop {hop})")  # fmt: skip
     check_output_dir(cfg.run, "--run")
+    with runs.sole_run(cfg.run, "codec"):
+        _train_codec(cfg, say)
+    return runs.read_json(cfg.run / runs.PROGRESS_FILE)
+
+
+def _train_codec(cfg: CodecTrainConfig, say) -> None:
+    """`train_codec` holding the run folder."""
     set_train_threads()
     clips = load_clips(cfg.data, cfg.sizes.sample_rate, ("train",))
     for line in clips.notes:
@@ -172,7 +179,6 @@ def train_codec(cfg: CodecTrainConfig, say=print) -> dict:
         {"train_clips": len(clips.rows)},
         say,
     )
-    return runs.read_json(cfg.run / runs.PROGRESS_FILE)
 
 
 @torch.no_grad()
@@ -191,10 +197,7 @@ def evaluate(model, spec: MultiScaleMel, x: torch.Tensor, bins: int) -> dict:
 def load_trained_codec(run_dir: Path, device: str = "cpu"):
     """(the run's EnCodec in eval mode, its sizes, its progress) from a codec run folder."""
     hint = " (train it with python -m training.musicgen.train_codec)"
-    runs.require(run_dir, runs.RUN_FILE, runs.STATE_FILE, hint=hint)
-    ident = runs.read_json(run_dir / runs.RUN_FILE)
-    if ident.get("kind") != "codec":
-        raise UserError(f"{run_dir}: not a codec run (run.json kind {ident.get('kind')!r})")
+    ident = runs.require(run_dir, runs.STATE_FILE, hint=hint, kind="codec")
     sizes = CodecSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in ident["sizes"].items()})
     model = build_codec(sizes, ident["seed"], device)
     state = runs.load_state(run_dir, device)

@@ -210,6 +210,13 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
     if cfg.steps < 1 or cfg.batch < 1:
         raise UserError("--steps and --batch must be >= 1")
     check_output_dir(cfg.run, "--run")
+    with runs.sole_run(cfg.run, "lm"):
+        _train_lm(cfg, say)
+    return runs.read_json(cfg.run / runs.PROGRESS_FILE)
+
+
+def _train_lm(cfg: LMTrainConfig, say) -> None:
+    """`train_lm` holding the run folder."""
     set_train_threads()
     prep, resuming = prepare(cfg, say)
     clips, held = prep["clips"], prep["held"]
@@ -262,7 +269,6 @@ def train_lm(cfg: LMTrainConfig, say=print) -> dict:
         {"train_clips": len(clips.rows)},
         say,
     )
-    return runs.read_json(cfg.run / runs.PROGRESS_FILE)
 
 
 def eval_set(codes: torch.Tensor, rows: list[dict], frames: int, n: int) -> tuple[torch.Tensor, list[dict]]:
@@ -295,10 +301,7 @@ def evaluate(lm, codes: torch.Tensor, rows: list[dict], surfaces: dict, dropout:
 def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
     """Everything `package.py` needs from an LM run: the LM, its codec, sizes, vocabulary and records."""
     hint = " (train it with python -m training.musicgen.train_lm)"
-    runs.require(run_dir, runs.RUN_FILE, runs.STATE_FILE, CODEC_FILE, VOCAB_FILE, hint=hint)
-    ident = runs.read_json(run_dir / runs.RUN_FILE)
-    if ident.get("kind") != "lm":
-        raise UserError(f"{run_dir}: not an LM run (run.json kind {ident.get('kind')!r})")
+    ident = runs.require(run_dir, runs.STATE_FILE, CODEC_FILE, VOCAB_FILE, hint=hint, kind="lm")
     codec_pkg = read_torch(run_dir / CODEC_FILE, device)
     codec_sizes = codec_sizes_of(codec_pkg)
     sizes = LMSizes(**ident["sizes"])
