@@ -224,3 +224,32 @@ def test_bad_recipe_options_are_refused_at_parse(tmp_path, argv):
     with pytest.raises(SystemExit) as stop:
         demo_model.main(["--run", str(tmp_path / "run"), *argv])
     assert stop.value.code == 2 and not (tmp_path / "run").exists()
+
+
+def test_a_run_folder_is_held_by_one_training_and_cleared_of_a_killed_ones_temporary_files(tmp_path):
+    """Two trainings on one --run overwrote each other's checkpoints; kill -9 mid-checkpoint left its temporary file
+    (a whole train_state.pt) for good; a MusicGen recipe's run or a file as --run was trained into (or failed with
+    'File exists' once the clips were loaded)."""
+    from sae.atomic import sole_writer
+    from sae.errors import UserError
+    from training.rave import demo_model
+
+    run = tmp_path / "run"
+    (run / "version_0" / "checkpoints").mkdir(parents=True)
+    left = [run / ".train_state.pt.0123abcd.tmp", run / "version_0" / "checkpoints" / ".last.ckpt.89abcdef.tmp"]
+    for path in left:
+        path.write_bytes(b"half a checkpoint")
+    too_short = {"length": 5}  # refused once the run folder is held, before a model is built
+    with sole_writer(run, "demo RAVE training"), pytest.raises(UserError, match="another demo RAVE training"):
+        demo_model.train(run, [], too_short, 1.0)
+    assert all(p.exists() for p in left)
+    with pytest.raises(UserError, match="--length 5"):
+        demo_model.train(run, [], too_short, 1.0)
+    assert not any(p.exists() for p in left)
+    (tmp_path / "mg").mkdir()
+    (tmp_path / "mg" / "run.json").write_text('{"kind": "codec"}')
+    with pytest.raises(UserError, match=r"^--run .*mg: it holds a MusicGen recipe run \(run\.json\)"):
+        demo_model.train(tmp_path / "mg", [], {}, 1.0)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match=r"^--run .*afile: exists and is a file"):
+        demo_model.train(tmp_path / "afile", [], {}, 1.0)

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.atomic import atomic_torch_save
+from sae.atomic import atomic_torch_save, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
+from sae.paths import check_output_dir
 from sae.train import set_train_threads
 from training.cli.args import (
     Parser,
@@ -81,6 +82,7 @@ V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained o
 RECIPE_OPTIONS = (
     "sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight", "warmup", "adversarial_lr"
 )  # fmt: skip
+CHECKPOINT = Path("version_0/checkpoints/last.ckpt")  # the `rave train`-style checkpoint (`save_run`)
 PHASE_2_OPTIONS = ("warmup", "adversarial_lr")  # may change on resume while the run is still in phase 1
 DISCRIMINATOR_LR = 1e-4  # acids-rave's
 
@@ -284,6 +286,14 @@ def eval_sets(data: Path | None, sample_rate: int, n: int = 8, seconds: float = 
     return sets
 
 
+def check_run_dir(run_dir: Path) -> None:
+    """`--run` is new or a demo RAVE run folder: a file, or a MusicGen recipe's run, is refused before any work."""
+    check_output_dir(run_dir, "--run")
+    if (run_dir / "run.json").exists():
+        raise UserError(f"--run {run_dir}: it holds a MusicGen recipe run (run.json), not a demo RAVE run; "
+                        "use a new --run folder")  # fmt: skip
+
+
 def train(
     run_dir: Path,
     files: list[Path],
@@ -296,8 +306,29 @@ def train(
     eval_every: int = 1000,
     threads: int | None = None,
 ) -> int:
-    """Train (or resume) until `max_steps` or the time budget; returns the step reached."""
-    set_train_threads(threads)
+    """Train (or resume) until `max_steps` or the time budget; returns the step reached. The run folder is held
+    for this training alone (a second one started on it is refused: the two would overwrite each other's
+    checkpoints), and the temporary files of a training killed mid-checkpoint are removed."""
+    check_run_dir(run_dir)
+    with sole_writer(run_dir, "demo RAVE training"):
+        for path in (run_dir / "train_state.pt", run_dir / "config.gin", run_dir / CHECKPOINT):
+            remove_leftovers(path)
+        set_train_threads(threads)
+        return _train(run_dir, files, given, minutes, max_steps, device, init, data, eval_every)
+
+
+def _train(
+    run_dir: Path,
+    files: list[Path],
+    given: dict,
+    minutes: float,
+    max_steps: int | None,
+    device: str,
+    init: Path | None,
+    data: Path | None,
+    eval_every: int,
+) -> int:
+    """`train` holding the run folder."""
     data_id = fingerprint(files)
     recipe, state = resolve_recipe(run_dir, given, data_id, init)
     if recipe.length < MIN_LENGTH:
