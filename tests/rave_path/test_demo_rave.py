@@ -253,3 +253,24 @@ def test_a_run_folder_is_held_by_one_training_and_cleared_of_a_killed_ones_tempo
     (tmp_path / "afile").write_text("x")
     with pytest.raises(UserError, match=r"^--run .*afile: exists and is a file"):
         demo_model.train(tmp_path / "afile", [], {}, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("target", "needle"),
+    [("run/train_state.pt", "suffix '.pt'; expected a file name ending in .ts"),  # the run's state was replaced
+     ("run/version_0/checkpoints/last.ckpt", "suffix '.ckpt'"),  # the checkpoint the exporter reads was replaced
+     ("out", "is a folder"),  # was '.out.0c2641cc.tmp: Is a directory'
+     ("model.wav", "suffix '.wav'")],
+)  # fmt: skip
+def test_export_is_a_ts_file_and_never_a_file_of_the_run(tmp_path, capsys, target, needle):
+    from training.rave import demo_model
+
+    run = tmp_path / "run"
+    (run / "version_0" / "checkpoints").mkdir(parents=True)
+    for name in ("train_state.pt", "config.gin", "version_0/checkpoints/last.ckpt"):
+        (run / name).write_text("the run's own")
+    (tmp_path / "out").mkdir()
+    assert demo_model.main(["--run", str(run), "--export", str(tmp_path / target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--export {tmp_path / target}: {needle}" in err[0], err
+    assert all(p.read_text() == "the run's own" for p in run.rglob("*") if p.is_file())

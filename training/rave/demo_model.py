@@ -35,7 +35,7 @@ import torch
 from sae.atomic import atomic_torch_save, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
-from sae.paths import check_output_dir
+from sae.paths import check_output_dir, check_output_file
 from sae.train import set_train_threads
 from training.cli.args import (
     Parser,
@@ -462,8 +462,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.cli.main import RESUMABLE, guarded
 
     def run() -> None:
-        if args.export:
-            export_run(args.run, args.export, fidelity=args.fidelity)
+        if args.export:  # a .ts: `--export RUN/train_state.pt` replaced the run's own state with the export
+            export_run(args.run, check_output_file(args.export, (".ts",), "--export"), fidelity=args.fidelity)
             print(f"exported {args.export}")
             return
         files = clip_files(args.audio, args.data)
