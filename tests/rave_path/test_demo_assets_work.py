@@ -54,3 +54,17 @@ def test_jobs_below_one_is_refused_at_parse(tmp_path, jobs):
     with pytest.raises(SystemExit) as e:
         demo_assets.main(["--jobs", jobs, "--work", str(tmp_path / "w"), "--out", str(tmp_path / "o")])
     assert e.value.code == 2 and not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize(
+    ("out", "needle"),
+    [("afile", "--out {tmp}/afile: exists and is a file"),  # was 'File exists' once the clips and SAE were made
+     ("work/assets", "--out {tmp}/work/assets: inside --work {tmp}/work, which is removed when done")],  # then lost
+)  # fmt: skip
+def test_an_out_that_cannot_keep_the_assets_is_refused_before_any_work(tmp_path, capsys, out, needle):
+    (tmp_path / "afile").write_text("keep me")
+    (tmp_path / "model.ts").write_text("not looked at yet")
+    argv = ["--model", str(tmp_path / "model.ts"), "--work", str(tmp_path / "work"), "--out", str(tmp_path / out)]
+    code, err = _run(capsys, *argv)
+    assert code == 2 and needle.format(tmp=tmp_path) in err and "\n" not in err, err
+    assert (tmp_path / "afile").read_text() == "keep me" and not (tmp_path / "work").exists()

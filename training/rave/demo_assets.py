@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sae.errors import UserError
+from sae.paths import check_output_dir
 from training.cli.args import Parser, positive_int
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -63,6 +64,15 @@ def claim_work(work: Path) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     (work / WORK_MARK).touch()
     return work
+
+
+def check_out(out: Path, work: Path, keep_work: bool) -> None:
+    """`--out` is a folder that can be written, and not inside `--work` when that is removed at the end (the assets
+    would go with it): checked before the clips are made, not after."""
+    check_output_dir(out)
+    if not keep_work and out.resolve().is_relative_to(work.resolve()):
+        raise UserError(f"--out {out}: inside --work {work}, which is removed when done; "
+                        "choose another --out (or pass --keep-work)")  # fmt: skip
 
 
 def remove_work(work: Path) -> None:
@@ -159,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.cli.main import guarded
 
     def run() -> None:
+        check_out(args.out, args.work, args.keep_work)
         try:
             for name, digest in make_assets(cfg).items():
                 print(f"{digest}  {name}")
