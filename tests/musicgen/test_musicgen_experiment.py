@@ -280,3 +280,23 @@ def test_an_out_that_is_a_file_is_named_before_any_input_is_read(tmp_path, capsy
     (tmp_path / "afile").write_text("keep me")
     assert main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "afile")]) == 2
     assert "--out " in capsys.readouterr().err and (tmp_path / "afile").read_text() == "keep me"
+
+
+def test_a_finished_sae_of_other_settings_is_refused_not_reused(tmp_path):
+    """A rerun on the same --out with another --k / --expansion / --sae-steps reused the SAEs it found, and the
+    report gave them the new settings."""
+    import json
+    from dataclasses import asdict
+
+    from sae.train import TrainConfig
+    from training.musicgen.experiment import finished_sae
+
+    tc = TrainConfig(k=4, expansion=2, steps=10, batch_size=1024, checkpoint_every=0, log_every=100)
+    assert finished_sae(tmp_path / "none", tc) is None
+    sae = tmp_path / "sae"
+    sae.mkdir()
+    (sae / "cfg.json").write_text(json.dumps({"musicsae": {"train_config": asdict(tc)}}))
+    (sae / "metrics.json").write_text('{"fvu": 0.1}')
+    assert finished_sae(sae, dataclasses.replace(tc, device="cuda", log_every=10)) == {"fvu": 0.1}
+    with pytest.raises(UserError, match=r"sae: an SAE trained with other settings \(k: 4 there, 8 now\); run with"):
+        finished_sae(sae, dataclasses.replace(tc, k=8))

@@ -110,6 +110,25 @@ def trained_seconds(model: str | Path, default: float = 4.0) -> float:
         return default
 
 
+UNCHANGED = ("checkpoint_every", "log_every", "device")
+"""SAE training settings that do not change the SAE (how often it saves and logs, where it runs)."""
+
+
+def finished_sae(sae_dir: Path, tc) -> dict | None:
+    """The metrics of the SAE an earlier run finished in `sae_dir` (None: none); one trained with other settings than
+    `tc` (`--k`, `--expansion`, `--sae-steps`, `--seed`) is refused, naming what differs, instead of reused."""
+    from sae.errors import differences
+    from sae.jsonfile import read_json_object
+
+    if not (sae_dir / "metrics.json").is_file():
+        return None
+    old = (read_json_object(sae_dir / "cfg.json", "SAE config").get("musicsae") or {}).get("train_config") or {}
+    diff = differences(*({k: v for k, v in c.items() if k not in UNCHANGED} for c in (old, asdict(tc))), "there")
+    if diff:
+        raise UserError(f"{sae_dir}: an SAE trained with other settings ({diff}); run with the same, or another --out")
+    return read_json_object(sae_dir / "metrics.json", "SAE metrics")
+
+
 def collection_prompts(vocab, n: int) -> list[str]:
     """The n most-trained known descriptions (the `unknown` one excluded)."""
     ranked = sorted((-c, d) for d, c in vocab.descriptions.items() if d != vocab.unknown)
@@ -307,22 +326,23 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     def saes() -> dict[int, dict]:
         store = ActivationStore(out / "store")
         metrics = {}
+        tc = TrainConfig(
+            k=cfg.k,
+            expansion=cfg.expansion,
+            steps=cfg.sae_steps,
+            batch_size=1024,
+            seed=cfg.seed,
+            checkpoint_every=0,
+            shuffle_buffer=1 << 16,
+            log_every=100,
+            device=cfg.device,
+        )
         for i in layers:
             d = out / "saes" / mg.hook_name(i)
-            if (d / "metrics.json").is_file():
-                metrics[i] = json.loads((d / "metrics.json").read_text())
+            done = finished_sae(d, tc)
+            if done is not None:
+                metrics[i] = done
                 continue
-            tc = TrainConfig(
-                k=cfg.k,
-                expansion=cfg.expansion,
-                steps=cfg.sae_steps,
-                batch_size=1024,
-                seed=cfg.seed,
-                checkpoint_every=0,
-                shuffle_buffer=1 << 16,
-                log_every=100,
-                device=cfg.device,
-            )
             resume = (d / "checkpoint.pt").exists()
             metrics[i] = train_hook(store, mg.hook_name(i), d, tc, resume=resume)
         return metrics
