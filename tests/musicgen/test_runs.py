@@ -224,3 +224,16 @@ def test_package_names_a_run_that_is_no_lm_run(tmp_path, content, expected):
     if content == "[1]":  # evaluate codec --model RUN
         with pytest.raises(UserError, match=expected):
             train_codec.load_trained_codec(run)
+
+
+def test_a_resumed_run_drops_the_log_lines_past_its_checkpoint(tmp_path):
+    """A run stopped after its last checkpoint had logged steps it trained again on resume: two records of a step
+    (and a line a kill cut short, which the next record was glued onto)."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    runs.save_state(tmp_path, {"model": model.state_dict(), "opt": opt.state_dict(), "step": 4}, runs.Clock())
+    lines = [json.dumps({"step": s, "ce": 1.0}) + "\n" for s in (2, 4, 6)] + ['{"step": 8, "ce"']
+    (tmp_path / runs.LOG_FILE).write_text("".join(lines))
+    cfg = SimpleNamespace(run=tmp_path, device="cpu")
+    assert runs.resume(cfg, model, opt, True, lambda *_: None)[0] == 4
+    assert (tmp_path / runs.LOG_FILE).read_text() == "".join(lines[:2])

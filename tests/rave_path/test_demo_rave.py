@@ -3,6 +3,7 @@ warm-start from an export, export a streaming RAVE."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,11 @@ def test_train_resume_export(tmp_path, concept_data):
     train = sum(r["split"] == "train" for r in read_manifest(concept_data))
     assert first["recipe"]["sample_rate"] == 22050 and first["data"]["clips"] == train == 39  # 48 clips, 9 for test
     assert "eval_spectral_distance" in (run / "train_log.jsonl").read_text()
+    with open(run / "train_log.jsonl", "a") as log:  # logged past the checkpoint before a stop, then a line cut short
+        log.write('{"step": 50, "fullband_spectral_distance": 1.0}\n{"step": 10')
     _run(*common, "--steps", "3")  # resumes from step 2 and counts on
+    steps = [json.loads(line)["step"] for line in (run / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [2], steps  # (no line at step 3: every 50 steps and at --eval-every)
     second = torch.load(run / "train_state.pt", weights_only=False)
     assert second["step"] == 3 and second["cpu_s"] > first["cpu_s"]
     name = next(k for k, v in first["model"].items() if v.is_floating_point() and "decoder" in k)

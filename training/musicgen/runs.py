@@ -164,6 +164,25 @@ def load_state(run_dir: Path, device: str) -> dict:
     return read_torch(run_dir / STATE_FILE, device)
 
 
+def _logged_step(line: str) -> float:
+    """The step of a log line; a line cut short (a kill mid-write) counts as after any step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the lines of a JSON-lines log past `step`, the checkpoint a run resumes from: a run stopped after its last
+    checkpoint logged steps it then trains again (two records of one step), or was killed mid-line."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if kept != lines:
+        atomic_write_text(path, "".join(kept))
+
+
 def log(run_dir: Path, record: dict) -> None:
     with (run_dir / LOG_FILE).open("a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -198,6 +217,7 @@ def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], Non
     except (RuntimeError, ValueError, KeyError) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
         raise UserError(f"{path}: its weights do not fit this run's model ({why[:200]})") from None
+    trim_log(cfg.run / LOG_FILE, state["step"])
     say(f"resuming {cfg.run} at step {state['step']}")
     return state["step"], Clock(state["cpu_seconds"], state["wall_seconds"])
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.atomic import atomic_torch_save, remove_leftovers, sole_writer
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.paths import check_output_dir, check_output_file
@@ -286,6 +286,24 @@ def eval_sets(data: Path | None, sample_rate: int, n: int = 8, seconds: float = 
     return sets
 
 
+def trim_log(path: Path, step: int) -> None:
+    """Drop the lines of `train_log.jsonl` past `step`, the checkpoint the run resumes from: a run stopped after its
+    last checkpoint logged steps it then trains again (two records of one step), or was killed mid-line. (The
+    MusicGen recipes' twin is `training.musicgen.runs.trim_log`; the two model paths never import each other.)"""
+
+    def logged(line: str) -> float:
+        try:
+            return float(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            return float("inf")  # a line cut short
+
+    if path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if logged(line) <= step]
+        if kept != lines:
+            atomic_write_text(path, "".join(kept))
+
+
 def check_run_dir(run_dir: Path) -> None:
     """`--run` is new or a demo RAVE run folder: a file, or a MusicGen recipe's run, is refused before any work."""
     check_output_dir(run_dir, "--run")
@@ -350,6 +368,7 @@ def _train(
             if name in state:  # a run from before phase 2 existed has no discriminator optimiser yet
                 opt.load_state_dict(state[name])
         step, cpu_s, wall_s = state["step"], state.get("cpu_s", 0.0), state.get("wall_s", 0.0)
+        trim_log(run_dir / "train_log.jsonl", step)  # the steps logged after that checkpoint are trained again
     clips = load_clips(files, recipe.sample_rate)
     sets = eval_sets(data, recipe.sample_rate)
     rng = np.random.default_rng([recipe.seed, step])
