@@ -348,3 +348,19 @@ def test_audio_with_no_usable_file_is_refused_and_leaves_no_store(tmp_path, audi
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"musicsae: error: --audio {audio}: none of 1 file(s) was usable"), err
     assert not out.exists()
+
+
+def test_a_prompt_duration_past_the_models_limit_is_refused_before_it_is_recorded(tmp_path, audiocraft_dir):
+    """`experiment --duration 1e9` stored the audio rows, recorded the prompts' duration in store.json, then generation
+    refused it: the corrected rerun was refused ('collected with other settings (duration: 1e9 stored, 0.3 now)')."""
+    from sae.errors import UserError
+    from training.musicgen.collect import CollectConfig, Collector
+
+    mg = load_musicgen(audiocraft_dir)
+    too_long = mg.max_duration * 2
+    col = Collector(mg, CollectConfig(tmp_path / "store", [1], duration=too_long))
+    with pytest.raises(UserError, match=f"--duration {too_long:g}: this model generates at most {mg.max_duration:g}"):
+        col.from_prompts(["happy guitar"])
+    col.abort()
+    info = json.loads((tmp_path / "store" / "store.json").read_text())
+    assert "prompts" not in info.get("collect", {}), info

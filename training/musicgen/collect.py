@@ -153,6 +153,8 @@ class Collector:
     def from_prompts(self, prompts: list[str], progress: Callable[[int, int], None] | None = None) -> int:
         """Generate each prompt and store its conditional rows; returns frames stored per layer."""
         c = self.cfg
+        if c.duration > self.mg.max_duration:  # before it is recorded (a rerun was refused)
+            raise UserError(f"--duration {c.duration:g}: this model generates at most {self.mg.max_duration:g} s")
         same_collect_settings(
             self.cfg.out,
             "prompts",
