@@ -51,11 +51,11 @@ def remove_leftovers(path: str | Path) -> int:
 
 
 @contextlib.contextmanager
-def sole_writer(folder: str | Path, what: str, name: str = ".lock") -> Iterator[None]:
+def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = "--out") -> Iterator[None]:
     """Hold `folder`'s lock file `name` (created with the folder) for one job writing there: a second job started
     on the same folder meanwhile is refused in one line instead of interleaving its files with the first's. The
     lock is the kernel's (flock), so a killed job never leaves it held. A job that fails having written nothing
-    removes the folders it made, lock and all."""
+    removes the folders it made, lock and all. `flag` is the option the error tells the user to change."""
     folder = Path(folder)
     made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,7 +64,7 @@ def sole_writer(folder: str | Path, what: str, name: str = ".lock") -> Iterator[
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                msg = f"{folder}: another {what} is writing there now; wait for it or use another --out"
+                msg = f"{folder}: another {what} is writing there now; wait for it or use another {flag}"
                 raise UserError(msg) from None
             try:
                 yield

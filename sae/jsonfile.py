@@ -1,4 +1,4 @@
-"""Reading the small JSON files of stores and SAE folders, with one-line errors."""
+"""Reading the small JSON files of stores and SAE folders, with one-line errors; trimming a run's JSON-lines log."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 
@@ -19,3 +20,22 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
+
+
+def _logged_step(line: str) -> float:
+    """The step of a log line; a line cut short (a kill mid-write) counts as after any step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the lines of a JSON-lines training log past `step`, the checkpoint a run resumes from: a run stopped
+    after its last checkpoint logged steps it then trains again (two records of one step), or was killed mid-line."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if kept != lines:
+        atomic_write_text(path, "".join(kept))

@@ -176,7 +176,12 @@ def _codec_cfg(tmp_path, run):
 def test_a_second_training_on_a_run_is_refused_while_the_first_runs(tmp_path):
     """Two trainings on one --run overwrote each other's state.pt (the same command started twice)."""
     run = tmp_path / "run"
-    with sole_writer(run, "codec training"), pytest.raises(UserError, match=r"another codec training is writing"):
+    with (
+        sole_writer(run, "codec training"),
+        pytest.raises(
+            UserError, match=r"another codec training is writing there now; wait for it or use another --run$"
+        ),
+    ):
         train_codec.train_codec(_codec_cfg(tmp_path, run), say=lambda *_: None)
 
 

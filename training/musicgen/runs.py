@@ -29,6 +29,7 @@ import torch
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
+from sae.jsonfile import trim_log
 from training.cli.args import add_device, positive_float, positive_int, seed_int
 
 RUN_FILE = "run.json"
@@ -81,7 +82,7 @@ def sole_run(run_dir: Path, kind: str) -> Iterator[None]:
     meanwhile is refused in one line (the two would overwrite each other's checkpoints); the temporary files of
     a training killed mid-write are removed."""
     check_run_folder(run_dir, kind)
-    with sole_writer(run_dir, f"{kind} training"):
+    with sole_writer(run_dir, f"{kind} training", flag="--run"):
         for p in run_dir.iterdir():
             m = TEMPORARY.fullmatch(p.name)
             if m:
@@ -162,25 +163,6 @@ def save_state(run_dir: Path, state: dict, clock: Clock, extra: dict | None = No
 
 def load_state(run_dir: Path, device: str) -> dict:
     return read_torch(run_dir / STATE_FILE, device)
-
-
-def _logged_step(line: str) -> float:
-    """The step of a log line; a line cut short (a kill mid-write) counts as after any step."""
-    try:
-        return float(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return float("inf")
-
-
-def trim_log(path: Path, step: int) -> None:
-    """Drop the lines of a JSON-lines log past `step`, the checkpoint a run resumes from: a run stopped after its last
-    checkpoint logged steps it then trains again (two records of one step), or was killed mid-line."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if _logged_step(line) <= step]
-    if kept != lines:
-        atomic_write_text(path, "".join(kept))
 
 
 def log(run_dir: Path, record: dict) -> None:

@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
+from sae.atomic import atomic_torch_save, remove_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
+from sae.jsonfile import trim_log
 from sae.paths import check_output_dir, check_output_file
 from sae.train import set_train_threads
 from training.cli.args import (
@@ -286,24 +287,6 @@ def eval_sets(data: Path | None, sample_rate: int, n: int = 8, seconds: float = 
     return sets
 
 
-def trim_log(path: Path, step: int) -> None:
-    """Drop the lines of `train_log.jsonl` past `step`, the checkpoint the run resumes from: a run stopped after its
-    last checkpoint logged steps it then trains again (two records of one step), or was killed mid-line. (The
-    MusicGen recipes' twin is `training.musicgen.runs.trim_log`; the two model paths never import each other.)"""
-
-    def logged(line: str) -> float:
-        try:
-            return float(json.loads(line)["step"])
-        except (ValueError, KeyError, TypeError):
-            return float("inf")  # a line cut short
-
-    if path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if logged(line) <= step]
-        if kept != lines:
-            atomic_write_text(path, "".join(kept))
-
-
 def check_run_dir(run_dir: Path) -> None:
     """`--run` is new or a demo RAVE run folder: a file, or a MusicGen recipe's run, is refused before any work."""
     check_output_dir(run_dir, "--run")
@@ -328,7 +311,7 @@ def train(
     for this training alone (a second one started on it is refused: the two would overwrite each other's
     checkpoints), and the temporary files of a training killed mid-checkpoint are removed."""
     check_run_dir(run_dir)
-    with sole_writer(run_dir, "demo RAVE training"):
+    with sole_writer(run_dir, "demo RAVE training", flag="--run"):
         for path in (run_dir / "train_state.pt", run_dir / "config.gin", run_dir / CHECKPOINT):
             remove_leftovers(path)
         set_train_threads(threads)
