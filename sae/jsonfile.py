@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,22 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
+
+
+def strict_json(data: Any, indent: int = 2, default: Callable[[Any], Any] | None = None) -> str:
+    """`data` as strict JSON: a float that is not finite (a rate over no clips) becomes null, where `json.dumps`
+    writes NaN, which JSON does not have (jq, browsers and most parsers refuse the file)."""
+
+    def finite(x: Any) -> Any:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [finite(v) for v in x]
+        return x
+
+    return json.dumps(finite(data), indent=indent, default=default, allow_nan=False)
 
 
 def _logged_step(line: str) -> float:

@@ -34,7 +34,7 @@ class Interval:
         return asdict(self)
 
     def text(self, fmt: str = ".0f", unit: str = "") -> str:
-        if not math.isfinite(self.value):
+        if self.value is None or not math.isfinite(self.value):  # None: NaN read back from strict JSON
             return "n/a"
         return f"{self.value:{fmt}}{unit} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n={self.n})"
 

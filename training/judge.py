@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -413,6 +414,9 @@ def fidelity_table(concepts: dict[str, Any]) -> list[str]:
     def iv(d: dict) -> str:
         return Interval(**d).text("+.0f")
 
+    def pct(d: dict) -> str:  # a rate over no clips (NaN; null once written as JSON): "n/a", not "nan%"
+        return "n/a" if d["value"] is None or not math.isfinite(d["value"]) else f"{d['value']:.0f}%"
+
     lines = [
         "| concept | with: original → reconstruction | diff | without: original → reconstruction | diff "
         "| judge acc. on originals | verdict |",
@@ -421,10 +425,9 @@ def fidelity_table(concepts: dict[str, Any]) -> list[str]:
     for c, e in concepts.items():
         w, wo = e["with"], e["without"]
         lines.append(
-            f"| {c} | {w['original']['value']:.0f}% → {w['reconstruction']['value']:.0f}% (n={w['clips']}) "
-            f"| {iv(w['difference'])} | {wo['original']['value']:.0f}% → {wo['reconstruction']['value']:.0f}% "
-            f"(n={wo['clips']}) | {iv(wo['difference'])} | {e['judge_accuracy_on_originals']['value']:.0f}% "
-            f"| {e['verdict']} |"
+            f"| {c} | {pct(w['original'])} → {pct(w['reconstruction'])} (n={w['clips']}) | {iv(w['difference'])} "
+            f"| {pct(wo['original'])} → {pct(wo['reconstruction'])} (n={wo['clips']}) | {iv(wo['difference'])} "
+            f"| {pct(e['judge_accuracy_on_originals'])} | {e['verdict']} |"
         )
     return lines
 

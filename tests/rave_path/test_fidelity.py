@@ -111,3 +111,24 @@ def test_oracle_clip_removes_or_adds_exactly_the_concept(tmp_path):
     no_bass = next(r for r in rows if not r["bass"] and r["font"] != "none")
     on = oracle_clip(no_bass, cfg, fonts, "bass")
     assert on is not None and len(on) == 16000
+
+
+def test_a_side_with_no_clips_is_null_in_the_json_and_n_a_in_the_table():
+    """Data with no clip without a concept wrote `NaN` into codec_fidelity.json / fidelity.json (not JSON: jq and
+    browsers refuse the file) and "nan% → nan% (n=0)" into the report."""
+    from sae.jsonfile import strict_json
+    from training.judge import fidelity_concepts, fidelity_table
+
+    labels = {"guitar": [True, True, True]}  # every clip has guitar: the "without" side is empty
+    hits = {"guitar": [True, False, True]}
+    result = fidelity_concepts([0, 1, 2], hits, hits, labels, ["guitar"], goal=10.0)
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in the JSON")
+
+    loaded = json.loads(strict_json(result), parse_constant=refuse)
+    assert loaded["guitar"]["without"]["clips"] == 0 and loaded["guitar"]["without"]["original"]["value"] is None
+    assert loaded["guitar"]["with"]["original"]["value"] == pytest.approx(200 / 3)
+    for source in (result, loaded):  # the report from the result, and from its JSON read back
+        row = fidelity_table(source)[-1]
+        assert "nan" not in row and "n/a → n/a (n=0)" in row and "67% → 67% (n=3)" in row, row

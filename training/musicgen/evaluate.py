@@ -14,11 +14,11 @@ would show it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from sae.atomic import atomic_write_text
+from sae.jsonfile import strict_json
 from sae.stats import Interval
 from training.cli.args import Parser, seed_int
 
@@ -221,14 +221,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from training.musicgen.codec_fidelity import CodecFidelityConfig, evaluate_codec, markdown
 
             result = evaluate_codec(CodecFidelityConfig(args.data, args.model, max_clips=args.max_clips))
-            _write(args.out / "codec_fidelity.json", json.dumps(result, indent=2))
+            _write(args.out / "codec_fidelity.json", strict_json(result))
             _write(args.out / "codec_fidelity.md", markdown(result))
             print(markdown(result))
         elif args.what == "judge-shift":
             result = judge_shift_result(
                 args.model, args.judge_data, args.concept, concepts, args.clips, args.split, args.oracle
             )
-            _write(args.out / "judge_shift.json", json.dumps(result, indent=2))
+            _write(args.out / "judge_shift.json", strict_json(result))
             _write(args.out / "judge_shift.md", judge_shift_markdown(result))
             print(judge_shift_markdown(result))
         else:
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
             )
             result = evaluate_adherence(cfg)
-            _write(args.out / "adherence.json", json.dumps(result, indent=2))
+            _write(args.out / "adherence.json", strict_json(result))
             _write(args.out / "adherence.md", adherence_markdown(result))
             print(adherence_markdown(result))
 

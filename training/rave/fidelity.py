@@ -233,7 +233,8 @@ def _iv(d: dict, fmt: str = ".0f", unit: str = "") -> str:
 
 
 def _drift(e: dict) -> str:
-    return f"{e['max_drift']:.0f} ({e['worst']})" if e.get("worst") else "n/a"
+    drift = e.get("max_drift")  # NaN over no clips; null once read back from the JSON
+    return f"{drift:.0f} ({e['worst']})" if e.get("worst") and drift is not None and np.isfinite(drift) else "n/a"
 
 
 def markdown(result: dict) -> str:
@@ -280,10 +281,9 @@ def markdown(result: dict) -> str:
 
 def save(result: dict, out: Path) -> None:
     """fidelity.json and fidelity.md in `out` (written atomically)."""
-    import json
-
     from sae.atomic import atomic_write_text
+    from sae.jsonfile import strict_json
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in (("fidelity.json", json.dumps(result, indent=2)), ("fidelity.md", markdown(result))):
+    for name, text in (("fidelity.json", strict_json(result)), ("fidelity.md", markdown(result))):
         atomic_write_text(out / name, text + "\n")
