@@ -36,6 +36,23 @@ def test_a_run_with_a_checkpoint_still_refuses_other_settings(tmp_path):
     assert runs.open_run(run, {"sizes": 1}) is True
 
 
+def test_a_resume_with_other_training_options_is_refused_but_older_runs_still_resume(tmp_path):
+    """A codec run started with `--lr 5e-4` and resumed without it trained on at the default 3e-4 without a word
+    (the optimiser's settings were not in run.json); a run started before they were recorded still resumes."""
+    clips = SimpleNamespace(identity={"files": 3})
+    run = tmp_path / "run"
+    started = train_codec.CodecTrainConfig(["d"], run, lr=5e-4)
+    runs.open_run(run, train_codec.identity(started, clips))
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    with pytest.raises(UserError, match=r"other settings \(training\.lr: 0\.0005 at the start, 0\.0003 now\)"):
+        runs.open_run(run, train_codec.identity(train_codec.CodecTrainConfig(["d"], run), clips))
+    assert runs.open_run(run, train_codec.identity(started, clips)) is True
+    old = json.loads((run / runs.RUN_FILE).read_text())
+    del old["training"]  # a run.json written before 3 December
+    (run / runs.RUN_FILE).write_text(json.dumps(old))
+    assert runs.open_run(run, train_codec.identity(train_codec.CodecTrainConfig(["d"], run), clips)) is True
+
+
 @pytest.mark.parametrize("content", ["[1, 2]", '"a"'])
 def test_a_run_json_that_is_not_an_object_is_one_line(tmp_path, content):
     run = tmp_path / "run"

@@ -90,8 +90,15 @@ def sole_run(run_dir: Path, kind: str) -> Iterator[None]:
         yield
 
 
+OPTIONAL_IDENTITY = ("training",)
+"""Keys of a run's identity that runs started before they were recorded lack: such a run resumes unchecked on them
+(`training`: the optimiser's settings, recorded since 3 December; before, a resume that forgot `--lr 5e-4` trained
+on at the default rate without a word)."""
+
+
 def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bool:
-    """Create `run_dir` for `identity`, or check a resumed one matches it. Returns True when resuming.
+    """Create `run_dir` for `identity`, or check a resumed one matches it (but for the `OPTIONAL_IDENTITY` keys an
+    older run lacks). Returns True when resuming.
 
     A run that never reached its first checkpoint (a start that failed, a Ctrl-C in its first steps) has nothing to
     resume: it is started again with the new settings, its `derived` files (made from the old identity) removed.
@@ -105,11 +112,13 @@ def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bo
     if not path.exists():
         write_json(path, identity)
         return False
-    diff = differences(read_identity(run_dir), identity, "at the start")
+    old = read_identity(run_dir)
+    new = {k: v for k, v in identity.items() if k in old or k not in OPTIONAL_IDENTITY}
+    diff = differences(old, new, "at the start")
     if diff:
         raise UserError(
             f"--run {run_dir}: it was started with other settings ({diff}); "
-            "resume with the same data and sizes, or use a new --run folder"
+            "resume with the same data, sizes and training options, or use a new --run folder"
         )
     return (run_dir / STATE_FILE).exists()
 

@@ -118,7 +118,14 @@ class CodeReviver:
 
 
 def identity(cfg: CodecTrainConfig, clips: ClipSet) -> dict:
-    return {"kind": "codec", "sizes": sizes_dict(cfg.sizes), "data": clips.identity, "seed": cfg.seed}
+    training = {"lr": cfg.lr, "batch": cfg.batch, "segment": cfg.segment}
+    return {
+        "kind": "codec",
+        "sizes": sizes_dict(cfg.sizes),
+        "data": clips.identity,
+        "seed": cfg.seed,
+        "training": training,
+    }
 
 
 def train_codec(cfg: CodecTrainConfig, say=print) -> dict:

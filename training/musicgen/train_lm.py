@@ -185,6 +185,7 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
         "codec": {"sha256": snap["sha256"], "sizes": snap["sizes"]},
         "data": clips.identity,
         "seed": cfg.seed,
+        "training": {"lr": cfg.lr, "batch": cfg.batch, "warmup": cfg.warmup},
     }
     if cfg.opening_weight != 1.0:  # recorded only when set, so older runs still resume
         ident["opening_weight"] = cfg.opening_weight
