@@ -186,6 +186,10 @@ def test_sizes_too_large_for_memory_are_one_line(capsys):
         assert err.startswith("musicsae: error: out of memory (") and "iB asked for" in err and err.count("\n") == 1
     with pytest.raises(MemoryError):  # -v keeps the traceback
         guarded("musicsae", lambda: np.zeros(2**62, np.uint8), verbose=True)
+    assert "(`-v` shows where)" in err
+    # a recipe (`python -m training...`) has no -v: it said "`-v` shows where", and nothing showed where
+    assert guarded("python -m training.x", lambda: np.zeros(2**62, np.uint8)) == 2
+    assert "(`python -W default -m ...` shows where)" in capsys.readouterr().err
 
 
 def test_the_musicgen_demo_says_to_raise_n_when_a_concept_has_too_few_clips(tmp_path, capsys, monkeypatch):

@@ -141,9 +141,11 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
     from sae.errors import UserError
     from training.cli.quiet import quiet
 
+    switch = "`-v`" if verbose is not None else "`python -W default -m ...`"  # what shows the traceback
+    verbose = bool(sys.warnoptions) if verbose is None else verbose
     stops = Stops()
     try:
-        with stops, quiet(bool(sys.warnoptions) if verbose is None else verbose):
+        with stops, quiet(verbose):
             return int(fn() or 0)
     except Exception as exc:
         if stops.signum is None and isinstance(exc, UserError):
@@ -153,13 +155,13 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
             print(f"{prog}: error: writing {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
-            # a file or folder that went away or cannot be made mid-run (`-v` for the traceback)
+            # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)
             print(f"{prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return 2
         if stops.signum is None and not verbose and out_of_memory(exc):
             # sizes too large for this machine (numpy's MemoryError, torch's allocator RuntimeError)
             print(f"{prog}: error: out of memory ({out_of_memory(exc)}); use smaller sizes or fewer items "
-                  "(`-v` shows where)", file=sys.stderr)  # fmt: skip
+                  f"({switch} shows where)", file=sys.stderr)  # fmt: skip
             return 2
         if stops.signum is None:
             raise
