@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -88,6 +90,32 @@ def test_a_diverged_loss_ends_the_training_in_one_line(tmp_path):
     losses = [1.0] * 7 + [None] * runs.MAX_SKIPPED + [1.0] * 200
     with pytest.raises(UserError, match=r"not finite for 20 steps in a row at step 7 \(--lr 1e\+06\).*step 5 is kept"):
         _loop(tmp_path, losses)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_ends_the_step_in_progress_and_checkpoints_there(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) lost every step since the last periodic checkpoint (here 5 of 7; up to 500 steps of
+    the demo RAVE), raised from inside the step. Now the step ends, the state is saved there, then it stops."""
+    from training.cli.main import Terminated
+
+    def losses():
+        for i in range(100):
+            if i == 6:
+                os.kill(os.getpid(), signum)  # arrives inside step 6, the seventh
+            yield 1.0
+
+    def terminate(*_):  # what `guarded` sets for SIGTERM while a command runs (Python's default kills the process)
+        raise Terminated
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        with pytest.raises(Terminated if signum == signal.SIGTERM else KeyboardInterrupt):
+            _loop(tmp_path, losses(), checkpoint_every=5)
+        assert signal.getsignal(signal.SIGTERM) is terminate  # the handlers are given back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert torch.load(tmp_path / runs.STATE_FILE)["step"] == 7
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_a_few_skipped_steps_are_survived(tmp_path):

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from training.cli.args import Parser
 
@@ -110,7 +111,41 @@ class Stops:
             signal.signal(sig, handler)
 
 
-RESUMABLE = " (the last checkpoint is kept; run the same command to resume)"
+class HeldStop:
+    """While a training loop runs, the first Ctrl-C or SIGTERM waits for the step in progress to end: the loop asks
+    `due()` after each step, saves a checkpoint there and calls `stop()` (what `Stops` would have raised). A second
+    signal stops at once. Without it an interrupt lost every step since the last periodic checkpoint (up to 500
+    steps, ~8 minutes, of the demo RAVE's training), or cut an optimiser step in half. An ignored signal stays
+    ignored; outside the main thread nothing is held."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.previous: dict[int, object] = {}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.signum is not None:  # asked twice: stop now
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> HeldStop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(sig) != signal.SIG_IGN:
+                    self.previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def due(self) -> bool:
+        return self.signum is not None
+
+    def stop(self) -> NoReturn:
+        raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+
+
+RESUMABLE = " (a checkpoint of the last step is kept; run the same command to resume)"
 """What a training recipe's interrupt line adds (`guarded`'s `stopped`)."""
 
 

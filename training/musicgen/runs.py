@@ -31,6 +31,7 @@ from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
 from training.cli.args import add_device, positive_float, positive_int, seed_int
+from training.cli.main import HeldStop
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.pt"
@@ -244,27 +245,31 @@ def train_loop(
         saved = step
 
     skipped = 0
-    while step < cfg.steps and (t_end is None or time.time() < t_end):
-        terms = train_step(step)
-        if terms is None:
-            log(cfg.run, {"step": step, "skipped": "non-finite loss"})
-            skipped += 1
-            if skipped == MAX_SKIPPED:
-                kept = f"the checkpoint of step {saved} is kept" if saved else "no checkpoint was written"
-                raise UserError(f"the loss was not finite for {MAX_SKIPPED} steps in a row at step {step} "
-                                f"(--lr {cfg.lr:g}): the training diverged; lower --lr ({kept})")  # fmt: skip
-            continue
-        skipped = 0
-        step += 1
-        if step % cfg.log_every == 0:
-            last = {k: round(float(v), 5) if not isinstance(v, int) else v for k, v in terms.items()}
-            log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            last.update(evaluate())
-            log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
-            say(summary(step, last))
-        if step % cfg.checkpoint_every == 0:
-            checkpoint()
+    with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
+        while step < cfg.steps and (t_end is None or time.time() < t_end):
+            if held.due():
+                checkpoint()
+                held.stop()
+            terms = train_step(step)
+            if terms is None:
+                log(cfg.run, {"step": step, "skipped": "non-finite loss"})
+                skipped += 1
+                if skipped == MAX_SKIPPED:
+                    kept = f"the checkpoint of step {saved} is kept" if saved else "no checkpoint was written"
+                    raise UserError(f"the loss was not finite for {MAX_SKIPPED} steps in a row at step {step} "
+                                    f"(--lr {cfg.lr:g}): the training diverged; lower --lr ({kept})")  # fmt: skip
+                continue
+            skipped = 0
+            step += 1
+            if step % cfg.log_every == 0:
+                last = {k: round(float(v), 5) if not isinstance(v, int) else v for k, v in terms.items()}
+                log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), **last})
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                last.update(evaluate())
+                log(cfg.run, {"step": step, "cpu_s": round(clock.cpu, 1), "eval": last})
+                say(summary(step, last))
+            if step % cfg.checkpoint_every == 0:
+                checkpoint()
     if step > start[0]:  # a call that trained nothing keeps the run's progress record (its last losses)
         checkpoint()
     say(f"{cfg.run.name} at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")

@@ -49,6 +49,7 @@ from training.cli.args import (
     seed_int,
     thread_count,
 )
+from training.cli.main import HeldStop
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 
@@ -367,20 +368,24 @@ def _train(
         return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
 
     last: dict[str, torch.Tensor] = {}
-    while time.time() < t_end and (max_steps is None or step < max_steps):
-        last.update(train_step(model, opts, next(batch_iter).to(device), recipe, step))
-        step += 1
-        if step % 50 == 0 or (eval_every and step % eval_every == 0):
-            cpu, wall = spent()
-            record = {"step": step, "time": time.time(), "cpu_s": cpu, "wall_s": wall}
-            record.update({k: float(v.detach()) for k, v in last.items()})
-            if sets and eval_every and step % eval_every == 0:
-                record["eval_spectral_distance"] = evaluate(model.cpu(), sets)
-                model.to(device)
-            with log.open("a") as f:
-                f.write(json.dumps(record) + "\n")
-        if step % 500 == 0:
-            checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
+    with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
+        while time.time() < t_end and (max_steps is None or step < max_steps):
+            if held.due():
+                checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
+                held.stop()
+            last.update(train_step(model, opts, next(batch_iter).to(device), recipe, step))
+            step += 1
+            if step % 50 == 0 or (eval_every and step % eval_every == 0):
+                cpu, wall = spent()
+                record = {"step": step, "time": time.time(), "cpu_s": cpu, "wall_s": wall}
+                record.update({k: float(v.detach()) for k, v in last.items()})
+                if sets and eval_every and step % eval_every == 0:
+                    record["eval_spectral_distance"] = evaluate(model.cpu(), sets)
+                    model.to(device)
+                with log.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if step % 500 == 0:
+                checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
     checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
     cpu, wall = spent()
     print(f"trained to step {step} ({cpu / 3600:.2f} CPU hours, {wall / 3600:.2f} wall hours in all)")
