@@ -17,7 +17,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from sae.errors import UserError
@@ -36,17 +36,35 @@ def temp_beside(path: Path) -> str:
     raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+"""`temp_beside`'s names: `.NAME.XXXXXXXX.tmp`, NAME the file being written."""
+
+
 def remove_leftovers(path: str | Path) -> int:
     """Remove the temporary files (`temp_beside`'s names) that writers of `path` killed mid-write left beside it,
     as a resumed job does before it writes `path` again; returns how many."""
     path = Path(path)
-    mine = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{8}}\.tmp")
+    return _remove(p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if _written(p) == path.name)
+
+
+def remove_folder_leftovers(folder: str | Path) -> int:
+    """`remove_leftovers` for every file of `folder` (not below it): what a job that holds the folder clears on
+    resume; returns how many."""
+    return _remove(p for p in Path(folder).glob(".*.tmp") if _written(p) is not None)
+
+
+def _written(tmp: Path) -> str | None:
+    """The name of the file `tmp` was writing (None: not a `temp_beside` name)."""
+    m = TEMP_NAME.fullmatch(tmp.name)
+    return m["name"] if m else None
+
+
+def _remove(paths: Iterable[Path]) -> int:
     removed = 0
-    for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        if mine.fullmatch(p.name):
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-                removed += 1
+    for p in list(paths):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+            removed += 1
     return removed
 
 

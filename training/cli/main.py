@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import NoReturn, Self
 
 from training.cli.args import Parser
 
@@ -99,10 +99,14 @@ class Stops:
         self.signum = signum
         raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
-    def __enter__(self) -> Stops:
+    def _takes(self, current: object, default: object) -> bool:
+        """Whether to replace a signal's `current` handler (its Python `default` is what no one else set)."""
+        return current == default
+
+    def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
             for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
-                if signal.getsignal(sig) == default:
+                if self._takes(signal.getsignal(sig), default):
                     self.previous[sig] = signal.signal(sig, self._on_signal)
         return self
 
@@ -111,32 +115,20 @@ class Stops:
             signal.signal(sig, handler)
 
 
-class HeldStop:
+class HeldStop(Stops):
     """While a training loop runs, the first Ctrl-C or SIGTERM waits for the step in progress to end: the loop asks
     `due()` after each step, saves a checkpoint there and calls `stop()` (what `Stops` would have raised). A second
     signal stops at once. Without it an interrupt lost every step since the last periodic checkpoint (up to 500
-    steps, ~8 minutes, of the demo RAVE's training), or cut an optimiser step in half. An ignored signal stays
-    ignored; outside the main thread nothing is held."""
+    steps, ~8 minutes, of the demo RAVE's training), or cut an optimiser step in half. It takes over from `Stops`
+    (any handler but an ignored signal's); outside the main thread nothing is held."""
 
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self.previous: dict[int, object] = {}
+    def _takes(self, current: object, default: object) -> bool:
+        return current != signal.SIG_IGN
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.signum is not None:  # asked twice: stop now
             raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.signum = signum
-
-    def __enter__(self) -> HeldStop:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                if signal.getsignal(sig) != signal.SIG_IGN:
-                    self.previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
     def due(self) -> bool:
         return self.signum is not None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Protocol
 
 import torch
 
-from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
@@ -39,7 +38,6 @@ PROGRESS_FILE = "progress.json"
 LOG_FILE = "log.jsonl"
 MAX_SKIPPED = 20  # non-finite losses in a row that end a training as diverged
 RAVE_STATE_FILE = "train_state.pt"  # what marks a demo RAVE run folder (training.rave.demo_model)
-TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # sae.atomic's temporary name of a file being written
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -84,10 +82,7 @@ def sole_run(run_dir: Path, kind: str) -> Iterator[None]:
     a training killed mid-write are removed."""
     check_run_folder(run_dir, kind)
     with sole_writer(run_dir, f"{kind} training", flag="--run"):
-        for p in run_dir.iterdir():
-            m = TEMPORARY.fullmatch(p.name)
-            if m:
-                remove_leftovers(run_dir / m.group(1))
+        remove_folder_leftovers(run_dir)
         yield
 
 
@@ -131,13 +126,14 @@ def require(run_dir: Path, *names: str, hint: str = "", kind: str | None = None)
         raise UserError(f"{run_dir}: a file, expected a run folder{hint}")
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder{hint}")
-    for name in (RUN_FILE, *names):
+    if not (run_dir / RUN_FILE).is_file():
+        raise UserError(f"{run_dir}: {RUN_FILE} is missing{hint}")
+    ident = read_identity(run_dir)  # the kind first: a run of the other kind lacks this kind's files
+    if kind is not None and ident.get("kind") != kind:
+        raise UserError(f"{run_dir}: not a '{kind}' run: it holds a '{ident.get('kind')}' run{hint}")
+    for name in names:
         if not (run_dir / name).is_file():
             raise UserError(f"{run_dir}: {name} is missing{hint}")
-        if name == RUN_FILE:
-            ident = read_identity(run_dir)
-            if kind is not None and ident.get("kind") != kind:
-                raise UserError(f"{run_dir}: not a '{kind}' run: it holds a '{ident.get('kind')}' run{hint}")
     return ident
 
 
