@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from realtime import measured
-from sae.errors import UserError
+from sae.errors import UserError, torch_file_problem
 
 if TYPE_CHECKING:
     from realtime.alignment import Alignment
@@ -104,8 +104,8 @@ class RaveModel:
         try:
             module = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
         except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserError(f"{self.label} {self.path}: not a TorchScript file ({first})") from None
+            why = torch_file_problem(exc, self._bytes)
+            raise UserError(f"{self.label} {self.path}: not a TorchScript file ({why})") from None
         _silence_caches(module)
         return module.eval()
 

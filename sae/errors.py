@@ -31,3 +31,16 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any], was: str) -> str
         return "(absent)" if v is _ABSENT else repr(v)
 
     return "; ".join(f"{k}: {show(a.get(k, _ABSENT))} {was}, {show(b.get(k, _ABSENT))} now" for k in keys)
+
+
+def torch_file_problem(exc: BaseException, data: bytes | None = None) -> str:
+    """Why torch could not read a file, in a few words: "not a zip archive" when `data` (the file's bytes) is not
+    one (a truncated copy, or another format), else the first sentence of torch's message, which is often a
+    paragraph (miniz's advice, "Could this error message be improved?")."""
+    if data is not None and not data.startswith(b"PK"):
+        return "not a zip archive: a truncated copy, or another format"
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    first = text.splitlines()[0].split(". ")[0].split("  (Could this")[0]
+    return first.rstrip(".")

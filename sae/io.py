@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from sae.atomic import atomic_write, atomic_write_text
-from sae.errors import UserError
+from sae.errors import UserError, torch_file_problem
 from sae.jsonfile import read_json_object
 from sae.model import SAEConfig, SparseAutoencoder
 
@@ -164,8 +164,8 @@ def read_torch(path: str | os.PathLike, map_location: Any = "cpu", weights_only:
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        first = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: cannot read it ({first}); truncated or damaged: restore it or remove it") from None
+        why = torch_file_problem(exc)
+        raise UserError(f"{path}: cannot read it ({why}); truncated or damaged: restore it or remove it") from None
 
 
 def _object(d: dict[str, Any], key: str, where: Any) -> dict[str, Any]:

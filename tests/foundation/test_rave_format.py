@@ -150,6 +150,24 @@ def test_refuses_files_that_are_not_rave(tmp_path: Path) -> None:
         RaveModel.load(tmp_path / "missing.ts")
 
 
+
+def test_a_damaged_model_file_is_refused_with_a_short_reason(tmp_path: Path) -> None:
+    """Torch's own message for a truncated file is a paragraph of miniz advice; the refusal says why in a few words."""
+    scripted = tmp_path / "linear.ts"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(scripted))
+    data = scripted.read_bytes()
+    cut = tmp_path / "cut.ts"
+    cut.write_bytes(data[: len(data) // 2])  # a partial download: starts as a zip, no central directory
+    with pytest.raises(UserError) as err:
+        RaveModel.load(cut)
+    assert "not a TorchScript file (PytorchStreamReader failed reading zip archive" in str(err.value)
+    assert "miniz" not in str(err.value) and "\n" not in str(err.value)
+    tail = tmp_path / "tail.ts"
+    tail.write_bytes(data[len(data) // 2 :])  # no zip header at all
+    with pytest.raises(UserError, match=r"not a TorchScript file \(not a zip archive: a truncated copy"):
+        RaveModel.load(tail)
+
+
 class _FakeRave(torch.nn.Module):
     """The attributes and methods RaveModel reads, for an export shape acids-rave allows but musicsae cannot play."""
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from sae.errors import UserError
+from sae.errors import UserError, torch_file_problem
 from sae.steering import ALL_MODES, Gate
 
 METADATA_FILE = "musicsae.json"
@@ -287,8 +287,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     files = {METADATA_FILE: ""}
     try:
         torch.jit.load(str(path), _extra_files=files)
-    except Exception:
-        raise UserError(f"nn~ model {path}: not a TorchScript file") from None
+    except Exception as exc:
+        raise UserError(f"nn~ model {path}: not a TorchScript file ({torch_file_problem(exc)})") from None
     if not files[METADATA_FILE]:
         raise UserError(f"nn~ model {path}: no musicsae metadata (not made by `musicsae export nn`)")
     return json.loads(files[METADATA_FILE])
