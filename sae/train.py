@@ -47,6 +47,14 @@ HELD_OUT_SPLIT = "whole sources"  # the held-out rule a checkpoint was started u
 TRAIN_THREADS_ENV = "MUSICSAE_TRAIN_THREADS"
 
 
+class Stopped(Exception):
+    """A training asked to stop (`train_hook`'s `stop`) ended its step and checkpointed there."""
+
+    def __init__(self, step: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped at step {step}; {checkpoint} holds it")
+        self.step, self.checkpoint = step, checkpoint
+
+
 def set_train_threads(given: int | None = None) -> int:
     """Set torch's threads for a training job: `given`, else $MUSICSAE_TRAIN_THREADS, else 1 (the machine is
     shared); either must be a positive integer. Returns the count."""
@@ -200,6 +208,15 @@ class _Step(nn.Module):
         return self.sae.train_forward(x_n, track=False)
 
 
+def _any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """Whether `flag` is true on any rank (every rank must ask at the same step)."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
 def _save_checkpoint(obj: Any, path: Path) -> None:
     try:
         atomic_torch_save(obj, path)
@@ -281,6 +298,7 @@ def train_hook(
     on_step: Callable[[int, int, dict[str, float]], None] | None = None,
     info: DistInfo | None = None,
     model_name: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
     """Train one SAE on `hook` into `out_dir`; returns the metrics (also written to metrics.json).
 
@@ -288,13 +306,15 @@ def train_hook(
         on_step: called on rank 0 after each step with (step, total, stats: fvu, l0, dead, loss).
         info: rank / world size (default: single process).
         model_name: recorded in the SAE config (default: store.json's model name).
+        stop: asked after each step (on every rank, or on none); once it is true on any rank, every rank ends
+            there: the step is checkpointed and `Stopped` raised (an interrupt then loses no step).
     """
     cfg.validate()
     info = info or DistInfo()
     # two runs into one folder would mix their checkpoints and files (rank 0 holds the lock for all ranks)
     lock = sole_writer(out_dir, "sae train") if info.main else contextlib.nullcontext()
     with lock:
-        return _train_hook(store, hook, Path(out_dir), cfg, resume, on_step, info, model_name)
+        return _train_hook(store, hook, Path(out_dir), cfg, resume, on_step, info, model_name, stop)
 
 
 def _train_hook(
@@ -306,6 +326,7 @@ def _train_hook(
     on_step: Callable[[int, int, dict[str, float]], None] | None,
     info: DistInfo,
     model_name: str | None,
+    stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
     if ckpt_path.exists() and not resume:
@@ -448,10 +469,14 @@ def _train_hook(
                 history.append(stats)
             if on_step is not None:
                 on_step(step, total, stats)
-        if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == total:
+        saved = (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == total
+        halt = stop is not None and _any_rank(stop(), info, device)
+        if saved or halt:
             elapsed_now = elapsed + time.perf_counter() - t0
             elapsed, t0 = elapsed_now, time.perf_counter()
             checkpoint()
+        if halt:
+            raise Stopped(step, ckpt_path)
     elapsed += time.perf_counter() - t0
 
     if not info.main:

@@ -220,6 +220,81 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert sorted(p.name for p in ckpt.parent.glob(".*")) == [".checkpoint.pt.notes.tmp", ".lock"]
 
 
+def _stop_args(acts: Path, steps: int, batch: int) -> list[str]:
+    """A run with no periodic checkpoint: whatever an interrupt keeps, the interrupt saved."""
+    return ["--activations", str(acts), "--k", "3", "--expansion", "4", "--steps", str(steps), "--batch-size",
+            str(batch), "--checkpoint-every", "0", "--seed", "3", "--threads", "1", "--quiet", "--shuffle-buffer",
+            "3000", "--eval-fraction", "0.1"]  # fmt: skip
+
+
+def _wait_for_training(proc: subprocess.Popen, out: Path) -> None:
+    """Until the run holds its folder's lock, and a moment of its steps after that."""
+    deadline = time.time() + 120
+    while not (out / "synthetic" / ".lock").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(0.8)  # ~600 steps a second here
+    assert proc.poll() is None, "training finished before it could be interrupted"
+
+
+def _same_weights(a_dir: Path, b_dir: Path) -> None:
+    a = load_file(a_dir / "synthetic" / "sae_weights.safetensors")
+    b = load_file(b_dir / "synthetic" / "sae_weights.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninterrupted(tmp_path):
+    """Ctrl-C or SIGTERM lost every step since the last periodic checkpoint (all of them with none); now the
+    step in progress ends, is checkpointed, and the resumed run ends as one never stopped."""
+    planted_store(tmp_path / "acts", n=20000, d=16, n_features=48, k_true=3)
+    args = _stop_args(tmp_path / "acts", 1500, 128)
+    ref = subprocess.run(_cli("train", "--out", str(tmp_path / "ref"), *args), env=_env(), cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert ref.returncode == 0, ref.stderr
+    proc = subprocess.Popen(_cli("train", "--out", str(tmp_path / "run"), *args), env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for_training(proc, tmp_path / "run")
+    proc.send_signal(signal.SIGINT)  # SIGTERM takes the same path (training.cli.main.HeldStop)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "the same command with --resume goes on" in err, err
+    step = torch.load(tmp_path / "run" / "synthetic" / "checkpoint.pt", weights_only=False)["step"]
+    assert 0 < step < 1500 and f"step {step} is checkpointed" in err
+    res = subprocess.run(_cli("train", "--out", str(tmp_path / "run"), "--resume", *args), env=_env(), cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    _same_weights(tmp_path / "ref", tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_path):
+    """Ranks agree on the step to stop at: a signal that reaches one rank alone (a launcher, a scheduler) would
+    otherwise leave the others waiting in a collective, or checkpoint a step the others never took."""
+    planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, shard_rows=8192)
+    args = _stop_args(tmp_path / "acts", 1500, 256)
+    train = ["-m", "training.cli", "sae", "train"]
+    ref = _torchrun(*train, "--out", str(tmp_path / "ref"), *args)
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    proc = subprocess.Popen([*TORCHRUN, *train, "--out", str(tmp_path / "run"), *args], env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for_training(proc, tmp_path / "run")
+    ranks = {int(dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
+                 .get("RANK", -1)): pid for pid in _children(proc.pid)}  # fmt: skip
+    os.kill(ranks[1], signal.SIGTERM)
+    try:
+        err = proc.communicate(timeout=120)[1]
+    finally:  # a rank left waiting in a collective outlives a failed test otherwise
+        for pid in [proc.pid, *ranks.values()]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert "step " in err and "is checkpointed" in err, err[-3000:]
+    step = torch.load(tmp_path / "run" / "synthetic" / "checkpoint.pt", weights_only=False)["step"]
+    assert 0 < step < 1500
+    res = _torchrun(*train, "--out", str(tmp_path / "run"), "--resume", *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_weights(tmp_path / "ref", tmp_path / "run")
+
+
 def test_two_rank_ddp_matches_single_process(tmp_path):
     planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, offset=2.0, shard_rows=8192)
     args = [

@@ -116,7 +116,8 @@ def run_train(args: argparse.Namespace) -> int:
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
     from sae.store import open_store
-    from sae.train import TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
+    from sae.train import Stopped, TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
+    from training.cli.main import HeldStop
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -171,9 +172,24 @@ def run_train(args: argparse.Namespace) -> int:
             def on_step(step: int, total: int, stats: dict, task=task, progress=progress) -> None:
                 progress.update(task, completed=step, fvu=stats["fvu"], l0=stats["l0"], dead=stats["dead"])
 
-            metrics = train_hook(
-                store, hook, out, cfg, resume=args.resume, on_step=on_step if show else None, info=info
-            )
+            with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress and checkpoints it
+                try:
+                    metrics = train_hook(
+                        store, hook, out, cfg, resume=args.resume, on_step=on_step if show else None, info=info,
+                        stop=held.due,
+                    )  # fmt: skip
+                except Stopped as stopped:
+                    if info.main:
+                        console.print(f"{hook}: step {stopped.step} is checkpointed in {stopped.checkpoint}; "
+                                      "the same command with --resume goes on", highlight=False)  # fmt: skip
+                    if info.enabled:  # a torchrun worker leaves without interpreter shutdown (leave_distributed)
+                        import signal
+                        import sys
+
+                        term = held.signum == signal.SIGTERM
+                        print(f"musicsae: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+                        leave_distributed(143 if term else 130)
+                    held.stop()
         if info.main:
             results[hook] = metrics
             if metrics.get("skipped_nonfinite_rows"):
