@@ -242,7 +242,7 @@ def _provenance(store: ActivationStore) -> dict:
     return {"model": model} if isinstance(model, dict) and model.get("sha256") else {}
 
 
-def _data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
+def data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
     """What a run trains on: hook, width, rows, source model, a digest of the hook's shard listing and first
     shard's first bytes (another store with the same shape differs there), and the rule of the held-out split
     (`HELD_OUT_SPLIT`). A resume must see the same."""
@@ -381,7 +381,7 @@ def _train_hook(
         loop=True,
     )
     state: dict[str, Any] | None = None
-    data = _data_identity(store, hook)
+    data = data_identity(store, hook)
     if resume and ckpt_path.exists():
         state = read_torch(ckpt_path)
         _check_resume(state, ckpt_path, cfg, data, info.world_size)
@@ -490,6 +490,7 @@ def _train_hook(
     metrics.update(
         {
             "hook": hook,
+            "data": data,  # what it was trained on (`data_identity`): a later reuse can check the store is the same
             "split": eval_split,
             "held_out_sources": len(held) if held is not None else None,
             "train_rows": train_rows,

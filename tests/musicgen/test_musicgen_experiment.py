@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from realtime.musicgen.descriptions import DescriptionVocab, words
 from sae.errors import UserError
@@ -292,11 +293,34 @@ def test_a_finished_sae_of_other_settings_is_refused_not_reused(tmp_path):
     from training.musicgen.experiment import finished_sae
 
     tc = TrainConfig(k=4, expansion=2, steps=10, batch_size=1024, checkpoint_every=0, log_every=100)
-    assert finished_sae(tmp_path / "none", tc) is None
+    data = {"digest": "d", "rows": 10}
+    assert finished_sae(tmp_path / "none", tc, data) is None
     sae = tmp_path / "sae"
     sae.mkdir()
     (sae / "cfg.json").write_text(json.dumps({"musicsae": {"train_config": asdict(tc)}}))
-    (sae / "metrics.json").write_text('{"fvu": 0.1}')
-    assert finished_sae(sae, dataclasses.replace(tc, device="cuda", log_every=10)) == {"fvu": 0.1}
+    (sae / "metrics.json").write_text('{"fvu": 0.1}')  # a run before its data was recorded: not checked
+    assert finished_sae(sae, dataclasses.replace(tc, device="cuda", log_every=10), data) == {"fvu": 0.1}
     with pytest.raises(UserError, match=r"sae: an SAE trained with other settings \(k: 4 there, 8 now\); run with"):
-        finished_sae(sae, dataclasses.replace(tc, k=8))
+        finished_sae(sae, dataclasses.replace(tc, k=8), data)
+
+
+def test_a_finished_sae_of_fewer_rows_than_the_store_holds_now_is_refused_not_reused(tmp_path):
+    """A rerun on the same --out with more --prompts stored the new prompts' rows, then reused the SAEs trained
+    before them, and reported them as trained on the new store."""
+    from sae.store import ActivationStore, ActivationWriter
+    from sae.synthetic import planted_store
+    from sae.train import TrainConfig, data_identity, train_hook
+    from training.musicgen.experiment import finished_sae
+
+    planted_store(tmp_path / "store", n=6000, d=8, n_features=16, k_true=2)
+    tc = TrainConfig(k=2, expansion=2, steps=3, batch_size=256, checkpoint_every=0, log_every=100)
+    train_hook(ActivationStore(tmp_path / "store"), "synthetic", tmp_path / "sae", tc)
+    store = ActivationStore(tmp_path / "store")
+    assert finished_sae(tmp_path / "sae", tc, data_identity(store, "synthetic"))["steps"] == 3
+    w = ActivationWriter(tmp_path / "store", "synthetic", 8, dtype="float32")  # a new prompt's rows
+    w.add(torch.randn(500, 8), "a new prompt")
+    w.close()
+    store = ActivationStore(tmp_path / "store")
+    with pytest.raises(UserError, match=r"sae: an SAE trained on other rows than the store holds now \(6000 rows "
+                       r"then, 6500 now: a rerun with other --prompts\?\)"):  # fmt: skip
+        finished_sae(tmp_path / "sae", tc, data_identity(store, "synthetic"))

@@ -114,9 +114,11 @@ UNCHANGED = ("checkpoint_every", "log_every", "device")
 """SAE training settings that do not change the SAE (how often it saves and logs, where it runs)."""
 
 
-def finished_sae(sae_dir: Path, tc) -> dict | None:
+def finished_sae(sae_dir: Path, tc, data: dict) -> dict | None:
     """The metrics of the SAE an earlier run finished in `sae_dir` (None: none); one trained with other settings than
-    `tc` (`--k`, `--expansion`, `--sae-steps`, `--seed`) is refused, naming what differs, instead of reused."""
+    `tc` (`--k`, `--expansion`, `--sae-steps`, `--seed`), or on other rows than the store's now (`data`,
+    `sae.train.data_identity`: a rerun with more `--prompts` adds rows), is refused, naming what differs, instead of
+    reused."""
     from sae.errors import differences
     from sae.jsonfile import read_json_object
 
@@ -126,7 +128,14 @@ def finished_sae(sae_dir: Path, tc) -> dict | None:
     diff = differences(*({k: v for k, v in c.items() if k not in UNCHANGED} for c in (old, asdict(tc))), "there")
     if diff:
         raise UserError(f"{sae_dir}: an SAE trained with other settings ({diff}); run with the same, or another --out")
-    return read_json_object(sae_dir / "metrics.json", "SAE metrics")
+    metrics = read_json_object(sae_dir / "metrics.json", "SAE metrics")
+    trained_on = metrics.get("data")  # absent in runs before 3 December: not checked
+    if isinstance(trained_on, dict) and trained_on.get("digest") != data["digest"]:
+        raise UserError(
+            f"{sae_dir}: an SAE trained on other rows than the store holds now ({trained_on.get('rows')} rows then, "
+            f"{data['rows']} now: a rerun with other --prompts?); run with the same settings, or another --out"
+        )
+    return metrics
 
 
 def collection_prompts(vocab, n: int) -> list[str]:
@@ -286,7 +295,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     from sae.io import load_sae
     from sae.paths import check_output_dir
     from sae.store import ActivationStore
-    from sae.train import TrainConfig, train_hook
+    from sae.train import TrainConfig, data_identity, train_hook
     from training.musicgen.collect import CollectConfig, Collector
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
 
@@ -339,7 +348,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         )
         for i in layers:
             d = out / "saes" / mg.hook_name(i)
-            done = finished_sae(d, tc)
+            done = finished_sae(d, tc, data_identity(store, mg.hook_name(i)))
             if done is not None:
                 metrics[i] = done
                 continue
