@@ -266,6 +266,31 @@ def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninter
     _same_weights(tmp_path / "ref", tmp_path / "run")
 
 
+def test_a_signal_while_a_hook_is_evaluated_stops_the_next_hook_at_its_first_step(tmp_path, monkeypatch, capsys):
+    """A signal that came while one hook's SAE was evaluated and saved (no step left to end) was forgotten, and
+    `sae train --layers all` went on through every other hook."""
+    import sae.train
+    from training.cli import main
+
+    for hook in ("a", "b"):
+        planted_store(tmp_path / "acts", hook=hook, n=4000, d=8, n_features=16, k_true=2)
+    evaluate = sae.train.evaluate_split
+
+    def interrupted_evaluation(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while hook a is evaluated
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(sae.train, "evaluate_split", interrupted_evaluation)
+    argv = ["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"), "--k", "2",
+            "--expansion", "2", "--steps", "20", "--batch-size", "64", "--checkpoint-every", "0"]  # fmt: skip
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert "b: step 1 is checkpointed" in err and "interrupted" in err, err
+    assert (tmp_path / "sae" / "a" / "sae_weights.safetensors").exists()  # a finished, b stopped at its first step
+    assert not (tmp_path / "sae" / "b" / "sae_weights.safetensors").exists()
+    assert torch.load(tmp_path / "sae" / "b" / "checkpoint.pt", weights_only=False)["step"] == 1
+
+
 @pytest.mark.slow
 def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_path):
     """Ranks agree on the step to stop at: a signal that reaches one rank alone (a launcher, a scheduler) would

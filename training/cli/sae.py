@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import NoReturn
 
 from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int, seed_int
 from training.cli.quiet import output_console, progress_bar
@@ -151,54 +152,67 @@ def run_train(args: argparse.Namespace) -> int:
     info = init_distributed(args.device)
     console = output_console(stderr=True)
     results = {}
-    for hook in hooks:
-        out = Path(args.out) / hook
-        show = info.main and not args.quiet
-        warning = sparsity_warning(dims_for(cfg, store.dim(hook))[1], store.dim(hook))
-        if warning and info.main:
-            console.print(f"[yellow]warning: {hook}: {warning}", highlight=False)
-        with progress_bar(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            TextColumn("train batch: FVU {task.fields[fvu]:.3f} L0 {task.fields[l0]:.1f} dead {task.fields[dead]:.0%}"),
-            TimeRemainingColumn(),
-            console=console,
-            hide=not show,
-            transient=False,
-        ) as progress:
-            task = progress.add_task(short_hook(hook), total=cfg.total_steps(), fvu=float("nan"), l0=0.0, dead=0.0)
+    # a Ctrl-C or SIGTERM ends the step in progress and checkpoints it; one that comes while a hook's SAE is
+    # evaluated and saved stops the next hook at its first step
+    with HeldStop() as held:
+        for hook in hooks:
+            out = Path(args.out) / hook
+            show = info.main and not args.quiet
+            warning = sparsity_warning(dims_for(cfg, store.dim(hook))[1], store.dim(hook))
+            if warning and info.main:
+                console.print(f"[yellow]warning: {hook}: {warning}", highlight=False)
+            with progress_bar(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                TextColumn(BAR_FIELDS),
+                TimeRemainingColumn(),
+                console=console,
+                hide=not show,
+                transient=False,
+            ) as progress:
+                fields = {"fvu": float("nan"), "l0": 0.0, "dead": 0.0}
+                task = progress.add_task(short_hook(hook), total=cfg.total_steps(), **fields)
 
-            def on_step(step: int, total: int, stats: dict, task=task, progress=progress) -> None:
-                progress.update(task, completed=step, fvu=stats["fvu"], l0=stats["l0"], dead=stats["dead"])
+                def on_step(step: int, total: int, stats: dict, task=task, progress=progress) -> None:
+                    progress.update(task, completed=step, fvu=stats["fvu"], l0=stats["l0"], dead=stats["dead"])
 
-            with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress and checkpoints it
                 try:
                     metrics = train_hook(
                         store, hook, out, cfg, resume=args.resume, on_step=on_step if show else None, info=info,
                         stop=held.due,
                     )  # fmt: skip
                 except Stopped as stopped:
-                    if info.main:
-                        console.print(f"{hook}: step {stopped.step} is checkpointed in {stopped.checkpoint}; "
-                                      "the same command with --resume goes on", highlight=False)  # fmt: skip
-                    if info.enabled:  # a torchrun worker leaves without interpreter shutdown (leave_distributed)
-                        import signal
-                        import sys
-
-                        term = held.signum == signal.SIGTERM
-                        print(f"musicsae: {'terminated' if term else 'interrupted'}", file=sys.stderr)
-                        leave_distributed(143 if term else 130)
-                    held.stop()
-        if info.main:
-            results[hook] = metrics
-            if metrics.get("skipped_nonfinite_rows"):
-                console.print(f"[yellow]{hook}: skipped {metrics['skipped_nonfinite_rows']} rows with NaN/inf")
+                    _stop(stopped, held, info, console)
+            if info.main:
+                results[hook] = metrics
+                if metrics.get("skipped_nonfinite_rows"):
+                    console.print(f"[yellow]{hook}: skipped {metrics['skipped_nonfinite_rows']} rows with NaN/inf")
     if info.main:
         output_console().print(train_table(results, args.out))
     if info.enabled:
         leave_distributed()  # a torchrun worker exits here, skipping interpreter shutdown (see its docstring)
     return 0
+
+
+BAR_FIELDS = "train batch: FVU {task.fields[fvu]:.3f} L0 {task.fields[l0]:.1f} dead {task.fields[dead]:.0%}"
+
+
+def _stop(stopped, held, info, console) -> NoReturn:
+    """Say where a training stopped by a signal is kept, then stop as it asked (exit 130 / 143); a torchrun worker
+    leaves without interpreter shutdown (`sae.train.leave_distributed`)."""
+    import signal
+
+    from sae.train import leave_distributed
+
+    if info.main:
+        console.print(f"{stopped.checkpoint.parent.name}: step {stopped.step} is checkpointed in "
+                      f"{stopped.checkpoint}; the same command with --resume goes on", highlight=False)  # fmt: skip
+    if info.enabled:
+        term = held.signum == signal.SIGTERM
+        print(f"musicsae: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        leave_distributed(143 if term else 130)
+    held.stop()
 
 
 def train_table(results: dict[str, dict], out: str):
