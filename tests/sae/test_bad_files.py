@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from sae.errors import UserError
 from sae.io import load_sae, save_sae
@@ -53,3 +54,75 @@ def test_a_k_that_is_not_finite_is_one_line(tmp_path, k):
     with pytest.raises(UserError, match=r"cfg\.json: k=-?(nan|inf): expected a number >= 1") as err:
         load_sae(folder)
     assert "\n" not in str(err.value)
+
+
+def _bank_text() -> str:
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+
+    guitar = Concept("guitar", ModelRef("m.ts", "ab" * 32), "latent", "sae", [ConceptFeature(3)], ConceptDefault())
+    drums = Concept("drums", ModelRef("m.ts", "ab" * 32), "latent", "sae", [ConceptFeature(5)], ConceptDefault())
+    return yaml.safe_dump(ConceptBank("b.yaml", {"guitar": guitar, "drums": drums}).to_dict(), sort_keys=False)
+
+
+def test_a_concept_given_twice_in_a_bank_is_refused_and_the_bank_kept(tmp_path, capsys):
+    """A concept copied to make a variant and not renamed: PyYAML kept the last copy without a word, and the next
+    command that saved the bank (`concept remove drums`) dropped the first one from the file for good."""
+    from training.cli.main import main
+
+    text = _bank_text()
+    variant = text[text.index("  guitar:") : text.index("  drums:")].replace("mode: none", "mode: 'off'")
+    bank = tmp_path / "b.yaml"
+    bank.write_text(text + variant)
+    before = bank.read_text()
+    assert main(["concept", "remove", "--bank", str(bank), "drums"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"musicsae: error: {bank}: line ") and "\n" not in err
+    assert "key 'guitar' given twice in one mapping (first at line 3)" in err
+    assert bank.read_text() == before
+
+
+def test_a_syntax_error_in_a_bank_names_its_line_and_column(tmp_path):
+    """A tab in a hand-edited bank said only "(while scanning for the next token)": not where, nor what."""
+    from sae.bank import ConceptBank
+
+    (tmp_path / "b.yaml").write_text(_bank_text().replace("  drums:", "\tdrums:"))
+    with pytest.raises(UserError) as err:
+        ConceptBank.load(tmp_path / "b.yaml")
+    line = 1 + _bank_text().splitlines().index("  drums:")
+    assert f"b.yaml: not a readable YAML concept bank (line {line}, column 1: found character '\\t'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("reader", "text"),
+    [
+        ("preset", "concepts: {guitar: {mode: 'off'}, guitar: {mode: 'on'}}\n"),
+        ("preset", "mix: 0.5\nbypass: 0\nmix: 1.0\n"),
+        ("jobs", "- {prompt: guitar, seed: 1}\n- {prompt: drums, seed: 2, prompt: bass}\n"),
+        ("prompts", "prompts: [guitar]\nprompts: [drums]\n"),
+    ],
+    ids=["preset-concept", "preset-mix", "jobs", "prompts"],
+)
+def test_every_hand_written_yaml_refuses_a_key_given_twice(tmp_path, reader, text):
+    """Presets, batch jobs and prompt lists kept the last of two equal keys without a word."""
+    from realtime.controls import read_preset
+    from training.musicgen.collect import read_prompts
+    from training.musicgen.jobs import read_jobs
+
+    path = tmp_path / "f.yaml"
+    path.write_text(text)
+    read = {
+        "preset": read_preset,
+        "jobs": lambda p: read_jobs(p, tmp_path / "out", 0, 1.0, []),
+        "prompts": read_prompts,
+    }[reader]
+    with pytest.raises(UserError, match=r"f\.yaml: line \d+: key '\w+' given twice in one mapping") as err:
+        read(path)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    """`<<: *base` then a key of its own is YAML's way to write a variant, not a key given twice."""
+    from sae.yamlfile import parse_yaml
+
+    text = "base: &b {mode: 'on', strength: 1}\nloud: {<<: *b, strength: 3}\n"
+    assert parse_yaml(text, "p.yaml")["loud"] == {"mode": "on", "strength": 3}

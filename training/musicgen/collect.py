@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
 from sae.store import ActivationWriter, same_collect_settings
+from sae.yamlfile import parse_yaml
 
 
 @dataclass
@@ -68,10 +68,7 @@ def read_prompts(path: str | Path) -> list[str]:
         raise UserError(f"--prompts {path}: not UTF-8 text; expected a .txt, .csv, .yaml or .json of prompts") from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml", ".json"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--prompts {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = parse_yaml(text, f"--prompts {path}")
         if isinstance(data, dict):
             data = data.get("prompts")
         if not isinstance(data, list) or not all(isinstance(p, str | dict) for p in data):

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sae.errors import UserError
+from sae.yamlfile import parse_yaml
 from training.cli.args import SEED_RANGE
 
 SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -100,10 +99,7 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
         if unknown:
             raise UserError(f"--batch {path}: unknown column {unknown[0]!r}; expected {', '.join(KEYS)}")
     else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--batch {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = parse_yaml(text, f"--batch {path}")
         rows = data.get("jobs") if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise UserError(f"--batch {path}: expected a list of jobs (or a 'jobs:' list)")
