@@ -1,0 +1,25 @@
+"""A damaged file beside an SAE the dashboard reads: shown as missing, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from sae.io import save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+from training.dashboard.layers import layer_rows, layer_table_html
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [b"[1, 2]", b'{"fvu": "0.1", "l0": [8], "dead_fraction": null}', b"\xff\xfe\x00", b'{"fvu": NaN}'],
+    ids=["a-list", "wrong-types", "binary", "nan"],
+)
+def test_a_damaged_metrics_json_shows_as_missing(tmp_path, metrics):
+    """metrics.json (optional: an SAE trained elsewhere has none) holding a list, strings or binary bytes was an
+    AttributeError / ValueError / UnicodeDecodeError traceback from `musicsae dashboard`, for the SAE given and for
+    every SAE folder beside it."""
+    sae = save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4, hook_name="latent")), tmp_path / "latent")
+    (sae / "metrics.json").write_bytes(metrics)
+    (row,) = layer_rows([sae])
+    assert (row.fvu, row.l0, row.dead, row.fvu_interval) == (None, None, None, None)
+    assert '<td class="num">–</td>' in layer_table_html([row])
