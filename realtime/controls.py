@@ -53,6 +53,8 @@ class Draft:
         self.state.load_dict(data)
         if "mix" in data:
             try:
+                if isinstance(data["mix"], bool):  # `mix: yes` was 1.0
+                    raise TypeError(data["mix"])
                 self.set_mix(float(data["mix"]))
             except (TypeError, ValueError):
                 raise UserError(f"preset mix {data['mix']!r}: expected a number in [0, 1]") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -126,3 +127,31 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
 
     text = "base: &b {mode: 'on', strength: 1}\nloud: {<<: *b, strength: 3}\n"
     assert parse_yaml(text, "p.yaml")["loud"] == {"mode": "on", "strength": 3}
+
+
+@pytest.mark.parametrize(
+    ("preset", "needle"),
+    [
+        ({"features": {1.7: 0.5}}, "preset feature 1.7: expected an integer index"),
+        ({"features": {True: 0.5}}, "preset feature True: expected an integer index"),
+        ({"concepts": {"guitar": {"strength": True}}}, "preset concept 'guitar': expected numbers"),
+        ({"mix": True}, "preset mix True: expected a number in [0, 1]"),
+    ],
+    ids=["fractional-feature", "boolean-feature", "boolean-strength", "boolean-mix"],
+)
+def test_a_preset_value_of_the_wrong_kind_is_refused_not_rounded(preset, needle):
+    """`features: {1.7: 0.5}` (or a bare `yes:` key) set feature 1's gain; `strength: yes` and `mix: yes` were 1.0:
+    int() and float() took them without a word."""
+    from realtime.controls import Controls
+    from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
+    from sae.steering import EditState
+
+    guitar = Concept("guitar", ModelRef("m.ts", "ab" * 32), "latent", "sae", [ConceptFeature(3)], ConceptDefault())
+    controls = Controls(EditState.from_concepts(32, {"guitar": guitar}))
+    before = controls.view()
+    with pytest.raises(UserError, match=re.escape(needle)), controls.transaction() as draft:
+        draft.load_preset(preset)
+    assert controls.view() == before
+    with controls.transaction() as draft:  # what a JSON round trip (live --reconnect) gives still loads
+        draft.load_preset({"features": {"3": 0.5}, "concepts": {"guitar": {"gain": "2"}}})
+    assert controls.view()["features"] == {3: 0.5} and controls.view()["concepts"]["guitar"]["gain"] == 2.0
