@@ -52,7 +52,12 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
     prompt = str(row.get("prompt") or "").strip()
     if not prompt:
         raise UserError(f"{where} job {i + 1}: expected a non-empty 'prompt'")
-    name = str(row.get("name") or "").strip() or f"{i:04d}_{SAFE.sub('_', prompt)[:40]}"
+    if isinstance(row.get("name"), (list, dict, bool)):  # str() of it named the file "['a'].wav" or "True.wav"
+        raise UserError(f"{where} job {i + 1}: 'name' must be a file name, not {row['name']!r}")
+    name = str(row.get("name") or "").strip()
+    if name.startswith("."):  # "." became the hidden file "..wav"
+        raise UserError(f"{where} job {i + 1}: name {name!r}: expected a file name that does not start with '.'")
+    name = name or f"{i:04d}_{SAFE.sub('_', prompt)[:40]}"
     if not Path(name).suffix:
         name += ".wav"
     if Path(name).name != name:
