@@ -73,7 +73,10 @@ def read_prompts(path: str | Path) -> list[str]:
             data = data.get("prompts")
         if not isinstance(data, list) or not all(isinstance(p, str | dict) for p in data):
             raise UserError(f"--prompts {path}: expected a list of prompts (or a 'prompts:' list)")
-        prompts = [p if isinstance(p, str) else str(p.get("prompt", "")) for p in data]
+        for i, p in enumerate(data):  # `promt: drums` dropped the entry, `prompt: [a, b]` played "['a', 'b']"
+            if isinstance(p, dict) and not isinstance(p.get("prompt"), str):
+                raise UserError(f"--prompts {path}: entry {i + 1} {p!r}: expected a 'prompt' text")
+        prompts = [p if isinstance(p, str) else p["prompt"] for p in data]
     elif suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         if rows and "prompt" not in rows[0]:
