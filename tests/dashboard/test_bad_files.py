@@ -23,3 +23,14 @@ def test_a_damaged_metrics_json_shows_as_missing(tmp_path, metrics):
     (row,) = layer_rows([sae])
     assert (row.fvu, row.l0, row.dead, row.fvu_interval) == (None, None, None, None)
     assert '<td class="num">–</td>' in layer_table_html([row])
+
+
+def test_a_manifest_saved_by_a_spreadsheet_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte order mark: `--manifest` refused it with "expected rows with a 'file'
+    column", which it has."""
+    from training.dashboard.labels import read_manifest
+
+    (tmp_path / "m.csv").write_bytes("\ufefffile,guitar\r\nc0.wav,1\r\nc1.wav,0\r\n".encode())
+    assert read_manifest(tmp_path / "m.csv") == [{"file": "c0.wav", "guitar": "1"}, {"file": "c1.wav", "guitar": "0"}]
+    (tmp_path / "m.jsonl").write_bytes('\ufeff{"file": "c0.wav"}\n'.encode())
+    assert read_manifest(tmp_path / "m.jsonl") == [{"file": "c0.wav"}]

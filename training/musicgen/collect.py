@@ -63,7 +63,7 @@ def read_prompts(path: str | Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"--prompts {path}: not a file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad's and Excel's UTF-8 start with a BOM: '\ufeffprompt'
     except UnicodeDecodeError:
         raise UserError(f"--prompts {path}: not UTF-8 text; expected a .txt, .csv, .yaml or .json of prompts") from None
     suffix = path.suffix.lower()
