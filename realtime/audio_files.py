@@ -32,6 +32,7 @@ from sae.paths import AUDIO_OUT
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 UNREADABLE_AUDIO = (".m4a", ".aac", ".wma")  # audio libsndfile cannot decode: listed, then skipped with a note
 UNCLOSED_BYTES = 1 << 16  # a file this large with no samples holds audio its header does not count
+MIN_RATE = 1000  # Hz: below it a header is damaged (a 40 kB file at 1 Hz resampled to 8 GB at 44.1 kHz)
 SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
 
 
@@ -130,6 +131,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode
             why = "damaged, or not the format its name says"  # the file is there: it was opened above
         return f"not a readable audio file ({why.splitlines()[0]})"
+    if sr < MIN_RATE:
+        return f"sample rate {sr} Hz: expected audio at {MIN_RATE} Hz or more (a damaged header?)"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
     size = os.path.getsize(path)

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sae.errors import UserError
 from sae.steering import Edit, EditState
+from sae.yamlfile import parse_yaml
 
 PRESET_KEYS = ("concepts", "features", "mix", "bypass")
 
@@ -54,6 +53,8 @@ class Draft:
         self.state.load_dict(data)
         if "mix" in data:
             try:
+                if isinstance(data["mix"], bool):  # `mix: yes` was 1.0
+                    raise TypeError(data["mix"])
                 self.set_mix(float(data["mix"]))
             except (TypeError, ValueError):
                 raise UserError(f"preset mix {data['mix']!r}: expected a number in [0, 1]") from None
@@ -70,13 +71,12 @@ def read_preset(path: Path) -> dict[str, Any]:
     """Read a preset YAML file (`concepts`, `features`, `mix`, `bypass`)."""
     expected = "expected YAML with 'concepts'/'features'/'mix'/'bypass'"
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"preset {path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise UserError(f"preset {path}: not UTF-8 text; {expected}") from None
-    except yaml.YAMLError:
-        raise UserError(f"preset {path}: {expected}") from None
+    data = parse_yaml(text, f"preset {path}")
     if not isinstance(data, Mapping):
         raise UserError(f"preset {path}: expected a YAML mapping")
     return dict(data)

@@ -162,6 +162,11 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
             f"--sae {cfg.sae}: no concept of the bank {cfg.bank} was found with this SAE (skipped "
             f"{'; '.join(skipped)}); leave --sae out to play the bank's own"
         )
+    if cfg.bank is not None and skipped and not concepts:  # it played on with "concepts: none"
+        raise UserError(
+            f"concept bank {cfg.bank}: no concept can be played with its SAE {sae_dir} (skipped "
+            f"{'; '.join(skipped)}); find the concepts again with this SAE"
+        )
     d_sae = int(sae.W_dec.shape[0]) if sae is not None else 0
     state = EditState.from_concepts(d_sae, concepts)
     controls = Controls(state, mix=1.0 if cfg.mix is None else cfg.mix, bypass=cfg.bypass)

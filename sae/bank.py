@@ -63,6 +63,7 @@ import yaml
 
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.yamlfile import parse_yaml
 
 VERSION = 1
 MODES = ("none", "off", "on", "clamp", "scale")
@@ -285,11 +286,11 @@ class ConceptBank:
                 return cls(path)
             raise UserError(f"{path}: no such concept bank")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(f"{path}: not a readable YAML concept bank ({first})") from None
-        return cls(path, parse_bank(data, str(path)))
+        return cls(path, parse_bank(parse_yaml(text, str(path), "a readable YAML concept bank"), str(path)))
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write atomically (temp file + rename) to `path` or the bank's own path."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import pickle
 from dataclasses import fields
@@ -232,9 +233,11 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     else:
         raise UserError(f"{where}: architecture {arch!r}: expected topk, batchtopk, or jumprelu saved from BatchTopK")
     k = cfg.get("k", ours.get("k", details.get("k", fn_kwargs.get("k"))))
-    if not isinstance(k, int | float) or isinstance(k, bool) or k < 1:
+    if not isinstance(k, int | float) or isinstance(k, bool) or not math.isfinite(k) or k < 1:
         what = "missing k (active latents per row)"
-        if arch == "jumprelu":
+        if k is not None:  # NaN or Infinity (json reads both), 0, a string
+            what = f"k={k!r}: expected a number >= 1 (active latents per row)"
+        if arch == "jumprelu" and k is None:
             what = "a JumpReLU SAE without k: only JumpReLU saved from BatchTopK (with its k) can be read"
         raise UserError(f"{where}: {what}")
     if kind == "topk" and k != int(k):

@@ -15,10 +15,12 @@ from sae.errors import UserError
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """The JSON object in `path`; `what` names the file in the error (e.g. "manifest")."""
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: {what} is not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError:  # a binary file in its place (damaged, or another file copied over it)
+        raise UserError(f"{path}: {what} is not UTF-8 text; expected JSON (damaged or replaced?)") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data

@@ -402,6 +402,23 @@ def known_concepts(names: Collection[str]) -> str:
     return f"expected one of {', '.join(sorted(names))}" if names else "no concepts are loaded (no --bank given?)"
 
 
+def _preset_number(value: Any) -> float:
+    """A strength or gain of a preset; true/false (YAML's bare yes/no/on/off) is a TypeError, never 1.0 or 0.0."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    return float(value)
+
+
+def _preset_index(index: Any) -> int:
+    """A feature index of a preset: an integer, or its digits (JSON keys are strings); 1.7 or true is a ValueError
+    (int() made them feature 1)."""
+    if isinstance(index, int) and not isinstance(index, bool):
+        return index
+    if isinstance(index, str) and index.strip().isascii() and index.strip().isdigit():
+        return int(index)
+    raise ValueError(index)
+
+
 @dataclass
 class EditState:
     """The mutable steering state: per-concept controls and raw per-feature gains → one `Edit`.
@@ -532,7 +549,9 @@ class EditState:
             old = trial._control(name)
             try:  # the new mode, strength and gain are checked together: a clamp's limit is not an on's
                 base = ConceptControl(
-                    old.mode, float(spec.get("strength", old.strength)), float(spec.get("gain", old.gain))
+                    old.mode,
+                    _preset_number(spec.get("strength", old.strength)),
+                    _preset_number(spec.get("gain", old.gain)),
                 )
             except (TypeError, ValueError):
                 raise UserError(f"preset concept {name!r}: expected numbers for strength/gain") from None
@@ -542,7 +561,7 @@ class EditState:
             trial.controls[name] = ConceptControl.parse(name, str(mode), base)
         for index, g in features.items():
             try:
-                trial.set_feature_gain(int(index), float(g))
+                trial.set_feature_gain(_preset_index(index), _preset_number(g))
             except (TypeError, ValueError):
                 raise UserError(f"preset feature {index!r}: expected an integer index and a number") from None
         self.controls, self.feature_gains = trial.controls, trial.feature_gains

@@ -283,6 +283,33 @@ def test_a_prompts_file_that_is_not_text_is_one_line(tmp_path):
         read_prompts(tmp_path / "take.wav")
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["- {prompt: guitar}\n- {promt: drums}\n", "prompts: [{prompt: [guitar, drums]}]\n"],
+    ids=["a-typo", "a-list"],
+)
+def test_a_prompt_entry_without_a_prompt_text_is_one_line(tmp_path, text):
+    """`- {promt: drums}` was dropped without a word, `{prompt: [guitar, drums]}` played "['guitar', 'drums']"."""
+    from sae.errors import UserError
+    from training.musicgen.collect import read_prompts
+
+    (tmp_path / "p.yaml").write_text(text)
+    with pytest.raises(UserError, match=r"p\.yaml: entry \d \{.*\}: expected a 'prompt' text$"):
+        read_prompts(tmp_path / "p.yaml")
+    (tmp_path / "p.yaml").write_text("- {prompt: guitar, seed: 3}\n- drums\n")  # a batch's jobs read as prompts
+    assert read_prompts(tmp_path / "p.yaml") == ["guitar", "drums"]
+
+
+@pytest.mark.parametrize(("name", "text"), [("p.csv", "prompt\r\nguitar\r\n"), ("p.txt", "guitar\n")])
+def test_a_prompts_file_with_a_byte_order_mark_is_read(tmp_path, name, text):
+    """Excel's "CSV UTF-8" and Notepad start with a BOM: a CSV was refused ("expected a 'prompt' column"), and a
+    .txt played its first prompt as '\\ufeffguitar'."""
+    from training.musicgen.collect import read_prompts
+
+    (tmp_path / name).write_bytes(("\ufeff" + text).encode())
+    assert read_prompts(tmp_path / name) == ["guitar"]
+
+
 def test_prompt_collection_lasts_the_lm_training_segment_and_names_unknown_words(tmp_path, audiocraft_dir, capsys):
     """README: collected prompts last the LM's training segment (read from training.json) and a prompt's unknown
     words are named; collect generated 10 s per prompt and said nothing about words the model ignored."""

@@ -62,3 +62,20 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path):
     assert [(j.prompt, j.seed) for j in jobs] == [("guitar", 3)]
     with pytest.raises(UserError, match="the header reads 'prompt;seed'"):  # another separator: said, not guessed
         _jobs(tmp_path, "s.csv", "prompt;seed\nguitar;3\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("- {prompt: guitar, name: [a]}\n", "job 1: 'name' must be a file name, not ['a']"),
+        ("- {prompt: guitar, name: true}\n", "job 1: 'name' must be a file name, not True"),
+        ("- {prompt: guitar, name: '.'}\n", "job 1: name '.': expected a file name that does not start with '.'"),
+        ("- {prompt: guitar, name: .hidden}\n", "name '.hidden': expected a file name that does not start"),
+    ],
+    ids=["a-list", "a-boolean", "a-dot", "hidden"],
+)
+def test_a_name_that_is_no_file_name_is_one_line(tmp_path, text, needle):
+    """`name: [a]` rendered to "['a'].wav", `name: yes` to "True.wav", and `name: .` to the hidden "..wav"."""
+    with pytest.raises(UserError) as err:
+        _jobs(tmp_path, "j.yaml", text)
+    assert needle in str(err.value) and "\n" not in str(err.value)

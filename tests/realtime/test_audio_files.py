@@ -349,3 +349,13 @@ def test_a_damaged_file_is_not_said_to_be_missing(tmp_path):
     assert why.startswith("not a readable audio file") and "not exist" not in why and "pipe" not in why, why
     with pytest.raises(UserError, match="damaged, or not the format its name says"):
         read_audio(tmp_path / "b.mp3", what="input")
+
+
+def test_a_sample_rate_no_audio_has_is_refused_before_resampling(tmp_path):
+    """A 40 kB wav whose header says 1 Hz was resampled to 44.1 kHz: 8 GB of memory and minutes before anything
+    said a word (at 8 Hz, 2500 s of audio rendered from 20000 samples)."""
+    sf.write(tmp_path / "odd.wav", np.full(20000, 0.1, np.float32), 1)
+    sf.write(tmp_path / "ok.wav", np.full(2000, 0.1, np.float32), 8000)  # telephone audio is audio
+    with pytest.raises(UserError, match=r"odd\.wav: sample rate 1 Hz: expected audio at 1000 Hz or more"):
+        read_audio(tmp_path / "odd.wav", sr=44100)
+    assert read_audio(tmp_path / "ok.wav", sr=44100)[0].shape == (11025, 1)

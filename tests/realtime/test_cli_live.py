@@ -294,11 +294,16 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
     (tmp_path / "broken.yaml").write_text("concepts: [1, 2\n")
     (tmp_path / "other.yaml").write_text("concepts: {nosuch: {mode: 'on'}}\n")
     (tmp_path / "loud.yaml").write_text("mix: 3\n")
+    sae = bank.path.parent / "sae"  # concepts whose hook is not their SAE's: it played on with "concepts: none"
+    (tmp_path / "hooks.yaml").write_text(
+        bank.path.read_text().replace("hook: latent", "hook: encoder.net.0").replace("sae: sae", f"sae: {sae}")
+    )
     out = str(tmp_path / "o.wav")
     cases = [
         (["--bank", str(other)], "no concept was found on tiny_rave.ts", True),
         (["--bank", str(tmp_path / "broken.yaml")], "broken.yaml: not a readable YAML concept bank", False),
         (["--bank", str(tmp_path / "nope.yaml")], "nope.yaml: no such concept bank", False),
+        (["--bank", str(tmp_path / "hooks.yaml")], "hooks.yaml: no concept can be played with its SAE", True),
         (["--bank", str(bank.path), "--preset", str(tmp_path / "broken.yaml")], "preset", False),
         (
             ["--bank", str(bank.path), "--preset", str(tmp_path / "other.yaml")],

@@ -7,6 +7,7 @@ manifest's folder. Rows are matched by resolved path, else by unique file name.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections import Counter
@@ -46,11 +47,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     if not path.is_file():
         raise UserError(f"manifest {path}: no such file")
     try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a BOM: '\ufefffile'
         if path.suffix == ".csv":
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows = [dict(r) for r in csv.DictReader(fh)]
+            rows = [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
         else:
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
         raise UserError(f"manifest {path}: unreadable ({exc})") from None
     if not rows or not all(isinstance(r, dict) and "file" in r for r in rows):

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sae.bank import ConceptBank, ConceptClips
 from sae.io import CFG_FILE, read_sae_cfg
@@ -54,22 +56,33 @@ def concept_base(name: str, hook: str) -> str:
     return name
 
 
+def _metrics(path: Path) -> dict[str, Any]:
+    """An SAE folder's metrics.json; {} when absent or damaged (not JSON, not UTF-8, not an object): the map then
+    shows "–" for that layer, as for an SAE trained elsewhere."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (a hand-edited "0.1" or null shows as "–", not a traceback)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
 def layer_rows(sae_dirs: list[Path], bank: ConceptBank | None = None) -> list[LayerRow]:
     rows: dict[str, LayerRow] = {}
     for d in sae_dirs:
         cfg = read_sae_cfg(d)
         hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or d.name
         row = LayerRow(hook, d)
-        mfile = d / "metrics.json"
-        if mfile.is_file():
-            try:
-                m = json.loads(mfile.read_text())
-            except (OSError, json.JSONDecodeError):
-                m = {}
-            row.fvu, row.l0, row.dead = m.get("fvu"), m.get("l0"), m.get("dead_fraction")
-            iv = m.get("fvu_interval")
-            if isinstance(iv, list) and len(iv) == 2 and all(isinstance(v, int | float) for v in iv):
-                row.fvu_interval = (float(iv[0]), float(iv[1]))
+        m = _metrics(d / "metrics.json")
+        row.fvu, row.l0, row.dead = (_finite(m.get(key)) for key in ("fvu", "l0", "dead_fraction"))
+        iv = m.get("fvu_interval")
+        if isinstance(iv, list) and len(iv) == 2 and all(_finite(v) is not None for v in iv):
+            row.fvu_interval = (float(iv[0]), float(iv[1]))
         rows[hook] = row
     if bank is not None:
         for c in bank:

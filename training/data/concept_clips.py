@@ -51,6 +51,7 @@ import numpy as np
 from realtime.audio_files import write_audio
 from sae.atomic import atomic_write_text, sole_writer
 from sae.errors import UserError
+from sae.jsonfile import read_json_object
 
 # General MIDI programs (0-based) for each instrument name the manifest uses.
 GM_PROGRAMS: dict[str, int] = {
@@ -797,12 +798,19 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
     path = Path(root) / "data.json"
     if not path.is_file():
         raise UserError(f"{path}: missing (expected a folder written by `musicsae data make`)")
-    meta = json.loads(path.read_text())
+    meta = read_json_object(path, "data.json")
+    fonts_used = meta.get("soundfonts", [])
+    ok = isinstance(meta.get("config"), dict) and isinstance(fonts_used, list)
+    if not (ok and all(isinstance(f, dict) and isinstance(f.get("name"), str) for f in fonts_used)):
+        raise UserError(f"{path}: expected 'config' and 'soundfonts' as `musicsae data make` writes them")
     conf = dict(meta["config"])
     conf["soundfonts"] = tuple(conf.get("soundfonts") or DEFAULT_FONTS)
+    extra = sorted(set(conf) - {f.name for f in dataclasses.fields(DataConfig)})
+    if extra:  # another version's folder, or an edit
+        raise UserError(f"{path}: unknown config key {extra[0]!r}; expected a folder written by `musicsae data make`")
     cfg = DataConfig(**conf)
     # a known name resolves as it did; a font given as a file is found again at the path recorded
-    specs = [f["name"] if f["name"] in FONTS else f.get("path", f["name"]) for f in meta.get("soundfonts", [])]
+    specs = [f["name"] if f["name"] in FONTS else f.get("path", f["name"]) for f in fonts_used]
     fonts, _ = resolve_fonts(specs, note=lambda _: None)
     return cfg, {f.name: f.path for f in fonts}, meta.get("holdout_font")
 

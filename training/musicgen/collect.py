@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
 from sae.store import ActivationWriter, same_collect_settings
+from sae.yamlfile import parse_yaml
 
 
 @dataclass
@@ -63,20 +63,20 @@ def read_prompts(path: str | Path) -> list[str]:
     if not path.is_file():
         raise UserError(f"--prompts {path}: not a file")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad's and Excel's UTF-8 start with a BOM: '\ufeffprompt'
     except UnicodeDecodeError:
         raise UserError(f"--prompts {path}: not UTF-8 text; expected a .txt, .csv, .yaml or .json of prompts") from None
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml", ".json"):
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--prompts {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = parse_yaml(text, f"--prompts {path}")
         if isinstance(data, dict):
             data = data.get("prompts")
         if not isinstance(data, list) or not all(isinstance(p, str | dict) for p in data):
             raise UserError(f"--prompts {path}: expected a list of prompts (or a 'prompts:' list)")
-        prompts = [p if isinstance(p, str) else str(p.get("prompt", "")) for p in data]
+        for i, p in enumerate(data):  # `promt: drums` dropped the entry, `prompt: [a, b]` played "['a', 'b']"
+            if isinstance(p, dict) and not isinstance(p.get("prompt"), str):
+                raise UserError(f"--prompts {path}: entry {i + 1} {p!r}: expected a 'prompt' text")
+        prompts = [p if isinstance(p, str) else p["prompt"] for p in data]
     elif suffix == ".csv":
         rows = list(csv.DictReader(text.splitlines()))
         if rows and "prompt" not in rows[0]:

@@ -187,15 +187,28 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
 
 
 def _training_record(model: Path) -> dict:
+    """The model folder's training.json ({} when absent), or {"unreadable": True} when damaged: it is read after the
+    whole experiment, where a file cut short or edited by hand was a traceback and the report was never written."""
     path = Path(model) / "training.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        rec = None
+    return rec if isinstance(rec, dict) else {"unreadable": True}
 
 
 def _training_line(rec: dict) -> str:
     if not rec:
         return "no training record: untrained"
-    c, lm = rec.get("codec", {}), rec.get("lm", {})
-    return (
-        f"codec {c.get('step', '?')} steps / {c.get('cpu_hours', float('nan')):.1f} CPU h, "
-        f"LM {lm.get('step', '?')} steps / {lm.get('cpu_hours', float('nan')):.1f} CPU h"
-    )
+    if rec.get("unreadable") is True:
+        return "its training.json is unreadable (damaged?)"
+
+    def part(name: str) -> str:
+        got = rec.get(name) if isinstance(rec.get(name), dict) else {}
+        hours = got.get("cpu_hours")
+        hours = f"{hours:.1f}" if isinstance(hours, int | float) and not isinstance(hours, bool) else "?"
+        return f"{got.get('step', '?')} steps / {hours} CPU h"
+
+    return f"codec {part('codec')}, LM {part('lm')}"

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sae.errors import UserError
+from sae.yamlfile import parse_yaml
 from training.cli.args import SEED_RANGE
 
 SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -53,7 +52,12 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
     prompt = str(row.get("prompt") or "").strip()
     if not prompt:
         raise UserError(f"{where} job {i + 1}: expected a non-empty 'prompt'")
-    name = str(row.get("name") or "").strip() or f"{i:04d}_{SAFE.sub('_', prompt)[:40]}"
+    if isinstance(row.get("name"), (list, dict, bool)):  # str() of it named the file "['a'].wav" or "True.wav"
+        raise UserError(f"{where} job {i + 1}: 'name' must be a file name, not {row['name']!r}")
+    name = str(row.get("name") or "").strip()
+    if name.startswith("."):  # "." became the hidden file "..wav"
+        raise UserError(f"{where} job {i + 1}: name {name!r}: expected a file name that does not start with '.'")
+    name = name or f"{i:04d}_{SAFE.sub('_', prompt)[:40]}"
     if not Path(name).suffix:
         name += ".wav"
     if Path(name).name != name:
@@ -100,10 +104,7 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
         if unknown:
             raise UserError(f"--batch {path}: unknown column {unknown[0]!r}; expected {', '.join(KEYS)}")
     else:
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise UserError(f"--batch {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        data = parse_yaml(text, f"--batch {path}")
         rows = data.get("jobs") if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise UserError(f"--batch {path}: expected a list of jobs (or a 'jobs:' list)")

@@ -1,0 +1,59 @@
+"""Parsing the YAML files users write by hand (concept banks, presets, job and prompt lists), with one-line errors.
+
+PyYAML keeps the last of two equal keys in one mapping without a word: a concept copied to make a variant and not
+renamed replaced the first one (and the next save of the bank dropped it for good), a job's second `prompt:` won.
+Here a key given twice is refused naming both lines, and a syntax error names its line and column.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from sae.errors import UserError
+
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _Twice(Exception):
+    """A key given twice in one mapping (raised inside the loader, worded by `parse_yaml`)."""
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (a `<<` merge may still be overridden)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader's own error names it below
+                continue
+            if first is not None:
+                raise _Twice(
+                    f"line {key_node.start_mark.line + 1}: key {key!r} given twice in one mapping (first at line "
+                    f"{first + 1}); YAML would keep only the last: rename or remove one"
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def parse_yaml(text: str, where: str, what: str = "valid YAML") -> Any:
+    """The YAML document in `text`; a syntax error is `{where}: not {what} (line L, column C: problem)` and a key
+    given twice in one mapping `{where}: line L: key ... given twice ...`, each one `UserError` line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)
+    except _Twice as exc:
+        raise UserError(f"{where}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = " ".join(str(exc.problem or exc.context or type(exc).__name__).split())
+        raise UserError(f"{where}: not {what} ({at}{problem})") from None
+    except yaml.YAMLError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{where}: not {what} ({first})") from None

@@ -1,0 +1,36 @@
+"""A damaged file beside an SAE the dashboard reads: shown as missing, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from sae.io import save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+from training.dashboard.layers import layer_rows, layer_table_html
+
+
+@pytest.mark.parametrize(
+    "metrics",
+    [b"[1, 2]", b'{"fvu": "0.1", "l0": [8], "dead_fraction": null}', b"\xff\xfe\x00", b'{"fvu": NaN}'],
+    ids=["a-list", "wrong-types", "binary", "nan"],
+)
+def test_a_damaged_metrics_json_shows_as_missing(tmp_path, metrics):
+    """metrics.json (optional: an SAE trained elsewhere has none) holding a list, strings or binary bytes was an
+    AttributeError / ValueError / UnicodeDecodeError traceback from `musicsae dashboard`, for the SAE given and for
+    every SAE folder beside it."""
+    sae = save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4, hook_name="latent")), tmp_path / "latent")
+    (sae / "metrics.json").write_bytes(metrics)
+    (row,) = layer_rows([sae])
+    assert (row.fvu, row.l0, row.dead, row.fvu_interval) == (None, None, None, None)
+    assert '<td class="num">–</td>' in layer_table_html([row])
+
+
+def test_a_manifest_saved_by_a_spreadsheet_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte order mark: `--manifest` refused it with "expected rows with a 'file'
+    column", which it has."""
+    from training.dashboard.labels import read_manifest
+
+    (tmp_path / "m.csv").write_bytes("\ufefffile,guitar\r\nc0.wav,1\r\nc1.wav,0\r\n".encode())
+    assert read_manifest(tmp_path / "m.csv") == [{"file": "c0.wav", "guitar": "1"}, {"file": "c1.wav", "guitar": "0"}]
+    (tmp_path / "m.jsonl").write_bytes('\ufeff{"file": "c0.wav"}\n'.encode())
+    assert read_manifest(tmp_path / "m.jsonl") == [{"file": "c0.wav"}]

@@ -1,0 +1,23 @@
+"""A MusicGen folder's files damaged or edited by hand: read as missing or refused in one line, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from training.musicgen.demo import _training_line, _training_record
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00", b'{"lm": {"step": 3', b"[1, 2]", b'{"codec": 5, "lm": {"step": 7, "cpu_hours": "lots"}}'],
+    ids=["binary", "cut-short", "a-list", "wrong-types"],
+)
+def test_a_damaged_training_json_is_no_record_not_a_traceback_after_the_demo(tmp_path, content):
+    """`musicsae demo --musicgen --model FOLDER` read FOLDER/training.json for its report after the whole experiment
+    (6.5 min at the smallest sizes): binary bytes, a file cut short or values of the wrong kind were a traceback
+    there, and demo.json and report.md were never written."""
+    (tmp_path / "training.json").write_bytes(content)
+    line = _training_line(_training_record(tmp_path))
+    assert line.startswith(("its training.json is unreadable", "codec ")) and "\n" not in line
+    if content.startswith(b'{"codec": 5'):
+        assert line == "codec ? steps / ? CPU h, LM 7 steps / ? CPU h"

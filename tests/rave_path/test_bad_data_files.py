@@ -1,0 +1,41 @@
+"""A `data make` folder whose data.json is damaged or from elsewhere: one line naming it, never a traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sae.errors import UserError
+from training.data.concept_clips import data_config
+
+
+def _meta() -> dict:
+    return {"config": {"n": 4, "seed": 0, "soundfonts": ["timgm6mb"]}, "soundfonts": [{"name": "timgm6mb"}]}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"config": {"n": 4', "data.json is not valid JSON"),
+        ("[1]", "expected a JSON object"),
+        ('{"soundfonts": []}', "expected 'config' and 'soundfonts' as `musicsae data make` writes them"),
+        (json.dumps(_meta() | {"soundfonts": ["timgm6mb"]}), "expected 'config' and 'soundfonts'"),
+        (json.dumps(_meta() | {"config": {"n": 4, "old_key": 1}}), "unknown config key 'old_key'"),
+    ],
+    ids=["cut-short", "a-list", "no-config", "fonts-as-names", "unknown-key"],
+)
+def test_a_damaged_data_json_is_one_line(tmp_path, text, needle):
+    """`eval fidelity --oracle` and `evaluate judge-shift` read data.json: a file cut short, a list, or a config key
+    this version does not know was a JSONDecodeError / TypeError traceback (after the judge had trained)."""
+    (tmp_path / "data.json").write_text(text)
+    with pytest.raises(UserError) as err:
+        data_config(tmp_path)
+    assert str(tmp_path / "data.json") in str(err.value) and needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_a_sound_data_json_still_reads(tmp_path):
+    (tmp_path / "data.json").write_text(json.dumps(_meta()))
+    cfg, fonts, held = data_config(tmp_path)
+    assert (cfg.n, list(fonts), held) == (4, ["timgm6mb"], None)

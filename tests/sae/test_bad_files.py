@@ -1,0 +1,157 @@
+"""Files users bring or hand-edit, damaged: one line naming the file and what was expected, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+import yaml
+
+from sae.errors import UserError
+from sae.io import load_sae, save_sae
+from sae.model import SAEConfig, SparseAutoencoder
+from sae.store import ActivationStore, ActivationWriter
+
+
+def _sae(tmp_path):
+    return save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4)), tmp_path / "sae")
+
+
+def _store(tmp_path):
+    root = tmp_path / "store"
+    with ActivationWriter(root, "latent", 8, model={"name": "m"}) as w:
+        w.add(torch.randn(40, 8), "a.wav")
+    return root
+
+
+@pytest.mark.parametrize("name", ["cfg.json", "store.json", "manifest.json"])
+def test_a_json_file_of_binary_bytes_is_one_line(tmp_path, name):
+    """A cfg.json, store.json or manifest.json holding binary bytes (a damaged copy, another file saved over it) was
+    a UnicodeDecodeError traceback from every command that reads SAEs or stores."""
+    if name == "cfg.json":
+        path = _sae(tmp_path) / name
+        path.write_bytes(b"\xff\xfe\x00\x01binary")
+        with pytest.raises(UserError) as err:
+            load_sae(path.parent)
+    else:
+        root = _store(tmp_path)
+        path = root / name if name == "store.json" else root / "latent" / name
+        path.write_bytes(b"\xff\xfe\x00\x01binary")
+        with pytest.raises(UserError) as err:
+            ActivationStore(root)
+    assert str(path) in str(err.value) and "not UTF-8 text; expected JSON" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("k", ["NaN", "Infinity", "-Infinity"])
+def test_a_k_that_is_not_finite_is_one_line(tmp_path, k):
+    """Python's json reads NaN and Infinity: `"k": NaN` in cfg.json was a ValueError / OverflowError traceback."""
+    folder = _sae(tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["k"] = float(k.lower().replace("inity", ""))
+    (folder / "cfg.json").write_text(json.dumps(cfg))  # writes NaN / Infinity, as a hand edit could
+    with pytest.raises(UserError, match=r"cfg\.json: k=-?(nan|inf): expected a number >= 1") as err:
+        load_sae(folder)
+    assert "\n" not in str(err.value)
+
+
+def _bank_text() -> str:
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+
+    guitar = Concept("guitar", ModelRef("m.ts", "ab" * 32), "latent", "sae", [ConceptFeature(3)], ConceptDefault())
+    drums = Concept("drums", ModelRef("m.ts", "ab" * 32), "latent", "sae", [ConceptFeature(5)], ConceptDefault())
+    return yaml.safe_dump(ConceptBank("b.yaml", {"guitar": guitar, "drums": drums}).to_dict(), sort_keys=False)
+
+
+def test_a_concept_given_twice_in_a_bank_is_refused_and_the_bank_kept(tmp_path, capsys):
+    """A concept copied to make a variant and not renamed: PyYAML kept the last copy without a word, and the next
+    command that saved the bank (`concept remove drums`) dropped the first one from the file for good."""
+    from training.cli.main import main
+
+    text = _bank_text()
+    variant = text[text.index("  guitar:") : text.index("  drums:")].replace("mode: none", "mode: 'off'")
+    bank = tmp_path / "b.yaml"
+    bank.write_text(text + variant)
+    before = bank.read_text()
+    assert main(["concept", "remove", "--bank", str(bank), "drums"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"musicsae: error: {bank}: line ") and "\n" not in err
+    assert "key 'guitar' given twice in one mapping (first at line 3)" in err
+    assert bank.read_text() == before
+
+
+def test_a_syntax_error_in_a_bank_names_its_line_and_column(tmp_path):
+    """A tab in a hand-edited bank said only "(while scanning for the next token)": not where, nor what."""
+    from sae.bank import ConceptBank
+
+    (tmp_path / "b.yaml").write_text(_bank_text().replace("  drums:", "\tdrums:"))
+    with pytest.raises(UserError) as err:
+        ConceptBank.load(tmp_path / "b.yaml")
+    line = 1 + _bank_text().splitlines().index("  drums:")
+    assert f"b.yaml: not a readable YAML concept bank (line {line}, column 1: found character '\\t'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("reader", "text"),
+    [
+        ("preset", "concepts: {guitar: {mode: 'off'}, guitar: {mode: 'on'}}\n"),
+        ("preset", "mix: 0.5\nbypass: 0\nmix: 1.0\n"),
+        ("jobs", "- {prompt: guitar, seed: 1}\n- {prompt: drums, seed: 2, prompt: bass}\n"),
+        ("prompts", "prompts: [guitar]\nprompts: [drums]\n"),
+    ],
+    ids=["preset-concept", "preset-mix", "jobs", "prompts"],
+)
+def test_every_hand_written_yaml_refuses_a_key_given_twice(tmp_path, reader, text):
+    """Presets, batch jobs and prompt lists kept the last of two equal keys without a word."""
+    from realtime.controls import read_preset
+    from training.musicgen.collect import read_prompts
+    from training.musicgen.jobs import read_jobs
+
+    path = tmp_path / "f.yaml"
+    path.write_text(text)
+    read = {
+        "preset": read_preset,
+        "jobs": lambda p: read_jobs(p, tmp_path / "out", 0, 1.0, []),
+        "prompts": read_prompts,
+    }[reader]
+    with pytest.raises(UserError, match=r"f\.yaml: line \d+: key '\w+' given twice in one mapping") as err:
+        read(path)
+    assert "\n" not in str(err.value)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    """`<<: *base` then a key of its own is YAML's way to write a variant, not a key given twice."""
+    from sae.yamlfile import parse_yaml
+
+    text = "base: &b {mode: 'on', strength: 1}\nloud: {<<: *b, strength: 3}\n"
+    assert parse_yaml(text, "p.yaml")["loud"] == {"mode": "on", "strength": 3}
+
+
+@pytest.mark.parametrize(
+    ("preset", "needle"),
+    [
+        ({"features": {1.7: 0.5}}, "preset feature 1.7: expected an integer index"),
+        ({"features": {True: 0.5}}, "preset feature True: expected an integer index"),
+        ({"concepts": {"guitar": {"strength": True}}}, "preset concept 'guitar': expected numbers"),
+        ({"mix": True}, "preset mix True: expected a number in [0, 1]"),
+    ],
+    ids=["fractional-feature", "boolean-feature", "boolean-strength", "boolean-mix"],
+)
+def test_a_preset_value_of_the_wrong_kind_is_refused_not_rounded(preset, needle):
+    """`features: {1.7: 0.5}` (or a bare `yes:` key) set feature 1's gain; `strength: yes` and `mix: yes` were 1.0:
+    int() and float() took them without a word."""
+    from realtime.controls import Controls
+    from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
+    from sae.steering import EditState
+
+    guitar = Concept("guitar", ModelRef("m.ts", "ab" * 32), "latent", "sae", [ConceptFeature(3)], ConceptDefault())
+    controls = Controls(EditState.from_concepts(32, {"guitar": guitar}))
+    before = controls.view()
+    with pytest.raises(UserError, match=re.escape(needle)), controls.transaction() as draft:
+        draft.load_preset(preset)
+    assert controls.view() == before
+    with controls.transaction() as draft:  # what a JSON round trip (live --reconnect) gives still loads
+        draft.load_preset({"features": {"3": 0.5}, "concepts": {"guitar": {"gain": "2"}}})
+    assert controls.view()["features"] == {3: 0.5} and controls.view()["concepts"]["guitar"]["gain"] == 2.0
