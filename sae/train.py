@@ -40,6 +40,8 @@ from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sp
 from sae.store import ActivationStore
 
 CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "streams", "history", "elapsed", "train_config",
+                   "world_size")  # fmt: skip
 METRICS = "metrics.json"
 HELD_OUT_SPLIT = "whole sources"  # the held-out rule a checkpoint was started under (ActivationStore.split_units)
 
@@ -265,7 +267,12 @@ def data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:
 
 
 def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data: dict[str, Any], world: int) -> None:
-    """Refuse a checkpoint written for other activations or other settings, naming what differs."""
+    """Refuse a checkpoint written for other activations or other settings, naming what differs, and a file that
+    is not a checkpoint of this loop (another tool's, hand-made) naming what it lacks."""
+    lacks = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if lacks or not isinstance(state["train_config"], dict):
+        why = f"no {lacks[0]!r}" if lacks else "its 'train_config' is not a mapping"
+        raise UserError(f"{ckpt_path}: not a checkpoint of sae train ({why}); remove it to start over")
     old = state.get("data")
     if old is not None and "held_out_split" not in old:
         raise UserError(

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
@@ -335,8 +336,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "timings_s": step.timings,
         "total_s": step.total_s(),
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=_jsonable))
-    (out / "report.md").write_text(report_markdown(summary, cfg))
+    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2, default=_jsonable))
+    atomic_write_text(out / "report.md", report_markdown(summary, cfg))
     return summary
 
 

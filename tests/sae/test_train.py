@@ -243,6 +243,18 @@ def _same_weights(a_dir: Path, b_dir: Path) -> None:
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.parametrize("content", [{"x": 1}, [1, 2], {"step": 3}])
+def test_a_checkpoint_file_of_something_else_is_one_line_on_resume(tmp_path, content):
+    """A checkpoint.pt that is not this loop's (another tool's, hand-made) was a KeyError traceback on --resume."""
+    planted_store(tmp_path / "acts", n=4000, d=8, n_features=16, k_true=2)
+    (tmp_path / "sae").mkdir()
+    torch.save(content, tmp_path / "sae" / "checkpoint.pt")
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
+    with pytest.raises(UserError, match=r"checkpoint.pt: not a checkpoint of sae train \(no '(x|step|model)'\); "
+                       "remove it to start over"):  # fmt: skip
+        train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg, resume=True)
+
+
 def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninterrupted(tmp_path):
     """Ctrl-C or SIGTERM lost every step since the last periodic checkpoint (all of them with none); now the
     step in progress ends, is checkpointed, and the resumed run ends as one never stopped."""

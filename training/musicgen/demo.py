@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from training.demo import Steps
 
@@ -165,7 +166,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         "timings_s": step.timings,
         "total_s": step.total_s(),
     }
-    (out / "demo.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2, default=str))
     report = (exp_dir / "report.md").read_text()
     lines = [
         "# musicsae MusicGen demo",
@@ -182,7 +183,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         f"Demo total: {summary['total_s']:.0f} s ({', '.join(f'{k} {v}' for k, v in step.timings.items())}).",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     return summary
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 GOAL_DRIFT = 10.0
@@ -297,7 +298,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
                     say(f"    not found: {exc}")
             if tmp.exists():
                 os.replace(tmp, bank)
-            find_json.write_text(json.dumps(found, indent=1))
+            atomic_write_text(find_json, json.dumps(found, indent=1))
         found = json.loads(find_json.read_text())
         names = [n for n in cfg.concepts if "not_found" not in found.get(n, {"not_found": ""})]
         judged: dict[str, Any] = {"concepts": {}}
@@ -349,8 +350,8 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     choose_on_validation(summary, summarize(cfg, checks, validation) if validation != "none" else None)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["config"] = asdict(cfg)
-    (out / "comparison.json").write_text(json.dumps(summary, indent=1))
-    (out / "report.md").write_text(report_markdown(summary))
+    atomic_write_text(out / "comparison.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "report.md", report_markdown(summary))
     return summary
 
 
