@@ -54,6 +54,65 @@ DTYPES = {"float16": torch.float16, "float32": torch.float32}
 REPEAT_RE = re.compile(r" #\d+$")  # a prompt's k-th repeat (training.musicgen.collect.prompt_sources)
 
 
+def read_store_json(path: Path) -> dict[str, Any]:
+    """A store's `store.json`: an object whose `model` and `collect` are objects when set (a hand-edited or damaged
+    file is refused in one line naming the key, not read into a traceback later)."""
+    info = read_json_object(path, "store.json")
+    for key in ("model", "collect"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise UserError(f"{path}: {key} is {type(info[key]).__name__}: expected an object")
+    for key in ("frame_rate", "sample_rate"):
+        value = info.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+                                  or not math.isfinite(value)):  # fmt: skip
+            raise UserError(f"{path}: {key} {value!r}: expected a positive number")
+    return info
+
+
+def _count(value: Any) -> bool:
+    """Whether `value` is a row or frame count: an integer >= 0 (JSON true is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A hook's `manifest.json`, checked entry by entry: `dim` a positive integer, `dtype` one of `DTYPES`, `shards` a
+    list of {file: a name in the hook's folder, rows: a count, provenance: [{source, start_frame, rows}] adding
+    up to the shard's rows}, `complete` a list of source names. A hand-edited or damaged one is refused in one
+    line naming the entry: a shard named '../other_hook/shard_00000.safetensors' was read from another hook."""
+    m = read_json_object(path, "manifest")
+    for key in ("dim", "dtype", "shards"):
+        if key not in m:
+            raise UserError(f"{path}: missing key {key!r}")
+    if not _count(m["dim"]) or m["dim"] < 1:
+        raise UserError(f"{path}: dim {m['dim']!r}: expected a positive integer")
+    if m["dtype"] not in DTYPES:
+        raise UserError(f"{path}: dtype {m['dtype']!r}, expected one of {', '.join(DTYPES)}")
+    if not isinstance(m["shards"], list):
+        raise UserError(f"{path}: shards is {type(m['shards']).__name__}: expected a list")
+    for i, shard in enumerate(m["shards"]):
+        where = f"{path}: shard {i}"
+        if not isinstance(shard, dict):
+            raise UserError(f"{where} is {type(shard).__name__}: expected an object")
+        name = shard.get("file")
+        if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
+            raise UserError(f"{where}: file {name!r}: expected a file name in the hook's folder")
+        if not _count(shard.get("rows")):
+            raise UserError(f"{where}: rows {shard.get('rows')!r}: expected an integer >= 0")
+        prov = shard.get("provenance", [])
+        if not isinstance(prov, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("source"), str) and _count(p.get("start_frame"))
+            and _count(p.get("rows")) for p in prov
+        ):  # fmt: skip
+            raise UserError(f"{where}: provenance: expected a list of {{source, start_frame, rows}}")
+        if prov and sum(p["rows"] for p in prov) != shard["rows"]:
+            raise UserError(f"{where}: provenance adds up to {sum(p['rows'] for p in prov)} rows, "
+                            f"the shard holds {shard['rows']}")  # fmt: skip
+    complete = m.get("complete", [])
+    if not isinstance(complete, list) or not all(isinstance(c, str) for c in complete):
+        raise UserError(f"{path}: complete: expected a list of source names")
+    return m
+
+
 @contextlib.contextmanager
 def _locked(hook_dir: Path) -> Iterator[None]:
     with open(hook_dir / ".lock", "a") as fh:
@@ -73,7 +132,7 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
     root.mkdir(parents=True, exist_ok=True)
     path = root / STORE_JSON
     with _locked(root):
-        info = read_json_object(path, "store.json") if path.exists() else {}
+        info = read_store_json(path) if path.exists() else {}
         old = (info.get("collect") or {}).get(kind)
         if old is None or (old != settings and not _has_shards(root)):
             info["collect"] = {**(info.get("collect") or {}), kind: settings}
@@ -88,7 +147,7 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
 
 def _has_shards(root: Path) -> bool:
     """Whether any hook of the store lists a shard."""
-    return any(read_json_object(m, MANIFEST).get("shards") for m in root.glob(f"*/{MANIFEST}"))
+    return any(read_manifest(m)["shards"] for m in root.glob(f"*/{MANIFEST}"))
 
 
 def _check_hook_name(hook: str) -> None:
@@ -180,7 +239,7 @@ class ActivationWriter:
     def _update_store_json(self, model: dict[str, Any] | None, frame_rate: float | None, sr: int | None) -> None:
         path = self.root / STORE_JSON
         with _locked(self.root):
-            info = read_json_object(path, "store.json") if path.exists() else {}
+            info = read_store_json(path) if path.exists() else {}
             new = {"model": model, "frame_rate": frame_rate, "sample_rate": sr}
             changed = False
             for key, value in new.items():
@@ -210,8 +269,8 @@ class ActivationWriter:
         path = self.dir / MANIFEST
         if not path.exists():
             return None
-        manifest = read_json_object(path, "manifest")
-        if int(manifest.get("dim", -1)) != self.dim:
+        manifest = read_manifest(path)
+        if manifest["dim"] != self.dim:
             raise UserError(
                 f"{path}: hook {self.hook!r} holds dim {manifest.get('dim')}, not {self.dim}; mixed dims in one hook"
             )
@@ -507,17 +566,11 @@ class ActivationStore:
                 f"(hook {self.root.name!r})"
             )
         path = self.root / STORE_JSON
-        self.info: dict[str, Any] = read_json_object(path, "store.json") if path.exists() else {}
+        self.info: dict[str, Any] = read_store_json(path) if path.exists() else {}
         self._manifests: dict[str, dict[str, Any]] = {}
         for sub in sorted(self.root.iterdir()):
             if sub.is_dir() and (sub / MANIFEST).exists():
-                m = read_json_object(sub / MANIFEST, "manifest")
-                for key in ("dim", "dtype", "shards"):
-                    if key not in m:
-                        raise UserError(f"{sub / MANIFEST}: missing key {key!r}")
-                if m["dtype"] not in DTYPES:
-                    raise UserError(f"{sub / MANIFEST}: dtype {m['dtype']!r}, expected one of {', '.join(DTYPES)}")
-                self._manifests[sub.name] = m
+                self._manifests[sub.name] = read_manifest(sub / MANIFEST)
         self._shapes: dict[tuple[str, int], tuple[int, int]] = {}
 
     # -- metadata ----------------------------------------------------------------------------------------

@@ -155,3 +155,61 @@ def test_a_preset_value_of_the_wrong_kind_is_refused_not_rounded(preset, needle)
     with controls.transaction() as draft:  # what a JSON round trip (live --reconnect) gives still loads
         draft.load_preset({"features": {"3": 0.5}, "concepts": {"guitar": {"gain": "2"}}})
     assert controls.view()["features"] == {3: 0.5} and controls.view()["concepts"]["guitar"]["gain"] == 2.0
+
+
+def _two_hook_store(root) -> None:
+    for hook in ("a", "b"):
+        with ActivationWriter(root, hook, 4, dtype="float32", model={"name": "m.ts", "sha256": "ab"}) as w:
+            w.add(torch.randn(300, 4) * (1 if hook == "a" else 50), "clip.wav")
+
+
+MANIFEST_EDITS = {
+    "a shard of another hook": (lambda m: m["shards"][0].update(file="../b/shard_00000.safetensors"),
+                                r"shard 0: file '\.\./b/shard_00000\.safetensors': expected a file name in the hook"),
+    "shards an object": (lambda m: m.update(shards={"a": 1}), r"shards is dict: expected a list"),
+    "a file number": (lambda m: m["shards"][0].update(file=5), r"shard 0: file 5: expected a file name"),
+    "negative rows": (lambda m: m["shards"][0].update(rows=-5), r"shard 0: rows -5: expected an integer >= 0"),
+    "provenance a string": (lambda m: m["shards"][0].update(provenance="x"), r"shard 0: provenance: expected a list"),
+    "provenance short": (lambda m: m["shards"][0]["provenance"][0].update(rows=100),
+                         r"shard 0: provenance adds up to 100 rows, the shard holds 300"),
+    "dim a string": (lambda m: m.update(dim="4"), r"dim '4': expected a positive integer"),
+    "complete a string": (lambda m: m.update(complete="clip.wav"), r"complete: expected a list of source names"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("edit", MANIFEST_EDITS)
+def test_a_hand_edited_manifest_is_one_line_naming_the_entry(tmp_path, edit):
+    """A manifest edited by hand or damaged was read into a TypeError / AttributeError traceback, a misleading
+    message, or, with a shard named in another hook's folder, another hook's rows: exit 0 and an FVU of 46."""
+    change, needle = MANIFEST_EDITS[edit]
+    _two_hook_store(tmp_path / "st")
+    path = tmp_path / "st" / "a" / "manifest.json"
+    m = json.loads(path.read_text())
+    change(m)
+    path.write_text(json.dumps(m))
+    with pytest.raises(UserError, match=re.escape(str(path)) + ": " + needle):
+        ActivationStore(tmp_path / "st")
+    with pytest.raises(UserError, match=needle):  # and a collect appending to it
+        ActivationWriter(tmp_path / "st", "a", 4, dtype="float32")
+
+
+STORE_JSON_EDITS = [("model", "demo", "model is str: expected an object"),
+                    ("collect", [1], "collect is list: expected an object"),
+                    ("frame_rate", "fast", "frame_rate 'fast': expected a positive")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), STORE_JSON_EDITS)
+def test_a_hand_edited_store_json_is_one_line(tmp_path, key, value, needle):
+    """`"model": "demo"` was an AttributeError in sae train and the store description, `"collect": [1]` one in
+    collect rave and the dashboard."""
+    from sae.store import same_collect_settings
+
+    _two_hook_store(tmp_path / "st")
+    path = tmp_path / "st" / "store.json"
+    info = json.loads(path.read_text())
+    info[key] = value
+    path.write_text(json.dumps(info))
+    with pytest.raises(UserError, match=re.escape(f"{path}: {needle}")):
+        ActivationStore(tmp_path / "st")
+    with pytest.raises(UserError, match=re.escape(needle)):
+        same_collect_settings(tmp_path / "st", "rave", {"audio": "x"})

@@ -67,11 +67,10 @@ def stored_audio_root(store: str) -> str:
     from pathlib import Path
 
     from sae.errors import UserError
-    from sae.jsonfile import read_json_object
-    from sae.store import STORE_JSON
+    from sae.store import STORE_JSON, read_store_json
 
     path = Path(store) / STORE_JSON
-    info = read_json_object(path, "store.json") if path.is_file() else {}
+    info = read_store_json(path) if path.is_file() else {}
     audio = ((info.get("collect") or {}).get("rave") or {}).get("audio")
     if not isinstance(audio, str) or not audio:
         raise UserError(f"--audio-root: store {store} records no audio folder; pass the folder its clips came from")
