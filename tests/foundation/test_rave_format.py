@@ -150,7 +150,6 @@ def test_refuses_files_that_are_not_rave(tmp_path: Path) -> None:
         RaveModel.load(tmp_path / "missing.ts")
 
 
-
 def test_a_damaged_model_file_is_refused_with_a_short_reason(tmp_path: Path) -> None:
     """Torch's own message for a truncated file is a paragraph of miniz advice; the refusal says why in a few words."""
     scripted = tmp_path / "linear.ts"
