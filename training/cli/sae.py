@@ -11,11 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int, seed_int
 from training.cli.quiet import output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sae.train import DistInfo, Stopped
+    from training.cli.main import HeldStop
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -198,7 +204,7 @@ def run_train(args: argparse.Namespace) -> int:
 BAR_FIELDS = "train batch: FVU {task.fields[fvu]:.3f} L0 {task.fields[l0]:.1f} dead {task.fields[dead]:.0%}"
 
 
-def _stop(stopped, held, info, console) -> NoReturn:
+def _stop(stopped: Stopped, held: HeldStop, info: DistInfo, console: Console) -> NoReturn:
     """Say where a training stopped by a signal is kept, then stop as it asked (exit 130 / 143); a torchrun worker
     leaves without interpreter shutdown (`sae.train.leave_distributed`)."""
     import signal
