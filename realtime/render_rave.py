@@ -103,7 +103,7 @@ def load_steering(
     mismatches (another model, a hook the model cannot be split at, an SAE of another hook or width)."""
     from realtime.rave_split import hook_shape
     from sae.bank import ConceptBank
-    from sae.io import load_sae
+    from sae.io import load_sae, read_sae_cfg
 
     bank = ConceptBank.load(bank_path)
     sha = model.identity.sha256
@@ -129,8 +129,7 @@ def load_steering(
         chosen = dirs.pop()
     else:
         raise UserError(f"concept bank {bank.path}: no concept was found on {model.path.name} ({sha[:12]})")
-    if not chosen.is_dir():
-        raise UserError(f"SAE {chosen}: no such directory")
+    read_sae_cfg(chosen)  # a missing folder, or a file (a bank's `sae:` naming one), is one line here
     hooks = {c.hook for c in concepts.values()}
     if len(hooks) > 1:
         raise UserError(f"concepts of {bank.path} sit on {len(hooks)} hooks ({', '.join(sorted(hooks))}); steer one")

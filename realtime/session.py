@@ -147,11 +147,7 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
     sae = None
     hook = "latent"
     if sae_dir is not None:
-        if Path(sae_dir).is_file():  # was "no such directory", of a file that is there
-            raise UserError(f"SAE {sae_dir}: a file; expected an SAE directory (cfg.json + sae_weights.safetensors)")
-        if not Path(sae_dir).is_dir():
-            raise UserError(f"SAE {sae_dir}: no such directory")
-        sae_cfg = read_sae_cfg(sae_dir)
+        sae_cfg = read_sae_cfg(sae_dir)  # a missing folder or a file is one line here
         hook = sae_hook(sae_cfg)
         check_sae_for_model(sae_dir, sae_cfg, rave, hook)
         sae = script_sae(load_sae(sae_dir))

@@ -39,3 +39,15 @@ def test_a_sound_data_json_still_reads(tmp_path):
     (tmp_path / "data.json").write_text(json.dumps(_meta()))
     cfg, fonts, held = data_config(tmp_path)
     assert (cfg.n, list(fonts), held) == (4, ["timgm6mb"], None)
+
+
+def test_the_skipped_files_of_a_side_are_counted_and_only_the_first_reason_is_given_as_the_first():
+    """'(4 skipped: <reason>)' read as if every file had the first one's reason."""
+    from realtime.audio_files import AudioNotes
+    from training.rave.concepts import _side
+
+    notes = AudioNotes()
+    notes.skipped += [("with/a.wav", "silent"), ("with/b.wav", "contains NaN/inf samples"), ("other/c.wav", "silent")]
+    assert _side("with", "with", notes) == "--with with (2 skipped; the first: silent)"
+    assert _side("without", "other", notes) == "--without other (1 skipped; silent)"
+    assert _side("with", "with") == "--with with"

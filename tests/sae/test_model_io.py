@@ -236,6 +236,18 @@ def test_the_folder_above_the_sae_folders_names_them(tmp_path):
         load_sae(tmp_path / "sae" / "latent" / "cfg.json")
 
 
+def test_an_sae_path_that_is_some_other_file_or_missing_is_named_as_such(tmp_path):
+    """A bank's `sae:` or `--sae` naming a file that is there (not cfg.json) was "no such directory" in render rave
+    and concept find; a path to cfg.json itself still names the folder to pass."""
+    from sae.io import read_sae_cfg
+
+    (tmp_path / "in.wav").write_bytes(b"RIFF")
+    with pytest.raises(UserError, match=r"in.wav: a file; expected an SAE directory \(cfg.json \+ sae_weights"):
+        read_sae_cfg(tmp_path / "in.wav")
+    with pytest.raises(UserError, match=r"SAE .*gone: no such directory"):
+        read_sae_cfg(tmp_path / "gone")
+
+
 def test_every_reader_of_cfg_json_gets_the_one_line_refusal(tmp_path):
     """Concept find, the engine and the dashboard read cfg.json (read_sae_cfg) before load_sae: a metadata or
     musicsae that is no object is refused there too (it was an AttributeError traceback in those readers)."""

@@ -219,7 +219,10 @@ def spared_features(bank: ConceptBank, cfg: FindConfig, hook: str, sae_sha256: s
 def _side(side: str, folder: str, notes: AudioNotes | None = None) -> str:
     """How a side is named in the minimum-examples messages, with the skipped files of that folder."""
     skipped = [why for p, why in (notes.skipped if notes else []) if Path(p).is_relative_to(Path(folder))]
-    return f"--{side} {folder}" + (f" ({len(skipped)} skipped: {skipped[0]})" if skipped else "")
+    if not skipped:
+        return f"--{side} {folder}"
+    first = f"{skipped[0]}" if len(skipped) == 1 else f"the first: {skipped[0]}"  # not every one's reason
+    return f"--{side} {folder} ({len(skipped)} skipped; {first})"
 
 
 def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
@@ -259,8 +262,6 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         "audio file(s)",
     )
     model = RaveModel.load(cfg.model, cfg.device)
-    if not Path(cfg.sae).is_dir():
-        raise UserError(f"--sae {cfg.sae}: no such directory")
     sae_cfg = read_sae_cfg(cfg.sae)
     hook = cfg.hook or sae_hook(sae_cfg)
     check_sae_for_model(cfg.sae, sae_cfg, model, hook)
