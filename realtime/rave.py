@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from realtime import measured
 from sae.errors import UserError, torch_file_problem
+from sae.jsonfile import is_count
 
 if TYPE_CHECKING:
     from realtime.alignment import Alignment
@@ -222,7 +223,7 @@ def _plausible(figures: dict[str, Any]) -> bool:
 
     checks = {
         "streaming": lambda v: isinstance(v, bool),
-        "delay": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "delay": is_count,
         "alignment": lambda v: isinstance(v, dict) and set(v) == names and all(map(number, v.values())),
     }
     return all(name in checks and checks[name](value) for name, value in figures.items())

@@ -24,6 +24,7 @@ from typing import Any
 from realtime.controls import Controls
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.jsonfile import is_count
 
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"
 MAX_LOSSES = 5  # the device lost this many times ...
@@ -97,7 +98,7 @@ def load(path: Path) -> ResumeState:
 def _plausible(state: ResumeState) -> bool:
     """The fields live uses as they are: a block, a budget of whole periods, controls, loss times."""
     sizes = (state.blocksize, state.budget, state.period)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+    if not all(is_count(v) and v > 0 for v in sizes):
         return False
     return (
         state.budget % state.period == 0

@@ -52,7 +52,6 @@ temp file and renames it, so a bank is never half-written.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -63,6 +62,7 @@ import yaml
 
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.jsonfile import is_count, is_number
 from sae.yamlfile import parse_yaml
 
 VERSION = 1
@@ -414,7 +414,7 @@ def parse_bank(data: Any, where: str) -> dict[str, Concept]:
 
 
 def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    ok = is_number(value)
     if ok and lo is not None:
         ok = float(value) >= lo
     if ok and hi is not None:
@@ -500,7 +500,7 @@ def _intervals(spec: Any, aurocs: dict[str, float], at: str) -> dict[str, tuple[
     for k, v in spec.items():
         what = f"{at}: auroc_interval.{k}"
         ok = isinstance(v, list | tuple) and len(v) == 2
-        ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        ok = ok and all(is_number(x) for x in v)
         if not (ok and 0.0 <= v[0] <= v[1] <= 1.0):
             raise UserError(f"{what}: {v!r}; expected [lo, hi], two numbers in [0, 1] with lo <= hi")
         if str(k) not in aurocs:
@@ -514,7 +514,7 @@ def _clips(spec: Any, at: str) -> ConceptClips | None:
     if spec is None:
         return None
     ok = isinstance(spec, dict) and {"with", "without"} <= set(spec) <= {"with", "without", "sources"}
-    ok = ok and all(isinstance(spec[k], int) and not isinstance(spec[k], bool) and spec[k] > 0 for k in spec)
+    ok = ok and all(is_count(spec[k]) and spec[k] > 0 for k in spec)
     if not ok:
         raise UserError(
             f"{at}: clips {spec!r}; expected {{with: N, without: M}} and optionally sources: S, positive integers"
@@ -531,7 +531,7 @@ def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
         if not isinstance(feat, dict) or "index" not in feat:
             raise UserError(f"{at}: {key}[{i}] must be a mapping with index, weight, typical")
         index = feat["index"]
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        if not is_count(index):
             raise UserError(f"{at}: {key}[{i}].index {index!r}; expected a non-negative integer")
         if index in seen:
             raise UserError(f"{at}: {key}[{i}].index {index} appears twice")
@@ -596,7 +596,7 @@ def _probe(spec: Any, at: str) -> ConceptProbe | None:
         raise UserError(f"{at}: probe must be {{intercept: number, coef: {{feature index: number}}}}")
     coef = {}
     for index, value in spec["coef"].items():
-        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        if not is_count(index):
             raise UserError(f"{at}: probe.coef key {index!r}; expected a non-negative feature index")
         coef[index] = _num(value, f"{at}: probe.coef.{index}")
     if not coef:

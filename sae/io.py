@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import pickle
 from dataclasses import fields
@@ -32,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError, torch_file_problem
-from sae.jsonfile import read_json_object
+from sae.jsonfile import is_number, read_json_object
 from sae.model import SAEConfig, SparseAutoencoder
 
 CFG_FILE = "cfg.json"
@@ -237,7 +236,7 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     else:
         raise UserError(f"{where}: architecture {arch!r}: expected topk, batchtopk, or jumprelu saved from BatchTopK")
     k = cfg.get("k", ours.get("k", details.get("k", fn_kwargs.get("k"))))
-    if not isinstance(k, int | float) or isinstance(k, bool) or not math.isfinite(k) or k < 1:
+    if not is_number(k) or k < 1:
         what = "missing k (active latents per row)"
         if k is not None:  # NaN or Infinity (json reads both), 0, a string
             what = f"k={k!r}: expected a number >= 1 (active latents per row)"

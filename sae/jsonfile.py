@@ -12,6 +12,19 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 
+def is_number(value: Any) -> bool:
+    """A finite JSON number: an int or a float that is not NaN or infinite, and not true/false (which Python counts
+    as ints)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def is_count(value: Any) -> bool:
+    """A JSON integer >= 0 (a count of rows, frames or clips, an index); true/false is not one."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """The JSON object in `path`; `what` names the file in the error (e.g. "manifest")."""
     try:

@@ -43,7 +43,7 @@ from safetensors.torch import save_file
 
 from sae.atomic import atomic_write_text, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
-from sae.jsonfile import read_json_object
+from sae.jsonfile import is_count, is_number, read_json_object
 
 KEY = "activations"
 MANIFEST = "manifest.json"
@@ -63,15 +63,9 @@ def read_store_json(path: Path) -> dict[str, Any]:
             raise UserError(f"{path}: {key} is {type(info[key]).__name__}: expected an object")
     for key in ("frame_rate", "sample_rate"):
         value = info.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
-                                  or not math.isfinite(value)):  # fmt: skip
+        if value is not None and (not is_number(value) or value <= 0):
             raise UserError(f"{path}: {key} {value!r}: expected a positive number")
     return info
-
-
-def _count(value: Any) -> bool:
-    """Whether `value` is a row or frame count: an integer >= 0 (JSON true is not one)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
@@ -83,7 +77,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     for key in ("dim", "dtype", "shards"):
         if key not in m:
             raise UserError(f"{path}: missing key {key!r}")
-    if not _count(m["dim"]) or m["dim"] < 1:
+    if not is_count(m["dim"]) or m["dim"] < 1:
         raise UserError(f"{path}: dim {m['dim']!r}: expected a positive integer")
     if m["dtype"] not in DTYPES:
         raise UserError(f"{path}: dtype {m['dtype']!r}, expected one of {', '.join(DTYPES)}")
@@ -96,12 +90,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
         name = shard.get("file")
         if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
             raise UserError(f"{where}: file {name!r}: expected a file name in the hook's folder")
-        if not _count(shard.get("rows")):
+        if not is_count(shard.get("rows")):
             raise UserError(f"{where}: rows {shard.get('rows')!r}: expected an integer >= 0")
         prov = shard.get("provenance", [])
         if not isinstance(prov, list) or not all(
-            isinstance(p, dict) and isinstance(p.get("source"), str) and _count(p.get("start_frame"))
-            and _count(p.get("rows")) for p in prov
+            isinstance(p, dict) and isinstance(p.get("source"), str) and is_count(p.get("start_frame"))
+            and is_count(p.get("rows")) for p in prov
         ):  # fmt: skip
             raise UserError(f"{where}: provenance: expected a list of {{source, start_frame, rows}}")
         if prov and sum(p["rows"] for p in prov) != shard["rows"]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import html
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 from sae.bank import ConceptBank, ConceptClips
 from sae.io import CFG_FILE, read_sae_cfg
+from sae.jsonfile import is_number
 
 AUROC_METHOD = "sae_probe"
 
@@ -68,8 +68,7 @@ def _metrics(path: Path) -> dict[str, Any]:
 
 def _finite(value: Any) -> float | None:
     """`value` as a float when it is a finite number (a hand-edited "0.1" or null shows as "–", not a traceback)."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
+    return float(value) if is_number(value) else None
 
 
 def layer_rows(sae_dirs: list[Path], bank: ConceptBank | None = None) -> list[LayerRow]:
