@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sae.errors import UserError
-from sae.steering import Edit, EditState
+from sae.steering import Edit, EditState, preset_number
 from sae.yamlfile import parse_yaml
 
 PRESET_KEYS = ("concepts", "features", "mix", "bypass")
@@ -53,9 +53,7 @@ class Draft:
         self.state.load_dict(data)
         if "mix" in data:
             try:
-                if isinstance(data["mix"], bool):  # `mix: yes` was 1.0
-                    raise TypeError(data["mix"])
-                self.set_mix(float(data["mix"]))
+                self.set_mix(preset_number(data["mix"]))  # `mix: yes` was 1.0
             except (TypeError, ValueError):
                 raise UserError(f"preset mix {data['mix']!r}: expected a number in [0, 1]") from None
         if "bypass" in data:

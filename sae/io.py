@@ -145,15 +145,16 @@ def _weights_sha256(wfile: str, mtime_ns: int, size: int) -> str:
 
 def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     """cfg.json of an SAE directory as a dict (UserError when missing or unreadable)."""
-    if not Path(path).exists():
+    folder = Path(path)
+    if not folder.exists():
         raise UserError(f"SAE {path}: no such directory")
-    f = Path(path) / CFG_FILE
+    if folder.is_file():
+        if folder.name in (CFG_FILE, WEIGHTS_FILE):
+            raise UserError(f"SAE {path} is a file; pass its folder ({folder.parent})")
+        raise UserError(f"SAE {path}: a file; expected an SAE directory ({CFG_FILE} + {WEIGHTS_FILE})")
+    f = folder / CFG_FILE
     if not f.exists():
-        if Path(path).is_file() and Path(path).name in (CFG_FILE, WEIGHTS_FILE):
-            raise UserError(f"SAE {path} is a file; pass its folder ({Path(path).parent})")
-        if Path(path).is_file():  # a bank's `sae:` or `--sae` naming some other file
-            raise UserError(f"SAE {path}: a file; expected an SAE directory ({CFG_FILE} + {WEIGHTS_FILE})")
-        inside = sorted(p.parent.name for p in Path(path).glob(f"*/{CFG_FILE}"))  # `sae train --out`'s parent
+        inside = sorted(p.parent.name for p in folder.glob(f"*/{CFG_FILE}"))  # `sae train --out`'s parent
         if inside:
             raise UserError(f"SAE {path}: no {CFG_FILE}; it holds SAE folders {', '.join(inside)}: pass one of them")
         raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")

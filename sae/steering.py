@@ -402,7 +402,7 @@ def known_concepts(names: Collection[str]) -> str:
     return f"expected one of {', '.join(sorted(names))}" if names else "no concepts are loaded (no --bank given?)"
 
 
-def _preset_number(value: Any) -> float:
+def preset_number(value: Any) -> float:
     """A strength or gain of a preset; true/false (YAML's bare yes/no/on/off) is a TypeError, never 1.0 or 0.0."""
     if isinstance(value, bool):
         raise TypeError(value)
@@ -550,8 +550,8 @@ class EditState:
             try:  # the new mode, strength and gain are checked together: a clamp's limit is not an on's
                 base = ConceptControl(
                     old.mode,
-                    _preset_number(spec.get("strength", old.strength)),
-                    _preset_number(spec.get("gain", old.gain)),
+                    preset_number(spec.get("strength", old.strength)),
+                    preset_number(spec.get("gain", old.gain)),
                 )
             except (TypeError, ValueError):
                 raise UserError(f"preset concept {name!r}: expected numbers for strength/gain") from None
@@ -561,7 +561,7 @@ class EditState:
             trial.controls[name] = ConceptControl.parse(name, str(mode), base)
         for index, g in features.items():
             try:
-                trial.set_feature_gain(_preset_index(index), _preset_number(g))
+                trial.set_feature_gain(_preset_index(index), preset_number(g))
             except (TypeError, ValueError):
                 raise UserError(f"preset feature {index!r}: expected an integer index and a number") from None
         self.controls, self.feature_gains = trial.controls, trial.feature_gains
