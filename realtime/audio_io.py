@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from realtime.engine import Engine
+from realtime.jack_clock import jack_cycle_clock
 from sae.errors import UserError
 
 JACK_HINT = (
@@ -120,6 +121,9 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
         )
     except (sd.PortAudioError, ValueError) as exc:
         raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc})") from None
+    info = _device_info(sd, index)
+    if info is not None and _host_api(sd, info).startswith("JACK"):  # PortAudio's JACK clock wanders
+        engine.device_clock = jack_cycle_clock()
     lat_in, lat_out = stream.latency
     engine.latency.device_in = round(lat_in * sr)
     engine.latency.device_out = round(lat_out * sr)

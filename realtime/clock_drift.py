@@ -1,4 +1,5 @@
-"""How fast a device clock runs against the frames an audio callback counts.
+"""How fast a device clock runs against the frames an audio callback counts (callback times, as PortAudio gives
+them; on JACK the engine reads JACK's cycle counter instead, `realtime.jack_clock`, which does not drift).
 
 The engine places callbacks by the device clock minus the frames counted (the offset), whose least value is the
 reference: a callback only ever runs late, so whole periods above the reference were skipped. A clock that drifts

@@ -35,7 +35,7 @@ import select
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -255,6 +255,9 @@ class Engine:
         self._pos = 0  # callback-owned: device frames since the stream started (taken in and played)
         self._clock = math.inf  # callback-owned: least (device clock − _pos) seen, in frames
         self._drift = ClockDrift(window=self.sr // 2, fallback=self.CLOCK_SLEW)  # callback-owned: how fast it rises
+        # the device's frame counter where the host API has a better one than its callback times (JACK: set by
+        # `open_duplex`, `realtime.jack_clock`), read at each callback; None: `inputBufferAdcTime`
+        self.device_clock: Callable[[], int] | None = None
         self._hold = np.zeros((4 * self.HOLD * period, self.channels), np.float32)  # callback-owned: held input
         self._held = self._held_calls = 0  # its frames and callbacks (0: none held)
         self._hold_starts = np.zeros(self.HOLD, np.int64)  # where each held callback starts in `_hold`
@@ -337,20 +340,24 @@ class Engine:
         would come out whole periods late (measured on JACK: 4 and 7 periods after callbacks 30 and 50 ms late)
         and the skips would go uncounted. Returns the position of this callback's input, or -1 when it is held.
 
-        The device clock (`inputBufferAdcTime`) minus the frames counted is constant while no cycle is skipped
-        (up to clock drift), and a callback only ever runs late, so its least value is the reference; whole
-        periods above it (less 1/8 of a period of lateness) were skipped: their input counts as silence and
-        their output was never heard. Under JACK the clock is read when the callback runs, so callbacks after a
-        stall are late on top of the cycles lost (a 12 ms stall at period 256 lost 2 cycles and read 3.5
-        periods; two callbacks in a row were seen 0.9 and 1.3 periods late with none lost), and the device's
-        xrun flag may come a callback or more after the skip (PortAudio sets it from JACK's notification
-        thread). So a callback that seems to have skipped cycles, flagged or not, is held with the next
-        `HOLD - 1` (they play silence), and the one after places them (`_place_held`)."""
-        t = getattr(time_info, "inputBufferAdcTime", 0.0)
-        if not t:  # the host API gives no clock
+        The device clock (`device_clock`, else `inputBufferAdcTime`) minus the frames counted is constant while
+        no cycle is skipped (up to clock drift), and a callback only ever runs late, so its least value is the
+        reference; whole periods above it (less 1/8 of a period of lateness) were skipped: their input counts as
+        silence and their output was never heard. PortAudio's JACK clock is read when the callback runs (JACK's
+        cycle counter, used instead where it can be read, only reads the next cycle when the callback runs over a
+        period late), so callbacks after a stall are late on top of the cycles lost (a 12 ms stall at period 256
+        lost 2 cycles and read 3.5 periods; two callbacks in a row were seen 0.9 and 1.3 periods late with none
+        lost), and the device's xrun flag may come a callback or more after the skip (PortAudio sets it from
+        JACK's notification thread). So a callback that seems to have skipped cycles, flagged or not, is held
+        with the next `HOLD - 1` (they play silence), and the one after places them (`_place_held`)."""
+        if self.device_clock is not None:
+            now = self.device_clock()
+        elif t := getattr(time_info, "inputBufferAdcTime", 0.0):
+            now = t * self.sr
+        else:  # the host API gives no clock
             return n
         held = self._held
-        offset = t * self.sr - (n + held)  # as if nothing held were skipped
+        offset = now - (n + held)  # as if nothing held were skipped
         fits = held + frames <= len(self._hold)
         if held:
             if self._held_calls < self.HOLD and fits:

@@ -18,9 +18,9 @@ from realtime.latency import LatencyProbe
 
 @pytest.fixture
 def jack():
-    """A JACK server of the test's own. (These tests once failed in 3 of 7 runs, a period early under callback
-    stalls or never matching the model's own output; the cause was the engine counting cycles nobody skipped when
-    JACK's frame clock ran 0.5 % fast, see `Engine.CLOCK_SLEW`, not the shared server.)"""
+    """A JACK server of the test's own. (These tests once failed a period or two early under callback stalls and
+    after a restart; the cause was the engine counting cycles nobody skipped while PortAudio's JACK clock wandered,
+    not a shared server: the engine now reads JACK's cycle counter, `realtime.jack_clock`.)"""
     assert shutil.which("jackd"), "jackd2 is required"
     with JackServer(sr=44100, period=256) as server:
         yield server
@@ -117,7 +117,49 @@ def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_
     print(seen)
     assert all((d - computed) % jack.period == 0 and 0 <= d - computed <= 4 * jack.period for d in delays), seen
     assert skipped and sum(skipped) >= 5, out[-2000:]  # the injected stalls did lose cycles
+    assert "device clock: JACK's cycle counter" in out
     assert "Traceback" not in err
+
+
+# Run in a child on the test's server: a callback stream that stalls 7, 12 and 20 ms every quarter second and
+# records, per callback, the frames it counted, JACK's cycle counter and PortAudio's clock (in frames).
+CLOCKS = """
+import json, sys, time
+import sounddevice as sd
+from realtime.jack_clock import jack_cycle_clock
+
+counter, rows, stall = jack_cycle_clock(), [], [0.0]
+def callback(indata, outdata, frames, t, status):
+    rows.append((len(rows) * frames, counter(), t.inputBufferAdcTime * 44100))
+    outdata.fill(0)
+    if stall[0]:
+        time.sleep(stall[0])
+        stall[0] = 0.0
+with sd.Stream(samplerate=44100, blocksize=256, device="system", channels=1, dtype="float32", callback=callback):
+    for k in range(12):
+        time.sleep(0.25)
+        stall[0] = (0.007, 0.012, 0.02)[k % 3]
+print(json.dumps(rows))
+"""
+
+
+def test_jacks_cycle_counter_moves_by_whole_periods_where_portaudios_clock_does_not(jack):
+    """What the engine reads on JACK (`realtime.jack_clock`, through the JACK library PortAudio loaded): against
+    the frames counted it moves by whole periods only, callback stalls or not, and the stalls lost cycles; PortAudio's
+    own clock for the same callbacks does not (it is read when a late callback runs, interpolated by JACK's loop)."""
+    import json
+
+    import numpy as np
+
+    run = subprocess.run([sys.executable, "-c", CLOCKS], env=jack.env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-800:]
+    counted, cycle, portaudio = np.array(json.loads(run.stdout)).T
+    assert len(counted) > 300
+    steps = np.diff(cycle - counted)
+    assert (steps % jack.period == 0).all(), steps[steps % jack.period != 0]
+    assert (cycle - counted)[-1] - (cycle - counted)[0] >= 4 * jack.period  # cycles were lost
+    off = np.diff(portaudio - counted) % jack.period
+    assert (np.minimum(off, jack.period - off) > 0.5).mean() > 0.5  # most of its steps are not whole periods
 
 
 def _reference(model, x, phase: int):

@@ -480,6 +480,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     _say(engine.latency.describe())
     engine.start()
     _say(f"model thread: {engine.priority}")
+    _say("device clock: " + ("JACK's cycle counter" if engine.device_clock else "the callbacks' times"))
     stream.start()
     if ready is not None:
         ready()

@@ -1,0 +1,53 @@
+"""JACK's own count of frames at the start of the current cycle, for streams PortAudio runs on JACK.
+
+PortAudio gives a JACK callback `jack_frame_time` as its clock: an estimate interpolated from JACK's delay-locked
+loop at the moment the callback runs. It reads a late callback late, and while the loop settles after a server
+(re)start it runs up to 1 % slow or fast for seconds, so the engine's reference wandered and on-time callbacks
+counted as skipped cycles: impulses came back one or two periods early (CI, and 5 of 13 runs here under load).
+`jack_last_frame_time` is the frame counter itself, set when the cycle starts: it moves by whole periods only
+(measured: every step of 1013 callbacks with 7–20 ms stalls was a multiple of 256), so a skipped cycle is an exact
+step and a late callback at most a one-cycle blip that comes back. It reads the engine's shared state, which the
+JACK library PortAudio loaded into this process holds once PortAudio's client is open.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+from collections.abc import Callable
+
+WRAP = 1 << 32  # jack_nframes_t is 32 bits: it wraps after 27 hours at 44.1 kHz
+
+
+class CycleClock:
+    """Unwrapped frames at the start of the current JACK cycle; `read` gives the raw 32-bit counter."""
+
+    def __init__(self, read: Callable[[], int]):
+        self.read = read
+        self._raw: int | None = None
+        self._frames = 0
+
+    def __call__(self) -> int:
+        raw = int(self.read())
+        if self._raw is not None:
+            step = (raw - self._raw) % WRAP
+            self._frames += step - WRAP if step >= WRAP // 2 else step  # a read that goes back stays signed
+        self._raw = raw
+        return self._frames
+
+
+def jack_cycle_clock() -> CycleClock | None:
+    """A `CycleClock` on the JACK library in this process, or None where there is none that reads without a client
+    handle: JACK2 (version 1.9.x) reads the process's shared engine state with any handle, NULL too; JACK1 would
+    dereference it, and PipeWire's JACK answers 0 (PortAudio's clock is used there)."""
+    name = ctypes.util.find_library("jack") or "libjack.so.0"
+    try:
+        lib = ctypes.PyDLL(name)  # PyDLL keeps the GIL: the audio callback must not hand it to another thread here
+        version, last = lib.jack_get_version_string, lib.jack_last_frame_time
+    except (OSError, AttributeError):
+        return None
+    version.restype, version.argtypes = ctypes.c_char_p, []
+    last.restype, last.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
+    if not (version() or b"").startswith(b"1.9.") or not last(None):
+        return None
+    return CycleClock(lambda: last(None))
