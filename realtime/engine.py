@@ -257,7 +257,7 @@ class Engine:
         self._drift = ClockDrift(window=self.sr // 2, fallback=self.CLOCK_SLEW)  # callback-owned: how fast it rises
         # the device's frame counter where the host API has a better one than its callback times (JACK: set by
         # `open_duplex`, `realtime.jack_clock`), read at each callback; None: `inputBufferAdcTime`
-        self.device_clock: Callable[[], int] | None = None
+        self.device_clock: Callable[[int], int] | None = None  # called with the callback's frames
         self._hold = np.zeros((4 * self.HOLD * period, self.channels), np.float32)  # callback-owned: held input
         self._held = self._held_calls = 0  # its frames and callbacks (0: none held)
         self._hold_starts = np.zeros(self.HOLD, np.int64)  # where each held callback starts in `_hold`
@@ -351,7 +351,7 @@ class Engine:
         JACK's notification thread). So a callback that seems to have skipped cycles, flagged or not, is held
         with the next `HOLD - 1` (they play silence), and the one after places them (`_place_held`)."""
         if self.device_clock is not None:
-            now = self.device_clock()
+            now = self.device_clock(frames)
         elif t := getattr(time_info, "inputBufferAdcTime", 0.0):
             now = t * self.sr
         else:  # the host API gives no clock

@@ -20,20 +20,28 @@ WRAP = 1 << 32  # jack_nframes_t is 32 bits: it wraps after 27 hours at 44.1 kHz
 
 
 class CycleClock:
-    """Unwrapped frames at the start of the current JACK cycle; `read` gives the raw 32-bit counter."""
+    """Unwrapped frames at the start of the current JACK cycle, plus the frames of the callbacks that read the same
+    cycle before this one: PortAudio splits a JACK period longer than the stream's block into several callbacks
+    within one cycle (JACK at 1024, `live --period 256`: four reads of one count). `read` gives the raw 32-bit
+    counter; call it once per callback with the callback's frames."""
 
     def __init__(self, read: Callable[[], int]):
         self.read = read
         self._raw: int | None = None
-        self._frames = 0
+        self._frames = 0  # unwrapped count of the cycle last read
+        self._within = self._last = 0  # frames read in that cycle before the last callback, and the last's
 
-    def __call__(self) -> int:
+    def __call__(self, frames: int) -> int:
         raw = int(self.read())
-        if self._raw is not None:
-            step = (raw - self._raw) % WRAP
-            self._frames += step - WRAP if step >= WRAP // 2 else step  # a read that goes back stays signed
-        self._raw = raw
-        return self._frames
+        if raw == self._raw:
+            self._within += self._last
+        else:
+            if self._raw is not None:
+                step = (raw - self._raw) % WRAP
+                self._frames += step - WRAP if step >= WRAP // 2 else step  # a read that goes back stays signed
+            self._raw, self._within = raw, 0
+        self._last = frames
+        return self._frames + self._within
 
 
 def jack_cycle_clock() -> CycleClock | None:

@@ -122,6 +122,27 @@ def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("jack_period", "period"), [(1024, 256), (128, 256)])
+def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts, jack_period, period):
+    """JACK runs at the period it was started with, whatever `live --period` says: PortAudio then calls back several
+    times in one JACK cycle (1024 / 256), all reading one cycle count, or once per two cycles (128 / 256). Nothing is
+    counted as skipped and every impulse comes back at the computed latency (with one count for the four
+    callbacks of a cycle, 180 cycles were counted as skipped in 5 s and every impulse came back 5 periods early)."""
+    with JackServer(sr=44100, period=jack_period) as server:
+        proc = _live(server, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", str(period), "--bypass",
+                     "--no-osc", "--duration", "60")  # fmt: skip
+        try:
+            computed = int(re.match(r"latency (\d+) samples", _wait_for(proc, "latency")).group(1))
+            _wait_for(proc, "streaming")
+            delays = LatencyProbe(server.name, "PortAudio:in_0", "PortAudio:out_0", seconds=3.0).run().delays
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+    assert delays and delays == [computed] * len(delays), (delays, computed)
+    assert re.findall(r"cycles skipped (\d+)", out)[-1] == "0", out[-1000:]
+    assert "Traceback" not in err
+
+
 # Run in a child on the test's server: a callback stream that stalls 7, 12 and 20 ms every quarter second and
 # records, per callback, the frames it counted, JACK's cycle counter and PortAudio's clock (in frames).
 CLOCKS = """
@@ -131,7 +152,7 @@ from realtime.jack_clock import jack_cycle_clock
 
 counter, rows, stall = jack_cycle_clock(), [], [0.0]
 def callback(indata, outdata, frames, t, status):
-    rows.append((len(rows) * frames, counter(), t.inputBufferAdcTime * 44100))
+    rows.append((len(rows) * frames, counter(frames), t.inputBufferAdcTime * 44100))
     outdata.fill(0)
     if stall[0]:
         time.sleep(stall[0])

@@ -1,4 +1,4 @@
-"""JACK's cycle counter as the engine reads it: 32 bits, unwrapped."""
+"""JACK's cycle counter as the engine reads it: 32 bits, unwrapped, and split like PortAudio splits a period."""
 
 from __future__ import annotations
 
@@ -8,4 +8,11 @@ from realtime.jack_clock import WRAP, CycleClock
 def test_the_counter_is_unwrapped_across_its_32_bit_wrap_and_a_read_that_goes_back_stays_signed():
     raws = iter([WRAP - 512, WRAP - 256, 0, 256, 0, 768])  # 0 after 256: a late callback's blip, undone
     clock = CycleClock(lambda: next(raws))
-    assert [clock() for _ in range(6)] == [0, 256, 512, 768, 512, 1280]
+    assert [clock(256) for _ in range(6)] == [0, 256, 512, 768, 512, 1280]
+
+
+def test_callbacks_within_one_cycle_count_on_from_its_start():
+    """A JACK period of 1024 and callbacks of 256: PortAudio calls back four times in each cycle (one count)."""
+    raws = iter([1024] * 4 + [2048] * 4 + [4096] * 2)  # a cycle lost before 4096
+    clock = CycleClock(lambda: next(raws))
+    assert [clock(256) for _ in range(10)] == [0, 256, 512, 768, 1024, 1280, 1536, 1792, 3072, 3328]

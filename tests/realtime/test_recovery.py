@@ -190,7 +190,7 @@ def _through_jack(
     out = np.zeros((P, 1), dtype=np.float32)
     cycle, late = 0, 0.0
     if counter:
-        engine.device_clock = lambda: 5_000_000 + (cycle + int(late)) * P
+        engine.device_clock = lambda frames: 5_000_000 + (cycle + int(late)) * P
     with engine:
         for skips, late, flagged in events:
             cycle += skips
