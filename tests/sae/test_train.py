@@ -325,6 +325,7 @@ def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert "step " in err and "is checkpointed" in err, err[-3000:]
+    assert err.count("musicsae: ") == 1 and "musicsae: stopped (another rank got the signal)" in err, err[-3000:]
     step = torch.load(tmp_path / "run" / "synthetic" / "checkpoint.pt", weights_only=False)["step"]
     assert 0 < step < 1500
     res = _torchrun(*train, "--out", str(tmp_path / "run"), "--resume", *args)

@@ -214,9 +214,11 @@ def _stop(stopped: Stopped, held: HeldStop, info: DistInfo, console: Console) ->
     if info.main:
         console.print(f"{stopped.checkpoint.parent.name}: step {stopped.step} is checkpointed in "
                       f"{stopped.checkpoint}; the same command with --resume goes on", highlight=False)  # fmt: skip
-    if info.enabled:
+    if info.enabled:  # one line from rank 0, which may have stopped because another rank got the signal
         term = held.signum == signal.SIGTERM
-        print(f"musicsae: {'terminated' if term else 'interrupted'}", file=sys.stderr)
+        if info.main:
+            words = {None: "stopped (another rank got the signal)", signal.SIGTERM: "terminated"}
+            print(f"musicsae: {words.get(held.signum, 'interrupted')}", file=sys.stderr)
         leave_distributed(143 if term else 130)
     held.stop()
 
