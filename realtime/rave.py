@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from realtime import measured
 from sae.errors import UserError, torch_file_problem
-from sae.jsonfile import is_count
+from sae.jsonfile import is_count, is_number
 
 if TYPE_CHECKING:
     from realtime.alignment import Alignment
@@ -211,20 +211,16 @@ class RaveModel:
 
 
 def _plausible(figures: dict[str, Any]) -> bool:
-    """Figures read from disk have the names and types this code writes."""
-    from dataclasses import fields
-
-    from realtime.alignment import Alignment
-
-    names = {f.name for f in fields(Alignment)}
-
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool)
-
+    """Figures read from disk have the names and types this code writes: delays and counts are integers >= 0, the
+    spread a finite number >= 0 (a hand-edited NaN or 848.5-sample delay is measured again)."""
+    alignment = {"first_response": is_count, "aligned": is_count, "notes": is_count,
+                 "spread": lambda v: is_number(v) and v >= 0}  # fmt: skip
     checks = {
         "streaming": lambda v: isinstance(v, bool),
         "delay": is_count,
-        "alignment": lambda v: isinstance(v, dict) and set(v) == names and all(map(number, v.values())),
+        "alignment": lambda v: (
+            isinstance(v, dict) and set(v) == set(alignment) and all(alignment[k](x) for k, x in v.items())
+        ),
     }
     return all(name in checks and checks[name](value) for name, value in figures.items())
 

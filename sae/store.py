@@ -70,9 +70,10 @@ def read_store_json(path: Path) -> dict[str, Any]:
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """A hook's `manifest.json`, checked entry by entry: `dim` a positive integer, `dtype` one of `DTYPES`, `shards` a
-    list of {file: a name in the hook's folder, rows: a count, provenance: [{source, start_frame, rows}] adding
-    up to the shard's rows}, `complete` a list of source names. A hand-edited or damaged one is refused in one
-    line naming the entry: a shard named '../other_hook/shard_00000.safetensors' was read from another hook."""
+    list of {file: a name in the hook's folder, rows: a count, provenance: [{source, start_frame, rows, and the
+    kind of collection when known}] adding up to the shard's rows}, `complete` a list of source names. A
+    hand-edited or damaged one is refused in one line naming the entry: a shard named
+    '../other_hook/shard_00000.safetensors' was read from another hook."""
     m = read_json_object(path, "manifest")
     for key in ("dim", "dtype", "shards"):
         if key not in m:
@@ -95,9 +96,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         prov = shard.get("provenance", [])
         if not isinstance(prov, list) or not all(
             isinstance(p, dict) and isinstance(p.get("source"), str) and is_count(p.get("start_frame"))
-            and is_count(p.get("rows")) for p in prov
+            and is_count(p.get("rows")) and isinstance(p.get("kind", ""), str) for p in prov
         ):  # fmt: skip
-            raise UserError(f"{where}: provenance: expected a list of {{source, start_frame, rows}}")
+            raise UserError(f"{where}: provenance: expected a list of {{source, start_frame, rows[, kind]}}")
         if prov and sum(p["rows"] for p in prov) != shard["rows"]:
             raise UserError(f"{where}: provenance adds up to {sum(p['rows'] for p in prov)} rows, "
                             f"the shard holds {shard['rows']}")  # fmt: skip
@@ -120,15 +121,16 @@ def _locked(hook_dir: Path) -> Iterator[None]:
 def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str, Any]) -> None:
     """Record in store.json `collect.<kind>` what a kind of rows ("prompts", "audio", "rave") is collected with;
     a store whose rows of that kind were made with others is refused in one line naming what differs (rows of two
-    runs would mix, and the sources already stored would be skipped as complete). A store without rows (a run that
-    found nothing usable, or stopped before its first shard) takes the new settings."""
+    runs would mix, and the sources already stored would be skipped as complete). A store without rows of that kind
+    (a run that found nothing usable, or stopped before its first shard, beside rows of another kind) takes the new
+    settings."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / STORE_JSON
     with _locked(root):
         info = read_store_json(path) if path.exists() else {}
         old = (info.get("collect") or {}).get(kind)
-        if old is None or (old != settings and not _has_shards(root)):
+        if old is None or (old != settings and not _has_rows(root, kind)):
             info["collect"] = {**(info.get("collect") or {}), kind: settings}
             atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
         elif old != settings:
@@ -139,9 +141,15 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
             )
 
 
-def _has_shards(root: Path) -> bool:
-    """Whether any hook of the store lists a shard."""
-    return any(read_manifest(m)["shards"] for m in root.glob(f"*/{MANIFEST}"))
+def _has_rows(root: Path, kind: str) -> bool:
+    """Whether any hook of the store holds rows of `kind`; rows stored without a kind (stores of before kinds were
+    recorded) count as every kind's."""
+    for path in root.glob(f"*/{MANIFEST}"):
+        for shard in read_manifest(path)["shards"]:
+            prov = shard.get("provenance") or []
+            if any(p.get("kind", kind) == kind for p in prov) or (shard["rows"] and not prov):
+                return True
+    return False
 
 
 def _check_hook_name(hook: str) -> None:
@@ -278,11 +286,12 @@ class ActivationWriter:
         """Sources whose rows are all in the store (as of opening, plus what this writer finished)."""
         return set(self._complete)
 
-    def add(self, x: torch.Tensor | np.ndarray, source: str, start_frame: int = 0) -> int:
+    def add(self, x: torch.Tensor | np.ndarray, source: str, start_frame: int = 0, kind: str | None = None) -> int:
         """Buffer rows `x` [N, dim] of `source` starting at frame `start_frame`; returns rows kept.
 
         Rows of frames already stored for `source` are dropped (resumed collection). Adding rows of a new
-        source marks the previous source complete.
+        source marks the previous source complete. `kind` (the collection's, as in `same_collect_settings`) goes
+        into the rows' provenance.
         """
         if self._closed:
             raise UserError(f"activation writer for {self.hook!r} is closed")
@@ -315,16 +324,17 @@ class ActivationWriter:
                 return 0
             runs = torch.tensor_split(idx, (torch.nonzero(idx.diff() != 1).reshape(-1) + 1).tolist())
             for run in runs:
-                self._append(out[run], source, int(start_frame + run[0]))
+                self._append(out[run], source, int(start_frame + run[0]), kind)
             return int(idx.numel())
-        self._append(out, source, int(start_frame))
+        self._append(out, source, int(start_frame), kind)
         return int(t.shape[0])
 
-    def _append(self, rows: torch.Tensor, source: str, start_frame: int) -> None:
+    def _append(self, rows: torch.Tensor, source: str, start_frame: int, kind: str | None) -> None:
         if rows.shape[0] == 0:
             return
         self._buf.append(rows)
-        self._prov.append({"source": source, "start_frame": start_frame, "rows": int(rows.shape[0])})
+        prov = {"source": source, "start_frame": start_frame, "rows": int(rows.shape[0])}
+        self._prov.append(prov if kind is None else {**prov, "kind": kind})
         self._buffered += int(rows.shape[0])
         self._covered.setdefault(source, []).append((start_frame, start_frame + int(rows.shape[0])))
         while self._buffered >= self.shard_rows:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,8 @@ def test_delays_are_kept_on_disk_for_the_next_command(tiny_rave_ts: Path, tmp_pa
         ("corrupt", lambda: kept.write_text("{not json")),
         ("other code", lambda: kept.write_text(kept.read_text().replace('"version": 1', '"version": 0'))),
         ("hand-edited", lambda: kept.write_text(kept.read_text().replace('"first_response"', '"first"'))),
+        ("NaN spread", lambda: kept.write_text(re.sub(r'"spread": [^,}]+', '"spread": NaN', kept.read_text()))),
+        ("half a sample", lambda: kept.write_text(re.sub(r'"aligned": (\d+)', r'"aligned": \1.5', kept.read_text()))),
     ]:
         damage()
         forget_and_count(name)

@@ -391,3 +391,26 @@ def test_a_prompt_duration_past_the_models_limit_is_refused_before_it_is_recorde
     col.abort()
     info = json.loads((tmp_path / "store" / "store.json").read_text())
     assert "prompts" not in info.get("collect", {}), info
+
+
+def test_rows_record_the_collection_that_made_them(tmp_path, audiocraft_dir, monkeypatch):
+    """Audio rows, then a prompt run that stops before its first rows: its corrected rerun takes new settings."""
+    from training.musicgen.collect import CollectConfig, Collector
+
+    mg = load_musicgen(audiocraft_dir)
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(6400), 32000)
+    col = Collector(mg, CollectConfig(tmp_path / "store", [1], duration=0.2))
+    col.from_audio(tmp_path / "audio")
+    col.close()
+    col = Collector(mg, CollectConfig(tmp_path / "store", [1], duration=0.3))
+    with monkeypatch.context() as m, pytest.raises(KeyboardInterrupt):
+        m.setattr(mg, "generate", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        col.from_prompts(["happy guitar"])
+    col.abort()
+    col = Collector(mg, CollectConfig(tmp_path / "store", [1], duration=0.2))
+    col.from_prompts(["sad piano"])
+    col.close()
+    store = ActivationStore(tmp_path / "store")
+    kinds = {p["source"]: p["kind"] for s in store.manifest(mg.hook_name(1))["shards"] for p in s["provenance"]}
+    assert kinds == {"a.wav": "audio", "sad piano": "prompts"}, kinds

@@ -62,6 +62,7 @@ def test_collect_is_deterministic_and_resumes(tmp_path, tiny_rave_ts, concept_da
     assert info["model"]["name"] == tiny_rave_ts.name and info["frame_rate"] == pytest.approx(44100 / 512)
     prov = json.loads((tmp_path / "a/latent/manifest.json").read_text())["shards"][0]["provenance"]
     assert [p["source"] for p in prov] == sorted(p.name for p in audio.iterdir())
+    assert {p["kind"] for p in prov} == {"rave"}
     # rows equal the posterior mean of a freshly loaded model on the same clip (caches reset between files)
     x, _ = sf.read(sorted(audio.iterdir())[1], dtype="float32")
     x = np.pad(x, (0, (-len(x)) % 512))

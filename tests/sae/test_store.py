@@ -337,3 +337,41 @@ def test_a_full_disk_safetensors_reports_as_its_own_error_leaves_no_shard(tmp_pa
     with pytest.raises(UserError, match=full), ActivationWriter(tmp_path, "layer.0", 8, shard_rows=9) as w:
         w.add(torch.randn(10, 8), "clip0.wav", 0)
     assert sorted(os.listdir(tmp_path / "layer.0")) == [".lock", ".writer_0.lock", "manifest.json"]
+
+
+def test_new_settings_are_refused_only_for_a_kind_that_has_rows(tmp_path):
+    """A prompt run stopped before its first rows, in a store holding audio rows, was refused when rerun with another
+    duration ('its prompts rows were collected with other settings'): rows did not say which collection made them."""
+    from sae.store import same_collect_settings
+
+    root = tmp_path / "st"
+    same_collect_settings(root, "audio", {"chunk": 10})
+    with ActivationWriter(root, "layer.0", 4) as w:
+        w.add(torch.randn(30, 4), "a.wav", 0, "audio")
+    prov = json.loads((root / "layer.0" / "manifest.json").read_text())["shards"][0]["provenance"]
+    assert prov == [{"source": "a.wav", "start_frame": 0, "rows": 30, "kind": "audio"}]
+    same_collect_settings(root, "prompts", {"duration": 1e9})  # the run that stopped before its first rows
+    same_collect_settings(root, "prompts", {"duration": 0.3})  # its corrected rerun
+    with pytest.raises(UserError, match=r"its audio rows were collected with other settings \(chunk: 10 stored"):
+        same_collect_settings(root, "audio", {"chunk": 5})
+    with ActivationWriter(root, "layer.0", 4) as w:
+        w.add(torch.randn(20, 4), "happy guitar", 0, "prompts")
+    with pytest.raises(UserError, match=r"its prompts rows were collected with other settings"):
+        same_collect_settings(root, "prompts", {"duration": 0.5})
+
+
+def test_rows_stored_without_a_kind_count_as_every_kinds(tmp_path):
+    """Stores written before rows carried their kind: which collection made them is unknown, so settings stay."""
+    from sae.store import same_collect_settings
+
+    root = tmp_path / "st"
+    same_collect_settings(root, "prompts", {"duration": 0.3})
+    _write(root, n_sources=1, rows=10)
+    with pytest.raises(UserError, match="its prompts rows were collected with other settings"):
+        same_collect_settings(root, "prompts", {"duration": 0.5})
+    path = root / "layer.0" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["shards"][0]["provenance"][0]["kind"] = 3
+    path.write_text(json.dumps(m))
+    with pytest.raises(UserError, match=r"shard 0: provenance: expected a list of \{source, start_frame, rows\[, k"):
+        ActivationStore(root).manifest("layer.0")

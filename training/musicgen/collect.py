@@ -137,6 +137,7 @@ class Collector:
         self,
         recorders: dict[int, Recorder],
         sources: list[str],
+        kind: str,
         start_frame: int | list[int] = 0,
         skip: frozenset[str] = frozenset(),
     ) -> int:
@@ -146,7 +147,7 @@ class Collector:
             x = rec.result()
             kept = [(b, source) for b, source in enumerate(sources) if source not in skip]
             for b, source in kept:
-                self.writers[i].add(x[b], source, starts[b])
+                self.writers[i].add(x[b], source, starts[b], kind)
             rows = x.shape[1] * len(kept)
         return rows
 
@@ -175,7 +176,7 @@ class Collector:
             seed = self.cfg.seed + k // self.cfg.batch_size
             with self.mg.hooks(recorders):
                 self.mg.generate([p for p, _ in batch], self.cfg.duration, seed=seed, cfg_coef=self.cfg.cfg_coef)
-            total += self._store(recorders, [s for _, s in batch], skip=done)
+            total += self._store(recorders, [s for _, s in batch], "prompts", skip=done)
             if progress:
                 progress(len(todo), frames * len(todo))
         return total
@@ -222,7 +223,7 @@ class Collector:
                 recorders = {i: Recorder(rows=len(items), limit=codes.shape[-1]) for i in self.cfg.layers}
                 with self.mg.hooks(recorders):
                     self.mg.teacher_force(codes, [self.cfg.description] * len(items))
-                stored += self._store(recorders, [s for s, _, _ in items], [f for _, f, _ in items])
+                stored += self._store(recorders, [s for s, _, _ in items], "audio", [f for _, f, _ in items])
             pending.clear()
             return stored
 

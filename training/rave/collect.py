@@ -165,7 +165,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
                 if audio is not None:
                     acts = activations_of(model, audio, hooks, chunk, streams)
                     for h, rows in acts.items():
-                        writers[h].add(rows, source, 0)
+                        writers[h].add(rows, source, 0, "rave")
                         report.rows[h] = report.rows.get(h, 0) + int(rows.shape[0])
                     report.collected += 1
             if progress:
