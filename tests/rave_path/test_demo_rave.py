@@ -121,7 +121,7 @@ def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
 @pytest.mark.slow
 def test_warm_start_reproduces_the_exported_weights(tmp_path, concept_data):
     """--init copies an export's encoder / decoder into a new run: the decoder computes the same function."""
-    from training.rave.demo_model import Recipe, warm_start
+    from training.rave.demo_model import Recipe, read_init, warm_start
     from training.rave.tiny_model import build_model, export_run, fit_latent_pca, save_run, test_signal
 
     recipe = Recipe(sample_rate=22050, capacity=4, seed=3)
@@ -133,7 +133,7 @@ def test_warm_start_reproduces_the_exported_weights(tmp_path, concept_data):
     z = torch.randn(1, 16, 8)
     with torch.no_grad():
         assert not torch.allclose(fresh.decoder(z), source.decoder(z), atol=1e-4)
-        sha = warm_start(fresh, ts, 22050)
+        sha = warm_start(fresh, read_init(ts, 22050))
         assert len(sha) == 64
         torch.manual_seed(0)
         a = fresh.decoder(z)

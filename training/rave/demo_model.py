@@ -28,6 +28,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -51,6 +52,9 @@ from training.cli.args import (
 )
 from training.cli.main import HeldStop
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
+
+if TYPE_CHECKING:
+    from realtime.rave import RaveModel
 
 
 @dataclass(frozen=True)
@@ -196,12 +200,10 @@ def reconstruct(model: torch.nn.Module, audio: np.ndarray) -> np.ndarray:
     return model.decode(mean).reshape(-1)[: x.shape[-1]].numpy()
 
 
-def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
-    """Copy the encoder / decoder weights of a streaming export into `model` (weight norm re-applied).
-
-    Returns the export's sha256. Refused when any weight's shape differs; an export made at another rate is
-    allowed (the weights do not depend on it; its bands then sit an octave away), with a note.
-    """
+def read_init(ts_path: Path, sample_rate: int) -> RaveModel:
+    """The streaming export `--init` names, read before any model is built (a wrong file is refused at once). An
+    export made at another rate is allowed (the weights do not depend on it; its bands then sit an octave away),
+    with a note."""
     from realtime.rave import RaveModel
 
     if not Path(ts_path).is_file():
@@ -209,6 +211,15 @@ def warm_start(model: torch.nn.Module, ts_path: Path, sample_rate: int) -> str:
     rave = RaveModel(ts_path, label="--init")  # one line naming --init for a file that is not a RAVE export
     if rave.sr != sample_rate:
         print(f"note: --init {ts_path} is a {rave.sr} Hz model; its weights start a {sample_rate} Hz one")
+    return rave
+
+
+def warm_start(model: torch.nn.Module, rave: RaveModel) -> str:
+    """Copy the encoder / decoder weights of a streaming export (`read_init`) into `model` (weight norm re-applied).
+
+    Returns the export's sha256. Refused when any weight's shape differs.
+    """
+    ts_path = rave.path
     src = rave.module.state_dict()
     own = model.state_dict()
     new, missing = {}, []
@@ -336,9 +347,10 @@ def _train(
     if recipe.length < MIN_LENGTH:
         raise UserError(f"--length {recipe.length}: expected at least {MIN_LENGTH} samples (16 PQMF bands, each "
                         "longer than the 1024 frames the largest spectral loss window pads)")  # fmt: skip
+    source = read_init(init, recipe.sample_rate) if init is not None else None
     model = build_model(recipe.build())
-    if init is not None:
-        recipe = dataclasses.replace(recipe, init=warm_start(model, init, recipe.sample_rate))
+    if source is not None:
+        recipe = dataclasses.replace(recipe, init=warm_start(model, source))
     model.to(device)
     params = list(model.encoder.parameters()) + list(model.decoder.parameters())
     opts = {
