@@ -16,6 +16,7 @@ import glob
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -167,3 +168,87 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
     import torch
 
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def new_folder_beside(out: Path) -> Path:
+    """An empty folder `.NAME.new.XXXXXXXX` beside `out` with the mode a plain mkdir gives, to fill and then
+    `replace_folder` into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = Path(tempfile_name(out, "new"))
+        try:
+            os.mkdir(tmp)
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"{out.parent}: no free temporary name for {out.name}")
+
+
+def replace_folder(tmp: Path, out: Path, keep_others: bool = True) -> None:
+    """The finished folder `tmp` (beside `out`) becomes `out` in one rename: readers and a crash find the old
+    folder or the new one, never a mix of their files (a model's weights of one training beside the codec of
+    another). With `keep_others`, what `out` holds that `tmp` lacks (a user's notes) is carried over first, as
+    hard links (copies across devices). `out` keeps its permissions.
+
+    Linux swaps the two folders atomically (renameat2 RENAME_EXCHANGE); where a filesystem cannot, the old folder
+    is renamed aside and the new one into place (for an instant `out` is missing, never mixed). `tmp` is gone
+    afterwards either way, and so is the old folder.
+    """
+    if out.is_dir() and keep_others:
+        for entry in out.iterdir():
+            if not os.path.lexists(tmp / entry.name):
+                _carry(entry, tmp / entry.name)
+    if out.is_dir():
+        os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    if _exchange(tmp, out):
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    aside = Path(tempfile_name(out, "old"))
+    os.rename(out, aside)
+    os.rename(tmp, out)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def tempfile_name(path: Path, what: str) -> str:
+    """A free name `.NAME.WHAT.XXXXXXXX` beside `path` (not created)."""
+    for _ in range(100):
+        name = path.with_name(f".{path.name}.{what}.{secrets.token_hex(4)}")
+        if not os.path.lexists(name):
+            return str(name)
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def _carry(src: Path, dst: Path) -> None:
+    def link(a: str, b: str) -> None:
+        try:
+            os.link(a, b, follow_symlinks=False)
+        except OSError:  # another device, or a filesystem without hard links
+            shutil.copy2(a, b, follow_symlinks=False)
+
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    else:
+        link(str(src), str(dst))
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2); False where this system or filesystem cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))

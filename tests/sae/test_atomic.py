@@ -207,3 +207,64 @@ def test_a_job_that_fails_having_written_nothing_leaves_no_folder(tmp_path):
     with pytest.raises(UserError), sole_writer(tmp_path / "mine", "demo"):  # a folder it did not make: kept
         raise UserError("bad")
     assert (tmp_path / "mine").is_dir()
+
+
+def _folder(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def _contents(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "aside"])
+def test_a_folder_is_replaced_whole_keeping_what_the_new_one_lacks(tmp_path, monkeypatch, exchange):
+    """A package / conversion folder was updated file by file: killed in between, it held the weights of one
+    training and the codec of another. Now the finished folder replaces it in one rename (where a filesystem
+    cannot swap two folders, the old one is renamed aside first: missing for an instant, never mixed)."""
+    if not exchange:
+        monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    out = _folder(tmp_path / "pkg", {"state_dict.bin": "old lm", "codec.bin": "old codec", "notes/mine.txt": "keep"})
+    os.chmod(out, 0o750)
+    swaps = []
+    rename = os.rename
+    monkeypatch.setattr(atomic.os, "rename", lambda a, b: swaps.append(Path(b).name) or rename(a, b))
+    new = atomic.new_folder_beside(out)
+    _folder(new, {"state_dict.bin": "new lm", "codec.bin": "new codec"})
+    atomic.replace_folder(new, out)
+    assert _contents(out) == {"state_dict.bin": "new lm", "codec.bin": "new codec", "notes/mine.txt": "keep"}
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no temporary or old folder left
+    assert (swaps == []) == exchange  # one kernel swap, or the two renames
+
+    new = atomic.new_folder_beside(out)
+    _folder(new, {"index.html": "site"})
+    atomic.replace_folder(new, out, keep_others=False)
+    assert _contents(out) == {"index.html": "site"}
+
+
+def test_a_folder_that_fails_to_be_carried_over_leaves_the_old_one_whole(tmp_path, monkeypatch):
+    out = _folder(tmp_path / "pkg", {"state_dict.bin": "old lm", "mine.txt": "keep"})
+    new = _folder(atomic.new_folder_beside(out), {"state_dict.bin": "new lm"})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "link", full)
+    monkeypatch.setattr(atomic.shutil, "copy2", full)
+    with pytest.raises(OSError, match="No space"):
+        atomic.replace_folder(new, out)
+    assert _contents(out) == {"state_dict.bin": "old lm", "mine.txt": "keep"}
+
+
+def test_a_new_folder_gets_the_mode_a_plain_mkdir_gives(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    new = atomic.new_folder_beside(tmp_path / "out")
+    assert new.name.startswith(".out.new.") and new.stat().st_mode == plain.stat().st_mode
+    atomic.replace_folder(new, tmp_path / "out")
+    assert (tmp_path / "out").stat().st_mode == plain.stat().st_mode

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import AUDIO_EXTENSIONS
+from sae.atomic import new_folder_beside, replace_folder
 from sae.bank import Concept, ConceptBank
 from sae.describe import (
     CLIP_RATE_RANGE,
@@ -365,8 +365,7 @@ class DashboardBuilder:
     def build(self) -> Path:
         cfg = self.cfg
         missing = self._audio_sources()
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.", dir=self.out.parent))
+        tmp = new_folder_beside(self.out)
         try:
             with _Progress(self.progress, self.console) as prog:
                 tick = prog.task("reading activations", self.store.rows(self.hook))
@@ -412,15 +411,9 @@ class DashboardBuilder:
         return self.out / "index.html"
 
     def _swap(self, tmp: Path) -> None:
-        old = None
         if self.out.exists():
             check_site_out(self.out)
-            old = self.out.with_name(f".{self.out.name}.old.{os.getpid()}")
-            os.replace(self.out, old)
-        os.replace(tmp, self.out)
-        os.chmod(self.out, 0o755)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, self.out, keep_others=False)
 
     def _choose_pages(self, stats: FeatureStats) -> list[int]:
         """Concept features first, then features in the clip-rate range ranked by label purity (with a

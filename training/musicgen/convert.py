@@ -16,15 +16,14 @@ The two implementations compute the same thing once the weights are mapped:
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from realtime.musicgen.descriptions import DescriptionVocab
+from sae.atomic import new_folder_beside, replace_folder
 from sae.errors import UserError
 from sae.io import read_torch
 from training.musicgen.arch import CODEC_FILE, LM_FILE
@@ -236,16 +235,14 @@ def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
     model.generation_config.guidance_scale = float(lm_cfg["classifier_free_guidance"]["inference_coef"])
     model.generation_config.do_sample = True
     model.generation_config.top_k = 250
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = new_folder_beside(out)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         vocab.save(tmp)
         if (ac_dir / "training.json").is_file():  # the training record: how it was trained, the LM's segment
             shutil.copyfile(ac_dir / "training.json", tmp / "training.json")
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
+        replace_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

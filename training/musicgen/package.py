@@ -16,14 +16,12 @@ hash onto a trained row.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from sae.atomic import atomic_torch_save
+from sae.atomic import atomic_torch_save, new_folder_beside, replace_folder
 from sae.errors import UserError
 from training.cli.args import Parser
 from training.musicgen import runs
@@ -60,15 +58,13 @@ def package(lm_run: Path, out: Path) -> Path:
     vocab = loaded["vocab"]
     lm_state = unknown_rows(loaded["lm_state"], list(vocab.descriptions), vocab.unknown)
     codec_sizes, lm_sizes = loaded["codec_sizes"], loaded["lm_sizes"]
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = new_folder_beside(out)
     try:
         atomic_torch_save(release_package(lm_state, lm_xp_cfg(lm_sizes, codec_sizes)), tmp / LM_FILE)
         atomic_torch_save(release_package(loaded["codec_state"], codec_xp_cfg(codec_sizes)), tmp / CODEC_FILE)
         vocab.save(tmp)
         runs.write_json(tmp / TRAINING_FILE, loaded["record"])
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
+        replace_folder(tmp, out)  # the LM and the codec of one training, never one of each
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -16,14 +16,13 @@ no biases, delay pattern over 4 codebooks, 32 kHz, 50 Hz frames, cross-attention
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from sae.atomic import atomic_torch_save
+from sae.atomic import atomic_torch_save, new_folder_beside, replace_folder
 from training.musicgen.arch import (
     CODEC_FILE,
     LM_FILE,
@@ -236,17 +235,13 @@ def save_transformers(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None
     model.generation_config.guidance_scale = 3.0
     model.generation_config.do_sample = True
     model.generation_config.top_k = 250
-    # Write into a temp dir and swap it in, so a crash never leaves a half model behind.
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp = new_folder_beside(out)  # a crash never leaves half a model, nor a mix of two
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        for f in tmp.iterdir():
-            os.replace(f, out / f.name)
+        replace_folder(tmp, out)
     finally:
-        for f in tmp.iterdir():
-            f.unlink()
-        tmp.rmdir()
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
