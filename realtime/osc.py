@@ -60,8 +60,8 @@ from pythonosc.parsing import osc_types
 
 from realtime.controls import PRESET_KEYS, Controls, Draft, read_preset
 from sae.atomic import atomic_write_text
+from sae.controls import STRENGTH_LIMIT as LIMIT
 from sae.errors import UserError
-from sae.steering import STRENGTH_LIMIT as LIMIT
 from sae.steering import known_concepts
 
 QUEUE = 1024  # packets kept while the model loads

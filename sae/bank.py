@@ -51,9 +51,12 @@ temp file and renames it, so a bank is never half-written.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +64,12 @@ from typing import Any
 import yaml
 
 from sae.atomic import atomic_write_text
+from sae.controls import ALL_MODES, TYPICAL_LIMIT, control_problem
 from sae.errors import UserError
 from sae.jsonfile import is_count, is_number
 from sae.yamlfile import parse_yaml
 
 VERSION = 1
-MODES = ("none", "off", "on", "clamp", "scale")
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 CONCEPT_KEYS = (
     "model",
@@ -292,6 +295,24 @@ class ConceptBank:
             raise UserError(f"{path}: not a readable YAML concept bank ({first})") from None
         return cls(path, parse_bank(parse_yaml(text, str(path), "a readable YAML concept bank"), str(path)))
 
+    @classmethod
+    @contextlib.contextmanager
+    def editing(cls, path: str | os.PathLike) -> Iterator[ConceptBank]:
+        """The bank at `path` as it is now (empty if missing), read under a lock on its folder that is held until
+        the bank is saved on leaving (not saved on an error). Commands changing one bank at once (two `concept
+        find`, a find and a `concept remove`) each keep what the others wrote; loaded at their start and saved at
+        their end, the last one erased the others' concepts."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.parent, os.O_RDONLY)  # the folder, not the file: a save replaces the file
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            bank = cls.load(path, missing_ok=True)
+            yield bank
+            bank.save()
+        finally:
+            os.close(fd)  # releases the lock
+
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write atomically (temp file + rename) to `path` or the bank's own path."""
         target = Path(path) if path is not None else self.path
@@ -410,7 +431,11 @@ def parse_bank(data: Any, where: str) -> dict[str, Concept]:
     concepts = data.get("concepts") or {}
     if not isinstance(concepts, dict):
         raise UserError(f"{where}: 'concepts' must be a mapping of name -> concept")
-    return {str(name): validate_concept(str(name), spec, where) for name, spec in concepts.items()}
+    for name in concepts:
+        if not isinstance(name, str):  # YAML 1.1 reads off / on / yes / no / null and 0x10 as other types
+            raise UserError(f"{where}: concept name {name!r} is not text (YAML reads off, on, yes, no and null as "
+                            "true / false / none, and 0x10 as a number): quote the name")  # fmt: skip
+    return {name: validate_concept(name, spec, where) for name, spec in concepts.items()}
 
 
 def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None) -> float:
@@ -459,9 +484,12 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     if not isinstance(default, dict):
         raise UserError(f"{at}: default must be {{mode, strength}}")
     mode = default.get("mode", ConceptDefault.mode)
-    if mode not in MODES:
-        raise UserError(f"{at}: default.mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode not in ALL_MODES:
+        raise UserError(f"{at}: default.mode {mode!r}; expected one of {', '.join(ALL_MODES)}")
     strength = _num(default.get("strength", 1.0), f"{at}: default.strength")
+    problem = control_problem(mode, strength, strength if mode == "scale" else 1.0)
+    if problem:  # the rule every consumer (render, live, eval, nn~) applies: refused where it is written
+        raise UserError(f"{at}: default {problem}")
     auroc = spec.get("auroc") or {}
     if not isinstance(auroc, dict):
         raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
@@ -540,7 +568,7 @@ def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
         if bad:
             raise UserError(f"{at}: {key}[{i}] unknown key {bad[0]!r}")
         weight = _num(feat.get("weight", 1.0), f"{at}: {key}[{i}].weight")
-        typical = _num(feat.get("typical", 1.0), f"{at}: {key}[{i}].typical", lo=0.0)
+        typical = _num(feat.get("typical", 1.0), f"{at}: {key}[{i}].typical", lo=0.0, hi=TYPICAL_LIMIT)
         features.append(ConceptFeature(index, weight, typical))
     return features
 

@@ -40,19 +40,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from sae.controls import LIMIT_TEXT, STRENGTH_LIMIT, control_problem
 from sae.errors import UserError
 
 MODES = ("none", "off", "on", "scale")
 """The modes without floors."""
-ALL_MODES = ("none", "off", "on", "clamp", "scale")
-"""MODES plus `clamp`, for consumers that apply floors (`Edit.floor`): `EditState`, the renders, the nn~ export."""
-STRENGTH_LIMIT = 100.0
-"""Largest |strength| of `on`, |gain| of `scale` and |gain| of a raw feature: one limit for the command line's
-`--set`, presets, bank defaults and OSC alike (beyond it an edit only clips the output)."""
-LIMIT_TEXT = f"[{-STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
-CLAMP_LIMIT = 10.0
-"""Largest clamp strength: the floor is s × the feature's typical activation (its mean when active), and a
-feature seldom reaches ten times that."""
 
 
 @dataclass(frozen=True)
@@ -295,16 +287,9 @@ class ConceptControl:
     gain: float = 1.0
 
     def validate(self, name: str) -> None:
-        if self.mode not in ALL_MODES:
-            raise UserError(f"concept {name!r} mode {self.mode!r}: expected one of {', '.join(ALL_MODES)}")
-        for what, value in (("strength", self.strength), ("gain", self.gain)):
-            if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
-                raise UserError(f"concept {name!r} {what} {value:g}: expected a finite number in {LIMIT_TEXT}")
-        if self.mode == "clamp" and not 0 < self.strength <= CLAMP_LIMIT:
-            raise UserError(
-                f"concept {name!r} clamp strength {self.strength:g}: expected a number in (0, {CLAMP_LIMIT:g}] "
-                "(the floor is strength x the feature's typical activation)"
-            )
+        problem = control_problem(self.mode, self.strength, self.gain)
+        if problem:
+            raise UserError(f"concept {name!r} {problem}")
 
     @classmethod
     def parse(cls, name: str, mode: str, base: ConceptControl | None = None) -> ConceptControl:

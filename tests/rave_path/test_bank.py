@@ -98,8 +98,16 @@ def test_round_trip_matches_architecture_layout(tmp_path):
         (lambda d: d["concepts"]["guitar"].update(clips=24), "clips 24"),
         (lambda d: d["concepts"]["guitar"].update(verdict="better"), "verdict 'better'; expected one of SAE better"),
         (lambda d: d["concepts"].update({"bad name": d["concepts"]["guitar"]}), "'bad name'"),
+        # what every consumer refuses is refused where it is written, naming the field (render said only "concept
+        # 'guitar' clamp strength 50" for a user's --set guitar=off, and a typical of 1e39 was a float32 traceback)
+        (lambda d: d["concepts"]["guitar"].update(default={"mode": "clamp", "strength": 50}),
+         "concept 'guitar': default clamp strength 50: expected a number in (0, 10]"),
+        (lambda d: d["concepts"]["guitar"].update(default={"mode": "on", "strength": 1e300}),
+         "concept 'guitar': default strength 1e+300: expected a finite number in [-100, 100]"),
+        (lambda d: d["concepts"]["guitar"]["features"][0].update(typical=1e39), "features[0].typical: 1e+39; expected"),
+        (lambda d: d["concepts"].update({False: d["concepts"]["guitar"]}), "concept name False is not text"),
     ],
-)
+)  # fmt: skip
 def test_load_rejects_bad_fields_in_one_line(tmp_path, edit, needle):
     data = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept(intervals=True)}).to_dict()
     edit(data)
@@ -216,3 +224,43 @@ def test_the_bank_pins_the_sae_weights_and_refuses_a_retrained_sae(tmp_path):
     assert old.sae_sha256 is None
     bank.add(old)
     bank.check_sae("old")
+
+
+def test_commands_changing_one_bank_at_once_each_keep_what_the_others_wrote(tmp_path):
+    """Two `concept find` on one bank: each loaded it at its start and saved it at its end, so the second save
+    erased the first one's concept (and a `concept remove` meanwhile was undone)."""
+    import threading
+
+    path = tmp_path / "b.yaml"
+    ConceptBank(path, {"guitar": _concept("guitar")}).save()
+    started_late = ConceptBank.load(path)  # what a long find read at its start
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow_find() -> None:
+        with ConceptBank.editing(path) as now:
+            now.add(_concept("piano"))
+            inside.set()
+            go_on.wait(10)
+
+    worker = threading.Thread(target=slow_find)
+    worker.start()
+    assert inside.wait(10)
+    done = []
+    other = threading.Thread(target=lambda: done.append(_add(path, "drums")))
+    other.start()
+    other.join(0.3)
+    assert other.is_alive() and not done  # waits for the bank while the other holds it
+    go_on.set()
+    worker.join(10)
+    other.join(10)
+    assert list(ConceptBank.load(path).concepts) == ["guitar", "piano", "drums"]
+    assert list(started_late.concepts) == ["guitar"]  # what it read first does not matter any more
+    with pytest.raises(UserError, match="'bass': not in"), ConceptBank.editing(path) as now:
+        now.remove("bass")
+    assert list(ConceptBank.load(path).concepts) == ["guitar", "piano", "drums"]  # a failed change saves nothing
+
+
+def _add(path, name: str) -> bool:
+    with ConceptBank.editing(path) as now:
+        now.add(_concept(name))
+    return True

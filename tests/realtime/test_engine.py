@@ -289,6 +289,6 @@ def test_a_stereo_model_live_equals_the_offline_render_in_stereo(stereo_rave_mod
 def test_every_mode_that_edits_has_a_colour_in_the_view():
     """`clamp` showed dim in the view, as `none` does: a performer could not see at a glance that it acts."""
     from realtime.live_view import MODE_STYLES
-    from sae.steering import ALL_MODES
+    from sae.controls import ALL_MODES
 
     assert set(MODE_STYLES) == set(ALL_MODES) - {"none"}

@@ -69,7 +69,7 @@ def test_pd_patch_covers_every_address():
 
 def test_examples_readme_documents_every_address_and_mode():
     """The OSC table a performer reads: exactly the addresses the server accepts, and every mode it takes."""
-    from sae.steering import ALL_MODES
+    from sae.controls import ALL_MODES
 
     rows = re.findall(r"^\| `(/[^`]*)` \|[^|]*\| ([^\n]*)\|$", (EXAMPLES / "README.md").read_text(), re.M)
     table = {re.sub(r"<[a-z]+>", "*", address): effect for address, effect in rows}

@@ -155,9 +155,10 @@ def test_steered_exported_sae_scripts():
 
 
 def test_one_strength_limit_for_every_way_in():
-    """--set (ConceptControl.parse / check_sets), presets and OSC share sae.steering.STRENGTH_LIMIT."""
+    """--set (ConceptControl.parse / check_sets), presets and OSC share sae.controls.STRENGTH_LIMIT."""
     from realtime import osc
-    from sae.steering import STRENGTH_LIMIT, ConceptControl, check_sets
+    from sae.controls import STRENGTH_LIMIT
+    from sae.steering import ConceptControl, check_sets
 
     assert osc.LIMIT is STRENGTH_LIMIT or osc.LIMIT == STRENGTH_LIMIT
     state = EditState.from_concepts(32, _bank_concepts())

@@ -72,8 +72,8 @@ positive_floats = _checked(
 
 
 def strength(text: str) -> float:
-    """One edit strength, within ±`sae.steering.STRENGTH_LIMIT` (what `--set NAME=on:S` accepts)."""
-    from sae.steering import STRENGTH_LIMIT
+    """One edit strength, within ±`sae.controls.STRENGTH_LIMIT` (what `--set NAME=on:S` accepts)."""
+    from sae.controls import STRENGTH_LIMIT
 
     return _checked(
         float, lambda v: abs(v) <= STRENGTH_LIMIT, f"a number in [-{STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
@@ -89,8 +89,8 @@ def offline_block(text: str) -> int:
 
 
 def clamp_strengths(text: str) -> tuple[float, ...]:
-    """`--clamp S,S,...`: each in (0, `sae.steering.CLAMP_LIMIT`], checked when parsed, not after the first renders."""
-    from sae.steering import CLAMP_LIMIT
+    """`--clamp S,S,...`: each in (0, `sae.controls.CLAMP_LIMIT`], checked when parsed, not after the first renders."""
+    from sae.controls import CLAMP_LIMIT
 
     return _checked(
         _positive_floats, lambda vs: all(0 < v <= CLAMP_LIMIT for v in vs), f"numbers in (0, {CLAMP_LIMIT:g}]"

@@ -253,9 +253,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     from sae.bank import ConceptBank
 
-    bank = ConceptBank.load(args.bank)
-    bank.remove(args.name)
-    bank.save()
+    with ConceptBank.editing(ConceptBank.load(args.bank).path) as bank:  # a missing bank is refused by load
+        bank.remove(args.name)
     print(f"removed {args.name!r} from {bank.path}")
     return 0
 
@@ -387,6 +386,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results = {}
+        found = []  # what goes into the bank
         for name, (with_files, without_files) in concepts.items():
             for i in layers:
                 sae, sae_dir, sae_sha = saes[i]
@@ -430,7 +430,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 }
             )
         if bank is not None:
-            bank.add(results[name, args.layer if args.layer is not None else best[name]].concept)
+            found.append(results[name, args.layer if args.layer is not None else best[name]].concept)
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
     for name in concepts:
@@ -448,7 +448,9 @@ def run_musicgen(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows}, indent=1))
     if bank is not None:
-        bank.save()
+        with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
+            for concept in found:
+                now.add(concept)
         console.print(f"added {', '.join(concepts)} to {bank.path}")
     return 0
 

@@ -226,6 +226,6 @@ def find_musicgen_concept(
     )
     result.concept.default = ConceptDefault(mode, strength)
     result.notes = notes.lines() + result.notes
-    bank.add(result.concept, replace=replace)
-    bank.save()
+    with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
+        now.add(result.concept, replace=replace)
     return result

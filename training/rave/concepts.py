@@ -348,8 +348,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         clips=concept_clips(report),
         alone=alone,
     )
-    bank.add(concept, replace=cfg.replace)
-    bank.save()
+    with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
+        now.add(concept, replace=cfg.replace)
     lines = notes.lines() + few
     if steer is None:
         lines.append(

@@ -115,7 +115,8 @@ def evaluate_steering(
     `eval hooks`' hooks), and filled by this one."""
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
-    from sae.steering import CLAMP_LIMIT, Gate
+    from sae.controls import CLAMP_LIMIT
+    from sae.steering import Gate
 
     t0 = time.perf_counter()
     say = progress or (lambda s: None)

@@ -27,8 +27,9 @@ from typing import Any
 
 import torch
 
+from sae.controls import ALL_MODES
 from sae.errors import UserError, torch_file_problem
-from sae.steering import ALL_MODES, Gate
+from sae.steering import Gate
 
 METADATA_FILE = "musicsae.json"
 FORMAT = "musicsae-nn/1"

@@ -17,7 +17,7 @@ and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
   running mean of the SAE features at the hook, updated per latent frame (so it does not depend on the buffer
   size); added when the concepts carry probes;
 - one attribute per concept, `(mode, value)`: mode `none|off|on|clamp|scale`, value = strength for `on` and
-  `clamp`, gain for `scale`; an unknown mode, a value outside ±`sae.steering.STRENGTH_LIMIT` or a clamp strength
+  `clamp`, gain for `scale`; an unknown mode, a value outside ±`sae.controls.STRENGTH_LIMIT` or a clamp strength
   outside (0, `CLAMP_LIMIT`] returns -1 and changes nothing; `mix` (float in [0, 1]), `bypass` and `gate`
   (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as a true bool) and `gate_db` (lo, hi).
 
@@ -50,8 +50,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from realtime.rave_split import LATENT, DecoderTail, HookLayers, pool_rows, project_latent, spread
+from sae.controls import ALL_MODES, CLAMP_LIMIT, STRENGTH_LIMIT
 from sae.meter import pooled_meter, smooth
-from sae.steering import ALL_MODES, CLAMP_LIMIT, STRENGTH_LIMIT, Gate, energy_gate, steer
+from sae.steering import Gate, energy_gate, steer
 
 # attributes, buffers and submodules `SteeredRave.__init__` sets (a concept attribute must not reuse one)
 INSTANCE_NAMES = (

@@ -1,0 +1,33 @@
+"""The limits of a concept's control: one rule for `--set`, presets, bank defaults, OSC and the nn~ export.
+Torch-free (the bank reader uses it)."""
+
+from __future__ import annotations
+
+import math
+
+ALL_MODES = ("none", "off", "on", "clamp", "scale")
+"""Every mode a concept can be in (`sae.steering.MODES` plus `clamp`, which applies floors)."""
+STRENGTH_LIMIT = 100.0
+"""Largest |strength| of `on`, |gain| of `scale` and |gain| of a raw feature: one limit for the command line's
+`--set`, presets, bank defaults and OSC alike (beyond it an edit only clips the output)."""
+LIMIT_TEXT = f"[{-STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
+CLAMP_LIMIT = 10.0
+"""Largest clamp strength: the floor is s × the feature's typical activation (its mean when active), and a
+feature seldom reaches ten times that."""
+TYPICAL_LIMIT = 1e6
+"""Largest typical activation a bank may record: strength × typical must stay a float32 the edit can add."""
+
+
+def control_problem(mode: str, strength: float, gain: float) -> str | None:
+    """What is wrong with a control (`mode`, `strength` of on / clamp, `gain` of scale), in words, or None."""
+    if mode not in ALL_MODES:
+        return f"mode {mode!r}: expected one of {', '.join(ALL_MODES)}"
+    for what, value in (("strength", strength), ("gain", gain)):
+        if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
+            return f"{what} {value:g}: expected a finite number in {LIMIT_TEXT}"
+    if mode == "clamp" and not 0 < strength <= CLAMP_LIMIT:
+        return (
+            f"clamp strength {strength:g}: expected a number in (0, {CLAMP_LIMIT:g}] "
+            "(the floor is strength x the feature's typical activation)"
+        )
+    return None
