@@ -97,10 +97,15 @@ class Steering:
 
 
 def load_steering(
-    bank_path: str | Path, model: Any, sae_dir: str | Path | None = None, names: Sequence[str] | None = None
+    bank_path: str | Path,
+    model: Any,
+    sae_dir: str | Path | None = None,
+    names: Sequence[str] | None = None,
+    choose: str = "choose one with --sae, or name concepts of one with --set",
 ) -> Steering:
     """Concepts of the bank found on `model` (by sha256) with one SAE on one hook; one-line errors for
-    mismatches (another model, a hook the model cannot be split at, an SAE of another hook or width)."""
+    mismatches (another model, a hook the model cannot be split at, an SAE of another hook or width, concepts of
+    several SAEs: `choose` says how the command picks one)."""
     from realtime.rave_split import hook_shape
     from sae.bank import ConceptBank
     from sae.io import load_sae, read_sae_cfg
@@ -120,11 +125,24 @@ def load_steering(
     dirs = {bank.sae_dir(c).resolve() for c in concepts.values()}
     if sae_dir is not None:
         chosen = Path(sae_dir).resolve()
+        if names is None and concepts:  # no concept named: those found with this SAE
+            mine = {n: c for n, c in concepts.items() if bank.sae_dir(c).resolve() == chosen}
+            if not mine:
+                found = "; ".join(f"{n} with {bank.sae_dir(c)}" for n, c in concepts.items())
+                raise UserError(f"--sae {sae_dir}: no concept of {bank.path} was found with it ({found})")
+            concepts = mine
         other = [n for n, c in concepts.items() if bank.sae_dir(c).resolve() != chosen]
         if other:
             raise UserError(f"concept {other[0]!r} was found with SAE {bank.sae_dir(other[0])}, not {sae_dir}")
     elif len(dirs) > 1:
-        raise UserError(f"concepts of {bank.path} use {len(dirs)} different SAEs; pass --sae to choose one")
+        for name, c in concepts.items():  # a `sae:` naming a folder that is gone is the cause, not a choice
+            if not bank.sae_dir(c).exists():
+                raise UserError(f"concept {name!r} in {bank.path}: its SAE {bank.sae_dir(c)} does not exist")
+        by_sae: dict[Path, list[str]] = {}
+        for name, c in concepts.items():
+            by_sae.setdefault(bank.sae_dir(c).resolve(), []).append(name)
+        uses = "; ".join(f"{', '.join(found)} with {sae}" for sae, found in by_sae.items())
+        raise UserError(f"concepts of {bank.path} use {len(dirs)} different SAEs ({uses}); {choose}")
     elif dirs:
         chosen = dirs.pop()
     else:

@@ -195,7 +195,7 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
         rc, err = _export(capsys, "--model", model, "--bank", bank, "--out", dest)
         assert rc == 2 and expected in err and len(err.splitlines()) == 1, (expected, err)
     rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--sae", other_sae, "--out", out)
-    assert rc == 2 and "was found with SAE" in err
+    assert rc == 2 and "no concept of" in err and "was found with it" in err, err
     sae_other_model = _bank_copy(nn_bank, tmp_path / "othermodel", lambda t: t)
     shutil.rmtree(sae_other_model.parent / "sae")
     shutil.copytree(other_sae, sae_other_model.parent / "sae")

@@ -368,3 +368,33 @@ def test_a_stereo_model_renders_stereo(tmp_path, tiny_stereo_rave_ts):
     mono = render_array(stream, x[:, 0], delay=delay)
     assert mono.shape == (len(x),)
     np.testing.assert_allclose(mono, render_array(stream, np.repeat(x[:, :1], 2, 1), delay=delay).mean(1), atol=1e-7)
+
+
+def test_a_bank_of_two_saes_says_which_concepts_use_which_and_how_each_command_picks(
+    tmp_path, tiny_rave_ts, tiny_model, tiny_sae_dir
+):
+    """`eval steering` told the user to pass --sae, an option it does not have; `render rave --sae X` then refused
+    the other SAE's concepts; a concept whose SAE folder was gone got the same hint instead of the cause."""
+    import shutil
+
+    from realtime.render_rave import load_steering
+
+    model, _ = tiny_model
+    for name in ("a", "b"):
+        shutil.copytree(tiny_sae_dir, tmp_path / name)
+    b = ConceptBank(tmp_path / "two.yaml")
+    for name, sae in (("bright", "a"), ("dark", "b")):
+        b.add(Concept(name, ModelRef.of_file(tiny_rave_ts), "latent", sae, [ConceptFeature(3, 1.0, 2.0)]))
+    b.save()
+    with pytest.raises(UserError, match=r"use 2 different SAEs \(bright with .*/a; dark with .*/b\); choose one with"):
+        load_steering(b.path, model)
+    with pytest.raises(UserError, match=r"; judge the concepts of one with --concepts$"):
+        load_steering(b.path, model, choose="judge the concepts of one with --concepts")
+    assert list(load_steering(b.path, model, tmp_path / "b").concepts) == ["dark"]  # --sae: that SAE's concepts
+    shutil.copytree(tiny_sae_dir, tmp_path / "c")
+    with pytest.raises(UserError, match=r"--sae .*/c: no concept of .*two\.yaml was found with it \(bright with"):
+        load_steering(b.path, model, tmp_path / "c")
+    assert list(load_steering(b.path, model, names=["bright"]).concepts) == ["bright"]
+    shutil.rmtree(tmp_path / "b")
+    with pytest.raises(UserError, match=r"concept 'dark' in .*two\.yaml: its SAE .*/b does not exist$"):
+        load_steering(b.path, model)

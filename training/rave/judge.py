@@ -126,7 +126,7 @@ def evaluate_steering(
 
     bank = ConceptBank.load(cfg.bank)
     names, unjudged = concepts_to_judge(bank, cfg.concepts, model.identity.sha256, cfg.bank, model.path.name)
-    steering = load_steering(cfg.bank, model, names=names)
+    steering = load_steering(cfg.bank, model, names=names, choose="judge the concepts of one with --concepts")
     judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
     notes = AudioNotes()
 
