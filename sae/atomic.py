@@ -188,12 +188,17 @@ def replace_folder(tmp: Path, out: Path, keep_others: bool = True) -> None:
     """The finished folder `tmp` (beside `out`) becomes `out` in one rename: readers and a crash find the old
     folder or the new one, never a mix of their files (a model's weights of one training beside the codec of
     another). With `keep_others`, what `out` holds that `tmp` lacks (a user's notes) is carried over first, as
-    hard links (copies across devices). `out` keeps its permissions.
+    hard links (copies across devices). `out` keeps its permissions; the files written into `tmp` get the mode a
+    plain write gives.
 
     Linux swaps the two folders atomically (renameat2 RENAME_EXCHANGE); where a filesystem cannot, the old folder
     is renamed aside and the new one into place (for an instant `out` is missing, never mixed). `tmp` is gone
     afterwards either way, and so is the old folder.
     """
+    plain = _plain_file_mode(tmp)
+    for path in tmp.rglob("*"):  # what libraries wrote (safetensors makes its files 0600)
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, plain)
     if out.is_dir() and keep_others:
         for entry in out.iterdir():
             if not os.path.lexists(tmp / entry.name):
@@ -210,6 +215,15 @@ def replace_folder(tmp: Path, out: Path, keep_others: bool = True) -> None:
     os.rename(out, aside)
     os.rename(tmp, out)
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _plain_file_mode(folder: Path) -> int:
+    """The mode a plain `open(path, "w")` gives a new file in `folder` (the umask applied), read off a probe file."""
+    probe = Path(temp_beside(folder / "mode"))
+    try:
+        return stat.S_IMODE(os.stat(probe).st_mode)
+    finally:
+        probe.unlink()
 
 
 def tempfile_name(path: Path, what: str) -> str:

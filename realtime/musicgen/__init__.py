@@ -47,11 +47,19 @@ def hub_snapshot(source: str) -> str:
 def trained_seconds(source: str | Path) -> float | None:
     """The LM's training segment in seconds, from `training.json` in a local model folder (as the demo
     MusicGen's package writes it): generation past it runs on positions the LM never saw. None when there is
-    no such record (hub ids, tiny models, folders of other origin)."""
+    no such record (hub ids, tiny models, folders of other origin); a damaged one is refused in one line (read as
+    none, it silently made 10 s the default of a model trained on 2 s)."""
     path = Path(hub_snapshot(str(source))) / "training.json"
+    if not path.is_file():
+        return None
     try:
-        seconds = float(json.loads(path.read_text(encoding="utf-8"))["lm"]["run"]["sizes"]["segment"])
-    except (OSError, ValueError, KeyError, TypeError):
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable training record ({why}); restore it from the package") from None
+    try:
+        seconds = float(record["lm"]["run"]["sizes"]["segment"])
+    except (KeyError, TypeError, ValueError):
         return None
     return seconds if 0 < seconds < float("inf") else None
 

@@ -151,6 +151,28 @@ class MusicGenBackend(ABC):
     def lm_module(self) -> nn.Module:
         """The module holding the LM weights (identity fallback when no weight file is at hand)."""
 
+    def check_sae(self, sae_dir: str | Path, d_in: int, layer: int, what: str = "") -> None:
+        """One line when the SAE at `sae_dir` was not trained on `layer` of this model: its width, the layer its
+        cfg.json names, or the model its activation store recorded (`what`: how the caller names the SAE's use)."""
+        from sae.io import read_sae_cfg
+
+        name = f"SAE {sae_dir}{what}"
+        if d_in != self.dim:
+            raise UserError(
+                f"{name}: d_in {d_in} does not match {self.hook_name(layer)} of {self.name}, width {self.dim}"
+            )
+        cfg = read_sae_cfg(sae_dir)
+        hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+        if hook and hook != self.hook_name(layer):
+            raise UserError(f"{name} was trained on {hook}, not {self.hook_name(layer)}")
+        ident = (cfg.get("musicsae") or {}).get("model")
+        sha = ident.get("sha256") if isinstance(ident, dict) else None
+        ref = self.model_ref()
+        if isinstance(sha, str) and sha != ref["sha256"]:
+            raise UserError(
+                f"{name} was trained on {ident.get('name', '?')} ({sha[:12]}), not {ref['name']} ({ref['sha256'][:12]})"
+            )
+
     def model_ref(self) -> dict[str, str]:
         """Identity for store.json and concept banks: {name, sha256, backend}.
 

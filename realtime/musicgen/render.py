@@ -153,11 +153,7 @@ class BankSteering:
             key = (layer, sae_dir)
             if key not in by_key:
                 sae = load_sae(sae_dir, device=mg.device).eval()
-                if sae.cfg.d_in != mg.dim:
-                    raise UserError(
-                        f"SAE {sae_dir} (concept {s.name!r}): d_in {sae.cfg.d_in} does not match "
-                        f"{concept.hook} of {mg.name}, width {mg.dim}"
-                    )
+                mg.check_sae(sae_dir, sae.cfg.d_in, layer, f" (concept {s.name!r})")
                 by_key[key] = _Group(layer, sae, EditState(sae.cfg.d_sae))
                 concepts[key] = {}
             concepts[key][s.name] = concept

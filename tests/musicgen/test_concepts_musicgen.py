@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -121,6 +122,20 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
         )
     with pytest.raises(UserError, match="--with needs --without"):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])
+
+
+def test_an_sae_of_another_model_or_layer_is_refused(setup, audiocraft_dir, tmp_path):
+    """SAEs collected on another MusicGen of the same width made a bank of garbage features for this one."""
+    root, mg = setup
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--concepts", str(root)]
+    other = {"model": {"name": "tiny_ac1", "sha256": "ab" * 32, "backend": "audiocraft"}}
+    save_sae(SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8)), tmp_path / mg.hook_name(0), other)
+    with pytest.raises(UserError, match=r"was trained on tiny_ac1 \(abababababab\), not "):
+        _cli([*argv, "--layers", "0"])
+    cfg = SAEConfig(d_in=mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(0))
+    save_sae(SparseAutoencoder(cfg), tmp_path / mg.hook_name(1), {"model": mg.model_ref()})
+    with pytest.raises(UserError, match=rf"was trained on {re.escape(mg.hook_name(0))}, not "):
+        _cli([*argv, "--layers", "1"])
 
 
 def test_the_rave_minimum_examples_rule_holds_for_musicgen(setup, audiocraft_dir, tmp_path, capsys):

@@ -141,8 +141,9 @@ def test_renders_default_to_the_segment_the_lm_was_trained_on(toy_folders, toy_s
     ac, _ = toy_folders
     assert trained_seconds(ac) == toy_sizes[1].segment == 0.5  # generation past it is untrained
     assert trained_seconds(tmp_path, 3.0) == 3.0  # no training.json: the caller's default
-    (tmp_path / "training.json").write_text("{not json")
-    assert trained_seconds(tmp_path, 3.0) == 3.0
+    (tmp_path / "training.json").write_text("{not json")  # damaged: 10 s silently became the default
+    with pytest.raises(UserError, match=r"training\.json: not a readable training record \(Expecting"):
+        trained_seconds(tmp_path, 3.0)
 
 
 @pytest.mark.slow

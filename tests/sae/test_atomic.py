@@ -235,7 +235,12 @@ def test_a_folder_is_replaced_whole_keeping_what_the_new_one_lacks(tmp_path, mon
     monkeypatch.setattr(atomic.os, "rename", lambda a, b: swaps.append(Path(b).name) or rename(a, b))
     new = atomic.new_folder_beside(out)
     _folder(new, {"state_dict.bin": "new lm", "codec.bin": "new codec"})
+    os.chmod(new / "codec.bin", 0o600)  # as safetensors writes its files: a model no other user could load
     atomic.replace_folder(new, out)
+    plain = tmp_path / "plain.txt"
+    plain.write_text("")
+    assert stat.S_IMODE((out / "codec.bin").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    plain.unlink()
     assert _contents(out) == {"state_dict.bin": "new lm", "codec.bin": "new codec", "notes/mine.txt": "keep"}
     assert stat.S_IMODE(out.stat().st_mode) == 0o750
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no temporary or old folder left

@@ -372,10 +372,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     for i in layers:
         sae_dir = Path(args.saes) / mg.hook_name(i)
         saes[i] = (load_sae(sae_dir, device=mg.device).eval(), sae_dir, sae_weights_sha256(sae_dir))
-        if saes[i][0].cfg.d_in != mg.dim:
-            raise UserError(
-                f"SAE {sae_dir}: d_in {saes[i][0].cfg.d_in} does not match {mg.hook_name(i)} width {mg.dim}"
-            )
+        mg.check_sae(sae_dir, saes[i][0].cfg.d_in, i)
 
     files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
     with progress_bar(console=console) as progress:

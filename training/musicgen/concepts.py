@@ -133,8 +133,6 @@ def probe_layer(
     sae_sha256: str | None = None,
 ) -> LayerResult:
     """Held-out AUROC of the concept at `layer` and its bank entry (features, weights, typical activations)."""
-    if sae.cfg.d_in != mg.dim:
-        raise UserError(f"SAE {sae_ref}: d_in {sae.cfg.d_in} does not match {mg.hook_name(layer)} width {mg.dim}")
     with_files = [f for f in with_files if Path(f).resolve() in acts]  # the usable clips (others: noted)
     without_files = [f for f in without_files if Path(f).resolve() in acts]
     S_w, R_w = pooled(acts, with_files, layer, sae)
@@ -207,6 +205,7 @@ def find_musicgen_concept(
     mg = load_musicgen(model, backend, device)
     layer = mg.layer_index(hook)
     sae = load_sae(sae_dir, device=mg.device).eval()
+    mg.check_sae(sae_dir, sae.cfg.d_in, layer)  # before the clips are run through the model
     notes = AudioNotes()
     acts = clip_activations(mg, [*with_files, *without_files], [layer], notes=notes)
     result = probe_layer(

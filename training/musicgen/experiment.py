@@ -103,11 +103,10 @@ class ExperimentConfig:
 def trained_seconds(model: str | Path, default: float = 4.0) -> float:
     """The LM's training segment from the model folder's `training.json` (generation past it is untrained), or
     `default` for a model without a training record."""
-    path = Path(model) / "training.json"
-    try:
-        return float(json.loads(path.read_text())["lm"]["run"]["sizes"]["segment"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return default
+    from realtime.musicgen import trained_seconds as segment
+
+    seconds = segment(model)
+    return default if seconds is None else seconds
 
 
 UNCHANGED = ("checkpoint_every", "log_every", "device")
