@@ -414,3 +414,38 @@ def test_rows_record_the_collection_that_made_them(tmp_path, audiocraft_dir, mon
     store = ActivationStore(tmp_path / "store")
     kinds = {p["source"]: p["kind"] for s in store.manifest(mg.hook_name(1))["shards"] for p in s["provenance"]}
     assert kinds == {"a.wav": "audio", "sad piano": "prompts"}, kinds
+
+
+def test_a_prompt_named_like_another_prompts_repeat_keeps_its_own_rows(tmp_path, audiocraft_dir, capsys):
+    """'calm guitar' twice beside 'calm guitar #2': the repeat was named 'calm guitar #2', so that prompt's frames
+    were dropped as already stored, and 'stored 45 frames' was said of 30."""
+    from training.musicgen.collect import prompt_sources
+
+    assert prompt_sources(["a", "a", "a #2", "a"]) == ["a", "a #3", "a #2", "a #4"]
+    assert prompt_sources(["a", "b", "a"]) == ["a", "b", "a #2"]  # the names stores already hold
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("calm guitar\ncalm guitar\ncalm guitar #2\n")
+    out = tmp_path / "store"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--prompts", str(prompts), "--out", str(out)]
+    assert main([*argv, "--duration", "0.3", "--layers", "1"]) == 0
+    rows = _stored(ActivationStore(out), load_musicgen(audiocraft_dir).hook_name(1))
+    assert sorted(rows) == ["calm guitar", "calm guitar #2", "calm guitar #3"]
+    assert "stored 45 frames" in capsys.readouterr().err
+    prompts.write_text("calm guitar\ncalm guitar\ncalm guitar #2\nrock drums\n")
+    assert main([*argv, "--duration", "0.3", "--layers", "1"]) == 0
+    said = capsys.readouterr().err
+    assert "stored 15 frames" in said and "3 prompts already complete" in said, said
+
+
+def test_another_audio_folder_is_refused_not_taken_as_done(tmp_path, audiocraft_dir, capsys):
+    """Two folders of the same file names (two `data make` outputs) into one store: the second folder's a.wav was
+    skipped as 'already complete'."""
+    for name, seed in (("one", 0), ("two", 1)):
+        (tmp_path / name).mkdir()
+        sf.write(tmp_path / name / "a.wav", 0.1 * np.random.default_rng(seed).standard_normal(6400), 32000)
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--out", str(tmp_path / "st"), "--layers", "1"]
+    assert main([*argv, "--audio", str(tmp_path / "one")]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--audio", str(tmp_path / "two")]) == 2
+    err = capsys.readouterr().err
+    assert "its audio rows were collected with other settings (audio: " in err and "one' stored" in err, err

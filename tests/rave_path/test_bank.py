@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from sae.bank import Concept, ConceptBank, ConceptClips, ConceptDefault, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptClips, ConceptDefault, ConceptFeature, ConceptSteer, ModelRef
 from sae.errors import UserError
 from training.cli import main
 
@@ -162,8 +162,6 @@ def test_concept_list_cli(tmp_path, capsys):
 def test_steer_block_round_trips_and_bad_ones_are_named(tmp_path):
     from dataclasses import replace
 
-    from sae.bank import ConceptSteer
-
     bank = ConceptBank(tmp_path / "concepts.yaml")
     steer = ConceptSteer(0.8, [ConceptFeature(12, 1.0, 1.7), ConceptFeature(40, 0.5, 0.9)], 0.3, 0.1, ("drums",))
     bank.add(replace(_concept(), steer=steer, default=ConceptDefault("clamp", 2.0)))
@@ -264,3 +262,15 @@ def _add(path, name: str) -> bool:
     with ConceptBank.editing(path) as now:
         now.add(_concept(name))
     return True
+
+
+def test_a_concept_whose_edits_would_change_nothing_is_not_written(tmp_path):
+    """`concept musicgen` wrote a concept whose every weight was 0 (no feature told it apart): every render with
+    it, on:50 included, came out bit-identical to the plain one, and nothing said so."""
+    bank = ConceptBank(tmp_path / "b.yaml")
+    c = _concept()
+    c.features = [ConceptFeature(f.index, 0.0, f.typical) for f in c.features]
+    with pytest.raises(UserError, match=r"concept 'guitar' at .*: every feature's weight is 0 \(no SAE feature"):
+        bank.add(c)
+    c.steer = ConceptSteer(0.5, [ConceptFeature(40, 1.0, 0.9)])  # the features its edits move carry weight
+    bank.add(c)

@@ -445,10 +445,19 @@ def run_musicgen(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows}, indent=1))
     if bank is not None:
+        added, left = [], []
         with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
             for concept in found:
-                now.add(concept)
-        console.print(f"added {', '.join(concepts)} to {bank.path}")
+                try:
+                    now.add(concept)
+                    added.append(concept.name)
+                except UserError as exc:  # one concept no feature tells apart: the others still go in
+                    left.append(str(exc))
+        for why in left:
+            console.print(f"note: not added: {why}", highlight=False)
+        if not added:
+            raise UserError(f"--bank {bank.path}: no concept added ({left[0]})")
+        console.print(f"added {', '.join(added)} to {bank.path}")
     return 0
 
 

@@ -91,12 +91,21 @@ def read_prompts(path: str | Path) -> list[str]:
 
 
 def prompt_sources(prompts: list[str]) -> list[str]:
-    """Unique source names: the prompt, with ` #k` on its k-th repeat."""
-    seen: dict[str, int] = {}
+    """Unique source names: the prompt, with ` #k` on its k-th repeat (k counted on past a name that is another
+    prompt's text: 'calm guitar' twice beside 'calm guitar #2' took that prompt's rows for the repeat's)."""
+    texts = set(prompts)
+    last: dict[str, int] = {}
+    used: set[str] = set()
     out = []
     for p in prompts:
-        seen[p] = seen.get(p, 0) + 1
-        out.append(p if seen[p] == 1 else f"{p} #{seen[p]}")
+        k, name = last.get(p, 0) + 1, p
+        if k > 1 or name in used:
+            k = max(k, 2)
+            while (name := f"{p} #{k}") in used or name in texts:
+                k += 1
+        last[p] = k
+        used.add(name)
+        out.append(name)
     return out
 
 
@@ -146,9 +155,8 @@ class Collector:
         for i, rec in recorders.items():
             x = rec.result()
             kept = [(b, source) for b, source in enumerate(sources) if source not in skip]
-            for b, source in kept:
-                self.writers[i].add(x[b], source, starts[b], kind)
-            rows = x.shape[1] * len(kept)
+            # rows the writer kept (frames already stored are dropped), the same for every layer
+            rows = sum(self.writers[i].add(x[b], source, starts[b], kind) for b, source in kept)
         return rows
 
     def from_prompts(self, prompts: list[str], progress: Callable[[int, int], None] | None = None) -> int:
@@ -204,7 +212,9 @@ class Collector:
         """Teacher-force the LM over each file's codes; returns frames stored per layer (skipped files: `notes`)."""
         root = Path(root)
         files = list_audio(root, "--audio folder")
-        same_collect_settings(self.cfg.out, "audio", {"chunk": self.cfg.chunk, "description": self.cfg.description})
+        # sources are named relative to the folder: another folder's files of the same names would be taken as done
+        settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": str(root.resolve())}
+        same_collect_settings(self.cfg.out, "audio", settings)
         done_before = {p.relative_to(root).as_posix() for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []
