@@ -184,6 +184,18 @@ def new_folder_beside(out: Path) -> Path:
     raise FileExistsError(f"{out.parent}: no free temporary name for {out.name}")
 
 
+@contextlib.contextmanager
+def folder_replacing(out: Path, keep_others: bool = True) -> Iterator[Path]:
+    """A new folder beside `out` to write into; on leaving it replaces `out` whole (`replace_folder`), on an error
+    it is removed and `out` is left as it was."""
+    tmp = new_folder_beside(out)
+    try:
+        yield tmp
+        replace_folder(tmp, out, keep_others)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def replace_folder(tmp: Path, out: Path, keep_others: bool = True) -> None:
     """The finished folder `tmp` (beside `out`) becomes `out` in one rename: readers and a crash find the old
     folder or the new one, never a mix of their files (a model's weights of one training beside the codec of

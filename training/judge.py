@@ -10,6 +10,7 @@ import functools
 import json
 import math
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -579,3 +580,13 @@ def _clips_caption(concepts: dict) -> str:
         if "held_out_with" in e and "held_out_without" in e
     ]
     return "; held-out clips with / without each concept: " + ", ".join(counts) if counts else ""
+
+
+def drop_earlier_examples(out: str | Path) -> bool:
+    """Remove `OUT/listen/` of an earlier evaluation (it holds listen.json) when this one writes none: its rows
+    would be paired with this report's calls by index. Returns whether there was one."""
+    root = Path(out) / "listen"
+    if not (root / "listen.json").is_file():
+        return False
+    shutil.rmtree(root)
+    return True

@@ -111,7 +111,7 @@ class AudiocraftMusicGen(MusicGenBackend):
         self.num_layers = len(self.lm.transformer.layers)
         self.dim = int(self.lm.dim)
         self.max_duration = float(self.model.max_duration)
-        self.vocab = DescriptionVocab.load(self.source) if Path(self.source).is_dir() else None
+        self.vocab = DescriptionVocab.of_model(self.source)
 
     @classmethod
     def wrap(cls, model, name: str) -> AudiocraftMusicGen:

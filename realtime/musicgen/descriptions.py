@@ -61,6 +61,22 @@ class DescriptionVocab:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise UserError(f"{path}: expected {{'descriptions': {{text: clips}}, 'unknown': text}}") from None
 
+    @classmethod
+    def of_model(cls, source: str | Path) -> DescriptionVocab | None:
+        """The vocabulary of a model given by folder or hub id (None: a hub id, or a folder with no table of
+        descriptions). A trained package (it has `training.json`) missing its `descriptions.json` is refused: its
+        prompts would play lookup-table rows no training touched, with no note."""
+        folder = Path(source)
+        if not folder.is_dir():
+            return None
+        vocab = cls.load(folder)
+        if vocab is None and (folder / "training.json").is_file():
+            raise UserError(
+                f"--model {folder}: {FILE} is missing (a trained package lists the descriptions its text table "
+                "knows; restore it from the package)"
+            )
+        return vocab
+
     def canonical(self, prompt: str) -> tuple[str, str | None]:
         """(the trained description for `prompt`, a note when words were dropped or nothing matched)."""
         ws = words(prompt)

@@ -77,7 +77,7 @@ class TransformersMusicGen(MusicGenBackend):
         self.num_layers = int(cfg.decoder.num_hidden_layers)
         self.dim = int(cfg.decoder.hidden_size)
         self.pad_id = int(self.model.generation_config.pad_token_id)
-        self.vocab = DescriptionVocab.load(self.source) if Path(self.source).is_dir() else None
+        self.vocab = DescriptionVocab.of_model(self.source)
 
     @property
     def hook_prefix(self) -> str:

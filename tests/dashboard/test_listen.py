@@ -157,6 +157,23 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
     assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page
 
 
+def test_a_rerun_leaves_no_example_of_the_earlier_evaluation(tmp_path):
+    """A rerun into the same folder kept the earlier run's listen/ (a concept it no longer judges, or all of it with
+    --listen 0), and the dashboard paired those renders with the new report's calls by index."""
+    from training.judge import drop_earlier_examples
+    from training.musicgen.listen import write_examples
+
+    sr, tone = 16000, [np.zeros(1600, np.float32)]
+    for name in ("tone", "hum"):
+        heard = {name: {k: np.array([1]) for k in ("plain", "off", "on")}}
+        write_examples(tmp_path / "eval", [("a hum", 3)], sr, 2.0, tone, heard, {name: {"off": tone, "on": tone}})
+    listen = tmp_path / "eval" / "listen"
+    assert sorted(p.name for p in listen.iterdir()) == ["hum", "listen.json", "plain"]  # no tone/ left
+    assert drop_earlier_examples(tmp_path / "eval") and not listen.exists()
+    assert sorted(p.name for p in (tmp_path / "eval").iterdir()) == []  # nor a temporary folder
+    assert not drop_earlier_examples(tmp_path / "eval")
+
+
 def _guitar_bank_and_data(tmp_path: Path, ts: Path):
     """The model of `ts`, a bank with one SAE concept "guitar" on it, and an empty data folder with `clips/`."""
     from realtime.rave import RaveModel

@@ -228,6 +228,12 @@ def test_missing_files_are_named(toy_folders, toy_lm_run, tmp_path):
     (broken_tf / "model.safetensors").unlink()
     with pytest.raises(UserError, match=r"model\.safetensors is missing"):
         load_musicgen(broken_tf)
+    for folder in (ac, tf):  # every prompt played an untrained row of the text table, with no note
+        lost = tmp_path / f"{folder.name}_no_descriptions"
+        shutil.copytree(folder, lost)
+        (lost / "descriptions.json").unlink()
+        with pytest.raises(UserError, match=r"descriptions\.json is missing \(a trained package lists"):
+            load_musicgen(lost)
     run = tmp_path / "lm"
     shutil.copytree(toy_lm_run, run)
     (run / "codec.pt").unlink()

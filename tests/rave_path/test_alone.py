@@ -79,11 +79,16 @@ def test_alone_refusals_leave_the_bank_untouched(tmp_path, found, concept_data, 
     few = _folder(tmp_path, "few", sorted((concept_data / "concepts/guitar/with").iterdir())[:3])
     for extra, needle in [
         (["--alone", str(few)], "--alone " + str(few) + ": 3 clips; expected at least 4"),
-        (["--alone", str(few), "--alone-memory", "0"], "--alone-memory 0: expected seconds > 0"),
+        (["--alone", str(few), "--alone-memory", "0"], "> 0 and at most 60"),
+        (["--alone", str(few), "--alone-memory", "1e308"], "> 0 and at most 60"),  # a detector that calls nothing
         (["--alone-memory", "2"], "--alone-memory: the memory of the --alone detector; pass --alone DIR too"),
     ]:
-        assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, *extra) == 2
+        try:
+            code = _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, *extra)
+        except SystemExit as stop:  # refused where the options are parsed
+            code = stop.code
         err = capsys.readouterr().err.strip()
+        assert code == 2, err
         assert needle in err and "\n" not in err and "Traceback" not in err
         assert bank.read_text() == before
 

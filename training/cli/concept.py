@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_musicgen_model, add_threads, folds, positive_int
+from training.cli.args import add_device, add_musicgen_model, add_threads, folds, meter_seconds, positive_int
 from training.cli.quiet import output_console, progress_bar
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument(
         "--alone-memory",
-        type=float,
+        type=meter_seconds,
         default=None,
         help="RAVE: seconds of the features the --alone detector remembers (default 2)",
     )

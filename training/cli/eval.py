@@ -303,6 +303,11 @@ def run_steering(args: argparse.Namespace) -> int:
         with console.status("rendering listening examples"):
             path = write_examples(result, args.data, args.model, args.bank, args.out, args.listen, args.seed)
         console.print(f"wrote listening examples to {path.parent} (the dashboard's concept pages)", highlight=False)
+    else:
+        from training.judge import drop_earlier_examples
+
+        if drop_earlier_examples(args.out):  # an earlier judge's examples would be shown under this one's calls
+            console.print(f"note: removed the listening examples of an earlier judge in {args.out}/listen")
     return 0
 
 

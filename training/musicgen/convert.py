@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from realtime.musicgen.descriptions import DescriptionVocab
-from sae.atomic import new_folder_beside, replace_folder
+from sae.atomic import folder_replacing
 from sae.errors import UserError
 from sae.io import read_torch
 from training.musicgen.arch import CODEC_FILE, LM_FILE
@@ -235,16 +235,12 @@ def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
     model.generation_config.guidance_scale = float(lm_cfg["classifier_free_guidance"]["inference_coef"])
     model.generation_config.do_sample = True
     model.generation_config.top_k = 250
-    tmp = new_folder_beside(out)
-    try:
+    with folder_replacing(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         vocab.save(tmp)
         if (ac_dir / "training.json").is_file():  # the training record: how it was trained, the LM's segment
             shutil.copyfile(ac_dir / "training.json", tmp / "training.json")
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

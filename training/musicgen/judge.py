@@ -28,6 +28,7 @@ from training.judge import (
     JUDGE_FEATURES,
     Judge,
     concepts_to_judge,
+    drop_earlier_examples,
     goals_met,
     hit_rate,
     save_report,
@@ -172,6 +173,8 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     if keep:
         write_examples(cfg.out, jobs[:keep], mg.sample_rate, cfg.strength, plain[:keep], heard, edited)
         out["listen"] = "listen/listen.json"
+    elif drop_earlier_examples(cfg.out):
+        out["notes"].append("removed the listening examples of an earlier evaluation in this folder")
     save_report(out, Path(cfg.out))
     return out
 

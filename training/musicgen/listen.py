@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import write_audio
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write_text, folder_replacing
 
 KINDS = ("plain", "off", "on")
 
@@ -42,7 +42,20 @@ def write_examples(
         heard: concept -> kind -> the judge's calls of that concept on the renders of `jobs`.
         edited: concept -> "off" / "on" -> the renders of `jobs` with that edit.
     """
-    root = Path(out) / "listen"
+    with folder_replacing(Path(out) / "listen", keep_others=False) as root:  # no file of an earlier run is left
+        _write(root, jobs, sample_rate, strength, plain, heard, edited)
+    return Path(out) / "listen" / "listen.json"
+
+
+def _write(
+    root: Path,
+    jobs: list[tuple[str, int]],
+    sample_rate: int,
+    strength: float,
+    plain: list[np.ndarray],
+    heard: dict[str, dict[str, np.ndarray]],
+    edited: dict[str, dict[str, list[np.ndarray]]],
+) -> None:
     for n, audio in enumerate(plain):
         write_audio(root / "plain" / f"{n:02d}.wav", audio, sample_rate)
     index: dict[str, Any] = {"sample_rate": sample_rate, "kinds": KINDS, "concepts": {}}
@@ -65,4 +78,3 @@ def write_examples(
             )
         index["concepts"][name] = {"strength_on": strength, "rows": rows}
     atomic_write_text(root / "listen.json", json.dumps(index, indent=1) + "\n")
-    return root / "listen.json"

@@ -16,12 +16,11 @@ hash onto a trained row.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
-from sae.atomic import atomic_torch_save, new_folder_beside, replace_folder
+from sae.atomic import atomic_torch_save, folder_replacing
 from sae.errors import UserError
 from training.cli.args import Parser
 from training.musicgen import runs
@@ -58,15 +57,11 @@ def package(lm_run: Path, out: Path) -> Path:
     vocab = loaded["vocab"]
     lm_state = unknown_rows(loaded["lm_state"], list(vocab.descriptions), vocab.unknown)
     codec_sizes, lm_sizes = loaded["codec_sizes"], loaded["lm_sizes"]
-    tmp = new_folder_beside(out)
-    try:
+    with folder_replacing(out) as tmp:  # the LM and the codec of one training, never one of each
         atomic_torch_save(release_package(lm_state, lm_xp_cfg(lm_sizes, codec_sizes)), tmp / LM_FILE)
         atomic_torch_save(release_package(loaded["codec_state"], codec_xp_cfg(codec_sizes)), tmp / CODEC_FILE)
         vocab.save(tmp)
         runs.write_json(tmp / TRAINING_FILE, loaded["record"])
-        replace_folder(tmp, out)  # the LM and the codec of one training, never one of each
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

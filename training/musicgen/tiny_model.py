@@ -16,13 +16,12 @@ no biases, delay pattern over 4 codebooks, 32 kHz, 50 Hz frames, cross-attention
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from sae.atomic import atomic_torch_save, new_folder_beside, replace_folder
+from sae.atomic import atomic_torch_save, folder_replacing
 from training.musicgen.arch import (
     CODEC_FILE,
     LM_FILE,
@@ -235,13 +234,9 @@ def save_transformers(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None
     model.generation_config.guidance_scale = 3.0
     model.generation_config.do_sample = True
     model.generation_config.top_k = 250
-    tmp = new_folder_beside(out)  # a crash never leaves half a model, nor a mix of two
-    try:
+    with folder_replacing(out) as tmp:  # a crash never leaves half a model, nor a mix of two
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -251,8 +251,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     if cfg.name in bank and not cfg.replace:
         raise UserError(f"concept {cfg.name!r}: already in {bank.path} (drop --no-replace to overwrite)")
     with_files, without_files = list_sides(cfg.with_dir, cfg.without_dir)
-    if not (np.isfinite(cfg.alone_memory) and cfg.alone_memory > 0):
-        raise UserError(f"--alone-memory {cfg.alone_memory:g}: expected seconds > 0")
+    if not (np.isfinite(cfg.alone_memory) and 0 < cfg.alone_memory <= 60):
+        raise UserError(f"--alone-memory {cfg.alone_memory:g}: expected seconds > 0 and at most 60")
     alone_files = list_audio(cfg.alone_dir, "--alone folder") if cfg.alone_dir is not None else []
     if cfg.alone_dir is not None and len(alone_files) < MIN_ALONE:
         raise UserError(f"--alone {cfg.alone_dir}: {len(alone_files)} clips; expected at least {MIN_ALONE}")

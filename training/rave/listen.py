@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from realtime.audio_files import write_audio
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write_text, folder_replacing
 from sae.errors import UserError
 
 KINDS = ("original", "model", "off", "on")
@@ -67,48 +67,52 @@ def write_examples(
             if a is not None:
                 rows.append(r)
                 audio_of.append(a)
-    root = Path(out) / "listen"
-    index: dict[str, Any] = {"model": Path(model_path).name, "sample_rate": model.sr, "kinds": KINDS, "concepts": {}}
-    for name in names:
-        strength = float(result["concepts"][name].get("strength_on", 1.0))
-        has = [bool(CONCEPTS[name](r)) for r in rows] if name in CONCEPTS else [False] * len(rows)
-        judged = result["concepts"][name]
-        pos = [i for i in range(len(rows)) if has[i]][: judged.get("held_out_with") or None]
-        neg = [i for i in range(len(rows)) if not has[i]][: judged.get("held_out_without") or None]
-        # the judge's per-clip lists: none/off over `pos`, none over `neg`, on over the clips `on_clips` names
-        on_clips = neg[1::2] if judged.get("on_clips") == "test_half" else neg
-        with_rows = [(i, k, None) for k, i in enumerate(pos)][:clips]
-        without_rows = [(i, neg.index(i), k) for k, i in enumerate(on_clips)][:clips]
-        picked = with_rows + without_rows
-        entries = []
-        for i, k, k_on in picked:
-            audio = audio_of[i]
-            stem = Path(rows[i]["file"]).stem
-            renders = {"original": audio, "model": render_array(stream, audio, None, None, block, delay, seed + i)}
-            for kind, mode in (("off", "off"), ("on", f"on:{strength:g}")):
-                edit = steering.edit_for([(name, mode)])
-                renders[kind] = render_array(
-                    stream, audio, steering.sae, edit, block, delay, seed + i, hook=steering.hook, gate=gate
+    final = Path(out) / "listen"
+    with folder_replacing(final, keep_others=False) as root:  # no file of an earlier run is left in it
+        index: dict[str, Any] = {
+            "model": Path(model_path).name,
+            "sample_rate": model.sr,
+            "kinds": KINDS,
+            "concepts": {},
+        }
+        for name in names:
+            strength = float(result["concepts"][name].get("strength_on", 1.0))
+            has = [bool(CONCEPTS[name](r)) for r in rows] if name in CONCEPTS else [False] * len(rows)
+            judged = result["concepts"][name]
+            pos = [i for i in range(len(rows)) if has[i]][: judged.get("held_out_with") or None]
+            neg = [i for i in range(len(rows)) if not has[i]][: judged.get("held_out_without") or None]
+            # the judge's per-clip lists: none/off over `pos`, none over `neg`, on over the clips `on_clips` names
+            on_clips = neg[1::2] if judged.get("on_clips") == "test_half" else neg
+            with_rows = [(i, k, None) for k, i in enumerate(pos)][:clips]
+            without_rows = [(i, neg.index(i), k) for k, i in enumerate(on_clips)][:clips]
+            picked = with_rows + without_rows
+            entries = []
+            for i, k, k_on in picked:
+                audio = audio_of[i]
+                stem = Path(rows[i]["file"]).stem
+                renders = {"original": audio, "model": render_array(stream, audio, None, None, block, delay, seed + i)}
+                for kind, mode in (("off", "off"), ("on", f"on:{strength:g}")):
+                    edit = steering.edit_for([(name, mode)])
+                    renders[kind] = render_array(
+                        stream, audio, steering.sae, edit, block, delay, seed + i, hook=steering.hook, gate=gate
+                    )
+                files = {}
+                for kind in KINDS:
+                    rel = f"{name}/{stem}_{kind}.wav"
+                    write_audio(root / rel, renders[kind], model.sr)
+                    files[kind] = rel
+                entries.append(
+                    {
+                        "clip": rows[i]["file"],
+                        "with": has[i],
+                        "judge_index": k,
+                        "judge_on_index": k_on,
+                        "instruments": rows[i].get("instruments", ""),
+                        "voice": rows[i].get("voice", "none"),
+                        "seconds": round(len(audio) / model.sr, 3),
+                        "files": files,
+                    }
                 )
-            files = {}
-            for kind in KINDS:
-                rel = f"{name}/{stem}_{kind}.wav"
-                write_audio(root / rel, renders[kind], model.sr)
-                files[kind] = rel
-            entries.append(
-                {
-                    "clip": rows[i]["file"],
-                    "with": has[i],
-                    "judge_index": k,
-                    "judge_on_index": k_on,
-                    "instruments": rows[i].get("instruments", ""),
-                    "voice": rows[i].get("voice", "none"),
-                    "seconds": round(len(audio) / model.sr, 3),
-                    "files": files,
-                }
-            )
-        index["concepts"][name] = {"strength_on": strength, "rows": entries}
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / "listen.json"
-    atomic_write_text(path, json.dumps(index, indent=1))
-    return path
+            index["concepts"][name] = {"strength_on": strength, "rows": entries}
+        atomic_write_text(root / "listen.json", json.dumps(index, indent=1))
+    return final / "listen.json"
