@@ -79,6 +79,7 @@ def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
 
 
 PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+PRESET_NAME_MAX = 100  # with .yaml, well under the 255 bytes a file name may have
 
 
 def preset_file(preset_dir: Path, name: str) -> Path:
@@ -87,8 +88,11 @@ def preset_file(preset_dir: Path, name: str) -> Path:
     Paths are refused (separators, a leading dot, a link leading out of the folder): over OSC any host
     that can reach the port may send this, and it must not make the engine read other files.
     """
-    if not PRESET_NAME.fullmatch(name):
-        raise UserError(f"preset {name!r}: expected a preset name from the preset folder (letters, digits, _ . -)")
+    if not PRESET_NAME.fullmatch(name) or len(name) > PRESET_NAME_MAX:
+        raise UserError(
+            f"preset {_clip(name, 60)!r}: expected a preset name from the preset folder (letters, digits, _ . -; "
+            f"at most {PRESET_NAME_MAX} characters)"
+        )
     if not name.endswith((".yaml", ".yml")):
         name += ".yaml"
     folder = Path(preset_dir).resolve()
@@ -104,6 +108,46 @@ def _unread_tags(dgram: bytes) -> list[str]:
     if not dgram[index:]:
         return []
     return sorted(set(osc_types.get_string(dgram, index)[0][1:]) - READ_TAGS)
+
+
+_FIXED = {"i": 4, "f": 4, "r": 4, "m": 4, "c": 4, "h": 8, "d": 8, "t": 8}  # argument bytes per type tag
+
+
+def well_formed(data: bytes) -> bool:
+    """Whether a datagram is whole: every bundle element inside the bundle, every message argument inside its
+    message. python-osc pads what a packet lacks (a `,f` with no float bytes reads as 0.0) and skips a bundle
+    element that runs past the end, so a broken packet would be applied, or dropped without a word."""
+    if data.startswith(b"#bundle\x00"):
+        i = 16  # the name and the 8-byte time tag
+        if len(data) < i:
+            return False
+        while i < len(data):
+            size = int.from_bytes(data[i : i + 4], "big", signed=True) if i + 4 <= len(data) else -1
+            if size <= 0 or i + 4 + size > len(data) or not well_formed(data[i + 4 : i + 4 + size]):
+                return False
+            i += 4 + size
+        return True
+    try:
+        _, i = osc_types.get_string(data, 0)
+        if i >= len(data):
+            return True  # no type tags: no arguments
+        tags, i = osc_types.get_string(data, i)
+    except Exception:
+        return False
+    for tag in tags[1:]:
+        if tag in _FIXED:
+            i += _FIXED[tag]
+        elif tag in "sS":
+            end = data.find(b"\x00", i)
+            if end < 0:
+                return False
+            i = (end // 4 + 1) * 4  # a string's NUL and padding to 4 bytes (arguments start 4-aligned)
+        elif tag == "b":
+            n = int.from_bytes(data[i : i + 4], "big") if i + 4 <= len(data) else len(data)
+            i += 4 + n + (-n) % 4
+        if i > len(data):  # T F N I [ ] carry no bytes
+            return False
+    return True
 
 
 def _clip(text: str, limit: int) -> str:
@@ -188,6 +232,8 @@ class OscControl:
         """Apply one datagram; returns the replies to send."""
         self.packets += 1
         try:
+            if not well_formed(data):
+                raise ValueError("truncated")
             messages = [m.message for m in OscPacket(data).messages]
         except Exception:  # python-osc raises ParseError, and struct/unicode/index errors on some garbage
             return self._error("?", "malformed OSC packet")

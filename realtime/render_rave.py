@@ -126,12 +126,12 @@ def load_steering(
     if sae_dir is not None:
         chosen = Path(sae_dir).resolve()
         if names is None and concepts:  # no concept named: those found with this SAE
-            mine = {n: c for n, c in concepts.items() if bank.sae_dir(c).resolve() == chosen}
+            mine = {n: c for n, c in concepts.items() if bank.uses_sae(c, chosen)}
             if not mine:
                 found = "; ".join(f"{n} with {bank.sae_dir(c)}" for n, c in concepts.items())
                 raise UserError(f"--sae {sae_dir}: no concept of {bank.path} was found with it ({found})")
             concepts = mine
-        other = [n for n, c in concepts.items() if bank.sae_dir(c).resolve() != chosen]
+        other = [n for n, c in concepts.items() if not bank.uses_sae(c, chosen)]
         if other:
             raise UserError(f"concept {other[0]!r} was found with SAE {bank.sae_dir(other[0])}, not {sae_dir}")
     elif len(dirs) > 1:

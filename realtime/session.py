@@ -95,7 +95,7 @@ def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[s
         sae_dir = bank.sae_dir(ours[0])
     chosen = {}
     for c in ours:
-        if sae_dir is not None and bank.sae_dir(c).resolve() != Path(sae_dir).resolve():
+        if sae_dir is not None and not bank.uses_sae(c, sae_dir):
             skipped.append(f"{c.name} (SAE {c.sae})")
         else:
             bank.check_sae(c, sae_dir)

@@ -377,6 +377,18 @@ class ConceptBank:
                 f"now holds {now[:12]} (retrained or replaced?): find the concept again with this SAE"
             )
 
+    def uses_sae(self, concept: Concept | str, sae_dir: str | os.PathLike) -> bool:
+        """Whether `concept` was found with the SAE at `sae_dir`: its own folder, or one holding the very weights it
+        records (a copy, or the SAE beside a bank that was moved)."""
+        c = self.get(concept) if isinstance(concept, str) else concept
+        if self.sae_dir(c).resolve() == Path(sae_dir).resolve():
+            return True
+        from sae.io import WEIGHTS_FILE, sae_weights_sha256
+
+        if c.sae_sha256 is None or not (Path(sae_dir) / WEIGHTS_FILE).is_file():
+            return False
+        return sae_weights_sha256(sae_dir) == c.sae_sha256
+
     def relative_sae(self, sae_dir: str | os.PathLike) -> str:
         """How to write `sae_dir` into this bank: relative to the bank's folder."""
         return Path(os.path.relpath(Path(sae_dir).resolve(), self.path.parent.resolve())).as_posix()

@@ -126,7 +126,7 @@ def sae_weights_sha256(path: str | os.PathLike) -> str:
     try:
         stat = wfile.stat()
     except OSError:
-        raise UserError(f"SAE {path}: no {WEIGHTS_FILE}") from None
+        raise UserError(f"SAE {path}: " + (f"no {WEIGHTS_FILE}" if Path(path).is_dir() else "no such folder")) from None
     return _weights_sha256(str(wfile.resolve()), stat.st_mtime_ns, stat.st_size)
 
 

@@ -270,7 +270,10 @@ def test_an_sae_retrained_in_place_is_refused_by_render_judge_and_live(
     render_file(wav, tmp_path / "ok.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay)
     build_live(LiveConfig(tiny_rave_ts, bank=b.path), model).engine.close()
     other = tmp_path / "other_sae"  # an SAE the bank's concepts were not found with: nothing left to play
-    shutil.copytree(tiny_sae_dir, other)
+    different = load_sae(tiny_sae_dir)
+    with torch.no_grad():
+        different.W_dec.mul_(0.5)
+    save_sae(different, other)
     with pytest.raises(UserError, match=r"--sae .*other_sae: no concept of the bank .* \(skipped bright \(SAE sae\)\)"):
         build_live(LiveConfig(tiny_rave_ts, sae=other, bank=b.path), model)
     (tmp_path / "empty.yaml").write_text("")  # a bank with nothing to play is no bank to play
@@ -398,3 +401,32 @@ def test_a_bank_of_two_saes_says_which_concepts_use_which_and_how_each_command_p
     shutil.rmtree(tmp_path / "b")
     with pytest.raises(UserError, match=r"concept 'dark' in .*two\.yaml: its SAE .*/b does not exist$"):
         load_steering(b.path, model)
+
+
+def test_a_copy_of_the_sae_or_a_moved_bank_still_finds_its_concepts(tmp_path, tiny_rave_ts, tiny_model, tiny_sae_dir):
+    """`live --sae COPY` and `export nn --sae COPY` refused a byte-identical copy ('no concept of the bank was found
+    with this SAE'), and a bank moved away from its SAE said 'no sae_weights.safetensors' of a folder that is not
+    there, with --sae refused as well: every route was a dead end but editing the YAML."""
+    import shutil
+
+    from realtime.render_rave import load_steering
+    from realtime.session import LiveConfig, build_live
+    from sae.io import sae_weights_sha256
+
+    model, _ = tiny_model
+    shutil.copytree(tiny_sae_dir, tmp_path / "sae")
+    b = ConceptBank(tmp_path / "concepts.yaml")
+    c = Concept("bright", ModelRef.of_file(tiny_rave_ts), "latent", "sae", [ConceptFeature(3, 1.0, 2.0)])
+    c.sae_sha256 = sae_weights_sha256(tmp_path / "sae")
+    b.add(c)
+    b.save()
+    shutil.copytree(tmp_path / "sae", tmp_path / "copy")
+    assert list(load_steering(b.path, model, tmp_path / "copy").concepts) == ["bright"]
+    build_live(LiveConfig(tiny_rave_ts, bank=b.path, sae=tmp_path / "copy"), model).engine.close()
+    (tmp_path / "moved").mkdir()
+    shutil.copy(b.path, tmp_path / "moved" / "concepts.yaml")
+    with pytest.raises(UserError, match=r"SAE .*moved/sae: no such folder$"):
+        build_live(LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml"), model)
+    build_live(
+        LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml", sae=tmp_path / "sae"), model
+    ).engine.close()

@@ -337,7 +337,11 @@ def test_preset_save_writes_what_preset_load_reads_back(bank, tmp_path):
     assert osc.handle(msg("/preset/load", "evening")) == []
     assert controls.view() == saved
     (tmp_path / "concepts.yaml").write_text("version: 1\nconcepts: {}\n")  # a bank beside the presets
-    for name, problem in (("concepts", "is no preset; not overwritten"), ("../x", "expected a preset name")):
+    for name, problem in (
+        ("concepts", "is no preset; not overwritten"),
+        ("../x", "expected a preset name"),
+        ("x" * 300, "at most 100 characters"),
+    ):  # was '?', "OSError: File name too long"
         (reply,) = osc.handle(msg("/preset/save", name))
         assert reply[0] == "/error" and reply[1][0] == "/preset/save" and problem in reply[1][1], reply
     assert (tmp_path / "concepts.yaml").read_text() == "version: 1\nconcepts: {}\n"
@@ -371,3 +375,21 @@ def test_meters_read_zero_once_no_block_has_played_for_a_while(monkeypatch):
     assert meter_after(0.3) == 0.0  # 0.6 s: no audio comes in
     stats.blocks += 1
     assert meter_after(0.05) == 0.8  # playing again
+
+
+def test_a_packet_cut_short_is_refused_not_applied():
+    """python-osc pads what a packet lacks: '/mix ,f' with no float bytes set the mix to 0.0 with no reply, and a
+    bundle whose element runs past the end was dropped without one."""
+    from realtime.osc import well_formed
+
+    controls = Controls(EditState(8))
+    osc = OscControl(controls)
+    assert osc.handle(encode_message("/mix", [0.25])) == [] and controls.view()["mix"] == pytest.approx(0.25)
+    whole = encode_message("/mix", [0.5])
+    bundle = _bundle(("/mix", [0.3]), ("/bypass", [0]))
+    for broken in (whole[:-4], whole[:-1], b"#bundle\x00" + b"\x00" * 8 + b"\x00\x00\x00\xff", bundle[:-2],
+                   encode_message("/preset/load", ["evening"])[:-4]):  # fmt: skip
+        assert osc.handle(broken) == [("/error", ["?", "malformed OSC packet"])], broken
+    assert controls.view()["mix"] == pytest.approx(0.25)  # nothing applied
+    for ok in (whole, bundle, encode_message("/ping", []), encode_message("/x", ["abcd", 1, 2.0, "", b"\x01\x02"])):
+        assert well_formed(ok), ok
