@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,15 +45,32 @@ def resolve_hook(store: ActivationStore, sae: SparseAutoencoder) -> str:
     return store.hooks[0]
 
 
-def check_pair(store: ActivationStore, sae: SparseAutoencoder, sae_dir: str = "SAE") -> str:
-    """Refuse a store and an SAE of different models, hooks or widths; returns the hook to read."""
-    store_model = str((store.info.get("model") or {}).get("name") or "")
+def check_same_model(store: ActivationStore, sae: SparseAutoencoder, sae_dir: str | Path) -> None:
+    """Refuse a store and an SAE of different models: by the model file's sha256 where the SAE's cfg.json records
+    the store it was trained on (two models of one name told apart), else by name."""
+    from sae.io import read_sae_cfg
+
+    info = store.info.get("model") or {}
+    store_model, store_sha = str(info.get("name") or ""), info.get("sha256")
+    ident = ((read_sae_cfg(sae_dir).get("musicsae") or {}).get("model") if Path(sae_dir).is_dir() else None) or {}
+    sha = ident.get("sha256") if isinstance(ident, dict) else None
+    if isinstance(sha, str) and isinstance(store_sha, str) and sha != store_sha:
+        raise UserError(
+            f"SAE {sae_dir} was trained on activations of {ident.get('name', '?')} ({sha[:12]}), but store "
+            f"{store.root} holds activations of {store_model or '?'} ({store_sha[:12]}); use the store the SAE was "
+            "trained on"
+        )
     sae_model = sae.cfg.model_name
     if sae_model and store_model and sae_model != store_model:
         raise UserError(
             f"SAE {sae_dir} was trained on model {sae_model!r}, but store {store.root} holds activations of "
             f"{store_model!r}; use the store the SAE was trained on"
         )
+
+
+def check_pair(store: ActivationStore, sae: SparseAutoencoder, sae_dir: str = "SAE") -> str:
+    """Refuse a store and an SAE of different models, hooks or widths; returns the hook to read."""
+    check_same_model(store, sae, sae_dir)
     hook = resolve_hook(store, sae)
     dim = store.dim(hook)
     if dim != sae.cfg.d_in:

@@ -318,11 +318,17 @@ def test_oracle_edits_take_the_first_renderable_clips_per_side_in_order():
 
 def test_a_remake_stopped_half_way_leaves_no_labels_of_the_last_run(tmp_path, monkeypatch):
     """A second `data make` into a folder, stopped after some clips, left the first run's manifest, data.json and
-    concept folders describing clips that were partly the second run's; and two at once mixed their clips."""
+    concept folders describing clips that were partly the second run's (later: removed them, so a stopped remake
+    destroyed a complete dataset); and two at once mixed their clips. Now the earlier data stays as it was."""
     import training.data.concept_clips as cc
     from sae.atomic import sole_writer
 
+    def files() -> dict[str, bytes]:
+        found = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock")
+        return {str(p.relative_to(tmp_path)): p.read_bytes() for p in found}
+
     make_dataset(tmp_path, DataConfig(n=4, seed=1, duration=0.5, sample_rate=16000), concepts=("guitar",))
+    before = files()
     real, made = cc._make_one, []
 
     def stop_after_two(item):
@@ -335,9 +341,10 @@ def test_a_remake_stopped_half_way_leaves_no_labels_of_the_last_run(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         make_dataset(tmp_path, DataConfig(n=4, seed=2, duration=0.5, sample_rate=16000), concepts=("guitar",))
     assert made == [0, 1]
-    left = sorted(p.name for p in tmp_path.iterdir())
-    assert left == [".lock", "clips"], left  # no manifest, data.json or concept folder a reader would trust
-    with pytest.raises(UserError, match="manifest"):
-        read_manifest(tmp_path)
+    assert files() == before and len(read_manifest(tmp_path)) == 4  # the earlier data, whole
+    assert [p.name for p in tmp_path.parent.iterdir() if p.name.startswith(f".{tmp_path.name}.")] == []
+    monkeypatch.setattr(cc, "_make_one", real)
+    make_dataset(tmp_path, DataConfig(n=2, seed=2, duration=0.5, sample_rate=16000), concepts=())
+    assert len(list((tmp_path / "clips").iterdir())) == 2  # a smaller run leaves none of the earlier clips
     with sole_writer(tmp_path, "data make"), pytest.raises(UserError, match="another data make is writing there"):
         make_dataset(tmp_path, DataConfig(n=4, seed=2, duration=0.5, sample_rate=16000), concepts=())

@@ -77,6 +77,14 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     for bad, said in (("test", "expected another split"), ("holdout_font", "no clips in the validation split")):
         assert main([*argv[:8], "--out", str(tmp_path / "y"), "--split", "test", "--validation-split", bad]) == 2
         assert said in capsys.readouterr().err and not (tmp_path / "y").exists()
+    # another model's store trained SAEs no concept could use, then exited 0; no held-out font: a report of none
+    other = tmp_path / "other_store"
+    shutil.copytree(out / "store", other)
+    info = json.loads((other / "store.json").read_text())
+    (other / "store.json").write_text(json.dumps({**info, "model": {**info["model"], "sha256": "ab" * 32}}))
+    for extra, said in ((["--store", str(other)], "holds activations of"), (["--split", "holdout_font"], "no clips")):
+        assert main([*argv[:8], "--out", str(tmp_path / "z"), "--concepts", "guitar,drums", *extra]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "z").exists()
 
 
 def _cmp(sae: float, base: float, lo: float, hi: float) -> dict:

@@ -404,6 +404,20 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
     argv = ["sae", "eval", "--sae", f"{out}/layer.2", "--activations", acts, "--out", str(written)]
     assert main([*argv, "--eval-fraction", "0"]) == 2  # no held-out rows: no figures of nothing
     assert "--eval-fraction 0: holds out no rows" in capsys.readouterr().err and not written.exists()
+    cfg = tmp_path / "sae" / "layer.2" / "cfg.json"
+    before = cfg.read_bytes()
+    assert main([*argv[:-1], str(cfg)]) == 2  # the figures replaced the SAE's own cfg.json: it never loaded again
+    assert "--out " in capsys.readouterr().err and cfg.read_bytes() == before
+    store_json = tmp_path / "acts" / "store.json"  # rows of another model of the same name: an FVU of nothing
+    info = json.loads(store_json.read_text())
+    info["model"] = {**info["model"], "sha256": "ab" * 32}
+    store_json.write_text(json.dumps(info))
+    sae_cfg = json.loads(cfg.read_text())
+    sae_cfg["musicsae"]["model"] = {"name": "synthetic", "sha256": "cd" * 32}
+    cfg.write_text(json.dumps(sae_cfg))
+    assert main(argv[:-2]) == 2
+    err = capsys.readouterr().err
+    assert "was trained on activations of synthetic (cdcdcdcdcdcd), but store" in err and "(abababababab)" in err, err
 
 
 def _state(pid: int) -> str:

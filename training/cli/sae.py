@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int, seed_int
@@ -115,7 +116,6 @@ def _hooks(store, layers: str) -> list[str]:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
@@ -266,6 +266,7 @@ def train_table(results: dict[str, dict], out: str):
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from sae.describe import check_same_model
     from sae.errors import UserError
     from sae.io import load_sae, read_sae_cfg
     from sae.metrics import evaluate_split
@@ -274,8 +275,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
     if args.out:
         check_output_file(args.out, (".json",))
+        for source, flag in ((args.sae, "--sae"), (args.activations, "--activations")):
+            if Path(args.out).resolve().is_relative_to(Path(source).resolve()):  # its cfg.json, a manifest.json
+                raise UserError(f"--out {args.out}: inside {flag} {source}; write the figures elsewhere")
     store = open_store(args.activations, "--activations")
     sae = load_sae(args.sae, device=args.device)
+    check_same_model(store, sae, args.sae)
     hook = args.hook or sae.cfg.hook_name
     if not hook and len(store.hooks) == 1:  # an SAE that names no hook, on a store of one (as the dashboard reads it)
         hook = store.hooks[0]
@@ -311,8 +316,6 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics |= {"eval_fraction": frac, "max_rows": args.max_rows}
     text = json.dumps(metrics, indent=2)
     if args.out:
-        from pathlib import Path
-
         from sae.atomic import atomic_write_text
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

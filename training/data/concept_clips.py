@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.audio_files import write_audio
-from sae.atomic import atomic_write_text, sole_writer
+from sae.atomic import atomic_write_text, folder_replacing, sole_writer
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
 
@@ -593,12 +593,13 @@ def make_dataset(
         for line in overlap_lines(held, shared):
             note(line)
     check_data_out(Path(out))
-    with sole_writer(out, "data make"):  # two at once would mix their clips under one run's manifest
-        return _make_dataset(Path(out), cfg, fonts, skipped, jobs, concepts, copy, progress, shared)
+    # one writer (two at once would mix their clips under one run's manifest); the data written whole beside OUT and
+    # swapped in: a stopped run leaves the earlier data as it was, and a smaller run none of the earlier clips
+    with sole_writer(out, "data make"), folder_replacing(Path(out), keep_others=False) as new:
+        return _make_dataset(new, cfg, fonts, skipped, jobs, concepts, copy, progress, shared)
 
 
-# What `make_dataset` derives from the clips; removed before any clip is rewritten (a run stopped half way must not
-# leave the last run's labels describing clips that are partly this run's), written again when all are made.
+# What `make_dataset` derives from the clips (a folder of an earlier version's run stopped half way has clips only)
 DERIVED = ("data.json", "manifest.csv", "manifest.jsonl", "concepts", "heldout", "heldout_font")
 
 
@@ -632,12 +633,6 @@ def _make_dataset(
     progress: Callable[[int], None] | None,
     shared: dict[str, dict[str, float]],
 ) -> list[dict]:
-    for name in DERIVED:  # data.json first: it is what says the folder is complete
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
     slots = [fonts[font_slot(i, cfg.seed, len(fonts))] for i in range(cfg.n)]

@@ -219,6 +219,15 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     for name in cfg.concepts:
         if not (data / "concepts" / name / "with").is_dir():
             raise UserError(f"data {data}: no concepts/{name}/with folder (make the data with --concepts {name})")
+    if cfg.store:  # another model's rows would train SAEs that no concept of this model can use: found out last
+        held = ActivationStore(cfg.store).info.get("model") or {}
+        if held.get("sha256") not in (None, model.identity.sha256):
+            raise UserError(
+                f"--store {cfg.store}: holds activations of {held.get('name', '?')} ({str(held['sha256'])[:12]}), "
+                f"not {model.path.name} ({model.identity.sha256[:12]}); collect with this model or leave --store out"
+            )
+    if split == "holdout_font" and not any(r["split"] == split for r in rows):
+        raise UserError(f"data {data}: no clips in the holdout_font split (make the data with --holdout-font FONT)")
     out.mkdir(parents=True, exist_ok=True)
     store_dir = Path(cfg.store) if cfg.store else out / "store"
     if cfg.store is None:
