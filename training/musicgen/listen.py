@@ -43,38 +43,26 @@ def write_examples(
         edited: concept -> "off" / "on" -> the renders of `jobs` with that edit.
     """
     with folder_replacing(Path(out) / "listen", keep_others=False) as root:  # no file of an earlier run is left
-        _write(root, jobs, sample_rate, strength, plain, heard, edited)
+        for n, audio in enumerate(plain):
+            write_audio(root / "plain" / f"{n:02d}.wav", audio, sample_rate)
+        index: dict[str, Any] = {"sample_rate": sample_rate, "kinds": KINDS, "concepts": {}}
+        for name, renders in edited.items():
+            rows = []
+            for n, (prompt, seed) in enumerate(jobs):
+                files = {"plain": f"plain/{n:02d}.wav"}
+                for kind in ("off", "on"):
+                    files[kind] = f"{name}/{n:02d}_{kind}.wav"
+                    write_audio(root / files[kind], renders[kind][n], sample_rate)
+                rows.append(
+                    {
+                        "prompt": prompt,
+                        "seed": seed,
+                        "judge_index": n,
+                        "seconds": round(len(plain[n]) / sample_rate, 3),
+                        "files": files,
+                        "heard": {kind: bool(heard[name][kind][n]) for kind in KINDS},
+                    }
+                )
+            index["concepts"][name] = {"strength_on": strength, "rows": rows}
+        atomic_write_text(root / "listen.json", json.dumps(index, indent=1) + "\n")
     return Path(out) / "listen" / "listen.json"
-
-
-def _write(
-    root: Path,
-    jobs: list[tuple[str, int]],
-    sample_rate: int,
-    strength: float,
-    plain: list[np.ndarray],
-    heard: dict[str, dict[str, np.ndarray]],
-    edited: dict[str, dict[str, list[np.ndarray]]],
-) -> None:
-    for n, audio in enumerate(plain):
-        write_audio(root / "plain" / f"{n:02d}.wav", audio, sample_rate)
-    index: dict[str, Any] = {"sample_rate": sample_rate, "kinds": KINDS, "concepts": {}}
-    for name, renders in edited.items():
-        rows = []
-        for n, (prompt, seed) in enumerate(jobs):
-            files = {"plain": f"plain/{n:02d}.wav"}
-            for kind in ("off", "on"):
-                files[kind] = f"{name}/{n:02d}_{kind}.wav"
-                write_audio(root / files[kind], renders[kind][n], sample_rate)
-            rows.append(
-                {
-                    "prompt": prompt,
-                    "seed": seed,
-                    "judge_index": n,
-                    "seconds": round(len(plain[n]) / sample_rate, 3),
-                    "files": files,
-                    "heard": {kind: bool(heard[name][kind][n]) for kind in KINDS},
-                }
-            )
-        index["concepts"][name] = {"strength_on": strength, "rows": rows}
-    atomic_write_text(root / "listen.json", json.dumps(index, indent=1) + "\n")
