@@ -255,6 +255,16 @@ class Concept:
         return out
 
 
+def inert_note(concept: Concept) -> str | None:
+    """A note when every feature the concept's edits move has weight 0 (no SAE feature told it apart there): any
+    edit of it, `on:50` included, plays the plain model bit for bit."""
+    moved = concept.steer.features if concept.steer is not None else concept.features
+    if any(f.weight for f in moved):
+        return None
+    return (f"{concept.name} at {concept.hook}: every feature's weight is 0 (no SAE feature tells it apart here): "
+            "an edit of it changes nothing")  # fmt: skip
+
+
 def _r(x: float) -> float:
     return float(f"{float(x):.6g}")
 
@@ -343,10 +353,6 @@ class ConceptBank:
     def add(self, concept: Concept, replace: bool = True) -> None:
         """Add a (validated) concept; with `replace=False` an existing name is an error."""
         validate_concept(concept.name, concept.to_dict(), str(self.path))
-        moved = concept.steer.features if concept.steer is not None else concept.features  # what its edits move
-        if not any(f.weight for f in moved):
-            raise UserError(f"concept {concept.name!r} at {concept.hook}: every feature's weight is 0 (no SAE feature "
-                            "tells it apart here; an edit of it would change nothing); nothing written")  # fmt: skip
         if not replace and concept.name in self.concepts:
             raise UserError(f"concept {concept.name!r}: already in {self.path}")
         self.concepts[concept.name] = concept

@@ -64,13 +64,14 @@ class DescriptionVocab:
     @classmethod
     def of_model(cls, source: str | Path) -> DescriptionVocab | None:
         """The vocabulary of a model given by folder or hub id (None: a hub id, or a folder with no table of
-        descriptions). A trained package (it has `training.json`) missing its `descriptions.json` is refused: its
-        prompts would play lookup-table rows no training touched, with no note."""
+        descriptions). A package `training.musicgen.package` wrote (its `training.json` records the LM and the codec
+        trainings) missing its `descriptions.json` is refused: its prompts would play lookup-table rows no training
+        touched, with no note."""
         folder = Path(source)
         if not folder.is_dir():
             return None
         vocab = cls.load(folder)
-        if vocab is None and (folder / "training.json").is_file():
+        if vocab is None and _packaged(folder):
             raise UserError(
                 f"--model {folder}: {FILE} is missing (a trained package lists the descriptions its text table "
                 "knows; restore it from the package)"
@@ -130,3 +131,12 @@ def canonical_prompts(
         if note:
             notes.append(note)
     return out, notes
+
+
+def _packaged(folder: Path) -> bool:
+    """Whether `folder` holds the training record of a package: both trainings, the LM's and the codec's."""
+    try:
+        record = json.loads((folder / "training.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and "lm" in record and "codec" in record

@@ -264,13 +264,14 @@ def _add(path, name: str) -> bool:
     return True
 
 
-def test_a_concept_whose_edits_would_change_nothing_is_not_written(tmp_path):
+def test_a_concept_whose_edits_would_change_nothing_is_said_so():
     """`concept musicgen` wrote a concept whose every weight was 0 (no feature told it apart): every render with
     it, on:50 included, came out bit-identical to the plain one, and nothing said so."""
-    bank = ConceptBank(tmp_path / "b.yaml")
+    from sae.bank import inert_note
+
     c = _concept()
+    assert inert_note(c) is None
     c.features = [ConceptFeature(f.index, 0.0, f.typical) for f in c.features]
-    with pytest.raises(UserError, match=r"concept 'guitar' at .*: every feature's weight is 0 \(no SAE feature"):
-        bank.add(c)
+    assert "guitar at latent: every feature's weight is 0" in inert_note(c)
     c.steer = ConceptSteer(0.5, [ConceptFeature(40, 1.0, 0.9)])  # the features its edits move carry weight
-    bank.add(c)
+    assert inert_note(c) is None

@@ -228,7 +228,7 @@ def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_
         console.print(render(engine, osc))
     text = console.export_text()
     want = "1 packets, 1 rejected; last: /preset/load: preset '': expected a preset name from the preset folder"
-    assert want + " (letters, digits, _ . -)" in text, text
+    assert want + " (letters, digits, _ . -; at most 100 characters)" in text, text
     # the plain status line (--no-view, a pipe) said only `osc 1 packets, 1 rejected`: which one, and why, nowhere
     from realtime.live_view import status_line
 

@@ -308,7 +308,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.audio_files import AudioNotes
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.atomic import atomic_write_text
-    from sae.bank import ConceptBank
+    from sae.bank import ConceptBank, inert_note
     from sae.errors import UserError
     from sae.io import load_sae, sae_weights_sha256
     from sae.paths import check_output_file
@@ -445,19 +445,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows}, indent=1))
     if bank is not None:
-        added, left = [], []
         with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
             for concept in found:
-                try:
-                    now.add(concept)
-                    added.append(concept.name)
-                except UserError as exc:  # one concept no feature tells apart: the others still go in
-                    left.append(str(exc))
-        for why in left:
-            console.print(f"note: not added: {why}", highlight=False)
-        if not added:
-            raise UserError(f"--bank {bank.path}: no concept added ({left[0]})")
-        console.print(f"added {', '.join(added)} to {bank.path}")
+                now.add(concept)
+        for concept in found:
+            if inert := inert_note(concept):
+                console.print(f"note: {inert}", highlight=False)
+        console.print(f"added {', '.join(concepts)} to {bank.path}")
     return 0
 
 

@@ -190,7 +190,7 @@ def find_musicgen_concept(
     atomically at the end, and only if the probe succeeded.
     """
     from realtime.musicgen import load_musicgen
-    from sae.bank import ConceptBank, check_concept_name
+    from sae.bank import ConceptBank, check_concept_name, inert_note
     from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
 
     check_concept_name(name)
@@ -224,7 +224,7 @@ def find_musicgen_concept(
         sae_weights_sha256(sae_dir),
     )
     result.concept.default = ConceptDefault(mode, strength)
-    result.notes = notes.lines() + result.notes
+    result.notes = notes.lines() + result.notes + [n for n in [inert_note(result.concept)] if n]
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
         now.add(result.concept, replace=replace)
     return result
