@@ -258,7 +258,9 @@ def measure_delay(model: RaveModel, block: int | None = None, max_blocks: int = 
 
 def sae_hook(cfg: dict) -> str:
     """The hook an SAE config names (`latent` when it names none)."""
-    return cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or "latent"
+    from sae.io import cfg_hook
+
+    return cfg_hook(cfg) or "latent"
 
 
 def check_sae_for_model(sae_dir: str | Path, cfg: dict, model, hook: str = "latent") -> None:
@@ -273,8 +275,9 @@ def check_sae_for_model(sae_dir: str | Path, cfg: dict, model, hook: str = "late
     if d_in != width:
         what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
         raise UserError(f"SAE {sae_dir} takes {d_in}-dim inputs; {model.path.name} has {what} (another model's SAE?)")
-    ident = (cfg.get("musicsae") or {}).get("model") or {}
-    sha = ident.get("sha256") if isinstance(ident, dict) else None
+    from sae.io import cfg_model
+
+    ident, sha = cfg_model(cfg)
     if sha and sha != model.identity.sha256:
         raise UserError(
             f"SAE {sae_dir} was trained on {ident.get('name', '?')} ({sha[:12]}), not "

@@ -143,6 +143,20 @@ def _weights_sha256(wfile: str, mtime_ns: int, size: int) -> str:
     return h.hexdigest()
 
 
+def cfg_hook(cfg: dict[str, Any]) -> str | None:
+    """The hook an SAE's cfg.json names (at the top, or under SAELens' `metadata`), or None."""
+    return cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name") or None
+
+
+def cfg_model(cfg: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The model identity an SAE's cfg.json records from its activation store (`musicsae.model`) and that model's
+    sha256 (None where it records none)."""
+    ident = (cfg.get("musicsae") or {}).get("model")
+    ident = ident if isinstance(ident, dict) else {}
+    sha = ident.get("sha256")
+    return ident, sha if isinstance(sha, str) else None
+
+
 def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     """cfg.json of an SAE directory as a dict (UserError when missing or unreadable)."""
     folder = Path(path)

@@ -154,7 +154,7 @@ class MusicGenBackend(ABC):
     def check_sae(self, sae_dir: str | Path, d_in: int, layer: int, what: str = "") -> None:
         """One line when the SAE at `sae_dir` was not trained on `layer` of this model: its width, the layer its
         cfg.json names, or the model its activation store recorded (`what`: how the caller names the SAE's use)."""
-        from sae.io import read_sae_cfg
+        from sae.io import cfg_hook, cfg_model, read_sae_cfg
 
         name = f"SAE {sae_dir}{what}"
         if d_in != self.dim:
@@ -162,13 +162,12 @@ class MusicGenBackend(ABC):
                 f"{name}: d_in {d_in} does not match {self.hook_name(layer)} of {self.name}, width {self.dim}"
             )
         cfg = read_sae_cfg(sae_dir)
-        hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+        hook = cfg_hook(cfg)
         if hook and hook != self.hook_name(layer):
             raise UserError(f"{name} was trained on {hook}, not {self.hook_name(layer)}")
-        ident = (cfg.get("musicsae") or {}).get("model")
-        sha = ident.get("sha256") if isinstance(ident, dict) else None
+        ident, sha = cfg_model(cfg)
         ref = self.model_ref()
-        if isinstance(sha, str) and sha != ref["sha256"]:
+        if sha and sha != ref["sha256"]:
             raise UserError(
                 f"{name} was trained on {ident.get('name', '?')} ({sha[:12]}), not {ref['name']} ({ref['sha256'][:12]})"
             )

@@ -191,7 +191,7 @@ def find_musicgen_concept(
     """
     from realtime.musicgen import load_musicgen
     from sae.bank import ConceptBank, check_concept_name, inert_note
-    from sae.io import load_sae, read_sae_cfg, sae_weights_sha256
+    from sae.io import cfg_hook, load_sae, read_sae_cfg, sae_weights_sha256
 
     check_concept_name(name)
     with_files, without_files = example_files(with_dir, without_dir, min_examples)
@@ -199,7 +199,7 @@ def find_musicgen_concept(
     if not replace and name in bank:
         raise UserError(f"concept {name!r}: already in {bank.path}")
     cfg = read_sae_cfg(sae_dir)
-    hook = cfg.get("hook_name") or (cfg.get("metadata") or {}).get("hook_name")
+    hook = cfg_hook(cfg)
     if not hook:
         raise UserError(f"SAE {sae_dir}: cfg.json names no hook_name (which MusicGen layer it was trained on)")
     mg = load_musicgen(model, backend, device)
