@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import AUDIO_EXTENSIONS
-from sae.atomic import new_folder_beside, replace_folder
+from sae.atomic import folder_replacing
 from sae.bank import Concept, ConceptBank
 from sae.describe import (
     CLIP_RATE_RANGE,
@@ -365,8 +365,7 @@ class DashboardBuilder:
     def build(self) -> Path:
         cfg = self.cfg
         missing = self._audio_sources()
-        tmp = new_folder_beside(self.out)
-        try:
+        with folder_replacing(self.out, keep_others=False) as tmp:
             with _Progress(self.progress, self.console) as prog:
                 tick = prog.task("reading activations", self.store.rows(self.hook))
                 stats = feature_stats(
@@ -404,16 +403,9 @@ class DashboardBuilder:
                 self._index(tmp, stats, views)
                 self._data(tmp, stats, views)
                 tick(2)
-            self._swap(tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            if self.out.exists():  # again: the folder may have changed while the site was built
+                check_site_out(self.out)
         return self.out / "index.html"
-
-    def _swap(self, tmp: Path) -> None:
-        if self.out.exists():
-            check_site_out(self.out)
-        replace_folder(tmp, self.out, keep_others=False)
 
     def _choose_pages(self, stats: FeatureStats) -> list[int]:
         """Concept features first, then features in the clip-rate range ranked by label purity (with a
