@@ -130,10 +130,13 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     torch.testing.assert_close(rows["sub/b.flac"][50:], rec.result()[0])
 
 
-@pytest.mark.parametrize("case", ["empty prompts", "layer out of range", "missing model"])
+@pytest.mark.parametrize("case", ["empty prompts", "layer out of range", "missing model", "chunk under a frame"])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, capsys, case):
     prompts = tmp_path / "p.txt"
     prompts.write_text("\n# nothing\n" if case == "empty prompts" else "guitar\n")
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, np.float32), 32000)
+    source = ["--audio", str(tmp_path / "audio"), "--chunk", "1e-9"]  # it took one-frame chunks, with no context
     model = str(tmp_path / "nope") if case == "missing model" else str(audiocraft_dir)
     layers = "7" if case == "layer out of range" else "all"
     out = tmp_path / "store"
@@ -143,14 +146,11 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, caps
             "musicgen",
             "--model",
             model,
-            "--prompts",
-            str(prompts),
+            *(source if case == "chunk under a frame" else ["--prompts", str(prompts), "--duration", "0.1"]),
             "--out",
             str(out),
             "--layers",
             layers,
-            "--duration",
-            "0.1",
         ]
     )
     err = capsys.readouterr().err.strip().splitlines()
@@ -160,6 +160,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, caps
         "empty prompts": "no prompts",
         "layer out of range": "layer 7: out of range",
         "missing model": "expected a MusicGen folder",
+        "chunk under a frame": "--chunk 1e-09: shorter than one frame (0.02 s)",
     }[case] in err[-1]
     assert not out.exists()
 

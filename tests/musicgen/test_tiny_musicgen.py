@@ -75,6 +75,8 @@ def test_models_musicgen_cli_writes_both_formats(tmp_path):
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= {p.name for p in (tmp_path / "tf").iterdir()}
     with pytest.raises(UserError, match="--dim 30 --heads 4"):
         _models_cli(["musicgen", "--out", str(tmp_path / "bad"), "--dim", "30"])
+    with pytest.raises(UserError, match="--dim 32 --layers 100000: expected at most dim 2048 and 48 layers"):
+        _models_cli(["musicgen", "--out", str(tmp_path / "bad"), "--layers", "100000"])  # not minutes of building
     assert not (tmp_path / "bad").exists()
     # a trained package there: its weights were replaced, its descriptions and training record left describing them
     pkg = tmp_path / "ac"

@@ -45,9 +45,9 @@ def test_cli_makes_labelled_clips_and_folders(tmp_path):
                 "--sr",
                 "22050",
                 "--concepts",
-                "guitar,voice",
+                "guitar,voice,guitar",  # a concept named twice is made once
                 "--soundfonts",
-                "timgm6mb",  # one font: every clip of a split lands in its folders
+                "timgm6mb,timgm6mb",  # one font: every clip of a split lands in its folders
             ]
         )
         == 0
@@ -74,7 +74,9 @@ def test_cli_makes_labelled_clips_and_folders(tmp_path):
     )
     assert sf.info(next((out / "concepts/guitar/without").iterdir())).frames == 22050  # links resolve
     assert not (out / "concepts/piano").exists()
-    assert json.loads((out / "data.json").read_text())["config"]["seed"] == 3
+    record = json.loads((out / "data.json").read_text())
+    assert record["config"]["seed"] == 3
+    assert record["concepts"] == ["guitar", "voice"] and record["config"]["soundfonts"] == ["timgm6mb"]
 
 
 def test_clip_depends_only_on_seed_and_index(tmp_path):

@@ -769,3 +769,9 @@ def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "x"), "--layers", "3", *args]) == 2
     assert "no hook 3 in the store" in capsys.readouterr().err
+    # -1 (collect musicgen's last layer) is the store's last layer; past the first one is refused the same way
+    assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "y"), "--layers", "-1", *args]) == 0
+    assert sorted(p.name for p in (tmp_path / "y").iterdir() if p.is_dir()) == ["transformer.layers.4"]
+    capsys.readouterr()
+    assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "z"), "--layers", "-3", *args]) == 2
+    assert "no hook -3 in the store" in capsys.readouterr().err

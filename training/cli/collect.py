@@ -189,8 +189,9 @@ def run_musicgen(args: argparse.Namespace) -> int:
     seconds = args.duration if prompts is not None else min(args.chunk, _longest(files))  # what a chunk reaches
     if note := duration_note(mg.name, trained, seconds):
         console.print(f"note: {note}", highlight=False)
-    if prompts is not None and mg.frames(args.duration) < 1:
-        raise UserError(f"--duration {args.duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+    flag, seconds_asked = ("--duration", args.duration) if prompts is not None else ("--chunk", args.chunk)
+    if mg.frames(seconds_asked) < 1:
+        raise UserError(f"{flag} {seconds_asked:g}: shorter than one frame ({1 / mg.frame_rate:g} s)")
     cfg = CollectConfig(
         out=out,
         layers=layers,

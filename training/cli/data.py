@@ -67,7 +67,7 @@ def run_make(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     concepts = {"all": list(CONCEPTS), "none": []}.get(args.concepts)
     if concepts is None:
-        concepts = [c.strip() for c in args.concepts.split(",") if c.strip()]
+        concepts = list(dict.fromkeys(c.strip() for c in args.concepts.split(",") if c.strip()))  # each once
     cfg = DataConfig(
         n=args.n,
         seed=args.seed,
@@ -75,7 +75,7 @@ def run_make(args: argparse.Namespace) -> int:
         sample_rate=args.sr,
         p_solo=args.p_solo,
         p_voice=args.p_voice,
-        soundfonts=tuple(f.strip() for f in args.soundfonts.split(",") if f.strip()),
+        soundfonts=tuple(dict.fromkeys(f.strip() for f in args.soundfonts.split(",") if f.strip())),
         holdout_font=args.holdout_font,
         soundfont=args.soundfont,
     )

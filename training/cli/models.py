@@ -86,6 +86,9 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_musicgen)
 
 
+MAX_LAYERS, MAX_DIM = 48, 2048  # musicgen-large
+
+
 def run_musicgen(args: argparse.Namespace) -> int:
     from sae.errors import UserError
     from sae.paths import check_output_dir
@@ -95,6 +98,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError(
             f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: expected positive "
             "sizes with dim a multiple of heads"
+        )
+    if args.layers > MAX_LAYERS or args.dim > MAX_DIM:  # beyond musicgen-large is no tiny model: a typo
+        raise UserError(
+            f"--dim {args.dim} --layers {args.layers}: expected at most dim {MAX_DIM} and {MAX_LAYERS} layers "
+            "(musicgen-large's sizes)"
         )
     out = check_output_dir(args.out)
     # the other format's files beside these would make a folder that loads as one of them without a word

@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--activations", required=True, help="activation store directory")
     p.add_argument("--out", required=True, help="output directory (one subdirectory per hook)")
     p.add_argument(
-        "--layers", default="all", help="'all' or comma-separated hook names or layer indices (default: all)"
+        "--layers",
+        default="all",
+        help="'all' or comma-separated hook names or layer indices (-1: the store's last layer; default: all)",
     )
     p.add_argument("--k", type=positive_int, default=None, help="active latents per row (default: d_in / 4, 1 .. 32)")
     p.add_argument(
@@ -101,9 +103,17 @@ def _hooks(store, layers: str) -> list[str]:
     if layers == "all":
         return store.hooks
 
+    numbered = [x for x in store.hooks if x.rpartition(".")[2].isdigit()]
+    stacks = {x.rpartition(".")[0] for x in numbered}
+    in_order = sorted(numbered, key=lambda x: int(x.rpartition(".")[2]))
+
     def named(h: str) -> str:  # a bare layer index (as collect musicgen takes) names the one hook ending in .<i>
+        if h in store.hooks:
+            return h
+        if h.startswith("-") and h[1:].isdigit() and len(stacks) == 1 and int(h[1:]) <= len(in_order):
+            return in_order[int(h)]  # -1: the store's last layer
         ends = [x for x in store.hooks if h.isdigit() and x.endswith(f".{h}")]
-        return ends[0] if h not in store.hooks and len(ends) == 1 else h
+        return ends[0] if len(ends) == 1 else h
 
     wanted = list(dict.fromkeys(named(h.strip()) for h in layers.split(",") if h.strip()))  # each hook once
     missing = [h for h in wanted if h not in store.hooks]
