@@ -31,7 +31,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,22 @@ def _has_rows(root: Path, kind: str) -> bool:
             if any(p.get("kind", kind) == kind for p in prov) or (shard["rows"] and not prov):
                 return True
     return False
+
+
+def refuse_names_of_other_kinds(root: str | os.PathLike, kind: str, sources: Iterable[str], what: str) -> None:
+    """Rows are keyed by source name: a `kind` source named like a source stored by another kind (a prompt reading
+    'a.wav' beside the file a.wav) would be taken as done, its rows dropped as already covered, and later read as
+    one clip with the other. Refused in one line naming the first clash."""
+    root = Path(root)
+    wanted = set(sources)
+    for path in sorted(root.glob(f"*/{MANIFEST}")):
+        for shard in read_manifest(path)["shards"]:
+            for p in shard.get("provenance") or []:
+                if p["source"] in wanted and p.get("kind", kind) != kind:
+                    raise UserError(
+                        f"{what} {p['source']!r}: store {root} holds {p['kind']} rows of that name; "
+                        "rename it or collect into another --out"
+                    )
 
 
 def _check_hook_name(hook: str) -> None:

@@ -450,3 +450,29 @@ def test_another_audio_folder_is_refused_not_taken_as_done(tmp_path, audiocraft_
     assert main([*argv, "--audio", str(tmp_path / "two")]) == 2
     err = capsys.readouterr().err
     assert "its audio rows were collected with other settings (audio: " in err and "one' stored" in err, err
+
+
+def test_a_prompt_named_like_a_stored_file_is_refused_not_taken_as_done(tmp_path, audiocraft_dir, capsys):
+    """Rows are keyed by source: a prompt reading 'a.wav' beside the stored file a.wav was skipped as 'already
+    complete' (and would be read back as one clip with it); so was a file named like a stored prompt."""
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(6400), 32000)
+    sf.write(tmp_path / "audio" / "b.wav", 0.1 * np.random.default_rng(1).standard_normal(6400), 32000)
+    store = tmp_path / "st"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--out", str(store), "--layers", "1"]
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("b.wav\n")
+    assert main([*argv, "--prompts", str(prompts), "--duration", "0.2"]) == 0
+    capsys.readouterr()
+    assert main([*argv, "--audio", str(tmp_path / "audio")]) == 2
+    assert "file 'b.wav': store " in capsys.readouterr().err
+    (tmp_path / "audio" / "b.wav").unlink()
+    assert main([*argv, "--audio", str(tmp_path / "audio")]) == 0
+    capsys.readouterr()
+    prompts.write_text("rock drums\na.wav\n")
+    before = {p.name: p.read_bytes() for p in store.rglob("*") if p.is_file() and p.suffix != ".lock"}
+    assert main([*argv, "--prompts", str(prompts), "--duration", "0.2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("prompt 'a.wav': store " + str(store) + " holds audio rows of that name; rename it or "
+                        "collect into another --out"), err  # fmt: skip
+    assert {p.name: p.read_bytes() for p in store.rglob("*") if p.is_file() and p.suffix != ".lock"} == before

@@ -26,7 +26,7 @@ import torch
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
-from sae.store import ActivationWriter, same_collect_settings
+from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
 from sae.yamlfile import parse_yaml
 
 
@@ -164,12 +164,13 @@ class Collector:
         c = self.cfg
         if c.duration > self.mg.max_duration:  # before it is recorded (a rerun was refused)
             raise UserError(f"--duration {c.duration:g}: this model generates at most {self.mg.max_duration:g} s")
+        sources = prompt_sources(prompts)
+        refuse_names_of_other_kinds(self.cfg.out, "prompts", sources, "prompt")
         same_collect_settings(
             self.cfg.out,
             "prompts",
             {"duration": c.duration, "seed": c.seed, "batch_size": c.batch_size, "cfg_coef": c.cfg_coef},
         )
-        sources = prompt_sources(prompts)
         done = frozenset(self.done())
         frames = self.mg.frames(self.cfg.duration)
         total = 0
@@ -214,6 +215,7 @@ class Collector:
         files = list_audio(root, "--audio folder")
         # sources are named relative to the folder: another folder's files of the same names would be taken as done
         settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": str(root.resolve())}
+        refuse_names_of_other_kinds(self.cfg.out, "audio", (p.relative_to(root).as_posix() for p in files), "file")
         same_collect_settings(self.cfg.out, "audio", settings)
         done_before = {p.relative_to(root).as_posix() for p in files} & self.done()
         total = 0
