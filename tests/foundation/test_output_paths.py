@@ -149,6 +149,7 @@ def test_the_musicgen_demo_gets_the_options_it_was_given(tmp_path, monkeypatch):
         (["hooks", "--steer-threshold", "nan"], "argument --steer-threshold: 'nan': expected a number >= 0"),
         (["hooks", "--clamp", "2,50"], "argument --clamp: '2,50': expected numbers in (0, 10]"),
         (["hooks", "--sae-steps", "0"], "argument --sae-steps: '0': expected a positive integer"),
+        (["hooks", "--strength", "2,,3"], "argument --strength: '2,,3': expected comma-separated positive numbers"),
         (["steering", "--bank", "b.yaml", "--clamp", "50"], "argument --clamp: '50': expected numbers in (0, 10]"),
         (["musicgen", "--bank", "b.yaml", "--strength", "nan"], "argument --strength: 'nan': expected a number in"),
     ],
@@ -165,6 +166,21 @@ def test_eval_hooks_refuses_an_empty_hook_list_naming_its_flag(tmp_path, capsys)
     argv = ["eval", "hooks", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
     assert main([*argv, "--hooks", ","]) == 2
     assert "--hooks: expected at least one hook" in capsys.readouterr().err
+
+
+def test_eval_hooks_takes_a_hook_once_and_refuses_an_unknown_watch_before_any_work(tmp_path, capsys, monkeypatch):
+    """`--watch foo` was refused only after every hook's collection and SAE; `--hooks latent,latent` and
+    `--strength 2,2` ran each twice."""
+    from training.rave import hooks
+
+    seen = []
+    monkeypatch.setattr(hooks, "run_hook_compare", lambda cfg, say: seen.append(cfg) or {"reason": "", "seconds": 0})
+    argv = ["eval", "hooks", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
+    assert main([*argv, "--hooks", "latent, latent,decoder.net.1", "--strength", "2,2,8"]) == 0
+    assert seen[0].hooks == ("latent", "decoder.net.1") and seen[0].strengths == (2.0, 8.0)
+    assert main([*argv, "--watch", "bass,foo"]) == 2
+    assert "--watch foo: the data manifest has no label for it" in capsys.readouterr().err
+    assert len(seen) == 1
 
 
 def test_concept_musicgen_refuses_one_fold_when_parsed(tmp_path, capsys):

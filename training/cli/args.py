@@ -60,10 +60,11 @@ kept_variance = _checked(float, lambda v: 0 < v <= 0.999, "a fraction of the lat
 
 
 def _positive_floats(text: str) -> tuple[float, ...]:
-    values = tuple(float(v) for v in text.split(",") if v.strip())
-    if not values:
+    """Comma-separated numbers, each once in the order given; an empty item (`2,,3`: a number left out?) refused."""
+    items = text.split(",")
+    if any(not v.strip() for v in items):
         raise ValueError(text)
-    return values
+    return tuple(dict.fromkeys(float(v) for v in items))
 
 
 positive_floats = _checked(

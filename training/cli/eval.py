@@ -28,6 +28,15 @@ def names_of(text: str | None) -> tuple[str, ...]:
     return tuple(c.strip() for c in (text or "").split(",") if c.strip())
 
 
+def watch_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """`--watch`'s names, refused at once when the manifest has no such label (not after the renders)."""
+    from training.judge import watched
+
+    names = names_of(args.watch)
+    watched(names, ())
+    return names
+
+
 def add_watch(p: argparse.ArgumentParser) -> None:
     """The judges' `--watch`: concepts judged for the drift only (`names_of` splits it)."""
     p.add_argument(
@@ -178,8 +187,10 @@ def run_hooks(args: argparse.Namespace) -> int:
     from training.rave.hooks import HookCompareConfig, run_hook_compare
 
     check_output_dir(args.out)
-    if not args.hooks.strip(", "):
+    hooks = tuple(dict.fromkeys(h.strip() for h in args.hooks.split(",") if h.strip()))  # each hook once
+    if not hooks:
         raise UserError("--hooks: expected at least one hook, e.g. latent,decoder.net.1")
+    watch = watch_of(args)
     if args.store is not None:
         open_store(args.store, "--store")
     torch.set_num_threads(args.threads)
@@ -187,7 +198,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.data,
         args.model,
         args.out,
-        tuple(h.strip() for h in args.hooks.split(",") if h.strip()),
+        hooks,
         names_of(args.concepts),
         args.store,
         args.split,
@@ -201,7 +212,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.device,
         args.spare,
         args.alone,
-        names_of(args.watch),
+        watch,
     )
     summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")
@@ -289,7 +300,7 @@ def run_steering(args: argparse.Namespace) -> int:
         gate=not args.no_gate,
         split=args.split,
         device=args.device,
-        watch=names_of(args.watch),
+        watch=watch_of(args),
     )
     with console.status("judging") as status:
         result = evaluate_steering(cfg, lambda s: status.update(s))
@@ -372,7 +383,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.seed,
         args.device,
         args.edit_rows or EDIT_ROWS_DEFAULT,
-        watch=names_of(args.watch),
+        watch=watch_of(args),
     )
     console = output_console()
     with console.status("judging") as status:
