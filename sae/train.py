@@ -287,9 +287,13 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
             "resume with the store it was trained on, or train into another --out"
         )
     same = {"checkpoint_every", "log_every"}  # how often it saves and logs: the run ends the same
+
+    def shown(config: dict[str, Any]) -> dict[str, Any]:  # None is "chosen from the data" (k, lr, ...): say so
+        return {k: "auto" if v is None else v for k, v in config.items() if k not in same}
+
     settings = differences(
-        {**{k: v for k, v in state["train_config"].items() if k not in same}, "world_size": state["world_size"]},
-        {**{k: v for k, v in asdict(cfg).items() if k not in same}, "world_size": world},
+        {**shown(state["train_config"]), "world_size": state["world_size"]},
+        {**shown(asdict(cfg)), "world_size": world},
         "in the checkpoint",
     )
     if settings:

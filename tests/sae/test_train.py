@@ -606,6 +606,14 @@ def test_resume_names_what_differs_and_refuses_other_activations(tmp_path):
             resume=True,
         )
     assert "\n" not in str(e.value)
+    with pytest.raises(UserError, match=r"lr: 'auto' in the checkpoint, 0.001 now\)"):  # not "None in the checkpoint"
+        train_hook(
+            ActivationStore(tmp_path / "a"),
+            "synthetic",
+            tmp_path / "sae",
+            TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0, lr=1e-3),
+            resume=True,
+        )
     every = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=1, log_every=1)
     train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", every, resume=True)  # changes nothing
     planted_store(tmp_path / "b", n=6000, d=8, n_features=16, k_true=2, seed=7)  # same hook, width, rows, sources
@@ -775,3 +783,24 @@ def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "z"), "--layers", "-3", *args]) == 2
     assert "no hook -3 in the store" in capsys.readouterr().err
+
+
+def test_resume_with_no_run_to_resume_is_refused_and_a_hook_without_one_is_noted(tmp_path, capsys):
+    """`sae train --resume --out TYPO` started a new run in silence."""
+    from training.cli import main
+
+    for hook in ("a", "b"):
+        planted_store(tmp_path / "acts", hook=hook, n=3000, d=8, n_features=16, k_true=2)
+    acts, out = str(tmp_path / "acts"), tmp_path / "sae"
+    args = ["--k", "2", "--expansion", "2", "--steps", "2", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--resume", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"--resume: {out} holds no run to resume (no checkpoint.pt of a, b); leave --resume out "
+                        "to start one"), err  # fmt: skip
+    assert not out.exists()
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--layers", "a", *args]) == 0
+    capsys.readouterr()
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--resume", *args]) == 0
+    err = capsys.readouterr().err
+    assert f"note: b: no checkpoint.pt to resume in {out}; it trains from the start" in err and "note: a" not in err
+    assert (out / "b" / "checkpoint.pt").exists()

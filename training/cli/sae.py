@@ -133,7 +133,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
     from sae.store import open_store
-    from sae.train import Stopped, TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
+    from sae.train import CHECKPOINT, Stopped, TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
     from training.cli.main import HeldStop
 
     if args.threads:
@@ -165,8 +165,17 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_init=args.decoder_init,
     )
     cfg.validate()
+    fresh = [h for h in hooks if args.resume and not (Path(args.out) / h / CHECKPOINT).exists()]
+    if fresh and len(fresh) == len(hooks):  # a mistyped --out would start over in silence
+        from sae.errors import UserError
+
+        raise UserError(f"--resume: {args.out} holds no run to resume (no {CHECKPOINT} of "
+                        f"{', '.join(hooks)}); leave --resume out to start one")  # fmt: skip
     info = init_distributed(args.device)
     console = output_console(stderr=True)
+    for hook in fresh if info.main else ():
+        note = f"note: {hook}: no {CHECKPOINT} to resume in {args.out}; it trains from the start"
+        console.print(note, highlight=False)
     results = {}
     # a Ctrl-C or SIGTERM ends the step in progress and checkpoints it; one that comes while a hook's SAE is
     # evaluated and saved stops the next hook at its first step
