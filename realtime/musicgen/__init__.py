@@ -7,13 +7,13 @@ with mg.hooks({3: Recorder(rows=2)}):
 
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
 from safetensors import SafetensorError
 
 from realtime.musicgen.base import MusicGenBackend, Recorder, parse_layers
+from realtime.musicgen.record import training_record
 from sae.errors import UserError
 
 BACKENDS = ("audiocraft", "transformers")
@@ -49,14 +49,9 @@ def trained_seconds(source: str | Path) -> float | None:
     MusicGen's package writes it): generation past it runs on positions the LM never saw. None when there is
     no such record (hub ids, tiny models, folders of other origin); a damaged one is refused in one line (read as
     none, it silently made 10 s the default of a model trained on 2 s)."""
-    path = Path(hub_snapshot(str(source))) / "training.json"
-    if not path.is_file():
+    record = training_record(hub_snapshot(str(source)))
+    if record is None:
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a readable training record ({why}); restore it from the package") from None
     try:
         seconds = float(record["lm"]["run"]["sizes"]["segment"])
     except (KeyError, TypeError, ValueError):

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from realtime.musicgen.record import is_package, training_record
 from sae.errors import UserError
 
 FILE = "descriptions.json"
@@ -71,7 +72,7 @@ class DescriptionVocab:
         if not folder.is_dir():
             return None
         vocab = cls.load(folder)
-        if vocab is None and _packaged(folder):
+        if vocab is None and is_package(training_record(folder)):
             raise UserError(
                 f"--model {folder}: {FILE} is missing (a trained package lists the descriptions its text table "
                 "knows; restore it from the package)"
@@ -131,12 +132,3 @@ def canonical_prompts(
         if note:
             notes.append(note)
     return out, notes
-
-
-def _packaged(folder: Path) -> bool:
-    """Whether `folder` holds the training record of a package: both trainings, the LM's and the codec's."""
-    try:
-        record = json.loads((folder / "training.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(record, dict) and "lm" in record and "codec" in record

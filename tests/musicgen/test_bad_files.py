@@ -21,3 +21,21 @@ def test_a_damaged_training_json_is_no_record_not_a_traceback_after_the_demo(tmp
     assert line.startswith(("its training.json is unreadable", "codec ")) and "\n" not in line
     if content.startswith(b'{"codec": 5'):
         assert line == "codec ? steps / ? CPU h, LM 7 steps / ? CPU h"
+
+
+@pytest.mark.parametrize("content", [b'{"lm": {"step": 3', b"[1, 2]"], ids=["cut-short", "a-list"])
+def test_every_reader_of_training_json_refuses_a_damaged_one_alike(tmp_path, content):
+    """Three readers of training.json disagreed on a damaged one: the LM's segment refused it, the package check
+    took it as no package (a package without descriptions.json then passed as a plain model), a list was read as
+    no segment."""
+    from realtime.musicgen import trained_seconds
+    from realtime.musicgen.descriptions import DescriptionVocab
+    from sae.errors import UserError
+
+    (tmp_path / "training.json").write_bytes(content)
+    said = set()
+    for read in (trained_seconds, DescriptionVocab.of_model):
+        with pytest.raises(UserError) as e:
+            read(tmp_path)
+        said.add(str(e.value))
+    assert len(said) == 1 and str(tmp_path / "training.json") in said.pop()

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from realtime.musicgen.record import training_record
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from training.demo import Steps
@@ -190,14 +191,10 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
 def _training_record(model: Path) -> dict:
     """The model folder's training.json ({} when absent), or {"unreadable": True} when damaged: it is read after the
     whole experiment, where a file cut short or edited by hand was a traceback and the report was never written."""
-    path = Path(model) / "training.json"
-    if not path.is_file():
-        return {}
     try:
-        rec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
-        rec = None
-    return rec if isinstance(rec, dict) else {"unreadable": True}
+        return training_record(model) or {}
+    except UserError:
+        return {"unreadable": True}
 
 
 def _training_line(rec: dict) -> str:

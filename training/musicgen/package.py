@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from realtime.musicgen.record import TRAINING_FILE
 from sae.atomic import atomic_torch_save, folder_replacing
 from sae.errors import UserError
 from training.cli.args import Parser
@@ -33,7 +34,6 @@ from training.musicgen.arch import (
 )
 from training.musicgen.descriptions import lut_row
 
-TRAINING_FILE = "training.json"
 CHECK_FILE = "backend_agreement.json"
 
 
