@@ -52,6 +52,11 @@ def test_layer_map(dash_inputs, tmp_path):
     png = plot_layers(rows, tmp_path / "layers.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert concept_base("guitar-l3", "l3") == "guitar" and concept_base("l3", "l3") == "l3"
+    # the hook is read as every other reader reads it (sae.io.cfg_hook: the top-level field first)
+    cfg = json.loads((root / "layer_6" / "cfg.json").read_text())
+    cfg["metadata"]["hook_name"] = "layer_6_renamed_by_hand"
+    (root / "layer_6" / "cfg.json").write_text(json.dumps(cfg))
+    assert [r.hook for r in layer_rows(dirs, bank)] == ["layer_2", "layer_6", "layer_10"]
 
 
 def test_concept_page_with_steering_audio(dash_inputs, tmp_path):

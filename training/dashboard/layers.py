@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sae.bank import ConceptBank, ConceptClips
-from sae.io import CFG_FILE, read_sae_cfg
+from sae.io import CFG_FILE, cfg_hook, read_sae_cfg
 from sae.jsonfile import is_number
 
 AUROC_METHOD = "sae_probe"
@@ -75,7 +75,7 @@ def layer_rows(sae_dirs: list[Path], bank: ConceptBank | None = None) -> list[La
     rows: dict[str, LayerRow] = {}
     for d in sae_dirs:
         cfg = read_sae_cfg(d)
-        hook = (cfg.get("metadata") or {}).get("hook_name") or cfg.get("hook_name") or d.name
+        hook = cfg_hook(cfg) or d.name
         row = LayerRow(hook, d)
         m = _metrics(d / "metrics.json")
         row.fvu, row.l0, row.dead = (_finite(m.get(key)) for key in ("fvu", "l0", "dead_fraction"))
