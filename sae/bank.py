@@ -307,17 +307,19 @@ class ConceptBank:
 
     @classmethod
     @contextlib.contextmanager
-    def editing(cls, path: str | os.PathLike) -> Iterator[ConceptBank]:
-        """The bank at `path` as it is now (empty if missing), read under a lock on its folder that is held until
-        the bank is saved on leaving (not saved on an error). Commands changing one bank at once (two `concept
-        find`, a find and a `concept remove`) each keep what the others wrote; loaded at their start and saved at
-        their end, the last one erased the others' concepts."""
+    def editing(cls, path: str | os.PathLike, missing_ok: bool = True) -> Iterator[ConceptBank]:
+        """The bank at `path` as it is now (empty if missing and `missing_ok`), read under a lock on its folder that
+        is held until the bank is saved on leaving (not saved on an error). Commands changing one bank at once (two
+        `concept find`, a find and a `concept remove`) each keep what the others wrote; loaded at their start and
+        saved at their end, the last one erased the others' concepts."""
         path = Path(path)
+        if not missing_ok and not path.exists():
+            raise UserError(f"{path}: no such concept bank")
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path.parent, os.O_RDONLY)  # the folder, not the file: a save replaces the file
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            bank = cls.load(path, missing_ok=True)
+            bank = cls.load(path, missing_ok=missing_ok)
             yield bank
             bank.save()
         finally:

@@ -213,3 +213,12 @@ def test_a_hand_edited_store_json_is_one_line(tmp_path, key, value, needle):
         ActivationStore(tmp_path / "st")
     with pytest.raises(UserError, match=re.escape(needle)):
         same_collect_settings(tmp_path / "st", "rave", {"audio": "x"})
+
+
+def test_removing_from_a_missing_bank_is_one_line_and_makes_no_folder(tmp_path, capsys):
+    from training.cli.main import main
+
+    bank = tmp_path / "nowhere" / "b.yaml"
+    assert main(["concept", "remove", "--bank", str(bank), "drums"]) == 2
+    assert capsys.readouterr().err.strip() == f"musicsae: error: {bank}: no such concept bank"
+    assert not bank.parent.exists()

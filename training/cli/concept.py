@@ -253,7 +253,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_remove(args: argparse.Namespace) -> int:
     from sae.bank import ConceptBank
 
-    with ConceptBank.editing(ConceptBank.load(args.bank).path) as bank:  # a missing bank is refused by load
+    with ConceptBank.editing(args.bank, missing_ok=False) as bank:
         bank.remove(args.name)
     print(f"removed {args.name!r} from {bank.path}")
     return 0
