@@ -78,6 +78,18 @@ def check_not_source(path: str | Path, source: str | Path, what: str, source_fla
         raise UserError(f"{what} {path}: it is {source_flag}; {hint}")
 
 
+def check_not_inside(
+    path: str | Path, sources: Sequence[tuple[str | Path | None, str]], hint: str, what: str = "--out"
+) -> None:
+    """An output inside one of the command's input folders (or that folder itself) is refused: what it writes would
+    land among the inputs (renders read back as clips by the next run, figures beside an SAE's files). `sources`
+    pairs each input (None: not given) with its flag."""
+    out = Path(path).resolve()
+    for source, flag in sources:
+        if source is not None and str(source).strip() and out.is_relative_to(Path(source).resolve()):
+            raise UserError(f"{what} {path}: inside {flag} {source}; {hint}")
+
+
 def check_audio_out(path: str | Path, what: str = "--out") -> Path:
     """An output audio file: `AUDIO_OUT` (what `realtime.audio_files.write_audio` writes)."""
     return check_output_file(path, AUDIO_OUT, what)

@@ -103,7 +103,7 @@ STORE_COMMANDS = {
     "sae train": ["sae", "train", "--out", "{tmp}/sae", "--activations"],
     "sae eval": ["sae", "eval", "--sae", DEMO_SAE, "--activations"],
     "dashboard": ["dashboard", "--sae", DEMO_SAE, "--audio-root", "{tmp}", "--out", "{tmp}/site", "--store"],
-    "eval hooks": ["eval", "hooks", "--data", "{tmp}", "--model", "m.ts", "--out", "{tmp}/hooks", "--store"],
+    "eval hooks": ["eval", "hooks", "--data", "{tmp}/data", "--model", "m.ts", "--out", "{tmp}/hooks", "--store"],
 }
 
 

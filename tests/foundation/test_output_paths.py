@@ -163,7 +163,8 @@ def test_eval_refuses_out_of_range_settings_when_parsed(tmp_path, capsys, argv, 
 
 
 def test_eval_hooks_refuses_an_empty_hook_list_naming_its_flag(tmp_path, capsys):
-    argv = ["eval", "hooks", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
+    data, model, out = (str(tmp_path / name) for name in ("data", "m.ts", "o"))
+    argv = ["eval", "hooks", "--data", data, "--model", model, "--out", out]
     assert main([*argv, "--hooks", ","]) == 2
     assert "--hooks: expected at least one hook" in capsys.readouterr().err
 
@@ -175,7 +176,8 @@ def test_eval_hooks_takes_a_hook_once_and_refuses_an_unknown_watch_before_any_wo
 
     seen = []
     monkeypatch.setattr(hooks, "run_hook_compare", lambda cfg, say: seen.append(cfg) or {"reason": "", "seconds": 0})
-    argv = ["eval", "hooks", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out", str(tmp_path / "o")]
+    data, model, out = (str(tmp_path / name) for name in ("data", "m.ts", "o"))
+    argv = ["eval", "hooks", "--data", data, "--model", model, "--out", out]
     assert main([*argv, "--hooks", "latent, latent,decoder.net.1", "--strength", "2,2,8"]) == 0
     assert seen[0].hooks == ("latent", "decoder.net.1") and seen[0].strengths == (2.0, 8.0)
     assert main([*argv, "--watch", "bass,foo"]) == 2
@@ -223,3 +225,27 @@ def test_the_musicgen_demo_says_to_raise_n_when_a_concept_has_too_few_clips(tmp_
     assert main(["demo", "--musicgen", "--out", str(tmp_path / "d"), "--n", "20", "--concepts", "guitar"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--n 20: too few clips to find 'guitar'" in err and err.endswith("raise --n") and "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["collect", "rave", "--model", "m.ts", "--audio", "{d}"], "inside --audio {d}; the store would sit among"),
+        (["collect", "musicgen", "--model", "m", "--audio", "{d}"], "inside --audio {d}; the store would sit among"),
+        (["eval", "fidelity", "--model", "m.ts", "--data", "{d}"], "inside --data {d}; write the results elsewhere"),
+        (["eval", "steering", "--model", "m.ts", "--bank", "b.yaml", "--data", "{d}"], "inside --data {d}; write"),
+        (["eval", "musicgen", "--model", "m", "--bank", "b.yaml", "--data", "{d}"], "inside --data {d}; write"),
+        (["eval", "hooks", "--model", "m.ts", "--data", "{d}/..", "--store", "{d}"], "inside --data {d}/..; write"),
+    ],
+    ids=lambda x: " ".join(x[:2]) if isinstance(x, list) else None,
+)
+def test_an_output_inside_an_input_folder_is_refused_before_any_work(tmp_path, capsys, argv, said):
+    """`eval fidelity --out DATA/fid` wrote its renders among the clips the next run reads; `collect rave --out
+    AUDIO/store` put the store among the audio it lists."""
+    d = tmp_path / "in"
+    d.mkdir()
+    argv = [a.format(d=d) for a in argv]
+    assert main([*argv, "--out", str(d / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--out {d / 'o'}: " + said.format(d=d) in err and "\n" not in err, err
+    assert not (d / "o").exists()

@@ -61,7 +61,7 @@ def run_rave(args: argparse.Namespace) -> int:
     import torch
 
     from sae.errors import UserError
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from training.rave.collect import RaveCollectConfig, collect_rave
 
     if args.threads:
@@ -69,6 +69,7 @@ def run_rave(args: argparse.Namespace) -> int:
     if not 0 < args.chunk_seconds < math.inf:
         raise UserError(f"--chunk-seconds {args.chunk_seconds}: expected a positive number of seconds")
     check_output_dir(args.out)
+    check_not_inside(args.out, [(args.audio, "--audio")], "the store would sit among the clips; collect elsewhere")
     console = output_console(stderr=True)
     if args.layers.strip() == "list":
         from realtime.rave import RaveModel
@@ -163,7 +164,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.audio_files import list_audio
     from realtime.musicgen import duration_note, load_musicgen, parse_layers, trained_seconds
     from sae.errors import UserError
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from training.musicgen.collect import CollectConfig, Collector, prompt_sources, read_prompts
 
     source = "--prompts" if args.prompts else "--audio"
@@ -176,6 +177,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             setattr(args, field, trained if seconds else getattr(CollectConfig, field))
     if args.batch_size < 1:
         raise UserError(f"--batch-size {args.batch_size}: expected at least 1")
+    check_not_inside(args.out, [(args.audio, "--audio")], "the store would sit among the clips; collect elsewhere")
     # validate everything that does not need the model before loading it, and the rest before writing
     prompts = read_prompts(args.prompts) if args.prompts else None
     files = list_audio(args.audio, "--audio folder") if args.audio else None

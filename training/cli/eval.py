@@ -92,10 +92,11 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from rich.markdown import Markdown
 
     from sae.errors import UserError
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from training.rave.fidelity import FidelityConfig, evaluate_fidelity, markdown, save
 
     check_output_dir(args.out)
+    check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
     if not 8000 <= args.judge_sr <= 96000:
         raise UserError(f"--judge-sr {args.judge_sr}: expected 8000 to 96000 Hz")
     torch.set_num_threads(args.threads)
@@ -182,11 +183,12 @@ def run_hooks(args: argparse.Namespace) -> int:
     import torch
 
     from sae.errors import UserError
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from sae.store import open_store
     from training.rave.hooks import HookCompareConfig, run_hook_compare
 
     check_output_dir(args.out)
+    check_not_inside(args.out, [(args.data, "--data"), (args.store, "--store")], "write the results elsewhere")
     hooks = tuple(dict.fromkeys(h.strip() for h in args.hooks.split(",") if h.strip()))  # each hook once
     if not hooks:
         raise UserError("--hooks: expected at least one hook, e.g. latent,decoder.net.1")
@@ -279,11 +281,12 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
 def run_steering(args: argparse.Namespace) -> int:
     import torch
 
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from training.judge import rich_table
     from training.rave.judge import EvalConfig, evaluate_steering
 
     check_output_dir(args.out)
+    check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
     torch.set_num_threads(args.threads)
     console = output_console()
     cfg = EvalConfig(
@@ -361,13 +364,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
     from sae.errors import UserError
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from training.judge import rich_table
     from training.musicgen.judge import MusicGenEvalConfig, evaluate_musicgen, read_prompt_list
 
     if args.renders < 1:  # --duration is checked by its type (positive_float)
         raise UserError(f"--renders {args.renders}: expected at least 1")
     check_output_dir(args.out)
+    check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
     torch.set_num_threads(args.threads)
     cfg = MusicGenEvalConfig(
         args.data,

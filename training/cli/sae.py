@@ -289,14 +289,14 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.errors import UserError
     from sae.io import load_sae, read_sae_cfg
     from sae.metrics import evaluate_split
-    from sae.paths import check_output_file
+    from sae.paths import check_not_inside, check_output_file
     from sae.store import open_store
 
     if args.out:
         check_output_file(args.out, (".json",))
-        for source, flag in ((args.sae, "--sae"), (args.activations, "--activations")):
-            if Path(args.out).resolve().is_relative_to(Path(source).resolve()):  # its cfg.json, a manifest.json
-                raise UserError(f"--out {args.out}: inside {flag} {source}; write the figures elsewhere")
+        check_not_inside(
+            args.out, [(args.sae, "--sae"), (args.activations, "--activations")], "write the figures elsewhere"
+        )
     store = open_store(args.activations, "--activations")
     sae = load_sae(args.sae, device=args.device)
     check_same_model(store, sae, args.sae)
