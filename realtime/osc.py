@@ -239,21 +239,25 @@ class OscControl:
             return self._error("?", "malformed OSC packet")
         replies: list[Reply] = []
         queries: list[tuple[str, list[Any]]] = []
+        edits: list[tuple[str, list[Any]]] = []
         address = "?"  # the message being applied: an /error names it
         try:
-            with self.controls.transaction() as draft:
-                for msg in messages:
-                    address, args = str(msg.address), list(msg.params)
-                    unread = _unread_tags(msg.dgram)
-                    if unread:
-                        raise UserError(f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)")
-                    if address in ("/ping", "/concepts", "/state"):
-                        if args and address != "/ping":
-                            raise UserError(f"{address}: expected no arguments")
-                        queries.append((address, args))
-                    elif address == "/preset/save":  # the name is checked now, the file written after the packet
-                        queries.append((address, [self._save_path(address, args)]))
-                    else:
+            for msg in messages:
+                address, args = str(msg.address), list(msg.params)
+                unread = _unread_tags(msg.dgram)
+                if unread:
+                    raise UserError(f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)")
+                if address in ("/ping", "/concepts", "/state"):
+                    if args and address != "/ping":
+                        raise UserError(f"{address}: expected no arguments")
+                    queries.append((address, args))
+                elif address == "/preset/save":  # the name is checked now, the file written after the packet
+                    queries.append((address, [self._save_path(address, args)]))
+                else:
+                    edits.append((address, args))
+            if edits:  # one snapshot per packet that changes something (a query composes none)
+                with self.controls.transaction() as draft:
+                    for address, args in edits:
                         self._apply(draft, address, args)
         except UserError as exc:
             return self._error(address, str(exc))

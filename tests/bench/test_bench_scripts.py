@@ -25,6 +25,14 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         ["--blocks", "20", "--repeats", "1"],
         [r"full pass [\d.]+ ms not frozen → [\d.]+ ms frozen \(ratio \d+x", r"gen 0 pass \(every block\)"],
     ),
+    "osc_packets.py": (
+        ["--packets", "50", "--repeats", "1"],
+        [
+            r"/ping \(baseline\)\s+[\d.]+ us/packet\s+ratio\s+1\.00x",
+            r"/concept/<c>/mode\s+[\d.]+ us/packet\s+ratio\s+[\d.]+x",
+            r"rejected 0 of 200 packets",
+        ],
+    ),
     "split_steer.py": (
         ["--hooks", "latent,decoder.net.1", "--block", "2048", "--blocks", "3"],
         [r"plain RAVE:\s+[\d.]+ ms\s+ratio 1\.00", r"decoder\.net\.1:\s+[\d.]+ ms\s+ratio [\d.]+"],

@@ -179,6 +179,9 @@ def test_bundles_are_all_or_nothing(server):
     snap = controls.snapshot
     assert snap.version == version + 1  # one snapshot: both land in the same audio block
     assert snap.mix == pytest.approx(0.2) and snap.edit.add[3].item() > 0
+    out.sendto(_bundle(("/ping", [7]), ("/state", [])), ("127.0.0.1", srv.port))
+    assert listener.expect("/state/end")
+    assert controls.snapshot is snap  # queries compose no snapshot (each one cost the OSC thread a new edit)
     out.close()
 
 

@@ -130,6 +130,7 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
+    from sae.io import WEIGHTS_FILE
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
     from sae.store import open_store
@@ -165,7 +166,12 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_init=args.decoder_init,
     )
     cfg.validate()
-    fresh = [h for h in hooks if args.resume and not (Path(args.out) / h / CHECKPOINT).exists()]
+    # no checkpoint and no SAE (one there is refused by train_hook, naming it)
+    fresh = [
+        h
+        for h in hooks
+        if args.resume and not any((Path(args.out) / h / f).exists() for f in (CHECKPOINT, WEIGHTS_FILE))
+    ]
     if fresh and len(fresh) == len(hooks):  # a mistyped --out would start over in silence
         from sae.errors import UserError
 
