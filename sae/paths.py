@@ -90,6 +90,17 @@ def check_not_inside(
             raise UserError(f"{what} {path}: inside {flag} {source}; {hint}")
 
 
+def check_outside(
+    out: str | Path, sources: Sequence[tuple[str | Path | None, str]], why: str, what: str = "--out"
+) -> None:
+    """An input inside the output folder `out` (which the command replaces) is refused, naming its flag; `sources`
+    pairs each input (None: not given) with its flag, `why` says what becomes of `out`."""
+    folder = Path(out).resolve()
+    for source, flag in sources:
+        if source is not None and str(source).strip() and Path(source).resolve().is_relative_to(folder):
+            raise UserError(f"{flag} {source}: inside {what} {out}, {why}; move it or choose another {what}")
+
+
 def check_audio_out(path: str | Path, what: str = "--out") -> Path:
     """An output audio file: `AUDIO_OUT` (what `realtime.audio_files.write_audio` writes)."""
     return check_output_file(path, AUDIO_OUT, what)

@@ -154,3 +154,28 @@ def test_progress_off_a_terminal_prints_no_empty_line(dash_inputs, tmp_path, cap
     )
     out, err = capfd.readouterr()
     assert "" not in (out + err).splitlines()
+
+
+def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs, tmp_path):
+    """A damaged cfg.json in a folder beside --sae (read only for the per-layer map) stopped the whole build at its
+    end; a judge.json whose values were of the wrong kind was a traceback."""
+    saes = tmp_path / "saes"
+    shutil.copytree(dash_inputs.sae, saes / "mel")
+    (saes / "broken").mkdir()
+    (saes / "broken" / "cfg.json").write_text('{"d_in": 4,')
+    bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 16), "mel", bank.relative_sae(saes / "mel"),
+                     [ConceptFeature(5, 1.0, 2.0)], auroc={"sae_probe": 0.81}))  # fmt: skip
+    bank.save()
+    (tmp_path / "run" / "judge").mkdir()
+    judge = {"concepts": {"bright": {"none": {"with": 50}, "off": {"with": "x"}, "drift": {"on": {"bar": "big"}}}}}
+    (tmp_path / "run" / "judge" / "judge.json").write_text(json.dumps(judge))
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    build_dashboard(saes / "mel", dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    notes = json.loads((out / "features.json").read_text())["warnings"]
+    assert any(n.startswith("per-layer map: left out broken (") for n in notes), notes
+    assert any(n.startswith(f"{tmp_path / 'run' / 'judge' / 'judge.json'}: unexpected contents (") for n in notes)
+    assert "Concept bright" in (out / "concepts" / "bright.html").read_text()
+    assert ">mel<" in (out / "layers.html").read_text()

@@ -95,9 +95,21 @@ def test_cli_builds_and_replaces(dash_inputs, tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith("index.html")
     first = json.loads((out / "features.json").read_text())
     assert "purity" not in first["features"][0] or first["features"][0]["purity"]["by"] == "property tags"
-    (out / "stale.txt").write_text("old")
+    (out / "notes.txt").write_text("mine")  # a user's file beside an earlier dashboard: it was deleted with it
+    assert main([*args, "--manifest", str(dash_inputs.manifest)]) == 2
+    assert f"{out}: an earlier dashboard that also holds notes.txt (it is replaced whole)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    (out / "features" / "f99999.html").write_text("a page of an earlier SAE")
+    audio_in_out = [
+        *args[: args.index("--audio-root") + 1],
+        str(out / "audio"),
+        *args[args.index("--audio-root") + 2 :],
+    ]
+    assert main(audio_in_out) == 2  # an input the replacement would delete
+    assert f"--audio-root {out / 'audio'}: inside --out {out}, which is replaced whole" in capsys.readouterr().err
     assert main([*args, "--manifest", str(dash_inputs.manifest)]) == 0
-    assert not (out / "stale.txt").exists()  # replaced as a whole
+    assert not (out / "features" / "f99999.html").exists()  # replaced as a whole
     assert not list(tmp_path.glob(".site*"))  # no temp folders left
     (tmp_path / "notasite").mkdir()
     (tmp_path / "notasite" / "keep.txt").write_text("mine")

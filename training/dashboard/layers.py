@@ -12,11 +12,13 @@ import html
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sae.bank import ConceptBank, ConceptClips
+from sae.errors import UserError
 from sae.io import CFG_FILE, cfg_hook, read_sae_cfg
 from sae.jsonfile import is_number
 
@@ -71,10 +73,19 @@ def _finite(value: Any) -> float | None:
     return float(value) if is_number(value) else None
 
 
-def layer_rows(sae_dirs: list[Path], bank: ConceptBank | None = None) -> list[LayerRow]:
+def layer_rows(
+    sae_dirs: list[Path], bank: ConceptBank | None = None, note: Callable[[str], None] | None = None
+) -> list[LayerRow]:
+    """One row per SAE folder; a folder whose cfg.json cannot be read (a sibling the map found, not an input) is
+    left out with a `note`."""
     rows: dict[str, LayerRow] = {}
     for d in sae_dirs:
-        cfg = read_sae_cfg(d)
+        try:
+            cfg = read_sae_cfg(d)
+        except UserError as exc:
+            if note is not None:
+                note(f"per-layer map: left out {d.name} ({exc})")
+            continue
         hook = cfg_hook(cfg) or d.name
         row = LayerRow(hook, d)
         m = _metrics(d / "metrics.json")

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from sae.describe import (
 )
 from sae.errors import UserError
 from sae.io import load_sae
+from sae.paths import check_outside
 from sae.store import open_store
 from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
@@ -96,13 +98,25 @@ def sparkline_svg(curve: np.ndarray, peak: int, width: int = 416, height: int = 
     )
 
 
+SITE_ENTRIES = frozenset(
+    {"index.html", "features.json", "layers.html", "assets", "audio", "img", "features", "concepts"}
+)
+"""What a dashboard holds at its top level: an earlier one is replaced whole."""
+
+
 def check_site_out(out: Path) -> None:
-    """Before any work: OUT is absent, empty, or an earlier dashboard (which is replaced)."""
+    """Before any work: OUT is absent, empty, or an earlier dashboard holding nothing else (it is replaced whole:
+    an SAE, a store or notes put there were deleted with it)."""
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: exists and is a file; choose another --out")
-    ours = all((out / f).is_file() for f in ("index.html", "features.json"))
-    if out.is_dir() and not ours and any(out.iterdir()):
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not all((out / f).is_file() for f in ("index.html", "features.json")):
         raise UserError(f"{out}: exists and is not a dashboard; choose another --out")
+    other = sorted(p.name for p in out.iterdir() if p.name not in SITE_ENTRIES)
+    if other:
+        raise UserError(f"{out}: an earlier dashboard that also holds {', '.join(other[:3])} (it is replaced whole); "
+                        "move those out or choose another --out")  # fmt: skip
 
 
 @dataclass
@@ -249,6 +263,9 @@ class DashboardBuilder:
         if not self.audio_root.is_dir():
             raise UserError(f"audio root {self.audio_root}: not a directory")
         check_site_out(self.out)
+        inputs = [(sae_dir, "--sae"), (store_dir, "--store"), (audio_root, "--audio-root"), (bank_path, "--bank"),
+                  (manifest_path, "--manifest"), (self.cfg.eval_dir, "--eval-dir")]  # fmt: skip
+        check_outside(self.out, inputs, "which is replaced whole")
         if str(self.cfg.device).startswith("cuda"):
             import torch
 
@@ -681,20 +698,36 @@ class DashboardBuilder:
         parts = []
         found = find_listen(dirs, c.name)
         if found:
-            parts.append(listening_table(out, c.name, found[0], found[1], judged[1] if judged else None))
+            judge = judged[1] if judged else None
+
+            def table() -> str:
+                return listening_table(out, c.name, found[0], found[1], judge)
+
+            parts.append(self._read_by_hand([found[0], *([judged[0]] if judged else [])], table))
         if len(every) > 1:  # e.g. the fonts the model knows and a held-out font, side by side
             labels = {"test": "in-font (test split)", "holdout_font": "held-out font"}
-            cells = [
-                f"<div><h3>{_e(labels.get(data.get('split'), js.parent.name))}</h3>"
-                f"{verdict_html(c.name, data, str(js))}</div>"
-                for js, data in every
-            ]
+
+            def cell(js: Path, data: dict) -> str:
+                title = _e(labels.get(data.get("split"), js.parent.name))
+                return f"<div><h3>{title}</h3>{verdict_html(c.name, data, str(js))}</div>"
+
+            cells = [self._read_by_hand([js], lambda js=js, data=data: cell(js, data)) for js, data in every]
             parts.append(f'<div class="pair">{"".join(cells)}</div>')
         elif judged:
-            parts.append(verdict_html(c.name, judged[1], str(judged[0])))
+            parts.append(self._read_by_hand([judged[0]], lambda: verdict_html(c.name, judged[1], str(judged[0]))))
         if not found:
             parts.append(self._named_renders(out, c, dirs))
         return "".join(parts)
+
+    def _read_by_hand(self, files: list[Path], section: Callable[[], str]) -> str:
+        """`section()`'s HTML from the JSON `files` (an evaluation's output, found by name); one whose values are of
+        the wrong kind (edited by hand, another tool's) is noted and its section left out, not a traceback."""
+        try:
+            return section()
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            self._note(f"{' / '.join(map(str, files))}: unexpected contents ({type(exc).__name__}: {exc}); "
+                       "its section is left out")  # fmt: skip
+            return ""
 
     def _named_renders(self, out: Path, c: Concept, dirs: list[Path]) -> str:
         """Before/after audio whose file names hold the concept and a mode (original / no edit / off / on /
@@ -731,7 +764,7 @@ class DashboardBuilder:
         return f'<h2>Renders</h2><p class="small muted">from {_e(where)}</p><div class="pair">{"".join(items)}</div>'
 
     def _layers_page(self, out: Path) -> None:
-        rows = layers.layer_rows(layers.sae_dirs_beside(self.sae_dir), self.bank)
+        rows = layers.layer_rows(layers.sae_dirs_beside(self.sae_dir), self.bank, self._note)
         layers.plot_layers(rows, out / "img" / "layers.png")
         body = (
             '<h1>Per-layer map</h1><p class="muted">SAEs beside '
