@@ -71,6 +71,13 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     assert main(argv) == 0  # resumed: every stage is there, only the summary is rewritten
     assert (out / "latent" / "judge" / "judge.json").stat().st_mtime == stamp
     assert "train the SAE" not in capsys.readouterr().out
+    # the finished stages were reused whatever the settings, and the report claimed the new ones over old figures
+    assert main([*argv, "--strength", "8", "--sae-steps", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "its stages were made with other settings (sae_steps: 20 stored, 30 now; strengths: [4.0] stored" in err
+    assert (out / "latent" / "judge" / "judge.json").stat().st_mtime == stamp
+    hooks_at = argv.index("--hooks") + 1
+    assert main([*argv[:hooks_at], "latent", *argv[hooks_at + 1 :]]) == 0  # fewer hooks: the same stages
     assert main([*argv[:8], "--out", str(tmp_path / "x"), "--hooks", "latent,decoder.net.99"]) == 2
     assert "hook 'decoder.net.99'" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert summary["pick_on"] == "test" and "validation" not in summary  # no held-out font: nothing else to pick on

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from sae.atomic import atomic_write_text
-from sae.errors import UserError
+from sae.errors import UserError, differences
 
 GOAL_DRIFT = 10.0
 
@@ -192,6 +192,30 @@ def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
     return res
 
 
+SETTINGS_FILE = "settings.json"
+PER_HOOK_FREE = ("out", "hooks", "device")
+"""What may change between runs into one --out: where it is, which hooks (each has its own stages), where it runs."""
+
+
+def same_settings(cfg: HookCompareConfig) -> None:
+    """A run resumed into `cfg.out` reuses every finished stage: one made with other settings is refused, naming
+    them (the rerun rewrote the report with the new settings over the old figures). The first run records them."""
+    path = Path(cfg.out) / SETTINGS_FILE
+    now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in PER_HOOK_FREE}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if not isinstance(old, dict):
+            raise UserError(f"{path}: not readable; remove it and the stages beside it, or use another --out")
+        if old != now:
+            raise UserError(f"--out {cfg.out}: its stages were made with other settings "
+                            f"({differences(old, now, 'stored')}); rerun with those or use another --out")  # fmt: skip
+    else:  # a new run (or one of before settings were recorded: taken as made with these)
+        atomic_write_text(path, json.dumps(now, indent=1))
+
+
 def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Every stage for every hook (skipping finished ones), then the side-by-side comparison."""
     from realtime.rave import RaveModel
@@ -229,6 +253,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     if split == "holdout_font" and not any(r["split"] == split for r in rows):
         raise UserError(f"data {data}: no clips in the holdout_font split (make the data with --holdout-font FONT)")
     out.mkdir(parents=True, exist_ok=True)
+    same_settings(cfg)
     store_dir = Path(cfg.store) if cfg.store else out / "store"
     if cfg.store is None:
         clips = out / "sae_clips"
