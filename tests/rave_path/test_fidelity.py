@@ -85,6 +85,19 @@ def test_a_bad_oracle_or_model_is_refused_before_the_judge_hears_anything(tmp_pa
     assert "--oracle violin: expected judged concepts" in capsys.readouterr().err
     assert main([*argv, "--model", str(tmp_path / "nope.ts")]) == 2
     assert "nope.ts" in capsys.readouterr().err
+    assert (
+        main([*argv, "--model", str(tiny_rave_ts), "--model", str(tiny_rave_ts.parent / "." / tiny_rave_ts.name)]) == 2
+    )
+    assert f"--model {tiny_rave_ts.parent / '.' / tiny_rave_ts.name}: given twice" in capsys.readouterr().err
+
+
+def test_models_of_one_file_name_are_told_apart_by_their_folders():
+    """run1/model.ts and run2/model.ts were keyed by name: the first was rendered, then overwritten unsaid."""
+    from training.rave.fidelity import model_labels
+
+    assert model_labels(["runs/a/model.ts", "runs/b/model.ts", "v2.ts"]) == {
+        "runs/a/model.ts": "a/model.ts", "runs/b/model.ts": "b/model.ts", "v2.ts": "v2.ts"}  # fmt: skip
+    assert model_labels(["x/run/m.ts", "y/run/m.ts"]) == {"x/run/m.ts": "x/run/m.ts", "y/run/m.ts": "y/run/m.ts"}
 
 
 def test_oracle_clip_removes_or_adds_exactly_the_concept(tmp_path):

@@ -31,7 +31,7 @@ on mono: a clip's mono mix, which a stereo model hears on both sides, its two re
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +86,23 @@ class FidelityConfig:
     device: str = "cpu"
 
 
+def model_labels(paths: Sequence[str]) -> dict[str, str]:
+    """Each `--model`'s name in the report: its file name, with as many of its folders as tell apart models of one
+    name (run1/model.ts, run2/model.ts: keyed by name, the first was rendered and then overwritten). One file
+    given twice is refused."""
+    resolved = [Path(p).resolve() for p in paths]
+    for i, r in enumerate(resolved):
+        if r in resolved[:i]:
+            raise UserError(f"--model {paths[i]}: given twice (it is {paths[resolved.index(r)]})")
+    depth = [1] * len(paths)
+    while True:
+        labels = ["/".join(r.parts[-d:]) for r, d in zip(resolved, depth, strict=True)]
+        shared = [labels.count(x) > 1 for x in labels]
+        if not any(shared):
+            return dict(zip(paths, labels, strict=True))
+        depth = [d + s for d, s in zip(depth, shared, strict=True)]
+
+
 def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Judge every model's plain reconstructions against the originals; returns the report (JSON-able)."""
     from realtime.rave import RaveModel
@@ -101,6 +118,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     bad = [c for c in cfg.oracle if c not in ORACLE_PARTS or c not in cfg.concepts]
     if bad:
         raise UserError(f"--oracle {bad[0]}: expected judged concepts among {', '.join(ORACLE_PARTS)}")
+    names = model_labels(cfg.models)
     models = {m: RaveModel.load(m, cfg.device) for m in cfg.models}  # a model that does not load fails first
     rows = read_manifest(Path(cfg.data))
     notes, judge_notes = AudioNotes(), AudioNotes()
@@ -130,7 +148,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     for model_path in cfg.models:
         model = models[model_path]
         stream, delay = RaveStream(model), model_delay(model)
-        say(f"{model.path.name}: rendering {len(used)} clips")
+        say(f"{names[model_path]}: rendering {len(used)} clips")
         recon_audio, recon_feats = {}, {}
         for k, i in enumerate(used):
             a = read_mono(Path(cfg.data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
@@ -142,7 +160,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         for label, idx in sets.items():
             per_set[label] = _set_report(idx, rows, clean, recon_audio, original, recon, labels, cfg.concepts)
         for c, audio in oracle_plan["audio"].items():
-            say(f"{model.path.name}: rendering {len(audio)} ideal {c} edits")
+            say(f"{names[model_path]}: rendering {len(audio)} ideal {c} edits")
             feats = {}
             for k, (i, (a, sr)) in enumerate(audio.items()):
                 y = render_array(stream, resample(a, sr, model.sr), None, None, cfg.block, delay, cfg.seed + k)
@@ -153,7 +171,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
                 per_set[label]["concepts"][c]["oracle"] = _oracle_report(
                     c, ids, labels, original, recon, oracle_clean[c], through, cfg.concepts
                 )
-        results[model.path.name] = {"sha256": model.identity.sha256, "sr": model.sr, "sets": per_set}
+        results[names[model_path]] = {"sha256": model.identity.sha256, "sr": model.sr, "sets": per_set}
     return {
         "data": str(cfg.data),
         "judge": {
