@@ -283,9 +283,10 @@ class SparseAutoencoder(nn.Module):
         different sample row, centred on b_dec: on a narrow input (a 16-dim RAVE latent) random directions
         mostly point where no data is and those features never fire; data directions all start where the data
         is. Returns the normalisation used."""
+        wide = x.to(torch.float64)  # the energies of activations past 1e19 overflow float32: an SAE of NaN
         x = x.to(self.W_dec.dtype)
-        mean = x.mean(0)
-        spread = (x - mean).pow(2).sum(-1).mean()
+        mean = wide.mean(0)
+        spread = (wide - mean).pow(2).sum(-1).mean()
         if normalize == "auto":
             normalize = "center_scale" if mean.pow(2).sum() > spread else "scale"
         if normalize == "center_scale":
@@ -293,7 +294,7 @@ class SparseAutoencoder(nn.Module):
             self.scale.fill_(math.sqrt(self.cfg.d_in / float(spread.clamp_min(1e-12))))
         elif normalize == "scale":
             self.x_mean.zero_()
-            self.scale.fill_(math.sqrt(self.cfg.d_in / float(x.pow(2).sum(-1).mean().clamp_min(1e-12))))
+            self.scale.fill_(math.sqrt(self.cfg.d_in / float(wide.pow(2).sum(-1).mean().clamp_min(1e-12))))
         elif normalize == "none":
             self.x_mean.zero_()
             self.scale.fill_(1.0)

@@ -482,6 +482,12 @@ def _train_hook(
                 on_step(step, total, stats)
         saved = (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == total
         halt = stop is not None and _any_rank(stop(), info, device)
+        if (saved or halt) and not all(bool(torch.isfinite(p).all()) for p in sae.parameters()):
+            peak = float(x.detach().abs().max())
+            raise UserError(
+                f"SAE of {hook!r} diverged by step {step} (NaN/inf weights, nothing saved); its activations reach "
+                f"{peak:.3g}: rescale them, or train with a lower --lr"
+            )
         if saved or halt:
             elapsed_now = elapsed + time.perf_counter() - t0
             elapsed, t0 = elapsed_now, time.perf_counter()

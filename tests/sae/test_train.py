@@ -804,3 +804,38 @@ def test_resume_with_no_run_to_resume_is_refused_and_a_hook_without_one_is_noted
     err = capsys.readouterr().err
     assert f"note: b: no checkpoint.pt to resume in {out}; it trains from the start" in err and "note: a" not in err
     assert (out / "b" / "checkpoint.pt").exists()
+
+
+def test_activations_past_float32s_energy_range_train_as_any_other_scale(tmp_path):
+    """Activations of 1e25 (finite) trained to an SAE of NaN, saved with exit 0 (their energy, 1e50, overflowed
+    float32 in the normalisation); every later command refused it. The normalised SAE trains alike at any scale."""
+    fvu = {}
+    for scale in (1.0, 1e25):
+        store = tmp_path / f"acts{scale:g}"
+        with ActivationWriter(store, "h", 8, "float32", {"name": "synthetic"}, 50.0, 16000) as w:
+            for i in range(4):
+                w.add(scale * torch.randn(500, 8, generator=torch.Generator().manual_seed(data_seed(i))), f"c{i}", 0)
+        cfg = TrainConfig(k=2, expansion=2, steps=20, batch_size=64, checkpoint_every=0)
+        fvu[scale] = train_hook(ActivationStore(store), "h", tmp_path / f"sae{scale:g}", cfg)["fvu"]
+        load_sae(tmp_path / f"sae{scale:g}")  # finite weights
+    assert fvu[1e25] == pytest.approx(fvu[1.0], abs=0.02) and fvu[1.0] < 0.9
+
+
+def test_a_run_that_diverges_is_refused_and_saves_nothing(tmp_path, monkeypatch):
+    """Whatever makes the weights NaN (a learning rate far too high, data the normalisation cannot tame), nothing
+    is saved and the run says so in one line."""
+    from sae.model import SparseAutoencoder
+
+    planted_store(tmp_path / "acts", n=2000, d=8, n_features=16, k_true=2)
+    blow_up = SparseAutoencoder.normalize_decoder
+
+    def poisoned(self):  # the fault: one step leaves NaN in the encoder bias
+        blow_up(self)
+        self.b_enc.data.fill_(float("nan"))
+
+    monkeypatch.setattr(SparseAutoencoder, "normalize_decoder", poisoned)
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
+    with pytest.raises(UserError, match=r"SAE of 'synthetic' diverged by step 3 \(NaN/inf weights, nothing saved\)"):
+        train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)
+    assert not (tmp_path / "sae" / "sae_weights.safetensors").exists()
+    assert not (tmp_path / "sae" / "checkpoint.pt").exists()
