@@ -439,7 +439,7 @@ def test_a_bank_of_the_other_backend_is_refused_saying_so(tmp_path, transformers
     assert "audiocraft layer names" in err[0] and "find the concepts again on the transformers folder" in err[0]
 
 
-def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
+def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg, capsys):
     """A --batch folder held WAVs only (0000_happy_piano.wav, ...): which prompt, description, seed, edit and
     guidance made each one was nowhere. OUT_DIR/render.json now says, with the model and the settings."""
     make_bank(tmp_path, mg)
@@ -462,6 +462,18 @@ def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg):
     assert files["0000_funky_drums.wav"]["played_as"] == "drums" and files["0000_funky_drums.wav"]["seed"] == 0
     assert files["nog.wav"]["sets"] == ["guitar=off@0.05-"] and files["nog.wav"]["seed"] == 7
     assert files["nog.plain.wav"]["sets"] == [] and files["nog.plain.wav"]["duration"] == 0.1
+    # a second batch into the folder: the first batch's files kept what made them (the record was replaced)
+    jobs.write_text("- {prompt: funky drums, name: nog}\n- {prompt: drums, name: more}\n")
+    assert main([*argv[:-3], "--cfg-coef", "3"]) == 0
+    files = {f["file"]: f for f in json.loads((tmp_path / "out" / "render.json").read_text())["files"]}
+    assert set(files) == {"0000_funky_drums.wav", "nog.wav", "0000_funky_drums.plain.wav", "nog.plain.wav", "more.wav"}
+    assert "settings" not in files["nog.wav"] and files["nog.wav"]["sets"] == []  # written again: the new entry
+    assert files["0000_funky_drums.wav"]["settings"]["cfg_coef"] == 5.0  # earlier settings, carried with it
+    # a JSON job list is YAML too: the record replaced it
+    (tmp_path / "out" / "render.json").write_text('[{"prompt": "drums"}]')
+    assert main([*argv[:4], "--batch", str(tmp_path / "out" / "render.json"), *argv[6:-3]]) == 2
+    assert "render.json: it is --batch; keep the job list outside --out-dir" in capsys.readouterr().err
+    assert (tmp_path / "out" / "render.json").read_text() == '[{"prompt": "drums"}]'
 
 
 @pytest.mark.parametrize("backend", ["audiocraft", "transformers"])

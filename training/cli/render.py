@@ -177,7 +177,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     )
     from sae.bank import ConceptBank
     from sae.errors import UserError
-    from sae.paths import check_audio_out, check_output_dir, check_output_file
+    from sae.paths import check_audio_out, check_not_source, check_output_dir, check_output_file
     from sae.steering import check_sets
     from training.musicgen.jobs import RenderJob, read_jobs
 
@@ -212,6 +212,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     record = Path(args.out_dir) / "render.json" if args.batch else _record_of(jobs[0].out)
     where = f"--out-dir {args.out_dir}: its record" if args.batch else f"--out {args.out}:"
     check_output_file(record, (".json",), where)  # what made each file, written last
+    if args.batch:  # a JSON job list is YAML too: the record would replace it
+        check_not_source(record, args.batch, where, "--batch", "keep the job list outside --out-dir")
     if args.plain:  # a job's NAME.plain.wav that is another job's file: overwritten by it, and listed twice
         names = {job.out.name for job in jobs}
         for job in jobs:
@@ -331,12 +333,34 @@ def _write_record(args: argparse.Namespace, mg, renders: list, dest: Path) -> No
                 "sets": list(job.sets) if steering is not None else [],
             }
         )
-    record = {
+    shared = {
         "model": mg.model_ref(),
         "bank": str(Path(args.bank).resolve()) if args.bank else None,
         "cfg_coef": args.cfg_coef,
         "top_k": args.top_k,
         "edit_rows": args.edit_rows,
-        "files": files,
     }
-    atomic_write_text(dest, json.dumps(record, indent=1) + "\n")
+    files += _earlier_files(dest, shared, {f["file"] for f in files})
+    atomic_write_text(dest, json.dumps({**shared, "files": files}, indent=1) + "\n")
+
+
+def _earlier_files(dest: Path, shared: dict, written: set[str]) -> list[dict]:
+    """The entries of an earlier record at `dest` (an earlier batch into the same folder) for files still there and
+    not written again: the new record replaced them, and those files lost what made them. An entry made with other
+    shared settings carries its own (`settings`)."""
+    import json
+
+    try:
+        old = json.loads(dest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # none, or not a record: nothing to carry over
+        return []
+    if not isinstance(old, dict) or not isinstance(old.get("files"), list):
+        return []
+    theirs = {k: old.get(k) for k in shared}
+    kept = []
+    for entry in old["files"]:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or name in written or not (dest.parent / name).is_file():
+            continue
+        kept.append(entry if theirs == shared or "settings" in entry else {**entry, "settings": theirs})
+    return kept
