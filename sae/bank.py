@@ -593,6 +593,9 @@ def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
             raise UserError(f"{at}: {key}[{i}] unknown key {bad[0]!r}")
         weight = _num(feat.get("weight", 1.0), f"{at}: {key}[{i}].weight")
         typical = _num(feat.get("typical", 1.0), f"{at}: {key}[{i}].typical", lo=0.0, hi=TYPICAL_LIMIT)
+        if abs(weight) * typical > TYPICAL_LIMIT:  # what `on:1` adds to the feature: past it, garbage or a NaN edit
+            raise UserError(f"{at}: {key}[{i}].weight {weight:g}: weight x typical ({abs(weight) * typical:.3g}) is "
+                            f"what on:1 adds; expected at most {TYPICAL_LIMIT:g}")  # fmt: skip
         features.append(ConceptFeature(index, weight, typical))
     return features
 
@@ -627,7 +630,9 @@ def _alone(spec: Any, at: str) -> ConceptAlone | None:
         v = spec[key]
         if not isinstance(v, list) or not v:
             raise UserError(f"{at}: alone.{key} must be a non-empty list of numbers")
-        vectors[key] = tuple(_num(x, f"{at}: alone.{key}[{i}]") for i, x in enumerate(v))
+        limit = TYPICAL_LIMIT if key == "silence" else None  # an activation the hook takes, as `typical`
+        lo = -limit if limit else None
+        vectors[key] = tuple(_num(x, f"{at}: alone.{key}[{i}]", lo, limit) for i, x in enumerate(v))
     memory = _num(spec["memory_s"], f"{at}: alone.memory_s", lo=0.0)
     if memory <= 0:
         raise UserError(f"{at}: alone.memory_s {memory:g}; expected seconds > 0")

@@ -105,6 +105,14 @@ def test_round_trip_matches_architecture_layout(tmp_path):
         (lambda d: d["concepts"]["guitar"].update(default={"mode": "on", "strength": 1e300}),
          "concept 'guitar': default strength 1e+300: expected a finite number in [-100, 100]"),
         (lambda d: d["concepts"]["guitar"]["features"][0].update(typical=1e39), "features[0].typical: 1e+39; expected"),
+        # a weight of 1e30 rendered clipped garbage without a word, 1e300 a NaN edit blamed on nothing in the bank
+        (lambda d: d["concepts"]["guitar"]["features"][0].update(weight=1e30, typical=2.0),
+         "features[0].weight 1e+30: weight x typical (2e+30) is what on:1 adds; expected at most 1e+06"),
+        (lambda d: d["concepts"]["guitar"].update(steer={"threshold": 0.1, "features": [{"index": 3, "weight": -1e9}]}),
+         "steer.features[0].weight -1e+09: weight x typical (1e+09)"),
+        (lambda d: d["concepts"]["guitar"].update(alone={"memory_s": 1, "intercept": 0, "coef": [1], "threshold": 0.5,
+                                                         "silence": [0.1, 1e300]}),
+         "alone.silence[1]: 1e+300; expected a finite number in [-1000000.0, 1000000.0]"),
         (lambda d: d["concepts"].update({False: d["concepts"]["guitar"]}), "concept name False is not text"),
     ],
 )  # fmt: skip
