@@ -139,6 +139,10 @@ class TrainConfig:
             raise UserError(f"eval fraction {self.eval_fraction}: expected a number in [0, 1)")
         if self.checkpoint_every < 0:
             raise UserError(f"checkpoint interval {self.checkpoint_every}: expected >= 0")
+        if self.dead_tokens is not None and not 0 < self.dead_tokens <= MAX_DEAD_TOKENS:
+            raise UserError(
+                f"dead tokens {self.dead_tokens}: expected a positive integer, at most {MAX_DEAD_TOKENS:.0e}"
+            )
         self.total_steps()
 
 
@@ -156,10 +160,28 @@ class DistInfo:
         return self.rank == 0
 
 
+MAX_D_SAE = 1 << 22
+"""The widest dictionary trained here (4M features; the largest published SAEs hold about 1M)."""
+MAX_DEAD_TOKENS = 10**15
+"""Past it the firing counters (int64) wrap and every feature reads as dead."""
+
+
 def dims_for(cfg: TrainConfig, d_in: int) -> tuple[int, int]:
     """(d_sae, k) for inputs of width d_in: the config's, or the defaults that scale with d_in."""
     d_sae = d_in * cfg.expansion if cfg.expansion is not None else default_d_sae(d_in)
     k = cfg.k if cfg.k is not None else default_k(d_in)
+    return d_sae, k
+
+
+def check_dims(cfg: TrainConfig, hook: str, d_in: int) -> tuple[int, int]:
+    """`dims_for`, refused in one line naming the hook when k exceeds the dictionary or the dictionary is too wide
+    (checked for every hook before the first trains: a later hook's refusal left the earlier ones trained)."""
+    d_sae, k = dims_for(cfg, d_in)
+    how = f"--expansion {cfg.expansion} x d_in {d_in}" if cfg.expansion is not None else f"the default for d_in {d_in}"
+    if d_sae > MAX_D_SAE:
+        raise UserError(f"hook {hook!r}: d_sae {d_sae} ({how}); expected at most {MAX_D_SAE}")
+    if k > d_sae:
+        raise UserError(f"--k {k}: hook {hook!r} has d_sae {d_sae} ({how}); expected k at most that")
     return d_sae, k
 
 
@@ -360,9 +382,7 @@ def _train_hook(
     if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
         raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows; "
                         "expected at most that many")  # fmt: skip
-    d_sae, k = dims_for(cfg, d_in)
-    if k > d_sae:
-        raise UserError(f"k={k}: expected at most d_sae = {d_sae} (d_in {d_in})")
+    d_sae, k = check_dims(cfg, hook, d_in)
     lr = cfg.lr if cfg.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
     dead_tokens = cfg.dead_tokens if cfg.dead_tokens is not None else min(1_000_000, total * cfg.batch_size // 10)
     if model_name is None:

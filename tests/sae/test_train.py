@@ -110,7 +110,7 @@ def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path, capsys):
         train_hook(
             st, "synthetic", tmp_path / "sae", TrainConfig(k=2, expansion=2, steps=4, batch_size=64), resume=True
         )
-    with pytest.raises(UserError, match="k=99"):
+    with pytest.raises(UserError, match=r"--k 99: hook 'synthetic' has d_sae 16 \(--expansion 2 x d_in 8\)"):
         train_hook(st, "synthetic", tmp_path / "s2", TrainConfig(k=99, expansion=2, steps=3, batch_size=64))
     with pytest.raises(UserError, match=r"--batch-size 100000000: hook 'synthetic' has 1\d{4} training rows"):
         train_hook(st, "synthetic", tmp_path / "s3", TrainConfig(k=2, expansion=2, steps=3, batch_size=10**8))
@@ -839,3 +839,28 @@ def test_a_run_that_diverges_is_refused_and_saves_nothing(tmp_path, monkeypatch)
         train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)
     assert not (tmp_path / "sae" / "sae_weights.safetensors").exists()
     assert not (tmp_path / "sae" / "checkpoint.pt").exists()
+
+
+def test_every_hooks_sizes_are_checked_before_the_first_trains(tmp_path, capsys):
+    """--k 10 over a wide hook then a narrow one trained the first, then refused the second ('k=10: expected at
+    most d_sae = 4'), naming neither the hook nor the option; a rerun was then refused as a run already there.
+    Sizes past what can be trained were a traceback (--expansion 1e23) or wrapped (--dead-tokens 2**63)."""
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", hook="wide", n=3000, d=8, n_features=16, k_true=2)
+    planted_store(tmp_path / "acts", hook="narrow", n=3000, d=4, n_features=8, k_true=2)
+    acts, out = str(tmp_path / "acts"), tmp_path / "sae"
+    args = ["--expansion", "1", "--steps", "2", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--layers", "wide,narrow", "--k", "6",
+                 *args]) == 2  # fmt: skip
+    assert (
+        "--k 6: hook 'narrow' has d_sae 4 (--expansion 1 x d_in 4); expected k at most that" in capsys.readouterr().err
+    )
+    assert not out.exists()
+    for option, value, said in (
+        ("--expansion", str(10**23), f"(--expansion {10**23} x d_in 4); expected at most 4194304"),
+        ("--dead-tokens", str(2**63), "dead tokens 9223372036854775808: expected a positive"),
+    ):
+        assert main(["sae", "train", "--activations", acts, "--out", str(out), option, value, *args[2:]]) == 2
+        assert said in capsys.readouterr().err
+    assert not out.exists()

@@ -134,7 +134,16 @@ def run_train(args: argparse.Namespace) -> int:
     from sae.model import sparsity_warning
     from sae.paths import check_output_dir
     from sae.store import open_store
-    from sae.train import CHECKPOINT, Stopped, TrainConfig, dims_for, init_distributed, leave_distributed, train_hook
+    from sae.train import (
+        CHECKPOINT,
+        Stopped,
+        TrainConfig,
+        check_dims,
+        dims_for,
+        init_distributed,
+        leave_distributed,
+        train_hook,
+    )
     from training.cli.main import HeldStop
 
     if args.threads:
@@ -166,6 +175,8 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_init=args.decoder_init,
     )
     cfg.validate()
+    for hook in hooks:  # every hook's sizes before the first trains
+        check_dims(cfg, hook, store.dim(hook))
     # no checkpoint and no SAE (one there is refused by train_hook, naming it)
     fresh = [
         h
