@@ -415,3 +415,12 @@ def test_prompt_sources_beside_clips_are_called_prompts_not_missing_files(dash_i
     err = " ".join(capsys.readouterr().err.split())
     assert "2 of the store's 22 sources are prompts, not audio files" in err and "guitar, 100 bpm" in err
     assert "missing" not in err
+
+
+def test_a_snippet_shorter_than_a_frame_is_one_line(dash_inputs, tmp_path, capsys):
+    """`--snippet 0.00001` wrote every snippet as a WAV of 0 frames, with exit 0."""
+    err = _one_line_error(capsys, ["dashboard", "--sae", str(dash_inputs.sae), "--store", str(dash_inputs.store),
+                                   "--audio-root", str(dash_inputs.audio_root), "--out", str(tmp_path / "o"),
+                                   "--snippet", "0.00001"])  # fmt: skip
+    assert "--snippet 1e-05: shorter than one frame of the store (" in err
+    assert not (tmp_path / "o").exists()

@@ -249,3 +249,19 @@ def test_an_output_inside_an_input_folder_is_refused_before_any_work(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert f"--out {d / 'o'}: " + said.format(d=d) in err and "\n" not in err, err
     assert not (d / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["sae", "eval", "--sae", "s", "--activations", "a", "--max-rows", "1"], "'1': expected an integer >= 100"),
+        (["dashboard", "--sae", "s", "--store", "a", "--out", "o", "--top", "2147483648"], "at most 1000"),
+    ],
+)
+def test_sizes_that_mean_nothing_or_exhaust_memory_are_refused_when_parsed(argv, said, capsys):
+    """`sae eval --max-rows 1` printed an FVU of 1e23 (one row's variance is 0); `dashboard --top 2**31` asked numpy
+    for 2 TiB."""
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and said in err and "\n" not in err, err

@@ -54,6 +54,12 @@ SEED_RANGE = (0, 2**63)
 below 0 numpy's (`data make --seed -1`)."""
 seed_int = _checked(int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer in [0, 2**63)")
 folds = _checked(int, lambda v: v >= 2, "an integer >= 2")
+MIN_EVAL_ROWS = 100
+eval_rows = _checked(int, lambda v: v >= MIN_EVAL_ROWS, f"an integer >= {MIN_EVAL_ROWS}")
+"""`sae eval --max-rows`: the FVU of one row divides by its zero variance (1e23), of a few it is noise."""
+MAX_TOP = 1000
+top_clips = _checked(int, lambda v: 0 < v <= MAX_TOP, f"a positive integer, at most {MAX_TOP}")
+"""`dashboard --top`: clips per feature page (2**31 asked numpy for 2 TiB)."""
 """Cross-validation folds: one fold would train and test on the same clips."""
 meter_seconds = _checked(float, lambda v: 0 < v <= 60, "a time constant in seconds, > 0 and at most 60")
 kept_variance = _checked(float, lambda v: 0 < v <= 0.999, "a fraction of the latent variance in (0, 0.999]")

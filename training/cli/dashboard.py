@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from training.cli.args import add_device, positive_float, positive_int
+from training.cli.args import add_device, positive_float, positive_int, top_clips
 from training.cli.quiet import output_console
 
 
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bank", help="concept bank YAML: concept pages and membership")
     p.add_argument("--manifest", help="data manifest (.jsonl/.csv or its folder): labels and purity")
     p.add_argument("--eval-dir", help="steering evaluation folder with before/after wavs (default: BANK_DIR/eval)")
-    p.add_argument("--top", type=positive_int, default=8, help="top clips per feature page (default 8)")
+    p.add_argument("--top", type=top_clips, default=8, help="top clips per feature page, at most 1000 (default 8)")
     p.add_argument(
         "--max-pages",
         type=positive_int,

@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from training.cli.args import add_device, add_threads, fraction, nonneg_int, positive_float, positive_int, seed_int
+from training.cli.args import (
+    add_device,
+    add_threads,
+    eval_rows,
+    fraction,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from training.cli.quiet import output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
@@ -86,7 +95,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rows to score: the held-out ones (default), the training ones or all",
     )
     e.add_argument("--eval-fraction", type=fraction, help="share of the sources held out (default: training's)")
-    e.add_argument("--max-rows", type=positive_int, default=1_000_000, help="rows scored at most (default 1000000)")
+    e.add_argument(
+        "--max-rows", type=eval_rows, default=1_000_000, help="rows scored at most, 100 or more (default 1000000)"
+    )
     e.add_argument("--out", help="write the metrics JSON here")
     add_device(e, "the SAE")
     e.set_defaults(func=run_eval)

@@ -278,6 +278,9 @@ class DashboardBuilder:
         if not fr or float(fr) <= 0:
             raise UserError(f"store {self.store.root}: store.json has no frame_rate; cannot place activations in audio")
         self.frame_rate = float(fr)
+        if self.cfg.snippet_seconds * self.frame_rate < 1:  # it wrote every snippet as an empty WAV
+            raise UserError(f"--snippet {self.cfg.snippet_seconds:g}: shorter than one frame of the store "
+                            f"({1 / self.frame_rate:.3g} s)")  # fmt: skip
         self.bank_path = Path(bank_path) if bank_path else None
         self.bank = ConceptBank.load(self.bank_path) if self.bank_path else None
         if self.cfg.eval_dir and not Path(self.cfg.eval_dir).is_dir():
