@@ -114,3 +114,18 @@ def test_a_training_recipe_stops_cleanly(tmp_path, module, worker, args, sig, co
     lines = run.stderr.splitlines()
     assert run.returncode == code and len(lines) == 1 and f": {word}" in lines[0], (run.returncode, run.stderr)
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+
+
+def test_a_ctrl_c_while_the_commands_load_is_one_line(monkeypatch, capsys):
+    """The command modules load before the signal handlers are set: a Ctrl-C in that half second was a
+    KeyboardInterrupt traceback from an import."""
+    import importlib
+
+    cli = importlib.import_module("training.cli.main")  # the module (the package's `main` is its function)
+
+    def interrupted():  # the fault: Ctrl-C arrives while the parser's modules import
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["sae", "train", "--help"]) == 130
+    assert capsys.readouterr().err == "musicsae: interrupted\n"

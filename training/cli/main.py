@@ -202,5 +202,9 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
     command with one line (exit 130 and 143) after its cleanup ran."""
-    args = build_parser().parse_args(argv)
+    try:  # the command modules load here (half a second): a Ctrl-C then was a traceback from an import
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:
+        print("musicsae: interrupted", file=sys.stderr)
+        return 130
     return guarded("musicsae", lambda: args.func(args), verbose=args.verbose)
