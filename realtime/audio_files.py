@@ -241,6 +241,15 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     return path
 
 
+def clipping_note(name: str, audio: np.ndarray, at_least: float = 0.001) -> str | None:
+    """A note when at least `at_least` of `audio`'s samples lie past full scale (`write_audio` clips them): an edit
+    strong enough to clip a quarter of a render wrote it with no word."""
+    share = float(np.mean(np.abs(np.asarray(audio)) > 1.0)) if np.size(audio) else 0.0
+    if share < at_least:
+        return None
+    return f"{name}: {100 * share:.1f} % of its samples were past full scale and clipped (lower the strength or gain)"
+
+
 def is_silent(audio: np.ndarray) -> bool:
     """No sound in `audio` ([frames] or [frames, channels]): every sample within `SILENCE_PEAK` of its mean (DC is
     no sound). The rule `read_clip` skips a folder's file by."""

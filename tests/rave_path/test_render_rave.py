@@ -430,3 +430,20 @@ def test_a_copy_of_the_sae_or_a_moved_bank_still_finds_its_concepts(tmp_path, ti
     build_live(
         LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml", sae=tmp_path / "sae"), model
     ).engine.close()
+
+
+def test_a_render_the_writer_had_to_clip_says_how_much(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):
+    """`--set bright=on:100` clipped a large share of the render at full scale, with no word."""
+    from realtime.audio_files import clipping_note
+
+    model, delay = tiny_model
+    clip = sorted((concept_data / "clips").iterdir())[0]
+    report = render_file(clip, tmp_path / "loud.wav", tiny_rave_ts, bank, ["bright=on:100"], model=model, delay=delay)
+    said = [n for n in report.notes if "past full scale and clipped" in n]
+    assert len(said) == 1 and said[0].startswith("loud.wav: "), report.notes
+    report = render_file(clip, tmp_path / "plain.wav", tiny_rave_ts, None, [], model=model, delay=delay)
+    assert not any("clipped" in n for n in report.notes)
+    assert clipping_note("x.wav", np.array([0.5, -1.0, 1.5, -2.0])) == (
+        "x.wav: 50.0 % of its samples were past full scale and clipped (lower the strength or gain)"
+    )
+    assert clipping_note("x.wav", np.full(2000, 0.9)) is None and clipping_note("x.wav", np.zeros(0)) is None

@@ -392,7 +392,7 @@ def _run_file(
 ) -> int:
     from rich.console import Console
 
-    from realtime.audio_files import conform, input_notes, write_audio
+    from realtime.audio_files import clipping_note, conform, input_notes, write_audio
     from realtime.audio_io import run_file
     from realtime.live_view import status_line
     from sae.errors import UserError
@@ -417,6 +417,8 @@ def _run_file(
     if m.blocks and m.errors >= m.blocks:
         raise UserError(f"model: every block failed ({m.last_error}); {args.output} not written")
     write_audio(args.output, out, engine.sr)
+    if note := clipping_note(Path(args.output).name, out):
+        _say(f"note: {note}")
     seconds = len(data) / engine.sr
     _say(status_line(engine, osc.control if osc else None))
     if m.errors:

@@ -166,7 +166,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 
-    from realtime.audio_files import write_audio
+    from realtime.audio_files import clipping_note, write_audio
     from realtime.musicgen import duration_note, load_musicgen, trained_seconds
     from realtime.musicgen.render import (
         BankSteering,
@@ -284,7 +284,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
             with step_progress(mg, on_step):
                 gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
             progress.update(task, completed=steps, audio=job.duration)
-            write_audio(out, gen.wav[0].T.float().cpu().numpy(), mg.sample_rate)
+            audio = gen.wav[0].T.float().cpu().numpy()
+            write_audio(out, audio, mg.sample_rate)
+            if note := clipping_note(out.name, audio):
+                console.print(f"note: {note}", highlight=False)
     _write_record(args, mg, renders, record)
     for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
         console.print(f"note: {line}", highlight=False)
