@@ -236,6 +236,7 @@ def test_the_musicgen_demo_says_to_raise_n_when_a_concept_has_too_few_clips(tmp_
         (["eval", "steering", "--model", "m.ts", "--bank", "b.yaml", "--data", "{d}"], "inside --data {d}; write"),
         (["eval", "musicgen", "--model", "m", "--bank", "b.yaml", "--data", "{d}"], "inside --data {d}; write"),
         (["eval", "hooks", "--model", "m.ts", "--data", "{d}/..", "--store", "{d}"], "inside --data {d}/..; write"),
+        (["sae", "train", "--activations", "{d}"], "inside --activations {d}; its SAEs would land among the shards"),
     ],
     ids=lambda x: " ".join(x[:2]) if isinstance(x, list) else None,
 )

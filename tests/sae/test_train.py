@@ -748,7 +748,7 @@ def test_out_naming_the_store_is_refused(tmp_path, capsys):
     acts = str(tmp_path / "acts")
     assert main(["sae", "train", "--activations", acts, "--out", acts + "/", "--steps", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert "is the activation store" in err and err.count("\n") == 1
+    assert f"inside --activations {acts}; its SAEs would land among the shards" in err and err.count("\n") == 1
     assert not (tmp_path / "acts" / "synthetic" / "cfg.json").exists()
 
 

@@ -143,7 +143,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     from sae.io import WEIGHTS_FILE
     from sae.model import sparsity_warning
-    from sae.paths import check_output_dir
+    from sae.paths import check_not_inside, check_output_dir
     from sae.store import open_store
     from sae.train import (
         CHECKPOINT,
@@ -160,11 +160,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     check_output_dir(args.out)
+    check_not_inside(args.out, [(args.activations, "--activations")], "its SAEs would land among the shards")
     store = open_store(args.activations, "--activations")
-    if Path(args.out).resolve() == store.root.resolve():
-        from sae.errors import UserError
-
-        raise UserError(f"--out {args.out} is the activation store (its SAEs would land among the shards); use another")
     hooks = _hooks(store, args.layers)
     for hook in hooks:  # before any training, not after the hooks before an empty one
         store.require_rows(hook)
