@@ -105,9 +105,12 @@ FREE_BYTES_LOW = 1 << 20
 
 
 def write_failure(path: str | Path, exc: BaseException) -> OSError | None:
-    """The OSError, naming `path`, of a write that failed because its folder is full or not writable; None for
-    any other failure. torch, safetensors and libsndfile turn a full disk into their own errors ("System error.",
-    "unexpected pos"): such an error in a folder with under 1 MiB free is taken as a full disk."""
+    """The OSError, naming `path`, of a write that failed because its folder is full or not writable, or because a
+    folder stands where the file goes (the rename's error named the temporary file); None for any other failure.
+    torch, safetensors and libsndfile turn a full disk into their own errors ("System error.", "unexpected pos"):
+    such an error in a folder with under 1 MiB free is taken as a full disk."""
+    if isinstance(exc, OSError) and exc.errno == errno.EISDIR and Path(path).is_dir():  # the rename named the temp
+        return OSError(exc.errno, "a folder is there, where this file goes", str(path))
     if isinstance(exc, OSError):
         return OSError(exc.errno, exc.strerror, str(path)) if exc.errno in WRITE_ERRNOS else None
     if not isinstance(exc, Exception) or isinstance(exc, UserError):

@@ -273,3 +273,14 @@ def test_a_new_folder_gets_the_mode_a_plain_mkdir_gives(tmp_path):
     assert new.name.startswith(".out.new.") and new.stat().st_mode == plain.stat().st_mode
     atomic.replace_folder(new, tmp_path / "out")
     assert (tmp_path / "out").stat().st_mode == plain.stat().st_mode
+
+
+def test_a_folder_where_the_file_goes_is_named_not_the_temporary_file(tmp_path, capsys):
+    """`sae train` with OUT/latent/metrics.json a folder said `.metrics.json.b84ad130.tmp: Is a directory`."""
+    from training.cli.main import guarded
+
+    (tmp_path / "metrics.json").mkdir()
+    assert guarded("musicsae", lambda: atomic_write_text(tmp_path / "metrics.json", "{}")) == 2
+    err = capsys.readouterr().err
+    assert err == f"musicsae: error: {tmp_path / 'metrics.json'}: a folder is there, where this file goes\n", err
+    assert sorted(os.listdir(tmp_path)) == ["metrics.json"]
