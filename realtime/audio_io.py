@@ -108,7 +108,8 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     sd = _sounddevice()
     sr = engine.sr
     index = check_device(device, engine.channels, sr)
-    label = "the default device" if index is None else repr(sd.query_devices(index)["name"])
+    info = _device_info(sd, index)
+    label = "the default device" if index is None or info is None else repr(info["name"])
     try:
         stream = sd.Stream(
             samplerate=sr,
@@ -121,7 +122,6 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
         )
     except (sd.PortAudioError, ValueError) as exc:
         raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc})") from None
-    info = _device_info(sd, index)
     if info is not None and _host_api(sd, info).startswith("JACK"):  # PortAudio's JACK clock wanders
         engine.device_clock = jack_cycle_clock()
     lat_in, lat_out = stream.latency
