@@ -18,7 +18,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 from sae.errors import UserError
@@ -136,6 +136,8 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
             process) leaves the old file or the new one.
     """
     path = Path(path)
+    if path.is_symlink():  # a link to a shared bank or model: written through, not replaced by a plain file
+        path = path.resolve()
     tmp = None
     try:
         tmp = temp_beside(path)
@@ -188,22 +190,24 @@ def new_folder_beside(out: Path) -> Path:
 
 
 @contextlib.contextmanager
-def folder_replacing(out: Path, keep_others: bool = True) -> Iterator[Path]:
+def folder_replacing(out: Path, keep_others: bool = True, own: Collection[str] = ()) -> Iterator[Path]:
     """A new folder beside `out` to write into; on leaving it replaces `out` whole (`replace_folder`), on an error
-    it is removed and `out` is left as it was."""
+    it is removed and `out` is left as it was. An `out` that is a link is followed: its target is replaced."""
+    out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
     tmp = new_folder_beside(out)
     try:
         yield tmp
-        replace_folder(tmp, out, keep_others)
+        replace_folder(tmp, out, keep_others, own)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def replace_folder(tmp: Path, out: Path, keep_others: bool = True) -> None:
+def replace_folder(tmp: Path, out: Path, keep_others: bool = True, own: Collection[str] = ()) -> None:
     """The finished folder `tmp` (beside `out`) becomes `out` in one rename: readers and a crash find the old
     folder or the new one, never a mix of their files (a model's weights of one training beside the codec of
     another). With `keep_others`, what `out` holds that `tmp` lacks (a user's notes) is carried over first, as
-    hard links (copies across devices). `out` keeps its permissions; the files written into `tmp` get the mode a
+    hard links (copies across devices), but for the top-level names in `own` (the writer's: an earlier run's that
+    this one did not make again go). `out` keeps its permissions; the files written into `tmp` get the mode a
     plain write gives.
 
     Linux swaps the two folders atomically (renameat2 RENAME_EXCHANGE); where a filesystem cannot, the old folder
@@ -216,7 +220,7 @@ def replace_folder(tmp: Path, out: Path, keep_others: bool = True) -> None:
             os.chmod(path, plain)
     if out.is_dir() and keep_others:
         for entry in out.iterdir():
-            if not os.path.lexists(tmp / entry.name):
+            if entry.name not in own and not os.path.lexists(tmp / entry.name):
                 _carry(entry, tmp / entry.name)
     if out.is_dir():
         os.chmod(tmp, stat.S_IMODE(os.stat(out).st_mode))

@@ -346,7 +346,12 @@ def test_a_remake_stopped_half_way_leaves_no_labels_of_the_last_run(tmp_path, mo
     assert files() == before and len(read_manifest(tmp_path)) == 4  # the earlier data, whole
     assert [p.name for p in tmp_path.parent.iterdir() if p.name.startswith(f".{tmp_path.name}.")] == []
     monkeypatch.setattr(cc, "_make_one", real)
+    (tmp_path / "bank.yaml").write_text("concepts: {}\n")  # a user's files beside the data: they were deleted
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "store.json").write_text("{}")
     make_dataset(tmp_path, DataConfig(n=2, seed=2, duration=0.5, sample_rate=16000), concepts=())
     assert len(list((tmp_path / "clips").iterdir())) == 2  # a smaller run leaves none of the earlier clips
+    assert not (tmp_path / "concepts").exists()  # nor the earlier run's concept folders
+    assert (tmp_path / "bank.yaml").read_text() == "concepts: {}\n" and (tmp_path / "store" / "store.json").is_file()
     with sole_writer(tmp_path, "data make"), pytest.raises(UserError, match="another data make is writing there"):
         make_dataset(tmp_path, DataConfig(n=4, seed=2, duration=0.5, sample_rate=16000), concepts=())

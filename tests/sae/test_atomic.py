@@ -284,3 +284,22 @@ def test_a_folder_where_the_file_goes_is_named_not_the_temporary_file(tmp_path, 
     err = capsys.readouterr().err
     assert err == f"musicsae: error: {tmp_path / 'metrics.json'}: a folder is there, where this file goes\n", err
     assert sorted(os.listdir(tmp_path)) == ["metrics.json"]
+
+
+def test_an_output_that_is_a_link_is_written_through_to_its_target(tmp_path):
+    """A bank.yaml linking to a shared bank became a plain file (the shared one never got the concept); a data
+    folder given as a link became a real folder, its target kept the old data, and a staging link was left."""
+    from sae.atomic import folder_replacing
+
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "bank.yaml").write_text("old")
+    (tmp_path / "bank.yaml").symlink_to(tmp_path / "shared" / "bank.yaml")
+    atomic_write_text(tmp_path / "bank.yaml", "new")
+    assert (tmp_path / "bank.yaml").is_symlink() and (tmp_path / "shared" / "bank.yaml").read_text() == "new"
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "old.txt").write_text("old")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with folder_replacing(tmp_path / "link", keep_others=False) as new:
+        (new / "new.txt").write_text("new")
+    assert (tmp_path / "link").is_symlink() and sorted(os.listdir(tmp_path / "real")) == ["new.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["bank.yaml", "link", "real", "shared"]  # nothing left beside them

@@ -595,7 +595,8 @@ def make_dataset(
     check_data_out(Path(out))
     # one writer (two at once would mix their clips under one run's manifest); the data written whole beside OUT and
     # swapped in: a stopped run leaves the earlier data as it was, and a smaller run none of the earlier clips
-    with sole_writer(out, "data make"), folder_replacing(Path(out), keep_others=False) as new:
+    # a user's files beside the data (a bank, a store, notes) are kept; an earlier run's derived folders are not
+    with sole_writer(out, "data make"), folder_replacing(Path(out), own={*DERIVED, "clips", ".lock"}) as new:
         return _make_dataset(new, cfg, fonts, skipped, jobs, concepts, copy, progress, shared)
 
 
