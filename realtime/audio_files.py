@@ -18,8 +18,10 @@ live engine's file mode) and `training/` read audio, and imports only point from
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,7 @@ UNREADABLE_AUDIO = (".m4a", ".aac", ".wma")  # audio libsndfile cannot decode: l
 UNCLOSED_BYTES = 1 << 16  # a file this large with no samples holds audio its header does not count
 MIN_RATE = 1000  # Hz: below it a header is damaged (a 40 kB file at 1 Hz resampled to 8 GB at 44.1 kHz)
 SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
+MAX_PEAK = 1e3  # above this peak amplitude (+60 dBFS) a float file is no recording (1e30 rode through to the bank)
 
 
 @dataclass
@@ -92,10 +95,33 @@ def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> t
     """The audio files of a concept's `--with` and `--without` folders (`list_audio`); UserError when a clip is on
     both sides (one folder inside the other, the same folder twice, a link)."""
     with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
-    both = {p.resolve() for p in with_files} & {p.resolve() for p in without_files}
-    if both:
-        raise UserError(f"{len(both)} clip(s) are in both --with and --without (e.g. {sorted(both)[0]})")
+    refuse_shared(with_files, without_files, "--with", "--without")
     return with_files, without_files
+
+
+def refuse_shared(a: list[Path], b: list[Path], a_flag: str, b_flag: str) -> None:
+    """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same bytes: `data
+    make --copy` folders hold copies, which passed and trained a probe on one clip as both sides)."""
+    from sae.bank import file_sha256
+
+    both = sorted({p.resolve() for p in a} & {p.resolve() for p in b})
+    if not both:
+        size_a, size_b = _sizes(a), _sizes(b)
+        common = set(size_a.values()) & set(size_b.values())  # hashed only where a size matches
+        ours = {file_sha256(p) for p, n in size_a.items() if n in common}
+        both = [p for p, n in size_b.items() if n in common and file_sha256(p) in ours]
+    if both:
+        raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")
+
+
+def _sizes(paths: list[Path]) -> dict[Path, int]:
+    """Byte sizes of the regular files among `paths` (the others are skipped later, with their reason)."""
+    out = {}
+    for p in paths:
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(os.stat(p).st_mode):
+                out[p] = os.path.getsize(p)
+    return out
 
 
 def resample(audio: np.ndarray, sr: int, target: int, axis: int = 0) -> np.ndarray:
@@ -115,6 +141,12 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     suffix = Path(path).suffix.lower()
     if suffix in UNREADABLE_AUDIO:
         return f"{suffix} is not a format libsndfile reads; convert it to .wav or .flac (e.g. ffmpeg -i IN OUT.wav)"
+    try:  # a pipe named x.wav blocked the read forever
+        special = os.path.exists(path) and not os.path.isdir(path) and not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        special = False
+    if special:
+        return "not a regular file (a pipe, socket or device)"
     try:  # the OS names a missing file, a folder or a permission problem; libsndfile says "System error"
         with open(path, "rb"):
             pass
@@ -135,6 +167,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"sample rate {sr} Hz: expected audio at {MIN_RATE} Hz or more (a damaged header?)"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
+    if data.size and (peak := float(np.abs(data).max())) > MAX_PEAK:  # finite, yet no recording: a broken export
+        return f"samples up to {peak:.3g}: expected audio within ±{MAX_PEAK:g} (+{20 * math.log10(MAX_PEAK):.0f} dBFS)"
     size = os.path.getsize(path)
     if len(data) == 0 and size > UNCLOSED_BYTES:  # a recorder that died before it wrote the data size
         return (

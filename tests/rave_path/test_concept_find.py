@@ -193,6 +193,11 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
         == 2
     )
     assert "in both --with and --without" in capsys.readouterr().err
+    # clips "of it alone" that are --without clips: the detector learnt a contradiction, and `off` silenced audio
+    # without the concept
+    without = str(concept_data / "concepts/guitar/without")
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--alone", without) == 2
+    assert "clip(s) are in both --alone and --without" in capsys.readouterr().err
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank_path, "guitar", "--no-replace") == 2
     assert "already in" in capsys.readouterr().err
     assert bank_path.read_text() == before

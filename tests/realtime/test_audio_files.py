@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -203,17 +204,24 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
     from realtime.audio_files import list_sides
     from training.musicgen.concepts import example_files
 
-    tone = 0.1 * np.sin(np.arange(4410, dtype=np.float32) / 3)
     clips = tmp_path / "clips"
-    for side in ("pos", "neg"):
+    for k, side in enumerate(("pos", "neg")):
         (clips / side).mkdir(parents=True)
         for i in range(3):
-            sf.write(clips / side / f"{side}{i}.wav", tone, 44100)
+            sf.write(
+                clips / side / f"{side}{i}.wav",
+                0.1 * np.sin(np.arange(4410, dtype=np.float32) / (3 + i + 3 * k)),
+                44100,
+            )
     for finder in (list_sides, example_files):
         with pytest.raises(UserError, match=r"^3 clip\(s\) are in both --with and --without \(e\.g\. .*neg0\.wav\)$"):
             finder(clips, clips / "neg")
     with_files, without_files = list_sides(clips / "pos", clips / "neg")
     assert [p.name for p in with_files] == ["pos0.wav", "pos1.wav", "pos2.wav"] and len(without_files) == 3
+    # a copy is the same clip (`data make --copy` folders): it passed, and a probe learnt one clip as both sides
+    shutil.copyfile(clips / "pos" / "pos1.wav", clips / "neg" / "copy.wav")
+    with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without \(e\.g\. .*copy\.wav\)$"):
+        list_sides(clips / "pos", clips / "neg")
 
 
 def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):
@@ -359,3 +367,19 @@ def test_a_sample_rate_no_audio_has_is_refused_before_resampling(tmp_path):
     with pytest.raises(UserError, match=r"odd\.wav: sample rate 1 Hz: expected audio at 1000 Hz or more"):
         read_audio(tmp_path / "odd.wav", sr=44100)
     assert read_audio(tmp_path / "ok.wav", sr=44100)[0].shape == (11025, 1)
+
+
+def test_a_pipe_or_absurd_samples_named_like_audio_are_skipped_with_a_reason(tmp_path):
+    """A FIFO named take.wav hung `collect rave` forever; a float file of 1e30 samples rode through collection to a
+    bank refusal that named the bank, never the clip."""
+    noise = np.random.default_rng(0).standard_normal(4410).astype(np.float32)
+    sf.write(tmp_path / "ok.wav", 0.1 * noise, 44100)
+    os.mkfifo(tmp_path / "take.wav")
+    sf.write(tmp_path / "loud.wav", 1e30 * noise / np.abs(noise).max(), 44100, subtype="FLOAT")
+    sf.write(tmp_path / "hot.wav", 4 * noise / np.abs(noise).max(), 44100, subtype="FLOAT")  # +12 dBFS: kept
+    notes = AudioNotes()
+    kept = {p.name: read_mono(p, 44100, notes) for p in list_audio(tmp_path)}
+    assert {n for n, a in kept.items() if a is not None} == {"ok.wav", "hot.wav"}
+    reasons = dict((p.rsplit("/", 1)[-1], why) for p, why in notes.skipped)
+    assert reasons == {"take.wav": "not a regular file (a pipe, socket or device)",
+                       "loud.wav": "samples up to 1e+30: expected audio within ±1000 (+60 dBFS)"}  # fmt: skip

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio, list_sides, read_clip
+from realtime.audio_files import AudioNotes, list_audio, list_sides, read_clip, refuse_shared
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.alone import MEMORY_S
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
@@ -256,6 +256,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     alone_files = list_audio(cfg.alone_dir, "--alone folder") if cfg.alone_dir is not None else []
     if cfg.alone_dir is not None and len(alone_files) < MIN_ALONE:
         raise UserError(f"--alone {cfg.alone_dir}: {len(alone_files)} clips; expected at least {MIN_ALONE}")
+    refuse_shared(alone_files, without_files, "--alone", "--without")  # `off` would silence audio without it
     check_examples(
         {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
         cfg.min_examples,
