@@ -208,3 +208,18 @@ def test_an_empty_value_is_refused_by_every_option_of_every_command(capsys):
             assert f"{action.option_strings[-1]}: expected a value, got an empty string" in err[0], (name, argv, err)
             checked += 1
     assert checked > 100
+
+
+@pytest.mark.parametrize(
+    ("configs", "said"),
+    [(["nope"], "not all are acids-rave gin configs (known: "), (["spherical"], "missing 10 required positional"),
+     (["v2_small", "hybrid"], "No module named 'torchaudio'")],
+)  # fmt: skip
+def test_a_gin_config_the_builder_cannot_use_is_one_line(configs, said, tmp_path, capsys):
+    """`models rave --config spherical` (a config of acids-rave's own list, needing a base) or `... hybrid` (it needs
+    torchaudio) was a traceback from inside acids-rave."""
+    argv = ["models", "rave", "--out", str(tmp_path / "m.ts"), *[a for c in configs for a in ("--config", c)]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"musicsae: error: --config {', '.join(configs)}: ") and said in err and "\n" not in err
+    assert not (tmp_path / "m.ts").exists()

@@ -164,9 +164,16 @@ def build_tiny_rave(
 ) -> Path:
     """Build an untrained tiny causal RAVE and export it as a `.ts` (a few seconds on CPU)."""
     cfg = cfg or RaveBuildConfig(seed=seed)
-    model = build_model(cfg)
     channels = [test_signal(cfg.sample_rate, 6.0, seed + c) for c in range(cfg.channels)]
-    fit_latent_pca(model, torch.cat(channels, dim=1))
+    try:  # gin takes any composition of configs; some need a base config, another package or another latent
+        model = build_model(cfg)
+        fit_latent_pca(model, torch.cat(channels, dim=1))
+    except (TypeError, RuntimeError, ImportError, ValueError, AttributeError, KeyError) as exc:
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"--config {', '.join(cfg.configs)}: acids-rave cannot build this builder's model from them ({why}); "
+            "start from v2_small or v2 (e.g. --config v2_small --config causal)"
+        ) from None
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "tiny_rave"
         save_run(model, run_dir)
