@@ -183,6 +183,7 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
         ((not_rave, nn_bank, out), "not a RAVE export"),
         ((not_streaming, nn_bank, out), "not a streaming export"),
         ((tmp_path / "missing.ts", nn_bank, out), "no such file"),
+        ((tmp_path, nn_bank, out), f"RAVE model {tmp_path}: a folder, not a file"),  # it said "no such file"
         ((tiny_rave_ts, tmp_path / "missing.yaml", out), "no such file"),
         ((tiny_rave_ts, mixed, out), "sit on 2 hooks (encoder.net.3: bright; latent: noisy-1, 2nd.voice); one nn~"),
         ((tiny_rave_ts, no_hook, out), "hook 'encoder.3': not a hook of tiny_rave.ts"),

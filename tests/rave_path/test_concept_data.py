@@ -240,12 +240,15 @@ def test_unknown_holdout_font_is_one_line(tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("fonts", "needle"),
-    [("{bad}", "none could be used (nope: no such file)"), ("timgm6mb,{bad}", "that soundfont was skipped (no such")],
-)
+    [("{bad}", "none could be used (nope: no such file)"), ("timgm6mb,{bad}", "that soundfont was skipped (no such"),
+     ("{folder}", "none could be used (nope: a folder, not a soundfont file)")],
+)  # fmt: skip
 def test_a_soundfont_refusal_is_one_line(tmp_path, capsys, fonts, needle):
     """It said the font was skipped, then refused the run: two lines for one mistake."""
     argv = ["data", "make", "--out", str(tmp_path / "d"), "--n", "3", "--holdout-font", "nope"]
-    assert main([*argv, "--soundfonts", fonts.format(bad=tmp_path / "nope.sf2")]) == 2
+    (tmp_path / "fonts" / "nope").mkdir(parents=True)
+    spec = fonts.format(bad=tmp_path / "nope.sf2", folder=tmp_path / "fonts" / "nope")
+    assert main([*argv, "--soundfonts", spec]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err, err
     assert not (tmp_path / "d").exists()

@@ -192,7 +192,7 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
         else:
             path = Path(spec)
             name = path.stem.lower()
-            reason = None if path.is_file() else "no such file"
+            reason = None if path.is_file() else "a folder, not a soundfont file" if path.is_dir() else "no such file"
             if path.suffix.lower() not in (".sf2", ".sf3") and reason is None:
                 reason = "expected a .sf2 / .sf3 soundfont"
         if any(f.name == name for f in fonts):

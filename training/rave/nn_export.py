@@ -156,10 +156,9 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     from sae.io import read_sae_cfg
     from training.rave.nn_module import ConceptSpec, SteeredRave, SteeredVariationalRave
 
-    if not Path(cfg.model).is_file():
-        raise UserError(f"RAVE model {cfg.model}: no such file")
-    if not Path(cfg.bank).is_file():
-        raise UserError(f"concept bank {cfg.bank}: no such file")
+    for what, path in (("RAVE model", cfg.model), ("concept bank", cfg.bank)):
+        if not Path(path).is_file():
+            raise UserError(f"{what} {path}: {'a folder, not a file' if Path(path).is_dir() else 'no such file'}")
     model = RaveModel.load(cfg.model)
     bank = ConceptBank.load(cfg.bank)
     names = list(cfg.concepts) if cfg.concepts else None
