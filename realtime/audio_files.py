@@ -96,7 +96,32 @@ def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> t
     both sides (one folder inside the other, the same folder twice, a link)."""
     with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
     refuse_shared(with_files, without_files, "--with", "--without")
+    for files, flag, folder in ((with_files, "--with", with_dir), (without_files, "--without", without_dir)):
+        refuse_copies(files, f"{flag} {folder}")
     return with_files, without_files
+
+
+def refuse_copies(files: list[Path], where: str) -> None:
+    """UserError when clips of one side are copies of each other (the same bytes): twelve copies of one clip passed
+    the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side."""
+    from sae.bank import file_sha256
+
+    sizes = _sizes(files)
+    counts: dict[int, int] = {}
+    for n in sizes.values():
+        counts[n] = counts.get(n, 0) + 1
+    first: dict[str, Path] = {}
+    copies = []
+    for p, n in sizes.items():  # hashed only where two sizes match
+        if counts[n] > 1:
+            digest = file_sha256(p)
+            if digest in first and first[digest].resolve() != p.resolve():
+                copies.append((first[digest], p))
+            first.setdefault(digest, p)
+    if copies:
+        a, b = copies[0]
+        raise UserError(f"{where}: {len(copies)} clip(s) are copies of others there (e.g. {b.name} of {a.name}); "
+                        "keep one of each")  # fmt: skip
 
 
 def refuse_shared(a: list[Path], b: list[Path], a_flag: str, b_flag: str) -> None:

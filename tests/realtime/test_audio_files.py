@@ -222,6 +222,11 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
     shutil.copyfile(clips / "pos" / "pos1.wav", clips / "neg" / "copy.wav")
     with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without \(e\.g\. .*copy\.wav\)$"):
         list_sides(clips / "pos", clips / "neg")
+    (clips / "neg" / "copy.wav").unlink()  # copies within one side: twelve of one clip passed the twelve-clips rule
+    shutil.copyfile(clips / "pos" / "pos1.wav", clips / "pos" / "pos1b.wav")
+    with pytest.raises(UserError, match=r"^--with .*pos: 1 clip\(s\) are copies of others there \(e\.g\. pos1b\.wav "
+                                        r"of pos1\.wav\); keep one of each$"):  # fmt: skip
+        list_sides(clips / "pos", clips / "neg")
 
 
 def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):
