@@ -132,7 +132,11 @@ def test_stall_injected_through_the_engine_recovers_too():
         out = run_file(engine, data, realtime=True)[:, 0]
     assert engine.model.resyncs == 1
     good = out == -data[:, 0]
-    assert good[-int(0.5 * SR) :].all()
+    # aligned again for good: at the end only a late block the engine counted (this shared machine's scheduling: an
+    # underrun, silent) may be missing, at most two blocks of it (CI missed one such block once in 27 sittings)
+    assert ((good | (out == 0.0))[-int(0.5 * SR) :]).all()  # nothing shifted
+    missing = int((~good[-int(0.5 * SR) :]).sum())
+    assert missing <= min(engine.model.late_frames, 2 * 512), (missing, engine.model.late_frames)
 
 
 class _DeviceClock:
