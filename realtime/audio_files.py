@@ -19,9 +19,11 @@ live engine's file mode) and `training/` read audio, and imports only point from
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,17 +97,24 @@ def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> t
     """The audio files of a concept's `--with` and `--without` folders (`list_audio`); UserError when a clip is on
     both sides (one folder inside the other, the same folder twice, a link)."""
     with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
-    refuse_shared(with_files, without_files, "--with", "--without")
+    digest = _digests()  # each clip hashed once for both checks
+    refuse_shared(with_files, without_files, "--with", "--without", digest)
     for files, flag, folder in ((with_files, "--with", with_dir), (without_files, "--without", without_dir)):
-        refuse_copies(files, f"{flag} {folder}")
+        refuse_copies(files, f"{flag} {folder}", digest)
     return with_files, without_files
 
 
-def refuse_copies(files: list[Path], where: str) -> None:
-    """UserError when clips of one side are copies of each other (the same bytes): twelve copies of one clip passed
-    the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side."""
+def _digests() -> Callable[[Path], str]:
+    """`file_sha256`, remembered per path for one listing."""
     from sae.bank import file_sha256
 
+    return functools.cache(file_sha256)
+
+
+def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], str] | None = None) -> None:
+    """UserError when clips of one side are copies of each other (the same bytes): twelve copies of one clip passed
+    the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side."""
+    digest = digest or _digests()
     sizes = _sizes(files)
     counts: dict[int, int] = {}
     for n in sizes.values():
@@ -114,27 +123,28 @@ def refuse_copies(files: list[Path], where: str) -> None:
     copies = []
     for p, n in sizes.items():  # hashed only where two sizes match
         if counts[n] > 1:
-            digest = file_sha256(p)
-            if digest in first and first[digest].resolve() != p.resolve():
-                copies.append((first[digest], p))
-            first.setdefault(digest, p)
+            d = digest(p)
+            if d in first and first[d].resolve() != p.resolve():
+                copies.append((first[d], p))
+            first.setdefault(d, p)
     if copies:
         a, b = copies[0]
         raise UserError(f"{where}: {len(copies)} clip(s) are copies of others there (e.g. {b.name} of {a.name}); "
                         "keep one of each")  # fmt: skip
 
 
-def refuse_shared(a: list[Path], b: list[Path], a_flag: str, b_flag: str) -> None:
+def refuse_shared(
+    a: list[Path], b: list[Path], a_flag: str, b_flag: str, digest: Callable[[Path], str] | None = None
+) -> None:
     """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same bytes: `data
     make --copy` folders hold copies, which passed and trained a probe on one clip as both sides)."""
-    from sae.bank import file_sha256
-
+    digest = digest or _digests()
     both = sorted({p.resolve() for p in a} & {p.resolve() for p in b})
     if not both:
         size_a, size_b = _sizes(a), _sizes(b)
         common = set(size_a.values()) & set(size_b.values())  # hashed only where a size matches
-        ours = {file_sha256(p) for p, n in size_a.items() if n in common}
-        both = [p for p, n in size_b.items() if n in common and file_sha256(p) in ours]
+        ours = {digest(p) for p, n in size_a.items() if n in common}
+        both = [p for p, n in size_b.items() if n in common and digest(p) in ours]
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")
 
