@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import math
 from collections.abc import Callable
 
 WRAP = 1 << 32  # jack_nframes_t is 32 bits: it wraps after 27 hours at 44.1 kHz
@@ -23,10 +24,15 @@ class CycleClock:
     """Unwrapped frames at the start of the current JACK cycle, plus the frames of the callbacks that read the same
     cycle before this one: PortAudio splits a JACK period longer than the stream's block into several callbacks
     within one cycle (JACK at 1024, `live --period 256`: four reads of one count). `read` gives the raw 32-bit
-    counter; call it once per callback with the callback's frames."""
+    counter; call it once per callback with the callback's frames.
+
+    `cycle` is JACK's period as the counter shows it (the greatest common divisor of its steps so far; 0 before the
+    first): where a callback spans two JACK cycles (JACK at 256, `live --period 512`) a lost JACK cycle is half a
+    callback, which the engine must count as such."""
 
     def __init__(self, read: Callable[[], int]):
         self.read = read
+        self.cycle = 0
         self._raw: int | None = None
         self._frames = 0  # unwrapped count of the cycle last read
         self._within = self._last = 0  # frames read in that cycle before the last callback, and the last's
@@ -38,7 +44,10 @@ class CycleClock:
         else:
             if self._raw is not None:
                 step = (raw - self._raw) % WRAP
-                self._frames += step - WRAP if step >= WRAP // 2 else step  # a read that goes back stays signed
+                step = step - WRAP if step >= WRAP // 2 else step  # a read that goes back stays signed
+                self._frames += step
+                if step > 0:
+                    self.cycle = math.gcd(self.cycle, step)
             self._raw, self._within = raw, 0
         self._last = frames
         return self._frames + self._within

@@ -93,31 +93,40 @@ def test_measured_latency_equals_the_computed_figure(jack, tiny_rave_ts, bank, o
     assert "Traceback" not in err
 
 
-def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_early(jack, tiny_rave_ts):
+@pytest.mark.parametrize("period", [256, 512])
+def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_early(jack, tiny_rave_ts, period):
     """A callback that returns late (it waited for the GIL, the system preempted it) makes JACK skip the client's
     next cycles and the callback after it run late on top. Injected here every quarter second (7, 12 and 20 ms
     at period 256 lose 1 to 4 cycles) while a probe measures bypassed impulses: each comes back at the computed
     latency, or whole periods later where a lost cycle was not seen, never a period early (which the first cycles
-    counted on a late callback's clock did, for good)."""
-    proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "1024", "--bypass", "--no-osc",
-                 "--duration", "60", "--inject-stalls", "0.007,0.012,0.02", "--inject-into", "callback",
+    counted on a late callback's clock did, for good). With `live --period 512` on JACK at 256 the cycles are
+    counted as JACK's (the time they held is theirs), and followed in whole live periods, which keeps the model's
+    budget (followed exactly, 56 of 108 blocks came out late; counted in live periods, 6 of 109)."""
+    proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "1024", "--period", str(period), "--bypass",
+                 "--no-osc", "--duration", "60", "--inject-stalls", "0.007,0.012,0.02", "--inject-into", "callback",
                  "--inject-every", "0.25")  # fmt: skip
     try:
         line = _wait_for(proc, "latency")
         computed = int(re.match(r"latency (\d+) samples", line).group(1))
         clock = _wait_for(proc, "device clock")
         _wait_for(proc, "streaming")
-        delays = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=5.0).run(spacing=0.25).delays
+        delays = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=5.0).run(spacing=0.19).delays
         assert proc.poll() is None
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=30)
-    assert len(delays) >= 10, (delays, err[-800:])
+    # of 21 impulses, those in flight across a stall's skip are silent: about half at 512 (two held callbacks)
+    assert len(delays) >= 12 * 256 // period, (delays, err[-800:])
     skipped = [int(m) for m in re.findall(r"skipped (\d+) cycle", out)]
     seen = f"computed {computed}, delays {delays}, cycles skipped {skipped}"
     print(seen)
     assert all((d - computed) % jack.period == 0 and 0 <= d - computed <= 4 * jack.period for d in delays), seen
     assert skipped and sum(skipped) >= 5, out[-2000:]  # the injected stalls did lose cycles
+    for cycles, ms in re.findall(r"skipped (\d+) cycle\(s\) \(([\d.]+) ms", out):
+        assert float(ms) == pytest.approx(1e3 * int(cycles) * jack.period / 44100, abs=0.06), (cycles, ms)
+    late = int(re.findall(r"late blocks (\d+)", out)[-1])
+    blocks = int(re.findall(r"^blocks (\d+)", out, re.M)[-1])
+    assert late < blocks / 4, (late, blocks)
     assert clock == "device clock: JACK's cycle counter\n", clock
     assert "Traceback" not in err
 
@@ -125,10 +134,11 @@ def test_audio_callbacks_that_return_late_lose_cycles_and_never_move_the_output_
 @pytest.mark.parametrize(("jack_period", "period"), [(1024, 256), (256, 512)])
 def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts, jack_period, period):
     """JACK runs at the period it was started with, whatever `live --period` says: PortAudio then calls back several
-    times in one JACK cycle (1024 / 256), all reading one cycle count, or once per two cycles (256 / 512). No cycle
-    is counted as skipped beyond the xruns the device flags, and every impulse comes back at the computed latency
-    (with one count for the four callbacks of a cycle, 180 cycles were counted as skipped in 5 s with no xrun,
-    and every impulse came back 5 periods early)."""
+    times in one JACK cycle (1024 / 256), all reading one cycle count, or once per two cycles (256 / 512). Every
+    impulse comes back at the computed latency, but for one in flight across a cycle really lost on a busy machine,
+    which may come out whole JACK cycles late, never early (with one count for the four callbacks of a cycle, 180
+    cycles were counted as skipped in 5 s and every impulse came back 5 periods early; at 256 / 512 with skips
+    counted in live's periods, CI once had an impulse a cycle early)."""
     with JackServer(sr=44100, period=jack_period) as server:
         proc = _live(server, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--period", str(period), "--bypass",
                      "--no-osc", "--duration", "60")  # fmt: skip
@@ -139,14 +149,10 @@ def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts,
         finally:
             proc.terminate()
             out, err = proc.communicate(timeout=30)
-    # exact, but for an impulse in flight across a cycle really lost on a busy machine: whole JACK cycles late (CI lost
-    # one at 256 / 512: 256 late, half a live period)
     cycle = min(period, jack_period)
     assert all((d - computed) % cycle == 0 and 0 <= d - computed <= 4 * period for d in delays), (delays, computed)
-    assert delays and delays.count(computed) >= len(delays) - 1, (delays, computed)
-    # a cycle really lost on a busy machine comes with an xrun the device flags; none is counted without one
-    skipped, flagged = re.findall(r"\(device (\d+),.*cycles skipped (\d+)", out)[-1][::-1]
-    assert int(skipped) <= int(flagged), out[-1000:]
+    skipped = int(re.findall(r"cycles skipped (\d+)", out)[-1])
+    assert delays and len(delays) - delays.count(computed) <= max(1, skipped), (delays, computed, skipped)
     assert "Traceback" not in err
 
 

@@ -16,3 +16,15 @@ def test_callbacks_within_one_cycle_count_on_from_its_start():
     raws = iter([1024] * 4 + [2048] * 4 + [4096] * 2)  # a cycle lost before 4096
     clock = CycleClock(lambda: next(raws))
     assert [clock(256) for _ in range(10)] == [0, 256, 512, 768, 1024, 1280, 1536, 1792, 3072, 3328]
+
+
+def test_the_cycle_is_what_the_counter_steps_by():
+    """Callbacks of 512 on JACK at 256 read every other cycle (steps of 512) until a cycle is lost (768): from then
+    the clock shows JACK's period, which the engine counts skips in."""
+    raws = iter([0, 512, 1024, 1792, 2304])
+    clock = CycleClock(lambda: next(raws))
+    cycles = []
+    for _ in range(5):
+        clock(512)
+        cycles.append(clock.cycle)
+    assert cycles == [0, 512, 512, 256, 256]
