@@ -864,3 +864,19 @@ def test_every_hooks_sizes_are_checked_before_the_first_trains(tmp_path, capsys)
         assert main(["sae", "train", "--activations", acts, "--out", str(out), option, value, *args[2:]]) == 2
         assert said in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_file_where_a_hooks_folder_goes_is_refused_before_any_hook_trains(tmp_path, capsys):
+    """A file named like the second hook in --out said only "File exists", after the first hook had trained."""
+    from training.cli import main
+
+    for hook in ("a", "b"):
+        planted_store(tmp_path / "acts", hook=hook, n=3000, d=8, n_features=16, k_true=2)
+    out = tmp_path / "sae"
+    out.mkdir()
+    (out / "b").write_text("mine")
+    args = ["--k", "2", "--expansion", "2", "--steps", "2", "--batch-size", "64", "--quiet"]
+    assert main(["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"b's folder {out / 'b'}: exists and is a file; expected a folder"), err
+    assert sorted(p.name for p in out.iterdir()) == ["b"] and (out / "b").read_text() == "mine"

@@ -183,8 +183,9 @@ def run_train(args: argparse.Namespace) -> int:
         decoder_init=args.decoder_init,
     )
     cfg.validate()
-    for hook in hooks:  # every hook's sizes before the first trains
+    for hook in hooks:  # every hook's sizes and folder before the first trains
         check_dims(cfg, hook, store.dim(hook))
+        check_output_dir(Path(args.out) / hook, f"{hook}'s folder")
     # no checkpoint and no SAE (one there is refused by train_hook, naming it)
     fresh = [
         h
