@@ -113,7 +113,8 @@ def _digests() -> Callable[[Path], str]:
 
 def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], str] | None = None) -> None:
     """UserError when clips of one side are copies of each other (the same bytes): twelve copies of one clip passed
-    the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side."""
+    the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side. Copies that will be
+    skipped anyway (silent, unreadable: two takes of nothing) are left to that."""
     digest = digest or _digests()
     sizes = _sizes(files)
     counts: dict[int, int] = {}
@@ -124,7 +125,7 @@ def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], str] |
     for p, n in sizes.items():  # hashed only where two sizes match
         if counts[n] > 1:
             d = digest(p)
-            if d in first and first[d].resolve() != p.resolve():
+            if d in first and first[d].resolve() != p.resolve() and not _skipped_anyway(p):
                 copies.append((first[d], p))
             first.setdefault(d, p)
     if copies:
@@ -137,7 +138,8 @@ def refuse_shared(
     a: list[Path], b: list[Path], a_flag: str, b_flag: str, digest: Callable[[Path], str] | None = None
 ) -> None:
     """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same bytes: `data
-    make --copy` folders hold copies, which passed and trained a probe on one clip as both sides)."""
+    make --copy` folders hold copies, which passed and trained a probe on one clip as both sides). A clip that will
+    be skipped anyway (silent, unreadable) is left to that."""
     digest = digest or _digests()
     both = sorted({p.resolve() for p in a} & {p.resolve() for p in b})
     if not both:
@@ -145,8 +147,15 @@ def refuse_shared(
         common = set(size_a.values()) & set(size_b.values())  # hashed only where a size matches
         ours = {digest(p) for p, n in size_a.items() if n in common}
         both = [p for p, n in size_b.items() if n in common and digest(p) in ours]
+    both = [p for p in both if not _skipped_anyway(p)]
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")
+
+
+def _skipped_anyway(path: Path) -> bool:
+    """Whether `read_clip` skips the file whatever the model: unreadable, or silent in every channel."""
+    loaded = _load(path)
+    return isinstance(loaded, str) or is_silent(loaded[0])
 
 
 def _sizes(paths: list[Path]) -> dict[Path, int]:

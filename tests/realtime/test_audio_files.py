@@ -227,6 +227,14 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
     with pytest.raises(UserError, match=r"^--with .*pos: 1 clip\(s\) are copies of others there \(e\.g\. pos1b\.wav "
                                         r"of pos1\.wav\); keep one of each$"):  # fmt: skip
         list_sides(clips / "pos", clips / "neg")
+    # copies that are skipped anyway are left to that: two takes of silence on each side, a file of noise in both
+    (clips / "pos" / "pos1b.wav").unlink()
+    for side in ("pos", "neg"):
+        for name in ("quiet.wav", "quiet2.wav"):
+            sf.write(clips / side / name, np.zeros(4410, np.float32), 44100)
+        (clips / side / "junk.wav").write_bytes(b"not audio")
+    with_files, without_files = list_sides(clips / "pos", clips / "neg")
+    assert len(with_files) == len(without_files) == 6
 
 
 def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):
