@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 
 import numpy as np
@@ -230,6 +231,18 @@ def test_a_broken_soundfont_is_named_and_skipped(tmp_path, capsys):
     assert json.loads((out / "data.json").read_text())["skipped_soundfonts"][0]["font"] == "broken"
     with pytest.raises(UserError, match="broken"):  # nothing usable left: one line naming what failed
         make_dataset(tmp_path / "e", DataConfig(n=1, soundfonts=(str(bad),)), note=lambda _: None)
+
+
+def test_fluidsynths_own_lines_for_a_cut_soundfont_are_hushed(tmp_path, capfd):
+    """A soundfont cut short made FluidSynth and libinstpatch print three lines of their own (from C, past Python's
+    streams: "ipatch_container_init_iter: assertion ... failed", "Not a DLS file") before the line naming it."""
+    from training.data.concept_clips import default_soundfont, font_problem
+
+    cut = tmp_path / "cut.sf2"
+    cut.write_bytes(default_soundfont().read_bytes()[:100_000])
+    assert font_problem(cut) == "FluidSynth could not load it"
+    print("after", file=sys.stderr)  # what Python writes afterwards still reaches stderr
+    assert capfd.readouterr().err == "after\n"
 
 
 def test_unknown_holdout_font_is_one_line(tmp_path, capsys):

@@ -32,6 +32,7 @@ Each with / without folder of a split holds the same number of clips from every 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -42,7 +43,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,13 +157,29 @@ def _candidates(name: str) -> list[Path]:
     return out
 
 
+@contextlib.contextmanager
+def c_stderr_hushed() -> Iterator[None]:
+    """Silence what C libraries write to file descriptor 2 meanwhile: FluidSynth (and libinstpatch under it) print
+    their own lines for a damaged soundfont, before the one line that names it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def font_problem(path: Path) -> str | None:
     """Why FluidSynth cannot render our instruments with `path` (None: it can)."""
     import fluidsynth
 
     synth = fluidsynth.Synth(gain=0.4, samplerate=22050)
     try:
-        sfid = synth.sfload(str(path))
+        with c_stderr_hushed():
+            sfid = synth.sfload(str(path))
         if sfid < 0:
             return "FluidSynth could not load it"
         for inst, (bank, program) in {**{i: (0, p) for i, p in GM_PROGRAMS.items()}, "drums": (128, 0)}.items():
