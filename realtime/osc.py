@@ -69,6 +69,9 @@ READ_TAGS = set("ihfdsbrmtTFN[]")  # the argument types python-osc reads; it dro
 Reply = tuple[str, list[Any]]
 
 
+QUERIES = ("/ping", "/concepts", "/state", "/preset/save")  # what a packet asks or writes, not an edit
+
+
 def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
     if len(args) != 1 or isinstance(args[0], (str, bytes, bool)) or not isinstance(args[0], (int, float)):
         raise UserError(f"{address}: expected one number (f or i)")
@@ -239,25 +242,22 @@ class OscControl:
             return self._error("?", "malformed OSC packet")
         replies: list[Reply] = []
         queries: list[tuple[str, list[Any]]] = []
-        edits: list[tuple[str, list[Any]]] = []
-        address = "?"  # the message being applied: an /error names it
-        try:
-            for msg in messages:
-                address, args = str(msg.address), list(msg.params)
-                unread = _unread_tags(msg.dgram)
-                if unread:
-                    raise UserError(f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)")
-                if address in ("/ping", "/concepts", "/state"):
-                    if args and address != "/ping":
-                        raise UserError(f"{address}: expected no arguments")
-                    queries.append((address, args))
-                elif address == "/preset/save":  # the name is checked now, the file written after the packet
-                    queries.append((address, [self._save_path(address, args)]))
-                else:
-                    edits.append((address, args))
-            if edits:  # one snapshot per packet that changes something (a query composes none)
-                with self.controls.transaction() as draft:
-                    for address, args in edits:
+        address = "?"  # the message being applied: an /error names it, the first wrong one in the packet
+        edits = any(str(m.address) not in QUERIES for m in messages)
+        try:  # one snapshot per packet that changes something (a query composes none)
+            with self.controls.transaction() if edits else contextlib.nullcontext() as draft:
+                for msg in messages:
+                    address, args = str(msg.address), list(msg.params)
+                    unread = _unread_tags(msg.dgram)
+                    if unread:
+                        raise UserError(f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)")
+                    if address == "/preset/save":  # the name is checked now, the file written after the packet
+                        queries.append((address, [self._save_path(address, args)]))
+                    elif address in QUERIES:
+                        if args and address != "/ping":
+                            raise UserError(f"{address}: expected no arguments")
+                        queries.append((address, args))
+                    else:
                         self._apply(draft, address, args)
         except UserError as exc:
             return self._error(address, str(exc))

@@ -174,6 +174,12 @@ def test_bundles_are_all_or_nothing(server):
     )
     assert listener.expect("/error")[-1][1][0] == "/concept/nope/mode"
     assert controls.snapshot.version == version and controls.snapshot.mix == 1.0
+    # the first wrong message is the one named, whatever is wrong with the later ones (a type they cannot read)
+    out.sendto(_bundle(("/concept/nope/mode", ["on"]), ("/mix", [b"\x01"]), ("/state", [1])), ("127.0.0.1", srv.port))
+    assert listener.expect("/error")[-1][1][0] == "/concept/nope/mode"
+    out.sendto(_bundle(("/ping", []), ("/state", [1]), ("/concept/nope/mode", ["on"])), ("127.0.0.1", srv.port))
+    assert listener.expect("/error")[-1][1] == ["/state", "/state: expected no arguments"]
+    assert controls.snapshot.version == version
     out.sendto(_bundle(("/mix", [0.2]), ("/concept/bright/mode", ["on"]), ("/ping", [])), ("127.0.0.1", srv.port))
     assert listener.expect("/pong")[-1] == ("/pong", [])
     snap = controls.snapshot
