@@ -163,6 +163,7 @@ class _GcGuard:
 
 
 RT_HINT = "allow it as for JACK: the audio group with an rtprio limit, e.g. `@audio - rtprio 95` in limits.d"
+MIN_CYCLE = 16  # JACK's shortest period: a counter step below it is no cycle (a server restarted under the stream)
 
 
 def raise_priority(thread_id: int, priority: int) -> str:
@@ -355,7 +356,8 @@ class Engine:
         with the next `HOLD - 1` (they play silence), and the one after places them (`_place_held`)."""
         if self.device_clock is not None:
             now = self.device_clock(frames)
-            if 0 < (cycle := getattr(self.device_clock, "cycle", 0)) < self._cycle:
+            cycle = getattr(self.device_clock, "cycle", 0)  # a JACK period divides the stream's (or is a multiple)
+            if MIN_CYCLE <= cycle < self._cycle and self.period % cycle == 0:
                 self._cycle = cycle
         elif t := getattr(time_info, "inputBufferAdcTime", 0.0):
             now = t * self.sr

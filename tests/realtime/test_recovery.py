@@ -290,6 +290,22 @@ def test_cycles_of_a_device_period_shorter_than_the_streams_are_followed_in_whol
     assert engine.counters.skipped_cycles == sum(lost) and engine.counters.skipped_frames == C * sum(lost)
 
 
+def test_a_counter_step_that_is_no_device_period_leaves_the_cycle_as_it_was():
+    """A counter that jumps by an odd number of frames (a JACK server restarted under the stream) would make its
+    greatest common divisor 1 frame: every frame of lateness would count as a cycle lost."""
+    from realtime.jack_clock import CycleClock
+
+    P = 256
+    engine = _engine(FakeProcessor(512), period=P)
+    raws = iter([0, 256, 512, *(768 + 77 + 256 * i for i in range(7))])
+    engine.device_clock = CycleClock(lambda: next(raws))
+    out = np.zeros((P, 1), dtype=np.float32)
+    signal = _signal(0.1)
+    for k in range(10):
+        engine.callback(signal[k * P : (k + 1) * P], out, P, _DeviceClock(k * P / SR))
+    assert engine.device_clock.cycle == 1 and engine.counters.skipped_cycles == 0, engine.counters
+
+
 def test_a_drifting_device_clock_and_xruns_without_skipped_cycles_move_nothing():
     """A sound card's clock drifts against the system clock (500 ppm here, ten times a cheap card's) and the
     device flags xruns that skipped nothing (another JACK client's): after 2000 periods the drift is 1.5 periods,
