@@ -14,7 +14,7 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
                                  the preset folder, written atomically → /preset/saved s (file name); a file there
                                  that is no preset (a concept bank) is not overwritten
     /reset                       every concept back to its bank default, feature gains cleared (no arguments)
-    /ping [any]                  → /pong [same args]; while the model is still loading → /pong s loading;
+    /ping [i h f d s T F ...]    → /pong [same values]; while the model is still loading → /pong s loading;
                                  while the audio device is away (`live --reconnect`) → /pong s "waiting for device"
     /concepts                    → /concepts s...  (names)
     /state                       → /state/concept s s f f (name mode strength gain) per concept,
@@ -23,7 +23,10 @@ Address space (all replies go to the sender, or to the sender's host at `reply_p
                                    /state/late i, /state/resyncs i, /state/failures i, /state/end
     errors                       → /error s s (address, problem); at most `error_rate` per second
 
-Sent to the last client (the sender of the latest packet, or its host at `reply_port`) by `OscTelemetry`:
+Arguments are i, h, f, d, s (and T/F for /bypass); any other type tag is refused. A packet holds at most
+`MAX_MESSAGES` messages, one /preset/load or /preset/save, and `MAX_QUERIES` of /ping, /concepts and /state.
+
+Sent to the last client (the sender of the latest whole packet, or its host at `reply_port`) by `OscTelemetry`:
 
     /meter/<name> f              how strongly the concept is in the input, 0..1, at `--meter-rate` Hz
     /event s f s                 kind (resync | late | error | failing | recovered | device), output lost (ms),
@@ -32,8 +35,9 @@ Sent to the last client (the sender of the latest packet, or its host at `reply_
     /error s s                   "model" and the model's error, when a block fails (again every 5 s while
                                  every block fails)
 
-A packet is applied atomically: all messages of a bundle land in the same audio block, or, if any of them
-is wrong, none does (and one /error names the first problem). Packets that arrive while the model is still
+A packet is applied atomically: all messages of a bundle (nested bundles too, in the order sent; time tags are
+ignored) land in the same audio block, or, if any of them is wrong, none does (and one /error names the first
+problem; a /preset/save that cannot be written is one). Packets that arrive while the model is still
 loading are kept (the newest `QUEUE` of them; an /error counts the older ones dropped) and applied, in order, once
 it is ready.
 """
@@ -54,8 +58,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
-from pythonosc.osc_packet import OscPacket
 from pythonosc.parsing import osc_types
 
 from realtime.controls import PRESET_KEYS, Controls, Draft, read_preset
@@ -65,11 +69,15 @@ from sae.errors import UserError
 from sae.steering import known_concepts
 
 QUEUE = 1024  # packets kept while the model loads
-READ_TAGS = set("ihfdsbrmtTFN[]")  # the argument types python-osc reads; it drops others (S, c, I...) silently
+READ_TAGS = set("ihfdsTF")  # the argument types read here (python-osc reads more: a blob or colour read as a number)
 Reply = tuple[str, list[Any]]
 
-
 QUERIES = ("/ping", "/concepts", "/state", "/preset/save")  # what a packet asks or writes, not an edit
+MAX_MESSAGES = 64  # per packet: a 64 KB bundle of 2338 /preset/load held the OSC thread 3.3 s
+MAX_QUERIES = 4  # /ping, /concepts and /state per packet (a bundle of 4000 /state asked 48 000 replies)
+FILE_ADDRESSES = ("/preset/load", "/preset/save")  # one per packet: each reads or writes a file
+MAX_DEPTH = 8  # bundles within bundles
+FEATURE_DIGITS = 9  # a feature index has at most this many digits (int() of 5000 digits raises)
 
 
 def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
@@ -106,7 +114,8 @@ def preset_file(preset_dir: Path, name: str) -> Path:
 
 
 def _unread_tags(dgram: bytes) -> list[str]:
-    """The argument types of one message python-osc would drop (leaving, say, `/mix S x` with no argument)."""
+    """The argument types of one message not read here: python-osc drops some (leaving, say, `/mix S x` with no
+    argument, and a warning on stderr) and reads others as what they are not (`r`, a colour, as a number)."""
     _, index = osc_types.get_string(dgram, 0)
     if not dgram[index:]:
         return []
@@ -117,19 +126,33 @@ _FIXED = {"i": 4, "f": 4, "r": 4, "m": 4, "c": 4, "h": 8, "d": 8, "t": 8}  # arg
 
 
 def well_formed(data: bytes) -> bool:
-    """Whether a datagram is whole: every bundle element inside the bundle, every message argument inside its
-    message. python-osc pads what a packet lacks (a `,f` with no float bytes reads as 0.0) and skips a bundle
-    element that runs past the end, so a broken packet would be applied, or dropped without a word."""
+    """Whether a datagram is whole (`message_dgrams`)."""
+    return message_dgrams(data) is not None
+
+
+def message_dgrams(data: bytes, depth: int = 0) -> list[bytes] | None:
+    """The messages of a datagram in the order they were sent (bundles opened, their time tags ignored: python-osc
+    sorts by them, so `bundle[on, bundle(later)[off]]` ended `on`), or None when it is not whole: every bundle element
+    inside its bundle, every message argument inside its message and nothing after the last. python-osc pads what a
+    packet lacks (a `,f` with no float bytes reads as 0.0) and skips a bundle element that runs past the end, so a
+    broken packet would be applied, or dropped without a word."""
     if data.startswith(b"#bundle\x00"):
         i = 16  # the name and the 8-byte time tag
-        if len(data) < i:
-            return False
+        if len(data) < i or depth >= MAX_DEPTH:
+            return None
+        out: list[bytes] = []
         while i < len(data):
             size = int.from_bytes(data[i : i + 4], "big", signed=True) if i + 4 <= len(data) else -1
-            if size <= 0 or i + 4 + size > len(data) or not well_formed(data[i + 4 : i + 4 + size]):
-                return False
+            inner = message_dgrams(data[i + 4 : i + 4 + size], depth + 1) if 0 < size <= len(data) - i - 4 else None
+            if inner is None:
+                return None
+            out += inner
             i += 4 + size
-        return True
+        return out
+    return [data] if _whole_message(data) else None
+
+
+def _whole_message(data: bytes) -> bool:
     try:
         _, i = osc_types.get_string(data, 0)
         if i >= len(data):
@@ -150,7 +173,7 @@ def well_formed(data: bytes) -> bool:
             i += 4 + n + (-n) % 4
         if i > len(data):  # T F N I [ ] carry no bytes
             return False
-    return True
+    return i == len(data)
 
 
 def _clip(text: str, limit: int) -> str:
@@ -171,16 +194,20 @@ def _flag(address: str, args: list[Any]) -> bool:
     return bool(args[0])
 
 
+INT32, FLOAT32_MAX = 1 << 31, 3.4028234663852886e38
+
+
 def encode_message(address: str, args: list[Any]) -> bytes:
-    """An OSC message with `i`/`f`/`s` arguments (bools as `i`)."""
+    """An OSC message with `i`/`f`/`s` arguments (bools as `i`), `h`/`d` for numbers past 32 bits (a /ping of
+    2^32 echoed as `i` raised in the OSC thread)."""
     builder = OscMessageBuilder(address=address)
     for arg in args:
         if isinstance(arg, bool):
             builder.add_arg(int(arg), "i")
         elif isinstance(arg, int):
-            builder.add_arg(arg, "i")
+            builder.add_arg(arg, "i" if -INT32 <= arg < INT32 else "h")
         elif isinstance(arg, float):
-            builder.add_arg(arg, "f")
+            builder.add_arg(arg, "d" if math.isfinite(arg) and abs(arg) > FLOAT32_MAX else "f")
         else:
             builder.add_arg(str(arg), "s")
     return builder.build().dgram
@@ -235,37 +262,65 @@ class OscControl:
         """Apply one datagram; returns the replies to send."""
         self.packets += 1
         try:
-            if not well_formed(data):
-                raise ValueError("truncated")
-            messages = [m.message for m in OscPacket(data).messages]
-        except Exception:  # python-osc raises ParseError, and struct/unicode/index errors on some garbage
-            return self._error("?", "malformed OSC packet")
+            messages = self._parse(data)
+        except UserError as exc:
+            return self._error("?", str(exc))
         replies: list[Reply] = []
-        queries: list[tuple[str, list[Any]]] = []
+        saves: list[Path] = []
         address = "?"  # the message being applied: an /error names it, the first wrong one in the packet
-        edits = any(str(m.address) not in QUERIES for m in messages)
+        edits = any(a not in QUERIES for a, _, _ in messages)
         try:  # one snapshot per packet that changes something (a query composes none)
             with self.controls.transaction() if edits else contextlib.nullcontext() as draft:
-                for msg in messages:
-                    address, args = str(msg.address), list(msg.params)
-                    unread = _unread_tags(msg.dgram)
-                    if unread:
-                        raise UserError(f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)")
-                    if address == "/preset/save":  # the name is checked now, the file written after the packet
-                        queries.append((address, [self._save_path(address, args)]))
+                for address, args, problem in messages:
+                    if problem:
+                        raise UserError(problem)
+                    if address == "/preset/save":  # the name is checked now, the file written once all are
+                        saves.append(self._save_path(address, args))
                     elif address in QUERIES:
                         if args and address != "/ping":
                             raise UserError(f"{address}: expected no arguments")
-                        queries.append((address, args))
                     else:
                         self._apply(draft, address, args)
+                for path in saves:  # in the transaction: a preset that cannot be written drops the packet's edits
+                    self._save(path, draft.as_dict() if draft is not None else self.controls.view())
         except UserError as exc:
             return self._error(address, str(exc))
         except Exception as exc:  # never let a packet take the server down
             return self._error("?", f"{type(exc).__name__}: {exc}")
-        for address, args in queries:
-            replies.extend(self._query(address, args))
+        for address, args, _ in messages:
+            if address in QUERIES:
+                replies.extend(self._query(address, args))
         return replies
+
+    def _parse(self, data: bytes) -> list[tuple[str, list[Any], str]]:
+        """(address, arguments, what is wrong with its argument types or "") of each message, in order; UserError for
+        a packet that is garbage or holds more than its share."""
+        dgrams = message_dgrams(data)
+        if dgrams is None:
+            raise UserError("malformed OSC packet")
+        if len(dgrams) > MAX_MESSAGES:
+            raise UserError(f"a packet of {len(dgrams)} messages: expected at most {MAX_MESSAGES}")
+        out = []
+        try:
+            for dgram in dgrams:
+                address = osc_types.get_string(dgram, 0)[0]
+                unread = _unread_tags(dgram)  # before python-osc parses them (it warns on stderr)
+                if unread:
+                    problem = f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)"
+                    out.append((address, [], problem))
+                else:
+                    out.append((address, list(OscMessage(dgram).params), ""))
+        except Exception:  # python-osc raises ParseError, and struct/unicode/index errors on some garbage
+            raise UserError("malformed OSC packet") from None
+        files = [i for i, (a, _, _) in enumerate(out) if a in FILE_ADDRESSES]
+        asked = [i for i, (a, _, _) in enumerate(out) if a in QUERIES and a not in FILE_ADDRESSES]
+        files_note = f"one {' or '.join(FILE_ADDRESSES)} per packet, {len(files)} sent"
+        asked_note = f"at most {MAX_QUERIES} of /ping, /concepts and /state per packet, {len(asked)} sent"
+        for over, what in ((files[1:2], files_note), (asked[MAX_QUERIES : MAX_QUERIES + 1], asked_note)):
+            for i in over:  # refused where it stands, so an earlier message's own problem is named first
+                address, args, problem = out[i]
+                out[i] = (address, args, problem or f"{address}: {what}")
+        return out
 
     def _error(self, address: str, problem: str) -> list[Reply]:
         self.rejected += 1
@@ -294,9 +349,12 @@ class OscControl:
             elif len(parts) == 3 and parts[0] == "feature" and parts[2] == "gain":
                 if state.d_sae == 0:
                     raise UserError(f"{address}: no SAE loaded (start musicsae live with --sae or --bank)")
-                if not (parts[1].isascii() and parts[1].isdigit()) or not 0 <= int(parts[1]) < state.d_sae:
+                index = parts[1]
+                if not (index.isascii() and index.isdigit() and len(index) <= FEATURE_DIGITS) or not (
+                    0 <= int(index) < state.d_sae
+                ):
                     raise UserError(
-                        f"{address}: feature index {parts[1]!r} out of range, expected 0..{state.d_sae - 1}"
+                        f"{address}: feature index {_clip(index, 20)!r} out of range, expected 0..{state.d_sae - 1}"
                     )
                 state.set_feature_gain(int(parts[1]), _number(address, args, -LIMIT, LIMIT))
             elif address == "/mix":
@@ -331,19 +389,17 @@ class OscControl:
                 raise UserError(f"{address}: {path.name} in the preset folder is no preset; not overwritten")
         return path
 
-    def _save(self, address: str, path: Path) -> list[Reply]:
-        view = self.controls.view()
+    def _save(self, path: Path, view: dict[str, Any]) -> None:
         view["mix"] = round(float(view["mix"]), 6)  # held as float32: 0.6, not 0.6000000238418579
         text = yaml.safe_dump(view, sort_keys=False)
         try:
             atomic_write_text(path, text)
         except OSError as exc:
-            return self._error(address, f"{address}: cannot write {path} ({exc.strerror or exc})")
-        return [("/preset/saved", [path.name])]
+            raise UserError(f"/preset/save: cannot write {path} ({exc.strerror or exc})") from None
 
     def _query(self, address: str, args: list[Any]) -> list[Reply]:
         if address == "/preset/save":
-            return self._save(address, args[0])
+            return [("/preset/saved", [preset_file(self.preset_dir, args[0]).name])]
         if address == "/ping":
             return [("/pong", args)]
         if address == "/concepts":
@@ -372,7 +428,7 @@ class OscControl:
 def _addresses(data: bytes) -> list[str]:
     """The addresses of a packet's messages ([] for garbage)."""
     try:
-        return [str(m.message.address) for m in OscPacket(data).messages]
+        return [osc_types.get_string(d, 0)[0] for d in message_dgrams(data) or []]
     except Exception:
         return []
 
@@ -446,14 +502,18 @@ class OscServer:
         target = target or self.last_client
         if target is None:
             return False
+        data = encode_message(address, args)
         with contextlib.suppress(OSError):  # the client went away: nothing to tell it
-            self.sock.sendto(encode_message(address, args), target)
+            self.sock.sendto(data, target)
             return True
         return False
 
     def _reply(self, control: OscControl, data: bytes, target: tuple[str, int]) -> None:
-        for address, args in control.handle(data):
-            self.send(address, args, target)
+        try:
+            for address, args in control.handle(data):
+                self.send(address, args, target)
+        except Exception as exc:  # the OSC thread must outlive any packet: it is the performer's only control
+            self.send("/error", ["?", f"{type(exc).__name__}: {exc}"], target)
 
     def _serve(self) -> None:
         while self._running:
@@ -474,7 +534,8 @@ class OscServer:
                     return
                 continue
             target = (sender[0], self.reply_port) if self.reply_port else sender
-            self.last_client = target
+            if well_formed(data):  # events and meters go to whoever sent the latest message, not garbage
+                self.last_client = target
             waiting = self.waiting
             if waiting is not None and _addresses(data) == ["/ping"]:
                 self.send("/pong", [waiting], target)
@@ -530,6 +591,7 @@ class OscTelemetry:
     """
 
     STALE_S = 0.5
+    EVENT_S = 0.05  # new events and errors are looked for this often, whatever the meter rate
 
     def __init__(self, server: OscServer, engine: Any, meter_rate: float = 20.0):
         self.server, self.engine, self.meter_rate = server, engine, float(meter_rate)
@@ -554,8 +616,8 @@ class OscTelemetry:
             self._thread.join(timeout=2.0)
             self._thread = None
 
-    def tick(self) -> None:
-        """Send what is due now: new events (and errors), then one round of meters."""
+    def tick(self, meters: bool = True) -> None:
+        """Send what is due now: new events (and errors), then one round of meters (`meters`)."""
         engine, server = self.engine, self.server
         for event in list(engine.events):
             if event.seq <= self._seen:
@@ -569,7 +631,7 @@ class OscTelemetry:
         if engine.failing and now - self._last_failing >= 5.0:
             self._last_failing = now
             server.send("/error", ["model", f"EVERY BLOCK FAILS: {engine.model.last_error}"])
-        if self.meter_rate > 0:
+        if meters and self.meter_rate > 0:
             names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
             values = getattr(engine.processor, "meter_values", ())
             blocks = getattr(getattr(engine.processor, "stats", None), "blocks", None)
@@ -580,13 +642,14 @@ class OscTelemetry:
                 self.sent_meters += server.send(f"/meter/{name}", [0.0 if stale else float(value)])
 
     def _loop(self) -> None:
-        period = 1.0 / self.meter_rate if self.meter_rate > 0 else 0.1
-        next_at = time.monotonic()
+        """Meters at their rate, events within `EVENT_S` (paced by the meters, a device lost at 0.05 Hz went
+        unreported for 20 s)."""
+        period = 1.0 / self.meter_rate if self.meter_rate > 0 else math.inf
+        next_meters = time.monotonic()
         while self._running:
-            self.tick()
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                next_at = time.monotonic()
+            now = time.monotonic()
+            due = now >= next_meters
+            self.tick(meters=due)
+            if due:
+                next_meters = max(next_meters + period, now)
+            time.sleep(max(0.0, min(self.EVENT_S, next_meters - time.monotonic())))

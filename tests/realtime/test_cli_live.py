@@ -120,6 +120,18 @@ def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
     assert np.abs(a - b).max() > 1e-3 * max(np.abs(a).max(), 1e-6)
 
 
+def test_the_controls_line_says_a_scales_gain(bank):
+    """A preset with `bright: {mode: scale, gain: 0.5}` was reported at start as `bright scale:1` (its strength)."""
+    from realtime.controls import Controls
+    from sae.steering import EditState
+    from training.cli.live import _controls_line
+
+    controls = Controls(EditState.from_concepts(64, bank.concepts))
+    with controls.transaction() as draft:
+        draft.load_preset({"concepts": {"bright": {"mode": "scale", "gain": 0.5}, "noisy": {"mode": "on:2"}}})
+    assert _controls_line(controls) == "bright scale:0.5, noisy on:2, mix 1"
+
+
 def test_mix_and_bypass_given_win_over_the_presets(tiny_rave_ts, bank, wav, tmp_path, capsys):
     """`--bypass --preset p.yaml` with `bypass: 0` in it started unbypassed, and `--mix 0.3` with `mix: 0.8` at 0.8,
     without a word."""
@@ -188,7 +200,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--stereo", "mid", "--channels", "1"],
          "--stereo mid: applies to a mono model on two channels"),  # both ignored: one channel has no sides
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", str(wav)], "it is --in"),  # was overwritten
-        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--meter-rate", "1e6"], "at most 200"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--meter-rate", "1e6"], "0.1 to 200"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--meter-rate", "1e-300"], "0.1 to 200"),
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset-dir", str(tmp_path / "nope")],
          "--preset-dir"),
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset", str(tmp_path / "p.yaml")],

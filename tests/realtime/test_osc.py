@@ -402,3 +402,103 @@ def test_a_packet_cut_short_is_refused_not_applied():
     assert controls.view()["mix"] == pytest.approx(0.25)  # nothing applied
     for ok in (whole, bundle, encode_message("/ping", []), encode_message("/x", ["abcd", 1, 2.0, "", b"\x01\x02"])):
         assert well_formed(ok), ok
+
+
+def _nested(outer_tag, inner_tag) -> bytes:
+    """bundle[/concept/bright/mode on:5, bundle[/concept/bright/mode off]] with the given time tags."""
+    inner = OscBundleBuilder(inner_tag)
+    inner.add_content(_message("/concept/bright/mode", "off"))
+    outer = OscBundleBuilder(outer_tag)
+    outer.add_content(_message("/concept/bright/mode", "on:5"))
+    outer.add_content(inner.build())
+    return outer.build().dgram
+
+
+def _message(address: str, *args):
+    builder = OscMessageBuilder(address=address)
+    for a in args:
+        builder.add_arg(a)
+    return builder.build()
+
+
+def test_what_a_hostile_client_sends_is_refused_in_one_line_and_the_osc_thread_lives_on(server, capfd):
+    """Hunt 49: a /ping of 2^32 (`h`) or 1e300 (`d`) raised in the OSC thread when echoed as `i` / `f`, which ended
+    control for good with the audio playing on; a 64 KB bundle of 2338 /preset/load held the thread 3.3 s and 4000
+    /state asked 48 000 replies; a nested bundle with a later time tag was applied out of order (python-osc sorts by
+    tag); `r` (a colour) set the mix; 5000 digits of feature index leaked Python's int() error; junk after the
+    arguments was ignored; garbage took the meters and events; python-osc warned on stderr for each `S`."""
+    srv, controls, listener = server
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+
+    def send(data: bytes, reply: str = "/error"):
+        out.sendto(data, ("127.0.0.1", srv.port))
+        return listener.expect(reply)[-1]
+
+    def raw(address: str, tag: str, payload: bytes) -> bytes:
+        def pad(b: bytes) -> bytes:
+            return b + b"\x00" * (4 - len(b) % 4)
+
+        return pad(address.encode()) + pad(b"," + tag.encode()) + payload
+
+    assert send(raw("/ping", "h", (1 << 32).to_bytes(8, "big")), "/pong") == ("/pong", [1 << 32])
+    import struct
+
+    assert send(raw("/ping", "d", struct.pack(">d", 1e300)), "/pong") == ("/pong", [1e300])
+    (srv.control.preset_dir / "p.yaml").write_text("mix: 0.5\n")
+    many = _bundle(*[("/preset/load", ["p"])] * 2)
+    assert send(many)[1] == ["/preset/load", "/preset/load: one /preset/load or /preset/save per packet, 2 sent"]
+    assert "expected at most 64" in send(_bundle(*[("/mix", [0.5])] * 65))[1][1]
+    assert send(_bundle(*[("/state", [])] * 5))[1] == ["/state", "/state: at most 4 of /ping, /concepts and /state per "
+                                                                 "packet, 5 sent"]  # fmt: skip
+    later = time.time() + 3600
+    for tags in ((IMMEDIATELY, later), (later, IMMEDIATELY)):  # a later tag on either bundle: still in order
+        out.sendto(_nested(*tags), ("127.0.0.1", srv.port))
+        out.sendto(encode_message("/state", []), ("127.0.0.1", srv.port))
+        assert ("/state/concept", ["bright", "off", 5.0, 1.0]) in listener.expect("/state/end")  # on:5, then off
+    assert send(raw("/mix", "r", b"\x00\x00\x00\x00"))[1] == ["/mix", "/mix: argument type 'r' is not read here "
+                                                                      "(send i, f or s)"]  # fmt: skip
+    address, problem = send(encode_message(f"/feature/{'9' * 5000}/gain", [1.0]))[1]
+    assert problem.startswith(address + ": feature index '99999999999999999...' out of range, expected 0..63")
+    assert send(encode_message("/mix", [0.7]) + b"JUNK")[1] == ["?", "malformed OSC packet"]
+    before = srv.last_client
+    out.sendto(b"\x00" * 4, ("127.0.0.1", srv.port))
+    listener.expect("/error")
+    assert srv.last_client == before  # garbage gets its /error but not the meters and events
+    send(raw("/mix", "S", b"on\x00\x00"))
+    assert controls.view()["mix"] == 1.0 and controls.view()["concepts"]["bright"]["mode"] == "off"
+    assert send(encode_message("/ping", [3]), "/pong") == ("/pong", [3])  # the thread lives
+    assert "Unhandled parameter type" not in capfd.readouterr().err
+    out.close()
+
+
+def test_a_bundles_preset_that_cannot_be_written_drops_its_edits_too(tmp_path):
+    """Hunt 49: /preset/save ran after the bundle's edits were published, so a save that failed left them applied."""
+    controls = Controls(EditState(8))
+    osc = OscControl(controls, preset_dir=tmp_path / "gone")  # the folder went away while live ran
+    replies = osc.handle(_bundle(("/mix", [0.2]), ("/preset/save", ["evening"])))
+    assert replies[0][0] == "/error" and "cannot write" in replies[0][1][1], replies
+    assert controls.view()["mix"] == 1.0
+    (tmp_path / "gone").mkdir()
+    assert osc.handle(_bundle(("/mix", [0.2]), ("/preset/save", ["evening"]))) == [("/preset/saved", ["evening.yaml"])]
+    assert "mix: 0.2" in (tmp_path / "gone" / "evening.yaml").read_text()  # what the bundle set, with it
+
+
+def test_events_are_not_paced_by_the_meter_rate():
+    """At --meter-rate 0.05 a lost device's /event waited 20 s for the next round of meters."""
+    from types import SimpleNamespace
+
+    from realtime.osc import OscTelemetry
+
+    sent: list[tuple[str, list]] = []
+    server = SimpleNamespace(send=lambda address, args: sent.append((address, args)) or 1)
+    processor = SimpleNamespace(meter_names=["guitar"], meter_values=[0.8], stats=SimpleNamespace(blocks=1))
+    engine = SimpleNamespace(events=[], failing=False, processor=processor, sr=44100)
+    telemetry = OscTelemetry(server, engine, meter_rate=0.1).start()
+    try:
+        time.sleep(0.3)
+        engine.events.append(SimpleNamespace(seq=1, kind="device", lost_frames=0, message="lost: gone"))
+        time.sleep(0.3)
+    finally:
+        telemetry.stop()
+    assert ("/event", ["device", 0.0, "lost: gone"]) in sent
+    assert [a for a, _ in sent].count("/meter/guitar") == 1  # the first round only, at 0.1 Hz

@@ -336,8 +336,10 @@ def _osc_options(args: argparse.Namespace) -> None:
     their defaults."""
     from sae.errors import UserError
 
-    if args.meter_rate is not None and args.meter_rate > 200:  # the telemetry thread would spin, holding the GIL
-        raise UserError(f"--meter-rate {args.meter_rate:g}: expected at most 200 per second (meters move once a block)")
+    rate = args.meter_rate  # above 200 the telemetry thread would spin, holding the GIL
+    if rate is not None and (rate > 200 or 0 < rate < 0.1):
+        raise UserError(f"--meter-rate {rate:g}: expected 0 (no meters) or 0.1 to 200 per second (meters move once "
+                        "a block)")  # fmt: skip
     if args.osc_host is not None and not args.osc_host.strip():  # "" bound every interface, not the loopback
         raise UserError(f"--osc-host {args.osc_host!r}: expected an address to listen on (0.0.0.0: every interface)")
     if args.no_osc:
@@ -454,10 +456,12 @@ def _restore(resumed, session) -> None:
 
 
 def _controls_line(controls) -> str:
-    """What the controls do now, in a line: each concept that acts (mode and strength), then mix or bypass."""
+    """What the controls do now, in a line: each concept that acts (mode, and its strength or a scale's gain), then
+    mix or bypass."""
     view = controls.view()
     modes = [
-        f"{name} {c['mode']}" + ("" if c["mode"] == "off" else f":{c['strength']:g}")
+        f"{name} {c['mode']}"
+        + ("" if c["mode"] == "off" else f":{c['gain' if c['mode'] == 'scale' else 'strength']:g}")
         for name, c in view["concepts"].items()
         if c["mode"] != "none"
     ]
