@@ -508,6 +508,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     if not isinstance(default, dict):
         raise UserError(f"{at}: default must be {{mode, strength}}")
     mode = default.get("mode", ConceptDefault.mode)
+    if isinstance(mode, bool):  # YAML 1.1 reads a bare on/off as a boolean (a hand-edited `mode: off`)
+        mode = "on" if mode else "off"
     if mode not in ALL_MODES:
         raise UserError(f"{at}: default.mode {mode!r}; expected one of {', '.join(ALL_MODES)}")
     strength = _num(default.get("strength", 1.0), f"{at}: default.strength")

@@ -33,6 +33,7 @@ Used per block by the live engine (`realtime/`) and by the offline renders on te
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
@@ -311,10 +312,9 @@ class ConceptControl:
         head, colon, value = str(mode).partition(":")
         new = cls(head, base.strength, base.gain)
         if colon:
-            try:
-                number = float(value)
-            except ValueError:
-                raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'") from None
+            if not DECIMAL.fullmatch(value.strip()):  # float() also reads 1_0 as 10 and full-width digits
+                raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'")
+            number = float(value)
             if head in ("on", "clamp"):
                 new.strength = number
             elif head == "scale":
@@ -399,9 +399,15 @@ def known_concepts(names: Collection[str]) -> str:
     return f"expected one of {', '.join(sorted(names))}" if names else "no concepts are loaded (no --bank given?)"
 
 
+# a number as text (a mode's `:N`, a number quoted in a preset): float() also reads 1_0 as 10 and full-width digits;
+# inf and nan are read, for the range check to name them
+DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.ASCII | re.I)
+
+
 def preset_number(value: Any) -> float:
-    """A strength or gain of a preset; true/false (YAML's bare yes/no/on/off) is a TypeError, never 1.0 or 0.0."""
-    if isinstance(value, bool):
+    """A strength or gain of a preset; true/false (YAML's bare yes/no/on/off) is a TypeError, never 1.0 or 0.0, and
+    text is read only as a plain decimal number (JSON round trips quote some)."""
+    if isinstance(value, bool) or (isinstance(value, str) and not DECIMAL.fullmatch(value.strip())):
         raise TypeError(value)
     return float(value)
 

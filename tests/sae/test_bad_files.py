@@ -222,3 +222,29 @@ def test_removing_from_a_missing_bank_is_one_line_and_makes_no_folder(tmp_path, 
     assert main(["concept", "remove", "--bank", str(bank), "drums"]) == 2
     assert capsys.readouterr().err.strip() == f"musicsae: error: {bank}: no such concept bank"
     assert not bank.parent.exists()
+
+
+def test_a_bare_off_in_a_hand_edited_bank_is_the_mode_off(tmp_path):
+    """`default: {mode: off}` (unquoted: YAML 1.1's False) was refused as "default.mode False"; presets took it."""
+    from sae.bank import ConceptBank
+
+    text = _bank_text()
+    assert "mode: none" in text
+    bank = tmp_path / "b.yaml"
+    bank.write_text(text.replace("mode: none", "mode: off", 1).replace("mode: none", "mode: on", 1))
+    concepts = ConceptBank.load(bank).concepts
+    assert (concepts["guitar"].default.mode, concepts["drums"].default.mode) == ("off", "on")
+
+
+@pytest.mark.parametrize("text", ["1_0", "\uff15", " 2 "])
+def test_numbers_as_text_are_plain_decimals(text):
+    """`on:1_0` was strength 10 and `on:５` (a full-width digit) 5: float() reads both; so did a preset's '1_0'."""
+    from sae.steering import ConceptControl, preset_number
+
+    if text.strip() == "2":
+        assert ConceptControl.parse("g", f"on:{text}").strength == 2.0 and preset_number(text) == 2.0
+        return
+    with pytest.raises(UserError, match=f"concept 'g' mode 'on:{text}': expected a number after ':'"):
+        ConceptControl.parse("g", f"on:{text}")
+    with pytest.raises(TypeError):
+        preset_number(text)
