@@ -507,13 +507,23 @@ def plot_judge(result: dict, path: Path) -> None:
     ax.set_xticks(range(len(names)), names)
     ax.set_ylabel("detection by the outside judge (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(f"steering on {result['model']['name']}: outside judge on {result['held_out_clips']} held-out clips")
+    ax.set_title(f"steering on {result['model']['name']}: outside judge on {_judged(result)}")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def _judged(result: dict) -> str:
+    """What was judged: held-out clips (RAVE), or renders of prompts (MusicGen, whose report names its prompts)."""
+    return f"{result['held_out_clips']} {'renders' if 'prompts' in result else 'held-out clips'}"
+
+
+def _strengths(result: dict) -> list[float]:
+    """The `on` strengths tried (RAVE's judge: a list; MusicGen's: the one given)."""
+    return list(result["strengths"]) if "strengths" in result else [float(result.get("strength_on", 1.0))]
 
 
 def rich_table(result: dict):
@@ -523,8 +533,8 @@ def rich_table(result: dict):
 
     drifted = len(result["concepts"]) > 1  # drift is measured on the other concepts judged
     t = Table(
-        title=f"outside judge: {result['model']['name']}, {result['held_out_clips']} held-out clips, "
-        f"on strengths {', '.join(f'{v:g}' for v in result.get('strengths', [1.0]))}",
+        title=f"outside judge: {result['model']['name']}, {_judged(result)}, "
+        f"on strengths {', '.join(f'{v:g}' for v in _strengths(result))}",
         caption="detection by the judge in % of clips; with / without: held-out clips with or without the concept; "
         "(s): strength of on; drift: largest change of another concept, in points; the judge's own accuracy on "
         "the clean held-out clips: "

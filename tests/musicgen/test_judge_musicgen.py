@@ -48,8 +48,10 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
     (tmp_path / "prompts.txt").write_text("jazz piano\n")
     out = tmp_path / "out"
     argv = ["--data", str(data), "--model", str(audiocraft_dir), "--bank", str(bank), "--out", str(out)]
-    assert main(["eval", "musicgen", *argv, "--prompts", str(tmp_path / "prompts.txt"), "--duration", "0.5"]) == 0
+    assert main(["eval", "musicgen", *argv, "--prompts", str(tmp_path / "prompts.txt"), "--duration", "0.5",
+                 "--strength", "0.25"]) == 0  # fmt: skip
     said = capsys.readouterr()
+    assert "2 renders, on strengths 0.25" in said.out  # was "2 held-out clips, on strengths 1"
     lines = said.out.splitlines()  # where the listening examples are, one whole line
     assert (
         f"wrote listening examples to {out / 'listen'} (plain | off | on per prompt and seed; the dashboard's "
@@ -130,3 +132,21 @@ def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, t
     waves = {k: sf.read(str(listen / f), dtype="float32", always_2d=True)[0] for k, f in row["files"].items()}
     assert {k: w.shape[1] for k, w in waves.items()} == {"plain": 2, "off": 2, "on": 2}
     assert all(np.abs(w).max() > 0 for w in waves.values())
+
+
+def test_eval_musicgen_renders_the_lms_segment_by_default_and_says_when_it_runs_past(tmp_path, capsys):
+    """Hunt 48: `eval musicgen` rendered 4 s on the demo MusicGen (trained on 2 s segments) without a word, where
+    `render musicgen` and `collect musicgen` default to the segment and note what runs past it."""
+    from training.cli import main
+
+    model = tmp_path / "mg"
+    model.mkdir()
+    (model / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": 2.0}}}}))
+    argv = ["eval", "musicgen", "--data", str(tmp_path / "none"), "--model", str(model), "--bank", "b.yaml"]
+    for extra, noted in (([], False), (["--duration", "4"], True)):
+        assert main([*argv, "--out", str(tmp_path / "o"), *extra]) == 2  # stops at the missing data, after the note
+        said = capsys.readouterr()
+        assert (
+            "note: mg's LM was trained on 2 s segments: 4 s at a time runs on positions past 2 s" in said.out
+        ) is noted
+        assert "no manifest" in said.err

@@ -180,6 +180,7 @@ def add_edit_rows(parser: argparse.ArgumentParser) -> None:
         choices=("both", "cond"),
         default=None,
         help="guidance rows the edits touch: cond (default: the conditional rows only; guidance multiplies the edit "
-        "by --cfg-coef, so `on` wants strengths of about 0.25-0.5; measured to remove concepts far better) or both "
-        "(an edit reaches the output once at any --cfg-coef, so strengths mean what a teacher-forced judge measured)",
+        "by its coefficient (MusicGen's 3, or render's --cfg-coef), so `on` wants strengths of about 0.25-0.5; "
+        "measured to remove concepts far better) or both (an edit reaches the output once at any guidance "
+        "coefficient, so strengths mean what a teacher-forced judge measured)",
     )

@@ -343,7 +343,12 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--prompts", help="prompt file (.txt/.csv/.yaml; default: two mixed-instrument prompts)")
     p.add_argument("--renders", type=int, default=2, help="seeds per prompt (default 2)")
-    p.add_argument("--duration", type=positive_float, default=4.0, help="seconds per render (default 4)")
+    p.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        help="seconds per render (default: the LM's training segment where the model records it, else 4)",
+    )
     p.add_argument(
         "--concepts",
         default=None,
@@ -363,6 +368,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     import torch
 
+    from realtime.musicgen import duration_note, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
     from training.judge import rich_table
@@ -372,6 +378,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError(f"--renders {args.renders}: expected at least 1")
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
+    trained = trained_seconds(args.model)  # as render musicgen: positions past the LM's segment were never trained
+    if args.duration is None:
+        args.duration = trained if trained is not None else 4.0
+    console = output_console()
+    if note := duration_note(Path(args.model).name, trained, args.duration):
+        console.print(f"note: {note}", highlight=False)
     torch.set_num_threads(args.threads)
     cfg = MusicGenEvalConfig(
         args.data,
@@ -389,7 +401,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.edit_rows or EDIT_ROWS_DEFAULT,
         watch=watch_of(args),
     )
-    console = output_console()
     with console.status("judging") as status:
         result = evaluate_musicgen(cfg, lambda s: status.update(s))
     console.print(rich_table(result))
