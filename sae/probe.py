@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from sae.bank import ConceptClips, ConceptProbe
+from sae.bank import ConceptClips, ConceptFeature, ConceptProbe
 from sae.errors import UserError
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
@@ -145,6 +145,19 @@ def concept_probe(probe: SparseProbe) -> ConceptProbe:
     """The bank's `probe` entry (raw-unit coefficients by feature index, intercept) of a fitted probe."""
     coef, intercept = probe.linear()
     return ConceptProbe(intercept, {int(i): float(c) for i, c in zip(probe.indices.tolist(), coef, strict=True)})
+
+
+def concept_features(probe: SparseProbe, fired: torch.Tensor) -> list[ConceptFeature]:
+    """The bank's `features` entry of a fitted probe: each chosen feature with its probe weight and its typical
+    activation in `fired` ([frames, d_sae], the SAE's features over the frames with the concept: the mean where it
+    fires, else its largest magnitude, at least 1e-3), largest weight first (as `concept list` says)."""
+    out = []
+    for idx, w in zip(probe.indices.tolist(), probe.weights.tolist(), strict=True):
+        col = fired[:, idx]
+        active = col[col > 0]
+        typical = float(active.mean()) if active.numel() else max(float(col.abs().max()), 1e-3)
+        out.append(ConceptFeature(int(idx), float(w), max(typical, 0.0)))
+    return sorted(out, key=lambda f: -f.weight)
 
 
 def concept_intervals(report: ProbeReport) -> dict[str, tuple[float, float]]:

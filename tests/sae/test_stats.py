@@ -109,3 +109,19 @@ def test_rate_difference_of_two_independent_sets():
     wide = rate_diff(a[:40], b[:20])
     assert wide.hi - wide.lo > d.hi - d.lo
     assert rate_diff(a, a[:0]).n == 0
+
+
+def test_a_concepts_features_come_largest_weight_first_with_their_typical_activation():
+    """Hunt 48: MusicGen's concepts kept the probe's order (`concept list` shows the first 8, '+N' hid the largest
+    weight); the RAVE path sorted. One function writes both now."""
+    import numpy as np
+    import torch
+
+    from sae.probe import SparseProbe, concept_features
+
+    fired = torch.zeros(4, 8)
+    fired[:2, 2] = torch.tensor([1.0, 3.0])  # fires on two frames: typical 2
+    fired[:, 7] = -0.5  # never fires: its largest magnitude
+    probe = SparseProbe(np.array([2, 5, 7]), np.array([0.4, 1.0, 0.6]))
+    got = [(f.index, f.weight, f.typical) for f in concept_features(probe, fired)]
+    assert got == [(5, 1.0, 1e-3), (7, 0.6, 0.5), (2, 0.4, 2.0)]

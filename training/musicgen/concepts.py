@@ -17,10 +17,18 @@ import torch
 
 from realtime.audio_files import AudioNotes, list_sides
 from realtime.musicgen import MusicGenBackend, Recorder
-from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptDefault, ModelRef
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES, check_examples
-from sae.probe import ProbeReport, compare_probes, concept_clips, concept_intervals, concept_probe, pool
+from sae.probe import (
+    ProbeReport,
+    compare_probes,
+    concept_clips,
+    concept_features,
+    concept_intervals,
+    concept_probe,
+    pool,
+)
 from training.musicgen.collect import load_audio
 
 
@@ -144,12 +152,7 @@ def probe_layer(
     frames = torch.cat([acts[Path(f).resolve()][layer] for f in with_files])
     with torch.no_grad():
         f = sae.encode(frames.to(sae.W_enc.device)).cpu()
-    features = []
-    for idx, w in zip(report.probe.indices.tolist(), report.probe.weights.tolist(), strict=True):
-        col = f[:, idx]
-        active = col[col > 0]
-        typical = float(active.mean()) if active.numel() else float(col.abs().max().clamp_min(1e-3))
-        features.append(ConceptFeature(int(idx), float(w), typical))
+    features = concept_features(report.probe, f)
     ref = mg.model_ref()
     concept = Concept(
         name,

@@ -40,7 +40,7 @@ from sae.alone import MEMORY_S
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES, check_examples
-from sae.probe import ProbeReport, compare_probes, concept_probe, feature_effects
+from sae.probe import ProbeReport, compare_probes, concept_features, concept_probe, feature_effects
 from training.data.groups import GROUP_RULES, clip_group
 from training.rave.alone import MIN_ALONE, find_alone
 
@@ -306,13 +306,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             f"(SAE probe AUROC {report.auroc['sae_probe']:.2f}); nothing written"
         )
     fired = torch.cat([f for f in feats[: len(pos)]])
-    features = []
-    for idx, w in zip(report.probe.indices.tolist(), report.probe.weights.tolist(), strict=True):
-        col = fired[:, idx]
-        active = col[col > 0]
-        typical = float(active.mean()) if active.numel() else float(col.abs().max())
-        features.append(ConceptFeature(int(idx), float(w), max(typical, 0.0)))
-    features.sort(key=lambda f: -f.weight)
+    features = concept_features(report.probe, fired)
     steer = None
     chosen = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold, spared)
     if cfg.spare and not chosen:
