@@ -181,6 +181,10 @@ class RaveModel:
         figures[name] = value
         measured.write(self.identity.sha256, str(self.device), figures)
 
+    def has_measured(self, name: str) -> bool:
+        """Whether `name`'s figure (`delay`, `alignment`, ...) is kept for this model file and device."""
+        return name in self._measured()
+
     def _remembered(self, name: str, measure: Callable[[], Any]) -> Any:
         """`name`'s figure for this model file and device, measured (and kept) only where none is kept."""
         figures = self._measured()

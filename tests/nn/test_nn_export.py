@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -290,3 +291,17 @@ def test_a_model_that_cannot_be_cut_at_the_hook_is_refused(capsys, monkeypatch, 
     assert "the SAE edits decoder.net.2" in err and "attribute gate: off" in err
     m = torch.jit.load(str(out))
     assert read_metadata(out)["hook"] == "decoder.net.2" and m.get_gate() == (0,) and m.get_gate_db() == (-50.0, -30.0)
+
+
+def test_the_export_measures_once_and_prints_both_delays(capsys, tmp_path, monkeypatch, tiny_rave_ts, nn_bank):
+    """Hunt 48: every export said it was measuring where the model's notes come out, cached or not, and printed only
+    the aligned delay where the README says it prints both."""
+    monkeypatch.setenv("MUSICSAE_CACHE", str(tmp_path / "cache"))
+    said = []
+    for k in range(2):
+        assert main(["export", "nn", "--model", str(tiny_rave_ts), "--bank", str(nn_bank), "--out",
+                     str(tmp_path / f"{k}.ts")]) == 0  # fmt: skip
+        out = capsys.readouterr()
+        said.append(out.out + out.err)
+    assert ["measuring where the model's notes come out" in s for s in said] == [True, False]
+    assert all(re.search(r"model delay \d+ samples .*; first response \d+ = [\d.]+ ms\)", s) for s in said), said

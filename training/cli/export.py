@@ -77,6 +77,7 @@ def run_nn(args: argparse.Namespace) -> int:
     say(
         f"wrote {report.out} in {report.seconds:.1f} s: {report.sample_rate} Hz, {report.ratio} samples per latent "
         f"frame, model delay {report.delay} samples ({1000 * report.delay / report.sample_rate:.1f} ms, where its "
-        "notes come out; the dry signal of mix is delayed by as much)"
+        f"notes come out; the dry signal of mix is delayed by as much; first response {report.first_response} = "
+        f"{1000 * report.first_response / report.sample_rate:.1f} ms)"
     )
     return 0

@@ -72,6 +72,7 @@ class NnExportReport:
     ratio: int
     seconds: float
     hook: str = "latent"
+    first_response: int = 0  # the first output sample an impulse changes (`delay` is where notes come out)
     notes: list[str] = field(default_factory=list)
     controls: list[str] = field(default_factory=list)  # the file's other attributes (mix, bypass, gate, ...)
 
@@ -193,7 +194,8 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
         specs.append(ConceptSpec(attrs[name], name, feats, control.mode, float(value), alone))
     frame_rate = model.sr / model.ratio
     meter = _meter_spec(steering.concepts, attrs, frame_rate, cfg.meter_seconds)
-    say(f"measuring where the model's notes come out ({model.path.name})")
+    if not model.has_measured("alignment"):
+        say(f"measuring where the model's notes come out ({model.path.name})")
     found = model.alignment()  # the aligned delay, as live and render rave line dry and wet up
     delay = int(found.aligned)
     rave = model.new_stream().module
@@ -278,6 +280,7 @@ def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExpo
         metadata["ratio"],
         time.perf_counter() - t0,
         metadata["hook"],
+        metadata["first_response"],
         controls=[a for a in scripted.get_attributes() if a not in attrs.values()],
     )
 
