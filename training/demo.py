@@ -349,6 +349,8 @@ def _jsonable(x: Any) -> Any:
 
 def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     """The demo report: what ran, every figure, and an honest reading of the goals."""
+    from training.judge import GOALS, drift_missed
+
     lines = [
         "# musicsae RAVE demo report",
         "",
@@ -455,7 +457,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                 else:
                     why.append(f"`on` rises at most {top['rise']:+.0f} (strength {top['strength']:g})")
             if "drift" in missed:
-                why.append(f"other concepts move by up to {e['max_drift']:.0f} points")
+                why.append(drift_missed(e, GOALS["drift"]))
             verdicts.append(f"- {name}: goals missed: {', '.join(missed)}" + (f" — {'; '.join(why)}" if why else ""))
         else:
             verdicts.append(

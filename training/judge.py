@@ -94,6 +94,20 @@ def goals_met(
     }
 
 
+def drift_missed(entry: dict[str, Any], goal: float) -> str:
+    """Why an entry of the judge missed its drift goal, in words: the other concepts moved too far, or they stayed
+    within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
+    25 points: "other concepts move by up to 0 points" was given as the reason)."""
+    drift = float(entry.get("max_drift", 0.0))
+    n_on = entry.get("held_out_without_test") if entry.get("on_clips") == "test_half" else entry.get("held_out_without")
+    counts = [int(n) for n in (entry.get("held_out_with"), n_on) if n]
+    if counts and drift <= goal:
+        n = min(counts)
+        return (f"other concepts moved by at most {drift:.0f} points, within {goal:.0f} but not by a clip's margin "
+                f"(one clip is {100 / n:.0f} points at {n} clips)")  # fmt: skip
+    return f"other concepts move by up to {drift:.0f} points"
+
+
 def judge_shift(hits: dict[str, np.ndarray], rows: list[dict], concept: str) -> dict[str, Any]:
     """How the judge's call on every other concept moves where `concept` really plays, on clean clips: per other
     concept and per side (clips with / without it), its detection rate on clips without `concept`, on clips with

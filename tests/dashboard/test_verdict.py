@@ -3,6 +3,7 @@ from a judge.json entry as the judge writes it (and a partial one still reads)."
 
 from __future__ import annotations
 
+import html
 import re
 
 from training.dashboard.verdict import headline, verdict_html
@@ -42,7 +43,7 @@ def test_verdict_reads_the_judge_entry_in_words():
         "judge": {"clean_heldout_accuracy": {"guitar": 95.0}},
     }
     text = _text(verdict_html("guitar", result, "judge/judge.json"))
-    assert "guitar can be taken out and put in, but other concepts move too (up to 17 points)." in text
+    assert "guitar can be taken out and put in, but other concepts move by up to 17 points." in text
     assert "heard it in 8 of 10 (80 %) through the model and in 1 of 10 (10 %) with guitar off" in text
     assert "down 70 points (95 % interval 40 to 90)" in text and "met" in text
     assert "guitar=on:4 , the strength of 1, 2, 4, 8, 16" in text and "chosen on 6 other clips" in text
@@ -58,3 +59,14 @@ def test_headlines_and_partial_entries():
     assert verdict_html("piano", {"concepts": {"guitar": _entry()}}) == ""
     partial = _text(verdict_html("guitar", {"concepts": {"guitar": {"none": {"with": 50.0}, "off": {"with": 0.0}}}}))
     assert "heard it in 50 % through the model and in 0 % with guitar off: down 50 points" in partial
+
+
+def test_a_drift_within_the_goal_but_not_by_a_clips_margin_says_so():
+    """Hunt 48: at 4 clips a drift of 0 missed its goal (one clip is 25 points, more than the goal of 10 leaves as a
+    margin), and the verdict said "but other concepts move too (up to 0 points)"."""
+    entry = {**_entry(), "held_out_with": 4, "held_out_without": 4, "on_clips": "all", "max_drift": 0.0}
+    entry["drift"] = {"off": {"drums": 0.0}, "on": {"drums": 0.0}}
+    text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
+    assert ("guitar can be taken out and put in, but other concepts moved by at most 0 points, within 10 but not by "
+            "a clip's margin (one clip is 25 points at 4 clips).") in text  # fmt: skip
+    assert "goal: at most 10, by a clip's margin" in text

@@ -52,7 +52,7 @@ def _interval(entry: dict, key: str) -> str:
     return f" (95 % interval {iv['lo']:.0f} to {iv['hi']:.0f})"
 
 
-def headline(name: str, entry: dict) -> str:
+def headline(name: str, entry: dict, goals: dict | None = None) -> str:
     """One sentence: what the edits can do, by the judge's goals."""
     met = entry.get("goals_met") or {}
     off, on, drift = met.get("off_drop"), met.get("on_rise"), met.get("drift")
@@ -69,7 +69,9 @@ def headline(name: str, entry: dict) -> str:
     if can and drift is True:
         text += ", without disturbing the other concepts"
     elif can and drift is False:
-        text += f", but other concepts move too (up to {entry.get('max_drift', 0):.0f} points)"
+        from training.judge import drift_missed
+
+        text += f", but {drift_missed(entry, (goals or DEFAULT_GOALS)['drift'])}"
     return text + "."
 
 
@@ -121,7 +123,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         items.append(
             f"<li><b>Side effects</b>: the other concepts moved by at most {entry.get('max_drift', abs(v)):.0f} "
             f"points (the most: {_e(other)}, {v:+.0f} with {_e(name)} {_e(edit)}; goal: at most "
-            f"{goals['drift']:.0f}){_met(met.get('drift'))}.</li>"
+            f"{goals['drift']:.0f}, by a clip's margin){_met(met.get('drift'))}.</li>"
         )
     base = entry.get("baseline")
     if isinstance(base, dict) and "off_drop" in base and "on_rise" in base:
@@ -158,7 +160,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         items.append(f"<li><b>How far to trust this</b>: {'; '.join(trust)}.</li>")
     if not items:
         return ""
-    head = headline(name, entry)
+    head = headline(name, entry, goals)
     where = f' <span class="small muted">(from {_e(source)})</span>' if source else ""
     return (
         f"<h2>The judge's verdict</h2>{f'<p class=verdict>{_e(head)}</p>' if head else ''}"
