@@ -18,6 +18,7 @@ reduced across ranks so every rank holds the same model.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -434,7 +435,13 @@ def _train_hook(
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+        # torch 2.13 renamed broadcast_buffers (and warns on it, once per rank); the running statistics stay local
+        sync = (
+            "forward_sync_buffers"
+            if "forward_sync_buffers" in inspect.signature(DDP).parameters
+            else "broadcast_buffers"
+        )
+        runner = DDP(runner, device_ids=[device.index] if device.type == "cuda" else None, **{sync: False})
 
     def checkpoint() -> None:
         streams = [stream.state_dict()]

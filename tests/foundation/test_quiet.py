@@ -101,3 +101,16 @@ def test_recipes_still_show_our_own_warnings(tmp_path, recwarn):
     assert guarded("recipe", recipe) == 0
     said = [str(w.message) for w in recwarn]
     assert said == ["h: 4 rows with NaN/inf stored; readers skip them"], said
+
+
+def test_a_librarys_deprecation_that_lands_on_our_line_is_not_ours():
+    """Under torchrun, torch's FutureWarning on `broadcast_buffers` (its stacklevel points at sae/train.py) passed the
+    filter that lets our own warnings through, once per rank; ours are UserWarning and RuntimeWarning."""
+    import warnings
+
+    from training.cli.quiet import quiet
+
+    with warnings.catch_warnings(record=True) as seen, quiet():
+        for category in (FutureWarning, DeprecationWarning, UserWarning):
+            warnings.warn_explicit(f"{category.__name__} here", category, "sae/train.py", 1, module="sae.train")
+    assert [str(w.message) for w in seen] == ["UserWarning here"]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn
 
 OURS = r"(sae|realtime|training)(\.|$)"
+OUR_CATEGORIES = (UserWarning, RuntimeWarning)  # what our code warns with (torch's FutureWarning under torchrun is not)
 # read by transformers / huggingface_hub / tqdm when they are imported or log; set only when not set by the user
 QUIET_ENV = {
     "TRANSFORMERS_VERBOSITY": "error",  # config validation notes ("pad_token_id must be ...") and advisories
@@ -51,7 +52,8 @@ def quiet(verbose: bool = False) -> Iterator[None]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            warnings.filterwarnings("default", module=OURS)
+            for category in OUR_CATEGORIES:  # a library's deprecation lands on our line by its stacklevel: not ours
+                warnings.filterwarnings("default", category=category, module=OURS)
             yield
     finally:
         for lg, level in zip(loggers, saved_levels, strict=True):
