@@ -145,6 +145,11 @@ def test_a_store_that_is_not_one_is_one_plain_line(command, kind, said, tmp_path
         (["live", "--blocksize", "x"], "musicsae live: error: argument --blocksize: 'x': expected a positive integer"),
         (["sae", "train"], "musicsae sae train: error: the following arguments are required: --activations, --out"),
         (["nosuch"], "musicsae: error: argument COMMAND: invalid choice: 'nosuch'"),
+        # an unknown option is the subcommand's (it pointed at `musicsae --help`)
+        (
+            ["render", "rave", "--in", "a", "--out", "b", "--model", "c", "--bogus"],
+            "musicsae render rave: error: unrecognized arguments: --bogus",
+        ),
     ],
 )
 def test_a_usage_error_is_one_line_with_where_the_options_are(argv, said, capsys):

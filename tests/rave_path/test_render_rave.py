@@ -52,6 +52,12 @@ def test_cli_edits_and_identity(tmp_path, tiny_rave_ts, tiny_model, concept_data
     lines = said.out.splitlines() + said.err.splitlines()  # not a terminal: no progress bar left behind
     assert lines and "" not in lines, said  # issue #16: the transient bar left an empty line
     assert len(lines) == 1 and lines[0].startswith(f"wrote {out}:") and lines[0].endswith("removed")  # not wrapped
+    kept = tmp_path / "kept.wav"  # --no-align said "the model's delay (0 samples) removed"
+    assert (
+        main(["render", "rave", "--in", str(clip), "--out", str(kept), "--model", str(tiny_rave_ts), "--no-align"]) == 0
+    )
+    said = capsys.readouterr()
+    assert (said.out + said.err).rstrip().endswith("; the model's delay kept (--no-align)"), said
 
     def render(sets, name):
         render_file(clip, tmp_path / name, tiny_rave_ts, bank, sets, model=model, delay=delay)

@@ -11,8 +11,22 @@ class Parser(argparse.ArgumentParser):
     """The parser of musicsae and the recipes: a usage error is one line, what was wrong and where the options are
     listed (argparse prints its whole usage block first: 14 lines for `live`). Subcommands inherit it."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.set_defaults(_command=self.prog)  # the deepest subcommand parsed sets it last
+
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+        """Unknown arguments are the subcommand's to name (argparse left them to the top parser: `musicsae render
+        rave --bogus` pointed at `musicsae --help`)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            prog = getattr(parsed, "_command", self.prog)
+            self.exit(2, f"{prog}: error: unrecognized arguments: {' '.join(extras)} (`{prog} --help` lists the "
+                      "options)\n")  # fmt: skip
+        return parsed
 
     def _get_value(self, action: argparse.Action, arg_string: str):
         """argparse's conversion of one value, refusing an empty one (`--model ''` read as the folder '.', `--out ''`

@@ -104,8 +104,12 @@ def run_rave(args: argparse.Namespace) -> int:
     edits = ", ".join(args.sets) or "no edit"
     console.print(
         f"wrote {args.out}: {report.seconds_audio:.2f} s of audio ({edits}), rendered in {report.seconds_wall:.2f} s "
-        f"(RTF {report.rtf:.2f}) after {report.seconds_startup:.1f} s of start-up and writing; the model's delay "
-        f"({report.delay} samples) removed",
+        f"(RTF {report.rtf:.2f}) after {report.seconds_startup:.1f} s of start-up and writing; "
+        + (
+            "the model's delay kept (--no-align)"
+            if args.no_align
+            else f"the model's delay ({report.delay} samples) removed"
+        ),
         highlight=False,
     )
     return 0
