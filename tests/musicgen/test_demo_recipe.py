@@ -216,6 +216,20 @@ def test_transformers_conversion_computes_the_same(toy_folders):
     assert max(check["hidden_max_abs_diff"].values()) < 1e-4
 
 
+def test_a_codec_without_lstm_is_refused_by_the_conversion_in_one_line(toy_folders):
+    """Hunt 50: `train_codec --lstm 0` trained and packaged, then `package --convert` died in transformers with a
+    traceback (nn.LSTM of 0 layers): its Encodec always has the LSTM."""
+    from training.musicgen.arch import CODEC_FILE
+    from training.musicgen.convert import _read_package, encodec_config
+
+    _, cfg = _read_package(toy_folders[0], CODEC_FILE)
+    assert cfg["seanet"]["lstm"] > 0
+    encodec_config(cfg)
+    cfg["seanet"]["lstm"] = 0
+    with pytest.raises(UserError, match=r"no LSTM layer \(train_codec --lstm 0\); the transformers format needs"):
+        encodec_config(cfg)
+
+
 def test_missing_files_are_named(toy_folders, toy_lm_run, tmp_path):
     ac, tf = toy_folders
     broken = tmp_path / "ac"

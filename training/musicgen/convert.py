@@ -57,6 +57,9 @@ def encodec_config(cfg: dict):
     s, q = cfg["seanet"], cfg["rvq"]
     if s["causal"] or s["norm"] != "weight_norm" or not s["true_skip"] or s["disable_norm_outer_blocks"]:
         raise UserError("compression model: only non-causal, weight-norm, true-skip SEANets are converted")
+    if not s["lstm"]:  # transformers' Encodec always builds its LSTM (nn.LSTM of 0 layers raised)
+        raise UserError("compression model: it has no LSTM layer (train_codec --lstm 0); the transformers format "
+                        "needs one or more (train the codec with --lstm 1 or 2)")  # fmt: skip
     frame_rate = cfg["sample_rate"] / torch.tensor(s["ratios"]).prod().item()
     return EncodecConfig(
         target_bandwidths=[q["n_q"] * frame_rate * torch.tensor(float(q["bins"])).log2().item() / 1000],

@@ -218,7 +218,9 @@ def add_size_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ratios", default=",".join(map(str, d.ratios)), help="SEANet ratios, e.g. 8,5,4,2")
     parser.add_argument("--filters", type=positive_int, default=d.n_filters, help="SEANet n_filters")
     parser.add_argument("--latent", type=positive_int, default=d.dimension, help="latent dimension")
-    parser.add_argument("--lstm", type=nonneg_int, default=d.lstm, help="LSTM layers (0: none)")
+    parser.add_argument(
+        "--lstm", type=nonneg_int, default=d.lstm, help="LSTM layers (0: none; the transformers conversion needs 1+)"
+    )
     parser.add_argument("--n-q", type=positive_int, default=d.n_q, help="codebooks")
     parser.add_argument("--bins", type=positive_int, default=d.bins, help="codebook size")
     parser.add_argument(
