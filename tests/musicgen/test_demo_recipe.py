@@ -103,8 +103,10 @@ def test_codec_run_resumes_and_refuses_other_sizes_or_data(toy_codec_run, toy_da
     CODEC = toy_sizes[0]
     cfg = CodecTrainConfig([str(toy_data)], run, CODEC, steps=4, batch=2)
     assert train_codec.train_codec(cfg, say=quiet)["step"] == 4
-    again = train_codec.train_codec(cfg, say=quiet)  # already there: nothing trained, the record is kept
+    said: list[str] = []
+    again = train_codec.train_codec(cfg, say=said.append)  # already there: nothing trained, the record is kept
     assert again["step"] == 4 and "eval_mel" in again["last"]
+    assert f"note: {run} is at step 4, which --steps 4 does not pass: nothing to train" in said, said
     with pytest.raises(UserError, match=r"sizes\.n_filters: 4 at the start, 8 now"):
         train_codec.train_codec(replace(cfg, sizes=replace(CODEC, n_filters=8)), say=quiet)
     other = tmp_path / "elsewhere" / toy_data.name  # same folder name, another manifest

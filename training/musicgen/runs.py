@@ -241,6 +241,8 @@ def train_loop(
         saved = step
 
     skipped = 0
+    if step >= cfg.steps:
+        say(f"note: {cfg.run} is at step {step}, which --steps {cfg.steps} does not pass: nothing to train")
     with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
         while step < cfg.steps and (t_end is None or time.time() < t_end):
             if held.due():

@@ -365,6 +365,8 @@ def _train(
                 opt.load_state_dict(state[name])
         step, cpu_s, wall_s = state["step"], state.get("cpu_s", 0.0), state.get("wall_s", 0.0)
         trim_log(run_dir / "train_log.jsonl", step)  # the steps logged after that checkpoint are trained again
+        if max_steps is not None and step >= max_steps:  # it printed "trained to step N" and nothing else
+            print(f"note: {run_dir} is at step {step}, which --steps {max_steps} does not pass: nothing to train")
     clips = load_clips(files, recipe.sample_rate)
     sets = eval_sets(data, recipe.sample_rate)
     rng = np.random.default_rng([recipe.seed, step])
