@@ -287,3 +287,93 @@ def test_a_resumed_run_drops_the_log_lines_past_its_checkpoint(tmp_path):
     cfg = SimpleNamespace(run=tmp_path, device="cpu")
     assert runs.resume(cfg, model, opt, True, lambda *_: None)[0] == 4
     assert (tmp_path / runs.LOG_FILE).read_text() == "".join(lines[:2])
+
+
+def _started(module, kind: str, run, options: list[str], ident) -> None:
+    """A `kind` run folder started with `options` and checkpointed (its state a placeholder)."""
+    cfg = module.config_from_args(module.build_parser().parse_args(["--data", "d", "--run", str(run), *options]))
+    runs.open_run(run, ident(cfg))
+    (run / runs.STATE_FILE).write_bytes(b"x")
+
+
+@pytest.mark.parametrize("kind", ["codec", "lm"])
+def test_a_resume_takes_the_runs_own_sizes_and_options(tmp_path, kind):
+    """A run started with other sizes was refused on a resume that did not repeat every one of them ('started with
+    other settings (sizes.n_filters: 8 at the start, 32 now, ...)'); the demo RAVE's recipe took them from the run.
+    Now both MusicGen recipes do too, and an option given is still checked against the run."""
+    clips = SimpleNamespace(identity={"files": 3})
+    snap = {"sha256": "abc", "sizes": {"hop": 320}}
+    if kind == "codec":
+        module, options, note = (
+            train_codec,
+            ["--filters", "8", "--ratios", "4,2", "--lr", "5e-4", "--seed", "3"],
+            ("--ratios 4,2 --filters 8 --lr 0.0005 --seed 3"),
+        )
+
+        def ident(cfg):
+            return train_codec.identity(cfg, clips)
+
+        changed, refusal = ["--filters", "16"], r"sizes\.n_filters: 8 at the start, 16 now"
+    else:
+        module, options, note = (
+            train_lm,
+            [
+                "--dim",
+                "48",
+                "--heads",
+                "3",
+                "--p-keep",
+                "0.5",
+                "--max-phrases",
+                "2",
+                "--warmup",
+                "7",
+                "--opening-weight",
+                "2",
+            ],
+            ("--dim 48 --heads 3 --p-keep 0.5 --max-phrases 2 --warmup 7 --opening-weight 2.0"),
+        )
+
+        def ident(cfg):
+            return train_lm.identity(cfg, snap, clips)
+
+        changed, refusal = ["--layers", "5"], r"sizes\.num_layers: 6 at the start, 5 now"
+    run = tmp_path / "run"
+    _started(module, kind, run, options, ident)
+    started = json.loads((run / runs.RUN_FILE).read_text())
+    said: list[str] = []
+    resume = ["--data", "d", "--run", str(run), "--steps", "50"]
+    args = runs.parse_resumable(module.build_parser(), resume, kind, module.recorded_args, said.append)
+    cfg = module.config_from_args(args)
+    assert ident(cfg) == started and cfg.steps == 50
+    assert said == [f"note: resuming {run} with its recorded {note} ({runs.RUN_FILE})"]
+    args = runs.parse_resumable(module.build_parser(), resume + changed, kind, module.recorded_args, said.append)
+    with pytest.raises(UserError, match=refusal):
+        runs.open_run(run, ident(module.config_from_args(args)))
+    other = "lm" if kind == "codec" else "codec"  # a run of the other recipe is refused before anything is read
+    with pytest.raises(UserError, match=f"holds a '{kind}' run, not a '{other}' run"):
+        runs.parse_resumable(module.build_parser(), resume, other, module.recorded_args)
+
+
+def test_a_new_run_or_one_without_a_checkpoint_takes_the_defaults(tmp_path):
+    run = tmp_path / "run"
+    resume = ["--data", "d", "--run", str(run)]
+    args = runs.parse_resumable(train_codec.build_parser(), resume, "codec", train_codec.recorded_args)
+    assert args.filters == train_codec.CodecSizes().n_filters
+    _started(train_codec, "codec", run, ["--filters", "8"], lambda c: train_codec.identity(c, SimpleNamespace(
+        identity={})))  # fmt: skip
+    (run / runs.STATE_FILE).unlink()  # a start that never checkpointed is started again with the options given
+    args = runs.parse_resumable(train_codec.build_parser(), resume, "codec", train_codec.recorded_args)
+    assert args.filters == train_codec.CodecSizes().n_filters
+
+
+def test_a_damaged_record_is_refused_by_the_options_own_check(tmp_path, capsys):
+    run = tmp_path / "run"
+    _started(train_codec, "codec", run, [], lambda c: train_codec.identity(c, SimpleNamespace(identity={})))
+    ident = json.loads((run / runs.RUN_FILE).read_text())
+    ident["sizes"]["n_filters"] = "many"
+    (run / runs.RUN_FILE).write_text(json.dumps(ident))
+    assert train_codec.main(["--data", "d", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith("run.json: the recorded --filters 'many' is not valid ('many': expected a positive integer); "
+                        "give --filters or start a new --run\n"), err  # fmt: skip

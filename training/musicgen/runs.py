@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -286,6 +287,55 @@ def add_loop_args(parser: argparse.ArgumentParser, batch: int, lr: float) -> Non
     parser.add_argument("--checkpoint-every", type=positive_int, default=250)
     parser.add_argument("--eval-every", type=positive_int, default=250)
     add_device(parser, "training")
+
+
+def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations `argv` sets itself (the others took their defaults)."""
+    defaults = [(action, action.default) for action in parser._actions]
+    try:
+        for action, _ in defaults:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in defaults:
+            action.default = default
+
+
+def parse_resumable(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    kind: str,
+    recorded: Callable[[dict], dict[str, Any]],
+    say: Callable[[str], None] = print,
+) -> argparse.Namespace:
+    """A recipe's arguments where `--run` holds a `kind` run to resume: an option not given takes the run's
+    recorded value (`recorded(identity)` maps option strings to values), so `--data --run --steps` resume it; an
+    option given is still checked against the run by `open_run`. Values are parsed as if typed, so a damaged record
+    is refused by the option's own check."""
+    args = parser.parse_args(argv)
+    if not (args.run / STATE_FILE).is_file() or not (args.run / RUN_FILE).is_file():
+        return args
+    check_run_folder(args.run, kind)
+    given = given_options(parser, argv)
+    actions = {opt: action for action in parser._actions for opt in action.option_strings}
+    dests = {opt: action.dest for opt, action in actions.items()}
+    extra: list[str] = []
+    for option, value in recorded(read_identity(args.run)).items():
+        if value is not None and dests[option] not in given:
+            text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+            try:
+                parser._get_value(actions[option], text)
+            except (argparse.ArgumentError, TypeError, ValueError) as exc:
+                why = getattr(exc, "message", exc)
+                raise UserError(f"{args.run / RUN_FILE}: the recorded {option} {text!r} is not valid ({why}); "
+                                f"give {option} or start a new --run") from None  # fmt: skip
+            extra += [option, text]
+    resumed = parser.parse_args([*(sys.argv[1:] if argv is None else argv), *extra])
+    taken = [f"{o} {t}" for o, t in zip(extra[::2], extra[1::2], strict=True)
+             if getattr(resumed, dests[o]) != getattr(args, dests[o])]  # fmt: skip
+    if taken:
+        say(f"note: resuming {args.run} with its recorded {' '.join(taken)} ({RUN_FILE})")
+    return resumed
 
 
 def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -248,13 +249,33 @@ def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
     return sizes
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> Parser:
+    """The recipe's command line."""
     parser = Parser(prog="python -m training.musicgen.train_codec", description=__doc__.split("\n")[0])
     runs.add_loop_args(parser, batch=8, lr=3e-4)
     parser.add_argument("--segment", type=positive_float, default=0.5, help="seconds per training segment")
     add_size_args(parser)
-    args = parser.parse_args(argv)
-    return runs.guarded(parser.prog, lambda: train_codec(config_from_args(args)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    parser.parse_args(argv)  # --help and usage errors before anything else
+    return runs.guarded(
+        parser.prog, lambda: train_codec(config_from_args(runs.parse_resumable(parser, argv, "codec", recorded_args)))
+    )
+
+
+def recorded_args(ident: dict) -> dict[str, Any]:
+    """The options a codec run's identity records (a resume takes them where not given)."""
+    sizes, training = (ident.get(k) if isinstance(ident.get(k), dict) else {} for k in ("sizes", "training"))
+    names = {"sample_rate": "--sample-rate", "ratios": "--ratios", "n_filters": "--filters", "dimension": "--latent",
+             "lstm": "--lstm", "n_q": "--n-q", "bins": "--bins", "dead_code": "--dead-code"}  # fmt: skip
+    return {
+        **{option: sizes.get(key) for key, option in names.items()},
+        **{f"--{key}": training.get(key) for key in ("lr", "batch", "segment")},
+        "--seed": ident.get("seed"),
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> CodecTrainConfig:

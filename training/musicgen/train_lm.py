@@ -21,6 +21,7 @@ import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -170,14 +171,8 @@ def codec_sizes_of(snap: dict) -> CodecSizes:
     return CodecSizes(**{k: tuple(v) if isinstance(v, list) else v for k, v in snap["sizes"].items()})
 
 
-def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
-    """Codec snapshot, clips, run identity (checked on resume), codes of every clip, descriptions."""
-    snap = codec_snapshot(cfg)
-    codec_sizes = codec_sizes_of(snap)
-    clips = load_clips(cfg.data, codec_sizes.sample_rate, ("train",))
-    held = load_clips(cfg.data, codec_sizes.sample_rate, ("test",))
-    for line in clips.notes:
-        say(line)
+def identity(cfg: LMTrainConfig, snap: dict, clips: ClipSet) -> dict:
+    """What an LM run is (run.json): checked on resume, and what a resume takes where options are not given."""
     ident = {
         "kind": "lm",
         "sizes": sizes_dict(cfg.sizes),
@@ -189,7 +184,18 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
     }
     if cfg.opening_weight != 1.0:  # recorded only when set, so older runs still resume
         ident["opening_weight"] = cfg.opening_weight
-    resuming = runs.open_run(cfg.run, ident, derived=(CODES_FILE, VOCAB_FILE))
+    return ident
+
+
+def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
+    """Codec snapshot, clips, run identity (checked on resume), codes of every clip, descriptions."""
+    snap = codec_snapshot(cfg)
+    codec_sizes = codec_sizes_of(snap)
+    clips = load_clips(cfg.data, codec_sizes.sample_rate, ("train",))
+    held = load_clips(cfg.data, codec_sizes.sample_rate, ("test",))
+    for line in clips.notes:
+        say(line)
+    resuming = runs.open_run(cfg.run, identity(cfg, snap, clips), derived=(CODES_FILE, VOCAB_FILE))
     keys = reachable(clips.rows, cfg.dropout.max_phrases)
     surfaces = assign_surfaces(keys, cfg.sizes.lut_bins)
     if not (cfg.run / CODES_FILE).exists():
@@ -321,7 +327,8 @@ def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> Parser:
+    """The recipe's command line."""
     d, dd = LMSizes(), DescriptionDropout()
     parser = Parser(prog="python -m training.musicgen.train_lm", description=__doc__.split("\n")[0])
     runs.add_loop_args(parser, batch=16, lr=1e-3)
@@ -347,8 +354,33 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="descriptions of 1..N phrases (count uniform) instead of each phrase kept with --p-keep",
     )
-    args = parser.parse_args(argv)
-    return runs.guarded(parser.prog, lambda: train_lm(config_from_args(args)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    parser.parse_args(argv)  # --help and usage errors before anything else
+    return runs.guarded(
+        parser.prog, lambda: train_lm(config_from_args(runs.parse_resumable(parser, argv, "lm", recorded_args)))
+    )
+
+
+def recorded_args(ident: dict) -> dict[str, Any]:
+    """The options an LM run's identity records (a resume takes them where not given)."""
+    sizes, dropout, training = (
+        ident.get(k) if isinstance(ident.get(k), dict) else {} for k in ("sizes", "dropout", "training")
+    )
+    names = {"dim": "--dim", "num_heads": "--heads", "num_layers": "--layers", "lut_bins": "--lut-bins",
+             "lut_dim": "--lut-dim", "segment": "--segment"}  # fmt: skip
+    return {
+        **{option: sizes.get(key) for key, option in names.items()},
+        "--p-keep": dropout.get("p_keep"),
+        "--p-null": dropout.get("p_null"),
+        "--max-phrases": dropout.get("max_phrases"),
+        **{f"--{key}": training.get(key) for key in ("lr", "batch", "warmup")},
+        "--opening-weight": ident.get("opening_weight"),
+        "--seed": ident.get("seed"),
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> LMTrainConfig:
