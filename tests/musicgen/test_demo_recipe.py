@@ -326,3 +326,20 @@ def test_package_outputs_never_clobber_or_mix(toy_folders, toy_lm_run, tmp_path,
     assert not (tmp_path / "training.json").exists()
     # its own earlier outputs are written again
     assert package_main(["--lm-run", str(toy_lm_run), "--out", str(pkg)]) == 0
+
+
+def test_packaging_an_unfinished_run_says_so(toy_lm_run, tmp_path):
+    """A run stopped short of its --steps (Ctrl-C, --minutes) was packaged without a word; finished ones say nothing."""
+    said: list[str] = []
+    package(toy_lm_run, tmp_path / "done", say=said.append)
+    assert said == []
+    run = tmp_path / "lm"
+    shutil.copytree(toy_lm_run, run)
+    state = torch.load(run / runs.STATE_FILE, weights_only=False)
+    assert state["target"] == state["step"] == 4
+    torch.save({**state, "target": 10}, run / runs.STATE_FILE)
+    package(run, tmp_path / "part", say=said.append)
+    assert said == [f"note: the LM run {run} stopped at step 4 of its --steps 10 (interrupted or out of --minutes): "
+                    "packaged as it is; resume it to finish"]  # fmt: skip
+    record = json.loads((tmp_path / "part" / "training.json").read_text())
+    assert record["lm"]["target"] == 10 and record["codec"]["target"] == record["codec"]["step"] == 3

@@ -49,11 +49,17 @@ def unknown_rows(state: dict, texts: list[str], unknown: str) -> dict:
     return {**state, key: lut}
 
 
-def package(lm_run: Path, out: Path) -> Path:
-    """Write the audiocraft folder of an LM run (and the codec it learned from) into `out`."""
+def package(lm_run: Path, out: Path, say=print) -> Path:
+    """Write the audiocraft folder of an LM run (and the codec it learned from) into `out`; a note for a training
+    that stopped short of its --steps."""
     from training.musicgen.train_lm import load_lm_run
 
     loaded = load_lm_run(lm_run)
+    lm, codec = loaded["record"]["lm"], loaded["record"]["codec"]
+    for what, rec in ((f"the LM run {lm_run}", lm), ("the codec run it learned from", codec)):
+        note = runs.unfinished(what, rec["step"], rec.get("target"))
+        if note:
+            say(note)
     vocab = loaded["vocab"]
     lm_state = unknown_rows(loaded["lm_state"], list(vocab.descriptions), vocab.unknown)
     codec_sizes, lm_sizes = loaded["codec_sizes"], loaded["lm_sizes"]

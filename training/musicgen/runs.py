@@ -227,7 +227,8 @@ def train_loop(
     `train_step(step)` does one optimiser step and returns its loss terms (tensors or numbers), or None when the
     loss was not finite (logged, step not counted). Every `log_every` steps the terms go to the log; every
     `eval_every` steps (and at the last) `evaluate()` adds held-out figures, logged and said (`summary`); every
-    `checkpoint_every` steps and at the end, model + optimizer + step are saved with `extra` in progress.json.
+    `checkpoint_every` steps and at the end, model + optimizer + step (and `steps`, the target) are saved with `extra`
+    in progress.json.
     """
     step, clock = start
     t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
@@ -237,7 +238,7 @@ def train_loop(
 
     def checkpoint() -> None:
         nonlocal saved
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step}
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "target": cfg.steps}
         save_state(cfg.run, state, clock, {"last": last, **extra})
         saved = step
 
@@ -273,6 +274,15 @@ def train_loop(
         checkpoint()
     say(f"{cfg.run.name} at step {step} ({clock.cpu / 3600:.2f} CPU hours in all)")
     return step
+
+
+def unfinished(what: str, step: int, target: int | None) -> str | None:
+    """A note when a checkpoint stopped short of the --steps its training was asked for (interrupted, or out of
+    --minutes); None when it got there, or when its checkpoint predates the target being recorded."""
+    if target is None or step >= target:
+        return None
+    return (f"note: {what} stopped at step {step} of its --steps {target} (interrupted or out of --minutes): "
+            "packaged as it is; resume it to finish")  # fmt: skip
 
 
 def add_loop_args(parser: argparse.ArgumentParser, batch: int, lr: float) -> None:

@@ -210,7 +210,8 @@ def load_trained_codec(run_dir: Path, device: str = "cpu"):
     model = build_codec(sizes, ident["seed"], device)
     state = runs.load_state(run_dir, device)
     model.load_state_dict(state["model"])
-    return model.eval(), sizes, {"step": state["step"], "cpu_hours": state["cpu_seconds"] / 3600, "data": ident["data"]}
+    progress = {"step": state["step"], "target": state.get("target"), "cpu_hours": state["cpu_seconds"] / 3600}
+    return model.eval(), sizes, {**progress, "data": ident["data"]}
 
 
 def add_size_args(parser: argparse.ArgumentParser) -> None:

@@ -321,7 +321,12 @@ def load_lm_run(run_dir: Path, device: str = "cpu") -> dict:
         "codec_sizes": codec_sizes,
         "vocab": vocab,
         "record": {
-            "lm": {"step": state["step"], "cpu_hours": round(state["cpu_seconds"] / 3600, 3), "run": ident},
+            "lm": {
+                "step": state["step"],
+                "target": state.get("target"),
+                "cpu_hours": round(state["cpu_seconds"] / 3600, 3),
+                "run": ident,
+            },
             "codec": {k: v for k, v in codec_pkg["progress"].items()},
         },
     }
