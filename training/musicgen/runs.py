@@ -348,6 +348,24 @@ def parse_resumable(
     return resumed
 
 
+def recorded_sections(ident: dict, *keys: str) -> list[dict]:
+    """The identity's sub-records `keys` (an empty one for a missing or damaged record)."""
+    return [ident.get(k) if isinstance(ident.get(k), dict) else {} for k in keys]
+
+
+def main_resumable(
+    parser: argparse.ArgumentParser,
+    argv: list[str] | None,
+    kind: str,
+    recorded: Callable[[dict], dict[str, Any]],
+    train: Callable[[argparse.Namespace], object],
+) -> int:
+    """A recipe's `main`: `--help` and usage errors first, then `train` on the arguments `parse_resumable` completes,
+    `guarded`."""
+    parser.parse_args(argv)
+    return guarded(parser.prog, lambda: train(parse_resumable(parser, argv, kind, recorded)))
+
+
 def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The config fields `add_loop_args` fills."""
     keys = ("data", "run", "steps", "minutes", "batch", "lr", "seed", "checkpoint_every", "eval_every", "device")

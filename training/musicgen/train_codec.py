@@ -260,16 +260,12 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(argv)  # --help and usage errors before anything else
-    return runs.guarded(
-        parser.prog, lambda: train_codec(config_from_args(runs.parse_resumable(parser, argv, "codec", recorded_args)))
-    )
+    return runs.main_resumable(build_parser(), argv, "codec", recorded_args, lambda a: train_codec(config_from_args(a)))
 
 
 def recorded_args(ident: dict) -> dict[str, Any]:
     """The options a codec run's identity records (a resume takes them where not given)."""
-    sizes, training = (ident.get(k) if isinstance(ident.get(k), dict) else {} for k in ("sizes", "training"))
+    sizes, training = runs.recorded_sections(ident, "sizes", "training")
     names = {"sample_rate": "--sample-rate", "ratios": "--ratios", "n_filters": "--filters", "dimension": "--latent",
              "lstm": "--lstm", "n_q": "--n-q", "bins": "--bins", "dead_code": "--dead-code"}  # fmt: skip
     return {

@@ -363,18 +363,12 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    parser.parse_args(argv)  # --help and usage errors before anything else
-    return runs.guarded(
-        parser.prog, lambda: train_lm(config_from_args(runs.parse_resumable(parser, argv, "lm", recorded_args)))
-    )
+    return runs.main_resumable(build_parser(), argv, "lm", recorded_args, lambda a: train_lm(config_from_args(a)))
 
 
 def recorded_args(ident: dict) -> dict[str, Any]:
     """The options an LM run's identity records (a resume takes them where not given)."""
-    sizes, dropout, training = (
-        ident.get(k) if isinstance(ident.get(k), dict) else {} for k in ("sizes", "dropout", "training")
-    )
+    sizes, dropout, training = runs.recorded_sections(ident, "sizes", "dropout", "training")
     names = {"dim": "--dim", "num_heads": "--heads", "num_layers": "--layers", "lut_bins": "--lut-bins",
              "lut_dim": "--lut-dim", "segment": "--segment"}  # fmt: skip
     return {
