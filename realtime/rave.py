@@ -2,7 +2,8 @@
 
 The cached convolutions of a streaming export keep their state inside the loaded module, so one
 `RaveModel` is one stream: call `new_stream()` for another. Blocks must be a multiple of `ratio`
-samples (a shorter block would be silently padded to a full frame by the export).
+samples (the export would pad a shorter block to a full frame): other shapes are refused before they reach the
+caches.
 """
 
 from __future__ import annotations
@@ -122,16 +123,27 @@ class RaveModel:
         return clone
 
     # --- forward paths ---------------------------------------------------------------------------------
+    def _audio(self, x: torch.Tensor) -> torch.Tensor:
+        """Audio checked before it reaches the caches (a failed call had already moved them): [B, channels, T]
+        floats, T a multiple of the ratio (the export pads a short frame without a word); float32 on the device."""
+        x = torch.as_tensor(x)
+        if x.ndim != 3 or x.shape[1] != self.channels or x.shape[-1] == 0 or x.shape[-1] % self.ratio:
+            raise UserError(f"{self.label} {self.path.name}: audio of shape {tuple(x.shape)}; expected [batch, "
+                            f"{self.channels} channel(s), a multiple of {self.ratio} samples]")  # fmt: skip
+        if not x.is_floating_point():
+            raise UserError(f"{self.label} {self.path.name}: audio of {x.dtype}; expected floats in [-1, 1]")
+        return x.to(self.device, torch.float32)
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, T] audio -> [B, latent_size, T / ratio] latents, sampled from the posterior (RAVE's own)."""
-        return self.module.encode(x.to(self.device))
+        return self.module.encode(self._audio(x))
 
     @torch.no_grad()
     def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
         """What the export's encoder net sees for audio x [B, C, T]: resampled, then PQMF bands or mel."""
         m = self.module
-        x = x.to(self.device)
+        x = self._audio(x)
         if getattr(m, "resampler", None) is not None:
             x = m.resampler.to_model_sampling_rate(x)
         if m.input_mode == "pqmf":
@@ -155,7 +167,11 @@ class RaveModel:
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """[B, latent_size, N] -> [B, C, N * ratio] audio (unused latent dims are filled with noise)."""
-        return self.module.decode(z.to(self.device))
+        z = torch.as_tensor(z)
+        if z.ndim != 3 or z.shape[1] != self.latent_size or z.shape[-1] == 0 or not z.is_floating_point():
+            raise UserError(f"{self.label} {self.path.name}: latents of shape {tuple(z.shape)} ({z.dtype}); expected "
+                            f"floats of [batch, {self.latent_size}, frames >= 1]")  # fmt: skip
+        return self.module.decode(z.to(self.device, torch.float32))
 
     # --- properties measured on a fresh stream ---------------------------------------------------------
     def is_streaming(self, seconds: float = 3.0) -> bool:

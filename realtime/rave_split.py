@@ -350,8 +350,9 @@ def trace(model: Any, x: Tensor, hooks: Sequence[str]) -> dict[str, Tensor]:
     """The outputs [B, C, T_hook] of several hooks for one block, in one pass through `model`'s stream.
 
     Runs the encoder layer by layer (→ the latent), then the decoder up to the deepest decoder hook asked
-    for; the stream's caches advance exactly as one `encode_mean` (plus a decoder pass when decoder hooks
-    are asked for) would advance them.
+    for; the caches of the layers run advance exactly as one `encode_mean` (plus a decoder pass up to that
+    layer) would advance them. The decoder layers past it do not run, so ask every block of a stream for the
+    same hooks: a deeper hook asked for later finds its layers' caches behind.
     """
     wanted = {h: parse_hook(model, h) for h in hooks}
     m = _module(model)

@@ -97,9 +97,9 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, A
     }
     if s.cfg.arch == "batchtopk":
         tensors["threshold"] = torch.full((s.cfg.d_sae,), float(s.threshold), dtype=torch.float32)
-    cfg = sae_cfg_dict(s, extra)
+    text = json.dumps(sae_cfg_dict(s, extra), indent=2)  # before any file: an `extra` JSON cannot hold changes none
     atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
-    atomic_write_text(path / CFG_FILE, json.dumps(cfg, indent=2))
+    atomic_write_text(path / CFG_FILE, text)
     return path
 
 

@@ -88,12 +88,14 @@ class RunningMetrics:
 
 @torch.no_grad()
 def evaluate(sae: SparseAutoencoder, batches: Iterable[Tensor], max_rows: int | None = None) -> dict[str, Any]:
-    """Metrics of `sae` (inference path: BatchTopK uses its threshold) on raw-unit batches."""
+    """Metrics of `sae` (inference path: BatchTopK uses its threshold) on raw-unit batches ([..., d_in]: leading
+    dimensions are rows)."""
     device = sae.W_dec.device
     m = RunningMetrics(sae.cfg.d_sae)
     for x in batches:
         if max_rows is not None and m.n >= max_rows:
             break
+        x = x.reshape(-1, x.shape[-1])
         if max_rows is not None:
             x = x[: max_rows - m.n]
         x = x.to(device, torch.float32)

@@ -313,6 +313,12 @@ class SparseAutoencoder(nn.Module):
             raise UserError(f"decoder init {decoder!r}: expected random or data")
         return normalize
 
+    def normalization(self) -> str:
+        """The normalisation `init_from_sample` set (`center_scale`, `scale` or `none`), read off the buffers."""
+        if bool(self.x_mean.any()):
+            return "center_scale"
+        return "none" if bool((self.scale == 1).all()) else "scale"
+
     # -- export --------------------------------------------------------------------------------------------
     @torch.no_grad()
     def folded(self) -> SparseAutoencoder:

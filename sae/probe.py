@@ -36,22 +36,14 @@ def pool(frames: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve (ties count half), via the Mann-Whitney U statistic."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels).astype(bool)
-    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve (ties count half; `sae.stats.auroc`): nan when a score is NaN, ValueError when a
+    class is missing."""
+    from sae.stats import auroc as stats_auroc
+
+    labels = np.asarray(labels).astype(bool)
+    if labels.all() or not labels.any():
         raise ValueError("AUROC needs both classes")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores), np.float64)
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2.0 + 1.0
-        i = j + 1
-    return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return stats_auroc(scores, labels)
 
 
 def feature_effects(X: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -315,6 +307,10 @@ def compare_probes(
     S, R, y = np.asarray(sae_pooled, np.float64), np.asarray(raw_pooled, np.float64), np.asarray(y).astype(int)
     if len(S) != len(y) or len(R) != len(y) or (groups is not None and len(groups) != len(y)):
         raise ValueError("pooled arrays, labels and groups differ in length")
+    bad = np.flatnonzero(~(np.isfinite(S).all(1) & np.isfinite(R).all(1)))
+    if len(bad):  # NaN ranked as the largest score: AUROCs of garbage with a verdict
+        raise UserError(f"pooled features: {len(bad)} of {len(y)} clips hold NaN/inf (clip {bad[0]} first); "
+                        "leave them out or collect them again")  # fmt: skip
     notes = check_groups(y, groups, folds) if groups is not None else []
     g = None if groups is None else np.asarray(groups, dtype=str)
     scores, n_folds = _oof_scores(S, R, y, k, folds, seed, g)

@@ -204,8 +204,8 @@ def energy_gate(audio: Tensor, hop: int, lo_db: float = -60.0, hi_db: float = -4
 def ramp(prev: Edit, cur: Edit, frames: int) -> tuple[Tensor, Tensor, Tensor]:
     """Per-frame (idx [K], gain [frames, K], add [frames, K]) moving linearly from `prev` to `cur`.
 
-    Frame t of `frames` gets weight (t + 1) / frames, so the last frame is exactly `cur` and a block of
-    edits never jumps (no zipper clicks). K is the union of the features either edit touches. Floors
+    Frame t of `frames` gets weight (t + 1) / frames, so the last frame is `cur` (to float32 rounding, ~1e-7) and
+    a block of edits never jumps (no zipper clicks). K is the union of the features either edit touches. Floors
     (`clamp`) are not in the triple: `ramp_floor` ramps them over the same K.
     """
     if prev is cur or _same(prev, cur):

@@ -24,6 +24,7 @@ NaN/inf are counted and skipped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -311,6 +312,14 @@ class ActivationWriter:
         """
         if self._closed:
             raise UserError(f"activation writer for {self.hook!r} is closed")
+        # what the manifest's reader refuses, refused here, before a shard is written that its manifest cannot record
+        if not isinstance(source, str) or not source:
+            raise UserError(f"activations for {self.hook!r}: source {source!r}, expected a non-empty str")
+        if isinstance(start_frame, bool) or not isinstance(start_frame, int | np.integer) or start_frame < 0:
+            raise UserError(f"activations for {self.hook!r} from {source!r}: start_frame {start_frame!r}, expected an "
+                            "integer >= 0")  # fmt: skip
+        if kind is not None and not isinstance(kind, str):
+            raise UserError(f"activations for {self.hook!r} from {source!r}: kind {kind!r}, expected a str or None")
         t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).detach().to("cpu")
         if t.ndim != 2 or t.shape[1] != self.dim:
             raise UserError(
@@ -479,7 +488,8 @@ class BatchStream:
 
     Rounds: read units (blocks of rows) in a seeded order until about `shuffle_buffer` rows are buffered,
     shuffle them, yield the full batches, carry the remainder into the next round. `state_dict()` after any
-    batch lets a new stream resume right after it.
+    batch lets a new stream resume right after it. Every `iter()` is a pass of its own, from the start (or from
+    where `load_state_dict` put it), so a stream read twice gives the same batches twice.
     """
 
     store: ActivationStore
@@ -492,7 +502,8 @@ class BatchStream:
     world_size: int
     loop: bool
     drop_last: bool
-    state: StreamState = field(default_factory=StreamState)
+    state: StreamState = field(default_factory=StreamState)  # where the pass in progress is
+    start: StreamState = field(default_factory=StreamState)  # where every pass begins
 
     def _order(self, epoch: int) -> list[tuple[int, int, int]]:
         units = self.units
@@ -506,14 +517,15 @@ class BatchStream:
         return {"epoch": s.epoch, "unit": s.unit, "skip": s.skip, "carry": s.carry, "nonfinite_rows": s.nonfinite_rows}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.state = StreamState(int(d["epoch"]), int(d["unit"]), int(d["skip"]), d["carry"], int(d["nonfinite_rows"]))
+        self.start = StreamState(int(d["epoch"]), int(d["unit"]), int(d["skip"]), d["carry"], int(d["nonfinite_rows"]))
+        self.state = dataclasses.replace(self.start)
 
     @property
     def nonfinite_rows(self) -> int:
         return self.state.nonfinite_rows
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        s = self.state
+        s = self.state = dataclasses.replace(self.start)
         while True:
             order = self._order(s.epoch)
             if not order:
@@ -776,7 +788,8 @@ class ActivationStore:
             seed: shuffle seed; the same seed gives the same batches.
             rank, world_size: this process reads units rank, rank + world_size, ... of each epoch's order.
             loop: repeat forever with a new order per epoch.
-            drop_last: drop a last short batch (default: True when looping or shuffling train data).
+            drop_last: drop a last short batch (default: True when looping or on the train split); a split of
+                fewer rows than one batch is then refused, unless looping (the remainder carries over).
         """
         if batch_size <= 0:
             raise UserError(f"batch size {batch_size}: expected a positive integer")
@@ -787,6 +800,10 @@ class ActivationStore:
             raise UserError(f"hook {hook!r}: the {split} split is empty")
         if drop_last is None:
             drop_last = loop or split == "train"
+        rows = sum(b - a for _, a, b in units)
+        if drop_last and not loop and rows < batch_size:
+            raise UserError(f"hook {hook!r}: the {split} split has {rows} rows, fewer than one batch of {batch_size} "
+                            "(a short last batch is dropped); use a smaller batch or drop_last=False")  # fmt: skip
         return BatchStream(
             self, hook, int(batch_size), units, int(shuffle_buffer), int(seed), rank, world_size, loop, drop_last
         )

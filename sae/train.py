@@ -549,7 +549,7 @@ def _train_hook(
             "d_sae": d_sae,
             "arch": cfg.arch,
             "lr": lr,
-            "normalize": "center_scale" if float(sae.x_mean.abs().sum()) > 0 else "scale",
+            "normalize": sae.normalization(),
             "world_size": info.world_size,
             "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
             "dead_tokens": sae_cfg.dead_tokens,

@@ -166,8 +166,7 @@ class AudiocraftMusicGen(MusicGenBackend):
         top_k: int = 250,
         temperature: float = 1.0,
     ) -> Generation:
-        if duration > self.max_duration:
-            raise UserError(f"--duration {duration:g}: this model generates at most {self.max_duration:g} s")
+        self.check_request(prompts, duration)
         top_k = min(top_k, self.cardinality)  # as transformers does: torch.topk refuses k above the codebook
         self.model.set_generation_params(
             duration=duration, use_sampling=True, top_k=top_k, temperature=temperature, cfg_coef=cfg_coef

@@ -14,6 +14,7 @@ A layer hook `fn(hidden [rows, T, D], start) -> Tensor | None` gets the residual
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -241,6 +242,17 @@ class MusicGenBackend(ABC):
     def frames(self, duration: float) -> int:
         """Audio frames (LM steps without the delay tail) in `duration` seconds."""
         return int(duration * self.frame_rate)
+
+    def check_request(self, prompts: Sequence[str], duration: float) -> None:
+        """What both backends' `generate` need, refused in one line (audiocraft raised a bare AssertionError,
+        transformers rendered 3 frames for 0 s): a prompt at least, at least one frame, at most `max_duration`."""
+        if isinstance(prompts, str) or not prompts:
+            raise UserError(f"prompts {prompts!r}: expected a list of at least one prompt")
+        if not math.isfinite(duration) or duration * self.frame_rate < 1:
+            raise UserError(f"--duration {duration:g}: expected at least one frame ({1 / self.frame_rate:g} s), "
+                            "a finite number of seconds")  # fmt: skip
+        if duration > self.max_duration:
+            raise UserError(f"--duration {duration:g}: this model generates at most {self.max_duration:g} s")
 
     # -- hooks ---------------------------------------------------------------------------------------------
     @abstractmethod

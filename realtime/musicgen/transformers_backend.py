@@ -134,6 +134,7 @@ class TransformersMusicGen(MusicGenBackend):
         top_k: int = 250,
         temperature: float = 1.0,
     ) -> Generation:
+        self.check_request(prompts, duration)
         inputs = self._text(prompts)
         if seed is not None:
             torch.manual_seed(seed)

@@ -223,3 +223,27 @@ def test_refuses_a_discrete_export(tmp_path: Path) -> None:
     torch.jit.script(_FakeRave(1, discrete=True)).save(str(path))
     with pytest.raises(UserError, match=r"codes.ts: a discrete export \(its latents are codebook indices\)"):
         RaveModel.load(path)
+
+
+@pytest.mark.parametrize(
+    ("call", "shape", "dtype", "problem"),
+    [
+        ("encode_mean", (1, 2, 1024), torch.float32, r"audio of shape \(1, 2, 1024\); expected \[batch, 1 channel"),
+        ("encode", (1, 1, 1024 + 5), torch.float32, r"a multiple of 512 samples\]"),
+        ("encode_mean", (1, 1024), torch.float32, r"audio of shape \(1, 1024\)"),
+        ("encode_mean", (1, 1, 1024), torch.int16, r"audio of torch.int16; expected floats"),
+        ("decode", (1, 13, 2), torch.float32, r"latents of shape \(1, 13, 2\) \(torch.float32\); expected floats"),
+    ],
+)
+def test_bad_input_is_refused_before_it_reaches_the_caches(tiny_rave_ts: Path, call, shape, dtype, problem) -> None:
+    """Stereo audio into a mono model and float64 audio were TorchScript tracebacks of 33-71 lines, after which the
+    stream's next output on good audio differed from a fresh stream's; 13 of 16 latents decoded without a word."""
+    model = RaveModel(tiny_rave_ts)
+    torch.manual_seed(0)
+    good = 0.1 * torch.randn(1, 1, 1024)
+    with pytest.raises(UserError, match=problem):
+        getattr(model, call)(torch.zeros(shape, dtype=dtype))
+    fresh = RaveModel(tiny_rave_ts)
+    assert torch.equal(model.encode_mean(good), fresh.encode_mean(good))
+    # float64, numpy's default, is taken as float32
+    assert torch.equal(model.encode_mean(good.double()), fresh.encode_mean(good))

@@ -176,3 +176,22 @@ def test_tuple_outputs_are_hooked_on_their_first_item():
     assert seen == [(plain.shape, 7)]
     assert torch.equal(out, torch.ones_like(plain))
     assert all(torch.equal(a, b) for a, b in zip(new_state, state, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("prompts", "duration", "problem"),
+    [
+        (["guitar"], 0.0, r"--duration 0: expected at least one frame \(0.02 s\)"),
+        (["guitar"], 0.01, r"--duration 0.01: expected at least one frame"),
+        (["guitar"], -1.0, r"--duration -1: expected at least one frame"),
+        (["guitar"], float("nan"), r"--duration nan: expected at least one frame"),
+        (["guitar"], float("inf"), r"--duration inf: expected at least one frame .*a finite number of seconds"),
+        ([], 0.1, r"prompts \[\]: expected a list of at least one prompt"),
+        ("guitar", 0.1, r"prompts 'guitar': expected a list"),
+    ],
+)
+def test_requests_that_cannot_generate_are_one_line_on_both_backends(mg, prompts, duration, problem):
+    """audiocraft raised a bare AssertionError for 0 s, -1 s or no prompt; transformers rendered 3 frames for 0 s,
+    raised its own ValueError for -1 s and an IndexError for no prompt."""
+    with pytest.raises(UserError, match=problem):
+        mg.generate(prompts, duration, seed=0)

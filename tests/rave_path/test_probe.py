@@ -109,3 +109,22 @@ def test_folds_never_split_a_group_and_few_groups_are_named():
     assert rep2.notes and all("2 folds instead of 5" in n and "some folds" not in n for n in rep2.notes)
     with pytest.raises(UserError, match=r"one group \('one_song'\); .* at least 2 groups per side"):
         check_groups(y, np.where(y == 1, "one_song", groups), folds=5)
+
+
+def test_nan_scores_or_features_give_no_confident_auroc():
+    """NaN sorted as the largest score: one NaN gave 0.8, all NaN 1.0, and a NaN clip turned a separable concept
+    into 'sae_probe 0.15, tied'."""
+    import pytest
+
+    from sae.errors import UserError
+
+    y = np.array([0, 0, 1, 1, 1])
+    assert np.isnan(auroc(np.array([0.1, np.nan, 0.3, 0.4, 0.5]), y))
+    assert np.isnan(auroc(np.full(5, np.nan), y))
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 20)
+    S = rng.normal(size=(40, 6)) + 3 * y[:, None]
+    R = rng.normal(size=(40, 3)) + y[:, None]
+    S[4, 2] = np.nan
+    with pytest.raises(UserError, match=r"pooled features: 1 of 40 clips hold NaN/inf \(clip 4 first\)"):
+        compare_probes(S, R, y)

@@ -46,3 +46,23 @@ def test_nonfinite_rows_are_skipped_and_counted_and_one_source_has_no_interval()
     x[3, 1] = float("nan")
     out = evaluate_by_source(sae, [("only.wav", x)], max_rows=20)
     assert out["nonfinite_rows"] == 1 and out["rows"] == 20 and out["fvu_interval"] is None
+
+
+def test_evaluate_takes_rows_in_any_leading_shape():
+    """[batch, time, d] batches, which `encode` / `decode` take, made `evaluate` raise a broadcast error."""
+    sae = _sae()
+    x = torch.randn(4, 10, 8, generator=torch.Generator().manual_seed(3))
+    flat, shaped = evaluate(sae, [x.reshape(-1, 8)]), evaluate(sae, [x])
+    assert shaped == flat and shaped["rows"] == 40
+    assert evaluate(sae, [x], max_rows=25)["rows"] == 25
+
+
+def test_evaluate_twice_on_one_stream_measures_the_same_rows(tmp_path):
+    from sae.store import ActivationStore, ActivationWriter
+
+    with ActivationWriter(tmp_path, "h", 8, dtype="float32") as w:
+        for i in range(6):
+            w.add(torch.randn(200, 8, generator=torch.Generator().manual_seed(i)), f"c{i}.wav", 0)
+    stream = ActivationStore(tmp_path).iter_batches("h", 64, "all", shuffle_buffer=0, drop_last=False)
+    first = evaluate(_sae(), stream, max_rows=300)
+    assert evaluate(_sae(), stream, max_rows=300) == first and first["rows"] == 300

@@ -266,3 +266,17 @@ def test_a_device_torch_cannot_use_is_one_line(tmp_path):
         load_sae(tmp_path / "sae", device="cuda:99")
     assert "\n" not in str(err.value)
     assert load_sae(tmp_path / "sae", device="cpu").W_dec.device.type == "cpu"
+
+
+def test_a_save_that_fails_leaves_the_folder_as_it_was(tmp_path):
+    """An `extra` JSON cannot hold failed after the new weights had replaced the old: the folder held one SAE's
+    weights under another's config, and loaded."""
+    import numpy as np
+
+    a, _ = _trained_like(k=4, seed=0)
+    b, _ = _trained_like(k=2, seed=1)
+    save_sae(a, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(TypeError):
+        save_sae(b, tmp_path, extra={"fvu": np.float32(0.12)})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

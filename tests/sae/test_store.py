@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -375,3 +376,55 @@ def test_rows_stored_without_a_kind_count_as_every_kinds(tmp_path):
     path.write_text(json.dumps(m))
     with pytest.raises(UserError, match=r"shard 0: provenance: expected a list of \{source, start_frame, rows\[, k"):
         ActivationStore(root).manifest("layer.0")
+
+
+def test_every_pass_over_a_stream_is_the_same_pass(tmp_path):
+    """A stream kept its position: read again it gave no rows (a second `evaluate` on one stream measured other rows,
+    a third none). Each `iter()` is now a pass from the start, or from a loaded state."""
+    _write(tmp_path, n_sources=6, rows=300, dtype="float32")
+    st = ActivationStore(tmp_path)
+    stream = st.iter_batches("layer.0", 64, seed=2, shuffle_buffer=500, eval_fraction=0.0)
+    first = [b.clone() for b in stream]
+    assert len(first) == 28
+    assert all(torch.equal(a, b) for a, b in zip(first, stream, strict=True))  # read again
+    it = iter(stream)
+    part = [next(it).clone() for _ in range(3)]  # a pass left after 3 batches
+    assert all(torch.equal(a, b) for a, b in zip(part, first[:3], strict=True))
+    resumed = st.iter_batches("layer.0", 64, seed=2, shuffle_buffer=500, eval_fraction=0.0)
+    resumed.load_state_dict(stream.state_dict())  # goes on after those 3, in every pass of its own
+    for _ in range(2):
+        rest = [b.clone() for b in resumed]
+        assert len(rest) == 25 and all(torch.equal(a, b) for a, b in zip(rest, first[3:], strict=True))
+    assert len(list(stream)) == 28
+
+
+def test_a_split_smaller_than_one_batch_is_refused_where_it_would_give_nothing(tmp_path):
+    _write(tmp_path, n_sources=3, rows=100, dtype="float32")
+    st = ActivationStore(tmp_path)
+    with pytest.raises(UserError, match=r"the train split has 300 rows, fewer than one batch of 400"):
+        st.iter_batches("layer.0", 400, eval_fraction=0.0)
+    assert sum(len(b) for b in st.iter_batches("layer.0", 400, eval_fraction=0.0, drop_last=False)) == 300
+    looped = iter(st.iter_batches("layer.0", 400, eval_fraction=0.0, loop=True))  # the remainder carries over
+    assert next(looped).shape == (400, 8)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        ((Path("clips/a.wav"), 0), r"source PosixPath\('clips/a.wav'\), expected a non-empty str"),
+        (("", 0), r"source '', expected a non-empty str"),
+        (("a.wav", -5), r"from 'a.wav': start_frame -5, expected an integer >= 0"),
+        (("a.wav", 1.5), r"start_frame 1.5, expected an integer >= 0"),
+        (("a.wav", True), r"start_frame True, expected an integer >= 0"),
+        (("a.wav", 0, 3), r"kind 3, expected a str or None"),
+    ],
+)
+def test_writer_refuses_provenance_its_manifest_cannot_hold(tmp_path, args, problem):
+    """`add(x, 'b.wav', start_frame=-5)` kept the rows and left a store that no longer opened; a Path source failed
+    at `close()` with a JSON TypeError after its shard was in the folder, its rows lost."""
+    with ActivationWriter(tmp_path, "h", 4, dtype="float32") as w:
+        w.add(torch.randn(10, 4), "kept.wav", np.int64(0))
+        with pytest.raises(UserError, match=problem):
+            w.add(torch.randn(10, 4), *args)
+    st = ActivationStore(tmp_path)
+    assert [(s, f, len(x)) for s, f, x in st.iter_segments("h")] == [("kept.wav", 0, 10)]

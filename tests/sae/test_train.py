@@ -881,3 +881,12 @@ def test_a_file_where_a_hooks_folder_goes_is_refused_before_any_hook_trains(tmp_
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"b's folder {out / 'b'}: exists and is a file; expected a folder"), err
     assert sorted(p.name for p in out.iterdir()) == ["b"] and (out / "b").read_text() == "mine"
+
+
+@pytest.mark.parametrize("normalize", ["none", "scale", "center_scale"])
+def test_metrics_record_the_normalisation_used(tmp_path, normalize):
+    """metrics.json said 'scale' of a run with --normalize none (read off the mean alone)."""
+    planted_store(tmp_path / "acts", n=2000, d=8, n_features=16, k_true=2, seed=1, offset=4.0)
+    cfg = TrainConfig(k=2, expansion=2, steps=5, batch_size=64, normalize=normalize, checkpoint_every=0,
+                      eval_fraction=0.1, shuffle_buffer=0)  # fmt: skip
+    assert train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)["normalize"] == normalize
