@@ -16,7 +16,7 @@ between files (a copy of the cache buffers: far cheaper than loading the module 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,16 @@ class Steering:
         for name, mode in sets:
             state.set_mode(name, mode)
         return state.edit()
+
+
+def unapplied_defaults(bank_path: str | Path, sha256: str, named: Collection[str]) -> list[str]:
+    """`NAME=MODE` of the bank's concepts of model `sha256` that have a default edit (what live and nn~ start
+    with) and are not in `named`, the concepts a render sets."""
+    from sae.bank import ConceptBank
+    from sae.steering import default_control
+
+    defaults = {c.name: default_control(c) for c in ConceptBank.load(bank_path) if c.model.sha256 == sha256}
+    return [f"{name}={d.spelled()}" for name, d in defaults.items() if name not in named and d.mode != "none"]
 
 
 def load_steering(
@@ -408,6 +418,10 @@ def render_file(
             if mode in ("on", "clamp"):
                 strength = steering.state.defaults[name].strength
                 notes.append(f"{name}={mode}: strength {strength:g}, the bank's default ({name}={mode}:S sets one)")
+        left = unapplied_defaults(bank_path, model.identity.sha256, {n for n, _ in parsed})
+        if left:
+            notes.append(f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what "
+                         f"--set names): {', '.join(left)}; --set {' --set '.join(left)} hears them")  # fmt: skip
     delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
     t_work = time.perf_counter()

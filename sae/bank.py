@@ -64,7 +64,7 @@ from typing import Any
 import yaml
 
 from sae.atomic import atomic_write_text
-from sae.controls import ALL_MODES, TYPICAL_LIMIT, control_problem
+from sae.controls import ALL_MODES, NAME_NOT_TEXT, TYPICAL_LIMIT, control_problem
 from sae.errors import UserError
 from sae.jsonfile import is_count, is_number
 from sae.yamlfile import parse_yaml
@@ -457,8 +457,7 @@ def parse_bank(data: Any, where: str) -> dict[str, Concept]:
         raise UserError(f"{where}: 'concepts' must be a mapping of name -> concept")
     for name in concepts:
         if not isinstance(name, str):  # YAML 1.1 reads off / on / yes / no / null and 0x10 as other types
-            raise UserError(f"{where}: concept name {name!r} is not text (YAML reads off, on, yes, no and null as "
-                            "true / false / none, and 0x10 as a number): quote the name")  # fmt: skip
+            raise UserError(f"{where}: concept name {name!r} {NAME_NOT_TEXT}")
     return {name: validate_concept(name, spec, where) for name, spec in concepts.items()}
 
 

@@ -18,6 +18,13 @@ TYPICAL_LIMIT = 1e6
 """Largest typical activation a bank may record: strength × typical must stay a float32 the edit can add."""
 
 
+NAME_NOT_TEXT = (
+    "is not text (YAML reads off, on, yes, no and null as true / false / none, and 12, 1.5 or 0x10 as numbers): "
+    "quote the name"
+)
+"""Why a concept name read from YAML (a bank, a preset) is refused when it is not a str."""
+
+
 def control_problem(mode: str, strength: float, gain: float) -> str | None:
     """What is wrong with a control (`mode`, `strength` of on / clamp, `gain` of scale), in words, or None."""
     if mode not in ALL_MODES:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sae.controls import LIMIT_TEXT, STRENGTH_LIMIT, control_problem
+from sae.controls import LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem
 from sae.errors import UserError
 
 MODES = ("none", "off", "on", "scale")
@@ -299,6 +299,12 @@ class ConceptControl:
     strength: float = 1.0
     gain: float = 1.0
 
+    def spelled(self) -> str:
+        """The control as a `--set` mode: `none`, `off`, `on:S`, `clamp:S` or `scale:G`."""
+        if self.mode in ("none", "off"):
+            return self.mode
+        return f"{self.mode}:{self.gain if self.mode == 'scale' else self.strength:g}"
+
     def validate(self, name: str) -> None:
         problem = control_problem(self.mode, self.strength, self.gain)
         if problem:
@@ -321,7 +327,13 @@ class ConceptControl:
                 new.gain = number
             else:
                 raise UserError(f"concept {name!r} mode {mode!r}: only on:S, clamp:S and scale:G take a value")
-        new.validate(name)
+        try:
+            new.validate(name)
+        except UserError as exc:
+            if colon or head not in ("on", "clamp"):  # else the strength is not one given here
+                raise
+            raise UserError(f"{exc} ({new.strength:g} is the concept's strength so far, from its bank default or an "
+                            f"earlier setting: give {head}:S)") from None  # fmt: skip
         return new
 
 
@@ -378,7 +390,7 @@ def _read_indices(concept: Any) -> list[int]:
     return out + [int(i) for i in coef]
 
 
-def _default_of(concept: Any) -> ConceptControl:
+def default_control(concept: Any) -> ConceptControl:
     """The bank's default control: `default.mode` / `default.strength` (scale reads strength as its gain)."""
     default = getattr(concept, "default", None)
     if default is None and isinstance(concept, Mapping):
@@ -450,7 +462,7 @@ class EditState:
             for index in [f.index for f in feats] + _read_indices(concept):
                 if not 0 <= index < d_sae:
                     raise UserError(f"concept {name!r} feature {index}: expected an index in [0, {d_sae})")
-            control = _default_of(concept)
+            control = default_control(concept)
             control.validate(name)
             state.concepts[name] = feats
             if getattr(concept, "alone", None) is not None:
@@ -545,6 +557,8 @@ class EditState:
         if not isinstance(concepts, Mapping) or not isinstance(features, Mapping):
             raise UserError("preset: expected 'concepts' and 'features' to be mappings")
         for name, spec in concepts.items():
+            if not isinstance(name, str):  # `12: {mode: off}` named concept 12 "unknown: expected one of 1.5, 12"
+                raise UserError(f"preset concept {name!r} {NAME_NOT_TEXT}")
             if not isinstance(spec, Mapping):
                 raise UserError(f"preset concept {name!r}: expected a mapping with mode/strength/gain")
             extra = [str(key) for key in spec if key not in ("mode", "strength", "gain")]
@@ -562,6 +576,10 @@ class EditState:
             mode = spec.get("mode", old.mode)
             if isinstance(mode, bool):  # YAML 1.1 reads a bare on/off as a boolean
                 mode = "on" if mode else "off"
+            if str(mode).strip() == "scale" and "gain" not in spec and "strength" in spec:
+                # a bank default's `{mode: scale, strength: G}` is gain G; here strength is on's and clamp's
+                raise UserError(f"preset concept {name!r}: mode scale takes its factor as gain (gain: G or mode: "
+                                "scale:G); strength is the on / clamp strength")  # fmt: skip
             trial.controls[name] = ConceptControl.parse(name, str(mode), base)
         for index, g in features.items():
             try:

@@ -453,3 +453,15 @@ def test_a_render_the_writer_had_to_clip_says_how_much(tmp_path, tiny_rave_ts, t
         "x.wav: 50.0 % of its samples were past full scale and clipped (lower the strength or gain)"
     )
     assert clipping_note("x.wav", np.full(2000, 0.9)) is None and clipping_note("x.wav", np.zeros(0)) is None
+
+
+def test_a_render_names_the_bank_defaults_it_does_not_apply(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):
+    """`bright` starts `off` in live and the nn~ export (its bank default); a render without `--set bright=...` played
+    it unedited without a word, so the 'same bank' gave other audio."""
+    model, delay = tiny_model
+    clip = sorted((concept_data / "clips").iterdir())[0]
+    report = render_file(clip, tmp_path / "plain.wav", tiny_rave_ts, bank, [], model=model, delay=delay)
+    assert ("not applied, the bank's defaults (live and nn~ start with them; a render edits only what --set names): "
+            "bright=off; --set bright=off hears them") in report.notes  # fmt: skip
+    report = render_file(clip, tmp_path / "on.wav", tiny_rave_ts, bank, ["bright=on:2"], model=model, delay=delay)
+    assert not any("not applied" in n for n in report.notes)

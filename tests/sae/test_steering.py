@@ -327,3 +327,31 @@ def test_ramp_floor_moves_to_the_new_clamp():
     assert ramp_floor(prev, prev, prev.idx, 4) is None
     with pytest.raises(UserError, match="floor"):
         Edit.from_dense(torch.ones(d), torch.zeros(d), -floor)
+
+
+def test_preset_mistakes_are_named_for_what_they_are():
+    """Hunt 52: a preset key YAML reads as a number ('unknown concept 12: expected one of 1.5, 12'); `{mode: scale,
+    strength: 0.5}`, a bank default's gain 0.5, loaded as gain 1 (no edit) without a word; a bare `clamp` over an `on`
+    default of -2 blamed a strength nobody typed."""
+    from sae.steering import ConceptControl
+
+    state = EditState.from_concepts(32, {**_bank_concepts(), "12": {"features": [{"index": 7}]}})
+    before = state.as_dict()
+    for concepts, needle in (
+        ({12: {"mode": "off"}}, r"preset concept 12 is not text \(YAML reads .* 12, 1.5 or 0x10 as numbers\): quote"),
+        ({"guitar": {"mode": "scale", "strength": 0.5}}, r"mode scale takes its factor as gain \(gain: G or mode: "),
+    ):
+        with pytest.raises(UserError, match=needle):
+            state.load_dict({"concepts": concepts})
+        assert state.as_dict() == before
+    state.load_dict({"concepts": {"guitar": {"mode": "scale", "gain": 0.5, "strength": 2}}})  # as /preset/save writes
+    assert state.controls["guitar"].spelled() == "scale:0.5"
+    on = ConceptControl.parse("guitar", "on:-2")
+    with pytest.raises(UserError, match=r"clamp strength -2: .*\(-2 is the concept's strength so far, from its bank "
+                       r"default or an earlier setting: give clamp:S\)"):  # fmt: skip
+        ConceptControl.parse("guitar", "clamp", on)
+    with pytest.raises(UserError, match=r"clamp strength 20: expected") as given:  # a strength given: no hint
+        ConceptControl.parse("guitar", "clamp:20", on)
+    assert "so far" not in str(given.value)
+    assert [ConceptControl.parse("g", m).spelled() for m in ("none", "off", "on:3", "clamp:2.5", "scale:-1")] == [
+        "none", "off", "on:3", "clamp:2.5", "scale:-1"]  # fmt: skip

@@ -458,10 +458,11 @@ def _restore(resumed, session) -> None:
 def _controls_line(controls) -> str:
     """What the controls do now, in a line: each concept that acts (mode, and its strength or a scale's gain), then
     mix or bypass."""
+    from sae.steering import ConceptControl
+
     view = controls.view()
     modes = [
-        f"{name} {c['mode']}"
-        + ("" if c["mode"] == "off" else f":{c['gain' if c['mode'] == 'scale' else 'strength']:g}")
+        f"{name} {ConceptControl(c['mode'], c['strength'], c['gain']).spelled()}"
         for name, c in view["concepts"].items()
         if c["mode"] != "none"
     ]

@@ -32,7 +32,8 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         help="render an audio file through RAVE with concept edits",
         description="Stream --in block by block through the RAVE model, editing the latents in SAE space "
         "(error term kept), and write --out aligned with the input. Without --set the render is the plain "
-        "model (no edit).",
+        "model (no edit): a render edits only what --set names, not the bank's defaults, which live and the nn~ "
+        "export start with (the render names them in a note).",
     )
     p.add_argument("--in", dest="inp", required=True, metavar="FILE", help="input audio file")
     p.add_argument("--out", required=True, metavar="FILE", help="output audio file (format from the suffix)")
