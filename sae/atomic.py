@@ -18,6 +18,7 @@ import re
 import secrets
 import shutil
 import stat
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
@@ -189,17 +190,53 @@ def new_folder_beside(out: Path) -> Path:
     raise FileExistsError(f"{out.parent}: no free temporary name for {out.name}")
 
 
+STALE_AGE = 10.0
+"""Seconds: a temporary folder younger than this may be one whose writer has not locked it yet."""
+
+
+def remove_stale_folders(out: Path) -> int:
+    """Remove the `.NAME.new.*` / `.NAME.old.*` folders beside `out` that writers killed mid-way left (a living
+    `folder_replacing` holds a lock on its folder, so only the dead's are taken); returns how many."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(new|old)\.[0-9a-f]{{8}}")
+    removed = 0
+    for path in out.parent.glob(f".{glob.escape(out.name)}.*"):
+        if not pattern.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            if time.time() - path.stat().st_mtime < STALE_AGE:
+                continue
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a living writer's
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        finally:
+            os.close(fd)
+    return removed
+
+
 @contextlib.contextmanager
 def folder_replacing(out: Path, keep_others: bool = True, own: Collection[str] = ()) -> Iterator[Path]:
     """A new folder beside `out` to write into; on leaving it replaces `out` whole (`replace_folder`), on an error
-    it is removed and `out` is left as it was. An `out` that is a link is followed: its target is replaced."""
+    it is removed and `out` is left as it was. An `out` that is a link is followed: its target is replaced. The new
+    folder is locked while it lives; those of writers killed before (SIGKILL, a crash) are removed first."""
     out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
+    remove_stale_folders(out)
     tmp = new_folder_beside(out)
+    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield tmp
         replace_folder(tmp, out, keep_others, own)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        os.close(fd)
 
 
 def replace_folder(tmp: Path, out: Path, keep_others: bool = True, own: Collection[str] = ()) -> None:

@@ -42,7 +42,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text, sole_writer, temp_beside, write_failure
+from sae.atomic import atomic_write_text, remove_leftovers, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
 from sae.jsonfile import is_count, is_number, read_json_object
 
@@ -232,9 +232,12 @@ class ActivationWriter:
         self._lock = contextlib.ExitStack()
         rank = os.environ.get("RANK", "0")
         self._lock.enter_context(sole_writer(self.dir, f"collect of {hook!r}", f".writer_{rank}.lock"))
+        self._shard_temp = self.dir / f"shard.rank{rank}"  # its temporary shards: this rank's lock holds them
         try:
+            remove_leftovers(self._shard_temp)  # what a writer of this rank killed mid-write left
             self._update_store_json(model, frame_rate, sample_rate)
             with _locked(self.dir):
+                remove_leftovers(self.dir / MANIFEST)
                 manifest = self._load_manifest()
                 if manifest is None:
                     manifest = _new_manifest(hook, self.dim, dtype)
@@ -258,6 +261,7 @@ class ActivationWriter:
     def _update_store_json(self, model: dict[str, Any] | None, frame_rate: float | None, sr: int | None) -> None:
         path = self.root / STORE_JSON
         with _locked(self.root):
+            remove_leftovers(path)
             info = read_store_json(path) if path.exists() else {}
             new = {"model": model, "frame_rate": frame_rate, "sample_rate": sr}
             changed = False
@@ -399,7 +403,7 @@ class ActivationWriter:
         tmp = None
         try:
             if rows is not None:
-                tmp = temp_beside(self.dir / "shard")
+                tmp = temp_beside(self._shard_temp)
                 mode = os.stat(tmp).st_mode
                 save_file({KEY: rows}, tmp, metadata={"hook": self.hook})
                 os.chmod(tmp, mode)  # safetensors makes its files 0600

@@ -33,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sae.atomic import atomic_torch_save, atomic_write_text, remove_leftovers, sole_writer
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.metrics import batch_fvu, evaluate_split
@@ -371,7 +371,7 @@ def _train_hook(
         )
     out.mkdir(parents=True, exist_ok=True)
     if resume and info.main:
-        remove_leftovers(ckpt_path)  # a run killed while writing a checkpoint leaves its temporary file
+        remove_folder_leftovers(out)  # a run killed while writing a checkpoint or its files leaves temporary files
     device = resolve_device(cfg.device, info)
     store.require_rows(hook)
     d_in = store.dim(hook)

@@ -303,3 +303,49 @@ def test_an_output_that_is_a_link_is_written_through_to_its_target(tmp_path):
         (new / "new.txt").write_text("new")
     assert (tmp_path / "link").is_symlink() and sorted(os.listdir(tmp_path / "real")) == ["new.txt"]
     assert sorted(os.listdir(tmp_path)) == ["bank.yaml", "link", "real", "shared"]  # nothing left beside them
+
+
+def _killed_writers_folder(path: Path, age: float = 60.0) -> Path:
+    """What a writer SIGKILLed inside `folder_replacing` leaves: its new folder, half filled, `age` seconds old."""
+    path.mkdir()
+    (path / "half.wav").write_bytes(b"x" * 100)
+    then = path.stat().st_mtime - age
+    os.utime(path, (then, then))
+    return path
+
+
+def test_a_new_folder_of_a_killed_writer_is_removed_by_the_next_one(tmp_path):
+    """`data make` and `dashboard` killed mid-way left `.OUT.new.XXXXXXXX` folders (11-24 MB each) that no rerun
+    removed. A living writer's folder is locked; a killed one's is not, and goes."""
+    import fcntl
+
+    out = tmp_path / "site"
+    dead = _killed_writers_folder(tmp_path / ".site.new.0123abcd")
+    aside = _killed_writers_folder(tmp_path / ".site.old.0123abcd")
+    young = _killed_writers_folder(tmp_path / ".site.new.89abcdef", age=0)  # may not be locked yet
+    other = _killed_writers_folder(tmp_path / ".site2.new.0123abcd")  # another output's
+    living = _killed_writers_folder(tmp_path / ".site.new.fedcba98")
+    fd = os.open(living, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        with atomic.folder_replacing(out) as new:
+            (new / "index.html").write_text("new")
+    finally:
+        os.close(fd)
+    assert not dead.exists() and not aside.exists()
+    assert young.exists() and other.exists() and living.exists()
+    assert (out / "index.html").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".site.new.89abcdef", ".site.new.fedcba98",
+                                                          ".site2.new.0123abcd", "site"]  # fmt: skip
+
+
+def test_an_export_killed_mid_write_leaves_nothing_the_next_export_keeps(tmp_path):
+    """`export nn` named its temporary file with its process id (`.a.ts.23522.tmp`): no rerun removed it."""
+    from training.rave.nn_export import save_atomic
+
+    out = tmp_path / "a.ts"
+    left = Path(atomic.temp_beside(out))  # what a killed export left
+    left.write_bytes(b"half a model")
+    save_atomic(torch.jit.script(torch.nn.Identity()), out, {"x": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ts"]
+    assert torch.jit.load(str(out))(torch.ones(2)).tolist() == [1.0, 1.0]

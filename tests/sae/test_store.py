@@ -428,3 +428,20 @@ def test_writer_refuses_provenance_its_manifest_cannot_hold(tmp_path, args, prob
             w.add(torch.randn(10, 4), *args)
     st = ActivationStore(tmp_path)
     assert [(s, f, len(x)) for s, f, x in st.iter_segments("h")] == [("kept.wav", 0, 10)]
+
+
+def test_a_resumed_collect_clears_what_a_killed_writer_left(tmp_path):
+    """A collect killed while writing its manifest left `.manifest.json.XXXXXXXX.tmp` (100 KB) that the resumed
+    collect kept. Shards are written under this rank's own temporary names, so another rank's are never taken."""
+    from sae.atomic import temp_beside
+
+    _write(tmp_path, n_sources=2, rows=50, dtype="float32")
+    hook = tmp_path / "layer.0"
+    left = [Path(temp_beside(hook / "manifest.json")), Path(temp_beside(hook / "shard.rank0")),
+            Path(temp_beside(tmp_path / "store.json"))]  # fmt: skip
+    other_rank = Path(temp_beside(hook / "shard.rank1"))
+    with ActivationWriter(tmp_path, "layer.0", 8, dtype="float32") as w:
+        w.add(torch.randn(5, 8), "clip9.wav", 0)
+    assert not any(p.exists() for p in left) and other_rank.exists()
+    assert not list(hook.glob(".shard.rank0.*.tmp"))
+    assert len(list(ActivationStore(tmp_path).iter_segments("layer.0"))) == 3

@@ -890,3 +890,19 @@ def test_metrics_record_the_normalisation_used(tmp_path, normalize):
     cfg = TrainConfig(k=2, expansion=2, steps=5, batch_size=64, normalize=normalize, checkpoint_every=0,
                       eval_fraction=0.1, shuffle_buffer=0)  # fmt: skip
     assert train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)["normalize"] == normalize
+
+
+def test_a_resume_clears_the_temporary_files_of_a_run_killed_while_saving(tmp_path):
+    """Killed at a rename while saving its final files, a run resumed to the right weights but kept one of
+    `.sae_weights.safetensors.XXXXXXXX.tmp`, `.cfg.json...`, `.metrics.json...` or `.history.json...` in its folder."""
+    from sae.atomic import temp_beside
+
+    planted_store(tmp_path / "acts", n=2000, d=8, n_features=16, k_true=2, seed=1)
+    cfg = TrainConfig(k=2, expansion=2, steps=10, batch_size=64, checkpoint_every=5, eval_fraction=0.1,
+                      shuffle_buffer=0)  # fmt: skip
+    out = tmp_path / "sae"
+    train_hook(ActivationStore(tmp_path / "acts"), "synthetic", out, cfg)
+    left = [Path(temp_beside(out / name)) for name in ("sae_weights.safetensors", "cfg.json", "metrics.json")]
+    train_hook(ActivationStore(tmp_path / "acts"), "synthetic", out, cfg, resume=True)
+    assert not any(p.exists() for p in left)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]

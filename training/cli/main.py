@@ -8,7 +8,9 @@ Heavy imports (torch, audiocraft, sounddevice) happen inside those callables, so
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -157,6 +159,25 @@ def out_of_memory(exc: BaseException) -> str:
     return ""
 
 
+def _signals_end_the_exit() -> None:
+    """From here on (the interpreter's exit: atexit callbacks, module teardown) Ctrl-C and SIGTERM end the process
+    at once, with their exit code: a second Ctrl-C landed in torch's atexit callbacks as a KeyboardInterrupt
+    traceback after the command's one line."""
+
+    def now(signum: int, _frame) -> None:
+        os._exit(128 + signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, now)
+
+
+def _end_exit_on_signals() -> None:
+    """Register `_signals_end_the_exit` with atexit after the libraries' own callbacks, so it runs first (again
+    on each call: the latest registered runs first)."""
+    atexit.unregister(_signals_end_the_exit)
+    atexit.register(_signals_end_the_exit)
+
+
 def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose: bool | None = None) -> int:
     """Run `fn` (a command, a training recipe) and return its exit code; a `UserError`, a full disk or another
     failed file operation (an `OSError` naming its file; `verbose` keeps its traceback) becomes one line on stderr
@@ -164,6 +185,14 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
     `fn`'s cleanup ran (exit 130 and 143), never a traceback. Third-party noise is silenced while `fn` runs
     (`training.cli.quiet`) unless `verbose` (`musicsae -v`); None, the recipes' default, reads Python's own switch:
     `python -W default -m training...` (or PYTHONWARNINGS) shows it."""
+    try:
+        return _guarded(prog, fn, stopped, verbose)
+    finally:  # registered after what the command imported registered: it runs before their exit callbacks
+        _end_exit_on_signals()
+
+
+def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: bool | None) -> int:
+    """`guarded` itself."""
     from sae.atomic import WRITE_ERRNOS
     from sae.errors import UserError
     from training.cli.quiet import quiet

@@ -244,19 +244,21 @@ def script_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
 
 
 def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str, Any]) -> None:
-    """Save beside `out` under a temporary name, then rename: `out` is either complete or untouched."""
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+    """`atomic_write`: `out` is either complete or untouched; the temporary files of exports killed mid-write are
+    removed first."""
+    from sae.atomic import atomic_write, remove_leftovers
+
+    def save(tmp: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.jit.save(scripted, str(tmp), _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
-        os.replace(tmp, out)
+            torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_leftovers(out)
+        atomic_write(out, save)
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExportReport:
