@@ -85,6 +85,7 @@ class Steering:
     state: EditState
     concepts: dict[str, Any] = field(default_factory=dict)
     hook: str = "latent"
+    bank: Any = None  # the `sae.bank.ConceptBank` they were read from
 
     def edit_for(self, sets: Sequence[tuple[str, str]]) -> Edit:
         """Every concept neutral except the ones set (names must exist)."""
@@ -96,13 +97,12 @@ class Steering:
         return state.edit()
 
 
-def unapplied_defaults(bank_path: str | Path, sha256: str, named: Collection[str]) -> list[str]:
-    """`NAME=MODE` of the bank's concepts of model `sha256` that have a default edit (what live and nn~ start
-    with) and are not in `named`, the concepts a render sets."""
-    from sae.bank import ConceptBank
+def unapplied_defaults(bank: Any, sha256: str, named: Collection[str]) -> list[str]:
+    """`NAME=MODE` of the concepts of `bank` (a `sae.bank.ConceptBank`) of model `sha256` that have a default edit
+    (what live and nn~ start with) and are not in `named`, the concepts a render sets."""
     from sae.steering import default_control
 
-    defaults = {c.name: default_control(c) for c in ConceptBank.load(bank_path) if c.model.sha256 == sha256}
+    defaults = {c.name: default_control(c) for c in bank if c.model.sha256 == sha256}
     return [f"{name}={d.spelled()}" for name, d in defaults.items() if name not in named and d.mode != "none"]
 
 
@@ -174,7 +174,7 @@ def load_steering(
         raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
     state = EditState.from_concepts(sae.cfg.d_sae, concepts)
     check_detectors(state.alone, sae.cfg.d_sae, width)  # a detector that does not fit the SAE or the hook: one line
-    return Steering(sae, chosen, state, concepts, hook)
+    return Steering(sae, chosen, state, concepts, hook, bank)
 
 
 RowsEdit = Callable[[Tensor, Tensor | None], Tensor]
@@ -418,7 +418,7 @@ def render_file(
             if mode in ("on", "clamp"):
                 strength = steering.state.defaults[name].strength
                 notes.append(f"{name}={mode}: strength {strength:g}, the bank's default ({name}={mode}:S sets one)")
-        left = unapplied_defaults(bank_path, model.identity.sha256, {n for n, _ in parsed})
+        left = unapplied_defaults(steering.bank, model.identity.sha256, {n for n, _ in parsed})
         if left:
             notes.append(f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what "
                          f"--set names): {', '.join(left)}; --set {' --set '.join(left)} hears them")  # fmt: skip

@@ -210,12 +210,10 @@ def remove_stale_folders(out: Path) -> int:
             continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:  # a living writer's
-            os.close(fd)
-            continue
-        try:
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
+        except BlockingIOError:  # a living writer's
+            pass
         finally:
             os.close(fd)
     return removed
