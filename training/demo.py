@@ -408,22 +408,23 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         "(no SAE) as a baseline; where the concept has a detector of playing alone, both `off`s silence what it "
         "calls a solo. `on` is the best strength within the drift goal.",
         "",
-        "| concept | edit | clean held-out acc. | with: none → off | drop | without: none → on (strength) | rise "
-        "| worst drift |",
+        "| concept | edit | clean held-out acc. | with: none → off (clips) | drop | without: none → on (strength; "
+        "clips) | rise | worst drift |",
         "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
     for name, e in s["judge"].items():
+        n_test = e.get("held_out_without_test", e["held_out_without"])
+        none_on = e.get("none_without_test", e["none"]["without"])  # the clips the rise is reported on
         for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
             if arm is not None:
                 lines.append(
                     f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} "
-                    f"% → {arm['off']['with']:.0f} % | {arm['off_drop']:+.0f} | {e['none']['without']:.0f} % "
-                    f"→ {arm['on']['without']:.0f} % ({arm['strength_on']:g}) | {arm['on_rise']:+.0f} | "
-                    f"{arm['max_drift']:.0f} |"
+                    f"% → {arm['off']['with']:.0f} % ({e['held_out_with']}) | {arm['off_drop']:+.0f} | "
+                    f"{none_on:.0f} % → {arm['on']['without']:.0f} % ({arm['strength_on']:g}; {n_test}) | "
+                    f"{arm['on_rise']:+.0f} | {arm['max_drift']:.0f} |"
                 )
         sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
-        n_test = e.get("held_out_without_test", e["held_out_without"])
         clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, n_test)  # points
         verdicts.append(
             f"- {name}: `on` rise by strength (SAE, on {e.get('held_out_without_validation', n_test)} validation "
@@ -441,7 +442,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                     f"of clips with it and {e['none']['without']:.0f} % of those without: the model does not "
                     "render it distinctly, so removing it cannot drop detection much"
                 )
-            ahead = baseline_ahead(e, clip_with, clip_without)
+            ahead = baseline_ahead(e)
             if ahead:
                 why.append(
                     f"the mean-difference baseline moves the judge more ({', '.join(ahead)}): for that edit the raw "
@@ -493,14 +494,17 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     return "\n".join(lines)
 
 
-def baseline_ahead(entry: dict, clip_with: float, clip_without: float) -> list[str]:
-    """Where the judge entry's mean-difference baseline moves the judge more than the SAE edit by more than one
-    clip (`clip_with` points for the drop, `clip_without` for the rise), in words; empty when nowhere."""
-    b = entry.get("baseline")
+def baseline_ahead(entry: dict) -> list[str]:
+    """The edits of a judge entry where its mean-difference baseline moves the judge more than the SAE, by the
+    paired 95 % interval of the difference the judge recorded (`training.judge.baseline_vs_sae`), in words; empty
+    where none (ties included) or where the entry has no such record."""
+    b = entry.get("baseline") or {}
+    compared = b.get("vs_sae") or {}
     return [
-        f"{label} {b[key]:+.0f} vs the SAE's {entry[key]:+.0f}"
-        for key, label, clip in (("off_drop", "drop", clip_with), ("on_rise", "rise", clip_without))
-        if b is not None and b[key] > entry[key] + clip
+        f"{label} {b[key]:+.0f} vs the SAE's {entry[key]:+.0f}; the SAE's minus the baseline's {d['value']:+.0f} "
+        f"[{d['lo']:+.0f}, {d['hi']:+.0f}] on the same {d['n']} clips"
+        for key, label in (("off_drop", "drop"), ("on_rise", "rise"))
+        if (d := compared.get(key)) and d["ahead"] == "baseline"
     ]
 
 

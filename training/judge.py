@@ -94,6 +94,35 @@ def goals_met(
     }
 
 
+def baseline_vs_sae(entry: dict[str, Any], name: str) -> dict[str, dict[str, Any]] | None:
+    """The SAE edits of a judge entry against its mean-difference baseline, paired clip by clip: per edit, the SAE's
+    drop (`off`, on the clips with `name`) or rise (`on` at each arm's chosen strength, on the clips the rise is
+    reported on) minus the baseline's, in points with its 95 % paired interval, and who is ahead: "SAE" or
+    "baseline" where the whole interval says so, else "tied". None without a baseline or the per-clip calls."""
+    base = (entry or {}).get("baseline")
+    calls = [_calls(e, name) for e in (entry, base)] if isinstance(base, dict) else [None]
+    if None in calls:
+        return None
+    (sae_off, sae_on), (base_off, base_on) = calls
+    if len(sae_off) != len(base_off) or len(sae_on) != len(base_on):
+        return None
+    out = {}
+    for key, diff in (("off_drop", paired_diff(sae_off, base_off)), ("on_rise", paired_diff(base_on, sae_on))):
+        ahead = "SAE" if diff.lo > 0 else "baseline" if diff.hi < 0 else "tied"
+        out[key] = {**diff.as_dict(), "ahead": ahead}
+    return out
+
+
+def _calls(entry: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """The judge's per-clip calls on `name` after `off` (clips with it) and after `on` (clips without), or None."""
+    per_clip = entry.get("per_clip") or {}
+    try:
+        off, on = per_clip["off_with"][name], per_clip["on_without"][name]
+    except (KeyError, TypeError):
+        return None
+    return np.asarray(off, bool), np.asarray(on, bool)
+
+
 def drift_missed(entry: dict[str, Any], goal: float) -> str:
     """Why an entry of the judge missed its drift goal, in words: the other concepts moved too far, or they stayed
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is

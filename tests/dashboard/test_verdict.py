@@ -27,7 +27,14 @@ def _entry(off_ok: bool = True) -> dict:
         "drift": {"off": {"drums": -9.0}, "on": {"drums": 16.7}},
         "max_drift": 16.7,
         "goals_met": {"off_drop": off_ok, "on_rise": True, "drift": False},
-        "baseline": {"off_drop": 20.0, "on_rise": 30.0},
+        "baseline": {
+            "off_drop": 20.0,
+            "on_rise": 30.0,
+            "vs_sae": {  # as the judge writes it (`training.judge.baseline_vs_sae`)
+                "off_drop": {"value": 50.0, "lo": 20.0, "hi": 80.0, "n": 10, "ahead": "SAE"},
+                "on_rise": {"value": 53.3, "lo": -16.7, "hi": 100.0, "n": 6, "ahead": "tied"},
+            },
+        },
     }
 
 
@@ -42,16 +49,29 @@ def test_verdict_reads_the_judge_entry_in_words():
         "goals": {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0},
         "judge": {"clean_heldout_accuracy": {"guitar": 95.0}},
     }
-    text = _text(verdict_html("guitar", result, "judge/judge.json"))
+    text = html.unescape(_text(verdict_html("guitar", result, "judge/judge.json")))
     assert "guitar can be taken out and put in, but other concepts move by up to 17 points." in text
     assert "heard it in 8 of 10 (80 %) through the model and in 1 of 10 (10 %) with guitar off" in text
     assert "down 70 points (95 % interval 40 to 90)" in text and "met" in text
     assert "guitar=on:4 , the strength of 1, 2, 4, 8, 16" in text and "chosen on 6 other clips" in text
     assert "in 1 of 6 (17 %) through the model and in 6 of 6 (100 %) with guitar on: up 83 points" in text
     assert "the most: drums, +17 with guitar on" in text and "not met" in text
-    assert "down 20 and up 30 points, less well than the SAE" in text
+    assert "down 20 and up 30 points against the SAE's down 70 and up 83" in text
+    assert (
+        "out: the SAE ahead (the SAE's minus the baseline's +50 [+20, +80] points, paired on the same 10 clips)" in text
+    )
+    assert "in: tied (the SAE's minus the baseline's +53 [-17, +100] points, paired on the same 6 clips)" in text
     assert "right on 95 % of the clean held-out clips" in text and "one clip moves a figure by 10 and 8" in text
     assert "from judge/judge.json" in text
+
+
+def test_a_judge_file_without_the_paired_comparison_says_so():
+    """Hunt 55: the comparison with the baseline summed drop and rise against one 12-clip margin; it is now the
+    judge's paired interval per edit, and an older judge file has none to show."""
+    entry = _entry()
+    del entry["baseline"]["vs_sae"]
+    text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
+    assert "against the SAE's down 70 and up 83; this judge file has no paired comparison of the two." in text
 
 
 def test_headlines_and_partial_entries():

@@ -257,6 +257,11 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
             drop = arm["intervals"]["off_drop"]
             assert drop["lo"] <= arm["off_drop"] <= drop["hi"] and drop["n"] == e["held_out_with"]
         assert e["baseline"]["norm"] > 0
+        vs = e["baseline"]["vs_sae"]  # the SAE's drop / rise minus the baseline's, paired on the same clips
+        assert vs["off_drop"]["n"] == e["held_out_with"] and vs["on_rise"]["n"] == e["held_out_without_test"]
+        assert round(vs["off_drop"]["value"], 6) == round(e["off_drop"] - e["baseline"]["off_drop"], 6)
+        assert round(vs["on_rise"]["value"], 6) == round(e["on_rise"] - e["baseline"]["on_rise"], 6)
+        assert {vs["off_drop"]["ahead"], vs["on_rise"]["ahead"]} <= {"SAE", "baseline", "tied"}
         assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]  # one strength: nothing chosen, every clip
         assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"] and e["clamp"]["sweep"][0]["clips"] == 2
         assert len(e["per_clip"]["off_with"]["guitar"]) == e["held_out_with"]

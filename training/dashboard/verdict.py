@@ -128,18 +128,20 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
     base = entry.get("baseline")
     if isinstance(base, dict) and "off_drop" in base and "on_rise" in base:
         ours = (entry.get("off_drop", 0.0), entry.get("on_rise", 0.0))
-        diff = (ours[0] - base["off_drop"]) + (ours[1] - base["on_rise"])
-        n = min(x for x in (n_with, n_without) if x) if (n_with or n_without) else 0
-        clip = 100.0 / n if n else 0.0
-        compare = (
-            "about as well as the SAE"
-            if abs(diff) <= 2 * clip
-            else ("less well than the SAE" if diff > 0 else "better than the SAE")
-        )
+        compared = base.get("vs_sae")  # the judge's paired comparison (`training.judge.baseline_vs_sae`)
+        if not all(isinstance(_get(compared, k), dict) for k in ("off_drop", "on_rise")):
+            compare = "this judge file has no paired comparison of the two"
+        else:
+            said = {"SAE": "the SAE ahead", "baseline": "the baseline ahead", "tied": "tied"}
+            compare = "; ".join(
+                f"{what}: {said[d['ahead']]} (the SAE's minus the baseline's {d['value']:+.0f} [{d['lo']:+.0f}, "
+                f"{d['hi']:+.0f}] points, paired on the same {d['n']} clips)"
+                for what, d in (("out", compared["off_drop"]), ("in", compared["on_rise"]))
+            )
         items.append(
             f"<li><b>Without the SAE</b> (the same edits along the raw-latent difference of means): down "
-            f"{base['off_drop']:.0f} and up {base['on_rise']:.0f} points, {compare} (down {ours[0]:.0f}, up "
-            f"{ours[1]:.0f}).</li>"
+            f"{base['off_drop']:.0f} and up {base['on_rise']:.0f} points against the SAE's down {ours[0]:.0f} and up "
+            f"{ours[1]:.0f}; {_e(compare)}.</li>"
         )
     trust = []
     acc = _get(result, "judge", "clean_heldout_accuracy", name)

@@ -59,6 +59,7 @@ from training.judge import (
     GOALS,
     JUDGE_FEATURES,
     Judge,
+    baseline_vs_sae,
     concepts_to_judge,
     goals_met,
     hit_rate,
@@ -340,6 +341,7 @@ def evaluate_steering(
                 for k, v in arm(name, shift_edit(d, alone_of)).items()
                 if k not in ("held_out_with", "held_out_without", "clean", "none")
             }
+            entry["baseline"]["vs_sae"] = baseline_vs_sae(entry, name)  # paired, clip by clip
         results[name] = entry
     out = {
         "model": {"name": model.path.name, "sha256": model.identity.sha256},
