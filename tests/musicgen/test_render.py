@@ -12,6 +12,7 @@ import torch
 
 from realtime.musicgen import load_musicgen
 from realtime.musicgen.render import EDIT_ROWS, BankSteering, ConceptSet, parse_set, render
+from sae.atomic import sole_writer
 from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
 from sae.errors import UserError
 from sae.io import save_sae
@@ -171,7 +172,7 @@ def test_edits_change_audio_none_is_bit_identical_and_schedule_starts_late(tmp_p
     assert not torch.equal(late.codes, plain.codes)
 
 
-def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
+def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg, capsys):
     make_bank(tmp_path, mg)
     out = tmp_path / "out.wav"
     assert (
@@ -217,29 +218,18 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg):
 
     jobs = tmp_path / "jobs.yaml"
     jobs.write_text("- happy piano\n- {prompt: sad drums, name: sad, seed: 7, set: ['drums=off@0.1-0.3']}\n")
-    assert (
-        main(
-            [
-                "render",
-                "musicgen",
-                "--model",
-                str(audiocraft_dir),
-                "--batch",
-                str(jobs),
-                "--duration",
-                "0.2",
-                "--bank",
-                str(tmp_path / "concepts.yaml"),
-                "--set",
-                "piano=on",
-                "--out-dir",
-                str(tmp_path / "batch"),
-            ]
-        )
-        == 0
+    batch = ["render", "musicgen", "--model", str(audiocraft_dir), "--batch", str(jobs), "--duration", "0.2"]
+    batch += ["--bank", str(tmp_path / "concepts.yaml"), "--set", "piano=on", "--out-dir", str(tmp_path / "batch")]
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "batch" / ".sad.wav.0123abcd.tmp").write_bytes(b"RIFF")  # a render killed while writing sad.wav
+    with sole_writer(tmp_path / "batch", "MusicGen render"):  # hunt 54: a second render into the folder
+        assert main(batch) == 2
+    assert capsys.readouterr().err.endswith(
+        "batch: another MusicGen render is writing there now; wait for it or use another --out-dir\n"
     )
+    assert main(batch) == 0
     made = sorted(p.name for p in (tmp_path / "batch").iterdir())
-    assert made == ["0000_happy_piano.wav", "render.json", "sad.wav"]
+    assert made == [".lock", "0000_happy_piano.wav", "render.json", "sad.wav"]  # the leftover is gone
 
 
 @pytest.mark.parametrize(

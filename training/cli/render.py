@@ -164,6 +164,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_musicgen(args: argparse.Namespace) -> int:
+    import contextlib
     import time
 
     import torch
@@ -180,6 +181,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         render,
         step_progress,
     )
+    from sae.atomic import remove_leftovers, sole_writer
     from sae.bank import ConceptBank
     from sae.errors import UserError
     from sae.paths import check_audio_out, check_not_source, check_output_dir, check_output_file
@@ -247,65 +249,71 @@ def run_musicgen(args: argparse.Namespace) -> int:
     args.edit_rows = args.edit_rows or EDIT_ROWS_DEFAULT
     bank = ConceptBank.load(args.bank) if args.bank else None
 
-    console = output_console(stderr=True)
-    with console.status(f"loading {args.model}"):
-        mg = load_musicgen(args.model, args.backend, args.device)
-    # check every edit against the model (model identity, layer, SAE width) before generating anything
-    steerings = {key: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for key, sets in parsed.items()}
-    too_short = [j for j in jobs if mg.frames(j.duration) < 1]
-    if too_short:
-        raise UserError(f"duration {too_short[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
-    too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
-    if too_long:
-        where = "--duration" if args.prompt is not None else f"job {too_long[0].out.name}: duration"
-        raise UserError(f"{where} {too_long[0].duration:g}: this model generates at most {mg.max_duration:g} s")
+    held = contextlib.ExitStack()  # a second batch render into the same folder is refused, not interleaved
+    if args.batch:
+        held.enter_context(sole_writer(args.out_dir, "MusicGen render", flag="--out-dir"))
+    with held:
+        console = output_console(stderr=True)
+        with console.status(f"loading {args.model}"):
+            mg = load_musicgen(args.model, args.backend, args.device)
+        # check every edit against the model (model identity, layer, SAE width) before generating anything
+        steerings = {k: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for k, sets in parsed.items()}
+        too_short = [j for j in jobs if mg.frames(j.duration) < 1]
+        if too_short:
+            raise UserError(f"duration {too_short[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+        too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
+        if too_long:
+            where = "--duration" if args.prompt is not None else f"job {too_long[0].out.name}: duration"
+            raise UserError(f"{where} {too_long[0].duration:g}: this model generates at most {mg.max_duration:g} s")
 
-    if note := duration_note(mg.name, trained, max(job.duration for job in jobs)):
-        past = [j.out.name for j in jobs if duration_note(mg.name, trained, j.duration)]
-        named = f" (jobs {', '.join(past[:5])}{', ...' if len(past) > 5 else ''})" if args.batch else ""
-        console.print(f"note: {note}{named}", highlight=False)
+        if note := duration_note(mg.name, trained, max(job.duration for job in jobs)):
+            past = [j.out.name for j in jobs if duration_note(mg.name, trained, j.duration)]
+            named = f" (jobs {', '.join(past[:5])}{', ...' if len(past) > 5 else ''})" if args.batch else ""
+            console.print(f"note: {note}{named}", highlight=False)
 
-    # progress in what the user waits for: generation steps, and the seconds of audio they amount to
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=24),
-        TextColumn("{task.completed}/{task.total} steps"),
-        TextColumn("{task.fields[audio]:.1f}/{task.fields[duration]:g} s of audio"),
-        TimeRemainingColumn(),
-    )
-    renders = [(job, steerings[tuple(job.sets)], job.out) for job in jobs]
-    if args.plain:
-        renders += [(job, None, _plain(job.out)) for job in jobs]
-    t0 = time.perf_counter()
-    with progress_bar(*columns, console=console) as progress:
-        for job, steering, out in renders:
-            steps = generation_steps(mg, job.duration)
-            task = progress.add_task(out.name, total=steps, audio=0.0, duration=job.duration)
+        # progress in what the user waits for: generation steps, and the seconds of audio they amount to
+        columns = (
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.completed}/{task.total} steps"),
+            TextColumn("{task.fields[audio]:.1f}/{task.fields[duration]:g} s of audio"),
+            TimeRemainingColumn(),
+        )
+        renders = [(job, steerings[tuple(job.sets)], job.out) for job in jobs]
+        if args.plain:
+            renders += [(job, None, _plain(job.out)) for job in jobs]
+        for path in [out for _, _, out in renders] + [record]:
+            remove_leftovers(path)  # the temporary files of a render killed while writing this one
+        t0 = time.perf_counter()
+        with progress_bar(*columns, console=console) as progress:
+            for job, steering, out in renders:
+                steps = generation_steps(mg, job.duration)
+                task = progress.add_task(out.name, total=steps, audio=0.0, duration=job.duration)
 
-            def on_step(n: int, task=task, steps=steps, job=job) -> None:
-                done = min(n, steps)
-                progress.update(task, completed=done, audio=min(job.duration, done / mg.frame_rate))
+                def on_step(n: int, task=task, steps=steps, job=job) -> None:
+                    done = min(n, steps)
+                    progress.update(task, completed=done, audio=min(job.duration, done / mg.frame_rate))
 
-            with step_progress(mg, on_step):
-                gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
-            progress.update(task, completed=steps, audio=job.duration)
-            audio = gen.wav[0].T.float().cpu().numpy()
-            write_audio(out, audio, mg.sample_rate)
-            if note := clipping_note(out.name, audio):
-                console.print(f"note: {note}", highlight=False)
-    _write_record(args, mg, renders, record)
-    for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
-        console.print(f"note: {line}", highlight=False)
-    where = jobs[0].out if len(jobs) == 1 else args.out_dir
-    edits = sorted({s for job in jobs for s in job.sets})
-    seconds = sum(job.duration for job, _, _ in renders)
-    console.print(
-        f"rendered {len(renders)} file(s), {seconds:g} s of audio, to {where}"
-        + (f" with {', '.join(edits)}" if edits else "")
-        + f" in {time.perf_counter() - t0:.1f} s (after loading the model); what made each file: {record}",
-        highlight=False,
-    )
-    return 0
+                with step_progress(mg, on_step):
+                    gen = render(mg, [job.prompt], job.duration, job.seed, steering, args.cfg_coef, args.top_k)
+                progress.update(task, completed=steps, audio=job.duration)
+                audio = gen.wav[0].T.float().cpu().numpy()
+                write_audio(out, audio, mg.sample_rate)
+                if note := clipping_note(out.name, audio):
+                    console.print(f"note: {note}", highlight=False)
+        _write_record(args, mg, renders, record)
+        for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
+            console.print(f"note: {line}", highlight=False)
+        where = jobs[0].out if len(jobs) == 1 else args.out_dir
+        edits = sorted({s for job in jobs for s in job.sets})
+        seconds = sum(job.duration for job, _, _ in renders)
+        console.print(
+            f"rendered {len(renders)} file(s), {seconds:g} s of audio, to {where}"
+            + (f" with {', '.join(edits)}" if edits else "")
+            + f" in {time.perf_counter() - t0:.1f} s (after loading the model); what made each file: {record}",
+            highlight=False,
+        )
+        return 0
 
 
 def _record_of(out: Path) -> Path:
