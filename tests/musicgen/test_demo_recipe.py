@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -288,6 +289,31 @@ def test_the_transformers_conversion_keeps_the_training_record(toy_folders):
     ac, tf = toy_folders
     assert trained_seconds(ac) == trained_seconds(tf) == 0.5
     assert json.loads((tf / "training.json").read_text()) == json.loads((ac / "training.json").read_text())
+
+
+def test_a_conversion_replaces_its_folder_only_once_both_backends_agree(toy_folders, tmp_path, monkeypatch):
+    """Hunt 54: `package --convert` swapped the new folder in, then ran the backend check: a check that failed (or a
+    kill meanwhile) left an unchecked conversion in place, beside the earlier backend_agreement.json it carried."""
+    from training.musicgen import convert
+    from training.musicgen.package import CHECK_FILE
+    from training.musicgen.package import main as package_main
+
+    ac, tf = toy_folders
+    out = tmp_path / "tf"
+    shutil.copytree(tf, out)
+    (out / CHECK_FILE).write_text('{"earlier": true}')
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    def broken(ac_dir, tf_dir, **_):
+        assert (Path(tf_dir) / "model.safetensors").is_file() and Path(tf_dir) != out  # the new folder, whole
+        raise UserError("the two backends disagree")
+
+    monkeypatch.setattr(convert, "backend_agreement", broken)
+    assert package_main(["--convert", str(ac), "--out", str(out)]) == 2
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # untouched
+    monkeypatch.setattr(convert, "backend_agreement", lambda ac_dir, tf_dir, **_: {"codes_equal": True})
+    assert package_main(["--convert", str(ac), "--out", str(out)]) == 0
+    assert json.loads((out / CHECK_FILE).read_text()) == {"codes_equal": True}
 
 
 def test_package_outputs_never_clobber_or_mix(toy_folders, toy_lm_run, tmp_path, capsys, monkeypatch):

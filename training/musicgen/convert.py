@@ -17,6 +17,7 @@ The two implementations compute the same thing once the weights are mapped:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -196,9 +197,11 @@ def build_tokenizer(vocab: DescriptionVocab):
     return fast, texts
 
 
-def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
+def to_transformers(ac_dir: str | Path, out_dir: str | Path, finish: Callable[[Path], object] | None = None) -> Path:
     """Write the transformers version of the audiocraft folder `ac_dir` into `out_dir` (model, tokenizer,
-    descriptions.json, and the training record `training.json` when the folder has one); returns `out_dir`."""
+    descriptions.json, and the training record `training.json` when the folder has one); returns `out_dir`.
+    `finish` gets the new folder, written in full, before it replaces `out_dir` (a check of the conversion, whose
+    record goes in with it): where it fails, or the run is killed meanwhile, `out_dir` stays as it was."""
     from transformers import MusicgenForConditionalGeneration
 
     ac_dir, out = Path(ac_dir), Path(out_dir)
@@ -244,6 +247,8 @@ def to_transformers(ac_dir: str | Path, out_dir: str | Path) -> Path:
         vocab.save(tmp)
         if (ac_dir / "training.json").is_file():  # the training record: how it was trained, the LM's segment
             shutil.copyfile(ac_dir / "training.json", tmp / "training.json")
+        if finish is not None:
+            finish(tmp)
     return out
 
 

@@ -111,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from training.musicgen.convert import backend_agreement, to_transformers
 
-            to_transformers(args.convert, args.out)
+            checks = []
+
+            def check(folder: Path) -> None:  # on the new folder, before it replaces --out
+                checks.append(backend_agreement(args.convert, folder))
+                runs.write_json(folder / CHECK_FILE, checks[-1])
+
+            to_transformers(args.convert, args.out, finish=check)
             print(f"wrote transformers MusicGen {args.out} (MusicgenForConditionalGeneration.from_pretrained)")
-            check = backend_agreement(args.convert, args.out)
-            runs.write_json(args.out / CHECK_FILE, check)
-            print(f"both backends: {check} ({CHECK_FILE})")
+            print(f"both backends: {checks[-1]} ({CHECK_FILE})")
 
     torch.set_num_threads(1)
     return runs.guarded(parser.prog, run)
