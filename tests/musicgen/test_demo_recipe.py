@@ -139,6 +139,41 @@ def test_interrupted_codec_training_resumes_from_its_last_checkpoint(toy_data, t
     said = []
     assert train_codec.train_codec(cfg, say=said.append)["step"] == 6
     assert said[0] == f"resuming {cfg.run} at step 2"
+    # hunt 54: the resumed run draws the batches and revived codes an uninterrupted one draws (it reseeded them)
+    whole = replace(cfg, run=tmp_path / "whole")
+    train_codec.train_codec(whole, say=quiet)
+    resumed, uninterrupted = runs.load_state(cfg.run, "cpu"), runs.load_state(whole.run, "cpu")
+    for key, value in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
+
+
+def test_an_interrupted_lm_run_resumes_as_if_it_had_not_stopped(
+    toy_data, toy_codec_run, toy_sizes, tmp_path, monkeypatch
+):
+    """Hunt 54: a resumed LM run reseeded its batches and text dropout from (seed, step), so it trained on other
+    batches than the uninterrupted run: its checkpoints now carry the random streams."""
+    from training.musicgen import train_lm as lm_module
+
+    cfg = LMTrainConfig([str(toy_data)], toy_codec_run, tmp_path / "run", toy_sizes[1], steps=4, batch=2, warmup=1,
+                        eval_every=2, checkpoint_every=2)  # fmt: skip
+    real, calls = lm_module.lm_loss, {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the 4th step dies, after the checkpoint at step 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lm_module, "lm_loss", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train_lm(cfg, say=quiet)
+    monkeypatch.setattr(lm_module, "lm_loss", real)
+    train_lm(cfg, say=quiet)
+    train_lm(replace(cfg, run=tmp_path / "whole"), say=quiet)
+    resumed, uninterrupted = runs.load_state(cfg.run, "cpu"), runs.load_state(tmp_path / "whole", "cpu")
+    assert resumed["step"] == uninterrupted["step"] == 4
+    for key, value in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][key], value), key
 
 
 def test_lm_run_records_and_refuses_other_sizes(toy_lm_run, toy_data, toy_codec_run, toy_sizes):

@@ -45,6 +45,10 @@ def test_train_resume_export(tmp_path, concept_data):
     assert second["step"] == 3 and second["cpu_s"] > first["cpu_s"]
     name = next(k for k, v in first["model"].items() if v.is_floating_point() and "decoder" in k)
     assert not torch.equal(first["model"][name], second["model"][name])
+    whole = tmp_path / "whole"  # hunt 54: the resumed run trained on other batches (reseeded by its step)
+    _run(*common[:2], "--run", str(whole), *common[4:], "--steps", "3")
+    uninterrupted = torch.load(whole / "train_state.pt", weights_only=False)
+    assert all(torch.equal(second["model"][k], v) for k, v in uninterrupted["model"].items())
     past = _run(*common, "--steps", "2").stdout  # a target already passed: said, nothing trained
     assert f"note: {run} is at step 3, which --steps 2 does not pass: nothing to train" in past, past
     assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 3

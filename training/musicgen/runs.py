@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -30,6 +30,7 @@ from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_lefto
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
+from sae.streams import RandomStreams
 from training.cli.args import add_device, positive_float, positive_int, seed_int
 from training.cli.main import HeldStop
 
@@ -154,6 +155,15 @@ class Clock:
         return self.wall0 + time.time() - self.t_wall
 
 
+class Start(NamedTuple):
+    """Where a training starts: its step, its clock, and the random streams its checkpoint saved (None: a new run, or
+    a checkpoint from before they were saved)."""
+
+    step: int
+    clock: Clock
+    rng: dict | None = None
+
+
 def save_state(run_dir: Path, state: dict, clock: Clock, extra: dict | None = None) -> None:
     """state.pt (atomically) and progress.json."""
     state = {**state, "cpu_seconds": clock.cpu, "wall_seconds": clock.wall}
@@ -190,10 +200,10 @@ class LoopConfig(Protocol):
     device: str
 
 
-def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], None]) -> tuple[int, Clock]:
-    """(step, clock) to start from: the run's last checkpoint loaded into `model` and `opt` when resuming."""
+def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], None]) -> Start:
+    """Where to start: the run's last checkpoint loaded into `model` and `opt` when resuming, with its streams."""
     if not resuming:
-        return 0, Clock()
+        return Start(0, Clock())
     state = load_state(cfg.run, cfg.device)
     path = cfg.run / STATE_FILE
     keys = ("model", "opt", "step", "cpu_seconds", "wall_seconds")
@@ -208,29 +218,30 @@ def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], Non
         raise UserError(f"{path}: its weights do not fit this run's model ({why[:200]})") from None
     trim_log(cfg.run / LOG_FILE, state["step"])
     say(f"resuming {cfg.run} at step {state['step']}")
-    return state["step"], Clock(state["cpu_seconds"], state["wall_seconds"])
+    return Start(state["step"], Clock(state["cpu_seconds"], state["wall_seconds"]), state.get("rng"))
 
 
 def train_loop(
     cfg: LoopConfig,
     model,
     opt,
-    start: tuple[int, Clock],
+    start: Start | tuple[int, Clock],
     train_step: Callable[[int], dict[str, Any] | None],
     evaluate: Callable[[], dict[str, Any]],
     summary: Callable[[int, dict], str],
     extra: dict[str, Any],
     say: Callable[[str], None],
+    streams: RandomStreams | None = None,
 ) -> int:
     """Steps from `start` until `cfg.steps` (or `cfg.minutes` of wall time in this call); returns the last step.
 
     `train_step(step)` does one optimiser step and returns its loss terms (tensors or numbers), or None when the
     loss was not finite (logged, step not counted). Every `log_every` steps the terms go to the log; every
     `eval_every` steps (and at the last) `evaluate()` adds held-out figures, logged and said (`summary`); every
-    `checkpoint_every` steps and at the end, model + optimizer + step (and `steps`, the target) are saved with `extra`
-    in progress.json.
+    `checkpoint_every` steps and at the end, model + optimizer + step (and `steps`, the target, and the state of
+    `streams`) are saved with `extra` in progress.json.
     """
-    step, clock = start
+    step, clock = start[0], start[1]
     t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
     last: dict[str, Any] = {}
 
@@ -239,6 +250,8 @@ def train_loop(
     def checkpoint() -> None:
         nonlocal saved
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "target": cfg.steps}
+        if streams is not None:
+            state["rng"] = streams.state()
         save_state(cfg.run, state, clock, {"last": last, **extra})
         saved = step
 

@@ -22,6 +22,7 @@ import torch
 
 from sae.errors import UserError
 from sae.paths import check_output_dir
+from sae.streams import RandomStreams
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
 from training.musicgen import runs
@@ -39,7 +40,7 @@ class CodecTrainConfig:
     steps: stop at this total step count.
     minutes: also stop after this much wall time in this call (None: no limit).
     batch: segments per step; segment: seconds per segment.
-    lr: Adam learning rate; seed: weights seed (data order follows seed + step).
+    lr: Adam learning rate; seed: weights and data-order seed (the streams are saved with each checkpoint).
     checkpoint_every, eval_every, log_every: in steps.
     device: cpu, cuda, cuda:N.
     """
@@ -159,9 +160,11 @@ def _train_codec(cfg: CodecTrainConfig, say) -> None:
     opt = torch.optim.Adam(model.parameters(), cfg.lr, betas=(0.5, 0.9))
     start = runs.resume(cfg, model, opt, resuming, say)
     spec = MultiScaleMel(cfg.sizes.sample_rate).to(cfg.device)
-    revive = CodeReviver(model, cfg.sizes.dead_code, cfg.seed + start[0])
+    revive = CodeReviver(model, cfg.sizes.dead_code, cfg.seed + start.step)
     length = round(cfg.segment * cfg.sizes.sample_rate / cfg.sizes.hop) * cfg.sizes.hop
-    rng = np.random.default_rng([cfg.seed, start[0]])
+    rng = np.random.default_rng([cfg.seed, start.step])
+    streams = RandomStreams(rng, revive.gen)
+    streams.restore(start.rng)  # a resumed run draws on as if it had not stopped
     fixed = eval_batch(held, 16, length).to(cfg.device)
 
     def train_step(step: int) -> dict | None:
@@ -186,6 +189,7 @@ def _train_codec(cfg: CodecTrainConfig, say) -> None:
         lambda step, last: f"step {step}: held-out mel {last['eval_mel']:.4f}, code use {last['code_use']}",
         {"train_clips": len(clips.rows)},
         say,
+        streams,
     )
 
 

@@ -7,8 +7,9 @@ is trained against acids-rave's discriminator (hinge loss, feature matching), th
 every other step, as `rave train` does. The run folder is what `rave train` leaves (config.gin + checkpoint),
 so acids-rave's exporter makes the `.ts`.
 
-The recipe (`Recipe`: sample rate, capacity, latent size, batch, length, learning rate, seed, warm start)
-and the training data's fingerprint are stored in `train_state.pt`; a resumed run takes the recorded
+The recipe (`Recipe`: sample rate, capacity, latent size, batch, length, learning rate, seed, warm start),
+the training data's fingerprint and the random streams are stored in `train_state.pt` (a run stopped and resumed
+trains as an uninterrupted one); a resumed run takes the recorded
 recipe, and one whose data or explicitly given options differ is refused with what differs. `--data` takes a
 `musicsae data make` folder and trains on its train split only (never its test split or held-out font);
 clips at another rate are resampled to the recipe's. Every `--eval-every` steps the log records the
@@ -38,6 +39,7 @@ from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
 from sae.paths import check_output_dir, check_output_file
+from sae.streams import RandomStreams
 from sae.train import set_train_threads
 from training.cli.args import (
     Parser,
@@ -370,6 +372,8 @@ def _train(
     clips = load_clips(files, recipe.sample_rate)
     sets = eval_sets(data, recipe.sample_rate)
     rng = np.random.default_rng([recipe.seed, step])
+    streams = RandomStreams(rng)  # the batches and the KL's noise: a resumed run draws on as if it had not stopped
+    streams.restore(state.get("rng") if state is not None else None)
     batch_iter = batches(clips, recipe.batch, recipe.length, rng)
     run_dir.mkdir(parents=True, exist_ok=True)
     log = run_dir / "train_log.jsonl"
@@ -385,7 +389,7 @@ def _train(
     with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
         while time.time() < t_end and (max_steps is None or step < max_steps):
             if held.due():
-                checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
+                checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
                 held.stop()
             last.update(train_step(model, opts, next(batch_iter).to(device), recipe, step))
             step += 1
@@ -399,8 +403,8 @@ def _train(
                 with log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
             if step % 500 == 0:
-                checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
-    checkpoint(model, opts, step, run_dir, clips, recipe, meta, *spent())
+                checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
+    checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
     cpu, wall = spent()
     print(f"trained to step {step} ({cpu / 3600:.2f} CPU hours, {wall / 3600:.2f} wall hours in all)")
     return step

@@ -1,0 +1,34 @@
+"""The random streams of a training, saved with its checkpoints so that a resumed run trains as an uninterrupted one."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class RandomStreams:
+    """The random streams a training draws from once its weights are made: the data order's numpy generator,
+    torch's global generator (dropout, codebook initialisation) and the trainer's own torch generators. Saved with
+    each checkpoint and restored on resume, so a run stopped and resumed draws what an uninterrupted one would."""
+
+    def __init__(self, data: np.random.Generator, *gens: torch.Generator):
+        self.data, self.gens = data, gens
+
+    def state(self) -> dict:
+        return {
+            "numpy": self.data.bit_generator.state,
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
+            "gens": [g.get_state() for g in self.gens],
+        }
+
+    def restore(self, saved: dict | None) -> None:
+        """Take up the saved streams (a checkpoint without them keeps the streams the trainer seeded)."""
+        if not saved:
+            return
+        self.data.bit_generator.state = saved["numpy"]
+        torch.set_rng_state(saved["torch"].cpu())  # the checkpoint is read onto the training's device
+        if saved.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([t.cpu() for t in saved["cuda"]])
+        for g, state in zip(self.gens, saved["gens"], strict=True):
+            g.set_state(state.cpu())
