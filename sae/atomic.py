@@ -176,34 +176,48 @@ def atomic_torch_save(obj: object, path: str | Path) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
-def new_folder_beside(out: Path) -> Path:
+def new_folder_beside(out: Path) -> tuple[Path, int]:
     """An empty folder `.NAME.new.XXXXXXXX` beside `out` with the mode a plain mkdir gives, to fill and then
-    `replace_folder` into place."""
+    `replace_folder` into place, and an open descriptor holding its lock (close it to let go). The folder is made
+    as `.NAME.new.XXXXXXXX.claim`, locked, then renamed, so a folder of the new name whose lock is free is a dead
+    writer's (`remove_stale_folders`), whatever its age."""
     out.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(100):
         tmp = Path(tempfile_name(out, "new"))
+        claim = tmp.with_name(tmp.name + CLAIM)
         try:
-            os.mkdir(tmp)
+            os.mkdir(claim)
         except FileExistsError:
             continue
-        return tmp
+        fd = os.open(claim, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the lock is the folder's (its inode's), so it goes along with the rename
+        if os.path.lexists(tmp):  # another writer's name (a rename would replace an empty folder)
+            os.rmdir(claim)
+            os.close(fd)
+            continue
+        os.rename(claim, tmp)
+        return tmp, fd
     raise FileExistsError(f"{out.parent}: no free temporary name for {out.name}")
 
 
+CLAIM = ".claim"
+"""The suffix of a new folder between its making and its lock (`new_folder_beside`)."""
 STALE_AGE = 10.0
-"""Seconds: a temporary folder younger than this may be one whose writer has not locked it yet."""
+"""Seconds: a `.claim` folder younger than this may be one whose writer has not locked it yet."""
 
 
 def remove_stale_folders(out: Path) -> int:
     """Remove the `.NAME.new.*` / `.NAME.old.*` folders beside `out` that writers killed mid-way left (a living
-    `folder_replacing` holds a lock on its folder, so only the dead's are taken); returns how many."""
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.(new|old)\.[0-9a-f]{{8}}")
+    `folder_replacing` holds a lock on its folder, so only the dead's are taken, as soon as they die); returns how
+    many."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(new|old)\.[0-9a-f]{{8}}(?P<claim>{re.escape(CLAIM)})?")
     removed = 0
     for path in out.parent.glob(f".{glob.escape(out.name)}.*"):
-        if not pattern.fullmatch(path.name) or path.is_symlink() or not path.is_dir():
+        m = pattern.fullmatch(path.name)
+        if not m or path.is_symlink() or not path.is_dir():
             continue
         try:
-            if time.time() - path.stat().st_mtime < STALE_AGE:
+            if m["claim"] and time.time() - path.stat().st_mtime < STALE_AGE:
                 continue
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
         except OSError:
@@ -226,10 +240,8 @@ def folder_replacing(out: Path, keep_others: bool = True, own: Collection[str] =
     folder is locked while it lives; those of writers killed before (SIGKILL, a crash) are removed first."""
     out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
     remove_stale_folders(out)
-    tmp = new_folder_beside(out)
-    fd = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    tmp, fd = new_folder_beside(out)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield tmp
         replace_folder(tmp, out, keep_others, own)
     finally:

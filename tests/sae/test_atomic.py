@@ -230,10 +230,10 @@ def test_a_folder_is_replaced_whole_keeping_what_the_new_one_lacks(tmp_path, mon
         monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
     out = _folder(tmp_path / "pkg", {"state_dict.bin": "old lm", "codec.bin": "old codec", "notes/mine.txt": "keep"})
     os.chmod(out, 0o750)
+    new = _new_folder_beside(out)
     swaps = []
     rename = os.rename
     monkeypatch.setattr(atomic.os, "rename", lambda a, b: swaps.append(Path(b).name) or rename(a, b))
-    new = atomic.new_folder_beside(out)
     _folder(new, {"state_dict.bin": "new lm", "codec.bin": "new codec"})
     os.chmod(new / "codec.bin", 0o600)  # as safetensors writes its files: a model no other user could load
     atomic.replace_folder(new, out)
@@ -246,7 +246,7 @@ def test_a_folder_is_replaced_whole_keeping_what_the_new_one_lacks(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pkg"]  # no temporary or old folder left
     assert (swaps == []) == exchange  # one kernel swap, or the two renames
 
-    new = atomic.new_folder_beside(out)
+    new = _new_folder_beside(out)
     _folder(new, {"index.html": "site"})
     atomic.replace_folder(new, out, keep_others=False)
     assert _contents(out) == {"index.html": "site"}
@@ -254,7 +254,7 @@ def test_a_folder_is_replaced_whole_keeping_what_the_new_one_lacks(tmp_path, mon
 
 def test_a_folder_that_fails_to_be_carried_over_leaves_the_old_one_whole(tmp_path, monkeypatch):
     out = _folder(tmp_path / "pkg", {"state_dict.bin": "old lm", "mine.txt": "keep"})
-    new = _folder(atomic.new_folder_beside(out), {"state_dict.bin": "new lm"})
+    new = _folder(_new_folder_beside(out), {"state_dict.bin": "new lm"})
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -269,7 +269,7 @@ def test_a_folder_that_fails_to_be_carried_over_leaves_the_old_one_whole(tmp_pat
 def test_a_new_folder_gets_the_mode_a_plain_mkdir_gives(tmp_path):
     plain = tmp_path / "plain"
     plain.mkdir()
-    new = atomic.new_folder_beside(tmp_path / "out")
+    new = _new_folder_beside(tmp_path / "out")
     assert new.name.startswith(".out.new.") and new.stat().st_mode == plain.stat().st_mode
     atomic.replace_folder(new, tmp_path / "out")
     assert (tmp_path / "out").stat().st_mode == plain.stat().st_mode
@@ -305,6 +305,12 @@ def test_an_output_that_is_a_link_is_written_through_to_its_target(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bank.yaml", "link", "real", "shared"]  # nothing left beside them
 
 
+def _new_folder_beside(out: Path) -> Path:
+    path, fd = atomic.new_folder_beside(out)
+    os.close(fd)
+    return path
+
+
 def _killed_writers_folder(path: Path, age: float = 60.0) -> Path:
     """What a writer SIGKILLed inside `folder_replacing` leaves: its new folder, half filled, `age` seconds old."""
     path.mkdir()
@@ -322,7 +328,9 @@ def test_a_new_folder_of_a_killed_writer_is_removed_by_the_next_one(tmp_path):
     out = tmp_path / "site"
     dead = _killed_writers_folder(tmp_path / ".site.new.0123abcd")
     aside = _killed_writers_folder(tmp_path / ".site.old.0123abcd")
-    young = _killed_writers_folder(tmp_path / ".site.new.89abcdef", age=0)  # may not be locked yet
+    just_killed = _killed_writers_folder(tmp_path / ".site.new.89abcdef", age=0)  # hunt 54: it stayed 10 s
+    claimed = _killed_writers_folder(tmp_path / ".site.new.11111111.claim", age=0)  # may not be locked yet
+    claimed_dead = _killed_writers_folder(tmp_path / ".site.new.22222222.claim")
     other = _killed_writers_folder(tmp_path / ".site2.new.0123abcd")  # another output's
     living = _killed_writers_folder(tmp_path / ".site.new.fedcba98")
     fd = os.open(living, os.O_RDONLY | os.O_DIRECTORY)
@@ -332,10 +340,10 @@ def test_a_new_folder_of_a_killed_writer_is_removed_by_the_next_one(tmp_path):
             (new / "index.html").write_text("new")
     finally:
         os.close(fd)
-    assert not dead.exists() and not aside.exists()
-    assert young.exists() and other.exists() and living.exists()
+    assert not dead.exists() and not aside.exists() and not just_killed.exists() and not claimed_dead.exists()
+    assert claimed.exists() and other.exists() and living.exists()
     assert (out / "index.html").read_text() == "new"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".site.new.89abcdef", ".site.new.fedcba98",
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".site.new.11111111.claim", ".site.new.fedcba98",
                                                           ".site2.new.0123abcd", "site"]  # fmt: skip
 
 
