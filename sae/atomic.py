@@ -279,7 +279,11 @@ def replace_folder(tmp: Path, out: Path, keep_others: bool = True, own: Collecti
         return
     aside = Path(tempfile_name(out, "old"))
     os.rename(out, aside)
-    os.rename(tmp, out)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(aside, out)  # the old folder back: an `.old.` folder is anyone's to remove
+        raise
     shutil.rmtree(aside, ignore_errors=True)
 
 

@@ -78,6 +78,16 @@ def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Interval:
     return bootstrap_rows(lambda rows: 100 * (b[rows].mean(1) - a[rows].mean(1)), len(a), seed=seed)
 
 
+def sign_test(a_better: int, b_better: int) -> float:
+    """Two-sided exact sign (McNemar) test on paired items where the two differ: the chance of a split at least as
+    uneven as `a_better` : `b_better` when either is as likely to be better (1.0 with nothing to compare)."""
+    n, k = a_better + b_better, min(a_better, b_better)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
 def rate_diff(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
     """Rate of b minus rate of a (percentage points) on two independent sets of items, each resampled on its own;
     n is the smaller set."""

@@ -21,7 +21,7 @@ import numpy as np
 from realtime.audio_files import resample
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
-from sae.stats import Interval, paired_diff, rate_diff, verdict, wilson
+from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 
 N_MELS = 64
@@ -97,8 +97,10 @@ def goals_met(
 def baseline_vs_sae(entry: dict[str, Any], name: str) -> dict[str, dict[str, Any]] | None:
     """The SAE edits of a judge entry against its mean-difference baseline, paired clip by clip: per edit, the SAE's
     drop (`off`, on the clips with `name`) or rise (`on` at each arm's chosen strength, on the clips the rise is
-    reported on) minus the baseline's, in points with its 95 % paired interval, and who is ahead: "SAE" or
-    "baseline" where the whole interval says so, else "tied". None without a baseline or the per-clip calls."""
+    reported on) minus the baseline's, in points with its 95 % paired interval, the clips where only one of them did
+    it, and who is ahead: "SAE" or "baseline" where the whole interval says so and the exact sign test on those clips
+    does too (p < 0.05: at least 6 clips to none, so one clip, or a few, never make a lead), else "tied". None
+    without a baseline or the per-clip calls."""
     base = (entry or {}).get("baseline")
     calls = [_calls(e, name) for e in (entry, base)] if isinstance(base, dict) else [None]
     if None in calls:
@@ -107,9 +109,14 @@ def baseline_vs_sae(entry: dict[str, Any], name: str) -> dict[str, dict[str, Any
     if len(sae_off) != len(base_off) or len(sae_on) != len(base_on):
         return None
     out = {}
-    for key, diff in (("off_drop", paired_diff(sae_off, base_off)), ("on_rise", paired_diff(base_on, sae_on))):
-        ahead = "SAE" if diff.lo > 0 else "baseline" if diff.hi < 0 else "tied"
-        out[key] = {**diff.as_dict(), "ahead": ahead}
+    # per edit: (the SAE's calls, the baseline's), each clip True where that edit did what it should
+    for key, sae_ok, base_ok in (("off_drop", ~sae_off, ~base_off), ("on_rise", sae_on, base_on)):
+        diff = paired_diff(base_ok.astype(float), sae_ok.astype(float))
+        sae_only, base_only = int((sae_ok & ~base_ok).sum()), int((base_ok & ~sae_ok).sum())
+        p = sign_test(sae_only, base_only)
+        ahead = "tied" if p >= 0.05 else "SAE" if diff.lo > 0 else "baseline" if diff.hi < 0 else "tied"
+        out[key] = {**diff.as_dict(), "clips_sae_only": sae_only, "clips_baseline_only": base_only, "sign_test_p": p,
+                    "ahead": ahead}  # fmt: skip
     return out
 
 

@@ -71,7 +71,14 @@ def test_the_sae_and_the_baseline_are_compared_clip_by_clip_with_an_interval():
     assert drums["on_rise"]["ahead"] == "tied" and round(drums["on_rise"]["value"], 6) == round(
         -100 * 2 / 6, 6
     )  # 2 of 6 apart: tied
-    assert _drums_entry(sae_on=0, base_on=6)["baseline"]["vs_sae"]["on_rise"]["ahead"] == "baseline"
+    assert _drums_entry(sae_on=0, base_on=6)["baseline"]["vs_sae"]["on_rise"]["ahead"] == "baseline"  # p 0.03
+    # hunt 57: clips that all differ one way gave an interval of zero width, so 1 of 1 (or 3 of 6) made a lead
+    three = _drums_entry(sae_on=0, base_on=3)["baseline"]["vs_sae"]["on_rise"]
+    assert three["hi"] < 0 and three["clips_baseline_only"] == 3 and three["sign_test_p"] == 0.25
+    assert three["ahead"] == "tied"
+    one = {"per_clip": {"off_with": {"drums": [1]}, "on_without": {"drums": [0]}}}
+    one["baseline"] = {"per_clip": {"off_with": {"drums": [0]}, "on_without": {"drums": [1]}}}
+    assert {e["ahead"] for e in baseline_vs_sae(one, "drums").values()} == {"tied"}
     assert baseline_vs_sae({"off_drop": 0.0, "baseline": {"off_drop": 0.0}}, "drums") is None  # no per-clip calls
     assert baseline_vs_sae({"off_drop": 0.0}, "drums") is None  # no baseline
 

@@ -175,6 +175,8 @@ def test_edits_change_audio_none_is_bit_identical_and_schedule_starts_late(tmp_p
 def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg, capsys):
     make_bank(tmp_path, mg)
     out = tmp_path / "out.wav"
+    other = tmp_path / ".out.wav.0123abcd.tmp"  # hunt 57: another --prompt render writing out.wav (no lock held)
+    other.write_bytes(b"RIFF")
     assert (
         main(
             [
@@ -201,6 +203,7 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg, capsys):
         )
         == 0
     )
+    assert other.exists()  # not this render's to remove: only a --batch render, holding its folder, clears
     edited, sr = sf.read(out)
     plain, _ = sf.read(tmp_path / "out.plain.wav")
     assert sr == 32000 and edited.shape == plain.shape == (12800,)

@@ -252,6 +252,25 @@ def test_a_folder_is_replaced_whole_keeping_what_the_new_one_lacks(tmp_path, mon
     assert _contents(out) == {"index.html": "site"}
 
 
+def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    """Hunt 57: where the kernel cannot swap, the old folder is renamed aside first; a failure of the second rename
+    left it under its `.old.` name, which the next writer removes as a dead one's."""
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    out = _folder(tmp_path / "pkg", {"state_dict.bin": "old lm"})
+    new = _folder(_new_folder_beside(out), {"state_dict.bin": "new lm"})
+    rename = os.rename
+
+    def second_fails(a, b):
+        if Path(a) == new:
+            raise OSError(errno.EIO, "Input/output error")
+        rename(a, b)
+
+    monkeypatch.setattr(atomic.os, "rename", second_fails)
+    with pytest.raises(OSError, match="Input/output"):
+        atomic.replace_folder(new, out)
+    assert _contents(out) == {"state_dict.bin": "old lm"}
+
+
 def test_a_folder_that_fails_to_be_carried_over_leaves_the_old_one_whole(tmp_path, monkeypatch):
     out = _folder(tmp_path / "pkg", {"state_dict.bin": "old lm", "mine.txt": "keep"})
     new = _folder(_new_folder_beside(out), {"state_dict.bin": "new lm"})

@@ -125,3 +125,11 @@ def test_a_concepts_features_come_largest_weight_first_with_their_typical_activa
     probe = SparseProbe(np.array([2, 5, 7]), np.array([0.4, 1.0, 0.6]))
     got = [(f.index, f.weight, f.typical) for f in concept_features(probe, fired)]
     assert got == [(5, 1.0, 1e-3), (7, 0.6, 0.5), (2, 0.4, 2.0)]
+
+
+def test_the_sign_test_is_exact_and_two_sided():
+    from sae.stats import sign_test
+
+    assert sign_test(0, 6) == sign_test(6, 0) == 2 / 2**6  # the most uneven split of 6
+    assert sign_test(1, 5) == 2 * 7 / 2**6 and sign_test(3, 0) == 0.25
+    assert sign_test(0, 0) == sign_test(4, 4) == 1.0

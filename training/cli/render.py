@@ -282,7 +282,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         renders = [(job, steerings[tuple(job.sets)], job.out) for job in jobs]
         if args.plain:
             renders += [(job, None, _plain(job.out)) for job in jobs]
-        for path in [out for _, _, out in renders] + [record]:
+        for path in [out for _, _, out in renders] + [record] if args.batch else []:  # under the folder's lock
             remove_leftovers(path)  # the temporary files of a render killed while writing this one
         t0 = time.perf_counter()
         with progress_bar(*columns, console=console) as progress:
