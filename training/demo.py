@@ -449,14 +449,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                     "latent direction carries the concept better than the SAE features"
                 )
             elif "on_rise" in missed:
-                top = max(e["sweep"], key=lambda x: x["rise"])
-                if top["rise"] >= 50:
-                    why.append(
-                        f"`on` reaches {top['rise']:+.0f} only at strength {top['strength']:g}, where other "
-                        f"concepts drift by {top['max_drift']:.0f} points"
-                    )
-                else:
-                    why.append(f"`on` rises at most {top['rise']:+.0f} (strength {top['strength']:g})")
+                why.append(on_missed(e))
             if "drift" in missed:
                 why.append(drift_missed(e, GOALS["drift"]))
             verdicts.append(f"- {name}: goals missed: {', '.join(missed)}" + (f" — {'; '.join(why)}" if why else ""))
@@ -492,6 +485,20 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def on_missed(entry: dict) -> str:
+    """Why a judge entry's `on` missed its goal, in words, from its sweep on the validation clips: the strength that
+    rose enough was left out for its drift, or it was chosen and did not repeat on the test clips, or none rose
+    enough."""
+    top = max(entry["sweep"], key=lambda x: x["rise"])
+    if top["rise"] >= 50 and top["strength"] != entry["strength_on"]:
+        return (f"`on` reaches {top['rise']:+.0f} only at strength {top['strength']:g}, where other concepts drift by "
+                f"{top['max_drift']:.0f} points")  # fmt: skip
+    if top["rise"] >= 50:  # chosen on the validation clips; the test clips are what is reported
+        return (f"`on` at strength {top['strength']:g} rose {top['rise']:+.0f} on the validation clips but "
+                f"{_iv(entry, 'on_rise')} on the separate test clips")  # fmt: skip
+    return f"`on` rises at most {top['rise']:+.0f} on the validation clips (strength {top['strength']:g})"
 
 
 def baseline_ahead(entry: dict) -> list[str]:

@@ -585,8 +585,9 @@ def rich_table(result: dict):
     t = Table(
         title=f"outside judge: {result['model']['name']}, {_judged(result)}, "
         f"on strengths {', '.join(f'{v:g}' for v in _strengths(result))}",
-        caption="detection by the judge in % of clips; with / without: held-out clips with or without the concept; "
-        "(s): strength of on; drift: largest change of another concept, in points; the judge's own accuracy on "
+        caption="detection by the judge in % of clips; with / without: held-out clips with or without the concept "
+        "(without: those `on` is reported on, where a strength was chosen on others); (s): strength of on; drift: "
+        "largest change of another concept, in points; the judge's own accuracy on "
         "the clean held-out clips: "
         + ", ".join(f"{n} {a:.0f}%" for n, a in result["judge"]["clean_heldout_accuracy"].items())
         + _clips_caption(result["concepts"])
@@ -623,7 +624,7 @@ def rich_table(result: dict):
                 label,
                 f"{e['none']['with']:.0f}→{arm['off']['with']:.0f}%",
                 f"{arm['off_drop']:+.0f}",
-                f"{e['none']['without']:.0f}→{arm['on']['without']:.0f}% "
+                f"{e.get('none_without_test', e['none']['without']):.0f}→{arm['on']['without']:.0f}% "
                 f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
                 f"{arm['on_rise']:+.0f}",
                 f"{arm['max_drift']:.0f}" if drifted else "–",

@@ -92,3 +92,22 @@ def test_the_report_names_only_the_edits_where_the_baseline_moves_the_judge_more
     ]
     assert baseline_ahead({"off_drop": 0.0, "on_rise": 0.0}) == []  # no baseline
     assert baseline_ahead({"off_drop": 0.0, "on_rise": 0.0, "baseline": {"off_drop": 9.0}}) == []  # an older file
+
+
+def test_a_missed_on_says_whether_the_validation_rise_did_not_repeat_or_drifted():
+    """The demo's drums: strength 4 rose +67 on the validation clips and was chosen, +17 on the test clips; the
+    report said "`on` reaches +67 only at strength 4, where other concepts drift by 0 points"."""
+    from training.demo import on_missed
+
+    sweep = [{"strength": 2.0, "rise": 17.0, "max_drift": 0.0}, {"strength": 4.0, "rise": 67.0, "max_drift": 0.0}]
+    drums = {"sweep": sweep, "strength_on": 4.0, "on_rise": 16.7,
+             "intervals": {"on_rise": {"value": 16.7, "lo": 0.0, "hi": 50.0, "n": 6}}}  # fmt: skip
+    assert on_missed(drums) == (
+        "`on` at strength 4 rose +67 on the validation clips but +17 [+0, +50] on the separate test clips"
+    )
+    sweep[1]["max_drift"] = 33.0  # too much drift: strength 2 chosen
+    assert on_missed(drums | {"strength_on": 2.0}) == (
+        "`on` reaches +67 only at strength 4, where other concepts drift by 33 points"
+    )
+    only = {"sweep": sweep[:1], "strength_on": 2.0}
+    assert on_missed(only) == "`on` rises at most +17 on the validation clips (strength 2)"

@@ -144,3 +144,21 @@ def test_judge_table_with_one_concept_says_no_drift_and_the_clip_counts():
     row = next(line for line in lines if line.lstrip().startswith("guitar"))
     assert row.rstrip().endswith("–") and " 0 " not in row.split("%")[-1]
     assert "guitar 2 / 6" in text and "margin of one clip" in text and "interval's lower end" in text
+
+
+def test_judge_table_shows_none_and_on_over_the_same_test_clips():
+    """The demo's guitar row read '83→100% (1)' and a rise of +0: none over the 12 clips without guitar, `on` over
+    the 6 test clips it is reported on (where none was 100 %)."""
+    entry = {"none": {"with": 100.0, "without": 83.3}, "none_without_test": 100.0} | _arm(17.0, 100.0)
+    entry |= {"held_out_with": 12, "held_out_without": 12, "held_out_without_test": 6, "on_rise": 0.0}
+    result = {
+        "model": {"name": "demo_rave.ts"},
+        "held_out_clips": 24,
+        "strengths": [1.0, 2.0],
+        "judge": {"clean_heldout_accuracy": {"guitar": 91.0}},
+        "concepts": {"guitar": entry},
+    }
+    lines = _render(rich_table(result))
+    _fits(lines)
+    row = next(line for line in lines if line.lstrip().startswith("guitar"))
+    assert "100→100%" in row and "83→" not in row
