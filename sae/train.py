@@ -568,7 +568,6 @@ def _train_hook(
         }
         | _provenance(store),
     )
-    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))
     atomic_write_text(out / "history.json", json.dumps(history, indent=2))
     try:
         from sae.plots import plot_firing, plot_training
@@ -577,4 +576,5 @@ def _train_hook(
         plot_firing(metrics["firing_histogram"], out / "firing_histogram.png", title=hook)
     except ImportError:  # matplotlib missing: metrics are still written
         pass
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))  # last: what marks a finished training
     return metrics

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError
 
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
@@ -251,6 +251,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         }
         done = {}
         renders.mkdir(parents=True, exist_ok=True)
+        remove_folder_leftovers(renders)  # a render killed mid-write (the demo holds --out)
         for name, sets in files.items():
             src = pick_with if name.startswith(f"{target}_") else pick_without
             if sets is None:

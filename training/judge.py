@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import resample
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
@@ -488,10 +487,11 @@ def hit_rate(hits: np.ndarray) -> float:
 
 
 def save_report(result: dict, out_dir: Path) -> None:
-    """`judge.json` (written atomically) and `judge.png` of a judge result in `out_dir`."""
+    """`judge.png` and `judge.json` of a judge result in `out_dir`, each written atomically; the JSON last, since a
+    resumed `eval hooks` takes it as the mark of a finished judge."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "judge.json", result)
     plot_judge(result, out_dir / "judge.png")
+    _write_json(out_dir / "judge.json", result)
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -560,10 +560,10 @@ def plot_judge(result: dict, path: Path) -> None:
     ax.set_title(f"steering on {result['model']['name']}: outside judge on {_judged(result)}")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
 
 
 def _judged(result: dict) -> str:

@@ -68,8 +68,11 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     assert {p.name for p in (out / "baseline" / "renders").iterdir()} >= {"guitar_clip_guitar_off_baseline.wav"}
     stamp = (out / "latent" / "judge" / "judge.json").stat().st_mtime
     capsys.readouterr()
+    killed = out / "latent" / "renders" / ".no_guitar_clip_guitar_clamp.wav.ec60f541.tmp"  # hunt 58: a SIGKILLed
+    killed.write_bytes(b"RIFF")  # render's temporary file stayed through every resume
     assert main(argv) == 0  # resumed: every stage is there, only the summary is rewritten
     assert (out / "latent" / "judge" / "judge.json").stat().st_mtime == stamp
+    assert not killed.exists()
     assert "train the SAE" not in capsys.readouterr().out
     # the finished stages were reused whatever the settings, and the report claimed the new ones over old figures
     assert main([*argv, "--strength", "8", "--sae-steps", "30"]) == 2

@@ -376,3 +376,27 @@ def test_an_export_killed_mid_write_leaves_nothing_the_next_export_keeps(tmp_pat
     save_atomic(torch.jit.script(torch.nn.Identity()), out, {"x": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.ts"]
     assert torch.jit.load(str(out))(torch.ones(2)).tolist() == [1.0, 1.0]
+
+
+def test_an_interrupted_plot_leaves_no_file_and_its_report_is_not_marked_done(tmp_path, monkeypatch):
+    """Hunt 58: Ctrl-C while a plot was saved left `.judge.tmp.png` (124 bytes) that no rerun removed, and
+    judge.json (what a resumed `eval hooks` takes as a finished judge) was written before judge.png, so the plot
+    was never made again. Likewise metrics.json before the SAE's training curves."""
+    from matplotlib.figure import Figure
+
+    from training.judge import save_report
+
+    def interrupted(self, fname, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Figure, "savefig", interrupted)
+    result = {"model": {"name": "m.ts"}, "held_out_clips": 2, "strengths": [1.0], "concepts": {}}
+    with pytest.raises(KeyboardInterrupt):
+        save_report(result, tmp_path / "judge")
+    assert os.listdir(tmp_path / "judge") == []
+    from sae.plots import plot_training
+
+    with pytest.raises(KeyboardInterrupt):
+        plot_training([{"step": 1, "fvu": 0.5, "l0": 4.0, "dead": 0.0}], tmp_path / "training_curves.png")
+    assert sorted(os.listdir(tmp_path)) == ["judge"]

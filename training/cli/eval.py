@@ -182,6 +182,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
 def run_hooks(args: argparse.Namespace) -> int:
     import torch
 
+    from sae.atomic import sole_writer
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
     from sae.store import open_store
@@ -216,7 +217,8 @@ def run_hooks(args: argparse.Namespace) -> int:
         args.alone,
         watch,
     )
-    summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
+    with sole_writer(args.out, "eval hooks"):  # a second one there is refused; this one clears what killed ones left
+        summary = run_hook_compare(cfg, lambda s: print(s, flush=True))
     print(f"pick: {summary['reason']}")
     print(f"wrote {args.out}/comparison.json and report.md ({summary['seconds']:.0f} s)")
     return 0

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 
 GOAL_DRIFT = 10.0
@@ -253,6 +253,8 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     if split == "holdout_font" and not any(r["split"] == split for r in rows):
         raise UserError(f"data {data}: no clips in the holdout_font split (make the data with --holdout-font FONT)")
     out.mkdir(parents=True, exist_ok=True)
+    for folder in [out, *(d for d in out.rglob("*") if d.is_dir() and not d.is_symlink())]:
+        remove_folder_leftovers(folder)  # what a run killed mid-write left (the caller holds --out)
     same_settings(cfg)
     store_dir = Path(cfg.store) if cfg.store else out / "store"
     if cfg.store is None:
@@ -472,7 +474,8 @@ def render_examples(
                 if (folder / file).exists():
                     continue
                 if sets == "copy":
-                    shutil.copyfile(data / (with_c if side == "with" else without_c)["file"], folder / file)
+                    source = data / (with_c if side == "with" else without_c)["file"]
+                    atomic_write(folder / file, lambda tmp, source=source: shutil.copyfile(source, tmp))
                     continue
                 delay = model_delay(model) if delay is None else delay
                 edit = edit_of(sets) if sets else None
