@@ -17,10 +17,12 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path, **savefig: Any) -> None:
+    """`fig` as a PNG at `path`, written atomically (a killed writer leaves a temporary file `remove_leftovers`
+    clears, never a half-written PNG); `savefig`: matplotlib's options (dpi, ...)."""
     from sae.atomic import atomic_write
 
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", **savefig))
 
 
 def plot_training(history: list[dict[str, Any]], path: str | os.PathLike, title: str = "") -> Path:
@@ -42,7 +44,7 @@ def plot_training(history: list[dict[str, Any]], path: str | os.PathLike, title:
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title, y=1.03)
-    _save(fig, path)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -58,6 +60,6 @@ def plot_firing(hist: dict[str, Any], path: str | os.PathLike, title: str = "") 
     ax.set_ylabel("latents")
     ax.set_title(f"{title} (dead: {hist.get('dead', 0)})".strip())
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

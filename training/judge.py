@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import resample
-from sae.atomic import atomic_write, atomic_write_text
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.plots import save_png
 from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 
@@ -561,7 +562,7 @@ def plot_judge(result: dict, path: Path) -> None:
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+        save_png(fig, path, dpi=100)
     finally:
         plt.close(fig)
 

@@ -21,6 +21,7 @@ from sae.bank import ConceptBank, ConceptClips
 from sae.errors import UserError
 from sae.io import CFG_FILE, cfg_hook, read_sae_cfg
 from sae.jsonfile import is_number
+from sae.plots import save_png
 
 AUROC_METHOD = "sae_probe"
 
@@ -191,7 +192,5 @@ def plot_layers(rows: list[LayerRow], path: Path) -> Path:
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
+    save_png(fig, path)
     return path

@@ -4,7 +4,6 @@ activation curve overlaid (matplotlib, Agg), and small inline SVG histograms."""
 from __future__ import annotations
 
 import html
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ import numpy as np
 
 from realtime.audio_files import read_audio as read_file
 from realtime.audio_files import resample
+from sae.atomic import atomic_write
+from sae.plots import save_png
 
 SNIPPET_SR = 22050
 
@@ -122,11 +123,9 @@ class SpectrogramPlotter:
         self.ax2.set_ylim(0, max(float(curve.max()) * 1.1, 1e-6))
         self.ax2.set_xlim(t0, t1)
         self.title.set_text(title)
-        tmp = path.with_name(f".{path.stem}.tmp.png")
         with warnings.catch_warnings():  # a title in a script the font lacks is drawn as boxes; no need to say so
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-            self.fig.savefig(tmp, dpi=self.dpi)
-        os.replace(tmp, path)
+            save_png(self.fig, path, dpi=self.dpi)
 
 
 def histogram_svg(counts: np.ndarray, edges: np.ndarray, width: int = 320, height: int = 90) -> str:
@@ -178,6 +177,6 @@ def mini_spectrogram(path: Path, spec: np.ndarray, vmax: float, width: int = 240
 
     rows = np.linspace(0, spec.shape[0] - 1, height).round().astype(int)
     cols = np.linspace(0, spec.shape[1] - 1, width).round().astype(int)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    imsave(tmp, spec[np.ix_(rows, cols)], cmap="magma", vmin=vmax - 80, vmax=vmax, origin="lower")
-    os.replace(tmp, path)
+    cells = spec[np.ix_(rows, cols)]
+    atomic_write(path, lambda tmp: imsave(tmp, cells, format="png", cmap="magma", vmin=vmax - 80, vmax=vmax,
+                                          origin="lower"))  # fmt: skip
