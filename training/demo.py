@@ -350,7 +350,7 @@ def _jsonable(x: Any) -> Any:
 
 def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     """The demo report: what ran, every figure, and an honest reading of the goals."""
-    from training.judge import GOALS, drift_missed
+    from training.judge import GOALS, drift_missed, none_where_on
 
     lines = [
         "# musicsae RAVE demo report",
@@ -416,7 +416,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     verdicts = []
     for name, e in s["judge"].items():
         n_test = e.get("held_out_without_test", e["held_out_without"])
-        none_on = e.get("none_without_test", e["none"]["without"])  # the clips the rise is reported on
+        none_on = none_where_on(e)
         for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
             if arm is not None:
                 lines.append(

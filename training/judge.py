@@ -130,6 +130,12 @@ def _calls(entry: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | 
     return np.asarray(off, bool), np.asarray(on, bool)
 
 
+def none_where_on(entry: dict[str, Any]) -> float:
+    """The judge's rate on the plain reconstructions of the clips a RAVE entry's `on` is reported on: the test half
+    of the clips without the concept where a strength was chosen (older entries: all of them)."""
+    return entry.get("none_without_test", entry["none"]["without"])
+
+
 def drift_missed(entry: dict[str, Any], goal: float) -> str:
     """Why an entry of the judge missed its drift goal, in words: the other concepts moved too far, or they stayed
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
@@ -625,7 +631,7 @@ def rich_table(result: dict):
                 label,
                 f"{e['none']['with']:.0f}→{arm['off']['with']:.0f}%",
                 f"{arm['off_drop']:+.0f}",
-                f"{e.get('none_without_test', e['none']['without']):.0f}→{arm['on']['without']:.0f}% "
+                f"{none_where_on(e):.0f}→{arm['on']['without']:.0f}% "
                 f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
                 f"{arm['on_rise']:+.0f}",
                 f"{arm['max_drift']:.0f}" if drifted else "–",

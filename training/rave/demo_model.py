@@ -385,11 +385,14 @@ def _train(
     def spent() -> tuple[float, float]:
         return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
 
+    def save() -> None:  # at the step reached, with the random streams as they are now
+        checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
+
     last: dict[str, torch.Tensor] = {}
     with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
         while time.time() < t_end and (max_steps is None or step < max_steps):
             if held.due():
-                checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
+                save()
                 held.stop()
             last.update(train_step(model, opts, next(batch_iter).to(device), recipe, step))
             step += 1
@@ -403,8 +406,8 @@ def _train(
                 with log.open("a") as f:
                     f.write(json.dumps(record) + "\n")
             if step % 500 == 0:
-                checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
-    checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
+                save()
+    save()
     cpu, wall = spent()
     print(f"trained to step {step} ({cpu / 3600:.2f} CPU hours, {wall / 3600:.2f} wall hours in all)")
     return step
