@@ -29,6 +29,8 @@ class RandomStreams:
         self.data.bit_generator.state = saved["numpy"]
         torch.set_rng_state(saved["torch"].cpu())  # the checkpoint is read onto the training's device
         if saved.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([t.cpu() for t in saved["cuda"]])
+            # saved on a machine with more GPUs than this one: each device here takes up its own state
+            for device, state in enumerate(saved["cuda"][: torch.cuda.device_count()]):
+                torch.cuda.set_rng_state(state.cpu(), device)
         for g, state in zip(self.gens, saved["gens"], strict=True):
             g.set_state(state.cpu())

@@ -727,6 +727,23 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert "trained before the held-out rows became whole sources" in err and err.count("\n") == 1
 
 
+def test_an_sae_whose_plots_were_interrupted_is_not_marked_trained(tmp_path, monkeypatch):
+    """metrics.json marks a finished training (`eval hooks` skips a hook that has it): written before the plots, a
+    Ctrl-C between them left an SAE whose plots no rerun made."""
+    import sae.plots
+
+    planted_store(tmp_path / "acts", n=3000, d=8, n_features=16, k_true=2)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sae.plots, "plot_firing", interrupted)
+    cfg = TrainConfig(k=2, expansion=2, steps=5, batch_size=64, checkpoint_every=0)
+    with pytest.raises(KeyboardInterrupt):
+        train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)
+    assert (tmp_path / "sae" / "training_curves.png").exists() and not (tmp_path / "sae" / "metrics.json").exists()
+
+
 def test_a_hook_without_rows_is_refused_before_any_training(tmp_path, capsys):
     """`--layers all` over a store whose collection stopped before one hook's first shard: refused at the start,
     not after training the hooks before it."""
