@@ -476,3 +476,38 @@ def test_a_prompt_named_like_a_stored_file_is_refused_not_taken_as_done(tmp_path
     assert err.endswith("prompt 'a.wav': store " + str(store) + " holds audio rows of that name; rename it or "
                         "collect into another --out"), err  # fmt: skip
     assert {p.name: p.read_bytes() for p in store.rglob("*") if p.is_file() and p.suffix != ".lock"} == before
+
+
+def test_ranks_of_nproc_share_the_prompts_and_files_and_store_what_one_process_does(tmp_path, audiocraft_dir):
+    """Under torchrun each rank of `collect musicgen` stored every prompt and file through its own writer: every
+    source's rows twice. A rank now takes every world-th generation batch (with the seed it has in one process) or
+    file; `--nproc 2` launches the ranks."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("happy guitar\nsad piano\nrock drums\ncalm strings\nloud brass\n")  # batches of 2: 3
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(3):
+        sf.write(audio / f"{i}.wav", 0.1 * np.random.default_rng(i).standard_normal(6400), 32000)
+    common = ["collect", "musicgen", "--model", str(audiocraft_dir), "--layers", "1", "--dtype", "float32",
+              "--batch-size", "2"]  # fmt: skip
+    sources = (["--prompts", str(prompts), "--duration", "0.3", "--seed", "3"], ["--audio", str(audio)])
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for k, source in enumerate(sources):
+        one, two = tmp_path / f"one{k}", tmp_path / f"two{k}"
+        assert main([*common, *source, "--out", str(one)]) == 0
+        ranks = subprocess.run([sys.executable, "-m", "training.cli", *common, *source, "--out", str(two), "--nproc",
+                                "2"], env=env, cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert ranks.returncode == 0, ranks.stderr
+        assert "(rank 0 of 2)" in ranks.stderr and "(rank 1 of 2)" in ranks.stderr, ranks.stderr
+        hook = "transformer.layers.1"
+        assert ActivationStore(two).rows(hook) == ActivationStore(one).rows(hook)
+        alone, shared = _stored(ActivationStore(one), hook), _stored(ActivationStore(two), hook)
+        assert sorted(shared) == sorted(alone)
+        for s in alone:
+            torch.testing.assert_close(shared[s], alone[s], rtol=0, atol=0)

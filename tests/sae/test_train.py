@@ -278,6 +278,40 @@ def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninter
     _same_weights(tmp_path / "ref", tmp_path / "run")
 
 
+def test_nproc_ranks_stop_and_fail_with_one_line(tmp_path):
+    """`sae train --nproc 2` runs two DDP ranks as `torchrun --standalone` does. Under torchrun itself a Ctrl-C
+    added the launcher's log lines and its SignalException traceback to the ranks' one line, and an error was
+    printed once per rank with the launcher's log line after it."""
+    planted_store(tmp_path / "acts", n=20000, d=16, n_features=48, k_true=3)
+    args = [*_stop_args(tmp_path / "acts", 100000, 128), "--nproc", "2"]
+    proc = subprocess.Popen(_cli("train", "--out", str(tmp_path / "run"), *args), env=_env(), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    _wait_for_training(proc, tmp_path / "run")
+    proc.send_signal(signal.SIGINT)  # to the launcher alone, as `kill -INT` does
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130, err
+    lines = err.splitlines()
+    assert len(lines) == 2 and "is checkpointed" in lines[0] and lines[1] == "musicsae: interrupted", err
+    bad = subprocess.run(_cli("train", "--out", str(tmp_path / "bad"), *args, "--k", "1000"), env=_env(), cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "expected k at most that" in bad.stderr, bad.stderr
+
+
+def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_differs(tmp_path, monkeypatch, capsys):
+    from training.cli import main
+    from training.cli.launch import _others
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    argv = ["sae", "train", "--activations", str(tmp_path), "--out", str(tmp_path / "o"), "--nproc", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--nproc 2: this process is already rank 1 of 2 under a launcher" in err and err.count("\n") == 1, err
+    for rank, said in ((0, "musicsae: interrupted"), (1, "musicsae: interrupted\nmusicsae: error: x"), (2, "")):
+        (tmp_path / f"{rank:05d}").write_text(said)
+    assert _others(tmp_path) == ["(rank 1) musicsae: error: x"]
+
+
 def test_a_signal_while_a_hook_is_evaluated_stops_the_next_hook_at_its_first_step(tmp_path, monkeypatch, capsys):
     """A signal that came while one hook's SAE was evaluated and saved (no step left to end) was forgotten, and
     `sae train --layers all` went on through every other hook."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float, seed_int
+from training.cli.launch import add_nproc
 from training.cli.quiet import output_console, progress_bar
 
 
@@ -38,6 +39,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
     p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
     add_device(p, "RAVE")
+    add_nproc(p, "each collecting its share of the files (cuda: each its own GPU)")
     add_threads(p, None, "torch CPU threads (default: torch's own, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_rave)
@@ -140,6 +142,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="store dtype")
     add_device(parser, "MusicGen")
+    add_nproc(parser, "each collecting its share of the prompts or files (cuda: each its own GPU)")
     add_threads(parser)
     parser.set_defaults(func=run_musicgen)
 
@@ -165,7 +168,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.musicgen import duration_note, load_musicgen, parse_layers, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
-    from training.musicgen.collect import CollectConfig, Collector, prompt_sources, read_prompts
+    from training.musicgen.collect import CollectConfig, Collector, my_prompts, prompt_sources, read_prompts
+    from training.ranks import rank_device, split_by_rank, this_rank
 
     source = "--prompts" if args.prompts else "--audio"
     trained = trained_seconds(args.model)  # positions past the LM's training segment were never trained
@@ -184,7 +188,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out)
     console = output_console(stderr=True)
     with console.status(f"loading {args.model}"):
-        mg = load_musicgen(args.model, args.backend, args.device)
+        mg = load_musicgen(args.model, args.backend, rank_device(args.device))
     layers = parse_layers(args.layers, mg.num_layers)
     for line in _linked(files, args.audio):  # said before the (long) collection, not after it
         console.print(f"note: {line}", highlight=False)
@@ -208,11 +212,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with no_empty_store(out):
         collector = Collector(mg, cfg)
         done = collector.done()
-        if prompts is not None:
-            todo = sum(s not in done for s in prompt_sources(prompts))
+        if prompts is not None:  # this rank's share (every one in one process)
+            sources = prompt_sources(prompts)
+            mine = len(my_prompts(len(prompts), args.batch_size))
+            todo = sum(sources[i] not in done for i in my_prompts(len(prompts), args.batch_size))
             what = "prompts"
         else:
-            todo = sum(p.relative_to(args.audio).as_posix() not in done for p in files)
+            mine = len(split_by_rank(files)[0])
+            todo = sum(p.relative_to(args.audio).as_posix() not in done for p in split_by_rank(files)[0])
             what = "files"
         columns = (
             TextColumn("[bold]{task.description}"),
@@ -241,9 +248,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
         collector.close()
     for line in [*collector.notes.lines(), *mg.__dict__.get("prompt_notes", [])]:
         console.print(f"note: {line}", highlight=False)
-    skipped = (len(prompts) if prompts is not None else len(files)) - todo
+    skipped = mine - todo
+    rank, world = this_rank()
     console.print(
         f"stored {frames} frames x {len(layers)} layers of {mg.name} ({mg.backend}) in {out}"
+        + (f" (rank {rank} of {world})" if world > 1 else "")
         + (f"; {skipped} {what} already complete" if skipped else "")
     )
     return 0

@@ -195,6 +195,7 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: boo
     """`guarded` itself."""
     from sae.atomic import WRITE_ERRNOS
     from sae.errors import UserError
+    from training.cli.launch import say
     from training.cli.quiet import quiet
 
     switch = "`-v`" if verbose is not None else "`python -W default -m ...`"  # what shows the traceback
@@ -205,26 +206,26 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: boo
             return int(fn() or 0)
     except Exception as exc:
         if stops.signum is None and isinstance(exc, UserError):
-            print(f"{prog}: error: {exc}", file=sys.stderr)
+            say(f"{prog}: error: {exc}")
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
-            print(f"{prog}: error: writing {exc.filename}: {exc.strerror}", file=sys.stderr)
+            say(f"{prog}: error: writing {exc.filename}: {exc.strerror}")
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
             # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)
-            print(f"{prog}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            say(f"{prog}: error: {exc.filename}: {exc.strerror}")
             return 2
         if stops.signum is None and not verbose and out_of_memory(exc):
             # sizes too large for this machine (numpy's MemoryError, torch's allocator RuntimeError)
-            print(f"{prog}: error: out of memory ({out_of_memory(exc)}); use smaller sizes or fewer items "
-                  f"({switch} shows where)", file=sys.stderr)  # fmt: skip
+            say(f"{prog}: error: out of memory ({out_of_memory(exc)}); use smaller sizes or fewer items "
+                f"({switch} shows where)")  # fmt: skip
             return 2
         if stops.signum is None:
             raise
         terminated = stops.signum == signal.SIGTERM  # the error is what a library made of the interrupt
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-    print(f"{prog}: {'terminated' if terminated else 'interrupted'}{stopped}", file=sys.stderr)
+    say(f"{prog}: {'terminated' if terminated else 'interrupted'}{stopped}")
     return 143 if terminated else 130
 
 
@@ -236,4 +237,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("musicsae: interrupted", file=sys.stderr)
         return 130
-    return guarded("musicsae", lambda: args.func(args), verbose=args.verbose)
+    return guarded("musicsae", lambda: _run(args, sys.argv[1:] if argv is None else argv), verbose=args.verbose)
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
+    """The command, here or (`--nproc N`) on N local ranks (`training.cli.launch`)."""
+    from training.cli.launch import launch, wanted, without_nproc
+
+    nproc = wanted(args)
+    return launch(nproc, without_nproc(argv), args.verbose) if nproc else args.func(args)

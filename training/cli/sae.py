@@ -24,6 +24,7 @@ from training.cli.args import (
     positive_int,
     seed_int,
 )
+from training.cli.launch import add_nproc
 from training.cli.quiet import output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
@@ -63,6 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--eval-fraction", type=fraction, default=0.05, help="share of the sources held out, whole (default 0.05)"
     )
     add_device(p, "training (under torchrun, cuda means each rank's own GPU)")
+    add_nproc(p, "each training its share of every batch")
     p.add_argument("--checkpoint-every", type=nonneg_int, default=500, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from OUT/<hook>/checkpoint.pt")
     p.add_argument(

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from realtime.audio_files import AudioNotes, read_mono
 from realtime.musicgen.descriptions import DescriptionVocab, words
 from sae.errors import UserError
 from sae.stats import paired_diff, verdict, wilson
-from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import DEGRADED_COPIES, Judge
 

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
 from sae.stats import Interval, mean_interval
 from training import judge as outside
-from training.data.audio import AudioNotes, read_mono
 from training.data.concept_clips import CONCEPTS, read_manifest
 
 CONCEPTS_JUDGED = outside.FIDELITY_CONCEPTS

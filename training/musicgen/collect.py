@@ -28,6 +28,7 @@ from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
 from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
 from sae.yamlfile import parse_yaml
+from training.ranks import split_by_rank
 
 
 @dataclass
@@ -115,6 +116,16 @@ def load_audio(path: Path, sample_rate: int, notes: AudioNotes, min_samples: int
     return None if audio is None else torch.from_numpy(audio)[None]
 
 
+def my_batches(n: int, batch_size: int) -> list[int]:
+    """The first positions of this rank's generation batches of `n` prompts (every batch in one process)."""
+    return split_by_rank(list(range(0, n, batch_size)))[0]
+
+
+def my_prompts(n: int, batch_size: int) -> list[int]:
+    """The positions of this rank's prompts of `n`."""
+    return [i for k in my_batches(n, batch_size) for i in range(k, min(k + batch_size, n))]
+
+
 class Collector:
     """Writers for the requested layers of one model, and the two ways of filling them."""
 
@@ -176,7 +187,7 @@ class Collector:
         total = 0
         # batch k of the whole list, with seed + k, even when a resumed run stored some of it: a batch's music
         # depends on its seed and on every prompt in it; the prompts already stored are not stored again
-        for k in range(0, len(prompts), self.cfg.batch_size):
+        for k in my_batches(len(prompts), self.cfg.batch_size):
             batch = list(zip(prompts[k : k + self.cfg.batch_size], sources[k : k + self.cfg.batch_size], strict=True))
             todo = [s for _, s in batch if s not in done]
             if not todo:
@@ -217,6 +228,7 @@ class Collector:
         settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": str(root.resolve())}
         refuse_names_of_other_kinds(self.cfg.out, "audio", (p.relative_to(root).as_posix() for p in files), "file")
         same_collect_settings(self.cfg.out, "audio", settings)
+        files = split_by_rank(files)[0]
         done_before = {p.relative_to(root).as_posix() for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []

@@ -101,10 +101,9 @@ def judge_shift_result(
     > 0, also `oracle_shift` on up to that many of those clips per side, re-rendered with the concept switched."""
     import numpy as np
 
-    from realtime.audio_files import resample
+    from realtime.audio_files import AudioNotes, read_mono, resample
     from realtime.musicgen import load_musicgen
     from sae.errors import UserError
-    from training.data.audio import AudioNotes, read_mono
     from training.data.concept_clips import CONCEPTS, data_config, oracle_clip, oracle_edits, read_manifest
     from training.judge import judge_shift, oracle_shift
     from training.musicgen.adherence import fit_judge

@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from realtime.audio_files import AudioNotes
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int, seed_int
-from training.data.audio import AudioNotes
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
 from training.judge import DEGRADED_COPIES, goals_met

@@ -30,7 +30,7 @@ from realtime.audio_files import AudioNotes, list_audio, read_clip
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
-from training.data.audio import split_by_rank
+from training.ranks import rank_device, split_by_rank
 
 
 @dataclass
@@ -127,7 +127,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
     from sae.store import ActivationWriter, same_collect_settings
 
     t0 = time.perf_counter()
-    model = RaveModel.load(cfg.model, cfg.device)
+    model = RaveModel.load(cfg.model, rank_device(cfg.device))
     hooks = resolve_layers(model, cfg.layers)
     root = Path(cfg.audio)
     files = list_audio(root)

@@ -1,0 +1,32 @@
+"""This process's place among the ranks a launcher started (torchrun, `--nproc`): its share of the inputs and its
+GPU. One process alone is rank 0 of 1."""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+from sae.errors import UserError
+
+T = TypeVar("T")
+
+
+def this_rank() -> tuple[int, int]:
+    """(rank, world size) from the launcher's RANK / WORLD_SIZE."""
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if world < 1 or not 0 <= rank < world:
+        raise UserError(f"RANK={rank} WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE")
+    return rank, world
+
+
+def split_by_rank(items: list[T]) -> tuple[list[T], int, int]:
+    """This process's share of `items` (every world-th from its rank), its rank and the world size."""
+    rank, world = this_rank()
+    return items[rank::world], rank, world
+
+
+def rank_device(device: str) -> str:
+    """`cuda` under a launcher is this rank's own GPU (LOCAL_RANK), as in `sae train`; every other device as given."""
+    if device == "cuda" and "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
