@@ -13,7 +13,9 @@ original:
   it judges but knows every font (a judge that cannot hear a font cannot tell whether a model keeps it).
   Its accuracy on the originals is reported beside.
 - **spectral distance**: multi-scale spectral distance (`fidelity_metrics.spectral_distance`);
-- **loudness error**: mean |dB| of frame loudness (`fidelity_metrics.loudness_error_db`).
+- **loudness error**: mean |dB| of frame loudness (`fidelity_metrics.loudness_error_db`);
+- **frame buzz**: how much the power rises and falls in step with the model's latent frames
+  (`fidelity_metrics.frame_buzz`, at the model's rate), reconstructions beside originals.
 
 With `oracle` concepts, the ceiling of steering is measured too: each clip is re-rendered from its MIDI with the
 concept's part removed (clips with it: the ideal `off`) or added (clips without it: the ideal `on`,
@@ -56,7 +58,7 @@ from training.judge import (
     oracle_shift,
     resample,
 )
-from training.rave.fidelity_metrics import loudness_error_db, spectral_distance
+from training.rave.fidelity_metrics import frame_buzz, loudness_error_db, spectral_distance
 
 FIDELITY_CONCEPTS = ("guitar", "piano", "drums", "bass", "strings", "brass")
 GOAL_POINTS = 10.0
@@ -149,16 +151,17 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         model = models[model_path]
         stream, delay = RaveStream(model), model_delay(model)
         say(f"{names[model_path]}: rendering {len(used)} clips")
-        recon_audio, recon_feats = {}, {}
+        recon_audio, recon_feats, buzz = {}, {}, {}
         for k, i in enumerate(used):
             a = read_mono(Path(cfg.data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
             y = render_array(stream, a, None, None, cfg.block, delay, cfg.seed + k)
+            buzz[i] = (frame_buzz(a, model.ratio), frame_buzz(y, model.ratio))
             recon_audio[i] = resample(y, model.sr, cfg.judge_sr)
             recon_feats[i] = judge_features(recon_audio[i], cfg.judge_sr)
         recon = judged(recon_feats)
         per_set = {}
         for label, idx in sets.items():
-            per_set[label] = _set_report(idx, rows, clean, recon_audio, original, recon, labels, cfg.concepts)
+            per_set[label] = _set_report(idx, rows, clean, recon_audio, buzz, original, recon, labels, cfg.concepts)
         for c, audio in oracle_plan["audio"].items():
             say(f"{names[model_path]}: rendering {len(audio)} ideal {c} edits")
             feats = {}
@@ -233,7 +236,7 @@ def _oracle_report(c, ids, labels, original, recon, clean_ideal, through, concep
     return out
 
 
-def _set_report(idx, rows, clean, recon_audio, original, recon, labels, concepts) -> dict[str, Any]:
+def _set_report(idx, rows, clean, recon_audio, buzz, original, recon, labels, concepts) -> dict[str, Any]:
     fonts = sorted({rows[i]["font"] for i in idx})
     spec = np.array([spectral_distance(clean[rows[i]["index"]], recon_audio[i]) for i in idx])
     loud = np.array([loudness_error_db(clean[rows[i]["index"]], recon_audio[i]) for i in idx])
@@ -242,12 +245,25 @@ def _set_report(idx, rows, clean, recon_audio, original, recon, labels, concepts
         "fonts": fonts,
         "spectral_distance": mean_interval(spec).as_dict(),
         "loudness_error_db": mean_interval(loud[np.isfinite(loud)]).as_dict(),
+        "frame_buzz": {
+            "original": mean_interval(np.array([buzz[i][0] for i in idx])).as_dict(),
+            "reconstruction": mean_interval(np.array([buzz[i][1] for i in idx])).as_dict(),
+        },
         "concepts": fidelity_concepts(idx, original, recon, labels, concepts, GOAL_POINTS),
     }
 
 
 def _iv(d: dict, fmt: str = ".0f", unit: str = "") -> str:
     return Interval(**d).text(fmt, unit)
+
+
+def _buzz(s: dict) -> str:
+    """The frame buzz of a set, where the report has it (reports written before it do not)."""
+    b = s.get("frame_buzz")
+    if not b:
+        return ""
+    recon, orig = _iv(b["reconstruction"], ".1f"), _iv(b["original"], ".1f")
+    return f"; frame buzz (max / min power within a latent frame) {recon} (originals {orig})"
 
 
 def _drift(e: dict) -> str:
@@ -270,7 +286,7 @@ def markdown(result: dict) -> str:
                 f"### {name} ({m['sr']} Hz) — {label}: {s['clips']} clips ({', '.join(s['fonts'])})",
                 "",
                 f"spectral distance {_iv(s['spectral_distance'], '.2f')}; loudness error "
-                f"{_iv(s['loudness_error_db'], '.1f', ' dB')}",
+                f"{_iv(s['loudness_error_db'], '.1f', ' dB')}" + _buzz(s),
                 "",
                 *fidelity_table(s["concepts"]),
             ]
