@@ -21,6 +21,7 @@ import stat
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from sae.errors import UserError
 
@@ -169,11 +170,24 @@ def atomic_write_text(path: str | Path, text: str, fsync: bool = False) -> None:
     atomic_write(path, write, fsync)
 
 
+def through_handle(save: Callable[[BinaryIO], object]) -> Callable[[str], None]:
+    """An `atomic_write` writer that hands `save` an open file instead of the temporary file's name: torch names
+    the archive inside its zip after the file it is given (`torch.save`, `torch.jit.save`), so the random temporary
+    name made two saves of one object differ in bytes, and a model rebuilt from the same seed got another sha256
+    (its stores and banks then refused it as another model)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            save(fh)
+
+    return write
+
+
 def atomic_torch_save(obj: object, path: str | Path) -> None:
     """`torch.save(obj)` written atomically to `path`."""
     import torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    atomic_write(path, through_handle(lambda fh: torch.save(obj, fh)))
 
 
 def new_folder_beside(out: Path) -> tuple[Path, int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from sae.atomic import atomic_write
+from sae.atomic import atomic_write, through_handle
 from sae.model import SparseAutoencoder
 
 
@@ -67,5 +67,5 @@ def export_torchscript(sae: SparseAutoencoder, path: str | os.PathLike) -> Path:
     scripted = script_sae(sae)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        atomic_write(path, lambda tmp: torch.jit.save(scripted, tmp))
+        atomic_write(path, through_handle(lambda fh: torch.jit.save(scripted, fh)))
     return path

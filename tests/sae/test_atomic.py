@@ -400,3 +400,18 @@ def test_an_interrupted_plot_leaves_no_file_and_its_report_is_not_marked_done(tm
     with pytest.raises(KeyboardInterrupt):
         plot_training([{"step": 1, "fvu": 0.5, "l0": 4.0, "dead": 0.0}], tmp_path / "training_curves.png")
     assert sorted(os.listdir(tmp_path)) == ["judge"]
+
+
+def test_the_same_object_saved_twice_is_the_same_bytes(tmp_path):
+    """torch names the archive inside its zip after the file it is given: saved under random temporary names, two
+    saves of one state dict differed, so a MusicGen rebuilt from the same seed got another sha256 and the stores and
+    banks made with it refused it as another model."""
+    import hashlib
+
+    from sae.atomic import atomic_torch_save
+
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    atomic_torch_save(state, tmp_path / "a.bin")
+    atomic_torch_save(state, tmp_path / "b.bin")
+    digest = [hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("a.bin", "b.bin")]
+    assert digest[0] == digest[1] and torch.equal(torch.load(tmp_path / "a.bin")["w"], state["w"])

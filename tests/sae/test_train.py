@@ -307,6 +307,13 @@ def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_di
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "--nproc 2: this process is already rank 1 of 2 under a launcher" in err and err.count("\n") == 1, err
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert main([*argv[:-1], "3"]) == 2  # hunt 59: --nproc 1000 started 1000 ranks and took every byte of memory
+    assert "--nproc 3: expected at most the 2 cores of this machine" in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a machine with one GPU
+    assert main([*argv, "--device", "cuda"]) == 2
+    assert "--nproc 2 with --device cuda: expected at most the 1 GPUs here" in capsys.readouterr().err
     for rank, said in ((0, "musicsae: interrupted"), (1, "musicsae: interrupted\nmusicsae: error: x"), (2, "")):
         (tmp_path / f"{rank:05d}").write_text(said)
     assert _others(tmp_path) == ["(rank 1) musicsae: error: x"]

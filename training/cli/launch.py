@@ -41,6 +41,15 @@ def wanted(args: argparse.Namespace) -> int:
     if "WORLD_SIZE" in os.environ:
         raise UserError(f"{FLAG} {nproc}: this process is already rank {os.environ.get('RANK', '?')} of "
                         f"{os.environ['WORLD_SIZE']} under a launcher; leave {FLAG} out under torchrun")  # fmt: skip
+    cores = os.cpu_count() or 1
+    if nproc > cores:  # each rank loads torch and its model: 1000 of them took every byte of memory
+        raise UserError(f"{FLAG} {nproc}: expected at most the {cores} cores of this machine")
+    if str(getattr(args, "device", "cpu")).startswith("cuda"):
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if nproc > gpus:
+            raise UserError(f"{FLAG} {nproc} with --device cuda: expected at most the {gpus} GPUs here (one per rank)")
     return nproc
 
 

@@ -246,17 +246,17 @@ def script_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
 def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str, Any]) -> None:
     """`atomic_write`: `out` is either complete or untouched; the temporary files of exports killed mid-write are
     removed first."""
-    from sae.atomic import atomic_write, remove_leftovers
+    from sae.atomic import atomic_write, remove_leftovers, through_handle
 
-    def save(tmp: str) -> None:
+    def save(fh) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.jit.save(scripted, tmp, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
+            torch.jit.save(scripted, fh, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         remove_leftovers(out)
-        atomic_write(out, save)
+        atomic_write(out, through_handle(save))
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
 
