@@ -323,6 +323,22 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
         raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")
 
 
+def check_start(out: Path, resume: bool, resumed: tuple[ActivationStore, str, TrainConfig, int] | None = None) -> None:
+    """Refuse a folder `out` this training may not write: a run there without `resume`, a finished SAE; with
+    `resumed` (store, hook, settings, world size), a checkpoint of other activations or settings too. `sae train`
+    asks it of every hook before the first trains (it refused a later hook after training the ones before it)."""
+    ckpt_path = Path(out) / CHECKPOINT
+    if ckpt_path.exists() and not resume:
+        raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
+    if not ckpt_path.exists() and (Path(out) / WEIGHTS_FILE).exists():
+        raise UserError(
+            f"{out} already holds an SAE ({WEIGHTS_FILE}, no {CHECKPOINT} of a run to resume); use another --out"
+        )
+    if resume and resumed is not None and ckpt_path.exists():
+        store, hook, cfg, world = resumed
+        _check_resume(read_torch(ckpt_path), ckpt_path, cfg, data_identity(store, hook), world)
+
+
 def train_hook(
     store: ActivationStore,
     hook: str,
@@ -363,12 +379,7 @@ def _train_hook(
     stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     ckpt_path = out / CHECKPOINT
-    if ckpt_path.exists() and not resume:
-        raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
-    if not ckpt_path.exists() and (out / WEIGHTS_FILE).exists():
-        raise UserError(
-            f"{out} already holds an SAE ({WEIGHTS_FILE}, no {CHECKPOINT} of a run to resume); use another --out"
-        )
+    check_start(out, resume)
     out.mkdir(parents=True, exist_ok=True)
     if resume and info.main:
         remove_folder_leftovers(out)  # a run killed while writing a checkpoint or its files leaves temporary files

@@ -768,6 +768,26 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert "trained before the held-out rows became whole sources" in err and err.count("\n") == 1
 
 
+def test_a_later_hook_that_may_not_be_written_is_refused_before_any_training(tmp_path, capsys):
+    """Hunt 59: `sae train` trained the hooks before a later one whose folder held a run (without --resume) or a
+    checkpoint of other settings (with it), then refused that one: the earlier hooks' folders held new runs, and
+    the rerun with the checkpoint's settings was refused by those."""
+    from training.cli import main
+
+    for hook in ("a", "b"):
+        planted_store(tmp_path / "acts", hook=hook, n=3000, d=8, n_features=16, k_true=2)
+    common = ["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "S"), "--k", "2",
+              "--expansion", "2", "--batch-size", "64", "--quiet"]  # fmt: skip
+    assert main([*common, "--layers", "b", "--steps", "5"]) == 0
+    capsys.readouterr()
+    assert main([*common, "--steps", "5"]) == 2
+    assert "S/b already holds a training run" in capsys.readouterr().err
+    assert not (tmp_path / "S" / "a").exists()
+    assert main([*common, "--steps", "3", "--resume"]) == 2
+    assert "written with other settings (steps: 5 in the checkpoint, 3 now)" in capsys.readouterr().err
+    assert not (tmp_path / "S" / "a").exists()
+
+
 def test_an_sae_whose_plots_were_interrupted_is_not_marked_trained(tmp_path, monkeypatch):
     """metrics.json marks a finished training (`eval hooks` skips a hook that has it): written before the plots, a
     Ctrl-C between them left an SAE whose plots no rerun made."""

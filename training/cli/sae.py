@@ -152,6 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
         Stopped,
         TrainConfig,
         check_dims,
+        check_start,
         dims_for,
         init_distributed,
         leave_distributed,
@@ -200,6 +201,8 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"--resume: {args.out} holds no run to resume (no {CHECKPOINT} of "
                         f"{', '.join(hooks)}); leave --resume out to start one")  # fmt: skip
     info = init_distributed(args.device)
+    for hook in hooks:  # a run or an SAE of a later hook that this one may not write: refused before any training
+        check_start(Path(args.out) / hook, args.resume, (store, hook, cfg, info.world_size))
     console = output_console(stderr=True)
     for hook in fresh if info.main else ():
         note = f"note: {hook}: no {CHECKPOINT} to resume in {args.out}; it trains from the start"
