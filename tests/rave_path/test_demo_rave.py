@@ -93,21 +93,6 @@ def test_phase_2_freezes_the_encoder_and_trains_decoder_and_discriminator(tmp_pa
         train(run, files, {**given, "warmup": 1}, 5, max_steps=5, eval_every=0)
 
 
-def test_the_buzz_term_pulls_the_frame_profile_and_is_added_only_when_weighted():
-    """`--buzz-weight`: the reconstruction's frame profile against the batch's (`frame_profile_distance`), at the
-    model's own frame (its PQMF bands times its encoder's strides)."""
-    from training.rave.demo_model import MIN_LENGTH, Recipe, frame_ratio, loss_terms
-    from training.rave.tiny_model import build_model
-
-    model = build_model(Recipe(capacity=4).build())
-    assert frame_ratio(model) == 512
-    x = torch.randn(1, 1, MIN_LENGTH, generator=torch.Generator().manual_seed(0)) * 0.1
-    assert "buzz" not in loss_terms(model, x)[0]
-    buzz = loss_terms(model, x, buzz_weight=2.0)[0]["buzz"]
-    buzz.backward()
-    assert float(buzz) > 0 and any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
-
-
 @pytest.mark.slow
 def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
     clips = tmp_path / "clips"

@@ -9,7 +9,7 @@ import pytest
 
 from training.cli import main
 from training.rave.fidelity import GOAL_POINTS, _set_report, markdown
-from training.rave.fidelity_metrics import frame_buzz, frame_profile_distance, loudness_error_db, spectral_distance
+from training.rave.fidelity_metrics import frame_buzz, loudness_error_db, spectral_distance
 
 
 def test_distances_are_zero_for_identity_and_grow_with_damage():
@@ -22,17 +22,13 @@ def test_distances_are_zero_for_identity_and_grow_with_damage():
 
 def test_frame_buzz_hears_power_that_follows_the_frames_and_nothing_else():
     """The demo RAVEs' reconstructions rise and fall in power the same way in every latent frame (5-10 x between the
-    loudest and quietest position; real clips 1.2-1.3 x), which the outside judge hears as a plucked instrument."""
-    import torch
-
+    loudest and quietest position; real clips 1.2-1.3 x)."""
     rng = np.random.default_rng(0)
     x = rng.normal(0, 0.1, 512 * 80)
     t = np.arange(len(x))
     pluck = 0.1 + np.exp(-6 * (t % 512) / 512)  # each frame of 512 samples starts loud and decays
     assert frame_buzz(x, 512) < 1.3 and frame_buzz(x * pluck, 512) > 5
     assert frame_buzz(x * pluck, 500) < 2  # folded at another period, the same sound shows hardly any frames
-    a, b = (torch.from_numpy(v.astype(np.float32)).reshape(1, 1, -1) for v in (x, x * pluck))
-    assert float(frame_profile_distance(a, a, 512)) == 0 < 0.5 < float(frame_profile_distance(a, b, 512))
 
 
 def _report(orig: dict, recon: dict, labels: dict, n: int) -> dict:

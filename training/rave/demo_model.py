@@ -75,7 +75,6 @@ class Recipe:
     init: str = ""  # sha256 of the export the weights were warm-started from ("" = random init)
     warmup: int | None = None  # step where phase 2 (adversarial) starts; None: phase 1 only
     adversarial_lr: float = 1e-4  # the decoder's rate in phase 2 (where acids-rave's schedule ends)
-    buzz_weight: float = 0.0  # weight of `frame_profile_distance` (the decoder's buzz at its frame rate)
 
     def build(self) -> RaveBuildConfig:
         return RaveBuildConfig(
@@ -89,8 +88,7 @@ class Recipe:
 MIN_LENGTH = 16 * 1024 + 16  # v2_small: 16 bands, each more than its loss's 1024-frame reflection padding
 V2_RECIPE = Recipe(sample_rate=44100, length=32768)  # the shipped v2 (trained on one soundfont)
 RECIPE_OPTIONS = (
-    "sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight", "warmup", "adversarial_lr",
-    "buzz_weight",
+    "sample_rate", "capacity", "latent_size", "batch", "length", "lr", "seed", "kl_weight", "warmup", "adversarial_lr"
 )  # fmt: skip
 CHECKPOINT = Path("version_0/checkpoints/last.ckpt")  # the `rave train`-style checkpoint (`save_run`)
 PHASE_2_OPTIONS = ("warmup", "adversarial_lr")  # may change on resume while the run is still in phase 1
@@ -163,30 +161,14 @@ def reconstruct_batch(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Te
 
 
 def loss_terms(
-    model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01, buzz_weight: float = 0.0
+    model: torch.nn.Module, x: torch.Tensor, kl_weight: float = 0.01
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """RAVE phase-1 generator losses for a batch [B, 1, T], and the reconstruction [B, 1, T]; with `buzz_weight`,
-    the distance of the reconstruction's frame profile from the batch's (`frame_profile_distance`)."""
-    from training.rave.fidelity_metrics import frame_profile_distance
-
+    """RAVE phase-1 generator losses for a batch [B, 1, T], and the reconstruction [B, 1, T]."""
     x_mb, y_mb, y, kl = reconstruct_batch(model, x)
     terms = {f"multiband_{k}": v for k, v in model.multiband_audio_distance(x_mb, y_mb).items()}
     terms.update({f"fullband_{k}": v for k, v in model.audio_distance(x, y).items()})
     terms["kl"] = kl_weight * kl
-    if buzz_weight:
-        terms["buzz"] = buzz_weight * frame_profile_distance(x, y, frame_ratio(model))
     return terms, y
-
-
-def frame_ratio(model: torch.nn.Module) -> int:
-    """Samples per latent frame of an acids-rave model (its PQMF bands times its encoder's strides)."""
-    cached = getattr(model, "_musicsae_ratio", None)
-    if cached is None:
-        with torch.no_grad():
-            x = torch.zeros(1, 1, 1 << 16, device=next(model.parameters()).device)
-            cached = x.shape[-1] // model.encode(x).shape[-1]
-        model._musicsae_ratio = cached
-    return cached
 
 
 def adversarial_terms(
@@ -448,7 +430,7 @@ def train_step(
         dis.backward()
         opts["dis_opt"].step()
         return {"discriminator": dis}
-    terms, y = loss_terms(model, x, recipe.kl_weight, recipe.buzz_weight)
+    terms, y = loss_terms(model, x, recipe.kl_weight)
     if adversarial:
         terms.update(adversarial_terms(model, x, y)[1])
         for group in opts["opt"].param_groups:
@@ -496,11 +478,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--adversarial-lr", type=positive_float, help=f"the decoder's rate in phase 2 (default {Recipe.adversarial_lr})"
-    )
-    parser.add_argument(
-        "--buzz-weight",
-        type=nonneg_float,
-        help="weight of the frame-profile distance: the decoder's buzz at its latent frame rate (default 0)",
     )
     parser.add_argument(
         "--eval-every", type=nonneg_int, default=1000, help="steps between held-out evaluations (0: none)"

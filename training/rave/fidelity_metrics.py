@@ -6,7 +6,8 @@
   where the original is above -50 dBFS.
 - `frame_buzz`: how much a clip's power rises and falls in step with a model's latent frames (max / min of
   `frame_profile`): 1.2-1.3 for real clips, 5-10 for the briefly trained demo RAVEs' reconstructions, whose
-  decoders buzz at their frame rate. `frame_profile_distance` is the same as a training loss.
+  decoders buzz at their frame rate. (Taking that buzz out of v2's reconstructions, 7.8 -> 1.6, left the outside
+  judge hearing guitar in as many clips without it: 92 % of 40; the README's fidelity section.)
 """
 
 from __future__ import annotations
@@ -51,12 +52,6 @@ def frame_profile(x: torch.Tensor, frame: int) -> torch.Tensor:
     p = p[..., :n].reshape(-1, n // frame, frame)
     p = p / (p.mean(-1, keepdim=True) + 1e-12)
     return p.mean(1).reshape(*lead, frame)
-
-
-def frame_profile_distance(x: torch.Tensor, y: torch.Tensor, frame: int) -> torch.Tensor:
-    """Mean L1 distance between the log `frame_profile`s of real `x` and reconstructed `y` [B, 1, T]: a decoder's
-    buzz at its frame rate, as a loss (a real clip's profile is nearly flat)."""
-    return (torch.log(frame_profile(x, frame) + 1e-4) - torch.log(frame_profile(y, frame) + 1e-4)).abs().mean()
 
 
 def frame_buzz(x: np.ndarray, frame: int) -> float:
