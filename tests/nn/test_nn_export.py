@@ -240,8 +240,8 @@ def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(monkeypatch, capsys
     out = tmp_path / "steered.ts"
     out.write_bytes(b"the previous export")
 
-    def disk_full(module, path, _extra_files=None):
-        Path(path).write_bytes(b"half a file")
+    def disk_full(module, fh, _extra_files=None):
+        fh.write(b"half a file")
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch.jit, "save", disk_full)

@@ -65,7 +65,7 @@ def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_previou
 
     path = tmp_path / "checkpoint.pt"
     _save_checkpoint({"step": 1}, path)
-    monkeypatch.setattr(torch, "save", lambda obj, f: _disk_full(f))
+    monkeypatch.setattr(torch, "save", lambda obj, fh: _disk_full(fh.name))  # torch writes into an open file
     with pytest.raises(UserError, match=r"checkpoint .*No space left on device; the previous checkpoint is kept"):
         _save_checkpoint({"step": 2}, path)
     monkeypatch.undo()

@@ -28,7 +28,7 @@ from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
 from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
 from sae.yamlfile import parse_yaml
-from training.ranks import split_by_rank
+from training.data.ranks import split_by_rank
 
 
 @dataclass
