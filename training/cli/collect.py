@@ -168,8 +168,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.musicgen import duration_note, load_musicgen, parse_layers, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
-    from training.musicgen.collect import CollectConfig, Collector, my_prompts, prompt_sources, read_prompts
     from training.data.ranks import rank_device, split_by_rank, this_rank
+    from training.musicgen.collect import CollectConfig, Collector, my_prompts, prompt_sources, read_prompts
 
     source = "--prompts" if args.prompts else "--audio"
     trained = trained_seconds(args.model)  # positions past the LM's training segment were never trained
