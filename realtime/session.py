@@ -170,8 +170,11 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
         try:
             with controls.transaction() as draft:
                 draft.load_preset(read_preset(cfg.preset))
-        except UserError as exc:  # "mix 3.0: ..." did not say it was the preset's, not --mix
-            raise UserError(str(exc) if str(exc).startswith("preset ") else f"preset {cfg.preset}: {exc}") from None
+        except UserError as exc:  # "mix 3.0: ..." did not say it was the preset's, not --mix; nor which file
+            said = str(exc)
+            raise UserError(
+                said if str(cfg.preset) in said else f"preset {cfg.preset}: {said.removeprefix('preset ')}"
+            ) from None
         with controls.transaction() as draft:  # what the command line says wins over the preset's mix and bypass
             draft.set_mix(draft.mix if cfg.mix is None else cfg.mix)
             draft.bypass = draft.bypass or cfg.bypass

@@ -307,6 +307,7 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
     (tmp_path / "broken.yaml").write_text("concepts: [1, 2\n")
     (tmp_path / "other.yaml").write_text("concepts: {nosuch: {mode: 'on'}}\n")
     (tmp_path / "loud.yaml").write_text("mix: 3\n")
+    (tmp_path / "words.yaml").write_text("mix: abc\n")
     sae = bank.path.parent / "sae"  # concepts whose hook is not their SAE's: it played on with "concepts: none"
     (tmp_path / "hooks.yaml").write_text(
         bank.path.read_text().replace("hook: latent", "hook: encoder.net.0").replace("sae: sae", f"sae: {sae}")
@@ -327,6 +328,11 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
         (
             ["--bank", str(bank.path), "--preset", str(tmp_path / "loud.yaml")],  # was "mix 3.0: ...", as if --mix
             f"preset {tmp_path / 'loud.yaml'}: mix 3.0: expected a number in [0, 1]",
+            True,
+        ),
+        (  # hunt 59: "preset mix 'abc': ..." did not name the file
+            ["--bank", str(bank.path), "--preset", str(tmp_path / "words.yaml")],
+            f"preset {tmp_path / 'words.yaml'}: mix 'abc': expected a number in [0, 1]",
             True,
         ),
     ]
