@@ -311,9 +311,9 @@ class ConceptControl:
             raise UserError(f"concept {name!r} {problem}")
 
     @classmethod
-    def parse(cls, name: str, mode: str, base: ConceptControl | None = None) -> ConceptControl:
+    def parse(cls, name: str, mode: str, base: ConceptControl | None = None, given: bool = False) -> ConceptControl:
         """`off`, `none`, `on`, `clamp`, `scale`, `on:S`, `clamp:S`, `scale:G` → a validated control (other
-        fields from `base`)."""
+        fields from `base`; `given`: its strength was given with the mode, as a preset's, not carried over)."""
         base = base or cls()
         head, colon, value = str(mode).partition(":")
         new = cls(head, base.strength, base.gain)
@@ -330,7 +330,7 @@ class ConceptControl:
         try:
             new.validate(name)
         except UserError as exc:
-            if colon or head not in ("on", "clamp"):  # else the strength is not one given here
+            if colon or given or head not in ("on", "clamp"):  # else the strength is not one given here
                 raise
             raise UserError(f"{exc} ({new.strength:g} is the concept's strength so far, from its bank default or an "
                             f"earlier setting: give {head}:S)") from None  # fmt: skip
@@ -580,7 +580,10 @@ class EditState:
                 # a bank default's `{mode: scale, strength: G}` is gain G; here strength is on's and clamp's
                 raise UserError(f"preset concept {name!r}: mode scale takes its factor as gain (gain: G or mode: "
                                 "scale:G); strength is the on / clamp strength")  # fmt: skip
-            trial.controls[name] = ConceptControl.parse(name, str(mode), base)
+            try:
+                trial.controls[name] = ConceptControl.parse(name, str(mode), base, given="strength" in spec)
+            except UserError as exc:
+                raise UserError(f"preset {exc}") from None
         for index, g in features.items():
             try:
                 trial.set_feature_gain(_preset_index(index), preset_number(g))

@@ -45,6 +45,7 @@ from safetensors.torch import save_file
 from sae.atomic import atomic_write_text, remove_leftovers, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
 from sae.jsonfile import is_count, is_number, read_json_object
+from sae.ranks import this_rank
 
 KEY = "activations"
 MANIFEST = "manifest.json"
@@ -230,7 +231,7 @@ class ActivationWriter:
         # one writer per hook and torchrun rank: two collects at once would both store every source that was not
         # complete when they started, doubling its rows (ranks take disjoint shares of the sources)
         self._lock = contextlib.ExitStack()
-        rank = os.environ.get("RANK", "0")
+        rank = this_rank()[0]
         self._lock.enter_context(sole_writer(self.dir, f"collect of {hook!r}", f".writer_{rank}.lock"))
         self._shard_temp = self.dir / f"shard.rank{rank}"  # its temporary shards: this rank's lock holds them
         try:

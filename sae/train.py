@@ -38,6 +38,7 @@ from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.metrics import batch_fvu, evaluate_split
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
+from sae.ranks import rank_device
 from sae.store import ActivationStore
 
 CHECKPOINT = "checkpoint.pt"
@@ -211,15 +212,14 @@ def leave_distributed(code: int = 0) -> NoReturn:
     os._exit(code)
 
 
-def resolve_device(device: str, info: DistInfo) -> torch.device:
+def resolve_device(device: str) -> torch.device:
+    """The torch device for `--device`: checked, and under a launcher `cuda` is this rank's own GPU."""
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UserError(f"device {device!r}: CUDA is not available here (use --device cpu)")
-        if info.enabled and device == "cuda":
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", info.rank)))
     elif device not in ("cpu", "mps"):
         raise UserError(f"device {device!r}: expected cpu, cuda or cuda:N")
-    return torch.device(device)
+    return torch.device(rank_device(device))
 
 
 class _Step(nn.Module):
@@ -383,7 +383,7 @@ def _train_hook(
     out.mkdir(parents=True, exist_ok=True)
     if resume and info.main:
         remove_folder_leftovers(out)  # a run killed while writing a checkpoint or its files leaves temporary files
-    device = resolve_device(cfg.device, info)
+    device = resolve_device(cfg.device)
     store.require_rows(hook)
     d_in = store.dim(hook)
     total = cfg.total_steps()

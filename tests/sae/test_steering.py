@@ -350,6 +350,11 @@ def test_preset_mistakes_are_named_for_what_they_are():
     with pytest.raises(UserError, match=r"clamp strength -2: .*\(-2 is the concept's strength so far, from its bank "
                        r"default or an earlier setting: give clamp:S\)"):  # fmt: skip
         ConceptControl.parse("guitar", "clamp", on)
+    now = state.as_dict()
+    for strength in (float("nan"), 1000.0):  # a preset's own strength is named as the preset's, not the bank's
+        with pytest.raises(UserError, match=r"^preset concept 'guitar' strength (nan|1000): expected") as bad:
+            state.load_dict({"concepts": {"guitar": {"mode": "on", "strength": strength}}})
+        assert "so far" not in str(bad.value) and state.as_dict() == now
     with pytest.raises(UserError, match=r"clamp strength 20: expected") as given:  # a strength given: no hint
         ConceptControl.parse("guitar", "clamp:20", on)
     assert "so far" not in str(given.value)

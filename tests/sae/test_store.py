@@ -100,10 +100,12 @@ def test_a_second_writer_of_the_same_hook_and_rank_is_refused(tmp_path, monkeypa
         with pytest.raises(UserError, match=f"{tmp_path / 'layer.0'}: another collect of 'layer.0' is writing"):
             ActivationWriter(tmp_path, "layer.0", 8)
         monkeypatch.setenv("RANK", "1")
+        monkeypatch.setenv("WORLD_SIZE", "2")
         with ActivationWriter(tmp_path, "layer.0", 8) as other_rank:
             other_rank.add(torch.randn(10, 8), "clip1.wav", 0)
         w.add(torch.randn(10, 8), "clip0.wav", 0)
     monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
     with ActivationWriter(tmp_path, "layer.0", 8) as again:  # released on close
         assert again.complete_sources == {"clip0.wav", "clip1.wav"}
 

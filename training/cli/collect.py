@@ -168,7 +168,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.musicgen import duration_note, load_musicgen, parse_layers, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
-    from training.data.ranks import rank_device, split_by_rank, this_rank
+    from sae.ranks import rank_device, split_by_rank, this_rank
     from training.musicgen.collect import CollectConfig, Collector, my_prompts, prompt_sources, read_prompts
 
     source = "--prompts" if args.prompts else "--audio"
@@ -214,13 +214,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
         done = collector.done()
         if prompts is not None:  # this rank's share (every one in one process)
             sources = prompt_sources(prompts)
-            mine = len(my_prompts(len(prompts), args.batch_size))
-            todo = sum(sources[i] not in done for i in my_prompts(len(prompts), args.batch_size))
+            share = [sources[i] for i in my_prompts(len(prompts), args.batch_size)]
             what = "prompts"
         else:
-            mine = len(split_by_rank(files)[0])
-            todo = sum(p.relative_to(args.audio).as_posix() not in done for p in split_by_rank(files)[0])
+            share = [p.relative_to(args.audio).as_posix() for p in split_by_rank(files)[0]]
             what = "files"
+        mine, todo = len(share), sum(s not in done for s in share)
         columns = (
             TextColumn("[bold]{task.description}"),
             BarColumn(),

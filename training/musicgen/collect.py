@@ -26,9 +26,9 @@ import torch
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.errors import UserError
+from sae.ranks import split_by_rank
 from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
 from sae.yamlfile import parse_yaml
-from training.data.ranks import split_by_rank
 
 
 @dataclass

@@ -30,7 +30,7 @@ from realtime.audio_files import AudioNotes, list_audio, read_clip
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
-from training.data.ranks import rank_device, split_by_rank
+from sae.ranks import rank_device, split_by_rank
 
 
 @dataclass

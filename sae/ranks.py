@@ -26,7 +26,8 @@ def split_by_rank(items: list[T]) -> tuple[list[T], int, int]:
 
 
 def rank_device(device: str) -> str:
-    """`cuda` under a launcher is this rank's own GPU (LOCAL_RANK), as in `sae train`; every other device as given."""
-    if device == "cuda" and "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    """`cuda` under a launcher is this rank's own GPU (LOCAL_RANK, else RANK); every other device as given."""
+    rank, world = this_rank()
+    if device == "cuda" and world > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     return device
