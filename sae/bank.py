@@ -64,13 +64,13 @@ from typing import Any
 import yaml
 
 from sae.atomic import atomic_write_text
-from sae.controls import ALL_MODES, NAME_NOT_TEXT, TYPICAL_LIMIT, control_problem
+from sae.controls import ALL_MODES, DECIMAL, NAME_NOT_TEXT, PROBE_LIMIT, TYPICAL_LIMIT, control_problem
 from sae.errors import UserError
 from sae.jsonfile import is_count, is_number
 from sae.yamlfile import parse_yaml
 
 VERSION = 1
-NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # fullmatch: `$` also matches before a final newline
 CONCEPT_KEYS = (
     "model",
     "hook",
@@ -118,6 +118,10 @@ class ConceptDefault:
     mode: str = "none"
     strength: float = 1.0
 
+    def spelled(self) -> str:
+        """As a `--set` mode: `none`, `off`, `on:S`, `clamp:S` or `scale:G` (a scale's gain is its strength)."""
+        return self.mode if self.mode in ("none", "off") else f"{self.mode}:{self.strength:g}"
+
 
 @dataclass(frozen=True)
 class ConceptProbe:
@@ -129,6 +133,18 @@ class ConceptProbe:
 
     def to_dict(self) -> dict[str, Any]:
         return {"intercept": _r(self.intercept), "coef": {int(i): _r(c) for i, c in self.coef.items()}}
+
+
+def _features_out(features: list[ConceptFeature]) -> list[dict[str, Any]]:
+    """Features as the bank writes them: 6 significant digits, unless rounding takes weight x typical past
+    `TYPICAL_LIMIT` (the saved bank would no longer load); then as they are."""
+    out = []
+    for f in features:
+        weight, typical = _r(f.weight), _r(f.typical)
+        if abs(weight) * typical > TYPICAL_LIMIT:
+            weight, typical = float(f.weight), float(f.typical)
+        out.append({"index": f.index, "weight": weight, "typical": typical})
+    return out
 
 
 @dataclass(frozen=True)
@@ -149,7 +165,7 @@ class ConceptSteer:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "threshold": _r(self.threshold),
-            "features": [{"index": f.index, "weight": _r(f.weight), "typical": _r(f.typical)} for f in self.features],
+            "features": _features_out(self.features),
         }
         for key in ("off_left", "error_share"):
             if getattr(self, key) is not None:
@@ -236,7 +252,7 @@ class Concept:
             "hook": self.hook,
             "sae": self.sae,
             **({"sae_sha256": self.sae_sha256} if self.sae_sha256 else {}),
-            "features": [{"index": f.index, "weight": _r(f.weight), "typical": _r(f.typical)} for f in self.features],
+            "features": _features_out(self.features),
             "default": {"mode": self.default.mode, "strength": _r(self.default.strength)},
             "auroc": {k: _r(v) for k, v in self.auroc.items()},
         }
@@ -315,8 +331,11 @@ class ConceptBank:
         path = Path(path)
         if not missing_ok and not path.exists():
             raise UserError(f"{path}: no such concept bank")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path.parent, os.O_RDONLY)  # the folder, not the file: a save replaces the file
+        # the real file's folder, not the file (a save replaces it) nor a link's folder (a save writes through links:
+        # an edit through a link and one of the file itself each kept only its own change)
+        folder = Path(os.path.realpath(path)).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             bank = cls.load(path, missing_ok=missing_ok)
@@ -427,7 +446,7 @@ class ConceptBank:
                 )
             if c.alone is not None:
                 feats += "\noff silences it alone"
-            default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
+            default = c.default.spelled()
             short = ("SAE", "dm", "raw")
             auroc = "\n".join(f"{s} {c.auroc_text(k)}" for k, s in zip(AUROC_METHODS, short, strict=True))
             if c.clips is not None:
@@ -462,6 +481,8 @@ def parse_bank(data: Any, where: str) -> dict[str, Concept]:
 
 
 def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None) -> float:
+    if isinstance(value, str) and DECIMAL.fullmatch(value.strip()):  # YAML 1.1 reads `2e0` (no dot) as text
+        value = float(value)
     ok = is_number(value)
     if ok and lo is not None:
         ok = float(value) >= lo
@@ -469,13 +490,14 @@ def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None
         ok = float(value) <= hi
     if not ok:
         rng = f" in [{lo}, {hi}]" if lo is not None and hi is not None else (f" >= {lo}" if lo is not None else "")
-        raise UserError(f"{what}: {value!r}; expected a finite number{rng}")
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."  # not all 400 digits of one
+        raise UserError(f"{what}: {shown}; expected a finite number{rng}")
     return float(value)
 
 
 def check_concept_name(name: str, what: str = "concept name") -> None:
     """A concept name (a bank key, an OSC address part, an nn~ attribute): `NAME_RE`, or one line naming it."""
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UserError(f"{what} {name!r}: expected ASCII letters, digits, '_', '-' or '.'")
 
 
@@ -494,8 +516,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     model = spec["model"]
     if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("sha256"), str)):
         raise UserError(f"{at}: model must be {{name: str, sha256: str}}")
-    if not re.fullmatch(r"[0-9a-f]{8,64}", model["sha256"]):
-        raise UserError(f"{at}: model.sha256 {model['sha256']!r}; expected lowercase hex")
+    if not re.fullmatch(r"[0-9a-f]{64}", model["sha256"]):  # a shortened one could match no model file
+        raise UserError(f"{at}: model.sha256 {model['sha256']!r}; expected 64 lowercase hex digits")
     for key in ("hook", "sae"):
         if not isinstance(spec[key], str) or not spec[key]:
             raise UserError(f"{at}: {key} must be a non-empty string")
@@ -595,7 +617,7 @@ def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
         weight = _num(feat.get("weight", 1.0), f"{at}: {key}[{i}].weight")
         typical = _num(feat.get("typical", 1.0), f"{at}: {key}[{i}].typical", lo=0.0, hi=TYPICAL_LIMIT)
         if abs(weight) * typical > TYPICAL_LIMIT:  # what `on:1` adds to the feature: past it, garbage or a NaN edit
-            raise UserError(f"{at}: {key}[{i}].weight {weight:g}: weight x typical ({abs(weight) * typical:.3g}) is "
+            raise UserError(f"{at}: {key}[{i}].weight {weight:g}: weight x typical ({abs(weight) * typical:.7g}) is "
                             f"what on:1 adds; expected at most {TYPICAL_LIMIT:g}")  # fmt: skip
         features.append(ConceptFeature(index, weight, typical))
     return features
@@ -609,7 +631,7 @@ def _steer(spec: Any, at: str) -> ConceptSteer | None:
         raise UserError(f"{at}: steer must be {{threshold, features[, off_left, error_share, spared]}}")
     shares = {k: _num(spec[k], f"{at}: steer.{k}") if k in spec else None for k in ("off_left", "error_share")}
     spared = spec.get("spared", [])
-    if not isinstance(spared, list) or not all(isinstance(n, str) and NAME_RE.match(n) for n in spared):
+    if not isinstance(spared, list) or not all(isinstance(n, str) and NAME_RE.fullmatch(n) for n in spared):
         raise UserError(f"{at}: steer.spared must be a list of concept names")
     return ConceptSteer(
         _num(spec["threshold"], f"{at}: steer.threshold", lo=0.0),
@@ -656,7 +678,7 @@ def _probe(spec: Any, at: str) -> ConceptProbe | None:
     for index, value in spec["coef"].items():
         if not is_count(index):
             raise UserError(f"{at}: probe.coef key {index!r}; expected a non-negative feature index")
-        coef[index] = _num(value, f"{at}: probe.coef.{index}")
+        coef[index] = _num(value, f"{at}: probe.coef.{index}", -PROBE_LIMIT, PROBE_LIMIT)
     if not coef:
         raise UserError(f"{at}: probe.coef is empty; expected at least one feature")
-    return ConceptProbe(_num(spec["intercept"], f"{at}: probe.intercept"), coef)
+    return ConceptProbe(_num(spec["intercept"], f"{at}: probe.intercept", -PROBE_LIMIT, PROBE_LIMIT), coef)

@@ -4,6 +4,7 @@ Torch-free (the bank reader uses it)."""
 from __future__ import annotations
 
 import math
+import re
 
 ALL_MODES = ("none", "off", "on", "clamp", "scale")
 """Every mode a concept can be in (`sae.steering.MODES` plus `clamp`, which applies floors)."""
@@ -16,6 +17,13 @@ CLAMP_LIMIT = 10.0
 feature seldom reaches ten times that."""
 TYPICAL_LIMIT = 1e6
 """Largest typical activation a bank may record: strength × typical must stay a float32 the edit can add."""
+PROBE_LIMIT = 1e12
+"""Largest |coefficient| and |intercept| of a concept's probe: times activations up to `TYPICAL_LIMIT` the
+meter's sum stays a float32."""
+
+# a number as text (a mode's `:N`, a number quoted in a preset, YAML 1.1's `2e0`): float() also reads 1_0 as 10 and
+# full-width digits; inf and nan are read, for the range check to name them
+DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.ASCII | re.I)
 
 
 NAME_NOT_TEXT = (

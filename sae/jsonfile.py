@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ def is_number(value: Any) -> bool:
     as ints)."""
     if isinstance(value, bool):
         return False
-    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+    if isinstance(value, int):  # an integer of 400 digits is finite, yet float() of it overflows
+        return abs(value) <= sys.float_info.max
+    return isinstance(value, float) and math.isfinite(value)
 
 
 def is_count(value: Any) -> bool:
@@ -32,6 +35,8 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: {what} is not valid JSON ({exc.msg})") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on reading one)
+        raise UserError(f"{path}: {what} is not JSON this reads ({str(exc).split(':')[0]})") from None
     except UnicodeDecodeError:  # a binary file in its place (damaged, or another file copied over it)
         raise UserError(f"{path}: {what} is not UTF-8 text; expected JSON (damaged or replaced?)") from None
     if not isinstance(data, dict):

@@ -33,7 +33,6 @@ Used per block by the live engine (`realtime/`) and by the offline renders on te
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Optional
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sae.controls import LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem
+from sae.controls import DECIMAL, LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem
 from sae.errors import UserError
 
 MODES = ("none", "off", "on", "scale")
@@ -411,17 +410,15 @@ def known_concepts(names: Collection[str]) -> str:
     return f"expected one of {', '.join(sorted(names))}" if names else "no concepts are loaded (no --bank given?)"
 
 
-# a number as text (a mode's `:N`, a number quoted in a preset): float() also reads 1_0 as 10 and full-width digits;
-# inf and nan are read, for the range check to name them
-DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.ASCII | re.I)
-
-
 def preset_number(value: Any) -> float:
     """A strength or gain of a preset; true/false (YAML's bare yes/no/on/off) is a TypeError, never 1.0 or 0.0, and
     text is read only as a plain decimal number (JSON round trips quote some)."""
     if isinstance(value, bool) or (isinstance(value, str) and not DECIMAL.fullmatch(value.strip())):
         raise TypeError(value)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer of 400 digits: past any limit, refused as not a number
+        raise ValueError(value) from None
 
 
 def _preset_index(index: Any) -> int:

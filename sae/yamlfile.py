@@ -57,3 +57,5 @@ def parse_yaml(text: str, where: str, what: str = "valid YAML") -> Any:
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{where}: not {what} ({first})") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit), a date such as 2024-13-01
+        raise UserError(f"{where}: not {what} ({str(exc).split(':')[0]})") from None

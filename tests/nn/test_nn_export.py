@@ -106,7 +106,7 @@ def test_concept_names_become_attributes_or_are_refused():
     assert attribute_name("noisy-1") == "noisy_1"
     assert attribute_name("2nd.voice") == "c_2nd_voice"
     assert attribute_name("Guitar_Lead") == "Guitar_Lead"
-    for bad in ("class", "none", "mix", "bypass", "sr", "gate", "gate_db"):
+    for bad in ("class", "none", "mix", "bypass", "sr", "gate", "gate_db", "guitar\n"):  # `$` matched before \n
         with pytest.raises(UserError, match="cannot be an nn~ attribute"):
             attribute_name(bad)
     taken = module_names()

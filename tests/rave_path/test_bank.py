@@ -114,6 +114,17 @@ def test_round_trip_matches_architecture_layout(tmp_path):
                                                          "silence": [0.1, 1e300]}),
          "alone.silence[1]: 1e+300; expected a finite number in [-1000000.0, 1000000.0]"),
         (lambda d: d["concepts"].update({False: d["concepts"]["guitar"]}), "concept name False is not text"),
+        # hunt 61: `$` matched before a final newline (nn~ then wrote a model nobody could load); a shortened sha
+        # matched no model; a 400-digit integer was an OverflowError; a probe coefficient of 1e39 a float32 one
+        (lambda d: d["concepts"].update({"guitar\n": d["concepts"].pop("guitar")}), "concept name 'guitar\\n'"),
+        (lambda d: d["concepts"]["guitar"]["model"].update(sha256="0123abcd"),
+         "model.sha256 '0123abcd'; expected 64 lowercase hex digits"),
+        (lambda d: d["concepts"]["guitar"]["default"].update(strength=10**400),
+         "default.strength: 1000000000000000000000000000000000000...; expected a finite number"),
+        (lambda d: d["concepts"]["guitar"].update(probe={"intercept": 0.0, "coef": {12: 1e39}}),
+         "probe.coef.12: 1e+39; expected a finite number in [-1000000000000.0, 1000000000000.0]"),
+        (lambda d: d["concepts"]["guitar"].update(steer={"threshold": 0.1, "features": [{"index": 3}],
+                                                         "spared": ["drums\n"]}), "steer.spared must be a list"),
     ],
 )  # fmt: skip
 def test_load_rejects_bad_fields_in_one_line(tmp_path, edit, needle):
@@ -283,3 +294,77 @@ def test_a_concept_whose_edits_would_change_nothing_is_said_so():
     assert "guitar at latent: every feature's weight is 0" in inert_note(c)
     c.steer = ConceptSteer(0.5, [ConceptFeature(40, 1.0, 0.9)])  # the features its edits move carry weight
     assert inert_note(c) is None
+
+
+def test_yaml_numbers_a_person_writes_load_and_impossible_ones_are_named(tmp_path):
+    """Hunt 61: YAML 1.1 reads `2e0` (no dot) as text, which a preset took and a bank refused; an integer of 5000
+    digits was a ValueError traceback from Python's limit on reading one."""
+    path = ConceptBank(tmp_path / "b.yaml", {"guitar": _concept()}).save()
+    text = path.read_text()
+    path.write_text(text.replace("default: {mode: 'off', strength: 1.0}", "default: {mode: 'on', strength: 2e0}"))
+    assert ConceptBank.load(path).get("guitar").default == ConceptDefault("on", 2.0)
+    path.write_text(text.replace("strength: 1.0}", "strength: " + "1" * 5000 + "}"))
+    with pytest.raises(
+        UserError, match=r"b.yaml: not a readable YAML concept bank \(Exceeds the limit \(4300 digits\)"
+    ):
+        ConceptBank.load(path)
+
+
+def test_a_saved_bank_loads_again_when_rounding_meets_a_limit(tmp_path):
+    """Hunt 61: weight 1.4999996 x typical 666666.7 (999999.8) is allowed; rounded to 6 digits on save it was
+    1.5 x 666667 (1000000.5), and the bank that `concept remove` of another concept saved no longer loaded."""
+    from dataclasses import replace
+
+    edge = replace(_concept(), features=[ConceptFeature(12, 1.4999996, 666666.7)])
+    bank = ConceptBank(tmp_path / "b.yaml", {"guitar": edge, "piano": _concept("piano")})
+    bank.save()
+    again = ConceptBank.load(tmp_path / "b.yaml")
+    assert again.get("guitar").features == edge.features
+    assert again.get("piano").features == _concept("piano").features  # others still rounded: 1.7, not 1.7000000476
+
+
+def test_an_edit_through_a_link_waits_for_one_of_the_file_itself(tmp_path):
+    """Hunt 61: the lock was on the link's folder while the save wrote through the link: an edit through a link
+    and one of the real file ran at once, and one removal was lost."""
+    import threading
+
+    real = tmp_path / "real" / "b.yaml"
+    real.parent.mkdir()
+    ConceptBank(real, {"guitar": _concept("guitar"), "drums": _concept("drums")}).save()
+    (tmp_path / "link").mkdir()
+    (tmp_path / "link" / "b.yaml").symlink_to(real)
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow_remove() -> None:
+        with ConceptBank.editing(real) as now:
+            now.remove("drums")
+            inside.set()
+            go_on.wait(10)
+
+    def remove_through_link() -> None:
+        with ConceptBank.editing(tmp_path / "link" / "b.yaml") as now:
+            now.remove("guitar")
+
+    worker = threading.Thread(target=slow_remove)
+    worker.start()
+    assert inside.wait(10)
+    other = threading.Thread(target=remove_through_link)
+    other.start()
+    other.join(0.3)
+    assert other.is_alive()  # waits while the real file is being edited
+    go_on.set()
+    worker.join(10)
+    other.join(10)
+    assert list(ConceptBank.load(real).concepts) == [] and (tmp_path / "link" / "b.yaml").is_symlink()
+
+
+def test_concept_list_spells_every_default_with_its_strength(tmp_path, capsys):
+    """Hunt 61: a `clamp` default was listed as `clamp`, without its strength."""
+    from dataclasses import replace
+
+    bank = ConceptBank(tmp_path / "b.yaml", {"guitar": replace(_concept(), default=ConceptDefault("clamp", 2.5))})
+    bank.add(replace(_concept("piano"), default=ConceptDefault("scale", 0.5)))
+    bank.save()
+    assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "clamp:2.5" in out and "scale:0.5" in out

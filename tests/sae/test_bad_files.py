@@ -45,6 +45,19 @@ def test_a_json_file_of_binary_bytes_is_one_line(tmp_path, name):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("name", ["cfg.json", "store.json"])
+def test_a_json_integer_of_5000_digits_is_one_line(tmp_path, name):
+    """Hunt 61: Python refuses to read an integer of more than 4300 digits with a ValueError, which was a
+    traceback from every command reading the SAE or the store."""
+    path = _sae(tmp_path) / name if name == "cfg.json" else _store(tmp_path) / name
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps(data)[:-1] + ', "x": ' + "7" * 5000 + "}")
+    with pytest.raises(UserError) as err:
+        load_sae(path.parent) if name == "cfg.json" else ActivationStore(path.parent)
+    assert str(path) in str(err.value) and "Exceeds the limit (4300 digits)" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
 @pytest.mark.parametrize("k", ["NaN", "Infinity", "-Infinity"])
 def test_a_k_that_is_not_finite_is_one_line(tmp_path, k):
     """Python's json reads NaN and Infinity: `"k": NaN` in cfg.json was a ValueError / OverflowError traceback."""
@@ -136,8 +149,19 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
         ({"features": {True: 0.5}}, "preset feature True: expected an integer index"),
         ({"concepts": {"guitar": {"strength": True}}}, "preset concept 'guitar': expected numbers"),
         ({"mix": True}, "preset mix True: expected a number in [0, 1]"),
+        ({"concepts": {"guitar": {"strength": 10**400}}}, "preset concept 'guitar': expected numbers"),
+        ({"mix": 10**400}, "preset mix 1000"),
+        ({"features": {3: -(10**400)}}, "preset feature 3: expected an integer index and a number"),
     ],
-    ids=["fractional-feature", "boolean-feature", "boolean-strength", "boolean-mix"],
+    ids=[
+        "fractional-feature",
+        "boolean-feature",
+        "boolean-strength",
+        "boolean-mix",
+        "huge-strength",
+        "huge-mix",
+        "huge-gain",
+    ],
 )
 def test_a_preset_value_of_the_wrong_kind_is_refused_not_rounded(preset, needle):
     """`features: {1.7: 0.5}` (or a bare `yes:` key) set feature 1's gain; `strength: yes` and `mix: yes` were 1.0:

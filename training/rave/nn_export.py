@@ -77,7 +77,7 @@ class NnExportReport:
     controls: list[str] = field(default_factory=list)  # the file's other attributes (mix, bypass, gate, ...)
 
 
-_NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: `$` also matches before a final newline
 
 
 def attribute_name(name: str) -> str:
@@ -86,7 +86,7 @@ def attribute_name(name: str) -> str:
     attr = re.sub(r"[.\-]", "_", name)
     if attr[:1].isdigit():
         attr = "c_" + attr
-    if not _NAME_OK.match(attr) or keyword.iskeyword(attr) or attr in RESERVED:
+    if not _NAME_OK.fullmatch(attr) or keyword.iskeyword(attr) or attr in RESERVED:
         raise UserError(
             f"concept {name!r}: cannot be an nn~ attribute ({attr!r}); rename it in the bank "
             f"(letters, digits and _, not a Python keyword, not {'/'.join(sorted(RESERVED))})"
