@@ -383,10 +383,10 @@ class ConceptBank:
         return self.concepts.pop(name)
 
     def sae_dir(self, concept: Concept | str) -> Path:
-        """The concept's SAE directory, resolved against the bank file's folder."""
+        """The concept's SAE directory, resolved against the bank file's folder (`folder`)."""
         c = self.get(concept) if isinstance(concept, str) else concept
         p = Path(c.sae)
-        return p if p.is_absolute() else (self.path.parent / p)
+        return p if p.is_absolute() else (self.folder / p)
 
     def check_sae(self, concept: Concept | str, sae_dir: str | os.PathLike | None = None) -> None:
         """Refuse a concept whose SAE (its own folder, or `sae_dir`) no longer holds the weights it was found with:
@@ -418,7 +418,13 @@ class ConceptBank:
 
     def relative_sae(self, sae_dir: str | os.PathLike) -> str:
         """How to write `sae_dir` into this bank: relative to the bank's folder."""
-        return Path(os.path.relpath(Path(sae_dir).resolve(), self.path.parent.resolve())).as_posix()
+        return Path(os.path.relpath(Path(sae_dir).resolve(), self.folder)).as_posix()
+
+    @property
+    def folder(self) -> Path:
+        """The folder the bank's relative `sae` paths start from: the real file's, also when `path` is a link to
+        it (a save writes through the link, so one path must serve every way to the file)."""
+        return Path(os.path.realpath(self.path)).parent
 
     def rich_table(self):
         """A rich Table: one row per concept."""

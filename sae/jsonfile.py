@@ -35,10 +35,10 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: {what} is not valid JSON ({exc.msg})") from None
-    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on reading one)
-        raise UserError(f"{path}: {what} is not JSON this reads ({str(exc).split(':')[0]})") from None
     except UnicodeDecodeError:  # a binary file in its place (damaged, or another file copied over it)
         raise UserError(f"{path}: {what} is not UTF-8 text; expected JSON (damaged or replaced?)") from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on reading one)
+        raise UserError(f"{path}: {what} is not JSON this reads ({str(exc).split(':')[0]})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data

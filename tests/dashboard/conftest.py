@@ -54,7 +54,7 @@ def write_logmel_store(clips: list[Path], audio_root: Path, out: Path, model_nam
         "mel",
         N_MELS,
         "float32",
-        model={"name": model_name, "sha256": "0" * 16},
+        model={"name": model_name, "sha256": "0" * 64},
         frame_rate=rate,
         sample_rate=sr,
         shard_rows=500,
@@ -112,7 +112,7 @@ def dash_inputs(tmp_path_factory: pytest.TempPathFactory) -> Inputs:
     bank.add(
         Concept(
             "bright",
-            ModelRef("logmel24", "0" * 16),
+            ModelRef("logmel24", "0" * 64),
             "mel",
             bank.relative_sae(sae),
             [ConceptFeature(0, 1.0, 1.5), ConceptFeature(3, 0.5, 0.8)],

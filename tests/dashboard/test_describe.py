@@ -67,7 +67,7 @@ def test_clip_split_and_resumed_counts_once(dash_inputs, tmp_path):
         "mel",
         24,
         "float32",
-        model={"name": "logmel24", "sha256": "0" * 16},
+        model={"name": "logmel24", "sha256": "0" * 64},
         frame_rate=10.0,
         sample_rate=16000,
         shard_rows=7,
@@ -120,7 +120,7 @@ def test_pairing_refuses_other_models(dash_inputs, tmp_path):
     with pytest.raises(UserError, match=r"trained on model 'logmel24'.*'other.ts'"):
         check_pair(ActivationStore(store_dir), sae)
     with ActivationWriter(
-        tmp_path / "narrow", "mel", 8, "float32", model={"name": "logmel24", "sha256": "0" * 16}
+        tmp_path / "narrow", "mel", 8, "float32", model={"name": "logmel24", "sha256": "0" * 64}
     ) as w:
         w.add(torch.zeros(4, 8), "x.wav")
     with pytest.raises(UserError, match=r"reads 24-dim activations.*8-dim"):

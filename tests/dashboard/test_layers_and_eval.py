@@ -35,7 +35,7 @@ def test_layer_map(dash_inputs, tmp_path):
         ("piano", "layer_6", 0.8),
         ("guitar.layer_99", "layer_99", 0.5),
     ]:
-        bank.add(Concept(name, ModelRef("m", "0" * 16), hook, "sae/x", [ConceptFeature(1)], auroc={"sae_probe": auc}))
+        bank.add(Concept(name, ModelRef("m", "0" * 64), hook, "sae/x", [ConceptFeature(1)], auroc={"sae_probe": auc}))
     bank.concepts["guitar_layer_10"].auroc_interval = {"sae_probe": (0.9, 0.99)}  # a bank that records them
     bank.concepts["guitar_layer_10"].clips = ConceptClips(24, 22)
     dirs = sae_dirs_beside(root / "layer_6")
@@ -67,7 +67,7 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
         bank.add(
             Concept(
                 name,
-                ModelRef("logmel24", "0" * 16),
+                ModelRef("logmel24", "0" * 64),
                 "mel",
                 bank.relative_sae(dash_inputs.sae),
                 [ConceptFeature(5, 1.0, 2.0)],
@@ -164,7 +164,7 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
     (saes / "broken").mkdir()
     (saes / "broken" / "cfg.json").write_text('{"d_in": 4,')
     bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
-    bank.add(Concept("bright", ModelRef("logmel24", "0" * 16), "mel", bank.relative_sae(saes / "mel"),
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(saes / "mel"),
                      [ConceptFeature(5, 1.0, 2.0)], auroc={"sae_probe": 0.81}))  # fmt: skip
     bank.save()
     (tmp_path / "run" / "judge").mkdir()

@@ -232,7 +232,7 @@ def test_bank_feature_out_of_range(dash_inputs, tmp_path, capsys):
     bank = ConceptBank(tmp_path / "bank.yaml")
     bank.add(
         Concept(
-            "wide", ModelRef("logmel24", "0" * 16), "mel", bank.relative_sae(dash_inputs.sae), [ConceptFeature(500)]
+            "wide", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae), [ConceptFeature(500)]
         )
     )
     bank.save()
@@ -267,7 +267,7 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
     src = ActivationStore(dash_inputs.store)
     store = tmp_path / "prompts"
     with ActivationWriter(
-        store, "mel", 24, "float32", model={"name": "logmel24", "sha256": "0" * 16}, frame_rate=50.0, sample_rate=32000
+        store, "mel", 24, "float32", model={"name": "logmel24", "sha256": "0" * 64}, frame_rate=50.0, sample_rate=32000
     ) as w:
         for source, start, x in src.iter_segments("mel"):
             r = rows[source]

@@ -368,3 +368,21 @@ def test_concept_list_spells_every_default_with_its_strength(tmp_path, capsys):
     assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
     out = capsys.readouterr().out
     assert "clamp:2.5" in out and "scale:0.5" in out
+
+
+def test_sae_paths_start_from_the_real_file_also_through_a_link(tmp_path):
+    """Hunt 61: through a link, `relative_sae` wrote a path relative to the link's folder into the real file, and
+    `sae_dir` read it from there: read from the file itself, it named a folder that does not exist."""
+    from dataclasses import replace
+
+    real = tmp_path / "project" / "b.yaml"
+    ConceptBank(real).save()
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "b.yaml"
+    link.symlink_to(real)
+    sae = tmp_path / "project" / "saes" / "latent"
+    with ConceptBank.editing(link) as bank:
+        bank.add(replace(_concept(), sae=bank.relative_sae(sae)))
+    assert ConceptBank.load(real).get("guitar").sae == "saes/latent"
+    for path in (real, link):
+        assert ConceptBank.load(path).sae_dir("guitar").resolve() == sae.resolve()
