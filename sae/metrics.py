@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -63,7 +64,8 @@ class RunningMetrics:
         if self.n == 0:
             return {"rows": 0}
         total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n
-        fvu = self.sse / max(total_var, 1e-30)
+        # one row (or rows all alike) has no variance to explain: FVU is undefined, not sse / 1e-30 (1e31)
+        fvu = self.sse / total_var if total_var > 1e-9 * self.sum_sq else math.nan
         freq = self.fires.double() / self.n
         alive = freq[freq > 0]
         counts = torch.zeros(len(HIST_EDGES) - 1)

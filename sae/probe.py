@@ -169,17 +169,39 @@ def concept_clips(report: ProbeReport) -> ConceptClips:
     return ConceptClips(int(report.n_with), int(report.n_without), report.groups)
 
 
-def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = None):
-    """Stratified k-fold splits; with `groups`, folds never split a group (`StratifiedGroupKFold`)."""
+FOLD_TRIES = 200
+"""Group assignments tried for folds whose every training part holds both classes."""
+
+
+def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = None) -> list[tuple[np.ndarray, ...]]:
+    """Stratified k-fold splits; with `groups`, folds never split a group (`StratifiedGroupKFold`), and every
+    training part holds clips with and without the concept (a source under both folders is in both classes, and
+    a fold of it alone trained on one class: a traceback, or NaN AUROCs): the first such shuffle from `seed` on,
+    else `UserError`."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     if groups is None:
         n_splits = max(2, min(n_splits, int(y.sum()), int((1 - y).sum())))
-        return StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        return list(cv.split(np.zeros(len(y)), y))
     ids = np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
     n_splits = max(2, min(n_splits, len(set(ids[y == 1])), len(set(ids[y == 0])), int(ids.max()) + 1))
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    return cv.split(np.zeros(len(y)), y, ids)
+    candidates = [list(cv.split(np.zeros(len(y)), y, ids))]
+    rng = np.random.default_rng(seed)
+    for _ in range(FOLD_TRIES):  # stratified greedily, the folds above can miss an assignment that works: dealt ones
+        fold_of = np.empty(int(ids.max()) + 1, dtype=int)
+        fold_of[rng.permutation(fold_of.size)] = np.arange(fold_of.size) % n_splits
+        test = [np.flatnonzero(fold_of[ids] == f) for f in range(n_splits)]
+        candidates.append([(np.setdiff1d(np.arange(len(y)), te), te) for te in test])
+    for splits in candidates:
+        if all(np.unique(y[tr]).size == 2 for tr, _ in splits):
+            return splits
+    raise UserError(
+        f"--groups: no split of the {int(ids.max()) + 1} sources into {n_splits} folds leaves clips with and "
+        "without the concept in every fold's training part (a source under both folders counts on both sides); "
+        "give more sources, or fewer --folds"
+    )
 
 
 def check_groups(y: Sequence[int], groups: Sequence, folds: int) -> list[str]:
@@ -215,11 +237,15 @@ def fit_sparse_probe(
     inner_groups = groups if groups is not None and _splittable(y, groups, 3) else None
     if k is None:
         best = (-1.0, 1)
+        try:
+            inner = _folds(y, 3, seed, inner_groups)
+        except UserError:  # sources that cannot be split 3 ways with both classes in training: k is chosen on clips
+            inner = _folds(y, 3, seed)
         for kk in K_CHOICES:
             if kk > X.shape[1]:
                 break
             scores = np.zeros(len(y))
-            for tr, te in _folds(y, 3, seed, inner_groups):
+            for tr, te in inner:
                 sub = select_features(X[tr], y[tr], kk)
                 scores[te] = _logistic().fit(X[tr][:, sub], y[tr]).decision_function(X[te][:, sub])
             a = auroc(scores, y)

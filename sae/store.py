@@ -53,6 +53,7 @@ STORE_JSON = "store.json"
 BLOCK_ROWS = 8192
 MIN_BLOCK_ROWS = 256
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
+SHARD_DTYPES = {"F16": "float16", "F32": "float32"}  # safetensors' names of DTYPES
 REPEAT_RE = re.compile(r" #\d+$")  # a prompt's k-th repeat (training.musicgen.collect.prompt_sources)
 
 
@@ -513,7 +514,7 @@ class BatchStream:
     def _order(self, epoch: int) -> list[tuple[int, int, int]]:
         units = self.units
         if self.shuffle_buffer > 0:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)  # any --seed
             units = [units[i] for i in torch.randperm(len(units), generator=g).tolist()]
         return units[self.rank :: self.world_size]
 
@@ -556,7 +557,7 @@ class BatchStream:
                     u += 1
                 data = torch.cat(parts) if parts else torch.zeros(0, self.store.dim(self.hook))
                 if self.shuffle_buffer > 0:
-                    g = torch.Generator().manual_seed(self.seed * 7_919 + s.epoch * 104_729 + s.unit)
+                    g = torch.Generator().manual_seed((self.seed * 7_919 + s.epoch * 104_729 + s.unit) % 2**64)
                     data = data[torch.randperm(data.shape[0], generator=g)]
                 last_round = u >= len(order) and not self.loop
                 n_full = data.shape[0] // self.batch_size
@@ -647,6 +648,12 @@ class ActivationStore:
     def _shard_path(self, hook: str, i: int) -> Path:
         return self.root / hook / self.manifest(hook)["shards"][i]["file"]
 
+    def check_shards(self, hook: str) -> None:
+        """Read every shard's header of `hook` (cheap): a missing, damaged or mismatched shard is refused now, not
+        when a stream first reaches it."""
+        for i in range(len(self.manifest(hook)["shards"])):
+            self._check_shard(hook, i)
+
     def _check_shard(self, hook: str, i: int) -> None:
         if (hook, i) in self._shapes:
             return
@@ -656,7 +663,8 @@ class ActivationStore:
             with safe_open(path, framework="pt") as f:
                 if KEY not in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
                     raise UserError(f"{path}: no tensor {KEY!r}")
-                shape = tuple(f.get_slice(KEY).get_shape())
+                piece = f.get_slice(KEY)
+                shape, dtype = tuple(piece.get_shape()), piece.get_dtype()
         except FileNotFoundError:
             raise UserError(f"{path}: listed in the manifest but missing") from None
         except UserError:
@@ -668,6 +676,8 @@ class ActivationStore:
             raise UserError(f"{path}: shape {list(shape)}, but hook {hook!r} holds dim {dim}; mixed dims in one hook")
         if shape[0] != int(entry["rows"]):
             raise UserError(f"{path}: {shape[0]} rows, manifest says {entry['rows']}")
+        if dtype not in SHARD_DTYPES:  # integers read as numbers without a word, and trained on
+            raise UserError(f"{path}: {dtype} activations; expected a shard of {' or '.join(SHARD_DTYPES.values())}")
         self._shapes[(hook, i)] = shape
 
     def _read_rows(self, hook: str, shard: int, start: int, stop: int) -> torch.Tensor:
@@ -737,7 +747,7 @@ class ActivationStore:
         out = []
         for i, shard in enumerate(self.manifest(hook)["shards"]):
             row, run = 0, None
-            for rec in [*shard["provenance"], None]:
+            for rec in [*(shard.get("provenance") or []), None]:
                 if rec is not None and wanted(rec["source"]):
                     run = row if run is None else run
                 elif run is not None:
@@ -830,19 +840,29 @@ class ActivationStore:
     def sample(
         self, hook: str, n: int, split: str = "train", eval_fraction: float = 0.05, seed: int = 0
     ) -> torch.Tensor:
-        """Up to `n` finite rows drawn from the first shuffle rounds of the split (for init and stats)."""
-        stream = self.iter_batches(
-            hook, min(n, 4096), split, eval_fraction, shuffle_buffer=max(n, 1 << 16), seed=seed, drop_last=False
-        )
-        parts, got = [], 0
-        for batch in stream:
-            parts.append(batch)
-            got += batch.shape[0]
-            if got >= n:
-                break
-        if not parts:
+        """Up to `n` finite rows drawn uniformly from the split, without replacement (for init and stats: the first
+        shuffle rounds held the rows of a few blocks, and the scale they gave missed the split's by half)."""
+        units = self.split_units(hook, split, eval_fraction)
+        ends = np.cumsum([end - start for _, start, end in units])
+        total = int(ends[-1]) if len(ends) else 0
+        picks = np.sort(np.random.default_rng(seed).choice(total, size=min(n, total), replace=False))
+        which = np.searchsorted(ends, picks, side="right")
+        by_shard: dict[int, list[int]] = {}
+        for u, pick in zip(which.tolist(), picks.tolist(), strict=True):
+            shard, start, end = units[u]
+            by_shard.setdefault(shard, []).append(start + pick - int(ends[u]) + (end - start))
+        parts = []
+        for shard, rows in sorted(by_shard.items()):
+            self._check_shard(hook, shard)
+            with safe_open(self._shard_path(hook, shard), framework="pt") as f:
+                piece = f.get_slice(KEY)
+                runs = np.split(np.asarray(rows), np.flatnonzero(np.diff(rows) != 1) + 1)  # consecutive rows: one read
+                parts += [piece[int(run[0]) : int(run[-1]) + 1].to(torch.float32) for run in runs]
+        x = torch.cat(parts) if parts else torch.empty(0, self.dim(hook))
+        x = x[torch.isfinite(x).all(1)]
+        if not len(x):
             raise UserError(f"hook {hook!r}: every row of the {split} split is NaN/inf; nothing to train on")
-        return torch.cat(parts)[:n]
+        return x
 
 
 STORE_EXPECTED = "expected the hook folders and shards `musicsae collect rave` or `collect musicgen` writes"

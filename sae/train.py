@@ -323,6 +323,33 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
         raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")
 
 
+def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: int = 1) -> None:
+    """What training on `hook` needs of the store: rows, a held-out split, a batch its training rows fill, and
+    shards whose headers read. `sae train` asks it of every hook before the first trains (a later hook's refusal
+    left the earlier ones trained under settings a rerun had to change; a damaged shard met at step 483 lost the
+    steps since the last checkpoint)."""
+    store.require_rows(hook)
+    if cfg.batch_size % world_size:
+        raise UserError(f"batch size {cfg.batch_size}: expected a multiple of the world size {world_size}")
+    train_rows = sum(end - start for _, start, end in store.split_units(hook, "train", cfg.eval_fraction))
+    if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
+        raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows; "
+                        "expected at most that many")  # fmt: skip
+    store.check_shards(hook)
+
+
+def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str | None:
+    """What the held-out split is where it cannot be whole sources (too few of them, or rows naming none): blocks
+    of rows, often far more than asked, with clips on both sides. None where it is whole sources."""
+    if eval_fraction == 0 or store.split_sources(hook, "eval", eval_fraction) is not None:
+        return None
+    held = sum(b - a for _, a, b in store.split_units(hook, "eval", eval_fraction))
+    total, n = store.rows(hook), len(store.sources(hook))
+    why = f"its {n} sources are too few to hold out {eval_fraction:g} of them whole" if n else "its rows name no source"
+    return (f"{hook}: {why}, so the held-out rows are blocks ({held} of {total} rows, {100 * held / total:.0f} %) "
+            "and clips may have rows on both sides: held-out figures may flatter")  # fmt: skip
+
+
 def check_start(out: Path, resume: bool, resumed: tuple[ActivationStore, str, TrainConfig, int] | None = None) -> None:
     """Refuse a folder `out` this training may not write: a run there without `resume`, a finished SAE; with
     `resumed` (store, hook, settings, world size), a checkpoint of other activations or settings too. `sae train`
@@ -384,16 +411,10 @@ def _train_hook(
     if resume and info.main:
         remove_folder_leftovers(out)  # a run killed while writing a checkpoint or its files leaves temporary files
     device = resolve_device(cfg.device)
-    store.require_rows(hook)
+    check_hook(store, hook, cfg, info.world_size)
     d_in = store.dim(hook)
     total = cfg.total_steps()
-    if cfg.batch_size % info.world_size:
-        raise UserError(f"batch size {cfg.batch_size}: expected a multiple of the world size {info.world_size}")
     local_batch = cfg.batch_size // info.world_size
-    train_rows = sum(end - start for _, start, end in store.split_units(hook, "train", cfg.eval_fraction))
-    if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
-        raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows; "
-                        "expected at most that many")  # fmt: skip
     d_sae, k = check_dims(cfg, hook, d_in)
     lr = cfg.lr if cfg.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
     dead_tokens = cfg.dead_tokens if cfg.dead_tokens is not None else min(1_000_000, total * cfg.batch_size // 10)
@@ -566,7 +587,7 @@ def _train_hook(
             "dead_tokens": sae_cfg.dead_tokens,
             "skipped_nonfinite_rows": stream.nonfinite_rows + metrics.pop("nonfinite_rows"),
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
-            "notes": [n for n in (sparsity_warning(k, d_in),) if n],
+            "notes": [n for n in (sparsity_warning(k, d_in), split_note(store, hook, cfg.eval_fraction)) if n],
         }
     )
     save_sae(

@@ -111,6 +111,34 @@ def test_folds_never_split_a_group_and_few_groups_are_named():
         check_groups(y, np.where(y == 1, "one_song", groups), folds=5)
 
 
+def test_a_source_under_both_folders_never_leaves_a_fold_training_on_one_class(monkeypatch):
+    """Hunt 62: one song cut into parts with and without the concept (documented as one source) let a grouped fold
+    train on one class only: a traceback ('AUROC needs both classes') or NaN AUROCs."""
+    import warnings
+
+    import pytest
+
+    from sae import probe
+    from sae.errors import UserError
+
+    rng = np.random.default_rng(0)
+    groups = np.array(["g0"] * 14 + ["g1"] * 15 + ["g1"] * 9 + ["n0"] * 9)  # g1 is on both sides
+    y = np.r_[np.ones(29), np.zeros(18)].astype(int)
+    S = np.abs(rng.standard_normal((len(y), 32)))
+    S[:, 3] += 2 * y
+    R = rng.standard_normal((len(y), 8))
+    R[:, 0] += 2 * y
+    for tr, te in probe._folds(y, 5, 0, groups):
+        assert set(y[tr]) == {0, 1} and not set(groups[tr]) & set(groups[te])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Mean of empty slice" came before the NaN
+        rep = compare_probes(S, R, y, None, 5, 0, list(groups), permutations=0)
+    assert all(np.isfinite(a) for a in rep.auroc.values()) and rep.auroc["sae_probe"] > 0.8
+    monkeypatch.setattr(probe, "FOLD_TRIES", 0)  # the stratified folds alone train on one class here
+    with pytest.raises(UserError, match=r"^--groups: no split of the 3 sources into 2 folds leaves clips with and "):
+        probe._folds(y, 5, 0, groups)
+
+
 def test_nan_scores_or_features_give_no_confident_auroc():
     """NaN sorted as the largest score: one NaN gave 0.8, all NaN 1.0, and a NaN clip turned a separable concept
     into 'sae_probe 0.15, tied'."""

@@ -66,3 +66,15 @@ def test_evaluate_twice_on_one_stream_measures_the_same_rows(tmp_path):
     stream = ActivationStore(tmp_path).iter_batches("h", 64, "all", shuffle_buffer=0, drop_last=False)
     first = evaluate(_sae(), stream, max_rows=300)
     assert evaluate(_sae(), stream, max_rows=300) == first and first["rows"] == 300
+
+
+def test_one_held_out_row_has_no_fvu_not_one_of_1e31():
+    """Hunt 62: a held-out split of one row (a clip of one frame) has no variance; FVU was sse / 1e-30."""
+    import math
+
+    sae, g = _sae(), torch.Generator().manual_seed(1)
+    x = torch.randn(1, 8, generator=g) + 3
+    one = evaluate(sae, [x])
+    assert one["rows"] == 1 and math.isnan(one["fvu"]) and math.isnan(one["explained_variance"])
+    two = evaluate(sae, [torch.cat([x, torch.randn(1, 8, generator=g)])])
+    assert math.isfinite(two["fvu"]) and two["fvu"] < 1e6

@@ -312,6 +312,30 @@ def test_bad_input_is_one_clear_error(tmp_path):
         ActivationStore(tmp_path).iter_batches("g", 4, eval_fraction=1.5)
 
 
+def test_shards_the_manifest_allows_but_the_reader_did_not_are_handled(tmp_path):
+    """Hunt 62: an int32 shard in a float32 hook was read as numbers and trained on; a zero-row entry without
+    `provenance` (which the manifest reader allows) was a KeyError; a --seed the CLI accepts (2e13) overflowed the
+    shuffle's generator."""
+    from safetensors.torch import save_file
+
+    _write(tmp_path, n_sources=4, rows=300, dtype="float32")
+    hook = tmp_path / "layer.0"
+    man = json.loads((hook / "manifest.json").read_text())
+    save_file({"activations": torch.zeros(0, 8)}, str(hook / "shard_empty.safetensors"))
+    man["shards"].append({"file": "shard_empty.safetensors", "rows": 0})
+    (hook / "manifest.json").write_text(json.dumps(man))
+    st = ActivationStore(tmp_path)
+    rows = [
+        sum(b.shape[0] for b in st.iter_batches("layer.0", 64, seed=s, eval_fraction=0.25)) for s in (2 * 10**13, 3)
+    ]
+    assert rows[0] == rows[1] > 0
+    first = man["shards"][0]["file"]
+    data = load_file(str(hook / first))["activations"]
+    save_file({"activations": data.to(torch.int32)}, str(hook / first))
+    with pytest.raises(UserError, match=rf"{first}: I32 activations; expected a shard of float16 or float32"):
+        list(ActivationStore(tmp_path).iter_batches("layer.0", 64))
+
+
 def test_a_hook_folder_passed_as_the_store_names_the_store(tmp_path):
     """`--activations store/latent` (one hook's folder) read as an empty store; the line names the store to pass."""
     with ActivationWriter(tmp_path / "store", "latent", 4, dtype="float32") as w:
@@ -447,3 +471,19 @@ def test_a_resumed_collect_clears_what_a_killed_writer_left(tmp_path):
     assert not any(p.exists() for p in left) and other_rank.exists()
     assert not list(hook.glob(".shard.rank0.*.tmp"))
     assert len(list(ActivationStore(tmp_path).iter_segments("layer.0"))) == 3
+
+
+def test_the_sample_for_normalisation_is_drawn_from_the_whole_split(tmp_path):
+    """Hunt 62: `sample` took the first shuffle round's rows, from 8 of 61 training clips; the scale it gave left
+    E|x_n|^2 at 29 instead of d_in = 16. Clips here sit at their own offsets, as clips of one collection do."""
+    g = torch.Generator().manual_seed(0)
+    with ActivationWriter(tmp_path, "h", 4, "float32", shard_rows=65536) as w:
+        for i in range(64):
+            w.add(float(i) + 0.1 * torch.randn(8192, 4, generator=g), f"clip{i:02d}.wav", 0)
+    st = ActivationStore(tmp_path)
+    split = torch.cat(list(st.iter_batches("h", 8192, "train", 0.05, shuffle_buffer=0, drop_last=False)))
+    x = st.sample("h", 4096, "train", 0.05, seed=3)
+    assert x.shape == (4096, 4) and torch.unique(x, dim=0).shape[0] == 4096  # rows drawn without replacement
+    assert abs(float(x.mean()) - float(split.mean())) < 0.05 * float(split.std())  # 18.5 / 64 = 0.29: 3 SE
+    assert abs(float(x.std()) - float(split.std())) < 0.05 * float(split.std())
+    assert torch.equal(x, st.sample("h", 4096, "train", 0.05, seed=3))

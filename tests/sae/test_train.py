@@ -758,7 +758,7 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     # an SAE trained before the held-out rows became whole sources: its held-out figures are said to flatter
     cfg_path = out / "synthetic" / "cfg.json"
     assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
-    assert "trained before" not in capsys.readouterr().err  # trained today: nothing to say
+    assert "trained before" not in (err := capsys.readouterr().err) and "not the store" not in err  # nothing to say
     cfg = json.loads(cfg_path.read_text())
     assert cfg["musicsae"]["held_out_split"] == "whole sources"
     del cfg["musicsae"]["held_out_split"]
@@ -766,6 +766,13 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
     err = capsys.readouterr().err
     assert "trained before the held-out rows became whole sources" in err and err.count("\n") == 1
+    # hunt 62: a store grown since training holds out other sources, some trained on: said, not scored in silence
+    with ActivationWriter(tmp_path / "acts", "synthetic", 8, "float32", model={"name": "synthetic"}, frame_rate=50.0,
+                          sample_rate=16000) as w:  # fmt: skip
+        w.add(torch.randn(500, 8, generator=torch.Generator().manual_seed(5)), "new_clip.wav", 0)
+    assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
+    err = capsys.readouterr().err
+    assert "is not the store SAE" in err and "(20000 rows of 'synthetic' then, 20500 now)" in err
 
 
 def test_a_later_hook_that_may_not_be_written_is_refused_before_any_training(tmp_path, capsys):
@@ -786,6 +793,15 @@ def test_a_later_hook_that_may_not_be_written_is_refused_before_any_training(tmp
     assert main([*common, "--steps", "3", "--resume"]) == 2
     assert "written with other settings (steps: 5 in the checkpoint, 3 now)" in capsys.readouterr().err
     assert not (tmp_path / "S" / "a").exists()
+    # hunt 62: a batch a later hook's rows cannot fill, and a damaged shard of it, were met once hook a had trained
+    planted_store(tmp_path / "acts", hook="c", n=300, d=8, n_features=16, k_true=2)
+    other = [*common[:5], str(tmp_path / "T"), *common[6:]]
+    assert main([*other, "--layers", "a,c", "--steps", "5", "--batch-size", "512"]) == 2
+    assert "--batch-size 512: hook 'c' has" in capsys.readouterr().err and not (tmp_path / "T").exists()
+    shard = sorted((tmp_path / "acts" / "c").glob("*.safetensors"))[-1]
+    shard.write_bytes(shard.read_bytes()[:100])
+    assert main([*other, "--layers", "a,c", "--steps", "5"]) == 2
+    assert f"{shard}: unreadable shard" in capsys.readouterr().err and not (tmp_path / "T").exists()
 
 
 def test_an_sae_whose_plots_were_interrupted_is_not_marked_trained(tmp_path, monkeypatch):
@@ -984,3 +1000,23 @@ def test_a_resume_clears_the_temporary_files_of_a_run_killed_while_saving(tmp_pa
     train_hook(ActivationStore(tmp_path / "acts"), "synthetic", out, cfg, resume=True)
     assert not any(p.exists() for p in left)
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
+    """Hunt 62: 5 clips of 100 rows at --eval-fraction 0.05 held out 244 of 500 rows in blocks, clips on both sides,
+    without a word (the README says no clip has rows on both sides)."""
+    from training.cli import main
+
+    planted_store(tmp_path / "few", n=500, d=8, n_features=16, k_true=2, rows_per_source=100)
+    planted_store(tmp_path / "many", n=4000, d=8, n_features=16, k_true=2, rows_per_source=100)
+    for store in ("few", "many"):
+        args = ["sae", "train", "--activations", str(tmp_path / store), "--out", str(tmp_path / f"{store}_sae"),
+                "--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]  # fmt: skip
+        assert main(args) == 0
+    err = capsys.readouterr().err
+    note = "synthetic: its 5 sources are too few to hold out 0.05 of them whole, so the held-out rows are blocks ("
+    assert err.count(note) == 1 and "of 500 rows" in err
+    assert any(
+        n.startswith(note) for n in json.loads((tmp_path / "few_sae/synthetic/metrics.json").read_text())["notes"]
+    )
+    assert json.loads((tmp_path / "many_sae/synthetic/metrics.json").read_text())["notes"] == []

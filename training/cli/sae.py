@@ -152,10 +152,12 @@ def run_train(args: argparse.Namespace) -> int:
         Stopped,
         TrainConfig,
         check_dims,
+        check_hook,
         check_start,
         dims_for,
         init_distributed,
         leave_distributed,
+        split_note,
         train_hook,
     )
     from training.cli.main import HeldStop
@@ -202,6 +204,7 @@ def run_train(args: argparse.Namespace) -> int:
                         f"{', '.join(hooks)}); leave --resume out to start one")  # fmt: skip
     info = init_distributed(args.device)
     for hook in hooks:  # a run or an SAE of a later hook that this one may not write: refused before any training
+        check_hook(store, hook, cfg, info.world_size)
         check_start(Path(args.out) / hook, args.resume, (store, hook, cfg, info.world_size))
     console = output_console(stderr=True)
     for hook in fresh if info.main else ():
@@ -217,6 +220,8 @@ def run_train(args: argparse.Namespace) -> int:
             warning = sparsity_warning(dims_for(cfg, store.dim(hook))[1], store.dim(hook))
             if warning and info.main:
                 console.print(f"[yellow]warning: {hook}: {warning}", highlight=False)
+            if (note := split_note(store, hook, cfg.eval_fraction)) and info.main:
+                console.print(f"note: {note}", highlight=False)
             with progress_bar(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(bar_width=20),
@@ -315,6 +320,26 @@ def train_table(results: dict[str, dict], out: str):
     return table
 
 
+def _other_data_note(sae_dir: Path, store, hook: str) -> str | None:
+    """A note when the store is not the one the SAE was trained on, as it was then (its metrics.json `data`): the
+    held-out sources depend on every source a store holds, so rows it trained on may now be held out."""
+    from sae.jsonfile import read_json_object
+    from sae.train import data_identity
+
+    path = sae_dir / "metrics.json"
+    if not path.is_file():
+        return None
+    then = read_json_object(path, "metrics").get("data")
+    if not isinstance(then, dict) or then.get("hook") != hook or "digest" not in then:
+        return None
+    now = data_identity(store, hook)
+    if now["digest"] == then["digest"]:
+        return None
+    return (f"note: {store.root} is not the store SAE {sae_dir} was trained on, as it was then ({then.get('rows')} "
+            f"rows of {hook!r} then, {now['rows']} now): the held-out sources are not the ones its training held "
+            "out, so some of these rows may have been trained on")  # fmt: skip
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from sae.describe import check_same_model
     from sae.errors import UserError
@@ -346,6 +371,8 @@ def run_eval(args: argparse.Namespace) -> int:
             "clips were among its training rows, so these figures may flatter (train it again to measure it cleanly)",
             file=sys.stderr,
         )
+    if args.split == "eval" and (note := _other_data_note(Path(args.sae), store, hook)):
+        print(note, file=sys.stderr)
     frac = args.eval_fraction
     if frac is None:  # the split training held out (SAEs from elsewhere: 0.05)
         trained = (ours.get("train_config") or {}).get("eval_fraction")
