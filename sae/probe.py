@@ -253,13 +253,13 @@ def fit_sparse_probe(
                 best = (a, kk)
         k = best[1]
     idx = select_features(X, y, k)
-    model = _logistic().fit(X[:, idx], y)
-    coef = model.coef_.reshape(-1)  # per standardised feature: importance, not units (typical carries units)
-    keep = coef > 0
-    if not keep.any():
-        keep[np.argmax(coef)] = True
-    idx, coef = idx[keep], coef[keep]
-    model = _logistic().fit(X[:, idx], y)
+    while True:  # features that fire more with the concept; the weights are the kept fit's own (not the first's)
+        model = _logistic().fit(X[:, idx], y)
+        coef = model.coef_.reshape(-1)  # per standardised feature: importance, not units (typical carries units)
+        keep = coef > 0
+        if keep.all() or len(idx) == 1:
+            break
+        idx = idx[keep] if keep.any() else idx[[int(np.argmax(coef))]]
     top = float(np.abs(coef).max())
     return SparseProbe(idx, coef / top if top > 0 else np.zeros_like(coef), model)
 
