@@ -20,6 +20,7 @@ import numpy as np
 from realtime.audio_files import resample
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.examples import MIN_EXAMPLES
 from sae.plots import save_png
 from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
@@ -85,12 +86,16 @@ def goals_met(
     `n_on` for `on`; the drift uses the smaller). Where the lower ends of the drop's / rise's 95 % intervals
     are given, they must reach the goal too: a goal is met only where its interval allows it. `goals`: the
     thresholds (these judges' by default; the MusicGen experiment's are its own). `drift` None: not measured (no
-    other concept judged), so its goal is not met."""
+    other concept judged), so its goal is not met. No goal is met on fewer than `MIN_EXAMPLES` clips (a bootstrap
+    over 2 clips that both moved gives the interval [100, 100])."""
     clip_off, clip_on = 100.0 / max(1, n_off), 100.0 / max(1, n_on)
+    off_ok, on_ok = n_off >= MIN_EXAMPLES, n_on >= MIN_EXAMPLES
     return {
-        "off_drop": off_drop >= goals["off_drop"] + clip_off and (off_low is None or off_low >= goals["off_drop"]),
-        "on_rise": on_rise >= goals["on_rise"] + clip_on and (on_low is None or on_low >= goals["on_rise"]),
-        "drift": drift is not None and drift <= goals["drift"] - max(clip_off, clip_on),
+        "off_drop": off_ok
+        and off_drop >= goals["off_drop"] + clip_off
+        and (off_low is None or off_low >= goals["off_drop"]),
+        "on_rise": on_ok and on_rise >= goals["on_rise"] + clip_on and (on_low is None or on_low >= goals["on_rise"]),
+        "drift": off_ok and on_ok and drift is not None and drift <= goals["drift"] - max(clip_off, clip_on),
     }
 
 
@@ -439,7 +444,8 @@ def fidelity_sets(rows: list[dict], max_clips: int, data: str) -> dict[str, list
 def fidelity_concepts(idx, original, recon, labels, concepts: Sequence[str], goal: float) -> dict[str, Any]:
     """Per concept, on the row positions `idx`: among clips with it and among clips without it, the judge's
     detection rate on the originals and on the reconstructions, their paired difference with its 95 % interval
-    and verdict against ±`goal` points; the judge's accuracy on the originals and its agreement between the two."""
+    and verdict against ±`goal` points (undecided on fewer than MIN_EXAMPLES clips); the judge's accuracy on the
+    originals and its agreement between the two."""
     out: dict[str, Any] = {}
     for c in concepts:
         entry: dict[str, Any] = {}
@@ -453,7 +459,7 @@ def fidelity_concepts(idx, original, recon, labels, concepts: Sequence[str], goa
                 "original": wilson(int(o.sum()), len(ids)).as_dict(),
                 "reconstruction": wilson(int(r.sum()), len(ids)).as_dict(),
                 "difference": diff.as_dict(),
-                "verdict": verdict(diff, -goal, goal),
+                "verdict": verdict(diff, -goal, goal) if len(ids) >= MIN_EXAMPLES else "undecided",  # 2 clips: [0, 0]
             }
         correct = [original[c][i] == labels[c][i] for i in idx]
         entry["judge_accuracy_on_originals"] = wilson(int(sum(correct)), len(correct)).as_dict()
@@ -588,7 +594,8 @@ def rich_table(result: dict):
     from rich import box
     from rich.table import Table
 
-    drifted = len(result["concepts"]) > 1  # drift is measured on the other concepts judged
+    # drift is measured on the other concepts judged or watched (`drift_measured`; older results: more than one)
+    measured = {n: e.get("drift_measured", len(result["concepts"]) > 1) for n, e in result["concepts"].items()}
     t = Table(
         title=f"outside judge: {result['model']['name']}, {_judged(result)}, "
         f"on strengths {', '.join(f'{v:g}' for v in _strengths(result))}",
@@ -600,7 +607,7 @@ def rich_table(result: dict):
         + _clips_caption(result["concepts"])
         + f"; goals ✓: drop and rise of at least {GOALS['off_drop']:g} / {GOALS['on_rise']:g} points and drift "
         f"under {GOALS['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
-        "drop / rise goal" + ("" if drifted else "; –: no other concept judged, so no drift measured"),
+        "drop / rise goal" + ("" if all(measured.values()) else "; –: no other concept judged, so no drift measured"),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
@@ -623,7 +630,7 @@ def rich_table(result: dict):
                 continue
             g = arm["goals_met"]
             marks = ["✓" if g[k] else "✗" for k in ("off_drop", "on_rise")] + [
-                "✓" if g["drift"] else "✗" if drifted else "–"
+                "✓" if g["drift"] else "✗" if measured[name] else "–"
             ]
             goals = "  ".join(marks)
             t.add_row(
@@ -634,7 +641,7 @@ def rich_table(result: dict):
                 f"{none_where_on(e):.0f}→{arm['on']['without']:.0f}% "
                 f"({arm.get('strength_on', result.get('strength_on', 1.0)):g})",
                 f"{arm['on_rise']:+.0f}",
-                f"{arm['max_drift']:.0f}" if drifted else "–",
+                f"{arm['max_drift']:.0f}" if measured[name] else "–",
                 goals,
             )
     return t

@@ -157,3 +157,15 @@ def test_a_side_with_no_clips_is_null_in_the_json_and_n_a_in_the_table():
     for source in (result, loaded):  # the report from the result, and from its JSON read back
         row = fidelity_table(source)[-1]
         assert "nan" not in row and "n/a → n/a (n=0)" in row and "67% → 67% (n=3)" in row, row
+
+
+def test_no_fidelity_verdict_rests_on_a_few_clips():
+    """Hunt 64: one clip per side gave "met" (difference +0 [+0, +0]) or "missed" (+100 [+100, +100]): the
+    bootstrap of one clip has no width."""
+    from training.judge import fidelity_concepts
+
+    for n, expected in ((1, "undecided"), (11, "undecided"), (12, "met")):
+        labels = {"drums": [True] * n + [False] * n}
+        hits = {"drums": [True] * n + [False] * n}  # reconstructions heard as the originals: no difference
+        result = fidelity_concepts(list(range(2 * n)), hits, hits, labels, ["drums"], goal=10.0)
+        assert result["drums"]["verdict"] == expected, n

@@ -142,7 +142,10 @@ def test_a_judge_trained_on_degraded_copies_hears_concepts_through_noise_and_los
 def test_goals_need_a_clip_of_margin():
     from training.judge import goals_met
 
-    assert goals_met(60, 60, 0, 10, 10) == {"off_drop": True, "on_rise": True, "drift": True}
+    assert goals_met(60, 60, 0, 12, 12) == {"off_drop": True, "on_rise": True, "drift": True}
+    # hunt 64: 2 clips that both moved give the interval [100, 100]; no goal is met on fewer than 12 clips
+    assert goals_met(100, 100, 0, 2, 2, 100, 100) == {"off_drop": False, "on_rise": False, "drift": False}
+    assert goals_met(100, 60, 0, 11, 12) == {"off_drop": False, "on_rise": True, "drift": False}
     assert goals_met(55, 55, 5, 10, 10) == {"off_drop": False, "on_rise": False, "drift": False}
     assert goals_met(55, 55, 5, 20, 20) == {"off_drop": True, "on_rise": True, "drift": True}
     assert goals_met(55, 60, 5, 20, 10)["drift"] is False  # the drift's margin is the coarser set's clip
@@ -401,5 +404,15 @@ def test_a_concept_judged_alone_meets_no_drift_goal_and_watched_ones_measure_it(
     assert g["drift_measured"] is True and set(g["drift"]["off"]) == set(g["drift"]["on"]) == {"drums"}
     for k in ("off_drop", "on_rise", "none", "off", "on"):  # watching another concept changes no steered figure
         assert g[k] == alone[k], k
+    # hunt 64: the table showed "–" (not measured) for the drift it had measured on the watched concept
+    from rich.console import Console
+
+    from training.judge import rich_table
+
+    for result, shown in ((watched, f"{g['max_drift']:.0f}"), (run("alone2", ()), "–")):
+        console = Console(width=200, record=True)
+        console.print(rich_table(result))
+        row = next(line for line in console.export_text().splitlines() if line.lstrip().startswith("guitar"))
+        assert row.split()[-4] == shown, row
     with pytest.raises(UserError, match="--watch kazoo: the data manifest has no label for it"):
         run("bad", ("kazoo",))
