@@ -658,8 +658,8 @@ def _clips_caption(concepts: dict) -> str:
 
 
 def drop_earlier_examples(out: str | Path) -> bool:
-    """Remove `OUT/listen/` of an earlier evaluation (it holds listen.json) when this one writes none: its rows
-    would be paired with this report's calls by index. Returns whether there was one."""
+    """Remove `OUT/listen/` of an earlier evaluation (it holds listen.json) once this one's report is written: its
+    rows would be paired with this report's calls by index. Returns whether there was one."""
     root = Path(out) / "listen"
     if not (root / "listen.json").is_file():
         return False

@@ -157,6 +157,32 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
     assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page
 
 
+@pytest.mark.slow
+def test_an_interrupted_rendering_leaves_no_earlier_examples_beside_the_new_report(session, tmp_path, monkeypatch):
+    """Hunt 64: a Ctrl-C while a rerun rendered its listening examples left the new judge.json beside the earlier
+    run's listen/, which the dashboard then showed under the new calls."""
+    import shutil
+
+    import training.rave.listen
+    from training.cli import main
+
+    shutil.copytree(session / "judge", tmp_path / "judge")
+    assert (tmp_path / "judge" / "listen" / "listen.json").is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.rave.listen, "write_examples", interrupted)
+    rerun = [
+        "eval", "steering", "--data", str(session / "data"), "--model", str(DEMO), "--bank",
+        str(session / "concepts.yaml"), "--out", str(tmp_path / "judge"), "--strength", "4", "--max-clips", "2",
+        "--no-baseline", "--listen", "2",
+    ]  # fmt: skip
+    assert main(rerun) == 130
+    assert json.loads((tmp_path / "judge" / "judge.json").read_text())["strengths"] == [4.0]
+    assert not (tmp_path / "judge" / "listen").exists()
+
+
 def test_a_rerun_leaves_no_example_of_the_earlier_evaluation(tmp_path):
     """A rerun into the same folder kept the earlier run's listen/ (a concept it no longer judges, or all of it with
     --listen 0), and the dashboard paired those renders with the new report's calls by index."""

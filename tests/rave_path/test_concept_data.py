@@ -169,6 +169,19 @@ def test_same_music_sounds_different_per_font():
     assert abs(np.corrcoef(a, b)[0, 1]) < 0.5
 
 
+def test_a_font_file_named_like_the_manifests_marks_is_refused(tmp_path):
+    """Hunt 64: a file none.sf2 took the name of clips with no font (the folders then went unbalanced), and a file
+    fluidr3.sf2 that is another font was re-rendered with Debian's FluidR3 by the ideal edits."""
+    from training.data.concept_clips import FONTS, _candidates
+
+    real = next(p for name in FONTS if name != "fluidr3" for p in _candidates(name) if p.is_file())
+    for stem, needle in (("none", "marks clips with no font"), ("fluidr3", "is that of a known font")):
+        copy = tmp_path / f"{stem}.sf2"
+        copy.symlink_to(real)
+        with pytest.raises(UserError, match=rf"soundfont {copy}: its name '{stem}' {needle}"):
+            resolve_fonts([str(copy)], note=print)
+
+
 def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
     rows = make_dataset(
         tmp_path, DataConfig(n=30, seed=4, duration=0.5, sample_rate=16000, holdout_font="fluidr3"), concepts=("bass",)

@@ -313,17 +313,19 @@ def run_steering(args: argparse.Namespace) -> int:
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']:.0f} s)", highlight=False)
+    from training.judge import drop_earlier_examples
+
+    # an earlier judge's examples would be shown under this one's calls: gone before new ones are rendered, so an
+    # interrupted rendering leaves none rather than the old ones beside the new judge.json
+    dropped = drop_earlier_examples(args.out)
     if args.listen:
         from training.rave.listen import write_examples
 
         with console.status("rendering listening examples"):
             path = write_examples(result, args.data, args.model, args.bank, args.out, args.listen, args.seed)
         console.print(f"wrote listening examples to {path.parent} (the dashboard's concept pages)", highlight=False)
-    else:
-        from training.judge import drop_earlier_examples
-
-        if drop_earlier_examples(args.out):  # an earlier judge's examples would be shown under this one's calls
-            console.print(f"note: removed the listening examples of an earlier judge in {args.out}/listen")
+    elif dropped:
+        console.print(f"note: removed the listening examples of an earlier judge in {args.out}/listen")
     return 0
 
 

@@ -209,6 +209,11 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
         else:
             path = Path(spec)
             name = path.stem.lower()
+            if name == NO_FONT:  # the manifest's mark of a clip with no font (a voice alone)
+                raise UserError(f"soundfont {spec}: its name {name!r} marks clips with no font; rename the file")
+            if name in FONTS and path.resolve() not in {c.resolve() for c in _candidates(name)}:
+                raise UserError(f"soundfont {spec}: its name {name!r} is that of a known font, which the data's "
+                                "readers would load in its place; rename the file")  # fmt: skip
             reason = None if path.is_file() else "a folder, not a soundfont file" if path.is_dir() else "no such file"
             if path.suffix.lower() not in (".sf2", ".sf3") and reason is None:
                 reason = "expected a .sf2 / .sf3 soundfont"
