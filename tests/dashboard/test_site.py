@@ -424,3 +424,37 @@ def test_a_snippet_shorter_than_a_frame_is_one_line(dash_inputs, tmp_path, capsy
                                    "--snippet", "0.00001"])  # fmt: skip
     assert "--snippet 1e-05: shorter than one frame of the store (" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_manifest_matched_by_file_names_alone_is_noted(tmp_path):
+    """Hunt 64: a manifest of another data folder gave its labels to every source of the same file name, in
+    silence (a strings solo shown as brass, drums, piano, voice)."""
+    from training.dashboard.labels import match_manifest
+
+    for folder, label in (("ours", "guitar"), ("theirs", "drums")):
+        (tmp_path / folder / "clips").mkdir(parents=True)
+        row = {"file": "clips/a.wav", "index": 0, "split": "train", "instruments": label, label: 1}
+        (tmp_path / folder / "manifest.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "ours" / "clips" / "a.wav").write_bytes(b"")
+    own = match_manifest(tmp_path / "ours", tmp_path / "ours" / "clips", ["a.wav"])
+    other = match_manifest(tmp_path / "theirs", tmp_path / "ours" / "clips", ["a.wav"])
+    assert own.by_name == 0 and other.by_name == 1 and other.instruments["a.wav"] == ["drums"]
+
+
+def test_the_features_a_concept_steers_get_pages_too(dash_inputs, tmp_path):
+    """Hunt 64: only the probe's features got pages (`--max-pages`: "every feature of a --bank concept gets one
+    all the same"); those its edits steer had none and the concept page did not name them."""
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ConceptSteer, ModelRef
+
+    bank = ConceptBank(tmp_path / "bank.yaml")
+    steer = ConceptSteer(0.5, [ConceptFeature(1), ConceptFeature(90)])
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
+                     [ConceptFeature(1)], steer=steer))  # fmt: skip
+    bank.save()
+    out = tmp_path / "o"
+    args = ["dashboard", "--sae", str(dash_inputs.sae), "--store", str(dash_inputs.store), "--audio-root",
+            str(dash_inputs.audio_root), "--out", str(out), "--bank", str(bank.path), "--max-pages", "1"]  # fmt: skip
+    assert main(args) == 0
+    assert (out / "features" / "f00090.html").is_file()
+    page = (out / "concepts" / "bright.html").read_text()
+    assert "Its edits steer 2 feature(s)" in page and "#90</a>" in page

@@ -93,6 +93,7 @@ class ClipLabels:
     labels: dict[str, set[str]] = field(default_factory=dict)
     instruments: dict[str, list[str]] = field(default_factory=dict)
     rows: dict[str, dict] = field(default_factory=dict)
+    by_name: int = 0  # sources matched by file name alone (no row at their path under the audio root)
 
     def dominant_instruments(self, sources: list[str], top: int = 3) -> list[tuple[str, int]]:
         counts = Counter(i for s in sources for i in self.instruments.get(s, []))
@@ -110,7 +111,10 @@ def match_manifest(manifest: str | os.PathLike, audio_root: str | os.PathLike, s
     out = ClipLabels()
     root = Path(audio_root)
     for s in sources:
-        row = by_path.get(os.path.realpath(root / s)) or by_name.get(Path(s).name)
+        row = by_path.get(os.path.realpath(root / s))
+        if row is None:
+            row = by_name.get(Path(s).name)
+            out.by_name += row is not None
         if row is None:
             continue
         out.rows[s] = row

@@ -186,6 +186,12 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", errors="replace")  # a file name that is not UTF-8 is shown with '?'
 
 
+def _feature_indices(c: Concept) -> list[int]:
+    """The SAE features of a concept: those its probe uses, then those its edits steer (`steer`), each once."""
+    steer = [f.index for f in c.steer.features] if c.steer is not None else []
+    return list(dict.fromkeys([f.index for f in c.features] + steer))
+
+
 def _feature_href(j: int, depth: int = 0) -> str:
     return f"{'../' * depth}features/f{j:05d}.html"
 
@@ -307,7 +313,7 @@ class DashboardBuilder:
             d = self.bank.sae_dir(c)
             if d.resolve() == here or (c.hook == self.hook and not d.exists()):
                 self.bank.check_sae(c, self.sae_dir)
-                bad = [f.index for f in c.features if f.index >= self.sae.cfg.d_sae]
+                bad = [j for j in _feature_indices(c) if j >= self.sae.cfg.d_sae]
                 if bad:
                     raise UserError(
                         f"{self.bank_path}: concept {c.name!r} uses feature {bad[0]}, but SAE {self.sae_dir} has "
@@ -403,6 +409,10 @@ class DashboardBuilder:
                     else ClipLabels()
                 )
                 self.labels_by = "manifest labels"
+                if self.labels.by_name and self.labels.by_name == len(self.labels.labels):
+                    self._note(f"manifest {self.manifest_path}: no row is at a source's path under --audio-root; "
+                               f"{self.labels.by_name} sources took the labels of the row of the same file name "
+                               "(check that the manifest is these clips')")  # fmt: skip
                 if not self.audio and not self.labels.labels:
                     self.labels = ClipLabels(labels={src: prompt_words(src) for src in stats.sources})
                     self.labels_by = "prompt words"
@@ -430,7 +440,7 @@ class DashboardBuilder:
     def _choose_pages(self, stats: FeatureStats) -> list[int]:
         """Concept features first, then features in the clip-rate range ranked by label purity (with a
         manifest) or by max activation; when no feature is in the range, the live ones."""
-        concept_feats = [f.index for c in self.concepts for f in c.features]
+        concept_feats = [j for c in self.concepts for j in _feature_indices(c)]
         cands = stats.in_clip_range(*self.cfg.clip_range)
         if cands.size == 0:
             cands = stats.live
@@ -558,10 +568,10 @@ class DashboardBuilder:
 
     def _listed(self, stats: FeatureStats) -> list[int]:
         """Features on the index and in features.json: the live ones and those of concepts."""
-        return sorted(set(stats.live.tolist()) | {f.index for c in self.concepts for f in c.features})
+        return sorted(set(stats.live.tolist()) | {j for c in self.concepts for j in _feature_indices(c)})
 
     def _concepts_of(self, j: int) -> list[Concept]:
-        return [c for c in self.concepts if any(f.index == j for f in c.features)]
+        return [c for c in self.concepts if j in _feature_indices(c)]
 
     def _concept_links(self, j: int, depth: int) -> str:
         return " ".join(
@@ -636,7 +646,15 @@ class DashboardBuilder:
                 f'<td class="num">{_pct(stats.clip_rate[j])}</td><td class="num">{stats.max_act[j]:.3g}</td>'
                 f"<td>{_e(desc)}</td></tr>"
             )
-        default = c.default.mode + (f":{c.default.strength:g}" if c.default.mode in ("on", "scale") else "")
+        default = c.default.spelled()
+        steers = ""
+        if c.steer is not None:
+            links = ", ".join(
+                f'<a href="../{_feature_href(f.index)}">#{f.index}</a>' if f.index in views else f"#{f.index}"
+                for f in c.steer.features
+            )
+            steers = (f"<p>Its edits steer {len(c.steer.features)} feature(s), chosen by effect (threshold "
+                      f"{c.steer.threshold:g}): {links}</p>")  # fmt: skip
         body = (
             f'<h1>Concept {_e(c.name)}</h1><div class="muted">model {_e(c.model.name)} '
             f"({_e(c.model.sha256[:12])}) · hook {_e(c.hook)} · default {_e(default)}</div>"
@@ -644,7 +662,7 @@ class DashboardBuilder:
             f"{self._found_how(c)}"
             f'<h2>The SAE features it uses</h2><table class="sortable"><thead><tr><th data-key>feature</th>'
             f"<th data-key>weight</th><th data-key>typical</th><th data-key>clips fired</th><th data-key>max act</th>"
-            f"<th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f"<th>description</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{steers}"
         )
         _write(out / "concepts" / f"{c.name}.html", _page(f"Concept {c.name}", body, 1))
 
