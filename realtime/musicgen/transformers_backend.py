@@ -135,6 +135,11 @@ class TransformersMusicGen(MusicGenBackend):
         temperature: float = 1.0,
     ) -> Generation:
         self.check_request(prompts, duration)
+        if (frames := self.frames(duration)) < self.delays:  # transformers then drops the delay pattern
+            raise UserError(
+                f"duration {duration:g} s: {frames} frame(s); the transformers backend renders at least "
+                f"{self.delays} ({self.delays / self.frame_rate:g} s), below that it drops MusicGen's delay pattern"
+            )
         inputs = self._text(prompts)
         if seed is not None:
             torch.manual_seed(seed)
@@ -173,7 +178,10 @@ class TransformersMusicGen(MusicGenBackend):
         # prompt = [bos, codes]; the model's own delay pattern shifts codebook k by k (bos == pad for MusicGen)
         bos = torch.full((B, K, 1), self.pad_id, dtype=torch.long, device=self.device)
         prompt = torch.cat([bos, codes.to(self.device).long()], dim=-1).reshape(B * K, T + 1)
-        seq, mask = self.model.decoder.build_delay_pattern_mask(prompt, self.pad_id, max_length=T + 1 + self.delays)
+        # transformers applies no delay pattern below 2 * delays + 1 positions (a 1- or 2-frame chunk, a file's
+        # tail): a longer pattern has the same first T + 1 columns
+        length = max(T + 1 + self.delays, 2 * self.delays + 1)
+        seq, mask = self.model.decoder.build_delay_pattern_mask(prompt, self.pad_id, max_length=length)
         seq = self.model.decoder.apply_delay_pattern_mask(seq, mask)
         text = self._text(descriptions)
         null = torch.tensor([d is None for d in descriptions], device=self.device)

@@ -195,3 +195,26 @@ def test_requests_that_cannot_generate_are_one_line_on_both_backends(mg, prompts
     raised its own ValueError for -1 s and an IndexError for no prompt."""
     with pytest.raises(UserError, match=problem):
         mg.generate(prompts, duration, seed=0)
+
+
+def test_a_short_teacher_forced_chunk_is_the_start_of_a_long_one(mg):
+    """Hunt 63: transformers applies no delay pattern below 2 * delays + 1 positions, so a chunk of 1 or 2 frames (a
+    file's tail in `collect --audio`) was teacher-forced without it: its second row was off by 2.8."""
+    codes = torch.randint(0, 200, (1, mg.n_q, 6), generator=torch.Generator().manual_seed(3))
+    long = Recorder(rows=1)
+    with mg.hooks({0: long}):
+        mg.teacher_force(codes, ["rock"])
+    for t in (1, 2):
+        short = Recorder(rows=1)
+        with mg.hooks({0: short}):
+            mg.teacher_force(codes[:, :, :t], ["rock"])
+        torch.testing.assert_close(short.result(), long.result()[:, : short.result().shape[1]], atol=1e-5, rtol=1e-5)
+        assert short.result().shape[1] >= t
+
+
+def test_the_transformers_backend_refuses_what_it_cannot_render_with_the_delay_pattern(transformers_dir):
+    """Hunt 63: 1 or 2 frames asked of the transformers backend came out as 4 or 5 frames of other codes."""
+    mg = load_musicgen(transformers_dir)
+    with pytest.raises(UserError, match=r"duration 0.04 s: 2 frame\(s\); the transformers backend renders at least 3"):
+        mg.generate(["rock"], 2 / mg.frame_rate, seed=0)
+    assert mg.generate(["rock"], 3 / mg.frame_rate, seed=0).codes.shape[-1] == 3

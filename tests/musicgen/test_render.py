@@ -492,3 +492,15 @@ def test_a_batch_names_the_jobs_that_run_past_the_training_segment(tmp_path, aud
     assert main(argv) == 0
     notes = [x for x in capsys.readouterr().err.splitlines() if x.startswith("note:")]
     assert len(notes) == 1 and "0.6 s at a time" in notes[0] and "(jobs long.wav, longer.wav)" in notes[0]
+
+
+def test_the_record_and_the_summary_give_the_seconds_written(tmp_path, audiocraft_dir, capsys):
+    """Hunt 63: --duration 0.51 wrote whole frames (0.50 s) while the summary and OUT.render.json said 0.51 s."""
+    import soundfile as sf
+
+    out = tmp_path / "a.wav"
+    argv = ["render", "musicgen", "--model", str(audiocraft_dir), "--prompt", "rock", "--duration", "0.11"]
+    assert main([*argv, "--out", str(out)]) == 0
+    (rec,) = json.loads((tmp_path / "a.wav.render.json").read_text())["files"]
+    assert sf.info(str(out)).duration == rec["duration"] == 0.1 and rec["duration_asked"] == 0.11
+    assert "rendered 1 file(s), 0.1 s of audio" in capsys.readouterr().err
