@@ -33,6 +33,7 @@ import numpy as np
 
 from sae.atomic import atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError
+from sae.examples import MIN_EXAMPLES
 
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
 T = TypeVar("T")
@@ -437,6 +438,11 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         missed = [k for k, ok in g.items() if not ok]
         if missed:
             why = []
+            few = [f"{n} clips {side}" for n, side in ((e["held_out_with"], "with it"), (n_test, "without"))
+                   if n < MIN_EXAMPLES]  # fmt: skip
+            if few:
+                why.append(f"{' and '.join(few)} to report on: no goal is met on fewer than {MIN_EXAMPLES} "
+                           "(raise --judge-clips)")  # fmt: skip
             if e["none"]["with"] - e["none"]["without"] < 50:
                 why.append(
                     f"the judge hears {name} in {e['none']['with']:.0f} % of the model's plain reconstructions "
