@@ -390,7 +390,11 @@ class OscControl:
         return path
 
     def _save(self, path: Path, view: dict[str, Any]) -> None:
-        view["mix"] = round(float(view["mix"]), 6)  # held as float32: 0.6, not 0.6000000238418579
+        # numbers that came over OSC are float32s: written as 0.3, not 0.30000001192092896 (7 digits hold a float32)
+        view["mix"] = _short(view["mix"])
+        for control in view.get("concepts", {}).values():
+            control["strength"], control["gain"] = _short(control["strength"]), _short(control["gain"])
+        view["features"] = {i: _short(g) for i, g in view.get("features", {}).items()}
         text = yaml.safe_dump(view, sort_keys=False)
         try:
             atomic_write_text(path, text)
@@ -653,3 +657,8 @@ class OscTelemetry:
             if due:
                 next_meters = max(next_meters + period, now)
             time.sleep(max(0.0, min(self.EVENT_S, next_meters - time.monotonic())))
+
+
+def _short(x: float) -> float:
+    """`x` to 7 significant digits: a float32 from OSC as the number that was sent (0.3, not 0.30000001192092896)."""
+    return float(f"{float(x):.7g}")

@@ -341,6 +341,13 @@ def test_preset_save_writes_what_preset_load_reads_back(bank, tmp_path):
     assert osc.handle(msg("/preset/save", "evening")) == [("/preset/saved", ["evening.yaml"])]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evening.yaml"]  # no temporary file left
     assert set(yaml.safe_load((tmp_path / "evening.yaml").read_text())) == {"concepts", "features", "mix", "bypass"}
+    # hunt 61: OSC's float32s were written as 0.30000001192092896
+    assert osc.handle(msg("/feature/5/gain", 0.3)) == [] and osc.handle(msg("/preset/save", "noise")) == [
+        ("/preset/saved", ["noise.yaml"])
+    ]
+    assert "5: 0.3\n" in (tmp_path / "noise.yaml").read_text()
+    assert osc.handle(msg("/feature/5/gain", 1.0)) == []
+    (tmp_path / "noise.yaml").unlink()
     assert osc.handle(msg("/reset")) == [] and osc.handle(msg("/mix", 1.0)) == []
     assert controls.view() != saved
     assert osc.handle(msg("/preset/load", "evening")) == []

@@ -412,7 +412,7 @@ class DashboardBuilder:
                 if self.labels.by_name and self.labels.by_name == len(self.labels.labels):
                     self._note(f"manifest {self.manifest_path}: no row is at a source's path under --audio-root; "
                                f"{self.labels.by_name} sources took the labels of the row of the same file name "
-                               "(check that the manifest is these clips')")  # fmt: skip
+                               "(check that the manifest is of these clips)")  # fmt: skip
                 if not self.audio and not self.labels.labels:
                     self.labels = ClipLabels(labels={src: prompt_words(src) for src in stats.sources})
                     self.labels_by = "prompt words"
