@@ -15,7 +15,7 @@ Given per-clip activations of two sides (clips *with* the concept and clips *wit
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -176,7 +176,7 @@ FOLD_TRIES = 200
 def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = None) -> list[tuple[np.ndarray, ...]]:
     """Stratified k-fold splits; with `groups`, folds never split a group (`StratifiedGroupKFold`), and every
     training part holds clips with and without the concept (a source under both folders is in both classes, and
-    a fold of it alone trained on one class: a traceback, or NaN AUROCs): the first such shuffle from `seed` on,
+    a fold of it alone trained on one class: a traceback, or NaN AUROCs): the first such split `candidates` makes,
     else `UserError`."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -186,19 +186,25 @@ def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = No
         return list(cv.split(np.zeros(len(y)), y))
     ids = np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
     n_splits = max(2, min(n_splits, len(set(ids[y == 1])), len(set(ids[y == 0])), int(ids.max()) + 1))
-    cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    candidates = [list(cv.split(np.zeros(len(y)), y, ids))]
-    rng = np.random.default_rng(seed)
-    for _ in range(FOLD_TRIES):  # stratified greedily, the folds above can miss an assignment that works: dealt ones
-        fold_of = np.empty(int(ids.max()) + 1, dtype=int)
-        fold_of[rng.permutation(fold_of.size)] = np.arange(fold_of.size) % n_splits
-        test = [np.flatnonzero(fold_of[ids] == f) for f in range(n_splits)]
-        candidates.append([(np.setdiff1d(np.arange(len(y)), te), te) for te in test])
-    for splits in candidates:
+    n_groups = int(ids.max()) + 1
+
+    def candidates() -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+        """StratifiedGroupKFold's split, then (stratified greedily, it can miss an assignment that works) groups
+        dealt to folds in `FOLD_TRIES` seeded orders: made one at a time, as far as the first that works."""
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        yield list(cv.split(np.zeros(len(y)), y, ids))
+        rng = np.random.default_rng(seed)
+        for _ in range(FOLD_TRIES):
+            fold_of = np.empty(n_groups, dtype=int)
+            fold_of[rng.permutation(n_groups)] = np.arange(n_groups) % n_splits
+            test = [np.flatnonzero(fold_of[ids] == f) for f in range(n_splits)]
+            yield [(np.setdiff1d(np.arange(len(y)), te), te) for te in test]
+
+    for splits in candidates():
         if all(np.unique(y[tr]).size == 2 for tr, _ in splits):
             return splits
     raise UserError(
-        f"--groups: no split of the {int(ids.max()) + 1} sources into {n_splits} folds leaves clips with and "
+        f"--groups: no split of the {n_groups} sources into {n_splits} folds leaves clips with and "
         "without the concept in every fold's training part (a source under both folders counts on both sides); "
         "give more sources, or fewer --folds"
     )
