@@ -64,7 +64,7 @@ from typing import Any
 import yaml
 
 from sae.atomic import atomic_write_text
-from sae.controls import ALL_MODES, DECIMAL, NAME_NOT_TEXT, PROBE_LIMIT, TYPICAL_LIMIT, control_problem
+from sae.controls import ALL_MODES, DECIMAL, NAME_NOT_TEXT, PROBE_LIMIT, TYPICAL_LIMIT, control_problem, spelled
 from sae.errors import UserError
 from sae.jsonfile import is_count, is_number
 from sae.yamlfile import parse_yaml
@@ -120,7 +120,7 @@ class ConceptDefault:
 
     def spelled(self) -> str:
         """As a `--set` mode: `none`, `off`, `on:S`, `clamp:S` or `scale:G` (a scale's gain is its strength)."""
-        return self.mode if self.mode in ("none", "off") else f"{self.mode}:{self.strength:g}"
+        return spelled(self.mode, self.strength)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,11 @@ NAME_NOT_TEXT = (
 """Why a concept name read from YAML (a bank, a preset) is refused when it is not a str."""
 
 
+def spelled(mode: str, value: float) -> str:
+    """A control as a `--set` mode: `none`, `off`, `on:S`, `clamp:S` or `scale:G` (`value`: S or G)."""
+    return mode if mode in ("none", "off") else f"{mode}:{value:g}"
+
+
 def control_problem(mode: str, strength: float, gain: float) -> str | None:
     """What is wrong with a control (`mode`, `strength` of on / clamp, `gain` of scale), in words, or None."""
     if mode not in ALL_MODES:

@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sae.controls import DECIMAL, LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem
+from sae.controls import DECIMAL, LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem, spelled
 from sae.errors import UserError
 
 MODES = ("none", "off", "on", "scale")
@@ -300,9 +300,7 @@ class ConceptControl:
 
     def spelled(self) -> str:
         """The control as a `--set` mode: `none`, `off`, `on:S`, `clamp:S` or `scale:G`."""
-        if self.mode in ("none", "off"):
-            return self.mode
-        return f"{self.mode}:{self.gain if self.mode == 'scale' else self.strength:g}"
+        return spelled(self.mode, self.gain if self.mode == "scale" else self.strength)
 
     def validate(self, name: str) -> None:
         problem = control_problem(self.mode, self.strength, self.gain)
