@@ -243,6 +243,10 @@ class MusicGenBackend(ABC):
         """Audio frames (LM steps without the delay tail) in `duration` seconds."""
         return int(duration * self.frame_rate)
 
+    def rendered_seconds(self, duration: float) -> float:
+        """The seconds of audio a render of `duration` seconds holds: its whole frames."""
+        return self.frames(duration) / self.frame_rate
+
     def check_request(self, prompts: Sequence[str], duration: float) -> None:
         """What both backends' `generate` need, refused in one line (audiocraft raised a bare AssertionError,
         transformers rendered 3 frames for 0 s): a prompt at least, at least one frame, at most `max_duration`."""

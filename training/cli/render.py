@@ -306,7 +306,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             console.print(f"note: {line}", highlight=False)
         where = jobs[0].out if len(jobs) == 1 else args.out_dir
         edits = sorted({s for job in jobs for s in job.sets})
-        seconds = sum(mg.frames(job.duration) / mg.frame_rate for job, _, _ in renders)  # whole frames
+        seconds = sum(mg.rendered_seconds(job.duration) for job, _, _ in renders)
         console.print(
             f"rendered {len(renders)} file(s), {seconds:g} s of audio, to {where}"
             + (f" with {', '.join(edits)}" if edits else "")
@@ -339,14 +339,15 @@ def _write_record(args: argparse.Namespace, mg, renders: list, dest: Path) -> No
     files = []
     for job, steering, out in renders:
         played = canonical_prompts(mg.vocab, [job.prompt])[0][0]
+        written = mg.rendered_seconds(job.duration)  # whole frames, not the seconds asked
         files.append(
             {
                 "file": out.name,
                 "prompt": job.prompt,
                 **({"played_as": played} if played != job.prompt else {}),
                 "seed": job.seed,
-                "duration": mg.frames(job.duration) / mg.frame_rate,  # written: whole frames, not the seconds asked
-                **({"duration_asked": job.duration} if mg.frames(job.duration) / mg.frame_rate != job.duration else {}),
+                "duration": written,
+                **({"duration_asked": job.duration} if written != job.duration else {}),
                 "sets": list(job.sets) if steering is not None else [],
             }
         )
