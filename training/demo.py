@@ -75,15 +75,16 @@ class DemoConfig:
     sae_steps, k, expansion: SAE training.
     strengths: strengths of `on` the judge sweeps; the `on` render uses the judge's best for the concept.
     jobs: data rendering processes.
-    judge_clips: held-out clips per side and concept the judge renders (0: all).
+    judge_clips: held-out clips per side and concept each of the judge's figures is on (0: all); the clips
+        without a concept get as many more to choose the strength of `on` on.
     holdout_font: the soundfont kept out of training and concept finding (None: none).
-    holdout_clips: held-out-font clips per side and concept the judge renders (0: all).
+    holdout_clips: the same for the held-out font's clips.
     device: torch device for RAVE, SAE training, concept search, the judge's renders and the dashboard.
     """
 
     out: str
     model: str | None = None
-    n: int = 300
+    n: int = 360  # 24 in-font test clips without guitar / drums: 12 to choose on's strength, 12 to report on
     duration: float = 4.0
     seed: int = 0
     concepts: tuple[str, ...] = ("guitar", "drums")
@@ -441,8 +442,9 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
             few = [f"{n} clips {side}" for n, side in ((e["held_out_with"], "with it"), (n_test, "without"))
                    if n < MIN_EXAMPLES]  # fmt: skip
             if few:
+                more = "--judge-clips" if 0 < cfg.judge_clips < MIN_EXAMPLES else "--n: the test split has no more"
                 why.append(f"{' and '.join(few)} to report on: no goal is met on fewer than {MIN_EXAMPLES} "
-                           "(raise --judge-clips)")  # fmt: skip
+                           f"(raise {more})")  # fmt: skip
             if e["none"]["with"] - e["none"]["without"] < 50:
                 why.append(
                     f"the judge hears {name} in {e['none']['with']:.0f} % of the model's plain reconstructions "
@@ -535,7 +537,8 @@ def _font_section(s: dict[str, Any]) -> list[str]:
         "",
         "Judge trained on clean in-font train clips and a degraded copy of each. Original → plain reconstruction is "
         "how often the judge hears the concept in the clips with it (and, after the slash, in those without it); "
-        "the goals are those above.",
+        "where `on`'s strength was chosen, its rise is on the clips without the concept it was not chosen on; the "
+        "goals are those above.",
         "",
         "| concept | set | clips with / without | original → reconstruction | drop (off) | rise (on) | worst drift "
         "| goals met |",

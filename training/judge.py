@@ -648,13 +648,22 @@ def rich_table(result: dict):
 
 
 def _clips_caption(concepts: dict) -> str:
-    """'; held-out clips with / without each concept: guitar 2 / 6' (RAVE judges; MusicGen's count renders)."""
+    """'; held-out clips with / without each concept: guitar 2 / 6' (RAVE judges; MusicGen's count renders), and
+    how the clips without split where `on`'s strength was chosen: 'guitar 12 / 24 (12 to choose on, 12 to report)'."""
     counts = [
-        f"{n} {e['held_out_with']} / {e['held_out_without']}"
+        f"{n} {e['held_out_with']} / {e['held_out_without']}" + _split_without(e)
         for n, e in concepts.items()
         if "held_out_with" in e and "held_out_without" in e
     ]
     return "; held-out clips with / without each concept: " + ", ".join(counts) if counts else ""
+
+
+def _split_without(entry: dict) -> str:
+    test = entry.get("held_out_without_test", entry["held_out_without"])
+    if test == entry["held_out_without"]:
+        return ""
+    chosen_on = entry.get("held_out_without_validation", entry["held_out_without"] - test)
+    return f" ({chosen_on} to choose on, {test} to report)"
 
 
 def drop_earlier_examples(out: str | Path) -> bool:

@@ -162,3 +162,5 @@ def test_judge_table_shows_none_and_on_over_the_same_test_clips():
     _fits(lines)
     row = next(line for line in lines if line.lstrip().startswith("guitar"))
     assert "100→100%" in row and "83→" not in row
+    text = " ".join(" ".join(lines).split())  # the caption says which clips without guitar `on` is reported on
+    assert "guitar 12 / 12 (6 to choose on, 6 to report)" in text

@@ -245,8 +245,9 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
     assert "note: not judged: bright" in said
     assert result["strengths"] == [1.0, 8.0] and (out / "judge.png").exists()
     for e in result["concepts"].values():
-        # the strength of on is chosen on the validation half and reported on the other half
-        assert e["held_out_without_validation"] + e["held_out_without_test"] == e["held_out_without"] == 2
+        # the strength of on is chosen on as many clips as it is reported on, but never the same ones
+        assert e["held_out_without_validation"] == e["held_out_without_test"] == 2 and e["held_out_without"] == 4
+        assert e["held_out_with"] == 2
         for arm in (e, e["baseline"]):
             assert [s["strength"] for s in arm["sweep"]] == [1.0, 8.0]
             for s in arm["sweep"]:
@@ -266,7 +267,7 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
         assert round(vs["on_rise"]["value"], 6) == round(e["on_rise"] - e["baseline"]["on_rise"], 6)
         assert {vs["off_drop"]["ahead"], vs["on_rise"]["ahead"]} <= {"SAE", "baseline", "tied"}
         assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]  # one strength: nothing chosen, every clip
-        assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"] and e["clamp"]["sweep"][0]["clips"] == 2
+        assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"] and e["clamp"]["sweep"][0]["clips"] == 4
         assert len(e["per_clip"]["off_with"]["guitar"]) == e["held_out_with"]
     assert result["hook"] == "latent" and result["gate"]["enabled"] and result["clamp_strengths"] == [2.0]
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2

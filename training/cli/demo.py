@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n",
         type=positive_int,
-        help="generated clips (default 300, a third in the held-out font; with --musicgen 120)",
+        help="generated clips (default 360, a third in the held-out font; with --musicgen 120)",
     )
     p.add_argument(
         "--duration", type=positive_float, help="clip length in seconds (default 4; with --musicgen the LM's segment)"
@@ -52,7 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--judge-clips",
         type=nonneg_int,
-        help="held-out clips per side and concept the judge renders (default 12; 0: all; not with --musicgen)",
+        help="held-out clips per side and concept each judge figure is on (default 12; the clips without get as many "
+        "more to choose the strength of on; 0: all; not with --musicgen)",
     )
     p.add_argument(
         "--holdout-font",
@@ -62,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--holdout-clips",
         type=nonneg_int,
-        help="held-out-font clips per side and concept the judge renders (default 12; 0: all; not with --musicgen)",
+        help="the same for the held-out font's clips (default 12; 0: all; not with --musicgen)",
     )
     add_device(p, "RAVE, SAE training, concept search, the judge's renders")
     add_threads(p, 2)
@@ -103,7 +104,7 @@ def _run(args: argparse.Namespace) -> int:
     if not concepts or bad:
         raise UserError(f"--concepts {args.concepts}: expected names from {', '.join(CONCEPTS)}")
     if args.n is None:
-        args.n = 120 if args.musicgen else 300
+        args.n = 120 if args.musicgen else 360
     if args.n < 20:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     check_output_dir(args.out)

@@ -153,7 +153,13 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--clamp", type=clamp_strengths, default=(2.0, 4.0), help="clamp strengths, each <= 10 (default 2,4)"
     )
-    p.add_argument("--max-clips", type=nonneg_int, default=12, help="held-out clips per side (default 12; 0: all)")
+    p.add_argument(
+        "--max-clips",
+        type=nonneg_int,
+        default=12,
+        help="held-out clips per side each figure is on (default 12; the clips without get as many more to "
+        "choose the strengths on; 0: all)",
+    )
     p.add_argument(
         "--steer-threshold",
         type=nonneg_float,
@@ -266,7 +272,13 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         help="held-out clips to judge: the test split (default) or a held-out font's clips",
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the difference-of-means steering baseline")
-    p.add_argument("--max-clips", type=nonneg_int, default=0, help="held-out clips per side and concept (0: all)")
+    p.add_argument(
+        "--max-clips",
+        type=nonneg_int,
+        default=0,
+        help="held-out clips per side and concept each figure is on (the clips without get as many more to "
+        "choose the strength of on; 0: all)",
+    )
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument(
         "--listen",

@@ -61,7 +61,7 @@ class HookCompareConfig:
     sae_steps: SAE training steps per hook (batch 1024, defaults k = d_in/4, d_sae = 8 d_in, decoder rows
         started at sample rows, 20 % of the store held out for the metrics).
     strengths, clamp_strengths: `on` and `clamp` sweeps.
-    max_clips: held-out clips per side and concept (0: all).
+    max_clips: held-out clips per side and concept each figure is on (0: all; `training.rave.judge.EvalConfig`).
     steer_threshold: share of the concept's mean difference a feature must carry to be steered
         (`concept find --steer-threshold`).
     seed: SAE seed, judge noise seeds, bootstrap seed.

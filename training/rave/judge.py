@@ -78,7 +78,9 @@ class EvalConfig:
     out: output folder (judge.json, judge.png).
     concepts: subset of the bank (default: every bank concept the manifest can label).
     strengths: strengths of `on` to sweep.
-    max_clips: at most this many held-out clips per side and concept (0 = all).
+    max_clips: at most this many held-out clips per side and concept to report `off` and the chosen `on` on (0 =
+        all); where a strength is chosen, the clips without the concept get as many more to choose it on (a sweep
+        of a single strength, with nothing to choose, is reported on both).
     baseline: also steer along the raw-latent difference of means (no SAE).
     baseline_for: the concepts that get the baseline (None: all of them).
     clamp_strengths: strengths of `clamp` to sweep as well (empty: none).
@@ -187,6 +189,7 @@ def evaluate_steering(
         ]
 
     all_idx = list(range(len(test_clips)))
+    choosing = len(strengths) > 1 or len(clamps) > 1
     sides = {}
     for name in names:
         pos = [i for i in all_idx if labels[name][i]]
@@ -196,8 +199,8 @@ def evaluate_steering(
                 f"concept {name!r}: the held-out clips need both sides (have {len(pos)} with, "
                 f"{len(neg)} without); generate more clips"
             )
-        sides[name] = (pos[: cfg.max_clips], neg[: cfg.max_clips]) if cfg.max_clips else (pos, neg)
-    choosing = len(strengths) > 1 or len(clamps) > 1
+        # every figure on up to max_clips clips; where on's strength is chosen, as many more to choose it on
+        sides[name] = (pos[: cfg.max_clips or None], neg[: cfg.max_clips * (1 + choosing) or None])
     split_sides = {}  # the clips without each concept: (validation, test) for choosing the strength of on
     for name, (_, neg) in sides.items():
         split_sides[name] = (neg[0::2], neg[1::2]) if choosing else (neg, neg)
