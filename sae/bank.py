@@ -416,6 +416,26 @@ class ConceptBank:
             return False
         return sae_weights_sha256(sae_dir) == c.sae_sha256
 
+    def stale_spares(self) -> list[str]:
+        """Lines naming each `steer.spared` that no longer holds: the spared concept was removed, or was found again
+        and now has steering features (else probe features) that the sparing concept's edits move."""
+        lines = []
+        for c in self:
+            for name in c.steer.spared if c.steer else ():
+                if name not in self:
+                    lines.append(f"{c.name} spares {name}, which is no longer in the bank")
+                    continue
+                other = self.get(name)
+                theirs = {f.index for f in (other.steer.features if other.steer else other.features)}
+                shared = sorted(theirs & {f.index for f in c.steer.features}) if other.hook == c.hook else []
+                if shared:
+                    lines.append(
+                        f"{c.name} spares {name}, but {c.name}'s edits now move {len(shared)} of {name}'s features "
+                        f"({', '.join(map(str, shared[:8]))}{' …' * (len(shared) > 8)}): find {c.name} again with "
+                        f"--spare {name}"
+                    )
+        return lines
+
     def relative_sae(self, sae_dir: str | os.PathLike) -> str:
         """How to write `sae_dir` into this bank: relative to the bank's folder."""
         return Path(os.path.relpath(Path(sae_dir).resolve(), self.folder)).as_posix()

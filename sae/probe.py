@@ -238,9 +238,11 @@ def fit_sparse_probe(
     X: np.ndarray, y: np.ndarray, k: int | None = None, seed: int = 0, groups: Sequence | None = None
 ) -> SparseProbe:
     """Fit the k-sparse probe; with `k=None` choose k from K_CHOICES by inner CV AUROC (ties → smaller k; the inner
-    folds keep `groups` together too)."""
+    folds keep `groups` together too; with one clip of a side there is nothing to choose on: the smallest k)."""
     X, y = np.asarray(X, np.float64), np.asarray(y).astype(int)
     inner_groups = groups if groups is not None and _splittable(y, groups, 3) else None
+    if k is None and min(y.sum(), len(y) - y.sum()) < 2:  # an inner fold would train on no clip of a side
+        k = K_CHOICES[0]
     if k is None:
         best = (-1.0, 1)
         try:
@@ -268,6 +270,12 @@ def fit_sparse_probe(
         idx = idx[keep] if keep.any() else idx[[int(np.argmax(coef))]]
     top = float(np.abs(coef).max())
     return SparseProbe(idx, coef / top if top > 0 else np.zeros_like(coef), model)
+
+
+def fires_more(report: ProbeReport, X: np.ndarray, y: np.ndarray) -> bool:
+    """Whether the probe has a feature of positive weight and a chosen feature fires more with the concept than
+    without (pooled rows `X`, labels `y`): else its bank entry would steer a feature of the concept's absence."""
+    return bool((report.probe.weights > 0).any() and (feature_effects(X, y)[report.probe.indices] > 0).any())
 
 
 def _splittable(y: np.ndarray, groups: Sequence, folds: int) -> bool:

@@ -343,3 +343,24 @@ def test_a_layer_without_an_sae_is_named_for_layer_too(setup, audiocraft_dir, tm
     argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(saes), "--concepts", str(root), "--layer", "0"]
     with pytest.raises(UserError, match=r"^--layer 0: not among the layers probed \(1: the layers --saes .* holds"):
         _cli(argv)
+
+
+def test_a_concept_no_feature_fires_more_for_is_not_written(setup, audiocraft_dir, tmp_path, monkeypatch, capsys):
+    """A probe whose features all fire less with the concept (they mark its absence) wrote a bank entry whose `on`
+    subtracts it; RAVE's finder refused that, MusicGen's did not (`fires_more` is tested in test_probe.py)."""
+    import training.musicgen.concepts as concepts
+
+    root, mg = setup
+    monkeypatch.setattr(concepts, "fires_more", lambda *a: False)
+    bank = tmp_path / "b.yaml"
+    with pytest.raises(UserError, match=r"no feature of SAE .* fires more with it than without"):
+        concepts.find_musicgen_concept(
+            "tone", root / "tone/with", root / "tone/without", str(audiocraft_dir), root / "saes" / mg.hook_name(1),
+            bank, k=2, folds=3,
+        )  # fmt: skip
+    assert not bank.exists()
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts", str(root)]
+    assert _cli([*argv, "--layers", "1", "--bank", str(bank), "--folds", "3"]) == 0
+    out = " ".join(capsys.readouterr().err.split())  # the command's tables and notes are on stderr
+    assert "note: not added: tone (layer 1): no feature of its SAE fires more with it than without" in out
+    assert "added tone" not in out and "tone" not in ConceptBank.load(bank, missing_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -77,8 +78,19 @@ def test_alone_refusals_leave_the_bank_untouched(tmp_path, found, concept_data, 
     before = bank.read_text()
     capsys.readouterr()
     few = _folder(tmp_path, "few", sorted((concept_data / "concepts/guitar/with").iterdir())[:3])
+    one = sorted((concept_data / "concepts/guitar/with").iterdir())[0]
+    copies = tmp_path / "copies"  # one solo four times: not four solos, and held out it is no test
+    copies.mkdir()
+    for i in range(4):
+        shutil.copy(one, copies / f"solo{i}.wav")
+    one_source = tmp_path / "one_source"  # --groups prefix: every solo is source 'solo'
+    one_source.mkdir()
+    for i, p in enumerate(sorted((concept_data / "concepts/guitar/with").iterdir())[:4]):
+        os.symlink(p.resolve(), one_source / f"solo_{i}.wav")
     for extra, needle in [
         (["--alone", str(few)], "--alone " + str(few) + ": 3 clips; expected at least 4"),
+        (["--alone", str(copies)], f"--alone {copies}: 3 clip(s) are copies of others there"),
+        (["--alone", str(one_source), "--groups", "prefix"], "all 4 clips of it alone are one source ('solo'"),
         (["--alone", str(few), "--alone-memory", "0"], "> 0 and at most 60"),
         (["--alone", str(few), "--alone-memory", "1e308"], "> 0 and at most 60"),  # a detector that calls nothing
         (["--alone-memory", "2"], "--alone-memory: the memory of the --alone detector; pass --alone DIR too"),
@@ -239,3 +251,33 @@ def test_the_nn_export_carries_the_detector(tmp_path, found, tiny_rave_ts):
 def test_concept_list_says_off_silences_it_alone(found, capsys):
     assert main(["concept", "list", "--bank", str(found)]) == 0
     assert "silences" in capsys.readouterr().out  # "off silences it alone", wrapped in its table cell
+
+
+def test_the_detector_is_chosen_on_a_fold_that_holds_solos_out():
+    """Sources of solos and of other clips (`--groups subfolder`) where the first fold holds no solo out: the
+    validation AUROC needs both classes (it was a traceback after the whole search)."""
+    from sae.probe import _folds
+    from training.rave.alone import held_out_fold
+
+    solos = [f"s{g}" for g, n in enumerate((3, 1, 1, 2)) for _ in range(n)]
+    others = [f"s{g}" for g, n in enumerate((8, 4, 3, 5, 10, 11, 2)) for _ in range(n)]
+    y = np.r_[np.ones(len(solos)), np.zeros(len(others))].astype(int)
+    groups = np.array(solos + others)
+    assert y[_folds(y, 4, 0, groups)[0][1]].sum() == 0  # the first fold: no solo held out
+    fit, val = held_out_fold(y, 0, groups)
+    assert set(y[fit]) == set(y[val]) == {0, 1} and not set(groups[fit]) & set(groups[val])
+
+
+def test_a_folder_of_solos_counts_its_audio_files_only(tmp_path, noise_bursts):
+    """`demo` and `eval hooks` pass a concept's alone folder on only where it holds enough to fit a detector: a
+    .DS_Store or a text file is no solo."""
+    from training.rave.alone import alone_folder
+
+    folder = noise_bursts(tmp_path / "alone", 3)
+    (folder / ".DS_Store").write_bytes(b"\0" * 64)
+    (folder / "notes.txt").write_text("three solos")
+    assert alone_folder(folder) is None
+    noise_bursts(tmp_path / "more", 1, seed=5)
+    shutil.copy(next((tmp_path / "more").iterdir()), folder / "burst_more.wav")
+    assert alone_folder(folder) == str(folder)
+    assert alone_folder(tmp_path / "nothing") is None

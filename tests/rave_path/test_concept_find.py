@@ -318,7 +318,42 @@ def test_spare_leaves_another_concepts_steering_features_alone(
     sae2_dir = _decoder_sae(tiny_model, tmp_path / "sae_dec2", seed=None)  # other weights: another SAE
     assert _find(concept_data, tiny_rave_ts, sae2_dir, other, "drums", *args, "--spare", "guitar") == 2
     assert "--spare guitar: found on another SAE" in capsys.readouterr().err
+    older = ConceptBank.load(other)  # a bank of before SAE identities: its path tells which SAE
+    older.get("guitar").sae_sha256 = None
+    older.save()
+    assert _find(concept_data, tiny_rave_ts, sae2_dir, other, "drums", *args, "--spare", "guitar") == 2
+    assert "--spare guitar: found on another SAE" in capsys.readouterr().err
+    other_model = ConceptBank.load(bank_path)  # the same SAE's file, but the concept was found on another model
+    g = other_model.get("guitar")
+    g.model = dataclasses.replace(g.model, sha256="0" * 64)
+    other_model.save(other)
+    assert _find(concept_data, tiny_rave_ts, sae_dir, other, "drums", *args, "--spare", "guitar") == 2
+    assert "--spare guitar: found on another SAE" in capsys.readouterr().err
+    high = ("--steer-threshold", "0.999", "--permutations", "0", "--spare", "guitar")  # no feature carries that
+    assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *high) == 2
+    err = capsys.readouterr().err
+    assert "no feature carrying >= 99.9 %" in err and "is one of guitar's" not in err
     assert bank_path.read_bytes() == before
+    # guitar found again, now with a feature drums steers: drums no longer spares it, and the bank says so
+    bank = ConceptBank.load(bank_path)
+    g = bank.get("guitar")
+    g.steer = dataclasses.replace(g.steer, features=[*g.steer.features, bank.get("drums").steer.features[0]])
+    bank.save()
+    assert main(["concept", "list", "--bank", str(bank_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "note: drums spares guitar, but drums's edits now move 1 of guitar's features" in out
+    assert "find drums again with --spare guitar" in out
+    assert main(["concept", "remove", "guitar", "--bank", str(bank_path)]) == 0
+    assert "note: drums spares guitar, which is no longer in the bank" in capsys.readouterr().out
+
+
+def test_steer_threshold_0_says_edits_move_the_probes_features(
+    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys
+):
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path / "b.yaml", "guitar", "--steer-threshold", "0") == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--steer-threshold 0: edits move the probe's" in out and "carries 0 %" not in out
+    assert ConceptBank.load(tmp_path / "b.yaml").get("guitar").steer is None
 
 
 def test_groups_keep_sources_together_and_few_sources_are_named(
@@ -402,3 +437,16 @@ def test_a_stereo_model_hears_stereo_concept_clips_as_stereo(tmp_path, tiny_ster
     [(_, rows)] = clip_frames(model, [tmp_path / "wide.wav"], AudioNotes(), make_streams(model, ["latent"]))
     assert torch.allclose(rows, activations_of(model, x, ["latent"], 1 << 20)["latent"], atol=1e-6)
     assert not torch.allclose(rows, activations_of(model, x.mean(axis=1), ["latent"], 1 << 20)["latent"], atol=1e-4)
+
+
+def test_an_interval_below_chance_is_not_said_to_reach_it():
+    from types import SimpleNamespace
+
+    from training.cli.concept import chance_note
+
+    def note(lo, hi):
+        return chance_note(SimpleNamespace(intervals={"sae_probe": {"lo": lo, "hi": hi}}), "latent")
+
+    assert "[0.01, 0.36] lies below chance (0.5)" in note(0.01, 0.36)
+    assert "[0.30, 0.70] reaches chance (0.5)" in note(0.3, 0.7)
+    assert note(0.6, 0.9) is None

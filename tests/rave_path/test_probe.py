@@ -170,3 +170,30 @@ def test_nan_scores_or_features_give_no_confident_auroc():
     S[4, 2] = np.nan
     with pytest.raises(UserError, match=r"pooled features: 1 of 40 clips hold NaN/inf \(clip 4 first\)"):
         compare_probes(S, R, y)
+
+
+def test_one_clip_of_a_side_chooses_the_smallest_k_without_empty_folds():
+    """Grouped folds can leave a training part one clip of a side (a source of one clip): choosing k by inner folds
+    then trained on no clip of it (numpy's "Mean of empty slice", k chosen from NaN effects, 29 features)."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    X = rng.random((13, 32))
+    y = np.r_[np.ones(1), np.zeros(12)].astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any RuntimeWarning of an empty side fails the test
+        probe = fit_sparse_probe(X, y)
+    assert len(probe.indices) == 1 and np.isfinite(probe.weights).all()
+
+
+def test_fires_more_tells_a_concept_from_its_absence():
+    """A probe whose features all fire less with the concept would write a bank entry whose `on` subtracts it."""
+    from sae.probe import fires_more
+
+    rng = np.random.default_rng(1)
+    X = rng.random((40, 8))
+    y = np.r_[np.ones(20), np.zeros(20)].astype(int)
+    X[y == 1, 3] += 2.0
+    assert fires_more(compare_probes(X, X, y, k=1, permutations=0), X, y)
+    X[y == 1] -= 3.0  # every feature now fires less with the concept: each marks its absence
+    assert not fires_more(compare_probes(X, X, y, k=1, permutations=0), X, y)

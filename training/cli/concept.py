@@ -237,8 +237,9 @@ def chance_note(rep, hook: str) -> str | None:
     iv = (getattr(rep, "intervals", {}) or {}).get("sae_probe")
     if not iv or iv["lo"] > 0.5:
         return None
+    where = "lies below" if iv["hi"] < 0.5 else "reaches"  # below: out of fold it ranks the clips without higher
     return (
-        f"the SAE probe's 95 % interval [{iv['lo']:.2f}, {iv['hi']:.2f}] reaches chance (0.5): these clips do not "
+        f"the SAE probe's 95 % interval [{iv['lo']:.2f}, {iv['hi']:.2f}] {where} chance (0.5): these clips do not "
         f"show the concept readable at {hook} (more clips per side, or another layer or SAE)"
     )
 
@@ -246,7 +247,11 @@ def chance_note(rep, hook: str) -> str | None:
 def run_list(args: argparse.Namespace) -> int:
     from sae.bank import ConceptBank
 
-    output_console().print(ConceptBank.load(args.bank).rich_table())
+    bank = ConceptBank.load(args.bank)
+    console = output_console()
+    console.print(bank.rich_table())
+    for line in bank.stale_spares():
+        console.print(f"note: {line}", highlight=False)
     return 0
 
 
@@ -256,6 +261,8 @@ def run_remove(args: argparse.Namespace) -> int:
     with ConceptBank.editing(args.bank, missing_ok=False) as bank:
         bank.remove(args.name)
     print(f"removed {args.name!r} from {bank.path}")
+    for line in bank.stale_spares():
+        print(f"note: {line}")
     return 0
 
 
@@ -384,6 +391,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results = {}
         found = []  # what goes into the bank
+        unfit: list[str] = []  # what does not, and why
         for name, (with_files, without_files) in concepts.items():
             for i in layers:
                 sae, sae_dir, sae_sha = saes[i]
@@ -427,7 +435,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 }
             )
         if bank is not None:
-            found.append(results[name, args.layer if args.layer is not None else best[name]].concept)
+            chosen = results[name, args.layer if args.layer is not None else best[name]]
+            if chosen.fires_more:
+                found.append(chosen.concept)
+            else:
+                unfit.append(f"{name} (layer {chosen.layer}): no feature of its SAE fires more with it than without")
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
     for name in concepts:
@@ -451,7 +463,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
         for concept in found:
             if inert := inert_note(concept):
                 console.print(f"note: {inert}", highlight=False)
-        console.print(f"added {', '.join(concepts)} to {bank.path}")
+        for line in unfit:
+            console.print(f"note: not added: {line}", highlight=False)
+        if found:
+            console.print(f"added {', '.join(c.name for c in found)} to {bank.path}")
     return 0
 
 

@@ -27,6 +27,7 @@ from sae.probe import (
     concept_features,
     concept_intervals,
     concept_probe,
+    fires_more,
     pool,
 )
 from training.musicgen.collect import load_audio
@@ -117,12 +118,14 @@ def pooled(
 
 @dataclass
 class LayerResult:
-    """One concept at one layer: the probe report and the bank entry it yields."""
+    """One concept at one layer: the probe report and the bank entry it yields (`fires_more`: whether a feature of
+    it fires more with the concept than without; else the entry would steer a feature of the concept's absence)."""
 
     layer: int
     report: ProbeReport
     concept: Concept
     notes: list[str] = field(default_factory=list)
+    fires_more: bool = True
 
 
 def probe_layer(
@@ -148,6 +151,7 @@ def probe_layer(
     y = np.r_[np.ones(len(S_w), int), np.zeros(len(S_o), int)]
     few = check_examples({f"{name} with": len(S_w), f"{name} without": len(S_o)}, min_examples)
     report = compare_probes(np.r_[S_w, S_o], np.r_[R_w, R_o], y, k=k, folds=folds, seed=seed)
+    more = fires_more(report, np.r_[S_w, S_o], y)
     # typical activation of each chosen feature: mean over the frames of 'with' clips where it fires
     frames = torch.cat([acts[Path(f).resolve()][layer] for f in with_files])
     with torch.no_grad():
@@ -168,7 +172,7 @@ def probe_layer(
         verdict=report.verdict,
         clips=concept_clips(report),
     )
-    return LayerResult(layer, report, concept, few)
+    return LayerResult(layer, report, concept, few, more)
 
 
 def find_musicgen_concept(
@@ -226,6 +230,11 @@ def find_musicgen_concept(
         min_examples,
         sae_weights_sha256(sae_dir),
     )
+    if not result.fires_more:
+        raise UserError(
+            f"concept {name!r}: no feature of SAE {sae_dir} fires more with it than without (SAE probe AUROC "
+            f"{result.report.auroc['sae_probe']:.2f}); nothing written"
+        )
     result.concept.default = ConceptDefault(mode, strength)
     result.notes = notes.lines() + result.notes + [n for n in [inert_note(result.concept)] if n]
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.audio_files import list_audio
 from sae.alone import MEMORY_S, fit_alone, memory_rows
 from sae.bank import ConceptAlone, file_sha256
 from sae.errors import UserError
@@ -26,8 +27,38 @@ MIN_ALONE = 4
 
 def alone_folder(folder: Path) -> str | None:
     """A concept's folder of clips of it alone (`data make` writes `concepts/<c>/alone`), where it holds enough
-    to fit the detector; None otherwise."""
-    return str(folder) if folder.is_dir() and len(list(folder.iterdir())) >= MIN_ALONE else None
+    audio files to fit the detector; None otherwise."""
+    if not folder.is_dir():
+        return None
+    try:
+        n = len(list_audio(folder, "--alone folder"))
+    except UserError:  # no audio at all
+        return None
+    return str(folder) if n >= MIN_ALONE else None
+
+
+def check_alone_sources(files: Sequence[Path], groups: Sequence[str]) -> None:
+    """UserError when every clip of the concept alone is one source: the detector is chosen on solos held out from
+    the ones it is fitted on, and folds never split a source."""
+    if len(set(groups)) < 2:
+        raise UserError(
+            f"--alone: all {len(files)} clips of it alone are one source ({groups[0]!r} under --groups); folds "
+            "never split a source, so the detector needs solos from at least 2"
+        )
+
+
+def held_out_fold(y_clip: np.ndarray, seed: int, groups: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, validation) clip indices: the first of 4 folds (never splitting a source) whose both parts hold clips
+    of the concept alone (1) and others (0); UserError where no fold does."""
+    from sae.probe import _folds
+
+    for fit, val in _folds(y_clip, 4, seed, groups):
+        if np.unique(y_clip[fit]).size == 2 and np.unique(y_clip[val]).size == 2:
+            return fit, val
+    raise UserError(
+        "--alone: no fold of the sources holds clips of it alone out while fitting on others; give solos from "
+        "more sources"
+    )
 
 
 def find_alone(
@@ -43,7 +74,6 @@ def find_alone(
     """The detector from rows [frames, width] at `hook` of clips of the concept `alone` and of `others` (a clip in
     both counts as alone); `groups`: the source of each clip of `alone` + `others`, never split between fit and
     validation. Returns the detector and a line saying how it was chosen and how well it held out."""
-    from sae.probe import _folds
     from training.rave.collect import activations_of
 
     if not memory_s > 0:
@@ -64,7 +94,7 @@ def find_alone(
         rows = [
             memory_rows(sae.encode(z.float().to(sae.W_enc.device)), seconds_per_row, memory_s).numpy() for _, z in clips
         ]
-    fit, val = next(iter(_folds(y_clip, 4, seed, groups)))
+    fit, val = held_out_fold(y_clip, seed, groups)
 
     def stack(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.concatenate([rows[i] for i in idx]), np.concatenate([np.full(len(rows[i]), y_clip[i]) for i in idx])

@@ -34,15 +34,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio, list_sides, read_clip, refuse_shared
+from realtime.audio_files import AudioNotes, list_audio, list_sides, read_clip, refuse_copies, refuse_shared
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.alone import MEMORY_S
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef, check_concept_name
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES, check_examples
-from sae.probe import ProbeReport, compare_probes, concept_features, concept_probe, feature_effects
+from sae.probe import ProbeReport, compare_probes, concept_features, concept_probe, fires_more
 from training.data.groups import GROUP_RULES, clip_group
-from training.rave.alone import MIN_ALONE, find_alone
+from training.rave.alone import MIN_ALONE, check_alone_sources, find_alone
 
 
 @dataclass
@@ -195,9 +195,11 @@ def what_off_leaves(sae, pos: list[torch.Tensor], neg: list[torch.Tensor], indic
     return off_left, error_share
 
 
-def spared_features(bank: ConceptBank, cfg: FindConfig, hook: str, sae_sha256: str) -> frozenset[int]:
+def spared_features(
+    bank: ConceptBank, cfg: FindConfig, hook: str, sae_sha256: str, model_sha256: str
+) -> frozenset[int]:
     """The steering features (else the probe's) of the concepts `cfg.spare` names, which must be in the bank on
-    the same SAE and hook as this search; one line naming the first that is not."""
+    the same model, SAE and hook as this search; one line naming the first that is not."""
     out: set[int] = set()
     for name in cfg.spare:
         if name == cfg.name:
@@ -206,7 +208,8 @@ def spared_features(bank: ConceptBank, cfg: FindConfig, hook: str, sae_sha256: s
             have = ", ".join(c.name for c in bank) or "none"
             raise UserError(f"--spare {name}: not in the concept bank {bank.path} (it has: {have})")
         other = bank.get(name)
-        if other.hook != hook or (other.sae_sha256 and other.sae_sha256 != sae_sha256):
+        same_sae = other.sae_sha256 == sae_sha256 if other.sae_sha256 else bank.uses_sae(other, cfg.sae)
+        if other.hook != hook or not same_sae or other.model.sha256 != model_sha256:
             raise UserError(
                 f"--spare {name}: found on another SAE (hook {other.hook}, {other.sae}); spare only concepts of "
                 f"SAE {cfg.sae} at {hook}"
@@ -257,6 +260,9 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     if cfg.alone_dir is not None and len(alone_files) < MIN_ALONE:
         raise UserError(f"--alone {cfg.alone_dir}: {len(alone_files)} clips; expected at least {MIN_ALONE}")
     refuse_shared(alone_files, without_files, "--alone", "--without")  # `off` would silence audio without it
+    refuse_copies(alone_files, f"--alone {cfg.alone_dir}")  # one solo copied is not four
+    if alone_files and cfg.groups != "none":
+        check_alone_sources(alone_files, [clip_group(p, Path(cfg.alone_dir), cfg.groups) for p in alone_files])
     check_examples(
         {_side("with", cfg.with_dir): len(with_files), _side("without", cfg.without_dir): len(without_files)},
         cfg.min_examples,
@@ -270,7 +276,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     if cfg.k is not None and cfg.k > sae.cfg.d_sae:
         raise UserError(f"--k {cfg.k}: the SAE {cfg.sae} has {sae.cfg.d_sae} features; expected at most that")
     sae_sha = sae_weights_sha256(cfg.sae)
-    spared = spared_features(bank, cfg, hook, sae_sha)
+    spared = spared_features(bank, cfg, hook, sae_sha, model.identity.sha256)
     notes = AudioNotes()
     streams = make_streams(model, [hook])
     cache = {} if cache is None else cache  # the clips of it alone are among the clips with it: encoded once
@@ -299,8 +305,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         report.auroc["diff_means_latent"] = auroc(scores, y)
         g = None if groups is None else np.asarray(groups, dtype=str)
         report.intervals["diff_means_latent"] = auroc_interval(scores, y, seed=cfg.seed, groups=g).as_dict()
-    effects = feature_effects(S, y)[report.probe.indices]
-    if not (report.probe.weights > 0).any() or not (effects > 0).any():
+    if not fires_more(report, S, y):
         raise UserError(
             f"concept {cfg.name!r}: no feature of SAE {cfg.sae} fires more with it than without "
             f"(SAE probe AUROC {report.auroc['sae_probe']:.2f}); nothing written"
@@ -309,12 +314,13 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     features = concept_features(report.probe, fired)
     steer = None
     chosen = steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold, spared)
-    if cfg.spare and not chosen:
-        raise UserError(
-            f"concept {cfg.name!r}: every feature carrying >= {100 * cfg.steer_threshold:g} % of its mean difference "
-            f"at {hook} is one of {', '.join(cfg.spare)}'s; nothing left to steer (lower --steer-threshold or drop "
-            "--spare); nothing written"
-        )
+    if cfg.spare and not chosen:  # the probe's features cannot stand in: they are not spared
+        carrying = f"carrying >= {100 * cfg.steer_threshold:g} % of its mean difference at {hook}"
+        if steer_features(S, R, y, sae.W_dec, fired, cfg.steer_threshold):
+            why = f"every feature {carrying} is one of {', '.join(cfg.spare)}'s; nothing left to steer"
+        else:
+            why = f"no feature {carrying}, and with --spare the probe's features cannot stand in"
+        raise UserError(f"concept {cfg.name!r}: {why} (lower --steer-threshold or drop --spare); nothing written")
     if chosen:
         off_left, error_share = what_off_leaves(
             sae, [z for _, z in pos], [z for _, z in neg], [f.index for f in chosen]
@@ -345,8 +351,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     )
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
         now.add(concept, replace=cfg.replace)
-    lines = notes.lines() + few
-    if steer is None:
+    lines = notes.lines() + few + now.stale_spares()
+    if steer is None and cfg.steer_threshold == 0:
+        lines.append(f"--steer-threshold 0: edits move the probe's {len(features)} feature(s)")
+    elif steer is None:
         lines.append(
             f"no feature carries {100 * cfg.steer_threshold:g} % of the concept's mean difference at {hook}: edits "
             f"move the probe's {len(features)} feature(s)"
