@@ -37,6 +37,7 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
 UNREADABLE_AUDIO = (".m4a", ".aac", ".wma")  # audio libsndfile cannot decode: listed, then skipped with a note
 UNCLOSED_BYTES = 1 << 16  # a file this large with no samples holds audio its header does not count
 MIN_RATE = 1000  # Hz: below it a header is damaged (a 40 kB file at 1 Hz resampled to 8 GB at 44.1 kHz)
+MAX_RATE = 768_000  # Hz: above it too (a byte-swapped 1152122880 Hz took 18 GB to resample, 2^31 Hz ended a collect)
 SILENCE_PEAK = 1e-4  # below this peak amplitude a file counts as silent
 MAX_PEAK = 1e3  # above this peak amplitude (+60 dBFS) a float file is no recording (1e30 rode through to the bank)
 
@@ -207,8 +208,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode
             why = "damaged, or not the format its name says"  # the file is there: it was opened above
         return f"not a readable audio file ({why.splitlines()[0]})"
-    if sr < MIN_RATE:
-        return f"sample rate {sr} Hz: expected audio at {MIN_RATE} Hz or more (a damaged header?)"
+    if not MIN_RATE <= sr <= MAX_RATE:
+        return f"sample rate {sr} Hz: expected audio at {MIN_RATE} to {MAX_RATE} Hz (a damaged header?)"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
     if data.size and (peak := float(np.abs(data).max())) > MAX_PEAK:  # finite, yet no recording: a broken export

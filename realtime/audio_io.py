@@ -24,7 +24,7 @@ import numpy as np
 
 from realtime.engine import Engine
 from realtime.jack_clock import jack_cycle_clock
-from sae.errors import UserError
+from sae.errors import Terminated, UserError
 
 JACK_HINT = (
     "start a JACK server on its dummy backend (Debian package jackd2: "
@@ -244,8 +244,12 @@ def close_stream(stream: Any, timeout: float = 2.0) -> bool:
         done.set()
 
     threading.Thread(target=stop, name="musicsae-close-stream", daemon=True).start()
-    if done.wait(timeout):
-        return True
+    try:
+        if done.wait(timeout):
+            return True
+    except KeyboardInterrupt as exc:  # stopped while PortAudio may wait for a dead server: it is left behind too
+        leave_stream(143 if isinstance(exc, Terminated) else 130)
+        raise
     leave_stream(1)
     return False
 
@@ -283,16 +287,20 @@ def run_file(
     out = np.zeros_like(padded)
     chunk_out = np.zeros((period, engine.channels), dtype=np.float32)
     t_start = time.perf_counter()
-    for i, start in enumerate(range(0, len(padded) - period + 1, period)):
-        if realtime:
-            due = t_start + i * period / engine.sr
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-        elif not engine.wait_output(period):
-            raise UserError("engine: the model thread stopped producing output")
-        engine.callback(padded[start : start + period], chunk_out, period)
-        out[start : start + period] = chunk_out
-        if on_period is not None:
-            on_period(min(start + period, frames))
+    engine.deadlines = realtime  # as fast as it goes, every block is waited for: none is skipped for time
+    try:
+        for i, start in enumerate(range(0, len(padded) - period + 1, period)):
+            if realtime:
+                due = t_start + i * period / engine.sr
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            elif not engine.wait_output(period):
+                raise UserError("engine: the model thread stopped producing output")
+            engine.callback(padded[start : start + period], chunk_out, period)
+            out[start : start + period] = chunk_out
+            if on_period is not None:
+                on_period(min(start + period, frames))
+    finally:
+        engine.deadlines = True
     return out[lag : lag + frames]

@@ -268,6 +268,8 @@ class Engine:
         self._hold_offsets = np.zeros(self.HOLD)  # its clock offset (as if nothing held were skipped)
         self._hold_skips = np.zeros(self.HOLD, np.int64)  # the frames skipped before it, once decided
         self._callback_stall_s = 0.0
+        # False while `run_file` feeds it as fast as it goes: no block misses a slot, so none is skipped for time
+        self.deadlines = True
         self._valid = (0, self.prefill)  # model-owned: output positions [lo, hi) that hold data
         self._next = 0  # model-owned: input position of the next block
         self._want = self.blocksize  # model-owned: the input position that completes it
@@ -280,6 +282,7 @@ class Engine:
         self._compute = 0.0  # model-owned: running mean of the compute per block, in frames
         self.trace: list | None = None  # set to a list to record (input position, snapshot) per block (tests)
         self._rfd, self._wfd = os.pipe()
+        self._fds_open: tuple[int, ...] = (self._rfd, self._wfd)
         os.set_blocking(self._rfd, False)
         os.set_blocking(self._wfd, False)
         self._running = False
@@ -456,8 +459,9 @@ class Engine:
 
     def stop(self) -> None:
         self._running = False
-        with contextlib.suppress(BlockingIOError, OSError):
-            os.write(self._wfd, b"\0")
+        if self._fds_open:  # closed: its number may be another file's now
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._wfd, b"\0")
         if self._thread is not None:
             self._thread.join(timeout=5.0)
             self._thread = None
@@ -466,8 +470,11 @@ class Engine:
             _GcGuard.release()
 
     def close(self) -> None:
+        """Stop, and close the wake-up pipe once (a second close would close what the system gave its numbers to
+        since: another socket or file)."""
         self.stop()
-        for fd in (self._rfd, self._wfd):
+        fds, self._fds_open = self._fds_open, ()
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -532,7 +539,7 @@ class Engine:
             return a
         intact_from = hi - self.inputs.capacity + P
         c = int(self._compute)
-        if a + L + B > hi + c and a >= intact_from:
+        if (a + L + B > hi + c or not self.deadlines) and a >= intact_from:
             return a
         k = max(1, (hi + c - L - B - a) // B + 1, -(-(intact_from - a) // B))
         return min(a + k * B, newest)
@@ -546,12 +553,15 @@ class Engine:
         behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
         recover = max(0, new_a + self.prefill - (hi - self.period))  # until the first aligned output frame
         lost = new_a + self.prefill - self._valid[1]
+        if behind >= 0:
+            why = f"model thread {behind * ms:.0f} ms behind"
+        else:  # not late yet, but its blocks take longer than the time left to block a's slot
+            why = f"model thread too slow for the next block's slot ({self._compute * ms:.0f} ms a block)"
         self._event(
             "resync",
             new_a,
             lost,
-            f"model thread {behind * ms:.0f} ms behind: skipped {(new_a - a) * ms:.0f} ms of input, "
-            f"output aligned again in {recover * ms:.1f} ms",
+            f"{why}: skipped {(new_a - a) * ms:.0f} ms of input, output aligned again in {recover * ms:.1f} ms",
         )
 
     def _failed(self, exc: BaseException, at: int) -> None:

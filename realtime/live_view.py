@@ -115,7 +115,10 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     head.add_row("mode", mix)
     if osc is not None:
         last = osc.last_error if len(osc.last_error) <= 300 else osc.last_error[:299] + "…"  # rich wraps it
-        head.add_row("osc", f"{osc.packets} packets, {osc.rejected} rejected" + (f"; last: {last}" if last else ""))
+        # Text: a sender's bytes are shown as sent, never read as rich markup ('/[/x]' stopped the view)
+        head.add_row(
+            "osc", Text(f"{osc.packets} packets, {osc.rejected} rejected" + (f"; last: {last}" if last else ""))
+        )
 
     names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
     values = dict(zip(names, getattr(engine.processor, "meter_values", ()), strict=False))

@@ -197,9 +197,22 @@ def _flag(address: str, args: list[Any]) -> bool:
 INT32, FLOAT32_MAX = 1 << 31, 3.4028234663852886e38
 
 
+class Echoed(list):
+    """A message's arguments as python-osc read them, with the bytes that follow its address (type tags and
+    values) as they were sent: /pong sends /ping's back with their own types (a `d` time stamp came back as an
+    `f` 58 s off, `T`/`F` as `i`)."""
+
+    def __init__(self, params: list[Any], tail: bytes):
+        super().__init__(params)
+        self.tail = tail
+
+
 def encode_message(address: str, args: list[Any]) -> bytes:
     """An OSC message with `i`/`f`/`s` arguments (bools as `i`), `h`/`d` for numbers past 32 bits (a /ping of
-    2^32 echoed as `i` raised in the OSC thread)."""
+    2^32 echoed as `i` raised in the OSC thread); `Echoed` arguments as they were sent."""
+    if isinstance(args, Echoed):
+        name = address.encode() + b"\0"
+        return name + b"\0" * (-len(name) % 4) + args.tail
     builder = OscMessageBuilder(address=address)
     for arg in args:
         if isinstance(arg, bool):
@@ -308,6 +321,9 @@ class OscControl:
                 if unread:
                     problem = f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)"
                     out.append((address, [], problem))
+                elif address == "/ping":
+                    tail = dgram[osc_types.get_string(dgram, 0)[1] :]
+                    out.append((address, Echoed(list(OscMessage(dgram).params), tail), ""))
                 else:
                     out.append((address, list(OscMessage(dgram).params), ""))
         except Exception:  # python-osc raises ParseError, and struct/unicode/index errors on some garbage

@@ -218,6 +218,7 @@ class BlockProcessor:
         self._ramp = (np.arange(1, self.blocksize + 1, dtype=np.float32) / self.blocksize)[:, None]
         self.stats = BlockStats()
         self.fallback: np.ndarray | None = None  # the aligned dry block, for the engine when a block fails
+        self.nonfinite_in = 0  # NaN/inf input samples, played as silence
 
     @property
     def meter_names(self) -> list[str]:
@@ -313,10 +314,15 @@ class BlockProcessor:
         """One block [blocksize, channels] float32 → output [blocksize, channels] float32.
 
         If the model raises, or its output holds NaN/inf (raised here as `FloatingPointError`, after clearing the
-        streams), `fallback` holds this block's aligned dry signal (the engine plays it instead).
+        streams), `fallback` holds this block's aligned dry signal (the engine plays it instead). NaN/inf samples
+        of the input (another JACK client's) are silence to the model and the dry path alike (`nonfinite_in`
+        counts them): never to the speakers.
         """
         t0 = time.perf_counter()
         self.stats.sae_s = self.stats.edit_s = 0.0
+        if not np.isfinite(block).all():
+            self.nonfinite_in += int((~np.isfinite(block)).sum())
+            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
         dry = self.dry.process(block)
         self.fallback = dry
         x = torch.from_numpy(block)

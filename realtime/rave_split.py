@@ -297,7 +297,8 @@ def _key(model: Any, hook: str) -> tuple[str, str]:
 @torch.no_grad()
 def hook_shape(model: Any, hook: str) -> tuple[int, int]:
     """(channels, steps per latent frame) of a hook's output, measured once per model file on a fresh
-    stream (two frames)."""
+    stream (two frames), with the caller's random stream left as it was (a decoder probe runs the model's noise
+    fill of cropped latents: the first seeded render at that hook came out unlike the next)."""
     key = _key(model, hook)
     if key not in _SHAPES:
         if hook == LATENT:
@@ -310,7 +311,8 @@ def hook_shape(model: Any, hook: str) -> tuple[int, int]:
             probe.layers = HookLayers(_module(probe.model), probe.side, probe.index)
             probe.steps = 1
             x = torch.zeros(1, model.channels, 2 * model.ratio)
-            h = probe.upto(x)
+            with torch.random.fork_rng(devices=[]):
+                h = probe.upto(x)
             _SHAPES[key] = (int(h.shape[1]), int(h.shape[-1]) // 2)
     return _SHAPES[key]
 

@@ -14,13 +14,15 @@ A device that keeps coming back and going away (a loose cable, a JACK server res
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from realtime.alignment import Alignment
 from realtime.controls import Controls
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
@@ -96,16 +98,44 @@ def load(path: Path) -> ResumeState:
 
 
 def _plausible(state: ResumeState) -> bool:
-    """The fields live uses as they are: a block, a budget of whole periods, controls, loss times."""
+    """The fields live uses as they are: a block, a budget of whole periods, controls, loss times, seconds played,
+    the OSC port and client, the model's delays."""
     sizes = (state.blocksize, state.budget, state.period)
     if not all(is_count(v) and v > 0 for v in sizes):
         return False
+    client = state.last_client
     return (
         state.budget % state.period == 0
         and isinstance(state.controls, dict)
         and isinstance(state.losses, list)
-        and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in state.losses)
+        and all(_number(t) for t in [*state.losses, state.lost_at])
+        and _number(state.played_s)
+        and state.played_s >= 0
+        and _port(state.osc_port)
+        and (
+            client is None
+            or (isinstance(client, list) and len(client) == 2 and isinstance(client[0], str) and _port(client[1]))
+        )
+        and isinstance(state.device, str)
+        and isinstance(state.model_sha256, str)
+        and (state.alignment is None or _alignment(state.alignment))
     )
+
+
+def _number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _port(x: Any) -> bool:
+    return is_count(x) and 0 <= x <= 65535
+
+
+def _alignment(spec: Any) -> bool:
+    """An `Alignment` as `asdict` wrote it: its fields, each a number (delays: whole samples)."""
+    names = {f.name for f in fields(Alignment)}
+    if not isinstance(spec, dict) or not {"first_response", "aligned"} <= set(spec) <= names:
+        return False
+    return all(_number(v) for v in spec.values()) and is_count(spec["first_response"]) and is_count(spec["aligned"])
 
 
 def take(environ: dict[str, str] | os._Environ = os.environ) -> ResumeState | None:

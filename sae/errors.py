@@ -10,6 +10,12 @@ class UserError(Exception):
     """Bad input or an impossible request: the message names the thing and what was expected."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a launcher, `timeout`, systemd, a DAW stopping its child) raised in the main thread: a
+    KeyboardInterrupt, so every command stops on it as on Ctrl-C (temporary files removed, checkpoints kept,
+    streams closed)."""
+
+
 _ABSENT = object()
 
 

@@ -543,7 +543,9 @@ class EditState:
         }
 
     def load_dict(self, data: Mapping[str, Any]) -> None:
-        """Apply a preset (the `as_dict` layout); all-or-nothing: nothing changes if any entry is bad."""
+        """Apply a preset (the `as_dict` layout); all-or-nothing: nothing changes if any entry is bad. Concepts it
+        names take its controls; a `features` mapping replaces every raw feature gain (an empty one, as a preset
+        saved with none writes, clears them), and a preset without one leaves them."""
         trial = self.copy()
         if not isinstance(data, Mapping):
             raise UserError("preset: expected a mapping with 'concepts' and/or 'features'")
@@ -579,6 +581,8 @@ class EditState:
                 trial.controls[name] = ConceptControl.parse(name, str(mode), base, given="strength" in spec)
             except UserError as exc:
                 raise UserError(f"preset {exc}") from None
+        if "features" in data:
+            trial.feature_gains = {}
         for index, g in features.items():
             try:
                 trial.set_feature_gain(_preset_index(index), preset_number(g))

@@ -136,6 +136,16 @@ def tiny_stereo_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_cropped_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny RAVE exported at fidelity 0.5: its latent cropped to 1 of 16 dimensions, which its decoder fills
+    with noise (as zoo models cropped for fidelity do)."""
+    from training.rave.tiny_model import build_tiny_rave
+
+    return _rave_built_once(tmp_path_factory, "tiny_cropped.ts", lambda p: build_tiny_rave(p, seed=0, fidelity=0.5),
+                            "seed=0, fidelity=0.5")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
 def tiny_noncausal_rave_ts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny RAVE without `causal` (v2_small alone, as most model-zoo exports are non-causal), exported by
     acids-rave's own `rave export --streaming`: its delay spans many latent frames."""

@@ -206,3 +206,15 @@ def test_a_stereo_model_collects_stereo_files_as_stereo(tmp_path, tiny_stereo_ra
     assert torch.allclose(rows["wide.wav"], wide, atol=1e-6)
     assert not torch.allclose(wide, latents(x.mean(axis=1)), atol=1e-4)  # the mid is another input
     assert torch.allclose(rows["narrow.wav"], latents(x[:, 0]), atol=1e-6)
+
+
+def test_a_hook_added_to_a_store_counts_only_the_rows_stored(tmp_path, tiny_rave_ts, concept_data):
+    """Adding decoder.net.2 runs every file again: the summary said `latent: 174 rows` although the store kept
+    none of them (already there)."""
+    audio = _audio(tmp_path, concept_data, n=2)
+    store = tmp_path / "store"
+    first = collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(audio), str(store), layers=("latent",)))
+    both = RaveCollectConfig(str(tiny_rave_ts), str(audio), str(store), layers=("latent", "decoder.net.2"))
+    again = collect_rave(both)
+    assert first.rows == {"latent": 174} and again.rows == {"latent": 0, "decoder.net.2": 174}
+    assert ActivationStore(store).rows("latent") == 174

@@ -113,3 +113,18 @@ def test_a_decoder_of_another_kind_has_no_decoder_hooks(tiny_model, monkeypatch)
     assert "latent" in hooks and not any(h.startswith("decoder.") for h in hooks)
     with pytest.raises(UserError, match=r"not a GeneratorV2.*no decoder hook\); it has latent, encoder"):
         rave_split.parse_hook(stand_in, "decoder.net.0")
+
+
+def test_measuring_a_hooks_shape_leaves_the_callers_random_stream_alone(tiny_cropped_rave_ts, monkeypatch):
+    """The decoder probe ran the model's noise fill of cropped latents on the global generator, inside the first
+    seeded render at that hook: that render came out unlike the next one with the same seed."""
+    from realtime.rave import RaveModel
+
+    model, hook = RaveModel.load(tiny_cropped_rave_ts), "decoder.net.2"
+    assert model.latent_size == 1  # 15 of 16 dimensions filled with noise
+    monkeypatch.setattr(rave_split, "_SHAPES", {})  # measured afresh
+    torch.manual_seed(0)
+    hook_shape(model, hook)
+    after = torch.rand(4)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(4))

@@ -465,3 +465,25 @@ def test_a_render_names_the_bank_defaults_it_does_not_apply(tmp_path, tiny_rave_
             "bright=off; --set bright=off hears them") in report.notes  # fmt: skip
     report = render_file(clip, tmp_path / "on.wav", tiny_rave_ts, bank, ["bright=on:2"], model=model, delay=delay)
     assert not any("not applied" in n for n in report.notes)
+
+
+def test_paths_with_square_brackets_are_printed_as_they_are(tmp_path, tiny_rave_ts, concept_data, capsys):
+    """rich read them as markup: `song [live].wav` was said as `song .wav`, and a `take[/b].wav` ended in a
+    MarkupError traceback after the render was written (`render rave`, `collect rave`)."""
+    x, _ = sf.read(sorted((concept_data / "clips").iterdir())[2], dtype="float32")
+    (tmp_path / "take[").mkdir()
+    for name in ("song [live].wav", "take[/b].wav"):
+        sf.write(tmp_path / name, x[::2], 22050)  # resampled: a note names the file
+        out = tmp_path / f"out {name.replace('/', '_')}"
+        assert (
+            main(["render", "rave", "--in", str(tmp_path / name), "--out", str(out), "--model", str(tiny_rave_ts)]) == 0
+        )
+        said = " ".join("".join(capsys.readouterr()).split())
+        assert f"resampled {tmp_path / name}" in said and str(out) in said, said
+    folder = tmp_path / "clips"
+    (folder / "intro [dry]" / "a[").mkdir(parents=True)
+    sf.write(folder / "intro [dry]" / "a[/i].wav", np.zeros(44100, np.float32), 44100)  # silent: skipped, named
+    sf.write(folder / "good.wav", x, 44100)
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(folder), "--out", str(tmp_path / "store")]
+    assert main(argv) == 0
+    assert "intro [dry]/a[/i].wav" in " ".join("".join(capsys.readouterr()).split())

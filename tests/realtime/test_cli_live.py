@@ -130,6 +130,9 @@ def test_the_controls_line_says_a_scales_gain(bank):
     with controls.transaction() as draft:
         draft.load_preset({"concepts": {"bright": {"mode": "scale", "gain": 0.5}, "noisy": {"mode": "on:2"}}})
     assert _controls_line(controls) == "bright scale:0.5, noisy on:2, mix 1"
+    with controls.transaction() as draft:  # a preset of raw feature gains only was said as `mix 1`
+        draft.load_preset({"features": {5: 3.0}})
+    assert _controls_line(controls) == "bright scale:0.5, noisy on:2, feature 5 gain 3, mix 1"
 
 
 def test_mix_and_bypass_given_win_over_the_presets(tiny_rave_ts, bank, wav, tmp_path, capsys):

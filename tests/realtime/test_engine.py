@@ -234,6 +234,11 @@ def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_
 
     line = status_line(engine, osc)
     assert "osc 1 packets, 1 rejected (last: /preset/load: preset '': expected a preset name" in line, line
+    for address in ("/[/oops]", "/[bold red]x"):  # a sender's text as sent, not rich markup (it froze the view)
+        osc.handle(OscMessageBuilder(address).build().dgram)
+        console = Console(record=True, width=200)
+        console.print(render(engine, osc))
+        assert f"last: {address}" in console.export_text()
 
 
 def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):
@@ -292,3 +297,50 @@ def test_every_mode_that_edits_has_a_colour_in_the_view():
     from sae.controls import ALL_MODES
 
     assert set(MODE_STYLES) == set(ALL_MODES) - {"none"}
+
+
+def test_file_mode_waits_for_a_model_slower_than_real_time(rave_model, latent_sae, bank):
+    """`live --in --out` as fast as it goes, with headroom above a block and a model 2.5 times slower than real
+    time: the model thread took the fed-ahead input for lateness and skipped blocks (silent holes in the file)."""
+    import time
+
+    data = _signal(rave_model.sr, 0.5)
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    process = proc.process
+
+    def slow(block, snap):
+        time.sleep(2.5 * proc.blocksize / proc.sr)
+        return process(block, snap)
+
+    proc.process = slow
+    controls = Controls(EditState.from_concepts(64, bank.concepts), bypass=True)
+    with Engine(proc, controls, period=256, headroom=3.0) as engine:
+        out = run_file(engine, data)
+    assert engine.model.resyncs == 0 and engine.deadlines
+    np.testing.assert_array_equal(out, data)
+
+
+@pytest.mark.parametrize(("bad", "bypass"), [(float("nan"), False), (float("inf"), True)])
+def test_nan_or_inf_input_is_played_as_silence(rave_model, latent_sae, bank, bad, bypass):
+    """One NaN from another JACK client reached the speakers (through the dry path) and counted as a model failure;
+    it is now the same as a zero there, wet or dry."""
+    data = _signal(rave_model.sr, 0.5)
+    data[5000, 0] = bad
+    zeroed = data.copy()
+    zeroed[5000, 0] = 0.0
+    state = EditState.from_concepts(64, bank.concepts)
+    out, engine = _run(rave_model, latent_sae, state, data, bypass=bypass, mix=0.5)
+    clean, _ = _run(rave_model, latent_sae, state, zeroed, bypass=bypass, mix=0.5)
+    assert np.isfinite(out).all() and engine.model.errors == 0 and engine.processor.nonfinite_in == 1
+    np.testing.assert_array_equal(out, clean)
+
+
+def test_closing_twice_leaves_what_reuses_its_pipes_numbers_alone(rave_model, latent_sae):
+    """The second close closed the pipe's numbers again, which a UDP socket opened in between had taken."""
+    import socket
+
+    engine = Engine(BlockProcessor(rave_model, latent_sae, 1024), Controls(EditState(64)), period=256)
+    engine.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        engine.close()
+        sock.bind(("127.0.0.1", 0))  # Bad file descriptor, had its number been closed

@@ -509,3 +509,17 @@ def test_events_are_not_paced_by_the_meter_rate():
         telemetry.stop()
     assert ("/event", ["device", 0.0, "lost: gone"]) in sent
     assert [a for a, _ in sent].count("/meter/guitar") == 1  # the first round only, at 0.1 Hz
+
+
+def test_pong_sends_the_pings_values_back_with_their_own_types():
+    """`/ping d T F h s` came back as `f i i i s`: a `d` time stamp 58 s off, so round trips could not be timed."""
+    import struct
+
+    def pad(b: bytes) -> bytes:
+        return b + b"\x00" * (4 - len(b) % 4)
+
+    values = struct.pack(">d", 1796408121.93) + (1 << 40).to_bytes(8, "big") + pad(b"x")
+    ping = pad(b"/ping") + pad(b",dTFhs") + values
+    [(address, args)] = OscControl(Controls(EditState(8))).handle(ping)
+    assert address == "/pong" and args == [1796408121.93, True, False, 1 << 40, "x"]
+    assert encode_message(address, args) == pad(b"/pong") + pad(b",dTFhs") + values

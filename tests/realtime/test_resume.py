@@ -32,6 +32,8 @@ def test_the_controls_come_back_as_they_were_set(bank, tmp_path):
     state = take(environ)
     assert state is not None and not path.exists() and RESUME_ENV not in environ  # applies once
     after = Controls(EditState.from_concepts(64, bank.concepts))
+    with after.transaction() as draft:  # what --preset set at the restart: the saved state wins, features too
+        draft.state.set_feature_gain(7, 2.0)
     state.restore(after)
     assert after.view() == before.view()
     assert after.snapshot.edit.add.equal(before.snapshot.edit.add) and after.snapshot.mix == 0.5
@@ -213,9 +215,53 @@ def test_a_state_with_a_block_or_budget_live_could_not_have_saved_is_one_line(tm
     path = tmp_path / "state.json"
     good = {"controls": {}, "blocksize": 2048, "budget": 768, "period": 256}
     for bad in ({"budget": 700}, {"budget": "768"}, {"blocksize": 0}, {"period": -256}, {"losses": ["soon"]},
-                {"losses": 5.0}, {"controls": []}):  # fmt: skip
+                {"losses": 5.0}, {"controls": []},
+                # what live reads after the restart: a traceback there (Alignment(**...), the client's port,
+                # --duration minus the seconds played)
+                {"alignment": {"bogus": 1}}, {"alignment": {"first_response": 10, "aligned": "x"}},
+                {"last_client": ["127.0.0.1"]}, {"last_client": ["127.0.0.1", 70000]}, {"played_s": "x"},
+                {"played_s": float("nan")}, {"osc_port": -1}, {"device": 5}):  # fmt: skip
         path.write_text(json.dumps({**good, **bad}))
         with pytest.raises(UserError, match=r"resume state .*: not a state musicsae live saved"):
             take({RESUME_ENV: str(path)})
     path.write_text(json.dumps(good))
     assert take({RESUME_ENV: str(path)}) is not None
+    aligned = {"alignment": {"first_response": 595, "aligned": 1219, "notes": 24, "spread": 3.5}}
+    path.write_text(json.dumps({**good, **aligned, "last_client": ["127.0.0.1", 9001], "played_s": 12}))
+    assert take({RESUME_ENV: str(path)}).alignment["aligned"] == 1219
+
+
+@pytest.mark.parametrize(("stop", "status"), [("KeyboardInterrupt", 130), ("Terminated", 143)])
+def test_ctrl_c_while_a_dead_stream_closes_leaves_it_behind(monkeypatch, stop, status):
+    """Ctrl-C in the 2 s `close_stream` gives PortAudio after the JACK server died: the interrupt left before the
+    stream was left behind, and PortAudio's exit handler then waited on the dead server for good (a hung `live`)."""
+    import threading
+
+    import realtime.audio_io as audio_io
+    from sae.errors import Terminated
+
+    left: list[int] = []
+    monkeypatch.setattr(audio_io, "leave_stream", left.append)
+    hung = threading.Event()
+
+    class DeadStream:
+        def stop(self):
+            hung.wait(10)  # PortAudio waiting for a server that is gone
+
+        def close(self):
+            pass
+
+    real_wait = threading.Event.wait
+
+    def interrupted_wait(self, timeout=None):
+        if timeout == 2.0:  # the close's wait (not the dead stream's, nor Thread.start's)
+            raise Terminated if stop == "Terminated" else KeyboardInterrupt
+        return real_wait(self, timeout)
+
+    monkeypatch.setattr(threading.Event, "wait", interrupted_wait)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            audio_io.close_stream(DeadStream(), timeout=2.0)
+    finally:
+        hung.set()
+    assert left == [status]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float, seed_int
 from training.cli.launch import add_nproc
-from training.cli.quiet import output_console, progress_bar
+from training.cli.quiet import description_column, output_console, progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -221,7 +221,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             what = "files"
         mine, todo = len(share), sum(s not in done for s in share)
         columns = (
-            TextColumn("[bold]{task.description}"),
+            description_column(),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[frames]} frames"),

@@ -487,6 +487,7 @@ def _best_layer_line(name: str, layer: int, rep) -> str:
 def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict, best: dict[str, int]) -> list:
     """Held-out AUROC per layer, one row per layer and a column per concept (as many tables as 80 columns need)."""
     from rich.table import Table
+    from rich.text import Text
 
     per_table = 5  # "0.93/0.88" cells: five concepts and the layer column fit 80 columns
     tables = []
@@ -501,7 +502,7 @@ def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict
         for name in names:
             table.add_column(name, justify="right")
         for i in layers:
-            row = [f"[bold]{cells[n, i]}[/]" if best[n] == i else cells[n, i] for n in names]
+            row = [Text(cells[n, i], style="bold" if best[n] == i else "") for n in names]
             table.add_row(str(i), *row)
         tables.append(table)
     return tables

@@ -456,8 +456,8 @@ def _restore(resumed, session) -> None:
 
 
 def _controls_line(controls) -> str:
-    """What the controls do now, in a line: each concept that acts (mode, and its strength or a scale's gain), then
-    mix or bypass."""
+    """What the controls do now, in a line: each concept that acts (mode, and its strength or a scale's gain), each
+    raw feature gain, then mix or bypass."""
     from sae.steering import ConceptControl
 
     view = controls.view()
@@ -466,7 +466,8 @@ def _controls_line(controls) -> str:
         for name, c in view["concepts"].items()
         if c["mode"] != "none"
     ]
-    return ", ".join([*modes, "bypass" if view["bypass"] else f"mix {view['mix']:g}"])
+    gains = [f"feature {i} gain {g:g}" for i, g in view["features"].items()]
+    return ", ".join([*modes, *gains, "bypass" if view["bypass"] else f"mix {view['mix']:g}"])
 
 
 def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None] | None = None, resumed=None) -> int:

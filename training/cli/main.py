@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn, Self
 
+from sae.errors import Terminated
 from training.cli.args import Parser
 
 # (group, module): group None registers at top level, otherwise under `musicsae GROUP ...`.
@@ -79,12 +80,6 @@ def command_parsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[s
     for name, sub in subs[0].choices.items():
         out.update(command_parsers(sub, f"{prefix} {name}"))
     return out
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a launcher, `timeout`, systemd, a DAW stopping its child) raised in the main thread: a
-    KeyboardInterrupt, so every command stops on it as on Ctrl-C (temporary files removed, checkpoints kept,
-    streams closed)."""
 
 
 class Stops:

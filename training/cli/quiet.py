@@ -81,10 +81,12 @@ def _transformers_verbosity(level: int) -> int | None:
 
 def output_console(stderr: bool = False) -> Console:
     """A rich console for a command's output: on a terminal it wraps at the terminal's width; in a pipe or a log
-    (where rich would wrap at 80 columns) every printed line stays whole."""
+    (where rich would wrap at 80 columns) every printed line stays whole. No markup: what it prints holds paths and
+    names as users wrote them (`song [live].wav` lost its brackets, `take[/b].wav` was a MarkupError); style with
+    `style=` or `rich.text.Text`."""
     from rich.console import Console
 
-    out = Console(stderr=stderr)
+    out = Console(stderr=stderr, markup=False)
     out.soft_wrap = not out.is_terminal
     return out
 
@@ -93,7 +95,16 @@ def progress_bar(
     *columns: str | ProgressColumn, console: Console, transient: bool = True, hide: bool = False
 ) -> Progress:
     """A rich progress bar shown only when `console` is a terminal (and not `hide`, e.g. --quiet): elsewhere it
-    says nothing, and a transient bar would leave an empty line behind."""
-    from rich.progress import Progress
+    says nothing, and a transient bar would leave an empty line behind. Without `columns`: the task's description
+    (as written, not markup: it holds file names), a bar, the share done and the time left."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeRemainingColumn
 
+    columns = columns or (description_column(), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
     return Progress(*columns, console=console, transient=transient, disable=hide or not console.is_terminal)
+
+
+def description_column(style: str = "bold") -> ProgressColumn:
+    """A progress column of the task's description as written (file names are not rich markup)."""
+    from rich.progress import TextColumn
+
+    return TextColumn("{task.description}", style=style, markup=False)

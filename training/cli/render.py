@@ -18,7 +18,7 @@ from training.cli.args import (
     positive_float,
     seed_int,
 )
-from training.cli.quiet import output_console, progress_bar
+from training.cli.quiet import description_column, output_console, progress_bar
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -273,7 +273,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
         # progress in what the user waits for: generation steps, and the seconds of audio they amount to
         columns = (
-            TextColumn("[bold]{task.description}"),
+            description_column(),
             BarColumn(bar_width=24),
             TextColumn("{task.completed}/{task.total} steps"),
             TextColumn("{task.fields[audio]:.1f}/{task.fields[duration]:g} s of audio"),

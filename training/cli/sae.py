@@ -25,7 +25,7 @@ from training.cli.args import (
     seed_int,
 )
 from training.cli.launch import add_nproc
-from training.cli.quiet import output_console, progress_bar
+from training.cli.quiet import description_column, output_console, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
 if TYPE_CHECKING:
@@ -219,11 +219,11 @@ def run_train(args: argparse.Namespace) -> int:
             show = info.main and not args.quiet
             warning = sparsity_warning(dims_for(cfg, store.dim(hook))[1], store.dim(hook))
             if warning and info.main:
-                console.print(f"[yellow]warning: {hook}: {warning}", highlight=False)
+                console.print(f"warning: {hook}: {warning}", style="yellow", highlight=False)
             if (note := split_note(store, hook, cfg.eval_fraction)) and info.main:
                 console.print(f"note: {note}", highlight=False)
             with progress_bar(
-                TextColumn("[bold]{task.description}"),
+                description_column(),
                 BarColumn(bar_width=20),
                 MofNCompleteColumn(),
                 TextColumn(BAR_FIELDS),
@@ -248,7 +248,8 @@ def run_train(args: argparse.Namespace) -> int:
             if info.main:
                 results[hook] = metrics
                 if metrics.get("skipped_nonfinite_rows"):
-                    console.print(f"[yellow]{hook}: skipped {metrics['skipped_nonfinite_rows']} rows with NaN/inf")
+                    skipped = metrics["skipped_nonfinite_rows"]
+                    console.print(f"{hook}: skipped {skipped} rows with NaN/inf", style="yellow", highlight=False)
     if info.main:
         output_console().print(train_table(results, args.out))
     if info.enabled:

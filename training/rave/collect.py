@@ -165,8 +165,8 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
                 if audio is not None:
                     acts = activations_of(model, audio, hooks, chunk, streams)
                     for h, rows in acts.items():
-                        writers[h].add(rows, source, 0, "rave")
-                        report.rows[h] = report.rows.get(h, 0) + int(rows.shape[0])
+                        kept = writers[h].add(rows, source, 0, "rave")  # a hook added later: the others had it
+                        report.rows[h] = report.rows.get(h, 0) + kept
                     report.collected += 1
             if progress:
                 progress(i + 1, len(mine))

@@ -160,9 +160,14 @@ def test_signal(sample_rate: int, seconds: float, seed: int) -> torch.Tensor:
 
 
 def build_tiny_rave(
-    out_path: str | Path, seed: int = 0, cfg: RaveBuildConfig | None = None, streaming: bool = True
+    out_path: str | Path,
+    seed: int = 0,
+    cfg: RaveBuildConfig | None = None,
+    streaming: bool = True,
+    fidelity: float = 0.95,
 ) -> Path:
-    """Build an untrained tiny causal RAVE and export it as a `.ts` (a few seconds on CPU)."""
+    """Build an untrained tiny causal RAVE and export it as a `.ts` (a few seconds on CPU); `fidelity`: the share
+    of latent variance the export keeps (`export_run`)."""
     cfg = cfg or RaveBuildConfig(seed=seed)
     channels = [test_signal(cfg.sample_rate, 6.0, seed + c) for c in range(cfg.channels)]
     try:  # gin takes any composition of configs; some need a base config, another package or another latent
@@ -177,4 +182,4 @@ def build_tiny_rave(
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "tiny_rave"
         save_run(model, run_dir)
-        return export_run(run_dir, Path(out_path), streaming)
+        return export_run(run_dir, Path(out_path), streaming, fidelity=fidelity)
