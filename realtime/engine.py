@@ -331,7 +331,7 @@ class Engine:
         if got < frames:
             c.underruns += 1
             c.missing_frames += frames - got
-        if end >= self._want:
+        if end >= self._want and self._fds_open:  # a stream left behind calls on after close: not another's file
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wfd, b"\0")
         self._stall_callback()

@@ -62,6 +62,8 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
     )
     if m.errors:
         line += f" (last: {m.last_error})"
+    if nonfinite := getattr(engine.processor, "nonfinite_in", 0):
+        line += f"  NaN/inf input samples {nonfinite} (played as silence)"
     if engine.failing:
         line = f"MODEL FAILING: every block fails, playing dry ({m.last_error})  " + line
     if osc is not None:

@@ -417,8 +417,9 @@ class ConceptBank:
         return sae_weights_sha256(sae_dir) == c.sae_sha256
 
     def stale_spares(self) -> list[str]:
-        """Lines naming each `steer.spared` that no longer holds: the spared concept was removed, or was found again
-        and now has steering features (else probe features) that the sparing concept's edits move."""
+        """Lines naming each `steer.spared` that no longer holds: the spared concept was removed, was found again on
+        another model, SAE or hook (feature numbers then name other features), or now has steering features (else
+        probe features) that the sparing concept's edits move."""
         lines = []
         for c in self:
             for name in c.steer.spared if c.steer else ():
@@ -426,8 +427,14 @@ class ConceptBank:
                     lines.append(f"{c.name} spares {name}, which is no longer in the bank")
                     continue
                 other = self.get(name)
+                if not self._same_sae(c, other):
+                    lines.append(
+                        f"{c.name} spares {name}, but {name} is now found on another model, SAE or hook: find both on "
+                        "one SAE to spare it again"
+                    )
+                    continue
                 theirs = {f.index for f in (other.steer.features if other.steer else other.features)}
-                shared = sorted(theirs & {f.index for f in c.steer.features}) if other.hook == c.hook else []
+                shared = sorted(theirs & {f.index for f in c.steer.features})
                 if shared:
                     lines.append(
                         f"{c.name} spares {name}, but {c.name}'s edits now move {len(shared)} of {name}'s features "
@@ -435,6 +442,14 @@ class ConceptBank:
                         f"--spare {name}"
                     )
         return lines
+
+    def _same_sae(self, a: Concept, b: Concept) -> bool:
+        """Whether two concepts were found on one model, hook and SAE (its weights where both record them)."""
+        if a.hook != b.hook or a.model.sha256 != b.model.sha256:
+            return False
+        if a.sae_sha256 and b.sae_sha256:
+            return a.sae_sha256 == b.sae_sha256
+        return self.sae_dir(a).resolve() == self.sae_dir(b).resolve()
 
     def relative_sae(self, sae_dir: str | os.PathLike) -> str:
         """How to write `sae_dir` into this bank: relative to the bank's folder."""

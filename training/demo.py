@@ -352,7 +352,7 @@ def _jsonable(x: Any) -> Any:
 
 def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     """The demo report: what ran, every figure, and an honest reading of the goals."""
-    from training.judge import GOALS, drift_missed, none_where_on
+    from training.judge import GOALS, drift_missed, none_where_on, on_clip_count
 
     lines = [
         "# musicsae RAVE demo report",
@@ -417,7 +417,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     ]
     verdicts = []
     for name, e in s["judge"].items():
-        n_test = e.get("held_out_without_test", e["held_out_without"])
+        n_test = on_clip_count(e)
         none_on = none_where_on(e)
         for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
             if arm is not None:

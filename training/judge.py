@@ -137,8 +137,18 @@ def _calls(entry: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | 
 
 def none_where_on(entry: dict[str, Any]) -> float:
     """The judge's rate on the plain reconstructions of the clips a RAVE entry's `on` is reported on: the test half
-    of the clips without the concept where a strength was chosen (older entries: all of them)."""
+    of the clips without the concept where its strength was chosen, else all of them (`on_clips`)."""
+    if entry.get("on_clips") == "all":
+        return entry["none"]["without"]
     return entry.get("none_without_test", entry["none"]["without"])
+
+
+def on_clip_count(entry: dict[str, Any]) -> int:
+    """How many clips without the concept a RAVE entry's `on` is reported on (`none_where_on`'s clips): with one
+    `on` strength beside a sweep of clamps, every one, although the clamps' strength was chosen on half."""
+    if entry.get("on_clips") == "all":
+        return int(entry["held_out_without"])
+    return int(entry.get("held_out_without_test", entry["held_out_without"]))
 
 
 def drift_missed(entry: dict[str, Any], goal: float) -> str:
@@ -146,7 +156,7 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
     25 points: "other concepts move by up to 0 points" was given as the reason)."""
     drift = float(entry.get("max_drift", 0.0))
-    n_on = entry.get("held_out_without_test") if entry.get("on_clips") == "test_half" else entry.get("held_out_without")
+    n_on = on_clip_count(entry) if "held_out_without" in entry else None
     counts = [int(n) for n in (entry.get("held_out_with"), n_on) if n]
     if counts and drift <= goal:
         n = min(counts)
@@ -659,7 +669,7 @@ def _clips_caption(concepts: dict) -> str:
 
 
 def _split_without(entry: dict) -> str:
-    test = entry.get("held_out_without_test", entry["held_out_without"])
+    test = on_clip_count(entry)
     if test == entry["held_out_without"]:
         return ""
     chosen_on = entry.get("held_out_without_validation", entry["held_out_without"] - test)

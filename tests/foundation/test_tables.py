@@ -164,3 +164,23 @@ def test_judge_table_shows_none_and_on_over_the_same_test_clips():
     assert "100→100%" in row and "83→" not in row
     text = " ".join(" ".join(lines).split())  # the caption says which clips without guitar `on` is reported on
     assert "guitar 12 / 12 (6 to choose on, 6 to report)" in text
+
+
+def test_one_on_strength_beside_a_clamp_sweep_is_reported_on_every_clip_without():
+    """`--strength 4 --clamp 1,2`: the clamps' strength is chosen on half of the clips without guitar, `on` is
+    reported on all of them; the caption said `(2 to choose on, 2 to report)` and the none→on column used the half."""
+    entry = {"none": {"with": 100.0, "without": 50.0}, "none_without_test": 100.0} | _arm(17.0, 75.0)
+    entry |= {"held_out_with": 2, "held_out_without": 4, "held_out_without_test": 2, "held_out_without_validation": 2}
+    entry |= {"on_clips": "all", "on_rise": 25.0}
+    result = {
+        "model": {"name": "demo_rave.ts"},
+        "held_out_clips": 6,
+        "strengths": [4.0],
+        "judge": {"clean_heldout_accuracy": {"guitar": 91.0}},
+        "concepts": {"guitar": entry},
+    }
+    lines = _render(rich_table(result))
+    text = " ".join(" ".join(lines).split())
+    row = next(line for line in lines if line.lstrip().startswith("guitar"))
+    assert "guitar 2 / 4;" in text + ";" and "to choose on" not in text
+    assert "50→75%" in row

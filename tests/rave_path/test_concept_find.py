@@ -328,7 +328,7 @@ def test_spare_leaves_another_concepts_steering_features_alone(
     g.model = dataclasses.replace(g.model, sha256="0" * 64)
     other_model.save(other)
     assert _find(concept_data, tiny_rave_ts, sae_dir, other, "drums", *args, "--spare", "guitar") == 2
-    assert "--spare guitar: found on another SAE" in capsys.readouterr().err
+    assert "--spare guitar: found on another model (tiny_rave.ts, sha256 000000000000)" in capsys.readouterr().err
     high = ("--steer-threshold", "0.999", "--permutations", "0", "--spare", "guitar")  # no feature carries that
     assert _find(concept_data, tiny_rave_ts, sae_dir, bank_path, "drums", *high) == 2
     err = capsys.readouterr().err
@@ -450,3 +450,29 @@ def test_an_interval_below_chance_is_not_said_to_reach_it():
     assert "[0.01, 0.36] lies below chance (0.5)" in note(0.01, 0.36)
     assert "[0.30, 0.70] reaches chance (0.5)" in note(0.3, 0.7)
     assert note(0.6, 0.9) is None
+
+
+def test_a_spared_concept_found_again_on_another_sae_is_named_as_such(tmp_path):
+    """Feature numbers of two SAEs name different features: comparing them said drums' edits 'now move' guitar's
+    (advice `find drums again --spare guitar`, which is refused), or said nothing where the numbers differed."""
+    from sae.bank import Concept, ConceptFeature, ConceptSteer, ModelRef
+
+    def feats(*ix):
+        return [ConceptFeature(i, 1.0, 1.0) for i in ix]
+
+    bank = ConceptBank(tmp_path / "b.yaml")
+    steer = ConceptSteer(0.05, feats(1, 2), spared=("guitar",))
+    bank.add(
+        Concept("drums", ModelRef("a.ts", "a" * 64), "latent", "sae1", feats(1, 2), steer=steer, sae_sha256="1" * 64)
+    )
+    for sha, model in (("2" * 64, "a" * 64), ("1" * 64, "b" * 64)):  # another SAE; another model
+        for guitar in (feats(2, 9), feats(7, 9)):  # a shared number, or none
+            g = Concept("guitar", ModelRef("x.ts", model), "latent", "sae1", guitar, steer=ConceptSteer(0.05, guitar))
+            g.sae_sha256 = sha
+            bank.add(g)
+            assert bank.stale_spares() == [
+                "drums spares guitar, but guitar is now found on another model, SAE or hook: find both on one SAE to "
+                "spare it again"
+            ]
+    g.model, g.sae_sha256 = ModelRef("a.ts", "a" * 64), "1" * 64  # the same SAE again, no shared feature
+    assert bank.stale_spares() == []

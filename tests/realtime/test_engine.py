@@ -332,6 +332,9 @@ def test_nan_or_inf_input_is_played_as_silence(rave_model, latent_sae, bank, bad
     out, engine = _run(rave_model, latent_sae, state, data, bypass=bypass, mix=0.5)
     clean, _ = _run(rave_model, latent_sae, state, zeroed, bypass=bypass, mix=0.5)
     assert np.isfinite(out).all() and engine.model.errors == 0 and engine.processor.nonfinite_in == 1
+    from realtime.live_view import status_line
+
+    assert "NaN/inf input samples 1 (played as silence)" in status_line(engine)  # said, not only silenced
     np.testing.assert_array_equal(out, clean)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from rich.text import Text
+
 from training.cli.args import add_device, add_musicgen_model, add_threads, folds, meter_seconds, positive_int
 from training.cli.quiet import output_console, progress_bar
 
@@ -151,7 +153,7 @@ def run_find(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{given[0]}: applies to RAVE models (.ts) only; {args.model} is a MusicGen model")
 
-        with console.status(f"finding {args.name!r} in MusicGen"):
+        with console.status(Text(f"finding {args.name!r} in MusicGen")):
             t0 = time.perf_counter()
             res = find_musicgen_concept(
                 args.name,
@@ -194,7 +196,7 @@ def run_find(args: argparse.Namespace) -> int:
         alone_memory=FindConfig.alone_memory if args.alone_memory is None else args.alone_memory,
         device=args.device,
     )
-    with console.status(f"finding {args.name!r}"):
+    with console.status(Text(f"finding {args.name!r}")):
         res = find_concept(cfg)
     _print_find(console, args.name, res.report, res.concept, res.notes, res.bank_path, res.seconds)
     return 0
@@ -353,7 +355,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         check_output_file(args.table_out, (".json",), "--table-out")
     bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
     console = output_console(stderr=True)
-    with console.status(f"loading {args.model}"):
+    with console.status(Text(f"loading {args.model}")):
         mg = load_musicgen(args.model, args.backend, args.device)
     have = [i for i in range(mg.num_layers) if (Path(args.saes) / mg.hook_name(i)).is_dir()]
     if args.layers is None:  # the layers `sae train` wrote an SAE for
@@ -414,8 +416,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 progress.advance(task)
 
     rows, cells, best = [], {}, {}
+
+    def auroc_of(name: str, i: int) -> float:
+        return results[name, i].report.auroc["sae_probe"]
+
     for name in concepts:
-        best[name] = max(layers, key=lambda i: results[name, i].report.auroc["sae_probe"])
+        best[name] = max(layers, key=lambda i: auroc_of(name, i))
         for i in layers:
             rep = results[name, i].report
             cells[name, i] = f"{rep.auroc['sae_probe']:.2f}/{rep.best_baseline()[1]:.2f}"
@@ -435,11 +441,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 }
             )
         if bank is not None:
-            chosen = results[name, args.layer if args.layer is not None else best[name]]
-            if chosen.fires_more:
-                found.append(chosen.concept)
+            # the best layer whose entry steers the concept itself: a feature fires more with it than without
+            usable = [i for i in layers if results[name, i].fires_more]
+            pick = args.layer if args.layer is not None else max(usable, key=lambda i: auroc_of(name, i), default=None)
+            if pick is not None and results[name, pick].fires_more:
+                found.append(results[name, pick].concept)
             else:
-                unfit.append(f"{name} (layer {chosen.layer}): no feature of its SAE fires more with it than without")
+                where = f"layer {pick}" if pick is not None else "any layer"
+                unfit.append(f"{name} ({where}): no feature of its SAE fires more with it than without")
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
     for name in concepts:
@@ -487,7 +496,6 @@ def _best_layer_line(name: str, layer: int, rep) -> str:
 def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict, best: dict[str, int]) -> list:
     """Held-out AUROC per layer, one row per layer and a column per concept (as many tables as 80 columns need)."""
     from rich.table import Table
-    from rich.text import Text
 
     per_table = 5  # "0.93/0.88" cells: five concepts and the layer column fit 80 columns
     tables = []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from rich.text import Text
+
 from training.cli.args import (
     EDIT_ROWS_DEFAULT,
     add_device,
@@ -113,7 +115,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     )
     console = output_console()
     with console.status("measuring fidelity") as status:
-        result = evaluate_fidelity(cfg, lambda s: status.update(s))
+        result = evaluate_fidelity(cfg, lambda s: status.update(Text(s)))
     save(result, Path(args.out))
     console.print(Markdown(markdown(result)))
     for line in result["notes"]:
@@ -320,7 +322,7 @@ def run_steering(args: argparse.Namespace) -> int:
         watch=watch_of(args),
     )
     with console.status("judging") as status:
-        result = evaluate_steering(cfg, lambda s: status.update(s))
+        result = evaluate_steering(cfg, lambda s: status.update(Text(s)))
     console.print(rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
@@ -418,7 +420,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         watch=watch_of(args),
     )
     with console.status("judging") as status:
-        result = evaluate_musicgen(cfg, lambda s: status.update(s))
+        result = evaluate_musicgen(cfg, lambda s: status.update(Text(s)))
     console.print(rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.text import Text
+
 from training.cli.args import (
     EDIT_ROWS_DEFAULT,
     add_device,
@@ -254,7 +256,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         held.enter_context(sole_writer(args.out_dir, "MusicGen render", flag="--out-dir"))
     with held:
         console = output_console(stderr=True)
-        with console.status(f"loading {args.model}"):
+        with console.status(Text(f"loading {args.model}")):
             mg = load_musicgen(args.model, args.backend, args.device)
         # check every edit against the model (model identity, layer, SAE width) before generating anything
         steerings = {k: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for k, sets in parsed.items()}

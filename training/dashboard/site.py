@@ -299,10 +299,8 @@ class DashboardBuilder:
     # ------------------------------------------------------------------ inputs
     def _note(self, text: str) -> None:
         self.warnings.append(text)
-        if self.console is not None:
-            from rich.markup import escape
-
-            self.console.print(f"[yellow]{escape(text)}", highlight=False, soft_wrap=True)
+        if self.console is not None:  # as written: file names are not markup, whatever the console
+            self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     def _own_concepts(self) -> list[Concept]:
         """Bank concepts that live in this SAE (same SAE dir, or same hook when the bank's SAE dir is gone)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+from training.judge import none_where_on, on_clip_count
+
 DEFAULT_GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
 
 
@@ -97,8 +99,8 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
     on_without = _get(entry, "on", "without")
     if on_without is not None and none_without is not None:
         # the rise is reported on the test half of the clips without the concept when a strength was chosen
-        n_on = entry.get("held_out_without_test") or n_without
-        base_on = entry.get("none_without_test", none_without)
+        n_on = on_clip_count(entry) if "held_out_without" in entry else n_without
+        base_on = none_where_on(entry)
         rise = entry.get("on_rise", on_without - base_on)
         strength = entry.get("strength_on")
         swept = result.get("strengths") or []

@@ -209,7 +209,12 @@ def spared_features(
             raise UserError(f"--spare {name}: not in the concept bank {bank.path} (it has: {have})")
         other = bank.get(name)
         same_sae = other.sae_sha256 == sae_sha256 if other.sae_sha256 else bank.uses_sae(other, cfg.sae)
-        if other.hook != hook or not same_sae or other.model.sha256 != model_sha256:
+        if other.model.sha256 != model_sha256:
+            raise UserError(
+                f"--spare {name}: found on another model ({other.model.name}, sha256 {other.model.sha256[:12]}); "
+                f"spare only concepts of {cfg.model}"
+            )
+        if other.hook != hook or not same_sae:
             raise UserError(
                 f"--spare {name}: found on another SAE (hook {other.hook}, {other.sae}); spare only concepts of "
                 f"SAE {cfg.sae} at {hook}"
