@@ -487,3 +487,35 @@ def test_paths_with_square_brackets_are_printed_as_they_are(tmp_path, tiny_rave_
     argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(folder), "--out", str(tmp_path / "store")]
     assert main(argv) == 0
     assert "intro [dry]/a[/i].wav" in " ".join("".join(capsys.readouterr()).split())
+
+
+def test_notes_and_spinners_show_bracketed_names_as_written(tmp_path, capsys):
+    """The dashboard's notes came out as `[yellow]… take \\[live].wav` on the markup-free console, and a spinner read
+    its text as markup whatever the console: `collect musicgen --model 'take[/b]'` was a MarkupError traceback."""
+    import io
+
+    from training.cli.quiet import output_console
+    from training.dashboard.site import DashboardBuilder
+
+    builder = object.__new__(DashboardBuilder)
+    builder.warnings, builder.console = [], output_console()
+    builder.console.file = io.StringIO()
+    builder._note("audio clips/take [live].wav: missing; its snippets are skipped")
+    assert builder.console.file.getvalue() == "audio clips/take [live].wav: missing; its snippets are skipped\n"
+    model = tmp_path / "take[" / "b]"
+    model.mkdir(parents=True)
+    (tmp_path / "clips").mkdir()
+    sf.write(tmp_path / "clips" / "a.wav", np.zeros(32000, np.float32), 32000)
+    argv = [
+        "collect",
+        "musicgen",
+        "--model",
+        str(model),
+        "--audio",
+        str(tmp_path / "clips"),
+        "--out",
+        str(tmp_path / "s"),
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(model) in err and "Traceback" not in err and "\n" not in err, err
