@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from sae.jsonfile import is_count, is_number
+
 MIN_NOTES = 8  # notes with a clear response needed; fewer (e.g. an untrained model) → first response
 
 
@@ -44,6 +46,14 @@ class Alignment:
         else:
             text += f"; only {self.notes} test notes came out clearly: first response used"
         return text + f"; first response {self.first_response} = {self.first_response * ms:.1f} ms)"
+
+
+def plausible_alignment(spec: Any) -> bool:
+    """Whether `spec` is an `Alignment` as `asdict` wrote it, to be trusted as read back (a delay cache, a resume
+    state): its four fields, delays and counts integers >= 0, the spread a finite number >= 0."""
+    checks = {"first_response": is_count, "aligned": is_count, "notes": is_count,
+              "spread": lambda v: is_number(v) and v >= 0}  # fmt: skip
+    return isinstance(spec, dict) and set(spec) == set(checks) and all(checks[k](v) for k, v in spec.items())
 
 
 def music_signal(sr: int, ratio: int, notes: int = 24, phases: int = 8, seed: int = 0) -> tuple[np.ndarray, list[int]]:

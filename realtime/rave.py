@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from realtime import measured
 from sae.errors import UserError, torch_file_problem
-from sae.jsonfile import is_count, is_number
+from sae.jsonfile import is_count
 
 if TYPE_CHECKING:
     from realtime.alignment import Alignment
@@ -233,15 +233,9 @@ class RaveModel:
 def _plausible(figures: dict[str, Any]) -> bool:
     """Figures read from disk have the names and types this code writes: delays and counts are integers >= 0, the
     spread a finite number >= 0 (a hand-edited NaN or 848.5-sample delay is measured again)."""
-    alignment = {"first_response": is_count, "aligned": is_count, "notes": is_count,
-                 "spread": lambda v: is_number(v) and v >= 0}  # fmt: skip
-    checks = {
-        "streaming": lambda v: isinstance(v, bool),
-        "delay": is_count,
-        "alignment": lambda v: (
-            isinstance(v, dict) and set(v) == set(alignment) and all(alignment[k](x) for k, x in v.items())
-        ),
-    }
+    from realtime.alignment import plausible_alignment
+
+    checks = {"streaming": lambda v: isinstance(v, bool), "delay": is_count, "alignment": plausible_alignment}
     return all(name in checks and checks[name](value) for name, value in figures.items())
 
 

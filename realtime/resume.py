@@ -18,11 +18,11 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realtime.alignment import Alignment
+from realtime.alignment import plausible_alignment
 from realtime.controls import Controls
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
@@ -118,7 +118,7 @@ def _plausible(state: ResumeState) -> bool:
         )
         and isinstance(state.device, str)
         and isinstance(state.model_sha256, str)
-        and (state.alignment is None or _alignment(state.alignment))
+        and (state.alignment is None or plausible_alignment(state.alignment))
     )
 
 
@@ -128,14 +128,6 @@ def _number(x: Any) -> bool:
 
 def _port(x: Any) -> bool:
     return is_count(x) and 0 <= x <= 65535
-
-
-def _alignment(spec: Any) -> bool:
-    """An `Alignment` as `asdict` wrote it: its fields, each a number (delays: whole samples)."""
-    names = {f.name for f in fields(Alignment)}
-    if not isinstance(spec, dict) or not {"first_response", "aligned"} <= set(spec) <= names:
-        return False
-    return all(_number(v) for v in spec.values()) and is_count(spec["first_response"]) and is_count(spec["aligned"])
 
 
 def take(environ: dict[str, str] | os._Environ = os.environ) -> ResumeState | None:

@@ -219,6 +219,8 @@ def test_a_state_with_a_block_or_budget_live_could_not_have_saved_is_one_line(tm
                 # what live reads after the restart: a traceback there (Alignment(**...), the client's port,
                 # --duration minus the seconds played)
                 {"alignment": {"bogus": 1}}, {"alignment": {"first_response": 10, "aligned": "x"}},
+                {"alignment": {"first_response": 10, "aligned": 20, "notes": 2.5, "spread": 0.0}},
+                {"alignment": {"first_response": 10, "aligned": 20, "notes": 2, "spread": -1.0}},
                 {"last_client": ["127.0.0.1"]}, {"last_client": ["127.0.0.1", 70000]}, {"played_s": "x"},
                 {"played_s": float("nan")}, {"osc_port": -1}, {"device": 5}):  # fmt: skip
         path.write_text(json.dumps({**good, **bad}))
