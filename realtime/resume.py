@@ -14,7 +14,6 @@ A device that keeps coming back and going away (a loose cable, a JACK server res
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from realtime.alignment import plausible_alignment
 from realtime.controls import Controls
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
-from sae.jsonfile import is_count
+from sae.jsonfile import is_count, is_number
 
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"
 MAX_LOSSES = 5  # the device lost this many times ...
@@ -108,8 +107,8 @@ def _plausible(state: ResumeState) -> bool:
         state.budget % state.period == 0
         and isinstance(state.controls, dict)
         and isinstance(state.losses, list)
-        and all(_number(t) for t in [*state.losses, state.lost_at])
-        and _number(state.played_s)
+        and all(is_number(t) for t in [*state.losses, state.lost_at])
+        and is_number(state.played_s)
         and state.played_s >= 0
         and _port(state.osc_port)
         and (
@@ -120,10 +119,6 @@ def _plausible(state: ResumeState) -> bool:
         and isinstance(state.model_sha256, str)
         and (state.alignment is None or plausible_alignment(state.alignment))
     )
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _port(x: Any) -> bool:

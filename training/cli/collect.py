@@ -9,11 +9,9 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from rich.text import Text
-
 from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float, seed_int
 from training.cli.launch import add_nproc
-from training.cli.quiet import description_column, output_console, progress_bar
+from training.cli.quiet import description_column, output_console, progress_bar, spinner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -189,7 +187,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     files = list_audio(args.audio, "--audio folder") if args.audio else None
     out = check_output_dir(args.out)
     console = output_console(stderr=True)
-    with console.status(Text(f"loading {args.model}")):
+    with spinner(console, f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, rank_device(args.device))
     layers = parse_layers(args.layers, mg.num_layers)
     for line in _linked(files, args.audio):  # said before the (long) collection, not after it

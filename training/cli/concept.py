@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from rich.text import Text
-
 from training.cli.args import add_device, add_musicgen_model, add_threads, folds, meter_seconds, positive_int
-from training.cli.quiet import output_console, progress_bar
+from training.cli.quiet import output_console, progress_bar, spinner
 
 BANK_SUFFIXES = (".yaml", ".yml")
 
@@ -153,7 +151,7 @@ def run_find(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{given[0]}: applies to RAVE models (.ts) only; {args.model} is a MusicGen model")
 
-        with console.status(Text(f"finding {args.name!r} in MusicGen")):
+        with spinner(console, f"finding {args.name!r} in MusicGen"):
             t0 = time.perf_counter()
             res = find_musicgen_concept(
                 args.name,
@@ -196,7 +194,7 @@ def run_find(args: argparse.Namespace) -> int:
         alone_memory=FindConfig.alone_memory if args.alone_memory is None else args.alone_memory,
         device=args.device,
     )
-    with console.status(Text(f"finding {args.name!r}")):
+    with spinner(console, f"finding {args.name!r}"):
         res = find_concept(cfg)
     _print_find(console, args.name, res.report, res.concept, res.notes, res.bank_path, res.seconds)
     return 0
@@ -355,7 +353,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         check_output_file(args.table_out, (".json",), "--table-out")
     bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
     console = output_console(stderr=True)
-    with console.status(Text(f"loading {args.model}")):
+    with spinner(console, f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     have = [i for i in range(mg.num_layers) if (Path(args.saes) / mg.hook_name(i)).is_dir()]
     if args.layers is None:  # the layers `sae train` wrote an SAE for
@@ -496,6 +494,7 @@ def _best_layer_line(name: str, layer: int, rep) -> str:
 def layer_tables(model: str, concepts: list[str], layers: list[int], cells: dict, best: dict[str, int]) -> list:
     """Held-out AUROC per layer, one row per layer and a column per concept (as many tables as 80 columns need)."""
     from rich.table import Table
+    from rich.text import Text
 
     per_table = 5  # "0.93/0.88" cells: five concepts and the layer column fit 80 columns
     tables = []

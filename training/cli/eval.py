@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.text import Text
-
 from training.cli.args import (
     EDIT_ROWS_DEFAULT,
     add_device,
@@ -22,7 +20,7 @@ from training.cli.args import (
     seed_int,
     strength,
 )
-from training.cli.quiet import output_console
+from training.cli.quiet import output_console, spinner
 
 
 def names_of(text: str | None) -> tuple[str, ...]:
@@ -114,8 +112,8 @@ def run_fidelity(args: argparse.Namespace) -> int:
         device=args.device,
     )
     console = output_console()
-    with console.status("measuring fidelity") as status:
-        result = evaluate_fidelity(cfg, lambda s: status.update(Text(s)))
+    with spinner(console, "measuring fidelity") as say:
+        result = evaluate_fidelity(cfg, say)
     save(result, Path(args.out))
     console.print(Markdown(markdown(result)))
     for line in result["notes"]:
@@ -321,8 +319,8 @@ def run_steering(args: argparse.Namespace) -> int:
         device=args.device,
         watch=watch_of(args),
     )
-    with console.status("judging") as status:
-        result = evaluate_steering(cfg, lambda s: status.update(Text(s)))
+    with spinner(console, "judging") as say:
+        result = evaluate_steering(cfg, say)
     console.print(rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
@@ -335,7 +333,7 @@ def run_steering(args: argparse.Namespace) -> int:
     if args.listen:
         from training.rave.listen import write_examples
 
-        with console.status("rendering listening examples"):
+        with spinner(console, "rendering listening examples"):
             path = write_examples(result, args.data, args.model, args.bank, args.out, args.listen, args.seed)
         console.print(f"wrote listening examples to {path.parent} (the dashboard's concept pages)", highlight=False)
     elif dropped:
@@ -419,8 +417,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.edit_rows or EDIT_ROWS_DEFAULT,
         watch=watch_of(args),
     )
-    with console.status("judging") as status:
-        result = evaluate_musicgen(cfg, lambda s: status.update(Text(s)))
+    with spinner(console, "judging") as say:
+        result = evaluate_musicgen(cfg, say)
     console.print(rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -108,3 +108,13 @@ def description_column(style: str = "bold") -> ProgressColumn:
     from rich.progress import TextColumn
 
     return TextColumn("{task.description}", style=style, markup=False)
+
+
+@contextlib.contextmanager
+def spinner(console: Console, text: str) -> Iterator[Callable[[str], None]]:
+    """A rich spinner saying `text` as written, and a function that says the next text: rich reads a spinner's text
+    as markup whatever the console's setting (a model path `take[/b]` was a MarkupError traceback)."""
+    from rich.text import Text
+
+    with console.status(Text(text)) as status:
+        yield lambda line: status.update(Text(line))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.text import Text
-
 from training.cli.args import (
     EDIT_ROWS_DEFAULT,
     add_device,
@@ -20,7 +18,7 @@ from training.cli.args import (
     positive_float,
     seed_int,
 )
-from training.cli.quiet import description_column, output_console, progress_bar
+from training.cli.quiet import description_column, output_console, progress_bar, spinner
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -256,7 +254,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         held.enter_context(sole_writer(args.out_dir, "MusicGen render", flag="--out-dir"))
     with held:
         console = output_console(stderr=True)
-        with console.status(Text(f"loading {args.model}")):
+        with spinner(console, f"loading {args.model}"):
             mg = load_musicgen(args.model, args.backend, args.device)
         # check every edit against the model (model identity, layer, SAE width) before generating anything
         steerings = {k: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for k, sets in parsed.items()}
