@@ -111,3 +111,30 @@ def test_a_missed_on_says_whether_the_validation_rise_did_not_repeat_or_drifted(
     )
     only = {"sweep": sweep[:1], "strength_on": 2.0}
     assert on_missed(only) == "`on` rises at most +17 on the validation clips (strength 2)"
+
+
+def _val(drop: float, drift: float) -> dict:
+    return {"clips": 12, "off_drop": drop, "off_drop_interval": {"lo": drop - 25, "hi": drop + 25}, "max_drift": drift}
+
+
+def test_the_demo_keeps_the_sae_draw_whose_off_does_best_on_validation_clips():
+    """Five SAE seeds on one demo's clips gave drums `off` drops from +8 to +75 (33rd sitting): the demo trains
+    several and keeps the one with the largest mean validation drop, less the worst drift past the goal."""
+    from training.demo import choose_draw, draw_line, draw_score
+
+    two = {"guitar": _val(17, 8), "drums": _val(75, 0)}
+    assert draw_score(two) == 46
+    assert draw_score({"guitar": _val(50, 30)}) == 30  # 20 points of drift past the goal of 10
+    draws = [
+        {"seed": 0, "found": {"guitar": 1, "drums": 1}, "validation": {"guitar": _val(17, 8), "drums": _val(8, 0)}},
+        {"seed": 1, "found": {"guitar": 1, "drums": 1}, "validation": two},
+        {"seed": 2, "found": {"guitar": 1, "drums": 1}, "validation": {"guitar": _val(42, 40), "drums": _val(75, 0)}},
+        {"seed": 3, "found": {"guitar": 1}, "validation": {"guitar": _val(100, 0)}},  # found one concept of two
+    ]
+    assert choose_draw(draws) == 1  # seed 2 drops more but drifts 30 points past the goal
+    assert choose_draw([draws[0], {**draws[0], "seed": 9}]) == 0  # the first of equals
+    assert choose_draw([{"seed": 0, "found": {}, "validation": None, "unchosen": "no clips"}]) == 0
+    assert draw_line(draws[1]) == (
+        "guitar off +17 [-8, +42] on 12 clips, drift 8; drums off +75 [+50, +100] on 12 clips, drift 0 (score +46)"
+    )
+    assert draw_line({"seed": 0, "validation": None, "unchosen": "no clips"}) == "not judged (no clips)"

@@ -192,6 +192,39 @@ def test_a_store_of_judges_trains_the_judge_once_and_changes_no_figure(
     assert second == first  # nothing of the first call's clips stays in the judge
 
 
+def test_validation_judges_off_on_the_clips_with_a_concept_a_report_leaves_out(
+    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir
+):
+    """The demo chooses its SAE draw on these: the test-split clips with each concept after the `max_clips` a
+    report rests on, so no reported figure is measured on a clip it was chosen on; with none left, one line."""
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    for name, feats in (("guitar", [3, 7]), ("drums", [11])):
+        bank.add(Concept(name, ModelRef.of_file(tiny_rave_ts), "latent", bank.relative_sae(tiny_sae_dir),
+                         [ConceptFeature(i, 1.0, 1.0) for i in feats], ConceptDefault("none", 1.0)))  # fmt: skip
+    bank.save()
+    rows = [r for r in read_manifest(concept_data) if r["split"] == "test"]
+    judges: dict = {}
+
+    def run(max_clips: int) -> dict:
+        cfg = EvalConfig(str(concept_data), str(tiny_rave_ts), str(bank.path), str(tmp_path / "val"),
+                         max_clips=max_clips, validation=True)  # fmt: skip
+        return evaluate_steering(cfg, judges=judges)
+
+    result = run(1)
+    assert set(result["concepts"]) == {"guitar", "drums"} and not (tmp_path / "val").exists()  # nothing written
+    for name, e in result["concepts"].items():
+        with_it = [r["file"] for r in rows if CONCEPTS[name](r)]
+        assert e["files"] == with_it[1:2] and e["clips"] == 1  # after the one a report on 1 clip rests on
+        assert e["off_drop_interval"]["lo"] <= e["off_drop"] <= e["off_drop_interval"]["hi"]
+        assert set(e["drift"]) == {"guitar", "drums"} - {name}
+    most = max(sum(bool(CONCEPTS[n](r)) for r in rows) for n in ("guitar", "drums"))
+    with pytest.raises(UserError, match=r"none left beside the \d+ a report rests on to choose on"):
+        run(most)
+
+
 def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
     """Every concept gets an SAE arm and a mean-difference arm, each with one sweep entry per strength;
     the reported `on` is the best rise within the drift goal; the figures add up."""
@@ -347,6 +380,15 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     for name, c in summary["concepts"].items():
         assert c["verdict"] in ("SAE better", "baseline better", "tied") and "sae_probe" in c["intervals"], name
     assert "<h3>in-font (test split)</h3>" in guitar and "<h3>held-out font</h3>" in guitar
+    # three SAE draws, one kept: its weights and its bank are what every later step read
+    kept, draws = sae["seed"], sae["draws"]
+    assert [d["seed"] for d in draws] == [0, 1, 2] and kept in (0, 1, 2)
+    weights = "sae/latent/sae_weights.safetensors"
+    assert (out / weights).read_bytes() == (out / f"sae_draws/seed{kept}" / weights).read_bytes()
+    assert (out / "concepts.yaml").read_text() == (out / f"sae_draws/seed{kept}/concepts.yaml").read_text()
+    assert f"SAE seed {kept} kept of 3 draws, chosen on validation clips" in report
+    for d in draws:
+        assert f"- seed {d['seed']}: {d['line']}" in report and d["score"] is not None
 
 
 def test_judge_shift_is_the_change_in_other_calls_where_the_concept_plays():

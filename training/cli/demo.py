@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--k", type=positive_int, default=8, help="SAE active latents per frame (default 8)")
     p.add_argument("--expansion", type=positive_int, default=8, help="SAE width / input width (default 8)")
     p.add_argument(
+        "--sae-draws",
+        type=positive_int,
+        help="SAEs trained with seeds SEED, SEED+1, ...; the one whose `off` edits do best on validation clips "
+        "(in-font test clips no reported figure rests on) is kept (default 3; 1: no choice; not with --musicgen)",
+    )
+    p.add_argument(
         "--strength",
         type=positive_floats,
         help="strengths of `on` the judge sweeps (default 1,2,4,8; with --musicgen 0.25,0.5); the `on` render uses "
@@ -76,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-RAVE_ONLY = ("judge_clips", "holdout_font", "holdout_clips")  # options the MusicGen demo has no use for
+RAVE_ONLY = ("judge_clips", "holdout_font", "holdout_clips", "sae_draws")  # options the MusicGen demo has no use for
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
         d.judge_clips if args.judge_clips is None else args.judge_clips,
         holdout_font=None if font == "none" else font,
         holdout_clips=d.holdout_clips if args.holdout_clips is None else args.holdout_clips,
+        sae_draws=args.sae_draws or d.sae_draws,
         device=args.device,
     )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))

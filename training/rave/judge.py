@@ -90,6 +90,9 @@ class EvalConfig:
     device: torch device for RAVE and the SAE.
     watch: manifest concepts judged for the drift only (not steered). A concept judged alone has no drift
         measured: its drift goal is then not met, never met by default.
+    validation: judge `off` only, on the held-out clips with each concept that a report on `max_clips` leaves
+        out (the next `max_clips` of them), to choose between settings (the demo's SAE draws) on clips no
+        reported figure rests on; nothing is written.
     """
 
     data: str
@@ -108,6 +111,7 @@ class EvalConfig:
     split: str = "test"
     device: str = "cpu"
     watch: tuple[str, ...] = ()
+    validation: bool = False
 
 
 def evaluate_steering(
@@ -199,18 +203,26 @@ def evaluate_steering(
                 f"concept {name!r}: the held-out clips need both sides (have {len(pos)} with, "
                 f"{len(neg)} without); generate more clips"
             )
+        if cfg.validation:  # the clips with the concept after those a report rests on
+            sides[name] = (pos[cfg.max_clips : 2 * cfg.max_clips], [])
+            if cfg.max_clips <= 0 or not sides[name][0]:
+                raise UserError(
+                    f"concept {name!r}: {len(pos)} held-out clip(s) with it, none left beside the "
+                    f"{cfg.max_clips or 'all'} a report rests on to choose on; generate more clips"
+                )
+            continue
         # every figure on up to max_clips clips; where on's strength is chosen, as many more to choose it on
         sides[name] = (pos[: cfg.max_clips or None], neg[: cfg.max_clips * (1 + choosing) or None])
     split_sides = {}  # the clips without each concept: (validation, test) for choosing the strength of on
     for name, (_, neg) in sides.items():
         split_sides[name] = (neg[0::2], neg[1::2]) if choosing else (neg, neg)
-        if choosing and not split_sides[name][1]:
+        if choosing and not split_sides[name][1] and not cfg.validation:
             raise UserError(
                 f"concept {name!r}: {len(neg)} held-out clip(s) without it; choosing the strength of on needs "
                 "at least 2 (half to choose on, half to report on); generate more clips"
             )
     directions = {}
-    if cfg.baseline:
+    if cfg.baseline and not cfg.validation:
         say("baseline: latent difference of means on the train clips")
         means = torch.stack([latent_mean(stream, a) for a in train_clips])
         for name in names:
@@ -262,11 +274,32 @@ def evaluate_steering(
         chosen = max(within, key=lambda e: e["rise"])
         return sweep, on_at(name, edited, chosen["strength"], test)
 
+    def off_at(name: str, edited: Callable) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Detection of every concept after `off` on the clips with the concept, and the drift of the others."""
+        pos = sides[name][0]
+        off = judge.detect(edited(pos, None))
+        return off, {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in judged if o != name}
+
+    if cfg.validation:
+        offs = {}
+        for name in names:
+            pos = sides[name][0]
+            say(f"{name}: off on {len(pos)} validation clips with it")
+            off, drift = off_at(name, sae_edit(name))
+            offs[name] = {
+                "clips": len(pos),
+                "files": [test_rows[i]["file"] for i in pos],
+                "off_drop": hit_rate(base[name][pos]) - hit_rate(off[name]),
+                "off_drop_interval": paired_diff(off[name], base[name][pos]).as_dict(),
+                "drift": drift,
+                "max_drift": max(map(abs, drift.values()), default=0.0),
+            }
+        return {"split": cfg.split, "clips": "validation", "concepts": offs}
+
     def arm(name: str, edited: Callable[[list[int], float | None], list[np.ndarray]]) -> dict[str, Any]:
         """Detection after `off` (strength None) and after each `on` strength, with every other concept's drift."""
         pos, neg = sides[name]
-        off = judge.detect(edited(pos, None))
-        drift_off = {o: hit_rate(off[o]) - hit_rate(base[o][pos]) for o in judged if o != name}
+        off, drift_off = off_at(name, edited)
         sweep, best = on_sweep(name, edited, strengths)
         worst = max([best["max_drift"], *map(abs, drift_off.values())])
         val, test = split_sides[name]
