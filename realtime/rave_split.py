@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sae.errors import UserError
+from sae.streams import kept_streams
 
 LATENT = "latent"
 HOOK_RE = re.compile(r"^(encoder|decoder)\.net\.(\d+)$")
@@ -311,7 +312,7 @@ def hook_shape(model: Any, hook: str) -> tuple[int, int]:
             probe.layers = HookLayers(_module(probe.model), probe.side, probe.index)
             probe.steps = 1
             x = torch.zeros(1, model.channels, 2 * model.ratio)
-            with torch.random.fork_rng(devices=[]):
+            with kept_streams(model.device):
                 h = probe.upto(x)
             _SHAPES[key] = (int(h.shape[1]), int(h.shape[-1]) // 2)
     return _SHAPES[key]
@@ -333,7 +334,7 @@ def check_split(model: Any, hook: str, blocks: int = 3, seed: int = 0) -> float:
     g = torch.Generator().manual_seed(seed)
     block = model.ratio * max(2, 2048 // model.ratio)
     err, peak = 0.0, 1e-3
-    with torch.random.fork_rng(devices=[]):  # the caller's random stream is left as it was
+    with kept_streams(model.device):  # the caller's random streams are left as they were
         for i in range(blocks):
             x = 0.2 * torch.randn(1, model.channels, block, generator=g)
             torch.manual_seed(seed + i)

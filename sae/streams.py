@@ -34,3 +34,13 @@ class RandomStreams:
                 torch.cuda.set_rng_state(state.cpu(), device)
         for g, state in zip(self.gens, saved["gens"], strict=True):
             g.set_state(state.cpu())
+
+
+def kept_streams(device: torch.device | str):
+    """A context in which torch's random streams may be drawn from or reseeded, and are as they were after it:
+    the CPU's, and the CUDA device's where `device` is one (`fork_rng(devices=[])` kept only the CPU's, though
+    `manual_seed` reseeds every GPU and a model on one draws its noise there)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else device.index])

@@ -36,3 +36,21 @@ def test_cuda_states_saved_on_more_gpus_restore_on_the_devices_there_are(monkeyp
     }
     streams.restore(saved)
     assert restored == [(0, [1, 2])]
+
+
+def test_kept_streams_keeps_the_gpu_stream_of_a_model_on_one(monkeypatch):
+    """hook_shape, check_split and collect reseed or draw under it: with `fork_rng(devices=[])` a model on a GPU
+    left the caller's CUDA stream reseeded. The CPU stream is kept on any device."""
+    from sae.streams import kept_streams
+
+    forked: list[list[int]] = []
+    real = torch.random.fork_rng
+    monkeypatch.setattr(torch.random, "fork_rng", lambda devices: (forked.append(devices), real(devices=[]))[1])
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 3)
+    for device in ("cpu", "cuda:1", torch.device("cuda"), "meta"):
+        before = torch.get_rng_state()
+        with kept_streams(device):
+            torch.manual_seed(7)
+            torch.rand(3)
+        assert torch.equal(torch.get_rng_state(), before)
+    assert forked == [[], [1], [3], []]

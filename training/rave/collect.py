@@ -31,6 +31,7 @@ from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
 from sae.ranks import rank_device, split_by_rank
+from sae.streams import kept_streams
 
 
 @dataclass
@@ -111,7 +112,7 @@ def activations_of(
         x = x.expand(1, model.channels, -1)
     out: dict[str, list[torch.Tensor]] = {h: [] for h in hooks}
     stream.reset()
-    with torch.random.fork_rng(devices=[]):
+    with kept_streams(stream.device):
         torch.manual_seed(seed)
         for s in range(0, x.shape[-1], chunk):
             piece = x[..., s : s + chunk].to(stream.device)
