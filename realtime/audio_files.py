@@ -62,10 +62,10 @@ class AudioNotes:
         return out
 
 
-def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path]:
+def list_audio(root: str | os.PathLike, what: str = "audio folder", empty_ok: bool = False) -> list[Path]:
     """Audio files under `root` (recursive, sorted; linked folders searched once, even in a loop; hidden entries
     such as macOS's `._x.wav` twins and `.Trashes` left out; a broken link and `UNREADABLE_AUDIO` are listed, for
-    their note); UserError when there are none."""
+    their note); UserError when there are none (unless `empty_ok`) and where a folder cannot be listed."""
     root = Path(root)
     if not root.exists():
         raise UserError(f"{what} {root}: no such folder")
@@ -89,7 +89,7 @@ def list_audio(root: str | os.PathLike, what: str = "audio folder") -> list[Path
             for n in names
             if not n.startswith(".") and Path(n).suffix.lower() in AUDIO_EXTENSIONS + UNREADABLE_AUDIO
         ]
-    if not files:
+    if not files and not empty_ok:
         raise UserError(f"{what} {root}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
     return sorted(files)
 

@@ -281,3 +281,22 @@ def test_a_folder_of_solos_counts_its_audio_files_only(tmp_path, noise_bursts):
     shutil.copy(next((tmp_path / "more").iterdir()), folder / "burst_more.wav")
     assert alone_folder(folder) == str(folder)
     assert alone_folder(tmp_path / "nothing") is None
+
+
+def test_a_folder_of_solos_that_cannot_be_listed_is_an_error_not_no_solos(tmp_path, monkeypatch):
+    """Hunt 68: any UserError of the listing read as "no solos", so a folder of solos that could not be listed
+    (permissions) left the concept without its detector of playing alone, and nothing said so."""
+    from sae.errors import UserError
+    from training.rave.alone import alone_folder
+
+    folder = tmp_path / "alone"
+    folder.mkdir()
+    assert alone_folder(folder) is None  # no audio yet: no detector, as before
+
+    def walk(root, onerror, followlinks):  # what os.walk does where root cannot be listed (root ignores chmod)
+        onerror(PermissionError(13, "Permission denied", str(root)))
+        return iter(())
+
+    monkeypatch.setattr(os, "walk", walk)
+    with pytest.raises(UserError, match=r"--alone folder .*: cannot list .* \(permission denied\)"):
+        alone_folder(folder)

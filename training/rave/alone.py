@@ -27,14 +27,10 @@ MIN_ALONE = 4
 
 def alone_folder(folder: Path) -> str | None:
     """A concept's folder of clips of it alone (`data make` writes `concepts/<c>/alone`), where it holds enough
-    audio files to fit the detector; None otherwise."""
+    audio files to fit the detector; None otherwise. A folder that cannot be listed is a UserError, not "no solos"."""
     if not folder.is_dir():
         return None
-    try:
-        n = len(list_audio(folder, "--alone folder"))
-    except UserError:  # no audio at all
-        return None
-    return str(folder) if n >= MIN_ALONE else None
+    return str(folder) if len(list_audio(folder, "--alone folder", empty_ok=True)) >= MIN_ALONE else None
 
 
 def check_alone_sources(files: Sequence[Path], groups: Sequence[str]) -> None:
