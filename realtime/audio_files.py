@@ -44,12 +44,13 @@ MAX_PEAK = 1e3  # above this peak amplitude (+60 dBFS) a float file is no record
 
 @dataclass
 class AudioNotes:
-    """What happened to the files of a folder: skipped ones (path, reason), resampled source rates and channel
-    counts mixed to mono."""
+    """What happened to the files of a folder: skipped ones (path, reason), resampled source rates, channel
+    counts mixed to mono, and float files louder than full scale (path, peak in dBFS)."""
 
     skipped: list[tuple[str, str]] = field(default_factory=list)
     resampled: dict[int, int] = field(default_factory=dict)  # source rate -> number of files
     mixed: dict[int, int] = field(default_factory=dict)  # channels of a file mixed to mono -> number of files
+    loud: list[tuple[str, float]] = field(default_factory=list)
     target_rate: int = 0
 
     def lines(self) -> list[str]:
@@ -58,8 +59,13 @@ class AudioNotes:
             for sr, n in sorted(self.resampled.items())
         ]
         out += [f"mixed {n} file(s) of {c} channels to mono" for c, n in sorted(self.mixed.items())]
-        out += [f"skipped {path}: {why}" for path, why in self.skipped]
-        return out
+        if self.loud:
+            path, db = max(self.loud, key=lambda x: x[1])
+            out.append(
+                f"{len(self.loud)} file(s) peak above full scale (loudest {path}, {db:+.1f} dBFS): read as they are, "
+                "louder than anything the model was trained on; normalise them if that is not meant"
+            )
+        return out + [f"skipped {path}: {why}" for path, why in self.skipped]  # last: collect quotes the last
 
 
 def list_audio(root: str | os.PathLike, what: str = "audio folder", empty_ok: bool = False) -> list[Path]:
@@ -367,4 +373,6 @@ def read_clip(
         notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
     if audio.ndim == 1 and data.shape[1] > 1:
         notes.mixed[data.shape[1]] = notes.mixed.get(data.shape[1], 0) + 1
+    if (peak := float(np.abs(data).max(initial=0.0))) > 1.0:
+        notes.loud.append((str(path), 20 * math.log10(peak)))
     return np.ascontiguousarray(audio, dtype=np.float32)

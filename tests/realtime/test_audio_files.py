@@ -299,6 +299,21 @@ def test_a_folder_says_how_many_files_were_mixed_to_mono(tmp_path):
     assert stereo.lines() == []
 
 
+def test_a_folder_says_which_float_files_peak_above_full_scale(tmp_path):
+    """Hunt 67: one float clip peaking at +59 dBFS (under the reader's +60 dBFS limit) among 15 moved every probe
+    feature of a concept, and neither collect nor concept find said a word (a render's input note did)."""
+    tone = np.sin(np.arange(4410, dtype=np.float32) / 3)
+    sf.write(tmp_path / "a_full.wav", 0.99 * tone, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "b_hot.wav", 2.0 * tone, 44100, subtype="FLOAT")
+    sf.write(tmp_path / "c_loud.wav", 890.0 * tone, 44100, subtype="FLOAT")
+    notes = AudioNotes()
+    assert all(read_mono(p, 44100, notes) is not None for p in list_audio(tmp_path))
+    assert notes.lines() == [
+        f"2 file(s) peak above full scale (loudest {tmp_path / 'c_loud.wav'}, +59.0 dBFS): read as they are, "
+        "louder than anything the model was trained on; normalise them if that is not meant"
+    ]
+
+
 def test_a_recording_that_was_never_closed_is_named_as_such(tmp_path):
     """A recorder that died before it finished the header leaves data sizes of 0: libsndfile reads no samples, and
     the file (seconds of audio on disk) was refused as 'no samples' / skipped as 'too short (0 samples'."""
