@@ -86,7 +86,7 @@ class DemoConfig:
 
     out: str
     model: str | None = None
-    n: int = 360  # 24 in-font test clips without guitar / drums: 12 to choose on's strength, 12 to report on
+    n: int = 480  # in-font test clips: guitar 32 with / 40 without, drums 27 / 45; validation: 12 and 11 left
     duration: float = 4.0
     seed: int = 0
     concepts: tuple[str, ...] = ("guitar", "drums")
@@ -208,7 +208,8 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
 
     def validate(where: Path, found: dict, tag: str) -> dict:
         cfg_val = EvalConfig(str(data), str(model_path), str(where / "concepts.yaml"), str(where / "judge"),
-                             tuple(found), max_clips=cfg.judge_clips, device=cfg.device, validation=True)  # fmt: skip
+                             tuple(found), cfg.strengths, cfg.judge_clips, device=cfg.device,
+                             validation=True)  # fmt: skip
         return step(f"validate{tag}", lambda: evaluate_steering(cfg_val, judges=judges))
 
     draws: list[dict] = []
@@ -217,18 +218,22 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         import shutil
 
         shutil.rmtree(drawn)
-    if cfg.sae_draws > 1:
+    n_draws = cfg.sae_draws
+    if n_draws > 1 and cfg.judge_clips == 0:
+        say("note: one SAE draw: --judge-clips 0 reports on every held-out clip, leaving none to choose draws on")
+        n_draws = 1
+    if n_draws > 1:
         import shutil
 
-        for i in range(cfg.sae_draws):
-            seed, tag = cfg.seed + i, f" (draw {i + 1}/{cfg.sae_draws})"
+        for i in range(n_draws):
+            seed, tag = cfg.seed + i, f" (draw {i + 1}/{n_draws})"
             metrics, found, failed = draw(drawn / f"seed{seed}", seed, tag)
             d = {"seed": seed, "metrics": metrics, "found": found, "failed": failed, "validation": None}
             draws.append(d)
             try:
                 d["validation"] = validate(drawn / f"seed{seed}", found, tag)["concepts"] if found else {}
                 say(f"    seed {seed}: {draw_line(d)}")
-            except UserError as exc:  # no clips to choose on: the first draw is kept
+            except UserError as exc:  # no clips to choose on: no more draws; a judged one is kept before this
                 say(f"    cannot choose between SAE draws: {exc}")
                 d["unchosen"] = str(exc)
                 break
@@ -408,8 +413,11 @@ def draw_score(validation: dict[str, dict]) -> float:
 
 
 def choose_draw(draws: list[dict]) -> int:
-    """The index of the draw that found the most concepts, then scored best (`draw_score`); the first of equals."""
-    key = [(len(d["found"]), draw_score(d["validation"]) if d.get("validation") else float("-inf")) for d in draws]
+    """The index of the draw judged on validation clips that found the most concepts, then scored best
+    (`draw_score`); the first of equals, and the first draw where none was judged."""
+    key = [
+        (bool(val), len(d["found"]), draw_score(val) if val else 0.0) for d in draws for val in [d.get("validation")]
+    ]
     return max(range(len(draws)), key=key.__getitem__)
 
 
@@ -466,7 +474,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         + f", L0 {s['sae'].get('l0', float('nan')):.1f}, never fired on them "
         f"{100 * s['sae'].get('dead_fraction', float('nan')):.1f} %.",
         "",
-        *_draws_section(s, cfg),
+        *_draws_section(s),
         "## Concepts (held-out AUROC, 5-fold out-of-fold, 95 % bootstrap intervals)",
         "",
         "| concept | clips with / without | SAE probe | diff. of means (raw) | logistic (raw) | shuffled labels "
@@ -585,17 +593,20 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
     return "\n".join(lines)
 
 
-def _draws_section(s: dict[str, Any], cfg: DemoConfig) -> list[str]:
+def _draws_section(s: dict[str, Any]) -> list[str]:
     draws = s["sae"].get("draws")
     if not draws:
         return []
-    lines = [
-        f"SAE seed {s['sae']['seed']} kept of {len(draws)} draws, chosen on validation clips: `off` on the in-font "
-        f"test clips with each concept after the {cfg.judge_clips} the judge reports on (no reported figure rests "
-        "on them; the held-out font takes no part), for the largest mean drop less the worst drift past "
-        "10 points (`training.demo.choose_draw`):",
-        "",
-    ]
+    kept = next(d for d in draws if d["seed"] == s["sae"]["seed"])
+    if kept["validation"]:
+        head = (
+            f"SAE seed {kept['seed']} kept of {len(draws)} draws, chosen on validation clips: `off` on in-font test "
+            "clips with each concept that none of the judge's figures below rests on (the held-out font takes no "
+            "part), for the largest mean drop less the worst drift past 10 points (`training.demo.choose_draw`):"
+        )
+    else:
+        head = f"SAE seed {kept['seed']} kept, not chosen: no draw could be judged on validation clips:"
+    lines = [head, ""]
     lines += [f"- seed {d['seed']}: {d['line']}" for d in draws]
     return [*lines, ""]
 

@@ -134,6 +134,9 @@ def test_the_demo_keeps_the_sae_draw_whose_off_does_best_on_validation_clips():
     assert choose_draw(draws) == 1  # seed 2 drops more but drifts 30 points past the goal
     assert choose_draw([draws[0], {**draws[0], "seed": 9}]) == 0  # the first of equals
     assert choose_draw([{"seed": 0, "found": {}, "validation": None, "unchosen": "no clips"}]) == 0
+    # hunt 69: a draw that found more concepts, yet could not be judged (too few clips of one), was kept unjudged
+    unjudged = {"seed": 4, "found": {"guitar": 1, "drums": 1}, "validation": None, "unchosen": "drums: no clips"}
+    assert choose_draw([draws[3], unjudged]) == 0
     assert draw_line(draws[1]) == (
         "guitar off +17 [-8, +42] on 12 clips, drift 8; drums off +75 [+50, +100] on 12 clips, drift 0 (score +46)"
     )

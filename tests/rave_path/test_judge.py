@@ -192,11 +192,10 @@ def test_a_store_of_judges_trains_the_judge_once_and_changes_no_figure(
     assert second == first  # nothing of the first call's clips stays in the judge
 
 
-def test_validation_judges_off_on_the_clips_with_a_concept_a_report_leaves_out(
-    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir
-):
-    """The demo chooses its SAE draw on these: the test-split clips with each concept after the `max_clips` a
-    report rests on, so no reported figure is measured on a clip it was chosen on; with none left, one line."""
+def test_validation_judges_off_on_clips_no_reported_figure_rests_on(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir):
+    """The demo chooses its SAE draw on these: held-out clips with each concept that none of a report's figures
+    rests on (hunt 69: the next clips with guitar were among the clips without drums that drums' `on` was chosen
+    and reported on); with none left, one line."""
     from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
     from training.rave.judge import EvalConfig, evaluate_steering
 
@@ -208,21 +207,29 @@ def test_validation_judges_off_on_the_clips_with_a_concept_a_report_leaves_out(
     rows = [r for r in read_manifest(concept_data) if r["split"] == "test"]
     judges: dict = {}
 
-    def run(max_clips: int) -> dict:
-        cfg = EvalConfig(str(concept_data), str(tiny_rave_ts), str(bank.path), str(tmp_path / "val"),
-                         max_clips=max_clips, validation=True)  # fmt: skip
+    def run(max_clips: int, validation: bool) -> dict:
+        cfg = EvalConfig(str(concept_data), str(tiny_rave_ts), str(bank.path), str(tmp_path / f"v{validation}"),
+                         strengths=(1.0, 4.0), max_clips=max_clips, baseline=False, validation=validation)  # fmt: skip
         return evaluate_steering(cfg, judges=judges)
 
-    result = run(1)
-    assert set(result["concepts"]) == {"guitar", "drums"} and not (tmp_path / "val").exists()  # nothing written
+    result = run(1, validation=True)
+    assert set(result["concepts"]) == {"guitar", "drums"} and not (tmp_path / "vTrue").exists()  # nothing written
+    report = run(1, validation=False)["concepts"]
+    reported = set()  # every clip a figure of the report rests on: with each concept, and without it
+    for name, e in report.items():
+        for side in ("none_with", "none_without"):
+            calls = e["per_clip"][side][name]
+            with_it = [r["file"] for r in rows if CONCEPTS[name](r) == (side == "none_with")]
+            reported |= set(with_it[: len(calls)])
     for name, e in result["concepts"].items():
-        with_it = [r["file"] for r in rows if CONCEPTS[name](r)]
-        assert e["files"] == with_it[1:2] and e["clips"] == 1  # after the one a report on 1 clip rests on
+        left = [r["file"] for r in rows if CONCEPTS[name](r) and r["file"] not in reported]
+        assert e["files"] == left[:1] and e["clips"] == 1 and not set(e["files"]) & reported
         assert e["off_drop_interval"]["lo"] <= e["off_drop"] <= e["off_drop_interval"]["hi"]
         assert set(e["drift"]) == {"guitar", "drums"} - {name}
-    most = max(sum(bool(CONCEPTS[n](r)) for r in rows) for n in ("guitar", "drums"))
-    with pytest.raises(UserError, match=r"none left beside the \d+ a report rests on to choose on"):
-        run(most)
+    with pytest.raises(UserError, match=r"every held-out clip with it is among the \d+ the report's figures rest on"):
+        run(3, validation=True)
+    with pytest.raises(UserError, match=r"max clips 0\) leaves none to choose on"):
+        run(0, validation=True)
 
 
 def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n",
         type=positive_int,
-        help="generated clips (default 360, a third in the held-out font; with --musicgen 120)",
+        help="generated clips (default 480, a third in the held-out font; with --musicgen 120)",
     )
     p.add_argument(
         "--duration", type=positive_float, help="clip length in seconds (default 4; with --musicgen the LM's segment)"
@@ -110,7 +110,7 @@ def _run(args: argparse.Namespace) -> int:
     if not concepts or bad:
         raise UserError(f"--concepts {args.concepts}: expected names from {', '.join(CONCEPTS)}")
     if args.n is None:
-        args.n = 120 if args.musicgen else 360
+        args.n = 120 if args.musicgen else 480
     if args.n < 20:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     check_output_dir(args.out)

@@ -90,9 +90,9 @@ class EvalConfig:
     device: torch device for RAVE and the SAE.
     watch: manifest concepts judged for the drift only (not steered). A concept judged alone has no drift
         measured: its drift goal is then not met, never met by default.
-    validation: judge `off` only, on the held-out clips with each concept that a report on `max_clips` leaves
-        out (the next `max_clips` of them), to choose between settings (the demo's SAE draws) on clips no
-        reported figure rests on; nothing is written.
+    validation: judge `off` only, on up to `max_clips` held-out clips with each concept that none of the figures
+        of a report with the same settings rests on (no concept's clips with or without it), to choose between
+        settings (the demo's SAE draws) on other clips than those reported on; nothing is written.
     """
 
     data: str
@@ -203,16 +203,20 @@ def evaluate_steering(
                 f"concept {name!r}: the held-out clips need both sides (have {len(pos)} with, "
                 f"{len(neg)} without); generate more clips"
             )
-        if cfg.validation:  # the clips with the concept after those a report rests on
-            sides[name] = (pos[cfg.max_clips : 2 * cfg.max_clips], [])
-            if cfg.max_clips <= 0 or not sides[name][0]:
-                raise UserError(
-                    f"concept {name!r}: {len(pos)} held-out clip(s) with it, none left beside the "
-                    f"{cfg.max_clips or 'all'} a report rests on to choose on; generate more clips"
-                )
-            continue
         # every figure on up to max_clips clips; where on's strength is chosen, as many more to choose it on
         sides[name] = (pos[: cfg.max_clips or None], neg[: cfg.max_clips * (1 + choosing) or None])
+    if cfg.validation:  # the clips with each concept that no figure of the report rests on
+        if cfg.max_clips <= 0:
+            raise UserError("validation: a report on every held-out clip (max clips 0) leaves none to choose on")
+        reported = {i for pos, neg in sides.values() for i in pos + neg}
+        for name in names:
+            left = [i for i in all_idx if labels[name][i] and i not in reported]
+            if not left:
+                raise UserError(
+                    f"concept {name!r}: every held-out clip with it is among the {len(reported)} the report's "
+                    "figures rest on, none is left to choose on; generate more clips"
+                )
+            sides[name] = (left[: cfg.max_clips], [])
     split_sides = {}  # the clips without each concept: (validation, test) for choosing the strength of on
     for name, (_, neg) in sides.items():
         split_sides[name] = (neg[0::2], neg[1::2]) if choosing else (neg, neg)
