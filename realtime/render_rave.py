@@ -134,6 +134,7 @@ def load_steering(
         concepts[name] = c
     dirs = {bank.sae_dir(c).resolve() for c in concepts.values()}
     if sae_dir is not None:
+        read_sae_cfg(sae_dir)  # a folder that is not there is the cause, not "no concept found with it"
         chosen = Path(sae_dir).resolve()
         if names is None and concepts:  # no concept named: those found with this SAE
             mine = {n: c for n, c in concepts.items() if bank.uses_sae(c, chosen)}

@@ -80,6 +80,25 @@ def test_saved_file_starts_from_silence(steered_ts):
     assert torch.equal(m.prev_floor, torch.zeros(64))
 
 
+def test_a_nan_or_inf_sample_is_silence_not_the_end_of_the_sound(steered_ts):
+    """Hunt 70: one NaN sample at the inlet (a [/~] by zero upstream) filled RAVE's streaming caches, and every later
+    buffer came out NaN until the patch reloaded the model; the live engine silences such samples."""
+    torch.manual_seed(0)
+    clean = [0.1 * torch.randn(1, 1, 2048) for _ in range(3)]
+    bad = clean[0].clone()
+    bad[0, 0, 100], bad[0, 0, 200] = float("nan"), float("inf")
+    m = torch.jit.load(str(steered_ts))
+    with torch.inference_mode():
+        assert torch.isfinite(m.forward(bad)).all()
+        assert all(torch.isfinite(m.forward(x)).all() for x in clean)
+        assert torch.isfinite(m.encode(bad)).all() and all(torch.isfinite(m.encode(x)).all() for x in clean)
+        z = m.encode(clean[1])
+        z[0, 0, 0] = float("nan")
+        assert torch.isfinite(m.decode(z)).all() and torch.isfinite(m.decode(m.encode(clean[2]))).all()
+        assert "meter" in m.get_methods()
+        assert torch.isfinite(m.meter(bad)).all() and torch.isfinite(m.meter(clean[1])).all()
+
+
 def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
     host = nn.NnHost(torch.jit.load(str(steered_ts)), "forward", 2048)
     assert host.set("bright", "on", 2) == 0 and host.get("bright") == ("on", 2.0)  # Pd sends "2.000000"
@@ -198,6 +217,16 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
         assert rc == 2 and expected in err and len(err.splitlines()) == 1, (expected, err)
     rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--sae", other_sae, "--out", out)
     assert rc == 2 and "no concept of" in err and "was found with it" in err, err
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--sae", tmp_path / "nosae", "--out", out)
+    assert rc == 2 and err == f"musicsae: error: SAE {tmp_path / 'nosae'}: no such directory", err  # hunt 70
+    two = _two_sae_bank(tmp_path / "two", tiny_rave_ts)  # hunt 70: the advice was --set, which export nn lacks
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", two, "--out", out)
+    assert rc == 2 and err.endswith("different SAEs (bright, noisy-1 with " + str((tmp_path / "two/a/sae").resolve())
+                                    + f"; dark with {(tmp_path / 'two/b/sae').resolve()}); choose one with --sae or "
+                                    "--concepts"), err  # fmt: skip
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", two, "--concepts", "dark", "--out", out)
+    assert rc == 0 and out.exists(), err  # the advice works
+    out.unlink()
     sae_other_model = _bank_copy(nn_bank, tmp_path / "othermodel", lambda t: t)
     shutil.rmtree(sae_other_model.parent / "sae")
     shutil.copytree(other_sae, sae_other_model.parent / "sae")
@@ -222,7 +251,27 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
         with pytest.raises(SystemExit):
             _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--meter-seconds", seconds, "--out", out)
         assert "at most 60" in capsys.readouterr().err
+    from training.rave.nn_export import NnExportConfig, export_nn
+
+    for seconds in (float("nan"), 0.0, 61.0):  # hunt 70: the API exported a meter of NaN forever
+        with pytest.raises(UserError, match=r"^meter_seconds \S+: expected a time constant in seconds, > 0 and at"):
+            export_nn(NnExportConfig(tiny_rave_ts, nn_bank, out, meter_seconds=seconds), say=lambda _: None)
     assert not out.exists() and not list(tmp_path.glob(".out.ts*"))
+
+
+def _two_sae_bank(folder: Path, rave_ts: Path) -> Path:
+    """A bank with `bright` and `noisy-1` found with one SAE and `dark` with another (both on the latent)."""
+    import dataclasses
+
+    from sae.bank import ConceptBank
+    from tests.nn.conftest import make_bank
+
+    path = make_bank(folder / "a", rave_ts, seed=0, names=("bright", "noisy-1"))
+    dark = ConceptBank.load(make_bank(folder / "b", rave_ts, seed=1, names=("dark", "calm"))).get("dark")
+    bank = ConceptBank.load(path)
+    bank.add(dataclasses.replace(dark, sae=bank.relative_sae(folder / "b" / "sae")))
+    bank.save()
+    return path
 
 
 def test_bank_of_another_model_is_refused(capsys, tmp_path, tiny_rave_ts, nn_bank):

@@ -172,7 +172,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
             f"the concepts sit on {len(hooks)} hooks ({which}); one nn~ file steers one hook with one SAE "
             "(choose with --concepts)"
         )
-    steering = load_steering(cfg.bank, model, cfg.sae, names)
+    steering = load_steering(cfg.bank, model, cfg.sae, names, choose="choose one with --sae or --concepts")
     hook = steering.hook
     check_sae_for_model(steering.sae_dir, read_sae_cfg(steering.sae_dir), model, hook)
     steps = 1
@@ -266,6 +266,8 @@ def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExpo
     t0 = time.perf_counter()
     from sae.paths import check_not_source, check_output_file
 
+    if not 0 < cfg.meter_seconds <= 60:  # the CLI's rule (training.cli.args.meter_seconds), for API callers
+        raise UserError(f"meter_seconds {cfg.meter_seconds}: expected a time constant in seconds, > 0 and at most 60")
     out = check_output_file(cfg.out, (".ts",))  # nn~ looks for NAME.ts
     check_not_source(out, cfg.model, "--out", "--model", "the export would replace the RAVE model it is made from")
     module, metadata = build_module(cfg, say)

@@ -143,6 +143,12 @@ class MeterSpec:
     weight: float  # per-frame EMA weight
 
 
+def finite(x: Tensor) -> Tensor:
+    """`x` with NaN / ±inf samples as silence: one fed to RAVE fills its streaming caches, and every later buffer
+    came out NaN until the model was reloaded (the live engine's processor silences them alike)."""
+    return torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+
+
 def _concept_setter(i: int) -> Any:
     # TorchScript takes no closed-over ints: the concept's row rides as a default argument (nn~ passes only the
     # attribute's own values).
@@ -562,22 +568,24 @@ class SteeredRave(nn_tilde.Module):
         return dry + (wet - dry) * (start + (target - start) * ramp)
 
     def forward(self, x: Tensor) -> Tensor:
+        x = finite(x)
         gate = self._gate(x)
         return self._mix(x, self._decode(self._encode(x, gate), gate))
 
     @torch.jit.export
     def encode(self, x: Tensor) -> Tensor:
+        x = finite(x)
         return self._encode(x, self._gate(x))
 
     @torch.jit.export
     def decode(self, z: Tensor) -> Tensor:
-        return self._decode(z, None)  # no audio to measure: ungated
+        return self._decode(finite(z), None)  # no audio to measure: ungated
 
     @torch.jit.export
     def meter(self, x: Tensor) -> Tensor:
         """[B, C, T] audio → [B, concepts, T / ratio]: per frame, sigmoid(intercept + coef · running mean of
         the probe features); the running mean is per latent frame, so the value does not depend on the buffer."""
-        f = self.sae.encode(self._hook_rows(x)).index_select(-1, self.meter_idx)  # [B, N, M]
+        f = self.sae.encode(self._hook_rows(finite(x))).index_select(-1, self.meter_idx)  # [B, N, M]
         state = self.meter_state
         if state.shape[0] != f.shape[0]:
             state = torch.zeros(f.shape[0], f.shape[-1], dtype=self.meter_coef.dtype, device=f.device)
