@@ -61,8 +61,16 @@ class RunningMetrics:
         return mo
 
     def result(self) -> dict[str, Any]:
+        """Every figure; with no rows, each of them NaN (nothing measured), so a caller's keys are always there."""
         if self.n == 0:
-            return {"rows": 0}
+            return (
+                {"rows": 0}
+                | {k: math.nan for k in ("fvu", "explained_variance", "mse", "l0", "dead_fraction")}
+                | {
+                    "dead_latents": None,
+                    "firing_histogram": None,
+                }
+            )
         total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n
         # one row (or rows all alike) has no variance to explain: FVU is undefined, not sse / 1e-30 (1e31)
         fvu = self.sse / total_var if total_var > 1e-9 * self.sum_sq else math.nan

@@ -568,7 +568,7 @@ class BatchStream:
                     batch = data[b * self.batch_size : (b + 1) * self.batch_size]
                     s.skip = b + 1
                     if s.skip == n_batches:  # round done: advance before yielding so state_dict resumes after it
-                        carry = data[n_full * self.batch_size :] if n_batches == n_full else None
+                        carry = data[n_full * self.batch_size :].clone() if n_batches == n_full else None
                         s.unit, s.skip, s.carry = u, 0, carry
                     yield batch
                 if n_batches == 0:

@@ -261,6 +261,13 @@ def _lr_lambda(total: int, decay_start: float) -> Callable[[int], float]:
     return f
 
 
+def unmeasured(metrics: dict[str, Any], split: str) -> str | None:
+    """A note where no finite row of `split` was left to measure the trained SAE on (its figures are NaN)."""
+    if metrics["rows"]:
+        return None
+    return f"no finite {split} rows to measure the SAE on: FVU, L0 and dead features are not measured; the SAE is saved"
+
+
 def _provenance(store: ActivationStore) -> dict:
     """{"model": store.json's model identity} when it names a sha256: later steps check SAE and model agree."""
     model = store.info.get("model")
@@ -563,6 +570,7 @@ def _train_hook(
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
     metrics = evaluate_split(sae, store, hook, eval_split, cfg.eval_fraction, cfg.eval_rows, seed=cfg.seed)
     train_rows = sum(b - a for _, a, b in stream.units)  # the training split, every rank's units
+    not_measured = unmeasured(metrics, eval_split)
     metrics.update(
         {
             "hook": hook,
@@ -587,7 +595,9 @@ def _train_hook(
             "dead_tokens": sae_cfg.dead_tokens,
             "skipped_nonfinite_rows": stream.nonfinite_rows + metrics.pop("nonfinite_rows"),
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
-            "notes": [n for n in (sparsity_warning(k, d_in), split_note(store, hook, cfg.eval_fraction)) if n],
+            "notes": [
+                n for n in (sparsity_warning(k, d_in), split_note(store, hook, cfg.eval_fraction), not_measured) if n
+            ],
         }
     )
     save_sae(
@@ -605,7 +615,8 @@ def _train_hook(
         from sae.plots import plot_firing, plot_training
 
         plot_training(history, out / "training_curves.png", title=hook)
-        plot_firing(metrics["firing_histogram"], out / "firing_histogram.png", title=hook)
+        if metrics["firing_histogram"]:
+            plot_firing(metrics["firing_histogram"], out / "firing_histogram.png", title=hook)
     except ImportError:  # matplotlib missing: metrics are still written
         pass
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))  # last: what marks a finished training

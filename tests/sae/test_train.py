@@ -1020,3 +1020,27 @@ def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
         n.startswith(note) for n in json.loads((tmp_path / "few_sae/synthetic/metrics.json").read_text())["notes"]
     )
     assert json.loads((tmp_path / "many_sae/synthetic/metrics.json").read_text())["notes"] == []
+
+
+def test_held_out_rows_all_nan_save_the_sae_with_a_note(tmp_path):
+    """Hunt 71: the one held-out clip of a store came out NaN; training ran every step, then died in a KeyError
+    ('fvu') and saved no SAE, and `--resume` died the same way."""
+    from sae.train import unmeasured
+
+    names = [f"clip_{i:02d}.wav" for i in range(20)]
+    with ActivationWriter(tmp_path / "probe", "latent", 8, "float32", model={"name": "m"}) as w:
+        for n in names:
+            w.add(torch.zeros(1, 8), n, 0)
+    held = ActivationStore(tmp_path / "probe").held_sources("latent", 0.05)  # the split is a hash of the names
+    g = torch.Generator().manual_seed(0)
+    writer = ActivationWriter(tmp_path / "acts", "latent", 8, "float32", model={"name": "m"})
+    with pytest.warns(UserWarning, match="rows with NaN/inf stored"), writer as w:
+        for n in names:
+            x = torch.randn(200, 8, generator=g)
+            w.add(x.fill_(float("nan")) if n in held else x, n, 0)
+    cfg = TrainConfig(k=2, expansion=2, steps=20, batch_size=256, eval_fraction=0.05, checkpoint_every=0)
+    metrics = train_hook(ActivationStore(tmp_path / "acts"), "latent", tmp_path / "sae", cfg)
+    assert metrics["rows"] == 0 and metrics["skipped_nonfinite_rows"] == 200 * len(held)
+    assert all(metrics[k] != metrics[k] for k in ("fvu", "l0", "dead_fraction"))  # NaN: nothing measured
+    assert unmeasured(metrics, "eval") in metrics["notes"] and "the SAE is saved" in metrics["notes"][-1]
+    assert load_sae(tmp_path / "sae").cfg.d_sae == 16 and (tmp_path / "sae" / "metrics.json").exists()

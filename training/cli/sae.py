@@ -159,6 +159,7 @@ def run_train(args: argparse.Namespace) -> int:
         leave_distributed,
         split_note,
         train_hook,
+        unmeasured,
     )
     from training.cli.main import HeldStop
 
@@ -250,6 +251,8 @@ def run_train(args: argparse.Namespace) -> int:
                 if metrics.get("skipped_nonfinite_rows"):
                     skipped = metrics["skipped_nonfinite_rows"]
                     console.print(f"{hook}: skipped {skipped} rows with NaN/inf", style="yellow", highlight=False)
+                if note := unmeasured(metrics, metrics["split"]):
+                    console.print(f"warning: {hook}: {note}", style="yellow", highlight=False)
     if info.main:
         output_console().print(train_table(results, args.out))
     if info.enabled:
