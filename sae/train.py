@@ -242,6 +242,15 @@ def _any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     return bool(t.item())
 
 
+def _rank_sum(n: int, info: DistInfo, device: torch.device) -> int:
+    """`n` summed over the ranks (every rank must ask at the same point)."""
+    if not info.enabled:
+        return n
+    t = torch.tensor([n], dtype=torch.int64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return int(t.item())
+
+
 def _save_checkpoint(obj: Any, path: Path) -> None:
     try:
         atomic_torch_save(obj, path)
@@ -304,12 +313,12 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
         why = f"no {lacks[0]!r}" if lacks else "its 'train_config' is not a mapping"
         raise UserError(f"{ckpt_path}: not a checkpoint of sae train ({why}); remove it to start over")
     old = state.get("data")
-    if old is not None and "held_out_split" not in old:
+    if not isinstance(old, dict) or "held_out_split" not in old:  # no data entry: written before either (30 Nov)
         raise UserError(
             f"{ckpt_path}: started before the held-out split became whole sources (it held out blocks of rows, so "
             "it has trained on rows of clips now held out, and its metrics would flatter); train into another --out"
         )
-    if old is not None and old != data:
+    if old != data:
         shape = {k: v for k, v in old.items() if k != "digest"}
         what = differences(shape, {k: v for k, v in data.items() if k != "digest"}, "in the checkpoint")
         raise UserError(
@@ -561,7 +570,7 @@ def _train_hook(
         if halt:
             raise Stopped(step, ckpt_path)
     elapsed += time.perf_counter() - t0
-
+    skipped = _rank_sum(stream.nonfinite_rows, info, device)  # each rank's stream reads its own units
     if not info.main:
         return {}
     tokens = total * cfg.batch_size
@@ -593,7 +602,7 @@ def _train_hook(
             "world_size": info.world_size,
             "train_dead_fraction": float((sae.since_fired >= sae_cfg.dead_tokens).float().mean()),
             "dead_tokens": sae_cfg.dead_tokens,
-            "skipped_nonfinite_rows": stream.nonfinite_rows + metrics.pop("nonfinite_rows"),
+            "skipped_nonfinite_rows": skipped + metrics.pop("nonfinite_rows"),
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
             "notes": [
                 n for n in (sparsity_warning(k, d_in), split_note(store, hook, cfg.eval_fraction), not_measured) if n

@@ -376,6 +376,11 @@ def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_
 
 def test_two_rank_ddp_matches_single_process(tmp_path):
     planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, offset=2.0, shard_rows=8192)
+    nan_rows = torch.randn(2000, 16, generator=torch.Generator().manual_seed(data_seed(7))) + 2.0
+    nan_rows[::20] = float("nan")  # 100 rows a reader skips: hunt 71's count under --nproc was rank 0's only
+    writer = ActivationWriter(tmp_path / "acts", "synthetic", 16, "float32", {"name": "synthetic"}, 50.0, 16000)
+    with pytest.warns(UserWarning, match="NaN/inf"), writer as w:
+        w.add(nan_rows, "with gaps", 0)
     args = [
         "--activations",
         str(tmp_path / "acts"),
@@ -410,6 +415,7 @@ def test_two_rank_ddp_matches_single_process(tmp_path):
     md = json.loads((tmp_path / "ddp" / "synthetic" / "metrics.json").read_text())
     assert md["world_size"] == 2 and ms["world_size"] == 1
     assert md["rows"] == ms["rows"]  # same held-out set
+    assert md["skipped_nonfinite_rows"] == ms["skipped_nonfinite_rows"] == 100
     assert abs(md["fvu"] - ms["fvu"]) < 0.03, (md["fvu"], ms["fvu"])
     assert md["fvu"] < 0.3 and md["dead_fraction"] <= 0.25
     # both ranks kept identical weights: the saved SAE decodes like the single-process one
@@ -685,6 +691,12 @@ def test_a_run_started_under_the_block_split_is_not_resumed_under_the_source_spl
     with pytest.raises(UserError, match="started before the held-out split became whole sources") as e:
         train_hook(ActivationStore(tmp_path / "a"), "synthetic", tmp_path / "sae", cfg, resume=True)
     assert "\n" not in str(e.value)
+    del state["data"]  # hunt 71: older still (before 30 Nov), with no data entry: it resumed on any store
+    torch.save(state, ckpt)
+    planted_store(tmp_path / "b", n=9000, d=8, n_features=16, k_true=2, seed=5)
+    for store in ("a", "b"):
+        with pytest.raises(UserError, match="started before the held-out split became whole sources"):
+            train_hook(ActivationStore(tmp_path / store), "synthetic", tmp_path / "sae", cfg, resume=True)
 
 
 def test_training_never_overwrites_an_sae_it_did_not_start_and_eval_names_a_missing_hook(tmp_path, capsys):
