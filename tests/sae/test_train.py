@@ -734,7 +734,20 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     planted_store(tmp_path / "acts", n=20000, d=8, n_features=16, k_true=2)
     for frac in ("0.3", "0.02"):
         out = tmp_path / f"sae{frac}"
-        args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--eval-fraction", frac]
+        args = [
+            "--k",
+            "2",
+            "--expansion",
+            "2",
+            "--steps",
+            "3",
+            "--batch-size",
+            "64",
+            "--eval-fraction",
+            frac,
+            "--seed",
+            "5",
+        ]  # fmt: skip  (hunt 71: eval resampled the interval with seed 0 whatever the training's)
         assert main(["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(out), "--quiet", *args]) == 0
         trained = json.loads((out / "synthetic" / "metrics.json").read_text())
         capsys.readouterr()
@@ -785,6 +798,15 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0
     err = capsys.readouterr().err
     assert "is not the store SAE" in err and "(20000 rows of 'synthetic' then, 20500 now)" in err
+    # hunt 71: an SAE trained on every row was scored on 5 % of its training rows, written as "eval"
+    args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--eval-fraction", "0", "--quiet"]
+    assert main(["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "all"), *args]) == 0
+    capsys.readouterr()
+    every = ["sae", "eval", "--sae", str(tmp_path / "all" / "synthetic"), "--activations", str(tmp_path / "acts")]
+    assert main([*every, "--out", str(tmp_path / "e.json")]) == 2 and not (tmp_path / "e.json").exists()
+    err = capsys.readouterr().err
+    assert "(eval fraction 0): no rows are held out; pass --split train" in err and err.count("\n") == 1
+    assert main([*every, "--split", "train"]) == 0 and json.loads(capsys.readouterr().out)["split"] == "train"
 
 
 def test_a_later_hook_that_may_not_be_written_is_refused_before_any_training(tmp_path, capsys):

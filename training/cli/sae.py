@@ -381,14 +381,17 @@ def run_eval(args: argparse.Namespace) -> int:
     if frac is None:  # the split training held out (SAEs from elsewhere: 0.05)
         trained = (ours.get("train_config") or {}).get("eval_fraction")
         frac = trained if isinstance(trained, float) and 0 < trained < 1 else 0.05
-        if trained == 0 and args.split == "eval":
-            print(
-                f"note: SAE {args.sae} was trained on every row (eval fraction 0): no rows are held out",
-                file=sys.stderr,
+        if trained == 0 and args.split == "eval":  # 0.05 of its rows would be training rows called held out
+            raise UserError(
+                f"SAE {args.sae} was trained on every row (eval fraction 0): no rows are held out; pass --split train "
+                "(figures on its training rows)"
             )
     if args.split == "eval" and frac == 0:
         raise UserError("--eval-fraction 0: holds out no rows; expected a fraction above 0 (or --split train)")
-    metrics = evaluate_split(sae, store, hook, args.split, frac, args.max_rows)
+    seed = (ours.get("train_config") or {}).get("seed")  # the interval's resamples, as training drew them
+    metrics = evaluate_split(
+        sae, store, hook, args.split, frac, args.max_rows, seed=seed if isinstance(seed, int) else 0
+    )
     if not metrics["rows"]:
         raise UserError(f"--activations {args.activations}: no {args.split} rows of {hook} to measure; nothing written")
     metrics["skipped_nonfinite_rows"] = metrics.pop("nonfinite_rows")
