@@ -72,6 +72,9 @@ def test_sae_train_table_of_24_musicgen_layers():
     text = " ".join(" ".join(_render(train_table(trained_on_all, "sae"))).split())
     assert "held-out" not in text and "on the training rows (train split, 900 rows; none held out)" in text
     assert "interval" not in text  # none without held-out sources
+    trained_on_all["latent"]["fvu_interval"] = [0.1, 0.2]  # over every source (hunt 71: "held-out sources")
+    text = " ".join(" ".join(_render(train_table(trained_on_all, "sae"))).split())
+    assert "held-out" not in text and "(95 % interval: the sources resampled whole)" in text
 
 
 def test_concept_list_table(tmp_path):

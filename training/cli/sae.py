@@ -298,7 +298,7 @@ def train_table(results: dict[str, dict], out: str):
     caption = (
         "FVU"
         + (
-            " (95 % interval: held-out sources resampled whole)"
+            f" (95 % interval: {'the' if split == {'train'} else 'held-out'} sources resampled whole)"
             if any(m.get("fvu_interval") for m in results.values())
             else ""
         )
