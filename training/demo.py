@@ -218,10 +218,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         import shutil
 
         shutil.rmtree(drawn)
-    n_draws = cfg.sae_draws
-    if n_draws > 1 and cfg.judge_clips == 0:
-        say("note: one SAE draw: --judge-clips 0 reports on every held-out clip, leaving none to choose draws on")
-        n_draws = 1
+    n_draws, why = draw_count(cfg.sae_draws, cfg.judge_clips)
+    if why:
+        say(f"note: {why}")
     if n_draws > 1:
         import shutil
 
@@ -402,6 +401,14 @@ def _jsonable(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     return str(x)
+
+
+def draw_count(sae_draws: int, judge_clips: int) -> tuple[int, str | None]:
+    """How many SAE draws the demo trains, and why fewer than asked: a judge reporting on every held-out clip
+    (`judge_clips` 0) leaves none to choose between draws on."""
+    if sae_draws > 1 and judge_clips == 0:
+        return 1, "one SAE draw: --judge-clips 0 reports on every held-out clip, leaving none to choose draws on"
+    return sae_draws, None
 
 
 def draw_score(validation: dict[str, dict]) -> float:

@@ -141,3 +141,13 @@ def test_the_demo_keeps_the_sae_draw_whose_off_does_best_on_validation_clips():
         "guitar off +17 [-8, +42] on 12 clips, drift 8; drums off +75 [+50, +100] on 12 clips, drift 0 (score +46)"
     )
     assert draw_line({"seed": 0, "validation": None, "unchosen": "no clips"}) == "not judged (no clips)"
+
+
+def test_a_judge_on_every_clip_leaves_one_sae_draw_with_a_note():
+    """Hunt 69: with --judge-clips 0 the draws' validation failed after the first, and the report said the draw
+    was "chosen on validation clips" and to generate more clips, which cannot help."""
+    from training.demo import draw_count
+
+    assert draw_count(3, 12) == (3, None) and draw_count(1, 0) == (1, None)
+    count, why = draw_count(3, 0)
+    assert count == 1 and why.startswith("one SAE draw: --judge-clips 0 reports on every held-out clip")
