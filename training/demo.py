@@ -412,8 +412,8 @@ def draw_count(sae_draws: int, judge_clips: int) -> tuple[int, str | None]:
 
 
 def draw_score(validation: dict[str, dict]) -> float:
-    """A draw's worth on its validation clips: the mean over its concepts of `off`'s drop, less what the worst
-    drift passes the goal by (points)."""
+    """A draw's worth on its validation clips: the mean over its concepts of `off`'s drop less what that concept's
+    worst drift passes the goal by (points)."""
     from training.judge import GOALS
 
     return float(np.mean([e["off_drop"] - max(0.0, e["max_drift"] - GOALS["drift"]) for e in validation.values()]))
@@ -609,7 +609,8 @@ def _draws_section(s: dict[str, Any]) -> list[str]:
         head = (
             f"SAE seed {kept['seed']} kept of {len(draws)} draws, chosen on validation clips: `off` on in-font test "
             "clips with each concept that none of the judge's figures below rests on (the held-out font takes no "
-            "part), for the largest mean drop less the worst drift past 10 points (`training.demo.choose_draw`):"
+            "part): among the draws that found the most concepts, the largest mean over concepts of the drop less "
+            "that concept's worst drift past 10 points (`training.demo.choose_draw`):"
         )
     else:
         head = f"SAE seed {kept['seed']} kept, not chosen: no draw could be judged on validation clips:"

@@ -806,7 +806,13 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert main([*every, "--out", str(tmp_path / "e.json")]) == 2 and not (tmp_path / "e.json").exists()
     err = capsys.readouterr().err
     assert "(eval fraction 0): no rows are held out; pass --split train" in err and err.count("\n") == 1
-    assert main([*every, "--split", "train"]) == 0 and json.loads(capsys.readouterr().out)["split"] == "train"
+    assert main([*every, "--split", "train"]) == 0  # on every row it trained on, as training measured them
+    printed, trained = (
+        json.loads(capsys.readouterr().out),
+        json.loads((tmp_path / "all/synthetic/metrics.json").read_text()),
+    )
+    assert printed["split"] == "train" and printed["rows"] == trained["rows"] == 20500
+    assert printed["fvu_interval"] == pytest.approx(trained["fvu_interval"], rel=1e-6)
 
 
 def test_a_later_hook_that_may_not_be_written_is_refused_before_any_training(tmp_path, capsys):

@@ -380,7 +380,7 @@ def run_eval(args: argparse.Namespace) -> int:
     frac = args.eval_fraction
     if frac is None:  # the split training held out (SAEs from elsewhere: 0.05)
         trained = (ours.get("train_config") or {}).get("eval_fraction")
-        frac = trained if isinstance(trained, float) and 0 < trained < 1 else 0.05
+        frac = 0.0 if trained == 0 else trained if isinstance(trained, float) and 0 < trained < 1 else 0.05
         if trained == 0 and args.split == "eval":  # 0.05 of its rows would be training rows called held out
             raise UserError(
                 f"SAE {args.sae} was trained on every row (eval fraction 0): no rows are held out; pass --split train "
