@@ -357,6 +357,8 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
                 "6",
                 "--holdout-clips",
                 "4",
+                "--sae-draws",
+                "2",  # a choice to make, at two thirds of the default's SAE work
             ]
         )
         == 0
@@ -387,13 +389,13 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     for name, c in summary["concepts"].items():
         assert c["verdict"] in ("SAE better", "baseline better", "tied") and "sae_probe" in c["intervals"], name
     assert "<h3>in-font (test split)</h3>" in guitar and "<h3>held-out font</h3>" in guitar
-    # three SAE draws, one kept: its weights and its bank are what every later step read
+    # two SAE draws, one kept: its weights and its bank are what every later step read
     kept, draws = sae["seed"], sae["draws"]
-    assert [d["seed"] for d in draws] == [0, 1, 2] and kept in (0, 1, 2)
+    assert [d["seed"] for d in draws] == [0, 1] and kept in (0, 1)
     weights = "sae/latent/sae_weights.safetensors"
     assert (out / weights).read_bytes() == (out / f"sae_draws/seed{kept}" / weights).read_bytes()
     assert (out / "concepts.yaml").read_text() == (out / f"sae_draws/seed{kept}/concepts.yaml").read_text()
-    assert f"SAE seed {kept} kept of 3 draws, chosen on validation clips" in report
+    assert f"SAE seed {kept} kept of 2 draws, chosen on validation clips" in report
     for d in draws:
         assert f"- seed {d['seed']}: {d['line']}" in report and d["score"] is not None
 
