@@ -97,13 +97,37 @@ class Steering:
         return state.edit()
 
 
-def unapplied_defaults(bank: Any, sha256: str, named: Collection[str]) -> list[str]:
+def unapplied_defaults(
+    bank: Any, sha256: str, named: Collection[str], steers: Callable[[Any], bool] | None = None
+) -> list[str]:
     """`NAME=MODE` of the concepts of `bank` (a `sae.bank.ConceptBank`) of model `sha256` that have a default edit
-    (what live and nn~ start with) and are not in `named`, the concepts a render sets."""
+    (what live and nn~ start with) and are not in `named`, the concepts a render sets; only those `steers` accepts
+    (the concepts of the render's SAE and hook, which a `--set` could add) where given."""
     from sae.steering import default_control
 
-    defaults = {c.name: default_control(c) for c in bank if c.model.sha256 == sha256}
+    defaults = {c.name: default_control(c) for c in bank if c.model.sha256 == sha256 and (steers is None or steers(c))}
     return [f"{name}={d.spelled()}" for name, d in defaults.items() if name not in named and d.mode != "none"]
+
+
+def plain_render_notes(bank_path: str | Path, model: Any, sae_dir: str | Path | None) -> list[str]:
+    """What a render with `--bank` and no `--set` (the plain model) leaves out: the bank's default edits on the model
+    (of `sae_dir`'s concepts where given), or that the bank has no concept on it."""
+    from sae.bank import ConceptBank
+
+    bank = ConceptBank.load(bank_path)
+    sha = model.identity.sha256
+    if not any(c.model.sha256 == sha for c in bank):
+        return [
+            f"concept bank {bank.path}: no concept was found on {model.path.name} ({sha[:12]}); the render is plain"
+        ]
+    steers = (lambda c: bank.uses_sae(c, sae_dir)) if sae_dir is not None else None
+    left = unapplied_defaults(bank, sha, (), steers)
+    if not left:
+        return []
+    groups = {(bank.sae_dir(bank.get(n)).resolve(), bank.get(n).hook) for n in (e.partition("=")[0] for e in left)}
+    hear = f"; --set {' --set '.join(left)} hears them" if len(groups) == 1 else " (on several SAEs: --sae chooses)"
+    return [f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what --set names): "
+            f"{', '.join(left)}{hear}"]  # fmt: skip
 
 
 def load_steering(
@@ -412,14 +436,21 @@ def render_file(
                 f"{Path(in_path).name}'s frames are quieter (--gate-db=LO,HI or --no-gate to edit them)"
             )
     sae, edit, hook = None, None, "latent"
-    if bank_path is not None:
-        steering = load_steering(bank_path, model, sae_dir, names=[n for n, _ in parsed] or None)
+    if bank_path is not None and not parsed:  # the plain model: the bank only says what the render leaves out
+        notes += plain_render_notes(bank_path, model, sae_dir)
+    elif bank_path is not None:
+        steering = load_steering(bank_path, model, sae_dir, names=[n for n, _ in parsed])
         sae, edit, hook = steering.sae, steering.edit_for(parsed), steering.hook
         for name, mode in parsed:  # `on` / `clamp` without a strength: say which one the render used
             if mode in ("on", "clamp"):
                 strength = steering.state.defaults[name].strength
                 notes.append(f"{name}={mode}: strength {strength:g}, the bank's default ({name}={mode}:S sets one)")
-        left = unapplied_defaults(steering.bank, model.identity.sha256, {n for n, _ in parsed})
+        bank = steering.bank
+
+        def steers(c: Any) -> bool:  # a concept a --set of this render could add: same SAE, same hook
+            return c.hook == steering.hook and bank.uses_sae(c, steering.sae_dir)
+
+        left = unapplied_defaults(bank, model.identity.sha256, {n for n, _ in parsed}, steers)
         if left:
             notes.append(f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what "
                          f"--set names): {', '.join(left)}; --set {' --set '.join(left)} hears them")  # fmt: skip

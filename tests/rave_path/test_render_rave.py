@@ -79,6 +79,45 @@ def test_a_bare_on_names_the_strength_it_used(tmp_path, tiny_rave_ts, tiny_model
     assert not any("bank's default" in n for n in report.notes)
 
 
+def test_defaults_left_out_are_those_a_set_could_add_and_a_plain_render_needs_one_sae(
+    tmp_path, tiny_rave_ts, tiny_model, concept_data
+):
+    """Hunt 73: with a bank of concepts on two SAEs, the note about the bank's defaults suggested --set of concepts
+    on the other SAE (refused by the same command), and a render with no --set was refused outright."""
+    import dataclasses
+
+    from tests.nn.conftest import make_bank
+
+    model, delay = tiny_model
+    clip = sorted((concept_data / "clips").iterdir())[0]
+    path = make_bank(tmp_path / "a", tiny_rave_ts, names=("bright", "noisy-1", "voice_a"))  # voice_a: default off
+    bank = ConceptBank.load(path)
+    other = ConceptBank.load(make_bank(tmp_path / "b", tiny_rave_ts, seed=1, names=("dark", "calm", "voice_b")))
+    bank.add(dataclasses.replace(other.get("voice_b"), sae=bank.relative_sae(tmp_path / "b" / "sae")))
+    bank.save()
+
+    def render(name: str, sets: list[str], bank_path=path) -> list[str]:
+        return render_file(clip, tmp_path / name, tiny_rave_ts, bank_path, sets, model=model, delay=delay).notes
+
+    said = " ".join(render("set.wav", ["bright=off"]))
+    assert "defaults (live and nn~ start with them" in said and "voice_a=off; --set voice_a=off hears them" in said
+    assert "voice_b" not in said
+    said = " ".join(render("plain.wav", []))  # the plain model: was "use 2 different SAEs", nothing rendered
+    assert "voice_a=off, voice_b=off (on several SAEs: --sae chooses)" in said
+    assert np.array_equal(sf.read(tmp_path / "plain.wav")[0], sf.read(render_plain(tmp_path, clip, tiny_rave_ts,
+                                                                                   model, delay))[0])  # fmt: skip
+    elsewhere = ConceptBank(tmp_path / "elsewhere.yaml")
+    elsewhere.add(dataclasses.replace(bank.get("bright"), model=ModelRef("other.ts", "ab" * 32)))
+    elsewhere.save()
+    assert any("no concept was found on tiny_rave.ts" in n for n in render("other.wav", [], elsewhere.path))
+
+
+def render_plain(tmp_path, clip, model_path, model, delay):
+    out = tmp_path / "no_bank.wav"
+    render_file(clip, out, model_path, None, [], model=model, delay=delay)
+    return out
+
+
 @pytest.mark.parametrize(
     "extra, said",
     [
