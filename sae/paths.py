@@ -52,6 +52,8 @@ def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--
         got = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
         raise UserError(f"{what} {text}: {got}; expected {expected}")
     _writable_parent(path, what)
+    if path.is_symlink() and not (target := Path(os.path.realpath(path))).parent.is_dir():  # written through it
+        raise UserError(f"{what} {text}: a link to {target}, whose folder {target.parent} does not exist")
     return path
 
 

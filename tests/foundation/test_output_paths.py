@@ -36,6 +36,12 @@ def test_output_file_and_folder_checks(tmp_path):
     assert check_output_dir(tmp_path / "adir") == tmp_path / "adir"
     with pytest.raises(UserError, match=r"ending in \.yaml or \.yml"):
         check_output_file(tmp_path / "bank.json", (".yaml", ".yml"), "--bank")
+    # hunt 73: a link into a folder that is not there passed, and the write failed after the whole render
+    (tmp_path / "dangling.wav").symlink_to(tmp_path / "nodir" / "x.wav")
+    with pytest.raises(UserError, match=r"dangling\.wav: a link to .*x\.wav, whose folder .*nodir does not exist$"):
+        check_audio_out(tmp_path / "dangling.wav")
+    (tmp_path / "nodir").mkdir()
+    assert check_audio_out(tmp_path / "dangling.wav") == tmp_path / "dangling.wav"  # written through the link
 
 
 def _cases(t) -> list[tuple[list[str], str]]:
