@@ -232,6 +232,14 @@ def render(
         return mg.generate(prompts, duration, seed=seed, cfg_coef=cfg_coef, top_k=top_k)
 
 
+def window_holds_a_step(s: ConceptSet, fps: float, steps: int) -> bool:
+    """Whether a generation step (time k / `fps`, k < `steps`) falls in `s`'s window: an edit whose window holds
+    none edits nothing (the steps are 1 / fps apart)."""
+    k = max(0, math.floor(s.start * fps))
+    k += not s.active(k / fps) and k / fps < s.start  # the first step at or after the start
+    return k < steps and s.active(k / fps)
+
+
 def generation_steps(mg: MusicGenBackend, duration: float) -> int:
     """LM steps of one generation: the audio frames plus the delay pattern's tail (one per extra codebook of a
     channel: a stereo model's left and right codebook k share delay k)."""

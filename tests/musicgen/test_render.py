@@ -58,6 +58,20 @@ def test_parse_set():
             parse_set(bad)
 
 
+def test_a_window_between_two_generation_steps_is_found():
+    """Hunt 73: `drums=on:8@0.101-0.119` at 50 steps a second held no step (0.10, 0.12) and rendered the plain
+    file without a word, where a window after the render's end was refused."""
+    from realtime.musicgen.render import window_holds_a_step
+
+    def holds(text: str, steps: int = 25) -> bool:
+        return window_holds_a_step(parse_set(text), 50.0, steps)
+
+    assert not holds("drums=on:8@0.101-0.119") and holds("drums=off@0.12-0.12001")
+    assert holds("drums=off@0.1-0.12") and holds("drums=off@0.101-0.121") and holds("drums=off") and holds("a=off@0-")
+    assert not holds("drums=off@0.5-") and holds("drums=off@0.48-")  # steps at 0 .. 0.48 s
+    assert not holds("drums=off@0.11-0.12")  # 0.12 is the window's end, not in it
+
+
 def test_layer_fn_edits_every_row_with_error_kept(tmp_path, mg):
     bank = make_bank(tmp_path, mg)
     steering = BankSteering(mg, bank, [parse_set("piano=on:2"), parse_set("drums=off")])
@@ -245,6 +259,7 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg, capsys):
         "empty batch",
         "bad mode",
         "past the end",
+        "between two steps",
         "a job too long",
     ],
 )
@@ -269,9 +284,12 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
         "--bank",
         str(tmp_path / "concepts.yaml"),
         "--set",
-        {"unknown concept": "bass=off", "bad mode": "guitar=loud", "past the end": "guitar=off@0.3-0.5"}.get(
-            case, "guitar=off"
-        ),
+        {
+            "unknown concept": "bass=off",
+            "bad mode": "guitar=loud",
+            "past the end": "guitar=off@0.3-0.5",
+            "between two steps": "guitar=off@0.101-0.119",
+        }.get(case, "guitar=off"),
     ]
     if case in ("empty batch", "a job too long"):  # the first job would render before the second failed
         jobs = "prompt,seed\n" if case == "empty batch" else "prompt,duration\nrock,0.2\njazz,1e9\n"
@@ -290,6 +308,7 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
         "empty batch": "no jobs",
         "bad mode": "mode 'loud'",
         "past the end": "starts at 0.3 s, after the 0.2 s render ends (nothing would be edited)",
+        "between two steps": "'guitar=off@0.101-0.119': no generation step falls in its window (steps are 0.02 s",
         "a job too long": "job 0001_jazz.wav: duration 1e+09: this model generates at most",
     }[case]
     assert expected in err[0]

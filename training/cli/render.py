@@ -180,6 +180,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         parse_set,
         render,
         step_progress,
+        window_holds_a_step,
     )
     from sae.atomic import remove_leftovers, sole_writer
     from sae.bank import ConceptBank
@@ -261,6 +262,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
         too_short = [j for j in jobs if mg.frames(j.duration) < 1]
         if too_short:
             raise UserError(f"duration {too_short[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+        for job in jobs:  # a window between two steps edits nothing, as one after the render's end
+            for raw, s in zip(job.sets, parsed[tuple(job.sets)], strict=True):
+                if not window_holds_a_step(s, mg.frame_rate, generation_steps(mg, job.duration)):
+                    where = "--set" if args.prompt is not None else f"job {job.out.name}: set"
+                    raise UserError(
+                        f"{where} {raw!r}: no generation step falls in its window (steps are "
+                        f"{1 / mg.frame_rate:g} s apart; nothing would be edited); widen it"
+                    )
         too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
         if too_long:
             where = "--duration" if args.prompt is not None else f"job {too_long[0].out.name}: duration"
