@@ -54,6 +54,15 @@ def session(tmp_path_factory) -> Path:
         "--out", str(root / "judge"), "--strength", "2", "--max-clips", "2", "--no-baseline", "--listen", "2",
     ]  # fmt: skip
     assert main(judge) == 0
+    # a judge of another split beside it, as the demo's held-out font (hunt 75: the table showed its calls, which
+    # sort first, on the test split's clips): here every per-clip call of the real one turned over
+    other = json.loads((root / "judge" / "judge.json").read_text())
+    other["split"] = "holdout_font"
+    for side in other["concepts"]["guitar"]["per_clip"].values():
+        for calls in side.values():
+            calls[:] = [1 - v for v in calls]
+    (root / "judge" / "holdout_font").mkdir()
+    (root / "judge" / "holdout_font" / "judge.json").write_text(json.dumps(other))
     site = [
         "dashboard", "--sae", str(root / "sae" / "latent"), "--store", str(root / "store"), "--audio-root",
         str(data / "clips"), "--out", str(root / "site"), "--bank", str(bank.path), "--manifest", str(data),

@@ -704,7 +704,7 @@ class DashboardBuilder:
                     data = json.loads(js.read_text())
                     if isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(name), dict):
                         out.append((js, data))
-        return out
+        return sorted(out, key=lambda r: r[1].get("split") != "test")  # the fonts the model knows first (stable)
 
     def _steering_section(self, out: Path, c: Concept) -> str:
         """The listening table (from `listen/listen.json`), the judge's verdict in plain words (from
@@ -716,7 +716,9 @@ class DashboardBuilder:
         judged = every[0] if every else None
         parts = []
         found = find_listen(dirs, c.name)
-        if found:
+        if found:  # the calls of the judge that wrote the examples (OUT/listen/listen.json beside OUT/judge.json)
+            own = (found[0].parent.parent / "judge.json").resolve()
+            judged = next(((js, data) for js, data in every if js.resolve() == own), None)
             judge = judged[1] if judged else None
 
             def table() -> str:
