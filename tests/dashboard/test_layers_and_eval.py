@@ -35,7 +35,12 @@ def test_layer_map(dash_inputs, tmp_path):
         ("piano", "layer_6", 0.8),
         ("guitar.layer_99", "layer_99", 0.5),
     ]:
-        bank.add(Concept(name, ModelRef("m", "0" * 64), hook, "sae/x", [ConceptFeature(1)], auroc={"sae_probe": auc}))
+        sae = bank.relative_sae(root / hook)  # found with that layer's SAE
+        bank.add(Concept(name, ModelRef("m", "0" * 64), hook, sae, [ConceptFeature(1)], auroc={"sae_probe": auc}))
+    # hunt 75: a concept of layer_6 found with another SAE (another draw) was shown beside this one's FVU
+    bank.add(
+        Concept("drums", ModelRef("m", "0" * 64), "layer_6", "sae/x", [ConceptFeature(1)], auroc={"sae_probe": 0.6})
+    )
     bank.concepts["guitar_layer_10"].auroc_interval = {"sae_probe": (0.9, 0.99)}  # a bank that records them
     bank.concepts["guitar_layer_10"].clips = ConceptClips(24, 22)
     dirs = sae_dirs_beside(root / "layer_6")
@@ -57,6 +62,12 @@ def test_layer_map(dash_inputs, tmp_path):
     cfg["metadata"]["hook_name"] = "layer_6_renamed_by_hand"
     (root / "layer_6" / "cfg.json").write_text(json.dumps(cfg))
     assert [r.hook for r in layer_rows(dirs, bank)] == ["layer_2", "layer_6", "layer_10"]
+    # hunt 75: two folders of one hook were one row, the last folder's
+    _layer_copy(dash_inputs.sae, root / "layer_6_again", "layer_6", 0.5, 4.0, 0.0)
+    rows = layer_rows(sae_dirs_beside(root / "layer_6"), bank)
+    assert [(r.hook, r.fvu) for r in rows] == [("layer_2", 0.3), ("layer_6 (layer_6)", 0.2),
+                                               ("layer_6 (layer_6_again)", 0.5), ("layer_10", 0.12)]  # fmt: skip
+    assert rows[1].auroc == {"piano": 0.8} and rows[2].auroc == {}  # piano was found with layer_6's SAE
 
 
 def test_concept_page_with_steering_audio(dash_inputs, tmp_path):

@@ -77,9 +77,10 @@ def _finite(value: Any) -> float | None:
 def layer_rows(
     sae_dirs: list[Path], bank: ConceptBank | None = None, note: Callable[[str], None] | None = None
 ) -> list[LayerRow]:
-    """One row per SAE folder; a folder whose cfg.json cannot be read (a sibling the map found, not an input) is
-    left out with a `note`."""
-    rows: dict[str, LayerRow] = {}
+    """One row per SAE folder (labelled by its hook, and by hook and folder where two hold SAEs of one hook), with
+    the AUROCs of the bank's concepts found with that very SAE; a folder whose cfg.json cannot be read (a sibling
+    the map found, not an input) is left out with a `note`."""
+    rows: dict[Path, LayerRow] = {}
     for d in sae_dirs:
         try:
             cfg = read_sae_cfg(d)
@@ -94,17 +95,25 @@ def layer_rows(
         iv = m.get("fvu_interval")
         if isinstance(iv, list) and len(iv) == 2 and all(_finite(v) is not None for v in iv):
             row.fvu_interval = (float(iv[0]), float(iv[1]))
-        rows[hook] = row
+        rows[d] = row
+    hook_of = {d: row.hook for d, row in rows.items()}
     if bank is not None:
         for c in bank:
-            if c.hook in rows and AUROC_METHOD in c.auroc:
-                row, base = rows[c.hook], concept_base(c.name, c.hook)
+            for d, row in rows.items():
+                # a concept of this hook found with another SAE (a sibling, a draw) is not this row's
+                if c.hook != hook_of[d] or AUROC_METHOD not in c.auroc or not bank.uses_sae(c, d):
+                    continue
+                base = concept_base(c.name, c.hook)
                 row.auroc[base] = c.auroc[AUROC_METHOD]
                 if AUROC_METHOD in c.auroc_interval:
                     row.interval[base] = c.auroc_interval[AUROC_METHOD]
                 if c.clips is not None:
                     row.clips[base] = c.clips
-    return [rows[h] for h in sorted(rows, key=_natural)]
+    hooks = list(hook_of.values())
+    for row in rows.values():
+        if hooks.count(row.hook) > 1:  # two folders of one hook: was one row, the last folder's
+            row.hook = f"{row.hook} ({row.sae_dir.name})"
+    return sorted(rows.values(), key=lambda r: _natural(r.hook))
 
 
 def _fmt(v: float | None, spec: str) -> str:
