@@ -5,6 +5,7 @@ import re
 import shutil
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from sae.bank import Concept, ConceptBank, ConceptClips, ConceptFeature, ModelRef
@@ -98,9 +99,10 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
         "renders/bright_two_clip_bright_two_off.wav",
         "renders/other_clip_on.wav",
         "judge/sub/bright-scale.wav",
+        "judge/sub2/bright-scale.wav",  # hunt 75: one name in two folders was one file on the site, the last copied
     ):
         (bank_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(bank_dir / name, tone, 8000)
+        sf.write(bank_dir / name, tone * (2 if "sub2" in name else 1), 8000)
     judge = {
         "concepts": {
             "bright": {
@@ -126,15 +128,18 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     page = (out / "concepts" / "bright.html").read_text()
     srcs = [s.split('"')[0] for s in page.split('<audio controls preload="metadata" src="')[1:]]
     modes = re.findall(r"<div><b>([^<]+)</b>", page)
-    assert modes == ["original", "no edit", "off", "on", "scale"]
+    assert modes == ["original", "no edit", "off", "on", "scale", "scale"]
     assert [s.rsplit("/", 1)[1] for s in srcs] == [
-        "eval_bright_bright_clip_original.wav",
-        "eval_bright_bright_clip_plain.wav",
-        "eval_bright_bright_clip_guitar_off.wav",
-        "eval_bright_no_bright_clip_bright_on.wav",
-        "eval_bright_bright-scale.wav",
+        "eval_bright_renders_bright_clip_original.wav",
+        "eval_bright_renders_bright_clip_plain.wav",
+        "eval_bright_renders_bright_clip_guitar_off.wav",
+        "eval_bright_renders_no_bright_clip_bright_on.wav",
+        "eval_bright_judge_sub_bright-scale.wav",
+        "eval_bright_judge_sub2_bright-scale.wav",
     ]
     assert all((out / "concepts" / s).resolve().is_file() for s in srcs)
+    peaks = [np.abs(sf.read(out / "concepts" / s)[0]).max() for s in srcs[-2:]]
+    assert peaks[1] == pytest.approx(2 * peaks[0], rel=1e-3) and "judge/sub2/bright-scale.wav" in page
     # the judge's numbers in words, never as raw JSON keys
     assert "bright can be taken out." in page and "Side effects" in page and "x, +1 with bright off" in page
     assert "off_drop" not in page and "none.with" not in page and "goals_met" not in page
@@ -147,7 +152,7 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     assert (
         "AUROC of 0.81 (0.5" in two and "reached 0.70." in two and "clips with bright_two and" not in two
     )  # older bank
-    assert "eval_bright_two_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
+    assert "eval_bright_two_renders_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
     index = (out / "index.html").read_text()
     assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index
 

@@ -759,7 +759,7 @@ class DashboardBuilder:
 
         pat = pattern(c.name)
         longer = [pattern(o.name) for o in (self.bank or []) if len(o.name) > len(c.name)]
-        found: list[tuple[int, str, Path]] = []
+        found: list[tuple[int, str, Path, str]] = []  # (order, mode, file, where it is: folder/path)
         for d in dirs:
             for wav in sorted(d.rglob("*.wav")):
                 if "listen" in wav.relative_to(d).parts[:-1]:
@@ -770,15 +770,15 @@ class DashboardBuilder:
                 rest = set(re.split(r"[^a-z0-9]+", pat.sub(" ", stem)))
                 mode = next(((i, m) for i, (m, tokens) in enumerate(EVAL_MODES) if rest & set(tokens)), None)
                 if mode:
-                    found.append((*mode, wav))
+                    found.append((*mode, wav, f"{d.name}/{wav.relative_to(d).as_posix()}"))
         if not found:
             return ""
         items = []
-        for _, mode, wav in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
-            dest = f"audio/eval_{c.name}_{site_name(wav.name)}"
+        for _, mode, wav, where in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
+            dest = f"audio/eval_{c.name}_{site_name(where)}"  # by its path: two folders' same names were one file
             shutil.copyfile(wav, out / dest)
             items.append(
-                f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(wav.name)}</span><br>'
+                f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(where)}</span><br>'
                 f'<audio controls preload="metadata" src="../{_e(dest)}"></audio></div>'
             )
         where = ", ".join(str(d) for d in dirs)
