@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
@@ -51,3 +53,23 @@ def test_the_skipped_files_of_a_side_are_counted_and_only_the_first_reason_is_gi
     assert _side("with", "with", notes) == "--with with (2 skipped; the first: silent)"
     assert _side("without", "other", notes) == "--without other (1 skipped; silent)"
     assert _side("with", "with") == "--with with"
+
+
+def test_a_missing_fluidsynth_library_is_one_line_naming_what_to_install(tmp_path, capsys):
+    """Hunt 74: pyfluidsynth raises ImportError where libfluidsynth is absent, and `data make` showed a traceback
+    (exit 1), where a missing espeak-ng was one line. A stand-in module raises what pyfluidsynth raises."""
+    import subprocess
+    import sys
+
+    (tmp_path / "fake").mkdir()
+    (tmp_path / "fake" / "fluidsynth.py").write_text('raise ImportError("Couldn\'t find the FluidSynth library.")\n')
+    argv = ["data", "make", "--out", str(tmp_path / "d"), "--n", "2", "--duration", "0.5", "--concepts", "none"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "fake")}
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "training.cli", *argv], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 2 and done.stderr == (
+        "musicsae: error: FluidSynth: Couldn't find the FluidSynth library. (install the Debian package "
+        "libfluidsynth3, and pyfluidsynth from PyPI)\n"
+    ), done.stderr

@@ -46,6 +46,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -172,9 +173,20 @@ def c_stderr_hushed() -> Iterator[None]:
         os.close(saved)
 
 
+def fluidsynth_module() -> ModuleType:
+    """pyfluidsynth, or one line saying what to install where its C library is missing (it raises ImportError)."""
+    try:
+        import fluidsynth
+    except ImportError as exc:
+        raise UserError(
+            f"FluidSynth: {exc} (install the Debian package libfluidsynth3, and pyfluidsynth from PyPI)"
+        ) from None
+    return fluidsynth
+
+
 def font_problem(path: Path) -> str | None:
     """Why FluidSynth cannot render our instruments with `path` (None: it can)."""
-    import fluidsynth
+    fluidsynth = fluidsynth_module()
 
     synth = fluidsynth.Synth(gain=0.4, samplerate=22050)
     try:
@@ -436,7 +448,7 @@ def plan_clip(index: int, cfg: DataConfig) -> ClipPlan:
 
 def render_notes(notes: Iterable[Note], duration: float, sample_rate: int, soundfont: Path) -> np.ndarray:
     """Render notes with a fresh FluidSynth instance (so clips never leak into each other): mono float32."""
-    import fluidsynth
+    fluidsynth = fluidsynth_module()
 
     synth = fluidsynth.Synth(gain=0.4, samplerate=sample_rate)
     try:
