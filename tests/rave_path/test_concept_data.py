@@ -14,6 +14,7 @@ from sae.errors import UserError
 from training.cli import main
 from training.data.concept_clips import (
     CONCEPTS,
+    INSTRUMENT_LABELS,
     DataConfig,
     make_dataset,
     plan_clip,
@@ -114,6 +115,20 @@ def test_labels_cover_every_concept():
     for name, pred in CONCEPTS.items():
         hits = sum(pred(r) for r in rows)
         assert 5 <= hits <= 195, name
+
+
+def test_every_concept_has_clips_of_it_alone():
+    """Hunt 74: a voice with no instrument was never a solo (only kind "solo" was), so the voice concepts' `alone`
+    folders were always empty, though the README says each concept gets its clips of it alone."""
+    from training.data.concept_clips import solo_of
+
+    rows = [plan_clip(i, DataConfig(n=200, seed=0)).labels() for i in range(200)]
+    for name in CONCEPTS:
+        solos = [r for r in rows if solo_of(r, name)]
+        assert solos and all(CONCEPTS[name](r) for r in solos), name
+        assert all(sum(r[label] for label in INSTRUMENT_LABELS) <= 1 for r in solos), name  # nothing else plays
+    band_voice = next(r for r in rows if r["kind"] == "voice" and r["guitar"] == 1)
+    assert not solo_of(band_voice, "voice") and not solo_of(band_voice, "guitar")
 
 
 @pytest.mark.parametrize(

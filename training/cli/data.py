@@ -22,9 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Render seeded clips (FluidSynth GM instruments from several soundfonts, espeak-ng voices) into "
         "OUT/clips, write OUT/manifest.csv + .jsonl (with the font of every clip), and link "
         "OUT/concepts/<c>/with|without (train split), OUT/heldout/<c>/with|without (test split: every 5th clip) "
-        "and, with --holdout-font, OUT/heldout_font/<c>/with|without (that font's clips). Every folder holds "
-        "the same number of clips from each font. A soundfont that is missing or fails to load is named and "
-        "skipped.",
+        "and, with --holdout-font, OUT/heldout_font/<c>/with|without (that font's clips); each beside an alone "
+        "folder of the clips where c plays alone (a solo, or a voice with no instrument). Every with and without "
+        "folder holds the same number of clips from each font. A soundfont that is missing or fails to load is "
+        "named and skipped.",
     )
     make.add_argument("--out", required=True, help="output directory")
     make.add_argument("--n", type=int, default=100, help="number of clips (default 100)")

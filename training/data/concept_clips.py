@@ -88,8 +88,10 @@ CONCEPTS: dict[str, Callable[[dict], bool]] = {
 
 
 def solo_of(row: dict, concept: str) -> bool:
-    """The clip is `concept` alone (a solo of one of its instruments): switched off, nothing is left of it."""
-    return row.get("kind") == "solo" and bool(CONCEPTS[concept](row))
+    """The clip is `concept` alone (a solo of one of its instruments, or a voice with no instrument): switched
+    off, nothing is left of it."""
+    spoken = row.get("kind") == "voice" and not any(row.get(label) == 1 for label in INSTRUMENT_LABELS)
+    return (row.get("kind") == "solo" or spoken) and bool(CONCEPTS[concept](row))
 
 
 MANIFEST_FIELDS = (
