@@ -99,19 +99,25 @@ def _arm(off: float, on: float) -> dict:
     }
 
 
+def _judge_result(concepts: dict, clips: int, strengths: list[float], accuracy: dict) -> dict:
+    """A judge result of the demo model for `rich_table`: its entries per concept, held-out clips, strengths swept
+    and the judge's accuracy on clean held-out clips."""
+    return {
+        "model": {"name": "demo_rave.ts"},
+        "held_out_clips": clips,
+        "strengths": strengths,
+        "judge": {"clean_heldout_accuracy": accuracy},
+        "concepts": concepts,
+    }
+
+
 def test_judge_table():
     concepts = {}
     for name in CONCEPTS:
         entry = {"none": {"with": 100.0, "without": 0.0}} | _arm(0.0, 100.0)
         entry["baseline"] = _arm(100.0, 0.0)
         concepts[name] = entry
-    result = {
-        "model": {"name": "demo_rave.ts"},
-        "held_out_clips": 40,
-        "strengths": [1.0, 2.0, 4.0, 8.0, 16.0],
-        "judge": {"clean_heldout_accuracy": dict.fromkeys(CONCEPTS, 97.5)},
-        "concepts": concepts,
-    }
+    result = _judge_result(concepts, 40, [1.0, 2.0, 4.0, 8.0, 16.0], dict.fromkeys(CONCEPTS, 97.5))
     lines = _render(rich_table(result))
     _fits(lines)
     assert "distortion" in "\n".join(lines) and "100→0%" in "\n".join(lines)
@@ -134,13 +140,7 @@ def test_judge_table_with_one_concept_says_no_drift_and_the_clip_counts():
     held-out clips per side and what a ✓ needs (a researcher saw 'drift 0' failing with no reason given)."""
     entry = {"none": {"with": 50.0, "without": 33.0}, "held_out_with": 2, "held_out_without": 6} | _arm(0.0, 100.0)
     entry["max_drift"] = 0.0
-    result = {
-        "model": {"name": "demo_rave.ts"},
-        "held_out_clips": 8,
-        "strengths": [4.0],
-        "judge": {"clean_heldout_accuracy": {"guitar": 62.5}},
-        "concepts": {"guitar": entry},
-    }
+    result = _judge_result({"guitar": entry}, 8, [4.0], {"guitar": 62.5})
     lines = _render(rich_table(result))
     _fits(lines)
     text = " ".join(" ".join(lines).split())
@@ -154,13 +154,7 @@ def test_judge_table_shows_none_and_on_over_the_same_test_clips():
     the 6 test clips it is reported on (where none was 100 %)."""
     entry = {"none": {"with": 100.0, "without": 83.3}, "none_without_test": 100.0} | _arm(17.0, 100.0)
     entry |= {"held_out_with": 12, "held_out_without": 12, "held_out_without_test": 6, "on_rise": 0.0}
-    result = {
-        "model": {"name": "demo_rave.ts"},
-        "held_out_clips": 24,
-        "strengths": [1.0, 2.0],
-        "judge": {"clean_heldout_accuracy": {"guitar": 91.0}},
-        "concepts": {"guitar": entry},
-    }
+    result = _judge_result({"guitar": entry}, 24, [1.0, 2.0], {"guitar": 91.0})
     lines = _render(rich_table(result))
     _fits(lines)
     row = next(line for line in lines if line.lstrip().startswith("guitar"))
@@ -175,13 +169,7 @@ def test_one_on_strength_beside_a_clamp_sweep_is_reported_on_every_clip_without(
     entry = {"none": {"with": 100.0, "without": 50.0}, "none_without_test": 100.0} | _arm(17.0, 75.0)
     entry |= {"held_out_with": 2, "held_out_without": 4, "held_out_without_test": 2, "held_out_without_validation": 2}
     entry |= {"on_clips": "all", "on_rise": 25.0}
-    result = {
-        "model": {"name": "demo_rave.ts"},
-        "held_out_clips": 6,
-        "strengths": [4.0],
-        "judge": {"clean_heldout_accuracy": {"guitar": 91.0}},
-        "concepts": {"guitar": entry},
-    }
+    result = _judge_result({"guitar": entry}, 6, [4.0], {"guitar": 91.0})
     lines = _render(rich_table(result))
     text = " ".join(" ".join(lines).split())
     row = next(line for line in lines if line.lstrip().startswith("guitar"))
