@@ -23,6 +23,7 @@ tiny RAVE is built (the pipeline runs, the figures are meaningless).
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -153,8 +154,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     )
     store = out / "store"
     if store.exists():
-        import shutil
-
         shutil.rmtree(store)
     collected = step(
         "collect",
@@ -172,8 +171,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     def draw(where: Path, seed: int, tag: str = "") -> tuple[dict, dict, dict]:
         """An SAE trained with `seed` into WHERE/sae/latent, and the concepts found on it into WHERE/concepts.yaml:
         its metrics, the concepts found and those not (name → why)."""
-        import shutil
-
         sae_dir, bank = where / "sae" / "latent", where / "concepts.yaml"
         if sae_dir.exists():
             shutil.rmtree(sae_dir)
@@ -215,15 +212,13 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     draws: list[dict] = []
     drawn = out / "sae_draws"
     if drawn.exists():  # the last run's
-        import shutil
-
         shutil.rmtree(drawn)
     n_draws, why = draw_count(cfg.sae_draws, cfg.judge_clips)
     if why:
         say(f"note: {why}")
+    sae_dir, bank_path = out / "sae" / "latent", out / "concepts.yaml"
+    kept_seed = None
     if n_draws > 1:
-        import shutil
-
         for i in range(n_draws):
             seed, tag = cfg.seed + i, f" (draw {i + 1}/{n_draws})"
             metrics, found, failed = draw(drawn / f"seed{seed}", seed, tag)
@@ -237,19 +232,18 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
                 d["unchosen"] = str(exc)
                 break
         chosen = draws[choose_draw(draws)]
-        sae_dir, bank_path = out / "sae" / "latent", out / "concepts.yaml"
+        kept_seed, kept = chosen["seed"], drawn / f"seed{chosen['seed']}"
         if sae_dir.exists():
             shutil.rmtree(sae_dir)
-        shutil.copytree(drawn / f"seed{chosen['seed']}" / "sae" / "latent", sae_dir)
-        if (drawn / f"seed{chosen['seed']}" / "concepts.yaml").is_file():  # relative SAE paths: valid in OUT too
-            atomic_write_text(bank_path, (drawn / f"seed{chosen['seed']}" / "concepts.yaml").read_text())
+        shutil.copytree(kept / "sae" / "latent", sae_dir)
+        if (kept / "concepts.yaml").is_file():  # relative SAE paths: valid in OUT too
+            atomic_write_text(bank_path, (kept / "concepts.yaml").read_text())
         else:
             bank_path.unlink(missing_ok=True)
         metrics, found, failed = chosen["metrics"], chosen["found"], chosen["failed"]
-        say(f"    SAE seed {chosen['seed']} kept: {draw_line(chosen)}")
+        say(f"    SAE seed {kept_seed} kept: {draw_line(chosen)}")
     else:
         metrics, found, failed = draw(out, cfg.seed)
-        sae_dir, bank_path = out / "sae" / "latent", out / "concepts.yaml"
     if not found:
         raise UserError(f"demo: no concept was found ({'; '.join(failed.values())})")
     target = next(iter(found))
@@ -309,8 +303,6 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         for name, sets in files.items():
             src = pick_with if name.startswith(f"{target}_") else pick_without
             if sets is None:
-                import shutil
-
                 shutil.copyfile(src, renders / name)
             else:
                 render_file(
@@ -361,7 +353,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             if k in metrics
         }
         | {"d_sae": model.latent_size * sae_cfg.expansion, "k": sae_cfg.k, "steps": cfg.sae_steps}
-        | ({"seed": draws[choose_draw(draws)]["seed"], "draws": [_draw_summary(d) for d in draws]} if draws else {}),
+        | ({"seed": kept_seed, "draws": [_draw_summary(d) for d in draws]} if draws else {}),
         "concepts": {
             n: {
                 "auroc": r.report.auroc,
