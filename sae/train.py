@@ -235,11 +235,7 @@ class _Step(nn.Module):
 
 def _any_rank(flag: bool, info: DistInfo, device: torch.device) -> bool:
     """Whether `flag` is true on any rank (every rank must ask at the same step)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([int(flag)], dtype=torch.int32, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return _rank_sum(int(flag), info, device) > 0
 
 
 def _rank_sum(n: int, info: DistInfo, device: torch.device) -> int:
