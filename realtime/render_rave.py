@@ -97,16 +97,24 @@ class Steering:
         return state.edit()
 
 
-def unapplied_defaults(
+def defaults_note(
     bank: Any, sha256: str, named: Collection[str], steers: Callable[[Any], bool] | None = None
-) -> list[str]:
-    """`NAME=MODE` of the concepts of `bank` (a `sae.bank.ConceptBank`) of model `sha256` that have a default edit
+) -> str | None:
+    """A note naming the concepts of `bank` (a `sae.bank.ConceptBank`) of model `sha256` that have a default edit
     (what live and nn~ start with) and are not in `named`, the concepts a render sets; only those `steers` accepts
-    (the concepts of the render's SAE and hook, which a `--set` could add) where given."""
+    (the concepts of the render's SAE and hook, which a `--set` could add) where given. The `--set`s that would
+    hear them are suggested where they sit on one SAE and hook. None: no such concept."""
     from sae.steering import default_control
 
-    defaults = {c.name: default_control(c) for c in bank if c.model.sha256 == sha256 and (steers is None or steers(c))}
-    return [f"{name}={d.spelled()}" for name, d in defaults.items() if name not in named and d.mode != "none"]
+    left = [(c, d) for c in bank if c.model.sha256 == sha256 and (steers is None or steers(c)) and c.name not in named
+            for d in [default_control(c)] if d.mode != "none"]  # fmt: skip
+    if not left:
+        return None
+    sets = [f"{c.name}={d.spelled()}" for c, d in left]
+    one = len({(bank.sae_dir(c).resolve(), c.hook) for c, _ in left}) == 1
+    hear = f"; --set {' --set '.join(sets)} hears them" if one else " (on several SAEs: --sae chooses)"
+    return (f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what --set "
+            f"names): {', '.join(sets)}{hear}")  # fmt: skip
 
 
 def plain_render_notes(bank_path: str | Path, model: Any, sae_dir: str | Path | None) -> list[str]:
@@ -120,14 +128,8 @@ def plain_render_notes(bank_path: str | Path, model: Any, sae_dir: str | Path | 
         return [
             f"concept bank {bank.path}: no concept was found on {model.path.name} ({sha[:12]}); the render is plain"
         ]
-    steers = (lambda c: bank.uses_sae(c, sae_dir)) if sae_dir is not None else None
-    left = unapplied_defaults(bank, sha, (), steers)
-    if not left:
-        return []
-    groups = {(bank.sae_dir(bank.get(n)).resolve(), bank.get(n).hook) for n in (e.partition("=")[0] for e in left)}
-    hear = f"; --set {' --set '.join(left)} hears them" if len(groups) == 1 else " (on several SAEs: --sae chooses)"
-    return [f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what --set names): "
-            f"{', '.join(left)}{hear}"]  # fmt: skip
+    note = defaults_note(bank, sha, (), (lambda c: bank.uses_sae(c, sae_dir)) if sae_dir is not None else None)
+    return [note] if note else []
 
 
 def load_steering(
@@ -450,10 +452,8 @@ def render_file(
         def steers(c: Any) -> bool:  # a concept a --set of this render could add: same SAE, same hook
             return c.hook == steering.hook and bank.uses_sae(c, steering.sae_dir)
 
-        left = unapplied_defaults(bank, model.identity.sha256, {n for n, _ in parsed}, steers)
-        if left:
-            notes.append(f"not applied, the bank's defaults (live and nn~ start with them; a render edits only what "
-                         f"--set names): {', '.join(left)}; --set {' --set '.join(left)} hears them")  # fmt: skip
+        if note := defaults_note(bank, model.identity.sha256, {n for n, _ in parsed}, steers):
+            notes.append(note)
     delay = (model_delay(model) if delay is None else delay) if align else 0
     stream = RaveStream(model)
     t_work = time.perf_counter()
