@@ -230,14 +230,19 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     f"job {job.out.name}: --plain writes {_plain(job.out).name}, another job's file; rename one of them"
                 )
     parsed = {tuple(job.sets): [parse_set(s) for s in job.sets] for job in jobs}
-    for job in jobs:  # an edit scheduled after the render ends would edit nothing
-        for raw, s in zip(job.sets, parsed[tuple(job.sets)], strict=True):
-            if s.start >= job.duration:
-                where = "--set" if args.prompt is not None else f"job {job.out.name}: set"
-                raise UserError(
-                    f"{where} {raw!r}: starts at {s.start:g} s, after the {job.duration:g} s render ends "
-                    "(nothing would be edited)"
-                )
+
+    def every_set():  # (job, how an error names the set, the set as given, parsed)
+        for job in jobs:
+            where = "--set" if args.prompt is not None else f"job {job.out.name}: set"
+            for raw, s in zip(job.sets, parsed[tuple(job.sets)], strict=True):
+                yield job, where, raw, s
+
+    for job, where, raw, s in every_set():  # an edit scheduled after the render ends would edit nothing
+        if s.start >= job.duration:
+            raise UserError(
+                f"{where} {raw!r}: starts at {s.start:g} s, after the {job.duration:g} s render ends "
+                "(nothing would be edited)"
+            )
     for sets in parsed.values():
         check_sets((s.name, s.mode) for s in sets)
     if any(parsed.values()) and not args.bank:
@@ -262,14 +267,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
         too_short = [j for j in jobs if mg.frames(j.duration) < 1]
         if too_short:
             raise UserError(f"duration {too_short[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
-        for job in jobs:  # a window between two steps edits nothing, as one after the render's end
-            for raw, s in zip(job.sets, parsed[tuple(job.sets)], strict=True):
-                if not window_holds_a_step(s, mg.frame_rate, generation_steps(mg, job.duration)):
-                    where = "--set" if args.prompt is not None else f"job {job.out.name}: set"
-                    raise UserError(
-                        f"{where} {raw!r}: no generation step falls in its window (steps are "
-                        f"{1 / mg.frame_rate:g} s apart; nothing would be edited); widen it"
-                    )
+        for job, where, raw, s in every_set():  # a window between two steps edits nothing, as one past the end
+            if not window_holds_a_step(s, mg.frame_rate, generation_steps(mg, job.duration)):
+                raise UserError(
+                    f"{where} {raw!r}: no generation step falls in its window (steps are {1 / mg.frame_rate:g} s "
+                    "apart; nothing would be edited); widen it"
+                )
         too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
         if too_long:
             where = "--duration" if args.prompt is not None else f"job {too_long[0].out.name}: duration"
