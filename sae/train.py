@@ -22,7 +22,9 @@ import inspect
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -205,7 +207,14 @@ def leave_distributed(code: int = 0) -> NoReturn:
     checkpoint's all_gather); dropped during interpreter shutdown, that reference needs the GIL and the process
     aborts (SIGABRT, "terminate called without an active exception") after all its work is done, which fails the
     run, and the launcher then kills the other ranks, rank 0 possibly in the middle of writing the SAE.
+
+    A signal while leaving ends the worker at once with `code`, quietly: a launcher sends SIGTERM to the ranks left
+    when one exits non-zero (rank 0 exits 130 after another rank's signal), and the worker's handler then said
+    "terminated" a second time, from a rank that had already stopped.
     """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda _signum, _frame: os._exit(code))
     dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
