@@ -105,6 +105,23 @@ def test_instruments_sound_different():
     assert cents["bass"] < 0.7 * min(cents["guitar_distortion"], cents["piano"])
 
 
+def test_a_held_note_struck_again_sounds_through_the_new_note():
+    """Strings are held 1.02 chords (legato), so a pitch the next chord keeps is struck again under the held note;
+    the old note's note-off then ended the new note in FluidSynth, and the second chord fell silent (135 of 141
+    clips with strings in the demo's 480 had such cuts). Notes struck together on one pitch play as one."""
+    from training.data.concept_clips import Note, default_soundfont, render_notes, untangled
+
+    held = [Note("strings", 60, 0.0, 1.02, 70), Note("strings", 60, 1.0, 2.02, 70), Note("strings", 60, 1.0, 1.5, 90)]
+    other = Note("piano", 60, 0.5, 3.0, 70)
+    assert untangled([*held, other]) == [Note("strings", 60, 0.0, 1.0, 70), other, Note("strings", 60, 1.0, 2.02, 90)]
+    sr = 22050
+    audio = render_notes(held[:2], 2.5, sr, default_soundfont())
+    first, second = (
+        float(np.sqrt(np.mean(audio[int(a * sr) : int(b * sr)] ** 2))) for a, b in ((0.3, 0.9), (1.3, 1.9))
+    )
+    assert second > 0.5 * first, (first, second)
+
+
 def test_labels_cover_every_concept():
     rows = []
     cfg = DataConfig(n=200, seed=0)

@@ -37,6 +37,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import itertools
 import json
 import math
 import os
@@ -448,8 +449,34 @@ def plan_clip(index: int, cfg: DataConfig) -> ClipPlan:
 # ---------------------------------------------------------------- rendering
 
 
+def untangled(notes: Iterable[Note]) -> list[Note]:
+    """`notes` as one MIDI channel can play them: a note of an instrument ends no later than that instrument strikes
+    its pitch again, and notes struck together on one pitch are one (the longest, the loudest). A held note
+    overlapping its re-strike (strings are held 1.02 chords, to be legato) had its note-off land after the new
+    note-on, and FluidSynth ended the new note there. In the demo's 480 clips 135 of 141 with strings had a note cut
+    to a few milliseconds (piano 52 of 157, guitar 9 of 184), and 2 of 23 strings solos fell 31 and 36 dB for most
+    of a chord (none falls 20 dB now)."""
+    by_key: dict[tuple[str, int], list[Note]] = {}
+    for note in notes:
+        by_key.setdefault((note.instrument, note.pitch), []).append(note)
+    out: list[Note] = []
+    for same in by_key.values():
+        merged: list[Note] = []
+        for note in sorted(same, key=lambda n: n.start):
+            if merged and note.start - merged[-1].start < 1e-6:  # struck together
+                last = merged[-1]
+                merged[-1] = dataclasses.replace(last, end=max(last.end, note.end),
+                                                 velocity=max(last.velocity, note.velocity))  # fmt: skip
+            else:
+                merged.append(note)
+        out += [dataclasses.replace(n, end=min(n.end, nxt.start)) for n, nxt in itertools.pairwise(merged)]
+        out.append(merged[-1])
+    return sorted(out, key=lambda n: (n.start, n.instrument, n.pitch))
+
+
 def render_notes(notes: Iterable[Note], duration: float, sample_rate: int, soundfont: Path) -> np.ndarray:
-    """Render notes with a fresh FluidSynth instance (so clips never leak into each other): mono float32."""
+    """Render notes with a fresh FluidSynth instance (so clips never leak into each other): mono float32. Notes
+    are `untangled` first."""
     fluidsynth = fluidsynth_module()
 
     synth = fluidsynth.Synth(gain=0.4, samplerate=sample_rate)
@@ -460,7 +487,7 @@ def render_notes(notes: Iterable[Note], duration: float, sample_rate: int, sound
         channels: dict[str, int] = {}
         next_channel = 0
         events: list[tuple[int, int, int, int, int]] = []  # (sample, on?, channel, pitch, velocity)
-        for note in notes:
+        for note in untangled(notes):
             if note.instrument not in channels:
                 if note.instrument == "drums":
                     ch = 9  # GM percussion channel
