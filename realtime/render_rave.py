@@ -121,8 +121,11 @@ def plain_render_notes(bank_path: str | Path, model: Any, sae_dir: str | Path | 
     """What a render with `--bank` and no `--set` (the plain model) leaves out: the bank's default edits on the model
     (of `sae_dir`'s concepts where given), or that the bank has no concept on it."""
     from sae.bank import ConceptBank
+    from sae.io import read_sae_cfg
 
     bank = ConceptBank.load(bank_path)
+    if sae_dir is not None:
+        read_sae_cfg(sae_dir)  # a missing or wrong --sae is refused as with --set, not dropped
     sha = model.identity.sha256
     if not any(c.model.sha256 == sha for c in bank):
         return [
@@ -141,7 +144,8 @@ def load_steering(
 ) -> Steering:
     """Concepts of the bank found on `model` (by sha256) with one SAE on one hook; one-line errors for
     mismatches (another model, a hook the model cannot be split at, an SAE of another hook or width, concepts of
-    several SAEs: `choose` says how the command picks one)."""
+    several SAEs: `choose` says how the command picks one; an SAE trained on another model)."""
+    from realtime.rave import check_sae_for_model
     from realtime.rave_split import hook_shape
     from sae.bank import ConceptBank
     from sae.io import load_sae, read_sae_cfg
@@ -199,6 +203,7 @@ def load_steering(
     if sae.cfg.d_in != width:
         what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
         raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
+    check_sae_for_model(chosen, read_sae_cfg(chosen), model, hook)  # trained on another model of the same width
     state = EditState.from_concepts(sae.cfg.d_sae, concepts)
     check_detectors(state.alone, sae.cfg.d_sae, width)  # a detector that does not fit the SAE or the hook: one line
     return Steering(sae, chosen, state, concepts, hook, bank)

@@ -90,14 +90,12 @@ class AloneSilence:
         if len(f) != T:
             raise ValueError(f"rows of {tuple(rows.shape)}: expected one stream's rows [.., T, d]")
         alone = {name: d(f, seconds / max(T, 1)) for name, d in self.detectors.items()}
-        mask = None
-        for name in off:
-            if name in alone:
-                mask = alone[name] if mask is None else mask | alone[name]
-        if mask is None or not bool(mask.any()):
-            return rows
-        silence = self.silence[next(n for n in off if n in alone)]  # one hook of one model: one silence
-        return torch.where(mask.to(rows.device).unsqueeze(-1), silence.to(rows), rows)
+        off = set(off)
+        out = rows
+        for name, mask in alone.items():  # bank order, each its own silence, a later one over an earlier (as nn~)
+            if name in off and bool(mask.any()):
+                out = torch.where(mask.to(rows.device).unsqueeze(-1), self.silence[name].to(rows), out)
+        return out
 
 
 def check_detectors(alone: Mapping[str, ConceptAlone], d_sae: int, width: int) -> Mapping[str, ConceptAlone]:

@@ -272,13 +272,14 @@ class Concept:
 
 
 def inert_note(concept: Concept) -> str | None:
-    """A note when every feature the concept's edits move has weight 0 (no SAE feature told it apart there): any
-    edit of it, `on:50` included, plays the plain model bit for bit."""
+    """A note when every feature the concept's edits move has weight 0 (no SAE feature told it apart there): `on`,
+    which adds along the weights, plays the plain model bit for bit at any strength, while `off`, `scale` and
+    `clamp`, which set the features whatever their weight, change the sound without removing the concept."""
     moved = concept.steer.features if concept.steer is not None else concept.features
     if any(f.weight for f in moved):
         return None
     return (f"{concept.name} at {concept.hook}: every feature's weight is 0 (no SAE feature tells it apart here): "
-            "an edit of it changes nothing")  # fmt: skip
+            "`on` changes nothing, and off, scale and clamp move features that do not mark it")  # fmt: skip
 
 
 def _r(x: float) -> float:

@@ -253,6 +253,24 @@ def test_concept_list_says_off_silences_it_alone(found, capsys):
     assert "silences" in capsys.readouterr().out  # "off silences it alone", wrapped in its table cell
 
 
+def test_each_concept_switched_off_puts_its_own_silence_where_it_plays_alone():
+    """Two concepts `off` with detectors whose silences differ (a hand-edited or merged bank): the engine put the
+    first concept's silence on every frame any of them called alone, the nn~ module each concept's own (hunt 77:
+    0.13 apart on the demo model). Both now go in bank order, a later concept's silence over an earlier one's."""
+    from sae.alone import AloneSilence
+
+    def alone(intercept: float, silence: float) -> ConceptAlone:
+        return ConceptAlone(memory_s=1.0, intercept=intercept, coef=(0.0,) * 4, threshold=0.5, silence=(silence,) * 3)
+
+    never, always = alone(-10.0, 1.0), alone(10.0, 2.0)
+    rows, f = torch.zeros(5, 3), torch.rand(5, 4)
+    assert torch.equal(AloneSilence({"guitar": never, "drums": always}).apply(rows, f, 1.0, ["guitar", "drums"]),
+                       torch.full((5, 3), 2.0))  # fmt: skip
+    both = AloneSilence({"guitar": alone(10.0, 1.0), "drums": always})
+    assert torch.equal(both.apply(rows, f, 1.0, ["drums", "guitar"]), torch.full((5, 3), 2.0))  # bank order
+    assert AloneSilence({"guitar": never, "drums": always}).apply(rows, f, 1.0, ["guitar"]) is rows
+
+
 def test_the_detector_is_chosen_on_a_fold_that_holds_solos_out():
     """Sources of solos and of other clips (`--groups subfolder`) where the first fold holds no solo out: the
     validation AUROC needs both classes (it was a traceback after the whole search)."""

@@ -285,13 +285,15 @@ def _add(path, name: str) -> bool:
 
 def test_a_concept_whose_edits_would_change_nothing_is_said_so():
     """`concept musicgen` wrote a concept whose every weight was 0 (no feature told it apart): every render with
-    it, on:50 included, came out bit-identical to the plain one, and nothing said so."""
+    it, on:50 included, came out bit-identical to the plain one, and nothing said so; off, scale and clamp, which
+    ignore the weights, do change the sound (hunt 77), so the note does not say every edit is a no-op."""
     from sae.bank import inert_note
 
     c = _concept()
     assert inert_note(c) is None
     c.features = [ConceptFeature(f.index, 0.0, f.typical) for f in c.features]
     assert "guitar at latent: every feature's weight is 0" in inert_note(c)
+    assert "`on` changes nothing, and off, scale and clamp move features that do not mark it" in inert_note(c)
     c.steer = ConceptSteer(0.5, [ConceptFeature(40, 1.0, 0.9)])  # the features its edits move carry weight
     assert inert_note(c) is None
 

@@ -110,6 +110,10 @@ def test_defaults_left_out_are_those_a_set_could_add_and_a_plain_render_needs_on
     elsewhere.add(dataclasses.replace(bank.get("bright"), model=ModelRef("other.ts", "ab" * 32)))
     elsewhere.save()
     assert any("no concept was found on tiny_rave.ts" in n for n in render("other.wav", [], elsewhere.path))
+    with pytest.raises(UserError, match="no_such_sae: no such directory"):  # was dropped without a --set (hunt 77)
+        render_file(
+            clip, tmp_path / "x.wav", tiny_rave_ts, path, [], tmp_path / "no_such_sae", model=model, delay=delay
+        )
 
 
 def render_plain(tmp_path, clip, model_path, model, delay):
@@ -239,6 +243,33 @@ def test_inner_hook_concepts_render_and_refusals(tmp_path, tiny_rave_ts, tiny_mo
             render(sets, "x.wav")
         assert needle in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "x.wav").exists()
+
+
+def test_an_sae_trained_on_another_model_is_refused_as_live_and_export_nn_refuse_it(
+    tmp_path, tiny_rave_ts, tiny_model, tiny_sae_dir
+):
+    """A bank that pins no SAE sha256 (an older one) whose SAE folder now holds an SAE trained on another model's
+    latents of the same width: `live` and `export nn` refused it, `render rave` steered with it (hunt 77)."""
+    import json
+    import shutil
+
+    from realtime.render_rave import load_steering
+
+    other = tmp_path / "other_sae"
+    shutil.copytree(tiny_sae_dir, other)
+    cfg = json.loads((other / "cfg.json").read_text())
+    cfg["musicsae"] = {**cfg.get("musicsae", {}), "model": {"name": "other.ts", "sha256": "ab" * 32}}
+    (other / "cfg.json").write_text(json.dumps(cfg))
+    b = ConceptBank(tmp_path / "old.yaml")
+    b.add(
+        Concept(
+            "bright", ModelRef.of_file(tiny_rave_ts), "latent", b.relative_sae(other), [ConceptFeature(3, 1.0, 2.0)]
+        )
+    )
+    b.save()
+    with pytest.raises(UserError) as err:
+        load_steering(b.path, tiny_model[0])
+    assert "was trained on other.ts (abababababab), not tiny_rave.ts" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_gated_on_leaves_silence_silent(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):

@@ -149,12 +149,11 @@ def _meter_spec(concepts: dict[str, Any], attrs: dict[str, str], frame_rate: flo
 
 def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Check every input and build the (unscripted) nn~ module; returns it with the file's metadata."""
-    from realtime.rave import RaveModel, check_sae_for_model
+    from realtime.rave import RaveModel
     from realtime.rave_split import LATENT, RaveSplit
     from realtime.render_rave import load_steering
     from sae.bank import ConceptBank
     from sae.export import ScriptSAE
-    from sae.io import read_sae_cfg
     from training.rave.nn_module import ConceptSpec, SteeredRave, SteeredVariationalRave
 
     for what, path in (("RAVE model", cfg.model), ("concept bank", cfg.bank)):
@@ -174,7 +173,6 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
         )
     steering = load_steering(cfg.bank, model, cfg.sae, names, choose="choose one with --sae or --concepts")
     hook = steering.hook
-    check_sae_for_model(steering.sae_dir, read_sae_cfg(steering.sae_dir), model, hook)
     steps = 1
     if hook != LATENT:
         say(f"checking that {model.path.name} runs in two parts around {hook}")
