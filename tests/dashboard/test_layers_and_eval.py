@@ -195,3 +195,28 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
     assert any(n.startswith(f"{tmp_path / 'run' / 'judge' / 'judge.json'}: unexpected contents (") for n in notes)
     assert "Concept bright" in (out / "concepts" / "bright.html").read_text()
     assert ">mel<" in (out / "layers.html").read_text()
+
+
+def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_path):
+    """A concept found again on a new SAE beside the judge/ folder of the one before: the page showed the earlier
+    SAE's verdict as this concept's (hunt 75's doubt). The judge records its SAE's weights; another's is left out."""
+    from sae.io import sae_weights_sha256
+
+    bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
+                     [ConceptFeature(5, 1.0, 2.0)], sae_sha256=sae_weights_sha256(dash_inputs.sae)))  # fmt: skip
+    bank.save()
+    (tmp_path / "run" / "judge").mkdir()
+    verdict = {"off_drop": 62.5, "none": {"with": 80.0, "without": 10.0}, "goals_met": {"off_drop": True},
+               "drift": {"off": {"x": 1.0}}}  # fmt: skip
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    for sha, shown in (("ab" * 32, False), (sae_weights_sha256(dash_inputs.sae), True)):
+        judge = {"sae_sha256": sha, "concepts": {"bright": verdict}}
+        (tmp_path / "run" / "judge" / "judge.json").write_text(json.dumps(judge))
+        out = tmp_path / f"site_{shown}"
+        build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                        progress=False)  # fmt: skip
+        page = (out / "concepts" / "bright.html").read_text()
+        notes = json.loads((out / "features.json").read_text())["warnings"]
+        assert ("bright can be taken out." in page) == shown
+        assert any("judged bright with SAE weights abababababab, not the bank's" in n for n in notes) != shown

@@ -310,6 +310,9 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
         assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"] and e["clamp"]["sweep"][0]["clips"] == 4
         assert len(e["per_clip"]["off_with"]["guitar"]) == e["held_out_with"]
     assert result["hook"] == "latent" and result["gate"]["enabled"] and result["clamp_strengths"] == [2.0]
+    from sae.io import sae_weights_sha256
+
+    assert result["sae_sha256"] == sae_weights_sha256(result["sae"])  # the dashboard matches the bank's SAE by it
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
         main(
             [

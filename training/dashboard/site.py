@@ -694,16 +694,23 @@ class DashboardBuilder:
             return []
         return [self.bank_path.parent / n for n in EVAL_DIRS if (self.bank_path.parent / n).is_dir()]
 
-    def _judge_results(self, dirs: list[Path], name: str) -> list[tuple[Path, dict]]:
-        """Every judge report (`judge.json`) under `dirs` with an entry for concept `name` (the demo writes one for
-        its test split and one for its held-out font)."""
+    def _judge_results(self, dirs: list[Path], c: Concept) -> list[tuple[Path, dict]]:
+        """Every judge report (`judge.json`) under `dirs` with an entry for concept `c` (the demo writes one for
+        its test split and one for its held-out font); one that judged another SAE's concept of that name (a
+        concept found again on a new SAE beside an earlier judge/ folder) is noted and left out."""
         out = []
         for d in dirs:
             for js in sorted(d.rglob("judge.json")):
                 with contextlib.suppress(OSError, ValueError):
                     data = json.loads(js.read_text())
-                    if isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(name), dict):
-                        out.append((js, data))
+                    if not (isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(c.name), dict)):
+                        continue
+                    judged = data.get("sae_sha256")
+                    if isinstance(judged, str) and c.sae_sha256 and judged != c.sae_sha256:
+                        self._note(f"{js}: judged {c.name} with SAE weights {judged[:12]}, not the bank's "
+                                   f"{c.sae_sha256[:12]} (found again since?); its verdict is left out")  # fmt: skip
+                        continue
+                    out.append((js, data))
         return sorted(out, key=lambda r: r[1].get("split") != "test")  # the fonts the model knows first (stable)
 
     def _steering_section(self, out: Path, c: Concept) -> str:
@@ -712,7 +719,7 @@ class DashboardBuilder:
         dirs = [d for d in self._eval_dirs() if d.is_dir()]
         if not dirs:
             return ""
-        every = self._judge_results(dirs, c.name)
+        every = self._judge_results(dirs, c)
         judged = every[0] if every else None
         parts = []
         found = find_listen(dirs, c.name)

@@ -52,6 +52,7 @@ import torch
 
 from realtime.audio_files import AudioNotes, read_mono
 from sae.errors import UserError
+from sae.io import sae_weights_sha256
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, read_manifest
 from training.judge import (
@@ -387,6 +388,7 @@ def evaluate_steering(
         "model": {"name": model.path.name, "sha256": model.identity.sha256},
         "bank": str(cfg.bank),
         "sae": str(steering.sae_dir),
+        "sae_sha256": sae_weights_sha256(steering.sae_dir),  # what the dashboard matches its concepts' SAE by
         "hook": steering.hook,
         "gate": {"enabled": gate.enabled, "lo_db": gate.lo_db, "hi_db": gate.hi_db},
         "data": str(cfg.data),
