@@ -147,7 +147,7 @@ def load_steering(
     several SAEs: `choose` says how the command picks one; an SAE trained on another model)."""
     from realtime.rave import check_sae_for_model
     from realtime.rave_split import hook_shape
-    from sae.bank import ConceptBank
+    from sae.bank import ConceptBank, named_errors
     from sae.io import load_sae, read_sae_cfg
 
     bank = ConceptBank.load(bank_path)
@@ -204,8 +204,9 @@ def load_steering(
         what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
         raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
     check_sae_for_model(chosen, read_sae_cfg(chosen), model, hook)  # trained on another model of the same width
-    state = EditState.from_concepts(sae.cfg.d_sae, concepts)
-    check_detectors(state.alone, sae.cfg.d_sae, width)  # a detector that does not fit the SAE or the hook: one line
+    with named_errors(bank.path):  # a feature or detector that does not fit the SAE or the hook: one line
+        state = EditState.from_concepts(sae.cfg.d_sae, concepts)
+        check_detectors(state.alone, sae.cfg.d_sae, width)
     return Steering(sae, chosen, state, concepts, hook, bank)
 
 

@@ -127,7 +127,7 @@ def channel_words(channels: int) -> str:
 def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], None] | None = None) -> LiveSession:
     """Load and check everything (the model too, unless given); the engine is built but not started."""
     from realtime.rave import check_sae_for_model, sae_hook
-    from sae.bank import ConceptBank
+    from sae.bank import ConceptBank, named_errors
     from sae.export import script_sae
     from sae.io import load_sae, read_sae_cfg
 
@@ -164,7 +164,8 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
             f"{'; '.join(skipped)}); find the concepts again with this SAE"
         )
     d_sae = int(sae.W_dec.shape[0]) if sae is not None else 0
-    state = EditState.from_concepts(d_sae, concepts)
+    with named_errors(cfg.bank):
+        state = EditState.from_concepts(d_sae, concepts)
     controls = Controls(state, mix=1.0 if cfg.mix is None else cfg.mix, bypass=cfg.bypass)
     if cfg.preset is not None:
         try:
@@ -183,7 +184,8 @@ def build_live(cfg: LiveConfig, rave: Any | None = None, say: Callable[[str], No
 
     channels = device_channels(rave, cfg.channels)
 
-    alone = check_detectors(state.alone, d_sae, int(sae.W_dec.shape[1])) if sae is not None else {}
+    with named_errors(cfg.bank):
+        alone = check_detectors(state.alone, d_sae, int(sae.W_dec.shape[1])) if sae is not None else {}
 
     def make(block: int) -> BlockProcessor:
         return BlockProcessor(rave, sae, block, channels, cfg.stereo, alignment.aligned,

@@ -537,6 +537,18 @@ def _num(value: Any, what: str, lo: float | None = None, hi: float | None = None
     return float(value)
 
 
+@contextlib.contextmanager
+def named_errors(path: str | os.PathLike | None) -> Iterator[None]:
+    """A one-line error about what was read from the bank at `path` (a feature index past the SAE's, a detector
+    that does not fit the hook) names the file too; None: no bank, nothing added."""
+    try:
+        yield
+    except UserError as exc:
+        if path is None or str(path) in str(exc):
+            raise
+        raise UserError(f"concept bank {path}: {exc}") from None
+
+
 def check_concept_name(name: str, what: str = "concept name") -> None:
     """A concept name (a bank key, an OSC address part, an nn~ attribute): `NAME_RE`, or one line naming it."""
     if not NAME_RE.fullmatch(name):

@@ -204,6 +204,7 @@ def test_a_detector_that_does_not_fit_the_sae_or_the_hook_is_refused_in_one_line
         with pytest.raises(UserError) as err:
             load_steering(bad, model)
         assert needle in str(err.value) and "\n" not in str(err.value)
+        assert str(err.value).startswith(f"concept bank {bad}: ")
 
 
 @pytest.mark.parametrize(

@@ -411,8 +411,11 @@ def test_a_bank_reading_features_its_sae_lacks_is_refused_by_render_and_live(
         lambda: render_file(wav, tmp_path / "x.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay),
         lambda: build_live(LiveConfig(tiny_rave_ts, bank=b.path, blocksize=2048, timing_s=0.1), model),
     ):
-        with pytest.raises(UserError, match=rf"concept 'bright' feature {bad}: expected an index in \[0, {d_sae}\)"):
+        with pytest.raises(
+            UserError, match=rf"concept 'bright' feature {bad}: expected an index in \[0, {d_sae}\)"
+        ) as e:
             run()
+        assert str(e.value).startswith(f"concept bank {b.path}: ")  # which file to fix (hunt 77)
     assert not (tmp_path / "x.wav").exists()
 
 
