@@ -388,7 +388,8 @@ def _read_indices(concept: Any) -> list[int]:
 
 
 def default_control(concept: Any) -> ConceptControl:
-    """The bank's default control: `default.mode` / `default.strength` (scale reads strength as its gain)."""
+    """The bank's default control: `default.mode` / `default.strength` (scale reads strength as its gain, and
+    leaves `on` / `clamp` the strength 1: a `scale:0` default made a later bare `on` a no-op at strength 0)."""
     default = getattr(concept, "default", None)
     if default is None and isinstance(concept, Mapping):
         default = concept.get("default")
@@ -400,7 +401,9 @@ def default_control(concept: Any) -> ConceptControl:
         mode = getattr(concept, "default_mode", "none")
         strength = getattr(concept, "default_strength", 1.0)
     mode, strength = str(mode), float(strength)
-    return ConceptControl(mode=mode, strength=strength, gain=strength if mode == "scale" else 1.0)
+    if mode == "scale":
+        return ConceptControl(mode=mode, strength=1.0, gain=strength)
+    return ConceptControl(mode=mode, strength=strength)
 
 
 def known_concepts(names: Collection[str]) -> str:

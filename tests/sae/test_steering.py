@@ -187,6 +187,17 @@ def test_a_colon_without_a_value_is_refused():
             ConceptControl.parse("guitar", mode)
 
 
+def test_a_scale_default_is_a_gain_and_leaves_on_its_own_strength():
+    """A bank default `scale` at 0 (mute the concept's features) also set the strength a later bare `on` took: `on`
+    at strength 0, no edit (hunt 77)."""
+    from sae.steering import ConceptControl, default_control
+
+    base = default_control({"default": {"mode": "scale", "strength": 0.0}})
+    assert (base.mode, base.gain, base.strength) == ("scale", 0.0, 1.0)
+    assert ConceptControl.parse("guitar", "on", base).strength == 1.0
+    assert default_control({"default": {"mode": "on", "strength": 3.0}}).strength == 3.0
+
+
 def test_a_bare_scale_on_a_command_line_is_refused():
     """`render rave --set guitar=scale` wrote the unedited render, exit 0: a command line has no gain apart, so bare
     `scale` was scale at gain 1 (live's OSC `scale`, with /gain set apart, keeps it)."""
