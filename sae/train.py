@@ -208,13 +208,15 @@ def leave_distributed(code: int = 0) -> NoReturn:
     aborts (SIGABRT, "terminate called without an active exception") after all its work is done, which fails the
     run, and the launcher then kills the other ranks, rank 0 possibly in the middle of writing the SAE.
 
-    A signal while leaving ends the worker at once with `code`, quietly: a launcher sends SIGTERM to the ranks left
-    when one exits non-zero (rank 0 exits 130 after another rank's signal), and the worker's handler then said
-    "terminated" a second time, from a rank that had already stopped.
+    A signal while leaving ends the worker at once with `code`, quietly, and no rank leaves before every rank is
+    leaving: a launcher sends SIGTERM to the ranks left when one exits non-zero (rank 0 exits 130 after another
+    rank's signal), and a rank still on its way here said "terminated" a second time (a lag of 30 ms was enough).
     """
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda _signum, _frame: os._exit(code))
+    with contextlib.suppress(RuntimeError):  # a rank that died already: the launcher ends the others anyway
+        dist.barrier()
     dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -299,7 +299,7 @@ def test_nproc_ranks_stop_and_fail_with_one_line(tmp_path):
 
 def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_differs(tmp_path, monkeypatch, capsys):
     from training.cli import main
-    from training.cli.launch import _others
+    from training.cli.launch import rank_lines
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
@@ -314,9 +314,21 @@ def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_di
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # a machine with one GPU
     assert main([*argv, "--device", "cuda"]) == 2
     assert "--nproc 2 with --device cuda: expected at most the 1 GPUs here" in capsys.readouterr().err
+    lines = tmp_path / "lines"
+    lines.mkdir()
     for rank, said in ((0, "musicsae: interrupted"), (1, "musicsae: interrupted\nmusicsae: error: x"), (2, "")):
-        (tmp_path / f"{rank:05d}").write_text(said)
-    assert _others(tmp_path) == ["(rank 1) musicsae: error: x"]
+        (lines / f"{rank:05d}").write_text(said)
+    assert rank_lines(lines) == ["musicsae: interrupted", "(rank 1) musicsae: error: x"]
+    # the launcher's SIGTERM to the ranks left once one failed: their "terminated" is not the story, whichever
+    # rank refused first (rank 1 said "terminated" after rank 0's refusal of --k, hunt 76)
+    for first, then in ((0, 1), (1, 0)):
+        (lines / f"{first:05d}").write_text("musicsae: error: k 1000\n")
+        (lines / f"{then:05d}").write_text("musicsae: terminated\n")
+        assert rank_lines(lines, failed=True) == [f"{'(rank 1) ' if first else ''}musicsae: error: k 1000"]
+        assert len(rank_lines(lines)) == 2
+    for rank in (0, 1):  # every rank ended by a signal of its own: said once
+        (lines / f"{rank:05d}").write_text("musicsae: terminated\n")
+    assert rank_lines(lines, failed=True) == ["musicsae: terminated"]
 
 
 def test_a_signal_while_a_hook_is_evaluated_stops_the_next_hook_at_its_first_step(tmp_path, monkeypatch, capsys):
@@ -344,17 +356,37 @@ def test_a_signal_while_a_hook_is_evaluated_stops_the_next_hook_at_its_first_ste
     assert torch.load(tmp_path / "sae" / "b" / "checkpoint.pt", weights_only=False)["step"] == 1
 
 
+SLOW_RANK_1 = """
+import os, sys, time
+import training.cli.sae as cli_sae
+from training.cli import main
+
+stop = cli_sae._stop
+
+def slow_stop(*args, **kwargs):  # rank 1 lags between the agreed stop and leaving
+    if os.environ["RANK"] == "1":
+        time.sleep(0.3)
+    return stop(*args, **kwargs)
+
+cli_sae._stop = slow_stop
+sys.exit(main(["sae", "train", *sys.argv[1:]]))
+"""
+
+
 @pytest.mark.slow
 def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_path):
     """Ranks agree on the step to stop at: a signal that reaches one rank alone (a launcher, a scheduler) would
-    otherwise leave the others waiting in a collective, or checkpoint a step the others never took."""
+    otherwise leave the others waiting in a collective, or checkpoint a step the others never took. Rank 1 is
+    made to lag 0.3 s on its way out, as on a loaded machine: rank 0's exit 130 then had the launcher send it
+    SIGTERM before it left, and it said "terminated" a second time (CI, 4 December; hunt 76: 30 ms was enough)."""
     planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, shard_rows=8192)
     args = _stop_args(tmp_path / "acts", 1500, 256)
     train = ["-m", "training.cli", "sae", "train"]
     ref = _torchrun(*train, "--out", str(tmp_path / "ref"), *args)
     assert ref.returncode == 0, ref.stderr[-3000:]
-    proc = subprocess.Popen([*TORCHRUN, *train, "--out", str(tmp_path / "run"), *args], env=_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    (tmp_path / "slow_rank_1.py").write_text(SLOW_RANK_1)
+    slow = [*TORCHRUN, str(tmp_path / "slow_rank_1.py"), "--out", str(tmp_path / "run"), *args]
+    proc = subprocess.Popen(slow, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_training(proc, tmp_path / "run")
     ranks = {int(dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
                  .get("RANK", -1)): pid for pid in _children(proc.pid)}  # fmt: skip

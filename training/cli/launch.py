@@ -17,6 +17,7 @@ from pathlib import Path
 from training.cli.args import positive_int
 
 FLAG = "--nproc"
+TERMINATED = 128 + 15  # a rank's exit code after SIGTERM
 LINES = "MUSICSAE_RANK_LINES"  # where the ranks of a `--nproc` launch leave their one line for the launcher
 
 
@@ -67,23 +68,32 @@ def without_nproc(argv: Sequence[str]) -> list[str]:
 
 
 def say(line: str) -> None:
-    """A command's one line on stderr; under `--nproc` rank 0 prints it and every rank leaves it for the launcher,
-    which prints what the other ranks said that rank 0 did not (`launch`)."""
+    """A command's one line on stderr; under `--nproc` every rank leaves it for the launcher, which prints rank 0's
+    and what the other ranks said that no rank before them did (`launch`)."""
     rank, folder = int(os.environ.get("RANK", "0")), os.environ.get(LINES)
-    if rank == 0 or not folder:  # under torchrun itself every rank prints its own
+    if not folder:  # under torchrun itself every rank prints its own
         print(line, file=sys.stderr)
-    if folder:
-        with open(Path(folder) / f"{rank:05d}", "a") as f:
-            f.write(line + "\n")
+        return
+    with open(Path(folder) / f"{rank:05d}", "a") as f:
+        f.write(line + "\n")
 
 
-def _others(folder: Path) -> list[str]:
-    """The lines ranks other than 0 left that no rank before them said, each naming its rank."""
+def rank_lines(folder: Path, failed: bool = False) -> list[str]:
+    """The lines the ranks left: rank 0's, then those of other ranks that no rank before them said, each naming its
+    rank. After a rank `failed`, "terminated" is left out where another line says why: the launcher sends SIGTERM to
+    the ranks left once one fails (the slower of two ranks refusing --k said "terminated" after the other's
+    refusal, whichever rank it was)."""
+
+    def terminated(line: str) -> bool:
+        return line.partition(": ")[2].startswith("terminated")
+
+    said = [(int(p.name), p.read_text().splitlines()) for p in sorted(folder.iterdir())]
+    quiet = failed and not all(terminated(line) for _, lines in said for line in lines)
     seen, out = set(), []
-    for path in sorted(folder.iterdir()):
-        for line in path.read_text().splitlines():
-            if line not in seen and path.name != "00000":
-                out.append(f"(rank {int(path.name)}) {line}")
+    for rank, lines in said:
+        for line in lines:
+            if line not in seen and not (quiet and terminated(line)):
+                out.append(f"(rank {rank}) {line}" if rank else line)
             seen.add(line)
     return out
 
@@ -103,16 +113,19 @@ def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
     torchrun = ["--standalone", f"--nproc-per-node={nproc}", "--module", "training.cli", *argv]
     with tempfile.TemporaryDirectory(prefix="musicsae-ranks-") as folder:
         os.environ[LINES] = folder
+        failed_ranks = False
         try:
             run(get_args_parser().parse_args(torchrun))
             code = 0
         except SignalException as stopped:
             code = 128 + int(stopped.sigval)
         except ChildFailedError as failed:
+            failed_ranks = True
             codes = [f.exitcode for _, f in sorted(failed.failures.items())]
-            code = next((c for c in codes if c > 0), 128 - min(codes) if codes and min(codes) < 0 else 1)
+            code = next((c for c in codes if c > 0 and c != TERMINATED), None)  # 143: the launcher's SIGTERM
+            code = code or next((c for c in codes if c > 0), 128 - min(codes) if codes and min(codes) < 0 else 1)
         finally:
             del os.environ[LINES]
-        for line in _others(Path(folder)):
+        for line in rank_lines(Path(folder), failed_ranks):
             print(line, file=sys.stderr)
     return code
