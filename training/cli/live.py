@@ -531,6 +531,8 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                     )
                 else:
                     line = device_stopped(engine, label, now - start, waiting=reconnect)
+                if reconnect > 0 and lost is None and osc is not None:  # before the loss is heard of (OSC, stderr):
+                    osc.waiting = "waiting for device"  # a /ping sent on hearing it answers so (hunt 76)
                 engine.report("device", f"lost: {line}")
                 if reconnect > 0 and lost is None:
                     lost, played = losses[-1], played + now - start
@@ -587,13 +589,11 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
 def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str | None) -> bool:
     """Poll for the device in short child processes (this one's PortAudio may be wedged) until it works again
     (True) or `seconds` passed (False). OSC goes on meanwhile: controls set now are kept, `/ping` answers
-    `waiting for device`."""
+    `waiting for device` (set by the caller before it reports the loss)."""
     from realtime.audio_io import DeviceProbe
     from realtime.live_view import render
 
     probe = DeviceProbe(device, engine.channels, engine.sr, engine.period, timeout=min(10.0, seconds))
-    if osc is not None:
-        osc.waiting = "waiting for device"
     since = last = time.monotonic()
     try:
         while (waited := time.monotonic() - since) < seconds:
