@@ -39,13 +39,21 @@ def test_every_known_key_is_read(tmp_path):
         ("j.yaml", "- {prompt: guitar, seed: true}\n", "seed must be an integer"),
         ("j.yaml", "- {prompt: guitar, seed: 99999999999999999999999}\n", "seed 99999999999999999999999: expected"),
         ("j.csv", "prompt,seed\nguitar,-1\n", "seed -1: expected an integer in [0, 2**63)"),
-        ("j.yaml", "- {prompt: [guitar, drums]}\n", "job 1: 'prompt' must be a text, not a list"),
+        ("j.yaml", "- {prompt: [guitar, drums]}\n", "job 1: 'prompt' must be a text, not ['guitar', 'drums']"),
+        ("j.yaml", "- {prompt: on}\n", "job 1: 'prompt' must be a text, not True"),  # hunt 78: rendered 'True'
+        ("j.yaml", "- {prompt: guitar, duration: yes}\n", "duration a number of seconds"),  # was 1 s
     ],
 )
 def test_an_unknown_key_or_a_fractional_seed_is_one_line(tmp_path, name, text, needle):
     with pytest.raises(UserError) as err:
         _jobs(tmp_path, name, text)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_name_made_from_a_prompt_with_a_dot_is_a_wav(tmp_path):
+    """Hunt 78: "80s synth-pop vol. 2" named its file `0000_80s_synth-pop_vol._2`, whose suffix '._2' was refused."""
+    jobs = _jobs(tmp_path, "j.yaml", "- 80s synth-pop vol. 2\n- lofi beat 1.5x slower\n")
+    assert [j.out.name for j in jobs] == ["0000_80s_synth-pop_vol._2.wav", "0001_lofi_beat_1.5x_slower.wav"]
 
 
 def test_a_batch_that_is_not_text_is_one_line(tmp_path):

@@ -47,8 +47,8 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
     unknown = [str(k) for k in row if k not in KEYS]
     if unknown:
         raise UserError(f"{where} job {i + 1}: unknown key {unknown[0]!r}; expected {', '.join(KEYS)}")
-    if isinstance(row.get("prompt"), (list, dict)):  # str() of it was rendered as the prompt "['a', 'b']"
-        raise UserError(f"{where} job {i + 1}: 'prompt' must be a text, not a {type(row['prompt']).__name__}")
+    if isinstance(row.get("prompt"), (list, dict, bool)):  # str() of it was rendered as the prompt "['a', 'b']"
+        raise UserError(f"{where} job {i + 1}: 'prompt' must be a text, not {row['prompt']!r}")  # YAML's on: True
     prompt = str(row.get("prompt") or "").strip()
     if not prompt:
         raise UserError(f"{where} job {i + 1}: expected a non-empty 'prompt'")
@@ -57,8 +57,9 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
     name = str(row.get("name") or "").strip()
     if name.startswith("."):  # "." became the hidden file "..wav"
         raise UserError(f"{where} job {i + 1}: name {name!r}: expected a file name that does not start with '.'")
-    name = name or f"{i:04d}_{SAFE.sub('_', prompt)[:40]}"
-    if not Path(name).suffix:
+    if not name:  # from the prompt, always a .wav ("vol. 2" or "1.5x" in a prompt made a suffix '._2', refused)
+        name = f"{i:04d}_{SAFE.sub('_', prompt)[:40]}.wav"
+    elif not Path(name).suffix:
         name += ".wav"
     if Path(name).name != name:
         raise UserError(f"{where} job {i + 1}: name {name!r}: expected a file name, not a path")
@@ -71,6 +72,8 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
         raise UserError(f"{where} job {i + 1}: 'set' must be a list of NAME=MODE strings (CSV: ';'-separated)")
     try:
         job_seed = _whole(row["seed"]) if row.get("seed") not in (None, "") else seed
+        if isinstance(row.get("duration"), bool):  # YAML's `yes` was 1 s
+            raise TypeError(row["duration"])
         job_duration = float(row["duration"]) if row.get("duration") not in (None, "") else duration
     except (TypeError, ValueError):
         raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
