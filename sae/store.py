@@ -180,6 +180,14 @@ def _new_manifest(hook: str, dim: int, dtype: str) -> dict[str, Any]:
     return {"hook": hook, "dim": dim, "dtype": dtype, "shards": [], "complete": []}
 
 
+def same_model(a: Any, b: Any) -> bool:
+    """Whether two model records name one model: the same weights (sha256) and backend where both record a
+    sha256, whatever the folder's name (a copy of the weights elsewhere, `--model .`), else equal records."""
+    if isinstance(a, dict) and isinstance(b, dict) and a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"] and a.get("backend") == b.get("backend")
+    return a == b
+
+
 def _model_words(model: Any) -> str:
     """A store's model in words: 'demo_rave.ts (sha256 91ae76d46047…)', with what else differs left to the caller."""
     if not isinstance(model, dict):
@@ -275,7 +283,7 @@ class ActivationWriter:
                 if key == "sample_rate":
                     value = int(value)
                 old = info.get(key)
-                if old is not None and old != value:
+                if old is not None and old != value and not (key == "model" and same_model(old, value)):
                     if key == "model":
                         raise UserError(
                             f"store {self.root}: holds activations of {_model_words(old)}, not {_model_words(value)}; "

@@ -64,8 +64,8 @@ def sha256_tensors(module: nn.Module) -> str:
 
 def folder_name(source: str) -> str:
     """A model's name from its folder: the hub id of a hub cache snapshot (`facebook/musicgen-small`), else the
-    folder's own name."""
-    path = Path(source)
+    folder's own name (`.` is the working folder's)."""
+    path = Path(source).resolve()
     repo = path.parent.parent.name
     if path.parent.name == "snapshots" and repo.startswith("models--"):
         return repo.removeprefix("models--").replace("--", "/")

@@ -93,6 +93,22 @@ def test_a_store_of_another_model_is_named_in_words(tmp_path):
     )
 
 
+def test_the_same_weights_under_another_folder_name_are_the_same_model(tmp_path):
+    """Hunt 78: `collect musicgen --model .` recorded the name "" and a later `--model tiny_ac` (the same weights)
+    was refused "holds activations of  (sha256 6190e9ebea43…), not tiny_ac (sha256 6190e9ebea43…)"."""
+    from realtime.musicgen.base import folder_name
+
+    model = {"name": "tiny_ac", "sha256": "6190e9ebea43", "backend": "audiocraft"}
+    with ActivationWriter(tmp_path / "s", "layer.0", 4, model=model) as w:
+        w.add(torch.randn(10, 4), "a.wav", 0)
+    with ActivationWriter(tmp_path / "s", "layer.0", 4, model={**model, "name": "tiny_ac_copy"}) as w:
+        w.add(torch.randn(10, 4), "b.wav", 0)
+    for other in ({**model, "sha256": "ab12"}, {**model, "backend": "transformers"}):
+        with pytest.raises(UserError, match="holds activations of tiny_ac"):
+            ActivationWriter(tmp_path / "s", "layer.0", 4, model=other)
+    assert folder_name(".") == Path.cwd().name
+
+
 def test_a_second_writer_of_the_same_hook_and_rank_is_refused(tmp_path, monkeypatch):
     """Two collects into one store at once each stored every source (twice the rows, silently); torchrun ranks,
     which take disjoint shares of the sources, still write one hook together."""
