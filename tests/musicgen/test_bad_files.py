@@ -39,3 +39,15 @@ def test_every_reader_of_training_json_refuses_a_damaged_one_alike(tmp_path, con
             read(tmp_path)
         said.add(str(e.value))
     assert len(said) == 1 and str(tmp_path / "training.json") in said.pop()
+
+
+def test_a_missing_demo_musicgen_is_one_line_before_any_work(tmp_path, monkeypatch):
+    """Without training/assets/demo_musicgen the demo built a tiny random MusicGen, then refused it for having no
+    description vocabulary (hunt 78): the fallback could never run. It is one line now, before anything is made."""
+    import training.musicgen.demo as demo
+    from sae.errors import UserError
+
+    monkeypatch.setattr(demo, "DEMO_MUSICGEN", tmp_path / "gone")
+    with pytest.raises(UserError, match=r"the demo MusicGen .*gone is not there .*give --model a description-trained"):
+        demo.run_musicgen_demo(demo.MusicGenDemoConfig(out=str(tmp_path / "out")), say=lambda _: None)
+    assert not (tmp_path / "out" / "data").exists()

@@ -9,8 +9,8 @@
 4. the dashboard of the chosen layer's SAE, whose per-layer map shows every layer (FVU, L0, dead, AUROC).
 5. OUT/report.md.
 
-The model defaults to `training/assets/demo_musicgen` (audiocraft format; see its training.json); without it
-a tiny random MusicGen is built and the figures mean nothing.
+The model defaults to `training/assets/demo_musicgen` (audiocraft format; see its training.json); `--model` names
+another description-trained MusicGen folder.
 """
 
 from __future__ import annotations
@@ -65,16 +65,15 @@ class MusicGenDemoConfig:
     device: str = "cpu"
 
 
-def _model(cfg: MusicGenDemoConfig, say: Callable[[str], None]) -> Path:
+def _model(cfg: MusicGenDemoConfig) -> Path:
+    """--model, else the shipped demo MusicGen. A tiny random one was the fallback, but it has no description
+    vocabulary, which the demo needs, so the fallback could only fail after it was built (hunt 78)."""
     if cfg.model:
         return Path(cfg.model)
-    if (DEMO_MUSICGEN / "state_dict.bin").is_file():
-        return DEMO_MUSICGEN
-    from training.musicgen.tiny_model import TinyMusicGenConfig, save_tiny_musicgen
-
-    path = Path(cfg.out) / "tiny_musicgen"
-    say(f"{DEMO_MUSICGEN} is not there: using a tiny random MusicGen (the figures mean nothing)")
-    return save_tiny_musicgen(path, "audiocraft", TinyMusicGenConfig(sample_rate=16000))
+    if not (DEMO_MUSICGEN / "state_dict.bin").is_file():
+        raise UserError(f"the demo MusicGen {DEMO_MUSICGEN} is not there (a partial checkout?); restore it, or give "
+                        "--model a description-trained MusicGen folder")  # fmt: skip
+    return DEMO_MUSICGEN
 
 
 def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
@@ -91,7 +90,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
     step = Steps(say)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = step("model", lambda: _model(cfg, say))
+    model = step("model", lambda: _model(cfg))
     mg = load_musicgen(model)
     if mg.vocab is None:
         raise UserError(f"--model {model}: no descriptions.json; the MusicGen demo needs a description-trained model")
