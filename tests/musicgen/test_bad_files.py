@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from training.musicgen.demo import _training_line, _training_record
@@ -51,3 +53,25 @@ def test_a_missing_demo_musicgen_is_one_line_before_any_work(tmp_path, monkeypat
     with pytest.raises(UserError, match=r"the demo MusicGen .*gone is not there .*give --model a description-trained"):
         demo.run_musicgen_demo(demo.MusicGenDemoConfig(out=str(tmp_path / "out")), say=lambda _: None)
     assert not (tmp_path / "out" / "data").exists()
+
+
+def test_a_rerun_of_the_musicgen_demo_starts_its_experiment_from_scratch(tmp_path, monkeypatch):
+    """A second `demo --musicgen` into one folder with another --seed remade the data, then met the last run's
+    store ("its prompts rows were collected with other settings") with the new clips already in place (hunt 78).
+    The experiment folder is the last run's: it is removed before the experiment runs, as the RAVE demo's store."""
+    import training.musicgen.demo as demo
+    import training.musicgen.experiment as experiment
+
+    old = tmp_path / "out" / "experiment" / "store"
+    old.mkdir(parents=True)
+    (old / "store.json").write_text("{}")
+    seen = []
+
+    def experiment_sees(cfg, say):
+        seen.append(Path(cfg.out).exists())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "run_experiment", experiment_sees)
+    with pytest.raises(KeyboardInterrupt):
+        demo.run_musicgen_demo(demo.MusicGenDemoConfig(out=str(tmp_path / "out"), seed=1), say=lambda _: None)
+    assert seen == [False]

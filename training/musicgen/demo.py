@@ -16,6 +16,7 @@ another description-trained MusicGen folder.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,8 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         except UserError as exc:
             raise UserError(f"--n {cfg.n}: too few clips to find {c!r} ({exc}); raise --n") from None
     exp_dir = out / "experiment"
+    if exp_dir.exists():  # the last run's store, SAEs and banks: from scratch, as the RAVE demo (its store held
+        shutil.rmtree(exp_dir)  # rows of the last run's seed, refused after this run's data had replaced its clips)
     ecfg = ExperimentConfig(
         str(model), str(data), str(exp_dir), steer=(cfg.concept,), probe=concepts, prompts=cfg.prompts,
         prompt_seconds=seconds, sae_steps=cfg.sae_steps, k=cfg.k, expansion=cfg.expansion, pairs=cfg.pairs,
