@@ -122,6 +122,20 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
         )
     with pytest.raises(UserError, match="--with needs --without"):
         _cli(["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path), "--with", str(root)])
+    # hunt 78: options the source ignores are refused, and a name the bank would refuse is refused before any work
+    base = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(tmp_path)]
+    pair = ["--with", str(root / "tone/with"), "--without", str(root / "tone/without")]
+    for argv, needle in [
+        ([*base, "--concepts", str(root), "--name", "mytone"], "--name goes with --with; --concepts names each"),
+        ([*base, "--concepts", str(root), "--without", str(root)], "--without goes with --with"),
+        ([*base, *pair, "--name", "tone", "--only", "tone"], "--only picks concepts of --concepts"),
+        ([*base, *pair, "--name", "hi hat"], "--name 'hi hat': expected ASCII letters"),
+    ]:
+        with pytest.raises(UserError, match=needle):
+            _cli(argv)
+    (tmp_path / "odd" / "hi hat" / "with").mkdir(parents=True)  # the shared fixture's folder is left as it is
+    with pytest.raises(UserError, match=r"folder name 'hi hat': expected ASCII letters"):
+        _cli([*base, "--concepts", str(tmp_path / "odd")])
 
 
 def test_an_sae_of_another_model_or_layer_is_refused(setup, audiocraft_dir, tmp_path):

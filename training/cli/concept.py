@@ -315,7 +315,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.audio_files import AudioNotes
     from realtime.musicgen import load_musicgen, parse_layers
     from sae.atomic import atomic_write_text
-    from sae.bank import ConceptBank, inert_note
+    from sae.bank import ConceptBank, check_concept_name, inert_note
     from sae.errors import UserError
     from sae.io import load_sae, sae_weights_sha256
     from sae.paths import check_output_file
@@ -325,8 +325,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.with_dir:
         if not (args.without_dir and args.name):
             raise UserError("--with needs --without and --name")
+        if args.only:
+            raise UserError("--only picks concepts of --concepts; with --with the one concept is --name")
+        check_concept_name(args.name, "--name")
         concepts = {args.name: example_files(args.with_dir, args.without_dir, args.min_examples)}
     else:
+        ignored = [f for f, v in (("--without", args.without_dir), ("--name", args.name)) if v]
+        if ignored:  # each concept is named after its folder: these were dropped without a word (hunt 78)
+            raise UserError(f"{ignored[0]} goes with --with; --concepts names each concept after its folder")
         root = Path(args.concepts)
         if not root.is_dir():
             raise UserError(f"--concepts {root}: not a folder")
@@ -339,6 +345,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
             names = wanted
         if not names:
             raise UserError(f"--concepts {root}: no <concept>/with folders")
+        for n in names:  # before the model runs: a name the bank refuses stopped the command after all the work
+            check_concept_name(n, f"--concepts {root}: folder name")
         concepts = {}
         for n in names:
             try:
