@@ -104,6 +104,21 @@ def test_bank_of_another_model_writes_nothing(tmp_path, data, audiocraft_dir):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_duration_the_model_cannot_render_is_refused_before_the_judge_trains(tmp_path, data, audiocraft_dir):
+    """Hunt 78: --duration 60 (or 0.001) was refused only after the judge had trained on every train clip."""
+    import dataclasses
+
+    import training.musicgen.judge as judge
+
+    mg = load_musicgen(audiocraft_dir)
+    cfg = MusicGenEvalConfig(str(data), str(audiocraft_dir), str(_bank(tmp_path, mg)), str(tmp_path / "out"),
+                             ("rock",), concepts=("piano",))  # fmt: skip
+    for duration, needle in ((60.0, "this model generates at most"), (0.001, "expected at least one frame")):
+        with pytest.raises(UserError, match=needle), pytest.MonkeyPatch.context() as m:
+            m.setattr(judge.Judge, "fit", lambda *a, **k: pytest.fail("the judge trained first"))
+            evaluate_musicgen(dataclasses.replace(cfg, duration=duration))
+
+
 def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, tiny_cfg):
     """A musicgen-stereo-like model: the listening files are its two channels (they were their mean, the judge's
     input); the judge's calls stay on that mean."""

@@ -84,6 +84,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     rows = read_manifest(Path(cfg.data))
     bank = ConceptBank.load(cfg.bank)
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
+    mg.check_request(list(cfg.prompts), cfg.duration)  # before the judge trains, not after (hunt 78)
     sha = mg.model_ref()["sha256"]
     names, unjudged = concepts_to_judge(bank, cfg.concepts, sha, cfg.bank, mg.name)
     judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
