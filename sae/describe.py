@@ -47,18 +47,21 @@ def resolve_hook(store: ActivationStore, sae: SparseAutoencoder) -> str:
 
 def check_same_model(store: ActivationStore, sae: SparseAutoencoder, sae_dir: str | Path) -> None:
     """Refuse a store and an SAE of different models: by the model file's sha256 where the SAE's cfg.json records
-    the store it was trained on (two models of one name told apart), else by name."""
+    the store it was trained on (two models of one name told apart, one model under two names the same), else by
+    name."""
     from sae.io import cfg_model, read_sae_cfg
 
     info = store.info.get("model") or {}
     store_model, store_sha = str(info.get("name") or ""), info.get("sha256")
     ident, sha = cfg_model(read_sae_cfg(sae_dir)) if Path(sae_dir).is_dir() else ({}, None)
-    if sha and isinstance(store_sha, str) and sha != store_sha:
-        raise UserError(
-            f"SAE {sae_dir} was trained on activations of {ident.get('name', '?')} ({sha[:12]}), but store "
-            f"{store.root} holds activations of {store_model or '?'} ({store_sha[:12]}); use the store the SAE was "
-            "trained on"
-        )
+    if sha and isinstance(store_sha, str):
+        if sha != store_sha:
+            raise UserError(
+                f"SAE {sae_dir} was trained on activations of {ident.get('name', '?')} ({sha[:12]}), but store "
+                f"{store.root} holds activations of {store_model or '?'} ({store_sha[:12]}); use the store the SAE "
+                "was trained on"
+            )
+        return  # the same weights, whatever their folder or file is called (as stores tell models apart)
     sae_model = sae.cfg.model_name
     if sae_model and store_model and sae_model != store_model:
         raise UserError(

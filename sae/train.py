@@ -200,7 +200,7 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
-def leave_distributed(code: int = 0) -> NoReturn:
+def leave_distributed(code: int = 0, wait_s: float = 60.0) -> NoReturn:
     """End a torchrun worker: leave the process group, flush, and exit at once, without interpreter shutdown.
 
     gloo's worker threads may still hold the last reference to the tensors of the final collectives (the last
@@ -209,18 +209,27 @@ def leave_distributed(code: int = 0) -> NoReturn:
     run, and the launcher then kills the other ranks, rank 0 possibly in the middle of writing the SAE.
 
     A signal while leaving ends the worker at once with `code`, quietly, and no rank leaves before every rank is
-    leaving: a launcher sends SIGTERM to the ranks left when one exits non-zero (rank 0 exits 130 after another
-    rank's signal), and a rank still on its way here said "terminated" a second time (a lag of 30 ms was enough).
+    leaving (or `wait_s` passed): a launcher sends SIGTERM to the ranks left when one exits non-zero (rank 0 exits
+    130 after another rank's signal), and a rank still on its way here said "terminated" a second time (a lag of
+    30 ms was enough). The barrier is polled, so a signal ends the wait: blocked in a plain `dist.barrier()` a rank
+    heard no signal until its peers came (hunt 79: 15 s, and torchrun waits 30 s before SIGKILL).
     """
+
+    def leave(*_: object) -> NoReturn:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, lambda _signum, _frame: os._exit(code))
+            signal.signal(signum, leave)
     with contextlib.suppress(RuntimeError):  # a rank that died already: the launcher ends the others anyway
-        dist.barrier()
+        work = dist.barrier(async_op=True)
+        deadline = time.monotonic() + wait_s
+        while not work.is_completed() and time.monotonic() < deadline:
+            time.sleep(0.005)
     dist.destroy_process_group()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    leave()
 
 
 def resolve_device(device: str) -> torch.device:

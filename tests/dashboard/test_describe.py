@@ -119,6 +119,13 @@ def test_pairing_refuses_other_models(dash_inputs, tmp_path):
     (store_dir / "store.json").write_text(json.dumps(info))
     with pytest.raises(UserError, match=r"trained on model 'logmel24'.*'other.ts'"):
         check_pair(ActivationStore(store_dir), sae)
+    # an SAE that records the weights' sha256: the same weights under another name are the same model (hunt 79)
+    known = tmp_path / "sae_sha"
+    shutil.copytree(dash_inputs.sae, known)
+    cfg = json.loads((known / "cfg.json").read_text())
+    cfg["musicsae"] = {**cfg.get("musicsae", {}), "model": {"name": "logmel24", "sha256": info["model"]["sha256"]}}
+    (known / "cfg.json").write_text(json.dumps(cfg))
+    assert check_pair(ActivationStore(store_dir), sae, str(known)) == "mel"
     with ActivationWriter(
         tmp_path / "narrow", "mel", 8, "float32", model={"name": "logmel24", "sha256": "0" * 64}
     ) as w:

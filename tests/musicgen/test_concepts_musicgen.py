@@ -129,13 +129,16 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
         ([*base, "--concepts", str(root), "--name", "mytone"], "--name goes with --with; --concepts names each"),
         ([*base, "--concepts", str(root), "--without", str(root)], "--without goes with --with"),
         ([*base, *pair, "--name", "tone", "--only", "tone"], "--only picks concepts of --concepts"),
-        ([*base, *pair, "--name", "hi hat"], "--name 'hi hat': expected ASCII letters"),
+        ([*base, *pair, "--name", "hi hat", "--bank", str(tmp_path / "b.yaml")], "--name 'hi hat': expected ASCII"),
     ]:
         with pytest.raises(UserError, match=needle):
             _cli(argv)
     (tmp_path / "odd" / "hi hat" / "with").mkdir(parents=True)  # the shared fixture's folder is left as it is
-    with pytest.raises(UserError, match=r"folder name 'hi hat': expected ASCII letters"):
+    with pytest.raises(UserError, match=r"folder name 'hi hat': expected ASCII letters"):  # a bank key
+        _cli([*base, "--concepts", str(tmp_path / "odd"), "--bank", str(tmp_path / "b.yaml")])
+    with pytest.raises(UserError) as err:  # no bank: the name only labels the table, and the empty folder is the fault
         _cli([*base, "--concepts", str(tmp_path / "odd")])
+    assert "concept hi hat:" in str(err.value) and "folder name" not in str(err.value)
 
 
 def test_an_sae_of_another_model_or_layer_is_refused(setup, audiocraft_dir, tmp_path):

@@ -326,6 +326,10 @@ def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_di
         (lines / f"{then:05d}").write_text("musicsae: terminated\n")
         assert rank_lines(lines, failed=True) == [f"{'(rank 1) ' if first else ''}musicsae: error: k 1000"]
         assert len(rank_lines(lines)) == 2
+    from training.cli.launch import failed_code
+
+    # hunt 79: a rank killed by a signal (OOM: -9) beside one the launcher stopped (143) exited 143
+    assert (failed_code([143, -9]), failed_code([2, 143]), failed_code([143, 143]), failed_code([])) == (137, 2, 143, 1)
     for rank in (0, 1):  # every rank ended by a signal of its own: said once
         (lines / f"{rank:05d}").write_text("musicsae: terminated\n")
     assert rank_lines(lines, failed=True) == ["musicsae: terminated"]
@@ -641,6 +645,42 @@ def test_a_launcher_signal_while_a_rank_leaves_ends_it_quietly_with_its_code(tmp
     res = subprocess.run([sys.executable, str(tmp_path / "leave.py"), str(port)], env=_env(), cwd=ROOT,
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     assert res.returncode == 143 and "musicsae:" not in res.stderr, (res.returncode, res.stderr[-2000:])
+
+
+RANK_AT_THE_BARRIER = """
+import os, sys, time
+import torch.distributed as dist
+from sae.train import leave_distributed
+
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[1], RANK=sys.argv[2], WORLD_SIZE="2")
+dist.init_process_group("gloo")
+print("joined", flush=True)
+if sys.argv[2] == "0":
+    leave_distributed(7)  # waits for rank 1 to leave too
+time.sleep(60)  # rank 1 still at work
+"""
+
+
+def test_a_signal_ends_a_rank_waiting_for_the_others_to_leave(tmp_path):
+    """`leave_distributed` waits for every rank before leaving; blocked in a plain barrier, a rank heard no signal
+    until its peers came (hunt 79: still running 15 s after SIGTERM, and torchrun waits 30 s before SIGKILL)."""
+    import socket
+
+    (tmp_path / "rank.py").write_text(RANK_AT_THE_BARRIER)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    ranks = [subprocess.Popen([sys.executable, str(tmp_path / "rank.py"), port, str(r)], env=_env(), cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True) for r in (0, 1)]  # fmt: skip
+    try:
+        assert all(r.stdout.readline().strip() == "joined" for r in ranks)
+        time.sleep(1.0)  # rank 0 waits at the barrier
+        ranks[0].send_signal(signal.SIGTERM)
+        assert ranks[0].wait(timeout=10) == 7  # quietly, with the code it was leaving with
+    finally:
+        for r in ranks:
+            r.kill()
+            r.wait()
 
 
 def test_defaults_scale_with_the_input_width(tmp_path, capsys):

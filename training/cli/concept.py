@@ -327,7 +327,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
             raise UserError("--with needs --without and --name")
         if args.only:
             raise UserError("--only picks concepts of --concepts; with --with the one concept is --name")
-        check_concept_name(args.name, "--name")
+        if args.bank:  # a bank key; without --bank the name only labels the table
+            check_concept_name(args.name, "--name")
         concepts = {args.name: example_files(args.with_dir, args.without_dir, args.min_examples)}
     else:
         ignored = [f for f, v in (("--without", args.without_dir), ("--name", args.name)) if v]
@@ -345,8 +346,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
             names = wanted
         if not names:
             raise UserError(f"--concepts {root}: no <concept>/with folders")
-        for n in names:  # before the model runs: a name the bank refuses stopped the command after all the work
-            check_concept_name(n, f"--concepts {root}: folder name")
+        for n in names if args.bank else ():  # before the model runs: a name the bank refuses stopped the command
+            check_concept_name(n, f"--concepts {root}: folder name")  # after all the work
         concepts = {}
         for n in names:
             try:

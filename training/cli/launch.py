@@ -98,9 +98,22 @@ def rank_lines(folder: Path, failed: bool = False) -> list[str]:
     return out
 
 
+def failed_code(codes: Sequence[int]) -> int:
+    """The exit code of a launch whose ranks ended with `codes` (torch's: negative for a signal): a rank's own
+    failure first, its exit code or 128 + the signal that killed it (an OOM kill, a segfault); 143 last, the code
+    of the ranks the launcher's SIGTERM stopped once one had failed."""
+    own = [c for c in codes if c > 0 and c != TERMINATED]
+    if own:
+        return own[0]
+    if codes and min(codes) < 0:
+        return 128 - min(codes)
+    return TERMINATED if codes else 1
+
+
 def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
     """Run `musicsae argv` on `nproc` local ranks through torch's elastic launcher; returns the exit code: 0, the
-    first failed rank's, or 128 + the signal that stopped the launcher (each rank has said what it kept)."""
+    failed ranks' (`failed_code`), or 128 + the signal that stopped the launcher (each rank has said what it
+    kept)."""
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
@@ -121,9 +134,7 @@ def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
             code = 128 + int(stopped.sigval)
         except ChildFailedError as failed:
             failed_ranks = True
-            codes = [f.exitcode for _, f in sorted(failed.failures.items())]
-            code = next((c for c in codes if c > 0 and c != TERMINATED), None)  # 143: the launcher's SIGTERM
-            code = code or next((c for c in codes if c > 0), 128 - min(codes) if codes and min(codes) < 0 else 1)
+            code = failed_code([f.exitcode for _, f in sorted(failed.failures.items())])
         finally:
             del os.environ[LINES]
         for line in rank_lines(Path(folder), failed_ranks):

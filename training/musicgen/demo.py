@@ -35,7 +35,7 @@ DEMO_FONTS = ("timgm6mb", "csound")  # the fonts the demo model was trained on
 class MusicGenDemoConfig:
     """Args:
     out: output folder.
-    model: MusicGen folder (None: the shipped demo model, else a tiny random one).
+    model: MusicGen folder (None: the shipped demo model).
     n, seed, clip_seconds: generated clips (clip_seconds None: the render duration).
     concept: the concept steered and rendered; probe: concepts mapped per layer.
     sae_steps, pairs, seeds, strengths, prompts: experiment sizes (see `experiment.ExperimentConfig`).
