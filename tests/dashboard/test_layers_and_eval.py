@@ -210,10 +210,14 @@ def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_
     verdict = {"off_drop": 62.5, "none": {"with": 80.0, "without": 10.0}, "goals_met": {"off_drop": True},
                "drift": {"off": {"x": 1.0}}}  # fmt: skip
     cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
-    for sha, shown in (("ab" * 32, False), (sae_weights_sha256(dash_inputs.sae), True)):
-        judge = {"sae_sha256": sha, "concepts": {"bright": verdict}}
+    own = sae_weights_sha256(dash_inputs.sae)
+    for judge, shown in (
+        ({"sae_sha256": "ab" * 32, "concepts": {"bright": verdict}}, False),  # RAVE's judge: one SAE
+        ({"concepts": {"bright": {**verdict, "sae_sha256": "ab" * 32}}}, False),  # MusicGen's: each concept's
+        ({"sae_sha256": own, "concepts": {"bright": verdict}}, True),
+    ):
         (tmp_path / "run" / "judge" / "judge.json").write_text(json.dumps(judge))
-        out = tmp_path / f"site_{shown}"
+        out = tmp_path / f"site_{len(list(tmp_path.glob('site_*')))}"
         build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
                         progress=False)  # fmt: skip
         page = (out / "concepts" / "bright.html").read_text()

@@ -9,7 +9,7 @@ import pytest
 from realtime.musicgen import load_musicgen
 from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
 from sae.errors import UserError
-from sae.io import save_sae
+from sae.io import sae_weights_sha256, save_sae
 from sae.model import SAEConfig, SparseAutoencoder
 from training.data.concept_clips import DataConfig, make_dataset
 from training.musicgen.judge import MusicGenEvalConfig, evaluate_musicgen
@@ -34,6 +34,7 @@ def _bank(root, mg, sha=None, extra=()):
                 mg.hook_name(1),
                 "sae",
                 [ConceptFeature(i, 1.0, 8.0) for i in feats],
+                sae_sha256=sae_weights_sha256(root / "sae"),
             )
         )
     return bank.save()
@@ -68,6 +69,7 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
         for rate in (e["none"]["with"], e["off"]["with"], e["on"]["without"]):
             assert rate in (0.0, 50.0, 100.0)  # two renders
         assert e["off_drop"] == e["none"]["with"] - e["off"]["with"]
+        assert e["sae_sha256"] == sae_weights_sha256(tmp_path / "sae")  # what the dashboard matches the bank by
         other = "drums" if name == "piano" else "piano"
         assert set(e["drift"]["off"]) == {other}
     _check_listening_examples(tmp_path / "out", saved, mg.sample_rate)

@@ -705,7 +705,8 @@ class DashboardBuilder:
                     data = json.loads(js.read_text())
                     if not (isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(c.name), dict)):
                         continue
-                    judged = data.get("sae_sha256")
+                    entry = data["concepts"][c.name]  # MusicGen's judge records each concept's SAE, RAVE's its one
+                    judged = entry.get("sae_sha256") or data.get("sae_sha256")
                     if isinstance(judged, str) and c.sae_sha256 and judged != c.sae_sha256:
                         self._note(f"{js}: judged {c.name} with SAE weights {judged[:12]}, not the bank's "
                                    f"{c.sae_sha256[:12]} (found again since?); its verdict is left out")  # fmt: skip

@@ -131,6 +131,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         heard[name] = {"plain": base[name][:keep], "off": off[name][:keep], "on": on[name][:keep]}
         edited[name] = {"off": off_audio[:keep], "on": on_audio[:keep]}
         entry = {
+            "sae_sha256": bank.get(name).sae_sha256,  # each concept's own SAE (one per layer): the dashboard's match
             "renders": len(jobs),
             "none": {"with": hit_rate(base[name]), "without": hit_rate(base[name])},
             "off": {"with": hit_rate(off[name])},
