@@ -188,7 +188,7 @@ def load_steering(
         chosen = dirs.pop()
     else:
         raise UserError(f"concept bank {bank.path}: no concept was found on {model.path.name} ({sha[:12]})")
-    read_sae_cfg(chosen)  # a missing folder, or a file (a bank's `sae:` naming one), is one line here
+    sae_cfg = read_sae_cfg(chosen)  # a missing folder, or a file (a bank's `sae:` naming one), is one line here
     hooks = {c.hook for c in concepts.values()}
     if len(hooks) > 1:
         raise UserError(f"concepts of {bank.path} sit on {len(hooks)} hooks ({', '.join(sorted(hooks))}); steer one")
@@ -203,7 +203,7 @@ def load_steering(
     if sae.cfg.d_in != width:
         what = f"{model.latent_size} latents" if hook == "latent" else f"{width} channels at {hook}"
         raise UserError(f"SAE {chosen} takes {sae.cfg.d_in}-dim inputs; {model.path.name} has {what}")
-    check_sae_for_model(chosen, read_sae_cfg(chosen), model, hook)  # trained on another model of the same width
+    check_sae_for_model(chosen, sae_cfg, model, hook)  # trained on another model of the same width
     with named_errors(bank.path):  # a feature or detector that does not fit the SAE or the hook: one line
         state = EditState.from_concepts(sae.cfg.d_sae, concepts)
         check_detectors(state.alone, sae.cfg.d_sae, width)

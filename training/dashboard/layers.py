@@ -96,12 +96,11 @@ def layer_rows(
         if isinstance(iv, list) and len(iv) == 2 and all(_finite(v) is not None for v in iv):
             row.fvu_interval = (float(iv[0]), float(iv[1]))
         rows[d] = row
-    hook_of = {d: row.hook for d, row in rows.items()}
     if bank is not None:
         for c in bank:
             for d, row in rows.items():
                 # a concept of this hook found with another SAE (a sibling, a draw) is not this row's
-                if c.hook != hook_of[d] or AUROC_METHOD not in c.auroc or not bank.uses_sae(c, d):
+                if c.hook != row.hook or AUROC_METHOD not in c.auroc or not bank.uses_sae(c, d):
                     continue
                 base = concept_base(c.name, c.hook)
                 row.auroc[base] = c.auroc[AUROC_METHOD]
@@ -109,7 +108,7 @@ def layer_rows(
                     row.interval[base] = c.auroc_interval[AUROC_METHOD]
                 if c.clips is not None:
                     row.clips[base] = c.clips
-    hooks = list(hook_of.values())
+    hooks = [row.hook for row in rows.values()]  # before any row is relabelled
     for row in rows.values():
         if hooks.count(row.hook) > 1:  # two folders of one hook: was one row, the last folder's
             row.hook = f"{row.hook} ({row.sae_dir.name})"
