@@ -152,7 +152,14 @@ def load_steering(
 
     bank = ConceptBank.load(bank_path)
     sha = model.identity.sha256
-    wanted = list(names) if names is not None else [c.name for c in bank if c.model.sha256 == sha]
+    # bank order whatever order they were named in: a later concept's `alone` silence goes over an earlier one's,
+    # as in live play and in the nn~ export
+    order = {c.name: i for i, c in enumerate(bank)}
+    wanted = (
+        sorted(names, key=lambda n: order.get(n, -1))
+        if names is not None
+        else [c.name for c in bank if c.model.sha256 == sha]
+    )
     concepts = {}
     for name in wanted:
         c = bank.get(name)

@@ -137,7 +137,8 @@ class BankSteering:
         by_key: dict[tuple[int, Path], _Group] = {}
         concepts: dict[tuple[int, Path], dict[str, Concept]] = {}
         seen: set[str] = set()
-        for s in sets:
+        order = {c.name: i for i, c in enumerate(bank)}
+        for s in sorted(sets, key=lambda s: order.get(s.name, -1)):  # bank order, however they were named
             if s.name in seen:
                 raise UserError(f"--set {s.name}: given twice (one setting per concept)")
             seen.add(s.name)

@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 
 from realtime.musicgen import Recorder, load_musicgen
+from sae.errors import UserError
 from sae.store import ActivationStore
 from training.cli import main
 
@@ -276,7 +277,6 @@ def test_a_resume_with_other_generation_settings_is_refused_naming_them(tmp_path
 
 def test_a_prompts_file_that_is_not_text_is_one_line(tmp_path):
     """`collect musicgen --prompts take.wav` (a binary file) ended in a UnicodeDecodeError traceback."""
-    from sae.errors import UserError
     from training.musicgen.collect import read_prompts
 
     (tmp_path / "take.wav").write_bytes(b"RIFF\xac\x00\x00\x00WAVEfmt ")
@@ -291,7 +291,6 @@ def test_a_prompts_file_that_is_not_text_is_one_line(tmp_path):
 )
 def test_a_prompt_entry_without_a_prompt_text_is_one_line(tmp_path, text):
     """`- {promt: drums}` was dropped without a word, `{prompt: [guitar, drums]}` played "['guitar', 'drums']"."""
-    from sae.errors import UserError
     from training.musicgen.collect import read_prompts
 
     (tmp_path / "p.yaml").write_text(text)
@@ -309,6 +308,18 @@ def test_a_prompts_file_with_a_byte_order_mark_is_read(tmp_path, name, text):
 
     (tmp_path / name).write_bytes(("\ufeff" + text).encode())
     assert read_prompts(tmp_path / name) == ["guitar"]
+
+
+def test_a_csv_prompt_across_lines_keeps_its_newline_and_an_open_quote_is_refused(tmp_path):
+    """A spreadsheet cell of two lines ("calm" / "guitar") was read as the one word "calmguitar", and a quote left
+    open swallowed every prompt after it."""
+    from training.musicgen.collect import read_prompts
+
+    (tmp_path / "p.csv").write_text('prompt\n"calm\nguitar"\ndrums\n')
+    assert read_prompts(tmp_path / "p.csv") == ["calm\nguitar", "drums"]
+    (tmp_path / "p.csv").write_text('prompt\n"calm guitar\ndrums\n')
+    with pytest.raises(UserError, match=r"--prompts .*p\.csv: not a readable CSV \(line 3: unexpected end of data\)$"):
+        read_prompts(tmp_path / "p.csv")
 
 
 def test_prompt_collection_lasts_the_lm_training_segment_and_names_unknown_words(tmp_path, audiocraft_dir, capsys):
@@ -381,7 +392,6 @@ def test_audio_with_no_usable_file_is_refused_and_leaves_no_store(tmp_path, audi
 def test_a_prompt_duration_past_the_models_limit_is_refused_before_it_is_recorded(tmp_path, audiocraft_dir):
     """`experiment --duration 1e9` stored the audio rows, recorded the prompts' duration in store.json, then generation
     refused it: the corrected rerun was refused ('collected with other settings (duration: 1e9 stored, 0.3 now)')."""
-    from sae.errors import UserError
     from training.musicgen.collect import CollectConfig, Collector
 
     mg = load_musicgen(audiocraft_dir)

@@ -72,6 +72,12 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path):
         _jobs(tmp_path, "s.csv", "prompt;seed\nguitar;3\n")
 
 
+def test_a_batch_csv_with_a_quote_left_open_is_refused(tmp_path):
+    """The open quote took every job after it into one prompt ('calm guitar,3\\ndrums,4' played as one job)."""
+    with pytest.raises(UserError, match=r"j\.csv: not a readable CSV \(line 3: unexpected end of data\)$"):
+        _jobs(tmp_path, "j.csv", 'prompt,seed\n"calm guitar,3\ndrums,4\n')
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [

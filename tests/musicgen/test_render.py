@@ -94,6 +94,23 @@ def test_layer_fn_edits_every_row_with_error_kept(tmp_path, mg):
     assert apply_edit(hidden, sae, group.edit_at(0.0)) is not hidden
 
 
+def test_two_saes_on_one_layer_edit_in_bank_order_whatever_the_set_order(tmp_path, mg):
+    """Concepts of two SAEs on one layer: the edits compose (each SAE encodes what the other left), so their order
+    matters. It followed the `--set` order, where the docstring (and the RAVE path) say bank order."""
+    bank = make_bank(tmp_path, mg)
+    torch.manual_seed(99)
+    other = SparseAutoencoder(SAEConfig(d_in=mg.dim, d_sae=64, k=8, hook_name=mg.hook_name(2)))
+    save_sae(other, tmp_path / "sae" / "layer2b")
+    piano = bank.get("piano")
+    bank.add(Concept("bass", piano.model, piano.hook, "sae/layer2b", [ConceptFeature(i, 1.0, 6.0) for i in range(8)]))
+    bank.save()
+    hidden = torch.randn(2, 3, mg.dim)
+    ways = [["piano=off", "bass=on:3"], ["bass=on:3", "piano=off"]]
+    outs = [BankSteering(mg, bank, [parse_set(s) for s in sets]).layer_fns()[2](hidden, 0) for sets in ways]
+    assert not torch.allclose(outs[0], hidden)
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_clamp_raises_the_concept_features_to_their_floor(tmp_path, mg):
     """`clamp:s` lifts each of the concept's features to s × typical where it is below, in renders as live."""
     bank = make_bank(tmp_path, mg)

@@ -272,6 +272,22 @@ def test_each_concept_switched_off_puts_its_own_silence_where_it_plays_alone():
     assert AloneSilence({"guitar": never, "drums": always}).apply(rows, f, 1.0, ["guitar"]) is rows
 
 
+def test_a_render_puts_the_silences_in_bank_order_whatever_the_set_order(tmp_path, found, tiny_model):
+    """`render rave --set drums=off --set guitar=off` built its edits in `--set` order, so where both play alone the
+    first-named concept's silence won in the render and the last one in the bank's (live play, nn~)."""
+    model, _ = tiny_model
+    bank = ConceptBank.load(found)
+    guitar = bank.get("guitar")
+    silence = tuple(x + 1.0 for x in guitar.alone.silence)
+    drums = dataclasses.replace(guitar, name="drums", alone=dataclasses.replace(guitar.alone, silence=silence))
+    copy = ConceptBank(tmp_path / "two.yaml")
+    copy.add(dataclasses.replace(guitar, sae=str(bank.sae_dir(guitar))))
+    copy.add(dataclasses.replace(drums, sae=str(bank.sae_dir(guitar))))
+    copy.save()
+    steering = load_steering(copy.path, model, names=["drums", "guitar"])
+    assert list(steering.edit_for([("drums", "off"), ("guitar", "off")]).alone) == ["guitar", "drums"]
+
+
 def test_the_detector_is_chosen_on_a_fold_that_holds_solos_out():
     """Sources of solos and of other clips (`--groups subfolder`) where the first fold holds no solo out: the
     validation AUROC needs both classes (it was a traceback after the whole search)."""

@@ -6,14 +6,13 @@ manifest's folder. Rows are matched by resolved path, else by unique file name.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sae.csvfile import parse_csv
 from sae.errors import UserError
 
 # manifest columns that are not content labels
@@ -49,10 +48,10 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a BOM: '\ufefffile'
         if path.suffix == ".csv":
-            rows = [dict(r) for r in csv.DictReader(io.StringIO(text, newline=""))]
+            rows, _ = parse_csv(text, f"manifest {path}")
         else:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"manifest {path}: unreadable ({exc})") from None
     if not rows or not all(isinstance(r, dict) and "file" in r for r in rows):
         raise UserError(f"manifest {path}: expected rows with a 'file' column")

@@ -15,7 +15,6 @@ layer are skipped, and rows already stored for a source are not stored twice.
 from __future__ import annotations
 
 import contextlib
-import csv
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import torch
 
 from realtime.audio_files import AudioNotes, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
+from sae.csvfile import parse_csv
 from sae.errors import UserError
 from sae.ranks import split_by_rank
 from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
@@ -79,7 +79,7 @@ def read_prompts(path: str | Path) -> list[str]:
                 raise UserError(f"--prompts {path}: entry {i + 1} {p!r}: expected a 'prompt' text")
         prompts = [p if isinstance(p, str) else p["prompt"] for p in data]
     elif suffix == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        rows, _ = parse_csv(text, f"--prompts {path}")
         if rows and "prompt" not in rows[0]:
             raise UserError(f"--prompts {path}: expected a 'prompt' column")
         prompts = [r["prompt"] or "" for r in rows]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sae.csvfile import parse_csv
 from sae.errors import UserError
 from sae.yamlfile import parse_yaml
 from training.cli.args import SEED_RANGE
@@ -96,14 +96,13 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
     except UnicodeDecodeError:  # an audio file given by mistake: a traceback before
         raise UserError(f"--batch {path}: not a text file; expected a YAML list or a CSV of jobs") from None
     if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        rows: list[Any] = list(reader)
+        rows, columns = parse_csv(text, f"--batch {path}")
         if rows and "prompt" not in rows[0]:
-            header = ",".join(reader.fieldnames or ())
+            header = ",".join(columns)
             raise UserError(
                 f"--batch {path}: expected a 'prompt' column (comma-separated); the header reads {header!r}"
             )
-        unknown = [c for c in reader.fieldnames or () if c not in KEYS]
+        unknown = [c for c in columns if c not in KEYS]
         if unknown:
             raise UserError(f"--batch {path}: unknown column {unknown[0]!r}; expected {', '.join(KEYS)}")
     else:
