@@ -186,6 +186,9 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
     (tmp_path / "run" / "judge").mkdir()
     judge = {"concepts": {"bright": {"none": {"with": 50}, "off": {"with": "x"}, "drift": {"on": {"bar": "big"}}}}}
     (tmp_path / "run" / "judge" / "judge.json").write_text(json.dumps(judge))
+    cut = tmp_path / "run" / "judge" / "holdout_font" / "judge.json"  # a copy cut short: skipped without a word
+    cut.parent.mkdir()
+    cut.write_text(json.dumps(judge)[:40])
     out = tmp_path / "site"
     cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
     build_dashboard(saes / "mel", dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
@@ -193,6 +196,7 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
     notes = json.loads((out / "features.json").read_text())["warnings"]
     assert any(n.startswith("per-layer map: left out broken (") for n in notes), notes
     assert any(n.startswith(f"{tmp_path / 'run' / 'judge' / 'judge.json'}: unexpected contents (") for n in notes)
+    assert sum(n.startswith(f"{cut}: unreadable (JSONDecodeError: ") for n in notes) == 1  # once, not per concept
     assert "Concept bright" in (out / "concepts" / "bright.html").read_text()
     assert ">mel<" in (out / "layers.html").read_text()
 

@@ -17,7 +17,6 @@ The site is built in a temp folder beside OUT and swapped in at the end, so OUT 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import html
 import json
@@ -298,6 +297,8 @@ class DashboardBuilder:
 
     # ------------------------------------------------------------------ inputs
     def _note(self, text: str) -> None:
+        if text in self.warnings:  # e.g. a damaged file read again for each concept: said once
+            return
         self.warnings.append(text)
         if self.console is not None:  # as written: file names are not markup, whatever the console
             self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
@@ -701,17 +702,21 @@ class DashboardBuilder:
         out = []
         for d in dirs:
             for js in sorted(d.rglob("judge.json")):
-                with contextlib.suppress(OSError, ValueError):
+                try:
                     data = json.loads(js.read_text())
-                    if not (isinstance(data, dict) and isinstance((data.get("concepts") or {}).get(c.name), dict)):
-                        continue
-                    entry = data["concepts"][c.name]  # MusicGen's judge records each concept's SAE, RAVE's its one
-                    judged = entry.get("sae_sha256") or data.get("sae_sha256")
-                    if isinstance(judged, str) and c.sae_sha256 and judged != c.sae_sha256:
-                        self._note(f"{js}: judged {c.name} with SAE weights {judged[:12]}, not the bank's "
-                                   f"{c.sae_sha256[:12]} (found again since?); its verdict is left out")  # fmt: skip
-                        continue
-                    out.append((js, data))
+                except (OSError, ValueError) as exc:  # said, as a damaged listening example is
+                    self._note(f"{js}: unreadable ({type(exc).__name__}: {exc}); its verdicts are left out")
+                    continue
+                concepts = data.get("concepts") if isinstance(data, dict) else None
+                if not (isinstance(concepts, dict) and isinstance(concepts.get(c.name), dict)):
+                    continue
+                entry = concepts[c.name]  # MusicGen's judge records each concept's SAE, RAVE's its one
+                judged = entry.get("sae_sha256") or data.get("sae_sha256")
+                if isinstance(judged, str) and c.sae_sha256 and judged != c.sae_sha256:
+                    self._note(f"{js}: judged {c.name} with SAE weights {judged[:12]}, not the bank's "
+                               f"{c.sae_sha256[:12]} (found again since?); its verdict is left out")  # fmt: skip
+                    continue
+                out.append((js, data))
         return sorted(out, key=lambda r: r[1].get("split") != "test")  # the fonts the model knows first (stable)
 
     def _steering_section(self, out: Path, c: Concept) -> str:
