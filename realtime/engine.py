@@ -480,6 +480,8 @@ class Engine:
 
     def inject_stall(self, seconds: float) -> None:
         """Fault injection: the model thread sleeps `seconds` before its next block (tests, benches)."""
+        if not 0.0 <= float(seconds) < math.inf:
+            raise ValueError(f"stall of {seconds} s: expected finite seconds >= 0")
         self._stall_s = float(seconds)
 
     def inject_callback_stall(self, seconds: float) -> None:
@@ -577,6 +579,18 @@ class Engine:
 
     def _run(self) -> None:
         torch.set_num_threads(self.threads)
+        while self._running:
+            try:
+                self._loop()
+                return
+            except Exception as exc:  # outside the model's call (its resync, a copy): said, and the thread goes on
+                self._busy = False
+                self._failed(exc, self._next)
+                time.sleep(self.blocksize / self.sr)  # then resyncs past what it missed, as after a stall
+
+    def _loop(self) -> None:
+        """Process blocks as their input completes, until stopped (the model thread's body; `_run` keeps it going
+        through a fault outside the model's own call)."""
         B, L, P = self.blocksize, self.prefill, self.period
         cap = self.inputs.capacity
         block = np.zeros((B, self.channels), dtype=np.float32)

@@ -63,6 +63,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
 from realtime.controls import PRESET_KEYS, Controls, Draft, read_preset
+from realtime.udp import capped_note, widen_receive_buffer
 from sae.atomic import atomic_write_text
 from sae.controls import STRENGTH_LIMIT as LIMIT
 from sae.errors import UserError
@@ -476,9 +477,10 @@ class OscServer:
         reply_port: int | None = None,
         sock: socket.socket | None = None,
     ):
-        for what, value in (("port", port), ("reply port", reply_port)):
-            if value is not None and not 0 <= value <= 65535:
-                raise UserError(f"OSC {what} {value}: expected a UDP port in 0..65535")
+        if not 0 <= port <= 65535:
+            raise UserError(f"OSC port {port}: expected a UDP port in 0..65535 (0: any free one)")
+        if reply_port is not None and not 1 <= reply_port <= 65535:  # 0 replied to the sender without a word
+            raise UserError(f"OSC reply port {reply_port}: expected a UDP port in 1..65535")
         if reply_port and reply_port == port:
             raise UserError(f"OSC reply port {reply_port}: it is the engine's own port (replies would come back to it)")
         self.control = control
@@ -489,8 +491,8 @@ class OscServer:
         self.dropped_while_loading = 0
         self.waiting: str | None = None  # what /ping answers while the audio device is away (None: playing)
         self.sock = sock if sock is not None else socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        with contextlib.suppress(OSError):  # room for bursts (a controller sweeping many faders at once)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.receive_buffer = widen_receive_buffer(self.sock)  # room for bursts (many faders swept at once)
+        self.buffer_note = capped_note(self.receive_buffer)  # the kernel's cap, said once by `live`
         try:
             if sock is None:
                 self.sock.bind((host, port))
@@ -501,6 +503,9 @@ class OscServer:
                 hint = (": another program holds it (another musicsae live?); stop it, or give --osc-port another "
                         "port (0: any free one)")  # fmt: skip
             raise UserError(f"OSC port {host}:{port}: cannot listen ({exc.strerror}){hint}") from None
+        except (TypeError, ValueError) as exc:  # a host name the resolver cannot even encode (UnicodeError too)
+            self.sock.close()
+            raise UserError(f"OSC host {host!r}: not an address to listen on ({exc})") from None
         self.sock.settimeout(0.05)
         self.host, self.port = self.sock.getsockname()[:2]
         self._running = False

@@ -88,6 +88,18 @@ class OscInbox:
             raise AssertionError(f"no {until} reply (got {out})")
         return out
 
+    def event(self, kind: str, starts: str, timeout: float = 10.0) -> list:
+        """The arguments of the next `/event` of `kind` whose text starts with `starts`; events of other kinds (a
+        cycle the device skipped, a late block under load) may come before it."""
+        seen, deadline = [], time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            for address, args in self.read(left, "/event"):
+                if address == "/event":
+                    seen.append(args)
+                    if args[0] == kind and str(args[2]).startswith(starts):
+                        return args
+        raise AssertionError(f"no {kind} event starting {starts!r} (got {seen})")
+
 
 @pytest.fixture
 def osc_inbox():

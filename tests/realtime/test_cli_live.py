@@ -198,6 +198,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--reconnect", "5"],
          "--reconnect: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
+        (["--model", str(tiny_rave_ts), "--inject-stalls", "0.2,nan"], "--inject-stalls '0.2,nan': expected seconds"),
+        # nan was a traceback in the model thread, then silence for the rest of the run
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--stereo", "channels"],
          "--stereo channels: applies to a mono model on two channels; tiny_rave.ts plays on one here"),
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--stereo", "mid", "--channels", "1"],
@@ -495,3 +497,18 @@ def test_osc_sent_while_live_imports_is_kept_not_lost(tiny_rave_ts, capsys, monk
     from realtime.resume import RESUME_ENV
 
     assert live_cli.RESUME_ENV == RESUME_ENV  # a restart binds its port as before (its saved port, for --osc-port 0)
+
+
+def test_the_port_bound_before_the_imports_has_room_for_a_burst():
+    """The socket `live` binds before its imports kept the kernel's default buffer until the server took it over:
+    a burst sent meanwhile (a patch sending its whole state as it starts live) kept about a quarter (hunt 80)."""
+    import argparse
+
+    from realtime.udp import RECEIVE_BUFFER, receive_buffer
+    from training.cli.live import _bind_osc_port
+
+    sock = _bind_osc_port(argparse.Namespace(no_osc=False, osc_host="127.0.0.1", osc_port=0))
+    try:
+        assert receive_buffer(sock) >= RECEIVE_BUFFER
+    finally:
+        sock.close()

@@ -365,8 +365,7 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
             own.stop()  # terminate, as `jack_control stop` or quitting QjackCtl does
             lost = _wait_for(proc, "audio device system: the stream stopped", timeout=30)
             assert "waiting up to 20 s for it to come back" in lost, lost
-            events = [args for address, args in replies.expect("/event") if address == "/event"]
-            assert events[-1][0] == "device" and events[-1][2].startswith("lost: "), events
+            replies.event("device", "lost: ")
             send("/ping")
             assert replies.expect("/pong")[-1] == ("/pong", ["waiting for device"])
             send("/mix", 0.5)  # set while waiting: kept too
@@ -378,8 +377,7 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
             assert _wait_for(proc, "latency") == latency  # the same block and budget
             _wait_for(proc, "streaming")
             streaming_s = time.monotonic() - back_at
-            events = [args for address, args in replies.expect("/event") if address == "/event"]
-            assert events[-1][0] == "device" and events[-1][2].startswith("back: "), events
+            replies.event("device", "back: ")
             send("/state")
             state = replies.expect("/state/end")
             assert ("/state/concept", ["bright", "on", 4.0, 1.0]) in state, state

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,7 +119,12 @@ def test_an_overlong_address_still_gets_an_error_reply(server):
 
 @pytest.mark.parametrize(
     ("port", "reply_port", "needle"),
-    [(70000, None, "OSC port 70000"), (0, -1, "OSC reply port -1"), (9123, 9123, "the engine's own port")],
+    [
+        (70000, None, "OSC port 70000"),
+        (0, -1, "OSC reply port -1"),
+        (0, 0, "OSC reply port 0: expected a UDP port in 1..65535"),  # replied to the sender without a word
+        (9123, 9123, "the engine's own port"),
+    ],
 )
 def test_bad_ports_are_refused_in_one_line(port, reply_port, needle):
     from sae.errors import UserError
@@ -319,6 +325,35 @@ def test_a_port_in_use_says_what_to_do():
         f"OSC port 127.0.0.1:{port}: cannot listen (Address already in use): another program holds it (another "
         "musicsae live?); stop it, or give --osc-port another port (0: any free one)"
     )
+
+
+def test_a_host_the_resolver_cannot_encode_is_one_line():
+    """A non-ASCII host name over 63 characters was a TypeError traceback ("encoding of hostname failed")."""
+    from sae.errors import UserError
+
+    with pytest.raises(UserError, match=r"^OSC host 'é{64}': not an address to listen on \("):
+        OscServer(None, "é" * 64, 0)
+
+
+def test_a_receive_buffer_the_kernel_caps_is_said_with_how_to_lift_the_cap(monkeypatch):
+    """The buffer for bursts was asked for and never read back: under the kernel's `rmem_max` (212992 bytes by
+    default) a burst lost its newest packets without a word. Here the cap is this host's own: ask for twice it,
+    without the root-only override."""
+    from realtime import udp
+
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    monkeypatch.setattr(udp, "SO_RCVBUFFORCE", None)
+    monkeypatch.setattr(udp, "RECEIVE_BUFFER", 2 * rmem_max)
+    with OscServer(None, port=0) as srv:
+        assert srv.receive_buffer == rmem_max
+        assert srv.buffer_note == (
+            f"the OSC port's receive buffer is {rmem_max // 1024} KB, not the {2 * rmem_max // 1024} KB asked (the "
+            "kernel caps it at net.core.rmem_max): a burst of messages (many faders swept at once) may lose its "
+            f"newest ones; lift the cap with `sudo sysctl -w net.core.rmem_max={2 * rmem_max}`"
+        )
+    monkeypatch.setattr(udp, "RECEIVE_BUFFER", rmem_max // 2)
+    with OscServer(None, port=0) as srv:
+        assert srv.receive_buffer == rmem_max // 2 and srv.buffer_note is None
 
 
 def test_preset_save_writes_what_preset_load_reads_back(bank, tmp_path):

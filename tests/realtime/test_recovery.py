@@ -148,6 +148,32 @@ class _DeviceClock:
         self.inputBufferAdcTime = t
 
 
+class ResyncFailsOnce(FakeProcessor):
+    """A processor whose resync raises once (a model whose state reset fails: a sticky CUDA error, a full disk)."""
+
+    def resync(self):
+        super().resync()
+        if self.resyncs == 1:
+            raise RuntimeError("state reset refused")
+
+
+def test_a_fault_outside_the_models_call_is_reported_and_the_audio_comes_back_aligned():
+    """Only the model's own call was guarded: a resync that raised ended the model thread for good, with no event,
+    no error counted, and silence until the performer restarted (hunt 80)."""
+    proc = ResyncFailsOnce(512)
+    data = _signal(1.6)
+    with _engine(proc) as engine:
+        engine.inject_stall(0.3)  # longer than the slack: the model thread resyncs after it
+        out = run_file(engine, data, realtime=True)[:, 0]
+    errors = [e for e in engine.events if e.kind == "error"]
+    assert engine.model.errors == 1 and len(errors) == 1 and "state reset refused" in errors[0].message
+    assert proc.resyncs >= 2  # it resynced again after the fault, past what it missed meanwhile
+    good = out == -data[:, 0]
+    assert (good | (out == 0.0)).all()  # nothing shifted, before or after
+    missing = int((~good[-int(0.5 * SR) :]).sum())
+    assert missing <= min(engine.model.late_frames, 2 * 512), (missing, engine.model.late_frames)
+
+
 def test_cycles_the_device_skipped_do_not_add_latency():
     """A JACK client too late for its cycle is left out of it and the device goes on: a 50 ms callback stall at
     period 256 skipped 7 cycles on a JACK dummy server, and the callback after it came flagged and 0.66 of a

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -196,9 +197,11 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         raise UserError(f"--mix {args.mix}: expected a number in [0, 1]")
     if args.inject_stalls:
         try:
-            [float(v) for v in args.inject_stalls.split(",")]
+            stalls = [float(v) for v in args.inject_stalls.split(",")]
         except ValueError:
-            raise UserError(f"--inject-stalls {args.inject_stalls!r}: expected seconds, e.g. 0.25,1") from None
+            stalls = [math.nan]
+        if not all(0.0 <= v < math.inf for v in stalls):  # nan: the model thread's sleep raised
+            raise UserError(f"--inject-stalls {args.inject_stalls!r}: expected seconds >= 0, e.g. 0.25,1")
     return source
 
 
@@ -254,6 +257,8 @@ def run(args: argparse.Namespace) -> int:
         if resumed and resumed.last_client:  # events (`device back`) and meters go on to the same client
             osc.last_client = (str(resumed.last_client[0]), int(resumed.last_client[1]))
         _say(f"OSC on {osc.host}:{osc.port}" + (f", replies to port {args.reply_port}" if args.reply_port else ""))
+        if osc.buffer_note:
+            _say(f"note: {osc.buffer_note}")
     try:
         cfg = LiveConfig(
             model=args.model, sae=args.sae, bank=args.bank, blocksize=args.blocksize, period=args.period,
@@ -364,10 +369,13 @@ def _bind_osc_port(args: argparse.Namespace):
 
     if args.no_osc or not 0 <= args.osc_port <= 65535 or (args.osc_port == 0 and os.environ.get(RESUME_ENV)):
         return None
+    from realtime.udp import widen_receive_buffer  # the standard library only
+
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    widen_receive_buffer(sock)  # what arrives during the imports waits here
     try:
         sock.bind((args.osc_host, args.osc_port))
-    except OSError:
+    except (OSError, TypeError, ValueError):  # OscServer says why
         sock.close()
         return None
     return sock
