@@ -132,13 +132,13 @@ def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], str] |
     for p, n in sizes.items():  # hashed only where two sizes match
         if counts[n] > 1:
             d = digest(p)
-            if d in first and first[d].resolve() != p.resolve() and not _skipped_anyway(p):
+            if d in first and not _skipped_anyway(p):  # links to one file too: one clip under several names
                 copies.append((first[d], p))
             first.setdefault(d, p)
     if copies:
         a, b = copies[0]
-        raise UserError(f"{where}: {len(copies)} clip(s) are copies of others there (e.g. {b.name} of {a.name}); "
-                        "keep one of each")  # fmt: skip
+        raise UserError(f"{where}: {len(copies)} clip(s) are copies of (or links to) others there (e.g. {b.name} "
+                        f"of {a.name}); keep one of each")  # fmt: skip
 
 
 def refuse_shared(

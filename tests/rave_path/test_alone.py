@@ -89,7 +89,7 @@ def test_alone_refusals_leave_the_bank_untouched(tmp_path, found, concept_data, 
         os.symlink(p.resolve(), one_source / f"solo_{i}.wav")
     for extra, needle in [
         (["--alone", str(few)], "--alone " + str(few) + ": 3 clips; expected at least 4"),
-        (["--alone", str(copies)], f"--alone {copies}: 3 clip(s) are copies of others there"),
+        (["--alone", str(copies)], f"--alone {copies}: 3 clip(s) are copies of (or links to) others there"),
         (["--alone", str(one_source), "--groups", "prefix"], "all 4 clips of it alone are one source ('solo'"),
         (["--alone", str(few), "--alone-memory", "0"], "> 0 and at most 60"),
         (["--alone", str(few), "--alone-memory", "1e308"], "> 0 and at most 60"),  # a detector that calls nothing

@@ -218,3 +218,19 @@ def test_a_hook_added_to_a_store_counts_only_the_rows_stored(tmp_path, tiny_rave
     again = collect_rave(both)
     assert first.rows == {"latent": 174} and again.rows == {"latent": 0, "decoder.net.2": 174}
     assert ActivationStore(store).rows("latent") == 174
+
+
+def test_audio_linked_under_several_names_is_said(tmp_path, tiny_rave_ts, capsys):
+    """`collect rave --audio data` on a `data make` folder stored each clip once per name (clips/ and the links of
+    concepts/<c>/with|without) without a word, and `sae train`'s held-out sources were training audio under another
+    name (hunt 82); `collect musicgen` said so already."""
+    audio = tmp_path / "data"
+    (audio / "clips").mkdir(parents=True)
+    (audio / "concepts" / "tone" / "with").mkdir(parents=True)
+    sf.write(audio / "clips" / "a.wav", 0.1 * np.random.default_rng(0).standard_normal(8000), 44100)
+    (audio / "concepts" / "tone" / "with" / "a.wav").symlink_to("../../../clips/a.wav")
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(audio), "--quiet"]
+    assert main([*argv, "--out", str(tmp_path / "s")]) == 0
+    err = capsys.readouterr().err
+    assert "note: 1 of the 2 audio files are links to audio listed already" in err, err
+    assert "concepts/tone/with/a.wav and clips/a.wav are one file" in err

@@ -224,8 +224,13 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
         list_sides(clips / "pos", clips / "neg")
     (clips / "neg" / "copy.wav").unlink()  # copies within one side: twelve of one clip passed the twelve-clips rule
     shutil.copyfile(clips / "pos" / "pos1.wav", clips / "pos" / "pos1b.wav")
-    with pytest.raises(UserError, match=r"^--with .*pos: 1 clip\(s\) are copies of others there \(e\.g\. pos1b\.wav "
-                                        r"of pos1\.wav\); keep one of each$"):  # fmt: skip
+    with pytest.raises(UserError, match=r"^--with .*pos: 1 clip\(s\) are copies of \(or links to\) others there "
+                                        r"\(e\.g\. pos1b\.wav of pos1\.wav\); keep one of each$"):  # fmt: skip
+        list_sides(clips / "pos", clips / "neg")
+    # links to one clip alike: twelve links passed, and folds tested on the clip they trained on (hunt 82)
+    (clips / "pos" / "pos1b.wav").unlink()
+    (clips / "pos" / "pos1b.wav").symlink_to(clips / "pos" / "pos1.wav")
+    with pytest.raises(UserError, match=r"^--with .*pos: 1 clip\(s\) are copies of \(or links to\) others there"):
         list_sides(clips / "pos", clips / "neg")
     # copies that are skipped anyway are left to that: two takes of silence on each side, a file of noise in both
     (clips / "pos" / "pos1b.wav").unlink()

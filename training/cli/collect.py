@@ -62,6 +62,7 @@ def no_empty_store(out: str | Path) -> Iterator[None]:
 def run_rave(args: argparse.Namespace) -> int:
     import torch
 
+    from realtime.audio_files import list_audio
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
     from training.rave.collect import RaveCollectConfig, collect_rave
@@ -92,6 +93,8 @@ def run_rave(args: argparse.Namespace) -> int:
         chunk_seconds=args.chunk_seconds,
         device=args.device,
     )
+    for line in _linked(list_audio(args.audio, "--audio folder"), args.audio):  # before the (long) collection
+        console.print(f"note: {line}", highlight=False)
     with no_empty_store(args.out), progress_bar(console=console, hide=args.quiet) as progress:
         task = progress.add_task("collecting", total=None)
         report = collect_rave(cfg, lambda i, n: progress.update(task, completed=i, total=n))
