@@ -23,7 +23,8 @@ import functools
 import math
 import os
 import stat
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,6 +186,22 @@ def resample(audio: np.ndarray, sr: int, target: int, axis: int = 0) -> np.ndarr
     return resample_poly(audio, int(target) // g, int(sr) // g, axis=axis).astype(np.float32)
 
 
+@contextlib.contextmanager
+def c_stderr_hushed() -> Iterator[None]:
+    """Silence what C libraries write to file descriptor 2 meanwhile: FluidSynth (and libinstpatch under it) print
+    their own lines for a damaged soundfont, libmpg123 its own for a damaged .mp3, before the one line that names
+    it."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     """[frames, channels] float32 and the file's rate, or the reason the file cannot be used."""
     import soundfile as sf
@@ -208,7 +225,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
             return "no such file (a broken link)" if Path(path).is_symlink() else "no such file"
         return (exc.strerror or type(exc).__name__).lower()
     try:  # the name's own bytes: soundfile encodes a str as strict UTF-8, which a Latin-1 name (café.wav) is not
-        data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
+        with c_stderr_hushed() if suffix == ".mp3" else contextlib.nullcontext():  # libmpg123 speaks for itself
+            data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
         if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode

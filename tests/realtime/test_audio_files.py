@@ -420,3 +420,15 @@ def test_a_pipe_or_absurd_samples_named_like_audio_are_skipped_with_a_reason(tmp
     reasons = dict((p.rsplit("/", 1)[-1], why) for p, why in notes.skipped)
     assert reasons == {"take.wav": "not a regular file (a pipe, socket or device)",
                        "loud.wav": "samples up to 1e+30: expected audio within ±1000 (+60 dBFS)"}  # fmt: skip
+
+
+def test_a_damaged_mp3_is_named_in_one_line_and_libmpg123_says_nothing(tmp_path, capfd):
+    """libmpg123 wrote its own lines ("Note: Illegal Audio-MPEG-Header ...", "Trying to resync...") on stderr
+    beside musicsae's note for a damaged .mp3 (hunt 82); commands print only their own results."""
+    from realtime.audio_files import _load
+
+    (tmp_path / "fake.mp3").write_bytes(np.random.default_rng(0).bytes(5000))
+    capfd.readouterr()
+    why = _load(tmp_path / "fake.mp3")
+    assert isinstance(why, str) and why, why
+    assert capfd.readouterr().err == ""

@@ -32,7 +32,6 @@ Each with / without folder of a split holds the same number of clips from every 
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -44,14 +43,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
-from realtime.audio_files import write_audio
+from realtime.audio_files import c_stderr_hushed, write_audio
 from sae.atomic import atomic_write_text, folder_replacing, sole_writer
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
@@ -159,21 +158,6 @@ def _candidates(name: str) -> list[Path]:
                 continue
         out.append(p)
     return out
-
-
-@contextlib.contextmanager
-def c_stderr_hushed() -> Iterator[None]:
-    """Silence what C libraries write to file descriptor 2 meanwhile: FluidSynth (and libinstpatch under it) print
-    their own lines for a damaged soundfont, before the one line that names it."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def fluidsynth_module() -> ModuleType:
