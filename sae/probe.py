@@ -373,7 +373,7 @@ def compare_probes(
         rng = np.random.default_rng([seed, 1])
         null = []
         for _ in range(permutations):
-            yp = rng.permutation(y)
+            yp = shuffled_labels(y, g, rng)
             null.append(auroc(_oof_scores(S, R, yp, k, folds, seed, g, only_sae=True)[0]["sae_probe"], yp))
         null = np.array(null)
         report.permutation = {
@@ -384,6 +384,25 @@ def compare_probes(
             "p_value": float((1 + (null >= result["sae_probe"]).sum()) / (permutations + 1)),
         }
     return report
+
+
+def shuffled_labels(y: np.ndarray, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    """Labels shuffled for the chance level, with the unit the folds and intervals use: clip by clip without
+    `groups`; with them, the labels of whole sources (clips of one source sound alike: shuffled clip by clip, the
+    chance level came out far too low, and a third of pure-noise data sets beat their own 95th percentile). A source
+    with clips of both labels keeps them (its real differences stay in the chance level: it errs high, not low)."""
+    if groups is None:
+        return rng.permutation(y)
+    ids = np.unique(groups, return_inverse=True)[1]
+    n = int(ids.max()) + 1
+    pos, count = np.bincount(ids, weights=y, minlength=n), np.bincount(ids, minlength=n)
+    pure = np.flatnonzero((pos == 0) | (pos == count))
+    label = (pos == count).astype(int)
+    label[pure] = rng.permutation(label[pure])
+    out = y.copy()
+    moved = np.isin(ids, pure)
+    out[moved] = label[ids[moved]]
+    return out
 
 
 def _oof_scores(S, R, y, k, folds, seed, groups, only_sae: bool = False) -> tuple[dict[str, np.ndarray], int]:
