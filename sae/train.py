@@ -328,6 +328,17 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
     if lacks or not isinstance(state["train_config"], dict):
         why = f"no {lacks[0]!r}" if lacks else "its 'train_config' is not a mapping"
         raise UserError(f"{ckpt_path}: not a checkpoint of sae train ({why}); remove it to start over")
+    kinds = {"step": (int, "a count"), "history": (list, "a list"), "elapsed": ((int, float), "seconds"),
+             "world_size": (int, "a count"), "streams": (list, "a list")}  # fmt: skip
+    for key, (kind, what) in kinds.items():  # a step of "12" was a TypeError traceback mid-resume
+        value = state[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise UserError(f"{ckpt_path}: its {key!r} is {value!r:.60}; expected {what}; remove it to start over")
+    if len(state["streams"]) != state["world_size"]:
+        raise UserError(
+            f"{ckpt_path}: its 'streams' holds {len(state['streams'])} entries for {state['world_size']} process(es); "
+            "remove it to start over"
+        )
     old = state.get("data")
     if not isinstance(old, dict) or "held_out_split" not in old:  # no data entry: written before either (30 Nov)
         raise UserError(
@@ -353,6 +364,17 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
     )
     if settings:
         raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")
+
+
+def _restore(ckpt_path: Path, entry: str, load: Callable[[], Any]) -> None:
+    """`load()` of a checkpoint's `entry`; one that does not fit (damaged, edited by hand) is one line naming it."""
+    try:
+        load()
+    except (KeyError, IndexError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+        why = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())[:200] or "no detail"
+        raise UserError(
+            f"{ckpt_path}: its {entry!r} does not fit this run ({type(exc).__name__}: {why}); remove it to start over"
+        ) from None
 
 
 def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: int = 1) -> None:
@@ -481,8 +503,8 @@ def _train_hook(
     if resume and ckpt_path.exists():
         state = read_torch(ckpt_path)
         _check_resume(state, ckpt_path, cfg, data, info.world_size)
-        sae.load_state_dict(state["model"])
-        stream.load_state_dict(state["streams"][info.rank])
+        _restore(ckpt_path, "model", lambda: sae.load_state_dict(state["model"]))
+        _restore(ckpt_path, "streams", lambda: stream.load_state_dict(state["streams"][info.rank]))
     else:
         sample = store.sample(hook, cfg.init_rows, "train", cfg.eval_fraction, cfg.seed)
         sae.init_from_sample(sample, cfg.normalize, decoder=cfg.decoder_init, seed=cfg.seed)
@@ -491,8 +513,8 @@ def _train_hook(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(total, cfg.decay_start))
     step, history, elapsed = 0, [], 0.0
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        _restore(ckpt_path, "optimizer", lambda: opt.load_state_dict(state["optimizer"]))
+        _restore(ckpt_path, "scheduler", lambda: sched.load_state_dict(state["scheduler"]))
         step, history, elapsed = state["step"], state["history"], state["elapsed"]
 
     runner: nn.Module = _Step(sae)

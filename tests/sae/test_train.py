@@ -1186,3 +1186,32 @@ def test_held_out_rows_all_nan_save_the_sae_with_a_note(tmp_path):
     assert all(metrics[k] != metrics[k] for k in ("fvu", "l0", "dead_fraction"))  # NaN: nothing measured
     assert unmeasured(metrics, "eval") in metrics["notes"] and "the SAE is saved" in metrics["notes"][-1]
     assert load_sae(tmp_path / "sae").cfg.d_sae == 16 and (tmp_path / "sae" / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda s: s.__setitem__("streams", []), "its 'streams' holds 0 entries for 1 process(es)"),
+        (lambda s: s["streams"][0].pop("carry"), "its 'streams' does not fit this run (KeyError: 'carry')"),
+        (lambda s: s["model"].pop("W_enc"), "its 'model' does not fit this run (RuntimeError: "),
+        (lambda s: s["model"].__setitem__("W_enc", torch.zeros(3, 3)), "its 'model' does not fit this run"),
+        (lambda s: s.__setitem__("step", "12"), "its 'step' is '12'; expected a count"),
+        (lambda s: s.__setitem__("optimizer", {}), "its 'optimizer' does not fit this run (KeyError: 'param_groups')"),
+    ],
+)
+def test_a_damaged_checkpoint_entry_is_one_line_naming_it(tmp_path, edit, needle):
+    """A checkpoint of this loop with one entry damaged or edited by hand was a 30-line traceback on --resume
+    (IndexError, KeyError, RuntimeError, TypeError; hunt 81)."""
+    planted_store(tmp_path / "acts", n=4000, d=8, n_features=16, k_true=2)
+    cfg = TrainConfig(k=2, expansion=2, steps=6, batch_size=64, checkpoint_every=3)
+    store = ActivationStore(tmp_path / "acts")
+    train_hook(store, "synthetic", tmp_path / "sae", cfg)  # its checkpoint stays (a later --steps goes on from it)
+    path = tmp_path / "sae" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["streams"], state["model"] = [dict(x) for x in state["streams"]], dict(state["model"])
+    edit(state)
+    torch.save(state, path)
+    with pytest.raises(UserError) as err:
+        train_hook(store, "synthetic", tmp_path / "sae", cfg, resume=True)
+    assert str(err.value).startswith(f"{path}: ") and needle in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).endswith("remove it to start over")
