@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
 import pickle
 from dataclasses import fields
@@ -31,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError, torch_file_problem
-from sae.jsonfile import is_number, read_json_object
+from sae.jsonfile import is_number, read_json_object, strict_json
 from sae.model import SAEConfig, SparseAutoencoder
 
 CFG_FILE = "cfg.json"
@@ -97,7 +96,7 @@ def save_sae(sae: SparseAutoencoder, path: str | os.PathLike, extra: dict[str, A
     }
     if s.cfg.arch == "batchtopk":
         tensors["threshold"] = torch.full((s.cfg.d_sae,), float(s.threshold), dtype=torch.float32)
-    text = json.dumps(sae_cfg_dict(s, extra), indent=2)  # before any file: an `extra` JSON cannot hold changes none
+    text = strict_json(sae_cfg_dict(s, extra))  # before any file: an `extra` JSON cannot hold changes none
     atomic_write(path / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
     atomic_write_text(path / CFG_FILE, text)
     return path

@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
+from sae.jsonfile import strict_json
 from sae.metrics import batch_fvu, evaluate_split
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.ranks import rank_device
@@ -657,7 +658,7 @@ def _train_hook(
         }
         | _provenance(store),
     )
-    atomic_write_text(out / "history.json", json.dumps(history, indent=2))
+    atomic_write_text(out / "history.json", strict_json(history))
     try:
         from sae.plots import plot_firing, plot_training
 
@@ -666,5 +667,5 @@ def _train_hook(
             plot_firing(metrics["firing_histogram"], out / "firing_histogram.png", title=hook)
     except ImportError:  # matplotlib missing: metrics are still written
         pass
-    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))  # last: what marks a finished training
+    atomic_write_text(out / METRICS, strict_json(metrics))  # last: what marks a finished training (NaN: null)
     return metrics

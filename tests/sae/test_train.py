@@ -1215,3 +1215,28 @@ def test_a_damaged_checkpoint_entry_is_one_line_naming_it(tmp_path, edit, needle
         train_hook(store, "synthetic", tmp_path / "sae", cfg, resume=True)
     assert str(err.value).startswith(f"{path}: ") and needle in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).endswith("remove it to start over")
+
+
+def test_figures_not_measured_are_written_as_null_not_nan(tmp_path, monkeypatch):
+    """Held-out rows all NaN: the SAE is saved with its figures "not measured", but metrics.json and cfg.json held
+    `NaN`, which JSON has not (browsers, jq and strict parsers refuse the file; hunt 81)."""
+    import sae.train as train
+
+    real = train.evaluate_split
+
+    def nothing_finite(*args, **kwargs):
+        m = real(*args, **kwargs)
+        return m | {"fvu": float("nan"), "l0": float("nan"), "dead_fraction": float("nan")}
+
+    monkeypatch.setattr(train, "evaluate_split", nothing_finite)
+    planted_store(tmp_path / "acts", n=4000, d=8, n_features=16, k_true=2)
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
+    train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)
+
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+
+    metrics = json.loads((tmp_path / "sae" / "metrics.json").read_text(), parse_constant=refuse)
+    cfg_json = json.loads((tmp_path / "sae" / "cfg.json").read_text(), parse_constant=refuse)
+    assert metrics["fvu"] is None and metrics["l0"] is None
+    assert cfg_json["musicsae"]["metrics"]["fvu"] is None

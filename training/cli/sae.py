@@ -9,7 +9,6 @@ musicsae sae export --sae runs/sae/latent --out runs/sae/latent/sae.ts
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -348,6 +347,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.describe import check_same_model
     from sae.errors import UserError
     from sae.io import load_sae, read_sae_cfg
+    from sae.jsonfile import strict_json
     from sae.metrics import evaluate_split
     from sae.paths import check_not_inside, check_output_file
     from sae.store import open_store
@@ -398,7 +398,7 @@ def run_eval(args: argparse.Namespace) -> int:
     # what the figures were measured on, so a written file says so without the command line
     metrics |= {"sae": str(args.sae), "activations": str(args.activations), "hook": hook, "split": args.split}
     metrics |= {"eval_fraction": frac, "max_rows": args.max_rows}
-    text = json.dumps(metrics, indent=2)
+    text = strict_json(metrics)  # NaN (nothing finite to measure) is null: JSON has no NaN
     if args.out:
         from sae.atomic import atomic_write_text
 
@@ -406,7 +406,7 @@ def run_eval(args: argparse.Namespace) -> int:
         atomic_write_text(args.out, text)
     keys = ("hook", "split", "rows", "sources", "fvu", "fvu_interval", "explained_variance", "l0", "dead_fraction")
     short = {k: metrics[k] for k in keys if k in metrics}
-    print(json.dumps(short), file=sys.stdout)
+    print(strict_json(short, indent=None), file=sys.stdout)
     return 0
 
 
