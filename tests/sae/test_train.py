@@ -882,6 +882,13 @@ def test_sae_eval_holds_out_what_training_held_out(tmp_path, capsys):
     assert saved["sae"] == str(out / "synthetic") and saved["activations"] == str(tmp_path / "acts")
     assert saved["hook"] == printed["hook"] == "synthetic" and saved["split"] == printed["split"] == "eval"
     assert saved["eval_fraction"] == 0.02
+    # a larger --eval-fraction than training's holds out sources it trained on: said (it printed "eval" in silence)
+    argv = ["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]
+    for frac, said in (("0.5", True), ("0.02", False)):  # 0.02 of 20 clips is blocks of rows, 0.5 ten whole clips
+        assert main([*argv, "--eval-fraction", frac]) == 0
+        err = capsys.readouterr().err
+        assert (f"note: --eval-fraction {frac} holds out rows SAE" in err) == said, err
+        assert ("(its training held out 0.02): these figures are partly on training rows" in err) == said
     # an SAE trained before the held-out rows became whole sources: its held-out figures are said to flatter
     cfg_path = out / "synthetic" / "cfg.json"
     assert main(["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]) == 0

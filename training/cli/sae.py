@@ -378,8 +378,8 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.split == "eval" and (note := _other_data_note(Path(args.sae), store, hook)):
         print(note, file=sys.stderr)
     frac = args.eval_fraction
+    trained = (ours.get("train_config") or {}).get("eval_fraction")
     if frac is None:  # the split training held out (SAEs from elsewhere: 0.05)
-        trained = (ours.get("train_config") or {}).get("eval_fraction")
         frac = 0.0 if trained == 0 else trained if isinstance(trained, float) and 0 < trained < 1 else 0.05
         if trained == 0 and args.split == "eval":  # 0.05 of its rows would be training rows called held out
             raise UserError(
@@ -388,6 +388,16 @@ def run_eval(args: argparse.Namespace) -> int:
             )
     if args.split == "eval" and frac == 0:
         raise UserError("--eval-fraction 0: holds out no rows; expected a fraction above 0 (or --split train)")
+    if args.split == "eval" and args.eval_fraction is not None and isinstance(trained, float) and 0 < trained < 1:
+        now, then = store.held_sources(hook, frac), store.held_sources(hook, trained)
+        # a larger fraction holds out more sources; a split by blocks (too few sources) takes rows of every one
+        if now != then and (now is None or then is None or not now <= then):
+            print(
+                f"note: --eval-fraction {frac:g} holds out rows SAE {args.sae} was trained on (its training held out "
+                f"{trained:g}): these figures are partly on training rows; leave --eval-fraction out to measure on "
+                "its held-out rows",
+                file=sys.stderr,
+            )
     seed = (ours.get("train_config") or {}).get("seed")  # the interval's resamples, as training drew them
     metrics = evaluate_split(
         sae, store, hook, args.split, frac, args.max_rows, seed=seed if isinstance(seed, int) else 0
