@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from sae.model import SparseAutoencoder
+from sae.store import REPEAT_RE
 
 if TYPE_CHECKING:
     from sae.store import ActivationStore
@@ -123,7 +124,8 @@ def evaluate_by_source(
     seed: int = 0,
 ) -> dict[str, Any]:
     """`evaluate`'s metrics over (source, raw rows) segments, with `fvu_interval`: the 95 % bootstrap interval of
-    the FVU over sources (clips resampled whole: rows of one clip are not independent), `sources`, and
+    the FVU over sources (clips resampled whole: rows of one clip are not independent; a prompt's repeats as one),
+    `sources`, and
     `nonfinite_rows` (rows with NaN/inf, skipped as `iter_batches` skips them)."""
     device = sae.W_dec.device
     m = RunningMetrics(sae.cfg.d_sae)
@@ -142,7 +144,8 @@ def evaluate_by_source(
         x = x.to(device, torch.float32)
         f = sae.encode(x)
         mo = m.update(x, sae.decode(f), f)
-        per[source] = per[source] + mo if source in per else mo
+        unit = REPEAT_RE.sub("", source)  # a prompt's repeats ("rock", "rock #2") are held out, so resampled, together
+        per[unit] = per[unit] + mo if unit in per else mo
     out = m.result()
     out["sources"] = len(per)
     out["nonfinite_rows"] = nonfinite

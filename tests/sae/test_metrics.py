@@ -78,3 +78,15 @@ def test_one_held_out_row_has_no_fvu_not_one_of_1e31():
     assert one["rows"] == 1 and math.isnan(one["fvu"]) and math.isnan(one["explained_variance"])
     two = evaluate(sae, [torch.cat([x, torch.randn(1, 8, generator=g)])])
     assert math.isfinite(two["fvu"]) and two["fvu"] < 1e6
+
+
+def test_a_prompts_repeats_are_one_unit_of_the_interval():
+    """The held-out split keeps a prompt's repeats ("rock", "rock #2": other draws of one text) together, but the
+    interval resampled each as its own source: too narrow for stores of repeated prompts (hunt 81)."""
+    sae = _sae()
+    clips = _clips(12, 1.0, seed=3)
+    repeats = [(f"prompt{i // 4}" + (f" #{i % 4 + 1}" if i % 4 else ""), x) for i, (_, x) in enumerate(clips)]
+    out = evaluate_by_source(sae, repeats)
+    assert out["sources"] == 3 and out["rows"] == 12 * 40
+    alike = [(f"prompt{i // 4}", x) for i, (_, x) in enumerate(clips)]  # the same grouping, named as one source
+    assert out["fvu_interval"] == evaluate_by_source(sae, alike)["fvu_interval"]
