@@ -37,6 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -251,6 +252,7 @@ class Engine:
         self.outputs = FrameRing(2 * (self.prefill + self.blocksize + 2 * period), self.channels)
         self.counters = EngineCounters()
         self.model = ModelCounters()
+        self.last_block_at: float | None = None  # time.monotonic() of the model thread's last block
         self.events: deque[Event] = deque(maxlen=256)
         self.failing_after = max(3, round(0.5 * self.sr / self.blocksize))  # consecutive failed blocks
         self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
@@ -646,6 +648,7 @@ class Engine:
             self._next = a
             self._busy = False
             m.blocks += 1
+            self.last_block_at = time.monotonic()
             m.stats = BlockStats(**vars(self.processor.stats)) if hasattr(self.processor, "stats") else m.stats
             self.block_times[(m.blocks - 1) & (len(self.block_times) - 1)] = elapsed
             if m.blocks > 2 and elapsed > m.max_block_s:
@@ -686,3 +689,22 @@ class Engine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+STALE_S = 0.5
+"""Seconds without a block after which the meters and levels read 0 (a device gone away, a stalled model): no
+audio comes in, no concept in it (a meter stuck at the last block's 0.8 read as playing)."""
+
+
+def stale(engine: Any) -> bool:
+    """Whether `engine` played a block once but none for `STALE_S` (None of `last_block_at`: not started yet)."""
+    at = getattr(engine, "last_block_at", None)
+    return at is not None and time.monotonic() - at > STALE_S
+
+
+def current_meters(engine: Any) -> dict[str, float]:
+    """The concept meters of `engine`'s processor as /meter, /state and the live view show them: 0 when `stale`."""
+    names = getattr(engine.processor, "meter_names", None) or []
+    values = getattr(engine.processor, "meter_values", ())
+    quiet = stale(engine)
+    return {n: 0.0 if quiet else float(v) for n, v in zip(names, values, strict=False)}

@@ -10,7 +10,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from realtime.engine import Engine
+from realtime.engine import Engine, current_meters, stale
 
 MODE_STYLES = {"off": "red", "on": "green", "clamp": "green", "scale": "cyan"}
 """The colour of a concept's mode in the view (`none`: dim)."""
@@ -70,10 +70,8 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
         line += f"  osc {osc.packets} packets, {osc.rejected} rejected"
         if osc.last_error:  # which one and why: the sender got an /error, the performer reading this did not
             line += f" (last: {osc.last_error if len(osc.last_error) <= 200 else osc.last_error[:199] + '…'})"
-    names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
-    values = getattr(engine.processor, "meter_values", ())
-    if names and values:
-        line += "  meters " + " ".join(f"{n} {v:.2f}" for n, v in zip(names, values, strict=False))
+    if meters := current_meters(engine):
+        line += "  meters " + " ".join(f"{n} {v:.2f}" for n, v in meters.items())
     return line
 
 
@@ -93,8 +91,9 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
         f"{engine.blocksize} frames ({1e3 * budget:.1f} ms), period {engine.period}, model budget "
         f"{1e3 * engine.budget / engine.sr:.1f} ms, {engine.channels} ch @ {engine.sr} Hz",
     )
-    head.add_row("input", meter(s.in_peak))
-    head.add_row("output", meter(s.out_peak))
+    quiet = stale(engine)  # the last block's levels were shown while nothing played
+    head.add_row("input", meter(0.0 if quiet else s.in_peak))
+    head.add_row("output", meter(0.0 if quiet else s.out_peak))
     cpu = 100 * s.total_s / budget
     head.add_row(
         "cpu / block",
@@ -122,8 +121,8 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
             "osc", Text(f"{osc.packets} packets, {osc.rejected} rejected" + (f"; last: {last}" if last else ""))
         )
 
-    names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
-    values = dict(zip(names, getattr(engine.processor, "meter_values", ()), strict=False))
+    names = getattr(engine.processor, "meter_names", None) or []
+    values = current_meters(engine)
     concepts = Table(title="concepts", expand=False)
     for col in ("concept", "mode", "strength", "gain", "in the input"):
         concepts.add_column(col)

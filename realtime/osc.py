@@ -592,16 +592,16 @@ class OscServer:
 
 def engine_status(engine: Any) -> dict[str, Any]:
     """What /state reports about a running `realtime.engine.Engine`."""
+    from realtime.engine import current_meters
+
     m = engine.model
-    names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
-    values = getattr(engine.processor, "meter_values", ())
     return {
         "latency": engine.latency.total,
         "xruns": engine.counters.xruns,
         "late": m.late_blocks,
         "resyncs": m.resyncs,
         "failures": m.errors,
-        "meters": dict(zip(names, values, strict=False)),
+        "meters": current_meters(engine),
     }
 
 
@@ -612,18 +612,15 @@ class OscTelemetry:
         server: the OSC server (its socket and last client).
         engine: the running engine (meters from its processor, events from its model thread).
         meter_rate: `/meter/<name>` messages per second per concept (0: none). A meter whose engine has played no
-            block for `STALE_S` (a device gone away, a stalled model) reads 0: no audio comes in, no concept in it.
+            block for a while reads 0 (`realtime.engine.current_meters`).
     """
 
-    STALE_S = 0.5
     EVENT_S = 0.05  # new events and errors are looked for this often, whatever the meter rate
 
     def __init__(self, server: OscServer, engine: Any, meter_rate: float = 20.0):
         self.server, self.engine, self.meter_rate = server, engine, float(meter_rate)
         self.sent_meters = 0
         self.sent_events = 0
-        self._blocks: int | None = None  # the processor's block count at `_block_at`
-        self._block_at = time.monotonic()
         self._seen = 0
         self._last_failing = 0.0
         self._running = False
@@ -657,14 +654,10 @@ class OscTelemetry:
             self._last_failing = now
             server.send("/error", ["model", f"EVERY BLOCK FAILS: {engine.model.last_error}"])
         if meters and self.meter_rate > 0:
-            names = engine.processor.meter_names if hasattr(engine.processor, "meter_names") else []
-            values = getattr(engine.processor, "meter_values", ())
-            blocks = getattr(getattr(engine.processor, "stats", None), "blocks", None)
-            if blocks != self._blocks:
-                self._blocks, self._block_at = blocks, now
-            stale = blocks is not None and now - self._block_at > self.STALE_S
-            for name, value in zip(names, values, strict=False):
-                self.sent_meters += server.send(f"/meter/{name}", [0.0 if stale else float(value)])
+            from realtime.engine import current_meters
+
+            for name, value in current_meters(engine).items():
+                self.sent_meters += server.send(f"/meter/{name}", [value])
 
     def _loop(self) -> None:
         """Meters at their rate, events within `EVENT_S` (paced by the meters, a device lost at 0.05 Hz went

@@ -401,31 +401,67 @@ def test_preset_save_writes_what_preset_load_reads_back(bank, tmp_path):
 
 def test_meters_read_zero_once_no_block_has_played_for_a_while(monkeypatch):
     """While live waited for a lost device, `/meter/<name>` went on sending the last block's values (a Max meter
-    stuck at 0.8 with nothing playing): a meter whose engine has played no block for `STALE_S` reads 0."""
+    stuck at 0.8 with nothing playing): a meter whose engine has played no block for `STALE_S` reads 0. `/state`
+    and the live view (meters and levels) showed the last block's values still (hunt 80): all read the same now."""
     from types import SimpleNamespace
 
+    import realtime.engine as engine_module
     import realtime.osc as osc
 
     clock = [100.0]
-    monkeypatch.setattr(osc.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: clock[0])
     sent: list[tuple[str, list]] = []
     server = SimpleNamespace(send=lambda address, args: sent.append((address, args)) or 1)
-    stats = SimpleNamespace(blocks=1)
-    processor = SimpleNamespace(meter_names=["guitar"], meter_values=[0.8], stats=stats)
-    engine = SimpleNamespace(events=[], failing=False, processor=processor)
+    processor = SimpleNamespace(meter_names=["guitar"], meter_values=[0.8])
+    engine = SimpleNamespace(events=[], failing=False, processor=processor, last_block_at=clock[0])
     telemetry = osc.OscTelemetry(server, engine, meter_rate=20)
 
     def meter_after(seconds: float) -> float:
         clock[0] += seconds
         sent.clear()
         telemetry.tick()
+        assert osc.engine_status(_status_engine(engine))["meters"] == {"guitar": sent[-1][1][0]}
         return sent[-1][1][0]
 
     assert meter_after(0.0) == 0.8
     assert meter_after(0.3) == 0.8  # no block for 0.3 s: a block is longer than that at block 8192 / 44.1 kHz
     assert meter_after(0.3) == 0.0  # 0.6 s: no audio comes in
-    stats.blocks += 1
+    engine.last_block_at = clock[0]
     assert meter_after(0.05) == 0.8  # playing again
+
+
+def _status_engine(engine):
+    """`engine` with what `engine_status` reads besides the meters."""
+    from types import SimpleNamespace
+
+    model = SimpleNamespace(late_blocks=0, resyncs=0, errors=0)
+    return SimpleNamespace(**vars(engine), model=model, latency=SimpleNamespace(total=0),
+                           counters=SimpleNamespace(xruns=0))  # fmt: skip
+
+
+def test_the_live_view_shows_no_level_once_nothing_plays(rave_model, latent_sae, bank, monkeypatch):
+    """The view kept the last block's input and output levels while the device was away (hunt 80)."""
+    from rich.console import Console
+
+    import realtime.engine as engine_module
+    from realtime.live_view import render
+
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    data = (0.3 * np.random.default_rng(2).standard_normal((rave_model.sr, 1))).astype(np.float32)
+    with Engine(proc, Controls(EditState.from_concepts(64, bank.concepts)), period=512) as engine:
+        run_file(engine, data)
+    engine.model.stats.in_peak = engine.model.stats.out_peak = 0.5  # as a block of music leaves them (not a tail)
+    engine.last_block_at = time.monotonic()
+
+    def levels() -> list[str]:
+        console = Console(width=200, record=True)
+        console.print(render(engine))
+        return [line for line in console.export_text().splitlines() if line.startswith(("input", "output"))]
+
+    assert len(levels()) == 2 and not any("-120.0 dB" in line for line in levels())
+    later = time.monotonic() + 1.0
+    monkeypatch.setattr(engine_module.time, "monotonic", lambda: later)
+    assert len(levels()) == 2 and all("-120.0 dB" in line for line in levels())
 
 
 def test_a_packet_cut_short_is_refused_not_applied():
