@@ -697,9 +697,11 @@ audio comes in, no concept in it (a meter stuck at the last block's 0.8 read as 
 
 
 def stale(engine: Any) -> bool:
-    """Whether `engine` played a block once but none for `STALE_S` (None of `last_block_at`: not started yet)."""
+    """Whether `engine` played a block once but none for `STALE_S`, or two blocks' time where that is longer (None
+    of `last_block_at`: not started yet)."""
     at = getattr(engine, "last_block_at", None)
-    return at is not None and time.monotonic() - at > STALE_S
+    block_s = getattr(engine, "blocksize", 0) / getattr(engine, "sr", 1)
+    return at is not None and time.monotonic() - at > max(STALE_S, 2 * block_s)
 
 
 def current_meters(engine: Any) -> dict[str, float]:
