@@ -61,7 +61,9 @@ def test_verdict_reads_the_judge_entry_in_words():
         "out: the SAE ahead (the SAE's minus the baseline's +50 [+20, +80] points, paired on the same 10 clips)" in text
     )
     assert "in: tied (the SAE's minus the baseline's +53 [-17, +100] points, paired on the same 6 clips)" in text
-    assert "right on 95 % of the clean held-out clips" in text and "one clip moves a figure by 10 and 8" in text
+    # the `on` figures rest on the 6 test clips without guitar (the 12 without were 8 points a clip: hunt 83)
+    assert "right on 95 % of the clean held-out clips" in text and "with 10 and 6 clips a side" in text
+    assert "one clip moves a figure by 10 and 17 points" in text
     assert "from judge/judge.json" in text
 
 
@@ -90,3 +92,14 @@ def test_a_drift_within_the_goal_but_not_by_a_clips_margin_says_so():
     assert ("guitar can be taken out and put in, but other concepts moved by at most 0 points, within 10 but not by "
             "a clip's margin (one clip is 25 points at 4 clips).") in text  # fmt: skip
     assert "goal: at most 10, by a clip's margin" in text
+
+
+def test_a_concept_judged_alone_is_not_said_to_miss_its_drift_goal_and_nan_accuracy_is_left_out():
+    """Judged alone, drift is not measured (`drift_measured: false`, no drift, max 0): the headline said the others
+    "moved by at most 0 points, within 10 but not by a clip's margin"; a NaN accuracy read "right on nan %"."""
+    entry = _entry() | {"drift": {}, "max_drift": 0.0, "drift_measured": False}
+    entry["goals_met"] = {"off_drop": True, "on_rise": True, "drift": False}
+    result = {"concepts": {"guitar": entry}, "judge": {"clean_heldout_accuracy": {"guitar": float("nan")}}}
+    text = html.unescape(_text(verdict_html("guitar", result)))
+    assert "guitar can be taken out and put in, but its effect on other concepts was not measured" in text
+    assert "at most 0 points" not in text and "nan" not in text

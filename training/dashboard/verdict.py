@@ -8,6 +8,7 @@ an older or newer judge file still reads.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any
 
 from training.judge import none_where_on, on_clip_count
@@ -68,7 +69,9 @@ def headline(name: str, entry: dict, goals: dict | None = None) -> str:
         text = f"{name} could be neither taken out nor put in by these edits"
     else:
         return ""
-    if can and drift is True:
+    if can and entry.get("drift_measured") is False:  # one concept judged: "moved by at most 0 points" said nothing
+        text += ", but its effect on other concepts was not measured (no other concept judged)"
+    elif can and drift is True:
         text += ", without disturbing the other concepts"
     elif can and drift is False:
         from training.judge import drift_missed
@@ -147,7 +150,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         )
     trust = []
     acc = _get(result, "judge", "clean_heldout_accuracy", name)
-    if acc is not None:
+    if isinstance(acc, int | float) and math.isfinite(acc):  # NaN: no clean held-out clip ("nan %")
         trust.append(f"the judge is right on {acc:.0f} % of the clean held-out clips for {_e(name)}")
     clean_with, clean_without = _get(entry, "clean", "with"), _get(entry, "clean", "without")
     if None not in (clean_with, clean_without, none_with, none_without):
@@ -155,10 +158,11 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
             f"it hears {_e(name)} in {clean_with:.0f} % of the original clips with it and {clean_without:.0f} % of "
             f"those without; through the model alone, {none_with:.0f} % and {none_without:.0f} %"
         )
-    if n_with and n_without:
+    n_in = on_clip_count(entry) if "held_out_without" in entry else n_without  # `on`'s figures: the test half
+    if n_with and n_in:
         trust.append(
-            f"with {n_with} and {n_without} clips a side, one clip moves a figure by {100 / n_with:.0f} and "
-            f"{100 / n_without:.0f} points"
+            f"with {n_with} and {n_in} clips a side, one clip moves a figure by {100 / n_with:.0f} and "
+            f"{100 / n_in:.0f} points"
         )
     if trust:
         items.append(f"<li><b>How far to trust this</b>: {'; '.join(trust)}.</li>")
