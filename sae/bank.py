@@ -570,6 +570,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     model = spec["model"]
     if not (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("sha256"), str)):
         raise UserError(f"{at}: model must be {{name: str, sha256: str}}")
+    if extra := sorted(set(model) - {"name", "sha256"}):
+        raise UserError(f"{at}: model: unknown key {extra[0]!r}; expected name, sha256")
     if not re.fullmatch(r"[0-9a-f]{64}", model["sha256"]):  # a shortened one could match no model file
         raise UserError(f"{at}: model.sha256 {model['sha256']!r}; expected 64 lowercase hex digits")
     for key in ("hook", "sae"):
@@ -582,6 +584,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     default = spec.get("default") or {}
     if not isinstance(default, dict):
         raise UserError(f"{at}: default must be {{mode, strength}}")
+    if extra := sorted(set(default) - {"mode", "strength"}):  # `strenght: 4` loaded as strength 1
+        raise UserError(f"{at}: default: unknown key {extra[0]!r}; expected mode, strength")
     mode = default.get("mode", ConceptDefault.mode)
     if isinstance(mode, bool):  # YAML 1.1 reads a bare on/off as a boolean (a hand-edited `mode: off`)
         mode = "on" if mode else "off"

@@ -88,6 +88,9 @@ def test_round_trip_matches_architecture_layout(tmp_path):
         (lambda d: d["concepts"]["guitar"]["auroc"].update(sae_probe=1.5), "auroc.sae_probe"),
         (lambda d: d["concepts"]["guitar"]["model"].update(sha256="XYZ"), "model.sha256"),
         (lambda d: d["concepts"]["guitar"].update(colour="red"), "unknown key 'colour'"),
+        # a typo inside `default` or `model` was ignored: `strenght: 4` loaded as on:1 (hunt 83)
+        (lambda d: d["concepts"]["guitar"]["default"].update(strenght=4), "default: unknown key 'strenght'"),
+        (lambda d: d["concepts"]["guitar"]["model"].update(shasum="x"), "model: unknown key 'shasum'"),
         (lambda d: d["concepts"]["guitar"].update(sae_sha256="abc"), "sae_sha256 'abc'"),
         (lambda d: d["concepts"]["guitar"]["auroc_interval"].update(sae_probe=[0.99, 0.9]), "auroc_interval.sae_probe"),
         (lambda d: d["concepts"]["guitar"]["auroc_interval"].update(sae_probe=[0.9, 1.2]), "auroc_interval.sae_probe"),
