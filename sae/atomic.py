@@ -143,9 +143,11 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
     tmp = None
     try:
         tmp = temp_beside(path)
-        mode = stat.S_IMODE(os.stat(tmp).st_mode)
+        # the file's own mode where it exists (a private bank stayed 0600, not 0644 after a save), else a plain
+        # open's: a writer that makes its own file gets it back (safetensors: 0600)
+        mode = stat.S_IMODE(os.stat(path if path.is_file() else tmp).st_mode)
         write(tmp)
-        os.chmod(tmp, mode)  # a writer that makes its own file gets the plain mode back (safetensors: 0600)
+        os.chmod(tmp, mode)
         if fsync:
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())

@@ -415,3 +415,18 @@ def test_the_same_object_saved_twice_is_the_same_bytes(tmp_path):
     atomic_torch_save(state, tmp_path / "b.bin")
     digest = [hashlib.sha256((tmp_path / n).read_bytes()).hexdigest() for n in ("a.bin", "b.bin")]
     assert digest[0] == digest[1] and torch.equal(torch.load(tmp_path / "a.bin")["w"], state["w"])
+
+
+def test_a_file_written_again_keeps_its_mode(tmp_path):
+    """A private bank (0600) became 0644 when a save replaced it (hunt 83); a new file gets a plain open's mode."""
+    from sae.atomic import atomic_write_text
+
+    path = tmp_path / "concepts.yaml"
+    path.write_text("version: 1\n")
+    path.chmod(0o600)
+    atomic_write_text(path, "version: 1\nconcepts: {}\n")
+    assert path.stat().st_mode & 0o777 == 0o600 and path.read_text() == "version: 1\nconcepts: {}\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    atomic_write_text(tmp_path / "new.yaml", "x")
+    assert (tmp_path / "new.yaml").stat().st_mode & 0o777 == 0o666 & ~umask
