@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sae.errors import UserError
 from sae.io import save_sae
 from sae.model import SAEConfig, SparseAutoencoder
 from training.dashboard.layers import layer_rows, layer_table_html
@@ -34,3 +35,13 @@ def test_a_manifest_saved_by_a_spreadsheet_is_read(tmp_path):
     assert read_manifest(tmp_path / "m.csv") == [{"file": "c0.wav", "guitar": "1"}, {"file": "c1.wav", "guitar": "0"}]
     (tmp_path / "m.jsonl").write_bytes('\ufeff{"file": "c0.wav"}\n'.encode())
     assert read_manifest(tmp_path / "m.jsonl") == [{"file": "c0.wav"}]
+
+
+@pytest.mark.parametrize("row", ['{"file": null}', '{"file": 3}', '{"file": ""}'])
+def test_a_manifest_row_whose_file_is_no_name_is_one_line(tmp_path, row):
+    """`"file": null` was a TypeError traceback (PosixPath / NoneType) when the dashboard matched the rows (hunt 83)."""
+    from training.dashboard.labels import read_manifest
+
+    (tmp_path / "m.jsonl").write_text('{"file": "c0.wav"}\n' + row + "\n")
+    with pytest.raises(UserError, match=r"^manifest .*m\.jsonl: row 2: file .*; expected a file name$"):
+        read_manifest(tmp_path / "m.jsonl")

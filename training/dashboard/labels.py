@@ -51,10 +51,13 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
             rows, _ = parse_csv(text, f"manifest {path}")
         else:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSON's, and a 5000-digit integer's
         raise UserError(f"manifest {path}: unreadable ({exc})") from None
     if not rows or not all(isinstance(r, dict) and "file" in r for r in rows):
         raise UserError(f"manifest {path}: expected rows with a 'file' column")
+    for i, r in enumerate(rows):  # a null or a number there was a TypeError traceback
+        if not isinstance(r["file"], str) or not r["file"]:
+            raise UserError(f"manifest {path}: row {i + 1}: file {r['file']!r:.60}; expected a file name")
     return rows
 
 
