@@ -20,7 +20,10 @@ def test_the_audio_root_defaults_to_the_folder_collect_recorded(tmp_path, capsys
     assert stored_audio_root(str(store)) == str(tmp_path)
     with ActivationWriter(store, "h", 4, dtype="float32") as w:  # a store with rows, collected from prompts
         w.add(torch.zeros(3, 4), "prompt_0", 0)
-    (store / "store.json").write_text(json.dumps({"collect": {"audio": {"chunk": 10}}}))  # a MusicGen store
+    # a MusicGen store collected from audio records its folder too (it was "records no audio folder": hunt 83)
+    (store / "store.json").write_text(json.dumps({"collect": {"audio": {"chunk": 10, "audio": "/data/takes"}}}))
+    assert stored_audio_root(str(store)) == "/data/takes"
+    (store / "store.json").write_text(json.dumps({"collect": {"prompts": {"duration": 10}}}))  # from prompts: none
     argv = ["dashboard", "--sae", str(tmp_path / "sae"), "--store", str(store), "--out", str(tmp_path / "site")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

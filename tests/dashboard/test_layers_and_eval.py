@@ -228,3 +228,23 @@ def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_
         notes = json.loads((out / "features.json").read_text())["warnings"]
         assert ("bright can be taken out." in page) == shown
         assert any("judged bright with SAE weights abababababab, not the bank's" in n for n in notes) != shown
+
+
+def test_two_concepts_sharing_features_get_one_page_each_and_a_small_clip_range_reads_as_set(dash_inputs, tmp_path):
+    """Two concepts sharing features 5 and 7 with --max-pages 1 gave 4 feature pages (the shared ones counted twice
+    against the pages), and --clip-range 0.005,0.25 read "0%–25% of clips" on the index (hunt 83)."""
+    from sae.io import sae_weights_sha256
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    for name in ("bright", "brighter"):
+        bank.add(Concept(name, ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
+                         [ConceptFeature(5, 1.0, 2.0), ConceptFeature(7, 0.5, 1.0)],
+                         sae_sha256=sae_weights_sha256(dash_inputs.sae)))  # fmt: skip
+    bank.save()
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0, clip_range=(0.005, 0.25))
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    assert sorted(p.name for p in (out / "features").iterdir() if p.suffix == ".html") == ["f00005.html", "f00007.html"]
+    index = (out / "index.html").read_text()
+    assert "0.50 %–25.0 %" in index and "0%–25%" not in index

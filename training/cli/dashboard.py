@@ -62,8 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def stored_audio_root(store: str) -> str:
-    """The audio folder `collect rave` recorded in the store's store.json; one-line UserError when it records none
-    (a MusicGen store, or one collected before the folder was recorded)."""
+    """The audio folder `collect rave` or `collect musicgen --audio` recorded in the store's store.json; one-line
+    UserError when it records none (a store of prompts, or one collected before the folder was recorded)."""
     from pathlib import Path
 
     from sae.errors import UserError
@@ -71,7 +71,9 @@ def stored_audio_root(store: str) -> str:
 
     path = Path(store) / STORE_JSON
     info = read_store_json(path) if path.is_file() else {}
-    audio = ((info.get("collect") or {}).get("rave") or {}).get("audio")
+    collect = info.get("collect") or {}
+    kinds = [collect.get(k) for k in ("rave", "audio")]  # `collect rave`, `collect musicgen --audio`
+    audio = next((k["audio"] for k in kinds if isinstance(k, dict) and isinstance(k.get("audio"), str)), None)
     if not isinstance(audio, str) or not audio:
         raise UserError(f"--audio-root: store {store} records no audio folder; pass the folder its clips came from")
     return str(Path(audio).parent) if Path(audio).is_file() else audio  # one file collected: named by its name

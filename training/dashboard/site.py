@@ -439,7 +439,7 @@ class DashboardBuilder:
     def _choose_pages(self, stats: FeatureStats) -> list[int]:
         """Concept features first, then features in the clip-rate range ranked by label purity (with a
         manifest) or by max activation; when no feature is in the range, the live ones."""
-        concept_feats = [j for c in self.concepts for j in _feature_indices(c)]
+        concept_feats = list(dict.fromkeys(j for c in self.concepts for j in _feature_indices(c)))  # shared: once
         cands = stats.in_clip_range(*self.cfg.clip_range)
         if cands.size == 0:
             cands = stats.live
@@ -851,7 +851,7 @@ class DashboardBuilder:
         body = (
             f'<h1>SAE features · {_e(self.sae_dir.name)}</h1><div class="muted">model {_e(model)} · hook '
             f"{_e(self.hook)} · {stats.d_sae} features, {stats.live.size} live, {n_in} fire on "
-            f"{lo:.0%}–{hi:.0%} of clips · {_count(stats.clips, 'clip')}, {_count(stats.frames, 'frame')} at "
+            f"{_pct(lo)}–{_pct(hi)} of clips · {_count(stats.clips, 'clip')}, {_count(stats.frames, 'frame')} at "
             f"{self.frame_rate:g} Hz</div>"
             + (f'<ul class="small">{notes}</ul>' if notes else "")
             + (f"<p>Concepts (a page each, to listen to): {concept_list}</p>" if concept_list else "")
@@ -867,7 +867,7 @@ class DashboardBuilder:
             + '<label>fires on <input type="number" id="minrate" min="0" max="100" step="any" placeholder="0" '
             'style="width:5em"> to <input type="number" id="maxrate" min="0" max="100" step="any" '
             'placeholder="100" style="width:5em"> % of clips</label>'
-            f'<label><input type="checkbox" id="inrange"> only {lo:.0%}–{hi:.0%}</label>'
+            f'<label><input type="checkbox" id="inrange"> only {_pct(lo)}–{_pct(hi)}</label>'
             '<label><input type="checkbox" id="pages"> only described</label>'
             '<label>search <input type="search" id="q" placeholder="guitar, bright, #12"></label>'
             '<span class="muted small"><span id="shown"></span> shown</span></div>'
