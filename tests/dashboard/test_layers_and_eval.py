@@ -248,3 +248,27 @@ def test_two_concepts_sharing_features_get_one_page_each_and_a_small_clip_range_
     assert sorted(p.name for p in (out / "features").iterdir() if p.suffix == ".html") == ["f00005.html", "f00007.html"]
     index = (out / "index.html").read_text()
     assert "0.50 %–25.0 %" in index and "0%–25%" not in index
+
+
+def test_concepts_are_this_saes_by_its_weights_not_by_a_folder_that_is_gone(dash_inputs, tmp_path):
+    """A concept of other weights whose SAE folder is gone stopped the whole build ("... now holds ...: retrained
+    or replaced?", about a folder it never named), and a concept found with a copy of this SAE had no page
+    (hunt 83). Ownership is by the weights each concept records now."""
+    from sae.io import sae_weights_sha256
+
+    copy = tmp_path / "copy_of_mel"
+    shutil.copytree(dash_inputs.sae, copy)
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    sha = sae_weights_sha256(dash_inputs.sae)
+    bank.add(Concept("old", ModelRef("logmel24", "0" * 64), "mel", "gone_sae", [ConceptFeature(5, 1.0, 2.0)],
+                     sae_sha256="cd" * 32))  # fmt: skip
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(copy),
+                     [ConceptFeature(7, 1.0, 2.0)], sae_sha256=sha))  # fmt: skip
+    bank.save()
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    assert sorted(p.name for p in (out / "concepts").glob("*.html")) == ["bright.html"]
+    notes = json.loads((out / "features.json").read_text())["warnings"]
+    assert any("1 concept(s) of" in n and "belong to other SAEs" in n for n in notes), notes

@@ -304,13 +304,15 @@ class DashboardBuilder:
             self.console.print(text, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
     def _own_concepts(self) -> list[Concept]:
-        """Bank concepts that live in this SAE (same SAE dir, or same hook when the bank's SAE dir is gone)."""
+        """Bank concepts that live in this SAE: found with it (its folder, or a copy of its weights:
+        `ConceptBank.uses_sae`), or, for a concept that records no weights, on its hook where the bank's SAE folder
+        is gone. (A gone folder of other weights stopped the build, blamed on this SAE; a copy had no page.)"""
         if self.bank is None:
             return []
-        own, here = [], self.sae_dir.resolve()
+        own = []
         for c in self.bank:
-            d = self.bank.sae_dir(c)
-            if d.resolve() == here or (c.hook == self.hook and not d.exists()):
+            gone = c.sae_sha256 is None and c.hook == self.hook and not self.bank.sae_dir(c).exists()
+            if self.bank.uses_sae(c, self.sae_dir) or gone:
                 self.bank.check_sae(c, self.sae_dir)
                 bad = [j for j in _feature_indices(c) if j >= self.sae.cfg.d_sae]
                 if bad:
