@@ -272,3 +272,32 @@ def test_concepts_are_this_saes_by_its_weights_not_by_a_folder_that_is_gone(dash
     assert sorted(p.name for p in (out / "concepts").glob("*.html")) == ["bright.html"]
     notes = json.loads((out / "features.json").read_text())["warnings"]
     assert any("1 concept(s) of" in n and "belong to other SAEs" in n for n in notes), notes
+
+
+def test_the_listening_examples_of_a_judge_left_out_are_not_shown_and_a_valid_verdict_stays(dash_inputs, tmp_path):
+    """A listen.json beside a judge.json of another SAE's concept was shown as this concept's, and the verdict of a
+    valid judge in another folder was hidden meanwhile (hunt 83)."""
+    from sae.io import sae_weights_sha256
+
+    own = sae_weights_sha256(dash_inputs.sae)
+    bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
+                     [ConceptFeature(5, 1.0, 2.0)], sae_sha256=own))  # fmt: skip
+    bank.save()
+    verdict = {"off_drop": 62.5, "none": {"with": 80.0, "without": 10.0}, "goals_met": {"off_drop": True},
+               "drift": {"off": {"x": 1.0}}}  # fmt: skip
+    old, new = tmp_path / "run" / "judge", tmp_path / "run" / "eval"
+    (old / "listen").mkdir(parents=True)
+    new.mkdir()
+    (old / "judge.json").write_text(json.dumps({"sae_sha256": "ab" * 32, "concepts": {"bright": verdict}}))
+    rows = [{"clip": "c0.wav", "files": {"original": "c0_original.wav"}}]
+    (old / "listen" / "listen.json").write_text(json.dumps({"concepts": {"bright": {"rows": rows}}}))
+    (new / "judge.json").write_text(json.dumps({"sae_sha256": own, "concepts": {"bright": verdict}}))
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    page = (out / "concepts" / "bright.html").read_text()
+    notes = json.loads((out / "features.json").read_text())["warnings"]
+    assert "bright can be taken out." in page  # the valid verdict, from eval/
+    assert any(n.startswith(f"{old / 'listen' / 'listen.json'}: listening examples of the judge ") for n in notes)

@@ -731,10 +731,14 @@ class DashboardBuilder:
         judged = every[0] if every else None
         parts = []
         found = find_listen(dirs, c.name)
+        own = (found[0].parent.parent / "judge.json").resolve() if found else None
+        mine = next(((js, data) for js, data in every if js.resolve() == own), None)
+        if found and mine is None and own is not None and own.is_file():  # its judge was left out (noted above)
+            self._note(f"{found[0]}: listening examples of the judge {own}, which was left out; not shown")
+            found = None
         if found:  # the calls of the judge that wrote the examples (OUT/listen/listen.json beside OUT/judge.json)
-            own = (found[0].parent.parent / "judge.json").resolve()
-            judged = next(((js, data) for js, data in every if js.resolve() == own), None)
-            judge = judged[1] if judged else None
+            judged = mine or judged  # a valid verdict from another folder stays shown
+            judge = mine[1] if mine else None
 
             def table() -> str:
                 return listening_table(out, c.name, found[0], found[1], judge)
