@@ -45,3 +45,15 @@ def test_a_manifest_row_whose_file_is_no_name_is_one_line(tmp_path, row):
     (tmp_path / "m.jsonl").write_text('{"file": "c0.wav"}\n' + row + "\n")
     with pytest.raises(UserError, match=r"^manifest .*m\.jsonl: row 2: file .*; expected a file name$"):
         read_manifest(tmp_path / "m.jsonl")
+
+
+def test_an_fvu_on_the_training_rows_is_not_shown_as_held_out(tmp_path):
+    """`sae train --eval-fraction 0` measures on its training rows (`split: train`); the layer map showed that FVU
+    under "FVU: on the held-out clips" (hunt 83)."""
+    import json
+
+    sae = save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4, hook_name="latent")), tmp_path / "latent")
+    for split, marked in (("train", True), ("eval", False)):
+        (sae / "metrics.json").write_text(json.dumps({"fvu": 0.25, "l0": 4.0, "dead_fraction": 0.1, "split": split}))
+        (row,) = layer_rows([sae])
+        assert ('0.250 <span class="small muted">(train)</span>' in layer_table_html([row])) == marked

@@ -32,6 +32,7 @@ class LayerRow:
     sae_dir: Path
     fvu: float | None = None
     fvu_interval: tuple[float, float] | None = None  # 95 %, held-out sources resampled whole (older SAEs: none)
+    on_training_rows: bool = False  # the FVU is on the training rows (`sae train --eval-fraction 0`: none held out)
     l0: float | None = None
     dead: float | None = None
     auroc: dict[str, float] = field(default_factory=dict)  # concept -> held-out AUROC
@@ -92,6 +93,7 @@ def layer_rows(
         row = LayerRow(hook, d)
         m = _metrics(d / "metrics.json")
         row.fvu, row.l0, row.dead = (_finite(m.get(key)) for key in ("fvu", "l0", "dead_fraction"))
+        row.on_training_rows = m.get("split") == "train"
         iv = m.get("fvu_interval")
         if isinstance(iv, list) and len(iv) == 2 and all(_finite(v) is not None for v in iv):
             row.fvu_interval = (float(iv[0]), float(iv[1]))
@@ -120,11 +122,13 @@ def _fmt(v: float | None, spec: str) -> str:
 
 
 def fvu_cell(row: LayerRow) -> str:
-    """A layer's held-out FVU, with its 95 % interval where metrics.json records one."""
+    """A layer's held-out FVU, with its 95 % interval where metrics.json records one; "(train)" where it is on
+    the training rows (an SAE trained on every row: it was shown as held out)."""
     if row.fvu is None:
         return '<td class="num">–</td>'
     iv = f" [{row.fvu_interval[0]:.3f}, {row.fvu_interval[1]:.3f}]" if row.fvu_interval else ""
-    return f'<td class="num" data-v="{row.fvu:.6g}">{row.fvu:.3f}{iv}</td>'
+    train = ' <span class="small muted">(train)</span>' if row.on_training_rows else ""
+    return f'<td class="num" data-v="{row.fvu:.6g}">{row.fvu:.3f}{iv}{train}</td>'
 
 
 def auroc_cell(row: LayerRow, concept: str) -> str:
@@ -142,7 +146,8 @@ def auroc_cell(row: LayerRow, concept: str) -> str:
 
 
 LEGEND = (
-    '<p class="small muted">FVU: on the held-out clips [95 % interval, clips resampled whole]. AUROC: held out, '
+    '<p class="small muted">FVU: on the held-out clips [95 % interval, clips resampled whole]; (train): on the '
+    "training rows, the SAE held none out. AUROC: held out, "
     "SAE-feature probe, [95 % bootstrap interval], on N + M clips with + without the concept; an older SAE or "
     "bank shows its point value alone (no interval or clip count recorded).</p>"
 )
