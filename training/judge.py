@@ -157,7 +157,7 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     25 points: "other concepts move by up to 0 points" was given as the reason)."""
     drift = float(entry.get("max_drift", 0.0))
     n_on = on_clip_count(entry) if "held_out_without" in entry else None
-    counts = [int(n) for n in (entry.get("held_out_with"), n_on) if n]
+    counts = [int(n) for n in (entry.get("held_out_with"), n_on, entry.get("renders")) if n]  # RAVE's; MusicGen's
     if counts and drift <= goal:
         n = min(counts)
         return (f"other concepts moved by at most {drift:.0f} points, within {goal:.0f} but not by a clip's margin "

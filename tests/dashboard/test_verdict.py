@@ -103,3 +103,16 @@ def test_a_concept_judged_alone_is_not_said_to_miss_its_drift_goal_and_nan_accur
     text = html.unescape(_text(verdict_html("guitar", result)))
     assert "guitar can be taken out and put in, but its effect on other concepts was not measured" in text
     assert "at most 0 points" not in text and "nan" not in text
+
+
+def test_a_musicgen_judge_entry_reads_as_renders_with_the_files_strength():
+    """`eval musicgen` judges one set of prompt renders (`renders`, no clips with / without) and writes the `on`
+    strength once for the file: the page read "of the held-out clips with guitar ... of the held-out clips without
+    guitar" (the same renders twice) and "guitar=on" with no strength (hunt 83)."""
+    entry = {"renders": 16, "none": {"with": 37.5, "without": 37.5}, "off": {"with": 0.0}, "on": {"without": 100.0},
+             "off_drop": 37.5, "on_rise": 62.5, "drift": {"off": {"drums": 6.25}}, "max_drift": 6.25,
+             "drift_measured": True, "goals_met": {"off_drop": False, "on_rise": True, "drift": False}}  # fmt: skip
+    text = html.unescape(_text(verdict_html("guitar", {"strength_on": 4.0, "concepts": {"guitar": entry}})))
+    assert "held-out clips" not in text and text.count("of the 16 renders, the judge heard it in 6 of 16") == 2
+    assert "guitar=on:4" in text and "one render moves a figure by 6 points" in text
+    assert "(one clip is 6 points at 16 clips)" in text  # the drift goal missed by the margin, not by 6 points

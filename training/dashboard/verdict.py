@@ -86,7 +86,10 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
     if not isinstance(entry, dict):
         return ""
     goals = {**DEFAULT_GOALS, **(result.get("goals") or {})}
-    n_with, n_without = entry.get("held_out_with"), entry.get("held_out_without")
+    renders = entry.get("renders")  # `eval musicgen`: one set of prompt renders judged, no clips with / without
+    n_with, n_without = (renders, renders) if renders else (entry.get("held_out_with"), entry.get("held_out_without"))
+    of_with = f"of the {renders} renders" if renders else f"of the held-out clips with {_e(name)}"
+    of_without = f"of the {renders} renders" if renders else f"of the held-out clips without {_e(name)}"
     none_with, none_without = _get(entry, "none", "with"), _get(entry, "none", "without")
     met = entry.get("goals_met") or {}
     items = []
@@ -94,7 +97,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
     if off_with is not None and none_with is not None:
         drop = entry.get("off_drop", none_with - off_with)
         items.append(
-            f"<li><b>Taking {_e(name)} out</b> (<code>{_e(name)}=off</code>): of the held-out clips with {_e(name)}, "
+            f"<li><b>Taking {_e(name)} out</b> (<code>{_e(name)}=off</code>): {of_with}, "
             f"the judge heard it in {_of(none_with, n_with)} through the model and in {_of(off_with, n_with)} with "
             f"{_e(name)} off: {'down' if drop >= 0 else 'up'} {abs(drop):.0f} points{_interval(entry, 'off_drop')} "
             f"(goal: down at least {goals['off_drop']:.0f}, by a clip's margin){_met(met.get('off_drop'))}.</li>"
@@ -105,7 +108,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         n_on = on_clip_count(entry) if "held_out_without" in entry else n_without
         base_on = none_where_on(entry)
         rise = entry.get("on_rise", on_without - base_on)
-        strength = entry.get("strength_on")
+        strength = entry.get("strength_on", result.get("strength_on"))  # MusicGen's judge: one for the file
         swept = result.get("strengths") or []
         how = f"<code>{_e(name)}=on:{strength:g}</code>" if strength is not None else f"<code>{_e(name)}=on</code>"
         n_val = entry.get("held_out_without_validation")
@@ -116,7 +119,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
                 + (f", chosen on {n_val} other clips" if n_val and n_on and n_val + n_on == n_without else "")
             )
         items.append(
-            f"<li><b>Putting {_e(name)} in</b> ({how}): of the held-out clips without {_e(name)}, the judge heard "
+            f"<li><b>Putting {_e(name)} in</b> ({how}): {of_without}, the judge heard "
             f"it in {_of(base_on, n_on)} through the model and in {_of(on_without, n_on)} with {_e(name)} on: "
             f"{'up' if rise >= 0 else 'down'} {abs(rise):.0f} points{_interval(entry, 'on_rise')} (goal: up at least "
             f"{goals['on_rise']:.0f}, by a clip's margin){_met(met.get('on_rise'))}.</li>"
@@ -159,7 +162,9 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
             f"those without; through the model alone, {none_with:.0f} % and {none_without:.0f} %"
         )
     n_in = on_clip_count(entry) if "held_out_without" in entry else n_without  # `on`'s figures: the test half
-    if n_with and n_in:
+    if renders:
+        trust.append(f"with {renders} renders, one render moves a figure by {100 / renders:.0f} points")
+    elif n_with and n_in:
         trust.append(
             f"with {n_with} and {n_in} clips a side, one clip moves a figure by {100 / n_with:.0f} and "
             f"{100 / n_in:.0f} points"
