@@ -550,9 +550,9 @@ class Engine:
 
     def _resync(self, a: int, new_a: int, hi: int) -> None:
         m = self.model
+        self.processor.resync()  # first: a resync that raises is the fault reported, not a resync done
         m.resyncs += 1
         m.skipped_frames += new_a - a
-        self.processor.resync()
         ms = 1000.0 / self.sr
         behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
         recover = max(0, new_a + self.prefill - (hi - self.period))  # until the first aligned output frame
@@ -568,14 +568,14 @@ class Engine:
             f"{why}: skipped {(new_a - a) * ms:.0f} ms of input, output aligned again in {recover * ms:.1f} ms",
         )
 
-    def _failed(self, exc: BaseException, at: int) -> None:
+    def _failed(self, exc: BaseException, at: int, what: str = "model failed, playing the dry signal") -> None:
         m = self.model
         m.errors += 1
         m.consecutive_errors += 1
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         m.last_error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
         if m.consecutive_errors == 1:
-            self._event("error", at, self.blocksize, f"model failed, playing the dry signal: {m.last_error}")
+            self._event("error", at, self.blocksize, f"{what}: {m.last_error}")
         elif m.consecutive_errors == self.failing_after:
             self._event("failing", at, self.blocksize, f"EVERY BLOCK FAILS, playing the dry signal: {m.last_error}")
 
@@ -587,7 +587,7 @@ class Engine:
                 return
             except Exception as exc:  # outside the model's call (its resync, a copy): said, and the thread goes on
                 self._busy = False
-                self._failed(exc, self._next)
+                self._failed(exc, self._next, "model thread fault, silent until it resyncs")
                 time.sleep(self.blocksize / self.sr)  # then resyncs past what it missed, as after a stall
 
     def _loop(self) -> None:

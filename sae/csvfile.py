@@ -18,8 +18,14 @@ def parse_csv(text: str, where: str) -> tuple[list[dict[str, str]], list[str]]:
     """The rows of a CSV `text` (header first) as dicts, and the header's column names; `where` names the file in
     the error (one line) raised for a malformed one."""
     reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    rows: list[dict[str, str]] = []
+    start = 1  # the line the record being read starts on
     try:
-        rows = [dict(r) for r in reader]
+        for row in reader:
+            rows.append(dict(row))
+            start = reader.reader.line_num + 1
     except csv.Error as exc:
+        if "unexpected end of data" in str(exc):  # read on to the end: said where the quote opened
+            raise UserError(f"{where}: not a readable CSV (a quote opened on line {start} is never closed)") from None
         raise UserError(f"{where}: not a readable CSV (line {reader.reader.line_num}: {exc})") from None
     return rows, list(reader.fieldnames or ())

@@ -77,3 +77,10 @@ def trim_log(path: Path, step: int) -> None:
     kept = [line for line in lines if _logged_step(line) <= step]
     if kept != lines:
         atomic_write_text(path, "".join(kept))
+
+
+def measured(figures: dict[str, Any], key: str) -> float:
+    """`figures[key]` as a float for a report, NaN where it was not measured (`strict_json` wrote it as null, or
+    it is absent): formatted as "nan", not a TypeError."""
+    value = figures.get(key)
+    return float(value) if is_number(value) else math.nan

@@ -57,3 +57,15 @@ def test_an_fvu_on_the_training_rows_is_not_shown_as_held_out(tmp_path):
         (sae / "metrics.json").write_text(json.dumps({"fvu": 0.25, "l0": 4.0, "dead_fraction": 0.1, "split": split}))
         (row,) = layer_rows([sae])
         assert ('0.250 <span class="small muted">(train)</span>' in layer_table_html([row])) == marked
+
+
+def test_a_spreadsheets_empty_last_row_is_no_row():
+    """A spreadsheet's CSV often ends with an empty row (","): it is no clip, not a row whose file is no name."""
+    import tempfile
+    from pathlib import Path
+
+    from training.dashboard.labels import read_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "m.csv").write_text("file,guitar\nc0.wav,1\nc1.wav,0\n,\n")
+        assert [r["file"] for r in read_manifest(Path(tmp) / "m.csv")] == ["c0.wav", "c1.wav"]

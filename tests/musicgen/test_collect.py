@@ -318,7 +318,9 @@ def test_a_csv_prompt_across_lines_keeps_its_newline_and_an_open_quote_is_refuse
     (tmp_path / "p.csv").write_text('prompt\n"calm\nguitar"\ndrums\n')
     assert read_prompts(tmp_path / "p.csv") == ["calm\nguitar", "drums"]
     (tmp_path / "p.csv").write_text('prompt\n"calm guitar\ndrums\n')
-    with pytest.raises(UserError, match=r"--prompts .*p\.csv: not a readable CSV \(line 3: unexpected end of data\)$"):
+    with pytest.raises(
+        UserError, match=r"--prompts .*p\.csv: not a readable CSV \(a quote opened on line 2 is never closed\)$"
+    ):
         read_prompts(tmp_path / "p.csv")
 
 

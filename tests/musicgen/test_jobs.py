@@ -74,7 +74,7 @@ def test_a_spreadsheets_csv_with_a_byte_order_mark_is_read(tmp_path):
 
 def test_a_batch_csv_with_a_quote_left_open_is_refused(tmp_path):
     """The open quote took every job after it into one prompt ('calm guitar,3\\ndrums,4' played as one job)."""
-    with pytest.raises(UserError, match=r"j\.csv: not a readable CSV \(line 3: unexpected end of data\)$"):
+    with pytest.raises(UserError, match=r"j\.csv: not a readable CSV \(a quote opened on line 2 is never closed\)$"):
         _jobs(tmp_path, "j.csv", 'prompt,seed\n"calm guitar,3\ndrums,4\n')
 
 

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from sae.errors import UserError
 from sae.io import load_sae
+from sae.jsonfile import measured, strict_json
 from sae.model import SAEConfig, SparseAutoencoder
 from sae.store import ActivationStore, ActivationWriter
 from sae.synthetic import data_seed, planted_store
@@ -1247,3 +1248,42 @@ def test_figures_not_measured_are_written_as_null_not_nan(tmp_path, monkeypatch)
     cfg_json = json.loads((tmp_path / "sae" / "cfg.json").read_text(), parse_constant=refuse)
     assert metrics["fvu"] is None and metrics["l0"] is None
     assert cfg_json["musicsae"]["metrics"]["fvu"] is None
+
+
+def test_reports_read_a_figure_not_measured_as_nan():
+    """The reports that read metrics.json back formatted a null (a figure not measured) with `:.3f`: a TypeError
+    in `eval hooks`'s report (hunt 84, after NaN became null)."""
+    import math
+
+    from training.rave.hooks import report_markdown
+
+    m = json.loads(strict_json({"fvu": math.nan, "l0": math.nan, "dead_fraction": math.nan, "d_in": 8, "d_sae": 16,
+                                "k": 2}))  # fmt: skip
+    assert m["fvu"] is None and math.isnan(measured(m, "fvu")) and measured({"fvu": 0.5}, "fvu") == 0.5
+    summary = {
+        "model": {"name": "x"},
+        "split": "test",
+        "hooks": {"latent": m},
+        "concepts": {},
+        "reason": "none",
+        "goal_met": False,
+    }
+    report = report_markdown(summary)
+    assert "| latent | 8 | 16 / 2 | nan | nan | nan % |" in report
+
+
+def test_sae_eval_says_when_its_fraction_holds_out_rows_split_by_blocks_or_all_trained_on(tmp_path, capsys):
+    """Two sources (held out by blocks), trained with 0.05 and measured with 0.2; and an SAE trained on every row
+    measured with 0.5: both scored training rows as held out without a word (hunt 84)."""
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", n=20000, d=8, n_features=16, k_true=2, rows_per_source=10000)
+    args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]
+    for frac, asked in (("0.05", "0.2"), ("0", "0.5")):
+        out = tmp_path / f"sae{frac}"
+        argv = ["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(out), "--eval-fraction", frac]
+        assert main([*argv, *args]) == 0
+        capsys.readouterr()
+        argv = ["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]
+        assert main([*argv, "--eval-fraction", asked]) == 0
+        assert f"note: --eval-fraction {asked} holds out rows SAE" in capsys.readouterr().err

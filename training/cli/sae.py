@@ -343,11 +343,19 @@ def _other_data_note(sae_dir: Path, store, hook: str) -> str | None:
             "out, so some of these rows may have been trained on")  # fmt: skip
 
 
+def _rows_shared(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> bool:
+    """Whether units (shard, start, stop) of `a` and of `b` hold a row in common."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for shard, start, stop in b:
+        spans.setdefault(shard, []).append((start, stop))
+    return any(start < hi and lo < stop for shard, start, stop in a for lo, hi in spans.get(shard, []))
+
+
 def run_eval(args: argparse.Namespace) -> int:
     from sae.describe import check_same_model
     from sae.errors import UserError
     from sae.io import load_sae, read_sae_cfg
-    from sae.jsonfile import strict_json
+    from sae.jsonfile import is_number, strict_json
     from sae.metrics import evaluate_split
     from sae.paths import check_not_inside, check_output_file
     from sae.store import open_store
@@ -388,16 +396,21 @@ def run_eval(args: argparse.Namespace) -> int:
             )
     if args.split == "eval" and frac == 0:
         raise UserError("--eval-fraction 0: holds out no rows; expected a fraction above 0 (or --split train)")
-    if args.split == "eval" and args.eval_fraction is not None and isinstance(trained, float) and 0 < trained < 1:
-        now, then = store.held_sources(hook, frac), store.held_sources(hook, trained)
-        # a larger fraction holds out more sources; a split by blocks (too few sources) takes rows of every one
-        if now != then and (now is None or then is None or not now <= then):
-            print(
-                f"note: --eval-fraction {frac:g} holds out rows SAE {args.sae} was trained on (its training held out "
-                f"{trained:g}): these figures are partly on training rows; leave --eval-fraction out to measure on "
-                "its held-out rows",
-                file=sys.stderr,
-            )
+    # the rows it holds out against the rows training used (a larger fraction holds out more sources or more
+    # blocks; a split by blocks takes rows of every source; trained on every row: all of them)
+    if (
+        args.split == "eval"
+        and args.eval_fraction is not None
+        and is_number(trained)
+        and 0 <= trained < 1
+        and _rows_shared(store.split_units(hook, "eval", frac), store.split_units(hook, "train", float(trained)))
+    ):
+        print(
+            f"note: --eval-fraction {frac:g} holds out rows SAE {args.sae} was trained on (its training held out "
+            f"{trained:g}): these figures are partly on training rows; leave --eval-fraction out to measure on its "
+            "held-out rows",
+            file=sys.stderr,
+        )
     seed = (ours.get("train_config") or {}).get("seed")  # the interval's resamples, as training drew them
     metrics = evaluate_split(
         sae, store, hook, args.split, frac, args.max_rows, seed=seed if isinstance(seed, int) else 0

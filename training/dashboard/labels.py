@@ -49,6 +49,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a BOM: '\ufefffile'
         if path.suffix == ".csv":
             rows, _ = parse_csv(text, f"manifest {path}")
+            rows = [r for r in rows if any(v not in ("", None) for v in r.values())]  # a spreadsheet's empty ",,"
         else:
             rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     except (OSError, UnicodeDecodeError, ValueError) as exc:  # ValueError: JSON's, and a 5000-digit integer's

@@ -43,6 +43,7 @@ import torch
 from realtime.audio_files import AudioNotes
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.jsonfile import measured
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int, seed_int
 from training.data.concept_clips import CONCEPTS
@@ -492,15 +493,14 @@ def report_markdown(s: dict[str, Any]) -> str:
     ]
     for i in layers:
         m = s["sae"][str(i)]
-        nan = float("nan")
         iv = (
             f" [{m['fvu_interval'][0]:.3f}, {m['fvu_interval'][1]:.3f}] (n={m['sources']})"
             if m.get("fvu_interval")
             else ""
         )
-        lines.append(f"| {i} | {m.get('fvu', nan):.3f}{iv} | {m.get('l0', nan):.1f} | "
-                     f"{100 * m.get('dead_fraction', nan):.1f} % ({m.get('rows', 'n/a')}) | "
-                     f"{100 * m.get('train_dead_fraction', nan):.1f} % |")  # fmt: skip
+        lines.append(f"| {i} | {measured(m, 'fvu'):.3f}{iv} | {measured(m, 'l0'):.1f} | "
+                     f"{100 * measured(m, 'dead_fraction'):.1f} % ({m.get('rows', 'n/a')}) | "
+                     f"{100 * measured(m, 'train_dead_fraction'):.1f} % |")  # fmt: skip
     lines += [
         "",
         "## Concepts per layer: held-out AUROC [95 % interval] — SAE probe / raw difference of means",

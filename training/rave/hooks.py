@@ -42,6 +42,7 @@ import numpy as np
 
 from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
+from sae.jsonfile import measured
 
 GOAL_DRIFT = 10.0
 
@@ -707,8 +708,8 @@ def report_markdown(s: dict[str, Any]) -> str:
     ]
     for h, m in s["hooks"].items():
         lines.append(
-            f"| {h} | {m['d_in']} | {m['d_sae']} / {m['k']} | {m['fvu']:.3f} | {m['l0']:.1f} | "
-            f"{100 * m['dead_fraction']:.1f} % |"
+            f"| {h} | {m['d_in']} | {m['d_sae']} / {m['k']} | {measured(m, 'fvu'):.3f} | {measured(m, 'l0'):.1f} | "
+            f"{100 * measured(m, 'dead_fraction'):.1f} % |"
         )
     lines += [
         "",
