@@ -21,6 +21,8 @@ def parse_csv(text: str, where: str) -> tuple[list[dict[str, str]], list[str]]:
     rows: list[dict[str, str]] = []
     start = 1  # the line the record being read starts on
     try:
+        _ = reader.fieldnames  # the header first
+        start = reader.reader.line_num + 1
         for row in reader:
             rows.append(dict(row))
             start = reader.reader.line_num + 1
