@@ -301,3 +301,34 @@ def test_the_listening_examples_of_a_judge_left_out_are_not_shown_and_a_valid_ve
     notes = json.loads((out / "features.json").read_text())["warnings"]
     assert "bright can be taken out." in page  # the valid verdict, from eval/
     assert any(n.startswith(f"{old / 'listen' / 'listen.json'}: listening examples of the judge ") for n in notes)
+
+
+def test_a_left_out_judges_listening_examples_do_not_hide_a_valid_ones(dash_inputs, tmp_path):
+    """Only the first listen.json with rows for the concept was looked at: one beside a judge left out (another
+    SAE's) hid the valid one of a later folder (hunt 84)."""
+    from sae.io import sae_weights_sha256
+
+    own = sae_weights_sha256(dash_inputs.sae)
+    bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
+                     [ConceptFeature(5, 1.0, 2.0)], sae_sha256=own))  # fmt: skip
+    bank.save()
+    verdict = {"off_drop": 62.5, "none": {"with": 80.0, "without": 10.0}, "goals_met": {"off_drop": True},
+               "drift": {"off": {"x": 1.0}}}  # fmt: skip
+    clip = sorted(dash_inputs.audio_root.glob("*.wav"))[0]
+    for folder, sha in (("a_old", "ab" * 32), ("b_new", own)):
+        d = tmp_path / "run" / "judge" / folder
+        (d / "listen").mkdir(parents=True)
+        (d / "judge.json").write_text(json.dumps({"sae_sha256": sha, "concepts": {"bright": verdict}}))
+        for kind in ("original", "model", "off", "on"):
+            shutil.copy(clip, d / "listen" / f"c0_{kind}.wav")
+        files = {kind: f"c0_{kind}.wav" for kind in ("original", "model", "off", "on")}
+        rows = [{"clip": "c0.wav", "files": files, "with": True, "judge_index": 0}]
+        (d / "listen" / "listen.json").write_text(json.dumps({"concepts": {"bright": {"rows": rows}}}))
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    assert "audio/listen/bright" in (out / "concepts" / "bright.html").read_text()
+    notes = json.loads((out / "features.json").read_text())["warnings"]
+    assert next(n for n in notes if "listening examples" in n).startswith(str(tmp_path / "run" / "judge" / "a_old"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,8 @@ def _e(x: Any) -> str:
     return html.escape(str(x))
 
 
-def find_listen(dirs: list[Path], concept: str) -> tuple[Path, dict] | None:
-    """The first `listen.json` under `dirs` with rows for `concept`: (its path, its data)."""
+def listen_files(dirs: list[Path], concept: str) -> Iterator[tuple[Path, dict]]:
+    """Every `listen.json` under `dirs` with rows for `concept`, in order: (its path, its data)."""
     for d in dirs:
         for path in sorted(d.rglob("listen.json")):
             try:
@@ -36,8 +37,12 @@ def find_listen(dirs: list[Path], concept: str) -> tuple[Path, dict] | None:
                 continue
             entry = (data.get("concepts") or {}).get(concept) if isinstance(data, dict) else None
             if isinstance(entry, dict) and entry.get("rows"):
-                return path, data
-    return None
+                yield path, data
+
+
+def find_listen(dirs: list[Path], concept: str) -> tuple[Path, dict] | None:
+    """The first `listen.json` under `dirs` with rows for `concept`: (its path, its data)."""
+    return next(listen_files(dirs, concept), None)
 
 
 def _judge_calls(judge: dict | None, concept: str, row: dict) -> dict[str, bool | None]:

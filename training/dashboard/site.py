@@ -50,7 +50,7 @@ from sae.store import open_store
 from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
-from training.dashboard.listen import find_listen, listening_table
+from training.dashboard.listen import listen_files, listening_table
 from training.dashboard.render import (
     SpectrogramPlotter,
     cut,
@@ -730,12 +730,16 @@ class DashboardBuilder:
         every = self._judge_results(dirs, c)
         judged = every[0] if every else None
         parts = []
-        found = find_listen(dirs, c.name)
-        own = (found[0].parent.parent / "judge.json").resolve() if found else None
-        mine = next(((js, data) for js, data in every if js.resolve() == own), None)
-        if found and mine is None and own is not None and own.is_file():  # its judge was left out (noted above)
-            self._note(f"{found[0]}: listening examples of the judge {own}, which was left out; not shown")
-            found = None
+        found, mine = None, None
+        for path, data in listen_files(dirs, c.name):  # the first whose judge is shown, or that has none beside it
+            own = (path.parent.parent / "judge.json").resolve()
+            mine = next(((js, d) for js, d in every if js.resolve() == own), None)
+            if mine is None and own.is_file():  # its judge was left out (noted above), or judged no such concept
+                self._note(f"{path}: listening examples of the judge {own}, whose verdict on {c.name} is not shown; "
+                           "not shown either")  # fmt: skip
+                continue
+            found = (path, data)
+            break
         if found:  # the calls of the judge that wrote the examples (OUT/listen/listen.json beside OUT/judge.json)
             judged = mine or judged  # a valid verdict from another folder stays shown
             judge = mine[1] if mine else None
