@@ -40,7 +40,7 @@ def capped_note(got: int, size: int | None = None) -> str | None:
     """One line saying the kernel capped the buffer below `size` (default RECEIVE_BUFFER), and how to lift the cap
     (None where it is not)."""
     size = size or RECEIVE_BUFFER
-    if got >= size:
+    if got >= size or not LINUX:  # the cap and its sysctl are Linux's
         return None
     return (
         f"the OSC port's receive buffer is {got // 1024} KB, not the {size // 1024} KB asked (the kernel caps it at "

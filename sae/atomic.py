@@ -145,7 +145,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
         tmp = temp_beside(path)
         # the file's own mode where it exists (a private bank stayed 0600, not 0644 after a save), else a plain
         # open's: a writer that makes its own file gets it back (safetensors: 0600)
-        mode = stat.S_IMODE(os.stat(path if path.is_file() else tmp).st_mode)
+        mode = stat.S_IMODE(os.stat(path if path.is_file() else tmp).st_mode) & 0o777 | 0o600  # owner reads, writes
         write(tmp)
         os.chmod(tmp, mode)
         if fsync:
