@@ -87,6 +87,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: dtype {m['dtype']!r}, expected one of {', '.join(DTYPES)}")
     if not isinstance(m["shards"], list):
         raise UserError(f"{path}: shards is {type(m['shards']).__name__}: expected a list")
+    named: dict[str, int] = {}
     for i, shard in enumerate(m["shards"]):
         where = f"{path}: shard {i}"
         if not isinstance(shard, dict):
@@ -94,6 +95,9 @@ def read_manifest(path: Path) -> dict[str, Any]:
         name = shard.get("file")
         if not isinstance(name, str) or not name or name.startswith(".") or "/" in name or "\\" in name:
             raise UserError(f"{where}: file {name!r}: expected a file name in the hook's folder")
+        if name in named:  # its rows would be read, trained on and counted twice (a manifest merged by hand)
+            raise UserError(f"{where}: file {name!r} is shard {named[name]} too; expected each shard once")
+        named[name] = i
         if not is_count(shard.get("rows")):
             raise UserError(f"{where}: rows {shard.get('rows')!r}: expected an integer >= 0")
         prov = shard.get("provenance", [])

@@ -198,6 +198,9 @@ MANIFEST_EDITS = {
                          r"shard 0: provenance adds up to 100 rows, the shard holds 300"),
     "dim a string": (lambda m: m.update(dim="4"), r"dim '4': expected a positive integer"),
     "complete a string": (lambda m: m.update(complete="clip.wav"), r"complete: expected a list of source names"),
+    # a shard listed twice (a manifest merged by hand) was read, trained on and counted twice (hunt 81)
+    "a shard twice": (lambda m: m["shards"].append(dict(m["shards"][0])),
+                      r"shard 1: file '.+' is shard 0 too; expected each shard once"),
 }  # fmt: skip
 
 
