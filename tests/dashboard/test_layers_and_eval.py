@@ -274,9 +274,9 @@ def test_concepts_are_this_saes_by_its_weights_not_by_a_folder_that_is_gone(dash
     assert any("1 concept(s) of" in n and "belong to other SAEs" in n for n in notes), notes
 
 
-def test_the_listening_examples_of_a_judge_left_out_are_not_shown_and_a_valid_verdict_stays(dash_inputs, tmp_path):
-    """A listen.json beside a judge.json of another SAE's concept was shown as this concept's, and the verdict of a
-    valid judge in another folder was hidden meanwhile (hunt 83)."""
+def _bright_of_this_sae(dash_inputs, tmp_path) -> tuple[ConceptBank, str, dict]:
+    """A bank (run/concepts.yaml) of one concept, bright, found with the inputs' SAE; the SAE's weights sha256; and
+    a judge's verdict on bright as `eval steering` writes one."""
     from sae.io import sae_weights_sha256
 
     own = sae_weights_sha256(dash_inputs.sae)
@@ -286,6 +286,13 @@ def test_the_listening_examples_of_a_judge_left_out_are_not_shown_and_a_valid_ve
     bank.save()
     verdict = {"off_drop": 62.5, "none": {"with": 80.0, "without": 10.0}, "goals_met": {"off_drop": True},
                "drift": {"off": {"x": 1.0}}}  # fmt: skip
+    return bank, own, verdict
+
+
+def test_the_listening_examples_of_a_judge_left_out_are_not_shown_and_a_valid_verdict_stays(dash_inputs, tmp_path):
+    """A listen.json beside a judge.json of another SAE's concept was shown as this concept's, and the verdict of a
+    valid judge in another folder was hidden meanwhile (hunt 83)."""
+    bank, own, verdict = _bright_of_this_sae(dash_inputs, tmp_path)
     old, new = tmp_path / "run" / "judge", tmp_path / "run" / "eval"
     (old / "listen").mkdir(parents=True)
     new.mkdir()
@@ -306,15 +313,7 @@ def test_the_listening_examples_of_a_judge_left_out_are_not_shown_and_a_valid_ve
 def test_a_left_out_judges_listening_examples_do_not_hide_a_valid_ones(dash_inputs, tmp_path):
     """Only the first listen.json with rows for the concept was looked at: one beside a judge left out (another
     SAE's) hid the valid one of a later folder (hunt 84)."""
-    from sae.io import sae_weights_sha256
-
-    own = sae_weights_sha256(dash_inputs.sae)
-    bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
-    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
-                     [ConceptFeature(5, 1.0, 2.0)], sae_sha256=own))  # fmt: skip
-    bank.save()
-    verdict = {"off_drop": 62.5, "none": {"with": 80.0, "without": 10.0}, "goals_met": {"off_drop": True},
-               "drift": {"off": {"x": 1.0}}}  # fmt: skip
+    bank, own, verdict = _bright_of_this_sae(dash_inputs, tmp_path)
     clip = sorted(dash_inputs.audio_root.glob("*.wav"))[0]
     for folder, sha in (("a_old", "ab" * 32), ("b_new", own)):
         d = tmp_path / "run" / "judge" / folder
