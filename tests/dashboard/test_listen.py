@@ -143,7 +143,7 @@ def test_listening_table_plays_in_a_browser(session, browser):
 def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
     """`eval musicgen`'s examples (kinds plain | off | on, no original clip): one row per prompt and seed, every
     file copied next to the page, under each the judge's call that the row carries."""
-    from training.dashboard.listen import find_listen, listening_table
+    from training.dashboard.listen import listen_files, listening_table
     from training.musicgen.listen import write_examples
 
     sr, t = 16000, np.arange(1600) / 16000
@@ -151,7 +151,7 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
     heard = {"tone": {"plain": np.array([1, 0]), "off": np.array([0, 0]), "on": np.array([1, 1])}}
     edited = {"tone": {"off": [0.5 * x for x in tone], "on": [1.5 * x for x in tone]}}
     write_examples(tmp_path / "eval", [("a hum", 3), ("a <loud> hum", 4)], sr, 2.0, tone, heard, edited)
-    path, data = find_listen([tmp_path / "eval"], "tone")
+    path, data = next(listen_files([tmp_path / "eval"], "tone"))
     page = listening_table(tmp_path / "site", "tone", path, data, judge=None)
     rows = re.findall(r'<tr data-prompt="([^"]*)" data-seed="(\d+)"[^>]*>(.*?)</tr>', page, re.S)
     assert [(html.unescape(p), int(s)) for p, s, _ in rows] == [("a hum", 3), ("a <loud> hum", 4)]

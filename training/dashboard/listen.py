@@ -40,11 +40,6 @@ def listen_files(dirs: list[Path], concept: str) -> Iterator[tuple[Path, dict]]:
                 yield path, data
 
 
-def find_listen(dirs: list[Path], concept: str) -> tuple[Path, dict] | None:
-    """The first `listen.json` under `dirs` with rows for `concept`: (its path, its data)."""
-    return next(listen_files(dirs, concept), None)
-
-
 def _judge_calls(judge: dict | None, concept: str, row: dict) -> dict[str, bool | None]:
     """The judge's detection of `concept` on each file of `row` (None: the judge did not render that one)."""
     calls: dict[str, bool | None] = dict.fromkeys(KINDS)
