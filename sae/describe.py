@@ -14,6 +14,7 @@ other per-clip tags). Plain torch + numpy; no audio here.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -351,24 +352,23 @@ class Purity:
 
 
 def clip_purity(top_sources: list[str], labels: dict[str, set[str]]) -> Purity:
-    """Purity of `top_sources` under per-clip `labels` (source -> label set).
+    """Purity of `top_sources` under per-clip `labels` (source -> label set): `label_purity` of the top clips'
+    labels against every labelled clip's."""
+    return label_purity([labels[s] for s in top_sources if s in labels], list(labels.values()))
 
-    The label is the one whose share among the top clips most exceeds its share among all clips (ties:
+
+def label_purity(tops: list[set[str]], population: list[set[str]]) -> Purity:
+    """Purity of the label sets `tops` (a feature's top clips or snippets) against `population` (all of them).
+
+    The label is the one whose share among the top clips most exceeds its share in the population (ties:
     the larger share), so a label every clip carries never wins by default.
     """
-    tops = [labels[s] for s in top_sources if s in labels]
-    if not tops or not labels:
+    if not tops or not population:
         return Purity(None, 0.0, 0.0, len(tops))
-    n_all = len(labels)
-    base: dict[str, int] = {}
-    for ls in labels.values():
-        for lab in ls:
-            base[lab] = base.get(lab, 0) + 1
-    count: dict[str, int] = {}
-    for ls in tops:
-        for lab in ls:
-            count[lab] = count.get(lab, 0) + 1
+    base = Counter(lab for ls in population for lab in ls)
+    count = Counter(lab for ls in tops for lab in ls)
     if not count:
         return Purity(None, 0.0, 0.0, len(tops))
+    n_all = len(population)
     best = max(sorted(count), key=lambda lab: (count[lab] / len(tops) - base[lab] / n_all, count[lab]))
     return Purity(best, count[best] / len(tops), base[best] / n_all, len(tops))

@@ -77,6 +77,20 @@ def test_site_structure(built_site, dash_inputs):
     assert "img/layers.png" in layers and ">mel<" in layers and "AUROC bright" in layers
 
 
+def test_tag_purity_counts_each_features_own_snippets(dash_inputs, tmp_path):
+    """Without a manifest, a feature's share of a tag is of its own snippets, the tags its cards show (a clip
+    among several features' top clips has a snippet, and tags, for each)."""
+    out = tmp_path / "site"
+    args = ["--sae", str(dash_inputs.sae), "--store", str(dash_inputs.store), "--out", str(out)]
+    main(["dashboard", *args, "--audio-root", str(dash_inputs.audio_root), "--top", "4", "--max-pages", "12",
+          "--snippet", "0.4", "--clip-range", "0,1"])  # fmt: skip
+    described = [f for f in json.loads((out / "features.json").read_text())["features"] if f.get("purity")]
+    assert len(described) >= 6
+    for f in described:
+        p, clips = f["purity"], f["clips"]
+        assert round(p["purity"] * len(clips)) == sum(p["label"] in c["props"]["tags"] for c in clips), f["index"]
+
+
 def test_cli_builds_and_replaces(dash_inputs, tmp_path, capsys):
     out = tmp_path / "site"
     args = [

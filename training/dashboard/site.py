@@ -42,6 +42,7 @@ from sae.describe import (
     check_pair,
     clip_purity,
     feature_stats,
+    label_purity,
 )
 from sae.errors import UserError
 from sae.io import load_sae
@@ -183,6 +184,11 @@ def shown(name: str) -> str:
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8", errors="replace")  # a file name that is not UTF-8 is shown with '?'
+
+
+def _tags(c: ClipView) -> set[str]:
+    """A snippet's property tags (none without audio)."""
+    return set(c.props.tags) if c.props else set()
 
 
 def _feature_indices(c: Concept) -> list[int]:
@@ -520,9 +526,12 @@ class DashboardBuilder:
             for v in views.values():
                 v.purity, v.purity_by = self._purity_of(stats, v.index), self.labels_by
         else:
-            tags = {c.source: set(c.props.tags) for v in views.values() for c in v.clips}
+            # tags belong to a snippet (a feature's own stretch of its clip), not to the clip: each feature's
+            # snippets against every snippet shown, one count per (clip, start)
+            shown = {(c.source, c.start): _tags(c) for v in views.values() for c in v.clips}
             for v in views.values():
-                v.purity, v.purity_by = clip_purity([c.source for c in v.clips], tags), "property tags"
+                tops = [_tags(c) for c in v.clips]
+                v.purity, v.purity_by = label_purity(tops, list(shown.values())), "property tags"
         for v in views.values():
             v.description, v.tags = self._describe(v)
 
