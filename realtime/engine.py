@@ -14,8 +14,8 @@ publishes which output positions hold data as one tuple. A block that comes out 
 its late frames (the callback played silence there). After a stall (a GC pass, a file load, another
 program, a debugger), when the oldest waiting block's output can no longer be heard (its slot ends before
 the audio gets there, counting one block's compute) or its input was overwritten, the model thread
-resyncs: it skips to the first complete block whose output still can be heard, the processor starts from
-silence (the skipped input counts as silence), and the output positions in between stay silent. Output is
+resyncs: it skips to the first complete block whose output can be heard whole (so the blocks after it are on
+time too), the processor starts from silence (the skipped input counts as silence), and the output positions in between stay silent. Output is
 aligned again within about one block's compute after the stall ends, and the event is counted and
 reported (`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
 reported, and flagged loudly when every block fails.
@@ -536,7 +536,8 @@ class Engine:
     def _skip_to(self, a: int, hi: int) -> int:
         """The block to process next: `a`, unless its output can no longer be heard (its slot ends before the
         callback gets there plus one block's compute) or its input was overwritten; then the first block on the
-        grid, among the complete ones, whose output still can."""
+        grid, among the complete ones, whose output can be heard whole (its slot starts after that compute), so
+        the blocks after it are on time too."""
         B, L, P = self.blocksize, self.prefill, self.period
         newest = a + ((hi - a) // B - 1) * B
         if newest <= a:
@@ -545,7 +546,7 @@ class Engine:
         c = int(self._compute)
         if (a + L + B > hi + c or not self.deadlines) and a >= intact_from:
             return a
-        k = max(1, (hi + c - L - B - a) // B + 1, -(-(intact_from - a) // B))
+        k = max(1, -(-(hi + c - L - a) // B), -(-(intact_from - a) // B))
         return min(a + k * B, newest)
 
     def _resync(self, a: int, new_a: int, hi: int) -> None:
@@ -555,8 +556,11 @@ class Engine:
         m.skipped_frames += new_a - a
         ms = 1000.0 / self.sr
         behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
-        recover = max(0, new_a + self.prefill - (hi - self.period))  # until the first aligned output frame
-        lost = new_a + self.prefill - self._valid[1]
+        # until the first aligned output frame is played: the new block's first output, or, when its slot has
+        # begun (it is kept while part of it can still be heard), where the audio is once its compute is done
+        first = max(new_a + self.prefill, hi + int(self._compute))
+        recover = first - (hi - self.period)
+        lost = first - self._valid[1]
         if behind >= 0:
             why = f"model thread {behind * ms:.0f} ms behind"
         else:  # not late yet, but its blocks take longer than the time left to block a's slot
@@ -600,6 +604,7 @@ class Engine:
         a = self._next
         lo = self._valid[0]
         m, c = self.model, self.counters
+        resumed = -1  # the block a resync resumed at: its late start is the resync's, said and counted there
         while self._running:
             if (c.skipped_frames, c.device_xruns) != self._device_seen[1:]:  # the callback counted device trouble
                 self._report_device()
@@ -622,7 +627,7 @@ class Engine:
             new_a = self._skip_to(a, hi)
             if new_a != a:  # behind (a stall): skip what can no longer be heard
                 self._resync(a, new_a, hi)
-                a = new_a
+                a = resumed = new_a
                 lo = a + L
             self.inputs.get(a, block)
             if self._pos - a > cap - P:  # overwritten while we copied (stalled mid-copy): resync
@@ -653,7 +658,7 @@ class Engine:
             self.block_times[(m.blocks - 1) & (len(self.block_times) - 1)] = elapsed
             if m.blocks > 2 and elapsed > m.max_block_s:
                 m.max_block_s = elapsed
-            if late > 0:
+            if late > 0 and a - B != resumed:
                 m.late_blocks += 1
                 m.late_frames += min(late, B)
                 now = time.perf_counter()

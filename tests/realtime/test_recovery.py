@@ -124,6 +124,40 @@ def test_input_overwritten_while_the_model_thread_copies_it_is_skipped_not_playe
     assert good[: 11 * 512].mean() > 0.98
 
 
+class _Computing(FakeProcessor):
+    """Takes 8 ms a block, so where the model thread resumes after a stall depends on its compute."""
+
+    def process(self, block, snap):
+        time.sleep(0.008)
+        return super().process(block, snap)
+
+
+@pytest.mark.parametrize("stall_s", [0.3, 0.52])
+def test_a_resync_resumes_at_a_block_heard_whole_and_says_when(stall_s):
+    """After a stall the model thread resumes at the first block whose slot starts after its compute: that block
+    and the ones after it are on time (no late block follows the resync), and the resync says when the aligned
+    output is back, which is where the output is right again."""
+    proc = _Computing(1024)
+    data = _signal(1.0 + stall_s + 0.6)
+    engine = Engine(proc, Controls(EditState(8)), period=256, budget=1024)
+
+    def stall_once(done: int) -> None:  # a second in, once the engine has timed its blocks
+        if done == 172 * 256:
+            engine.inject_stall(stall_s)
+
+    with engine:
+        out = run_file(engine, data, realtime=True, on_period=stall_once)[:, 0]
+    [resync] = [e for e in engine.events if e.kind == "resync"]
+    late = [e for e in engine.events if e.kind == "late" and e.at_s <= resync.at_s + 0.1]
+    assert not late, (resync.message, [e.message for e in late])
+    recover_ms = float(re.search(r"aligned again in ([\d.]+) ms", resync.message)[1])
+    assert recover_ms >= 8.0, resync.message  # at least the resumed block's compute
+    good = out == -data[:, 0]
+    assert (good | (out == 0.0)).all()
+    back = int(resync.at_s * SR) + engine.prefill  # the resumed block's first output frame
+    assert good[back : back + 2 * 1024].all()
+
+
 def test_stall_injected_through_the_engine_recovers_too():
     proc = FakeProcessor(512)
     data = _signal(1.2)
