@@ -15,9 +15,9 @@ its late frames (the callback played silence there). After a stall (a GC pass, a
 program, a debugger), when the oldest waiting block's output can no longer be heard (its slot ends before
 the audio gets there, counting one block's compute) or its input was overwritten, the model thread
 resyncs: it skips to the first complete block whose output can be heard whole (so the blocks after it are on
-time too), the processor starts from silence (the skipped input counts as silence), and the output positions in between stay silent. Output is
-aligned again within about one block's compute after the stall ends, and the event is counted and
-reported (`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
+time too), the processor starts from silence (the skipped input counts as silence), and the output positions
+in between stay silent. Output is aligned again within about one block's compute after the stall ends, and the
+event is counted and reported (`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
 reported, and flagged loudly when every block fails.
 
 Budget: L = B − period + budget, where `budget` (frames, whole periods) is the time the model thread has
