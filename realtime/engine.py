@@ -17,8 +17,8 @@ the audio gets there, counting one block's compute) or its input was overwritten
 resyncs: it skips to the first complete block whose output can be heard whole (so the blocks after it are on
 time too), the processor starts from silence (the skipped input counts as silence), and the output positions
 in between stay silent. Output is aligned again within about one block's compute after the stall ends, and the
-event is counted and reported (`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
-reported, and flagged loudly when every block fails.
+event is counted and reported (`events`). A block whose model call raises plays the aligned dry signal
+instead; failures are counted, reported, and flagged loudly when every block fails.
 
 Budget: L = B − period + budget, where `budget` (frames, whole periods) is the time the model thread has
 from a block's last input period to its first output period: measured (`realtime.budget`) or

@@ -54,6 +54,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -269,6 +270,18 @@ class Concept:
         if self.alone is not None:
             out["alone"] = self.alone.to_dict()
         return out
+
+
+EDIT_KEYS = ("hook", "sae_sha256", "features", "steer", "alone")  # what a concept's edits do; not its figures
+
+
+def edit_sha256(concept: Concept) -> str:
+    """Identity of what the concept's edits do (its hook, SAE, features, steering and alone detector), as the bank
+    writes them: a judge records it, so a verdict is shown only for the edit it judged (a concept found again on
+    the same SAE with other features is another edit)."""
+    d = concept.to_dict()
+    edit = {k: d[k] for k in EDIT_KEYS if k in d}
+    return hashlib.sha256(json.dumps(edit, sort_keys=True).encode()).hexdigest()
 
 
 def inert_note(concept: Concept) -> str | None:

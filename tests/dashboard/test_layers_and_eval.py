@@ -203,7 +203,9 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
 
 def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_path):
     """A concept found again on a new SAE beside the judge/ folder of the one before: the page showed the earlier
-    SAE's verdict as this concept's (hunt 75's doubt). The judge records its SAE's weights; another's is left out."""
+    SAE's verdict as this concept's (hunt 75's doubt). The judge records its SAE's weights; another's is left out.
+    So is a verdict on the same SAE of another edit (the concept found again with other features)."""
+    from sae.bank import edit_sha256
     from sae.io import sae_weights_sha256
 
     bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
@@ -215,10 +217,16 @@ def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_
                "drift": {"off": {"x": 1.0}}}  # fmt: skip
     cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
     own = sae_weights_sha256(dash_inputs.sae)
+    other_edit = {**verdict, "edit_sha256": "cd" * 32}
     for judge, shown in (
         ({"sae_sha256": "ab" * 32, "concepts": {"bright": verdict}}, False),  # RAVE's judge: one SAE
         ({"concepts": {"bright": {**verdict, "sae_sha256": "ab" * 32}}}, False),  # MusicGen's: each concept's
         ({"sae_sha256": own, "concepts": {"bright": verdict}}, True),
+        ({"sae_sha256": own, "concepts": {"bright": other_edit}}, False),
+        (
+            {"sae_sha256": own, "concepts": {"bright": {**verdict, "edit_sha256": edit_sha256(bank.get("bright"))}}},
+            True,
+        ),
     ):
         (tmp_path / "run" / "judge" / "judge.json").write_text(json.dumps(judge))
         out = tmp_path / f"site_{len(list(tmp_path.glob('site_*')))}"
@@ -227,7 +235,9 @@ def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_
         page = (out / "concepts" / "bright.html").read_text()
         notes = json.loads((out / "features.json").read_text())["warnings"]
         assert ("bright can be taken out." in page) == shown
-        assert any("judged bright with SAE weights abababababab, not the bank's" in n for n in notes) != shown
+        other_sae = any("judged bright with SAE weights abababababab, not the bank's" in n for n in notes)
+        other = any("judged another edit of bright (its features or steering have changed since" in n for n in notes)
+        assert other_sae + other == (not shown)
 
 
 def test_two_concepts_sharing_features_get_one_page_each_and_a_small_clip_range_reads_as_set(dash_inputs, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from realtime.musicgen import load_musicgen
-from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef, edit_sha256
 from sae.errors import UserError
 from sae.io import sae_weights_sha256, save_sae
 from sae.model import SAEConfig, SparseAutoencoder
@@ -70,6 +70,7 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
             assert rate in (0.0, 50.0, 100.0)  # two renders
         assert e["off_drop"] == e["none"]["with"] - e["off"]["with"]
         assert e["sae_sha256"] == sae_weights_sha256(tmp_path / "sae")  # what the dashboard matches the bank by
+        assert e["edit_sha256"] == edit_sha256(ConceptBank.load(bank).get(name))  # and the edit it judged
         other = "drums" if name == "piano" else "piano"
         assert set(e["drift"]["off"]) == {other}
     _check_listening_examples(tmp_path / "out", saved, mg.sample_rate)

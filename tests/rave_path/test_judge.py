@@ -313,6 +313,9 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
     from sae.io import sae_weights_sha256
 
     assert result["sae_sha256"] == sae_weights_sha256(result["sae"])  # the dashboard matches the bank's SAE by it
+    from sae.bank import edit_sha256
+
+    assert all(e["edit_sha256"] == edit_sha256(bank.get(n)) for n, e in result["concepts"].items())  # and the edit
     with pytest.raises(SystemExit) as bad:  # argparse: one line, exit 2
         main(
             [

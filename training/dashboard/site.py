@@ -33,7 +33,7 @@ import numpy as np
 
 from realtime.audio_files import AUDIO_EXTENSIONS
 from sae.atomic import folder_replacing
-from sae.bank import Concept, ConceptBank
+from sae.bank import Concept, ConceptBank, edit_sha256
 from sae.describe import (
     CLIP_RATE_RANGE,
     FeatureStats,
@@ -726,6 +726,11 @@ class DashboardBuilder:
                 if isinstance(judged, str) and c.sae_sha256 and judged != c.sae_sha256:
                     self._note(f"{js}: judged {c.name} with SAE weights {judged[:12]}, not the bank's "
                                f"{c.sae_sha256[:12]} (found again since?); its verdict is left out")  # fmt: skip
+                    continue
+                edit = entry.get("edit_sha256")
+                if isinstance(edit, str) and edit != edit_sha256(c):
+                    self._note(f"{js}: judged another edit of {c.name} (its features or steering have changed since: "
+                               "found again?); its verdict is left out")  # fmt: skip
                     continue
                 out.append((js, data))
         return sorted(out, key=lambda r: r[1].get("split") != "test")  # the fonts the model knows first (stable)

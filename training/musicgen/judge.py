@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import AudioNotes, read_mono
+from sae.bank import edit_sha256
 from sae.errors import UserError
 from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
@@ -132,6 +133,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         edited[name] = {"off": off_audio[:keep], "on": on_audio[:keep]}
         entry = {
             "sae_sha256": bank.get(name).sae_sha256,  # each concept's own SAE (one per layer): the dashboard's match
+            "edit_sha256": edit_sha256(bank.get(name)),  # and the edit judged (the concept found again differs)
             "renders": len(jobs),
             "none": {"with": hit_rate(base[name]), "without": hit_rate(base[name])},
             "off": {"with": hit_rate(off[name])},

@@ -130,7 +130,7 @@ def evaluate_steering(
     say = progress or (lambda s: None)
     rows = read_manifest(Path(cfg.data))
     model = RaveModel.load(cfg.model, cfg.device)
-    from sae.bank import ConceptBank
+    from sae.bank import ConceptBank, edit_sha256
 
     bank = ConceptBank.load(cfg.bank)
     names, unjudged = concepts_to_judge(bank, cfg.concepts, model.identity.sha256, cfg.bank, model.path.name)
@@ -352,7 +352,7 @@ def evaluate_steering(
             f"{name}: off on {len(pos)} clips with it, on:{','.join(f'{v:g}' for v in strengths)} on {len(neg)} "
             "clips without it"
         )
-        entry = arm(name, sae_edit(name))
+        entry = {"edit_sha256": edit_sha256(bank.get(name))} | arm(name, sae_edit(name))  # the edit judged
         if clamps:
             say(f"{name}: clamp:{','.join(f'{v:g}' for v in clamps)} on the same clips")
             sweep, best = on_sweep(name, sae_edit(name, "clamp"), clamps)
