@@ -152,11 +152,8 @@ def load_steering(
 
     bank = ConceptBank.load(bank_path)
     sha = model.identity.sha256
-    # bank order whatever order they were named in: a later concept's `alone` silence goes over an earlier one's,
-    # as in live play and in the nn~ export
-    order = {c.name: i for i, c in enumerate(bank)}
     wanted = (
-        sorted(names, key=lambda n: order.get(n, -1))
+        sorted(names, key=bank.position)  # bank order, whatever order they were named in
         if names is not None
         else [c.name for c in bank if c.model.sha256 == sha]
     )

@@ -379,6 +379,11 @@ class ConceptBank:
     def __iter__(self):
         return iter(self.concepts.values())
 
+    def position(self, name: str) -> int:
+        """`name`'s place in the bank (-1: not in it): edits named in any order apply in this order, so a later
+        concept's `alone` silence goes over an earlier one's (live, renders and the nn~ export alike)."""
+        return list(self.concepts).index(name) if name in self.concepts else -1
+
     def get(self, name: str) -> Concept:
         if name not in self.concepts:
             known = ", ".join(self.concepts) or "the bank is empty"

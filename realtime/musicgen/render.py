@@ -137,8 +137,7 @@ class BankSteering:
         by_key: dict[tuple[int, Path], _Group] = {}
         concepts: dict[tuple[int, Path], dict[str, Concept]] = {}
         seen: set[str] = set()
-        order = {c.name: i for i, c in enumerate(bank)}
-        for s in sorted(sets, key=lambda s: order.get(s.name, -1)):  # bank order, however they were named
+        for s in sorted(sets, key=lambda s: bank.position(s.name)):  # bank order, however they were named
             if s.name in seen:
                 raise UserError(f"--set {s.name}: given twice (one setting per concept)")
             seen.add(s.name)
