@@ -69,6 +69,17 @@ class AudioNotes:
         return out + [f"skipped {path}: {why}" for path, why in self.skipped]  # last: collect quotes the last
 
 
+def source_name(path: Path, root: Path) -> str:
+    """A store's name for audio file `path` of `list_audio(root)`: its path under `audio_folder(root)`."""
+    return path.relative_to(audio_folder(root)).as_posix()
+
+
+def audio_folder(root: Path) -> Path:
+    """The folder a store's sources from `list_audio(root)` are named under (and the dashboard reads them from):
+    `root`, or, when `root` is one file, the folder holding it."""
+    return root.parent if root.is_file() else root
+
+
 def list_audio(root: str | os.PathLike, what: str = "audio folder", empty_ok: bool = False) -> list[Path]:
     """Audio files under `root` (recursive, sorted; linked folders searched once, even in a loop; hidden entries
     such as macOS's `._x.wav` twins and `.Trashes` left out; a broken link and `UNREADABLE_AUDIO` are listed, for

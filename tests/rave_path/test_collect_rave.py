@@ -234,3 +234,15 @@ def test_audio_linked_under_several_names_is_said(tmp_path, tiny_rave_ts, capsys
     err = capsys.readouterr().err
     assert "note: 1 of the 2 audio files are links to audio listed already" in err, err
     assert "concepts/tone/with/a.wav and clips/a.wav are one file" in err
+
+
+def test_files_given_one_at_a_time_go_in_one_store_under_their_names(tmp_path, tiny_rave_ts):
+    """`--audio a.wav`, then `--audio b.wav` into the same store: the second was refused as collected with other
+    settings (the store recorded the file, not its folder, as the audio root)."""
+    from sae.store import ActivationStore
+
+    for name in ("a.wav", "b.wav"):
+        sf.write(tmp_path / name, 0.1 * np.random.default_rng(0).standard_normal(8000), 44100)
+        argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--out", str(tmp_path / "s"), "--quiet"]
+        assert main([*argv, "--audio", str(tmp_path / name)]) == 0
+    assert sorted(ActivationStore(tmp_path / "s").sources("latent")) == ["a.wav", "b.wav"]

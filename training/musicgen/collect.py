@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio, read_mono
+from realtime.audio_files import AudioNotes, audio_folder, list_audio, read_mono, source_name
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.csvfile import parse_csv
 from sae.errors import UserError
@@ -207,7 +207,7 @@ class Collector:
         chunk = max(1, round(self.cfg.chunk * self.mg.frame_rate)) * round(hop)
         done = self.done()
         for path in files:
-            source = path.relative_to(root).as_posix()
+            source = source_name(path, root)
             if source in done:
                 continue
             wav = load_audio(path, self.mg.sample_rate, self.notes, min_samples=math.ceil(hop))
@@ -225,11 +225,12 @@ class Collector:
         root = Path(root)
         files = list_audio(root, "--audio folder")
         # sources are named relative to the folder: another folder's files of the same names would be taken as done
-        settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": str(root.resolve())}
-        refuse_names_of_other_kinds(self.cfg.out, "audio", (p.relative_to(root).as_posix() for p in files), "file")
+        folder = str(audio_folder(root).resolve())
+        settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": folder}
+        refuse_names_of_other_kinds(self.cfg.out, "audio", (source_name(p, root) for p in files), "file")
         same_collect_settings(self.cfg.out, "audio", settings)
         files = split_by_rank(files)[0]
-        done_before = {p.relative_to(root).as_posix() for p in files} & self.done()
+        done_before = {source_name(p, root) for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []
         last_source = None

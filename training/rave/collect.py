@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, list_audio, read_clip
+from realtime.audio_files import AudioNotes, audio_folder, list_audio, read_clip, source_name
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
@@ -133,7 +133,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
     root = Path(cfg.audio)
     files = list_audio(root)
     # sources are named relative to the folder: another folder's files of the same names would be taken as done
-    same_collect_settings(cfg.out, "rave", {"audio": str(root.resolve())})
+    same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
     mine, rank, world = split_by_rank(files)
     chunk = max(1, round(cfg.chunk_seconds * model.sr / model.ratio)) * model.ratio
     streams = make_streams(model, hooks)
@@ -158,7 +158,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
         }
         done = set.intersection(*(w.complete_sources for w in writers.values()))
         for i, path in enumerate(mine):
-            source = path.relative_to(root).as_posix() if path != root else path.name
+            source = source_name(path, root)
             if source in done:
                 report.resumed += 1
             else:
