@@ -55,6 +55,9 @@ def sparsity_warning(k: int, d_in: int) -> str | None:
     return None
 
 
+FAR_ROW = 1e4  # rows this many times the median row norm are no activations (a damaged store): out of the scale
+
+
 @dataclass
 class SAEConfig:
     """Args:
@@ -285,6 +288,10 @@ class SparseAutoencoder(nn.Module):
         is. Returns the normalisation used."""
         wide = x.to(torch.float64)  # the energies of activations past 1e19 overflow float32: an SAE of NaN
         x = x.to(self.W_dec.dtype)
+        norms = wide.norm(dim=1)
+        far = norms > FAR_ROW * norms.median()  # a damaged row (1e30) would set the scale of every other one
+        if bool(far.any()) and not bool(far.all()):
+            wide = wide[~far]
         mean = wide.mean(0)
         spread = (wide - mean).pow(2).sum(-1).mean()
         if normalize == "auto":

@@ -40,7 +40,7 @@ from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.jsonfile import strict_json
 from sae.metrics import batch_fvu, evaluate_split
-from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
+from sae.model import FAR_ROW, SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
 from sae.ranks import rank_device
 from sae.store import ActivationStore
 
@@ -405,6 +405,28 @@ def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str |
             "and clips may have rows on both sides: held-out figures may flatter")  # fmt: skip
 
 
+def far_rows_note(store: ActivationStore, hook: str, cfg: TrainConfig) -> str | None:
+    """A note where sampled rows of either split are over `FAR_ROW` times the training sample's median row norm:
+    no activation is (a damaged shard); they are left out of the normalisation, but such rows can dominate the loss
+    and the FVU of its split."""
+    splits = {}
+    for name, split in (("training", "train"), ("held-out", "eval")):
+        if split == "train" or cfg.eval_fraction > 0:
+            with contextlib.suppress(UserError):  # no finite row: said where it matters (init, the FVU's note)
+                rows = store.sample(hook, cfg.init_rows, split, cfg.eval_fraction, cfg.seed)
+                splits[name] = rows.double().norm(dim=1)
+    if "training" not in splits:
+        return None
+    median = float(splits["training"].median())
+    far = {name: n[n > FAR_ROW * median] for name, n in splits.items()}
+    if not any(len(f) for f in far.values()):
+        return None
+    counts = " and ".join(f"{len(f)} of {len(splits[name])} sampled {name} rows" for name, f in far.items() if len(f))
+    peak = max(float(f.max()) for f in far.values() if len(f))
+    return (f"{hook}: {counts} are over {FAR_ROW:g} times the median row norm ({median:.3g}; largest {peak:.3g}): "
+            "no activation is that large (a damaged shard?); such rows can dominate the loss and the FVU")  # fmt: skip
+
+
 def check_start(out: Path, resume: bool, resumed: tuple[ActivationStore, str, TrainConfig, int] | None = None) -> None:
     """Refuse a folder `out` this training may not write: a run there without `resume`, a finished SAE; with
     `resumed` (store, hook, settings, world size), a checkpoint of other activations or settings too. `sae train`
@@ -597,11 +619,13 @@ def _train_hook(
         saved = (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == total
         halt = stop is not None and _any_rank(stop(), info, device)
         if (saved or halt) and not all(bool(torch.isfinite(p).all()) for p in sae.parameters()):
+            why = far_rows_note(store, hook, cfg)  # a damaged row, not the scale, is the likelier cause
             peak = float(x.detach().abs().max())
             raise UserError(
-                f"SAE of {hook!r} diverged by step {step} (NaN/inf weights, nothing saved); its activations reach "
-                f"{peak:.3g}: rescale them, or train with a lower --lr"
-            )
+                f"SAE of {hook!r} diverged by step {step} (NaN/inf weights, nothing saved); "
+                + (f"{why.split(': ', 1)[1]}" if why else f"its activations reach {peak:.3g}: rescale them, or "
+                   "train with a lower --lr")
+            )  # fmt: skip
         if saved or halt:
             elapsed_now = elapsed + time.perf_counter() - t0
             elapsed, t0 = elapsed_now, time.perf_counter()
@@ -644,7 +668,14 @@ def _train_hook(
             "skipped_nonfinite_rows": skipped + metrics.pop("nonfinite_rows"),
             "threshold": float(sae.threshold / sae.scale) if cfg.arch == "batchtopk" else None,
             "notes": [
-                n for n in (sparsity_warning(k, d_in), split_note(store, hook, cfg.eval_fraction), not_measured) if n
+                n
+                for n in (
+                    sparsity_warning(k, d_in),
+                    split_note(store, hook, cfg.eval_fraction),
+                    not_measured,
+                    far_rows_note(store, hook, cfg),
+                )
+                if n
             ],
         }
     )

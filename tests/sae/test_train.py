@@ -1,6 +1,7 @@
 """SAE training: planted-dictionary recovery, metrics/plots/export outputs, SIGKILL + --resume, 2-rank DDP."""
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -1287,3 +1288,32 @@ def test_sae_eval_says_when_its_fraction_holds_out_rows_split_by_blocks_or_all_t
         argv = ["sae", "eval", "--sae", str(out / "synthetic"), "--activations", str(tmp_path / "acts")]
         assert main([*argv, "--eval-fraction", asked]) == 0
         assert f"note: --eval-fraction {asked} holds out rows SAE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("split", ["train", "eval"])
+def test_a_damaged_row_is_named_not_trained_into_garbage(tmp_path, split):
+    """One finite row of 1e30 among the activations (a damaged shard) set the normalisation of every other row:
+    the SAE learnt nothing and reported an FVU of 1e53 without a word (hunt 81). It is left out of the scale and
+    named: in the training split it diverges the SAE, and the error says why; held out, the metrics note it."""
+    x = torch.randn(4000, 16, generator=torch.Generator().manual_seed(data_seed(3)))
+    names = [f"clip_{i:02d}" for i in range(20)]
+    held = sorted(names, key=lambda n: hashlib.sha1(n.encode()).hexdigest())[:2]  # the store's eval split (10 %)
+    damaged = held[0] if split == "eval" else next(n for n in names if n not in held)
+    with ActivationWriter(tmp_path / "acts", "synthetic", 16, "float32", {"name": "synthetic"}, 50.0, 16000) as w:
+        for i, name in enumerate(names):
+            rows = x[200 * i : 200 * (i + 1)].clone()
+            if name == damaged:
+                rows[7] = 1e30
+            w.add(rows, name, 0)
+    store = ActivationStore(tmp_path / "acts")
+    assert store.held_sources("synthetic", 0.1) == set(held)
+    cfg = TrainConfig(k=4, expansion=4, steps=60, batch_size=128, checkpoint_every=0, eval_fraction=0.1)
+    far = "1 of {} sampled {} rows are over 10000 times the median row norm"
+    if split == "train":
+        with pytest.raises(UserError, match=far.format(3600, "training")):
+            train_hook(store, "synthetic", tmp_path / "sae", cfg)
+        return
+    metrics = train_hook(store, "synthetic", tmp_path / "sae", cfg)
+    assert any(far.format(400, "held-out") in n for n in metrics["notes"]), metrics["notes"]
+    scale = float(load_sae(tmp_path / "sae").scale)
+    assert 0.5 < scale < 2.0, scale  # the scale of unit-variance rows, not of the damaged one
