@@ -379,16 +379,19 @@ def test_audio_linked_under_several_names_is_said(tmp_path, audiocraft_dir, caps
     assert "concepts/tone/with/a.wav and clips/a.wav are one file" in err
 
 
-def test_one_file_as_audio_is_stored_under_its_name(tmp_path, audiocraft_dir):
+def test_one_file_as_audio_is_stored_under_its_name(tmp_path, audiocraft_dir, capsys):
     """`--audio song.wav` stored its rows under the source "." (its path relative to itself): the dashboard found
-    no audio for them and a second file collected the same way was taken as done."""
+    no audio for them, a second file collected the same way was refused, and a rerun did not say it was done."""
     from sae.store import ActivationStore
 
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--layers", "1", "--out", str(tmp_path / "s")]
     for name in ("a.wav", "b.wav"):
         sf.write(tmp_path / name, 0.1 * np.random.default_rng(0).standard_normal(3200), 32000)
-        argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--layers", "1", "--out", str(tmp_path / "s")]
         assert main([*argv, "--audio", str(tmp_path / name)]) == 0
     assert sorted(ActivationStore(tmp_path / "s").sources("transformer.layers.1")) == ["a.wav", "b.wav"]
+    capsys.readouterr()
+    assert main([*argv, "--audio", str(tmp_path / "a.wav")]) == 0
+    assert "stored 0 frames" in (said := capsys.readouterr().err) and "; 1 files already complete" in said
 
 
 def test_audio_with_no_usable_file_is_refused_and_leaves_no_store(tmp_path, audiocraft_dir, capsys):

@@ -325,3 +325,13 @@ def test_a_finished_sae_of_fewer_rows_than_the_store_holds_now_is_refused_not_re
     with pytest.raises(UserError, match=r"sae: an SAE trained on other rows than the store holds now \(6000 rows "
                        r"then, 6500 now: a rerun with other --prompts\?\)"):  # fmt: skip
         finished_sae(tmp_path / "sae", tc, data_identity(store, "synthetic"))
+
+
+def test_the_baseline_direction_goes_to_the_hidden_states_device():
+    """The raw-residual baseline's direction (built from rows recorded on the CPU) was added to the hidden state as
+    it was: on a GPU the steering stage died ("Expected all tensors to be on the same device") after every costly
+    stage before it (hunt 85). A 'meta' hidden state stands in for a CUDA one (the same device check)."""
+    from training.musicgen.experiment import ShiftSteering
+
+    fn = ShiftSteering(1, torch.ones(8), "cond").layer_fns(1)[1]
+    assert fn(torch.zeros(2, 1, 8, device="meta"), 0).device.type == "meta"

@@ -167,7 +167,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    from realtime.audio_files import list_audio
+    from realtime.audio_files import list_audio, source_name
     from realtime.musicgen import duration_note, load_musicgen, parse_layers, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
@@ -220,7 +220,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             share = [sources[i] for i in my_prompts(len(prompts), args.batch_size)]
             what = "prompts"
         else:
-            share = [p.relative_to(args.audio).as_posix() for p in split_by_rank(files)[0]]
+            share = [source_name(p, Path(args.audio)) for p in split_by_rank(files)[0]]
             what = "files"
         mine, todo = len(share), sum(s not in done for s in share)
         columns = (

@@ -154,7 +154,7 @@ class ShiftSteering:
         from realtime.musicgen.render import guidance_rows
 
         v = self.vector
-        return {self.layer: guidance_rows(lambda x, start: x + v.to(x.dtype), self.edit_rows, batch)}
+        return {self.layer: guidance_rows(lambda x, start: x + v.to(x.device, x.dtype), self.edit_rows, batch)}
 
 
 def _render_seed(cfg: ExperimentConfig) -> int:
