@@ -7,6 +7,8 @@ import json
 import math
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -119,6 +121,40 @@ def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
         assert host.set("gate_db", *levels) == -1 and host.get("gate_db") == (-50.0, -30.0)
     with pytest.raises(ValueError, match="wrong number"):
         host.set("bright", "off")  # nn~ refuses a message with the wrong number of values itself
+
+
+def test_a_concept_switched_while_buffers_play_is_read_whole(steered_ts):
+    """Threaded nn~ runs `set` from the host's message thread while its compute thread plays, with no lock between:
+    the setter replaced a string in a list as forward read it, which crashed the host now and then (hunt 86: 5 of
+    14 twenty-second runs), and a buffer could play a mode with the other message's value (`on` at 0.01 or `scale`
+    at 100). Each call plays one snapshot, and every snapshot is a setting the host sent, as it sent it."""
+    from sae.controls import ALL_MODES
+
+    m = torch.jit.load(str(steered_ts))
+    sent = {("none", 1.0), ("on", 100.0), ("scale", 0.01)}  # the bank's default, then the two messages
+    stop = threading.Event()
+
+    def flip() -> None:
+        while not stop.is_set():
+            m.set_bright("on", 100.0)
+            m.set_bright("scale", 0.01)
+
+    seen, calls = set(), 0
+    writer = threading.Thread(target=flip)
+    writer.start()
+    try:
+        end = time.monotonic() + 2.0
+        while time.monotonic() < end:
+            ctl = m._controls()
+            seen.add((ALL_MODES[int(ctl[0, 0])], float(ctl[0, 1])))
+            if calls % 50 == 0:
+                m(torch.zeros(1, 1, 2048))
+            calls += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert seen <= sent and len(seen) >= 2, seen
+    assert m.get_bright() == ("scale", 0.01) and m.get_gate_db() == (-60.0, -45.0)
 
 
 def test_concept_names_become_attributes_or_are_refused():

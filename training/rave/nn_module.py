@@ -72,8 +72,9 @@ INSTANCE_NAMES = (
     "mix",
     "bypass",
     "gate",
-    "gate_lo",
-    "gate_hi",
+    "controls",
+    "controls_used",
+    "controls_seq",
     "side",
     "steps",
     "split",
@@ -102,8 +103,6 @@ INSTANCE_NAMES = (
     "tmp_file_session",
     "_mode_names",
     "_concept_attrs",
-    "_concept_modes",
-    "_concept_values",
     "_concept_alone",
     "_methods",
     "_attributes",
@@ -160,7 +159,8 @@ def _concept_setter(i: int) -> Any:
 
 def _concept_getter(i: int) -> Any:
     def getter(self, row: int = i) -> Tuple[str, float]:  # noqa: UP006
-        return self._concept_modes[row], self._concept_values[row]
+        ctl = self._snapshot()[0]
+        return self._mode_names[int(ctl[row, 0])], float(ctl[row, 1])
 
     return torch.jit.export(getter)
 
@@ -202,8 +202,6 @@ class SteeredRave(nn_tilde.Module):
         self.split = HookLayers(rave, side, int(index)) if side != LATENT else None
         self.out_tail = DecoderTail(rave) if side == "decoder" else None
         self.gate = 1 if gate.enabled else 0
-        self.gate_lo = float(gate.lo_db)
-        self.gate_hi = float(gate.hi_db)
         in_ch, _, latent, ratio = (int(v) for v in rave.encode_params)
         self.in_channels = in_ch
         self.out_channels = int(rave.forward_params[2])
@@ -218,8 +216,14 @@ class SteeredRave(nn_tilde.Module):
         self.strength_limit = float(STRENGTH_LIMIT)
         self.clamp_limit = float(CLAMP_LIMIT)
         self._concept_attrs: List[str] = [c.attr for c in concepts]  # noqa: UP006
-        self._concept_modes: List[str] = [c.mode for c in concepts]  # noqa: UP006
-        self._concept_values: List[float] = [float(c.value) for c in concepts]  # noqa: UP006
+        # what the host's message thread sets while nn~'s compute thread plays (threaded nn~ locks neither): numbers
+        # in place, never a replaced object (a concept's mode was a string in a list: replacing it as forward read
+        # it crashed the host), each call reading one snapshot (`_controls`); rows: a concept's (mode code, value),
+        # then the gate's (lo, hi) dB
+        ctl = [[float(ALL_MODES.index(c.mode)), float(c.value)] for c in concepts] + [[gate.lo_db, gate.hi_db]]
+        self.register_buffer("controls", torch.tensor(ctl, dtype=torch.float64))
+        self.register_buffer("controls_used", torch.tensor(ctl, dtype=torch.float64))
+        self.controls_seq = 0  # odd while a setter writes (a seqlock: a snapshot taken meanwhile is taken again)
         mask = torch.zeros(len(concepts), d_sae)
         weight = torch.zeros(len(concepts), d_sae, dtype=torch.float64)
         typical = torch.zeros(len(concepts), d_sae, dtype=torch.float64)
@@ -312,9 +316,34 @@ class SteeredRave(nn_tilde.Module):
             return -1
         if mode == "clamp" and not (0.0 < value <= self.clamp_limit):
             return -1
-        self._concept_modes[i] = mode
-        self._concept_values[i] = value
+        self._write_controls(i, float(self._mode_names.index(mode)), value)
         return 0
+
+    def _write_controls(self, row: int, a: float, b: float) -> None:
+        self.controls_seq += 1
+        self.controls[row, 0].fill_(a)  # a scalar fill keeps all 64 bits (an element set, `[row, 0] = a`, and
+        self.controls[row, 1].fill_(b)  # torch.tensor([a, b]) in TorchScript go through float32)
+        self.controls_seq += 1
+
+    def _snapshot(self) -> Tuple[Tensor, bool]:  # noqa: UP006
+        """A copy of `controls`, and whether no setter was halfway through it (a mode with another message's value
+        was a gain of 100 for a buffer); at most 1000 tries."""
+        for _ in range(1000):
+            seq = self.controls_seq
+            if seq % 2 == 0:
+                ctl = self.controls.clone()
+                if self.controls_seq == seq:
+                    return ctl, True
+        return self.controls.clone(), False
+
+    def _controls(self) -> Tensor:
+        """The controls one call plays with: a whole snapshot, else (setters flooding it) the previous call's.
+        Only the compute path calls this: it alone writes `controls_used`, in place."""
+        ctl, whole = self._snapshot()
+        if not whole:
+            return self.controls_used.clone()
+        self.controls_used.copy_(ctl)
+        return ctl
 
     @torch.jit.export
     def get_mix(self) -> Tuple[float]:  # noqa: UP006
@@ -351,14 +380,14 @@ class SteeredRave(nn_tilde.Module):
 
     @torch.jit.export
     def get_gate_db(self) -> Tuple[float, float]:  # noqa: UP006
-        return self.gate_lo, self.gate_hi
+        ctl = self._snapshot()[0]
+        return float(ctl[-1, 0]), float(ctl[-1, 1])
 
     @torch.jit.export
     def set_gate_db(self, lo: float, hi: float) -> int:
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi <= 0.0):  # above 0 dBFS it never opens
             return -1
-        self.gate_lo = lo
-        self.gate_hi = hi
+        self._write_controls(self.controls.shape[0] - 1, lo, hi)
         return 0
 
     @torch.jit.export
@@ -404,14 +433,14 @@ class SteeredRave(nn_tilde.Module):
         """What the encoder net sees; only a variational export has encoder hooks (`rave_split.encoder_net`)."""
         raise RuntimeError("musicsae: this RAVE export has no encoder hook")
 
-    def _edit(self) -> Tuple[Tensor, Tensor, Tensor]:  # noqa: UP006
-        """The dense (gain, add, floor) [d_sae] the concept attributes describe (`sae.steering.EditState.edit`)."""
+    def _edit(self, ctl: Tensor) -> Tuple[Tensor, Tensor, Tensor]:  # noqa: UP006
+        """The dense (gain, add, floor) [d_sae] the concept controls `ctl` describe (`sae.steering.EditState.edit`)."""
         gain = torch.ones(self.d_sae, device=self.prev_gain.device)
         add = torch.zeros(self.d_sae, device=self.prev_gain.device)
         floor = torch.zeros(self.d_sae, device=self.prev_gain.device)
-        for i in range(len(self._concept_modes)):
-            mode = self._concept_modes[i]
-            value = self._concept_values[i]
+        for i in range(len(self._concept_attrs)):
+            mode = self._mode_names[int(ctl[i, 0])]
+            value = float(ctl[i, 1])
             if mode == "off":
                 gain = gain * (1.0 - self.concept_mask[i])
             elif mode == "scale":
@@ -423,14 +452,14 @@ class SteeredRave(nn_tilde.Module):
                 floor = torch.maximum(floor, level.to(floor.dtype))
         return gain, add, floor
 
-    def _gate(self, x: Tensor) -> Optional[Tensor]:  # noqa: UP045
+    def _gate(self, x: Tensor, ctl: Tensor) -> Optional[Tensor]:  # noqa: UP045
         """Per-frame weights [B, frames, 1] of `on` / `clamp` from the input audio [B, C, T] (None: `gate 0`)."""
         if self.gate == 0:
             return None
         x = x.mean(1)
         if x.shape[-1] % self.ratio:  # RAVE pads a partial frame with silence
             x = F.pad(x, [0, self.ratio - x.shape[-1] % self.ratio])
-        return energy_gate(x, self.ratio, self.gate_lo, self.gate_hi)
+        return energy_gate(x, self.ratio, float(ctl[-1, 0]), float(ctl[-1, 1]))
 
     def _alone(self, f: Tensor) -> Tensor:
         """SAE features [B, N, d_sae] → [B, N, concepts]: the concept plays alone there (`sae.alone`: a causal
@@ -449,14 +478,14 @@ class SteeredRave(nn_tilde.Module):
         self.alone_memory = m
         return out
 
-    def _silence_alone(self, rows: Tensor, alone: Tensor) -> Tensor:
+    def _silence_alone(self, rows: Tensor, alone: Tensor, ctl: Tensor) -> Tensor:
         """Rows [B, N, d] with the hook's silence where a concept switched off plays alone."""
-        for i in range(len(self._concept_modes)):
-            if self._concept_alone[i] and self._concept_modes[i] == "off":
+        for i in range(len(self._concept_attrs)):
+            if self._concept_alone[i] and self._mode_names[int(ctl[i, 0])] == "off":
                 rows = torch.where(alone[:, :, i : i + 1], self.alone_silence[i].to(rows.dtype), rows)
         return rows
 
-    def _steer_rows(self, rows: Tensor, gate: Optional[Tensor]) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
+    def _steer_rows(self, rows: Tensor, gate: Optional[Tensor], ctl: Tensor) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
         """Edit rows [B, N, d] at the hook in SAE space, ramping from the previous call's edit over the N frames,
         then put silence where a concept switched off plays alone; (rows, False) when nothing is edited."""
         f: Optional[Tensor] = None  # noqa: UP045
@@ -464,7 +493,7 @@ class SteeredRave(nn_tilde.Module):
         if self.has_alone:  # the detectors follow every call, whatever the switches
             f = self.sae.encode(rows)
             alone = self._alone(f)
-        gain, add, floor = self._edit()
+        gain, add, floor = self._edit(ctl)
         if not self.edit_started:
             self.prev_gain.copy_(gain)
             self.prev_add.copy_(add)
@@ -492,23 +521,23 @@ class SteeredRave(nn_tilde.Module):
         feats = f if f is not None else self.sae.encode(rows)
         out = steer(rows, feats, self.sae.W_dec, idx, g, a, clamps, gate)
         if alone is not None:  # silence where an off concept plays alone, whatever else is edited, as the engine
-            out = self._silence_alone(out, alone)
+            out = self._silence_alone(out, alone, ctl)
         return out, True
 
-    def _steer_layer(self, h: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+    def _steer_layer(self, h: Tensor, gate: Optional[Tensor], ctl: Tensor) -> Tensor:  # noqa: UP045
         """Edit an inner layer's output [B, C, frames·steps]: pooled per latent frame, edited, the change spread
         back over the frame's steps (`realtime.rave_split.RaveSplit`)."""
         rows = pool_rows(h, self.steps)
-        new, edited = self._steer_rows(rows, gate)
+        new, edited = self._steer_rows(rows, gate, ctl)
         if not edited:
             return h
         return h + spread((new - rows).to(h.dtype), self.steps)
 
-    def _encode(self, x: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+    def _encode(self, x: Tensor, gate: Optional[Tensor], ctl: Tensor) -> Tensor:  # noqa: UP045
         """Audio → latents, edited here when the SAE sits on an encoder layer."""
         split = self.split
         if split is not None and self.side == "encoder":
-            h = self._steer_layer(split.upto(self._encoder_input(x)), gate)
+            h = self._steer_layer(split.upto(self._encoder_input(x)), gate, ctl)
             return self._latent_of(split.after(h))
         return self._encode_mean(x)
 
@@ -516,17 +545,17 @@ class SteeredRave(nn_tilde.Module):
         """The encoder net's output → latents (only a variational export has encoder hooks)."""
         raise RuntimeError("musicsae: this RAVE export has no encoder hook")
 
-    def _decode(self, z: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+    def _decode(self, z: Tensor, gate: Optional[Tensor], ctl: Tensor) -> Tensor:  # noqa: UP045
         """Latents → audio, edited here when the SAE sits on the latent or on a decoder layer."""
         split = self.split
         if split is not None:
             tail = self.out_tail
             if tail is not None:  # a decoder hook
-                h = self._steer_layer(split.upto(self.rave.pre_process_latent(z)), gate)
+                h = self._steer_layer(split.upto(self.rave.pre_process_latent(z)), gate, ctl)
                 return tail(split.after(h), z.shape[-1])
             return self.rave.decode(z)  # an encoder hook: edited in `_encode`
         rows = z.transpose(1, 2)
-        new, edited = self._steer_rows(rows, gate)
+        new, edited = self._steer_rows(rows, gate, ctl)
         return self.rave.decode(new.transpose(1, 2) if edited else z)
 
     def _hook_rows(self, x: Tensor) -> Tensor:
@@ -569,17 +598,19 @@ class SteeredRave(nn_tilde.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = finite(x)
-        gate = self._gate(x)
-        return self._mix(x, self._decode(self._encode(x, gate), gate))
+        ctl = self._controls()  # one snapshot for the whole call
+        gate = self._gate(x, ctl)
+        return self._mix(x, self._decode(self._encode(x, gate, ctl), gate, ctl))
 
     @torch.jit.export
     def encode(self, x: Tensor) -> Tensor:
         x = finite(x)
-        return self._encode(x, self._gate(x))
+        ctl = self._controls()
+        return self._encode(x, self._gate(x, ctl), ctl)
 
     @torch.jit.export
     def decode(self, z: Tensor) -> Tensor:
-        return self._decode(finite(z), None)  # no audio to measure: ungated
+        return self._decode(finite(z), None, self._controls())  # no audio to measure: ungated
 
     @torch.jit.export
     def meter(self, x: Tensor) -> Tensor:
