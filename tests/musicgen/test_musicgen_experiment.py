@@ -47,12 +47,13 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
 
     ac, _ = toy_folders
     cfg = ExperimentConfig(
-        str(ac), str(toy_concept_data), str(tmp_path / "exp"), steer=("guitar",), probe=("guitar", "drums"), prompts=3,
+        str(ac), str(toy_concept_data), str(tmp_path / "exp"), steer=("guitar",), probe=("drums",), prompts=3,
         prompt_seconds=0.3, sae_steps=10, k=4, expansion=2, pairs=2, seeds=1, strengths=(1.0, 4.0), duration=0.3,
         folds=2, test_seeds=3,
     )  # fmt: skip
     s = run_experiment(cfg, say=lambda *_: None)
     assert s["layers"] == [0, 1]
+    # a steered concept is found too, though not named among --probe (its banks and baseline come from finding it)
     assert set(s["auroc"]) == {"guitar", "drums"} and set(s["auroc"]["guitar"]) == {"0", "1"}
     iv = s["auroc"]["guitar"]["0"]["sae_probe"]
     assert iv["lo"] <= iv["value"] <= iv["hi"]
@@ -215,6 +216,18 @@ def test_experiment_refuses_bad_settings_before_loading_a_model(tmp_path, change
     with pytest.raises(UserError, match=message):
         run_experiment(cfg, say=lambda *_: None)
     assert not (tmp_path / "out").exists()
+
+
+def test_too_few_prompt_pairs_are_refused_before_the_costly_stages(toy_folders, toy_concept_data, tmp_path):
+    """--pairs 1 was accepted, and the steering stage refused it after collect, SAEs and concepts, saying the model
+    knew 1 pair (it knows 15)."""
+    from sae.errors import UserError
+    from training.musicgen.experiment import ExperimentConfig, run_experiment
+
+    cfg = ExperimentConfig(str(toy_folders[0]), str(toy_concept_data), str(tmp_path / "out"), probe=(), pairs=1)
+    with pytest.raises(UserError, match=r"--pairs 1: the steering of guitar needs 2 prompt pairs .*; give 2 or more"):
+        run_experiment(cfg, say=lambda *_: None)
+    assert not (tmp_path / "out" / "store").exists()
 
 
 def test_on_strength_meets_the_most_goals_then_drifts_least():

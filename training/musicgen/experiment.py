@@ -31,6 +31,7 @@ carries its render count and a 95 % interval (paired bootstrap over prompt × se
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -299,7 +300,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     out, data = check_output_dir(cfg.out), Path(cfg.data)
     from realtime.musicgen.render import EDIT_ROWS
 
-    bad = [c for c in (*cfg.steer, *cfg.probe) if c not in CONCEPTS]
+    cfg = dataclasses.replace(cfg, probe=tuple(dict.fromkeys((*cfg.steer, *cfg.probe))))  # a steered one is found
+    bad = [c for c in cfg.probe if c not in CONCEPTS]
     if bad:
         raise UserError(f"concept {bad[0]!r}: not a manifest label ({', '.join(CONCEPTS)})")
     if not cfg.edit_rows or any(r not in EDIT_ROWS for r in cfg.edit_rows):
@@ -312,6 +314,13 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     if mg.vocab is None:
         raise UserError(f"--model {cfg.model}: no descriptions.json (the prompts come from its known descriptions)")
     layers = parse_layers(cfg.layers, mg.num_layers)
+    for c in cfg.steer:  # checked before the costly stages: the steering stage splits them in two
+        if (known := len(prompt_pairs(mg.vocab, c, cfg.pairs))) < 2:
+            raise UserError(
+                f"--pairs {cfg.pairs}: the steering of {c} needs 2 prompt pairs differing by it (half to choose "
+                f"on, half to report); "
+                + (f"the model's words make {known}" if known < cfg.pairs else "give 2 or more")
+            )
 
     # 1. store
     def collect() -> dict[str, int]:
