@@ -257,6 +257,38 @@ def test_a_resumed_prompt_collection_stores_what_an_uninterrupted_one_does(tmp_p
         torch.testing.assert_close(resumed[source], whole[source], rtol=0, atol=0)
 
 
+def test_a_collection_stopped_mid_batch_keeps_the_batches_it_stored_complete(tmp_path, audiocraft_dir):
+    """A run stopped while its third batch generated left the second batch's prompt (stored whole) not complete:
+    a source was marked complete only when the next one was added, so the resume generated that batch again."""
+    from realtime.musicgen import load_musicgen
+    from training.musicgen.collect import CollectConfig, Collector
+
+    mg = load_musicgen(str(audiocraft_dir))
+    cfg = CollectConfig(tmp_path / "s", [0], duration=0.3, batch_size=1, dtype="float32")
+    real, calls = mg.generate, []
+
+    def generate(prompts, *args, **kwargs):
+        calls.append(list(prompts))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # stopped while the third batch generates
+        return real(prompts, *args, **kwargs)
+
+    mg.generate = generate
+    col = Collector(mg, cfg)
+    with pytest.raises(KeyboardInterrupt):
+        try:
+            col.from_prompts(["happy guitar", "sad piano", "rock drums"])
+        except KeyboardInterrupt:
+            col.abort()
+            raise
+    assert ActivationStore(tmp_path / "s").complete_sources(mg.hook_name(0)) == {"happy guitar", "sad piano"}
+    calls.clear()
+    col = Collector(mg, cfg)
+    col.from_prompts(["happy guitar", "sad piano", "rock drums"])
+    col.close()
+    assert calls == [["rock drums"]]
+
+
 def test_a_resume_with_other_generation_settings_is_refused_naming_them(tmp_path, audiocraft_dir, capsys):
     """Prompt rows made with another seed, length, guidance or batch would mix two generations under one store
     (and the prompts already stored are skipped as complete): refused in one line naming what differs."""

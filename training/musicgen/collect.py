@@ -197,6 +197,9 @@ class Collector:
             with self.mg.hooks(recorders):
                 self.mg.generate([p for p, _ in batch], self.cfg.duration, seed=seed, cfg_coef=self.cfg.cfg_coef)
             total += self._store(recorders, [s for _, s in batch], "prompts", skip=done)
+            for w in self.writers.values():  # a batch is whole prompts: complete now, not when the next is added
+                for s in todo:  # (an interrupted run generated its last stored batch again)
+                    w.mark_complete(s)
             if progress:
                 progress(len(todo), frames * len(todo))
         return total
