@@ -599,6 +599,16 @@ def _strengths(result: dict) -> list[float]:
     return list(result["strengths"]) if "strengths" in result else [float(result.get("strength_on", 1.0))]
 
 
+def _sides_caption(result: dict) -> str:
+    """What `with` and `without` are: held-out clips with or without the concept (RAVE), or, for MusicGen, every
+    render of every prompt and seed on both sides (none, off and on played on the same renders)."""
+    if "prompts" in result:
+        return ("detection by the judge in % of renders; with / without: every render (each prompt × seed, whether "
+                "its prompt names the concept or not), the same renders for none, off and on")  # fmt: skip
+    return ("detection by the judge in % of clips; with / without: held-out clips with or without the concept "
+            "(without: those `on` is reported on, where a strength was chosen on others)")  # fmt: skip
+
+
 def rich_table(result: dict):
     """The judge's figures in a table that fits 80 columns (two-line headers, no vertical rules)."""
     from rich import box
@@ -609,8 +619,7 @@ def rich_table(result: dict):
     t = Table(
         title=f"outside judge: {result['model']['name']}, {_judged(result)}, "
         f"on strengths {', '.join(f'{v:g}' for v in _strengths(result))}",
-        caption="detection by the judge in % of clips; with / without: held-out clips with or without the concept "
-        "(without: those `on` is reported on, where a strength was chosen on others); (s): strength of on; drift: "
+        caption=_sides_caption(result) + "; (s): strength of on; drift: "
         "largest change of another concept, in points; the judge's own accuracy on "
         "the clean held-out clips: "
         + ", ".join(f"{n} {a:.0f}%" for n, a in result["judge"]["clean_heldout_accuracy"].items())

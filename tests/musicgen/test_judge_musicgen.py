@@ -53,6 +53,9 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
                  "--strength", "0.25"]) == 0  # fmt: skip
     said = capsys.readouterr()
     assert "2 renders, on strengths 0.25" in said.out  # was "2 held-out clips, on strengths 1"
+    caption = " ".join(said.out.split())  # what with / without are (it said: held-out clips with or without it)
+    assert "with / without: every render (each prompt × seed, whether its prompt names the concept" in caption
+    assert "held-out clips with or without" not in caption
     lines = said.out.splitlines()  # where the listening examples are, one whole line
     assert (
         f"wrote listening examples to {out / 'listen'} (plain | off | on per prompt and seed; the dashboard's "
