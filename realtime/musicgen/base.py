@@ -230,6 +230,11 @@ class MusicGenBackend(ABC):
         """Steps of the delay tail: the last codebook's delay (a stereo pair of codebooks shares one delay)."""
         return self.n_q // self.audio_channels - 1
 
+    @property
+    def min_frames(self) -> int:
+        """The fewest frames a render may have (`generate` refuses fewer; a batch checks every job first)."""
+        return 1
+
     def match_channels(self, wav: Tensor) -> Tensor:
         """Audio [B, C, N] with the model's channels: mono copied to both sides of a stereo model (as
         transformers does), stereo mixed down for a mono one."""

@@ -124,6 +124,11 @@ class TransformersMusicGen(MusicGenBackend):
         texts = [null if d is None else d for d in self.describe(descriptions)]
         return self.tokenizer(texts, return_tensors="pt", padding=True).to(self.device)
 
+    @property
+    def min_frames(self) -> int:
+        """Below `delays` frames transformers drops MusicGen's delay pattern."""
+        return self.delays
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -135,7 +140,7 @@ class TransformersMusicGen(MusicGenBackend):
         temperature: float = 1.0,
     ) -> Generation:
         self.check_request(prompts, duration)
-        if (frames := self.frames(duration)) < self.delays:  # transformers then drops the delay pattern
+        if (frames := self.frames(duration)) < self.min_frames:
             raise UserError(
                 f"duration {duration:g} s: {frames} frame(s); the transformers backend renders at least "
                 f"{self.delays} ({self.delays / self.frame_rate:g} s), below that it drops MusicGen's delay pattern"

@@ -530,6 +530,22 @@ def test_a_batch_names_the_jobs_that_run_past_the_training_segment(tmp_path, aud
     assert len(notes) == 1 and "0.6 s at a time" in notes[0] and "(jobs long.wav, longer.wav)" in notes[0]
 
 
+def test_a_job_too_short_for_the_backend_is_refused_before_the_first_renders(tmp_path, transformers_dir, capsys):
+    """transformers renders at least `delays` frames; a shorter batch job was refused only at its turn, after the
+    jobs before it were written, with no record of them and no job named (hunt 85)."""
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(
+        "- {prompt: calm guitar, name: first, duration: 0.3}\n- {prompt: rock, name: second, duration: 0.04}\n"
+    )
+    out = tmp_path / "o"
+    assert (
+        main(["render", "musicgen", "--model", str(transformers_dir), "--batch", str(jobs), "--out-dir", str(out)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "job second.wav: duration 0.04: shorter than 3 frames, the fewest the transformers backend renders" in err
+    assert not (out / "first.wav").exists()
+
+
 def test_the_record_and_the_summary_give_the_seconds_written(tmp_path, audiocraft_dir, capsys):
     """Hunt 63: --duration 0.51 wrote whole frames (0.50 s) while the summary and OUT.render.json said 0.51 s."""
     import soundfile as sf

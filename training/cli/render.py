@@ -264,9 +264,15 @@ def run_musicgen(args: argparse.Namespace) -> int:
             mg = load_musicgen(args.model, args.backend, args.device)
         # check every edit against the model (model identity, layer, SAE width) before generating anything
         steerings = {k: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for k, sets in parsed.items()}
-        too_short = [j for j in jobs if mg.frames(j.duration) < 1]
+        too_short = [j for j in jobs if mg.frames(j.duration) < mg.min_frames]  # before the first job renders
         if too_short:
-            raise UserError(f"duration {too_short[0].duration}: shorter than one frame ({1 / mg.frame_rate:g} s)")
+            j, least = too_short[0], mg.min_frames
+            where = "--duration" if args.prompt is not None else f"job {j.out.name}: duration"
+            raise UserError(
+                f"{where} {j.duration:g}: shorter than "
+                + ("one frame" if least == 1 else f"{least} frames, the fewest the {mg.backend} backend renders")
+                + f" ({least / mg.frame_rate:g} s)"
+            )
         for job, where, raw, s in every_set():  # a window between two steps edits nothing, as one past the end
             if not window_holds_a_step(s, mg.frame_rate, generation_steps(mg, job.duration)):
                 raise UserError(
