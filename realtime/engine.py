@@ -557,7 +557,8 @@ class Engine:
         ms = 1000.0 / self.sr
         behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
         # until the first aligned output frame is played: the new block's first output, or, when its slot has
-        # begun (it is kept while part of it can still be heard), where the audio is once its compute is done
+        # begun (the newest complete block, when no later one can be heard whole), where the audio is once its
+        # compute is done
         first = max(new_a + self.prefill, hi + int(self._compute))
         recover = first - (hi - self.period)
         lost = first - self._valid[1]

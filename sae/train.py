@@ -406,9 +406,9 @@ def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str |
 
 
 def far_rows_note(store: ActivationStore, hook: str, cfg: TrainConfig) -> str | None:
-    """A note where sampled rows of either split are over `FAR_ROW` times the training sample's median row norm:
-    no activation is (a damaged shard); they are left out of the normalisation, but such rows can dominate the loss
-    and the FVU of its split."""
+    """What to say (the hook's name left to the caller) where sampled rows of either split are over `FAR_ROW`
+    times the training sample's median row norm: no activation is (a damaged shard); they are left out of the
+    normalisation, but such rows can dominate the loss and the FVU of their split."""
     splits = {}
     for name, split in (("training", "train"), ("held-out", "eval")):
         if split == "train" or cfg.eval_fraction > 0:
@@ -423,7 +423,7 @@ def far_rows_note(store: ActivationStore, hook: str, cfg: TrainConfig) -> str | 
         return None
     counts = " and ".join(f"{len(f)} of {len(splits[name])} sampled {name} rows" for name, f in far.items() if len(f))
     peak = max(float(f.max()) for f in far.values() if len(f))
-    return (f"{hook}: {counts} are over {FAR_ROW:g} times the median row norm ({median:.3g}; largest {peak:.3g}): "
+    return (f"{counts} are over {FAR_ROW:g} times the median row norm ({median:.3g}; largest {peak:.3g}): "
             "no activation is that large (a damaged shard?); such rows can dominate the loss and the FVU")  # fmt: skip
 
 
@@ -623,8 +623,7 @@ def _train_hook(
             peak = float(x.detach().abs().max())
             raise UserError(
                 f"SAE of {hook!r} diverged by step {step} (NaN/inf weights, nothing saved); "
-                + (f"{why.split(': ', 1)[1]}" if why else f"its activations reach {peak:.3g}: rescale them, or "
-                   "train with a lower --lr")
+                + (why or f"its activations reach {peak:.3g}: rescale them, or train with a lower --lr")
             )  # fmt: skip
         if saved or halt:
             elapsed_now = elapsed + time.perf_counter() - t0
@@ -643,6 +642,7 @@ def _train_hook(
     metrics = evaluate_split(sae, store, hook, eval_split, cfg.eval_fraction, cfg.eval_rows, seed=cfg.seed)
     train_rows = sum(b - a for _, a, b in stream.units)  # the training split, every rank's units
     not_measured = unmeasured(metrics, eval_split)
+    far = far_rows_note(store, hook, cfg)
     metrics.update(
         {
             "hook": hook,
@@ -673,7 +673,7 @@ def _train_hook(
                     sparsity_warning(k, d_in),
                     split_note(store, hook, cfg.eval_fraction),
                     not_measured,
-                    far_rows_note(store, hook, cfg),
+                    far and f"{hook}: {far}",
                 )
                 if n
             ],

@@ -66,6 +66,7 @@ def stored_audio_root(store: str) -> str:
     UserError when it records none (a store of prompts, or one collected before the folder was recorded)."""
     from pathlib import Path
 
+    from realtime.audio_files import audio_folder
     from sae.errors import UserError
     from sae.store import STORE_JSON, read_store_json
 
@@ -76,7 +77,7 @@ def stored_audio_root(store: str) -> str:
     audio = next((k["audio"] for k in kinds if isinstance(k, dict) and isinstance(k.get("audio"), str)), None)
     if not isinstance(audio, str) or not audio:
         raise UserError(f"--audio-root: store {store} records no audio folder; pass the folder its clips came from")
-    return str(Path(audio).parent) if Path(audio).is_file() else audio  # one file collected: named by its name
+    return str(audio_folder(Path(audio)))  # older stores recorded one collected file itself
 
 
 def run(args: argparse.Namespace) -> int:

@@ -264,12 +264,19 @@ def run_musicgen(args: argparse.Namespace) -> int:
             mg = load_musicgen(args.model, args.backend, args.device)
         # check every edit against the model (model identity, layer, SAE width) before generating anything
         steerings = {k: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for k, sets in parsed.items()}
+
+        def duration_of(j: RenderJob) -> str:  # what a refusal of a job's duration names
+            return (
+                f"--duration {j.duration:g}"
+                if args.prompt is not None
+                else f"job {j.out.name}: duration {j.duration:g}"
+            )
+
         too_short = [j for j in jobs if mg.frames(j.duration) < mg.min_frames]  # before the first job renders
         if too_short:
             j, least = too_short[0], mg.min_frames
-            where = "--duration" if args.prompt is not None else f"job {j.out.name}: duration"
             raise UserError(
-                f"{where} {j.duration:g}: shorter than "
+                f"{duration_of(j)}: shorter than "
                 + ("one frame" if least == 1 else f"{least} frames, the fewest the {mg.backend} backend renders")
                 + f" ({least / mg.frame_rate:g} s)"
             )
@@ -281,8 +288,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 )
         too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
         if too_long:
-            where = "--duration" if args.prompt is not None else f"job {too_long[0].out.name}: duration"
-            raise UserError(f"{where} {too_long[0].duration:g}: this model generates at most {mg.max_duration:g} s")
+            raise UserError(f"{duration_of(too_long[0])}: this model generates at most {mg.max_duration:g} s")
 
         if note := duration_note(mg.name, trained, max(job.duration for job in jobs)):
             past = [j.out.name for j in jobs if duration_note(mg.name, trained, j.duration)]

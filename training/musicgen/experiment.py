@@ -395,9 +395,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     def steering() -> dict[str, Any]:
         results: dict[str, Any] = {}
         for c in cfg.steer:
-            pairs = prompt_pairs(mg.vocab, c, cfg.pairs)
-            if len(pairs) < 2:
-                raise UserError(f"concept {c}: the model knows {len(pairs)} prompt pair(s) differing by it; need 2")
+            pairs = prompt_pairs(mg.vocab, c, cfg.pairs)  # 2 or more: checked before the costly stages
             half = len(pairs) // 2
             splits = {"validation": pairs[:half], "test": pairs[half:]}
             per_split: dict[str, Any] = {}
