@@ -381,3 +381,44 @@ def test_a_concept_no_feature_fires_more_for_is_not_written(setup, audiocraft_di
     out = " ".join(capsys.readouterr().err.split())  # the command's tables and notes are on stderr
     assert "note: not added: tone (any layer): no feature of its SAE fires more with it than without" in out
     assert "added tone" not in out and "tone" not in ConceptBank.load(bank, missing_ok=True)
+
+
+def test_layer_minus_one_is_the_last_layer_and_the_bank_says_each_layer(setup, audiocraft_dir, tmp_path, capsys):
+    """`--layers -1` was the last layer but `--layer -1` was refused as 'not among the layers probed'; and the line
+    that said what went into the bank named no layer, where the one stored may be another than the best printed."""
+    root, mg = setup
+    bank = tmp_path / "b.yaml"
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts", str(root)]
+    assert _cli([*argv, "--layer", "-1", "--bank", str(bank), "--folds", "3"]) == 0
+    last = mg.num_layers - 1
+    assert ConceptBank.load(bank).get("tone").hook == mg.hook_name(last)
+    said = capsys.readouterr()
+    out = " ".join((said.out + said.err).split())
+    assert f"added tone (layer {last}) to {bank}" in out, out
+
+
+def test_a_concept_stored_from_another_layer_than_its_best_says_why(setup, audiocraft_dir, tmp_path, monkeypatch,
+                                                                   capsys):  # fmt: skip
+    import training.musicgen.concepts as concepts
+
+    root, mg = setup
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--concepts", str(root)]
+    table = tmp_path / "t.json"
+    assert _cli([*argv, "--folds", "3", "--table-out", str(table)]) == 0
+    rows = json.loads(table.read_text())["rows"]
+    best = max(rows, key=lambda r: r["sae_probe"])["layer"]
+    real = concepts.fires_more
+    calls = iter(range(10**6))
+
+    def not_on_best(*a):  # layers are probed in order: the best one's call is its index
+        return real(*a) and next(calls) != best
+
+    monkeypatch.setattr(concepts, "fires_more", not_on_best)
+    capsys.readouterr()
+    assert _cli([*argv, "--folds", "3", "--bank", str(tmp_path / "b.yaml")]) == 0
+    said = capsys.readouterr()
+    out = " ".join((said.out + said.err).split())
+    c = ConceptBank.load(tmp_path / "b.yaml").get("tone")
+    assert c.hook != mg.hook_name(best)
+    assert f"note: tone: stored from layer {mg.layer_index(c.hook)}" in out, out
+    assert f"(layer {best} scores higher" in out, out

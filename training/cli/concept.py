@@ -381,6 +381,9 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 f"--layers {args.layers}: no SAE for layer {missing[0]} ({mg.hook_name(missing[0])}) in --saes "
                 f"{args.saes}; it holds SAEs for {held}"
             )
+    if args.layer is not None:  # -1: the model's last layer, as --layers reads it
+        j = args.layer + mg.num_layers if args.layer < 0 else args.layer
+        args.layer = j if 0 <= j < mg.num_layers else args.layer
     if args.layer is not None and args.layer not in layers:
         why = f"the layers --saes {args.saes} holds an SAE for" if args.layers is None else "--layers"
         raise UserError(f"--layer {args.layer}: not among the layers probed ({','.join(map(str, layers))}: {why})")
@@ -399,7 +402,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results = {}
-        found = []  # what goes into the bank
+        found = []  # what goes into the bank, with its layer
         unfit: list[str] = []  # what does not, and why
         for name, (with_files, without_files) in concepts.items():
             for i in layers:
@@ -452,7 +455,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             usable = [i for i in layers if results[name, i].fires_more]
             pick = args.layer if args.layer is not None else max(usable, key=lambda i: auroc_of(name, i), default=None)
             if pick is not None and results[name, pick].fires_more:
-                found.append(results[name, pick].concept)
+                found.append((results[name, pick].concept, pick))
             else:
                 where = f"layer {pick}" if pick is not None else "any layer"
                 unfit.append(f"{name} ({where}): no feature of its SAE fires more with it than without")
@@ -474,15 +477,22 @@ def run_musicgen(args: argparse.Namespace) -> int:
         atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows}, indent=1))
     if bank is not None:
         with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
-            for concept in found:
+            for concept, _ in found:
                 now.add(concept)
-        for concept in found:
+        for concept, pick in found:
             if inert := inert_note(concept):
                 console.print(f"note: {inert}", highlight=False)
+            if args.layer is None and pick != best[concept.name]:
+                console.print(
+                    f"note: {concept.name}: stored from layer {pick}, its best layer whose SAE has a feature that "
+                    f"fires more with it (layer {best[concept.name]} scores higher, but none of its features does)",
+                    highlight=False,
+                )
         for line in unfit:
             console.print(f"note: not added: {line}", highlight=False)
         if found:
-            console.print(f"added {', '.join(c.name for c in found)} to {bank.path}")
+            added = ", ".join(f"{c.name} (layer {pick})" for c, pick in found)
+            console.print(f"added {added} to {bank.path}")
     return 0
 
 
