@@ -132,6 +132,9 @@ def test_a_concept_switched_while_buffers_play_is_read_whole(steered_ts):
 
     m = torch.jit.load(str(steered_ts))
     sent = {("none", 1.0), ("on", 100.0), ("scale", 0.01)}  # the bank's default, then the two messages
+    for _ in range(3):  # past TorchScript's profiling runs: the optimised graphs are what a host plays for hours
+        m(torch.zeros(1, 1, 2048))
+        m._controls()
     stop = threading.Event()
 
     def flip() -> None:
@@ -142,19 +145,31 @@ def test_a_concept_switched_while_buffers_play_is_read_whole(steered_ts):
     seen, calls = set(), 0
     writer = threading.Thread(target=flip)
     writer.start()
-    try:
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
+    try:  # a second at least, and until both messages were read (a loaded machine may take longer)
+        start = time.monotonic()
+        while time.monotonic() < start + 1.0 or (len(seen) < 3 and time.monotonic() < start + 30.0):
             ctl = m._controls()
             seen.add((ALL_MODES[int(ctl[0, 0])], float(ctl[0, 1])))
-            if calls % 50 == 0:
+            if calls % 500 == 0:
                 m(torch.zeros(1, 1, 2048))
             calls += 1
     finally:
         stop.set()
         writer.join()
-    assert seen <= sent and len(seen) >= 2, seen
+    assert seen <= sent and len(seen) >= 2, (seen, calls)
     assert m.get_bright() == ("scale", 0.01) and m.get_gate_db() == (-60.0, -45.0)
+
+
+def test_the_snapshot_check_survives_torchscripts_optimiser(steered_ts):
+    """A snapshot is taken again when the setters' counter moved while it was copied. TorchScript's optimiser merged
+    the two reads of an int attribute in a method that writes nothing (a getter), so the check always passed there
+    and a getter under a flood of messages returned one message's mode with the other's value."""
+    m = torch.jit.load(str(steered_ts))
+    for read in (m.get_bright, m.get_gate_db, m._controls):
+        for _ in range(3):  # the graph a host runs after TorchScript's profiling runs
+            read()
+        graph = str(torch.jit.last_executed_optimized_graph())
+        assert graph.count('prim::GetAttr[name="controls_seq"]') >= 2, graph
 
 
 def test_concept_names_become_attributes_or_are_refused():

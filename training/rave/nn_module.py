@@ -223,7 +223,10 @@ class SteeredRave(nn_tilde.Module):
         ctl = [[float(ALL_MODES.index(c.mode)), float(c.value)] for c in concepts] + [[gate.lo_db, gate.hi_db]]
         self.register_buffer("controls", torch.tensor(ctl, dtype=torch.float64))
         self.register_buffer("controls_used", torch.tensor(ctl, dtype=torch.float64))
-        self.controls_seq = 0  # odd while a setter writes (a seqlock: a snapshot taken meanwhile is taken again)
+        # odd while a setter writes (a seqlock: a snapshot taken meanwhile is taken again); a tensor, for TorchScript's
+        # optimiser merges two reads of an int attribute with nothing between that it sees writing it, so the check
+        # after the copy always passed (torn settings played), where a tensor's `item()` is read each time
+        self.register_buffer("controls_seq", torch.zeros(1, dtype=torch.int64))
         mask = torch.zeros(len(concepts), d_sae)
         weight = torch.zeros(len(concepts), d_sae, dtype=torch.float64)
         typical = torch.zeros(len(concepts), d_sae, dtype=torch.float64)
@@ -320,19 +323,19 @@ class SteeredRave(nn_tilde.Module):
         return 0
 
     def _write_controls(self, row: int, a: float, b: float) -> None:
-        self.controls_seq += 1
+        self.controls_seq.add_(1)
         self.controls[row, 0].fill_(a)  # a scalar fill keeps all 64 bits (an element set, `[row, 0] = a`, and
         self.controls[row, 1].fill_(b)  # torch.tensor([a, b]) in TorchScript go through float32)
-        self.controls_seq += 1
+        self.controls_seq.add_(1)
 
     def _snapshot(self) -> Tuple[Tensor, bool]:  # noqa: UP006
         """A copy of `controls`, and whether no setter was halfway through it (a mode with another message's value
         was a gain of 100 for a buffer); at most 1000 tries."""
         for _ in range(1000):
-            seq = self.controls_seq
+            seq = int(self.controls_seq.item())
             if seq % 2 == 0:
                 ctl = self.controls.clone()
-                if self.controls_seq == seq:
+                if int(self.controls_seq.item()) == seq:
                     return ctl, True
         return self.controls.clone(), False
 
