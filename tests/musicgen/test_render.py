@@ -264,6 +264,12 @@ def test_render_cli_single_and_batch(tmp_path, audiocraft_dir, mg, capsys):
     assert main(batch) == 0
     made = sorted(p.name for p in (tmp_path / "batch").iterdir())
     assert made == [".lock", "0000_happy_piano.wav", "render.json", "sad.wav"]  # the leftover is gone
+    # --plain in a batch of edited and plain jobs: a plain job is its own plain render (it was rendered twice)
+    mixed = [*batch[: batch.index("--bank")], "--bank", str(tmp_path / "concepts.yaml"), "--plain"]
+    assert main([*mixed, "--out-dir", str(tmp_path / "mixed")]) == 0
+    made = sorted(p.name for p in (tmp_path / "mixed").iterdir())
+    assert made == [".lock", "0000_happy_piano.wav", "render.json", "sad.plain.wav", "sad.wav"], made
+    assert "rendered 3 file(s)" in " ".join(capsys.readouterr().err.split())
 
 
 @pytest.mark.parametrize(
@@ -371,7 +377,7 @@ def test_progress_counts_generation_steps(backend, audiocraft_dir, transformers_
         (["--prompt", "rock", "--out", "x.wav", "--duration", "inf"], "--duration: 'inf': expected a positive"),
         (["--batch", "jobs.yaml", "--out-dir", "outs"], "job long.wav: duration inf: expected positive seconds"),
         (
-            ["--batch", "plain.yaml", "--out-dir", "outs", "--plain"],
+            ["--batch", "clash.yaml", "--out-dir", "outs", "--plain"],
             "job a.wav: --plain writes a.plain.wav, another job's file; rename one of them",
         ),
         (["--prompt", "rock", "--out", "x.wav", "--plain"], "--plain: applies to concept edits, and there is no --set"),
@@ -388,6 +394,9 @@ def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch
     monkeypatch.chdir(tmp_path)
     (tmp_path / "jobs.yaml").write_text("- {prompt: rock, name: long, duration: .inf}\n")
     (tmp_path / "plain.yaml").write_text("- {prompt: rock, name: a}\n- {prompt: jazz, name: a.plain.wav}\n")
+    (tmp_path / "clash.yaml").write_text(
+        "- {prompt: rock, name: a, set: [x=off]}\n- {prompt: jazz, name: a.plain.wav}\n"
+    )
     try:
         code = main(["render", "musicgen", "--model", str(tmp_path / "no_model"), *extra])
     except SystemExit as exit_:  # argparse's own refusals

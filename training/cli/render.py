@@ -151,7 +151,8 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--plain",
         action="store_true",
-        help="also write the unedited render from the same seed (NAME.plain.wav), e.g. for the judge",
+        help="also write the unedited render from the same seed (NAME.plain.wav) of each edited job, e.g. for the "
+        "judge",
     )
     parser.add_argument("--cfg-coef", type=guidance_coef, default=3.0, help="classifier-free guidance (default 3)")
     parser.add_argument(
@@ -215,7 +216,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         if not 0 < job.duration < float("inf"):
             raise UserError(f"job {job.out.name}: duration {job.duration}: expected positive seconds")
         check_audio_out(job.out, "--out" if args.prompt is not None else f"job {job.out.name}:")
-        if args.plain:  # a folder there failed after the edited render, naming a temporary file
+        if args.plain and job.sets:  # a folder there failed after the edited render, naming a temporary file
             check_audio_out(_plain(job.out), "--plain")
     record = Path(args.out_dir) / "render.json" if args.batch else _record_of(jobs[0].out)
     where = f"--out-dir {args.out_dir}: its record" if args.batch else f"--out {args.out}:"
@@ -225,7 +226,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.plain:  # a job's NAME.plain.wav that is another job's file: overwritten by it, and listed twice
         names = {job.out.name for job in jobs}
         for job in jobs:
-            if _plain(job.out).name in names:
+            if job.sets and _plain(job.out).name in names:
                 raise UserError(
                     f"job {job.out.name}: --plain writes {_plain(job.out).name}, another job's file; rename one of them"
                 )
@@ -304,8 +305,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
             TimeRemainingColumn(),
         )
         renders = [(job, steerings[tuple(job.sets)], job.out) for job in jobs]
-        if args.plain:
-            renders += [(job, None, _plain(job.out)) for job in jobs]
+        if args.plain:  # a job with no edit is plain already: a copy of it would be rendered again
+            renders += [(job, None, _plain(job.out)) for job in jobs if job.sets]
         for path in [out for _, _, out in renders] + [record] if args.batch else []:  # under the folder's lock
             remove_leftovers(path)  # the temporary files of a render killed while writing this one
         t0 = time.perf_counter()
