@@ -337,6 +337,10 @@ def test_a_folder_it_did_not_write_is_refused_and_kept(tmp_path, capsys):
     (ours / "data.json").unlink()
     assert main([*argv, "--out", str(ours)]) == 0 and (ours / "data.json").is_file()
     assert main([*argv, "--out", str(ours)]) == 0
+    # a complete one too, where a recording of the user's sits among the clips (it was deleted with them)
+    (ours / "clips" / "my_take.wav").write_bytes(b"RIFF")
+    assert main([*argv, "--out", str(ours)]) == 2 and "(clips/my_take.wav)" in capsys.readouterr().err
+    assert (ours / "clips" / "my_take.wav").read_bytes() == b"RIFF"
 
 
 def test_a_damaged_manifest_is_one_line(tmp_path):

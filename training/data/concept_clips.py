@@ -653,21 +653,29 @@ DERIVED = ("data.json", "manifest.csv", "manifest.jsonl", "concepts", "heldout",
 
 def check_data_out(out: Path) -> None:
     """OUT is new, empty, or a data folder this command wrote (complete, or stopped half way: its clips only);
-    anything else is refused before a file is touched, since the derived files and folders are replaced."""
+    anything else is refused before a file is touched, since the derived files and folders are replaced. A file
+    of another's inside the folders it replaces (a recording put in `clips/`) is refused even in a complete one."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is a file; expected a folder")
-    if not out.is_dir() or (out / "data.json").is_file():
+    if not out.is_dir():
         return
-    ours = {*DERIVED, "clips", ".lock"}
-    foreign = [p.name for p in out.iterdir() if p.name not in ours]
-    clips = [p.name for p in (out / "clips").iterdir()] if (out / "clips").is_dir() else []
-    foreign += [f"clips/{n}" for n in clips if not n.startswith(("clip_", "."))]
-    derived = [n for n in DERIVED if (out / n).exists()]
-    stopped = any(n.startswith("clip_") for n in clips)  # a run stopped half way
-    if foreign or (derived and not stopped):
-        first = foreign[0] if foreign else derived[0]
-        raise UserError(f"--out {out}: holds files `data make` did not write ({first}); its clips and labels would "
-                        "replace them: choose a new or empty folder")  # fmt: skip
+    replaced = [out / n for n in ("clips", "concepts", "heldout", "heldout_font") if (out / n).is_dir()]
+    foreign = [
+        str(p.relative_to(out))
+        for folder in replaced
+        for p in sorted(folder.rglob("*"))
+        if not p.is_dir() and not p.name.startswith(("clip_", "."))
+    ]
+    if not (out / "data.json").is_file():  # no run of ours finished here: the folder must be one it began
+        ours = {*DERIVED, "clips", ".lock"}
+        foreign = [p.name for p in out.iterdir() if p.name not in ours] + foreign
+        clips = [p.name for p in (out / "clips").iterdir()] if (out / "clips").is_dir() else []
+        derived = [n for n in DERIVED if (out / n).exists()]
+        if not foreign and derived and not any(n.startswith("clip_") for n in clips):  # not a run stopped half way
+            foreign = derived
+    if foreign:
+        raise UserError(f"--out {out}: holds files `data make` did not write ({foreign[0]}); its clips and labels "
+                        "would replace them: choose a new or empty folder")  # fmt: skip
 
 
 def _make_dataset(
