@@ -44,6 +44,7 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     import json
 
     from training.musicgen.experiment import ExperimentConfig, run_experiment
+    from training.musicgen.experiment import report_markdown as experiment_report
 
     ac, _ = toy_folders
     cfg = ExperimentConfig(
@@ -81,6 +82,12 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     assert saved["model"]["sha256"] == s["model"]["sha256"]
     report = (tmp_path / "exp" / "report.md").read_text()
     assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
+    # a layer whose SAE has no feature firing more with a concept is marked (its edits steer the concept's absence)
+    fires = [v["fires_more"] for t in saved["auroc"].values() for v in t.values()]
+    assert all(isinstance(f, bool) for f in fires) and ("† no feature of the layer's SAE" in report) == (not all(fires))
+    marked = experiment_report({**s, "auroc": {**s["auroc"], "drums": {**s["auroc"]["drums"], "1": {
+        **s["auroc"]["drums"]["1"], "fires_more": False}}}})  # fmt: skip
+    assert " †" in marked.split("| drums |")[1].splitlines()[0] and "† no feature of the layer's SAE" in marked
     sae = saved["sae"][str(best)]
     assert 0 <= sae["train_dead_fraction"] <= 1 and sae["rows"] > 0  # dead in training beside never fired
     assert f"% ({sae['rows']}) | {100 * sae['train_dead_fraction']:.1f} % |" in report
@@ -145,6 +152,16 @@ def test_renders_default_to_the_segment_the_lm_was_trained_on(toy_folders, toy_s
     (tmp_path / "training.json").write_text("{not json")  # damaged: 10 s silently became the default
     with pytest.raises(UserError, match=r"training\.json: not a readable training record \(Expecting"):
         trained_seconds(tmp_path, 3.0)
+
+
+def test_the_store_is_teacher_forced_in_the_segment_the_probes_read(toy_folders, tmp_path):
+    """The experiment collected its clips in 10 s chunks where its concept stage (`clip_activations`) reads them in
+    the LM's training segment: clips longer than it fed the SAEs positions the probes never saw."""
+    from training.musicgen.experiment import ExperimentConfig, store_config
+
+    ac, _ = toy_folders
+    cfg = store_config(ExperimentConfig(model=str(ac), data=str(tmp_path), out=str(tmp_path)), tmp_path / "store", [0])
+    assert cfg.chunk == 0.5 and cfg.duration == ExperimentConfig.prompt_seconds
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -51,6 +51,9 @@ from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
 from training.judge import DEGRADED_COPIES, goals_met
 from training.musicgen.adherence import fit_judge, prompt_pairs
+
+if TYPE_CHECKING:
+    from training.musicgen.collect import CollectConfig
 
 GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
 RESAMPLE_SEED = 100_000
@@ -108,6 +111,15 @@ def trained_seconds(model: str | Path, default: float = 4.0) -> float:
 
     seconds = segment(model)
     return default if seconds is None else seconds
+
+
+def store_config(cfg: ExperimentConfig, store: Path, layers: list[int]) -> CollectConfig:
+    """How the experiment collects its store: clips teacher-forced in the LM's training segment, as the concept
+    stage reads them (`clip_activations`); 10 s chunks fed the SAEs positions the probes never saw."""
+    from training.musicgen.collect import CollectConfig
+
+    chunk = trained_seconds(cfg.model, 10.0)
+    return CollectConfig(store, layers, duration=cfg.prompt_seconds, seed=cfg.seed, chunk=chunk)
 
 
 UNCHANGED = ("checkpoint_every", "log_every", "device")
@@ -293,7 +305,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     from sae.paths import check_output_dir
     from sae.store import ActivationStore
     from sae.train import TrainConfig, data_identity, train_hook
-    from training.musicgen.collect import CollectConfig, Collector
+    from training.musicgen.collect import Collector
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
 
     stage = Steps(say, numbered=False)
@@ -324,7 +336,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
 
     # 1. store
     def collect() -> dict[str, int]:
-        col = Collector(mg, CollectConfig(out / "store", layers, duration=cfg.prompt_seconds, seed=cfg.seed))
+        col = Collector(mg, store_config(cfg, out / "store", layers))
         try:
             rows = {"audio": col.from_audio(data / "clips"), "prompts": col.from_prompts(prompts)}
         except BaseException:
@@ -379,6 +391,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                 res = probe_layer(c, mg, i, sae, bank.relative_sae(sae_dir), acts, w, o, folds=cfg.folds)
                 bank.add(res.concept)
                 table[c][i] = {m: auroc_iv(res.report, m) for m in ("sae_probe", "diff_means", "logistic_raw")}
+                table[c][i]["fires_more"] = res.fires_more  # else its edits steer features of the concept's absence
                 frames_w = torch.cat([acts[Path(f).resolve()][i] for f in w])
                 frames_o = torch.cat([acts[Path(f).resolve()][i] for f in o])
                 directions[c, i] = frames_w.mean(0) - frames_o.mean(0)
@@ -515,9 +528,21 @@ def report_markdown(s: dict[str, Any]) -> str:
         "| concept | " + " | ".join(f"L{i}" for i in layers) + " |",
         "|---|" + "---|" * len(layers),
     ]
+    absent = False  # a cell whose SAE has no feature firing more with the concept than without
     for c, t in s["auroc"].items():
-        cells = [f"{_iv(t[str(i)]['sae_probe'], '.2f')} / {t[str(i)]['diff_means']['value']:.2f}" for i in layers]
+        cells = []
+        for i in layers:
+            cell = t[str(i)]
+            mark = "" if cell.get("fires_more", True) else " †"
+            absent = absent or bool(mark)
+            cells.append(f"{_iv(cell['sae_probe'], '.2f')} / {cell['diff_means']['value']:.2f}{mark}")
         lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if absent:
+        lines += [
+            "",
+            "† no feature of the layer's SAE fires more with the concept than without: its bank entry's `on` and "
+            "`off` steer features of the concept's absence (`concept musicgen` leaves such an entry out).",
+        ]
     g = s["goals"]
     lines += [
         "",
