@@ -352,3 +352,19 @@ def test_a_folder_of_solos_that_cannot_be_listed_is_an_error_not_no_solos(tmp_pa
     monkeypatch.setattr(os, "walk", walk)
     with pytest.raises(UserError, match=r"--alone folder .*: cannot list .* \(permission denied\)"):
         alone_folder(folder)
+
+
+def test_the_detector_is_fitted_at_the_rows_rate_it_runs_at(
+    tmp_path, concept_data, tiny_rave_ts, tiny_sae_dir, tiny_model, noise_bursts, monkeypatch
+):
+    """The fit's memory ran at 2 s / the rows of 2 s of silence, where renders and the engine run it at ratio / sr a
+    latent row: 2 s of the tiny model (44.1 kHz, ratio 512) are 172.3 frames, padded to 173, so the fitted detector
+    remembered 0.4 % longer than the one that plays."""
+    import training.rave.alone as fitting
+
+    rates = []
+    monkeypatch.setattr(fitting, "memory_rows", lambda f, s, *a: [rates.append(s), memory_rows(f, s, *a)][1])
+    solos = noise_bursts(tmp_path / "alone", 4)
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path / "b.yaml", "--alone", str(solos)) == 0
+    model, _ = tiny_model
+    assert rates and all(s == pytest.approx(model.ratio / model.sr, rel=1e-12) for s in rates), rates[:3]

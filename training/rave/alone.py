@@ -85,7 +85,8 @@ def find_alone(
         raise UserError("--alone: every clip with or without the concept is one of the clips of it alone")
     y_clip = np.r_[np.ones(len(alone)), np.zeros(len(clips) - len(alone))].astype(int)
     silence = activations_of(model, np.zeros(2 * model.sr, np.float32), [hook], 1 << 30)[hook]
-    seconds_per_row = 2.0 / len(silence)
+    padded = -(-2 * model.sr // model.ratio) * model.ratio  # the clip as encoded: padded to whole latent frames
+    seconds_per_row = padded / model.sr / len(silence)  # as the stream runs (latent: ratio / sr); 2 s / rows was not
     with torch.no_grad():
         rows = [
             memory_rows(sae.encode(z.float().to(sae.W_enc.device)), seconds_per_row, memory_s).numpy() for _, z in clips
