@@ -165,7 +165,7 @@ def test_the_store_is_teacher_forced_in_the_segment_the_probes_read(toy_folders,
 
 
 @pytest.mark.slow
-def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
+def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path, capsys):
     from training.data.concept_clips import read_manifest
     from training.musicgen.evaluate import main
 
@@ -204,6 +204,9 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path):
     with pytest.raises(SystemExit) as stop:  # refused at parse, before the judge trains
         main([*argv, "--concept", "drums", "--oracle", "-1"])
     assert stop.value.code == 2
+    capsys.readouterr()  # a concept of the manifest with no ideal edit: a KeyError traceback after the judge trained
+    assert main([*argv, "--concept", "voice", "--concepts", "guitar,voice", "--oracle", "2"]) == 2
+    assert "--oracle 2: concept voice has no ideal edit" in capsys.readouterr().err
 
 
 def test_mean_difference_baseline_edits_the_rows_asked_for():

@@ -104,7 +104,14 @@ def judge_shift_result(
     from realtime.audio_files import AudioNotes, read_mono, resample
     from realtime.musicgen import load_musicgen
     from sae.errors import UserError
-    from training.data.concept_clips import CONCEPTS, data_config, oracle_clip, oracle_edits, read_manifest
+    from training.data.concept_clips import (
+        CONCEPTS,
+        ORACLE_PARTS,
+        data_config,
+        oracle_clip,
+        oracle_edits,
+        read_manifest,
+    )
     from training.judge import judge_shift, oracle_shift
     from training.musicgen.adherence import fit_judge
 
@@ -115,6 +122,11 @@ def judge_shift_result(
         raise UserError(f"--split {split}: expected one of {', '.join(SHIFT_SPLITS)}")
     if oracle < 0:
         raise UserError(f"--oracle {oracle}: expected clips per side >= 0 (0: no ideal edits)")
+    if oracle and concept not in ORACLE_PARTS:  # before the model and the judge (it failed after both)
+        raise UserError(
+            f"--oracle {oracle}: concept {concept} has no ideal edit (a re-render with it switched); expected one of "
+            f"{', '.join(ORACLE_PARTS)}, or --oracle 0"
+        )
     clip_data = list(clip_data) or list(judge_data)
     sr = load_musicgen(model).sample_rate
     notes = AudioNotes()
