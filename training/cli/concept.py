@@ -309,7 +309,9 @@ def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    import dataclasses
     import json
+    from collections.abc import Sequence
     from pathlib import Path
 
     from realtime.audio_files import AudioNotes
@@ -319,7 +321,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from sae.errors import UserError
     from sae.io import load_sae, sae_weights_sha256
     from sae.paths import check_output_file
-    from training.musicgen.concepts import clip_activations, concept_files, example_files, probe_layer
+    from sae.probe import concept_clips, concept_intervals
+    from training.musicgen.concepts import clip_activations, concept_files, example_files, probe_layer, split_halves
 
     # -- inputs, all checked before the model runs
     if args.with_dir:
@@ -401,37 +404,39 @@ def run_musicgen(args: argparse.Namespace) -> int:
             mg, files, layers, description=args.description, progress=lambda n: progress.advance(task, n), notes=notes
         )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
-        results = {}
-        found = []  # what goes into the bank, with its layer
-        unfit: list[str] = []  # what does not, and why
+        results, chosen_on, reported = {}, {}, {}
+        best: dict[str, int] = {}
+        how: dict[str, str] = {}  # how each concept's layer was chosen
         for name, (with_files, without_files) in concepts.items():
-            for i in layers:
+
+            def probe(i: int, w: Sequence[Path], o: Sequence[Path], least: int = args.min_examples, name=name):
                 sae, sae_dir, sae_sha = saes[i]
                 ref = bank.relative_sae(sae_dir) if bank is not None else str(sae_dir)
-                results[name, i] = probe_layer(
-                    name,
-                    mg,
-                    i,
-                    sae,
-                    ref,
-                    acts,
-                    with_files,
-                    without_files,
-                    args.k,
-                    args.folds,
-                    0,
-                    args.min_examples,
-                    sae_sha,
-                )
+                return probe_layer(name, mg, i, sae, ref, acts, w, o, args.k, args.folds, 0, least, sae_sha)
+
+            # the layer is a setting: chosen on half the clips, its figures measured on the other half (the best
+            # of L layers' AUROC on the clips it was chosen on put pure noise above chance, hunt 87)
+            halves = split_halves(with_files, without_files, seed=0) if args.layer is None and len(layers) > 1 else None
+            for i in layers:
+                results[name, i] = probe(i, with_files, without_files)  # the table's, and the bank entry's fit
+                if halves is not None:
+                    chosen_on[name, i] = probe(i, *halves[0], least=0)  # the halves of clips checked whole
                 progress.advance(task)
+            # a layer whose entry steers the concept itself: a feature fires more with it than without
+            usable = [i for i in layers if results[name, i].fires_more] or layers
+            if args.layer is not None:
+                best[name], how[name] = args.layer, "--layer"
+            elif halves is None:
+                best[name], how[name] = layers[0], "the one layer probed"
+            else:
+                best[name] = max(usable, key=lambda i, name=name: chosen_on[name, i].report.auroc["sae_probe"])
+                how[name] = "chosen on half the clips, measured on the other half"
+            reported[name] = results[name, best[name]] if halves is None else probe(best[name], *halves[1], least=0)
 
-    rows, cells, best = [], {}, {}
-
-    def auroc_of(name: str, i: int) -> float:
-        return results[name, i].report.auroc["sae_probe"]
-
+    rows, cells = [], {}
+    found = []  # what goes into the bank, with its layer
+    unfit: list[str] = []  # what does not, and why
     for name in concepts:
-        best[name] = max(layers, key=lambda i: auroc_of(name, i))
         for i in layers:
             rep = results[name, i].report
             cells[name, i] = f"{rep.auroc['sae_probe']:.2f}/{rep.best_baseline()[1]:.2f}"
@@ -449,21 +454,26 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     "difference": rep.difference,  # SAE probe minus the best raw baseline, paired
                     "verdict": rep.verdict,
                 }
+                | ({"chosen_on": chosen_on[name, i].report.auroc["sae_probe"]} if (name, i) in chosen_on else {})
             )
         if bank is not None:
-            # the best layer whose entry steers the concept itself: a feature fires more with it than without
-            usable = [i for i in layers if results[name, i].fires_more]
-            pick = args.layer if args.layer is not None else max(usable, key=lambda i: auroc_of(name, i), default=None)
-            if pick is not None and results[name, pick].fires_more:
-                found.append((results[name, pick].concept, pick))
+            pick, rep = best[name], reported[name].report
+            if results[name, pick].fires_more:  # the entry fitted on every clip, with the figures reported
+                concept = dataclasses.replace(
+                    results[name, pick].concept,
+                    auroc=dict(rep.auroc),
+                    auroc_interval=concept_intervals(rep),
+                    verdict=rep.verdict,
+                    clips=concept_clips(rep),
+                )
+                found.append((concept, pick))
             else:
-                where = f"layer {pick}" if pick is not None else "any layer"
-                unfit.append(f"{name} ({where}): no feature of its SAE fires more with it than without")
+                unfit.append(f"{name} (layer {pick}): no feature of its SAE fires more with it than without")
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
         console.print(table)
     for name in concepts:
-        rep = results[name, best[name]].report
-        console.print(_best_layer_line(name, best[name], rep), highlight=False)
+        rep = reported[name].report
+        console.print(_best_layer_line(name, best[name], rep, how[name]), highlight=False)
         if chance := chance_note(rep, mg.hook_name(best[name])):
             console.print(f"note: {name}: {chance}", highlight=False)
     for line in notes.lines():
@@ -474,20 +484,26 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.table_out:
         out = Path(args.table_out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows}, indent=1))
+        chosen = {
+            name: {
+                "layer": best[name],
+                "how": how[name],
+                **reported[name].report.auroc,
+                "intervals": reported[name].report.intervals,
+                "n_with": reported[name].report.n_with,
+                "n_without": reported[name].report.n_without,
+                "verdict": reported[name].report.verdict,
+            }
+            for name in concepts
+        }
+        atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows, "chosen": chosen}, indent=1))
     if bank is not None:
         with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
             for concept, _ in found:
                 now.add(concept)
-        for concept, pick in found:
+        for concept, _ in found:
             if inert := inert_note(concept):
                 console.print(f"note: {inert}", highlight=False)
-            if args.layer is None and pick != best[concept.name]:
-                console.print(
-                    f"note: {concept.name}: stored from layer {pick}, its best layer whose SAE has a feature that "
-                    f"fires more with it (layer {best[concept.name]} scores higher, but none of its features does)",
-                    highlight=False,
-                )
         for line in unfit:
             console.print(f"note: not added: {line}", highlight=False)
         if found:
@@ -496,8 +512,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _best_layer_line(name: str, layer: int, rep) -> str:
-    """The concept's best layer (by the SAE probe's point AUROC) with its intervals, clips and verdict."""
+def _best_layer_line(name: str, layer: int, rep, how: str) -> str:
+    """The concept's layer (`how` it was chosen) with its AUROCs, intervals, clips and verdict."""
 
     def auroc(key: str) -> str:
         iv = rep.intervals.get(key)
@@ -505,8 +521,9 @@ def _best_layer_line(name: str, layer: int, rep) -> str:
 
     base = rep.best_baseline()[0]
     return (
-        f"{name}: best layer {layer}, SAE probe {auroc('sae_probe')} vs {base} {auroc(base)} (95 % intervals; "
-        f"{rep.n_with} with / {rep.n_without} without, {rep.folds}-fold): verdict {rep.verdict}"
+        f"{name}: {'layer' if how == '--layer' else 'best layer'} {layer} ({how}), SAE probe "
+        f"{auroc('sae_probe')} vs {base} {auroc(base)} (95 % intervals; {rep.n_with} with / {rep.n_without} without, "
+        f"{rep.folds}-fold): verdict {rep.verdict}"
     )
 
 

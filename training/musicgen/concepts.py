@@ -116,6 +116,21 @@ def pooled(
     return np.stack(sae_rows), np.stack(raw_rows)
 
 
+def split_halves(
+    with_files: Sequence[Path], without_files: Sequence[Path], seed: int = 0
+) -> tuple[tuple[list[Path], list[Path]], tuple[list[Path], list[Path]]]:
+    """Each side's clips in two seeded halves: ((with, without) to choose a setting on, (with, without) to report
+    it on). The first half takes the odd clip of a side."""
+    rng = np.random.default_rng(seed)
+    first, second = [], []
+    for files in (with_files, without_files):
+        order = [sorted(files, key=str)[j] for j in rng.permutation(len(files))]
+        cut = (len(order) + 1) // 2
+        first.append(order[:cut])
+        second.append(order[cut:])
+    return (first[0], first[1]), (second[0], second[1])
+
+
 @dataclass
 class LayerResult:
     """One concept at one layer: the probe report and the bank entry it yields (`fires_more`: whether a feature of
@@ -149,7 +164,8 @@ def probe_layer(
     S_w, R_w = pooled(acts, with_files, layer, sae)
     S_o, R_o = pooled(acts, without_files, layer, sae)
     y = np.r_[np.ones(len(S_w), int), np.zeros(len(S_o), int)]
-    few = check_examples({f"{name} with": len(S_w), f"{name} without": len(S_o)}, min_examples)
+    sides = {f"{name} with": len(S_w), f"{name} without": len(S_o)}
+    few = check_examples(sides, min_examples) if min_examples else []  # 0: a part of clips already checked whole
     report = compare_probes(np.r_[S_w, S_o], np.r_[R_w, R_o], y, k=k, folds=folds, seed=seed)
     more = fires_more(report, np.r_[S_w, S_o], y)
     # typical activation of each chosen feature: mean over the frames of 'with' clips where it fires
