@@ -25,6 +25,7 @@ from sae.paths import check_output_dir
 from sae.streams import RandomStreams
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
+from training.data.crops import crop_start
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, build_codec, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -64,7 +65,7 @@ def random_batch(clips: ClipSet, batch: int, length: int, rng: np.random.Generat
     out = np.zeros((batch, 1, length), np.float32)
     for b in range(batch):
         i = int(rng.integers(len(clips.audio)))
-        start = int(rng.integers(0, max(1, len(clips.audio[i]) - length)))
+        start = crop_start(rng, len(clips.audio[i]), length)
         out[b, 0] = clips.segment(i, start, length)
     return torch.from_numpy(out)
 

@@ -53,6 +53,7 @@ from training.cli.args import (
     thread_count,
 )
 from training.cli.main import HeldStop
+from training.data.crops import crop_start
 from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
         out = np.zeros((batch, 1, length), np.float32)
         for b in range(batch):
             clip = clips[rng.integers(len(clips))]
-            start = rng.integers(0, max(1, len(clip) - length))
+            start = crop_start(rng, len(clip), length)
             piece = clip[start : start + length]
             out[b, 0, : len(piece)] = piece
         yield torch.from_numpy(out)
