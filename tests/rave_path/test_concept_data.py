@@ -257,6 +257,10 @@ def test_a_soundfont_given_as_a_file_is_found_again_for_the_ideal_edits(tmp_path
     make_dataset(tmp_path / "d", DataConfig(n=2, duration=0.5, sample_rate=16000, soundfonts=("csound", str(mine))))
     _, fonts, _ = data_config(tmp_path / "d")
     assert set(fonts) == {"csound", "mine"} and fonts["mine"] == mine.resolve()
+    # a font file changed since: its re-renders would play other samples, judged as the edit (hunt 87)
+    mine.write_bytes(fonts["csound"].read_bytes())
+    with pytest.raises(UserError, match=r"soundfont mine: .*Mine\.sf2 is not the file the data was made with"):
+        data_config(tmp_path / "d")
 
 
 def test_a_broken_soundfont_is_named_and_skipped(tmp_path, capsys):

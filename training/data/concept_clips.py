@@ -863,6 +863,13 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
     # a known name resolves as it did; a font given as a file is found again at the path recorded
     specs = [f["name"] if f["name"] in FONTS else f.get("path", f["name"]) for f in fonts_used]
     fonts, _ = resolve_fonts(specs, note=lambda _: None)
+    recorded = {f["name"]: f.get("sha256") for f in fonts_used}
+    for f in fonts:  # the ideal edits re-render with these files: another file's samples would be judged as the edit
+        if recorded.get(f.name) and _sha256(f.path) != recorded[f.name]:
+            raise UserError(
+                f"{path}: soundfont {f.name}: {f.path} is not the file the data was made with (its sha256 differs); "
+                "the ideal edits' re-renders would play other samples: restore it, or make the data again"
+            )
     return cfg, {f.name: f.path for f in fonts}, meta.get("holdout_font")
 
 
