@@ -228,3 +228,29 @@ def test_a_gin_config_the_builder_cannot_use_is_one_line(configs, said, tmp_path
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"musicsae: error: --config {', '.join(configs)}: ") and said in err and "\n" not in err
     assert not (tmp_path / "m.ts").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["eval", "steering", "--data", "d", "--model", "m.ts", "--bank", "b.yaml", "--out", "{tmp}/o", "--concepts",
+          ","], "--concepts ',': expected comma-separated names"),  # it judged every concept of the bank
+        (["eval", "hooks", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--concepts", " , "],
+         "--concepts ' , ': expected comma-separated names"),  # it trained SAEs, then picked a hook for 0 concepts
+        (["data", "make", "--out", "{tmp}/o", "--concepts", ","], "--concepts ',': expected comma-separated concepts"),
+        (["eval", "hooks", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--hooks", "latent,decoder.net.1",
+          "--store", "{tmp}/store"], "--store {tmp}/store: no hook 'decoder.net.1' (it holds latent)"),  # after latent
+        (["eval", "musicgen", "--data", "d", "--model", "m", "--bank", "b.yaml", "--out", "{tmp}/o", "--strength", "0"],
+         "argument --strength: '0': expected a number in (0, 100]"),  # it judged on:0, no edit, as the on strength
+    ],
+)  # fmt: skip
+def test_an_option_given_empty_or_short_is_refused_before_the_work(argv, said, tmp_path, capsys):
+    """Hunt 88: each was accepted and read as something else, or found wanting after a whole hook's work."""
+    (tmp_path / "store" / "latent").mkdir(parents=True)
+    (tmp_path / "store" / "latent" / "manifest.json").write_text('{"dim": 16, "dtype": "float16", "shards": []}')
+    try:
+        code = main([a.format(tmp=tmp_path) for a in argv])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    assert code == 2 and said.format(tmp=tmp_path) in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

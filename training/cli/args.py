@@ -101,6 +101,14 @@ def strength(text: str) -> float:
     )(text)
 
 
+def on_strength(text: str) -> float:
+    """The strength of an `on` that is judged: above 0 (`on:0` is no edit, a negative one takes the concept out),
+    at most `sae.controls.STRENGTH_LIMIT`."""
+    from sae.controls import STRENGTH_LIMIT
+
+    return _checked(float, lambda v: 0 < v <= STRENGTH_LIMIT, f"a number in (0, {STRENGTH_LIMIT:g}]")(text)
+
+
 def offline_block(text: str) -> int:
     """`render rave --block`: a positive integer up to `realtime.render_rave.MAX_OFFLINE_BLOCK`, checked when parsed
     (the model's ratio, which it must also be a multiple of, is checked once the model loads)."""

@@ -69,6 +69,8 @@ def run_make(args: argparse.Namespace) -> int:
     concepts = {"all": list(CONCEPTS), "none": []}.get(args.concepts)
     if concepts is None:
         concepts = list(dict.fromkeys(c.strip() for c in args.concepts.split(",") if c.strip()))  # each once
+        if not concepts:  # `none` says it; an empty list made no concept folders without a word
+            raise UserError(f"--concepts {args.concepts!r}: expected comma-separated concepts, 'all' or 'none'")
     cfg = DataConfig(
         n=args.n,
         seed=args.seed,

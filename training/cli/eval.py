@@ -14,25 +14,31 @@ from training.cli.args import (
     clamp_strengths,
     nonneg_float,
     nonneg_int,
+    on_strength,
     positive_float,
     positive_floats,
     positive_int,
     seed_int,
-    strength,
 )
 from training.cli.quiet import output_console, spinner
 
 
-def names_of(text: str | None) -> tuple[str, ...]:
-    """Comma-separated names (`--concepts`, `--watch`, `--oracle`), blanks dropped; None (not given): none."""
-    return tuple(c.strip() for c in (text or "").split(",") if c.strip())
+def names_of(text: str | None, flag: str) -> tuple[str, ...]:
+    """Comma-separated names (`--concepts`, `--watch`, `--oracle`), blanks dropped; None (not given): none. Given
+    with no name (`--concepts ,`) is refused: read as not given, it judged every concept of the bank."""
+    names = tuple(c.strip() for c in (text or "").split(",") if c.strip())
+    if text is not None and not names:
+        from sae.errors import UserError
+
+        raise UserError(f"{flag} {text!r}: expected comma-separated names")
+    return names
 
 
 def watch_of(args: argparse.Namespace) -> tuple[str, ...]:
     """`--watch`'s names, refused at once when the manifest has no such label (not after the renders)."""
     from training.judge import watched
 
-    names = names_of(args.watch)
+    names = names_of(args.watch, "--watch")
     watched(names, ())
     return names
 
@@ -103,11 +109,11 @@ def run_fidelity(args: argparse.Namespace) -> int:
     cfg = FidelityConfig(
         args.data,
         tuple(args.model),
-        names_of(args.concepts),
+        names_of(args.concepts, "--concepts"),
         args.judge_sr,
         args.max_clips,
         seed=args.seed,
-        oracle=names_of(args.oracle),
+        oracle=names_of(args.oracle, "--oracle"),
         oracle_clips=args.oracle_clips,
         device=args.device,
     )
@@ -200,15 +206,21 @@ def run_hooks(args: argparse.Namespace) -> int:
     if not hooks:
         raise UserError("--hooks: expected at least one hook, e.g. latent,decoder.net.1")
     watch = watch_of(args)
-    if args.store is not None:
-        open_store(args.store, "--store")
+    if args.store is not None:  # every hook checked now: one missing failed after the others' whole work
+        have = open_store(args.store, "--store").hooks
+        missing = [h for h in hooks if h not in have]
+        if missing:
+            raise UserError(
+                f"--store {args.store}: no hook {missing[0]!r} (it holds {', '.join(have)}); collect it there "
+                "(musicsae collect rave --hooks), or leave --store out to collect every hook"
+            )
     torch.set_num_threads(args.threads)
     cfg = HookCompareConfig(
         args.data,
         args.model,
         args.out,
         hooks,
-        names_of(args.concepts),
+        names_of(args.concepts, "--concepts"),
         args.store,
         args.split,
         args.sae_steps,
@@ -308,7 +320,7 @@ def run_steering(args: argparse.Namespace) -> int:
         args.model,
         args.bank,
         args.out,
-        names_of(args.concepts),
+        names_of(args.concepts, "--concepts"),
         args.strength,
         args.max_clips,
         seed=args.seed,
@@ -370,7 +382,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
-    p.add_argument("--strength", type=strength, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument("--strength", type=on_strength, default=1.0, help="strength of `on` (default 1)")
     add_watch(p)
     p.add_argument("--seed", type=seed_int, default=0)
     add_edit_rows(p)
@@ -410,7 +422,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.backend,
         args.renders,
         args.duration,
-        names_of(args.concepts),
+        names_of(args.concepts, "--concepts"),
         args.strength,
         args.seed,
         args.device,
