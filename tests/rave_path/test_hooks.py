@@ -196,3 +196,61 @@ def test_a_won_drop_is_named_as_offs_once():
         wins += [w for w in win_labels("drums", arm, beaten) if w not in wins]
     assert wins == ["drums off: drop", "drums clamp: rise, drift"]
     assert win_labels("guitar", "on", []) == []
+
+
+def test_a_lead_needs_the_sign_test_too_as_the_judge_says():
+    """`eval hooks` counted a lead from the paired interval alone: 4 clips to none was a win there and 'tied' in the
+    judge.json of the same clips (`baseline_vs_sae`: the sign test must agree, p < 0.05, 6 clips to none)."""
+    from training.judge import baseline_vs_sae
+    from training.rave.hooks import arm_numbers
+
+    n = 12
+    for k, lead in ((4, False), (5, False), (6, True)):
+        on = [0] * n
+        calls = {"none_with": {"g": [1] * n}, "none_without": {"g": on}, "on_without": {"g": on}}
+        sae_calls = {**calls, "off_with": {"g": [0] * k + [1] * (n - k)}}  # off takes it out of k clips
+        base_calls = {**calls, "off_with": {"g": [1] * n}}  # the baseline's off out of none
+        arm = {"per_clip_on": {"g": on}, "strength_on": 1.0}
+        entry = {"per_clip": sae_calls, **arm, "baseline": {"per_clip": base_calls, **arm}}
+        drop = compare_arms(arm_numbers(entry, entry, "g"), arm_numbers(entry, entry["baseline"], "g"), 0)["drop"]
+        judged = baseline_vs_sae(entry, "g")["off_drop"]
+        assert drop["interval"][0] > 0 and drop["beats"] is lead and (judged["ahead"] == "SAE") is lead, (k, drop)
+
+
+def test_less_drift_alone_wins_nothing(tmp_path):
+    """An SAE edit that did nothing (no drop, no rise, no drift) 'beat the raw-latent baseline beyond the 95 %
+    interval' wherever the baseline moved another concept, and two such concepts met the goal (hunt 88)."""
+    from training.rave.hooks import HookCompareConfig, choose_on_validation, summarize
+
+    n = 12
+
+    def entry(name: str, other: str) -> dict:
+        def calls(other_on: list[int]) -> dict:
+            zeros = {name: [0] * n, other: [0] * n}
+            return {"none_with": {**zeros, name: [1] * n}, "none_without": zeros, "off_with": {**zeros, name: [1] * n},
+                    "on_without": {**zeros, other: other_on}}  # fmt: skip
+
+        sae, base = calls([0] * n), calls([1] * 8 + [0] * 4)  # the baseline drifts the other concept 67 points
+        sweep = [{"strength": 2.0, "rise": 0.0, "max_drift": 0.0, "per_clip": sae["on_without"]}]
+        return {
+            "held_out_with": n, "held_out_without": n, "none": {"with": 100.0, "without": 0.0}, "clean": None,
+            "per_clip": sae, "per_clip_on": sae["on_without"], "strength_on": 2.0, "sweep": sweep,
+            "drift": {"off": {other: 0.0}, "on": {other: 0.0}}, "drift_measured": True, "off_moved": {},
+            "baseline": {"per_clip": base, "per_clip_on": base["on_without"], "strength_on": 2.0, "sweep": [
+                {"strength": 2.0, "rise": 0.0, "max_drift": 66.7, "per_clip": base["on_without"]}]},
+        }  # fmt: skip
+
+    cfg = HookCompareConfig("d", "m.ts", "o", ("latent",), ("guitar", "drums"), None, "test", 1, (2.0,), (2.0,), 12,
+                            0.02, 0, "none", "cpu", False, False, ())  # fmt: skip
+    judged = {"guitar": entry("guitar", "drums"), "drums": entry("drums", "guitar")}
+    concept = {"model": {"name": "m.ts", "sha256": "0" * 64}, "hook": "latent", "sae": "sae",
+               "default": {"mode": "none"}, "features": [{"index": 0, "weight": 1.0, "typical": 0.1}],
+               "auroc": {"sae_probe": 0.6}}  # fmt: skip
+    bank = tmp_path / "b.yaml"
+    bank.write_text(json.dumps({"version": 1, "concepts": dict.fromkeys(judged, concept)}))
+    judge = {"model": {"name": "m.ts"}, "concepts": judged}
+    results = {"latent": {"sae": {}, "bank": str(bank), "found": {}, "judge": judge}}
+    s = choose_on_validation(summarize(cfg, results, "test"), None)
+    assert s["concepts"]["guitar"]["latent"]["on"]["beats"] == ["drift"]  # less drift than the baseline: said
+    assert s["concepts_won"] == {"latent": 0} and s["goal_met"] is False  # but no win
+    assert s["reason"].startswith("latent: no hook's SAE edit beats the raw-latent baseline for any concept")

@@ -43,6 +43,7 @@ import numpy as np
 from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured
+from sae.stats import sign_test
 
 GOAL_DRIFT = 10.0
 
@@ -170,8 +171,16 @@ def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
         if key in sae and key in base:
             diff = sae[key] - base[key]
             lo, hi = paired_interval(diff, seed)
+            # ahead where the interval and the exact sign test on the clips that differ agree, as the judge's own
+            # comparison (`training.judge.baseline_vs_sae`): 4 clips to none made a lead here and a tie there
+            p = sign_test(int((diff > 0).sum()), int((diff < 0).sum()))
             res[key] = {"sae": float(sae[key].mean()), "baseline": float(base[key].mean()), "diff": float(diff.mean())}
-            res[key] |= {"interval": [lo, hi], "beats": lo > 0, "loses": hi < 0}
+            res[key] |= {
+                "interval": [lo, hi],
+                "sign_test_p": p,
+                "beats": lo > 0 and p < 0.05,
+                "loses": hi < 0 and p < 0.05,
+            }
     worst = max(sae["drift_on"], key=lambda o: abs(sae["drift_on"][o].mean()), default=None)
     if worst is not None:
         d_sae, d_base = np.abs(sae["drift_on"][worst].mean()), np.abs(base["drift_on"][worst].mean())
@@ -565,16 +574,19 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and within[m]]
                 cmp["beats"] = beaten
                 cell[label] = cmp
-                wins[hook] += [w for w in win_labels(name, label, beaten) if w not in wins[hook]]
+                if {"drop", "rise"} & set(beaten):  # less drift alone is no win: an edit that does nothing has none
+                    wins[hook] += [w for w in win_labels(name, label, beaten) if w not in wins[hook]]
                 margins[hook].append(sum(cmp[m]["diff"] for m in ("drop", "rise") if m in cmp))
             row[hook] = cell
         table[name] = row
     concepts_won = {h: len({w.split()[0] for w in wins[h]}) for h in cfg.hooks}
     pick = max(cfg.hooks, key=lambda h: (concepts_won[h], float(np.mean(margins[h] or [-1e9]))))
+    margin = f"mean margin on drop + rise {np.mean(margins[pick] or [0.0]):+.0f} points"
     reason = (
-        f"{pick}: its SAE edit beats the raw-latent baseline beyond the 95 % interval for "
-        f"{concepts_won[pick]} concept(s) at drift <= {GOAL_DRIFT:g} ({'; '.join(wins[pick]) or 'none'}); "
-        f"mean margin on drop + rise {np.mean(margins[pick] or [0.0]):+.0f} points"
+        f"{pick}: its SAE edit beats the raw-latent baseline beyond the 95 % interval and the sign test for "
+        f"{concepts_won[pick]} concept(s) at drift <= {GOAL_DRIFT:g} ({'; '.join(wins[pick])}); {margin}"
+        if concepts_won[pick]
+        else f"{pick}: no hook's SAE edit beats the raw-latent baseline for any concept; {pick} has the best {margin}"
     )
     return {
         "model": model,
