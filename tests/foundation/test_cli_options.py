@@ -242,6 +242,9 @@ def test_a_gin_config_the_builder_cannot_use_is_one_line(configs, said, tmp_path
           "--store", "{tmp}/store"], "--store {tmp}/store: no hook 'decoder.net.1' (it holds latent)"),  # after latent
         (["eval", "musicgen", "--data", "d", "--model", "m", "--bank", "b.yaml", "--out", "{tmp}/o", "--strength", "0"],
          "argument --strength: '0': expected a number in (0, 100]"),  # it judged on:0, no edit, as the on strength
+        (["eval", "fidelity", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--judge-sr", "44100"],
+         "unrecognized arguments: --judge-sr 44100"),  # the judge hears at 22050 Hz whatever it said; the report
+        # named the rate given
     ],
 )  # fmt: skip
 def test_an_option_given_empty_or_short_is_refused_before_the_work(argv, said, tmp_path, capsys):

@@ -76,7 +76,6 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, action="append", help="streaming RAVE .ts (repeat to compare models)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--concepts", default="guitar,piano,drums,bass,strings,brass", help="manifest concepts to judge")
-    p.add_argument("--judge-sr", type=int, default=22050, help="rate every clip is judged at (default 22050)")
     p.add_argument(
         "--oracle",
         default=None,
@@ -97,21 +96,17 @@ def run_fidelity(args: argparse.Namespace) -> int:
     import torch
     from rich.markdown import Markdown
 
-    from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
     from training.rave.fidelity import FidelityConfig, evaluate_fidelity, markdown, save
 
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
-    if not 8000 <= args.judge_sr <= 96000:
-        raise UserError(f"--judge-sr {args.judge_sr}: expected 8000 to 96000 Hz")
     torch.set_num_threads(args.threads)
     cfg = FidelityConfig(
         args.data,
         tuple(args.model),
         names_of(args.concepts, "--concepts"),
-        args.judge_sr,
-        args.max_clips,
+        max_clips=args.max_clips,
         seed=args.seed,
         oracle=names_of(args.oracle, "--oracle"),
         oracle_clips=args.oracle_clips,

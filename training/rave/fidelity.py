@@ -23,7 +23,7 @@ concept's part removed (clips with it: the ideal `off`) or added (clips without 
 model's own reconstruction of the ideal result, so when the oracle misses a goal the model is the limit; the
 oracle's drift on clean audio is the judge's own cross-talk.
 
-All audio meets the judge at one rate (`judge_sr`, 22.05 kHz by default), so models of different rates are
+All audio meets the judge at one rate (`training.judge.JUDGE_SR`, 22.05 kHz), so models of different rates are
 measured alike. Sets: the held-out font's clips (split `holdout_font`) and the in-font test split; every
 figure carries its clip count and a 95 % interval (Wilson for rates, bootstrap over clips otherwise).
 Several models share one judge (`models`), which makes the table of a training run cheap. Everything is measured
@@ -70,7 +70,6 @@ class FidelityConfig:
     data: a `musicsae data make` folder (manifest + clips).
     models: streaming RAVE `.ts` files, each measured against the same judge.
     concepts: manifest concepts to judge.
-    judge_sr: the rate every clip is judged at.
     max_clips: at most this many clips per set (the first by index; 0 = all).
     block: render block (default: a large offline block).
     device: torch device the models run on.
@@ -79,7 +78,6 @@ class FidelityConfig:
     data: str
     models: tuple[str, ...]
     concepts: tuple[str, ...] = FIDELITY_CONCEPTS
-    judge_sr: int = JUDGE_SR
     max_clips: int = 0
     block: int | None = None
     seed: int = 0
@@ -124,27 +122,27 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
     models = {m: RaveModel.load(m, cfg.device) for m in cfg.models}  # a model that does not load fails first
     rows = read_manifest(Path(cfg.data))
     notes, judge_notes = AudioNotes(), AudioNotes()
-    say(f"judge: features of {len(rows)} clean clips at {cfg.judge_sr} Hz")
+    say(f"judge: features of {len(rows)} clean clips at {JUDGE_SR} Hz")
     clean: dict[int, np.ndarray] = {}
     kept = []
     for r in rows:
-        a = read_mono(Path(cfg.data) / r["file"], cfg.judge_sr, judge_notes, min_samples=2048)
+        a = read_mono(Path(cfg.data) / r["file"], JUDGE_SR, judge_notes, min_samples=2048)
         if a is not None:
             clean[r["index"]] = a
             kept.append(r)
     rows = kept
-    X = np.stack([judge_features(clean[r["index"]], cfg.judge_sr) for r in rows])
-    X_degraded = degraded_features([clean[r["index"]] for r in rows], rows, cfg.judge_sr)
+    X = np.stack([judge_features(clean[r["index"]], JUDGE_SR) for r in rows])
+    X_degraded = degraded_features([clean[r["index"]] for r in rows], rows, JUDGE_SR)
     sets = fidelity_sets(rows, cfg.max_clips, cfg.data)
     used = sorted({i for v in sets.values() for i in v})
-    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, cfg.judge_sr, X_degraded)
+    judged = CrossFittedJudge.fit(X, rows, used, cfg.concepts, JUDGE_SR, X_degraded)
 
     original = judged({i: X[i] for i in used})
     labels = {c: {i: bool(CONCEPTS[c](rows[i])) for i in used} for c in cfg.concepts}
     oracle_plan = _oracle_plan(cfg, rows, sets, labels, say)  # (concept, set) -> ids; ideal audio per (concept, id)
     oracle_clean = {}  # the judge on the ideal edits themselves (no model)
     for c, audio in oracle_plan["audio"].items():
-        feats = {i: judge_features(resample(a, sr, cfg.judge_sr), cfg.judge_sr) for i, (a, sr) in audio.items()}
+        feats = {i: judge_features(resample(a, sr, JUDGE_SR), JUDGE_SR) for i, (a, sr) in audio.items()}
         oracle_clean[c] = judged(feats)
     results = {}
     for model_path in cfg.models:
@@ -156,8 +154,8 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             a = read_mono(Path(cfg.data) / rows[i]["file"], model.sr, notes, min_samples=model.ratio)
             y = render_array(stream, a, None, None, cfg.block, delay, cfg.seed + k)
             buzz[i] = (frame_buzz(a, model.ratio), frame_buzz(y, model.ratio))
-            recon_audio[i] = resample(y, model.sr, cfg.judge_sr)
-            recon_feats[i] = judge_features(recon_audio[i], cfg.judge_sr)
+            recon_audio[i] = resample(y, model.sr, JUDGE_SR)
+            recon_feats[i] = judge_features(recon_audio[i], JUDGE_SR)
         recon = judged(recon_feats)
         per_set = {}
         for label, idx in sets.items():
@@ -167,7 +165,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
             feats = {}
             for k, (i, (a, sr)) in enumerate(audio.items()):
                 y = render_array(stream, resample(a, sr, model.sr), None, None, cfg.block, delay, cfg.seed + k)
-                feats[i] = judge_features(resample(y, model.sr, cfg.judge_sr), cfg.judge_sr)
+                feats[i] = judge_features(resample(y, model.sr, JUDGE_SR), JUDGE_SR)
             through = judged(feats)
             for label in sets:
                 ids = oracle_plan["ids"][c, label]
@@ -179,7 +177,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         "data": str(cfg.data),
         "judge": {
             "features": JUDGE_FEATURES,
-            "rate": cfg.judge_sr,
+            "rate": JUDGE_SR,
             "cross_fitted_folds": FOLDS,
             "trained_on": f"clean clips of the other folds, every font ({len(rows)} clips in all), {DEGRADED_COPIES}",
         },
