@@ -151,6 +151,18 @@ def on_clip_count(entry: dict[str, Any]) -> int:
     return int(entry.get("held_out_without_test", entry["held_out_without"]))
 
 
+def too_few(entry: dict[str, Any]) -> str | None:
+    """Why no goal of an entry can be met whatever its edits did: a side with fewer than `MIN_EXAMPLES` clips (or
+    renders; `goals_met`), in words; None when both sides have enough. At 4 renders a perfect edit read as one
+    that "could be neither taken out nor put in"."""
+    n_on = on_clip_count(entry) if "held_out_without" in entry else None
+    sides = {"with": entry.get("held_out_with", entry.get("renders")), "without": n_on or entry.get("renders")}
+    short = [f"{int(n)} {side}" for side, n in sides.items() if n is not None and int(n) < MIN_EXAMPLES]
+    if not short:
+        return None
+    return f"too few clips to decide: {', '.join(short)} (a goal needs at least {MIN_EXAMPLES} per side)"
+
+
 def drift_missed(entry: dict[str, Any], goal: float) -> str:
     """Why an entry of the judge missed its drift goal, in words: the other concepts moved too far, or they stayed
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
@@ -158,6 +170,8 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     drift = float(entry.get("max_drift", 0.0))
     n_on = on_clip_count(entry) if "held_out_without" in entry else None
     counts = [int(n) for n in (entry.get("held_out_with"), n_on, entry.get("renders")) if n]  # RAVE's; MusicGen's
+    if drift <= goal and (few := too_few(entry)):  # within the goal: no count this small could meet it
+        return few
     if counts and drift <= goal:
         n = min(counts)
         return (f"other concepts moved by at most {drift:.0f} points, within {goal:.0f} but not by a clip's margin "
@@ -626,7 +640,9 @@ def rich_table(result: dict):
         + _clips_caption(result["concepts"])
         + f"; goals ✓: drop and rise of at least {GOALS['off_drop']:g} / {GOALS['on_rise']:g} points and drift "
         f"under {GOALS['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
-        "drop / rise goal" + ("" if all(measured.values()) else "; –: no other concept judged, so no drift measured"),
+        f"drop / rise goal, on at least {MIN_EXAMPLES} clips per side"
+        + "".join(f"; {n}: {few}" for n, e in result["concepts"].items() if (few := too_few(e)))
+        + ("" if all(measured.values()) else "; –: no other concept judged, so no drift measured"),
         caption_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,

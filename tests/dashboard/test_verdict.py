@@ -89,8 +89,14 @@ def test_a_drift_within_the_goal_but_not_by_a_clips_margin_says_so():
     entry = {**_entry(), "held_out_with": 4, "held_out_without": 4, "on_clips": "all", "max_drift": 0.0}
     entry["drift"] = {"off": {"drums": 0.0}, "on": {"drums": 0.0}}
     text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
-    assert ("guitar can be taken out and put in, but other concepts moved by at most 0 points, within 10 but not by "
-            "a clip's margin (one clip is 25 points at 4 clips).") in text  # fmt: skip
+    assert ("guitar can be taken out and put in, but too few clips to decide: 4 with, 4 without (a goal needs at "
+            "least 12 per side).") in text  # fmt: skip
+    entry |= {"held_out_with": 12, "held_out_without": 12, "renders": None}
+    entry["goals_met"] = {"off_drop": True, "on_rise": True, "drift": False}  # 12 clips, and a drift of 5
+    entry["max_drift"] = 5.0
+    text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
+    assert ("guitar can be taken out and put in, but other concepts moved by at most 5 points, within 10 but not by "
+            "a clip's margin (one clip is 8 points at 12 clips).") in text  # fmt: skip
     assert "goal: at most 10, by a clip's margin" in text
 
 
@@ -116,3 +122,17 @@ def test_a_musicgen_judge_entry_reads_as_renders_with_the_files_strength():
     assert "held-out clips" not in text and text.count("of the 16 renders, the judge heard it in 6 of 16") == 2
     assert "guitar=on:4" in text and "one render moves a figure by 6 points" in text
     assert "(one clip is 6 points at 16 clips)" in text  # the drift goal missed by the margin, not by 6 points
+
+
+def test_an_entry_of_too_few_renders_says_so_not_that_the_edits_failed():
+    """`eval musicgen` at its defaults judges 4 renders, where no goal can be met (`goals_met`: 12 a side): a perfect
+    edit read "guitar could be neither taken out nor put in by these edits" (hunt 88)."""
+    entry = {"renders": 4, "none": {"with": 100.0, "without": 0.0}, "off": {"with": 0.0}, "on": {"without": 100.0},
+             "off_drop": 100.0, "on_rise": 100.0, "drift": {"off": {"drums": 0.0}, "on": {"drums": 0.0}},
+             "max_drift": 0.0, "drift_measured": True,
+             "goals_met": {"off_drop": False, "on_rise": False, "drift": False}}  # fmt: skip
+    assert headline("guitar", entry) == (
+        "guitar: too few clips to decide: 4 with, 4 without (a goal needs at least 12 per side)."
+    )
+    enough = headline("guitar", {**entry, "renders": 12})
+    assert enough == "guitar could be neither taken out nor put in by these edits."

@@ -11,7 +11,7 @@ import html
 import math
 from typing import Any
 
-from training.judge import none_where_on, on_clip_count
+from training.judge import none_where_on, on_clip_count, too_few
 
 DEFAULT_GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
 
@@ -61,10 +61,13 @@ def headline(name: str, entry: dict, goals: dict | None = None) -> str:
     off, on, drift = met.get("off_drop"), met.get("on_rise"), met.get("drift")
     can = [w for w, ok in (("taken out", off), ("put in", on)) if ok]
     cannot = [w for w, ok in (("taken out", off), ("put in", on)) if ok is False]
+    few = too_few(entry)
     if can and not cannot:
         text = f"{name} can be {' and '.join(can)}"
     elif can:
-        text = f"{name} can be {can[0]}, but not {cannot[0]}"
+        text = f"{name} can be {can[0]}, but not {cannot[0]}" + (f"; {few}" if few else "")
+    elif cannot and few:  # no goal can be met there, whatever the edits did
+        return f"{name}: {few}."
     elif cannot:
         text = f"{name} could be neither taken out nor put in by these edits"
     else:
