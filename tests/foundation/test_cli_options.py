@@ -238,6 +238,9 @@ def test_a_gin_config_the_builder_cannot_use_is_one_line(configs, said, tmp_path
         (["eval", "hooks", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--concepts", " , "],
          "--concepts ' , ': expected comma-separated names"),  # it trained SAEs, then picked a hook for 0 concepts
         (["data", "make", "--out", "{tmp}/o", "--concepts", ","], "--concepts ',': expected comma-separated concepts"),
+        (["data", "make", "--out", "{tmp}/o", "--concepts", "none", "--copy"], "--copy: copies clips into concept"),
+        (["data", "make", "--out", "{tmp}/o", "--soundfonts", "fluidr3", "--soundfont", "x.sf2"],
+         "argument --soundfont: not allowed with argument --soundfonts"),  # --soundfonts was dropped
         (["eval", "hooks", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--hooks", "latent,decoder.net.1",
           "--store", "{tmp}/store"], "--store {tmp}/store: no hook 'decoder.net.1' (it holds latent)"),  # after latent
         (["eval", "musicgen", "--data", "d", "--model", "m", "--bank", "b.yaml", "--out", "{tmp}/o", "--strength", "0"],

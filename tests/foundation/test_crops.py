@@ -15,7 +15,7 @@ def test_codec_and_demo_rave_crops_start_anywhere_a_crop_fits():
     audio = np.arange(1, n + 1, dtype=np.int16)
     clips = ClipSet([{}], [audio], 16000, {}, [])
     codec = random_batch(clips, 200, length, np.random.default_rng(0))[:, 0].numpy()
-    starts = {int(round(c[0] * 32767)) - 1 for c in codec}
+    starts = {round(float(c[0]) * 32767) - 1 for c in codec}
     demo = next(batches([audio.astype(np.float32)], 200, length, np.random.default_rng(0)))[:, 0].numpy()
     assert starts == {int(c[0]) - 1 for c in demo} == {0, 1, 2}
     # a clip shorter than the crop starts at 0, zero-padded

@@ -127,6 +127,8 @@ def render_plain(tmp_path, clip, model_path, model, delay):
     [
         (["--no-gate", "--gate-db=-50,-40"], "--gate-db: sets the gate's levels, and --no-gate turns the gate off"),
         (["--set", " =off"], "--set ' =off': expected NAME=off"),  # was "concept '': not in ..." after loading
+        (["--gate-db=-50,-40"], "--gate-db: the gate is where on / clamp act, and no --set switches one on"),
+        (["--no-gate", "--set", "x=off"], "--no-gate: the gate is where on / clamp act"),  # a plain render, no word
     ],
 )
 def test_contradictions_and_blank_names_are_refused_before_loading(tmp_path, capsys, extra, said):

@@ -34,13 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument("--sr", type=int, default=44100, help="sample rate in Hz (default 44100)")
     make.add_argument("--p-solo", type=float, default=0.3, help="fraction of solo clips (default 0.3)")
     make.add_argument("--p-voice", type=float, default=0.15, help="fraction of voice clips (default 0.15)")
-    make.add_argument(
+    fonts = make.add_mutually_exclusive_group()  # both given: --soundfonts was dropped without a word
+    fonts.add_argument(
         "--soundfonts",
         default=",".join(DEFAULT_FONTS),
         help=f"comma-separated soundfonts: names ({', '.join(FONTS)}) or .sf2/.sf3 paths "
         f"(default: {','.join(DEFAULT_FONTS)})",
     )
-    make.add_argument("--soundfont", default=None, help="one .sf2 file instead of --soundfonts")
+    fonts.add_argument("--soundfont", default=None, help="one .sf2 file instead of --soundfonts")
     make.add_argument(
         "--holdout-font", default=None, help="a soundfont of the set whose clips are held out (split holdout_font)"
     )
@@ -71,6 +72,8 @@ def run_make(args: argparse.Namespace) -> int:
         concepts = list(dict.fromkeys(c.strip() for c in args.concepts.split(",") if c.strip()))  # each once
         if not concepts:  # `none` says it; an empty list made no concept folders without a word
             raise UserError(f"--concepts {args.concepts!r}: expected comma-separated concepts, 'all' or 'none'")
+    if args.copy and not concepts:
+        raise UserError("--copy: copies clips into concept folders, and --concepts none makes none")
     cfg = DataConfig(
         n=args.n,
         seed=args.seed,

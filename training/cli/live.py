@@ -176,7 +176,8 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         from realtime.audio_files import read_audio
 
         source = read_audio(args.input, what="input")
-    if args.preset is not None and not args.preset.is_file():
+    named = args.preset is not None and not args.preset.is_file()  # a preset's name, read in the preset folder
+    if named:
         args.preset = _named_preset(args)
     if args.preset is not None:  # not YAML, not a preset: refused before the model loads
         from realtime.controls import read_preset
@@ -188,6 +189,8 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         ConceptBank.load(args.bank)
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
         raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
+    if args.no_osc and args.preset_dir is not None and not named:  # ignored without a word
+        raise UserError("--preset-dir: /preset/load reads presets from it over OSC, and --no-osc turns OSC off")
     if args.output is not None:
         check_not_source(args.output, args.input, "--out", "--in", "write the processed file elsewhere")
         check_audio_out(args.output, "--out")

@@ -78,9 +78,13 @@ def run_rave(args: argparse.Namespace) -> int:
     from sae.steering import Gate
 
     check_audio_out(args.out)
-    parse_sets(args.sets)
+    sets = parse_sets(args.sets)
     if args.no_gate and args.gate_db is not None:  # the levels of a gate that is off: ignored without a word
         raise UserError("--gate-db: sets the gate's levels, and --no-gate turns the gate off; drop one")
+    gated = [mode for _, mode in sets if mode.split(":")[0] in ("on", "clamp")]
+    if not gated and (args.gate_db is not None or args.no_gate):  # the render would ignore it
+        flag = "--gate-db" if args.gate_db is not None else "--no-gate"
+        raise UserError(f"{flag}: the gate is where on / clamp act, and no --set switches one on")
     gate = Gate(*(args.gate_db or (-60.0, -45.0)), enabled=not args.no_gate)
     torch.set_num_threads(args.threads)
     console = output_console(stderr=True)
