@@ -368,3 +368,19 @@ def test_the_baseline_direction_goes_to_the_hidden_states_device():
 
     fn = ShiftSteering(1, torch.ones(8), "cond").layer_fns(1)[1]
     assert fn(torch.zeros(2, 1, 8, device="meta"), 0).device.type == "meta"
+
+
+def test_a_verdict_on_two_renders_is_undecided_as_its_goals():
+    """Two renders that both lost the concept read drop 100 [100, 100]: verdict "met" where `goals_met` (12 renders
+    a side) said not met (hunt 88)."""
+    import numpy as np
+
+    from training.musicgen.experiment import _arm
+
+    def detect(n: int, guitar: int) -> dict:
+        return {"guitar": np.full(n, guitar, bool), "drums": np.zeros(n, bool)}
+
+    for n, said in ((2, "undecided"), (12, "met")):
+        a = _arm(["guitar", "drums"], "guitar", detect(n, 1), detect(n, 0), lambda n=n: detect(n, 0),
+                 lambda s, n=n: detect(n, 1), (1.0,))  # fmt: skip
+        assert a["off_drop"]["value"] == 100 and a["verdicts"] == {"off_drop": said, "on_rise": said}, a["verdicts"]

@@ -44,6 +44,7 @@ import torch
 from realtime.audio_files import AudioNotes
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import measured
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int, seed_int
@@ -210,9 +211,11 @@ def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, stren
         "max_drift": max_drift,
         "worst_drift": worst,
         "goals_met": _goals(drop, best["rise"], max_drift),
-        "verdicts": {
-            "off_drop": verdict(drop, GOALS["off_drop"], None),
-            "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None),
+        "verdicts": {  # undecided below MIN_EXAMPLES renders, as `goals_met` (2 renders that moved read "met")
+            "off_drop": verdict(drop, GOALS["off_drop"], None) if drop.n >= MIN_EXAMPLES else "undecided",
+            "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None)
+            if best["rise"]["n"] >= MIN_EXAMPLES
+            else "undecided",
         },
     }
 
