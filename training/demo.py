@@ -118,6 +118,15 @@ def _model_path(cfg: DemoConfig, say: Callable[[str], None]) -> Path:
     return path
 
 
+def _first_clip(folder: Path, n: int) -> Path:
+    """The first held-out clip of a side, to render; a side left empty (few clips, or no font both sides share) is
+    one line, not an IndexError after every step before it."""
+    clips = sorted(folder.iterdir()) if folder.is_dir() else []
+    if not clips:
+        raise UserError(f"demo: {folder} holds no clip to render ({n} clips made: give more, --n)")
+    return clips[0]
+
+
 def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every step; returns the summary also written to OUT/demo.json and OUT/report.md."""
     import torch
@@ -248,8 +257,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         raise UserError(f"demo: no concept was found ({'; '.join(failed.values())})")
     target = next(iter(found))
     renders = out / "renders"
-    pick_with = sorted((data / "heldout" / target / "with").iterdir())[0]
-    pick_without = sorted((data / "heldout" / target / "without").iterdir())[0]
+    pick_with, pick_without = (_first_clip(data / "heldout" / target / side, cfg.n) for side in ("with", "without"))
 
     judged = step(
         "judge",

@@ -68,3 +68,17 @@ def test_an_out_that_cannot_keep_the_assets_is_refused_before_any_work(tmp_path,
     code, err = _run(capsys, *argv)
     assert code == 2 and needle.format(tmp=tmp_path) in err and "\n" not in err, err
     assert (tmp_path / "afile").read_text() == "keep me" and not (tmp_path / "work").exists()
+
+
+def test_a_held_out_side_left_empty_is_one_line(tmp_path):
+    """The demo rendered the first held-out clip of each side with `sorted(...)[0]`: a side left empty (few clips,
+    or no font both sides share after balancing) was an IndexError after every step before it (hunt 87)."""
+    from sae.errors import UserError
+    from training.demo import _first_clip
+
+    (tmp_path / "with").mkdir()
+    with pytest.raises(UserError, match=r"^demo: .*with holds no clip to render \(30 clips made: give more, --n\)"):
+        _first_clip(tmp_path / "with", 30)
+    (tmp_path / "with" / "clip_00001.wav").touch()
+    (tmp_path / "with" / "clip_00000.wav").touch()
+    assert _first_clip(tmp_path / "with", 30).name == "clip_00000.wav"
