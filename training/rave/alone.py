@@ -104,7 +104,8 @@ def find_alone(
     line = (
         f"alone: a detector on a {memory_s:g} s memory of the features, from {len(alone)} clips of it alone and "
         f"{len(clips) - len(alone)} others; on {len(val)} held-out clips' frames AUROC {auc:.3f}, and at threshold "
-        f"{threshold:.3g} it calls {hit:.0f} % of the alone frames and {false:.1f} % of the others alone; `off` puts "
-        "silence there"
+        f"{threshold:.3g} it calls {hit:.0f} % of the alone frames and {false:.1f} % of the others alone (the frames "
+        "its regularisation and threshold were chosen on: optimistic, the false alarms set there); `off` puts silence "
+        "there"
     )
     return detector, line
