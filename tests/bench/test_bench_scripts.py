@@ -73,6 +73,14 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
             r"\d+ holdout_font clips without drums; drums heard in \d+ %",
         ],
     ),
+    "layer_choice.py": (
+        ["--datasets", "1", "--layers", "2", "--clips", "8"],
+        [
+            r"chosen and reported on every clip \(baseline\): interval above chance in \d+ of 1",
+            r"chosen on half, reported on the other \(musicsae\): interval above chance in \d+ of 1",
+            r"above chance(, baseline / musicsae: [\d.]+x|: baseline \d+, musicsae 0)",
+        ],
+    ),
     "probe_chance.py": (
         ["--datasets", "2", "--permutations", "2", "--sources", "8"],
         [
