@@ -412,7 +412,7 @@ def test_render_options_are_checked_before_the_model_loads(tmp_path, monkeypatch
     [
         ("x.wav.render.json", ["--prompt", "rock", "--out", "x.wav"], "--out x.wav: x.wav.render.json: is a folder"),
         ("outs/render.json", ["--batch", "jobs.yaml", "--out-dir", "outs"], "--out-dir outs: its record outs/render"),
-        ("x.plain.wav", ["--prompt", "rock", "--out", "x.wav", "--plain"], "--plain x.plain.wav: is a folder"),
+        ("x.plain.wav", ["--prompt", "rock", "--out", "x.wav", "--plain", "--set", "x=off"], "--plain x.plain.wav: is"),
     ],
 )
 def test_a_folder_where_the_record_or_plain_file_goes_is_refused_before_the_model_loads(
@@ -496,7 +496,7 @@ def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg, capsys)
     rec = json.loads((tmp_path / "out" / "render.json").read_text())
     assert rec["model"]["name"] == "lut_model" and rec["cfg_coef"] == 5.0 and rec["edit_rows"] == "cond"
     files = {f["file"]: f for f in rec["files"]}
-    assert set(files) == {"0000_funky_drums.wav", "nog.wav", "0000_funky_drums.plain.wav", "nog.plain.wav"}
+    assert set(files) == {"0000_funky_drums.wav", "nog.wav", "nog.plain.wav"}  # a job with no edit is plain itself
     assert files["0000_funky_drums.wav"]["played_as"] == "drums" and files["0000_funky_drums.wav"]["seed"] == 0
     assert files["nog.wav"]["sets"] == ["guitar=off@0.05-"] and files["nog.wav"]["seed"] == 7
     assert files["nog.plain.wav"]["sets"] == [] and files["nog.plain.wav"]["duration"] == 0.1
@@ -504,7 +504,7 @@ def test_a_batch_says_what_each_file_holds(tmp_path, audiocraft_dir, mg, capsys)
     jobs.write_text("- {prompt: funky drums, name: nog}\n- {prompt: drums, name: more}\n")
     assert main([*argv[:-3], "--cfg-coef", "3"]) == 0
     files = {f["file"]: f for f in json.loads((tmp_path / "out" / "render.json").read_text())["files"]}
-    assert set(files) == {"0000_funky_drums.wav", "nog.wav", "0000_funky_drums.plain.wav", "nog.plain.wav", "more.wav"}
+    assert set(files) == {"0000_funky_drums.wav", "nog.wav", "nog.plain.wav", "more.wav"}
     assert "settings" not in files["nog.wav"] and files["nog.wav"]["sets"] == []  # written again: the new entry
     assert files["0000_funky_drums.wav"]["settings"]["cfg_coef"] == 5.0  # earlier settings, carried with it
     # a JSON job list is YAML too: the record replaced it
