@@ -76,6 +76,11 @@ def parse_sets(texts: Sequence[str]) -> list[tuple[str, str]]:
     return check_sets(parse_set(t) for t in texts)
 
 
+def gated_sets(sets: Sequence[tuple[str, str]]) -> list[str]:
+    """The concepts of parsed `--set`s the gate acts on (`on` and `clamp`: `sae.steering.Gate`)."""
+    return [name for name, mode in sets if mode.split(":")[0] in ("on", "clamp")]
+
+
 @dataclass
 class Steering:
     """The SAE and the concepts of a bank that belong to one RAVE model."""
@@ -437,7 +442,7 @@ def render_file(
     audio = conform(data, file_sr, model.sr, channels)
     audio = audio[:, 0] if channels == 1 else audio
     gate = Gate() if gate is None else gate
-    gated = [name for name, mode in parsed if mode.split(":")[0] in ("on", "clamp")]
+    gated = gated_sets(parsed)
     if gated and gate.enabled and len(audio) >= model.ratio:
         n = len(audio) // model.ratio * model.ratio
         level = audio[:n] if audio.ndim == 1 else audio[:n].mean(axis=1)  # the gate hears the sides' mean

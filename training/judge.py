@@ -119,10 +119,17 @@ def baseline_vs_sae(entry: dict[str, Any], name: str) -> dict[str, dict[str, Any
         diff = paired_diff(base_ok.astype(float), sae_ok.astype(float))
         sae_only, base_only = int((sae_ok & ~base_ok).sum()), int((base_ok & ~sae_ok).sum())
         p = sign_test(sae_only, base_only)
-        ahead = "tied" if p >= 0.05 else "SAE" if diff.lo > 0 else "baseline" if diff.hi < 0 else "tied"
         out[key] = {**diff.as_dict(), "clips_sae_only": sae_only, "clips_baseline_only": base_only, "sign_test_p": p,
-                    "ahead": ahead}  # fmt: skip
+                    "ahead": ahead(diff.lo, diff.hi, p)}  # fmt: skip
     return out
+
+
+def ahead(lo: float, hi: float, sign_p: float) -> str:
+    """Who leads in a paired SAE-minus-baseline comparison: "SAE" or "baseline" where the whole interval [lo, hi]
+    says so and the exact sign test on the clips where they differ does too (p < 0.05), else "tied"."""
+    if sign_p >= 0.05:
+        return "tied"
+    return "SAE" if lo > 0 else "baseline" if hi < 0 else "tied"
 
 
 def _calls(entry: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -151,12 +158,18 @@ def on_clip_count(entry: dict[str, Any]) -> int:
     return int(entry.get("held_out_without_test", entry["held_out_without"]))
 
 
+def _side_counts(entry: dict[str, Any]) -> dict[str, int | None]:
+    """The clips `off` (with) and `on` (without) of a judge entry are reported on: RAVE's held-out clips, or
+    MusicGen's renders (one set of prompts for both); None where the entry does not say."""
+    n_on = on_clip_count(entry) if "held_out_without" in entry else None
+    return {"with": entry.get("held_out_with", entry.get("renders")), "without": n_on or entry.get("renders")}
+
+
 def too_few(entry: dict[str, Any]) -> str | None:
     """Why no goal of an entry can be met whatever its edits did: a side with fewer than `MIN_EXAMPLES` clips (or
     renders; `goals_met`), in words; None when both sides have enough. At 4 renders a perfect edit read as one
     that "could be neither taken out nor put in"."""
-    n_on = on_clip_count(entry) if "held_out_without" in entry else None
-    sides = {"with": entry.get("held_out_with", entry.get("renders")), "without": n_on or entry.get("renders")}
+    sides = _side_counts(entry)
     short = [f"{int(n)} {side}" for side, n in sides.items() if n is not None and int(n) < MIN_EXAMPLES]
     if not short:
         return None
@@ -168,8 +181,7 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
     25 points: "other concepts move by up to 0 points" was given as the reason)."""
     drift = float(entry.get("max_drift", 0.0))
-    n_on = on_clip_count(entry) if "held_out_without" in entry else None
-    counts = [int(n) for n in (entry.get("held_out_with"), n_on, entry.get("renders")) if n]  # RAVE's; MusicGen's
+    counts = [int(n) for n in _side_counts(entry).values() if n]
     if drift <= goal and (few := too_few(entry)):  # within the goal: no count this small could meet it
         return few
     if counts and drift <= goal:

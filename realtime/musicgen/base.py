@@ -72,6 +72,12 @@ def folder_name(source: str) -> str:
     return path.name
 
 
+def layer_of(i: int, num_layers: int) -> int:
+    """A layer index as given (-1: the last layer, as Python counts), counted from 0; out of range is left as it
+    is, for the caller to refuse."""
+    return i + num_layers if -num_layers <= i < 0 else i
+
+
 def parse_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
     """`all`, `3`, `0,2,5`, `-1` (last) or a list of ints → sorted unique layer indices, checked."""
     if isinstance(spec, str):
@@ -88,7 +94,7 @@ def parse_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
         raise UserError(f"--layers {spec!r}: expected 'all' or at least one layer index")
     out = []
     for i in items:
-        j = i + num_layers if i < 0 else i
+        j = layer_of(i, num_layers)
         if not 0 <= j < num_layers:
             raise UserError(f"layer {i}: out of range, the model has layers 0..{num_layers - 1}")
         out.append(j)

@@ -316,6 +316,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     from realtime.audio_files import AudioNotes
     from realtime.musicgen import load_musicgen, parse_layers
+    from realtime.musicgen.base import layer_of
     from sae.atomic import atomic_write_text
     from sae.bank import ConceptBank, check_concept_name, inert_note
     from sae.errors import UserError
@@ -385,8 +386,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 f"{args.saes}; it holds SAEs for {held}"
             )
     if args.layer is not None:  # -1: the model's last layer, as --layers reads it
-        j = args.layer + mg.num_layers if args.layer < 0 else args.layer
-        args.layer = j if 0 <= j < mg.num_layers else args.layer
+        args.layer = layer_of(args.layer, mg.num_layers)
     if args.layer is not None and args.layer not in layers:
         why = f"the layers --saes {args.saes} holds an SAE for" if args.layers is None else "--layers"
         raise UserError(f"--layer {args.layer}: not among the layers probed ({','.join(map(str, layers))}: {why})")

@@ -72,7 +72,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
 def run_rave(args: argparse.Namespace) -> int:
     import torch
 
-    from realtime.render_rave import parse_sets, render_file
+    from realtime.render_rave import gated_sets, parse_sets, render_file
     from sae.errors import UserError
     from sae.paths import check_audio_out
     from sae.steering import Gate
@@ -81,8 +81,7 @@ def run_rave(args: argparse.Namespace) -> int:
     sets = parse_sets(args.sets)
     if args.no_gate and args.gate_db is not None:  # the levels of a gate that is off: ignored without a word
         raise UserError("--gate-db: sets the gate's levels, and --no-gate turns the gate off; drop one")
-    gated = [mode for _, mode in sets if mode.split(":")[0] in ("on", "clamp")]
-    if not gated and (args.gate_db is not None or args.no_gate):  # the render would ignore it
+    if not gated_sets(sets) and (args.gate_db is not None or args.no_gate):  # the render would ignore it
         flag = "--gate-db" if args.gate_db is not None else "--no-gate"
         raise UserError(f"{flag}: the gate is where on / clamp act, and no --set switches one on")
     gate = Gate(*(args.gate_db or (-60.0, -45.0)), enabled=not args.no_gate)

@@ -44,6 +44,7 @@ from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured
 from sae.stats import sign_test
+from training.judge import ahead
 
 GOAL_DRIFT = 10.0
 
@@ -171,16 +172,12 @@ def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
         if key in sae and key in base:
             diff = sae[key] - base[key]
             lo, hi = paired_interval(diff, seed)
-            # ahead where the interval and the exact sign test on the clips that differ agree, as the judge's own
-            # comparison (`training.judge.baseline_vs_sae`): 4 clips to none made a lead here and a tie there
+            # led as the judge's own comparison leads (`training.judge.baseline_vs_sae`): on the interval alone 4
+            # clips to none made a lead here and a tie there
             p = sign_test(int((diff > 0).sum()), int((diff < 0).sum()))
+            lead = ahead(lo, hi, p)
             res[key] = {"sae": float(sae[key].mean()), "baseline": float(base[key].mean()), "diff": float(diff.mean())}
-            res[key] |= {
-                "interval": [lo, hi],
-                "sign_test_p": p,
-                "beats": lo > 0 and p < 0.05,
-                "loses": hi < 0 and p < 0.05,
-            }
+            res[key] |= {"interval": [lo, hi], "sign_test_p": p, "beats": lead == "SAE", "loses": lead == "baseline"}
     worst = max(sae["drift_on"], key=lambda o: abs(sae["drift_on"][o].mean()), default=None)
     if worst is not None:
         d_sae, d_base = np.abs(sae["drift_on"][worst].mean()), np.abs(base["drift_on"][worst].mean())
