@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from training.cli.args import nonneg_float, positive_float, thread_count
+from training.cli.args import comma_names, nonneg_float, positive_float, thread_count
+from training.cli.eval import names_of
 from training.cli.main import build_parser, command_parsers, main
 
 
@@ -76,6 +77,13 @@ def test_infinite_or_nan_seconds_are_refused(check, text):
     """`--duration inf` passed `> 0` and ended in an OverflowError traceback (render/collect/eval musicgen)."""
     with pytest.raises(argparse.ArgumentTypeError, match="expected"):
         check(text)
+
+
+def test_a_name_given_twice_in_a_list_is_one_name():
+    """`eval steering --concepts guitar,guitar` rendered and judged guitar twice; every list option splits here."""
+    assert comma_names(" guitar, drums,,guitar ,") == ("guitar", "drums")
+    assert comma_names(None) == ()
+    assert names_of("guitar,guitar", "--concepts") == ("guitar",)  # the judges' lists
 
 
 def test_concept_find_refuses_a_default_every_consumer_would_refuse(tmp_path, capsys):

@@ -79,6 +79,12 @@ meter_seconds = _checked(float, lambda v: 0 < v <= 60, "a time constant in secon
 kept_variance = _checked(float, lambda v: 0 < v <= 0.999, "a fraction of the latent variance in (0, 0.999]")
 
 
+def comma_names(text: str | None) -> tuple[str, ...]:
+    """Comma-separated names, blanks dropped, each once in the order given (`--concepts guitar,guitar` rendered and
+    judged guitar twice); None: none."""
+    return tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
+
+
 def _positive_floats(text: str) -> tuple[float, ...]:
     """Comma-separated numbers, each once in the order given; an empty item (`2,,3`: a number left out?) refused."""
     items = text.split(",")

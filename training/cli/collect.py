@@ -9,7 +9,15 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from training.cli.args import add_device, add_musicgen_model, add_threads, guidance_coef, positive_float, seed_int
+from training.cli.args import (
+    add_device,
+    add_musicgen_model,
+    add_threads,
+    comma_names,
+    guidance_coef,
+    positive_float,
+    seed_int,
+)
 from training.cli.launch import add_nproc
 from training.cli.quiet import description_column, output_console, progress_bar, spinner
 
@@ -83,7 +91,7 @@ def run_rave(args: argparse.Namespace) -> int:
             width, steps = hook_shape(model, hook)
             print(f"{hook}\t{width}\t{steps}")
         return 0
-    layers = tuple(x.strip() for x in args.layers.split(",") if x.strip())
+    layers = comma_names(args.layers)
     cfg = RaveCollectConfig(
         model=args.model,
         audio=args.audio,

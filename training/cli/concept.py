@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import add_device, add_musicgen_model, add_threads, folds, meter_seconds, positive_int
+from training.cli.args import (
+    add_device,
+    add_musicgen_model,
+    add_threads,
+    comma_names,
+    folds,
+    meter_seconds,
+    positive_int,
+)
 from training.cli.quiet import output_console, progress_bar, spinner
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -189,7 +197,7 @@ def run_find(args: argparse.Namespace) -> int:
         steer_threshold=FindConfig.steer_threshold if args.steer_threshold is None else args.steer_threshold,
         groups=args.groups,
         permutations=FindConfig.permutations if args.permutations is None else args.permutations,
-        spare=tuple(n.strip() for n in (args.spare or "").split(",") if n.strip()),
+        spare=comma_names(args.spare),
         alone_dir=args.alone_dir,
         alone_memory=FindConfig.alone_memory if args.alone_memory is None else args.alone_memory,
         device=args.device,
@@ -343,7 +351,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             raise UserError(f"--concepts {root}: not a folder")
         names = sorted(p.name for p in root.iterdir() if (p / "with").is_dir())
         if args.only:
-            wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+            wanted = list(comma_names(args.only))
             missing = [n for n in wanted if n not in names]
             if missing:
                 raise UserError(f"--only {missing[0]}: no {root / missing[0]}/with folder")

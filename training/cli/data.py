@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import seed_int
+from training.cli.args import comma_names, seed_int
 from training.cli.quiet import output_console, progress_bar
 from training.data.concept_clips import DEFAULT_FONTS, FONTS
 
@@ -69,7 +69,7 @@ def run_make(args: argparse.Namespace) -> int:
     check_output_dir(args.out)
     concepts = {"all": list(CONCEPTS), "none": []}.get(args.concepts)
     if concepts is None:
-        concepts = list(dict.fromkeys(c.strip() for c in args.concepts.split(",") if c.strip()))  # each once
+        concepts = list(comma_names(args.concepts))
         if not concepts:  # `none` says it; an empty list made no concept folders without a word
             raise UserError(f"--concepts {args.concepts!r}: expected comma-separated concepts, 'all' or 'none'")
     if args.copy and not concepts:
@@ -81,7 +81,7 @@ def run_make(args: argparse.Namespace) -> int:
         sample_rate=args.sr,
         p_solo=args.p_solo,
         p_voice=args.p_voice,
-        soundfonts=tuple(dict.fromkeys(f.strip() for f in args.soundfonts.split(",") if f.strip())),
+        soundfonts=comma_names(args.soundfonts),
         holdout_font=args.holdout_font,
         soundfont=args.soundfont,
     )

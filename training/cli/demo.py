@@ -7,6 +7,7 @@ import argparse
 from training.cli.args import (
     add_device,
     add_threads,
+    comma_names,
     nonneg_int,
     positive_float,
     positive_floats,
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     from training.demo import run_demo
     from training.judge import rich_table
 
-    concepts = tuple(c.strip() for c in args.concepts.split(",") if c.strip())
+    concepts = comma_names(args.concepts)
     bad = [c for c in concepts if c not in CONCEPTS]
     if not concepts or bad:
         raise UserError(f"--concepts {args.concepts}: expected names from {', '.join(CONCEPTS)}")

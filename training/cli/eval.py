@@ -12,6 +12,7 @@ from training.cli.args import (
     add_musicgen_model,
     add_threads,
     clamp_strengths,
+    comma_names,
     nonneg_float,
     nonneg_int,
     on_strength,
@@ -26,7 +27,7 @@ from training.cli.quiet import output_console, spinner
 def names_of(text: str | None, flag: str) -> tuple[str, ...]:
     """Comma-separated names (`--concepts`, `--watch`, `--oracle`), blanks dropped; None (not given): none. Given
     with no name (`--concepts ,`) is refused: read as not given, it judged every concept of the bank."""
-    names = tuple(c.strip() for c in (text or "").split(",") if c.strip())
+    names = comma_names(text)
     if text is not None and not names:
         from sae.errors import UserError
 
@@ -197,7 +198,7 @@ def run_hooks(args: argparse.Namespace) -> int:
 
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data"), (args.store, "--store")], "write the results elsewhere")
-    hooks = tuple(dict.fromkeys(h.strip() for h in args.hooks.split(",") if h.strip()))  # each hook once
+    hooks = comma_names(args.hooks)
     if not hooks:
         raise UserError("--hooks: expected at least one hook, e.g. latent,decoder.net.1")
     watch = watch_of(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from training.cli.args import add_threads, gate_levels, meter_seconds
+from training.cli.args import add_threads, comma_names, gate_levels, meter_seconds
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,7 @@ def run_nn(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False)
 
-    names = [n.strip() for n in args.concepts.split(",") if n.strip()] if args.concepts is not None else None
+    names = list(comma_names(args.concepts)) if args.concepts is not None else None
     if names == []:
         raise UserError(f"--concepts {args.concepts!r}: no concept names (leave it out for every concept on --model)")
     gate = Gate(*args.gate_db, enabled=not args.no_gate)

@@ -20,7 +20,7 @@ from pathlib import Path
 from sae.atomic import atomic_write_text
 from sae.jsonfile import strict_json
 from sae.stats import Interval
-from training.cli.args import Parser, seed_int
+from training.cli.args import Parser, comma_names, seed_int
 
 
 def _write(path: Path, text: str) -> None:
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     j.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    concepts = tuple(x.strip() for x in getattr(args, "concepts", "").split(",") if x.strip())
+    concepts = comma_names(getattr(args, "concepts", ""))
     if args.what != "codec" and not concepts:
         p.error(f"--concepts {args.concepts!r}: expected concept names like guitar,drums")
 

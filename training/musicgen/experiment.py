@@ -47,7 +47,16 @@ from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import measured
 from sae.stats import Interval, paired_diff, verdict, wilson
-from training.cli.args import Parser, add_device, add_threads, nonneg_int, positive_float, positive_int, seed_int
+from training.cli.args import (
+    Parser,
+    add_device,
+    add_threads,
+    comma_names,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+)
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
 from training.judge import DEGRADED_COPIES, goals_met
@@ -635,11 +644,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
 
-    def split(text: str) -> tuple[str, ...]:
-        return tuple(x.strip() for x in text.split(",") if x.strip())
-
     try:
-        strengths = tuple(float(x) for x in split(a.strengths))
+        strengths = tuple(float(x) for x in comma_names(a.strengths))
     except ValueError:
         strengths = ()
     if not strengths or not all(0 < s <= 100 for s in strengths):  # NaN fails too
@@ -648,9 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if seconds <= 0:
         p.error(f"--duration {seconds:g}: expected seconds > 0")
     cfg = ExperimentConfig(
-        a.model, a.data, a.out, split(a.steer), split(a.probe), a.layers, a.prompts, seconds,
+        a.model, a.data, a.out, comma_names(a.steer), comma_names(a.probe), a.layers, a.prompts, seconds,
         a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
-        device=a.device, edit_rows=split(a.edit_rows), test_seeds=a.test_seeds, render_seed=a.render_seed,
+        device=a.device, edit_rows=comma_names(a.edit_rows), test_seeds=a.test_seeds, render_seed=a.render_seed,
     )  # fmt: skip
     return runs.guarded(p.prog, lambda: run_experiment(cfg))
 
