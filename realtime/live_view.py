@@ -131,10 +131,10 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
         concepts.add_row(
             name,
             Text(ctl["mode"], style=style),
-            f"{ctl['strength']:.2f}",
-            f"{ctl['gain']:.2f}",
+            f"{ctl['strength']:.3g}",
+            f"{ctl['gain']:.3g}",
             presence(values.get(name, 0.0)) if name in names else presence(None),
         )
     for index, gain in view["features"].items():
-        concepts.add_row(f"feature {index}", Text("gain", style="cyan"), "", f"{gain:.2f}", "")
+        concepts.add_row(f"feature {index}", Text("gain", style="cyan"), "", f"{gain:.3g}", "")  # 0.004: not 0.00
     return Group(Text(title, style="bold"), head, concepts)

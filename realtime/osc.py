@@ -177,6 +177,12 @@ def _whole_message(data: bytes) -> bool:
     return i == len(data)
 
 
+def printable(text: str) -> str:
+    """`text` with what a terminal acts on (newlines, escape sequences) written as Python escapes (`\\x1b`): an OSC
+    address may hold any byte but NUL, and a sender's `/x\\n\\x1b[2J` split the status line and cleared the screen."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
@@ -280,7 +286,7 @@ class OscControl:
         except UserError as exc:
             return self._error("?", str(exc))
         replies: list[Reply] = []
-        saves: list[Path] = []
+        saves: list[tuple[Path, dict]] = []  # each with the controls where it stands in the packet
         address = "?"  # the message being applied: an /error names it, the first wrong one in the packet
         edits = any(a not in QUERIES for a, _, _ in messages)
         try:  # one snapshot per packet that changes something (a query composes none)
@@ -289,14 +295,16 @@ class OscControl:
                     if problem:
                         raise UserError(problem)
                     if address == "/preset/save":  # the name is checked now, the file written once all are
-                        saves.append(self._save_path(address, args))
+                        now = draft.as_dict() if draft is not None else self.controls.view()
+                        saves.append((self._save_path(address, args), now))
                     elif address in QUERIES:
                         if args and address != "/ping":
                             raise UserError(f"{address}: expected no arguments")
                     else:
                         self._apply(draft, address, args)
-                for path in saves:  # in the transaction: a preset that cannot be written drops the packet's edits
-                    self._save(path, draft.as_dict() if draft is not None else self.controls.view())
+                for path, view in saves:  # in the transaction: a preset that cannot be written drops the edits
+                    address = "/preset/save"  # the /error names it, not the packet's last message
+                    self._save(path, view)
         except UserError as exc:
             return self._error(address, str(exc))
         except Exception as exc:  # never let a packet take the server down
@@ -341,7 +349,7 @@ class OscControl:
 
     def _error(self, address: str, problem: str) -> list[Reply]:
         self.rejected += 1
-        self.last_error = problem
+        self.last_error = printable(problem)  # shown on the performer's terminal; the sender chose its bytes
         short = _clip(address, 200)  # an overlong address would not fit a reply datagram, twice
         problem = _clip(short + problem[len(address) :] if problem.startswith(address) else problem, 1000)
         address = short

@@ -197,12 +197,15 @@ def test_live_view_shows_concepts_levels_cpu_and_latency(rave_model, latent_sae,
 
     state = EditState.from_concepts(64, bank.concepts)
     state.set_mode("bright", "on:2")
+    state.set_mode("noisy", "clamp:0.004")  # was `clamp 0.00`, a value clamp refuses
+    state.set_feature_gain(5, -0.001)  # was `-0.00`
     proc = BlockProcessor(rave_model, latent_sae, 1024)
     with Engine(proc, Controls(state, mix=0.5), period=256) as engine:
         run_file(engine, _signal(rave_model.sr, 0.3))
     console = Console(record=True, width=160)
     console.print(render(engine))
     text = console.export_text()
+    assert "0.004" in text and "-0.001" in text and "0.00 " not in text, text
     assert f"latency {engine.latency.total} samples" in text
     assert "bright" in text and "noisy" in text and "mix 0.50" in text
     assert "dB" in text and "rave" in text and "underruns 0" in text, text
@@ -239,6 +242,13 @@ def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_
         console = Console(record=True, width=200)
         console.print(render(engine, osc))
         assert f"last: {address}" in console.export_text()
+    # hunt 90: an address may hold any byte but NUL; a newline split the status line, ESC[2J cleared the screen
+    osc.handle(OscMessageBuilder("/vol\n\x1b[2J").build().dgram)
+    console = Console(record=True, width=200)
+    console.print(render(engine, osc))
+    for shown in (status_line(engine, osc), console.export_text()):
+        assert "\x1b" not in shown and "/vol\\n\\x1b[2J: unknown address" in shown, shown
+    assert "\n" not in status_line(engine, osc)
 
 
 def test_an_inner_hook_steers_live_as_the_offline_render_does(rave_model):

@@ -556,9 +556,25 @@ def test_a_bundles_preset_that_cannot_be_written_drops_its_edits_too(tmp_path):
     replies = osc.handle(_bundle(("/mix", [0.2]), ("/preset/save", ["evening"])))
     assert replies[0][0] == "/error" and "cannot write" in replies[0][1][1], replies
     assert controls.view()["mix"] == 1.0
+    replies = osc.handle(_bundle(("/preset/save", ["evening"]), ("/mix", [0.2])))
+    assert replies[0][1][0] == "/preset/save", replies  # hunt 90: the /error named /mix, the bundle's last message
+    assert controls.view()["mix"] == 1.0
     (tmp_path / "gone").mkdir()
     assert osc.handle(_bundle(("/mix", [0.2]), ("/preset/save", ["evening"]))) == [("/preset/saved", ["evening.yaml"])]
     assert "mix: 0.2" in (tmp_path / "gone" / "evening.yaml").read_text()  # what the bundle set, with it
+
+
+def test_a_bundles_preset_save_keeps_the_controls_where_it_stands(tmp_path):
+    """Hunt 90: [/preset/save snap, /reset] ("keep this, then start over") saved the reset state: the file was
+    written from the controls after the whole bundle, not in the order sent."""
+    controls = Controls(EditState(8))
+    osc = OscControl(controls, preset_dir=tmp_path)
+    osc.handle(_bundle(("/mix", [0.5]), ("/feature/3/gain", [2.0])))
+    replies = osc.handle(_bundle(("/preset/save", ["snap"]), ("/reset", []), ("/mix", [1.0])))
+    assert replies == [("/preset/saved", ["snap.yaml"])], replies
+    saved = (tmp_path / "snap.yaml").read_text()
+    assert "mix: 0.5" in saved and "3: 2.0" in saved, saved
+    assert controls.view()["mix"] == 1.0 and controls.view()["features"] == {}
 
 
 def test_events_are_not_paced_by_the_meter_rate():
