@@ -40,15 +40,15 @@ def test_file_reads_as_nn_reads_it(steered_ts, nn, tiny_rave_ts):
         "noisy_1": [3, 2],
         "c_2nd_voice": [3, 2],
         "mix": [2],
-        "bypass": [1],
-        "gate": [1],
+        "bypass": [2],
+        "gate": [2],
         "gate_db": [2, 2],
     }
     host = nn.NnHost(m, "forward", 2048)
     assert host.get("bright") == ("none", 1.0)
     assert host.get("c_2nd_voice") == ("off", 1.0)  # the bank's default
-    assert host.get("mix") == (1.0,) and host.get("bypass") == (0,)
-    assert host.get("gate") == (1,) and host.get("gate_db") == (-60.0, -45.0)  # the engine's gate
+    assert host.get("mix") == (1.0,) and host.get("bypass") == (0.0,)
+    assert host.get("gate") == (1.0,) and host.get("gate_db") == (-60.0, -45.0)  # the engine's gate
     assert list(m.get_buffer_attributes()) == []
     assert m.get_sample_rate() == 44100
     meta = read_metadata(steered_ts)
@@ -112,10 +112,13 @@ def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
         assert host.get("bright") == ("scale", 0.5), atoms  # unchanged
     assert host.set("mix", 0.25) == 0 and host.get("mix") == (0.25,)
     assert host.set("mix", 1.5) == -1 and host.get("mix") == (0.25,)
-    assert host.set("bypass", 1) == 0 and host.get("bypass") == (1,)
-    assert host.set("bypass", 2) == -1 and host.get("bypass") == (1,)
-    assert host.set("gate", 0) == 0 and host.get("gate") == (0,)
-    assert host.set("gate", 2) == -1 and host.get("gate") == (0,)
+    assert host.set("bypass", 1) == 0 and host.get("bypass") == (1.0,)
+    assert host.set("bypass", 2) == -1 and host.get("bypass") == (1.0,)
+    assert host.set("gate", 0) == 0 and host.get("gate") == (0.0,)
+    assert host.set("gate", 2) == -1 and host.get("gate") == (0.0,)
+    for switch in ("bypass", "gate"):  # hunt 91: a slider's "0.500000" was read by nn~'s stoi as 0, without a word
+        before = host.get(switch)
+        assert host.set(switch, 0.5) == -1 and host.set(switch, 1.9) == -1 and host.get(switch) == before
     assert host.set("gate_db", -50, -30) == 0 and host.get("gate_db") == (-50.0, -30.0)
     for levels in ((-30, -50), (-40, -40), (math.nan, 0), (10, 20), (-10, 5)):  # above 0 dBFS: never open
         assert host.set("gate_db", *levels) == -1 and host.get("gate_db") == (-50.0, -30.0)

@@ -45,7 +45,7 @@ def test_exported_file_loads_and_runs_in_libtorch_2_5(hook, demo_nn, demo_hook_f
     info = _run(steered, "info")
     assert info.splitlines()[0].startswith("libtorch 2.5.1 loaded")
     assert "method forward 1 1 1 1" in info and "method meter 1 1 2 512" in info
-    assert "attribute bright types 3 2 value (none, 1.)" in info and "attribute bypass types 1 value (0,)" in info
+    assert "attribute bright types 3 2 value (none, 1.)" in info and "attribute bypass types 2 value (0.,)" in info
     rng = np.random.default_rng(0)
     t = np.arange(8 * 2048) / 44100
     x = (0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * rng.standard_normal(len(t))).astype(np.float32)[None]

@@ -19,7 +19,8 @@ and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
 - one attribute per concept, `(mode, value)`: mode `none|off|on|clamp|scale`, value = strength for `on` and
   `clamp`, gain for `scale`; an unknown mode, a value outside ±`sae.controls.STRENGTH_LIMIT` or a clamp strength
   outside (0, `CLAMP_LIMIT`] returns -1 and changes nothing; `mix` (float in [0, 1]), `bypass` and `gate`
-  (int 0/1: Pd sends every number as text, and nn~ reads "0.000000" as a true bool) and `gate_db` (lo, hi).
+  (0 or 1, floats: Pd sends every number as text, nn~ reads "0.000000" as a true bool and an int with `stoi`, which
+  took a slider's "0.5" as 0; anything else returns -1) and `gate_db` (lo, hi).
 
 Per call the edit is the one the attributes describe now; when it differs from the previous call's it ramps
 linearly over the call's latent frames (`sae.steering.ramp` and `ramp_floor`, the live engine's rule), and the
@@ -299,8 +300,8 @@ class SteeredRave(nn_tilde.Module):
             setattr(self, f"set_{c.attr}", _concept_setter(i).__get__(self))
             setattr(self, f"get_{c.attr}", _concept_getter(i).__get__(self))
         self._add_attribute("mix", (1.0,))
-        self._add_attribute("bypass", (0,))
-        self._add_attribute("gate", (0,))
+        self._add_attribute("bypass", (0.0,))  # floats, 0 or 1: nn~ reads an int with stoi, so a slider's
+        self._add_attribute("gate", (0.0,))  # "0.500000" was taken as 0 without a word; a float is refused
         self._add_attribute("gate_db", (0.0, 0.0))
 
     def _add_attribute(self, name: str, defaults: tuple) -> None:
@@ -360,25 +361,25 @@ class SteeredRave(nn_tilde.Module):
         return 0
 
     @torch.jit.export
-    def get_bypass(self) -> Tuple[int]:  # noqa: UP006
-        return (self.bypass,)
+    def get_bypass(self) -> Tuple[float]:  # noqa: UP006
+        return (float(self.bypass),)
 
     @torch.jit.export
-    def set_bypass(self, bypass: int) -> int:
-        if bypass != 0 and bypass != 1:
+    def set_bypass(self, bypass: float) -> int:
+        if bypass != 0.0 and bypass != 1.0:
             return -1
-        self.bypass = bypass
+        self.bypass = int(bypass)
         return 0
 
     @torch.jit.export
-    def get_gate(self) -> Tuple[int]:  # noqa: UP006
-        return (self.gate,)
+    def get_gate(self) -> Tuple[float]:  # noqa: UP006
+        return (float(self.gate),)
 
     @torch.jit.export
-    def set_gate(self, gate: int) -> int:
-        if gate != 0 and gate != 1:
+    def set_gate(self, gate: float) -> int:
+        if gate != 0.0 and gate != 1.0:
             return -1
-        self.gate = gate
+        self.gate = int(gate)
         return 0
 
     @torch.jit.export
