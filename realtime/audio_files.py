@@ -227,8 +227,8 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     if special:
         return "not a regular file (a pipe, socket or device)"
     try:  # the OS names a missing file, a folder or a permission problem; libsndfile says "System error"
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as fh:
+            head = fh.read(3)
     except OSError as exc:
         if isinstance(exc, IsADirectoryError):
             return "a folder, not an audio file"
@@ -236,7 +236,9 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
             return "no such file (a broken link)" if Path(path).is_symlink() else "no such file"
         return (exc.strerror or type(exc).__name__).lower()
     try:  # the name's own bytes: soundfile encodes a str as strict UTF-8, which a Latin-1 name (café.wav) is not
-        with c_stderr_hushed() if suffix == ".mp3" else contextlib.nullcontext():  # libmpg123 speaks for itself
+        # libmpg123 speaks for itself; libsndfile picks it by the bytes, so an MP3 named .wav is one too
+        mpeg = suffix == ".mp3" or head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
+        with c_stderr_hushed() if mpeg else contextlib.nullcontext():
             data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
@@ -283,24 +285,36 @@ def conform(data: np.ndarray, file_sr: int, sr: int | None = None, channels: int
 
 
 def input_notes(
-    path: str | os.PathLike, data: np.ndarray, file_sr: int, sr: int, channels: int, frame: int
+    path: str | os.PathLike,
+    data: np.ndarray,
+    file_sr: int,
+    sr: int,
+    channels: int,
+    frame: int,
+    model_channels: int | None = None,
+    mid: bool = False,
 ) -> list[str]:
     """What `conform` will do to a model's input file, and what will make it sound like little: resampling, channels
-    mixed, shorter than one model frame, silent (or silent once mixed: channels that cancel), louder than full scale."""
+    mixed, shorter than one model frame, silent (or silent once mixed: channels that cancel), louder than full scale.
+    `channels`: what the file is conformed to (the device's); `model_channels`: the model's (default the same);
+    `mid`: a mono model hears the mono mix of the channels (`live --stereo mid`)."""
     notes = []
+    own = model_channels is None or model_channels == channels  # the model plays every channel itself
     if int(file_sr) != int(sr):
         notes.append(f"resampled {path} from {file_sr} Hz to the model's {sr} Hz")
     if data.shape[1] == 1 and channels > 1:
-        sides = "both channels of the stereo model" if channels == 2 else f"all {channels} channels of the model"
+        sides = "both channels" if channels == 2 else f"all {channels} channels"
+        sides += (" of the stereo model" if channels == 2 else " of the model") if own else " (a mono model on each)"
         notes.append(f"played mono {path} on {sides}")
     elif data.shape[1] != channels:
-        to = "mono" if channels == 1 else f"mono, then {channels} channels, for the model"
+        to = f"mono, then {channels} channels, for the model" if channels > 1 and own else "mono"
         notes.append(f"mixed {data.shape[1]} channels of {path} to {to}")
     if len(data) * sr < frame * file_sr:
         notes.append(f"input {path} is shorter than one model frame ({frame} samples): little to hear")
-    mixed = data.mean(axis=1) if data.shape[1] != channels else data
+    mixes = data.shape[1] != channels or (mid and not own)  # what the model hears is the channels' mono mix
+    mixed = data.mean(axis=1) if mixes else data
     if float(np.abs(mixed - mixed.mean(axis=0)).max(initial=0.0)) == 0.0:
-        cancel = data.shape[1] != channels and float(np.abs(data - data.mean(axis=0)).max()) > 0.0
+        cancel = mixes and float(np.abs(data - data.mean(axis=0)).max()) > 0.0
         offset = float(np.abs(mixed).max(initial=0.0)) > 0.0
         notes.append(f"input {path} is {silent(data.shape[1], cancel, offset)}")
     peak = float(np.abs(data).max(initial=0.0))
@@ -355,13 +369,18 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     return path
 
 
-def clipping_note(name: str, audio: np.ndarray, at_least: float = 0.001) -> str | None:
+def clipping_note(
+    name: str, audio: np.ndarray, at_least: float = 0.001, source: np.ndarray | None = None
+) -> str | None:
     """A note when at least `at_least` of `audio`'s samples lie past full scale (`write_audio` clips them): an edit
-    strong enough to clip a quarter of a render wrote it with no word."""
+    strong enough to clip a quarter of a render wrote it with no word. `source`: the input, when its own peak past
+    full scale is the likelier cause (a bypassed float file blamed the strength or gain)."""
     share = float(np.mean(np.abs(np.asarray(audio)) > 1.0)) if np.size(audio) else 0.0
     if share < at_least:
         return None
-    return f"{name}: {100 * share:.1f} % of its samples were past full scale and clipped (lower the strength or gain)"
+    loud = source is not None and float(np.abs(source).max(initial=0.0)) > 1.0
+    why = "the input is past full scale too: normalise it" if loud else "lower the strength or gain"
+    return f"{name}: {100 * share:.1f} % of its samples were past full scale and clipped ({why})"
 
 
 def is_silent(audio: np.ndarray) -> bool:

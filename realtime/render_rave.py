@@ -475,6 +475,6 @@ def render_file(
     y = render_array(stream, audio, sae, edit, block, delay, seed, progress, hook=hook, gate=gate)
     work = time.perf_counter() - t_work
     write_audio(Path(out_path), y, model.sr)
-    if note := clipping_note(Path(out_path).name, y):
+    if note := clipping_note(Path(out_path).name, y, source=data):
         notes.append(note)
     return RenderReport(len(audio) / model.sr, work, delay, notes, time.perf_counter() - t0 - work)

@@ -186,10 +186,11 @@ def through_handle(save: Callable[[BinaryIO], object]) -> Callable[[str], None]:
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> None:
-    """`torch.save(obj)` written atomically to `path`."""
+    """`torch.save(obj)` written atomically to `path`, on the disk before the rename: a checkpoint replaces the last
+    good one, and a machine that crashes just after must not find it empty (XFS, ext4 with noauto_da_alloc)."""
     import torch
 
-    atomic_write(path, through_handle(lambda fh: torch.save(obj, fh)))
+    atomic_write(path, through_handle(lambda fh: torch.save(obj, fh)), fsync=True)
 
 
 def new_folder_beside(out: Path) -> tuple[Path, int]:

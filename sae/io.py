@@ -174,6 +174,9 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     cfg = read_json_object(f, "SAE config")
     for key in ("metadata", "musicsae"):  # what readers look into before load_sae checks the rest
         _object(cfg, key, f)
+    ours = cfg.get("musicsae") or {}
+    for key in ("train_config", "metrics"):  # `sae eval` reads them (a hand-edited 5 was a traceback)
+        _object(ours, key, f"{f}: musicsae")
     return cfg
 
 

@@ -64,6 +64,9 @@ def read_store_json(path: Path) -> dict[str, Any]:
     for key in ("model", "collect"):
         if info.get(key) is not None and not isinstance(info[key], dict):
             raise UserError(f"{path}: {key} is {type(info[key]).__name__}: expected an object")
+    for kind, settings in (info.get("collect") or {}).items():  # read into a traceback by same_collect_settings
+        if settings is not None and not isinstance(settings, dict):
+            raise UserError(f"{path}: collect.{kind} is {type(settings).__name__}: expected an object")
     for key in ("frame_rate", "sample_rate"):
         value = info.get(key)
         if value is not None and (not is_number(value) or value <= 0):
@@ -240,6 +243,7 @@ class ActivationWriter:
         self.dtype = dtype
         self.shard_rows = int(shard_rows)
         self.dir = self.root / hook
+        self._made = not self.dir.exists()  # a hook this run adds: gone again if the run fails before a row
         self.dir.mkdir(parents=True, exist_ok=True)
         # one writer per hook and torchrun rank: two collects at once would both store every source that was not
         # complete when they started, doubling its rows (ranks take disjoint shares of the sources)
@@ -258,6 +262,7 @@ class ActivationWriter:
                     atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
         except BaseException:
             self._lock.close()
+            self._drop_if_unused()
             raise
         self._covered = _coverage(manifest)
         self._complete = set(manifest.get("complete", []))
@@ -479,6 +484,24 @@ class ActivationWriter:
                 self._flush(self._buffered)
             self._lock.close()
             self._closed = True
+            self._drop_if_unused()
+
+    def _drop_if_unused(self) -> None:
+        """The hook folder this writer made, when the run failed before it stored a row or a source: a collect
+        refused at a later hook (its dtype, the store's settings) left an empty manifest of the refused dtype
+        behind, which refused every later collect and `sae train` ("has no rows")."""
+        if not self._made:
+            return
+        with contextlib.suppress(OSError, UserError):
+            if (self.dir / MANIFEST).exists():
+                manifest = read_manifest(self.dir / MANIFEST)
+                if manifest["shards"] or manifest.get("complete"):
+                    return
+            ours = {MANIFEST, ".lock", f".writer_{this_rank()[0]}.lock"}
+            if {p.name for p in self.dir.iterdir()} <= ours:  # no other rank's writer in there
+                for name in ours:
+                    (self.dir / name).unlink(missing_ok=True)
+                self.dir.rmdir()
 
 
 def _coverage(manifest: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:

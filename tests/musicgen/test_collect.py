@@ -289,6 +289,20 @@ def test_a_collection_stopped_mid_batch_keeps_the_batches_it_stored_complete(tmp
     assert calls == [["rock drums"]]
 
 
+def test_a_layer_refused_leaves_the_layers_before_it_as_they_were(tmp_path, audiocraft_dir):
+    """Hunt 89: `--layers 0,1 --dtype float32` on a float16 layer 1 was refused, leaving layer 0 new, empty and
+    float32 (every later collect in float16, and `sae train`, refused the store), and its writer's lock held."""
+    from realtime.musicgen import load_musicgen
+    from training.musicgen.collect import CollectConfig, Collector
+
+    mg = load_musicgen(str(audiocraft_dir))
+    Collector(mg, CollectConfig(tmp_path / "s", [1], dtype="float16")).close()
+    with pytest.raises(UserError, match="holds float16, not float32"):
+        Collector(mg, CollectConfig(tmp_path / "s", [0, 1], dtype="float32"))
+    assert not (tmp_path / "s" / mg.hook_name(0)).exists()
+    Collector(mg, CollectConfig(tmp_path / "s", [0, 1], dtype="float16")).close()  # the store's dtype: taken
+
+
 def test_a_resume_with_other_generation_settings_is_refused_naming_them(tmp_path, audiocraft_dir, capsys):
     """Prompt rows made with another seed, length, guidance or batch would mix two generations under one store
     (and the prompts already stored are skipped as complete): refused in one line naming what differs."""

@@ -11,7 +11,7 @@ import soundfile as sf
 import torch
 
 from sae.errors import UserError
-from sae.store import ActivationStore
+from sae.store import ActivationStore, ActivationWriter
 from training.cli import main
 from training.rave.collect import RaveCollectConfig, collect_rave
 
@@ -179,6 +179,14 @@ def test_refusals(tmp_path, tiny_rave_ts, capsys):
     assert collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "two"), str(tmp_path / "s"))).collected == 1
     with pytest.raises(UserError, match=r"other settings \(audio: .*two' stored, .*one' now\)"):
         collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s")))
+    # hunt 89: a run refused by another collect's lock first wrote its own folder into the store's settings (the
+    # other had no rows yet), so the other's rerun was refused and files of the same names were taken as done
+    busy = tmp_path / "busy"
+    refused = pytest.raises(UserError, match="another collect of 'latent' is writing there now")
+    with ActivationWriter(busy, "latent", 8), refused:  # another collect of the hook, before its first shard
+        collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(busy)))
+    stored = json.loads((busy / "store.json").read_text()) if (busy / "store.json").exists() else {}
+    assert "collect" not in stored, stored
 
 
 def test_a_stereo_model_collects_stereo_files_as_stereo(tmp_path, tiny_stereo_rave_ts):

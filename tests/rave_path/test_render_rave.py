@@ -528,6 +528,9 @@ def test_a_render_the_writer_had_to_clip_says_how_much(tmp_path, tiny_rave_ts, t
         "x.wav: 50.0 % of its samples were past full scale and clipped (lower the strength or gain)"
     )
     assert clipping_note("x.wav", np.full(2000, 0.9)) is None and clipping_note("x.wav", np.zeros(0)) is None
+    # hunt 92: a bypassed float file peaking at 1.5 was told to lower a strength it never had
+    loud = clipping_note("x.wav", np.array([0.5, -1.0, 1.5, -2.0]), source=np.array([1.5, 0.0]))
+    assert loud is not None and loud.endswith("(the input is past full scale too: normalise it)"), loud
 
 
 def test_a_render_names_the_bank_defaults_it_does_not_apply(tmp_path, tiny_rave_ts, tiny_model, concept_data, bank):

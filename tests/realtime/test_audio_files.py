@@ -362,6 +362,23 @@ def test_a_constant_offset_is_not_sound(tmp_path):
     assert read_mono(tmp_path / "take.wav", 44100, notes) is not None  # sound over an offset is kept
 
 
+def test_a_mono_model_on_two_channels_is_noted_by_what_it_hears():
+    """Hunt 92: `live --channels 2` with a mono model (--stereo mid, the default) on a file whose channels cancel
+    played silence with no note (the check took the device's two channels for what the model hears), and a mono
+    file on it was said to play on "both channels of the stereo model"."""
+    x = np.sin(np.arange(4410, dtype=np.float32) / 3)[:, None]
+    cancelling = np.concatenate([x, -x], axis=1)
+    cancel = "is silent once its 2 channels are mixed to mono: they cancel"
+    assert any(cancel in n for n in input_notes("c.wav", cancelling, 44100, 44100, 2, 512, 1, mid=True))
+    assert input_notes("c.wav", cancelling, 44100, 44100, 2, 512, 1, mid=False) == []  # each side its own stream
+    assert input_notes("c.wav", cancelling, 44100, 44100, 2, 512) == []  # a stereo model plays both sides
+    on_each = "played mono m.wav on both channels (a mono model on each)"
+    assert input_notes("m.wav", x, 44100, 44100, 2, 512, 1) == [on_each]
+    assert input_notes("m.wav", x, 44100, 44100, 2, 512) == ["played mono m.wav on both channels of the stereo model"]
+    six = np.repeat(x, 6, axis=1)
+    assert input_notes("s.wav", six, 44100, 44100, 2, 512, 1) == ["mixed 6 channels of s.wav to mono"]
+
+
 def test_a_subfolder_it_cannot_list_is_named_not_skipped(tmp_path, monkeypatch):
     """os.walk skips a folder it cannot list (permissions, a dead network share) without a word: a collection
     quietly lost a subfolder's clips. (Root reads any folder, so the refusal is injected.)"""
@@ -431,4 +448,11 @@ def test_a_damaged_mp3_is_named_in_one_line_and_libmpg123_says_nothing(tmp_path,
     capfd.readouterr()
     why = _load(tmp_path / "fake.mp3")
     assert isinstance(why, str) and why, why
+    assert capfd.readouterr().err == ""
+    # hunt 92: libsndfile takes an MP3 by its bytes, whatever its name; cut short, one named .wav had its say
+    sr = 44100
+    sf.write(tmp_path / "tone.mp3", 0.3 * np.sin(np.arange(2 * sr, dtype=np.float32) / 7), sr)
+    (tmp_path / "cut_mp3.wav").write_bytes((tmp_path / "tone.mp3").read_bytes()[:6000])
+    capfd.readouterr()
+    assert not isinstance(_load(tmp_path / "cut_mp3.wav"), str)  # what is there is read
     assert capfd.readouterr().err == ""

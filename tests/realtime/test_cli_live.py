@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,31 @@ def test_file_mode_bypass_reproduces_the_input(tiny_rave_ts, bank, wav, tmp_path
     x = read_audio(wav, 44100, 1)[:, 0]
     np.testing.assert_allclose(y, x, atol=1e-4)  # 16-bit PCM wav quantisation only
     assert f"note: resampled {wav} from 22050 Hz to the model's 44100 Hz" in proc.stdout  # as render rave says
+
+
+def test_a_realtime_paced_file_says_where_the_model_fell_behind(tiny_rave_ts, wav, tmp_path, capsys, monkeypatch):
+    """Hunt 92: `--pace realtime` wrote a late block's slot as silence into the file, exit 0, and only the status
+    line's counters said so; the file is the performer's take, so its gaps are named."""
+    import threading
+
+    import realtime.processor as processor_mod
+
+    args = ["--model", str(tiny_rave_ts), "--in", str(wav), "--no-osc", "--blocksize", "1024", "--no-view", "--bypass"]
+    fast = live_here(capsys, *args, "--out", str(tmp_path / "fast.wav"))
+    assert fast.returncode == 0 and "dropouts" not in fast.stdout, fast.stdout
+    process, blocks = processor_mod.BlockProcessor.process, []
+
+    def slow(self, *a, **k):
+        if threading.current_thread().name == "musicsae-model":  # not the measurement's nor the warm-up's blocks
+            blocks.append(1)
+            if len(blocks) == 10:
+                time.sleep(0.15)  # a busy machine: one block past its slot
+        return process(self, *a, **k)
+
+    monkeypatch.setattr(processor_mod.BlockProcessor, "process", slow)
+    paced = live_here(capsys, *args, "--out", str(tmp_path / "paced.wav"), "--pace", "realtime")
+    assert paced.returncode == 0 and "ms of dropouts (" in paced.stdout, paced.stdout
+    assert "silence where the model fell behind the clock; --pace fast writes none" in paced.stdout
 
 
 def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsys):
@@ -197,6 +223,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
          "--device: applies to device mode only"),
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--reconnect", "5"],
          "--reconnect: applies to device mode only"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--rt-priority", "80"],
+         "--rt-priority: applies to device mode only"),  # hunt 92: checked, then dropped without a word
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
         (["--model", str(tiny_rave_ts), "--inject-stalls", "0.2,nan"], "--inject-stalls '0.2,nan': expected seconds"),
         # nan was a traceback in the model thread, then silence for the rest of the run

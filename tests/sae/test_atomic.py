@@ -58,6 +58,9 @@ def test_text_is_written_as_given_and_fsync_only_when_asked(tmp_path, monkeypatc
     assert synced == [] and (tmp_path / "m.csv").read_bytes() == "a,b\r\nü\n".encode()
     atomic_write_text(tmp_path / "m.csv", "new", fsync=True)
     assert len(synced) == 1 and (tmp_path / "m.csv").read_text() == "new"
+    # hunt 89: a checkpoint replaces the last good one; on a crash of the machine it must not come back empty
+    atomic_torch_save({"step": 3}, tmp_path / "checkpoint.pt")
+    assert len(synced) == 2 and torch.load(tmp_path / "checkpoint.pt") == {"step": 3}
 
 
 def test_a_full_disk_while_saving_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path, monkeypatch):

@@ -222,6 +222,7 @@ def test_a_hand_edited_manifest_is_one_line_naming_the_entry(tmp_path, edit):
 
 STORE_JSON_EDITS = [("model", "demo", "model is str: expected an object"),
                     ("collect", [1], "collect is list: expected an object"),
+                    ("collect", {"rave": 5}, "collect.rave is int: expected an object"),  # hunt 89: a traceback
                     ("frame_rate", "fast", "frame_rate 'fast': expected a positive")]  # fmt: skip
 
 

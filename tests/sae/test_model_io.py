@@ -186,6 +186,7 @@ def _edited(tmp_path, name, cfg_edit=None, weights_edit=None):
         ("metadata", lambda c: c.update(metadata="layer.3"), "metadata is str: expected an object"),
         ("musicsae", lambda c: c.update(musicsae=[1]), "musicsae is list: expected an object"),
         ("config", lambda c: c["musicsae"]["config"].update(aux_k="many"), "musicsae.config: aux_k 'many'"),
+        ("train", lambda c: c["musicsae"].update(train_config=5), "musicsae: train_config is int: expected an"),
         ("b_dec", lambda c: c.update(apply_b_dec_to_input="false"), "apply_b_dec_to_input 'false': expected true or"),
         ("rescale", lambda c: c.update(rescale_acts_by_decoder_norm=1), "rescale_acts_by_decoder_norm 1: expected"),
         ("d_in", lambda c: c.update(d_in=True), "missing integer 'd_in'"),

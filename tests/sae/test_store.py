@@ -400,7 +400,7 @@ def test_a_full_disk_safetensors_reports_as_its_own_error_leaves_no_shard(tmp_pa
     full = r"writing a shard of 'layer.0' in .*: No space left on device \(Error while"
     with pytest.raises(UserError, match=full), ActivationWriter(tmp_path, "layer.0", 8, shard_rows=9) as w:
         w.add(torch.randn(10, 8), "clip0.wav", 0)
-    assert sorted(os.listdir(tmp_path / "layer.0")) == [".lock", ".writer_0.lock", "manifest.json"]
+    assert not (tmp_path / "layer.0").exists()  # no shard, and no row stored: the hook this run added is gone
 
 
 def test_new_settings_are_refused_only_for_a_kind_that_has_rows(tmp_path):
@@ -422,6 +422,28 @@ def test_new_settings_are_refused_only_for_a_kind_that_has_rows(tmp_path):
         w.add(torch.randn(20, 4), "happy guitar", 0, "prompts")
     with pytest.raises(UserError, match=r"its prompts rows were collected with other settings"):
         same_collect_settings(root, "prompts", {"duration": 0.5})
+
+
+def test_a_run_refused_at_a_later_hook_leaves_no_empty_hook_behind(tmp_path):
+    """Hunt 89: `collect --layers new,old --dtype float16` on a float32 `old` was refused, but left `new` with an
+    empty float16 manifest: `sae train` then said "hook 'new' has no rows", and collecting `new` in float32 was
+    refused, until the folder was removed by hand."""
+    import contextlib
+
+    root = tmp_path / "st"
+    with ActivationWriter(root, "old", 4, dtype="float32") as w:
+        w.add(torch.randn(30, 4), "a.wav", 0, "rave")
+    with pytest.raises(UserError, match="holds float32, not float16"), contextlib.ExitStack() as stack:
+        for hook in ("new", "old"):
+            stack.enter_context(ActivationWriter(root, hook, 4, dtype="float16"))
+    assert sorted(p.name for p in root.iterdir()) == [".lock", "old", "store.json"]
+    with ActivationWriter(root, "new", 4, dtype="float32") as w:  # what the store holds: taken
+        w.add(torch.randn(30, 4), "a.wav", 0, "rave")
+    with pytest.raises(RuntimeError, match="stop"), ActivationWriter(root, "other", 4) as w:
+        w.add(torch.randn(3, 4), "a.wav", 0, "rave")  # buffered rows are valid rows: kept
+        raise RuntimeError("stop")
+    assert (root / "other" / "manifest.json").is_file()
+    assert ActivationStore(root).hooks == ["new", "old", "other"]
 
 
 def test_rows_stored_without_a_kind_count_as_every_kinds(tmp_path):

@@ -88,9 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rt-priority",
         type=int,
-        default=1,
-        help="the model thread's real-time priority (SCHED_FIFO 1-99: above normal threads, below the audio "
-        "callback's; 0: normal scheduling; default 1; where the OS refuses, the start-up lines say so)",
+        default=None,
+        help="the model thread's real-time priority in device mode (SCHED_FIFO 1-99: above normal threads, below the "
+        "audio callback's; 0: normal scheduling; default 1; where the OS refuses, the start-up lines say so)",
     )
     p.add_argument("--mix", type=float, help="initial dry/wet mix in [0, 1] (default 1, or --preset's; given, it wins)")
     p.add_argument("--bypass", action="store_true", help="start bypassed (whatever --preset says)")
@@ -163,10 +163,12 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
         ("--duration", args.duration is not None, "device mode"),  # file mode plays the whole --in
         ("--device", args.device is not None, "device mode"),
         ("--reconnect", args.reconnect is not None, "device mode"),
+        ("--rt-priority", args.rt_priority is not None, "device mode"),  # a file runs on the normal scheduler
         ("--pace", args.pace is not None, "file mode"),
     ):
         if given and file_mode != (mode == "file mode"):
             raise UserError(f"{flag}: applies to {mode} only" + (" (--in/--out)" if mode == "file mode" else ""))
+    args.rt_priority = 1 if args.rt_priority is None else args.rt_priority
     if not 0 <= args.rt_priority <= 99:
         raise UserError(f"--rt-priority {args.rt_priority}: expected 0 (normal scheduling) to 99")
     if args.model == DEMO_MODEL and not DEMO_MODEL.is_file():
@@ -413,7 +415,9 @@ def _run_file(
     if ready is not None:  # no device: the latency is known now
         ready()
     raw, file_sr = source
-    for note in input_notes(args.input, raw, file_sr, engine.sr, engine.channels, engine.processor.ratio):
+    proc = engine.processor
+    mid = not proc.per_channel  # a mono model on two channels hears their mid unless each side is its own stream
+    for note in input_notes(args.input, raw, file_sr, engine.sr, engine.channels, proc.ratio, proc.model_channels, mid):
         _say(f"note: {note}")
     data = conform(raw, file_sr, engine.sr, engine.channels)
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
@@ -430,8 +434,12 @@ def _run_file(
     if m.blocks and m.errors >= m.blocks:
         raise UserError(f"model: every block failed ({m.last_error}); {args.output} not written")
     write_audio(args.output, out, engine.sr)
-    if note := clipping_note(Path(args.output).name, out):
+    if note := clipping_note(Path(args.output).name, out, source=raw):
         _say(f"note: {note}")
+    if missing := engine.counters.missing_frames:  # --pace realtime: a block late for the clock is a gap, as live
+        gaps = f"{1e3 * missing / engine.sr:.0f} ms of dropouts ({engine.counters.underruns} underruns)"
+        _say(f"note: {Path(args.output).name} holds {gaps}: silence where the model fell behind the clock; "
+             "--pace fast writes none")  # fmt: skip
     seconds = len(data) / engine.sr
     _say(status_line(engine, osc.control if osc else None))
     if m.errors:

@@ -134,19 +134,22 @@ class Collector:
         self.cfg = cfg
         self.hooks = {i: mg.hook_name(i) for i in cfg.layers}
         self.notes = AudioNotes()  # files skipped (unreadable, silent, shorter than a frame) and resampled
-        self.writers = {
-            i: ActivationWriter(
-                cfg.out,
-                hook,
-                mg.dim,
-                dtype=cfg.dtype,
-                model=mg.model_ref(),
-                frame_rate=mg.frame_rate,
-                sample_rate=mg.sample_rate,
-                shard_rows=cfg.shard_rows,
-            )
-            for i, hook in self.hooks.items()
-        }
+        self.writers: dict[int, ActivationWriter] = {}
+        try:
+            for i, hook in self.hooks.items():
+                self.writers[i] = ActivationWriter(
+                    cfg.out,
+                    hook,
+                    mg.dim,
+                    dtype=cfg.dtype,
+                    model=mg.model_ref(),
+                    frame_rate=mg.frame_rate,
+                    sample_rate=mg.sample_rate,
+                    shard_rows=cfg.shard_rows,
+                )
+        except BaseException:  # a later layer refused: the earlier ones let go (and new ones go, empty)
+            self.abort()
+            raise
 
     def done(self) -> set[str]:
         """Sources complete in every layer (skipped on resume)."""

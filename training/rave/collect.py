@@ -132,8 +132,6 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
     hooks = resolve_layers(model, cfg.layers)
     root = Path(cfg.audio)
     files = list_audio(root)
-    # sources are named relative to the folder: another folder's files of the same names would be taken as done
-    same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
     mine, rank, world = split_by_rank(files)
     chunk = max(1, round(cfg.chunk_seconds * model.sr / model.ratio)) * model.ratio
     streams = make_streams(model, hooks)
@@ -156,6 +154,10 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
             )
             for h in hooks
         }
+        # once the writers hold their locks (a run refused by another's lock rewrote the settings under it, and
+        # that run's own rerun was refused): sources are named relative to the folder, so another folder's files
+        # of the same names would be taken as done
+        same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
         done = set.intersection(*(w.complete_sources for w in writers.values()))
         for i, path in enumerate(mine):
             source = source_name(path, root)
