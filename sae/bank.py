@@ -88,6 +88,7 @@ CONCEPT_KEYS = (
     "alone",
 )
 AUROC_METHODS = ("sae_probe", "diff_means", "logistic_raw")
+BANKED_AUROCS = (*AUROC_METHODS, "diff_means_latent")  # an inner hook's concepts also carry the raw latents' own
 VERDICTS = ("SAE better", "baseline better", "tied")
 
 
@@ -529,9 +530,9 @@ def parse_bank(data: Any, where: str) -> dict[str, Concept]:
     extra = sorted(set(data) - {"version", "concepts"})
     if extra:
         raise UserError(f"{where}: unknown top-level key {extra[0]!r}; expected 'version' and 'concepts'")
-    if data.get("version") != VERSION:
+    if type(data.get("version")) is not int or data["version"] != VERSION:  # `true` passed as 1
         raise UserError(f"{where}: version {data.get('version')!r}; expected {VERSION}")
-    concepts = data.get("concepts") or {}
+    concepts = {} if data.get("concepts") is None else data["concepts"]  # `[]` was an empty bank, then overwritten
     if not isinstance(concepts, dict):
         raise UserError(f"{where}: 'concepts' must be a mapping of name -> concept")
     for name in concepts:
@@ -616,6 +617,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     auroc = spec.get("auroc") or {}
     if not isinstance(auroc, dict):
         raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
+    if unknown := [k for k in auroc if k not in BANKED_AUROCS]:  # a typo's figure showed as "-" without a word
+        raise UserError(f"{at}: auroc.{unknown[0]}: unknown method; expected {', '.join(BANKED_AUROCS)}")
     aurocs = {str(k): _num(v, f"{at}: auroc.{k}", 0.0, 1.0) for k, v in auroc.items()}
     probe = _probe(spec.get("probe"), at)
     intervals = _intervals(spec.get("auroc_interval"), aurocs, at)

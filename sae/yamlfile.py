@@ -2,11 +2,14 @@
 
 PyYAML keeps the last of two equal keys in one mapping without a word: a concept copied to make a variant and not
 renamed replaced the first one (and the next save of the bank dropped it for good), a job's second `prompt:` won.
-Here a key given twice is refused naming both lines, and a syntax error names its line and column.
+Here a key given twice is refused naming both lines, and a syntax error names its line and column. So is an integer
+that YAML 1.1 reads other than as written: `017` is octal 15, `1:10` base-60 70, `0x2` hex (a zero-padded feature
+index steered another feature).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -16,8 +19,9 @@ from sae.errors import UserError
 MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class _Twice(Exception):
-    """A key given twice in one mapping (raised inside the loader, worded by `parse_yaml`)."""
+class _Refused(Exception):
+    """A key given twice in one mapping, an integer not in decimal digits (raised inside the loader, worded by
+    `parse_yaml`)."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -34,12 +38,25 @@ class _StrictLoader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: SafeLoader's own error names it below
                 continue
             if first is not None:
-                raise _Twice(
+                raise _Refused(
                     f"line {key_node.start_mark.line + 1}: key {key!r} given twice in one mapping (first at line "
                     f"{first + 1}); YAML would keep only the last: rename or remove one"
                 )
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(self.construct_scalar(node))
+        value = super().construct_yaml_int(node)
+        if not re.fullmatch(r"[-+]?(0|[1-9][0-9]*)", text):
+            raise _Refused(
+                f"line {node.start_mark.line + 1}: {text} reads as {value} in YAML (octal, hex, base 60 or with _); "
+                "write the number in plain decimal digits"
+            )
+        return value
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def parse_yaml(text: str, where: str, what: str = "valid YAML") -> Any:
@@ -47,7 +64,7 @@ def parse_yaml(text: str, where: str, what: str = "valid YAML") -> Any:
     given twice in one mapping `{where}: line L: key ... given twice ...`, each one `UserError` line."""
     try:
         return yaml.load(text, Loader=_StrictLoader)
-    except _Twice as exc:
+    except _Refused as exc:
         raise UserError(f"{where}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

@@ -99,10 +99,12 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
         "renders/bright_two_clip_bright_two_off.wav",
         "renders/other_clip_on.wav",
         "judge/sub/bright-scale.wav",
-        "judge/sub2/bright-scale.wav",  # hunt 75: one name in two folders was one file on the site, the last copied
+        # hunt 75: one name in two folders was one file on the site, the last copied; hunt 93: so were two paths
+        # that differ only where one has a / and the other a _
+        "judge/sub_bright-scale.wav",
     ):
         (bank_dir / name).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(bank_dir / name, tone * (2 if "sub2" in name else 1), 8000)
+        sf.write(bank_dir / name, tone * (2 if "sub_" in name else 1), 8000)
     judge = {
         "concepts": {
             "bright": {
@@ -129,17 +131,17 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     srcs = [s.split('"')[0] for s in page.split('<audio controls preload="metadata" src="')[1:]]
     modes = re.findall(r"<div><b>([^<]+)</b>", page)
     assert modes == ["original", "no edit", "off", "on", "scale", "scale"]
-    assert [s.rsplit("/", 1)[1] for s in srcs] == [
-        "eval_bright_renders_bright_clip_original.wav",
-        "eval_bright_renders_bright_clip_plain.wav",
-        "eval_bright_renders_bright_clip_guitar_off.wav",
-        "eval_bright_renders_no_bright_clip_bright_on.wav",
-        "eval_bright_judge_sub_bright-scale.wav",
-        "eval_bright_judge_sub2_bright-scale.wav",
+    assert [re.sub(r"_[0-9a-f]{8}\.wav$", "", s.rsplit("/", 1)[1]) for s in srcs] == [
+        "eval_bright_renders_bright_clip_original",
+        "eval_bright_renders_bright_clip_plain",
+        "eval_bright_renders_bright_clip_guitar_off",
+        "eval_bright_renders_no_bright_clip_bright_on",
+        "eval_bright_judge_sub_bright-scale",
+        "eval_bright_judge_sub_bright-scale",
     ]
     assert all((out / "concepts" / s).resolve().is_file() for s in srcs)
     peaks = [np.abs(sf.read(out / "concepts" / s)[0]).max() for s in srcs[-2:]]
-    assert peaks[1] == pytest.approx(2 * peaks[0], rel=1e-3) and "judge/sub2/bright-scale.wav" in page
+    assert peaks[1] == pytest.approx(2 * peaks[0], rel=1e-3) and "judge/sub_bright-scale.wav" in page
     # the judge's numbers in words, never as raw JSON keys
     assert "bright can be taken out." in page and "Side effects" in page and "x, +1 with bright off" in page
     assert "off_drop" not in page and "none.with" not in page and "goals_met" not in page
@@ -152,7 +154,7 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     assert (
         "AUROC of 0.81 (0.5" in two and "reached 0.70." in two and "clips with bright_two and" not in two
     )  # older bank
-    assert "eval_bright_two_renders_bright_two_clip_bright_two_off.wav" in two and "clip_original" not in two
+    assert "eval_bright_two_renders_bright_two_clip_bright_two_off_" in two and "clip_original" not in two
     index = (out / "index.html").read_text()
     assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index
 
@@ -341,3 +343,36 @@ def test_a_left_out_judges_listening_examples_do_not_hide_a_valid_ones(dash_inpu
     assert "audio/listen/bright" in (out / "concepts" / "bright.html").read_text()
     notes = json.loads((out / "features.json").read_text())["warnings"]
     assert next(n for n in notes if "listening examples" in n).startswith(str(tmp_path / "run" / "judge" / "a_old"))
+
+
+def test_concept_pages_sort_numbers_as_numbers_and_the_in_range_filter_counts_as_the_header(
+    tmp_path, dash_inputs, built_site
+):
+    """Hunt 93: the concept page's "clips fired" cells ("8.33 %") and feature cells ("#12") sorted as text, and with
+    `--clip-range 0,X` a dead feature a concept uses was marked in range, one row more than the header counted."""
+    data = json.loads((built_site / "features.json").read_text())
+    live = {f["index"] for f in data["features"] if f["frame_rate"] > 0}
+    dead = next(j for j in range(data["d_sae"]) if j not in live)
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    features = [ConceptFeature(dead, 1.0, 2.0), *(ConceptFeature(j, 1.0, 2.0) for j in sorted(live)[:3])]
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae), features))
+    bank.save()
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0, clip_range=(0.0, 0.25))
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    index = (out / "index.html").read_text()
+    assert index.count('data-inrange="1"') == int(re.search(r"(\d+) fire on", index).group(1))
+    page = (out / "concepts" / "bright.html").read_text()
+    assert len(re.findall(r'<tr><td data-v="\d+">', page)) == len(features)
+    assert len(re.findall(r'<td class="num" data-v="[^"]+">[^<]* %</td>', page)) == len(features)
+
+
+def test_a_prompts_words_are_words_in_any_script():
+    """Hunt 93: 'café' was the label 'caf', 'Ölgemälde' three pieces, and 'chill' in quotes kept its quote."""
+    from training.dashboard.site import prompt_words
+
+    assert prompt_words("café piano") == {"café", "piano"}
+    assert prompt_words("lofi beat, 'chill' #2") == {"lofi", "beat", "chill"}
+    assert "ölgemälde" in prompt_words("Ölgemälde über Musik")
+    assert prompt_words("rock 'n' roll") == {"rock", "roll"}

@@ -164,6 +164,11 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
             call = "heard ✓" if heard["tone"][kind][n] else "not heard ✗"
             assert f"judge: tone {call}</div>" in cell, (kind, cell)
     assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page
+    assert page.count('data-seconds="0.1"') == 2
+    # hunt 93: a hand-edited listen.json's `seconds` went into the row's tag as written
+    data["concepts"]["tone"]["rows"][0]["seconds"] = '2" onmouseover="alert(1)" x="'
+    page = listening_table(tmp_path / "site", "tone", path, data, judge=None)
+    assert "onmouseover" not in page and 'data-seconds=""' in page
 
 
 @pytest.mark.slow

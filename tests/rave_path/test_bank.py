@@ -80,6 +80,10 @@ def test_round_trip_matches_architecture_layout(tmp_path):
     ("edit", "needle"),
     [
         (lambda d: d.update(version=2), "version 2"),
+        # hunt 94: a typo's figure showed as "-"; `version: true` passed as 1; `concepts: []` was an empty bank
+        (lambda d: d["concepts"]["guitar"]["auroc"].update(sae_prob=0.8), "auroc.sae_prob: unknown method; expected"),
+        (lambda d: d.update(version=True), "version True; expected 1"),
+        (lambda d: d.update(concepts=[]), "'concepts' must be a mapping"),
         (lambda d: d["concepts"]["guitar"].pop("hook"), "missing 'hook'"),
         (lambda d: d["concepts"]["guitar"]["features"][1].update(index=-1), "features[1].index -1"),
         (lambda d: d["concepts"]["guitar"]["features"][1].update(index=12), "appears twice"),

@@ -106,6 +106,21 @@ def test_a_syntax_error_in_a_bank_names_its_line_and_column(tmp_path):
     assert f"b.yaml: not a readable YAML concept bank (line {line}, column 1: found character '\\t'" in str(err.value)
 
 
+@pytest.mark.parametrize(("written", "read"), [("017", 15), ("1:10", 70), ("0x5", 5), ("1_1", 11)])
+def test_a_feature_index_yaml_reads_other_than_written_is_refused(tmp_path, written, read):
+    """Hunt 94: YAML 1.1 reads a zero-padded `017` as octal 15, `1:10` as base-60 70: a hand-edited bank steered
+    another feature without a word."""
+    from sae.bank import ConceptBank
+
+    text = _bank_text()
+    assert "- index: 3" in text
+    (tmp_path / "b.yaml").write_text(text.replace("- index: 3", f"- index: {written}"))
+    line = 1 + text.splitlines().index(next(x for x in text.splitlines() if "- index: 3" in x))
+    with pytest.raises(UserError, match=rf"b\.yaml: line {line}: {written} reads as {read} in YAML") as err:
+        ConceptBank.load(tmp_path / "b.yaml")
+    assert "\n" not in str(err.value) and "plain decimal digits" in str(err.value)
+
+
 @pytest.mark.parametrize(
     ("reader", "text"),
     [

@@ -121,6 +121,11 @@ def _fmt(v: float | None, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _num_cell(v: float | None, spec: str) -> str:
+    """A number cell that sorts as a number ("12.5%" sorted as text)."""
+    return '<td class="num">–</td>' if v is None else f'<td class="num" data-v="{v:.6g}">{format(v, spec)}</td>'
+
+
 def fvu_cell(row: LayerRow) -> str:
     """A layer's held-out FVU, with its 95 % interval where metrics.json records one; "(train)" where it is on
     the training rows (an SAE trained on every row: it was shown as held out)."""
@@ -165,7 +170,7 @@ def layer_table_html(rows: list[LayerRow], link=None) -> str:
         name = html.escape(r.hook)
         cells = [f'<td><a href="{href}">{name}</a></td>' if href else f"<td>{name}</td>"]
         cells.append(fvu_cell(r))
-        cells += [f'<td class="num">{_fmt(v, s)}</td>' for v, s in ((r.l0, ".1f"), (r.dead, ".1%"))]
+        cells += [_num_cell(v, s) for v, s in ((r.l0, ".1f"), (r.dead, ".1%"))]
         cells += [auroc_cell(r, c) for c in concepts]
         body.append("<tr>" + "".join(cells) + "</tr>")
     table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'

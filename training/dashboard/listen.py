@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sae.jsonfile import is_number
 from training.dashboard.render import log_spectrogram, mini_spectrogram, read_audio, site_name
 
 KINDS = ("original", "model", "off", "on")  # RAVE's rows
@@ -115,10 +116,12 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
                 f'<audio controls preload="metadata" src="{up}audio/listen/{_e(concept)}/{_e(name)}"></audio>'
                 f'<div class="small muted">{said}</div></td>'
             )
+        seconds = row.get("seconds")  # a number or nothing: a hand-edited listen.json's text went into the tag raw
+        seconds = f"{seconds:g}" if is_number(seconds) else ""
         if musicgen:
             body.append(
                 f'<tr data-prompt="{_e(row.get("prompt", ""))}" data-seed="{_e(row.get("seed", ""))}" '
-                f'data-seconds="{row.get("seconds", "")}"><td><b>{_e(row.get("prompt", ""))}</b>'
+                f'data-seconds="{seconds}"><td><b>{_e(row.get("prompt", ""))}</b>'
                 f'<div class="small muted">seed {_e(row.get("seed", ""))}</div></td>{"".join(cells)}</tr>'
             )
             continue
@@ -128,7 +131,7 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
             what = ", ".join(x for x in (what, f"{row['voice']} voice") if x)
         has = f"has {_e(concept)}" if row.get("with") else f"no {_e(concept)}"
         body.append(
-            f'<tr data-clip="{_e(row.get("clip", ""))}" data-seconds="{row.get("seconds", "")}">'
+            f'<tr data-clip="{_e(row.get("clip", ""))}" data-seconds="{seconds}">'
             f'<td><b>{_e(clip.stem)}</b><div class="small">{_e(what) or "&nbsp;"}</div>'
             f'<div class="small muted">{has}</div></td>{"".join(cells)}</tr>'
         )

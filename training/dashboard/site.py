@@ -80,7 +80,8 @@ STOPWORDS = {"a", "an", "and", "the", "of", "with", "in", "on", "at", "to", "for
 def prompt_words(source: str) -> set[str]:
     """Content words of a prompt source (MusicGen stores: the prompt text, ` #k` on repeats)."""
     text = re.sub(r" #\d+$", "", source).lower()
-    return {w for w in re.findall(r"[a-z][a-z'-]+", text) if w not in STOPWORDS}
+    words = (w.strip("'-") for w in re.findall(r"[^\W\d_][\w'-]*", text))  # letters of any script; 'chill' is chill
+    return {w for w in words if len(w) > 1 and w not in STOPWORDS}
 
 
 def sparkline_svg(curve: np.ndarray, peak: int, width: int = 416, height: int = 60) -> str:
@@ -652,8 +653,11 @@ class DashboardBuilder:
             link = f'<a href="../{_feature_href(j)}">#{j}</a>' if j in views else f"#{j}"
             desc = views[j].description if j in views else ""
             rows.append(
-                f'<tr><td>{link}</td><td class="num">{f.weight:.3g}</td><td class="num">{f.typical:.3g}</td>'
-                f'<td class="num">{_pct(stats.clip_rate[j])}</td><td class="num">{stats.max_act[j]:.3g}</td>'
+                # data-v: "#12" and "8.33 %" sorted as text (16.7 % before 8.33 %)
+                f'<tr><td data-v="{j}">{link}</td><td class="num">{f.weight:.3g}</td>'
+                f'<td class="num">{f.typical:.3g}</td>'
+                f'<td class="num" data-v="{stats.clip_rate[j]:.6g}">{_pct(stats.clip_rate[j])}</td>'
+                f'<td class="num">{stats.max_act[j]:.3g}</td>'
                 f"<td>{_e(desc)}</td></tr>"
             )
         default = c.default.spelled()
@@ -812,7 +816,9 @@ class DashboardBuilder:
             return ""
         items = []
         for _, mode, wav, where in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
-            dest = f"audio/eval_{c.name}_{site_name(where)}"  # by its path: two folders' same names were one file
+            # by its path, hashed whole: site_name makes x_y/a.wav and x/y_a.wav one name, and the second overwrote
+            tag = hashlib.sha1(where.encode(errors="surrogateescape")).hexdigest()[:8]
+            dest = f"audio/eval_{c.name}_{site_name(where.removesuffix(wav.suffix))}_{tag}.wav"
             shutil.copyfile(wav, out / dest)
             items.append(
                 f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(where)}</span><br>'
@@ -846,7 +852,7 @@ class DashboardBuilder:
             ptxt = f"{round(pur.purity * pur.clips)} of {pur.clips} {_e(pur.label)}" if pur and pur.label else ""
             label = pur.label if pur and pur.label and pur.purity > pur.base else ""
             concepts = " ".join(c.name for c in self._concepts_of(j))
-            inrange = int(lo <= rate[j] <= hi)
+            inrange = int(lo <= rate[j] <= hi and stats.frame_fires[j] > 0)  # as the header counts them
             rows.append(
                 (
                     v is None,
