@@ -328,7 +328,8 @@ class OscControl:
                 address = osc_types.get_string(dgram, 0)[0]
                 unread = _unread_tags(dgram)  # before python-osc parses them (it warns on stderr)
                 if unread:
-                    problem = f"{address}: argument type {unread[0]!r} is not read here (send i, f or s)"
+                    send = "i, h, f, d, s, T or F" if address == "/ping" else "i, f or s"  # /ping echoes them all
+                    problem = f"{address}: argument type {unread[0]!r} is not read here (send {send})"
                     out.append((address, [], problem))
                 elif address == "/ping":
                     tail = dgram[osc_types.get_string(dgram, 0)[1] :]
