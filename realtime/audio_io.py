@@ -61,6 +61,9 @@ def find_device(name: str | int | None) -> int | None:
     if not found:
         names = ", ".join(repr(d["name"]) for d in devices)
         raise UserError(f"audio device {name!r}: not found (devices: {names})")
+    if len(found) > 1:  # the first of two "USB Audio CODEC"s was taken without a word
+        names = ", ".join(f"{i}: {devices[i]['name']!r}" for i in found)
+        raise UserError(f"audio device {name!r}: matches {len(found)} devices ({names}); give its index or more of it")
     return found[0]
 
 
@@ -70,6 +73,17 @@ def check_device(device: str | int | None, channels: int, sr: int) -> int | None
     index = find_device(device)
     info = _device_info(sd, index)
     label = "the default device" if info is None else repr(info["name"]) + (" (the default)" if index is None else "")
+    ins = _device_info(sd, index, "input")
+    have = (
+        int(ins.get("max_input_channels", channels)) if ins else 0,
+        int(info.get("max_output_channels", channels)) if info else 0,
+    )
+    if min(have) < channels:  # PortAudio's own words blamed the rate ("refuses 1 channel(s) at 44100 Hz")
+        fewer = " (--channels 1 plays one)" if channels > 1 and min(have) >= 1 else ""
+        raise UserError(
+            f"audio device {label}: has {have[0]} input and {have[1]} output channel(s); live needs {channels} in and "
+            f"{channels} out{fewer}"
+        )
     try:
         sd.check_input_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
         sd.check_output_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
@@ -85,10 +99,10 @@ def check_device(device: str | int | None, channels: int, sr: int) -> int | None
     return index
 
 
-def _device_info(sd: Any, index: int | None) -> dict[str, Any] | None:
-    """PortAudio's description of a device (None: the default output), or None where it has none."""
+def _device_info(sd: Any, index: int | None, kind: str = "output") -> dict[str, Any] | None:
+    """PortAudio's description of a device (None: the default `kind` one), or None where it has none."""
     try:
-        return dict(sd.query_devices(index) if index is not None else sd.query_devices(kind="output"))
+        return dict(sd.query_devices(index) if index is not None else sd.query_devices(kind=kind))
     except Exception:  # no default device: PortAudio raises
         return None
 

@@ -226,6 +226,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--rt-priority", "80"],
          "--rt-priority: applies to device mode only"),  # hunt 92: checked, then dropped without a word
         (["--model", str(tiny_rave_ts), "--pace", "realtime"], "--pace: applies to file mode only"),
+        (["--list-devices", "--device", "nosuch", "--duration", "5"],  # hunt 96: listed, exit 0, options dropped
+         "--list-devices: lists the devices and exits; drop --device, "),
         (["--model", str(tiny_rave_ts), "--inject-stalls", "0.2,nan"], "--inject-stalls '0.2,nan': expected seconds"),
         # nan was a traceback in the model thread, then silence for the rest of the run
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--stereo", "channels"],
@@ -457,6 +459,42 @@ def test_a_device_at_another_rate_says_its_rate_and_how_to_start_jack_at_the_mod
         )
 
 
+def test_a_device_name_two_devices_share_and_a_device_without_inputs_are_said_as_they_are(monkeypatch):
+    """Hunt 96: `--device USB` with two "USB Audio CODEC"s took the first without a word; an output-only device
+    was refused as "refuses 1 channel(s) at 44100 Hz, the model's rate" (PortAudio's words blamed the rate)."""
+    import realtime.audio_io as audio_io
+    from sae.errors import UserError
+
+    devices = [
+        {"name": "USB Audio CODEC (hw:1,0)", "max_input_channels": 2, "max_output_channels": 2},
+        {"name": "USB Audio CODEC (hw:2,0)", "max_input_channels": 0, "max_output_channels": 2},
+    ]
+
+    class FakeSd:
+        PortAudioError = RuntimeError
+
+        @staticmethod
+        def query_devices(device=None, kind=None):
+            return devices if device is None else devices[device]
+
+        @staticmethod
+        def check_input_settings(device=None, **kwargs):
+            if devices[device]["max_input_channels"] < kwargs["channels"]:
+                raise RuntimeError("Invalid number of channels [PaErrorCode -9998]")
+
+        check_output_settings = check_input_settings
+
+    monkeypatch.setattr(audio_io, "_sounddevice", lambda: FakeSd)
+    with pytest.raises(UserError, match=r"^audio device 'USB': matches 2 devices \(0: 'USB Audio CODEC \(hw:1,0\)'"):
+        audio_io.find_device("USB")
+    assert audio_io.find_device("hw:1") == 0 and audio_io.check_device("hw:1", 2, 44100) == 0
+    with pytest.raises(UserError) as err:
+        audio_io.check_device("hw:2", 1, 44100)
+    assert str(err.value) == (
+        "audio device 'USB Audio CODEC (hw:2,0)': has 0 input and 2 output channel(s); live needs 1 in and 1 out"
+    )
+
+
 def test_preset_at_start_takes_a_name_from_the_preset_folder_as_osc_does(tiny_rave_ts, bank, wav, tmp_path, capsys):
     """`/preset/load preset.yaml` loads the demo's preset by name, but `musicsae live --preset preset.yaml` said
     `--preset preset.yaml: no such file` (outside training/assets). A bare name that is no file here is looked up
@@ -527,6 +565,66 @@ def test_osc_sent_while_live_imports_is_kept_not_lost(tiny_rave_ts, capsys, monk
     from realtime.resume import RESUME_ENV
 
     assert live_cli.RESUME_ENV == RESUME_ENV  # a restart binds its port as before (its saved port, for --osc-port 0)
+
+
+def test_a_stop_while_the_stream_starts_closes_it(tiny_rave_ts, capsys, monkeypatch):
+    """Hunt 96: Ctrl-C or SIGTERM on the start-up lines (before streaming) skipped closing the stream: it ran on to
+    the exit, where PortAudio's JACK backend wrote its own line after musicsae's."""
+    import realtime.audio_io as audio_io
+
+    calls: list[str] = []
+
+    class Stream:
+        active = True
+
+        def start(self):
+            calls.append("start")
+            raise KeyboardInterrupt  # the signal, as the stream starts
+
+        def stop(self):
+            calls.append("stop")
+
+        def close(self):
+            calls.append("close")
+
+    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
+    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream())
+    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
+                     "--no-view", "--duration", "0.2")  # fmt: skip
+    assert proc.returncode == 130 and calls == ["start", "stop", "close"], (proc, calls)
+
+
+def test_a_device_that_stops_calling_back_is_a_device_gone(tiny_rave_ts, capsys, monkeypatch):
+    """Hunt 96: a JACK server that froze (SIGSTOP, a hung driver) left PortAudio's stream "active" with no callback:
+    live played silence to the end, its status lines unchanged, and never said why nor waited for the device."""
+    import time as clock
+
+    import realtime.audio_io as audio_io
+
+    class Stream:
+        active = True
+
+        def __init__(self, engine):
+            self.engine = engine
+
+        def start(self):  # one callback, then none
+            self.engine.counters.last_callback = clock.perf_counter()
+
+        def stop(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
+    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream(engine))
+    t0 = clock.monotonic()
+    proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
+                     "--no-view", "--duration", "30", "--reconnect", "0")  # fmt: skip
+    assert proc.returncode != 0 and clock.monotonic() - t0 < 20, proc
+    assert "the stream stopped after" in proc.stderr and "no callback for 2." in proc.stderr, proc.stderr
 
 
 def test_the_port_bound_before_the_imports_has_room_for_a_burst():

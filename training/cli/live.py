@@ -35,6 +35,7 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEMO_MODEL = ASSETS / "demo_rave.ts"
 DEMO_BANK = ASSETS / "demo_concepts.yaml"
 RECONNECT_S = 60.0  # --reconnect's default
+FROZEN_S = 2.0  # no callback for this long: the device is gone, though PortAudio calls its stream active
 MAX_LOSSES, LOSS_WINDOW_S = 5, 120.0  # realtime.resume's (not imported here: `musicsae --help` stays quick)
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"  # realtime.resume's too
 OSC_HOST, OSC_PORT, METER_RATE = "127.0.0.1", 9000, 20.0  # --osc-host, --osc-port, --meter-rate defaults
@@ -132,6 +133,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--inject-every", type=float, default=60.0, help=argparse.SUPPRESS)
     p.add_argument("--inject-into", choices=("model", "callback"), default="model", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
+    OPTIONS.update(
+        {a.dest: (a.option_strings[0], a.default) for a in p._actions if a.dest not in ("help", "list_devices")}
+    )
+
+
+OPTIONS: dict[str, tuple[str, object]] = {}  # dest -> (flag, default): what --list-devices would drop without a word
 
 
 def _say(msg: str) -> None:
@@ -232,6 +239,11 @@ def run(args: argparse.Namespace) -> int:
     """Play until Ctrl-C or SIGTERM (`training.cli.main` turns both into KeyboardInterrupt): streams closed, the
     final status printed, exit 0."""
     if args.list_devices:
+        given = [flag for dest, (flag, default) in OPTIONS.items() if getattr(args, dest, default) != default]
+        if given:  # `--list-devices --device nosuch --in x.wav` listed and exited 0
+            from sae.errors import UserError
+
+            raise UserError(f"--list-devices: lists the devices and exits; drop {', '.join(given)}")
         return list_devices()
     _osc_options(args)
     early = _bind_osc_port(args)  # before the imports (torch: over a second): what is sent meanwhile waits there
@@ -504,13 +516,17 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     label = str(args.device) if args.device is not None else "(default)"
     reconnect = RECONNECT_S if args.reconnect is None else args.reconnect
     stream = open_duplex(engine, args.device)
-    _say(engine.latency.describe())
-    engine.start()
-    _say(f"model thread: {engine.priority}")
-    _say("device clock: " + ("JACK's cycle counter" if engine.device_clock else "the callbacks' times"))
-    stream.start()
-    if ready is not None:
-        ready()
+    try:  # a stop in here left the stream open and running: PortAudio's JACK backend then spoke at exit
+        _say(engine.latency.describe())
+        engine.start()
+        _say(f"model thread: {engine.priority}")
+        _say("device clock: " + ("JACK's cycle counter" if engine.device_clock else "the callbacks' times"))
+        stream.start()
+        if ready is not None:
+            ready()
+    except BaseException:
+        close_stream(stream)
+        raise
     played = resumed.played_s if resumed else 0.0  # --duration counts what was played before a restart too
     if resumed:
         back = f"streaming again {time.time() - resumed.lost_at:.1f} s after it went away, with the same controls"
@@ -539,7 +555,9 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
-            if not stream.active:  # PortAudio stopped it: the callback never raises, so the device went away
+            last_call = engine.counters.last_callback
+            frozen = last_call and time.perf_counter() - last_call > FROZEN_S  # a stopped JACK server: no callback
+            if not stream.active or frozen:  # PortAudio stopped it (the callback never raises), or it went quiet
                 losses = recent_losses(resumed.losses if resumed else [], time.time())
                 if reconnect > 0 and flapping(losses):  # it keeps coming back and going away: restarts for good
                     lost = losses[-1]  # its stream is left behind, as while waiting for it
