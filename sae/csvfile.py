@@ -21,7 +21,9 @@ def parse_csv(text: str, where: str) -> tuple[list[dict[str, str]], list[str]]:
     rows: list[dict[str, str]] = []
     start = 1  # the line the record being read starts on
     try:
-        _ = reader.fieldnames  # the header first
+        header = reader.fieldnames or []  # the header first
+        if twice := next((c for i, c in enumerate(header) if c in header[:i]), None):  # DictReader keeps the last
+            raise UserError(f"{where}: column {twice!r} appears twice in the header; keep one")
         start = reader.reader.line_num + 1
         for row in reader:
             rows.append(dict(row))

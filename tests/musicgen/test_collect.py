@@ -344,6 +344,12 @@ def test_a_prompt_entry_without_a_prompt_text_is_one_line(tmp_path, text):
         read_prompts(tmp_path / "p.yaml")
     (tmp_path / "p.yaml").write_text("- {prompt: guitar, seed: 3}\n- drums\n")  # a batch's jobs read as prompts
     assert read_prompts(tmp_path / "p.yaml") == ["guitar", "drums"]
+    (tmp_path / "p.yaml").write_text("seed: 9\nprompts: [guitar]\n")  # hunt 97: the seed was dropped
+    with pytest.raises(UserError, match=r"p\.yaml: unknown key 'seed'; expected a 'prompts:' list only$"):
+        read_prompts(tmp_path / "p.yaml")
+    (tmp_path / "p.csv").write_text("prompt,prompt\nguitar solo,drum loop\n")  # the last cell won
+    with pytest.raises(UserError, match=r"p\.csv: column 'prompt' appears twice in the header"):
+        read_prompts(tmp_path / "p.csv")
 
 
 @pytest.mark.parametrize(("name", "text"), [("p.csv", "prompt\r\nguitar\r\n"), ("p.txt", "guitar\n")])

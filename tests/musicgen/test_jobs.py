@@ -42,6 +42,9 @@ def test_every_known_key_is_read(tmp_path):
         ("j.yaml", "- {prompt: [guitar, drums]}\n", "job 1: 'prompt' must be a text, not ['guitar', 'drums']"),
         ("j.yaml", "- {prompt: on}\n", "job 1: 'prompt' must be a text, not True"),  # hunt 78: rendered 'True'
         ("j.yaml", "- {prompt: guitar, duration: yes}\n", "duration a number of seconds"),  # was 1 s
+        # hunt 97: settings beside `jobs:` and a column given twice were dropped (the last cell won)
+        ("j.yaml", "seed: 7\njobs: [guitar]\n", "unknown key 'seed' beside 'jobs'"),
+        ("j.csv", "prompt,prompt\nguitar solo,drum loop\n", "column 'prompt' appears twice in the header"),
     ],
 )
 def test_an_unknown_key_or_a_fractional_seed_is_one_line(tmp_path, name, text, needle):

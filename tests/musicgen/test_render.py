@@ -338,6 +338,28 @@ def test_bad_input_one_line_nothing_written(tmp_path, audiocraft_dir, mg, capsys
     assert not (tmp_path / "outs").exists()
 
 
+def test_a_batch_jobs_bad_set_names_the_job(tmp_path, audiocraft_dir, capsys):
+    """Hunt 97: a bad `set` in the second of many jobs was refused as `--set guitar: given twice`, a flag never
+    given, and no word of which job."""
+    mg = load_musicgen(audiocraft_dir)
+    make_bank(tmp_path, mg)
+    argv = ["render", "musicgen", "--model", str(audiocraft_dir), "--batch", str(tmp_path / "jobs.yaml"),
+            "--out-dir", str(tmp_path / "outs")]  # fmt: skip
+    for sets, said in (
+        ("[guitar=off, guitar=on]", "job second.wav: set guitar: given twice"),
+        ("guitar=loud", "job second.wav: concept 'guitar' mode 'loud'"),
+        ("bass=off", "job second.wav: concept 'bass': not in"),
+    ):
+        second = f"- {{prompt: b, name: second, set: {sets}}}\n"
+        (tmp_path / "jobs.yaml").write_text("- {prompt: a, name: first}\n" + second)
+        assert main([*argv, "--bank", str(tmp_path / "concepts.yaml")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"musicsae: error: --batch {tmp_path / 'jobs.yaml'} ") and said in err, err
+    assert main(argv) == 2
+    assert "job second.wav: set needs --bank" in capsys.readouterr().err
+    assert not (tmp_path / "outs").exists()
+
+
 def test_transformers_backend_steers_the_same_way(tmp_path, transformers_dir):
     tf = load_musicgen(transformers_dir)
     bank = make_bank(tmp_path, tf)

@@ -233,7 +233,20 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 raise UserError(
                     f"job {job.out.name}: --plain writes {_plain(job.out).name}, another job's file; rename one of them"
                 )
-    parsed = {tuple(job.sets): [parse_set(s) for s in job.sets] for job in jobs}
+
+    def job_says(job: RenderJob, make):  # a batch job's problem names the job, not a --set never given
+        if args.prompt is not None:
+            return make()
+        try:
+            return make()
+        except UserError as exc:
+            raise UserError(f"--batch {args.batch} job {job.out.name}: {str(exc).removeprefix('--')}") from None
+
+    parsed: dict[tuple[str, ...], list] = {}
+    first: dict[tuple[str, ...], RenderJob] = {}  # the first job of each set list, named where one is refused
+    for job in jobs:
+        first.setdefault(tuple(job.sets), job)
+        parsed[tuple(job.sets)] = job_says(job, lambda job=job: [parse_set(s) for s in job.sets])
 
     def every_set():  # (job, how an error names the set, the set as given, parsed)
         for job in jobs:
@@ -247,10 +260,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 f"{where} {raw!r}: starts at {s.start:g} s, after the {job.duration:g} s render ends "
                 "(nothing would be edited)"
             )
-    for sets in parsed.values():
-        check_sets((s.name, s.mode) for s in sets)
+    for key, sets in parsed.items():
+        job_says(first[key], lambda sets=sets: check_sets((s.name, s.mode) for s in sets))
     if any(parsed.values()) and not args.bank:
-        raise UserError("--set needs --bank (the concept bank YAML)")
+        job_says(next(first[k] for k, v in parsed.items() if v), lambda: _needs_bank())
     if not any(parsed.values()):  # options of an edit, given with no edit: the render would ignore them
         given = [o for o, on in (("--bank", args.bank), ("--plain", args.plain), ("--edit-rows", args.edit_rows)) if on]
         if given:
@@ -267,7 +280,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
         with spinner(console, f"loading {args.model}"):
             mg = load_musicgen(args.model, args.backend, args.device)
         # check every edit against the model (model identity, layer, SAE width) before generating anything
-        steerings = {k: BankSteering(mg, bank, sets, args.edit_rows) if sets else None for k, sets in parsed.items()}
+        steerings = {
+            k: job_says(first[k], lambda sets=sets: BankSteering(mg, bank, sets, args.edit_rows)) if sets else None
+            for k, sets in parsed.items()
+        }
 
         def duration_of(j: RenderJob) -> str:  # what a refusal of a job's duration names
             return (
@@ -410,3 +426,9 @@ def _earlier_files(dest: Path, shared: dict, written: set[str]) -> list[dict]:
             continue
         kept.append(entry if theirs == shared or "settings" in entry else {**entry, "settings": theirs})
     return kept
+
+
+def _needs_bank() -> None:
+    from sae.errors import UserError
+
+    raise UserError("--set needs --bank (the concept bank YAML)")

@@ -71,6 +71,8 @@ def read_prompts(path: str | Path) -> list[str]:
     if suffix in (".yaml", ".yml", ".json"):
         data = parse_yaml(text, f"--prompts {path}")
         if isinstance(data, dict):
+            if other := [k for k in data if k != "prompts"]:  # `seed: 9` beside the prompts was dropped
+                raise UserError(f"--prompts {path}: unknown key {other[0]!r}; expected a 'prompts:' list only")
             data = data.get("prompts")
         if not isinstance(data, list) or not all(isinstance(p, str | dict) for p in data):
             raise UserError(f"--prompts {path}: expected a list of prompts (or a 'prompts:' list)")

@@ -107,6 +107,8 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
             raise UserError(f"--batch {path}: unknown column {unknown[0]!r}; expected {', '.join(KEYS)}")
     else:
         data = parse_yaml(text, f"--batch {path}")
+        if isinstance(data, dict) and (other := [k for k in data if k != "jobs"]):  # `seed: 7` beside jobs: dropped
+            raise UserError(f"--batch {path}: unknown key {other[0]!r} beside 'jobs'; a job's settings go in the job")
         rows = data.get("jobs") if isinstance(data, dict) else data
         if not isinstance(rows, list):
             raise UserError(f"--batch {path}: expected a list of jobs (or a 'jobs:' list)")
