@@ -39,6 +39,38 @@ def live_here(capsys, *args: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["musicsae", "live", *args], code, captured.out, captured.err)
 
 
+class FakeStream:
+    """A device stream that never calls back by itself: `on_start(engine)` runs as it starts; what was called is
+    recorded in `calls`."""
+
+    active = True
+
+    def __init__(self, engine, on_start=None, calls: list[str] | None = None):
+        self.engine, self.on_start, self.calls = engine, on_start, calls if calls is not None else []
+
+    def start(self):
+        self.calls.append("start")
+        if self.on_start is not None:
+            self.on_start(self.engine)
+
+    def stop(self):
+        self.calls.append("stop")
+
+    def close(self):
+        self.calls.append("close")
+
+
+def fake_device(monkeypatch, on_start=None) -> list[str]:
+    """Device mode on a `FakeStream` (found, checked and opened without PortAudio); returns its calls."""
+    import realtime.audio_io as audio_io
+
+    calls: list[str] = []
+    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
+    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: FakeStream(engine, on_start, calls))
+    return calls
+
+
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("audio") / "in.wav"
@@ -390,26 +422,7 @@ def test_a_pipe_gets_plain_lines_not_the_view(tiny_rave_ts, capsys, monkeypatch)
     """`musicsae live > show.log` (or `| tee`): stdout is no terminal, so the rich view printed nothing while playing
     (no event, no status line), then the whole view at exit with the final status line glued to its last border.
     Without a terminal live says what --no-view says: each event as its own line, the status line alone."""
-    import realtime.audio_io as audio_io
-
-    class Stream:
-        active = True
-
-        def __init__(self, engine):
-            self.engine = engine
-
-        def start(self):
-            self.engine.report("device", "flagged 1 xrun(s)")
-
-        def stop(self):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
-    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
-    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream(engine))
+    fake_device(monkeypatch, on_start=lambda engine: engine.report("device", "flagged 1 xrun(s)"))
     proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
                      "--duration", "0.5")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
@@ -570,26 +583,11 @@ def test_osc_sent_while_live_imports_is_kept_not_lost(tiny_rave_ts, capsys, monk
 def test_a_stop_while_the_stream_starts_closes_it(tiny_rave_ts, capsys, monkeypatch):
     """Hunt 96: Ctrl-C or SIGTERM on the start-up lines (before streaming) skipped closing the stream: it ran on to
     the exit, where PortAudio's JACK backend wrote its own line after musicsae's."""
-    import realtime.audio_io as audio_io
 
-    calls: list[str] = []
+    def signal(engine):  # the signal, as the stream starts
+        raise KeyboardInterrupt
 
-    class Stream:
-        active = True
-
-        def start(self):
-            calls.append("start")
-            raise KeyboardInterrupt  # the signal, as the stream starts
-
-        def stop(self):
-            calls.append("stop")
-
-        def close(self):
-            calls.append("close")
-
-    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
-    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
-    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream())
+    calls = fake_device(monkeypatch, on_start=signal)
     proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
                      "--no-view", "--duration", "0.2")  # fmt: skip
     assert proc.returncode == 130 and calls == ["start", "stop", "close"], (proc, calls)
@@ -598,32 +596,15 @@ def test_a_stop_while_the_stream_starts_closes_it(tiny_rave_ts, capsys, monkeypa
 def test_a_device_that_stops_calling_back_is_a_device_gone(tiny_rave_ts, capsys, monkeypatch):
     """Hunt 96: a JACK server that froze (SIGSTOP, a hung driver) left PortAudio's stream "active" with no callback:
     live played silence to the end, its status lines unchanged, and never said why nor waited for the device."""
-    import time as clock
 
-    import realtime.audio_io as audio_io
+    def one_callback(engine):  # then none
+        engine.counters.last_callback = time.perf_counter()
 
-    class Stream:
-        active = True
-
-        def __init__(self, engine):
-            self.engine = engine
-
-        def start(self):  # one callback, then none
-            self.engine.counters.last_callback = clock.perf_counter()
-
-        def stop(self):
-            pass
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(audio_io, "find_device", lambda device: None)
-    monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
-    monkeypatch.setattr(audio_io, "open_duplex", lambda engine, device: Stream(engine))
-    t0 = clock.monotonic()
+    fake_device(monkeypatch, on_start=one_callback)
+    t0 = time.monotonic()
     proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
                      "--no-view", "--duration", "30", "--reconnect", "0")  # fmt: skip
-    assert proc.returncode != 0 and clock.monotonic() - t0 < 20, proc
+    assert proc.returncode != 0 and time.monotonic() - t0 < 20, proc
     assert "the stream stopped after" in proc.stderr and "no callback for 2." in proc.stderr, proc.stderr
 
 
