@@ -635,7 +635,7 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         ConceptDefault(mode, strength),
         aurocs,
         probe,
-        _steer(spec.get("steer"), at),
+        _steer(spec.get("steer"), at, name),
         sae_sha,
         intervals,
         clips,
@@ -669,9 +669,11 @@ def _clips(spec: Any, at: str) -> ConceptClips | None:
         return None
     ok = isinstance(spec, dict) and {"with", "without"} <= set(spec) <= {"with", "without", "sources"}
     ok = ok and all(is_count(spec[k]) and spec[k] > 0 for k in spec)
+    ok = ok and spec.get("sources", 0) <= spec["with"] + spec["without"]  # each source holds one clip at least
     if not ok:
         raise UserError(
-            f"{at}: clips {spec!r}; expected {{with: N, without: M}} and optionally sources: S, positive integers"
+            f"{at}: clips {spec!r}; expected {{with: N, without: M}} and optionally sources: S, positive integers, "
+            "S at most N + M"
         )
     return ConceptClips(spec["with"], spec["without"], spec.get("sources"))
 
@@ -702,7 +704,7 @@ def _features(feats: Any, at: str, key: str) -> list[ConceptFeature]:
     return features
 
 
-def _steer(spec: Any, at: str) -> ConceptSteer | None:
+def _steer(spec: Any, at: str, name: str) -> ConceptSteer | None:
     if spec is None:
         return None
     keys = {"threshold", "features", "off_left", "error_share", "spared"}
@@ -712,6 +714,8 @@ def _steer(spec: Any, at: str) -> ConceptSteer | None:
     spared = spec.get("spared", [])
     if not isinstance(spared, list) or not all(isinstance(n, str) and NAME_RE.fullmatch(n) for n in spared):
         raise UserError(f"{at}: steer.spared must be a list of concept names")
+    if name in spared or len(set(spared)) < len(spared):  # another concept's features, each once
+        raise UserError(f"{at}: steer.spared {spared!r}: expected other concepts' names, each once")
     return ConceptSteer(
         _num(spec["threshold"], f"{at}: steer.threshold", lo=0.0),
         _features(spec["features"], at, "steer.features"),
