@@ -160,7 +160,7 @@ def device_stopped(engine: Engine, label: str, streamed_s: float, waiting: float
 
 # Run by `DeviceProbe` in a child process: this process's PortAudio may be wedged on a dead JACK server, and
 # PortAudio lists devices only when it initialises. Exit 0: the device opened and ran (callbacks came); 3: not
-# listed (yet); 4: opened but no callback came.
+# listed (yet); 4: opened but no callback came; 5: listed, but refuses the settings (its rate printed).
 PROBE = """
 import sys
 import sounddevice as sd
@@ -174,6 +174,14 @@ else:
     found = found or [i for i, d in enumerate(devices) if name.lower() in d["name"].lower()]
 if name and not found:
     sys.exit(3)
+index = found[0] if name else None
+try:
+    sd.check_input_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
+    sd.check_output_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
+except Exception:  # listed, but not at the model's rate (a JACK server started again with another -r)
+    info = sd.query_devices(index) if index is not None else sd.query_devices(kind="output")
+    print(f"{info['default_samplerate']:g}", flush=True)
+    sys.exit(5)
 calls = []
 
 
@@ -183,7 +191,7 @@ def callback(indata, outdata, frames, time, status):
 
 
 # a callback stream, as live's: a blocking one started and stopped crashes PortAudio's JACK backend at exit
-with sd.Stream(samplerate=sr, blocksize=period, device=found[0] if name else None, channels=channels,
+with sd.Stream(samplerate=sr, blocksize=period, device=index, channels=channels,
                dtype="float32", callback=callback):
     sd.sleep(200)
 sys.exit(0 if calls else 4)
@@ -210,13 +218,15 @@ class DeviceProbe:
         self.proc: subprocess.Popen | None = None
         self.started = -math.inf
         self.tries = 0
+        self.refused = ""  # why the last probe found the device back but unusable ("" : not so)
+        self.sr = sr
 
     def poll(self) -> bool:
         """Start a probe when none runs; True once one found the device working."""
         if self.proc is None:
             if time.monotonic() - self.started < self.interval:
                 return False
-            self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             self.started = time.monotonic()
             self.tries += 1
             return False
@@ -226,7 +236,15 @@ class DeviceProbe:
                 return False
             self.stop()
             return False
+        said = (self.proc.stdout.read() if self.proc.stdout else "").strip()
         self.proc = None
+        if code == 5:  # a device back at another rate was "not back" until the timeout, then said so on a rerun
+            rate = f"{said} Hz" if said else "another rate"
+            self.refused = f"back, but at {rate}, not the model's {self.sr} Hz"
+            if said:
+                self.refused += f" (a JACK server runs at the rate it was started with: start it with -r {self.sr})"
+        elif code is not None:
+            self.refused = ""
         return code == 0
 
     def stop(self) -> None:

@@ -209,6 +209,22 @@ def test_the_restart_carries_this_loss_with_the_recent_ones(tiny_rave_ts, tmp_pa
     assert saved[0].losses[2] == saved[0].lost_at and abs(saved[0].lost_at - time.time()) < 60
 
 
+def test_a_device_back_at_another_rate_is_said_so_not_not_back(tiny_rave_ts, capsys, monkeypatch):
+    """Hunt 96: a JACK server started again at 48000 Hz for a 44100 Hz model: every probe failed alike, and live
+    ended "not back within N s" about a device that was back the whole time; only a rerun said why."""
+    import realtime.audio_io as audio_io
+
+    _fake_device(monkeypatch, active=False)
+    monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
+    # the probe as it runs, on a device listed at 48000 Hz that refuses the model's rate
+    monkeypatch.setattr(audio_io, "PROBE", "import sys\nprint('48000')\nsys.exit(5)\n")
+    proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--no-view", "--duration", "5",
+                      "--reconnect", "2.5")  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+    assert len(errors) == 1 and "back, but at 48000 Hz, not the model's 44100 Hz" in errors[0], proc.stderr
+    assert "start it with -r 44100" in errors[0] and "not back within" not in errors[0]
+
+
 def test_a_state_with_a_block_or_budget_live_could_not_have_saved_is_one_line(tmp_path):
     """Such a state (edited, or another version's) is said and skipped by live (`_take_resume`): it was taken as
     it was, and a budget of no whole periods stopped the restarted live in `build_live`."""

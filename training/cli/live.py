@@ -574,12 +574,13 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                 if reconnect > 0 and lost is None:
                     lost, played = losses[-1], played + now - start
                     _say(line)
-                    returned = _wait_for_device(engine, osc, live, label, reconnect, args.device)
+                    returned, refused = _wait_for_device(engine, osc, live, label, reconnect, args.device)
                     if returned:
                         break
+                    state = refused or f"not back within {reconnect:g} s"  # back at 48000 Hz was "not back"
                     line = (
-                        f"audio device {label}: not back within {reconnect:g} s (the stream stopped after "
-                        f"{now - start:.1f} s of playing); start the device again, then musicsae live"
+                        f"audio device {label}: {state} (the stream stopped after {now - start:.1f} s of playing); "
+                        "start the device again, then musicsae live"
                     )
                 stopped = line
                 if osc is not None:
@@ -623,10 +624,11 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     return 0
 
 
-def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str | None) -> bool:
+def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str | None) -> tuple[bool, str]:
     """Poll for the device in short child processes (this one's PortAudio may be wedged) until it works again
-    (True) or `seconds` passed (False). OSC goes on meanwhile: controls set now are kept, `/ping` answers
-    `waiting for device` (set by the caller before it reports the loss)."""
+    (True) or `seconds` passed (False, and why a device that is back would not do, or ""). OSC goes on meanwhile:
+    controls set now are kept, `/ping` answers `waiting for device` (set by the caller before it reports the
+    loss)."""
     from realtime.audio_io import DeviceProbe
     from realtime.live_view import render
 
@@ -635,15 +637,18 @@ def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str 
     try:
         while (waited := time.monotonic() - since) < seconds:
             if probe.poll():
-                return True
-            title = f"musicsae live: WAITING FOR AUDIO DEVICE {label} ({waited:.0f} of {seconds:g} s; Ctrl-C stops)"
+                return True, ""
+            why = f"; {probe.refused}" if probe.refused else ""
+            title = (
+                f"musicsae live: WAITING FOR AUDIO DEVICE {label} ({waited:.0f} of {seconds:g} s{why}; Ctrl-C stops)"
+            )
             if live is not None:
                 live.update(render(engine, osc.control if osc else None, title=title))
             elif time.monotonic() - last >= 5.0:
                 last = time.monotonic()
-                _say(f"waiting for audio device {label}: {waited:.0f} of {seconds:g} s")
+                _say(f"waiting for audio device {label}: {waited:.0f} of {seconds:g} s{why}")
             time.sleep(0.1)
-        return False
+        return False, probe.refused
     finally:
         probe.stop()
 
