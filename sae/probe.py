@@ -369,6 +369,9 @@ def compare_probes(
     diff = auroc_difference(scores["sae_probe"], scores[base], y, seed=seed, groups=g)
     report.difference = {"baseline": base, **diff.as_dict()}
     report.verdict = "SAE better" if diff.lo > 0 else ("baseline better" if diff.hi < 0 else "tied")
+    if permutations > 0 and g is not None and (why := _unshufflable(y, g)):
+        report.notes.append(why)  # every run would hand back the real labels: a "chance level" equal to the AUROC
+        permutations = 0
     if permutations > 0:
         rng = np.random.default_rng([seed, 1])
         null = []
@@ -384,6 +387,23 @@ def compare_probes(
             "p_value": float((1 + (null >= result["sae_probe"]).sum()) / (permutations + 1)),
         }
     return report
+
+
+def _unshufflable(y: np.ndarray, groups: np.ndarray) -> str:
+    """Why `shuffled_labels` cannot move a label with these `groups` (no source wholly with, or wholly without, the
+    concept), or ""."""
+    ids = np.unique(groups, return_inverse=True)[1]
+    pos, count = np.bincount(ids, weights=y), np.bincount(ids)
+    sides = {"with": int((pos == count).sum()), "without": int((pos == 0).sum())}
+    if min(sides.values()) > 0:
+        return ""
+    mixed = int(((pos > 0) & (pos < count)).sum())
+    empty = next(side for side, n in sides.items() if n == 0)
+    return (
+        f"no shuffled-label chance level: shuffling moves whole sources, and no source is wholly {empty} the concept "
+        f"({mixed} of {len(pos)} hold clips of both sides; --groups prefix takes a name without '_' whole, so "
+        "with/00.wav and without/00.wav are one source)"
+    )
 
 
 def shuffled_labels(y: np.ndarray, groups: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:

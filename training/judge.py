@@ -713,6 +713,17 @@ def _split_without(entry: dict) -> str:
     return f" ({chosen_on} to choose on, {test} to report)"
 
 
+def check_listen_folder(out: str | Path) -> None:
+    """Refuse, before any work, an `OUT/listen/` that no evaluation wrote (no listen.json): the listening examples
+    replace that folder whole, and a user's files there went without a word."""
+    root = Path(out) / "listen"
+    if root.exists() and not (root / "listen.json").is_file():
+        raise UserError(
+            f"--out {out}: {root} is there and holds no earlier evaluation's listening examples (they replace the "
+            "folder); move it or use another --out"
+        )
+
+
 def drop_earlier_examples(out: str | Path) -> bool:
     """Remove `OUT/listen/` of an earlier evaluation (it holds listen.json) once this one's report is written: its
     rows would be paired with this report's calls by index. Returns whether there was one."""

@@ -253,6 +253,11 @@ def test_a_gin_config_the_builder_cannot_use_is_one_line(configs, said, tmp_path
           "--store", "{tmp}/store"], "--store {tmp}/store: no hook 'decoder.net.1' (it holds latent)"),  # after latent
         (["eval", "musicgen", "--data", "d", "--model", "m", "--bank", "b.yaml", "--out", "{tmp}/o", "--strength", "0"],
          "argument --strength: '0': expected a number in (0, 100]"),  # it judged on:0, no edit, as the on strength
+        (["eval", "hooks", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--strength", "2,150"],
+         "argument --strength: '2,150': expected comma-separated numbers in (0, 100]"),
+        # hunt 99: refused after the collect and the SAEs, and the settings stored then refused every rerun of --out
+        (["eval", "steering", "--data", "d", "--model", "m.ts", "--bank", "b.yaml", "--out", "{tmp}/o", "--strength",
+          "150"], "argument --strength: '150': expected comma-separated numbers in (0, 100]"),
         (["eval", "fidelity", "--data", "d", "--model", "m.ts", "--out", "{tmp}/o", "--judge-sr", "44100"],
          "unrecognized arguments: --judge-sr 44100"),  # the judge hears at 22050 Hz whatever it said; the report
         # named the rate given
@@ -268,3 +273,16 @@ def test_an_option_given_empty_or_short_is_refused_before_the_work(argv, said, t
         code = exit_.code
     assert code == 2 and said.format(tmp=tmp_path) in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["steering", "musicgen"])
+def test_a_listen_folder_no_evaluation_wrote_is_refused_before_the_work(command, tmp_path, capsys):
+    """Hunt 99: `eval steering --listen N` replaced OUT/listen whole, a user's files in it deleted without a word
+    (an earlier evaluation's, with its listen.json, is replaced and said so)."""
+    (tmp_path / "o" / "listen").mkdir(parents=True)
+    (tmp_path / "o" / "listen" / "notes.txt").write_text("mine")
+    argv = ["eval", command, "--data", "d", "--model", "m", "--bank", "b.yaml", "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds no earlier evaluation's listening examples" in err and err.count("\n") == 1, err
+    assert (tmp_path / "o" / "listen" / "notes.txt").read_text() == "mine"

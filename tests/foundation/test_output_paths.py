@@ -155,7 +155,7 @@ def test_the_musicgen_demo_gets_the_options_it_was_given(tmp_path, monkeypatch):
         (["hooks", "--steer-threshold", "nan"], "argument --steer-threshold: 'nan': expected a number >= 0"),
         (["hooks", "--clamp", "2,50"], "argument --clamp: '2,50': expected numbers in (0, 10]"),
         (["hooks", "--sae-steps", "0"], "argument --sae-steps: '0': expected a positive integer"),
-        (["hooks", "--strength", "2,,3"], "argument --strength: '2,,3': expected comma-separated positive numbers"),
+        (["hooks", "--strength", "2,,3"], "argument --strength: '2,,3': expected comma-separated numbers in (0, 100]"),
         (["steering", "--bank", "b.yaml", "--clamp", "50"], "argument --clamp: '50': expected numbers in (0, 10]"),
         (["musicgen", "--bank", "b.yaml", "--strength", "nan"], "argument --strength: 'nan': expected a number in"),
     ],

@@ -378,7 +378,10 @@ def test_groups_keep_sources_together_and_few_sources_are_named(
     out = capsys.readouterr().out
     assert "5 sources" in out  # src0..src4: the with side's src0..src2 are the same three sources
     assert "only 3 groups with the concept: folds never split a group, so 3 folds instead of 5" in " ".join(out.split())
-    assert "shuffled labels (5 runs)" in out and "verdict:" in out
+    # with/src0..2 are without/src0..2 too: no source is wholly with the concept, so a shuffle of whole sources
+    # moves nothing (hunt 98: the row showed the real AUROC as the chance level)
+    assert "shuffled labels (5 runs)" not in out and "no source is wholly with the concept" in " ".join(out.split())
+    assert "verdict:" in out
     assert "[" in out.split("SAE sparse probe")[1].splitlines()[0]  # an interval beside the AUROC
     # the bank says the clips came from 5 sources, and `concept list` shows it (it showed the clip counts alone)
     from sae.bank import ConceptBank
@@ -476,3 +479,21 @@ def test_a_spared_concept_found_again_on_another_sae_is_named_as_such(tmp_path):
             ]
     g.model, g.sae_sha256 = ModelRef("a.ts", "a" * 64), "1" * 64  # the same SAE again, no shared feature
     assert bank.stale_spares() == []
+
+
+def test_sides_at_different_sample_rates_are_said():
+    """Hunt 98: `--with` clips at 16 kHz and `--without` at 44.1 kHz made a "concept" of AUROC 1.00 out of the band
+    limit, and the only hint was "resampled 14 file(s)", with no word of which side."""
+    from realtime.audio_files import AudioNotes
+    from training.rave.concepts import rate_apart
+
+    low, plain = AudioNotes(resampled={16000: 14}), AudioNotes()
+    said = rate_apart({"with": low, "without": plain}, {"with": 14, "without": 14}, 44100)
+    assert said == [
+        "the sides came at different sample rates (--with 14 of 14 clips at 16000 Hz, --without 14 of 14 at 44100 "
+        "Hz): the probe may tell them apart by the rate's band limit alone; bring both sides to one rate"
+    ]
+    assert rate_apart({"with": low, "without": AudioNotes(resampled={16000: 12})}, {"with": 14, "without": 14},
+                      44100) == []  # fmt: skip
+    mixed = AudioNotes(resampled={16000: 7})  # half and half: no side is at one rate
+    assert rate_apart({"with": mixed, "without": plain}, {"with": 14, "without": 14}, 44100) == []

@@ -58,6 +58,9 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     assert summary["split"] == "test" and summary["pick"] in ("latent", "decoder.net.1")
     assert set(summary["hooks"]) == {"latent", "decoder.net.1"}
     assert summary["hooks"]["decoder.net.1"]["d_in"] > summary["hooks"]["latent"]["d_in"]
+    # hunt 99: where no feature reached --steer-threshold the probe's were steered, and nothing said so
+    steered = {c["steered"] for row in summary["concepts"].values() for h, c in row.items() if "steered" in c}
+    assert steered and steered <= {"by effect", "the probe's"}
     for row in summary["concepts"].values():
         for hook in ("latent", "decoder.net.1"):
             cell = row.get(hook) or {}

@@ -334,7 +334,7 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
             ]
         )
     assert bad.value.code == 2
-    assert "expected comma-separated positive numbers" in capsys.readouterr().err
+    assert "expected comma-separated numbers in (0, 100]" in capsys.readouterr().err
 
 
 @pytest.mark.slow

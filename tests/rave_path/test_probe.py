@@ -225,3 +225,18 @@ def test_the_chance_level_shuffles_whole_sources_when_clips_are_grouped(monkeypa
     S = np.abs(rng.standard_normal((30, 12)))
     compare_probes(S, S[:, :6], y, k=2, folds=3, groups=list(groups), permutations=3)
     assert len(calls) == 3 and all(list(g) == list(groups) for g in calls)
+
+
+def test_no_chance_level_is_drawn_where_shuffling_whole_sources_moves_nothing():
+    """Hunt 98: with every source holding clips of both sides (`--groups prefix` on with/00.wav and without/00.wav:
+    one source), every shuffle handed back the real labels, and the table printed a chance level equal to the AUROC
+    (1.00 / 1.00) without a word."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([f"s{i}" for i in range(13)], 2)
+    y = np.tile([1, 0], 13)  # each source: one clip with, one without
+    S = np.abs(rng.standard_normal((26, 12)))
+    S[y == 1, :3] += 3.0
+    report = compare_probes(S, S[:, :6], y, k=2, folds=3, groups=list(groups), permutations=5)
+    assert report.permutation is None, report.permutation
+    assert any(n.startswith("no shuffled-label chance level") and "13 of 13 hold clips of both sides" in n
+               for n in report.notes), report.notes  # fmt: skip

@@ -93,11 +93,6 @@ def _positive_floats(text: str) -> tuple[float, ...]:
     return tuple(dict.fromkeys(float(v) for v in items))
 
 
-positive_floats = _checked(
-    _positive_floats, lambda vs: all(0 < v < float("inf") for v in vs), "comma-separated positive numbers, e.g. 1,4,16"
-)
-
-
 def strength(text: str) -> float:
     """One edit strength, within ±`sae.controls.STRENGTH_LIMIT` (what `--set NAME=on:S` accepts)."""
     from sae.controls import STRENGTH_LIMIT
@@ -113,6 +108,18 @@ def on_strength(text: str) -> float:
     from sae.controls import STRENGTH_LIMIT
 
     return _checked(float, lambda v: 0 < v <= STRENGTH_LIMIT, f"a number in (0, {STRENGTH_LIMIT:g}]")(text)
+
+
+def on_strengths(text: str) -> tuple[float, ...]:
+    """`--strength S,S,...` of `on` a judge sweeps: each as `on_strength`, checked when parsed (150 was refused after
+    eval hooks had collected and trained, and the settings it stored then refused every rerun of its --out)."""
+    from sae.controls import STRENGTH_LIMIT
+
+    return _checked(
+        _positive_floats,
+        lambda vs: all(0 < v <= STRENGTH_LIMIT for v in vs),
+        f"comma-separated numbers in (0, {STRENGTH_LIMIT:g}], e.g. 1,4,16",
+    )(text)
 
 
 def offline_block(text: str) -> int:

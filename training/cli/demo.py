@@ -9,8 +9,8 @@ from training.cli.args import (
     add_threads,
     comma_names,
     nonneg_int,
+    on_strengths,
     positive_float,
-    positive_floats,
     positive_int,
     seed_int,
 )
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--strength",
-        type=positive_floats,
+        type=on_strengths,
         help="strengths of `on` the judge sweeps (default 1,2,4,8; with --musicgen 0.25,0.5); the `on` render uses "
         "the best",
     )

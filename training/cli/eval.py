@@ -16,8 +16,8 @@ from training.cli.args import (
     nonneg_float,
     nonneg_int,
     on_strength,
+    on_strengths,
     positive_float,
-    positive_floats,
     positive_int,
     seed_int,
 )
@@ -83,7 +83,9 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
         help="concepts to also edit ideally (re-rendered from MIDI without / with their part), judged clean and "
         "through the model: the ceiling of steering (e.g. guitar,drums,piano)",
     )
-    p.add_argument("--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40)")
+    p.add_argument(
+        "--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40; 0: all)"
+    )
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
     p.add_argument("--seed", type=seed_int, default=0)
     add_threads(p)
@@ -151,7 +153,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         "clips themselves)",
     )
     p.add_argument("--sae-steps", type=positive_int, default=1500, help="SAE steps per hook (default 1500)")
-    p.add_argument("--strength", type=positive_floats, default=(2.0, 8.0), help="on strengths (default 2,8)")
+    p.add_argument("--strength", type=on_strengths, default=(2.0, 8.0), help="on strengths (default 2,8)")
     p.add_argument(
         "--clamp", type=clamp_strengths, default=(2.0, 4.0), help="clamp strengths, each <= 10 (default 2,4)"
     )
@@ -260,7 +262,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--strength",
-        type=positive_floats,
+        type=on_strengths,
         default=(1.0, 2.0, 4.0, 8.0, 16.0),
         help="strengths of `on` to sweep, comma-separated (default 1,2,4,8,16)",
     )
@@ -304,11 +306,13 @@ def run_steering(args: argparse.Namespace) -> int:
     import torch
 
     from sae.paths import check_not_inside, check_output_dir
-    from training.judge import rich_table
+    from training.judge import check_listen_folder, rich_table
     from training.rave.judge import EvalConfig, evaluate_steering
 
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
+    if args.listen:
+        check_listen_folder(args.out)
     torch.set_num_threads(args.threads)
     console = output_console()
     cfg = EvalConfig(
@@ -395,13 +399,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from realtime.musicgen import duration_note, trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
-    from training.judge import rich_table
+    from training.judge import check_listen_folder, rich_table
     from training.musicgen.judge import MusicGenEvalConfig, evaluate_musicgen, read_prompt_list
 
     if args.renders < 1:  # --duration is checked by its type (positive_float)
         raise UserError(f"--renders {args.renders}: expected at least 1")
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
+    check_listen_folder(args.out)  # its listening examples replace OUT/listen
     trained = trained_seconds(args.model)  # as render musicgen: positions past the LM's segment were never trained
     if args.duration is None:
         args.duration = trained if trained is not None else 4.0

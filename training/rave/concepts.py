@@ -224,6 +224,26 @@ def spared_features(
     return frozenset(out)
 
 
+def rate_apart(notes: dict[str, AudioNotes], clips: dict[str, int], sr: int) -> list[str]:
+    """A note when the two sides came mostly at different sample rates: a probe can then tell them apart by the
+    band limit alone (16 kHz `--with` against 44.1 kHz `--without` was a "concept" of AUROC 1.00)."""
+    rates = {}
+    for side, n in clips.items():
+        counts = dict(notes[side].resampled)
+        counts[sr] = counts.get(sr, 0) + n - sum(counts.values())  # the clips read at the model's rate
+        rate, most = max(counts.items(), key=lambda kv: kv[1])
+        if n == 0 or most < 0.8 * n:
+            return []
+        rates[side] = (rate, most, n)
+    (a, na, ta), (b, nb, tb) = rates["with"], rates["without"]
+    if a == b:
+        return []
+    return [
+        f"the sides came at different sample rates (--with {na} of {ta} clips at {a} Hz, --without {nb} of {tb} at "
+        f"{b} Hz): the probe may tell them apart by the rate's band limit alone; bring both sides to one rate"
+    ]
+
+
 def _side(side: str, folder: str, notes: AudioNotes | None = None) -> str:
     """How a side is named in the minimum-examples messages, with the skipped files of that folder."""
     skipped = [why for p, why in (notes.skipped if notes else []) if Path(p).is_relative_to(Path(folder))]
@@ -282,13 +302,16 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         raise UserError(f"--k {cfg.k}: the SAE {cfg.sae} has {sae.cfg.d_sae} features; expected at most that")
     sae_sha = sae_weights_sha256(cfg.sae)
     spared = spared_features(bank, cfg, hook, sae_sha, model.identity.sha256)
-    notes = AudioNotes()
+    notes = {"with": AudioNotes(), "without": AudioNotes()}  # each side's: a note names its folder
     streams = make_streams(model, [hook])
     cache = {} if cache is None else cache  # the clips of it alone are among the clips with it: encoded once
-    pos = clip_frames(model, with_files, notes, streams, cache, hook)
-    neg = clip_frames(model, without_files, notes, streams, cache, hook)
+    pos = clip_frames(model, with_files, notes["with"], streams, cache, hook)
+    neg = clip_frames(model, without_files, notes["without"], streams, cache, hook)
     few = check_examples(
-        {_side("with", cfg.with_dir, notes): len(pos), _side("without", cfg.without_dir, notes): len(neg)},
+        {
+            _side("with", cfg.with_dir, notes["with"]): len(pos),
+            _side("without", cfg.without_dir, notes["without"]): len(neg),
+        },
         cfg.min_examples,
     )
     with torch.no_grad():
@@ -333,7 +356,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         steer = ConceptSteer(float(cfg.steer_threshold), chosen, off_left, error_share, tuple(cfg.spare))
     alone, alone_line = None, None
     if alone_files:
-        solos = clip_frames(model, alone_files, notes, streams, cache, hook)
+        notes["alone"] = AudioNotes()
+        solos = clip_frames(model, alone_files, notes["alone"], streams, cache, hook)
         alone_groups = None
         if groups is not None:
             alone_groups = [clip_group(p, Path(cfg.alone_dir), cfg.groups) for p, _ in solos] + list(groups)
@@ -356,7 +380,9 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     )
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
         now.add(concept, replace=cfg.replace)
-    lines = notes.lines() + few + now.stale_spares()
+    folders = {"with": cfg.with_dir, "without": cfg.without_dir, "alone": cfg.alone_dir}
+    lines = [f"--{side} {folders[side]}: {line}" for side, side_notes in notes.items() for line in side_notes.lines()]
+    lines += rate_apart(notes, {"with": len(pos), "without": len(neg)}, model.sr) + few + now.stale_spares()
     if steer is None and cfg.steer_threshold == 0:
         lines.append(f"--steer-threshold 0: edits move the probe's {len(features)} feature(s)")
     elif steer is None:

@@ -543,6 +543,8 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 },
                 "probe_verdict": counts.get("verdict"),
                 "steer_features": len(concept.steer.features) if concept.steer else len(concept.features),
+                # the probe's features where none carried --steer-threshold (or it is 0): said, not shown as a choice
+                "steered": "by effect" if concept.steer else "the probe's",
                 "off_left": concept.steer.off_left if concept.steer else None,
                 "error_share": concept.steer.error_share if concept.steer else None,
                 "alone": concept.alone is not None,
@@ -771,7 +773,7 @@ def report_markdown(s: dict[str, Any]) -> str:
             left = (
                 f"{cell['steer_features']} / {100 * cell['off_left']:.0f} % / {100 * cell['error_share']:.0f} %"
                 if cell["off_left"] is not None
-                else f"{cell['steer_features']} / – / –"
+                else f"{cell['steer_features']} (the probe's: none reached --steer-threshold, or it is 0) / – / –"
             )
             on, cl = cell.get("on"), cell.get("clamp")
             off_drift = f"{on['off_drift']:.0f}" if on.get("drift_measured", True) else "drift not measured"
