@@ -92,11 +92,16 @@ def check_device(device: str | int | None, channels: int, sr: int) -> int | None
         if info is not None and round(info.get("default_samplerate", sr)) != sr:
             rate = f"; it runs at {info['default_samplerate']:g} Hz"
             if _host_api(sd, info).startswith("JACK"):  # one rate for every client: the server's
-                rate += f" (a JACK server runs at the rate it was started with: start it with -r {sr})"
+                rate += f" ({jack_rate_fix(sr)})"
         raise UserError(
             f"audio device {label}: refuses {channels} channel(s) at {sr} Hz, the model's rate{rate} ({exc})"
         ) from None
     return index
+
+
+def jack_rate_fix(sr: int) -> str:
+    """What to do about a JACK server at another rate than the model's `sr`."""
+    return f"a JACK server runs at the rate it was started with: start it with -r {sr}"
 
 
 def _device_info(sd: Any, index: int | None, kind: str = "output") -> dict[str, Any] | None:
@@ -242,7 +247,7 @@ class DeviceProbe:
             rate = f"{said} Hz" if said else "another rate"
             self.refused = f"back, but at {rate}, not the model's {self.sr} Hz"
             if said:
-                self.refused += f" (a JACK server runs at the rate it was started with: start it with -r {self.sr})"
+                self.refused += f" ({jack_rate_fix(self.sr)})"
         elif code is not None:
             self.refused = ""
         return code == 0

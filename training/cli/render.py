@@ -234,19 +234,21 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     f"job {job.out.name}: --plain writes {_plain(job.out).name}, another job's file; rename one of them"
                 )
 
-    def job_says(job: RenderJob, make):  # a batch job's problem names the job, not a --set never given
-        if args.prompt is not None:
-            return make()
+    @contextlib.contextmanager
+    def naming(job: RenderJob):  # a batch job's problem names the job, not a --set never given
         try:
-            return make()
+            yield
         except UserError as exc:
+            if args.prompt is not None:
+                raise
             raise UserError(f"--batch {args.batch} job {job.out.name}: {str(exc).removeprefix('--')}") from None
 
     parsed: dict[tuple[str, ...], list] = {}
     first: dict[tuple[str, ...], RenderJob] = {}  # the first job of each set list, named where one is refused
     for job in jobs:
         first.setdefault(tuple(job.sets), job)
-        parsed[tuple(job.sets)] = job_says(job, lambda job=job: [parse_set(s) for s in job.sets])
+        with naming(job):
+            parsed[tuple(job.sets)] = [parse_set(s) for s in job.sets]
 
     def every_set():  # (job, how an error names the set, the set as given, parsed)
         for job in jobs:
@@ -261,9 +263,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 "(nothing would be edited)"
             )
     for key, sets in parsed.items():
-        job_says(first[key], lambda sets=sets: check_sets((s.name, s.mode) for s in sets))
+        with naming(first[key]):
+            check_sets((s.name, s.mode) for s in sets)
     if any(parsed.values()) and not args.bank:
-        job_says(next(first[k] for k, v in parsed.items() if v), lambda: _needs_bank())
+        with naming(next(first[k] for k, v in parsed.items() if v)):
+            raise UserError("--set needs --bank (the concept bank YAML)")
     if not any(parsed.values()):  # options of an edit, given with no edit: the render would ignore them
         given = [o for o, on in (("--bank", args.bank), ("--plain", args.plain), ("--edit-rows", args.edit_rows)) if on]
         if given:
@@ -280,10 +284,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
         with spinner(console, f"loading {args.model}"):
             mg = load_musicgen(args.model, args.backend, args.device)
         # check every edit against the model (model identity, layer, SAE width) before generating anything
-        steerings = {
-            k: job_says(first[k], lambda sets=sets: BankSteering(mg, bank, sets, args.edit_rows)) if sets else None
-            for k, sets in parsed.items()
-        }
+        steerings = {}
+        for k, sets in parsed.items():
+            with naming(first[k]):
+                steerings[k] = BankSteering(mg, bank, sets, args.edit_rows) if sets else None
 
         def duration_of(j: RenderJob) -> str:  # what a refusal of a job's duration names
             return (
@@ -426,9 +430,3 @@ def _earlier_files(dest: Path, shared: dict, written: set[str]) -> list[dict]:
             continue
         kept.append(entry if theirs == shared or "settings" in entry else {**entry, "settings": theirs})
     return kept
-
-
-def _needs_bank() -> None:
-    from sae.errors import UserError
-
-    raise UserError("--set needs --bank (the concept bank YAML)")
