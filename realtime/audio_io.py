@@ -165,7 +165,7 @@ def device_stopped(engine: Engine, label: str, streamed_s: float, waiting: float
 
 # Run by `DeviceProbe` in a child process: this process's PortAudio may be wedged on a dead JACK server, and
 # PortAudio lists devices only when it initialises. Exit 0: the device opened and ran (callbacks came); 3: not
-# listed (yet); 4: opened but no callback came; 5: listed, but refuses the settings (its rate printed).
+# listed (yet); 4: opened but no callback came; 5: listed, but refuses the settings (its rate and host API printed).
 PROBE = """
 import sys
 import sounddevice as sd
@@ -185,7 +185,7 @@ try:
     sd.check_output_settings(device=index, channels=channels, samplerate=sr, dtype="float32")
 except Exception:  # listed, but not at the model's rate (a JACK server started again with another -r)
     info = sd.query_devices(index) if index is not None else sd.query_devices(kind="output")
-    print(f"{info['default_samplerate']:g}", flush=True)
+    print(f"{info['default_samplerate']:g}", sd.query_hostapis(info["hostapi"])["name"], flush=True)
     sys.exit(5)
 calls = []
 
@@ -244,9 +244,9 @@ class DeviceProbe:
         said = (self.proc.stdout.read() if self.proc.stdout else "").strip()
         self.proc = None
         if code == 5:  # a device back at another rate was "not back" until the timeout, then said so on a rerun
-            rate = f"{said} Hz" if said else "another rate"
-            self.refused = f"back, but at {rate}, not the model's {self.sr} Hz"
-            if said:
+            rate, _, host = said.partition(" ")
+            self.refused = f"back, but at {rate + ' Hz' if rate else 'another rate'}, not the model's {self.sr} Hz"
+            if host.startswith("JACK"):  # as check_device: only a JACK server has the one rate it was started with
                 self.refused += f" ({jack_rate_fix(self.sr)})"
         elif code is not None:
             self.refused = ""

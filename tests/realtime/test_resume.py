@@ -216,13 +216,16 @@ def test_a_device_back_at_another_rate_is_said_so_not_not_back(tiny_rave_ts, cap
 
     _fake_device(monkeypatch, active=False)
     monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
-    # the probe as it runs, on a device listed at 48000 Hz that refuses the model's rate
-    monkeypatch.setattr(audio_io, "PROBE", "import sys\nprint('48000')\nsys.exit(5)\n")
-    proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--no-view", "--duration", "5",
-                      "--reconnect", "2.5")  # fmt: skip
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
-    assert len(errors) == 1 and "back, but at 48000 Hz, not the model's 44100 Hz" in errors[0], proc.stderr
-    assert "start it with -r 44100" in errors[0] and "not back within" not in errors[0]
+    for host, advice in (("JACK Audio Connection Kit", True), ("ALSA", False)):
+        # the probe as it runs, on a device listed at 48000 Hz that refuses the model's rate
+        monkeypatch.setattr(audio_io, "PROBE", f"import sys\nprint('48000 {host}')\nsys.exit(5)\n")
+        proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--no-view", "--duration", "5",
+                          "--reconnect", "2.5")  # fmt: skip
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+        assert len(errors) == 1 and "back, but at 48000 Hz, not the model's 44100 Hz" in errors[0], proc.stderr
+        assert "not back within" not in errors[0]
+        # the JACK advice for a JACK device only (it was given for any host, as an ALSA card's)
+        assert ("start it with -r 44100" in errors[0]) == advice, (host, errors[0])
 
 
 def test_a_state_with_a_block_or_budget_live_could_not_have_saved_is_one_line(tmp_path):
