@@ -255,7 +255,8 @@ def folder_replacing(out: Path, keep_others: bool = True, own: Collection[str] =
     """A new folder beside `out` to write into; on leaving it replaces `out` whole (`replace_folder`), on an error
     it is removed and `out` is left as it was. An `out` that is a link is followed: its target is replaced. The new
     folder is locked while it lives; those of writers killed before (SIGKILL, a crash) are removed first."""
-    out = Path(out).resolve() if Path(out).is_symlink() else Path(out)
+    out = Path(out).resolve() if Path(out).is_symlink() else Path(os.path.abspath(out))  # "." has no name to swap
+    refuse_working_folder(out)
     remove_stale_folders(out)
     tmp, fd = new_folder_beside(out)
     try:
@@ -264,6 +265,20 @@ def folder_replacing(out: Path, keep_others: bool = True, own: Collection[str] =
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         os.close(fd)
+
+
+def refuse_working_folder(out: str | os.PathLike, flag: str = "") -> None:
+    """One line where `out`, a folder replaced whole, is the folder this process runs in or holds it: the shell
+    it was started from would be left in the removed old folder, which looks empty."""
+    try:
+        here = Path(os.path.realpath(os.getcwd()))
+    except OSError:  # a working folder removed under us: nothing to compare
+        return
+    target = Path(os.path.realpath(out))
+    if here == target or target in here.parents:
+        said = f"{flag} {out}" if flag else str(out)
+        raise UserError(f"{said}: is the folder this runs in (or holds it), which is replaced whole (the shell would "
+                        "be left in the removed old one); run from another folder")  # fmt: skip
 
 
 def replace_folder(tmp: Path, out: Path, keep_others: bool = True, own: Collection[str] = ()) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +63,59 @@ def noise_bursts():
         return folder
 
     return write
+
+
+SF2_SR = 22050
+PROGRAMS = (0, 24, 25, 30, 33, 48, 56)  # piano, the guitars, bass, strings, brass (bank 0)
+
+
+def _chunk(cid: bytes, data: bytes) -> bytes:
+    return cid + struct.pack("<I", len(data)) + data + (b"\0" if len(data) % 2 else b"")
+
+
+def _list(kind: bytes, *chunks: bytes) -> bytes:
+    body = kind + b"".join(chunks)
+    return b"LIST" + struct.pack("<I", len(body)) + body
+
+
+def _name(text: str) -> bytes:
+    return text.encode()[:20].ljust(20, b"\0")
+
+
+def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127)) -> Path:
+    """A General-MIDI-shaped SoundFont 2 file written from scratch at `path`: every preset `data make` selects, each
+    playing one looped sine; the drum kit (bank 128) over `drum_keys` only (keys 0–10: presets, but no sound at the
+    notes the data plays)."""
+    n = SF2_SR // 10
+    smpl = (np.sin(2 * np.pi * 440 * np.arange(n) / SF2_SR) * 12000).astype("<i2").tobytes() + b"\0" * 92
+    shdr = _name("sine") + struct.pack("<IIIIIbbHH", 0, n, 100, n - 100, SF2_SR, 69, 0, 0, 1)
+    shdr += _name("EOS") + struct.pack("<IIIIIbbHH", 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    # instrument 0: every key; 1: the drum keys. Generators: key range (43), sample modes (54: loop), sample id (53)
+    inst = _name("full") + struct.pack("<H", 0) + _name("kit") + struct.pack("<H", 1) + _name("EOI")
+    inst += struct.pack("<H", 2)
+    ibag = struct.pack("<HHHHHH", 0, 0, 3, 0, 6, 0)
+    igen = b"".join(
+        struct.pack("<HBB", 43, lo, hi) + struct.pack("<HH", 54, 1) + struct.pack("<HH", 53, 0)
+        for lo, hi in ((0, 127), drum_keys)
+    ) + struct.pack("<HH", 0, 0)
+    presets = [(p, 0, 0) for p in PROGRAMS] + [(0, 128, 1)]
+    phdr = b"".join(
+        _name(f"p{p}b{b}") + struct.pack("<HHHIII", p, b, k, 0, 0, 0) for k, (p, b, _) in enumerate(presets)
+    )
+    phdr += _name("EOP") + struct.pack("<HHHIII", 0, 0, len(presets), 0, 0, 0)
+    pbag = b"".join(struct.pack("<HH", k, 0) for k in range(len(presets) + 1))
+    pgen = b"".join(struct.pack("<HH", 41, i) for _, _, i in presets) + struct.pack("<HH", 0, 0)
+    info = _list(b"INFO", _chunk(b"ifil", struct.pack("<HH", 2, 1)), _chunk(b"isng", b"EMU8000\0"),
+                 _chunk(b"INAM", b"test\0\0"))  # fmt: skip
+    pdta = _list(b"pdta", _chunk(b"phdr", phdr), _chunk(b"pbag", pbag), _chunk(b"pmod", b"\0" * 10),
+                 _chunk(b"pgen", pgen), _chunk(b"inst", inst), _chunk(b"ibag", ibag), _chunk(b"imod", b"\0" * 10),
+                 _chunk(b"igen", igen), _chunk(b"shdr", shdr))  # fmt: skip
+    body = b"sfbk" + info + _list(b"sdta", _chunk(b"smpl", smpl)) + pdta
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    return path
+
+
+@pytest.fixture
+def sine_font(tmp_path: Path):
+    """`write_sf2` into tmp_path: `sine_font(name, drum_keys=(lo, hi))`."""
+    return lambda name="sine.sf2", drum_keys=(0, 127): write_sf2(tmp_path / name, drum_keys)

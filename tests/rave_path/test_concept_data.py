@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,6 +236,17 @@ def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
     assert meta["holdout_font"] == "fluidr3" and meta["holdout_shares_samples"] == {}
 
 
+def test_a_held_out_font_that_got_no_clip_is_said_and_the_table_printed(tmp_path, capsys):
+    """Hunt 100: with too few clips for the held-out font to get one (here 2 clips, 3 fonts), the data was written,
+    then the summary table read heldout_font/, which was never made: "No such file or directory", exit 2."""
+    argv = ["data", "make", "--out", str(tmp_path / "d"), "--n", "2", "--seed", "0", "--duration", "0.5"]
+    assert main([*argv, "--sr", "16000", "--concepts", "guitar", "--holdout-font", "fluidr3"]) == 0
+    said = capsys.readouterr()
+    assert "--holdout-font fluidr3: none of the 2 clips plays an instrument in it" in said.err, said.err
+    assert "guitar" in said.out and (tmp_path / "d" / "data.json").is_file()
+    assert not any(r["split"] == "holdout_font" for r in read_manifest(tmp_path / "d"))
+
+
 def test_a_training_font_that_shares_the_held_out_fonts_samples_is_named(tmp_path):
     """The csound bank reuses TimGM6mb's samples: holding TimGM6mb out with csound among the training fonts says so
     (for the instruments it shares, not for the ones it has of its own) and data.json records it; the default
@@ -351,6 +363,101 @@ def test_a_folder_it_did_not_write_is_refused_and_kept(tmp_path, capsys):
     (ours / "clips" / "my_take.wav").write_bytes(b"RIFF")
     assert main([*argv, "--out", str(ours)]) == 2 and "(clips/my_take.wav)" in capsys.readouterr().err
     assert (ours / "clips" / "my_take.wav").read_bytes() == b"RIFF"
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        {"data.json": '{"my_dataset": "takes", "version": 3}', "manifest.csv": "file,label"},  # another tool's
+        {"clips/clip_000.wav": "RIFF"},  # a user's recordings named clip_*: not this command's clip_NNNNN.wav
+        {"clips/session1/clip_take7.wav": "RIFF"},
+        {"concepts/guitar/clip_00001.wav": "RIFF"},  # not where this command puts its links
+    ],
+    ids=["data-json", "clip-names", "clip-folder", "concept-depth"],
+)
+def test_files_that_only_look_like_a_data_folders_are_refused_and_kept(tmp_path, capsys, files):
+    """Hunt 100: any data.json was taken for this command's mark (the user's data.json and manifest.csv were
+    replaced), and any file named clip_* in any folder under clips/ for a clip of a run stopped half way (deleted)."""
+    mine = tmp_path / "mine"
+    for name, text in files.items():
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_text(text)
+    argv = ["data", "make", "--n", "2", "--duration", "0.5", "--sr", "16000", "--soundfonts", "timgm6mb"]
+    assert main([*argv, "--out", str(mine)]) == 2
+    err = capsys.readouterr().err.strip()
+    named = next(iter(files)).replace("/clip_take7.wav", "")  # a folder of its own under clips/ is named itself
+    assert f"({named})" in err and "did not write" in err and "\n" not in err, err
+    assert all((mine / name).read_text() == text for name, text in files.items())
+
+
+def test_a_data_folder_that_is_the_working_folder_is_refused(tmp_path, capsys, monkeypatch):
+    """Hunt 100: `--out .` was a ValueError traceback (a path of no name to swap) leaving a .lock behind, and
+    `--out "$PWD"` swapped the folder under the user's shell, which then listed the removed old one: empty."""
+    here = tmp_path / "here"
+    (here / "sub").mkdir(parents=True)
+    argv = ["data", "make", "--n", "2", "--duration", "0.5", "--sr", "16000", "--soundfonts", "timgm6mb"]
+    for cwd, out in ((here, "."), (here, str(here)), (here / "sub", "..")):
+        monkeypatch.chdir(cwd)
+        assert main([*argv, "--out", out]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"--out {out}: is the folder this runs in" in err and "\n" not in err, err
+        assert [p.name for p in here.iterdir()] == ["sub"] and not list((here / "sub").iterdir())
+    monkeypatch.chdir(tmp_path)  # beside it: written
+    assert main([*argv, "--out", "here/data"]) == 0 and (here / "data" / "data.json").is_file()
+
+
+def test_a_font_that_plays_nothing_for_an_instrument_is_named_and_skipped(tmp_path, capsys, sine_font):
+    """Hunt 100: a font with every preset but a drum kit of other keys passed the check; its clips were labelled
+    drums=1 with no drums in them, and its first drum solo ended the run with a RuntimeError traceback."""
+    from training.data.concept_clips import ClipPlan, _compose, font_problem
+
+    assert font_problem(sine_font()) is None  # the same font with its kit over every key plays every part
+    kitless = sine_font("kitless.sf2", drum_keys=(0, 10))
+    assert font_problem(kitless) == "plays nothing for drums at the notes the data uses"
+    argv = ["data", "make", "--out", str(tmp_path / "d"), "--n", "4", "--duration", "0.5", "--sr", "16000"]
+    assert main([*argv, "--concepts", "none", "--soundfonts", f"timgm6mb,{kitless}"]) == 0
+    err = capsys.readouterr().err
+    assert "soundfont kitless" in err and "plays nothing for drums" in err and "skipped" in err, err
+    assert {r["font"] for r in read_manifest(tmp_path / "d")} - {"none"} == {"timgm6mb"}
+    # a clip that renders silent all the same is one line naming the font, not a traceback
+    plan = ClipPlan(index=3, kind="solo", instruments=["drums"], key=0)
+    _compose(plan, np.random.default_rng(0), 0.5)
+    with pytest.raises(UserError, match=rf"soundfont {kitless}: clip 3 rendered silent \(drums\)"):
+        render_clip(plan, DataConfig(duration=0.5, sample_rate=16000), kitless)
+
+
+def test_font_names_as_users_type_them(tmp_path, monkeypatch, sine_font):
+    """Hunt 100: a misspelt name was skipped as a missing file (the data then made with fewer fonts, every clip's
+    font moved), "FluidR3" was told to rename a file that is not there, and "~/fonts/x.sf2" after a comma (which
+    no shell expands) was skipped."""
+    with pytest.raises(UserError, match=r"soundfont 'csund': neither a known font \(timgm6mb, fluidr3, csound, opl3"):
+        resolve_fonts(["timgm6mb", "csund"], note=print)
+    fonts, skipped = resolve_fonts(["FluidR3", "TimGM6mb"], note=print)
+    assert [f.name for f in fonts] == ["fluidr3", "timgm6mb"] and not skipped
+    notes: list[str] = []
+    fonts, skipped = resolve_fonts([str(tmp_path / "timgm6mb.sf2")], note=notes.append)  # not there: skipped
+    assert not fonts and skipped == [{"font": "timgm6mb", "reason": "no such file"}], notes
+    monkeypatch.setenv("HOME", str(tmp_path))
+    mine = sine_font("Mine.sf2")
+    fonts, _ = resolve_fonts(["~/Mine.sf2"], note=print)
+    assert [(f.name, f.path) for f in fonts] == [("mine", mine)]
+
+
+def test_a_font_given_by_a_link_or_another_known_file_is_found_again(tmp_path):
+    """Hunt 100: data.json recorded a font given as a link by its target, so `data_config` named it after the
+    target (default-gm became fluidr3_gm: every ideal edit of its clips was skipped); and Debian's TimGM6mb,
+    recorded as timgm6mb, was compared with pretty_midi's, another file: refused as changed, for good."""
+    from training.data.concept_clips import data_config
+
+    debian = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")  # `just setup` installs timgm6mb-soundfont
+    link = tmp_path / "default-GM.sf2"
+    link.symlink_to("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+    for spec, name in ((link, "default-gm"), (debian, "timgm6mb")):
+        out = tmp_path / name
+        make_dataset(out, DataConfig(n=2, duration=0.5, sample_rate=16000, soundfonts=(str(spec),)), concepts=())
+        assert {r["font"] for r in read_manifest(out)} - {"none"} == {name}
+        _, fonts, _ = data_config(out)
+        assert fonts == {name: spec}
 
 
 def test_a_damaged_manifest_is_one_line(tmp_path):

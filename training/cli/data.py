@@ -110,7 +110,7 @@ def run_make(args: argparse.Namespace) -> int:
         table.add_column(f"{label} without", justify="right")
     for name in concepts:
         folders = [Path(args.out) / top / name / side for top, _ in tops for side in ("with", "without")]
-        cnt = [len(list(folder.iterdir())) for folder in folders]
+        cnt = [len(list(folder.iterdir())) if folder.is_dir() else 0 for folder in folders]  # none held out: none
         table.add_row(name, *map(str, cnt))
     if concepts:
         output_console().print(table)

@@ -40,6 +40,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,7 +52,7 @@ from types import ModuleType
 import numpy as np
 
 from realtime.audio_files import c_stderr_hushed, write_audio
-from sae.atomic import atomic_write_text, folder_replacing, sole_writer
+from sae.atomic import atomic_write_text, folder_replacing, refuse_working_folder, sole_writer
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
 
@@ -172,7 +173,11 @@ def fluidsynth_module() -> ModuleType:
 
 
 def font_problem(path: Path) -> str | None:
-    """Why FluidSynth cannot render our instruments with `path` (None: it can)."""
+    """Why FluidSynth cannot render our instruments with `path` (None: it can): it does not load, lacks a preset, or
+    a preset plays nothing at the notes the data uses (a drum kit of other keys: its clips were labelled with drums
+    they did not have)."""
+    from training.data.font_overlap import PROBE_SR, SLOT_S, probe_notes
+
     fluidsynth = fluidsynth_module()
 
     synth = fluidsynth.Synth(gain=0.4, samplerate=22050)
@@ -184,9 +189,18 @@ def font_problem(path: Path) -> str | None:
         for inst, (bank, program) in {**{i: (0, p) for i, p in GM_PROGRAMS.items()}, "drums": (128, 0)}.items():
             if synth.program_select(0, sfid, bank, program) < 0:
                 return f"no preset for {inst} (bank {bank}, program {program})"
-        return None
     finally:
         synth.delete()
+    slots = render_notes(probe_notes(), SLOT_S * len(SOLO_INSTRUMENTS), PROBE_SR, path).reshape(
+        len(SOLO_INSTRUMENTS), -1
+    )
+    silent = [inst for inst, slot in zip(SOLO_INSTRUMENTS, slots, strict=True) if np.abs(slot).max() < SILENT_PEAK]
+    if silent:  # the known fonts peak at 0.07 to 0.15 in every slot
+        return f"plays nothing for {', '.join(silent)} at the notes the data uses"
+    return None
+
+
+SILENT_PEAK = 1e-3  # a probe slot quieter than this (peak, FluidSynth at gain 0.4) has no sound of its instrument
 
 
 def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[list[Font], list[dict]]:
@@ -197,20 +211,24 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
     fonts: list[Font] = []
     skipped: list[dict] = []
     for spec in specs:
-        if spec in FONTS:
-            name, found = spec, [p for p in _candidates(spec) if p.is_file()]
+        if spec.lower() in FONTS:  # "FluidR3" as the README's prose spells it
+            name = spec.lower()
+            found = [p for p in _candidates(name) if p.is_file()]
             if not found:
-                where = ", ".join(str(p) for p in FONTS[spec][0])
-                reason = f"not installed (looked for {where}; {FONTS[spec][1]})"
+                where = ", ".join(str(p) for p in FONTS[name][0])
+                reason = f"not installed (looked for {where}; {FONTS[name][1]})"
                 path = None
             else:
                 path, reason = found[0], None
         else:
-            path = Path(spec)
+            path = Path(spec).expanduser()  # "a,~/fonts/b.sf2": the shell expands no ~ after a comma
             name = path.stem.lower()
+            if path.suffix.lower() not in (".sf2", ".sf3") and not path.exists():  # a typo was skipped as a file
+                raise UserError(f"soundfont {spec!r}: neither a known font ({', '.join(FONTS)}) nor a .sf2/.sf3 file")
             if name == NO_FONT:  # the manifest's mark of a clip with no font (a voice alone)
                 raise UserError(f"soundfont {spec}: its name {name!r} marks clips with no font; rename the file")
-            if name in FONTS and path.resolve() not in {c.resolve() for c in _candidates(name)}:
+            candidates = {os.path.realpath(c) for c in _candidates(name)} if name in FONTS else set()
+            if name in FONTS and path.exists() and os.path.realpath(path) not in candidates:
                 raise UserError(f"soundfont {spec}: its name {name!r} is that of a known font, which the data's "
                                 "readers would load in its place; rename the file")  # fmt: skip
             reason = None if path.is_file() else "a folder, not a soundfont file" if path.is_dir() else "no such file"
@@ -548,8 +566,9 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
         assert music is not None
         audio = music
     peak = float(np.max(np.abs(audio)))
-    if peak < 1e-4:
-        raise RuntimeError(f"clip {plan.index} rendered silent ({plan.instruments}, voice {plan.voice})")
+    if peak < 1e-4:  # a font that plays nothing at this clip's notes (`font_problem` probes the usual ones)
+        what = ", ".join([*plan.instruments, *([f"voice {plan.voice}"] if plan.voice != "none" else [])])
+        raise UserError(f"soundfont {soundfont}: clip {plan.index} rendered silent ({what})")
     return (audio * (0.89 / peak)).astype(np.float32)
 
 
@@ -646,7 +665,7 @@ def make_dataset(
     # swapped in: a stopped run leaves the earlier data as it was, and a smaller run none of the earlier clips
     # a user's files beside the data (a bank, a store, notes) are kept; an earlier run's derived folders are not
     with sole_writer(out, "data make"), folder_replacing(Path(out), own={*DERIVED, "clips", ".lock"}) as new:
-        return _make_dataset(new, cfg, fonts, skipped, jobs, concepts, copy, progress, shared)
+        return _make_dataset(new, cfg, fonts, skipped, jobs, concepts, copy, progress, shared, note)
 
 
 # What `make_dataset` derives from the clips (a folder of an earlier version's run stopped half way has clips only)
@@ -659,16 +678,21 @@ def check_data_out(out: Path) -> None:
     of another's inside the folders it replaces (a recording put in `clips/`) is refused even in a complete one."""
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is a file; expected a folder")
+    refuse_working_folder(out, "--out")
     if not out.is_dir():
         return
-    replaced = [out / n for n in ("clips", "concepts", "heldout", "heldout_font") if (out / n).is_dir()]
+    # what this command writes there: clips/clip_NNNNN.wav, TOP/CONCEPT/SIDE/clip_NNNNN.wav (and their temp files)
     foreign = [
         str(p.relative_to(out))
-        for folder in replaced
-        for p in sorted(folder.rglob("*"))
-        if not p.is_dir() and not p.name.startswith(("clip_", "."))
+        for top, depth in (("clips", 1), ("concepts", 3), ("heldout", 3), ("heldout_font", 3))
+        if (out / top).is_dir()
+        for p in sorted((out / top).rglob("*"))
+        if not (_OUR_CLIP.fullmatch(p.name) and len(p.relative_to(out / top).parts) == depth)
+        and not (p.is_dir() and len(p.relative_to(out / top).parts) < depth)
     ]
-    if not (out / "data.json").is_file():  # no run of ours finished here: the folder must be one it began
+    if (out / "data.json").is_file() and not _data_json_of_ours(out / "data.json"):
+        foreign.insert(0, "data.json")  # another tool's data.json was taken for this command's mark
+    elif not (out / "data.json").is_file():  # no run of ours finished here: the folder must be one it began
         ours = {*DERIVED, "clips", ".lock"}
         foreign = [p.name for p in out.iterdir() if p.name not in ours] + foreign
         clips = [p.name for p in (out / "clips").iterdir()] if (out / "clips").is_dir() else []
@@ -678,6 +702,18 @@ def check_data_out(out: Path) -> None:
     if foreign:
         raise UserError(f"--out {out}: holds files `data make` did not write ({foreign[0]}); its clips and labels "
                         "would replace them: choose a new or empty folder")  # fmt: skip
+
+
+_OUR_CLIP = re.compile(r"\.?clip_\d{5,}\.wav(\.[0-9a-f]{8}\.tmp)?")  # a clip, or its file while written
+
+
+def _data_json_of_ours(path: Path) -> bool:
+    """Whether `path` reads as the data.json this command writes (its config, fonts and test split)."""
+    try:
+        meta = read_json_object(path, "data.json")
+    except UserError:
+        return False
+    return isinstance(meta.get("config"), dict) and isinstance(meta.get("soundfonts"), list) and "test_every" in meta
 
 
 def _make_dataset(
@@ -690,6 +726,7 @@ def _make_dataset(
     copy: bool,
     progress: Callable[[int], None] | None,
     shared: dict[str, dict[str, float]],
+    note: Callable[[str], None],
 ) -> list[dict]:
     clip_dir = out / "clips"
     clip_dir.mkdir(parents=True, exist_ok=True)
@@ -710,10 +747,14 @@ def _make_dataset(
             if progress:
                 progress(len(rows))
     write_manifest(out, rows)
+    if cfg.holdout_font is not None and not any(r["split"] == HOLDOUT_SPLIT for r in rows):
+        note(f"--holdout-font {cfg.holdout_font}: none of the {cfg.n} clips plays an instrument in it (a voice alone "
+             "takes no font); nothing is held out: make more clips")  # fmt: skip
     meta = {
         "config": dataclasses.asdict(cfg),
         "soundfonts": [
-            {"name": f.name, "file": f.path.name, "path": str(f.path.resolve()), "sha256": _sha256(f.path)}
+            # the path as given (a link followed named the font after its target, which readers then missed)
+            {"name": f.name, "file": f.path.name, "path": os.path.abspath(f.path), "sha256": _sha256(f.path)}
             for f in fonts
         ],
         "skipped_soundfonts": skipped,
@@ -862,17 +903,22 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
     if extra:  # another version's folder, or an edit
         raise UserError(f"{path}: unknown config key {extra[0]!r}; expected a folder written by `musicsae data make`")
     cfg = DataConfig(**conf)
-    # a known name resolves as it did; a font given as a file is found again at the path recorded
-    specs = [f["name"] if f["name"] in FONTS else f.get("path", f["name"]) for f in fonts_used]
-    fonts, _ = resolve_fonts(specs, note=lambda _: None)
-    recorded = {f["name"]: f.get("sha256") for f in fonts_used}
-    for f in fonts:  # the ideal edits re-render with these files: another file's samples would be judged as the edit
-        if recorded.get(f.name) and _sha256(f.path) != recorded[f.name]:
+    fonts: dict[str, Path] = {}
+    for f in fonts_used:  # under the name recorded, at the path recorded; a known font moved is looked for again
+        name, at = f["name"], f.get("path")
+        file = Path(at) if isinstance(at, str) and Path(at).is_file() else None
+        if file is None and name in FONTS:
+            file = next((p for p in _candidates(name) if p.is_file()), None)
+        if file is None:  # not here: the ideal edits skip its clips (`oracle_clip`)
+            continue
+        # the ideal edits re-render with these files: another file's samples would be judged as the edit
+        if f.get("sha256") and _sha256(file) != f["sha256"]:
             raise UserError(
-                f"{path}: soundfont {f.name}: {f.path} is not the file the data was made with (its sha256 differs); "
+                f"{path}: soundfont {name}: {file} is not the file the data was made with (its sha256 differs); "
                 "the ideal edits' re-renders would play other samples: restore it, or make the data again"
             )
-    return cfg, {f.name: f.path for f in fonts}, meta.get("holdout_font")
+        fonts[name] = file
+    return cfg, fonts, meta.get("holdout_font")
 
 
 def oracle_clip(
