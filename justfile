@@ -31,7 +31,7 @@ setup: setup-system
     stamp={{venv}}/.musicsae-setup
     want=$(cat pyproject.toml poetry.lock tools/lockfile.py patches/*.diff patches/install.py | sha256sum | cut -c1-16)
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
-    {{python}} -c 'import sys; assert sys.version_info[:2] == (3, 11), "musicsae needs Python 3.11 (set PYTHON=python3.11)"'
+    {{python}} -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "musicsae needs Python 3.11, not " + sys.version.split()[0] + " (set PYTHON=python3.11)")'
     [ -x {{bin}}/python ] || {{python}} -m venv {{venv}}
     export PIP_DISABLE_PIP_VERSION_CHECK=1
     start=$(date +%s)
@@ -46,8 +46,8 @@ setup: setup-system
     echo "$want" > "$stamp"
     echo "setup done in $(( $(date +%s) - start )) s; venv $(du -sh {{venv}} | cut -f1)"
 
-# lint, then every test, the slow end-to-end ones included (what CI runs): the rest in parallel, then the
-# live-timing ones (tests/realtime) alone (tools/run_tests.sh)
+# (tools/run_tests.sh: the rest in parallel, then the live-timing ones in tests/realtime alone)
+# lint, then every test, the slow end-to-end ones included (what CI runs)
 test *ARGS: setup lint nn-runtime
     tools/run_tests.sh {{ARGS}}
 
@@ -55,8 +55,9 @@ test *ARGS: setup lint nn-runtime
 test-fast *ARGS: setup
     tools/run_tests.sh -m "not slow" {{ARGS}}
 
-# the libtorch nn~'s released builds bundle (2.5.1, from the torch wheel on PyPI) and tests/nn/nnload.cpp built
-# against it: a program that loads and runs a model the way nn~'s backend does (tests/nn/test_nn_runtime.py)
+# The libtorch nn~'s released builds bundle (2.5.1, from the torch wheel on PyPI) and tests/nn/nnload.cpp built
+# against it (tests/nn/test_nn_runtime.py).
+# nn~'s libtorch and a program that loads and runs a model the way nn~'s backend does
 nn-runtime: setup
     #!/usr/bin/env bash
     set -euo pipefail
@@ -87,9 +88,9 @@ nn-runtime: setup
     echo "$want" > "$dir/stamp"
     echo "nn-runtime: libtorch 2.5.1 loader built in $(( $(date +%s) - start )) s: $dir/nnload"
 
-# IRCAM's nn~ for Pure Data, built from a local nn_tilde checkout against the libtorch of `nn-runtime`, then the
-# tests that run the export inside real Pd (tests/nn/test_nn_pd.py; nn~'s source is on no registry CI reaches, so
-# `just test` deselects them)
+# IRCAM's nn~ for Pure Data, built from a local nn_tilde checkout against the libtorch of `nn-runtime`, then
+# tests/nn/test_nn_pd.py (nn~'s source is on no registry CI reaches, so `just test` deselects them)
+# nn~ for Pd built from the nn_tilde checkout SRC, then the tests that run the export inside real Pd
 nn-pd SRC: nn-runtime
     #!/usr/bin/env bash
     set -euo pipefail
@@ -126,9 +127,9 @@ lint: setup poetry
 poetry:
     @[ -x .cache/poetry/bin/poetry ] || ({{python}} -m venv .cache/poetry && .cache/poetry/bin/pip install --quiet "poetry>=2.0,<3")
 
-# re-resolve poetry.lock after a change to pyproject.toml, keeping the locked versions of what did not change
-# (FRESH=1: resolve everything anew). The registry's per-version JSON pages are unreliable, so poetry resolves in
-# a scratch copy through the simple index; the lock then records the packages as plain PyPI ones.
+# The registry's per-version JSON pages are unreliable, so poetry resolves in a scratch copy through the simple
+# index; the lock then records the packages as plain PyPI ones.
+# re-resolve poetry.lock after a change to pyproject.toml, keeping what did not change (FRESH=1: all anew)
 lock: poetry
     #!/usr/bin/env bash
     set -euo pipefail
@@ -150,7 +151,30 @@ lock: poetry
     PY
     .cache/poetry/bin/poetry check --lock
 
-# benchmarks (print figures; never pass/fail on time)
+# Each at its documented settings, the ones judging concept data on a folder made on the first run (runs/bench);
+# one that fails is named at the end and the others still run (tests/bench/test_just_bench.py keeps this list whole).
+# every benchmark in bench/: figures and ratios against a baseline measured in the same run, never pass/fail on time
 bench: setup
+    #!/usr/bin/env bash
+    set -uo pipefail
     {{bin}}/pip install --quiet --no-deps "dictionary-learning==0.1.0"  # the SAE benchmark's baseline only
-    for b in bench/*.py; do echo "== $b"; {{bin}}/python "$b"; done
+    failed=()
+    run() { echo "== bench/$1 ${*:2}"; {{bin}}/python "bench/$1" "${@:2}" || failed+=("$1"); }
+    skip() { echo "== bench/$1: not run here ($2)"; }
+    run engine_blocks.py
+    run gc_pause.py
+    run jack_soak.py --minutes 2
+    run judge_drift.py --data runs/bench/judge_data
+    run layer_choice.py
+    run learned_off.py --data runs/bench/learned_off_data
+    run live_restart.py
+    run musicgen_steer.py
+    skip musicgen_text_use.py "needs a train_lm run: bench/musicgen_text_use.py --run RUN --data DATA"
+    run nn_export.py
+    run omp_wait.py
+    run osc_packets.py
+    run probe_chance.py
+    run sae_train.py
+    skip saelens_roundtrip.py "builds a 1.9 GB SAELens venv: run bench/saelens_roundtrip.py by hand"
+    run split_steer.py
+    [ ${#failed[@]} -eq 0 ] || { echo "bench: failed: ${failed[*]}"; exit 1; }
