@@ -331,7 +331,7 @@ class BlockProcessor:
         edit = snap.edit
         for i, inp in enumerate(self._to_model(x)):
             inp = inp.to(self.device)
-            gate = self.gate.weights(inp.mean(1), self.ratio) if self.sae is not None else None  # [1, F, 1]
+            gate = self.gate.weights(inp, self.ratio, channels=True) if self.sae is not None else None  # [1, F, 1]
             if self.splits is not None:
                 edit_rows = lambda rows, g=gate, i=i: self._edit_rows(rows, edit, g, pooled, i)  # noqa: E731
                 wet_parts.append(self.splits[i](inp, edit_rows))

@@ -5,9 +5,10 @@ Per block: `encode_mean` (deterministic latents) → SAE encode → edit with th
 `decoder.net.N`) run the model in two parts around that layer (`realtime.rave_split`) and edit its
 frame-pooled output there. The model's aligned delay (`realtime.alignment`: where its notes come out, as in
 the live engine) is removed so the output lines up with the input; `decode`'s noise fill is seeded, so two
-renders of the same file differ only by the edit. With a schedule of edits per block, an edit that changes
-ramps over its block exactly as in the live engine (the same `realtime.processor` functions), so a live take
-can be reproduced offline sample for sample.
+renders of the same file at the same block differ only by the edit (the fill is drawn per call: another block
+draws other noise). With a schedule of edits per block, an edit that changes ramps over its block exactly as in
+the live engine (the same `realtime.processor` functions), so a live take can be reproduced offline sample for
+sample at live's block.
 
 `RaveStream` keeps one loaded stream and restores its streaming caches to the freshly loaded state
 between files (a copy of the cache buffers: far cheaper than loading the module again, and exact).
@@ -355,7 +356,7 @@ def render_array(
             if tensors[0].numel() == 0:
                 tensors = None
         edited = steer or tensors is not None
-        g = gate.weights(x_block.mean(1), stream.ratio) if edited or shift is not None else None  # [1, F, 1]
+        g = gate.weights(x_block, stream.ratio, channels=True) if edited or shift is not None else None  # [1, F, 1]
         if split is not None:
             outs.append(out_of(split(x_block, block_rows(g, tensors, cur))))
             if progress:
@@ -445,8 +446,8 @@ def render_file(
     gated = gated_sets(parsed)
     if gated and gate.enabled and len(audio) >= model.ratio:
         n = len(audio) // model.ratio * model.ratio
-        level = audio[:n] if audio.ndim == 1 else audio[:n].mean(axis=1)  # the gate hears the sides' mean
-        quiet = float((gate.weights(torch.from_numpy(np.ascontiguousarray(level)), model.ratio) == 0).float().mean())
+        level = torch.from_numpy(np.ascontiguousarray(audio[:n].reshape(n, -1).T))  # [C, n]: as the gate hears it
+        quiet = float((gate.weights(level, model.ratio, channels=True) == 0).float().mean())
         if quiet > 0.5:  # a quiet recording: the edit changes little or nothing, and the render says nothing
             notes.append(
                 f"{', '.join(gated)}: on/clamp act above {gate.lo_db:g} dBFS, and {100 * quiet:.0f} % of "

@@ -23,8 +23,8 @@ per-feature gains multiply on top. A concept steers its `steer` features (chosen
 when the bank has them, else the features its detector uses.
 
 The gate keeps `on` and `clamp` off silence: `energy_gate` turns each frame's input level (RMS about the
-frame's mean) into g (0 below `Gate.lo_db` dBFS, 1 above `Gate.hi_db`, linear in dB between); `off` and
-`scale` are not gated (they only change what is there).
+frame's mean, the power of a model's channels averaged) into g (0 below `Gate.lo_db` dBFS, 1 above
+`Gate.hi_db`, linear in dB between); `off` and `scale` are not gated (they only change what is there).
 
 Used per block by the live engine (`realtime/`) and by the offline renders on tensors `[.., T, d_in]`.
 `steer` and `SteeredSAE` are TorchScript-able.
@@ -186,17 +186,21 @@ class Gate:
                 f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected finite levels, low below high, at most 0 dBFS"
             )
 
-    def weights(self, audio: Tensor, hop: int) -> Optional[Tensor]:  # noqa: UP045
-        """[.., T, 1] weights for audio [.., T·hop] (None when disabled)."""
-        return energy_gate(audio, hop, self.lo_db, self.hi_db) if self.enabled else None
+    def weights(self, audio: Tensor, hop: int, channels: bool = False) -> Optional[Tensor]:  # noqa: UP045
+        """[.., T, 1] weights for audio [.., T·hop], or [.., C, T·hop] with `channels` (None when disabled)."""
+        return energy_gate(audio, hop, self.lo_db, self.hi_db, channels) if self.enabled else None
 
 
-def energy_gate(audio: Tensor, hop: int, lo_db: float = -60.0, hi_db: float = -45.0) -> Tensor:
+def energy_gate(audio: Tensor, hop: int, lo_db: float = -60.0, hi_db: float = -45.0, channels: bool = False) -> Tensor:
     """Per-frame weights [.., T, 1] from audio [.., T·hop]: each frame's RMS about its mean (a DC offset is no
     sound) in dBFS mapped linearly from `lo_db` (0) to `hi_db` (1) and clipped (TorchScript-able:
-    `torch.jit.script(energy_gate)`)."""
+    `torch.jit.script(energy_gate)`). With `channels`, audio is [.., C, T·hop] and a frame's power is the mean of
+    its channels' (their mix would call two loud channels in opposite phase silence)."""
     frames = audio.unflatten(-1, [audio.shape[-1] // hop, hop])
-    db = 10.0 * torch.log10((frames - frames.mean(-1, keepdim=True)).pow(2).mean(-1) + 1e-12)
+    power = (frames - frames.mean(-1, keepdim=True)).pow(2).mean(-1)
+    if channels:
+        power = power.mean(-2)
+    db = 10.0 * torch.log10(power + 1e-12)
     return ((db - lo_db) / (hi_db - lo_db)).clamp(0.0, 1.0).unsqueeze(-1)
 
 

@@ -301,6 +301,23 @@ def test_a_stereo_model_live_equals_the_offline_render_in_stereo(stereo_rave_mod
     assert not np.array_equal(swapped, offline)  # the model heard each side (a mono mix is the same both ways round)
 
 
+def test_a_stereo_models_gate_hears_each_side_not_their_mix(stereo_rave_model, latent_sae, bank):
+    """Hunt 101: the gate measured the sides' mean, so loud sides in opposite phase (wide stereo) were silence to
+    it and `on` changed nothing; live and the offline render still agree on such a take."""
+    from realtime.render_rave import RaveStream, render_array
+
+    model = stereo_rave_model
+    data = _signal(model.sr, 0.5, channels=2)
+    data[:, 1] = -data[:, 0]  # each side at -13 dBFS; their mix is silence
+    controls = Controls(EditState.from_concepts(64, bank.concepts))
+    proc = BlockProcessor(model, latent_sae, 1024, channels=2)
+    out, edits = _take_with_switches(proc, controls, data, "bright", {2048: "on:6"})
+    offline = render_array(RaveStream(model), data, latent_sae, edits=edits, block=1024, delay=proc.delay)
+    plain = render_array(RaveStream(model), data, block=1024, delay=proc.delay)
+    np.testing.assert_array_equal(out, offline)
+    assert np.abs(offline - plain).max() > 1e-3 * np.abs(plain).max(), "the `on` edit did nothing"
+
+
 def test_every_mode_that_edits_has_a_colour_in_the_view():
     """`clamp` showed dim in the view, as `none` does: a performer could not see at a glance that it acts."""
     from realtime.live_view import MODE_STYLES

@@ -284,6 +284,12 @@ def test_gate_keeps_on_and_clamp_off_silence():
     assert (f3 > 0).any()
     torch.testing.assert_close(apply_edit(x, sae, state.edit(), gate=g), apply_edit(x, sae, state.edit()))
     assert Gate(enabled=False).weights(audio, hop) is None
+    # a model's channels: each side's power (hunt 101: two loud sides in opposite phase mixed to silence)
+    sides = torch.stack([audio, -audio], 1)  # [1, 2, T]
+    assert energy_gate(sides.mean(1), hop)[0, :, 0].tolist() == [0.0] * 4
+    torch.testing.assert_close(energy_gate(sides, hop, channels=True), g)
+    torch.testing.assert_close(torch.jit.script(energy_gate)(sides, hop, -60.0, -45.0, True), g)
+    torch.testing.assert_close(Gate().weights(audio[:, None], hop, channels=True), g)  # one channel: as before
     with pytest.raises(UserError, match="gate"):
         Gate(-40.0, -60.0)
     with pytest.raises(UserError, match="at most 0 dBFS"):  # a gate that never opens

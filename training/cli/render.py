@@ -55,7 +55,13 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="samples per model call, a multiple of the ratio (default about 16384)",
     )
-    p.add_argument("--seed", type=seed_int, default=0, help="seed of the decoder's noise fill")
+    p.add_argument(
+        "--seed",
+        type=seed_int,
+        default=0,
+        help="seed of the decoder's noise fill (default 0, as live's; the fill is drawn per call, so a live take is "
+        "matched at live's block: --block B)",
+    )
     p.add_argument(
         "--gate-db",
         type=gate_levels,

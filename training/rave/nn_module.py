@@ -460,10 +460,9 @@ class SteeredRave(nn_tilde.Module):
         """Per-frame weights [B, frames, 1] of `on` / `clamp` from the input audio [B, C, T] (None: `gate 0`)."""
         if self.gate == 0:
             return None
-        x = x.mean(1)
         if x.shape[-1] % self.ratio:  # RAVE pads a partial frame with silence
             x = F.pad(x, [0, self.ratio - x.shape[-1] % self.ratio])
-        return energy_gate(x, self.ratio, float(ctl[-1, 0]), float(ctl[-1, 1]))
+        return energy_gate(x, self.ratio, float(ctl[-1, 0]), float(ctl[-1, 1]), True)  # each channel's power
 
     def _alone(self, f: Tensor) -> Tensor:
         """SAE features [B, N, d_sae] → [B, N, concepts]: the concept plays alone there (`sae.alone`: a causal
