@@ -90,7 +90,7 @@ def steer_block(
     rows: Tensor, f: Tensor | None, sae: Any, W_dec: Tensor, tensors: tuple[Tensor | None, ...], gate: Tensor | None
 ) -> Tensor:
     """Edited rows [.., F, d] of one block (`sae.steering.steer`; the SAE code `f` is computed here when None);
-    `gate` [.., F, 1] weights `on` / `clamp` per frame."""
+    `gate` [.., F, 1] weights the edit per frame."""
     idx, gain, add, floor = tensors
     if idx.numel() == 0:
         return rows
@@ -144,7 +144,7 @@ class BlockProcessor:
         seed: seeds the decoder's noise at every (re)start.
         hook: where the SAE edits: `latent`, or an inner layer (`encoder.net.N`, `decoder.net.N`: each stream
             runs in two parts around it, `realtime.rave_split`).
-        gate: keeps `on` / `clamp` off quiet frames (`sae.steering.Gate`; default on, as in offline renders).
+        gate: keeps the edits off quiet frames (`sae.steering.Gate`; default on, as in offline renders).
         alone: the bank's detectors of concepts playing alone (name → `sae.bank.ConceptAlone`): where such a
             concept is `off`, its frames get the hook's activation of silence (`sae.alone`).
     """

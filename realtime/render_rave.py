@@ -78,8 +78,8 @@ def parse_sets(texts: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def gated_sets(sets: Sequence[tuple[str, str]]) -> list[str]:
-    """The concepts of parsed `--set`s the gate acts on (`on` and `clamp`: `sae.steering.Gate`)."""
-    return [name for name, mode in sets if mode.split(":")[0] in ("on", "clamp")]
+    """The concepts of parsed `--set`s the gate acts on: every one that edits (`sae.steering.Gate`)."""
+    return [name for name, mode in sets if mode.split(":")[0] != "none"]
 
 
 @dataclass
@@ -280,7 +280,7 @@ def render_array(
         hook: where the SAE edits (`latent`, or an inner layer: the stream runs in two parts around it).
         shift: a latent offset [latent] added to every frame after the SAE edit and before the silence of
             `edit.alone` (the judge's mean-difference steering baseline), weighted per frame by the gate like `on`.
-        gate: weights `on` / `clamp` (and `shift`) per latent frame by the input's level (`sae.steering.Gate`;
+        gate: weights the edit (and `shift`) per latent frame by the input's level (`sae.steering.Gate`;
             default `Gate()`, on; `Gate(enabled=False)` for the ungated edit).
         block: samples per call (a multiple of the ratio; default `offline_block`).
         delay: the model's delay in samples (removed from the output).
@@ -420,7 +420,7 @@ def render_file(
     """Read `in_path`, render it through the model with the `--set` edits, write `out_path` atomically.
 
     `model` (a loaded `RaveModel` of `model_path`) and `delay` may be passed to skip loading / measuring;
-    `gate` keeps `on` / `clamp` off quiet frames (default `Gate()`); without `model`, the model is loaded on
+    `gate` keeps the edits off quiet frames (default `Gate()`); without `model`, the model is loaded on
     `device` (the SAE follows the model's device).
     """
     from realtime.audio_files import clipping_note, conform, input_notes, read_audio, write_audio
@@ -450,7 +450,7 @@ def render_file(
         quiet = float((gate.weights(level, model.ratio, channels=True) == 0).float().mean())
         if quiet > 0.5:  # a quiet recording: the edit changes little or nothing, and the render says nothing
             notes.append(
-                f"{', '.join(gated)}: on/clamp act above {gate.lo_db:g} dBFS, and {100 * quiet:.0f} % of "
+                f"{', '.join(gated)}: edits act above {gate.lo_db:g} dBFS, and {100 * quiet:.0f} % of "
                 f"{Path(in_path).name}'s frames are quieter (--gate-db=LO,HI or --no-gate to edit them)"
             )
     sae, edit, hook = None, None, "latent"

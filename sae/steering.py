@@ -22,9 +22,11 @@ Several concepts compose per feature (gains multiply, adds sum, floors take the 
 per-feature gains multiply on top. A concept steers its `steer` features (chosen by effect, `sae.bank`)
 when the bank has them, else the features its detector uses.
 
-The gate keeps `on` and `clamp` off silence: `energy_gate` turns each frame's input level (RMS about the
-frame's mean, the power of a model's channels averaged) into g (0 below `Gate.lo_db` dBFS, 1 above
-`Gate.hi_db`, linear in dB between); `off` and `scale` are not gated (they only change what is there).
+The gate keeps edits off silence: `energy_gate` turns each frame's input level (RMS about the frame's mean, the
+power of a model's channels averaged) into g (0 below `Gate.lo_db` dBFS, 1 above `Gate.hi_db`, linear in dB
+between), which weights each frame's change, floors included. Every mode is gated: `on` and `clamp` would paint
+onto silence, and `off` and `scale` of the features an SAE fires on silence made sound of it (an `off` on digital
+silence played at -37 dBFS RMS with the demo SAE).
 
 Used per block by the live engine (`realtime/`) and by the offline renders on tensors `[.., T, d_in]`.
 `steer` and `SteeredSAE` are TorchScript-able.
@@ -144,7 +146,7 @@ def steer(
         idx: touched feature indices [K] (long); K = 0 returns x itself.
         gain, add: [K], or [.., K] broadcasting against f[.., idx] (e.g. [T, K] per-frame ramps).
         floor: clamp floors [K] or [.., K] (0: no clamp on that feature), or None.
-        gate: per-frame weights [.., 1] in [0, 1] on `add` and `floor` (`energy_gate`), or None (all 1).
+        gate: per-frame weights [.., 1] in [0, 1] on the change and the floor (`energy_gate`), or None (all 1).
     Edit tensors follow f's device when they are elsewhere (no-ops when they are there already; callers that
     run per block move them once, see `realtime.processor.edit_tensors`).
     """
@@ -153,10 +155,9 @@ def steer(
     idx = idx.to(f.device)  # edits follow the SAE's device (no-ops when they are there already)
     fk = f.index_select(-1, idx)
     dev, dt = fk.device, fk.dtype
-    add = add.to(dev, dt)
-    if gate is not None:
-        add = add * gate.to(dev, dt)
-    new = fk * gain.to(dev, dt) + add
+    new = fk * gain.to(dev, dt) + add.to(dev, dt)
+    if gate is not None:  # a closed gate leaves the frame as it is: an `off` on silence made sound of its features
+        new = fk + (new - fk) * gate.to(dev, dt)
     if floor is not None:
         fl = floor.to(dev, dt)
         if gate is not None:
@@ -168,7 +169,7 @@ def steer(
 
 @dataclass(frozen=True)
 class Gate:
-    """Where `on` and `clamp` act: frames whose input level is above `lo_db` dBFS (fully above `hi_db`).
+    """Where edits act: frames whose input level is above `lo_db` dBFS (fully above `hi_db`).
 
     Args:
         lo_db: at or below this frame RMS level (dB full scale) the gate is closed (weight 0).
@@ -266,7 +267,7 @@ class SteeredSAE(nn.Module):
         self.floor = floor if floor is not None else torch.zeros_like(self.gain)
 
     def forward(self, x: Tensor, gate: Optional[Tensor] = None) -> Tensor:  # noqa: UP045
-        """x̂ for x [.., T, d_in]; `gate` [.., T, 1] weights `on` and `clamp` per frame (`energy_gate`)."""
+        """x̂ for x [.., T, d_in]; `gate` [.., T, 1] weights the edit per frame (`energy_gate`)."""
         if self.idx.numel() == 0:
             return x
         return steer(x, self.sae.encode(x), self.sae.W_dec, self.idx, self.gain, self.add, self.floor, gate)
@@ -283,7 +284,7 @@ def apply_edit(
     an (idx, gain, add, floor) quadruple (`Edit.tensors`, `ramp_floor`; floor None: no clamp).
 
     For offline renders: `x` is any tensor [.., d_in]; the identity edit returns `x` itself. `gate`
-    [.., T, 1] weights `on` / `clamp` per row (`energy_gate`). `f`: `sae.encode(x)` where the caller has it.
+    [.., T, 1] weights the edit per row (`energy_gate`). `f`: `sae.encode(x)` where the caller has it.
     """
     idx, gain, add, floor = edit.tensors() if isinstance(edit, Edit) else (*edit, None)[:4]
     if idx.numel() == 0:

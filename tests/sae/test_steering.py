@@ -254,8 +254,8 @@ def test_clamp_raises_only_features_below_the_floor():
     assert state.controls["g"].mode == "clamp" and state.controls["g"].strength == 1.5
 
 
-def test_gate_keeps_on_and_clamp_off_silence():
-    """energy_gate: 0 on silent frames, 1 on loud ones; gated on/clamp leave silent frames exactly as they are."""
+def test_gate_keeps_every_edit_off_silence():
+    """energy_gate: 0 on silent frames, 1 on loud ones; gated edits leave silent frames exactly as they are."""
     from sae.steering import Gate, energy_gate
 
     hop = 64
@@ -279,10 +279,17 @@ def test_gate_keeps_on_and_clamp_off_silence():
         assert not torch.equal(out[0, 3], x[0, 3])
         ungated = apply_edit(x, sae, state.edit())
         assert not torch.equal(ungated[0, 0], x[0, 0])
-    state.set_mode("g", "off")  # off is not gated: it removes what is there, silence or not
-    f3 = sae.encode(x)[0, :, 3]
-    assert (f3 > 0).any()
-    torch.testing.assert_close(apply_edit(x, sae, state.edit(), gate=g), apply_edit(x, sae, state.edit()))
+    # off and scale are gated too (hunt 101): an SAE fires features on silence, and taking them away made sound of
+    # it (the demo's `off` on digital silence played at -37 dBFS RMS)
+    x = x + 6.0 * sae.W_dec[3].detach()  # the feature fires on every frame, the silent one included
+    assert (sae.encode(x)[0, :, 3] > 0).all()
+    for mode in ("off", "scale:0.5"):
+        state.set_mode("g", mode)
+        out = apply_edit(x, sae, state.edit(), gate=g)
+        assert torch.equal(out[0, 0], x[0, 0]) and not torch.equal(out[0, 3], x[0, 3]), mode
+        ungated = apply_edit(x, sae, state.edit())
+        assert not torch.equal(ungated[0, 0], x[0, 0]), mode
+        torch.testing.assert_close(out[0, 2:], ungated[0, 2:])  # an open gate: the edit as it was
     assert Gate(enabled=False).weights(audio, hop) is None
     # a model's channels: each side's power (hunt 101: two loud sides in opposite phase mixed to silence)
     sides = torch.stack([audio, -audio], 1)  # [1, 2, T]

@@ -274,7 +274,7 @@ def register_steering(subparsers: argparse._SubParsersAction) -> None:
         help="also sweep clamp:S at these strengths (each <= 10), comma-separated (default: none)",
     )
     add_watch(p)
-    p.add_argument("--no-gate", action="store_true", help="on/clamp/baseline act on silent frames too")
+    p.add_argument("--no-gate", action="store_true", help="edits and the baseline act on silent frames too")
     p.add_argument(
         "--split",
         default="test",

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=gate_levels,
         default=(-60.0, -45.0),
         metavar="LO,HI",
-        help="on/clamp act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45; the file's "
+        help="edits act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45; the file's "
         "gate_db attribute)",
     )
     p.add_argument("--no-gate", action="store_true", help="start with the gate off (the file's gate attribute 0)")
@@ -67,7 +67,7 @@ def run_nn(args: argparse.Namespace) -> int:
         note = "" if name == attr else f"  (concept {name!r})"
         say(f"attribute {attr}: mode none|off|on|clamp|scale, value{note}")
     state = "on" if gate.enabled else "off"
-    say(f"attribute gate: {state} (on/clamp act above {gate.lo_db:g} dBFS, fully above {gate.hi_db:g}: gate_db)")
+    say(f"attribute gate: {state} (edits act above {gate.lo_db:g} dBFS, fully above {gate.hi_db:g}: gate_db)")
     if report.hook != "latent":
         say(f"the SAE edits {report.hook}: the model runs in two parts around it")
     methods = ", ".join(f"{m} {p}" for m, p in report.methods.items())

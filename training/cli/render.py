@@ -66,9 +66,9 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         "--gate-db",
         type=gate_levels,
         metavar="LO,HI",
-        help="on/clamp act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45)",
+        help="edits act on frames louder than LO dBFS, fully above HI (default: --gate-db=-60,-45)",
     )
-    p.add_argument("--no-gate", action="store_true", help="on/clamp act on every frame, silence included")
+    p.add_argument("--no-gate", action="store_true", help="edits act on every frame, silence included")
     p.add_argument("--no-align", action="store_true", help="keep the model's own delay in the output")
     add_device(p, "RAVE and the SAE")
     add_threads(p)
@@ -89,7 +89,7 @@ def run_rave(args: argparse.Namespace) -> int:
         raise UserError("--gate-db: sets the gate's levels, and --no-gate turns the gate off; drop one")
     if not gated_sets(sets) and (args.gate_db is not None or args.no_gate):  # the render would ignore it
         flag = "--gate-db" if args.gate_db is not None else "--no-gate"
-        raise UserError(f"{flag}: the gate is where on / clamp act, and no --set switches one on")
+        raise UserError(f"{flag}: the gate is where edits act, and no --set edits a concept")
     gate = Gate(*(args.gate_db or (-60.0, -45.0)), enabled=not args.no_gate)
     torch.set_num_threads(args.threads)
     console = output_console(stderr=True)

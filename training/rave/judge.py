@@ -85,7 +85,7 @@ class EvalConfig:
     baseline: also steer along the raw-latent difference of means (no SAE).
     baseline_for: the concepts that get the baseline (None: all of them).
     clamp_strengths: strengths of `clamp` to sweep as well (empty: none).
-    gate: gate `on` / `clamp` / the baseline shift by the input's level.
+    gate: gate the edits and the baseline shift by the input's level.
     split: the manifest split rendered and judged (`test`, or `holdout_font`: the clips of the soundfont
         `data make --holdout-font` kept out of the train split).
     device: torch device for RAVE and the SAE.

@@ -49,7 +49,7 @@ class NnExportConfig:
     concepts: concept names to include (default: every concept of the bank found on this model).
     sae: SAE directory (default: the one the concepts were found with).
     meter_seconds: time constant of the meter method's running mean.
-    gate: the file's initial `gate` / `gate_db` (where `on` and `clamp` act: `sae.steering.Gate`).
+    gate: the file's initial `gate` / `gate_db` (where edits act: `sae.steering.Gate`).
     """
 
     model: Path

@@ -24,8 +24,8 @@ and it calls `set_<attr>(typed args) -> int` (0 = accepted) and `get_<attr>()`.
 
 Per call the edit is the one the attributes describe now; when it differs from the previous call's it ramps
 linearly over the call's latent frames (`sae.steering.ramp` and `ramp_floor`, the live engine's rule), and the
-SAE's reconstruction error is kept (`sae.steering.steer`), so no edit returns RAVE's own output. `on` and
-`clamp` are weighted per latent frame by the input's level (`sae.steering.energy_gate`, `gate_db` lo/hi dBFS,
+SAE's reconstruction error is kept (`sae.steering.steer`), so no edit returns RAVE's own output. Edits are
+weighted per latent frame by the input's level (`sae.steering.energy_gate`, `gate_db` lo/hi dBFS,
 the engine's default -60/-45) in `forward` and `encode`; `decode` has no audio to measure and is ungated.
 `mix`/`bypass` changes ramp sample by sample over one call, as in the engine.
 
@@ -457,7 +457,7 @@ class SteeredRave(nn_tilde.Module):
         return gain, add, floor
 
     def _gate(self, x: Tensor, ctl: Tensor) -> Optional[Tensor]:  # noqa: UP045
-        """Per-frame weights [B, frames, 1] of `on` / `clamp` from the input audio [B, C, T] (None: `gate 0`)."""
+        """Per-frame weights [B, frames, 1] of the edit from the input audio [B, C, T] (None: `gate 0`)."""
         if self.gate == 0:
             return None
         if x.shape[-1] % self.ratio:  # RAVE pads a partial frame with silence
