@@ -558,7 +558,22 @@ class BatchStream:
         return {"epoch": s.epoch, "unit": s.unit, "skip": s.skip, "carry": s.carry, "nonfinite_rows": s.nonfinite_rows}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.start = StreamState(int(d["epoch"]), int(d["unit"]), int(d["skip"]), d["carry"], int(d["nonfinite_rows"]))
+        """Resume where `state_dict` was taken; a position no pass of this stream has (a checkpoint edited or of
+        other settings) raises ValueError naming it (it hung, or was a shape-mismatch traceback mid-read)."""
+        counts = {k: d[k] for k in ("epoch", "unit", "skip", "nonfinite_rows")}
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+            raise ValueError(f"expected counts, not {counts}")
+        if counts["unit"] > len(self._order(counts["epoch"])):
+            raise ValueError(f"unit {counts['unit']}: a pass of this stream has {len(self._order(0))} units")
+        carry = d["carry"]
+        dim = self.store.dim(self.hook)
+        if carry is not None and not (
+            isinstance(carry, torch.Tensor) and carry.dtype.is_floating_point and carry.ndim == 2
+            and carry.shape[1] == dim and carry.shape[0] < self.batch_size
+        ):  # fmt: skip
+            shown = tuple(carry.shape) if isinstance(carry, torch.Tensor) else type(carry).__name__
+            raise ValueError(f"carry {shown}: expected None or fewer than {self.batch_size} rows of width {dim}")
+        self.start = StreamState(counts["epoch"], counts["unit"], counts["skip"], carry, counts["nonfinite_rows"])
         self.state = dataclasses.replace(self.start)
 
     @property
@@ -597,6 +612,9 @@ class BatchStream:
                 last_round = u >= len(order) and not self.loop
                 n_full = data.shape[0] // self.batch_size
                 n_batches = n_full + (1 if last_round and not self.drop_last and data.shape[0] % self.batch_size else 0)
+                if s.skip and s.skip >= n_batches:  # a resumed position past its round: nothing would move on
+                    raise UserError(f"hook {self.hook!r}: resumed at batch {s.skip} of a round of {n_batches}; "
+                                    "the checkpoint is not of this stream: remove it to start over")  # fmt: skip
                 if s.skip == 0 and s.epoch == 0:
                     s.nonfinite_rows += nonfinite  # distinct rows: counted in the first epoch, once per round
                 for b in range(s.skip, n_batches):

@@ -178,6 +178,31 @@ def dims_for(cfg: TrainConfig, d_in: int) -> tuple[int, int]:
     return d_sae, k
 
 
+def default_lr(d_sae: int) -> float:
+    """Adam's learning rate where none is given: the TopK scaling law, 2e-4 / sqrt(d_sae / 16384)."""
+    return 2e-4 / math.sqrt(d_sae / 16384)
+
+
+def default_dead_tokens(cfg: TrainConfig) -> int:
+    """Rows without firing before a latent counts dead, where none is given: a tenth of the run, at most 1M."""
+    return min(1_000_000, cfg.total_steps() * cfg.batch_size // 10)
+
+
+def _resolved(config: dict[str, Any], d_in: int) -> dict[str, Any]:
+    """A `TrainConfig`'s fields as training resolves them for width `d_in`: what None leaves to the data (k, the
+    width as d_sae, lr, dead_tokens) filled in, so a resume that types out the defaults is the same run. A mapping
+    that is no config of this version is given back as it is."""
+    try:
+        cfg = TrainConfig(**config)
+        d_sae, k = dims_for(cfg, d_in)
+        dead = cfg.dead_tokens if cfg.dead_tokens is not None else default_dead_tokens(cfg)
+    except (TypeError, UserError):
+        return config
+    filled = {k_: v for k_, v in config.items() if k_ != "expansion"}
+    return {**filled, "k": k, "d_sae": d_sae, "lr": cfg.lr if cfg.lr is not None else default_lr(d_sae),
+            "dead_tokens": dead}  # fmt: skip
+
+
 def check_dims(cfg: TrainConfig, hook: str, d_in: int) -> tuple[int, int]:
     """`dims_for`, refused in one line naming the hook when k exceeds the dictionary or the dictionary is too wide
     (checked for every hook before the first trains: a later hook's refusal left the earlier ones trained)."""
@@ -335,6 +360,8 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
         value = state[key]
         if isinstance(value, bool) or not isinstance(value, kind):
             raise UserError(f"{ckpt_path}: its {key!r} is {value!r:.60}; expected {what}; remove it to start over")
+    if not all(isinstance(h, dict) for h in state["history"]):  # [1, 2] ended every resume at the final plot
+        raise UserError(f"{ckpt_path}: its 'history' is not a list of logged steps; remove it to start over")
     if len(state["streams"]) != state["world_size"]:
         raise UserError(
             f"{ckpt_path}: its 'streams' holds {len(state['streams'])} entries for {state['world_size']} process(es); "
@@ -355,16 +382,20 @@ def _check_resume(state: dict[str, Any], ckpt_path: Path, cfg: TrainConfig, data
         )
     same = {"checkpoint_every", "log_every"}  # how often it saves and logs: the run ends the same
 
-    def shown(config: dict[str, Any]) -> dict[str, Any]:  # None is "chosen from the data" (k, lr, ...): say so
-        return {k: "auto" if v is None else v for k, v in config.items() if k not in same}
-
+    raw = (state["train_config"], asdict(cfg))
+    # k, lr, ... as resolved (`--k 4` is the default's 4); one left to the data on both sides differs only with
+    # another setting (dead_tokens with steps), which is named itself
+    auto = {"k": "k", "d_sae": "expansion", "lr": "lr", "dead_tokens": "dead_tokens"}
+    both = {key for key, given in auto.items() if all(c.get(given) is None for c in raw)}
+    was, now = ({k: v for k, v in _resolved(c, data["dim"]).items() if k not in same | both} for c in raw)
     settings = differences(
-        {**shown(state["train_config"]), "world_size": state["world_size"]},
-        {**shown(asdict(cfg)), "world_size": world},
-        "in the checkpoint",
+        {**was, "world_size": state["world_size"]}, {**now, "world_size": world}, "in the checkpoint"
     )
     if settings:
         raise UserError(f"{ckpt_path}: written with other settings ({settings}); resume with the same")
+    if state["step"] < 0 or state["step"] > cfg.total_steps():  # 10**6 of 1500 saved an untrained SAE as trained
+        raise UserError(f"{ckpt_path}: its 'step' is {state['step']}; expected 0 to the run's {cfg.total_steps()} "
+                        "steps; remove it to start over")  # fmt: skip
 
 
 def _restore(ckpt_path: Path, entry: str, load: Callable[[], Any]) -> None:
@@ -386,7 +417,11 @@ def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: 
     store.require_rows(hook)
     if cfg.batch_size % world_size:
         raise UserError(f"batch size {cfg.batch_size}: expected a multiple of the world size {world_size}")
-    train_rows = sum(end - start for _, start, end in store.split_units(hook, "train", cfg.eval_fraction))
+    units = store.split_units(hook, "train", cfg.eval_fraction)
+    if len(units) < world_size:  # a rank with nothing to read: gloo's 38-line traceback from the others
+        raise UserError(f"--nproc {world_size}: hook {hook!r} has {len(units)} block(s) of training rows to share; "
+                        "expected at least one per process")  # fmt: skip
+    train_rows = sum(end - start for _, start, end in units)
     if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
         raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows; "
                         "expected at most that many")  # fmt: skip
@@ -485,16 +520,16 @@ def _train_hook(
     ckpt_path = out / CHECKPOINT
     check_start(out, resume)
     out.mkdir(parents=True, exist_ok=True)
-    if resume and info.main:
-        remove_folder_leftovers(out)  # a run killed while writing a checkpoint or its files leaves temporary files
+    if info.main:  # a run killed while writing a checkpoint or its files left temporary files (its first: no resume)
+        remove_folder_leftovers(out)
     device = resolve_device(cfg.device)
     check_hook(store, hook, cfg, info.world_size)
     d_in = store.dim(hook)
     total = cfg.total_steps()
     local_batch = cfg.batch_size // info.world_size
     d_sae, k = check_dims(cfg, hook, d_in)
-    lr = cfg.lr if cfg.lr is not None else 2e-4 / math.sqrt(d_sae / 16384)
-    dead_tokens = cfg.dead_tokens if cfg.dead_tokens is not None else min(1_000_000, total * cfg.batch_size // 10)
+    lr = cfg.lr if cfg.lr is not None else default_lr(d_sae)
+    dead_tokens = cfg.dead_tokens if cfg.dead_tokens is not None else default_dead_tokens(cfg)
     if model_name is None:
         model_name = str((store.info.get("model") or {}).get("name", ""))
     sae_cfg = SAEConfig(
@@ -527,6 +562,9 @@ def _train_hook(
         state = read_torch(ckpt_path)
         _check_resume(state, ckpt_path, cfg, data, info.world_size)
         _restore(ckpt_path, "model", lambda: sae.load_state_dict(state["model"]))
+        bad = [name for name, t in sae.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+        if bad:  # a NaN threshold trained on and wrote an SAE that load_sae refuses
+            raise UserError(f"{ckpt_path}: its 'model' holds NaN/inf in {bad[0]}; remove it to start over")
         _restore(ckpt_path, "streams", lambda: stream.load_state_dict(state["streams"][info.rank]))
     else:
         sample = store.sample(hook, cfg.init_rows, "train", cfg.eval_fraction, cfg.seed)
@@ -537,6 +575,11 @@ def _train_hook(
     step, history, elapsed = 0, [], 0.0
     if state is not None:
         _restore(ckpt_path, "optimizer", lambda: opt.load_state_dict(state["optimizer"]))
+        for param in sae.parameters():  # Adam's load checks no shape: a wrong one was a traceback at the first step
+            for name, moment in opt.state.get(param, {}).items():
+                if isinstance(moment, Tensor) and moment.ndim and moment.shape != param.shape:
+                    raise UserError(f"{ckpt_path}: its 'optimizer' holds {name} {tuple(moment.shape)} for a "
+                                    f"parameter {tuple(param.shape)}; remove it to start over")  # fmt: skip
         _restore(ckpt_path, "scheduler", lambda: sched.load_state_dict(state["scheduler"]))
         step, history, elapsed = state["step"], state["history"], state["elapsed"]
 

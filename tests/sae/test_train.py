@@ -21,7 +21,7 @@ from sae.jsonfile import measured, strict_json
 from sae.model import SAEConfig, SparseAutoencoder
 from sae.store import ActivationStore, ActivationWriter
 from sae.synthetic import data_seed, planted_store
-from sae.train import TrainConfig, train_hook
+from sae.train import Stopped, TrainConfig, train_hook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -769,7 +769,7 @@ def test_resume_names_what_differs_and_refuses_other_activations(tmp_path):
             resume=True,
         )
     assert "\n" not in str(e.value)
-    with pytest.raises(UserError, match=r"lr: 'auto' in the checkpoint, 0.001 now\)"):  # not "None in the checkpoint"
+    with pytest.raises(UserError, match=r"lr: 0.0064 in the checkpoint, 0.001 now\)"):  # the default, as resolved
         train_hook(
             ActivationStore(tmp_path / "a"),
             "synthetic",
@@ -1153,6 +1153,51 @@ def test_a_resume_clears_the_temporary_files_of_a_run_killed_while_saving(tmp_pa
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
+def test_a_fresh_run_clears_what_a_run_killed_in_its_first_checkpoint_left(tmp_path):
+    """Hunt 102: killed while writing its first checkpoint, a run left only `.checkpoint.pt.XXXXXXXX.tmp` (a real
+    SAE's size); --resume is refused there (no run to resume), and the fresh run it asks for left the file."""
+    from sae.atomic import temp_beside
+
+    planted_store(tmp_path / "acts", n=2000, d=8, n_features=16, k_true=2, seed=1)
+    out = tmp_path / "sae"
+    out.mkdir()
+    left = Path(temp_beside(out / "checkpoint.pt"))
+    cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
+    train_hook(ActivationStore(tmp_path / "acts"), "synthetic", out, cfg)
+    assert not left.exists() and not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_resume_that_types_out_the_defaults_is_the_same_run(tmp_path):
+    """Hunt 102: a run started with the default k and width was refused on `--resume --k 2 --expansion 8` (the
+    values it had chosen) as "written with other settings (k: 'auto' in the checkpoint, 2 now; ...)"."""
+    from sae.model import default_d_sae, default_k
+
+    planted_store(tmp_path / "acts", n=3000, d=8, n_features=16, k_true=2, seed=1)
+    store, out = ActivationStore(tmp_path / "acts"), tmp_path / "sae"
+    train_hook(store, "synthetic", out, TrainConfig(steps=2, batch_size=64, checkpoint_every=1))
+    (out / "sae_weights.safetensors").unlink()  # back to a run in progress (its checkpoint kept)
+    typed = TrainConfig(k=default_k(8), expansion=default_d_sae(8) // 8, steps=2, batch_size=64, checkpoint_every=1)
+    train_hook(store, "synthetic", out, typed, resume=True)
+    assert (out / "sae_weights.safetensors").is_file()
+    (out / "sae_weights.safetensors").unlink()
+    with pytest.raises(UserError, match=r"settings \(k: 2 in the checkpoint, 3 now\)"):  # a real difference is named
+        train_hook(store, "synthetic", out, TrainConfig(k=3, steps=2, batch_size=64), resume=True)
+
+
+def test_more_processes_than_blocks_of_training_rows_is_one_line_before_training(tmp_path):
+    """Hunt 102: `--nproc 2` on a hook of one block of training rows: one rank said it had nothing to read, the
+    other printed gloo's 38-line traceback (exit 143 or 2)."""
+    from sae.train import check_hook
+
+    planted_store(tmp_path / "acts", n=256, d=8, n_features=16, k_true=2, seed=1)
+    store = ActivationStore(tmp_path / "acts")
+    world = len(store.split_units("synthetic", "train", 0.0)) + 1
+    cfg = TrainConfig(k=2, expansion=2, steps=1, batch_size=world, eval_fraction=0.0)
+    with pytest.raises(UserError, match=rf"--nproc {world}: hook 'synthetic' has {world - 1} block\(s\) of training"):
+        check_hook(store, "synthetic", cfg, world)
+    check_hook(store, "synthetic", cfg, world - 1)
+
+
 def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
     """Hunt 62: 5 clips of 100 rows at --eval-fraction 0.05 held out 244 of 500 rows in blocks, clips on both sides,
     without a word (the README says no clip has rows on both sides)."""
@@ -1206,6 +1251,15 @@ def test_held_out_rows_all_nan_save_the_sae_with_a_note(tmp_path):
         (lambda s: s["model"].__setitem__("W_enc", torch.zeros(3, 3)), "its 'model' does not fit this run"),
         (lambda s: s.__setitem__("step", "12"), "its 'step' is '12'; expected a count"),
         (lambda s: s.__setitem__("optimizer", {}), "its 'optimizer' does not fit this run (KeyError: 'param_groups')"),
+        # hunt 102: each was a traceback at the first read or step, or trained a run the checkpoint was not
+        (lambda s: s["streams"][0].__setitem__("carry", torch.zeros(10, 3)), "(ValueError: carry (10, 3): expected"),
+        (lambda s: s["streams"][0].__setitem__("carry", "x"), "(ValueError: carry str: expected None or fewer"),
+        (lambda s: s["streams"][0].__setitem__("unit", 10**6), "(ValueError: unit 1000000: a pass of this stream"),
+        (lambda s: s["streams"][0].__setitem__("epoch", -1), "(ValueError: expected counts, not {'epoch': -1"),
+        (lambda s: s.__setitem__("step", 10**6), "its 'step' is 1000000; expected 0 to the run's 6 steps"),
+        (lambda s: s.__setitem__("history", [1, 2]), "its 'history' is not a list of logged steps"),
+        (lambda s: s["optimizer"]["state"][0].__setitem__("exp_avg", torch.zeros(3)), "holds exp_avg (3,) for a"),
+        (lambda s: s["model"].__setitem__("scale", torch.tensor(float("nan"))), "its 'model' holds NaN/inf in scale"),
     ],
 )
 def test_a_damaged_checkpoint_entry_is_one_line_naming_it(tmp_path, edit, needle):
@@ -1224,6 +1278,22 @@ def test_a_damaged_checkpoint_entry_is_one_line_naming_it(tmp_path, edit, needle
         train_hook(store, "synthetic", tmp_path / "sae", cfg, resume=True)
     assert str(err.value).startswith(f"{path}: ") and needle in str(err.value) and "\n" not in str(err.value)
     assert str(err.value).endswith("remove it to start over")
+
+
+def test_a_stream_position_past_its_round_is_one_line_not_a_hang(tmp_path):
+    """Hunt 102: a checkpoint whose stream was at batch 10**6 of a round of a few: the reader yielded nothing and
+    never moved on, and the run hung (a first SIGTERM only held)."""
+    planted_store(tmp_path / "acts", n=4000, d=8, n_features=16, k_true=2)
+    cfg = TrainConfig(k=2, expansion=2, steps=6, batch_size=64, checkpoint_every=3)
+    store = ActivationStore(tmp_path / "acts")
+    with pytest.raises(Stopped):  # stopped after its first step, checkpointed there
+        train_hook(store, "synthetic", tmp_path / "sae", cfg, stop=lambda: True)
+    path = tmp_path / "sae" / "checkpoint.pt"
+    state = torch.load(path, weights_only=False)
+    state["streams"][0]["skip"] = 10**6
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"resumed at batch 1000000 of a round of \d+; the checkpoint is not of"):
+        train_hook(store, "synthetic", tmp_path / "sae", cfg, resume=True)
 
 
 def test_figures_not_measured_are_written_as_null_not_nan(tmp_path, monkeypatch):
