@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,9 @@ from realtime.controls import Snapshot  # noqa: E402
 from realtime.processor import BlockProcessor  # noqa: E402
 from realtime.rave import RaveModel  # noqa: E402
 from sae.steering import Edit, EditState  # noqa: E402
+from training.cli.args import MAX_THREADS, Parser, positive_float, positive_int, thread_count  # noqa: E402
 
+PROG = "bench/engine_blocks.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 
 
@@ -112,15 +115,38 @@ def run(model, sae, block: int, n_blocks: int, snaps: list[Snapshot]) -> tuple[d
     return res, {"total": statistics.median(base), "cpu": statistics.median(base_cpu)}
 
 
+def comma_list(item: Callable[[str], int], expected: str) -> Callable[[str], tuple[int, ...]]:
+    """An option of comma-separated `item`s, each checked when parsed (`--blocks abc` was a ValueError traceback,
+    `--blocks 0` a ZeroDivisionError)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(item(v.strip()) for v in text.split(","))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+
+    return parse
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, help="streaming RAVE .ts (default: the demo model, else a tiny RAVE)")
     p.add_argument("--sae", type=Path, help="SAE directory (default: random TopK, expansion 16, k 8)")
-    p.add_argument("--blocks", default="512,1024,2048,4096", help="block sizes (multiples of the model ratio)")
-    p.add_argument("--threads", default="1,2", help="torch thread counts")
-    p.add_argument("--seconds", type=float, default=4.0, help="audio per measurement")
-    p.add_argument("--expansion", type=int, default=16)
-    p.add_argument("--k", type=int, default=8)
+    p.add_argument(
+        "--blocks",
+        type=comma_list(positive_int, "comma-separated positive integers, e.g. 512,1024"),
+        default=(512, 1024, 2048, 4096),
+        help="block sizes (multiples of the model ratio)",
+    )
+    p.add_argument(
+        "--threads",
+        type=comma_list(thread_count, f"comma-separated positive integers, at most {MAX_THREADS}, e.g. 1,2"),
+        default=(1, 2),
+        help="torch thread counts",
+    )
+    p.add_argument("--seconds", type=positive_float, default=4.0, help="audio per measurement")
+    p.add_argument("--expansion", type=positive_int, default=16)
+    p.add_argument("--k", type=positive_int, default=8)
     args = p.parse_args()
 
     from rich.console import Console
@@ -139,9 +165,9 @@ def main() -> None:
                     "p99.9", "RTF", "plain RAVE RTF", "ratio vs plain", "RTF (CPU time)",
                     "plain RTF (CPU time)"):  # fmt: skip
             table.add_column(col, justify="right")
-        for threads in [int(t) for t in args.threads.split(",")]:
+        for threads in args.threads:
             torch.set_num_threads(threads)
-            for block in [int(b) for b in args.blocks.split(",")]:
+            for block in args.blocks:
                 if block % model.ratio:
                     print(f"skipping block {block}: not a multiple of the ratio {model.ratio}")
                     continue
@@ -162,4 +188,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -26,6 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training.cli.args import Parser, positive_int  # noqa: E402
+
+PROG = "bench/gc_pause.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 DEMO_BANK = ROOT / "training" / "assets" / "demo_concepts.yaml"
 
@@ -45,12 +48,14 @@ def _show(label: str, ms: list[float]) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=DEMO)
     p.add_argument("--bank", type=Path, default=DEMO_BANK)
-    p.add_argument("--blocksize", type=int, default=512)
-    p.add_argument("--blocks", type=int, default=2000, help="blocks streamed before timing the engine's passes")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--blocksize", type=positive_int, default=512)
+    p.add_argument(
+        "--blocks", type=positive_int, default=2000, help="blocks streamed before timing the engine's passes"
+    )
+    p.add_argument("--repeats", type=positive_int, default=5)
     args = p.parse_args()
     torch.set_num_threads(1)
     import rich.live  # noqa: F401  (what the live command has loaded too)
@@ -88,4 +93,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

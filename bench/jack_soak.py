@@ -45,7 +45,9 @@ from pythonosc.osc_message import OscMessage  # noqa: E402
 
 from realtime.jackd import JackServer  # noqa: E402
 from realtime.osc import encode_message  # noqa: E402
+from training.cli.args import Parser, nonneg_int, positive_float, positive_int  # noqa: E402
 
+PROG = "bench/jack_soak.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 DEMO_BANK = ROOT / "training" / "assets" / "demo_concepts.yaml"
 
@@ -187,20 +189,20 @@ def _impulse_delays(rec: np.ndarray, impulses: list[int], spacing: int) -> list[
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path)
     p.add_argument("--bank", type=Path, help="concept bank (default: the demo concepts, else a random SAE)")
-    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--minutes", type=positive_float, default=10.0)
     p.add_argument("--short", action="store_true", help="30 seconds (CI)")
-    p.add_argument("--blocksize", type=int, help="model block (default: the engine's own measured choice)")
-    p.add_argument("--period", type=int, default=256, help="JACK period and audio callback size")
-    p.add_argument("--headroom", type=float)
+    p.add_argument("--blocksize", type=positive_int, help="model block (default: the engine's own measured choice)")
+    p.add_argument("--period", type=positive_int, default=256, help="JACK period and audio callback size")
+    p.add_argument("--headroom", type=positive_float)
     p.add_argument("--stalls", default="0.25,1", help="injected model-thread stalls in seconds, in turn ('' = none)")
-    p.add_argument("--stall-every", type=float, default=60.0, help="seconds between stalls")
-    p.add_argument("--meter-rate", type=float, default=20.0)
+    p.add_argument("--stall-every", type=positive_float, default=60.0, help="seconds between stalls")
+    p.add_argument("--meter-rate", type=positive_float, default=20.0)
     p.add_argument("--no-baseline", action="store_true", help="skip the copy-only baseline stream")
     p.add_argument("--rt-priority", type=int, help="the model thread's (live's --rt-priority; 0: normal)")
-    p.add_argument("--busy", type=int, default=0, help="busy-loop processes running all along (a busy laptop)")
+    p.add_argument("--busy", type=nonneg_int, default=0, help="busy-loop processes running all along (a busy laptop)")
     args = p.parse_args()
     seconds = 30.0 if args.short else args.minutes * 60
     stall_every = min(args.stall_every, 10.0) if args.short else args.stall_every
@@ -318,4 +320,6 @@ def _soak(args: argparse.Namespace, seconds: float, stall_every: float, load_sta
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -20,13 +20,16 @@ held-out font and report it on another. DATA is made first when it has no manife
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from realtime.audio_files import AudioNotes, read_mono, resample
 from sae.stats import Interval, paired_diff
+from training.cli.args import Parser, comma_names, positive_int, seed_int
 from training.data.concept_clips import (
     CONCEPTS,
     HOLDOUT_SPLIT,
@@ -38,6 +41,7 @@ from training.data.concept_clips import (
 )
 from training.judge import FEATURES, FIDELITY_CONCEPTS, JUDGE_SR, Judge, add_noise, lowpass
 
+PROG = "bench/judge_drift.py"
 BASELINE = "logmel"
 
 
@@ -48,6 +52,21 @@ DEGRADATIONS = {
     "gain -12 dB": lambda a, seed: a * 0.25,
 }
 JUDGES = ("logmel", "hpss", "hpss+aug")  # NAME: trained on clean clips; NAME+aug: and a degraded copy of each
+KNOWN_JUDGES = tuple(f"{f}{aug}" for f in FEATURES for aug in ("", "+aug"))
+
+
+def known_names(known: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    """Comma-separated names, each one of `known` (`--features foo` was a KeyError traceback after the data set and
+    its ideal edits were made)."""
+
+    def parse(text: str) -> tuple[str, ...]:
+        names = comma_names(text)
+        bad = next((n for n in names if n not in known), None)
+        if bad is not None or not names:
+            raise argparse.ArgumentTypeError(f"{bad or text!r}: not {what}; expected some of {', '.join(known)}")
+        return names
+
+    return parse
 
 
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
@@ -122,10 +141,10 @@ def measure(name: str, train, held, clip, ideal, concepts, oracle) -> dict[str, 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="a `data make --holdout-font` folder (made if absent)")
-    ap.add_argument("--n", type=int, default=450, help="clips, when DATA is made (default 450)")
-    ap.add_argument("--seed", type=int, default=3000, help="data seed, when DATA is made (default 3000)")
+    ap.add_argument("--n", type=positive_int, default=450, help="clips, when DATA is made (default 450)")
+    ap.add_argument("--seed", type=seed_int, default=3000, help="data seed, when DATA is made (default 3000)")
     ap.add_argument("--holdout-font", default="opl3", help="the font held out, when DATA is made (default opl3)")
     ap.add_argument(
         "--soundfonts",
@@ -135,11 +154,18 @@ def main() -> None:
     )
     ap.add_argument(
         "--features",
-        default=",".join(JUDGES),
+        type=known_names(KNOWN_JUDGES, "a judge"),
+        default=JUDGES,
         help=f"judges to compare (default {','.join(JUDGES)}): a feature set, trained on clean clips; NAME+aug: "
-        "also on a degraded copy of each (`training.judge.degraded_copy`, the judge every report uses)",
+        f"also on a degraded copy of each (`training.judge.degraded_copy`, the judge every report uses); {BASELINE}, "
+        "the baseline of the ratios, is always measured",
     )
-    ap.add_argument("--oracle", default="guitar,drums,piano,bass", help="concepts whose ideal edits are judged")
+    ap.add_argument(
+        "--oracle",
+        type=known_names(FIDELITY_CONCEPTS, "a judged concept"),
+        default=("guitar", "drums", "piano", "bass"),
+        help="concepts whose ideal edits are judged (default guitar,drums,piano,bass)",
+    )
     args = ap.parse_args()
     if not (args.data / "manifest.csv").exists():
         cfg = DataConfig(
@@ -156,19 +182,21 @@ def main() -> None:
     notes = AudioNotes()
     clip = {r["index"]: read_mono(args.data / r["file"], JUDGE_SR, notes) for r in train + held}
     t0 = time.perf_counter()
-    oracle = args.oracle.split(",")
+    oracle = list(args.oracle)
     ideal = oracle_audio(args.data, held, oracle)
     print(f"{len(train)} train clips, {len(held)} held-out-font clips; ideal edits {time.perf_counter() - t0:.0f} s")
-    names = args.features.split(",")
+    names = args.features if BASELINE in args.features else (BASELINE, *args.features)  # the ratios' baseline
     summary = {n: measure(n, train, held, clip, ideal, list(FIDELITY_CONCEPTS), oracle) for n in names}
-    base = summary.get(BASELINE)
+    base = summary[BASELINE]
     print(f"\nsummary ({len(oracle) * 2} ideal edits; ratio = this / {BASELINE}, measured in this run)")
     for n, s in summary.items():
-        ratio = f"; worst drift ratio {s['drift'] / max(base['drift'], 1e-9):.2f}" if base else ""
+        ratio = f"; worst drift ratio {s['drift'] / max(base['drift'], 1e-9):.2f}"
         degraded = ", ".join(f"{w} {s[w]:.1f}" for w in DEGRADATIONS)
         print(f"{n}: mean balanced accuracy {s['accuracy']:.1f} ({degraded}); worst drift mean {s['drift']:.1f}, "
               f"max {s['max']:.0f}{ratio}")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -23,13 +23,27 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training.cli.args import Parser, positive_int  # noqa: E402
+
+PROG = "bench/layer_choice.py"
+MIN_CLIPS = 4  # a side: each half then holds 2 a side, what the probe's folds need (3 was a ValueError traceback)
+
+
+def clips_a_side(text: str) -> int:
+    n = positive_int(text)
+    if n < MIN_CLIPS:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {MIN_CLIPS} (half choose the layer)")
+    return n
+
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", type=int, default=30)
-    p.add_argument("--layers", type=int, default=8)
-    p.add_argument("--clips", type=int, default=15, help="clips a side")
-    p.add_argument("--k", type=int, default=4, help="features of the sparse probe (fixed: quicker than inner CV)")
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", type=positive_int, default=30)
+    p.add_argument("--layers", type=positive_int, default=8)
+    p.add_argument("--clips", type=clips_a_side, default=15, help=f"clips a side, at least {MIN_CLIPS}")
+    p.add_argument(
+        "--k", type=positive_int, default=4, help="features of the sparse probe (fixed: quicker than inner CV)"
+    )
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     from sae.probe import compare_probes
@@ -64,4 +78,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -23,7 +23,7 @@ with paired 95 % intervals, and the difference to the bank's `off` measured in t
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -47,11 +47,14 @@ from sae.alone import MEMORY_S, AloneDetector, AloneSilence
 from sae.errors import UserError
 from sae.stats import Interval, paired_diff
 from sae.steering import Edit, Gate
+from training.cli.args import Parser, positive_float, positive_int, seed_int, thread_count
 from training.data import concept_clips as clips
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 from training.judge import Judge, moved_clips
 from training.rave.alone import find_alone
 from training.rave.collect import activations_of
+
+PROG = "bench/learned_off.py"
 
 
 @torch.no_grad()
@@ -112,20 +115,22 @@ def fmt(iv: Interval) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = Parser(prog=PROG, description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="a `data make` folder (made if absent)")
-    ap.add_argument("--n", type=int, default=300, help="clips, when DATA is made (default 300)")
-    ap.add_argument("--seed", type=int, default=0, help="data seed, when DATA is made (default 0)")
+    ap.add_argument("--n", type=positive_int, default=300, help="clips, when DATA is made (default 300)")
+    ap.add_argument("--seed", type=seed_int, default=0, help="data seed, when DATA is made (default 0)")
     ap.add_argument("--holdout-font", default="fluidr3", help="the font held out, when DATA is made")
     ap.add_argument("--model", default="training/assets/demo_rave.ts", help="streaming RAVE .ts")
     ap.add_argument("--bank", default="training/assets/demo_concepts.yaml", help="concept bank on that model")
     ap.add_argument("--concept", default="drums", help="the concept switched off")
-    ap.add_argument("--max-clips", type=int, default=24, help="held-out clips with the concept (default 24)")
-    ap.add_argument("--memory", type=float, default=MEMORY_S, help="the alone detector's memory, seconds (default 2)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-clips", type=positive_int, default=24, help="held-out clips with the concept (default 24)")
+    ap.add_argument(
+        "--memory", type=positive_float, default=MEMORY_S, help="the alone detector's memory, seconds (default 2)"
+    )
+    ap.add_argument("--threads", type=thread_count, default=2)
     args = ap.parse_args()
     if args.concept not in CONCEPTS:
-        raise SystemExit(f"--concept {args.concept}: expected a manifest concept ({', '.join(CONCEPTS)})")
+        raise UserError(f"--concept {args.concept}: expected a manifest concept ({', '.join(CONCEPTS)})")
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     if not (args.data / "manifest.csv").exists():
@@ -136,7 +141,7 @@ def main() -> None:
     model = RaveModel.load(args.model)
     steering = load_steering(args.bank, model)
     if steering.hook != "latent":
-        raise SystemExit(f"--bank {args.bank}: its SAE reads {steering.hook}; this benchmark learns latent edits only")
+        raise UserError(f"--bank {args.bank}: its SAE reads {steering.hook}; this benchmark learns latent edits only")
     names = [n for n in steering.concepts if n in CONCEPTS]
     sae, stream, delay = steering.sae, RaveStream(model), model_delay(model)
     streams = {"all": stream}  # `activations_of` reads the latent rows of each pair through the same stream
@@ -250,4 +255,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

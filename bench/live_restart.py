@@ -22,6 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from realtime.jackd import JackServer  # noqa: E402
 from realtime.latency import LatencyProbe  # noqa: E402
+from training.cli.args import Parser, positive_int  # noqa: E402
+
+PROG = "bench/live_restart.py"
 
 
 def _run(server: JackServer, model: Path) -> tuple[list[int], int]:
@@ -46,8 +49,8 @@ def _run(server: JackServer, model: Path) -> tuple[list[int], int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=12)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=positive_int, default=12)
     p.add_argument("--fresh", action="store_true", help="a new JACK server for every run")
     p.add_argument("--model", type=Path, help="a RAVE .ts (default: the tiny RAVE, built here)")
     args = p.parse_args()
@@ -79,4 +82,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

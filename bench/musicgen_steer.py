@@ -13,7 +13,6 @@ wall time are reported.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,10 @@ from realtime.musicgen.render import BankSteering, parse_set, render  # noqa: E4
 from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef  # noqa: E402
 from sae.io import save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
+from training.cli.args import Parser, nonneg_int, positive_float, positive_int, seed_int, thread_count  # noqa: E402
 from training.musicgen.tiny_model import TinyMusicGenConfig, build_audiocraft  # noqa: E402
+
+PROG = "bench/musicgen_steer.py"
 
 SIZES = {  # random LMs shaped like the released ones (text conditioner: LUT, not T5; per-step cost is the LM)
     "tiny": TinyMusicGenConfig(dim=32, num_heads=4, num_layers=4, card=256),
@@ -49,19 +51,19 @@ def build_model(args):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="hub id or folder (default: a random model of --size)")
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--size", choices=sorted(SIZES), default="small")
-    parser.add_argument("--layer", type=int, default=None, help="edited layer (default: the middle one)")
-    parser.add_argument("--expansion", type=int, default=8, help="SAE d_sae / d_in (default 8)")
-    parser.add_argument("--k", type=int, default=32, help="SAE k (default 32)")
-    parser.add_argument("--features", type=int, default=4, help="features in the edited concept (default 4)")
-    parser.add_argument("--duration", type=float, default=0.3, help="seconds generated per run (default 0.3)")
-    parser.add_argument("--batch", type=int, default=1, help="prompts per generation (default 1)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per variant (default 3)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--layer", type=nonneg_int, default=None, help="edited layer (default: the middle one)")
+    parser.add_argument("--expansion", type=positive_int, default=8, help="SAE d_sae / d_in (default 8)")
+    parser.add_argument("--k", type=positive_int, default=32, help="SAE k (default 32)")
+    parser.add_argument("--features", type=positive_int, default=4, help="features in the edited concept (default 4)")
+    parser.add_argument("--duration", type=positive_float, default=0.3, help="seconds generated per run (default 0.3)")
+    parser.add_argument("--batch", type=positive_int, default=1, help="prompts per generation (default 1)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed runs per variant (default 3)")
+    parser.add_argument("--threads", type=thread_count, default=1)
+    parser.add_argument("--seed", type=seed_int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -135,4 +137,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -22,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,8 +35,10 @@ from realtime.rave_split import hook_shape  # noqa: E402
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef  # noqa: E402
 from sae.io import save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
+from training.cli.args import Parser, positive_int  # noqa: E402
 from training.rave.nn_export import NnExportConfig, export_nn  # noqa: E402
 
+PROG = "bench/nn_export.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 
 
@@ -78,15 +81,31 @@ def time_calls(module, x: torch.Tensor, calls: int, switch: bool) -> tuple[tuple
     return (times[0], times[1]), statistics.median(times[6:])
 
 
+def comma_list(item: Callable[[str], int], expected: str) -> Callable[[str], tuple[int, ...]]:
+    """An option of comma-separated `item`s, each checked when parsed (`--buffers abc` was a ValueError traceback)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(item(v.strip()) for v in text.split(","))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+
+    return parse
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEMO, help="streaming RAVE .ts (default: the demo model)")
-    parser.add_argument("--buffers", default="512,1024,2048,4096", help="nn~ buffer sizes")
-    parser.add_argument("--calls", type=int, default=40, help="timed calls per case")
+    parser.add_argument(
+        "--buffers",
+        type=comma_list(positive_int, "comma-separated positive integers, e.g. 512,2048"),
+        default=(512, 1024, 2048, 4096),
+        help="nn~ buffer sizes",
+    )
+    parser.add_argument("--calls", type=positive_int, default=40, help="timed calls per case")
     parser.add_argument("--hook", default="latent", help="where the SAE sits: latent, encoder.net.N, decoder.net.N")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    buffers = [int(b) for b in args.buffers.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         steered = make_export(args.model, Path(tmp), args.hook)
@@ -97,7 +116,7 @@ def main() -> None:
         )
         head = ("buffer", "budget ms", "plain ms", "export ms", "edits ms", "ratio", "edits ratio", "RTF edits")
         print(" ".join(f"{h:>9}" for h in head), f"{'1st/2nd plain ms':>16} {'1st/2nd export ms':>17}")
-        for b in buffers:
+        for b in args.buffers:
             x = 0.1 * torch.randn(1, 1, b, generator=torch.Generator().manual_seed(b))
             first_plain, plain = time_calls(fresh(args.model), x, args.calls, False)
             first_export, still = time_calls(fresh(steered), x, args.calls, False)
@@ -111,4 +130,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -14,7 +14,6 @@ processes spinning beside it (a stand-in for a DAW, a browser, another job). Wal
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import statistics
@@ -27,6 +26,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sae.errors import UserError  # noqa: E402
+from training.cli.args import Parser, nonneg_int, positive_float, positive_int, thread_count  # noqa: E402
+
+PROG = "bench/omp_wait.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 
 
@@ -42,28 +47,36 @@ SETTINGS = {  # name -> environment (300 000 is libgomp's documented default spi
 }
 
 
+def _run(argv: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    """`argv` run to its end; a failure is one line, the child's last line on stderr (`--model /nope.ts` was a
+    CalledProcessError traceback naming only the command)."""
+    done = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        raise UserError(f"{what} failed: {last}")
+    return done
+
+
 def _render(model: Path, wav: Path, threads: int, setting: dict[str, str]) -> float:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env |= {"PYTHONPATH": str(ROOT)} | setting
     out = wav.with_name("out.wav")
     argv = [sys.executable, "-m", "training.cli", "render", "rave", "--model", str(model), "--in", str(wav)]
     t0 = time.perf_counter()
-    subprocess.run([*argv, "--out", str(out), "--threads", str(threads)], env=env, check=True, capture_output=True)
+    _run([*argv, "--out", str(out), "--threads", str(threads)], "the render", env=env)
     return time.perf_counter() - t0
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=DEMO, help="RAVE TorchScript (default: the demo model)")
-    p.add_argument("--seconds", type=float, default=20.0, help="seconds of audio rendered per run")
-    p.add_argument("--threads", type=int, default=2, help="torch threads of the render")
-    p.add_argument("--busy", type=int, default=2, help="spinning processes in the busy case (0: none)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seconds", type=positive_float, default=20.0, help="seconds of audio rendered per run")
+    p.add_argument("--threads", type=thread_count, default=2, help="torch threads of the render")
+    p.add_argument("--busy", type=nonneg_int, default=2, help="spinning processes in the busy case (0: none)")
+    p.add_argument("--repeats", type=positive_int, default=3)
     a = p.parse_args()
-    sr = int(subprocess.run(
-        [sys.executable, "-c", f"import torch; print(torch.jit.load({str(a.model)!r}).sr)"],
-        capture_output=True, text=True, check=True,
-    ).stdout)  # fmt: skip
+    probe = [sys.executable, "-c", f"import torch; print(torch.jit.load({str(a.model)!r}).sr)"]
+    sr = int(_run(probe, f"reading the sample rate of {a.model}").stdout)
     rng = np.random.default_rng(0)
     t = np.arange(int(a.seconds * sr)) / sr
     audio = 0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2 + 0.02 * rng.standard_normal(len(t))
@@ -96,4 +109,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

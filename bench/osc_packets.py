@@ -12,7 +12,6 @@ baseline. Figures are printed, never asserted.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -28,7 +27,9 @@ from realtime.osc import OscControl, encode_message  # noqa: E402
 from sae.bank import ConceptBank  # noqa: E402
 from sae.io import load_sae  # noqa: E402
 from sae.steering import EditState  # noqa: E402
+from training.cli.args import Parser, positive_int  # noqa: E402
 
+PROG = "bench/osc_packets.py"
 ASSETS = ROOT / "training" / "assets"
 
 
@@ -44,9 +45,11 @@ def per_packet_us(control: OscControl, packets: list[bytes], repeats: int) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--packets", type=int, default=4000, help="packets per pass (default 4000)")
-    parser.add_argument("--repeats", type=int, default=5, help="passes per kind; the median is printed (default 5)")
+    parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("--packets", type=positive_int, default=4000, help="packets per pass (default 4000)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=5, help="passes per kind; the median is printed (default 5)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     bank = ConceptBank.load(ASSETS / "demo_concepts.yaml")
@@ -72,4 +75,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -25,6 +25,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from training.cli.args import Parser, positive_int  # noqa: E402
+
+PROG = "bench/probe_chance.py"
+MIN_SOURCES = 4  # 2 a side: grouped folds never split a source (1 was an IndexError traceback)
+
+
+def source_count(text: str) -> int:
+    n = positive_int(text)
+    if n < MIN_SOURCES:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= {MIN_SOURCES} (2 sources a side)")
+    return n
+
 
 def noise_data(seed: int, sources: int, per_source: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(SAE features, raw activations, labels, groups) of one data set without a concept."""
@@ -38,11 +50,11 @@ def noise_data(seed: int, sources: int, per_source: int) -> tuple[np.ndarray, np
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--datasets", type=int, default=30)
-    p.add_argument("--permutations", type=int, default=20)
-    p.add_argument("--sources", type=int, default=16)
-    p.add_argument("--per-source", type=int, default=4)
+    p = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", type=positive_int, default=30)
+    p.add_argument("--permutations", type=positive_int, default=20)
+    p.add_argument("--sources", type=source_count, default=16, help=f"at least {MIN_SOURCES}")
+    p.add_argument("--per-source", type=positive_int, default=4)
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     import sae.probe as probe
@@ -77,4 +89,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -34,10 +34,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sae.errors import UserError  # noqa: E402
 from sae.metrics import RunningMetrics  # noqa: E402
 from sae.store import ActivationStore, open_store  # noqa: E402
 from sae.synthetic import planted_store  # noqa: E402
 from sae.train import TrainConfig, train_hook  # noqa: E402
+from training.cli.args import Parser, positive_float, positive_int, seed_int, thread_count  # noqa: E402
+
+PROG = "bench/sae_train.py"
 
 
 @functools.cache
@@ -46,7 +50,7 @@ def load_dictionary_learning_topk():
     (the stand-in package modules have no spec, so a second find_spec would fail)."""
     spec = importlib.util.find_spec("dictionary_learning")
     if spec is None or spec.origin is None:
-        raise SystemExit("dictionary_learning is not installed: pip install --no-deps dictionary-learning==0.1.0")
+        raise UserError("dictionary_learning is not installed: pip install --no-deps dictionary-learning==0.1.0")
     root = Path(spec.origin).parent
     for name, path in (("dictionary_learning", root), ("dictionary_learning.trainers", root / "trainers")):
         if name not in sys.modules:
@@ -98,25 +102,26 @@ def run_baseline(store: ActivationStore, hook: str, args, lr: float, seed: int) 
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--activations", help="activation store (default: synthetic planted activations)")
     p.add_argument("--hook", help="hook in the store (default: the first)")
-    p.add_argument("--d", type=int, default=256, help="synthetic: activation width")
-    p.add_argument("--features", type=int, default=2048, help="synthetic: planted features")
-    p.add_argument("--k-true", type=int, default=16, help="synthetic: active planted features per row")
-    p.add_argument("--rows", type=int, default=100_000, help="synthetic: rows")
-    p.add_argument("--k", type=int, default=32)
-    p.add_argument("--expansion", type=int, default=8)
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch-size", type=int, default=2048)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int, default=0, help="initialisation (and batch order) seed of the first repeat")
-    p.add_argument("--data-seed", type=int, default=1000, help="synthetic data seed (independent of --seed)")
-    p.add_argument("--repeats", type=int, default=3, help="runs of each trainer, alternating which goes first")
+    p.add_argument("--d", type=positive_int, default=256, help="synthetic: activation width")
+    p.add_argument("--features", type=positive_int, default=2048, help="synthetic: planted features")
+    p.add_argument("--k-true", type=positive_int, default=16, help="synthetic: active planted features per row")
+    p.add_argument("--rows", type=positive_int, default=100_000, help="synthetic: rows")
+    p.add_argument("--k", type=positive_int, default=32)
+    p.add_argument("--expansion", type=positive_int, default=8)
+    p.add_argument("--steps", type=positive_int, default=300)
+    p.add_argument("--batch-size", type=positive_int, default=2048)
+    p.add_argument("--lr", type=positive_float)
+    p.add_argument("--seed", type=seed_int, default=0, help="initialisation (and batch order) seed of the first repeat")
+    p.add_argument("--data-seed", type=seed_int, default=1000, help="synthetic data seed (independent of --seed)")
+    p.add_argument("--repeats", type=positive_int, default=3, help="runs of each trainer, alternating which goes first")
     p.add_argument("--eval-fraction", type=float, default=0.1)
     p.add_argument("--shuffle-buffer", type=int, default=1 << 16)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--threads", type=thread_count, default=1)
     args = p.parse_args()
+    load_dictionary_learning_topk()  # the baseline's package, before any work (it was said after ours had trained)
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory(prefix="sae_bench_") as tmp:
@@ -190,4 +195,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -35,11 +35,16 @@ from safetensors.torch import load_file, save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sae.errors import UserError  # noqa: E402
 from sae.io import load_sae, save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
+from training.cli.args import Parser  # noqa: E402
+
+PROG = "bench/saelens_roundtrip.py"
 
 SAE_LENS = "sae-lens==6.54.12"
 D_IN, D_SAE, K, ROWS = 8, 32, 4, 64
+FIXTURE_FILES = ("inputs.safetensors", "versions.json")  # and the SAELens-saved saelens_* folders
 
 # Runs inside the SAELens venv. argv: mode ("train" or "encode"), folder.
 SAELENS_SIDE = r"""
@@ -100,6 +105,29 @@ def ensure_venv(venv: Path) -> Path:
     return python
 
 
+def foreign_entries(folder: Path) -> list[str]:
+    """What `folder` holds that `--write-fixture` did not write there (it is replaced whole)."""
+    return sorted(
+        e.name
+        for e in folder.iterdir()
+        if not (e.name in FIXTURE_FILES or (e.name.startswith("saelens_") and e.is_dir() and not e.is_symlink()))
+    )
+
+
+def check_fixture_folder(folder: Path) -> None:
+    """`--write-fixture DIR` replaces DIR: only when it is absent, empty or holds nothing but a fixture (DIR was
+    deleted with whatever it held, a user's measurements included)."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    if folder.is_symlink() or not folder.is_dir():
+        raise UserError(f"--write-fixture {folder}: not a folder; choose a new or empty folder")
+    foreign = foreign_entries(folder)
+    if foreign:
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise UserError(f"--write-fixture {folder}: holds files this did not write ({', '.join(foreign[:3])}{more}); "
+                        "choose a new or empty folder, or one holding an earlier fixture")  # fmt: skip
+
+
 def compare(ours: SparseAutoencoder, x: torch.Tensor, expected: dict[str, torch.Tensor]) -> dict[str, float]:
     with torch.no_grad():
         f = ours.encode(x)
@@ -113,12 +141,14 @@ def compare(ours: SparseAutoencoder, x: torch.Tensor, expected: dict[str, torch.
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--venv", type=Path, default=ROOT / ".cache" / "saelens", help="venv with sae-lens (made if missing)"
     )
     p.add_argument("--write-fixture", type=Path, help="store SAELens-saved folders + outputs here (for the fast test)")
     args = p.parse_args()
+    if args.write_fixture:
+        check_fixture_folder(args.write_fixture)  # before the venv and the training
     torch.set_num_threads(1)
     python = ensure_venv(args.venv)
     t0 = time.perf_counter()
@@ -160,6 +190,7 @@ def main() -> int:
             rows.append(((f"musicsae {arch} -> SAELens", cfg["architecture"], arch), compare(ours, x, expected)))
         if args.write_fixture:
             out = args.write_fixture
+            check_fixture_folder(out)  # again: files may have come while SAELens trained
             if out.exists():
                 shutil.rmtree(out)
             out.mkdir(parents=True)
@@ -178,4 +209,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -29,28 +29,39 @@ from realtime.rave import RaveModel  # noqa: E402
 from realtime.rave_split import RaveSplit  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder, default_d_sae, default_k  # noqa: E402
 from sae.steering import Edit, apply_edit, energy_gate  # noqa: E402
+from training.cli.args import Parser, positive_int, thread_count  # noqa: E402
 
+PROG = "bench/split_steer.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
+WARM_UP = 2  # blocks timed but left out of the median (TorchScript optimises on its first calls)
 
 
 def timed(fn, xs: list[torch.Tensor]) -> float:
-    """Median milliseconds of fn over the blocks (the first two are warm-up)."""
+    """Median milliseconds of fn over the blocks (the first `WARM_UP` are warm-up)."""
     times = []
     for i, x in enumerate(xs):
         t0 = time.perf_counter()
         fn(x)
-        if i >= 2:
+        if i >= WARM_UP:
             times.append(1000 * (time.perf_counter() - t0))
     return statistics.median(times)
 
 
+def timed_blocks(text: str) -> int:
+    """`--blocks`: more than the warm-up blocks (`--blocks 2` left no block to time: a StatisticsError)."""
+    n = positive_int(text)
+    if n <= WARM_UP:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer > {WARM_UP} (the first {WARM_UP} are warm-up)")
+    return n
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = Parser(prog=PROG, description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--hooks", default="latent,encoder.net.20,decoder.net.1,decoder.net.5,decoder.net.10")
-    p.add_argument("--block", type=int, default=2048)
-    p.add_argument("--blocks", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--block", type=positive_int, default=2048)
+    p.add_argument("--blocks", type=timed_blocks, default=30)
+    p.add_argument("--threads", type=thread_count, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,4 +99,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from training.cli.main import guarded
+
+    sys.exit(guarded(PROG, main))  # a UserError (a missing model, an unknown hook) is one line, exit 2

@@ -143,5 +143,5 @@ def test_text_use_benchmark_runs_on_a_train_lm_run(toy_lm_run, toy_data):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     for part in ("whole segment", "first frames"):
-        figures = rf"{part}: own [\d.]+, another clip's [\d.]+ \(\+-?[\d.]+\), null [\d.]+"
+        figures = rf"{part}: own [\d.]+, another clip's [\d.]+ \([+-]\d+\.\d{{3}}\), null [\d.]+"
         assert re.search(figures, done.stdout), done.stdout

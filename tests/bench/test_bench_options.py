@@ -1,0 +1,102 @@
+"""The benchmarks' refusals, quick: a bad option is one line on stderr naming it (exit 2), never a traceback (they
+were tracebacks: a ZeroDivisionError for `--packets 0`, a KeyError for an unknown judge, a UserError's own), and
+`saelens_roundtrip.py --write-fixture` replaces only a folder that holds nothing but a fixture."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from sae.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _module(script: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", ROOT / "bench" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "named"),
+    [
+        ("osc_packets.py", ["--packets", "0"], "argument --packets: '0': expected a positive integer"),
+        ("engine_blocks.py", ["--blocks", "abc"], "argument --blocks: 'abc': expected comma-separated"),
+        ("engine_blocks.py", ["--threads", "1,0"], "argument --threads: '1,0': expected comma-separated"),
+        (
+            "judge_drift.py",
+            ["--features", "hpss,foo", "--data", "{tmp}/data"],
+            "argument --features: 'foo': not a judge",
+        ),
+        ("judge_drift.py", ["--oracle", "kazoo", "--data", "{tmp}/data"], "argument --oracle: 'kazoo': not a judged"),
+        ("split_steer.py", ["--blocks", "2"], "argument --blocks: '2': expected an integer > 2"),
+        ("gc_pause.py", ["--model", "/nope.ts"], "RAVE model /nope.ts: no such file"),
+        ("musicgen_text_use.py", ["--run", "{tmp}/run", "--data", "{tmp}/data", "--clips", "1"], "argument --clips"),
+    ],
+)
+def test_a_bad_option_is_one_line_naming_it(script, args, named, tmp_path):
+    done = _bench(script, *(a.replace("{tmp}", str(tmp_path)) for a in args))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert err[0].startswith(f"bench/{script}: error: ") and named in err[0], err[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "data").exists()  # refused before any work
+
+
+def test_write_fixture_refuses_a_folder_with_other_files_before_any_work(tmp_path):
+    """The folder and its file are kept, and the SAELens venv's python (a stand-in here) is never run."""
+    ran = tmp_path / "standin_ran"
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\ntouch {ran}\nexit 1\n")
+    python.chmod(0o755)
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "week.csv").write_text("a week of measurements\n")
+    done = _bench("saelens_roundtrip.py", "--venv", str(tmp_path / "venv"), "--write-fixture", str(out))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert f"--write-fixture {out}: holds files this did not write (week.csv)" in err[0]
+    assert (out / "week.csv").read_text() == "a week of measurements\n"
+    assert not ran.exists()
+
+
+def test_write_fixture_replaces_only_a_fixture(tmp_path):
+    check = _module("saelens_roundtrip.py").check_fixture_folder
+    check(tmp_path / "absent")
+    check(tmp_path)  # empty
+    (tmp_path / "inputs.safetensors").write_bytes(b"")
+    (tmp_path / "versions.json").write_text("{}\n")
+    (tmp_path / "saelens_topk").mkdir()
+    (tmp_path / "saelens_topk" / "cfg.json").write_text("{}\n")
+    check(tmp_path)  # an earlier fixture: replaced
+    (tmp_path / "saelens_notes.txt").write_text("mine\n")  # a file, not a folder SAELens saved
+    (tmp_path / "README").write_text("mine\n")
+    with pytest.raises(UserError, match=r"holds files this did not write \(README, saelens_notes\.txt\)"):
+        check(tmp_path)
+    with pytest.raises(UserError, match="not a folder"):
+        check(tmp_path / "README")
+
+
+def test_text_use_signs_the_difference_once():
+    figures = _module("musicgen_text_use.py").figures
+    assert figures("whole segment", 5.0, 4.998, 6.0) == (
+        "  whole segment: own 5.000, another clip's 4.998 (-0.002), null 6.000"
+    )
+    assert "(+0.250)" in figures("first frames", 5.0, 5.25, 6.0)
