@@ -21,7 +21,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ from realtime.controls import Snapshot  # noqa: E402
 from realtime.processor import BlockProcessor  # noqa: E402
 from realtime.rave import RaveModel  # noqa: E402
 from sae.steering import Edit, EditState  # noqa: E402
-from training.cli.args import MAX_THREADS, Parser, positive_float, positive_int, thread_count  # noqa: E402
+from training.cli.args import MAX_THREADS, Parser, comma_list, positive_float, positive_int, thread_count  # noqa: E402
 
 PROG = "bench/engine_blocks.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
@@ -113,19 +112,6 @@ def run(model, sae, block: int, n_blocks: int, snaps: list[Snapshot]) -> tuple[d
            "p99": float(np.percentile([r[3] for r in rows], 99)),
            "p999": float(np.percentile([r[3] for r in rows], 99.9)), "cpu": statistics.median(cpu)}  # fmt: skip
     return res, {"total": statistics.median(base), "cpu": statistics.median(base_cpu)}
-
-
-def comma_list(item: Callable[[str], int], expected: str) -> Callable[[str], tuple[int, ...]]:
-    """An option of comma-separated `item`s, each checked when parsed (`--blocks abc` was a ValueError traceback,
-    `--blocks 0` a ZeroDivisionError)."""
-
-    def parse(text: str) -> tuple[int, ...]:
-        try:
-            return tuple(item(v.strip()) for v in text.split(","))
-        except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
-
-    return parse
 
 
 def main() -> None:

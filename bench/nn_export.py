@@ -17,12 +17,10 @@ never asserted.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -35,7 +33,7 @@ from realtime.rave_split import hook_shape  # noqa: E402
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef  # noqa: E402
 from sae.io import save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
-from training.cli.args import Parser, positive_int  # noqa: E402
+from training.cli.args import Parser, comma_list, positive_int  # noqa: E402
 from training.rave.nn_export import NnExportConfig, export_nn  # noqa: E402
 
 PROG = "bench/nn_export.py"
@@ -79,18 +77,6 @@ def time_calls(module, x: torch.Tensor, calls: int, switch: bool) -> tuple[tuple
             module.forward(x)
             times.append(time.process_time() - t0)
     return (times[0], times[1]), statistics.median(times[6:])
-
-
-def comma_list(item: Callable[[str], int], expected: str) -> Callable[[str], tuple[int, ...]]:
-    """An option of comma-separated `item`s, each checked when parsed (`--buffers abc` was a ValueError traceback)."""
-
-    def parse(text: str) -> tuple[int, ...]:
-        try:
-            return tuple(item(v.strip()) for v in text.split(","))
-        except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
-
-    return parse
 
 
 def main() -> None:

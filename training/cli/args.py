@@ -85,6 +85,19 @@ def comma_names(text: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.strip() for n in (text or "").split(",") if n.strip()))
 
 
+def comma_list(item: Callable[[str], int], expected: str) -> Callable[[str], tuple[int, ...]]:
+    """An option of comma-separated `item`s (a checked type), each checked when parsed, in the order given; the
+    whole list is named in the one error line (`--blocks abc` was a ValueError traceback)."""
+
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            return tuple(item(v.strip()) for v in text.split(","))
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {expected}") from None
+
+    return parse
+
+
 def _positive_floats(text: str) -> tuple[float, ...]:
     """Comma-separated numbers, each once in the order given; an empty item (`2,,3`: a number left out?) refused."""
     items = text.split(",")
