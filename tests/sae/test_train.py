@@ -1280,6 +1280,29 @@ def test_a_damaged_checkpoint_entry_is_one_line_naming_it(tmp_path, edit, needle
     assert str(err.value).endswith("remove it to start over")
 
 
+def test_a_signal_while_the_last_sae_is_saved_is_said_and_exits_as_asked(tmp_path, capsys, monkeypatch):
+    """Hunt 102: a SIGTERM after the last step (while the SAE is evaluated and saved) was held for the next hook's
+    first step, which never came: the command printed its table and exited 0 without a word."""
+    import sae.train as train_module
+    from training.cli import main
+
+    planted_store(tmp_path / "acts", n=2000, d=8, n_features=16, k_true=2, seed=1)
+    real = train_module.train_hook  # `sae train` imports it when it runs
+
+    def then_a_signal(*args, **kwargs):
+        metrics = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # as if it came while the SAE was being written
+        return metrics
+
+    monkeypatch.setattr(train_module, "train_hook", then_a_signal)
+    argv = ["sae", "train", "--activations", str(tmp_path / "acts"), "--out", str(tmp_path / "sae"), "--k", "2",
+            "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]  # fmt: skip
+    assert main(argv) == 143
+    said = capsys.readouterr()
+    assert "every SAE is trained and saved; stopping as asked" in said.err and "musicsae: terminated" in said.err
+    assert "synthetic" in said.out and (tmp_path / "sae" / "synthetic" / "sae_weights.safetensors").is_file()
+
+
 def test_a_stream_position_past_its_round_is_one_line_not_a_hang(tmp_path):
     """Hunt 102: a checkpoint whose stream was at batch 10**6 of a round of a few: the reader yielded nothing and
     never moved on, and the run hung (a first SIGTERM only held)."""

@@ -252,6 +252,10 @@ def run_train(args: argparse.Namespace) -> int:
                     console.print(f"{hook}: skipped {skipped} rows with NaN/inf", style="yellow", highlight=False)
                 if note := unmeasured(metrics, metrics["split"]):
                     console.print(f"warning: {hook}: {note}", style="yellow", highlight=False)
+        if held.due() and not info.enabled:  # it came while the last SAE was evaluated and saved: said, not dropped
+            output_console().print(train_table(results, args.out))
+            console.print("every SAE is trained and saved; stopping as asked", highlight=False)
+            held.stop()
     if info.main:
         output_console().print(train_table(results, args.out))
     if info.enabled:
