@@ -65,6 +65,8 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
         raise UserError(f"{what}: expected a folder")
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {text}: exists and is a file; expected a folder")
+    if path.is_symlink() and not path.exists():  # making the folder said only "File exists"
+        raise UserError(f"{what} {text}: a link to {os.readlink(path)}, which is not there; expected a folder")
     if path.is_dir():
         _can_create(path, f"{what} {text}")
     else:

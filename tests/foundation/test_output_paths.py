@@ -34,6 +34,9 @@ def test_output_file_and_folder_checks(tmp_path):
     with pytest.raises(UserError, match="is a file, not a folder"):
         check_output_dir(tmp_path / "afile" / "sub")
     assert check_output_dir(tmp_path / "adir") == tmp_path / "adir"
+    (tmp_path / "gone").symlink_to(tmp_path / "moved")  # hunt 100: making it said only "gone: File exists"
+    with pytest.raises(UserError, match=r"--out .*gone: a link to .*moved, which is not there; expected a folder"):
+        check_output_dir(tmp_path / "gone")
     with pytest.raises(UserError, match=r"ending in \.yaml or \.yml"):
         check_output_file(tmp_path / "bank.json", (".yaml", ".yml"), "--bank")
     # hunt 73: a link into a folder that is not there passed, and the write failed after the whole render
