@@ -496,7 +496,8 @@ class ConceptBank:
             caption_justify="left",
         )
         for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC [95 %]\nclips with/without"):
-            table.add_column(col, no_wrap=col.startswith("AUROC"))
+            # a name too long for a narrow terminal wraps, never "distorted_g…" (the name `concept remove` takes)
+            table.add_column(col, no_wrap=col.startswith("AUROC"), overflow="fold")
         for c in self:
             feats = ", ".join(str(f.index) for f in c.features[:8])
             if len(c.features) > 8:

@@ -175,3 +175,20 @@ def test_one_on_strength_beside_a_clamp_sweep_is_reported_on_every_clip_without(
     row = next(line for line in lines if line.lstrip().startswith("guitar"))
     assert "guitar 2 / 4;" in text + ";" and "to choose on" not in text
     assert "50→75%" in row
+
+
+def test_the_bank_table_shows_whole_names_narrow_or_in_a_pipe(tmp_path, capsys):
+    """Hunt 105: `concept list` in a pipe or a log (rich's 80 columns) cut `distorted_guitar` and
+    `distorted_guitar2` both to `distorted_g…` and their hooks to `decoder.net…`: the names `concept remove` takes."""
+    from training.cli import main
+
+    bank = ConceptBank(tmp_path / "b.yaml")
+    ref = ModelRef("demo_rave.ts", "0" * 64)
+    for name, hook in (("distorted_guitar", "decoder.net.12"), ("distorted_guitar2", "decoder.net.13")):
+        feats = [ConceptFeature(i, 1.0, 2.0) for i in (15, 28, 63, 89, 48)]
+        bank.add(Concept(name, ref, hook, f"saes/{hook}", feats, ConceptDefault("none", 1.0)))
+    bank.save()
+    assert main(["concept", "list", "--bank", str(tmp_path / "b.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out and "distorted_guitar2 " in out and "decoder.net.13 · saes/decoder.net.13" in out, out
+    _fits(_render(bank.rich_table()))  # an 80-column terminal: the names wrapped, not cut

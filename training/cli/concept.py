@@ -13,7 +13,7 @@ from training.cli.args import (
     meter_seconds,
     positive_int,
 )
-from training.cli.quiet import output_console, progress_bar, spinner
+from training.cli.quiet import output_console, print_table, progress_bar, spinner
 
 BANK_SUFFIXES = (".yaml", ".yml")
 
@@ -230,7 +230,7 @@ def _print_find(console, name: str, rep, concept, notes: list[str], bank_path, s
     if getattr(rep, "permutation", None):
         p = rep.permutation
         table.add_row(f"shuffled labels ({p['runs']} runs): mean / 95th pct", f"{p['mean']:.2f} / {p['p95']:.2f}")
-    console.print(table)
+    print_table(console, table)
     console.print(f"verdict: {getattr(rep, 'verdict', 'tied')}", highlight=False)
     feats = ", ".join(f"{f.index} (w {f.weight:.2f}, typ {f.typical:.3g})" for f in concept.features)
     console.print(f"features on {concept.hook}: {feats}", highlight=False)
@@ -257,7 +257,7 @@ def run_list(args: argparse.Namespace) -> int:
 
     bank = ConceptBank.load(args.bank)
     console = output_console()
-    console.print(bank.rich_table())
+    print_table(console, bank.rich_table())
     for line in bank.stale_spares():
         console.print(f"note: {line}", highlight=False)
     return 0
@@ -478,7 +478,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             else:
                 unfit.append(f"{name} (layer {pick}): no feature of its SAE fires more with it than without")
     for table in layer_tables(mg.name, list(concepts), layers, cells, best):
-        console.print(table)
+        print_table(console, table)
     for name in concepts:
         rep = reported[name].report
         console.print(_best_layer_line(name, best[name], rep, how[name]), highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from training.cli.args import comma_names, seed_int
-from training.cli.quiet import output_console, progress_bar
+from training.cli.quiet import output_console, print_table, progress_bar
 from training.data.concept_clips import DEFAULT_FONTS, FONTS
 
 
@@ -113,7 +113,7 @@ def run_make(args: argparse.Namespace) -> int:
         cnt = [len(list(folder.iterdir())) if folder.is_dir() else 0 for folder in folders]  # none held out: none
         table.add_row(name, *map(str, cnt))
     if concepts:
-        output_console().print(table)
+        print_table(output_console(), table)
     else:
         output_console().print(table.title)
     return 0

@@ -14,7 +14,7 @@ from training.cli.args import (
     positive_int,
     seed_int,
 )
-from training.cli.quiet import output_console
+from training.cli.quiet import output_console, print_table
 from training.demo import DemoConfig
 
 
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
-    console.print(rich_table(summary["judge_result"]))
+    print_table(console, rich_table(summary["judge_result"]))
     nn = summary["nn"]
     attrs = ", ".join(nn["attributes"].values())
     console.print(

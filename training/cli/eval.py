@@ -21,7 +21,7 @@ from training.cli.args import (
     positive_int,
     seed_int,
 )
-from training.cli.quiet import output_console, spinner
+from training.cli.quiet import output_console, print_table, spinner
 
 
 def names_of(text: str | None, flag: str) -> tuple[str, ...]:
@@ -333,7 +333,7 @@ def run_steering(args: argparse.Namespace) -> int:
     )
     with spinner(console, "judging") as say:
         result = evaluate_steering(cfg, say)
-    console.print(rich_table(result))
+    print_table(console, rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']:.0f} s)", highlight=False)
@@ -432,7 +432,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     )
     with spinner(console, "judging") as say:
         result = evaluate_musicgen(cfg, say)
-    console.print(rich_table(result))
+    print_table(console, rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']} s)", highlight=False)

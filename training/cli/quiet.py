@@ -16,7 +16,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -89,6 +89,16 @@ def output_console(stderr: bool = False) -> Console:
     out = Console(stderr=stderr, markup=False)
     out.soft_wrap = not out.is_terminal
     return out
+
+
+def print_table(console: Console, table: Any) -> None:
+    """Print a rich table whole: in a pipe or a log rich draws it 80 columns wide and cuts what does not fit to
+    "distorted_g…" (a name to type in the next command); there the console takes the table's natural width
+    (`print(width=)` is capped at the console's)."""
+    if not console.is_terminal:
+        natural = console.measure(table, options=console.options.update_width(10_000)).maximum
+        console.width = max(console.width, natural)
+    console.print(table)
 
 
 def progress_bar(

@@ -24,7 +24,7 @@ from training.cli.args import (
     seed_int,
 )
 from training.cli.launch import add_nproc
-from training.cli.quiet import description_column, output_console, progress_bar
+from training.cli.quiet import description_column, output_console, print_table, progress_bar
 from training.cli.tables import hook_legend, short_hook
 
 if TYPE_CHECKING:
@@ -253,11 +253,11 @@ def run_train(args: argparse.Namespace) -> int:
                 if note := unmeasured(metrics, metrics["split"]):
                     console.print(f"warning: {hook}: {note}", style="yellow", highlight=False)
         if held.due() and not info.enabled:  # it came while the last SAE was evaluated and saved: said, not dropped
-            output_console().print(train_table(results, args.out))
+            print_table(output_console(), train_table(results, args.out))
             console.print("every SAE is trained and saved; stopping as asked", highlight=False)
             held.stop()
     if info.main:
-        output_console().print(train_table(results, args.out))
+        print_table(output_console(), train_table(results, args.out))
     if info.enabled:
         leave_distributed()  # a torchrun worker exits here, skipping interpreter shutdown (see its docstring)
     return 0
