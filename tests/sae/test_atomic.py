@@ -420,6 +420,20 @@ def test_the_same_object_saved_twice_is_the_same_bytes(tmp_path):
     assert digest[0] == digest[1] and torch.equal(torch.load(tmp_path / "a.bin")["w"], state["w"])
 
 
+def test_a_read_only_file_is_refused_not_replaced(tmp_path):
+    """Hunt 105: `concept remove` on a bank its owner made read-only (chmod 444) replaced it by rename and made it
+    0644, where a plain write is refused; it is said in one line and left as it was."""
+    from sae.atomic import atomic_write_text
+
+    path = tmp_path / "concepts.yaml"
+    path.write_text("version: 1\n")
+    path.chmod(0o444)
+    with pytest.raises(UserError, match=r"concepts.yaml: read-only \(mode 444\); chmod u\+w it to let this change it"):
+        atomic_write_text(path, "version: 1\nconcepts: {}\n")
+    assert path.read_text() == "version: 1\n" and path.stat().st_mode & 0o777 == 0o444
+    assert [p.name for p in tmp_path.iterdir()] == ["concepts.yaml"]  # no temporary file left
+
+
 def test_a_file_written_again_keeps_its_mode(tmp_path):
     """A private bank (0600) became 0644 when a save replaced it (hunt 83); a new file gets a plain open's mode."""
     from sae.atomic import atomic_write_text
