@@ -164,7 +164,8 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     if folder.is_file():
         if folder.name in (CFG_FILE, WEIGHTS_FILE):
             raise UserError(f"SAE {path} is a file; pass its folder ({folder.parent})")
-        raise UserError(f"SAE {path}: a file; expected an SAE directory ({CFG_FILE} + {WEIGHTS_FILE})")
+        exported = " (a `sae export` .ts is for torch.jit.load outside musicsae)" if folder.suffix == ".ts" else ""
+        raise UserError(f"SAE {path}: a file; expected an SAE directory ({CFG_FILE} + {WEIGHTS_FILE}){exported}")
     f = folder / CFG_FILE
     if not f.exists():
         inside = sorted(p.parent.name for p in folder.glob(f"*/{CFG_FILE}"))  # `sae train --out`'s parent

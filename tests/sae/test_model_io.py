@@ -245,6 +245,9 @@ def test_an_sae_path_that_is_some_other_file_or_missing_is_named_as_such(tmp_pat
     (tmp_path / "in.wav").write_bytes(b"RIFF")
     with pytest.raises(UserError, match=r"in.wav: a file; expected an SAE directory \(cfg.json \+ sae_weights"):
         read_sae_cfg(tmp_path / "in.wav")
+    (tmp_path / "latent.ts").write_bytes(b"PK")  # hunt 105: `sae export`'s file, which the help called the engine's
+    with pytest.raises(UserError, match=r"directory \(cfg.json \+ sae_weights.safetensors\) \(a `sae export` .ts is"):
+        read_sae_cfg(tmp_path / "latent.ts")
     with pytest.raises(UserError, match=r"SAE .*gone: no such directory"):
         read_sae_cfg(tmp_path / "gone")
 

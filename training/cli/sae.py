@@ -103,7 +103,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_device(e, "the SAE")
     e.set_defaults(func=run_eval)
 
-    x = subparsers.add_parser("export", help="export an SAE as TorchScript (encode/decode) for the live engine")
+    x = subparsers.add_parser(
+        "export",
+        help="export an SAE as TorchScript (encode/decode) for torch.jit.load outside musicsae (live, render and "
+        "export nn take the SAE folder itself)",
+    )
     x.add_argument("--sae", required=True, help="SAE directory")
     x.add_argument("--out", required=True, help="output .ts file")
     x.set_defaults(func=run_export)
