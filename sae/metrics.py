@@ -178,7 +178,9 @@ def evaluate_split(
 
 
 def _fvu_interval(per: list[Moments], n_boot: int, seed: int) -> list[float] | None:
-    """2.5 and 97.5 percentiles of the FVU over bootstrap resamples of whole sources (None below 2 sources)."""
+    """2.5 and 97.5 percentiles of the FVU over bootstrap resamples of whole sources (None below 2 sources, and
+    where over 2.5 % of the resamples have no FVU: sources with no variance, such as clips of one frame, drawn
+    alone; their sse / 1e-30 made an upper bound of 2e30)."""
     if len(per) < 2:
         return None
     n = torch.tensor([p.n for p in per], dtype=torch.float64)
@@ -190,8 +192,12 @@ def _fvu_interval(per: list[Moments], n_boot: int, seed: int) -> list[float] | N
     w = torch.zeros(n_boot, len(per), dtype=torch.float64).scatter_add_(
         1, idx, torch.ones_like(idx, dtype=torch.float64)
     )
-    total_var = w @ sq - (w @ sx).pow(2).sum(1) / (w @ n)
-    fvu = (w @ sse) / total_var.clamp_min(1e-30)
+    sum_sq = w @ sq
+    total_var = sum_sq - (w @ sx).pow(2).sum(1) / (w @ n)
+    defined = total_var > 1e-9 * sum_sq  # the point estimate's rule (`RunningMetrics.result`)
+    if float((~defined).double().mean()) > 0.025:
+        return None
+    fvu = (w @ sse)[defined] / total_var[defined]
     lo, hi = torch.quantile(fvu, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     return [lo, hi]
 

@@ -48,6 +48,19 @@ def test_nonfinite_rows_are_skipped_and_counted_and_one_source_has_no_interval()
     assert out["nonfinite_rows"] == 1 and out["rows"] == 20 and out["fvu_interval"] is None
 
 
+def test_sources_with_no_variance_give_no_interval_rather_than_a_huge_one():
+    """Hunt 105: clips of one frame among the held-out sources: a resample that drew only them had no variance, and
+    its sse / 1e-30 made the upper bound 2e30 (printed in full by `sae train`'s table, which it squeezed)."""
+    sae = _sae()
+    one = torch.randn(1, 8, generator=torch.Generator().manual_seed(5))
+    few = [*_clips(2, 1.0, seed=4), ("short1.wav", one), ("short2.wav", one.clone())]
+    out = evaluate_by_source(sae, few)
+    assert out["sources"] == 4 and out["fvu"] == out["fvu"] and out["fvu_interval"] is None
+    many = [*_clips(20, 1.0, seed=4), ("short1.wav", one)]  # a resample of it alone: 1 in 20**21, defined
+    lo, hi = evaluate_by_source(sae, many)["fvu_interval"]
+    assert lo < evaluate_by_source(sae, many)["fvu"] < hi < 10
+
+
 def test_evaluate_takes_rows_in_any_leading_shape():
     """[batch, time, d] batches, which `encode` / `decode` take, made `evaluate` raise a broadcast error."""
     sae = _sae()

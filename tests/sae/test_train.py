@@ -1216,6 +1216,18 @@ def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
         n.startswith(note) for n in json.loads((tmp_path / "few_sae/synthetic/metrics.json").read_text())["notes"]
     )
     assert json.loads((tmp_path / "many_sae/synthetic/metrics.json").read_text())["notes"] == []
+    # hunt 105: `sae eval` of the same SAE on the same store said nothing of it, nor why it had no interval
+    assert main(["sae", "eval", "--sae", str(tmp_path / "few_sae/synthetic"), "--activations", str(tmp_path / "few"),
+                 "--out", str(tmp_path / "few.json")]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.count(note) == 1 and any(
+        n.startswith(note) for n in json.loads((tmp_path / "few.json").read_text())["notes"]
+    )
+    planted_store(tmp_path / "twenty", n=2000, d=8, n_features=16, k_true=2, rows_per_source=100)  # 1 held out
+    argv = ["sae", "eval", "--sae", str(tmp_path / "many_sae/synthetic"), "--activations", str(tmp_path / "twenty")]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "note: synthetic: no FVU interval (1 source(s) to resample; raise --eval-fraction)" in err, err
 
 
 def test_held_out_rows_all_nan_save_the_sae_with_a_note(tmp_path):

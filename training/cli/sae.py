@@ -347,8 +347,8 @@ def _other_data_note(sae_dir: Path, store, hook: str) -> str | None:
     if now["digest"] == then["digest"]:
         return None
     return (f"note: {store.root} is not the store SAE {sae_dir} was trained on, as it was then ({then.get('rows')} "
-            f"rows of {hook!r} then, {now['rows']} now): the held-out sources are not the ones its training held "
-            "out, so some of these rows may have been trained on")  # fmt: skip
+            f"rows of {hook!r} then, {now['rows']} now): the held-out sources may not be the ones its training "
+            "held out, so some of these rows may have been trained on")  # fmt: skip
 
 
 def _rows_shared(a: list[tuple[int, int, int]], b: list[tuple[int, int, int]]) -> bool:
@@ -367,6 +367,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.metrics import evaluate_split
     from sae.paths import check_not_inside, check_output_file
     from sae.store import open_store
+    from sae.train import split_note
 
     if args.out:
         check_output_file(args.out, (".json",))
@@ -426,6 +427,18 @@ def run_eval(args: argparse.Namespace) -> int:
     if not metrics["rows"]:
         raise UserError(f"--activations {args.activations}: no {args.split} rows of {hook} to measure; nothing written")
     metrics["skipped_nonfinite_rows"] = metrics.pop("nonfinite_rows")
+    notes = []  # what `sae train` says of its figures, said here too (hunt 105: eval printed the bare JSON)
+    if args.split == "eval" and (note := split_note(store, hook, frac)):
+        notes.append(note)
+    if metrics["skipped_nonfinite_rows"]:
+        notes.append(f"{hook}: skipped {metrics['skipped_nonfinite_rows']} {args.split} rows with NaN/inf")
+    if metrics.get("fvu_interval") is None and metrics.get("sources") is not None:
+        few = metrics["sources"] < 2
+        why = f"{metrics['sources']} source(s) to resample" if few else "resamples of sources with no variance"
+        notes.append(f"{hook}: no FVU interval ({why}{'; raise --eval-fraction' if few else ''})")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    metrics["notes"] = notes
     # what the figures were measured on, so a written file says so without the command line
     metrics |= {"sae": str(args.sae), "activations": str(args.activations), "hook": hook, "split": args.split}
     metrics |= {"eval_fraction": frac, "max_rows": args.max_rows}
