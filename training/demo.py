@@ -52,11 +52,13 @@ class Steps:
     def __init__(self, say: Callable[[str], None], numbered: bool = True) -> None:
         self.say, self.numbered = say, numbered
         self.timings: dict[str, float] = {}  # seconds per step, one decimal, in the order run
+        self.started = 0  # steps begun (a step that failed and was skipped keeps its number: "[5]" came twice)
         self._t0 = time.perf_counter()
 
     def __call__(self, name: str, fn: Callable[[], T]) -> T:
         t = time.perf_counter()
-        self.say(f"[{len(self.timings) + 1}] {name}" if self.numbered else f"[{name}]")
+        self.started += 1
+        self.say(f"[{self.started}] {name}" if self.numbered else f"[{name}]")
         result = fn()
         self.timings[name] = round(time.perf_counter() - t, 1)
         return result
@@ -169,6 +171,10 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         lambda: collect_rave(RaveCollectConfig(str(model_path), str(data / "clips"), str(store), device=cfg.device)),
     )
     sae_cfg = latent_sae_config(model.latent_size, cfg.k, cfg.expansion, cfg.sae_steps, cfg.seed, cfg.device)
+    frames = sum(b - a for _, a, b in ActivationStore(store).split_units("latent", "train", sae_cfg.eval_fraction))
+    if frames < sae_cfg.batch_size:  # `sae train` would name its --batch-size, which the demo has not
+        raise UserError(f"demo: {cfg.n} clips of {cfg.duration:g} s give {frames} training frames, fewer than the "
+                        f"SAE's batch of {sae_cfg.batch_size}: raise --n or --duration")  # fmt: skip
     if (sae_cfg.k, sae_cfg.expansion) != (cfg.k, cfg.expansion):
         say(
             f"note: SAE k {cfg.k} / expansion {cfg.expansion} taken as {sae_cfg.k} / {sae_cfg.expansion} (at least "
@@ -253,8 +259,9 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         say(f"    SAE seed {kept_seed} kept: {draw_line(chosen)}")
     else:
         metrics, found, failed = draw(out, cfg.seed)
-    if not found:
-        raise UserError(f"demo: no concept was found ({'; '.join(failed.values())})")
+    if not found:  # the finder's words name its --with folders; the demo's own knob is --n / --duration
+        raise UserError(f"demo: no concept was found ({'; '.join(failed.values())}); a demo of more clips (--n) or "
+                        "longer ones (--duration) gives the search more to go on")  # fmt: skip
     target = next(iter(found))
     renders = out / "renders"
     pick_with, pick_without = (_first_clip(data / "heldout" / target / side, cfg.n) for side in ("with", "without"))
@@ -529,13 +536,17 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                     f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} "
                     f"% → {arm['off']['with']:.0f} % ({e['held_out_with']}) | {arm['off_drop']:+.0f} | "
                     f"{none_on:.0f} % → {arm['on']['without']:.0f} % ({arm['strength_on']:g}; {n_test}) | "
-                    f"{arm['on_rise']:+.0f} | {arm['max_drift']:.0f} |"
+                    f"{arm['on_rise']:+.0f} | {drift_text(e, arm)} |"
                 )
-        sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {x['max_drift']:.0f})" for x in e["sweep"])
+        sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {drift_text(e, x)})" for x in e["sweep"])
         clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, n_test)  # points
+        if e.get("on_clips") == "all":  # one strength: nothing chosen, so no validation clips (hunt 104)
+            swept = f"`on` at the one strength given, on the reported clips: {sweep}. Reported"
+        else:
+            swept = (f"`on` rise by strength (SAE, on {e.get('held_out_without_validation', n_test)} validation "
+                     f"clips): {sweep}. Reported on separate clips")  # fmt: skip
         verdicts.append(
-            f"- {name}: `on` rise by strength (SAE, on {e.get('held_out_without_validation', n_test)} validation "
-            f"clips): {sweep}. Reported on separate clips: {e['held_out_with']} with it (one clip = "
+            f"- {name}: {swept}: {e['held_out_with']} with it (one clip = "
             f"{clip_with:.0f} points), {n_test} without (one clip = {clip_without:.0f} points); "
             f"drop {_iv(e, 'off_drop')}, rise {_iv(e, 'on_rise')} (95 % intervals)"
         )
@@ -563,7 +574,9 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
                 )
             elif "on_rise" in missed:
                 why.append(on_missed(e))
-            if "drift" in missed:
+            if "drift" in missed and not e.get("drift_measured", True):
+                why.append("no other concept was judged, so no drift was measured (find two concepts or more)")
+            elif "drift" in missed:
                 why.append(drift_missed(e, GOALS["drift"]))
             verdicts.append(f"- {name}: goals missed: {', '.join(missed)}" + (f" — {'; '.join(why)}" if why else ""))
         else:
@@ -619,11 +632,18 @@ def _draws_section(s: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def drift_text(entry: dict, arm: dict) -> str:
+    """An arm's worst drift for a table, or "–" where its entry judged no other concept (it showed 0)."""
+    return f"{arm['max_drift']:.0f}" if entry.get("drift_measured", True) else "– (one concept judged)"
+
+
 def on_missed(entry: dict) -> str:
     """Why a judge entry's `on` missed its goal, in words, from its sweep on the validation clips: the strength that
     rose enough was left out for its drift, or it was chosen and did not repeat on the test clips, or none rose
     enough."""
     top = max(entry["sweep"], key=lambda x: x["rise"])
+    if entry.get("on_clips") == "all":  # one strength given: no validation clips, the reported clips only
+        return f"`on` at the one strength given ({top['strength']:g}) rose {_iv(entry, 'on_rise')}"
     if top["rise"] >= 50 and top["strength"] != entry["strength_on"]:
         return (f"`on` reaches {top['rise']:+.0f} only at strength {top['strength']:g}, where other concepts drift by "
                 f"{top['max_drift']:.0f} points")  # fmt: skip
@@ -677,6 +697,6 @@ def _font_section(s: dict[str, Any]) -> list[str]:
                 f"| {name} | {label} | {entry['held_out_with']} / {entry['held_out_without']} | "
                 f"{entry['clean']['with']:.0f} % → {entry['none']['with']:.0f} % / {entry['clean']['without']:.0f} "
                 f"% → {entry['none']['without']:.0f} % | {_iv(entry, 'off_drop')} | {_iv(entry, 'on_rise')} | "
-                f"{entry['max_drift']:.0f} | {met} |"
+                f"{drift_text(entry, entry)} | {met} |"
             )
     return lines

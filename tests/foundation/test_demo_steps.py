@@ -151,3 +151,73 @@ def test_a_judge_on_every_clip_leaves_one_sae_draw_with_a_note():
     assert draw_count(3, 12) == (3, None) and draw_count(1, 0) == (1, None)
     count, why = draw_count(3, 0)
     assert count == 1 and why.startswith("one SAE draw: --judge-clips 0 reports on every held-out clip")
+
+
+def test_one_strength_and_one_concept_are_reported_as_such():
+    """Hunt 104: with one --strength the report said the `on` sweep ran on separate validation clips (nothing was
+    chosen: it ran on the reported ones), and with one concept it showed a drift of 0 and blamed the drift goal on
+    other concepts that moved "by at most 0 points", where none was judged."""
+    from training.demo import drift_text, on_missed
+
+    one = {"sweep": [{"strength": 2.0, "rise": 17.0, "max_drift": 0.0}], "strength_on": 2.0, "on_clips": "all",
+           "on_rise": 16.7, "intervals": {"on_rise": {"value": 16.7, "lo": 0.0, "hi": 50.0, "n": 6}}}  # fmt: skip
+    assert on_missed(one) == "`on` at the one strength given (2) rose +17 [+0, +50]"
+    assert drift_text({"drift_measured": False}, {"max_drift": 0.0}) == "– (one concept judged)"
+    assert drift_text({}, {"max_drift": 8.3}) == "8"  # an older judge.json records no drift_measured
+
+
+def test_a_folder_the_demo_did_not_write_is_refused_and_kept(tmp_path, capsys):
+    """Hunt 104: `demo --out .` after the README's own session (data/, store/, sae/latent, concepts.yaml) removed
+    the store, the SAE and the bank without a word. A demo's folder (marked as it starts, or an earlier version's
+    demo.json) is taken, and what its last run wrote last is cleared first (a stopped rerun left the last report)."""
+    from training.cli import main
+    from training.cli.demo import MARK, start_demo
+
+    mine = tmp_path / "mine"
+    for name in ("store/synthetic/manifest.json", "sae/latent/cfg.json", "concepts.yaml"):
+        (mine / name).parent.mkdir(parents=True, exist_ok=True)
+        (mine / name).write_text("mine")
+    assert main(["demo", "--out", str(mine), "--n", "12"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"musicsae: error: --out {mine}: holds files the demo did not write (concepts.yaml)"), err
+    assert (mine / "concepts.yaml").read_text() == "mine" and not (mine / MARK).exists()
+    ours = tmp_path / "ours"
+    for name in ("report.md", "demo.json", "renders/guitar_off.wav", "judge/holdout_font/judge.json", "store/x"):
+        (ours / name).parent.mkdir(parents=True, exist_ok=True)
+        (ours / name).write_text("last run")
+    start_demo(ours)
+    assert sorted(p.name for p in ours.iterdir()) == sorted([MARK, "store"])
+    assert main(["demo", "--out", str(ours), "--n", "12"]) == 2  # taken as the demo's: refused only for --n
+    assert "--n 12: expected at least 20 clips" in capsys.readouterr().err
+
+
+def test_demo_options_that_would_do_nothing_or_too_much_are_one_line(tmp_path, capsys):
+    """Hunt 104: --holdout-clips with --holdout-font none was taken and unused; --jobs 100 started 100 processes (and
+    a traceback where the machine could not); a step that failed and was skipped gave its number to the next."""
+    from training.cli import main
+    from training.demo import Steps
+
+    argv = ["demo", "--out", str(tmp_path / "d")]
+    assert main([*argv, "--holdout-font", "none", "--holdout-clips", "4"]) == 2
+    assert "--holdout-clips: clips of the held-out font to judge" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--jobs", "1000"])
+    assert "'1000': expected a positive integer, at most 256" in capsys.readouterr().err
+    said: list[str] = []
+    step = Steps(said.append)
+    with pytest.raises(ValueError):
+        step("find guitar", lambda: int("x"))
+    step("find drums", lambda: None)
+    assert said == ["[1] find guitar", "[2] find drums"]
+
+
+@pytest.mark.slow
+def test_a_demo_too_small_for_its_sae_says_so_in_its_own_options(tmp_path, capsys):
+    """Hunt 104: `--n 20 --duration 0.25` (accepted) ran the data and collect steps, then failed on
+    `--batch-size 1024: hook 'latent' has 352 training rows`, an option the demo does not have."""
+    from training.cli import main
+
+    argv = ["demo", "--out", str(tmp_path / "d"), "--n", "20", "--duration", "0.25", "--jobs", "1", "--sae-draws", "1"]
+    assert main([*argv, "--threads", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fewer than the SAE's batch of 1024: raise --n or --duration" in err[0], err

@@ -63,6 +63,9 @@ fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 MAX_THREADS = 1024
 thread_count = _checked(int, lambda v: 0 < v <= MAX_THREADS, f"a positive integer, at most {MAX_THREADS}")
 """`--threads`: 100000 crashed torch (libgomp cannot make the threads: a segfault, or exit 1 with no line)."""
+MAX_JOBS = 256
+job_count = _checked(int, lambda v: 0 < v <= MAX_JOBS, f"a positive integer, at most {MAX_JOBS}")
+"""`--jobs`: rendering processes, started all at once (`demo --jobs 100` launched 100 Pythons)."""
 SEED_RANGE = (0, 2**63)
 """What both torch (`manual_seed`) and numpy (`default_rng`) take: past it a torch traceback at the first render,
 below 0 numpy's (`data make --seed -1`)."""

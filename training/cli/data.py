@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import comma_names, seed_int
+from training.cli.args import comma_names, job_count, seed_int
 from training.cli.quiet import output_console, print_table, progress_bar
 from training.data.concept_clips import DEFAULT_FONTS, FONTS
 
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--holdout-font", default=None, help="a soundfont of the set whose clips are held out (split holdout_font)"
     )
-    make.add_argument("--jobs", type=int, default=1, help="rendering processes (default 1)")
+    make.add_argument("--jobs", type=job_count, default=1, help="rendering processes (default 1)")
     make.add_argument(
         "--concepts", default="all", help="comma-separated concepts to make with/without folders for, 'all' or 'none'"
     )
@@ -64,8 +64,6 @@ def run_make(args: argparse.Namespace) -> int:
 
     if not (0 <= args.p_solo <= 1 and 0 <= args.p_voice <= 1 and args.p_solo + args.p_voice <= 1):
         raise UserError(f"--p-solo {args.p_solo} --p-voice {args.p_voice}: expected fractions summing to at most 1")
-    if args.jobs < 1:
-        raise UserError(f"--jobs {args.jobs}: expected at least 1")
     check_output_dir(args.out)
     concepts = {"all": list(CONCEPTS), "none": []}.get(args.concepts)
     if concepts is None:

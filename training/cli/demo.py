@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+from pathlib import Path
 
 from training.cli.args import (
     add_device,
     add_threads,
     comma_names,
+    job_count,
     nonneg_int,
     on_strengths,
     positive_float,
@@ -55,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="strengths of `on` the judge sweeps (default 1,2,4,8; with --musicgen 0.25,0.5); the `on` render uses "
         "the best",
     )
-    p.add_argument("--jobs", type=positive_int, default=2, help="data rendering processes (default 2)")
+    p.add_argument("--jobs", type=job_count, default=2, help="data rendering processes (default 2)")
     p.add_argument(
         "--judge-clips",
         type=nonneg_int,
@@ -84,6 +87,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 RAVE_ONLY = ("judge_clips", "holdout_font", "holdout_clips", "sae_draws")  # options the MusicGen demo has no use for
+MARK = ".musicsae-demo"
+"""Written into OUT when a demo starts there: a folder holding anything else, without it (or an earlier version's
+finished `demo.json`), is not the demo's, and a run would remove and rewrite its `store/`, `sae/`, `concepts.yaml`."""
+LAST_RUN = ("report.md", "demo.json", "renders", "judge", "nn", "site")
+"""What a run writes last: removed as it starts, so a run that stops or fails leaves no report of the one before it
+(describing a data set and SAEs it replaced), nor renders and judgements of an SAE that is gone."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,8 +102,34 @@ def run(args: argparse.Namespace) -> int:
     from sae.paths import check_output_dir
 
     check_output_dir(args.out)
+    check_demo_out(Path(args.out))
     with sole_writer(args.out, "demo"):
         return _run(args)
+
+
+def check_demo_out(out: Path) -> None:
+    """OUT is new, empty, or a demo's (`MARK`); anything else is refused before a file is touched (the README's
+    own session writes `data/`, `store/`, `sae/latent` and `concepts.yaml`, which `demo --out .` replaced)."""
+    from sae.errors import UserError
+
+    if not out.is_dir() or (out / MARK).is_file() or (out / "demo.json").is_file():
+        return
+    theirs = sorted(p.name for p in out.iterdir() if p.name != ".lock")  # a lock of a refused run is no one's file
+    if theirs:
+        raise UserError(f"--out {out}: holds files the demo did not write ({theirs[0]}); each run removes and rewrites "
+                        "its data, store, SAEs and bank there: choose a new or empty folder")  # fmt: skip
+
+
+def start_demo(out: Path) -> None:
+    """Mark OUT as the demo's and clear what the last run wrote last (`LAST_RUN`)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARK).write_text("written by `musicsae demo`: each run removes and rewrites this folder's outputs\n")
+    for name in LAST_RUN:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -129,11 +164,14 @@ def _run(args: argparse.Namespace) -> int:
             sae_steps=args.sae_steps or d.sae_steps, strengths=args.strength or d.strengths, k=args.k,
             expansion=args.expansion, jobs=args.jobs, device=args.device,
         )  # fmt: skip
+        start_demo(Path(args.out))
         summary = run_musicgen_demo(mcfg, lambda s: console.print(s, highlight=False, markup=False))
         console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)
         return 0
     d = DemoConfig(args.out)
     font = args.holdout_font or d.holdout_font
+    if font == "none" and args.holdout_clips is not None:  # it was taken, and nothing used it
+        raise UserError("--holdout-clips: clips of the held-out font to judge, and --holdout-font none holds none out")
     cfg = DemoConfig(
         args.out,
         args.model,
@@ -152,6 +190,7 @@ def _run(args: argparse.Namespace) -> int:
         sae_draws=args.sae_draws or d.sae_draws,
         device=args.device,
     )
+    start_demo(Path(args.out))
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
     print_table(console, rich_table(summary["judge_result"]))
     nn = summary["nn"]

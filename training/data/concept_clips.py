@@ -736,7 +736,11 @@ def _make_dataset(
     if jobs > 1:
         import multiprocessing as mp
 
-        with mp.get_context("spawn").Pool(jobs) as pool:  # FluidSynth threads do not survive fork
+        try:
+            pool = mp.get_context("spawn").Pool(min(jobs, cfg.n))  # FluidSynth threads do not survive fork
+        except OSError as exc:  # out of processes or open files: a traceback from multiprocessing
+            raise UserError(f"--jobs {jobs}: could not start that many processes ({exc.strerror}); use fewer") from None
+        with pool:
             for row in pool.imap(_make_one, work, chunksize=4):
                 rows.append(row)
                 if progress:
