@@ -590,3 +590,22 @@ def test_ranks_of_nproc_share_the_prompts_and_files_and_store_what_one_process_d
         assert sorted(shared) == sorted(alone)
         for s in alone:
             torch.testing.assert_close(shared[s], alone[s], rtol=0, atol=0)
+
+
+def test_the_chunk_note_reads_only_regular_files_by_bytes(tmp_path, capfd):
+    """Hunt 106: `collect musicgen --audio` read every file's header for its chunk note: a FIFO named pipe.wav
+    blocked the run for good, a name that is not UTF-8 was a UnicodeEncodeError traceback; the reader skips the one
+    and reads the other (as `collect rave` does)."""
+    import os
+    from pathlib import Path
+
+    from training.cli.collect import _longest
+
+    good = tmp_path / "a.wav"
+    sf.write(good, np.zeros(16000, np.float32), 16000)
+    latin = os.path.join(os.fsencode(tmp_path), b"caf\xe9.wav")
+    sf.write(latin, np.zeros(32000, np.float32), 16000)
+    os.mkfifo(tmp_path / "pipe.wav")
+    files = [good, tmp_path / "pipe.wav", Path(os.fsdecode(latin))]
+    assert _longest(files) == 2.0
+    assert capfd.readouterr().err == ""

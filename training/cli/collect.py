@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import shutil
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -269,14 +271,22 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
 
 def _longest(files: list) -> float:
-    """The longest of the audio files in seconds, from their headers (inf when one cannot be read so)."""
+    """The longest of the audio files in seconds, from their headers (inf when one cannot be read so). Only regular
+    files are opened (a FIFO named pipe.wav blocked the run for good), by bytes (a name that is not UTF-8 was a
+    UnicodeEncodeError traceback) and with the C libraries' own lines hushed (libmpg123's Xing warning), as the
+    reader (`realtime.audio_files`) does."""
     import soundfile as sf
+
+    from realtime.audio_files import c_stderr_hushed
 
     longest = 0.0
     for f in files:
         try:
-            longest = max(longest, sf.info(str(f)).duration)
-        except (RuntimeError, sf.LibsndfileError):
+            if not stat.S_ISREG(os.stat(f).st_mode):
+                continue  # the reader skips it, naming it
+            with c_stderr_hushed():
+                longest = max(longest, sf.info(os.fsencode(f)).duration)
+        except Exception:  # what a header cannot say: the reader says why
             return float("inf")
     return longest
 
