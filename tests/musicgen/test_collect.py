@@ -89,6 +89,9 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     rng = np.random.default_rng(0)
     sf.write(audio / "a.wav", 0.1 * rng.standard_normal(int(44100 * 1.3)).astype(np.float32), 44100)
     sf.write(audio / "sub" / "b.flac", 0.1 * rng.standard_normal((32000 * 2, 2)).astype(np.float32), 32000)
+    # hunt 106: a tail under a frame (100 of 640 samples) was a frame where it ended a chunk, nothing where it fell
+    # alone past one: whole frames only, wherever the chunks end
+    sf.write(audio / "c.wav", 0.1 * rng.standard_normal(16000 + 100).astype(np.float32), 32000)
     out = tmp_path / "store"
     assert (
         main(
@@ -115,10 +118,10 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     hook = "decoder.model.decoder.layers.2"
     assert store.hooks == [hook]
     rows = _stored(store, hook)
-    assert {s: r.shape[0] for s, r in rows.items()} == {"a.wav": 65, "sub/b.flac": 100}
+    assert {s: r.shape[0] for s, r in rows.items()} == {"a.wav": 65, "c.wav": 25, "sub/b.flac": 100}
     manifest = json.loads((out / hook / "manifest.json").read_text())
     starts = [(p["source"], p["start_frame"]) for s in manifest["shards"] for p in s["provenance"]]
-    assert starts == [("a.wav", 0), ("a.wav", 50), ("sub/b.flac", 0), ("sub/b.flac", 50)]
+    assert starts == [("a.wav", 0), ("a.wav", 50), ("c.wav", 0), ("sub/b.flac", 0), ("sub/b.flac", 50)]
     # a chunk's rows equal a teacher-forced pass over the codes of that chunk (null description)
     from realtime.audio_files import AudioNotes
     from training.musicgen.collect import load_audio

@@ -221,10 +221,11 @@ class Collector:
             wav = load_audio(path, self.mg.sample_rate, self.notes, min_samples=math.ceil(hop))
             if wav is None:
                 continue
+            # whole frames only: a tail under a frame was a frame of its own where it ended a chunk (the codec pads
+            # a piece), and nothing where it fell alone past a chunk's end (32100 samples: 100 rows, 32400: 102)
+            wav = wav[:, : int(wav.shape[-1] // hop * hop)]
             for start in range(0, wav.shape[-1], chunk):
                 piece = wav[:, start : start + chunk]
-                if piece.shape[-1] < hop:
-                    break
                 codes = self.mg.encode(piece[None])[0]
                 yield source, round(start / hop), codes
 
