@@ -254,3 +254,32 @@ def test_files_given_one_at_a_time_go_in_one_store_under_their_names(tmp_path, t
         argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--out", str(tmp_path / "s"), "--quiet"]
         assert main([*argv, "--audio", str(tmp_path / name)]) == 0
     assert sorted(ActivationStore(tmp_path / "s").sources("latent")) == ["a.wav", "b.wav"]
+
+
+def test_a_rank_whose_share_is_unusable_leaves_the_others_rows(tmp_path, tiny_rave_ts, monkeypatch, capsys):
+    """Hunt 106: under `--nproc 2`, a rank whose every-other file was all unusable ended the run ("none of 2
+    file(s) was usable", exit 2) and removed the new store folder under the rank still writing; one process
+    stores the usable files of the same folder."""
+    rng = np.random.default_rng(0)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for name in ("a", "c"):
+        sf.write(audio / f"{name}.wav", (0.2 * rng.standard_normal(44100)).astype(np.float32), 44100)
+    (audio / "b.wav").write_text("not audio")
+    sf.write(audio / "d.wav", np.zeros(44100, np.float32), 44100)  # silent
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(audio), "--quiet"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")  # its share: b.wav and d.wav
+    assert main([*argv, "--out", str(tmp_path / "two")]) == 0
+    assert "collected 0 of 2 file(s) (rank 1 of 2)" in capsys.readouterr().err
+    assert (tmp_path / "two" / "store.json").is_file()  # left for rank 0, which stores a.wav and c.wav
+    monkeypatch.setenv("RANK", "0")
+    assert main([*argv, "--out", str(tmp_path / "two")]) == 0
+    assert sorted(ActivationStore(tmp_path / "two").sources("latent")) == ["a.wav", "c.wav"]
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    shutil.copytree(audio, tmp_path / "bad_only")
+    for name in ("a.wav", "c.wav"):
+        (tmp_path / "bad_only" / name).unlink()
+    argv[argv.index(str(audio))] = str(tmp_path / "bad_only")
+    assert main([*argv, "--out", str(tmp_path / "one")]) == 2  # one process: none usable is still refused
+    assert "none of 2 file(s) was usable" in capsys.readouterr().err and not (tmp_path / "one").exists()

@@ -58,9 +58,12 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
 @contextlib.contextmanager
 def no_empty_store(out: str | Path) -> Iterator[None]:
     """A store folder this run made is removed again when the run fails before storing a row, so a failed first
-    run leaves nothing behind; a store holding rows is kept (the next run resumes it)."""
+    run leaves nothing behind; a store holding rows is kept (the next run resumes it). Under a launcher no rank
+    removes it: the others may still be writing there (it was deleted under rank 0's first shard)."""
+    from sae.ranks import this_rank
+
     out = Path(out)
-    fresh = not out.exists()
+    fresh = not out.exists() and this_rank()[1] == 1
     try:
         yield
     except BaseException:

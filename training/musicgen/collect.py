@@ -26,7 +26,7 @@ from realtime.audio_files import AudioNotes, audio_folder, list_audio, read_mono
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.csvfile import parse_csv
 from sae.errors import UserError
-from sae.ranks import split_by_rank
+from sae.ranks import split_by_rank, this_rank
 from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
 from sae.yamlfile import parse_yaml
 
@@ -280,7 +280,7 @@ class Collector:
         total += n
         if progress:
             progress(1 if last_source is not None else 0, n)
-        if files and last_source is None and not done_before:
+        if files and last_source is None and not done_before and this_rank()[1] == 1:  # a rank's share: its notes
             lines = self.notes.lines()
             why = f" ({lines[-1]})" if lines else ""
             raise UserError(f"--audio {root}: none of {len(files)} file(s) was usable{why}")
