@@ -42,7 +42,7 @@
         "box": {
           "id": "help",
           "maxclass": "comment",
-          "text": "set NAME MODE VALUE: modes none off on clamp scale; VALUE = strength for on and clamp, gain for scale. set gate 0|1 keeps on and clamp off silence (lo hi dBFS: set gate_db). 'get guitar' prints a concept's state. Latency: 2 x buffer - vector + the model's delay.",
+          "text": "set NAME MODE VALUE: modes none off on clamp scale; VALUE = strength for on and clamp, gain for scale. set gate 0|1 keeps every edit off silence (lo hi dBFS: set gate_db). 'get guitar' prints a concept's state. Latency: 2 x buffer - vector + the model's delay.",
           "patching_rect": [
             20,
             35,
