@@ -88,7 +88,7 @@ def main() -> None:
             edit = Edit.from_dense(gain, add)
 
             def step(x: torch.Tensor, split=split, sae=sae, edit=edit) -> torch.Tensor:
-                gate = energy_gate(x.mean(1), model.ratio)
+                gate = energy_gate(x, model.ratio, channels=True)  # as the engine's gate hears a block
                 return split(x, lambda rows: apply_edit(rows, sae, edit, gate=gate))
 
             ms = timed(step, xs)

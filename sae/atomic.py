@@ -140,9 +140,8 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
     path = Path(path)
     if path.is_symlink():  # a link to a shared bank or model: written through, not replaced by a plain file
         path = path.resolve()
-    if path.is_file() and not os.stat(path).st_mode & stat.S_IWUSR:  # the rename would replace it all the same
-        raise UserError(f"{path}: read-only (mode {stat.S_IMODE(os.stat(path).st_mode):o}); chmod u+w it to let "
-                        "this change it")  # fmt: skip
+    if path.is_file() and not (bits := stat.S_IMODE(os.stat(path).st_mode)) & stat.S_IWUSR:  # replaced all the same
+        raise UserError(f"{path}: read-only (mode {bits:o}); chmod u+w it to let this change it")
     tmp = None
     try:
         tmp = temp_beside(path)

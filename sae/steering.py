@@ -155,13 +155,14 @@ def steer(
     idx = idx.to(f.device)  # edits follow the SAE's device (no-ops when they are there already)
     fk = f.index_select(-1, idx)
     dev, dt = fk.device, fk.dtype
+    g: Optional[Tensor] = None if gate is None else gate.to(dev, dt)  # noqa: UP045
     new = fk * gain.to(dev, dt) + add.to(dev, dt)
-    if gate is not None:  # a closed gate leaves the frame as it is: an `off` on silence made sound of its features
-        new = fk + (new - fk) * gate.to(dev, dt)
+    if g is not None:  # a closed gate leaves the frame as it is: an `off` on silence made sound of its features
+        new = fk + (new - fk) * g
     if floor is not None:
         fl = floor.to(dev, dt)
-        if gate is not None:
-            fl = fl * gate.to(dev, dt)
+        if g is not None:
+            fl = fl * g
         new = torch.where(fl > 0, torch.maximum(new, fl), new)
     delta = new - fk
     return x + (delta @ W_dec.index_select(0, idx.to(W_dec.device)).to(dev, dt)).to(x.dtype)

@@ -563,8 +563,9 @@ class BatchStream:
         counts = {k: d[k] for k in ("epoch", "unit", "skip", "nonfinite_rows")}
         if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
             raise ValueError(f"expected counts, not {counts}")
-        if counts["unit"] > len(self._order(counts["epoch"])):
-            raise ValueError(f"unit {counts['unit']}: a pass of this stream has {len(self._order(0))} units")
+        units = len(self._order(counts["epoch"]))
+        if counts["unit"] > units:
+            raise ValueError(f"unit {counts['unit']}: a pass of this stream has {units} units")
         carry = d["carry"]
         dim = self.store.dim(self.hook)
         if carry is not None and not (

@@ -161,6 +161,11 @@ def _candidates(name: str) -> list[Path]:
     return out
 
 
+def installed(name: str) -> Path | None:
+    """The first of a known font's files that is here (None: not installed)."""
+    return next((p for p in _candidates(name) if p.is_file()), None)
+
+
 def fluidsynth_module() -> ModuleType:
     """pyfluidsynth, or one line saying what to install where its C library is missing (it raises ImportError)."""
     try:
@@ -213,13 +218,11 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
     for spec in specs:
         if spec.lower() in FONTS:  # "FluidR3" as the README's prose spells it
             name = spec.lower()
-            found = [p for p in _candidates(name) if p.is_file()]
-            if not found:
+            path = installed(name)
+            reason = None
+            if path is None:
                 where = ", ".join(str(p) for p in FONTS[name][0])
                 reason = f"not installed (looked for {where}; {FONTS[name][1]})"
-                path = None
-            else:
-                path, reason = found[0], None
         else:
             path = Path(spec).expanduser()  # "a,~/fonts/b.sf2": the shell expands no ~ after a comma
             name = path.stem.lower()
@@ -912,7 +915,7 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
         name, at = f["name"], f.get("path")
         file = Path(at) if isinstance(at, str) and Path(at).is_file() else None
         if file is None and name in FONTS:
-            file = next((p for p in _candidates(name) if p.is_file()), None)
+            file = installed(name)
         if file is None:  # not here: the ideal edits skip its clips (`oracle_clip`)
             continue
         # the ideal edits re-render with these files: another file's samples would be judged as the edit
