@@ -93,15 +93,36 @@ else:
 """
 
 
+def step(what: str, cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `cmd`; a failure is one line naming `what` and the last line it wrote (pip's or SAELens' own)."""
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode:
+        said = (run.stderr.strip() or run.stdout.strip() or "no output").splitlines()[-1]
+        raise UserError(f"{what} failed (exit {run.returncode}): {said}")
+    return run
+
+
 def ensure_venv(venv: Path) -> Path:
+    """The SAELens venv, made in a sibling folder and renamed into place once every package installed: an
+    interrupted or failed install (no network) leaves no half-made venv that a later run would take as ready."""
     python = venv / "bin" / "python"
     if python.exists():
         return python
+    if venv.is_symlink() or (venv.exists() and (not venv.is_dir() or any(venv.iterdir()))):
+        raise UserError(f"--venv {venv}: holds no venv (no bin/python); remove it or name a new or empty folder")
     print(f"making {venv} with {SAE_LENS} (once; ~95 packages)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, "torch==2.13.0"], check=True)  # first, so sae-lens keeps this torch
-    subprocess.run([*pip, SAE_LENS], check=True)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    part = venv.with_name(venv.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
+    try:
+        step(f"making the venv {part}", [sys.executable, "-m", "venv", str(part)])
+        pip = [str(part / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        step("pip install torch==2.13.0 (SAELens' venv)", [*pip, "torch==2.13.0"])  # first: sae-lens keeps it
+        step(f"pip install {SAE_LENS} (SAELens' venv)", [*pip, SAE_LENS])
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
+    part.rename(venv)
     return python
 
 
@@ -156,12 +177,7 @@ def main() -> int:
         root = Path(tmp)
         x = torch.randn(ROWS, D_IN, generator=torch.Generator().manual_seed(7)) * 2 + 0.5
         save_file({"x": x}, str(root / "inputs.safetensors"))
-        run = subprocess.run(
-            [str(python), "-c", SAELENS_SIDE, "train", str(root), str(D_SAE), str(K)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        run = step("SAELens training", [str(python), "-c", SAELENS_SIDE, "train", str(root), str(D_SAE), str(K)])
         versions = json.loads(run.stdout.strip().splitlines()[-1])
         rows = []
         for folder in sorted(root.glob("saelens_*")):
@@ -181,7 +197,7 @@ def main() -> int:
                 sae.b_enc.normal_(0, 0.1)
                 sae.threshold.fill_(0.3)
             save_sae(sae, root / f"musicsae_{arch}")
-        subprocess.run([str(python), "-c", SAELENS_SIDE, "encode", str(root)], check=True, capture_output=True)
+        step("SAELens loading musicsae's SAEs", [str(python), "-c", SAELENS_SIDE, "encode", str(root)])
         for arch in ("topk", "batchtopk"):
             folder = root / f"musicsae_{arch}"
             ours = load_sae(folder)

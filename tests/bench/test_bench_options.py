@@ -100,3 +100,38 @@ def test_text_use_signs_the_difference_once():
         "  whole segment: own 5.000, another clip's 4.998 (-0.002), null 6.000"
     )
     assert "(+0.250)" in figures("first frames", 5.0, 5.25, 6.0)
+
+
+def test_a_failed_saelens_venv_install_is_one_line_and_leaves_no_half_made_venv(tmp_path):
+    """pip finds no torch (no index, no wheels): one line naming the step and pip's own last line, exit 2, and no
+    venv left behind (a half-made one, bin/python without sae-lens, was taken as ready by the next run)."""
+    venv = tmp_path / "saelens"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(tmp_path / "no_wheels")}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "saelens_roundtrip.py"), "--venv", str(venv)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert "pip install torch==2.13.0 (SAELens' venv) failed (exit 1): " in err[0], err[0]
+    assert "Traceback" not in done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_saelens_failing_is_one_line_with_its_last_words(tmp_path):
+    python = tmp_path / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\necho \"ModuleNotFoundError: No module named 'sae_lens'\" >&2\nexit 1\n")
+    python.chmod(0o755)
+    done = _bench("saelens_roundtrip.py", "--venv", str(tmp_path / "venv"))
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert err[0].endswith("SAELens training failed (exit 1): ModuleNotFoundError: No module named 'sae_lens'")
+
+
+def test_saelens_venv_refuses_a_folder_that_holds_something_else(tmp_path):
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / "notes.txt").write_text("mine\n")
+    done = _bench("saelens_roundtrip.py", "--venv", str(tmp_path / "venv"))
+    assert done.returncode == 2 and "holds no venv (no bin/python)" in done.stderr, done.stderr
+    assert (tmp_path / "venv" / "notes.txt").read_text() == "mine\n"
