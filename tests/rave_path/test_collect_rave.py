@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +17,8 @@ from sae.errors import UserError
 from sae.store import ActivationStore, ActivationWriter
 from training.cli import main
 from training.rave.collect import RaveCollectConfig, collect_rave
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _rows(root, hook="latent") -> torch.Tensor:
@@ -283,3 +288,24 @@ def test_a_rank_whose_share_is_unusable_leaves_the_others_rows(tmp_path, tiny_ra
     argv[argv.index(str(audio))] = str(tmp_path / "bad_only")
     assert main([*argv, "--out", str(tmp_path / "one")]) == 2  # one process: none usable is still refused
     assert "none of 2 file(s) was usable" in capsys.readouterr().err and not (tmp_path / "one").exists()
+
+
+def test_under_nproc_a_folder_no_rank_could_use_is_refused_and_leaves_no_store(tmp_path, tiny_rave_ts):
+    """Each rank's share alone may be unusable (the others store rows), so a rank says nothing; a folder whose every
+    file was unusable ended `--nproc 2` with exit 0 and an empty store. The launcher now says it, as one process
+    does, and removes the store folder it made."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    (audio / "a.wav").write_text("not audio")
+    sf.write(audio / "b.wav", np.zeros(44100, np.float32), 44100)  # silent
+    out = tmp_path / "store"
+    done = subprocess.run(
+        [sys.executable, "-m", "training.cli", "collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(audio),
+         "--out", str(out), "--quiet", "--nproc", "2"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == f"musicsae: error: --audio {audio}: no rank stored a row (every rank's share was unusable; " \
+        "their notes above say why)", done.stderr  # fmt: skip
+    assert "Traceback" not in done.stderr and not out.exists()

@@ -8,7 +8,7 @@ import math
 import os
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from training.cli.args import (
@@ -52,14 +52,20 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
     add_nproc(p, "each collecting its share of the files (cuda: each its own GPU)")
     add_threads(p, None, "torch CPU threads (default: torch's own, one per core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_rave)
+    p.set_defaults(func=run_rave, launched=ranks_stored_rows)
+
+
+def _empty(out: Path) -> bool:
+    """`out` is a store folder holding no row (no shard written)."""
+    return out.is_dir() and not any(out.rglob("*.safetensors"))
 
 
 @contextlib.contextmanager
 def no_empty_store(out: str | Path) -> Iterator[None]:
     """A store folder this run made is removed again when the run fails before storing a row, so a failed first
     run leaves nothing behind; a store holding rows is kept (the next run resumes it). Under a launcher no rank
-    removes it: the others may still be writing there (it was deleted under rank 0's first shard)."""
+    removes it: the others may still be writing there (it was deleted under rank 0's first shard); the launcher
+    does, once every rank ended (`ranks_stored_rows`)."""
     from sae.ranks import this_rank
 
     out = Path(out)
@@ -67,9 +73,31 @@ def no_empty_store(out: str | Path) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if fresh and out.is_dir() and not any(out.rglob("*.safetensors")):
+        if fresh and _empty(out):
             shutil.rmtree(out, ignore_errors=True)
         raise
+
+
+def ranks_stored_rows(args: argparse.Namespace) -> Callable[[int], int]:
+    """Around `--nproc N` (called by the launcher before the ranks start; the function it returns after they all
+    ended, with their exit code): a store folder this launch made in which no rank stored a row is removed, and
+    where every rank ended well (each rank's share was unusable; a rank alone cannot tell) that is one line, as
+    one process says it."""
+    from sae.errors import UserError
+
+    out = Path(args.out)
+    fresh = not out.exists() and not out.is_symlink()
+
+    def finish(code: int) -> int:
+        if not (fresh and _empty(out)):
+            return code
+        shutil.rmtree(out, ignore_errors=True)
+        if code:
+            return code
+        source = f"--prompts {args.prompts}" if getattr(args, "prompts", None) else f"--audio {args.audio}"
+        raise UserError(f"{source}: no rank stored a row (every rank's share was unusable; their notes above say why)")
+
+    return finish
 
 
 def run_rave(args: argparse.Namespace) -> int:
@@ -160,7 +188,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     add_device(parser, "MusicGen")
     add_nproc(parser, "each collecting its share of the prompts or files (cuda: each its own GPU)")
     add_threads(parser)
-    parser.set_defaults(func=run_musicgen)
+    parser.set_defaults(func=run_musicgen, launched=ranks_stored_rows)
 
 
 # (option, its field, the only source it shapes): generation from --prompts, teacher forcing of --audio

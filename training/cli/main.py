@@ -236,8 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int | None:
-    """The command, here or (`--nproc N`) on N local ranks (`training.cli.launch`)."""
+    """The command, here or (`--nproc N`) on N local ranks (`training.cli.launch`), where a command's `launched`
+    (args -> (exit code -> exit code)) checks what the ranks made together once they all ended."""
     from training.cli.launch import launch, wanted, without_nproc
 
     nproc = wanted(args)
-    return launch(nproc, without_nproc(argv), args.verbose) if nproc else args.func(args)
+    if not nproc:
+        return args.func(args)
+    finish = args.launched(args) if getattr(args, "launched", None) else int
+    return finish(launch(nproc, without_nproc(argv), args.verbose))
