@@ -72,6 +72,32 @@ def _remove(paths: Iterable[Path]) -> int:
 
 
 @contextlib.contextmanager
+def flocked(path: Path, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on the lock file `path` (made if missing); `wait=False` raises BlockingIOError while
+    another holds it. A lock file unlinked or replaced between our open and our flock (a failed job removes the lock
+    file of a folder it made) is opened again: a lock on an unlinked file excludes nobody who opens the path."""
+    while True:
+        fh = open(path, "a")  # noqa: SIM115 (closed below, or on leaving)
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            try:
+                same = os.path.samestat(os.fstat(fh.fileno()), os.stat(path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            fh.close()
+            raise
+        if same:
+            break
+        fh.close()
+    with fh:
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = "--out") -> Iterator[None]:
     """Hold `folder`'s lock file `name` (created with the folder) for one job writing there: a second job started
     on the same folder meanwhile is refused in one line instead of interleaving its files with the first's. The
@@ -81,16 +107,13 @@ def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = 
     made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        with open(folder / name, "a") as fh:
+        with contextlib.ExitStack() as stack:
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                stack.enter_context(flocked(folder / name, wait=False))
             except BlockingIOError:
                 msg = f"{folder}: another {what} is writing there now; wait for it or use another {flag}"
                 raise UserError(msg) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            yield
     except BaseException:
         if made:  # a job that failed before writing anything leaves no folder of its own behind
             with contextlib.suppress(OSError):

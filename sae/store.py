@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
@@ -42,7 +41,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text, remove_leftovers, sole_writer, temp_beside, write_failure
+from sae.atomic import atomic_write_text, flocked, remove_leftovers, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
 from sae.jsonfile import is_count, is_number, read_json_object
 from sae.ranks import this_rank
@@ -120,12 +119,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _locked(hook_dir: Path) -> Iterator[None]:
-    with open(hook_dir / ".lock", "a") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    with flocked(hook_dir / ".lock"):
+        yield
 
 
 def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str, Any]) -> None:

@@ -447,3 +447,28 @@ def test_a_file_written_again_keeps_its_mode(tmp_path):
     os.umask(umask)
     atomic_write_text(tmp_path / "new.yaml", "x")
     assert (tmp_path / "new.yaml").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_lock_file_removed_before_our_flock_still_keeps_a_second_writer_out(tmp_path, monkeypatch):
+    """A job that fails in a folder it made removes its lock file; a job that had opened that file just before took
+    its flock on the unlinked file, and a third job, opening the path anew, wrote beside it unrefused."""
+    import fcntl
+
+    from sae.atomic import sole_writer
+
+    lock = tmp_path / ".lock"
+    lock.touch()
+    real, raced = fcntl.flock, []
+
+    def flock(fd: int, op: int) -> None:
+        if not raced and op & fcntl.LOCK_EX:
+            raced.append(fd)
+            lock.unlink()  # the failed job's cleanup, between our open and our flock
+        real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with sole_writer(tmp_path, "collect"):
+        monkeypatch.setattr(fcntl, "flock", real)
+        with pytest.raises(UserError, match="another collect is writing there now"), sole_writer(tmp_path, "collect"):
+            pass
+    assert raced
