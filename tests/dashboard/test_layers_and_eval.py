@@ -68,6 +68,11 @@ def test_layer_map(dash_inputs, tmp_path):
     rows = layer_rows(sae_dirs_beside(root / "layer_6"), bank)
     assert [(r.hook, r.fvu) for r in rows] == [("layer_2", 0.3), ("layer_6 (layer_6)", 0.2),
                                                ("layer_6 (layer_6_again)", 0.5), ("layer_10", 0.12)]  # fmt: skip
+    # `guitar` and `guitar_layer_2` of one layer were one column: the second's AUROC took the first's place
+    sae = bank.relative_sae(root / "layer_2")
+    bank.add(Concept("guitar", ModelRef("m", "0" * 64), "layer_2", sae, [ConceptFeature(2)], auroc={"sae_probe": 0.6}))
+    row = next(r for r in layer_rows(dirs, bank) if r.hook == "layer_2")
+    assert row.auroc == {"guitar.layer_2": 0.7, "guitar": 0.6}
     assert rows[1].auroc == {"piano": 0.8} and rows[2].auroc == {}  # piano was found with layer_6's SAE
 
 

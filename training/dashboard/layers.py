@@ -99,12 +99,13 @@ def layer_rows(
             row.fvu_interval = (float(iv[0]), float(iv[1]))
         rows[d] = row
     if bank is not None:
-        for c in bank:
-            for d, row in rows.items():
-                # a concept of this hook found with another SAE (a sibling, a draw) is not this row's
-                if c.hook != row.hook or AUROC_METHOD not in c.auroc or not bank.uses_sae(c, d):
-                    continue
-                base = concept_base(c.name, c.hook)
+        for d, row in rows.items():
+            # a concept of this hook found with another SAE (a sibling, a draw) is not this row's
+            mine = [c for c in bank if c.hook == row.hook and AUROC_METHOD in c.auroc and bank.uses_sae(c, d)]
+            bases = [concept_base(c.name, c.hook) for c in mine]
+            for c, base in zip(mine, bases, strict=True):
+                # `bright` and `bright_l3` of one layer keep their names (one's AUROC took the other's place)
+                base = c.name if bases.count(base) > 1 else base
                 row.auroc[base] = c.auroc[AUROC_METHOD]
                 if AUROC_METHOD in c.auroc_interval:
                     row.interval[base] = c.auroc_interval[AUROC_METHOD]
