@@ -211,13 +211,14 @@ def _flag(cfg: dict[str, Any], key: str, default: bool, where: Any) -> bool:
 
 
 def _our_config(ours: dict[str, Any], where: Any) -> dict[str, Any]:
-    """musicsae.config with each SAEConfig field of the type it declares."""
+    """musicsae.config with each SAEConfig field of the type it declares; a null field takes the default (it was a
+    TypeError in SAEConfig, a traceback from every command loading the SAE)."""
     kinds = {"int": (int,), "float": (int, float), "str": (str,)}
     for f in fields(SAEConfig):
         value = ours.get(f.name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, kinds[str(f.type)])):
             raise UserError(f"{where}: musicsae.config: {f.name} {value!r}: expected {f.type}")
-    return ours
+    return {key: value for key, value in ours.items() if value is not None}
 
 
 def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> SparseAutoencoder:

@@ -85,7 +85,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
             raise UserError(f"{path}: missing key {key!r}")
     if not is_count(m["dim"]) or m["dim"] < 1:
         raise UserError(f"{path}: dim {m['dim']!r}: expected a positive integer")
-    if m["dtype"] not in DTYPES:
+    if not isinstance(m["dtype"], str) or m["dtype"] not in DTYPES:  # a list: unhashable, a TypeError
         raise UserError(f"{path}: dtype {m['dtype']!r}, expected one of {', '.join(DTYPES)}")
     if not isinstance(m["shards"], list):
         raise UserError(f"{path}: shards is {type(m['shards']).__name__}: expected a list")

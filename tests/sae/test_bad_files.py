@@ -70,6 +70,18 @@ def test_a_k_that_is_not_finite_is_one_line(tmp_path, k):
     assert "\n" not in str(err.value)
 
 
+def test_a_null_training_setting_in_cfg_json_takes_the_default(tmp_path):
+    """Hunt 110: `musicsae.config.aux_k: null` (a hand edit, another writer) was a TypeError traceback from every
+    command loading the SAE; the settings only training reads take their defaults."""
+    folder = _sae(tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    for key in ("aux_k", "aux_coef", "dead_tokens"):
+        cfg["musicsae"]["config"][key] = None
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    sae = load_sae(folder)
+    assert (sae.cfg.aux_coef, sae.cfg.dead_tokens) == (1.0 / 32.0, 1_000_000) and sae.cfg.aux_k >= 1
+
+
 def _bank_text() -> str:
     from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
 
@@ -213,6 +225,7 @@ MANIFEST_EDITS = {
                          r"shard 0: provenance adds up to 100 rows, the shard holds 300"),
     "dim a string": (lambda m: m.update(dim="4"), r"dim '4': expected a positive integer"),
     "complete a string": (lambda m: m.update(complete="clip.wav"), r"complete: expected a list of source names"),
+    "dtype a list": (lambda m: m.update(dtype=["float16"]), r"dtype \['float16'\], expected one of"),  # hunt 110
     # a shard listed twice (a manifest merged by hand) was read, trained on and counted twice (hunt 81)
     "a shard twice": (lambda m: m["shards"].append(dict(m["shards"][0])),
                       r"shard 1: file '.+' is shard 0 too; expected each shard once"),
