@@ -360,10 +360,17 @@ class ConceptBank:
             os.close(fd)  # releases the lock
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write atomically (temp file + rename) to `path` or the bank's own path."""
+        """Write atomically (temp file + rename) to `path` or the bank's own path. Saved into another folder, the
+        concepts' relative `sae` paths are rewritten from there (they pointed beside the copy)."""
         target = Path(path) if path is not None else self.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=120)
+        data = self.to_dict()
+        base = Path(os.path.realpath(target)).parent
+        if base != self.folder:
+            for name, c in self.concepts.items():
+                if not Path(c.sae).is_absolute():
+                    data["concepts"][name]["sae"] = Path(os.path.relpath(self.sae_dir(c).resolve(), base)).as_posix()
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120)
         atomic_write_text(target, text)
         return target
 

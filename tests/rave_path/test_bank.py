@@ -400,3 +400,17 @@ def test_sae_paths_start_from_the_real_file_also_through_a_link(tmp_path):
     assert ConceptBank.load(real).get("guitar").sae == "saes/latent"
     for path in (real, link):
         assert ConceptBank.load(path).sae_dir("guitar").resolve() == sae.resolve()
+
+
+def test_a_bank_saved_into_another_folder_still_points_at_its_sae(tmp_path):
+    """Hunt 110: `save(path)` elsewhere kept the relative `sae` paths, which then pointed beside the copy."""
+    (tmp_path / "a" / "demo_sae").mkdir(parents=True)
+    c = _concept()
+    c.sae = "demo_sae"
+    bank = ConceptBank(tmp_path / "a" / "bank.yaml", {"guitar": c})
+    bank.save(tmp_path / "b" / "deeper" / "bank.yaml")
+    copy = ConceptBank.load(tmp_path / "b" / "deeper" / "bank.yaml")
+    assert copy.get("guitar").sae == "../../a/demo_sae"
+    assert copy.sae_dir("guitar").resolve() == (tmp_path / "a" / "demo_sae").resolve()
+    bank.save()  # in its own folder: as written
+    assert ConceptBank.load(tmp_path / "a" / "bank.yaml").get("guitar").sae == "demo_sae"
