@@ -101,6 +101,21 @@ def test_a_nan_or_inf_sample_is_silence_not_the_end_of_the_sound(steered_ts):
         assert torch.isfinite(m.meter(bad)).all() and torch.isfinite(m.meter(clean[1])).all()
 
 
+def test_a_buffer_of_a_partial_frame_is_padded_whatever_the_mix(steered_ts, nn):
+    """Hunt 110: from Python (nn~ itself rounds its buffer up to a power of two), a buffer that is no whole number
+    of frames came out padded at mix 1, unpadded at bypass 1, and a ramp between the two raised a size mismatch."""
+    m = torch.jit.load(str(steered_ts))
+    host = nn.NnHost(m, "forward", 2048)
+    ratio = int(m.ratio)
+    x = 0.1 * torch.randn(1, 1, ratio + ratio // 2 + 1, generator=torch.Generator().manual_seed(0))
+    lengths = []
+    with torch.inference_mode():
+        for name, value in (("mix", 1.0), ("bypass", 1.0), ("bypass", 1.0), ("bypass", 0.0), ("mix", 0.5)):
+            assert host.set(name, value) == 0
+            lengths.append(m.forward(x).shape[-1])
+    assert lengths == [2 * ratio] * 5
+
+
 def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
     host = nn.NnHost(torch.jit.load(str(steered_ts)), "forward", 2048)
     assert host.set("bright", "on", 2) == 0 and host.get("bright") == ("on", 2.0)  # Pd sends "2.000000"

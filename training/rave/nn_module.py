@@ -601,6 +601,8 @@ class SteeredRave(nn_tilde.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = finite(x)
+        if x.shape[-1] % self.ratio:  # a partial frame, padded with silence as RAVE pads it: dry and wet of one length
+            x = F.pad(x, [0, self.ratio - x.shape[-1] % self.ratio])
         ctl = self._controls()  # one snapshot for the whole call
         gate = self._gate(x, ctl)
         return self._mix(x, self._decode(self._encode(x, gate, ctl), gate, ctl))
