@@ -57,7 +57,8 @@ def strict_json(data: Any, indent: int = 2, default: Callable[[Any], Any] | None
             return [finite(v) for v in x]
         return x
 
-    return json.dumps(finite(data), indent=indent, default=default, allow_nan=False)
+    made = None if default is None else (lambda o: finite(default(o)))  # a numpy float32 NaN: null too
+    return json.dumps(finite(data), indent=indent, default=made, allow_nan=False)
 
 
 def _logged_step(line: str) -> float:

@@ -22,7 +22,6 @@ tiny RAVE is built (the pipeline runs, the figures are meaningless).
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import numpy as np
 from sae.atomic import atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
+from sae.jsonfile import strict_json
 
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
 T = TypeVar("T")
@@ -399,7 +399,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         "timings_s": step.timings,
         "total_s": step.total_s(),
     }
-    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2, default=_jsonable))
+    atomic_write_text(out / "demo.json", strict_json(summary, default=_jsonable))
     atomic_write_text(out / "report.md", report_markdown(summary, cfg))
     return summary
 

@@ -7,7 +7,6 @@ Used by the RAVE steering evaluation (`training/rave/judge.py`) and the MusicGen
 from __future__ import annotations
 
 import functools
-import json
 import math
 import shutil
 from collections.abc import Sequence
@@ -21,6 +20,7 @@ from realtime.audio_files import resample
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
+from sae.jsonfile import strict_json
 from sae.plots import save_png
 from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
@@ -531,6 +531,11 @@ def fidelity_table(concepts: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _percent(value: Any) -> str:
+    """A rate for a table: "n/a" where nothing was measured (NaN, or null as judge.json writes it)."""
+    return f"{value:.0f}%" if isinstance(value, int | float) and math.isfinite(value) else "n/a (no clip)"
+
+
 def hit_rate(hits: np.ndarray) -> float:
     return float(100.0 * hits.mean()) if len(hits) else float("nan")
 
@@ -544,7 +549,7 @@ def save_report(result: dict, out_dir: Path) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2))
+    atomic_write_text(path, strict_json(data))
 
 
 def plot_judge(result: dict, path: Path) -> None:
@@ -648,7 +653,7 @@ def rich_table(result: dict):
         caption=_sides_caption(result) + "; (s): strength of on; drift: "
         "largest change of another concept, in points; the judge's own accuracy on "
         "the clean held-out clips: "
-        + ", ".join(f"{n} {a:.0f}%" for n, a in result["judge"]["clean_heldout_accuracy"].items())
+        + ", ".join(f"{n} {_percent(a)}" for n, a in result["judge"]["clean_heldout_accuracy"].items())
         + _clips_caption(result["concepts"])
         + f"; goals ✓: drop and rise of at least {GOALS['off_drop']:g} / {GOALS['on_rise']:g} points and drift "
         f"under {GOALS['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "

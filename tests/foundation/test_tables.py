@@ -4,7 +4,9 @@ or `conce…`, no line wider than 80."""
 from __future__ import annotations
 
 import io
+import json
 
+import pytest
 from rich.console import Console
 
 from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ModelRef
@@ -192,3 +194,19 @@ def test_the_bank_table_shows_whole_names_narrow_or_in_a_pipe(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "…" not in out and "distorted_guitar2 " in out and "decoder.net.13 · saes/decoder.net.13" in out, out
     _fits(_render(bank.rich_table()))  # an 80-column terminal: the names wrapped, not cut
+
+
+def test_a_judge_with_no_clean_held_out_clip_says_so_and_writes_strict_json(tmp_path):
+    """Hunt 109: `eval musicgen` on data with no test clips printed "guitar nan%" as an accuracy and wrote a bare
+    NaN into judge.json, which JSON has not (jq and browsers refuse the file)."""
+    from training.judge import save_report
+
+    entry = {"none": {"with": 50.0, "without": 33.0}, "held_out_with": 2, "held_out_without": 6} | _arm(0.0, 100.0)
+    result = _judge_result({"guitar": entry}, 8, [4.0], {"guitar": float("nan")})
+    text = " ".join(" ".join(_render(rich_table(result))).split())
+    assert "clean held-out clips: guitar n/a (no clip)" in text and "nan" not in text
+    save_report(result, tmp_path)
+    written = json.loads((tmp_path / "judge.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert written["judge"]["clean_heldout_accuracy"] == {"guitar": None}
+    result["judge"]["clean_heldout_accuracy"] = written["judge"]["clean_heldout_accuracy"]  # as read back: null
+    assert "guitar n/a (no clip)" in " ".join(" ".join(_render(rich_table(result))).split())

@@ -1366,6 +1366,9 @@ def test_reports_read_a_figure_not_measured_as_nan():
     m = json.loads(strict_json({"fvu": math.nan, "l0": math.nan, "dead_fraction": math.nan, "d_in": 8, "d_sae": 16,
                                 "k": 2}))  # fmt: skip
     assert m["fvu"] is None and math.isnan(measured(m, "fvu")) and measured({"fvu": 0.5}, "fvu") == 0.5
+    import numpy as np  # what a report's `default` turns into a float (a numpy float32 NaN) is null too
+
+    assert json.loads(strict_json({"x": np.float32("nan")}, default=lambda o: o.item())) == {"x": None}
     summary = {
         "model": {"name": "x"},
         "split": "test",

@@ -15,7 +15,6 @@ another description-trained MusicGen folder.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any
 from realtime.musicgen.record import training_record
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
+from sae.jsonfile import strict_json
 from training.demo import Steps
 
 DEMO_MUSICGEN = Path(__file__).resolve().parents[1] / "assets" / "demo_musicgen"
@@ -169,7 +169,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
         "timings_s": step.timings,
         "total_s": step.total_s(),
     }
-    atomic_write_text(out / "demo.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "demo.json", strict_json(summary, default=str))
     report = (exp_dir / "report.md").read_text()
     lines = [
         "# musicsae MusicGen demo",

@@ -32,7 +32,6 @@ carries its render count and a 95 % interval (paired bootstrap over prompt × se
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,7 +44,7 @@ from realtime.audio_files import AudioNotes
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
-from sae.jsonfile import measured
+from sae.jsonfile import measured, strict_json
 from sae.stats import Interval, paired_diff, verdict, wilson
 from training.cli.args import (
     Parser,
@@ -475,7 +474,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "timings_s": stage.timings,
         "total_s": stage.total_s(),
     }
-    atomic_write_text(out / "experiment.json", json.dumps(summary, indent=2, default=str))
+    atomic_write_text(out / "experiment.json", strict_json(summary, default=str))
     atomic_write_text(out / "report.md", report_markdown(summary))
     return summary
 

@@ -10,7 +10,6 @@ a stereo model's files keep both channels, whose mean is what the judge heard.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 
 from realtime.audio_files import write_audio
 from sae.atomic import atomic_write_text, folder_replacing
+from sae.jsonfile import strict_json
 
 KINDS = ("plain", "off", "on")
 
@@ -64,5 +64,5 @@ def write_examples(
                     }
                 )
             index["concepts"][name] = {"strength_on": strength, "rows": rows}
-        atomic_write_text(root / "listen.json", json.dumps(index, indent=1) + "\n")
+        atomic_write_text(root / "listen.json", strict_json(index, indent=1) + "\n")
     return Path(out) / "listen" / "listen.json"

@@ -42,7 +42,7 @@ import numpy as np
 
 from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
-from sae.jsonfile import measured
+from sae.jsonfile import measured, strict_json
 from sae.stats import sign_test
 from training.judge import ahead
 
@@ -393,7 +393,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     choose_on_validation(summary, summarize(cfg, checks, validation) if validation != "none" else None)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     summary["config"] = asdict(cfg)
-    atomic_write_text(out / "comparison.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "comparison.json", strict_json(summary, indent=1))
     atomic_write_text(out / "report.md", report_markdown(summary))
     return summary
 

@@ -10,13 +10,13 @@ while the judge heard (and its calls under them are on) the mono mix of the clip
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from realtime.audio_files import write_audio
 from sae.atomic import atomic_write_text, folder_replacing
 from sae.errors import UserError
+from sae.jsonfile import strict_json
 
 KINDS = ("original", "model", "off", "on")
 
@@ -114,5 +114,5 @@ def write_examples(
                     }
                 )
             index["concepts"][name] = {"strength_on": strength, "rows": entries}
-        atomic_write_text(root / "listen.json", json.dumps(index, indent=1))
+        atomic_write_text(root / "listen.json", strict_json(index, indent=1))
     return final / "listen.json"
