@@ -136,3 +136,32 @@ def test_an_entry_of_too_few_renders_says_so_not_that_the_edits_failed():
     )
     enough = headline("guitar", {**entry, "renders": 12})
     assert enough == "guitar could be neither taken out nor put in by these edits."
+
+
+def test_an_edit_that_went_the_wrong_way_reads_its_interval_the_same_way():
+    """Hunt 109: `off` that made the judge hear the concept more read "up 33 points (95 % interval -58 to -8)"."""
+    entry = _entry()
+    entry |= {"off": {"with": 90.0}, "off_drop": -10.0}
+    entry["intervals"]["off_drop"] = {"value": -10.0, "lo": -30.0, "hi": 0.0, "n": 10}
+    entry["intervals"]["on_rise"] = {"value": -20.0, "lo": -50.0, "hi": -0.0, "n": 6}
+    entry |= {"on": {"without": 0.0}, "on_rise": -16.7}
+    text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
+    assert "up 10 points (95 % interval 0 to 30)" in text and "down 17 points (95 % interval 0 to 50)" in text
+
+
+def test_a_sweep_where_no_strength_kept_the_drift_goal_says_so():
+    """Hunt 109: the judge falls back to the largest rise when every strength drifts past the goal, and the page
+    still said the strength "kept the other concepts within the drift goal"."""
+    entry = _entry()
+    entry["sweep"] = [
+        {"strength": 1.0, "rise": 0.0, "max_drift": 33.3},
+        {"strength": 4.0, "rise": 83.3, "max_drift": 16.7},
+    ]
+    result = {"concepts": {"guitar": entry}, "strengths": [1, 4]}
+    text = html.unescape(_text(verdict_html("guitar", result)))
+    assert (
+        "with the largest rise (none kept the other concepts within the drift goal of 10 points: at least 17)" in text
+    )
+    entry["sweep"][1]["max_drift"] = 8.3
+    text = html.unescape(_text(verdict_html("guitar", result)))
+    assert "with the largest rise that kept the other concepts within the drift goal" in text

@@ -39,6 +39,10 @@ def _met(ok: bool | None) -> str:
     return ' — <b class="ok">met</b>' if ok else ' — <b class="no">not met</b>'
 
 
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def _get(d: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(d, dict) or k not in d:
@@ -47,12 +51,14 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def _interval(entry: dict, key: str) -> str:
-    """' (95 % interval 20 to 80)': the judge's paired bootstrap interval of `key` (same direction), if recorded."""
+def _interval(entry: dict, key: str, flip: bool = False) -> str:
+    """' (95 % interval 20 to 80)': the judge's paired bootstrap interval of `key`, if recorded; `flip` where the
+    sentence turned the figure round ("up 33" for a drop of −33): the interval then reads the same way."""
     iv = _get(entry, "intervals", key)
     if not isinstance(iv, dict) or not all(isinstance(iv.get(k), int | float) for k in ("lo", "hi")):
         return ""
-    return f" (95 % interval {iv['lo']:.0f} to {iv['hi']:.0f})"
+    lo, hi = (-iv["hi"], -iv["lo"]) if flip else (iv["lo"], iv["hi"])
+    return f" (95 % interval {lo + 0.0:.0f} to {hi + 0.0:.0f})"
 
 
 def headline(name: str, entry: dict, goals: dict | None = None) -> str:
@@ -102,7 +108,8 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         items.append(
             f"<li><b>Taking {_e(name)} out</b> (<code>{_e(name)}=off</code>): {of_with}, "
             f"the judge heard it in {_of(none_with, n_with)} through the model and in {_of(off_with, n_with)} with "
-            f"{_e(name)} off: {'down' if drop >= 0 else 'up'} {abs(drop):.0f} points{_interval(entry, 'off_drop')} "
+            f"{_e(name)} off: {'down' if drop >= 0 else 'up'} {abs(drop):.0f} points"
+            f"{_interval(entry, 'off_drop', flip=drop < 0)} "
             f"(goal: down at least {goals['off_drop']:.0f}, by a clip's margin){_met(met.get('off_drop'))}.</li>"
         )
     on_without = _get(entry, "on", "without")
@@ -116,15 +123,23 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         how = f"<code>{_e(name)}=on:{strength:g}</code>" if strength is not None else f"<code>{_e(name)}=on</code>"
         n_val = entry.get("held_out_without_validation")
         if len(swept) > 1 and strength is not None:
+            tried = [e for e in entry.get("sweep") or [] if isinstance(e, dict) and _number(e.get("max_drift"))]
+            kept = not tried or any(e["max_drift"] <= goals["drift"] for e in tried)  # the judge's own fallback
             how += (
-                f", the strength of {', '.join(f'{v:g}' for v in swept)} with the largest rise that kept the other "
-                "concepts within the drift goal"
+                f", the strength of {', '.join(f'{v:g}' for v in swept)} with the largest rise"
+                + (
+                    " that kept the other concepts within the drift goal"
+                    if kept
+                    else f" (none kept the other concepts within the drift goal of {goals['drift']:.0f} points: at "
+                    "least " + f"{min(e['max_drift'] for e in tried):.0f})"
+                )
                 + (f", chosen on {n_val} other clips" if n_val and n_on and n_val + n_on == n_without else "")
             )
         items.append(
             f"<li><b>Putting {_e(name)} in</b> ({how}): {of_without}, the judge heard "
             f"it in {_of(base_on, n_on)} through the model and in {_of(on_without, n_on)} with {_e(name)} on: "
-            f"{'up' if rise >= 0 else 'down'} {abs(rise):.0f} points{_interval(entry, 'on_rise')} (goal: up at least "
+            f"{'up' if rise >= 0 else 'down'} {abs(rise):.0f} points{_interval(entry, 'on_rise', flip=rise < 0)} "
+            "(goal: up at least "
             f"{goals['on_rise']:.0f}, by a clip's margin){_met(met.get('on_rise'))}.</li>"
         )
     drift = entry.get("drift") or {}
