@@ -183,7 +183,7 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path, c
     assert g["renders_per_side"] == 2 * len(g["pairs"]) and r["seed"] == 7
     assert (r["cfg_coef"], r["top_k"]) == (4, 1) and "guidance 4, top-k 1;" in (tmp_path / "adherence.md").read_text()
     assert g["rise"]["value"] == pytest.approx(g["with"]["value"] - g["without"]["value"])
-    assert g["verdict"] in ("met", "missed", "undecided")
+    assert g["verdict"] == "undecided"  # hunt 109: 4 renders a side were "met" or "missed" (12 needed)
     assert main(["adherence", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path),
                  "--concepts", "kazoo"]) == 2  # fmt: skip
     argv = ["judge-shift", "--model", str(ac), "--judge-data", str(toy_data), "--out", str(tmp_path)]

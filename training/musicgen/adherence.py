@@ -21,6 +21,7 @@ import numpy as np
 from realtime.audio_files import AudioNotes, read_mono
 from realtime.musicgen.descriptions import DescriptionVocab, words
 from sae.errors import UserError
+from sae.examples import MIN_EXAMPLES
 from sae.stats import paired_diff, verdict, wilson
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import DEGRADED_COPIES, Judge
@@ -121,7 +122,8 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
             "with": wilson(int(w.sum()), len(w)).as_dict(),
             "without": wilson(int(wo.sum()), len(wo)).as_dict(),
             "rise": rise.as_dict(),
-            "verdict": verdict(rise, GOAL_POINTS, None),
+            # undecided below MIN_EXAMPLES renders a side, as every goal (2 renders that moved read "met")
+            "verdict": verdict(rise, GOAL_POINTS, None) if len(w) >= MIN_EXAMPLES else "undecided",
         }
         say(f"{concept}: heard in {100 * w.mean():.0f}% with it in the prompt, {100 * wo.mean():.0f}% without")
     return {
