@@ -563,7 +563,7 @@ def plot_judge(result: dict, path: Path) -> None:
     bars = [
         ("clips with it, no edit", lambda e: e["none"]["with"]),
         ("with it, off", lambda e: e["off"]["with"]),
-        ("clips without it, no edit", lambda e: e["none"]["without"]),
+        ("clips without it, no edit", none_where_on),  # on the clips `on` is reported on, as the table's
         ("without it, on", lambda e: e["on"]["without"]),
         ("worst off-target drift", lambda e: e["max_drift"]),
     ]

@@ -165,6 +165,19 @@ def test_plot_writes_png(tmp_path):
     assert imread(tmp_path / "s.png").shape[1] > imread(tmp_path / "j.png").shape[1]  # the sweep panel
 
 
+def test_the_plot_compares_none_and_on_over_the_same_clips(tmp_path, monkeypatch):
+    """Hunt 109: with a strength chosen on half the clips without the concept, the "no edit" bar was over every
+    such clip and the "on" bar over the test half (15 % of 13 against 50 % of 6: +35; the table said +33)."""
+    from matplotlib.axes import Axes
+
+    heights = {}
+    monkeypatch.setattr(Axes, "bar", lambda self, xs, ys, width, label: heights.setdefault(label, list(ys)))
+    entry = {"none": {"with": 90.0, "without": 15.4}, "none_without_test": 16.7, "off": {"with": 20.0},
+             "on": {"without": 50.0}, "max_drift": 5.0}  # fmt: skip
+    plot_judge({"concepts": {"guitar": entry}, "model": {"name": "m.ts"}, "held_out_clips": 20}, tmp_path / "j.png")
+    assert heights["clips without it, no edit"] == [16.7] and heights["without it, on"] == [50.0]
+
+
 def test_a_store_of_judges_trains_the_judge_once_and_changes_no_figure(
     tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, monkeypatch
 ):
