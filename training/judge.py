@@ -238,7 +238,7 @@ def oracle_shift(before: dict[str, np.ndarray], after: dict[str, np.ndarray], ha
         m = had == want
         change = paired_diff(before[concept][m], after[concept][m])
         if edit == "off":
-            change = Interval(-change.value, -change.hi, -change.lo, change.n)
+            change = Interval(0.0 - change.value, 0.0 - change.hi, 0.0 - change.lo, change.n)  # no "-0"
         drift = {o: paired_diff(before[o][m], after[o][m]).as_dict() for o in before if o != concept}
         worst = max(drift, key=lambda o: abs(drift[o]["value"]) if drift[o]["n"] else -1.0, default=None)
         out[edit] = {"drop" if edit == "off" else "rise": change.as_dict(), "drift": drift, "worst": worst}

@@ -1228,6 +1228,11 @@ def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "note: synthetic: no FVU interval (1 source(s) to resample; raise --eval-fraction)" in err, err
+    # hunt 109: where --max-rows stopped scoring inside the first source, a larger fraction changes nothing
+    assert main(["sae", "eval", "--sae", str(tmp_path / "many_sae/synthetic"), "--activations", str(tmp_path / "many"),
+                 "--max-rows", "100"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "no FVU interval (1 source(s) to resample; raise --max-rows (100 rows reached))" in err, err
 
 
 def test_held_out_rows_all_nan_save_the_sae_with_a_note(tmp_path):

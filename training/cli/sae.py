@@ -435,7 +435,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if metrics.get("fvu_interval") is None and metrics.get("sources") is not None:
         few = metrics["sources"] < 2
         why = f"{metrics['sources']} source(s) to resample" if few else "resamples of sources with no variance"
-        notes.append(f"{hook}: no FVU interval ({why}{'; raise --eval-fraction' if few else ''})")
+        cut = metrics["rows"] >= args.max_rows  # scoring stopped inside the first source, whatever the fraction
+        raise_ = f"; raise --max-rows ({args.max_rows} rows reached)" if cut else "; raise --eval-fraction"
+        notes.append(f"{hook}: no FVU interval ({why}{raise_ if few else ''})")
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     metrics["notes"] = notes
