@@ -585,12 +585,17 @@ class OscServer:
             self.dropped_while_loading += len(self.queued) == QUEUE
             self.queued.append((data, target))
 
-    def stop(self) -> None:
+    def release(self) -> socket.socket:
+        """Stop serving and hand the socket over, still bound: what is sent from then on waits in it (`live`
+        passes it to itself across a restart)."""
         self._running = False
         if self._thread is not None:
             self._thread.join(timeout=2.0)
             self._thread = None
-        self.sock.close()
+        return self.sock
+
+    def stop(self) -> None:
+        self.release().close()
 
     def __enter__(self) -> OscServer:
         return self.start()

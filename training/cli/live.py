@@ -17,6 +17,7 @@ and the output is written latency-aligned.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import sys
@@ -38,6 +39,7 @@ RECONNECT_S = 60.0  # --reconnect's default
 FROZEN_S = 2.0  # no callback for this long: the device is gone, though PortAudio calls its stream active
 MAX_LOSSES, LOSS_WINDOW_S = 5, 120.0  # realtime.resume's (not imported here: `musicsae --help` stays quick)
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"  # realtime.resume's too
+OSC_FD_ENV = "MUSICSAE_LIVE_OSC_FD"  # the OSC socket, still bound, passed on across a restart
 OSC_HOST, OSC_PORT, METER_RATE = "127.0.0.1", 9000, 20.0  # --osc-host, --osc-port, --meter-rate defaults
 
 
@@ -378,12 +380,51 @@ def _osc_options(args: argparse.Namespace) -> None:
     args.meter_rate = METER_RATE if args.meter_rate is None else args.meter_rate
 
 
-def _bind_osc_port(args: argparse.Namespace):
-    """The OSC port, bound with nothing but the standard library, or None where OscServer will bind it (and say
-    why it cannot): no OSC, a restart that takes its port from before (`--osc-port 0`)."""
+def _close_on_exec() -> None:
+    """Every file descriptor above stderr closes on `exec`: what libraries opened in C (libjack's sockets to its
+    server) is inheritable, and a frozen server that came back kept the old image's client registered, its ports
+    beside the new one's, until the graph wedged."""
+    import os
+
+    folder = "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
+    for name in os.listdir(folder):
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # the listing's own descriptor, closed by now
+                os.set_inheritable(fd, False)
+
+
+def _inherited_osc_socket():
+    """The OSC socket the image before a restart passed on (`OSC_FD_ENV`), or None."""
     import os
     import socket
 
+    fd = os.environ.pop(OSC_FD_ENV, None)
+    if fd is None or not fd.isdigit():
+        return None
+    try:
+        sock = socket.socket(fileno=int(fd))
+    except OSError:
+        return None
+    if sock.type != socket.SOCK_DGRAM:
+        sock.detach()  # not ours to close
+        return None
+    os.set_inheritable(sock.fileno(), False)
+    return sock
+
+
+def _bind_osc_port(args: argparse.Namespace):
+    """The OSC port, bound with nothing but the standard library, or None where OscServer will bind it (and say
+    why it cannot): no OSC, a restart that takes its port from before (`--osc-port 0`). After a restart, the
+    socket the image before listened on, with what was sent meanwhile."""
+    import os
+    import socket
+
+    inherited = _inherited_osc_socket()
+    if inherited is not None:
+        if not args.no_osc:
+            return inherited
+        inherited.close()
     if args.no_osc or not 0 <= args.osc_port <= 65535 or (args.osc_port == 0 and os.environ.get(RESUME_ENV)):
         return None
     from realtime.udp import widen_receive_buffer  # the standard library only
@@ -656,7 +697,7 @@ def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str 
 def _restart(engine, osc, label: str, played_s: float, losses: list[float], session) -> NoReturn:
     """The device is back: save the controls, block, OSC client and recent losses (the last: when it went away) in
     `realtime.resume`'s state and run this very command again in this process (`os.execv`: the wedged PortAudio
-    goes with the old image; sockets close on exec)."""
+    goes with the old image; every descriptor closes on exec but the OSC socket, which the new image takes over)."""
     import dataclasses
     import os
     import tempfile
@@ -664,8 +705,9 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     from realtime.audio_io import leave_stream
     from realtime.resume import RESUME_ENV, ResumeState, save
 
-    if osc is not None:  # no control change can come in after the state is saved
-        osc.stop()
+    # no control change can come in after the state is saved; what is sent from then on waits in the socket, which
+    # the new image takes over (it was closed, and a fader moved during the restart was lost without a word)
+    kept = osc.release() if osc is not None else None
     state = ResumeState(
         controls=engine.controls.view(), blocksize=engine.blocksize, budget=engine.budget, period=engine.period,
         osc_port=osc.port if osc else 0, last_client=list(osc.last_client) if osc and osc.last_client else None,
@@ -676,6 +718,10 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     save(path, state)
     _say(f"audio device {label}: back after {time.time() - losses[-1]:.1f} s; starting again with the same controls")
     os.environ[RESUME_ENV] = str(path)
+    _close_on_exec()  # libjack's sockets too: the old client stayed registered beside the new one
+    if kept is not None:
+        os.set_inheritable(kept.fileno(), True)
+        os.environ[OSC_FD_ENV] = str(kept.fileno())
     sys.stdout.flush()
     sys.stderr.flush()
     try:
@@ -684,5 +730,6 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
         from sae.errors import UserError
 
         path.unlink(missing_ok=True)
+        os.environ.pop(OSC_FD_ENV, None)
         leave_stream(1)
         raise UserError(f"live: cannot start again ({exc.strerror or exc}); run musicsae live again") from None
