@@ -81,6 +81,20 @@ MAX_DEPTH = 8  # bundles within bundles
 FEATURE_DIGITS = 9  # a feature index has at most this many digits (int() of 5000 digits raises)
 
 
+def _types_of(address: str) -> str:
+    """The argument types `address` takes, as its own refusal names them ("send i, f or s" for every address led a
+    performer from a refused `/bypass N` to a refused `/bypass s`)."""
+    if address == "/ping":
+        return "i, h, f, d, s, T or F"  # echoed back as sent
+    if address == "/bypass":
+        return "i, f or T/F"
+    if address.endswith("/mode") or address in FILE_ADDRESSES:
+        return "s"
+    if address in ("/reset", "/concepts", "/state"):
+        return "no arguments"
+    return "f or i"
+
+
 def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
     if len(args) != 1 or isinstance(args[0], (str, bytes, bool)) or not isinstance(args[0], (int, float)):
         raise UserError(f"{address}: expected one number (f or i)")
@@ -328,8 +342,7 @@ class OscControl:
                 address = osc_types.get_string(dgram, 0)[0]
                 unread = _unread_tags(dgram)  # before python-osc parses them (it warns on stderr)
                 if unread:
-                    send = "i, h, f, d, s, T or F" if address == "/ping" else "i, f or s"  # /ping echoes them all
-                    problem = f"{address}: argument type {unread[0]!r} is not read here (send {send})"
+                    problem = f"{address}: argument type {unread[0]!r} is not read here (send {_types_of(address)})"
                     out.append((address, [], problem))
                 elif address == "/ping":
                     tail = dgram[osc_types.get_string(dgram, 0)[1] :]

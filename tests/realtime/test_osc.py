@@ -534,7 +534,10 @@ def test_what_a_hostile_client_sends_is_refused_in_one_line_and_the_osc_thread_l
         out.sendto(encode_message("/state", []), ("127.0.0.1", srv.port))
         assert ("/state/concept", ["bright", "off", 5.0, 1.0]) in listener.expect("/state/end")  # on:5, then off
     assert send(raw("/mix", "r", b"\x00\x00\x00\x00"))[1] == ["/mix", "/mix: argument type 'r' is not read here "
-                                                                      "(send i, f or s)"]  # fmt: skip
+                                                                      "(send f or i)"]  # fmt: skip
+    # hunt 107: every address said "send i, f or s", and a /bypass sent as s was then refused
+    assert send(raw("/bypass", "r", b"\x00\x00\x00\x00"))[1][1].endswith("(send i, f or T/F)")
+    assert send(raw("/concept/bright/mode", "r", b"\x00\x00\x00\x00"))[1][1].endswith("(send s)")
     assert send(raw("/ping", "r", b"\x00\x00\x00\x00"))[1][1].endswith("(send i, h, f, d, s, T or F)")  # echoed
     address, problem = send(encode_message(f"/feature/{'9' * 5000}/gain", [1.0]))[1]
     assert problem.startswith(address + ": feature index '99999999999999999...' out of range, expected 0..63")
