@@ -168,8 +168,10 @@ class AudiocraftMusicGen(MusicGenBackend):
     ) -> Generation:
         self.check_request(prompts, duration)
         top_k = min(top_k, self.cardinality)  # as transformers does: torch.topk refuses k above the codebook
+        # audiocraft counts int(seconds * frame_rate) frames; past its max_duration it would extend (a frame short)
+        seconds = min(self.seconds_of(self.frames(duration)), self.max_duration)
         self.model.set_generation_params(
-            duration=duration, use_sampling=True, top_k=top_k, temperature=temperature, cfg_coef=cfg_coef
+            duration=seconds, use_sampling=True, top_k=top_k, temperature=temperature, cfg_coef=cfg_coef
         )
         if seed is not None:
             torch.manual_seed(seed)

@@ -251,8 +251,16 @@ class MusicGenBackend(ABC):
         return wav.expand(-1, 2, -1) if wav.shape[1] == 1 else wav[:, :2]
 
     def frames(self, duration: float) -> int:
-        """Audio frames (LM steps without the delay tail) in `duration` seconds."""
-        return int(duration * self.frame_rate)
+        """Audio frames (LM steps without the delay tail) in `duration` seconds: its whole frames, a product a hair
+        under a whole number counted whole (`int(2.3 * 50)` is 114: a frame short for 73 of 3000 durations)."""
+        return math.floor(duration * self.frame_rate + 1e-6)
+
+    def seconds_of(self, frames: int) -> float:
+        """The least duration whose `int(duration * frame_rate)` (audiocraft's own count) is `frames`."""
+        seconds = frames / self.frame_rate
+        while int(seconds * self.frame_rate) < frames:
+            seconds = math.nextafter(seconds, math.inf)
+        return seconds
 
     def rendered_seconds(self, duration: float) -> float:
         """The seconds of audio a render of `duration` seconds holds: its whole frames."""
@@ -263,7 +271,7 @@ class MusicGenBackend(ABC):
         transformers rendered 3 frames for 0 s): a prompt at least, at least one frame, at most `max_duration`."""
         if isinstance(prompts, str) or not prompts:
             raise UserError(f"prompts {prompts!r}: expected a list of at least one prompt")
-        if not math.isfinite(duration) or duration * self.frame_rate < 1:
+        if not math.isfinite(duration) or self.frames(duration) < 1:
             raise UserError(f"--duration {duration:g}: expected at least one frame ({1 / self.frame_rate:g} s), "
                             "a finite number of seconds")  # fmt: skip
         if duration > self.max_duration:

@@ -48,6 +48,17 @@ def test_generation_steps_are_cfg_doubled_single_positions(mg):
     assert sorted({pos for _, pos in seen}) == list(range(frames + mg.n_q - 1))  # delay tail of n_q - 1 steps
 
 
+def test_a_duration_of_whole_frames_is_generated_whole(mg):
+    """Hunt 108: `int(2.3 * 50)` is 114, so `--duration 2.3` rendered and collected a frame short (2.28 s), in
+    both backends (audiocraft counts its frames the same way)."""
+    fr = mg.frame_rate
+    short = [d for d in (round(0.01 * i, 2) for i in range(1, 300)) if 0 < round(d * fr) - d * fr < 1e-9]
+    d = next(d for d in short if d <= mg.max_duration)
+    frames = round(d * mg.frame_rate)
+    assert mg.frames(d) == frames and mg.rendered_seconds(d) == pytest.approx(d)
+    assert mg.generate(PROMPTS[:1], duration=d, seed=0).codes.shape[-1] == frames
+
+
 def test_conditional_rows_equal_teacher_forcing(mg):
     """The conditional rows recorded while generating equal one teacher-forced pass over the generated codes:
     conditional rows come first, positions line up through the KV cache, and the delay pattern matches."""
