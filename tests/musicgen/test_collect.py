@@ -345,7 +345,10 @@ def test_a_prompt_entry_without_a_prompt_text_is_one_line(tmp_path, text):
     (tmp_path / "p.yaml").write_text(text)
     with pytest.raises(UserError, match=r"p\.yaml: entry \d \{.*\}: expected a 'prompt' text$"):
         read_prompts(tmp_path / "p.yaml")
-    (tmp_path / "p.yaml").write_text("- {prompt: guitar, seed: 3}\n- drums\n")  # a batch's jobs read as prompts
+    (tmp_path / "p.yaml").write_text("- {prompt: guitar, seed: 3}\n- drums\n")  # a batch's jobs: its seeds were
+    with pytest.raises(UserError, match=r"p\.yaml: entry 1: unknown key 'seed'; a prompt list takes 'prompt' only"):
+        read_prompts(tmp_path / "p.yaml")  # dropped without a word (hunt 108)
+    (tmp_path / "p.yaml").write_text("- {prompt: guitar}\n- drums\n")
     assert read_prompts(tmp_path / "p.yaml") == ["guitar", "drums"]
     (tmp_path / "p.yaml").write_text("seed: 9\nprompts: [guitar]\n")  # hunt 97: the seed was dropped
     with pytest.raises(UserError, match=r"p\.yaml: unknown key 'seed'; expected a 'prompts:' list only$"):

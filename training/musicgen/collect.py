@@ -79,6 +79,9 @@ def read_prompts(path: str | Path) -> list[str]:
         for i, p in enumerate(data):  # `promt: drums` dropped the entry, `prompt: [a, b]` played "['a', 'b']"
             if isinstance(p, dict) and not isinstance(p.get("prompt"), str):
                 raise UserError(f"--prompts {path}: entry {i + 1} {p!r}: expected a 'prompt' text")
+            if isinstance(p, dict) and (other := [k for k in p if k != "prompt"]):  # a job list's seed was dropped
+                raise UserError(f"--prompts {path}: entry {i + 1}: unknown key {other[0]!r}; a prompt list takes "
+                                "'prompt' only (the seed and duration are the command's --seed and --duration)")  # fmt: skip
         prompts = [p if isinstance(p, str) else p["prompt"] for p in data]
     elif suffix == ".csv":
         rows, _ = parse_csv(text, f"--prompts {path}")
