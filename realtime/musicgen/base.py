@@ -255,6 +255,13 @@ class MusicGenBackend(ABC):
         under a whole number counted whole (`int(2.3 * 50)` is 114: a frame short for 73 of 3000 durations)."""
         return math.floor(duration * self.frame_rate + 1e-6)
 
+    def whole_frames(self, wav: Tensor) -> Tensor:
+        """`wav` [..., N] cut to its whole frames: a tail under a frame was a frame of its own where it ended a
+        chunk (the codec pads a piece), and nothing where it fell alone past a chunk's end (32100 samples: 100
+        rows, 32400: 102). What collect stores and concept probes pool."""
+        hop = self.sample_rate / self.frame_rate
+        return wav[..., : int(wav.shape[-1] // hop * hop)]
+
     def seconds_of(self, frames: int) -> float:
         """The least duration whose `int(duration * frame_rate)` (audiocraft's own count) is `frames`."""
         seconds = frames / self.frame_rate

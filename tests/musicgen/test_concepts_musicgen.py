@@ -56,6 +56,10 @@ def test_clip_activations_are_teacher_forced_frames(setup):
     assert set(acts) == {f.resolve() for f in files}
     a = acts[files[0].resolve()]
     assert a[0].shape == a[2].shape == (25, mg.dim)  # 0.5 s at 50 Hz, chunks of 10 frames put back together
+    # hunt 108: a tail under a frame was pooled as a frame of its own (the codec pads it); collect drops it
+    tail = root / "tail.wav"
+    sf.write(tail, 0.1 * np.random.default_rng(1).standard_normal(16000 + 320).astype(np.float32), 32000)
+    assert clip_activations(mg, [tail], [0], chunk=0.2)[tail.resolve()][0].shape == (25, mg.dim)
 
 
 def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path, capsys):

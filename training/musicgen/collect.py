@@ -81,7 +81,7 @@ def read_prompts(path: str | Path) -> list[str]:
                 raise UserError(f"--prompts {path}: entry {i + 1} {p!r}: expected a 'prompt' text")
             if isinstance(p, dict) and (other := [k for k in p if k != "prompt"]):  # a job list's seed was dropped
                 raise UserError(f"--prompts {path}: entry {i + 1}: unknown key {other[0]!r}; a prompt list takes "
-                                "'prompt' only (the seed and duration are the command's --seed and --duration)")  # fmt: skip
+                                "'prompt' only (seed and duration are the command's --seed, --duration)")  # fmt: skip
         prompts = [p if isinstance(p, str) else p["prompt"] for p in data]
     elif suffix == ".csv":
         rows, _ = parse_csv(text, f"--prompts {path}")
@@ -224,9 +224,7 @@ class Collector:
             wav = load_audio(path, self.mg.sample_rate, self.notes, min_samples=math.ceil(hop))
             if wav is None:
                 continue
-            # whole frames only: a tail under a frame was a frame of its own where it ended a chunk (the codec pads
-            # a piece), and nothing where it fell alone past a chunk's end (32100 samples: 100 rows, 32400: 102)
-            wav = wav[:, : int(wav.shape[-1] // hop * hop)]
+            wav = self.mg.whole_frames(wav)
             for start in range(0, wav.shape[-1], chunk):
                 piece = wav[:, start : start + chunk]
                 codes = self.mg.encode(piece[None])[0]

@@ -62,11 +62,10 @@ def clip_activations(
             if progress:
                 progress(1)
             continue
+        wav = mg.whole_frames(wav)  # as `collect musicgen` stores them (the padded tail frame was pooled here)
         parts: dict[int, list[torch.Tensor]] = {i: [] for i in layers}
         for start in range(0, wav.shape[-1], step):
             piece = wav[:, start : start + step]
-            if piece.shape[-1] < hop:
-                break
             codes = mg.encode(piece[None])
             recs = {i: Recorder(rows=1, limit=codes.shape[-1]) for i in layers}
             with mg.hooks(recs):
