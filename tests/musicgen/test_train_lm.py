@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from training.musicgen import train_lm
-from training.musicgen.arch import build_lm
+from training.musicgen.arch import LMSizes, build_lm
 from training.musicgen.descriptions import UNKNOWN, DescriptionDropout, assign_surfaces, reachable
 
 ROWS = [
@@ -145,3 +145,16 @@ def test_text_use_benchmark_runs_on_a_train_lm_run(toy_lm_run, toy_data):
     for part in ("whole segment", "first frames"):
         figures = rf"{part}: own [\d.]+, another clip's [\d.]+ \([+-]\d+\.\d{{3}}\), null [\d.]+"
         assert re.search(figures, done.stdout), done.stdout
+
+
+def test_a_segment_shorter_than_the_codebooks_delay_is_one_line_before_any_encoding(toy_data, toy_codec_run, tmp_path):
+    """Hunt 108: `--segment 0.01` (0 frames) was an IndexError after every clip was encoded, and 3 frames of 4
+    codebooks said the training diverged ("lower --lr"), at any --lr."""
+    from sae.errors import UserError
+
+    for segment in (0.01, 0.06):
+        sizes = LMSizes(dim=32, num_heads=4, num_layers=2, lut_bins=2048, lut_dim=16, segment=segment)
+        cfg = train_lm.LMTrainConfig([str(toy_data)], toy_codec_run, tmp_path / "run", sizes, steps=2, batch=2)
+        with pytest.raises(UserError, match=rf"--segment {segment:g}: expected at least 4 frames \(0\.08 s at 50 Hz\)"):
+            train_lm.train_lm(cfg, say=lambda *_: None)
+        assert not (tmp_path / "run").exists()

@@ -141,6 +141,15 @@ def frames(sizes: LMSizes, codec: CodecSizes) -> int:
     return round(sizes.segment * codec.frame_rate)
 
 
+def check_segment(sizes: LMSizes, codec: CodecSizes) -> None:
+    """A segment of fewer frames than codebooks was an IndexError after every clip was encoded (0 frames), or a
+    loss of 0/0 read as divergence ("lower --lr", at any rate): codebook k is first predicted at frame k."""
+    if frames(sizes, codec) < codec.n_q:
+        raise UserError(f"--segment {sizes.segment:g}: expected at least {codec.n_q} frames "
+                        f"({codec.n_q / codec.frame_rate:g} s at {codec.frame_rate:g} Hz): codebook k is first "
+                        "predicted at frame k")  # fmt: skip
+
+
 def codec_snapshot(cfg: LMTrainConfig) -> dict:
     """The codec this LM run learns from: copied from `--codec-run` at the start, checked on resume."""
     from training.musicgen.train_codec import load_trained_codec
@@ -151,6 +160,7 @@ def codec_snapshot(cfg: LMTrainConfig) -> dict:
     current = None
     if cfg.codec_run is not None and ((cfg.codec_run / runs.STATE_FILE).is_file() or not path.exists()):
         codec, sizes, progress = load_trained_codec(cfg.codec_run, "cpu")
+        check_segment(cfg.sizes, sizes)  # before the run folder holds anything
         current = {"sizes": sizes_dict(sizes), "model": codec.state_dict(), "progress": progress}
         current["sha256"] = sha256_tensors(codec)
     if path.exists():
@@ -192,6 +202,7 @@ def prepare(cfg: LMTrainConfig, say) -> tuple[dict, bool]:
     """Codec snapshot, clips, run identity (checked on resume), codes of every clip, descriptions."""
     snap = codec_snapshot(cfg)
     codec_sizes = codec_sizes_of(snap)
+    check_segment(cfg.sizes, codec_sizes)  # a resumed run's codec too
     clips = load_clips(cfg.data, codec_sizes.sample_rate, ("train",))
     held = load_clips(cfg.data, codec_sizes.sample_rate, ("test",))
     for line in clips.notes:
