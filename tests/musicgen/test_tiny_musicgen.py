@@ -131,3 +131,28 @@ def test_a_folder_of_the_other_format_is_not_written_into(tmp_path, first):
         _models_cli(["musicgen", "--out", out, "--backend", other, "--layers", "1"])
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == before
     assert _models_cli(["musicgen", "--out", out, "--backend", first, "--layers", "1", "--seed", "1"]) == 0
+
+
+def test_a_stop_between_the_two_files_leaves_the_old_model_whole(tmp_path, monkeypatch):
+    """Hunt 108: the audiocraft folder's two files were saved one by one into it; a stop between them left the new
+    LM beside the old codec, a folder that loads without a word."""
+    import hashlib
+
+    from training.musicgen import tiny_model
+
+    out = tmp_path / "mg"
+    save_tiny_musicgen(out, "audiocraft", TinyMusicGenConfig(num_layers=1, seed=0))
+    before = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in out.iterdir()}
+    real, calls = tiny_model.atomic_torch_save, []
+
+    def stopped_at_the_second(obj, path) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(obj, path)
+
+    monkeypatch.setattr(tiny_model, "atomic_torch_save", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        save_tiny_musicgen(out, "audiocraft", TinyMusicGenConfig(num_layers=1, seed=1))
+    assert {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mg"]  # nothing half-written beside it

@@ -130,10 +130,10 @@ def save_audiocraft(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None) 
     """Write a tiny audiocraft MusicGen folder loadable by `MusicGen.get_pretrained(out_dir)`."""
     cfg = cfg or TinyMusicGenConfig()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     lm, codec, lm_cfg, codec_cfg = build_audiocraft(cfg)
-    for model, model_cfg, name in ((lm, lm_cfg, LM_FILE), (codec, codec_cfg, CODEC_FILE)):
-        atomic_torch_save(release_package(model.state_dict(), model_cfg), out / name)
+    with folder_replacing(out) as tmp:  # a stop between the two files left a mix of two models that loads
+        for model, model_cfg, name in ((lm, lm_cfg, LM_FILE), (codec, codec_cfg, CODEC_FILE)):
+            atomic_torch_save(release_package(model.state_dict(), model_cfg), tmp / name)
     return out
 
 
