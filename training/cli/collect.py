@@ -173,7 +173,13 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "training.json names it, as the demo MusicGen's does; else 10)",
     )
     parser.add_argument("--seed", type=seed_int, help="generation seed (default 0)")
-    parser.add_argument("--batch-size", type=int, default=4, help="prompts or audio chunks per batch (default 4)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help="prompts per batch, or with --audio chunks of one file per batch (a file's chunks are "
+        "stored in order and it is marked complete with its last; default 4)",
+    )
     parser.add_argument("--cfg-coef", type=guidance_coef, help="classifier-free guidance (default 3)")
     parser.add_argument(
         "--chunk",
