@@ -10,6 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from huggingface_hub import constants
@@ -281,3 +282,22 @@ def test_a_broken_tokenizer_is_named_not_blamed_on_the_weights(transformers_dir,
     with pytest.raises(UserError, match="the tokenizer files could not be read") as err:
         load_musicgen(folder)
     assert "weights" not in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("backend", ["audiocraft", "transformers"])
+def test_codec_fidelity_reconstructs_through_a_stereo_model(stereo_dirs, backend):
+    """Hunt 108: `evaluate codec` fed mono audio to audiocraft's stereo codec (an AssertionError) and decoded the
+    8 interleaved codebooks with transformers' mono codec (an IndexError). Mono audio is copied to both sides, each
+    side coded apart: the sides' mean is the mono codec's own round trip (transformers' codec is mono)."""
+    from training.musicgen.codec_fidelity import reconstructor
+
+    _, sr, run = reconstructor(str(stereo_dirs[backend]))
+    audio = (0.1 * np.random.default_rng(0).standard_normal(sr // 2)).astype(np.float32)
+    out = run(audio)
+    assert out.shape == audio.shape and np.isfinite(out).all() and np.abs(out).max() > 0
+    if backend == "transformers":
+        codec = load_musicgen(stereo_dirs[backend]).model.audio_encoder
+        with torch.no_grad():
+            x = torch.from_numpy(audio)[None, None]
+            mono = codec.decode(codec.encode(x).audio_codes, [None]).audio_values[0, 0, : len(audio)].numpy()
+        np.testing.assert_allclose(out, mono, atol=1e-5)

@@ -67,20 +67,22 @@ def reconstructor(model: str) -> tuple[str, int, Callable[[np.ndarray], np.ndarr
 
         mg = load_musicgen(model)
         name, sr = mg.name, mg.sample_rate
-        encode = mg.encode if mg.backend == "transformers" else mg.model.compression_model.encode
+        encode = mg.encode  # a stereo model's channels coded as its LM reads them (mono copied to both sides)
         if mg.backend == "audiocraft":
             decode = mg.model.compression_model.decode
         else:
+            sides = mg.audio_channels
 
-            def decode(codes: torch.Tensor) -> torch.Tensor:
-                return mg.model.audio_encoder.decode(codes[None], [None]).audio_values
+            def decode(codes: torch.Tensor) -> torch.Tensor:  # the codec is mono: each side's codebooks apart
+                parts = [codes[:, c::sides] for c in range(sides)]
+                return torch.cat([mg.model.audio_encoder.decode(p[None], [None]).audio_values for p in parts], 1)
 
     @torch.no_grad()
     def run(audio: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(audio)[None, None]
         codes = encode(x)
         codes = codes[0] if isinstance(codes, tuple) else codes
-        return decode(codes)[0, 0, : len(audio)].numpy()
+        return decode(codes)[0].mean(0)[: len(audio)].numpy()  # the judge hears the sides' mean
 
     return name, sr, run
 
