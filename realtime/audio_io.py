@@ -140,7 +140,11 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
             callback=engine.callback,
         )
     except (sd.PortAudioError, ValueError) as exc:
-        raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc})") from None
+        jack = info is not None and _host_api(sd, info).startswith("JACK")
+        if jack:  # a server that quit since PortAudio started: its exit handler asserts on it (SIGABRT, status 134)
+            leave_stream(2)
+        hint = "; did the JACK server quit?" if jack else ""
+        raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc}){hint}") from None
     if info is not None and _host_api(sd, info).startswith("JACK"):  # PortAudio's JACK clock wanders
         engine.device_clock = jack_cycle_clock()
     lat_in, lat_out = stream.latency

@@ -432,6 +432,32 @@ def test_a_server_frozen_for_seconds_leaves_one_client_after_the_restart(tiny_ra
     assert proc.returncode == 0 and "Traceback" not in err and "did not stop" not in err, err
 
 
+def test_a_server_that_quits_again_while_live_restarts_is_waited_for_again(tiny_rave_ts):
+    """Hunt 107: the server came back, live restarted itself, and the server quit again while the new image loaded
+    its model: PortAudio aborted the process (SIGABRT, status 134) or it said "no audio devices found" (exit 2),
+    after 2 of the 5 losses `--reconnect` waits for. Now that is one more loss, waited for as the first."""
+    with JackServer(sr=44100, period=256) as own:
+        proc = _live(own, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "2", "--no-osc",
+                     "--bypass", "--duration", "120", "--reconnect", "30")  # fmt: skip
+        try:
+            _wait_for(proc, "streaming")
+            own.stop()
+            _wait_for(proc, "audio device system: the stream stopped", timeout=30)
+            own.start()
+            _wait_for(proc, "audio device system: back after", timeout=60)
+            own.stop()  # while the new image loads its model
+            gone = _wait_for(proc, "audio device system: gone again while starting", timeout=60)
+            assert "waiting up to 30 s" in gone, gone
+            own.start()
+            _wait_for(proc, "audio device system: back, streaming again", timeout=60)
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+
+
 def test_a_device_that_stays_away_ends_live_and_ctrl_c_while_waiting_stops_it(tiny_rave_ts):
     """Two performers on one server that quits for good: `--reconnect 2` says so in one line and exits 1 after
     two seconds; Ctrl-C while `--reconnect 60` waits stops it at once, status 0 (PortAudio's dead stream left

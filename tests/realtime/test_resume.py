@@ -62,6 +62,7 @@ def _fake_device(monkeypatch, active: bool = True) -> list:
     """A device that opens at once (no PortAudio); `active=False`: PortAudio stopped its stream as soon as it
     started (the device went away). Returns the engines the device was opened for."""
     import realtime.audio_io as audio_io
+    from training.cli import live
 
     engines = []
 
@@ -84,6 +85,7 @@ def _fake_device(monkeypatch, active: bool = True) -> list:
 
     monkeypatch.setattr(audio_io, "find_device", lambda device: None)
     monkeypatch.setattr(audio_io, "check_device", lambda *args: None)
+    monkeypatch.setattr(live, "_device_answers", lambda engine, device: True)  # a child process cannot see it
     monkeypatch.setattr(audio_io, "open_duplex", open_duplex)
     return engines
 

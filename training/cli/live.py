@@ -255,8 +255,8 @@ def run(args: argparse.Namespace) -> int:
         demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
         if demo_bank:
             args.bank = DEMO_BANK
-        if args.input is None:  # a missing device fails before the model loads
-            from realtime.audio_io import find_device
+        if args.input is None and resumed is None:  # a missing device fails before the model loads
+            from realtime.audio_io import find_device  # (a restart's is waited for: `_open_or_wait`)
 
             find_device(args.device)
 
@@ -306,8 +306,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--stereo {args.stereo}: applies to a mono model on two channels; {args.model.name} plays on one "
                 "here (--channels 2 plays two)"
             )
-        if args.input is None:  # a device that refuses the model's rate fails before the slower set-up
-            from realtime.audio_io import check_device
+        if args.input is None and resumed is None:  # a device that refuses the model's rate fails before the
+            from realtime.audio_io import check_device  # slower set-up (a restart's: `_open_or_wait`)
 
             check_device(args.device, cfg.channels, rave.sr)
         _say(
@@ -556,7 +556,9 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     sys.setswitchinterval(0.001)
     label = str(args.device) if args.device is not None else "(default)"
     reconnect = RECONNECT_S if args.reconnect is None else args.reconnect
-    stream = open_duplex(engine, args.device)
+    stream = (
+        _open_or_wait(args, session, osc, resumed, label, reconnect) if resumed else open_duplex(engine, args.device)
+    )
     try:  # a stop in here left the stream open and running: PortAudio's JACK backend then spoke at exit
         _say(engine.latency.describe())
         engine.start()
@@ -663,6 +665,66 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     if stopped or not closed:
         raise UserError(stopped or f"audio device {label}: did not stop within 2 s; left behind")
     return 0
+
+
+def _open_or_wait(args: argparse.Namespace, session, osc, resumed, label: str, reconnect: float):
+    """The stream of a restart (`resumed`); a device that went away again while this image started is one more
+    loss, waited for as the first was (it ended the show: "no audio devices found"), within `--reconnect`'s
+    limit on losses."""
+    from realtime.audio_io import leave_stream, open_duplex
+    from realtime.resume import flapping, recent_losses
+    from sae.errors import UserError
+
+    engine = session.engine
+    if reconnect > 0 and not _device_answers(engine, args.device):  # PortAudio aborts opening on a dead server
+        why = "a probe found it gone"
+    else:
+        try:
+            return open_duplex(engine, args.device)
+        except UserError as exc:
+            if reconnect <= 0:
+                raise
+            why = str(exc)
+    leave_stream(1)  # PortAudio's exit handler would wait for, or assert on, the server that went away
+    losses = recent_losses(resumed.losses, time.time())
+    if flapping(losses):
+        raise UserError(f"audio device {label}: lost {len(losses)} times within {LOSS_WINDOW_S:g} s; not waiting for "
+                        "it again; check its cable, power or JACK server, then musicsae live")  # fmt: skip
+    line = f"audio device {label}: gone again while starting ({why}); waiting up to {reconnect:g} s for it to come back"
+    if osc is not None:
+        osc.waiting = "waiting for device"
+    engine.report("device", f"lost: {line}")
+    _say(line + " (Ctrl-C stops)")
+    try:
+        returned, refused = _wait_for_device(engine, osc, None, label, reconnect, args.device)
+    except KeyboardInterrupt:  # as while waiting in the show: stopped, status 0
+        leave_stream(0)
+        _say(f"stopped while waiting for audio device {label}")
+        raise SystemExit(0) from None
+    if returned:
+        _restart(engine, osc, label, resumed.played_s, losses, session)
+    state = refused or f"not back within {reconnect:g} s"
+    raise UserError(f"audio device {label}: {state}; start the device again, then musicsae live")
+
+
+def _device_answers(engine, device: str | None, timeout: float = 5.0) -> bool:
+    """One probe in a child process (`DeviceProbe`): the device opens and runs at the engine's settings. A JACK
+    server that quit while a restarted image loaded its model made this image's PortAudio abort the process
+    (SIGABRT) in opening the stream, where a child can fail alone."""
+    from realtime.audio_io import DeviceProbe
+
+    probe = DeviceProbe(device, engine.channels, engine.sr, engine.period, timeout=timeout, interval=0.0)
+    try:
+        deadline = time.monotonic() + timeout + 1.0
+        while time.monotonic() < deadline:
+            if probe.poll():
+                return True
+            if probe.tries and probe.proc is None:  # the probe ended, without the device
+                return False
+            time.sleep(0.02)
+        return False
+    finally:
+        probe.stop()
 
 
 def _wait_for_device(engine, osc, live, label: str, seconds: float, device: str | None) -> tuple[bool, str]:
