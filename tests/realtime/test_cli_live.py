@@ -178,6 +178,18 @@ def test_file_mode_preset_steers(tiny_rave_ts, bank, wav, tmp_path, capsys):
     assert np.abs(a - b).max() > 1e-3 * max(np.abs(a).max(), 1e-6)
 
 
+def test_an_sae_nothing_can_edit_is_said(tiny_rave_ts, bank, wav, tmp_path, capsys):
+    """`--sae` with no bank, no preset of feature gains and --no-osc ran the SAE every block for nothing, unsaid."""
+    note = "note: no concept, no feature gain and --no-osc: nothing can edit the SAE's features"
+    preset = tmp_path / "features.yaml"
+    preset.write_text("features: {3: 0.5}\n")
+    for extra, said in (([], True), (["--preset", str(preset)], False)):
+        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--sae", str(bank.path.parent / "sae"), "--in",
+                         str(wav), "--out", str(tmp_path / "o.wav"), "--no-osc", "--no-view", *extra)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert (note in proc.stdout) == said, proc.stdout
+
+
 def test_the_controls_line_says_a_scales_gain(bank):
     """A preset with `bright: {mode: scale, gain: 0.5}` was reported at start as `bright scale:1` (its strength)."""
     from realtime.controls import Controls

@@ -322,6 +322,10 @@ def run(args: argparse.Namespace) -> int:
             _say(f"skipped concept {note}")
         names = ", ".join(session.controls.concept_names()) or "none"
         _say(f"SAE {session.sae_dir or '(none)'}; concepts: {names}")
+        idle = not session.controls.concept_names() and not session.controls.view()["features"]
+        if args.no_osc and session.sae_dir and idle:  # what only OSC or a preset could change
+            _say("note: no concept, no feature gain and --no-osc: nothing can edit the SAE's features, which run "
+                 "every block for nothing (give --bank or a --preset of feature gains, or leave OSC on)")  # fmt: skip
         if args.preset is not None and not resumed:
             _say(f"preset {args.preset.name}: {_controls_line(session.controls)}")
         meters = engine.processor.meter_names
