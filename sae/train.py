@@ -48,6 +48,7 @@ CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "streams", "history", "elapsed", "train_config",
                    "world_size")  # fmt: skip
 METRICS = "metrics.json"
+CALIBRATION_ROWS = 4096  # training rows the BatchTopK threshold is set on at the end (`calibrate_threshold`)
 HELD_OUT_SPLIT = "whole sources"  # the held-out rule a checkpoint was started under (ActivationStore.split_units)
 
 
@@ -680,6 +681,9 @@ def _train_hook(
         return {}
     tokens = total * cfg.batch_size
     sae.eval()
+    if cfg.arch == "batchtopk":  # on training rows, before anything measures or saves it
+        sae.calibrate_threshold(store.sample(hook, min(cfg.init_rows, CALIBRATION_ROWS), "train", cfg.eval_fraction,
+                                             cfg.seed))  # fmt: skip
     eval_split = "eval" if cfg.eval_fraction > 0 else "train"
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
     metrics = evaluate_split(sae, store, hook, eval_split, cfg.eval_fraction, cfg.eval_rows, seed=cfg.seed)

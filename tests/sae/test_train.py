@@ -58,6 +58,20 @@ def test_planted_data_and_sae_init_are_independent_streams():
     assert _recovered(start.W_dec, D) == 0.0  # before data_seed: 1.0 (the decoder started at the answer)
 
 
+def test_a_short_batchtopk_training_is_saved_with_the_sparsity_it_trained_at(tmp_path):
+    """Hunt 112: the inference threshold, a running estimate from the untrained SAE's first batch at 1 % a step,
+    lagged the pre-activations as they fell: after 150 steps the saved SAE fired 0.85 latents a row of k 4 (FVU
+    0.75; TopK: 4 and 0.28), while every training batch read L0 4. It is set on training rows at the end."""
+    torch.set_num_threads(1)
+    planted_store(tmp_path / "store", n=20000, d=16, n_features=64, k_true=3, offset=5.0, rows_per_source=500)
+    cfg = TrainConfig(arch="batchtopk", k=4, steps=150, batch_size=256, checkpoint_every=0, shuffle_buffer=4096)
+    m = train_hook(ActivationStore(tmp_path / "store"), "synthetic", tmp_path / "sae", cfg)
+    assert 3.2 <= m["l0"] <= 4.8 and m["fvu"] < 0.5, m  # held-out rows, through the saved threshold
+    sae = load_sae(tmp_path / "sae")
+    x = ActivationStore(tmp_path / "store").sample("synthetic", 2000, "train", cfg.eval_fraction, 1)
+    assert float((sae.encode(x) != 0).sum(-1).float().mean()) == pytest.approx(4.0, rel=0.1)  # as it trained
+
+
 @pytest.mark.parametrize("arch", ["topk", "batchtopk"])
 def test_recovers_planted_dictionary(tmp_path, arch):
     """48 planted directions in 32 dims, 128 latents, started far from the answer. Denser settings are not
