@@ -199,7 +199,7 @@ def test_rave_only_options_of_concept_find_are_refused_for_musicgen(setup, audio
     argv += ["--model", str(audiocraft_dir), "--sae", str(root / "saes" / mg.hook_name(1))]
     assert main([*argv, "--bank", str(tmp_path / "b.yaml"), *option]) == 2
     err = capsys.readouterr().err.strip()
-    expected = f"{option[0]}: applies to RAVE models (.ts) only; {audiocraft_dir} is a MusicGen model"
+    expected = f"{option[0]}: applies to RAVE models (a .ts file) only; {audiocraft_dir} is a MusicGen folder or hub id"
     assert err == f"musicsae: error: {expected}"
     assert not (tmp_path / "b.yaml").exists()
 

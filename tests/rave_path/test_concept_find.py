@@ -250,6 +250,24 @@ def _decoder_sae(tiny_model, path, seed: int | None = 0):
     return save_sae(sae, path)
 
 
+def test_a_rave_export_of_any_name_is_a_rave_model(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys):
+    """Hunt 111: `--model demo.TS` (or a name without .ts) was "a file, not MusicGen weights", and with one
+    "a MusicGen model" (a RAVE-only option); `collect rave` takes it. A file is a RAVE export whatever its name."""
+    import json
+    import shutil
+
+    model, sae = tmp_path / "tiny.TS", tmp_path / "sae"
+    shutil.copy(tiny_rave_ts, model)
+    shutil.copytree(tiny_sae_dir, sae)
+    cfg = json.loads((sae / "cfg.json").read_text())
+    cfg["model_name"] = cfg["metadata"]["model_name"] = model.name  # trained on it under that name
+    (sae / "cfg.json").write_text(json.dumps(cfg))
+    assert _find(concept_data, model, sae, tmp_path / "b.yaml", "guitar", "--steer-threshold", "0.02") == 0, (
+        capsys.readouterr().err
+    )
+    assert ConceptBank.load(tmp_path / "b.yaml").get("guitar").hook == "latent"
+
+
 def test_find_on_a_decoder_layer_with_steer_features(tmp_path, tiny_rave_ts, tiny_model, concept_data, capsys):
     """An SAE on decoder.net.1: the concept records the hook, the steering features chosen by effect (with
     the threshold) and what off cannot remove; raw baselines on that layer and on the latents; an SAE of

@@ -152,12 +152,14 @@ def run_find(args: argparse.Namespace) -> int:
         "--alone": args.alone_dir is not None,
         "--alone-memory": args.alone_memory is not None,
     }
-    if model.suffix != ".ts":  # a MusicGen folder or hub id: its own finder
+    if not (model.is_file() or model.suffix.lower() == ".ts"):  # a MusicGen folder or hub id: its own finder (a
+        # file is a RAVE export whatever its name: `demo.TS` was "a file, not MusicGen weights", as `collect` takes it)
         from training.musicgen.concepts import find_musicgen_concept
 
         given = [flag for flag, used in rave_only.items() if used]
         if given:
-            raise UserError(f"{given[0]}: applies to RAVE models (.ts) only; {args.model} is a MusicGen model")
+            raise UserError(f"{given[0]}: applies to RAVE models (a .ts file) only; {args.model} is a MusicGen "
+                            "folder or hub id")  # fmt: skip
 
         with spinner(console, f"finding {args.name!r} in MusicGen"):
             t0 = time.perf_counter()
