@@ -299,9 +299,12 @@ def test_the_threshold_calls_at_most_its_share_of_the_other_frames_alone_as_the_
         X, Xv = rng.standard_normal((400, 6)), rng.standard_normal((700, 6))
         y, yv = ((v[:, 0] + 0.5 * rng.standard_normal(len(v)) > 1).astype(int) for v in (X, Xv))
         intercept, coef, threshold, _ = fit_alone(X, y, Xv, yv, 0)
-        p = torch.sigmoid(intercept + torch.from_numpy(Xv[yv == 0]) @ torch.from_numpy(coef))
-        if int((p > threshold).sum()) > int(np.floor(FALSE_ALARMS * len(p))):
-            over.append(seed)
+        # as the bank keeps it (hunt 111: rounded to 6 digits, it called more than the fit allowed)
+        kept = yaml.safe_load(yaml.safe_dump(ConceptAlone(1.0, intercept, tuple(coef), threshold, (0.0,)).to_dict()))
+        for b, w, t in ((intercept, coef, threshold), (kept["intercept"], np.array(kept["coef"]), kept["threshold"])):
+            p = torch.sigmoid(b + torch.from_numpy(Xv[yv == 0]) @ torch.from_numpy(w))
+            if int((p > t).sum()) > int(np.floor(FALSE_ALARMS * len(p))):
+                over.append(seed)
     assert over == []
 
 
