@@ -392,17 +392,19 @@ def compare_probes(
 def _unshufflable(y: np.ndarray, groups: np.ndarray) -> str:
     """Why `shuffled_labels` cannot move a label with these `groups` (no source wholly with, or wholly without, the
     concept), or ""."""
-    ids = np.unique(groups, return_inverse=True)[1]
+    names, ids = np.unique(groups, return_inverse=True)
     pos, count = np.bincount(ids, weights=y), np.bincount(ids)
     sides = {"with": int((pos == count).sum()), "without": int((pos == 0).sum())}
     if min(sides.values()) > 0:
         return ""
-    mixed = int(((pos > 0) & (pos < count)).sum())
+    mixed = np.flatnonzero((pos > 0) & (pos < count))
     empty = next(side for side, n in sides.items() if n == 0)
-    return (
+    example = (
+        f", such as {str(names[mixed[0]])!r}: clips of one name on both sides are one source" if len(mixed) else ""
+    )
+    return (  # the source named, whichever --groups rule made it (the hint named --groups prefix's, whatever the rule)
         f"no shuffled-label chance level: shuffling moves whole sources, and no source is wholly {empty} the concept "
-        f"({mixed} of {len(pos)} hold clips of both sides; --groups prefix takes a name without '_' whole, so "
-        "with/00.wav and without/00.wav are one source)"
+        f"({len(mixed)} of {len(pos)} hold clips of both sides{example})"
     )
 
 

@@ -240,3 +240,6 @@ def test_no_chance_level_is_drawn_where_shuffling_whole_sources_moves_nothing():
     assert report.permutation is None, report.permutation
     assert any(n.startswith("no shuffled-label chance level") and "13 of 13 hold clips of both sides" in n
                for n in report.notes), report.notes  # fmt: skip
+    # hunt 111: the hint named --groups prefix's rule whatever the rule; now the source itself
+    assert any("such as 's0': clips of one name on both sides are one source" in n for n in report.notes)
+    assert not any("--groups prefix" in n for n in report.notes)
