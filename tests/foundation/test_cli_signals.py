@@ -150,3 +150,13 @@ raise SystemExit(guarded("x", lambda: 0))
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert run.returncode == {"SIGINT": 130, "SIGTERM": 143}[signame], run
     assert "Traceback" not in run.stderr and "cleanup ran on" not in run.stdout, run
+
+
+def test_a_reader_that_leaves_the_pipe_ends_the_listing_quietly(tmp_path):
+    """Hunt 111: `collect rave --layers list | head -1` ended in a BrokenPipeError traceback."""
+    model = ROOT / "training" / "assets" / "demo_rave.ts"
+    (tmp_path / "audio").mkdir()
+    cmd = (f"{sys.executable} -m training.cli collect rave --model {model} --audio {tmp_path}/audio --out {tmp_path}/s "
+           "--layers list | head -1")  # fmt: skip
+    done = subprocess.run(["bash", "-c", cmd], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.stdout.count("\n") == 1 and done.stderr == "", done.stderr

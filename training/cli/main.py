@@ -200,6 +200,9 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: boo
         with stops, quiet(verbose):
             return int(fn() or 0)
     except Exception as exc:
+        if stops.signum is None and isinstance(exc, BrokenPipeError):  # `| head` left: what is left goes nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit too)
+            return 141  # as a shell tool a pipe's reader left: 128 + SIGPIPE
         if stops.signum is None and isinstance(exc, UserError):
             say(f"{prog}: error: {exc}")
             return 2
