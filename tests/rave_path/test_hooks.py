@@ -29,8 +29,14 @@ def test_intervals_behave():
 
 
 @pytest.mark.slow
-def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept_data, noise_bursts, capsys):
+def test_eval_hooks_runs_every_stage_and_resumes(
+    tmp_path, tiny_rave_ts, concept_data, noise_bursts, capsys, monkeypatch
+):
+    import realtime.render_rave as render_rave
     from training.cli import main
+
+    gates, real = [], render_rave.render_array  # every render is gated as the judge's are (its examples were not)
+    monkeypatch.setattr(render_rave, "render_array", lambda *a, **k: gates.append(k.get("gate")) or real(*a, **k))
 
     data = tmp_path / "data"  # the concept data with six drum "solos" (noise bursts) to fit a detector on
     shutil.copytree(concept_data, data, symlinks=True)
@@ -69,6 +75,7 @@ def test_eval_hooks_runs_every_stage_and_resumes(tmp_path, tiny_rave_ts, concept
     renders = {p.name for p in (out / "latent" / "renders").iterdir()}
     assert {"guitar_clip_original.wav", "guitar_clip_guitar_off.wav", "no_guitar_clip_guitar_clamp.wav"} <= renders
     assert {p.name for p in (out / "baseline" / "renders").iterdir()} >= {"guitar_clip_guitar_off_baseline.wav"}
+    assert gates and all(g is not None and g.enabled for g in gates), gates
     stamp = (out / "latent" / "judge" / "judge.json").stat().st_mtime
     capsys.readouterr()
     killed = out / "latent" / "renders" / ".no_guitar_clip_guitar_clamp.wav.ec60f541.tmp"  # hunt 58: a SIGKILLed

@@ -410,6 +410,7 @@ def render_examples(
     from realtime.audio_io import read_audio
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
+    from sae.steering import Gate
     from training.data.concept_clips import CONCEPTS
     from training.rave.judge import latent_mean
 
@@ -487,7 +488,9 @@ def render_examples(
                 delay = model_delay(model) if delay is None else delay
                 edit = edit_of(sets) if sets else None
                 hook_at = steering.hook if sets and hook != "baseline" else "latent"
-                y = render_array(stream, clips[side], sae, edit, None, delay, cfg.seed, shift=shift, hook=hook_at)
+                y = render_array(  # gated as the judge's renders are (ungated, an `off` made sound of silence)
+                    stream, clips[side], sae, edit, None, delay, cfg.seed, shift=shift, hook=hook_at, gate=Gate()
+                )
                 write_audio(folder / file, y, model.sr)
         say(f"renders of {name}: {with_c['file']} and {without_c['file']}")
 
