@@ -450,6 +450,8 @@ def test_a_server_that_quits_again_while_live_restarts_is_waited_for_again(tiny_
             assert "waiting up to 30 s" in gone, gone
             own.start()
             _wait_for(proc, "audio device system: back, streaming again", timeout=60)
+            _wait_for(proc, "streaming")  # in the show's loop, where a stop ends it well (not while it starts)
+            time.sleep(0.5)
             proc.terminate()
             _, err = proc.communicate(timeout=30)
         finally:
