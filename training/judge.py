@@ -20,7 +20,7 @@ from realtime.audio_files import resample
 from sae.atomic import atomic_write_text
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
-from sae.jsonfile import strict_json
+from sae.jsonfile import is_number, strict_json
 from sae.plots import save_png
 from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
@@ -533,7 +533,7 @@ def fidelity_table(concepts: dict[str, Any]) -> list[str]:
 
 def _percent(value: Any) -> str:
     """A rate for a table: "n/a" where nothing was measured (NaN, or null as judge.json writes it)."""
-    return f"{value:.0f}%" if isinstance(value, int | float) and math.isfinite(value) else "n/a (no clip)"
+    return f"{value:.0f}%" if is_number(value) else "n/a (no clip)"
 
 
 def hit_rate(hits: np.ndarray) -> float:

@@ -11,6 +11,7 @@ import html
 import math
 from typing import Any
 
+from sae.jsonfile import is_number
 from training.judge import none_where_on, on_clip_count, too_few
 
 DEFAULT_GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
@@ -37,10 +38,6 @@ def _met(ok: bool | None) -> str:
     if ok is None:
         return ""
     return ' — <b class="ok">met</b>' if ok else ' — <b class="no">not met</b>'
-
-
-def _number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -123,7 +120,7 @@ def verdict_html(name: str, result: dict, source: str = "") -> str:
         how = f"<code>{_e(name)}=on:{strength:g}</code>" if strength is not None else f"<code>{_e(name)}=on</code>"
         n_val = entry.get("held_out_without_validation")
         if len(swept) > 1 and strength is not None:
-            tried = [e for e in entry.get("sweep") or [] if isinstance(e, dict) and _number(e.get("max_drift"))]
+            tried = [e for e in entry.get("sweep") or [] if isinstance(e, dict) and is_number(e.get("max_drift"))]
             kept = not tried or any(e["max_drift"] <= goals["drift"] for e in tried)  # the judge's own fallback
             how += (
                 f", the strength of {', '.join(f'{v:g}' for v in swept)} with the largest rise"
