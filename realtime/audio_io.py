@@ -24,6 +24,7 @@ import numpy as np
 
 from realtime.engine import Engine
 from realtime.jack_clock import jack_cycle_clock
+from realtime.jack_period import PeriodWatch, jack_timing
 from sae.errors import Terminated, UserError
 
 JACK_HINT = (
@@ -122,7 +123,8 @@ def _host_api(sd: Any, info: dict[str, Any]) -> str:
 def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     """Open (not start) a duplex `sounddevice.Stream` calling `engine.callback` every `engine.period` frames.
 
-    Sets the engine's device latency from what PortAudio reports for the opened stream.
+    Sets the engine's device latency from what PortAudio reports for the opened stream, and on JACK the watch
+    that follows a period changed later (`engine.period_watch`).
     """
     sd = _sounddevice()
     sr = engine.sr
@@ -145,11 +147,13 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
             leave_stream(2)
         hint = "; did the JACK server quit?" if jack else ""
         raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc}){hint}") from None
-    if info is not None and _host_api(sd, info).startswith("JACK"):  # PortAudio's JACK clock wanders
-        engine.device_clock = jack_cycle_clock()
     lat_in, lat_out = stream.latency
     engine.latency.device_in = round(lat_in * sr)
     engine.latency.device_out = round(lat_out * sr)
+    if info is not None and _host_api(sd, info).startswith("JACK"):
+        engine.device_clock = jack_cycle_clock()  # PortAudio's JACK clock wanders
+        read = jack_timing(str(info["name"]))
+        engine.period_watch = PeriodWatch(read, engine.latency) if read else None
     return stream
 
 

@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from realtime.controls import Controls
 from realtime.processor import BlockProcessor, BlockStats, check_period
 from realtime.ring import FrameRing
 from sae.errors import UserError
+
+if TYPE_CHECKING:
+    from realtime.jack_period import PeriodWatch
 
 
 @dataclass
@@ -262,6 +265,7 @@ class Engine:
         # the device's frame counter where the host API has a better one than its callback times (JACK: set by
         # `open_duplex`, `realtime.jack_clock`), read at each callback; None: `inputBufferAdcTime`
         self.device_clock: Callable[[int], int] | None = None  # called with the callback's frames
+        self.period_watch: PeriodWatch | None = None  # follows a JACK period changed later (set by `open_duplex`)
         self._cycle = period  # callback-owned: the device's period, where its clock shows one shorter (`CycleClock`)
         self._unfollowed = 0  # callback-owned: skipped frames not followed (less than a period at each skip)
         self._hold = np.zeros((4 * self.HOLD * period, self.channels), np.float32)  # callback-owned: held input

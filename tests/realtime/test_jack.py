@@ -156,6 +156,36 @@ def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts,
     assert "Traceback" not in err
 
 
+def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_the_delay(jack, tiny_rave_ts, osc_inbox):
+    """`jack_bufsize` (QjackCtl does the same) while live plays: PortAudio keeps buffering for the new period, so the
+    real delay moves (256 → 1024: 768 samples more), and the figure live printed and answers to /state moves with it
+    (it stayed, `realtime.jack_period`)."""
+    osc_port, replies = _free_port(), osc_inbox
+    proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "1024", "--bypass", "--osc-port", str(osc_port),
+                 "--reply-port", str(replies.port), "--duration", "60")  # fmt: skip
+    try:
+        computed = int(re.match(r"latency (\d+) samples", _wait_for(proc, "latency")).group(1))
+        _wait_for(proc, "streaming")
+        before = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=2.0).run().delays
+        subprocess.run(["jack_bufsize", "1024"], env=jack.env, check=True, capture_output=True)
+        moved = _wait_for(proc, "event device", timeout=20)
+        while "period changed" not in moved:  # the change may first be heard of as skipped cycles
+            moved = _wait_for(proc, "event device", timeout=20)
+        now = int(re.search(r"latency now (\d+) samples", moved).group(1))
+        subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/state"], check=True)
+        state = dict(replies.expect("/state/end"))
+        after = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=2.0).run().delays
+        assert proc.poll() is None
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert "from 256 to 1024 frames" in moved, moved
+    assert state["/state/latency"] == [now] and now == computed + 768, (state["/state/latency"], now, computed)
+    # impulses in flight across a cycle lost on a busy machine come out whole periods late: most are exact
+    for delays, figure in ((before, computed), (after, now)):
+        assert delays and delays.count(figure) > len(delays) / 2, (delays, figure)
+
+
 # Run in a child on the test's server: a callback stream that stalls 7, 12 and 20 ms every quarter second and
 # records, per callback, the frames it counted, JACK's cycle counter and PortAudio's clock (in frames).
 CLOCKS = """

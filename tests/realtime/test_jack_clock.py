@@ -28,3 +28,23 @@ def test_the_cycle_is_what_the_counter_steps_by():
         clock(512)
         cycles.append(clock.cycle)
     assert cycles == [0, 512, 512, 256, 256]
+
+
+def test_a_period_watch_moves_the_device_latency_by_what_portaudio_would_count():
+    """PortAudio counts each side as its port's latency less one JACK period: on a dummy server capture is one period
+    and playback two, so 256 → 1024 adds 768 to the output side (measured so with impulses,
+    `test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_the_delay`)."""
+    from realtime.engine import Latency
+    from realtime.jack_period import PeriodWatch, Timing
+
+    timings = iter([Timing(256, 0, 256), Timing(256, 0, 256), Timing(1024, 0, 1024), None, Timing(128, 0, 128)])
+    latency = Latency(44100, 1792, 1219, device_out=512)
+    watch = PeriodWatch(lambda: next(timings), latency)
+    assert watch.check() is None and latency.total == 3523
+    moved = watch.check()
+    assert latency.device_out == 1280 and latency.total == 4291
+    assert moved == (
+        "JACK's period changed from 256 to 1024 frames: latency now 4291 samples = 97.3 ms (was 3523 = 79.9 ms)"
+    )
+    assert watch.check() is None and latency.total == 4291  # a read that failed changes nothing
+    assert "from 1024 to 128 frames: latency now 3395" in watch.check()
