@@ -11,6 +11,7 @@ pyproject.toml). Packages that only need `--no-deps` are installed as published.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -35,30 +36,53 @@ def patched_packages() -> list[tuple[str, str, Path]]:
     return out
 
 
-def download_sdist(dist: str, version: str, dest_dir: Path, python: str = sys.executable) -> Path:
-    """The pristine sdist `dist==version` in `dest_dir` (downloaded once, then reused)."""
+class InstallError(Exception):
+    """One line for the user: what could not be installed, and why."""
+
+
+def recorded_sha256(diff: Path) -> str | None:
+    """The sdist checksum a diff's header records (`# sdist sha256: <hex>`): the file it was made against."""
+    for line in diff.read_text().splitlines():
+        if line.startswith("# sdist sha256:"):
+            return line.split(":", 1)[1].split()[0]
+        if not line.startswith("#"):
+            return None
+    return None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def download_sdist(
+    dist: str, version: str, dest_dir: Path, python: str = sys.executable, sha256: str | None = None
+) -> Path:
+    """The pristine sdist `dist==version` in `dest_dir` (downloaded once, then reused); with `sha256`, a cached file
+    that differs (a download cut short) is fetched again, and a download that differs is refused."""
     dest_dir.mkdir(parents=True, exist_ok=True)
     names = {f"{dist}-{version}.tar.gz", f"{dist.replace('-', '_')}-{version}.tar.gz"}
-    found = [p for p in dest_dir.glob("*.tar.gz") if p.name in names]
-    if found:
-        return found[0]
-    subprocess.run(
-        [
-            python,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--no-binary",
-            ":all:",
-            f"{dist}=={version}",
-            "-d",
-            str(dest_dir),
-        ],
-        check=True,
-    )
-    return download_sdist(dist, version, dest_dir, python)
+
+    def cached() -> Path | None:
+        return next((p for p in sorted(dest_dir.glob("*.tar.gz")) if p.name in names), None)
+
+    found = cached()
+    if found is not None and (sha256 is None or _sha256(found) == sha256):
+        return found
+    if found is not None:
+        found.unlink()  # damaged: fetched again
+    cmd = [python, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", f"{dist}=={version}"]
+    run = subprocess.run([*cmd, "-d", str(dest_dir)], capture_output=True, text=True)
+    found = cached()
+    if run.returncode != 0 or found is None:
+        why = (run.stderr or run.stdout).strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
+        raise InstallError(f"{dist} {version}: pip download of its sdist failed ({why[0]})")
+    if sha256 is not None and (got := _sha256(found)) != sha256:
+        found.unlink()
+        raise InstallError(
+            f"{dist} {version}: the sdist downloaded has sha256 {got[:12]}, not the {sha256[:12]} its diff was made "
+            "against"
+        )
+    return found
 
 
 def unpack(sdist: Path, dest_dir: Path) -> Path:
@@ -70,20 +94,28 @@ def unpack(sdist: Path, dest_dir: Path) -> Path:
 
 
 def apply_patch(src_dir: Path, diff: Path, dry_run: bool = False) -> subprocess.CompletedProcess:
-    """Apply `diff` to an unpacked sdist with `patch -p1` (raises if any hunk fails)."""
-    cmd = ["patch", "-p1", "--forward", "--batch", "-i", str(diff)]
+    """Apply `diff` to an unpacked sdist with `patch -p1`, every hunk exactly where its context says (no fuzz: a
+    tree that differs is not the one the diff was made for). Raises `InstallError` with patch's own account."""
+    cmd = ["patch", "-p1", "--forward", "--batch", "--fuzz=0", "-i", str(diff)]
     if dry_run:
         cmd.append("--dry-run")
-    return subprocess.run(cmd, cwd=src_dir, check=True, capture_output=True, text=True)
+    run = subprocess.run(cmd, cwd=src_dir, capture_output=True, text=True)
+    if run.returncode != 0:
+        said = "; ".join(line.strip() for line in (run.stdout + run.stderr).splitlines() if line.strip())
+        raise InstallError(f"patches/{diff.name} does not apply to {src_dir.name}: {said}")
+    return run
 
 
 def install(cache: Path, python: str) -> None:
     pip = [python, "-m", "pip", "install", "--quiet", "--no-deps"]
     subprocess.run([*pip, *NO_DEPS], check=True)
     for dist, version, diff in patched_packages():
-        sdist = download_sdist(dist, version, cache, python)
+        sdist = download_sdist(dist, version, cache, python, recorded_sha256(diff))
         with tempfile.TemporaryDirectory() as tmp:
-            root = unpack(sdist, Path(tmp))
+            try:
+                root = unpack(sdist, Path(tmp))
+            except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+                raise InstallError(f"{sdist}: not a readable sdist ({exc}); delete it and run again") from None
             apply_patch(root, diff)
             subprocess.run([*pip, "--no-build-isolation", str(root)], check=True)
         print(f"installed {dist}=={version} with patches/{diff.name}")
@@ -97,7 +129,18 @@ def main() -> int:
     if shutil.which("patch") is None:
         print("install.py: error: the `patch` program is missing (apt-get install patch)", file=sys.stderr)
         return 2
-    install(args.cache, args.python)
+    try:
+        install(args.cache, args.python)
+    except InstallError as exc:
+        print(f"install.py: error: {exc}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as exc:  # pip install: its own output is above
+        print(f"install.py: error: pip {' '.join(map(str, exc.cmd[3:]))} failed (exit status {exc.returncode})",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except OSError as exc:
+        print(f"install.py: error: cannot run {args.python} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,7 +21,7 @@ _spec.loader.exec_module(install)
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    sdist = install.download_sdist("acids-rave", "2.3.1", install.DEFAULT_CACHE)
+    sdist = install.download_sdist("acids-rave", "2.3.1", install.DEFAULT_CACHE, sha256=install.recorded_sha256(DIFF))
     pristine = install.unpack(sdist, tmp_path_factory.mktemp("pristine"))
     patched = install.unpack(sdist, tmp_path_factory.mktemp("patched"))
     install.apply_patch(patched, DIFF)

@@ -34,7 +34,7 @@ LAZY = {
 
 @pytest.fixture(scope="module")
 def trees(tmp_path_factory):
-    sdist = install.download_sdist("audiocraft", "1.3.0", install.DEFAULT_CACHE)
+    sdist = install.download_sdist("audiocraft", "1.3.0", install.DEFAULT_CACHE, sha256=install.recorded_sha256(DIFF))
     pristine = install.unpack(sdist, tmp_path_factory.mktemp("pristine"))
     patched = install.unpack(sdist, tmp_path_factory.mktemp("patched"))
     install.apply_patch(patched, DIFF)
