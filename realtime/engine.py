@@ -266,7 +266,9 @@ class Engine:
         # `open_duplex`, `realtime.jack_clock`), read at each callback; None: `inputBufferAdcTime`
         self.device_clock: Callable[[int], int] | None = None  # called with the callback's frames
         self.period_watch: PeriodWatch | None = None  # follows a JACK period changed later (set by `open_duplex`)
-        self._cycle = period  # callback-owned: the device's period, where its clock shows one shorter (`CycleClock`)
+        self._cycle = period  # callback-owned: skips are whole ones of it (the device's period where its clock shows)
+        self._counted = period  # callback-owned: the device's period as its clock shows it, what skips are counted in
+        self._follows = True  # callback-owned: False where the device's period and the stream's do not nest
         self._unfollowed = 0  # callback-owned: skipped frames not followed (less than a period at each skip)
         self._hold = np.zeros((4 * self.HOLD * period, self.channels), np.float32)  # callback-owned: held input
         self._held = self._held_calls = 0  # its frames and callbacks (0: none held)
@@ -366,8 +368,10 @@ class Engine:
         if self.device_clock is not None:
             now = self.device_clock(frames)
             cycle = getattr(self.device_clock, "cycle", 0)  # a JACK period divides the stream's (or is a multiple)
-            if MIN_CYCLE <= cycle < self._cycle and self.period % cycle == 0:
-                self._cycle = cycle
+            if MIN_CYCLE <= cycle != self._counted:
+                self._counted = cycle
+                self._follows = self.period % cycle == 0 or cycle % self.period == 0
+                self._cycle = cycle if cycle < self.period or not self._follows else self.period
         elif t := getattr(time_info, "inputBufferAdcTime", 0.0):
             now = t * self.sr
         else:  # the host API gives no clock
@@ -432,13 +436,15 @@ class Engine:
         `live --period 512`: a callback every two cycles), following a lost cycle exactly would move every later
         callback half a period off the blocks, which costs the model a period of its budget for good (measured: 56
         of 108 blocks late instead of 6); what is left over only delays the audio in flight across it, never
-        advances it."""
+        advances it. Where the two periods do not nest (JACK at 256, `live --period 384`) nothing is followed (in
+        live's periods a lost cycle read late came out 128 frames early); skips are counted in the device's
+        periods (JACK at 1024, `--period 256`: one lost cycle, not four)."""
         if not skipped:
             return 0
         c = self.counters
-        c.skipped_cycles += skipped // self._cycle
+        c.skipped_cycles += max(round(skipped / self._counted), 1)
         c.skipped_frames += skipped
-        followed = skipped // self.period * self.period
+        followed = skipped // self.period * self.period if self._follows else 0
         self._unfollowed += skipped - followed
         self.inputs.fill(n, min(followed, self.inputs.capacity))
         return followed
