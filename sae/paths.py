@@ -4,6 +4,7 @@ never ends in a traceback at the moment it writes its result."""
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,6 +55,9 @@ def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--
     _writable_parent(path, what)
     if path.is_symlink() and not (target := Path(os.path.realpath(path))).parent.is_dir():  # written through it
         raise UserError(f"{what} {text}: a link to {target}, whose folder {target.parent} does not exist")
+    real = Path(os.path.realpath(path))
+    if real.is_file() and not (bits := stat.S_IMODE(os.stat(real).st_mode)) & stat.S_IWUSR:  # `atomic_write` refuses
+        raise UserError(f"{what} {text}: read-only (mode {bits:o}); chmod u+w it or choose another name")
     return path
 
 

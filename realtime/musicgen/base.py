@@ -281,7 +281,7 @@ class MusicGenBackend(ABC):
         if not math.isfinite(duration) or self.frames(duration) < 1:
             raise UserError(f"--duration {duration:g}: expected at least one frame ({1 / self.frame_rate:g} s), "
                             "a finite number of seconds")  # fmt: skip
-        if duration > self.max_duration:
+        if self.rendered_seconds(duration) > self.max_duration:  # whole frames: 30.01 s renders 30 s
             raise UserError(f"--duration {duration:g}: this model generates at most {self.max_duration:g} s")
 
     # -- hooks ---------------------------------------------------------------------------------------------

@@ -288,8 +288,10 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
             r = rows[source]
             prompt = f"{r['instruments'].replace('+', ' and ') or 'spoken word'} in {r['mode']} #{r['index']}"
             w.add(x, prompt, start)
+    info = json.loads((store / "store.json").read_text())  # as `collect musicgen --prompts` records it
+    (store / "store.json").write_text(json.dumps({**info, "collect": {"prompts": {"duration": 1.0, "seed": 0}}}))
     out = tmp_path / "site"
-    assert (
+    assert (  # no --audio-root: a store of prompts has no clips (one was asked for all the same: hunt 114)
         main(
             [
                 "dashboard",
@@ -297,8 +299,6 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
                 str(dash_inputs.sae),
                 "--store",
                 str(store),
-                "--audio-root",
-                str(tmp_path),
                 "--out",
                 str(out),
                 "--top",
@@ -309,7 +309,8 @@ def test_prompt_sources_build_without_audio(dash_inputs, tmp_path, capsys):
         )
         == 0
     )
-    assert "sources are prompts" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "sources are prompts" in err and "audio: none (the store was collected from prompts)" in err
     data = json.loads((out / "features.json").read_text())
     described = [f for f in data["features"] if f.get("clips")]
     assert described and all(f["purity"]["by"] == "prompt words" for f in described)

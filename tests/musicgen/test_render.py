@@ -486,6 +486,9 @@ def test_render_lasts_the_lm_training_segment_unless_told(tmp_path, audiocraft_d
     assert sf.info(tmp_path / "b.wav").frames == 12800
     err = capsys.readouterr().err
     assert "trained on 0.2 s segments" in err and "past 0.2 s" in err
+    # hunt 114: 0.219 s renders whole frames, 0.2 s, as the default does: nothing runs past (it was said to)
+    assert main([*argv, "--out", str(tmp_path / "c.wav"), "--duration", "0.219"]) == 0
+    assert sf.info(tmp_path / "c.wav").frames == 6400 and "note:" not in capsys.readouterr().err
 
 
 def test_a_bank_of_the_other_backend_is_refused_saying_so(tmp_path, transformers_dir, mg, capsys):
@@ -587,3 +590,40 @@ def test_the_record_and_the_summary_give_the_seconds_written(tmp_path, audiocraf
     (rec,) = json.loads((tmp_path / "a.wav.render.json").read_text())["files"]
     assert sf.info(str(out)).duration == rec["duration"] == 0.1 and rec["duration_asked"] == 0.11
     assert "rendered 1 file(s), 0.1 s of audio" in capsys.readouterr().err
+
+
+def test_a_batch_stopped_midway_leaves_a_record_true_to_every_file(tmp_path, audiocraft_dir, monkeypatch):
+    """Hunt 114: the record was written once, after every file: a second batch into the same folder that stopped at
+    its second file (an error, Ctrl-C) had rewritten x.wav while render.json still called it the first batch's."""
+    import realtime.musicgen.render as musicgen_render
+
+    out = tmp_path / "out"
+    jobs = tmp_path / "jobs.yaml"
+    argv = ["render", "musicgen", "--model", str(audiocraft_dir), "--duration", "0.1", "--out-dir", str(out)]
+    jobs.write_text("- {prompt: piano, name: x}\n- {prompt: piano, name: y}\n")
+    assert main([*argv, "--batch", str(jobs), "--seed", "1"]) == 0
+    calls = []
+    real = musicgen_render.render
+
+    def stops_at_the_second(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(musicgen_render, "render", stops_at_the_second)
+    jobs.write_text("- {prompt: guitar, name: x}\n- {prompt: guitar, name: y}\n")
+    assert main([*argv, "--batch", str(jobs), "--seed", "7"]) == 130
+    files = {f["file"]: f for f in json.loads((out / "render.json").read_text())["files"]}
+    assert (files["x.wav"]["prompt"], files["x.wav"]["seed"]) == ("guitar", 7)
+    assert (files["y.wav"]["prompt"], files["y.wav"]["seed"]) == ("piano", 1)  # not rendered again: as it was
+
+
+def test_a_read_only_output_is_refused_before_the_model_loads(tmp_path, audiocraft_dir, capsys):
+    """Hunt 114: only the write noticed it, after the render (a long one lost)."""
+    out = tmp_path / "a.wav"
+    out.write_bytes(b"")
+    out.chmod(0o444)
+    argv = ["render", "musicgen", "--model", "/nonexistent/model", "--prompt", "rock", "--out", str(out)]
+    assert main(argv) == 2
+    assert f"--out {out}: read-only (mode 444); chmod u+w it or choose another name" in capsys.readouterr().err

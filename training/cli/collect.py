@@ -243,7 +243,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
     for line in _linked(files, args.audio):  # said before the (long) collection, not after it
         console.print(f"note: {line}", highlight=False)
     seconds = args.duration if prompts is not None else min(args.chunk, _longest(files))  # what a chunk reaches
-    if note := duration_note(mg.name, trained, seconds):
+    if note := duration_note(mg.name, trained, mg.rendered_seconds(seconds)):  # whole frames: 2.019 s is 2 s
         console.print(f"note: {note}", highlight=False)
     flag, seconds_asked = ("--duration", args.duration) if prompts is not None else ("--chunk", args.chunk)
     if mg.frames(seconds_asked) < 1:

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--store", required=True, help="the activation store the SAE was trained on")
     p.add_argument(
         "--audio-root",
-        help="folder the store's source paths are relative to (default: the one `collect rave` read, from the "
-        "store's store.json)",
+        help="folder the store's source paths are relative to (default: the one `collect rave` or `collect musicgen "
+        "--audio` read, from the store's store.json; none for a store collected from prompts)",
     )
     p.add_argument("--out", required=True, help="site folder (an existing dashboard there is replaced)")
     p.add_argument("--bank", help="concept bank YAML: concept pages and membership")
@@ -61,9 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def stored_audio_root(store: str) -> str:
-    """The audio folder `collect rave` or `collect musicgen --audio` recorded in the store's store.json; one-line
-    UserError when it records none (a store of prompts, or one collected before the folder was recorded)."""
+def stored_audio_root(store: str) -> str | None:
+    """The audio folder `collect rave` or `collect musicgen --audio` recorded in the store's store.json; None for a
+    store of prompts alone (no clip to play); one-line UserError when it records none (collected before the folder
+    was recorded)."""
     from pathlib import Path
 
     from realtime.audio_files import audio_folder
@@ -75,6 +76,8 @@ def stored_audio_root(store: str) -> str:
     collect = info.get("collect") or {}
     kinds = [collect.get(k) for k in ("rave", "audio")]  # `collect rave`, `collect musicgen --audio`
     audio = next((k["audio"] for k in kinds if isinstance(k, dict) and isinstance(k.get("audio"), str)), None)
+    if (not isinstance(audio, str) or not audio) and set(collect) == {"prompts"}:  # `collect musicgen --prompts`
+        return None
     if not isinstance(audio, str) or not audio:
         raise UserError(f"--audio-root: store {store} records no audio folder; pass the folder its clips came from")
     return str(audio_folder(Path(audio)))  # older stores recorded one collected file itself
@@ -91,7 +94,11 @@ def run(args: argparse.Namespace) -> int:
     console = output_console(stderr=True)
     if args.audio_root is None:
         args.audio_root = stored_audio_root(args.store)
-        console.print(f"audio: {args.audio_root} (where the store was collected from)", highlight=False)
+        if args.audio_root is None:  # its sources are prompts: none is a file under any folder
+            args.audio_root = args.store
+            console.print("audio: none (the store was collected from prompts)", highlight=False)
+        else:
+            console.print(f"audio: {args.audio_root} (where the store was collected from)", highlight=False)
     cfg = DashboardConfig(
         top_n=args.top,
         max_pages=args.max_pages,

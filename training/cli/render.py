@@ -316,12 +316,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     f"{where} {raw!r}: no generation step falls in its window (steps are {1 / mg.frame_rate:g} s "
                     "apart; nothing would be edited); widen it"
                 )
-        too_long = [j for j in jobs if j.duration > mg.max_duration]  # refused before the first job renders
+        # refused before the first job renders; what counts is what is rendered: whole frames (30.01 s is 30 s)
+        too_long = [j for j in jobs if mg.rendered_seconds(j.duration) > mg.max_duration]
         if too_long:
             raise UserError(f"{duration_of(too_long[0])}: this model generates at most {mg.max_duration:g} s")
 
-        if note := duration_note(mg.name, trained, max(job.duration for job in jobs)):
-            past = [j.out.name for j in jobs if duration_note(mg.name, trained, j.duration)]
+        if note := duration_note(mg.name, trained, max(mg.rendered_seconds(job.duration) for job in jobs)):
+            past = [j.out.name for j in jobs if duration_note(mg.name, trained, mg.rendered_seconds(j.duration))]
             named = f" (jobs {', '.join(past[:5])}{', ...' if len(past) > 5 else ''})" if args.batch else ""
             console.print(f"note: {note}{named}", highlight=False)
 
@@ -340,7 +341,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             remove_leftovers(path)  # the temporary files of a render killed while writing this one
         t0 = time.perf_counter()
         with progress_bar(*columns, console=console) as progress:
-            for job, steering, out in renders:
+            for i, (job, steering, out) in enumerate(renders):
                 steps = generation_steps(mg, job.duration)
                 task = progress.add_task(out.name, total=steps, audio=0.0, duration=job.duration)
 
@@ -353,9 +354,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 progress.update(task, completed=steps, audio=job.duration)
                 audio = gen.wav[0].T.float().cpu().numpy()
                 write_audio(out, audio, mg.sample_rate)
+                # after each file: a run stopped later leaves no file its record describes as it was before
+                _write_record(args, mg, renders[: i + 1], record)
                 if note := clipping_note(out.name, audio):
                     console.print(f"note: {note}", highlight=False)
-        _write_record(args, mg, renders, record)
         for line in mg.__dict__.get("prompt_notes", []):  # unknown words of a lookup-table model's prompts
             console.print(f"note: {line}", highlight=False)
         where = jobs[0].out if len(jobs) == 1 else args.out_dir
