@@ -89,6 +89,10 @@ def test_tag_purity_counts_each_features_own_snippets(dash_inputs, tmp_path):
     for f in described:
         p, clips = f["purity"], f["clips"]
         assert round(p["purity"] * len(clips)) == sum(p["label"] in c["props"]["tags"] for c in clips), f["index"]
+    # its base is a share of the snippets on the pages built (it moves with --max-pages): it was called "all clips"
+    mostly = [f["description"] for f in described if "mostly" in f["description"]]
+    assert mostly and all("% of the snippets on these pages)" in d for d in mostly), mostly
+    assert "of all clips" not in (out / "features" / f"f{described[0]['index']:05d}.html").read_text()
 
 
 def test_cli_builds_and_replaces(dash_inputs, tmp_path, capsys):

@@ -187,6 +187,12 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8", errors="replace")  # a file name that is not UTF-8 is shown with '?'
 
 
+def _base_of(v: FeatureView) -> str:
+    """What a purity's base share is of: tags belong to snippets, and only the snippets on the site's pages have
+    them (so it moves with --max-pages); labels belong to every clip."""
+    return "the snippets on these pages" if v.purity_by == "property tags" else "all clips"
+
+
 def _tags(c: ClipView) -> set[str]:
     """A snippet's property tags (none without audio)."""
     return set(c.props.tags) if c.props else set()
@@ -548,7 +554,7 @@ class DashboardBuilder:
         if pur and pur.label and pur.purity > pur.base:
             k = round(pur.purity * pur.clips)
             label = pur.label.replace("_", " ")
-            parts.append(f"mostly {label}: {k} of {pur.clips} top clips (in {100 * pur.base:.0f} % of all clips)")
+            parts.append(f"mostly {label}: {k} of {pur.clips} top clips (in {100 * pur.base:.0f} % of {_base_of(v)})")
         inst = self.labels.dominant_instruments([c.source for c in v.clips])
         if inst:
             parts.append(", ".join(f"{name.replace('_', ' ')} in {k} of {n}" for name, k in inst))
@@ -602,7 +608,7 @@ class DashboardBuilder:
         pur = v.purity
         purity = (
             f"{round(pur.purity * pur.clips)} of {pur.clips} {_e(pur.label)}"
-            f' <span class="small muted">(in {100 * pur.base:.0f} % of all clips; by {_e(v.purity_by)})</span>'
+            f' <span class="small muted">(in {100 * pur.base:.0f} % of {_base_of(v)}; by {_e(v.purity_by)})</span>'
             if pur and pur.label
             else "–"
         )
