@@ -120,9 +120,14 @@ def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
     done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", ok=False)
     n = len(list((concept_data / "clips").iterdir()))
     assert done.returncode == 2 and f"data: {n} clips" in done.stderr and f"{n + 1} clips" in done.stderr
+    assert "(--new-data resumes on it)" in done.stderr
     assert (run / "train_state.pt").read_bytes() == before  # nothing was lost
-    (clips / "clip_extra.wav").unlink()
-    _run("--audio", str(clips), "--run", str(run), "--steps", "2")  # unchanged options are taken from the run
+    # told so, it resumes on the new data, and records it: the next resume on it needs no flag
+    done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", "--new-data")
+    assert f"note: resuming at step 1 on other data: {n} clips" in done.stdout
+    _run("--audio", str(clips), "--run", str(run), "--steps", "3")  # unchanged options are taken from the run
+    done = _run("--audio", str(clips), "--run", str(tmp_path / "fresh"), "--steps", "1", "--new-data", ok=False)
+    assert done.returncode == 2 and "--new-data: resumes a run on other data" in done.stderr
 
 
 @pytest.mark.slow

@@ -246,11 +246,16 @@ def warm_start(model: torch.nn.Module, rave: RaveModel) -> str:
 # ---------------------------------------------------------------- training
 
 
-def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None) -> tuple[Recipe, dict | None]:
+def resolve_recipe(
+    run_dir: Path, given: dict, data_id: dict, init: Path | None, new_data: bool = False
+) -> tuple[Recipe, dict | None]:
     """The run's recipe: the recorded one when resuming (explicitly given options must agree), else defaults
-    updated with `given`. Returns (recipe, saved state or None). Refuses a resumed run whose data changed."""
+    updated with `given`. Returns (recipe, saved state or None). Refuses a resumed run whose data changed, unless
+    `new_data` (said, and the new data recorded from its next checkpoint on)."""
     state_path = run_dir / "train_state.pt"
     if not state_path.exists():
+        if new_data:
+            raise UserError(f"--new-data: resumes a run on other data, and {run_dir} holds no run (train_state.pt)")
         return dataclasses.replace(Recipe(), **given), None
     state = read_torch(state_path)
     if "recipe" not in state or "data" not in state:
@@ -267,10 +272,16 @@ def resolve_recipe(run_dir: Path, given: dict, data_id: dict, init: Path | None)
     if init is not None:
         diffs.append(f"--init {init} (a resumed run keeps its weights)")
     if state["data"] != data_id:
-        diffs.append(
-            f"data: {state['data']['clips']} clips (sha256 {state['data']['sha256'][:12]}) recorded, "
+        data = (
+            f"{state['data']['clips']} clips (sha256 {state['data']['sha256'][:12]}) recorded, "
             f"{data_id['clips']} clips (sha256 {data_id['sha256'][:12]}) now"
         )
+        if not new_data:
+            diffs.append(f"data: {data} (--new-data resumes on it)")
+        elif not diffs:
+            print(f"note: resuming at step {state['step']} on other data: {data}", flush=True)
+    elif new_data:
+        print("note: --new-data: the data is the run's own", flush=True)
     if diffs:
         raise UserError(f"{state_path}: resuming with a different setup is refused: {'; '.join(diffs)}")
     return Recipe(**recorded), state
@@ -321,6 +332,7 @@ def train(
     data: Path | None = None,
     eval_every: int = 1000,
     threads: int | None = None,
+    new_data: bool = False,
 ) -> int:
     """Train (or resume) until `max_steps` or the time budget; returns the step reached. The run folder is held
     for this training alone (a second one started on it is refused: the two would overwrite each other's
@@ -330,7 +342,7 @@ def train(
         for path in (run_dir / "train_state.pt", run_dir / "config.gin", run_dir / CHECKPOINT):
             remove_leftovers(path)
         set_train_threads(threads)
-        return _train(run_dir, files, given, minutes, max_steps, device, init, data, eval_every)
+        return _train(run_dir, files, given, minutes, max_steps, device, init, data, eval_every, new_data)
 
 
 def _train(
@@ -343,10 +355,11 @@ def _train(
     init: Path | None,
     data: Path | None,
     eval_every: int,
+    new_data: bool = False,
 ) -> int:
     """`train` holding the run folder."""
     data_id = fingerprint(files)
-    recipe, state = resolve_recipe(run_dir, given, data_id, init)
+    recipe, state = resolve_recipe(run_dir, given, data_id, init, new_data)
     if recipe.length < MIN_LENGTH:
         raise UserError(f"--length {recipe.length}: expected at least {MIN_LENGTH} samples (16 PQMF bands, each "
                         "longer than the 1024 frames the largest spectral loss window pads)")  # fmt: skip
@@ -484,6 +497,11 @@ def main(argv: list[str] | None = None) -> int:
         "--eval-every", type=nonneg_int, default=1000, help="steps between held-out evaluations (0: none)"
     )
     parser.add_argument("--threads", type=thread_count, help="torch threads (default $MUSICSAE_TRAIN_THREADS or 1)")
+    parser.add_argument(
+        "--new-data",
+        action="store_true",
+        help="resume the run on other data than it recorded (weights, optimiser and step go on; refused otherwise)",
+    )
     parser.add_argument("--export", type=Path, help="export the run's checkpoint to this .ts and stop")
     parser.add_argument("--fidelity", type=kept_variance, default=0.999, help="kept latent variance (max 0.999)")
     add_device(parser, "training")
@@ -498,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
         files = clip_files(args.audio, args.data)
         given = {k: getattr(args, k) for k in RECIPE_OPTIONS if getattr(args, k) is not None}
         train(args.run, files, given, args.minutes, args.steps, args.device, args.init, args.data, args.eval_every,
-              args.threads)  # fmt: skip
+              args.threads, args.new_data)  # fmt: skip
 
     return guarded("demo_model", run, RESUMABLE)
 
