@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -59,3 +60,71 @@ def test_pristine_fails_and_patched_builds_a_model(trees: tuple[Path, Path]) -> 
     assert built.returncode == 0, built.stderr[-2000:]
     assert int(built.stdout.split()[-1]) > 10_000
     assert not (patched / "setup.py").read_text().count("find_packages()"), "tests/ would be installed again"
+
+
+# patches/install.py off the happy path: a diff that would need fuzz, a cached sdist cut short, a target interpreter
+# that is not there. Each ends in one line naming what and why (they were tracebacks, or went on).
+
+
+@pytest.fixture(scope="module")
+def sdist() -> Path:
+    return install.download_sdist("acids-rave", "2.3.1", install.DEFAULT_CACHE, sha256=install.recorded_sha256(DIFF))
+
+
+def test_every_diff_records_the_sdist_it_was_made_against():
+    for _dist, _version, diff in install.patched_packages():
+        assert len(install.recorded_sha256(diff) or "") == 64, diff.name
+
+
+def test_a_tree_whose_context_differs_is_refused_not_patched_with_fuzz(sdist, tmp_path):
+    root = install.unpack(sdist, tmp_path)
+    blocks = root / "rave" / "blocks.py"
+    blocks.write_text(blocks.read_text().replace("\nimport torch\n", "\nimport torch  # another release\n", 1))
+    with pytest.raises(install.InstallError) as err:
+        install.apply_patch(root, DIFF)
+    said = str(err.value)
+    assert said.startswith(f"patches/{DIFF.name} does not apply to {root.name}: ") and "\n" not in said, said
+    assert "FAILED" in said and "blocks.py" in said, said
+
+
+def _fake_pip(tmp_path: Path, sdist: Path | None) -> str:
+    """A stand-in interpreter whose `pip download ... -d DIR` puts `sdist` in DIR (None: fails as offline)."""
+    script = tmp_path / "python"
+    body = f'cp "{sdist}" "${{@: -1}}"/\n' if sdist else 'echo "ERROR: No matching distribution found" >&2; exit 1\n'
+    script.write_text("#!/bin/bash\n" + body)
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_a_cached_sdist_cut_short_is_fetched_again(sdist, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / sdist.name).write_bytes(sdist.read_bytes()[:20000])
+    got = install.download_sdist(
+        "acids-rave", "2.3.1", cache, _fake_pip(tmp_path, sdist), install.recorded_sha256(DIFF)
+    )
+    assert got.read_bytes() == sdist.read_bytes()
+
+
+def test_a_download_that_fails_or_differs_is_one_line(sdist, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / sdist.name).write_bytes(sdist.read_bytes()[:20000])
+    sha = install.recorded_sha256(DIFF)
+    with pytest.raises(install.InstallError, match=r"^acids-rave 2.3.1: pip download of its sdist failed \(ERROR: No"):
+        install.download_sdist("acids-rave", "2.3.1", cache, _fake_pip(tmp_path, None), sha)
+    assert not list(cache.iterdir())  # the damaged file is not kept to fail every later run
+    other = tmp_path / "other" / sdist.name
+    other.parent.mkdir()
+    shutil.copy(sdist, other)
+    with other.open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(install.InstallError, match=r"^acids-rave 2.3.1: the sdist downloaded has sha256 \w+, not"):
+        install.download_sdist("acids-rave", "2.3.1", cache, _fake_pip(tmp_path, other), sha)
+
+
+def test_a_target_interpreter_that_is_not_there_is_one_line():
+    run = subprocess.run([sys.executable, str(ROOT / "patches" / "install.py"), "--python", "/nonexistent/python"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("install.py: error: cannot run /nonexistent/python (") and run.stderr.count("\n") == 1
