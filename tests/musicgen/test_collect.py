@@ -615,3 +615,34 @@ def test_the_chunk_note_reads_only_regular_files_by_bytes(tmp_path, capfd):
     files = [good, tmp_path / "pipe.wav", Path(os.fsdecode(latin))]
     assert _longest(files) == 2.0
     assert capfd.readouterr().err == ""
+
+
+def test_audio_batches_span_files_and_store_what_one_file_at_a_time_does(tmp_path, audiocraft_dir, monkeypatch):
+    """Short clips are one chunk each: batched one file at a time, `--batch-size` did nothing for them (help said
+    so). Now a batch spans files: fewer LM calls, the same rows, each file whole, in order and complete."""
+    from training.musicgen.collect import CollectConfig, Collector
+
+    mg = load_musicgen(audiocraft_dir)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(3)
+    for name, samples in (("a", 6400), ("b", 6400), ("c", 16000), ("d", 6400), ("e", 6400)):  # c: two chunks
+        sf.write(audio / f"{name}.wav", 0.1 * rng.standard_normal(samples).astype(np.float32), 32000)
+    calls = []
+    real = mg.teacher_force
+    monkeypatch.setattr(mg, "teacher_force", lambda codes, *a, **k: calls.append(len(codes)) or real(codes, *a, **k))
+    stored = {}
+    for batch in (1, 4):
+        calls.clear()
+        col = Collector(mg, CollectConfig(tmp_path / f"store{batch}", [1], chunk=0.3, batch_size=batch))
+        col.from_audio(audio)
+        col.close()
+        store = ActivationStore(tmp_path / f"store{batch}")
+        hook = mg.hook_name(1)
+        assert store.complete_sources(hook) == {"a.wav", "b.wav", "c.wav", "d.wav", "e.wav"}
+        stored[batch] = {(s, start): x for s, start, x in store.iter_segments(hook)}
+        stored[batch, "calls"] = list(calls)
+    assert stored[1, "calls"] == [1] * 6 and sum(stored[4, "calls"]) == 6 and len(stored[4, "calls"]) < 6
+    assert stored[1].keys() == stored[4].keys() and len(stored[1]) == 6
+    for key, x in stored[1].items():
+        np.testing.assert_allclose(stored[4][key], x, atol=1e-5, err_msg=str(key))

@@ -177,8 +177,8 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=int,
         default=4,
-        help="prompts per batch, or with --audio chunks of one file per batch (a file's chunks are "
-        "stored in order and it is marked complete with its last; default 4)",
+        help="prompts per batch, or with --audio chunks per batch, across files (stored in order: a file is marked "
+        "complete when the next one's rows come; default 4)",
     )
     parser.add_argument("--cfg-coef", type=guidance_coef, help="classifier-free guidance (default 3)")
     parser.add_argument(

@@ -246,31 +246,42 @@ class Collector:
         last_source = None
 
         def flush() -> int:
+            """Teacher-force the pending chunks (one batch per chunk length: a file's last chunk is usually
+            shorter) and store their rows in the order they came: each file's rows stay whole and in order, and a
+            file is marked complete when the next one's rows come. Returns the rows stored (per layer)."""
             if not pending:
                 return 0
-            # one batch per chunk length (the last chunk of a file is usually shorter)
-            stored = 0
-            by_len: dict[int, list[tuple[str, int, torch.Tensor]]] = {}
-            for item in pending:
-                by_len.setdefault(item[2].shape[-1], []).append(item)
-            for items in by_len.values():
-                codes = torch.stack([c for _, _, c in items])
-                recorders = {i: Recorder(rows=len(items), limit=codes.shape[-1]) for i in self.cfg.layers}
+            by_len: dict[int, list[int]] = {}
+            for j, item in enumerate(pending):
+                by_len.setdefault(item[2].shape[-1], []).append(j)
+            rows: list[dict[int, torch.Tensor]] = [{} for _ in pending]
+            for idx in by_len.values():
+                codes = torch.stack([pending[j][2] for j in idx])
+                recorders = {i: Recorder(rows=len(idx), limit=codes.shape[-1]) for i in self.cfg.layers}
                 with self.mg.hooks(recorders):
-                    self.mg.teacher_force(codes, [self.cfg.description] * len(items))
-                stored += self._store(recorders, [s for s, _, _ in items], "audio", [f for _, f, _ in items])
+                    self.mg.teacher_force(codes, [self.cfg.description] * len(idx))
+                for i, rec in recorders.items():
+                    x = rec.result()
+                    for b, j in enumerate(idx):
+                        rows[j][i] = x[b]
+            stored = 0
+            for (source, start, _), by_layer in zip(pending, rows, strict=True):
+                kept = [self.writers[i].add(x, source, start, "audio") for i, x in by_layer.items()]
+                stored += kept[-1]  # rows the writer kept (frames already stored are dropped), alike in every layer
             pending.clear()
             return stored
 
+        ended = 0  # files whose last chunk is pending or stored, not yet counted as done
         try:
-            for source, start, codes in self._chunks(files, root):
-                if len(pending) >= self.cfg.batch_size or (last_source is not None and source != last_source):
+            for source, start, codes in self._chunks(files, root):  # batches span files (short clips: one chunk)
+                if last_source is not None and source != last_source:
+                    ended += 1
+                if len(pending) >= self.cfg.batch_size:
                     n = flush()
                     total += n
-                    if progress and source != last_source:
-                        progress(1, n)
-                    elif progress:
-                        progress(0, n)
+                    if progress:
+                        progress(ended, n)
+                    ended = 0
                 pending.append((source, start, codes))
                 last_source = source
         except BaseException:
@@ -280,7 +291,7 @@ class Collector:
         n = flush()
         total += n
         if progress:
-            progress(1 if last_source is not None else 0, n)
+            progress(ended + int(last_source is not None), n)
         if files and last_source is None and not done_before and this_rank()[1] == 1:  # a rank's share: its notes
             lines = self.notes.lines()
             why = f" ({lines[-1]})" if lines else ""
