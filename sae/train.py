@@ -321,9 +321,16 @@ def unmeasured(metrics: dict[str, Any], split: str) -> str | None:
 
 
 def _provenance(store: ActivationStore) -> dict:
-    """{"model": store.json's model identity} when it names a sha256: later steps check SAE and model agree."""
-    model = store.info.get("model")
-    return {"model": model} if isinstance(model, dict) and model.get("sha256") else {}
+    """{"model": store.json's model identity} when it names a sha256: later steps check SAE and model agree; and
+    {"collect": how its rows were made} where recorded, so that later steps make rows the same way (the chunk and
+    text condition MusicGen's rows were teacher-forced with)."""
+    model, collect = store.info.get("model"), store.info.get("collect")
+    out = {"model": model} if isinstance(model, dict) and model.get("sha256") else {}
+    if isinstance(collect, dict):  # the settings, not the folder read (a path of this machine; none for RAVE's)
+        made = {k: {n: v for n, v in c.items() if n != "audio"} for k, c in collect.items() if isinstance(c, dict)}
+        if made := {k: c for k, c in made.items() if c}:
+            out["collect"] = made
+    return out
 
 
 def data_identity(store: ActivationStore, hook: str) -> dict[str, Any]:

@@ -429,3 +429,45 @@ def test_a_layer_whose_features_all_fire_less_is_not_chosen(setup, audiocraft_di
     out = " ".join((said.out + said.err).split())
     stored = mg.layer_index(ConceptBank.load(tmp_path / "b.yaml").get("tone").hook)
     assert stored != first and f"tone: best layer {stored} (chosen" in out and f"added tone (layer {stored})" in out
+
+
+def test_probes_see_rows_made_as_the_saes_store_made_them(setup, audiocraft_dir, tmp_path, monkeypatch, capsys):
+    """Hunt 118: concept find / concept musicgen teacher-forced clips in their own chunk and unconditioned, whatever
+    `collect musicgen --audio --chunk --description` made the SAE's rows with (the same clips' rows scored an FVU of
+    0.67 where the store's held-out rows scored 0.10). `sae train` now records the store's collection in the SAE's
+    cfg.json and both commands make the clips' rows the same way: the store's rows (up to batched float sums)."""
+    import training.musicgen.concepts as concepts
+    from sae.store import ActivationStore
+    from training.cli import main
+
+    root, mg = setup
+    store, saes = tmp_path / "store", tmp_path / "saes"
+    model = ["--model", str(audiocraft_dir)]
+    assert main(["collect", "musicgen", *model, "--audio", str(root / "tone"), "--out", str(store), "--layers", "1",
+                 "--chunk", "0.2", "--description", "square lead"]) == 0  # fmt: skip
+    assert main(["sae", "train", "--activations", str(store), "--out", str(saes), "--steps", "5", "--batch-size",
+                 "64", "--expansion", "2", "--k", "4", "--quiet"]) == 0  # fmt: skip
+    hook = mg.hook_name(1)
+    made = concepts.collected_as([saes / hook])
+    assert made == concepts.Collected(0.2, "square lead")
+    seen = []
+    real = concepts.clip_activations
+    monkeypatch.setattr(concepts, "clip_activations", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    concepts.find_musicgen_concept("tone", root / "tone" / "with", root / "tone" / "without", str(audiocraft_dir),
+                                   saes / hook, tmp_path / "b.yaml", k=2, folds=3)  # fmt: skip
+    argv = ["musicgen", *model, "--saes", str(saes), "--with", str(root / "tone" / "with"), "--without",
+            str(root / "tone" / "without"), "--name", "tone", "--bank", str(tmp_path / "c.yaml")]  # fmt: skip
+    assert _cli(argv) == 0
+    rows = {}
+    for source, start, x in ActivationStore(store).iter_segments(hook):
+        rows.setdefault(source, []).append((start, x))
+    for acts in seen:
+        for source, parts in rows.items():
+            stored = torch.cat([x for _, x in sorted(parts, key=lambda p: p[0])])
+            torch.testing.assert_close(acts[(root / "tone" / source).resolve()][1], stored, atol=5e-3, rtol=1e-3)
+    assert len(seen) == 2
+    assert _cli([*argv, "--description", "drums"]) == 0  # told otherwise: as told, and said
+    said = capsys.readouterr()
+    assert "note: --description 'drums': the SAEs were trained on rows teacher-forced with 'square lead'" in " ".join(
+        (said.out + said.err).split()
+    )

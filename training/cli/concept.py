@@ -308,7 +308,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--folds", type=folds, default=5, help="cross-validation folds (default 5)")
     add_min_examples(parser)
-    parser.add_argument("--description", default=None, help="text condition while teacher forcing (default none)")
+    parser.add_argument(
+        "--description",
+        default=None,
+        help="text condition while teacher forcing (default: the one the SAEs' store was collected with, else none)",
+    )
     parser.add_argument("--table-out", help="also write the per-layer table as JSON here")
     add_device(parser, "MusicGen and the SAEs")
     add_threads(parser)
@@ -333,7 +337,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
     from sae.io import load_sae, sae_weights_sha256
     from sae.paths import check_output_file
     from sae.probe import concept_clips, concept_intervals
-    from training.musicgen.concepts import clip_activations, concept_files, example_files, probe_layer, split_halves
+    from training.musicgen.concepts import (
+        clip_activations,
+        collected_as,
+        concept_files,
+        example_files,
+        probe_layer,
+        split_halves,
+    )
 
     # -- inputs, all checked before the model runs
     if args.with_dir:
@@ -406,12 +417,27 @@ def run_musicgen(args: argparse.Namespace) -> int:
         saes[i] = (load_sae(sae_dir, device=mg.device).eval(), sae_dir, sae_weights_sha256(sae_dir))
         mg.check_sae(sae_dir, saes[i][0].cfg.d_in, i)
 
+    # the clips' rows made as the SAEs' were: the chunk and text condition their store was collected with
+    made = collected_as([sae_dir for _, sae_dir, _ in saes.values()])
+    description = args.description if args.description is not None else made.description if made else None
+    if made and args.description is not None and args.description != made.description:
+        console.print(
+            f"note: --description {args.description!r}: the SAEs were trained on rows teacher-forced with "
+            f"{made.description!r}; the probes see rows unlike them",
+            highlight=False,
+        )
     files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
     with progress_bar(console=console) as progress:
         task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
         notes = AudioNotes()
         acts = clip_activations(
-            mg, files, layers, description=args.description, progress=lambda n: progress.advance(task, n), notes=notes
+            mg,
+            files,
+            layers,
+            chunk=made.chunk if made else None,
+            description=description,
+            progress=lambda n: progress.advance(task, n),
+            notes=notes,
         )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results, chosen_on, reported = {}, {}, {}

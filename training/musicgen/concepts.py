@@ -33,6 +33,37 @@ from sae.probe import (
 from training.musicgen.collect import load_audio
 
 
+@dataclass(frozen=True)
+class Collected:
+    """How `collect musicgen --audio` made the rows an SAE was trained on (its cfg.json records it)."""
+
+    chunk: float
+    description: str | None
+
+
+def collected_as(sae_dirs: Sequence[Path]) -> Collected | None:
+    """The chunk and text condition of the audio rows these SAEs were trained on, for the probes to see rows made
+    the same way (teacher-forced in other chunks or unconditioned, the same clips gave rows the SAE reconstructed
+    with an FVU of 0.67 where its held-out rows scored 0.10); None where none is recorded (an SAE trained before
+    this was recorded, or on prompts alone). SAEs trained on rows made in different ways are refused."""
+    from sae.io import read_sae_cfg
+
+    found: dict[Collected, Path] = {}
+    for d in sae_dirs:
+        audio = ((read_sae_cfg(d).get("musicsae") or {}).get("collect") or {}).get("audio")
+        if not isinstance(audio, dict) or not isinstance(audio.get("chunk"), int | float):
+            continue
+        text = audio.get("description")
+        found.setdefault(Collected(float(audio["chunk"]), text if isinstance(text, str) else None), Path(d))
+    if len(found) > 1:
+        (a, da), (b, db) = list(found.items())[:2]
+        raise UserError(
+            f"SAEs {da} and {db}: trained on rows collected in other ways (chunk {a.chunk:g} s, description "
+            f"{a.description!r}; chunk {b.chunk:g} s, description {b.description!r}); probe them one at a time"
+        )
+    return next(iter(found), None)
+
+
 def clip_activations(
     mg: MusicGenBackend,
     files: Sequence[Path],
@@ -229,7 +260,15 @@ def find_musicgen_concept(
     sae = load_sae(sae_dir, device=mg.device).eval()
     mg.check_sae(sae_dir, sae.cfg.d_in, layer)  # before the clips are run through the model
     notes = AudioNotes()
-    acts = clip_activations(mg, [*with_files, *without_files], [layer], notes=notes)
+    made = collected_as([Path(sae_dir)])  # rows made as the SAE's were: its store's chunk and text condition
+    acts = clip_activations(
+        mg,
+        [*with_files, *without_files],
+        [layer],
+        chunk=made.chunk if made else None,
+        description=made.description if made else None,
+        notes=notes,
+    )
     result = probe_layer(
         name,
         mg,
