@@ -26,12 +26,13 @@ class CycleClock:
     within one cycle (JACK at 1024, `live --period 256`: four reads of one count). `read` gives the raw 32-bit
     counter; call it once per callback with the callback's frames.
 
-    `cycle` is JACK's period as the counter shows it (the greatest common divisor of its steps so far; 0 before the
-    first): where a callback spans two JACK cycles (JACK at 256, `live --period 512`) a lost JACK cycle is half a
-    callback, which the engine must count as such."""
+    `cycle` is JACK's period: read with `period` where given (JACK's buffer size, which `jack_bufsize` changes while
+    the stream plays), else as the counter shows it (the greatest common divisor of its steps so far, which never
+    grows back; 0 before the first): where a callback spans two JACK cycles (JACK at 256, `live --period 512`) a
+    lost JACK cycle is half a callback, which the engine must count as such."""
 
-    def __init__(self, read: Callable[[], int]):
-        self.read = read
+    def __init__(self, read: Callable[[], int], period: Callable[[], int] | None = None):
+        self.read, self.period = read, period
         self.cycle = 0
         self._raw: int | None = None
         self._frames = 0  # unwrapped count of the cycle last read
@@ -46,25 +47,47 @@ class CycleClock:
                 step = (raw - self._raw) % WRAP
                 step = step - WRAP if step >= WRAP // 2 else step  # a read that goes back stays signed
                 self._frames += step
-                if step > 0:
+                if step > 0 and self.period is None:
                     self.cycle = math.gcd(self.cycle, step)
             self._raw, self._within = raw, 0
+            if self.period is not None:
+                self.cycle = int(self.period()) or self.cycle  # read once per cycle (0: not answered)
         self._last = frames
         return self._frames + self._within
 
 
-def jack_cycle_clock() -> CycleClock | None:
-    """A `CycleClock` on the JACK library in this process, or None where there is none that reads without a client
-    handle: JACK2 (version 1.9.x) reads the process's shared engine state with any handle, NULL too; JACK1 would
-    dereference it, and PipeWire's JACK answers 0 (PortAudio's clock is used there)."""
+# JACK2's calls that read the server's shared state check their client handle for NULL only (`jack_get_buffer_size`,
+# `jack_port_by_name`, `jack_get_ports`), or not at all (`jack_last_frame_time`): this stands in for PortAudio's
+# client, which is not reachable from here, and is never read
+HANDLE = ctypes.c_void_p(ctypes.addressof(_handle := ctypes.create_string_buffer(16)))
+
+
+def jack_library() -> ctypes.PyDLL | None:
+    """The JACK library in this process where it is JACK2 (version 1.9.x), which reads the process's shared server
+    state with any handle; None elsewhere: JACK1 would dereference it, PipeWire's JACK answers 0. PyDLL keeps the
+    GIL: the audio callback must not hand it to another thread in these calls."""
     name = ctypes.util.find_library("jack") or "libjack.so.0"
     try:
-        lib = ctypes.PyDLL(name)  # PyDLL keeps the GIL: the audio callback must not hand it to another thread here
-        version, last = lib.jack_get_version_string, lib.jack_last_frame_time
+        lib = ctypes.PyDLL(name)
+        version = lib.jack_get_version_string
     except (OSError, AttributeError):
         return None
     version.restype, version.argtypes = ctypes.c_char_p, []
-    last.restype, last.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
-    if not (version() or b"").startswith(b"1.9.") or not last(None):
+    return lib if (version() or b"").startswith(b"1.9.") else None
+
+
+def jack_cycle_clock() -> CycleClock | None:
+    """A `CycleClock` on the JACK library in this process (its period read from the server), or None where there is
+    none that reads without PortAudio's client (PortAudio's clock is used there)."""
+    lib = jack_library()
+    if lib is None:
         return None
-    return CycleClock(lambda: last(None))
+    try:
+        last, size = lib.jack_last_frame_time, lib.jack_get_buffer_size
+    except AttributeError:
+        return None
+    last.restype, last.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
+    size.restype, size.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
+    if not last(None):
+        return None
+    return CycleClock(lambda: last(None), lambda: size(HANDLE))

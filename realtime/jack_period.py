@@ -3,22 +3,23 @@
 PortAudio counts a JACK stream's latency once, when it opens: each side is its device port's latency less one JACK
 period, plus PortAudio's own buffering. A period changed later moves the real delay (measured with bypassed impulses
 on a dummy server, live at 256 frames: 256 → 1024 added 768 samples, → 512 added 256, → 128 took 128 off) while the
-figure stayed. `PeriodWatch` reads the period and the ports' latencies again and moves the engine's device latency by
-what PortAudio's count would move (measured: exactly those figures).
+figure stayed. `PeriodWatch` reads the period and the ports' latencies again and sets the engine's device latency to
+what PortAudio's count gives for them (measured: exactly those figures).
 
-The reads use JACK2's shared server state, as `realtime.jack_clock` does: JACK2 (1.9.x) answers
-`jack_get_buffer_size` and `jack_port_by_name` from it for any non-NULL client handle without reading the handle, and
-PortAudio's own client is not reachable from here.
+The reads use JACK2's shared server state (`realtime.jack_clock.jack_library`): PortAudio's own client is not
+reachable from here. While `jack_bufsize` runs they can catch the new period with the old latencies (seen 1 to 12
+times in 11,000 reads over 20 changes): a reading is taken only where it makes sense (no port shorter than the
+period) and the next check reads the same, and the figure is set from it, not moved by it, so no reading stays.
 """
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from realtime.engine import Latency
+from realtime.jack_clock import HANDLE, jack_library
 
 CAPTURE, PLAYBACK = 0, 1  # jack_latency_callback_mode_t
 IS_INPUT, IS_OUTPUT = 0x1, 0x2  # JackPortFlags: a device's capture ports are outputs, its playback ports inputs
@@ -39,47 +40,53 @@ class Timing:
 
 class PeriodWatch:
     """Reads `Timing` for a JACK client's ports (a PortAudio JACK device is a client: "system" for the sound card)
-    and follows its changes in a `Latency`. `check` is cheap (shared memory): call it from a control loop."""
+    and keeps a `Latency`'s device figures on it. `check` is cheap (shared memory): call it from a control loop."""
 
     def __init__(self, read: Callable[[], Timing | None], latency: Latency):
         self.read = read
         self.latency = latency
-        self.timing = read()
+        self.timing = _sane(read())
+        at_open = self.timing or Timing(0, 0, 0)
+        # PortAudio's own buffering, and whatever else its count at open holds beside the ports'
+        self._base = (latency.device_in - at_open.device_in, latency.device_out - at_open.device_out)
+        self._seen: Timing | None = None  # a new reading, taken once the next check reads it again
 
     def check(self) -> str | None:
         """A line saying how the latency moved where the period changed since the last check, else None."""
-        now = self.read()
-        was = self.timing
+        now, was = _sane(self.read()), self.timing
         if now is None or was is None or now == was:
+            self._seen = None
             return None
-        self.timing = now
+        if now != self._seen:  # read while it changes, maybe: taken if the next check agrees
+            self._seen = now
+            return None
+        self.timing, self._seen = now, None
         lat = self.latency
         before = lat.total
-        lat.device_in = max(lat.device_in + now.device_in - was.device_in, 0)
-        lat.device_out = max(lat.device_out + now.device_out - was.device_out, 0)
+        lat.device_in, lat.device_out = self._base[0] + now.device_in, self._base[1] + now.device_out
         ms = 1000.0 / lat.sr
-        return (
-            f"JACK's period changed from {was.period} to {now.period} frames: latency now {lat.total} samples = "
-            f"{lat.total * ms:.1f} ms (was {before} = {before * ms:.1f} ms)"
-        )
+        moved = f"latency now {lat.total} samples = {lat.total * ms:.1f} ms (was {before} = {before * ms:.1f} ms)"
+        if lat.total == before:
+            moved = f"its ports report the same latency ({lat.total} samples = {lat.total * ms:.1f} ms)"
+        return f"JACK's period changed from {was.period} to {now.period} frames: {moved}"
+
+
+def _sane(t: Timing | None) -> Timing | None:
+    """A reading whose ports are no shorter than its period (else one caught while the period changes)."""
+    return t if t is not None and t.period > 0 and t.device_in >= 0 and t.device_out >= 0 else None
 
 
 def jack_timing(client: str) -> Callable[[], Timing | None] | None:
     """A reader of `Timing` for `client`'s first capture and playback ports (the ports PortAudio counts), or None
     where this process's JACK library cannot read them without a client (not JACK2) or the client has none."""
-    name = ctypes.util.find_library("jack") or "libjack.so.0"
+    lib = jack_library()
+    if lib is None:
+        return None
     try:
-        lib = ctypes.PyDLL(name)
-        version, size = lib.jack_get_version_string, lib.jack_get_buffer_size
-        ports, by_name, free = lib.jack_get_ports, lib.jack_port_by_name, lib.jack_free
-        latency = lib.jack_port_get_latency_range
-    except (OSError, AttributeError):
+        size, ports, by_name = lib.jack_get_buffer_size, lib.jack_get_ports, lib.jack_port_by_name
+        free, latency = lib.jack_free, lib.jack_port_get_latency_range
+    except AttributeError:
         return None
-    version.restype, version.argtypes = ctypes.c_char_p, []
-    if not (version() or b"").startswith(b"1.9."):
-        return None
-    handle = ctypes.create_string_buffer(16)  # never read by JACK2's calls below, only checked for NULL
-    client_ref = ctypes.c_void_p(ctypes.addressof(handle))
     size.restype, size.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
     ports.restype = ctypes.POINTER(ctypes.c_char_p)
     ports.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong]
@@ -89,7 +96,7 @@ def jack_timing(client: str) -> Callable[[], Timing | None] | None:
     pattern = ("^" + "".join(c if c.isalnum() else "\\" + c for c in client) + ":").encode()
 
     def first_port(flags: int) -> bytes | None:
-        found = ports(client_ref, pattern, b"audio", flags)
+        found = ports(HANDLE, pattern, b"audio", flags)
         if not found:
             return None
         try:
@@ -98,11 +105,11 @@ def jack_timing(client: str) -> Callable[[], Timing | None] | None:
             free(found)
 
     names = first_port(IS_OUTPUT), first_port(IS_INPUT)
-    if None in names or not size(client_ref):
+    if None in names or not size(HANDLE):
         return None
 
     def port_latency(port_name: bytes, mode: int) -> int | None:
-        port = by_name(client_ref, port_name)
+        port = by_name(HANDLE, port_name)
         if not port:  # the client went away (a server that quit): the stream's own checks say so
             return None
         span = _Range()
@@ -110,9 +117,9 @@ def jack_timing(client: str) -> Callable[[], Timing | None] | None:
         return int(span.max)
 
     def read() -> Timing | None:
-        period = int(size(client_ref))
+        period = int(size(HANDLE))
         cap, play = port_latency(names[0], CAPTURE), port_latency(names[1], PLAYBACK)
-        if not period or cap is None or play is None:
+        if not period or cap is None or play is None or int(size(HANDLE)) != period:  # changed while read
             return None
         return Timing(period, cap - period, play - period)
 

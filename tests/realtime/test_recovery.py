@@ -7,6 +7,7 @@ runs from arrays through its own audio callback at real-time pace, so the stall 
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -353,41 +354,59 @@ def test_cycles_of_a_device_period_shorter_than_the_streams_are_followed_in_whol
     assert engine.counters.skipped_cycles == sum(lost) and engine.counters.skipped_frames == C * sum(lost)
 
 
-def _buffered_on_jack(engine: Engine, C: int, cycles: int, lost: dict[int, int], late_read: int = 0):
-    """Run `engine` as PortAudio runs a stream of `engine.period` frames on JACK cycles of `C`: input buffered until
-    a callback's worth is in, output buffered until a cycle takes it, every callback of a cycle reading that cycle's
-    count (`lost`: cycles left out at a cycle index, neither read nor played). `late_read`: the callbacks of the
-    first cycle after a loss read the next cycle's count, as a late one does. Returns (input, heard) per device
-    frame (NaN: never played)."""
+def _buffered_on_jack(engine: Engine, C: int | list[int], cycles: int, lost: dict[int, int], late_read: int = 0):
+    """Run `engine` as PortAudio runs a stream of `engine.period` frames on JACK cycles of `C` (or `C[k]` for cycle
+    k: `jack_bufsize` while it plays): input buffered until a callback's worth is in, output buffered until a cycle
+    takes it, every callback of a cycle reading that cycle's count and period (`lost`: cycles left out at a cycle
+    index, neither read nor played). `late_read`: the callbacks of the first cycle after a loss read the next
+    cycle's count, as a late one does. Returns (input, heard) per device frame (NaN: never played)."""
     from collections import deque
 
     from realtime.jack_clock import CycleClock
 
     P = engine.period
-    raw = 0
-    engine.device_clock = CycleClock(lambda: raw)
-    signal = _signal(cycles * C / SR)[:, 0]
-    heard = np.full(cycles * C, np.nan, np.float32)
-    fin, fout = deque(), deque([0.0] * (2 * max(P, C)))
+    sizes = C if isinstance(C, list) else [C] * cycles
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    raw, size = 0, sizes[0]
+    engine.device_clock = CycleClock(lambda: raw, lambda: size)
+    signal = _signal(starts[-1] / SR + 0.01)[: starts[-1], 0]
+    heard = np.full(starts[-1], np.nan, np.float32)
+    fin, fout = deque(), deque([0.0] * (2 * max(P, *sizes)))
     out = np.zeros((P, 1), np.float32)
     skip_until = -1
     with engine:
-        for k in range(cycles):
+        for k, (a, b) in enumerate(itertools.pairwise(starts)):
             if k in lost:
                 skip_until = k + lost[k]
             if k < skip_until:
                 continue
-            raw = 5_000_000 + k * C
-            fin.extend(signal[k * C : (k + 1) * C])
+            raw, size = 5_000_000 + a, b - a
+            fin.extend(signal[a:b])
             while len(fin) >= P:
                 x = np.array([fin.popleft() for _ in range(P)], np.float32)[:, None]
                 assert engine.wait_output(P)
                 if late_read and k == skip_until:
-                    raw = 5_000_000 + (k + 1) * C
+                    raw = 5_000_000 + b
                 engine.callback(x, out, P, _DeviceClock(1.0))
                 fout.extend(out[:, 0])
-            heard[k * C : (k + 1) * C] = [fout.popleft() for _ in range(C)]
+            heard[a:b] = [fout.popleft() for _ in range(b - a)]
     return signal, heard
+
+
+def _never_early(period: int, block: int, C, lost: dict[int, int], late_read: int) -> Engine:
+    """`_buffered_on_jack` with and without `lost`: no sample of the run with them comes out before the delay the
+    run without them has; most come out at it. Returns the engine of the run with them."""
+    engine = _engine(FakeProcessor(block), period=period)
+    cycles = len(C) if isinstance(C, list) else 600
+    _, plain = _buffered_on_jack(_engine(FakeProcessor(block), period=period), C, cycles, {})
+    signal, heard = _buffered_on_jack(engine, C, cycles, lost, late_read)
+    D = next(d for d in range(20000) if np.array_equal(plain[d + 2000 : d + 6000], -signal[2000:6000]))
+    T = np.arange(D + 512, len(heard))
+    played = ~np.isnan(heard[T]) & (heard[T] != 0.0)
+    for r in range(-768, 0, 64):  # a sample heard r frames early: its input from D + r before
+        assert not (played & (heard[T] == -signal[T - D - r])).any(), f"heard {-r} frames early"
+    assert (heard[T][played] == -signal[T - D][played]).mean() > 0.95
+    return engine
 
 
 @pytest.mark.parametrize(("lost", "late_read"), [(1, 0), (1, 1), (2, 0), (3, 1)])
@@ -396,16 +415,22 @@ def test_a_stream_period_that_jacks_neither_divides_nor_nests_in_never_comes_out
     256-frame cycles. Lost cycles were found and followed in the stream's periods: one lost cycle read late came
     out 128 frames early (on a real dummy server, 5 of 6 runs with callback stalls had an impulse early) and two
     were counted as one. Now they are counted in JACK's cycles and not followed: late or silent, never early."""
-    engine = _engine(FakeProcessor(1536), period=384)
-    _, plain = _buffered_on_jack(_engine(FakeProcessor(1536), period=384), 256, 600, {})
-    signal, heard = _buffered_on_jack(engine, 256, 600, {301: lost}, late_read)
-    D = next(d for d in range(20000) if np.array_equal(plain[d + 2000 : d + 6000], -signal[2000:6000]))
-    T = np.arange(D + 512, len(heard))
-    played = ~np.isnan(heard[T]) & (heard[T] != 0.0)
-    for r in range(-512, 0, 64):  # a sample heard r frames early: its input from D + r before
-        assert not (played & (heard[T] == -signal[T - D - r])).any(), f"heard {-r} frames early"
-    assert (heard[T][played] == -signal[T - D][played]).mean() > 0.95
+    engine = _never_early(384, 1536, 256, {301: lost}, late_read)
     assert engine.counters.skipped_cycles == lost and engine.counters.skipped_frames == 256 * lost
+
+
+@pytest.mark.parametrize("late_read", [0, 1])
+@pytest.mark.parametrize(("period", "sizes"), [(256, (256, 384)), (384, (128, 256)), (256, (256, 1024))])
+def test_a_jack_period_changed_while_playing_is_followed_as_one_it_started_at(period, sizes, late_read):
+    """`jack_bufsize` while live plays: the cycle was the greatest common divisor of the counter's steps, which never
+    grows back, so after 256 → 384 (live at 256) or 128 → 256 (live at 384) the periods were taken to nest and a lost
+    cycle read late came out 128 to 512 frames early, and after 256 → 1024 one lost cycle was counted as three (hunt
+    116). The cycle is now JACK's period, read from the server."""
+    after = 600 * 256 // sizes[1]
+    C = [sizes[0]] * 100 + [sizes[1]] * after
+    engine = _never_early(period, 1536, C, {100 + after // 2: 1}, late_read)
+    if not late_read:  # (read late, the cycle after a loss may count as lost until the next one places it)
+        assert engine.counters.skipped_cycles == 1 and engine.counters.skipped_frames == sizes[1], engine.counters
 
 
 def test_a_jack_cycle_longer_than_the_streams_period_is_counted_as_one():
