@@ -400,12 +400,19 @@ class ConceptBank:
             raise UserError(f"concept {name!r}: not in {self.path} ({known})")
         return self.concepts[name]
 
-    def add(self, concept: Concept, replace: bool = True) -> None:
-        """Add a (validated) concept; with `replace=False` an existing name is an error."""
+    def add(self, concept: Concept, replace: bool = True) -> str | None:
+        """Add a (validated) concept; with `replace=False` an existing name is an error. Returns a note naming the
+        concept it replaced (a RAVE concept replaced by a MusicGen one of the same name went without a word)."""
         validate_concept(concept.name, concept.to_dict(), str(self.path))
-        if not replace and concept.name in self.concepts:
+        old = self.concepts.get(concept.name)
+        if not replace and old is not None:
             raise UserError(f"concept {concept.name!r}: already in {self.path}")
         self.concepts[concept.name] = concept
+        if old is None:
+            return None
+        where = f"{old.model.name} at {old.hook}"
+        other = " (another model's: --no-replace keeps one)" if old.model != concept.model else ""
+        return f"replaced concept {concept.name!r} of {self.path}, found on {where}{other}"
 
     def remove(self, name: str) -> Concept:
         self.get(name)
@@ -610,9 +617,11 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     if sae_sha is not None and not (isinstance(sae_sha, str) and re.fullmatch(r"[0-9a-f]{64}", sae_sha)):
         raise UserError(f"{at}: sae_sha256 {sae_sha!r}; expected 64 lowercase hex digits")
     features = _features(spec["features"], at, "features")
-    default = spec.get("default") or {}
-    if not isinstance(default, dict):
-        raise UserError(f"{at}: default must be {{mode, strength}}")
+    default = spec.get("default")
+    default = {} if default is None else default
+    if not isinstance(default, dict):  # `default: off` is YAML's false: it loaded as mode none, without a word
+        hint = " (a bare off / on is YAML's false / true: write {mode: 'off'})" if isinstance(default, bool) else ""
+        raise UserError(f"{at}: default must be {{mode, strength}}{hint}")
     if extra := sorted(set(default) - {"mode", "strength"}):  # `strenght: 4` loaded as strength 1
         raise UserError(f"{at}: default: unknown key {extra[0]!r}; expected mode, strength")
     mode = default.get("mode", ConceptDefault.mode)
@@ -624,7 +633,8 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
     problem = control_problem(mode, strength, strength if mode == "scale" else 1.0)
     if problem:  # the rule every consumer (render, live, eval, nn~) applies: refused where it is written
         raise UserError(f"{at}: default {problem}")
-    auroc = spec.get("auroc") or {}
+    auroc = spec.get("auroc")
+    auroc = {} if auroc is None else auroc
     if not isinstance(auroc, dict):
         raise UserError(f"{at}: auroc must be a mapping of method -> AUROC")
     if unknown := [k for k in auroc if k not in BANKED_AUROCS]:  # a typo's figure showed as "-" without a word

@@ -428,6 +428,13 @@ def preset_number(value: Any) -> float:
         raise ValueError(value) from None
 
 
+def _same_number(text: str, value: Any) -> bool:
+    try:
+        return float(text) == float(value)
+    except (TypeError, ValueError):
+        return False
+
+
 def _preset_index(index: Any) -> int:
     """A feature index of a preset: an integer, or its digits (JSON keys are strings); 1.7 or true is a ValueError
     (int() made them feature 1)."""
@@ -558,8 +565,8 @@ class EditState:
         trial = self.copy()
         if not isinstance(data, Mapping):
             raise UserError("preset: expected a mapping with 'concepts' and/or 'features'")
-        concepts = data.get("concepts") or {}
-        features = data.get("features") or {}
+        concepts, features = data.get("concepts"), data.get("features")  # `features: off` is YAML's false, no mapping
+        concepts, features = {} if concepts is None else concepts, {} if features is None else features
         if not isinstance(concepts, Mapping) or not isinstance(features, Mapping):
             raise UserError("preset: expected 'concepts' and 'features' to be mappings")
         for name, spec in concepts.items():
@@ -586,6 +593,11 @@ class EditState:
                 # a bank default's `{mode: scale, strength: G}` is gain G; here strength is on's and clamp's
                 raise UserError(f"preset concept {name!r}: mode scale takes its factor as gain (gain: G or mode: "
                                 "scale:G); strength is the on / clamp strength")  # fmt: skip
+            head, _, inline = str(mode).partition(":")
+            key = "gain" if head.strip() == "scale" else "strength"
+            if inline.strip() and key in spec and not _same_number(inline, spec[key]):  # `on:2` + `strength: 5`: 2
+                raise UserError(f"preset concept {name!r}: mode {mode!r} and {key} {spec[key]!r} both give its "
+                                f"{key}; give one")  # fmt: skip
             try:
                 trial.controls[name] = ConceptControl.parse(name, str(mode), base, given="strength" in spec)
             except UserError as exc:

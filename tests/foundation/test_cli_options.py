@@ -92,6 +92,11 @@ def test_concept_find_refuses_a_default_every_consumer_would_refuse(tmp_path, ca
     assert main([*argv, "--bank", str(tmp_path / "b.yaml"), "--default", "clamp", "--strength", "50"]) == 2
     assert "concept 'g' clamp strength 50: expected a number in (0, 10]" in capsys.readouterr().err
     assert not (tmp_path / "b.yaml").exists()
+    # hunt 117: scale with no gain was stored as scale:1, an edit that does nothing (`render --set g=scale` refuses)
+    assert main([*argv, "--bank", str(tmp_path / "b.yaml"), "--default", "scale"]) == 2
+    said = capsys.readouterr().err
+    assert "--default scale: expected --strength G, the gain (scale alone is gain 1: no edit)" in said
+    assert not (tmp_path / "b.yaml").exists()
 
 
 def test_models_rave_builds_a_stereo_model_when_asked(tmp_path, monkeypatch):

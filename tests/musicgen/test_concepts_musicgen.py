@@ -471,3 +471,25 @@ def test_probes_see_rows_made_as_the_saes_store_made_them(setup, audiocraft_dir,
     assert "note: --description 'drums': the SAEs were trained on rows teacher-forced with 'square lead'" in " ".join(
         (said.out + said.err).split()
     )
+
+
+def test_a_concept_of_the_same_name_is_replaced_with_a_note_or_kept(setup, audiocraft_dir, tmp_path, capsys):
+    """Hunt 117: `concept musicgen --bank` replaced a bank's RAVE `guitar` with its own without a word (live then
+    skipped it as another model's), and had no --no-replace. Now the replaced one is named, and kept when asked."""
+    from sae.bank import Concept, ConceptDefault, ConceptFeature, ModelRef
+
+    root, mg = setup
+    bank = ConceptBank(tmp_path / "b.yaml")
+    rave = Concept("tone", ModelRef("demo_rave.ts", "ab" * 32), "latent", "sae", [ConceptFeature(3)], ConceptDefault())
+    bank.add(rave)
+    bank.save()
+    argv = ["musicgen", "--model", str(audiocraft_dir), "--saes", str(root / "saes"), "--layers", "1", "--with",
+            str(root / "tone" / "with"), "--without", str(root / "tone" / "without"), "--name", "tone", "--bank",
+            str(bank.path)]  # fmt: skip
+    with pytest.raises(UserError, match=rf"concept 'tone': already in {bank.path} \(--no-replace\)"):
+        _cli([*argv, "--no-replace"])
+    assert ConceptBank.load(bank.path).get("tone").model.name == "demo_rave.ts"
+    assert _cli(argv) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert f"note: replaced concept 'tone' of {bank.path}, found on demo_rave.ts at latent (another model's" in said
+    assert ConceptBank.load(bank.path).get("tone").hook == mg.hook_name(1)

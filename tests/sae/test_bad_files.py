@@ -290,6 +290,17 @@ def test_a_bare_off_in_a_hand_edited_bank_is_the_mode_off(tmp_path):
     bank.write_text(text.replace("mode: none", "mode: off", 1).replace("mode: none", "mode: on", 1))
     concepts = ConceptBank.load(bank).concepts
     assert (concepts["guitar"].default.mode, concepts["drums"].default.mode) == ("off", "on")
+    # hunt 117: `default: off` (no mapping) was YAML's false, taken as "no default": mode none, without a word
+    block = "    default:\n      mode: none\n      strength: 1.0\n"
+    assert block in text
+    for bare in ("off", "no", "false", "0", "''"):
+        bank.write_text(text.replace(block, f"    default: {bare}\n", 1))
+        with pytest.raises(UserError, match=r"concept 'guitar': default must be \{mode, strength\}") as err:
+            ConceptBank.load(bank)
+        assert ("YAML's false / true" in str(err.value)) == (bare in ("off", "no", "false"))
+    bank.write_text(text.replace("    auroc: {}\n", "    auroc: off\n", 1))  # dropped as "no figures"
+    with pytest.raises(UserError, match=r"concept 'guitar': auroc must be a mapping"):
+        ConceptBank.load(bank)
 
 
 @pytest.mark.parametrize("text", ["1_0", "\uff15", " 2 "])

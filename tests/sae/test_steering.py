@@ -370,6 +370,19 @@ def test_preset_mistakes_are_named_for_what_they_are():
         assert state.as_dict() == before
     state.load_dict({"concepts": {"guitar": {"mode": "scale", "gain": 0.5, "strength": 2}}})  # as /preset/save writes
     assert state.controls["guitar"].spelled() == "scale:0.5"
+    # hunt 117: a value in the mode and another beside it: the beside one was dropped without a word
+    now = state.as_dict()
+    for spec, needle in (
+        ({"mode": "on:2", "strength": 5}, "mode 'on:2' and strength 5 both give its strength"),
+        ({"mode": "scale:0.5", "gain": 3}, "mode 'scale:0.5' and gain 3 both give its gain"),
+    ):
+        with pytest.raises(UserError, match=f"^preset concept 'guitar': {needle}; give one"):
+            state.load_dict({"concepts": {"guitar": spec}})
+        assert state.as_dict() == now
+    state.load_dict({"concepts": {"guitar": {"mode": "on:2", "strength": 2}}})  # the same twice: no conflict
+    assert state.controls["guitar"].spelled() == "on:2"
+    with pytest.raises(UserError, match="preset: expected 'concepts' and 'features' to be mappings"):
+        state.load_dict({"features": False})  # `features: off`: it cleared every feature gain
     on = ConceptControl.parse("guitar", "on:-2")
     with pytest.raises(UserError, match=r"clamp strength -2: .*\(-2 is the concept's strength so far, from its bank "
                        r"default or an earlier setting: give clamp:S\)"):  # fmt: skip

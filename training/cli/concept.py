@@ -98,7 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the concept's mode when a live session or an nn~ export starts (default none: no edit until "
         "switched, e.g. over OSC; renders edit only what their --set names)",
     )
-    f.add_argument("--strength", type=float, default=1.0, help="default strength (on, clamp) / gain (scale)")
+    f.add_argument(
+        "--strength", type=float, default=None, help="default strength (on, clamp; default 1) / gain (scale: required)"
+    )
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
     add_threads(f)
     f.set_defaults(func=run_find)
@@ -137,6 +139,9 @@ def run_find(args: argparse.Namespace) -> int:
     from sae.steering import ConceptControl
     from training.rave.concepts import FindConfig, find_concept
 
+    if args.mode == "scale" and args.strength is None:  # stored as scale:1, which `render --set` refuses: no edit
+        raise UserError("--default scale: expected --strength G, the gain (scale alone is gain 1: no edit)")
+    args.strength = 1.0 if args.strength is None else args.strength
     # the default every consumer (live, renders, nn~ export) would refuse is refused before any work
     ConceptControl(args.mode, args.strength, args.strength if args.mode == "scale" else 1.0).validate(args.name)
     check_output_file(args.bank, BANK_SUFFIXES, "--bank")
@@ -300,6 +305,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--layer", type=int, help="store concepts from this layer instead of each one's best")
     parser.add_argument("--bank", help="concept bank YAML to add the concepts to (created if missing)")
+    parser.add_argument("--no-replace", action="store_true", help="refuse if the bank already has one of the names")
     parser.add_argument(
         "--k",
         type=positive_int,
@@ -386,6 +392,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.table_out:
         check_output_file(args.table_out, (".json",), "--table-out")
     bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
+    if args.no_replace and not args.bank:
+        raise UserError("--no-replace: applies to --bank, the bank the concepts are added to")
+    if bank is not None and args.no_replace and (held := [n for n in concepts if n in bank]):
+        raise UserError(f"concept {held[0]!r}: already in {bank.path} (--no-replace)")
     console = output_console(stderr=True)
     with spinner(console, f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
@@ -535,8 +545,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
         atomic_write_text(out, json.dumps({"model": mg.model_ref(), "rows": rows, "chosen": chosen}, indent=1))
     if bank is not None:
         with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
-            for concept, _ in found:
-                now.add(concept)
+            replaced = [now.add(concept, replace=not args.no_replace) for concept, _ in found]
+            spares = now.stale_spares()
+        for line in [r for r in replaced if r] + spares:
+            console.print(f"note: {line}", highlight=False)
         for concept, _ in found:
             if inert := inert_note(concept):
                 console.print(f"note: {inert}", highlight=False)

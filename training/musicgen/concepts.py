@@ -292,5 +292,6 @@ def find_musicgen_concept(
     result.concept.default = ConceptDefault(mode, strength)
     result.notes = notes.lines() + result.notes + [n for n in [inert_note(result.concept)] if n]
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
-        now.add(result.concept, replace=replace)
+        if replaced := now.add(result.concept, replace=replace):
+            result.notes.append(replaced)
     return result

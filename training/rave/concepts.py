@@ -379,9 +379,10 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         alone=alone,
     )
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
-        now.add(concept, replace=cfg.replace)
+        replaced = now.add(concept, replace=cfg.replace)
     folders = {"with": cfg.with_dir, "without": cfg.without_dir, "alone": cfg.alone_dir}
     lines = [f"--{side} {folders[side]}: {line}" for side, side_notes in notes.items() for line in side_notes.lines()]
+    lines += [replaced] if replaced else []
     lines += rate_apart(notes, {"with": len(pos), "without": len(neg)}, model.sr) + few + now.stale_spares()
     if steer is None and cfg.steer_threshold == 0:
         lines.append(f"--steer-threshold 0: edits move the probe's {len(features)} feature(s)")
