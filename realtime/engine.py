@@ -367,7 +367,7 @@ class Engine:
         with the next `HOLD - 1` (they play silence), and the one after places them (`_place_held`)."""
         if self.device_clock is not None:
             now = self.device_clock(frames)
-            cycle = getattr(self.device_clock, "cycle", 0)  # a JACK period divides the stream's (or is a multiple)
+            cycle = getattr(self.device_clock, "cycle", 0)  # JACK's period now (`jack_bufsize` changes it)
             if MIN_CYCLE <= cycle != self._counted:
                 self._counted = cycle
                 self._follows = self.period % cycle == 0 or cycle % self.period == 0
