@@ -216,6 +216,7 @@ class Engine:
     """
 
     HOLD = 2  # callbacks held after one that seems to have skipped cycles, the next one deciding (`_follow_device`)
+    RECENT = 16  # callbacks whose least offset bounds the reference (`_follow_device`)
     # how fast the device clock may run against the frames counted until its rate is estimated (`ClockDrift`): a
     # sound card against the system clock drifts tens of ppm, JACK's `jack_frame_time` (PortAudio's clock under
     # JACK) was measured 5300 ppm fast on a dummy server with a second client in the loop
@@ -261,6 +262,8 @@ class Engine:
         self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
         self._pos = 0  # callback-owned: device frames since the stream started (taken in and played)
         self._clock = math.inf  # callback-owned: least (device clock − _pos) seen, in frames
+        self._recent = np.full(self.RECENT, math.inf)  # callback-owned: the last callbacks' offsets (a ring)
+        self._recent_at = 0
         self._drift = ClockDrift(window=self.sr // 2, fallback=self.CLOCK_SLEW)  # callback-owned: how fast it rises
         # the device's frame counter where the host API has a better one than its callback times (JACK: set by
         # `open_duplex`, `realtime.jack_clock`), read at each callback; None: `inputBufferAdcTime`
@@ -392,8 +395,13 @@ class Engine:
             self._pos = n
             offset -= skipped
         # the reference rises as fast as the clock drifts (`ClockDrift`): a drifting clock is followed, a skipped
-        # cycle (a whole period at once, decided within `HOLD` + 1 callbacks) and a run of late callbacks are not
-        self._clock = min(self._clock + self._drift.rise(offset, frames), offset)
+        # cycle (a whole period at once, decided within `HOLD` + 1 callbacks) and a run of late callbacks are not;
+        # and never above the last callbacks' least offset: until the drift is estimated it may rise 2 %, which
+        # callback times jittering by a quarter period kept over P/8 above the on-time level, so a lost cycle read
+        # on time counted one short and its audio came out a period early (hunt 113, simulated)
+        self._recent[self._recent_at % self.RECENT] = offset
+        self._recent_at += 1
+        self._clock = min(self._clock + self._drift.rise(offset, frames), offset, float(self._recent.min()))
         return n
 
     def _skipped(self, offset: float) -> int:

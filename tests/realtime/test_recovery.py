@@ -819,3 +819,32 @@ def test_jacks_cycle_counter_places_every_callback_where_portaudios_wandering_cl
     assert engine.counters.skipped_cycles == lost
     last = max(plan) + lost  # the cycle of the last callback around a loss
     assert (played[(last + 4) * P + 2 * B :] == want[(last + 4) * P + 2 * B :]).all()
+
+
+@pytest.mark.parametrize("seed", [0, 3, 5])
+def test_cycles_lost_while_the_drift_is_not_yet_estimated_never_come_out_early(seed):
+    """The first two seconds on a host API's own clock (ALSA, PulseAudio, JACK1, PipeWire's JACK): the reference
+    rose by the 2 % fallback, and with callback times jittering by up to 0.3 period it sat over P/8 above the on-time
+    level, so a lost cycle read on time counted one short at first and a period of audio came out early (hunt 113,
+    seeds 0, 3 and 5 of 8). The reference now stays at or below the last callbacks' least offset."""
+    P, n = 256, 340
+    rng = np.random.default_rng(seed)
+    events = [((1 + k % 3) if k % 37 == 36 else 0, rng.uniform(0, 0.3)) for k in range(n)]  # (cycles lost, lateness)
+    engine = _engine(FakeProcessor(1024), period=P)
+    L = engine.latency.engine
+    total = (n + sum(lost for lost, _ in events)) * P
+    signal = _signal(total / SR)
+    heard = np.full(total, np.nan, np.float32)
+    out = np.zeros((P, 1), np.float32)
+    cycle = 0
+    with engine:
+        for lost, late in events:
+            cycle += lost
+            assert engine.wait_output(P)
+            engine.callback(signal[cycle * P : (cycle + 1) * P], out, P, _DeviceClock(100.0 + (cycle + late) * P / SR))
+            heard[cycle * P : (cycle + 1) * P] = out[:, 0]
+            cycle += 1
+    T = np.arange(L + 4 * P, cycle * P)
+    for r in (-3 * P, -2 * P, -P):  # heard[T] is the input of T - L - r: r < 0, played early
+        assert not (heard[T] == -signal[T - L - r, 0]).any(), f"heard {-r} frames early"
+    assert engine.counters.skipped_frames == P * sum(lost for lost, _ in events)
