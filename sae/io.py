@@ -176,8 +176,10 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
     for key in ("metadata", "musicsae"):  # what readers look into before load_sae checks the rest
         _object(cfg, key, f)
     ours = cfg.get("musicsae") or {}
-    for key in ("train_config", "metrics"):  # `sae eval` reads them (a hand-edited 5 was a traceback)
-        _object(ours, key, f"{f}: musicsae")
+    for key in ("train_config", "metrics", "collect"):  # `sae eval`, the MusicGen concepts read them (a
+        _object(ours, key, f"{f}: musicsae")  # hand-edited 5 was a traceback)
+    for kind, settings in (ours.get("collect") or {}).items():
+        _object({kind: settings}, kind, f"{f}: musicsae.collect")
     return cfg
 
 

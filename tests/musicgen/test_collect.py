@@ -646,3 +646,20 @@ def test_audio_batches_span_files_and_store_what_one_file_at_a_time_does(tmp_pat
     assert stored[1].keys() == stored[4].keys() and len(stored[1]) == 6
     for key, x in stored[1].items():
         np.testing.assert_allclose(stored[4][key], x, atol=1e-5, err_msg=str(key))
+
+
+def test_the_progress_counts_every_file_given_skipped_ones_too(tmp_path, audiocraft_dir):
+    """Hunt 119: the bar's total is every file not yet complete, but an unreadable one never advanced it (9/10)."""
+    from training.musicgen.collect import CollectConfig, Collector
+
+    mg = load_musicgen(audiocraft_dir)
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(4):
+        sf.write(audio / f"{i}.wav", 0.1 * np.random.default_rng(i).standard_normal(6400).astype(np.float32), 32000)
+    (audio / "2b.wav").write_text("not audio")
+    done = []
+    col = Collector(mg, CollectConfig(tmp_path / "store", [1], chunk=0.3, batch_size=3))
+    col.from_audio(audio, lambda files, rows: done.append(files))
+    col.close()
+    assert sum(done) == 5, done

@@ -493,3 +493,37 @@ def test_a_concept_of_the_same_name_is_replaced_with_a_note_or_kept(setup, audio
     said = " ".join(capsys.readouterr().err.split())
     assert f"note: replaced concept 'tone' of {bank.path}, found on demo_rave.ts at latent (another model's" in said
     assert ConceptBank.load(bank.path).get("tone").hook == mg.hook_name(1)
+
+
+def test_saes_made_from_other_collections_are_refused_before_the_model_loads(setup, tmp_path):
+    """Hunt 119: SAEs of stores collected with other chunks were refused only after MusicGen and every SAE had loaded
+    (a long load of a hub model), and a hand-edited `collect` in cfg.json was a traceback."""
+    import shutil
+
+    from training.musicgen.concepts import collected_as
+
+    root, mg = setup
+    saes = tmp_path / "saes"
+    for layer, chunk in ((0, 1.0), (1, 2.0)):
+        d = saes / mg.hook_name(layer)
+        shutil.copytree(root / "saes" / mg.hook_name(layer), d)
+        cfg = json.loads((d / "cfg.json").read_text())
+        cfg["musicsae"]["collect"] = {"audio": {"chunk": chunk, "description": None}}
+        (d / "cfg.json").write_text(json.dumps(cfg))
+    tone = root / "tone"
+    argv = ["musicgen", "--model", str(tmp_path / "no model"), "--saes", str(saes), "--with", str(tone / "with"),
+            "--without", str(tone / "without"), "--name", "tone"]  # fmt: skip
+    with pytest.raises(UserError, match=r"trained on rows collected in other ways .*; probe them apart \(--layers\)"):
+        _cli(argv)
+    d = saes / mg.hook_name(1)
+    cfg = json.loads((d / "cfg.json").read_text())
+    for bad, needle in (
+        (["audio"], r"musicsae: collect is list: expected an object"),
+        ({"audio": 5}, r"musicsae.collect: audio is int: expected an object"),
+        ({"audio": {"chunk": True}}, r"musicsae.collect.audio.chunk True; expected seconds > 0"),
+        ({"audio": {"chunk": -1}}, r"musicsae.collect.audio.chunk -1; expected seconds > 0"),
+        ({"audio": {"chunk": 1, "description": 3}}, r"musicsae.collect.audio.description 3; expected text or null"),
+    ):
+        (d / "cfg.json").write_text(json.dumps({**cfg, "musicsae": {**cfg["musicsae"], "collect": bad}}))
+        with pytest.raises(UserError, match=needle):
+            collected_as([d])

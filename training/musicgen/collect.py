@@ -139,6 +139,7 @@ class Collector:
         self.cfg = cfg
         self.hooks = {i: mg.hook_name(i) for i in cfg.layers}
         self.notes = AudioNotes()  # files skipped (unreadable, silent, shorter than a frame) and resampled
+        self.unusable = 0  # files `_chunks` skipped (their notes are in `notes`)
         self.writers: dict[int, ActivationWriter] = {}
         try:
             for i, hook in self.hooks.items():
@@ -223,6 +224,7 @@ class Collector:
                 continue
             wav = load_audio(path, self.mg.sample_rate, self.notes, min_samples=math.ceil(hop))
             if wav is None:
+                self.unusable += 1  # a file the progress counts all the same
                 continue
             wav = self.mg.whole_frames(wav)
             for start in range(0, wav.shape[-1], chunk):
@@ -272,6 +274,7 @@ class Collector:
             return stored
 
         ended = 0  # files whose last chunk is pending or stored, not yet counted as done
+        self.unusable = 0
         try:
             for source, start, codes in self._chunks(files, root):  # batches span files (short clips: one chunk)
                 if last_source is not None and source != last_source:
@@ -290,8 +293,8 @@ class Collector:
             raise
         n = flush()
         total += n
-        if progress:
-            progress(ended + int(last_source is not None), n)
+        if progress:  # the skipped files too: the bar counts every file it was given (it stopped at 9/10)
+            progress(ended + int(last_source is not None) + self.unusable, n)
         if files and last_source is None and not done_before and this_rank()[1] == 1:  # a rank's share: its notes
             lines = self.notes.lines()
             why = f" ({lines[-1]})" if lines else ""

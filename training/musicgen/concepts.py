@@ -46,20 +46,26 @@ def collected_as(sae_dirs: Sequence[Path]) -> Collected | None:
     the same way (teacher-forced in other chunks or unconditioned, the same clips gave rows the SAE reconstructed
     with an FVU of 0.67 where its held-out rows scored 0.10); None where none is recorded (an SAE trained before
     this was recorded, or on prompts alone). SAEs trained on rows made in different ways are refused."""
+    import math
+
     from sae.io import read_sae_cfg
 
     found: dict[Collected, Path] = {}
     for d in sae_dirs:
         audio = ((read_sae_cfg(d).get("musicsae") or {}).get("collect") or {}).get("audio")
-        if not isinstance(audio, dict) or not isinstance(audio.get("chunk"), int | float):
+        if audio is None:
             continue
-        text = audio.get("description")
-        found.setdefault(Collected(float(audio["chunk"]), text if isinstance(text, str) else None), Path(d))
+        chunk, text = audio.get("chunk"), audio.get("description")
+        if isinstance(chunk, bool) or not isinstance(chunk, int | float) or not (0 < chunk < math.inf):
+            raise UserError(f"SAE {d}: cfg.json musicsae.collect.audio.chunk {chunk!r}; expected seconds > 0")
+        if text is not None and not isinstance(text, str):
+            raise UserError(f"SAE {d}: cfg.json musicsae.collect.audio.description {text!r}; expected text or null")
+        found.setdefault(Collected(float(chunk), text), Path(d))
     if len(found) > 1:
         (a, da), (b, db) = list(found.items())[:2]
         raise UserError(
             f"SAEs {da} and {db}: trained on rows collected in other ways (chunk {a.chunk:g} s, description "
-            f"{a.description!r}; chunk {b.chunk:g} s, description {b.description!r}); probe them one at a time"
+            f"{a.description!r}; chunk {b.chunk:g} s, description {b.description!r}); probe them apart (--layers)"
         )
     return next(iter(found), None)
 
@@ -255,12 +261,12 @@ def find_musicgen_concept(
     hook = cfg_hook(cfg)
     if not hook:
         raise UserError(f"SAE {sae_dir}: cfg.json names no hook_name (which MusicGen layer it was trained on)")
+    made = collected_as([Path(sae_dir)])  # rows made as the SAE's were: its store's chunk and text condition
     mg = load_musicgen(model, backend, device)
     layer = mg.layer_index(hook)
     sae = load_sae(sae_dir, device=mg.device).eval()
     mg.check_sae(sae_dir, sae.cfg.d_in, layer)  # before the clips are run through the model
     notes = AudioNotes()
-    made = collected_as([Path(sae_dir)])  # rows made as the SAE's were: its store's chunk and text condition
     acts = clip_activations(
         mg,
         [*with_files, *without_files],
