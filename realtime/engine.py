@@ -90,6 +90,7 @@ class EngineCounters:
     device_xruns: int = 0
     skipped_cycles: int = 0  # device periods the callback never saw (it was too late: the device went on)
     skipped_frames: int = 0  # the frames of those periods
+    realigned: int = 0  # JACK cycles put back on the block grid (`Engine._realign`)
     underruns: int = 0  # callbacks that found some of their output frames missing
     missing_frames: int = 0
     max_gap_s: float = 0.0
@@ -402,6 +403,23 @@ class Engine:
         self._recent[self._recent_at % self.RECENT] = offset
         self._recent_at += 1
         self._clock = min(self._clock + self._drift.rise(offset, frames), offset, float(self._recent.min()))
+        if self._counted > self.period and self._follows and getattr(self.device_clock, "cycle_start", False):
+            n = self._realign(n)
+        return n
+
+    def _realign(self, n: int) -> int:
+        """Put the first callback of a JACK cycle longer than the stream's period on the block grid, as at the start.
+        PortAudio then calls back several times at once per cycle; with the cycle's first callback off the grid (a
+        period changed while live plays: `jack_bufsize 1024` at a stream position that is not a multiple of 1024),
+        a block completed within a burst whose later callbacks want its output, and every block came out late for
+        good (hunt 120: 43 a second, with a budget of half a block). The input jumps to the next grid line through
+        silence, and the output with it: a glitch once, the latency as it was."""
+        pad = -n % min(self._counted, self.blocksize)
+        if pad:
+            self.inputs.fill(n, pad)
+            n += pad
+            self._pos = n
+            self.counters.realigned += 1
         return n
 
     def _skipped(self, offset: float) -> int:

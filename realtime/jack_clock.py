@@ -55,6 +55,11 @@ class CycleClock:
         self._last = frames
         return self._frames + self._within
 
+    @property
+    def cycle_start(self) -> bool:
+        """Whether the last read was the first callback of its JACK cycle."""
+        return self._within == 0
+
 
 # JACK2's calls that read the server's shared state check their client handle for NULL only (`jack_get_buffer_size`,
 # `jack_port_by_name`, `jack_get_ports`), or not at all (`jack_last_frame_time`): this stands in for PortAudio's

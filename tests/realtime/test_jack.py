@@ -156,12 +156,15 @@ def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts,
     assert "Traceback" not in err
 
 
-def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_the_delay(jack, tiny_rave_ts, osc_inbox):
+def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_the_delay(jack, osc_inbox):
     """`jack_bufsize` (QjackCtl does the same) while live plays: PortAudio keeps buffering for the new period, so the
     real delay moves (256 → 1024: 768 samples more), and the figure live printed and answers to /state moves with it
-    (it stayed, `realtime.jack_period`)."""
+    (it stayed, `realtime.jack_period`). With a budget of half a block (what live measures on a light machine) every
+    block came out late after the change, for good (43 a second: the cycle's bursts of callbacks sat off the block
+    grid); they are put back on it (`Engine._realign`)."""
     osc_port, replies = _free_port(), osc_inbox
-    proc = _live(jack, "--model", str(tiny_rave_ts), "--blocksize", "1024", "--bypass", "--osc-port", str(osc_port),
+    # the demo model: the tiny one computes too fast for a block to come out late at all
+    proc = _live(jack, "--blocksize", "1024", "--headroom", "0.5", "--bypass", "--osc-port", str(osc_port),
                  "--reply-port", str(replies.port), "--duration", "60")  # fmt: skip
     try:
         computed = int(re.match(r"latency (\d+) samples", _wait_for(proc, "latency")).group(1))
@@ -178,8 +181,10 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
         assert proc.poll() is None
     finally:
         proc.terminate()
-        proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=30)
     assert "from 256 to 1024 frames" in moved, moved
+    late = int(re.findall(r"late blocks (\d+)", out)[-1])
+    assert late <= 8, out[-1500:]  # a few around the change (a busy machine's own); not every block after it
     assert state["/state/latency"] == [now] and now == computed + 768, (state["/state/latency"], now, computed)
     # impulses in flight across a cycle lost on a busy machine come out whole periods late: most are exact
     for delays, figure in ((before, computed), (after, now)):
