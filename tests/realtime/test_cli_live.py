@@ -119,6 +119,8 @@ def test_a_realtime_paced_file_says_where_the_model_fell_behind(tiny_rave_ts, wa
     paced = live_here(capsys, *args, "--out", str(tmp_path / "paced.wav"), "--pace", "realtime")
     assert paced.returncode == 0 and "ms of dropouts (" in paced.stdout, paced.stdout
     assert "silence where the model fell behind the clock; --pace fast writes none" in paced.stdout
+    # hunt 120: and said while it plays, as on a device (--no-view: each event a line; it printed none in file mode)
+    assert any(line.startswith(("event late at", "event resync at")) for line in paced.stdout.splitlines()), paced
 
 
 def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsys):

@@ -430,9 +430,10 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
             sender.close()
             if proc.poll() is None:
                 proc.terminate()
-            _, err = proc.communicate(timeout=30)
+            out, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
     assert proc.returncode == 0, err
+    assert not re.search(r"^event device at [\d.]+ s: back:", out, re.M), out  # said in its own line (hunt 120)
 
 
 def test_a_server_frozen_for_seconds_leaves_one_client_after_the_restart(tiny_rave_ts):

@@ -126,8 +126,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--no-view",
         action="store_true",
-        help="plain lines (each event, a status line every 5 s) instead of the rich view; the default when stdout "
-        "is not a terminal",
+        help="plain lines (each event, a status line every 5 s; in file mode at --pace realtime too) instead of the "
+        "rich view (a progress bar in file mode); the default when stdout is not a terminal",
     )
     # fault injection for benches and tests: the model thread (or the audio callback) sleeps these seconds in turn,
     # every N seconds
@@ -483,9 +483,23 @@ def _run_file(
     with progress_bar(console=Console(), hide=args.no_view) as progress:
         pace = args.pace or "fast"
         task = progress.add_task(f"{args.input.name} ({pace})", total=len(data))
-        out = run_file(
-            engine, data, realtime=pace == "realtime", on_period=lambda n: progress.update(task, completed=n)
-        )
+        seen, last = 0, time.monotonic()
+
+        def on_period(n: int) -> None:  # at --pace realtime, what live says on a device: events, a status line
+            nonlocal seen, last
+            progress.update(task, completed=n)
+            if pace != "realtime":
+                return
+            say = progress.console.print
+            if engine.events and engine.events[-1].seq > seen:
+                for event in [e for e in list(engine.events) if e.seq > seen]:
+                    say(f"event {event.kind} at {event.at_s:.2f} s: {event.message}", markup=False, highlight=False)
+                    seen = event.seq
+            if time.monotonic() - last >= 5.0:
+                last = time.monotonic()
+                say(status_line(engine, osc.control if osc else None), markup=False, highlight=False)
+
+        out = run_file(engine, data, realtime=pace == "realtime", on_period=on_period)
     took = time.perf_counter() - t0
     m = engine.model
     if m.blocks and m.errors >= m.blocks:
@@ -598,7 +612,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
             live = Live(render(engine, control), refresh_per_second=8, screen=False)
             live.start()
         last = time.monotonic()
-        seen = 0
+        seen = engine.events[-1].seq if engine.events else 0  # said already: "back" has its own line (said twice)
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
