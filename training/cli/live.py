@@ -589,10 +589,12 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
         close_stream(stream)
         raise
     played = resumed.played_s if resumed else 0.0  # --duration counts what was played before a restart too
+    said = -1
     if resumed:
         back = f"streaming again {time.time() - resumed.lost_at:.1f} s after it went away, with the same controls"
         _say(f"audio device {label}: back, {back}")
         engine.report("device", f"back: {back}")
+        said = engine.events[-1].seq  # in its own line above: not again as an event line (it was said twice)
     duration = max(args.duration - played, 0.0) if args.duration else None
     _say("streaming" + (f" for {duration:.4g} s" if duration is not None else " (Ctrl-C stops)"))
     start = time.monotonic()
@@ -612,7 +614,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
             live = Live(render(engine, control), refresh_per_second=8, screen=False)
             live.start()
         last = time.monotonic()
-        seen = engine.events[-1].seq if engine.events else 0  # said already: "back" has its own line (said twice)
+        seen = 0
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
@@ -662,7 +664,8 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
             for event in list(engine.events):  # plain mode: every event as its own line
                 if event.seq > seen:
                     seen = event.seq
-                    _say(f"event {event.kind} at {event.at_s:.2f} s: {event.message}")
+                    if event.seq != said:
+                        _say(f"event {event.kind} at {event.at_s:.2f} s: {event.message}")
             if now - last >= 5.0:
                 last = now
                 _say(status_line(engine, control))
