@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model", type=Path, default=DEMO_MODEL, help="streaming RAVE export (.ts); default: the demo model"
     )
     add_device(p, "RAVE and the SAE", flag="--model-device")
-    p.add_argument("--sae", type=Path, help="SAE directory on the RAVE latent (default: the bank's)")
+    p.add_argument("--sae", type=Path, help="SAE directory (at the latent or a hook inside RAVE; default: the bank's)")
     p.add_argument(
         "--bank", type=Path, help="concept bank YAML (default with the demo model: the shipped demo concepts)"
     )

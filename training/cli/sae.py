@@ -298,7 +298,8 @@ def train_table(results: dict[str, dict], out: str):
     held = "see metrics.json"
     if len(rows) == 1 and len(split) == 1:
         n, sources = rows.pop()
-        held = f"{next(iter(split))} split, " + (f"{sources} whole sources, " if sources else "") + f"{n} rows"
+        whole = f"{sources} whole source{'s' if sources != 1 else ''}, " if sources else ""
+        held = f"{next(iter(split))} split, {whole}{n} rows"
     where = "the training rows" if split == {"train"} else "the held-out rows"  # --eval-fraction 0: none held out
     held += "; none held out" if split == {"train"} else ""
     dead_tokens = {m.get("dead_tokens") for m in results.values()}
