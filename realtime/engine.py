@@ -90,7 +90,6 @@ class EngineCounters:
     device_xruns: int = 0
     skipped_cycles: int = 0  # device periods the callback never saw (it was too late: the device went on)
     skipped_frames: int = 0  # the frames of those periods
-    realigned: int = 0  # JACK cycles put back on the block grid (`Engine._realign`)
     underruns: int = 0  # callbacks that found some of their output frames missing
     missing_frames: int = 0
     max_gap_s: float = 0.0
@@ -375,7 +374,7 @@ class Engine:
             if MIN_CYCLE <= cycle != self._counted:
                 self._counted = cycle
                 self._follows = self.period % cycle == 0 or cycle % self.period == 0
-                self._cycle = cycle if cycle < self.period or not self._follows else self.period
+                self._cycle = min(cycle, self.period) if self._follows else cycle
         elif t := getattr(time_info, "inputBufferAdcTime", 0.0):
             now = t * self.sr
         else:  # the host API gives no clock
@@ -419,7 +418,6 @@ class Engine:
             self.inputs.fill(n, pad)
             n += pad
             self._pos = n
-            self.counters.realigned += 1
         return n
 
     def _skipped(self, offset: float) -> int:

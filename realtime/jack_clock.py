@@ -69,15 +69,18 @@ HANDLE = ctypes.c_void_p(ctypes.addressof(_handle := ctypes.create_string_buffer
 
 def jack_library() -> ctypes.PyDLL | None:
     """The JACK library in this process where it is JACK2 (version 1.9.x), which reads the process's shared server
-    state with any handle; None elsewhere: JACK1 would dereference it, PipeWire's JACK answers 0. PyDLL keeps the
-    GIL: the audio callback must not hand it to another thread in these calls."""
+    state with any handle, with `jack_last_frame_time` and `jack_get_buffer_size` typed; None elsewhere: JACK1 would
+    dereference the handle, PipeWire's JACK answers 0. PyDLL keeps the GIL: the audio callback must not hand it to
+    another thread in these calls."""
     name = ctypes.util.find_library("jack") or "libjack.so.0"
     try:
         lib = ctypes.PyDLL(name)
-        version = lib.jack_get_version_string
+        version, last, size = lib.jack_get_version_string, lib.jack_last_frame_time, lib.jack_get_buffer_size
     except (OSError, AttributeError):
         return None
     version.restype, version.argtypes = ctypes.c_char_p, []
+    for counter in (last, size):
+        counter.restype, counter.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
     return lib if (version() or b"").startswith(b"1.9.") else None
 
 
@@ -85,14 +88,7 @@ def jack_cycle_clock() -> CycleClock | None:
     """A `CycleClock` on the JACK library in this process (its period read from the server), or None where there is
     none that reads without PortAudio's client (PortAudio's clock is used there)."""
     lib = jack_library()
-    if lib is None:
+    if lib is None or not lib.jack_last_frame_time(None):
         return None
-    try:
-        last, size = lib.jack_last_frame_time, lib.jack_get_buffer_size
-    except AttributeError:
-        return None
-    last.restype, last.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
-    size.restype, size.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
-    if not last(None):
-        return None
+    last, size = lib.jack_last_frame_time, lib.jack_get_buffer_size
     return CycleClock(lambda: last(None), lambda: size(HANDLE))

@@ -82,12 +82,12 @@ def jack_timing(client: str) -> Callable[[], Timing | None] | None:
     lib = jack_library()
     if lib is None:
         return None
+    size = lib.jack_get_buffer_size
     try:
-        size, ports, by_name = lib.jack_get_buffer_size, lib.jack_get_ports, lib.jack_port_by_name
+        ports, by_name = lib.jack_get_ports, lib.jack_port_by_name
         free, latency = lib.jack_free, lib.jack_port_get_latency_range
     except AttributeError:
         return None
-    size.restype, size.argtypes = ctypes.c_uint32, [ctypes.c_void_p]
     ports.restype = ctypes.POINTER(ctypes.c_char_p)
     ports.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong]
     free.restype, free.argtypes = None, [ctypes.c_void_p]

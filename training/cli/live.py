@@ -147,6 +147,11 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _event_line(event) -> str:
+    """An engine event as plain mode prints it."""
+    return f"event {event.kind} at {event.at_s:.2f} s: {event.message}"
+
+
 def list_devices() -> int:
     """Print the audio devices; none at all is an error that says how to get one."""
     from realtime.audio_io import JACK_HINT, _sounddevice
@@ -493,7 +498,7 @@ def _run_file(
             say = progress.console.print
             if engine.events and engine.events[-1].seq > seen:
                 for event in [e for e in list(engine.events) if e.seq > seen]:
-                    say(f"event {event.kind} at {event.at_s:.2f} s: {event.message}", markup=False, highlight=False)
+                    say(_event_line(event), markup=False, highlight=False)
                     seen = event.seq
             if time.monotonic() - last >= 5.0:
                 last = time.monotonic()
@@ -665,7 +670,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                 if event.seq > seen:
                     seen = event.seq
                     if event.seq != said:
-                        _say(f"event {event.kind} at {event.at_s:.2f} s: {event.message}")
+                        _say(_event_line(event))
             if now - last >= 5.0:
                 last = now
                 _say(status_line(engine, control))

@@ -46,9 +46,8 @@ def collected_as(sae_dirs: Sequence[Path]) -> Collected | None:
     the same way (teacher-forced in other chunks or unconditioned, the same clips gave rows the SAE reconstructed
     with an FVU of 0.67 where its held-out rows scored 0.10); None where none is recorded (an SAE trained before
     this was recorded, or on prompts alone). SAEs trained on rows made in different ways are refused."""
-    import math
-
     from sae.io import read_sae_cfg
+    from sae.jsonfile import is_number
 
     found: dict[Collected, Path] = {}
     for d in sae_dirs:
@@ -56,7 +55,7 @@ def collected_as(sae_dirs: Sequence[Path]) -> Collected | None:
         if audio is None:
             continue
         chunk, text = audio.get("chunk"), audio.get("description")
-        if isinstance(chunk, bool) or not isinstance(chunk, int | float) or not (0 < chunk < math.inf):
+        if not (is_number(chunk) and chunk > 0):
             raise UserError(f"SAE {d}: cfg.json musicsae.collect.audio.chunk {chunk!r}; expected seconds > 0")
         if text is not None and not isinstance(text, str):
             raise UserError(f"SAE {d}: cfg.json musicsae.collect.audio.description {text!r}; expected text or null")
