@@ -123,8 +123,9 @@ def _host_api(sd: Any, info: dict[str, Any]) -> str:
 def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     """Open (not start) a duplex `sounddevice.Stream` calling `engine.callback` every `engine.period` frames.
 
-    Sets the engine's device latency from what PortAudio reports for the opened stream, and on JACK the watch
-    that follows a period changed later (`engine.period_watch`).
+    Sets the engine's device latency from what PortAudio reports for the opened stream, and on JACK its block buffer
+    for JACK's period (`Engine.follow_cycle`) and the watch that follows a period changed later
+    (`engine.period_watch`).
     """
     sd = _sounddevice()
     sr = engine.sr
@@ -151,9 +152,11 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     engine.latency.device_in = round(lat_in * sr)
     engine.latency.device_out = round(lat_out * sr)
     if info is not None and _host_api(sd, info).startswith("JACK"):
-        engine.device_clock = jack_cycle_clock()  # PortAudio's JACK clock wanders
+        engine.device_clock = clock = jack_cycle_clock()  # PortAudio's JACK clock wanders
+        if clock is not None and clock.period is not None:
+            engine.follow_cycle(int(clock.period()))  # a JACK period longer than the stream's comes in bursts
         read = jack_timing(str(info["name"]))
-        engine.period_watch = PeriodWatch(read, engine.latency) if read else None
+        engine.period_watch = PeriodWatch(read, engine.latency, engine.prefill_for) if read else None
     return stream
 
 

@@ -168,6 +168,7 @@ class _GcGuard:
 
 RT_HINT = "allow it as for JACK: the audio group with an rtprio limit, e.g. `@audio - rtprio 95` in limits.d"
 MIN_CYCLE = 16  # JACK's shortest period: a counter step below it is no cycle (a server restarted under the stream)
+MAX_CYCLE = 8192  # JACK2's longest period (`jack_bufsize` refuses more): the rings hold a cycle's burst of callbacks
 
 
 def raise_priority(thread_id: int, priority: int) -> str:
@@ -249,11 +250,12 @@ class Engine:
         self.channels = processor.channels
         self.sr = processor.sr
         self.budget = max(period, -(-int(budget) // period) * period)  # the callback reads whole periods
-        self.prefill = self.blocksize - period + self.budget
+        self.prefill = self.prefill_for(period)  # model-owned once started; the device's cycle may change it
         first = getattr(processor, "first_response", None)
         self.latency = Latency(self.sr, self.prefill, processor.delay, first)
-        self.inputs = FrameRing(4 * self.blocksize + 4 * period, self.channels)
-        self.outputs = FrameRing(2 * (self.prefill + self.blocksize + 2 * period), self.channels)
+        self.inputs = FrameRing(4 * self.blocksize + 4 * period + 2 * MAX_CYCLE, self.channels)
+        longest = self.prefill_for(MAX_CYCLE)
+        self.outputs = FrameRing(2 * (longest + self.blocksize + 2 * period) + MAX_CYCLE, self.channels)
         self.counters = EngineCounters()
         self.model = ModelCounters()
         self.last_block_at: float | None = None  # time.monotonic() of the model thread's last block
@@ -282,6 +284,7 @@ class Engine:
         # False while `run_file` feeds it as fast as it goes: no block misses a slot, so none is skipped for time
         self.deadlines = True
         self._valid = (0, self.prefill)  # model-owned: output positions [lo, hi) that hold data
+        self._prefill_want = self.prefill  # callback-owned: `prefill_for` the device's cycle, taken by the model thread
         self._next = 0  # model-owned: input position of the next block
         self._want = self.blocksize  # model-owned: the input position that completes it
         self._seq = 0
@@ -300,6 +303,31 @@ class Engine:
         self._busy = False
         self._gc = False
         self._thread: threading.Thread | None = None
+
+    def prefill_for(self, cycle: int) -> int:
+        """The block buffer (input frame t plays at output frame t + it, before the model's delay) for a device
+        whose cycle is `cycle` frames: block − period + budget, where each callback comes in its own cycle. A JACK
+        cycle longer than the stream's period comes as a burst of callbacks at once (JACK at 2048, block 1024: two
+        blocks' input arrives together, and the output they play is wanted in the same burst), so a block's first
+        output can be due no sooner than a whole cycle after the burst that completed it: the budget in whole
+        cycles, and a block more where the cycle is no whole number of blocks (its grid moves from cycle to cycle).
+        With block − period + budget there, every other block came out late (JACK at 2048, block 1024), or every
+        block resynced (block 1536)."""
+        B, p, b = self.blocksize, self.period, self.budget
+        base = B - p + b
+        if cycle <= p or B % cycle == 0:  # a callback a cycle, or cycles that nest in the block: as before
+            return base
+        whole = -(-b // cycle) * cycle
+        return max(base, whole if cycle % B == 0 else B - p + whole)
+
+    def follow_cycle(self, cycle: int) -> None:
+        """Before the stream starts: the device's cycle (JACK's period at open, `open_duplex`) sets the block buffer
+        (`prefill_for`) and the latency figure with it. A cycle changed while playing is taken by the model thread
+        (`_take_prefill`)."""
+        if cycle >= MIN_CYCLE and self._pos == 0 and self._thread is None:
+            self.prefill = self._prefill_want = self.prefill_for(cycle)
+            self.latency.block_buffer = self.prefill
+            self._valid = (0, self.prefill)
 
     # --- audio callback side ----------------------------------------------------------------------------
     def callback(self, indata: np.ndarray, outdata: np.ndarray, frames: int, time_info=None, status=None) -> None:
@@ -375,6 +403,7 @@ class Engine:
                 self._counted = cycle
                 self._follows = self.period % cycle == 0 or cycle % self.period == 0
                 self._cycle = min(cycle, self.period) if self._follows else cycle
+                self._prefill_want = self.prefill_for(cycle)
         elif t := getattr(time_info, "inputBufferAdcTime", 0.0):
             now = t * self.sr
         else:  # the host API gives no clock
@@ -413,7 +442,7 @@ class Engine:
         a block completed within a burst whose later callbacks want its output, and every block came out late for
         good (hunt 120: 43 a second, with a budget of half a block). The input jumps to the next grid line through
         silence, and the output with it: a glitch once, the latency as it was."""
-        pad = -n % min(self._counted, self.blocksize)
+        pad = -n % math.gcd(self._counted, self.blocksize)  # where the cycles start at open, relative to the blocks
         if pad:
             self.inputs.fill(n, pad)
             n += pad
@@ -654,6 +683,8 @@ class Engine:
                     except OSError:  # closed under us: stopping
                         return
                 continue
+            if self._prefill_want != L:  # the device's cycle changed (`prefill_for`)
+                L = self._take_prefill(a)
             self._busy = True
             if self._stall_s:
                 stall, self._stall_s = self._stall_s, 0.0
@@ -711,6 +742,17 @@ class Engine:
                     gc.collect(1)
                 if m.blocks % 8192 == 0:  # what survived since the freeze only: cheap, and no cycle lives forever
                     gc.collect(2)
+
+    def _take_prefill(self, a: int) -> int:
+        """Move the block buffer to what the device's cycle now wants, from block `a` on: longer, the output
+        already computed plays out and silence fills up to the new slot; shorter, the next block overwrites what
+        the old mapping left after its slot (a jump in the audio, once). The latency figure moves with it."""
+        L, hi = self._prefill_want, self._valid[1]
+        if a + L > hi:
+            self.outputs.fill(hi, a + L - hi)
+            self._valid = (self._valid[0], a + L)
+        self.prefill = self.latency.block_buffer = L
+        return L
 
     def wait_output(self, frames: int, timeout: float = 10.0) -> bool:
         """Wait until the next `frames` output frames are ready (file mode: as fast as possible)."""

@@ -40,11 +40,19 @@ class Timing:
 
 class PeriodWatch:
     """Reads `Timing` for a JACK client's ports (a PortAudio JACK device is a client: "system" for the sound card)
-    and keeps a `Latency`'s device figures on it. `check` is cheap (shared memory): call it from a control loop."""
+    and keeps a `Latency`'s device figures on it (and its block buffer, where the engine's moves with the period).
+    `check` is cheap (shared memory): call it from a control loop."""
 
-    def __init__(self, read: Callable[[], Timing | None], latency: Latency):
+    def __init__(
+        self,
+        read: Callable[[], Timing | None],
+        latency: Latency,
+        block_buffer: Callable[[int], int] | None = None,
+    ):
         self.read = read
         self.latency = latency
+        self.block_buffer = block_buffer  # the engine's block buffer for a period (`Engine.prefill_for`), if it moves
+        self._said = latency.total  # the figure as last said: the engine may move its block buffer before a check
         self.timing = _sane(read())
         at_open = self.timing or Timing(0, 0, 0)
         # PortAudio's own buffering, and whatever else its count at open holds beside the ports'
@@ -62,8 +70,11 @@ class PeriodWatch:
             return None
         self.timing, self._seen = now, None
         lat = self.latency
-        before = lat.total
+        before = self._said
         lat.device_in, lat.device_out = self._base[0] + now.device_in, self._base[1] + now.device_out
+        if self.block_buffer is not None:
+            lat.block_buffer = self.block_buffer(now.period)
+        self._said = lat.total
         ms = 1000.0 / lat.sr
         moved = f"latency now {lat.total} samples = {lat.total * ms:.1f} ms (was {before} = {before * ms:.1f} ms)"
         if lat.total == before:

@@ -156,12 +156,41 @@ def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts,
     assert "Traceback" not in err
 
 
-def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_the_delay(jack, osc_inbox):
+@pytest.mark.parametrize(("block", "period"), [(1024, 256), (1536, 512)])
+def test_a_jack_period_longer_than_the_block_leaves_no_block_late(block, period):
+    """JACK at 2048 and a block of 1024 or 1536: a cycle's callbacks come as one burst, which brings the input of
+    a block and wants its output at once, so a block buffer of block − period + budget (1792 at 1024 / 256) had
+    every other block out late for good (22 a second, "it started late (the machine was busy)"), and at 1536 / 512
+    every block resynced. It is now a whole cycle at least (`Engine.prefill_for`), in the printed figure too."""
+    with JackServer(sr=44100, period=2048) as server:
+        proc = _live(server, "--blocksize", str(block), "--period", str(period), "--headroom", "0.5", "--bypass",
+                     "--no-osc", "--duration", "60")  # fmt: skip
+        try:
+            line = _wait_for(proc, "latency")
+            computed = int(re.match(r"latency (\d+) samples", line).group(1))
+            _wait_for(proc, "streaming")
+            delays = LatencyProbe(server.name, "PortAudio:in_0", "PortAudio:out_0", seconds=4.0).run().delays
+        finally:
+            proc.terminate()
+            out, err = proc.communicate(timeout=30)
+    buffered = int(re.search(r"block buffer (\d+)", line).group(1))
+    assert buffered == (2048 if block == 1024 else 3072), line
+    late = int(re.findall(r"late blocks (\d+)", out)[-1])
+    resyncs = int(re.findall(r"resyncs (\d+)", out)[-1])
+    assert late + resyncs <= 4, out[-1500:]  # a busy machine's own, not one block in two
+    assert delays and delays.count(computed) > len(delays) / 2, (delays, computed)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(("size", "moves"), [(1024, 768), (2048, 1792 + 768)])
+def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_the_delay(jack, osc_inbox, size, moves):
     """`jack_bufsize` (QjackCtl does the same) while live plays: PortAudio keeps buffering for the new period, so the
     real delay moves (256 → 1024: 768 samples more), and the figure live printed and answers to /state moves with it
     (it stayed, `realtime.jack_period`). With a budget of half a block (what live measures on a light machine) every
     block came out late after the change, for good (43 a second: the cycle's bursts of callbacks sat off the block
-    grid); they are put back on it (`Engine._realign`)."""
+    grid); they are put back on it (`Engine._realign`). At 2048, a cycle longer than the block, the block buffer
+    grows to a whole cycle (`Engine.prefill_for`: 1280 → 2048), and the figure with it (the line said "was" the
+    old figure with the new block buffer in it)."""
     osc_port, replies = _free_port(), osc_inbox
     # the demo model: the tiny one computes too fast for a block to come out late at all
     proc = _live(jack, "--blocksize", "1024", "--headroom", "0.5", "--bypass", "--osc-port", str(osc_port),
@@ -170,7 +199,7 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
         computed = int(re.match(r"latency (\d+) samples", _wait_for(proc, "latency")).group(1))
         _wait_for(proc, "streaming")
         before = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=2.0).run().delays
-        subprocess.run(["jack_bufsize", "1024"], env=jack.env, check=True, capture_output=True)
+        subprocess.run(["jack_bufsize", str(size)], env=jack.env, check=True, capture_output=True)
         moved = _wait_for(proc, "event device", timeout=20)
         while "period changed" not in moved:  # the change may first be heard of as skipped cycles
             moved = _wait_for(proc, "event device", timeout=20)
@@ -182,10 +211,10 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
-    assert "from 256 to 1024 frames" in moved, moved
+    assert f"from 256 to {size} frames" in moved and f"(was {computed} " in moved, moved
     late = int(re.findall(r"late blocks (\d+)", out)[-1])
     assert late <= 8, out[-1500:]  # a few around the change (a busy machine's own); not every block after it
-    assert state["/state/latency"] == [now] and now == computed + 768, (state["/state/latency"], now, computed)
+    assert state["/state/latency"] == [now] and now == computed + moves, (state["/state/latency"], now, computed)
     # impulses in flight across a cycle lost on a busy machine come out whole periods late: most are exact
     for delays, figure in ((before, computed), (after, now)):
         assert delays and delays.count(figure) > len(delays) / 2, (delays, figure)

@@ -395,13 +395,18 @@ def _buffered_on_jack(engine: Engine, C: int | list[int], cycles: int, lost: dic
 
 def _never_early(period: int, block: int, C, lost: dict[int, int], late_read: int) -> Engine:
     """`_buffered_on_jack` with and without `lost`: no sample of the run with them comes out before the delay the
-    run without them has; most come out at it. Returns the engine of the run with them."""
+    run without them has as it ends; most come out at it. Returns the engine of the run with them."""
     engine = _engine(FakeProcessor(block), period=period)
     cycles = len(C) if isinstance(C, list) else 600
     _, plain = _buffered_on_jack(_engine(FakeProcessor(block), period=period), C, cycles, {})
     signal, heard = _buffered_on_jack(engine, C, cycles, lost, late_read)
-    D = next(d for d in range(20000) if np.array_equal(plain[d + 2000 : d + 6000], -signal[2000:6000]))
-    T = np.arange(D + 512, len(heard))
+    # the delay as the run without losses ends (a JACK period changed while playing may move it, `prefill_for`),
+    # checked from the change on
+    n = len(plain)
+    end = plain[n - 6000 : n - 2000]
+    D = next(d for d in range(20000) if np.array_equal(end, -signal[n - 6000 - d : n - 2000 - d]))
+    changed = sum(itertools.takewhile(lambda c: c == C[0], C)) % n if isinstance(C, list) else 0
+    T = np.arange(changed + D + 512, len(heard))
     played = ~np.isnan(heard[T]) & (heard[T] != 0.0)
     for r in range(-768, 0, 64):  # a sample heard r frames early: its input from D + r before
         assert not (played & (heard[T] == -signal[T - D - r])).any(), f"heard {-r} frames early"
@@ -431,6 +436,24 @@ def test_a_jack_period_changed_while_playing_is_followed_as_one_it_started_at(pe
     engine = _never_early(period, 1536, C, {100 + after // 2: 1}, late_read)
     if not late_read:  # (read late, the cycle after a loss may count as lost until the next one places it)
         assert engine.counters.skipped_cycles == 1 and engine.counters.skipped_frames == sizes[1], engine.counters
+
+
+@pytest.mark.parametrize(
+    ("block", "period", "budget", "cycle", "prefill"),
+    [
+        (1024, 256, 1024, 256, 1792),  # a callback a cycle: block − period + budget
+        (1024, 256, 1024, 512, 1792),  # cycles that nest in the block: the same
+        (1024, 256, 512, 2048, 2048),  # a cycle of two blocks comes at once: a whole cycle
+        (1024, 256, 3072, 2048, 4096),  # a budget over a cycle: whole cycles
+        (1536, 512, 1024, 2048, 3072),  # a cycle that is no whole number of blocks: a block more
+    ],
+)
+def test_the_block_buffer_is_a_whole_cycle_at_least_where_a_cycle_is_longer_than_the_block(
+    block, period, budget, cycle, prefill
+):
+    engine = Engine(FakeProcessor(block), Controls(EditState(8)), period=period, budget=budget)
+    engine.follow_cycle(cycle)
+    assert engine.prefill == engine.latency.block_buffer == prefill
 
 
 def test_a_jack_cycle_longer_than_the_streams_period_is_counted_as_one():
