@@ -22,7 +22,7 @@ from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import is_number, strict_json
 from sae.plots import save_png
-from sae.stats import Interval, paired_diff, rate_diff, sign_test, verdict, wilson
+from sae.stats import Interval, paired_diff, paired_rate_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 
 N_MELS = 64
@@ -151,8 +151,7 @@ def none_where_on(entry: dict[str, Any]) -> float:
 
 
 def on_clip_count(entry: dict[str, Any]) -> int:
-    """How many clips without the concept a RAVE entry's `on` is reported on (`none_where_on`'s clips): with one
-    `on` strength beside a sweep of clamps, every one, although the clamps' strength was chosen on half."""
+    """How many clips without the concept a RAVE entry's `on` is reported on (`none_where_on`'s clips)."""
     if entry.get("on_clips") == "all":
         return int(entry["held_out_without"])
     return int(entry.get("held_out_without_test", entry["held_out_without"]))
@@ -480,7 +479,8 @@ def fidelity_sets(rows: list[dict], max_clips: int, data: str) -> dict[str, list
 def fidelity_concepts(idx, original, recon, labels, concepts: Sequence[str], goal: float) -> dict[str, Any]:
     """Per concept, on the row positions `idx`: among clips with it and among clips without it, the judge's
     detection rate on the originals and on the reconstructions, their paired difference with its 95 % interval
-    and verdict against ±`goal` points (undecided on fewer than MIN_EXAMPLES clips); the judge's accuracy on the
+    (`paired_rate_diff`) and verdict against ±`goal` points (undecided on fewer than MIN_EXAMPLES clips); the
+    judge's accuracy on the
     originals and its agreement between the two."""
     out: dict[str, Any] = {}
     for c in concepts:
@@ -489,7 +489,7 @@ def fidelity_concepts(idx, original, recon, labels, concepts: Sequence[str], goa
             ids = [i for i in idx if labels[c][i] == want]
             o = np.array([original[c][i] for i in ids], bool)
             r = np.array([recon[c][i] for i in ids], bool)
-            diff = paired_diff(o, r) if ids else Interval(float("nan"), float("nan"), float("nan"), 0)
+            diff = paired_rate_diff(o, r)  # an equivalence verdict: an interval that keeps its width (Newcombe's)
             entry[side] = {
                 "clips": len(ids),
                 "original": wilson(int(o.sum()), len(ids)).as_dict(),

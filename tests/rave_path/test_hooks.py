@@ -60,6 +60,11 @@ def test_eval_hooks_runs_every_stage_and_resumes(
         assert [c.name for c in ConceptBank.load(out / hook / "concepts.yaml") if c.alone is not None] == ["drums"]
     judged = json.loads((out / "latent" / "judge" / "judge.json").read_text())["concepts"]
     assert {n: e["baseline"]["alone"] for n, e in judged.items()} == {"guitar": "none", "drums": "the bank's"}
+    from training.judge import none_where_on
+
+    for n, e in judged.items():  # the baseline's drift is off's and on's, its plain rate on the clips on is on
+        b = summary["concepts"][n]["baseline"]
+        assert b["max_drift"] == e["baseline"]["max_drift"] and b["none_on"] == none_where_on(e), (b, e["baseline"])
     assert "the detector of the baseline's `off`: the bank's." in (out / "report.md").read_text()
     assert summary["split"] == "test" and summary["pick"] in ("latent", "decoder.net.1")
     assert set(summary["hooks"]) == {"latent", "decoder.net.1"}
@@ -172,6 +177,11 @@ def test_why_not_names_what_stopped_each_measure():
     assert drop.endswith("its drift is 21 > 10 (guitar moved on 6 of 24 clips, 6 of them drums solos)")
     assert "ceiling +42: the baseline already reaches the ceiling of any edit (+42)" in rise
     assert drift.endswith("the interval includes 0")
+    # the ceiling of a rise is on the clips the rises are reported on (the test half: 75 % heard there, not the
+    # 58 % of every clip without): the baseline's +42 was said to sit at a ceiling of +42, under one of +25
+    s["concepts"]["drums"]["baseline"]["none_on"] = 75.0
+    rise = why_not(s)[0].removeprefix("drums: ").split("; ")[1]
+    assert "ceiling +25: the baseline already reaches the ceiling of any edit (+25)" in rise, rise
 
 
 def test_a_win_with_no_drift_measured_is_said_not_counted():

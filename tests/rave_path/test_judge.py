@@ -319,8 +319,12 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
         assert round(vs["off_drop"]["value"], 6) == round(e["off_drop"] - e["baseline"]["off_drop"], 6)
         assert round(vs["on_rise"]["value"], 6) == round(e["on_rise"] - e["baseline"]["on_rise"], 6)
         assert {vs["off_drop"]["ahead"], vs["on_rise"]["ahead"]} <= {"SAE", "baseline", "tied"}
-        assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]  # one strength: nothing chosen, every clip
-        assert e["clamp"]["on_rise"] == e["clamp"]["sweep"][0]["rise"] and e["clamp"]["sweep"][0]["clips"] == 4
+        # one clamp strength beside a sweep of on: a sweep of one, reported on the clips every arm's on is (it was
+        # on every clip, so `eval hooks` found the clamp's rise on 4 clips and the baseline's on 2, and lost the run)
+        assert [s["strength"] for s in e["clamp"]["sweep"]] == [2.0]
+        assert e["clamp"]["sweep"][0]["clips"] == e["held_out_without_validation"]
+        on_clips = {len(arm["per_clip_on"]["guitar"]) for arm in (e, e["clamp"], e["baseline"])}
+        assert on_clips == {e["held_out_without_test"]} and e["on_clips"] == "test_half", on_clips
         assert len(e["per_clip"]["off_with"]["guitar"]) == e["held_out_with"]
     assert result["hook"] == "latent" and result["gate"]["enabled"] and result["clamp_strengths"] == [2.0]
     from sae.io import sae_weights_sha256

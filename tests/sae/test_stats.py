@@ -5,10 +5,12 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
+import pytest
 
 from sae.probe import auroc as probe_auroc
 from sae.stats import (
     N_BOOT,
+    Z95,
     Interval,
     _resamples,
     auroc,
@@ -17,6 +19,7 @@ from sae.stats import (
     bootstrap,
     mean_interval,
     paired_diff,
+    paired_rate_diff,
     permutation_auroc,
     rate_diff,
     verdict,
@@ -133,3 +136,23 @@ def test_the_sign_test_is_exact_and_two_sided():
     assert sign_test(0, 6) == sign_test(6, 0) == 2 / 2**6  # the most uneven split of 6
     assert sign_test(1, 5) == 2 * 7 / 2**6 and sign_test(3, 0) == 0.25
     assert sign_test(0, 0) == sign_test(4, 4) == 1.0
+
+
+def test_the_paired_rate_difference_keeps_its_width_where_no_item_differs_and_covers_the_truth():
+    """Newcombe's method 10: where no item differs the bound is the Wilson bound of 0 of n (the bootstrap said
+    [0, 0]); swapping the two sides negates it; over draws it covers the true difference about 95 % of the time."""
+    same = np.ones(12, bool)
+    iv = paired_rate_diff(same, same)
+    assert iv.value == 0 and iv.n == 12 and iv.lo == pytest.approx(-100 * Z95**2 / (12 + Z95**2))
+    assert iv.hi == pytest.approx(-iv.lo) and paired_diff(same, same).hi == 0.0
+    rng = np.random.default_rng(3)
+    a, b = rng.random(30) < 0.5, rng.random(30) < 0.7
+    there, back = paired_rate_diff(a, b), paired_rate_diff(b, a)
+    assert (there.value, there.lo, there.hi) == pytest.approx((-back.value, -back.hi, -back.lo))
+    covered = 0
+    for _ in range(400):  # 60 % heard, 15 % of items flip: the true difference is 0.4·0.15 − 0.6·0.15 = −3 points
+        a = rng.random(24) < 0.6
+        b = a ^ (rng.random(24) < 0.15)
+        iv = paired_rate_diff(a, b)
+        covered += iv.lo <= -3.0 <= iv.hi
+    assert 0.92 <= covered / 400 <= 0.99, covered

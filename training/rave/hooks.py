@@ -44,7 +44,7 @@ from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured, strict_json
 from sae.stats import sign_test
-from training.judge import ahead
+from training.judge import ahead, none_where_on
 
 GOAL_DRIFT = 10.0
 
@@ -524,7 +524,8 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 "drop": float(base["drop"].mean()),
                 "rise": float(base["rise"].mean()),
                 "strength_on": base["strength"],
-                "max_drift": float(_best(base_entry["baseline"]["sweep"])["max_drift"]),
+                "max_drift": float(base_entry["baseline"]["max_drift"]),  # off's and the reported on's, as the SAE's
+                "none_on": none_where_on(base_entry),  # the plain rate on the clips the rises are reported on
                 "held_out": [base_entry["held_out_with"], base_entry["held_out_without"]],
                 "none": base_entry["none"],
                 "clean": base_entry.get("clean"),
@@ -629,7 +630,7 @@ def why_not(s: dict[str, Any]) -> list[str]:
             lines.append(f"{name}: not found on any hook")
             continue
         b = row["baseline"]
-        ceiling = {"drop": b["none"]["with"], "rise": 100.0 - b["none"]["without"]}
+        ceiling = {"drop": b["none"]["with"], "rise": 100.0 - b.get("none_on", b["none"]["without"])}
         parts = []
         for m in ("drop", "rise", "drift"):
             best = None

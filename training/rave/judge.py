@@ -271,7 +271,9 @@ def evaluate_steering(
         """The sweep on the validation clips without the concept, and the chosen strength (largest rise within
         the drift goal, else the largest rise) measured on the test clips without it."""
         val, test = split_sides[name]
-        if len(sweep_strengths) == 1:  # nothing to choose: every clip without the concept
+        # nothing to choose anywhere: every clip without the concept; one strength where another arm chooses (one
+        # `on` strength beside a sweep of clamps) is a sweep of one, reported on the same test half as that arm's
+        if len(sweep_strengths) == 1 and not choosing:
             only = on_at(name, edited, sweep_strengths[0], sorted(set(val) | set(test)))
             return [only], only
         sweep = [on_at(name, edited, strength, val) for strength in sweep_strengths]
@@ -332,7 +334,7 @@ def evaluate_steering(
                 # after `on` at the chosen strength, on the clips the rise is reported on (`on_clips` of neg)
                 "on_without": best["per_clip"],
             },
-            "on_clips": "test_half" if len(strengths) > 1 else "all",  # test_half: neg[1::2]
+            "on_clips": "test_half" if choosing else "all",  # test_half: neg[1::2]
         }
         entry["off_drop"] = entry["none"]["with"] - entry["off"]["with"]
         entry["on_rise"] = best["rise"]
