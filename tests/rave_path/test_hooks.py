@@ -159,6 +159,7 @@ def test_the_hook_is_chosen_on_validation_and_judged_on_the_reported_clips():
     # no validation split: the pick is made (and said to be made) on the reported clips
     s = choose_on_validation(_summary("test", {"latent": 2, "decoder.net.1": 0}, "latent"), None)
     assert s["pick_on"] == "test" and "validation" not in s and s["goal_met"] is True
+    assert s["reason"] == "chosen on the test clips it is reported on (no validation split): latent wins", s["reason"]
 
 
 def test_why_not_names_what_stopped_each_measure():
@@ -182,6 +183,13 @@ def test_why_not_names_what_stopped_each_measure():
     s["concepts"]["drums"]["baseline"]["none_on"] = 75.0
     rise = why_not(s)[0].removeprefix("drums: ").split("; ")[1]
     assert "ceiling +25: the baseline already reaches the ceiling of any edit (+25)" in rise, rise
+    # hunt 122: Δ [+25, +100] on 4 clips, no ✓ (the sign test cannot reach p < 0.05 there), was "the interval
+    # includes 0"
+    tied = {"beats": False, "loses": False, "sign_test_p": 0.25}
+    s["concepts"]["drums"]["latent"]["on"]["rise"] = _cmp(25, 5, 5, 40) | tied
+    rise = why_not(s)[0].removeprefix("drums: ").split("; ")[1]
+    assert rise.endswith("the SAE is ahead beyond the interval, but not by the sign test on the clips where they "
+                          "differ (p 0.25 ≥ 0.05)"), rise  # fmt: skip
 
 
 def test_a_win_with_no_drift_measured_is_said_not_counted():
@@ -256,8 +264,8 @@ def test_less_drift_alone_wins_nothing(tmp_path):
             "held_out_with": n, "held_out_without": n, "none": {"with": 100.0, "without": 0.0}, "clean": None,
             "per_clip": sae, "per_clip_on": sae["on_without"], "strength_on": 2.0, "sweep": sweep,
             "drift": {"off": {other: 0.0}, "on": {other: 0.0}}, "drift_measured": True, "off_moved": {},
-            "baseline": {"per_clip": base, "per_clip_on": base["on_without"], "strength_on": 2.0, "sweep": [
-                {"strength": 2.0, "rise": 0.0, "max_drift": 66.7, "per_clip": base["on_without"]}]},
+            "baseline": {"per_clip": base, "per_clip_on": base["on_without"], "strength_on": 2.0, "max_drift": 70.0,
+                         "sweep": [{"strength": 2.0, "rise": 0.0, "max_drift": 66.7, "per_clip": base["on_without"]}]},
         }  # fmt: skip
 
     cfg = HookCompareConfig("d", "m.ts", "o", ("latent",), ("guitar", "drums"), None, "test", 1, (2.0,), (2.0,), 12,
@@ -273,4 +281,41 @@ def test_less_drift_alone_wins_nothing(tmp_path):
     s = choose_on_validation(summarize(cfg, results, "test"), None)
     assert s["concepts"]["guitar"]["latent"]["on"]["beats"] == ["drift"]  # less drift than the baseline: said
     assert s["concepts_won"] == {"latent": 0} and s["goal_met"] is False  # but no win
-    assert s["reason"].startswith("latent: no hook's SAE edit beats the raw-latent baseline for any concept")
+    assert "): latent: no hook's SAE edit beats the raw-latent baseline for any concept" in s["reason"]
+    # the baseline's drift in the report is its worst of off and the reported on (hunt 124: the sweep's on alone)
+    assert s["concepts"]["guitar"]["baseline"]["max_drift"] == 70.0
+
+
+@pytest.mark.slow
+def test_a_store_holding_the_held_out_fonts_clips_is_refused(tmp_path, tiny_rave_ts, capsys):
+    """Hunt 122: `eval hooks --store` of a store collected from the whole clips folder trained the SAE on the
+    held-out-font clips the report is then judged on, without a word (the README: they "never reach the SAE").
+    Clips are matched as files (the store records the folder it collected), not by name: a store of the train and
+    test clips, collected through links as eval hooks does itself, is taken."""
+    from training.cli import main
+    from training.data.concept_clips import DataConfig, make_dataset, read_manifest
+    from training.rave.collect import RaveCollectConfig, collect_rave
+    from training.rave.hooks import clips_in_store
+
+    data = tmp_path / "data"
+    make_dataset(data, DataConfig(n=15, seed=3, duration=1.0, holdout_font="fluidr3"), concepts=("guitar",))
+    rows = read_manifest(data)
+    held = [r["file"] for r in rows if r["split"] == "holdout_font"]
+    store = tmp_path / "store_all"
+    collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(data / "clips"), str(store), layers=("latent",)))
+    argv = ["eval", "hooks", "--data", str(data), "--model", str(tiny_rave_ts), "--out", str(tmp_path / "cmp")]
+    assert main([*argv, "--store", str(store), "--hooks", "latent", "--concepts", "guitar"]) == 2
+    err = capsys.readouterr().err
+    assert f"holds {len(held)} clip(s) of the held-out font the report is judged on" in err and held, err
+    assert not (tmp_path / "cmp").exists()
+    links = tmp_path / "train_test"  # what eval hooks collects without --store
+    links.mkdir()
+    for r in rows:
+        if r["split"] in ("train", "test"):
+            (links / r["file"].split("/")[-1]).symlink_to((data / r["file"]).resolve())
+    own = tmp_path / "store_own"
+    collect_rave(RaveCollectConfig(str(tiny_rave_ts), str(links), str(own), layers=("latent",)))
+    from sae.store import ActivationStore
+
+    assert clips_in_store(ActivationStore(own), ["latent"], data, rows, {"holdout_font"}) == []
+    assert sorted(clips_in_store(ActivationStore(store), ["latent"], data, rows, {"holdout_font"})) == sorted(held)

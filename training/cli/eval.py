@@ -210,7 +210,7 @@ def run_hooks(args: argparse.Namespace) -> int:
         if missing:
             raise UserError(
                 f"--store {args.store}: no hook {missing[0]!r} (it holds {', '.join(have)}); collect it there "
-                "(musicsae collect rave --hooks), or leave --store out to collect every hook"
+                f"(musicsae collect rave --layers {missing[0]}), or leave --store out to collect every hook"
             )
     torch.set_num_threads(args.threads)
     cfg = HookCompareConfig(

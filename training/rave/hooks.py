@@ -17,7 +17,8 @@ and the report says so.
 Figures carry intervals: probe AUROC with the bootstrap interval `concept find` reports (Hanley–McNeil's
 when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a
 paired bootstrap 95 % interval (2000 resamples of the clips). An SAE edit *beats* the baseline on a measure
-when that interval excludes 0 in its favour, at a worst drift of at most 10 points. The best hook is the one
+when that interval excludes 0 in its favour and the exact sign test on the clips where the two differ agrees
+(p < 0.05, `judge.ahead`), at a worst drift of at most 10 points. The best hook is the one
 with the most such wins (ties: the larger mean margin). As in the judge, the `on` / `clamp` strength is
 chosen on half of the clips without the concept and reported on the other half.
 
@@ -33,7 +34,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,18 @@ def same_settings(cfg: HookCompareConfig) -> None:
         atomic_write_text(path, json.dumps(now, indent=1))
 
 
+def clips_in_store(store: Any, hooks: Sequence[str], data: Path, rows: list[dict], splits: set[str]) -> list[str]:
+    """The clips of `splits` (manifest rows of `data`) that `store` collected for any of `hooks`: its sources are
+    named relative to the folder it collected (recorded in store.json), so a clip is the same file, followed through
+    links, not one of the same name. Empty where the store does not say what it collected."""
+    root = ((store.info.get("collect") or {}).get("rave") or {}).get("audio")
+    if not root or not splits:
+        return []
+    judged = {(data / r["file"]).resolve(): r["file"] for r in rows if r["split"] in splits}
+    sources = set().union(*(store.sources(h) for h in hooks if h in store.hooks))
+    return sorted(judged[p] for s in sources if (p := (Path(root) / s).resolve()) in judged)
+
+
 def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
     """Every stage for every hook (skipping finished ones), then the side-by-side comparison."""
     from realtime.rave import RaveModel
@@ -256,6 +269,13 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
             raise UserError(
                 f"--store {cfg.store}: holds activations of {held.get('name', '?')} ({str(held['sha256'])[:12]}), "
                 f"not {model.path.name} ({model.identity.sha256[:12]}); collect with this model or leave --store out"
+            )
+        judged = {split, validation} & {"holdout_font"}
+        if leaked := clips_in_store(ActivationStore(cfg.store), cfg.hooks, data, rows, judged):
+            raise UserError(
+                f"--store {cfg.store}: holds {len(leaked)} clip(s) of the held-out font the report is judged on "
+                f"(first: {leaked[0]}), which would train the SAE; collect the train and test clips only, or leave "
+                "--store out"
             )
     if split == "holdout_font" and not any(r["split"] == split for r in rows):
         raise UserError(f"data {data}: no clips in the holdout_font split (make the data with --holdout-font FONT)")
@@ -614,6 +634,10 @@ def choose_on_validation(summary: dict[str, Any], chosen: dict[str, Any] | None)
         summary["validation"] = {k: chosen[k] for k in keep}
         summary["pick"] = chosen["pick"]
         summary["reason"] = f"chosen on the {chosen['split']} clips: {chosen['reason']}"
+    else:  # no validation split: the clips the hook is picked on are the ones it is reported on, said so
+        summary["reason"] = f"chosen on the {summary['split']} clips it is reported on (no validation split): " + (
+            summary["reason"]
+        )
     summary["pick_on"] = chosen["split"] if chosen is not None else summary["split"]
     summary["goal_met"] = summary["concepts_won"][summary["pick"]] >= 2
     summary["why_not"] = [] if summary["goal_met"] else why_not(summary)
@@ -669,6 +693,10 @@ def why_not(s: dict[str, Any]) -> list[str]:
                 why = "the baseline does not drift: nothing to beat"
             elif x["loses"]:
                 why = "the baseline is better beyond the interval"
+            elif lo > 0 or hi < 0:  # `judge.ahead`: the sign test on the clips where they differ must agree
+                who = "the SAE" if lo > 0 else "the baseline"
+                why = (f"{who} is ahead beyond the interval, but not by the sign test on the clips where they differ "
+                       f"(p {x.get('sign_test_p', 1.0):.2f} ≥ 0.05)")  # fmt: skip
             else:
                 why = "the interval includes 0"
             if m in ceiling:
@@ -730,7 +758,8 @@ def report_markdown(s: dict[str, Any]) -> str:
         "",
         "Probe AUROC (5-fold, out of fold, train-split folders) with 95 % bootstrap intervals. Edits on the "
         "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired-bootstrap 95 % "
-        "interval; ✓ the SAE wins beyond it, ✗ it loses beyond it; a win counts when the edit's own drift is ≤ 10 "
+        "interval; ✓ the SAE wins beyond it and by the sign test on the clips where they differ (p < 0.05), ✗ it "
+        "loses so; a win counts when the edit's own drift is ≤ 10 "
         "(`off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the most-moved other "
         "concept; the strength is chosen on half of the clips without the concept and reported on the other half. "
         "Steered features: those `off` / `on` edit; off leaves: the share of the concept's mean difference at the "
