@@ -635,9 +635,8 @@ def choose_on_validation(summary: dict[str, Any], chosen: dict[str, Any] | None)
         summary["pick"] = chosen["pick"]
         summary["reason"] = f"chosen on the {chosen['split']} clips: {chosen['reason']}"
     else:  # no validation split: the clips the hook is picked on are the ones it is reported on, said so
-        summary["reason"] = f"chosen on the {summary['split']} clips it is reported on (no validation split): " + (
-            summary["reason"]
-        )
+        said = f"chosen on the {summary['split']} clips it is reported on (no validation split)"
+        summary["reason"] = f"{said}: {summary['reason']}"
     summary["pick_on"] = chosen["split"] if chosen is not None else summary["split"]
     summary["goal_met"] = summary["concepts_won"][summary["pick"]] >= 2
     summary["why_not"] = [] if summary["goal_met"] else why_not(summary)
