@@ -243,6 +243,51 @@ def test_a_gin_config_the_builder_cannot_use_is_one_line(configs, said, tmp_path
     assert not (tmp_path / "m.ts").exists()
 
 
+def test_a_wasserstein_rave_is_built_whole(tmp_path):
+    """Hunt 123: `models rave --config v2_small --config causal --config wasserstein` (or spherical) said "acids-rave
+    cannot build this builder's model" of a model it built: the latent PCA halved every encoder's output, as a
+    variational one's (mean and scale)."""
+    from realtime.rave import RaveModel
+
+    out = tmp_path / "w.ts"
+    configs = ["--config", "v2_small", "--config", "causal", "--config", "wasserstein"]
+    assert main(["models", "rave", "--out", str(out), *configs]) == 0
+    assert RaveModel.load(out).latent_size == 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["rave", "--latent-size", "12"], "--latent-size 12: expected a power of two"),  # exported 8, said nothing
+        (["rave", "--sample-rate", "10000000"], "--sample-rate 10000000: expected 8000 to 192000 Hz"),  # 2.3 GB, hung
+        (["rave", "--capacity", "100000"], "--capacity 100000 --latent-size 16: expected a capacity of 1 to 256"),
+        (["musicgen", "--dim", "5", "--heads", "5"], "--dim 5: expected an even width of at least 4"),  # rendered
+        (["musicgen", "--dim", "2", "--heads", "1", "--backend", "transformers"], "--dim 2: expected an even width"),
+    ],
+)  # fmt: skip
+def test_tiny_model_sizes_no_model_runs_at_are_one_line(argv, said, tmp_path, capsys):
+    """Hunt 123: sizes `models` took, whose models then failed with a traceback (odd widths), exported another size
+    without a word, or ran for minutes (10 MHz)."""
+    out = tmp_path / ("m.ts" if argv[0] == "rave" else "m")
+    assert main(["models", argv[0], "--out", str(out), *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert said in err and "\n" not in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("backend", ["audiocraft", "transformers"])
+def test_a_musicgen_already_in_the_folder_is_not_replaced_by_a_tiny_one(backend, tmp_path, capsys):
+    """Hunt 123: `models musicgen --out DIR` over a folder holding just a MusicGen's weights (a fine-tuned audiocraft
+    checkpoint, a `save_pretrained` folder) replaced them with random ones, exit 0."""
+    out = tmp_path / "mg"
+    argv = ["models", "musicgen", "--out", str(out), "--backend", backend]
+    assert main([*argv, "--seed", "7"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(argv) == 2
+    assert "holds a MusicGen already" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 @pytest.mark.parametrize(
     "argv, said",
     [

@@ -82,10 +82,15 @@ def test_models_musicgen_cli_writes_both_formats(tmp_path):
     pkg = tmp_path / "ac"
     (pkg / "training.json").write_text("{}")
     before = {p.name: p.read_bytes() for p in pkg.iterdir()}
-    with pytest.raises(UserError, match=r"--out .*ac: holds other files \(training\.json\)"):
+    with pytest.raises(UserError, match=r"--out .*ac: holds a MusicGen already"):
         _models_cli(["musicgen", "--out", str(pkg)])
     assert {p.name: p.read_bytes() for p in pkg.iterdir()} == before
-    assert _models_cli(["musicgen", "--out", str(tmp_path / "tf"), "--backend", "transformers"]) == 0  # its own
+    (pkg / "state_dict.bin").unlink()
+    (pkg / "compression_state_dict.bin").unlink()
+    with pytest.raises(UserError, match=r"--out .*ac: holds other files \(training\.json\)"):
+        _models_cli(["musicgen", "--out", str(pkg)])
+    with pytest.raises(UserError, match="holds a MusicGen already"):  # its own format too (hunt 123: a fine-tuned
+        _models_cli(["musicgen", "--out", str(tmp_path / "tf"), "--backend", "transformers"])  # model's weights)
 
 
 def test_unknown_backend_is_a_user_error(tmp_path):
@@ -122,7 +127,7 @@ def test_models_cli_writes_a_stereo_model(tmp_path):
 @pytest.mark.parametrize("first", ["audiocraft", "transformers"])
 def test_a_folder_of_the_other_format_is_not_written_into(tmp_path, first):
     """`models musicgen --out tiny_ac --backend transformers` over an audiocraft folder left both formats in one
-    folder, which then loaded as audiocraft without a word; same-format rewrites still replace."""
+    folder, which then loaded as audiocraft without a word; same-format ones are refused too (hunt 123)."""
     other = "transformers" if first == "audiocraft" else "audiocraft"
     out = str(tmp_path / "tiny")
     assert _models_cli(["musicgen", "--out", out, "--backend", first, "--layers", "1"]) == 0
@@ -130,7 +135,8 @@ def test_a_folder_of_the_other_format_is_not_written_into(tmp_path, first):
     with pytest.raises(UserError, match=f"--out {out}: holds an? {first} MusicGen already"):
         _models_cli(["musicgen", "--out", out, "--backend", other, "--layers", "1"])
     assert sorted(p.name for p in (tmp_path / "tiny").iterdir()) == before
-    assert _models_cli(["musicgen", "--out", out, "--backend", first, "--layers", "1", "--seed", "1"]) == 0
+    with pytest.raises(UserError, match="holds a MusicGen already"):
+        _models_cli(["musicgen", "--out", out, "--backend", first, "--layers", "1", "--seed", "1"])
 
 
 def test_a_stop_between_the_two_files_leaves_the_old_model_whole(tmp_path, monkeypatch):

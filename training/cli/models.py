@@ -36,14 +36,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     register_musicgen(kinds)
 
 
+MAX_CAPACITY, MAX_LATENT, MAX_RATE = 256, 256, 192_000
+
+
 def run_rave(args: argparse.Namespace) -> int:
 
     from sae.errors import UserError
     from sae.paths import check_output_file
     from training.rave.tiny_model import RaveBuildConfig, build_tiny_rave
 
-    if args.capacity < 1 or args.latent_size < 1 or args.sample_rate < 8000:
-        raise UserError("--capacity/--latent-size must be >= 1 and --sample-rate >= 8000")
+    if not (1 <= args.capacity <= MAX_CAPACITY and 1 <= args.latent_size <= MAX_LATENT):
+        raise UserError(
+            f"--capacity {args.capacity} --latent-size {args.latent_size}: expected a capacity of 1 to {MAX_CAPACITY} "
+            f"and a latent of 1 to {MAX_LATENT} (a tiny model: more is a typo)"
+        )
+    if args.latent_size & (args.latent_size - 1):  # the exporter crops the latent to a power of two
+        raise UserError(f"--latent-size {args.latent_size}: expected a power of two (the export crops latents to one)")
+    if not 8000 <= args.sample_rate <= MAX_RATE:  # 10 MHz ran for minutes at 2.3 GB to render 100 samples
+        raise UserError(f"--sample-rate {args.sample_rate}: expected 8000 to {MAX_RATE} Hz")
     out = check_output_file(args.out, (".ts",))
     if out.exists():  # e.g. a trained model: an untrained one must not take its place
         raise UserError(f"--out {out}: exists; a tiny untrained model is written to a new file only")
@@ -99,6 +109,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
             f"--dim {args.dim} --heads {args.heads} --layers {args.layers}: expected positive "
             "sizes with dim a multiple of heads"
         )
+    if args.dim < 4 or args.dim % 2:  # sinusoidal positions: half the width in sines, half in cosines
+        raise UserError(f"--dim {args.dim}: expected an even width of at least 4 (MusicGen's sinusoidal positions)")
     if args.layers > MAX_LAYERS or args.dim > MAX_DIM:  # beyond musicgen-large is no tiny model: a typo
         raise UserError(
             f"--dim {args.dim} --layers {args.layers}: expected at most dim {MAX_DIM} and {MAX_LAYERS} layers "
@@ -119,6 +131,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
         "transformers": {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                          "tokenizer_config.json"},
     }[args.backend]  # fmt: skip
+    weights = {"audiocraft": held["audiocraft"], "transformers": ("config.json", "model.safetensors")}[args.backend]
+    if out.is_dir() and any((out / f).exists() for f in weights):  # a fine-tuned or saved model's weights
+        raise UserError(
+            f"--out {args.out}: holds a MusicGen already; a tiny untrained model is written to a new or empty "
+            "folder only"
+        )
     other = sorted(p.name for p in out.iterdir() if p.name not in writes) if out.is_dir() else []
     if other:  # a trained package's weights would be replaced, its descriptions and training record left behind
         raise UserError(f"--out {args.out}: holds other files ({', '.join(other[:3])}); a tiny model's weights would "

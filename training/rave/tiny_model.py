@@ -82,9 +82,13 @@ def fit_latent_pca(model: torch.nn.Module, audio: torch.Tensor) -> None:
 
     The same analysis RAVE's validation runs; the exporter crops the latent with `fidelity`.
     """
+    import rave.blocks
+
     model.eval()
     z = model.encode(audio)
-    mean = z.chunk(2, 1)[0]
+    # a variational encoder gives mean and scale; the others (wasserstein, spherical, discrete) the latent itself, as
+    # acids-rave's validation reads them
+    mean = z.chunk(2, 1)[0] if isinstance(model.encoder, rave.blocks.VariationalEncoder) else z
     z = mean.permute(0, 2, 1).reshape(-1, mean.shape[1]).double()
     if z.shape[0] < z.shape[1]:
         raise UserError(f"PCA needs at least {z.shape[1]} latent frames, got {z.shape[0]}: give more audio")
@@ -159,6 +163,10 @@ def test_signal(sample_rate: int, seconds: float, seed: int) -> torch.Tensor:
     return torch.from_numpy(x).float().reshape(1, 1, -1)
 
 
+def _first(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 def build_tiny_rave(
     out_path: str | Path,
     seed: int = 0,
@@ -172,12 +180,17 @@ def build_tiny_rave(
     channels = [test_signal(cfg.sample_rate, 6.0, seed + c) for c in range(cfg.channels)]
     try:  # gin takes any composition of configs; some need a base config, another package or another latent
         model = build_model(cfg)
-        fit_latent_pca(model, torch.cat(channels, dim=1))
     except (TypeError, RuntimeError, ImportError, ValueError, AttributeError, KeyError) as exc:
-        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserError(
-            f"--config {', '.join(cfg.configs)}: acids-rave cannot build this builder's model from them ({why}); "
-            "start from v2_small or v2 (e.g. --config v2_small --config causal)"
+            f"--config {', '.join(cfg.configs)}: acids-rave cannot build this builder's model from them "
+            f"({_first(exc)}); start from v2_small or v2 (e.g. --config v2_small --config causal)"
+        ) from None
+    try:
+        fit_latent_pca(model, torch.cat(channels, dim=1))
+    except (TypeError, RuntimeError, ValueError) as exc:  # built, but it does not run on the test signal
+        raise UserError(
+            f"--config {', '.join(cfg.configs)}: the model acids-rave built does not encode a test signal "
+            f"({_first(exc)})"
         ) from None
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "tiny_rave"
