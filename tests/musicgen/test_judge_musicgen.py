@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,21 @@ def test_eval_musicgen_renders_the_lms_segment_by_default_and_says_when_it_runs_
             "note: mg's LM was trained on 2 s segments: 4 s at a time runs on positions past 2 s" in said.out
         ) is noted
         assert "no manifest" in said.err
+
+
+@pytest.mark.slow
+def test_prompts_a_lookup_table_model_plays_as_other_words_are_noted(tmp_path, data, capsys):
+    """Hunt 127: `eval musicgen` on the shipped MusicGen (a lookup-table conditioner) played "jazz piano" as "piano"
+    without a word, in judge.json or on the console; render, collect and the experiment say so."""
+    from training.cli import main
+
+    model = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen"
+    bank = _bank(tmp_path, load_musicgen(model))
+    (tmp_path / "prompts.txt").write_text("jazz piano\n")
+    argv = ["eval", "musicgen", "--data", str(data), "--model", str(model), "--bank", str(bank), "--out",
+            str(tmp_path / "out"), "--prompts", str(tmp_path / "prompts.txt"), "--duration", "0.5", "--renders", "1",
+            "--concepts", "piano"]  # fmt: skip
+    assert main(argv) == 0
+    note = "prompt 'jazz piano': unknown words jazz ignored, played as 'piano'"
+    assert note in json.loads((tmp_path / "out" / "judge.json").read_text())["notes"]
+    assert f"note: {note}" in capsys.readouterr().out

@@ -171,7 +171,7 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "held_out_clips": len(jobs),
         "goals": GOALS,
         "concepts": results,
-        "notes": notes.lines() + unjudged,
+        "notes": notes.lines() + unjudged + mg.__dict__.get("prompt_notes", []),  # prompts played as other words
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if keep:
