@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -286,6 +287,40 @@ def test_steering_goals_need_twelve_renders_per_side():
 
     assert _goals(iv(100, 4), iv(100, 4).as_dict(), 0) == {"off_drop": False, "on_rise": False, "drift": False}
     assert _goals(iv(100, 12), iv(100, 12).as_dict(), 0) == {"off_drop": True, "on_rise": True, "drift": True}
+
+
+def test_a_stop_in_the_sae_stage_keeps_its_step_and_says_what_is_kept(toy_folders, toy_concept_data, tmp_path,
+                                                                        monkeypatch, capsys):  # fmt: skip
+    """Hunt 127: SIGTERM while the experiment trained an SAE said "a checkpoint of the last step is kept", but it
+    trained with no checkpoint and no stop: the layer started over from step 0."""
+    from training.cli.main import HeldStop
+    from training.musicgen import experiment
+
+    cfg = experiment.ExperimentConfig(
+        str(toy_folders[0]), str(toy_concept_data), str(tmp_path / "exp"), steer=("guitar",), probe=(), prompts=3,
+        prompt_seconds=0.3, sae_steps=50, k=4, expansion=2, pairs=2, seeds=1, duration=0.3, layers="0",
+    )  # fmt: skip
+    monkeypatch.setattr(HeldStop, "due", lambda self: True)  # as if a signal came during the first step
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run_experiment(cfg, say=print)
+    assert "step 1 is checkpointed in" in capsys.readouterr().out
+    assert list((tmp_path / "exp" / "saes").glob("*/checkpoint.pt"))
+
+
+def test_the_drift_goal_needs_its_interval_within_it():
+    """Hunt 127: 3 renders of 24 moved up and 3 down were a drift of 0 [−21, +21], and its goal "met"."""
+    from sae.stats import Interval, paired_diff
+    from training.musicgen.experiment import _drift_reach, _goals
+
+    before = np.zeros(24, bool)
+    after = before.copy()
+    after[:3] = True
+    before[3:6] = True
+    drift = {"piano": paired_diff(before, after).as_dict()}
+    assert drift["piano"]["value"] == 0 and drift["piano"]["hi"] > 10
+    drop = rise = Interval(100, 100, 100, 24)
+    assert _goals(drop, rise.as_dict(), 0.0, _drift_reach(drift))["drift"] is False
+    assert _goals(drop, rise.as_dict(), 0.0, _drift_reach({"piano": Interval(0, -5, 5, 24).as_dict()}))["drift"]
 
 
 BAD_OPTIONS = [

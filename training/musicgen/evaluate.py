@@ -261,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.out / "adherence.md", adherence_markdown(result))
             print(adherence_markdown(result))
 
-    return runs.guarded(p.prog, run)
+    return runs.guarded(p.prog, run, "")  # nothing is kept: the command runs again whole
 
 
 if __name__ == "__main__":

@@ -218,7 +218,7 @@ def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, stren
         "on_rise": best["rise"],
         "max_drift": max_drift,
         "worst_drift": worst,
-        "goals_met": _goals(drop, best["rise"], max_drift),
+        "goals_met": _goals(drop, best["rise"], max_drift, _drift_reach(drift_off, best["drift"])),
         "verdicts": {  # undecided below MIN_EXAMPLES renders, as `goals_met` (2 renders that moved read "met")
             "off_drop": verdict(drop, GOALS["off_drop"], None) if drop.n >= MIN_EXAMPLES else "undecided",
             "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None)
@@ -237,9 +237,19 @@ def _worst_move(drift_off: dict, drift_on: dict) -> dict | None:
     return {"concept": c, "edit": edit, "drift": d}
 
 
-def _goals(drop: Interval, rise: dict, drift: float) -> dict[str, bool]:
-    """`training.judge.goals_met` with these goals (none met on fewer than MIN_EXAMPLES renders per side)."""
-    return goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS)
+def _goals(drop: Interval, rise: dict, drift: float, drift_reach: float | None = None) -> dict[str, bool]:
+    """`training.judge.goals_met` with these goals (none met on fewer than MIN_EXAMPLES renders per side), the drift
+    goal only where every other concept's drift interval stays within it too (`drift_reach`: the farthest end of
+    those intervals from 0; 3 renders up and 3 down of 24 were a drift of 0 [−21, +21], "met")."""
+    met = goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS)
+    if drift_reach is not None and drift_reach > GOALS["drift"]:
+        met["drift"] = False
+    return met
+
+
+def _drift_reach(*drifts: dict[str, dict]) -> float:
+    """The farthest end from 0 of the drift intervals of every other concept, under each edit given."""
+    return max((max(abs(d["lo"]), abs(d["hi"])) for drift in drifts for d in drift.values()), default=0.0)
 
 
 def _strength_key(e: dict) -> tuple:
@@ -315,7 +325,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     from sae.io import load_sae
     from sae.paths import check_output_dir
     from sae.store import ActivationStore
-    from sae.train import TrainConfig, data_identity, train_hook
+    from sae.train import Stopped, TrainConfig, data_identity, train_hook
+    from training.cli.main import HeldStop
     from training.musicgen.collect import Collector
     from training.musicgen.concepts import clip_activations, concept_files, probe_layer
 
@@ -374,14 +385,20 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
             log_every=100,
             device=cfg.device,
         )
-        for i in layers:
-            d = out / "saes" / mg.hook_name(i)
-            done = finished_sae(d, tc, data_identity(store, mg.hook_name(i)))
-            if done is not None:
-                metrics[i] = done
-                continue
-            resume = (d / "checkpoint.pt").exists()
-            metrics[i] = train_hook(store, mg.hook_name(i), d, tc, resume=resume)
+        # a Ctrl-C or SIGTERM ends the step in progress and checkpoints it (`HeldStop`): the same command goes on
+        with HeldStop() as held:
+            for i in layers:
+                d = out / "saes" / mg.hook_name(i)
+                done = finished_sae(d, tc, data_identity(store, mg.hook_name(i)))
+                if done is not None:
+                    metrics[i] = done
+                    continue
+                resume = (d / "checkpoint.pt").exists()
+                try:
+                    metrics[i] = train_hook(store, mg.hook_name(i), d, tc, resume=resume, stop=held.due)
+                except Stopped as stopped:
+                    say(f"{mg.hook_name(i)}: step {stopped.step} is checkpointed in {stopped.checkpoint}")
+                    held.stop()
         return metrics
 
     sae_metrics = stage("saes", saes)
@@ -657,7 +674,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
         device=a.device, edit_rows=comma_names(a.edit_rows), test_seeds=a.test_seeds, render_seed=a.render_seed,
     )  # fmt: skip
-    return runs.guarded(p.prog, lambda: run_experiment(cfg))
+    kept = (" (the stages done are kept, and an SAE's last step; the steering stage starts over: run the same "
+            "command to go on)")  # fmt: skip
+    return runs.guarded(p.prog, lambda: run_experiment(cfg), kept)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"both backends: {checks[-1]} ({CHECK_FILE})")
 
     torch.set_num_threads(1)
-    return runs.guarded(parser.prog, run)
+    return runs.guarded(parser.prog, run, "")  # the package is written whole or not at all
 
 
 if __name__ == "__main__":

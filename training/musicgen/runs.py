@@ -385,9 +385,10 @@ def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys}
 
 
-def guarded(prog: str, fn: Callable[[], object]) -> int:
+def guarded(prog: str, fn: Callable[[], object], stopped: str | None = None) -> int:
     """Run a recipe step as `musicsae` runs a command (`training.cli.main.guarded`): a `UserError` is one line on
-    stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, the last checkpoint kept."""
+    stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, saying `stopped` (what is kept; default:
+    the last checkpoint, for the training recipes; "" for a step that keeps nothing)."""
     from training.cli.main import RESUMABLE
     from training.cli.main import guarded as run_guarded
 
@@ -395,4 +396,4 @@ def guarded(prog: str, fn: Callable[[], object]) -> int:
         fn()
         return 0
 
-    return run_guarded(prog, step, RESUMABLE)
+    return run_guarded(prog, step, RESUMABLE if stopped is None else stopped)
