@@ -111,6 +111,10 @@ def test_per_layer_table_and_bank_entry(setup, audiocraft_dir, tmp_path, capsys)
     assert set(c.auroc_interval) == set(c.auroc) and all(0 <= lo <= hi <= 1 for lo, hi in c.auroc_interval.values())
     assert c.clips is not None and c.clips.with_ > 0 and c.clips.without > 0
     assert c.verdict in ("SAE better", "baseline better", "tied")
+    # hunt 127: the counts rule on the half the figures rest on: 6 a side draw no verdict, and it is said
+    assert c.verdict == "tied" and chosen["verdict"] == "tied"
+    note = "tone: measured on the half of the clips the layer was not chosen on (6 with, 6 without): below 12 per side"
+    assert f"note: {note} no verdict is drawn (tied)" in said, said
 
 
 def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from training.cli.args import (
     add_device,
@@ -13,6 +14,9 @@ from training.cli.args import (
     meter_seconds,
     positive_int,
 )
+
+if TYPE_CHECKING:
+    from sae.probe import ProbeReport
 from training.cli.quiet import output_console, print_table, progress_bar, spinner
 
 BANK_SUFFIXES = (".yaml", ".yml")
@@ -453,6 +457,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         )
         task = progress.add_task("probing", total=len(concepts) * len(layers))
         results, chosen_on, reported = {}, {}, {}
+        half_notes: list[str] = []
         best: dict[str, int] = {}
         how: dict[str, str] = {}  # how each concept's layer was chosen
         for name, (with_files, without_files) in concepts.items():
@@ -480,6 +485,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 best[name] = max(usable, key=lambda i, name=name: chosen_on[name, i].report.auroc["sae_probe"])
                 how[name] = "chosen on half the clips, measured on the other half"
             reported[name] = results[name, best[name]] if halves is None else probe(best[name], *halves[1], least=0)
+            if halves is not None:  # the counts rule on the clips the figures rest on: half of them
+                half_notes += _half_notes(name, reported[name].report)
 
     rows, cells = [], {}
     found = []  # what goes into the bank, with its layer
@@ -529,6 +536,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     for name in concepts:
         for line in results[name, layers[0]].notes:
             console.print(f"note: {line}", highlight=False)
+    for line in half_notes:
+        console.print(f"note: {line}", highlight=False)
     if args.table_out:
         out = Path(args.table_out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -560,6 +569,21 @@ def run_musicgen(args: argparse.Namespace) -> int:
             added = ", ".join(f"{c.name} (layer {pick})" for c, pick in found)
             console.print(f"added {added} to {bank.path}")
     return 0
+
+
+def _half_notes(name: str, rep: ProbeReport) -> list[str]:
+    """What the counts rule says of the half of the clips a concept's figures are measured on, where its layer was
+    chosen on the other half: below `MIN_EXAMPLES` a side draws no verdict (set to tied: 6 clips a side read
+    "baseline better"), below `WARN_EXAMPLES` its AUROC is loose."""
+    from sae.examples import MIN_EXAMPLES, WARN_EXAMPLES
+
+    n = min(rep.n_with, rep.n_without)
+    said = (f"{name}: measured on the half of the clips the layer was not chosen on ({rep.n_with} with, "
+            f"{rep.n_without} without)")  # fmt: skip
+    if n < MIN_EXAMPLES:
+        rep.verdict = "tied"
+        return [f"{said}: below {MIN_EXAMPLES} per side no verdict is drawn (tied); give more clips, or --layer"]
+    return [f"{said}: with fewer than {WARN_EXAMPLES} per side its AUROC is loose"] if n < WARN_EXAMPLES else []
 
 
 def _best_layer_line(name: str, layer: int, rep, how: str) -> str:
