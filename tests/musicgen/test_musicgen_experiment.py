@@ -106,6 +106,13 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
         seeds.append(seed0), render(mg, ps, n, seed0, *a, **k)][1])  # fmt: skip
     other = run_experiment(dataclasses.replace(cfg, render_seed=5), say=lambda *_: None)
     assert other["config"]["render_seed"] == 5 and other["sae"] == s["sae"]
+    # hunt 127: the second run replaced the first's experiment.json / report.md; each is kept under runs/, and the
+    # store's rows are those it holds (a run that added none said 0)
+    runs = tmp_path / "exp" / "runs"
+    assert {p.name for p in runs.iterdir()} == {"guitar_seed0.json", "guitar_seed0.md", "guitar_seed5.json",
+                                                "guitar_seed5.md"}  # fmt: skip
+    assert json.loads((runs / "guitar_seed0.json").read_text())["config"]["render_seed"] is None
+    assert other["store_rows_held"] == s["store_rows_held"] and min(other["store_rows_held"].values()) > 0
     assert set(seeds) == {5, 5 + experiment.RESAMPLE_SEED}  # every render: plain, edited and the references
     with pytest.raises(UserError, match="seed: 0 stored, 5 now"):
         run_experiment(dataclasses.replace(cfg, seed=5), say=lambda *_: None)

@@ -481,7 +481,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "model": mg.model_ref(),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "layers": layers,
-        "store_rows": collected,
+        "store_rows": collected,  # added by this run (0 where the store was there)
+        "store_rows_held": {mg.hook_name(i): ActivationStore(out / "store").rows(mg.hook_name(i)) for i in layers},
         "sae": {str(i): {k: m[k] for k in SAE_METRICS if k in m} for i, m in sae_metrics.items()},
         "auroc": {c: {str(i): v for i, v in t.items()} for c, t in auroc.items()},
         "judge": {"trained_on": f"{n_judge} clean train clips of {data} {DEGRADED_COPIES}", "concepts": judge_names},
@@ -491,8 +492,14 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         "timings_s": stage.timings,
         "total_s": stage.total_s(),
     }
-    atomic_write_text(out / "experiment.json", strict_json(summary, default=str))
-    atomic_write_text(out / "report.md", report_markdown(summary))
+    # the last run as experiment.json / report.md, and each run (steered concepts, render seed) kept under runs/:
+    # the README's recipe runs --steer drums and --render-seed 1000 on the same OUT, which replaced the first run's
+    runs, run = out / "runs", f"{'_'.join(cfg.steer) or 'none'}_seed{_render_seed(cfg)}"
+    runs.mkdir(exist_ok=True)
+    text, report = strict_json(summary, default=str), report_markdown(summary)
+    for path, content in ((out / "experiment.json", text), (out / "report.md", report),
+                          (runs / f"{run}.json", text), (runs / f"{run}.md", report)):  # fmt: skip
+        atomic_write_text(path, content)
     return summary
 
 
