@@ -96,15 +96,16 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
     if mg.vocab is None:
         raise UserError(f"--model {cfg.model}: no descriptions.json (adherence pairs come from the known descriptions)")
+    all_pairs = {concept: prompt_pairs(mg.vocab, concept, cfg.pairs) for concept in cfg.concepts}
+    for concept, pairs in all_pairs.items():  # before the judge trains (minutes), not after
+        if not pairs:
+            raise UserError(f"concept {concept}: the model knows no description pair differing by it")
     notes = AudioNotes()
     folders = ", ".join(map(str, cfg.judge_data))
     say(f"judge: training on the clean train clips (and a degraded copy of each) of {folders}")
     judge, n_judge = fit_judge(cfg.judge_data, mg.sample_rate, cfg.concepts, notes)
     results: dict[str, Any] = {}
-    for concept in cfg.concepts:
-        pairs = prompt_pairs(mg.vocab, concept, cfg.pairs)
-        if not pairs:
-            raise UserError(f"concept {concept}: the model knows no description pair differing by it")
+    for concept, pairs in all_pairs.items():
         say(f"{concept}: {len(pairs)} prompt pairs x {cfg.seeds} seeds")
         hits = {"with": [], "without": []}
         for j, pair in enumerate(pairs):
