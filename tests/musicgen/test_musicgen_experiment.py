@@ -426,3 +426,17 @@ def test_a_verdict_on_two_renders_is_undecided_as_its_goals():
         a = _arm(["guitar", "drums"], "guitar", detect(n, 1), detect(n, 0), lambda n=n: detect(n, 0),
                  lambda s, n=n: detect(n, 1), (1.0,))  # fmt: skip
         assert a["off_drop"]["value"] == 100 and a["verdicts"] == {"off_drop": said, "on_rise": said}, a["verdicts"]
+
+
+def test_adherence_refuses_a_concept_without_prompt_pairs_before_the_judge_trains(tmp_path, monkeypatch):
+    """Hunt 127: `evaluate adherence --concepts voice` trained the judge (minutes) before it said the model knows
+    no description pair differing by voice."""
+    from pathlib import Path
+
+    from training.musicgen import adherence
+
+    monkeypatch.setattr(adherence, "fit_judge", lambda *a, **k: pytest.fail("the judge trained first"))
+    model = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen"
+    cfg = adherence.AdherenceConfig(str(model), [str(tmp_path)], concepts=("guitar", "voice"))
+    with pytest.raises(UserError, match="concept voice: the model knows no description pair differing by it"):
+        adherence.evaluate_adherence(cfg, say=lambda *_: None)
