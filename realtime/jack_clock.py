@@ -67,14 +67,15 @@ class CycleClock:
 HANDLE = ctypes.c_void_p(ctypes.addressof(_handle := ctypes.create_string_buffer(16)))
 
 
-def jack_library() -> ctypes.PyDLL | None:
+def jack_library(keep_gil: bool = True) -> ctypes.CDLL | None:
     """The JACK library in this process where it is JACK2 (version 1.9.x), which reads the process's shared server
     state with any handle, with `jack_last_frame_time` and `jack_get_buffer_size` typed; None elsewhere: JACK1 would
-    dereference the handle, PipeWire's JACK answers 0. PyDLL keeps the GIL: the audio callback must not hand it to
-    another thread in these calls."""
+    dereference the handle, PipeWire's JACK answers 0. `keep_gil` (PyDLL): the audio callback must not hand the GIL
+    to another thread in these calls; a control thread's calls that may wait (`jack_port_get_latency_range` sleeps
+    1.1 periods while a graph change is pending) must hand it over (CDLL), or every thread of the process waits."""
     name = ctypes.util.find_library("jack") or "libjack.so.0"
     try:
-        lib = ctypes.PyDLL(name)
+        lib = (ctypes.PyDLL if keep_gil else ctypes.CDLL)(name)
         version, last, size = lib.jack_get_version_string, lib.jack_last_frame_time, lib.jack_get_buffer_size
     except (OSError, AttributeError):
         return None

@@ -41,7 +41,8 @@ class Timing:
 class PeriodWatch:
     """Reads `Timing` for a JACK client's ports (a PortAudio JACK device is a client: "system" for the sound card)
     and keeps a `Latency`'s device figures on it (and its block buffer, where the engine's moves with the period).
-    `check` is cheap (shared memory): call it from a control loop."""
+    `check` reads shared memory, but may wait 1.1 JACK periods while the server's graph changes: call it from a
+    control loop, never from the audio callback."""
 
     def __init__(
         self,
@@ -77,8 +78,12 @@ class PeriodWatch:
         self._said = lat.total
         ms = 1000.0 / lat.sr
         moved = f"latency now {lat.total} samples = {lat.total * ms:.1f} ms (was {before} = {before * ms:.1f} ms)"
-        if lat.total == before:
-            moved = f"its ports report the same latency ({lat.total} samples = {lat.total * ms:.1f} ms)"
+        if (now.device_in, now.device_out) == (was.device_in, was.device_out):  # `jackd -S`: the delay moves anyway
+            moved = "its ports report the same latency" + (
+                f" ({lat.total} samples = {lat.total * ms:.1f} ms)"
+                if lat.total == before
+                else f"; with the engine's block buffer for the new period, {moved}"
+            )
         return f"JACK's period changed from {was.period} to {now.period} frames: {moved}"
 
 
@@ -89,8 +94,10 @@ def _sane(t: Timing | None) -> Timing | None:
 
 def jack_timing(client: str) -> Callable[[], Timing | None] | None:
     """A reader of `Timing` for `client`'s first capture and playback ports (the ports PortAudio counts), or None
-    where this process's JACK library cannot read them without a client (not JACK2) or the client has none."""
-    lib = jack_library()
+    where this process's JACK library cannot read them without a client (not JACK2) or the client has none. Its
+    calls release the GIL: JACK2 makes a latency read wait 1.1 periods while a graph change is pending (any
+    `jack_connect` of any client), which held the audio callback and the model thread 100 ms at a period of 4096."""
+    lib = jack_library(keep_gil=False)
     if lib is None:
         return None
     size = lib.jack_get_buffer_size

@@ -156,6 +156,37 @@ def test_a_jack_period_other_than_lives_keeps_the_computed_latency(tiny_rave_ts,
     assert "Traceback" not in err
 
 
+def test_connections_changed_beside_live_at_a_long_period_leave_its_audio_alone(osc_inbox):
+    """Hunt 125: any `jack_connect` (a patchbay, a recorder joining) makes JACK2's latency read wait 1.1 periods,
+    and the period watch called it holding the GIL: the audio callback and the model thread waited with it (100 ms
+    at 4096; 20 connection changes made 6 skipped cycles, 10 late blocks, 17 resyncs). Its calls now release it."""
+    osc_port, replies = _free_port(), osc_inbox
+    with JackServer(sr=44100, period=4096) as server:
+        proc = _live(server, "--blocksize", "1024", "--headroom", "0.5", "--bypass", "--osc-port", str(osc_port),
+                     "--reply-port", str(replies.port), "--meter-rate", "0", "--duration", "60")  # fmt: skip
+        try:
+            _wait_for(proc, "streaming")
+            time.sleep(3.0)  # past the start's own hiccups
+
+            def trouble() -> int:
+                subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/state"], check=True)
+                state = dict(replies.expect("/state/end"))
+                return state["/state/late"][0] + state["/state/resyncs"][0]
+
+            before = trouble()
+            for _ in range(8):
+                for verb in ("jack_connect", "jack_disconnect"):
+                    subprocess.run([verb, "system:capture_2", "system:playback_2"], env=server.env, check=True)
+                    time.sleep(0.4)
+            time.sleep(1.0)
+            after = trouble()
+            assert proc.poll() is None
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=30)
+    assert after - before <= 2, (before, after)  # a busy machine's own, not one a connection
+
+
 @pytest.mark.parametrize(("block", "period"), [(1024, 256), (1536, 512)])
 def test_a_jack_period_longer_than_the_block_leaves_no_block_late(block, period):
     """JACK at 2048 and a block of 1024 or 1536: a cycle's callbacks come as one burst, which brings the input of

@@ -59,6 +59,14 @@ def test_a_period_watch_moves_the_device_latency_by_what_portaudio_would_count()
     assert moved.check() is None and moved.check() == (  # no figure moves, and that is what is said
         "JACK's period changed from 256 to 1024 frames: its ports report the same latency (11 samples = 0.2 ms)"
     )
+    # hunt 125: above a block of 1024 the engine's block buffer moves too (1280 → 2048, `Engine.prefill_for`), and
+    # the same ports were said as "latency now" the block buffer's change alone, as if the ports' figure were right
+    sync = iter([Timing(256, 0, 0), Timing(2048, 0, 0), Timing(2048, 0, 0)])
+    moved = PeriodWatch(sync.__next__, Latency(44100, 1280, 1219), lambda p: 2048 if p > 1024 else 1280)
+    assert moved.check() is None and moved.check() == (
+        "JACK's period changed from 256 to 2048 frames: its ports report the same latency; with the engine's block "
+        "buffer for the new period, latency now 3267 samples = 74.1 ms (was 2499 = 56.7 ms)"
+    )
 
 
 def test_the_cycle_is_jacks_period_where_it_can_be_read():
