@@ -129,8 +129,11 @@ def _first_clip(folder: Path, n: int) -> Path:
     return clips[0]
 
 
-def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every step; returns the summary also written to OUT/demo.json and OUT/report.md."""
+def run_demo(
+    cfg: DemoConfig, say: Callable[[str], None] = print, data_made: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
+    """Run every step; returns the summary also written to OUT/demo.json and OUT/report.md. `data_made`: called once
+    the data is made, before the store and SAEs are replaced (the CLI clears the last run's report there)."""
     import torch
 
     from realtime.rave import RaveModel
@@ -138,7 +141,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
     from sae.store import ActivationStore
     from sae.train import train_hook
     from training.dashboard import DashboardConfig, build_dashboard
-    from training.data.concept_clips import DataConfig, make_dataset
+    from training.data.concept_clips import DataConfig, link_trainable_clips, make_dataset
     from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
@@ -163,12 +166,15 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
             concepts=cfg.concepts,
         ),
     )
-    store = out / "store"
-    if store.exists():
-        shutil.rmtree(store)
+    data_made()
+    store, sae_clips = out / "store", out / "sae_clips"  # the SAE's clips: never the held-out font's (hunt 126)
+    for folder in (store, sae_clips):
+        if folder.exists():
+            shutil.rmtree(folder)
+    link_trainable_clips(data, rows, sae_clips)
     collected = step(
         "collect",
-        lambda: collect_rave(RaveCollectConfig(str(model_path), str(data / "clips"), str(store), device=cfg.device)),
+        lambda: collect_rave(RaveCollectConfig(str(model_path), str(sae_clips), str(store), device=cfg.device)),
     )
     sae_cfg = latent_sae_config(model.latent_size, cfg.k, cfg.expansion, cfg.sae_steps, cfg.seed, cfg.device)
     frames = sum(b - a for _, a, b in ActivationStore(store).split_units("latent", "train", sae_cfg.eval_fraction))
@@ -335,7 +341,7 @@ def run_demo(cfg: DemoConfig, say: Callable[[str], None] = print) -> dict[str, A
         lambda: build_dashboard(
             sae_dir,
             store,
-            data / "clips",
+            sae_clips,
             out / "site",
             bank_path,
             data,

@@ -171,7 +171,7 @@ def test_a_folder_the_demo_did_not_write_is_refused_and_kept(tmp_path, capsys):
     the store, the SAE and the bank without a word. A demo's folder (marked as it starts, or an earlier version's
     demo.json) is taken, and what its last run wrote last is cleared first (a stopped rerun left the last report)."""
     from training.cli import main
-    from training.cli.demo import MARK, start_demo
+    from training.cli.demo import MARK, clear_last_run, start_demo
 
     mine = tmp_path / "mine"
     for name in ("store/synthetic/manifest.json", "sae/latent/cfg.json", "concepts.yaml"):
@@ -186,9 +186,23 @@ def test_a_folder_the_demo_did_not_write_is_refused_and_kept(tmp_path, capsys):
         (ours / name).parent.mkdir(parents=True, exist_ok=True)
         (ours / name).write_text("last run")
     start_demo(ours)
-    assert sorted(p.name for p in ours.iterdir()) == sorted([MARK, "store"])
+    last = sorted(["report.md", "demo.json", "renders", "judge", "store"])
+    assert sorted(p.name for p in ours.iterdir()) == sorted([MARK, *last])
     assert main(["demo", "--out", str(ours), "--n", "12"]) == 2  # taken as the demo's: refused only for --n
     assert "--n 12: expected at least 20 clips" in capsys.readouterr().err
+    # hunt 126: a refusal (a model path, a font name) removed the last run's report, renders and judge first; they
+    # go once this run's data is made, with what the other demo wrote (`clear_last_run`)
+    for argv in (["--model", str(tmp_path / "none.ts")], ["--holdout-font", "fluidR3"]):
+        assert main(["demo", "--out", str(ours), "--n", "20", *argv]) == 2
+        assert sorted(p.name for p in ours.iterdir() if p.name != ".lock") == sorted([MARK, *last])
+    (ours / "experiment").mkdir()
+    clear_last_run(ours, "rave")
+    assert sorted(p.name for p in ours.iterdir() if p.name != ".lock") == [MARK, "store"]
+    clear_last_run(ours, "musicgen")  # the RAVE demo's store beside a MusicGen report
+    assert sorted(p.name for p in ours.iterdir() if p.name != ".lock") == [MARK]
+    fresh = tmp_path / "fresh"  # a first run refused before its data: no folder left behind
+    assert main(["demo", "--out", str(fresh), "--n", "20", "--model", str(tmp_path / "none.ts")]) == 2
+    assert not fresh.exists()
 
 
 def test_demo_options_that_would_do_nothing_or_too_much_are_one_line(tmp_path, capsys):

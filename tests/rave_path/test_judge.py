@@ -418,6 +418,13 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     weights = "sae/latent/sae_weights.safetensors"
     assert (out / weights).read_bytes() == (out / f"sae_draws/seed{kept}" / weights).read_bytes()
     assert (out / "concepts.yaml").read_text() == (out / f"sae_draws/seed{kept}/concepts.yaml").read_text()
+    # hunt 126: the store the SAEs trained on held the held-out font's clips (125 of 149 in the default run)
+    from sae.store import ActivationStore
+    from training.data.concept_clips import read_manifest
+
+    held = {r["file"].split("/")[-1] for r in read_manifest(out / "data") if r["split"] == "holdout_font"}
+    sources = {s.split("/")[-1] for s in ActivationStore(out / "store").sources("latent")}
+    assert held and sources and not held & sources, sorted(held & sources)[:3]
     assert f"SAE seed {kept} kept of 2 draws, chosen on validation clips" in report
     for d in draws:
         assert f"- seed {d['seed']}: {d['line']}" in report and d["score"] is not None

@@ -91,20 +91,35 @@ MARK = ".musicsae-demo"
 """Written into OUT when a demo starts there: a folder holding anything else, without it (or an earlier version's
 finished `demo.json`), is not the demo's, and a run would remove and rewrite its `store/`, `sae/`, `concepts.yaml`."""
 LAST_RUN = ("report.md", "demo.json", "renders", "judge", "nn", "site")
-"""What a run writes last: removed as it starts, so a run that stops or fails leaves no report of the one before it
-(describing a data set and SAEs it replaced), nor renders and judgements of an SAE that is gone."""
+"""What a run writes last: removed once its data is made, before its store and SAEs replace the last run's, so a run
+that stops or fails after that leaves no report of the one before it (describing a data set and SAEs it replaced),
+nor renders and judgements of an SAE that is gone; a run refused before (a model path, a font name) leaves them."""
+OTHER_PATH = {
+    "rave": ("experiment",),  # the MusicGen demo's store, SAEs and banks
+    "musicgen": ("store", "sae", "sae_draws", "sae_clips", "concepts.yaml", "tiny_rave.ts"),  # the RAVE demo's
+}
+"""What the other demo wrote into OUT: removed with `LAST_RUN` (a RAVE bank beside a MusicGen report, a MusicGen
+experiment beside a RAVE one)."""
 
 
 def run(args: argparse.Namespace) -> int:
     """Both demos hold OUT's lock: each redoes its steps from scratch (removing the last run's store and SAEs), so
-    a second one into the same folder at once would delete what the first is writing."""
+    a second one into the same folder at once would delete what the first is writing. A first run that fails
+    before its data is made leaves no folder behind."""
     from sae.atomic import sole_writer
     from sae.paths import check_output_dir
 
     check_output_dir(args.out)
-    check_demo_out(Path(args.out))
-    with sole_writer(args.out, "demo"):
-        return _run(args)
+    out = Path(args.out)
+    check_demo_out(out)
+    fresh = not out.exists()
+    try:
+        with sole_writer(args.out, "demo"):
+            return _run(args)
+    except BaseException:
+        if fresh and out.is_dir() and {p.name for p in out.iterdir()} <= {MARK, ".lock"}:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def check_demo_out(out: Path) -> None:
@@ -121,15 +136,19 @@ def check_demo_out(out: Path) -> None:
 
 
 def start_demo(out: Path) -> None:
-    """Mark OUT as the demo's and clear what the last run wrote last (`LAST_RUN`)."""
+    """Mark OUT as the demo's."""
     out.mkdir(parents=True, exist_ok=True)
     (out / MARK).write_text("written by `musicsae demo`: each run removes and rewrites this folder's outputs\n")
-    for name in LAST_RUN:
-        path = out / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+
+
+def clear_last_run(out: Path, path: str) -> None:
+    """Remove what the last run wrote last (`LAST_RUN`) and what the other demo wrote (`OTHER_PATH[path]`)."""
+    for name in (*LAST_RUN, *OTHER_PATH[path]):
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
         else:
-            path.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -150,6 +169,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.n < 20:
         raise UserError(f"--n {args.n}: expected at least 20 clips (held-out clips are every 5th)")
     check_output_dir(args.out)
+    out = Path(args.out)
     torch.set_num_threads(args.threads)
     console = output_console()
     if args.musicgen:
@@ -165,7 +185,9 @@ def _run(args: argparse.Namespace) -> int:
             expansion=args.expansion, jobs=args.jobs, device=args.device,
         )  # fmt: skip
         start_demo(Path(args.out))
-        summary = run_musicgen_demo(mcfg, lambda s: console.print(s, highlight=False, markup=False))
+        summary = run_musicgen_demo(
+            mcfg, lambda s: console.print(s, highlight=False, markup=False), lambda: clear_last_run(out, "musicgen")
+        )
         console.print(f"report: {args.out}/report.md ({summary['total_s']:.0f} s in all)", highlight=False)
         return 0
     d = DemoConfig(args.out)
@@ -191,7 +213,7 @@ def _run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     start_demo(Path(args.out))
-    summary = run_demo(cfg, lambda s: console.print(s, highlight=False))
+    summary = run_demo(cfg, lambda s: console.print(s, highlight=False), lambda: clear_last_run(out, "rave"))
     print_table(console, rich_table(summary["judge_result"]))
     nn = summary["nn"]
     attrs = ", ".join(nn["attributes"].values())

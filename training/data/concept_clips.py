@@ -799,6 +799,18 @@ def read_manifest(root: Path) -> list[dict]:
     return rows
 
 
+def link_trainable_clips(root: Path, rows: list[dict], folder: Path) -> int:
+    """Links in `folder` to the clips of `root` an SAE may train on: the train and test splits, never the held-out
+    font's (judged as a font no model part heard). Returns how many `folder` holds."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in rows:
+        if r["split"] in ("train", "test"):
+            link = folder / Path(r["file"]).name
+            if not link.exists():
+                os.symlink((Path(root) / r["file"]).resolve(), link)
+    return sum(1 for _ in folder.iterdir())
+
+
 def _manifest_row(line: str, at: str) -> dict:
     """One manifest line, checked for the fields the readers use (file, index, split, labels, guitar type, voice)."""
     try:

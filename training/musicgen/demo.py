@@ -77,7 +77,9 @@ def _model(cfg: MusicGenDemoConfig) -> Path:
     return DEMO_MUSICGEN
 
 
-def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
+def run_musicgen_demo(
+    cfg: MusicGenDemoConfig, say: Callable[[str], None] = print, data_made: Callable[[], None] = lambda: None
+) -> dict[str, Any]:
     from realtime.audio_files import write_audio
     from realtime.musicgen import load_musicgen
     from realtime.musicgen.render import BankSteering, parse_set, render
@@ -105,6 +107,7 @@ def run_musicgen_demo(cfg: MusicGenDemoConfig, say: Callable[[str], None] = prin
             concept_files(data / "concepts" / c)
         except UserError as exc:
             raise UserError(f"--n {cfg.n}: too few clips to find {c!r} ({exc}); raise --n") from None
+    data_made()  # (the CLI clears the last run's report here, before the experiment replaces its store and SAEs)
     exp_dir = out / "experiment"
     if exp_dir.exists():  # the last run's store, SAEs and banks: from scratch, as the RAVE demo (its store held
         shutil.rmtree(exp_dir)  # rows of the last run's seed, refused after this run's data had replaced its clips)

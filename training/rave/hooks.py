@@ -242,7 +242,7 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     from realtime.rave_split import hook_shape
     from sae.store import ActivationStore
     from sae.train import TrainConfig, train_hook
-    from training.data.concept_clips import read_manifest
+    from training.data.concept_clips import link_trainable_clips, read_manifest
     from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
@@ -286,13 +286,8 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
     store_dir = Path(cfg.store) if cfg.store else out / "store"
     if cfg.store is None:
         clips = out / "sae_clips"
-        clips.mkdir(exist_ok=True)
-        for r in rows:
-            if r["split"] in ("train", "test"):
-                link = clips / Path(r["file"]).name
-                if not link.exists():
-                    os.symlink((data / r["file"]).resolve(), link)
-        say(f"collect {', '.join(cfg.hooks)} from {len(list(clips.iterdir()))} clips (train + test splits)")
+        linked = link_trainable_clips(data, rows, clips)
+        say(f"collect {', '.join(cfg.hooks)} from {linked} clips (train + test splits)")
         collect_rave(
             RaveCollectConfig(cfg.model, str(clips), str(store_dir), layers=tuple(cfg.hooks), device=cfg.device)
         )
