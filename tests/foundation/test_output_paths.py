@@ -137,7 +137,7 @@ def test_the_musicgen_demo_gets_the_options_it_was_given(tmp_path, monkeypatch):
 
     seen = []
 
-    def fake(cfg, say):
+    def fake(cfg, say, data_made):
         seen.append(cfg)
         return {"total_s": 0.0}
 
