@@ -80,11 +80,13 @@ def goals_met(
     off_low: float | None = None,
     on_low: float | None = None,
     goals: dict[str, float] = GOALS,
+    drift_reach: float | None = None,
 ) -> dict[str, bool]:
     """Each goal met with a margin of at least one clip: a drop / rise one clip (100/n points) above the goal,
     a drift one clip below it, where n is the number of clips that figure is measured on (`n_off` for `off`,
     `n_on` for `on`; the drift uses the smaller). Where the lower ends of the drop's / rise's 95 % intervals
-    are given, they must reach the goal too: a goal is met only where its interval allows it. `goals`: the
+    are given, they must reach the goal too, and where `drift_reach` is (the farthest end from 0 of the drift
+    intervals), it must lie within the drift goal: a goal is met only where its interval allows it. `goals`: the
     thresholds (these judges' by default; the MusicGen experiment's are its own). `drift` None: not measured (no
     other concept judged), so its goal is not met. No goal is met on fewer than `MIN_EXAMPLES` clips (a bootstrap
     over 2 clips that both moved gives the interval [100, 100])."""
@@ -95,7 +97,11 @@ def goals_met(
         and off_drop >= goals["off_drop"] + clip_off
         and (off_low is None or off_low >= goals["off_drop"]),
         "on_rise": on_ok and on_rise >= goals["on_rise"] + clip_on and (on_low is None or on_low >= goals["on_rise"]),
-        "drift": off_ok and on_ok and drift is not None and drift <= goals["drift"] - max(clip_off, clip_on),
+        "drift": off_ok
+        and on_ok
+        and drift is not None
+        and drift <= goals["drift"] - max(clip_off, clip_on)
+        and (drift_reach is None or drift_reach <= goals["drift"]),
     }
 
 

@@ -486,7 +486,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 how[name] = "chosen on half the clips, measured on the other half"
             reported[name] = results[name, best[name]] if halves is None else probe(best[name], *halves[1], least=0)
             if halves is not None:  # the counts rule on the clips the figures rest on: half of them
-                half_notes += _half_notes(name, reported[name].report)
+                half_notes += _count_rule_on_half(name, reported[name].report)
 
     rows, cells = [], {}
     found = []  # what goes into the bank, with its layer
@@ -571,10 +571,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
     return 0
 
 
-def _half_notes(name: str, rep: ProbeReport) -> list[str]:
-    """What the counts rule says of the half of the clips a concept's figures are measured on, where its layer was
-    chosen on the other half: below `MIN_EXAMPLES` a side draws no verdict (set to tied: 6 clips a side read
-    "baseline better"), below `WARN_EXAMPLES` its AUROC is loose."""
+def _count_rule_on_half(name: str, rep: ProbeReport) -> list[str]:
+    """The counts rule applied to the half of the clips a concept's figures are measured on, where its layer was
+    chosen on the other half: below `MIN_EXAMPLES` a side draws no verdict (`rep.verdict` set to tied: 6 clips a
+    side read "baseline better"), below `WARN_EXAMPLES` its AUROC is loose; returns the notes saying so."""
     from sae.examples import MIN_EXAMPLES, WARN_EXAMPLES
 
     n = min(rep.n_with, rep.n_without)

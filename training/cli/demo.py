@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
             sae_steps=args.sae_steps or d.sae_steps, strengths=args.strength or d.strengths, k=args.k,
             expansion=args.expansion, jobs=args.jobs, device=args.device,
         )  # fmt: skip
-        start_demo(Path(args.out))
+        start_demo(out)
         summary = run_musicgen_demo(
             mcfg, lambda s: console.print(s, highlight=False, markup=False), lambda: clear_last_run(out, "musicgen")
         )
@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
         sae_draws=args.sae_draws or d.sae_draws,
         device=args.device,
     )
-    start_demo(Path(args.out))
+    start_demo(out)
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False), lambda: clear_last_run(out, "rave"))
     print_table(console, rich_table(summary["judge_result"]))
     nn = summary["nn"]

@@ -241,10 +241,7 @@ def _goals(drop: Interval, rise: dict, drift: float, drift_reach: float | None =
     """`training.judge.goals_met` with these goals (none met on fewer than MIN_EXAMPLES renders per side), the drift
     goal only where every other concept's drift interval stays within it too (`drift_reach`: the farthest end of
     those intervals from 0; 3 renders up and 3 down of 24 were a drift of 0 [−21, +21], "met")."""
-    met = goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS)
-    if drift_reach is not None and drift_reach > GOALS["drift"]:
-        met["drift"] = False
-    return met
+    return goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS, drift_reach)
 
 
 def _drift_reach(*drifts: dict[str, dict]) -> float:
