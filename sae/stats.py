@@ -2,7 +2,8 @@
 
 - `wilson`: 95 % interval of a rate (k of n) in percent.
 - `bootstrap`: percentile interval of any statistic of n items, resampling items with replacement (seeded).
-- `paired_diff`: the difference of two rates measured on the same items, with a paired bootstrap interval.
+- `paired_diff`: the difference of two rates measured on the same items: Newcombe's interval where every item is a
+  0/1 outcome (`paired_rate_diff`), else a paired bootstrap.
 - `auroc_interval`: AUROC with a stratified (or group) bootstrap interval; `auroc_difference`: two scores'
   AUROCs on the same clips, paired; `permutation_auroc`: the AUROC that shuffled labels reach against fixed
   scores (the chance level a score must beat at this sample size).
@@ -73,16 +74,20 @@ def mean_interval(values: np.ndarray, seed: int = 0) -> Interval:
 
 
 def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Interval:
-    """Rate of b minus rate of a (percentage points) on the same items, paired bootstrap interval."""
+    """Rate of b minus rate of a (percentage points) on the same items. Where every item is a 0/1 outcome (a judge's
+    call per clip), Newcombe's interval (`paired_rate_diff`): a paired bootstrap has no width where every clip moved
+    alike (12 of 12 dropped: [+100, +100]). Rates per item (fractions) get a paired bootstrap interval."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) and np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        return paired_rate_diff(a, b)
     return bootstrap_rows(lambda rows: 100 * (b[rows].mean(1) - a[rows].mean(1)), len(a), seed=seed)
 
 
 def paired_rate_diff(a: np.ndarray, b: np.ndarray) -> Interval:
     """Rate of b minus rate of a (percentage points) for 0/1 outcomes on the same items, with Newcombe's (1998,
-    method 10) interval: the two rates' Wilson intervals, combined with their correlation. Where no item differs
-    the paired bootstrap has no width ([0, 0]: 12 clips heard alike made "within ±10 points" met), while the
-    truth may be a rate of change up to the Wilson bound of 0 of n."""
+    method 10) interval: the two rates' Wilson intervals, combined with their correlation (continuity-corrected).
+    Where no item differs the paired bootstrap has no width ([0, 0]: 12 clips heard alike made "within ±10
+    points" met), while the truth may be a rate of change up to the Wilson bound of 0 of n."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     n = len(a)
     if n == 0:
@@ -93,7 +98,9 @@ def paired_rate_diff(a: np.ndarray, b: np.ndarray) -> Interval:
     w1, w2 = wilson(both + only_b, n), wilson(both + only_a, n)
     l1, u1, l2, u2 = w1.lo / 100, w1.hi / 100, w2.lo / 100, w2.hi / 100
     margins = (both + only_a) * (only_b + neither) * (both + only_b) * (only_a + neither)
-    phi = (both * neither - only_a * only_b) / math.sqrt(margins) if margins else 0.0
+    cross = both * neither - only_a * only_b  # phi's numerator, corrected as method 10 does: down by n/2, not past 0
+    cross = cross - n / 2 if cross > n / 2 else min(cross, 0)
+    phi = cross / math.sqrt(margins) if margins else 0.0
     down = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     d = p1 - p2

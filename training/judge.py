@@ -88,8 +88,8 @@ def goals_met(
     are given, they must reach the goal too, and where `drift_reach` is (the farthest end from 0 of the drift
     intervals), it must lie within the drift goal: a goal is met only where its interval allows it. `goals`: the
     thresholds (these judges' by default; the MusicGen experiment's are its own). `drift` None: not measured (no
-    other concept judged), so its goal is not met. No goal is met on fewer than `MIN_EXAMPLES` clips (a bootstrap
-    over 2 clips that both moved gives the interval [100, 100])."""
+    other concept judged), so its goal is not met. No goal is met on fewer than `MIN_EXAMPLES` clips (2 clips
+    that both moved say little: +100 [+7, +100])."""
     clip_off, clip_on = 100.0 / max(1, n_off), 100.0 / max(1, n_on)
     off_ok, on_ok = n_off >= MIN_EXAMPLES, n_on >= MIN_EXAMPLES
     return {

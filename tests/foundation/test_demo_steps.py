@@ -88,7 +88,7 @@ def test_the_report_names_only_the_edits_where_the_baseline_moves_the_judge_more
 
     assert baseline_ahead(_drums_entry(sae_on=1, base_on=3)) == []  # +50 against +17 on 6 clips: tied
     assert baseline_ahead(_drums_entry(sae_on=0, base_on=6)) == [
-        "rise +100 vs the SAE's +0; the SAE's minus the baseline's -100 [-100, -100] on the same 6 clips"
+        "rise +100 vs the SAE's +0; the SAE's minus the baseline's -100 [-100, -45] on the same 6 clips"
     ]
     assert baseline_ahead({"off_drop": 0.0, "on_rise": 0.0}) == []  # no baseline
     assert baseline_ahead({"off_drop": 0.0, "on_rise": 0.0, "baseline": {"off_drop": 9.0}}) == []  # an older file

@@ -9,20 +9,21 @@ import numpy as np
 import pytest
 
 from sae.errors import UserError
-from training.rave.hooks import auroc_interval, compare_arms, paired_interval
+from training.rave.hooks import auroc_interval, compare_arms
 
 
 def test_intervals_behave():
     lo, hi = auroc_interval(0.9, 20, 20)
     assert 0.75 < lo < 0.9 < hi <= 1.0
     assert auroc_interval(0.9, 200, 200)[0] > lo  # more clips, narrower
-    assert paired_interval(np.full(10, 5.0)) == (5.0, 5.0)
-    lo, hi = paired_interval(np.r_[np.zeros(10), np.full(10, 100.0)], seed=1)
-    assert lo < 50 < hi
-    sae = {"drop": np.full(12, 100.0), "rise": np.zeros(12), "drift_on": {"x": np.zeros(12)}}
-    base = {"drop": np.zeros(12), "rise": np.zeros(12), "drift_on": {"x": np.full(12, 100.0)}}
+    did, nothing = {"drop": np.ones(12), "rise": np.zeros(12)}, {"drop": np.zeros(12), "rise": np.zeros(12)}
+    sae = {"drop": np.full(12, 100.0), "rise": np.zeros(12), "drift_on": {"x": np.zeros(12)}, "did": did}
+    base = {"drop": np.zeros(12), "rise": np.zeros(12), "drift_on": {"x": np.full(12, 100.0)}, "did": nothing}
     c = compare_arms(sae, base, 0)
     assert c["drop"]["beats"] and not c["rise"]["beats"] and not c["rise"]["loses"] and c["drift"]["beats"]
+    # 12 of 12 clips: the lead is +100 with Newcombe's width, not the bootstrap's [+100, +100]; no clip: not [0, 0]
+    assert c["drop"]["interval"][1] == 100 and 60 < c["drop"]["interval"][0] < 80
+    assert c["rise"]["interval"][0] < 0 < c["rise"]["interval"][1]
     # arms judged on different clips (an older judge with other settings): one line, not a broadcasting error
     with pytest.raises(UserError, match="judged on 11 clips and the baseline's on 12"):
         compare_arms({**sae, "drop": np.full(11, 100.0)}, base, 0)

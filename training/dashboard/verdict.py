@@ -49,7 +49,7 @@ def _get(d: Any, *keys: str) -> Any:
 
 
 def _interval(entry: dict, key: str, flip: bool = False) -> str:
-    """' (95 % interval 20 to 80)': the judge's paired bootstrap interval of `key`, if recorded; `flip` where the
+    """' (95 % interval 20 to 80)': the judge's paired interval of `key`, if recorded; `flip` where the
     sentence turned the figure round ("up 33" for a drop of −33): the interval then reads the same way."""
     iv = _get(entry, "intervals", key)
     if not isinstance(iv, dict) or not all(isinstance(iv.get(k), int | float) for k in ("lo", "hi")):

@@ -5,7 +5,7 @@ For each concept X (an instrument the descriptions name), prompts come in pairs 
 was trained on, the most-trained first). Each prompt of a pair is rendered from the same seeds, and the
 outside judge (`training/judge.py`: harmonic/percussive log-mel statistics + logistic regression, trained on
 clean clips, never shown the model) decides whether it hears X. The figure is the paired difference of detection
-rates, in points, with a bootstrap interval over (pair, seed) items; the goal is a rise of at least `GOAL_POINTS`.
+rates, in points, with Newcombe's paired interval over (pair, seed) items; the goal is a rise of at least `GOAL_POINTS`.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@
 Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer, each met
 only with a margin of one render, where its 95 % interval allows it (`training.judge.goals_met`), and on at least
 12 renders per side (`sae.examples.MIN_EXAMPLES`). Every figure
-carries its render count and a 95 % interval (paired bootstrap over prompt × seed items).
+carries its render count and a 95 % interval (Newcombe's paired interval over prompt × seed items).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ made on the clips it is reported on; with `--validation-split none` the pick is 
 and the report says so.
 
 Figures carry intervals: probe AUROC with the bootstrap interval `concept find` reports (Hanley–McNeil's
-when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a
-paired bootstrap 95 % interval (2000 resamples of the clips). An SAE edit *beats* the baseline on a measure
+when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a paired
+95 % interval (Newcombe's for the drop's and rise's 0/1 outcomes, `sae.stats.paired_diff`; a bootstrap of 2000
+resamples of the clips for the worst drift). An SAE edit *beats* the baseline on a measure
 when that interval excludes 0 in its favour and the exact sign test on the clips where the two differ agrees
 (p < 0.05, `judge.ahead`), at a worst drift of at most 10 points. The best hook is the one
 with the most such wins (ties: the larger mean margin). As in the judge, the `on` / `clamp` strength is
@@ -44,7 +45,7 @@ import numpy as np
 from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured, strict_json
-from sae.stats import sign_test
+from sae.stats import paired_diff, sign_test
 from training.judge import ahead, none_where_on
 
 GOAL_DRIFT = 10.0
@@ -107,16 +108,6 @@ def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
     return max(0.0, a - half), min(1.0, a + half)
 
 
-def paired_interval(diff: np.ndarray, seed: int = 0, n_boot: int = 2000) -> tuple[float, float]:
-    """95 % percentile interval of the mean of per-clip differences (points), by a paired bootstrap."""
-    diff = np.asarray(diff, np.float64)
-    if len(diff) == 0:
-        return (0.0, 0.0)
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (n_boot, len(diff)))].mean(1)
-    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
-
-
 def _interval(found: dict | None, a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
     """The bootstrap interval `concept find` recorded, else Hanley–McNeil's."""
     if found and "lo" in found and "hi" in found:
@@ -132,7 +123,8 @@ def _best(sweep: list[dict]) -> dict:
 def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None) -> dict[str, Any]:
     """Per-clip outcomes of one arm on the concept's held-out clips, in points: `drop` (no edit − off, on the
     clips with it), `rise` (on − no edit, on the clips without it, at the arm's best strength) and the change
-    of every other concept under that `on` (`drift_on`).
+    of every other concept under that `on` (`drift_on`); `did`: per edit, 1 on each clip where it worked (the
+    concept gone after `off`, heard after `on`).
 
     Args:
         entry: the judge's entry for the concept (its `per_clip` holds the no-edit detections).
@@ -155,12 +147,15 @@ def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None)
         "drop": 100.0 * (np.array(pc["none_with"][name], float) - np.array(off_with, float)),
         "rise": 100.0 * (np.array(on[name], float) - none(name)),
         "drift_on": {o: 100.0 * (np.array(on[o], float) - none(o)) for o in on if o != name},
+        "did": {"drop": 1.0 - np.array(off_with, float), "rise": np.array(on[name], float)},  # 1: the edit worked
         "strength": sub["strength_on"] if "strength_on" in sub else _best(sub["sweep"])["strength"],
     }
 
 
 def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
-    """SAE − baseline per measure with paired bootstrap intervals; drift compares the worst other concept.
+    """SAE − baseline per measure, paired clip by clip: drop and rise with Newcombe's interval of the two arms'
+    success rates (`sae.stats.paired_diff`, as `training.judge.baseline_vs_sae`), the worst other concept's drift
+    with a paired bootstrap of the two absolute rates.
     Raises UserError when the two arms were judged on different clips (judges made with other settings)."""
     res: dict[str, Any] = {}
     for key in ("drop", "rise"):
@@ -172,7 +167,8 @@ def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
     for key in ("drop", "rise"):
         if key in sae and key in base:
             diff = sae[key] - base[key]
-            lo, hi = paired_interval(diff, seed)
+            iv = paired_diff(base["did"][key], sae["did"][key])  # a bootstrap had no width where every clip moved
+            lo, hi = iv.lo, iv.hi
             # led as the judge's own comparison leads (`training.judge.baseline_vs_sae`): on the interval alone 4
             # clips to none made a lead here and a tie there
             p = sign_test(int((diff > 0).sum()), int((diff < 0).sum()))
@@ -751,8 +747,9 @@ def report_markdown(s: dict[str, Any]) -> str:
     lines += [
         "",
         "Probe AUROC (5-fold, out of fold, train-split folders) with 95 % bootstrap intervals. Edits on the "
-        "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired-bootstrap 95 % "
-        "interval; ✓ the SAE wins beyond it and by the sign test on the clips where they differ (p < 0.05), ✗ it "
+        "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired 95 % interval "
+        "(Newcombe's for drop and rise, a bootstrap for drift); ✓ the SAE wins beyond it and by the sign test on "
+        "the clips where they differ (p < 0.05), ✗ it "
         "loses so; a win counts when the edit's own drift is ≤ 10 "
         "(`off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the most-moved other "
         "concept; the strength is chosen on half of the clips without the concept and reported on the other half. "

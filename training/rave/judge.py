@@ -16,9 +16,10 @@ Detection rate = share of clips the judge calls positive (probability > 0.5), in
 `on` is chosen on a validation half of the clips without the concept (every other one): the largest rise
 whose drift stays within the goal (else the largest rise); `on` is then reported on the other half (test
 clips), never on the clips it was chosen on (with a single strength there is nothing to choose: all clips).
-A goal counts as met only with a margin of one clip and where the drop's / rise's paired bootstrap 95 %
-interval reaches it (`training.judge.goals_met`); every figure carries its clip count. `split` chooses the
-held-out set: the test split (fonts the model was trained on) or `holdout_font` (a font it never heard).
+A goal counts as met only with a margin of one clip and where the drop's / rise's paired 95 % interval
+(Newcombe's, `sae.stats.paired_diff`) reaches it (`training.judge.goals_met`); every figure carries its clip
+count. `split` chooses the held-out set: the test split (fonts the model was trained on) or `holdout_font` (a font
+it never heard).
 
 The judge hears mono: every clip is read as its mono mix, which a stereo model hears on both sides and whose two
 rendered sides are averaged before the detectors (`render_array`); its calls are on that mix. The listening
