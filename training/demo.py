@@ -588,7 +588,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         else:
             verdicts.append(
                 f"- {name}: all goals met with a clip of margin (off ≥ 50, on ≥ 50, drift ≤ 10 points, each by at "
-                "least one held-out clip, the drop's and rise's 95 % intervals above the goal)"
+                "least one held-out clip, the drop's and rise's 95 % intervals above the goal, the drifts' within it)"
             )
     lines += ["", *verdicts]
     if s.get("judge_holdout_font"):

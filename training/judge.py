@@ -105,6 +105,12 @@ def goals_met(
     }
 
 
+def drift_reach(*drifts: dict[str, dict]) -> float:
+    """The farthest end from 0 of the drift intervals (`Interval.as_dict`) of every other concept, under each edit
+    given: the drift `goals_met` needs within the goal."""
+    return max((max(abs(d["lo"]), abs(d["hi"])) for drift in drifts for d in drift.values()), default=0.0)
+
+
 def baseline_vs_sae(entry: dict[str, Any], name: str) -> dict[str, dict[str, Any]] | None:
     """The SAE edits of a judge entry against its mean-difference baseline, paired clip by clip: per edit, the SAE's
     drop (`off`, on the clips with `name`) or rise (`on` at each arm's chosen strength, on the clips the rise is
@@ -184,11 +190,16 @@ def too_few(entry: dict[str, Any]) -> str | None:
 def drift_missed(entry: dict[str, Any], goal: float) -> str:
     """Why an entry of the judge missed its drift goal, in words: the other concepts moved too far, or they stayed
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
-    25 points: "other concepts move by up to 0 points" was given as the reason)."""
+    25 points: "other concepts move by up to 0 points" was given as the reason), or by a margin but with intervals
+    reaching past it (`drift_reach`: 12 clips where nothing moved reach ±24 points)."""
     drift = float(entry.get("max_drift", 0.0))
     counts = [int(n) for n in _side_counts(entry).values() if n]
     if drift <= goal and (few := too_few(entry)):  # within the goal: no count this small could meet it
         return few
+    reach = entry.get("drift_reach")
+    if counts and drift <= goal - 100 / min(counts) and isinstance(reach, int | float) and reach > goal:
+        return (f"other concepts moved by at most {drift:.0f} points, but their 95 % intervals reach ±{reach:.0f} "
+                f"at {min(counts)} clips: too few to show a drift within {goal:.0f}")  # fmt: skip
     if counts and drift <= goal:
         n = min(counts)
         return (f"other concepts moved by at most {drift:.0f} points, within {goal:.0f} but not by a clip's margin "

@@ -94,6 +94,22 @@ def test_the_report_names_only_the_edits_where_the_baseline_moves_the_judge_more
     assert baseline_ahead({"off_drop": 0.0, "on_rise": 0.0, "baseline": {"off_drop": 9.0}}) == []  # an older file
 
 
+def test_a_drift_within_the_goal_whose_intervals_reach_past_it_says_so():
+    """12 clips a side where no other concept moved: a drift of 0, by a clip's margin, but 0 [−24, +24] cannot show
+    a drift within 10 points; the reason names the intervals, not "other concepts move by up to 0 points"."""
+    from training.judge import drift_missed, goals_met
+
+    entry = {"held_out_with": 12, "held_out_without": 24, "held_out_without_test": 12, "on_clips": "test_half",
+             "max_drift": 0.0, "drift_reach": 24.2}  # fmt: skip
+    assert not goals_met(100.0, 100.0, 0.0, 12, 12, 70.0, 70.0, drift_reach=24.2)["drift"]
+    assert goals_met(100.0, 100.0, 0.0, 12, 12, 70.0, 70.0, drift_reach=9.0)["drift"]
+    assert drift_missed(entry, 10.0) == (
+        "other concepts moved by at most 0 points, but their 95 % intervals reach ±24 at 12 clips: too few to show a "
+        "drift within 10"
+    )
+    assert "not by a clip's margin" in drift_missed(entry | {"max_drift": 8.0}, 10.0)  # the margin is said first
+
+
 def test_a_missed_on_says_whether_the_validation_rise_did_not_repeat_or_drifted():
     """The demo's drums: strength 4 rose +67 on the validation clips and was chosen, +17 on the test clips; the
     report said "`on` reaches +67 only at strength 4, where other concepts drift by 0 points"."""

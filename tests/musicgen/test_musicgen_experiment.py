@@ -317,7 +317,8 @@ def test_a_stop_in_the_sae_stage_keeps_its_step_and_says_what_is_kept(toy_folder
 def test_the_drift_goal_needs_its_interval_within_it():
     """Hunt 127: 3 renders of 24 moved up and 3 down were a drift of 0 [−21, +21], and its goal "met"."""
     from sae.stats import Interval, paired_diff
-    from training.musicgen.experiment import _drift_reach, _goals
+    from training.judge import drift_reach
+    from training.musicgen.experiment import _goals
 
     before = np.zeros(24, bool)
     after = before.copy()
@@ -326,8 +327,8 @@ def test_the_drift_goal_needs_its_interval_within_it():
     drift = {"piano": paired_diff(before, after).as_dict()}
     assert drift["piano"]["value"] == 0 and drift["piano"]["hi"] > 10
     drop = rise = Interval(100, 100, 100, 24)
-    assert _goals(drop, rise.as_dict(), 0.0, _drift_reach(drift))["drift"] is False
-    assert _goals(drop, rise.as_dict(), 0.0, _drift_reach({"piano": Interval(0, -5, 5, 24).as_dict()}))["drift"]
+    assert _goals(drop, rise.as_dict(), 0.0, drift_reach(drift))["drift"] is False
+    assert _goals(drop, rise.as_dict(), 0.0, drift_reach({"piano": Interval(0, -5, 5, 24).as_dict()}))["drift"]
 
 
 BAD_OPTIONS = [

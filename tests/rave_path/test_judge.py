@@ -313,6 +313,11 @@ def test_eval_steering_sweeps_strengths_beside_the_baseline(tmp_path, tiny_rave_
             assert arm["goals_met"]["drift"] == (arm["max_drift"] <= 10 - one_clip)  # a clip of margin
             drop = arm["intervals"]["off_drop"]
             assert drop["lo"] <= arm["off_drop"] <= drop["hi"] and drop["n"] == e["held_out_with"]
+            # every other concept's drift under each edit carries its interval; the drift goal needs them all
+            drifts = arm["intervals"]["drift"]
+            assert {k: {o: d["value"] for o, d in v.items()} for k, v in drifts.items()} == arm["drift"]
+            ends = [abs(d[k]) for v in drifts.values() for d in v.values() for k in ("lo", "hi")]
+            assert arm["drift_reach"] == max(ends) > 0  # 2 clips that did not move still reach far
         assert e["baseline"]["norm"] > 0
         vs = e["baseline"]["vs_sae"]  # the SAE's drop / rise minus the baseline's, paired on the same clips
         assert vs["off_drop"]["n"] == e["held_out_with"] and vs["on_rise"]["n"] == e["held_out_without_test"]

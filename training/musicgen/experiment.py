@@ -58,7 +58,7 @@ from training.cli.args import (
 )
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
-from training.judge import DEGRADED_COPIES, goals_met
+from training.judge import DEGRADED_COPIES, drift_reach, goals_met
 from training.musicgen.adherence import fit_judge, prompt_pairs
 
 if TYPE_CHECKING:
@@ -210,6 +210,7 @@ def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, stren
     best = max(sweep, key=_strength_key)
     worst = _worst_move(drift_off, best["drift"])
     max_drift = abs(worst["drift"]["value"]) if worst else 0.0
+    reach = drift_reach(drift_off, best["drift"])
     return {
         "off": {"detected": wilson(int(off[concept].sum()), len(off[concept])).as_dict(), "drift": drift_off},
         "off_drop": drop.as_dict(),
@@ -218,7 +219,8 @@ def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, stren
         "on_rise": best["rise"],
         "max_drift": max_drift,
         "worst_drift": worst,
-        "goals_met": _goals(drop, best["rise"], max_drift, _drift_reach(drift_off, best["drift"])),
+        "drift_reach": reach,
+        "goals_met": _goals(drop, best["rise"], max_drift, reach),
         "verdicts": {  # undecided below MIN_EXAMPLES renders, as `goals_met` (2 renders that moved read "met")
             "off_drop": verdict(drop, GOALS["off_drop"], None) if drop.n >= MIN_EXAMPLES else "undecided",
             "on_rise": verdict(Interval(**best["rise"]), GOALS["on_rise"], None)
@@ -237,16 +239,11 @@ def _worst_move(drift_off: dict, drift_on: dict) -> dict | None:
     return {"concept": c, "edit": edit, "drift": d}
 
 
-def _goals(drop: Interval, rise: dict, drift: float, drift_reach: float | None = None) -> dict[str, bool]:
+def _goals(drop: Interval, rise: dict, drift: float, reach: float | None = None) -> dict[str, bool]:
     """`training.judge.goals_met` with these goals (none met on fewer than MIN_EXAMPLES renders per side), the drift
-    goal only where every other concept's drift interval stays within it too (`drift_reach`: the farthest end of
+    goal only where every other concept's drift interval stays within it too (`reach`: the farthest end of
     those intervals from 0; 3 renders up and 3 down of 24 were a drift of 0 [−21, +21], "met")."""
-    return goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS, drift_reach)
-
-
-def _drift_reach(*drifts: dict[str, dict]) -> float:
-    """The farthest end from 0 of the drift intervals of every other concept, under each edit given."""
-    return max((max(abs(d["lo"]), abs(d["hi"])) for drift in drifts for d in drift.values()), default=0.0)
+    return goals_met(drop.value, rise["value"], drift, drop.n, rise["n"], drop.lo, rise["lo"], GOALS, reach)
 
 
 def _strength_key(e: dict) -> tuple:

@@ -17,9 +17,10 @@ Detection rate = share of clips the judge calls positive (probability > 0.5), in
 whose drift stays within the goal (else the largest rise); `on` is then reported on the other half (test
 clips), never on the clips it was chosen on (with a single strength there is nothing to choose: all clips).
 A goal counts as met only with a margin of one clip and where the drop's / rise's paired 95 % interval
-(Newcombe's, `sae.stats.paired_diff`) reaches it (`training.judge.goals_met`); every figure carries its clip
-count. `split` chooses the held-out set: the test split (fonts the model was trained on) or `holdout_font` (a font
-it never heard).
+(Newcombe's, `sae.stats.paired_diff`) reaches it, and the drift's only where every other concept's drift interval
+stays within it (`drift_reach`; `training.judge.goals_met`); every figure carries its clip count. `split`
+chooses the held-out set: the test split (fonts the model was trained on) or `holdout_font` (a font it never
+heard).
 
 The judge hears mono: every clip is read as its mono mix, which a stereo model hears on both sides and whose two
 rendered sides are averaged before the detectors (`render_array`); its calls are on that mix. The listening
@@ -63,6 +64,7 @@ from training.judge import (
     Judge,
     baseline_vs_sae,
     concepts_to_judge,
+    drift_reach,
     goals_met,
     hit_rate,
     moved_clips,
@@ -262,6 +264,7 @@ def evaluate_steering(
             "rise": hit_rate(on[name]) - hit_rate(base[name][clips]),
             "rise_interval": paired_diff(base[name][clips], on[name]).as_dict(),
             "drift": drift_on,
+            "drift_intervals": {o: paired_diff(base[o][clips], on[o]).as_dict() for o in judged if o != name},
             "max_drift": max(map(abs, drift_on.values()), default=0.0),
             "per_clip": {o: on[o].astype(int).tolist() for o in judged},
         }
@@ -325,6 +328,10 @@ def evaluate_steering(
             "intervals": {
                 "off_drop": paired_diff(off[name], base[name][pos]).as_dict(),
                 "on_rise": best["rise_interval"],
+                "drift": {
+                    "off": {o: paired_diff(base[o][pos], off[o]).as_dict() for o in judged if o != name},
+                    "on": best["drift_intervals"],
+                },
             },
             "sweep": sweep,
             "per_clip_on": best["per_clip"],  # the reported `on` (test half), per clip and concept
@@ -345,7 +352,10 @@ def evaluate_steering(
         entry["drift_measured"] = len(judged) > 1
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
         drift = worst if entry["drift_measured"] else None
-        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], drift, len(pos), best["clips"], *lows)
+        entry["drift_reach"] = drift_reach(*entry["intervals"]["drift"].values())  # the farthest interval end
+        entry["goals_met"] = goals_met(
+            entry["off_drop"], entry["on_rise"], drift, len(pos), best["clips"], *lows, drift_reach=entry["drift_reach"]
+        )
         return entry
 
     results: dict[str, Any] = {}
