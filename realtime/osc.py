@@ -100,7 +100,7 @@ def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
         raise UserError(f"{address}: expected one number (f or i)")
     value = float(args[0])
     if not (math.isfinite(value) and lo <= value <= hi):
-        raise UserError(f"{address}: {value:g} out of range, expected [{lo:g}, {hi:g}]")
+        raise UserError(f"{address}: {value:.9g} out of range, expected [{lo:g}, {hi:g}]")
     return value
 
 

@@ -44,10 +44,10 @@ def control_problem(mode: str, strength: float, gain: float) -> str | None:
         return f"mode {mode!r}: expected one of {', '.join(ALL_MODES)}"
     for what, value in (("strength", strength), ("gain", gain)):
         if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
-            return f"{what} {value:g}: expected a finite number in {LIMIT_TEXT}"
+            return f"{what} {value:.9g}: expected a finite number in {LIMIT_TEXT}"
     if mode == "clamp" and not 0 < strength <= CLAMP_LIMIT:
         return (
-            f"clamp strength {strength:g}: expected a number in (0, {CLAMP_LIMIT:g}] "
+            f"clamp strength {strength:.9g}: expected a number in (0, {CLAMP_LIMIT:g}] "
             "(the floor is strength x the feature's typical activation)"
         )
     return None

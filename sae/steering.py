@@ -507,7 +507,7 @@ class EditState:
         if not 0 <= int(index) < self.d_sae:
             raise UserError(f"feature {index}: expected an index in [0, {self.d_sae})")
         if not math.isfinite(float(gain)) or abs(float(gain)) > STRENGTH_LIMIT:
-            raise UserError(f"feature {index} gain {float(gain):g}: expected a finite number in {LIMIT_TEXT}")
+            raise UserError(f"feature {index} gain {float(gain):.9g}: expected a finite number in {LIMIT_TEXT}")
         if float(gain) == 1.0:
             self.feature_gains.pop(int(index), None)
         else:

@@ -614,3 +614,19 @@ def test_pong_sends_the_pings_values_back_with_their_own_types():
     [(address, args)] = OscControl(Controls(EditState(8))).handle(ping)
     assert address == "/pong" and args == [1796408121.93, True, False, 1 << 40, "x"]
     assert encode_message(address, args) == pad(b"/pong") + pad(b",dTFhs") + values
+
+
+def test_a_value_just_out_of_range_is_shown_out_of_range():
+    """A float32 1.0000001 sent to /mix was refused as "1 out of range, expected [0, 1]" (hunt 130)."""
+    from sae.bank import ConceptBank
+
+    f32 = lambda v: float(np.float32(v))  # noqa: E731 - what an OSC 'f' argument carries
+    osc = OscControl(Controls(EditState(128)))
+    assert osc.handle(encode_message("/mix", [f32(1.0000001)]))[0][1][1] == (
+        "/mix: 1.00000012 out of range, expected [0, 1]"
+    )
+    assert "gain: -100.000008 out of range" in osc.handle(encode_message("/feature/7/gain", [f32(-100.00001)]))[0][1][1]
+    bank = ConceptBank.load(Path(__file__).parents[2] / "training/assets/demo_concepts.yaml")
+    osc = OscControl(Controls(EditState.from_concepts(128, {c.name: c for c in bank})))
+    for mode, shown in (("on:100.0001", "strength 100.0001:"), ("clamp:10.00001", "clamp strength 10.00001:")):
+        assert shown in osc.handle(encode_message("/concept/guitar/mode", [mode]))[0][1][1]
