@@ -108,6 +108,14 @@ PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 PRESET_NAME_MAX = 100  # with .yaml, well under the 255 bytes a file name may have
 
 
+def find_preset(preset_dir: Path, name: str, shipped: Path | None = None) -> Path:
+    """`preset_file` in `preset_dir`, else in `shipped` where that folder has it (else the first, to be refused)."""
+    path = preset_file(preset_dir, name)
+    if shipped is not None and not path.is_file() and (there := preset_file(shipped, name)).is_file():
+        return there
+    return path
+
+
 def preset_file(preset_dir: Path, name: str) -> Path:
     """The preset called `name` in `preset_dir`: a bare file name (`.yaml` added when it has no YAML suffix).
 
@@ -273,7 +281,10 @@ class OscControl:
     Args:
         controls: the engine's controls.
         status: returns {"latency": samples, "xruns": count, ...} for /state (optional; see `engine_status`).
-        preset_dir: the preset folder: /preset/load takes the name of a YAML file in it, nothing else.
+        preset_dir: the preset folder: /preset/load takes the name of a YAML file in it, nothing else;
+            /preset/save writes there.
+        shipped_presets: a folder /preset/load also reads where `preset_dir` has no preset of that name, and
+            /preset/save never writes (the demo's presets, inside the installed package).
         error_rate: /error replies per second at most (the rest are counted in `errors.dropped`).
     """
 
@@ -283,10 +294,12 @@ class OscControl:
         status: Callable[[], dict[str, Any]] | None = None,
         preset_dir: Path | None = None,
         error_rate: float = 20.0,
+        shipped_presets: Path | None = None,
     ):
         self.controls = controls
         self.status = status or (lambda: {"latency": 0, "xruns": 0})
         self.preset_dir = Path(preset_dir) if preset_dir is not None else Path.cwd()
+        self.shipped_presets = shipped_presets
         self.errors = RateLimit(error_rate)
         self.packets = 0
         self.rejected = 0
@@ -405,7 +418,9 @@ class OscControl:
                     raise UserError(f"{address}: expected no arguments")
                 state.reset()
             elif address == "/preset/load":
-                draft.load_preset(read_preset(preset_file(self.preset_dir, _string(address, args))))
+                draft.load_preset(
+                    read_preset(find_preset(self.preset_dir, _string(address, args), self.shipped_presets))
+                )
             else:
                 raise UserError(f"{address}: unknown address (see /concepts and the README's OSC table)")
         except UserError as exc:

@@ -77,6 +77,35 @@ def test_examples_readme_documents_every_address_and_mode():
     assert [m for m in ALL_MODES if f"`{m}`" not in table["/concept/*/mode"]] == []
 
 
+def test_presets_saved_with_the_demo_bank_go_here_not_into_the_package(tmp_path, monkeypatch):
+    """With the demo bank the preset folder was the installed package's assets: the patches' `/preset/save evening`
+    wrote into it, and `/preset/save preset` would have overwritten the shipped preset (hunt 130). Saves go to the
+    working folder; `/preset/load` reads there first, then the shipped presets."""
+    import argparse
+
+    from sae.bank import ConceptBank
+    from training.cli.live import ASSETS, DEMO_BANK, _preset_dirs
+
+    monkeypatch.chdir(tmp_path)
+    shipped = (ASSETS / "preset.yaml").read_bytes()
+    folder, fallback = _preset_dirs(argparse.Namespace(preset_dir=None), DEMO_BANK)
+    assert (folder, fallback) == (tmp_path.resolve(), ASSETS.resolve())
+    other = tmp_path / "bank.yaml"
+    assert _preset_dirs(argparse.Namespace(preset_dir=None), other) == (tmp_path.resolve(), None)
+    assert _preset_dirs(argparse.Namespace(preset_dir=ASSETS), DEMO_BANK) == (ASSETS.resolve(), None)  # as asked
+    controls = Controls(EditState.from_concepts(128, {c.name: c for c in ConceptBank.load(DEMO_BANK)}))
+    control = OscControl(controls, preset_dir=folder, shipped_presets=fallback)
+    assert control.handle(encode_message("/preset/load", ["preset"])) == []  # the shipped one
+    assert controls.view()["mix"] == 0.8
+    assert control.handle(encode_message("/mix", [0.25])) == []
+    assert control.handle(encode_message("/preset/save", ["preset"])) == [("/preset/saved", ["preset.yaml"])]
+    assert (ASSETS / "preset.yaml").read_bytes() == shipped and (tmp_path / "preset.yaml").is_file()
+    assert control.handle(encode_message("/mix", [1.0])) == []
+    assert control.handle(encode_message("/preset/load", ["preset"])) == []  # the performer's, here, first
+    assert controls.view()["mix"] == 0.25
+    assert not (ASSETS / "evening.yaml").exists()
+
+
 def test_the_patches_preset_loads_with_the_demo_bank():
     """`/preset/load preset.yaml` (both patches) works out of the box: the demo bank's folder holds one."""
     from sae.bank import ConceptBank

@@ -65,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "as /preset/load takes it (the demo's: preset)",
     )
     p.add_argument(
-        "--preset-dir", type=Path, help="the folder /preset/load reads presets from, by name (default: the bank's)"
+        "--preset-dir",
+        type=Path,
+        help="the folder /preset/load reads presets from, by name, and /preset/save writes to (default: the bank's; "
+        "with the demo bank, this folder, the demo's shipped preset read too)",
     )
     p.add_argument("--device", help="audio device name (or part of it) or index (default: system default)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
@@ -226,15 +229,15 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
 
 def _named_preset(args: argparse.Namespace) -> Path:
     """--preset that is no file here: a preset of that name in the preset folder, as `/preset/load` takes it."""
-    from realtime.osc import preset_file
+    from realtime.osc import find_preset
     from sae.errors import UserError
 
     if Path(args.preset).is_dir():
         raise UserError(f"--preset {args.preset}: a folder; expected a preset file (.yaml) or a preset's name")
     bank = args.bank or (DEMO_BANK if args.model == DEMO_MODEL and args.sae is None else None)
-    folder = (args.preset_dir or (bank.parent if bank else Path.cwd())).resolve()
+    folder, shipped = _preset_dirs(args, bank)
     try:
-        path = preset_file(folder, str(args.preset))
+        path = find_preset(folder, str(args.preset), shipped)
     except UserError:  # a path, not a name
         path = None
     if path is None or not path.is_file():
@@ -341,7 +344,8 @@ def run(args: argparse.Namespace) -> int:
         _say(session.choice.describe())
         ready = None  # OSC leaves `loading` once the audio runs: /state/latency is then the device's too
         if osc is not None:
-            control = OscControl(session.controls, status=_status(engine), preset_dir=_preset_dir(args))
+            folder, shipped = _preset_dirs(args, args.bank)
+            control = OscControl(session.controls, status=_status(engine), preset_dir=folder, shipped_presets=shipped)
             ready = functools.partial(osc.attach, control)
     except BaseException:
         if osc is not None:
@@ -460,8 +464,16 @@ def _status(engine):
     return lambda: engine_status(engine)
 
 
-def _preset_dir(args: argparse.Namespace) -> Path:
-    return args.preset_dir or (args.bank.parent if args.bank else Path.cwd())
+def _preset_dirs(args: argparse.Namespace, bank: Path | None) -> tuple[Path, Path | None]:
+    """The preset folder (`--preset-dir`, else the bank's, else here) and the shipped presets read after it: with
+    the demo bank, presets are saved here, never into the installed package, whose `preset.yaml` still loads."""
+    if args.preset_dir is not None:
+        return args.preset_dir.resolve(), None
+    if bank is None:
+        return Path.cwd().resolve(), None
+    if bank.parent.resolve() == ASSETS.resolve():
+        return Path.cwd().resolve(), ASSETS.resolve()
+    return bank.parent.resolve(), None
 
 
 def _run_file(
