@@ -674,7 +674,7 @@ def rich_table(result: dict):
         + _clips_caption(result["concepts"])
         + f"; goals ✓: drop and rise of at least {GOALS['off_drop']:g} / {GOALS['on_rise']:g} points and drift "
         f"under {GOALS['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
-        f"drop / rise goal, on at least {MIN_EXAMPLES} clips per side"
+        f"drop / rise goal and every drift interval within the drift goal, on at least {MIN_EXAMPLES} clips per side"
         + "".join(f"; {n}: {few}" for n, e in result["concepts"].items() if (few := too_few(e)))
         + ("" if all(measured.values()) else "; –: no other concept judged, so no drift measured"),
         caption_justify="left",

@@ -55,6 +55,14 @@ def test_layer_map(dash_inputs, tmp_path):
     assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips" in table and "95 % bootstrap interval" in table
     assert "0.70</td>" in table and "0.70 [" not in table  # no interval in the bank: the point value alone
     assert ">0.120 [0.101, 0.139]</td>" in table and ">0.300</td>" in table  # the FVU's, where metrics.json has it
+    # hunt 130: an SAE shipped with no metrics.json (the demo's) showed "–" though its cfg.json records them
+    shipped = tmp_path / "shipped" / "layer_2"
+    shutil.copytree(root / "layer_2", shipped)
+    (shipped / "metrics.json").unlink()
+    cfg = json.loads((shipped / "cfg.json").read_text())
+    cfg["musicsae"] = {**cfg.get("musicsae", {}), "metrics": {"fvu": 0.31, "l0": 4.0, "dead_fraction": 0.125}}
+    (shipped / "cfg.json").write_text(json.dumps(cfg))
+    assert [(r.fvu, r.l0, r.dead) for r in layer_rows([shipped])] == [(0.31, 4.0, 0.125)]
     png = plot_layers(rows, tmp_path / "layers.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert concept_base("guitar-l3", "l3") == "guitar" and concept_base("l3", "l3") == "l3"
@@ -288,7 +296,8 @@ def test_concepts_are_this_saes_by_its_weights_not_by_a_folder_that_is_gone(dash
                     progress=False)  # fmt: skip
     assert sorted(p.name for p in (out / "concepts").glob("*.html")) == ["bright.html"]
     notes = json.loads((out / "features.json").read_text())["warnings"]
-    assert any("1 concept(s) of" in n and "belong to other SAEs" in n for n in notes), notes
+    assert any("1 concept(s) of" in n and "belong to other SAEs, not shown: old (mel, SAE gone_sae)" in n
+               for n in notes), notes  # fmt: skip
 
 
 def _bright_of_this_sae(dash_inputs, tmp_path) -> tuple[ConceptBank, str, dict]:

@@ -120,9 +120,14 @@ def test_listening_table_rows_line_up(session):
         side = "with" if spec["with"] else "without"
         k = spec["judge_index"]
         heard = judge["per_clip"][f"none_{side}"]["guitar"][k]
-        assert row["said"][1].strip() == f"judge: guitar {'heard ✓' if heard else 'not heard ✗'}"
+        # ✓ where the file is as it should be (hunt 130: it meant "heard", so a failed `off` got ✓): through the
+        # model as the original, gone after off, there after on
+        mark = "✓" if bool(heard) == bool(spec["with"]) else "✗"
+        assert row["said"][1].strip() == f"judge: guitar {'heard' if heard else 'not heard'} {mark}"
         edited = row["said"][2 if spec["with"] else 3].strip()
         assert edited.startswith("judge: guitar") and row["said"][3 if spec["with"] else 2].strip() == "not judged"
+        assert edited.endswith("not heard ✓" if spec["with"] else "heard ✓") or edited.endswith("✗")
+        assert edited.endswith("✗") == (edited.startswith("judge: guitar heard") == bool(spec["with"]))
     assert "The judge's verdict" in page and "Taking guitar out" in page and "Putting guitar in" in page
     assert re.search(r"in \d of 2 \(\d+ %\) through the model", page)
     assert "clean.with" not in page and "none.with" not in page  # no raw JSON keys
@@ -148,7 +153,7 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
 
     sr, t = 16000, np.arange(1600) / 16000
     tone = [0.3 * np.sin(2 * np.pi * f * t).astype(np.float32) for f in (220.0, 330.0)]
-    heard = {"tone": {"plain": np.array([1, 0]), "off": np.array([0, 0]), "on": np.array([1, 1])}}
+    heard = {"tone": {"plain": np.array([1, 0]), "off": np.array([0, 1]), "on": np.array([1, 0])}}  # 2nd: failed
     edited = {"tone": {"off": [0.5 * x for x in tone], "on": [1.5 * x for x in tone]}}
     write_examples(tmp_path / "eval", [("a hum", 3), ("a <loud> hum", 4)], sr, 2.0, tone, heard, edited)
     path, data = next(listen_files([tmp_path / "eval"], "tone"))
@@ -161,8 +166,9 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
         for kind, cell in cells:
             src = re.search(r'<audio[^>]*src="\.\./([^"]+)"', cell).group(1)
             assert sf.info(str(tmp_path / "site" / src)).frames == 1600
-            call = "heard ✓" if heard["tone"][kind][n] else "not heard ✗"
-            assert f"judge: tone {call}</div>" in cell, (kind, cell)
+            call = "heard" if heard["tone"][kind][n] else "not heard"
+            mark = "" if kind == "plain" else " ✓" if heard["tone"][kind][n] == (kind == "on") else " ✗"
+            assert f"judge: tone {call}{mark}</div>" in cell, (kind, cell)  # plain: nothing it should be
     assert "<th>plain render (no edit)</th><th>tone off</th><th>tone on (2)</th>" in page
     assert page.count('data-seconds="0.1"') == 2
     # hunt 93: a hand-edited listen.json's `seconds` went into the row's tag as written

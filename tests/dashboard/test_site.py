@@ -92,6 +92,11 @@ def test_tag_purity_counts_each_features_own_snippets(dash_inputs, tmp_path):
     # its base is a share of the snippets on the pages built (it moves with --max-pages): it was called "all clips"
     mostly = [f["description"] for f in described if "mostly" in f["description"]]
     assert mostly and all("% of the snippets on these pages)" in d for d in mostly), mostly
+    for f in described:  # "mostly" is a majority (hunt 130: "mostly voice female: 1 of 5" beside 2 of 5 drums)
+        said = re.search(r"(mostly|than elsewhere)[^:·]*: (\d+) of (\d+) top clips", f["description"])
+        k, n = round(f["purity"]["purity"] * len(f["clips"])), len(f["clips"])
+        expected = "mostly" if 2 * k > n else "than elsewhere" if k >= 2 else None
+        assert (said.group(1) if said else None) == expected, f["description"]
     assert "of all clips" not in (out / "features" / f"f{described[0]['index']:05d}.html").read_text()
 
 

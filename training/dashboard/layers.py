@@ -91,7 +91,9 @@ def layer_rows(
             continue
         hook = cfg_hook(cfg) or d.name
         row = LayerRow(hook, d)
-        m = _metrics(d / "metrics.json")
+        recorded = cfg.get("musicsae") if isinstance(cfg.get("musicsae"), dict) else {}
+        recorded = recorded.get("metrics") if isinstance(recorded.get("metrics"), dict) else {}
+        m = recorded | _metrics(d / "metrics.json")  # cfg.json's copy where no metrics.json ships (the demo SAE)
         row.fvu, row.l0, row.dead = (_finite(m.get(key)) for key in ("fvu", "l0", "dead_fraction"))
         row.on_training_rows = m.get("split") == "train"
         iv = m.get("fvu_interval")

@@ -64,6 +64,14 @@ def _judge_calls(judge: dict | None, concept: str, row: dict) -> dict[str, bool 
     return calls
 
 
+def _wanted(row: dict, kind: str) -> bool | None:
+    """Whether the concept should be heard in a row's `kind` of file: gone after `off`, there after `on`, and through
+    the model as in the original; None where the row does not say (a MusicGen plain render)."""
+    if kind in ("off", "on"):
+        return kind == "on"
+    return bool(row["with"]) if isinstance(row.get("with"), bool) else None
+
+
 def _row_calls(row: dict, kinds: tuple[str, ...]) -> dict[str, bool | None]:
     """The judge's calls a MusicGen row carries (`heard`: kind -> bool)."""
     heard = row.get("heard") if isinstance(row.get("heard"), dict) else {}
@@ -104,9 +112,10 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
             name = f"{n:02d}_{site_name(files[kind].name)}"
             shutil.copyfile(files[kind], audio_dir / name)
             mini_spectrogram(img_dir / (Path(name).stem + ".png"), specs[kind], vmax)
-            call = calls[kind]
+            call, want = calls[kind], _wanted(row, kind)
+            mark = "" if want is None else " ✓" if call == want else " ✗"  # ✓: as this file should be, not "heard"
             said = (
-                f"judge: {_e(concept)} {'heard ✓' if call else 'not heard ✗'}"
+                f"judge: {_e(concept)} {'heard' if call else 'not heard'}{mark}"
                 if call is not None
                 else ("&nbsp;" if kind == "original" else "not judged")
             )
@@ -150,6 +159,8 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
     )
     return (
         f'<h2>Listen</h2><p class="small muted">{about} Spectrograms up to 8 kHz, one brightness scale per row. '
+        f"Under each file the judge's call: ✓ where it is as that file should be ({_e(concept)} gone after off, "
+        f"there after on{'' if musicgen else ', through the model as in the original'}), ✗ where not. "
         f"From {_e(listen_path.parent)}.</p>"
         f'<table class="listen" data-concept="{_e(concept)}"><thead><tr><th>{"prompt" if musicgen else "clip"}</th>'
         f"{head}</tr></thead>"

@@ -334,9 +334,11 @@ class DashboardBuilder:
                         f"{self.sae.cfg.d_sae} features"
                     )
                 own.append(c)
-        others = len(self.bank) - len(own)
-        if others:
-            self._note(f"{others} concept(s) of {self.bank_path} belong to other SAEs; listed without pages")
+        others = [f"{c.name} ({c.hook}, SAE {c.sae})" for c in self.bank if c not in own]
+        if others:  # named here: "listed without pages" listed them nowhere
+            self._note(
+                f"{len(others)} concept(s) of {self.bank_path} belong to other SAEs, not shown: {', '.join(others)}"
+            )
         return own
 
     def _audio_sources(self) -> list[str]:
@@ -554,7 +556,11 @@ class DashboardBuilder:
         if pur and pur.label and pur.purity > pur.base:
             k = round(pur.purity * pur.clips)
             label = pur.label.replace("_", " ")
-            parts.append(f"mostly {label}: {k} of {pur.clips} top clips (in {100 * pur.base:.0f} % of {_base_of(v)})")
+            base = f"(in {100 * pur.base:.0f} % of {_base_of(v)})"
+            if 2 * k > pur.clips:  # "mostly" is a majority: 1 of 5 was "mostly voice female" beside 2 of 5 drums
+                parts.append(f"mostly {label}: {k} of {pur.clips} top clips {base}")
+            elif k >= 2:
+                parts.append(f"more {label} than elsewhere: {k} of {pur.clips} top clips {base}")
         inst = self.labels.dominant_instruments([c.source for c in v.clips])
         if inst:
             parts.append(", ".join(f"{name.replace('_', ' ')} in {k} of {n}" for name, k in inst))
