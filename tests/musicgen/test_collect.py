@@ -663,3 +663,18 @@ def test_the_progress_counts_every_file_given_skipped_ones_too(tmp_path, audiocr
     col.from_audio(audio, lambda files, rows: done.append(files))
     col.close()
     assert sum(done) == 5, done
+
+
+def test_a_csv_job_list_is_refused_as_the_yaml_one_is(tmp_path):
+    """A `render musicgen --batch` job list as CSV (`prompt,seed,duration`) was collected with its seeds and
+    durations dropped without a word, while the same jobs as YAML were refused (hunt 128)."""
+    from training.musicgen.collect import read_prompts
+
+    (tmp_path / "p.csv").write_text("prompt,seed,duration\nguitar,7,0.5\ndrums,9,0.5\n")
+    with pytest.raises(UserError, match=r"p\.csv: column 'seed'; a prompt list takes 'prompt' only"):
+        read_prompts(tmp_path / "p.csv")
+    (tmp_path / "p.csv").write_text("prompt\nguitar,7\n")  # a cell past the header
+    with pytest.raises(UserError, match=r"p\.csv: column without a name \(a row has more cells than the header\)"):
+        read_prompts(tmp_path / "p.csv")
+    (tmp_path / "p.csv").write_text("prompt,notes\nguitar,\ndrums,\n")  # a spreadsheet's empty column: no harm
+    assert read_prompts(tmp_path / "p.csv") == ["guitar", "drums"]

@@ -84,9 +84,14 @@ def read_prompts(path: str | Path) -> list[str]:
                                 "'prompt' only (seed and duration are the command's --seed, --duration)")  # fmt: skip
         prompts = [p if isinstance(p, str) else p["prompt"] for p in data]
     elif suffix == ".csv":
-        rows, _ = parse_csv(text, f"--prompts {path}")
-        if rows and "prompt" not in rows[0]:
+        rows, header = parse_csv(text, f"--prompts {path}")
+        if rows and "prompt" not in header:
             raise UserError(f"--prompts {path}: expected a 'prompt' column")
+        filled = [str(c) for c in header if c != "prompt" and any(str(r.get(c) or "").strip() for r in rows)]
+        if filled or any(None in r for r in rows):  # a `render musicgen --batch` job list's seeds were dropped
+            column = repr(filled[0]) if filled else "without a name (a row has more cells than the header)"
+            raise UserError(f"--prompts {path}: column {column}; a prompt list takes 'prompt' only (seed and "
+                            "duration are the command's --seed, --duration)")  # fmt: skip
         prompts = [r["prompt"] or "" for r in rows]
     else:
         prompts = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
