@@ -149,6 +149,10 @@ def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, t
     watched = evaluate_musicgen(replace(cfg, out=str(tmp_path / "w"), watch=("drums",)))["concepts"]["piano"]
     assert watched["drift_measured"] is True and set(watched["drift"]["on"]) == {"drums"}
     assert (watched["off_drop"], watched["on_rise"]) == (piano["off_drop"], piano["on_rise"])
+    # the watched concept's drift carries its interval, and the drift goal needs it within (as the RAVE judge's)
+    drums = {edit: watched["intervals"]["drift"][edit]["drums"] for edit in ("off", "on")}
+    assert {edit: d["value"] for edit, d in drums.items()} == {e: watched["drift"][e]["drums"] for e in drums}
+    assert watched["drift_reach"] == max(max(abs(d["lo"]), abs(d["hi"])) for d in drums.values()) > 10
     listen = tmp_path / "out" / "listen"
     row = json.loads((listen / "listen.json").read_text())["concepts"]["piano"]["rows"][0]
     waves = {k: sf.read(str(listen / f), dtype="float32", always_2d=True)[0] for k, f in row["files"].items()}

@@ -29,6 +29,7 @@ from training.judge import (
     JUDGE_FEATURES,
     Judge,
     concepts_to_judge,
+    drift_reach,
     drop_earlier_examples,
     goals_met,
     hit_rate,
@@ -150,10 +151,17 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         entry["intervals"] = {
             "off_drop": paired_diff(off[name], base[name]).as_dict(),
             "on_rise": paired_diff(base[name], on[name]).as_dict(),
+            "drift": {
+                edit: {o: paired_diff(base[o], calls[o]).as_dict() for o in judged if o != name}
+                for edit, calls in (("off", off), ("on", on))
+            },
         }
         lows = entry["intervals"]["off_drop"]["lo"], entry["intervals"]["on_rise"]["lo"]
         drift = worst if entry["drift_measured"] else None
-        entry["goals_met"] = goals_met(entry["off_drop"], entry["on_rise"], drift, len(jobs), len(jobs), *lows)
+        entry["drift_reach"] = drift_reach(*entry["intervals"]["drift"].values())  # as the RAVE judge's
+        entry["goals_met"] = goals_met(
+            entry["off_drop"], entry["on_rise"], drift, len(jobs), len(jobs), *lows, drift_reach=entry["drift_reach"]
+        )
         results[name] = entry
     out = {
         "model": {"name": mg.name, "sha256": sha, "backend": mg.backend},
