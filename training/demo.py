@@ -141,7 +141,7 @@ def run_demo(
     from sae.store import ActivationStore
     from sae.train import train_hook
     from training.dashboard import DashboardConfig, build_dashboard
-    from training.data.concept_clips import DataConfig, link_trainable_clips, make_dataset
+    from training.data.concept_clips import DataConfig, check_data_out, link_trainable_clips, make_dataset
     from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
@@ -155,6 +155,8 @@ def run_demo(
     model_path = step("model", lambda: _model_path(cfg, say))
     model = RaveModel.load(model_path, cfg.device)
     data = out / "data"
+    # refused in the demo's words (it said `--out OUT/data`, `data make`, neither of which the user typed)
+    check_data_out(data, f"demo --out {out}: its data folder {data}", "the demo")
     rows = step(
         "data",
         lambda: make_dataset(

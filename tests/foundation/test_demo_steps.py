@@ -219,6 +219,14 @@ def test_a_folder_the_demo_did_not_write_is_refused_and_kept(tmp_path, capsys):
     fresh = tmp_path / "fresh"  # a first run refused before its data: no folder left behind
     assert main(["demo", "--out", str(fresh), "--n", "20", "--model", str(tmp_path / "none.ts")]) == 2
     assert not fresh.exists()
+    (ours / "data" / "clips").mkdir(parents=True)  # a recording of the user's inside the demo's data folder
+    (ours / "data" / "clips" / "mine.wav").write_text("mine")
+    assert main(["demo", "--out", str(ours), "--n", "20"]) == 2  # said `--out OUT/data` and `data make` (hunt 126)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"musicsae: error: demo --out {ours}: its data folder {ours / 'data'}: holds files the demo did not write "
+        "(clips/mine.wav); its clips and labels would replace them: choose a new or empty folder"
+    )
+    assert (ours / "data" / "clips" / "mine.wav").read_text() == "mine"
 
 
 def test_demo_options_that_would_do_nothing_or_too_much_are_one_line(tmp_path, capsys):

@@ -675,12 +675,14 @@ def make_dataset(
 DERIVED = ("data.json", "manifest.csv", "manifest.jsonl", "concepts", "heldout", "heldout_font")
 
 
-def check_data_out(out: Path) -> None:
+def check_data_out(out: Path, what: str | None = None, writer: str = "`data make`") -> None:
     """OUT is new, empty, or a data folder this command wrote (complete, or stopped half way: its clips only);
     anything else is refused before a file is touched, since the derived files and folders are replaced. A file
-    of another's inside the folders it replaces (a recording put in `clips/`) is refused even in a complete one."""
+    of another's inside the folders it replaces (a recording put in `clips/`) is refused even in a complete one.
+    `what` names the folder in the refusal (default "--out OUT"), `writer` the command that writes it."""
+    what = what or f"--out {out}"
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out}: exists and is a file; expected a folder")
+        raise UserError(f"{what}: exists and is a file; expected a folder")
     refuse_working_folder(out, "--out")
     if not out.is_dir():
         return
@@ -703,7 +705,7 @@ def check_data_out(out: Path) -> None:
         if not foreign and derived and not any(n.startswith("clip_") for n in clips):  # not a run stopped half way
             foreign = derived
     if foreign:
-        raise UserError(f"--out {out}: holds files `data make` did not write ({foreign[0]}); its clips and labels "
+        raise UserError(f"{what}: holds files {writer} did not write ({foreign[0]}); its clips and labels "
                         "would replace them: choose a new or empty folder")  # fmt: skip
 
 
