@@ -198,7 +198,7 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
         return few
     reach = entry.get("drift_reach")
     if counts and drift <= goal - 100 / min(counts) and isinstance(reach, int | float) and reach > goal:
-        return (f"other concepts moved by at most {drift:.0f} points, but their 95 % intervals reach ±{reach:.0f} "
+        return (f"other concepts moved by at most {drift:.0f} points, yet their 95 % intervals reach ±{reach:.0f} "
                 f"at {min(counts)} clips: too few to show a drift within {goal:.0f}")  # fmt: skip
     if counts and drift <= goal:
         n = min(counts)

@@ -61,8 +61,12 @@ def test_layer_map(dash_inputs, tmp_path):
     (shipped / "metrics.json").unlink()
     cfg = json.loads((shipped / "cfg.json").read_text())
     cfg["musicsae"] = {**cfg.get("musicsae", {}), "metrics": {"fvu": 0.31, "l0": 4.0, "dead_fraction": 0.125}}
+    cfg["musicsae"]["train_config"] = {**cfg["musicsae"].get("train_config", {}), "eval_fraction": 0.2}
     (shipped / "cfg.json").write_text(json.dumps(cfg))
-    assert [(r.fvu, r.l0, r.dead) for r in layer_rows([shipped])] == [(0.31, 4.0, 0.125)]
+    assert [(r.fvu, r.l0, r.dead, r.on_training_rows) for r in layer_rows([shipped])] == [(0.31, 4.0, 0.125, False)]
+    cfg["musicsae"]["train_config"] = {**cfg["musicsae"].get("train_config", {}), "eval_fraction": 0}
+    (shipped / "cfg.json").write_text(json.dumps(cfg))  # trained on every row: its figures are training rows'
+    assert layer_rows([shipped])[0].on_training_rows and "(train)" in layer_table_html(layer_rows([shipped]))
     png = plot_layers(rows, tmp_path / "layers.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert concept_base("guitar-l3", "l3") == "guitar" and concept_base("l3", "l3") == "l3"

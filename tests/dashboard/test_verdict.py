@@ -97,7 +97,13 @@ def test_a_drift_within_the_goal_but_not_by_a_clips_margin_says_so():
     text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
     assert ("guitar can be taken out and put in, but other concepts moved by at most 5 points, within 10 but not by "
             "a clip's margin (one clip is 8 points at 12 clips).") in text  # fmt: skip
-    assert "goal: at most 10, by a clip's margin" in text
+    assert "goal: at most 10, by a clip's margin) — not met " in text  # an older file: no intervals in its rule
+    entry["max_drift"], entry["drift_reach"] = 0.0, 24.2  # nothing moved, but 12 clips a side reach ±24
+    text = html.unescape(_text(verdict_html("guitar", {"concepts": {"guitar": entry}})))
+    assert ("guitar can be taken out and put in, but other concepts moved by at most 0 points, yet their 95 % "
+            "intervals reach ±24 at 12 clips: too few to show a drift within 10.") in text  # fmt: skip
+    assert ("moved by at most 0 points, their 95 % intervals reaching ±24 (the most: drums, +0 with guitar on; goal: "
+            "at most 10, by a clip's margin, with every such interval within it) — not met ") in text  # fmt: skip
 
 
 def test_a_concept_judged_alone_is_not_said_to_miss_its_drift_goal_and_nan_accuracy_is_left_out():

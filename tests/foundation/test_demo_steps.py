@@ -104,7 +104,7 @@ def test_a_drift_within_the_goal_whose_intervals_reach_past_it_says_so():
     assert not goals_met(100.0, 100.0, 0.0, 12, 12, 70.0, 70.0, drift_reach=24.2)["drift"]
     assert goals_met(100.0, 100.0, 0.0, 12, 12, 70.0, 70.0, drift_reach=9.0)["drift"]
     assert drift_missed(entry, 10.0) == (
-        "other concepts moved by at most 0 points, but their 95 % intervals reach ±24 at 12 clips: too few to show a "
+        "other concepts moved by at most 0 points, yet their 95 % intervals reach ±24 at 12 clips: too few to show a "
         "drift within 10"
     )
     assert "not by a clip's margin" in drift_missed(entry | {"max_drift": 8.0}, 10.0)  # the margin is said first

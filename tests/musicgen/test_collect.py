@@ -676,5 +676,6 @@ def test_a_csv_job_list_is_refused_as_the_yaml_one_is(tmp_path):
     (tmp_path / "p.csv").write_text("prompt\nguitar,7\n")  # a cell past the header
     with pytest.raises(UserError, match=r"p\.csv: column without a name \(a row has more cells than the header\)"):
         read_prompts(tmp_path / "p.csv")
-    (tmp_path / "p.csv").write_text("prompt,notes\nguitar,\ndrums,\n")  # a spreadsheet's empty column: no harm
-    assert read_prompts(tmp_path / "p.csv") == ["guitar", "drums"]
+    for text in ("prompt,notes\nguitar,\ndrums,\n", "prompt\nguitar,\ndrums, \n"):  # empty cells: no harm
+        (tmp_path / "p.csv").write_text(text)
+        assert read_prompts(tmp_path / "p.csv") == ["guitar", "drums"], text

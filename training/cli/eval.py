@@ -133,8 +133,8 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         description="For each --hooks entry: collect the activations of the data's train and test clips, train an "
         "SAE, find every concept, and judge off / on / clamp on the held-out clips (the held-out soundfont when the "
         "data has one) beside the raw-latent difference-of-means baseline; writes OUT/comparison.json and "
-        "OUT/report.md (AUROC and paired-bootstrap intervals, the best hook and why). Stages already done are "
-        "skipped, so a stopped run resumes.",
+        "OUT/report.md (AUROC bootstrap intervals, Newcombe's paired intervals for drop and rise, a paired bootstrap "
+        "for drift, the best hook and why). Stages already done are skipped, so a stopped run resumes.",
     )
     p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")

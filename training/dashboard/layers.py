@@ -1,6 +1,7 @@
 """Per-layer maps: reconstruction quality (FVU, L0, dead) and concept separability (held-out AUROC) per layer.
 
-Reads each SAE directory's `cfg.json` (hook) and `metrics.json` (written by `musicsae sae train`), and the
+Reads each SAE directory's `cfg.json` (hook) and `metrics.json` (written by `musicsae sae train`; else the copy of
+its figures in cfg.json), and the
 AUROCs a concept bank records per concept, with their 95 % intervals and clip counts where the bank has them
 (an older bank: the point values alone). A concept found on several layers may be saved under names
 that end in its hook (`guitar.layer_4`, `guitar_layer_4`); those share one column.
@@ -70,6 +71,18 @@ def _metrics(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _cfg_metrics(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The metrics `sae train` copies into cfg.json (an SAE shared the SAELens way, cfg.json and weights only, as the
+    demo's ships): fvu, l0 and dead_fraction, on the training rows where it held none out (`eval_fraction` 0; the copy
+    records no split, and a training-rows FVU read as a held-out one)."""
+    ours = cfg.get("musicsae") if isinstance(cfg.get("musicsae"), dict) else {}
+    metrics = ours.get("metrics") if isinstance(ours.get("metrics"), dict) else {}
+    train = ours.get("train_config") if isinstance(ours.get("train_config"), dict) else {}
+    if not metrics:
+        return {}
+    return metrics | ({"split": "train"} if train.get("eval_fraction") == 0 else {})
+
+
 def _finite(value: Any) -> float | None:
     """`value` as a float when it is a finite number (a hand-edited "0.1" or null shows as "–", not a traceback)."""
     return float(value) if is_number(value) else None
@@ -91,9 +104,7 @@ def layer_rows(
             continue
         hook = cfg_hook(cfg) or d.name
         row = LayerRow(hook, d)
-        recorded = cfg.get("musicsae") if isinstance(cfg.get("musicsae"), dict) else {}
-        recorded = recorded.get("metrics") if isinstance(recorded.get("metrics"), dict) else {}
-        m = recorded | _metrics(d / "metrics.json")  # cfg.json's copy where no metrics.json ships (the demo SAE)
+        m = _metrics(d / "metrics.json") or _cfg_metrics(cfg)  # cfg.json's copy where no metrics.json ships
         row.fvu, row.l0, row.dead = (_finite(m.get(key)) for key in ("fvu", "l0", "dead_fraction"))
         row.on_training_rows = m.get("split") == "train"
         iv = m.get("fvu_interval")

@@ -845,7 +845,7 @@ class DashboardBuilder:
         body = (
             '<h1>Per-layer map</h1><p class="muted">SAEs beside '
             f"{_e(self.sae_dir)}: reconstruction quality (FVU, held out where the SAE held rows out; L0, dead "
-            "latents; from each metrics.json) "
+            "latents; from each metrics.json, or cfg.json where none ships) "
             "and concept separability (held-out AUROC of the SAE-feature probe, from the bank).</p>"
             f'<img src="img/layers.png" alt="per-layer map" style="max-width:100%">'
             f"{layers.layer_table_html(rows)}"

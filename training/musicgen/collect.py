@@ -88,7 +88,8 @@ def read_prompts(path: str | Path) -> list[str]:
         if rows and "prompt" not in header:
             raise UserError(f"--prompts {path}: expected a 'prompt' column")
         filled = [str(c) for c in header if c != "prompt" and any(str(r.get(c) or "").strip() for r in rows)]
-        if filled or any(None in r for r in rows):  # a `render musicgen --batch` job list's seeds were dropped
+        extra = any(str(v).strip() for r in rows for v in (r.get(None) or []))  # cells past the header (a comma)
+        if filled or extra:  # a `render musicgen --batch` job list's seeds were dropped
             column = repr(filled[0]) if filled else "without a name (a row has more cells than the header)"
             raise UserError(f"--prompts {path}: column {column}; a prompt list takes 'prompt' only (seed and "
                             "duration are the command's --seed, --duration)")  # fmt: skip
