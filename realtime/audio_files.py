@@ -123,30 +123,41 @@ def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> t
     return with_files, without_files
 
 
-def _digests() -> Callable[[Path], str]:
-    """`file_sha256`, remembered per path for one listing."""
+def audio_digest(path: str | os.PathLike) -> tuple[str, bool]:
+    """What a clip sounds like, as a sha256 of its samples at 16 bits with its rate and channel count (the same clip
+    saved as FLAC, or as WAV of another sample format, is the same clip: by the file's bytes it passed as a clip
+    with and without the concept, hunt 132), and whether `read_clip` skips it anyway (unreadable or silent: the
+    file's bytes are its digest then)."""
+    import hashlib
+
     from sae.bank import file_sha256
 
-    return functools.cache(file_sha256)
+    loaded = _load(path)
+    if isinstance(loaded, str):
+        return file_sha256(path), True
+    x, sr = loaded
+    h = hashlib.sha256(f"{sr}:{x.shape[1]}:".encode())
+    h.update(np.round(np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    return h.hexdigest(), is_silent(x)
 
 
-def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], str] | None = None) -> None:
-    """UserError when clips of one side are copies of each other (the same bytes): twelve copies of one clip passed
-    the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side. Copies that will be
-    skipped anyway (silent, unreadable: two takes of nothing) are left to that."""
+def _digests() -> Callable[[Path], tuple[str, bool]]:
+    """`audio_digest`, remembered per path for one listing."""
+    return functools.cache(audio_digest)
+
+
+def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], tuple[str, bool]] | None = None) -> None:
+    """UserError when clips of one side are copies of each other (the same samples, `audio_digest`): twelve copies
+    of one clip passed the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side.
+    Copies that will be skipped anyway (silent, unreadable: two takes of nothing) are left to that."""
     digest = digest or _digests()
-    sizes = _sizes(files)
-    counts: dict[int, int] = {}
-    for n in sizes.values():
-        counts[n] = counts.get(n, 0) + 1
     first: dict[str, Path] = {}
     copies = []
-    for p, n in sizes.items():  # hashed only where two sizes match
-        if counts[n] > 1:
-            d = digest(p)
-            if d in first and not _skipped_anyway(p):  # links to one file too: one clip under several names
-                copies.append((first[d], p))
-            first.setdefault(d, p)
+    for p in _regular(files):
+        d, skipped = digest(p)
+        if d in first and not skipped:  # links to one file too: one clip under several names
+            copies.append((first[d], p))
+        first.setdefault(d, p)
     if copies:
         a, b = copies[0]
         raise UserError(f"{where}: {len(copies)} clip(s) are copies of (or links to) others there (e.g. {b.name} "
@@ -154,36 +165,27 @@ def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], str] |
 
 
 def refuse_shared(
-    a: list[Path], b: list[Path], a_flag: str, b_flag: str, digest: Callable[[Path], str] | None = None
+    a: list[Path], b: list[Path], a_flag: str, b_flag: str, digest: Callable[[Path], tuple[str, bool]] | None = None
 ) -> None:
-    """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same bytes: `data
-    make --copy` folders hold copies, which passed and trained a probe on one clip as both sides). A clip that will
-    be skipped anyway (silent, unreadable) is left to that."""
+    """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same samples,
+    `audio_digest`: `data make --copy` folders hold copies, which passed and trained a probe on one clip as both
+    sides). A clip that will be skipped anyway (silent, unreadable) is left to that."""
     digest = digest or _digests()
+    ours = {digest(p)[0] for p in _regular(a)}
     both = sorted({p.resolve() for p in a} & {p.resolve() for p in b})
-    if not both:
-        size_a, size_b = _sizes(a), _sizes(b)
-        common = set(size_a.values()) & set(size_b.values())  # hashed only where a size matches
-        ours = {digest(p) for p, n in size_a.items() if n in common}
-        both = [p for p, n in size_b.items() if n in common and digest(p) in ours]
-    both = [p for p in both if not _skipped_anyway(p)]
+    both = both or [p for p in _regular(b) if digest(p)[0] in ours]
+    both = [p for p in both if not digest(p)[1]]
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")
 
 
-def _skipped_anyway(path: Path) -> bool:
-    """Whether `read_clip` skips the file whatever the model: unreadable, or silent in every channel."""
-    loaded = _load(path)
-    return isinstance(loaded, str) or is_silent(loaded[0])
-
-
-def _sizes(paths: list[Path]) -> dict[Path, int]:
-    """Byte sizes of the regular files among `paths` (the others are skipped later, with their reason)."""
-    out = {}
+def _regular(paths: list[Path]) -> list[Path]:
+    """The regular files among `paths` (the others are skipped later, with their reason)."""
+    out = []
     for p in paths:
         with contextlib.suppress(OSError):
             if stat.S_ISREG(os.stat(p).st_mode):
-                out[p] = os.path.getsize(p)
+                out.append(p)
     return out
 
 

@@ -239,6 +239,19 @@ def test_find_single_concept_uses_the_sae_hook(setup, audiocraft_dir, tmp_path):
             bank,
             replace=False,
         )
+    # a concept that spares tone: tone found again on another layer's SAE says the spare no longer holds, as the
+    # RAVE path's find does (it was said only by a later `concept list`; hunt 132)
+    from sae.bank import ConceptSteer
+
+    b = ConceptBank.load(bank)
+    hum = ConceptBank.load(bank).get("tone")
+    hum.name, hum.steer = "hum", ConceptSteer(0.05, list(hum.features), spared=("tone",))
+    b.add(hum)
+    b.save()
+    again = find_musicgen_concept("tone", root / "tone" / "with", root / "tone" / "without", str(audiocraft_dir),
+                                  root / "saes" / mg.hook_name(2), bank, k=2, folds=3)  # fmt: skip
+    assert "hum spares tone, but tone is now found on another model, SAE or hook: find both on one SAE to spare it " \
+        "again" in again.notes, again.notes  # fmt: skip
 
 
 @pytest.mark.parametrize(("stop", "code", "line"), [("int", 130, "interrupted"), ("term", 143, "terminated")])

@@ -240,6 +240,19 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
         (clips / side / "junk.wav").write_bytes(b"not audio")
     with_files, without_files = list_sides(clips / "pos", clips / "neg")
     assert len(with_files) == len(without_files) == 6
+    # the same samples saved again (FLAC, a WAV of 24-bit or float samples) are the same clip: by the file's bytes
+    # they passed as a clip with and without the concept (hunt 132)
+    x, sr = sf.read(clips / "pos" / "pos2.wav", dtype="float32")  # its 16-bit samples, exactly
+    for name, subtype in (("again.flac", "PCM_16"), ("again.wav", "PCM_24"), ("again_f.wav", "FLOAT")):
+        sf.write(clips / "neg" / name, x, sr, subtype=subtype)
+        with pytest.raises(UserError, match=rf"^1 clip\(s\) are in both --with and --without .*{name}\)$"):
+            list_sides(clips / "pos", clips / "neg")
+        (clips / "neg" / name).rename(clips / "pos" / name)  # and within one side
+        with pytest.raises(UserError, match=r"1 clip\(s\) are copies of \(or links to\) others there .*pos2"):
+            list_sides(clips / "pos", clips / "neg")
+        (clips / "pos" / name).unlink()
+    sf.write(clips / "neg" / "louder.wav", x * 2, sr)  # other samples: another clip
+    assert len(list_sides(clips / "pos", clips / "neg")[1]) == 7
 
 
 def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):

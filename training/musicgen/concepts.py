@@ -299,4 +299,5 @@ def find_musicgen_concept(
     with ConceptBank.editing(bank.path) as now:  # as it is now: another command may have changed it meanwhile
         if replaced := now.add(result.concept, replace=replace):
             result.notes.append(replaced)
+    result.notes += now.stale_spares()  # a spare of the concept replaced no longer holds: said now, as RAVE's find
     return result

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import list_audio
+from realtime.audio_files import audio_digest, list_audio
 from sae.alone import MEMORY_S, fit_alone, memory_rows
-from sae.bank import ConceptAlone, file_sha256
+from sae.bank import ConceptAlone
 from sae.errors import UserError
 
 MIN_ALONE = 4
@@ -76,8 +76,8 @@ def find_alone(
         raise UserError(f"--alone-memory {memory_s:g}: expected seconds > 0")
     if len(alone) < MIN_ALONE:
         raise UserError(f"--alone: {len(alone)} usable clips; expected at least {MIN_ALONE} of the concept alone")
-    solos = {file_sha256(p) for p, _ in alone}  # by content: a solo is also a clip with the concept, maybe copied
-    keep = [i for i, (p, _) in enumerate(others) if file_sha256(p) not in solos]
+    solos = {audio_digest(p)[0] for p, _ in alone}  # by its samples: a solo is also a clip with the concept, maybe
+    keep = [i for i, (p, _) in enumerate(others) if audio_digest(p)[0] not in solos]  # copied, maybe re-encoded
     clips = list(alone) + [others[i] for i in keep]
     if groups is not None:
         groups = list(groups[: len(alone)]) + [groups[len(alone) + i] for i in keep]
