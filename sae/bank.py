@@ -586,7 +586,8 @@ def named_errors(path: str | os.PathLike | None) -> Iterator[None]:
 
 
 def check_concept_name(name: str, what: str = "concept name") -> None:
-    """A concept name (a bank key, an OSC address part, an nn~ attribute): `NAME_RE`, or one line naming it."""
+    """A concept name (a bank key, an OSC address part): `NAME_RE`, or one line naming it. `export nn` may still
+    refuse one as an nn~ attribute (`mix`, a Python keyword, two names that both become `a_b`)."""
     if not NAME_RE.fullmatch(name):
         raise UserError(f"{what} {name!r}: expected ASCII letters, digits, '_', '-' or '.'")
 

@@ -374,6 +374,36 @@ def test_steer_threshold_0_says_edits_move_the_probes_features(
     assert ConceptBank.load(tmp_path / "b.yaml").get("guitar").steer is None
 
 
+def test_a_name_export_nn_would_refuse_is_said_as_it_is_found(
+    tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys
+):
+    """`concept find mix` wrote 'mix' without a word, and `export nn` then refused it ("rename it in the bank"), with
+    no command to rename it (hunt 132): the find says so while the name is easy to change."""
+    sides = [concept_data / "concepts" / "guitar" / side for side in ("with", "without")]
+    argv = [
+        "concept",
+        "find",
+        "mix",
+        "--with",
+        str(sides[0]),
+        "--without",
+        str(sides[1]),
+        "--model",
+        str(tiny_rave_ts),
+        "--sae",
+        str(tiny_sae_dir),
+        "--bank",
+        str(tmp_path / "b.yaml"),
+        "--permutations",
+        "0",
+    ]
+    assert main(argv) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "`export nn` (Max/Pd) will refuse this bank: concept 'mix': cannot be an nn~ attribute ('mix')" in out
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path / "ok.yaml", "guitar", "--permutations", "0") == 0
+    assert "will refuse this bank" not in capsys.readouterr().out
+
+
 def test_groups_keep_sources_together_and_few_sources_are_named(
     tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys
 ):

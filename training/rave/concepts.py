@@ -43,6 +43,7 @@ from sae.examples import MIN_EXAMPLES, check_examples
 from sae.probe import ProbeReport, compare_probes, concept_features, concept_probe, fires_more
 from training.data.groups import GROUP_RULES, clip_group
 from training.rave.alone import MIN_ALONE, check_alone_sources, find_alone
+from training.rave.nn_export import export_name_note
 
 
 @dataclass
@@ -384,6 +385,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     lines = [f"--{side} {folders[side]}: {line}" for side, side_notes in notes.items() for line in side_notes.lines()]
     lines += [replaced] if replaced else []
     lines += rate_apart(notes, {"with": len(pos), "without": len(neg)}, model.sr) + few + now.stale_spares()
+    lines += export_name_note(now, concept)  # said now, not first at `export nn`
     if steer is None and cfg.steer_threshold == 0:
         lines.append(f"--steer-threshold 0: edits move the probe's {len(features)} feature(s)")
     elif steer is None:

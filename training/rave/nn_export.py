@@ -119,6 +119,18 @@ def attribute_names(names: Sequence[str], taken: set[str]) -> dict[str, str]:
     return out
 
 
+def export_name_note(bank: Any, concept: Any) -> list[str]:
+    """Where `export nn` would refuse `concept`'s name beside the bank's other concepts of its model and hook (a
+    reserved name such as `mix`, or one that becomes another's attribute): the line to say at `concept find`, where
+    the name is still easy to change, else nothing."""
+    names = [c.name for c in bank if c.hook == concept.hook and c.model.sha256 == concept.model.sha256]
+    try:
+        attribute_names(names, module_names())
+    except UserError as exc:
+        return [f"`export nn` (Max/Pd) will refuse this bank: {exc}"]
+    return []
+
+
 def module_names() -> set[str]:
     """Every name the nn~ module already uses: methods, attributes, `<method>_params`, reserved names."""
     from training.rave.nn_module import INSTANCE_NAMES, SteeredVariationalRave
