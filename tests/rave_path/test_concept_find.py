@@ -17,16 +17,17 @@ from sae.io import sae_weights_sha256
 from training.cli import main
 
 
-def _find(data, model, sae, bank, name="guitar", *extra):
+def _find(data, model, sae, bank, name="guitar", *extra, examples=None):
+    """`concept find NAME` from the data's folders of `examples` (default NAME)."""
     return main(
         [
             "concept",
             "find",
             name,
             "--with",
-            str(data / "concepts" / name / "with"),
+            str(data / "concepts" / (examples or name) / "with"),
             "--without",
-            str(data / "concepts" / name / "without"),
+            str(data / "concepts" / (examples or name) / "without"),
             "--model",
             str(model),
             "--sae",
@@ -210,26 +211,7 @@ def test_refusals_leave_the_bank_untouched(tmp_path, tiny_rave_ts, concept_data,
 
 @pytest.mark.parametrize("name", ["bad name", "../x", "guitarra_española"])
 def test_bad_concept_name(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir, capsys, name):
-    assert (
-        main(
-            [
-                "concept",
-                "find",
-                name,
-                "--with",
-                str(concept_data / "concepts/guitar/with"),
-                "--without",
-                str(concept_data / "concepts/guitar/without"),
-                "--model",
-                str(tiny_rave_ts),
-                "--sae",
-                str(tiny_sae_dir),
-                "--bank",
-                str(tmp_path / "b.yaml"),
-            ]
-        )
-        == 2
-    )
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path / "b.yaml", name, examples="guitar") == 2
     err = capsys.readouterr().err  # "letters" alone reads as if "ñ" were fine
     assert "concept name" in err and "ASCII letters" in err and not (tmp_path / "b.yaml").exists()
 
@@ -379,25 +361,8 @@ def test_a_name_export_nn_would_refuse_is_said_as_it_is_found(
 ):
     """`concept find mix` wrote 'mix' without a word, and `export nn` then refused it ("rename it in the bank"), with
     no command to rename it (hunt 132): the find says so while the name is easy to change."""
-    sides = [concept_data / "concepts" / "guitar" / side for side in ("with", "without")]
-    argv = [
-        "concept",
-        "find",
-        "mix",
-        "--with",
-        str(sides[0]),
-        "--without",
-        str(sides[1]),
-        "--model",
-        str(tiny_rave_ts),
-        "--sae",
-        str(tiny_sae_dir),
-        "--bank",
-        str(tmp_path / "b.yaml"),
-        "--permutations",
-        "0",
-    ]
-    assert main(argv) == 0
+    bank = tmp_path / "b.yaml"
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, "mix", "--permutations", "0", examples="guitar") == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "`export nn` (Max/Pd) will refuse this bank: concept 'mix': cannot be an nn~ attribute ('mix')" in out
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path / "ok.yaml", "guitar", "--permutations", "0") == 0
