@@ -160,3 +160,17 @@ def test_the_paired_rate_difference_keeps_its_width_where_no_item_differs_and_co
         iv = paired_rate_diff(a, b)
         covered += iv.lo <= -3.0 <= iv.hi
     assert 0.92 <= covered / 400 <= 0.99, covered
+
+
+def test_the_paired_rate_difference_gives_newcombes_published_intervals():
+    """Newcombe (1998), Table II, method 10, for tables (e, f, g, h): both, first only, second only, neither."""
+
+    def table(e: int, f: int, g: int, h: int) -> Interval:
+        first = np.r_[np.ones(e + f), np.zeros(g + h)].astype(bool)
+        second = np.r_[np.ones(e), np.zeros(f), np.ones(g), np.zeros(h)].astype(bool)
+        return paired_rate_diff(second, first)
+
+    for counts, (lo, hi) in (((36, 12, 2, 0), (5.69, 34.04)), ((263, 15, 3, 86), (0.95, 5.64)),
+                             ((2, 1, 1, 2), (-44.18, 44.18))):  # fmt: skip
+        iv = table(*counts)
+        assert (round(iv.lo, 2), round(iv.hi, 2)) == (lo, hi), counts
