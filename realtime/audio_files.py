@@ -125,17 +125,22 @@ def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> t
 
 def audio_digest(path: str | os.PathLike) -> tuple[str, bool]:
     """What a clip sounds like, as a sha256 of its samples at 16 bits with its rate and channel count (the same clip
-    saved as FLAC, or as WAV of another sample format, is the same clip: by the file's bytes it passed as a clip
-    with and without the concept, hunt 132), and whether `read_clip` skips it anyway (unreadable or silent: the
-    file's bytes are its digest then)."""
+    saved as FLAC, as WAV of another sample format, or as stereo of two equal channels is the same clip: by the
+    file's bytes it passed as a clip with and without the concept, hunt 132), and whether `read_clip` skips it
+    anyway (unreadable or silent: the file's bytes, or its path where even they cannot be read, are its digest)."""
     import hashlib
 
     from sae.bank import file_sha256
 
     loaded = _load(path)
     if isinstance(loaded, str):
-        return file_sha256(path), True
+        try:
+            return file_sha256(path), True
+        except OSError:  # no permission: `read_clip` skips it with its reason (one such clip ended the find)
+            return f"unreadable:{os.path.realpath(path)}", True
     x, sr = loaded
+    if x.shape[1] > 1 and (x == x[:, :1]).all():  # dual mono: what a mono model reads of the mono file
+        x = x[:, :1]
     h = hashlib.sha256(f"{sr}:{x.shape[1]}:".encode())
     h.update(np.round(np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes())
     return h.hexdigest(), is_silent(x)
@@ -170,10 +175,12 @@ def refuse_shared(
     """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same samples,
     `audio_digest`: `data make --copy` folders hold copies, which passed and trained a probe on one clip as both
     sides). A clip that will be skipped anyway (silent, unreadable) is left to that."""
+    if not a or not b:
+        return
     digest = digest or _digests()
     ours = {digest(p)[0] for p in _regular(a)}
-    both = sorted({p.resolve() for p in a} & {p.resolve() for p in b})
-    both = both or [p for p in _regular(b) if digest(p)[0] in ours]
+    by_path = {p.resolve() for p in a} & {p.resolve() for p in b}  # a link in both (a silent one hid a copy)
+    both = sorted(by_path | {p for p in _regular(b) if digest(p)[0] in ours})
     both = [p for p in both if not digest(p)[1]]
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")

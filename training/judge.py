@@ -197,13 +197,14 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     if drift <= goal and (few := too_few(entry)):  # within the goal: no count this small could meet it
         return few
     reach = entry.get("drift_reach")
+    clip = "clip" if "held_out_with" in entry else "render"  # MusicGen's entries count renders
     if counts and drift <= goal - 100 / min(counts) and isinstance(reach, int | float) and reach > goal:
         return (f"other concepts moved by at most {drift:.0f} points, yet their 95 % intervals reach ±{reach:.0f} "
-                f"at {min(counts)} clips: too few to show a drift within {goal:.0f}")  # fmt: skip
+                f"at {min(counts)} {clip}s: too few to show a drift within {goal:.0f}")  # fmt: skip
     if counts and drift <= goal:
         n = min(counts)
-        return (f"other concepts moved by at most {drift:.0f} points, within {goal:.0f} but not by a clip's margin "
-                f"(one clip is {100 / n:.0f} points at {n} clips)")  # fmt: skip
+        return (f"other concepts moved by at most {drift:.0f} points, within {goal:.0f} but not by a {clip}'s "
+                f"margin (one {clip} is {100 / n:.0f} points at {n} {clip}s)")  # fmt: skip
     return f"other concepts move by up to {drift:.0f} points"
 
 

@@ -108,6 +108,8 @@ def test_a_drift_within_the_goal_whose_intervals_reach_past_it_says_so():
         "drift within 10"
     )
     assert "not by a clip's margin" in drift_missed(entry | {"max_drift": 8.0}, 10.0)  # the margin is said first
+    renders = {"renders": 12, "max_drift": 0.0, "drift_reach": 24.2}  # `eval musicgen`'s entries count renders
+    assert drift_missed(renders, 10.0).endswith("reach ±24 at 12 renders: too few to show a drift within 10")
 
 
 def test_a_missed_on_says_whether_the_validation_rise_did_not_repeat_or_drifted():

@@ -253,6 +253,15 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
         (clips / "pos" / name).unlink()
     sf.write(clips / "neg" / "louder.wav", x * 2, sr)  # other samples: another clip
     assert len(list_sides(clips / "pos", clips / "neg")[1]) == 7
+    sf.write(clips / "neg" / "stereo.wav", np.stack([x, x], 1), sr)  # dual mono: what a mono model reads of pos2
+    with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without .*stereo\.wav\)$"):
+        list_sides(clips / "pos", clips / "neg")
+    (clips / "neg" / "stereo.wav").unlink()
+    # hunt 133: a silent clip linked into both sides (skipped anyway) hid a copy shared by its samples
+    sf.write(clips / "neg" / "again.flac", x, sr)
+    (clips / "pos" / "silence.wav").symlink_to(clips / "neg" / "quiet.wav")
+    with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without .*again\.flac\)$"):
+        list_sides(clips / "pos", clips / "neg")
 
 
 def test_formats_libsndfile_cannot_read_are_named_not_dropped(tmp_path):
@@ -474,3 +483,24 @@ def test_a_damaged_mp3_is_named_in_one_line_and_libmpg123_says_nothing(tmp_path,
     capfd.readouterr()
     assert not isinstance(_load(tmp_path / "cut_mp3.wav"), str)  # what is there is read
     assert capfd.readouterr().err == ""
+
+
+def test_a_clip_that_cannot_be_read_is_left_to_be_skipped_not_the_end_of_the_listing(tmp_path, monkeypatch):
+    """Hunt 133: a clip its user may not read ended `concept find` ("writing ...: Permission denied") once every clip
+    was hashed: the file's bytes could not be read either. It is left to `read_clip`, which skips it with a note."""
+    import sae.bank
+    from realtime.audio_files import list_sides
+
+    for k, side in enumerate(("with", "without")):
+        (tmp_path / side).mkdir()
+        for i in range(3):
+            tone = 0.1 * np.sin(np.arange(4410 + i, dtype=np.float32) / (3 + k))
+            sf.write(tmp_path / side / f"{side}{i}.wav", tone, 44100)
+    (tmp_path / "with" / "locked.wav").write_bytes(b"RIFF junk")  # as read without permission: no audio
+
+    def denied(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(sae.bank, "file_sha256", denied)
+    with_files, without_files = list_sides(tmp_path / "with", tmp_path / "without")
+    assert len(with_files) == 4 and len(without_files) == 3
