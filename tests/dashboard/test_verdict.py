@@ -127,7 +127,7 @@ def test_a_musicgen_judge_entry_reads_as_renders_with_the_files_strength():
     text = html.unescape(_text(verdict_html("guitar", {"strength_on": 4.0, "concepts": {"guitar": entry}})))
     assert "held-out clips" not in text and text.count("of the 16 renders, the judge heard it in 6 of 16") == 2
     assert "guitar=on:4" in text and "one render moves a figure by 6 points" in text
-    assert "(one clip is 6 points at 16 clips)" in text  # the drift goal missed by the margin, not by 6 points
+    assert "(one render is 6 points at 16 renders)" in text  # the drift goal missed by the margin, not by 6 points
 
 
 def test_an_entry_of_too_few_renders_says_so_not_that_the_edits_failed():
