@@ -521,6 +521,12 @@ def test_a_prompt_named_like_another_prompts_repeat_keeps_its_own_rows(tmp_path,
     assert main([*argv, "--duration", "0.3", "--layers", "1"]) == 0
     said = capsys.readouterr().err
     assert "stored 15 frames" in said and "3 prompts already complete" in said, said
+    # a layer added: its rows are new, layer 1's are there already ("stored 15 frames x 2 layers" of 60 new rows in
+    # layer 0 alone; hunt 134)
+    assert main([*argv, "--duration", "0.3", "--layers", "0,1"]) == 0
+    said = " ".join(capsys.readouterr().err.split())
+    assert "stored frames 60 in layer 0, 0 in layer 1 of" in said, said
+    assert len(ActivationStore(out).sources(load_musicgen(audiocraft_dir).hook_name(0))) == 4
 
 
 def test_another_audio_folder_is_refused_not_taken_as_done(tmp_path, audiocraft_dir, capsys):

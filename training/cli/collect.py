@@ -299,8 +299,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
         console.print(f"note: {line}", highlight=False)
     skipped = mine - todo
     rank, world = this_rank()
+    per_layer = [collector.stored.get(i, 0) for i in layers]
+    # a layer added to a store stores what the others already hold: "stored 0 frames x 2 layers" of 40 new rows
+    by_layer = ", ".join(f"{n} in layer {i}" for i, n in zip(layers, per_layer, strict=True))
+    amount = f"{per_layer[0]} frames x {len(layers)} layers" if len(set(per_layer)) == 1 else f"frames {by_layer}"
     console.print(
-        f"stored {frames} frames x {len(layers)} layers of {mg.name} ({mg.backend}) in {out}"
+        f"stored {amount} of {mg.name} ({mg.backend}) in {out}"
         + (f" (rank {rank} of {world})" if world > 1 else "")
         + (f"; {skipped} {what} already complete" if skipped else "")
     )

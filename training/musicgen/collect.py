@@ -146,6 +146,7 @@ class Collector:
         self.hooks = {i: mg.hook_name(i) for i in cfg.layers}
         self.notes = AudioNotes()  # files skipped (unreadable, silent, shorter than a frame) and resampled
         self.unusable = 0  # files `_chunks` skipped (their notes are in `notes`)
+        self.stored = dict.fromkeys(cfg.layers, 0)  # rows stored per layer (a layer added to a store has more)
         self.writers: dict[int, ActivationWriter] = {}
         try:
             for i, hook in self.hooks.items():
@@ -181,12 +182,15 @@ class Collector:
         for i, rec in recorders.items():
             x = rec.result()
             kept = [(b, source) for b, source in enumerate(sources) if source not in skip]
-            # rows the writer kept (frames already stored are dropped), the same for every layer
-            rows = sum(self.writers[i].add(x[b], source, starts[b], kind) for b, source in kept)
+            # rows the writer kept (frames already stored are dropped): a layer added to the store keeps more
+            n = sum(self.writers[i].add(x[b], source, starts[b], kind) for b, source in kept)
+            self.stored[i] += n
+            rows = max(rows, n)
         return rows
 
     def from_prompts(self, prompts: list[str], progress: Callable[[int, int], None] | None = None) -> int:
-        """Generate each prompt and store its conditional rows; returns frames stored per layer."""
+        """Generate each prompt and store its conditional rows; returns the frames stored in the layer that stored
+        most (per layer: `stored`)."""
         c = self.cfg
         if c.duration > self.mg.max_duration:  # before it is recorded (a rerun was refused)
             raise UserError(f"--duration {c.duration:g}: this model generates at most {self.mg.max_duration:g} s")
@@ -211,12 +215,13 @@ class Collector:
             seed = self.cfg.seed + k // self.cfg.batch_size
             with self.mg.hooks(recorders):
                 self.mg.generate([p for p, _ in batch], self.cfg.duration, seed=seed, cfg_coef=self.cfg.cfg_coef)
-            total += self._store(recorders, [s for _, s in batch], "prompts", skip=done)
+            n = self._store(recorders, [s for _, s in batch], "prompts", skip=done)
+            total += n
             for w in self.writers.values():  # a batch is whole prompts: complete now, not when the next is added
                 for s in todo:  # (an interrupted run generated its last stored batch again)
                     w.mark_complete(s)
-            if progress:
-                progress(len(todo), frames * len(todo))
+            if progress:  # what was stored (a layer that held a prompt already keeps none of it), not generated
+                progress(len(todo), n)
         return total
 
     def _chunks(self, files: list[Path], root: Path) -> Iterator[tuple[str, int, torch.Tensor]]:
@@ -239,7 +244,8 @@ class Collector:
                 yield source, round(start / hop), codes
 
     def from_audio(self, root: str | Path, progress: Callable[[int, int], None] | None = None) -> int:
-        """Teacher-force the LM over each file's codes; returns frames stored per layer (skipped files: `notes`)."""
+        """Teacher-force the LM over each file's codes; returns the frames stored in the layer that stored most (per
+        layer: `stored`; skipped files: `notes`)."""
         root = Path(root)
         files = list_audio(root, "--audio folder")
         # sources are named relative to the folder: another folder's files of the same names would be taken as done
@@ -256,7 +262,8 @@ class Collector:
         def flush() -> int:
             """Teacher-force the pending chunks (one batch per chunk length: a file's last chunk is usually
             shorter) and store their rows in the order they came: each file's rows stay whole and in order, and a
-            file is marked complete when the next one's rows come. Returns the rows stored (per layer)."""
+            file is marked complete when the next one's rows come. Returns the rows stored in the layer that stored
+            most."""
             if not pending:
                 return 0
             by_len: dict[int, list[int]] = {}
@@ -272,12 +279,14 @@ class Collector:
                     x = rec.result()
                     for b, j in enumerate(idx):
                         rows[j][i] = x[b]
-            stored = 0
+            stored = dict.fromkeys(self.cfg.layers, 0)
             for (source, start, _), by_layer in zip(pending, rows, strict=True):
-                kept = [self.writers[i].add(x, source, start, "audio") for i, x in by_layer.items()]
-                stored += kept[-1]  # rows the writer kept (frames already stored are dropped), alike in every layer
+                for i, x in by_layer.items():  # rows the writer kept (frames already stored are dropped)
+                    stored[i] += self.writers[i].add(x, source, start, "audio")
             pending.clear()
-            return stored
+            for i, n in stored.items():
+                self.stored[i] += n
+            return max(stored.values(), default=0)
 
         ended = 0  # files whose last chunk is pending or stored, not yet counted as done
         self.unusable = 0
