@@ -544,3 +544,25 @@ def test_saes_made_from_other_collections_are_refused_before_the_model_loads(set
         (d / "cfg.json").write_text(json.dumps({**cfg, "musicsae": {**cfg["musicsae"], "collect": bad}}))
         with pytest.raises(UserError, match=needle):
             collected_as([d])
+
+
+def test_saes_of_the_other_formats_layers_are_named_as_such(tmp_path, transformers_dir, tiny_cfg, capsys):
+    """The audiocraft model's SAEs beside its transformers conversion: "it holds SAEs for no layer", of a folder of
+    six SAEs, with nothing on why (hunt 134)."""
+    from sae.io import save_sae
+    from sae.model import SAEConfig, SparseAutoencoder
+    from training.cli import main
+
+    save_sae(SparseAutoencoder(SAEConfig(d_in=tiny_cfg.dim, d_sae=16, k=2, hook_name="transformer.layers.1")),
+             tmp_path / "saes" / "transformer.layers.1")  # fmt: skip
+    for k, side in enumerate(("with", "without")):
+        (tmp_path / "concepts" / "tone" / side).mkdir(parents=True)
+        for i in range(12):  # enough clips to get past the count, to the SAEs
+            tone = 0.1 * np.random.default_rng(100 * k + i).standard_normal(3200)
+            sf.write(tmp_path / "concepts" / "tone" / side / f"{i}.wav", tone, 32000)
+    argv = ["concept", "musicgen", "--model", str(transformers_dir), "--saes", str(tmp_path / "saes"), "--concepts",
+            str(tmp_path / "concepts"), "--bank", str(tmp_path / "b.yaml")]  # fmt: skip
+    for layers in (["--layers", "1"], []):
+        assert main([*argv, *layers]) == 2
+        err = capsys.readouterr().err
+        assert "its SAEs are named for audiocraft's layers (transformer.layers.*): SAEs serve the format" in err, err

@@ -16,6 +16,8 @@ from training.cli.args import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from sae.probe import ProbeReport
 from training.cli.quiet import output_console, print_table, progress_bar, spinner
 
@@ -329,6 +331,19 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run_musicgen)
 
 
+def _other_format_saes(folder: Path, mg) -> str:
+    """A hint where `folder` holds SAEs named for the other MusicGen format's layers (the transformers conversion of
+    an audiocraft model, or back): SAEs serve the format they were collected on."""
+    from realtime.musicgen.render import HOOK_PREFIXES
+
+    for backend, prefix in HOOK_PREFIXES.items():
+        if backend != mg.backend and any(folder.glob(f"{prefix}*/cfg.json")):
+            return (f"; its SAEs are named for {backend}'s layers ({prefix}*): SAEs serve the format they were "
+                    f"collected on, so collect and train again on this {mg.backend} folder, or use the {backend} "
+                    "one")  # fmt: skip
+    return ""
+
+
 def run_musicgen(args: argparse.Namespace) -> int:
     import torch
 
@@ -406,11 +421,12 @@ def run_musicgen(args: argparse.Namespace) -> int:
     with spinner(console, f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
     have = [i for i in range(mg.num_layers) if (Path(args.saes) / mg.hook_name(i)).is_dir()]
+    other = "" if have else _other_format_saes(Path(args.saes), mg)
     if args.layers is None:  # the layers `sae train` wrote an SAE for
         if not have:
             raise UserError(
                 f"--saes {args.saes}: no SAE for any layer of {mg.name} (expected <layer name>/ folders such as "
-                f"{mg.hook_name(0)}/, as musicsae sae train writes them)"
+                f"{mg.hook_name(0)}/, as musicsae sae train writes them){other}"
             )
         layers = have
     else:
@@ -420,7 +436,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             held = f"layer{'s' if len(have) > 1 else ''} {','.join(map(str, have))} only" if have else "no layer"
             raise UserError(
                 f"--layers {args.layers}: no SAE for layer {missing[0]} ({mg.hook_name(missing[0])}) in --saes "
-                f"{args.saes}; it holds SAEs for {held}"
+                f"{args.saes}; it holds SAEs for {held}{other}"
             )
     if args.layer is not None:  # -1: the model's last layer, as --layers reads it
         args.layer = layer_of(args.layer, mg.num_layers)
