@@ -581,3 +581,23 @@ def test_a_device_that_stays_away_ends_live_and_ctrl_c_while_waiting_stops_it(ti
     errors = [line for line in err.splitlines() if line.startswith("musicsae: error:")]
     assert short.returncode == 1 and len(errors) == 1 and "audio device system: not back within 2 s" in errors[0], err
     assert "Traceback" not in err
+
+
+def test_a_jack_wait_that_hangs_is_given_up_on_at_the_deadline(tmp_path, monkeypatch):
+    """`jack_wait -w -t 1` hung for 7 minutes on a server still starting (CI, 6 December): the server's start waited
+    for it past its own deadline, until the test's timeout. It is killed and asked again, and the start gives up
+    in one line at its deadline."""
+    import os
+
+    from sae.errors import UserError
+
+    fake = tmp_path / "bin" / "jack_wait"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nsleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    server = JackServer(sr=44100, period=256)
+    t0 = time.monotonic()
+    with pytest.raises(UserError, match=r"^jackd musicsae-\w+: not available after 2 s$"):
+        server.start(timeout=2.0)
+    assert time.monotonic() - t0 < 10 and server.proc is None  # given up on time, its jackd stopped
