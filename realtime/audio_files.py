@@ -112,11 +112,15 @@ def list_audio(root: str | os.PathLike, what: str = "audio folder", empty_ok: bo
     return sorted(files)
 
 
-def list_sides(with_dir: str | os.PathLike, without_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+def list_sides(
+    with_dir: str | os.PathLike,
+    without_dir: str | os.PathLike,
+    digest: Callable[[Path], tuple[str, bool]] | None = None,
+) -> tuple[list[Path], list[Path]]:
     """The audio files of a concept's `--with` and `--without` folders (`list_audio`); UserError when a clip is on
     both sides (one folder inside the other, the same folder twice, a link)."""
     with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
-    digest = _digests()  # each clip hashed once for both checks
+    digest = digest or audio_digests()  # each clip decoded once for every check (`digest`: the caller's, shared)
     refuse_shared(with_files, without_files, "--with", "--without", digest)
     for files, flag, folder in ((with_files, "--with", with_dir), (without_files, "--without", without_dir)):
         refuse_copies(files, f"{flag} {folder}", digest)
@@ -146,8 +150,8 @@ def audio_digest(path: str | os.PathLike) -> tuple[str, bool]:
     return h.hexdigest(), is_silent(x)
 
 
-def _digests() -> Callable[[Path], tuple[str, bool]]:
-    """`audio_digest`, remembered per path for one listing."""
+def audio_digests() -> Callable[[Path], tuple[str, bool]]:
+    """`audio_digest`, remembered per path: one for the listings and checks of one command."""
     return functools.cache(audio_digest)
 
 
@@ -155,7 +159,7 @@ def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], tuple[
     """UserError when clips of one side are copies of each other (the same samples, `audio_digest`): twelve copies
     of one clip passed the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side.
     Copies that will be skipped anyway (silent, unreadable: two takes of nothing) are left to that."""
-    digest = digest or _digests()
+    digest = digest or audio_digests()
     first: dict[str, Path] = {}
     copies = []
     for p in _regular(files):
@@ -177,7 +181,7 @@ def refuse_shared(
     sides). A clip that will be skipped anyway (silent, unreadable) is left to that."""
     if not a or not b:
         return
-    digest = digest or _digests()
+    digest = digest or audio_digests()
     ours = {digest(p)[0] for p in _regular(a)}
     by_path = {p.resolve() for p in a} & {p.resolve() for p in b}  # a link in both (a silent one hid a copy)
     both = sorted(by_path | {p for p in _regular(b) if digest(p)[0] in ours})

@@ -10,7 +10,7 @@ What `off` puts on the frames it calls alone is the hook's activation of two sec
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,18 +66,20 @@ def find_alone(
     memory_s: float = MEMORY_S,
     seed: int = 0,
     groups: Sequence[str] | None = None,
+    digest: Callable[[Path], tuple[str, bool]] = audio_digest,
 ) -> tuple[ConceptAlone, str]:
     """The detector from rows [frames, width] at `hook` of clips of the concept `alone` and of `others` (a clip in
     both counts as alone); `groups`: the source of each clip of `alone` + `others`, never split between fit and
-    validation. Returns the detector and a line saying how it was chosen and how well it held out."""
+    validation; `digest`: what a clip sounds like (`audio_digest`, or the command's remembered `audio_digests`).
+    Returns the detector and a line saying how it was chosen and how well it held out."""
     from training.rave.collect import activations_of
 
     if not memory_s > 0:
         raise UserError(f"--alone-memory {memory_s:g}: expected seconds > 0")
     if len(alone) < MIN_ALONE:
         raise UserError(f"--alone: {len(alone)} usable clips; expected at least {MIN_ALONE} of the concept alone")
-    solos = {audio_digest(p)[0] for p, _ in alone}  # by its samples: a solo is also a clip with the concept, maybe
-    keep = [i for i, (p, _) in enumerate(others) if audio_digest(p)[0] not in solos]  # copied, maybe re-encoded
+    solos = {digest(p)[0] for p, _ in alone}  # by its samples: a solo is also a clip with the concept, maybe
+    keep = [i for i, (p, _) in enumerate(others) if digest(p)[0] not in solos]  # copied, maybe re-encoded
     clips = list(alone) + [others[i] for i in keep]
     if groups is not None:
         groups = list(groups[: len(alone)]) + [groups[len(alone) + i] for i in keep]
