@@ -246,45 +246,82 @@ def test_a_lead_needs_the_sign_test_too_as_the_judge_says():
         assert drop["interval"][0] > 0 and drop["beats"] is lead and (judged["ahead"] == "SAE") is lead, (k, drop)
 
 
-def test_less_drift_alone_wins_nothing(tmp_path):
-    """An SAE edit that did nothing (no drop, no rise, no drift) 'beat the raw-latent baseline beyond the 95 %
-    interval' wherever the baseline moved another concept, and two such concepts met the goal (hunt 88)."""
+def _judged(name: str, other: str, n: int, sae_off: list[int], base_other_on: list[int]) -> dict:
+    """A judge entry of `name` on n clips a side (`other` judged beside it): the SAE's `off` leaves `name` on the
+    clips marked 1 of `sae_off` and moves nothing else; the baseline's `off` leaves it everywhere and its `on` turns
+    `other` on where `base_other_on` says."""
+
+    def calls(off: list[int], other_on: list[int]) -> dict:
+        zeros = {name: [0] * n, other: [0] * n}
+        return {"none_with": {**zeros, name: [1] * n}, "none_without": zeros, "off_with": {**zeros, name: off},
+                "on_without": {**zeros, other: other_on}}  # fmt: skip
+
+    sae, base = calls(sae_off, [0] * n), calls([1] * n, base_other_on)
+    sweep = [{"strength": 2.0, "rise": 0.0, "max_drift": 0.0, "per_clip": sae["on_without"]}]
+    moved = 100.0 * sum(base_other_on) / n
+    return {
+        "held_out_with": n, "held_out_without": n, "none": {"with": 100.0, "without": 0.0}, "clean": None,
+        "per_clip": sae, "per_clip_on": sae["on_without"], "strength_on": 2.0, "sweep": sweep,
+        "drift": {"off": {other: 0.0}, "on": {other: 0.0}}, "drift_measured": True, "off_moved": {},
+        "baseline": {"per_clip": base, "per_clip_on": base["on_without"], "strength_on": 2.0, "max_drift": moved,
+                     "sweep": [{"strength": 2.0, "rise": 0.0, "max_drift": moved, "per_clip": base["on_without"]}]},
+    }  # fmt: skip
+
+
+def _summarize(tmp_path, judged: dict[str, dict]) -> dict:
+    """`eval hooks`' summary of one hook, `latent`, whose judge gave `judged`, chosen with no validation split."""
     from training.rave.hooks import HookCompareConfig, choose_on_validation, summarize
 
-    n = 12
-
-    def entry(name: str, other: str) -> dict:
-        def calls(other_on: list[int]) -> dict:
-            zeros = {name: [0] * n, other: [0] * n}
-            return {"none_with": {**zeros, name: [1] * n}, "none_without": zeros, "off_with": {**zeros, name: [1] * n},
-                    "on_without": {**zeros, other: other_on}}  # fmt: skip
-
-        sae, base = calls([0] * n), calls([1] * 8 + [0] * 4)  # the baseline drifts the other concept 67 points
-        sweep = [{"strength": 2.0, "rise": 0.0, "max_drift": 0.0, "per_clip": sae["on_without"]}]
-        return {
-            "held_out_with": n, "held_out_without": n, "none": {"with": 100.0, "without": 0.0}, "clean": None,
-            "per_clip": sae, "per_clip_on": sae["on_without"], "strength_on": 2.0, "sweep": sweep,
-            "drift": {"off": {other: 0.0}, "on": {other: 0.0}}, "drift_measured": True, "off_moved": {},
-            "baseline": {"per_clip": base, "per_clip_on": base["on_without"], "strength_on": 2.0, "max_drift": 70.0,
-                         "sweep": [{"strength": 2.0, "rise": 0.0, "max_drift": 66.7, "per_clip": base["on_without"]}]},
-        }  # fmt: skip
-
-    cfg = HookCompareConfig("d", "m.ts", "o", ("latent",), ("guitar", "drums"), None, "test", 1, (2.0,), (2.0,), 12,
+    cfg = HookCompareConfig("d", "m.ts", "o", ("latent",), tuple(judged), None, "test", 1, (2.0,), (2.0,), 12,
                             0.02, 0, "none", "cpu", False, False, ())  # fmt: skip
-    judged = {"guitar": entry("guitar", "drums"), "drums": entry("drums", "guitar")}
     concept = {"model": {"name": "m.ts", "sha256": "0" * 64}, "hook": "latent", "sae": "sae",
                "default": {"mode": "none"}, "features": [{"index": 0, "weight": 1.0, "typical": 0.1}],
-               "auroc": {"sae_probe": 0.6}}  # fmt: skip
+               "auroc": {"sae_probe": 0.6, "diff_means": 0.55}}  # fmt: skip
     bank = tmp_path / "b.yaml"
     bank.write_text(json.dumps({"version": 1, "concepts": dict.fromkeys(judged, concept)}))
     judge = {"model": {"name": "m.ts"}, "concepts": judged}
-    results = {"latent": {"sae": {}, "bank": str(bank), "found": {}, "judge": judge}}
-    s = choose_on_validation(summarize(cfg, results, "test"), None)
+    sae = {"d_in": 16, "d_sae": 128, "k": 4, "fvu": 0.1, "l0": 4.0, "dead_fraction": 0.0}
+    results = {"latent": {"sae": sae, "bank": str(bank), "found": {}, "judge": judge}}
+    return choose_on_validation(summarize(cfg, results, "test"), None)
+
+
+def test_less_drift_alone_wins_nothing(tmp_path):
+    """An SAE edit that did nothing (no drop, no rise, no drift) 'beat the raw-latent baseline beyond the 95 %
+    interval' wherever the baseline moved another concept, and two such concepts met the goal (hunt 88)."""
+    n = 40  # enough clips for a drift of 0 to be shown within 10 points
+    base_on = [1] * 27 + [0] * 13  # the baseline drifts the other concept 67 points
+    judged = {"guitar": _judged("guitar", "drums", n, [1] * n, base_on),
+              "drums": _judged("drums", "guitar", n, [1] * n, base_on)}  # fmt: skip
+    s = _summarize(tmp_path, judged)
     assert s["concepts"]["guitar"]["latent"]["on"]["beats"] == ["drift"]  # less drift than the baseline: said
     assert s["concepts_won"] == {"latent": 0} and s["goal_met"] is False  # but no win
     assert "): latent: no hook's SAE edit beats the raw-latent baseline for any concept" in s["reason"]
     # the baseline's drift in the report is its worst of off and the reported on (hunt 124: the sweep's on alone)
-    assert s["concepts"]["guitar"]["baseline"]["max_drift"] == 70.0
+    assert s["concepts"]["guitar"]["baseline"]["max_drift"] == 100.0 * 27 / 40
+
+
+def test_a_win_needs_its_drift_interval_within_the_goal(tmp_path):
+    """A win counted at a drift point within 10 points: 12 clips where nothing else moved read drift 0, a win,
+    though their 95 % intervals reach ±24 (the judge's drift goal has needed `drift_reach` within the goal since the
+    44th sitting). At 40 clips they reach ±9 and the win counts."""
+    from training.rave.hooks import report_markdown
+
+    for n, won in ((12, 0), (40, 2)):
+        nothing = [0] * n
+        judged = {"guitar": _judged("guitar", "drums", n, nothing, nothing),  # off removes it everywhere
+                  "drums": _judged("drums", "guitar", n, nothing, nothing)}  # fmt: skip
+        s = _summarize(tmp_path, judged)
+        on = s["concepts"]["guitar"]["latent"]["on"]
+        assert on["drop"]["beats"] and on["off_drift"] == 0.0, on
+        assert s["concepts_won"] == {"latent": won} and s["goal_met"] is (won == 2), (n, s["wins"])
+        if not won:
+            assert on["off_reach"] > 20 and on["beats"] == []
+            (line, _) = s["why_not"]
+            assert "drop: latent off +100 vs baseline +0 (Δ [+" in line
+            assert "a win, but its drift of 0, with its 95 % intervals, reaches ±24 at 12 clips: too few" in line
+            assert "| +100 vs +0 (Δ +100 [+66, +100]) ✓ (0, ±24) |" in report_markdown(s)
+        else:
+            assert on["off_reach"] < 10 and on["beats"] == ["drop"] and s["why_not"] == []
 
 
 @pytest.mark.slow

@@ -134,7 +134,8 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         "SAE, find every concept, and judge off / on / clamp on the held-out clips (the held-out soundfont when the "
         "data has one) beside the raw-latent difference-of-means baseline; writes OUT/comparison.json and "
         "OUT/report.md (AUROC bootstrap intervals, Newcombe's paired intervals for drop and rise, a paired bootstrap "
-        "for drift, the best hook and why). Stages already done are skipped, so a stopped run resumes.",
+        "for drift, the best hook and why; a win counts where the edit's drift intervals lie within 10 points). "
+        "Stages already done are skipped, so a stopped run resumes.",
     )
     p.add_argument("--data", required=True, help="folder written by `musicsae data make` (manifest + clips)")
     p.add_argument("--model", required=True, help="streaming RAVE .ts export")

@@ -19,7 +19,9 @@ when none is recorded); for drop, rise and drift the difference SAE − baseline
 95 % interval (Newcombe's for the drop's and rise's 0/1 outcomes, `sae.stats.paired_diff`; a bootstrap of 2000
 resamples of the clips for the worst drift). An SAE edit *beats* the baseline on a measure
 when that interval excludes 0 in its favour and the exact sign test on the clips where the two differ agrees
-(p < 0.05, `judge.ahead`), at a worst drift of at most 10 points. The best hook is the one
+(p < 0.05, `judge.ahead`), where every other concept's drift under that edit lies within 10 points with its
+95 % interval (Newcombe's, as the judge's drift goal: 12 clips where nothing moved reach ±24, 24 clips ±14). The
+best hook is the one
 with the most such wins (ties: the larger mean margin). As in the judge, the `on` / `clamp` strength is
 chosen on half of the clips without the concept and reported on the other half.
 
@@ -46,7 +48,7 @@ from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured, strict_json
 from sae.stats import paired_diff, sign_test
-from training.judge import ahead, none_where_on
+from training.judge import ahead, drift_reach, none_where_on
 
 GOAL_DRIFT = 10.0
 
@@ -124,7 +126,8 @@ def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None)
     """Per-clip outcomes of one arm on the concept's held-out clips, in points: `drop` (no edit − off, on the
     clips with it), `rise` (on − no edit, on the clips without it, at the arm's best strength) and the change
     of every other concept under that `on` (`drift_on`); `did`: per edit, 1 on each clip where it worked (the
-    concept gone after `off`, heard after `on`).
+    concept gone after `off`, heard after `on`); `reach`: per edit, the farthest end from 0 of the other concepts'
+    drift intervals (Newcombe's, `training.judge.drift_reach`), which a win needs within the drift goal.
 
     Args:
         entry: the judge's entry for the concept (its `per_clip` holds the no-edit detections).
@@ -143,11 +146,18 @@ def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None)
     def none(o: str) -> np.ndarray:
         return np.array(pc["none_without"][o], float)[pick]
 
+    offs = (arm.get("per_clip") or pc)["off_with"]
+    off_iv = {o: paired_diff(np.array(pc["none_with"][o], float), np.array(offs[o], float)) for o in offs if o != name}
+    on_iv = {o: paired_diff(none(o), np.array(on[o], float)) for o in on if o != name}
     return {
         "drop": 100.0 * (np.array(pc["none_with"][name], float) - np.array(off_with, float)),
         "rise": 100.0 * (np.array(on[name], float) - none(name)),
         "drift_on": {o: 100.0 * (np.array(on[o], float) - none(o)) for o in on if o != name},
         "did": {"drop": 1.0 - np.array(off_with, float), "rise": np.array(on[name], float)},  # 1: the edit worked
+        "reach": {
+            "off": drift_reach({o: iv.as_dict() for o, iv in off_iv.items()}),
+            "on": drift_reach({o: iv.as_dict() for o, iv in on_iv.items()}),
+        },
         "strength": sub["strength_on"] if "strength_on" in sub else _best(sub["sweep"])["strength"],
     }
 
@@ -577,13 +587,16 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 cmp["off_worst"] = worst_off
                 cmp["off_moved"] = entry.get("off_moved", {}).get(worst_off)  # where that drift is (judge.json)
                 cmp["max_drift"] = float(max(on_drift, off_drift))
+                cmp["off_reach"], cmp["on_reach"] = sae["reach"]["off"], sae["reach"]["on"]
+                cmp["off_clips"], cmp["on_clips"] = len(sae["drop"]), len(sae["rise"])
                 cmp["drift_measured"] = measured = entry.get("drift_measured", True)
                 cmp["strength"] = sae["strength"]
-                # a win counts at the drift of the edit it measures: `off` for drop, `on` / `clamp` for the rest
+                # a win counts at the drift of the edit it measures (`off` for drop, `on` / `clamp` for the rest),
+                # as the judge's drift goal does: where its 95 % intervals lie within the goal, not its point alone
                 within = {  # an unmeasured drift (no other concept judged) is not within the goal
-                    "drop": measured and off_drift <= GOAL_DRIFT,
-                    "rise": measured and on_drift <= GOAL_DRIFT,
-                    "drift": measured and on_drift <= GOAL_DRIFT,
+                    "drop": measured and cmp["off_reach"] <= GOAL_DRIFT,
+                    "rise": measured and cmp["on_reach"] <= GOAL_DRIFT,
+                    "drift": measured and cmp["on_reach"] <= GOAL_DRIFT,
                 }
                 beaten = [m for m in ("drop", "rise", "drift") if cmp.get(m, {}).get("beats") and within[m]]
                 cmp["beats"] = beaten
@@ -598,7 +611,8 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
     margin = f"mean margin on drop + rise {np.mean(margins[pick] or [0.0]):+.0f} points"
     reason = (
         f"{pick}: its SAE edit beats the raw-latent baseline beyond the 95 % interval and the sign test for "
-        f"{concepts_won[pick]} concept(s) at drift <= {GOAL_DRIFT:g} ({'; '.join(wins[pick])}); {margin}"
+        f"{concepts_won[pick]} concept(s) at drift <= {GOAL_DRIFT:g} with its interval ({'; '.join(wins[pick])}); "
+        f"{margin}"
         if concepts_won[pick]
         else f"{pick}: no hook's SAE edit beats the raw-latent baseline for any concept; {pick} has the best {margin}"
     )
@@ -675,6 +689,10 @@ def why_not(s: dict[str, Any]) -> list[str]:
                 why = f"a win, but its drift is {drift:.0f} > {GOAL_DRIFT:g}" + (
                     where_off_drifts(name, c) if m == "drop" else ""
                 )
+            elif x["beats"] and (reach := c.get("off_reach" if m == "drop" else "on_reach", 0.0)) > GOAL_DRIFT:
+                n = c.get("off_clips" if m == "drop" else "on_clips")
+                why = (f"a win, but its drift of {drift:.0f}, with its 95 % intervals, reaches ±{reach:.0f} at {n} "
+                       f"clips: too few to show a drift within {GOAL_DRIFT:g}")  # fmt: skip
             elif x["beats"]:
                 why = "a win"
             elif m in ceiling and x["baseline"] >= ceiling[m] - 0.5:
@@ -709,6 +727,12 @@ def where_off_drifts(name: str, c: dict[str, Any]) -> str:
 
 def _iv(x: list[float]) -> str:
     return f"{x[0]:.2f} [{x[1]:.2f}, {x[2]:.2f}]"
+
+
+def _reach(c: dict, edit: str) -> str:
+    """`, ±24`: how far the edit's drift intervals reach (a win needs it within the goal), where recorded."""
+    reach = c.get(f"{edit}_reach")
+    return f", ±{reach:.0f}" if reach is not None and c.get("drift_measured", True) else ""
 
 
 def _cmp(c: dict | None, key: str) -> str:
@@ -750,9 +774,10 @@ def report_markdown(s: dict[str, Any]) -> str:
         "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired 95 % interval "
         "(Newcombe's for drop and rise, a bootstrap for drift); ✓ the SAE wins beyond it and by the sign test on "
         "the clips where they differ (p < 0.05), ✗ it "
-        "loses so; a win counts when the edit's own drift is ≤ 10 "
-        "(`off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the most-moved other "
-        "concept; the strength is chosen on half of the clips without the concept and reported on the other half. "
+        "loses so; a win counts when the edit's own drift is within ±10 with its 95 % intervals (Newcombe's, every "
+        "other concept; `off`'s for the drop, `on`'s / `clamp`'s for rise and drift). Drift: |change| of the "
+        "most-moved other concept; the strength is chosen on half of the clips without the concept and reported on "
+        "the other half. "
         "Steered features: those `off` / `on` edit; off leaves: the share of the concept's mean difference at the "
         "hook (the found-on clips with − without it) left after `off` (0: all removed; below 0: pushed past the clips "
         "without it); in error: the share the SAE's error term carries, which no edit touches.",
@@ -784,7 +809,8 @@ def report_markdown(s: dict[str, Any]) -> str:
             + alone_sentence(row),
             "",
             "| hook | SAE probe AUROC | diff. means (raw, this hook) | steered features / off leaves / in error "
-            "| off drop (its drift) | on rise (strength) | on drift | clamp rise (strength) | clamp drift |",
+            "| off drop (its drift, ±its interval's reach) | on rise (strength) | on drift (, ±reach) "
+            "| clamp rise (strength) | clamp drift (, ±reach) |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for hook, cell in row.items():
@@ -803,9 +829,13 @@ def report_markdown(s: dict[str, Any]) -> str:
             off_drift = f"{on['off_drift']:.0f}" if on.get("drift_measured", True) else "drift not measured"
             lines.append(
                 f"| {hook} | {_iv(a['sae_probe'])} | {_iv(a['diff_means'])} | {left} | {_cmp(on, 'drop')} "
-                f"({off_drift}) | "
-                f"{_cmp(on, 'rise')} ({on['strength']:g}) | {_cmp(on, 'drift')} | "
-                + (f"{_cmp(cl, 'rise')} ({cl['strength']:g}) | {_cmp(cl, 'drift')} |" if cl else "– | – |")
+                f"({off_drift}{_reach(on, 'off')}) | "
+                f"{_cmp(on, 'rise')} ({on['strength']:g}) | {_cmp(on, 'drift')}{_reach(on, 'on')} | "
+                + (
+                    f"{_cmp(cl, 'rise')} ({cl['strength']:g}) | {_cmp(cl, 'drift')}{_reach(cl, 'on')} |"
+                    if cl
+                    else "– | – |"
+                )
             )
     lines += ["", f"**Pick: {s['reason']}.**", ""]
     if "validation" in s:
@@ -825,7 +855,7 @@ def report_markdown(s: dict[str, Any]) -> str:
         lines.append("")
     lines.append(
         f"Goal (on the {s['split']} clips, the chosen hook's SAE edit beats the baseline beyond its interval for two "
-        "concepts at drift ≤ 10): " + ("met." if s["goal_met"] else "not met.")
+        "concepts at drift ≤ 10 with its intervals): " + ("met." if s["goal_met"] else "not met.")
     )
     if s.get("why_not"):
         lines += ["", "What stopped it, per concept (the SAE arm closest to a win on each measure):", ""]
