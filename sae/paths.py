@@ -47,8 +47,10 @@ def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--
     expected = f"a file name ending in {_names(suffixes)}"
     if not text.strip():
         raise UserError(f"{what}: expected {expected}")
-    if path.is_dir() or text.endswith(("/", os.sep)):
+    if path.is_dir():
         raise UserError(f"{what} {text}: is a folder; expected {expected}")
+    if text.endswith(("/", os.sep)):
+        raise UserError(f"{what} {text}: names a folder (it ends in /); expected {expected}")
     if path.suffix.lower() not in suffixes:
         got = f"suffix {path.suffix!r}" if path.suffix else "no suffix"
         raise UserError(f"{what} {text}: {got}; expected {expected}")

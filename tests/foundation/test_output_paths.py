@@ -21,7 +21,7 @@ def test_output_file_and_folder_checks(tmp_path):
         "x.xyz": "suffix '.xyz'; expected a file name ending in .wav, .flac, .ogg, .aiff or .aif",
         "noext": "no suffix",
         "adir": "is a folder",
-        "new/": "is a folder",
+        "new/": "names a folder (it ends in /)",
         "afile/x.wav": "is a file, not a folder",
         "": "expected a file name",
     }
