@@ -29,6 +29,26 @@ def test_intervals_behave():
         compare_arms({**sae, "drop": np.full(11, 100.0)}, base, 0)
 
 
+def test_the_drift_compares_each_arms_own_worst_concept_with_the_sign_test():
+    """Hunt 137: the baseline's drift was read on the SAE's most-moved concept (a baseline moving guitar 83 points
+    read 0 beside the SAE's piano +33, and the SAE 'lost'), and a drift ✓ came from the bootstrap alone, 5 clips
+    to none (sign test p 0.06) included."""
+    n, ones = 12, {"drop": np.ones(12), "rise": np.ones(12)}
+
+    def arm(**drift: list[float]) -> dict:
+        drift_on = {o: np.array(v) for o, v in drift.items()}
+        return {"drop": np.zeros(n), "rise": np.zeros(n), "did": ones, "drift_on": drift_on}
+
+    moved = lambda k: [100.0] * k + [0.0] * (n - k)  # noqa: E731
+    d = compare_arms(arm(guitar=moved(0), piano=moved(4)), arm(guitar=moved(10), piano=moved(0)), 0)["drift"]
+    assert (d["concept"], d["baseline_concept"]) == ("piano", "guitar")
+    assert round(d["sae"]) == 33 and round(d["baseline"]) == 83 and d["interval"][1] < 0 and d["beats"], d
+    d = compare_arms(arm(piano=moved(0)), arm(piano=moved(5)), 0)["drift"]
+    assert d["interval"][1] < 0 and d["sign_test_p"] > 0.05 and not d["beats"] and not d["loses"], d
+    d = compare_arms(arm(piano=moved(6)), arm(piano=moved(0)), 0)["drift"]
+    assert d["interval"][0] > 0 and d["sign_test_p"] < 0.05 and d["loses"], d
+
+
 @pytest.mark.slow
 def test_eval_hooks_runs_every_stage_and_resumes(
     tmp_path, tiny_rave_ts, concept_data, noise_bursts, capsys, monkeypatch

@@ -164,8 +164,9 @@ def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None)
 
 def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
     """SAE − baseline per measure, paired clip by clip: drop and rise with Newcombe's interval of the two arms'
-    success rates (`sae.stats.paired_diff`, as `training.judge.baseline_vs_sae`), the worst other concept's drift
-    with a paired bootstrap of the two absolute rates.
+    success rates (`sae.stats.paired_diff`, as `training.judge.baseline_vs_sae`); the drift as each arm's worst
+    other concept's (each its own), with a paired bootstrap of the two worst absolute rates and the sign test on the
+    clips where only one arm moved its worst concept.
     Raises UserError when the two arms were judged on different clips (judges made with other settings)."""
     res: dict[str, Any] = {}
     for key in ("drop", "rise"):
@@ -185,25 +186,46 @@ def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
             lead = ahead(lo, hi, p)
             res[key] = {"sae": float(sae[key].mean()), "baseline": float(base[key].mean()), "diff": float(diff.mean())}
             res[key] |= {"interval": [lo, hi], "sign_test_p": p, "beats": lead == "SAE", "loses": lead == "baseline"}
-    worst = max(sae["drift_on"], key=lambda o: abs(sae["drift_on"][o].mean()), default=None)
-    if worst is not None:
-        d_sae, d_base = np.abs(sae["drift_on"][worst].mean()), np.abs(base["drift_on"][worst].mean())
-        # per-clip change in |drift| is not defined; bootstrap the difference of the two absolute rates
+    if sae["drift_on"]:
+        # each arm's own most-moved other concept (the baseline's may be another than the SAE's), its |drift|
+        # bootstrapped as the worst over every concept of the same resampled clips
+        sae_worst, base_worst = _worst(sae["drift_on"]), _worst(base["drift_on"])
         rng = np.random.default_rng(seed)
-        n = len(sae["drift_on"][worst])
+        n = len(sae["drift_on"][sae_worst])
         idx = rng.integers(0, n, (2000, n))
-        boot = np.abs(sae["drift_on"][worst][idx].mean(1)) - np.abs(base["drift_on"][worst][idx].mean(1))
+        boot = _worst_rate(sae["drift_on"], idx) - _worst_rate(base["drift_on"], idx)
         lo, hi = float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
+        # the sign test on the clips where only one arm moved its most-moved concept, as drop and rise have it
+        s_moved = sae["drift_on"][sae_worst] != 0
+        b_moved = base["drift_on"][base_worst] != 0 if base_worst is not None else np.zeros(n, bool)
+        p = sign_test(int((~s_moved & b_moved).sum()), int((s_moved & ~b_moved).sum()))
+        lead = ahead(-hi, -lo, p)  # less drift leads
+        d_sae = float(_worst_rate(sae["drift_on"], np.arange(n)[None])[0])
+        d_base = float(_worst_rate(base["drift_on"], np.arange(n)[None])[0])
         res["drift"] = {
-            "concept": worst,
-            "sae": float(d_sae),
-            "baseline": float(d_base),
-            "diff": float(d_sae - d_base),
+            "concept": sae_worst,
+            "baseline_concept": base_worst,
+            "sae": d_sae,
+            "baseline": d_base,
+            "diff": d_sae - d_base,
             "interval": [lo, hi],
-            "beats": hi < 0,
-            "loses": lo > 0,
+            "sign_test_p": p,
+            "beats": lead == "SAE",
+            "loses": lead == "baseline",
         }
     return res
+
+
+def _worst(drift_on: dict[str, np.ndarray]) -> str | None:
+    """The other concept an edit moved most (largest |mean change|), or None where none was judged."""
+    return max(drift_on, key=lambda o: abs(drift_on[o].mean()), default=None)
+
+
+def _worst_rate(drift_on: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
+    """Per row of clip indices `idx` [R, n], the largest |mean change| over every other concept (0 with none)."""
+    if not drift_on:
+        return np.zeros(len(idx))
+    return np.max([np.abs(v[idx].mean(-1)) for v in drift_on.values()], axis=0)
 
 
 SETTINGS_FILE = "settings.json"
