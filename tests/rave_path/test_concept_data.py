@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -363,6 +364,16 @@ def test_a_folder_it_did_not_write_is_refused_and_kept(tmp_path, capsys):
     (ours / "clips" / "my_take.wav").write_bytes(b"RIFF")
     assert main([*argv, "--out", str(ours)]) == 2 and "(clips/my_take.wav)" in capsys.readouterr().err
     assert (ours / "clips" / "my_take.wav").read_bytes() == b"RIFF"
+    (ours / "clips" / "my_take.wav").unlink()
+    # hunt 135: a concept or side of the user's own, laid out as this command's (clip names and depth), went too
+    folders = (("concepts/my_pick/with", "concepts/my_pick"), ("heldout/guitar/my_side", "heldout/guitar/my_side"))
+    for mine, named in folders:
+        (ours / mine).mkdir(parents=True)
+        shutil.copyfile(ours / "clips" / "clip_00000.wav", ours / mine / "clip_00000.wav")
+        assert main([*argv, "--out", str(ours)]) == 2, mine
+        assert f"({named})" in capsys.readouterr().err and (ours / mine / "clip_00000.wav").is_file()
+        shutil.rmtree(ours / named)
+    assert main([*argv, "--out", str(ours)]) == 0
 
 
 @pytest.mark.parametrize(

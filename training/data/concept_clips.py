@@ -686,14 +686,12 @@ def check_data_out(out: Path, what: str | None = None, writer: str = "`data make
     refuse_working_folder(out, "--out")
     if not out.is_dir():
         return
-    # what this command writes there: clips/clip_NNNNN.wav, TOP/CONCEPT/SIDE/clip_NNNNN.wav (and their temp files)
     foreign = [
         str(p.relative_to(out))
-        for top, depth in (("clips", 1), ("concepts", 3), ("heldout", 3), ("heldout_font", 3))
+        for top in ("clips", "concepts", "heldout", "heldout_font")
         if (out / top).is_dir()
         for p in sorted((out / top).rglob("*"))
-        if not (_OUR_CLIP.fullmatch(p.name) and len(p.relative_to(out / top).parts) == depth)
-        and not (p.is_dir() and len(p.relative_to(out / top).parts) < depth)
+        if not _written_here(top, p.relative_to(out / top).parts, p.is_dir())
     ]
     if (out / "data.json").is_file() and not _data_json_of_ours(out / "data.json"):
         foreign.insert(0, "data.json")  # another tool's data.json was taken for this command's mark
@@ -710,6 +708,16 @@ def check_data_out(out: Path, what: str | None = None, writer: str = "`data make
 
 
 _OUR_CLIP = re.compile(r"\.?clip_\d{5,}\.wav(\.[0-9a-f]{8}\.tmp)?")  # a clip, or its file while written
+SIDES = ("with", "without", "alone")
+
+
+def _written_here(top: str, parts: tuple[str, ...], is_dir: bool) -> bool:
+    """Whether `top/parts` is a path this command writes: clips/clip_NNNNN.wav, TOP/CONCEPT/SIDE/clip_NNNNN.wav
+    (a concept it makes, a side it makes), the folders on the way, and their files while written."""
+    depth = 1 if top == "clips" else 3
+    if top != "clips" and (parts[0] not in CONCEPTS or (len(parts) > 1 and parts[1] not in SIDES)):
+        return False  # a concept or side of the user's own, which the rebuilt folder would drop
+    return len(parts) < depth if is_dir else len(parts) == depth and bool(_OUR_CLIP.fullmatch(parts[-1]))
 
 
 def _data_json_of_ours(path: Path) -> bool:
@@ -877,7 +885,7 @@ def materialise_concept(root: Path, rows: list[dict], name: str, copy: bool = Fa
         in_split = [r for r in rows if r["split"] == split]
         balanced = balance_fonts([r for r in in_split if pred(r)], [r for r in in_split if not pred(r)])
         solos = [r for r in in_split if solo_of(r, name)]
-        for side, chosen in zip(("with", "without", "alone"), (*balanced, solos), strict=True):
+        for side, chosen in zip(SIDES, (*balanced, solos), strict=True):
             folder = Path(root) / top / name / side
             if folder.exists():
                 shutil.rmtree(folder)
