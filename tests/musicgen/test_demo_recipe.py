@@ -326,6 +326,23 @@ def test_the_transformers_conversion_keeps_the_training_record(toy_folders):
     assert json.loads((tf / "training.json").read_text()) == json.loads((ac / "training.json").read_text())
 
 
+def test_a_conversion_leaves_no_record_of_an_earlier_model(toy_folders, tmp_path):
+    """Hunt 135: converting a folder with no training.json into an earlier conversion kept that one's record
+    (another model's segment: `render musicgen` then played its length) and its backend check."""
+    from training.musicgen.convert import CHECK_FILE, to_transformers
+
+    ac, tf = toy_folders
+    bare, out = tmp_path / "bare", tmp_path / "tf"
+    shutil.copytree(ac, bare)
+    (bare / "training.json").unlink()
+    shutil.copytree(tf, out)
+    (out / CHECK_FILE).write_text('{"earlier": true}')
+    (out / "my_notes.txt").write_text("kept")
+    to_transformers(bare, out)
+    assert not (out / "training.json").exists() and not (out / CHECK_FILE).exists()
+    assert (out / "my_notes.txt").read_text() == "kept"  # what is not a conversion's stays
+
+
 def test_a_conversion_replaces_its_folder_only_once_both_backends_agree(toy_folders, tmp_path, monkeypatch):
     """Hunt 54: `package --convert` swapped the new folder in, then ran the backend check: a check that failed (or a
     kill meanwhile) left an unchecked conversion in place, beside the earlier backend_agreement.json it carried."""

@@ -31,6 +31,8 @@ from training.musicgen.arch import CODEC_FILE, LM_FILE
 from training.musicgen.descriptions import lut_row
 
 SPECIALS = ("<pad>", "<unk>")
+CHECK_FILE = "backend_agreement.json"  # `package --convert`'s record of how far the two backends are apart
+RECORDS = ("training.json", CHECK_FILE)  # a conversion's records: one of an earlier model's never stays
 
 
 def _read_package(folder: Path, name: str) -> tuple[dict, dict]:
@@ -241,7 +243,7 @@ def to_transformers(ac_dir: str | Path, out_dir: str | Path, finish: Callable[[P
     model.generation_config.guidance_scale = float(lm_cfg["classifier_free_guidance"]["inference_coef"])
     model.generation_config.do_sample = True
     model.generation_config.top_k = 250
-    with folder_replacing(out) as tmp:
+    with folder_replacing(out, own=RECORDS) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         vocab.save(tmp)

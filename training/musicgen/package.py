@@ -32,9 +32,8 @@ from training.musicgen.arch import (
     lm_xp_cfg,
     release_package,
 )
+from training.musicgen.convert import CHECK_FILE
 from training.musicgen.descriptions import lut_row
-
-CHECK_FILE = "backend_agreement.json"
 
 
 def unknown_rows(state: dict, texts: list[str], unknown: str) -> dict:
