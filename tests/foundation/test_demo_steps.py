@@ -210,7 +210,7 @@ def test_a_folder_the_demo_did_not_write_is_refused_and_kept(tmp_path, capsys):
     assert "--n 12: expected at least 20 clips" in capsys.readouterr().err
     # hunt 126: a refusal (a model path, a font name) removed the last run's report, renders and judge first; they
     # go once this run's data is made, with what the other demo wrote (`clear_last_run`)
-    for argv in (["--model", str(tmp_path / "none.ts")], ["--holdout-font", "fluidR3"]):
+    for argv in (["--model", str(tmp_path / "none.ts")], ["--holdout-font", "fluidr4"]):
         assert main(["demo", "--out", str(ours), "--n", "20", *argv]) == 2
         assert sorted(p.name for p in ours.iterdir() if p.name != ".lock") == sorted([MARK, *last])
     (ours / "experiment").mkdir()

@@ -20,6 +20,7 @@ from training.data.concept_clips import (
     INSTRUMENT_LABELS,
     DataConfig,
     font_slot,
+    installed,
     make_dataset,
     plan_clip,
     read_manifest,
@@ -235,6 +236,19 @@ def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
     assert font_folders == held_names and not in_font & held_names
     meta = json.loads((tmp_path / "data.json").read_text())
     assert meta["holdout_font"] == "fluidr3" and meta["holdout_shares_samples"] == {}
+
+
+def test_the_held_out_font_is_named_as_the_soundfonts_are(tmp_path, capsys):
+    """Hunt 135: `--soundfonts FluidR3` was taken and `--holdout-font FluidR3` refused ("not one of the soundfonts
+    (timgm6mb, fluidr3, csound)"), as was a font file's own path: the names are the fonts' lower-cased."""
+    font = tmp_path / "My Font.sf2"
+    shutil.copyfile(installed("timgm6mb"), font)
+    argv = ["data", "make", "--n", "3", "--duration", "0.5", "--sr", "16000", "--concepts", "guitar"]
+    for fonts, held, name in (("FluidR3,timgm6mb", "FluidR3", "fluidr3"), (f"{font},timgm6mb", str(font), "my font")):
+        out = tmp_path / name
+        assert main([*argv, "--out", str(out), "--soundfonts", fonts, "--holdout-font", held]) == 0, capsys.readouterr()
+        assert json.loads((out / "data.json").read_text())["holdout_font"] == name
+        assert {r["font"] for r in read_manifest(out) if r["split"] == "holdout_font"} == {name}
 
 
 def test_a_held_out_font_that_got_no_clip_is_said_and_the_table_printed(tmp_path, capsys):

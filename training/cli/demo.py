@@ -156,7 +156,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from sae.errors import UserError
     from sae.paths import check_output_dir
-    from training.data.concept_clips import CONCEPTS
+    from training.data.concept_clips import CONCEPTS, font_name
     from training.demo import run_demo
     from training.judge import rich_table
 
@@ -207,7 +207,7 @@ def _run(args: argparse.Namespace) -> int:
         args.strength or d.strengths,
         args.jobs,
         d.judge_clips if args.judge_clips is None else args.judge_clips,
-        holdout_font=None if font == "none" else font,
+        holdout_font=None if font == "none" else font_name(font),
         holdout_clips=d.holdout_clips if args.holdout_clips is None else args.holdout_clips,
         sae_draws=args.sae_draws or d.sae_draws,
         device=args.device,

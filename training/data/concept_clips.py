@@ -208,6 +208,12 @@ def font_problem(path: Path) -> str | None:
 SILENT_PEAK = 1e-3  # a probe slot quieter than this (peak, FluidSynth at gain 0.4) has no sound of its instrument
 
 
+def font_name(spec: str) -> str:
+    """The name a soundfont spec goes by (`resolve_fonts`, the manifest): a known font's, lower-cased ("FluidR3" as
+    the README's prose spells it), or the stem of a .sf2/.sf3 path, lower-cased."""
+    return spec.lower() if spec.lower() in FONTS else Path(spec).expanduser().stem.lower()
+
+
 def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[list[Font], list[dict]]:
     """The usable fonts among `specs` (known names or .sf2/.sf3 paths) and the skipped ones ({font, reason}).
 
@@ -216,8 +222,8 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
     fonts: list[Font] = []
     skipped: list[dict] = []
     for spec in specs:
-        if spec.lower() in FONTS:  # "FluidR3" as the README's prose spells it
-            name = spec.lower()
+        name = font_name(spec)
+        if spec.lower() in FONTS:
             path = installed(name)
             reason = None
             if path is None:
@@ -225,7 +231,6 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
                 reason = f"not installed (looked for {where}; {FONTS[name][1]})"
         else:
             path = Path(spec).expanduser()  # "a,~/fonts/b.sf2": the shell expands no ~ after a comma
-            name = path.stem.lower()
             if path.suffix.lower() not in (".sf2", ".sf3") and not path.exists():  # a typo was skipped as a file
                 raise UserError(f"soundfont {spec!r}: neither a known font ({', '.join(FONTS)}) nor a .sf2/.sf3 file")
             if name == NO_FONT:  # the manifest's mark of a clip with no font (a voice alone)
@@ -279,6 +284,10 @@ class DataConfig:
     soundfonts: tuple[str, ...] = DEFAULT_FONTS
     holdout_font: str | None = None
     soundfont: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.holdout_font is not None:  # as `--soundfonts` spells it: FluidR3, or a font's path
+            self.holdout_font = font_name(self.holdout_font)
 
     def font_specs(self) -> tuple[str, ...]:
         return (self.soundfont,) if self.soundfont else tuple(self.soundfonts)
