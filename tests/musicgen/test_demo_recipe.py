@@ -244,6 +244,11 @@ def test_transformers_conversion_computes_the_same(toy_folders):
     for d in (desc, None, "kazoo"):
         torch.testing.assert_close(out["ac", d], out["tf", d], atol=1e-5, rtol=1e-4)
     assert not torch.allclose(out["ac", desc], out["ac", None], atol=1e-3)  # the text does reach the layers
+    # used directly (`AutoTokenizer`), the tokens are the exact text's, as audiocraft's table (hunt 135: upper case
+    # or a space found the trained row here and the unknown one there)
+    unk = b.tokenizer.unk_token_id
+    assert b.tokenizer([desc]).input_ids[0] != [unk]
+    assert b.tokenizer([desc.upper()]).input_ids[0] == b.tokenizer([f" {desc}"]).input_ids[0] == [unk]
     decoded = b.model.audio_encoder.decode(codes[None], [None]).audio_values
     torch.testing.assert_close(decoded, a.model.compression_model.decode(codes), atol=1e-5, rtol=1e-4)
     from training.musicgen.convert import backend_agreement  # what `package --convert` records

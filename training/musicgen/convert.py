@@ -186,15 +186,15 @@ def lm_state_to_transformers(ac: dict, num_layers: int, n_q: int, dim: int) -> d
 
 
 def build_tokenizer(vocab: DescriptionVocab):
-    """One token per whole description (lower-cased, stripped); anything else is `<unk>`."""
-    from tokenizers import Tokenizer, normalizers
+    """One token per whole description, the exact text as audiocraft's table hashes it (no lower-casing or
+    stripping: "Guitar" found a trained row here and the unknown one there); anything else is `<unk>`."""
+    from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
     texts = sorted(d for d in vocab.descriptions if d != vocab.unknown)
     ids = {tok: i for i, tok in enumerate([*SPECIALS, *texts])}
     tok = Tokenizer(WordLevel(ids, unk_token="<unk>"))
-    tok.normalizer = normalizers.Sequence([normalizers.Strip(), normalizers.Lowercase()])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", model_max_length=64)
     return fast, texts
 
