@@ -594,7 +594,7 @@ class Engine:
         if xruns:
             what.append(f"flagged {xruns} xrun(s)")
         self._event("device", self._pos, lost, f"device {' and '.join(what)}; "
-                    f"{c.skipped_cycles} cycles skipped, {c.device_xruns} xruns so far")  # fmt: skip
+                    f"{c.skipped_cycles} cycles skipped, {c.device_xruns} device xruns so far")  # fmt: skip
 
     def _skip_to(self, a: int, hi: int) -> int:
         """The block to process next: `a`, unless its output can no longer be heard (its slot ends before the

@@ -711,7 +711,7 @@ def test_cycles_the_device_skipped_reach_the_last_osc_client_at_most_once_a_seco
     assert cycles[0] == 1 and "skipped 1 cycle(s)" in events[0][2] and re.search(r"flagged \d xrun\(s\)", events[0][2])
     assert sum(cycles) == len(skips)  # every skipped cycle reported
     assert 2 <= len(events) <= 2 + int(burst_s)  # one a second at most
-    assert f"{len(skips)} cycles skipped, {len(skips)} xruns so far" in events[-1][2]
+    assert f"{len(skips)} cycles skipped, {len(skips)} device xruns so far" in events[-1][2]
 
 
 def test_a_rave_that_returns_nan_plays_dry_is_reported_and_comes_back(rave_model):
