@@ -30,7 +30,9 @@ setup: setup-system
     set -euo pipefail
     stamp={{venv}}/.musicsae-setup
     want=$(cat pyproject.toml poetry.lock tools/lockfile.py patches/*.diff patches/install.py | sha256sum | cut -c1-16)
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+    # done when nothing it installs from changed and the venv still holds it all (a package reinstalled since, say
+    # audiocraft from PyPI without its patch, makes it run again)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && {{bin}}/python tools/lockfile.py check > /dev/null 2>&1; then exit 0; fi
     {{python}} -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "musicsae needs Python 3.11, not " + sys.version.split()[0] + " (set PYTHON=python3.11)")'
     [ -x {{bin}}/python ] || {{python}} -m venv {{venv}}
     export PIP_DISABLE_PIP_VERSION_CHECK=1

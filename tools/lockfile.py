@@ -3,6 +3,10 @@
     python tools/lockfile.py constraints > constraints.txt   # name==version of every package locked for here
     python tools/lockfile.py check                           # exit 1, one line per package that differs
 
+`check` also finds the packages `patches/install.py` builds from a patched sdist (`patches/<dist>-<version>.diff`)
+at that version and built here (a local build records `direct_url.json`); one reinstalled from PyPI
+(`pip install --force-reinstall audiocraft`) is the published code, which musicsae cannot import.
+
 `just setup` installs with `pip install -c <constraints> -e ".[dev]"`, so a fresh machine gets the versions
 `poetry.lock` records, whatever PyPI holds today; `just lock` stays the one way to change them.
 
@@ -22,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 
 LOCK = Path(__file__).resolve().parents[1] / "poetry.lock"
+PATCHES = LOCK.parent / "patches"
 TORCH_RUNTIME = ("nvidia-", "cuda-", "triton")
 EXTRAS = ("dev",)  # `just setup` installs musicsae with [dev]
 
@@ -58,13 +63,31 @@ def constraints(lock: Path = LOCK) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(locked(lock).items()))
 
 
-def mismatches(lock: Path = LOCK) -> list[str]:
-    """One line per locked package that is missing here or installed at another version.
+def patched_mismatches(dists: list, patches: Path = PATCHES) -> list[str]:
+    """One line per package of `patches/` that is missing among `dists` (`importlib.metadata` distributions), at
+    another version, or not built here from its patched sdist (no local `direct_url.json`: a published wheel)."""
+    by_name = {_canonical(d.metadata["Name"]): d for d in dists if d.metadata["Name"]}
+    out = []
+    for diff in sorted(patches.glob("*.diff")):
+        dist, _, version = diff.stem.rpartition("-")
+        d = by_name.get(_canonical(dist))
+        if d is None:
+            out.append(f"{dist}: patched {version} expected (patches/{diff.name}), not installed")
+        elif d.version != version:
+            out.append(f"{dist}: patched {version} expected (patches/{diff.name}), installed {d.version}")
+        elif '"file://' not in (d.read_text("direct_url.json") or ""):
+            out.append(f"{dist}: {version} installed as published, not built with patches/{diff.name}")
+    return out
+
+
+def mismatches(lock: Path = LOCK, patches: Path = PATCHES) -> list[str]:
+    """One line per locked package that is missing here or installed at another version, and per patched
+    package that is not the patched build (`patched_mismatches`).
 
     Only this environment's site-packages count: whatever else is on sys.path (setuptools puts its vendored
     packages there once imported) is not installed here."""
     site = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
-    dists = metadata.distributions(path=site)
+    dists = list(metadata.distributions(path=site))
     installed = {_canonical(d.metadata["Name"]): d.version for d in dists if d.metadata["Name"]}
     out = []
     for name, version in sorted(locked(lock).items()):
@@ -73,7 +96,7 @@ def mismatches(lock: Path = LOCK) -> list[str]:
             out.append(f"{name}: locked {version}, not installed")
         elif have.split("+", 1)[0] != version:
             out.append(f"{name}: locked {version}, installed {have}")
-    return out
+    return out + patched_mismatches(dists, patches)
 
 
 def main() -> int:

@@ -49,6 +49,36 @@ def test_a_drifted_or_missing_package_is_reported(tmp_path):
     assert run.returncode == 1 and "2 package(s) differ" in run.stdout and "numpy: locked 0.0.1" in run.stderr
 
 
+def test_a_patched_package_reinstalled_as_published_is_reported(tmp_path):
+    """Hunt 137: audiocraft reinstalled from PyPI (the published code, which musicsae cannot import: `import av` at
+    the top) passed `lockfile.py check`, and `just setup`'s stamp then skipped the repair. A patched build is one
+    built here from the unpacked sdist (`direct_url.json`: file://)."""
+    from importlib.metadata import PathDistribution
+
+    def dist(name: str, version: str, url: str | None, where: str = "site") -> PathDistribution:
+        info = tmp_path / where / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        if url:
+            (info / "direct_url.json").write_text(f'{{"dir_info": {{}}, "url": "{url}"}}')
+        return PathDistribution(info)
+
+    built = dist("audiocraft", "1.3.0", "file:///tmp/tmpab/audiocraft-1.3.0")
+    assert lockfile.patched_mismatches([built, dist("acids-rave", "2.3.1", "file:///tmp/x")]) == []
+    published = dist("acids_rave", "2.3.0", None)
+    assert lockfile.patched_mismatches([published]) == [
+        "acids-rave: patched 2.3.1 expected (patches/acids-rave-2.3.1.diff), installed 2.3.0",
+        "audiocraft: patched 1.3.0 expected (patches/audiocraft-1.3.0.diff), not installed",
+    ]
+    from_pypi = [dist("acids-rave", "2.3.1", "file:///tmp/x", "b"), dist("audiocraft", "1.3.0", None, "b")]
+    assert lockfile.patched_mismatches(from_pypi) == [
+        "audiocraft: 1.3.0 installed as published, not built with patches/audiocraft-1.3.0.diff"
+    ]
+    assert lockfile.mismatches() == []  # this environment's are the patched builds
+    recipe = (ROOT / "justfile").read_text().split("\nsetup:")[1].split("\n\n")[0]
+    assert "tools/lockfile.py check" in recipe.split("exit 0; fi")[0], "the stamp alone decides setup is done"
+
+
 def test_constraints_pin_every_locked_package_and_setup_uses_them():
     lines = lockfile.constraints().splitlines()
     pins = dict(line.split("==") for line in lines)

@@ -275,3 +275,26 @@ def test_sizes_that_mean_nothing_or_exhaust_memory_are_refused_when_parsed(argv,
         main(argv)
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and said in err and "\n" not in err, err
+
+
+def test_a_patched_package_that_does_not_import_is_one_line(tmp_path, monkeypatch, capsys):
+    """Hunt 137: audiocraft reinstalled as published (`import av` at its top) ended `render musicgen` in a
+    ModuleNotFoundError traceback; an import that fails in or for a package of patches/ says to run `just setup`.
+    Other import errors keep their traceback (a bug of ours)."""
+    import importlib
+    import sys
+
+    fake = tmp_path / "rave"  # an acids-rave whose own import fails, as a published build's would here
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import not_a_module_anywhere_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "rave", raising=False)
+    assert guarded("musicsae", lambda: importlib.import_module("rave"), verbose=False) == 2
+    err = capsys.readouterr().err
+    said = "acids-rave could not be imported (No module named 'not_a_module_anywhere_xyz'): it is not the build"
+    assert err.startswith(f"musicsae: error: {said} `just setup` installs") and err.count("\n") == 1, err
+    monkeypatch.setitem(sys.modules, "audiocraft", None)  # not installed at all
+    assert guarded("musicsae", lambda: importlib.import_module("audiocraft"), verbose=False) == 2
+    assert "error: audiocraft could not be imported" in capsys.readouterr().err
+    with pytest.raises(ModuleNotFoundError):
+        guarded("musicsae", lambda: importlib.import_module("not_a_module_anywhere_xyz"), verbose=False)

@@ -138,6 +138,27 @@ RESUMABLE = " (a checkpoint of the last step is kept; run the same command to re
 """What a training recipe's interrupt line adds (`guarded`'s `stopped`)."""
 
 
+# the packages `patches/install.py` builds or installs without their pins: {import name: distribution}
+PATCHED = {"audiocraft": "audiocraft", "rave": "acids-rave", "cached_conv": "cached-conv", "nn_tilde": "nn-tilde"}
+
+
+def broken_install(exc: BaseException) -> str:
+    """The one line for an import that failed in or for a package of `patches/` (missing, or reinstalled as
+    published: audiocraft 1.3.0 from PyPI imports PyAV at the top), else ""."""
+    if not isinstance(exc, ImportError):
+        return ""
+    found = [top] if (top := (exc.name or "").split(".")[0]) in PATCHED else []
+    tb = exc.__traceback__
+    while tb is not None:  # the modules the import went through
+        module = str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0]
+        found += [module] if module in PATCHED else []
+        tb = tb.tb_next
+    if not found:
+        return ""
+    return (f"{PATCHED[found[-1]]} could not be imported ({exc}): it is not the build `just setup` installs "
+            "(patches/install.py); run `just setup`")  # fmt: skip
+
+
 def out_of_memory(exc: BaseException) -> str:
     """What an allocation failure asked for ("" when `exc` is none): numpy's `MemoryError`, torch's CPU and CUDA
     allocators' `RuntimeError` / `OutOfMemoryError`."""
@@ -212,6 +233,9 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: boo
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
             # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)
             say(f"{prog}: error: {exc.filename}: {exc.strerror}")
+            return 2
+        if stops.signum is None and not verbose and broken_install(exc):
+            say(f"{prog}: error: {broken_install(exc)} ({switch} shows where)")
             return 2
         if stops.signum is None and not verbose and out_of_memory(exc):
             # sizes too large for this machine (numpy's MemoryError, torch's allocator RuntimeError)
