@@ -377,3 +377,14 @@ def test_a_store_holding_the_held_out_fonts_clips_is_refused(tmp_path, tiny_rave
 
     assert clips_in_store(ActivationStore(own), ["latent"], data, rows, {"holdout_font"}) == []
     assert sorted(clips_in_store(ActivationStore(store), ["latent"], data, rows, {"holdout_font"})) == sorted(held)
+
+
+def test_nothing_found_at_any_hook_picks_no_hook(tmp_path):
+    """Hunt 136: with every concept not found, the report picked the first hook for "the best mean margin on drop +
+    rise +0 points", a margin never measured."""
+    from training.rave.hooks import report_markdown
+
+    s = _summarize(tmp_path, {})
+    assert s["pick"] is None and s["goal_met"] is False and s["concepts_won"] == {"latent": 0}
+    assert "no concept was found at any hook, so none was judged: no hook is picked" in s["reason"]
+    assert "**Pick: no concept was found at any hook, so none was judged: no hook is picked.**" in report_markdown(s)

@@ -471,6 +471,7 @@ def render_examples(
         clips = {
             k: read_audio(data / r["file"], model.sr, 1)[:, 0] for k, r in (("with", with_c), ("without", without_c))
         }
+        rendered = False  # a concept found at no hook has no renders to name
         for hook in [*cfg.hooks, "baseline"]:
             if hook == "baseline":
                 entry = next(
@@ -521,6 +522,7 @@ def render_examples(
                     )
             folder = out / hook / "renders"
             folder.mkdir(parents=True, exist_ok=True)
+            rendered = True
             for file, (side, sets, shift) in plan.items():
                 if (folder / file).exists():
                     continue
@@ -535,7 +537,8 @@ def render_examples(
                     stream, clips[side], sae, edit, None, delay, cfg.seed, shift=shift, hook=hook_at, gate=Gate()
                 )
                 write_audio(folder / file, y, model.sr)
-        say(f"renders of {name}: {with_c['file']} and {without_c['file']}")
+        if rendered:
+            say(f"renders of {name}: {with_c['file']} and {without_c['file']}")
 
 
 def win_labels(name: str, arm: str, beaten: list[str]) -> list[str]:
@@ -638,6 +641,8 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
         if concepts_won[pick]
         else f"{pick}: no hook's SAE edit beats the raw-latent baseline for any concept; {pick} has the best {margin}"
     )
+    if not any(margins.values()):  # not one concept judged at any hook: no margin to pick by
+        pick, reason = None, "no concept was found at any hook, so none was judged: no hook is picked"
     return {
         "model": model,
         "split": split,
@@ -649,13 +654,16 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
         "pick_here": pick,
         "margins": {h: float(np.mean(margins[h])) if margins[h] else None for h in cfg.hooks},
         "reason": reason,
-        "goal_met": concepts_won[pick] >= 2,
+        "goal_met": pick is not None and concepts_won[pick] >= 2,
     }
 
 
 def choose_on_validation(summary: dict[str, Any], chosen: dict[str, Any] | None) -> dict[str, Any]:
     """The hook picked on the validation summary `chosen` (None: on the reported clips themselves), the goal
     judged for that hook on the reported clips, and, when it is not met, what stopped each concept."""
+    if summary["pick"] is None and (chosen is None or chosen["pick"] is None):  # nothing judged anywhere
+        summary |= {"pick": None, "pick_on": None, "goal_met": False, "why_not": []}
+        return summary
     if chosen is not None:
         keep = ("split", "wins", "concepts_won", "pick", "reason", "margins", "concepts")
         summary["validation"] = {k: chosen[k] for k in keep}
@@ -665,7 +673,7 @@ def choose_on_validation(summary: dict[str, Any], chosen: dict[str, Any] | None)
         said = f"chosen on the {summary['split']} clips it is reported on (no validation split)"
         summary["reason"] = f"{said}: {summary['reason']}"
     summary["pick_on"] = chosen["split"] if chosen is not None else summary["split"]
-    summary["goal_met"] = summary["concepts_won"][summary["pick"]] >= 2
+    summary["goal_met"] = summary["pick"] is not None and summary["concepts_won"][summary["pick"]] >= 2
     summary["why_not"] = [] if summary["goal_met"] else why_not(summary)
     return summary
 
