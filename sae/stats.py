@@ -118,17 +118,32 @@ def sign_test(a_better: int, b_better: int) -> float:
 
 
 def rate_diff(a: np.ndarray, b: np.ndarray, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
-    """Rate of b minus rate of a (percentage points) on two independent sets of items, each resampled on its own;
-    n is the smaller set."""
+    """Rate of b minus rate of a (percentage points) on two independent sets of items; n is the smaller set. Where
+    every item is a 0/1 outcome, Newcombe's interval (`independent_rate_diff`): a bootstrap has no width where
+    each set is all alike (1 clip of 1 against 4 of 4 read +0 [+0, +0]). Rates per item: each set resampled on its
+    own."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) == 0 or len(b) == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        return independent_rate_diff(int(a.sum()), len(a), int(b.sum()), len(b))
     rng = np.random.default_rng(seed)
     draws = 100 * (
         b[rng.integers(0, len(b), (n_boot, len(b)))].mean(1) - a[rng.integers(0, len(a), (n_boot, len(a)))].mean(1)
     )
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return Interval(float(100 * (b.mean() - a.mean())), float(lo), float(hi), min(len(a), len(b)))
+
+
+def independent_rate_diff(k_a: int, n_a: int, k_b: int, n_b: int) -> Interval:
+    """k_b/n_b minus k_a/n_a (percentage points) for two independent sets of 0/1 outcomes, with Newcombe's (1998,
+    "independent proportions", method 10) hybrid score interval: the two rates' Wilson intervals combined; n is
+    the smaller set."""
+    a, b = wilson(k_a, n_a), wilson(k_b, n_b)
+    d = b.value - a.value
+    lo = d - math.hypot(b.value - b.lo, a.hi - a.value)
+    hi = d + math.hypot(b.hi - b.value, a.value - a.lo)
+    return Interval(d, max(-100.0, lo), min(100.0, hi), min(n_a, n_b))
 
 
 def auroc(score: np.ndarray, y: np.ndarray) -> float:
