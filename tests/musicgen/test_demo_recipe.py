@@ -426,3 +426,11 @@ def test_packaging_an_unfinished_run_says_so(toy_lm_run, tmp_path):
                     "packaged as it is; resume it to finish"]  # fmt: skip
     record = json.loads((tmp_path / "part" / "training.json").read_text())
     assert record["lm"]["target"] == 10 and record["codec"]["target"] == record["codec"]["step"] == 3
+    # hunt 136: a run a training still holds was packaged as one that "stopped at step 900 ... resume it to finish"
+    from sae.atomic import flocked
+
+    held = pytest.raises(UserError, match=f"--lm-run {run}: an LM training is writing there now")
+    with flocked(run / ".lock"), held:  # as `train_lm` holds it while it trains
+        package(run, tmp_path / "now", say=said.append)
+    assert not (tmp_path / "now").exists()
+    package(run, tmp_path / "after", say=said.append)  # the training ended: its lock is free

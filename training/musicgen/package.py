@@ -53,6 +53,9 @@ def package(lm_run: Path, out: Path, say=print) -> Path:
     that stopped short of its --steps."""
     from training.musicgen.train_lm import load_lm_run
 
+    if runs.training_now(lm_run):  # it said the run "stopped at step 900 ... resume it to finish"
+        raise UserError(f"--lm-run {lm_run}: an LM training is writing there now; package it once it ends, or stop it "
+                        "(Ctrl-C keeps a checkpoint) and package that")  # fmt: skip
     loaded = load_lm_run(lm_run)
     lm, codec = loaded["record"]["lm"], loaded["record"]["codec"]
     for what, rec in ((f"the LM run {lm_run}", lm), ("the codec run it learned from", codec)):

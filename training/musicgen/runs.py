@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
+from sae.atomic import atomic_torch_save, atomic_write_text, flocked, remove_folder_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
@@ -86,6 +86,19 @@ def sole_run(run_dir: Path, kind: str) -> Iterator[None]:
     with sole_writer(run_dir, f"{kind} training", flag="--run"):
         remove_folder_leftovers(run_dir)
         yield
+
+
+def training_now(run_dir: Path) -> bool:
+    """Whether a training holds `run_dir` now (`sole_run`'s lock): its checkpoints are a snapshot of a run going
+    on, not a run that stopped."""
+    lock = run_dir / ".lock"
+    if not lock.is_file():
+        return False
+    try:
+        with flocked(lock, wait=False):
+            return False
+    except BlockingIOError:
+        return True
 
 
 OPTIONAL_IDENTITY = ("training",)
