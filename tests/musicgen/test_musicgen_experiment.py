@@ -403,6 +403,28 @@ def test_a_finished_sae_of_fewer_rows_than_the_store_holds_now_is_refused_not_re
         finished_sae(tmp_path / "sae", tc, data_identity(store, "synthetic"))
 
 
+def test_a_rerun_with_more_prompts_is_refused_before_its_rows_go_in(tmp_path):
+    """Hunt 136: the rerun's new prompts were stored, then `finished_sae` refused the SAEs, and the first command
+    itself was refused from then on ("other rows than the store holds now"): the folder could not resume."""
+    from sae.store import ActivationWriter
+    from training.musicgen.collect import prompt_sources
+    from training.musicgen.experiment import refuse_rows_beside_finished_saes
+
+    out = tmp_path / "exp"
+    w = ActivationWriter(out / "store", "layer_1", 8, dtype="float32")
+    for source in prompt_sources(["rock drums", "piano"]):
+        w.add(torch.randn(50, 8), source)
+    w.close()
+    refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"])  # no finished SAE yet: collect on
+    (out / "saes" / "layer_1").mkdir(parents=True)
+    (out / "saes" / "layer_1" / "metrics.json").write_text("{}")
+    refuse_rows_beside_finished_saes(out, ["rock drums", "piano"])  # the first run's: resumes
+    refuse_rows_beside_finished_saes(out, ["piano"])  # fewer: nothing to add
+    said = r"its SAE layer_1 was trained on the store as it is, and this run would add rows of 1 prompt\(s\) it lacks"
+    with pytest.raises(UserError, match=said + r" \(.*jazz.*: other --prompts than the first run's\)"):
+        refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"])
+
+
 def test_the_baseline_direction_goes_to_the_hidden_states_device():
     """The raw-residual baseline's direction (built from rows recorded on the CPU) was added to the hidden state as
     it was: on a GPU the steering stage died ("Expected all tensors to be on the same device") after every costly

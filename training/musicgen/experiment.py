@@ -159,6 +159,30 @@ def finished_sae(sae_dir: Path, tc, data: dict) -> dict | None:
     return metrics
 
 
+def refuse_rows_beside_finished_saes(out: Path, prompts: list[str]) -> None:
+    """Refuse, before the store changes, a collection that would add prompts' rows to the store under an SAE an
+    earlier run finished on it (a rerun with more `--prompts`): the rows went in first and `finished_sae` refused
+    after, so the first command itself could no longer resume ("other rows than the store holds now"). The data's
+    clips are not compared: a file too short to use is never complete, and the data folder is the same."""
+    from sae.store import ActivationStore
+    from training.musicgen.collect import prompt_sources
+
+    hooks = sorted(p.parent.name for p in (out / "saes").glob("*/metrics.json"))
+    if not hooks or not (out / "store" / "store.json").is_file():
+        return
+    store = ActivationStore(out / "store")
+    planned = prompt_sources(prompts)
+    for hook in hooks:
+        done = store.complete_sources(hook) if hook in store.hooks else set()
+        new = [s for s in planned if s not in done]
+        if new:
+            raise UserError(
+                f"--out {out}: its SAE {hook} was trained on the store as it is, and this run would add rows of "
+                f"{len(new)} prompt(s) it lacks ({new[0]}: other --prompts than the first run's); run with the same "
+                "settings, or another --out"
+            )
+
+
 def collection_prompts(vocab, n: int) -> list[str]:
     """The n most-trained known descriptions (the `unknown` one excluded)."""
     ranked = sorted((-c, d) for d, c in vocab.descriptions.items() if d != vocab.unknown)
@@ -362,6 +386,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         return rows
 
     prompts = collection_prompts(mg.vocab, cfg.prompts)
+    refuse_rows_beside_finished_saes(out, prompts)
     collected = stage("collect", collect)
 
     # 2. SAEs
