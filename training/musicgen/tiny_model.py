@@ -207,15 +207,21 @@ def transformers_config(cfg: TinyMusicGenConfig, vocab_size: int):
 
 @torch.no_grad()
 def seed_codebooks(codec, seed: int) -> None:
-    """Random codebooks for transformers' EnCodec, as audiocraft's `uniform_init` (kaiming uniform) gives its own:
-    transformers starts them at zero, so every input would code to 0 and every code decode to one sound."""
+    """Codebooks for transformers' EnCodec, which starts them at zero (every input would code to 0, every code
+    decode to one sound): each book's entries drawn from the residuals it gets of the encoder's output on seeded
+    noise, as audiocraft's k-means initialisation draws them from data. Random books far from the encoder's scale
+    (kaiming's, |entry| ~1.4 against outputs ~0.04) coded every frame to the entry nearest 0: every clip alike."""
     gen = torch.Generator().manual_seed(seed + 1)
-    for layer in codec.quantizer.layers:
-        book = layer.codebook
-        bound = (6 / book.embed.shape[1]) ** 0.5  # kaiming_uniform_ with a = 0 on [bins, dim]: fan_in = dim
-        book.embed.copy_((torch.rand(book.embed.shape, generator=gen) * 2 - 1) * bound)
-        book.embed_avg.copy_(book.embed)
-        book.cluster_size.fill_(1.0)
+    noise = 0.3 * torch.randn(8, 1, codec.config.sampling_rate, generator=gen)
+    with torch.no_grad():
+        residual = codec.encoder(noise).transpose(1, 2).reshape(-1, codec.config.hidden_size)
+        for layer in codec.quantizer.layers:
+            book = layer.codebook
+            bins = book.embed.shape[0]
+            book.embed.copy_(residual[torch.randint(len(residual), (bins,), generator=gen)])
+            book.embed_avg.copy_(book.embed)
+            book.cluster_size.fill_(1.0)
+            residual = residual - book.embed[torch.cdist(residual, book.embed).argmin(1)]
 
 
 def save_transformers(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None) -> Path:
