@@ -218,6 +218,12 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
             finder(clips, clips / "neg")
     with_files, without_files = list_sides(clips / "pos", clips / "neg")
     assert [p.name for p in with_files] == ["pos0.wav", "pos1.wav", "pos2.wav"] and len(without_files) == 3
+    links = tmp_path / "links"  # hunt 138: links (a `data make` concept folder) counted each clip twice: "6 clip(s)"
+    links.mkdir()
+    for i in range(3):
+        (links / f"n{i}.wav").symlink_to(clips / "neg" / f"neg{i}.wav")
+    with pytest.raises(UserError, match=r"^3 clip\(s\) are in both --with and --without \(e\.g\. .*links/n0\.wav\)$"):
+        list_sides(clips / "neg", links)
     # a copy is the same clip (`data make --copy` folders): it passed, and a probe learnt one clip as both sides
     shutil.copyfile(clips / "pos" / "pos1.wav", clips / "neg" / "copy.wav")
     with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without \(e\.g\. .*copy\.wav\)$"):
