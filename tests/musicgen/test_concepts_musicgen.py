@@ -153,6 +153,14 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
     with pytest.raises(UserError) as err:  # no bank: the name only labels the table, and the empty folder is the fault
         _cli([*base, "--concepts", str(tmp_path / "odd")])
     assert "concept hi hat:" in str(err.value) and "folder name" not in str(err.value)
+    # hunt 138: --saes was checked after the model loaded (minutes for a large one), in words that did not say why
+    (tmp_path / "one_sae").mkdir()
+    (tmp_path / "one_sae" / "cfg.json").write_text("{}")
+    unloadable = ["musicgen", "--model", str(tmp_path / "no_model"), *pair, "--name", "tone"]
+    cases = ((tmp_path / "nosuch", "no such folder"), (tmp_path / "one_sae", "one SAE (it holds cfg.json)"))
+    for saes, needle in cases:
+        with pytest.raises(UserError, match=f"--saes {saes}: {re.escape(needle)}"):
+            _cli([*unloadable, "--saes", str(saes)])
 
 
 def test_an_sae_of_another_model_or_layer_is_refused(setup, audiocraft_dir, tmp_path):

@@ -415,8 +415,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError("--no-replace: applies to --bank, the bank the concepts are added to")
     if bank is not None and args.no_replace and (held := [n for n in concepts if n in bank]):
         raise UserError(f"concept {held[0]!r}: already in {bank.path} (--no-replace)")
-    if args.layers is None and Path(args.saes).is_dir():  # every SAE there is probed: made alike, before the model
-        collected_as(sorted(p.parent for p in Path(args.saes).glob("*/cfg.json")))
+    saes = Path(args.saes)  # checked before the model loads (a large one loads for minutes; hunt 138)
+    if not saes.is_dir():
+        raise UserError(f"--saes {saes}: " + ("not a folder" if saes.exists() else "no such folder"))
+    if (saes / "cfg.json").is_file():
+        raise UserError(f"--saes {saes}: one SAE (it holds cfg.json); expected the folder of SAEs that holds it, "
+                        f"{saes.parent}")  # fmt: skip
+    if args.layers is None:  # every SAE there is probed: made alike, before the model
+        collected_as(sorted(p.parent for p in saes.glob("*/cfg.json")))
     console = output_console(stderr=True)
     with spinner(console, f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
