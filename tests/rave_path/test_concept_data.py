@@ -241,11 +241,13 @@ def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
 def test_the_held_out_font_is_named_as_the_soundfonts_are(tmp_path, capsys):
     """Hunt 135: `--soundfonts FluidR3` was taken and `--holdout-font FluidR3` refused ("not one of the soundfonts
     (timgm6mb, fluidr3, csound)"), as was a font file's own path: the names are the fonts' lower-cased."""
-    font = tmp_path / "My Font.sf2"
+    font = tmp_path / "My Font v1.5.sf2"  # a name with a dot, given as the name (hunt 139: cut to "my font v1")
     shutil.copyfile(installed("timgm6mb"), font)
     argv = ["data", "make", "--n", "3", "--duration", "0.5", "--sr", "16000", "--concepts", "guitar"]
-    for fonts, held, name in (("FluidR3,timgm6mb", "FluidR3", "fluidr3"), (f"{font},timgm6mb", str(font), "my font")):
-        out = tmp_path / name
+    cases = (("FluidR3,timgm6mb", "FluidR3", "fluidr3"), (f"{font},timgm6mb", str(font), "my font v1.5"),
+             (f"{font},timgm6mb", "My Font v1.5", "my font v1.5"))  # fmt: skip
+    for fonts, held, name in cases:
+        out = tmp_path / held.replace("/", "_")
         assert main([*argv, "--out", str(out), "--soundfonts", fonts, "--holdout-font", held]) == 0, capsys.readouterr()
         assert json.loads((out / "data.json").read_text())["holdout_font"] == name
         assert {r["font"] for r in read_manifest(out) if r["split"] == "holdout_font"} == {name}

@@ -211,7 +211,10 @@ SILENT_PEAK = 1e-3  # a probe slot quieter than this (peak, FluidSynth at gain 0
 def font_name(spec: str) -> str:
     """The name a soundfont spec goes by (`resolve_fonts`, the manifest): a known font's, lower-cased ("FluidR3" as
     the README's prose spells it), or the stem of a .sf2/.sf3 path, lower-cased."""
-    return spec.lower() if spec.lower() in FONTS else Path(spec).expanduser().stem.lower()
+    if spec.lower() in FONTS:
+        return spec.lower()
+    path = Path(spec).expanduser()  # a font's name given as it is ("GeneralUser GS v1.471") keeps its dots
+    return (path.stem if path.suffix.lower() in (".sf2", ".sf3") else path.name).lower()
 
 
 def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[list[Font], list[dict]]:
