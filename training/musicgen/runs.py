@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from sae.atomic import atomic_torch_save, atomic_write_text, flocked, remove_folder_leftovers, sole_writer
+from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
 from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
@@ -91,14 +93,17 @@ def sole_run(run_dir: Path, kind: str) -> Iterator[None]:
 def training_now(run_dir: Path) -> bool:
     """Whether a training holds `run_dir` now (`sole_run`'s lock): its checkpoints are a snapshot of a run going
     on, not a run that stopped."""
-    lock = run_dir / ".lock"
-    if not lock.is_file():
+    try:  # read only: packaging reads the run, which may be another user's or on a read-only mount
+        fd = os.open(run_dir / ".lock", os.O_RDONLY)
+    except OSError:  # no lock (never trained here since locks came), or unreadable: no training known to hold it
         return False
     try:
-        with flocked(lock, wait=False):
-            return False
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # `sole_writer` holds it exclusively
+        return False
     except BlockingIOError:
         return True
+    finally:
+        os.close(fd)
 
 
 OPTIONAL_IDENTITY = ("training",)
