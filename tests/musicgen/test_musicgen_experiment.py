@@ -415,14 +415,17 @@ def test_a_rerun_with_more_prompts_is_refused_before_its_rows_go_in(tmp_path):
     for source in prompt_sources(["rock drums", "piano"]):
         w.add(torch.randn(50, 8), source)
     w.close()
-    refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"])  # no finished SAE yet: collect on
+    hooks = ["layer_1"]
+    refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"], hooks)  # no finished SAE yet
     (out / "saes" / "layer_1").mkdir(parents=True)
     (out / "saes" / "layer_1" / "metrics.json").write_text("{}")
-    refuse_rows_beside_finished_saes(out, ["rock drums", "piano"])  # the first run's: resumes
-    refuse_rows_beside_finished_saes(out, ["piano"])  # fewer: nothing to add
+    refuse_rows_beside_finished_saes(out, ["rock drums", "piano"], hooks)  # the first run's: resumes
+    refuse_rows_beside_finished_saes(out, ["piano"], hooks)  # fewer: nothing to add
+    # another layer, collected now (hunt 139: refused for layer_1's SAE, which this run leaves alone)
+    refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"], ["layer_0"])
     said = r"its SAE layer_1 was trained on the store as it is, and this run would add rows of 1 prompt\(s\) it lacks"
     with pytest.raises(UserError, match=said + r" \(.*jazz.*: other --prompts than the first run's\)"):
-        refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"])
+        refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"], hooks)
 
 
 def test_the_baseline_direction_goes_to_the_hidden_states_device():

@@ -159,15 +159,16 @@ def finished_sae(sae_dir: Path, tc, data: dict) -> dict | None:
     return metrics
 
 
-def refuse_rows_beside_finished_saes(out: Path, prompts: list[str]) -> None:
+def refuse_rows_beside_finished_saes(out: Path, prompts: list[str], hooks: list[str]) -> None:
     """Refuse, before the store changes, a collection that would add prompts' rows to the store under an SAE an
     earlier run finished on it (a rerun with more `--prompts`): the rows went in first and `finished_sae` refused
-    after, so the first command itself could no longer resume ("other rows than the store holds now"). The data's
+    after, so the first command itself could no longer resume ("other rows than the store holds now"). Only `hooks`,
+    the layers this run collects, count: another layer's store and SAE are left as they are. The data's
     clips are not compared: a file too short to use is never complete, and the data folder is the same."""
     from sae.store import ActivationStore
     from training.musicgen.collect import prompt_sources
 
-    hooks = sorted(p.parent.name for p in (out / "saes").glob("*/metrics.json"))
+    hooks = [h for h in hooks if (out / "saes" / h / "metrics.json").is_file()]  # the layers this run collects
     if not hooks or not (out / "store" / "store.json").is_file():
         return
     store = ActivationStore(out / "store")
@@ -386,7 +387,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         return rows
 
     prompts = collection_prompts(mg.vocab, cfg.prompts)
-    refuse_rows_beside_finished_saes(out, prompts)
+    refuse_rows_beside_finished_saes(out, prompts, [mg.hook_name(i) for i in layers])
     collected = stage("collect", collect)
 
     # 2. SAEs
