@@ -308,6 +308,7 @@ def test_the_layers_default_to_those_with_an_sae(setup, audiocraft_dir, tmp_path
     assert [r["layer"] for r in json.loads(table.read_text())["rows"]] == [1]
     with pytest.raises(UserError, match=r"--layers 0,1: no SAE for layer 0 .* it holds SAEs for layer 1 only"):
         _cli([*argv, "--layers", "0,1"])
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"--saes .*: no SAE for any layer of"):
         _cli([*argv[:4], str(tmp_path / "empty"), *argv[5:]])
 
