@@ -630,6 +630,9 @@ def validate_concept(name: str, spec: Any, where: str) -> Concept:
         mode = "on" if mode else "off"
     if mode not in ALL_MODES:
         raise UserError(f"{at}: default.mode {mode!r}; expected one of {', '.join(ALL_MODES)}")
+    if mode == "scale" and "strength" not in default:  # gain 1: no edit, which render refuses as `X=scale`
+        raise UserError(f"{at}: default {{mode: scale}}: expected strength G, the gain (scale alone is gain 1: "
+                        "no edit)")  # fmt: skip
     strength = _num(default.get("strength", 1.0), f"{at}: default.strength")
     problem = control_problem(mode, strength, strength if mode == "scale" else 1.0)
     if problem:  # the rule every consumer (render, live, eval, nn~) applies: refused where it is written

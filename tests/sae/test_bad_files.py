@@ -315,3 +315,18 @@ def test_numbers_as_text_are_plain_decimals(text):
         ConceptControl.parse("g", f"on:{text}")
     with pytest.raises(TypeError):
         preset_number(text)
+
+
+def test_a_bank_default_scale_without_its_gain_is_refused(tmp_path):
+    """Hunt 140: `default: {mode: scale}` loaded as scale 1 (no edit), so live and nn~ started with a switch that did
+    nothing, while `render --set guitar=scale` and `concept find --default scale` refuse that very setting."""
+    from sae.bank import ConceptBank
+
+    text = _bank_text()
+    block = "    default:\n      mode: none\n      strength: 1.0\n"
+    bank = tmp_path / "b.yaml"
+    bank.write_text(text.replace(block, "    default:\n      mode: scale\n", 1))
+    with pytest.raises(UserError, match=r"concept 'guitar': default \{mode: scale\}: expected strength G, the gain"):
+        ConceptBank.load(bank)
+    bank.write_text(text.replace(block, "    default:\n      mode: scale\n      strength: -0.5\n", 1))
+    assert ConceptBank.load(bank).get("guitar").default.strength == -0.5
