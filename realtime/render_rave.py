@@ -462,7 +462,16 @@ def render_file(
         for name, mode in parsed:  # `on` / `clamp` without a strength: say which one the render used
             if mode in ("on", "clamp"):
                 strength = steering.state.defaults[name].strength
-                notes.append(f"{name}={mode}: strength {strength:g}, the bank's default ({name}={mode}:S sets one)")
+                kept = steering.bank.get(name).default
+                # a scale's strength is a gain, none's and off's mean nothing: neither is an on / clamp strength
+                whence = (
+                    ", the bank's default"
+                    if kept.mode in ("on", "clamp")
+                    else f"; the bank's default is {kept.mode}"
+                    + (f":{kept.strength:g}" if kept.mode == "scale" else "")
+                    + ", with no on / clamp strength"
+                )
+                notes.append(f"{name}={mode}: strength {strength:g}{whence} ({name}={mode}:S sets one)")
         bank = steering.bank
 
         def steers(c: Any) -> bool:  # a concept a --set of this render could add: same SAE, same hook
