@@ -50,6 +50,24 @@ def test_seed_changes_weights_and_same_seed_repeats(tmp_path):
     assert not torch.equal(a[key], c[key])
 
 
+def test_the_transformers_model_of_a_seed_is_the_same_on_any_thread_count(tmp_path):
+    """Hunt 142: its codebooks come from the encoder's output, whose sums split by thread: 1 and 2 threads built
+    other bytes, so another machine's build of the same seed was another model (its sha256 identity)."""
+    import hashlib
+
+    from training.musicgen.tiny_model import save_transformers
+
+    threads, digests = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            save_transformers(tmp_path / f"t{n}", TinyMusicGenConfig(seed=3))
+            digests.append(hashlib.sha256((tmp_path / f"t{n}" / "model.safetensors").read_bytes()).hexdigest())
+    finally:
+        torch.set_num_threads(threads)
+    assert digests[0] == digests[1]
+
+
 def test_transformers_folder_loads_with_from_pretrained(transformers_dir, tiny_cfg):
     from transformers import AutoTokenizer, MusicgenForConditionalGeneration
 

@@ -213,6 +213,16 @@ def seed_codebooks(codec, seed: int) -> None:
     (kaiming's, |entry| ~1.4 against outputs ~0.04) coded every frame to the entry nearest 0: every clip alike."""
     gen = torch.Generator().manual_seed(seed + 1)
     noise = 0.3 * torch.randn(8, 1, codec.config.sampling_rate, generator=gen)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the encoder's sums split by thread: the books (and the model's sha256) would differ
+    try:
+        _books_from(codec, noise, gen)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _books_from(codec, noise: torch.Tensor, gen: torch.Generator) -> None:
+    """`seed_codebooks`' drawing of each book from the residuals of the encoder's output on `noise`."""
     with torch.no_grad():
         residual = codec.encoder(noise).transpose(1, 2).reshape(-1, codec.config.hidden_size)
         for layer in codec.quantizer.layers:
