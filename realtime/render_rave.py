@@ -463,13 +463,12 @@ def render_file(
             if mode in ("on", "clamp"):
                 strength = steering.state.defaults[name].strength
                 kept = steering.bank.get(name).default
-                # a scale's strength is a gain, none's and off's mean nothing: neither is an on / clamp strength
+                # off's and none's strength is kept for a later on / clamp (`default_control`); a scale's is a gain,
+                # which leaves them 1
                 whence = (
-                    ", the bank's default"
-                    if kept.mode in ("on", "clamp")
-                    else f"; the bank's default is {kept.mode}"
-                    + (f":{kept.strength:g}" if kept.mode == "scale" else "")
-                    + ", with no on / clamp strength"
+                    f"; the bank's default is scale:{kept.strength:g}, a gain, with no on / clamp strength"
+                    if kept.mode == "scale"
+                    else ", the bank's default" + ("" if kept.mode == mode else f" (stored with its {kept.mode})")
                 )
                 notes.append(f"{name}={mode}: strength {strength:g}{whence} ({name}={mode}:S sets one)")
         bank = steering.bank

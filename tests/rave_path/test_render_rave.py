@@ -74,16 +74,19 @@ def test_a_bare_on_names_the_strength_it_used(tmp_path, tiny_rave_ts, tiny_model
     model, delay = tiny_model
     clip = sorted((concept_data / "clips").iterdir())[0]
     report = render_file(clip, tmp_path / "on.wav", tiny_rave_ts, bank, ["bright=on"], model=model, delay=delay)
-    # hunt 140: the bank's default is off, whose strength is no on strength: the 1 is the render's
-    said = "bright=on: strength 1; the bank's default is off, with no on / clamp strength (bright=on:S sets one)"
-    assert said in report.notes, report.notes
+    assert "bright=on: strength 1, the bank's default (stored with its off) (bright=on:S sets one)" in report.notes
     import dataclasses
 
+    # hunt 140: a scale default's strength is a gain, and on takes 1: that 1 was called the bank's default
     b = ConceptBank.load(bank)
-    b.add(dataclasses.replace(b.get("bright"), default=ConceptDefault("on", 3.0)))
-    b.save()
-    report = render_file(clip, tmp_path / "on1.wav", tiny_rave_ts, bank, ["bright=on"], model=model, delay=delay)
-    assert "bright=on: strength 3, the bank's default (bright=on:S sets one)" in report.notes, report.notes
+    for default, said in ((ConceptDefault("scale", -0.5), "strength 1; the bank's default is scale:-0.5, a gain, "
+                           "with no on / clamp strength"), (ConceptDefault("on", 3.0), "strength 3, the bank's "
+                           "default"), (ConceptDefault("off", 3.0), "strength 3, the bank's default (stored with "
+                           "its off)")):  # fmt: skip
+        b.add(dataclasses.replace(b.get("bright"), default=default))
+        b.save()
+        report = render_file(clip, tmp_path / "d.wav", tiny_rave_ts, bank, ["bright=on"], model=model, delay=delay)
+        assert f"bright=on: {said} (bright=on:S sets one)" in report.notes, report.notes
     report = render_file(clip, tmp_path / "on2.wav", tiny_rave_ts, bank, ["bright=on:2"], model=model, delay=delay)
     assert not any("bank's default" in n for n in report.notes)
 
