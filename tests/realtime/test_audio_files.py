@@ -224,6 +224,9 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
         (links / f"n{i}.wav").symlink_to(clips / "neg" / f"neg{i}.wav")
     with pytest.raises(UserError, match=r"^3 clip\(s\) are in both --with and --without \(e\.g\. .*links/n0\.wav\)$"):
         list_sides(clips / "neg", links)
+    (links / "loop.wav").symlink_to("loop.wav")  # hunt 142: Path.resolve raised "Symlink loop", a traceback
+    with pytest.raises(UserError, match=r"^3 clip\(s\) are in both"):
+        list_sides(links, clips / "neg")
     # a copy is the same clip (`data make --copy` folders): it passed, and a probe learnt one clip as both sides
     shutil.copyfile(clips / "pos" / "pos1.wav", clips / "neg" / "copy.wav")
     with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without \(e\.g\. .*copy\.wav\)$"):

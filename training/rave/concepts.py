@@ -27,6 +27,7 @@ Nothing is written unless everything succeeded; the bank is saved atomically.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +122,7 @@ def clip_frames(
 
     out = []
     for path in files:
-        key = (model.identity.sha256, str(Path(path).resolve()))
+        key = (model.identity.sha256, os.path.realpath(path))  # (Path.resolve raises on a link loop)
         key = key if hook == "latent" else (*key, hook)
         if cache is not None and key in cache:
             out.append((path, cache[key]))
