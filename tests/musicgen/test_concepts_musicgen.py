@@ -157,7 +157,12 @@ def test_sae_of_the_wrong_width_is_refused(setup, audiocraft_dir, tmp_path):
     (tmp_path / "one_sae").mkdir()
     (tmp_path / "one_sae" / "cfg.json").write_text("{}")
     unloadable = ["musicgen", "--model", str(tmp_path / "no_model"), *pair, "--name", "tone"]
-    cases = ((tmp_path / "nosuch", "no such folder"), (tmp_path / "one_sae", "one SAE (it holds cfg.json)"))
+    (tmp_path / "run" / "saes" / "layer").mkdir(parents=True)
+    (tmp_path / "run" / "saes" / "layer" / "cfg.json").write_text("{}")
+    (tmp_path / "sae_link").symlink_to(tmp_path / "run" / "saes" / "layer")  # named: where the SAE is, not the link
+    held = f"one SAE (it holds cfg.json); expected the folder of SAEs that holds it, {tmp_path / 'run' / 'saes'}"
+    cases = ((tmp_path / "nosuch", "no such folder"), (tmp_path / "one_sae", "one SAE (it holds cfg.json)"),
+             (tmp_path / "sae_link", held))  # fmt: skip
     for saes, needle in cases:
         with pytest.raises(UserError, match=f"--saes {saes}: {re.escape(needle)}"):
             _cli([*unloadable, "--saes", str(saes)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from typing import TYPE_CHECKING
 
 from training.cli.args import (
@@ -420,7 +421,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError(f"--saes {saes}: " + ("not a folder" if saes.exists() else "no such folder"))
     if (saes / "cfg.json").is_file():
         raise UserError(f"--saes {saes}: one SAE (it holds cfg.json); expected the folder of SAEs that holds it, "
-                        f"{saes.parent}")  # fmt: skip
+                        f"{Path(os.path.realpath(saes)).parent}")  # fmt: skip
     if args.layers is None:  # every SAE there is probed: made alike, before the model
         collected_as(sorted(p.parent for p in saes.glob("*/cfg.json")))
     console = output_console(stderr=True)
@@ -464,7 +465,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
             f"{made.description!r}; the probes see rows unlike them",
             highlight=False,
         )
-    files = sorted({Path(f).resolve() for w, o in concepts.values() for f in (*w, *o)})
+    files = sorted({Path(os.path.realpath(f)) for w, o in concepts.values() for f in (*w, *o)})
     with progress_bar(console=console) as progress:
         task = progress.add_task(f"{mg.name}: teacher forcing clips", total=len(files))
         notes = AudioNotes()
