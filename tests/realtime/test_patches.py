@@ -116,3 +116,17 @@ def test_the_patches_preset_loads_with_the_demo_bank():
     assert control.handle(encode_message("/preset/load", ["preset.yaml"])) == []
     assert controls.view()["concepts"]["guitar"] == {"mode": "on", "strength": 1.5, "gain": 1.0}
     assert controls.view()["mix"] == 0.8
+
+
+def test_the_demo_model_however_spelt_brings_its_concepts_and_presets(monkeypatch):
+    """Hunt 141: `live --model training/assets/demo_rave.ts` (the README's spelling, from the checkout) was compared
+    with the package's absolute path as written: no concepts, and `--preset preset` not found."""
+    import argparse
+
+    from training.cli.live import ASSETS, DEMO_MODEL, _named_preset, is_demo_model
+
+    monkeypatch.chdir(ASSETS.parent.parent)
+    relative = Path("training/assets/demo_rave.ts")
+    assert is_demo_model(relative) and is_demo_model(DEMO_MODEL) and not is_demo_model(Path("other.ts"))
+    args = argparse.Namespace(model=relative, preset="preset", bank=None, sae=None, preset_dir=None)
+    assert _named_preset(args).resolve() == (ASSETS / "preset.yaml").resolve()

@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import functools
 import math
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +38,14 @@ DEMO_MODEL = ASSETS / "demo_rave.ts"
 DEMO_BANK = ASSETS / "demo_concepts.yaml"
 RECONNECT_S = 60.0  # --reconnect's default
 FROZEN_S = 2.0  # no callback for this long: the device is gone, though PortAudio calls its stream active
+
+
+def is_demo_model(model: Path) -> bool:
+    """`--model` names the shipped demo model, however spelt (training/assets/demo_rave.ts from the checkout, a
+    link): the README's relative spelling started with no concepts and no presets."""
+    return os.path.realpath(model) == os.path.realpath(DEMO_MODEL)
+
+
 MAX_LOSSES, LOSS_WINDOW_S = 5, 120.0  # realtime.resume's (not imported here: `musicsae --help` stays quick)
 RESUME_ENV = "MUSICSAE_LIVE_RESUME"  # realtime.resume's too
 OSC_FD_ENV = "MUSICSAE_LIVE_OSC_FD"  # the OSC socket, still bound, passed on across a restart
@@ -234,7 +243,7 @@ def _named_preset(args: argparse.Namespace) -> Path:
 
     if Path(args.preset).is_dir():
         raise UserError(f"--preset {args.preset}: a folder; expected a preset file (.yaml) or a preset's name")
-    bank = args.bank or (DEMO_BANK if args.model == DEMO_MODEL and args.sae is None else None)
+    bank = args.bank or (DEMO_BANK if is_demo_model(args.model) and args.sae is None else None)
     folder, shipped = _preset_dirs(args, bank)
     try:
         path = find_preset(folder, str(args.preset), shipped)
@@ -260,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         source = _check_args(args)
         resumed = _take_resume() if source is None else None  # a restart after the device came back
-        demo_bank = args.bank is None and args.sae is None and args.model == DEMO_MODEL and DEMO_BANK.is_file()
+        demo_bank = args.bank is None and args.sae is None and is_demo_model(args.model) and DEMO_BANK.is_file()
         if demo_bank:
             args.bank = DEMO_BANK
         if args.input is None and resumed is None:  # a missing device fails before the model loads
