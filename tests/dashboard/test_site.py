@@ -377,6 +377,10 @@ def test_an_eval_dir_that_is_not_there_is_refused(dash_inputs, tmp_path, capsys)
     args += [str(dash_inputs.audio_root), "--out", str(tmp_path / "o"), "--bank", str(dash_inputs.bank)]
     err = _one_line_error(capsys, [*args, "--eval-dir", str(tmp_path / "judgee")])
     assert "--eval-dir" in err and "judgee: not a folder" in err and not (tmp_path / "o").exists()
+    # hunt 141: without --bank there are no concept pages, and --eval-dir was taken and used nowhere
+    no_bank = args[: args.index("--bank")]
+    err = _one_line_error(capsys, [*no_bank, "--eval-dir", str(tmp_path)])
+    assert "--eval-dir: its before/after renders go on the concept pages of --bank; pass --bank too" in err
 
 
 def test_snippets_of_stereo_sources_keep_both_channels(copy_inputs, tmp_path):

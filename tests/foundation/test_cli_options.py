@@ -336,3 +336,19 @@ def test_a_listen_folder_no_evaluation_wrote_is_refused_before_the_work(command,
     err = capsys.readouterr().err
     assert "holds no earlier evaluation's listening examples" in err and err.count("\n") == 1, err
     assert (tmp_path / "o" / "listen" / "notes.txt").read_text() == "mine"
+
+
+def test_options_that_would_change_nothing_are_refused(tmp_path, capsys):
+    """Hunt 141: `sae eval --split all --eval-fraction 0.9` and `eval fidelity --oracle-clips 5` without --oracle
+    were taken and changed nothing, without a word (checked before any input is read)."""
+    from training.cli.main import main
+
+    for argv, said in (
+        (["sae", "eval", "--sae", str(tmp_path), "--activations", str(tmp_path), "--split", "all",
+          "--eval-fraction", "0.9"], "--eval-fraction: picks the held-out rows, and --split all scores every row"),
+        (["eval", "fidelity", "--data", str(tmp_path), "--model", str(tmp_path / "m.ts"), "--out",
+          str(tmp_path / "o"), "--oracle-clips", "5"], "--oracle-clips: the ideal edits of the --oracle concepts"),
+    ):  # fmt: skip
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert said in err and "\n" not in err, err

@@ -84,10 +84,13 @@ def stored_audio_root(store: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sae.errors import UserError
     from sae.paths import check_output_dir
     from sae.store import open_store
     from training.dashboard import DashboardConfig, build_dashboard, check_site_out
 
+    if args.eval_dir and not args.bank:  # it was taken and used nowhere (hunt 141)
+        raise UserError("--eval-dir: its before/after renders go on the concept pages of --bank; pass --bank too")
     check_output_dir(args.out)
     check_site_out(Path(args.out))  # a foreign folder is refused before any input is read
     open_store(args.store, "--store")  # a missing or foreign store is named as such, before its audio folder

@@ -84,7 +84,7 @@ def register_fidelity(subparsers: argparse._SubParsersAction) -> None:
         "through the model: the ceiling of steering (e.g. guitar,drums,piano)",
     )
     p.add_argument(
-        "--oracle-clips", type=nonneg_int, default=40, help="ideal edits per side and set (default 40; 0: all)"
+        "--oracle-clips", type=nonneg_int, help="ideal edits per side and set, with --oracle (default 40; 0: all)"
     )
     p.add_argument("--max-clips", type=nonneg_int, default=0, help="clips per set (0: all)")
     p.add_argument("--seed", type=seed_int, default=0)
@@ -99,9 +99,12 @@ def run_fidelity(args: argparse.Namespace) -> int:
     import torch
     from rich.markdown import Markdown
 
+    from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
     from training.rave.fidelity import FidelityConfig, evaluate_fidelity, markdown, save
 
+    if args.oracle_clips is not None and not args.oracle:  # it was taken and used nowhere (hunt 141)
+        raise UserError("--oracle-clips: the ideal edits of the --oracle concepts; pass --oracle too")
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
     torch.set_num_threads(args.threads)
@@ -112,7 +115,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
         max_clips=args.max_clips,
         seed=args.seed,
         oracle=names_of(args.oracle, "--oracle"),
-        oracle_clips=args.oracle_clips,
+        oracle_clips=40 if args.oracle_clips is None else args.oracle_clips,
         device=args.device,
     )
     console = output_console()

@@ -370,6 +370,8 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.store import open_store
     from sae.train import split_note
 
+    if args.split == "all" and args.eval_fraction is not None:  # it was taken and changed nothing (hunt 141)
+        raise UserError("--eval-fraction: picks the held-out rows, and --split all scores every row; drop one")
     if args.out:
         check_output_file(args.out, (".json",))
         check_not_inside(
