@@ -394,3 +394,16 @@ def test_a_prompts_words_are_words_in_any_script():
     assert prompt_words("lofi beat, 'chill' #2") == {"lofi", "beat", "chill"}
     assert "ölgemälde" in prompt_words("Ölgemälde über Musik")
     assert prompt_words("rock 'n' roll") == {"rock", "roll"}
+
+
+def test_a_clip_range_no_feature_fires_in_is_said(dash_inputs, tmp_path):
+    """Hunt 141: with no live feature in --clip-range the pages described every live feature by activation, and
+    nothing said so (the index still read "0 fire on 30.0 %–31.0 % of clips" above them)."""
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=2, snippet_seconds=1.0, clip_range=(0.31, 0.34))  # 20 clips: none
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, None, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    index = (out / "index.html").read_text()
+    said = "no live feature fires on 31.0 %–34.0 % of clips (--clip-range): the pages describe the live features"
+    assert said in index
+    assert len([p for p in (out / "features").iterdir() if p.suffix == ".html"]) == 2

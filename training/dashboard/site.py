@@ -458,7 +458,10 @@ class DashboardBuilder:
         manifest) or by max activation; when no feature is in the range, the live ones."""
         concept_feats = list(dict.fromkeys(j for c in self.concepts for j in _feature_indices(c)))  # shared: once
         cands = stats.in_clip_range(*self.cfg.clip_range)
-        if cands.size == 0:
+        if cands.size == 0 and stats.live.size:  # said: the pages are not the range's (hunt 141)
+            lo, hi = self.cfg.clip_range
+            self._note(f"no live feature fires on {_pct(lo)}–{_pct(hi)} of clips (--clip-range): the pages describe "
+                       "the live features by activation instead")  # fmt: skip
             cands = stats.live
         if self.labels.labels:
             key = {int(j): self._purity_of(stats, int(j)) for j in cands}
