@@ -184,10 +184,10 @@ def refuse_shared(
     digest = digest or audio_digests()
     ours = {digest(p)[0] for p in _regular(a)}
     real = os.path.realpath  # Path.resolve raises on a link loop, which is skipped later with its note
-    by_path = {real(p) for p in a} & {real(p) for p in b}  # a link in both (a silent one hid a copy)
+    in_a = {real(p) for p in a}  # a link in both (a silent one hid a copy)
     # each clip of b once (by the file it is, named as given): the resolved matches beside the unresolved ones
     # counted every linked clip twice
-    shared = {real(p): p for p in b if real(p) in by_path} | {real(p): p for p in _regular(b) if digest(p)[0] in ours}
+    shared = {real(p): p for p in b if real(p) in in_a} | {real(p): p for p in _regular(b) if digest(p)[0] in ours}
     both = sorted(p for p in shared.values() if not digest(p)[1])
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")

@@ -63,12 +63,12 @@ def constraints(lock: Path = LOCK) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(locked(lock).items()))
 
 
-def patched_mismatches(dists: list, patches: Path = PATCHES) -> list[str]:
+def patched_mismatches(dists: list) -> list[str]:
     """One line per package of `patches/` that is missing among `dists` (`importlib.metadata` distributions), at
     another version, or not built here from its patched sdist (no local `direct_url.json`: a published wheel)."""
     by_name = {_canonical(d.metadata["Name"]): d for d in dists if d.metadata["Name"]}
     out = []
-    for diff in sorted(patches.glob("*.diff")):
+    for diff in sorted(PATCHES.glob("*.diff")):
         dist, _, version = diff.stem.rpartition("-")
         d = by_name.get(_canonical(dist))
         if d is None:
@@ -80,7 +80,7 @@ def patched_mismatches(dists: list, patches: Path = PATCHES) -> list[str]:
     return out
 
 
-def mismatches(lock: Path = LOCK, patches: Path = PATCHES) -> list[str]:
+def mismatches(lock: Path = LOCK) -> list[str]:
     """One line per locked package that is missing here or installed at another version, and per patched
     package that is not the patched build (`patched_mismatches`).
 
@@ -96,7 +96,7 @@ def mismatches(lock: Path = LOCK, patches: Path = PATCHES) -> list[str]:
             out.append(f"{name}: locked {version}, not installed")
         elif have.split("+", 1)[0] != version:
             out.append(f"{name}: locked {version}, installed {have}")
-    return out + patched_mismatches(dists, patches)
+    return out + patched_mismatches(dists)
 
 
 def main() -> int:

@@ -427,8 +427,8 @@ def run_musicgen(args: argparse.Namespace) -> int:
     console = output_console(stderr=True)
     with spinner(console, f"loading {args.model}"):
         mg = load_musicgen(args.model, args.backend, args.device)
-    have = [i for i in range(mg.num_layers) if (Path(args.saes) / mg.hook_name(i)).is_dir()]
-    other = "" if have else _other_format_saes(Path(args.saes), mg)
+    have = [i for i in range(mg.num_layers) if (saes / mg.hook_name(i)).is_dir()]
+    other = "" if have else _other_format_saes(saes, mg)
     if args.layers is None:  # the layers `sae train` wrote an SAE for
         if not have:
             raise UserError(

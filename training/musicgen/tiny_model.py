@@ -222,16 +222,16 @@ def seed_codebooks(codec, seed: int) -> None:
 
 
 def _books_from(codec, noise: torch.Tensor, gen: torch.Generator) -> None:
-    """`seed_codebooks`' drawing of each book from the residuals of the encoder's output on `noise`."""
-    with torch.no_grad():
-        residual = codec.encoder(noise).transpose(1, 2).reshape(-1, codec.config.hidden_size)
-        for layer in codec.quantizer.layers:
-            book = layer.codebook
-            bins = book.embed.shape[0]
-            book.embed.copy_(residual[torch.randint(len(residual), (bins,), generator=gen)])
-            book.embed_avg.copy_(book.embed)
-            book.cluster_size.fill_(1.0)
-            residual = residual - book.embed[torch.cdist(residual, book.embed).argmin(1)]
+    """`seed_codebooks`' drawing of each book from the residuals of the encoder's output on `noise` (no grad: its
+    caller's)."""
+    residual = codec.encoder(noise).transpose(1, 2).reshape(-1, codec.config.hidden_size)
+    for layer in codec.quantizer.layers:
+        book = layer.codebook
+        bins = book.embed.shape[0]
+        book.embed.copy_(residual[torch.randint(len(residual), (bins,), generator=gen)])
+        book.embed_avg.copy_(book.embed)
+        book.cluster_size.fill_(1.0)
+        residual = residual - book.embed[torch.cdist(residual, book.embed).argmin(1)]
 
 
 def save_transformers(out_dir: str | Path, cfg: TinyMusicGenConfig | None = None) -> Path:

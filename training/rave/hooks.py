@@ -147,17 +147,18 @@ def arm_numbers(entry: dict, arm: dict, name: str, sweep_key: str | None = None)
         return np.array(pc["none_without"][o], float)[pick]
 
     offs = (arm.get("per_clip") or pc)["off_with"]
-    off_iv = {o: paired_diff(np.array(pc["none_with"][o], float), np.array(offs[o], float)) for o in offs if o != name}
-    on_iv = {o: paired_diff(none(o), np.array(on[o], float)) for o in on if o != name}
+    off_iv = {
+        o: paired_diff(np.array(pc["none_with"][o], float), np.array(offs[o], float)).as_dict()
+        for o in offs
+        if o != name
+    }
+    on_iv = {o: paired_diff(none(o), np.array(on[o], float)).as_dict() for o in on if o != name}
     return {
         "drop": 100.0 * (np.array(pc["none_with"][name], float) - np.array(off_with, float)),
         "rise": 100.0 * (np.array(on[name], float) - none(name)),
         "drift_on": {o: 100.0 * (np.array(on[o], float) - none(o)) for o in on if o != name},
         "did": {"drop": 1.0 - np.array(off_with, float), "rise": np.array(on[name], float)},  # 1: the edit worked
-        "reach": {
-            "off": drift_reach({o: iv.as_dict() for o, iv in off_iv.items()}),
-            "on": drift_reach({o: iv.as_dict() for o, iv in on_iv.items()}),
-        },
+        "reach": {"off": drift_reach(off_iv), "on": drift_reach(on_iv)},
         "strength": sub["strength_on"] if "strength_on" in sub else _best(sub["sweep"])["strength"],
     }
 
@@ -200,8 +201,8 @@ def compare_arms(sae: dict, base: dict, seed: int) -> dict[str, Any]:
         b_moved = base["drift_on"][base_worst] != 0 if base_worst is not None else np.zeros(n, bool)
         p = sign_test(int((~s_moved & b_moved).sum()), int((s_moved & ~b_moved).sum()))
         lead = ahead(-hi, -lo, p)  # less drift leads
-        d_sae = float(_worst_rate(sae["drift_on"], np.arange(n)[None])[0])
-        d_base = float(_worst_rate(base["drift_on"], np.arange(n)[None])[0])
+        d_sae = float(abs(sae["drift_on"][sae_worst].mean()))
+        d_base = float(abs(base["drift_on"][base_worst].mean())) if base_worst is not None else 0.0
         res["drift"] = {
             "concept": sae_worst,
             "baseline_concept": base_worst,
