@@ -58,6 +58,13 @@ def sparsity_warning(k: int, d_in: int) -> str | None:
 FAR_ROW = 1e4  # rows this many times the median row norm are no activations (a damaged store): out of the scale
 
 
+def typical_norm(norms: Tensor) -> float:
+    """The median of the row norms that are not exactly 0 (0 where none is): `FAR_ROW` counts from it, since rows of
+    exact zeros (a hook's output at digital silence, padding) would make every real row look far past a median of 0."""
+    live = norms[norms > 0]
+    return float(live.median()) if live.numel() else 0.0
+
+
 @dataclass
 class SAEConfig:
     """Args:
@@ -299,7 +306,7 @@ class SparseAutoencoder(nn.Module):
         wide = x.to(torch.float64)  # the energies of activations past 1e19 overflow float32: an SAE of NaN
         x = x.to(self.W_dec.dtype)
         norms = wide.norm(dim=1)
-        far = norms > FAR_ROW * norms.median()  # a damaged row (1e30) would set the scale of every other one
+        far = norms > FAR_ROW * typical_norm(norms)  # a damaged row (1e30) would set the scale of every other one
         if bool(far.any()) and not bool(far.all()):
             wide = wide[~far]
         mean = wide.mean(0)

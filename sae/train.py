@@ -40,7 +40,15 @@ from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.jsonfile import strict_json
 from sae.metrics import batch_fvu, evaluate_split
-from sae.model import FAR_ROW, SAEConfig, SparseAutoencoder, default_d_sae, default_k, sparsity_warning
+from sae.model import (
+    FAR_ROW,
+    SAEConfig,
+    SparseAutoencoder,
+    default_d_sae,
+    default_k,
+    sparsity_warning,
+    typical_norm,
+)
 from sae.ranks import rank_device
 from sae.store import ActivationStore
 
@@ -460,9 +468,9 @@ def far_rows_note(store: ActivationStore, hook: str, cfg: TrainConfig) -> str | 
                 splits[name] = rows.double().norm(dim=1)
     if "training" not in splits:
         return None
-    median = float(splits["training"].median())
+    median = typical_norm(splits["training"])
     far = {name: n[n > FAR_ROW * median] for name, n in splits.items()}
-    if not any(len(f) for f in far.values()):
+    if median == 0 or not any(len(f) for f in far.values()):
         return None
     counts = " and ".join(f"{len(f)} of {len(splits[name])} sampled {name} rows" for name, f in far.items() if len(f))
     peak = max(float(f.max()) for f in far.values() if len(f))

@@ -1444,3 +1444,24 @@ def test_a_damaged_row_is_named_not_trained_into_garbage(tmp_path, split):
     assert any(far.format(400, "held-out") in n for n in metrics["notes"]), metrics["notes"]
     scale = float(load_sae(tmp_path / "sae").scale)
     assert 0.5 < scale < 2.0, scale  # the scale of unit-variance rows, not of the damaged one
+
+
+def test_rows_of_exact_zeros_do_not_make_every_real_row_damaged(tmp_path):
+    """Where most sampled rows were exact zeros (a hook's output at digital silence), the median row norm was 0 and
+    every real row counted as damaged: the scale came from the zeros alone (4e6, not about 1) and the metrics called
+    all of them "no activation is that large (a damaged shard?)" (hunt 145). The far-row cut counts from the median
+    of the rows that are not zero; one damaged row among them is still left out and named."""
+    x = torch.randn(4000, 16, generator=torch.Generator().manual_seed(data_seed(4)))
+    with ActivationWriter(tmp_path / "acts", "synthetic", 16, "float32", {"name": "synthetic"}, 50.0, 16000) as w:
+        for i in range(20):
+            rows = x[200 * i : 200 * (i + 1)].clone()
+            rows[:120] = 0.0  # 60 % silence
+            w.add(rows, f"clip_{i:02d}", 0)
+    cfg = TrainConfig(k=4, expansion=4, steps=30, batch_size=128, checkpoint_every=0, eval_fraction=0.1)
+    metrics = train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg)
+    assert not any("median row norm" in n for n in metrics["notes"]), metrics["notes"]
+    sae = SparseAutoencoder(SAEConfig(d_in=16, d_sae=64, k=4))
+    sample = torch.cat([torch.zeros(600, 16), x[:399], torch.full((1, 16), 1e30)])
+    sae.init_from_sample(sample, normalize="scale")
+    # sqrt(16 / (0.4 · 16)) ≈ 1.58 over the 999 rows left: the damaged one out, the zeros kept (not 4e6, the zeros')
+    assert 1.2 < float(sae.scale) < 2.0, float(sae.scale)
