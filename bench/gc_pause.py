@@ -78,7 +78,7 @@ def main() -> None:
     sr = engine.sr
     data = (0.3 * np.sin(2 * np.pi * 220 * np.arange(args.blocks * args.blocksize) / sr)).astype(np.float32)
     with engine:  # freezes, collects young garbage between blocks
-        run_file(engine, data[:, None])
+        run_file(engine, np.repeat(data[:, None], engine.channels, axis=1))  # the same tone on every channel
         tracked = len(gc.get_objects())
         print(f"after {engine.model.blocks} blocks streamed: {tracked} tracked objects outside the freeze")
         young = _show("gen 0 pass (every block)", _times(0, args.repeats))

@@ -130,3 +130,32 @@ def test_benchmark_runs_and_prints_its_figures(script, tmp_path):
     assert done.returncode == 0 and "Traceback" not in out, out[-3000:]
     for pattern in patterns:
         assert re.search(pattern, out), f"{script}: no {pattern!r} in its output:\n{out[-3000:]}"
+
+
+@pytest.mark.slow
+def test_benchmarks_time_a_stereo_model_and_skip_buffers_off_its_ratio(tiny_stereo_rave_ts, tmp_path):
+    """nn_export fed every model one channel and gc_pause one column: a stereo RAVE (README: multichannel exports
+    work) ended both in a traceback. nn_export also timed buffers off the model's ratio, whose calls return a
+    whole ratio of samples, so their budget and RTF were wrong (hunt 143): they are skipped, as engine_blocks does."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        from nn_export import make_export
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    make_export(tiny_stereo_rave_ts, tmp_path)  # its SAE and bank, for gc_pause's live stack
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runs = {
+        "nn_export.py": ["--buffers", "100,2048", "--calls", "2"],
+        "gc_pause.py": ["--bank", str(tmp_path / "concepts.yaml"), "--blocks", "8", "--repeats", "1"],
+    }
+    for script, args in runs.items():
+        cmd = [sys.executable, str(ROOT / "bench" / script), "--model", str(tiny_stereo_rave_ts), *args]
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0 and "Traceback" not in out, out[-3000:]
+        if script == "nn_export.py":
+            assert re.search(r"skipping buffer 100: not a multiple of the ratio \d+\n", out), out
+            assert re.search(r"\n\s+2048(\s+[\d.]+){7}", out), out
+            assert not re.search(r"\n\s+100\s", out), out
+        else:
+            assert re.search(r"full pass [\d.]+ ms not frozen", out), out
