@@ -291,3 +291,67 @@ def test_export_is_a_ts_file_and_never_a_file_of_the_run(tmp_path, capsys, targe
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--export {tmp_path / target}: {needle}" in err[0], err
     assert all(p.read_text() == "the run's own" for p in run.rglob("*") if p.is_file())
+
+
+def test_a_batch_of_silence_is_drawn_again_and_a_silent_set_refused(tmp_path):
+    """Stems with gaps of digital silence gave, now and then, a batch whose every crop was silent: its spectral
+    distances divided by zero and every weight turned NaN, without a word (hunt 144). Such a batch is drawn again;
+    training audio of nothing but silence is refused in one line."""
+    import numpy as np
+
+    from realtime.audio_files import SILENCE_PEAK
+    from sae.errors import UserError
+    from training.rave import demo_model
+
+    stem = np.zeros(40_000, np.float32)
+    stem[:4000] = 0.3  # a sound in its first tenth only
+    draws = demo_model.batches([stem], 1, 4000, np.random.default_rng(0))
+    peaks = [float(next(draws).abs().max()) for _ in range(50)]
+    assert min(peaks) >= SILENCE_PEAK, peaks
+    import soundfile as sf
+
+    sf.write(tmp_path / "quiet.wav", np.zeros(22050, np.float32), 22050)
+    with pytest.raises(UserError, match=r"training audio .*: every clip is silent \(peak below 0.0001\)"):
+        demo_model.load_clips([tmp_path / "quiet.wav"], 22050)
+
+
+def test_a_loss_that_is_not_finite_stops_without_saving_its_weights(tmp_path, monkeypatch):
+    """A step whose loss was NaN (from a batch of silence, or a rate too high) trained on: NaN weights overwrote
+    the last good train_state.pt and the run ended in a torch traceback (hunt 144). It stops at that step, in one
+    line naming it, and the checkpoint before it is kept."""
+    import numpy as np
+    import soundfile as sf
+
+    from sae.errors import UserError
+    from training.rave import demo_model
+
+    rng = np.random.default_rng(3)
+    sf.write(tmp_path / "a.wav", (0.2 * rng.standard_normal(44100)).astype(np.float32), 22050)
+    files, run = [tmp_path / "a.wav"], tmp_path / "run"
+    given = {"length": 32768, "batch": 1, "capacity": 4}
+    assert demo_model.train(run, files, given, 60, 2, eval_every=0) == 2
+    real = demo_model.train_step
+
+    def nan_at_step_3(model, opts, x, recipe, step):
+        terms = real(model, opts, x, recipe, step)
+        return {**terms, "kl": torch.tensor(float("nan"))} if step == 2 else terms
+
+    monkeypatch.setattr(demo_model, "train_step", nan_at_step_3)
+    with pytest.raises(UserError, match=r"step 3's loss is not finite \(kl\); .*train_state.pt keeps step 2"):
+        demo_model.train(run, files, given, 60, 4, eval_every=0)
+    state = torch.load(run / "train_state.pt", weights_only=False)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_clip_name_not_in_utf8_is_fingerprinted_by_its_bytes(tmp_path):
+    """A training clip named on a Latin-1 system (`caf\\xe9.wav`) was a UnicodeEncodeError traceback in the
+    training set's fingerprint, though the collectors read the same folder (hunt 144)."""
+    import os
+
+    from training.rave.demo_model import fingerprint
+
+    latin = tmp_path / os.fsdecode(b"caf\xe9.wav")
+    latin.write_bytes(b"RIFF")
+    (tmp_path / "cafe.wav").write_bytes(b"RIFF")
+    one, two = fingerprint([latin]), fingerprint([tmp_path / "cafe.wav"])
+    assert one["clips"] == 1 and one["sha256"] != two["sha256"]

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn, Self
 
 from sae.errors import Terminated
@@ -135,7 +136,13 @@ class HeldStop(Stops):
 
 
 RESUMABLE = " (a checkpoint of the last step is kept; run the same command to resume)"
-"""What a training recipe's interrupt line adds (`guarded`'s `stopped`)."""
+"""What a training recipe's interrupt line adds (`guarded`'s `stopped`) once its checkpoint exists."""
+
+
+def resumable(state: Path) -> Callable[[], str]:
+    """A training recipe's `stopped`, read when it stops: `RESUMABLE` where its checkpoint `state` exists, else
+    that none was written (a run stopped while reading its data kept nothing)."""
+    return lambda: RESUMABLE if state.is_file() else " (no checkpoint was written yet; the same command starts over)"
 
 
 # the packages `patches/install.py` builds or installs without their pins: {import name: distribution}
@@ -194,11 +201,13 @@ def _end_exit_on_signals() -> None:
     atexit.register(_signals_end_the_exit)
 
 
-def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose: bool | None = None) -> int:
+def guarded(
+    prog: str, fn: Callable[[], int | None], stopped: str | Callable[[], str] = "", verbose: bool | None = None
+) -> int:
     """Run `fn` (a command, a training recipe) and return its exit code; a `UserError`, a full disk or another
     failed file operation (an `OSError` naming its file; `verbose` keeps its traceback) becomes one line on stderr
-    (exit 2), Ctrl-C and SIGTERM one line (`stopped` appended: what is kept, how to go on) after
-    `fn`'s cleanup ran (exit 130 and 143), never a traceback. Third-party noise is silenced while `fn` runs
+    (exit 2), Ctrl-C and SIGTERM one line (`stopped`, or what it returns then, appended: what is kept, how to go
+    on) after `fn`'s cleanup ran (exit 130 and 143), never a traceback. Third-party noise is silenced while `fn` runs
     (`training.cli.quiet`) unless `verbose` (`musicsae -v`); None, the recipes' default, reads Python's own switch:
     `python -W default -m training...` (or PYTHONWARNINGS) shows it."""
     try:
@@ -207,7 +216,7 @@ def guarded(prog: str, fn: Callable[[], int | None], stopped: str = "", verbose:
         _end_exit_on_signals()
 
 
-def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: bool | None) -> int:
+def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[], str], verbose: bool | None) -> int:
     """`guarded` itself."""
     from sae.atomic import WRITE_ERRNOS
     from sae.errors import UserError
@@ -247,7 +256,7 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str, verbose: boo
         terminated = stops.signum == signal.SIGTERM  # the error is what a library made of the interrupt
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)
-    say(f"{prog}: {'terminated' if terminated else 'interrupted'}{stopped}")
+    say(f"{prog}: {'terminated' if terminated else 'interrupted'}{stopped if isinstance(stopped, str) else stopped()}")
     return 143 if terminated else 130
 
 

@@ -393,8 +393,10 @@ def main_resumable(
 ) -> int:
     """A recipe's `main`: `--help` and usage errors first, then `train` on the arguments `parse_resumable` completes,
     `guarded`."""
-    parser.parse_args(argv)
-    return guarded(parser.prog, lambda: train(parse_resumable(parser, argv, kind, recorded)))
+    from training.cli.main import resumable
+
+    kept = resumable(parser.parse_args(argv).run / STATE_FILE)
+    return guarded(parser.prog, lambda: train(parse_resumable(parser, argv, kind, recorded)), kept)
 
 
 def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -403,7 +405,7 @@ def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys}
 
 
-def guarded(prog: str, fn: Callable[[], object], stopped: str | None = None) -> int:
+def guarded(prog: str, fn: Callable[[], object], stopped: str | Callable[[], str] | None = None) -> int:
     """Run a recipe step as `musicsae` runs a command (`training.cli.main.guarded`): a `UserError` is one line on
     stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, saying `stopped` (what is kept; default:
     the last checkpoint, for the training recipes; "" for a step that keeps nothing)."""

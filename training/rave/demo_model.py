@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,16 +127,27 @@ def fingerprint(files: list[Path]) -> dict:
     """Identity of a training set: clip count and a sha256 over the names and bytes of the clips."""
     h = hashlib.sha256()
     for path in sorted(files, key=lambda p: p.name):
-        h.update(path.name.encode() + b"\0")
+        h.update(os.fsencode(path.name) + b"\0")  # a name not in UTF-8 (a Latin-1 system's) as its bytes
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return {"clips": len(files), "sha256": h.hexdigest()}
 
 
 def load_clips(files: list[Path], sample_rate: int) -> list[np.ndarray]:
-    return [_read(p, sample_rate) for p in files]
+    """The training clips; a set of nothing but silence is refused (`batches` would never find a sound)."""
+    from realtime.audio_files import SILENCE_PEAK
+
+    clips = [_read(p, sample_rate) for p in files]
+    if not any(len(c) and float(np.abs(c).max()) >= SILENCE_PEAK for c in clips):
+        where = files[0].parent if len({f.parent for f in files}) == 1 else f"{len(files)} files"
+        raise UserError(f"training audio {where}: every clip is silent (peak below {SILENCE_PEAK:g}); nothing to learn")
+    return clips
 
 
 def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Generator):
+    """Endless [batch, 1, length] crops of random clips. A batch of nothing but silence (every crop in the gaps of
+    stems) is drawn again: its spectral distances divide by zero, and every weight would turn NaN."""
+    from realtime.audio_files import SILENCE_PEAK
+
     while True:
         out = np.zeros((batch, 1, length), np.float32)
         for b in range(batch):
@@ -143,7 +155,8 @@ def batches(clips: list[np.ndarray], batch: int, length: int, rng: np.random.Gen
             start = crop_start(rng, len(clip), length)
             piece = clip[start : start + length]
             out[b, 0, : len(piece)] = piece
-        yield torch.from_numpy(out)
+        if float(np.abs(out).max()) >= SILENCE_PEAK:
+            yield torch.from_numpy(out)
 
 
 # ---------------------------------------------------------------- model
@@ -399,8 +412,12 @@ def _train(
     def spent() -> tuple[float, float]:
         return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
 
+    saved = state["step"] if state is not None else None
+
     def save() -> None:  # at the step reached, with the random streams as they are now
+        nonlocal saved
         checkpoint(model, opts, step, run_dir, clips, recipe, {**meta, "rng": streams.state()}, *spent())
+        saved = step
 
     last: dict[str, torch.Tensor] = {}
     with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
@@ -408,7 +425,13 @@ def _train(
             if held.due():
                 save()
                 held.stop()
-            last.update(train_step(model, opts, next(batch_iter).to(device), recipe, step))
+            terms = train_step(model, opts, next(batch_iter).to(device), recipe, step)
+            if bad := [k for k, v in terms.items() if not bool(torch.isfinite(v).all())]:
+                kept = f"train_state.pt keeps step {saved}" if saved is not None else "nothing was saved"
+                raise UserError(f"--run {run_dir}: step {step + 1}'s loss is not finite ({', '.join(bad)}); "
+                                f"stopped without saving its weights ({kept}); resumed, the run meets this step "
+                                "again: start a new --run with a lower --lr")  # fmt: skip
+            last.update(terms)
             step += 1
             if step % 50 == 0 or (eval_every and step % eval_every == 0):
                 cpu, wall = spent()
@@ -506,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fidelity", type=kept_variance, default=0.999, help="kept latent variance (max 0.999)")
     add_device(parser, "training")
     args = parser.parse_args(argv)
-    from training.cli.main import RESUMABLE, guarded
+    from training.cli.main import guarded, resumable
 
     def run() -> None:
         if args.export:  # a .ts: `--export RUN/train_state.pt` replaced the run's own state with the export
@@ -518,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
         train(args.run, files, given, args.minutes, args.steps, args.device, args.init, args.data, args.eval_every,
               args.threads, args.new_data)  # fmt: skip
 
-    return guarded("demo_model", run, RESUMABLE)
+    return guarded("demo_model", run, "" if args.export else resumable(args.run / "train_state.pt"))
 
 
 if __name__ == "__main__":
