@@ -349,6 +349,13 @@ def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_di
     for rank in (0, 1):  # every rank ended by a signal of its own: said once
         (lines / f"{rank:05d}").write_text("musicsae: terminated\n")
     assert rank_lines(lines, failed=True) == ["musicsae: terminated"]
+    # hunt 144: a rank the OOM killer's SIGKILL ended leaves no line; the others' "terminated" was all that was said
+    from training.cli.launch import killed_lines
+
+    killed = killed_lines({0: 143, 1: -9, 2: -15})
+    assert rank_lines(lines, failed=True, killed=killed) == [
+        "musicsae: rank 1 was killed by SIGKILL (out of memory, or by hand); the launcher stopped the other ranks"
+    ]
 
 
 def test_a_signal_while_a_hook_is_evaluated_stops_the_next_hook_at_its_first_step(tmp_path, monkeypatch, capsys):

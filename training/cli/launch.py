@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -78,18 +79,27 @@ def say(line: str) -> None:
         f.write(line + "\n")
 
 
-def rank_lines(folder: Path, failed: bool = False) -> list[str]:
+def killed_lines(codes: dict[int, int]) -> list[str]:
+    """A line for each rank a signal killed (torch's exit code: minus the signal), which leaves no line of its own:
+    the OOM killer's SIGKILL left only the "terminated" of the ranks the launcher then stopped. SIGTERM is the
+    launcher's own stop."""
+    return [f"musicsae: rank {rank} was killed by {signal.Signals(-code).name} (out of memory, or by hand); the "
+            "launcher stopped the other ranks" for rank, code in sorted(codes.items())
+            if code < 0 and -code != signal.SIGTERM]  # fmt: skip
+
+
+def rank_lines(folder: Path, failed: bool = False, killed: Sequence[str] = ()) -> list[str]:
     """The lines the ranks left: rank 0's, then those of other ranks that no rank before them said, each naming its
-    rank. After a rank `failed`, "terminated" is left out where another line says why: the launcher sends SIGTERM to
-    the ranks left once one fails (the slower of two ranks refusing --k said "terminated" after the other's
-    refusal, whichever rank it was)."""
+    rank; `killed` (`killed_lines`) first. After a rank `failed`, "terminated" is left out where another line says
+    why: the launcher sends SIGTERM to the ranks left once one fails (the slower of two ranks refusing --k said
+    "terminated" after the other's refusal, whichever rank it was)."""
 
     def terminated(line: str) -> bool:
         return line.partition(": ")[2].startswith("terminated")
 
     said = [(int(p.name), p.read_text().splitlines()) for p in sorted(folder.iterdir())]
-    quiet = failed and not all(terminated(line) for _, lines in said for line in lines)
-    seen, out = set(), []
+    quiet = failed and (bool(killed) or not all(terminated(line) for _, lines in said for line in lines))
+    seen, out = set(), list(killed)
     for rank, lines in said:
         for line in lines:
             if line not in seen and not (quiet and terminated(line)):
@@ -126,7 +136,7 @@ def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
     torchrun = ["--standalone", f"--nproc-per-node={nproc}", "--module", "training.cli", *argv]
     with tempfile.TemporaryDirectory(prefix="musicsae-ranks-") as folder:
         os.environ[LINES] = folder
-        failed_ranks = False
+        failed_ranks, killed = False, []
         try:
             run(get_args_parser().parse_args(torchrun))
             code = 0
@@ -135,8 +145,9 @@ def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
         except ChildFailedError as failed:
             failed_ranks = True
             code = failed_code([f.exitcode for _, f in sorted(failed.failures.items())])
+            killed = killed_lines({rank: f.exitcode for rank, f in failed.failures.items()})
         finally:
             del os.environ[LINES]
-        for line in rank_lines(Path(folder), failed_ranks):
+        for line in rank_lines(Path(folder), failed_ranks, killed):
             print(line, file=sys.stderr)
     return code
