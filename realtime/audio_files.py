@@ -366,6 +366,9 @@ WRITE_FORMATS = {suffix: "AIFF" if suffix == ".aif" else suffix[1:].upper() for 
 """Suffix -> soundfile format of `write_audio`, for the suffixes `sae.paths.check_audio_out` accepts."""
 
 
+WRITE_FRAMES = 1 << 16  # frames per write: libsndfile 1.2.2 hands Vorbis a whole call on the stack (50 s crashed)
+
+
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     """The one audio writer: float [frames] or [frames, channels], clipped to [-1, 1], written atomically as 16-bit
     PCM (WAV, FLAC, AIFF) or Vorbis (OGG) by the suffix. NaN/inf is refused in one line (`check_finite`) and
@@ -380,8 +383,14 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
     check_finite(audio, str(path), sr)
     audio = np.clip(audio, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # the temporary file's name says nothing of the format, hence `format=`
-    atomic_write(path, lambda tmp: sf.write(os.fsencode(tmp), audio, sr, format=fmt))  # bytes: any file name
+    channels = audio.shape[1] if audio.ndim > 1 else 1
+
+    def write(tmp: Path) -> None:  # the temporary file's name says nothing of the format, hence `format=`
+        with sf.SoundFile(os.fsencode(tmp), "w", sr, channels, format=fmt) as f:  # bytes: any file name
+            for start in range(0, len(audio), WRITE_FRAMES):
+                f.write(audio[start : start + WRITE_FRAMES])
+
+    atomic_write(path, write)
     return path
 
 

@@ -513,3 +513,28 @@ def test_a_clip_that_cannot_be_read_is_left_to_be_skipped_not_the_end_of_the_lis
     monkeypatch.setattr(sae.bank, "file_sha256", denied)
     with_files, without_files = list_sides(tmp_path / "with", tmp_path / "without")
     assert len(with_files) == 4 and len(without_files) == 3
+
+
+def test_a_long_take_is_written_as_ogg_and_stays_bit_exact_as_wav(tmp_path):
+    """`--out take.ogg` of a take past about 50 s crashed the process (SIGSEGV: libsndfile 1.2.2 hands libvorbis a
+    whole write on the stack) after the whole take was played, and lost it (hunt 147). The writer goes in chunks;
+    run in a child, since the fault kills the process."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np; from realtime.audio_files import write_audio\n"
+        "t = np.arange(44100 * 60, dtype=np.float32) / 44100\n"
+        "x = 0.3 * np.sin(2 * np.pi * 220 * t)\n"
+        "write_audio(sys.argv[1], np.stack([x, -x], 1), 44100); write_audio(sys.argv[2], x, 44100)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "take.ogg"), str(tmp_path / "take.wav")],
+                          cwd=root, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    info = sf.info(str(tmp_path / "take.ogg"))
+    assert info.channels == 2 and abs(info.frames - 44100 * 60) < 44100 * 0.01, info
+    t = np.arange(44100 * 60, dtype=np.float32) / 44100
+    sf.write(tmp_path / "whole.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 44100)  # one call: what it wrote before
+    chunked, whole = (sf.read(str(tmp_path / n), dtype="int16")[0] for n in ("take.wav", "whole.wav"))
+    assert chunked.shape == (44100 * 60,) and np.array_equal(chunked, whole)
