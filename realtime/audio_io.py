@@ -51,7 +51,7 @@ def find_device(name: str | int | None) -> int | None:
         raise UserError(f"no audio devices found: {JACK_HINT}")
     if name is None or name == "":
         return None
-    if isinstance(name, int) or str(name).isdigit():
+    if isinstance(name, int) or (str(name).isascii() and str(name).isdigit()):  # not "²" nor "٠"
         index = int(name)
         if not 0 <= index < len(devices):
             raise UserError(f"audio device {name}: no such device (there are {len(devices)})")

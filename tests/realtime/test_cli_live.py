@@ -515,6 +515,9 @@ def test_a_device_name_two_devices_share_and_a_device_without_inputs_are_said_as
     with pytest.raises(UserError, match=r"^audio device 'USB': matches 2 devices \(0: 'USB Audio CODEC \(hw:1,0\)'"):
         audio_io.find_device("USB")
     assert audio_io.find_device("hw:1") == 0 and audio_io.check_device("hw:1", 2, 44100) == 0
+    for odd in ("²", "٠"):  # digits to str.isdigit, not to int(): a traceback, and device 0 (hunt 147)
+        with pytest.raises(UserError, match=f"^audio device '{odd}': not found"):
+            audio_io.find_device(odd)
     with pytest.raises(UserError) as err:
         audio_io.check_device("hw:2", 1, 44100)
     assert str(err.value) == (
