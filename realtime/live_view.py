@@ -76,50 +76,21 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
 
 
 def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live") -> Group:
-    """The whole view as one renderable (call again to refresh)."""
+    """The whole view as one renderable (call again to refresh): what a performer switches and what went wrong
+    first, the levels and counters under them, the settings that never change last, since a terminal too short
+    for the whole view shows only its top (rich's live display cuts the rest)."""
     view = engine.controls.view()
     s = engine.model.stats
     c, m = engine.counters, engine.model
     budget = engine.blocksize / engine.sr
 
-    head = Table.grid(padding=(0, 2))
-    head.add_column(style="bold")
-    head.add_column()
-    head.add_row("latency", engine.latency.describe())
-    head.add_row(
-        "block",
-        f"{engine.blocksize} frames ({1e3 * budget:.1f} ms), period {engine.period}, model budget "
-        f"{1e3 * engine.budget / engine.sr:.1f} ms, {engine.channels} ch @ {engine.sr} Hz",
-    )
-    quiet = stale(engine)  # the last block's levels were shown while nothing played
-    head.add_row("input", meter(0.0 if quiet else s.in_peak))
-    head.add_row("output", meter(0.0 if quiet else s.out_peak))
-    cpu = 100 * s.total_s / budget
-    head.add_row(
-        "cpu / block",
-        Text(
-            f"{cpu:5.1f}%  rave {1e3 * s.rave_s:.2f} ms · sae {1e3 * s.sae_s:.3f} ms · edits {1e3 * s.edit_s:.3f} ms "
-            f"· worst {1e3 * m.max_block_s:.2f} ms",
-            style="red" if cpu > 80 else "yellow" if cpu > 50 else "green",
-        ),
-    )
-    head.add_row(
-        "xruns",
-        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}) · cycles skipped {c.skipped_cycles} · "
-        f"late blocks {m.late_blocks} · "
-        f"resyncs {m.resyncs} · max callback gap {1e3 * c.max_gap_s:.1f} ms · model errors {m.errors}",
-    )
+    top = Table.grid(padding=(0, 2))
+    top.add_column(style="bold")
+    top.add_column()
+    top.add_row("mode", "BYPASS" if view["bypass"] else f"mix {view['mix']:.2f}")
     shown = problem(engine)
     if shown is not None:
-        head.add_row("last problem", Text(shown[0], style=shown[1]))
-    mix = "BYPASS" if view["bypass"] else f"mix {view['mix']:.2f}"
-    head.add_row("mode", mix)
-    if osc is not None:
-        last = osc.last_error if len(osc.last_error) <= 300 else osc.last_error[:299] + "…"  # rich wraps it
-        # Text: a sender's bytes are shown as sent, never read as rich markup ('/[/x]' stopped the view)
-        head.add_row(
-            "osc", Text(f"{osc.packets} packets, {osc.rejected} rejected" + (f"; last: {last}" if last else ""))
-        )
+        top.add_row("last problem", Text(shown[0], style=shown[1]))
 
     names = getattr(engine.processor, "meter_names", None) or []
     values = current_meters(engine)
@@ -137,4 +108,38 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
         )
     for index, gain in view["features"].items():
         concepts.add_row(f"feature {index}", Text("gain", style="cyan"), "", f"{gain:.3g}", "")  # 0.004: not 0.00
-    return Group(Text(title, style="bold"), head, concepts)
+
+    stats = Table.grid(padding=(0, 2))
+    stats.add_column(style="bold")
+    stats.add_column()
+    quiet = stale(engine)  # the last block's levels were shown while nothing played
+    stats.add_row("input", meter(0.0 if quiet else s.in_peak))
+    stats.add_row("output", meter(0.0 if quiet else s.out_peak))
+    cpu = 100 * s.total_s / budget
+    stats.add_row(
+        "cpu / block",
+        Text(
+            f"{cpu:5.1f}%  rave {1e3 * s.rave_s:.2f} ms · sae {1e3 * s.sae_s:.3f} ms · edits {1e3 * s.edit_s:.3f} ms "
+            f"· worst {1e3 * m.max_block_s:.2f} ms",
+            style="red" if cpu > 80 else "yellow" if cpu > 50 else "green",
+        ),
+    )
+    stats.add_row(
+        "xruns",
+        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}) · cycles skipped {c.skipped_cycles} · "
+        f"late blocks {m.late_blocks} · "
+        f"resyncs {m.resyncs} · max callback gap {1e3 * c.max_gap_s:.1f} ms · model errors {m.errors}",
+    )
+    if osc is not None:
+        last = osc.last_error if len(osc.last_error) <= 300 else osc.last_error[:299] + "…"  # rich wraps it
+        # Text: a sender's bytes are shown as sent, never read as rich markup ('/[/x]' stopped the view)
+        stats.add_row(
+            "osc", Text(f"{osc.packets} packets, {osc.rejected} rejected" + (f"; last: {last}" if last else ""))
+        )
+    stats.add_row("latency", engine.latency.describe())
+    stats.add_row(
+        "block",
+        f"{engine.blocksize} frames ({1e3 * budget:.1f} ms), period {engine.period}, model budget "
+        f"{1e3 * engine.budget / engine.sr:.1f} ms, {engine.channels} ch @ {engine.sr} Hz",
+    )
+    return Group(Text(title, style="bold"), top, concepts, stats)

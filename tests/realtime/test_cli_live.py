@@ -116,11 +116,13 @@ def test_a_realtime_paced_file_says_where_the_model_fell_behind(tiny_rave_ts, wa
         return process(self, *a, **k)
 
     monkeypatch.setattr(processor_mod.BlockProcessor, "process", slow)
+    monkeypatch.setenv("COLUMNS", "40")  # a narrow terminal's log: rich wrapped each event over three lines (hunt 147)
     paced = live_here(capsys, *args, "--out", str(tmp_path / "paced.wav"), "--pace", "realtime")
     assert paced.returncode == 0 and "ms of dropouts (" in paced.stdout, paced.stdout
     assert "silence where the model fell behind the clock; --pace fast writes none" in paced.stdout
     # hunt 120: and said while it plays, as on a device (--no-view: each event a line; it printed none in file mode)
-    assert any(line.startswith(("event late at", "event resync at")) for line in paced.stdout.splitlines()), paced
+    events = [line for line in paced.stdout.splitlines() if line.startswith(("event late at", "event resync at"))]
+    assert events and all(len(line) > 40 and ": " in line for line in events), paced.stdout
 
 
 def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsys):
@@ -638,3 +640,23 @@ def test_the_port_bound_before_the_imports_has_room_for_a_burst():
         assert receive_buffer(sock) >= RECEIVE_BUFFER
     finally:
         sock.close()
+
+
+def test_a_dumb_terminal_gets_the_plain_lines_not_a_view_it_never_draws(monkeypatch):
+    """On a tty with TERM=dumb (Emacs' shell, some IDE consoles) rich never redraws a live view, and the plain event
+    and status lines were skipped because a view existed: nothing was shown while playing (hunt 147)."""
+    import argparse
+    import sys
+
+    from training.cli.live import _view_shows
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    args = argparse.Namespace(no_view=False)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert _view_shows(args) and not _view_shows(argparse.Namespace(no_view=True))
+    for term in ("dumb", "unknown"):
+        monkeypatch.setenv("TERM", term)
+        assert not _view_shows(args)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
+    assert not _view_shows(args)

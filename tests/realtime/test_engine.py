@@ -210,6 +210,11 @@ def test_live_view_shows_concepts_levels_cpu_and_latency(rave_model, latent_sae,
     assert "bright" in text and "noisy" in text and "mix 0.50" in text
     assert "dB" in text and "rave" in text and "underruns 0" in text, text
     assert "sae" in status_line(engine) and engine.model.stats.sae_s > 0
+    # a terminal too short for the view shows its top only: the modes and the concepts' rows came after ten rows
+    # of levels, counters and fixed settings, and a 24-line terminal never showed some of them (hunt 147)
+    lines = text.splitlines()
+    first = {key: next(i for i, line in enumerate(lines) if key in line) for key in ("mix 0.50", "noisy", "xruns")}
+    assert first["mix 0.50"] < first["noisy"] < first["xruns"] and first["noisy"] < 12, text
 
 
 def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_sae, bank, tmp_path):

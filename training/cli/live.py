@@ -159,6 +159,14 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
+def _view_shows(args: argparse.Namespace) -> bool:
+    """Whether the live view can be drawn: not with --no-view, on a pipe or log file, nor on a dumb terminal (Emacs'
+    shell, some IDE consoles: rich never redraws there), which get the plain event and status lines instead."""
+    from rich.console import Console
+
+    return not args.no_view and sys.stdout.isatty() and not Console().is_dumb_terminal
+
+
 def _event_line(event) -> str:
     """An engine event as plain mode prints it."""
     return f"event {event.kind} at {event.at_s:.2f} s: {event.message}"
@@ -516,14 +524,17 @@ def _run_file(
             progress.update(task, completed=n)
             if pace != "realtime":
                 return
-            say = progress.console.print
+
+            def say(line: str) -> None:  # one line each, never wrapped at the console's width (a log file's 80)
+                progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
             if engine.events and engine.events[-1].seq > seen:
                 for event in [e for e in list(engine.events) if e.seq > seen]:
-                    say(_event_line(event), markup=False, highlight=False)
+                    say(_event_line(event))
                     seen = event.seq
             if time.monotonic() - last >= 5.0:
                 last = time.monotonic()
-                say(status_line(engine, osc.control if osc else None), markup=False, highlight=False)
+                say(status_line(engine, osc.control if osc else None))
 
         out = run_file(engine, data, realtime=pace == "realtime", on_period=on_period)
     took = time.perf_counter() - t0
@@ -634,7 +645,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     losses: list[float] = []  # the recent losses, this one last (`realtime.resume.recent_losses`)
     returned = False  # the device came back: live restarts itself
     try:
-        if not args.no_view and sys.stdout.isatty():  # a pipe or log file gets plain lines: a view shows nothing
+        if _view_shows(args):
             from rich.live import Live
 
             live = Live(render(engine, control), refresh_per_second=8, screen=False)
