@@ -510,3 +510,24 @@ def test_sides_at_different_sample_rates_are_said():
                       44100) == []  # fmt: skip
     mixed = AudioNotes(resampled={16000: 7})  # half and half: no side is at one rate
     assert rate_apart({"with": mixed, "without": plain}, {"with": 14, "without": 14}, 44100) == []
+
+
+def test_a_long_recording_is_encoded_in_chunks_as_collect_reads_it(tmp_path, tiny_rave_ts, monkeypatch):
+    """concept find encoded each clip in one model call: a 20-minute recording took 0.9 GB more and four times as
+    long as `collect rave` does in 10 s chunks (hunt 146). The rows are the chunked ones, equal to one call's."""
+    from realtime.audio_files import AudioNotes
+    from realtime.rave import RaveModel
+    from training.rave import collect
+    from training.rave.concepts import clip_frames
+
+    model = RaveModel.load(tiny_rave_ts)
+    x = (0.2 * np.random.default_rng(4).standard_normal(25 * model.sr)).astype(np.float32)
+    sf.write(tmp_path / "long.wav", x, model.sr, subtype="FLOAT")
+    whole = collect.activations_of(model, x, ["latent"], 1 << 30)["latent"]
+    calls, real = [], collect.activations_of
+    monkeypatch.setattr(
+        collect, "activations_of", lambda m, a, h, chunk, *r: calls.append(chunk) or real(m, a, h, chunk, *r)
+    )
+    [(_, rows)] = clip_frames(model, [tmp_path / "long.wav"], AudioNotes(), collect.make_streams(model, ["latent"]))
+    assert calls == [collect.chunk_samples(model)] and calls[0] <= 10 * model.sr + model.ratio, calls
+    assert rows.shape == whole.shape and torch.allclose(rows, whole, atol=1e-5)

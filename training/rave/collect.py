@@ -90,6 +90,12 @@ def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
 
 
 @torch.no_grad()
+def chunk_samples(model, seconds: float = RaveCollectConfig.chunk_seconds) -> int:
+    """Samples per forward call for `seconds` of audio, a whole number of the model's ratio (at least one): what
+    bounds the memory of encoding a long file (an hour's recording in one call took gigabytes)."""
+    return max(1, round(seconds * model.sr / model.ratio)) * model.ratio
+
+
 def activations_of(
     model, audio: np.ndarray, hooks: list[str], chunk: int, streams: dict[str, RaveStream] | None = None, seed: int = 0
 ) -> dict[str, torch.Tensor]:
@@ -133,7 +139,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
     root = Path(cfg.audio)
     files = list_audio(root)
     mine, rank, world = split_by_rank(files)
-    chunk = max(1, round(cfg.chunk_seconds * model.sr / model.ratio)) * model.ratio
+    chunk = chunk_samples(model, cfg.chunk_seconds)
     streams = make_streams(model, hooks)
     probe = activations_of(model, np.zeros(model.ratio, np.float32), hooks, chunk, streams)
     report = CollectReport(files=len(mine), rank=rank, world_size=world)

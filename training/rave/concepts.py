@@ -118,9 +118,9 @@ def clip_frames(
 ) -> list[tuple[Path, torch.Tensor]]:
     """Deterministic rows [frames, width] of `hook` per usable clip; `cache` (keyed by model sha256, resolved
     path and hook) lets several concept searches over the same clips encode each clip once."""
-    from training.rave.collect import activations_of
+    from training.rave.collect import activations_of, chunk_samples
 
-    out = []
+    out, chunk = [], chunk_samples(model)  # as `collect rave` reads them: a long recording in one call took GBs
     for path in files:
         key = (model.identity.sha256, os.path.realpath(path))  # (Path.resolve raises on a link loop)
         key = key if hook == "latent" else (*key, hook)
@@ -129,7 +129,7 @@ def clip_frames(
             continue
         audio = read_clip(path, model.sr, notes, min_samples=model.ratio, channels=model.channels)
         if audio is not None:
-            z = activations_of(model, audio, [hook], 1 << 30, streams)[hook]
+            z = activations_of(model, audio, [hook], chunk, streams)[hook]
             if cache is not None:
                 cache[key] = z
             out.append((path, z))
