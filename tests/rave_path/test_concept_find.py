@@ -531,3 +531,30 @@ def test_a_long_recording_is_encoded_in_chunks_as_collect_reads_it(tmp_path, tin
     [(_, rows)] = clip_frames(model, [tmp_path / "long.wav"], AudioNotes(), collect.make_streams(model, ["latent"]))
     assert calls == [collect.chunk_samples(model)] and calls[0] <= 10 * model.sr + model.ratio, calls
     assert rows.shape == whole.shape and torch.allclose(rows, whole, atol=1e-5)
+
+
+def test_too_few_usable_solos_are_refused_before_the_search_naming_why(
+    concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path, capsys, monkeypatch
+):
+    """An --alone folder of three solos and three silent takes was refused only after the probes, baselines and
+    permutations had run, in a line naming neither the folder nor why clips were skipped (hunt 146)."""
+    import shutil
+
+    from training.rave import concepts
+
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    solos = sorted((concept_data / "concepts" / "drums" / "with").glob("*.wav"))[:3]
+    for path in solos:
+        shutil.copy(path, alone / path.name)
+    for i in range(3):
+        sf.write(alone / f"quiet_{i}.wav", np.zeros(44100, np.float32), 44100)
+
+    def searched(*args, **kwargs):
+        raise AssertionError("the probes ran")
+
+    monkeypatch.setattr(concepts, "compare_probes", searched)
+    bank = tmp_path / "bank.yaml"
+    assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, "drums", "--alone", str(alone)) == 2
+    err = capsys.readouterr().err
+    assert f"--alone {alone} (3 skipped; the first: " in err and "): 3 usable clip(s); expected at least 4" in err, err

@@ -325,6 +325,13 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         },
         cfg.min_examples,
     )
+    solos = []
+    if alone_files:  # read before the search: too few usable solos were refused only once the probes had run
+        notes["alone"] = AudioNotes()
+        solos = clip_frames(model, alone_files, notes["alone"], streams, cache, hook)
+        if len(solos) < MIN_ALONE:
+            raise UserError(f"{_side('alone', cfg.alone_dir, notes['alone'])}: {len(solos)} usable clip(s); "
+                            f"expected at least {MIN_ALONE} of the concept alone")  # fmt: skip
     with torch.no_grad():
         feats = [sae.encode(z.float().to(sae.W_enc.device)).cpu() for _, z in pos + neg]
     S = np.stack([f.double().mean(0).numpy() for f in feats])
@@ -366,9 +373,7 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
         )
         steer = ConceptSteer(float(cfg.steer_threshold), chosen, off_left, error_share, tuple(cfg.spare))
     alone, alone_line = None, None
-    if alone_files:
-        notes["alone"] = AudioNotes()
-        solos = clip_frames(model, alone_files, notes["alone"], streams, cache, hook)
+    if solos:
         alone_groups = None
         if groups is not None:
             alone_groups = [clip_group(p, Path(cfg.alone_dir), cfg.groups) for p, _ in solos] + list(groups)
