@@ -23,6 +23,7 @@ import torch
 
 from sae.bank import ConceptClips, ConceptFeature, ConceptProbe
 from sae.errors import UserError
+from sae.streams import seeded
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
 
@@ -373,7 +374,7 @@ def compare_probes(
         report.notes.append(why)  # every run would hand back the real labels: a "chance level" equal to the AUROC
         permutations = 0
     if permutations > 0:
-        rng = np.random.default_rng([seed, 1])
+        rng = seeded(seed, 1)
         null = []
         for _ in range(permutations):
             yp = shuffled_labels(y, g, rng)

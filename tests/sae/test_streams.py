@@ -54,3 +54,22 @@ def test_kept_streams_keeps_the_gpu_stream_of_a_model_on_one(monkeypatch):
             torch.rand(3)
         assert torch.equal(torch.get_rng_state(), before)
     assert forked == [[], [1], [3], []]
+
+
+def test_a_seed_past_2_32_draws_its_own_stream_and_smaller_seeds_keep_theirs():
+    """numpy read (2**32 + 5, 0) as (5, 1): `data make --seed 4294967301` rendered seed 5's clip 1 as its clip 0
+    (hunt 148), and the recipes' batches of such a seed were another seed's one step on."""
+    import numpy as np
+
+    from sae.streams import seeded
+    from training.data.concept_clips import DataConfig, plan_clip
+
+    def draws(rng):
+        return rng.integers(0, 2**62, 4).tolist()
+
+    assert draws(seeded(5, 3)) == draws(np.random.default_rng([5, 3]))  # the data of seeds below 2**32 is unchanged
+    assert draws(seeded(2**32 + 5, 0)) != draws(seeded(5, 1))
+    assert draws(seeded(2**33 + 7, 0)) != draws(seeded(7, 2))
+    assert draws(seeded(2**32 + 5, 0)) != draws(seeded(2**32 + 5, 1))
+    big, small = (plan_clip(i, DataConfig(n=4, seed=s)) for i, s in ((0, 2**32 + 5), (1, 5)))
+    assert (big.instruments, big.tempo, big.key) != (small.instruments, small.tempo, small.key)

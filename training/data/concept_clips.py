@@ -55,6 +55,7 @@ from realtime.audio_files import c_stderr_hushed, write_audio
 from sae.atomic import atomic_write_text, folder_replacing, refuse_working_folder, sole_writer
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
+from sae.streams import seeded
 
 # General MIDI programs (0-based) for each instrument name the manifest uses.
 GM_PROGRAMS: dict[str, int] = {
@@ -260,7 +261,7 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
 def font_slot(index: int, seed: int, n_fonts: int) -> int:
     """Which of `n_fonts` renders clip `index`: each block of n_fonts clips uses every font once, in a seeded order."""
     block, pos = divmod(index, n_fonts)
-    return int(np.random.default_rng([seed, block, 7919]).permutation(n_fonts)[pos])
+    return int(seeded(seed, block, 7919).permutation(n_fonts)[pos])
 
 
 @dataclass
@@ -429,7 +430,7 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
 
 def plan_clip(index: int, cfg: DataConfig) -> ClipPlan:
     """Draw the kind, instruments, voice and music of clip `index` from the generator seeded (seed, index)."""
-    rng = np.random.default_rng([cfg.seed, index])
+    rng = seeded(cfg.seed, index)
     u = rng.random()
     kind = "solo" if u < cfg.p_solo else ("voice" if u < cfg.p_solo + cfg.p_voice else "band")
     plan = ClipPlan(
@@ -977,7 +978,7 @@ def oracle_clip(
             return np.zeros(round(cfg.duration * cfg.sample_rate), np.float32)
     else:
         extra = ClipPlan(plan.index, "solo", [added], tempo=plan.tempo, key=plan.key, mode=plan.mode)
-        _compose(extra, np.random.default_rng([cfg.seed, plan.index, 4242]), cfg.duration)
+        _compose(extra, seeded(cfg.seed, plan.index, 4242), cfg.duration)
         plan.notes += extra.notes
         plan.instruments.append(added)
     font = row.get("font", NO_FONT)

@@ -22,7 +22,7 @@ import torch
 
 from sae.errors import UserError
 from sae.paths import check_output_dir
-from sae.streams import RandomStreams
+from sae.streams import RandomStreams, seeded
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
 from training.data.crops import crop_start
@@ -163,7 +163,7 @@ def _train_codec(cfg: CodecTrainConfig, say) -> None:
     spec = MultiScaleMel(cfg.sizes.sample_rate).to(cfg.device)
     revive = CodeReviver(model, cfg.sizes.dead_code, cfg.seed + start.step)
     length = round(cfg.segment * cfg.sizes.sample_rate / cfg.sizes.hop) * cfg.sizes.hop
-    rng = np.random.default_rng([cfg.seed, start.step])
+    rng = seeded(cfg.seed, start.step)
     streams = RandomStreams(rng, revive.gen)
     streams.restore(start.rng)  # a resumed run draws on as if it had not stopped
     fixed = eval_batch(held, 16, length).to(cfg.device)

@@ -32,7 +32,7 @@ from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from sae.io import read_torch
 from sae.paths import check_output_dir
-from sae.streams import RandomStreams
+from sae.streams import RandomStreams, seeded
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_int, positive_float, positive_int
 from training.musicgen import runs
@@ -251,7 +251,7 @@ def _train_lm(cfg: LMTrainConfig, say) -> None:
     normalise_lut(lm)
     opt = torch.optim.AdamW(lm.parameters(), cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
     start = runs.resume(cfg, lm, opt, resuming, say)
-    rng = np.random.default_rng([cfg.seed, start.step])
+    rng = seeded(cfg.seed, start.step)
     streams = RandomStreams(rng)
     streams.restore(start.rng)  # a resumed run draws on as if it had not stopped
     surfaces = prep["surfaces"]

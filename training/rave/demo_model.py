@@ -40,7 +40,7 @@ from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
 from sae.paths import check_output_dir, check_output_file
-from sae.streams import RandomStreams
+from sae.streams import RandomStreams, seeded
 from sae.train import set_train_threads
 from training.cli.args import (
     Parser,
@@ -398,7 +398,7 @@ def _train(
             print(f"note: {run_dir} is at step {step}, which --steps {max_steps} does not pass: nothing to train")
     clips = load_clips(files, recipe.sample_rate)
     sets = eval_sets(data, recipe.sample_rate)
-    rng = np.random.default_rng([recipe.seed, step])
+    rng = seeded(recipe.seed, step)
     streams = RandomStreams(rng)  # the batches and the KL's noise: a resumed run draws on as if it had not stopped
     streams.restore(state.get("rng") if state is not None else None)
     batch_iter = batches(clips, recipe.batch, recipe.length, rng)
