@@ -564,3 +564,22 @@ def test_a_remake_stopped_half_way_leaves_no_labels_of_the_last_run(tmp_path, mo
     assert (tmp_path / "bank.yaml").read_text() == "concepts: {}\n" and (tmp_path / "store" / "store.json").is_file()
     with sole_writer(tmp_path, "data make"), pytest.raises(UserError, match="another data make is writing there"):
         make_dataset(tmp_path, DataConfig(n=4, seed=2, duration=0.5, sample_rate=16000), concepts=())
+
+
+def test_every_part_plays_in_the_clips_key():
+    """Guitar voicings counted from E and strings from G, so in a clip labelled C major the guitar played E G# B over
+    the piano's C E G (hunt 148): every pitched part now plays the scale of the key its manifest names, in the
+    register it had."""
+    from training.data.concept_clips import MAJOR, MINOR, DataConfig, plan_clip
+
+    cfg, heard = DataConfig(n=80, seed=3), set()
+    for index in range(cfg.n):
+        plan = plan_clip(index, cfg)
+        scale = set(MAJOR if plan.mode == "major" else MINOR)
+        for note in plan.notes:
+            if note.instrument != "drums":
+                heard.add(note.instrument)
+                assert (note.pitch - plan.key) % 12 in scale, (index, plan.key, plan.mode, note)
+            if note.instrument.startswith("guitar_") and note.instrument != "guitar_distortion":
+                assert 52 <= note.pitch < 52 + 12 + 12 + 12, note
+    assert {"guitar_nylon", "guitar_steel", "guitar_distortion", "strings", "piano", "bass", "brass"} <= heard, heard

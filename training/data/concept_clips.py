@@ -349,6 +349,13 @@ def _triad(scale: tuple[int, ...], degree: int) -> list[int]:
     return [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
 
 
+def _in_key(lowest: int, pitch_class: int) -> int:
+    """The MIDI pitch of `pitch_class` (the key, or a chord's root in it) at or above `lowest` (an instrument's
+    register). Guitar (from E), distortion guitar and strings (from G) played `lowest + key`: a major third or a
+    fifth off the band's key."""
+    return lowest + (pitch_class - lowest) % 12
+
+
 def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
     """Fill `plan.notes` with a phrase for each instrument of the plan."""
     scale = MAJOR if plan.mode == "major" else MINOR
@@ -370,7 +377,8 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
             strum = rng.random() < 0.5
             for c, chord in enumerate(chords):
                 t0 = c * chord_len
-                voicing = [52 + key % 12 + p for p in chord] + [64 + key % 12 + chord[0]]
+                low = _in_key(52, key)  # from E3 up: a guitar's open register
+                voicing = [low + p for p in chord] + [low + 12 + chord[0]]
                 if strum:  # strum on each beat, strings staggered by 12 ms
                     for b in range(2):
                         for s, p in enumerate(voicing):
@@ -380,7 +388,7 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
                         add(inst, voicing[e % len(voicing)], t0 + e * beat / 2, beat * 0.9, vel_jit(80))
         elif inst == "guitar_distortion":
             for c, chord in enumerate(chords):
-                root = 40 + (key + chord[0]) % 12
+                root = _in_key(40, key + chord[0])
                 for e in range(4):
                     for p in (root, root + 7, root + 12):
                         add(inst, p, c * chord_len + e * beat / 2, beat * 0.45, vel_jit(95))
@@ -388,26 +396,26 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
             for c, chord in enumerate(chords):
                 t0 = c * chord_len
                 for p in chord:
-                    add(inst, 60 + key % 12 + p, t0, chord_len * 0.9, vel_jit(70))
+                    add(inst, _in_key(60, key) + p, t0, chord_len * 0.9, vel_jit(70))
                 for b in range(2):  # right-hand melody on scale tones
                     deg = int(rng.integers(0, 7))
-                    add(inst, 72 + key % 12 + scale[deg], t0 + b * beat, beat * 0.9, vel_jit(85))
+                    add(inst, _in_key(72, key) + scale[deg], t0 + b * beat, beat * 0.9, vel_jit(85))
         elif inst == "strings":
             for c, chord in enumerate(chords):
                 for p in chord:
-                    add(inst, 55 + key % 12 + p, c * chord_len, chord_len * 1.02, vel_jit(75))
+                    add(inst, _in_key(55, key) + p, c * chord_len, chord_len * 1.02, vel_jit(75))
         elif inst == "brass":
             t = 0.0
             while t < duration:
                 length = beat * float(rng.choice([0.5, 1.0, 1.0, 2.0]))
                 chord = chords[min(int(t / chord_len), n_chords - 1)]
                 tone = chord[int(rng.integers(3))] if rng.random() < 0.6 else scale[int(rng.integers(7))]
-                pitch = 60 + key % 12 + tone
+                pitch = _in_key(60, key) + tone
                 add(inst, pitch, t, length * 0.92, vel_jit(90))
                 t += length
         elif inst == "bass":
             for c, chord in enumerate(chords):
-                root = 36 + (key + chord[0]) % 12
+                root = _in_key(36, key + chord[0])
                 for b in range(2):
                     add(
                         inst,
