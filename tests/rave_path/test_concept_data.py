@@ -583,3 +583,26 @@ def test_every_part_plays_in_the_clips_key():
             if note.instrument.startswith("guitar_") and note.instrument != "guitar_distortion":
                 assert 52 <= note.pitch < 52 + 12 + 12 + 12, note
     assert {"guitar_nylon", "guitar_steel", "guitar_distortion", "strings", "piano", "bass", "brass"} <= heard, heard
+
+
+def test_off_key_voicing_renders_the_clips_the_demo_model_was_trained_on(tmp_path):
+    """`--voicing off_key` keeps the older voicings (the shipped demo model's training clips and assets, which the
+    demo renders for it); a data.json from before `voicing` reads as off key, so its oracle re-renders match it."""
+    import json
+
+    from training.data.concept_clips import DataConfig, _in_key, data_config, plan_clip
+    from training.demo import DEMO_MODEL, data_voicing
+
+    assert all(_in_key(52, k, "off_key") == 52 + k % 12 and _in_key(55, k, "off_key") == 55 + k % 12 for k in range(24))
+    cfg = DataConfig(n=40, seed=3, voicing="off_key")
+    off = [n.pitch for i in range(40) for n in plan_clip(i, cfg).notes if n.instrument == "guitar_steel"]
+    on = [
+        n.pitch
+        for i in range(40)
+        for n in plan_clip(i, DataConfig(n=40, seed=3)).notes
+        if n.instrument == "guitar_steel"
+    ]
+    assert len(off) == len(on) > 0 and off != on
+    (tmp_path / "data.json").write_text(json.dumps({"config": {"n": 40, "seed": 3}, "soundfonts": []}))
+    assert data_config(tmp_path)[0].voicing == "off_key"
+    assert data_voicing(DEMO_MODEL) == "off_key" and data_voicing(tmp_path / "mine.ts") == "in_key"

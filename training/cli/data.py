@@ -6,7 +6,7 @@ import argparse
 
 from training.cli.args import comma_names, job_count, seed_int
 from training.cli.quiet import output_console, print_table, progress_bar
-from training.data.concept_clips import DEFAULT_FONTS, FONTS
+from training.data.concept_clips import DEFAULT_FONTS, FONTS, VOICINGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +50,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--concepts", default="all", help="comma-separated concepts to make with/without folders for, 'all' or 'none'"
     )
     make.add_argument("--copy", action="store_true", help="copy wavs into concept folders instead of symlinking")
+    make.add_argument(
+        "--voicing",
+        choices=VOICINGS,
+        default="in_key",
+        help="in_key (default): every part in the clip's key; off_key: guitars and strings a major third and a fifth "
+        "above it, as every clip before 6 December (the data the demo model was trained on)",
+    )
     make.set_defaults(func=run_make)
 
 
@@ -82,6 +89,7 @@ def run_make(args: argparse.Namespace) -> int:
         soundfonts=comma_names(args.soundfonts),
         holdout_font=args.holdout_font,
         soundfont=args.soundfont,
+        voicing=args.voicing,
     )
     console = output_console(stderr=True)
     with progress_bar(console=console) as progress:

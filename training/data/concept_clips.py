@@ -264,6 +264,9 @@ def font_slot(index: int, seed: int, n_fonts: int) -> int:
     return int(seeded(seed, block, 7919).permutation(n_fonts)[pos])
 
 
+VOICINGS = ("in_key", "off_key")  # `DataConfig.voicing`
+
+
 @dataclass
 class DataConfig:
     """What to generate.
@@ -277,6 +280,8 @@ class DataConfig:
         soundfonts: font names (`FONTS`) or .sf2/.sf3 paths; clips take turns among those that load.
         holdout_font: a font of `soundfonts` whose clips form the `holdout_font` split (None: no hold-out).
         soundfont: one .sf2 path (the older single-font option; overrides `soundfonts`).
+        voicing: "in_key" (every part plays the clip's key) or "off_key" (guitar and strings a major third and a
+            fifth above it, as every clip before 6 December: the data the demo models and assets were made from).
     """
 
     n: int = 100
@@ -288,8 +293,11 @@ class DataConfig:
     soundfonts: tuple[str, ...] = DEFAULT_FONTS
     holdout_font: str | None = None
     soundfont: str | None = None
+    voicing: str = "in_key"
 
     def __post_init__(self) -> None:
+        if self.voicing not in VOICINGS:
+            raise UserError(f"voicing {self.voicing!r}: expected one of {', '.join(VOICINGS)}")
         if self.holdout_font is not None:  # as `--soundfonts` spells it: FluidR3, or a font's path
             self.holdout_font = font_name(self.holdout_font)
 
@@ -349,15 +357,17 @@ def _triad(scale: tuple[int, ...], degree: int) -> list[int]:
     return [scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
 
 
-def _in_key(lowest: int, pitch_class: int) -> int:
+def _in_key(lowest: int, pitch_class: int, voicing: str = "in_key") -> int:
     """The MIDI pitch of `pitch_class` (the key, or a chord's root in it) at or above `lowest` (an instrument's
-    register). Guitar (from E), distortion guitar and strings (from G) played `lowest + key`: a major third or a
-    fifth off the band's key."""
+    register). `off_key`: `lowest + pitch_class % 12`, as the parts were voiced before 6 December: a major third
+    (guitars, from E) or a fifth (strings, from G) off the band's key."""
+    if voicing == "off_key":
+        return lowest + pitch_class % 12
     return lowest + (pitch_class - lowest) % 12
 
 
-def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
-    """Fill `plan.notes` with a phrase for each instrument of the plan."""
+def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float, voicing: str = "in_key") -> None:
+    """Fill `plan.notes` with a phrase for each instrument of the plan (`voicing`: `DataConfig`'s)."""
     scale = MAJOR if plan.mode == "major" else MINOR
     prog = PROGRESSIONS[int(rng.integers(len(PROGRESSIONS)))]
     beat = 60.0 / plan.tempo
@@ -377,18 +387,18 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
             strum = rng.random() < 0.5
             for c, chord in enumerate(chords):
                 t0 = c * chord_len
-                low = _in_key(52, key)  # from E3 up: a guitar's open register
-                voicing = [low + p for p in chord] + [low + 12 + chord[0]]
+                low = _in_key(52, key, voicing)  # from E3 up: a guitar's open register
+                shape = [low + p for p in chord] + [low + 12 + chord[0]]
                 if strum:  # strum on each beat, strings staggered by 12 ms
                     for b in range(2):
-                        for s, p in enumerate(voicing):
+                        for s, p in enumerate(shape):
                             add(inst, p, t0 + b * beat + 0.012 * s, beat * 0.95, vel_jit(85))
                 else:  # eighth-note arpeggio
                     for e in range(4):
-                        add(inst, voicing[e % len(voicing)], t0 + e * beat / 2, beat * 0.9, vel_jit(80))
+                        add(inst, shape[e % len(shape)], t0 + e * beat / 2, beat * 0.9, vel_jit(80))
         elif inst == "guitar_distortion":
             for c, chord in enumerate(chords):
-                root = _in_key(40, key + chord[0])
+                root = _in_key(40, key + chord[0], voicing)
                 for e in range(4):
                     for p in (root, root + 7, root + 12):
                         add(inst, p, c * chord_len + e * beat / 2, beat * 0.45, vel_jit(95))
@@ -403,7 +413,7 @@ def _compose(plan: ClipPlan, rng: np.random.Generator, duration: float) -> None:
         elif inst == "strings":
             for c, chord in enumerate(chords):
                 for p in chord:
-                    add(inst, _in_key(55, key) + p, c * chord_len, chord_len * 1.02, vel_jit(75))
+                    add(inst, _in_key(55, key, voicing) + p, c * chord_len, chord_len * 1.02, vel_jit(75))
         elif inst == "brass":
             t = 0.0
             while t < duration:
@@ -468,7 +478,7 @@ def plan_clip(index: int, cfg: DataConfig) -> ClipPlan:
         n_words = math.ceil(cfg.duration * 3.2) + 2
         plan.text = " ".join(WORDS[int(j)] for j in rng.integers(len(WORDS), size=n_words))
         plan.speech_rate = int(rng.integers(140, 181))
-    _compose(plan, rng, cfg.duration)
+    _compose(plan, rng, cfg.duration, cfg.voicing)
     return plan
 
 
@@ -949,6 +959,7 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
         raise UserError(f"{path}: expected 'config' and 'soundfonts' as `musicsae data make` writes them")
     conf = dict(meta["config"])
     conf["soundfonts"] = tuple(conf.get("soundfonts") or DEFAULT_FONTS)
+    conf.setdefault("voicing", "off_key")  # a folder from before `voicing`: its guitars and strings were off key
     extra = sorted(set(conf) - {f.name for f in dataclasses.fields(DataConfig)})
     if extra:  # another version's folder, or an edit
         raise UserError(f"{path}: unknown config key {extra[0]!r}; expected a folder written by `musicsae data make`")
@@ -986,7 +997,7 @@ def oracle_clip(
             return np.zeros(round(cfg.duration * cfg.sample_rate), np.float32)
     else:
         extra = ClipPlan(plan.index, "solo", [added], tempo=plan.tempo, key=plan.key, mode=plan.mode)
-        _compose(extra, seeded(cfg.seed, plan.index, 4242), cfg.duration)
+        _compose(extra, seeded(cfg.seed, plan.index, 4242), cfg.duration, cfg.voicing)
         plan.notes += extra.notes
         plan.instruments.append(added)
     font = row.get("font", NO_FONT)
