@@ -22,6 +22,7 @@ from torch import Tensor
 
 from sae.bank import ConceptAlone
 from sae.errors import UserError
+from sae.streams import sklearn_seed
 
 MEMORY_S = 2.0
 """The detector's default memory, seconds: long enough to hear that nothing else plays, short enough to follow a
@@ -128,7 +129,8 @@ def fit_alone(
     # one scale for all features (their RMS): the regularisation does not depend on the SAE's units, and the
     # features keep their relative sizes (standardising each feature held out far worse on a soundfont never seen)
     scale = float(np.sqrt((X**2).mean())) or 1.0
-    fits = {C: LogisticRegression(C=C, max_iter=3000, random_state=seed).fit(X / scale, y) for C in (0.01, 0.1, 1.0)}
+    state = sklearn_seed(seed)
+    fits = {C: LogisticRegression(C=C, max_iter=3000, random_state=state).fit(X / scale, y) for C in (0.01, 0.1, 1.0)}
     scores = {C: m.predict_proba(X_val / scale)[:, 1] for C, m in fits.items()}
     aucs = {C: auroc(p, y_val) for C, p in scores.items()}
     C = min(c for c, a in aucs.items() if a >= max(aucs.values()) - AUROC_TIE)

@@ -23,7 +23,7 @@ import torch
 
 from sae.bank import ConceptClips, ConceptFeature, ConceptProbe
 from sae.errors import UserError
-from sae.streams import seeded
+from sae.streams import seeded, sklearn_seed
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
 
@@ -183,7 +183,7 @@ def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = No
 
     if groups is None:
         n_splits = max(2, min(n_splits, int(y.sum()), int((1 - y).sum())))
-        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=sklearn_seed(seed))
         return list(cv.split(np.zeros(len(y)), y))
     ids = np.unique(np.asarray(groups, dtype=str), return_inverse=True)[1]
     n_splits = max(2, min(n_splits, len(set(ids[y == 1])), len(set(ids[y == 0])), int(ids.max()) + 1))
@@ -192,7 +192,7 @@ def _folds(y: np.ndarray, n_splits: int, seed: int, groups: Sequence | None = No
     def candidates() -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
         """StratifiedGroupKFold's split, then (stratified greedily, it can miss an assignment that works) groups
         dealt to folds in `FOLD_TRIES` seeded orders: made one at a time, as far as the first that works."""
-        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=sklearn_seed(seed))
         yield list(cv.split(np.zeros(len(y)), y, ids))
         rng = np.random.default_rng(seed)
         for _ in range(FOLD_TRIES):

@@ -14,6 +14,12 @@ def seeded(seed: int, *rest: int) -> np.random.Generator:
     return np.random.default_rng(words)
 
 
+def sklearn_seed(seed: int) -> int:
+    """A `random_state` scikit-learn takes (it refuses 2**32 and above, a traceback after the SAE was trained): the
+    seed itself below that, else a word drawn from `seeded(seed)`."""
+    return seed if seed < 2**32 else int(seeded(seed, 0x5C1).integers(2**32))
+
+
 class RandomStreams:
     """The random streams a training draws from once its weights are made: the data order's numpy generator,
     torch's global generator (dropout, codebook initialisation) and the trainer's own torch generators. Saved with

@@ -89,13 +89,13 @@ def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
     return {"all": RaveStream(model)}
 
 
-@torch.no_grad()
 def chunk_samples(model, seconds: float = RaveCollectConfig.chunk_seconds) -> int:
     """Samples per forward call for `seconds` of audio, a whole number of the model's ratio (at least one): what
     bounds the memory of encoding a long file (an hour's recording in one call took gigabytes)."""
     return max(1, round(seconds * model.sr / model.ratio)) * model.ratio
 
 
+@torch.no_grad()
 def activations_of(
     model, audio: np.ndarray, hooks: list[str], chunk: int, streams: dict[str, RaveStream] | None = None, seed: int = 0
 ) -> dict[str, torch.Tensor]:
