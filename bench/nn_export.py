@@ -86,7 +86,7 @@ def main() -> None:
         "--buffers",
         type=comma_list(positive_int, "comma-separated positive integers, e.g. 512,2048"),
         default=(512, 1024, 2048, 4096),
-        help="nn~ buffer sizes (multiples of the model's ratio; others are skipped)",
+        help="nn~ buffer sizes (powers of two from the model's ratio up, as nn~ runs them; others are skipped)",
     )
     parser.add_argument("--calls", type=positive_int, default=40, help="timed calls per case")
     parser.add_argument("--hook", default="latent", help="where the SAE sits: latent, encoder.net.N, decoder.net.N")
@@ -104,8 +104,8 @@ def main() -> None:
         head = ("buffer", "budget ms", "plain ms", "export ms", "edits ms", "ratio", "edits ratio", "RTF edits")
         print(" ".join(f"{h:>9}" for h in head), f"{'1st/2nd plain ms':>16} {'1st/2nd export ms':>17}")
         for b in args.buffers:
-            if b % model.ratio:  # nn~ never runs one: it takes the next power of two of at least the ratio
-                print(f"skipping buffer {b}: not a multiple of the ratio {model.ratio}")
+            if b < model.ratio or b & (b - 1):  # nn~ never runs one: it takes the next power of two, at least the ratio
+                print(f"skipping buffer {b}: nn~ runs powers of two from the ratio {model.ratio} up")
                 continue
             x = 0.1 * torch.randn(1, model.channels, b, generator=torch.Generator().manual_seed(b))
             first_plain, plain = time_calls(fresh(args.model), x, args.calls, False)

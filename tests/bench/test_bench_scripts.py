@@ -136,7 +136,8 @@ def test_benchmark_runs_and_prints_its_figures(script, tmp_path):
 def test_benchmarks_time_a_stereo_model_and_skip_buffers_off_its_ratio(tiny_stereo_rave_ts, tmp_path):
     """nn_export fed every model one channel and gc_pause one column: a stereo RAVE (README: multichannel exports
     work) ended both in a traceback. nn_export also timed buffers off the model's ratio, whose calls return a
-    whole ratio of samples, so their budget and RTF were wrong (hunt 143): they are skipped, as engine_blocks does."""
+    whole ratio of samples, so their budget and RTF were wrong (hunt 143), and a multiple of it that is no power of two
+    (1536) nn~ runs as the next one (hunt 149): such buffers are skipped."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         from nn_export import make_export
@@ -145,7 +146,7 @@ def test_benchmarks_time_a_stereo_model_and_skip_buffers_off_its_ratio(tiny_ster
     make_export(tiny_stereo_rave_ts, tmp_path)  # its SAE and bank, for gc_pause's live stack
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = {
-        "nn_export.py": ["--buffers", "100,2048", "--calls", "2"],
+        "nn_export.py": ["--buffers", "100,1536,2048", "--calls", "2"],
         "gc_pause.py": ["--bank", str(tmp_path / "concepts.yaml"), "--blocks", "8", "--repeats", "1"],
     }
     for script, args in runs.items():
@@ -154,8 +155,9 @@ def test_benchmarks_time_a_stereo_model_and_skip_buffers_off_its_ratio(tiny_ster
         out = done.stdout + done.stderr
         assert done.returncode == 0 and "Traceback" not in out, out[-3000:]
         if script == "nn_export.py":
-            assert re.search(r"skipping buffer 100: not a multiple of the ratio \d+\n", out), out
+            for skipped in (100, 1536):
+                assert re.search(rf"skipping buffer {skipped}: nn~ runs powers of two from the ratio \d+ up\n", out)
+                assert not re.search(rf"\n\s+{skipped}\s", out), out
             assert re.search(r"\n\s+2048(\s+[\d.]+){7}", out), out
-            assert not re.search(r"\n\s+100\s", out), out
         else:
             assert re.search(r"full pass [\d.]+ ms not frozen", out), out

@@ -354,7 +354,14 @@ def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_di
 
     killed = killed_lines({0: 143, 1: -9, 2: -15})
     assert rank_lines(lines, failed=True, killed=killed) == [
-        "musicsae: rank 1 was killed by SIGKILL (out of memory, or by hand); the launcher stopped the other ranks"
+        "musicsae: rank 1 was killed by SIGKILL (out of memory (the OOM killer), or kill -9); the launcher stopped "
+        "the other ranks"
+    ]
+    # hunt 149: a segfault was blamed on memory, and a real-time signal (no name) was a traceback
+    stopped = "; the launcher stopped the other ranks"
+    assert killed_lines({1: -11, 2: -40}) == [
+        f"musicsae: rank 1 was killed by SIGSEGV (it crashed in native code){stopped}",
+        f"musicsae: rank 2 was killed by signal 40 (sent by another process){stopped}",
     ]
 
 
@@ -1050,6 +1057,9 @@ def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "z"), "--layers", "-3", *args]) == 2
     assert "no hook -3 in the store" in capsys.readouterr().err
+    for odd in ("-²", "-١", "٤"):  # digits to str.isdigit only: a traceback, or read as -1 and 4 (hunt 149)
+        assert main(["sae", "train", "--activations", acts, "--out", str(out), f"--layers={odd}", *args]) == 2
+        assert f"no hook {odd} in the store" in capsys.readouterr().err
 
 
 def test_resume_with_no_run_to_resume_is_refused_and_a_hook_without_one_is_noted(tmp_path, capsys):

@@ -83,9 +83,24 @@ def killed_lines(codes: dict[int, int]) -> list[str]:
     """A line for each rank a signal killed (torch's exit code: minus the signal), which leaves no line of its own:
     the OOM killer's SIGKILL left only the "terminated" of the ranks the launcher then stopped. SIGTERM is the
     launcher's own stop."""
-    return [f"musicsae: rank {rank} was killed by {signal.Signals(-code).name} (out of memory, or by hand); the "
-            "launcher stopped the other ranks" for rank, code in sorted(codes.items())
-            if code < 0 and -code != signal.SIGTERM]  # fmt: skip
+    lines = []
+    for rank, code in sorted(codes.items()):
+        if code >= 0 or -code == signal.SIGTERM:
+            continue
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:  # a real-time signal: no name
+            name = f"signal {-code}"
+        why = KILLED_BY.get(name, "sent by another process")
+        lines.append(f"musicsae: rank {rank} was killed by {name} ({why}); the launcher stopped the other ranks")
+    return lines
+
+
+KILLED_BY = {
+    "SIGKILL": "out of memory (the OOM killer), or kill -9",
+    **dict.fromkeys(("SIGSEGV", "SIGBUS", "SIGILL", "SIGFPE", "SIGABRT"), "it crashed in native code"),
+}
+"""What likely sent a signal that killed a rank (`killed_lines`)."""
 
 
 def rank_lines(folder: Path, failed: bool = False, killed: Sequence[str] = ()) -> list[str]:

@@ -119,16 +119,19 @@ def _hooks(store, layers: str) -> list[str]:
     if layers == "all":
         return store.hooks
 
-    numbered = [x for x in store.hooks if x.rpartition(".")[2].isdigit()]
+    def index(s: str) -> bool:  # "²" and "١" are digits to str.isdigit: int() fails on one, reads the other
+        return s.isascii() and s.isdigit()
+
+    numbered = [x for x in store.hooks if index(x.rpartition(".")[2])]
     stacks = {x.rpartition(".")[0] for x in numbered}
     in_order = sorted(numbered, key=lambda x: int(x.rpartition(".")[2]))
 
     def named(h: str) -> str:  # a bare layer index (as collect musicgen takes) names the one hook ending in .<i>
         if h in store.hooks:
             return h
-        if h.startswith("-") and h[1:].isdigit() and len(stacks) == 1 and int(h[1:]) <= len(in_order):
+        if h.startswith("-") and index(h[1:]) and len(stacks) == 1 and int(h[1:]) <= len(in_order):
             return in_order[int(h)]  # -1: the store's last layer
-        ends = [x for x in store.hooks if h.isdigit() and x.endswith(f".{h}")]
+        ends = [x for x in store.hooks if index(h) and x.endswith(f".{h}")]
         return ends[0] if len(ends) == 1 else h
 
     wanted = list(dict.fromkeys(named(h.strip()) for h in layers.split(",") if h.strip()))  # each hook once
