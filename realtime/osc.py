@@ -117,7 +117,8 @@ def find_preset(preset_dir: Path, name: str, shipped: Path | None = None) -> Pat
 
 
 def preset_file(preset_dir: Path, name: str) -> Path:
-    """The preset called `name` in `preset_dir`: a bare file name (`.yaml` added when it has no YAML suffix).
+    """The preset called `name` in `preset_dir`: a bare file name (with no YAML suffix, `.yaml`, or `.yml` where
+    only that file exists).
 
     Paths are refused (separators, a leading dot, a link leading out of the folder): over OSC any host
     that can reach the port may send this, and it must not make the engine read other files.
@@ -127,9 +128,9 @@ def preset_file(preset_dir: Path, name: str) -> Path:
             f"preset {_clip(name, 60)!r}: expected a preset name from the preset folder (letters, digits, _ . -; "
             f"at most {PRESET_NAME_MAX} characters)"
         )
-    if not name.endswith((".yaml", ".yml")):
-        name += ".yaml"
     folder = Path(preset_dir).resolve()
+    if not name.endswith((".yaml", ".yml")):
+        name += ".yml" if not (folder / f"{name}.yaml").exists() and (folder / f"{name}.yml").exists() else ".yaml"
     path = (folder / name).resolve()
     if path.parent != folder:
         raise UserError(f"preset {name!r}: it leads outside the preset folder {folder}")

@@ -149,6 +149,11 @@ def test_preset_load_reads_only_from_the_preset_folder(tmp_path):
         assert controls.view()["mix"] == 1.0
     assert control.handle(encode_message("/preset/load", ["half.yml"])) == []
     assert controls.view()["mix"] == 0.5
+    (folder / "third.yml").write_text("mix: 0.3\n")  # by its bare name too, as a .yaml is (hunt 147)
+    assert control.handle(encode_message("/preset/load", ["third"])) == []
+    assert controls.view()["mix"] == 0.3
+    assert control.handle(encode_message("/preset/load", ["half"])) == []
+    assert controls.view()["mix"] == 0.5
     # a typo or another YAML file (the concept bank beside the presets) is refused, not loaded as a no-op
     (folder / "typo.yaml").write_text("mixx: 0.25\n")
     (folder / "bank.yaml").write_text("version: 1\nconcepts: {}\n")
