@@ -22,7 +22,6 @@ tiny RAVE is built (the pipeline runs, the figures are meaningless).
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -38,15 +37,6 @@ from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import strict_json
 
 DEMO_MODEL = Path(__file__).parent / "assets" / "demo_rave.ts"
-
-
-def data_voicing(model: Path) -> str:
-    """How the demo's clips are voiced (`DataConfig.voicing`): as the clips the shipped demo model was trained on
-    (`off_key`: guitars and strings a major third and a fifth above the key) for it, however spelt, else `in_key`:
-    on clips in key the demo model's figures fell (README, "A session, step by step"), until it is retrained."""
-    return "off_key" if os.path.realpath(model) == os.path.realpath(DEMO_MODEL) else "in_key"
-
-
 T = TypeVar("T")
 
 
@@ -172,12 +162,7 @@ def run_demo(
         lambda: make_dataset(
             data,
             DataConfig(
-                n=cfg.n,
-                seed=cfg.seed,
-                duration=cfg.duration,
-                sample_rate=model.sr,
-                holdout_font=cfg.holdout_font,
-                voicing=data_voicing(model_path),
+                n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr, holdout_font=cfg.holdout_font
             ),
             jobs=cfg.jobs,
             concepts=cfg.concepts,
@@ -383,7 +368,6 @@ def run_demo(
             "seed": cfg.seed,
             "fonts": sorted({r["font"] for r in rows} - {"none"}),
             "holdout_font": cfg.holdout_font,
-            "voicing": data_voicing(model_path),
         },
         "collect": {"rows": collected.rows, "files": collected.collected},
         "sae": {
@@ -493,9 +477,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         "",
         f"Model `{Path(s['model']['path']).name}` (sha256 {s['model']['sha256'][:12]}, {s['model']['sr']} Hz, "
         f"{s['model']['latent_size']} latents, ratio {s['model']['ratio']}). "
-        f"{s['data']['clips']} generated clips of {s['data']['duration']:g} s (seed {s['data']['seed']}"
-        + (", voiced off key as the model's training clips" if s["data"].get("voicing") == "off_key" else "")
-        + "), "
+        f"{s['data']['clips']} generated clips of {s['data']['duration']:g} s (seed {s['data']['seed']}), "
         f"{sum(s['collect']['rows'].values())} latent frames collected.",
         "",
         f"SAE: d_sae {s['sae']['d_sae']}, k {s['sae']['k']}, {s['sae']['steps']} steps"

@@ -1057,7 +1057,7 @@ def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "z"), "--layers", "-3", *args]) == 2
     assert "no hook -3 in the store" in capsys.readouterr().err
-    for odd in ("-²", "-١", "٤"):  # digits to str.isdigit only: a traceback, or read as -1 and 4 (hunt 149)
+    for odd in ("-²", "-١", "٤", "-0"):  # digits to str.isdigit only: a traceback, or -1 and 4; -0 the first (hunt 150)
         assert main(["sae", "train", "--activations", acts, "--out", str(out), f"--layers={odd}", *args]) == 2
         assert f"no hook {odd} in the store" in capsys.readouterr().err
 

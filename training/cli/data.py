@@ -53,9 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     make.add_argument(
         "--voicing",
         choices=VOICINGS,
-        default="in_key",
-        help="in_key (default): every part in the clip's key; off_key: guitars and strings a major third and a fifth "
-        "above it, as every clip before 6 December (the data the demo model was trained on)",
+        default="off_key",
+        help="off_key (default): guitars and strings a major third and a fifth above the key the manifest names, as "
+        "the clips the shipped demo models were trained on; in_key: every part in the clip's key",
     )
     make.set_defaults(func=run_make)
 

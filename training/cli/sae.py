@@ -129,7 +129,7 @@ def _hooks(store, layers: str) -> list[str]:
     def named(h: str) -> str:  # a bare layer index (as collect musicgen takes) names the one hook ending in .<i>
         if h in store.hooks:
             return h
-        if h.startswith("-") and index(h[1:]) and len(stacks) == 1 and int(h[1:]) <= len(in_order):
+        if h.startswith("-") and index(h[1:]) and len(stacks) == 1 and 1 <= int(h[1:]) <= len(in_order):  # not -0
             return in_order[int(h)]  # -1: the store's last layer
         ends = [x for x in store.hooks if index(h) and x.endswith(f".{h}")]
         return ends[0] if len(ends) == 1 else h

@@ -280,8 +280,9 @@ class DataConfig:
         soundfonts: font names (`FONTS`) or .sf2/.sf3 paths; clips take turns among those that load.
         holdout_font: a font of `soundfonts` whose clips form the `holdout_font` split (None: no hold-out).
         soundfont: one .sf2 path (the older single-font option; overrides `soundfonts`).
-        voicing: "in_key" (every part plays the clip's key) or "off_key" (guitar and strings a major third and a
-            fifth above it, as every clip before 6 December: the data the demo models and assets were made from).
+        voicing: "off_key" (guitars and strings a major third and a fifth above the key the manifest names: the
+            clips the shipped demo models were trained on, and every figure of the README rests on) or "in_key"
+            (every part in the clip's key; the default once those models are retrained).
     """
 
     n: int = 100
@@ -293,7 +294,7 @@ class DataConfig:
     soundfonts: tuple[str, ...] = DEFAULT_FONTS
     holdout_font: str | None = None
     soundfont: str | None = None
-    voicing: str = "in_key"
+    voicing: str = "off_key"
 
     def __post_init__(self) -> None:
         if self.voicing not in VOICINGS:
@@ -959,7 +960,7 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
         raise UserError(f"{path}: expected 'config' and 'soundfonts' as `musicsae data make` writes them")
     conf = dict(meta["config"])
     conf["soundfonts"] = tuple(conf.get("soundfonts") or DEFAULT_FONTS)
-    conf.setdefault("voicing", "off_key")  # a folder from before `voicing`: its guitars and strings were off key
+    conf.setdefault("voicing", "off_key")  # a folder from before `voicing`: off key, as the default
     extra = sorted(set(conf) - {f.name for f in dataclasses.fields(DataConfig)})
     if extra:  # another version's folder, or an edit
         raise UserError(f"{path}: unknown config key {extra[0]!r}; expected a folder written by `musicsae data make`")

@@ -1,8 +1,9 @@
 """Training clips for the demo MusicGen: the train split of one or more `musicsae data make` folders.
 
 Clips are read once, mono at the model's rate, and kept as int16 (half the memory of float). The data's
-identity for resumed runs is the sha256 of every folder's manifest (the clips are a function of it), not the
-folder's path, so a moved folder still resumes and a regenerated one with other clips is refused.
+identity for resumed runs is the sha256 of every folder's manifest (the clips are a function of it and of the
+voicing, which the manifest does not show: `:in_key` follows the sha of a folder voiced in key), not the folder's
+path, so a moved folder still resumes and a regenerated one with other clips is refused.
 """
 
 from __future__ import annotations
@@ -44,10 +45,17 @@ class ClipSet:
 
 
 def manifest_sha256(folder: Path) -> str:
+    """The folder's identity: its manifest's sha256, with `:in_key` where data.json says its parts play in key (the
+    same manifest then names other audio; a folder off key, or from before `voicing`, keeps the bare sha)."""
+    from sae.jsonfile import read_json_object
+
     path = folder / "manifest.jsonl"
     if not path.is_file():
         raise UserError(f"--data {folder}: no manifest.jsonl (expected a folder written by `musicsae data make`)")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = read_json_object(folder / "data.json", "data.json") if (folder / "data.json").is_file() else {}
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    return f"{sha}:in_key" if config.get("voicing") == "in_key" else sha
 
 
 def load_clips(folders: Sequence[str | Path], sample_rate: int, splits: Sequence[str] = ("train",)) -> ClipSet:

@@ -90,7 +90,6 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
     from sae.store import ActivationStore
     from sae.train import train_hook
     from training.data.concept_clips import DataConfig, make_dataset
-    from training.demo import data_voicing
     from training.rave.alone import alone_folder
     from training.rave.collect import RaveCollectConfig, collect_rave
     from training.rave.concepts import FindConfig, find_concept
@@ -109,9 +108,8 @@ def make_assets(cfg: AssetsConfig, say=print) -> dict[str, str]:
             target.unlink()
     t0 = time.perf_counter()
     say(f"[1/4] {cfg.n} concept clips → {work / 'data'}")
-    voicing = data_voicing(Path(cfg.model))  # the demo model's assets: clips voiced as its training clips
-    data = DataConfig(n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr, voicing=voicing)
-    make_dataset(work / "data", data, jobs=cfg.jobs, concepts=cfg.concepts)
+    make_dataset(work / "data", DataConfig(n=cfg.n, seed=cfg.seed, duration=cfg.duration, sample_rate=model.sr),
+                 jobs=cfg.jobs, concepts=cfg.concepts)  # fmt: skip
     say(f"[2/4] latents of {model.path.name}")
     collect_rave(RaveCollectConfig(str(cfg.model), str(work / "data" / "clips"), str(work / "store")))
     say("[3/4] SAE")
