@@ -208,6 +208,8 @@ def main() -> None:
     judge = Judge.fit([a for a, _ in train_clips], [r for _, r in train_clips], names, model.sr)
     held_rows = [(a, r) for r in rows if r["split"] == split and CONCEPTS[c](r) and (a := read(r)) is not None]
     held_out, held_rows = [a for a, _ in held_rows][: args.max_clips], [r for _, r in held_rows][: args.max_clips]
+    if not held_out:  # np.stack's "need at least one array" traceback at --n 12
+        raise UserError(f"--data {args.data}: no {split} clip with {c}; make it with more clips (--n)")
     edits = {
         "plain": lambda a, i: render_array(stream, a, None, None, None, delay, i),
         "bank off": lambda a, i: render_array(stream, a, sae, off, None, delay, i, hook=steering.hook),
