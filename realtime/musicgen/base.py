@@ -78,16 +78,28 @@ def layer_of(i: int, num_layers: int) -> int:
     return i + num_layers if -num_layers <= i < 0 else i
 
 
+LAYER_INDEX = re.compile(r"-?[0-9]{1,9}")
+
+
+def layer_index(text: str) -> int | None:
+    """A layer index as `--layers` spells it (`3`, or `-1` counted from the last), else None: ASCII digits only
+    ("٤" and "-١" read as 4 and -1, "-²" was a traceback), at most nine (int() refuses 4300), and not `-0` (the
+    first layer, not one counted from the last). `collect musicgen` and `sae train` read them alike."""
+    text = text.strip()
+    if not LAYER_INDEX.fullmatch(text) or (text.startswith("-") and int(text) == 0):
+        return None
+    return int(text)
+
+
 def parse_layers(spec: str | Sequence[int], num_layers: int) -> list[int]:
     """`all`, `3`, `0,2,5`, `-1` (last) or a list of ints → sorted unique layer indices, checked."""
     if isinstance(spec, str):
         text = spec.strip().lower()
         if text == "all":
             return list(range(num_layers))
-        try:
-            items = [int(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise UserError(f"--layers {spec!r}: expected 'all' or comma-separated layer indices") from None
+        items = [layer_index(x) for x in text.split(",") if x.strip()]
+        if None in items:
+            raise UserError(f"--layers {spec!r}: expected 'all' or comma-separated layer indices")
     else:
         items = [int(x) for x in spec]
     if not items:

@@ -131,6 +131,11 @@ def test_parse_layers():
     for bad in ("3", "x", ""):
         with pytest.raises(UserError):
             parse_layers(bad, 3)
+    # read as layers 4, 5 and 0, or a traceback past 4300 digits; `sae train --layers` refused them (hunt 151)
+    for bad in ("٤", "-١", "-0", "-" + "1" * 5000, "1,-00"):
+        with pytest.raises(UserError, match="expected 'all' or comma-separated layer indices"):
+            parse_layers(bad, 6)
+    assert parse_layers(" 5 , -6", 6) == [0, 5]
 
 
 def test_bad_sources_are_one_line_errors(tmp_path):

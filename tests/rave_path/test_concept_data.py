@@ -605,6 +605,9 @@ def test_off_key_is_the_default_and_renders_the_clips_the_demo_models_were_train
     (tmp_path / "data.json").write_text(json.dumps({"config": {"n": 40, "seed": 3}, "soundfonts": []}))
     (tmp_path / "manifest.jsonl").write_text("{}\n")
     assert data_config(tmp_path)[0].voicing == "off_key"
+    (tmp_path / "data.json").write_text(json.dumps({"config": {"voicing": "In_Key"}, "soundfonts": []}))
+    with pytest.raises(UserError, match=r"data\.json: voicing 'In_Key': expected one of in_key, off_key"):
+        data_config(tmp_path)  # the file named: the user never typed --voicing (hunt 151)
     before = manifest_sha256(tmp_path)
     (tmp_path / "data.json").write_text(json.dumps({"config": {"voicing": "in_key"}, "soundfonts": []}))
     assert manifest_sha256(tmp_path) == f"{before}:in_key" and ":" not in before

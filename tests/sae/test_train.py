@@ -346,6 +346,8 @@ def test_nproc_is_refused_under_a_launcher_and_another_rank_is_heard_where_it_di
 
     # hunt 79: a rank killed by a signal (OOM: -9) beside one the launcher stopped (143) exited 143
     assert (failed_code([143, -9]), failed_code([2, 143]), failed_code([143, 143]), failed_code([])) == (137, 2, 143, 1)
+    # a rank the launcher's SIGTERM ended before its handler (-15) outranked the SIGKILL or SIGSEGV (hunt 151)
+    assert (failed_code([-15, -9]), failed_code([-11, -15]), failed_code([-15, -15])) == (137, 139, 143)
     for rank in (0, 1):  # every rank ended by a signal of its own: said once
         (lines / f"{rank:05d}").write_text("musicsae: terminated\n")
     assert rank_lines(lines, failed=True) == ["musicsae: terminated"]
@@ -1057,9 +1059,11 @@ def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys)
     capsys.readouterr()
     assert main(["sae", "train", "--activations", acts, "--out", str(tmp_path / "z"), "--layers", "-3", *args]) == 2
     assert "no hook -3 in the store" in capsys.readouterr().err
-    for odd in ("-²", "-١", "٤", "-0"):  # digits to str.isdigit only: a traceback, or -1 and 4; -0 the first (hunt 150)
+    # digits to str.isdigit only: a traceback, or -1 and 4; -0 the first (hunts 149, 150); 5000 digits a traceback
+    for odd in ("-²", "-١", "٤", "-0", "-" + "1" * 5000):
         assert main(["sae", "train", "--activations", acts, "--out", str(out), f"--layers={odd}", *args]) == 2
-        assert f"no hook {odd} in the store" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"no hook {odd} in the store" in err and err.count("\n") == 1, err[-300:]
 
 
 def test_resume_with_no_run_to_resume_is_refused_and_a_hook_without_one_is_noted(tmp_path, capsys):

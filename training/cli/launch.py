@@ -130,8 +130,9 @@ def failed_code(codes: Sequence[int]) -> int:
     own = [c for c in codes if c > 0 and c != TERMINATED]
     if own:
         return own[0]
-    if codes and min(codes) < 0:
-        return 128 - min(codes)
+    killed = [c for c in codes if c < 0 and -c != signal.SIGTERM]  # SIGTERM: the launcher's own stop, as 143
+    if killed:
+        return 128 - killed[0]
     return TERMINATED if codes else 1
 
 

@@ -119,8 +119,10 @@ def _hooks(store, layers: str) -> list[str]:
     if layers == "all":
         return store.hooks
 
-    def index(s: str) -> bool:  # "²" and "١" are digits to str.isdigit: int() fails on one, reads the other
-        return s.isascii() and s.isdigit()
+    from realtime.musicgen.base import layer_index
+
+    def index(s: str) -> bool:
+        return (i := layer_index(s)) is not None and i >= 0
 
     numbered = [x for x in store.hooks if index(x.rpartition(".")[2])]
     stacks = {x.rpartition(".")[0] for x in numbered}
@@ -129,8 +131,9 @@ def _hooks(store, layers: str) -> list[str]:
     def named(h: str) -> str:  # a bare layer index (as collect musicgen takes) names the one hook ending in .<i>
         if h in store.hooks:
             return h
-        if h.startswith("-") and index(h[1:]) and len(stacks) == 1 and 1 <= int(h[1:]) <= len(in_order):  # not -0
-            return in_order[int(h)]  # -1: the store's last layer
+        i = layer_index(h)  # as collect musicgen reads it
+        if i is not None and i < 0 and len(stacks) == 1 and -i <= len(in_order):
+            return in_order[i]  # -1: the store's last layer
         ends = [x for x in store.hooks if index(h) and x.endswith(f".{h}")]
         return ends[0] if len(ends) == 1 else h
 

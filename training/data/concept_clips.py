@@ -964,7 +964,10 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
     extra = sorted(set(conf) - {f.name for f in dataclasses.fields(DataConfig)})
     if extra:  # another version's folder, or an edit
         raise UserError(f"{path}: unknown config key {extra[0]!r}; expected a folder written by `musicsae data make`")
-    cfg = DataConfig(**conf)
+    try:
+        cfg = DataConfig(**conf)
+    except UserError as exc:  # a value edited by hand: which file says so
+        raise UserError(f"{path}: {exc}") from None
     fonts: dict[str, Path] = {}
     for f in fonts_used:  # under the name recorded, at the path recorded; a known font moved is looked for again
         name, at = f["name"], f.get("path")
