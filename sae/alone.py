@@ -22,7 +22,7 @@ from torch import Tensor
 
 from sae.bank import ConceptAlone
 from sae.errors import UserError
-from sae.streams import sklearn_seed
+from sae.seeds import sklearn_seed
 
 MEMORY_S = 2.0
 """The detector's default memory, seconds: long enough to hear that nothing else plays, short enough to follow a

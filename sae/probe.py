@@ -23,7 +23,7 @@ import torch
 
 from sae.bank import ConceptClips, ConceptFeature, ConceptProbe
 from sae.errors import UserError
-from sae.streams import seeded, sklearn_seed
+from sae.seeds import seeded, sklearn_seed
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
 

@@ -143,8 +143,8 @@ def test_audio_banks_and_exports_are_written_by_it(tmp_path, monkeypatch):
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert files == ["bank.yaml", "gen.ogg", "listen/on.wav", "live.flac", "sae.ts"]
     assert {f: stat.S_IMODE((tmp_path / f).stat().st_mode) for f in files} == {f: 0o644 for f in files}
-    monkeypatch.setattr(sf, "write", lambda tmp, *a, **k: _disk_full(os.fsdecode(tmp)))  # given the bytes of the name
-    with pytest.raises(OSError, match="No space left"):
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="No space left"):
+        patch.setattr(sf, "SoundFile", lambda tmp, *a, **k: _disk_full(os.fsdecode(tmp)))  # given the name's bytes
         write_audio(tmp_path / "live.flac", tone[:, None], 16000)
     assert sf.info(str(tmp_path / "live.flac")).frames == 800
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files

@@ -55,7 +55,7 @@ from realtime.audio_files import c_stderr_hushed, write_audio
 from sae.atomic import atomic_write_text, folder_replacing, refuse_working_folder, sole_writer
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
-from sae.streams import seeded
+from sae.seeds import seeded
 
 # General MIDI programs (0-based) for each instrument name the manifest uses.
 GM_PROGRAMS: dict[str, int] = {

@@ -22,7 +22,8 @@ import torch
 
 from sae.errors import UserError
 from sae.paths import check_output_dir
-from sae.streams import RandomStreams, seeded
+from sae.seeds import seeded
+from sae.streams import RandomStreams
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_float, nonneg_int, positive_float, positive_int
 from training.data.crops import crop_start

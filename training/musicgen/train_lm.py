@@ -32,7 +32,8 @@ from sae.atomic import atomic_torch_save
 from sae.errors import UserError
 from sae.io import read_torch
 from sae.paths import check_output_dir
-from sae.streams import RandomStreams, seeded
+from sae.seeds import seeded
+from sae.streams import RandomStreams
 from sae.train import set_train_threads
 from training.cli.args import Parser, nonneg_int, positive_float, positive_int
 from training.musicgen import runs

@@ -40,7 +40,8 @@ from sae.errors import UserError, differences
 from sae.io import read_torch
 from sae.jsonfile import trim_log
 from sae.paths import check_output_dir, check_output_file
-from sae.streams import RandomStreams, seeded
+from sae.seeds import seeded
+from sae.streams import RandomStreams
 from sae.train import set_train_threads
 from training.cli.args import (
     Parser,
