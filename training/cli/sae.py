@@ -134,7 +134,7 @@ def _hooks(store, layers: str) -> list[str]:
         i = layer_index(h)  # as collect musicgen reads it
         if i is not None and i < 0 and len(stacks) == 1 and -i <= len(in_order):
             return in_order[i]  # -1: the store's last layer
-        ends = [x for x in store.hooks if index(h) and x.endswith(f".{h}")]
+        ends = [x for x in store.hooks if i is not None and i >= 0 and x.endswith(f".{h}")]
         return ends[0] if len(ends) == 1 else h
 
     wanted = list(dict.fromkeys(named(h.strip()) for h in layers.split(",") if h.strip()))  # each hook once

@@ -405,15 +405,14 @@ def loop_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(args, k) for k in keys}
 
 
-def guarded(prog: str, fn: Callable[[], object], stopped: str | Callable[[], str] | None = None) -> int:
+def guarded(prog: str, fn: Callable[[], object], stopped: str | Callable[[], str]) -> int:
     """Run a recipe step as `musicsae` runs a command (`training.cli.main.guarded`): a `UserError` is one line on
-    stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, saying `stopped` (what is kept; default:
-    the last checkpoint, for the training recipes; "" for a step that keeps nothing)."""
-    from training.cli.main import RESUMABLE
+    stderr and exit code 2; Ctrl-C and SIGTERM one line, exit 130 / 143, saying `stopped` (what is kept: a training
+    recipe's `resumable`, "" for a step that keeps nothing)."""
     from training.cli.main import guarded as run_guarded
 
     def step() -> int:
         fn()
         return 0
 
-    return run_guarded(prog, step, RESUMABLE if stopped is None else stopped)
+    return run_guarded(prog, step, stopped)
