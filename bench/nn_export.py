@@ -40,8 +40,8 @@ PROG = "bench/nn_export.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
 
 
-def make_export(model_path: Path, tmp: Path, hook: str = "latent") -> Path:
-    width = hook_shape(RaveModel.load(model_path), hook)[0]
+def make_export(model_path: Path, model: RaveModel, tmp: Path, hook: str = "latent") -> Path:
+    width = hook_shape(model, hook)[0]
     torch.manual_seed(0)
     sae = SparseAutoencoder(SAEConfig(d_in=width, d_sae=8 * width, k=8, hook_name=hook))
     save_sae(sae, tmp / "sae")
@@ -93,9 +93,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        steered = make_export(args.model, Path(tmp), args.hook)
         model = RaveModel.load(args.model)
+        t0 = time.perf_counter()
+        steered = make_export(args.model, model, Path(tmp), args.hook)
         sr = model.sr
         print(
             f"model {args.model.name}, {sr} Hz, SAE on {args.hook}; export in {time.perf_counter() - t0:.1f} s; "

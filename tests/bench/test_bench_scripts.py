@@ -140,10 +140,11 @@ def test_benchmarks_time_a_stereo_model_and_skip_buffers_off_its_ratio(tiny_ster
     (1536) nn~ runs as the next one (hunt 149): such buffers are skipped."""
     sys.path.insert(0, str(ROOT / "bench"))
     try:
-        from nn_export import make_export
+        from nn_export import RaveModel, make_export
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    make_export(tiny_stereo_rave_ts, tmp_path)  # its SAE and bank, for gc_pause's live stack
+    # its SAE and bank, for gc_pause's live stack
+    make_export(tiny_stereo_rave_ts, RaveModel.load(tiny_stereo_rave_ts), tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     runs = {
         "nn_export.py": ["--buffers", "100,1536,2048", "--calls", "2"],
