@@ -317,8 +317,9 @@ def activation_curves(
         cols = want.get(source)
         if not cols:
             continue
-        x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
-        f = sae.encode(x.to(device)).float().cpu().clamp_min(0.0)[:, cols]
+        finite = torch.isfinite(x).all(dim=1)
+        f = sae.encode(torch.where(finite[:, None], x, 0.0).to(device)).float().cpu().clamp_min(0.0)[:, cols]
+        f[~finite] = 0.0  # a row readers skip fires nowhere, as in `feature_stats` (a zero row encoded may fire)
         parts.setdefault(source, []).append((start, f.numpy()))
     out: dict[str, dict[int, np.ndarray]] = {}
     for source, segs in parts.items():

@@ -69,3 +69,38 @@ def test_a_spreadsheets_empty_last_row_is_no_row():
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "m.csv").write_text("file,guitar\nc0.wav,1\nc1.wav,0\n,\n")
         assert [r["file"] for r in read_manifest(Path(tmp) / "m.csv")] == ["c0.wav", "c1.wav"]
+
+
+def test_a_sibling_folder_that_cannot_be_opened_is_no_sae(tmp_path, monkeypatch):
+    """A folder beside --sae this user may not open (another's, in /tmp) stopped the build at its end: Python 3.11's
+    Path.is_file raises PermissionError there (hunt 153). Injected, as root opens every folder."""
+    from pathlib import Path
+
+    from training.dashboard.layers import sae_dirs_beside
+
+    sae = save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4, hook_name="latent")), tmp_path / "latent")
+    (tmp_path / "private").mkdir()
+    real = Path.is_file
+
+    def is_file(self):
+        if self.parent.name == "private":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr("os.path.isfile", lambda p: Path(p).parent.name != "private" and real(Path(p)))
+    assert sae_dirs_beside(sae) == [sae.resolve()]
+
+
+def test_a_concept_named_with_a_leading_underscore_has_its_legend_entry(tmp_path, monkeypatch):
+    """matplotlib leaves out of a legend a line whose label starts with "_": `_bass` (a valid concept name) was
+    drawn on the per-layer AUROC plot with no entry (hunt 153)."""
+    from training.dashboard import layers
+
+    sae = save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4, hook_name="latent")), tmp_path / "latent")
+    (row,) = layer_rows([sae])
+    row.auroc, row.interval = {"_bass": 0.8, "guitar": 0.7}, {"_bass": (0.7, 0.9)}
+    figs = []
+    monkeypatch.setattr(layers, "save_png", lambda fig, path: figs.append(fig))
+    layers.plot_layers([row], tmp_path / "layers.png")
+    assert [t.get_text() for t in figs[0].axes[3].get_legend().get_texts()] == ["_bass", "guitar"]

@@ -136,3 +136,30 @@ def test_pairing_refuses_other_models(dash_inputs, tmp_path):
         w.add(torch.zeros(4, 24), "x.wav")
     with pytest.raises(UserError, match=r"hook 'mel'.*layer_3"):
         check_pair(ActivationStore(tmp_path / "otherhook"), sae)
+
+
+def test_curves_leave_the_rows_readers_skip_at_zero_as_the_statistics_do(tmp_path):
+    """The store keeps non-finite rows (readers skip them): `feature_stats` counts nothing there, but the curves
+    encoded them as zero rows, which fire where the encoder's bias is positive, so the spectrograms showed
+    activity the page's numbers denied (hunt 153)."""
+    from sae.model import SAEConfig, SparseAutoencoder
+
+    x = torch.randn(12, 8, generator=torch.Generator().manual_seed(0))
+    x[4:7] = float("nan")
+    x[9, 2] = float("inf")
+    store = tmp_path / "store"
+    with pytest.warns(UserWarning, match="4 rows with NaN/inf"), ActivationWriter(store, "latent", 8, "float32") as w:
+        w.add(x, "clip.wav", 0)
+    torch.manual_seed(1)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=16, k=4, hook_name="latent"))
+    with torch.no_grad():
+        sae.b_enc.fill_(5.0)  # every feature fires on a zero row
+    store = ActivationStore(tmp_path / "store")
+    stats = feature_stats(store, sae)
+    curves = activation_curves(store, sae, {"clip.wav": range(16)})["clip.wav"]
+    skipped = [4, 5, 6, 9]
+    assert all(curves[j][skipped].tolist() == [0.0] * 4 for j in range(16))
+    kept = [i for i in range(12) if i not in skipped]
+    assert any(curves[j][kept].max() > 0 for j in range(16))
+    for j in range(16):  # the curves' peaks are the statistics' maxima
+        assert curves[j].max() == pytest.approx(float(stats.max_act[j]), rel=1e-5)

@@ -174,6 +174,15 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
     assert "eval_bright_two_renders_bright_two_clip_bright_two_off_" in two and "clip_original" not in two
     index = (out / "index.html").read_text()
     assert 'href="concepts/bright.html"' in index and 'href="features/f00005.html"' in index
+    # hunt 153: a site built inside renders/ found its own copies as renders, twice as many at every rebuild
+    inside = bank_dir / "renders" / "site"
+    for _ in range(2):
+        build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, inside, bank.path, None,
+                        cfg=DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0), progress=False)  # fmt: skip
+    again = (inside / "concepts" / "bright.html").read_text()
+    assert re.findall(r'<audio controls preload="metadata" src="[^"]*/([^"/]+)_[0-9a-f]{8}\.wav"', again) == [
+        re.sub(r"_[0-9a-f]{8}\.wav$", "", s.rsplit("/", 1)[1]) for s in srcs
+    ]
 
 
 def test_progress_off_a_terminal_prints_no_empty_line(dash_inputs, tmp_path, capfd):
@@ -407,3 +416,30 @@ def test_a_clip_range_no_feature_fires_in_is_said(dash_inputs, tmp_path):
     said = "no live feature fires on 31.0 %–34.0 % of clips (--clip-range): the pages describe the live features"
     assert said in index
     assert len([p for p in (out / "features").iterdir() if p.suffix == ".html"]) == 2
+
+
+def test_a_listening_example_cut_short_or_a_listen_json_of_another_shape_is_noted_not_fatal(dash_inputs, tmp_path):
+    """A 0-byte listening example stopped the whole build ("not a readable audio file"), and a listen.json whose
+    "concepts" was a list was an AttributeError traceback (hunt 153)."""
+    bank, own, verdict = _bright_of_this_sae(dash_inputs, tmp_path)
+    clip = sorted(dash_inputs.audio_root.glob("*.wav"))[0]
+    kinds = ("original", "model", "off", "on")
+    for folder, concepts in (("a_list", ["bright"]), ("b_cut", None)):
+        d = tmp_path / "run" / "judge" / folder
+        (d / "listen").mkdir(parents=True)
+        (d / "judge.json").write_text(json.dumps({"sae_sha256": own, "concepts": {"bright": verdict}}))
+        for kind in kinds:
+            shutil.copy(clip, d / "listen" / f"c0_{kind}.wav")
+        rows = [{"clip": "c0.wav", "files": {k: f"c0_{k}.wav" for k in kinds}, "with": True, "judge_index": 0}]
+        listen = {"concepts": concepts or {"bright": {"rows": rows}}}
+        (d / "listen" / "listen.json").write_text(json.dumps(listen))
+    cut = tmp_path / "run" / "judge" / "b_cut" / "listen" / "c0_on.wav"
+    cut.write_bytes(b"")
+    out = tmp_path / "site"
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None, cfg=cfg,
+                    progress=False)  # fmt: skip
+    notes = json.loads((out / "features.json").read_text())["warnings"]
+    assert any(n.startswith(f"{cut.parent / 'listen.json'} / ") and str(cut) in n and "not a readable audio file" in n
+               and n.endswith("its section is left out") for n in notes), notes  # fmt: skip
+    assert "bright can be taken out." in (out / "concepts" / "bright.html").read_text()  # the verdicts stay

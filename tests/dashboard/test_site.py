@@ -438,11 +438,12 @@ def test_prompt_sources_beside_clips_are_called_prompts_not_missing_files(dash_i
             w.add(x, source, start)
         w.add(x, "guitar, 100 bpm", 0)
         w.add(x, "drums", 0)
+        w.add(x, "a warm lo-fi beat, " * 15, 0)  # hunt 153: longer than a file name may be, an OSError
     argv = ["dashboard", "--sae", str(dash_inputs.sae), "--store", str(store), "--audio-root",
             str(dash_inputs.audio_root), "--out", str(tmp_path / "site"), "--max-pages", "1"]  # fmt: skip
     assert main(argv) == 0
     err = " ".join(capsys.readouterr().err.split())
-    assert "2 of the store's 22 sources are prompts, not audio files" in err and "guitar, 100 bpm" in err
+    assert "3 of the store's 23 sources are prompts, not audio files" in err and "guitar, 100 bpm" in err
     assert "missing" not in err
 
 
@@ -487,3 +488,24 @@ def test_the_features_a_concept_steers_get_pages_too(dash_inputs, tmp_path):
     assert (out / "features" / "f00090.html").is_file()
     page = (out / "concepts" / "bright.html").read_text()
     assert "Its edits steer 2 feature(s)" in page and "#90</a>" in page
+
+
+def test_a_clip_the_reader_refuses_is_shown_without_audio_not_the_end_of_the_build(copy_inputs, tmp_path, capsys):
+    """A float WAV with one NaN sample passed the audio check (`sf.info`) and stopped the whole build, after its
+    statistics, when its snippet was read (hunt 153): now it is named and its clips shown without audio."""
+    bad = [f"clip_{i:05d}.wav" for i in range(0, 20, 2)]
+    for name in bad:
+        y, sr = sf.read(copy_inputs.audio_root / name, dtype="float32")
+        y[5] = np.nan
+        sf.write(copy_inputs.audio_root / name, y, sr, subtype="FLOAT")
+    out = tmp_path / "site"
+    argv = ["dashboard", "--sae", str(copy_inputs.sae), "--store", str(copy_inputs.store), "--audio-root",
+            str(copy_inputs.audio_root), "--out", str(out), *SMALL_ARGS]  # fmt: skip
+    assert main(argv) == 0
+    notes = json.loads((out / "features.json").read_text())["warnings"]
+    named = {n for n in bad if any(n in w and "NaN/inf" in w and w.endswith("its clips are shown without audio")
+                                   for w in notes)}  # fmt: skip
+    clips = [c for f in json.loads((out / "features.json").read_text())["features"] for c in f.get("clips", [])]
+    silent = {c["source"] for c in clips if not c["wav"]}
+    assert named and silent == named, (named, silent)
+    assert all(c["wav"] and (out / c["wav"]).is_file() for c in clips if c["source"] not in named)

@@ -184,15 +184,23 @@ def test_a_full_disk_a_library_reports_as_its_own_error_is_one_line_naming_the_f
     assert cli.main([]) == 2
     assert capsys.readouterr().err == f"musicsae: error: writing {path}: Read-only file system (System error.)\n"
 
+    def read(args) -> None:  # a permission refused comes from reads too: not called a write (hunt 153)
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "theirs" / "cfg.json"))
+
+    for verbose in (False, True):
+        monkeypatch.setattr(cli, "build_parser", lambda verbose=verbose: _Parser(read, verbose))
+        assert cli.main([]) == 2
+        assert capsys.readouterr().err == f"musicsae: error: {tmp_path / 'theirs' / 'cfg.json'}: Permission denied\n"
+
 
 class _Parser:
-    def __init__(self, func) -> None:
-        self.func = func
+    def __init__(self, func, verbose: bool = False) -> None:
+        self.func, self.verbose = func, verbose
 
     def parse_args(self, argv):
         import argparse
 
-        return argparse.Namespace(verbose=False, func=self.func)
+        return argparse.Namespace(verbose=self.verbose, func=self.func)
 
 
 def test_a_job_that_fails_having_written_nothing_leaves_no_folder(tmp_path):

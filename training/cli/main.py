@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import errno
 import importlib
 import os
 import signal
@@ -237,7 +238,9 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
             say(f"{prog}: error: {exc}")
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
-            say(f"{prog}: error: writing {exc.filename}: {exc.strerror}")
+            # a permission refused may be a read's too (a folder of another user's beside --sae: hunt 153)
+            doing = "" if exc.errno in (errno.EACCES, errno.EPERM) else "writing "
+            say(f"{prog}: error: {doing}{exc.filename}: {exc.strerror}")
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
             # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)

@@ -50,7 +50,8 @@ def sae_dirs_beside(sae_dir: str | os.PathLike) -> list[Path]:
     sae_dir = Path(sae_dir)
     found = {sae_dir.resolve()}
     if sae_dir.resolve().parent.is_dir():
-        found |= {p.resolve() for p in sae_dir.resolve().parent.iterdir() if (p / CFG_FILE).is_file()}
+        # os.path.isfile: a sibling folder this user may not open (another's, in /tmp) is no SAE, not an error
+        found |= {p.resolve() for p in sae_dir.resolve().parent.iterdir() if os.path.isfile(p / CFG_FILE)}
     return sorted(found)
 
 
@@ -209,16 +210,18 @@ def plot_layers(rows: list[LayerRow], path: Path) -> Path:
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", lw=1.4)
         ax.set_title(title, fontsize=9)
     concepts = sorted({c for r in rows for c in r.auroc})
+    lines = []
     for c in concepts:
         pts = [(i, r.auroc[c]) for i, r in zip(x, rows, strict=True) if c in r.auroc]
-        (line,) = axes[3].plot([p[0] for p in pts], [p[1] for p in pts], "o-", lw=1.4, label=c)
+        (line,) = axes[3].plot([p[0] for p in pts], [p[1] for p in pts], "o-", lw=1.4)
+        lines.append(line)
         bars = [(i, *r.interval[c]) for i, r in zip(x, rows, strict=True) if c in r.interval]
         if bars:
             axes[3].vlines([b[0] for b in bars], [b[1] for b in bars], [b[2] for b in bars], color=line.get_color())
     axes[3].set_title("held-out AUROC (SAE probe)\nbars: 95 % intervals", fontsize=9)
     axes[3].set_ylim(0.4, 1.02)
-    if concepts:
-        axes[3].legend(fontsize=7)
+    if concepts:  # labels given: matplotlib leaves out a line whose label starts with "_" (hunt 153)
+        axes[3].legend(lines, concepts, fontsize=7)
     for ax in axes:
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=45, ha="right", fontsize=7)

@@ -36,7 +36,8 @@ def listen_files(dirs: list[Path], concept: str) -> Iterator[tuple[Path, dict]]:
                 data = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
-            entry = (data.get("concepts") or {}).get(concept) if isinstance(data, dict) else None
+            concepts = data.get("concepts") if isinstance(data, dict) else None  # a list was a traceback (hunt 153)
+            entry = concepts.get(concept) if isinstance(concepts, dict) else None
             if isinstance(entry, dict) and entry.get("rows"):
                 yield path, data
 

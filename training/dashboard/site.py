@@ -350,7 +350,7 @@ class DashboardBuilder:
         missing, unreadable, short = [], [], []
         for s, n in rows.items():
             path = self.audio_root / s
-            if not path.is_file():
+            if not os.path.isfile(path):  # False on any OSError: a prompt longer than a file name may be (hunt 153)
                 missing.append(s)
                 continue
             try:
@@ -505,8 +505,20 @@ class DashboardBuilder:
             ((c.source, j, r, c) for j in pages for r, c in enumerate(stats.top_clips(j))),
             key=lambda t: (t[0], t[1], t[2]),
         )
+        unreadable: set[str] = set()  # readable by `sf.info` (`_audio_sources`) but refused by the reader: NaN samples
         for source, j, rank, clip in jobs:
-            y, sr = read_audio(str(self.audio_root / source))
+            if source not in unreadable:
+                try:
+                    y, sr = read_audio(str(self.audio_root / source))
+                except UserError as exc:  # one bad clip stopped the whole build after its statistics (hunt 153)
+                    unreadable.add(source)
+                    self._note(f"{exc}: its clips are shown without audio")
+            if source in unreadable:  # as a prompt's: its activations, no snippet
+                labels = sorted(self.labels.labels.get(source, ()))
+                svg = sparkline_svg(curves[source][j], clip.frame)
+                views[j].clips.append(ClipView(source, clip.frame, clip.value, "", 0.0, "", None, labels, svg))
+                tick()
+                continue
             center = (clip.frame + 0.5) / self.frame_rate
             snip = cut(y, sr, center, self.cfg.snippet_seconds)  # the mono mix: spectrogram and properties
             key = (source, round(snip.start * 1000))
@@ -571,9 +583,9 @@ class DashboardBuilder:
             shown = "; ".join(repr(c.source) for c in v.clips[:3])
             parts.append(f"top prompts: {shown}" + (f" (+{n - 3})" if n > 3 else ""))
             return " · ".join(parts), []
-        props = [c.props for c in v.clips]
+        props = [c.props for c in v.clips if c.props]  # a clip the reader refused has none
         pitched = [p for p in props if p.pitch_range and p.periodic >= PITCHED]
-        if 2 * len(pitched) > n:
+        if 2 * len(pitched) > len(props):
             from training.dashboard.audio_props import note_name
 
             lo = note_name(float(np.median([p.pitch_lo_hz for p in pitched])))
@@ -582,7 +594,7 @@ class DashboardBuilder:
         voiced = [c for c in v.clips if "voice" in c.labels] if self.labels.labels else []
         if voiced:
             parts.append(f"voice in {len(voiced)} of {n}")
-        common = [t for t, k in Counter(t for p in props for t in p.tags).most_common() if k * 2 > n]
+        common = [t for t, k in Counter(t for p in props for t in p.tags).most_common() if k * 2 > len(props)]
         if common:
             parts.append(", ".join(common))
         return " · ".join(parts), common
@@ -805,6 +817,9 @@ class DashboardBuilder:
             self._note(f"{' / '.join(map(str, files))}: unexpected contents ({type(exc).__name__}: {exc}); "
                        "its section is left out")  # fmt: skip
             return ""
+        except UserError as exc:  # an audio file of the section that cannot be read (a listening example cut short)
+            self._note(f"{' / '.join(map(str, files))}: {exc}; its section is left out")
+            return ""
 
     def _named_renders(self, out: Path, c: Concept, dirs: list[Path]) -> str:
         """Before/after audio whose file names hold the concept and a mode (original / no edit / off / on /
@@ -816,9 +831,13 @@ class DashboardBuilder:
         pat = pattern(c.name)
         longer = [pattern(o.name) for o in (self.bank or []) if len(o.name) > len(c.name)]
         found: list[tuple[int, str, Path, str]] = []  # (order, mode, file, where it is: folder/path)
+        site = self.out.resolve()
         for d in dirs:
             for wav in sorted(d.rglob("*.wav")):
-                if "listen" in wav.relative_to(d).parts[:-1]:
+                folders = wav.relative_to(d).parts[:-1]
+                # a dashboard built inside eval/ (or the one being written, hidden beside it) holds copies of the
+                # renders: found as renders, they doubled at every rebuild until a name was too long (hunt 153)
+                if "listen" in folders or any(f.startswith(".") for f in folders) or wav.resolve().is_relative_to(site):
                     continue
                 stem = wav.stem.lower()
                 if not pat.search(stem) or any(p.search(stem) for p in longer):  # "bright_two_off" is not "bright"'s
