@@ -45,7 +45,7 @@ from pythonosc.osc_message import OscMessage  # noqa: E402
 
 from realtime.jackd import JackServer  # noqa: E402
 from realtime.osc import encode_message  # noqa: E402
-from training.cli.args import Parser, nonneg_int, positive_float, positive_int  # noqa: E402
+from training.cli.args import Parser, integer, nonneg_int, positive_float, positive_int  # noqa: E402
 
 PROG = "bench/jack_soak.py"
 DEMO = ROOT / "training" / "assets" / "demo_rave.ts"
@@ -201,7 +201,7 @@ def main() -> None:
     p.add_argument("--stall-every", type=positive_float, default=60.0, help="seconds between stalls")
     p.add_argument("--meter-rate", type=positive_float, default=20.0)
     p.add_argument("--no-baseline", action="store_true", help="skip the copy-only baseline stream")
-    p.add_argument("--rt-priority", type=int, help="the model thread's (live's --rt-priority; 0: normal)")
+    p.add_argument("--rt-priority", type=integer, help="the model thread's (live's --rt-priority; 0: normal)")
     p.add_argument("--busy", type=nonneg_int, default=0, help="busy-loop processes running all along (a busy laptop)")
     args = p.parse_args()
     seconds = 30.0 if args.short else args.minutes * 60

@@ -39,7 +39,7 @@ from sae.metrics import RunningMetrics  # noqa: E402
 from sae.store import ActivationStore, open_store  # noqa: E402
 from sae.synthetic import planted_store  # noqa: E402
 from sae.train import TrainConfig, train_hook  # noqa: E402
-from training.cli.args import Parser, positive_float, positive_int, seed_int, thread_count  # noqa: E402
+from training.cli.args import Parser, integer, number, positive_float, positive_int, seed_int, thread_count  # noqa: E402
 
 PROG = "bench/sae_train.py"
 
@@ -117,8 +117,8 @@ def main() -> int:
     p.add_argument("--seed", type=seed_int, default=0, help="initialisation (and batch order) seed of the first repeat")
     p.add_argument("--data-seed", type=seed_int, default=1000, help="synthetic data seed (independent of --seed)")
     p.add_argument("--repeats", type=positive_int, default=3, help="runs of each trainer, alternating which goes first")
-    p.add_argument("--eval-fraction", type=float, default=0.1)
-    p.add_argument("--shuffle-buffer", type=int, default=1 << 16)
+    p.add_argument("--eval-fraction", type=number, default=0.1)
+    p.add_argument("--shuffle-buffer", type=integer, default=1 << 16)
     p.add_argument("--threads", type=thread_count, default=1)
     args = p.parse_args()
     load_dictionary_learning_topk()  # the baseline's package, before any work (it was said after ours had trained)

@@ -423,7 +423,7 @@ class OscControl:
                     read_preset(find_preset(self.preset_dir, _string(address, args), self.shipped_presets))
                 )
             else:
-                raise UserError(f"{address}: unknown address (see /concepts and the README's OSC table)")
+                raise UserError(f"{address}: unknown address (see /concepts and the OSC table in examples/README.md)")
         except UserError as exc:
             message = str(exc)
             raise UserError(message if message.startswith(address) else f"{address}: {message}") from None

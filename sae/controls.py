@@ -24,6 +24,23 @@ meter's sum stays a float32."""
 # a number as text (a mode's `:N`, a number quoted in a preset, YAML 1.1's `2e0`): float() also reads 1_0 as 10 and
 # full-width digits; inf and nan are read, for the range check to name them
 DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.ASCII | re.I)
+INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def plain_int(text: str) -> int:
+    """An integer written in plain decimal digits, blanks around it allowed; ValueError for anything else: int()
+    also reads '١٢' and '２' (other scripts' digits) and '1_000' (hunt 155: `--seed ١٢` was seed 12)."""
+    if not isinstance(text, str) or not INTEGER.fullmatch(text.strip()):
+        raise ValueError(f"{text!r}: not an integer in plain decimal digits")
+    return int(text)
+
+
+def plain_float(text: str) -> float:
+    """A number written as `DECIMAL` spells one (inf and nan read, for a range check to name them); ValueError for
+    anything else, which float() would read: '１e-3', '1_0'."""
+    if not isinstance(text, str) or not DECIMAL.fullmatch(text.strip()):
+        raise ValueError(f"{text!r}: not a number in plain decimal digits")
+    return float(text)
 
 
 NAME_NOT_TEXT = (

@@ -818,8 +818,8 @@ class ActivationStore:
             return self._source_units(hook, lambda name: name in sources)
         if len(units) < 2:
             raise UserError(
-                f"hook {hook!r} has {self.rows(hook)} rows (one block); a held-out split needs more rows, "
-                f"or use eval fraction 0"
+                f"hook {hook!r} has {self.rows(hook)} rows (one block); a held-out split needs more rows (more "
+                "clips), or hold out none (--eval-fraction 0)"
             )
         files = [s["file"] for s in self.manifest(hook)["shards"]]
 

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
+from sae.controls import plain_int
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.jsonfile import strict_json
@@ -61,6 +62,7 @@ HELD_OUT_SPLIT = "whole sources"  # the held-out rule a checkpoint was started u
 
 
 TRAIN_THREADS_ENV = "MUSICSAE_TRAIN_THREADS"
+MAX_TRAIN_THREADS = 1024  # as `--threads` (training.cli.args.MAX_THREADS): 100000 crashed torch
 
 
 class Stopped(Exception):
@@ -76,11 +78,14 @@ def set_train_threads(given: int | None = None) -> int:
     shared); either must be a positive integer. Returns the count."""
     if given is None:
         env = os.environ.get(TRAIN_THREADS_ENV, "1")
-        if not env.strip().isdigit() or int(env) < 1:
-            raise UserError(f"${TRAIN_THREADS_ENV} {env!r}: expected a positive integer")
-        given = int(env)
-    if given < 1:
-        raise UserError(f"--threads {given}: expected a positive integer")
+        try:  # "²".isdigit() is true and int("²") a traceback; "٣" read as 3 (hunt 155)
+            given = plain_int(env)
+        except ValueError:
+            given = 0
+        if not 0 < given <= MAX_TRAIN_THREADS:
+            raise UserError(f"${TRAIN_THREADS_ENV} {env!r}: expected a positive integer, at most {MAX_TRAIN_THREADS}")
+    if not 0 < given <= MAX_TRAIN_THREADS:
+        raise UserError(f"--threads {given}: expected a positive integer, at most {MAX_TRAIN_THREADS}")
     torch.set_num_threads(given)
     return given
 

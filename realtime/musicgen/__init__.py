@@ -13,7 +13,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from realtime.musicgen.base import MusicGenBackend, Recorder, parse_layers
-from realtime.musicgen.record import training_record
+from realtime.musicgen.record import TRAINING_FILE, is_package, training_record
 from sae.errors import UserError
 
 BACKENDS = ("audiocraft", "transformers")
@@ -49,14 +49,19 @@ def trained_seconds(source: str | Path) -> float | None:
     MusicGen's package writes it): generation past it runs on positions the LM never saw. None when there is
     no such record (hub ids, tiny models, folders of other origin); a damaged one is refused in one line (read as
     none, it silently made 10 s the default of a model trained on 2 s)."""
-    record = training_record(hub_snapshot(str(source)))
+    folder = hub_snapshot(str(source))
+    record = training_record(folder)
     if record is None:
         return None
     try:
-        seconds = float(record["lm"]["run"]["sizes"]["segment"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return seconds if 0 < seconds < float("inf") else None
+        segment = record["lm"]["run"]["sizes"]["segment"]
+    except (KeyError, TypeError):
+        segment = None
+    ok = isinstance(segment, int | float) and not isinstance(segment, bool) and 0 < segment < float("inf")
+    if not ok and is_package(record):  # a package records its LM's segment: a damaged one is not "none" (hunt 152)
+        raise UserError(f"{Path(folder) / TRAINING_FILE}: lm.run.sizes.segment {segment!r}: expected the LM's "
+                        "training segment in seconds; restore the file from the package")  # fmt: skip
+    return float(segment) if ok else None
 
 
 def duration_note(name: str, trained: float | None, seconds: float) -> str | None:

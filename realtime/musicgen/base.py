@@ -153,7 +153,7 @@ class MusicGenBackend(ABC):
 
     def layer_index(self, hook: str) -> int:
         """The layer index a hook name refers to; `UserError` if it is not a layer of this model."""
-        m = re.fullmatch(re.escape(self.hook_prefix) + r"\.(\d+)", hook.strip())
+        m = re.fullmatch(re.escape(self.hook_prefix) + r"\.(0|[1-9][0-9]*)", hook.strip())  # ASCII, as written
         if m is None:
             raise UserError(f"hook {hook!r}: expected '{self.hook_prefix}.<i>' for this {self.backend} MusicGen")
         i = int(m.group(1))
@@ -250,8 +250,10 @@ class MusicGenBackend(ABC):
 
     @property
     def min_frames(self) -> int:
-        """The fewest frames a render may have (`generate` refuses fewer; a batch checks every job first)."""
+        """The fewest frames a render may have (`check_request` refuses fewer; a batch checks every job first)."""
         return 1
+
+    min_frames_why = ""  # why `min_frames` is more than one frame, for `check_request`'s refusal
 
     def match_channels(self, wav: Tensor) -> Tensor:
         """Audio [B, C, N] with the model's channels: mono copied to both sides of a stereo model (as
@@ -295,6 +297,10 @@ class MusicGenBackend(ABC):
                             "a finite number of seconds")  # fmt: skip
         if self.rendered_seconds(duration) > self.max_duration:  # whole frames: 30.01 s renders 30 s
             raise UserError(f"--duration {duration:g}: this model generates at most {self.max_duration:g} s")
+        if (frames := self.frames(duration)) < self.min_frames:  # every caller before its work, not the first render
+            least = f"{self.min_frames} ({self.min_frames / self.frame_rate:g} s)"
+            raise UserError(f"duration {duration:g} s: {frames} frame(s); the {self.backend} backend renders at least "
+                            f"{least}{self.min_frames_why}")  # fmt: skip
 
     # -- hooks ---------------------------------------------------------------------------------------------
     @abstractmethod

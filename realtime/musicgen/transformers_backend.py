@@ -129,6 +129,8 @@ class TransformersMusicGen(MusicGenBackend):
         """Below `delays` frames transformers drops MusicGen's delay pattern."""
         return self.delays
 
+    min_frames_why = ", below that it drops MusicGen's delay pattern"
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -140,11 +142,6 @@ class TransformersMusicGen(MusicGenBackend):
         temperature: float = 1.0,
     ) -> Generation:
         self.check_request(prompts, duration)
-        if (frames := self.frames(duration)) < self.min_frames:
-            raise UserError(
-                f"duration {duration:g} s: {frames} frame(s); the transformers backend renders at least "
-                f"{self.delays} ({self.delays / self.frame_rate:g} s), below that it drops MusicGen's delay pattern"
-            )
         inputs = self._text(prompts)
         if seed is not None:
             torch.manual_seed(seed)

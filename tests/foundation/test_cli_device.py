@@ -46,3 +46,18 @@ def test_a_device_this_machine_lacks_is_one_line():
         [sys.executable, "-m", "training.cli", "demo", "--out", "x", "--device", "gpu"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "expected cpu, cuda, cuda:N or mps" in bad.stderr
+
+
+def test_a_cuda_index_torch_would_refuse_is_refused_as_it_is_written(monkeypatch):
+    """`cuda:00` and `cuda:٠` passed the count check where a GPU was, then torch.device() raised a traceback (hunt
+    155); a device counted by torch is checked with a GPU faked here."""
+    import argparse
+
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert torch_device("cuda:1") == "cuda:1" and torch_device("cuda") == "cuda"
+    for text in ("cuda:00", "cuda:٠", "cuda:０", "cuda:01"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected cpu, cuda, cuda:N or mps"):
+            torch_device(text)

@@ -228,6 +228,39 @@ def test_an_empty_value_is_refused_by_every_option_of_every_command(capsys):
     assert checked > 100
 
 
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+
+
+def test_no_option_reads_other_scripts_digits_or_underscores_as_a_number(capsys):
+    """int() and float() read '١٢' as 12, '２' as 2 and '1_000' as 1000: `--seed ١٢` was seed 12, `--lr １e-3`
+    0.001, while `--set x=on:1_0` and `--layers ٤` were refused (hunt 155). Every option that takes numbers now
+    refuses them, in one line naming the option and the text."""
+    checked = 0
+    for name, parser in command_parsers(build_parser()).items():
+        for action in parser._actions:
+            if not action.option_strings or action.type is None or action.nargs == 0:
+                continue
+            for probe in ("7", "0.5", "1,2", "-60,-45", "0.1,0.5"):  # a value the option takes, to spell oddly
+                try:
+                    value = action.type(probe)
+                except (argparse.ArgumentTypeError, ValueError, TypeError):
+                    continue
+                if isinstance(value, int | float | tuple) and not isinstance(value, bool):
+                    break
+            else:
+                continue  # not an option of numbers
+            first = next(i for i, c in enumerate(probe) if c.isdigit())
+            for odd in (probe.translate(ARABIC_INDIC), f"{probe[: first + 1]}_0{probe[first + 1 :]}"):
+                argv = [*_minimal_argv(parser, action), f"{action.option_strings[0]}={odd}"]
+                with pytest.raises(SystemExit) as exit_:
+                    parser.parse_args(argv)
+                err = capsys.readouterr().err.strip().splitlines()
+                assert exit_.value.code == 2 and len(err) == 1, (name, argv, err)
+                assert action.option_strings[-1] in err[0] and repr(odd) in err[0], (name, argv, err)
+            checked += 1
+    assert checked > 100
+
+
 @pytest.mark.parametrize(
     ("configs", "said"),
     [(["nope"], "not all are acids-rave gin configs (known: "), (["spherical"], "missing 10 required positional"),

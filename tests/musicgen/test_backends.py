@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -136,6 +137,21 @@ def test_parse_layers():
         with pytest.raises(UserError, match="expected 'all' or comma-separated layer indices"):
             parse_layers(bad, 6)
     assert parse_layers(" 5 , -6", 6) == [0, 5]
+    # hunt 154: `concept musicgen --layer` read them with int(): -0 as the first layer, ٤ as 4
+    from training.cli.concept import one_layer
+
+    assert one_layer("4") == 4 and one_layer("-1") == -1
+    for bad in ("٤", "-0", "1_0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a layer index"):
+            one_layer(bad)
+
+
+def test_a_hook_names_its_layer_in_plain_digits(mg):
+    """A bank's hook `transformer.layers.٣` or `.003` read as layer 3 (`\\d` matches any script's digits)."""
+    assert mg.layer_index(mg.hook_name(1)) == 1
+    for bad in ("٣", "003", "1_0"):
+        with pytest.raises(UserError, match="expected"):
+            mg.layer_index(f"{mg.hook_prefix}.{bad}")
 
 
 def test_bad_sources_are_one_line_errors(tmp_path):
@@ -233,4 +249,6 @@ def test_the_transformers_backend_refuses_what_it_cannot_render_with_the_delay_p
     mg = load_musicgen(transformers_dir)
     with pytest.raises(UserError, match=r"duration 0.04 s: 2 frame\(s\); the transformers backend renders at least 3"):
         mg.generate(["rock"], 2 / mg.frame_rate, seed=0)
+    with pytest.raises(UserError, match=r"2 frame\(s\); the transformers backend renders at least 3 \(0.06 s\), below"):
+        mg.check_request(["rock"], 2 / mg.frame_rate)  # what callers check before their work (hunt 152)
     assert mg.generate(["rock"], 3 / mg.frame_rate, seed=0).codes.shape[-1] == 3

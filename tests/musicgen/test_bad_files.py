@@ -75,3 +75,22 @@ def test_a_rerun_of_the_musicgen_demo_starts_its_experiment_from_scratch(tmp_pat
     with pytest.raises(KeyboardInterrupt):
         demo.run_musicgen_demo(demo.MusicGenDemoConfig(out=str(tmp_path / "out"), seed=1), say=lambda _: None)
     assert seen == [False]
+
+
+@pytest.mark.parametrize("segment", ['"2 s"', "0", "-1", "null", "true", "1e999"])
+def test_a_packages_damaged_lm_segment_is_one_line_not_no_record(tmp_path, segment):
+    """A package's training.json with `segment: "2 s"` read as no record: render and collect defaulted to 10 s on
+    a model trained on 2 s, without a word (hunt 152). Another origin's record without a segment stays none."""
+    import json
+
+    from realtime.musicgen import trained_seconds
+    from sae.errors import UserError
+
+    record = '{"codec": {"step": 3}, "lm": {"step": 4, "run": {"sizes": {"segment": ' + segment + "}}}}"
+    (tmp_path / "training.json").write_text(record)
+    with pytest.raises(UserError, match=r"training\.json: lm\.run\.sizes\.segment .*: expected the LM's training"):
+        trained_seconds(tmp_path)
+    (tmp_path / "training.json").write_text(json.dumps({"lm": {"step": 4}}))  # no package: nothing recorded
+    assert trained_seconds(tmp_path) is None
+    (tmp_path / "training.json").write_text(json.dumps({"codec": {}, "lm": {"run": {"sizes": {"segment": 2}}}}))
+    assert trained_seconds(tmp_path) == 2.0

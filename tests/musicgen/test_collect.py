@@ -477,6 +477,18 @@ def test_a_prompt_duration_past_the_models_limit_is_refused_before_it_is_recorde
     col.abort()
     info = json.loads((tmp_path / "store" / "store.json").read_text())
     assert "prompts" not in info.get("collect", {}), info
+    # hunt 152: a fraction of a frame past the limit renders the limit (whole frames), as render musicgen allows
+    edge = mg.max_duration + 0.4 / mg.frame_rate
+    assert mg.rendered_seconds(edge) == mg.max_duration
+    col = Collector(mg, CollectConfig(tmp_path / "edge", [1], duration=edge))
+
+    def generate(*args, **kwargs):
+        raise RuntimeError("generating")
+
+    with pytest.MonkeyPatch.context() as m, pytest.raises(RuntimeError, match="generating"):
+        m.setattr(mg, "generate", generate)
+        col.from_prompts(["happy guitar"])
+    col.abort()
 
 
 def test_rows_record_the_collection_that_made_them(tmp_path, audiocraft_dir, monkeypatch):

@@ -42,6 +42,12 @@ def test_every_known_key_is_read(tmp_path):
         ("j.yaml", "- {prompt: [guitar, drums]}\n", "job 1: 'prompt' must be a text, not ['guitar', 'drums']"),
         ("j.yaml", "- {prompt: on}\n", "job 1: 'prompt' must be a text, not True"),  # hunt 78: rendered 'True'
         ("j.yaml", "- {prompt: guitar, duration: yes}\n", "duration a number of seconds"),  # was 1 s
+        # hunt 155: int() and float() read other scripts' digits and underscores (1_000 was seed 1000)
+        ("j.csv", "prompt,seed\nguitar,1_000\n", "seed must be an integer"),
+        ("j.yaml", "- {prompt: guitar, seed: '١٢'}\n", "seed must be an integer"),
+        ("j.csv", "prompt,seed\nguitar,１２.０\n", "seed must be an integer"),
+        ("j.csv", "prompt,duration\nguitar,1_0\n", "duration a number of seconds"),
+        ("j.yaml", "- {prompt: guitar, duration: '٣'}\n", "duration a number of seconds"),
         # hunt 97: settings beside `jobs:` and a column given twice were dropped (the last cell won)
         ("j.yaml", "seed: 7\njobs: [guitar]\n", "unknown key 'seed' beside 'jobs'"),
         ("j.csv", "prompt,prompt\nguitar solo,drum loop\n", "column 'prompt' appears twice in the header"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -160,22 +161,21 @@ def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, t
     assert all(np.abs(w).max() > 0 for w in waves.values())
 
 
-def test_eval_musicgen_renders_the_lms_segment_by_default_and_says_when_it_runs_past(tmp_path, capsys):
+def test_eval_musicgen_renders_the_lms_segment_by_default_and_says_when_it_runs_past(tmp_path, data, capsys):
     """Hunt 48: `eval musicgen` rendered 4 s on the demo MusicGen (trained on 2 s segments) without a word, where
-    `render musicgen` and `collect musicgen` default to the segment and note what runs past it."""
+    `render musicgen` and `collect musicgen` default to the segment and note what runs past it. Hunt 152: 2.01 s,
+    which renders 2 s of whole frames, was said to run past it."""
     from training.cli import main
 
-    model = tmp_path / "mg"
-    model.mkdir()
-    (model / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": 2.0}}}}))
-    argv = ["eval", "musicgen", "--data", str(tmp_path / "none"), "--model", str(model), "--bank", "b.yaml"]
-    for extra, noted in (([], False), (["--duration", "4"], True)):
-        assert main([*argv, "--out", str(tmp_path / "o"), *extra]) == 2  # stops at the missing data, after the note
+    model = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen"
+    bank = _bank(tmp_path, load_musicgen(model))
+    argv = ["eval", "musicgen", "--data", str(data), "--model", str(model), "--bank", str(bank), "--concepts", "nosuch"]
+    for extra, noted in (([], False), (["--duration", "2.01"], False), (["--duration", "4"], True)):
+        assert main([*argv, "--out", str(tmp_path / "o"), *extra]) == 2  # stops at the unknown concept, after the note
         said = capsys.readouterr()
-        assert (
-            "note: mg's LM was trained on 2 s segments: 4 s at a time runs on positions past 2 s" in said.out
-        ) is noted
-        assert "no manifest" in said.err
+        assert ("note: demo_musicgen's LM was trained on 2 s segments:" in said.out) is noted
+        assert not noted or "4 s at a time runs on positions past 2 s" in said.out
+        assert "nosuch" in said.err
 
 
 @pytest.mark.slow
@@ -194,3 +194,23 @@ def test_prompts_a_lookup_table_model_plays_as_other_words_are_noted(tmp_path, d
     note = "prompt 'jazz piano': unknown words jazz ignored, played as 'piano'"
     assert note in json.loads((tmp_path / "out" / "judge.json").read_text())["notes"]
     assert f"note: {note}" in capsys.readouterr().out
+
+
+def test_prompts_the_model_plays_as_one_are_refused_before_the_judge_trains(tmp_path, data, monkeypatch):
+    """Hunt 152: a prompt given twice (or two texts the lookup-table conditioner reads as one description) rendered
+    the same seeds again, byte for byte, and each copy counted as a render of its own: in the intervals and in the
+    minimum of renders a verdict needs."""
+    import training.musicgen.judge as judge
+
+    model = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen"
+    bank = _bank(tmp_path, load_musicgen(model))
+    monkeypatch.setattr(judge.Judge, "fit", lambda *a, **k: pytest.fail("the judge trained first"))
+    cases = {
+        ("guitar drums", "piano", "guitar drums"): "--prompts: 'guitar drums' is given twice: its renders would be",
+        ("calm guitar with drums", "Drums and GUITAR, please"): "--prompts: 'calm guitar with drums' and 'Drums and "
+        "GUITAR, please' both play as 'guitar drums' on this model",
+    }
+    for prompts, needle in cases.items():
+        cfg = MusicGenEvalConfig(str(data), str(model), str(bank), str(tmp_path / "out"), prompts, renders=1)
+        with pytest.raises(UserError, match=re.escape(needle)):
+            evaluate_musicgen(cfg)

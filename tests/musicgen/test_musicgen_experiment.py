@@ -466,3 +466,34 @@ def test_adherence_refuses_a_concept_without_prompt_pairs_before_the_judge_train
     cfg = adherence.AdherenceConfig(str(model), [str(tmp_path)], concepts=("guitar", "voice"))
     with pytest.raises(UserError, match="concept voice: the model knows no description pair differing by it"):
         adherence.evaluate_adherence(cfg, say=lambda *_: None)
+
+
+def test_adherence_checks_its_duration_before_the_judge_trains_and_defaults_to_the_lms_segment(tmp_path, monkeypatch):
+    """Hunt 152: `evaluate adherence --duration 0.01` (or 31) was refused after the judge had trained, and it rendered
+    4 s by default on the demo MusicGen (trained on 2 s segments) without a word."""
+    from pathlib import Path
+
+    from training.musicgen import adherence, evaluate
+
+    model = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen"
+    monkeypatch.setattr(adherence, "fit_judge", lambda *a, **k: pytest.fail("the judge trained first"))
+    for duration, needle in ((0.01, "expected at least one frame"), (31.0, "this model generates at most 30 s")):
+        cfg = adherence.AdherenceConfig(str(model), [str(tmp_path)], concepts=("guitar",), duration=duration)
+        with pytest.raises(UserError, match=needle):
+            adherence.evaluate_adherence(cfg, say=lambda *_: None)
+    seen: list = []
+
+    def stop(cfg, *args, **kwargs):
+        seen.append(cfg.duration)
+        raise UserError("stopped")
+
+    monkeypatch.setattr(adherence, "evaluate_adherence", stop)
+    argv = ["adherence", "--model", str(model), "--judge-data", str(tmp_path), "--out", str(tmp_path / "out")]
+    assert evaluate.main(argv) == 2 and seen == [2.0]
+    said: list[str] = []
+    monkeypatch.undo()
+    monkeypatch.setattr(adherence, "fit_judge", lambda *a, **k: (_ for _ in ()).throw(UserError("judge")))
+    cfg = adherence.AdherenceConfig(str(model), [str(tmp_path)], concepts=("guitar",), duration=4.0)
+    with pytest.raises(UserError, match="judge"):
+        adherence.evaluate_adherence(cfg, say=said.append)
+    assert "note: demo_musicgen's LM was trained on 2 s segments: 4 s at a time" in said[0]

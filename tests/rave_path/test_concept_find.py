@@ -558,3 +558,16 @@ def test_too_few_usable_solos_are_refused_before_the_search_naming_why(
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, bank, "drums", "--alone", str(alone)) == 2
     err = capsys.readouterr().err
     assert f"--alone {alone} (3 skipped; the first: " in err and "): 3 usable clip(s); expected at least 4" in err, err
+
+
+def test_permutations_past_the_limit_are_refused_before_any_work(tmp_path):
+    """Each permutation reruns the whole probe: `--permutations 1e30`'s digits were taken and never ended (hunt
+    155)."""
+    from sae.errors import UserError
+    from training.rave.concepts import MAX_PERMUTATIONS, FindConfig, find_concept
+
+    for n in (-1, MAX_PERMUTATIONS + 1):
+        cfg = FindConfig("guitar", str(tmp_path), str(tmp_path), "m.ts", str(tmp_path), str(tmp_path / "b.yaml"),
+                         permutations=n)  # fmt: skip
+        with pytest.raises(UserError, match=f"--permutations {n}: expected 0 to {MAX_PERMUTATIONS}$"):
+            find_concept(cfg)

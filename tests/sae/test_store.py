@@ -546,3 +546,11 @@ def test_the_sample_for_normalisation_is_drawn_from_the_whole_split(tmp_path):
     assert abs(float(x.mean()) - float(split.mean())) < 0.05 * float(split.std())  # 18.5 / 64 = 0.29: 3 SE
     assert abs(float(x.std()) - float(split.std())) < 0.05 * float(split.std())
     assert torch.equal(x, st.sample("h", 4096, "train", 0.05, seed=3))
+
+
+def test_a_store_of_one_block_names_the_option_that_holds_out_nothing(tmp_path):
+    """Hunt 154: "... or use eval fraction 0" named no option a user could pass."""
+    with ActivationWriter(tmp_path / "s", "latent", 4, "float32") as w:
+        w.add(torch.randn(50, 4), "a.wav", 0)
+    with pytest.raises(UserError, match=r"50 rows \(one block\); .* or hold out none \(--eval-fraction 0\)$"):
+        ActivationStore(tmp_path / "s").split_units("latent", "train", 0.2)

@@ -776,7 +776,9 @@ def test_training_threads_are_a_positive_integer(monkeypatch):
         assert set_train_threads() == 1 == torch.get_num_threads()
         monkeypatch.setenv("MUSICSAE_TRAIN_THREADS", "2")
         assert set_train_threads() == 2 and set_train_threads(1) == 1
-        for given, env, message in ((0, "2", "--threads 0"), (-1, "2", "--threads -1"), (None, "two", "'two'")):
+        # hunt 155: "²" passed isdigit() and was a traceback, "٣" read as 3, 5000 passed --threads' limit of 1024
+        odd = ((None, "²", "'²'"), (None, "٣", "'٣'"), (None, "5000", "'5000': expected a positive integer, at most"))
+        for given, env, message in ((0, "2", "--threads 0"), (-1, "2", "--threads -1"), (None, "two", "'two'"), *odd):
             monkeypatch.setenv("MUSICSAE_TRAIN_THREADS", env)
             with pytest.raises(UserError, match=message):
                 set_train_threads(given)

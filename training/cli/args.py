@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
+from sae.controls import plain_float, plain_int
+
 
 class Parser(argparse.ArgumentParser):
     """The parser of musicsae and the recipes: a usage error is one line, what was wrong and where the options are
@@ -49,37 +51,39 @@ def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], expec
     return parse
 
 
-positive_int = _checked(int, lambda v: v > 0, "a positive integer")
-nonneg_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _checked(float, lambda v: 0 < v < float("inf"), "a positive number")
-nonneg_float = _checked(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+integer = _checked(plain_int, lambda v: True, "an integer")
+number = _checked(plain_float, lambda v: True, "a number")  # inf and nan read: the command's range check names them
+positive_int = _checked(plain_int, lambda v: v > 0, "a positive integer")
+nonneg_int = _checked(plain_int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _checked(plain_float, lambda v: 0 < v < float("inf"), "a positive number")
+nonneg_float = _checked(plain_float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 GUIDANCE_LIMIT = 1000.0
 guidance_coef = _checked(
-    float, lambda v: 1 <= v <= GUIDANCE_LIMIT, f"a number in [1, {GUIDANCE_LIMIT:g}] (1: no guidance)"
+    plain_float, lambda v: 1 <= v <= GUIDANCE_LIMIT, f"a number in [1, {GUIDANCE_LIMIT:g}] (1: no guidance)"
 )
 """MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off); far
 above the limit the guided logits overflow and sampling fails mid-render (1e300: a traceback)."""
-fraction = _checked(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
+fraction = _checked(plain_float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 MAX_THREADS = 1024
-thread_count = _checked(int, lambda v: 0 < v <= MAX_THREADS, f"a positive integer, at most {MAX_THREADS}")
+thread_count = _checked(plain_int, lambda v: 0 < v <= MAX_THREADS, f"a positive integer, at most {MAX_THREADS}")
 """`--threads`: 100000 crashed torch (libgomp cannot make the threads: a segfault, or exit 1 with no line)."""
 MAX_JOBS = 256
-job_count = _checked(int, lambda v: 0 < v <= MAX_JOBS, f"a positive integer, at most {MAX_JOBS}")
+job_count = _checked(plain_int, lambda v: 0 < v <= MAX_JOBS, f"a positive integer, at most {MAX_JOBS}")
 """`--jobs`: rendering processes, started all at once (`demo --jobs 100` launched 100 Pythons)."""
 SEED_RANGE = (0, 2**63)
 """What both torch (`manual_seed`) and numpy (`default_rng`) take: past it a torch traceback at the first render,
 below 0 numpy's (`data make --seed -1`)."""
-seed_int = _checked(int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer in [0, 2**63)")
-folds = _checked(int, lambda v: v >= 2, "an integer >= 2")
+seed_int = _checked(plain_int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer in [0, 2**63)")
+folds = _checked(plain_int, lambda v: v >= 2, "an integer >= 2")
 MIN_EVAL_ROWS = 100
-eval_rows = _checked(int, lambda v: v >= MIN_EVAL_ROWS, f"an integer >= {MIN_EVAL_ROWS}")
+eval_rows = _checked(plain_int, lambda v: v >= MIN_EVAL_ROWS, f"an integer >= {MIN_EVAL_ROWS}")
 """`sae eval --max-rows`: the FVU of one row divides by its zero variance (1e23), of a few it is noise."""
 MAX_TOP = 1000
-top_clips = _checked(int, lambda v: 0 < v <= MAX_TOP, f"a positive integer, at most {MAX_TOP}")
+top_clips = _checked(plain_int, lambda v: 0 < v <= MAX_TOP, f"a positive integer, at most {MAX_TOP}")
 """`dashboard --top`: clips per feature page (2**31 asked numpy for 2 TiB)."""
 """Cross-validation folds: one fold would train and test on the same clips."""
-meter_seconds = _checked(float, lambda v: 0 < v <= 60, "a time constant in seconds, > 0 and at most 60")
-kept_variance = _checked(float, lambda v: 0 < v <= 0.999, "a fraction of the latent variance in (0, 0.999]")
+meter_seconds = _checked(plain_float, lambda v: 0 < v <= 60, "a time constant in seconds, > 0 and at most 60")
+kept_variance = _checked(plain_float, lambda v: 0 < v <= 0.999, "a fraction of the latent variance in (0, 0.999]")
 
 
 def comma_names(text: str | None) -> tuple[str, ...]:
@@ -106,7 +110,7 @@ def _positive_floats(text: str) -> tuple[float, ...]:
     items = text.split(",")
     if any(not v.strip() for v in items):
         raise ValueError(text)
-    return tuple(dict.fromkeys(float(v) for v in items))
+    return tuple(dict.fromkeys(plain_float(v) for v in items))
 
 
 def strength(text: str) -> float:
@@ -114,7 +118,7 @@ def strength(text: str) -> float:
     from sae.controls import STRENGTH_LIMIT
 
     return _checked(
-        float, lambda v: abs(v) <= STRENGTH_LIMIT, f"a number in [-{STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
+        plain_float, lambda v: abs(v) <= STRENGTH_LIMIT, f"a number in [-{STRENGTH_LIMIT:g}, {STRENGTH_LIMIT:g}]"
     )(text)
 
 
@@ -123,7 +127,7 @@ def on_strength(text: str) -> float:
     at most `sae.controls.STRENGTH_LIMIT`."""
     from sae.controls import STRENGTH_LIMIT
 
-    return _checked(float, lambda v: 0 < v <= STRENGTH_LIMIT, f"a number in (0, {STRENGTH_LIMIT:g}]")(text)
+    return _checked(plain_float, lambda v: 0 < v <= STRENGTH_LIMIT, f"a number in (0, {STRENGTH_LIMIT:g}]")(text)
 
 
 def on_strengths(text: str) -> tuple[float, ...]:
@@ -143,7 +147,9 @@ def offline_block(text: str) -> int:
     (the model's ratio, which it must also be a multiple of, is checked once the model loads)."""
     from realtime.render_rave import MAX_OFFLINE_BLOCK
 
-    return _checked(int, lambda v: 0 < v <= MAX_OFFLINE_BLOCK, f"a positive integer, at most {MAX_OFFLINE_BLOCK}")(text)
+    return _checked(
+        plain_int, lambda v: 0 < v <= MAX_OFFLINE_BLOCK, f"a positive integer, at most {MAX_OFFLINE_BLOCK}"
+    )(text)
 
 
 def clamp_strengths(text: str) -> tuple[float, ...]:
@@ -161,7 +167,7 @@ def gate_levels(text: str) -> tuple[float, float]:
     from sae.steering import Gate
 
     try:
-        lo, hi = (float(v) for v in text.split(","))
+        lo, hi = (plain_float(v) for v in text.split(","))
         Gate(lo, hi)
     except (ValueError, UserError):
         raise argparse.ArgumentTypeError(
@@ -182,7 +188,7 @@ def torch_device(text: str) -> str:
         if not torch.backends.mps.is_available():
             raise argparse.ArgumentTypeError(f"{text!r}: torch sees no Apple GPU (MPS) here")
         return text
-    m = re.fullmatch(r"cuda(?::(\d+))?", text)
+    m = re.fullmatch(r"cuda(?::(0|[1-9][0-9]*))?", text)  # torch refuses cuda:00 (hunt 155: a traceback)
     if not m:
         raise argparse.ArgumentTypeError(f"{text!r}: expected cpu, cuda, cuda:N or mps")
     import torch

@@ -17,6 +17,8 @@ from training.cli.args import (
     add_threads,
     comma_names,
     guidance_coef,
+    integer,
+    number,
     positive_float,
     seed_int,
 )
@@ -47,7 +49,7 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
         "with their width",
     )
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="on-disk dtype")
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="audio per forward call (default 10)")
+    p.add_argument("--chunk-seconds", type=number, default=10.0, help="audio per forward call (default 10)")
     add_device(p, "RAVE")
     add_nproc(p, "each collecting its share of the files (cuda: each its own GPU)")
     add_threads(p, None, "torch CPU threads (default: torch's own, one per core)")
@@ -163,7 +165,11 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     add_musicgen_model(parser)
     parser.add_argument("--layers", default="all", help="'all' or comma-separated layer indices (default all)")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--prompts", help="prompt file: .txt (one per line), .csv (prompt column) or .yaml list")
+    src.add_argument(
+        "--prompts",
+        help="prompt file: .txt (one per line; a line starting with # is a comment), .csv (prompt column) or "
+        ".yaml list",
+    )
     src.add_argument("--audio", help="folder of audio files (wav/flac/ogg/mp3), searched recursively")
     parser.add_argument("--out", required=True, help="activation store directory")
     parser.add_argument(
@@ -175,7 +181,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=seed_int, help="generation seed (default 0)")
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=integer,
         default=4,
         help="prompts per batch, or with --audio chunks per batch, across files (stored in order: a file is marked "
         "complete when the next one's rows come; default 4)",

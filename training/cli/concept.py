@@ -12,7 +12,9 @@ from training.cli.args import (
     add_threads,
     comma_names,
     folds,
+    integer,
     meter_seconds,
+    number,
     positive_int,
 )
 
@@ -23,6 +25,16 @@ if TYPE_CHECKING:
 from training.cli.quiet import output_console, print_table, progress_bar, spinner
 
 BANK_SUFFIXES = (".yaml", ".yml")
+
+
+def one_layer(text: str) -> int:
+    """`concept musicgen --layer`: one layer index as `--layers` reads it (`realtime.musicgen.base.layer_index`: -1
+    the last, never -0, ASCII digits); int() read -0 as the first layer and ٤ as 4 (hunt 154)."""
+    from realtime.musicgen.base import layer_index
+
+    if (i := layer_index(text)) is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a layer index (0, 1, ..., or -1 for the last)")
+    return i
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument(
         "--steer-threshold",
-        type=float,
+        type=number,
         default=None,
         help="RAVE: share of the concept's mean difference at the hook a feature must carry to be steered (default "
         "0.02; 0: steer only the probe's features)",
@@ -93,7 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     f.add_argument(
         "--permutations",
-        type=int,
+        type=integer,
         default=None,
         help="RAVE: reruns on shuffled labels for the chance-level AUROC (default 50; 0: none)",
     )
@@ -106,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "switched, e.g. over OSC; renders edit only what their --set names)",
     )
     f.add_argument(
-        "--strength", type=float, default=None, help="default strength (on, clamp; default 1) / gain (scale: required)"
+        "--strength", type=number, default=None, help="default strength (on, clamp; default 1) / gain (scale: required)"
     )
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
     add_threads(f)
@@ -129,7 +141,7 @@ def add_min_examples(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument(
         "--min-examples",
-        type=int,
+        type=integer,
         default=MIN_EXAMPLES,
         help=f"usable clips needed per side (default and least {MIN_EXAMPLES}; a note below {WARN_EXAMPLES})",
     )
@@ -310,7 +322,7 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="'all' or comma-separated layer indices (default: every layer --saes holds an SAE for)",
     )
-    parser.add_argument("--layer", type=int, help="store concepts from this layer instead of each one's best")
+    parser.add_argument("--layer", type=one_layer, help="store concepts from this layer instead of each one's best")
     parser.add_argument("--bank", help="concept bank YAML to add the concepts to (created if missing)")
     parser.add_argument("--no-replace", action="store_true", help="refuse if the bank already has one of the names")
     parser.add_argument(

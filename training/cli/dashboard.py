@@ -10,13 +10,14 @@ import argparse
 import json
 from pathlib import Path
 
+from sae.controls import plain_float
 from training.cli.args import add_device, positive_float, positive_int, top_clips
 from training.cli.quiet import output_console
 
 
 def _range(text: str) -> tuple[float, float]:
     try:
-        lo, hi = (float(t) for t in text.split(","))
+        lo, hi = (plain_float(t) for t in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI shares of clips, e.g. 0.01,0.25") from None
     if not 0.0 <= lo <= hi <= 1.0:
@@ -42,7 +43,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="site folder (an existing dashboard there is replaced)")
     p.add_argument("--bank", help="concept bank YAML: concept pages and membership")
     p.add_argument("--manifest", help="data manifest (.jsonl/.csv or its folder): labels and purity")
-    p.add_argument("--eval-dir", help="steering evaluation folder with before/after wavs (default: BANK_DIR/eval)")
+    p.add_argument(
+        "--eval-dir",
+        help="steering evaluation folder: judge.json, listening examples (listen/), before/after wavs (default: "
+        "BANK_DIR/eval, renders and judge, those that exist)",
+    )
     p.add_argument("--top", type=top_clips, default=8, help="top clips per feature page, at most 1000 (default 8)")
     p.add_argument(
         "--max-pages",

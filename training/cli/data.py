@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import comma_names, job_count, seed_int
+from training.cli.args import comma_names, integer, job_count, number, seed_int
 from training.cli.quiet import output_console, print_table, progress_bar
 from training.data.concept_clips import DEFAULT_FONTS, FONTS, VOICINGS
 
@@ -28,12 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "named and skipped.",
     )
     make.add_argument("--out", required=True, help="output directory")
-    make.add_argument("--n", type=int, default=100, help="number of clips (default 100)")
+    make.add_argument("--n", type=integer, default=100, help="number of clips (default 100)")
     make.add_argument("--seed", type=seed_int, default=0, help="base seed (default 0)")
-    make.add_argument("--duration", type=float, default=4.0, help="clip length in seconds (default 4)")
-    make.add_argument("--sr", type=int, default=44100, help="sample rate in Hz (default 44100)")
-    make.add_argument("--p-solo", type=float, default=0.3, help="fraction of solo clips (default 0.3)")
-    make.add_argument("--p-voice", type=float, default=0.15, help="fraction of voice clips (default 0.15)")
+    make.add_argument("--duration", type=number, default=4.0, help="clip length in seconds (default 4)")
+    make.add_argument("--sr", type=integer, default=44100, help="sample rate in Hz (default 44100)")
+    make.add_argument("--p-solo", type=number, default=0.3, help="fraction of solo clips (default 0.3)")
+    make.add_argument("--p-voice", type=number, default=0.15, help="fraction of voice clips (default 0.15)")
     fonts = make.add_mutually_exclusive_group()  # both given: --soundfonts was dropped without a word
     fonts.add_argument(
         "--soundfonts",

@@ -13,6 +13,7 @@ from training.cli.args import (
     add_threads,
     clamp_strengths,
     comma_names,
+    integer,
     nonneg_float,
     nonneg_int,
     on_strength,
@@ -373,8 +374,12 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
     add_musicgen_model(p)
     p.add_argument("--bank", required=True, help="concept bank YAML (MusicGen concepts of this model)")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--prompts", help="prompt file (.txt/.csv/.yaml; default: two mixed-instrument prompts)")
-    p.add_argument("--renders", type=int, default=2, help="seeds per prompt (default 2)")
+    p.add_argument(
+        "--prompts",
+        help="prompt file (.txt, one per line, # starts a comment line; .csv; .yaml; default: two "
+        "mixed-instrument prompts)",
+    )
+    p.add_argument("--renders", type=integer, default=2, help="seeds per prompt (default 2)")
     p.add_argument(
         "--duration",
         type=positive_float,
@@ -400,7 +405,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
 
     import torch
 
-    from realtime.musicgen import duration_note, trained_seconds
+    from realtime.musicgen import trained_seconds
     from sae.errors import UserError
     from sae.paths import check_not_inside, check_output_dir
     from training.judge import check_listen_folder, rich_table
@@ -415,8 +420,6 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.duration is None:
         args.duration = trained if trained is not None else 4.0
     console = output_console()
-    if note := duration_note(Path(args.model).name, trained, args.duration):
-        console.print(f"note: {note}", highlight=False)
     torch.set_num_threads(args.threads)
     cfg = MusicGenEvalConfig(
         args.data,
@@ -435,7 +438,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         watch=watch_of(args),
     )
     with spinner(console, "judging") as say:
-        result = evaluate_musicgen(cfg, say)
+        result = evaluate_musicgen(cfg, say, lambda line: console.print(line, highlight=False))
     print_table(console, rich_table(result))
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from training.cli.args import add_device, add_threads, nonneg_float, positive_float, positive_int
+from training.cli.args import add_device, add_threads, integer, nonneg_float, number, positive_float, positive_int
 from training.cli.quiet import progress_bar
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--period", type=positive_int, default=256, help="frames per audio callback (default 256)")
     p.add_argument(
         "--channels",
-        type=int,
+        type=integer,
         choices=(1, 2),
         help="device channels (default: the model's: a stereo model plays stereo)",
     )
@@ -97,21 +97,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stereo", choices=("mid", "channels"), help="a mono model on two channels: the mid (default) or each side"
     )
     p.add_argument(
-        "--headroom", type=float, help="model time budget per block, in blocks (default: from the measured time)"
+        "--headroom", type=number, help="model time budget per block, in blocks (default: from the measured time)"
     )
     add_threads(p, what="torch threads on the model thread")
     p.add_argument(
         "--rt-priority",
-        type=int,
+        type=integer,
         default=None,
         help="the model thread's real-time priority in device mode (SCHED_FIFO 1-99: above normal threads, below the "
         "audio callback's; 0: normal scheduling; default 1; where the OS refuses, the start-up lines say so)",
     )
-    p.add_argument("--mix", type=float, help="initial dry/wet mix in [0, 1] (default 1, or --preset's; given, it wins)")
+    p.add_argument(
+        "--mix", type=number, help="initial dry/wet mix in [0, 1] (default 1, or --preset's; given, it wins)"
+    )
     p.add_argument("--bypass", action="store_true", help="start bypassed (whatever --preset says)")
     p.add_argument("--osc-host", help=f"OSC bind address (default {OSC_HOST}: loopback only)")
-    p.add_argument("--osc-port", type=int, help=f"OSC UDP port (default {OSC_PORT}; 0 = any free port)")
-    p.add_argument("--reply-port", type=int, help="send OSC replies to this port instead of the sender's")
+    p.add_argument("--osc-port", type=integer, help=f"OSC UDP port (default {OSC_PORT}; 0 = any free port)")
+    p.add_argument("--reply-port", type=integer, help="send OSC replies to this port instead of the sender's")
     p.add_argument("--no-osc", action="store_true", help="do not listen for OSC")
     p.add_argument(
         "--meter-rate",
@@ -144,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # fault injection for benches and tests: the model thread (or the audio callback) sleeps these seconds in turn,
     # every N seconds
     p.add_argument("--inject-stalls", help=argparse.SUPPRESS)
-    p.add_argument("--inject-every", type=float, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--inject-every", type=positive_float, default=60.0, help=argparse.SUPPRESS)
     p.add_argument("--inject-into", choices=("model", "callback"), default="model", help=argparse.SUPPRESS)
     p.set_defaults(func=run)
     OPTIONS.update(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from training.cli.args import seed_int
+from training.cli.args import integer, seed_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     rave.add_argument(
         "--config", action="append", default=None, help="acids-rave gin config, repeatable (default: v2_small, causal)"
     )
-    rave.add_argument("--capacity", type=int, default=4, help="CAPACITY binding (default 4)")
-    rave.add_argument("--latent-size", type=int, default=16, help="LATENT_SIZE binding (default 16)")
-    rave.add_argument("--sample-rate", type=int, default=44100, help="model sample rate (default 44100)")
+    rave.add_argument("--capacity", type=integer, default=4, help="CAPACITY binding (default 4)")
+    rave.add_argument("--latent-size", type=integer, default=16, help="LATENT_SIZE binding (default 16)")
+    rave.add_argument("--sample-rate", type=integer, default=44100, help="model sample rate (default 44100)")
     rave.add_argument(
-        "--channels", type=int, choices=(1, 2), default=1, help="audio channels (2: a stereo model; default 1)"
+        "--channels", type=integer, choices=(1, 2), default=1, help="audio channels (2: a stereo model; default 1)"
     )
     rave.add_argument("--no-streaming", action="store_true", help="export without cached convolutions")
     rave.set_defaults(func=run_rave)
@@ -85,9 +85,9 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         help="checkpoint format (default audiocraft)",
     )
     parser.add_argument("--seed", type=seed_int, default=0, help="weights seed (default 0)")
-    parser.add_argument("--layers", type=int, default=4, help="transformer layers (default 4)")
-    parser.add_argument("--dim", type=int, default=32, help="transformer width (default 32)")
-    parser.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
+    parser.add_argument("--layers", type=integer, default=4, help="transformer layers (default 4)")
+    parser.add_argument("--dim", type=integer, default=32, help="transformer width (default 32)")
+    parser.add_argument("--heads", type=integer, default=4, help="attention heads (default 4)")
     parser.add_argument(
         "--stereo",
         action="store_true",

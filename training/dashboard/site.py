@@ -128,7 +128,8 @@ class DashboardConfig:
     snippet_seconds: length of each audio snippet, centred on the peak frame.
     clip_range: features firing on this share of clips are the described ones ("1-25 %").
     device: where the SAE encodes ("cpu", "cuda", ...).
-    eval_dir: steering-evaluation folder with before/after audio (default: BANK_DIR/eval when present).
+    eval_dir: steering-evaluation folder: judge.json, listen/, before/after audio (default: `EVAL_DIRS` beside the
+        bank, those that exist).
     """
 
     top_n: int = 8

@@ -87,7 +87,7 @@ def fit_judge(folders: Sequence[str], sr: int, concepts: Sequence[str], notes: A
 
 
 def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
-    from realtime.musicgen import load_musicgen
+    from realtime.musicgen import duration_note, load_musicgen, trained_seconds
 
     t0 = time.perf_counter()
     unknown = [c for c in cfg.concepts if c not in CONCEPTS]
@@ -100,6 +100,10 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
     for concept, pairs in all_pairs.items():  # before the judge trains (minutes), not after
         if not pairs:
             raise UserError(f"concept {concept}: the model knows no description pair differing by it")
+        mg.check_request(list(pairs[0]), cfg.duration)  # --duration too (hunt 152: refused after the judge trained)
+    past = duration_note(mg.name, trained_seconds(cfg.model), mg.rendered_seconds(cfg.duration))
+    if past:  # as render, collect and eval musicgen (hunt 152: 4 s on the 2 s demo LM, without a word)
+        say(f"note: {past}")
     notes = AudioNotes()
     folders = ", ".join(map(str, cfg.judge_data))
     say(f"judge: training on the clean train clips (and a degraded copy of each) of {folders}")
@@ -130,12 +134,13 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
     return {
         "model": mg.model_ref(),
         "judge": {"trained_on": f"{n_judge} clean train clips {DEGRADED_COPIES}", "sr": mg.sample_rate},
-        "duration": cfg.duration,
+        "duration": mg.rendered_seconds(cfg.duration),  # whole frames: 0.33 s renders 0.32 s (hunt 152)
+        **({"duration_asked": cfg.duration} if mg.rendered_seconds(cfg.duration) != cfg.duration else {}),
         "cfg_coef": cfg.cfg_coef,
         "top_k": cfg.top_k,
         "seed": cfg.seed,
         "goal_points": GOAL_POINTS,
         "concepts": results,
-        "notes": notes.lines() + mg.__dict__.get("prompt_notes", []),
+        "notes": [*([past] if past else []), *notes.lines(), *mg.__dict__.get("prompt_notes", [])],
         "seconds": round(time.perf_counter() - t0, 1),
     }

@@ -192,7 +192,8 @@ class Collector:
         """Generate each prompt and store its conditional rows; returns the frames stored in the layer that stored
         most (per layer: `stored`)."""
         c = self.cfg
-        if c.duration > self.mg.max_duration:  # before it is recorded (a rerun was refused)
+        # before it is recorded (a rerun was refused); whole frames, as `check_request`: 30.01 s renders 30 s
+        if self.mg.rendered_seconds(c.duration) > self.mg.max_duration:
             raise UserError(f"--duration {c.duration:g}: this model generates at most {self.mg.max_duration:g} s")
         sources = prompt_sources(prompts)
         refuse_names_of_other_kinds(self.cfg.out, "prompts", sources, "prompt")

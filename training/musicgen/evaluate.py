@@ -194,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     a.add_argument("--out", type=Path, required=True)
     a.add_argument("--pairs", type=positive_int, default=6, help="prompt pairs per concept (default 6)")
     a.add_argument("--seeds", type=positive_int, default=4, help="renders per prompt (default 4)")
-    a.add_argument("--duration", type=positive_float, default=4.0, help="seconds per render (default 4)")
+    a.add_argument(
+        "--duration",
+        type=positive_float,
+        help="seconds per render (default: the LM's training segment, from the model's training.json; else 4)",
+    )
     a.add_argument("--concepts", default="guitar,drums,piano")
     a.add_argument("--cfg-coef", type=guidance_coef, default=3.0, help="classifier-free guidance (default 3)")
     a.add_argument("--top-k", type=nonneg_int, default=250, help="top-k sampling (default 250; 0: every token)")
@@ -243,8 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             _write(args.out / "judge_shift.md", judge_shift_markdown(result))
             print(judge_shift_markdown(result))
         else:
+            from realtime.musicgen import trained_seconds
             from training.musicgen.adherence import AdherenceConfig, evaluate_adherence
 
+            if args.duration is None:  # as render, collect and eval musicgen: positions the LM saw
+                args.duration = trained_seconds(args.model) or 4.0
             cfg = AdherenceConfig(
                 args.model,
                 args.judge_data,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sae.controls import plain_float, plain_int
 from sae.csvfile import parse_csv
 from sae.errors import UserError
 from sae.yamlfile import parse_yaml
@@ -33,7 +34,8 @@ def _whole(value: Any) -> int:
     """An integer, or a float or string that is one ("7", 7.0); anything else is a ValueError (never rounded)."""
     if isinstance(value, bool):
         raise ValueError(value)
-    number = float(value) if isinstance(value, str) and "." in value else value
+    # plain digits only: int() and float() also read "1_000", "١٢" and "１２.０" (hunt 155)
+    number = (plain_float(value) if "." in value else plain_int(value)) if isinstance(value, str) else value
     if isinstance(number, float):
         if not number.is_integer():
             raise ValueError(value)
@@ -74,7 +76,10 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
         job_seed = _whole(row["seed"]) if row.get("seed") not in (None, "") else seed
         if isinstance(row.get("duration"), bool):  # YAML's `yes` was 1 s
             raise TypeError(row["duration"])
-        job_duration = float(row["duration"]) if row.get("duration") not in (None, "") else duration
+        given = row.get("duration")
+        job_duration = (
+            duration if given in (None, "") else plain_float(given) if isinstance(given, str) else float(given)
+        )
     except (TypeError, ValueError):
         raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
     if not SEED_RANGE[0] <= job_seed < SEED_RANGE[1]:  # what torch and numpy take: past it, a traceback mid-batch

@@ -1,8 +1,8 @@
 """The outside judge (training/judge.py) on MusicGen renders: with vs without an edit, same prompt and seed.
 
 The judge is the RAVE path's: one logistic detector per concept on log-mel statistics of the harmonic and
-percussive parts, trained on the clean train clips of a `musicsae data make` folder; it never sees MusicGen
-activations or SAE features.
+percussive parts, trained on the clean train clips of a `musicsae data make` folder and a degraded copy of each
+(`training.judge.degraded_copy`); it never sees MusicGen activations or SAE features.
 MusicGen makes music from text, so instead of re-rendering held-out clips every prompt is rendered
 from the same seed three ways: no edit, `off` of the concept, `on:S` of the concept. The result has the
 RAVE judge's layout ("none" = the unedited renders), so the same table and plot apply.
@@ -73,9 +73,30 @@ class MusicGenEvalConfig:
     watch: tuple[str, ...] = ()
 
 
-def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the judge on MusicGen renders; returns (and writes OUT/judge.json + judge.png) the results."""
-    from realtime.musicgen import load_musicgen
+def check_distinct(prompts: Sequence[str], played: Sequence[str | None]) -> None:
+    """Refuse prompts the model plays as one (a line given twice, or texts its conditioner reads as the same
+    description): their renders repeat the same seeds, byte for byte, and counted as others they narrowed every
+    interval and passed the minimum of renders a verdict needs (hunt 152)."""
+    first: dict[str | None, str] = {}
+    for p, d in zip(prompts, played, strict=True):
+        if d not in first:
+            first[d] = p
+        elif first[d] == p:
+            raise UserError(f"--prompts: {p!r} is given twice: its renders would be the same, counted twice; give "
+                            "each prompt once (--renders N renders each N times)")  # fmt: skip
+        else:
+            raise UserError(f"--prompts: {first[d]!r} and {p!r} both play as {d!r} on this model: the same renders, "
+                            "counted twice; keep one (--renders N renders each N times)")  # fmt: skip
+
+
+def evaluate_musicgen(
+    cfg: MusicGenEvalConfig,
+    progress: Callable[[str], None] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the judge on MusicGen renders; returns (and writes OUT/judge.json + judge.png) the results. `note`: a
+    line to keep in sight (renders past the LM's training segment), said once the model is loaded."""
+    from realtime.musicgen import duration_note, load_musicgen, trained_seconds
     from realtime.musicgen.render import BankSteering, parse_set, render
     from sae.bank import ConceptBank
 
@@ -87,6 +108,10 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
     bank = ConceptBank.load(cfg.bank)
     mg = load_musicgen(cfg.model, cfg.backend, cfg.device)
     mg.check_request(list(cfg.prompts), cfg.duration)  # before the judge trains, not after (hunt 78)
+    check_distinct(cfg.prompts, mg.describe(list(cfg.prompts)))
+    # whole frames: 2.01 s renders 2 s, no position past a 2 s segment (hunt 152)
+    if past := duration_note(mg.name, trained_seconds(cfg.model), mg.rendered_seconds(cfg.duration)):
+        (note or say)(f"note: {past}")
     sha = mg.model_ref()["sha256"]
     names, unjudged = concepts_to_judge(bank, cfg.concepts, sha, cfg.bank, mg.name)
     judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
@@ -168,7 +193,8 @@ def evaluate_musicgen(cfg: MusicGenEvalConfig, progress: Callable[[str], None] |
         "bank": str(cfg.bank),
         "data": str(cfg.data),
         "prompts": list(cfg.prompts),
-        "duration": cfg.duration,
+        "duration": mg.rendered_seconds(cfg.duration),  # whole frames, as render.json (hunt 152)
+        **({"duration_asked": cfg.duration} if mg.rendered_seconds(cfg.duration) != cfg.duration else {}),
         "judge": {
             "features": JUDGE_FEATURES,
             "classifier": "logistic regression",

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sae.controls import plain_int
 from sae.errors import UserError
 from sae.paths import check_output_dir
 from sae.seeds import seeded
@@ -238,7 +239,7 @@ def add_size_args(parser: argparse.ArgumentParser) -> None:
 
 def sizes_from_args(args: argparse.Namespace) -> CodecSizes:
     try:
-        ratios = tuple(int(r) for r in args.ratios.split(","))
+        ratios = tuple(plain_int(r) for r in args.ratios.split(","))
     except ValueError:
         raise UserError(f"--ratios {args.ratios!r}: expected comma-separated integers") from None
     sizes = CodecSizes(

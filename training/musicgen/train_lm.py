@@ -35,7 +35,7 @@ from sae.paths import check_output_dir
 from sae.seeds import seeded
 from sae.streams import RandomStreams
 from sae.train import set_train_threads
-from training.cli.args import Parser, nonneg_int, positive_float, positive_int
+from training.cli.args import Parser, integer, nonneg_int, number, positive_float, positive_int
 from training.musicgen import runs
 from training.musicgen.arch import CodecSizes, LMSizes, build_codec, build_lm, sizes_dict
 from training.musicgen.clips import ClipSet, load_clips
@@ -355,23 +355,23 @@ def build_parser() -> Parser:
     runs.add_loop_args(parser, batch=16, lr=1e-3)
     parser.add_argument("--codec-run", type=Path, help="a train_codec run folder (optional when resuming)")
     parser.add_argument("--warmup", type=nonneg_int, default=200)
-    parser.add_argument("--dim", type=int, default=d.dim)
-    parser.add_argument("--heads", type=int, default=d.num_heads)
-    parser.add_argument("--layers", type=int, default=d.num_layers)
+    parser.add_argument("--dim", type=integer, default=d.dim)
+    parser.add_argument("--heads", type=integer, default=d.num_heads)
+    parser.add_argument("--layers", type=integer, default=d.num_layers)
     parser.add_argument("--lut-bins", type=positive_int, default=d.lut_bins)
     parser.add_argument("--lut-dim", type=positive_int, default=d.lut_dim, help="text embedding size")
     parser.add_argument("--segment", type=positive_float, default=d.segment, help="training segment in seconds")
-    parser.add_argument("--p-keep", type=float, default=dd.p_keep, help="probability of keeping each phrase")
-    parser.add_argument("--p-null", type=float, default=dd.p_null, help="probability of the null description")
+    parser.add_argument("--p-keep", type=number, default=dd.p_keep, help="probability of keeping each phrase")
+    parser.add_argument("--p-null", type=number, default=dd.p_null, help="probability of the null description")
     parser.add_argument(
         "--opening-weight",
-        type=float,
+        type=number,
         default=1.0,
         help=f"loss weight of a segment's first {HEAD_FRAMES} frames, where the text is all the LM knows",
     )
     parser.add_argument(
         "--max-phrases",
-        type=int,
+        type=integer,
         default=None,
         help="descriptions of 1..N phrases (count uniform) instead of each phrase kept with --p-keep",
     )

@@ -54,6 +54,9 @@ from training.data.groups import GROUP_RULES, clip_group
 from training.rave.alone import MIN_ALONE, check_alone_sources, find_alone
 from training.rave.nn_export import export_name_note
 
+MAX_PERMUTATIONS = 10_000
+"""`--permutations`: each reruns the whole probe on shuffled labels (10 000 put the chance level's p at 1e-4)."""
+
 
 @dataclass
 class FindConfig:
@@ -276,8 +279,8 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     check_concept_name(cfg.name)
     if cfg.groups not in GROUP_RULES:
         raise UserError(f"--groups {cfg.groups}: expected one of {', '.join(GROUP_RULES)}")
-    if cfg.permutations < 0:
-        raise UserError(f"--permutations {cfg.permutations}: expected 0 or more")
+    if not 0 <= cfg.permutations <= MAX_PERMUTATIONS:  # each reruns the whole probe: 1e30 never ended (hunt 155)
+        raise UserError(f"--permutations {cfg.permutations}: expected 0 to {MAX_PERMUTATIONS}")
     if cfg.spare and cfg.steer_threshold == 0:
         raise UserError("--spare: spares steering features; with --steer-threshold 0 edits move the probe's only")
     if not (np.isfinite(cfg.steer_threshold) and cfg.steer_threshold >= 0):
