@@ -31,8 +31,11 @@ def cache_dir() -> Path | None:
     chosen = os.environ.get("MUSICSAE_CACHE")
     if chosen:
         return None if chosen.lower() == "off" else Path(chosen).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "musicsae"
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base).expanduser() / "musicsae"
+    except RuntimeError:  # no HOME and a user id /etc/passwd lacks (containers, CI): no cache, as "off" (hunt 156)
+        return None
 
 
 def _file(sha256: str, device: str) -> Path | None:

@@ -511,9 +511,11 @@ class ConceptBank:
             "records no interval, clips or verdict).",
             caption_justify="left",
         )
+        # a name too long for a narrow terminal wraps, never "distorted_g…" (the name `concept remove` takes); a short
+        # one keeps its width: at 45 columns the AUROC column's kept its width and no name showed at all (hunt 156)
+        name_width = min(max((len(c.name) for c in self), default=7), 16)
         for col in ("concept", "model\nhook · SAE", "features", "default", "AUROC [95 %]\nclips with/without"):
-            # a name too long for a narrow terminal wraps, never "distorted_g…" (the name `concept remove` takes)
-            table.add_column(col, no_wrap=col.startswith("AUROC"), overflow="fold")
+            table.add_column(col, overflow="fold", min_width=name_width if col == "concept" else None)
         for c in self:
             feats = ", ".join(str(f.index) for f in c.features[:8])
             if len(c.features) > 8:

@@ -55,8 +55,19 @@ class _StrictLoader(yaml.SafeLoader):
             )
         return value
 
+    def construct_yaml_float(self, node: yaml.ScalarNode) -> float:
+        text = str(self.construct_scalar(node))
+        value = super().construct_yaml_float(node)
+        if "_" in text or ":" in text:  # `1_000.0` and `1:30.0` (base 60), as the integers (hunt 157)
+            raise _Refused(
+                f"line {node.start_mark.line + 1}: {text} reads as {value:g} in YAML (base 60 or with _); write the "
+                "number in plain decimal digits"
+            )
+        return value
+
 
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+_StrictLoader.add_constructor("tag:yaml.org,2002:float", _StrictLoader.construct_yaml_float)
 
 
 def parse_yaml(text: str, where: str, what: str = "valid YAML") -> Any:

@@ -207,9 +207,16 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
     shutil.copytree(dash_inputs.sae, saes / "mel")
     (saes / "broken").mkdir()
     (saes / "broken" / "cfg.json").write_text('{"d_in": 4,')
+    # hunt 157: a sibling of the same hook whose weights are cut short failed the build as it ended
+    shutil.copytree(dash_inputs.sae, saes / "cut")
+    weights = saes / "cut" / "sae_weights.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    from sae.io import sae_weights_sha256
+
     bank = ConceptBank(tmp_path / "run" / "concepts.yaml")
     bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(saes / "mel"),
-                     [ConceptFeature(5, 1.0, 2.0)], auroc={"sae_probe": 0.81}))  # fmt: skip
+                     [ConceptFeature(5, 1.0, 2.0)], auroc={"sae_probe": 0.81},
+                     sae_sha256=sae_weights_sha256(saes / "mel")))  # fmt: skip
     bank.save()
     (tmp_path / "run" / "judge").mkdir()
     judge = {"concepts": {"bright": {"none": {"with": 50}, "off": {"with": "x"}, "drift": {"on": {"bar": "big"}}}}}
@@ -223,10 +230,11 @@ def test_a_broken_sibling_sae_or_evaluation_file_is_noted_not_fatal(dash_inputs,
                     progress=False)  # fmt: skip
     notes = json.loads((out / "features.json").read_text())["warnings"]
     assert any(n.startswith("per-layer map: left out broken (") for n in notes), notes
+    assert any(n.startswith("per-layer map: the concepts of cut left out (") for n in notes), notes
     assert any(n.startswith(f"{tmp_path / 'run' / 'judge' / 'judge.json'}: unexpected contents (") for n in notes)
     assert sum(n.startswith(f"{cut}: unreadable (JSONDecodeError: ") for n in notes) == 1  # once, not per concept
     assert "Concept bright" in (out / "concepts" / "bright.html").read_text()
-    assert ">mel<" in (out / "layers.html").read_text()
+    assert ">mel (mel)<" in (out / "layers.html").read_text()  # two folders of hook mel: each named
 
 
 def test_a_verdict_judged_on_another_sae_is_noted_and_left_out(dash_inputs, tmp_path):

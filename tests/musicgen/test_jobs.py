@@ -48,6 +48,9 @@ def test_every_known_key_is_read(tmp_path):
         ("j.csv", "prompt,seed\nguitar,１２.０\n", "seed must be an integer"),
         ("j.csv", "prompt,duration\nguitar,1_0\n", "duration a number of seconds"),
         ("j.yaml", "- {prompt: guitar, duration: '٣'}\n", "duration a number of seconds"),
+        ("j.yaml", "- {prompt: guitar, duration: 1" + "0" * 400 + "}\n", "duration a number of seconds"),  # hunt 157
+        ("j.yaml", "- {prompt: guitar, seed: 1_000.0}\n", "1_000.0 reads as 1000 in YAML"),
+        ("j.yaml", "- {prompt: guitar, duration: 1:30.0}\n", "1:30.0 reads as 90 in YAML"),
         # hunt 97: settings beside `jobs:` and a column given twice were dropped (the last cell won)
         ("j.yaml", "seed: 7\njobs: [guitar]\n", "unknown key 'seed' beside 'jobs'"),
         ("j.csv", "prompt,prompt\nguitar solo,drum loop\n", "column 'prompt' appears twice in the header"),

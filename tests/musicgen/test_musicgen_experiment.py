@@ -337,6 +337,8 @@ BAD_OPTIONS = [
     ("--strengths", "nan"),
     ("--strengths", "-2"),
     ("--duration", "-1"),
+    ("--strengths", "١,٢"),  # hunt 157: read as 1, 2 (float() reads other scripts' digits)
+    ("--strengths", "1_0"),
 ]
 
 
@@ -350,6 +352,19 @@ def test_bad_experiment_options_exit_2_as_every_usage_error(option, value, tmp_p
     assert stop.value.code == 2
     last = capsys.readouterr().err.splitlines()[-1]
     assert "error: " in last and f"{option} " in last.replace(f"{option}:", f"{option} "), last
+
+
+def test_a_damaged_lm_segment_is_one_line_from_the_experiment_too(tmp_path, capsys):
+    """Hunt 157: the experiment read the LM's segment before its guard: a package's damaged record was a traceback."""
+    import json
+
+    from training.musicgen.experiment import main
+
+    record = {"codec": {"step": 3}, "lm": {"step": 4, "run": {"sizes": {"segment": "2"}}}}
+    (tmp_path / "training.json").write_text(json.dumps(record))
+    assert main(["--model", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lm.run.sizes.segment '2': expected the LM's training segment" in err[0], err
 
 
 def test_an_out_that_is_a_file_is_named_before_any_input_is_read(tmp_path, capsys):

@@ -266,7 +266,17 @@ def _named_preset(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Play until Ctrl-C or SIGTERM (`training.cli.main` turns both into KeyboardInterrupt): streams closed, the
-    final status printed, exit 0."""
+    final status printed, exit 0. A file render goes on when the reader of its lines leaves."""
+    if args.input is None:
+        return _run(args)
+    from training.cli.quiet import stdout_may_close
+
+    with stdout_may_close():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """`run` itself."""
     if args.list_devices:
         given = [flag for dest, (flag, default) in OPTIONS.items() if getattr(args, dest, default) != default]
         if given:  # `--list-devices --device nosuch --in x.wav` listed and exited 0

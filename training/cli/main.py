@@ -217,6 +217,15 @@ def guarded(
         _end_exit_on_signals()
 
 
+def tolerant_output() -> None:
+    """Standard output and error that write what they cannot encode as escapes (a "—" on a Latin-1 or ASCII
+    terminal, a file name's undecodable byte) instead of raising UnicodeEncodeError, after the work was done
+    (hunt 156: `concept list` under LANG=en_US.ISO-8859-1, `data make --out $'bad\\xe9'`)."""
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[], str], verbose: bool | None) -> int:
     """`guarded` itself."""
     from sae.atomic import WRITE_ERRNOS
@@ -226,6 +235,12 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
 
     switch = "`-v`" if verbose is not None else "`python -W default -m ...`"  # what shows the traceback
     verbose = bool(sys.warnoptions) if verbose is None else verbose
+    tolerant_output()
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # torch's import then fails as a broken install would ("oneMKL FATAL ERROR") (hunt 156)
+        say(f"{prog}: error: the working folder no longer exists (deleted or moved); cd to an existing one")
+        return 2
     stops = Stops()
     try:
         with stops, quiet(verbose):
@@ -240,7 +255,8 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
         if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
             # a permission refused may be a read's too (a folder of another user's beside --sae: hunt 153)
             doing = "" if exc.errno in (errno.EACCES, errno.EPERM) else "writing "
-            say(f"{prog}: error: {doing}{exc.filename}: {exc.strerror}")
+            what = "the standard output" if exc.filename is None else exc.filename  # `> /dev/full` (hunt 156)
+            say(f"{prog}: error: {doing}{what}: {exc.strerror}")
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
             # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,10 @@ QUIET_ENV = {
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # "Writing model shards", download bars
     "TOKENIZERS_PARALLELISM": "false",  # the fork warning of the tokenizers library
 }
-THIRD_PARTY_LOGGERS = ("transformers", "huggingface_hub", "audiocraft", "lightning", "pytorch_lightning", "torch")
+THIRD_PARTY_LOGGERS = (
+    "transformers", "huggingface_hub", "audiocraft", "lightning", "pytorch_lightning", "torch",
+    "matplotlib",  # "mkdir -p failed for path ~/.config/matplotlib ..." under a read-only HOME (hunt 156)
+)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -128,3 +132,48 @@ def spinner(console: Console, text: str) -> Iterator[Callable[[str], None]]:
 
     with console.status(Text(text)) as status:
         yield lambda line: status.update(Text(line))
+
+
+class _PipeTolerant:
+    """A text stream whose reader may leave: a write or flush that meets a closed pipe sends the stream's
+    descriptor to /dev/null and goes on, so the work behind the lines goes on too."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _gone(self) -> None:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, self._stream.fileno())
+        os.close(null)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return self._stream.write(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+            self._stream.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def stdout_may_close() -> Iterator[None]:
+    """Standard output that outlives its reader: `live --in X --out Y | head -1` ended with exit 141 and no output
+    file (hunt 156); a file render's lines are a report, not the work."""
+    before = sys.stdout
+    if before is None:
+        yield
+        return
+    sys.stdout = _PipeTolerant(before)
+    try:
+        yield
+    finally:
+        sys.stdout = before

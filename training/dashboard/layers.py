@@ -115,7 +115,12 @@ def layer_rows(
     if bank is not None:
         for d, row in rows.items():
             # a concept of this hook found with another SAE (a sibling, a draw) is not this row's
-            mine = [c for c in bank if c.hook == row.hook and AUROC_METHOD in c.auroc and bank.uses_sae(c, d)]
+            try:
+                mine = [c for c in bank if c.hook == row.hook and AUROC_METHOD in c.auroc and bank.uses_sae(c, d)]
+            except UserError as exc:  # a sibling's weights unreadable (cut short, another's): the build failed at its
+                if note is not None:  # end (hunt 157)
+                    note(f"per-layer map: the concepts of {d.name} left out ({exc})")
+                continue
             bases = [concept_base(c.name, c.hook) for c in mine]
             for c, base in zip(mine, bases, strict=True):
                 # `bright` and `bright_l3` of one layer keep their names (one's AUROC took the other's place)

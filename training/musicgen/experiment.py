@@ -42,6 +42,7 @@ import torch
 
 from realtime.audio_files import AudioNotes
 from sae.atomic import atomic_write_text
+from sae.controls import plain_float
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import measured, strict_json
@@ -688,22 +689,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
 
     try:
-        strengths = tuple(float(x) for x in comma_names(a.strengths))
+        strengths = tuple(plain_float(x) for x in comma_names(a.strengths))  # "١,٢" read as 1, 2 (hunt 157)
     except ValueError:
         strengths = ()
     if not strengths or not all(0 < s <= 100 for s in strengths):  # NaN fails too
         p.error(f"--strengths {a.strengths!r}: expected positive numbers up to 100 like 1,2,4")
-    seconds = a.duration or trained_seconds(a.model, d.duration)
-    if seconds <= 0:
-        p.error(f"--duration {seconds:g}: expected seconds > 0")
-    cfg = ExperimentConfig(
-        a.model, a.data, a.out, comma_names(a.steer), comma_names(a.probe), a.layers, a.prompts, seconds,
-        a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
-        device=a.device, edit_rows=comma_names(a.edit_rows), test_seeds=a.test_seeds, render_seed=a.render_seed,
-    )  # fmt: skip
+
+    def run() -> None:
+        seconds = a.duration or trained_seconds(a.model, d.duration)  # a damaged record: one line (hunt 157)
+        cfg = ExperimentConfig(
+            a.model, a.data, a.out, comma_names(a.steer), comma_names(a.probe), a.layers, a.prompts, seconds,
+            a.sae_steps, a.k, a.expansion, a.pairs, a.seeds, strengths, seconds, d.folds, a.seed,
+            device=a.device, edit_rows=comma_names(a.edit_rows), test_seeds=a.test_seeds, render_seed=a.render_seed,
+        )  # fmt: skip
+        run_experiment(cfg)
+
     kept = (" (the stages done are kept, and an SAE's last step; the steering stage starts over: run the same "
             "command to go on)")  # fmt: skip
-    return runs.guarded(p.prog, lambda: run_experiment(cfg), kept)
+    return runs.guarded(p.prog, run, kept)
 
 
 if __name__ == "__main__":

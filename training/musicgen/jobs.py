@@ -80,7 +80,7 @@ def _job(i: int, row: dict[str, Any], out_dir: Path, seed: int, duration: float,
         job_duration = (
             duration if given in (None, "") else plain_float(given) if isinstance(given, str) else float(given)
         )
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a YAML integer of 400 digits (hunt 157)
         raise UserError(f"{where} job {i + 1}: seed must be an integer and duration a number of seconds") from None
     if not SEED_RANGE[0] <= job_seed < SEED_RANGE[1]:  # what torch and numpy take: past it, a traceback mid-batch
         raise UserError(f"{where} job {i + 1}: seed {job_seed}: expected an integer in [0, 2**63)")

@@ -1,0 +1,110 @@
+"""The user's environment (hunt 156): a terminal that cannot encode a character, a reader that leaves, standard
+streams closed or full, no home folder, a working folder deleted. The work is done or refused in one line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_BANK = ROOT / "training" / "assets" / "demo_concepts.yaml"
+DEMO_MODEL = ROOT / "training" / "assets" / "demo_rave.ts"
+
+
+def musicsae(*args: str, env: dict | None = None, cwd: Path | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd or ROOT, **kw)  # fmt: skip
+
+
+def test_output_the_terminal_cannot_encode_is_escaped_not_a_traceback():
+    """`concept list` on a Latin-1 or ASCII terminal: the "—" of its title was a UnicodeEncodeError traceback."""
+    run = musicsae("concept", "list", "--bank", str(DEMO_BANK), env={"PYTHONIOENCODING": "ascii"})
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert "\\u2014" in run.stdout and "drums" in run.stdout
+
+
+def test_standard_output_on_a_full_device_is_named():
+    """`concept list > /dev/full` said "writing None: No space left on device"."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "training.cli", "concept", "list", "--bank", str(DEMO_BANK)],
+                             stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT)  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr == "musicsae: error: writing the standard output: No space left on device\n"
+
+
+def test_a_deleted_working_folder_is_one_line(tmp_path):
+    """torch's import fails there as a broken install would ("Intel oneMKL FATAL ERROR"): every command that loads
+    torch sent the user to reinstall."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"cd {gone} && rmdir {gone} && exec {sys.executable} -m training.cli concept list --bank {DEMO_BANK}"
+    run = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.endswith("musicsae: error: the working folder no longer exists (deleted or moved); cd to an "
+                               "existing one\n"), run.stderr  # fmt: skip
+
+
+def test_hushing_c_libraries_with_standard_error_closed_does_nothing():
+    """`data make 2>&-` exited 1 with no line and no data: the hush flushed a missing sys.stderr."""
+    code = "from realtime.audio_files import c_stderr_hushed\nwith c_stderr_hushed():\n    print('inside')\n"
+    run = subprocess.run(["bash", "-c", f"{sys.executable} -c \"$CODE\" 2>&-"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "CODE": code})  # fmt: skip
+    assert (run.returncode, run.stdout) == (0, "inside\n"), run
+
+
+def test_no_home_folder_means_no_cache_not_a_traceback(monkeypatch):
+    """Without HOME and with a user id /etc/passwd lacks (containers, CI), Path.home() raises RuntimeError: render
+    and live ended there, though "nothing is ever refused because of the cache"."""
+    from realtime import measured
+
+    monkeypatch.delenv("MUSICSAE_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert measured.cache_dir() is None and measured.read("ab" * 32, "cpu") == {}
+
+
+def test_matplotlib_says_nothing_of_its_config_folder_while_a_command_runs():
+    """A HOME matplotlib cannot write: "mkdir -p failed for path ... Matplotlib created a temporary cache directory"
+    beside a command's own lines."""
+    code = "from training.cli.quiet import quiet\nwith quiet():\n    import matplotlib.pyplot\n"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": "/dev/null/mpl"}  # no folder can be made there
+    loud = subprocess.run([sys.executable, "-c", "import matplotlib.pyplot"], capture_output=True, text=True, env=env)
+    hushed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "Matplotlib" in loud.stderr and hushed.stderr == "", (loud.stderr, hushed.stderr)
+
+
+def test_a_narrow_terminal_still_shows_each_concepts_name():
+    """At 45 columns `concept list` squeezed the concept column to nothing: no name showed."""
+    from rich.console import Console
+
+    from sae.bank import ConceptBank
+
+    console = Console(width=40, record=True, file=open(os.devnull, "w"))
+    console.print(ConceptBank.load(DEMO_BANK).rich_table())
+    text = console.export_text()
+    assert "guitar" in text and "drums" in text
+
+
+@pytest.mark.slow
+def test_a_file_render_goes_on_when_the_reader_of_its_lines_leaves(tmp_path):
+    """`live --in X --out Y | head -1` ended with exit 141 and no output file: its lines are on stdout."""
+    sf.write(tmp_path / "in.wav", 0.1 * np.sin(np.arange(22050) / 20).astype(np.float32), 44100)
+    out = tmp_path / "out.wav"
+    cmd = (f"{sys.executable} -m training.cli live --model {DEMO_MODEL} --in {tmp_path / 'in.wav'} --out {out} "
+           "--no-osc --no-view | head -c 1 > /dev/null; echo ${PIPESTATUS[0]}")  # fmt: skip
+    run = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)  # fmt: skip
+    assert run.stdout.strip() == "0", run.stderr
+    assert sf.info(out).frames == 22050
