@@ -91,8 +91,9 @@ def test_a_narrow_terminal_still_shows_each_concepts_name():
 
     from sae.bank import ConceptBank
 
-    console = Console(width=40, record=True, file=open(os.devnull, "w"))
-    console.print(ConceptBank.load(DEMO_BANK).rich_table())
+    with open(os.devnull, "w") as null:
+        console = Console(width=40, record=True, file=null)
+        console.print(ConceptBank.load(DEMO_BANK).rich_table())
     text = console.export_text()
     assert "guitar" in text and "drums" in text
 
