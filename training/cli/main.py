@@ -244,7 +244,10 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
     stops = Stops()
     try:
         with stops, quiet(verbose):
-            return int(fn() or 0)
+            code = int(fn() or 0)
+            if sys.stdout is not None:  # what is still buffered: its failure (a full disk, a reader gone) is said here,
+                sys.stdout.flush()  # not as Python's "Exception ignored" with exit 120 at exit (hunt 156)
+            return code
     except Exception as exc:
         if stops.signum is None and isinstance(exc, BrokenPipeError):  # `| head` left: what is left goes nowhere
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's own flush at exit too)
@@ -257,6 +260,8 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
             doing = "" if exc.errno in (errno.EACCES, errno.EPERM) else "writing "
             what = "the standard output" if exc.filename is None else exc.filename  # `> /dev/full` (hunt 156)
             say(f"{prog}: error: {doing}{what}: {exc.strerror}")
+            if exc.filename is None and sys.stdout is not None:  # what stays buffered goes nowhere: Python's flush at
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # exit said it again, exit 120
             return 2
         if stops.signum is None and isinstance(exc, OSError) and exc.filename and not verbose:
             # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)
