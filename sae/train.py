@@ -76,16 +76,16 @@ class Stopped(Exception):
 def set_train_threads(given: int | None = None) -> int:
     """Set torch's threads for a training job: `given`, else $MUSICSAE_TRAIN_THREADS, else 1 (the machine is
     shared); either must be a positive integer. Returns the count."""
+    where = f"--threads {given}"
     if given is None:
         env = os.environ.get(TRAIN_THREADS_ENV, "1")
+        where = f"${TRAIN_THREADS_ENV} {env!r}"
         try:  # "²".isdigit() is true and int("²") a traceback; "٣" read as 3 (hunt 155)
             given = plain_int(env)
         except ValueError:
             given = 0
-        if not 0 < given <= MAX_TRAIN_THREADS:
-            raise UserError(f"${TRAIN_THREADS_ENV} {env!r}: expected a positive integer, at most {MAX_TRAIN_THREADS}")
     if not 0 < given <= MAX_TRAIN_THREADS:
-        raise UserError(f"--threads {given}: expected a positive integer, at most {MAX_TRAIN_THREADS}")
+        raise UserError(f"{where}: expected a positive integer, at most {MAX_TRAIN_THREADS}")
     torch.set_num_threads(given)
     return given
 

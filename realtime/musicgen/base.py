@@ -287,6 +287,12 @@ class MusicGenBackend(ABC):
         """The seconds of audio a render of `duration` seconds holds: its whole frames."""
         return self.frames(duration) / self.frame_rate
 
+    def duration_record(self, duration: float) -> dict[str, float]:
+        """What a report records of a render's length: the seconds rendered (whole frames), and the seconds asked
+        where they differ (0.33 s renders 0.32 s)."""
+        written = self.rendered_seconds(duration)
+        return {"duration": written, **({"duration_asked": duration} if written != duration else {})}
+
     def check_request(self, prompts: Sequence[str], duration: float) -> None:
         """What both backends' `generate` need, refused in one line (audiocraft raised a bare AssertionError,
         transformers rendered 3 frames for 0 s): a prompt at least, at least one frame, at most `max_duration`."""

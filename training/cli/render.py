@@ -395,15 +395,13 @@ def _write_record(args: argparse.Namespace, mg, renders: list, dest: Path) -> No
     files = []
     for job, steering, out in renders:
         played = canonical_prompts(mg.vocab, [job.prompt])[0][0]
-        written = mg.rendered_seconds(job.duration)  # whole frames, not the seconds asked
         files.append(
             {
                 "file": out.name,
                 "prompt": job.prompt,
                 **({"played_as": played} if played != job.prompt else {}),
                 "seed": job.seed,
-                "duration": written,
-                **({"duration_asked": job.duration} if written != job.duration else {}),
+                **mg.duration_record(job.duration),  # whole frames, not the seconds asked
                 "sets": list(job.sets) if steering is not None else [],
             }
         )

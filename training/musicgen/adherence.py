@@ -134,8 +134,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
     return {
         "model": mg.model_ref(),
         "judge": {"trained_on": f"{n_judge} clean train clips {DEGRADED_COPIES}", "sr": mg.sample_rate},
-        "duration": mg.rendered_seconds(cfg.duration),  # whole frames: 0.33 s renders 0.32 s (hunt 152)
-        **({"duration_asked": cfg.duration} if mg.rendered_seconds(cfg.duration) != cfg.duration else {}),
+        **mg.duration_record(cfg.duration),  # whole frames: 0.33 s renders 0.32 s (hunt 152)
         "cfg_coef": cfg.cfg_coef,
         "top_k": cfg.top_k,
         "seed": cfg.seed,

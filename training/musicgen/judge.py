@@ -193,8 +193,7 @@ def evaluate_musicgen(
         "bank": str(cfg.bank),
         "data": str(cfg.data),
         "prompts": list(cfg.prompts),
-        "duration": mg.rendered_seconds(cfg.duration),  # whole frames, as render.json (hunt 152)
-        **({"duration_asked": cfg.duration} if mg.rendered_seconds(cfg.duration) != cfg.duration else {}),
+        **mg.duration_record(cfg.duration),  # whole frames, as render.json (hunt 152)
         "judge": {
             "features": JUDGE_FEATURES,
             "classifier": "logistic regression",
