@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import glob
+import hashlib
 import os
 import re
 import secrets
@@ -25,12 +26,26 @@ from typing import BinaryIO
 
 from sae.errors import UserError
 
+NAME_MAX = 255
+"""The longest file name, in bytes, of Linux's file systems (and macOS's)."""
+
+
+def temp_stem(name: str, room: int = len(".XXXXXXXX.tmp") + 1) -> str:
+    """The NAME of a temporary file's name for a file called `name`: `name` itself where the temporary name fits
+    NAME_MAX bytes, else its start and a hash of the whole (a 250-byte output name is a name a user may give)."""
+    if len(name.encode()) + room <= NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    start = name.encode()[: NAME_MAX - room - len(digest) - 1].decode(errors="ignore")
+    return f"{start}~{digest}"
+
 
 def temp_beside(path: Path) -> str:
-    """A new empty file `.NAME.XXXXXXXX.tmp` beside `path`, created with the mode a plain open gives (for writes
-    whose final name is chosen later, e.g. a store's shards)."""
+    """A new empty file `.NAME.XXXXXXXX.tmp` beside `path` (NAME: `temp_stem`), created with the mode a plain
+    open gives (for writes whose final name is chosen later, e.g. a store's shards)."""
+    stem = temp_stem(path.name)
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        tmp = path.with_name(f".{stem}.{secrets.token_hex(4)}.tmp")
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         except FileExistsError:
@@ -47,7 +62,8 @@ def remove_leftovers(path: str | Path) -> int:
     """Remove the temporary files (`temp_beside`'s names) that writers of `path` killed mid-write left beside it,
     as a resumed job does before it writes `path` again; returns how many."""
     path = Path(path)
-    return _remove(p for p in path.parent.glob(f".{glob.escape(path.name)}.*.tmp") if _written(p) == path.name)
+    stem = temp_stem(path.name)
+    return _remove(p for p in path.parent.glob(f".{glob.escape(stem)}.*.tmp") if _written(p) == stem)
 
 
 def remove_folder_leftovers(folder: str | Path) -> int:
@@ -252,9 +268,10 @@ def remove_stale_folders(out: Path) -> int:
     """Remove the `.NAME.new.*` / `.NAME.old.*` folders beside `out` that writers killed mid-way left (a living
     `folder_replacing` holds a lock on its folder, so only the dead's are taken, as soon as they die); returns how
     many."""
-    pattern = re.compile(rf"\.{re.escape(out.name)}\.(new|old)\.[0-9a-f]{{8}}(?P<claim>{re.escape(CLAIM)})?")
+    stem = _folder_stem(out.name, "new")  # "old" is as long
+    pattern = re.compile(rf"\.{re.escape(stem)}\.(new|old)\.[0-9a-f]{{8}}(?P<claim>{re.escape(CLAIM)})?")
     removed = 0
-    for path in out.parent.glob(f".{glob.escape(out.name)}.*"):
+    for path in out.parent.glob(f".{glob.escape(stem)}.*"):
         m = pattern.fullmatch(path.name)
         if not m or path.is_symlink() or not path.is_dir():
             continue
@@ -354,12 +371,18 @@ def _plain_file_mode(folder: Path) -> int:
 
 
 def tempfile_name(path: Path, what: str) -> str:
-    """A free name `.NAME.WHAT.XXXXXXXX` beside `path` (not created)."""
+    """A free name `.NAME.WHAT.XXXXXXXX` beside `path` (not created; NAME: `temp_stem`)."""
+    stem = _folder_stem(path.name, what)
     for _ in range(100):
-        name = path.with_name(f".{path.name}.{what}.{secrets.token_hex(4)}")
+        name = path.with_name(f".{stem}.{what}.{secrets.token_hex(4)}")
         if not os.path.lexists(name):
             return str(name)
     raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def _folder_stem(name: str, what: str) -> str:
+    """`temp_stem` of `tempfile_name`'s names, the longest (`.NAME.WHAT.XXXXXXXX.claim`) within NAME_MAX."""
+    return temp_stem(name, room=len(f"..{what}.XXXXXXXX{CLAIM}"))
 
 
 def _carry(src: Path, dst: Path) -> None:

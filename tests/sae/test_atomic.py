@@ -480,3 +480,29 @@ def test_a_lock_file_removed_before_our_flock_still_keeps_a_second_writer_out(tm
         with pytest.raises(UserError, match="another collect is writing there now"), sole_writer(tmp_path, "collect"):
             pass
     assert raced
+
+
+@pytest.mark.parametrize("length", [200, 243, 250, 255])
+def test_a_name_as_long_as_the_file_system_allows_is_written_and_its_leftovers_cleared(tmp_path, length):
+    """The temporary name `.NAME.XXXXXXXX.tmp` is 14 bytes longer than NAME: an output name of 242 to 255 bytes
+    (one a file system takes) was refused as 'File name too long' (hunt 156)."""
+    name = "é" * ((length - 3) // 2) + "x" * ((length - 3) % 2) + ".ts"
+    out = tmp_path / name
+    assert len(name.encode()) == length
+    left = Path(atomic.temp_beside(out))  # what a killed writer left
+    assert len(left.name.encode()) <= atomic.NAME_MAX and atomic.remove_leftovers(out) == 1
+    atomic_write_text(out, "model")
+    assert out.read_text() == "model" and os.listdir(tmp_path) == [name]
+    other = tmp_path / (name[:-3] + ".pt")  # another long name that starts the same: its leftovers stay
+    kept = Path(atomic.temp_beside(other))
+    assert atomic.remove_leftovers(out) == 0 and kept.exists()
+
+    folder = tmp_path / (name[:-3] + ".d")
+    with atomic.folder_replacing(folder) as new:
+        (new / "index.html").write_text("first")
+    with atomic.folder_replacing(folder) as new:  # the old one renamed aside where no exchange is
+        (new / "index.html").write_text("second")
+    assert (folder / "index.html").read_text() == "second"
+    dead = _killed_writers_folder(Path(atomic.tempfile_name(folder, "new")))
+    assert len(dead.name.encode() + atomic.CLAIM.encode()) <= atomic.NAME_MAX
+    assert atomic.remove_stale_folders(folder) == 1 and not dead.exists()
