@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from realtime.musicgen.record import is_package, training_record
+from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 FILE = "descriptions.json"
@@ -108,10 +109,8 @@ class DescriptionVocab:
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / FILE
-        tmp = path.with_name(f".{path.name}.tmp")
         data = {"version": 1, "unknown": self.unknown, "descriptions": dict(sorted(self.descriptions.items()))}
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(data, indent=1) + "\n")
         return path
 
 

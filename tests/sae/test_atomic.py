@@ -97,21 +97,29 @@ def test_every_file_of_a_store_and_an_sae_folder_gets_the_plain_mode(tmp_path):
 def test_json_records_of_runs_judges_and_fidelity_reports_are_written_by_it(tmp_path, monkeypatch):
     """Three more writers that had their own copy (mode 0600): MusicGen run records, judge results, fidelity
     reports."""
+    from realtime.musicgen.descriptions import DescriptionVocab
     from training.judge import _write_json
     from training.musicgen.runs import write_json
     from training.rave import fidelity
 
     monkeypatch.setattr(fidelity, "markdown", lambda result: "a report")
+    vocab = DescriptionVocab({"guitar": 3}, "guitar")
     old = os.umask(0o022)
     try:
         write_json(tmp_path / "run.json", {"step": 1})
         _write_json(tmp_path / "judge.json", {"concepts": {}})
         fidelity.save({"concepts": {}}, tmp_path / "fid")
+        vocab.save(tmp_path)
     finally:
         os.umask(old)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert files == ["fid/fidelity.json", "fid/fidelity.md", "judge.json", "run.json"]
+    assert files == ["descriptions.json", "fid/fidelity.json", "fid/fidelity.md", "judge.json", "run.json"]
     assert {f: stat.S_IMODE((tmp_path / f).stat().st_mode) for f in files} == {f: 0o644 for f in files}
+    with monkeypatch.context() as patch, pytest.raises(OSError, match=r"No space left on device: .*/descriptions"):
+        patch.setattr(os, "replace", lambda a, b: _disk_full(a))
+        DescriptionVocab({"piano": 1}, "piano").save(tmp_path)  # the LM recipe's record of its descriptions
+    assert DescriptionVocab.load(tmp_path) == vocab
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == files
 
 
 def test_audio_banks_and_exports_are_written_by_it(tmp_path, monkeypatch):
