@@ -25,6 +25,8 @@ meter's sum stays a float32."""
 # full-width digits; inf and nan are read, for the range check to name them
 DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.ASCII | re.I)
 INTEGER = re.compile(r"[+-]?[0-9]+")
+MAX_THREADS = 1024
+"""The most torch threads a job may be given (`--threads`, $MUSICSAE_TRAIN_THREADS): 100000 crashed torch."""
 
 
 def plain_int(text: str) -> int:

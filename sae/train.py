@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
-from sae.controls import plain_int
+from sae.controls import MAX_THREADS, plain_int
 from sae.errors import UserError, differences
 from sae.io import WEIGHTS_FILE, read_torch, save_sae
 from sae.jsonfile import strict_json
@@ -62,7 +62,6 @@ HELD_OUT_SPLIT = "whole sources"  # the held-out rule a checkpoint was started u
 
 
 TRAIN_THREADS_ENV = "MUSICSAE_TRAIN_THREADS"
-MAX_TRAIN_THREADS = 1024  # as `--threads` (training.cli.args.MAX_THREADS): 100000 crashed torch
 
 
 class Stopped(Exception):
@@ -84,8 +83,8 @@ def set_train_threads(given: int | None = None) -> int:
             given = plain_int(env)
         except ValueError:
             given = 0
-    if not 0 < given <= MAX_TRAIN_THREADS:
-        raise UserError(f"{where}: expected a positive integer, at most {MAX_TRAIN_THREADS}")
+    if not 0 < given <= MAX_THREADS:
+        raise UserError(f"{where}: expected a positive integer, at most {MAX_THREADS}")
     torch.set_num_threads(given)
     return given
 

@@ -293,19 +293,22 @@ class MusicGenBackend(ABC):
         written = self.rendered_seconds(duration)
         return {"duration": written, **({"duration_asked": duration} if written != duration else {})}
 
-    def check_request(self, prompts: Sequence[str], duration: float) -> None:
+    def check_request(self, prompts: Sequence[str], duration: float, what: str = "") -> None:
         """What both backends' `generate` need, refused in one line (audiocraft raised a bare AssertionError,
-        transformers rendered 3 frames for 0 s): a prompt at least, at least one frame, at most `max_duration`."""
+        transformers rendered 3 frames for 0 s): a prompt at least, at least one frame, at most `max_duration`.
+        Every caller checks before its work (a batch every job before the first renders); `what` names the
+        duration in a refusal (default `--duration D`)."""
         if isinstance(prompts, str) or not prompts:
             raise UserError(f"prompts {prompts!r}: expected a list of at least one prompt")
+        what = what or f"--duration {duration:g}"
         if not math.isfinite(duration) or self.frames(duration) < 1:
-            raise UserError(f"--duration {duration:g}: expected at least one frame ({1 / self.frame_rate:g} s), "
-                            "a finite number of seconds")  # fmt: skip
+            raise UserError(f"{what}: expected at least one frame ({1 / self.frame_rate:g} s), a finite number of "
+                            "seconds")  # fmt: skip
         if self.rendered_seconds(duration) > self.max_duration:  # whole frames: 30.01 s renders 30 s
-            raise UserError(f"--duration {duration:g}: this model generates at most {self.max_duration:g} s")
-        if (frames := self.frames(duration)) < self.min_frames:  # every caller before its work, not the first render
+            raise UserError(f"{what}: this model generates at most {self.max_duration:g} s")
+        if (frames := self.frames(duration)) < self.min_frames:
             least = f"{self.min_frames} ({self.min_frames / self.frame_rate:g} s)"
-            raise UserError(f"duration {duration:g} s: {frames} frame(s); the {self.backend} backend renders at least "
+            raise UserError(f"{what}: {frames} frame(s); the {self.backend} backend renders at least "
                             f"{least}{self.min_frames_why}")  # fmt: skip
 
     # -- hooks ---------------------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ def test_a_short_teacher_forced_chunk_is_the_start_of_a_long_one(mg):
 def test_the_transformers_backend_refuses_what_it_cannot_render_with_the_delay_pattern(transformers_dir):
     """Hunt 63: 1 or 2 frames asked of the transformers backend came out as 4 or 5 frames of other codes."""
     mg = load_musicgen(transformers_dir)
-    with pytest.raises(UserError, match=r"duration 0.04 s: 2 frame\(s\); the transformers backend renders at least 3"):
+    with pytest.raises(UserError, match=r"--duration 0.04: 2 frame\(s\); the transformers backend renders at least 3"):
         mg.generate(["rock"], 2 / mg.frame_rate, seed=0)
     with pytest.raises(UserError, match=r"2 frame\(s\); the transformers backend renders at least 3 \(0.06 s\), below"):
         mg.check_request(["rock"], 2 / mg.frame_rate)  # what callers check before their work (hunt 152)

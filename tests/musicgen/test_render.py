@@ -576,7 +576,7 @@ def test_a_job_too_short_for_the_backend_is_refused_before_the_first_renders(tmp
         main(["render", "musicgen", "--model", str(transformers_dir), "--batch", str(jobs), "--out-dir", str(out)]) == 2
     )
     err = capsys.readouterr().err
-    assert "job second.wav: duration 0.04: shorter than 3 frames, the fewest the transformers backend renders" in err
+    assert "job second.wav: duration 0.04: 2 frame(s); the transformers backend renders at least 3 (0.06 s)" in err
     assert not (out / "first.wav").exists()
 
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from typing import NoReturn
 
-from sae.controls import plain_float, plain_int
+from sae.controls import MAX_THREADS, plain_float, plain_int
 
 
 class Parser(argparse.ArgumentParser):
@@ -64,7 +64,6 @@ guidance_coef = _checked(
 """MusicGen's classifier-free guidance: below 1 the backends disagree (transformers turns guidance off); far
 above the limit the guided logits overflow and sampling fails mid-render (1e300: a traceback)."""
 fraction = _checked(plain_float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
-MAX_THREADS = 1024
 thread_count = _checked(plain_int, lambda v: 0 < v <= MAX_THREADS, f"a positive integer, at most {MAX_THREADS}")
 """`--threads`: 100000 crashed torch (libgomp cannot make the threads: a segfault, or exit 1 with no line)."""
 MAX_JOBS = 256

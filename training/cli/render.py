@@ -302,24 +302,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 else f"job {j.out.name}: duration {j.duration:g}"
             )
 
-        too_short = [j for j in jobs if mg.frames(j.duration) < mg.min_frames]  # before the first job renders
-        if too_short:
-            j, least = too_short[0], mg.min_frames
-            raise UserError(
-                f"{duration_of(j)}: shorter than "
-                + ("one frame" if least == 1 else f"{least} frames, the fewest the {mg.backend} backend renders")
-                + f" ({least / mg.frame_rate:g} s)"
-            )
+        for j in jobs:  # every job's duration before the first renders (whole frames: 30.01 s renders 30 s)
+            mg.check_request([j.prompt], j.duration, duration_of(j))
         for job, where, raw, s in every_set():  # a window between two steps edits nothing, as one past the end
             if not window_holds_a_step(s, mg.frame_rate, generation_steps(mg, job.duration)):
                 raise UserError(
                     f"{where} {raw!r}: no generation step falls in its window (steps are {1 / mg.frame_rate:g} s "
                     "apart; nothing would be edited); widen it"
                 )
-        # refused before the first job renders; what counts is what is rendered: whole frames (30.01 s is 30 s)
-        too_long = [j for j in jobs if mg.rendered_seconds(j.duration) > mg.max_duration]
-        if too_long:
-            raise UserError(f"{duration_of(too_long[0])}: this model generates at most {mg.max_duration:g} s")
 
         if note := duration_note(mg.name, trained, max(mg.rendered_seconds(job.duration) for job in jobs)):
             past = [j.out.name for j in jobs if duration_note(mg.name, trained, mg.rendered_seconds(j.duration))]
