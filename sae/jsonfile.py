@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sae.atomic import atomic_write_text
+from sae.atomic import atomic_write
 from sae.errors import UserError
 
 
@@ -61,8 +61,8 @@ def strict_json(data: Any, indent: int = 2, default: Callable[[Any], Any] | None
     return json.dumps(finite(data), indent=indent, default=made, allow_nan=False)
 
 
-def _logged_step(line: str) -> float:
-    """The step of a log line; a line cut short (a kill mid-write) counts as after any step."""
+def _logged_step(line: bytes) -> float:
+    """The step of a log line; a line cut short (a kill mid-write) or damaged counts as after any step."""
     try:
         return float(json.loads(line)["step"])
     except (ValueError, KeyError, TypeError):
@@ -71,13 +71,14 @@ def _logged_step(line: str) -> float:
 
 def trim_log(path: Path, step: int) -> None:
     """Drop the lines of a JSON-lines training log past `step`, the checkpoint a run resumes from: a run stopped
-    after its last checkpoint logged steps it then trains again (two records of one step), or was killed mid-line."""
+    after its last checkpoint logged steps it then trains again (two records of one step), or was killed mid-line.
+    A line that is not JSON in UTF-8 (a damaged one) goes too."""
     if not path.is_file():
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = path.read_bytes().splitlines(keepends=True)
     kept = [line for line in lines if _logged_step(line) <= step]
     if kept != lines:
-        atomic_write_text(path, "".join(kept))
+        atomic_write(path, lambda tmp: Path(tmp).write_bytes(b"".join(kept)))
 
 
 def measured(figures: dict[str, Any], key: str) -> float:

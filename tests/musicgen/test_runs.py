@@ -377,3 +377,79 @@ def test_a_damaged_record_is_refused_by_the_options_own_check(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.endswith("run.json: the recorded --filters 'many' is not valid ('many': expected a positive integer); "
                         "give --filters or start a new --run\n"), err  # fmt: skip
+
+
+def test_a_checkpoint_without_its_run_json_is_refused_not_trained_over(tmp_path):
+    """With run.json gone, the next call wrote a new one and trained the run over from step 0, replacing its
+    state.pt without a word (hunt 160)."""
+    run = tmp_path / "run"
+    runs.open_run(run, {"sizes": 1})
+    (run / runs.STATE_FILE).write_bytes(b"trained")
+    (run / runs.RUN_FILE).unlink()
+    with pytest.raises(UserError, match=r"run\.json is missing beside its checkpoint state\.pt; restore it"):
+        runs.open_run(run, {"sizes": 1})
+    assert (run / runs.STATE_FILE).read_bytes() == b"trained" and not (run / runs.RUN_FILE).exists()
+
+
+def test_a_start_killed_before_its_first_checkpoint_leaves_no_log_lines_to_repeat(tmp_path):
+    """The rerun of a start killed before its first checkpoint trained steps 1, 2, 3 again after the killed one's
+    records of them: every step was in the log twice (hunt 160)."""
+    run = tmp_path / "run"
+    runs.open_run(run, {"sizes": 1})
+    runs.log(run, {"step": 1, "loss": 2.0})  # then SIGKILL
+    assert runs.open_run(run, {"sizes": 1}) is False
+    assert not (run / runs.LOG_FILE).exists()
+    runs.log(run, {"step": 1, "loss": 2.0})
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    assert runs.open_run(run, {"sizes": 1}) is True and (run / runs.LOG_FILE).exists()  # a resume keeps it
+
+
+def test_a_skipped_step_right_after_a_checkpoint_is_not_logged_again_by_each_resume(tmp_path):
+    """A non-finite step was logged with the step count before it, the checkpoint's: a resume kept that record and
+    met the same batch again, so each resume added one more (hunt 160)."""
+    _loop(tmp_path, [1.0] * 5 + [None, 1.0], steps=6)
+    records = [json.loads(line) for line in (tmp_path / runs.LOG_FILE).read_text().splitlines()]
+    assert records[5] == {"step": 6, "skipped": "non-finite loss"}  # the step it tried
+    runs.trim_log(tmp_path / runs.LOG_FILE, 5)  # what a resume from the checkpoint of step 5 does
+    assert [json.loads(line)["step"] for line in (tmp_path / runs.LOG_FILE).read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+def test_a_damaged_log_line_is_dropped_by_a_resume_not_a_traceback(tmp_path):
+    """A byte that is not UTF-8 in the log made every resume a UnicodeDecodeError traceback (hunt 160)."""
+    log = tmp_path / runs.LOG_FILE
+    log.write_bytes(b'{"step": 1}\n{"step": 2, "x": "\xff"}\n{"step": 3}\n{"step": 9}\n')
+    runs.trim_log(log, 4)
+    assert log.read_bytes() == b'{"step": 1}\n{"step": 3}\n'
+
+
+def test_an_lm_resumed_with_other_steps_is_refused_until_it_has_got_there(tmp_path):
+    """The LM's cosine schedule spans --steps: a run started with --steps 4 and resumed with --steps 8 (or without
+    --steps: 10000) trained its remaining steps at other rates than the uninterrupted run, saying only 'resuming'
+    (hunt 160). Now the resume takes the checkpoint's target, and refuses another one until the run gets there."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), 0.1)
+    run = tmp_path / "run"
+    _started(train_lm, "lm", run, [], lambda c: train_lm.identity(c, {"sha256": "a", "sizes": {}}, SimpleNamespace(
+        identity={})))  # fmt: skip
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": 2, "target": 4}
+    runs.save_state(run, state, runs.Clock())
+    said: list[str] = []
+    args = runs.parse_resumable(train_lm.build_parser(), ["--data", "d", "--run", str(run)], "lm",
+                                train_lm.recorded_args, said.append)  # fmt: skip
+    assert args.steps == 4 and said == [f"note: resuming {run} with its recorded --steps 4 (run.json, progress.json)"]
+    cfg = SimpleNamespace(run=run, device="cpu", steps=8)
+    with pytest.raises(UserError, match=r"--steps 8: .* is at step 2 of the 4 its learning-rate schedule spans"):
+        runs.resume(cfg, model, opt, True, said.append, schedule=True)
+    assert runs.resume(cfg, model, opt, True, said.append).step == 2  # the codec's rate follows no schedule
+    runs.save_state(run, {**state, "step": 4}, runs.Clock())
+    assert runs.resume(cfg, model, opt, True, said.append, schedule=True).step == 4  # extended once finished
+    assert f"note: the learning-rate schedule of {run} now spans 8 steps (it spanned 4)" in said
+
+
+def test_an_lm_run_missing_its_codec_snapshot_names_it(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.STATE_FILE).write_bytes(b"x")
+    cfg = train_lm.LMTrainConfig(["d"], None, run)
+    with pytest.raises(UserError, match=r"--run .*: codec\.pt is missing beside its checkpoint; give --codec-run"):
+        train_lm.codec_snapshot(cfg)

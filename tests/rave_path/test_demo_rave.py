@@ -30,12 +30,15 @@ def test_train_resume_export(tmp_path, concept_data):
     """The default recipe (22.05 kHz) trains on the data folder's train split, resumes, and exports."""
     run = tmp_path / "run"
     common = ["--data", str(concept_data), "--run", str(run), "--length", "32768", "--batch", "1", "--eval-every", "2"]
+    run.mkdir()  # a start killed before its first checkpoint (step 500) logged steps this one trains again
+    (run / "train_log.jsonl").write_text('{"step": 2, "fullband_spectral_distance": 9.0}\n')
     _run(*common, "--steps", "2")
     first = torch.load(run / "train_state.pt", weights_only=False)
     assert first["step"] == 2 and (run / "config.gin").exists()
     train = sum(r["split"] == "train" for r in read_manifest(concept_data))
     assert first["recipe"]["sample_rate"] == 22050 and first["data"]["clips"] == train == 39  # 48 clips, 9 for test
     assert "eval_spectral_distance" in (run / "train_log.jsonl").read_text()
+    assert len((run / "train_log.jsonl").read_text().splitlines()) == 1  # hunt 160: the killed start's line stayed
     with open(run / "train_log.jsonl", "a") as log:  # logged past the checkpoint before a stop, then a line cut short
         log.write('{"step": 50, "fullband_spectral_distance": 1.0}\n{"step": 10')
     _run(*common, "--steps", "3")  # resumes from step 2 and counts on
@@ -199,6 +202,33 @@ def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
     assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 1
+
+
+def test_a_run_whose_exporter_checkpoint_is_behind_its_state_is_not_exported(tmp_path, monkeypatch, capsys):
+    """A kill between a checkpoint's two writes left train_state.pt at step 2 and last.ckpt at step 1: `--export`
+    exported the older weights without a word (hunt 160)."""
+    from training.rave import demo_model
+    from training.rave.tiny_model import build_model, test_signal
+
+    recipe = demo_model.Recipe(sample_rate=22050, capacity=4)
+    model = build_model(recipe.build())
+    opts = {"opt": torch.optim.Adam(model.parameters())}
+    run = tmp_path / "run"
+    run.mkdir()
+    clips = [test_signal(22050, 2.0, 0).numpy().ravel()]
+    demo_model.checkpoint(model, opts, 1, run, clips, recipe, {"recipe": {}, "data": {}}, 0.0, 0.0)
+    demo_model.check_checkpoints_agree(run)  # both at step 1
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo_model, "save_run", killed)
+    with pytest.raises(KeyboardInterrupt):
+        demo_model.checkpoint(model, opts, 2, run, clips, recipe, {"recipe": {}, "data": {}}, 0.0, 0.0)
+    assert demo_model.main(["--run", str(run), "--export", str(tmp_path / "a.ts")]) == 2
+    err = capsys.readouterr().err
+    assert "last.ckpt holds step 1 and train_state.pt step 2 (a checkpoint cut short); resume the run" in err, err
+    assert not (tmp_path / "a.ts").exists()
 
 
 def test_exporting_a_folder_that_is_no_run_is_one_line(tmp_path):

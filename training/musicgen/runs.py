@@ -117,13 +117,22 @@ def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bo
     older run lacks). Returns True when resuming.
 
     A run that never reached its first checkpoint (a start that failed, a Ctrl-C in its first steps) has nothing to
-    resume: it is started again with the new settings, its `derived` files (made from the old identity) removed.
+    resume: it is started again, its log and progress dropped (the steps it logged are trained again), and with new
+    settings its `derived` files (made from the old identity) removed. A checkpoint without its run.json is
+    refused: the run's settings are not known to check or to take.
     """
     check_run_folder(run_dir, identity.get("kind"))
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / RUN_FILE
-    if path.exists() and not (run_dir / STATE_FILE).exists() and read_identity(run_dir) != identity:
-        for name in (RUN_FILE, PROGRESS_FILE, LOG_FILE, *derived):
+    started = (run_dir / STATE_FILE).exists()
+    if started and not path.exists():  # a new identity written here would train the checkpoint over from step 0
+        raise UserError(f"--run {run_dir}: {RUN_FILE} is missing beside its checkpoint {STATE_FILE}; restore it, "
+                        "or use a new --run folder")  # fmt: skip
+    if not started:
+        if path.exists() and read_identity(run_dir) != identity:
+            for name in (RUN_FILE, *derived):
+                (run_dir / name).unlink(missing_ok=True)
+        for name in (PROGRESS_FILE, LOG_FILE):  # a killed start's lines were logged twice after the rerun's
             (run_dir / name).unlink(missing_ok=True)
     if not path.exists():
         write_json(path, identity)
@@ -136,7 +145,7 @@ def open_run(run_dir: Path, identity: dict, derived: tuple[str, ...] = ()) -> bo
             f"--run {run_dir}: it was started with other settings ({diff}); "
             "resume with the same data, sizes and training options, or use a new --run folder"
         )
-    return (run_dir / STATE_FILE).exists()
+    return started
 
 
 def require(run_dir: Path, *names: str, hint: str = "", kind: str | None = None) -> dict:
@@ -188,6 +197,7 @@ def save_state(run_dir: Path, state: dict, clock: Clock, extra: dict | None = No
     atomic_torch_save(state, run_dir / STATE_FILE)
     progress = {
         "step": state["step"],
+        "target": state.get("target"),
         "cpu_hours": round(clock.cpu / 3600, 3),
         "wall_hours": round(clock.wall / 3600, 3),
         "threads": torch.get_num_threads(),
@@ -218,8 +228,10 @@ class LoopConfig(Protocol):
     device: str
 
 
-def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], None]) -> Start:
-    """Where to start: the run's last checkpoint loaded into `model` and `opt` when resuming, with its streams."""
+def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], None], schedule: bool = False) -> Start:
+    """Where to start: the run's last checkpoint loaded into `model` and `opt` when resuming, with its streams. With
+    `schedule` (a learning rate that follows `cfg.steps`), an unfinished run resumed with other `--steps` is refused:
+    the steps left would train at other rates than the uninterrupted run's."""
     if not resuming:
         return Start(0, Clock())
     state = load_state(cfg.run, cfg.device)
@@ -234,6 +246,13 @@ def resume(cfg: LoopConfig, model, opt, resuming: bool, say: Callable[[str], Non
     except (RuntimeError, ValueError, KeyError) as exc:
         why = " ".join(str(exc).split()) or type(exc).__name__
         raise UserError(f"{path}: its weights do not fit this run's model ({why[:200]})") from None
+    target = state.get("target")
+    if schedule and target not in (None, cfg.steps):
+        if state["step"] < target:
+            raise UserError(f"--steps {cfg.steps}: {cfg.run} is at step {state['step']} of the {target} its learning-"
+                            f"rate schedule spans; resume it with --steps {target} (or without --steps), and extend "
+                            "it once it has got there")  # fmt: skip
+        say(f"note: the learning-rate schedule of {cfg.run} now spans {cfg.steps} steps (it spanned {target})")
     trim_log(cfg.run / LOG_FILE, state["step"])
     say(f"resuming {cfg.run} at step {state['step']}")
     return Start(state["step"], Clock(state["cpu_seconds"], state["wall_seconds"]), state.get("rng"))
@@ -283,7 +302,8 @@ def train_loop(
                 held.stop()
             terms = train_step(step)
             if terms is None:
-                log(cfg.run, {"step": step, "skipped": "non-finite loss"})
+                log(cfg.run, {"step": step + 1, "skipped": "non-finite loss"})  # the step tried: a resume from
+                # a checkpoint at `step` drops it, and draws the same batch again
                 skipped += 1
                 if skipped == MAX_SKIPPED:
                     kept = f"the checkpoint of step {saved} is kept" if saved else "no checkpoint was written"
@@ -350,9 +370,9 @@ def parse_resumable(
     say: Callable[[str], None] = print,
 ) -> argparse.Namespace:
     """A recipe's arguments where `--run` holds a `kind` run to resume: an option not given takes the run's
-    recorded value (`recorded(identity)` maps option strings to values), so `--data --run --steps` resume it; an
-    option given is still checked against the run by `open_run`. Values are parsed as if typed, so a damaged record
-    is refused by the option's own check."""
+    recorded value (`recorded(identity)` maps option strings to values; `--steps` the target its last checkpoint
+    recorded), so `--data --run` resume it; an option given is still checked against the run by `open_run`. Values
+    are parsed as if typed, so a damaged record is refused by the option's own check."""
     args = parser.parse_args(argv)
     if not (args.run / STATE_FILE).is_file() or not (args.run / RUN_FILE).is_file():
         return args
@@ -361,7 +381,9 @@ def parse_resumable(
     actions = {opt: action for action in parser._actions for opt in action.option_strings}
     dests = {opt: action.dest for opt, action in actions.items()}
     extra: list[str] = []
-    for option, value in recorded(read_identity(args.run)).items():
+    progress = read_json(args.run / PROGRESS_FILE) if (args.run / PROGRESS_FILE).is_file() else {}
+    target = progress.get("target") if isinstance(progress, dict) and type(progress.get("target")) is int else None
+    for option, value in {**recorded(read_identity(args.run)), "--steps": target}.items():
         if value is not None and dests[option] not in given:
             text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
             try:
@@ -375,7 +397,8 @@ def parse_resumable(
     taken = [f"{o} {t}" for o, t in zip(extra[::2], extra[1::2], strict=True)
              if getattr(resumed, dests[o]) != getattr(args, dests[o])]  # fmt: skip
     if taken:
-        say(f"note: resuming {args.run} with its recorded {' '.join(taken)} ({RUN_FILE})")
+        files = f"{RUN_FILE}, {PROGRESS_FILE}" if any(t.startswith("--steps ") for t in taken) else RUN_FILE
+        say(f"note: resuming {args.run} with its recorded {' '.join(taken)} ({files})")
     return resumed
 
 

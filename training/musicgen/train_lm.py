@@ -157,6 +157,9 @@ def codec_snapshot(cfg: LMTrainConfig) -> dict:
 
     path = cfg.run / CODEC_FILE
     if cfg.codec_run is None and not path.exists():
+        if (cfg.run / runs.STATE_FILE).exists():
+            raise UserError(f"--run {cfg.run}: {CODEC_FILE} is missing beside its checkpoint; give --codec-run with "
+                            "the train_codec run this LM run started from")  # fmt: skip
         raise UserError(f"--codec-run: needed to start the LM run {cfg.run} (a train_codec run folder)")
     current = None
     if cfg.codec_run is not None and ((cfg.codec_run / runs.STATE_FILE).is_file() or not path.exists()):
@@ -251,7 +254,7 @@ def _train_lm(cfg: LMTrainConfig, say) -> None:
     lm.cfg_dropout.p = 0.0  # the null description is drawn per clip by DescriptionDropout instead
     normalise_lut(lm)
     opt = torch.optim.AdamW(lm.parameters(), cfg.lr, betas=(0.9, 0.95), weight_decay=0.01)
-    start = runs.resume(cfg, lm, opt, resuming, say)
+    start = runs.resume(cfg, lm, opt, resuming, say, schedule=True)
     rng = seeded(cfg.seed, start.step)
     streams = RandomStreams(rng)
     streams.restore(start.rng)  # a resumed run draws on as if it had not stopped

@@ -397,6 +397,8 @@ def _train(
         trim_log(run_dir / "train_log.jsonl", step)  # the steps logged after that checkpoint are trained again
         if max_steps is not None and step >= max_steps:  # it printed "trained to step N" and nothing else
             print(f"note: {run_dir} is at step {step}, which --steps {max_steps} does not pass: nothing to train")
+    else:  # a start killed before its first checkpoint logged steps this one trains again (twice in the log)
+        (run_dir / "train_log.jsonl").unlink(missing_ok=True)
     clips = load_clips(files, recipe.sample_rate)
     sets = eval_sets(data, recipe.sample_rate)
     rng = seeded(recipe.seed, step)
@@ -489,8 +491,23 @@ def checkpoint(model, opts, step, run_dir, clips, recipe: Recipe, meta: dict, cp
     sample = torch.from_numpy(np.concatenate([c[: 2 * sr] for c in clips[:40]])).reshape(1, 1, -1)
     with torch.no_grad():
         fit_latent_pca(model.cpu(), sample)
-    save_run(model, run_dir)
+    save_run(model, run_dir, step=step)
     model.to(device).train()
+
+
+def check_checkpoints_agree(run_dir: Path) -> None:
+    """A run whose exporter checkpoint (`last.ckpt`) holds another step than `train_state.pt` is refused: a kill
+    between the two writes of a checkpoint left the exporter's 500 steps behind, and `--export` exported those
+    weights without a word. (Checkpoints from before the step was recorded are not checked.)"""
+    ckpt = run_dir / "version_0" / "checkpoints" / "last.ckpt"
+    if not (run_dir / "train_state.pt").is_file() or not ckpt.is_file():
+        return
+    exported = read_torch(ckpt).get("global_step")
+    state = read_torch(run_dir / "train_state.pt")["step"]
+    if exported is not None and exported != state:
+        raise UserError(f"--run {run_dir}: {ckpt.relative_to(run_dir)} holds step {exported} and train_state.pt "
+                        f"step {state} (a checkpoint cut short); resume the run to write both again, then "
+                        "export")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -534,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         if args.export:  # a .ts: `--export RUN/train_state.pt` replaced the run's own state with the export
+            check_checkpoints_agree(args.run)
             export_run(args.run, check_output_file(args.export, (".ts",), "--export"), fidelity=args.fidelity)
             print(f"exported {args.export}")
             return
