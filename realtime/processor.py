@@ -214,7 +214,8 @@ class BlockProcessor:
         self.prev_edit: Edit | None = None
         self._tensors: tuple[Edit | None, tuple[torch.Tensor, ...]] = (None, ())
         self.prev_mix = -1.0  # set from the first snapshot (no ramp in from nothing)
-        self._fade_in = False
+        self._fade_in = False  # after a resync: the whole block fades in (its dry part was cleared too)
+        self._from_dry = False  # after a block that played its dry fallback: the next one fades from dry to its mix
         self._ramp = (np.arange(1, self.blocksize + 1, dtype=np.float32) / self.blocksize)[:, None]
         self.stats = BlockStats()
         self.fallback: np.ndarray | None = None  # the aligned dry block, for the engine when a block fails
@@ -308,6 +309,7 @@ class BlockProcessor:
         torch.manual_seed(self.seed)
         self.dry.clear()
         self._fade_in = True
+        self._from_dry = False
 
     @torch.inference_mode()
     def process(self, block: np.ndarray, snap: Snapshot) -> np.ndarray:
@@ -346,7 +348,7 @@ class BlockProcessor:
         if not np.isfinite(wet).all():  # never to the speakers, never into the caches of the next blocks
             for stream in self.streams:
                 stream.reset()
-            self._fade_in = True
+            self._from_dry = True  # the dry signal goes on unbroken (bypassed, it is the output): not faded
             raise FloatingPointError("NaN/inf in the model's output (streams started over)")
         self.prev_edit = snap.edit
         if pooled:
@@ -364,6 +366,9 @@ class BlockProcessor:
         if self._fade_in:
             out *= self._ramp
             self._fade_in = False
+        elif self._from_dry:
+            out = (dry + (out - dry) * self._ramp).astype(np.float32)
+        self._from_dry = False
         total = time.perf_counter() - t0
         st = self.stats
         st.total_s = total

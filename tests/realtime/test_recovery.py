@@ -732,6 +732,39 @@ def test_a_rave_that_returns_nan_plays_dry_is_reported_and_comes_back(rave_model
     assert np.abs(out[b + 2048 :] - x[b + 2048 :]).max() > 1e-3  # wet again
 
 
+@pytest.mark.parametrize("mix", [None, 1.0, 0.5])
+def test_the_block_after_a_nan_one_goes_on_from_its_dry_fallback_without_a_dip(rave_model, mix):
+    """After a block whose output was NaN (played as its dry fallback), the next block faded its whole output in
+    from silence, dry part included: bypassed, the input dipped to nothing for a block, and at mix 1 the dry
+    fallback dropped to silence at once (hunt 158). It now fades from the dry signal to its mix."""
+    B = 1024
+    proc = BlockProcessor(rave_model, None, B)
+    inner, calls = proc.streams[0].decode, [0]
+
+    def decode(z):
+        y = inner(z)
+        calls[0] += 1
+        return y.clone().fill_(float("nan")) if calls[0] == 5 else y
+
+    proc.streams[0].decode = decode
+    snap = Controls(EditState(0), mix=1.0 if mix is None else mix, bypass=mix is None).snapshot
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(8 * B) / rave_model.sr)).astype(np.float32)[:, None]
+    out = []
+    for k in range(8):
+        try:
+            out.append(proc.process(x[k * B : (k + 1) * B], snap))
+        except FloatingPointError:
+            assert k == 4
+            out.append(proc.fallback)
+    out = np.concatenate(out)[:, 0]
+    dry = np.concatenate([np.zeros(proc.delay, np.float32), x[:, 0]])[: 8 * B]
+    if mix is None:  # bypassed: the input, delayed, every sample
+        np.testing.assert_array_equal(out, dry)
+    else:  # the block after the fallback starts where the dry signal is and ramps to the mix
+        assert abs(out[5 * B] - dry[5 * B]) < 0.01 * np.abs(dry).max()
+        np.testing.assert_array_equal(out[4 * B : 5 * B], dry[4 * B : 5 * B])
+
+
 class AlternatingFailure(FakeProcessor):
     """Every other block raises, so the model thread records an "error" event every second block."""
 
