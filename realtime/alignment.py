@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sae.errors import UserError
 from sae.jsonfile import is_count, is_number
 
 MIN_NOTES = 8  # notes with a clear response needed; fewer (e.g. an untrained model) → first response
@@ -141,6 +142,10 @@ def measure_alignment(model: Any, max_extra: float = 0.1, block: int | None = No
         for start in range(0, total, block):
             outs.append(stream.decode(stream.encode_mean(xt[..., start : start + block]))[0].mean(0).cpu())
     y = torch.cat(outs).numpy()
+    if not np.isfinite(y).all():
+        from realtime.rave import broken_output
+
+        raise UserError(broken_output(model, "playing notes to measure where they come out"))
     lags = note_lags(x, y, onsets, model.sr, first, hi)
     if len(lags) < MIN_NOTES:
         return Alignment(first, first, len(lags))

@@ -247,6 +247,11 @@ def _silence_caches(module: torch.jit.ScriptModule) -> None:
             buf.zero_()
 
 
+def broken_output(model: RaveModel, when: str) -> str:
+    """The one line for a model whose output holds NaN/inf before any edit (`when`: what it was doing)."""
+    return f"{model.label} {model.path}: NaN/inf in its output ({when}); the model weights are broken (or overflowed)"
+
+
 def measure_delay(model: RaveModel, block: int | None = None, max_blocks: int = 64) -> int:
     """Samples between an input impulse and the first output sample it changes.
 
@@ -264,6 +269,8 @@ def measure_delay(model: RaveModel, block: int | None = None, max_blocks: int = 
         a = silent.decode(silent.encode_mean(zeros))
         torch.manual_seed(i)
         b = impulse.decode(impulse.encode_mean(click if i == 1 else zeros))
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):  # NaN never compares as changed
+            raise UserError(broken_output(model, "measuring its delay"))
         changed = torch.nonzero((a - b).abs().amax(dim=(0, 1)) > 0)
         if len(changed):
             return i * block + int(changed[0, 0]) - block

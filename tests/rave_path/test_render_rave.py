@@ -402,6 +402,21 @@ def test_a_model_that_returns_nan_is_refused_not_rendered(tiny_model, concept_da
         render_array(stream, x, delay=0)
 
 
+def test_a_model_with_broken_weights_is_named_so_not_as_one_that_never_responds(tmp_path, tiny_rave_ts, capsys):
+    """Decoder weights of NaN: every aligned render and every `live` start said 'output never responds to an
+    impulse within 64 blocks' (NaN never compares as changed), sending the user after the export (hunt 158)."""
+    m = torch.jit.load(str(tiny_rave_ts))
+    with torch.no_grad():
+        [p for n, p in m.named_parameters() if n.startswith("decoder") and p.numel() > 1][-1].fill_(float("nan"))
+    torch.jit.save(m, str(tmp_path / "nan.ts"))
+    sf.write(tmp_path / "tone.wav", 0.3 * np.sin(np.arange(22050) / 20), 44100)
+    assert main(["render", "rave", "--model", str(tmp_path / "nan.ts"), "--in", str(tmp_path / "tone.wav"), "--out",
+                 str(tmp_path / "o.wav")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "nan.ts: NaN/inf in its output (measuring its delay); the model weights are broken" in err, err
+    assert not (tmp_path / "o.wav").exists()
+
+
 @pytest.mark.parametrize("where", ["features", "probe"])
 def test_a_bank_reading_features_its_sae_lacks_is_refused_by_render_and_live(
     tmp_path, tiny_rave_ts, tiny_model, tiny_sae_dir, where
