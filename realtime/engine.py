@@ -621,8 +621,10 @@ class Engine:
         behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
         # until the first aligned output frame is played: the new block's first output, or, when its slot has
         # begun (the newest complete block, when no later one can be heard whole), where the audio is once its
-        # compute is done
-        first = max(new_a + self.prefill, hi + int(self._compute))
+        # compute is done; the new block's first `delay` frames are silence: the resync cleared the input the
+        # model held (its caches, the dry line)
+        delay = int(getattr(self.processor, "delay", 0))
+        first = max(new_a + self.prefill + delay, hi + int(self._compute))
         recover = first - (hi - self.period)
         lost = first - self._valid[1]
         if behind >= 0:

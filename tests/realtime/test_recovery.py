@@ -176,6 +176,48 @@ def test_stall_injected_through_the_engine_recovers_too():
     assert missing <= min(engine.model.late_frames, 2 * 512), (missing, engine.model.late_frames)
 
 
+class _Delaying(FakeProcessor):
+    """Output = the input `delay` frames later (its line cleared by a resync, as a model's caches are)."""
+
+    def __init__(self, blocksize, delay):
+        super().__init__(blocksize)
+        self.delay = delay
+        self.line = np.zeros(delay, np.float32)
+
+    def resync(self):
+        super().resync()
+        self.line[:] = 0.0
+
+    def process(self, block, snap):
+        joined = np.concatenate([self.line, block[:, 0]])
+        self.line = joined[-self.delay :].copy()
+        return joined[: len(block)][:, None].copy()
+
+
+def test_a_resync_counts_the_models_delay_in_the_output_it_lost():
+    """A resync clears what the model holds of the input before the gap, so the first `delay` frames after it
+    are silence too: `/event` and the live view reported the output lost, and when it was aligned again, short
+    by the model's delay (27.6 ms on the demo model; hunt 158)."""
+    D = 700
+    proc = _Delaying(512, D)
+    data = _signal(1.5)
+    engine = _engine(proc)
+
+    def stall_once(done: int) -> None:  # half a second in, once output plays
+        if done == 86 * 256:
+            engine.inject_stall(0.3)
+
+    with engine:
+        out = run_file(engine, data, realtime=True, on_period=stall_once)[:, 0]
+    [resync] = [e for e in engine.events if e.kind == "resync"]
+    silent = out[int(0.4 * SR) :] == 0.0  # the output's silence after the start: the resync's
+    first = int(np.argmax(silent))
+    back = first + int(np.argmax(~silent[first:]))
+    # (exact, but where the resumed block's slot had begun: then its silence ends at a period's start)
+    assert abs(back - first - resync.lost_frames) <= engine.period, (back - first, resync.lost_frames, D)
+    assert not silent[back:].any()  # aligned from there on (a late block of this shared machine would show here)
+
+
 class _DeviceClock:
     """What PortAudio passes the callback as `time_info` (the device clock of the input, in seconds)."""
 
