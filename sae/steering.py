@@ -168,6 +168,20 @@ def steer(
     return x + (delta @ W_dec.index_select(0, idx.to(W_dec.device)).to(dev, dt)).to(x.dtype)
 
 
+GATE_LOWEST_DB = -200.0
+"""The lowest gate level (`energy_gate`'s power floor is -120 dBFS): float32 held -1e39 as -inf, and the gate
+computed NaN."""
+GATE_SPAN_DB = 0.1
+"""The least span from a gate's low level to its high one (a span float32 rounds to 0 divided by zero)."""
+
+
+def gate_levels_fit(lo_db: float, hi_db: float, lowest: float = GATE_LOWEST_DB, span: float = GATE_SPAN_DB) -> bool:
+    """Whether a gate's levels are finite, low at least `GATE_LOWEST_DB`, high at least `GATE_SPAN_DB` above it and
+    at most 0 dBFS (above, it never opens): one rule for `Gate` (the CLI, renders, live) and the nn~ module's
+    `set_gate_db` (TorchScript-able: the limits are default arguments, as TorchScript takes no global floats)."""
+    return math.isfinite(lo_db) and math.isfinite(hi_db) and lo_db >= lowest and lo_db + span <= hi_db <= 0.0
+
+
 @dataclass(frozen=True)
 class Gate:
     """Where edits act: frames whose input level is above `lo_db` dBFS (fully above `hi_db`).
@@ -183,9 +197,10 @@ class Gate:
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.lo_db) and math.isfinite(self.hi_db) and self.lo_db < self.hi_db <= 0.0):
+        if not gate_levels_fit(self.lo_db, self.hi_db):
             raise UserError(
-                f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected finite levels, low below high, at most 0 dBFS"
+                f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected low at least {GATE_LOWEST_DB:g} dBFS, high at "
+                f"least {GATE_SPAN_DB:g} dB above it and at most 0 dBFS"
             )
 
     def weights(self, audio: Tensor, hop: int, channels: bool = False) -> Optional[Tensor]:  # noqa: UP045

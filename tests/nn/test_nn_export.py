@@ -135,7 +135,8 @@ def test_setters_accept_what_pd_sends_and_refuse_bad_values(steered_ts, nn):
         before = host.get(switch)
         assert host.set(switch, 0.5) == -1 and host.set(switch, 1.9) == -1 and host.get(switch) == before
     assert host.set("gate_db", -50, -30) == 0 and host.get("gate_db") == (-50.0, -30.0)
-    for levels in ((-30, -50), (-40, -40), (math.nan, 0), (10, 20), (-10, 5)):  # above 0 dBFS: never open
+    # above 0 dBFS: never open; -1e39 is -inf in float32, and a span float32 rounds to 0 gated by NaN (hunt 159)
+    for levels in ((-30, -50), (-40, -40), (math.nan, 0), (10, 20), (-10, 5), (-1e39, -45), (-1e-320, 0)):
         assert host.set("gate_db", *levels) == -1 and host.get("gate_db") == (-50.0, -30.0)
     with pytest.raises(ValueError, match="wrong number"):
         host.set("bright", "off")  # nn~ refuses a message with the wrong number of values itself

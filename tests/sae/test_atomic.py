@@ -397,6 +397,45 @@ def test_an_export_killed_mid_write_leaves_nothing_the_next_export_keeps(tmp_pat
     assert torch.jit.load(str(out))(torch.ones(2)).tolist() == [1.0, 1.0]
 
 
+def test_a_second_export_to_one_file_waits_for_the_first_instead_of_removing_its_temporary_file(tmp_path, monkeypatch):
+    """The next export took a living export's temporary file for a killed one's and removed it: the first failed
+    with 'cannot write it (No such file or directory)' (hunt 159)."""
+    import threading
+
+    from training.rave import nn_export
+
+    out = tmp_path / "steered.ts"
+    inside, release, errors = threading.Event(), threading.Event(), []
+    real = torch.jit.save
+
+    def slow(module, fh, **kwargs):
+        if threading.current_thread().name == "first":
+            inside.set()
+            release.wait(10)
+        real(module, fh, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "save", slow)
+
+    def export(tag: str) -> None:
+        try:
+            nn_export.save_atomic(torch.jit.script(torch.nn.Identity()), out, {"by": tag})
+        except Exception as exc:
+            errors.append(f"{tag}: {exc}")
+
+    first = threading.Thread(target=export, args=("first",), name="first")
+    second = threading.Thread(target=export, args=("second",), name="second")
+    first.start()
+    assert inside.wait(10)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()  # waiting for the first
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert errors == [] and nn_export.read_metadata(out) == {"by": "second"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["steered.ts"]
+
+
 def test_an_interrupted_plot_leaves_no_file_and_its_report_is_not_marked_done(tmp_path, monkeypatch):
     """Hunt 58: Ctrl-C while a plot was saved left `.judge.tmp.png` (124 bytes) that no rerun removed, and
     judge.json (what a resumed `eval hooks` takes as a finished judge) was written before judge.png, so the plot

@@ -254,6 +254,17 @@ def test_clamp_raises_only_features_below_the_floor():
     assert state.controls["g"].mode == "clamp" and state.controls["g"].strength == 1.5
 
 
+@pytest.mark.parametrize(("lo", "hi"), [(-1e39, -45.0), (-1e-320, 0.0), (-201.0, -45.0), (-40.0, -39.95)])
+def test_gate_levels_whose_weights_float32_cannot_compute_are_refused(lo, hi):
+    """A low level float32 holds as -inf, or a span it rounds to 0, passed every check and gated every edited
+    frame by NaN: NaN audio out of renders and the nn~ module (hunt 159)."""
+    from sae.steering import Gate
+
+    with pytest.raises(UserError, match=r"expected low at least -200 dBFS, high at least 0\.1 dB above it"):
+        Gate(lo, hi)
+    assert Gate(-200.0, -199.9).lo_db == -200.0
+
+
 def test_gate_keeps_every_edit_off_silence():
     """energy_gate: 0 on silent frames, 1 on loud ones; gated edits leave silent frames exactly as they are."""
     from sae.steering import Gate, energy_gate

@@ -255,8 +255,9 @@ def script_module(module: torch.nn.Module) -> torch.jit.ScriptModule:
 
 def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str, Any]) -> None:
     """`atomic_write`: `out` is either complete or untouched; the temporary files of exports killed mid-write are
-    removed first."""
-    from sae.atomic import atomic_write, remove_leftovers, through_handle
+    removed first, under a lock beside `out` (`.OUT.lock`, gone after), so a second export to `out` waits instead of
+    taking the first's temporary file for a dead one's."""
+    from sae.atomic import atomic_write, flocked, remove_leftovers, temp_stem, through_handle
 
     def save(fh) -> None:
         with warnings.catch_warnings():
@@ -265,8 +266,13 @@ def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str,
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(out)
-        atomic_write(out, through_handle(save))
+        lock = out.with_name(f".{temp_stem(out.name, room=len('..lock'))}.lock")
+        with flocked(lock):
+            try:
+                remove_leftovers(out)
+                atomic_write(out, through_handle(save))
+            finally:
+                lock.unlink(missing_ok=True)  # `flocked` opens a lock file unlinked under a waiter again
     except OSError as exc:
         raise UserError(f"--out {out}: cannot write it ({exc.strerror or exc})") from None
 

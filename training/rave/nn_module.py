@@ -53,7 +53,7 @@ from torch import Tensor, nn
 from realtime.rave_split import LATENT, DecoderTail, HookLayers, pool_rows, project_latent, spread
 from sae.controls import ALL_MODES, CLAMP_LIMIT, STRENGTH_LIMIT
 from sae.meter import pooled_meter, smooth
-from sae.steering import Gate, energy_gate, steer
+from sae.steering import Gate, energy_gate, gate_levels_fit, steer
 
 # attributes, buffers and submodules `SteeredRave.__init__` sets (a concept attribute must not reuse one)
 INSTANCE_NAMES = (
@@ -389,7 +389,7 @@ class SteeredRave(nn_tilde.Module):
 
     @torch.jit.export
     def set_gate_db(self, lo: float, hi: float) -> int:
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi <= 0.0):  # above 0 dBFS it never opens
+        if not gate_levels_fit(lo, hi):
             return -1
         self._write_controls(self.controls.shape[0] - 1, lo, hi)
         return 0
