@@ -175,9 +175,8 @@ def test_audio_folder_is_listed_as_the_collectors_list_it(tmp_path):
     assert fingerprint(files) == fingerprint(clip_files(tmp_path, None))
 
 
-def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file(tmp_path, monkeypatch):
-    """Ctrl-C or SIGTERM while the recipe writes a checkpoint left `train_state.tmp` and `last.tmp` beside the run's
-    files; now the run holds exactly what the last complete checkpoint wrote, and a rerun resumes from it."""
+def _checkpointing(tmp_path):
+    """A tiny demo-RAVE run folder checkpointed at step 1, and `save(step)` checkpointing it again."""
     from training.rave import demo_model
     from training.rave.tiny_model import build_model, test_signal
 
@@ -187,8 +186,18 @@ def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file
     run = tmp_path / "run"
     run.mkdir()
     clips = [test_signal(22050, 2.0, 0).numpy().ravel()]
-    meta = {"recipe": {}, "data": {}}
-    demo_model.checkpoint(model, opts, 1, run, clips, recipe, meta, 0.0, 0.0)
+
+    def save(step: int) -> None:
+        demo_model.checkpoint(model, opts, step, run, clips, recipe, {"recipe": {}, "data": {}}, 0.0, 0.0)
+
+    save(1)
+    return run, save
+
+
+def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file(tmp_path, monkeypatch):
+    """Ctrl-C or SIGTERM while the recipe writes a checkpoint left `train_state.tmp` and `last.tmp` beside the run's
+    files; now the run holds exactly what the last complete checkpoint wrote, and a rerun resumes from it."""
+    run, save = _checkpointing(tmp_path)
     before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     real = torch.save
 
@@ -198,7 +207,7 @@ def test_a_checkpoint_stopped_mid_write_keeps_the_last_one_and_no_temporary_file
 
     monkeypatch.setattr(torch, "save", stopped)
     with pytest.raises(KeyboardInterrupt):
-        demo_model.checkpoint(model, opts, 2, run, clips, recipe, meta, 0.0, 0.0)
+        save(2)
     after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
     assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 1
@@ -208,15 +217,8 @@ def test_a_run_whose_exporter_checkpoint_is_behind_its_state_is_not_exported(tmp
     """A kill between a checkpoint's two writes left train_state.pt at step 2 and last.ckpt at step 1: `--export`
     exported the older weights without a word (hunt 160)."""
     from training.rave import demo_model
-    from training.rave.tiny_model import build_model, test_signal
 
-    recipe = demo_model.Recipe(sample_rate=22050, capacity=4)
-    model = build_model(recipe.build())
-    opts = {"opt": torch.optim.Adam(model.parameters())}
-    run = tmp_path / "run"
-    run.mkdir()
-    clips = [test_signal(22050, 2.0, 0).numpy().ravel()]
-    demo_model.checkpoint(model, opts, 1, run, clips, recipe, {"recipe": {}, "data": {}}, 0.0, 0.0)
+    run, save = _checkpointing(tmp_path)
     demo_model.check_checkpoints_agree(run)  # both at step 1
 
     def killed(*args, **kwargs):
@@ -224,7 +226,7 @@ def test_a_run_whose_exporter_checkpoint_is_behind_its_state_is_not_exported(tmp
 
     monkeypatch.setattr(demo_model, "save_run", killed)
     with pytest.raises(KeyboardInterrupt):
-        demo_model.checkpoint(model, opts, 2, run, clips, recipe, {"recipe": {}, "data": {}}, 0.0, 0.0)
+        save(2)
     assert demo_model.main(["--run", str(run), "--export", str(tmp_path / "a.ts")]) == 2
     err = capsys.readouterr().err
     assert "last.ckpt holds step 1 and train_state.pt step 2 (a checkpoint cut short); resume the run" in err, err

@@ -551,8 +551,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         if args.export:  # a .ts: `--export RUN/train_state.pt` replaced the run's own state with the export
+            out = check_output_file(args.export, (".ts",), "--export")
             check_checkpoints_agree(args.run)
-            export_run(args.run, check_output_file(args.export, (".ts",), "--export"), fidelity=args.fidelity)
+            export_run(args.run, out, fidelity=args.fidelity)
             print(f"exported {args.export}")
             return
         files = clip_files(args.audio, args.data)
