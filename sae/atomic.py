@@ -33,11 +33,11 @@ NAME_MAX = 255
 def temp_stem(name: str, room: int = len(".XXXXXXXX.tmp") + 1) -> str:
     """The NAME of a temporary file's name for a file called `name`: `name` itself where the temporary name fits
     NAME_MAX bytes, else its start and a hash of the whole (a 250-byte output name is a name a user may give)."""
-    if len(name.encode()) + room <= NAME_MAX:
+    raw = os.fsencode(name)  # the name's bytes, which need not be UTF-8 (Python holds the others as surrogates)
+    if len(raw) + room <= NAME_MAX:
         return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-    start = name.encode()[: NAME_MAX - room - len(digest) - 1].decode(errors="ignore")
-    return f"{start}~{digest}"
+    digest = hashlib.sha256(raw).hexdigest()[:8]
+    return f"{os.fsdecode(raw[: NAME_MAX - room - len(digest) - 1])}~{digest}"
 
 
 def temp_beside(path: Path) -> str:

@@ -179,7 +179,8 @@ def gate_levels_fit(lo_db: float, hi_db: float, lowest: float = GATE_LOWEST_DB, 
     """Whether a gate's levels are finite, low at least `GATE_LOWEST_DB`, high at least `GATE_SPAN_DB` above it and
     at most 0 dBFS (above, it never opens): one rule for `Gate` (the CLI, renders, live) and the nn~ module's
     `set_gate_db` (TorchScript-able: the limits are default arguments, as TorchScript takes no global floats)."""
-    return math.isfinite(lo_db) and math.isfinite(hi_db) and lo_db >= lowest and lo_db + span <= hi_db <= 0.0
+    finite = math.isfinite(lo_db) and math.isfinite(hi_db)  # the span to a nanodecibel: -60.3 + 0.1 > -60.2
+    return finite and lo_db >= lowest and hi_db - lo_db >= span - 1e-9 and hi_db <= 0.0
 
 
 @dataclass(frozen=True)

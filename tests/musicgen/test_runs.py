@@ -437,6 +437,12 @@ def test_an_lm_resumed_with_other_steps_is_refused_until_it_has_got_there(tmp_pa
     args = runs.parse_resumable(train_lm.build_parser(), ["--data", "d", "--run", str(run)], "lm",
                                 train_lm.recorded_args, said.append)  # fmt: skip
     assert args.steps == 4 and said == [f"note: resuming {run} with its recorded --steps 4 (run.json, progress.json)"]
+    progress = json.loads((run / runs.PROGRESS_FILE).read_text())
+    for damaged in ({k: v for k, v in progress.items() if k != "target"}, "{"):  # a run from before 7 December
+        (run / runs.PROGRESS_FILE).write_text(damaged if isinstance(damaged, str) else json.dumps(damaged))
+        args = runs.parse_resumable(train_lm.build_parser(), ["--data", "d", "--run", str(run)], "lm",
+                                    train_lm.recorded_args)  # fmt: skip
+        assert args.steps == 4  # the target its state.pt records (hunt 163: it trained to 10000)
     cfg = SimpleNamespace(run=run, device="cpu", steps=8)
     with pytest.raises(UserError, match=r"--steps 8: .* is at step 2 of the 4 its learning-rate schedule spans"):
         runs.resume(cfg, model, opt, True, said.append, schedule=True)

@@ -397,9 +397,12 @@ def test_an_export_killed_mid_write_leaves_nothing_the_next_export_keeps(tmp_pat
     assert torch.jit.load(str(out))(torch.ones(2)).tolist() == [1.0, 1.0]
 
 
-def test_a_second_export_to_one_file_waits_for_the_first_instead_of_removing_its_temporary_file(tmp_path, monkeypatch):
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_second_export_to_one_file_waits_for_the_first_instead_of_removing_its_temporary_file(
+    tmp_path, monkeypatch, through_link
+):
     """The next export took a living export's temporary file for a killed one's and removed it: the first failed
-    with 'cannot write it (No such file or directory)' (hunt 159)."""
+    with 'cannot write it (No such file or directory)' (hunt 159); one to a link to the file did too (hunt 163)."""
     import threading
 
     from training.rave import nn_export
@@ -416,9 +419,13 @@ def test_a_second_export_to_one_file_waits_for_the_first_instead_of_removing_its
 
     monkeypatch.setattr(torch.jit, "save", slow)
 
+    link = tmp_path / "link.ts"
+    link.symlink_to(out.name)
+
     def export(tag: str) -> None:
         try:
-            nn_export.save_atomic(torch.jit.script(torch.nn.Identity()), out, {"by": tag})
+            to = link if through_link and tag == "second" else out
+            nn_export.save_atomic(torch.jit.script(torch.nn.Identity()), to, {"by": tag})
         except Exception as exc:
             errors.append(f"{tag}: {exc}")
 
@@ -433,7 +440,7 @@ def test_a_second_export_to_one_file_waits_for_the_first_instead_of_removing_its
     first.join(10)
     second.join(10)
     assert errors == [] and nn_export.read_metadata(out) == {"by": "second"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["steered.ts"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.ts", "steered.ts"] and link.is_symlink()
 
 
 def test_an_interrupted_plot_leaves_no_file_and_its_report_is_not_marked_done(tmp_path, monkeypatch):
@@ -553,3 +560,15 @@ def test_a_name_as_long_as_the_file_system_allows_is_written_and_its_leftovers_c
     dead = _killed_writers_folder(Path(atomic.tempfile_name(folder, "new")))
     assert len(dead.name.encode() + atomic.CLAIM.encode()) <= atomic.NAME_MAX
     assert atomic.remove_stale_folders(folder) == 1 and not dead.exists()
+
+
+@pytest.mark.parametrize("length", [10, 250])
+def test_a_name_that_is_not_utf8_is_written(tmp_path, length):
+    """A Latin-1 name (`caf\\xe9.wav` from an old archive) is a name Linux takes: the hash of long names made every
+    write to one a UnicodeEncodeError traceback (hunt 163)."""
+    name = os.fsdecode(b"caf\xe9" * (length // 4) + b"x" * (length % 4))
+    out = tmp_path / name
+    left = Path(atomic.temp_beside(out))
+    assert len(os.fsencode(left.name)) <= atomic.NAME_MAX and atomic.remove_leftovers(out) == 1
+    atomic_write_text(out, "take")
+    assert out.read_text() == "take" and os.listdir(tmp_path) == [name]

@@ -263,6 +263,7 @@ def test_gate_levels_whose_weights_float32_cannot_compute_are_refused(lo, hi):
     with pytest.raises(UserError, match=r"expected low at least -200 dBFS, high at least 0\.1 dB above it"):
         Gate(lo, hi)
     assert Gate(-200.0, -199.9).lo_db == -200.0
+    assert Gate(-60.3, -60.2).hi_db == -60.2  # -60.3 + 0.1 is just above -60.2 in binary: refused (hunt 163)
 
 
 def test_gate_keeps_every_edit_off_silence():

@@ -167,11 +167,13 @@ def gate_levels(text: str) -> tuple[float, float]:
 
     try:
         lo, hi = (plain_float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI in dBFS, e.g. -60,-45") from None
+    try:
         Gate(lo, hi)
-    except (ValueError, UserError):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected LO,HI dBFS with LO < HI <= 0 (a frame is never louder than 0 dBFS), e.g. -60,-45"
-        ) from None
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {str(exc).split(': ', 1)[1]} (a frame is never louder), e.g. "
+                                         "-60,-45") from None  # fmt: skip
     return lo, hi
 
 

@@ -362,6 +362,23 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> se
             action.default = default
 
 
+def recorded_target(run_dir: Path) -> int | None:
+    """The --steps a run's last checkpoint was training to: progress.json's record, else state.pt's (runs before
+    7 December, or a progress.json a kill left behind or damaged); None where neither records one (or state.pt is
+    unreadable: `resume` refuses it)."""
+    try:
+        target = read_json(run_dir / PROGRESS_FILE).get("target")
+    except (UserError, AttributeError):
+        target = None
+    if type(target) is not int:
+        try:
+            state = load_state(run_dir, "cpu")
+        except UserError:  # a damaged state.pt is the resume's to name, in its own words
+            state = None
+        target = state.get("target") if isinstance(state, dict) else None
+    return target if type(target) is int and target > 0 else None
+
+
 def parse_resumable(
     parser: argparse.ArgumentParser,
     argv: list[str] | None,
@@ -381,8 +398,7 @@ def parse_resumable(
     actions = {opt: action for action in parser._actions for opt in action.option_strings}
     dests = {opt: action.dest for opt, action in actions.items()}
     extra: list[str] = []
-    progress = read_json(args.run / PROGRESS_FILE) if (args.run / PROGRESS_FILE).is_file() else {}
-    target = progress.get("target") if isinstance(progress, dict) and type(progress.get("target")) is int else None
+    target = recorded_target(args.run)
     for option, value in {**recorded(read_identity(args.run)), "--steps": target}.items():
         if value is not None and dests[option] not in given:
             text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)

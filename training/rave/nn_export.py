@@ -265,6 +265,7 @@ def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str,
             torch.jit.save(scripted, fh, _extra_files={METADATA_FILE: json.dumps(metadata, indent=1)})
 
     try:
+        out = out.resolve() if out.is_symlink() else out  # where `atomic_write` writes: its leftovers and lock
         out.parent.mkdir(parents=True, exist_ok=True)
         lock = out.with_name(f".{temp_stem(out.name, room=len('..lock'))}.lock")
         with flocked(lock):
