@@ -48,7 +48,9 @@ def wilson(k: int, n: int) -> Interval:
     den = 1 + Z95**2 / n
     mid = (p + Z95**2 / (2 * n)) / den
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
-    return Interval(100 * p, 100 * max(0.0, mid - half), 100 * min(1.0, mid + half), n)
+    lo = 0.0 if k == 0 else max(0.0, mid - half)  # exactly: rounding left 5e-15 above a rate of 0
+    hi = 1.0 if k == n else min(1.0, mid + half)
+    return Interval(100 * p, 100 * lo, 100 * hi, n)
 
 
 def bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
@@ -199,26 +201,50 @@ def _resamples(y: np.ndarray, groups: np.ndarray | None, n_boot: int, seed: int)
             yield idx
 
 
+def auroc_score_interval(value: float, n_pos: int, n_neg: int, z: float = Z95) -> tuple[float, float]:
+    """Newcombe's (2006, method 5) score interval of an AUROC from `n_pos` and `n_neg` clips: the AUROCs A whose
+    Hanley–McNeil variance (with N* = (n_pos + n_neg) / 2 in both terms) puts `value` within z standard errors. It
+    has width at 0 and 1, where a percentile bootstrap has none."""
+    if not math.isfinite(value) or n_pos < 1 or n_neg < 1:
+        return float("nan"), float("nan")
+    from scipy.optimize import brentq
+
+    ns = (n_pos + n_neg) / 2
+
+    def gap(a: float) -> float:  # (value − a)² − z² V(a): negative inside the interval
+        var = a * (1 - a) * (1 + (ns - 1) * (1 - a) / (2 - a) + (ns - 1) * a / (1 + a)) / (n_pos * n_neg)
+        return (value - a) ** 2 - z * z * var
+
+    eps = 1e-12
+    lo = 0.0 if value <= eps else brentq(gap, eps, min(value, 1 - eps))
+    hi = 1.0 if value >= 1 - eps else brentq(gap, max(value, eps), 1 - eps)
+    return float(lo), float(hi)
+
+
 def auroc_interval(
     score: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, groups: np.ndarray | None = None
 ) -> Interval:
-    """AUROC with a bootstrap interval: each side resampled within itself, or whole groups when `groups` is given
-    (clips cut from one source are not independent)."""
+    """AUROC with a 95 % interval: the hull of a bootstrap's (each side resampled within itself, or whole groups
+    when `groups` is given: clips cut from one source are not independent) and Newcombe's score interval
+    (`auroc_score_interval`). The bootstrap alone covered a strong concept's AUROC in 72-90 % of draws at 12-20
+    clips a side, and read 12 clips perfectly apart as [1.00, 1.00]; the score interval covers 96-98 % there."""
     y = np.asarray(y).astype(bool)
     score = np.asarray(score, dtype=float)
     value = auroc(score, y)
-    if y.all() or not y.any():
+    if y.all() or not y.any() or not math.isfinite(value):
         return Interval(value, float("nan"), float("nan"), len(y))
     draws = aurocs(score, y, list(_resamples(y, groups, n_boot, seed)))
     lo, hi = np.percentile(draws, [2.5, 97.5])
-    return Interval(value, float(lo), float(hi), len(y))
+    s_lo, s_hi = auroc_score_interval(value, int(y.sum()), int((~y).sum()))
+    return Interval(value, float(min(lo, s_lo)), float(max(hi, s_hi)), len(y))
 
 
 def auroc_difference(
     score_a: np.ndarray, score_b: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
-    groups: np.ndarray | None = None,
+    groups: np.ndarray | None = None, level: float = 0.95,
 ) -> Interval:  # fmt: skip
-    """AUROC of a minus AUROC of b on the same clips, with a paired bootstrap interval (same resamples)."""
+    """AUROC of a minus AUROC of b on the same clips, with a paired bootstrap interval (same resamples) at
+    `level`."""
     y = np.asarray(y).astype(bool)
     a, b = np.asarray(score_a, dtype=float), np.asarray(score_b, dtype=float)
     value = auroc(a, y) - auroc(b, y)
@@ -226,7 +252,7 @@ def auroc_difference(
         return Interval(value, float("nan"), float("nan"), len(y))
     resamples = list(_resamples(y, groups, n_boot, seed))
     draws = aurocs(a, y, resamples) - aurocs(b, y, resamples)
-    lo, hi = np.percentile(draws, [2.5, 97.5])
+    lo, hi = np.percentile(draws, [50 * (1 - level), 50 * (1 + level)])
     return Interval(value, float(lo), float(hi), len(y))
 
 
@@ -237,6 +263,8 @@ def permutation_auroc(score: np.ndarray, y: np.ndarray, n_perm: int = 1000, seed
     rng = np.random.default_rng(seed)
     null = aurocs(score, np.stack([rng.permutation(y) for _ in range(n_perm)]))
     observed = auroc(score, y)
+    if not math.isfinite(observed):  # one class, or NaN scores: nothing measured, not the smallest p-value
+        return {"mean": float("nan"), "p95": float("nan"), "p_value": float("nan")}
     return {
         "mean": float(null.mean()),
         "p95": float(np.percentile(null, 95)),
