@@ -21,8 +21,9 @@ HIST_EDGES = [float(e) for e in torch.arange(-8.0, 0.01, 0.5).tolist()]  # log10
 
 @dataclass
 class Moments:
-    """Rows, squared reconstruction error, sum of squares and sum of rows of some activations (float64): what the
-    FVU of any union of them is computed from."""
+    """Rows, squared reconstruction error, sum of squares and sum of rows of some activations (float64), the last two
+    taken about a shift shared by every `Moments` that are added (rows far from 0 lost their variance to
+    cancellation: rows × 0.01 + 3000 read FVU NaN): what the FVU of any union of them is computed from."""
 
     n: int
     sse: float
@@ -30,12 +31,23 @@ class Moments:
     sum_x: Tensor
 
     @staticmethod
-    def of(x: Tensor, x_hat: Tensor) -> Moments:
+    def of(x: Tensor, x_hat: Tensor, shift: Tensor | None = None) -> Moments:
         x, x_hat = x.double(), x_hat.double()
-        return Moments(x.shape[0], float((x - x_hat).pow(2).sum()), float(x.pow(2).sum()), x.sum(0))
+        sse = float((x - x_hat).pow(2).sum())
+        if shift is not None:
+            x = x - shift
+        return Moments(x.shape[0], sse, float(x.pow(2).sum()), x.sum(0))
 
     def __add__(self, other: Moments) -> Moments:
         return Moments(self.n + other.n, self.sse + other.sse, self.sum_sq + other.sum_sq, self.sum_x + other.sum_x)
+
+    @property
+    def fvu(self) -> float:
+        """sse over the variance about the mean; NaN where the rows have none (one row, rows all alike): not sse /
+        1e-30 (1e31). The variance counts where it is over 1e-9 of the sum of squares about the shift, which is
+        near the mean, so rounding of rows all alike stays under it and rows far from 0 keep theirs."""
+        total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n if self.n else 0.0
+        return self.sse / total_var if total_var > 1e-9 * self.sum_sq else math.nan
 
 
 class RunningMetrics:
@@ -46,12 +58,15 @@ class RunningMetrics:
         self.sse = 0.0
         self.sum_sq = 0.0
         self.sum_x: Tensor | None = None
+        self.shift: Tensor | None = None  # the first batch's mean: sums about it keep the variance of offset rows
         self.nnz = 0
         self.fires = torch.zeros(d_sae, dtype=torch.long)
 
     def update(self, x: Tensor, x_hat: Tensor, f: Tensor) -> Moments:
         """Add a batch; returns its reconstruction moments (for per-source sums)."""
-        mo = Moments.of(x, x_hat)
+        if self.shift is None:
+            self.shift = x.double().reshape(-1, x.shape[-1]).mean(0)
+        mo = Moments.of(x, x_hat, self.shift)
         self.n += mo.n
         self.sse += mo.sse
         self.sum_sq += mo.sum_sq
@@ -72,9 +87,7 @@ class RunningMetrics:
                     "firing_histogram": None,
                 }
             )
-        total_var = self.sum_sq - float(self.sum_x.pow(2).sum()) / self.n
-        # one row (or rows all alike) has no variance to explain: FVU is undefined, not sse / 1e-30 (1e31)
-        fvu = self.sse / total_var if total_var > 1e-9 * self.sum_sq else math.nan
+        fvu = Moments(self.n, self.sse, self.sum_sq, self.sum_x).fvu
         freq = self.fires.double() / self.n
         alive = freq[freq > 0]
         counts = torch.zeros(len(HIST_EDGES) - 1)
@@ -203,6 +216,7 @@ def _fvu_interval(per: list[Moments], n_boot: int, seed: int) -> list[float] | N
 
 
 def batch_fvu(x: Tensor, x_hat: Tensor) -> float:
-    """FVU of one batch (variance about the batch mean)."""
-    var = (x - x.mean(0)).pow(2).sum()
-    return float((x - x_hat).pow(2).sum() / var.clamp_min(1e-30))
+    """FVU of one batch (variance about the batch mean); NaN where the batch has none (one row, rows all alike), by
+    `RunningMetrics.result`'s rule: sse / 1e-30 put 2e30 in the history and the curves."""
+    x = x.reshape(-1, x.shape[-1])
+    return Moments.of(x, x_hat.reshape(x.shape), shift=x[0].double()).fvu

@@ -293,6 +293,12 @@ class SparseAutoencoder(nn.Module):
         self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     # -- initialisation ----------------------------------------------------------------------------------
+    def _scale_for(self, energy: float) -> float:
+        """The scale that gives rows of mean squared norm `energy` one of d_in; 1 for rows all zero. Clamping the
+        energy at 1e-12 left rows of norm 1e-10 at 1e-4 after it, where Adam's steps swamped them: 97 % of the
+        features never fired, without a word (hunt 161). At most 1e30, which float32 holds."""
+        return min(math.sqrt(self.cfg.d_in / energy), 1e30) if energy > 0 else 1.0
+
     @torch.no_grad()
     def init_from_sample(
         self, x: Tensor, normalize: str = "auto", median_iters: int = 30, decoder: str = "random", seed: int = 0
@@ -315,10 +321,10 @@ class SparseAutoencoder(nn.Module):
             normalize = "center_scale" if mean.pow(2).sum() > spread else "scale"
         if normalize == "center_scale":
             self.x_mean.copy_(mean)
-            self.scale.fill_(math.sqrt(self.cfg.d_in / float(spread.clamp_min(1e-12))))
+            self.scale.fill_(self._scale_for(float(spread)))
         elif normalize == "scale":
             self.x_mean.zero_()
-            self.scale.fill_(math.sqrt(self.cfg.d_in / float(wide.pow(2).sum(-1).mean().clamp_min(1e-12))))
+            self.scale.fill_(self._scale_for(float(wide.pow(2).sum(-1).mean())))
         elif normalize == "none":
             self.x_mean.zero_()
             self.scale.fill_(1.0)

@@ -326,9 +326,13 @@ def _lr_lambda(total: int, decay_start: float) -> Callable[[int], float]:
 
 
 def unmeasured(metrics: dict[str, Any], split: str) -> str | None:
-    """A note where no finite row of `split` was left to measure the trained SAE on (its figures are NaN)."""
-    if metrics["rows"]:
+    """A note where no finite row of `split` was left to measure the trained SAE on (its figures are NaN), or where
+    its rows have no variance to explain (FVU NaN)."""
+    if metrics["rows"] and math.isfinite(metrics["fvu"]):
         return None
+    if metrics["rows"]:
+        return (f"the {split} rows have no variance (silence, or rows all alike): FVU is undefined, and never fired "
+                "counts only the features those rows use; raise --eval-fraction or hold out other sources")  # fmt: skip
     return f"no finite {split} rows to measure the SAE on: FVU, L0 and dead features are not measured; the SAE is saved"
 
 

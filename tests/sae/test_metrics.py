@@ -103,3 +103,54 @@ def test_a_prompts_repeats_are_one_unit_of_the_interval():
     assert out["sources"] == 3 and out["rows"] == 12 * 40
     alike = [(f"prompt{i // 4}", x) for i, (_, x) in enumerate(clips)]  # the same grouping, named as one source
     assert out["fvu_interval"] == evaluate_by_source(sae, alike)["fvu_interval"]
+
+
+def test_rows_far_from_zero_keep_their_variance_and_a_batch_without_any_has_no_fvu():
+    """Rows × 0.01 + 3000 read FVU NaN ('no variance'): the variance was the difference of two sums of squares
+    1e9 times its size; the batch FVU of rows all alike was sse / 1e-30 in the history and the curves (hunt 161)."""
+    import math
+
+    from sae.metrics import RunningMetrics, batch_fvu
+
+    sae, g = _sae(), torch.Generator().manual_seed(2)
+    x = 0.01 * torch.randn(300, 8, generator=g, dtype=torch.float64) + 3000
+    x_hat = x + 0.005 * torch.randn(300, 8, generator=g, dtype=torch.float64)
+    m = RunningMetrics(32)
+    for part, part_hat in zip(x.split(64), x_hat.split(64), strict=True):
+        m.update(part, part_hat, torch.zeros(len(part), 32))
+    two_pass = float((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+    assert m.result()["fvu"] == pytest.approx(two_pass, rel=1e-6)
+    by_source = evaluate_by_source(sae, [(f"c{i}", 0.01 * torch.randn(40, 8, generator=g) + 3000) for i in range(6)])
+    assert math.isfinite(by_source["fvu"]) and by_source["fvu_interval"] is not None
+    assert math.isnan(batch_fvu(torch.ones(1, 8), torch.zeros(1, 8)))
+    assert math.isnan(batch_fvu(torch.ones(64, 8), torch.ones(64, 8) + 1e-3))
+    assert batch_fvu(x.float(), x_hat.float()) == pytest.approx(two_pass, rel=1e-3)
+
+
+def test_the_normalisation_is_scale_free_down_to_tiny_activations():
+    """Rows of norm 1e-10 got a scale clamped at sqrt(d_in / 1e-12): they stayed at 1e-4 after it, where Adam's steps
+    swamped them and 97 % of the features never fired, without a word (hunt 161)."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(500, 8, generator=g) + 0.5
+    scales = {}
+    for mul in (1.0, 1e-10):
+        sae = _sae()
+        sae.init_from_sample(x * mul, normalize="scale")
+        scales[mul] = float(sae.scale)
+    assert scales[1e-10] == pytest.approx(1e10 * scales[1.0], rel=1e-5)
+    silent = _sae()
+    silent.init_from_sample(torch.zeros(50, 8), normalize="scale")
+    assert float(silent.scale) == 1.0
+
+
+def test_held_out_rows_without_variance_are_said_not_left_as_a_bare_nan():
+    """A held-out source of digital silence printed 'FVU nan' and '97 % never fired' with no note; rows all NaN were
+    explained (hunt 161)."""
+    import math
+
+    from sae.train import unmeasured
+
+    assert "the eval rows have no variance (silence, or rows all alike)" in unmeasured({"rows": 40, "fvu": math.nan},
+                                                                                        "eval")  # fmt: skip
+    assert "no finite eval rows" in unmeasured({"rows": 0, "fvu": math.nan}, "eval")
+    assert unmeasured({"rows": 40, "fvu": 0.2}, "eval") is None
