@@ -31,13 +31,12 @@ Layout (ARCHITECTURE.md, "Concept bank"):
           silence: [0.02, -0.4, ...]                 # the hook's activation of silence, what `off` puts there
           auroc: 0.998                               # optional: on the frames of held-out clips
 
-`auroc_interval` is each method's 95 % bootstrap interval of its held-out AUROC, `clips` how many clips
-with and without the concept the probes were fitted and evaluated on (out of fold) and, where the search grouped
-them (`concept find --groups`), from how many sources (folds never split one; without it every clip was its own
-source), and `verdict` whether the SAE
-probe beat the better raw baseline ("SAE better", "baseline better") by the paired interval of their difference, or
-not ("tied"); all three are absent from banks written before they were recorded, which then show the point values
-alone.
+`auroc_interval` is each method's 95 % interval of its held-out AUROC (`sae.stats.auroc_interval`), `clips` how
+many clips with and without the concept the probes were fitted and evaluated on (out of fold) and, where the search
+grouped them (`concept find --groups`), from how many sources (folds never split one; without it every clip was its
+own source), and `verdict` whether the SAE probe beat both raw baselines ("SAE better") or one beat it ("baseline
+better") by the paired intervals of their differences (`sae.probe.probe_verdict`), or neither ("tied"); all three
+are absent from banks written before they were recorded, which then show the point values alone.
 
 `alone` lets `off` remove a concept that plays alone (a drum solo) instead of re-timbring it: frames the detector
 calls alone get the hook's activation of silence (`sae.alone`).

@@ -24,6 +24,7 @@ import torch
 from sae.bank import ConceptClips, ConceptFeature, ConceptProbe
 from sae.errors import UserError
 from sae.seeds import seeded, sklearn_seed
+from sae.stats import Interval
 
 K_CHOICES = (1, 2, 4, 8, 16, 32)
 
@@ -154,8 +155,8 @@ def concept_features(probe: SparseProbe, fired: torch.Tensor) -> list[ConceptFea
 
 
 def concept_intervals(report: ProbeReport) -> dict[str, tuple[float, float]]:
-    """The bank's `auroc_interval` entry: each method's 95 % bootstrap interval of its held-out AUROC (a method
-    whose bootstrap gave no finite interval is left out rather than written as a made-up one)."""
+    """The bank's `auroc_interval` entry: each method's 95 % interval of its held-out AUROC (a method
+    whose interval is not finite is left out rather than written as a made-up one)."""
     out = {}
     for m, iv in report.intervals.items():
         lo, hi = float(iv.get("lo", np.nan)), float(iv.get("hi", np.nan))
@@ -299,11 +300,12 @@ BASELINES = ("diff_means", "logistic_raw")
 
 @dataclass
 class ProbeReport:
-    """Out-of-fold AUROC per method (with 95 % bootstrap intervals), the SAE-vs-baseline verdict, and the final
-    probe fitted on every clip.
+    """Out-of-fold AUROC per method (with 95 % intervals: `sae.stats.auroc_interval`), the SAE-vs-baseline
+    verdict, and the final probe fitted on every clip.
 
-    `verdict` is "SAE better" / "baseline better" only when the paired bootstrap interval of the AUROC
-    difference (SAE probe minus the best raw baseline) excludes 0, else "tied". `permutation` is what the whole
+    `verdict` is `probe_verdict`'s: "SAE better" only when the paired bootstrap interval of the AUROC difference
+    excludes 0 below for both raw baselines, "baseline better" only when one's 97.5 % interval does above, else
+    "tied"; `difference` is the one that decided it. `permutation` is what the whole
     procedure (folds, feature selection, probe) reaches on shuffled labels: the chance level at this size.
     """
 
@@ -349,7 +351,7 @@ def compare_probes(
         groups: a source id per clip; folds never split a source, intervals resample whole sources.
         permutations: reruns of the whole procedure on shuffled labels (0: none) for the chance level.
     """
-    from sae.stats import auroc_difference, auroc_interval
+    from sae.stats import auroc_interval
 
     S, R, y = np.asarray(sae_pooled, np.float64), np.asarray(raw_pooled, np.float64), np.asarray(y).astype(int)
     if len(S) != len(y) or len(R) != len(y) or (groups is not None and len(groups) != len(y)):
@@ -372,10 +374,8 @@ def compare_probes(
         notes=notes,
     )
     report.intervals = {m: auroc_interval(s, y, seed=seed, groups=g).as_dict() for m, s in scores.items()}
-    base = report.best_baseline()[0]
-    diff = auroc_difference(scores["sae_probe"], scores[base], y, seed=seed, groups=g)
+    report.verdict, base, diff = probe_verdict(scores, y, seed, g, report.best_baseline()[0])
     report.difference = {"baseline": base, **diff.as_dict()}
-    report.verdict = probe_verdict(scores, y, seed, g)
     if permutations > 0 and g is not None and (why := _unshufflable(y, g)):
         report.notes.append(why)  # every run would hand back the real labels: a "chance level" equal to the AUROC
         permutations = 0
@@ -396,20 +396,29 @@ def compare_probes(
     return report
 
 
-def probe_verdict(scores: dict[str, np.ndarray], y: np.ndarray, seed: int, groups: np.ndarray | None) -> str:
-    """`"SAE better"` where the SAE probe beats both raw baselines (each 95 % interval of the difference above 0),
-    "baseline better" where one beats it with the two comparisons' 5 % shared (Bonferroni: 97.5 % intervals), else
-    "tied". Against the better of two baselines picked on the same clips, one 95 % interval said "baseline better"
-    in 5.8 % of draws where all three carry the same information (2.5 % nominal), and "SAE better" in 1 %."""
+def probe_verdict(
+    scores: dict[str, np.ndarray], y: np.ndarray, seed: int, groups: np.ndarray | None, best: str
+) -> tuple[str, str, Interval]:
+    """(verdict, baseline, difference): `"SAE better"` where the SAE probe beats both raw baselines (each 95 %
+    interval of the difference above 0; the difference to `best`, the better baseline, given), "baseline better"
+    where one beats it with the two comparisons' 5 % shared (Bonferroni: its 97.5 % interval given), else "tied"
+    (the difference of a baseline whose 95 % interval holds 0: `best`'s where it does). Against the better of two
+    baselines picked on the same clips, one 95 % interval said "baseline better" in 5.8 % of draws where all three
+    carry the same information (2.5 % nominal), and "SAE better" in 1 %."""
     from sae.stats import auroc_difference
 
     sae = scores["sae_probe"]
-    if all(auroc_difference(sae, scores[b], y, seed=seed, groups=groups).lo > 0 for b in BASELINES):
-        return "SAE better"
+    order = [best] + [b for b in BASELINES if b != best]
+    diffs = {b: auroc_difference(sae, scores[b], y, seed=seed, groups=groups) for b in order}
+    if all(d.lo > 0 for d in diffs.values()):
+        return "SAE better", best, diffs[best]
     level = 1 - 0.05 / len(BASELINES)
-    if any(auroc_difference(sae, scores[b], y, seed=seed, groups=groups, level=level).hi < 0 for b in BASELINES):
-        return "baseline better"
-    return "tied"
+    wide = {b: auroc_difference(sae, scores[b], y, seed=seed, groups=groups, level=level) for b in order}
+    for b in order:
+        if wide[b].hi < 0:
+            return "baseline better", b, wide[b]
+    held = [b for b in order if diffs[b].lo <= 0 <= diffs[b].hi]  # none where both 95 % ones sit below 0 alone
+    return ("tied", held[0], diffs[held[0]]) if held else ("tied", best, wide[best])
 
 
 def _unshufflable(y: np.ndarray, groups: np.ndarray) -> str:

@@ -215,9 +215,9 @@ def auroc_score_interval(value: float, n_pos: int, n_neg: int, z: float = Z95) -
         var = a * (1 - a) * (1 + (ns - 1) * (1 - a) / (2 - a) + (ns - 1) * a / (1 + a)) / (n_pos * n_neg)
         return (value - a) ** 2 - z * z * var
 
-    eps = 1e-12
-    lo = 0.0 if value <= eps else brentq(gap, eps, min(value, 1 - eps))
-    hi = 1.0 if value >= 1 - eps else brentq(gap, max(value, eps), 1 - eps)
+    eps = 1e-12  # an end already within the interval (a value 1e-8 from 1 on thousands of clips) is its bound
+    lo = 0.0 if value <= eps or gap(eps) <= 0 else brentq(gap, eps, min(value, 1 - eps))
+    hi = 1.0 if value >= 1 - eps or gap(1 - eps) <= 0 else brentq(gap, max(value, eps), 1 - eps)
     return float(lo), float(hi)
 
 

@@ -52,7 +52,7 @@ def test_layer_map(dash_inputs, tmp_path):
     assert rows[0].auroc == {"guitar": 0.7} and rows[1].auroc == {"piano": 0.8} and rows[2].auroc == {"guitar": 0.95}
     table = layer_table_html(rows)
     assert table.count("<tr>") == 4 and "AUROC guitar" in table and "AUROC piano" in table
-    assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips" in table and "95 % bootstrap interval" in table
+    assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips" in table and "95 % interval" in table
     assert "0.70</td>" in table and "0.70 [" not in table  # no interval in the bank: the point value alone
     assert ">0.120 [0.101, 0.139]</td>" in table and ">0.300</td>" in table  # the FVU's, where metrics.json has it
     # hunt 130: an SAE shipped with no metrics.json (the demo's) showed "–" though its cfg.json records them

@@ -208,6 +208,11 @@ def test_the_auroc_interval_covers_a_strong_concepts_auroc_and_has_width_at_one(
     assert covered / 200 >= 0.92, covered
     apart = auroc_interval(np.r_[np.arange(12) + 100.0, np.arange(12)], y)
     assert apart.value == 1.0 and apart.hi == 1.0 and 0.75 < apart.lo < 0.9
+    from sae.stats import auroc_score_interval
+
+    for value, n_pos, n_neg in ((1 - 0.5 / 1e8, 10000, 10000), (1e-10, 12, 12), (1 - 1e-8, 1, 100), (0.5, 1, 1)):
+        lo, hi = auroc_score_interval(value, n_pos, n_neg)  # an end within the interval: brentq had no bracket
+        assert lo <= value <= hi, (value, lo, hi)
 
 
 def test_edge_intervals_hold_their_own_value_and_nothing_measured_has_no_p_value():
@@ -231,9 +236,21 @@ def test_the_probe_verdict_shares_its_five_percent_between_the_two_baselines(mon
         return Interval(-0.05, -0.05 - half, -0.05 + half, len(y))
 
     monkeypatch.setattr(stats, "auroc_difference", difference)
-    scores = {"sae_probe": np.zeros(4), "diff_means": np.zeros(4), "logistic_raw": np.zeros(4)}
-    assert probe.probe_verdict(scores, np.r_[1, 1, 0, 0], 0, None) == "tied"  # [-0.09, -0.01] at 95 % alone
+    scores = {"sae_probe": np.zeros(4), "diff_means": np.ones(4), "logistic_raw": np.full(4, 2.0)}
+    y = np.r_[1, 1, 0, 0]
+    verdict_, base, diff = probe.probe_verdict(scores, y, 0, None, "logistic_raw")
+    assert (verdict_, base) == ("tied", "logistic_raw") and diff.lo <= 0 <= diff.hi  # [-0.09, -0.01] at 95 % alone
     monkeypatch.setattr(stats, "auroc_difference", lambda *a, **k: Interval(0.1, 0.02, 0.2, 4))
-    assert probe.probe_verdict(scores, np.r_[1, 1, 0, 0], 0, None) == "SAE better"
+    assert probe.probe_verdict(scores, y, 0, None, "diff_means")[:2] == ("SAE better", "diff_means")
+
+    def one_beats(a, b, y, seed=0, groups=None, level=0.95):  # the SAE beats diff_means, not logistic_raw
+        return Interval(0.1, 0.02, 0.2, 4) if b is scores["diff_means"] else Interval(0.05, -0.01, 0.1, 4)
+
+    monkeypatch.setattr(stats, "auroc_difference", one_beats)  # the difference said is the one that decided
+    assert probe.probe_verdict(scores, y, 0, None, "diff_means") == (
+        "tied",
+        "logistic_raw",
+        Interval(0.05, -0.01, 0.1, 4),
+    )
     with pytest.raises(UserError, match="--groups: no clips without the concept"):
         probe.check_groups(np.ones(6), ["a", "a", "b", "b", "c", "c"], 5)

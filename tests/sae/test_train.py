@@ -1296,6 +1296,33 @@ def test_held_out_rows_all_nan_save_the_sae_with_a_note(tmp_path):
     assert load_sae(tmp_path / "sae").cfg.d_sae == 16 and (tmp_path / "sae" / "metrics.json").exists()
 
 
+def test_held_out_silence_is_said_by_train_and_eval(tmp_path, capsys):
+    """A held-out source of digital silence printed 'FVU nan' with no word from `sae train` or `sae eval` (hunts
+    161, 164)."""
+    from sae.train import unmeasured
+    from training.cli import main
+
+    names = [f"clip_{i:02d}.wav" for i in range(20)]
+    with ActivationWriter(tmp_path / "probe", "latent", 8, "float32", model={"name": "m"}) as w:
+        for n in names:
+            w.add(torch.zeros(1, 8), n, 0)
+    held = ActivationStore(tmp_path / "probe").held_sources("latent", 0.05)
+    g = torch.Generator().manual_seed(0)
+    with ActivationWriter(tmp_path / "acts", "latent", 8, "float32", model={"name": "m"}) as w:
+        for n in names:
+            x = torch.randn(200, 8, generator=g)
+            w.add(x.zero_() if n in held else x, n, 0)
+    cfg = TrainConfig(k=2, expansion=2, steps=20, batch_size=256, eval_fraction=0.05, checkpoint_every=0)
+    metrics = train_hook(ActivationStore(tmp_path / "acts"), "latent", tmp_path / "sae", cfg)
+    assert metrics["rows"] == 200 * len(held) and metrics["fvu"] != metrics["fvu"]
+    said = unmeasured(metrics, "eval")
+    assert said in metrics["notes"] and "no variance (silence, or rows all alike)" in said
+    capsys.readouterr()
+    argv = ["sae", "eval", "--sae", str(tmp_path / "sae"), "--activations", str(tmp_path / "acts")]
+    assert main([*argv, "--eval-fraction", "0.05"]) == 0
+    assert "no variance (silence, or rows all alike)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [

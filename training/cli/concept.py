@@ -540,7 +540,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
                     "n_with": rep.n_with,
                     "n_without": rep.n_without,
                     "folds": rep.folds,
-                    "intervals": rep.intervals,  # 95 % bootstrap intervals of each AUROC
+                    "intervals": rep.intervals,  # 95 % intervals of each AUROC (`sae.stats.auroc_interval`)
                     "difference": rep.difference,  # SAE probe minus the best raw baseline, paired
                     "verdict": rep.verdict,
                 }

@@ -374,7 +374,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.metrics import evaluate_split
     from sae.paths import check_not_inside, check_output_file
     from sae.store import open_store
-    from sae.train import split_note
+    from sae.train import split_note, unmeasured
 
     if args.split == "all" and args.eval_fraction is not None:  # it was taken and changed nothing (hunt 141)
         raise UserError("--eval-fraction: picks the held-out rows, and --split all scores every row; drop one")
@@ -441,6 +441,8 @@ def run_eval(args: argparse.Namespace) -> int:
         notes.append(note)
     if metrics["skipped_nonfinite_rows"]:
         notes.append(f"{hook}: skipped {metrics['skipped_nonfinite_rows']} {args.split} rows with NaN/inf")
+    if no_variance := unmeasured(metrics, args.split):
+        notes.append(f"{hook}: {no_variance}")
     if metrics.get("fvu_interval") is None and metrics.get("sources") is not None:
         few = metrics["sources"] < 2
         why = f"{metrics['sources']} source(s) to resample" if few else "resamples of sources with no variance"

@@ -173,7 +173,7 @@ def auroc_cell(row: LayerRow, concept: str) -> str:
 LEGEND = (
     '<p class="small muted">FVU: on the held-out clips [95 % interval, clips resampled whole]; (train): on the '
     "training rows, the SAE held none out. AUROC: held out, "
-    "SAE-feature probe, [95 % bootstrap interval], on N + M clips with + without the concept; an older SAE or "
+    "SAE-feature probe, [95 % interval], on N + M clips with + without the concept; an older SAE or "
     "bank shows its point value alone (no interval or clip count recorded).</p>"
 )
 

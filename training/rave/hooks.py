@@ -14,7 +14,7 @@ The hook is chosen on validation clips and reported on test clips: with `--split
 made on the clips it is reported on; with `--validation-split none` the pick is made on the reported clips
 and the report says so.
 
-Figures carry intervals: probe AUROC with the bootstrap interval `concept find` reports (Hanley–McNeil's
+Figures carry intervals: probe AUROC with the interval `concept find` reports (Hanley–McNeil's
 when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a paired
 95 % interval (Newcombe's for the drop's and rise's 0/1 outcomes, `sae.stats.paired_diff`; a bootstrap of 2000
 resamples of the clips for the worst drift). An SAE edit *beats* the baseline on a measure
@@ -111,7 +111,7 @@ def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
 
 
 def _interval(found: dict | None, a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
-    """The bootstrap interval `concept find` recorded, else Hanley–McNeil's."""
+    """The interval `concept find` recorded, else Hanley–McNeil's."""
     if found and "lo" in found and "hi" in found:
         return float(found["lo"]), float(found["hi"])
     return auroc_interval(a, n_pos, n_neg)
@@ -801,7 +801,7 @@ def report_markdown(s: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Probe AUROC (5-fold, out of fold, train-split folders) with 95 % bootstrap intervals. Edits on the "
+        "Probe AUROC (5-fold, out of fold, train-split folders) with 95 % intervals. Edits on the "
         "held-out clips: SAE vs raw-latent difference of means, Δ = SAE − baseline with a paired 95 % interval "
         "(Newcombe's for drop and rise, a bootstrap for drift); ✓ the SAE wins beyond it and by the sign test on "
         "the clips where they differ (p < 0.05), ✗ it "
