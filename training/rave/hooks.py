@@ -14,7 +14,7 @@ The hook is chosen on validation clips and reported on test clips: with `--split
 made on the clips it is reported on; with `--validation-split none` the pick is made on the reported clips
 and the report says so.
 
-Figures carry intervals: probe AUROC with the interval `concept find` reports (Hanley–McNeil's
+Figures carry intervals: probe AUROC with the interval `concept find` reports (Newcombe's score interval
 when none is recorded); for drop, rise and drift the difference SAE − baseline on the same clips with a paired
 95 % interval (Newcombe's for the drop's and rise's 0/1 outcomes, `sae.stats.paired_diff`; a bootstrap of 2000
 resamples of the clips for the worst drift). An SAE edit *beats* the baseline on a measure
@@ -33,7 +33,6 @@ clip per concept land in OUT/<hook>/renders (named for the dashboard's concept p
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -47,7 +46,7 @@ import numpy as np
 from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured, strict_json
-from sae.stats import paired_diff, sign_test
+from sae.stats import auroc_score_interval, paired_diff, sign_test
 from training.judge import ahead, drift_reach, none_where_on
 
 GOAL_DRIFT = 10.0
@@ -102,19 +101,11 @@ class HookCompareConfig:
     watch: tuple[str, ...] = ()
 
 
-def auroc_interval(a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
-    """95 % interval of an AUROC from its Hanley–McNeil (1982) standard error."""
-    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
-    var = (a * (1 - a) + (n_pos - 1) * (q1 - a * a) + (n_neg - 1) * (q2 - a * a)) / max(1, n_pos * n_neg)
-    half = 1.96 * math.sqrt(max(var, 0.0))
-    return max(0.0, a - half), min(1.0, a + half)
-
-
 def _interval(found: dict | None, a: float, n_pos: int, n_neg: int) -> tuple[float, float]:
-    """The interval `concept find` recorded, else Hanley–McNeil's."""
+    """The interval `concept find` recorded, else Newcombe's score interval (`sae.stats.auroc_score_interval`)."""
     if found and "lo" in found and "hi" in found:
         return float(found["lo"]), float(found["hi"])
-    return auroc_interval(a, n_pos, n_neg)
+    return auroc_score_interval(a, n_pos, n_neg)
 
 
 def _best(sweep: list[dict]) -> dict:
