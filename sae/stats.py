@@ -224,19 +224,21 @@ def auroc_score_interval(value: float, n_pos: int, n_neg: int, z: float = Z95) -
 def auroc_interval(
     score: np.ndarray, y: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, groups: np.ndarray | None = None
 ) -> Interval:
-    """AUROC with a 95 % interval: the hull of a bootstrap's (each side resampled within itself, or whole groups
-    when `groups` is given: clips cut from one source are not independent) and Newcombe's score interval
-    (`auroc_score_interval`). The bootstrap alone covered a strong concept's AUROC in 72-90 % of draws at 12-20
-    clips a side, and read 12 clips perfectly apart as [1.00, 1.00]; the score interval covers 96-98 % there."""
+    """AUROC with a 95 % interval: Newcombe's score interval (`auroc_score_interval`); with `groups` (clips cut
+    from one source are not independent), its hull with a bootstrap of whole groups. A percentile bootstrap of clips
+    covered a strong concept's AUROC in 72-90 % of draws at 12-20 clips a side, and read 12 clips perfectly apart as
+    [1.00, 1.00]; the score interval covers 96-98 % there (the hull of both, 98-100 %: wider than it needs)."""
     y = np.asarray(y).astype(bool)
     score = np.asarray(score, dtype=float)
     value = auroc(score, y)
     if y.all() or not y.any() or not math.isfinite(value):
         return Interval(value, float("nan"), float("nan"), len(y))
-    draws = aurocs(score, y, list(_resamples(y, groups, n_boot, seed)))
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    s_lo, s_hi = auroc_score_interval(value, int(y.sum()), int((~y).sum()))
-    return Interval(value, float(min(lo, s_lo)), float(max(hi, s_hi)), len(y))
+    lo, hi = auroc_score_interval(value, int(y.sum()), int((~y).sum()))
+    if groups is not None:
+        draws = aurocs(score, y, list(_resamples(y, groups, n_boot, seed)))
+        b_lo, b_hi = np.percentile(draws, [2.5, 97.5])
+        lo, hi = min(lo, float(b_lo)), max(hi, float(b_hi))
+    return Interval(value, lo, hi, len(y))
 
 
 def auroc_difference(

@@ -497,7 +497,7 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         f"{100 * s['sae'].get('dead_fraction', float('nan')):.1f} %.",
         "",
         *_draws_section(s),
-        "## Concepts (held-out AUROC, 5-fold out-of-fold, 95 % intervals: a bootstrap's and Newcombe's, hull)",
+        "## Concepts (held-out AUROC, 5-fold out-of-fold, 95 % intervals)",
         "",
         "| concept | clips with / without | SAE probe | diff. of means (raw) | logistic (raw) | shuffled labels "
         "(95th pct) | verdict | features |",
