@@ -316,7 +316,9 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     assert "--concepts: expected a value, got an empty string" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a gate above 0 dBFS never opens: on and clamp would do nothing
         _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--gate-db=10,20", "--out", out)
-    assert "LO < HI <= 0" in capsys.readouterr().err
+    assert "--gate-db: '10,20': expected low at least -200 dBFS, high at least 0.1 dB above it and at most 0 dBFS" in (
+        capsys.readouterr().err
+    )
     for seconds in ("1e9", "0", "nan"):  # 1e9 was accepted: a meter that never moves
         with pytest.raises(SystemExit):
             _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--meter-seconds", seconds, "--out", out)
