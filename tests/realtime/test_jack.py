@@ -244,7 +244,10 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
         out, _ = proc.communicate(timeout=30)
     assert f"from 256 to {size} frames" in moved and f"(was {computed} " in moved, moved
     late = int(re.findall(r"late blocks (\d+)", out)[-1])
-    assert late <= 8, out[-1500:]  # a few around the change (a busy machine's own); not every block after it
+    starved = int(re.findall(r"cycles skipped (\d+)", out)[-1])  # cycles the JACK server itself missed (ci32: 10-14)
+    # a few around the change, and one a cycle the starved server skipped (a busy machine's own); not every block
+    # after it (43 a second)
+    assert late <= 8 + starved, out[-1500:]
     assert state["/state/latency"] == [now] and now == computed + moves, (state["/state/latency"], now, computed)
     # impulses in flight across a cycle lost on a busy machine come out whole periods late: most are exact
     for delays, figure in ((before, computed), (after, now)):
