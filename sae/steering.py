@@ -173,6 +173,10 @@ GATE_LOWEST_DB = -200.0
 computed NaN."""
 GATE_SPAN_DB = 0.1
 """The least span from a gate's low level to its high one (a span float32 rounds to 0 divided by zero)."""
+GATE_RULE = (
+    f"expected low at least {GATE_LOWEST_DB:g} dBFS, high at least {GATE_SPAN_DB:g} dB above it and at most 0 dBFS"
+)
+"""`gate_levels_fit` in words: what a refusal of gate levels says (`Gate`, `--gate-db`)."""
 
 
 def gate_levels_fit(lo_db: float, hi_db: float, lowest: float = GATE_LOWEST_DB, span: float = GATE_SPAN_DB) -> bool:
@@ -199,10 +203,7 @@ class Gate:
 
     def __post_init__(self) -> None:
         if not gate_levels_fit(self.lo_db, self.hi_db):
-            raise UserError(
-                f"gate {self.lo_db:g} .. {self.hi_db:g} dB: expected low at least {GATE_LOWEST_DB:g} dBFS, high at "
-                f"least {GATE_SPAN_DB:g} dB above it and at most 0 dBFS"
-            )
+            raise UserError(f"gate {self.lo_db:g} .. {self.hi_db:g} dB: {GATE_RULE}")
 
     def weights(self, audio: Tensor, hop: int, channels: bool = False) -> Optional[Tensor]:  # noqa: UP045
         """[.., T, 1] weights for audio [.., T·hop], or [.., C, T·hop] with `channels` (None when disabled)."""

@@ -163,7 +163,7 @@ def clamp_strengths(text: str) -> tuple[float, ...]:
 def gate_levels(text: str) -> tuple[float, float]:
     """`--gate-db LO,HI`, checked by the gate itself (`sae.steering.Gate`: one rule for the CLI and the API)."""
     from sae.errors import UserError
-    from sae.steering import Gate
+    from sae.steering import GATE_RULE, Gate
 
     try:
         lo, hi = (plain_float(v) for v in text.split(","))
@@ -171,9 +171,8 @@ def gate_levels(text: str) -> tuple[float, float]:
         raise argparse.ArgumentTypeError(f"{text!r}: expected LO,HI in dBFS, e.g. -60,-45") from None
     try:
         Gate(lo, hi)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {str(exc).split(': ', 1)[1]} (a frame is never louder), e.g. "
-                                         "-60,-45") from None  # fmt: skip
+    except UserError:
+        raise argparse.ArgumentTypeError(f"{text!r}: {GATE_RULE} (a frame is never louder), e.g. -60,-45") from None
     return lo, hi
 
 

@@ -56,7 +56,14 @@ from training.cli.args import (
 )
 from training.cli.main import HeldStop
 from training.data.crops import crop_start
-from training.rave.tiny_model import RaveBuildConfig, build_model, export_run, fit_latent_pca, save_run
+from training.rave.tiny_model import (
+    RaveBuildConfig,
+    build_model,
+    export_run,
+    fit_latent_pca,
+    run_checkpoint,
+    save_run,
+)
 
 if TYPE_CHECKING:
     from realtime.rave import RaveModel
@@ -499,7 +506,7 @@ def check_checkpoints_agree(run_dir: Path) -> None:
     """A run whose exporter checkpoint (`last.ckpt`) holds another step than `train_state.pt` is refused: a kill
     between the two writes of a checkpoint left the exporter's 500 steps behind, and `--export` exported those
     weights without a word. (Checkpoints from before the step was recorded are not checked.)"""
-    ckpt = run_dir / "version_0" / "checkpoints" / "last.ckpt"
+    ckpt = run_checkpoint(run_dir)
     if not (run_dir / "train_state.pt").is_file() or not ckpt.is_file():
         return
     exported = read_torch(ckpt).get("global_step")

@@ -100,15 +100,19 @@ def fit_latent_pca(model: torch.nn.Module, audio: torch.Tensor) -> None:
     model.fidelity.copy_(torch.cumsum(var, 0).float())
 
 
+def run_checkpoint(run_dir: Path, name: str = "last") -> Path:
+    """Where `save_run` writes its Lightning-layout checkpoint `name`, as `rave train` does."""
+    return Path(run_dir) / "version_0" / "checkpoints" / f"{name}.ckpt"
+
+
 def save_run(model: torch.nn.Module, run_dir: Path, name: str = "last", step: int | None = None) -> Path:
     """Write `config.gin` and a Lightning-layout checkpoint the way `rave train` does (`step` as its
     `global_step`)."""
     import gin
 
-    ckpt_dir = run_dir / "version_0" / "checkpoints"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    path = run_checkpoint(run_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.gin", gin.operative_config_str())
-    path = ckpt_dir / f"{name}.ckpt"
     atomic_torch_save({"state_dict": model.state_dict(), **({} if step is None else {"global_step": step})}, path)
     return path
 
