@@ -270,6 +270,13 @@ class DeviceProbe:
             self.proc = None
 
 
+class DeviceGone(UserError):
+    """The audio device went away and `live` does not wait for it (any more): exit status 1, so that a launcher
+    starts it again (2 is for bad input)."""
+
+    exit_status = 1
+
+
 def leave_stream(status: int) -> None:
     """End the process with `status` at exit without PortAudio's own exit handler, which would wait for good on a
     stream whose JACK server died (see `close_stream`)."""

@@ -9,6 +9,9 @@ from typing import Any
 class UserError(Exception):
     """Bad input or an impossible request: the message names the thing and what was expected."""
 
+    exit_status = 2
+    """The exit status of a command that stops on it."""
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a launcher, `timeout`, systemd, a DAW stopping its child) raised in the main thread: a

@@ -288,3 +288,110 @@ def test_ctrl_c_while_a_dead_stream_closes_leaves_it_behind(monkeypatch, stop, s
     finally:
         hung.set()
     assert left == [status]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_controls_sent_while_a_restart_waits_for_the_device_go_to_the_next_restart(
+    tiny_rave_ts, tmp_path, capsys, monkeypatch, osc_inbox
+):
+    """Hunt 166: a device gone again while the restarted image started (`_open_or_wait`): `/ping` answered "waiting
+    for device", but /mix and /bypass sent then were only queued (the controls were attached once the stream ran)
+    and the next restart, when the device came back, saved the controls without them."""
+    import os
+    import threading
+
+    import realtime.audio_io as audio_io
+    import realtime.resume as resume
+    from realtime.osc import encode_message
+    from training.cli import live
+
+    _fake_device(monkeypatch)
+    monkeypatch.setattr(live, "_device_answers", lambda engine, device: False)  # gone again while starting
+    monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
+    sent = threading.Event()  # the client's controls went in: the device comes back then
+
+    class BackOnceSent:
+        def __init__(self, *args, **kwargs):
+            self.refused, self.tries, self.proc = "", 0, None
+
+        def poll(self):
+            return sent.is_set()
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "DeviceProbe", BackOnceSent)
+    saved = []
+    monkeypatch.setattr(resume, "save", lambda path, state: saved.append(state))
+
+    def execv(*args):
+        raise OSError(1, "not in a test")
+
+    monkeypatch.setattr(os, "execv", execv)
+    port = _free_port()
+    path = tmp_path / "state.json"
+    save(path, ResumeState({}, blocksize=1024, budget=768, period=256, osc_port=port, losses=[time.time() - 10.0]))
+    monkeypatch.setenv(RESUME_ENV, str(path))
+
+    def client():
+        deadline = time.monotonic() + 60.0
+        while time.monotonic() < deadline:  # until live waits for the device
+            osc_inbox.sock.sendto(encode_message("/ping", []), ("127.0.0.1", port))
+            if ("/pong", ["waiting for device"]) in osc_inbox.read(0.2, "/pong"):
+                break
+        for message in (encode_message("/mix", [0.25]), encode_message("/bypass", [1]), encode_message("/ping", [])):
+            osc_inbox.sock.sendto(message, ("127.0.0.1", port))
+        osc_inbox.expect("/pong", timeout=5.0)  # the server handles packets in order: the controls came first
+        sent.set()
+
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--osc-port", "0", "--no-view", "--reconnect", "30")
+    thread.join(timeout=10.0)
+    assert sent.is_set() and "live: cannot start again (not in a test)" in proc.stderr, proc.stderr
+    assert len(saved) == 1 and saved[0].controls["mix"] == 0.25 and saved[0].controls["bypass"] is True, saved
+
+
+@pytest.mark.parametrize("case", ["not back", "lost too often"])
+def test_a_restart_that_gives_up_on_the_device_says_so_to_osc_and_exits_1(
+    tiny_rave_ts, tmp_path, capsys, monkeypatch, osc_inbox, case
+):
+    """Hunt 166: a restarted image whose device was gone again ended without the `/error device` README promises
+    (the client heard nothing at the fifth loss), with exit status 2 (bad input) instead of 1."""
+    import realtime.audio_io as audio_io
+    from training.cli import live
+
+    _fake_device(monkeypatch)
+    monkeypatch.setattr(live, "_device_answers", lambda engine, device: False)
+    monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
+
+    class NeverBack:
+        def __init__(self, *args, **kwargs):
+            self.refused, self.tries, self.proc = "", 0, None
+
+        def poll(self):
+            return False
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "DeviceProbe", NeverBack)
+    now = time.time()
+    losses = [now - 40.0, now - 30.0, now - 20.0, now - 10.0] if case == "lost too often" else [now - 10.0]
+    path = tmp_path / "state.json"
+    save(path, ResumeState({}, blocksize=1024, budget=768, period=256, osc_port=_free_port(),
+                           last_client=["127.0.0.1", osc_inbox.port], losses=losses))  # fmt: skip
+    monkeypatch.setenv(RESUME_ENV, str(path))
+    proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--osc-port", "0", "--no-view", "--reconnect", "1")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("musicsae: error:")]
+    assert proc.returncode == 1 and len(errors) == 1, proc
+    assert ("not back within 1 s" if case == "not back" else "lost 5 times within 120 s") in errors[0]
+    sent = osc_inbox.expect("/error", timeout=2.0)
+    assert sent[-1] == ("/error", ["device", errors[0].removeprefix("musicsae: error: ")])

@@ -612,10 +612,9 @@ def _controls_line(controls) -> str:
 def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None] | None = None, resumed=None) -> int:
     """Stream from the device until Ctrl-C or --duration; a device that goes away is waited for (`--reconnect`):
     back, this command starts again with the same controls (`_restart`); not back in time, or 0, exit 1."""
-    from realtime.audio_io import close_stream, device_stopped, leave_stream, open_duplex
+    from realtime.audio_io import DeviceGone, close_stream, device_stopped, leave_stream, open_duplex
     from realtime.live_view import render, status_line
     from realtime.resume import flapping, recent_losses
-    from sae.errors import UserError
 
     engine = session.engine
 
@@ -624,7 +623,9 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     label = str(args.device) if args.device is not None else "(default)"
     reconnect = RECONNECT_S if args.reconnect is None else args.reconnect
     stream = (
-        _open_or_wait(args, session, osc, resumed, label, reconnect) if resumed else open_duplex(engine, args.device)
+        _open_or_wait(args, session, osc, resumed, label, reconnect, ready)
+        if resumed
+        else open_duplex(engine, args.device)
     )
     try:  # a stop in here left the stream open and running: PortAudio's JACK backend then spoke at exit
         _say(engine.latency.describe())
@@ -734,15 +735,17 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
         return 0
     if lost is not None:
         leave_stream(1)
-    if stopped or not closed:
-        raise UserError(stopped or f"audio device {label}: did not stop within 2 s; left behind")
+    if stopped or not closed:  # exit status 1 (`DeviceGone`), also where the stream closed (ALSA: a USB card gone)
+        raise DeviceGone(stopped or f"audio device {label}: did not stop within 2 s; left behind")
     return 0
 
 
-def _open_or_wait(args: argparse.Namespace, session, osc, resumed, label: str, reconnect: float):
+def _open_or_wait(
+    args: argparse.Namespace, session, osc, resumed, label: str, reconnect: float, ready: Callable[[], None] | None
+):
     """The stream of a restart (`resumed`); a device that went away again while this image started is one more
     loss, waited for as the first was (it ended the show: "no audio devices found"), within `--reconnect`'s
-    limit on losses."""
+    limit on losses. OSC controls apply while it waits (`ready`: they were queued, and lost at the next restart)."""
     from realtime.audio_io import leave_stream, open_duplex
     from realtime.resume import flapping, recent_losses
     from sae.errors import UserError
@@ -760,11 +763,13 @@ def _open_or_wait(args: argparse.Namespace, session, osc, resumed, label: str, r
     leave_stream(1)  # PortAudio's exit handler would wait for, or assert on, the server that went away
     losses = recent_losses(resumed.losses, time.time())
     if flapping(losses):
-        raise UserError(f"audio device {label}: lost {len(losses)} times within {LOSS_WINDOW_S:g} s; not waiting for "
-                        "it again; check its cable, power or JACK server, then musicsae live")  # fmt: skip
+        raise _gone(osc, f"audio device {label}: lost {len(losses)} times within {LOSS_WINDOW_S:g} s; not waiting "
+                         "for it again; check its cable, power or JACK server, then musicsae live")  # fmt: skip
     line = f"audio device {label}: gone again while starting ({why}); waiting up to {reconnect:g} s for it to come back"
     if osc is not None:
         osc.waiting = "waiting for device"
+    if ready is not None:  # as in the show's own wait: what is set now is what the next restart carries
+        ready()
     engine.report("device", f"lost: {line}")
     _say(line + " (Ctrl-C stops)")
     try:
@@ -776,7 +781,16 @@ def _open_or_wait(args: argparse.Namespace, session, osc, resumed, label: str, r
     if returned:
         _restart(engine, osc, label, resumed.played_s, losses, session)
     state = refused or f"not back within {reconnect:g} s"
-    raise UserError(f"audio device {label}: {state}; start the device again, then musicsae live")
+    raise _gone(osc, f"audio device {label}: {state}; start the device again, then musicsae live")
+
+
+def _gone(osc, line: str):
+    """The `DeviceGone` that ends `live`, said to the last OSC client too (`/error device`)."""
+    from realtime.audio_io import DeviceGone
+
+    if osc is not None:
+        osc.send("/error", ["device", line])
+    return DeviceGone(line)
 
 
 def _device_answers(engine, device: str | None, timeout: float = 5.0) -> bool:

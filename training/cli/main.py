@@ -207,9 +207,10 @@ def guarded(
 ) -> int:
     """Run `fn` (a command, a training recipe) and return its exit code; a `UserError`, a full disk or another
     failed file operation (an `OSError` naming its file; `verbose` keeps its traceback) becomes one line on stderr
-    (exit 2), Ctrl-C and SIGTERM one line (`stopped`, or what it returns then, appended: what is kept, how to go
-    on) after `fn`'s cleanup ran (exit 130 and 143), never a traceback. Third-party noise is silenced while `fn` runs
-    (`training.cli.quiet`) unless `verbose` (`musicsae -v`); None, the recipes' default, reads Python's own switch:
+    (exit 2, or the `UserError`'s `exit_status`), Ctrl-C and SIGTERM one line (`stopped`, or what it returns then,
+    appended: what is kept, how to go on) after `fn`'s cleanup ran (exit 130 and 143), never a traceback.
+    Third-party noise is silenced while `fn` runs (`training.cli.quiet`) unless `verbose` (`musicsae -v`); None, the
+    recipes' default, reads Python's own switch:
     `python -W default -m training...` (or PYTHONWARNINGS) shows it."""
     try:
         return _guarded(prog, fn, stopped, verbose)
@@ -254,7 +255,7 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
             return 141  # as a shell tool a pipe's reader left: 128 + SIGPIPE
         if stops.signum is None and isinstance(exc, UserError):
             say(f"{prog}: error: {exc}")
-            return 2
+            return exc.exit_status
         if stops.signum is None and isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk
             # a permission refused may be a read's too (a folder of another user's beside --sae: hunt 153)
             doing = "" if exc.errno in (errno.EACCES, errno.EPERM) else "writing "
