@@ -521,6 +521,8 @@ class EditState:
         self.controls[name] = new
 
     def set_feature_gain(self, index: int, gain: float) -> None:
+        if self.d_sae == 0:  # a preset's gains where no SAE runs: "an index in [0, 0)" said nothing (hunt 166)
+            raise UserError(f"feature {index}: no SAE loaded, so no features to set (give the SAE: --sae or --bank)")
         if not 0 <= int(index) < self.d_sae:
             raise UserError(f"feature {index}: expected an index in [0, {self.d_sae})")
         if not math.isfinite(float(gain)) or abs(float(gain)) > STRENGTH_LIMIT:

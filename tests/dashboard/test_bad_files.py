@@ -35,11 +35,14 @@ def test_a_manifest_saved_by_a_spreadsheet_is_read(tmp_path):
     assert read_manifest(tmp_path / "m.csv") == [{"file": "c0.wav", "guitar": "1"}, {"file": "c1.wav", "guitar": "0"}]
     (tmp_path / "m.jsonl").write_bytes('\ufeff{"file": "c0.wav"}\n'.encode())
     assert read_manifest(tmp_path / "m.jsonl") == [{"file": "c0.wav"}]
+    (tmp_path / "M.CSV").write_text("file,guitar\nc0.wav,1\n")  # hunt 166: read as JSON lines, "Expecting value"
+    assert read_manifest(tmp_path / "M.CSV") == [{"file": "c0.wav", "guitar": "1"}]
 
 
-@pytest.mark.parametrize("row", ['{"file": null}', '{"file": 3}', '{"file": ""}'])
+@pytest.mark.parametrize("row", ['{"file": null}', '{"file": 3}', '{"file": ""}', '{"file": "a\\u0000b.wav"}'])
 def test_a_manifest_row_whose_file_is_no_name_is_one_line(tmp_path, row):
-    """`"file": null` was a TypeError traceback (PosixPath / NoneType) when the dashboard matched the rows (hunt 83)."""
+    """`"file": null` was a TypeError traceback (PosixPath / NoneType) when the dashboard matched the rows (hunt 83);
+    a NUL in it, realpath's ValueError (hunt 166)."""
     from training.dashboard.labels import read_manifest
 
     (tmp_path / "m.jsonl").write_text('{"file": "c0.wav"}\n' + row + "\n")

@@ -451,3 +451,29 @@ def test_a_listening_example_cut_short_or_a_listen_json_of_another_shape_is_note
     assert any(n.startswith(f"{cut.parent / 'listen.json'} / ") and str(cut) in n and "not a readable audio file" in n
                and n.endswith("its section is left out") for n in notes), notes  # fmt: skip
     assert "bright can be taken out." in (out / "concepts" / "bright.html").read_text()  # the verdicts stay
+
+
+def test_a_render_deep_in_folders_gets_a_site_name_a_file_system_takes(dash_inputs, tmp_path):
+    """Hunt 166: a render's whole path became one site file name: folders each well under 255 bytes made a name
+    over it ("File name too long"), and the whole build stopped after all its work."""
+    from training.dashboard.render import SITE_NAME_MOST, site_name
+
+    bank_dir = tmp_path / "run"
+    bank_dir.mkdir()
+    bank = ConceptBank(bank_dir / "concepts.yaml")
+    bank.add(Concept("bright", ModelRef("logmel24", "0" * 64), "mel", bank.relative_sae(dash_inputs.sae),
+                     [ConceptFeature(5, 1.0, 2.0)], auroc={"sae_probe": 0.81}))  # fmt: skip
+    bank.save()
+    deep = bank_dir / "eval" / ("evening_rehearsal_with_the_new_interface_" * 3) / ("sweep_" * 30) / "take_2"
+    deep.mkdir(parents=True)
+    sf.write(deep / "bright_off.wav", (0.1 * np.sin(np.arange(8000) / 20)).astype(np.float32), 8000)
+    out = tmp_path / "site"
+    build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, out, bank.path, None,
+                    cfg=DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0), progress=False)  # fmt: skip
+    page = (out / "concepts" / "bright.html").read_text()
+    srcs = [s.split('"')[0] for s in page.split('<audio controls preload="metadata" src="')[1:]]
+    assert len(srcs) == 1 and (out / "concepts" / srcs[0]).resolve().is_file(), srcs
+    assert len(srcs[0].rsplit("/", 1)[1].encode()) <= 255
+    a, b = site_name("x" * 300 + "a.wav"), site_name("x" * 300 + "b.wav")
+    assert a != b and a.endswith(".wav") and len(a.encode()) == SITE_NAME_MOST  # cut, still one name each
+    assert len(site_name("é" * 120 + ".wav").encode()) <= SITE_NAME_MOST and site_name("a#b.wav") == "a_b.wav"

@@ -316,6 +316,16 @@ def test_a_preset_that_is_not_text_is_one_line(tmp_path):
         read_preset(tmp_path / "take.wav")
 
 
+def test_a_presets_feature_gains_where_no_sae_runs_say_so(tmp_path):
+    """Hunt 166: `/preset/load` (and `live --preset`) of a preset with feature gains on a model without an SAE said
+    "feature 3: expected an index in [0, 0)", where `/feature/3/gain` says that no SAE is loaded."""
+    (tmp_path / "p.yaml").write_text("features: {3: 0.5}\nmix: 0.5\n")
+    control = OscControl(Controls(EditState.from_concepts(0, {})), preset_dir=tmp_path)
+    ((address, (what, line)),) = control.handle(encode_message("/preset/load", ["p"]))
+    assert (address, what) == ("/error", "/preset/load") and "feature 3: no SAE loaded" in line, line
+    assert control.controls.view()["mix"] == 1.0  # nothing of it applied
+
+
 def test_a_port_in_use_says_what_to_do():
     """A second `musicsae live` on the same port said `OSC port 127.0.0.1:9000: cannot listen (Address already in
     use)`, and nothing about what holds it or what to do."""

@@ -47,7 +47,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
         raise UserError(f"manifest {path}: no such file")
     try:
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a BOM: '\ufefffile'
-        if path.suffix == ".csv":
+        if path.suffix.lower() == ".csv":  # manifest.CSV too (it was read as JSON lines: "Expecting value")
             rows, _ = parse_csv(text, f"manifest {path}")
             rows = [r for r in rows if any(v not in ("", None) for v in r.values())]  # a spreadsheet's empty ",,"
         else:
@@ -57,7 +57,7 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     if not rows or not all(isinstance(r, dict) and "file" in r for r in rows):
         raise UserError(f"manifest {path}: expected rows with a 'file' column")
     for i, r in enumerate(rows):  # a null or a number there was a TypeError traceback
-        if not isinstance(r["file"], str) or not r["file"]:
+        if not isinstance(r["file"], str) or not r["file"] or "\0" in r["file"]:  # a NUL: realpath's ValueError
             raise UserError(f"manifest {path}: row {i + 1}: file {r['file']!r:.60}; expected a file name")
     return rows
 

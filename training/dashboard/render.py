@@ -3,6 +3,7 @@ activation curve overlaid (matplotlib, Agg), and small inline SVG histograms."""
 
 from __future__ import annotations
 
+import hashlib
 import html
 import re
 import warnings
@@ -20,10 +21,22 @@ from sae.plots import save_png
 SNIPPET_SR = 22050
 
 
-def site_name(name: str) -> str:
+SITE_NAME_MOST = 100
+"""The most bytes of a `site_name`: callers add prefixes and tags to it, within a file name's 255."""
+
+
+def site_name(name: str, most: int = SITE_NAME_MOST) -> str:
     """`name` as a file name of the site that a URL carries as is: runs of anything but letters, digits, '.', '-'
-    and '_' become '_' (a '#' or '?' in a src cuts the URL there)."""
-    return re.sub(r"[^\w.-]+", "_", name)
+    and '_' become '_' (a '#' or '?' in a src cuts the URL there). One longer than `most` bytes keeps its start
+    and its extension with a hash of the whole `name` between (a long render path stopped a whole build)."""
+    safe = re.sub(r"[^\w.-]+", "_", name)
+    raw = safe.encode()
+    if len(raw) <= most:
+        return safe
+    suffix = Path(safe).suffix if len(Path(safe).suffix) <= 8 else ""
+    digest = hashlib.sha1(name.encode(errors="surrogateescape")).hexdigest()[:8]
+    head = raw[: most - len(suffix) - len(digest) - 1].decode(errors="ignore")  # not half a character
+    return f"{head}_{digest}{suffix}"
 
 
 @lru_cache(maxsize=8)

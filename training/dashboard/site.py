@@ -853,7 +853,7 @@ class DashboardBuilder:
         for _, mode, wav, where in sorted(found, key=lambda t: (t[0], t[2].name))[:8]:
             # by its path, hashed whole: site_name makes x_y/a.wav and x/y_a.wav one name, and the second overwrote
             tag = hashlib.sha1(where.encode(errors="surrogateescape")).hexdigest()[:8]
-            dest = f"audio/eval_{c.name}_{site_name(where.removesuffix(wav.suffix))}_{tag}.wav"
+            dest = f"audio/eval_{site_name(f'{c.name}_{where.removesuffix(wav.suffix)}')}_{tag}.wav"
             shutil.copyfile(wav, out / dest)
             items.append(
                 f'<div><b>{_e(mode)}</b> <span class="small muted">{_e(where)}</span><br>'
