@@ -20,6 +20,7 @@ held-out font and report it on another. DATA is made first when it has no manife
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from realtime.audio_files import AudioNotes, read_mono, resample
+from sae.atomic import atomic_write
+from sae.errors import UserError
 from sae.stats import Interval, paired_diff
 from training.cli.args import Parser, comma_names, positive_int, seed_int
 from training.data.concept_clips import (
@@ -71,11 +74,14 @@ def known_names(known: Sequence[str], what: str) -> Callable[[str], tuple[str, .
 
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
     """concept -> manifest index -> the clip re-rendered with the concept switched, at `JUDGE_SR` (cached in
-    DATA/oracle_<c>_<sr>_v2.npz, a file of this benchmark's own; v2: a solo switched off is silence, kept)."""
+    DATA/oracle_<c>_<sr>_v2_<manifest>.npz, a file of this benchmark's own; v2: a solo switched off is silence,
+    kept; <manifest>: the start of the manifest's sha256, so that data made again in the folder is not read as
+    the old data's edits, as it was by row number)."""
     cfg, fonts, held = data_config(data)
+    manifest = hashlib.sha256((data / "manifest.csv").read_bytes()).hexdigest()[:12]
     out = {}
     for c in concepts:
-        cache = data / f"oracle_{c}_{JUDGE_SR}_v2.npz"
+        cache = data / f"oracle_{c}_{JUDGE_SR}_v2_{manifest}.npz"
         if cache.exists():
             z = np.load(cache)
             out[c] = {int(k): z[k] for k in z.files}
@@ -85,9 +91,14 @@ def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str,
             a = oracle_clip(r, cfg, fonts, c, held)
             if a is not None:
                 audio[r["index"]] = resample(a, cfg.sample_rate, JUDGE_SR)
-        np.savez(cache, **{str(k): v for k, v in audio.items()})
+        atomic_write(cache, lambda tmp, audio=audio: _save_npz(tmp, {str(k): v for k, v in audio.items()}))
         out[c] = audio
     return out
+
+
+def _save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:  # a file, not a name: np.savez adds ".npz" to a name without it
+        np.savez(fh, **arrays)
 
 
 def fmt(iv: Interval) -> str:
@@ -179,6 +190,8 @@ def main() -> None:
     rows = read_manifest(args.data)
     train = [r for r in rows if r["split"] == "train"]
     held = [r for r in rows if r["split"] == HOLDOUT_SPLIT]
+    if not held:  # a traceback, and an empty cache of ideal edits left in DATA (hunt 167)
+        raise UserError(f"--data {args.data}: no clips of a held-out font; expected a folder made with --holdout-font")
     notes = AudioNotes()
     clip = {r["index"]: read_mono(args.data / r["file"], JUDGE_SR, notes) for r in train + held}
     t0 = time.perf_counter()

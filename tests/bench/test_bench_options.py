@@ -59,6 +59,19 @@ def test_a_bad_option_is_one_line_naming_it(script, args, named, tmp_path):
     assert not (tmp_path / "data").exists()  # refused before any work
 
 
+def test_judge_drift_on_data_without_a_held_out_font_is_one_line(tmp_path):
+    """Hunt 167: a `data make` folder without --holdout-font was a ValueError traceback after the judge trained,
+    and left an empty cache of ideal edits in the user's data."""
+    from training.cli.main import main
+
+    data = ["data", "make", "--out", str(tmp_path / "data"), "--n", "4", "--duration", "0.5", "--sr", "22050"]
+    assert main(data) == 0
+    done = _bench("judge_drift.py", "--data", str(tmp_path / "data"), "--features", "logmel", "--oracle", "drums")
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(err) == 1 and "no clips of a held-out font" in err[0], done.stderr
+    assert not list((tmp_path / "data").glob("oracle_*"))
+
+
 def test_write_fixture_refuses_a_folder_with_other_files_before_any_work(tmp_path):
     """The folder and its file are kept, and the SAELens venv's python (a stand-in here) is never run."""
     ran = tmp_path / "standin_ran"

@@ -443,6 +443,17 @@ def test_a_rerun_with_more_prompts_is_refused_before_its_rows_go_in(tmp_path):
         refuse_rows_beside_finished_saes(out, ["rock drums", "piano", "jazz"], hooks)
 
 
+def test_the_baseline_direction_leaves_out_the_clips_the_activations_left_out(tmp_path):
+    """Hunt 167: a silent clip in a concept folder (noted, and left out of the activations and the probes) was a
+    KeyError traceback in the mean-difference baseline, after the store and the SAEs were made."""
+    from training.musicgen.experiment import mean_difference
+
+    a, b, silent = (tmp_path / n for n in ("a.wav", "b.wav", "silent.wav"))
+    acts = {a: {0: torch.ones(3, 2)}, b: {0: torch.zeros(5, 2)}}
+    direction = mean_difference(acts, [a, silent], [b], 0)
+    assert direction.tolist() == [1.0, 1.0]
+
+
 def test_the_baseline_direction_goes_to_the_hidden_states_device():
     """The raw-residual baseline's direction (built from rows recorded on the CPU) was added to the hidden state as
     it was: on a GPU the steering stage died ("Expected all tensors to be on the same device") after every costly

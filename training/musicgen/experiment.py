@@ -205,6 +205,16 @@ class ShiftSteering:
         return {self.layer: guidance_rows(lambda x, start: x + v.to(x.device, x.dtype), self.edit_rows, batch)}
 
 
+def mean_difference(acts: dict[Path, dict[int, torch.Tensor]], with_files, without_files, layer: int) -> torch.Tensor:
+    """The baseline's direction at `layer`: the mean frame of the clips with the concept minus that of those
+    without, over the usable clips as the probe's (a silent clip is noted and left out: it was a KeyError)."""
+
+    def frames(files) -> torch.Tensor:
+        return torch.cat([acts[p][layer] for f in files if (p := Path(f).resolve()) in acts])
+
+    return frames(with_files).mean(0) - frames(without_files).mean(0)
+
+
 def _render_seed(cfg: ExperimentConfig) -> int:
     return cfg.seed if cfg.render_seed is None else cfg.render_seed
 
@@ -441,9 +451,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                 bank.add(res.concept)
                 table[c][i] = {m: auroc_iv(res.report, m) for m in ("sae_probe", "diff_means", "logistic_raw")}
                 table[c][i]["fires_more"] = res.fires_more  # else its edits steer features of the concept's absence
-                frames_w = torch.cat([acts[Path(f).resolve()][i] for f in w])
-                frames_o = torch.cat([acts[Path(f).resolve()][i] for f in o])
-                directions[c, i] = frames_w.mean(0) - frames_o.mean(0)
+                directions[c, i] = mean_difference(acts, w, o, i)
             bank.save()
         return table, directions
 
