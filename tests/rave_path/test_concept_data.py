@@ -611,3 +611,51 @@ def test_off_key_is_the_default_and_renders_the_clips_the_demo_models_were_train
     before = manifest_sha256(tmp_path)
     (tmp_path / "data.json").write_text(json.dumps({"config": {"voicing": "in_key"}, "soundfonts": []}))
     assert manifest_sha256(tmp_path) == f"{before}:in_key" and ":" not in before
+
+
+def _render_workers(parent: int) -> list[int]:
+    """The spawned render processes of the process `parent`."""
+    kids = []
+    for d in Path("/proc").iterdir():
+        try:
+            if d.name.isdigit() and int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                kids += [int(d.name)] if b"spawn_main" in (d / "cmdline").read_bytes() else []
+        except OSError:
+            pass
+    return kids
+
+
+@pytest.mark.parametrize("stop", ["a worker killed", "Ctrl-C"])
+def test_a_render_process_that_dies_or_ctrl_c_ends_jobs_2_in_one_line(tmp_path, stop):
+    """Hunt 165: a render worker killed (the OOM killer, a FluidSynth crash) left `data make --jobs 2` waiting for
+    good (multiprocessing.Pool lost its task); Ctrl-C in a terminal (to the whole process group) had each worker
+    print its own KeyboardInterrupt lines beside the command's one."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    cmd = [sys.executable, "-m", "training.cli", "data", "make", "--out", str(tmp_path / "d"), "--n", "2000",
+           "--jobs", "2", "--duration", "1", "--sr", "16000", "--concepts", "none",
+           "--soundfonts", "timgm6mb,csound"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            cwd=Path(__file__).resolve().parents[2])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers := _render_workers(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(2.0)  # rendering
+        if stop == "Ctrl-C":
+            os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+        else:
+            os.kill(workers[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    if stop == "Ctrl-C":
+        assert proc.returncode == 130 and lines[0].startswith("musicsae: interrupted"), err
+    else:
+        assert proc.returncode == 2 and "a render process died after" in lines[0], err

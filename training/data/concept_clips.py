@@ -42,6 +42,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -610,6 +611,12 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
 # ---------------------------------------------------------------- dataset
 
 
+def _ignore_interrupt() -> None:
+    """A render process's start: Ctrl-C in a terminal reaches every process of its group, and each printed its
+    own KeyboardInterrupt lines beside the command's one line; the command stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _make_one(args: tuple[int, DataConfig, Font, str, bool]) -> dict:
     index, cfg, font, clip_dir, held_out = args
     plan = plan_clip(index, cfg)
@@ -780,16 +787,27 @@ def _make_dataset(
     rows: list[dict] = []
     if jobs > 1:
         import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
 
+        # spawn: FluidSynth threads do not survive fork. Not multiprocessing.Pool: a worker that died (the OOM killer,
+        # a FluidSynth crash) lost its task there, and the command waited for it for good (hunt 165)
+        pool = ProcessPoolExecutor(min(jobs, cfg.n), mp_context=mp.get_context("spawn"), initializer=_ignore_interrupt)
         try:
-            pool = mp.get_context("spawn").Pool(min(jobs, cfg.n))  # FluidSynth threads do not survive fork
-        except OSError as exc:  # out of processes or open files: a traceback from multiprocessing
-            raise UserError(f"--jobs {jobs}: could not start that many processes ({exc.strerror}); use fewer") from None
-        with pool:
-            for row in pool.imap(_make_one, work, chunksize=4):
+            try:
+                made = pool.map(_make_one, work)  # one clip a task: a stop waits for one clip a worker at most
+            except OSError as exc:  # out of processes or open files: a traceback from multiprocessing
+                msg = f"--jobs {jobs}: could not start that many processes ({exc.strerror}); use fewer"
+                raise UserError(msg) from None
+            for row in made:
                 rows.append(row)
                 if progress:
                     progress(len(rows))
+        except BrokenProcessPool:
+            raise UserError(f"a render process died after {len(rows)} of {cfg.n} clips (out of memory? a FluidSynth "
+                            "crash?); run it again, with fewer --jobs or shorter clips") from None  # fmt: skip
+        finally:
+            pool.shutdown(cancel_futures=True)
     else:
         for item in work:
             rows.append(_make_one(item))
