@@ -82,21 +82,21 @@ def _name(text: str) -> bytes:
     return text.encode()[:20].ljust(20, b"\0")
 
 
-def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127)) -> Path:
+def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127), keys: tuple[int, int] = (0, 127)) -> Path:
     """A General-MIDI-shaped SoundFont 2 file written from scratch at `path`: every preset `data make` selects, each
-    playing one looped sine; the drum kit (bank 128) over `drum_keys` only (keys 0–10: presets, but no sound at the
-    notes the data plays)."""
+    playing one looped sine over `keys`; the drum kit (bank 128) over `drum_keys` only (keys 0–10: presets, but no
+    sound at the notes the data plays)."""
     n = SF2_SR // 10
     smpl = (np.sin(2 * np.pi * 440 * np.arange(n) / SF2_SR) * 12000).astype("<i2").tobytes() + b"\0" * 92
     shdr = _name("sine") + struct.pack("<IIIIIbbHH", 0, n, 100, n - 100, SF2_SR, 69, 0, 0, 1)
     shdr += _name("EOS") + struct.pack("<IIIIIbbHH", 0, 0, 0, 0, 0, 0, 0, 0, 0)
-    # instrument 0: every key; 1: the drum keys. Generators: key range (43), sample modes (54: loop), sample id (53)
+    # instrument 0: `keys`; 1: the drum keys. Generators: key range (43), sample modes (54: loop), sample id (53)
     inst = _name("full") + struct.pack("<H", 0) + _name("kit") + struct.pack("<H", 1) + _name("EOI")
     inst += struct.pack("<H", 2)
     ibag = struct.pack("<HHHHHH", 0, 0, 3, 0, 6, 0)
     igen = b"".join(
         struct.pack("<HBB", 43, lo, hi) + struct.pack("<HH", 54, 1) + struct.pack("<HH", 53, 0)
-        for lo, hi in ((0, 127), drum_keys)
+        for lo, hi in (keys, drum_keys)
     ) + struct.pack("<HH", 0, 0)
     presets = [(p, 0, 0) for p in PROGRAMS] + [(0, 128, 1)]
     phdr = b"".join(
@@ -117,5 +117,5 @@ def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127)) -> Path:
 
 @pytest.fixture
 def sine_font(tmp_path: Path):
-    """`write_sf2` into tmp_path: `sine_font(name, drum_keys=(lo, hi))`."""
-    return lambda name="sine.sf2", drum_keys=(0, 127): write_sf2(tmp_path / name, drum_keys)
+    """`write_sf2` into tmp_path: `sine_font(name, drum_keys=(lo, hi), keys=(lo, hi))`."""
+    return lambda name="sine.sf2", drum_keys=(0, 127), keys=(0, 127): write_sf2(tmp_path / name, drum_keys, keys)

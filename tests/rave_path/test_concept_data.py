@@ -440,7 +440,15 @@ def test_a_font_that_plays_nothing_for_an_instrument_is_named_and_skipped(tmp_pa
 
     assert font_problem(sine_font()) is None  # the same font with its kit over every key plays every part
     kitless = sine_font("kitless.sf2", drum_keys=(0, 10))
-    assert font_problem(kitless) == "plays nothing for drums at the notes the data uses"
+    assert font_problem(kitless) == "plays nothing for drums (MIDI 36, 38, 42), notes the data plays"
+    # hunt 165: the check played a phrase of its own (a crash, 49; melodic parts 55-67) where the data plays others
+    assert font_problem(sine_font("crash.sf2", drum_keys=(49, 49))) == (
+        "plays nothing for drums (MIDI 36, 38, 42), notes the data plays"
+    )
+    assert font_problem(sine_font("low.sf2", keys=(0, 59))) == (
+        "plays nothing for guitar_nylon (MIDI 84); guitar_steel (MIDI 84); guitar_distortion (MIDI 63); piano (MIDI "
+        "60, 94); strings (MIDI 82); brass (MIDI 60, 87), notes the data plays"
+    )
     argv = ["data", "make", "--out", str(tmp_path / "d"), "--n", "4", "--duration", "0.5", "--sr", "16000"]
     assert main([*argv, "--concepts", "none", "--soundfonts", f"timgm6mb,{kitless}"]) == 0
     err = capsys.readouterr().err
@@ -451,6 +459,20 @@ def test_a_font_that_plays_nothing_for_an_instrument_is_named_and_skipped(tmp_pa
     _compose(plan, np.random.default_rng(0), 0.5)
     with pytest.raises(UserError, match=rf"soundfont {kitless}: clip 3 rendered silent \(drums\)"):
         render_clip(plan, DataConfig(duration=0.5, sample_rate=16000), kitless)
+
+
+def test_the_font_check_plays_the_lowest_and_highest_notes_each_part_plays():
+    """`font_problem`'s notes (`PITCH_RANGES`, `DRUM_KEYS`) are those the clips play, in either voicing."""
+    from training.data.concept_clips import DRUM_KEYS, PITCH_RANGES
+
+    seen: dict[str, set[int]] = {}
+    for voicing in ("off_key", "in_key"):
+        cfg = DataConfig(n=400, seed=2, duration=4.0, voicing=voicing)
+        for i in range(400):
+            for note in plan_clip(i, cfg).notes:
+                seen.setdefault(note.instrument, set()).add(note.pitch)
+    assert seen.pop("drums") == set(DRUM_KEYS)
+    assert {i: (min(p), max(p)) for i, p in seen.items()} == PITCH_RANGES
 
 
 def test_font_names_as_users_type_them(tmp_path, monkeypatch, sine_font):

@@ -179,11 +179,34 @@ def fluidsynth_module() -> ModuleType:
     return fluidsynth
 
 
+PITCH_RANGES = {
+    "guitar_nylon": (52, 84),
+    "guitar_steel": (52, 84),
+    "guitar_distortion": (40, 63),
+    "piano": (60, 94),
+    "strings": (55, 82),
+    "brass": (60, 87),
+    "bass": (36, 54),
+}
+"""The lowest and highest MIDI pitch `_compose` gives each melodic part, in either voicing (a test plans clips
+to check them)."""
+DRUM_KEYS = (36, 38, 42)
+"""The drum kit's keys the data plays: kick, snare, closed hi-hat."""
+CHECK_S = 0.5
+
+
+def range_notes() -> tuple[list[Note], list[tuple[str, int]]]:
+    """One note in each `CHECK_S` slot: every drum key the data plays, and each melodic part's lowest and highest
+    pitch; and the (instrument, pitch) of each slot."""
+    checks = [(i, p) for i in SOLO_INSTRUMENTS for p in (DRUM_KEYS if i == "drums" else PITCH_RANGES[i])]
+    return [Note(i, p, j * CHECK_S, j * CHECK_S + 0.3, 100) for j, (i, p) in enumerate(checks)], checks
+
+
 def font_problem(path: Path) -> str | None:
     """Why FluidSynth cannot render our instruments with `path` (None: it can): it does not load, lacks a preset, or
-    a preset plays nothing at the notes the data uses (a drum kit of other keys: its clips were labelled with drums
-    they did not have)."""
-    from training.data.font_overlap import PROBE_SR, SLOT_S, probe_notes
+    a preset plays nothing at a note the data plays (`range_notes`: a drum kit of other keys, presets that stop
+    short of a part's register: its clips were labelled with parts they did not have)."""
+    from training.data.font_overlap import PROBE_SR
 
     fluidsynth = fluidsynth_module()
 
@@ -198,12 +221,15 @@ def font_problem(path: Path) -> str | None:
                 return f"no preset for {inst} (bank {bank}, program {program})"
     finally:
         synth.delete()
-    slots = render_notes(probe_notes(), SLOT_S * len(SOLO_INSTRUMENTS), PROBE_SR, path).reshape(
-        len(SOLO_INSTRUMENTS), -1
-    )
-    silent = [inst for inst, slot in zip(SOLO_INSTRUMENTS, slots, strict=True) if np.abs(slot).max() < SILENT_PEAK]
-    if silent:  # the known fonts peak at 0.07 to 0.15 in every slot
-        return f"plays nothing for {', '.join(silent)} at the notes the data uses"
+    notes, checks = range_notes()
+    slots = render_notes(notes, CHECK_S * len(checks), PROBE_SR, path).reshape(len(checks), -1)
+    silent: dict[str, list[int]] = {}
+    for (inst, pitch), slot in zip(checks, slots, strict=True):
+        if np.abs(slot).max() < SILENT_PEAK:
+            silent.setdefault(inst, []).append(pitch)
+    if silent:  # it only probed a phrase of its own (drums 36/38/42/49, the rest 55-67), where the data plays others
+        said = "; ".join(f"{inst} (MIDI {', '.join(map(str, keys))})" for inst, keys in silent.items())
+        return f"plays nothing for {said}, notes the data plays"
     return None
 
 
