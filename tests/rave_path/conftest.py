@@ -115,6 +115,25 @@ def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127), keys: tuple[int
     return path
 
 
+def scaled_sf2(src: Path, factor: float, out: Path) -> Path:
+    """A copy of the SoundFont `src` (16-bit samples) at `out` with every sample scaled by `factor`: the same
+    samples at another level."""
+    buf = bytearray(src.read_bytes())
+
+    def chunks(start: int, end: int):
+        while start + 8 <= end:
+            size = struct.unpack("<I", buf[start + 4 : start + 8])[0]
+            yield bytes(buf[start : start + 4]), start + 8, size
+            start += 8 + size + (size & 1)
+
+    (off, size), = [(o2, s2) for cid, o, s in chunks(12, len(buf)) if cid == b"LIST" and buf[o : o + 4] == b"sdta"
+                    for cid2, o2, s2 in chunks(o + 4, o + s) if cid2 == b"smpl"]  # fmt: skip
+    samples = np.frombuffer(bytes(buf[off : off + size]), dtype="<i2").astype(np.float64)
+    buf[off : off + size] = np.round(samples * factor).astype("<i2").tobytes()
+    out.write_bytes(buf)
+    return out
+
+
 @pytest.fixture
 def sine_font(tmp_path: Path):
     """`write_sf2` into tmp_path: `sine_font(name, drum_keys=(lo, hi), keys=(lo, hi))`."""

@@ -281,6 +281,19 @@ def test_a_training_font_that_shares_the_held_out_fonts_samples_is_named(tmp_pat
     assert not skipped and overlaps(fonts[0], fonts[1:]) == {}  # the OPL3 FM bank is new to FluidR3 too
 
 
+def test_a_training_font_of_the_held_out_fonts_samples_at_another_level_is_named(tmp_path):
+    """Hunt 165: the check compared log-mel power as rendered, so TimGM6mb's samples 12 dB down read as a font of
+    their own (1.83–2.60 apart), though every clip is scaled to one peak: they sound alike."""
+    from tests.rave_path.conftest import scaled_sf2
+    from training.data.font_overlap import SHARED, overlaps
+
+    (held,), _ = resolve_fonts(["timgm6mb"], note=print)
+    quiet = scaled_sf2(held.path, 0.25, tmp_path / "quiet.sf2")
+    (font,), _ = resolve_fonts([str(quiet)], note=print)
+    found = overlaps(held, [font])
+    assert set(found) == {"quiet"} and len(found["quiet"]) == 8 and max(found["quiet"].values()) < SHARED, found
+
+
 def test_a_soundfont_given_as_a_file_is_found_again_for_the_ideal_edits(tmp_path):
     """`data_config` gives back every font the data was made with, a font passed as a path included (the ideal
     edits re-render its clips)."""

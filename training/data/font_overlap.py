@@ -5,10 +5,13 @@ breaks that. MuseScore_General (Debian's musescore-general-soundfont) is built f
 solos trained with it among the fonts caught 96 % of FluidR3's solo frames, against 66 % without it (2 December).
 
 `overlaps` plays one fixed phrase per instrument (`probe_notes`) in the held-out font and in each other font (one
-synth per font, the instruments one after another) and names every instrument closer than `SHARED` in mean
-|Δ log-mel|. Measured against FluidR3 (2 December): MuseScore_General_Lite bass 0.05, brass 0.28, drums 0.65 (the
-rest 1.0–2.8); TimGM6mb 1.06–4.11, the csound bank 1.28–4.11, the OPL3 FM bank 1.98–3.31. The csound bank against
-TimGM6mb, whose samples it reuses: guitars, bass and drums 0.00–0.12.
+synth per font, the instruments one after another), scales each instrument's slot to peak 1 (as every clip is),
+and names every instrument closer than `SHARED` in mean |Δ log-mel|. Measured (6 December, `/tmp/ov.py` in the
+49th note): against FluidR3, TimGM6mb 1.19–3.75, the csound bank 1.26–3.76, the OPL3 FM bank 1.99–3.70; the csound
+bank against TimGM6mb, whose samples it reuses: guitars, bass and drums 0.01–0.17, piano 0.63 (strings 1.26,
+brass 1.75); TimGM6mb's own samples at −6 / −12 dB: 0.00–0.19 / 0.01–0.44, which unscaled slots put at 0.96–1.33
+/ 1.83–2.60 (not named). MuseScore_General_Lite against FluidR3 (2 December, unscaled): bass 0.05, brass 0.28,
+drums 0.65 (the rest 1.0–2.8).
 """
 
 from __future__ import annotations
@@ -40,11 +43,13 @@ def probe_notes() -> list[Note]:
 
 
 def slot_log_mels(font: Font) -> np.ndarray:
-    """[instrument, mel, frame] log-mel power of the probe phrase rendered with `font`."""
+    """[instrument, mel, frame] log-mel power of the probe phrase rendered with `font`, each slot scaled to peak 1
+    first, as every clip is (a font of another's samples at another level was "not close": −6 dB read 0.96–1.33)."""
     import librosa
 
     audio = render_notes(probe_notes(), SLOT_S * len(SOLO_INSTRUMENTS), PROBE_SR, font.path)
     slots = audio.reshape(len(SOLO_INSTRUMENTS), -1)
+    slots = slots / np.maximum(np.abs(slots).max(axis=1, keepdims=True), 1e-9)
     return np.stack([np.log(librosa.feature.melspectrogram(y=s, sr=PROBE_SR, n_mels=64) + 1e-6) for s in slots])
 
 
