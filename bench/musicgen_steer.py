@@ -1,7 +1,8 @@
 """Benchmark: MusicGen generation time with and without an active concept edit (same model, prompt, seed).
 
 The edit goes through the real render path (bank → `BankSteering` → layer hook → SAE encode + sparse
-decode on every step, both CFG halves). The baseline is plain generation measured in the same run,
+decode on every step, on the rows the bank's `edit_rows` names: by default the conditional half of CFG's
+batch, as `render` does). The baseline is plain generation measured in the same run,
 interleaved with the edited runs; the goal is ≤ 5 % overhead. Prints figures, asserts nothing.
 Both process CPU time (the figure to read on a shared machine: other processes do not inflate it) and
 wall time are reported.
@@ -26,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from realtime.musicgen import load_musicgen  # noqa: E402
 from realtime.musicgen.audiocraft_backend import AudiocraftMusicGen  # noqa: E402
-from realtime.musicgen.render import BankSteering, parse_set, render  # noqa: E402
+from realtime.musicgen.render import BankSteering, generation_steps, parse_set, render  # noqa: E402
 from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef  # noqa: E402
 from sae.io import save_sae  # noqa: E402
 from sae.model import SAEConfig, SparseAutoencoder  # noqa: E402
@@ -104,8 +105,9 @@ def main() -> int:
                 cpu[name].append(time.process_time() - c)
                 wall[name].append(time.perf_counter() - t)
 
-        # the edit alone, on one step's hidden state [2B, 1, D] (CPU time, many calls: robust to other load)
-        fn = variants["on:2"].layer_fns()[layer]
+        # the edit alone, on one step's hidden state [2B, 1, D] (CPU time, many calls: robust to other load), on the
+        # rows render edits (`layer_fns(batch)`: without the batch it edited both halves, twice render's rows)
+        fn = variants["on:2"].layer_fns(args.batch)[layer]
         hidden = torch.randn(2 * args.batch, 1, mg.dim)
         for _ in range(5):
             fn(hidden, 0)
@@ -115,7 +117,7 @@ def main() -> int:
             fn(hidden, 0)
         edit_cpu = (time.process_time() - c) / calls
 
-    steps = mg.frames(args.duration) + mg.n_q - 1
+    steps = generation_steps(mg, args.duration)  # frames + the delay pattern's (a stereo model's too)
     base_cpu, base_wall = statistics.median(cpu["plain"]), statistics.median(wall["plain"])
     print(
         f"{steps} steps per run ({args.duration:g} s audio, batch {args.batch}, CFG doubles it), "
@@ -129,9 +131,10 @@ def main() -> int:
             f"{steps / w:>9.2f}"
         )
     step_cpu = base_cpu / steps
+    rows = args.batch if variants["on:2"].edit_rows == "cond" else 2 * args.batch
     print(
-        f"edit alone: {edit_cpu * 1e3:.2f} ms CPU per step vs {step_cpu * 1e3:.1f} ms per plain step "
-        f"= {edit_cpu / step_cpu * 100:.1f} % overhead per edited layer"
+        f"edit alone ({rows} of {2 * args.batch} rows, as render edits them): {edit_cpu * 1e3:.2f} ms CPU per step "
+        f"vs {step_cpu * 1e3:.1f} ms per plain step = {edit_cpu / step_cpu * 100:.1f} % overhead per edited layer"
     )
     return 0
 
