@@ -454,6 +454,21 @@ def test_the_baseline_direction_leaves_out_the_clips_the_activations_left_out(tm
     assert direction.tolist() == [1.0, 1.0]
 
 
+def test_a_run_of_other_settings_keeps_its_own_record(tmp_path):
+    """Hunt 167: the README's recipe runs --render-seed 1000 twice (--seeds 8, then 24) on one OUT, and the second
+    run's record replaced the first's under runs/guitar_seed1000.json."""
+    import json
+
+    from training.musicgen.experiment import run_name
+
+    first = {"seeds": 8, "test_seeds": 32, "render_seed": 1000}
+    assert run_name(tmp_path, "guitar_seed1000", first) == "guitar_seed1000"
+    (tmp_path / "guitar_seed1000.json").write_text(json.dumps({"config": first}))
+    assert run_name(tmp_path, "guitar_seed1000", first) == "guitar_seed1000"  # the same run again: replaced
+    other = run_name(tmp_path, "guitar_seed1000", {**first, "seeds": 24, "test_seeds": 128})
+    assert other.startswith("guitar_seed1000_") and len(other) == len("guitar_seed1000_") + 8
+
+
 def test_the_baseline_direction_goes_to_the_hidden_states_device():
     """The raw-residual baseline's direction (built from rows recorded on the CPU) was added to the hidden state as
     it was: on a GPU the steering stage died ("Expected all tensors to be on the same device") after every costly

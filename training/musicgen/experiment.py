@@ -32,6 +32,8 @@ carries its render count and a 95 % interval (Newcombe's paired interval over pr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -523,13 +525,27 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
     }
     # the last run as experiment.json / report.md, and each run (steered concepts, render seed) kept under runs/:
     # the README's recipe runs --steer drums and --render-seed 1000 on the same OUT, which replaced the first run's
-    runs, run = out / "runs", f"{'_'.join(cfg.steer) or 'none'}_seed{_render_seed(cfg)}"
+    runs = out / "runs"
     runs.mkdir(exist_ok=True)
     text, report = strict_json(summary, default=str), report_markdown(summary)
+    run = run_name(runs, f"{'_'.join(cfg.steer) or 'none'}_seed{_render_seed(cfg)}", json.loads(text)["config"])
     for path, content in ((out / "experiment.json", text), (out / "report.md", report),
                           (runs / f"{run}.json", text), (runs / f"{run}.md", report)):  # fmt: skip
         atomic_write_text(path, content)
     return summary
+
+
+def run_name(runs: Path, base: str, config: dict) -> str:
+    """The name a run's record is kept under in `runs`: `base` (steered concepts, render seed), or where a record of
+    `base` holds other settings, `base` and a hash of these (the README's recipe runs --render-seed 1000 twice, with
+    other --seeds, and the second replaced the first's record: hunt 167)."""
+    try:
+        kept = json.loads((runs / f"{base}.json").read_text()).get("config")
+    except (OSError, ValueError, AttributeError):  # none yet, or not a record: replaced as before
+        return base
+    if kept == config:
+        return base
+    return f"{base}_{hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]}"
 
 
 def auroc_iv(report, method: str) -> dict:
