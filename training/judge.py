@@ -610,8 +610,9 @@ def plot_judge(result: dict, path: Path) -> None:
                         alpha=0.35,
                         label=f"{n} drift ({label})",
                     )
-        ax2.axhline(GOALS["on_rise"], color="grey", lw=0.8)
-        ax2.axhline(GOALS["drift"], color="grey", lw=0.8, ls=":")
+        goals = result.get("goals", GOALS)  # the result's own: MusicGen's on-rise goal is 30
+        ax2.axhline(goals["on_rise"], color="grey", lw=0.8)
+        ax2.axhline(goals["drift"], color="grey", lw=0.8, ls=":")
         ax2.set_xscale("log", base=2)
         ticks = sorted({x["strength"] for n in swept for x in result["concepts"][n]["sweep"]})
         ax2.set_xticks(ticks, [f"{v:g}" for v in ticks])
@@ -665,6 +666,7 @@ def rich_table(result: dict):
 
     # drift is measured on the other concepts judged or watched (`drift_measured`; older results: more than one)
     measured = {n: e.get("drift_measured", len(result["concepts"]) > 1) for n, e in result["concepts"].items()}
+    goals = result.get("goals", GOALS)  # the result's own: MusicGen's on-rise goal is 30
     t = Table(
         title=f"outside judge: {result['model']['name']}, {_judged(result)}, "
         f"on strengths {', '.join(f'{v:g}' for v in _strengths(result))}",
@@ -673,8 +675,8 @@ def rich_table(result: dict):
         "the clean held-out clips: "
         + ", ".join(f"{n} {_percent(a)}" for n, a in result["judge"]["clean_heldout_accuracy"].items())
         + _clips_caption(result["concepts"])
-        + f"; goals ✓: drop and rise of at least {GOALS['off_drop']:g} / {GOALS['on_rise']:g} points and drift "
-        f"under {GOALS['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
+        + f"; goals ✓: drop and rise of at least {goals['off_drop']:g} / {goals['on_rise']:g} points and drift "
+        f"under {goals['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
         f"drop / rise goal and every drift interval within the drift goal, on at least {MIN_EXAMPLES} clips per side"
         + "".join(f"; {n}: {few}" for n, e in result["concepts"].items() if (few := too_few(e)))
         + ("" if all(measured.values()) else "; –: no other concept judged, so no drift measured"),

@@ -45,6 +45,7 @@ def _bank(root, mg, sha=None, extra=()):
 @pytest.mark.slow
 def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocraft_dir, capsys):
     from training.cli import main
+    from training.musicgen import experiment
 
     mg = load_musicgen(audiocraft_dir)
     bank = _bank(tmp_path, mg, extra=[("bright", [5])])  # bright: no manifest label
@@ -58,13 +59,15 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
     caption = " ".join(said.out.split())  # what with / without are (it said: held-out clips with or without it)
     assert "with / without: every render (each prompt × seed, whether its prompt names the concept" in caption
     assert "held-out clips with or without" not in caption
+    # hunt 167: eval musicgen held MusicGen's edits to RAVE's rise goal (50), the experiment to MusicGen's (30)
+    assert "drop and rise of at least 50 / 30 points and drift under 10" in caption
     lines = said.out.splitlines()  # where the listening examples are, one whole line
     assert (
         f"wrote listening examples to {out / 'listen'} (plain | off | on per prompt and seed; the dashboard's "
         f"concept pages with --eval-dir {out})" in lines
     ), said.out
     saved = json.loads((tmp_path / "out" / "judge.json").read_text())
-    assert saved["concepts"].keys() == {"piano", "drums"}
+    assert saved["concepts"].keys() == {"piano", "drums"} and saved["goals"] == experiment.GOALS
     # a bank concept the manifest cannot judge is named, not left out without a word
     assert "not judged: bright (no label of that name in the data manifest)" in saved["notes"]
     assert "note: not judged: bright (no label of that name in the data manifest)" in lines

@@ -63,11 +63,11 @@ from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
 from training.judge import DEGRADED_COPIES, drift_reach, goals_met
 from training.musicgen.adherence import fit_judge, prompt_pairs
+from training.musicgen.judge import GOALS
 
 if TYPE_CHECKING:
     from training.musicgen.collect import CollectConfig
 
-GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
 RESAMPLE_SEED = 100_000
 """Offset of the `resample` reference's seeds from the plain renders' (other draws of the same prompts)."""
 PROBE_CONCEPTS = ("guitar", "drums", "piano", "bass", "strings", "brass", "voice")

@@ -25,7 +25,6 @@ from sae.stats import paired_diff
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
     DEGRADED_COPIES,
-    GOALS,
     JUDGE_FEATURES,
     Judge,
     concepts_to_judge,
@@ -37,6 +36,10 @@ from training.judge import (
     watched,
 )
 from training.musicgen.listen import write_examples
+
+GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
+"""MusicGen's goals (its issue's: a rise of 30, where RAVE's judge asks 50), for `eval musicgen` and the
+experiment alike (hunt 167: the same figures met the rise goal in one and not the other)."""
 
 
 @dataclass
@@ -185,7 +188,7 @@ def evaluate_musicgen(
         drift = worst if entry["drift_measured"] else None
         entry["drift_reach"] = drift_reach(*entry["intervals"]["drift"].values())  # as the RAVE judge's
         entry["goals_met"] = goals_met(
-            entry["off_drop"], entry["on_rise"], drift, len(jobs), len(jobs), *lows, drift_reach=entry["drift_reach"]
+            entry["off_drop"], entry["on_rise"], drift, len(jobs), len(jobs), *lows, GOALS, entry["drift_reach"]
         )
         results[name] = entry
     out = {
