@@ -256,6 +256,10 @@ def test_too_few_prompt_pairs_are_refused_before_the_costly_stages(toy_folders, 
     with pytest.raises(UserError, match=r"--pairs 1: the steering of guitar needs 2 prompt pairs .*; give 2 or more"):
         run_experiment(cfg, say=lambda *_: None)
     assert not (tmp_path / "out" / "store").exists()
+    # hunt 167: a --duration of no frame, refused by the first render after the store and the SAEs
+    with pytest.raises(UserError, match=r"--duration 0\.001: .*expected at least one frame"):
+        run_experiment(dataclasses.replace(cfg, pairs=2, duration=0.001), say=lambda *_: None)
+    assert not (tmp_path / "out" / "store").exists()
 
 
 def test_on_strength_meets_the_most_goals_then_drifts_least():
@@ -507,6 +511,22 @@ def test_adherence_refuses_a_concept_without_prompt_pairs_before_the_judge_train
     cfg = adherence.AdherenceConfig(str(model), [str(tmp_path)], concepts=("guitar", "voice"))
     with pytest.raises(UserError, match="concept voice: the model knows no description pair differing by it"):
         adherence.evaluate_adherence(cfg, say=lambda *_: None)
+
+
+def test_judge_shift_refuses_a_split_without_clips_before_the_judge_trains(tmp_path, monkeypatch):
+    """Hunt 167: `evaluate judge-shift --split holdout_font` on data without a held-out font trained the judge
+    (minutes on the recipe's data) before it said there were no such clips."""
+    from pathlib import Path
+
+    from training.cli.main import main
+    from training.musicgen import adherence, evaluate
+
+    data = str(tmp_path / "d")
+    assert main(["data", "make", "--out", data, "--n", "4", "--duration", "0.5", "--sr", "16000"]) == 0
+    monkeypatch.setattr(adherence, "fit_judge", lambda *a, **k: pytest.fail("the judge trained first"))
+    model = str(Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen")
+    with pytest.raises(UserError, match=r"clips .*/d: no holdout_font clips outside the train split"):
+        evaluate.judge_shift_result(model, [data], "drums", ("drums",), split="holdout_font")
 
 
 def test_adherence_checks_its_duration_before_the_judge_trains_and_defaults_to_the_lms_segment(tmp_path, monkeypatch):

@@ -128,19 +128,20 @@ def judge_shift_result(
             f"{', '.join(ORACLE_PARTS)}, or --oracle 0"
         )
     clip_data = list(clip_data) or list(judge_data)
+    judged = [(folder, row) for folder in clip_data for row in read_manifest(Path(folder))
+              if row["split"] != "train" and split in ("all", row["split"])]  # fmt: skip
+    if not judged:  # before the judge trains (minutes on the recipe's data): it was said after (hunt 167)
+        raise UserError(f"clips {', '.join(map(str, clip_data))}: no {split} clips outside the train split")
     sr = load_musicgen(model).sample_rate
     notes = AudioNotes()
     judge, n_train = fit_judge(judge_data, sr, concepts, notes)
     clips, rows, folders = [], [], []
-    for folder in clip_data:
-        for row in read_manifest(Path(folder)):
-            if row["split"] == "train" or split not in ("all", row["split"]):
-                continue
-            a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048)
-            if a is not None:
-                clips.append(a)
-                rows.append(row)
-                folders.append(folder)
+    for folder, row in judged:
+        a = read_mono(Path(folder) / row["file"], sr, notes, min_samples=2048)
+        if a is not None:
+            clips.append(a)
+            rows.append(row)
+            folders.append(folder)
     if not rows:
         raise UserError(f"clips {', '.join(map(str, clip_data))}: no readable {split} clips outside the train split")
     setups = {folder: data_config(Path(folder)) for folder in clip_data} if oracle else {}

@@ -387,6 +387,8 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                 f"on, half to report); "
                 + (f"the model's words make {known}" if known < cfg.pairs else "give 2 or more")
             )
+        # --duration too: it was refused by the first render, after the store and the SAEs were made (hunt 167)
+        mg.check_request(list(prompt_pairs(mg.vocab, c, cfg.pairs)[0]), cfg.duration)
 
     # 1. store
     def collect() -> dict[str, int]:
