@@ -90,6 +90,39 @@ def _fake_device(monkeypatch, active: bool = True) -> list:
     return engines
 
 
+def _probe_back(monkeypatch, back) -> None:
+    """The child process that tries the device (`DeviceProbe`): it finds the device back once `back()` is true."""
+    import realtime.audio_io as audio_io
+
+    class Probe:
+        def __init__(self, *args, **kwargs):
+            self.refused, self.tries, self.proc = "", 0, None
+
+        def poll(self):
+            return back()
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(audio_io, "DeviceProbe", Probe)
+
+
+def _saved_restarts(monkeypatch) -> list:
+    """The states live saves to start again (`os.execv` then fails: "live: cannot start again")."""
+    import os
+
+    import realtime.resume as resume
+
+    saved: list = []
+    monkeypatch.setattr(resume, "save", lambda path, state: saved.append(state))
+
+    def execv(*args):
+        raise OSError(1, "not in a test")
+
+    monkeypatch.setattr(os, "execv", execv)
+    return saved
+
+
 def test_a_restart_plays_with_the_budget_it_had(tiny_rave_ts, tmp_path, capsys, monkeypatch):
     """The budget is carried as it was, not worked back out of the budget formula (it was, through --headroom):
     a change of that formula, here one period of margin more, changed the latency across a restart (one period,
@@ -175,32 +208,12 @@ def test_live_stops_on_the_fifth_loss_within_the_window(tiny_rave_ts, tmp_path, 
 
 def test_the_restart_carries_this_loss_with_the_recent_ones(tiny_rave_ts, tmp_path, capsys, monkeypatch):
     """The fourth loss within the window is waited for as before; the state saved for the restart holds it."""
-    import os
-
     import realtime.audio_io as audio_io
-    import realtime.resume as resume
 
     _fake_device(monkeypatch, active=False)
     monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
-
-    class Back:  # the device came back at the first try
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def poll(self):
-            return True
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(audio_io, "DeviceProbe", Back)
-    saved = []
-    monkeypatch.setattr(resume, "save", lambda path, state: saved.append(state))
-
-    def execv(*args):
-        raise OSError(1, "not in a test")
-
-    monkeypatch.setattr(os, "execv", execv)
+    _probe_back(monkeypatch, lambda: True)  # the device came back at the first try
+    saved = _saved_restarts(monkeypatch)
     now = time.time()
     path = tmp_path / "state.json"
     save(path, ResumeState({}, blocksize=1024, budget=768, period=256, losses=[now - 500.0, now - 60.0, now - 5.0]))
@@ -304,11 +317,9 @@ def test_controls_sent_while_a_restart_waits_for_the_device_go_to_the_next_resta
     """Hunt 166: a device gone again while the restarted image started (`_open_or_wait`): `/ping` answered "waiting
     for device", but /mix and /bypass sent then were only queued (the controls were attached once the stream ran)
     and the next restart, when the device came back, saved the controls without them."""
-    import os
     import threading
 
     import realtime.audio_io as audio_io
-    import realtime.resume as resume
     from realtime.osc import encode_message
     from training.cli import live
 
@@ -316,25 +327,8 @@ def test_controls_sent_while_a_restart_waits_for_the_device_go_to_the_next_resta
     monkeypatch.setattr(live, "_device_answers", lambda engine, device: False)  # gone again while starting
     monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
     sent = threading.Event()  # the client's controls went in: the device comes back then
-
-    class BackOnceSent:
-        def __init__(self, *args, **kwargs):
-            self.refused, self.tries, self.proc = "", 0, None
-
-        def poll(self):
-            return sent.is_set()
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(audio_io, "DeviceProbe", BackOnceSent)
-    saved = []
-    monkeypatch.setattr(resume, "save", lambda path, state: saved.append(state))
-
-    def execv(*args):
-        raise OSError(1, "not in a test")
-
-    monkeypatch.setattr(os, "execv", execv)
+    _probe_back(monkeypatch, sent.is_set)
+    saved = _saved_restarts(monkeypatch)
     port = _free_port()
     path = tmp_path / "state.json"
     save(path, ResumeState({}, blocksize=1024, budget=768, period=256, osc_port=port, losses=[time.time() - 10.0]))
@@ -371,18 +365,7 @@ def test_a_restart_that_gives_up_on_the_device_says_so_to_osc_and_exits_1(
     _fake_device(monkeypatch)
     monkeypatch.setattr(live, "_device_answers", lambda engine, device: False)
     monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
-
-    class NeverBack:
-        def __init__(self, *args, **kwargs):
-            self.refused, self.tries, self.proc = "", 0, None
-
-        def poll(self):
-            return False
-
-        def stop(self):
-            pass
-
-    monkeypatch.setattr(audio_io, "DeviceProbe", NeverBack)
+    _probe_back(monkeypatch, lambda: False)
     now = time.time()
     losses = [now - 40.0, now - 30.0, now - 20.0, now - 10.0] if case == "lost too often" else [now - 10.0]
     path = tmp_path / "state.json"
