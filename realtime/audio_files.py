@@ -416,6 +416,8 @@ def clipping_note(
 def is_silent(audio: np.ndarray) -> bool:
     """No sound in `audio` ([frames] or [frames, channels]): every sample within `SILENCE_PEAK` of its mean (DC is
     no sound). The rule `read_clip` skips a folder's file by."""
+    if not np.size(audio):  # a header-only file: numpy warned "Mean of empty slice" past the quiet switch
+        return True
     return float(np.abs(audio - audio.mean(axis=0)).max(initial=0.0)) < SILENCE_PEAK
 
 
@@ -437,12 +439,13 @@ def read_clip(
         return None
     data, file_sr = loaded
     audio = data if channels > 1 and data.shape[1] == channels else data.mean(axis=1)
+    quiet = is_silent(audio)  # at the file's own rate, as `audio_digest`: a resampler's edge ripple made DC "sound"
     if file_sr != sample_rate:
         audio = resample(audio, file_sr, sample_rate, axis=0)
     if len(audio) < min_samples:
         notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
         return None
-    if is_silent(audio):
+    if quiet:
         cancel = audio.ndim == 1 and data.shape[1] > 1 and float(np.abs(data - data.mean(axis=0)).max()) >= SILENCE_PEAK
         offset = float(np.abs(audio).max(initial=0.0)) >= SILENCE_PEAK
         notes.skipped.append((str(path), silent(data.shape[1], cancel, offset)))

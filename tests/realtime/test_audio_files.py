@@ -538,3 +538,21 @@ def test_a_long_take_is_written_as_ogg_and_stays_bit_exact_as_wav(tmp_path):
     sf.write(tmp_path / "whole.wav", 0.3 * np.sin(2 * np.pi * 220 * t), 44100)  # one call: what it wrote before
     chunked, whole = (sf.read(str(tmp_path / n), dtype="int16")[0] for n in ("take.wav", "whole.wav"))
     assert chunked.shape == (44100 * 60,) and np.array_equal(chunked, whole)
+
+
+def test_a_dc_only_file_at_another_rate_is_silent_as_at_the_models(tmp_path):
+    """Hunt 169: the silence test ran after resampling, whose edge ripple made a 48 kHz file of DC alone "sound" at
+    44.1 kHz (its twin at 44.1 kHz was skipped), while `audio_digest` called it skipped: the same such file on
+    both sides of a concept was read as a clip on each. A header-only file warned "Mean of empty slice"."""
+    import warnings
+
+    from realtime.audio_files import audio_digest, is_silent
+
+    for sr in (44100, 48000):
+        sf.write(tmp_path / f"dc_{sr}.wav", np.full(sr, 0.2, np.float32), sr)
+        notes = AudioNotes()
+        assert read_clip(tmp_path / f"dc_{sr}.wav", 44100, notes, 512) is None, sr
+        assert "constant offset (DC)" in notes.skipped[0][1] and audio_digest(tmp_path / f"dc_{sr}.wav")[1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert is_silent(np.zeros((0, 2), np.float32))

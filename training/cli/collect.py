@@ -348,7 +348,7 @@ def _linked(files: list | None, root: str | None) -> list[str]:
     first: dict[Path, Path] = {}
     again = []
     for f in files:
-        real = Path(f).resolve()
+        real = Path(os.path.realpath(f))  # Path.resolve raised RuntimeError on a link loop (the reader notes it)
         if real in first:
             again.append((f, first[real]))
         else:
