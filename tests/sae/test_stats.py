@@ -208,6 +208,13 @@ def test_the_auroc_interval_covers_a_strong_concepts_auroc_and_has_width_at_one(
     assert covered / 200 >= 0.92, covered
     apart = auroc_interval(np.r_[np.arange(12) + 100.0, np.arange(12)], y)
     assert apart.value == 1.0 and apart.hi == 1.0 and 0.75 < apart.lo < 0.9
+    # hunt 169: 14 clips a side cut from 2 sources a side, perfectly apart, read [0.86, 1.00] as if every clip
+    # were independent (the bootstrap of whole sources has no width there): the sources are the units
+    y14 = np.r_[np.ones(14), np.zeros(14)]
+    two = auroc_interval(np.r_[np.arange(14) + 100.0, np.arange(14)], y14, groups=np.arange(28) // 7)
+    assert two.value == 1.0 and two.lo < 0.5, two
+    each = auroc_interval(np.r_[np.arange(14) + 100.0, np.arange(14)], y14, groups=np.arange(28))
+    assert each.lo > 0.8 and each == auroc_interval(np.r_[np.arange(14) + 100.0, np.arange(14)], y14)  # own sources
     from sae.stats import auroc_score_interval
 
     for value, n_pos, n_neg in ((1 - 0.5 / 1e8, 10000, 10000), (1e-10, 12, 12), (1 - 1e-8, 1, 100), (0.5, 1, 1)):
