@@ -274,7 +274,7 @@ class BlockProcessor:
         if editing:
             out = steer_block(rows, f, self.sae, self.W_dec, self._edit_tensors(edit, rows.shape[-2]), gate)
         if alone:  # frames where an `off` concept plays alone are the hook's silence, whatever else is edited
-            out = alone.apply(out, f, self.blocksize / self.sr, edit.alone)
+            out = alone.apply(out, f, self.blocksize / self.sr, edit.alone, gate)
         self.stats.sae_s += t1 - t0
         self.stats.edit_s += time.perf_counter() - t1
         return out

@@ -225,15 +225,20 @@ RowsEdit = Callable[[Tensor, Tensor | None], Tensor]
 
 
 def silenced_rows(
-    edit_rows: RowsEdit | None, sae: Any, silencer: AloneSilence, seconds: float, alone: Mapping
+    edit_rows: RowsEdit | None,
+    sae: Any,
+    silencer: AloneSilence,
+    seconds: float,
+    alone: Mapping,
+    gate: Tensor | None = None,
 ) -> Callable[[Tensor], Tensor]:
-    """`edit_rows` (None: none), then silence where a concept of `alone` plays alone, as the live processor does:
-    the rows are encoded once, for the detectors and the edit alike."""
+    """`edit_rows` (None: none), then silence where a concept of `alone` plays alone, weighted by `gate` as the
+    edit, as the live processor does: the rows are encoded once, for the detectors and the edit alike."""
 
     def rows_of(rows: Tensor) -> Tensor:
         f = sae.encode(rows)
         out = edit_rows(rows, f) if edit_rows is not None else rows
-        return silencer.apply(out, f, seconds, alone)
+        return silencer.apply(out, f, seconds, alone, gate)
 
     return rows_of
 
@@ -342,7 +347,7 @@ def render_array(
         if add is not None:
             fn = lambda r, f, e=fn: (e(r, f) if e is not None else r) + add  # noqa: E731
         if silencer:
-            return silenced_rows(fn, sae, silencer, seconds, cur.alone if cur is not None else {})
+            return silenced_rows(fn, sae, silencer, seconds, cur.alone if cur is not None else {}, gr)
         return (lambda r: fn(r, None)) if fn is not None else None
 
     for i, start in enumerate(range(0, total, block)):

@@ -82,10 +82,11 @@ class AloneSilence:
         for d in self.detectors.values():
             d.reset()
 
-    def apply(self, rows: Tensor, f: Tensor, seconds: float, off: Iterable[str]) -> Tensor:
+    def apply(self, rows: Tensor, f: Tensor, seconds: float, off: Iterable[str], gate: Tensor | None = None) -> Tensor:
         """Rows [.., T, d] at the hook (after the edit) covering `seconds` of audio, and the SAE features [.., T,
         d_sae] of the rows before it → rows with the hook's silence where a concept of `off` plays alone (the same
-        object when none does)."""
+        object when none does), weighted per row by `gate` [.., T, 1] as every edit is (`sae.steering.Gate`: a
+        closed gate silenced the quiet frames all the same, where the render said the edit did nothing)."""
         T = rows.shape[-2]
         f = f.reshape(-1, f.shape[-1])
         if len(f) != T:
@@ -95,7 +96,8 @@ class AloneSilence:
         out = rows
         for name, mask in alone.items():  # bank order, each its own silence, a later one over an earlier (as nn~)
             if name in off and bool(mask.any()):
-                out = torch.where(mask.to(rows.device).unsqueeze(-1), self.silence[name].to(rows), out)
+                silenced = torch.where(mask.to(rows.device).unsqueeze(-1), self.silence[name].to(rows), out)
+                out = silenced if gate is None else out + gate.to(rows) * (silenced - out)
         return out
 
 

@@ -18,6 +18,7 @@ from realtime.render_rave import RaveStream, load_steering, render_array
 from sae.alone import AloneDetector, memory_rows
 from sae.bank import ConceptAlone, ConceptBank
 from sae.errors import UserError
+from sae.steering import Gate
 from training.cli import main
 from training.rave.collect import activations_of
 
@@ -117,8 +118,8 @@ def test_off_silences_what_the_detector_calls_alone_and_nothing_else(found, conc
     assert set(off.alone) == {"guitar"} and steering.edit_for([("guitar", "none")]).alone == {}
     clips = [sf.read(p, dtype="float32")[0] for p in sorted((concept_data / "concepts/guitar/with").iterdir())[:2]]
 
-    def render(audio, edit):
-        return render_array(RaveStream(model), audio, steering.sae, edit, None, delay, 0)
+    def render(audio, edit):  # ungated: the gate's own weighting of the silence is the next test's
+        return render_array(RaveStream(model), audio, steering.sae, edit, None, delay, 0, gate=Gate(enabled=False))
 
     plain_off = [render(x, dataclasses.replace(off, alone={})) for x in clips]
     silenced = [render(x, dataclasses.replace(off, alone={"guitar": always})) for x in clips]
@@ -127,6 +128,38 @@ def test_off_silences_what_the_detector_calls_alone_and_nothing_else(found, conc
     assert not np.array_equal(plain_off[0][:n], plain_off[1][:n])
     for x, y in zip(clips, plain_off, strict=True):
         np.testing.assert_array_equal(render(x, dataclasses.replace(off, alone={"guitar": never})), y)
+
+
+def test_a_closed_gate_keeps_the_silence_off_as_it_keeps_every_edit_off(found, concept_data, tiny_model):
+    """Hunt 170: the silence where an `off` concept plays alone took no gate: a render whose gate was shut on every
+    frame (and whose note said the edit did nothing) came out 35 dB down, in render, live and nn~ alike. Now it is
+    weighted per frame as the edit is: shut, the render is the plain one; half open, halfway."""
+    from realtime.controls import Snapshot
+    from realtime.processor import BlockProcessor
+    from sae.alone import AloneSilence
+
+    model, delay = tiny_model
+    steering = load_steering(found, model)
+    a = steering.state.alone["guitar"]
+    always = {"guitar": dataclasses.replace(a, intercept=50.0, coef=(0.0,) * len(a.coef))}
+    off = dataclasses.replace(steering.edit_for([("guitar", "off")]), alone=always)
+    clip = sf.read(sorted((concept_data / "concepts/guitar/with").iterdir())[0], dtype="float32")[0]
+    shut = Gate(lo_db=-0.1, hi_db=0.0)  # every frame of the clip below its low level: weight 0
+    plain = render_array(RaveStream(model), clip, None, None, None, delay, 0)
+    np.testing.assert_array_equal(render_array(RaveStream(model), clip, steering.sae, off, None, delay, 0, gate=shut),
+                                  plain)  # fmt: skip
+    assert not np.array_equal(render_array(RaveStream(model), clip, steering.sae, off, None, delay, 0), plain)
+    outs = []
+    for edit in (off, steering.edit_for([])):  # the live processor alike
+        proc = BlockProcessor(model, steering.sae, 2048, channels=model.channels, gate=shut, alone=always)
+        outs.append([proc.process(clip[k : k + 2048, None], Snapshot(edit, 1.0, False, k // 2048))
+                     for k in range(0, len(clip) // 2048 * 2048, 2048)])  # fmt: skip
+    np.testing.assert_allclose(np.concatenate(outs[0]), np.concatenate(outs[1]), atol=1e-6)  # steer's rounding
+    silence = AloneSilence({"guitar": always["guitar"]})
+    rows, f = torch.zeros(4, len(a.silence)), torch.rand(4, len(a.coef))
+    half = silence.apply(rows, f, 1.0, ["guitar"], torch.tensor([[0.0], [0.5], [1.0], [0.0]]))
+    target = torch.tensor(a.silence, dtype=torch.float32)
+    torch.testing.assert_close(half, torch.stack([0 * target, 0.5 * target, target, 0 * target]))
 
 
 def test_the_silence_comes_after_a_latent_shift_too(found, concept_data, tiny_model):
@@ -140,8 +173,9 @@ def test_the_silence_comes_after_a_latent_shift_too(found, concept_data, tiny_mo
     clip = sf.read(sorted((concept_data / "concepts/guitar/with").iterdir())[0], dtype="float32")[0]
     d = torch.linspace(-1, 1, model.latent_size)
 
-    def render(edit, shift):
-        return render_array(RaveStream(model), clip, steering.sae, edit, None, delay, 0, shift=shift)
+    def render(edit, shift):  # ungated (quiet frames take the shift and the silence by their gate weight)
+        return render_array(RaveStream(model), clip, steering.sae, edit, None, delay, 0, shift=shift,
+                            gate=Gate(enabled=False))  # fmt: skip
 
     np.testing.assert_array_equal(render(silent, -d), render(silent, 3 * d))
     assert not np.array_equal(render(None, -d), render(None, 3 * d))

@@ -481,11 +481,13 @@ class SteeredRave(nn_tilde.Module):
         self.alone_memory = m
         return out
 
-    def _silence_alone(self, rows: Tensor, alone: Tensor, ctl: Tensor) -> Tensor:
-        """Rows [B, N, d] with the hook's silence where a concept switched off plays alone."""
+    def _silence_alone(self, rows: Tensor, alone: Tensor, ctl: Tensor, gate: Optional[Tensor]) -> Tensor:  # noqa: UP045
+        """Rows [B, N, d] with the hook's silence where a concept switched off plays alone, weighted by `gate` [B,
+        N, 1] as the edit (`sae.alone.AloneSilence.apply`)."""
         for i in range(len(self._concept_attrs)):
             if self._concept_alone[i] and self._mode_names[int(ctl[i, 0])] == "off":
-                rows = torch.where(alone[:, :, i : i + 1], self.alone_silence[i].to(rows.dtype), rows)
+                silenced = torch.where(alone[:, :, i : i + 1], self.alone_silence[i].to(rows.dtype), rows)
+                rows = silenced if gate is None else rows + gate.to(rows.dtype) * (silenced - rows)
         return rows
 
     def _steer_rows(self, rows: Tensor, gate: Optional[Tensor], ctl: Tensor) -> Tuple[Tensor, bool]:  # noqa: UP006, UP045
@@ -524,7 +526,7 @@ class SteeredRave(nn_tilde.Module):
         feats = f if f is not None else self.sae.encode(rows)
         out = steer(rows, feats, self.sae.W_dec, idx, g, a, clamps, gate)
         if alone is not None:  # silence where an off concept plays alone, whatever else is edited, as the engine
-            out = self._silence_alone(out, alone, ctl)
+            out = self._silence_alone(out, alone, ctl, gate)
         return out, True
 
     def _steer_layer(self, h: Tensor, gate: Optional[Tensor], ctl: Tensor) -> Tensor:  # noqa: UP045
