@@ -138,8 +138,11 @@ def main() -> int:
         print(f"install.py: error: pip {' '.join(map(str, exc.cmd[3:]))} failed (exit status {exc.returncode})",
               file=sys.stderr)  # fmt: skip
         return 1
-    except OSError as exc:
-        print(f"install.py: error: cannot run {args.python} ({exc.strerror or exc})", file=sys.stderr)
+    except OSError as exc:  # the interpreter only where it is the file that could not be run (hunt 170: a --cache
+        # that named a file read "cannot run .venv/bin/python (File exists)")
+        what = exc.filename if exc.filename not in (None, args.python) else None
+        said = f"{what}: {exc.strerror or exc}" if what else f"cannot run {args.python} ({exc.strerror or exc})"
+        print(f"install.py: error: {said}", file=sys.stderr)
         return 1
     return 0
 

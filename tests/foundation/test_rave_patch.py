@@ -128,3 +128,15 @@ def test_a_target_interpreter_that_is_not_there_is_one_line():
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert run.stderr.startswith("install.py: error: cannot run /nonexistent/python (") and run.stderr.count("\n") == 1
+
+
+def test_an_install_error_of_its_own_names_its_file_not_the_interpreter(tmp_path):
+    """Hunt 170: an OSError of install.py's own (a --cache that is a file) blamed the interpreter, "cannot run
+    .venv/bin/python (File exists)". A stand-in interpreter that does nothing keeps pip out of it."""
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexit 0\n")
+    python.chmod(0o755)
+    (cache := tmp_path / "cache").write_text("a file")
+    run = subprocess.run([sys.executable, str(ROOT / "patches" / "install.py"), "--cache", str(cache), "--python",
+                          str(python)], capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 1 and run.stderr == f"install.py: error: {cache}: File exists\n", run.stderr
