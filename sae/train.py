@@ -447,18 +447,29 @@ def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: 
                         "expected at least one per process")  # fmt: skip
     train_rows = sum(end - start for _, start, end in units)
     if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
-        raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows; "
+        held = store.rows(hook) - train_rows  # a long source held out whole can take most rows (hunt 169)
+        besides = f" ({held} more held out by --eval-fraction {cfg.eval_fraction:g})" if held else ""
+        raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows{besides}; "
                         "expected at most that many")  # fmt: skip
     store.check_shards(hook)
 
 
 def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str | None:
     """What the held-out split is where it cannot be whole sources (too few of them, or rows naming none): blocks
-    of rows, often far more than asked, with clips on both sides. None where it is whole sources."""
-    if eval_fraction == 0 or store.split_sources(hook, "eval", eval_fraction) is not None:
+    of rows, often far more than asked, with clips on both sides; or where whole sources hold far more rows than
+    the fraction asked (one long recording among clips took 94 % of them: hunt 169). None otherwise."""
+    if eval_fraction == 0:
         return None
     held = sum(b - a for _, a, b in store.split_units(hook, "eval", eval_fraction))
     total, n = store.rows(hook), len(store.sources(hook))
+    if (whole := store.split_sources(hook, "eval", eval_fraction)) is not None:  # a long source can take most rows
+        if held <= max(2 * eval_fraction, eval_fraction + 0.05) * total:
+            return None
+        return (
+            f"{hook}: the {len(whole)} source(s) held out whole hold {held} of {total} rows "
+            f"({100 * held / total:.0f} %, for --eval-fraction {eval_fraction:g} of the sources): training reads "
+            "the rest; a long recording among short clips is the likely cause (cut it, or collect it apart)"
+        )
     why = f"its {n} sources are too few to hold out {eval_fraction:g} of them whole" if n else "its rows name no source"
     return (f"{hook}: {why}, so the held-out rows are blocks ({held} of {total} rows, {100 * held / total:.0f} %) "
             "and clips may have rows on both sides: held-out figures may flatter")  # fmt: skip

@@ -1515,3 +1515,23 @@ def test_rows_of_exact_zeros_do_not_make_every_real_row_damaged(tmp_path):
     sae.init_from_sample(sample, normalize="scale")
     # sqrt(16 / (0.4 · 16)) ≈ 1.58 over the 999 rows left: the damaged one out, the zeros kept (not 4e6, the zeros')
     assert 1.2 < float(sae.scale) < 2.0, float(sae.scale)
+
+
+def test_a_long_source_held_out_whole_is_said_and_named_in_a_batch_size_refusal(tmp_path):
+    """Hunt 169: 20 short clips and a long session recording: the 5 % of sources held out was the session, 94 % of
+    the rows, with no word but the footer, and `--batch-size` was refused blaming the batch size."""
+    from sae.train import split_note
+
+    names = [f"clip{i}.wav" for i in range(21)]
+    long = min(names, key=lambda n: hashlib.sha1(n.encode()).hexdigest())  # the source held out at 0.05
+    with ActivationWriter(tmp_path / "acts", "latent", 8, model={"name": "tiny", "sha256": "ab"}, frame_rate=21.5,
+                          sample_rate=44100) as w:  # fmt: skip
+        for i, name in enumerate(names):
+            w.add(torch.randn(2000 if name == long else 40, 8) + i, name, 0)
+    store = ActivationStore(tmp_path / "acts")
+    assert store.split_sources("latent", "eval", 0.05) == {long}
+    note = split_note(store, "latent", 0.05)
+    assert note is not None and "the 1 source(s) held out whole hold 2000 of 2800 rows (71 %" in note, note
+    with pytest.raises(UserError, match=r"has 800 training rows \(2000 more held out by --eval-fraction 0\.05\)"):
+        train_hook(store, "latent", tmp_path / "sae", TrainConfig(k=2, expansion=2, steps=3, batch_size=1024))
+    assert split_note(store, "latent", 0.5) is None  # half the sources asked: 71 % of the rows is not "far more"
