@@ -252,6 +252,12 @@ def test_audio_linked_under_several_names_is_said(tmp_path, tiny_rave_ts, capsys
     (audio / "loop_b.wav").symlink_to("loop_a.wav")
     assert main([*argv, "--out", str(tmp_path / "s2")]) == 0
     assert "symbolic links" in capsys.readouterr().err
+    # hunt 169: a byte-for-byte copy (`a copy.wav`) was stored again without a word, and held out beside itself
+    import shutil
+
+    shutil.copy(audio / "clips" / "a.wav", audio / "a copy.wav")
+    assert main([*argv, "--out", str(tmp_path / "s3")]) == 0
+    assert "note: 2 of the 5 audio files are links to or copies of audio listed already" in capsys.readouterr().err
 
 
 def test_files_given_one_at_a_time_go_in_one_store_under_their_names(tmp_path, tiny_rave_ts):

@@ -340,24 +340,40 @@ def _longest(files: list) -> float:
 
 def _linked(files: list | None, root: str | None) -> list[str]:
     """A note when some listed audio files are links to audio listed already under another name (a `data make`
-    folder's concepts/<c>/with|without links to clips/): their rows are stored once per name."""
+    folder's concepts/<c>/with|without links to clips/), or byte-for-byte copies of it (`x copy.wav`: hunt 169):
+    their rows are stored once per name, and `sae train` may hold out one as it trains on the other."""
     if not files:
         return []
     from pathlib import Path
 
-    first: dict[Path, Path] = {}
-    again = []
+    from sae.bank import file_sha256
+
+    first: dict[object, Path] = {}
+    again, copies = [], 0
+    sizes: dict[int, int] = {}
+    for f in files:
+        with contextlib.suppress(OSError):
+            size = os.stat(f).st_size
+            sizes[size] = sizes.get(size, 0) + 1
     for f in files:
         real = Path(os.path.realpath(f))  # Path.resolve raised RuntimeError on a link loop (the reader notes it)
-        if real in first:
-            again.append((f, first[real]))
+        key: object = real
+        if real not in first:
+            with contextlib.suppress(OSError):  # the bytes only where another file has the same size
+                if sizes.get(os.stat(f).st_size, 0) > 1:
+                    key = file_sha256(f)
+                    copies += key in first
+        if key in first:
+            again.append((f, first[key]))
         else:
-            first[real] = f
+            first[key] = f
+            first.setdefault(real, f)
     if not again:
         return []
     f, orig = (p.relative_to(root).as_posix() for p in again[0])
+    what = "links to or copies of" if copies else "links to"
     return [
-        f"{len(again)} of the {len(files)} audio files are links to audio listed already (e.g. {f} and {orig} are "
+        f"{len(again)} of the {len(files)} audio files are {what} audio listed already (e.g. {f} and {orig} are "
         "one file): "
         "their rows are stored again under each name; point --audio at a folder that holds each clip once "
         "(a data make folder's clips/)"
