@@ -53,6 +53,7 @@ class AudioNotes:
     mixed: dict[int, int] = field(default_factory=dict)  # channels of a file mixed to mono -> number of files
     loud: list[tuple[str, float]] = field(default_factory=list)
     target_rate: int = 0
+    as_mono: int = 0  # files read as mono for a model of more channels (it hears them alike on each)
 
     def lines(self) -> list[str]:
         out = [
@@ -454,6 +455,7 @@ def read_clip(
         notes.resampled[file_sr] = notes.resampled.get(file_sr, 0) + 1
     if audio.ndim == 1 and data.shape[1] > 1:
         notes.mixed[data.shape[1]] = notes.mixed.get(data.shape[1], 0) + 1
+    notes.as_mono += audio.ndim == 1 and channels > 1
     if (peak := float(np.abs(data).max(initial=0.0))) > 1.0:
         notes.loud.append((str(path), 20 * math.log10(peak)))
     return np.ascontiguousarray(audio, dtype=np.float32)

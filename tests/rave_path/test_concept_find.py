@@ -512,6 +512,33 @@ def test_sides_at_different_sample_rates_are_said():
     assert rate_apart({"with": mixed, "without": plain}, {"with": 14, "without": 14}, 44100) == []
 
 
+def test_sides_in_different_channel_layouts_are_said_for_a_stereo_model(tmp_path):
+    """Hunt 169: stereo `--with` against mono `--without` clips of one distribution read 0.81 on raw activations
+    for the stereo model (0.35 with both mono), and nothing said the sides differed in their channels."""
+    import numpy as np
+    import soundfile as sf
+
+    from realtime.audio_files import AudioNotes, read_clip
+    from training.rave.concepts import layout_apart
+
+    noise = np.random.default_rng(0).standard_normal((4410, 2)).astype(np.float32) * 0.1
+    sf.write(tmp_path / "st.wav", noise, 44100)
+    sf.write(tmp_path / "mono.wav", noise[:, 0], 44100)
+    stereo, mono = AudioNotes(), AudioNotes()
+    for _ in range(14):
+        assert read_clip(tmp_path / "st.wav", 44100, stereo, channels=2).shape == (4410, 2)
+        assert read_clip(tmp_path / "mono.wav", 44100, mono, channels=2).shape == (4410,)
+    assert (stereo.as_mono, mono.as_mono) == (0, 14)
+    said = layout_apart({"with": stereo, "without": mono}, {"with": 14, "without": 14}, 2)
+    assert said == [
+        "the sides came in different channel layouts (--with 0 of 14 clips mono, --without 14 of 14 clips mono; "
+        "the model has 2): the probe may tell them apart by a mono clip's channels being alike alone; bring both "
+        "sides to one layout"
+    ]
+    assert layout_apart({"with": mono, "without": mono}, {"with": 14, "without": 14}, 2) == []
+    assert layout_apart({"with": stereo, "without": mono}, {"with": 14, "without": 14}, 1) == []  # a mono model
+
+
 def test_a_long_recording_is_encoded_in_chunks_as_collect_reads_it(tmp_path, tiny_rave_ts, monkeypatch):
     """concept find encoded each clip in one model call: a 20-minute recording took 0.9 GB more and four times as
     long as `collect rave` does in 10 s chunks (hunt 146). The rows are the chunked ones, equal to one call's."""
