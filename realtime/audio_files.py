@@ -151,6 +151,51 @@ def audio_digest(path: str | os.PathLike) -> tuple[str, bool]:
     return h.hexdigest(), is_silent(x)
 
 
+PRINT_SR = 8000
+"""The rate of a clip's `sound_print`: its mono mix there (the same recording saved at two rates, sample formats
+or channel orders is one print within rounding)."""
+NEAR_COPY = 0.995
+"""The least correlation of two prints (`near_copies`) that are one recording saved two ways (a 24-bit master and
+its 16-bit export: about 1 − 1e-9; two takes of one part: well under 0.9)."""
+
+
+def sound_print(path: Path) -> np.ndarray | None:
+    """A clip's mono mix at `PRINT_SR`, zero mean (None: unreadable or silent, as `read_clip` skips it)."""
+    loaded = _load(path)
+    if isinstance(loaded, str) or is_silent(loaded[0]):
+        return None
+    x = resample(loaded[0].mean(axis=1), loaded[1], PRINT_SR)
+    return x - x.mean() if len(x) else None
+
+
+def near_copies(a: list[Path], b: list[Path] | None = None) -> list[tuple[Path, Path]]:
+    """Pairs (of `a`, of `b`; without `b`, of `a` twice) that are one recording saved two ways: prints
+    (`sound_print`) of lengths within 1 % and a correlation of at least `NEAR_COPY` (at any level). `audio_digest`
+    matches the samples exactly, so a 24-bit master and its 16-bit export, a 48 kHz file and its 44.1 kHz export,
+    swapped channels or a louder copy passed as two clips (hunt 169)."""
+    prints = {p: x for p in _regular(a if b is None else [*a, *b]) if (x := sound_print(Path(p))) is not None}
+    bucket: dict[int, list[Path]] = {}
+    for p in b if b is not None else a:
+        if p in prints:
+            bucket.setdefault(len(prints[p]) // 400, []).append(p)  # 50 ms buckets: neighbours are compared too
+    pairs = []
+    order = {p: i for i, p in enumerate(a)}
+    for i, p in enumerate(a):
+        x = prints.get(p)
+        if x is None:
+            continue
+        k = len(x) // 400
+        for q in (q for j in (k - 1, k, k + 1) for q in bucket.get(j, ())):
+            y = prints[q]
+            if (b is None and order[q] <= i) or abs(len(x) - len(y)) > 0.01 * max(len(x), len(y)):
+                continue
+            m = min(len(x), len(y))
+            den = float(np.linalg.norm(x[:m]) * np.linalg.norm(y[:m]))
+            if den > 0 and float(x[:m] @ y[:m]) / den >= NEAR_COPY:
+                pairs.append((p, q))
+    return pairs
+
+
 def audio_digests() -> Callable[[Path], tuple[str, bool]]:
     """`audio_digest`, remembered per path: one for the listings and checks of one command."""
     return functools.cache(audio_digest)
@@ -172,6 +217,11 @@ def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], tuple[
         a, b = copies[0]
         raise UserError(f"{where}: {len(copies)} clip(s) are copies of (or links to) others there (e.g. {b.name} "
                         f"of {a.name}); keep one of each")  # fmt: skip
+    if near := near_copies(files):
+        a, b = near[0]
+        raise UserError(f"{where}: {len(near)} clip(s) are one recording saved another way as others there "
+                        f"(another level, sample format, rate or channel order; e.g. {b.name} of {a.name}); keep "
+                        "one of each")  # fmt: skip
 
 
 def refuse_shared(
@@ -192,6 +242,11 @@ def refuse_shared(
     both = sorted(p for p in shared.values() if not digest(p)[1])
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")
+    if near := near_copies(a, b):
+        raise UserError(
+            f"{len(near)} clip(s) of {b_flag} are one recording saved another way as clips of {a_flag} "
+            f"(another level, sample format, rate or channel order; e.g. {near[0][1]} of {near[0][0]})"
+        )
 
 
 def _regular(paths: list[Path]) -> list[Path]:

@@ -260,8 +260,20 @@ def test_a_clip_on_both_sides_is_refused_for_rave_and_musicgen(tmp_path):
         with pytest.raises(UserError, match=r"1 clip\(s\) are copies of \(or links to\) others there .*pos2"):
             list_sides(clips / "pos", clips / "neg")
         (clips / "pos" / name).unlink()
-    sf.write(clips / "neg" / "louder.wav", x * 2, sr)  # other samples: another clip
-    assert len(list_sides(clips / "pos", clips / "neg")[1]) == 7
+    sf.write(clips / "neg" / "louder.wav", x * 2, sr)  # hunt 169: another level is one recording all the same
+    with pytest.raises(UserError, match=r"^1 clip\(s\) of --without are one recording saved another way as clips of "
+                       r"--with \(another level, .*louder\.wav of .*pos2\.wav\)$"):  # fmt: skip
+        list_sides(clips / "pos", clips / "neg")
+    (clips / "neg" / "louder.wav").unlink()
+    x24 = resample(x, sr, 48000)  # and at another rate, in 24 bits, its channels swapped
+    sf.write(clips / "pos" / "swapped.wav", np.stack([np.zeros_like(x24), x24], 1), 48000, subtype="PCM_24")
+    with pytest.raises(UserError, match=r"--with .*pos: 1 clip\(s\) are one recording saved another way as others"):
+        list_sides(clips / "pos", clips / "neg")
+    (clips / "pos" / "swapped.wav").rename(clips / "neg" / "swapped.wav")
+    with pytest.raises(UserError, match=r"^1 clip\(s\) of --without are one recording .*swapped\.wav of .*pos2"):
+        list_sides(clips / "pos", clips / "neg")
+    (clips / "neg" / "swapped.wav").unlink()
+    assert len(list_sides(clips / "pos", clips / "neg")[1]) == 6
     sf.write(clips / "neg" / "stereo.wav", np.stack([x, x], 1), sr)  # dual mono: what a mono model reads of pos2
     with pytest.raises(UserError, match=r"^1 clip\(s\) are in both --with and --without .*stereo\.wav\)$"):
         list_sides(clips / "pos", clips / "neg")
@@ -503,7 +515,7 @@ def test_a_clip_that_cannot_be_read_is_left_to_be_skipped_not_the_end_of_the_lis
     for k, side in enumerate(("with", "without")):
         (tmp_path / side).mkdir()
         for i in range(3):
-            tone = 0.1 * np.sin(np.arange(4410 + i, dtype=np.float32) / (3 + k))
+            tone = 0.1 * np.sin(np.arange(4410 + i, dtype=np.float32) / (3 + 3 * k + i))  # six tones
             sf.write(tmp_path / side / f"{side}{i}.wav", tone, 44100)
     (tmp_path / "with" / "locked.wav").write_bytes(b"RIFF junk")  # as read without permission: no audio
 
