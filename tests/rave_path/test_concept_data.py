@@ -660,18 +660,19 @@ def _render_workers(parent: int) -> list[int]:
     return kids
 
 
-@pytest.mark.parametrize("stop", ["a worker killed", "Ctrl-C"])
+@pytest.mark.parametrize("stop", ["a worker killed", "Ctrl-C", "Ctrl-C twice"])
 def test_a_render_process_that_dies_or_ctrl_c_ends_jobs_2_in_one_line(tmp_path, stop):
     """Hunt 165: a render worker killed (the OOM killer, a FluidSynth crash) left `data make --jobs 2` waiting for
     good (multiprocessing.Pool lost its task); Ctrl-C in a terminal (to the whole process group) had each worker
-    print its own KeyboardInterrupt lines beside the command's one."""
+    print its own KeyboardInterrupt lines beside the command's one. Hunt 168: Ctrl-C twice then hung for good (the
+    workers, which ignore SIGINT, were waited for), or left them running."""
     import os
     import signal
     import subprocess
     import time
 
     cmd = [sys.executable, "-m", "training.cli", "data", "make", "--out", str(tmp_path / "d"), "--n", "2000",
-           "--jobs", "2", "--duration", "1", "--sr", "16000", "--concepts", "none",
+           "--jobs", "2", "--duration", "30" if stop == "Ctrl-C twice" else "1", "--sr", "16000", "--concepts", "none",
            "--soundfonts", "timgm6mb,csound"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             cwd=Path(__file__).resolve().parents[2])  # fmt: skip
@@ -680,17 +681,22 @@ def test_a_render_process_that_dies_or_ctrl_c_ends_jobs_2_in_one_line(tmp_path, 
         while len(workers := _render_workers(proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(2.0)  # rendering
-        if stop == "Ctrl-C":
+        if stop.startswith("Ctrl-C"):
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does
+            if stop == "Ctrl-C twice":
+                time.sleep(0.3)
+                os.killpg(proc.pid, signal.SIGINT)
         else:
             os.kill(workers[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    time.sleep(1.0)
+    assert not [w for w in workers if Path(f"/proc/{w}").exists()], "render processes left running"
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
-    if stop == "Ctrl-C":
+    if stop.startswith("Ctrl-C"):
         assert proc.returncode == 130 and lines[0].startswith("musicsae: interrupted"), err
     else:
         assert proc.returncode == 2 and "a render process died after" in lines[0], err

@@ -32,6 +32,7 @@ Each with / without folder of a split holds the same number of clips from every 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import hashlib
@@ -637,6 +638,13 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
 # ---------------------------------------------------------------- dataset
 
 
+def _end_workers(pool) -> None:
+    """Terminate a `ProcessPoolExecutor`'s processes (its table is private; Python 3.14 has `terminate_workers`)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            proc.terminate()
+
+
 def _ignore_interrupt() -> None:
     """A render process's start: Ctrl-C in a terminal reaches every process of its group, and each printed its
     own KeyboardInterrupt lines beside the command's one line; the command stops them."""
@@ -832,6 +840,9 @@ def _make_dataset(
         except BrokenProcessPool:
             raise UserError(f"a render process died after {len(rows)} of {cfg.n} clips (out of memory? a FluidSynth "
                             "crash?); run it again, with fewer --jobs or shorter clips") from None  # fmt: skip
+        except BaseException:  # a stop: the render processes (which ignore SIGINT) end now, not after their clip;
+            _end_workers(pool)  # a second Ctrl-C in the wait for them left them, and the command, waiting for good
+            raise
         finally:
             pool.shutdown(cancel_futures=True)
     else:
