@@ -82,10 +82,12 @@ def _name(text: str) -> bytes:
     return text.encode()[:20].ljust(20, b"\0")
 
 
-def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127), keys: tuple[int, int] = (0, 127)) -> Path:
+def write_sf2(
+    path: Path, drum_keys: tuple[int, int] = (0, 127), keys: tuple[int, int] = (0, 127), release_s: float = 0.0
+) -> Path:
     """A General-MIDI-shaped SoundFont 2 file written from scratch at `path`: every preset `data make` selects, each
     playing one looped sine over `keys`; the drum kit (bank 128) over `drum_keys` only (keys 0–10: presets, but no
-    sound at the notes the data plays)."""
+    sound at the notes the data plays); `release_s` > 0: a release that long, as real presets ring on."""
     n = SF2_SR // 10
     smpl = (np.sin(2 * np.pi * 440 * np.arange(n) / SF2_SR) * 12000).astype("<i2").tobytes() + b"\0" * 92
     shdr = _name("sine") + struct.pack("<IIIIIbbHH", 0, n, 100, n - 100, SF2_SR, 69, 0, 0, 1)
@@ -93,9 +95,12 @@ def write_sf2(path: Path, drum_keys: tuple[int, int] = (0, 127), keys: tuple[int
     # instrument 0: `keys`; 1: the drum keys. Generators: key range (43), sample modes (54: loop), sample id (53)
     inst = _name("full") + struct.pack("<H", 0) + _name("kit") + struct.pack("<H", 1) + _name("EOI")
     inst += struct.pack("<H", 2)
-    ibag = struct.pack("<HHHHHH", 0, 0, 3, 0, 6, 0)
+    # release (38, timecents; 0 = 1 s), before the sample id, which comes last
+    release = struct.pack("<Hh", 38, round(1200 * np.log2(release_s))) if release_s > 0 else b""
+    per = 3 + bool(release)
+    ibag = struct.pack("<HHHHHH", 0, 0, per, 0, 2 * per, 0)
     igen = b"".join(
-        struct.pack("<HBB", 43, lo, hi) + struct.pack("<HH", 54, 1) + struct.pack("<HH", 53, 0)
+        struct.pack("<HBB", 43, lo, hi) + struct.pack("<HH", 54, 1) + release + struct.pack("<HH", 53, 0)
         for lo, hi in (keys, drum_keys)
     ) + struct.pack("<HH", 0, 0)
     presets = [(p, 0, 0) for p in PROGRAMS] + [(0, 128, 1)]
@@ -136,5 +141,7 @@ def scaled_sf2(src: Path, factor: float, out: Path) -> Path:
 
 @pytest.fixture
 def sine_font(tmp_path: Path):
-    """`write_sf2` into tmp_path: `sine_font(name, drum_keys=(lo, hi), keys=(lo, hi))`."""
-    return lambda name="sine.sf2", drum_keys=(0, 127), keys=(0, 127): write_sf2(tmp_path / name, drum_keys, keys)
+    """`write_sf2` into tmp_path: `sine_font(name, drum_keys=(lo, hi), keys=(lo, hi), release_s=0.0)`."""
+    return lambda name="sine.sf2", drum_keys=(0, 127), keys=(0, 127), release_s=0.0: write_sf2(
+        tmp_path / name, drum_keys, keys, release_s
+    )
