@@ -75,10 +75,11 @@ def known_names(known: Sequence[str], what: str) -> Callable[[str], tuple[str, .
 def oracle_audio(data: Path, rows: list[dict], concepts: list[str]) -> dict[str, dict[int, np.ndarray]]:
     """concept -> manifest index -> the clip re-rendered with the concept switched, at `JUDGE_SR` (cached in
     DATA/oracle_<c>_<sr>_v2_<manifest>.npz, a file of this benchmark's own; v2: a solo switched off is silence,
-    kept; <manifest>: the start of the manifest's sha256, so that data made again in the folder is not read as
-    the old data's edits, as it was by row number)."""
+    kept; <manifest>: the start of the sha256 of the manifest and data.json, so that data made again in the folder
+    is not read as the old data's edits, as it was by row number)."""
     cfg, fonts, held = data_config(data)
-    manifest = hashlib.sha256((data / "manifest.csv").read_bytes()).hexdigest()[:12]
+    # data.json too: data made again with --voicing in_key (or a font swapped under its name) keeps the manifest
+    manifest = hashlib.sha256((data / "manifest.csv").read_bytes() + (data / "data.json").read_bytes()).hexdigest()[:12]
     out = {}
     for c in concepts:
         cache = data / f"oracle_{c}_{JUDGE_SR}_v2_{manifest}.npz"

@@ -351,6 +351,9 @@ def test_controls_sent_while_a_restart_waits_for_the_device_go_to_the_next_resta
     thread.join(timeout=10.0)
     assert sent.is_set() and "live: cannot start again (not in a test)" in proc.stderr, proc.stderr
     assert len(saved) == 1 and saved[0].controls["mix"] == 0.25 and saved[0].controls["bypass"] is True, saved
+    # hunt 168: a restart that cannot exec ends live as the other device losses do: exit 1, /error device
+    line = "live: cannot start again (not in a test); run musicsae live again"
+    assert proc.returncode == 1 and ("/error", ["device", line]) in osc_inbox.read(1.0), proc
 
 
 @pytest.mark.parametrize("case", ["not back", "lost too often"])

@@ -874,10 +874,8 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     sys.stderr.flush()
     try:
         os.execv(sys.executable, sys.orig_argv)
-    except OSError as exc:
-        from sae.errors import UserError
-
+    except OSError as exc:  # a device loss that ends live, as the others: exit 1 and /error device (hunt 168)
         path.unlink(missing_ok=True)
         os.environ.pop(OSC_FD_ENV, None)
         leave_stream(1)
-        raise UserError(f"live: cannot start again ({exc.strerror or exc}); run musicsae live again") from None
+        raise _gone(osc, f"live: cannot start again ({exc.strerror or exc}); run musicsae live again") from None
