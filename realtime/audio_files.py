@@ -117,14 +117,16 @@ def list_sides(
     with_dir: str | os.PathLike,
     without_dir: str | os.PathLike,
     digest: Callable[[Path], tuple[str, bool]] | None = None,
+    prints: Callable[[Path], SoundPrint | None] | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """The audio files of a concept's `--with` and `--without` folders (`list_audio`); UserError when a clip is on
     both sides (one folder inside the other, the same folder twice, a link)."""
     with_files, without_files = list_audio(with_dir, "--with folder"), list_audio(without_dir, "--without folder")
-    digest = digest or audio_digests()  # each clip decoded once for every check (`digest`: the caller's, shared)
-    refuse_shared(with_files, without_files, "--with", "--without", digest)
+    digest = digest or audio_digests()  # each clip decoded once for the digests and once for the prints of every
+    prints = prints or sound_prints()  # check (`digest`, `prints`: the caller's, shared)
+    refuse_shared(with_files, without_files, "--with", "--without", digest, prints)
     for files, flag, folder in ((with_files, "--with", with_dir), (without_files, "--without", without_dir)):
-        refuse_copies(files, f"{flag} {folder}", digest)
+        refuse_copies(files, f"{flag} {folder}", digest, prints)
     return with_files, without_files
 
 
@@ -151,47 +153,109 @@ def audio_digest(path: str | os.PathLike) -> tuple[str, bool]:
     return h.hexdigest(), is_silent(x)
 
 
-PRINT_SR = 8000
-"""The rate of a clip's `sound_print`: its mono mix there (the same recording saved at two rates, sample formats
-or channel orders is one print within rounding)."""
-NEAR_COPY = 0.995
-"""The least correlation of two prints (`near_copies`) that are one recording saved two ways (a 24-bit master and
-its 16-bit export: about 1 − 1e-9; two takes of one part: well under 0.9)."""
+PRINT_SR = 16000
+"""The rate of a clip's `sound_print` (an 8 kHz band: hi-hats over a loop tell two clips apart)."""
+NEAR_COPY = 0.9999
+"""The least correlation of two prints (`near_copies`) that are one recording saved two ways: a 24-bit master and
+its 16-bit export read about 1 − 1e-9; a loop with and without quiet hi-hats 0.998 at an 8 kHz print, which was
+refused by a bound of 0.995 (hunt 171)."""
+LEVEL_DB = 0.5
+"""The most two near copies' levels differ: a louder copy is another clip (a dynamics concept is one)."""
 
 
-def sound_print(path: Path) -> np.ndarray | None:
-    """A clip's mono mix at `PRINT_SR`, zero mean (None: unreadable or silent, as `read_clip` skips it)."""
+@dataclass(frozen=True)
+class SoundPrint:
+    """A clip at `PRINT_SR`, zero mean: its mid (channel mean) and, for two or more channels, its side (the first
+    two channels' half difference; None for mono), and the mid's RMS."""
+
+    mid: np.ndarray
+    side: np.ndarray | None
+    rms: float
+
+
+def sound_print(path: Path) -> SoundPrint | None:
+    """A clip's `SoundPrint` (None: unreadable or silent, as `read_clip` skips it)."""
     loaded = _load(path)
     if isinstance(loaded, str) or is_silent(loaded[0]):
         return None
-    x = resample(loaded[0].mean(axis=1), loaded[1], PRINT_SR)
-    return x - x.mean() if len(x) else None
+    x, sr = loaded
+    mid = resample(x.mean(axis=1), sr, PRINT_SR)
+    if not len(mid):
+        return None
+    side = resample((x[:, 0] - x[:, 1]) / 2, sr, PRINT_SR) if x.shape[1] > 1 else None
+    mid = mid - mid.mean()
+    return SoundPrint(mid, side, float(np.sqrt(np.mean(mid.astype(np.float64) ** 2))))
 
 
-def near_copies(a: list[Path], b: list[Path] | None = None) -> list[tuple[Path, Path]]:
-    """Pairs (of `a`, of `b`; without `b`, of `a` twice) that are one recording saved two ways: prints
-    (`sound_print`) of lengths within 1 % and a correlation of at least `NEAR_COPY` (at any level). `audio_digest`
-    matches the samples exactly, so a 24-bit master and its 16-bit export, a 48 kHz file and its 44.1 kHz export,
-    swapped channels or a louder copy passed as two clips (hunt 169)."""
-    prints = {p: x for p in _regular(a if b is None else [*a, *b]) if (x := sound_print(Path(p))) is not None}
-    bucket: dict[int, list[Path]] = {}
-    for p in b if b is not None else a:
-        if p in prints:
-            bucket.setdefault(len(prints[p]) // 400, []).append(p)  # 50 ms buckets: neighbours are compared too
-    pairs = []
+def sound_prints() -> Callable[[Path], SoundPrint | None]:
+    """`sound_print`, remembered per path: one for the checks of one command."""
+    return functools.cache(sound_print)
+
+
+def _same_recording(x: SoundPrint, y: SoundPrint) -> bool:
+    """Whether two prints of lengths within 1 % are one recording saved two ways: the same level (within
+    `LEVEL_DB`), mids correlated at least `NEAR_COPY`, and sides alike (both next to nothing, or correlated as
+    much either way round: swapped channels are one recording; a stereo-width concept is not)."""
+    if x.rms <= 0 or y.rms <= 0 or abs(20 * math.log10(x.rms / y.rms)) > LEVEL_DB:
+        return False
+    m = min(len(x.mid), len(y.mid))
+
+    def corr(a: np.ndarray, b: np.ndarray) -> float:
+        den = float(np.linalg.norm(a[:m]) * np.linalg.norm(b[:m]))
+        return float(a[:m] @ b[:m]) / den if den > 0 else 0.0
+
+    if corr(x.mid, y.mid) < NEAR_COPY:
+        return False
+    quiet = [
+        s is None or float(np.mean(s[:m].astype(np.float64) ** 2)) < 1e-4 * p.rms**2
+        for s, p in ((x.side, x), (y.side, y))
+    ]
+    if all(quiet):
+        return True
+    return not any(quiet) and abs(corr(x.side, y.side)) >= NEAR_COPY
+
+
+def _rows(got: dict[Path, SoundPrint], paths: list[Path], m: int) -> np.ndarray:
+    """Unit rows of the mids of `paths`, cut at `m` samples and taken every 4th (a loose first pass)."""
+    z = np.stack([got[p].mid[:m:4] for p in paths]).astype(np.float64)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-30)
+
+
+def near_copies(
+    a: list[Path], b: list[Path] | None = None, prints: Callable[[Path], SoundPrint | None] | None = None
+) -> list[tuple[Path, Path]]:
+    """Pairs (of `a`, of `b`; without `b`, of `a` twice) that are one recording saved two ways (`_same_recording`,
+    of lengths within 1 %). `audio_digest` matches the samples exactly, so a 24-bit master and its 16-bit export, a
+    48 kHz file and its 44.1 kHz export or swapped channels passed as two clips (hunt 169). `prints`: the command's
+    remembered `sound_prints`. Candidates come from a matrix of subsampled mids per length bucket (500 clips a
+    side paired one by one took 24 s: hunt 171)."""
+    prints = prints or sound_prints()
+    got = {p: x for p in _regular(a if b is None else [*a, *b]) if (x := prints(Path(p))) is not None}
+    step = math.log(1.01)
+
+    def buckets(paths: list[Path]) -> dict[int, list[Path]]:
+        out: dict[int, list[Path]] = {}
+        for p in paths:
+            if p in got:
+                out.setdefault(int(math.log(len(got[p].mid)) / step), []).append(p)
+        return out
+
+    left, right = buckets(a), buckets(b if b is not None else a)
     order = {p: i for i, p in enumerate(a)}
-    for i, p in enumerate(a):
-        x = prints.get(p)
-        if x is None:
+    pairs = []
+    for k, ps in left.items():
+        qs = [q for j in (k - 1, k, k + 1) for q in right.get(j, ())]
+        if not qs:
             continue
-        k = len(x) // 400
-        for q in (q for j in (k - 1, k, k + 1) for q in bucket.get(j, ())):
-            y = prints[q]
-            if (b is None and order[q] <= i) or abs(len(x) - len(y)) > 0.01 * max(len(x), len(y)):
+        m = min(len(got[p].mid) for p in [*ps, *qs])
+
+        close = _rows(got, ps, m) @ _rows(got, qs, m).T >= 0.99  # a loose first pass: the whole prints decide
+        for i, j in zip(*np.nonzero(close), strict=True):
+            p, q = ps[i], qs[j]
+            if b is None and order[q] <= order[p]:
                 continue
-            m = min(len(x), len(y))
-            den = float(np.linalg.norm(x[:m]) * np.linalg.norm(y[:m]))
-            if den > 0 and float(x[:m] @ y[:m]) / den >= NEAR_COPY:
+            x, y = got[p], got[q]
+            if abs(len(x.mid) - len(y.mid)) <= 0.01 * max(len(x.mid), len(y.mid)) and _same_recording(x, y):
                 pairs.append((p, q))
     return pairs
 
@@ -201,7 +265,12 @@ def audio_digests() -> Callable[[Path], tuple[str, bool]]:
     return functools.cache(audio_digest)
 
 
-def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], tuple[str, bool]] | None = None) -> None:
+def refuse_copies(
+    files: list[Path],
+    where: str,
+    digest: Callable[[Path], tuple[str, bool]] | None = None,
+    prints: Callable[[Path], SoundPrint | None] | None = None,
+) -> None:
     """UserError when clips of one side are copies of each other (the same samples, `audio_digest`): twelve copies
     of one clip passed the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side.
     Copies that will be skipped anyway (silent, unreadable: two takes of nothing) are left to that."""
@@ -217,15 +286,20 @@ def refuse_copies(files: list[Path], where: str, digest: Callable[[Path], tuple[
         a, b = copies[0]
         raise UserError(f"{where}: {len(copies)} clip(s) are copies of (or links to) others there (e.g. {b.name} "
                         f"of {a.name}); keep one of each")  # fmt: skip
-    if near := near_copies(files):
+    if near := near_copies(files, None, prints):
         a, b = near[0]
         raise UserError(f"{where}: {len(near)} clip(s) are one recording saved another way as others there "
-                        f"(another level, sample format, rate or channel order; e.g. {b.name} of {a.name}); keep "
+                        f"(another sample format, rate or channel order; e.g. {b.name} of {a.name}); keep "
                         "one of each")  # fmt: skip
 
 
 def refuse_shared(
-    a: list[Path], b: list[Path], a_flag: str, b_flag: str, digest: Callable[[Path], tuple[str, bool]] | None = None
+    a: list[Path],
+    b: list[Path],
+    a_flag: str,
+    b_flag: str,
+    digest: Callable[[Path], tuple[str, bool]] | None = None,
+    prints: Callable[[Path], SoundPrint | None] | None = None,
 ) -> None:
     """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same samples,
     `audio_digest`: `data make --copy` folders hold copies, which passed and trained a probe on one clip as both
@@ -242,10 +316,10 @@ def refuse_shared(
     both = sorted(p for p in shared.values() if not digest(p)[1])
     if both:
         raise UserError(f"{len(both)} clip(s) are in both {a_flag} and {b_flag} (e.g. {both[0]})")
-    if near := near_copies(a, b):
+    if near := near_copies(a, b, prints):
         raise UserError(
             f"{len(near)} clip(s) of {b_flag} are one recording saved another way as clips of {a_flag} "
-            f"(another level, sample format, rate or channel order; e.g. {near[0][1]} of {near[0][0]})"
+            f"(another sample format, rate or channel order; e.g. {near[0][1]} of {near[0][0]})"
         )
 
 

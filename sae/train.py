@@ -463,7 +463,8 @@ def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str |
     held = sum(b - a for _, a, b in store.split_units(hook, "eval", eval_fraction))
     total, n = store.rows(hook), len(store.sources(hook))
     if (whole := store.split_sources(hook, "eval", eval_fraction)) is not None:  # a long source can take most rows
-        if held <= max(2 * eval_fraction, eval_fraction + 0.05) * total:
+        share = len(whole) / max(n, 1)  # of the sources: `held_sources` rounds (1 of 10 at 0.05), so not the fraction
+        if held <= max(3 * share, share + 0.2) * total:  # a held-out song a little longer than most said so (hunt 171)
             return None
         return (
             f"{hook}: the {len(whole)} source(s) held out whole hold {held} of {total} rows "

@@ -1535,3 +1535,10 @@ def test_a_long_source_held_out_whole_is_said_and_named_in_a_batch_size_refusal(
     with pytest.raises(UserError, match=r"has 800 training rows \(2000 more held out by --eval-fraction 0\.05\)"):
         train_hook(store, "latent", tmp_path / "sae", TrainConfig(k=2, expansion=2, steps=3, batch_size=1024))
     assert split_note(store, "latent", 0.5) is None  # half the sources asked: 71 % of the rows is not "far more"
+    # hunt 171: 1 source of 10 held (rounding) with a little more than its share of rows is no long recording
+    with ActivationWriter(tmp_path / "songs", "latent", 8, model={"name": "tiny", "sha256": "ab"}, frame_rate=21.5,
+                          sample_rate=44100) as w:  # fmt: skip
+        for i in range(10):
+            w.add(torch.randn(600 if i % 2 else 400, 8), f"song{i}.wav", 0)
+    songs = ActivationStore(tmp_path / "songs")
+    assert len(songs.split_sources("latent", "eval", 0.05)) == 1 and split_note(songs, "latent", 0.05) is None

@@ -43,6 +43,7 @@ from realtime.audio_files import (
     read_clip,
     refuse_copies,
     refuse_shared,
+    sound_prints,
 )
 from realtime.rave import check_sae_for_model, sae_hook
 from sae.alone import MEMORY_S
@@ -307,15 +308,15 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     bank = ConceptBank.load(cfg.bank, missing_ok=True)  # a broken bank fails before any work
     if cfg.name in bank and not cfg.replace:
         raise UserError(f"concept {cfg.name!r}: already in {bank.path} (drop --no-replace to overwrite)")
-    digest = audio_digests()  # every clip decoded once for the copy checks here and `find_alone`'s
-    with_files, without_files = list_sides(cfg.with_dir, cfg.without_dir, digest)
+    digest, prints = audio_digests(), sound_prints()  # every clip decoded once for each, for all the copy checks
+    with_files, without_files = list_sides(cfg.with_dir, cfg.without_dir, digest, prints)
     if not (np.isfinite(cfg.alone_memory) and 0 < cfg.alone_memory <= 60):
         raise UserError(f"--alone-memory {cfg.alone_memory:g}: expected seconds > 0 and at most 60")
     alone_files = list_audio(cfg.alone_dir, "--alone folder") if cfg.alone_dir is not None else []
     if cfg.alone_dir is not None and len(alone_files) < MIN_ALONE:
         raise UserError(f"--alone {cfg.alone_dir}: {len(alone_files)} clips; expected at least {MIN_ALONE}")
-    refuse_shared(alone_files, without_files, "--alone", "--without", digest)  # `off` would silence audio without it
-    refuse_copies(alone_files, f"--alone {cfg.alone_dir}", digest)  # one solo copied is not four
+    refuse_shared(alone_files, without_files, "--alone", "--without", digest, prints)  # `off` would silence those
+    refuse_copies(alone_files, f"--alone {cfg.alone_dir}", digest, prints)  # one solo copied is not four
     if alone_files and cfg.groups != "none":
         check_alone_sources(alone_files, [clip_group(p, Path(cfg.alone_dir), cfg.groups) for p in alone_files])
     check_examples(
