@@ -6,8 +6,8 @@ solos trained with it among the fonts caught 96 % of FluidR3's solo frames, agai
 
 `overlaps` plays one fixed phrase per instrument (`probe_notes`) in the held-out font and in each other font (one
 synth per font, the instruments one after another), scales each instrument's slot to peak 1 (as every clip is),
-and names every instrument closer than `SHARED` in mean |Δ log-mel|. Measured (6 December, `/tmp/ov.py` in the
-49th note): against FluidR3, TimGM6mb 1.19–3.75, the csound bank 1.26–3.76, the OPL3 FM bank 1.99–3.70; the csound
+and names every instrument closer than `SHARED` in mean |Δ log-mel|. Measured (6 December, the 49th note's
+script): against FluidR3, TimGM6mb 1.19–3.75, the csound bank 1.26–3.76, the OPL3 FM bank 1.99–3.70; the csound
 bank against TimGM6mb, whose samples it reuses: guitars, bass and drums 0.01–0.17, piano 0.63 (strings 1.26,
 brass 1.75); TimGM6mb's own samples at −6 / −12 dB: 0.00–0.19 / 0.01–0.44, which unscaled slots put at 0.96–1.33
 / 1.83–2.60 (not named). MuseScore_General_Lite against FluidR3 (2 December, unscaled): bass 0.05, brass 0.28,
