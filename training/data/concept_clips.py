@@ -642,7 +642,19 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
 
 
 def _end_workers(pool) -> None:
-    """Terminate a `ProcessPoolExecutor`'s processes (its table is private; Python 3.14 has `terminate_workers`)."""
+    """Terminate a `ProcessPoolExecutor`'s processes (its table is private; Python 3.14 has `terminate_workers`).
+    Its manager thread then marks the pool broken and, in Python 3.11, raises InvalidStateError on a future the stop
+    cancelled, printed as a thread's traceback beside the command's one line (CI 35): that one is left unsaid."""
+    import threading
+    from concurrent.futures import InvalidStateError
+
+    said = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not issubclass(args.exc_type, InvalidStateError):
+            said(args)
+
+    threading.excepthook = hook  # the command is stopping: it ends with this process
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         with contextlib.suppress(OSError, ValueError):
             proc.terminate()
