@@ -852,11 +852,14 @@ def _make_dataset(
                 rows.append(row)
                 if progress:
                     progress(len(rows))
-        except BrokenProcessPool:
-            raise UserError(f"a render process died after {len(rows)} of {cfg.n} clips (out of memory? a FluidSynth "
-                            "crash?); run it again, with fewer --jobs or shorter clips") from None  # fmt: skip
-        except BaseException:  # a stop: the render processes (which ignore SIGINT) end now, not after their clip;
-            _end_workers(pool)  # a second Ctrl-C in the wait for them left them, and the command, waiting for good
+        except BaseException as exc:
+            # a stop: the render processes (which ignore SIGINT) end now, not after their clip (a second Ctrl-C in the
+            # wait for them left them, and the command, waiting for good); a death: the executor's own clean-up can
+            # die on a future the shutdown below cancelled before it ended the others, and exit waited for them
+            _end_workers(pool)
+            if isinstance(exc, BrokenProcessPool):
+                died = f"a render process died after {len(rows)} of {cfg.n} clips (out of memory? a FluidSynth crash?)"
+                raise UserError(f"{died}; run it again, with fewer --jobs or shorter clips") from None
             raise
         finally:
             pool.shutdown(cancel_futures=True)
