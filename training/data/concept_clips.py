@@ -46,7 +46,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -641,10 +641,13 @@ def render_clip(plan: ClipPlan, cfg: DataConfig, soundfont: Path) -> np.ndarray:
 # ---------------------------------------------------------------- dataset
 
 
-def _end_workers(pool) -> None:
-    """Terminate a `ProcessPoolExecutor`'s processes (its table is private; Python 3.14 has `terminate_workers`).
-    Its manager thread then marks the pool broken and, in Python 3.11, raises InvalidStateError on a future the stop
-    cancelled, printed as a thread's traceback beside the command's one line (CI 35): that one is left unsaid."""
+@contextlib.contextmanager
+def _cancelled_futures_unsaid() -> Iterator[None]:
+    """While a `ProcessPoolExecutor` runs. In Python 3.11 its manager thread, marking the pool broken (a render process
+    died, or a stop ended them), raises InvalidStateError on a future already cancelled (by `map`'s own clean-up, or
+    the shutdown) and dies: printed as a thread's traceback beside the command's one line (CI 35, 37), before it
+    terminated the other processes (`_end_workers` does). CPython 3.12 fixed it. Put back where the pool ended well;
+    after a stop or a death the command ends with this process."""
     import threading
     from concurrent.futures import InvalidStateError
 
@@ -654,7 +657,13 @@ def _end_workers(pool) -> None:
         if not issubclass(args.exc_type, InvalidStateError):
             said(args)
 
-    threading.excepthook = hook  # the command is stopping: it ends with this process
+    threading.excepthook = hook
+    yield
+    threading.excepthook = said
+
+
+def _end_workers(pool) -> None:
+    """Terminate a `ProcessPoolExecutor`'s processes (its table is private; Python 3.14 has `terminate_workers`)."""
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         with contextlib.suppress(OSError, ValueError):
             proc.terminate()
@@ -842,27 +851,29 @@ def _make_dataset(
         # spawn: FluidSynth threads do not survive fork. Not multiprocessing.Pool: a worker that died (the OOM killer,
         # a FluidSynth crash) lost its task there, and the command waited for it for good (hunt 165)
         pool = ProcessPoolExecutor(min(jobs, cfg.n), mp_context=mp.get_context("spawn"), initializer=_ignore_interrupt)
-        try:
+        with _cancelled_futures_unsaid():
             try:
-                made = pool.map(_make_one, work)  # one clip a task: a stop waits for one clip a worker at most
-            except OSError as exc:  # out of processes or open files: a traceback from multiprocessing
-                msg = f"--jobs {jobs}: could not start that many processes ({exc.strerror}); use fewer"
-                raise UserError(msg) from None
-            for row in made:
-                rows.append(row)
-                if progress:
-                    progress(len(rows))
-        except BaseException as exc:
-            # a stop: the render processes (which ignore SIGINT) end now, not after their clip (a second Ctrl-C in the
-            # wait for them left them, and the command, waiting for good); a death: the executor's own clean-up can
-            # die on a future the shutdown below cancelled before it ended the others, and exit waited for them
-            _end_workers(pool)
-            if isinstance(exc, BrokenProcessPool):
-                died = f"a render process died after {len(rows)} of {cfg.n} clips (out of memory? a FluidSynth crash?)"
-                raise UserError(f"{died}; run it again, with fewer --jobs or shorter clips") from None
-            raise
-        finally:
-            pool.shutdown(cancel_futures=True)
+                try:
+                    made = pool.map(_make_one, work)  # one clip a task: a stop waits for one clip a worker at most
+                except OSError as exc:  # out of processes or open files: a traceback from multiprocessing
+                    msg = f"--jobs {jobs}: could not start that many processes ({exc.strerror}); use fewer"
+                    raise UserError(msg) from None
+                for row in made:
+                    rows.append(row)
+                    if progress:
+                        progress(len(rows))
+            except BaseException as exc:
+                # a stop: the render processes (which ignore SIGINT) end now, not after their clip (a second Ctrl-C
+                # in the wait for them left them, and the command, waiting for good); a death: the executor's own
+                # clean-up can die before it ends the others (`_cancelled_futures_unsaid`), and exit waited for them
+                _end_workers(pool)
+                if isinstance(exc, BrokenProcessPool):
+                    died = f"a render process died after {len(rows)} of {cfg.n} clips"
+                    raise UserError(f"{died} (out of memory? a FluidSynth crash?); run it again, with fewer --jobs or "
+                                    "shorter clips") from None  # fmt: skip
+                raise
+            finally:
+                pool.shutdown(cancel_futures=True)
     else:
         for item in work:
             rows.append(_make_one(item))
