@@ -229,7 +229,7 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
     try:
         computed = int(re.match(r"latency (\d+) samples", _wait_for(proc, "latency")).group(1))
         _wait_for(proc, "streaming")
-        before = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=2.0).run().delays
+        before = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=3.0).run().delays
         subprocess.run(["jack_bufsize", str(size)], env=jack.env, check=True, capture_output=True)
         moved = _wait_for(proc, "event device", timeout=20)
         while "period changed" not in moved:  # the change may first be heard of as skipped cycles
@@ -237,7 +237,7 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
         now = int(re.search(r"latency now (\d+) samples", moved).group(1))
         subprocess.run(["oscsend", "127.0.0.1", str(osc_port), "/state"], check=True)
         state = dict(replies.expect("/state/end"))
-        after = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=2.0).run().delays
+        after = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=3.0).run().delays
         assert proc.poll() is None
     finally:
         proc.terminate()
@@ -251,7 +251,7 @@ def test_a_jack_period_changed_while_live_plays_moves_the_latency_figure_with_th
     assert state["/state/latency"] == [now] and now == computed + moves, (state["/state/latency"], now, computed)
     # impulses in flight across a cycle lost on a busy machine come out whole periods late: most are exact
     for delays, figure in ((before, computed), (after, now)):
-        assert delays and delays.count(figure) > len(delays) / 2, (delays, figure)
+        assert delays and delays.count(figure) > len(delays) / 2, (delays, figure, out[-1200:])
 
 
 # Run in a child on the test's server: a callback stream that stalls 7, 12 and 20 ms every quarter second and
@@ -349,15 +349,16 @@ def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny
             takes.append((exact, len(windows)))
             if len(exact) >= len(windows) // 2:
                 break
-        exact, n = takes[-1]
-        assert len(exact) >= n // 2, (takes, expected, line)  # the same waveform: the model's own output
-        assert exact.count(expected) >= len(exact) // 2 + 1, (takes, expected, line)  # at the computed latency
-        # an xrun drops whole JACK periods in flight: any other exact stretch is off by whole periods only
-        assert all((lag - expected) % jack.period == 0 for lag in exact), (takes, expected)
         assert proc.poll() is None
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=30)
+    said = (takes, expected, line, out[-1200:])  # live's counters (late blocks, resyncs, xruns) where it failed
+    exact, n = takes[-1]
+    assert len(exact) >= n // 2, said  # the same waveform: the model's own output
+    assert exact.count(expected) >= len(exact) // 2 + 1, said  # at the computed latency
+    # an xrun drops whole JACK periods in flight: any other exact stretch is off by whole periods only
+    assert all((lag - expected) % jack.period == 0 for lag in exact), said
     assert "Traceback" not in err
 
 
