@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -86,11 +87,29 @@ def download_sdist(
 
 
 def unpack(sdist: Path, dest_dir: Path) -> Path:
-    """Unpack an sdist into `dest_dir`; returns its root folder."""
+    """Unpack an sdist into `dest_dir`; returns its root folder. Python 3.11.4 added extraction filters; Debian 12's
+    python3 is 3.11.2 (`filter=` was a TypeError traceback there, hunt 173): before it, the members are checked here."""
     with tarfile.open(sdist) as tar:
-        tar.extractall(dest_dir, filter="data")
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(dest_dir, filter="data")
+        else:
+            for member in tar.getmembers():
+                _refuse_outside(member, sdist)
+            tar.extractall(dest_dir)
     (root,) = [p for p in dest_dir.iterdir() if p.is_dir()]
     return root
+
+
+def _refuse_outside(member: tarfile.TarInfo, sdist: Path) -> None:
+    """What the "data" filter refuses, for a Python without it: a member or link target outside the tree, a device."""
+    targets = [member.name] + ([member.linkname] if member.issym() or member.islnk() else [])
+    if member.issym():  # a symlink's target is relative to its own folder
+        targets[1] = str(Path(member.name).parent / member.linkname)
+    for name in targets:
+        if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
+            raise InstallError(f"{sdist}: member {member.name!r} points outside the sdist; delete it and run again")
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise InstallError(f"{sdist}: member {member.name!r} is not a file, folder or link; delete it and run again")
 
 
 def apply_patch(src_dir: Path, diff: Path, dry_run: bool = False) -> subprocess.CompletedProcess:

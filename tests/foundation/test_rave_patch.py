@@ -140,3 +140,45 @@ def test_an_install_error_of_its_own_names_its_file_not_the_interpreter(tmp_path
     run = subprocess.run([sys.executable, str(ROOT / "patches" / "install.py"), "--cache", str(cache), "--python",
                           str(python)], capture_output=True, text=True, timeout=60)  # fmt: skip
     assert run.returncode == 1 and run.stderr == f"install.py: error: {cache}: File exists\n", run.stderr
+
+
+def _sdist(path: Path, members: dict[str, str | None]) -> Path:
+    """A .tar.gz of files (text) and symlinks (None: `name -> target` in the key)."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in members.items():
+            if text is None:
+                name, target = name.split(" -> ")
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            else:
+                info = tarfile.TarInfo(name)
+                info.size = len(text.encode())
+                tar.addfile(info, io.BytesIO(text.encode()))
+    return path
+
+
+def test_a_python_without_extraction_filters_unpacks_sdists_and_refuses_members_outside(tmp_path, monkeypatch):
+    """Hunt 173: Debian 12's python3 is 3.11.2, whose `extractall` has no `filter` (3.11.4 added it): `just setup`
+    ended in a TypeError traceback there. Without the filters, the members are checked as the "data" filter would."""
+    import tarfile
+
+    real = tarfile.TarFile.extractall
+
+    def old_extractall(self, path=".", members=None, *, numeric_owner=False, **kwargs):
+        assert not kwargs, kwargs  # 3.11.2's signature: no filter
+        return real(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+    monkeypatch.delattr(tarfile, "data_filter")
+    monkeypatch.setattr(tarfile.TarFile, "extractall", old_extractall)
+    good = _sdist(tmp_path / "good.tar.gz", {"pkg-1.0/setup.py": "x", "pkg-1.0/a/b.py": "y",
+                                             "pkg-1.0/a/c.py -> ../setup.py": None})  # fmt: skip
+    root = install.unpack(good, tmp_path / "good")
+    assert root.name == "pkg-1.0" and (root / "a" / "b.py").read_text() == "y"
+    for name, bad in (("up", {"../evil.py": "x"}), ("link", {"pkg-1.0/l -> ../../etc/passwd": None}),
+                      ("abs", {"/tmp/evil.py": "x"})):  # fmt: skip
+        with pytest.raises(install.InstallError, match=r"points outside the sdist; delete it and run again"):
+            install.unpack(_sdist(tmp_path / f"{name}.tar.gz", bad), tmp_path / name)
