@@ -80,9 +80,30 @@ def patched_mismatches(dists: list) -> list[str]:
     return out
 
 
+def published_mismatches(dists: list) -> list[str]:
+    """One line per package `patches/install.py` installs as published but without its dependencies (`NO_DEPS`: not
+    in the lock) that is missing among `dists` or at another version (hunt 173: an import error said "run `just
+    setup`", and setup, finding the lock's packages all there, did nothing)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("musicsae_patches_install", PATCHES / "install.py")
+    install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install)
+    by_name = {_canonical(d.metadata["Name"]): d.version for d in dists if d.metadata["Name"]}
+    out = []
+    for pin in install.NO_DEPS:
+        dist, _, version = pin.partition("==")
+        have = by_name.get(_canonical(dist))
+        if have != version:
+            said = "not installed" if have is None else f"installed {have}"
+            out.append(f"{dist}: {version} expected (patches/install.py installs it), {said}")
+    return out
+
+
 def mismatches(lock: Path = LOCK) -> list[str]:
-    """One line per locked package that is missing here or installed at another version, and per patched
-    package that is not the patched build (`patched_mismatches`).
+    """One line per locked package that is missing here or installed at another version, per patched package that
+    is not the patched build (`patched_mismatches`), and per package installed without its pins that differs
+    (`published_mismatches`).
 
     Only this environment's site-packages count: whatever else is on sys.path (setuptools puts its vendored
     packages there once imported) is not installed here."""
@@ -96,7 +117,7 @@ def mismatches(lock: Path = LOCK) -> list[str]:
             out.append(f"{name}: locked {version}, not installed")
         elif have.split("+", 1)[0] != version:
             out.append(f"{name}: locked {version}, installed {have}")
-    return out + patched_mismatches(dists)
+    return out + patched_mismatches(dists) + published_mismatches(dists)
 
 
 def main() -> int:

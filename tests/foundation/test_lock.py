@@ -75,6 +75,15 @@ def test_a_patched_package_reinstalled_as_published_is_reported(tmp_path):
         "audiocraft: 1.3.0 installed as published, not built with patches/audiocraft-1.3.0.diff"
     ]
     assert lockfile.mismatches() == []  # this environment's are the patched builds
+    # hunt 173: the packages installed as published without their pins (not in the lock) were not checked at all
+    assert (
+        lockfile.published_mismatches([dist("cached_conv", "2.5.0", None, "c"), dist("nn-tilde", "1.6.0", None, "c")])
+        == []
+    )
+    assert lockfile.published_mismatches([dist("nn-tilde", "1.5.0", None, "d")]) == [
+        "cached-conv: 2.5.0 expected (patches/install.py installs it), not installed",
+        "nn-tilde: 1.6.0 expected (patches/install.py installs it), installed 1.5.0",
+    ]
     recipe = (ROOT / "justfile").read_text().split("\nsetup:")[1].split("\n\n")[0]
     assert "tools/lockfile.py check" in recipe.split("exit 0; fi")[0], "the stamp alone decides setup is done"
 
