@@ -185,3 +185,16 @@ def check_outputs(root: Path, commands: list[tuple[int, list[str]]]) -> None:
                 lengths = {sf.info(str(index.parent / f)).frames for f in row["files"].values()}
                 assert len(lengths) == 1, row  # original, model, off and on line up
     assert os.path.isdir(root / "data")
+
+
+def test_what_the_session_writes_at_the_top_of_the_checkout_is_git_ignored_and_no_package_of_its_own():
+    """Hunt 173: the session ran `sae train --out sae` from the top of the checkout: the SAE's weights, checkpoint and
+    plots went into the library's own `sae/` package, and none of the session's outputs were git-ignored."""
+    outs = {argv[argv.index(flag) + 1] for _, argv in readme_commands((ROOT / "README.md").read_text())
+            for flag in ("--out", "--bank") if flag in argv}  # fmt: skip
+    assert {"data", "store", "concepts.yaml"} <= outs
+    for out in sorted(outs):
+        top = ROOT / Path(out).parts[0]
+        assert not (top / "__init__.py").exists(), f"README's session writes {out} into the package {top.name}/"
+        seen = subprocess.run(["git", "check-ignore", "-q", out], cwd=ROOT)
+        assert seen.returncode == 0, f"README's session writes {out}, which git does not ignore"
