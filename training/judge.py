@@ -371,6 +371,14 @@ def degraded_features(clips: Sequence[np.ndarray], rows: Sequence[dict], sr: int
     return np.stack([FEATURES[features](degraded_copy(a, sr, clip_seed(r, i)), sr) for i, (a, r) in pairs])
 
 
+def refuse_no_clips(kept: int, total: int, data: str | Path, split: str, skipped: list[tuple[str, str]]) -> None:
+    """UserError where none of a data folder's `total` clips of `split` could be read (a folder copied without its
+    clips: `np.stack` of nothing was a numpy traceback, hunt 172); says why the last one was skipped."""
+    if kept == 0:
+        why = f" (skipped {skipped[-1][0]}: {skipped[-1][1]})" if skipped else ""
+        raise UserError(f"data {data}: none of its {total} {f'{split} ' if split else ''}clip(s) could be read{why}")
+
+
 @dataclass
 class Judge:
     """One logistic detector per concept on `FEATURES[features]` of clips at `sr`."""

@@ -301,7 +301,7 @@ class MusicGenBackend(ABC):
         if isinstance(prompts, str) or not prompts:
             raise UserError(f"prompts {prompts!r}: expected a list of at least one prompt")
         what = what or f"--duration {duration:g}"
-        if not math.isfinite(duration) or self.frames(duration) < 1:
+        if not math.isfinite(duration * self.frame_rate) or self.frames(duration) < 1:  # 1e308 s: inf frames
             raise UserError(f"{what}: expected at least one frame ({1 / self.frame_rate:g} s), a finite number of "
                             "seconds")  # fmt: skip
         if self.rendered_seconds(duration) > self.max_duration:  # whole frames: 30.01 s renders 30 s

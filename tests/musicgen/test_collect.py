@@ -134,13 +134,18 @@ def test_collect_from_audio_teacher_forced(tmp_path, transformers_dir):
     torch.testing.assert_close(rows["sub/b.flac"][50:], rec.result()[0])
 
 
-@pytest.mark.parametrize("case", ["empty prompts", "layer out of range", "missing model", "chunk under a frame"])
+@pytest.mark.parametrize(
+    "case",
+    ["empty prompts", "layer out of range", "missing model", "chunk under a frame", "chunk of 1e308 s", "1e308 s"],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, capsys, case):
     prompts = tmp_path / "p.txt"
     prompts.write_text("\n# nothing\n" if case == "empty prompts" else "guitar\n")
     (tmp_path / "audio").mkdir()
     sf.write(tmp_path / "audio" / "a.wav", np.zeros(16000, np.float32), 32000)
-    source = ["--audio", str(tmp_path / "audio"), "--chunk", "1e-9"]  # it took one-frame chunks, with no context
+    # 1e-9: it took one-frame chunks, with no context; 1e308 (finite): an OverflowError traceback (hunt 172)
+    source = ["--audio", str(tmp_path / "audio"), "--chunk", "1e308" if case == "chunk of 1e308 s" else "1e-9"]
+    duration = "1e308" if case == "1e308 s" else "0.1"
     model = str(tmp_path / "nope") if case == "missing model" else str(audiocraft_dir)
     layers = "7" if case == "layer out of range" else "all"
     out = tmp_path / "store"
@@ -150,7 +155,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, caps
             "musicgen",
             "--model",
             model,
-            *(source if case == "chunk under a frame" else ["--prompts", str(prompts), "--duration", "0.1"]),
+            *(source if case.startswith("chunk") else ["--prompts", str(prompts), "--duration", duration]),
             "--out",
             str(out),
             "--layers",
@@ -165,6 +170,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, audiocraft_dir, caps
         "layer out of range": "layer 7: out of range",
         "missing model": "expected a MusicGen folder",
         "chunk under a frame": "--chunk 1e-09: shorter than one frame (0.02 s)",
+        "chunk of 1e308 s": "--chunk 1e+308: expected a number of seconds this model can count in frames",
+        "1e308 s": "--duration 1e+308: expected a number of seconds this model can count in frames",
     }[case] in err[-1]
     assert not out.exists()
 

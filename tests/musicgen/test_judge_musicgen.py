@@ -124,7 +124,8 @@ def test_a_duration_the_model_cannot_render_is_refused_before_the_judge_trains(t
     mg = load_musicgen(audiocraft_dir)
     cfg = MusicGenEvalConfig(str(data), str(audiocraft_dir), str(_bank(tmp_path, mg)), str(tmp_path / "out"),
                              ("rock",), concepts=("piano",))  # fmt: skip
-    for duration, needle in ((60.0, "this model generates at most"), (0.001, "expected at least one frame")):
+    for duration, needle in ((60.0, "this model generates at most"), (0.001, "expected at least one frame"),
+                             (1e308, "a finite number of seconds")):  # fmt: skip  # 1e308: OverflowError (hunt 172)
         with pytest.raises(UserError, match=needle), pytest.MonkeyPatch.context() as m:
             m.setattr(judge.Judge, "fit", lambda *a, **k: pytest.fail("the judge trained first"))
             evaluate_musicgen(dataclasses.replace(cfg, duration=duration))
@@ -217,3 +218,21 @@ def test_prompts_the_model_plays_as_one_are_refused_before_the_judge_trains(tmp_
         cfg = MusicGenEvalConfig(str(data), str(model), str(bank), str(tmp_path / "out"), prompts, renders=1)
         with pytest.raises(UserError, match=re.escape(needle)):
             evaluate_musicgen(cfg)
+
+
+def test_a_data_folder_whose_clips_are_gone_is_one_line(tmp_path, data, audiocraft_dir):
+    """Hunt 172: a data folder copied without its clips ended eval musicgen (and eval steering, eval fidelity) in
+    numpy's "need at least one array to stack" traceback after the model had loaded."""
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("manifest.jsonl", "manifest.csv", "data.json"):
+        if (data / name).exists():
+            shutil.copy(data / name, bare / name)
+    mg = load_musicgen(audiocraft_dir)
+    cfg = MusicGenEvalConfig(str(bare), str(audiocraft_dir), str(_bank(tmp_path, mg)), str(tmp_path / "out"),
+                             ("rock",), concepts=("piano",), duration=0.1)  # fmt: skip
+    with pytest.raises(UserError, match=r"data .*bare: none of its \d+ train clip\(s\) could be read \(skipped .*: "):
+        evaluate_musicgen(cfg)
+    assert not (tmp_path / "out").exists()

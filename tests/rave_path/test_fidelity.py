@@ -102,6 +102,15 @@ def test_a_bad_oracle_or_model_is_refused_before_the_judge_hears_anything(tmp_pa
         main([*argv, "--model", str(tiny_rave_ts), "--model", str(tiny_rave_ts.parent / "." / tiny_rave_ts.name)]) == 2
     )
     assert f"--model {tiny_rave_ts.parent / '.' / tiny_rave_ts.name}: given twice" in capsys.readouterr().err
+    # hunt 172: a data folder copied without its clips was numpy's "need at least one array to stack" traceback
+    (data / "manifest.csv").unlink()
+    row = {"guitar": 1, "piano": 0, "strings": 0, "brass": 0, "bass": 0, "drums": 0, "guitar_type": "steel",
+           "voice": "none", "font": "f"}  # fmt: skip
+    rows = [{"file": f"clips/{i:04d}.wav", "index": i, "split": "train", **row} for i in range(3)]
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main([*argv, "--model", str(tiny_rave_ts)]) == 2
+    err = capsys.readouterr().err
+    assert "none of its 3 clip(s) could be read (skipped " in err and "clips/0002.wav: no such file)" in err, err
 
 
 def test_models_of_one_file_name_are_told_apart_by_their_folders():

@@ -248,12 +248,14 @@ def run_musicgen(args: argparse.Namespace) -> int:
     layers = parse_layers(args.layers, mg.num_layers)
     for line in _linked(files, args.audio):  # said before the (long) collection, not after it
         console.print(f"note: {line}", highlight=False)
+    flag, seconds_asked = ("--duration", args.duration) if prompts is not None else ("--chunk", args.chunk)
+    if not math.isfinite(seconds_asked * mg.frame_rate):  # 1e308 s: an OverflowError traceback (hunt 172)
+        raise UserError(f"{flag} {seconds_asked:g}: expected a number of seconds this model can count in frames")
+    if mg.frames(seconds_asked) < 1:
+        raise UserError(f"{flag} {seconds_asked:g}: shorter than one frame ({1 / mg.frame_rate:g} s)")
     seconds = args.duration if prompts is not None else min(args.chunk, _longest(files))  # what a chunk reaches
     if note := duration_note(mg.name, trained, mg.rendered_seconds(seconds)):  # whole frames: 2.019 s is 2 s
         console.print(f"note: {note}", highlight=False)
-    flag, seconds_asked = ("--duration", args.duration) if prompts is not None else ("--chunk", args.chunk)
-    if mg.frames(seconds_asked) < 1:
-        raise UserError(f"{flag} {seconds_asked:g}: shorter than one frame ({1 / mg.frame_rate:g} s)")
     cfg = CollectConfig(
         out=out,
         layers=layers,

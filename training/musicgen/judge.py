@@ -32,6 +32,7 @@ from training.judge import (
     drop_earlier_examples,
     goals_met,
     hit_rate,
+    refuse_no_clips,
     save_report,
     watched,
 )
@@ -126,7 +127,9 @@ def evaluate_musicgen(
 
     notes = AudioNotes()
     train = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "train"]
-    train = [(a, r) for a, r in train if a is not None]
+    kept = [(a, r) for a, r in train if a is not None]
+    refuse_no_clips(len(kept), len(train), cfg.data, "train", notes.skipped)
+    train = kept
     say("judge: training on clean train clips and a degraded copy of each")
     judge = Judge.fit([a for a, _ in train], [r for _, r in train], judged, mg.sample_rate)
     test = [(read_mono(Path(cfg.data) / r["file"], mg.sample_rate, notes), r) for r in rows if r["split"] == "test"]

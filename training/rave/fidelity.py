@@ -56,6 +56,7 @@ from training.judge import (
     fidelity_table,
     judge_features,
     oracle_shift,
+    refuse_no_clips,
     resample,
 )
 from training.rave.fidelity_metrics import frame_buzz, loudness_error_db, spectral_distance
@@ -130,6 +131,7 @@ def evaluate_fidelity(cfg: FidelityConfig, progress: Callable[[str], None] | Non
         if a is not None:
             clean[r["index"]] = a
             kept.append(r)
+    refuse_no_clips(len(kept), len(rows), cfg.data, "", judge_notes.skipped)
     rows = kept
     X = np.stack([judge_features(clean[r["index"]], JUDGE_SR) for r in rows])
     X_degraded = degraded_features([clean[r["index"]] for r in rows], rows, JUDGE_SR)

@@ -68,6 +68,7 @@ from training.judge import (
     goals_met,
     hit_rate,
     moved_clips,
+    refuse_no_clips,
     save_report,
     watched,
 )
@@ -152,6 +153,7 @@ def evaluate_steering(
         return clips, kept
 
     train_clips, train_rows = load("train")
+    refuse_no_clips(len(train_rows), sum(r["split"] == "train" for r in rows), cfg.data, "train", notes.skipped)
     key = (str(cfg.data), tuple(judged), model.sr, model.ratio)  # what the judge depends on
     judge = (judges or {}).get(key)
     if judge is None:
