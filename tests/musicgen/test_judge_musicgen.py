@@ -73,6 +73,8 @@ def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocra
     assert "note: not judged: bright (no label of that name in the data manifest)" in lines
     assert (tmp_path / "out" / "judge.png").stat().st_size > 0
     assert saved["model"]["sha256"] == mg.model_ref()["sha256"] and saved["held_out_clips"] == 2
+    # hunt 172: which guidance rows were edited and the seeds were not recorded
+    assert (saved["edit_rows"], saved["seed"], saved["renders_per_prompt"]) == ("cond", 0, 2)
     for name, e in saved["concepts"].items():
         for rate in (e["none"]["with"], e["off"]["with"], e["on"]["without"]):
             assert rate in (0.0, 50.0, 100.0)  # two renders

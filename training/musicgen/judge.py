@@ -207,6 +207,11 @@ def evaluate_musicgen(
             "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names},
         },
         "strength_on": cfg.strength,
+        # which guidance rows were edited (a `cond` edit is scaled by guidance: strengths of the two do not compare)
+        # and the seeds (seed, seed+1, ... per prompt): the figures could be neither read nor rendered again (hunt 172)
+        "edit_rows": cfg.edit_rows,
+        "seed": cfg.seed,
+        "renders_per_prompt": cfg.renders,
         "held_out_clips": len(jobs),
         "goals": GOALS,
         "concepts": results,
