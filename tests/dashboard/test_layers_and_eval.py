@@ -426,6 +426,34 @@ def test_a_clip_range_no_feature_fires_in_is_said(dash_inputs, tmp_path):
     assert len([p for p in (out / "features").iterdir() if p.suffix == ".html"]) == 2
 
 
+def test_listening_examples_whose_files_are_gone_do_not_hide_a_later_table_or_the_renders(dash_inputs, tmp_path):
+    """Hunt 173: the first listen.json with rows for the concept was taken even where no row's files were there (an
+    empty table, said nowhere): a later judge's whole table, and without one the before/after renders, were hidden."""
+    bank, own, verdict = _bright_of_this_sae(dash_inputs, tmp_path)
+    clip = sorted(dash_inputs.audio_root.glob("*.wav"))[0]
+    kinds = ("original", "model", "off", "on")
+    for folder in ("a_gone", "b_whole"):
+        d = tmp_path / "run" / "judge" / folder
+        (d / "listen").mkdir(parents=True)
+        (d / "judge.json").write_text(json.dumps({"sae_sha256": own, "concepts": {"bright": verdict}}))
+        if folder == "b_whole":
+            for kind in kinds:
+                shutil.copy(clip, d / "listen" / f"c0_{kind}.wav")
+        rows = [{"clip": "c0.wav", "files": {k: f"c0_{k}.wav" for k in kinds}, "with": True, "judge_index": 0}]
+        (d / "listen" / "listen.json").write_text(json.dumps({"concepts": {"bright": {"rows": rows}}}))
+    cfg = DashboardConfig(top_n=1, max_pages=1, snippet_seconds=1.0)
+    for site, whole in (("site", True), ("site_gone", False)):
+        if not whole:
+            shutil.rmtree(tmp_path / "run" / "judge" / "b_whole" / "listen")
+        build_dashboard(dash_inputs.sae, dash_inputs.store, dash_inputs.audio_root, tmp_path / site, bank.path, None,
+                        cfg=cfg, progress=False)  # fmt: skip
+        page = (tmp_path / site / "concepts" / "bright.html").read_text()
+        notes = json.loads((tmp_path / site / "features.json").read_text())["warnings"]
+        gone = tmp_path / "run" / "judge" / "a_gone" / "listen" / "listen.json"
+        assert f"{gone}: no listening example of bright has its audio files there; not shown" in notes, notes
+        assert ("audio/listen/bright" in page) == whole, site
+
+
 def test_a_listening_example_cut_short_or_a_listen_json_of_another_shape_is_noted_not_fatal(dash_inputs, tmp_path):
     """A 0-byte listening example stopped the whole build ("not a readable audio file"), and a listen.json whose
     "concepts" was a list was an AttributeError traceback (hunt 153)."""

@@ -776,24 +776,28 @@ class DashboardBuilder:
         every = self._judge_results(dirs, c)
         judged = every[0] if every else None
         parts = []
-        found, mine = None, None
-        for path, data in listen_files(dirs, c.name):  # the first whose judge is shown, or that has none beside it
+        found = None
+        # the first whose judge is shown, or that has none beside it, and whose table shows something: one with no
+        # row left (its audio files gone) or unreadable hid the renders and every later one (hunt 173)
+        for path, data in listen_files(dirs, c.name):
             own = (path.parent.parent / "judge.json").resolve()
             mine = next(((js, d) for js, d in every if js.resolve() == own), None)
             if mine is None and own.is_file():  # its judge was left out (noted above), or judged no such concept
                 self._note(f"{path}: listening examples of the judge {own}, whose verdict on {c.name} is not shown; "
                            "not shown either")  # fmt: skip
                 continue
-            found = (path, data)
-            break
-        if found:  # the calls of the judge that wrote the examples (OUT/listen/listen.json beside OUT/judge.json)
-            judged = mine or judged  # a valid verdict from another folder stays shown
-            judge = mine[1] if mine else None
 
-            def table() -> str:
-                return listening_table(out, c.name, found[0], found[1], judge)
+            def table(path: Path = path, data: dict = data, judge: dict | None = mine[1] if mine else None) -> str:
+                html = listening_table(out, c.name, path, data, judge)
+                if not html:
+                    self._note(f"{path}: no listening example of {c.name} has its audio files there; not shown")
+                return html
 
-            parts.append(self._read_by_hand([found[0], *([judged[0]] if judged else [])], table))
+            shown = self._read_by_hand([path, *([(mine or judged)[0]] if mine or judged else [])], table)
+            if shown:  # the calls of the judge that wrote the examples (OUT/listen/listen.json beside OUT/judge.json)
+                found, judged = path, mine or judged  # a valid verdict from another folder stays shown
+                parts.append(shown)
+                break
         if len(every) > 1:  # e.g. the fonts the model knows and a held-out font, side by side
             labels = {"test": "in-font (test split)", "holdout_font": "held-out font"}
 
