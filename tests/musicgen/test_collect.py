@@ -427,6 +427,10 @@ def test_the_chunk_note_is_said_only_where_audio_runs_past_the_training_segment(
     assert "note:" not in capsys.readouterr().err
     assert main([*argv, "--audio", str(tmp_path / "long"), "--out", str(tmp_path / "s2")]) == 0
     assert "trained on 0.2 s segments" in capsys.readouterr().err
+    # hunt 172: collect cuts 0.215 s into 11 frames (rounded), past the 10 of the segment; the note counted 10
+    argv[-1] = "0.215"
+    assert main([*argv, "--audio", str(tmp_path / "long"), "--out", str(tmp_path / "s3")]) == 0
+    assert "trained on 0.2 s segments: 0.22 s at a time" in capsys.readouterr().err
 
 
 def test_audio_linked_under_several_names_is_said(tmp_path, audiocraft_dir, capsys):

@@ -253,8 +253,11 @@ def run_musicgen(args: argparse.Namespace) -> int:
         raise UserError(f"{flag} {seconds_asked:g}: expected a number of seconds this model can count in frames")
     if mg.frames(seconds_asked) < 1:
         raise UserError(f"{flag} {seconds_asked:g}: shorter than one frame ({1 / mg.frame_rate:g} s)")
-    seconds = args.duration if prompts is not None else min(args.chunk, _longest(files))  # what a chunk reaches
-    if note := duration_note(mg.name, trained, mg.rendered_seconds(seconds)):  # whole frames: 2.019 s is 2 s
+    if prompts is not None:
+        reach = mg.rendered_seconds(args.duration)  # whole frames: 2.019 s is 2 s
+    else:  # the chunk as collect cuts it (rounded to frames: 0.215 s ran 11 frames past a 0.2 s segment, unsaid)
+        reach = min(max(1, round(args.chunk * mg.frame_rate)) / mg.frame_rate, _longest(files))
+    if note := duration_note(mg.name, trained, reach):
         console.print(f"note: {note}", highlight=False)
     cfg = CollectConfig(
         out=out,
