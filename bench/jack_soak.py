@@ -180,10 +180,15 @@ class Traffic(threading.Thread):
                     self.meters += 1
 
 
-def _impulse_delays(rec: np.ndarray, impulses: list[int], spacing: int) -> list[tuple[int, int | None]]:
+def _impulse_delays(
+    rec: np.ndarray, impulses: list[int], fired: dict[int, int], spacing: int
+) -> list[tuple[int, int | None]]:
+    """(position, delay or None) per impulse, counted from where it went out (`LatencyProbe.fired`: a cycle the probe
+    missed sends it in the next one; counted from its position, that delay read longer than it was)."""
     out = []
     for at in impulses:
-        hits = np.nonzero(np.abs(rec[at : at + spacing]) > 0.5)[0]
+        sent = fired.get(at)
+        hits = np.nonzero(np.abs(rec[sent : sent + spacing]) > 0.5)[0] if sent is not None else []
         out.append((at, int(hits[0]) if len(hits) else None))
     return out
 
@@ -267,7 +272,7 @@ def _soak(args: argparse.Namespace, seconds: float, stall_every: float, load_sta
             spacing = sr // 2
             probe.impulses = list(range(sr, len(probe.rec) - spacing, spacing))
             probe._record()
-            delays = _impulse_delays(probe.rec, probe.impulses, spacing)
+            delays = _impulse_delays(probe.rec, probe.impulses, probe.fired, spacing)
             proc.wait(timeout=120)
             reader.join(timeout=5)
             err = proc.stderr.read()

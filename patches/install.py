@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -93,21 +92,46 @@ def unpack(sdist: Path, dest_dir: Path) -> Path:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest_dir, filter="data")
         else:
+            links: set[str] = set()  # the symlinks among the members so far
             for member in tar.getmembers():
-                _refuse_outside(member, sdist)
+                _refuse_outside(member, sdist, links)
+                if member.issym():
+                    links.add(_walk(member.name, set()) or "")
             tar.extractall(dest_dir)
     (root,) = [p for p in dest_dir.iterdir() if p.is_dir()]
     return root
 
 
-def _refuse_outside(member: tarfile.TarInfo, sdist: Path) -> None:
-    """What the "data" filter refuses, for a Python without it: a member or link target outside the tree, a device."""
-    targets = [member.name] + ([member.linkname] if member.issym() or member.islnk() else [])
+def _walk(name: str, links: set[str]) -> str | None:
+    """`name` resolved inside the tree ("a/b/../c" is "a/c"), or None where it leaves it: absolute, above its top,
+    or through one of the tree's `links` (`up -> ..`, then `up2 -> up/..`, then `up2/evil.py` was outside)."""
+    if name.startswith("/"):
+        return None
+    parts: list[str] = []
+    for part in name.split("/"):
+        if part in ("", "."):
+            continue
+        if parts and "/".join(parts) in links:
+            return None
+        if part != "..":
+            parts.append(part)
+        elif parts:
+            parts.pop()
+        else:
+            return None
+    return "/".join(parts)
+
+
+def _refuse_outside(member: tarfile.TarInfo, sdist: Path, links: set[str]) -> None:
+    """What the "data" filter refuses, for a Python without it: a member or link target outside the tree (by the
+    tree's own `links` too), a device."""
+    targets = [member.name]
     if member.issym():  # a symlink's target is relative to its own folder
-        targets[1] = str(Path(member.name).parent / member.linkname)
-    for name in targets:
-        if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
-            raise InstallError(f"{sdist}: member {member.name!r} points outside the sdist; delete it and run again")
+        targets.append(member.linkname if member.linkname.startswith("/") else f"{member.name}/../{member.linkname}")
+    elif member.islnk():
+        targets.append(member.linkname)
+    if any(_walk(name, links) is None for name in targets):
+        raise InstallError(f"{sdist}: member {member.name!r} points outside the sdist; delete it and run again")
     if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
         raise InstallError(f"{sdist}: member {member.name!r} is not a file, folder or link; delete it and run again")
 

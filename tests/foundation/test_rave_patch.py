@@ -178,7 +178,8 @@ def test_a_python_without_extraction_filters_unpacks_sdists_and_refuses_members_
                                              "pkg-1.0/a/c.py -> ../setup.py": None})  # fmt: skip
     root = install.unpack(good, tmp_path / "good")
     assert root.name == "pkg-1.0" and (root / "a" / "b.py").read_text() == "y"
+    chain = {"pkg-1.0/up -> ..": None, "pkg-1.0/up2 -> up/..": None, "pkg-1.0/up2/evil.py": "x"}  # hunt 174
     for name, bad in (("up", {"../evil.py": "x"}), ("link", {"pkg-1.0/l -> ../../etc/passwd": None}),
-                      ("abs", {"/tmp/evil.py": "x"})):  # fmt: skip
+                      ("abs", {"/tmp/evil.py": "x"}), ("chain", chain)):  # fmt: skip
         with pytest.raises(install.InstallError, match=r"points outside the sdist; delete it and run again"):
             install.unpack(_sdist(tmp_path / f"{name}.tar.gz", bad), tmp_path / name)
