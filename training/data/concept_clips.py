@@ -646,8 +646,8 @@ def _cancelled_futures_unsaid() -> Iterator[None]:
     """While a `ProcessPoolExecutor` runs. In Python 3.11 its manager thread, marking the pool broken (a render process
     died, or a stop ended them), raises InvalidStateError on a future already cancelled (by `map`'s own clean-up, or
     the shutdown) and dies: printed as a thread's traceback beside the command's one line (CI 35, 37), before it
-    terminated the other processes (`_end_workers` does). CPython 3.12 fixed it. Put back where the pool ended well;
-    after a stop or a death the command ends with this process."""
+    terminated the other processes (`_end_workers` does). CPython fixed it later (gh-107219); the 3.11.7 here has
+    not. Put back where the pool ended well; after a stop or a death the command ends with this process."""
     import threading
     from concurrent.futures import InvalidStateError
 
