@@ -75,6 +75,45 @@ def source_name(path: Path, root: Path) -> str:
     return path.relative_to(audio_folder(root)).as_posix()
 
 
+def file_origin(path: Path) -> dict[str, int | str]:
+    """What a store records of an audio file whose rows it holds (`ActivationWriter.set_origin`): its size,
+    modification time and the sha256 of its bytes."""
+    from sae.bank import file_sha256
+
+    st = os.stat(path)
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
+
+
+def changed_since(path: Path, origin: dict[str, int | str]) -> str | None:
+    """How `path` differs from the file `origin` (`file_origin`) recorded, or None where it does not: another size,
+    or other bytes where its time moved (a copy that did not keep times is the same file). A file that cannot be
+    read now is left to the reader's note."""
+    from sae.bank import file_sha256
+
+    try:
+        st = os.stat(path)
+        if st.st_size != origin["bytes"]:
+            return f"{st.st_size} bytes, {origin['bytes']} when collected"
+        if st.st_mtime_ns == origin["mtime_ns"] or file_sha256(path) == origin["sha256"]:
+            return None
+    except OSError:
+        return None
+    return "other bytes of the same size"
+
+
+def refuse_changed(files: list[Path], root: Path, origins: dict[str, dict[str, int | str]], store: object) -> None:
+    """UserError when files of `list_audio(root)` whose rows `store` holds changed since (`changed_since`): a re-run
+    took a re-rendered folder's clips as done by their names and kept the old rows (hunt 169)."""
+    changed = [(p, why) for p in files if (o := origins.get(source_name(p, root))) and (why := changed_since(p, o))]
+    if changed:
+        path, why = changed[0]
+        more = f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""
+        raise UserError(
+            f"audio {path}{more}: changed since store {store} collected it ({why}); the store keeps the old rows: "
+            "collect into a new --out folder, or put the file back"
+        )
+
+
 def audio_folder(root: Path) -> Path:
     """The folder a store's sources from `list_audio(root)` are named under (and the dashboard reads them from):
     `root`, or, when `root` is one file, the folder holding it."""

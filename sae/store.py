@@ -3,7 +3,7 @@
 Layout (ARCHITECTURE.md, "Activation store"):
 
     ROOT/store.json                      {"model": {...}, "frame_rate": float, "sample_rate": int}
-    ROOT/<hook>/manifest.json            {"hook", "dim", "dtype", "shards": [...], "complete": [...]}
+    ROOT/<hook>/manifest.json            {"hook", "dim", "dtype", "shards": [...], "complete": [...], "origins": {...}}
     ROOT/<hook>/shard_00000.safetensors  tensor "activations" [rows, dim], float16 or float32
 
 A shard is written under a temp name, fsynced and renamed; then the manifest is rewritten the same way
@@ -11,7 +11,8 @@ under an exclusive file lock (so several collector processes, e.g. torchrun rank
 hook). A shard that is not listed in the manifest does not exist for readers. `complete` lists the
 sources whose every row is in listed shards: a re-run collector skips them, and rows of a source that
 are already stored (same source, same frames) are dropped on `add`, so a resumed collection never
-duplicates rows.
+duplicates rows. `origins` holds what the collector recorded of each audio file it read (its size, time and
+sha256): a re-run tells an edited file from the one whose rows it holds.
 
 Readers stream: `iter_batches` reads blocks of consecutive rows (memory-mapped slices of shards), shuffles
 them through a buffer and never holds more than about `shuffle_buffer` rows. A block is `BLOCK_ROWS` rows
@@ -114,6 +115,12 @@ def read_manifest(path: Path) -> dict[str, Any]:
     complete = m.get("complete", [])
     if not isinstance(complete, list) or not all(isinstance(c, str) for c in complete):
         raise UserError(f"{path}: complete: expected a list of source names")
+    origins = m.get("origins", {})
+    if not isinstance(origins, dict) or not all(
+        isinstance(o, dict) and is_count(o.get("bytes")) and is_count(o.get("mtime_ns"))
+        and isinstance(o.get("sha256"), str) for o in origins.values()
+    ):  # fmt: skip
+        raise UserError(f"{path}: origins: expected an object of {{source: {{bytes, mtime_ns, sha256}}}}")
     return m
 
 
@@ -261,6 +268,8 @@ class ActivationWriter:
             raise
         self._covered = _coverage(manifest)
         self._complete = set(manifest.get("complete", []))
+        self._origins: dict[str, dict[str, Any]] = dict(manifest.get("origins", {}))
+        self._new_origins: dict[str, dict[str, Any]] = {}
         self._buf: list[torch.Tensor] = []
         self._prov: list[dict[str, Any]] = []  # provenance of buffered rows, in order
         self._buffered = 0
@@ -320,6 +329,17 @@ class ActivationWriter:
     def complete_sources(self) -> set[str]:
         """Sources whose rows are all in the store (as of opening, plus what this writer finished)."""
         return set(self._complete)
+
+    @property
+    def origins(self) -> dict[str, dict[str, Any]]:
+        """What was recorded of each source's file (`set_origin`; none for prompts and stores from before them)."""
+        return dict(self._origins)
+
+    def set_origin(self, source: str, origin: dict[str, Any]) -> None:
+        """Record what `source`'s file was when its rows were read ({bytes, mtime_ns, sha256}); it goes into the
+        manifest with the source's rows."""
+        self._origins[source] = origin
+        self._new_origins[source] = origin
 
     def add(self, x: torch.Tensor | np.ndarray, source: str, start_frame: int = 0, kind: str | None = None) -> int:
         """Buffer rows `x` [N, dim] of `source` starting at frame `start_frame`; returns rows kept.
@@ -412,7 +432,10 @@ class ActivationWriter:
         rows, prov = self._take(n) if n > 0 else (None, [])
         pending = {p["source"] for p in self._prov}
         done = [s for s in self._to_complete if s not in pending]
-        if rows is None and not done:
+        flushed = {p["source"] for p in prov}  # origins go in with the first of their source's rows in a shard
+        stored = flushed | (set(self._covered) - pending)
+        origins = {s: o for s, o in self._new_origins.items() if s in stored}
+        if rows is None and not done and not origins:
             return
         tmp = None
         try:
@@ -436,6 +459,8 @@ class ActivationWriter:
                     manifest["shards"].append({"file": name, "rows": int(rows.shape[0]), "provenance": prov})
                 complete = manifest.setdefault("complete", [])
                 complete.extend(s for s in done if s not in complete)
+                if origins:
+                    manifest.setdefault("origins", {}).update(origins)
                 atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
         except Exception as exc:  # safetensors reports a full disk as its own SafetensorError
             failure = write_failure(self.dir / "shard", exc)  # before the temporary file (it filled the disk) goes
@@ -450,6 +475,8 @@ class ActivationWriter:
             self.rows_written += int(rows.shape[0])
         self._complete.update(done)
         self._to_complete = [s for s in self._to_complete if s not in done]
+        for s in origins:
+            self._new_origins.pop(s, None)
 
     def close(self) -> None:
         """Flush buffered rows as a (short) shard and mark the last source complete."""

@@ -708,3 +708,43 @@ def test_a_csv_job_list_is_refused_as_the_yaml_one_is(tmp_path):
     for text in ("prompt,notes\nguitar,\ndrums,\n", "prompt\nguitar,\ndrums, \n"):  # empty cells: no harm
         (tmp_path / "p.csv").write_text(text)
         assert read_prompts(tmp_path / "p.csv") == ["guitar", "drums"], text
+
+
+def test_a_file_edited_after_an_interrupted_collection_is_refused_not_resumed(tmp_path, audiocraft_dir, capsys):
+    """A resumed collection took the rows of a file by its name: the stored rows of an edited file stayed and the
+    rest of it was added from the new one (hunt 169)."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(2)
+    sf.write(audio / "a.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 32000)
+    sf.write(audio / "c.wav", 0.1 * rng.standard_normal(16000).astype(np.float32), 32000)
+    out = tmp_path / "store"
+    argv = ["collect", "musicgen", "--model", str(audiocraft_dir), "--audio", str(audio), "--out", str(out)]
+    from training.musicgen import collect
+
+    real_load = collect.load_audio
+
+    def interrupted_at_c(path, *args, **kwargs):
+        if path.name == "c.wav":
+            raise KeyboardInterrupt
+        return real_load(path, *args, **kwargs)
+
+    collect.load_audio = interrupted_at_c
+    try:
+        assert main([*argv, "--layers", "0"]) == 130
+    finally:
+        collect.load_audio = real_load
+    hook = "transformer.layers.0"
+    before = _stored(ActivationStore(out), hook)
+    assert set(before) == {"a.wav"}
+    x, sr = sf.read(audio / "a.wav", dtype="float32")
+    sf.write(audio / "a.wav", -x, sr)
+    capsys.readouterr()
+    assert main([*argv, "--layers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"audio {audio / 'a.wav'}: changed since store {out} collected it" in err, err
+    assert torch.equal(_stored(ActivationStore(out), hook)["a.wav"], before["a.wav"])
+    assert main([*argv, "--layers", "0,1"]) == 2  # a layer added later reads the file again: refused too
+    sf.write(audio / "a.wav", x, sr)  # put back (another time, the same bytes)
+    assert main([*argv, "--layers", "0"]) == 0
+    assert ActivationStore(out).complete_sources(hook) == {"a.wav", "c.wav"}

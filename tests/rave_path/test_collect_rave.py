@@ -320,3 +320,34 @@ def test_under_nproc_a_folder_no_rank_could_use_is_refused_and_leaves_no_store(t
     assert last == f"musicsae: error: --audio {audio}: no rank stored a row (every rank's share was unusable; " \
         "their notes above say why)", done.stderr  # fmt: skip
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_a_file_changed_since_it_was_collected_is_refused_not_taken_as_done(
+    tmp_path, tiny_rave_ts, concept_data, capsys
+):
+    """A re-run knew finished files by name only: a re-rendered folder (`data make` again, another seed) kept the
+    old rows and trained on them (hunt 169). A copy that did not keep the file's time is the same file."""
+    audio = _audio(tmp_path, concept_data, n=3)
+    out = tmp_path / "store"
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(audio), "--out", str(out), "--quiet"]
+    assert main(argv) == 0
+    rows = _rows(out)
+    first = sorted(audio.iterdir())[0]
+    origins = json.loads((out / "latent/manifest.json").read_text())["origins"]
+    assert set(origins) == {p.name for p in audio.iterdir()} and origins[first.name]["bytes"] == first.stat().st_size
+    data = first.read_bytes()
+    first.unlink()
+    first.write_bytes(data)  # the same bytes at another time: still done
+    assert main(argv) == 0 and torch.equal(_rows(out), rows)
+    x, sr = sf.read(first, dtype="float32")
+    sf.write(first, x[::-1], sr)  # the same size, other sound
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"audio {first}: changed since store {out} collected it" in err, err
+    assert "other bytes of the same size" in err and torch.equal(_rows(out), rows)
+    sf.write(first, x[:-512], sr)
+    assert main(argv) == 2
+    assert f"{len(data) - 1024} bytes, {len(data)} when collected" in capsys.readouterr().err  # 512 16-bit samples
+    first.write_bytes(data)  # put back
+    assert main(argv) == 0 and torch.equal(_rows(out), rows)

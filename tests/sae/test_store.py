@@ -554,3 +554,25 @@ def test_a_store_of_one_block_names_the_option_that_holds_out_nothing(tmp_path):
         w.add(torch.randn(50, 4), "a.wav", 0)
     with pytest.raises(UserError, match=r"50 rows \(one block\); .* or hold out none \(--eval-fraction 0\)$"):
         ActivationStore(tmp_path / "s").split_units("latent", "train", 0.2)
+
+
+def test_an_origin_goes_in_with_its_sources_first_rows_in_a_shard(tmp_path):
+    """A source's file origin is recorded once rows of it are in a shard (not for a file whose rows a killed run
+    never wrote: its edit would be refused for nothing), and kept across writers; a damaged one is one line."""
+    origin = {"bytes": 10, "mtime_ns": 5, "sha256": "ab"}
+    manifest = tmp_path / "h" / "manifest.json"
+    with ActivationWriter(tmp_path, "h", 4, shard_rows=100) as w:
+        w.set_origin("a", origin)
+        w.set_origin("b", {**origin, "bytes": 11})  # read, not yet stored
+        w.add(torch.randn(150, 4), "a")  # a shard of 100 rows holds a's first rows
+        assert json.loads(manifest.read_text())["origins"] == {"a": origin}
+        w.add(torch.randn(20, 4), "b")  # buffered only
+        assert set(json.loads(manifest.read_text())["origins"]) == {"a"}
+    assert set(json.loads(manifest.read_text())["origins"]) == {"a", "b"}
+    with ActivationWriter(tmp_path, "h", 4, shard_rows=100) as w:
+        assert w.origins["b"]["bytes"] == 11
+    man = json.loads(manifest.read_text())
+    man["origins"]["a"] = {"bytes": "10"}
+    manifest.write_text(json.dumps(man))
+    with pytest.raises(UserError, match=r"origins: expected an object of \{source: \{bytes, mtime_ns, sha256\}\}"):
+        ActivationStore(tmp_path).rows("h")

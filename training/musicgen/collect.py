@@ -9,7 +9,8 @@ Two sources, one row per audio frame (50 Hz for MusicGen), conditional rows only
 
 Provenance: `source` is the prompt text (repeats get ` #2`, ` #3`...) or the audio path relative to the
 audio root; `start_frame` counts frames of that source. Resumable: sources complete in every requested
-layer are skipped, and rows already stored for a source are not stored twice.
+layer are skipped, and rows already stored for a source are not stored twice; an audio file changed since its rows
+were stored is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +23,15 @@ from pathlib import Path
 
 import torch
 
-from realtime.audio_files import AudioNotes, audio_folder, list_audio, read_mono, source_name
+from realtime.audio_files import (
+    AudioNotes,
+    audio_folder,
+    file_origin,
+    list_audio,
+    read_mono,
+    refuse_changed,
+    source_name,
+)
 from realtime.musicgen import MusicGenBackend, Recorder
 from sae.csvfile import parse_csv
 from sae.errors import UserError
@@ -238,6 +247,9 @@ class Collector:
             if wav is None:
                 self.unusable += 1  # a file the progress counts all the same
                 continue
+            origin = file_origin(path)
+            for w in self.writers.values():
+                w.set_origin(source, origin)
             wav = self.mg.whole_frames(wav)
             for start in range(0, wav.shape[-1], chunk):
                 piece = wav[:, start : start + chunk]
@@ -255,6 +267,7 @@ class Collector:
         refuse_names_of_other_kinds(self.cfg.out, "audio", (source_name(p, root) for p in files), "file")
         same_collect_settings(self.cfg.out, "audio", settings)
         files = split_by_rank(files)[0]
+        refuse_changed(files, root, {s: o for w in self.writers.values() for s, o in w.origins.items()}, self.cfg.out)
         done_before = {source_name(p, root) for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []

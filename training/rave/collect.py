@@ -12,7 +12,8 @@ Hooks:
 Each file runs through a stream reset to its freshly loaded state, in chunks that are a multiple of the
 model's ratio; the last chunk is zero-padded to a full frame. Files at another sample rate are resampled
 (noted). Under torchrun every rank takes `files[RANK::WORLD_SIZE]` and appends to the same store (the
-store locks its manifests). A re-run skips files the store already lists as complete.
+store locks its manifests). A re-run skips files the store already lists as complete, and refuses files changed
+since their rows were stored.
 """
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from realtime.audio_files import AudioNotes, audio_folder, list_audio, read_clip, source_name
+from realtime.audio_files import (
+    AudioNotes,
+    audio_folder,
+    file_origin,
+    list_audio,
+    read_clip,
+    refuse_changed,
+    source_name,
+)
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
 from realtime.render_rave import RaveStream
 from sae.errors import UserError
@@ -165,6 +174,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
         # of the same names would be taken as done
         same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
         done = set.intersection(*(w.complete_sources for w in writers.values()))
+        refuse_changed(mine, root, {s: o for w in writers.values() for s, o in w.origins.items()}, cfg.out)
         for i, path in enumerate(mine):
             source = source_name(path, root)
             if source in done:
@@ -172,8 +182,10 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
             else:
                 audio = read_clip(path, model.sr, report.notes, min_samples=model.ratio, channels=model.channels)
                 if audio is not None:
+                    origin = file_origin(path)
                     acts = activations_of(model, audio, hooks, chunk, streams)
                     for h, rows in acts.items():
+                        writers[h].set_origin(source, origin)
                         kept = writers[h].add(rows, source, 0, "rave")  # a hook added later: the others had it
                         report.rows[h] = report.rows.get(h, 0) + kept
                     report.collected += 1
