@@ -8,6 +8,9 @@ bin := venv + "/bin"
 # Debian packages the tests, the concept data and the live engine use (python3-venv: Debian's python3 has no venv
 # without it).
 apt_packages := "python3-venv patch fluidsynth libfluidsynth3 timgm6mb-soundfont fluid-soundfont-gm csound-soundfont opl3-soundfont espeak-ng jackd2 libportaudio2 liblo-tools puredata-core ffmpeg sox chromium g++"
+# apt-get install without questions: `env` carries the settings through sudo, whose env_reset drops them (a plain
+# `VAR=x sudo apt-get` left debconf asking jackd2's realtime question at a prompt nobody saw, output to /dev/null)
+apt_install := "env DEBIAN_FRONTEND=noninteractive JACK_NO_AUDIO_RESERVATION=1 apt-get install -y -qq --no-install-recommends"
 
 # list the tasks
 default:
@@ -22,7 +25,7 @@ setup-system:
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     echo "installing system packages: $missing"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive JACK_NO_AUDIO_RESERVATION=1 $sudo apt-get install -y -qq --no-install-recommends $missing > /dev/null
+    $sudo {{apt_install}} $missing > /dev/null
 
 # .venv with torch, musicsae (editable) and the patched third-party packages, at the versions in poetry.lock
 setup: setup-system
@@ -99,7 +102,7 @@ nn-pd SRC: nn-runtime
     src="{{SRC}}/src"
     [ -f "$src/frontend/puredata/nn_tilde/nn_tilde.cpp" ] || { echo "nn-pd: $src is not an nn_tilde checkout"; exit 2; }
     missing=$(for p in puredata-dev nlohmann-json3-dev libcurl4-openssl-dev; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || echo "$p"; done)
-    if [ -n "$missing" ]; then sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"; $sudo apt-get install -y -qq --no-install-recommends $missing > /dev/null; fi
+    if [ -n "$missing" ]; then sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"; $sudo {{apt_install}} $missing > /dev/null; fi
     dir=.cache/nn-pd; lt="$PWD/.cache/nn-runtime/libtorch"
     mkdir -p "$dir"
     start=$(date +%s)
