@@ -175,6 +175,11 @@ def test_musicgen_rows_show_plain_off_on_with_the_calls_they_carry(tmp_path):
     data["concepts"]["tone"]["rows"][0]["seconds"] = '2" onmouseover="alert(1)" x="'
     page = listening_table(tmp_path / "site", "tone", path, data, judge=None)
     assert "onmouseover" not in page and 'data-seconds=""' in page
+    assert "left out" not in page
+    (path.parent / data["concepts"]["tone"]["rows"][1]["files"]["off"]).unlink()  # a half-copied folder: said
+    page = listening_table(tmp_path / "site", "tone", path, data, judge=None)
+    assert len(re.findall(r"<tr data-prompt=", page)) == 1
+    assert f"1 of 2 example(s) left out: their files are missing from {html.escape(str(path.parent))}." in page
 
 
 @pytest.mark.slow

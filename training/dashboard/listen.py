@@ -101,7 +101,7 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
     for n, row in enumerate(entry["rows"]):
         files = {k: listen_path.parent / row["files"][k] for k in kinds if k in row.get("files", {})}
         if set(files) != set(kinds) or not all(p.is_file() for p in files.values()):
-            continue
+            continue  # said under the table (rows of a half-copied folder went without a word)
         specs = {}
         for kind, src in files.items():
             y, sr = read_audio(str(src))
@@ -147,6 +147,12 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
         )
     if not body:
         return ""
+    left = len(entry["rows"]) - len(body)
+    left = (
+        f" {left} of {len(entry['rows'])} example(s) left out: their files are missing from {_e(listen_path.parent)}."
+        if left
+        else ""
+    )
     head = "".join(f"<th>{_e(titles[k])}</th>" for k in kinds)
     edits = (
         f"<code>{_e(concept)}=off</code>, and with <code>{_e(concept)}=on:{strength:g}</code> (the judge's strength)"
@@ -162,7 +168,7 @@ def listening_table(out: Path, concept: str, listen_path: Path, data: dict, judg
         f'<h2>Listen</h2><p class="small muted">{about} Spectrograms up to 8 kHz, one brightness scale per row. '
         f"Under each file the judge's call: ✓ where it is as that file should be ({_e(concept)} gone after off, "
         f"there after on{'' if musicgen else ', through the model as in the original'}), ✗ where not. "
-        f"From {_e(listen_path.parent)}.</p>"
+        f"From {_e(listen_path.parent)}.{left}</p>"
         f'<table class="listen" data-concept="{_e(concept)}"><thead><tr><th>{"prompt" if musicgen else "clip"}</th>'
         f"{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
