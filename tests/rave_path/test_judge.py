@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -505,3 +506,25 @@ def test_a_concept_judged_alone_meets_no_drift_goal_and_watched_ones_measure_it(
         assert row.split()[-4] == shown, row
     with pytest.raises(UserError, match="--watch kazoo: the data manifest has no label for it"):
         run("bad", ("kazoo",))
+
+
+def test_a_data_folder_copied_without_its_clips_is_one_line(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir):
+    """Hunt 172: `eval steering` on a data folder whose clips were left behind stacked no arrays (a numpy
+    traceback); it says which clip it could not read."""
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    bank.add(Concept("guitar", ModelRef.of_file(tiny_rave_ts), "latent", bank.relative_sae(tiny_sae_dir),
+                     [ConceptFeature(3, 1.0, 1.0)]))  # fmt: skip
+    bank.save()
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in concept_data.iterdir():
+        if f.is_file():
+            shutil.copy(f, bare / f.name)
+    train = sum(r["split"] == "train" for r in read_manifest(concept_data))
+    cfg = EvalConfig(str(bare), str(tiny_rave_ts), str(bank.path), str(tmp_path / "out"), max_clips=1, baseline=False)
+    with pytest.raises(UserError, match=rf"data {bare}: none of its {train} train clip\(s\) could be read \(skipped "):
+        evaluate_steering(cfg)
+    assert not (tmp_path / "out").exists()
