@@ -4,8 +4,9 @@
     python tools/lockfile.py check                           # exit 1, one line per package that differs
 
 `check` also finds the packages `patches/install.py` builds from a patched sdist (`patches/<dist>-<version>.diff`)
-at that version and built here (a local build records `direct_url.json`); one reinstalled from PyPI
-(`pip install --force-reinstall audiocraft`) is the published code, which musicsae cannot import.
+at that version and holding the patch (every hunk's new side in the installed file); one reinstalled from PyPI
+(`pip install --force-reinstall audiocraft`), or from any local copy of the sdist, is the published code, which
+musicsae cannot import.
 
 `just setup` installs with `pip install -c <constraints> -e ".[dev]"`, so a fresh machine gets the versions
 `poetry.lock` records, whatever PyPI holds today; `just lock` stays the one way to change them.
@@ -63,9 +64,42 @@ def constraints(lock: Path = LOCK) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(locked(lock).items()))
 
 
+def new_sides(diff: str) -> dict[str, list[str]]:
+    """{path in the package: the text of each hunk after the change (its context and added lines)} of a unified
+    diff."""
+    out: dict[str, list[str]] = {}
+    path, hunk = None, None
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            path = line[4:].split("\t", 1)[0].removeprefix("b/")
+            hunk = None
+        elif line.startswith("@@") and path is not None:
+            hunk = []
+            out.setdefault(path, []).append(hunk)
+        elif hunk is not None and line[:1] in (" ", "+", ""):
+            hunk.append(line[1:])
+    return {p: ["\n".join(h) for h in hunks] for p, hunks in out.items()}
+
+
+def unpatched(d, diff: Path) -> str | None:
+    """The first file of distribution `d` that lacks a hunk of `diff` (or is missing), None when all hold it. Files at
+    the diff's root (setup.py) are not installed."""
+    for path, hunks in new_sides(diff.read_text()).items():
+        if "/" not in path:
+            continue
+        try:
+            text = Path(d.locate_file(path)).read_text()
+        except (OSError, UnicodeDecodeError):
+            return path
+        if not all(h in text for h in hunks):
+            return path
+    return None
+
+
 def patched_mismatches(dists: list) -> list[str]:
     """One line per package of `patches/` that is missing among `dists` (`importlib.metadata` distributions), at
-    another version, or not built here from its patched sdist (no local `direct_url.json`: a published wheel)."""
+    another version, or installed without its patch (`unpatched`: a published wheel, or a build of any unpatched
+    copy of the sdist, which the `direct_url.json` of a local build did not tell apart, hunt 170)."""
     by_name = {_canonical(d.metadata["Name"]): d for d in dists if d.metadata["Name"]}
     out = []
     for diff in sorted(PATCHES.glob("*.diff")):
@@ -75,8 +109,8 @@ def patched_mismatches(dists: list) -> list[str]:
             out.append(f"{dist}: patched {version} expected (patches/{diff.name}), not installed")
         elif d.version != version:
             out.append(f"{dist}: patched {version} expected (patches/{diff.name}), installed {d.version}")
-        elif '"file://' not in (d.read_text("direct_url.json") or ""):
-            out.append(f"{dist}: {version} installed as published, not built with patches/{diff.name}")
+        elif (path := unpatched(d, diff)) is not None:
+            out.append(f"{dist}: {version} installed without patches/{diff.name} ({path} lacks its changes)")
     return out
 
 

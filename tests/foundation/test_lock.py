@@ -51,16 +51,26 @@ def test_a_drifted_or_missing_package_is_reported(tmp_path):
 
 def test_a_patched_package_reinstalled_as_published_is_reported(tmp_path):
     """Hunt 137: audiocraft reinstalled from PyPI (the published code, which musicsae cannot import: `import av` at
-    the top) passed `lockfile.py check`, and `just setup`'s stamp then skipped the repair. A patched build is one
-    built here from the unpacked sdist (`direct_url.json`: file://)."""
+    the top) passed `lockfile.py check`, and `just setup`'s stamp then skipped the repair. Hunt 170: any local
+    build (`direct_url.json`: file://) passed as the patched one; a patched install holds every hunk of its diff."""
     from importlib.metadata import PathDistribution
 
-    def dist(name: str, version: str, url: str | None, where: str = "site") -> PathDistribution:
+    def dist(name: str, version: str, url: str | None, where: str = "site", patched: bool = True) -> PathDistribution:
         info = tmp_path / where / f"{name}-{version}.dist-info"
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
         if url:
             (info / "direct_url.json").write_text(f'{{"dir_info": {{}}, "url": "{url}"}}')
+        diff = ROOT / "patches" / f"{name.replace('_', '-')}-{version}.diff"
+        text = diff.read_text() if diff.exists() else ""
+        # the published code: each hunk as it was before the change (a diff with its + and - swapped)
+        swap = {"+": "-", "-": "+"}
+        unchanged = "\n".join(swap.get(x[:1], "") + x[1:] if x[:1] in swap and x[:3] not in ("+++", "---") else x
+                              for x in text.splitlines())  # fmt: skip
+        for path, hunks in lockfile.new_sides(text if patched else unchanged).items():
+            file = tmp_path / where / path
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_text("\n# between hunks\n".join(hunks))
         return PathDistribution(info)
 
     built = dist("audiocraft", "1.3.0", "file:///tmp/tmpab/audiocraft-1.3.0")
@@ -70,9 +80,17 @@ def test_a_patched_package_reinstalled_as_published_is_reported(tmp_path):
         "acids-rave: patched 2.3.1 expected (patches/acids-rave-2.3.1.diff), installed 2.3.0",
         "audiocraft: patched 1.3.0 expected (patches/audiocraft-1.3.0.diff), not installed",
     ]
-    from_pypi = [dist("acids-rave", "2.3.1", "file:///tmp/x", "b"), dist("audiocraft", "1.3.0", None, "b")]
+    from_pypi = [dist("acids-rave", "2.3.1", None, "b"), dist("audiocraft", "1.3.0", None, "b", patched=False)]
     assert lockfile.patched_mismatches(from_pypi) == [
-        "audiocraft: 1.3.0 installed as published, not built with patches/audiocraft-1.3.0.diff"
+        "audiocraft: 1.3.0 installed without patches/audiocraft-1.3.0.diff (audiocraft/data/audio.py lacks its changes)"
+    ]
+    local = [dist("acids-rave", "2.3.1", "file:///home/me/acids-rave-2.3.1", "c", patched=False)]
+    assert lockfile.patched_mismatches([*local, built]) == [
+        "acids-rave: 2.3.1 installed without patches/acids-rave-2.3.1.diff (rave/blocks.py lacks its changes)"
+    ]
+    (tmp_path / "site" / "audiocraft" / "data" / "audio.py").unlink()
+    assert lockfile.patched_mismatches([built, dist("acids-rave", "2.3.1", None, "d")]) == [
+        "audiocraft: 1.3.0 installed without patches/audiocraft-1.3.0.diff (audiocraft/data/audio.py lacks its changes)"
     ]
     assert lockfile.mismatches() == []  # this environment's are the patched builds
     # hunt 173: the packages installed as published without their pins (not in the lock) were not checked at all
