@@ -257,7 +257,9 @@ def test_audio_linked_under_several_names_is_said(tmp_path, tiny_rave_ts, capsys
 
     shutil.copy(audio / "clips" / "a.wav", audio / "a copy.wav")
     assert main([*argv, "--out", str(tmp_path / "s3")]) == 0
-    assert "note: 2 of the 5 audio files are links to or copies of audio listed already" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "note: 2 of the 5 audio files are links to or copies of audio listed already" in err
+    assert "(e.g. clips/a.wav and a copy.wav hold the same bytes)" in err, err  # not "are one file" (hunt 171)
 
 
 def test_files_given_one_at_a_time_go_in_one_store_under_their_names(tmp_path, tiny_rave_ts):

@@ -354,7 +354,8 @@ def _linked(files: list | None, root: str | None) -> list[str]:
     from sae.bank import file_sha256
 
     first: dict[object, Path] = {}
-    again, copies = [], 0
+    again: list[tuple[Path, Path, bool]] = []  # (file, the one listed before it, a copy rather than a link)
+    copies = 0
     sizes: dict[int, int] = {}
     for f in files:
         with contextlib.suppress(OSError):
@@ -369,17 +370,17 @@ def _linked(files: list | None, root: str | None) -> list[str]:
                     key = file_sha256(f)
                     copies += key in first
         if key in first:
-            again.append((f, first[key]))
+            again.append((f, first[key], key != real and Path(os.path.realpath(first[key])) != real))
         else:
             first[key] = f
             first.setdefault(real, f)
     if not again:
         return []
-    f, orig = (p.relative_to(root).as_posix() for p in again[0])
+    f, orig = (p.relative_to(root).as_posix() for p in again[0][:2])
     what = "links to or copies of" if copies else "links to"
+    same = "hold the same bytes" if again[0][2] else "are one file"
     return [
-        f"{len(again)} of the {len(files)} audio files are {what} audio listed already (e.g. {f} and {orig} are "
-        "one file): "
+        f"{len(again)} of the {len(files)} audio files are {what} audio listed already (e.g. {f} and {orig} {same}): "
         "their rows are stored again under each name; point --audio at a folder that holds each clip once "
         "(a data make folder's clips/)"
     ]
