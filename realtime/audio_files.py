@@ -75,36 +75,50 @@ def source_name(path: Path, root: Path) -> str:
     return path.relative_to(audio_folder(root)).as_posix()
 
 
-def file_origin(path: Path) -> dict[str, int | str]:
+def file_origin(path: Path) -> dict[str, int | str] | None:
     """What a store records of an audio file whose rows it holds (`ActivationWriter.set_origin`): its size,
-    modification time and the sha256 of its bytes."""
-    from sae.bank import file_sha256
-
-    st = os.stat(path)
-    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
-
-
-def changed_since(path: Path, origin: dict[str, int | str]) -> str | None:
-    """How `path` differs from the file `origin` (`file_origin`) recorded, or None where it does not: another size,
-    or other bytes where its time moved (a copy that did not keep times is the same file). A file that cannot be
-    read now is left to the reader's note."""
+    modification time and the sha256 of its bytes; None where it cannot be read (the reader says why). Taken before
+    the file is read: a file rewritten meanwhile is then refused on the next run, not recorded as the new one."""
     from sae.bank import file_sha256
 
     try:
         st = os.stat(path)
-        if st.st_size != origin["bytes"]:
-            return f"{st.st_size} bytes, {origin['bytes']} when collected"
-        if st.st_mtime_ns == origin["mtime_ns"] or file_sha256(path) == origin["sha256"]:
-            return None
+        return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
     except OSError:
         return None
-    return "other bytes of the same size"
 
 
-def refuse_changed(files: list[Path], root: Path, origins: dict[str, dict[str, int | str]], store: object) -> None:
-    """UserError when files of `list_audio(root)` whose rows `store` holds changed since (`changed_since`): a re-run
-    took a re-rendered folder's clips as done by their names and kept the old rows (hunt 169)."""
-    changed = [(p, why) for p in files if (o := origins.get(source_name(p, root))) and (why := changed_since(p, o))]
+def refuse_changed(
+    files: list[Path], root: Path, origins: list[dict[str, dict[str, int | str]]], store: object
+) -> dict[str, dict[str, int | str]]:
+    """UserError when files of `list_audio(root)` whose rows `store` holds changed since (a re-run took a re-rendered
+    folder's clips as done by their names and kept the old rows, hunt 169): another size than an origin (`file_origin`)
+    of any hook (`origins`: each hook's) recorded, or other bytes where the file's time moved. Returns the origins of
+    files whose time moved over the same bytes (a copy that did not keep times), for the store to record: hashed once,
+    not on every re-run. A file that cannot be read now is left to the reader's note."""
+    from sae.bank import file_sha256
+
+    changed, moved = [], {}
+    for path in files:
+        source = source_name(path, root)
+        held = [o[source] for o in origins if source in o]
+        why, digest = None, None
+        try:
+            st = os.stat(path)
+            for o in held:
+                if st.st_size != o["bytes"]:
+                    why = f"{st.st_size} bytes, {o['bytes']} when collected"
+                elif st.st_mtime_ns != o["mtime_ns"]:
+                    digest = digest or file_sha256(path)
+                    why = "other bytes of the same size" if digest != o["sha256"] else None
+                if why:
+                    break
+        except OSError:
+            continue
+        if why:
+            changed.append((path, why))
+        elif digest is not None:
+            moved[source] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
     if changed:
         path, why = changed[0]
         more = f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""
@@ -112,6 +126,7 @@ def refuse_changed(files: list[Path], root: Path, origins: dict[str, dict[str, i
             f"audio {path}{more}: changed since store {store} collected it ({why}); the store keeps the old rows: "
             "collect into a new --out folder, or put the file back"
         )
+    return moved
 
 
 def audio_folder(root: Path) -> Path:

@@ -117,11 +117,18 @@ def read_manifest(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: complete: expected a list of source names")
     origins = m.get("origins", {})
     if not isinstance(origins, dict) or not all(
-        isinstance(o, dict) and is_count(o.get("bytes")) and is_count(o.get("mtime_ns"))
-        and isinstance(o.get("sha256"), str) for o in origins.values()
+        isinstance(o, dict) and is_count(o.get("bytes")) and isinstance(o.get("sha256"), str)
+        and isinstance(o.get("mtime_ns"), int) and not isinstance(o["mtime_ns"], bool)  # before 1970: negative
+        for o in origins.values()
     ):  # fmt: skip
         raise UserError(f"{path}: origins: expected an object of {{source: {{bytes, mtime_ns, sha256}}}}")
     return m
+
+
+def stored_origins(root: str | os.PathLike) -> list[dict[str, dict[str, Any]]]:
+    """The file origins (`ActivationWriter.set_origin`) each hook of store `root` records, hooks a run does not
+    write included (a run of a new hook alone stored an edited file's rows beside the old ones' of the others)."""
+    return [read_manifest(m).get("origins", {}) for m in sorted(Path(root).glob(f"*/{MANIFEST}"))]
 
 
 @contextlib.contextmanager

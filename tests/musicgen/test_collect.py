@@ -745,6 +745,7 @@ def test_a_file_edited_after_an_interrupted_collection_is_refused_not_resumed(tm
     assert err.count("\n") == 1 and f"audio {audio / 'a.wav'}: changed since store {out} collected it" in err, err
     assert torch.equal(_stored(ActivationStore(out), hook)["a.wav"], before["a.wav"])
     assert main([*argv, "--layers", "0,1"]) == 2  # a layer added later reads the file again: refused too
+    assert main([*argv, "--layers", "1"]) == 2  # alone too (hunt 175: it checked the layers of this run only)
     sf.write(audio / "a.wav", x, sr)  # put back (another time, the same bytes)
     assert main([*argv, "--layers", "0"]) == 0
     assert ActivationStore(out).complete_sources(hook) == {"a.wav", "c.wav"}

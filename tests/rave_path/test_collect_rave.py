@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -328,7 +329,9 @@ def test_a_file_changed_since_it_was_collected_is_refused_not_taken_as_done(
     tmp_path, tiny_rave_ts, concept_data, capsys
 ):
     """A re-run knew finished files by name only: a re-rendered folder (`data make` again, another seed) kept the
-    old rows and trained on them (hunt 169). A copy that did not keep the file's time is the same file."""
+    old rows and trained on them (hunt 169). A copy that did not keep the file's time is the same file, and its new
+    time is recorded (hashed once, not on every re-run). A run of a hook the store does not hold yet is refused too
+    (hunt 175: it stored the new file's rows beside the other hooks' rows of the old one)."""
     audio = _audio(tmp_path, concept_data, n=3)
     out = tmp_path / "store"
     argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--audio", str(audio), "--out", str(out), "--quiet"]
@@ -341,6 +344,8 @@ def test_a_file_changed_since_it_was_collected_is_refused_not_taken_as_done(
     first.unlink()
     first.write_bytes(data)  # the same bytes at another time: still done
     assert main(argv) == 0 and torch.equal(_rows(out), rows)
+    origins = json.loads((out / "latent/manifest.json").read_text())["origins"]
+    assert origins[first.name]["mtime_ns"] == first.stat().st_mtime_ns
     x, sr = sf.read(first, dtype="float32")
     sf.write(first, x[::-1], sr)  # the same size, other sound
     capsys.readouterr()
@@ -348,8 +353,20 @@ def test_a_file_changed_since_it_was_collected_is_refused_not_taken_as_done(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"audio {first}: changed since store {out} collected it" in err, err
     assert "other bytes of the same size" in err and torch.equal(_rows(out), rows)
+    assert main([*argv, "--layers", "encoder.net.5"]) == 2 and not (out / "encoder.net.5").exists()
+    assert "changed since store" in capsys.readouterr().err
     sf.write(first, x[:-512], sr)
     assert main(argv) == 2
     assert f"{len(data) - 1024} bytes, {len(data)} when collected" in capsys.readouterr().err  # 512 16-bit samples
     first.write_bytes(data)  # put back
     assert main(argv) == 0 and torch.equal(_rows(out), rows)
+    # hunt 175: a file dated before 1970 (a negative time) made the manifest unreadable for every later reader
+    second = sorted(audio.iterdir())[1]
+    os.utime(second, ns=(-(10**18), -(10**18)))
+    x, sr = sf.read(second, dtype="float32")
+    sf.write(second, -x, sr)
+    os.utime(second, ns=(-(10**18), -(10**18)))
+    assert main(argv) == 2  # the same size, another time, other bytes
+    assert main([*argv[:-3], "--out", str(tmp_path / "old"), "--quiet"]) == 0
+    assert main([*argv[:-3], "--out", str(tmp_path / "old"), "--quiet"]) == 0
+    assert ActivationStore(tmp_path / "old").rows("latent") == rows.shape[0]

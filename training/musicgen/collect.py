@@ -36,7 +36,7 @@ from realtime.musicgen import MusicGenBackend, Recorder
 from sae.csvfile import parse_csv
 from sae.errors import UserError
 from sae.ranks import split_by_rank, this_rank
-from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings
+from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings, stored_origins
 from sae.yamlfile import parse_yaml
 
 
@@ -243,13 +243,14 @@ class Collector:
             source = source_name(path, root)
             if source in done:
                 continue
+            origin = file_origin(path)
             wav = load_audio(path, self.mg.sample_rate, self.notes, min_samples=math.ceil(hop))
             if wav is None:
                 self.unusable += 1  # a file the progress counts all the same
                 continue
-            origin = file_origin(path)
             for w in self.writers.values():
-                w.set_origin(source, origin)
+                if origin is not None:
+                    w.set_origin(source, origin)
             wav = self.mg.whole_frames(wav)
             for start in range(0, wav.shape[-1], chunk):
                 piece = wav[:, start : start + chunk]
@@ -267,7 +268,10 @@ class Collector:
         refuse_names_of_other_kinds(self.cfg.out, "audio", (source_name(p, root) for p in files), "file")
         same_collect_settings(self.cfg.out, "audio", settings)
         files = split_by_rank(files)[0]
-        refuse_changed(files, root, {s: o for w in self.writers.values() for s, o in w.origins.items()}, self.cfg.out)
+        for source, origin in refuse_changed(files, root, stored_origins(self.cfg.out), self.cfg.out).items():
+            for w in self.writers.values():
+                if source in w.origins:  # its time moved over the same bytes: recorded, not hashed on every run
+                    w.set_origin(source, origin)
         done_before = {source_name(p, root) for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []

@@ -140,7 +140,7 @@ def activations_of(
 def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
     """Collect every hook of `cfg.layers` for this rank's share of the audio files; returns what happened."""
     from realtime.rave import RaveModel
-    from sae.store import ActivationWriter, same_collect_settings
+    from sae.store import ActivationWriter, same_collect_settings, stored_origins
 
     t0 = time.perf_counter()
     model = RaveModel.load(cfg.model, rank_device(cfg.device))
@@ -174,18 +174,22 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
         # of the same names would be taken as done
         same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
         done = set.intersection(*(w.complete_sources for w in writers.values()))
-        refuse_changed(mine, root, {s: o for w in writers.values() for s, o in w.origins.items()}, cfg.out)
+        for source, origin in refuse_changed(mine, root, stored_origins(cfg.out), cfg.out).items():
+            for w in writers.values():
+                if source in w.origins:  # its time moved over the same bytes: recorded, not hashed on every run
+                    w.set_origin(source, origin)
         for i, path in enumerate(mine):
             source = source_name(path, root)
             if source in done:
                 report.resumed += 1
             else:
+                origin = file_origin(path)
                 audio = read_clip(path, model.sr, report.notes, min_samples=model.ratio, channels=model.channels)
                 if audio is not None:
-                    origin = file_origin(path)
                     acts = activations_of(model, audio, hooks, chunk, streams)
                     for h, rows in acts.items():
-                        writers[h].set_origin(source, origin)
+                        if origin is not None:
+                            writers[h].set_origin(source, origin)
                         kept = writers[h].add(rows, source, 0, "rave")  # a hook added later: the others had it
                         report.rows[h] = report.rows.get(h, 0) + kept
                     report.collected += 1
