@@ -20,6 +20,7 @@ nvidia-cublas versions). torch is checked by its version without the local build
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import sysconfig
 import tomllib
@@ -64,20 +65,31 @@ def constraints(lock: Path = LOCK) -> str:
     return "".join(f"{name}=={version}\n" for name, version in sorted(locked(lock).items()))
 
 
+HUNK = re.compile(r"@@ -\d+(?:,(?P<old>\d+))? \+\d+(?:,(?P<new>\d+))? @@")
+
+
 def new_sides(diff: str) -> dict[str, list[str]]:
     """{path in the package: the text of each hunk after the change (its context and added lines)} of a unified
-    diff."""
-    out: dict[str, list[str]] = {}
-    path, hunk = None, None
-    for line in diff.splitlines():
-        if line.startswith("+++ "):
+    diff, each hunk as long as its `@@` header says (a blank line after it, or an added line reading `++ x`, is not
+    part of it)."""
+    out: dict[str, list[list[str]]] = {}
+    hunk: list[str] = []
+    path, old, new = None, 0, 0
+    for line in diff.replace("\r\n", "\n").split("\n"):
+        if old > 0 or new > 0:  # inside a hunk
+            tag, text = line[:1] or " ", line[1:]  # an empty line: context whose space was stripped
+            if tag == "\\":  # "\ No newline at end of file"
+                continue
+            old -= tag in " -"
+            new -= tag in " +"
+            if tag in " +":
+                hunk.append(text)
+        elif line.startswith("+++ "):
             path = line[4:].split("\t", 1)[0].removeprefix("b/")
-            hunk = None
-        elif line.startswith("@@") and path is not None:
+        elif (m := HUNK.match(line)) and path is not None:
+            old, new = int(m["old"] or 1), int(m["new"] or 1)
             hunk = []
             out.setdefault(path, []).append(hunk)
-        elif hunk is not None and line[:1] in (" ", "+", ""):
-            hunk.append(line[1:])
     return {p: ["\n".join(h) for h in hunks] for p, hunks in out.items()}
 
 

@@ -118,3 +118,17 @@ def test_constraints_pin_every_locked_package_and_setup_uses_them():
         and 'pip install --quiet -c {{venv}}/lock-constraints.txt -e ".[dev]"' in setup
     )
     assert "tools/lockfile.py check" in setup and "poetry.lock" in setup  # checked after, re-run when the lock changes
+
+
+def test_a_diffs_hunks_are_as_long_as_their_headers_say():
+    """Hunt 175: a blank line after a hunk was read as an empty context line, a form feed split a line in two, and
+    an added line reading `++ x` started a new file: a correctly patched install was called unpatched."""
+    diff = (
+        "--- a/pkg/m.py\r\n+++ b/pkg/m.py\r\n@@ -1,2 +1,2 @@\r\n a = 1\r\n-b = 2\r\n+b = 3\r\n\r\n"
+        "--- a/pkg/n.py\n+++ b/pkg/n.py\n@@ -1,3 +1,4 @@\n x = 1\n \x0cy = 2\n-z = 3\n+++ x\n+z = 4\n"
+        "\\ No newline at end of file\n@@ -9 +10 @@\n-q\n+r\n"
+    )
+    assert lockfile.new_sides(diff) == {
+        "pkg/m.py": ["a = 1\nb = 3"],
+        "pkg/n.py": ["x = 1\n\x0cy = 2\n++ x\nz = 4", "r"],
+    }
