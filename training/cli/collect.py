@@ -343,6 +343,14 @@ def _longest(files: list) -> float:
     return longest
 
 
+def _same_file(a: object, b: object) -> bool:
+    """Whether two paths are one file (a link, symbolic or hard), not two files of the same bytes."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
 def _linked(files: list | None, root: str | None) -> list[str]:
     """A note when some listed audio files are links to audio listed already under another name (a `data make`
     folder's concepts/<c>/with|without links to clips/), or byte-for-byte copies of it (`x copy.wav`: hunt 169):
@@ -370,7 +378,7 @@ def _linked(files: list | None, root: str | None) -> list[str]:
                     key = file_sha256(f)
                     copies += key in first
         if key in first:
-            again.append((f, first[key], key != real and Path(os.path.realpath(first[key])) != real))
+            again.append((f, first[key], key != real and not _same_file(f, first[key])))
         else:
             first[key] = f
             first.setdefault(real, f)
