@@ -310,13 +310,14 @@ def render_array(
     n = len(audio)
     total = n + delay
     total += (-total) % block
-    x = np.zeros((total, audio.shape[1] if sides else 1), np.float32)
-    x[:n] = audio.reshape(n, -1)
-    xt = torch.from_numpy(np.ascontiguousarray(x.T)).unsqueeze(0)  # [1, C, T]
+    # one copy of the input, one of the output (a list of blocks and their concatenation held an hour's render
+    # several times over)
+    xt = torch.zeros(1, audio.shape[1] if sides else 1, total)  # [1, C, T]
+    xt.numpy()[0, :, :n] = audio.reshape(n, -1).T  # any strides, read-only too
     if xt.shape[1] != stream.channels:
         xt = xt.expand(1, stream.channels, -1)
     out_of = (lambda y: y[0].cpu()) if sides else (lambda y: y[0].mean(0, keepdim=True).cpu())  # [C | 1, block]
-    outs = []
+    out = torch.empty(stream.channels if sides else 1, total)
     steer = sae is not None and edit is not None and not edit.is_identity
     if hook != "latent" and shift is not None:
         raise UserError(f"a latent shift steers the 'latent' hook, not {hook!r}")
@@ -363,7 +364,7 @@ def render_array(
         edited = steer or tensors is not None
         g = gate.weights(x_block, stream.ratio, channels=True) if edited or shift is not None else None  # [1, F, 1]
         if split is not None:
-            outs.append(out_of(split(x_block, block_rows(g, tensors, cur))))
+            out[:, start : start + block] = out_of(split(x_block, block_rows(g, tensors, cur)))
             if progress:
                 progress(min(start + block, total), total)
             continue
@@ -375,10 +376,10 @@ def render_array(
         new = rows_of(lat) if rows_of is not None else lat
         if new is not lat:
             z = new.T.unsqueeze(0)
-        outs.append(out_of(stream.decode(z)))
+        out[:, start : start + block] = out_of(stream.decode(z))
         if progress:
             progress(min(start + block, total), total)
-    y = torch.cat(outs, dim=-1).numpy().T[delay : delay + n]
+    y = out.numpy().T[delay : delay + n]
     y = y if sides else y[:, 0]
     check_finite(y, "render", stream.sr)
     return np.ascontiguousarray(y, dtype=np.float32)
