@@ -22,6 +22,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -76,16 +77,22 @@ def source_name(path: Path, root: Path) -> str:
 
 
 def file_origin(path: Path) -> dict[str, int | str] | None:
-    """What a store records of an audio file whose rows it holds (`ActivationWriter.set_origin`): its size,
-    modification time and the sha256 of its bytes; None where it cannot be read (the reader says why). Taken before
-    the file is read: a file rewritten meanwhile is then refused on the next run, not recorded as the new one."""
+    """What a store records of an audio file whose rows it holds (`ActivationWriter.set_origin`): its size, its
+    times (modification and status change) and inode, and the sha256 of its bytes; None where it cannot be read (the
+    reader says why). Taken before the file is read: a file rewritten meanwhile is then refused on the next run, not
+    recorded as the new one."""
     from sae.bank import file_sha256
 
     try:
-        st = os.stat(path)
-        return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": file_sha256(path)}
+        return {**_stamp(os.stat(path)), "sha256": file_sha256(path)}
     except OSError:
         return None
+
+
+def _stamp(st: os.stat_result) -> dict[str, int]:
+    """What tells a file unchanged without reading it: a rewrite moves its status-change time even where its
+    modification time is set back (`touch -d`, `cp -p`, archives with fixed times: hunt 177), as git's index does."""
+    return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
 
 
 def refuse_changed(
@@ -93,9 +100,9 @@ def refuse_changed(
 ) -> dict[str, dict[str, int | str]]:
     """UserError when files of `list_audio(root)` whose rows `store` holds changed since (a re-run took a re-rendered
     folder's clips as done by their names and kept the old rows, hunt 169): another size than an origin (`file_origin`)
-    of any hook (`origins`: each hook's) recorded, or other bytes where the file's time moved. Returns the origins of
-    files whose time moved over the same bytes (a copy that did not keep times), for the store to record: hashed once,
-    not on every re-run. A file that cannot be read now is left to the reader's note."""
+    of any hook (`origins`: each hook's) recorded, or other bytes where its times or inode moved (`_stamp`). Returns the
+    origins of files that moved over the same bytes (a copy), for the store to record: hashed once, not on every
+    re-run. A file that cannot be read now is left to the reader's note."""
     from sae.bank import file_sha256
 
     changed, moved = [], {}
@@ -105,10 +112,11 @@ def refuse_changed(
         why, digest = None, None
         try:
             st = os.stat(path)
+            stamp = _stamp(st)
             for o in held:
                 if st.st_size != o["bytes"]:
                     why = f"{st.st_size} bytes, {o['bytes']} when collected"
-                elif st.st_mtime_ns != o["mtime_ns"]:
+                elif any(o.get(k) != v for k, v in stamp.items()):
                     digest = digest or file_sha256(path)
                     why = "other bytes of the same size" if digest != o["sha256"] else None
                 if why:
@@ -118,7 +126,7 @@ def refuse_changed(
         if why:
             changed.append((path, why))
         elif digest is not None:
-            moved[source] = {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": digest}
+            moved[source] = {**stamp, "sha256": digest}
     if changed:
         path, why = changed[0]
         more = f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""
@@ -418,6 +426,25 @@ def c_stderr_hushed() -> Iterator[None]:
         os.close(saved)
 
 
+SAMPLE_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+"""libsndfile's word (`SoundFile.extra_info`) for a WAV / AIFF sample chunk whose declared size is not what the file
+holds."""
+CUT_SHARE = 0.99
+"""A file holding less than this share of what its header declares is refused as damaged (a writer that is off by a
+few bytes is not)."""
+UNKNOWN_SIZE = 0x7FFF0000
+"""A declared chunk size at or above it is a writer's placeholder (ffmpeg writing to a pipe: 0xFFFFFFFF)."""
+
+
+def _cut_short(extra_info: str) -> str | None:
+    """Why a WAV / AIFF is cut short (its header declares more sample bytes than it holds: a copy or download that
+    stopped), or None."""
+    m = SAMPLE_CHUNK.search(extra_info or "")
+    if m is None or not int(m[2]) < CUT_SHARE * int(m[1]) < CUT_SHARE * UNKNOWN_SIZE:
+        return None
+    return f"cut short: its header declares {m[1]} bytes of samples, the file holds {m[2]} (a copy that stopped?)"
+
+
 def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     """[frames, channels] float32 and the file's rate, or the reason the file cannot be used."""
     import soundfile as sf
@@ -445,6 +472,7 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         mpeg = suffix == ".mp3" or head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
         with c_stderr_hushed() if mpeg else contextlib.nullcontext():
             data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
+            info = sf.info(os.fsencode(path))
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
         if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode
@@ -452,6 +480,11 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"not a readable audio file ({why.splitlines()[0]})"
     if not MIN_RATE <= sr <= MAX_RATE:
         return f"sample rate {sr} Hz: expected audio at {MIN_RATE} to {MAX_RATE} Hz (a damaged header?)"
+    if cut := _cut_short(info.extra_info):  # libsndfile reads what is there, without a word (hunt 177)
+        return cut
+    # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate)
+    if not mpeg and len(data) < CUT_SHARE * info.frames:
+        return f"damaged: decoded {len(data)} of the {info.frames} frames its header declares"
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
     if data.size and (peak := float(np.abs(data).max())) > MAX_PEAK:  # finite, yet no recording: a broken export

@@ -118,11 +118,15 @@ def read_manifest(path: Path) -> dict[str, Any]:
     origins = m.get("origins", {})
     if not isinstance(origins, dict) or not all(
         isinstance(o, dict) and is_count(o.get("bytes")) and isinstance(o.get("sha256"), str)
-        and isinstance(o.get("mtime_ns"), int) and not isinstance(o["mtime_ns"], bool)  # before 1970: negative
+        and "mtime_ns" in o and all(_is_int(o.get(k, 0)) for k in ("mtime_ns", "ctime_ns", "inode"))  # times: < 0 too
         for o in origins.values()
     ):  # fmt: skip
-        raise UserError(f"{path}: origins: expected an object of {{source: {{bytes, mtime_ns, sha256}}}}")
+        raise UserError(f"{path}: origins: expected an object of {{source: {{bytes, mtime_ns, sha256, ...}}}}")
     return m
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def stored_origins(root: str | os.PathLike) -> list[dict[str, dict[str, Any]]]:
@@ -343,7 +347,7 @@ class ActivationWriter:
         return dict(self._origins)
 
     def set_origin(self, source: str, origin: dict[str, Any]) -> None:
-        """Record what `source`'s file was when its rows were read ({bytes, mtime_ns, sha256}); it goes into the
+        """Record what `source`'s file was when its rows were read ({bytes, mtime_ns, sha256, ...}); it goes into the
         manifest with the source's rows."""
         self._origins[source] = origin
         self._new_origins[source] = origin

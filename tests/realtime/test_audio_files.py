@@ -597,3 +597,33 @@ def test_a_dc_only_file_at_another_rate_is_silent_as_at_the_models(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert is_silent(np.zeros((0, 2), np.float32))
+
+
+def test_a_file_cut_short_or_damaged_midway_is_named_not_read_short(tmp_path):
+    """Hunt 177: a WAV or AIFF cut at half its bytes (a copy that stopped) and an Ogg damaged midway were read as
+    clips of half their length, without a word (a FLAC so damaged was refused). A WAV whose sizes are a pipe writer's
+    placeholder (ffmpeg to stdout: 0xFFFFFFFF) is whole, and read."""
+    x = 0.1 * np.sin(np.arange(88200, dtype=np.float32) / 10)
+    for suffix in ("wav", "aiff"):
+        sf.write(tmp_path / f"whole.{suffix}", x, 44100, subtype="PCM_16")
+        raw = (tmp_path / f"whole.{suffix}").read_bytes()
+        (tmp_path / f"cut.{suffix}").write_bytes(raw[: len(raw) // 2])
+        with pytest.raises(UserError, match=rf"cut\.{suffix}: cut short: its header declares \d+ bytes of samples, "
+                                            r"the file holds \d+ \(a copy that stopped\?\)$"):  # fmt: skip
+            read_audio(tmp_path / f"cut.{suffix}", what="input")
+        notes = AudioNotes()
+        assert read_mono(tmp_path / f"cut.{suffix}", 44100, notes) is None and "cut short" in notes.skipped[0][1]
+    raw = bytearray((tmp_path / "whole.wav").read_bytes())
+    at = raw.find(b"data")
+    raw[4:8] = raw[at + 4 : at + 8] = b"\xff\xff\xff\xff"
+    (tmp_path / "piped.wav").write_bytes(raw)
+    assert read_audio(tmp_path / "piped.wav")[0].shape == (88200, 1)
+    noise = 0.1 * np.random.default_rng(0).standard_normal(88200).astype(np.float32)  # 22 kB of Vorbis, not 7
+    sf.write(tmp_path / "whole.ogg", noise, 44100, format="OGG")
+    raw = bytearray((tmp_path / "whole.ogg").read_bytes())
+    assert read_audio(tmp_path / "whole.ogg")[0].shape[0] == 88200
+    mid = len(raw) // 2
+    raw[mid : mid + 2000] = bytes(2000)
+    (tmp_path / "damaged.ogg").write_bytes(raw)
+    with pytest.raises(UserError, match=r"damaged\.ogg: damaged: decoded \d+ of the 88200 frames its header declares$"):
+        read_audio(tmp_path / "damaged.ogg", what="input")
