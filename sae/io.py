@@ -248,7 +248,8 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     details = _object(meta, "training_architecture_details", f"{where}: metadata")
     for key in ("d_in", "d_sae"):
         if not isinstance(cfg.get(key), int) or isinstance(cfg[key], bool):
-            raise UserError(f"{where}: missing integer {key!r}")
+            said = f"{key!r} is {cfg[key]!r}; expected an integer" if key in cfg else f"missing integer {key!r}"
+            raise UserError(f"{where}: {said}")
     fn_kwargs = _object(cfg, "activation_fn_kwargs", where)  # SAELens before 6.0: TopK is "standard" + "topk"
     if arch == "topk" or (arch == "standard" and cfg.get("activation_fn_str", cfg.get("activation_fn")) == "topk"):
         kind = "topk"

@@ -189,7 +189,9 @@ def _edited(tmp_path, name, cfg_edit=None, weights_edit=None):
         ("train", lambda c: c["musicsae"].update(train_config=5), "musicsae: train_config is int: expected an"),
         ("b_dec", lambda c: c.update(apply_b_dec_to_input="false"), "apply_b_dec_to_input 'false': expected true or"),
         ("rescale", lambda c: c.update(rescale_acts_by_decoder_norm=1), "rescale_acts_by_decoder_norm 1: expected"),
-        ("d_in", lambda c: c.update(d_in=True), "missing integer 'd_in'"),
+        ("d_in", lambda c: c.update(d_in=True), "'d_in' is True; expected an integer"),
+        ("d_sae", lambda c: c.update(d_sae="128"), "'d_sae' is '128'; expected an integer"),  # not "missing" (hunt 176)
+        ("no_d_sae", lambda c: c.pop("d_sae"), "missing integer 'd_sae'"),
         ("k_big", lambda c: c.update(k=100), "k=100: expected at most d_sae=48"),
         ("k_frac", lambda c: c.update(k=2.5), "k=2.5: expected a whole number"),
         ("hook", lambda c: (c.update(hook_name=3), c["metadata"].update(hook_name=3)), "hook_name 3: expected a str"),

@@ -513,6 +513,7 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
     assert main(["sae", "eval", "--sae", f"{out}/layer.2", "--activations", acts]) == 0
     assert json.loads(capsys.readouterr().out)["l0"] > 0
     assert main(["sae", "export", "--sae", f"{out}/layer.1", "--out", str(tmp_path / "l1.ts")]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'l1.ts'}: TorchScript encode [N, 8] -> [N, 16]")
     assert torch.jit.load(str(tmp_path / "l1.ts")).encode(torch.zeros(3, 8)).shape == (3, 16)
     assert main(["sae", "eval", "--sae", f"{out}/layer.1", "--activations", acts, "--hook", "layer.2"]) == 2
     assert "expects d_in=8" in capsys.readouterr().err

@@ -124,11 +124,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_threads(f)
     f.set_defaults(func=run_find)
 
-    ls = subparsers.add_parser("list", help="show the concept bank as a table")
+    ls = subparsers.add_parser(
+        "list",
+        help="show the concept bank as a table",
+        description="Show a concept bank as a table: each concept's model, hook, SAE, features, default and "
+        "held-out AUROC.",
+    )
     ls.add_argument("--bank", required=True, help="concept bank YAML")
     ls.set_defaults(func=run_list)
 
-    rm = subparsers.add_parser("remove", help="remove a concept from the bank")
+    rm = subparsers.add_parser(
+        "remove",
+        help="remove a concept from the bank",
+        description="Remove a concept from a concept bank (the file is rewritten atomically; other concepts stay).",
+    )
     rm.add_argument("name")
     rm.add_argument("--bank", required=True, help="concept bank YAML")
     rm.set_defaults(func=run_remove)

@@ -85,7 +85,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
-    e = subparsers.add_parser("eval", help="metrics of a trained SAE on a store's held-out activations")
+    e = subparsers.add_parser(
+        "eval",
+        help="metrics of a trained SAE on a store's held-out activations",
+        description="Score a trained SAE on a store's activations (by default the sources held out from its "
+        "training): explained variance, FVU, L0 and dead features, printed as JSON (or written with --out).",
+    )
     e.add_argument("--sae", required=True, help="SAE directory (cfg.json + sae_weights.safetensors)")
     e.add_argument("--activations", required=True, help="activation store directory")
     e.add_argument("--hook", help="hook to evaluate on (default: the SAE's hook_name)")
@@ -107,6 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export an SAE as TorchScript (encode/decode) for torch.jit.load outside musicsae (live, render and "
         "export nn take the SAE folder itself)",
+        description="Write an SAE as one TorchScript file with `encode` and `decode` methods, for torch.jit.load "
+        "outside musicsae. live, render and export nn take the SAE folder itself.",
     )
     x.add_argument("--sae", required=True, help="SAE directory")
     x.add_argument("--out", required=True, help="output .ts file")
@@ -473,6 +480,8 @@ def run_export(args: argparse.Namespace) -> int:
     from sae.paths import check_output_file
 
     check_output_file(args.out, (".ts",))
-    path = export_torchscript(load_sae(args.sae), args.out)
-    print(path)
+    sae = load_sae(args.sae)
+    path = export_torchscript(sae, args.out)
+    d_sae, d_in = sae.W_dec.shape
+    print(f"wrote {path}: TorchScript encode [N, {d_in}] -> [N, {d_sae}] and decode back (torch.jit.load)")
     return 0

@@ -432,9 +432,11 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             f"move the probe's {len(features)} feature(s)"
         )
     else:
+        left = 100 * steer.off_left  # below 0: `off` moves the clips past those without the concept
+        off = f"leaves {left:.0f} % of it" if left >= 0 else f"goes {-left:.0f} % of it past the clips without it"
         lines.append(
             f"steering moves {len(chosen)} feature(s), each carrying >= {100 * cfg.steer_threshold:g} % of the "
-            f"concept's mean difference at {hook}; `off` leaves {100 * steer.off_left:.0f} % of it "
+            f"concept's mean difference at {hook}; `off` {off} "
             f"({100 * steer.error_share:.0f} % of it in the SAE's error term, which edits keep)"
         )
         if cfg.spare:
