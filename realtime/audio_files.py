@@ -426,23 +426,26 @@ def c_stderr_hushed() -> Iterator[None]:
         os.close(saved)
 
 
-SAMPLE_CHUNK = re.compile(r"^\s*(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
-"""libsndfile's word (`SoundFile.extra_info`) for a WAV / AIFF sample chunk whose declared size is not what the file
-holds."""
+SIZE_WORDS = re.compile(r"^\s*(?:data|SSND|Riff size|riff|Data Size)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+"""libsndfile's words (`SoundFile.extra_info`) for a declared size that is not what the file holds: a WAV's `data`, an
+AIFF's `SSND`, an RF64's `Riff size`, a W64's `riff`, an AU's `Data Size` (a WAV's `RIFF` counts chunks after the
+samples too)."""
 CUT_SHARE = 0.99
 """A file holding less than this share of what its header declares is refused as damaged (a writer that is off by a
 few bytes is not)."""
-UNKNOWN_SIZE = 0x7FFF0000
-"""A declared chunk size at or above it is a writer's placeholder (ffmpeg writing to a pipe: 0xFFFFFFFF)."""
+PLACEHOLDERS = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
+"""Sizes writers declare when they cannot know the length (ffmpeg to a pipe: 0xFFFFFFFF; espeak-ng --stdout:
+0x7FFFF000), give or take a header: a file so declared is whole."""
 
 
 def _cut_short(extra_info: str) -> str | None:
-    """Why a WAV / AIFF is cut short (its header declares more sample bytes than it holds: a copy or download that
-    stopped), or None."""
-    m = SAMPLE_CHUNK.search(extra_info or "")
-    if m is None or not int(m[2]) < CUT_SHARE * int(m[1]) < CUT_SHARE * UNKNOWN_SIZE:
-        return None
-    return f"cut short: its header declares {m[1]} bytes of samples, the file holds {m[2]} (a copy that stopped?)"
+    """Why a file is cut short (its header declares more bytes than it holds: a copy or download that stopped), or
+    None."""
+    for m in SIZE_WORDS.finditer(extra_info or ""):
+        declared, holds = int(m[1]), int(m[2])
+        if holds < CUT_SHARE * declared and not any(abs(declared - p) <= 4096 for p in PLACEHOLDERS):
+            return f"cut short: its header declares {declared} bytes, the file holds {holds} (a copy that stopped?)"
+    return None
 
 
 def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
@@ -471,8 +474,10 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         # libmpg123 speaks for itself; libsndfile picks it by the bytes, so an MP3 named .wav is one too
         mpeg = suffix == ".mp3" or head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
         with c_stderr_hushed() if mpeg else contextlib.nullcontext():
-            data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
             info = sf.info(os.fsencode(path))
+        mpeg = mpeg or info.format == "MPEG" or info.subtype.startswith("MPEG")  # an MP3 in a WAV (hunt 178)
+        with c_stderr_hushed() if mpeg else contextlib.nullcontext():
+            data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
         if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode

@@ -601,23 +601,38 @@ def test_a_dc_only_file_at_another_rate_is_silent_as_at_the_models(tmp_path):
 
 def test_a_file_cut_short_or_damaged_midway_is_named_not_read_short(tmp_path):
     """Hunt 177: a WAV or AIFF cut at half its bytes (a copy that stopped) and an Ogg damaged midway were read as
-    clips of half their length, without a word (a FLAC so damaged was refused). A WAV whose sizes are a pipe writer's
-    placeholder (ffmpeg to stdout: 0xFFFFFFFF) is whole, and read."""
+    clips of half their length, without a word (a FLAC so damaged was refused); hunt 178: RF64, W64, AU and a WAV
+    declaring gigabytes too. A WAV whose sizes are a pipe writer's placeholder (ffmpeg to stdout: 0xFFFFFFFF;
+    espeak-ng: 0x7FFFF000) is whole, and read; so is an MP3 in a WAV, whose frame count libsndfile estimates."""
+    import shutil
+    import subprocess
+
     x = 0.1 * np.sin(np.arange(88200, dtype=np.float32) / 10)
-    for suffix in ("wav", "aiff"):
-        sf.write(tmp_path / f"whole.{suffix}", x, 44100, subtype="PCM_16")
-        raw = (tmp_path / f"whole.{suffix}").read_bytes()
-        (tmp_path / f"cut.{suffix}").write_bytes(raw[: len(raw) // 2])
-        with pytest.raises(UserError, match=rf"cut\.{suffix}: cut short: its header declares \d+ bytes of samples, "
-                                            r"the file holds \d+ \(a copy that stopped\?\)$"):  # fmt: skip
-            read_audio(tmp_path / f"cut.{suffix}", what="input")
+    for name, fmt in (("a.wav", "WAV"), ("a.aiff", "AIFF"), ("r.wav", "RF64"), ("a.w64", "W64"), ("a.au", "AU")):
+        sf.write(tmp_path / name, x, 44100, subtype="PCM_16", format=fmt)
+        raw = (tmp_path / name).read_bytes()
+        (tmp_path / f"cut_{name}").write_bytes(raw[: len(raw) // 2])
+        with pytest.raises(UserError, match=rf"cut_{name}: cut short: its header declares \d+ bytes, the file holds "
+                                            r"\d+ \(a copy that stopped\?\)$"):  # fmt: skip
+            read_audio(tmp_path / f"cut_{name}", what="input")
         notes = AudioNotes()
-        assert read_mono(tmp_path / f"cut.{suffix}", 44100, notes) is None and "cut short" in notes.skipped[0][1]
-    raw = bytearray((tmp_path / "whole.wav").read_bytes())
+        assert read_mono(tmp_path / f"cut_{name}", 44100, notes) is None and "cut short" in notes.skipped[0][1]
+    raw = bytearray((tmp_path / "a.wav").read_bytes())
     at = raw.find(b"data")
-    raw[4:8] = raw[at + 4 : at + 8] = b"\xff\xff\xff\xff"
-    (tmp_path / "piped.wav").write_bytes(raw)
-    assert read_audio(tmp_path / "piped.wav")[0].shape == (88200, 1)
+    for size, whole in ((0xFFFFFFFF, True), (0x7FFFF000, True), (0x90000000, False)):  # the last: 2.4 GB declared
+        raw[4:8] = raw[at + 4 : at + 8] = size.to_bytes(4, "little")
+        (tmp_path / "sized.wav").write_bytes(raw)
+        if whole:
+            assert read_audio(tmp_path / "sized.wav")[0].shape == (88200, 1)
+        else:
+            with pytest.raises(UserError, match="cut short"):
+                read_audio(tmp_path / "sized.wav")
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is not installed (just setup-system installs it)"
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "a.wav"), "-c:a", "libmp3lame", "-f", "wav",
+                    str(tmp_path / "mp3.wav")], check=True)  # fmt: skip
+    assert sf.info(tmp_path / "mp3.wav").subtype == "MPEG_LAYER_III"
+    assert abs(read_audio(tmp_path / "mp3.wav")[0].shape[0] - 88200) < 2 * 1152
     noise = 0.1 * np.random.default_rng(0).standard_normal(88200).astype(np.float32)  # 22 kB of Vorbis, not 7
     sf.write(tmp_path / "whole.ogg", noise, 44100, format="OGG")
     raw = bytearray((tmp_path / "whole.ogg").read_bytes())
