@@ -704,3 +704,17 @@ def test_a_render_process_that_dies_or_ctrl_c_ends_jobs_2_in_one_line(tmp_path, 
         assert proc.returncode == 130 and lines[0].startswith("musicsae: interrupted"), err
     else:
         assert proc.returncode == 2 and "a render process died after" in lines[0], err
+
+
+def test_held_out_folders_left_empty_by_balancing_are_explained(tmp_path, capsys):
+    """Hunt 176: with few clips every held-out folder was empty (the table read 0 / 0) and nothing said why; a run of
+    --concepts none said its (no) folders were balanced across fonts."""
+    argv = ["data", "make", "--n", "24", "--duration", "0.5", "--sr", "16000", "--seed", "0"]
+    assert main([*argv, "--out", str(tmp_path / "d"), "--concepts", "guitar"]) == 0
+    said = capsys.readouterr()
+    held = [len(list((tmp_path / "d" / "heldout" / "guitar" / s).iterdir())) for s in ("with", "without")]
+    assert 0 in held, held  # this seed's few test clips share no font across the sides
+    assert "note: the held-out folders of guitar hold no clip on a side" in " ".join(said.err.split()), said.err
+    assert main([*argv, "--out", str(tmp_path / "e"), "--concepts", "none"]) == 0
+    said = capsys.readouterr()
+    assert "balanced" not in said.out + said.err and "held-out folders" not in said.err

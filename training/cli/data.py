@@ -107,19 +107,31 @@ def run_make(args: argparse.Namespace) -> int:
     held = f", {cfg.holdout_font} held out" if cfg.holdout_font else ""
     table = Table(
         title=f"{len(rows)} clips in {args.out} ({cfg.duration:g} s, {cfg.sample_rate} Hz; fonts {', '.join(fonts)}"
-        f"{held}); folders balanced across fonts"
+        f"{held})" + ("; folders balanced across fonts" if concepts else "")
     )
     tops = [("concepts", "train"), ("heldout", "test")] + ([("heldout_font", "held-out font")] if held else [])
     table.add_column("concept")
     for _, label in tops:
         table.add_column(f"{label} with", justify="right")
         table.add_column(f"{label} without", justify="right")
+    bare = []  # concepts whose held-out folders stayed empty on a side while test clips were made
     for name in concepts:
         folders = [Path(args.out) / top / name / side for top, _ in tops for side in ("with", "without")]
         cnt = [len(list(folder.iterdir())) if folder.is_dir() else 0 for folder in folders]  # none held out: none
         table.add_row(name, *map(str, cnt))
+        if 0 in cnt[2:4]:
+            bare.append(name)
     if concepts:
         print_table(output_console(), table)
+    tests = sum(r["split"] == "test" for r in rows)
+    if bare and tests:  # a table of zeros said nothing of why (hunt 176)
+        console.print(
+            f"note: the held-out folders of {', '.join(bare)} hold no clip on a side: they keep, per font, as many "
+            f"clips with the concept as without, and the {tests} test clip(s) gave no font clips on both sides; "
+            "raise --n",
+            markup=False,
+            highlight=False,
+        )
     else:
         output_console().print(table.title)
     return 0
