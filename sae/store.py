@@ -135,6 +135,15 @@ def stored_origins(root: str | os.PathLike) -> list[dict[str, dict[str, Any]]]:
     return [read_manifest(m).get("origins", {}) for m in sorted(Path(root).glob(f"*/{MANIFEST}"))]
 
 
+def record_moved(writers: Iterable[ActivationWriter], moved: dict[str, dict[str, Any]]) -> None:
+    """Record the new origins of files that moved over the same bytes (`realtime.audio_files.refuse_changed`) in
+    the writers that hold rows of them: hashed once, not on every re-run."""
+    for source, origin in moved.items():
+        for w in writers:
+            if source in w.origins:
+                w.set_origin(source, origin)
+
+
 @contextlib.contextmanager
 def _locked(hook_dir: Path) -> Iterator[None]:
     with flocked(hook_dir / ".lock"):

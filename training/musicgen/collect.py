@@ -36,7 +36,13 @@ from realtime.musicgen import MusicGenBackend, Recorder
 from sae.csvfile import parse_csv
 from sae.errors import UserError
 from sae.ranks import split_by_rank, this_rank
-from sae.store import ActivationWriter, refuse_names_of_other_kinds, same_collect_settings, stored_origins
+from sae.store import (
+    ActivationWriter,
+    record_moved,
+    refuse_names_of_other_kinds,
+    same_collect_settings,
+    stored_origins,
+)
 from sae.yamlfile import parse_yaml
 
 
@@ -268,10 +274,7 @@ class Collector:
         refuse_names_of_other_kinds(self.cfg.out, "audio", (source_name(p, root) for p in files), "file")
         same_collect_settings(self.cfg.out, "audio", settings)
         files = split_by_rank(files)[0]
-        for source, origin in refuse_changed(files, root, stored_origins(self.cfg.out), self.cfg.out).items():
-            for w in self.writers.values():
-                if source in w.origins:  # its time moved over the same bytes: recorded, not hashed on every run
-                    w.set_origin(source, origin)
+        record_moved(self.writers.values(), refuse_changed(files, root, stored_origins(self.cfg.out), self.cfg.out))
         done_before = {source_name(p, root) for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []

@@ -140,7 +140,7 @@ def activations_of(
 def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
     """Collect every hook of `cfg.layers` for this rank's share of the audio files; returns what happened."""
     from realtime.rave import RaveModel
-    from sae.store import ActivationWriter, same_collect_settings, stored_origins
+    from sae.store import ActivationWriter, record_moved, same_collect_settings, stored_origins
 
     t0 = time.perf_counter()
     model = RaveModel.load(cfg.model, rank_device(cfg.device))
@@ -174,10 +174,7 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
         # of the same names would be taken as done
         same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
         done = set.intersection(*(w.complete_sources for w in writers.values()))
-        for source, origin in refuse_changed(mine, root, stored_origins(cfg.out), cfg.out).items():
-            for w in writers.values():
-                if source in w.origins:  # its time moved over the same bytes: recorded, not hashed on every run
-                    w.set_origin(source, origin)
+        record_moved(writers.values(), refuse_changed(mine, root, stored_origins(cfg.out), cfg.out))
         for i, path in enumerate(mine):
             source = source_name(path, root)
             if source in done:
