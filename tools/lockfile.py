@@ -108,14 +108,24 @@ def unpatched(d, diff: Path) -> str | None:
     return None
 
 
+def _install_step():
+    """`patches/install.py`, the one step that installs the patched and the dependency-less packages (a script, not a
+    module on the path)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("musicsae_patches_install", PATCHES / "install.py")
+    install = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(install)
+    return install
+
+
 def patched_mismatches(dists: list) -> list[str]:
     """One line per package of `patches/` that is missing among `dists` (`importlib.metadata` distributions), at
     another version, or installed without its patch (`unpatched`: a published wheel, or a build of any unpatched
     copy of the sdist, which the `direct_url.json` of a local build did not tell apart, hunt 170)."""
     by_name = {_canonical(d.metadata["Name"]): d for d in dists if d.metadata["Name"]}
     out = []
-    for diff in sorted(PATCHES.glob("*.diff")):
-        dist, _, version = diff.stem.rpartition("-")
+    for dist, version, diff in _install_step().patched_packages():
         d = by_name.get(_canonical(dist))
         if d is None:
             out.append(f"{dist}: patched {version} expected (patches/{diff.name}), not installed")
@@ -130,14 +140,9 @@ def published_mismatches(dists: list) -> list[str]:
     """One line per package `patches/install.py` installs as published but without its dependencies (`NO_DEPS`: not
     in the lock) that is missing among `dists` or at another version (hunt 173: an import error said "run `just
     setup`", and setup, finding the lock's packages all there, did nothing)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("musicsae_patches_install", PATCHES / "install.py")
-    install = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(install)
     by_name = {_canonical(d.metadata["Name"]): d.version for d in dists if d.metadata["Name"]}
     out = []
-    for pin in install.NO_DEPS:
+    for pin in _install_step().NO_DEPS:
         dist, _, version = pin.partition("==")
         have = by_name.get(_canonical(dist))
         if have != version:
