@@ -172,7 +172,7 @@ def gate_levels(text: str) -> tuple[float, float]:
     try:
         Gate(lo, hi)
     except UserError:
-        raise argparse.ArgumentTypeError(f"{text!r}: {GATE_RULE} (a frame is never louder), e.g. -60,-45") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: {GATE_RULE} (0 dBFS: full scale), e.g. -60,-45") from None
     return lo, hi
 
 
