@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.mpeg_frames import mpeg_samples
 from sae.atomic import atomic_write
 from sae.errors import UserError
 from sae.paths import AUDIO_OUT
@@ -433,6 +434,9 @@ samples too)."""
 CUT_SHARE = 0.99
 """A file holding less than this share of what its header declares is refused as damaged (a writer that is off by a
 few bytes is not)."""
+MPEG_SLACK = 4 * 1152
+"""Samples an MP3's frames hold beyond what a whole decode gives: encoder delay and padding (under two frames) and
+the Xing frame, which holds no audio (`mpeg_samples`)."""
 PLACEHOLDERS = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
 """Sizes writers declare when they cannot know the length (ffmpeg to a pipe: 0xFFFFFFFF; espeak-ng --stdout:
 0x7FFFF000), give or take a header: a file so declared is whole."""
@@ -475,7 +479,7 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         mpeg = suffix == ".mp3" or head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
         with c_stderr_hushed() if mpeg else contextlib.nullcontext():
             info = sf.info(os.fsencode(path))
-        mpeg = mpeg or info.format == "MPEG" or info.subtype.startswith("MPEG")  # an MP3 in a WAV (hunt 178)
+        mpeg = mpeg or info.subtype.startswith("MPEG")  # an MP3 in a WAV (hunt 178)
         with c_stderr_hushed() if mpeg else contextlib.nullcontext():
             data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
@@ -490,6 +494,11 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate)
     if not mpeg and len(data) < CUT_SHARE * info.frames:
         return f"damaged: decoded {len(data)} of the {info.frames} frames its header declares"
+    if info.format == "MP3" and (held := mpeg_samples(path)) is not None and len(data) + MPEG_SLACK < held:
+        return (
+            f"decoded {len(data) / sr:.2f} s of the {held / sr:.2f} s its MPEG frames hold (libsndfile stops early "
+            "in a VBR MP3 without a Xing header); convert it (e.g. ffmpeg -i IN OUT.wav)"
+        )
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"
     if data.size and (peak := float(np.abs(data).max())) > MAX_PEAK:  # finite, yet no recording: a broken export

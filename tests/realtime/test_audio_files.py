@@ -642,3 +642,38 @@ def test_a_file_cut_short_or_damaged_midway_is_named_not_read_short(tmp_path):
     (tmp_path / "damaged.ogg").write_bytes(raw)
     with pytest.raises(UserError, match=r"damaged\.ogg: damaged: decoded \d+ of the 88200 frames its header declares$"):
         read_audio(tmp_path / "damaged.ogg", what="input")
+
+
+def test_a_vbr_mp3_without_a_xing_header_is_named_not_read_at_a_fraction(tmp_path):
+    """Hunt 178: libsndfile takes a VBR MP3's length from its Xing header or, with none, from its first frame's
+    bitrate: such a file (`ffmpeg -write_xing 0`, a stream cut from its start) decoded 0.53 s of its 3 s without a
+    word. Its frames are counted: it is refused in one line, while the same file with its header and a CBR file
+    without one are read whole."""
+    import subprocess
+
+    from realtime.mpeg_frames import frame_header
+
+    sr = 44100
+    t = np.arange(3 * sr) / sr
+    noise = np.random.default_rng(0).standard_normal(len(t))
+    x = np.where(t < 1.5, 0.05 * np.sin(2 * np.pi * 220 * t), 0.3 * noise).astype(np.float32)  # quiet start: low rate
+    sf.write(tmp_path / "vbr.mp3", x, sr, format="MP3", subtype="MPEG_LAYER_III", bitrate_mode="VARIABLE")
+    raw = (tmp_path / "vbr.mp3").read_bytes()
+    head = frame_header(raw[:4])
+    assert head and b"Xing" in raw[: head[0]]
+    (tmp_path / "no_xing.mp3").write_bytes(raw[head[0] :])  # the stream without its first (Xing) frame
+    assert abs(read_audio(tmp_path / "vbr.mp3")[0].shape[0] - len(x)) < 2 * 1152
+    why = r"decoded 0\.\d\d s of the 3\.0\d s its MPEG frames hold \(libsndfile stops early in a VBR MP3 without a Xing"
+    with pytest.raises(UserError, match=rf"no_xing\.mp3: {why} header\); convert it \(e\.g\. ffmpeg -i IN OUT\.wav\)$"):
+        read_audio(tmp_path / "no_xing.mp3", what="input")
+    notes = AudioNotes()
+    assert read_mono(tmp_path / "no_xing.mp3", sr, notes) is None and "MPEG frames hold" in notes.skipped[0][1]
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg, "ffmpeg is not installed (just setup-system installs it)"
+    sf.write(tmp_path / "x.wav", x, sr)
+    for name, rate in (("ff_vbr.mp3", ["-q:a", "6"]), ("ff_cbr.mp3", ["-b:a", "128k"])):  # with an ID3v2 tag
+        subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "x.wav"), "-c:a", "libmp3lame", *rate,
+                        "-write_xing", "0", str(tmp_path / name)], check=True)  # fmt: skip
+    with pytest.raises(UserError, match=why):
+        read_audio(tmp_path / "ff_vbr.mp3")
+    assert abs(read_audio(tmp_path / "ff_cbr.mp3")[0].shape[0] - len(x)) < 2 * 1152

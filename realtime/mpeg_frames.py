@@ -1,0 +1,64 @@
+"""How many samples an MP3's frames hold, counted from their headers (ISO 11172-3 / 13818-3), not decoded.
+
+libsndfile (through libmpg123) takes an MP3's length from its Xing/Info header, or, without one, estimates it from
+the first frame's bitrate: a VBR file without that header decodes a fraction of itself, without a word (hunt 178).
+Walking the frame headers gives the length every decoder plays.
+"""
+
+from __future__ import annotations
+
+import os
+
+_KBPS = {  # bitrate index 1..14 in kbit/s, by (MPEG-1, layer)
+    (True, 1): (32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version: 1, 2, 2.5
+_SYNC_SEARCH = 1 << 16
+"""How far past the ID3 tag the first frame is looked for (encoders' padding, a stray byte)."""
+
+
+def frame_header(head: bytes) -> tuple[int, int] | None:
+    """(bytes, samples) of the frame whose 4-byte header is `head`; None where it is no frame header (free-format
+    bitrate, which gives no length, included)."""
+    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0:
+        return None
+    version, layer = (head[1] >> 3) & 3, 4 - ((head[1] >> 1) & 3)
+    bitrate, rate, pad = head[2] >> 4, (head[2] >> 2) & 3, (head[2] >> 1) & 1
+    if version == 1 or layer == 4 or bitrate in (0, 15) or rate == 3:
+        return None
+    mpeg1 = version == 3
+    bps, sr = 1000 * _KBPS[(mpeg1, layer)][bitrate - 1], _RATES[version][rate]
+    if layer == 1:
+        return 4 * (12 * bps // sr + pad), 384
+    samples = 1152 if layer == 2 or mpeg1 else 576
+    return samples // 8 * bps // sr + pad, samples
+
+
+def mpeg_samples(path: str | os.PathLike) -> int | None:
+    """The samples (per channel, encoder delay and padding included) the MPEG audio frames of file `path` hold,
+    from the first two frames in a row after any ID3v2 tag to the first byte that is no frame (an ID3v1 or APE tag,
+    the end); None where no frame is found."""
+    with open(path, "rb") as fh:
+        data = fh.read()
+    start = 0
+    if data[:3] == b"ID3" and len(data) >= 10:  # ID3v2: a synchsafe size, a footer where flag 0x10 says so
+        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
+        start = 10 + size + (10 if data[5] & 0x10 else 0)
+    i = data.find(b"\xff", start)
+    while True:
+        if not 0 <= i < start + _SYNC_SEARCH:
+            return None
+        first = frame_header(data[i : i + 4])
+        if first and frame_header(data[i + first[0] : i + first[0] + 4]):
+            break
+        i = data.find(b"\xff", i + 1)
+    samples = 0
+    while (frame := frame_header(data[i : i + 4])) is not None and i + frame[0] <= len(data):
+        i += frame[0]
+        samples += frame[1]
+    return samples
