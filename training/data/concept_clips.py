@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import itertools
 import json
@@ -55,6 +54,7 @@ import numpy as np
 
 from realtime.audio_files import c_stderr_hushed, write_audio
 from sae.atomic import atomic_write_text, folder_replacing, refuse_working_folder, sole_writer
+from sae.bank import file_sha256
 from sae.errors import UserError
 from sae.jsonfile import read_json_object
 from sae.seeds import seeded
@@ -693,14 +693,6 @@ def split_of(index: int) -> str:
     return "test" if index % TEST_EVERY == TEST_EVERY - 1 else "train"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def make_dataset(
     out: Path,
     cfg: DataConfig,
@@ -887,7 +879,7 @@ def _make_dataset(
         "config": dataclasses.asdict(cfg),
         "soundfonts": [
             # the path as given (a link followed named the font after its target, which readers then missed)
-            {"name": f.name, "file": f.path.name, "path": os.path.abspath(f.path), "sha256": _sha256(f.path)}
+            {"name": f.name, "file": f.path.name, "path": os.path.abspath(f.path), "sha256": file_sha256(f.path)}
             for f in fonts
         ],
         "skipped_soundfonts": skipped,
@@ -1061,7 +1053,7 @@ def data_config(root: Path) -> tuple[DataConfig, dict[str, Path], str | None]:
         if file is None:  # not here: the ideal edits skip its clips (`oracle_clip`)
             continue
         # the ideal edits re-render with these files: another file's samples would be judged as the edit
-        if f.get("sha256") and _sha256(file) != f["sha256"]:
+        if f.get("sha256") and file_sha256(file) != f["sha256"]:
             raise UserError(
                 f"{path}: soundfont {name}: {file} is not the file the data was made with (its sha256 differs); "
                 "the ideal edits' re-renders would play other samples: restore it, or make the data again"
