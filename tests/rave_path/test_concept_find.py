@@ -598,3 +598,12 @@ def test_permutations_past_the_limit_are_refused_before_any_work(tmp_path):
                          permutations=n)  # fmt: skip
         with pytest.raises(UserError, match=f"--permutations {n}: expected 0 to {MAX_PERMUTATIONS}$"):
             find_concept(cfg)
+
+
+def test_off_is_said_as_the_share_it_leaves_or_how_far_past_the_clips_without_it_it_goes():
+    """A negative share left (`off` moves the clips past those without the concept) read "leaves -20 % of it"."""
+    from training.rave.concepts import off_left_words
+
+    assert off_left_words(0.3) == "leaves 30 % of it"
+    assert off_left_words(0.0) == "leaves 0 % of it"
+    assert off_left_words(-0.2) == "goes 20 % of it past the clips without it"

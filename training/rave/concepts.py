@@ -283,6 +283,13 @@ def _side(side: str, folder: str, notes: AudioNotes | None = None) -> str:
     return f"--{side} {folder} ({len(skipped)} skipped; {first})"
 
 
+def off_left_words(off_left: float) -> str:
+    """What `off` does to the concept's mean difference, in words: the share it leaves, or, below 0 (the clips move
+    past those without the concept), how far past them it goes."""
+    left = 100 * off_left
+    return f"leaves {left:.0f} % of it" if left >= 0 else f"goes {-left:.0f} % of it past the clips without it"
+
+
 def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
     """Probe, compare, and add the concept to the bank (saved atomically); see the module docstring."""
     from realtime.rave import RaveModel
@@ -432,11 +439,9 @@ def find_concept(cfg: FindConfig, cache: dict | None = None) -> FindResult:
             f"move the probe's {len(features)} feature(s)"
         )
     else:
-        left = 100 * steer.off_left  # below 0: `off` moves the clips past those without the concept
-        off = f"leaves {left:.0f} % of it" if left >= 0 else f"goes {-left:.0f} % of it past the clips without it"
         lines.append(
             f"steering moves {len(chosen)} feature(s), each carrying >= {100 * cfg.steer_threshold:g} % of the "
-            f"concept's mean difference at {hook}; `off` {off} "
+            f"concept's mean difference at {hook}; `off` {off_left_words(steer.off_left)} "
             f"({100 * steer.error_share:.0f} % of it in the SAE's error term, which edits keep)"
         )
         if cfg.spare:
