@@ -109,12 +109,13 @@ class Controls:
 
     @contextmanager
     def transaction(self) -> Iterator[Draft]:
-        """Yield a draft; on normal exit publish it as one snapshot, on an exception drop it."""
+        """Yield a draft; on normal exit publish it as one snapshot, on an exception drop it (one that composing the
+        edit refuses too: a state the engine cannot play is not kept for /state and presets to show, hunt 179)."""
         with self._lock:
             draft = Draft(self._draft.state.copy(), self._draft.mix, self._draft.bypass)
             yield draft
-            self._draft = draft
-            self.snapshot = Snapshot(draft.state.edit(), draft.mix, draft.bypass, self.snapshot.version + 1)
+            snapshot = Snapshot(draft.state.edit(), draft.mix, draft.bypass, self.snapshot.version + 1)
+            self._draft, self.snapshot = draft, snapshot
 
     def warm_up_snapshots(self) -> list[Snapshot]:
         """One snapshot per path a control can switch on, in an order that also ramps between them: neutral,

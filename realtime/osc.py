@@ -330,6 +330,8 @@ class OscControl:
                             raise UserError(f"{address}: expected no arguments")
                     else:
                         self._apply(draft, address, args)
+                if saves and draft is not None:
+                    draft.state.edit()  # a state the engine refuses is not saved (the transaction drops it)
                 for path, view in saves:  # in the transaction: a preset that cannot be written drops the edits
                     address = "/preset/save"  # the /error names it, not the packet's last message
                     self._save(path, view)

@@ -548,10 +548,12 @@ class EditState:
         )
 
     def edit(self) -> Edit:
-        """Compose every control into one dense `Edit` (float32 numpy while composing: torch's per-element indexing
-        made this 0.6 ms, every OSC packet)."""
-        gain = np.ones(self.d_sae, np.float32)
-        add = np.zeros(self.d_sae, np.float32)
+        """Compose every control into one dense `Edit` (numpy while composing: torch's per-element indexing made this
+        0.6 ms, every OSC packet). A feature's gains multiply, held within the range one control has
+        (±`STRENGTH_LIMIT`): twenty concepts at scale 100 on one feature overflowed float32, and the refused state
+        locked every control (hunt 179); the nn~ export composes the same way."""
+        gain = np.ones(self.d_sae, np.float64)
+        add = np.zeros(self.d_sae, np.float64)
         floor = np.zeros(self.d_sae, np.float32)
         for name, control in self.controls.items():
             if control.mode == "none":
@@ -567,6 +569,12 @@ class EditState:
                     floor[feat.index] = max(float(floor[feat.index]), control.strength * feat.typical)
         for index, g in self.feature_gains.items():
             gain[index] *= g
+        np.clip(gain, -STRENGTH_LIMIT, STRENGTH_LIMIT, out=gain)
+        if (big := np.flatnonzero(~(np.abs(add) <= np.finfo(np.float32).max))).size:  # NaN too
+            raise UserError(
+                f"feature {big[0]}: the concepts switched on add {add[big[0]]:.3g} to it, past float32's range "
+                "(lower their strengths)"
+            )
         alone = {n: self.alone[n] for n, control in self.controls.items() if control.mode == "off" and n in self.alone}
         return replace(Edit.from_arrays(gain, add, floor), alone=alone)
 

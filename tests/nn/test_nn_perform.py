@@ -151,6 +151,25 @@ def test_batchtopk_sae_in_nn_matches_the_engine(nn, nn_files, demo_nn, tmp_path)
     check_forward(nn, model, delay, bank, steered, 2048, TIMELINE, EDIT_ONLY)
 
 
+def test_gains_of_concepts_sharing_a_feature_compose_in_nn_as_in_the_engine(nn, nn_files, demo_nn, tmp_path):
+    """Hunt 179: twenty concepts at `scale 100` on one feature composed past float32 in the nn~ export, which played
+    NaN from then on (RAVE's caches kept it). Gains multiply and are held within ±100 there as in the engine: three
+    concepts on `bright`'s features at ±100 (a product of 1e6) sound as the engine plays them."""
+    model, delay, _, _ = demo_nn
+    path = nn_files.make_bank(tmp_path / "shared", model.path)
+    bank = ConceptBank.load(path)
+    for name in ("twin", "triplet"):
+        bank.add(dataclasses.replace(bank.get("bright"), name=name, probe=None))
+    bank.save()
+    steered = nn_files.export(model.path, path, tmp_path / "shared.ts")
+    timeline = {
+        1: [("bright", ("scale", 100.0)), ("twin", ("scale", 100.0)), ("triplet", ("scale", -100.0))],
+        4: [("twin", ("none", 0.0))],
+        7: [("triplet", ("scale", 0.5))],
+    }
+    check_forward(nn, model, delay, path, steered, 2048, timeline, (2, 4))
+
+
 # clamp and the gate: buffers 5-7 of the input are silence; `on` and `clamp` stay out of them while the gate is on
 GATED = {
     1: [("bright", ("clamp", 4.0))],

@@ -645,3 +645,20 @@ def test_a_value_just_out_of_range_is_shown_out_of_range():
     osc = OscControl(Controls(EditState.from_concepts(128, {c.name: c for c in bank})))
     for mode, shown in (("on:100.0001", "strength 100.0001:"), ("clamp:10.00001", "clamp strength 10.00001:")):
         assert shown in osc.handle(encode_message("/concept/guitar/mode", [mode]))[0][1][1]
+
+
+def test_a_packet_whose_edit_cannot_be_composed_changes_nothing_and_saves_no_preset(tmp_path):
+    """Hunt 179: a packet refused when its edit was composed (the concepts switched on added past float32's range:
+    19 at 100 fit, the 20th did not) was kept as the controls all the same: /state and /preset/save showed what never
+    played, and every later edit packet, /mix too, was refused until /reset."""
+    concepts = {f"c{i}": {"features": [{"index": 3, "weight": 1.75e35, "typical": 1.0}]} for i in range(20)}
+    controls = Controls(EditState.from_concepts(8, concepts))
+    osc = OscControl(controls, preset_dir=tmp_path, error_rate=1e9)
+    for i in range(19):
+        assert osc.handle(encode_message(f"/concept/c{i}/mode", ["on:100"])) == []
+    version = controls.snapshot.version
+    error = osc.handle(_bundle(("/concept/c19/mode", ["on:100"]), ("/preset/save", ["stuck"])))
+    assert error[0][0] == "/error" and "feature 3: the concepts switched on add 3.5e+38" in error[0][1][1], error
+    assert controls.view()["concepts"]["c19"]["mode"] == "none" and controls.snapshot.version == version
+    assert not list(tmp_path.glob("*.yaml"))  # the refused state is not saved
+    assert osc.handle(encode_message("/mix", [0.5])) == [] and controls.snapshot.mix == 0.5  # not locked out

@@ -409,3 +409,28 @@ def test_preset_mistakes_are_named_for_what_they_are():
     assert "so far" not in str(given.value)
     assert [ConceptControl.parse("g", m).spelled() for m in ("none", "off", "on:3", "clamp:2.5", "scale:-1")] == [
         "none", "off", "on:3", "clamp:2.5", "scale:-1"]  # fmt: skip
+
+
+def test_gains_of_concepts_sharing_a_feature_compose_within_one_controls_range():
+    """Twenty concepts at `scale 100` on one feature composed a gain of 1e40, past float32: the edit was refused with
+    a numpy overflow warning, and in the nn~ export it played NaN that RAVE's caches kept (hunt 179). Gains multiply
+    and are held within ±STRENGTH_LIMIT, the range one control has."""
+    import warnings
+
+    from sae.controls import STRENGTH_LIMIT
+
+    concepts = {f"c{i}": {"features": [{"index": 3, "weight": 1.0, "typical": 1.0}]} for i in range(20)}
+    state = EditState.from_concepts(8, concepts)
+    for i in range(20):
+        state.set_mode(f"c{i}", "scale:100" if i % 2 else "scale:-100")
+    state.set_mode("c0", "scale:0.5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        edit = state.edit()
+    assert edit.gain[3].item() == -STRENGTH_LIMIT  # (-100)^9 · 100^10 · 0.5, held at -100
+    state.set_mode("c0", "scale:-0.5")
+    assert state.edit().gain[3].item() == STRENGTH_LIMIT
+    for i in range(1, 20):
+        state.set_mode(f"c{i}", "none")
+    state.set_feature_gain(3, 3.0)
+    assert state.edit().gain[3].item() == -1.5  # -0.5 · 3 within the range: the plain product

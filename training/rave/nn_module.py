@@ -438,8 +438,9 @@ class SteeredRave(nn_tilde.Module):
         raise RuntimeError("musicsae: this RAVE export has no encoder hook")
 
     def _edit(self, ctl: Tensor) -> Tuple[Tensor, Tensor, Tensor]:  # noqa: UP006
-        """The dense (gain, add, floor) [d_sae] the concept controls `ctl` describe (`sae.steering.EditState.edit`)."""
-        gain = torch.ones(self.d_sae, device=self.prev_gain.device)
+        """The dense (gain, add, floor) [d_sae] the concept controls `ctl` describe, composed as
+        `sae.steering.EditState.edit` composes them (gains held within ±`STRENGTH_LIMIT`)."""
+        gain = torch.ones(self.d_sae, dtype=torch.float64, device=self.prev_gain.device)
         add = torch.zeros(self.d_sae, device=self.prev_gain.device)
         floor = torch.zeros(self.d_sae, device=self.prev_gain.device)
         for i in range(len(self._concept_attrs)):
@@ -448,13 +449,13 @@ class SteeredRave(nn_tilde.Module):
             if mode == "off":
                 gain = gain * (1.0 - self.concept_mask[i])
             elif mode == "scale":
-                gain = gain * torch.where(self.concept_mask[i] > 0, value, 1.0).to(gain.dtype)
+                gain = gain * torch.where(self.concept_mask[i] > 0, torch.full_like(gain, value), torch.ones_like(gain))
             elif mode == "on":
                 add = add + (value * self.concept_weight[i] * self.concept_typical[i]).to(add.dtype)
             elif mode == "clamp":
                 level = torch.where(self.concept_mask[i] > 0, value * self.concept_typical[i], 0.0)
                 floor = torch.maximum(floor, level.to(floor.dtype))
-        return gain, add, floor
+        return gain.clamp(-self.strength_limit, self.strength_limit).float(), add, floor
 
     def _gate(self, x: Tensor, ctl: Tensor) -> Optional[Tensor]:  # noqa: UP045
         """Per-frame weights [B, frames, 1] of the edit from the input audio [B, C, T] (None: `gate 0`)."""
