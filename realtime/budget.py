@@ -58,7 +58,7 @@ class BudgetChoice:
     period: int
     sr: int
     timing: BlockTiming | None
-    how: str  # "measured" (auto block), "measured at --blocksize", "--headroom"
+    how: str  # "measured" (auto block), "measured at --blocksize", "--headroom", "block measured, budget --headroom"
     tried: list[BlockTiming] = field(default_factory=list)
 
     @property
@@ -87,6 +87,8 @@ class BudgetChoice:
             text += f" ({self.how})"
         if not self.keeps_up:
             text += " — WARNING: the model does not keep up at this block; expect late blocks"
+        elif self.timing is not None and self.budget / self.sr < self.timing.need_s():
+            text += f" — WARNING: below the {1e3 * self.timing.need_s():.1f} ms measured need; expect late blocks"
         return text
 
 
@@ -192,6 +194,8 @@ def choose_block(
     timing = tried[-1]
     if headroom is not None:
         budget = budget_frames(headroom * timing.blocksize / sr, sr, period)
-    else:
-        budget = budget_frames(min(timing.need_s(), timing.blocksize / sr), sr, period)
+        return processor, BudgetChoice(
+            timing.blocksize, budget, period, sr, timing, "block measured, budget --headroom", tried
+        )
+    budget = budget_frames(min(timing.need_s(), timing.blocksize / sr), sr, period)
     return processor, BudgetChoice(timing.blocksize, budget, period, sr, timing, "measured", tried)

@@ -87,6 +87,11 @@ def test_the_smallest_block_that_keeps_up_is_chosen_with_a_measured_budget(monke
     # --headroom fixes the budget, --blocksize the block
     _, choice = choose_block(Timed, 512, 256, SR, [], headroom=0.5)
     assert (choice.blocksize, choice.budget) == (1024, 512)
+    # said as such, and below the measured 15.5 ms need (hunt 179: "measured", without a word)
+    assert "(block measured, budget --headroom: compute" in choice.describe()
+    assert "WARNING: below the 15.5 ms measured need" in choice.describe()
+    _, choice = choose_block(Timed, 512, 256, SR, [], headroom=1.0)
+    assert choice.budget == 1024 and "WARNING" not in choice.describe()
     _, choice = choose_block(Timed, 512, 256, SR, [], blocksize=512)
     assert choice.blocksize == 512 and not choice.keeps_up and choice.budget == 512
     assert "WARNING" in choice.describe()

@@ -404,6 +404,11 @@ def test_a_wrong_bank_or_preset_is_refused_before_the_block_timing(tiny_rave_ts,
         (["--bank", str(tmp_path / "nope.yaml")], "nope.yaml: no such concept bank", False),
         (["--bank", str(tmp_path / "hooks.yaml")], "hooks.yaml: no concept can be played with its SAE", True),
         (["--bank", str(bank.path), "--preset", str(tmp_path / "broken.yaml")], "preset", False),
+        (  # hunt 179: a concept bank given as the preset was refused once the model had loaded
+            ["--bank", str(bank.path), "--preset", str(bank.path)],
+            f"preset {bank.path}: key 'version': expected concepts, features, mix, bypass",
+            False,
+        ),
         (
             ["--bank", str(bank.path), "--preset", str(tmp_path / "other.yaml")],
             "other.yaml: unknown concept 'nosuch'",

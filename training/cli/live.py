@@ -217,10 +217,11 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
     named = args.preset is not None and not args.preset.is_file()  # a preset's name, read in the preset folder
     if named:
         args.preset = _named_preset(args)
-    if args.preset is not None:  # not YAML, not a preset: refused before the model loads
-        from realtime.controls import read_preset
+    if args.preset is not None:  # not YAML, not a preset (a concept bank: hunt 179): refused before the model loads
+        from realtime.controls import PRESET_KEYS, read_preset
 
-        read_preset(args.preset)
+        if unknown := [str(key) for key in read_preset(args.preset) if key not in PRESET_KEYS]:
+            raise UserError(f"preset {args.preset}: key {unknown[0]!r}: expected {', '.join(PRESET_KEYS)}")
     if args.bank is not None:
         from sae.bank import ConceptBank
 
