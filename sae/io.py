@@ -30,8 +30,9 @@ from safetensors.torch import load_file, save_file
 
 from sae.atomic import atomic_write, atomic_write_text
 from sae.errors import UserError, torch_file_problem
-from sae.jsonfile import is_number, read_json_object, strict_json
+from sae.jsonfile import is_count, is_number, read_json_object, strict_json
 from sae.model import SAEConfig, SparseAutoencoder
+from sae.seeds import SEED_RANGE
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -180,6 +181,9 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
         _object(ours, key, f"{f}: musicsae")  # hand-edited 5 was a traceback)
     for kind, settings in (ours.get("collect") or {}).items():
         _object({kind: settings}, kind, f"{f}: musicsae.collect")
+    seed = (ours.get("train_config") or {}).get("seed")  # `sae eval` draws its interval's resamples with it
+    if seed is not None and not (is_count(seed) and seed < SEED_RANGE[1]):
+        raise UserError(f"{f}: musicsae.train_config.seed {seed!r}: expected an integer in [0, 2**63)")
     return cfg
 
 

@@ -39,6 +39,8 @@ def read_json_object(path: Path, what: str) -> dict[str, Any]:
         raise UserError(f"{path}: {what} is not UTF-8 text; expected JSON (damaged or replaced?)") from None
     except ValueError as exc:  # an integer of more than 4300 digits (Python's limit on reading one)
         raise UserError(f"{path}: {what} is not JSON this reads ({str(exc).split(':')[0]})") from None
+    except RecursionError:  # a value inside thousands of brackets (hunt 180)
+        raise UserError(f"{path}: {what} is not JSON this reads (nested too deeply)") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data

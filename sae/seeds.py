@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+SEED_RANGE = (0, 2**63)
+"""Every seed this project takes (`--seed`, job lists, the seed an SAE's cfg.json records): what both torch
+(`manual_seed`) and numpy (`default_rng`) take; past it a torch traceback at the first render, below 0 numpy's
+(`data make --seed -1`)."""
+
 
 def seeded(seed: int, *rest: int) -> np.random.Generator:
     """numpy's generator of the stream (seed, *rest), one per tuple. numpy reads a seed past 2**32 as two 32-bit

@@ -87,3 +87,5 @@ def parse_yaml(text: str, where: str, what: str = "valid YAML") -> Any:
         raise UserError(f"{where}: not {what} ({first})") from None
     except ValueError as exc:  # an integer of more than 4300 digits (Python's limit), a date such as 2024-13-01
         raise UserError(f"{where}: not {what} ({str(exc).split(':')[0]})") from None
+    except RecursionError:  # a value inside hundreds of brackets (hunt 180)
+        raise UserError(f"{where}: not {what} (nested too deeply to read)") from None

@@ -330,3 +330,38 @@ def test_a_bank_default_scale_without_its_gain_is_refused(tmp_path):
         ConceptBank.load(bank)
     bank.write_text(text.replace(block, "    default:\n      mode: scale\n      strength: -0.5\n", 1))
     assert ConceptBank.load(bank).get("guitar").default.strength == -0.5
+
+
+def test_a_file_nested_too_deeply_to_read_is_one_line(tmp_path):
+    """Hunt 180: a bank, cfg.json or manifest with a value inside thousands of brackets ended in a RecursionError
+    traceback; every JSON and YAML file goes through these two readers."""
+    from sae.jsonfile import read_json_object
+    from sae.yamlfile import parse_yaml
+
+    (tmp_path / "cfg.json").write_text('{"note": ' + "[" * 5000 + "]" * 5000 + "}")
+    with pytest.raises(UserError, match=r"cfg\.json: SAE config is not JSON this reads \(nested too deeply\)$"):
+        read_json_object(tmp_path / "cfg.json", "SAE config")
+    with pytest.raises(UserError, match=r"^bank\.yaml: not a concept bank \(nested too deeply to read\)$"):
+        parse_yaml("concepts:\n  g: " + "[" * 5000 + "]" * 5000 + "\n", "bank.yaml", "a concept bank")
+
+
+@pytest.mark.parametrize("seed", [2**70, -1, 1.5, "3", True])
+def test_a_recorded_training_seed_out_of_range_is_one_line(tmp_path, seed):
+    """Hunt 180: `musicsae.train_config.seed` past 2**63 (a hand edit, another tool) was a torch overflow traceback
+    from `sae eval`, which draws its interval's resamples with it. A seed left out is fine (older SAEs)."""
+    from sae.io import read_sae_cfg
+
+    folder = _sae(tmp_path)
+    cfg = json.loads((folder / "cfg.json").read_text())
+    cfg["musicsae"]["train_config"] = {"seed": 3}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    assert read_sae_cfg(folder)["musicsae"]["train_config"]["seed"] == 3
+    cfg["musicsae"]["train_config"] = {"seed": seed}
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    with pytest.raises(
+        UserError, match=r"cfg\.json: musicsae\.train_config\.seed .*: expected an integer in \[0, 2\*\*63\)$"
+    ):
+        read_sae_cfg(folder)
+    del cfg["musicsae"]["train_config"]["seed"]
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    assert read_sae_cfg(folder)["musicsae"]["train_config"] == {}

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from sae.controls import MAX_THREADS, plain_float, plain_int
+from sae.seeds import SEED_RANGE
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,9 +70,6 @@ thread_count = _checked(plain_int, lambda v: 0 < v <= MAX_THREADS, f"a positive 
 MAX_JOBS = 256
 job_count = _checked(plain_int, lambda v: 0 < v <= MAX_JOBS, f"a positive integer, at most {MAX_JOBS}")
 """`--jobs`: rendering processes, started all at once (`demo --jobs 100` launched 100 Pythons)."""
-SEED_RANGE = (0, 2**63)
-"""What both torch (`manual_seed`) and numpy (`default_rng`) take: past it a torch traceback at the first render,
-below 0 numpy's (`data make --seed -1`)."""
 seed_int = _checked(plain_int, lambda v: SEED_RANGE[0] <= v < SEED_RANGE[1], "an integer in [0, 2**63)")
 folds = _checked(plain_int, lambda v: v >= 2, "an integer >= 2")
 MIN_EVAL_ROWS = 100

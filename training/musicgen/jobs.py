@@ -10,8 +10,8 @@ from typing import Any
 from sae.controls import plain_float, plain_int
 from sae.csvfile import parse_csv
 from sae.errors import UserError
+from sae.seeds import SEED_RANGE
 from sae.yamlfile import parse_yaml
-from training.cli.args import SEED_RANGE
 
 SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
