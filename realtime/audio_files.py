@@ -494,10 +494,13 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
     # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate)
     if not mpeg and len(data) < CUT_SHARE * info.frames:
         return f"damaged: decoded {len(data)} of the {info.frames} frames its header declares"
-    if info.format == "MP3" and (held := mpeg_samples(path)) is not None and len(data) + MPEG_SLACK < held:
+    # an MP3 in a WAV too (hunt 182); libsndfile stops at the length its first frame's bitrate or its Xing header
+    # gives: a VBR MP3 without that header, or MP3s joined, decoded a fraction of themselves
+    if info.subtype.startswith("MPEG") and (held := mpeg_samples(path)) is not None and len(data) + MPEG_SLACK < held:
         return (
-            f"decoded {len(data) / sr:.2f} s of the {held / sr:.2f} s its MPEG frames hold (libsndfile stops early "
-            "in a VBR MP3 without a Xing header); convert it (e.g. ffmpeg -i IN OUT.wav)"
+            f"decoded {len(data) / sr:.2f} s of the {held / sr:.2f} s its MPEG frames hold (libsndfile stops at the "
+            "length its first frame or Xing header gives: a VBR MP3 without that header, or MP3s joined); convert it "
+            "(e.g. ffmpeg -i IN OUT.wav)"
         )
     if not np.isfinite(data).all():
         return "contains NaN/inf samples"

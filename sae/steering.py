@@ -551,25 +551,32 @@ class EditState:
         """Compose every control into one dense `Edit` (numpy while composing: torch's per-element indexing made this
         0.6 ms, every OSC packet). A feature's gains multiply, held within the range one control has
         (±`STRENGTH_LIMIT`): twenty concepts at scale 100 on one feature overflowed float32, and the refused state
-        locked every control (hunt 179); the nn~ export composes the same way."""
+        locked every control (hunt 179); a gain of 0 (`off`, `scale:0`) zeroes the feature whatever the others
+        multiply to (an overflowed product times 0 was NaN, hunt 182). The nn~ export composes the same way."""
         gain = np.ones(self.d_sae, np.float64)
+        zero = np.zeros(self.d_sae, bool)
         add = np.zeros(self.d_sae, np.float64)
         floor = np.zeros(self.d_sae, np.float32)
-        for name, control in self.controls.items():
-            if control.mode == "none":
-                continue
-            for feat in self.concepts[name]:
-                if control.mode == "off":
-                    gain[feat.index] *= 0.0
-                elif control.mode == "scale":
-                    gain[feat.index] *= control.gain
-                elif control.mode == "on":
-                    add[feat.index] += control.strength * feat.weight * feat.typical
-                elif control.mode == "clamp":
-                    floor[feat.index] = max(float(floor[feat.index]), control.strength * feat.typical)
-        for index, g in self.feature_gains.items():
-            gain[index] *= g
+        with np.errstate(over="ignore"):  # a product past float64 is inf, held at the limit below
+            for name, control in self.controls.items():
+                if control.mode == "none":
+                    continue
+                for feat in self.concepts[name]:
+                    if control.mode == "off" or (control.mode == "scale" and control.gain == 0.0):
+                        zero[feat.index] = True
+                    elif control.mode == "scale":
+                        gain[feat.index] *= control.gain
+                    elif control.mode == "on":
+                        add[feat.index] += control.strength * feat.weight * feat.typical
+                    elif control.mode == "clamp":
+                        floor[feat.index] = max(float(floor[feat.index]), control.strength * feat.typical)
+            for index, g in self.feature_gains.items():
+                if g == 0.0:
+                    zero[index] = True
+                else:
+                    gain[index] *= g
         np.clip(gain, -STRENGTH_LIMIT, STRENGTH_LIMIT, out=gain)
+        gain[zero] = 0.0
         if (big := np.flatnonzero(~(np.abs(add) <= np.finfo(np.float32).max))).size:  # NaN too
             raise UserError(
                 f"feature {big[0]}: the concepts switched on add {add[big[0]]:.3g} to it, past float32's range "

@@ -434,3 +434,17 @@ def test_gains_of_concepts_sharing_a_feature_compose_within_one_controls_range()
         state.set_mode(f"c{i}", "none")
     state.set_feature_gain(3, 3.0)
     assert state.edit().gain[3].item() == -1.5  # -0.5 · 3 within the range: the plain product
+    # hunt 182: a product past float64 (inf) times an `off` was NaN, refused; a gain of 0 zeroes the feature
+    many = {f"c{i}": {"features": [{"index": 0, "weight": 1.0, "typical": 1.0}]} for i in range(161)}
+    state = EditState.from_concepts(2, many)
+    for i in range(160):
+        state.set_mode(f"c{i}", "scale:100")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert state.edit().gain[0].item() == STRENGTH_LIMIT
+        for zero in ("off", "scale:0"):
+            state.set_mode("c160", zero)
+            assert state.edit().gain[0].item() == 0.0
+        state.set_mode("c160", "none")
+        state.set_feature_gain(0, 0.0)
+        assert state.edit().gain.tolist() == [0.0, 1.0]

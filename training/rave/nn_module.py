@@ -439,15 +439,17 @@ class SteeredRave(nn_tilde.Module):
 
     def _edit(self, ctl: Tensor) -> Tuple[Tensor, Tensor, Tensor]:  # noqa: UP006
         """The dense (gain, add, floor) [d_sae] the concept controls `ctl` describe, composed as
-        `sae.steering.EditState.edit` composes them (gains held within ±`STRENGTH_LIMIT`)."""
+        `sae.steering.EditState.edit` composes them (gains held within ±`STRENGTH_LIMIT`, a gain of 0 zeroing the
+        feature whatever the others multiply to)."""
         gain = torch.ones(self.d_sae, dtype=torch.float64, device=self.prev_gain.device)
+        zero = torch.zeros(self.d_sae, dtype=torch.bool, device=self.prev_gain.device)
         add = torch.zeros(self.d_sae, device=self.prev_gain.device)
         floor = torch.zeros(self.d_sae, device=self.prev_gain.device)
         for i in range(len(self._concept_attrs)):
             mode = self._mode_names[int(ctl[i, 0])]
             value = float(ctl[i, 1])
-            if mode == "off":
-                gain = gain * (1.0 - self.concept_mask[i])
+            if mode == "off" or (mode == "scale" and value == 0.0):
+                zero = zero | (self.concept_mask[i] > 0)
             elif mode == "scale":
                 gain = gain * torch.where(self.concept_mask[i] > 0, torch.full_like(gain, value), torch.ones_like(gain))
             elif mode == "on":
@@ -455,7 +457,8 @@ class SteeredRave(nn_tilde.Module):
             elif mode == "clamp":
                 level = torch.where(self.concept_mask[i] > 0, value * self.concept_typical[i], 0.0)
                 floor = torch.maximum(floor, level.to(floor.dtype))
-        return gain.clamp(-self.strength_limit, self.strength_limit).float(), add, floor
+        gain = gain.clamp(-self.strength_limit, self.strength_limit).masked_fill(zero, 0.0)
+        return gain.float(), add, floor
 
     def _gate(self, x: Tensor, ctl: Tensor) -> Optional[Tensor]:  # noqa: UP045
         """Per-frame weights [B, frames, 1] of the edit from the input audio [B, C, T] (None: `gate 0`)."""
