@@ -41,14 +41,11 @@ def frame_header(head: bytes) -> tuple[int, int] | None:
 
 def mpeg_samples(path: str | os.PathLike) -> int | None:
     """The samples (per channel, encoder delay and padding included) the MPEG audio frames of file `path` hold,
-    from the first two frames in a row after any ID3v2 tag to the first byte that is no frame (an ID3v1 or APE tag,
-    the end); None where no frame is found."""
+    from the first two frames in a row after any ID3v2 tag to the first byte that is no frame or ID3v2 tag (an ID3v1
+    or APE tag, the end); None where no frame is found."""
     with open(path, "rb") as fh:
         data = fh.read()
-    start = 0
-    if data[:3] == b"ID3" and len(data) >= 10:  # ID3v2: a synchsafe size, a footer where flag 0x10 says so
-        size = (data[6] & 0x7F) << 21 | (data[7] & 0x7F) << 14 | (data[8] & 0x7F) << 7 | (data[9] & 0x7F)
-        start = 10 + size + (10 if data[5] & 0x10 else 0)
+    start = _past_id3(data, 0)
     i = data.find(b"\xff", start)
     while True:
         if not 0 <= i < start + _SYNC_SEARCH:
@@ -58,7 +55,20 @@ def mpeg_samples(path: str | os.PathLike) -> int | None:
             break
         i = data.find(b"\xff", i + 1)
     samples = 0
-    while (frame := frame_header(data[i : i + 4])) is not None and i + frame[0] <= len(data):
+    while True:
+        i = _past_id3(data, i)  # MP3s joined, each with its tag (hunt 182)
+        frame = frame_header(data[i : i + 4])
+        if frame is None or i + frame[0] > len(data):
+            return samples
         i += frame[0]
         samples += frame[1]
-    return samples
+
+
+def _past_id3(data: bytes, at: int) -> int:
+    """Where the ID3v2 tag at `at` ends (a synchsafe size, and a footer where flag 0x10 says so); `at` where none."""
+    if data[at : at + 3] != b"ID3" or len(data) < at + 10:
+        return at
+    size = 0
+    for byte in data[at + 6 : at + 10]:
+        size = size << 7 | byte & 0x7F
+    return at + 10 + size + (10 if data[at + 5] & 0x10 else 0)

@@ -679,3 +679,11 @@ def test_a_vbr_mp3_without_a_xing_header_is_named_not_read_at_a_fraction(tmp_pat
         with pytest.raises(UserError, match=why):
             read_audio(tmp_path / name)
     assert abs(read_audio(tmp_path / "ff_cbr.mp3")[0].shape[0] - len(x)) < 2 * 1152
+    # two files joined (`cat`), each with its ID3 tag and Xing header: libsndfile stops at the first one's length
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(tmp_path / "x.wav"), "-c:a", "libmp3lame", "-q:a", "6",
+                    str(tmp_path / "tagged.mp3")], check=True)  # fmt: skip
+    tagged = (tmp_path / "tagged.mp3").read_bytes()
+    assert tagged[:3] == b"ID3" and abs(read_audio(tmp_path / "tagged.mp3")[0].shape[0] - len(x)) < 2 * 1152
+    (tmp_path / "joined.mp3").write_bytes(tagged + tagged)
+    with pytest.raises(UserError, match=r"joined\.mp3: decoded 3\.\d\d s of the 6\.\d\d s its MPEG frames hold"):
+        read_audio(tmp_path / "joined.mp3")
