@@ -98,6 +98,12 @@ class AudiocraftMusicGen(MusicGenBackend):
                         "package (export a training checkpoint with audiocraft.utils.export first)"
                     ) from None
                 raise
+            except (AttributeError, TypeError, IndexError) as exc:  # a package of another kind (hunt 181)
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UserError(
+                    f"--model {self.source}: could not load it as audiocraft MusicGen weights ({first}: a weight file "
+                    "of another kind, or the LM's and the codec's swapped?)"
+                ) from None
         self.model = model
         self.lm = self.model.lm.eval()
         if "self_wav" in self.lm.condition_provider.conditioners:

@@ -234,7 +234,7 @@ def test_audiocraft_bare_state_dict_is_named(audiocraft_dir, tmp_path):
         load_musicgen(folder)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "partly unset"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "partly unset", "swapped", "codec twice", "a tensor"])
 def test_damaged_audiocraft_weights_are_one_line_naming_the_problem(audiocraft_dir, tmp_path, damage):
     """A state_dict.bin that is not a torch file ended in a 30-line traceback (pickle.UnpicklingError, which
     load_musicgen did not catch), and one missing a tensor said only '(Error(s) in loading state_dict for
@@ -246,10 +246,19 @@ def test_damaged_audiocraft_weights_are_one_line_naming_the_problem(audiocraft_d
         lm.write_text("garbage\n")
     elif damage == "truncated":
         lm.write_bytes(lm.read_bytes()[:5000])
-    else:
+    elif damage == "partly unset":
         pkg = torch.load(lm, weights_only=False)
         del pkg["best_state"]["transformer.layers.1.linear1.weight"]
         torch.save(pkg, lm)
+    elif damage == "swapped":  # hunt 181: omegaconf's, torch's or Python's traceback for files of another kind
+        codec = folder / "compression_state_dict.bin"
+        lm_bytes = lm.read_bytes()
+        lm.write_bytes(codec.read_bytes())
+        codec.write_bytes(lm_bytes)
+    elif damage == "codec twice":
+        shutil.copyfile(folder / "compression_state_dict.bin", lm)
+    else:
+        torch.save(torch.zeros(3), lm)
     with pytest.raises(UserError, match="could not load it as audiocraft MusicGen weights") as err:
         load_musicgen(folder)
     line = str(err.value)
@@ -258,6 +267,9 @@ def test_damaged_audiocraft_weights_are_one_line_naming_the_problem(audiocraft_d
         "garbage": "state_dict.bin is not a readable torch file",
         "truncated": "state_dict.bin is not a readable torch file",
         "partly unset": "transformer.layers.1.linear1.weight",
+        "swapped": "Missing key lm_model: a weight file of another kind, or the LM's and the codec's swapped?",
+        "codec twice": "Missing key lm_model: a weight file of another kind",
+        "a tensor": "too many indices for tensor of dimension 1: a weight file of another kind",
     }[damage]
     assert expected in line, line
 
