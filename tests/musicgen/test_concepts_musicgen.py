@@ -580,3 +580,26 @@ def test_saes_of_the_other_formats_layers_are_named_as_such(tmp_path, transforme
         assert main([*argv, *layers]) == 2
         err = capsys.readouterr().err
         assert "its SAEs are named for audiocraft's layers (transformer.layers.*): SAEs serve the format" in err, err
+
+
+def test_a_table_out_over_an_input_is_refused_before_the_model_loads(setup, tmp_path):
+    """Hunt 181: `--table-out SAES/<layer>/cfg.json` wrote the table over the SAE it had just probed (every later
+    use of it refused), as it would over the model's training.json."""
+    import shutil
+
+    root, mg = setup
+    saes = tmp_path / "saes"
+    shutil.copytree(root / "saes", saes)
+    model = tmp_path / "model"
+    model.mkdir()
+    bank = tmp_path / "concepts.yaml"
+    bank.write_text("version: 1\nconcepts: {}\n")
+    tone = root / "tone"
+    argv = ["musicgen", "--model", str(model), "--saes", str(saes), "--with", str(tone / "with"), "--without",
+            str(tone / "without"), "--name", "tone", "--bank", str(bank)]  # fmt: skip
+    cfg = saes / mg.hook_name(1) / "cfg.json"
+    for table, where in ((cfg, "inside --saes"), (model / "training.json", "inside --model")):
+        before = cfg.read_bytes()
+        with pytest.raises(UserError, match=rf"^--table-out {table}: {where} .*write the table elsewhere$"):
+            _cli([*argv, "--table-out", str(table)])
+        assert cfg.read_bytes() == before

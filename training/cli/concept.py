@@ -430,8 +430,13 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 raise UserError(f"--concepts {root}: concept {n}: {exc}{out}") from None
     if args.bank:
         check_output_file(args.bank, BANK_SUFFIXES, "--bank")
-    if args.table_out:
+    if args.table_out:  # not over an SAE's cfg.json or the model's training.json (hunt 181)
+        from sae.paths import check_not_inside
+
         check_output_file(args.table_out, (".json",), "--table-out")
+        model = args.model if Path(args.model).is_dir() else None  # a hub id holds no file of the user's
+        sources = [(args.saes, "--saes"), (model, "--model")]
+        check_not_inside(args.table_out, sources, "write the table elsewhere", "--table-out")
     bank = ConceptBank.load(args.bank, missing_ok=True) if args.bank else None
     if args.no_replace and not args.bank:
         raise UserError("--no-replace: applies to --bank, the bank the concepts are added to")
