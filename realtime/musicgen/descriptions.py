@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +30,14 @@ from sae.atomic import atomic_write_text
 from sae.errors import UserError
 
 FILE = "descriptions.json"
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[^\W_]+")
 
 
 def words(text: str) -> list[str]:
-    """Lower-cased words (letters and digits) of `text`, in order."""
-    return _WORD.findall(text.lower())
+    """Case-folded words (letters and digits of any script, NFKC-normalised: full-width letters are the ASCII ones)
+    of `text`, in order. ASCII letters alone cut `guitàr` into `guit` and `r`, and took `brassé` for brass without a
+    word (hunt 181)."""
+    return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 @dataclass

@@ -92,6 +92,11 @@ def test_prompts_map_onto_known_descriptions():
     text, note = vocab.canonical("guitar drums, male voice")  # longer than any trained description
     assert text == "guitar drums" and note.endswith("played as 'guitar drums' (without male, voice)")
     assert vocab.canonical("drums, male voice, 120 bpm")[0] == "male voice, 120 bpm"  # the longest inside
+    # hunt 181: words of other scripts are whole words, named when unknown; full-width letters are the ASCII ones
+    said = "prompt 'drums brassé': unknown words brassé ignored, played as 'drums'"
+    assert vocab.canonical("drums brassé")[1] == said
+    assert vocab.canonical("guitàr")[1].startswith("prompt 'guitàr': unknown words guitàr; not a description")
+    assert vocab.canonical("ｄｒｕｍｓ") == ("drums", None)
     assert canonical_prompts(vocab, [None, "drums"]) == ([None, "drums"], [])
     assert canonical_prompts(None, ["anything at all"]) == (["anything at all"], [])
 
