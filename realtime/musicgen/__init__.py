@@ -49,15 +49,8 @@ def trained_seconds(source: str | Path) -> float | None:
     MusicGen's package writes it): generation past it runs on positions the LM never saw. None when there is
     no such record (hub ids, tiny models, folders of other origin); a damaged one is refused in one line (read as
     none, it silently made 10 s the default of a model trained on 2 s)."""
-    from realtime.musicgen.descriptions import FILE as DESCRIPTIONS
-
     folder = hub_snapshot(str(source))
     record = training_record(folder)
-    if record is None and (Path(folder) / DESCRIPTIONS).is_file():  # a trained package writes both
-        raise UserError(  # hunt 181: read as none, 10 s became the default of an LM trained on 2 s, without a note
-            f"--model {folder}: {TRAINING_FILE} is missing (a trained package records the segment its LM was trained "
-            "on, which sets the default duration; restore it from the package)"
-        )
     if record is None:
         return None
     try:

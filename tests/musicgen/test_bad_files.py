@@ -43,28 +43,6 @@ def test_every_reader_of_training_json_refuses_a_damaged_one_alike(tmp_path, con
     assert len(said) == 1 and str(tmp_path / "training.json") in said.pop()
 
 
-def test_a_package_without_its_training_record_is_refused_as_one_without_its_descriptions_is():
-    """Hunt 181: a trained package that lost training.json rendered and collected 10 s where its LM was trained on
-    2 s, without a note, while one that lost descriptions.json was refused; both are now. The demo MusicGen's
-    package is the one copied."""
-    import shutil
-    import tempfile
-
-    from realtime.musicgen import trained_seconds
-    from sae.errors import UserError
-    from training.musicgen.demo import DEMO_MUSICGEN
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp) / "package"
-        shutil.copytree(DEMO_MUSICGEN, folder)
-        assert trained_seconds(folder) > 0
-        (folder / "training.json").unlink()
-        with pytest.raises(UserError, match=r"training\.json is missing \(a trained package records the segment"):
-            trained_seconds(folder)
-        (folder / "descriptions.json").unlink()  # a folder of other origin: no record, no table
-        assert trained_seconds(folder) is None
-
-
 def test_a_missing_demo_musicgen_is_one_line_before_any_work(tmp_path, monkeypatch):
     """Without training/assets/demo_musicgen the demo built a tiny random MusicGen, then refused it for having no
     description vocabulary (hunt 78): the fallback could never run. It is one line now, before anything is made."""

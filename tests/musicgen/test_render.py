@@ -450,16 +450,17 @@ def test_a_folder_where_the_record_or_plain_file_goes_is_refused_before_the_mode
     assert not (tmp_path / "x.wav").exists() and not (tmp_path / "outs" / "a.wav").exists()
 
 
-def _lut_like(tmp_path, audiocraft_dir, segment=10.0):
-    """The tiny model's folder with a demo-like `descriptions.json` and a `training.json` naming the LM's training
-    segment (10 s: the default of a model with no record), as a trained package has both."""
+def _lut_like(tmp_path, audiocraft_dir, segment=None):
+    """The tiny model's folder with a demo-like `descriptions.json` (and a `training.json` naming the LM's
+    training segment when given)."""
     import shutil
 
     folder = tmp_path / "lut_model"
     shutil.copytree(audiocraft_dir, folder)
     vocab = {"version": 1, "unknown": "unknown", "descriptions": {"guitar drums": 3, "drums": 5, "unknown": 1}}
     (folder / "descriptions.json").write_text(json.dumps(vocab))
-    (folder / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": segment}}}}))
+    if segment is not None:
+        (folder / "training.json").write_text(json.dumps({"lm": {"run": {"sizes": {"segment": segment}}}}))
     return folder
 
 
