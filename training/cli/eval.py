@@ -137,7 +137,7 @@ def register_hooks(subparsers: argparse._SubParsersAction) -> None:
         description="For each --hooks entry: collect the activations of the data's train and test clips, train an "
         "SAE, find every concept, and judge off / on / clamp on the held-out clips (the held-out soundfont when the "
         "data has one) beside the raw-latent difference-of-means baseline; writes OUT/comparison.json and "
-        "OUT/report.md (AUROC bootstrap intervals, Newcombe's paired intervals for drop and rise, a paired bootstrap "
+        "OUT/report.md (AUROC score intervals, Newcombe's paired intervals for drop and rise, a paired bootstrap "
         "for drift, the best hook and why; a win counts where the edit's drift intervals lie within 10 points). "
         "Stages already done are skipped, so a stopped run resumes.",
     )

@@ -7,7 +7,7 @@
    OUT/store.
 2. **SAEs** (`musicsae sae train`'s loop): one TopK SAE per layer, OUT/saes/<layer>.
 3. **concepts per layer**: clip-pooled SAE features vs the raw residual (`training/musicgen/concepts.py`,
-   train-split concept folders, out-of-fold scores), AUROC with a stratified bootstrap interval per layer;
+   train-split concept folders, out-of-fold scores), AUROC with its 95 % score interval per layer;
    a bank per layer, OUT/banks/<layer>.yaml.
 4. **steering per layer**, judged from outside (`training/judge.py`, trained on the clean train clips): for
    each steered concept C, prompt pairs that differ by C (`adherence.prompt_pairs`) split into validation and
@@ -551,7 +551,7 @@ def run_name(runs: Path, base: str, config: dict) -> str:
 
 
 def auroc_iv(report, method: str) -> dict:
-    """Out-of-fold AUROC of `method` with its bootstrap interval (`sae.probe.compare_probes`)."""
+    """Out-of-fold AUROC of `method` with its 95 % interval (`sae.probe.compare_probes`: Newcombe's score interval)."""
     return report.intervals[method]
 
 
