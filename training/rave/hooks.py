@@ -548,6 +548,7 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
     table: dict[str, dict[str, Any]] = {}
     wins: dict[str, list[str]] = {h: [] for h in cfg.hooks}
     margins: dict[str, list[float]] = {h: [] for h in cfg.hooks}
+    held_back: dict[str, set[str]] = {h: set() for h in cfg.hooks}  # beaten beyond the interval, drift too wide
     model = next((r["judge"]["model"] for r in results.values() if "model" in r["judge"]), {"name": cfg.model})
     for name in cfg.concepts:
         judged = [r["judge"]["concepts"][name] for r in results.values() if name in r["judge"]["concepts"]]
@@ -620,6 +621,8 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 cell[label] = cmp
                 if {"drop", "rise"} & set(beaten):  # less drift alone is no win: an edit that does nothing has none
                     wins[hook] += [w for w in win_labels(name, label, beaten) if w not in wins[hook]]
+                elif any(cmp.get(m, {}).get("beats") for m in ("drop", "rise")):
+                    held_back[hook].add(name)
                 margins[hook].append(sum(cmp[m]["diff"] for m in ("drop", "rise") if m in cmp))
             row[hook] = cell
         table[name] = row
@@ -633,6 +636,12 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
         if concepts_won[pick]
         else f"{pick}: no hook's SAE edit beats the raw-latent baseline for any concept; {pick} has the best {margin}"
     )
+    if not concepts_won[pick] and held_back[pick]:  # hunt 184: "no SAE edit beats" beside a ✓ in the table
+        reason = (
+            f"{pick}: its SAE edit beats the raw-latent baseline beyond the 95 % interval and the sign test for "
+            f"{', '.join(sorted(held_back[pick]))}, but no win counts: its drift intervals reach past {GOAL_DRIFT:g} "
+            f"points (more clips narrow them: --max-clips); {margin}"
+        )
     if not any(margins.values()):  # not one concept judged at any hook: no margin to pick by
         pick, reason = None, "no concept was found at any hook, so none was judged: no hook is picked"
     return {
