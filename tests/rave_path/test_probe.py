@@ -262,5 +262,12 @@ def test_too_few_sources_a_side_draw_no_verdict():
                              groups=groups, folds=2)  # fmt: skip
         if sources < MIN_EXAMPLES:
             assert rep.verdict == "tied" and any("2 source(s) on a side" in note for note in rep.notes), rep.notes
+            # the verdict line says why, beside the 95 % difference to the better baseline (hunt 185: "cannot be
+            # told apart" beside an interval above 0)
+            from training.rave.concepts import probe_verdict_line
+
+            assert rep.difference["baseline"] == rep.best_baseline()[0]
+            line = probe_verdict_line("x", rep)
+            assert line.startswith("tied: no verdict is drawn on 'x' with 2 source(s) on a side, below 12 ("), line
         else:
             assert rep.verdict == "SAE better" and not any("source(s) on a side" in note for note in rep.notes)

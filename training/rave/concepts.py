@@ -474,4 +474,6 @@ def probe_verdict_line(name: str, report: ProbeReport) -> str:
         return f"the SAE isolates {name!r} better than the raw activations ({figures})"
     if report.verdict == "baseline better":
         return f"the raw activations isolate {name!r} better than this SAE ({figures})"
+    if withheld := d.get("withheld"):  # too few sources a side for the difference's interval (hunt 184)
+        return f"tied: no verdict is drawn on {name!r} with {withheld} ({figures})"
     return f"tied: the SAE and the raw baseline cannot be told apart on {name!r} at this size ({figures})"

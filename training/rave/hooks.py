@@ -548,7 +548,7 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
     table: dict[str, dict[str, Any]] = {}
     wins: dict[str, list[str]] = {h: [] for h in cfg.hooks}
     margins: dict[str, list[float]] = {h: [] for h in cfg.hooks}
-    held_back: dict[str, set[str]] = {h: set() for h in cfg.hooks}  # beaten beyond the interval, drift too wide
+    held_back: dict[str, dict[str, str]] = {h: {} for h in cfg.hooks}  # concept → why its beating is no win
     model = next((r["judge"]["model"] for r in results.values() if "model" in r["judge"]), {"name": cfg.model})
     for name in cfg.concepts:
         judged = [r["judge"]["concepts"][name] for r in results.values() if name in r["judge"]["concepts"]]
@@ -621,8 +621,14 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
                 cell[label] = cmp
                 if {"drop", "rise"} & set(beaten):  # less drift alone is no win: an edit that does nothing has none
                     wins[hook] += [w for w in win_labels(name, label, beaten) if w not in wins[hook]]
-                elif any(cmp.get(m, {}).get("beats") for m in ("drop", "rise")):
-                    held_back[hook].add(name)
+                elif beat := [m for m in ("drop", "rise") if cmp.get(m, {}).get("beats")]:
+                    edit = "off" if beat[0] == "drop" else "on"
+                    drift, reach = cmp[f"{edit}_drift"], cmp[f"{edit}_reach"]
+                    held_back[hook].setdefault(name, (
+                        "no drift measured: no other concept judged, --watch adds some" if not measured
+                        else f"its drift {drift:.0f} > {GOAL_DRIFT:g}" if drift > GOAL_DRIFT
+                        else f"its drift interval reaches {reach:.0f} > {GOAL_DRIFT:g}: more clips narrow it"
+                    ))  # fmt: skip
                 margins[hook].append(sum(cmp[m]["diff"] for m in ("drop", "rise") if m in cmp))
             row[hook] = cell
         table[name] = row
@@ -636,11 +642,11 @@ def summarize(cfg: HookCompareConfig, results: dict[str, Any], split: str) -> di
         if concepts_won[pick]
         else f"{pick}: no hook's SAE edit beats the raw-latent baseline for any concept; {pick} has the best {margin}"
     )
-    if not concepts_won[pick] and held_back[pick]:  # hunt 184: "no SAE edit beats" beside a ✓ in the table
+    held = [f"{h} {c} ({why})" for h in cfg.hooks for c, why in sorted(held_back[h].items())]
+    if not concepts_won[pick] and held:  # hunt 184: "no SAE edit beats" beside a ✓ in the table
         reason = (
-            f"{pick}: its SAE edit beats the raw-latent baseline beyond the 95 % interval and the sign test for "
-            f"{', '.join(sorted(held_back[pick]))}, but no win counts: its drift intervals reach past {GOAL_DRIFT:g} "
-            f"points (more clips narrow them: --max-clips); {margin}"
+            f"{pick}: no hook's SAE edit wins within the drift goal; it beats the raw-latent baseline beyond the 95 % "
+            f"interval and the sign test, held back by drift, at {'; '.join(held)}; {pick} has the best {margin}"
         )
     if not any(margins.values()):  # not one concept judged at any hook: no margin to pick by
         pick, reason = None, "no concept was found at any hook, so none was judged: no hook is picked"
