@@ -718,3 +718,10 @@ def test_held_out_folders_left_empty_by_balancing_are_explained(tmp_path, capsys
     assert main([*argv, "--out", str(tmp_path / "e"), "--concepts", "none"]) == 0
     said = capsys.readouterr()
     assert "balanced" not in said.out + said.err and "held-out folders" not in said.err
+    assert said.out.count("24 clips in") == 1, said.out  # the title alone, once
+    # enough clips for both sides of the held-out folders: no note, and the title once, as the table's (the
+    # title was printed again below the table wherever no note was)
+    assert main(["data", "make", "--n", "80", "--duration", "0.5", "--sr", "16000", "--seed", "0", "--out",
+                 str(tmp_path / "f"), "--concepts", "guitar"]) == 0  # fmt: skip
+    said = capsys.readouterr()
+    assert "held-out folders" not in said.err and said.out.count("80 clips in") == 1, said.out

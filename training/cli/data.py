@@ -123,6 +123,8 @@ def run_make(args: argparse.Namespace) -> int:
             bare.append(name)
     if concepts:
         print_table(output_console(), table)
+    else:
+        output_console().print(table.title)
     tests = sum(r["split"] == "test" for r in rows)
     if bare and tests:  # a table of zeros said nothing of why (hunt 176)
         console.print(
@@ -132,6 +134,4 @@ def run_make(args: argparse.Namespace) -> int:
             markup=False,
             highlight=False,
         )
-    else:
-        output_console().print(table.title)
     return 0
