@@ -23,9 +23,14 @@ def is_number(value: Any) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
+def is_integer(value: Any) -> bool:
+    """A JSON integer of any sign (a time in ns, before 1970 too); true/false is not one."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def is_count(value: Any) -> bool:
     """A JSON integer >= 0 (a count of rows, frames or clips, an index); true/false is not one."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return is_integer(value) and value >= 0
 
 
 def read_json_object(path: Path, what: str) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from safetensors.torch import save_file
 
 from sae.atomic import atomic_write_text, flocked, remove_leftovers, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
-from sae.jsonfile import is_count, is_number, read_json_object
+from sae.jsonfile import is_count, is_integer, is_number, read_json_object
 from sae.ranks import this_rank
 
 KEY = "activations"
@@ -118,15 +118,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
     origins = m.get("origins", {})
     if not isinstance(origins, dict) or not all(
         isinstance(o, dict) and is_count(o.get("bytes")) and isinstance(o.get("sha256"), str)
-        and "mtime_ns" in o and all(_is_int(o.get(k, 0)) for k in ("mtime_ns", "ctime_ns", "inode"))  # times: < 0 too
+        and "mtime_ns" in o and all(is_integer(o.get(k, 0)) for k in ("mtime_ns", "ctime_ns", "inode"))  # < 0 too
         for o in origins.values()
     ):  # fmt: skip
         raise UserError(f"{path}: origins: expected an object of {{source: {{bytes, mtime_ns, sha256, ...}}}}")
     return m
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def stored_origins(root: str | os.PathLike) -> list[dict[str, dict[str, Any]]]:
@@ -603,7 +599,7 @@ class BatchStream:
         """Resume where `state_dict` was taken; a position no pass of this stream has (a checkpoint edited or of
         other settings) raises ValueError naming it (it hung, or was a shape-mismatch traceback mid-read)."""
         counts = {k: d[k] for k in ("epoch", "unit", "skip", "nonfinite_rows")}
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()):
+        if not all(is_count(v) for v in counts.values()):
             raise ValueError(f"expected counts, not {counts}")
         units = len(self._order(counts["epoch"]))
         if counts["unit"] > units:
