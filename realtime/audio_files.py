@@ -478,10 +478,13 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         # libmpg123 speaks for itself; libsndfile picks it by the bytes, so an MP3 named .wav is one too
         mpeg = suffix == ".mp3" or head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
         with c_stderr_hushed() if mpeg else contextlib.nullcontext():
-            info = sf.info(os.fsencode(path))
-        mpeg = mpeg or info.subtype.startswith("MPEG")  # an MP3 in a WAV (hunt 178)
-        with c_stderr_hushed() if mpeg else contextlib.nullcontext():
-            data, sr = sf.read(os.fsencode(path), dtype="float32", always_2d=True)
+            opened = sf.SoundFile(os.fsencode(path))
+        with opened:  # what its header declares (`_cut_short`, the frames), then its samples: one open
+            declared, frames, sr = opened.extra_info, opened.frames, opened.samplerate
+            in_mpeg = opened.subtype.startswith("MPEG")
+            mpeg = mpeg or in_mpeg  # an MP3 in a WAV (hunt 178)
+            with c_stderr_hushed() if mpeg else contextlib.nullcontext():
+                data = opened.read(frames, dtype="float32", always_2d=True)  # as sf.read: what the header declares
     except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
         why = getattr(exc, "error_string", None) or str(exc).strip() or type(exc).__name__
         if "does not exist" in why or "possibly a pipe" in why:  # libsndfile's words for bytes it cannot decode
@@ -489,14 +492,14 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"not a readable audio file ({why.splitlines()[0]})"
     if not MIN_RATE <= sr <= MAX_RATE:
         return f"sample rate {sr} Hz: expected audio at {MIN_RATE} to {MAX_RATE} Hz (a damaged header?)"
-    if cut := _cut_short(info.extra_info):  # libsndfile reads what is there, without a word (hunt 177)
+    if cut := _cut_short(declared):  # libsndfile reads what is there, without a word (hunt 177)
         return cut
     # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate)
-    if not mpeg and len(data) < CUT_SHARE * info.frames:
-        return f"damaged: decoded {len(data)} of the {info.frames} frames its header declares"
+    if not mpeg and len(data) < CUT_SHARE * frames:
+        return f"damaged: decoded {len(data)} of the {frames} frames its header declares"
     # an MP3 in a WAV too (hunt 182); libsndfile stops at the length its first frame's bitrate or its Xing header
     # gives: a VBR MP3 without that header, or MP3s joined, decoded a fraction of themselves
-    if info.subtype.startswith("MPEG") and (held := mpeg_samples(path)) is not None and len(data) + MPEG_SLACK < held:
+    if in_mpeg and (held := mpeg_samples(path)) is not None and len(data) + MPEG_SLACK < held:
         return (
             f"decoded {len(data) / sr:.2f} s of the {held / sr:.2f} s its MPEG frames hold (libsndfile stops at the "
             "length its first frame or Xing header gives: a VBR MP3 without that header, or MP3s joined); convert it "
