@@ -20,6 +20,7 @@ nvidia-cublas versions). torch is checked by its version without the local build
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import sysconfig
@@ -108,6 +109,7 @@ def unpatched(d, diff: Path) -> str | None:
     return None
 
 
+@functools.cache
 def _install_step():
     """`patches/install.py`, the one step that installs the patched and the dependency-less packages (a script, not a
     module on the path)."""
