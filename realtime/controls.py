@@ -47,9 +47,8 @@ class Draft:
 
     def load_preset(self, data: Mapping[str, Any]) -> None:
         """Apply a preset: EditState's layout plus optional `mix` and `bypass`."""
-        unknown = [str(key) for key in data if key not in PRESET_KEYS]
-        if unknown:  # a typo (`mixx`) or another YAML file (a concept bank) would otherwise load as a no-op
-            raise UserError(f"preset key {unknown[0]!r}: expected {', '.join(PRESET_KEYS)}")
+        if problem := preset_key_problem(data):
+            raise UserError(f"preset {problem}")
         self.state.load_dict(data)
         if "mix" in data:
             try:
@@ -63,6 +62,13 @@ class Draft:
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.state.as_dict(), "mix": self.mix, "bypass": self.bypass}
+
+
+def preset_key_problem(data: Mapping[str, Any]) -> str | None:
+    """`key 'k': expected ...` for the first key a preset does not have (a typo, `mixx`, or another YAML file, a
+    concept bank, would otherwise load as a no-op), or None."""
+    unknown = [str(key) for key in data if key not in PRESET_KEYS]
+    return f"key {unknown[0]!r}: expected {', '.join(PRESET_KEYS)}" if unknown else None
 
 
 def read_preset(path: Path) -> dict[str, Any]:

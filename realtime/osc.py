@@ -62,7 +62,7 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.parsing import osc_types
 
-from realtime.controls import PRESET_KEYS, Controls, Draft, read_preset
+from realtime.controls import Controls, Draft, preset_key_problem, read_preset
 from realtime.udp import capped_note, widen_receive_buffer
 from sae.atomic import atomic_write_text
 from sae.controls import STRENGTH_LIMIT as LIMIT
@@ -439,7 +439,7 @@ class OscControl:
             raise UserError(message if message.startswith(address) else f"{address}: {message}") from None
         if path.exists():
             try:
-                known = set(read_preset(path)) <= set(PRESET_KEYS)
+                known = preset_key_problem(read_preset(path)) is None
             except UserError:
                 known = False
             if not known:

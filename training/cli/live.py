@@ -218,10 +218,10 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
     if named:
         args.preset = _named_preset(args)
     if args.preset is not None:  # not YAML, not a preset (a concept bank: hunt 179): refused before the model loads
-        from realtime.controls import PRESET_KEYS, read_preset
+        from realtime.controls import preset_key_problem, read_preset
 
-        if unknown := [str(key) for key in read_preset(args.preset) if key not in PRESET_KEYS]:
-            raise UserError(f"preset {args.preset}: key {unknown[0]!r}: expected {', '.join(PRESET_KEYS)}")
+        if problem := preset_key_problem(read_preset(args.preset)):
+            raise UserError(f"preset {args.preset}: {problem}")
     if args.bank is not None:
         from sae.bank import ConceptBank
 
