@@ -377,14 +377,9 @@ def compare_probes(
     report.intervals = {m: auroc_interval(s, y, seed=seed, groups=g).as_dict() for m, s in scores.items()}
     report.verdict, base, diff = probe_verdict(scores, y, seed, g, report.best_baseline()[0])
     report.difference = {"baseline": base, **diff.as_dict()}
-    if g is not None and (few := min(len(set(g[y == v])) for v in (1, 0))) < MIN_EXAMPLES:
-        # a bootstrap of 2 sources a side said "baseline better" in 19 % of draws of equal methods (hunt 184)
-        from sae.stats import auroc_difference
-
-        best = report.best_baseline()[0]
-        diff = auroc_difference(scores["sae_probe"], scores[best], y, seed=seed, groups=g)  # 95 %, as a tie shows
+    if g is not None and (few := _fewest_sources(y, g)) < MIN_EXAMPLES:  # `probe_verdict` drew none: said why
         withheld = f"{few} source(s) on a side, below {MIN_EXAMPLES}"
-        report.verdict, report.difference = "tied", {"baseline": best, **diff.as_dict(), "withheld": withheld}
+        report.difference["withheld"] = withheld
         report.notes.append(f"{withheld}: no verdict is drawn (tied); the difference's interval resamples too few "
                             "sources to hold")  # fmt: skip
     if permutations > 0 and g is not None and (why := _unshufflable(y, g)):
@@ -413,7 +408,8 @@ def probe_verdict(
     """(verdict, baseline, difference): `"SAE better"` where the SAE probe beats both raw baselines (each 95 %
     interval of the difference above 0; the difference to `best`, the better baseline, given), "baseline better"
     where one beats it with the two comparisons' 5 % shared (Bonferroni: its 97.5 % interval given), else "tied"
-    (the difference of a baseline whose 95 % interval holds 0: `best`'s where it does). Against the better of two
+    (the difference of a baseline whose 95 % interval holds 0: `best`'s where it does; `best`'s with fewer than
+    `MIN_EXAMPLES` sources a side, whose bootstrap cannot hold a verdict). Against the better of two
     baselines picked on the same clips, one 95 % interval said "baseline better" in 5.8 % of draws where all three
     carry the same information (2.5 % nominal), and "SAE better" in 1 %."""
     from sae.stats import auroc_difference
@@ -421,6 +417,8 @@ def probe_verdict(
     sae = scores["sae_probe"]
     order = [best] + [b for b in BASELINES if b != best]
     diffs = {b: auroc_difference(sae, scores[b], y, seed=seed, groups=groups) for b in order}
+    if groups is not None and _fewest_sources(y, groups) < MIN_EXAMPLES:
+        return "tied", best, diffs[best]  # a bootstrap of 2 sources a side: "baseline better" in 19 % of equal draws
     if all(d.lo > 0 for d in diffs.values()):
         return "SAE better", best, diffs[best]
     level = 1 - 0.05 / len(BASELINES)
@@ -430,6 +428,11 @@ def probe_verdict(
             return "baseline better", b, wide[b]
     held = [b for b in order if diffs[b].lo <= 0 <= diffs[b].hi]  # none where both 95 % ones sit below 0 alone
     return ("tied", held[0], diffs[held[0]]) if held else ("tied", best, wide[best])
+
+
+def _fewest_sources(y: np.ndarray, groups: np.ndarray) -> int:
+    """The sources (`groups`) on the side of `y` that has fewer: what a bootstrap of whole sources resamples."""
+    return min(len(set(groups[y == v])) for v in (1, 0))
 
 
 def _unshufflable(y: np.ndarray, groups: np.ndarray) -> str:
