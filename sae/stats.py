@@ -3,7 +3,8 @@
 - `wilson`: 95 % interval of a rate (k of n) in percent.
 - `bootstrap`: percentile interval of any statistic of n items, resampling items with replacement (seeded).
 - `paired_diff`: the difference of two rates measured on the same items: Newcombe's interval where every item is a
-  0/1 outcome (`paired_rate_diff`), else a paired bootstrap.
+  0/1 outcome (`paired_rate_diff`), else a paired bootstrap. With `groups` (renders of one prompt share it), the
+  prompt is the unit: `design_effect` shrinks the counts (`wilson_groups` for one rate), or whole groups resample.
 - `auroc_interval`: AUROC with a stratified (or group) bootstrap interval; `auroc_difference`: two scores'
   AUROCs on the same clips, paired; `permutation_auroc`: the AUROC that shuffled labels reach against fixed
   scores (the chance level a score must beat at this sample size).
@@ -30,18 +31,22 @@ class Interval:
     lo: float
     hi: float
     n: int
+    groups: int | None = None
+    """Independent groups the n items came in (prompts, each rendered from several seeds); None: items independent."""
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return d if self.groups is not None else {k: v for k, v in d.items() if k != "groups"}
 
-    def text(self, fmt: str = ".0f", unit: str = "") -> str:
+    def text(self, fmt: str = ".0f", unit: str = "", groups_as: str = "groups") -> str:
         if self.value is None or not math.isfinite(self.value):  # None: NaN read back from strict JSON
             return "n/a"
-        return f"{self.value:{fmt}}{unit} [{self.lo:{fmt}}, {self.hi:{fmt}}] (n={self.n})"
+        count = f"n={self.n}" if self.groups is None else f"n={self.n} of {self.groups} {groups_as}"
+        return f"{self.value:{fmt}}{unit} [{self.lo:{fmt}}, {self.hi:{fmt}}] ({count})"
 
 
-def wilson(k: int, n: int) -> Interval:
-    """Rate k/n in percent with its Wilson 95 % interval."""
+def wilson(k: float, n: float) -> Interval:
+    """Rate k/n in percent with its Wilson 95 % interval (effective counts may be fractions: `wilson_groups`)."""
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     p = k / n
@@ -50,7 +55,42 @@ def wilson(k: int, n: int) -> Interval:
     half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / den
     lo = 0.0 if k == 0 else max(0.0, mid - half)  # exactly: rounding left 5e-15 above a rate of 0
     hi = 1.0 if k == n else min(1.0, mid + half)
-    return Interval(100 * p, 100 * lo, 100 * hi, n)
+    return Interval(100 * p, 100 * lo, 100 * hi, round(n))
+
+
+def design_effect(values: np.ndarray, groups: np.ndarray) -> float:
+    """Kish's design effect of the mean of `values` whose items come in `groups` (renders of one prompt, which
+    share it): the variance of the mean over whole groups (the ratio estimator's, with G − 1 degrees of freedom:
+    times (t₀.₉₇₅,G−1 / z)², as few groups estimate it loosely) over its variance with the items independent. Held
+    within [1, Σm²/M] (M items in groups of m; the largest is every group's items alike, each group one item), and
+    the largest with one group or where no item differs from another (nothing to estimate it from). On simulated
+    prompts whose effect varies, 3 × 128 to 48 × 4 renders, the intervals on counts divided by it cover the
+    prompts' mean in 95-96 % of draws (the renders counted as independent: 41-90 %; `tests/sae/test_stats.py`)."""
+    from scipy.stats import t
+
+    values = np.asarray(values, dtype=float)
+    ids = np.unique(np.asarray(groups), return_inverse=True)[1]
+    sizes = np.bincount(ids).astype(float)
+    n, g = len(values), len(sizes)
+    largest = float((sizes**2).sum() / n) if n else 1.0
+    item_var = values.var(ddof=1) / n if n > 1 else 0.0
+    if g < 2 or item_var <= 0:
+        return largest
+    totals = np.bincount(ids, weights=values)
+    group_var = g / (g - 1) * ((totals - values.mean() * sizes) ** 2).sum() / n**2
+    group_var *= (t.ppf(0.975, g - 1) / Z95) ** 2
+    return float(min(largest, max(1.0, group_var / item_var)))
+
+
+def wilson_groups(x: np.ndarray, groups: np.ndarray | None = None) -> Interval:
+    """Rate of 0/1 outcomes `x` in percent, Wilson's interval on counts divided by the `design_effect` of their
+    `groups` (the effective sample size of survey statistics); plain `wilson` without groups."""
+    x = np.asarray(x, dtype=bool)
+    if groups is None:
+        return wilson(int(x.sum()), len(x))
+    deff = design_effect(x, groups) if len(x) else 1.0
+    iv = wilson(x.sum() / deff, len(x) / deff)
+    return Interval(100 * x.mean(), iv.lo, iv.hi, len(x), len(np.unique(np.asarray(groups))))
 
 
 def bootstrap(stat: Callable[[np.ndarray], float], n: int, n_boot: int = N_BOOT, seed: int = 0) -> Interval:
@@ -75,27 +115,49 @@ def mean_interval(values: np.ndarray, seed: int = 0) -> Interval:
     return bootstrap_rows(lambda rows: values[rows].mean(1), len(values), seed=seed)
 
 
-def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0) -> Interval:
+def paired_diff(a: np.ndarray, b: np.ndarray, seed: int = 0, groups: np.ndarray | None = None) -> Interval:
     """Rate of b minus rate of a (percentage points) on the same items. Where every item is a 0/1 outcome (a judge's
     call per clip), Newcombe's interval (`paired_rate_diff`): a paired bootstrap has no width where every clip moved
-    alike (12 of 12 dropped: [+100, +100]). Rates per item (fractions) get a paired bootstrap interval."""
+    alike (12 of 12 dropped: [+100, +100]). Rates per item (fractions) get a paired bootstrap interval.
+
+    `groups`: the group of each item (the prompt a render came from). Renders of one prompt share it, so the
+    interval of renders counted as independent held seed noise only: 3 prompts × 128 seeds covered the prompts'
+    true mean in 38 % of draws (hunt 184). With groups, Newcombe's interval runs on counts divided by the
+    difference's `design_effect`, and the bootstrap resamples whole groups."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) and np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
-        return paired_rate_diff(a, b)
-    return bootstrap_rows(lambda rows: 100 * (b[rows].mean(1) - a[rows].mean(1)), len(a), seed=seed)
+        return paired_rate_diff(a, b, groups)
+    if groups is None:
+        return bootstrap_rows(lambda rows: 100 * (b[rows].mean(1) - a[rows].mean(1)), len(a), seed=seed)
+    ids = np.unique(np.asarray(groups), return_inverse=True)[1]
+    sizes, sums = np.bincount(ids).astype(float), np.bincount(ids, weights=b - a)
+    iv = bootstrap_rows(lambda rows: 100 * sums[rows].sum(1) / sizes[rows].sum(1), len(sizes), seed=seed)
+    return Interval(iv.value, iv.lo, iv.hi, len(a), len(sizes))
 
 
-def paired_rate_diff(a: np.ndarray, b: np.ndarray) -> Interval:
+def paired_rate_diff(a: np.ndarray, b: np.ndarray, groups: np.ndarray | None = None) -> Interval:
     """Rate of b minus rate of a (percentage points) for 0/1 outcomes on the same items, with Newcombe's (1998,
     method 10) interval: the two rates' Wilson intervals, combined with their correlation (continuity-corrected).
     Where no item differs the paired bootstrap has no width ([0, 0]: 12 clips heard alike made "within ±10
-    points" met), while the truth may be a rate of change up to the Wilson bound of 0 of n."""
+    points" met), while the truth may be a rate of change up to the Wilson bound of 0 of n. With `groups`, on
+    counts divided by the `design_effect` of the items' differences (`paired_diff`)."""
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     n = len(a)
     if n == 0:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     both, only_a, only_b = int((a & b).sum()), int((a & ~b).sum()), int((~a & b).sum())
     neither = n - both - only_a - only_b
+    if groups is None:
+        return _newcombe_paired(both, only_a, only_b, neither)
+    deff = design_effect(b.astype(float) - a.astype(float), groups)
+    iv = _newcombe_paired(both / deff, only_a / deff, only_b / deff, neither / deff)
+    value = 100 * ((both + only_b) / n - (both + only_a) / n)  # the plain figure, to the last bit
+    return Interval(value, iv.lo, iv.hi, n, len(np.unique(np.asarray(groups))))
+
+
+def _newcombe_paired(both: float, only_a: float, only_b: float, neither: float) -> Interval:
+    """`paired_rate_diff` from its four cells' counts (effective counts may be fractions)."""
+    n = both + only_a + only_b + neither
     p1, p2 = (both + only_b) / n, (both + only_a) / n  # b's rate, a's rate
     w1, w2 = wilson(both + only_b, n), wilson(both + only_a, n)
     l1, u1, l2, u2 = w1.lo / 100, w1.hi / 100, w2.lo / 100, w2.hi / 100
@@ -106,7 +168,7 @@ def paired_rate_diff(a: np.ndarray, b: np.ndarray) -> Interval:
     down = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
     up = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
     d = p1 - p2
-    return Interval(100 * d, 100 * max(-1.0, d - down), 100 * min(1.0, d + up), n)
+    return Interval(100 * d, 100 * max(-1.0, d - down), 100 * min(1.0, d + up), round(n))
 
 
 def sign_test(a_better: int, b_better: int) -> float:

@@ -17,6 +17,7 @@ from sae.stats import (
     auroc_interval,
     aurocs,
     bootstrap,
+    design_effect,
     mean_interval,
     paired_diff,
     paired_rate_diff,
@@ -24,6 +25,7 @@ from sae.stats import (
     rate_diff,
     verdict,
     wilson,
+    wilson_groups,
 )
 
 
@@ -176,6 +178,65 @@ def test_the_paired_rate_difference_keeps_its_width_where_no_item_differs_and_co
         iv = paired_rate_diff(a, b)
         covered += iv.lo <= -3.0 <= iv.hi
     assert 0.92 <= covered / 400 <= 0.99, covered
+
+
+def _prompts_drawn(rng: np.random.Generator, prompts: int, seeds: int):
+    """Renders of prompts whose effect varies (hunt 184's case): per prompt a plain rate in [0.1, 0.5] and an edited
+    one 0.4 ± 0.2 above it; each prompt rendered from `seeds` seeds. The prompts' true mean difference is +38.9."""
+    plain = rng.uniform(0.1, 0.5, prompts)
+    edited = np.clip(plain + rng.normal(0.4, 0.2, prompts), 0, 1)
+    g = np.repeat(np.arange(prompts), seeds)
+    return rng.random(g.size) < plain[g], rng.random(g.size) < edited[g], g
+
+
+def test_intervals_with_the_prompt_as_the_unit_cover_the_prompts_mean():
+    """Renders of one prompt share it: counted as independent, 6 prompts × 48 renders covered the prompts' mean
+    difference in ~60 % of draws; with `groups` (counts divided by the design effect) about 95 %, also at 24 × 8.
+    One rate (`wilson_groups`) alike."""
+    truth, truth_plain = 38.9, 30.0
+    rng = np.random.default_rng(7)
+    for prompts, seeds in ((6, 48), (24, 8)):
+        plain_hits = grouped_hits = rate_hits = 0
+        for _ in range(200):
+            a, b, g = _prompts_drawn(rng, prompts, seeds)
+            plain, grouped, rate = paired_diff(a, b), paired_diff(a, b, groups=g), wilson_groups(a, g)
+            plain_hits += plain.lo <= truth <= plain.hi
+            grouped_hits += grouped.lo <= truth <= grouped.hi
+            rate_hits += rate.lo <= truth_plain <= rate.hi
+            assert (grouped.value, grouped.n, grouped.groups) == (plain.value, prompts * seeds, prompts)
+        assert grouped_hits / 200 >= 0.91 and rate_hits / 200 >= 0.91, (prompts, grouped_hits, rate_hits)
+        if prompts == 6:
+            assert plain_hits / 200 <= 0.75, plain_hits
+
+
+def test_the_design_effect_runs_from_independent_renders_to_one_outcome_per_prompt():
+    """Groups of one render each: the plain interval, figure for figure. Every render of a prompt alike: as many
+    outcomes as prompts (6 prompts, all dropped: Newcombe's interval of 6 items, not of 288). Rates per render
+    (fractions) resample whole prompts."""
+    rng = np.random.default_rng(1)
+    a, b = rng.random(40) < 0.3, rng.random(40) < 0.6
+    alone = paired_diff(a, b, groups=np.arange(40))
+    assert (alone.value, alone.lo, alone.hi, alone.groups) == (
+        *[getattr(paired_diff(a, b), k) for k in ("value", "lo", "hi")],
+        40,
+    )
+    g = np.repeat(np.arange(6), 48)
+    assert design_effect(np.ones(288), g) == 48.0  # nothing differs: the largest
+    whole = paired_diff(np.ones(288, bool), np.zeros(288, bool), groups=g)
+    six = paired_diff(np.ones(6, bool), np.zeros(6, bool))
+    assert (whole.lo, whole.hi) == pytest.approx((six.lo, six.hi)) and whole.n == 288 and whole.groups == 6
+    assert whole.hi > paired_diff(np.ones(288, bool), np.zeros(288, bool)).hi + 25
+    per_prompt = np.repeat(rng.uniform(0, 1, 6), 48)  # fractions, alike within a prompt
+    iv = paired_diff(np.zeros(288), per_prompt, groups=g)
+    assert iv.groups == 6 and iv.hi - iv.lo > 2 * (
+        paired_diff(np.zeros(288), per_prompt).hi - paired_diff(np.zeros(288), per_prompt).lo
+    )
+
+
+def test_an_interval_says_its_groups_only_when_it_has_them():
+    iv = Interval(50.0, 40.0, 60.0, 288, 6)
+    assert iv.text(groups_as="prompts") == "50 [40, 60] (n=288 of 6 prompts)" and Interval(**iv.as_dict()) == iv
+    assert "groups" not in Interval(50.0, 40.0, 60.0, 12).as_dict()
 
 
 def test_the_paired_rate_difference_gives_newcombes_published_intervals():
