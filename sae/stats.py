@@ -41,7 +41,8 @@ class Interval:
     def text(self, fmt: str = ".0f", unit: str = "", groups_as: str = "groups") -> str:
         if self.value is None or not math.isfinite(self.value):  # None: NaN read back from strict JSON
             return "n/a"
-        count = f"n={self.n}" if self.groups is None else f"n={self.n} of {self.groups} {groups_as}"
+        word = groups_as if self.groups != 1 else groups_as.removesuffix("s")
+        count = f"n={self.n}" if self.groups is None else f"n={self.n} of {self.groups} {word}"
         return f"{self.value:{fmt}}{unit} [{self.lo:{fmt}}, {self.hi:{fmt}}] ({count})"
 
 

@@ -160,6 +160,7 @@ def test_a_stereo_models_listening_examples_keep_both_channels(tmp_path, data, t
     drums = {edit: watched["intervals"]["drift"][edit]["drums"] for edit in ("off", "on")}
     assert {edit: d["value"] for edit, d in drums.items()} == {e: watched["drift"][e]["drums"] for e in drums}
     assert watched["drift_reach"] == max(max(abs(d["lo"]), abs(d["hi"])) for d in drums.values()) > 10
+    assert {d["groups"] for d in drums.values()} == {len(cfg.prompts)}  # the prompt the unit (hunt 184)
     listen = tmp_path / "out" / "listen"
     row = json.loads((listen / "listen.json").read_text())["concepts"]["piano"]["rows"][0]
     waves = {k: sf.read(str(listen / f), dtype="float32", always_2d=True)[0] for k, f in row["files"].items()}

@@ -71,7 +71,7 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     assert set(val_arm["rows_tried"]) == {"both", "cond"} and val_arm["edit_rows"] in ("both", "cond")
     assert list(test_arm["rows_tried"]) == [val_arm["edit_rows"]] == [test_arm["edit_rows"]]
     assert g["validation"]["renders_per_side"] == 1 and g["test"]["renders_per_side"] == 3
-    assert test_arm["off_drop"]["n"] == 3
+    assert test_arm["off_drop"]["n"] == 3 and test_arm["off_drop"]["groups"] == len(g["test"]["pairs"])
     for split in ("validation", "test"):
         refs = g[split]["references"]
         prompt = refs["prompt"]  # the prompt as the edit: its drop is the plain renders' difference
@@ -83,6 +83,7 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     assert saved["model"]["sha256"] == s["model"]["sha256"]
     report = (tmp_path / "exp" / "report.md").read_text()
     assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
+    assert "(3 renders per side: 1 prompt pair × 3 seeds)" in report and "(n=3 of 1 prompt)" in report
     # a layer whose SAE has no feature firing more with a concept is marked (its edits steer the concept's absence)
     fires = [v["fires_more"] for t in saved["auroc"].values() for v in t.values()]
     assert all(isinstance(f, bool) for f in fires) and ("† no feature of the layer's SAE" in report) == (not all(fires))
@@ -189,6 +190,8 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path, c
     r = json.loads((tmp_path / "adherence.json").read_text())
     g = r["concepts"]["guitar"]
     assert g["renders_per_side"] == 2 * len(g["pairs"]) and r["seed"] == 7
+    assert g["rise"]["groups"] == g["with"]["groups"] == len(g["pairs"])  # the pair the unit (hunt 184)
+    assert f"(n={g['renders_per_side']} of {len(g['pairs'])} pairs)" in (tmp_path / "adherence.md").read_text()
     assert (r["cfg_coef"], r["top_k"]) == (4, 1) and "guidance 4, top-k 1;" in (tmp_path / "adherence.md").read_text()
     assert g["rise"]["value"] == pytest.approx(g["with"]["value"] - g["without"]["value"])
     assert g["verdict"] == "undecided"  # hunt 109: 4 renders a side were "met" or "missed" (12 needed)
@@ -495,8 +498,27 @@ def test_a_verdict_on_two_renders_is_undecided_as_its_goals():
 
     for n, said in ((2, "undecided"), (12, "met")):
         a = _arm(["guitar", "drums"], "guitar", detect(n, 1), detect(n, 0), lambda n=n: detect(n, 0),
-                 lambda s, n=n: detect(n, 1), (1.0,))  # fmt: skip
+                 lambda s, n=n: detect(n, 1), (1.0,), 1)  # fmt: skip
         assert a["off_drop"]["value"] == 100 and a["verdicts"] == {"off_drop": said, "on_rise": said}, a["verdicts"]
+
+
+def test_the_prompt_is_the_unit_of_a_steering_interval():
+    """24 renders that all lost the concept: from 24 prompts a drop of 100 [86, 100], met; from 2 prompts × 12 seeds
+    the renders of a prompt share it, so as much is known as from 2 renders (hunt 184: renders counted alone)."""
+    import numpy as np
+
+    from training.musicgen.experiment import _arm
+
+    def detect(guitar: int) -> dict:
+        return {"guitar": np.full(24, guitar, bool), "drums": np.zeros(24, bool)}
+
+    for seeds, said, groups in ((1, "met", 24), (12, "undecided", 2)):
+        a = _arm(["guitar", "drums"], "guitar", detect(1), detect(0), lambda: detect(0), lambda s: detect(1), (1.0,),
+                 seeds)  # fmt: skip
+        drop = a["off_drop"]
+        assert (drop["value"], drop["n"], drop["groups"], a["verdicts"]["off_drop"]) == (100, 24, groups, said)
+        assert a["off"]["detected"]["groups"] == groups and a["drift_reach"] > (0 if seeds == 1 else 60)
+    assert not a["goals_met"]["off_drop"] and not a["goals_met"]["drift"]
 
 
 def test_adherence_refuses_a_concept_without_prompt_pairs_before_the_judge_trains(tmp_path, monkeypatch):

@@ -22,7 +22,7 @@ from realtime.audio_files import AudioNotes, read_mono
 from realtime.musicgen.descriptions import DescriptionVocab, words
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
-from sae.stats import paired_diff, verdict, wilson
+from sae.stats import paired_diff, verdict, wilson_groups
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import DEGRADED_COPIES, Judge
 
@@ -120,12 +120,14 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
                 audio = [w.mean(0).cpu().numpy() for w in gen.wav]
                 hits[side].extend(judge.detect(audio)[concept].tolist())
         w, wo = np.array(hits["with"]), np.array(hits["without"])
-        rise = paired_diff(wo, w)
+        pair_of = np.repeat(np.arange(len(pairs)), cfg.seeds)  # the unit: renders of one pair share it (hunt 184)
+        rise = paired_diff(wo, w, groups=pair_of)
         results[concept] = {
             "pairs": [list(p) for p in pairs],
             "renders_per_side": len(w),
-            "with": wilson(int(w.sum()), len(w)).as_dict(),
-            "without": wilson(int(wo.sum()), len(wo)).as_dict(),
+            "seeds_per_pair": cfg.seeds,
+            "with": wilson_groups(w, pair_of).as_dict(),
+            "without": wilson_groups(wo, pair_of).as_dict(),
             "rise": rise.as_dict(),
             # undecided below MIN_EXAMPLES renders a side, as every goal (2 renders that moved read "met")
             "verdict": verdict(rise, GOAL_POINTS, None) if len(w) >= MIN_EXAMPLES else "undecided",

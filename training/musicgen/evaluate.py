@@ -30,14 +30,15 @@ def _write(path: Path, text: str) -> None:
 
 def adherence_markdown(r: dict) -> str:
     def iv(d: dict, fmt: str = ".0f") -> str:
-        return Interval(**d).text(fmt)
+        return Interval(**d).text(fmt, groups_as="pairs")
 
     lines = [
         f"Prompt adherence of {r['model']['name']} (sha256 {r['model']['sha256'][:12]}): renders of "
         f"{r['duration']:g} s, guidance {r['cfg_coef']:g}, top-k {r.get('top_k', 250)}; outside judge trained on "
         f"{r['judge']['trained_on']}. "
         f"Goal: the prompted instrument heard at least {r['goal_points']:g} points more often than in the same "
-        "prompt without it (paired over prompt pairs × seeds; met only when the whole 95 % interval is).",
+        "prompt without it (paired over prompt pairs × seeds, the pair the unit: intervals hold how the rise varies "
+        "from pair to pair, not the seeds' noise alone; met only when the whole 95 % interval is).",
         "",
         "| concept | heard, prompted | heard, not prompted | rise | verdict | pairs |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -48,7 +48,7 @@ from sae.controls import plain_float
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import measured, strict_json
-from sae.stats import Interval, paired_diff, verdict, wilson
+from sae.stats import Interval, paired_diff, verdict, wilson_groups
 from training.cli.args import (
     Parser,
     add_device,
@@ -232,17 +232,24 @@ def _render(mg, prompts: list[str], seeds: int, seed0: int, duration: float, ste
     return out
 
 
-def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, strengths) -> dict[str, Any]:
+def _prompt_of(renders: int, seeds: int) -> np.ndarray:
+    """The prompt (pair) index of each of `_render`'s renders: the unit of every interval (hunt 184)."""
+    return np.repeat(np.arange(renders // seeds), seeds)
+
+
+def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, strengths, seeds) -> dict[str, Any]:
     """Drop, rise per strength and drift of one way of editing `concept`: `detect_off()` and `detect_on(s)` give
-    the judge's detections of the edited renders, paired with the plain renders' `plain_with` / `plain_without`."""
+    the judge's detections of the edited renders, paired with the plain renders' `plain_with` / `plain_without`
+    (`seeds` renders per prompt pair: the pair is the intervals' unit)."""
     off = detect_off()
-    drop = paired_diff(off[concept], plain_with[concept])  # plain minus off, points
-    drift_off = {o: paired_diff(plain_with[o], off[o]).as_dict() for o in names if o != concept}
+    groups = _prompt_of(len(off[concept]), seeds)
+    drop = paired_diff(off[concept], plain_with[concept], groups=groups)  # plain minus off, points
+    drift_off = {o: paired_diff(plain_with[o], off[o], groups=groups).as_dict() for o in names if o != concept}
     sweep = []
     for s in strengths:
         on = detect_on(s)
-        rise = paired_diff(plain_without[concept], on[concept])
-        drift = {o: paired_diff(plain_without[o], on[o]).as_dict() for o in names if o != concept}
+        rise = paired_diff(plain_without[concept], on[concept], groups=groups)
+        drift = {o: paired_diff(plain_without[o], on[o], groups=groups).as_dict() for o in names if o != concept}
         worst = max([abs(d["value"]) for d in drift.values()], default=0.0)
         sweep.append({"strength": s, "rise": rise.as_dict(), "drift": drift, "max_drift": worst})
     best = max(sweep, key=_strength_key)
@@ -250,7 +257,7 @@ def _arm(names, concept, plain_with, plain_without, detect_off, detect_on, stren
     max_drift = abs(worst["drift"]["value"]) if worst else 0.0
     reach = drift_reach(drift_off, best["drift"])
     return {
-        "off": {"detected": wilson(int(off[concept].sum()), len(off[concept])).as_dict(), "drift": drift_off},
+        "off": {"detected": wilson_groups(off[concept], groups).as_dict(), "drift": drift_off},
         "off_drop": drop.as_dict(),
         "sweep": sweep,
         "strength_on": best["strength"],
@@ -314,7 +321,7 @@ def _layer_arms(mg, judge, names, concept, layer, bank, direction, prompts, plai
                 names, concept, plain_w, plain_o,
                 lambda label=label, rows=rows: judged(with_p, make(label, rows, "off")),
                 lambda s, label=label, rows=rows: judged(without_p, make(label, rows, f"on:{s:g}", s)),
-                strengths,
+                strengths, seeds,
             ) | {"edit_rows": rows}  # fmt: skip
         best = max(tried, key=lambda r: _score(tried[r]))
         arms[label] = tried[best] | {
@@ -337,7 +344,7 @@ def _references(mg, judge, names, concept, prompts, plain, seeds, cfg) -> dict[s
         ("resample", lambda: other_draws(with_p), lambda s: other_draws(without_p)),
         ("prompt", lambda: plain_o, lambda s: plain_w),
     )
-    return {name: _arm(names, concept, plain_w, plain_o, off, on, (0.0,)) for name, off, on in arms}
+    return {name: _arm(names, concept, plain_w, plain_o, off, on, (0.0,), seeds) for name, off, on in arms}
 
 
 def _score(arm: dict) -> tuple:
@@ -493,12 +500,14 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
                     arms = (mg, judge, judge_names, c, i, bank, directions[c, i])
                     by_layer[i] = _layer_arms(*arms, prompts_wo, plain, seeds, cfg, tries)
                 say(f"{c} / {split}: references (other draws; the prompt itself)")
+                pair_of = _prompt_of(len(plain_w[c]), seeds)
                 entry: dict[str, Any] = {
                     "pairs": [list(p) for p in ps],
                     "renders_per_side": len(ps) * seeds,
+                    "seeds_per_pair": seeds,
                     "plain": {
-                        "with": wilson(int(plain_w[c].sum()), len(plain_w[c])).as_dict(),
-                        "without": wilson(int(plain_o[c].sum()), len(plain_o[c])).as_dict(),
+                        "with": wilson_groups(plain_w[c], pair_of).as_dict(),
+                        "without": wilson_groups(plain_o[c], pair_of).as_dict(),
                     },
                     "layers": by_layer,
                     "references": _references(mg, judge, judge_names, c, prompts_wo, plain, seeds, cfg),
@@ -556,7 +565,14 @@ def auroc_iv(report, method: str) -> dict:
 
 
 def _iv(d: dict, fmt: str = "+.0f") -> str:
-    return Interval(**d).text(fmt)
+    return Interval(**d).text(fmt, groups_as="prompts")
+
+
+def _renders(split: dict) -> str:
+    """The renders per side and, where the run recorded it, how many prompt pairs × seeds they are."""
+    n, seeds = split["renders_per_side"], split.get("seeds_per_pair")
+    pairs = n // seeds if seeds else 0
+    return f"{n} renders per side" + (f": {pairs} prompt pair{'s' * (pairs != 1)} × {seeds} seeds" if seeds else "")
 
 
 _LABELS = {"sae": "SAE", "baseline": "mean-diff"}
@@ -636,7 +652,7 @@ def report_markdown(s: dict[str, Any]) -> str:
         v, t = splits["validation"], splits["test"]
         best = v["best_layer"]
         lines += [
-            f"### {c}: validation ({v['renders_per_side']} renders per side), every layer",
+            f"### {c}: validation ({_renders(v)}), every layer",
             "",
             f"plain renders: {c} heard in {_iv(v['plain']['with'], '.0f')} of prompts with it, "
             f"{_iv(v['plain']['without'], '.0f')} without.",
@@ -653,7 +669,7 @@ def report_markdown(s: dict[str, Any]) -> str:
                 )
         lines += [*_reference_lines(v["references"]), ""]
         lines += [
-            f"### {c}: test prompts ({t['renders_per_side']} renders per side), layer {best}",
+            f"### {c}: test prompts ({_renders(t)}), layer {best}",
             "",
             f"plain renders: {c} heard in {_iv(t['plain']['with'], '.0f')} with it, {_iv(t['plain']['without'], '.0f')}"
             " without.",

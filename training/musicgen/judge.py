@@ -141,6 +141,7 @@ def evaluate_musicgen(
         }
 
     jobs = [(p, cfg.seed + j) for p in cfg.prompts for j in range(cfg.renders)]
+    prompt_of = np.repeat(np.arange(len(cfg.prompts)), cfg.renders)
 
     def renders(steering) -> list[np.ndarray]:
         """[frames, channels] per job: a stereo model's two channels kept for listening."""
@@ -179,11 +180,11 @@ def evaluate_musicgen(
         worst = max([abs(v) for v in (*drift_off.values(), *drift_on.values())], default=0.0)
         entry["max_drift"] = worst
         entry["drift_measured"] = len(judged) > 1  # judged alone: no drift measured, so its goal is not met
-        entry["intervals"] = {
-            "off_drop": paired_diff(off[name], base[name]).as_dict(),
-            "on_rise": paired_diff(base[name], on[name]).as_dict(),
+        entry["intervals"] = {  # the prompt the unit: its renders share it (hunt 184)
+            "off_drop": paired_diff(off[name], base[name], groups=prompt_of).as_dict(),
+            "on_rise": paired_diff(base[name], on[name], groups=prompt_of).as_dict(),
             "drift": {
-                edit: {o: paired_diff(base[o], calls[o]).as_dict() for o in judged if o != name}
+                edit: {o: paired_diff(base[o], calls[o], groups=prompt_of).as_dict() for o in judged if o != name}
                 for edit, calls in (("off", off), ("on", on))
             },
         }
