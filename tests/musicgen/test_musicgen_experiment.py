@@ -192,6 +192,7 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path, c
     assert g["renders_per_side"] == 2 * len(g["pairs"]) and r["seed"] == 7
     assert g["rise"]["groups"] == g["with"]["groups"] == len(g["pairs"])  # the pair the unit (hunt 184)
     assert f"(n={g['renders_per_side']} of {len(g['pairs'])} pairs)" in (tmp_path / "adherence.md").read_text()
+    assert "groups" not in g["rise_these_pairs"] and g["rise_these_pairs"]["value"] == g["rise"]["value"]
     assert (r["cfg_coef"], r["top_k"]) == (4, 1) and "guidance 4, top-k 1;" in (tmp_path / "adherence.md").read_text()
     assert g["rise"]["value"] == pytest.approx(g["with"]["value"] - g["without"]["value"])
     assert g["verdict"] == "undecided"  # hunt 109: 4 renders a side were "met" or "missed" (12 needed)

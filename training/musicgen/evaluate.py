@@ -40,14 +40,21 @@ def adherence_markdown(r: dict) -> str:
         "prompt without it (paired over prompt pairs × seeds, the pair the unit: intervals hold how the rise varies "
         "from pair to pair, not the seeds' noise alone; met only when the whole 95 % interval is).",
         "",
-        "| concept | heard, prompted | heard, not prompted | rise | verdict | pairs |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| concept | heard, prompted | heard, not prompted | rise | verdict | rise, these pairs only | pairs |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c, e in r["concepts"].items():
         pairs = "; ".join(f"{w!r} / {wo!r}" for w, wo in e["pairs"])
+        these = iv(e["rise_these_pairs"], "+.0f") if "rise_these_pairs" in e else "n/a"  # reports before hunt 184
         lines.append(
-            f"| {c} | {iv(e['with'])} | {iv(e['without'])} | {iv(e['rise'], '+.0f')} | {e['verdict']} | {pairs} |"
+            f"| {c} | {iv(e['with'])} | {iv(e['without'])} | {iv(e['rise'], '+.0f')} | {e['verdict']} | {these} "
+            f"| {pairs} |"
         )
+    lines += [
+        "",
+        "Rise, these pairs only: the renders counted alone (seed noise only), the figure for these prompt pairs and "
+        "no others; no verdict is drawn from it.",
+    ]
     return "\n".join(lines)
 
 
