@@ -187,6 +187,13 @@ def too_few(entry: dict[str, Any]) -> str | None:
     return f"too few clips to decide: {', '.join(short)} (a goal needs at least {MIN_EXAMPLES} per side)"
 
 
+def _prompt_count(entry: dict[str, Any]) -> int | None:
+    """The prompts a MusicGen entry's drift intervals count as their unit (`sae.stats.paired_diff`'s groups)."""
+    drifts = (entry.get("intervals") or {}).get("drift") or {}
+    groups = [d.get("groups") for edit in drifts.values() for d in edit.values() if isinstance(d, dict)]
+    return max((g for g in groups if isinstance(g, int)), default=None)
+
+
 def drift_missed(entry: dict[str, Any], goal: float) -> str:
     """Why an entry of the judge missed its drift goal, in words: the other concepts moved too far, or they stayed
     within the goal but not by a clip's margin (`goals_met`), which at a few clips no drift can (one clip of four is
@@ -199,6 +206,10 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     reach = entry.get("drift_reach")
     clip = "clip" if "held_out_with" in entry else "render"  # MusicGen's entries count renders
     if counts and drift <= goal - 100 / min(counts) and isinstance(reach, int | float) and reach > goal:
+        if prompts := _prompt_count(entry):  # the prompt the unit (hunt 186: "too few renders" at 1200 renders)
+            return (f"other concepts moved by at most {drift:.0f} points, yet their 95 % intervals reach "
+                    f"±{reach:.0f} at {prompts} prompt(s) ({min(counts)} renders): too few prompts to show a drift "
+                    f"within {goal:.0f} (more prompts narrow it, more seeds per prompt hardly)")  # fmt: skip
         return (f"other concepts moved by at most {drift:.0f} points, yet their 95 % intervals reach ±{reach:.0f} "
                 f"at {min(counts)} {clip}s: too few to show a drift within {goal:.0f}")  # fmt: skip
     if counts and drift <= goal:

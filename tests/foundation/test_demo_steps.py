@@ -110,6 +110,9 @@ def test_a_drift_within_the_goal_whose_intervals_reach_past_it_says_so():
     assert "not by a clip's margin" in drift_missed(entry | {"max_drift": 8.0}, 10.0)  # the margin is said first
     renders = {"renders": 12, "max_drift": 0.0, "drift_reach": 24.2}  # `eval musicgen`'s entries count renders
     assert drift_missed(renders, 10.0).endswith("reach ±24 at 12 renders: too few to show a drift within 10")
+    drifts = {"off": {"drums": {"value": 0.0, "lo": -39.0, "hi": 39.0, "n": 1200, "groups": 6}}}
+    prompts = renders | {"renders": 1200, "drift_reach": 39.0, "intervals": {"drift": drifts}}  # hunt 186
+    assert "reach ±39 at 6 prompt(s) (1200 renders): too few prompts" in drift_missed(prompts, 10.0)
 
 
 def test_a_missed_on_says_whether_the_validation_rise_did_not_repeat_or_drifted():

@@ -175,6 +175,9 @@ def test_the_store_is_teacher_forced_in_the_segment_the_probes_read(toy_folders,
 
 @pytest.mark.slow
 def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path, capsys):
+    import numpy as np
+
+    from sae.stats import paired_diff
     from training.data.concept_clips import read_manifest
     from training.musicgen.evaluate import main
 
@@ -193,6 +196,8 @@ def test_codec_fidelity_and_adherence_reports(toy_folders, toy_data, tmp_path, c
     assert g["rise"]["groups"] == g["with"]["groups"] == len(g["pairs"])  # the pair the unit (hunt 184)
     assert f"(n={g['renders_per_side']} of {len(g['pairs'])} pairs)" in (tmp_path / "adherence.md").read_text()
     assert "groups" not in g["rise_these_pairs"] and g["rise_these_pairs"]["value"] == g["rise"]["value"]
+    heard = {side: np.array(calls, bool) for side, calls in g["heard"].items()}
+    assert paired_diff(heard["without"], heard["with"]).as_dict() == g["rise_these_pairs"]
     assert (r["cfg_coef"], r["top_k"]) == (4, 1) and "guidance 4, top-k 1;" in (tmp_path / "adherence.md").read_text()
     assert g["rise"]["value"] == pytest.approx(g["with"]["value"] - g["without"]["value"])
     assert g["verdict"] == "undecided"  # hunt 109: 4 renders a side were "met" or "missed" (12 needed)

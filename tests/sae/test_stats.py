@@ -191,11 +191,11 @@ def _prompts_drawn(rng: np.random.Generator, prompts: int, seeds: int):
 
 def test_intervals_with_the_prompt_as_the_unit_cover_the_prompts_mean():
     """Renders of one prompt share it: counted as independent, 6 prompts × 48 renders covered the prompts' mean
-    difference in ~60 % of draws; with `groups` (counts divided by the design effect) about 95 %, also at 24 × 8.
-    One rate (`wilson_groups`) alike."""
+    difference in ~60 % of draws; with `groups` (counts divided by the design effect) at least 95 % (6 prompts:
+    each one outcome), and about 95 % where it is estimated (12 × 24, 24 × 8). One rate (`wilson_groups`) alike."""
     truth, truth_plain = 38.9, 30.0
     rng = np.random.default_rng(7)
-    for prompts, seeds in ((6, 48), (24, 8)):
+    for prompts, seeds in ((6, 48), (12, 24), (24, 8)):
         plain_hits = grouped_hits = rate_hits = 0
         for _ in range(200):
             a, b, g = _prompts_drawn(rng, prompts, seeds)
@@ -210,27 +210,29 @@ def test_intervals_with_the_prompt_as_the_unit_cover_the_prompts_mean():
 
 
 def test_the_design_effect_runs_from_independent_renders_to_one_outcome_per_prompt():
-    """Groups of one render each: the plain interval, figure for figure. Every render of a prompt alike: as many
-    outcomes as prompts (6 prompts, all dropped: Newcombe's interval of 6 items, not of 288). Rates per render
-    (fractions) resample whole prompts."""
+    """Groups of one render each: the plain interval, figure for figure. Renders alike within each prompt (every
+    prompt's effect its own): worth one outcome per prompt. Nothing that differs: as for a stray render that
+    differs (hunt 186: that read 0 [−39, +39] where one stray render read 0 [−2, +3], so an edit that moved
+    nothing missed the drift goal that one moving a render met). Rates per render resample whole prompts."""
     rng = np.random.default_rng(1)
     a, b = rng.random(40) < 0.3, rng.random(40) < 0.6
-    alone = paired_diff(a, b, groups=np.arange(40))
-    assert (alone.value, alone.lo, alone.hi, alone.groups) == (
-        *[getattr(paired_diff(a, b), k) for k in ("value", "lo", "hi")],
-        40,
-    )
+    alone, plain = paired_diff(a, b, groups=np.arange(40)), paired_diff(a, b)
+    assert (alone.value, alone.lo, alone.hi, alone.groups) == (plain.value, plain.lo, plain.hi, 40)
     g = np.repeat(np.arange(6), 48)
-    assert design_effect(np.ones(288), g) == 48.0  # nothing differs: the largest
-    whole = paired_diff(np.ones(288, bool), np.zeros(288, bool), groups=g)
-    six = paired_diff(np.ones(6, bool), np.zeros(6, bool))
+    alike = np.repeat(np.array([1, 0, 1, 1, 0, 1], bool), 48)  # each prompt all one way
+    assert design_effect(alike, g) == 48.0 and design_effect(np.ones(48), np.zeros(48)) == 48.0  # one group
+    whole, six = paired_diff(np.zeros(288, bool), alike, groups=g), paired_diff(np.zeros(6, bool), alike[::48])
     assert (whole.lo, whole.hi) == pytest.approx((six.lo, six.hi)) and whole.n == 288 and whole.groups == 6
-    assert whole.hi > paired_diff(np.ones(288, bool), np.zeros(288, bool)).hi + 25
+    for prompts in (6, 12):  # each prompt one outcome below 12 prompts (±39 at 6), estimated from 12 on
+        by = np.repeat(np.arange(prompts), 288 // prompts)
+        none_moved = paired_diff(np.zeros(288, bool), np.zeros(288, bool), groups=by)
+        one_moved = paired_diff(np.zeros(288, bool), np.arange(288) == 5, groups=by)
+        assert none_moved.hi == pytest.approx(one_moved.hi - one_moved.value, abs=1.0) and none_moved.hi > 1
     per_prompt = np.repeat(rng.uniform(0, 1, 6), 48)  # fractions, alike within a prompt
-    iv = paired_diff(np.zeros(288), per_prompt, groups=g)
-    assert iv.groups == 6 and iv.hi - iv.lo > 2 * (
-        paired_diff(np.zeros(288), per_prompt).hi - paired_diff(np.zeros(288), per_prompt).lo
-    )
+    iv, flat = paired_diff(np.zeros(288), per_prompt, groups=g), paired_diff(np.zeros(288), per_prompt)
+    assert iv.groups == 6 and iv.hi - iv.lo > 2 * (flat.hi - flat.lo)
+    with pytest.raises(ValueError, match="groups: 6 labels for 288 items"):
+        design_effect(np.ones(288), np.arange(6))
 
 
 def test_an_interval_says_its_groups_only_when_it_has_them():

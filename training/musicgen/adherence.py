@@ -5,7 +5,9 @@ For each concept X (an instrument the descriptions name), prompts come in pairs 
 was trained on, the most-trained first). Each prompt of a pair is rendered from the same seeds, and the
 outside judge (`training/judge.py`: harmonic/percussive log-mel statistics + logistic regression, trained on
 clean clips, never shown the model) decides whether it hears X. The figure is the paired difference of detection
-rates, in points, with Newcombe's paired interval over (pair, seed) items; the goal is a rise of at least `GOAL_POINTS`.
+rates, in points, with Newcombe's paired interval with the pair as the unit (`sae.stats.paired_diff`'s groups: the
+renders of one pair share it), beside the renders counted alone (the figure for these pairs only); the goal is a
+rise of at least `GOAL_POINTS`.
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
             # the renders counted alone: seed noise only, the figure for these pairs and no others (a model that
             # knows no more pairs than these, as the demo MusicGen's 6 per instrument, is measured whole by it)
             "rise_these_pairs": paired_diff(wo, w).as_dict(),
+            # the judge's call on every render, pair-major (pair j's seeds together): the figures recomputable
+            "heard": {"with": w.astype(int).tolist(), "without": wo.astype(int).tolist()},
             # undecided below MIN_EXAMPLES renders a side, as every goal (2 renders that moved read "met")
             "verdict": verdict(rise, GOAL_POINTS, None) if len(w) >= MIN_EXAMPLES else "undecided",
         }

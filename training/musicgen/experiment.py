@@ -26,7 +26,9 @@
 Goals (the issue's): off drop ≥ 50 points and on rise ≥ 30 points at drift ≤ 10 on at least one layer, each met
 only with a margin of one render, where its 95 % interval allows it (`training.judge.goals_met`), and on at least
 12 renders per side (`sae.examples.MIN_EXAMPLES`). Every figure
-carries its render count and a 95 % interval (Newcombe's paired interval over prompt × seed items).
+carries its render count and a 95 % interval (Newcombe's paired interval with the prompt pair as the unit:
+`sae.stats.paired_diff`'s groups; below 12 pairs each counts as one outcome, so the demo model's 3 test pairs
+cannot meet the `off` goal whatever the seeds).
 """
 
 from __future__ import annotations
