@@ -22,7 +22,7 @@ from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import is_number, strict_json
 from sae.plots import save_png
-from sae.stats import Interval, paired_diff, paired_rate_diff, rate_diff, sign_test, verdict, wilson
+from sae.stats import MIN_GROUPS, Interval, paired_diff, paired_rate_diff, rate_diff, sign_test, verdict, wilson
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 
 N_MELS = 64
@@ -207,9 +207,11 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     clip = "clip" if "held_out_with" in entry else "render"  # MusicGen's entries count renders
     if counts and drift <= goal - 100 / min(counts) and isinstance(reach, int | float) and reach > goal:
         if prompts := _prompt_count(entry):  # the prompt the unit (hunt 186: "too few renders" at 1200 renders)
+            why = (f"below {MIN_GROUPS} prompts each counts as one outcome: more prompts narrow it, more seeds do not"
+                   if prompts < MIN_GROUPS else "more prompts or seeds narrow it")  # fmt: skip
             return (f"other concepts moved by at most {drift:.0f} points, yet their 95 % intervals reach "
-                    f"±{reach:.0f} at {prompts} prompt(s) ({min(counts)} renders): too few prompts to show a drift "
-                    f"within {goal:.0f} (more prompts narrow it, more seeds per prompt hardly)")  # fmt: skip
+                    f"±{reach:.0f} at {prompts} prompt{'s' * (prompts != 1)} ({min(counts)} renders): too few to "
+                    f"show a drift within {goal:.0f} ({why})")  # fmt: skip
         return (f"other concepts moved by at most {drift:.0f} points, yet their 95 % intervals reach ±{reach:.0f} "
                 f"at {min(counts)} {clip}s: too few to show a drift within {goal:.0f}")  # fmt: skip
     if counts and drift <= goal:

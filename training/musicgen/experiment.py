@@ -573,8 +573,10 @@ def _iv(d: dict, fmt: str = "+.0f") -> str:
 def _renders(split: dict) -> str:
     """The renders per side and, where the run recorded it, how many prompt pairs × seeds they are."""
     n, seeds = split["renders_per_side"], split.get("seeds_per_pair")
-    pairs = n // seeds if seeds else 0
-    return f"{n} renders per side" + (f": {pairs} prompt pair{'s' * (pairs != 1)} × {seeds} seeds" if seeds else "")
+    if not seeds:
+        return f"{n} renders per side"
+    pairs = n // seeds
+    return f"{n} renders per side: {pairs} prompt pair{'s' * (pairs != 1)} × {seeds} seed{'s' * (seeds != 1)}"
 
 
 _LABELS = {"sae": "SAE", "baseline": "mean-diff"}
