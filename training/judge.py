@@ -176,10 +176,28 @@ def _side_counts(entry: dict[str, Any]) -> dict[str, int | None]:
     return {"with": entry.get("held_out_with", entry.get("renders")), "without": n_on or entry.get("renders")}
 
 
-def too_few(entry: dict[str, Any]) -> str | None:
+def too_few(entry: dict[str, Any], goals: dict[str, float] | None = None) -> str | None:
     """Why no goal of an entry can be met whatever its edits did: a side with fewer than `MIN_EXAMPLES` clips (or
-    renders; `goals_met`), in words; None when both sides have enough. At 4 renders a perfect edit read as one
-    that "could be neither taken out nor put in"."""
+    renders; `goals_met`), or (MusicGen, the prompt the unit) too few prompts for an edit that moved every render
+    to reach the drop or rise goal (`goals`: the entry's, these judges' by default), in words; None when both
+    sides have enough. At 4 renders a perfect edit read as one that "could be neither taken out nor put in"."""
+    if short := _too_few_clips(entry):
+        return short
+    prompts, renders = _prompt_count(entry), entry.get("renders")
+    if not prompts or not isinstance(renders, int) or renders % prompts:
+        return None
+    goal = min((goals or GOALS)["off_drop"], (goals or GOALS)["on_rise"])
+    groups = np.repeat(np.arange(prompts), renders // prompts)
+    best = paired_diff(np.zeros(renders, bool), np.ones(renders, bool), groups=groups).lo
+    if best >= goal:
+        return None
+    return (f"too few prompts to decide: {prompts} (below {MIN_GROUPS} each counts as one outcome, however many "
+            f"renders: an edit that moved all {renders} reads at least +{best:.0f}, short of the goal of "
+            f"{goal:g})")  # fmt: skip
+
+
+def _too_few_clips(entry: dict[str, Any]) -> str | None:
+    """`too_few`'s count of clips (or renders) per side."""
     sides = _side_counts(entry)
     short = [f"{int(n)} {side}" for side, n in sides.items() if n is not None and int(n) < MIN_EXAMPLES]
     if not short:
@@ -188,9 +206,10 @@ def too_few(entry: dict[str, Any]) -> str | None:
 
 
 def _prompt_count(entry: dict[str, Any]) -> int | None:
-    """The prompts a MusicGen entry's drift intervals count as their unit (`sae.stats.paired_diff`'s groups)."""
-    drifts = (entry.get("intervals") or {}).get("drift") or {}
-    groups = [d.get("groups") for edit in drifts.values() for d in edit.values() if isinstance(d, dict)]
+    """The prompts a MusicGen entry's intervals count as their unit (`sae.stats.paired_diff`'s groups)."""
+    ivs = entry.get("intervals") or {}
+    drifts = [d for edit in (ivs.get("drift") or {}).values() for d in edit.values()]
+    groups = [d.get("groups") for d in (ivs.get("off_drop"), ivs.get("on_rise"), *drifts) if isinstance(d, dict)]
     return max((g for g in groups if isinstance(g, int)), default=None)
 
 
@@ -201,7 +220,7 @@ def drift_missed(entry: dict[str, Any], goal: float) -> str:
     reaching past it (`drift_reach`: 12 clips where nothing moved reach ±24 points)."""
     drift = float(entry.get("max_drift", 0.0))
     counts = [int(n) for n in _side_counts(entry).values() if n]
-    if drift <= goal and (few := too_few(entry)):  # within the goal: no count this small could meet it
+    if drift <= goal and (few := _too_few_clips(entry)):  # within the goal: no count this small could meet it
         return few
     reach = entry.get("drift_reach")
     clip = "clip" if "held_out_with" in entry else "render"  # MusicGen's entries count renders
@@ -699,7 +718,7 @@ def rich_table(result: dict):
         + f"; goals ✓: drop and rise of at least {goals['off_drop']:g} / {goals['on_rise']:g} points and drift "
         f"under {goals['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
         f"drop / rise goal and every drift interval within the drift goal, on at least {MIN_EXAMPLES} clips per side"
-        + "".join(f"; {n}: {few}" for n, e in result["concepts"].items() if (few := too_few(e)))
+        + "".join(f"; {n}: {few}" for n, e in result["concepts"].items() if (few := too_few(e, goals)))
         + ("" if all(measured.values()) else "; –: no other concept judged, so no drift measured"),
         caption_justify="left",
         box=box.SIMPLE_HEAD,

@@ -64,7 +64,7 @@ def headline(name: str, entry: dict, goals: dict | None = None) -> str:
     off, on, drift = met.get("off_drop"), met.get("on_rise"), met.get("drift")
     can = [w for w, ok in (("taken out", off), ("put in", on)) if ok]
     cannot = [w for w, ok in (("taken out", off), ("put in", on)) if ok is False]
-    few = too_few(entry)
+    few = too_few(entry, goals)
     if can and not cannot:
         text = f"{name} can be {' and '.join(can)}"
     elif can:
