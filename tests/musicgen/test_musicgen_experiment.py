@@ -84,6 +84,11 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     report = (tmp_path / "exp" / "report.md").read_text()
     assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
     assert "(3 renders per side: 1 prompt pair × 3 seeds)" in report and "(n=3 of 1 prompt)" in report
+    assert (
+        "With 1 prompt pairs (each one outcome below 12, however many seeds), an edit that moved every render "
+        in report
+    )
+    assert "the off drop (50) and on rise (30) goals cannot be met here" in report
     # a layer whose SAE has no feature firing more with a concept is marked (its edits steer the concept's absence)
     fires = [v["fires_more"] for t in saved["auroc"].values() for v in t.values()]
     assert all(isinstance(f, bool) for f in fires) and ("† no feature of the layer's SAE" in report) == (not all(fires))
@@ -525,6 +530,14 @@ def test_the_prompt_is_the_unit_of_a_steering_interval():
         assert (drop["value"], drop["n"], drop["groups"], a["verdicts"]["off_drop"]) == (100, 24, groups, said)
         assert a["off"]["detected"]["groups"] == groups and a["drift_reach"] > (0 if seeds == 1 else 60)
     assert not a["goals_met"]["off_drop"] and not a["goals_met"]["drift"]
+    from training.musicgen.experiment import _few_pairs
+
+    goals = {"off_drop": 50.0, "on_rise": 30.0}
+    assert _few_pairs({"renders_per_side": 384, "seeds_per_pair": 128}, goals)[1].endswith(
+        "reads at least +21: the off drop (50) and on rise (30) goals cannot be met here; more pairs (`--pairs`) can."
+    )
+    assert "the off drop (50) goal cannot" in _few_pairs({"renders_per_side": 80, "seeds_per_pair": 16}, goals)[1]
+    assert _few_pairs({"renders_per_side": 96, "seeds_per_pair": 8}, goals) == []  # 12 pairs
 
 
 def test_adherence_refuses_a_concept_without_prompt_pairs_before_the_judge_trains(tmp_path, monkeypatch):

@@ -50,7 +50,7 @@ from sae.controls import plain_float
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import measured, strict_json
-from sae.stats import Interval, paired_diff, verdict, wilson_groups
+from sae.stats import MIN_GROUPS, Interval, paired_diff, verdict, wilson_groups
 from training.cli.args import (
     Parser,
     add_device,
@@ -588,6 +588,27 @@ def _worst_drift(a: dict) -> str:
     return "–" if w is None else f"{abs(w['drift']['value']):.0f} ({w['concept']}, {w['edit']}: {_iv(w['drift'])})"
 
 
+def _few_pairs(split: dict, goals: dict[str, float]) -> list[str]:
+    """A line where the split has too few prompt pairs for an edit that moved every render to reach a goal (the
+    pair the unit: below `MIN_GROUPS` each counts as one outcome, however many seeds)."""
+    n, seeds = split["renders_per_side"], split.get("seeds_per_pair")
+    if not seeds:
+        return []
+    groups = _prompt_of(n, seeds)
+    best = paired_diff(np.zeros(n, bool), np.ones(n, bool), groups=groups).lo
+    missed = [f"{k.replace('_', ' ')} ({goals[k]:g})" for k in ("off_drop", "on_rise") if best < goals[k]]
+    if not missed:
+        return []
+    pairs = n // seeds
+    return [
+        "",
+        f"With {pairs} prompt pair{'s' * (pairs != 1)} (each one outcome below {MIN_GROUPS}, however many seeds), an "
+        "edit that moved "
+        f"every render reads at least +{best:.0f}: the {' and '.join(missed)} goal{'s' * (len(missed) > 1)} cannot "
+        "be met here; more pairs (`--pairs`) can.",
+    ]
+
+
 def _reference_lines(refs: dict[str, Any]) -> list[str]:
     """The references under an edit table: drop, rise and drift of no edit (other draws) and of the prompt."""
     r, p = refs["resample"], refs["prompt"]
@@ -687,7 +708,7 @@ def report_markdown(s: dict[str, Any]) -> str:
                 f"| {_LABELS[label]} | {a['edit_rows']} | {_iv(a['off_drop'])} | {_iv(a['on_rise'])} "
                 f"({a['strength_on']:g}) | {_worst_drift(a)} | {met} |"
             )
-        lines += [*_reference_lines(t["references"]), ""]
+        lines += [*_reference_lines(t["references"]), *_few_pairs(t, g), ""]
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in s["timings_s"].items()), ""]
     if s["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in s["notes"]], ""]
