@@ -85,7 +85,7 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
     assert "(3 renders per side: 1 prompt pair × 3 seeds)" in report and "(n=3 of 1 prompt)" in report
     assert (
-        "With 1 prompt pairs (each one outcome below 12, however many seeds), an edit that moved every render "
+        "With 1 prompt pair (each one outcome below 12, however many seeds), an edit that moved every render "
         in report
     )
     assert "the off drop (50) and on rise (30) goals cannot be met here" in report
