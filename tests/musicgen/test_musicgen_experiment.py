@@ -85,8 +85,7 @@ def test_experiment_runs_every_stage_and_chooses_a_layer_on_validation(
     assert "layer" in report and "no edit, other draws" in report and "| rows |" in report
     assert "(3 renders per side: 1 prompt pair × 3 seeds)" in report and "(n=3 of 1 prompt)" in report
     assert (
-        "With 1 prompt pair (each one outcome below 12, however many seeds), an edit that moved every render "
-        in report
+        "With 1 prompt pair (each one outcome below 12, however many seeds), an edit that moved every render " in report
     )
     assert "the off drop (50) and on rise (30) goals cannot be met here" in report
     # a layer whose SAE has no feature firing more with a concept is marked (its edits steer the concept's absence)
@@ -599,3 +598,48 @@ def test_adherence_checks_its_duration_before_the_judge_trains_and_defaults_to_t
     with pytest.raises(UserError, match="judge"):
         adherence.evaluate_adherence(cfg, say=said.append)
     assert "note: demo_musicgen's LM was trained on 2 s segments: 4 s at a time" in said[0]
+
+
+def test_adherence_draws_its_verdict_from_the_renders_only_where_its_pairs_are_every_pair_the_model_knows(
+    tmp_path, monkeypatch
+):
+    """The pair is the unit of adherence's interval (hunt 184), so 6 pairs read like 6 outcomes, however many seeds.
+    Where the pairs are every pair the model knows (the demo MusicGen's 6 per instrument), no other prompt is left to
+    generalise to: the renders counted alone measure the whole, and the verdict comes from them. A judge that hears
+    guitar in every render prompted with it, and in none / half of the others' renders, pair by pair."""
+    import types
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    import realtime.musicgen as musicgen_pkg
+    from training.musicgen import adherence
+
+    model = Path(__file__).resolve().parents[2] / "training" / "assets" / "demo_musicgen"
+    real = musicgen_pkg.load_musicgen(str(model))
+    asked: list[str] = []
+
+    def generate(prompts, duration, seed=0, **_):
+        asked.append(prompts[0])
+        return types.SimpleNamespace(wav=[torch.zeros(1, 8) for _ in prompts])
+
+    def detect(audio):
+        prompt, n = asked[-1], len(audio)
+        if "guitar" in prompt.split():
+            return {"guitar": np.ones(n, bool)}
+        j = len(asked) // 2 - 1  # the pair: each renders with, then without
+        return {"guitar": (np.arange(n) % 2 == 0) if j >= 3 else np.zeros(n, bool)}
+
+    monkeypatch.setattr(real, "generate", generate)
+    monkeypatch.setattr(musicgen_pkg, "load_musicgen", lambda *a, **k: real)
+    monkeypatch.setattr(adherence, "fit_judge", lambda *a, **k: (types.SimpleNamespace(detect=detect), 1))
+    results = {}
+    for pairs in (6, 5):
+        asked.clear()
+        cfg = adherence.AdherenceConfig(str(model), [str(tmp_path)], ("guitar",), pairs=pairs, seeds=12, duration=0.5)
+        results[pairs] = adherence.evaluate_adherence(cfg, say=lambda *_: None)["concepts"]["guitar"]
+    every, some = results[6], results[5]
+    assert (every["every_pair"], some["every_pair"]) == (True, False)
+    assert every["rise"]["value"] == 75.0 and every["rise"]["lo"] < 30 <= every["rise_these_pairs"]["lo"]
+    assert every["verdict"] == "met" and some["verdict"] == "undecided" and some["rise_these_pairs"]["lo"] >= 30

@@ -46,14 +46,15 @@ def adherence_markdown(r: dict) -> str:
     for c, e in r["concepts"].items():
         pairs = "; ".join(f"{w!r} / {wo!r}" for w, wo in e["pairs"])
         these = iv(e["rise_these_pairs"], "+.0f") if "rise_these_pairs" in e else "n/a"  # reports before hunt 184
+        said = f"{e['verdict']} (every pair)" if e.get("every_pair") else e["verdict"]
         lines.append(
-            f"| {c} | {iv(e['with'])} | {iv(e['without'])} | {iv(e['rise'], '+.0f')} | {e['verdict']} | {these} "
-            f"| {pairs} |"
+            f"| {c} | {iv(e['with'])} | {iv(e['without'])} | {iv(e['rise'], '+.0f')} | {said} | {these} | {pairs} |"
         )
     lines += [
         "",
         "Rise, these pairs only: the renders counted alone (seed noise only), the figure for these prompt pairs and "
-        "no others; no verdict is drawn from it.",
+        'no others. The verdict is drawn from it only where the pairs are every pair the model knows ("every '
+        'pair": no other prompt is left to generalise to), else from the rise with the pair as the unit.',
     ]
     return "\n".join(lines)
 
