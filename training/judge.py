@@ -177,23 +177,30 @@ def _side_counts(entry: dict[str, Any]) -> dict[str, int | None]:
 
 
 def too_few(entry: dict[str, Any], goals: dict[str, float] | None = None) -> str | None:
-    """Why no goal of an entry can be met whatever its edits did: a side with fewer than `MIN_EXAMPLES` clips (or
-    renders; `goals_met`), or (MusicGen, the prompt the unit) too few prompts for an edit that moved every render
-    to reach the drop or rise goal (`goals`: the entry's, these judges' by default), in words; None when both
-    sides have enough. At 4 renders a perfect edit read as one that "could be neither taken out nor put in"."""
+    """Why a goal of an entry cannot be met whatever its edits did, in words: a side with fewer than
+    `MIN_EXAMPLES` clips (or renders; `goals_met`: no goal), or (MusicGen, the prompt the unit, with the entry's
+    `goals` given) too few prompts for an edit that moved every render to reach the drop or rise goal; None when
+    nothing stands in the way. At 4 renders a perfect edit read as one that "could be neither taken out nor put in"."""
     if short := _too_few_clips(entry):
         return short
     prompts, renders = _prompt_count(entry), entry.get("renders")
-    if not prompts or not isinstance(renders, int) or renders % prompts:
+    if not goals or not prompts or not isinstance(renders, int) or renders % prompts:
         return None
-    goal = min((goals or GOALS)["off_drop"], (goals or GOALS)["on_rise"])
+    best = perfect_low(renders, prompts)
+    missed = [f"{what} (goal {goals[k]:g})" for k, what in (("off_drop", "taking out"), ("on_rise", "putting in"))
+              if best < goals[k]]  # fmt: skip
+    if not missed:
+        return None
+    return (f"too few prompts to show {' or '.join(missed)}: {prompts} prompt{'s' * (prompts != 1)} (below "
+            f"{MIN_GROUPS} each counts as one outcome, however many renders: an edit that moved all {renders} reads "
+            f"at least {math.floor(best):+d})")  # fmt: skip
+
+
+def perfect_low(renders: int, prompts: int) -> float:
+    """The lower end of the 95 % interval of an edit that moved every one of `renders` renders (`prompts` prompts,
+    as many of each; the prompt the unit): the most any edit can show there."""
     groups = np.repeat(np.arange(prompts), renders // prompts)
-    best = paired_diff(np.zeros(renders, bool), np.ones(renders, bool), groups=groups).lo
-    if best >= goal:
-        return None
-    return (f"too few prompts to decide: {prompts} (below {MIN_GROUPS} each counts as one outcome, however many "
-            f"renders: an edit that moved all {renders} reads at least +{best:.0f}, short of the goal of "
-            f"{goal:g})")  # fmt: skip
+    return paired_diff(np.zeros(renders, bool), np.ones(renders, bool), groups=groups).lo
 
 
 def _too_few_clips(entry: dict[str, Any]) -> str | None:

@@ -145,12 +145,19 @@ def test_an_entry_of_too_few_renders_says_so_not_that_the_edits_failed():
     # the prompt the unit (hunt 186): 3 prompts × 8 renders that all moved cannot reach MusicGen's rise goal of 30
     ivs = {"off_drop": {"value": 100.0, "lo": 21.0, "hi": 100.0, "n": 24, "groups": 3}}
     few = {**entry, "renders": 24, "intervals": ivs}
-    assert headline("guitar", few, {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}) == (
-        "guitar: too few prompts to decide: 3 (below 12 each counts as one outcome, however many renders: an edit "
-        "that moved all 24 reads at least +21, short of the goal of 30)."
+    musicgen = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
+    assert headline("guitar", few, musicgen) == (
+        "guitar: too few prompts to show taking out (goal 50) or putting in (goal 30): 3 prompts (below 12 each counts "
+        "as one outcome, however many renders: an edit that moved all 24 reads at least +20)."
+    )
+    ivs["off_drop"]["groups"] = 6  # a perfect edit reads +45: the rise goal within reach, the drop goal not (hunt 188)
+    assert "too few prompts to show taking out (goal 50): 6 prompts" in headline("guitar", few, musicgen)
+    ivs["off_drop"]["groups"] = 1
+    assert "1 prompt (below 12" in headline("guitar", few, musicgen) and "at least -" in headline(
+        "guitar", few, musicgen
     )
     ivs["off_drop"]["groups"] = 12  # 12 prompts × 2: a perfect edit reaches the goals
-    assert headline("guitar", few) == "guitar could be neither taken out nor put in by these edits."
+    assert headline("guitar", few, musicgen) == "guitar could be neither taken out nor put in by these edits."
 
 
 def test_an_edit_that_went_the_wrong_way_reads_its_interval_the_same_way():

@@ -533,10 +533,14 @@ def test_the_prompt_is_the_unit_of_a_steering_interval():
 
     goals = {"off_drop": 50.0, "on_rise": 30.0}
     assert _few_pairs({"renders_per_side": 384, "seeds_per_pair": 128}, goals)[1].endswith(
-        "reads at least +21: the off drop (50) and on rise (30) goals cannot be met here; more pairs (`--pairs`) can."
+        "reads at least +20: the off drop (50) and on rise (30) goals cannot be met here; more pairs (`--pairs`) can."
     )
     assert "the off drop (50) goal cannot" in _few_pairs({"renders_per_side": 80, "seeds_per_pair": 16}, goals)[1]
     assert _few_pairs({"renders_per_side": 96, "seeds_per_pair": 8}, goals) == []  # 12 pairs
+    assert (
+        "reads at least +49: the off drop (50) goal"
+        in _few_pairs({"renders_per_side": 28, "seeds_per_pair": 4}, goals)[1]
+    )  # 7 pairs: 49.9, not "+50" (hunt 188)
 
 
 def test_adherence_refuses_a_concept_without_prompt_pairs_before_the_judge_trains(tmp_path, monkeypatch):
@@ -604,8 +608,8 @@ def test_adherence_draws_its_verdict_from_the_renders_only_where_its_pairs_are_e
     tmp_path, monkeypatch
 ):
     """The pair is the unit of adherence's interval (hunt 184), so 6 pairs read like 6 outcomes, however many seeds.
-    Where the pairs are every pair the model knows (the demo MusicGen's 6 per instrument), no other prompt is left to
-    generalise to: the renders counted alone measure the whole, and the verdict comes from them. A judge that hears
+    Where the pairs are every instrument-only pair the model knows (the demo MusicGen's 6 per instrument), no such
+    prompt is left to generalise to: the renders counted alone measure the whole, and the verdict comes from them. A judge that hears
     guitar in every render prompted with it, and in none / half of the others' renders, pair by pair."""
     import types
     from pathlib import Path

@@ -1,13 +1,14 @@
 """Prompt adherence of a description-conditioned MusicGen, judged from outside.
 
 For each concept X (an instrument the descriptions name), prompts come in pairs that differ only by X:
-"guitar bass drums" vs "bass drums", "guitar" vs "unknown"... (every pair whose two descriptions the model
-was trained on, the most-trained first). Each prompt of a pair is rendered from the same seeds, and the
+"guitar bass drums" vs "bass drums", "guitar" vs "unknown"... (every pair of instrument-only descriptions the
+model was trained on, the most-trained first; pairs with a tempo or voice are left out). Each prompt of a pair is rendered from the same seeds, and the
 outside judge (`training/judge.py`: harmonic/percussive log-mel statistics + logistic regression, trained on
 clean clips, never shown the model) decides whether it hears X. The figure is the paired difference of detection
 rates, in points, with Newcombe's paired interval with the pair as the unit (`sae.stats.paired_diff`'s groups: the
 renders of one pair share it), beside the renders counted alone (the figure for these pairs only, and the one the
-verdict is drawn from where they are every pair the model knows: no other prompt is left to generalise to); the goal
+verdict is drawn from where they are every instrument-only pair the model knows: no other prompt of that kind is
+left to generalise to; pairs with a tempo or voice are not measured); the goal
 is a rise of at least `GOAL_POINTS`.
 """
 
@@ -125,7 +126,8 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
         w, wo = np.array(hits["with"]), np.array(hits["without"])
         pair_of = np.repeat(np.arange(len(pairs)), cfg.seeds)  # the unit: renders of one pair share it (hunt 184)
         rise, these = paired_diff(wo, w, groups=pair_of), paired_diff(wo, w)
-        # every pair the model knows: no prompt left to sample, so the renders counted alone measure the whole
+        # every instrument-only pair the model knows (the population adherence measures; pairs with a tempo or voice
+        # are not): no such prompt left to sample, so the renders counted alone measure the whole
         census = len(pairs) == len(prompt_pairs(mg.vocab, concept, len(mg.vocab.descriptions)))
         results[concept] = {
             "pairs": [list(p) for p in pairs],
@@ -141,7 +143,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
             # the judge's call on every render, pair-major (pair j's seeds together): the figures recomputable
             "heard": {"with": w.astype(int).tolist(), "without": wo.astype(int).tolist()},
             # undecided below MIN_EXAMPLES renders a side, as every goal (2 renders that moved read "met"); from the
-            # renders counted alone where the pairs are every pair the model knows (the demo MusicGen's 6)
+            # renders counted alone where the pairs are every instrument-only pair the model knows (the demo's 6)
             "verdict": verdict(these if census else rise, GOAL_POINTS, None) if len(w) >= MIN_EXAMPLES else "undecided",
         }
         say(f"{concept}: heard in {100 * w.mean():.0f}% with it in the prompt, {100 * wo.mean():.0f}% without")

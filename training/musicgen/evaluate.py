@@ -38,7 +38,8 @@ def adherence_markdown(r: dict) -> str:
         f"{r['judge']['trained_on']}. "
         f"Goal: the prompted instrument heard at least {r['goal_points']:g} points more often than in the same "
         "prompt without it (paired over prompt pairs × seeds, the pair the unit: intervals hold how the rise varies "
-        "from pair to pair, not the seeds' noise alone; met only when the whole 95 % interval is).",
+        "from pair to pair, not the seeds' noise alone; met only when the whole 95 % interval is, of the rise or, "
+        "for every instrument-only pair the model knows, of the rise of these pairs only).",
         "",
         "| concept | heard, prompted | heard, not prompted | rise | verdict | rise, these pairs only | pairs |",
         "| --- | --- | --- | --- | --- | --- | --- |",
@@ -46,15 +47,16 @@ def adherence_markdown(r: dict) -> str:
     for c, e in r["concepts"].items():
         pairs = "; ".join(f"{w!r} / {wo!r}" for w, wo in e["pairs"])
         these = iv(e["rise_these_pairs"], "+.0f") if "rise_these_pairs" in e else "n/a"  # reports before hunt 184
-        said = f"{e['verdict']} (every pair)" if e.get("every_pair") else e["verdict"]
+        said = f"{e['verdict']} (every instrument-only pair)" if e.get("every_pair") else e["verdict"]
         lines.append(
             f"| {c} | {iv(e['with'])} | {iv(e['without'])} | {iv(e['rise'], '+.0f')} | {said} | {these} | {pairs} |"
         )
     lines += [
         "",
         "Rise, these pairs only: the renders counted alone (seed noise only), the figure for these prompt pairs and "
-        'no others. The verdict is drawn from it only where the pairs are every pair the model knows ("every '
-        'pair": no other prompt is left to generalise to), else from the rise with the pair as the unit.',
+        "no others. The verdict is drawn from it only where the pairs are every instrument-only pair the model knows "
+        '("every instrument-only pair": no other prompt of that kind is left to generalise to; pairs with a tempo or '
+        "voice are not measured), else from the rise with the pair as the unit.",
     ]
     return "\n".join(lines)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -63,7 +64,7 @@ from training.cli.args import (
 )
 from training.data.concept_clips import CONCEPTS
 from training.demo import Steps
-from training.judge import DEGRADED_COPIES, drift_reach, goals_met
+from training.judge import DEGRADED_COPIES, drift_reach, goals_met, perfect_low
 from training.musicgen.adherence import fit_judge, prompt_pairs
 from training.musicgen.judge import GOALS
 
@@ -594,18 +595,15 @@ def _few_pairs(split: dict, goals: dict[str, float]) -> list[str]:
     n, seeds = split["renders_per_side"], split.get("seeds_per_pair")
     if not seeds:
         return []
-    groups = _prompt_of(n, seeds)
-    best = paired_diff(np.zeros(n, bool), np.ones(n, bool), groups=groups).lo
+    pairs, best = n // seeds, perfect_low(n, n // seeds)
     missed = [f"{k.replace('_', ' ')} ({goals[k]:g})" for k in ("off_drop", "on_rise") if best < goals[k]]
     if not missed:
         return []
-    pairs = n // seeds
     return [
         "",
         f"With {pairs} prompt pair{'s' * (pairs != 1)} (each one outcome below {MIN_GROUPS}, however many seeds), an "
-        "edit that moved "
-        f"every render reads at least +{best:.0f}: the {' and '.join(missed)} goal{'s' * (len(missed) > 1)} cannot "
-        "be met here; more pairs (`--pairs`) can.",
+        f"edit that moved every render reads at least {math.floor(best):+d}: the {' and '.join(missed)} "
+        f"goal{'s' * (len(missed) > 1)} cannot be met here; more pairs (`--pairs`) can.",
     ]
 
 
