@@ -609,8 +609,9 @@ def test_adherence_draws_its_verdict_from_the_renders_only_where_its_pairs_are_e
 ):
     """The pair is the unit of adherence's interval (hunt 184), so 6 pairs read like 6 outcomes, however many seeds.
     Where the pairs are every instrument-only pair the model knows (the demo MusicGen's 6 per instrument), no such
-    prompt is left to generalise to: the renders counted alone measure the whole, and the verdict comes from them. A judge that hears
-    guitar in every render prompted with it, and in none / half of the others' renders, pair by pair."""
+    prompt is left to generalise to: the renders counted alone measure the whole, and the verdict comes from them.
+    A judge that hears guitar in every render prompted with it, and in none / half of the others' renders, pair by
+    pair."""
     import types
     from pathlib import Path
 

@@ -2,14 +2,13 @@
 
 For each concept X (an instrument the descriptions name), prompts come in pairs that differ only by X:
 "guitar bass drums" vs "bass drums", "guitar" vs "unknown"... (every pair of instrument-only descriptions the
-model was trained on, the most-trained first; pairs with a tempo or voice are left out). Each prompt of a pair is rendered from the same seeds, and the
-outside judge (`training/judge.py`: harmonic/percussive log-mel statistics + logistic regression, trained on
-clean clips, never shown the model) decides whether it hears X. The figure is the paired difference of detection
-rates, in points, with Newcombe's paired interval with the pair as the unit (`sae.stats.paired_diff`'s groups: the
-renders of one pair share it), beside the renders counted alone (the figure for these pairs only, and the one the
-verdict is drawn from where they are every instrument-only pair the model knows: no other prompt of that kind is
-left to generalise to; pairs with a tempo or voice are not measured); the goal
-is a rise of at least `GOAL_POINTS`.
+model was trained on, the most-trained first; pairs with a tempo or voice are left out). Each prompt of a pair is
+rendered from the same seeds, and the outside judge (`training/judge.py`: harmonic/percussive log-mel statistics +
+logistic regression, trained on clean clips, never shown the model) decides whether it hears X. The figure is the
+paired difference of detection rates, in points, with Newcombe's paired interval with the pair as the unit
+(`sae.stats.paired_diff`'s groups: the renders of one pair share it), beside the renders counted alone (the figure
+for these pairs only, and the one the verdict is drawn from where they are every instrument-only pair the model
+knows: no other prompt of that kind is left to generalise to); the goal is a rise of at least `GOAL_POINTS`.
 """
 
 from __future__ import annotations
