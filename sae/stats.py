@@ -99,6 +99,11 @@ def design_effect(values: np.ndarray, groups: np.ndarray) -> float:
     return float(min(largest, max(1.0, ratio) * few))
 
 
+def runs_of(groups: int, size: int) -> np.ndarray:
+    """Group labels of `groups` × `size` items in group-major order (prompt j's `size` renders together)."""
+    return np.repeat(np.arange(groups), size)
+
+
 def wilson_groups(x: np.ndarray, groups: np.ndarray | None = None) -> Interval:
     """Rate of 0/1 outcomes `x` in percent, Wilson's interval on counts divided by the `design_effect` of their
     `groups` (the effective sample size of survey statistics); plain `wilson` without groups."""

@@ -22,7 +22,17 @@ from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import is_number, strict_json
 from sae.plots import save_png
-from sae.stats import MIN_GROUPS, Interval, paired_diff, paired_rate_diff, rate_diff, sign_test, verdict, wilson
+from sae.stats import (
+    MIN_GROUPS,
+    Interval,
+    paired_diff,
+    paired_rate_diff,
+    rate_diff,
+    runs_of,
+    sign_test,
+    verdict,
+    wilson,
+)
 from training.data.concept_clips import CONCEPTS, HOLDOUT_SPLIT, solo_of
 
 N_MELS = 64
@@ -179,28 +189,41 @@ def _side_counts(entry: dict[str, Any]) -> dict[str, int | None]:
 def too_few(entry: dict[str, Any], goals: dict[str, float] | None = None) -> str | None:
     """Why a goal of an entry cannot be met whatever its edits did, in words: a side with fewer than
     `MIN_EXAMPLES` clips (or renders; `goals_met`: no goal), or (MusicGen, the prompt the unit, with the entry's
-    `goals` given) too few prompts for an edit that moved every render to reach the drop or rise goal; None when
-    nothing stands in the way. At 4 renders a perfect edit read as one that "could be neither taken out nor put in"."""
+    `goals` given) too few prompts for an edit that moved every render to reach the drop or rise goal
+    (`blocked_goals` says which); None when nothing stands in the way. At 4 renders a perfect edit read as one that
+    "could be neither taken out nor put in"."""
     if short := _too_few_clips(entry):
         return short
     prompts, renders = _prompt_count(entry), entry.get("renders")
-    if not goals or not prompts or not isinstance(renders, int) or renders % prompts:
+    best, keys = unreachable_goals(renders, prompts, goals)
+    if not keys:
         return None
-    best = perfect_low(renders, prompts)
-    missed = [f"{what} (goal {goals[k]:g})" for k, what in (("off_drop", "taking out"), ("on_rise", "putting in"))
-              if best < goals[k]]  # fmt: skip
-    if not missed:
-        return None
+    missed = [f"{_GOAL_WORDS[k]} (goal {goals[k]:g})" for k in keys]  # type: ignore[index]  # keys: goals given
     return (f"too few prompts to show {' or '.join(missed)}: {prompts} prompt{'s' * (prompts != 1)} (below "
             f"{MIN_GROUPS} each counts as one outcome, however many renders: an edit that moved all {renders} reads "
             f"at least {math.floor(best):+d})")  # fmt: skip
 
 
-def perfect_low(renders: int, prompts: int) -> float:
-    """The lower end of the 95 % interval of an edit that moved every one of `renders` renders (`prompts` prompts,
-    as many of each; the prompt the unit): the most any edit can show there."""
-    groups = np.repeat(np.arange(prompts), renders // prompts)
-    return paired_diff(np.zeros(renders, bool), np.ones(renders, bool), groups=groups).lo
+_GOAL_WORDS = {"off_drop": "taking out", "on_rise": "putting in"}
+
+
+def blocked_goals(entry: dict[str, Any], goals: dict[str, float] | None = None) -> set[str]:
+    """The goals of an entry that no edit could meet (`too_few`): every one on too few clips, else those a perfect
+    edit on this many prompts falls short of."""
+    if _too_few_clips(entry):
+        return {"off_drop", "on_rise", "drift"}
+    return set(unreachable_goals(entry.get("renders"), _prompt_count(entry), goals)[1])
+
+
+def unreachable_goals(renders: Any, prompts: int | None, goals: dict[str, float] | None) -> tuple[float, list[str]]:
+    """The lower end of the 95 % interval of an edit that moved every one of `renders` renders of `prompts` prompts
+    (as many of each; the prompt the unit: the most any edit can show there), and the drop / rise goals it falls
+    short of; (nan, []) where the counts say nothing (no prompts, or renders not whole prompts)."""
+    if not goals or not prompts or not isinstance(renders, int) or renders < prompts or renders % prompts:
+        return float("nan"), []
+    groups = runs_of(prompts, renders // prompts)
+    best = paired_diff(np.zeros(renders, bool), np.ones(renders, bool), groups=groups).lo
+    return best, [k for k in ("off_drop", "on_rise") if k in goals and best < goals[k]]
 
 
 def _too_few_clips(entry: dict[str, Any]) -> str | None:

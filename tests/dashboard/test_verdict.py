@@ -151,7 +151,13 @@ def test_an_entry_of_too_few_renders_says_so_not_that_the_edits_failed():
         "as one outcome, however many renders: an edit that moved all 24 reads at least +20)."
     )
     ivs["off_drop"]["groups"] = 6  # a perfect edit reads +45: the rise goal within reach, the drop goal not (hunt 188)
-    assert "too few prompts to show taking out (goal 50): 6 prompts" in headline("guitar", few, musicgen)
+    assert headline("guitar", few, musicgen) == (  # the rise missed within reach: the edits' doing (hunt 189)
+        "guitar could be neither taken out nor put in by these edits; too few prompts to show taking out (goal 50): "
+        "6 prompts (below 12 each counts as one outcome, however many renders: an edit that moved all 24 reads at "
+        "least +44)."
+    )
+    met_on = {**few, "goals_met": {"off_drop": False, "on_rise": True, "drift": False}}
+    assert headline("guitar", met_on, musicgen).startswith("guitar can be put in, but not taken out; too few prompts")
     ivs["off_drop"]["groups"] = 1
     assert "1 prompt (below 12" in headline("guitar", few, musicgen) and "at least -" in headline(
         "guitar", few, musicgen

@@ -537,6 +537,10 @@ def test_the_prompt_is_the_unit_of_a_steering_interval():
     )
     assert "the off drop (50) goal cannot" in _few_pairs({"renders_per_side": 80, "seeds_per_pair": 16}, goals)[1]
     assert _few_pairs({"renders_per_side": 96, "seeds_per_pair": 8}, goals) == []  # 12 pairs
+    every = {"renders_per_side": 384, "seeds_per_pair": 128, "pairs_used": 6, "pairs_known": 6}  # the demo's guitar
+    assert _few_pairs(every, goals)[1].endswith("the model knows no more pairs for this concept (6 in all), so no "
+                                                "`--pairs` can.")  # fmt: skip
+    assert _few_pairs({"renders_per_side": 10, "seeds_per_pair": 4}, goals) == []  # not whole pairs: nothing said
     assert (
         "reads at least +49: the off drop (50) goal"
         in _few_pairs({"renders_per_side": 28, "seeds_per_pair": 4}, goals)[1]

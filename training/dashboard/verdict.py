@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from sae.jsonfile import is_number
-from training.judge import none_where_on, on_clip_count, too_few
+from training.judge import blocked_goals, none_where_on, on_clip_count, too_few
 
 DEFAULT_GOALS = {"off_drop": 50.0, "on_rise": 50.0, "drift": 10.0}
 
@@ -65,14 +65,15 @@ def headline(name: str, entry: dict, goals: dict | None = None) -> str:
     can = [w for w, ok in (("taken out", off), ("put in", on)) if ok]
     cannot = [w for w, ok in (("taken out", off), ("put in", on)) if ok is False]
     few = too_few(entry, goals)
+    missed = {k for k in ("off_drop", "on_rise") if met.get(k) is False}
     if can and not cannot:
         text = f"{name} can be {' and '.join(can)}"
     elif can:
         text = f"{name} can be {can[0]}, but not {cannot[0]}" + (f"; {few}" if few else "")
-    elif cannot and few:  # no goal can be met there, whatever the edits did
+    elif cannot and few and missed <= blocked_goals(entry, goals):  # no missed goal could be met, whatever the edits
         return f"{name}: {few}."
-    elif cannot:
-        text = f"{name} could be neither taken out nor put in by these edits"
+    elif cannot:  # a goal within reach was missed: the edits' doing (hunt 189), beside any other out of reach
+        text = f"{name} could be neither taken out nor put in by these edits" + (f"; {few}" if few else "")
     else:
         return ""
     if can and entry.get("drift_measured") is False:  # one concept judged: "moved by at most 0 points" said nothing

@@ -25,7 +25,7 @@ from realtime.audio_files import AudioNotes, read_mono
 from realtime.musicgen.descriptions import DescriptionVocab, words
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
-from sae.stats import paired_diff, verdict, wilson_groups
+from sae.stats import paired_diff, runs_of, verdict, wilson_groups
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import DEGRADED_COPIES, Judge
 
@@ -123,7 +123,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
                 audio = [w.mean(0).cpu().numpy() for w in gen.wav]
                 hits[side].extend(judge.detect(audio)[concept].tolist())
         w, wo = np.array(hits["with"]), np.array(hits["without"])
-        pair_of = np.repeat(np.arange(len(pairs)), cfg.seeds)  # the unit: renders of one pair share it (hunt 184)
+        pair_of = runs_of(len(pairs), cfg.seeds)  # the unit: renders of one pair share it (hunt 184)
         rise, these = paired_diff(wo, w, groups=pair_of), paired_diff(wo, w)
         # every instrument-only pair the model knows (the population adherence measures; pairs with a tempo or voice
         # are not): no such prompt left to sample, so the renders counted alone measure the whole

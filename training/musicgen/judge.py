@@ -21,7 +21,7 @@ import numpy as np
 from realtime.audio_files import AudioNotes, read_mono
 from sae.bank import edit_sha256
 from sae.errors import UserError
-from sae.stats import paired_diff
+from sae.stats import paired_diff, runs_of
 from training.data.concept_clips import CONCEPTS, read_manifest
 from training.judge import (
     DEGRADED_COPIES,
@@ -141,7 +141,7 @@ def evaluate_musicgen(
         }
 
     jobs = [(p, cfg.seed + j) for p in cfg.prompts for j in range(cfg.renders)]
-    prompt_of = np.repeat(np.arange(len(cfg.prompts)), cfg.renders)
+    prompt_of = runs_of(len(cfg.prompts), cfg.renders)
 
     def renders(steering) -> list[np.ndarray]:
         """[frames, channels] per job: a stereo model's two channels kept for listening."""
