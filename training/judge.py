@@ -198,7 +198,7 @@ def too_few(entry: dict[str, Any], goals: dict[str, float] | None = None) -> str
     best, keys = unreachable_goals(renders, prompts, goals)
     if not keys:
         return None
-    missed = [f"{_GOAL_WORDS[k]} (goal {goals[k]:g})" for k in keys]  # type: ignore[index]  # keys: goals given
+    missed = [f"{_GOAL_WORDS[k]} (goal {goals[k]:g})" for k in keys]  # keys only where goals were given
     return (f"too few prompts to show {' or '.join(missed)}: {prompts} prompt{'s' * (prompts != 1)} (below "
             f"{MIN_GROUPS} each counts as one outcome, however many renders: an edit that moved all {renders} reads "
             f"at least {math.floor(best):+d})")  # fmt: skip
