@@ -33,7 +33,7 @@ def test_prompt_pairs_differ_by_the_concept_only():
     assert pairs == [("guitar", "unknown"), ("guitar drums", "drums"), ("guitar bass drums", "bass drums")]
     for with_it, without in pairs:
         assert "guitar" in words(with_it) and "guitar" not in words(without)
-    assert prompt_pairs(VOCAB, "guitar", 2) == pairs[:2]  # most-trained first
+    assert prompt_pairs(VOCAB, "guitar", 2) == pairs[:2] and prompt_pairs(VOCAB, "guitar") == pairs  # None: all
     assert prompt_pairs(VOCAB, "piano", 5) == [("piano drums", "drums")]
     assert prompt_pairs(VOCAB, "drums", 5) == [("drums", "unknown"), ("guitar drums", "guitar")]  # no "bass" alone
 

@@ -33,8 +33,8 @@ GOAL_POINTS = 30.0
 ADHERENCE_CONCEPTS = ("guitar", "drums", "piano")
 
 
-def prompt_pairs(vocab: DescriptionVocab, concept: str, n: int) -> list[tuple[str, str]]:
-    """Up to n (with concept, without it) description pairs the model knows, most-trained first.
+def prompt_pairs(vocab: DescriptionVocab, concept: str, n: int | None = None) -> list[tuple[str, str]]:
+    """Up to n (with concept, without it) description pairs the model knows, most-trained first (None: all).
 
     Only instrument descriptions (no voice or tempo), so the pairs differ in nothing but the instrument.
     """
@@ -127,7 +127,7 @@ def evaluate_adherence(cfg: AdherenceConfig, say: Callable[[str], None] = print)
         rise, these = paired_diff(wo, w, groups=pair_of), paired_diff(wo, w)
         # every instrument-only pair the model knows (the population adherence measures; pairs with a tempo or voice
         # are not): no such prompt left to sample, so the renders counted alone measure the whole
-        census = len(pairs) == len(prompt_pairs(mg.vocab, concept, len(mg.vocab.descriptions)))
+        census = len(pairs) == len(prompt_pairs(mg.vocab, concept))
         results[concept] = {
             "pairs": [list(p) for p in pairs],
             "renders_per_side": len(w),

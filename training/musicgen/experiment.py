@@ -480,7 +480,7 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
         results: dict[str, Any] = {}
         for c in cfg.steer:
             pairs = prompt_pairs(mg.vocab, c, cfg.pairs)  # 2 or more: checked before the costly stages
-            known = len(prompt_pairs(mg.vocab, c, len(mg.vocab.descriptions)))  # whether more --pairs could help
+            known = len(prompt_pairs(mg.vocab, c))  # whether more --pairs could help
             half = len(pairs) // 2
             splits = {"validation": pairs[:half], "test": pairs[half:]}
             per_split: dict[str, Any] = {}
