@@ -8,8 +8,11 @@ caches.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +33,11 @@ REQUIRED = ("encode", "decode", "forward")
 # same file (each step of a command, each stream, a live restart, the next command: `realtime.measured` keeps it on
 # disk) reuses it instead of measuring for seconds again.
 _MEASURED: dict[tuple[str, str], dict[str, Any]] = {}
+# Each file's module as loaded, never run, per (sha256, device): a stream is a deep copy of it (~40 ms for the tiny
+# model), not a second parse of the file (~200 ms; judges and renders open a stream per clip). The few most recent.
+_PRISTINE: OrderedDict[tuple[str, str], torch.jit.ScriptModule] = OrderedDict()
+_PRISTINE_KEPT = 4
+_PRISTINE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class RaveModel:
             self._bytes = self.path.read_bytes()
         except OSError as exc:
             raise UserError(f"{self.label} {self.path}: cannot read ({exc.strerror})") from None
+        self._sha256 = hashlib.sha256(self._bytes).hexdigest()
         self.module = self._load()
         missing = [m for m in REQUIRED if not hasattr(self.module, m)]
         if missing or not hasattr(self.module, "encode_params"):
@@ -90,7 +99,7 @@ class RaveModel:
         self.latent_size = latent
         self.sr = int(self.module.sr)
         self.full_latent_size = int(getattr(self.module, "full_latent_size", latent))
-        self.identity = ModelIdentity(self.path.name, hashlib.sha256(self._bytes).hexdigest(), self.sr, ratio, latent)
+        self.identity = ModelIdentity(self.path.name, self._sha256, self.sr, ratio, latent)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", check_streaming: bool = True) -> RaveModel:
@@ -103,13 +112,22 @@ class RaveModel:
         return model
 
     def _load(self) -> torch.jit.ScriptModule:
-        try:
-            module = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
-        except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
-            why = torch_file_problem(exc, self._bytes)
-            raise UserError(f"{self.label} {self.path}: not a TorchScript file ({why})") from None
-        _silence_caches(module)
-        return module.eval()
+        """A module of its own, as the file holds it with silent caches: a copy of the one parsed first."""
+        key = (self._sha256, str(self.device))
+        with _PRISTINE_LOCK:
+            pristine = _PRISTINE.get(key)
+            if pristine is None:
+                try:
+                    pristine = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
+                except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
+                    why = torch_file_problem(exc, self._bytes)
+                    raise UserError(f"{self.label} {self.path}: not a TorchScript file ({why})") from None
+                _silence_caches(pristine)
+                _PRISTINE[key] = pristine.eval()
+            _PRISTINE.move_to_end(key)
+            while len(_PRISTINE) > _PRISTINE_KEPT:
+                _PRISTINE.popitem(last=False)
+            return copy.deepcopy(pristine)
 
     def reset(self) -> None:
         """Forget the stream's history: the cached convolutions start from silence again."""

@@ -130,6 +130,31 @@ def test_encode_mean_is_deterministic(tiny_rave_ts: Path) -> None:
     assert not torch.equal(model.new_stream().encode(x), model.new_stream().encode(x))  # RAVE samples
 
 
+def test_a_new_stream_is_a_copy_of_the_file_as_loaded_not_a_second_parse(tiny_rave_ts: Path, monkeypatch) -> None:
+    """Judges and renders open a stream per clip: each parsed the file again (~0.2 s). A stream is a copy of the
+    module as the file was first loaded, never run: the same output as a fresh parse however far the stream it was
+    made from had gone, and caches of its own."""
+    import realtime.rave
+
+    g = torch.Generator().manual_seed(3)
+    blocks = [0.3 * torch.randn(1, 1, 2048, generator=g) for _ in range(6)]
+
+    def play(model: RaveModel) -> torch.Tensor:
+        torch.manual_seed(0)  # decode's noise fill
+        return torch.cat([model.decode(model.encode_mean(x)) for x in blocks], -1)
+
+    realtime.rave._PRISTINE.clear()
+    fresh = play(RaveModel(tiny_rave_ts))
+    model = RaveModel.load(tiny_rave_ts)
+    play(model)  # the stream copied from has run: its caches are warm
+    parses = []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: parses.append(a) or pytest.fail("parsed again"))
+    one, two = model.new_stream(), RaveModel(tiny_rave_ts)  # a second load of the same file copies too
+    assert torch.equal(play(one), fresh) and torch.equal(play(two), fresh) and not parses
+    for name, buf in one.module.named_buffers():
+        assert buf.numel() == 0 or buf.data_ptr() != dict(model.module.named_buffers())[name].data_ptr(), name
+
+
 def test_refuses_non_streaming_export(tmp_path: Path) -> None:
     from training.rave.tiny_model import build_tiny_rave
 
