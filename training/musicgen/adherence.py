@@ -36,18 +36,19 @@ ADHERENCE_CONCEPTS = ("guitar", "drums", "piano")
 def prompt_pairs(vocab: DescriptionVocab, concept: str, n: int | None = None) -> list[tuple[str, str]]:
     """Up to n (with concept, without it) description pairs the model knows, most-trained first (None: all).
 
-    Only instrument descriptions (no voice or tempo), so the pairs differ in nothing but the instrument.
+    Only instrument descriptions (no voice or tempo), so the pairs differ in nothing but the instrument; one pair
+    per set of words (a hand-made vocabulary's "guitar, drums" and "drums guitar" are one prompt: its most-trained).
     """
     instruments = {"guitar", "piano", "strings", "brass", "bass", "drums"}
-    pairs = []
+    best: dict[frozenset[str], tuple[int, str, str]] = {}
     for text, clips in vocab.descriptions.items():
-        ws = set(words(text))
+        ws = frozenset(words(text))
         if concept not in ws or not ws <= instruments:
             continue
-        rest = vocab.by_words.get(frozenset(ws - {concept}), vocab.unknown if ws == {concept} else None)
-        if rest is not None:
-            pairs.append((clips, text, rest))
-    pairs.sort(key=lambda p: (-p[0], p[1]))
+        rest = vocab.by_words.get(ws - {concept}, vocab.unknown if ws == {concept} else None)
+        if rest is not None and (ws not in best or (-clips, text) < (-best[ws][0], best[ws][1])):
+            best[ws] = (clips, text, rest)
+    pairs = sorted(best.values(), key=lambda p: (-p[0], p[1]))
     return [(w, wo) for _, w, wo in pairs[:n]]
 
 
