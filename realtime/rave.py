@@ -33,9 +33,12 @@ REQUIRED = ("encode", "decode", "forward")
 # same file (each step of a command, each stream, a live restart, the next command: `realtime.measured` keeps it on
 # disk) reuses it instead of measuring for seconds again.
 _MEASURED: dict[tuple[str, str], dict[str, Any]] = {}
-# Each file's module as loaded, never run, per (sha256, device): a stream is a deep copy of it (~40 ms for the tiny
-# model), not a second parse of the file (~200 ms; judges and renders open a stream per clip). The few most recent.
-_PRISTINE: OrderedDict[tuple[str, str], torch.jit.ScriptModule] = OrderedDict()
+# Each CPU model file's module as loaded, never run, per sha256 (the few most recent RAVE exports): a stream is a deep
+# copy of it (~40 ms for the tiny model), not a second parse of the file (~200 ms; judges and renders open a stream per
+# clip). Copies share TorchScript's compiled methods, so a copy's first call may run the plan another stream optimised:
+# on the CPU the same numbers (no fuser; tests/foundation/test_rave_format.py), on a GPU fused kernels could differ in
+# the last bit and put two streams compared in lockstep (`measure_delay`) out of step, so other devices parse anew.
+_PRISTINE: OrderedDict[str, torch.jit.ScriptModule] = OrderedDict()
 _PRISTINE_KEPT = 4
 _PRISTINE_LOCK = threading.Lock()
 
@@ -79,7 +82,7 @@ class RaveModel:
         except OSError as exc:
             raise UserError(f"{self.label} {self.path}: cannot read ({exc.strerror})") from None
         self._sha256 = hashlib.sha256(self._bytes).hexdigest()
-        self.module = self._load()
+        self.module = self._pristine()  # checked before it is kept or run
         missing = [m for m in REQUIRED if not hasattr(self.module, m)]
         if missing or not hasattr(self.module, "encode_params"):
             what = ", ".join(missing) or "encode_params"
@@ -100,6 +103,7 @@ class RaveModel:
         self.sr = int(self.module.sr)
         self.full_latent_size = int(getattr(self.module, "full_latent_size", latent))
         self.identity = ModelIdentity(self.path.name, self._sha256, self.sr, ratio, latent)
+        self.module = self._own(self.module)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu", check_streaming: bool = True) -> RaveModel:
@@ -111,23 +115,37 @@ class RaveModel:
             )
         return model
 
-    def _load(self) -> torch.jit.ScriptModule:
-        """A module of its own, as the file holds it with silent caches: a copy of the one parsed first."""
-        key = (self._sha256, str(self.device))
+    def _pristine(self) -> torch.jit.ScriptModule:
+        """The file's module as parsed, with silent caches, never run: the one kept from an earlier load of these
+        bytes, else parsed now."""
+        if self.device.type == "cpu":
+            with _PRISTINE_LOCK:
+                if self._sha256 in _PRISTINE:
+                    _PRISTINE.move_to_end(self._sha256)
+                    return _PRISTINE[self._sha256]
+        try:
+            module = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
+        except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
+            why = torch_file_problem(exc, self._bytes)
+            raise UserError(f"{self.label} {self.path}: not a TorchScript file ({why})") from None
+        _silence_caches(module)
+        return module.eval()
+
+    def _own(self, pristine: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
+        """A stream's module from a checked pristine one: on the CPU it is kept (the most recent few) and the stream
+        gets a copy; elsewhere the stream takes it."""
+        if self.device.type != "cpu":
+            return pristine
         with _PRISTINE_LOCK:
-            pristine = _PRISTINE.get(key)
-            if pristine is None:
-                try:
-                    pristine = torch.jit.load(io.BytesIO(self._bytes), map_location=self.device)
-                except Exception as exc:  # torch raises RuntimeError / ValueError with multi-line messages
-                    why = torch_file_problem(exc, self._bytes)
-                    raise UserError(f"{self.label} {self.path}: not a TorchScript file ({why})") from None
-                _silence_caches(pristine)
-                _PRISTINE[key] = pristine.eval()
-            _PRISTINE.move_to_end(key)
+            _PRISTINE[self._sha256] = pristine
+            _PRISTINE.move_to_end(self._sha256)
             while len(_PRISTINE) > _PRISTINE_KEPT:
                 _PRISTINE.popitem(last=False)
-            return copy.deepcopy(pristine)
+        return copy.deepcopy(pristine)
+
+    def _load(self) -> torch.jit.ScriptModule:
+        """A module of its own, as the file holds it with silent caches."""
+        return self._own(self._pristine())
 
     def reset(self) -> None:
         """Forget the stream's history: the cached convolutions start from silence again."""

@@ -155,6 +155,31 @@ def test_a_new_stream_is_a_copy_of_the_file_as_loaded_not_a_second_parse(tiny_ra
         assert buf.numel() == 0 or buf.data_ptr() != dict(model.module.named_buffers())[name].data_ptr(), name
 
 
+def test_only_a_checked_cpu_model_is_kept_for_copies(tiny_rave_ts: Path, tmp_path: Path, monkeypatch) -> None:
+    """A refused file (TorchScript, not a RAVE) stays out of the kept modules: it held its memory and a slot for the
+    whole process (hunt 190). A model on another device parses anew for each stream: copies share compiled plans,
+    whose fused GPU kernels could differ in the last bit from a first call's and put lockstep streams out of step."""
+    import realtime.rave
+
+    class NotRave(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x
+
+    torch.jit.save(torch.jit.script(NotRave()), str(tmp_path / "not_rave.ts"))
+    realtime.rave._PRISTINE.clear()
+    with pytest.raises(UserError, match="not a RAVE export"):
+        RaveModel(tmp_path / "not_rave.ts")
+    assert not realtime.rave._PRISTINE
+    model = RaveModel(tiny_rave_ts)
+    assert list(realtime.rave._PRISTINE) == [model.identity.sha256]
+    real, parses = torch.jit.load, []
+    monkeypatch.setattr(torch.jit, "load", lambda *a, **k: parses.append(k["map_location"]) or real(*a, **k))
+    model.device = torch.device("meta")  # as a GPU would be (none here): loads, is never run
+    one, two = model.new_stream(), model.new_stream()
+    assert parses == [torch.device("meta")] * 2 and one.module is not two.module
+    assert list(realtime.rave._PRISTINE) == [model.identity.sha256]
+
+
 def test_refuses_non_streaming_export(tmp_path: Path) -> None:
     from training.rave.tiny_model import build_tiny_rave
 

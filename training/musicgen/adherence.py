@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from realtime.audio_files import AudioNotes, read_mono
-from realtime.musicgen.descriptions import DescriptionVocab, words
+from realtime.musicgen.descriptions import DescriptionVocab
 from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.stats import paired_diff, runs_of, verdict, wilson_groups
@@ -37,18 +37,18 @@ def prompt_pairs(vocab: DescriptionVocab, concept: str, n: int | None = None) ->
     """Up to n (with concept, without it) description pairs the model knows, most-trained first (None: all).
 
     Only instrument descriptions (no voice or tempo), so the pairs differ in nothing but the instrument; one pair
-    per set of words (a hand-made vocabulary's "guitar, drums" and "drums guitar" are one prompt: its most-trained).
+    per set of words, named as the model plays it (`DescriptionVocab.canonical`: a hand-made vocabulary's "guitar,
+    drums" and "drums guitar" are one prompt, not two pairs).
     """
     instruments = {"guitar", "piano", "strings", "brass", "bass", "drums"}
-    best: dict[frozenset[str], tuple[int, str, str]] = {}
-    for text, clips in vocab.descriptions.items():
-        ws = frozenset(words(text))
+    pairs = []
+    for ws, text in vocab.by_words.items():
         if concept not in ws or not ws <= instruments:
             continue
         rest = vocab.by_words.get(ws - {concept}, vocab.unknown if ws == {concept} else None)
-        if rest is not None and (ws not in best or (-clips, text) < (-best[ws][0], best[ws][1])):
-            best[ws] = (clips, text, rest)
-    pairs = sorted(best.values(), key=lambda p: (-p[0], p[1]))
+        if rest is not None:
+            pairs.append((vocab.descriptions[text], text, rest))
+    pairs.sort(key=lambda p: (-p[0], p[1]))
     return [(w, wo) for _, w, wo in pairs[:n]]
 
 
