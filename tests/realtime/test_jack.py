@@ -340,7 +340,9 @@ def test_music_through_the_wet_path_comes_out_at_the_computed_latency(jack, tiny
         _wait_for(proc, "streaming")
         expected = computed - aligned
         takes = []
-        for _attempt in range(3):  # an xrun on this busy machine spoils a stretch of a take: try again
+        # a missed JACK cycle spoils the windows it falls in (its input counts as silence); in CI the client has
+        # missed ~2 a second for half a minute (CI 51: 4 of 13 windows exact in each of three takes): try again
+        for _attempt in range(5):
             probe = LatencyProbe(jack.name, "PortAudio:in_0", "PortAudio:out_0", seconds=len(x) / jack.sr + 2.5)
             rec = probe.play(x, first=1.0)
             windows = max((window_lags(ref, rec, computed + 4096, jack.sr // 2) for ref in refs.values()),
