@@ -333,7 +333,9 @@ def run_file(
     Args:
         engine: a started engine (device latency is 0 here).
         data: input frames.
-        realtime: pace periods at the wall clock (as a device would) instead of as fast as possible.
+        realtime: pace periods at the wall clock (as a device would) instead of as fast as possible. A take
+            then ends on Ctrl-C or SIGTERM as a show does: the output of the input played so far comes back
+            (shorter than `data`; as fast as possible the interrupt propagates, as any command's).
         on_period: called with the number of frames done after each period (progress, live view).
     """
     period, lag = engine.period, engine.latency.engine
@@ -343,6 +345,7 @@ def run_file(
     chunk_out = np.zeros((period, engine.channels), dtype=np.float32)
     t_start = time.perf_counter()
     engine.deadlines = realtime  # as fast as it goes, every block is waited for: none is skipped for time
+    stored = 0  # padded frames whose output is in `out`
     try:
         for i, start in enumerate(range(0, len(padded) - period + 1, period)):
             if realtime:
@@ -354,8 +357,13 @@ def run_file(
                 raise UserError("engine: the model thread stopped producing output")
             engine.callback(padded[start : start + period], chunk_out, period)
             out[start : start + period] = chunk_out
+            stored = start + period
             if on_period is not None:
                 on_period(min(start + period, frames))
+    except KeyboardInterrupt:
+        if not realtime:
+            raise
+        return out[lag : lag + min(frames, max(stored - lag, 0))]
     finally:
         engine.deadlines = True
     return out[lag : lag + frames]

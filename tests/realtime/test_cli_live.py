@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -123,6 +124,35 @@ def test_a_realtime_paced_file_says_where_the_model_fell_behind(tiny_rave_ts, wa
     # hunt 120: and said while it plays, as on a device (--no-view: each event a line; it printed none in file mode)
     events = [line for line in paced.stdout.splitlines() if line.startswith(("event late at", "event resync at"))]
     assert events and all(len(line) > 40 and ": " in line for line in events), paced.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_realtime_paced_take_stopped_midway_is_written_as_far_as_it_played(tiny_rave_ts, tmp_path, sig):
+    """Hunt 192: Ctrl-C or SIGTERM during `live --in F --out O --pace realtime` (a take steered over OSC) lost the
+    whole take, exit 130; a show ends by being stopped: the part played is written, the status said, exit 0."""
+    from realtime.audio_io import read_audio
+
+    sr = 44100
+    t = np.arange(6 * sr) / sr
+    src = tmp_path / "six.wav"
+    sf.write(src, (0.3 * np.sin(2 * np.pi * 330 * t)).astype(np.float32), sr)
+    out = tmp_path / "take.wav"
+    cmd = [sys.executable, "-m", "training.cli", "live", "--model", str(tiny_rave_ts), "--in", str(src), "--out",
+           str(out), "--pace", "realtime", "--no-osc", "--bypass", "--blocksize", "1024", "--no-view"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("latency"):  # said as the take starts
+            break
+    time.sleep(1.5)
+    proc.send_signal(sig)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    stopped = [line for line in rest.splitlines() if line.startswith("stopped after")]
+    assert stopped and stopped[0].endswith("of 6.00 s: wrote the " + stopped[0].split()[2] + " s played"), rest
+    y, file_sr = sf.read(out, dtype="float32")
+    assert file_sr == sr and 0.5 * sr < len(y) < 5 * sr, len(y)
+    assert f"wrote {out}: {len(y) / sr:.2f} s of audio" in rest, rest
+    np.testing.assert_allclose(y, read_audio(src, sr, 1)[: len(y), 0], atol=1e-4)  # bypass: the input, aligned
 
 
 def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsys):

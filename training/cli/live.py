@@ -554,6 +554,13 @@ def _run_file(
     m = engine.model
     if m.blocks and m.errors >= m.blocks:
         raise UserError(f"model: every block failed ({m.last_error}); {args.output} not written")
+    seconds = len(out) / engine.sr
+    if len(out) < len(data):  # stopped (Ctrl-C, SIGTERM) at --pace realtime: the take ends as a show does
+        kept = f"wrote the {seconds:.2f} s played" if len(out) else f"nothing played yet: {args.output} not written"
+        _say(f"stopped after {seconds:.2f} s of {len(data) / engine.sr:.2f} s: {kept}")
+    if not len(out):
+        _say(status_line(engine, osc.control if osc else None))
+        return 0
     write_audio(args.output, out, engine.sr)
     if note := clipping_note(Path(args.output).name, out, source=raw):
         _say(f"note: {note}")
@@ -561,7 +568,6 @@ def _run_file(
         gaps = f"{1e3 * missing / engine.sr:.0f} ms of dropouts ({engine.counters.underruns} underruns)"
         _say(f"note: {Path(args.output).name} holds {gaps}: silence where the model fell behind the clock; "
              "--pace fast writes none")  # fmt: skip
-    seconds = len(data) / engine.sr
     _say(status_line(engine, osc.control if osc else None))
     if m.errors:
         _say(f"model errors in {m.errors} of {m.blocks} blocks (played dry there); last: {m.last_error}")
