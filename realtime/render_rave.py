@@ -141,6 +141,18 @@ def plain_render_notes(bank_path: str | Path, model: Any, sae_dir: str | Path | 
     return [note] if note else []
 
 
+def other_model_concepts(bank: Any, model: Any) -> list[str]:
+    """The concepts of `bank` found on another model than `model` (by sha256: another file, or the same file name
+    retrained), each as "NAME (found on FILE SHA, this model is SHA)": what steering every concept of the bank
+    leaves out, said where it is left out (a patch's switch for it would fail on stage)."""
+    sha = model.identity.sha256
+    return [
+        f"{c.name} (found on {c.model.name} {c.model.sha256[:12]}, this model is {sha[:12]})"
+        for c in bank
+        if c.model.sha256 != sha
+    ]
+
+
 def load_steering(
     bank_path: str | Path,
     model: Any,

@@ -20,6 +20,7 @@ from realtime.budget import BudgetChoice, check_budget, choose_block
 from realtime.controls import Controls, read_preset
 from realtime.engine import Engine, priority_while
 from realtime.processor import BlockProcessor, check_period, choose_blocksize
+from realtime.render_rave import other_model_concepts
 from sae.alone import check_detectors
 from sae.errors import UserError
 from sae.meter import MeterParams
@@ -86,7 +87,7 @@ def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[s
     if not bank.concepts:
         raise UserError(f"concept bank {bank.path}: holds no concepts; find some with `musicsae concept find`")
     ours = [c for c in bank if c.model.sha256 == rave.identity.sha256]
-    skipped = [f"{c.name} (model {c.model.name})" for c in bank if c.model.sha256 != rave.identity.sha256]
+    skipped = other_model_concepts(bank, rave)
     if bank.concepts and not ours:
         raise UserError(
             f"concept bank {bank.path}: no concept was found on {rave.path.name} (sha256 {rave.identity.sha256[:12]})"

@@ -357,6 +357,35 @@ def test_bank_of_another_model_is_refused(capsys, tmp_path, tiny_rave_ts, nn_ban
     assert not out.exists()
 
 
+def test_a_concept_of_another_build_of_the_model_is_named_where_it_is_left_out(capsys, tmp_path, tiny_rave_ts):
+    """Hunt 192: a concept found on an earlier build of the same-named model (retrained in place) was left out of the
+    nn~ file without a word, so a patch's switch for it failed on stage; `live` said only "(model tiny_rave.ts)"
+    while playing tiny_rave.ts. Both now say where it was found and what this model is."""
+    import yaml
+
+    from realtime.rave import RaveModel
+    from realtime.session import _select_concepts
+    from sae.bank import ConceptBank
+    from tests.nn.conftest import make_bank
+
+    path = make_bank(tmp_path / "stale", tiny_rave_ts)
+    doc = yaml.safe_load(path.read_text())
+    doc["concepts"]["bright"]["model"]["sha256"] = "0" * 64
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    sha = RaveModel.load(tiny_rave_ts).identity.sha256[:12]
+    said = f"skipped concept bright (found on tiny_rave.ts 000000000000, this model is {sha})"
+    out = tmp_path / "out.ts"
+    rc = main(["export", "nn", "--model", str(tiny_rave_ts), "--bank", str(path), "--out", str(out)])
+    printed = capsys.readouterr().err
+    assert rc == 0 and said in printed.splitlines(), printed
+    assert [c["name"] for c in read_metadata(out)["concepts"]] == ["noisy-1", "2nd.voice"]
+    rc = main(["export", "nn", "--model", str(tiny_rave_ts), "--bank", str(path), "--out", str(out), "--concepts",
+               "noisy-1"])  # fmt: skip
+    assert rc == 0 and "skipped concept" not in capsys.readouterr().err  # named: nothing else was asked for
+    chosen, _, skipped = _select_concepts(ConceptBank.load(path), RaveModel.load(tiny_rave_ts), None)
+    assert list(chosen) == ["noisy-1", "2nd.voice"] and skipped == [said.removeprefix("skipped concept ")]
+
+
 def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(monkeypatch, capsys, tmp_path, tiny_rave_ts, nn_bank):
     out = tmp_path / "steered.ts"
     out.write_bytes(b"the previous export")

@@ -163,7 +163,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     """Check every input and build the (unscripted) nn~ module; returns it with the file's metadata."""
     from realtime.rave import RaveModel
     from realtime.rave_split import LATENT, RaveSplit
-    from realtime.render_rave import load_steering
+    from realtime.render_rave import load_steering, other_model_concepts
     from sae.bank import ConceptBank
     from sae.export import ScriptSAE
     from training.rave.nn_module import ConceptSpec, SteeredRave, SteeredVariationalRave
@@ -174,6 +174,8 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     model = RaveModel.load(cfg.model)
     bank = ConceptBank.load(cfg.bank)
     names = list(cfg.concepts) if cfg.concepts else None
+    for left in other_model_concepts(bank, model) if names is None else []:
+        say(f"skipped concept {left}")
     hooks: dict[str, list[str]] = {}
     for name in names or [c.name for c in bank if c.model.sha256 == model.identity.sha256]:
         hooks.setdefault(bank.get(name).hook, []).append(name)
