@@ -66,7 +66,7 @@ from realtime.controls import Controls, Draft, preset_key_problem, read_preset
 from realtime.udp import capped_note, widen_receive_buffer
 from sae.atomic import atomic_write_text
 from sae.controls import STRENGTH_LIMIT as LIMIT
-from sae.errors import UserError
+from sae.errors import UserError, refused_number
 from sae.steering import known_concepts
 
 QUEUE = 1024  # packets kept while the model loads
@@ -100,7 +100,7 @@ def _number(address: str, args: list[Any], lo: float, hi: float) -> float:
         raise UserError(f"{address}: expected one number (f or i)")
     value = float(args[0])
     if not (math.isfinite(value) and lo <= value <= hi):
-        raise UserError(f"{address}: {value:.9g} out of range, expected [{lo:g}, {hi:g}]")
+        raise UserError(f"{address}: {refused_number(value)} out of range, expected [{lo:g}, {hi:g}]")
     return value
 
 

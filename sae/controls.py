@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import re
 
+from sae.errors import refused_number
+
 ALL_MODES = ("none", "off", "on", "clamp", "scale")
 """Every mode a concept can be in (`sae.steering.MODES` plus `clamp`, which applies floors)."""
 STRENGTH_LIMIT = 100.0
@@ -63,10 +65,10 @@ def control_problem(mode: str, strength: float, gain: float) -> str | None:
         return f"mode {mode!r}: expected one of {', '.join(ALL_MODES)}"
     for what, value in (("strength", strength), ("gain", gain)):
         if not math.isfinite(value) or abs(value) > STRENGTH_LIMIT:
-            return f"{what} {value:.9g}: expected a finite number in {LIMIT_TEXT}"
+            return f"{what} {refused_number(value)}: expected a finite number in {LIMIT_TEXT}"
     if mode == "clamp" and not 0 < strength <= CLAMP_LIMIT:
         return (
-            f"clamp strength {strength:.9g}: expected a number in (0, {CLAMP_LIMIT:g}] "
+            f"clamp strength {refused_number(strength)}: expected a number in (0, {CLAMP_LIMIT:g}] "
             "(the floor is strength x the feature's typical activation)"
         )
     return None

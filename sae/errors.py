@@ -19,6 +19,17 @@ class Terminated(KeyboardInterrupt):
     streams closed)."""
 
 
+def refused_number(value: float) -> str:
+    """A refused number as the fewest digits that read back as it: as a float32 where it is one (an OSC `f`, a
+    fader: 1.0000001, not 1.00000012), else as the double it is (100.00000001, not "100" beside a limit of 100)."""
+    import numpy as np
+
+    v = float(value)
+    if (v == 0 or 1e-4 <= abs(v) < 1e7) and float(np.float32(v)) == v:
+        return np.format_float_positional(np.float32(v), unique=True, trim="-")
+    return repr(v).removesuffix(".0")
+
+
 _ABSENT = object()
 
 

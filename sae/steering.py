@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from sae.controls import DECIMAL, LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem, spelled
-from sae.errors import UserError
+from sae.errors import UserError, refused_number
 
 MODES = ("none", "off", "on", "scale")
 """The modes without floors."""
@@ -336,6 +336,7 @@ class ConceptControl:
         fields from `base`; `given`: its strength was given with the mode, as a preset's, not carried over)."""
         base = base or cls()
         head, colon, value = str(mode).partition(":")
+        head = head.strip()  # as the value's: "on :2" is on:2 (it was refused as a mode that takes no value)
         new = cls(head, base.strength, base.gain)
         if colon:
             if not DECIMAL.fullmatch(value.strip()):  # float() also reads 1_0 as 10 and full-width digits
@@ -526,7 +527,7 @@ class EditState:
         if not 0 <= int(index) < self.d_sae:
             raise UserError(f"feature {index}: expected an index in [0, {self.d_sae})")
         if not math.isfinite(float(gain)) or abs(float(gain)) > STRENGTH_LIMIT:
-            raise UserError(f"feature {index} gain {float(gain):.9g}: expected a finite number in {LIMIT_TEXT}")
+            raise UserError(f"feature {index} gain {refused_number(gain)}: expected a finite number in {LIMIT_TEXT}")
         if float(gain) == 1.0:
             self.feature_gains.pop(int(index), None)
         else:

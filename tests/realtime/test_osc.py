@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -632,19 +633,28 @@ def test_pong_sends_the_pings_values_back_with_their_own_types():
 
 
 def test_a_value_just_out_of_range_is_shown_out_of_range():
-    """A float32 1.0000001 sent to /mix was refused as "1 out of range, expected [0, 1]" (hunt 130)."""
+    """A float32 1.0000001 sent to /mix was refused as "1 out of range, expected [0, 1]" (hunt 130); as the digits
+    sent now (1.0000001, not 1.00000012), and a double (OSC 'd') as the double it is: 100.00000001 was shown as
+    "100 out of range, expected [-100, 100]" (hunt 192)."""
     from sae.bank import ConceptBank
 
     f32 = lambda v: float(np.float32(v))  # noqa: E731 - what an OSC 'f' argument carries
     osc = OscControl(Controls(EditState(128)))
     assert osc.handle(encode_message("/mix", [f32(1.0000001)]))[0][1][1] == (
-        "/mix: 1.00000012 out of range, expected [0, 1]"
+        "/mix: 1.0000001 out of range, expected [0, 1]"
     )
-    assert "gain: -100.000008 out of range" in osc.handle(encode_message("/feature/7/gain", [f32(-100.00001)]))[0][1][1]
+    assert "gain: -100.00001 out of range" in osc.handle(encode_message("/feature/7/gain", [f32(-100.00001)]))[0][1][1]
+    double = b"/mix\x00\x00\x00\x00,d\x00\x00" + struct.pack(">d", 1.0000000001)
+    assert osc.handle(double)[0][1][1] == "/mix: 1.0000000001 out of range, expected [0, 1]"
     bank = ConceptBank.load(Path(__file__).parents[2] / "training/assets/demo_concepts.yaml")
-    osc = OscControl(Controls(EditState.from_concepts(128, {c.name: c for c in bank})))
-    for mode, shown in (("on:100.0001", "strength 100.0001:"), ("clamp:10.00001", "clamp strength 10.00001:")):
+    controls = Controls(EditState.from_concepts(128, {c.name: c for c in bank}))
+    osc = OscControl(controls)
+    for mode, shown in (("on:100.0001", "strength 100.0001:"), ("clamp:10.00001", "clamp strength 10.00001:"),
+                        ("on:100.00000001", "strength 100.00000001:"), ("clamp:12", "clamp strength 12:")):  # fmt: skip
         assert shown in osc.handle(encode_message("/concept/guitar/mode", [mode]))[0][1][1]
+    # a blank before the colon, as the one after it, is no part of the mode (it was refused as a mode taking no value)
+    assert osc.handle(encode_message("/concept/guitar/mode", ["on :2"])) == []
+    assert controls.view()["concepts"]["guitar"] == {"mode": "on", "strength": 2.0, "gain": 1.0}
 
 
 def test_a_packet_whose_edit_cannot_be_composed_changes_nothing_and_saves_no_preset(tmp_path):
