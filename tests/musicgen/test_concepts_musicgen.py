@@ -205,10 +205,18 @@ def test_the_rave_minimum_examples_rule_holds_for_musicgen(setup, audiocraft_dir
 
 
 @pytest.mark.parametrize(
-    "option", [["--groups", "subfolder"], ["--permutations", "0"], ["--steer-threshold", "0.1"], ["--hook", "latent"]]
+    "option",
+    [
+        ["--groups", "subfolder"],
+        ["--permutations", "0"],
+        ["--steer-threshold", "0.1"],
+        ["--hook", "latent"],
+        ["--default", "off"],
+    ],
 )
 def test_rave_only_options_of_concept_find_are_refused_for_musicgen(setup, audiocraft_dir, tmp_path, option, capsys):
-    """The MusicGen finder takes no groups, permutations, steer threshold or hook: they were accepted and ignored."""
+    """The MusicGen finder takes no groups, permutations, steer threshold or hook: they were accepted and ignored;
+    nor a default mode (hunt 191: stored and listed, while no MusicGen render applies it and nothing live runs one)."""
     from training.cli.main import main
 
     root, mg = setup

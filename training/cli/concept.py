@@ -114,11 +114,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="mode",
         choices=["none", "off", "on", "clamp", "scale"],
         default="none",
-        help="the concept's mode when a live session or an nn~ export starts (default none: no edit until "
+        help="RAVE: the concept's mode when a live session or an nn~ export starts (default none: no edit until "
         "switched, e.g. over OSC; renders edit only what their --set names)",
     )
     f.add_argument(
-        "--strength", type=number, default=None, help="default strength (on, clamp; default 1) / gain (scale: required)"
+        "--strength",
+        type=number,
+        default=None,
+        help="default strength (on, clamp; default 1: what --set NAME=on renders with) / gain (scale: required)",
     )
     f.add_argument("--no-replace", action="store_true", help="refuse if the bank already has this name")
     add_threads(f)
@@ -184,6 +187,7 @@ def run_find(args: argparse.Namespace) -> int:
         "--spare": args.spare is not None,
         "--alone": args.alone_dir is not None,
         "--alone-memory": args.alone_memory is not None,
+        "--default": args.mode != "none",  # a mode live and nn~ start with: MusicGen has neither (renders use --set)
     }
     if not (model.is_file() or model.suffix.lower() == ".ts"):  # a MusicGen folder or hub id: its own finder (a
         # file is a RAVE export whatever its name: `demo.TS` was "a file, not MusicGen weights", as `collect` takes it)
