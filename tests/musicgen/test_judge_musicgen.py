@@ -42,6 +42,27 @@ def _bank(root, mg, sha=None, extra=()):
     return bank.save()
 
 
+def test_on_strength_defaults_to_what_the_experiment_chose_for_the_rows_edited(tmp_path, data, audiocraft_dir,
+                                                                               monkeypatch, capsys):  # fmt: skip
+    """Hunt 191: `eval musicgen` judged `on` at strength 1 by default while its own help said edits of the conditional
+    rows (the default) want about 0.25-0.5 (guidance multiplies them by 3): 0.5 there, 1 on both rows."""
+    from training.cli import main
+    from training.musicgen import judge
+
+    seen = []
+
+    def stop(cfg, *args):
+        seen.append((cfg.strength, cfg.edit_rows))
+        raise UserError("stop here")
+
+    monkeypatch.setattr(judge, "evaluate_musicgen", stop)
+    argv = ["eval", "musicgen", "--data", str(data), "--model", str(audiocraft_dir), "--bank", "b.yaml", "--out",
+            str(tmp_path / "out"), "--duration", "0.5"]  # fmt: skip
+    for extra in ([], ["--edit-rows", "both"], ["--strength", "2"]):
+        assert main([*argv, *extra]) == 2 and "stop here" in capsys.readouterr().err
+    assert seen == [(0.5, "cond"), (1.0, "both"), (2.0, "cond")]
+
+
 @pytest.mark.slow
 def test_judge_reports_detection_with_and_without_edits(tmp_path, data, audiocraft_dir, capsys):
     from training.cli import main

@@ -7,6 +7,7 @@ import argparse
 
 from training.cli.args import (
     EDIT_ROWS_DEFAULT,
+    ON_STRENGTH,
     add_device,
     add_edit_rows,
     add_musicgen_model,
@@ -391,7 +392,13 @@ def register_musicgen(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated bank concepts (default: the bank's concepts on --model that the manifest labels)",
     )
-    p.add_argument("--strength", type=on_strength, default=1.0, help="strength of `on` (default 1)")
+    p.add_argument(
+        "--strength",
+        type=on_strength,
+        default=None,
+        help="strength of `on` (default 0.5 on the conditional rows, the default --edit-rows, where guidance "
+        "multiplies it: what the MusicGen experiment chose on validation; 1 with --edit-rows both)",
+    )
     add_watch(p)
     p.add_argument("--seed", type=seed_int, default=0)
     add_edit_rows(p)
@@ -431,7 +438,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.renders,
         args.duration,
         names_of(args.concepts, "--concepts"),
-        args.strength,
+        args.strength if args.strength is not None else ON_STRENGTH[args.edit_rows or EDIT_ROWS_DEFAULT],
         args.seed,
         args.device,
         args.edit_rows or EDIT_ROWS_DEFAULT,
