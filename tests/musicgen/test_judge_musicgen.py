@@ -46,13 +46,15 @@ def test_on_strength_defaults_to_what_the_experiment_chose_for_the_rows_edited(t
                                                                                monkeypatch, capsys):  # fmt: skip
     """Hunt 191: `eval musicgen` judged `on` at strength 1 by default while its own help said edits of the conditional
     rows (the default) want about 0.25-0.5 (guidance multiplies them by 3): 0.5 there, 1 on both rows."""
+    import dataclasses
+
     from training.cli import main
     from training.musicgen import judge
 
     seen = []
 
     def stop(cfg, *args):
-        seen.append((cfg.strength, cfg.edit_rows))
+        seen.append((cfg.on_strength, cfg.edit_rows))
         raise UserError("stop here")
 
     monkeypatch.setattr(judge, "evaluate_musicgen", stop)
@@ -61,6 +63,8 @@ def test_on_strength_defaults_to_what_the_experiment_chose_for_the_rows_edited(t
     for extra in ([], ["--edit-rows", "both"], ["--strength", "2"]):
         assert main([*argv, *extra]) == 2 and "stop here" in capsys.readouterr().err
     assert seen == [(0.5, "cond"), (1.0, "both"), (2.0, "cond")]
+    cfg = MusicGenEvalConfig("d", "m", "b", "o", ("rock",))  # the API as the command line
+    assert (cfg.on_strength, dataclasses.replace(cfg, edit_rows="both").on_strength) == (0.5, 1.0)
 
 
 @pytest.mark.slow

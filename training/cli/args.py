@@ -225,9 +225,6 @@ def add_musicgen_model(parser: argparse.ArgumentParser) -> None:
 
 
 EDIT_ROWS_DEFAULT = "cond"
-ON_STRENGTH = {"cond": 0.5, "both": 1.0}
-"""`eval musicgen`'s `on` strength by edit rows: guidance multiplies an edit of the conditional rows by its coefficient
-(MusicGen's 3), and the MusicGen experiment chose 0.25 or 0.5 there on validation (README, "The same with MusicGen")."""
 
 
 def add_edit_rows(parser: argparse.ArgumentParser) -> None:

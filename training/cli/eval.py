@@ -7,7 +7,6 @@ import argparse
 
 from training.cli.args import (
     EDIT_ROWS_DEFAULT,
-    ON_STRENGTH,
     add_device,
     add_edit_rows,
     add_musicgen_model,
@@ -438,7 +437,7 @@ def run_musicgen(args: argparse.Namespace) -> int:
         args.renders,
         args.duration,
         names_of(args.concepts, "--concepts"),
-        args.strength if args.strength is not None else ON_STRENGTH[args.edit_rows or EDIT_ROWS_DEFAULT],
+        args.strength,
         args.seed,
         args.device,
         args.edit_rows or EDIT_ROWS_DEFAULT,

@@ -43,6 +43,12 @@ GOALS = {"off_drop": 50.0, "on_rise": 30.0, "drift": 10.0}
 experiment alike (hunt 167: the same figures met the rise goal in one and not the other)."""
 
 
+ON_STRENGTH = {"cond": 0.5, "both": 1.0}
+"""The default `on` strength by the guidance rows edited: guidance multiplies an edit of the conditional rows by its
+coefficient (MusicGen's 3), and the MusicGen experiment chose 0.25 or 0.5 there on validation (README, "The same
+with MusicGen")."""
+
+
 @dataclass
 class MusicGenEvalConfig:
     """Args:
@@ -54,7 +60,7 @@ class MusicGenEvalConfig:
     renders: renders per prompt (different seeds).
     duration: seconds per render.
     concepts: subset of the bank (default: every bank concept of this model the manifest labels).
-    strength: strength of `on`.
+    strength: strength of `on` (None: `ON_STRENGTH` of the rows edited).
     edit_rows: which guidance rows the edits touch (`both` or `cond`; realtime/musicgen/render.py says why).
     listen: renders per concept kept as listening examples in OUT/listen/ (`listen.py`; 0: none).
     watch: manifest concepts judged for the drift only (not steered).
@@ -69,12 +75,17 @@ class MusicGenEvalConfig:
     renders: int = 2
     duration: float = 4.0
     concepts: tuple[str, ...] = ()
-    strength: float = 1.0
+    strength: float | None = None
     seed: int = 0
     device: str = "cpu"
     edit_rows: str = "cond"
     listen: int = 2
     watch: tuple[str, ...] = ()
+
+    @property
+    def on_strength(self) -> float:
+        """The strength of `on`: `strength`, or the default of the rows edited."""
+        return self.strength if self.strength is not None else ON_STRENGTH.get(self.edit_rows, 1.0)
 
 
 def check_distinct(prompts: Sequence[str], played: Sequence[str | None]) -> None:
@@ -122,7 +133,7 @@ def evaluate_musicgen(
     steer = {
         (n, mode): BankSteering(mg, bank, [parse_set(f"{n}={mode}")], cfg.edit_rows)
         for n in names
-        for mode in ("off", f"on:{cfg.strength:g}")
+        for mode in ("off", f"on:{cfg.on_strength:g}")
     }  # checks model/layer/SAE up front
 
     notes = AudioNotes()
@@ -159,8 +170,8 @@ def evaluate_musicgen(
     heard: dict[str, dict[str, np.ndarray]] = {}
     edited: dict[str, dict[str, list[np.ndarray]]] = {}
     for name in names:
-        say(f"{name}: off and on:{cfg.strength:g} on the same prompts and seeds")
-        off_audio, on_audio = renders(steer[name, "off"]), renders(steer[name, f"on:{cfg.strength:g}"])
+        say(f"{name}: off and on:{cfg.on_strength:g} on the same prompts and seeds")
+        off_audio, on_audio = renders(steer[name, "off"]), renders(steer[name, f"on:{cfg.on_strength:g}"])
         off, on = judge.detect(mono(off_audio)), judge.detect(mono(on_audio))
         heard[name] = {"plain": base[name][:keep], "off": off[name][:keep], "on": on[name][:keep]}
         edited[name] = {"off": off_audio[:keep], "on": on_audio[:keep]}
@@ -207,7 +218,7 @@ def evaluate_musicgen(
             "trained_on": f"{len(train)} clean train clips {DEGRADED_COPIES}",
             "clean_heldout_accuracy": {n: judge.clean_accuracy.get(n, float("nan")) for n in names},
         },
-        "strength_on": cfg.strength,
+        "strength_on": cfg.on_strength,
         # which guidance rows were edited (a `cond` edit is scaled by guidance: strengths of the two do not compare)
         # and the seeds (seed, seed+1, ... per prompt): the figures could be neither read nor rendered again (hunt 172)
         "edit_rows": cfg.edit_rows,
@@ -220,7 +231,7 @@ def evaluate_musicgen(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     if keep:
-        write_examples(cfg.out, jobs[:keep], mg.sample_rate, cfg.strength, plain[:keep], heard, edited)
+        write_examples(cfg.out, jobs[:keep], mg.sample_rate, cfg.on_strength, plain[:keep], heard, edited)
         out["listen"] = "listen/listen.json"
     elif drop_earlier_examples(cfg.out):
         out["notes"].append("removed the listening examples of an earlier evaluation in this folder")
