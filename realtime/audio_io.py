@@ -335,7 +335,8 @@ def run_file(
         data: input frames.
         realtime: pace periods at the wall clock (as a device would) instead of as fast as possible. A take
             then ends on Ctrl-C or SIGTERM as a show does: the output of the input played so far comes back
-            (shorter than `data`; as fast as possible the interrupt propagates, as any command's).
+            (shorter than `data`; as fast as possible, or before any output, the interrupt propagates, as any
+            command's).
         on_period: called with the number of frames done after each period (progress, live view).
     """
     period, lag = engine.period, engine.latency.engine
@@ -361,9 +362,9 @@ def run_file(
             if on_period is not None:
                 on_period(min(start + period, frames))
     except KeyboardInterrupt:
-        if not realtime:
+        if not realtime or stored <= lag:  # as fast as it goes, or stopped before any output: an interrupted command
             raise
-        return out[lag : lag + min(frames, max(stored - lag, 0))]
+        return out[lag : lag + min(frames, stored - lag)]
     finally:
         engine.deadlines = True
     return out[lag : lag + frames]

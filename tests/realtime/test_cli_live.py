@@ -148,11 +148,49 @@ def test_a_realtime_paced_take_stopped_midway_is_written_as_far_as_it_played(tin
     rest, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     stopped = [line for line in rest.splitlines() if line.startswith("stopped after")]
-    assert stopped and stopped[0].endswith("of 6.00 s: wrote the " + stopped[0].split()[2] + " s played"), rest
+    assert stopped and stopped[0].endswith(" s of 6.00 s: the take holds what played"), rest
     y, file_sr = sf.read(out, dtype="float32")
     assert file_sr == sr and 0.5 * sr < len(y) < 5 * sr, len(y)
     assert f"wrote {out}: {len(y) / sr:.2f} s of audio" in rest, rest
     np.testing.assert_allclose(y, read_audio(src, sr, 1)[: len(y), 0], atol=1e-4)  # bypass: the input, aligned
+
+
+def test_a_take_stopped_at_once_or_failing_to_write_after_the_stop_is_said_as_such(tiny_rave_ts, wav, tmp_path,
+                                                                                     capsys, monkeypatch):  # fmt: skip
+    """Hunt 194: a realtime take stopped, then failing to write (a full disk), read "wrote ..." then "interrupted",
+    exit 130: the stop was still remembered, so the error was taken for it. A stop before any output is an
+    interrupted command (exit 130, no file), not a take."""
+    import errno
+
+    import realtime.audio_files as audio_files
+    import realtime.audio_io as audio_io
+
+    sleeps = []
+
+    def stop_after(n: int):
+        def sleep(seconds: float) -> None:
+            sleeps.append(seconds)
+            if len(sleeps) == n:
+                signal.raise_signal(signal.SIGINT)  # through the command's handler, as Ctrl-C
+
+        return sleep
+
+    def full(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    out = tmp_path / "take.wav"
+    args = ["--model", str(tiny_rave_ts), "--in", str(wav), "--out", str(out), "--no-osc", "--bypass", "--blocksize",
+            "1024", "--no-view", "--pace", "realtime"]  # fmt: skip
+    monkeypatch.setattr(audio_io.time, "sleep", stop_after(40))  # ~0.2 s in: the output has begun
+    monkeypatch.setattr(audio_files, "atomic_write", full)
+    proc = live_here(capsys, *args)
+    assert proc.returncode == 2 and f"error: writing {out}: No space left on device" in proc.stderr, proc
+    assert "interrupted" not in proc.stderr and "stopped after" not in proc.stdout and not out.exists()
+    monkeypatch.undo()
+    sleeps.clear()
+    monkeypatch.setattr(audio_io.time, "sleep", stop_after(1))  # before any output
+    proc = live_here(capsys, *args)
+    assert proc.returncode == 130 and "musicsae: interrupted" in proc.stderr and not out.exists(), proc
 
 
 def test_file_mode_names_what_it_does_to_the_input(tiny_rave_ts, tmp_path, capsys):

@@ -515,6 +515,7 @@ def _run_file(
     from realtime.audio_io import run_file
     from realtime.live_view import status_line
     from sae.errors import UserError
+    from training.cli.main import stop_handled
 
     if ready is not None:  # no device: the latency is known now
         ready()
@@ -551,17 +552,16 @@ def _run_file(
 
         out = run_file(engine, data, realtime=pace == "realtime", on_period=on_period)
     took = time.perf_counter() - t0
+    stopped = len(out) < len(data)  # Ctrl-C or SIGTERM at --pace realtime: the take ends as a show does
+    if stopped:
+        stop_handled()  # what fails from here on (a full disk) is said as itself
     m = engine.model
     if m.blocks and m.errors >= m.blocks:
         raise UserError(f"model: every block failed ({m.last_error}); {args.output} not written")
     seconds = len(out) / engine.sr
-    if len(out) < len(data):  # stopped (Ctrl-C, SIGTERM) at --pace realtime: the take ends as a show does
-        kept = f"wrote the {seconds:.2f} s played" if len(out) else f"nothing played yet: {args.output} not written"
-        _say(f"stopped after {seconds:.2f} s of {len(data) / engine.sr:.2f} s: {kept}")
-    if not len(out):
-        _say(status_line(engine, osc.control if osc else None))
-        return 0
     write_audio(args.output, out, engine.sr)
+    if stopped:
+        _say(f"stopped after {seconds:.2f} s of {len(data) / engine.sr:.2f} s: the take holds what played")
     if note := clipping_note(Path(args.output).name, out, source=raw):
         _say(f"note: {note}")
     if missing := engine.counters.missing_frames:  # --pace realtime: a block late for the clock is a gap, as live

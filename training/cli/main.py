@@ -17,7 +17,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, Self
+from typing import ClassVar, NoReturn, Self
 
 from sae.errors import Terminated
 from training.cli.args import Parser
@@ -90,6 +90,8 @@ class Stops:
     still stops the command as interrupted. Handlers someone else set (an ignored SIGTERM, a parent's SIGINT) are
     left alone; outside the main thread none can be set."""
 
+    active: ClassVar[Stops | None] = None  # the command's, while it runs (`stop_handled`)
+
     def __init__(self) -> None:
         self.signum: int | None = None
         self.previous: dict[int, object] = {}
@@ -107,11 +109,21 @@ class Stops:
             for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
                 if self._takes(signal.getsignal(sig), default):
                     self.previous[sig] = signal.signal(sig, self._on_signal)
+        self.outer, Stops.active = Stops.active, self
         return self
 
     def __exit__(self, *exc: object) -> None:
+        Stops.active = self.outer
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+
+
+def stop_handled() -> None:
+    """The running command ended its work on the stop it got (`live` on a file at real-time pace writes the take
+    played): an error after it is its own (a full disk), said as such, not as the interrupt (exit 130). A second
+    signal is remembered again."""
+    if Stops.active is not None:
+        Stops.active.signum = None
 
 
 class HeldStop(Stops):
