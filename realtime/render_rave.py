@@ -145,12 +145,15 @@ def other_model_concepts(bank: Any, model: Any) -> list[str]:
     """The concepts of `bank` found on another model than `model` (by sha256: another file, or the same file name
     retrained), each as "NAME (found on FILE SHA, this model is SHA)": what steering every concept of the bank
     leaves out, said where it is left out (a patch's switch for it would fail on stage)."""
+    return [f"{c.name} ({why})" for c in bank if (why := other_model(c, model))]
+
+
+def other_model(concept: Any, model: Any) -> str | None:
+    """Where `concept` was found when not on `model` ("found on FILE SHA, this model is SHA"), else None."""
     sha = model.identity.sha256
-    return [
-        f"{c.name} (found on {c.model.name} {c.model.sha256[:12]}, this model is {sha[:12]})"
-        for c in bank
-        if c.model.sha256 != sha
-    ]
+    if concept.model.sha256 == sha:
+        return None
+    return f"found on {concept.model.name} {concept.model.sha256[:12]}, this model is {sha[:12]}"
 
 
 def load_steering(

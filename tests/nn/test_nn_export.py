@@ -384,6 +384,25 @@ def test_a_concept_of_another_build_of_the_model_is_named_where_it_is_left_out(c
     assert rc == 0 and "skipped concept" not in capsys.readouterr().err  # named: nothing else was asked for
     chosen, _, skipped = _select_concepts(ConceptBank.load(path), RaveModel.load(tiny_rave_ts), None)
     assert list(chosen) == ["noisy-1", "2nd.voice"] and skipped == [said.removeprefix("skipped concept ")]
+    # hunt 194: the concepts of another SAE of this model, left out by --sae, are named too
+    other = yaml.safe_load(make_bank(tmp_path / "other", tiny_rave_ts, seed=1, names=("airy", "dark")).read_text())
+    for concept in other["concepts"].values():
+        concept["sae"] = str(tmp_path / "other" / "sae")
+    doc["concepts"] |= other["concepts"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    rc = main(["export", "nn", "--model", str(tiny_rave_ts), "--bank", str(path), "--out", str(out), "--sae",
+               str(path.parent / "sae")])  # fmt: skip
+    printed = capsys.readouterr().err.splitlines()
+    skips = [line for line in printed if line.startswith("skipped concept")]
+    assert rc == 0 and skips == [said, f"skipped concept airy (SAE {tmp_path / 'other' / 'sae'})",
+                                 f"skipped concept dark (SAE {tmp_path / 'other' / 'sae'})"], printed  # fmt: skip
+    # and where nothing is left to export, only the refusal is said
+    for concept in doc["concepts"].values():
+        concept["model"]["sha256"] = "0" * 64
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    assert main(["export", "nn", "--model", str(tiny_rave_ts), "--bank", str(path), "--out", str(out)]) == 2
+    printed = capsys.readouterr().err
+    assert "skipped concept" not in printed and "no concept was found on tiny_rave.ts" in printed, printed
 
 
 def test_a_failed_write_leaves_no_file_and_keeps_the_old_one(monkeypatch, capsys, tmp_path, tiny_rave_ts, nn_bank):

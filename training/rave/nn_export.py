@@ -163,7 +163,7 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     """Check every input and build the (unscripted) nn~ module; returns it with the file's metadata."""
     from realtime.rave import RaveModel
     from realtime.rave_split import LATENT, RaveSplit
-    from realtime.render_rave import load_steering, other_model_concepts
+    from realtime.render_rave import load_steering, other_model
     from sae.bank import ConceptBank
     from sae.export import ScriptSAE
     from training.rave.nn_module import ConceptSpec, SteeredRave, SteeredVariationalRave
@@ -174,8 +174,6 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
     model = RaveModel.load(cfg.model)
     bank = ConceptBank.load(cfg.bank)
     names = list(cfg.concepts) if cfg.concepts else None
-    for left in other_model_concepts(bank, model) if names is None else []:
-        say(f"skipped concept {left}")
     hooks: dict[str, list[str]] = {}
     for name in names or [c.name for c in bank if c.model.sha256 == model.identity.sha256]:
         hooks.setdefault(bank.get(name).hook, []).append(name)
@@ -186,6 +184,9 @@ def build_module(cfg: NnExportConfig, say: Callable[[str], None] = print) -> tup
             "(choose with --concepts)"
         )
     steering = load_steering(cfg.bank, model, cfg.sae, names, choose="choose one with --sae or --concepts")
+    for c in bank if names is None else []:  # every concept asked for: each left out is named (a patch's switch for
+        if c.name not in steering.concepts:  # it would fail on stage), as live names them
+            say(f"skipped concept {c.name} ({other_model(c, model) or f'SAE {c.sae}'})")
     hook = steering.hook
     steps = 1
     if hook != LATENT:
