@@ -220,7 +220,7 @@ def _flag(address: str, args: list[Any]) -> bool:
     if len(args) != 1 or isinstance(args[0], (str, bytes)) or not isinstance(args[0], (int, float, bool)):
         raise UserError(f"{address}: expected one of 0 or 1 (i, f or T/F)")
     if float(args[0]) not in (0.0, 1.0):
-        raise UserError(f"{address}: {args[0]} out of range, expected 0 or 1")
+        raise UserError(f"{address}: {refused_number(args[0])} out of range, expected 0 or 1")
     return bool(args[0])
 
 

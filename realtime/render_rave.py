@@ -63,13 +63,14 @@ class RaveStream:
 def parse_set(text: str) -> tuple[str, str]:
     """`guitar=off`, `piano=on:1.5`, `bass=clamp:2`, `drums=scale:0.5`, `voice=none` → (name, mode)."""
     name, sep, mode = text.partition("=")
-    head = mode.partition(":")[0]
+    head, colon, value = mode.partition(":")
+    head = head.strip()  # blanks around the mode and its value are no part of them, as `ConceptControl.parse` reads
     if not sep or not name.strip() or head not in ("none", "off", "on", "clamp", "scale"):
         raise UserError(
             f"--set {text!r}: expected NAME=off, NAME=on[:STRENGTH], NAME=clamp[:STRENGTH], NAME=scale:GAIN or "
             "NAME=none"
         )
-    return name.strip(), mode.strip()
+    return name.strip(), f"{head}{colon}{value.strip()}"
 
 
 def parse_sets(texts: Sequence[str]) -> list[tuple[str, str]]:

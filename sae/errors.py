@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,9 +26,11 @@ def refused_number(value: float) -> str:
     import numpy as np
 
     v = float(value)
-    if (v == 0 or 1e-4 <= abs(v) < 1e7) and float(np.float32(v)) == v:
+    if not (math.isfinite(v) and abs(v) <= float(np.finfo(np.float32).max)) or float(np.float32(v)) != v:
+        return repr(v).removesuffix(".0")
+    if v == 0 or 1e-5 <= abs(v) < 1e7:
         return np.format_float_positional(np.float32(v), unique=True, trim="-")
-    return repr(v).removesuffix(".0")
+    return np.format_float_scientific(np.float32(v), unique=True, trim="-")
 
 
 _ABSENT = object()

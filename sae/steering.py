@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from sae.controls import DECIMAL, LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem, spelled
+from sae.controls import ALL_MODES, DECIMAL, LIMIT_TEXT, NAME_NOT_TEXT, STRENGTH_LIMIT, control_problem, spelled
 from sae.errors import UserError, refused_number
 
 MODES = ("none", "off", "on", "scale")
@@ -346,8 +346,10 @@ class ConceptControl:
                 new.strength = number
             elif head == "scale":
                 new.gain = number
-            else:
+            elif head in ALL_MODES:
                 raise UserError(f"concept {name!r} mode {mode!r}: only on:S, clamp:S and scale:G take a value")
+            else:  # ON:2, sacle:0.5, :2: the mode is what is wrong
+                raise UserError(f"concept {name!r} mode {mode!r}: expected one of {', '.join(ALL_MODES)}")
         try:
             new.validate(name)
         except UserError as exc:

@@ -644,6 +644,9 @@ def test_a_value_just_out_of_range_is_shown_out_of_range():
         "/mix: 1.0000001 out of range, expected [0, 1]"
     )
     assert "gain: -100.00001 out of range" in osc.handle(encode_message("/feature/7/gain", [f32(-100.00001)]))[0][1][1]
+    assert "/mix: -0.00002 out of range" in osc.handle(encode_message("/mix", [f32(-2e-5)]))[0][1][1]
+    assert "/mix: 1e+20 out of range" in osc.handle(encode_message("/mix", [f32(1e20)]))[0][1][1]
+    assert "/bypass: 0.1 out of range, expected 0 or 1" in osc.handle(encode_message("/bypass", [f32(0.1)]))[0][1][1]
     double = b"/mix\x00\x00\x00\x00,d\x00\x00" + struct.pack(">d", 1.0000000001)
     assert osc.handle(double)[0][1][1] == "/mix: 1.0000000001 out of range, expected [0, 1]"
     bank = ConceptBank.load(Path(__file__).parents[2] / "training/assets/demo_concepts.yaml")

@@ -187,6 +187,23 @@ def test_a_colon_without_a_value_is_refused():
             ConceptControl.parse("guitar", mode)
 
 
+def test_a_mode_is_read_without_its_blanks_and_an_unknown_one_is_named_as_such():
+    """Hunt 192/194: `on :2` was refused as a mode taking no value (`on: 2` was read), and so were `ON:2`, `sacle:0.5`
+    and `:2`, whose mode is what is wrong; `render rave --set g=off ` (a batch job's trailing blank) was refused."""
+    from realtime.render_rave import parse_set
+    from sae.steering import ConceptControl
+
+    assert ConceptControl.parse("g", "on :2") == ConceptControl("on", 2.0, 1.0)
+    assert ConceptControl.parse("g", " scale : 0.5 ") == ConceptControl("scale", 1.0, 0.5)
+    for mode in ("ON:2", "sacle:0.5", ":2"):
+        with pytest.raises(UserError, match=f"mode '{mode}': expected one of none, off, on, clamp, scale"):
+            ConceptControl.parse("g", mode)
+    with pytest.raises(UserError, match="mode 'off:1': only on:S, clamp:S and scale:G take a value"):
+        ConceptControl.parse("g", "off:1")
+    sets = [parse_set(t) for t in ("g=off ", "g=on :2", "g= clamp: 3 ")]
+    assert sets == [("g", "off"), ("g", "on:2"), ("g", "clamp:3")]
+
+
 def test_a_scale_default_is_a_gain_and_leaves_on_its_own_strength():
     """A bank default `scale` at 0 (mute the concept's features) also set the strength a later bare `on` took: `on`
     at strength 0, no edit (hunt 77)."""
