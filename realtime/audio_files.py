@@ -96,6 +96,24 @@ def _stamp(st: os.stat_result) -> dict[str, int]:
     return {"bytes": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
 
 
+def file_change(path: Path, held: list[dict[str, int | str]]) -> tuple[str | None, dict[str, int], str | None]:
+    """How the file at `path` differs from the origins (`file_origin`) stores recorded of it (`held`): another size,
+    or other bytes where its times or inode moved (`_stamp`), else None; with its stamp and its sha256 where it was
+    read. OSError where it cannot be read."""
+    from sae.bank import file_sha256
+
+    st = os.stat(path)
+    stamp, digest = _stamp(st), None
+    for o in held:
+        if st.st_size != o["bytes"]:
+            return f"{st.st_size} bytes, {o['bytes']} when collected", stamp, digest
+        if any(o.get(k) != v for k, v in stamp.items()):
+            digest = digest or file_sha256(path)
+            if digest != o["sha256"]:
+                return "other bytes of the same size", stamp, digest
+    return None, stamp, digest
+
+
 def refuse_changed(
     files: list[Path], root: Path, origins: list[dict[str, dict[str, int | str]]], store: object
 ) -> dict[str, dict[str, int | str]]:
@@ -104,24 +122,11 @@ def refuse_changed(
     of any hook (`origins`: each hook's) recorded, or other bytes where its times or inode moved (`_stamp`). Returns the
     origins of files that moved over the same bytes (a copy), for the store to record: hashed once, not on every
     re-run. A file that cannot be read now is left to the reader's note."""
-    from sae.bank import file_sha256
-
     changed, moved = [], {}
     for path in files:
         source = source_name(path, root)
-        held = [o[source] for o in origins if source in o]
-        why, digest = None, None
         try:
-            st = os.stat(path)
-            stamp = _stamp(st)
-            for o in held:
-                if st.st_size != o["bytes"]:
-                    why = f"{st.st_size} bytes, {o['bytes']} when collected"
-                elif any(o.get(k) != v for k, v in stamp.items()):
-                    digest = digest or file_sha256(path)
-                    why = "other bytes of the same size" if digest != o["sha256"] else None
-                if why:
-                    break
+            why, stamp, digest = file_change(path, [o[source] for o in origins if source in o])
         except OSError:
             continue
         if why:

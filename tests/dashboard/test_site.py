@@ -223,7 +223,32 @@ def test_missing_audio_is_named_and_skipped(copy_inputs, tmp_path, capsys):
             str(tmp_path / "o"),
         ],
     )
-    assert "none of the 20 audio files" in err and "(20 missing, 0 unreadable, 0 shorter" in err
+    assert "none of the 20 audio files" in err
+    assert "(20 missing, 0 unreadable, 0 changed since collected, 0 shorter" in err
+
+
+def test_audio_changed_since_the_store_collected_it_is_left_out(copy_inputs, tmp_path, capsys):
+    """Hunt 193: a folder rendered again under the same names (another `data make --seed`: same names and sizes, other
+    music) gave a site whose every snippet, spectrogram and label was of another clip than its activations, with no
+    word (`collect` refuses such files by the origins the store records; the dashboard read none)."""
+    from realtime.audio_files import file_origin
+
+    manifest = copy_inputs.store / "mel" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    origins = {name: file_origin(copy_inputs.audio_root / name) for name in ("clip_00003.wav", "clip_00006.wav")}
+    origins["clip_00003.wav"]["bytes"] += 2  # recorded of another size
+    origins["clip_00006.wav"] |= {"sha256": "0" * 64, "mtime_ns": 1}  # the same size, other bytes (times moved)
+    origins["clip_00007.wav"] = file_origin(copy_inputs.audio_root / "clip_00007.wav")  # as collected
+    manifest.write_text(json.dumps({**m, "origins": origins}))
+    out = tmp_path / "site"
+    argv = ["dashboard", "--sae", str(copy_inputs.sae), "--store", str(copy_inputs.store), "--audio-root",
+            str(copy_inputs.audio_root), "--out", str(out), *SMALL_ARGS]  # fmt: skip
+    assert main(argv) == 0
+    line = next(ln for ln in capsys.readouterr().err.splitlines() if "changed since" in ln)
+    assert "2 of 20 audio files" in line and "clip_00003.wav, clip_00006.wav" in line, line
+    data = json.loads((out / "features.json").read_text())
+    assert set(data["skipped_audio"]) == {"clip_00003.wav", "clip_00006.wav"} and data["clips"] == 18
+    assert all(c["source"] not in data["skipped_audio"] for f in data["features"] for c in f["top"])
 
 
 def test_sae_without_live_features(dash_inputs, tmp_path, capsys):

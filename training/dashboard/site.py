@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.audio_files import AUDIO_EXTENSIONS
+from realtime.audio_files import AUDIO_EXTENSIONS, file_change
 from sae.atomic import folder_replacing
 from sae.bank import Concept, ConceptBank, edit_sha256
 from sae.describe import (
@@ -47,7 +47,7 @@ from sae.describe import (
 from sae.errors import UserError
 from sae.io import load_sae
 from sae.paths import check_outside
-from sae.store import open_store
+from sae.store import open_store, stored_origins
 from training.dashboard import assets, layers
 from training.dashboard.audio_props import AudioProps, analyse
 from training.dashboard.labels import ClipLabels, match_manifest
@@ -343,12 +343,14 @@ class DashboardBuilder:
         return own
 
     def _audio_sources(self) -> list[str]:
-        """Sources to leave out: audio files that are missing, unreadable, or shorter than the frames the
-        store holds for them (another recording under the same name); each kind named in one line."""
+        """Sources to leave out: audio files that are missing, unreadable, changed since the store collected them
+        (its recorded size and bytes: a folder rendered again under the same names, hunt 193), or shorter than the
+        frames the store holds for them (another recording under the same name); each kind named in one line."""
         import soundfile as sf
 
         rows = self.store.sources(self.hook)
-        missing, unreadable, short = [], [], []
+        origins = stored_origins(self.store.root)
+        missing, unreadable, changed, short = [], [], [], []
         for s, n in rows.items():
             path = self.audio_root / s
             if not os.path.isfile(path):  # False on any OSError: a prompt longer than a file name may be (hunt 153)
@@ -356,12 +358,15 @@ class DashboardBuilder:
                 continue
             try:
                 seconds = sf.info(os.fsencode(path)).duration
-            except (RuntimeError, sf.LibsndfileError):
+                why = file_change(path, [o[s] for o in origins if s in o])[0]
+            except (RuntimeError, sf.LibsndfileError, OSError):
                 unreadable.append(s)
                 continue
-            if n / self.frame_rate > seconds * 1.05 + 2.0 / self.frame_rate:
+            if why:
+                changed.append(s)
+            elif n / self.frame_rate > seconds * 1.05 + 2.0 / self.frame_rate:
                 short.append(s)
-        bad = missing + unreadable + short
+        bad = missing + unreadable + changed + short
         self.audio = True
         if rows and len(missing) == len(rows) and not any(s.lower().endswith(AUDIO_EXTENSIONS) for s in rows):
             self.audio = False
@@ -371,8 +376,9 @@ class DashboardBuilder:
         if bad and len(bad) == len(rows):
             raise UserError(
                 f"none of the {len(rows)} audio files the store {self.store.root} references is usable under "
-                f"{self.audio_root} ({len(missing)} missing, {len(unreadable)} unreadable, {len(short)} shorter than "
-                f"their stored frames; first: {next(iter(rows))!r}); pass the audio root the store was collected from"
+                f"{self.audio_root} ({len(missing)} missing, {len(unreadable)} unreadable, {len(changed)} changed "
+                f"since collected, {len(short)} shorter than their stored frames; first: {next(iter(rows))!r}); pass "
+                "the audio root the store was collected from"
             )
 
         def names(xs: list[str]) -> str:
@@ -395,6 +401,11 @@ class DashboardBuilder:
             self._note(
                 f"{len(unreadable)} of {n} audio files under {self.audio_root} are unreadable, skipped: "
                 f"{names(unreadable)}"
+            )
+        if changed:
+            self._note(
+                f"{len(changed)} of {n} audio files under {self.audio_root} changed since the store collected them "
+                f"(other sizes or bytes: their clips are not the activations'), skipped: {names(changed)}"
             )
         if short:
             self._note(
