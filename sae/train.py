@@ -336,6 +336,17 @@ def unmeasured(metrics: dict[str, Any], split: str) -> str | None:
     return f"no finite {split} rows to measure the SAE on: FVU, L0 and dead features are not measured; the SAE is saved"
 
 
+def no_interval_note(metrics: dict[str, Any], hook: str, cut: int | None = None) -> str | None:
+    """A note where the FVU has no interval although its sources were counted (one source to resample, or resamples
+    with no variance), with what would give one; `cut`: the row limit scoring stopped at, if it did."""
+    if metrics.get("fvu_interval") is not None or metrics.get("sources") is None:
+        return None
+    few = metrics["sources"] < 2
+    why = f"{metrics['sources']} source(s) to resample" if few else "resamples of sources with no variance"
+    more = f"; raise --max-rows ({cut} rows reached)" if cut else "; raise --eval-fraction"
+    return f"{hook}: no FVU interval ({why}{more if few else ''})"
+
+
 def _provenance(store: ActivationStore) -> dict:
     """{"model": store.json's model identity} when it names a sha256: later steps check SAE and model agree; and
     {"collect": how its rows were made} where recorded, so that later steps make rows the same way (the chunk and
@@ -756,6 +767,7 @@ def _train_hook(
                     split_note(store, hook, cfg.eval_fraction),
                     not_measured,
                     far and f"{hook}: {far}",
+                    no_interval_note(metrics, hook),
                 )
                 if n
             ],

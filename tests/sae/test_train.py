@@ -516,7 +516,8 @@ def test_cli_trains_every_hook_of_a_store(tmp_path, capsys):
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'l1.ts'}: TorchScript encode [N, 8] -> [N, 16]")
     assert torch.jit.load(str(tmp_path / "l1.ts")).encode(torch.zeros(3, 8)).shape == (3, 16)
     assert main(["sae", "eval", "--sae", f"{out}/layer.1", "--activations", acts, "--hook", "layer.2"]) == 2
-    assert "expects d_in=8" in capsys.readouterr().err
+    # refused as the hook it was not trained on, whatever its width (hunt 193: one of the same width was scored)
+    assert "--hook layer.2: SAE" in (err := capsys.readouterr().err) and "trained on hook 'layer.1'" in err, err
     written = tmp_path / "m.json"
     argv = ["sae", "eval", "--sae", f"{out}/layer.2", "--activations", acts, "--out", str(written)]
     assert main([*argv, "--eval-fraction", "0"]) == 2  # no held-out rows: no figures of nothing
@@ -1266,6 +1267,13 @@ def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "note: synthetic: no FVU interval (1 source(s) to resample; raise --eval-fraction)" in err, err
+    # hunt 193: `sae train` on such a store printed a bare FVU and recorded no reason (fvu_interval null)
+    args = ["sae", "train", "--activations", str(tmp_path / "twenty"), "--out", str(tmp_path / "twenty_sae"), "--k",
+            "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    said = "synthetic: no FVU interval (1 source(s) to resample; raise --eval-fraction)"
+    assert f"note: {said}" in capsys.readouterr().err
+    assert said in json.loads((tmp_path / "twenty_sae/synthetic/metrics.json").read_text())["notes"]
     # hunt 109: where --max-rows stopped scoring inside the first source, a larger fraction changes nothing
     assert main(["sae", "eval", "--sae", str(tmp_path / "many_sae/synthetic"), "--activations", str(tmp_path / "many"),
                  "--max-rows", "100"]) == 0  # fmt: skip

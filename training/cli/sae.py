@@ -173,6 +173,7 @@ def run_train(args: argparse.Namespace) -> int:
         dims_for,
         init_distributed,
         leave_distributed,
+        no_interval_note,
         split_note,
         train_hook,
         unmeasured,
@@ -269,6 +270,8 @@ def run_train(args: argparse.Namespace) -> int:
                     console.print(f"{hook}: skipped {skipped} rows with NaN/inf", style="yellow", highlight=False)
                 if note := unmeasured(metrics, metrics["split"]):
                     console.print(f"warning: {hook}: {note}", style="yellow", highlight=False)
+                if note := no_interval_note(metrics, hook):
+                    console.print(f"note: {note}", highlight=False)
         if held.due() and not info.enabled:  # it came while the last SAE was evaluated and saved: said, not dropped
             print_table(output_console(), train_table(results, args.out))
             console.print("every SAE is trained and saved; stopping as asked", highlight=False)
@@ -381,7 +384,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from sae.metrics import evaluate_split
     from sae.paths import check_not_inside, check_output_file
     from sae.store import open_store
-    from sae.train import split_note, unmeasured
+    from sae.train import no_interval_note, split_note, unmeasured
 
     if args.split == "all" and args.eval_fraction is not None:  # it was taken and changed nothing (hunt 141)
         raise UserError("--eval-fraction: picks the held-out rows, and --split all scores every row; drop one")
@@ -393,6 +396,10 @@ def run_eval(args: argparse.Namespace) -> int:
     store = open_store(args.activations, "--activations")
     sae = load_sae(args.sae, device=args.device)
     check_same_model(store, sae, args.sae)
+    if args.hook and sae.cfg.hook_name and args.hook != sae.cfg.hook_name:  # figures of activations it never saw
+        raise UserError(  # (hunt 193; `concept find --hook` refuses the same)
+            f"--hook {args.hook}: SAE {args.sae} was trained on hook {sae.cfg.hook_name!r}; leave --hook out"
+        )
     hook = args.hook or sae.cfg.hook_name
     if not hook and len(store.hooks) == 1:  # an SAE that names no hook, on a store of one (as the dashboard reads it)
         hook = store.hooks[0]
@@ -450,12 +457,9 @@ def run_eval(args: argparse.Namespace) -> int:
         notes.append(f"{hook}: skipped {metrics['skipped_nonfinite_rows']} {args.split} rows with NaN/inf")
     if no_variance := unmeasured(metrics, args.split):
         notes.append(f"{hook}: {no_variance}")
-    if metrics.get("fvu_interval") is None and metrics.get("sources") is not None:
-        few = metrics["sources"] < 2
-        why = f"{metrics['sources']} source(s) to resample" if few else "resamples of sources with no variance"
-        cut = metrics["rows"] >= args.max_rows  # scoring stopped inside the first source, whatever the fraction
-        raise_ = f"; raise --max-rows ({args.max_rows} rows reached)" if cut else "; raise --eval-fraction"
-        notes.append(f"{hook}: no FVU interval ({why}{raise_ if few else ''})")
+    cut = args.max_rows if metrics["rows"] >= args.max_rows else None  # scoring stopped inside the first source
+    if note := no_interval_note(metrics, hook, cut):
+        notes.append(note)
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     metrics["notes"] = notes
