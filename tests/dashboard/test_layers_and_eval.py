@@ -43,7 +43,7 @@ def test_layer_map(dash_inputs, tmp_path):
         Concept("drums", ModelRef("m", "0" * 64), "layer_6", "sae/x", [ConceptFeature(1)], auroc={"sae_probe": 0.6})
     )
     bank.concepts["guitar_layer_10"].auroc_interval = {"sae_probe": (0.9, 0.99)}  # a bank that records them
-    bank.concepts["guitar_layer_10"].clips = ConceptClips(24, 22)
+    bank.concepts["guitar_layer_10"].clips = ConceptClips(24, 22, 12)
     dirs = sae_dirs_beside(root / "layer_6")
     assert [d.name for d in dirs] == ["layer_10", "layer_2", "layer_6"]
     rows = layer_rows(dirs, bank)
@@ -52,7 +52,7 @@ def test_layer_map(dash_inputs, tmp_path):
     assert rows[0].auroc == {"guitar": 0.7} and rows[1].auroc == {"piano": 0.8} and rows[2].auroc == {"guitar": 0.95}
     table = layer_table_html(rows)
     assert table.count("<tr>") == 4 and "AUROC guitar" in table and "AUROC piano" in table
-    assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips" in table and "95 % interval" in table
+    assert "0.95 [0.90, 0.99]" in table and "24 + 22 clips from 12 sources" in table and "95 % interval" in table
     assert "0.70</td>" in table and "0.70 [" not in table  # no interval in the bank: the point value alone
     assert ">0.120 [0.101, 0.139]</td>" in table and ">0.300</td>" in table  # the FVU's, where metrics.json has it
     # hunt 130: an SAE shipped with no metrics.json (the demo's) showed "–" though its cfg.json records them
@@ -104,7 +104,7 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
             )
         )
     bank.concepts["bright"].auroc_interval = {"sae_probe": (0.7, 0.9), "diff_means": (0.55, 0.83)}
-    bank.concepts["bright"].clips = ConceptClips(20, 21)
+    bank.concepts["bright"].clips = ConceptClips(20, 21, 9)  # grouped: 9 sources (hunt 193)
     bank.save()
     # the layout `musicsae demo` writes beside its bank: renders/*.wav and judge/judge.json
     tone = (0.1 * np.sin(np.arange(8000) / 8000 * 2 * np.pi * 440)).astype(np.float32)
@@ -166,7 +166,7 @@ def test_concept_page_with_steering_audio(dash_inputs, tmp_path):
         "AUROC of 0.81 [0.70, 0.90] (in brackets its 95 % interval" in page
         and "means, reached 0.70 [0.55, 0.83]" in page
     )
-    assert "on 20 clips with bright and 21 without" in page
+    assert "on 20 clips with bright and 21 without from 9 sources" in page
     two = (out / "concepts" / "bright_two.html").read_text()
     assert (
         "AUROC of 0.81 (0.5" in two and "reached 0.70." in two and "clips with bright_two and" not in two

@@ -166,7 +166,8 @@ def auroc_cell(row: LayerRow, concept: str) -> str:
         text += f" [{lo:.2f}, {hi:.2f}]"
     if concept in row.clips:
         c = row.clips[concept]
-        text += f'<br><span class="small muted">{c.with_} + {c.without} clips</span>'
+        sources = f" from {c.sources} sources" if c.sources else ""  # grouped: the intervals rest on these (hunt 193)
+        text += f'<br><span class="small muted">{c.with_} + {c.without} clips{sources}</span>'
     return f'<td class="num" data-v="{row.auroc[concept]:.6g}">{text}</td>'
 
 

@@ -739,6 +739,8 @@ class DashboardBuilder:
             text += f"; the best probe on the raw activations, {names.get(k, _e(k))}, reached {c.auroc_text(k)}"
         if c.clips is not None:
             text += f", on {c.clips.with_} clips with {_e(c.name)} and {c.clips.without} without"
+            if c.clips.sources:  # the folds kept each source whole: the intervals rest on this many (hunt 193)
+                text += f" from {c.clips.sources} sources"
         return f"<h2>How well it was found</h2><p>{text}.</p>"
 
     def _eval_dirs(self) -> list[Path]:
