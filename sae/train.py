@@ -732,6 +732,7 @@ def _train_hook(
                                              cfg.seed))  # fmt: skip
     eval_split = "eval" if cfg.eval_fraction > 0 else "train"
     held = store.held_sources(hook, cfg.eval_fraction) if cfg.eval_fraction > 0 else None
+    held_out = "none" if cfg.eval_fraction == 0 else HELD_OUT_SPLIT if held is not None else "blocks of rows"
     metrics = evaluate_split(sae, store, hook, eval_split, cfg.eval_fraction, cfg.eval_rows, seed=cfg.seed)
     train_rows = sum(b - a for _, a, b in stream.units)  # the training split, every rank's units
     not_measured = unmeasured(metrics, eval_split)
@@ -741,6 +742,7 @@ def _train_hook(
             "hook": hook,
             "data": data,  # what it was trained on (`data_identity`): a later reuse can check the store is the same
             "split": eval_split,
+            "held_out": held_out,  # what the rule gave this store: whole sources, or blocks where too few
             "held_out_sources": len(held) if held is not None else None,
             "train_rows": train_rows,
             "passes": tokens / max(train_rows, 1),
@@ -779,7 +781,7 @@ def _train_hook(
         extra={
             "train_config": asdict(cfg),
             "metrics": {k: metrics[k] for k in ("fvu", "l0", "dead_fraction")},
-            "held_out_split": HELD_OUT_SPLIT,
+            "held_out_split": held_out,  # (hunt 193: "whole sources" where a store of few sources held out blocks)
         }
         | _provenance(store),
     )

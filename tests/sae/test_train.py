@@ -1255,6 +1255,11 @@ def test_a_held_out_split_of_blocks_is_said_with_its_size(tmp_path, capsys):
         n.startswith(note) for n in json.loads((tmp_path / "few_sae/synthetic/metrics.json").read_text())["notes"]
     )
     assert json.loads((tmp_path / "many_sae/synthetic/metrics.json").read_text())["notes"] == []
+    # hunt 193: and recorded as what it was (cfg.json and metrics.json said "whole sources" of the blocks)
+    for store, kind in (("few", "blocks of rows"), ("many", "whole sources")):
+        saved = tmp_path / f"{store}_sae/synthetic"
+        assert json.loads((saved / "cfg.json").read_text())["musicsae"]["held_out_split"] == kind
+        assert json.loads((saved / "metrics.json").read_text())["held_out"] == kind
     # hunt 105: `sae eval` of the same SAE on the same store said nothing of it, nor why it had no interval
     assert main(["sae", "eval", "--sae", str(tmp_path / "few_sae/synthetic"), "--activations", str(tmp_path / "few"),
                  "--out", str(tmp_path / "few.json")]) == 0  # fmt: skip
