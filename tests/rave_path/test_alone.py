@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 
 import numpy as np
@@ -392,7 +393,7 @@ def test_a_folder_of_solos_that_cannot_be_listed_is_an_error_not_no_solos(tmp_pa
 
 
 def test_the_detector_is_fitted_at_the_rows_rate_it_runs_at(
-    tmp_path, concept_data, tiny_rave_ts, tiny_sae_dir, tiny_model, noise_bursts, monkeypatch
+    tmp_path, concept_data, tiny_rave_ts, tiny_sae_dir, tiny_model, noise_bursts, monkeypatch, capsys
 ):
     """The fit's memory ran at 2 s / the rows of 2 s of silence, where renders and the engine run it at ratio / sr a
     latent row: 2 s of the tiny model (44.1 kHz, ratio 512) are 172.3 frames, padded to 173, so the fitted detector
@@ -405,3 +406,9 @@ def test_the_detector_is_fitted_at_the_rows_rate_it_runs_at(
     assert _find(concept_data, tiny_rave_ts, tiny_sae_dir, tmp_path / "b.yaml", "--alone", str(solos)) == 0
     model, _ = tiny_model
     assert rates and all(s == pytest.approx(model.ratio / model.sr, rel=1e-12) for s in rates), rates[:3]
+    # hunt 193: its held-out figures rested on the one solo clip of 4 held out, unsaid, with no interval
+    line = " ".join(next(ln for ln in capsys.readouterr().out.split("\n\n") if "alone: a detector" in ln).split())
+    m = re.search(r"held-out clips \((\d+) alone\) AUROC ([\d.]+) \[([\d.]+), ([\d.]+)\] \(95 % interval over clips\)",
+                  line)  # fmt: skip
+    assert m and m[1] == "1" and float(m[3]) <= float(m[2]) <= float(m[4]) and float(m[4]) - float(m[3]) > 0.1, line
+    assert "only 1 clip(s) of it alone held out: the figures rest on them" in line

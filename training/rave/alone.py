@@ -20,6 +20,7 @@ from realtime.audio_files import audio_digest, list_audio
 from sae.alone import MEMORY_S, fit_alone, memory_rows
 from sae.bank import ConceptAlone
 from sae.errors import UserError
+from sae.stats import auroc_score_interval
 
 MIN_ALONE = 4
 """Clips of the concept alone needed: one held out, three to fit, at the least."""
@@ -103,11 +104,16 @@ def find_alone(
     p = 1 / (1 + np.exp(-(intercept + Xv @ coef)))
     hit, false = (100 * (p[m] > threshold).mean() for m in (yv == 1, yv == 0))
     detector = ConceptAlone(memory_s, intercept, tuple(coef.tolist()), threshold, tuple(silence[-1].tolist()), auc)
+    # frames of one clip are alike: the interval counts clips, the unit held out (hunt 193: it rested on one solo
+    # clip, unsaid, with no interval)
+    n_solo = int(y_clip[val].sum())
+    lo, hi = auroc_score_interval(auc, n_solo, len(val) - n_solo)
+    few = f"; only {n_solo} clip(s) of it alone held out: the figures rest on them" if n_solo < 3 else ""
     line = (
         f"alone: a detector on a {memory_s:g} s memory of the features, from {len(alone)} clips of it alone and "
-        f"{len(clips) - len(alone)} others; on {len(val)} held-out clips' frames AUROC {auc:.3f}, and at threshold "
-        f"{threshold:.3g} it calls {hit:.0f} % of the alone frames and {false:.1f} % of the others alone (the frames "
-        "its regularisation and threshold were chosen on: optimistic, the false alarms set there); `off` puts silence "
-        "there"
+        f"{len(clips) - len(alone)} others; on the frames of {len(val)} held-out clips ({n_solo} alone) AUROC "
+        f"{auc:.3f} [{lo:.3f}, {hi:.3f}] (95 % interval over clips), and at threshold {threshold:.3g} it calls "
+        f"{hit:.0f} % of the alone frames and {false:.1f} % of the others alone (the frames its regularisation and "
+        f"threshold were chosen on: optimistic, the false alarms set there){few}; `off` puts silence there"
     )
     return detector, line
