@@ -219,6 +219,24 @@ def test_a_font_file_named_like_the_manifests_marks_is_refused(tmp_path):
             resolve_fonts([str(copy)], note=print)
 
 
+def test_one_font_under_two_names_is_refused(tmp_path):
+    """Hunt 193: `--soundfonts fluidr3,/usr/share/sounds/sf2/FluidR3_GM.sf2` made two fonts of one file, and the
+    folders "balanced across fonts" were balanced across one; a copy under another name is the same font too."""
+    import shutil
+
+    from training.data.concept_clips import installed
+
+    path = installed("timgm6mb")
+    link = tmp_path / "gm.sf2"  # as /usr/share/sounds/sf2/FluidR3_GM.sf2 is fluidr3's file
+    link.symlink_to(path)
+    with pytest.raises(UserError, match=rf"soundfont {link}: the same file as timgm6mb \("):
+        resolve_fonts(["timgm6mb", str(link)], note=print)
+    copy = tmp_path / "mine.sf2"
+    shutil.copyfile(path, copy)
+    with pytest.raises(UserError, match=r"soundfont .*mine.sf2: the same file as timgm6mb"):
+        resolve_fonts(["timgm6mb", str(copy)], note=print)
+
+
 def test_holdout_font_gets_its_own_split_and_folders(tmp_path):
     rows = make_dataset(
         tmp_path, DataConfig(n=30, seed=4, duration=0.5, sample_rate=16000, holdout_font="fluidr3"), concepts=("bass",)
@@ -244,8 +262,8 @@ def test_the_held_out_font_is_named_as_the_soundfonts_are(tmp_path, capsys):
     font = tmp_path / "My Font v1.5.sf2"  # a name with a dot, given as the name (hunt 139: cut to "my font v1")
     shutil.copyfile(installed("timgm6mb"), font)
     argv = ["data", "make", "--n", "3", "--duration", "0.5", "--sr", "16000", "--concepts", "guitar"]
-    cases = (("FluidR3,timgm6mb", "FluidR3", "fluidr3"), (f"{font},timgm6mb", str(font), "my font v1.5"),
-             (f"{font},timgm6mb", "My Font v1.5", "my font v1.5"))  # fmt: skip
+    cases = (("FluidR3,timgm6mb", "FluidR3", "fluidr3"), (f"{font},fluidr3", str(font), "my font v1.5"),
+             (f"{font},fluidr3", "My Font v1.5", "my font v1.5"))  # fmt: skip  # (a copy of timgm6mb is timgm6mb)
     for fonts, held, name in cases:
         out = tmp_path / held.replace("/", "_")
         assert main([*argv, "--out", str(out), "--soundfonts", fonts, "--holdout-font", held]) == 0, capsys.readouterr()

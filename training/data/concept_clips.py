@@ -285,8 +285,19 @@ def resolve_fonts(specs: Sequence[str], note: Callable[[str], None]) -> tuple[li
             note(f"soundfont {name} ({path or spec}): {reason}; skipped")
             skipped.append({"font": name, "reason": reason})
             continue
+        if twin := next((f for f in fonts if _same_bytes(f.path, path)), None):  # "balanced across fonts" would
+            raise UserError(f"soundfont {spec}: the same file as {twin.name} ({twin.path}); list it once")  # lie
         fonts.append(Font(name, path))
     return fonts, skipped
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """One soundfont under two names: one file, or a copy (the same size and sha256)."""
+    from sae.bank import file_sha256
+
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
 
 
 def font_slot(index: int, seed: int, n_fonts: int) -> int:
