@@ -459,9 +459,11 @@ def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: 
     train_rows = sum(end - start for _, start, end in units)
     if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
         held = store.rows(hook) - train_rows  # a long source held out whole can take most rows (hunt 169)
-        besides = f" ({held} more held out by --eval-fraction {cfg.eval_fraction:g})" if held else ""
+        blocks = cfg.eval_fraction > 0 and store.held_sources(hook, cfg.eval_fraction) is None
+        how = " as blocks of rows: too few sources to hold out whole" if blocks else ""  # (hunt 195: 25 %, unsaid)
+        besides = f" ({held} more held out by --eval-fraction {cfg.eval_fraction:g}{how})" if held else ""
         raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows{besides}; "
-                        "expected at most that many")  # fmt: skip
+                        f"expected at most that many (--batch-size {train_rows}, or more clips)")  # fmt: skip
     store.check_shards(hook)
 
 

@@ -1548,6 +1548,13 @@ def test_a_long_source_held_out_whole_is_said_and_named_in_a_batch_size_refusal(
     assert note is not None and "the 1 source(s) held out whole hold 2000 of 2800 rows (71 %" in note, note
     with pytest.raises(UserError, match=r"has 800 training rows \(2000 more held out by --eval-fraction 0\.05\)"):
         train_hook(store, "latent", tmp_path / "sae", TrainConfig(k=2, expansion=2, steps=3, batch_size=1024))
+    with ActivationWriter(tmp_path / "few", "latent", 8) as w:  # hunt 195: 3 sources hold out blocks, unsaid
+        for i in range(3):
+            w.add(torch.randn(345, 8), f"clip{i}.wav", 0)
+    said = r"0\.05 as blocks of rows: too few sources to hold out whole\); expected at most that many \(--batch-size"
+    with pytest.raises(UserError, match=said):
+        train_hook(ActivationStore(tmp_path / "few"), "latent", tmp_path / "s2", TrainConfig(k=2, steps=3,
+                                                                                          batch_size=4096))  # fmt: skip
     assert split_note(store, "latent", 0.5) is None  # half the sources asked: 71 % of the rows is not "far more"
     # hunt 171: 1 source of 10 held (rounding) with a little more than its share of rows is no long recording
     with ActivationWriter(tmp_path / "songs", "latent", 8, model={"name": "tiny", "sha256": "ab"}, frame_rate=21.5,
