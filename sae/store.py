@@ -679,32 +679,6 @@ def _check_split(split: str, eval_fraction: float) -> None:
         raise UserError(f"eval fraction {eval_fraction}: expected a number in [0, 1)")
 
 
-def _copies_together(groups: dict[str, list[str]], origins: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    """`groups` (a key, its sources) with the groups whose sources share bytes (`origins`' sha256) merged, under the
-    first key of each (in sorted order): a group of no copy keeps its key, so its side of the split stays put."""
-    owner: dict[str, str] = {}  # group key -> the key it was merged into
-    first: dict[str, str] = {}  # sha256 -> the first group key holding those bytes
-
-    def root(key: str) -> str:
-        while owner.get(key, key) != key:
-            key = owner[key]
-        return key
-
-    for key in sorted(groups):
-        for source in groups[key]:
-            digest = (origins.get(source) or {}).get("sha256")
-            if digest is None:
-                continue
-            if digest not in first:
-                first[digest] = key
-            elif (a := root(first[digest])) != (b := root(key)):
-                owner[max(a, b)] = min(a, b)
-    merged: dict[str, list[str]] = {}
-    for key in sorted(groups):
-        merged.setdefault(root(key), []).extend(groups[key])
-    return merged
-
-
 class ActivationStore:
     """Read-only view of an activation store directory.
 
@@ -822,11 +796,9 @@ class ActivationStore:
 
     def held_sources(self, hook: str, eval_fraction: float) -> set[str] | None:
         """The sources (clips, files, prompts) of the eval split: `eval_fraction` of them, chosen by a hash of the
-        name, never all; a prompt's repeats ("rock", "rock #2": other draws of the same text) go together, and so
-        do copies of one file under several names (the same sha256 recorded by collect: a folder of links, hunt
-        193; held out apart, the held-out figures were training figures). None (the split is then by blocks) where
-        that would be none (fewer than 1 / (2 · eval_fraction) sources: one source would hold out far more rows than
-        asked) or rows lack provenance."""
+        name, never all; a prompt's repeats ("rock", "rock #2": other draws of the same text) go together. None
+        (the split is then by blocks) where that would be none (fewer than 1 / (2 · eval_fraction) sources: one
+        source would hold out far more rows than asked) or rows lack provenance."""
         if not self._every_row_has_a_source(hook):
             return None
         groups: dict[str, list[str]] = {}
@@ -835,7 +807,6 @@ class ActivationStore:
                 names = groups.setdefault(REPEAT_RE.sub("", r["source"]), [])
                 if r["source"] not in names:
                     names.append(r["source"])
-        groups = _copies_together(groups, self.manifest(hook).get("origins", {}))
         n_eval = min(len(groups) - 1, math.floor(eval_fraction * len(groups) + 0.5))
         if n_eval < 1:
             return None
