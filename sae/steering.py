@@ -338,6 +338,8 @@ class ConceptControl:
         head, colon, value = str(mode).partition(":")
         head = head.strip()  # as the value's: "on :2" is on:2 (it was refused as a mode that takes no value)
         new = cls(head, base.strength, base.gain)
+        if colon and head not in ALL_MODES:  # ON:2, sacle:x, :2: the mode is what is wrong
+            raise UserError(f"concept {name!r} mode {mode!r}: expected one of {', '.join(ALL_MODES)}")
         if colon:
             if not DECIMAL.fullmatch(value.strip()):  # float() also reads 1_0 as 10 and full-width digits
                 raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'")
@@ -346,10 +348,8 @@ class ConceptControl:
                 new.strength = number
             elif head == "scale":
                 new.gain = number
-            elif head in ALL_MODES:
+            else:
                 raise UserError(f"concept {name!r} mode {mode!r}: only on:S, clamp:S and scale:G take a value")
-            else:  # ON:2, sacle:0.5, :2: the mode is what is wrong
-                raise UserError(f"concept {name!r} mode {mode!r}: expected one of {', '.join(ALL_MODES)}")
         try:
             new.validate(name)
         except UserError as exc:

@@ -339,8 +339,8 @@ def unmeasured(metrics: dict[str, Any], split: str) -> str | None:
 def no_interval_note(metrics: dict[str, Any], hook: str, cut: int | None = None) -> str | None:
     """A note where the FVU has no interval although its sources were counted (one source to resample, or resamples
     with no variance), with what would give one; `cut`: the row limit scoring stopped at, if it did."""
-    if metrics.get("fvu_interval") is not None or metrics.get("sources") is None:
-        return None
+    if metrics.get("fvu_interval") is not None or metrics.get("sources") is None or not metrics.get("rows"):
+        return None  # (nothing measured: `unmeasured` says so)
     few = metrics["sources"] < 2
     why = f"{metrics['sources']} source(s) to resample" if few else "resamples of sources with no variance"
     more = f"; raise --max-rows ({cut} rows reached)" if cut else "; raise --eval-fraction"

@@ -343,6 +343,20 @@ def test_the_threshold_calls_at_most_its_share_of_the_other_frames_alone_as_the_
     assert over == []
 
 
+def test_the_held_out_figures_count_sources_where_the_fold_kept_them_whole():
+    """Hunt 196: with --groups the fold holds out whole sources, and 3 held-out solo clips of one recording were
+    counted as 3 units (no "only" note, an interval too narrow)."""
+    from training.rave.alone import held_out_fold, held_units
+
+    y = np.r_[np.ones(6), np.zeros(12)].astype(int)
+    groups = ["solo_a"] * 3 + ["solo_b"] * 3 + [f"other{i // 2}" for i in range(12)]
+    _, val = held_out_fold(y, 0, groups)
+    solo, other, unit = held_units(y, val, groups)
+    assert unit == "source" and solo == 1 and int(y[val].sum()) == 3 and other == len({groups[i] for i in val} - {
+        "solo_a", "solo_b"})  # fmt: skip
+    assert held_units(y, val, None) == (3, len(val) - 3, "clip")
+
+
 def test_the_detector_is_chosen_on_a_fold_that_holds_solos_out():
     """Sources of solos and of other clips (`--groups subfolder`) where the first fold holds no solo out: the
     validation AUROC needs both classes (it was a traceback after the whole search)."""

@@ -195,7 +195,7 @@ def test_a_mode_is_read_without_its_blanks_and_an_unknown_one_is_named_as_such()
 
     assert ConceptControl.parse("g", "on :2") == ConceptControl("on", 2.0, 1.0)
     assert ConceptControl.parse("g", " scale : 0.5 ") == ConceptControl("scale", 1.0, 0.5)
-    for mode in ("ON:2", "sacle:0.5", ":2"):
+    for mode in ("ON:2", "sacle:0.5", ":2", "sacle:x"):
         with pytest.raises(UserError, match=f"mode '{mode}': expected one of none, off, on, clamp, scale"):
             ConceptControl.parse("g", mode)
     with pytest.raises(UserError, match="mode 'off:1': only on:S, clamp:S and scale:G take a value"):

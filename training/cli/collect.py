@@ -389,6 +389,7 @@ def _linked(files: list | None, root: str | None) -> list[str]:
     same = "hold the same bytes" if again[0][2] else "are one file"
     return [
         f"{len(again)} of the {len(files)} audio files are {what} audio listed already (e.g. {f} and {orig} {same}): "
-        "their rows are stored again under each name; point --audio at a folder that holds each clip once "
+        "their rows are stored again under each name (sae train may hold one name out as it trains on another: its "
+        "held-out figures would be partly training figures); point --audio at a folder that holds each clip once "
         "(a data make folder's clips/)"
     ]

@@ -93,7 +93,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--sae", required=True, help="SAE directory (cfg.json + sae_weights.safetensors)")
     e.add_argument("--activations", required=True, help="activation store directory")
-    e.add_argument("--hook", help="hook to evaluate on (default: the SAE's hook_name)")
+    e.add_argument(
+        "--hook", help="hook to evaluate on (default: the SAE's hook_name; only for an SAE whose cfg.json names none)"
+    )
     e.add_argument(
         "--split",
         choices=["eval", "train", "all"],

@@ -58,6 +58,16 @@ def held_out_fold(y_clip: np.ndarray, seed: int, groups: Sequence[str] | None) -
     )
 
 
+def held_units(y_clip: np.ndarray, val: np.ndarray, groups: Sequence[str] | None) -> tuple[int, int, str]:
+    """The held-out units alone and not (clips; sources where `groups` made the fold hold out whole sources: hunt 196,
+    3 clips of one recording are one unit of evidence), and the unit's name."""
+    if groups is None:
+        n = int(y_clip[val].sum())
+        return n, len(val) - n, "clip"
+    solo, other = ({groups[i] for i in val if y_clip[i] == side} for side in (1, 0))
+    return len(solo), len(other), "source"
+
+
 def find_alone(
     model,
     sae,
@@ -107,12 +117,14 @@ def find_alone(
     # frames of one clip are alike: the interval counts clips, the unit held out (hunt 193: it rested on one solo
     # clip, unsaid, with no interval)
     n_solo = int(y_clip[val].sum())
-    lo, hi = auroc_score_interval(auc, n_solo, len(val) - n_solo)
-    few = f"; only {n_solo} clip(s) of it alone held out: the figures rest on them" if n_solo < 3 else ""
+    solo_units, other_units, unit = held_units(y_clip, val, groups)
+    lo, hi = auroc_score_interval(auc, solo_units, other_units)
+    few = f"; only {solo_units} {unit}(s) of it alone held out: the figures rest on them" if solo_units < 3 else ""
+    whence = f", {solo_units} source(s)" if groups is not None else ""
     line = (
         f"alone: a detector on a {memory_s:g} s memory of the features, from {len(alone)} clips of it alone and "
-        f"{len(clips) - len(alone)} others; on the frames of {len(val)} held-out clips ({n_solo} alone) AUROC "
-        f"{auc:.3f} [{lo:.3f}, {hi:.3f}] (95 % interval over clips), and at threshold {threshold:.3g} it calls "
+        f"{len(clips) - len(alone)} others; on the frames of {len(val)} held-out clips ({n_solo} alone{whence}) AUROC "
+        f"{auc:.3f} [{lo:.3f}, {hi:.3f}] (95 % interval over {unit}s), and at threshold {threshold:.3g} it calls "
         f"{hit:.0f} % of the alone frames and {false:.1f} % of the others alone (the frames its regularisation and "
         f"threshold were chosen on: optimistic, the false alarms set there){few}; `off` puts silence there"
     )
