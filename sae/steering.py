@@ -338,9 +338,9 @@ class ConceptControl:
         head, colon, value = str(mode).partition(":")
         head = head.strip()  # as the value's: "on :2" is on:2 (it was refused as a mode that takes no value)
         new = cls(head, base.strength, base.gain)
-        if colon and head not in ALL_MODES:  # ON:2, sacle:x, :2: the mode is what is wrong
-            raise UserError(f"concept {name!r} mode {mode!r}: expected one of {', '.join(ALL_MODES)}")
         if colon:
+            if head not in ALL_MODES:  # ON:2, sacle:x, :2: the mode is what is wrong
+                raise UserError(f"concept {name!r} mode {mode!r}: expected one of {', '.join(ALL_MODES)}")
             if not DECIMAL.fullmatch(value.strip()):  # float() also reads 1_0 as 10 and full-width digits
                 raise UserError(f"concept {name!r} mode {mode!r}: expected a number after ':'")
             number = float(value)
