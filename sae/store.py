@@ -799,7 +799,7 @@ class ActivationStore:
         name, never all; a prompt's repeats ("rock", "rock #2": other draws of the same text) go together. None
         (the split is then by blocks) where that would be none (fewer than 1 / (2 · eval_fraction) sources: one
         source would hold out far more rows than asked) or rows lack provenance."""
-        if not self._every_row_has_a_source(hook):
+        if not self.every_row_has_a_source(hook):
             return None
         groups: dict[str, list[str]] = {}
         for shard in self.manifest(hook)["shards"]:
@@ -817,7 +817,7 @@ class ActivationStore:
         """The sources whose rows make `split` (as `split_units` splits), or None where the split is not by whole
         sources (a hook of too few sources split by blocks, or rows without provenance)."""
         _check_split(split, eval_fraction)
-        if not self._every_row_has_a_source(hook):
+        if not self.every_row_has_a_source(hook):
             return None
         every = set(self.sources(hook))
         if split == "all" or eval_fraction == 0.0:
@@ -827,7 +827,8 @@ class ActivationStore:
             return None
         return held if split == "eval" else every - held
 
-    def _every_row_has_a_source(self, hook: str) -> bool:
+    def every_row_has_a_source(self, hook: str) -> bool:
+        """Every row of `hook` names its source (rows of a store written before provenance name none)."""
         return all(
             sum(int(r["rows"]) for r in shard.get("provenance") or []) == int(shard["rows"])
             for shard in self.manifest(hook)["shards"]

@@ -460,7 +460,8 @@ def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: 
     if cfg.batch_size > train_rows:  # a batch gathered over many passes of the same rows: not a batch
         held = store.rows(hook) - train_rows  # a long source held out whole can take most rows (hunt 169)
         blocks = cfg.eval_fraction > 0 and store.held_sources(hook, cfg.eval_fraction) is None
-        how = " as blocks of rows: too few sources to hold out whole" if blocks else ""  # (hunt 195: 25 %, unsaid)
+        why = "too few sources to hold out whole" if store.every_row_has_a_source(hook) else "its rows name no source"
+        how = f" as blocks of rows: {why}" if blocks else ""  # (hunt 195: 25 %, unsaid)
         besides = f" ({held} more held out by --eval-fraction {cfg.eval_fraction:g}{how})" if held else ""
         raise UserError(f"--batch-size {cfg.batch_size}: hook {hook!r} has {train_rows} training rows{besides}; "
                         f"expected at most that many (--batch-size {train_rows}, or more clips)")  # fmt: skip
@@ -484,7 +485,9 @@ def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str |
             f"({100 * held / total:.0f} %, for --eval-fraction {eval_fraction:g} of the sources): training reads "
             "the rest; a long recording among short clips is the likely cause (cut it, or collect it apart)"
         )
-    why = f"its {n} sources are too few to hold out {eval_fraction:g} of them whole" if n else "its rows name no source"
+    why = "its rows name no source"  # (all or some of them: a store written before provenance)
+    if store.every_row_has_a_source(hook):
+        why = f"its {n} sources are too few to hold out {eval_fraction:g} of them whole"
     return (f"{hook}: {why}, so the held-out rows are blocks ({held} of {total} rows, {100 * held / total:.0f} %) "
             "and clips may have rows on both sides: held-out figures may flatter")  # fmt: skip
 

@@ -35,9 +35,9 @@ from sae.errors import UserError
 from sae.steering import ConceptControl, EditState, apply_edit
 
 EDIT_ROWS = ("both", "cond")
-SET_RE = re.compile(
-    r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)=(?P<mode>[a-z]+(?::[-+0-9.eE]+)?)"
-    r"(?:@(?P<start>[0-9.]*)-(?P<stop>[0-9.]*))?$"
+SET_RE = re.compile(  # blanks around = : @ - are no part of a setting, as render rave's --set reads them
+    r"^(?P<name>[A-Za-z0-9_][A-Za-z0-9_.-]*)\s*=\s*(?P<mode>[a-z]+(?:\s*:\s*[-+0-9.eE]+)?)"
+    r"\s*(?:@\s*(?P<start>[0-9.]*)\s*-\s*(?P<stop>[0-9.]*))?$"
 )
 
 
@@ -67,8 +67,9 @@ def parse_set(text: str) -> ConceptSet:
         raise UserError(f"--set {text!r}: schedule times must be seconds, e.g. @1.5-4") from None
     if stop <= start:
         raise UserError(f"--set {text!r}: schedule stop {stop:g} s must come after start {start:g} s")
-    ConceptControl.parse(m["name"], m["mode"])  # mode and strength limit checked before any model loads
-    return ConceptSet(m["name"], m["mode"], start, stop)
+    mode = re.sub(r"\s+", "", m["mode"])
+    ConceptControl.parse(m["name"], mode)  # mode and strength limit checked before any model loads
+    return ConceptSet(m["name"], mode, start, stop)
 
 
 @dataclass

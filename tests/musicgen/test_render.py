@@ -53,9 +53,12 @@ def test_parse_set():
     assert parse_set("guitar=off") == ConceptSet("guitar", "off", 0.0, math.inf)
     assert parse_set("piano=on:2@1.5-3") == ConceptSet("piano", "on:2", 1.5, 3.0)
     assert parse_set("drums=scale:0.5@2-") == ConceptSet("drums", "scale:0.5", 2.0, math.inf)
-    for bad in ("guitar", "guitar=off@3-1", "=on", "guitar=off@a-b"):
+    for bad in ("guitar", "guitar=off@3-1", "=on", "guitar=off@a-b", "gui tar=off", "guitar=o n"):
         with pytest.raises(UserError):
             parse_set(bad)
+    # hunt 194: blanks render rave's --set reads (`on :2`, a batch job's trailing blank) were refused here
+    assert parse_set("piano=on :2") == parse_set(" piano = on: 2 ") == ConceptSet("piano", "on:2", 0.0, math.inf)
+    assert parse_set("piano=on:2 @ 1.5 - 3") == ConceptSet("piano", "on:2", 1.5, 3.0)
 
 
 def test_a_window_between_two_generation_steps_is_found():

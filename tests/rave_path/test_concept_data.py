@@ -160,12 +160,26 @@ def test_every_concept_has_clips_of_it_alone():
         (["--sr", "4000"], "--sr 4000"),
         (["--concepts", "kazoo"], "kazoo"),
         (["--p-solo", "0.9", "--p-voice", "0.5"], "--p-solo"),
+        # hunt 193: empty voice folders and a note that said "raise --n"
+        (["--p-voice", "0", "--concepts", "drums,voice_male"], "--concepts voice_male: no clip has a voice"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path, capsys, argv, needle):
     assert main(["data", "make", "--out", str(tmp_path / "d"), *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and "\n" not in err
+
+
+def test_all_concepts_with_no_voice_clips_leave_out_the_voice_folders(tmp_path, capsys):
+    """`--concepts all --p-voice 0` made empty voice folders (no clip has a voice) with a note to raise --n."""
+    out = tmp_path / "d"
+    argv = ["--n", "6", "--duration", "0.3", "--sr", "16000", "--p-voice", "0", "--jobs", "1"]
+    assert main(["data", "make", "--out", str(out), *argv]) == 0
+    captured = capsys.readouterr()
+    assert "--p-voice 0 makes no voice clip, so no folders for voice, voice_male, voice_female" in captured.err
+    assert not [line for line in captured.err.splitlines() if "raise --n" in line and "voice" in line]
+    assert "drums" in {p.name for p in (out / "concepts").iterdir()}
+    assert not [p for p in (out / "concepts").iterdir() if p.name.startswith("voice")]
 
 
 def test_missing_soundfont(tmp_path):

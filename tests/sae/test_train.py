@@ -1070,6 +1070,21 @@ def test_layers_takes_the_layer_indices_collect_musicgen_takes(tmp_path, capsys)
         assert f"no hook {odd} in the store" in err and err.count("\n") == 1, err[-300:]
 
 
+def test_a_negative_layer_is_refused_where_the_store_has_hooks_outside_the_stack(tmp_path, capsys):
+    """Hunt 193: `sae train --layers -1` on a RAVE store (latent, encoder.net.0, encoder.net.2) trained
+    encoder.net.2, not the latent that sits past it; -1 counts from the end of one numbered stack only."""
+    from training.cli import main
+
+    for hook in ("latent", "encoder.net.0", "encoder.net.2"):
+        planted_store(tmp_path / "acts", hook=hook, n=3000, d=8, n_features=16, k_true=2)
+    args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--quiet"]
+    acts, out = str(tmp_path / "acts"), tmp_path / "sae"
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--layers", "-1", *args]) == 2
+    err = capsys.readouterr().err
+    assert "--layers -1: counts from the end of one numbered stack" in err and "also has latent;" in err, err
+    assert err.count("\n") == 1 and not out.exists()
+
+
 def test_resume_with_no_run_to_resume_is_refused_and_a_hook_without_one_is_noted(tmp_path, capsys):
     """`sae train --resume --out TYPO` started a new run in silence."""
     from training.cli import main
@@ -1555,6 +1570,17 @@ def test_a_long_source_held_out_whole_is_said_and_named_in_a_batch_size_refusal(
     with pytest.raises(UserError, match=said):
         train_hook(ActivationStore(tmp_path / "few"), "latent", tmp_path / "s2", TrainConfig(k=2, steps=3,
                                                                                           batch_size=4096))  # fmt: skip
+    manifest = tmp_path / "few" / "latent" / "manifest.json"  # a store written before provenance: rows name none
+    m = json.loads(manifest.read_text())
+    for shard in m["shards"]:
+        shard.pop("provenance")
+    manifest.write_text(json.dumps(m))
+    with pytest.raises(UserError, match=r"0\.05 as blocks of rows: its rows name no source\); expected at most"):
+        train_hook(ActivationStore(tmp_path / "few"), "latent", tmp_path / "s3", TrainConfig(k=2, steps=3,
+                                                                                          batch_size=4096))  # fmt: skip
+    assert "latent: its rows name no source, so the held-out rows are blocks" in split_note(
+        ActivationStore(tmp_path / "few"), "latent", 0.05
+    )
     assert split_note(store, "latent", 0.5) is None  # half the sources asked: 71 % of the rows is not "far more"
     # hunt 171: 1 source of 10 held (rounding) with a little more than its share of rows is no long recording
     with ActivationWriter(tmp_path / "songs", "latent", 8, model={"name": "tiny", "sha256": "ab"}, frame_rate=21.5,

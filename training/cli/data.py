@@ -77,6 +77,15 @@ def run_make(args: argparse.Namespace) -> int:
         concepts = list(comma_names(args.concepts))
         if not concepts:  # `none` says it; an empty list made no concept folders without a word
             raise UserError(f"--concepts {args.concepts!r}: expected comma-separated concepts, 'all' or 'none'")
+    voiced = [c for c in concepts if c.startswith("voice")]
+    unvoiced = ""  # --p-voice 0 makes no voice clip: a voice folder would stay empty on its with side
+    if voiced and args.p_voice == 0:
+        if args.concepts != "all":
+            raise UserError(
+                f"--concepts {','.join(voiced)}: no clip has a voice with --p-voice 0; expected --p-voice above 0"
+            )
+        concepts = [c for c in concepts if c not in voiced]
+        unvoiced = f"note: --p-voice 0 makes no voice clip, so no folders for {', '.join(voiced)}"
     if args.copy and not concepts:
         raise UserError("--copy: copies clips into concept folders, and --concepts none makes none")
     cfg = DataConfig(
@@ -92,6 +101,8 @@ def run_make(args: argparse.Namespace) -> int:
         voicing=args.voicing,
     )
     console = output_console(stderr=True)
+    if unvoiced:
+        console.print(unvoiced, markup=False, highlight=False)
     with progress_bar(console=console) as progress:
         task = progress.add_task("rendering clips", total=cfg.n)
         rows = make_dataset(

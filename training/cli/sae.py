@@ -46,7 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layers",
         default="all",
-        help="'all' or comma-separated hook names or layer indices (-1: the store's last layer; default: all)",
+        help="'all' or comma-separated hook names or layer indices (-1: the last of a store's numbered layers, as "
+        "collect musicgen writes them; default: all)",
     )
     p.add_argument("--k", type=positive_int, default=None, help="active latents per row (default: d_in / 4, 1 .. 32)")
     p.add_argument(
@@ -141,6 +142,12 @@ def _hooks(store, layers: str) -> list[str]:
         if h in store.hooks:
             return h
         i = layer_index(h)  # as collect musicgen reads it
+        if i is not None and i < 0 and len(stacks) == 1 and len(numbered) < len(store.hooks):
+            others = ", ".join(x for x in store.hooks if x not in numbered)
+            raise UserError(  # a RAVE store's latent sits past encoder.net.<i>: -1 is not its deepest hook
+                f"--layers {h}: counts from the end of one numbered stack of hooks, but this store also has "
+                f"{others}; expected a hook name (hooks: {', '.join(store.hooks)})"
+            )
         if i is not None and i < 0 and len(stacks) == 1 and -i <= len(in_order):
             return in_order[i]  # -1: the store's last layer
         ends = [x for x in store.hooks if i is not None and i >= 0 and x.endswith(f".{h}")]
