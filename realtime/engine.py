@@ -105,9 +105,9 @@ class Event:
     """Something the performer should know about, reported by the model thread.
 
     kind: "resync" (skipped a backlog after a stall), "late" (a block came out after its first frame was due;
-    at most one event per second), "error" (a model call raised), "failing" (every block fails), "recovered",
-    "device" (the device skipped cycles, which the engine follows, or flagged xruns; at most one event per
-    second, a burst summed into the next).
+    at most one event per second), "error" (a model call raised), "failing" (every block fails), "stuck" (one
+    block has not returned for `Engine.STUCK_S`: `watch_model`), "recovered", "device" (the device skipped cycles,
+    which the engine follows, or flagged xruns; at most one event per second, a burst summed into the next).
     """
 
     seq: int
@@ -222,6 +222,7 @@ class Engine:
     # sound card against the system clock drifts tens of ppm, JACK's `jack_frame_time` (PortAudio's clock under
     # JACK) was measured 5300 ppm fast on a dummy server with a second client in the loop
     CLOCK_SLEW = 0.02
+    STUCK_S = 1.0  # seconds inside one block after which `watch_model` says the model is stuck
 
     def __init__(
         self,
@@ -301,6 +302,8 @@ class Engine:
         os.set_blocking(self._wfd, False)
         self._running = False
         self._busy = False
+        self._busy_since: float | None = None  # model-owned: time.monotonic() the block in hand was taken up
+        self._stuck_said = False  # `watch_model` said the block in hand is stuck; the model thread says it returned
         self._gc = False
         self._thread: threading.Thread | None = None
 
@@ -564,6 +567,16 @@ class Engine:
         n = min(self.model.blocks, len(self.block_times))
         return float(np.quantile(self.block_times[:n], q)) if n else 0.0
 
+    def watch_model(self) -> None:
+        """Say once, as a "stuck" event, a block the model thread has been inside for over `STUCK_S` (a hung GPU
+        call, a deadlock, a long stall): the output is silent meanwhile and nothing else reports a block that has
+        not ended. Called from outside the model thread (`live`'s loop); the thread says "recovered" on return."""
+        since = self._busy_since
+        if since is None or self._stuck_said or (held := time.monotonic() - since) <= self.STUCK_S:
+            return
+        self._stuck_said = True
+        self.report("stuck", f"the model has been inside one block for {held:.1f} s: output silent until it returns")
+
     def report(self, kind: str, message: str) -> None:
         """An event from outside the audio path (e.g. "device": the stream stopped), at the current input frame.
         Safe from any thread, while the model thread records its own."""
@@ -656,7 +669,7 @@ class Engine:
                 self._loop()
                 return
             except Exception as exc:  # outside the model's call (its resync, a copy): said, and the thread goes on
-                self._busy = False
+                self._busy, self._busy_since = False, None
                 self._failed(exc, self._next, "model thread fault, silent until it resyncs")
                 time.sleep(self.blocksize / self.sr)  # then resyncs past what it missed, as after a stall
 
@@ -688,6 +701,8 @@ class Engine:
             if self._prefill_want != L:  # the device's cycle changed (`prefill_for`)
                 L = self._take_prefill(a)
             self._busy = True
+            if self._busy_since is None:  # (an injected stall keeps it across the wait that follows)
+                self._busy_since = time.monotonic()
             if self._stall_s:
                 stall, self._stall_s = self._stall_s, 0.0
                 time.sleep(stall)
@@ -706,6 +721,8 @@ class Engine:
             t0 = time.perf_counter()
             try:
                 out = self.processor.process(block, snap)
+                if out.shape != block.shape:  # a short block would publish the ring's old audio in its slot
+                    raise ValueError(f"the processor returned {out.shape} for a block of {block.shape}")
                 if m.consecutive_errors >= self.failing_after:
                     self._event("recovered", a, 0, f"model works again after {m.consecutive_errors} failed blocks")
                 m.consecutive_errors = 0
@@ -719,7 +736,11 @@ class Engine:
             late = self._pos - (a + L)
             a += B
             self._next = a
-            self._busy = False
+            since, self._busy, self._busy_since = self._busy_since, False, None
+            if self._stuck_said:
+                self._stuck_said = False
+                held = time.monotonic() - (since or time.monotonic())
+                self._event("recovered", a - B, 0, f"the model's block returned after {held:.1f} s")
             m.blocks += 1
             self.last_block_at = time.monotonic()
             m.stats = BlockStats(**vars(self.processor.stats)) if hasattr(self.processor, "stats") else m.stats

@@ -41,7 +41,7 @@ def problem(engine: Engine) -> tuple[str, str] | None:
     if engine.events:
         e = engine.events[-1]
         warn = e.kind in ("resync", "late", "device")
-        style = "red" if e.kind in ("error", "failing") else "yellow" if warn else "green"
+        style = "red" if e.kind in ("error", "failing", "stuck") else "yellow" if warn else "green"
         return f"{e.kind} at {e.at_s:.1f} s: {e.message}", style
     return None
 

@@ -692,7 +692,7 @@ class OscTelemetry:
             self._seen = event.seq
             lost_ms = 1000.0 * event.lost_frames / engine.sr
             self.sent_events += server.send("/event", [event.kind, float(lost_ms), event.message])
-            if event.kind in ("error", "failing"):
+            if event.kind in ("error", "failing", "stuck"):
                 server.send("/error", ["model", event.message])
         now = time.monotonic()
         if engine.failing and now - self._last_failing >= 5.0:

@@ -241,7 +241,9 @@ class BlockProcessor:
         if y.shape[0] == 1:
             y = y.expand(self.channels, -1)
         elif y.shape[0] != self.channels:
-            y = y.mean(dim=0, keepdim=True)
+            y = y.mean(dim=0, keepdim=True).expand(self.channels, -1)
+        if y.shape[-1] != self.blocksize:  # at mix 1 it went out as is: a short block played the ring's old audio
+            raise ValueError(f"the model returned {y.shape[-1]} samples for a block of {self.blocksize}")
         return y.T.cpu().numpy()
 
     def _edit_tensors(self, edit: Edit, frames: int) -> tuple[Tensor | None, ...]:
@@ -322,6 +324,11 @@ class BlockProcessor:
         """
         t0 = time.perf_counter()
         self.stats.sae_s = self.stats.edit_s = 0.0
+        # a raise below (encode, steer, decode, a NaN) plays this block's dry signal: the next block fades from it,
+        # not from silence after a resync (it was heard) nor straight to the wet mix (a click; hunt 198)
+        fade_in, from_dry = self._fade_in, self._from_dry
+        self._fade_in, self._from_dry = False, True
+        self.fallback = None  # until this block's dry signal is known (a stale one would play the last block)
         if not np.isfinite(block).all():
             self.nonfinite_in += int((~np.isfinite(block)).sum())
             block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
@@ -348,7 +355,6 @@ class BlockProcessor:
         if not np.isfinite(wet).all():  # never to the speakers, never into the caches of the next blocks
             for stream in self.streams:
                 stream.reset()
-            self._from_dry = True  # the dry signal goes on unbroken (bypassed, it is the output): not faded
             raise FloatingPointError("NaN/inf in the model's output (streams started over)")
         self.prev_edit = snap.edit
         if pooled:
@@ -363,10 +369,9 @@ class BlockProcessor:
             mix = start + (target - start) * self._ramp
             out = (dry + (wet - dry) * mix).astype(np.float32)
         self.prev_mix = target
-        if self._fade_in:
+        if fade_in:
             out *= self._ramp
-            self._fade_in = False
-        elif self._from_dry:
+        elif from_dry:
             out = (dry + (out - dry) * self._ramp).astype(np.float32)
         self._from_dry = False
         total = time.perf_counter() - t0

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from realtime.audio_io import run_file
 from realtime.controls import Controls
@@ -176,6 +177,45 @@ def test_stall_injected_through_the_engine_recovers_too():
     assert missing <= min(engine.model.late_frames, 2 * 512), (missing, engine.model.late_frames)
 
 
+def test_a_model_call_that_does_not_return_is_said_while_it_hangs_and_when_it_returns():
+    """A model call that hung (a GPU call, a deadlock) gave silence with no event, `errors 0` and an old yellow
+    line in the view until it returned (hunt 198): `watch_model`, called by live's loop, says it once as "stuck"
+    (in red, and to OSC as an /error); the model thread says "recovered" when the block returns."""
+    import threading
+
+    from realtime.live_view import problem
+
+    proc = FakeProcessor(512, stall_at=20, stall_s=1.6)  # inside `process`: the model's own call hangs
+    data = _signal(3.0)
+    seen: list[tuple[str, str] | None] = []
+    with _engine(proc) as engine:
+        done = threading.Event()
+
+        def watch():
+            while not done.wait(0.05):
+                engine.watch_model()
+                if engine.events and engine.events[-1].kind == "stuck":
+                    seen.append(problem(engine))
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            out = run_file(engine, data, realtime=True)[:, 0]
+        finally:
+            done.set()
+            watcher.join()
+    kinds = [e.kind for e in engine.events]
+    assert kinds.count("stuck") == 1 and kinds.index("stuck") < kinds.index("recovered"), kinds
+    stuck = next(e for e in engine.events if e.kind == "stuck")
+    said = r"the model has been inside one block for 1\.\d s: output silent until it returns"
+    assert re.fullmatch(said, stuck.message), stuck.message
+    back = next(e for e in engine.events if e.kind == "recovered")
+    assert re.fullmatch(r"the model's block returned after 1\.[5-9] s", back.message), back.message
+    assert seen and seen[0][1] == "red" and seen[0][0].startswith("stuck at ")
+    good = out == -data[:, 0]
+    assert (good | (out == 0.0)).all() and good[-int(0.5 * SR) :].mean() > 0.98  # aligned, and back for good
+
+
 class _Delaying(FakeProcessor):
     """Output = the input `delay` frames later (its line cleared by a resync, as a model's caches are)."""
 
@@ -248,6 +288,7 @@ def test_a_fault_outside_the_models_call_is_reported_and_the_audio_comes_back_al
     assert proc.resyncs >= 2  # it resynced again after the fault, past what it missed meanwhile
     good = out == -data[:, 0]
     assert (good | (out == 0.0)).all()  # nothing shifted, before or after
+    assert good[-int(0.5 * SR) :].mean() > 0.95  # and not silent for good (hunt 198: that passed too)
     missing = int((~good[-int(0.5 * SR) :]).sum())
     assert missing <= min(engine.model.late_frames, 2 * 512), (missing, engine.model.late_frames)
 
@@ -661,6 +702,16 @@ def _fault_in_blocks_4_to_8(rave_model, method: str, fault):
     return engine, data[:, 0], out, a, b
 
 
+def _comes_back(rave_model, out: np.ndarray, b: int) -> None:
+    """The wet output after the faulty blocks is the fault-free run's, in place: not silent, not shifted (the tiny
+    model's output is quiet, so `out != input` alone held for silence too: hunt 198)."""
+    torch.manual_seed(0)
+    *_, clean, _, _ = _fault_in_blocks_4_to_8(rave_model, "decode", lambda y: y)
+    tail = slice(b + 4096, None)
+    assert np.sqrt(np.mean(out[tail] ** 2)) > 0.9 * np.sqrt(np.mean(clean[tail] ** 2)) > 0
+    assert np.corrcoef(out[tail], clean[tail])[0, 1] > 0.99
+
+
 def test_a_failing_rave_plays_its_input_in_place_and_comes_back(rave_model):
     """The real processor: blocks whose model call raises play the dry signal delayed by the model's aligned
     delay (so, with the latency removed, exactly the input), and the wet output comes back after them."""
@@ -668,11 +719,24 @@ def test_a_failing_rave_plays_its_input_in_place_and_comes_back(rave_model):
     def oom(_):
         raise RuntimeError("out of memory (injected)")
 
+    torch.manual_seed(0)
     engine, x, out, a, b = _fault_in_blocks_4_to_8(rave_model, "encode_mean", oom)
     assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
     assert a > 0
     np.testing.assert_array_equal(out[a:b], x[a:b])  # dry, in place
-    assert np.abs(out[:a] - x[:a]).max() > 1e-3 and np.abs(out[b + 2048 :] - x[b + 2048 :]).max() > 1e-3
+    assert np.abs(out[:a] - x[:a]).max() > 1e-6
+    _comes_back(rave_model, out, b)
+
+
+def test_a_rave_output_of_the_wrong_length_plays_dry_and_comes_back(rave_model):
+    """A decode that returned half a block went out as it was at mix 1: the block's slot kept what the output ring
+    held a whole ring earlier, with no error counted (hunt 198). It is a failed block now: dry, in place."""
+    torch.manual_seed(0)
+    engine, x, out, a, b = _fault_in_blocks_4_to_8(rave_model, "decode", lambda y: y[..., : y.shape[-1] // 2])
+    assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
+    assert "returned 512 samples for a block of 1024" in engine.events[0].message
+    np.testing.assert_array_equal(out[a:b], x[a:b])
+    _comes_back(rave_model, out, b)
 
 
 def test_model_errors_play_dry_are_shouted_and_reach_the_last_osc_client(osc_inbox):
@@ -766,45 +830,66 @@ def test_a_rave_that_returns_nan_plays_dry_is_reported_and_comes_back(rave_model
         y[..., 100] = float("nan")
         return y
 
+    torch.manual_seed(0)
     engine, x, out, a, b = _fault_in_blocks_4_to_8(rave_model, "decode", poisoned)
     assert np.isfinite(out).all()
     assert engine.model.errors == 5 and [e.kind for e in engine.events] == ["error"]
     assert "NaN" in engine.events[0].message
     np.testing.assert_array_equal(out[a:b], x[a:b])  # dry, in place
-    assert np.abs(out[b + 2048 :] - x[b + 2048 :]).max() > 1e-3  # wet again
+    _comes_back(rave_model, out, b)  # wet again
 
 
+FAULTS = {
+    "nan": lambda y: y.clone().fill_(float("nan")),
+    "raise": lambda y: (_ for _ in ()).throw(RuntimeError("CUDA error (injected)")),
+    "short": lambda y: y[..., : y.shape[-1] // 2],
+}
+
+
+@pytest.mark.parametrize("resync", [False, True])
+@pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("mix", [None, 1.0, 0.5])
-def test_the_block_after_a_nan_one_goes_on_from_its_dry_fallback_without_a_dip(rave_model, mix):
+def test_the_block_after_a_failed_one_goes_on_from_its_dry_fallback_without_a_dip(rave_model, mix, fault, resync):
     """After a block whose output was NaN (played as its dry fallback), the next block faded its whole output in
     from silence, dry part included: bypassed, the input dipped to nothing for a block, and at mix 1 the dry
-    fallback dropped to silence at once (hunt 158). It now fades from the dry signal to its mix."""
-    B = 1024
+    fallback dropped to silence at once (hunt 158). It now fades from the dry signal to its mix, also after a
+    model call that raised (it jumped from dry to the wet mix: a click) or a block after a resync (its fade from
+    silence outlived the failure: the dip again; hunt 198). Wet is loud and inverted, so any jump is heard; the
+    block is longer than the model's delay, so the dry signal is back within the block after a resync."""
+    B = 4096
     proc = BlockProcessor(rave_model, None, B)
     inner, calls = proc.streams[0].decode, [0]
 
     def decode(z):
         y = inner(z)
         calls[0] += 1
-        return y.clone().fill_(float("nan")) if calls[0] == 5 else y
+        return FAULTS[fault](y) if calls[0] == 5 else y
 
     proc.streams[0].decode = decode
+    proc._from_model = lambda parts, f=proc._from_model: -20 * f(parts)  # a loud wet signal, far from dry
     snap = Controls(EditState(0), mix=1.0 if mix is None else mix, bypass=mix is None).snapshot
-    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(8 * B) / rave_model.sr)).astype(np.float32)[:, None]
+    peak = np.pi / 2 - 2 * np.pi * 220 * (5 * B - proc.delay) / rave_model.sr  # the dry signal's peak at 5 B
+    x = (0.3 * np.sin(2 * np.pi * 220 * np.arange(8 * B) / rave_model.sr + peak)).astype(np.float32)[:, None]
     out = []
     for k in range(8):
+        if resync and k == 4:
+            proc.resync()  # the engine skipped a backlog just before the failing block
         try:
             out.append(proc.process(x[k * B : (k + 1) * B], snap))
-        except FloatingPointError:
+        except (FloatingPointError, RuntimeError, ValueError):
             assert k == 4
             out.append(proc.fallback)
     out = np.concatenate(out)[:, 0]
     dry = np.concatenate([np.zeros(proc.delay, np.float32), x[:, 0]])[: 8 * B]
+    if resync:  # the resync cleared the dry delay line: the fallback starts from silence
+        dry[4 * B : 4 * B + proc.delay] = 0.0
     if mix is None:  # bypassed: the input, delayed, every sample
         np.testing.assert_array_equal(out, dry)
     else:  # the block after the fallback starts where the dry signal is and ramps to the mix
-        assert abs(out[5 * B] - dry[5 * B]) < 0.01 * np.abs(dry).max()
+        assert abs(dry[5 * B]) > 0.1
+        assert abs(out[5 * B] - dry[5 * B]) < 0.01 * np.abs(dry).max(), (out[5 * B], dry[5 * B])
         np.testing.assert_array_equal(out[4 * B : 5 * B], dry[4 * B : 5 * B])
+        assert np.abs(out[6 * B :] - dry[6 * B :]).max() > 0.1  # wet again
 
 
 class AlternatingFailure(FakeProcessor):

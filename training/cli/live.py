@@ -713,6 +713,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                 else:
                     engine.inject_callback_stall(stall)
                 injected += 1
+            engine.watch_model()  # a block that never ends (a hung model call) is said, not only heard as silence
             if engine.period_watch is not None and (moved := engine.period_watch.check()):
                 engine.report("device", moved)  # the figure printed, shown and answered to /state moves with it
             if live is not None:
