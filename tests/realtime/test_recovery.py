@@ -177,23 +177,28 @@ def test_stall_injected_through_the_engine_recovers_too():
     assert missing <= min(engine.model.late_frames, 2 * 512), (missing, engine.model.late_frames)
 
 
-def test_a_model_call_that_does_not_return_is_said_while_it_hangs_and_when_it_returns():
+def test_a_model_call_that_does_not_return_is_said_while_it_hangs_and_when_it_returns(osc_inbox):
     """A model call that hung (a GPU call, a deadlock) gave silence with no event, `errors 0` and an old yellow
     line in the view until it returned (hunt 198): `watch_model`, called by live's loop, says it once as "stuck"
     (in red, and to OSC as an /error); the model thread says "recovered" when the block returns."""
     import threading
 
     from realtime.live_view import problem
+    from realtime.osc import encode_message
 
     proc = FakeProcessor(512, stall_at=20, stall_s=1.6)  # inside `process`: the model's own call hangs
     data = _signal(3.0)
     seen: list[tuple[str, str] | None] = []
-    with _engine(proc) as engine:
+    with OscServer(None, port=0) as server, _engine(proc) as engine:
+        osc_inbox.sock.sendto(encode_message("/ping", []), ("127.0.0.1", server.port))  # makes it the last client
+        assert osc_inbox.read(0.5) == [("/pong", ["loading"])]
+        telemetry = OscTelemetry(server, engine, meter_rate=0)
         done = threading.Event()
 
-        def watch():
+        def watch():  # as live's loop does
             while not done.wait(0.05):
                 engine.watch_model()
+                telemetry.tick()
                 if engine.events and engine.events[-1].kind == "stuck":
                     seen.append(problem(engine))
 
@@ -204,6 +209,11 @@ def test_a_model_call_that_does_not_return_is_said_while_it_hangs_and_when_it_re
         finally:
             done.set()
             watcher.join()
+        telemetry.tick()
+        replies = osc_inbox.read(0.5)
+    assert [args[1] for address, args in replies if address == "/error"] == [
+        next(e.message for e in engine.events if e.kind == "stuck")
+    ]
     kinds = [e.kind for e in engine.events]
     assert kinds.count("stuck") == 1 and kinds.index("stuck") < kinds.index("recovered"), kinds
     stuck = next(e for e in engine.events if e.kind == "stuck")
