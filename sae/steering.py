@@ -219,7 +219,7 @@ def energy_gate(audio: Tensor, hop: int, lo_db: float = -60.0, hi_db: float = -4
     power = (frames - frames.mean(-1, keepdim=True)).pow(2).mean(-1)
     if channels:
         power = power.mean(-2)
-    db = 10.0 * torch.log10(power + 1e-12)
+    db = 10.0 * torch.log10(power + 1e-20)  # silence at -200 dBFS: below every low level a gate takes (hunt 200)
     return ((db - lo_db) / (hi_db - lo_db)).clamp(0.0, 1.0).unsqueeze(-1)
 
 

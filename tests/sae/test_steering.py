@@ -275,11 +275,15 @@ def test_clamp_raises_only_features_below_the_floor():
 def test_gate_levels_whose_weights_float32_cannot_compute_are_refused(lo, hi):
     """A low level float32 holds as -inf, or a span it rounds to 0, passed every check and gated every edited
     frame by NaN: NaN audio out of renders and the nn~ module (hunt 159)."""
-    from sae.steering import Gate
+    from sae.steering import Gate, energy_gate
 
     with pytest.raises(UserError, match=r"expected low at least -200 dBFS, high at least 0\.1 dB above it"):
         Gate(lo, hi)
     assert Gate(-200.0, -199.9).lo_db == -200.0
+    # hunt 200: silence read -120 dBFS, so a gate from below it was open on digital silence (on/clamp painted it)
+    for lo, hi in ((-200.0, -199.9), (-130.0, -125.0), (-150.0, -100.0)):
+        assert Gate(lo, hi).weights(torch.zeros(2, 256), 64).max() == 0.0, (lo, hi)
+        assert torch.jit.script(energy_gate)(torch.zeros(1, 2, 128), 64, lo, hi, True).max() == 0.0
     assert Gate(-60.3, -60.2).hi_db == -60.2  # -60.3 + 0.1 is just above -60.2 in binary: refused (hunt 163)
 
 
