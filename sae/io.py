@@ -36,6 +36,7 @@ from sae.seeds import SEED_RANGE
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
+TRAINED_AUDIO = "trained_audio.json"  # {"sha256": [...]}: the audio files its training rows came from, where known
 FORMAT_VERSION = "6.0.0"  # the SAELens cfg layout written here (metadata.sae_lens_version)
 
 
@@ -345,3 +346,15 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
     except (RuntimeError, AssertionError) as exc:  # a CPU build of torch asserts; a bad ordinal is a RuntimeError
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(f"{path}: cannot load the SAE on device {str(device)!r}: {first}") from None
+
+
+def read_trained_audio(sae_dir: str | os.PathLike) -> set[str] | None:
+    """The sha256 of the audio an SAE was trained on (`TRAINED_AUDIO`, written by `sae train`), or None where its
+    folder has no such record (an SAE trained before it, or on rows that name no file)."""
+    path = Path(sae_dir) / TRAINED_AUDIO
+    if not path.is_file():
+        return None
+    digests = read_json_object(path, "trained audio").get("sha256")
+    if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+        raise UserError(f"{path}: sha256: expected a list of hex digests")
+    return set(digests)

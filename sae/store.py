@@ -827,6 +827,24 @@ class ActivationStore:
             return None
         return held if split == "eval" else every - held
 
+    def held_copies(self, hook: str, eval_fraction: float) -> list[str]:
+        """The held-out sources of `hook` whose audio has the same bytes (the sha256 its origin records) as a
+        training source's: a clip collected under two names (a `data make` folder's links and copies) trains under
+        one while the other is measured (hunt 199). Empty where the split is not by sources or none is recorded."""
+        held = self.split_sources(hook, "eval", eval_fraction)
+        if not held or eval_fraction == 0:
+            return []
+        origins = self.manifest(hook).get("origins", {})
+        trained = {origins[s]["sha256"] for s in set(self.sources(hook)) - held if s in origins}
+        return sorted(s for s in held if s in origins and origins[s]["sha256"] in trained)
+
+    def trained_audio(self, hook: str, eval_fraction: float) -> list[str]:
+        """The sha256 of the audio files (their recorded origins) whose rows make the training split of `hook`: what
+        a later judge checks its held-out clips against (`sae.io.TRAINED_AUDIO`). Empty where none is recorded."""
+        origins = self.manifest(hook).get("origins", {})
+        trained = self.split_sources(hook, "train", eval_fraction)
+        return sorted({o["sha256"] for s, o in origins.items() if trained is None or s in trained})
+
     def every_row_has_a_source(self, hook: str) -> bool:
         """Every row of `hook` names its source (rows of a store written before provenance name none)."""
         return all(

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
 from sae.controls import MAX_THREADS, plain_int
 from sae.errors import UserError, differences
-from sae.io import WEIGHTS_FILE, read_torch, save_sae
+from sae.io import TRAINED_AUDIO, WEIGHTS_FILE, read_torch, save_sae
 from sae.jsonfile import strict_json
 from sae.metrics import batch_fvu, evaluate_split
 from sae.model import (
@@ -471,20 +471,28 @@ def check_hook(store: ActivationStore, hook: str, cfg: TrainConfig, world_size: 
 def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str | None:
     """What the held-out split is where it cannot be whole sources (too few of them, or rows naming none): blocks
     of rows, often far more than asked, with clips on both sides; or where whole sources hold far more rows than
-    the fraction asked (one long recording among clips took 94 % of them: hunt 169). None otherwise."""
+    the fraction asked (one long recording among clips took 94 % of them: hunt 169); or where held-out sources are
+    copies of training ones (`ActivationStore.held_copies`). None otherwise."""
     if eval_fraction == 0:
         return None
     held = sum(b - a for _, a, b in store.split_units(hook, "eval", eval_fraction))
     total, n = store.rows(hook), len(store.sources(hook))
     if (whole := store.split_sources(hook, "eval", eval_fraction)) is not None:  # a long source can take most rows
+        notes = []
+        if copies := store.held_copies(hook, eval_fraction):
+            notes.append(
+                f"{len(copies)} of the {len(whole)} held-out source(s) hold the same bytes as a training source "
+                f"(e.g. {copies[0]}: a clip collected under two names), so held-out figures are partly training "
+                "figures; collect a folder that holds each clip once (a data make folder's clips/)"
+            )
         share = len(whole) / max(n, 1)  # of the sources: `held_sources` rounds (1 of 10 at 0.05), so not the fraction
-        if held <= max(3 * share, share + 0.2) * total:  # a held-out song a little longer than most said so (hunt 171)
-            return None
-        return (
-            f"{hook}: the {len(whole)} source(s) held out whole hold {held} of {total} rows "
-            f"({100 * held / total:.0f} %, for --eval-fraction {eval_fraction:g} of the sources): training reads "
-            "the rest; a long recording among short clips is the likely cause (cut it, or collect it apart)"
-        )
+        if held > max(3 * share, share + 0.2) * total:  # a held-out song a little longer than most said so (hunt 171)
+            notes.append(
+                f"the {len(whole)} source(s) held out whole hold {held} of {total} rows "
+                f"({100 * held / total:.0f} %, for --eval-fraction {eval_fraction:g} of the sources): training reads "
+                "the rest; a long recording among short clips is the likely cause (cut it, or collect it apart)"
+            )
+        return f"{hook}: {'; '.join(notes)}" if notes else None
     why = "its rows name no source"  # (all or some of them: a store written before provenance)
     if store.every_row_has_a_source(hook):
         why = f"its {n} sources are too few to hold out {eval_fraction:g} of them whole"
@@ -749,6 +757,7 @@ def _train_hook(
             "split": eval_split,
             "held_out": held_out,  # what the rule gave this store: whole sources, or blocks where too few
             "held_out_sources": len(held) if held is not None else None,
+            "held_out_copies": len(store.held_copies(hook, cfg.eval_fraction)),  # of training sources (hunt 199)
             "train_rows": train_rows,
             "passes": tokens / max(train_rows, 1),
             "tokens_per_s": tokens / max(elapsed, 1e-9),
@@ -790,6 +799,10 @@ def _train_hook(
         }
         | _provenance(store),
     )
+    if trained := store.trained_audio(hook, cfg.eval_fraction):  # what a judge of held-out audio checks against
+        atomic_write_text(out / TRAINED_AUDIO, strict_json({"sha256": trained}))
+    else:
+        (out / TRAINED_AUDIO).unlink(missing_ok=True)
     atomic_write_text(out / "history.json", strict_json(history))
     try:
         from sae.plots import plot_firing, plot_training

@@ -508,6 +508,47 @@ def test_a_concept_judged_alone_meets_no_drift_goal_and_watched_ones_measure_it(
         run("bad", ("kazoo",))
 
 
+def test_held_out_font_clips_the_sae_was_trained_on_are_refused(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir):
+    """Hunt 199: an SAE trained on a store of the whole data folder (held-out font included) was judged on
+    `--split holdout_font` as off its training distribution, with no word; `eval hooks` refuses such a store. The
+    SAE's record of the audio it trained on (`sae.io.TRAINED_AUDIO`) is checked against the clips judged."""
+    import json
+
+    from sae.bank import Concept, ConceptBank, ConceptFeature, ModelRef, file_sha256
+    from sae.io import TRAINED_AUDIO
+    from training.rave.judge import EvalConfig, evaluate_steering
+
+    data = tmp_path / "data"  # concept_data with its test clips as the held-out font's
+    shutil.copytree(concept_data, data, symlinks=True)
+    lines = (data / "manifest.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    for r in rows:
+        r["split"] = "holdout_font" if r["split"] == "test" else r["split"]
+    (data / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    held = [r["file"] for r in rows if r["split"] == "holdout_font"]
+    sae_dir = tmp_path / "sae" / "latent"
+    shutil.copytree(tiny_sae_dir, sae_dir)
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    bank.add(Concept("guitar", ModelRef.of_file(tiny_rave_ts), "latent", bank.relative_sae(sae_dir),
+                     [ConceptFeature(3, 1.0, 1.0)]))  # fmt: skip
+    bank.save()
+    trained = [file_sha256(data / r["file"]) for r in rows if r["split"] == "train"]
+    (sae_dir / TRAINED_AUDIO).write_text(json.dumps({"sha256": [*trained, file_sha256(data / held[2])]}))
+    cfg = EvalConfig(str(data), str(tiny_rave_ts), str(bank.path), str(tmp_path / "out"), split="holdout_font",
+                     max_clips=1, baseline=False)  # fmt: skip
+    said = rf"SAE .*latent: trained on 1 of the {len(held)} clip\(s\) of the held-out font .*\(first: {held[2]}\)"
+    with pytest.raises(UserError, match=said):
+        evaluate_steering(cfg)
+    assert not (tmp_path / "out").exists()
+    (sae_dir / TRAINED_AUDIO).write_text(json.dumps({"sha256": trained}))  # trained on the train clips only
+    from training.rave.judge import refuse_trained_on
+
+    refuse_trained_on(sae_dir, data, held)  # no word
+    (sae_dir / TRAINED_AUDIO).write_text(json.dumps({"sha256": "ab"}))
+    with pytest.raises(UserError, match=rf"{TRAINED_AUDIO}: sha256: expected a list of hex digests"):
+        refuse_trained_on(sae_dir, data, held)
+
+
 def test_a_data_folder_copied_without_its_clips_is_one_line(tmp_path, tiny_rave_ts, concept_data, tiny_sae_dir):
     """Hunt 172: `eval steering` on a data folder whose clips were left behind stacked no arrays (a numpy
     traceback); it says which clip it could not read."""

@@ -21,7 +21,7 @@ from sae.jsonfile import measured, strict_json
 from sae.model import SAEConfig, SparseAutoencoder
 from sae.store import ActivationStore, ActivationWriter
 from sae.synthetic import data_seed, planted_store
-from sae.train import Stopped, TrainConfig, train_hook
+from sae.train import Stopped, TrainConfig, split_note, train_hook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -1544,6 +1544,46 @@ def test_rows_of_exact_zeros_do_not_make_every_real_row_damaged(tmp_path):
     sae.init_from_sample(sample, normalize="scale")
     # sqrt(16 / (0.4 · 16)) ≈ 1.58 over the 999 rows left: the damaged one out, the zeros kept (not 4e6, the zeros')
     assert 1.2 < float(sae.scale) < 2.0, float(sae.scale)
+
+
+def test_held_out_sources_that_are_copies_of_training_ones_are_said_and_counted(tmp_path, capsys):
+    """Hunt 199: `collect rave --audio` over a data make folder stores a clip under up to three names; `sae train`
+    then held out 29 sources, every one the same file as a training source, and called its FVU held out."""
+    from training.cli import main
+
+    def store(root, copies: bool):
+        with ActivationWriter(root, "latent", 8, model={"name": "tiny", "sha256": "ab"}, frame_rate=21.5,
+                              sample_rate=44100) as w:  # fmt: skip
+            for i in range(40):
+                name = f"clips/{i:02d}.wav" if i < 20 else f"concepts/x/{i - 20:02d}.wav"
+                sha = hashlib.sha256(str(i % 20 if copies else i).encode()).hexdigest()  # 20..39 copy 0..19
+                w.set_origin(name, {"bytes": 10, "mtime_ns": 0, "sha256": sha})
+                w.add(torch.randn(300, 8, generator=torch.Generator().manual_seed(i)), name, 0)
+        return ActivationStore(root)
+
+    copied, plain = store(tmp_path / "copied", True), store(tmp_path / "plain", False)
+    held = copied.split_sources("latent", "eval", 0.2)
+    assert len(held) == 8 and plain.held_copies("latent", 0.2) == []
+    twins = copied.held_copies("latent", 0.2)
+    assert (
+        twins
+        and len(twins)
+        == sum(  # every held-out source whose twin trains, and none other
+            (f"concepts/x/{n[-6:]}" if n.startswith("clips/") else f"clips/{n[-6:]}") not in held for n in held
+        )
+    )
+    note = split_note(copied, "latent", 0.2)
+    assert note.startswith(f"latent: {len(twins)} of the 8 held-out source(s) hold the same bytes as a training")
+    assert split_note(plain, "latent", 0.2) is None
+    args = ["--k", "2", "--expansion", "2", "--steps", "3", "--batch-size", "64", "--eval-fraction", "0.2", "--quiet"]
+    assert main(["sae", "train", "--activations", str(tmp_path / "copied"), "--out", str(tmp_path / "s"), *args]) == 0
+    assert f"{len(twins)} of the 8 held-out source(s) hold the same bytes" in capsys.readouterr().err
+    metrics = json.loads((tmp_path / "s" / "latent" / "metrics.json").read_text())
+    assert metrics["held_out_copies"] == len(twins) and any("same bytes" in n for n in metrics["notes"])
+    # the audio it trained on, for a judge of held-out audio to check (`eval steering --split holdout_font`)
+    origins = copied.manifest("latent")["origins"]
+    trained = sorted({origins[n]["sha256"] for n in set(copied.sources("latent")) - held})
+    assert json.loads((tmp_path / "s" / "latent" / "trained_audio.json").read_text()) == {"sha256": trained}
 
 
 def test_a_long_source_held_out_whole_is_said_and_named_in_a_batch_size_refusal(tmp_path):

@@ -119,6 +119,25 @@ class EvalConfig:
     validation: bool = False
 
 
+def refuse_trained_on(sae_dir: Path, data: Path, files: list[str]) -> None:
+    """Refuse to judge `files` (of `data`) as off the training distribution where the SAE at `sae_dir` was trained
+    on some of them (`sae.io.TRAINED_AUDIO`; hunt 199: a store of the whole data folder, held-out font included, was
+    judged as held out with no word, where `eval hooks` refuses such a store)."""
+    from sae.bank import file_sha256
+    from sae.io import read_trained_audio
+
+    trained = read_trained_audio(sae_dir)
+    if not trained:
+        return
+    seen = [f for f in files if (data / f).is_file() and file_sha256(data / f) in trained]
+    if seen:
+        raise UserError(
+            f"SAE {sae_dir}: trained on {len(seen)} of the {len(files)} clip(s) of the held-out font this report is "
+            f"judged on (first: {seen[0]}); train it on a store without them (collect the train and test clips), "
+            "or judge --split test"
+        )
+
+
 def evaluate_steering(
     cfg: EvalConfig, progress: Callable[[str], None] | None = None, judges: dict[tuple, Judge] | None = None
 ) -> dict[str, Any]:
@@ -140,6 +159,8 @@ def evaluate_steering(
     names, unjudged = concepts_to_judge(bank, cfg.concepts, model.identity.sha256, cfg.bank, model.path.name)
     steering = load_steering(cfg.bank, model, names=names, choose="judge the concepts of one with --concepts")
     judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
+    if cfg.split == HOLDOUT_SPLIT:
+        refuse_trained_on(steering.sae_dir, Path(cfg.data), [r["file"] for r in rows if r["split"] == cfg.split])
     notes = AudioNotes()
 
     def load(split: str) -> tuple[list[np.ndarray], list[dict]]:
