@@ -77,16 +77,24 @@ def main() -> None:
           f"{args.permutations} shuffles each, {time.perf_counter() - t0:.0f} s")  # fmt: skip
     print(f"real null (the probe's AUROC on its own labels): mean {r.mean():.3f}, 95th percentile "
           f"{np.percentile(r, 95):.3f}")  # fmt: skip
+    from sae.stats import wilson
+
+    n = args.datasets
     over = {}
     for name, rows in found.items():
         p95, pv = np.array([a for a, _ in rows]), np.array([b for _, b in rows])
-        over[name] = float(np.mean(r > p95))
+        over[name] = int((r > p95).sum())
+        low = int((pv <= 0.05).sum())
+        least = 1 / (args.permutations + 1)  # the smallest p value this many shuffles can give
+        reach = "" if least <= 0.05 else f" (unreachable: the least p of {args.permutations} shuffles is {least:.2f})"
         print(f"{name}: mean reported 95th pct {p95.mean():.3f}; data sets above their own 95th pct: "
-              f"{100 * over[name]:.0f} % (calibrated: ~5 %); "
-              f"p <= 0.05 in {100 * np.mean(pv <= 0.05):.0f} %")  # fmt: skip
+              f"{over[name]} of {n}, {wilson(over[name], n).text(unit=' %')} (calibrated: ~5 %); "
+              f"p <= 0.05 in {low} of {n}{reach}")  # fmt: skip
     base, ours = over["clip by clip (baseline)"], over["whole sources (musicsae)"]
-    print(f"above their own 95th pct, baseline / musicsae: {base / ours:.1f}x" if ours else
-          f"above their own 95th pct: baseline {100 * base:.0f} %, musicsae 0 %")  # fmt: skip
+    print(
+        f"above their own 95th pct, baseline / musicsae: {base} / {ours} of {n} each"
+        + (f" ({base / ours:.1f}x; counts this small give the ratio little weight)" if ours else "")
+    )
 
 
 if __name__ == "__main__":

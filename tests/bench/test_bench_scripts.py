@@ -85,9 +85,11 @@ RUNS: dict[str, tuple[list[str], list[str]]] = {
         ["--datasets", "2", "--permutations", "2", "--sources", "8"],
         [
             r"real null \(the probe's AUROC on its own labels\): mean [\d.]+, 95th percentile [\d.]+",
-            r"whole sources \(musicsae\): mean reported 95th pct [\d.]+; data sets above their own 95th pct: \d+ %",
-            r"clip by clip \(baseline\): mean reported 95th pct [\d.]+; .* p <= 0\.05 in \d+ %",
-            r"above their own 95th pct(, baseline / musicsae: [\d.]+x|: baseline \d+ %, musicsae 0 %)",
+            r"whole sources \(musicsae\): mean reported 95th pct [\d.]+; data sets above their own 95th pct: \d+ of 2, "
+            r"\d+ % \[\d+, \d+\] \(n=2\)",
+            r"clip by clip \(baseline\): mean reported 95th pct [\d.]+; .* p <= 0\.05 in \d+ of 2 \(unreachable: the "
+            r"least p of 2 shuffles is 0\.33\)",
+            r"above their own 95th pct, baseline / musicsae: \d+ / \d+ of 2 each",
         ],
     ),
     "jack_soak.py": (

@@ -271,3 +271,9 @@ def test_too_few_sources_a_side_draw_no_verdict():
             assert line.startswith("tied: no verdict is drawn on 'x' with 2 source(s) on a side, below 12 ("), line
         else:
             assert rep.verdict == "SAE better" and not any("source(s) on a side" in note for note in rep.notes)
+            from training.rave.concepts import probe_verdict_line
+
+            # counted in the unit the interval resamples, beside the clips (hunt 199: "on 24 + 69 clips" of 47)
+            assert f"on {n} + {n} clips of {2 * sources} sources (the unit resampled)" in probe_verdict_line("x", rep)
+            rep.difference.update(lo=0.0014, value=0.012, hi=0.031)  # an end near 0 reads as its sign shows
+            assert "difference +0.01 [+0.001, +0.03]" in probe_verdict_line("x", rep)

@@ -461,12 +461,18 @@ def probe_verdict_line(name: str, report: ProbeReport) -> str:
     iv = report.intervals
     base = d.get("baseline", report.best_baseline()[0])
     sae, raw = iv.get("sae_probe", {}), iv.get(base, {})
+    nan = float("nan")
+
+    def signed(x: float) -> str:  # an end within 0.005 of 0 read +0.00 beside "SAE better" (hunt 199)
+        return f"{x:+.3f}" if 0 < abs(x) < 0.005 else f"{x:+.2f}"
+
+    units = f" of {report.groups} sources (the unit resampled)" if report.groups else ""
     figures = (
-        f"SAE probe AUROC {report.auroc['sae_probe']:.2f} [{sae.get('lo', float('nan')):.2f}, "
-        f"{sae.get('hi', float('nan')):.2f}], {base} on the raw activations {report.auroc[base]:.2f} "
-        f"[{raw.get('lo', float('nan')):.2f}, {raw.get('hi', float('nan')):.2f}], difference "
-        f"{d.get('value', float('nan')):+.2f} [{d.get('lo', float('nan')):+.2f}, {d.get('hi', float('nan')):+.2f}] "
-        f"on {report.n_with} + {report.n_without} clips"
+        f"SAE probe AUROC {report.auroc['sae_probe']:.2f} [{sae.get('lo', nan):.2f}, "
+        f"{sae.get('hi', nan):.2f}], {base} on the raw activations {report.auroc[base]:.2f} "
+        f"[{raw.get('lo', nan):.2f}, {raw.get('hi', nan):.2f}], difference "
+        f"{signed(d.get('value', nan))} [{signed(d.get('lo', nan))}, {signed(d.get('hi', nan))}] "
+        f"on {report.n_with} + {report.n_without} clips{units}"
     )
     if report.permutation:
         figures += f"; shuffled labels reach {report.permutation['p95']:.2f} (95th pct of {report.permutation['runs']})"
