@@ -393,6 +393,7 @@ def run_demo(
         "renders": rendered,
         "judge": judged["concepts"],
         "judge_clean_accuracy": judged["judge"]["clean_heldout_accuracy"],
+        "judge_clean_clips": judged["judge"].get("clean_heldout_clips"),
         "judge_result": judged,
         "judge_holdout_font": judged_font,
         "dashboard": str(site),
@@ -530,21 +531,25 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         "(no SAE) as a baseline; where the concept has a detector of playing alone, both `off`s silence what it "
         "calls a solo. `on` is the best strength within the drift goal.",
         "",
-        "| concept | edit | clean held-out acc. | with: none → off (clips) | drop | without: none → on (strength; "
-        "clips) | rise | worst drift |",
+        "| concept | edit | clean held-out acc. (clips) | with: none → off (clips) | drop [95 % interval] | "
+        "without: none → on (strength; clips) | rise [95 % interval] | worst drift |",
         "|---|---|---|---|---|---|---|---|",
     ]
     verdicts = []
+    clean = f" ({n})" if (n := s.get("judge_clean_clips")) else ""  # every clip of the split
     for name, e in s["judge"].items():
         n_test = on_clip_count(e)
         none_on = none_where_on(e)
         for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
             if arm is not None:
+                ivs = arm.get("intervals") or {}
+                drop, rise = (f" [{iv['lo']:+.0f}, {iv['hi']:+.0f}]" if (iv := ivs.get(k)) else "" for k in
+                              ("off_drop", "on_rise"))  # fmt: skip
                 lines.append(
-                    f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} % | {e['none']['with']:.0f} "
-                    f"% → {arm['off']['with']:.0f} % ({e['held_out_with']}) | {arm['off_drop']:+.0f} | "
+                    f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} %{clean} | {e['none']['with']:.0f} "
+                    f"% → {arm['off']['with']:.0f} % ({e['held_out_with']}) | {arm['off_drop']:+.0f}{drop} | "
                     f"{none_on:.0f} % → {arm['on']['without']:.0f} % ({arm['strength_on']:g}; {n_test}) | "
-                    f"{arm['on_rise']:+.0f} | {drift_text(e, arm)} |"
+                    f"{arm['on_rise']:+.0f}{rise} | {drift_text(e, arm)} |"
                 )
         sweep = "; ".join(f"{x['strength']:g}: {x['rise']:+.0f} (drift {drift_text(e, x)})" for x in e["sweep"])
         clip_with, clip_without = 100 / max(1, e["held_out_with"]), 100 / max(1, n_test)  # points

@@ -737,14 +737,16 @@ def rich_table(result: dict):
     # drift is measured on the other concepts judged or watched (`drift_measured`; older results: more than one)
     measured = {n: e.get("drift_measured", len(result["concepts"]) > 1) for n, e in result["concepts"].items()}
     goals = result.get("goals", GOALS)  # the result's own: MusicGen's on-rise goal is 30
+    clean = result["judge"].get("clean_heldout_clips")  # older results: not counted
     t = Table(
         title=f"outside judge: {result['model']['name']}, {_judged(result)}, "
         f"on strengths {', '.join(f'{v:g}' for v in _strengths(result))}",
         caption=_sides_caption(result) + "; (s): strength of on; drift: "
         "largest change of another concept, in points; the judge's own accuracy on "
-        "the clean held-out clips: "
+        + (f"the {clean} clean held-out clips of the split: " if clean else "the clean held-out clips: ")
         + ", ".join(f"{n} {_percent(a)}" for n, a in result["judge"]["clean_heldout_accuracy"].items())
         + _clips_caption(result["concepts"])
+        + _intervals_caption(result["concepts"])
         + f"; goals ✓: drop and rise of at least {goals['off_drop']:g} / {goals['on_rise']:g} points and drift "
         f"under {goals['drift']:g}, each by a margin of one clip, with the 95 % interval's lower end reaching the "
         f"drop / rise goal and every drift interval within the drift goal, on at least {MIN_EXAMPLES} clips per side"
@@ -787,6 +789,26 @@ def rich_table(result: dict):
                 goals,
             )
     return t
+
+
+def _intervals_caption(concepts: dict) -> str:
+    """'; 95 % intervals of drop / rise: guitar [+0, +42] / [-8, +33] (mean-diff [...] / [...])': the points in the
+    table carry theirs (hunt 199: they were in judge.json and report.md only)."""
+
+    def pair(arm: dict) -> str | None:
+        ivs = arm.get("intervals") or {}
+        ends = [ivs.get(k) for k in ("off_drop", "on_rise")]
+        if not all(isinstance(e, dict) and e.get("lo") is not None for e in ends):
+            return None
+        return " / ".join(f"[{e['lo']:+.0f}, {e['hi']:+.0f}]" for e in ends)
+
+    parts = []
+    for name, e in concepts.items():
+        if (sae := pair(e)) is None:
+            continue
+        base = pair(e["baseline"]) if isinstance(e.get("baseline"), dict) else None
+        parts.append(f"{name} {sae}" + (f" (mean-diff {base})" if base else ""))
+    return "; 95 % intervals of drop / rise: " + ", ".join(parts) if parts else ""
 
 
 def _clips_caption(concepts: dict) -> str:

@@ -149,6 +149,19 @@ def test_judge_table_with_one_concept_says_no_drift_and_the_clip_counts():
     row = next(line for line in lines if line.lstrip().startswith("guitar"))
     assert row.rstrip().endswith("–") and " 0 " not in row.split("%")[-1]
     assert "guitar 2 / 6" in text and "margin of one clip" in text and "interval's lower end" in text
+    # the points carry their intervals, and the judge's accuracy its clips (hunt 199: judge.json only)
+    assert "intervals of drop" not in text
+    entry["intervals"] = {"off_drop": {"lo": 3.0, "hi": 100.0}, "on_rise": {"lo": -8.4, "hi": 33.0}}
+    entry["baseline"] = {
+        **_arm(50.0, 0.0),
+        "intervals": {"off_drop": {"lo": 0, "hi": 80}, "on_rise": {"lo": 0, "hi": 0}},
+    }
+    result["judge"]["clean_heldout_clips"] = 8
+    lines = _render(rich_table(result))
+    _fits(lines)
+    text = " ".join(" ".join(lines).split())
+    assert "95 % intervals of drop / rise: guitar [+3, +100] / [-8, +33] (mean-diff [+0, +80] / [+0, +0])" in text
+    assert "the judge's own accuracy on the 8 clean held-out clips of the split: guitar 62" in text
 
 
 def test_judge_table_shows_none_and_on_over_the_same_test_clips():

@@ -528,10 +528,10 @@ def run_musicgen(args: argparse.Namespace) -> int:
                 if halves is not None:
                     chosen_on[name, i] = probe(i, *halves[0], least=0)  # the halves of clips checked whole
                 progress.advance(task)
-            # a layer whose entry steers the concept itself: a feature fires more with it than without (on the
-            # choosing half where there are halves: the reporting half's labels chose nothing, hunt 199)
-            choosing = chosen_on if halves is not None else results
-            usable = [i for i in layers if choosing[name, i].fires_more] or layers
+            # a layer whose entry steers the concept itself: a feature fires more with it than without. The entry
+            # the bank stores is fit on every clip, so this asks it of that fit: a rule of what can be stored, not a
+            # figure that chooses (hunt 199 asked for the choosing half's; its layer's entry could then be refused)
+            usable = [i for i in layers if results[name, i].fires_more] or layers
             if args.layer is not None:
                 best[name], how[name] = args.layer, "--layer"
             elif halves is None:

@@ -433,6 +433,7 @@ def evaluate_steering(
             "classifier": "logistic regression",
             "trained_on": f"{len(train_clips)} clean train clips {DEGRADED_COPIES}",
             "clean_heldout_accuracy": clean_accuracy,
+            "clean_heldout_clips": len(test_clips),  # every clip of the split, not only those rendered
         },
         "strengths": list(strengths),
         "clamp_strengths": list(clamps),
