@@ -685,7 +685,8 @@ def read_clip(
     if file_sr != sample_rate:
         audio = resample(audio, file_sr, sample_rate, axis=0)
     if len(audio) < min_samples:
-        notes.skipped.append((str(path), f"too short ({len(audio)} samples at {sample_rate} Hz, need {min_samples})"))
+        at = f"{sample_rate} Hz" if file_sr == sample_rate else f"the model's {sample_rate} Hz, from {file_sr} Hz"
+        notes.skipped.append((str(path), f"too short ({len(audio)} samples at {at}, need {min_samples})"))
         return None
     if quiet:
         cancel = audio.ndim == 1 and data.shape[1] > 1 and float(np.abs(data - data.mean(axis=0)).max()) >= SILENCE_PEAK

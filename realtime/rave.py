@@ -87,6 +87,11 @@ class RaveModel:
         if missing or not hasattr(self.module, "encode_params"):
             what = ", ".join(missing) or "encode_params"
             raise UserError(f"{self.label} {self.path}: not a RAVE export (missing {what})")
+        if hasattr(self.module, "concept_mask"):  # `export nn`'s file: it passes for a RAVE, its edits built in
+            raise UserError(
+                f"{self.label} {self.path}: a musicsae nn~ export (its concept edits and dry delay, built in, would "
+                "play under this command's own); expected the RAVE export it was made from"
+            )
         in_ch, _, latent, ratio = (int(v) for v in self.module.encode_params)
         if in_ch not in (1, 2):  # the engine, renders and nn~ export play one or two channels
             raise UserError(
@@ -264,6 +269,20 @@ class RaveModel:
     def remember_alignment(self, alignment: Alignment) -> None:
         """Take delays measured before on this model file (carried across a `live --reconnect` restart)."""
         self._remember("alignment", asdict(alignment))
+
+
+def refuse_replacing_a_rave(out: Path, what: str = "--out") -> None:
+    """Refuse to write an export over a RAVE model (hunt 197: `sae export --out model.ts` replaced a trained RAVE,
+    hours to days of work, where `models rave` refuses any file already there). musicsae's own exports may be
+    written over: an nn~ export (`concept_mask`) or an SAE's (no `encode_params`)."""
+    if not out.is_file():
+        return
+    try:
+        module = torch.jit.load(str(out), map_location="cpu")
+    except Exception:  # not TorchScript: nothing of a model's to lose here
+        return
+    if hasattr(module, "encode_params") and not hasattr(module, "concept_mask"):
+        raise UserError(f"{what} {out}: a RAVE model; the export would replace it: write it elsewhere")
 
 
 def _plausible(figures: dict[str, Any]) -> bool:

@@ -105,3 +105,11 @@ def test_a_name_that_is_no_file_name_is_one_line(tmp_path, text, needle):
     with pytest.raises(UserError) as err:
         _jobs(tmp_path, "j.yaml", text)
     assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_names_that_differ_only_in_case_are_one_file(tmp_path):
+    """Hunt 197: jobs named `A` and `a` wrote A.wav and a.wav here, one file on macOS and Windows: the second
+    replaced the first while render.json listed both."""
+    with pytest.raises(UserError, match=r"output name 'A\.wav' used by several jobs \(case aside\)"):
+        _jobs(tmp_path, "j.yaml", "- {prompt: guitar, name: A}\n- {prompt: piano, name: a}\n")
+    assert len(_jobs(tmp_path, "k.yaml", "- {prompt: guitar, name: A}\n- {prompt: piano, name: b}\n")) == 2

@@ -70,6 +70,23 @@ def test_file_reads_as_nn_reads_it(steered_ts, nn, tiny_rave_ts):
     assert sorted(p.name for p in steered_ts.parent.iterdir()) == ["steered.ts"]  # no temporary left
 
 
+def test_the_export_given_where_a_rave_is_expected_is_refused(steered_ts, tmp_path, capsys):
+    """Hunt 197: `render rave --model steered.ts` (the export beside the RAVE it came from) rendered with the
+    export's default edits and its own dry delay, said "(no edit)", and removed the wrong delay."""
+    import numpy as np
+    import soundfile as sf
+
+    with pytest.raises(UserError, match=r"steered\.ts: a musicsae nn~ export .* expected the RAVE export it was made"):
+        RaveModel.load(steered_ts)
+    audio = tmp_path / "in.wav"
+    sf.write(audio, np.zeros(4410, np.float32), 44100)
+    assert (
+        main(["render", "rave", "--in", str(audio), "--out", str(tmp_path / "o.wav"), "--model", str(steered_ts)]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "a musicsae nn~ export" in err and err.count("\n") == 1 and not (tmp_path / "o.wav").exists()
+
+
 def test_saved_file_starts_from_silence(steered_ts):
     """The registration test calls ran the model: the file must not carry their streaming state."""
     m = torch.jit.load(str(steered_ts))
@@ -308,6 +325,13 @@ def test_bad_inputs_are_refused_in_one_line_without_a_file(capsys, tmp_path, tin
     shutil.copy(tiny_rave_ts, own)
     rc, err = _export(capsys, "--model", own, "--bank", nn_bank, "--out", tmp_path / "." / "own.ts")
     assert rc == 2 and "it is --model" in err and own.read_bytes() == tiny_rave_ts.read_bytes(), err
+    # hunt 197: another RAVE beside it (a sibling .ts) was replaced, by this export and by `sae export`
+    rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--out", own)
+    assert rc == 2 and f"--out {own}: a RAVE model; the export would replace it" in err, err
+    assert main(["sae", "export", "--sae", str(nn_bank.parent / "sae"), "--out", str(own)]) == 2
+    assert "a RAVE model; the export would replace it" in capsys.readouterr().err
+    assert own.read_bytes() == tiny_rave_ts.read_bytes()
+    assert main(["sae", "export", "--sae", str(nn_bank.parent / "sae"), "--out", str(not_rave)]) == 0  # its own kind
     # was: every concept of the bank, silently ("" is refused by the parser, as by every option)
     rc, err = _export(capsys, "--model", tiny_rave_ts, "--bank", nn_bank, "--concepts", ",", "--out", out)
     assert rc == 2 and "no concept names" in err, err

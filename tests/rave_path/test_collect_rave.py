@@ -175,6 +175,11 @@ def test_refusals(tmp_path, tiny_rave_ts, capsys):
     for bad in ("nan", "inf"):
         assert main([*argv, str(tmp_path / "cli"), "--chunk-seconds", bad]) == 2
         assert f"--chunk-seconds {bad}: expected a positive number" in capsys.readouterr().err
+    # finite, but not in samples: an OverflowError traceback (hunt 197)
+    assert main([*argv, str(tmp_path / "cli"), "--chunk-seconds", "1e308"]) == 2
+    err = capsys.readouterr().err
+    assert "--chunk-seconds 1e+308: expected a number of seconds this model can count in samples" in err, err
+    assert err.count("\n") == 1 and not (tmp_path / "cli").exists()
     with pytest.raises(UserError, match=r"--layers decoder\.x"):
         collect_rave(
             RaveCollectConfig(str(tiny_rave_ts), str(tmp_path / "one"), str(tmp_path / "s"), layers=("decoder.x",))

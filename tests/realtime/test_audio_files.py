@@ -64,6 +64,9 @@ def test_folder_files_are_skipped_with_a_note_named_files_raise(folder):
     assert reasons["quiet.wav"] == "silent" and reasons["short.wav"].startswith("too short (10 samples")
     assert reasons["nan.wav"] == "contains NaN/inf samples"
     assert reasons["broken.opus"].startswith("not a readable audio file")
+    other = AudioNotes()  # resampled: the rate its samples are counted at is the model's, not the file's (hunt 197)
+    assert read_mono(folder / "short.wav", 32000, other, min_samples=100) is None
+    assert other.skipped[0][1].startswith("too short (8 samples at the model's 32000 Hz, from 44100 Hz, need 100)")
     assert "resampled 1 file(s) from 22050 Hz to the model's 44100 Hz" in notes.lines()
     assert kept["b.FLAC"].shape == (4410,) and kept["a.wav"].dtype == np.float32
     sf.write(folder / "void.wav", np.zeros(0, np.float32), 44100)  # live and render wrote a 0-second file, exit 0

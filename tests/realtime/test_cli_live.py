@@ -355,6 +355,8 @@ def test_bad_inputs_exit_2_with_one_line(tiny_rave_ts, wav, tmp_path, capsys):
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--meter-rate", "1e-300"], "0.1 to 200"),
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset-dir", str(tmp_path / "nope")],
          "--preset-dir"),
+        (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset-dir", str(wav)],
+         f"--preset-dir {wav}: not a folder"),  # hunt 197: "no such folder"
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset-dir", str(tmp_path)],
          "--preset-dir: /preset/load reads presets from it over OSC, and --no-osc turns OSC off"),  # ignored
         (["--model", str(tiny_rave_ts), "--in", str(wav), "--out", out, "--preset", str(tmp_path / "p.yaml")],

@@ -227,7 +227,8 @@ def _check_args(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
 
         ConceptBank.load(args.bank)
     if args.preset_dir is not None and not args.preset_dir.is_dir():  # every /preset/load would fail on stage
-        raise UserError(f"--preset-dir {args.preset_dir}: no such folder")
+        what = "not a folder" if args.preset_dir.exists() else "no such folder"  # a file was "no such folder"
+        raise UserError(f"--preset-dir {args.preset_dir}: {what}")
     if args.no_osc and args.preset_dir is not None and not named:  # ignored without a word
         raise UserError("--preset-dir: /preset/load reads presets from it over OSC, and --no-osc turns OSC off")
     if args.output is not None:

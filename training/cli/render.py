@@ -233,9 +233,9 @@ def run_musicgen(args: argparse.Namespace) -> int:
     if args.batch:  # a JSON job list is YAML too: the record would replace it
         check_not_source(record, args.batch, where, "--batch", "keep the job list outside --out-dir")
     if args.plain:  # a job's NAME.plain.wav that is another job's file: overwritten by it, and listed twice
-        names = {job.out.name for job in jobs}
+        names = {job.out.name.casefold() for job in jobs}  # one file where case is not told apart
         for job in jobs:
-            if job.sets and _plain(job.out).name in names:
+            if job.sets and _plain(job.out).name.casefold() in names:
                 raise UserError(
                     f"job {job.out.name}: --plain writes {_plain(job.out).name}, another job's file; rename one of them"
                 )

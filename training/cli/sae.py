@@ -488,11 +488,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    from realtime.rave import refuse_replacing_a_rave
     from sae.export import export_torchscript
     from sae.io import load_sae
     from sae.paths import check_output_file
 
-    check_output_file(args.out, (".ts",))
+    refuse_replacing_a_rave(check_output_file(args.out, (".ts",)))
     sae = load_sae(args.sae)
     path = export_torchscript(sae, args.out)
     d_sae, d_in = sae.W_dec.shape

@@ -123,8 +123,8 @@ def read_jobs(path: str | Path, out_dir: Path, seed: int, duration: float, sets:
     if not rows:
         raise UserError(f"--batch {path}: no jobs in the file")
     jobs = [_job(i, r, out_dir, seed, duration, sets, f"--batch {path}") for i, r in enumerate(rows)]
-    names = [j.out.name for j in jobs]
-    dup = {n for n in names if names.count(n) > 1}
+    names = [j.out.name.casefold() for j in jobs]  # A.wav and a.wav are one file on macOS and Windows (hunt 197)
+    dup = sorted(j.out.name for j, n in zip(jobs, names, strict=True) if names.count(n) > 1)
     if dup:
-        raise UserError(f"--batch {path}: output name {sorted(dup)[0]!r} used by several jobs")
+        raise UserError(f"--batch {path}: output name {dup[0]!r} used by several jobs (case aside)")
     return jobs

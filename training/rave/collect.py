@@ -19,6 +19,7 @@ since their rows were stored.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +102,8 @@ def make_streams(model, hooks: list[str]) -> dict[str, RaveStream]:
 def chunk_samples(model, seconds: float = RaveCollectConfig.chunk_seconds) -> int:
     """Samples per forward call for `seconds` of audio, a whole number of the model's ratio (at least one): what
     bounds the memory of encoding a long file (an hour's recording in one call took gigabytes)."""
+    if not math.isfinite(seconds * model.sr):  # 1e308 s: an OverflowError traceback (hunt 197)
+        raise UserError(f"--chunk-seconds {seconds:g}: expected a number of seconds this model can count in samples")
     return max(1, round(seconds * model.sr / model.ratio)) * model.ratio
 
 

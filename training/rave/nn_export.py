@@ -284,12 +284,14 @@ def save_atomic(scripted: torch.jit.ScriptModule, out: Path, metadata: dict[str,
 def export_nn(cfg: NnExportConfig, say: Callable[[str], None] = print) -> NnExportReport:
     """Build, script and save the nn~ model of `cfg`."""
     t0 = time.perf_counter()
+    from realtime.rave import refuse_replacing_a_rave
     from sae.paths import check_not_source, check_output_file
 
     if not 0 < cfg.meter_seconds <= 60:  # the CLI's rule (training.cli.args.meter_seconds), for API callers
         raise UserError(f"meter_seconds {cfg.meter_seconds}: expected a time constant in seconds, > 0 and at most 60")
     out = check_output_file(cfg.out, (".ts",))  # nn~ looks for NAME.ts
     check_not_source(out, cfg.model, "--out", "--model", "the export would replace the RAVE model it is made from")
+    refuse_replacing_a_rave(out)  # another RAVE than --model (a sibling .ts)
     module, metadata = build_module(cfg, say)
     scripted = script_module(module)
     save_atomic(scripted, out, metadata)
