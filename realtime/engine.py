@@ -304,6 +304,8 @@ class Engine:
         self._busy = False
         self._busy_since: float | None = None  # model-owned: time.monotonic() the block in hand was taken up
         self._stuck_said = False  # `watch_model` said the block in hand is stuck; the model thread says it returned
+        self._stuck_armed = True  # False after a stuck block until one returns within STUCK_S: said once a run
+        self._stuck_lock = threading.Lock()  # `watch_model`'s check-and-say against the block's return
         self._gc = False
         self._thread: threading.Thread | None = None
 
@@ -570,12 +572,17 @@ class Engine:
     def watch_model(self) -> None:
         """Say once, as a "stuck" event, a block the model thread has been inside for over `STUCK_S` (a hung GPU
         call, a deadlock, a long stall): the output is silent meanwhile and nothing else reports a block that has
-        not ended. Called from outside the model thread (`live`'s loop); the thread says "recovered" on return."""
-        since = self._busy_since
-        if since is None or self._stuck_said or (held := time.monotonic() - since) <= self.STUCK_S:
-            return
-        self._stuck_said = True
-        self.report("stuck", f"the model has been inside one block for {held:.1f} s: output silent until it returns")
+        not ended. Called from outside the model thread (`live`'s loop); the thread says "recovered" on return.
+        A run of blocks that each take longer is said once (they are late blocks too), again after one in time."""
+        with self._stuck_lock:
+            since = self._busy_since
+            if since is None or self._stuck_said or not self._stuck_armed:
+                return
+            if (held := time.monotonic() - since) <= self.STUCK_S:
+                return
+            self._stuck_said, self._stuck_armed = True, False
+            said = f"the model has been inside one block for {held:.1f} s: output silent until it returns"
+            self.report("stuck", said)  # under the lock: recorded before the block's return says "recovered"
 
     def report(self, kind: str, message: str) -> None:
         """An event from outside the audio path (e.g. "device": the stream stopped), at the current input frame.
@@ -669,7 +676,8 @@ class Engine:
                 self._loop()
                 return
             except Exception as exc:  # outside the model's call (its resync, a copy): said, and the thread goes on
-                self._busy, self._busy_since = False, None
+                with self._stuck_lock:
+                    self._busy, self._busy_since, self._stuck_said = False, None, False
                 self._failed(exc, self._next, "model thread fault, silent until it resyncs")
                 time.sleep(self.blocksize / self.sr)  # then resyncs past what it missed, as after a stall
 
@@ -736,11 +744,13 @@ class Engine:
             late = self._pos - (a + L)
             a += B
             self._next = a
-            since, self._busy, self._busy_since = self._busy_since, False, None
-            if self._stuck_said:
-                self._stuck_said = False
+            with self._stuck_lock:
+                since, self._busy, self._busy_since = self._busy_since, False, None
                 held = time.monotonic() - (since or time.monotonic())
-                self._event("recovered", a - B, 0, f"the model's block returned after {held:.1f} s")
+                said, self._stuck_said = self._stuck_said, False
+                self._stuck_armed = self._stuck_armed or held <= self.STUCK_S
+            if said:  # at the frame now playing, after the "stuck" it answers (not at the block's own start)
+                self._event("recovered", self._pos, 0, f"the model's block returned after {held:.1f} s")
             m.blocks += 1
             self.last_block_at = time.monotonic()
             m.stats = BlockStats(**vars(self.processor.stats)) if hasattr(self.processor, "stats") else m.stats

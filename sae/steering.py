@@ -169,8 +169,8 @@ def steer(
 
 
 GATE_LOWEST_DB = -200.0
-"""The lowest gate level (`energy_gate`'s power floor is -120 dBFS): float32 held -1e39 as -inf, and the gate
-computed NaN."""
+"""The lowest gate level, `energy_gate`'s power floor (silence reads -200 dBFS, so no gate opens on it): float32 held
+-1e39 as -inf, and the gate computed NaN."""
 GATE_SPAN_DB = 0.1
 """The least span from a gate's low level to its high one (a span float32 rounds to 0 divided by zero)."""
 GATE_RULE = (

@@ -483,7 +483,8 @@ def split_note(store: ActivationStore, hook: str, eval_fraction: float) -> str |
             notes.append(
                 f"{len(copies)} of the {len(whole)} held-out source(s) hold the same bytes as a training source "
                 f"(e.g. {copies[0]}: a clip collected under two names), so held-out figures are partly training "
-                "figures; collect a folder that holds each clip once (a data make folder's clips/)"
+                "figures; collect each clip once (a data make folder's train and test clips, README: sae_clips; "
+                "not its concept folders)"
             )
         share = len(whole) / max(n, 1)  # of the sources: `held_sources` rounds (1 of 10 at 0.05), so not the fraction
         if held > max(3 * share, share + 0.2) * total:  # a held-out song a little longer than most said so (hunt 171)

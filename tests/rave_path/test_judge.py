@@ -543,7 +543,9 @@ def test_held_out_font_clips_the_sae_was_trained_on_are_refused(tmp_path, tiny_r
     (sae_dir / TRAINED_AUDIO).write_text(json.dumps({"sha256": trained}))  # trained on the train clips only
     from training.rave.judge import refuse_trained_on
 
-    refuse_trained_on(sae_dir, data, held)  # no word
+    assert refuse_trained_on(sae_dir, data, held) is None  # no word
+    (sae_dir / TRAINED_AUDIO).unlink()  # an SAE trained before the record: said to be unchecked (hunt 201)
+    assert "keeps no record of the audio it trained on" in refuse_trained_on(sae_dir, data, held)
     (sae_dir / TRAINED_AUDIO).write_text(json.dumps({"sha256": "ab"}))
     with pytest.raises(UserError, match=rf"{TRAINED_AUDIO}: sha256: expected a list of hex digests"):
         refuse_trained_on(sae_dir, data, held)

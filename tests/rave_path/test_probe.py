@@ -276,4 +276,6 @@ def test_too_few_sources_a_side_draw_no_verdict():
             # counted in the unit the interval resamples, beside the clips (hunt 199: "on 24 + 69 clips" of 47)
             assert f"on {n} + {n} clips of {2 * sources} sources (the unit resampled)" in probe_verdict_line("x", rep)
             rep.difference.update(lo=0.0014, value=0.012, hi=0.031)  # an end near 0 reads as its sign shows
-            assert "difference +0.01 [+0.001, +0.03]" in probe_verdict_line("x", rep)
+            assert "difference +0.01 [+1.4e-03, +0.03]" in probe_verdict_line("x", rep)
+            rep.difference.update(lo=0.0003)  # its sign kept however near 0 (hunt 201: +0.000)
+            assert "difference +0.01 [+3.0e-04, +0.03]" in probe_verdict_line("x", rep)

@@ -226,6 +226,40 @@ def test_a_model_call_that_does_not_return_is_said_while_it_hangs_and_when_it_re
     assert (good | (out == 0.0)).all() and good[-int(0.5 * SR) :].mean() > 0.98  # aligned, and back for good
 
 
+class _SlowBlocks(FakeProcessor):
+    """Blocks in `slow` take `seconds` inside the model's call."""
+
+    def __init__(self, blocksize, slow, seconds):
+        super().__init__(blocksize)
+        self.slow, self.seconds = set(slow), seconds
+
+    def process(self, block, snap):
+        if self.calls in self.slow:
+            time.sleep(self.seconds)
+        return super().process(block, snap)
+
+
+def test_a_run_of_slow_blocks_is_said_stuck_once_and_again_after_one_in_time(monkeypatch):
+    """Hunt 201: blocks that each took longer than `STUCK_S` were each said "stuck" and "recovered" (an /error over
+    OSC per block), and "recovered" was stamped at its block's start, before the "stuck" it answered."""
+    import threading
+
+    proc = _SlowBlocks(512, slow=[10, 11, 12, 13, 40], seconds=0.35)
+    with _engine(proc) as engine:
+        engine.STUCK_S = 0.2
+        done = threading.Event()
+        watcher = threading.Thread(target=lambda: [engine.watch_model() for _ in iter(lambda: done.wait(0.02), True)])
+        watcher.start()
+        try:
+            run_file(engine, _signal(2.5), realtime=True)
+        finally:
+            done.set()
+            watcher.join()
+    said = [e for e in engine.events if e.kind in ("stuck", "recovered")]
+    assert [e.kind for e in said] == ["stuck", "recovered", "stuck", "recovered"], [(e.kind, e.message) for e in said]
+    assert all(b.at_s >= a.at_s for a, b in itertools.pairwise(said))  # in the order they happened
+
+
 class _Delaying(FakeProcessor):
     """Output = the input `delay` frames later (its line cleared by a resync, as a model's caches are)."""
 

@@ -77,7 +77,7 @@ def run_make(args: argparse.Namespace) -> int:
         concepts = list(comma_names(args.concepts))
         if not concepts:  # `none` says it; an empty list made no concept folders without a word
             raise UserError(f"--concepts {args.concepts!r}: expected comma-separated concepts, 'all' or 'none'")
-    voiced = [c for c in concepts if c.startswith("voice")]
+    voiced = [c for c in concepts if c in CONCEPTS and c.startswith("voice")]  # a typo is named as unknown later
     unvoiced = ""  # --p-voice 0 makes no voice clip: a voice folder would stay empty on its with side
     if voiced and args.p_voice == 0:
         if args.concepts != "all":

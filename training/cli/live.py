@@ -539,6 +539,7 @@ def _run_file(
             progress.update(task, completed=n)
             if pace != "realtime":
                 return
+            engine.watch_model()  # a hung block is said here too, not only written into the take as silence
 
             def say(line: str) -> None:  # one line each, never wrapped at the console's width (a log file's 80)
                 progress.console.print(line, markup=False, highlight=False, soft_wrap=True)

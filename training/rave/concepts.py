@@ -463,8 +463,8 @@ def probe_verdict_line(name: str, report: ProbeReport) -> str:
     sae, raw = iv.get("sae_probe", {}), iv.get(base, {})
     nan = float("nan")
 
-    def signed(x: float) -> str:  # an end within 0.005 of 0 read +0.00 beside "SAE better" (hunt 199)
-        return f"{x:+.3f}" if 0 < abs(x) < 0.005 else f"{x:+.2f}"
+    def signed(x: float) -> str:  # an end within 0.005 of 0 read +0.00 beside "SAE better" (hunts 199, 201)
+        return f"{x:+.1e}" if 0 < abs(x) < 0.005 else f"{x:+.2f}"
 
     units = f" of {report.groups} sources (the unit resampled)" if report.groups else ""
     figures = (

@@ -119,16 +119,20 @@ class EvalConfig:
     validation: bool = False
 
 
-def refuse_trained_on(sae_dir: Path, data: Path, files: list[str]) -> None:
+def refuse_trained_on(sae_dir: Path, data: Path, files: list[str]) -> str | None:
     """Refuse to judge `files` (of `data`) as off the training distribution where the SAE at `sae_dir` was trained
     on some of them (`sae.io.TRAINED_AUDIO`; hunt 199: a store of the whole data folder, held-out font included, was
-    judged as held out with no word, where `eval hooks` refuses such a store)."""
+    judged as held out with no word, where `eval hooks` refuses such a store). A note where the SAE keeps no record
+    (trained before it, or on rows that name no file): nothing could be checked."""
     from sae.bank import file_sha256
-    from sae.io import read_trained_audio
+    from sae.io import TRAINED_AUDIO, read_trained_audio
 
     trained = read_trained_audio(sae_dir)
     if not trained:
-        return
+        return (
+            f"SAE {sae_dir} keeps no record of the audio it trained on ({TRAINED_AUDIO}: written by sae train "
+            "since 7 December, where its store names its files), so whether it heard the held-out font is not checked"
+        )
     seen = [f for f in files if (data / f).is_file() and file_sha256(data / f) in trained]
     if seen:
         raise UserError(
@@ -136,6 +140,7 @@ def refuse_trained_on(sae_dir: Path, data: Path, files: list[str]) -> None:
             f"judged on (first: {seen[0]}); train it on a store without them (collect the train and test clips), "
             "or judge --split test"
         )
+    return None
 
 
 def evaluate_steering(
@@ -159,8 +164,10 @@ def evaluate_steering(
     names, unjudged = concepts_to_judge(bank, cfg.concepts, model.identity.sha256, cfg.bank, model.path.name)
     steering = load_steering(cfg.bank, model, names=names, choose="judge the concepts of one with --concepts")
     judged = [*names, *watched(cfg.watch, names)]  # the steered concepts, then those watched for drift
+    unchecked = None
     if cfg.split == HOLDOUT_SPLIT:
-        refuse_trained_on(steering.sae_dir, Path(cfg.data), [r["file"] for r in rows if r["split"] == cfg.split])
+        files = [r["file"] for r in rows if r["split"] == cfg.split]
+        unchecked = refuse_trained_on(steering.sae_dir, Path(cfg.data), files)
     notes = AudioNotes()
 
     def load(split: str) -> tuple[list[np.ndarray], list[dict]]:
@@ -443,7 +450,7 @@ def evaluate_steering(
         "watched": judged[len(names) :],
         "goals": GOALS,
         "concepts": results,
-        "notes": notes.lines() + unjudged,
+        "notes": notes.lines() + unjudged + ([unchecked] if unchecked else []),
         "seconds": round(time.perf_counter() - t0, 1),
     }
     save_report(out, Path(cfg.out))
