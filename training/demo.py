@@ -543,8 +543,8 @@ def report_markdown(s: dict[str, Any], cfg: DemoConfig) -> str:
         for label, arm in (("SAE", e), ("mean-diff baseline", e.get("baseline"))):
             if arm is not None:
                 ivs = arm.get("intervals") or {}
-                drop, rise = (f" [{iv['lo']:+.0f}, {iv['hi']:+.0f}]" if (iv := ivs.get(k)) else "" for k in
-                              ("off_drop", "on_rise"))  # fmt: skip
+                drop, rise = (f" [{iv['lo']:+.0f}, {iv['hi']:+.0f}]" if (iv := ivs.get(k)) and iv.get("lo") is not
+                              None else "" for k in ("off_drop", "on_rise"))  # fmt: skip
                 lines.append(
                     f"| {name} | {label} | {s['judge_clean_accuracy'][name]:.0f} %{clean} | {e['none']['with']:.0f} "
                     f"% → {arm['off']['with']:.0f} % ({e['held_out_with']}) | {arm['off_drop']:+.0f}{drop} | "
