@@ -301,8 +301,7 @@ class Engine:
         os.set_blocking(self._rfd, False)
         os.set_blocking(self._wfd, False)
         self._running = False
-        self._busy = False
-        self._busy_since: float | None = None  # model-owned: time.monotonic() the block in hand was taken up
+        self._busy_since: float | None = None  # model-owned: when the block in hand was taken up; None: idle
         self._stuck_said = False  # `watch_model` said the block in hand is stuck; the model thread says it returned
         self._stuck_armed = True  # False after a stuck block until one returns within STUCK_S: said once a run
         self._stuck_lock = threading.Lock()  # `watch_model`'s check-and-say against the block's return
@@ -677,7 +676,7 @@ class Engine:
                 return
             except Exception as exc:  # outside the model's call (its resync, a copy): said, and the thread goes on
                 with self._stuck_lock:
-                    self._busy, self._busy_since, self._stuck_said = False, None, False
+                    self._busy_since, self._stuck_said = None, False
                 self._failed(exc, self._next, "model thread fault, silent until it resyncs")
                 time.sleep(self.blocksize / self.sr)  # then resyncs past what it missed, as after a stall
 
@@ -708,7 +707,6 @@ class Engine:
                 continue
             if self._prefill_want != L:  # the device's cycle changed (`prefill_for`)
                 L = self._take_prefill(a)
-            self._busy = True
             if self._busy_since is None:  # (an injected stall keeps it across the wait that follows)
                 self._busy_since = time.monotonic()
             if self._stall_s:
@@ -745,7 +743,7 @@ class Engine:
             a += B
             self._next = a
             with self._stuck_lock:
-                since, self._busy, self._busy_since = self._busy_since, False, None
+                since, self._busy_since = self._busy_since, None
                 held = time.monotonic() - (since or time.monotonic())
                 said, self._stuck_said = self._stuck_said, False
                 self._stuck_armed = self._stuck_armed or held <= self.STUCK_S
@@ -791,7 +789,7 @@ class Engine:
         """Wait until the next `frames` output frames are ready (file mode: as fast as possible)."""
         deadline = time.perf_counter() + timeout
         while self._valid[1] < self._pos + frames:
-            if not self._busy and self._pos - self._next < self.blocksize:
+            if self._busy_since is None and self._pos - self._next < self.blocksize:
                 return True  # the model needs more input first
             if time.perf_counter() > deadline or not self._running:
                 return False

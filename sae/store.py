@@ -831,8 +831,8 @@ class ActivationStore:
         """The held-out sources of `hook` whose audio has the same bytes (the sha256 its origin records) as a
         training source's: a clip collected under two names (a `data make` folder's links and copies) trains under
         one while the other is measured (hunt 199). Empty where the split is not by sources or none is recorded."""
-        held = self.split_sources(hook, "eval", eval_fraction)
-        if not held or eval_fraction == 0:
+        held = self.split_sources(hook, "eval", eval_fraction)  # empty at --eval-fraction 0
+        if not held:
             return []
         origins = self.manifest(hook).get("origins", {})
         trained = {origins[s]["sha256"] for s in set(self.sources(hook)) - held if s in origins}
