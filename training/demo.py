@@ -712,4 +712,35 @@ def _font_section(s: dict[str, Any]) -> list[str]:
                 f"% → {entry['none']['without']:.0f} % | {_iv(entry, 'off_drop')} | {_iv(entry, 'on_rise')} | "
                 f"{drift_text(entry, entry)} | {met} |"
             )
+    return lines + _figures_table(s)
+
+
+def _auroc_cell(a: dict | None) -> str:
+    return f"{a['value']:.2f} [{a['lo']:.2f}, {a['hi']:.2f}]" if a else "-"
+
+
+def _figures_table(s: dict[str, Any]) -> list[str]:
+    """The SAE's FVU and each concept's probe AUROC on the clips each judge ran on (`training.rave.split_figures`),
+    in font and in the held-out font side by side; none where a judge predates them."""
+    sets = [(label, (j or {}).get("sae_figures")) for label, j in
+            (("in-font test", s.get("judge_result")), ("held-out font", s.get("judge_holdout_font")))]  # fmt: skip
+    sets = [(label, f) for label, f in sets if f]
+    if not sets:
+        return []
+    names = list(dict.fromkeys(n for _, f in sets for n in f["auroc"]))
+    lines = [
+        "",
+        "The SAE on the same clips: FVU with its 95 % interval over clips, L0, and each concept's probe (as the bank "
+        "keeps it, fitted on in-font train clips) as AUROC with its 95 % interval; `trained on` counts the clips the "
+        "SAE's own training read (its in-font clips include the test split's, unlabelled).",
+        "",
+        "| set | clips | SAE trained on | FVU | L0 | " + " | ".join(f"AUROC {n}" for n in names) + " |",
+        "|---|---|---|---|---|" + "---|" * len(names),
+    ]
+    for label, f in sets:
+        iv = f["fvu_interval"]
+        fvu = f"{f['fvu']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+        heard = "?" if f["trained_on_clips"] is None else str(f["trained_on_clips"])
+        cells = [_auroc_cell(f["auroc"].get(n)) for n in names]
+        lines.append(f"| {label} | {f['clips']} | {heard} | {fvu} | {f['l0']:.1f} | " + " | ".join(cells) + " |")
     return lines

@@ -411,6 +411,11 @@ def test_demo_end_to_end_on_the_tiny_model(tmp_path, tiny_rave_ts):
     assert (out / "judge/holdout_font/judge.json").exists()
     report = (out / "report.md").read_text()
     assert "## In-font vs held-out font" in report and "| held-out font |" in report
+    # the SAE's own figures on both sets of clips (hunt 199: in font only): the held-out font's none it trained on
+    font = summary["judge_holdout_font"]["sae_figures"]
+    assert font["trained_on_clips"] == 0 and summary["judge_result"]["sae_figures"]["trained_on_clips"] > 0
+    assert f"| held-out font | {font['clips']} | 0 | {font['fvu']:.3f} [" in report
+    assert set(font["auroc"]) == set(summary["concepts"])  # every concept the demo found keeps its probe
     sae = summary["sae"]  # the SAE's held-out figure with its interval over clips, and how often it saw its rows
     iv, passes = sae["fvu_interval"], sae["passes"]
     assert f"({passes:.0f} passes over its {sae['train_rows']} training rows); held-out FVU {sae['fvu']:.3f} " in report
@@ -571,3 +576,58 @@ def test_a_data_folder_copied_without_its_clips_is_one_line(tmp_path, tiny_rave_
     with pytest.raises(UserError, match=rf"data {bare}: none of its {train} train clip\(s\) could be read \(skipped "):
         evaluate_steering(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_steering_gives_the_saes_own_figures_on_the_clips_it_judges(
+    tmp_path, tiny_rave_ts, tiny_model, concept_data, tiny_sae_dir, capsys
+):
+    """Hunt 199 left the held-out font with the judge's figures only: the SAE's FVU (with its interval over clips)
+    and each concept's probe AUROC are measured on the very clips judged, recomputed here from the clip files (the
+    finder's reader), and the clips the SAE trained on are counted (`trained_audio.json`)."""
+    from realtime.audio_files import AudioNotes
+    from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, ConceptProbe, ModelRef, file_sha256
+    from sae.io import TRAINED_AUDIO, load_sae
+    from training.cli import main
+    from training.rave.collect import make_streams
+    from training.rave.concepts import clip_frames
+
+    sae_dir = tmp_path / "sae"
+    shutil.copytree(tiny_sae_dir, sae_dir)
+    rows = [r for r in read_manifest(concept_data) if r["split"] == "test"]
+    model, sae = tiny_model[0], load_sae(sae_dir)
+    frames = [z for _, z in clip_frames(model, [concept_data / r["file"] for r in rows], AudioNotes(),
+                                        make_streams(model, ["latent"]))]  # fmt: skip
+    x = torch.cat(frames)
+    with torch.no_grad():
+        f = sae.encode(x)
+        fvu = float(((x - sae.decode(f)) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+    a, b, c = (int(i) for i in f.mean(0).argsort(descending=True)[:3])  # features that fire on these clips
+    (sae_dir / TRAINED_AUDIO).write_text(json.dumps({"sha256": [file_sha256(concept_data / rows[0]["file"])]}))
+    bank = ConceptBank(tmp_path / "concepts.yaml")
+    probes = {"guitar": ConceptProbe(-0.3, {a: 1.5, b: -0.5}), "drums": ConceptProbe(0.1, {c: -2.0})}
+    for name, p in probes.items():
+        feats = [ConceptFeature(i, 1.0, 1.0) for i in p.coef]
+        bank.add(Concept(name, ModelRef.of_file(tiny_rave_ts), "latent", bank.relative_sae(sae_dir), feats,
+                         ConceptDefault("none", 1.0), probe=p))  # fmt: skip
+    bank.save()
+    out = tmp_path / "judge"
+    args = ["--model", str(tiny_rave_ts), "--bank", str(bank.path), "--out", str(out), "--max-clips", "2"]
+    assert main(["eval", "steering", "--data", str(concept_data), *args, "--no-baseline"]) == 0
+    said = capsys.readouterr().out
+    s = json.loads((out / "judge.json").read_text())["sae_figures"]
+    assert s["clips"] == len(rows) == len(frames) and s["frames"] == len(x)
+    assert s["fvu"] == pytest.approx(fvu, rel=1e-4) and s["fvu_interval"][0] <= s["fvu"] <= s["fvu_interval"][1]
+    assert s["l0"] == pytest.approx(float((f > 0).sum(1).float().mean()), rel=1e-4)
+    assert s["trained_on_clips"] == 1
+    for name, p in probes.items():
+        y = np.array([bool(CONCEPTS[name](r)) for r in rows])
+        with torch.no_grad():
+            scores = np.array([p.intercept + sum(c * float(sae.encode(z)[:, i].mean()) for i, c in p.coef.items())
+                               for z in frames])  # fmt: skip
+        pairs = scores[y][:, None] - scores[~y][None, :]  # every (with, without) pair: Mann-Whitney
+        assert (pairs != 0).all()  # the probe's features fire unequally on every clip
+        got = s["auroc"][name]
+        assert got["value"] == pytest.approx(float((pairs > 0).mean() + 0.5 * (pairs == 0).mean()))
+        assert (got["with"], got["without"]) == (y.sum(), (~y).sum()) and got["lo"] <= got["value"] <= got["hi"]
+        assert f"{name} {got['value']:.2f} [{got['lo']:.2f}, {got['hi']:.2f}]" in said
+    assert f"SAE on the {len(rows)} test clips; the SAE trained on 1 of them: FVU {s['fvu']:.3f}" in said

@@ -215,6 +215,11 @@ def _run(args: argparse.Namespace) -> int:
     start_demo(out)
     summary = run_demo(cfg, lambda s: console.print(s, highlight=False), lambda: clear_last_run(out, "rave"))
     print_table(console, rich_table(summary["judge_result"]))
+    from training.rave.split_figures import figures_line
+
+    for judged in (summary["judge_result"], summary["judge_holdout_font"]):
+        if judged:  # the SAE's FVU and probe AUROC on the clips judged, in font and off it
+            console.print(figures_line(judged["sae_figures"], judged["split"]), highlight=False)
     nn = summary["nn"]
     attrs = ", ".join(nn["attributes"].values())
     console.print(

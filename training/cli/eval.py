@@ -313,6 +313,7 @@ def run_steering(args: argparse.Namespace) -> int:
     from sae.paths import check_not_inside, check_output_dir
     from training.judge import check_listen_folder, rich_table
     from training.rave.judge import EvalConfig, evaluate_steering
+    from training.rave.split_figures import figures_line
 
     check_output_dir(args.out)
     check_not_inside(args.out, [(args.data, "--data")], "write the results elsewhere")
@@ -339,6 +340,7 @@ def run_steering(args: argparse.Namespace) -> int:
     with spinner(console, "judging") as say:
         result = evaluate_steering(cfg, say)
     print_table(console, rich_table(result))
+    console.print(figures_line(result["sae_figures"], args.split), highlight=False)
     for line in result["notes"]:
         console.print(f"note: {line}", highlight=False)
     console.print(f"wrote {args.out}/judge.json and judge.png ({result['seconds']:.0f} s)", highlight=False)

@@ -152,7 +152,9 @@ def evaluate_steering(
     from realtime.rave import RaveModel
     from realtime.render_rave import RaveStream, load_steering, model_delay, render_array
     from sae.controls import CLAMP_LIMIT
+    from sae.io import read_trained_audio
     from sae.steering import Gate
+    from training.rave.split_figures import clip_digests, sae_figures
 
     t0 = time.perf_counter()
     say = progress or (lambda s: None)
@@ -225,6 +227,15 @@ def evaluate_steering(
             )
             for i in idx
         ]
+
+    figures = None
+    if not cfg.validation:  # the SAE's FVU and probe AUROC on the very clips judged (hunt 199: in font only)
+        say(f"SAE figures on {len(test_clips)} {cfg.split} clips")
+        files = [r["file"] for r in test_rows]
+        probes = {n: bank.get(n).probe for n in names if bank.get(n).probe is not None}
+        figures = sae_figures(model, steering.sae, steering.hook, test_clips, files, labels, probes,
+                              read_trained_audio(steering.sae_dir), clip_digests(Path(cfg.data), files),
+                              seed=cfg.seed)  # fmt: skip
 
     all_idx = list(range(len(test_clips)))
     choosing = len(strengths) > 1 or len(clamps) > 1
@@ -447,6 +458,7 @@ def evaluate_steering(
         "split": cfg.split,
         "strength_chosen_on": "validation half of the clips without each concept" if choosing else "nothing chosen",
         "held_out_clips": len(used),
+        "sae_figures": figures,  # on every clip of the split (`training.rave.split_figures`)
         "watched": judged[len(names) :],
         "goals": GOALS,
         "concepts": results,
