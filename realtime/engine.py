@@ -15,10 +15,11 @@ its late frames (the callback played silence there). After a stall (a GC pass, a
 program, a debugger), when the oldest waiting block's output can no longer be heard (its slot ends before
 the audio gets there, counting one block's compute) or its input was overwritten, the model thread
 resyncs: it skips to the first complete block whose output can be heard whole (so the blocks after it are on
-time too), the processor starts from silence (the skipped input counts as silence), and the output positions
-in between stay silent. Output is aligned again within about one block's compute after the stall ends, and the
-event is counted and reported (`events`). A block whose model call raises plays the aligned dry signal
-instead; failures are counted, reported, and flagged loudly when every block fails.
+time too), the model starts from silence (the skipped input counts as silence; the dry line gets the input
+before that block, so dry audio resumes in place), and the output positions in between stay silent. Output is
+aligned again within about one block's compute after the stall ends, and the event is counted and reported
+(`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
+reported, and flagged loudly when every block fails.
 
 Budget: L = B − period + budget, where `budget` (frames, whole periods) is the time the model thread has
 from a block's last input period to its first output period: measured (`realtime.budget`) or
@@ -104,7 +105,8 @@ class EngineCounters:
 class Event:
     """Something the performer should know about, reported by the model thread.
 
-    kind: "resync" (skipped a backlog after a stall), "late" (a block came out after its first frame was due;
+    kind: "resync" (skipped a backlog after a stall, or a model slower than real time; at most one event per
+    second, a burst summed into the next), "late" (a block came out after its first frame was due;
     at most one event per second), "error" (a model call raised), "failing" (every block fails), "stuck" (one
     block has not returned for `Engine.STUCK_S`: `watch_model`), "recovered", "device" (the device skipped cycles,
     which the engine follows, or flagged xruns; at most one event per second, a burst summed into the next).
@@ -293,6 +295,8 @@ class Engine:
         self._last_late_event = -1e9
         self._device_seen = (0, 0, 0)  # model-owned: (skipped cycles, their frames, device xruns) already reported
         self._last_device_event = -1e9
+        self._last_resync_event = -1e9
+        self._resyncs_unsaid: dict = {"n": 0, "skipped": 0, "lost": 0}  # model-owned: since the last "resync" event
         self._stall_s = 0.0
         self._compute = 0.0  # model-owned: running mean of the compute per block, in frames
         self.trace: list | None = None  # set to a list to record (input position, snapshot) per block (tests)
@@ -631,31 +635,56 @@ class Engine:
         k = max(1, -(-(hi + c - L - a) // B), -(-(intact_from - a) // B))
         return min(a + k * B, newest)
 
+    def _input_before(self, a: int, hi: int) -> np.ndarray:
+        """The processor's `delay` input frames before position `a`, for its dry line after a resync: silence
+        before the stream's start and where the ring no longer holds them (`_skip_to`'s intact bound)."""
+        delay = int(getattr(self.processor, "delay", 0))
+        out = np.zeros((delay, self.channels), np.float32)
+        take = min(delay, a - max(0, hi - self.inputs.capacity + self.period))
+        if take > 0:
+            self.inputs.get(a - take, out[delay - take :])
+        return out
+
     def _resync(self, a: int, new_a: int, hi: int) -> None:
         m = self.model
-        self.processor.resync()  # first: a resync that raises is the fault reported, not a resync done
+        self.processor.resync(self._input_before(new_a, hi))  # first: one that raises is the fault, not a resync
         m.resyncs += 1
         m.skipped_frames += new_a - a
         ms = 1000.0 / self.sr
+        B, c = self.blocksize, int(self._compute)
         behind = (hi - self.period) - (a + self.prefill)  # how far the audio had gone past block a's first output
         # until the first aligned output frame is played: the new block's first output, or, when its slot has
         # begun (the newest complete block, when no later one can be heard whole), where the audio is once its
-        # compute is done; the new block's first `delay` frames are silence: the resync cleared the input the
-        # model held (its caches, the dry line)
+        # compute is done; the new block's first `delay` frames are the model's silence: the resync cleared the
+        # input it held (its caches; the dry line resumes from `_input_before`)
         delay = int(getattr(self.processor, "delay", 0))
-        first = max(new_a + self.prefill + delay, hi + int(self._compute))
-        recover = first - (hi - self.period)
+        first = max(new_a + self.prefill + delay, hi + c)
         lost = first - self._valid[1]
-        if behind >= 0:
-            why = f"model thread {behind * ms:.0f} ms behind"
-        else:  # not late yet, but its blocks take longer than the time left to block a's slot
-            why = f"model thread too slow for the next block's slot ({self._compute * ms:.0f} ms a block)"
-        self._event(
-            "resync",
-            new_a,
-            lost,
-            f"{why}: skipped {(new_a - a) * ms:.0f} ms of input, output aligned again in {recover * ms:.1f} ms",
-        )
+        if c >= B:  # slower than real time: no block keeps its slot, however many are skipped (hunt 204)
+            why = f"model slower than real time ({c * ms:.0f} ms for each {B * ms:.0f} ms block)"
+            then = "output mostly silent until its blocks take less than that (a larger --blocksize, a quieter machine)"
+        else:
+            why = (f"model thread {behind * ms:.0f} ms behind" if behind >= 0  # not late yet, but its blocks take
+                   else f"model thread too slow for the next block's slot ({c * ms:.0f} ms a block)")  # fmt: skip
+            then = f"output aligned again in {(first - (hi - self.period)) * ms:.1f} ms"
+        u = self._resyncs_unsaid
+        u.update(n=u["n"] + 1, skipped=u["skipped"] + new_a - a, lost=u["lost"] + lost, at=new_a, why=why, then=then)
+        self._say_resyncs()
+
+    def _say_resyncs(self) -> None:
+        """The resyncs since the last "resync" event as one event, at most one a second: a model slower than real
+        time resyncs every few blocks (20 events a second, each promising a recovery that never came: hunt 204).
+        What comes within the second after one is summed into the next, said once that second is over."""
+        u = self._resyncs_unsaid
+        now = time.perf_counter()
+        if not u["n"] or now - self._last_resync_event < 1.0:
+            return
+        ms = 1000.0 / self.sr
+        times = f" ({u['n']} resyncs in the last {now - self._last_resync_event:.1f} s)" if u["n"] > 1 else ""
+        self._event("resync", u["at"], u["lost"], f"{u['why']}: skipped {u['skipped'] * ms:.0f} ms of input{times}, "
+                    f"{u['then']}")  # fmt: skip
+        self._last_resync_event = now
+        self._resyncs_unsaid = {"n": 0, "skipped": 0, "lost": 0}
 
     def _failed(self, exc: BaseException, at: int, what: str = "model failed, playing the dry signal") -> None:
         m = self.model
@@ -694,6 +723,8 @@ class Engine:
         while self._running:
             if (c.skipped_frames, c.device_xruns) != self._device_seen[1:]:  # the callback counted device trouble
                 self._report_device()
+            if self._resyncs_unsaid["n"]:  # resyncs within a second of the last one said
+                self._say_resyncs()
             hi = self._pos
             if hi - a < B:
                 self._want = a + B

@@ -299,17 +299,22 @@ class BlockProcessor:
         values = pooled_meter(self._meter_state, self.meters.coef, self.meters.intercept)
         self.meter_values = tuple(values.cpu().tolist())
 
-    def resync(self) -> None:
-        """Start over after a gap in the input (the engine skipped a backlog): the skipped input counts as
-        silence, so the streams' caches and the dry delay line are cleared and the next block fades in. The
-        decoder's noise (RAVE draws it from torch's global generator) restarts from `seed`, as in a fresh
-        offline render (`realtime.render_rave.render_array`)."""
+    def resync(self, history: np.ndarray | None = None) -> None:
+        """Start over after a gap in the input (the engine skipped a backlog): the streams' caches are cleared (the
+        skipped input counts as silence to the model) and the next block fades in. The dry delay line holds
+        `history`, the input [frames, channels] just before the next block (the engine's ring still has it; its
+        last `delay` frames are kept, silence where it is shorter), so dry and bypassed audio resume in place under
+        that fade: cleared, the dry signal came back `delay` frames later with a step, after a fade spent on
+        silence (hunt 204). The decoder's noise (RAVE draws it from torch's global generator) restarts from
+        `seed`, as in a fresh offline render (`realtime.render_rave.render_array`)."""
         for stream in self.streams:
             stream.reset()
         for alone in self.alone:
             alone.reset()
         torch.manual_seed(self.seed)
         self.dry.clear()
+        if history is not None and (n := min(len(history), len(self.dry.history))):
+            self.dry.history[-n:] = np.nan_to_num(history[-n:], nan=0.0, posinf=0.0, neginf=0.0)
         self._fade_in = True
         self._from_dry = False
 

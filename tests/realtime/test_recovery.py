@@ -42,7 +42,7 @@ class FakeProcessor:
     def warm_up(self, snapshots, repeats=3):
         return []
 
-    def resync(self):
+    def resync(self, history=None):
         self.resyncs += 1
 
     def process(self, block, snap):
@@ -160,6 +160,33 @@ def test_a_resync_resumes_at_a_block_heard_whole_and_says_when(stall_s):
     assert good[back : back + 2 * 1024].all()
 
 
+class _TooSlow(FakeProcessor):
+    """Takes twice its block's time, every block: slower than real time (a busy laptop)."""
+
+    def process(self, block, snap):
+        time.sleep(2 * len(block) / SR)
+        return super().process(block, snap)
+
+
+def test_a_model_slower_than_real_time_is_said_once_a_second_not_promised_back_every_block():
+    """Hunt 204: a model taking twice the block resynced every few blocks, each a "resync" event (20 a second, each
+    an OSC /event) saying "output aligned again in 53 ms" while none came back. Now the resyncs are said at most
+    once a second, summed, as a model slower than real time, with no promise of alignment."""
+    proc = _TooSlow(512)
+    data = _signal(3.2)
+    with _engine(proc) as engine:
+        run_file(engine, data, realtime=True)
+    resyncs = [e for e in engine.events if e.kind == "resync"]
+    assert engine.model.resyncs >= 10, engine.model.resyncs  # the storm happened
+    assert 1 <= len(resyncs) <= 4, [e.message for e in resyncs]  # 3.2 s: one a second at most (and the first)
+    assert all(b.at_s - a.at_s >= 0.9 for a, b in itertools.pairwise(resyncs)), [e.at_s for e in resyncs]
+    said = [int(m[1]) if (m := re.search(r"\((\d+) resyncs in the last", e.message)) else 1 for e in resyncs]
+    assert sum(said) <= engine.model.resyncs and max(said) > 1  # every resync said counted once, in sums
+    later = resyncs[1:]  # once its compute is measured: no promise the output comes back
+    assert later and all("model slower than real time" in e.message for e in later), [e.message for e in later]
+    assert not any("aligned again" in e.message for e in later)
+
+
 def test_stall_injected_through_the_engine_recovers_too():
     proc = FakeProcessor(512)
     data = _signal(1.2)
@@ -268,7 +295,7 @@ class _Delaying(FakeProcessor):
         self.delay = delay
         self.line = np.zeros(delay, np.float32)
 
-    def resync(self):
+    def resync(self, history=None):
         super().resync()
         self.line[:] = 0.0
 
@@ -312,7 +339,7 @@ class _DeviceClock:
 class ResyncFailsOnce(FakeProcessor):
     """A processor whose resync raises once (a model whose state reset fails: a sticky CUDA error, a full disk)."""
 
-    def resync(self):
+    def resync(self, history=None):
         super().resync()
         if self.resyncs == 1:
             raise RuntimeError("state reset refused")
@@ -1075,3 +1102,68 @@ def test_cycles_lost_while_the_drift_is_not_yet_estimated_never_come_out_early(s
     for r in (-3 * P, -2 * P, -P):  # heard[T] is the input of T - L - r: r < 0, played early
         assert not (heard[T] == -signal[T - L - r, 0]).any(), f"heard {-r} frames early"
     assert engine.counters.skipped_frames == P * sum(lost for lost, _ in events)
+
+
+@pytest.mark.parametrize("mix", [None, 0.5])
+def test_after_a_resync_the_dry_signal_resumes_in_place_under_the_fade(rave_model, mix):
+    """Hunt 204: a resync cleared the dry delay line, so bypassed (or mixed-in) dry audio stayed silent for the
+    model's delay, then came back with a step (0.95 at full scale, a click), its fade-in spent on silence. The
+    engine now hands the processor the input before the resumed block: dry resumes in place, faded in."""
+    B = 1024
+    proc = BlockProcessor(rave_model, None, B)
+    D = proc.delay
+    assert D > B  # the fade of the resumed block covered only silence
+    snap = Controls(EditState(0), mix=1.0 if mix is None else mix, bypass=mix is None).snapshot
+    x = (0.9 * np.sin(2 * np.pi * 330 * np.arange(12 * B) / rave_model.sr)).astype(np.float32)[:, None]
+    out = {}
+    for k in [0, 1, 2, 3, 7, 8, 9, 10, 11]:  # blocks 4-6 skipped: the engine resynced past them
+        if k == 7:
+            proc.resync(x[7 * B - D : 7 * B])
+        out[k] = proc.process(x[k * B : (k + 1) * B], snap)[:, 0]
+    after = np.concatenate([out[k] for k in (7, 8, 9, 10, 11)])
+    dry = x[7 * B - D : 12 * B - D, 0]  # the input, `delay` frames late, from the resumed block on
+    if mix is None:  # bypassed: the input in place from the resumed block on, its first block faded in
+        np.testing.assert_allclose(after[B:], dry[B:], atol=1e-6)
+        np.testing.assert_allclose(after[:B], dry[:B] * proc._ramp[:, 0], atol=1e-6)
+        assert np.abs(np.diff(after)).max() < 0.1  # the sine's own steps (0.06), no click
+    else:  # half dry: no step into the dry half where the model's delay ends (it came back there whole)
+        assert np.abs(np.diff(after[: D + B])).max() < 0.2, np.abs(np.diff(after[: D + B])).max()
+        assert np.abs(after[B:D]).max() > 0.3  # the dry half plays while the model's output is still silent
+
+
+class _KeepsHistory(FakeProcessor):
+    """Keeps each resync's history and the first sample of the block processed after it."""
+
+    def __init__(self, blocksize, delay):
+        super().__init__(blocksize)
+        self.delay, self.histories, self.resumed = delay, [], []
+
+    def resync(self, history=None):
+        super().resync()
+        self.histories.append(history.copy())
+
+    def process(self, block, snap):
+        if len(self.resumed) < len(self.histories):
+            self.resumed.append(float(block[0, 0]))
+        return super().process(block, snap)
+
+
+def test_the_engine_hands_a_resync_the_input_before_the_block_it_resumes_at():
+    """What the processor's dry line gets after a stall: the `delay` input frames just before the resumed block
+    (each resync's, should this shared machine add one)."""
+    D = 700
+    proc = _KeepsHistory(512, D)
+    data = _signal(1.5)
+    engine = _engine(proc)
+
+    def stall_once(done: int) -> None:
+        if done == 86 * 256:
+            engine.inject_stall(0.3)
+
+    with engine:
+        run_file(engine, data, realtime=True, on_period=stall_once)
+    assert proc.histories and len(proc.resumed) == len(proc.histories)
+    for history, first in zip(proc.histories, proc.resumed, strict=True):
+        [new_a] = np.flatnonzero(data[:, 0] == first)  # random samples: each value once
+        assert history.shape == (D, 1) and new_a > D
+        np.testing.assert_array_equal(history, data[new_a - D : new_a])
