@@ -8,7 +8,7 @@ Policy, the same on every path (RAVE and MusicGen collection, concept finding, j
   NaN/inf, silent, too short) and the caller decides whether what is left is enough.
 
 Every reader resamples with `resample` (scipy's polyphase filter) and mixes channels by their mean. Suffixes
-are `AUDIO_EXTENSIONS` (what libsndfile reads); `UNREADABLE_AUDIO` files (.m4a, .aac, .wma) are listed too, to be
+are `AUDIO_EXTENSIONS` (what libsndfile reads); `UNREADABLE_AUDIO` files (.m4a, .aac, .wv, ...) are listed too, to be
 skipped with a note that says to convert them; hidden files and folders (`._x.wav`, `.Trashes`) are not audio.
 `realtime/` holds it because both `realtime/` (renders, the
 live engine's file mode) and `training/` read audio, and imports only point from training to realtime.
@@ -36,8 +36,11 @@ from sae.atomic import atomic_write
 from sae.errors import UserError
 from sae.paths import AUDIO_OUT
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff")
-UNREADABLE_AUDIO = (".m4a", ".aac", ".wma")  # audio libsndfile cannot decode: listed, then skipped with a note
+# what libsndfile reads (Apple's .caf and .aifc, Broadcast and 64-bit WAV, Sun/NeXT .au, Ogg audio, MPEG layer 2)
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".caf", ".w64", ".rf64", ".bwf",
+                    ".wave", ".au", ".snd", ".oga", ".mp2")  # fmt: skip
+# audio libsndfile cannot decode: listed, then skipped with a note (hunt 202: WavPack and Monkey's Audio left unsaid)
+UNREADABLE_AUDIO = (".m4a", ".aac", ".wma", ".wv", ".ape", ".mka", ".webm", ".mp4")
 UNCLOSED_BYTES = 1 << 16  # a file this large with no samples holds audio its header does not count
 MIN_RATE = 1000  # Hz: below it a header is damaged (a 40 kB file at 1 Hz resampled to 8 GB at 44.1 kHz)
 MAX_RATE = 768_000  # Hz: above it too (a byte-swapped 1152122880 Hz took 18 GB to resample, 2^31 Hz ended a collect)
@@ -85,7 +88,10 @@ def file_origin(path: Path) -> dict[str, int | str] | None:
     from sae.bank import file_sha256
 
     try:
-        return {**_stamp(os.stat(path)), "sha256": file_sha256(path)}
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device named x.wav: reading it blocked for good (hunt 202)
+            return None
+        return {**_stamp(st), "sha256": file_sha256(path)}
     except OSError:
         return None
 

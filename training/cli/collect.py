@@ -373,8 +373,8 @@ def _linked(files: list | None, root: str | None) -> list[str]:
         real = Path(os.path.realpath(f))  # Path.resolve raised RuntimeError on a link loop (the reader notes it)
         key: object = real
         if real not in first:
-            with contextlib.suppress(OSError):  # the bytes only where another file has the same size
-                if sizes.get(os.stat(f).st_size, 0) > 1:
+            with contextlib.suppress(OSError):  # the bytes only where another regular file has the same size
+                if sizes.get(os.stat(f).st_size, 0) > 1 and os.path.isfile(f):  # (a FIFO's read blocks for good)
                     key = file_sha256(f)
                     copies += key in first
         if key in first:
