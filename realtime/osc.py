@@ -580,16 +580,19 @@ class OscServer:
         except Exception as exc:  # the OSC thread must outlive any packet: it is the performer's only control
             self.send("/error", ["?", f"{type(exc).__name__}: {exc}"], target)
 
+    def _flush_queued(self, control: OscControl) -> None:
+        """Answer the packets that came while the model loaded, in order, once its control is attached."""
+        queued, self.queued = list(self.queued), collections.deque(maxlen=QUEUE)
+        if self.dropped_while_loading:
+            note = f"{self.dropped_while_loading} packets sent while the model loaded were dropped (the oldest)"
+            self.send("/error", ["?", note], queued[-1][1])
+        for data, target in queued:
+            self._reply(control, data, target)
+
     def _serve(self) -> None:
         while self._running:
-            control = self.control
-            if control is not None and self.queued:
-                queued, self.queued = list(self.queued), collections.deque(maxlen=QUEUE)
-                if self.dropped_while_loading:
-                    note = f"{self.dropped_while_loading} packets sent while the model loaded were dropped (the oldest)"
-                    self.send("/error", ["?", note], queued[-1][1])
-                for data, target in queued:
-                    self._reply(control, data, target)
+            if (control := self.control) is not None and self.queued:
+                self._flush_queued(control)
             try:
                 data, sender = self.sock.recvfrom(65536)
             except (TimeoutError, BlockingIOError):
@@ -598,6 +601,10 @@ class OscServer:
                 if not self._running:
                     return
                 continue
+            # read again after the wait: a control attached meanwhile answers this packet (a /ping sent as live
+            # said "streaming" was answered "loading" and left uncounted: hunt 204), after what was queued
+            if (control := self.control) is not None and self.queued:
+                self._flush_queued(control)
             target = (sender[0], self.reply_port) if self.reply_port else sender
             if well_formed(data):  # events and meters go to whoever sent the latest message, not garbage
                 self.last_client = target

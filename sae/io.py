@@ -173,6 +173,9 @@ def read_sae_cfg(path: str | os.PathLike) -> dict[str, Any]:
         inside = sorted(p.parent.name for p in folder.glob(f"*/{CFG_FILE}"))  # `sae train --out`'s parent
         if inside:
             raise UserError(f"SAE {path}: no {CFG_FILE}; it holds SAE folders {', '.join(inside)}: pass one of them")
+        if (folder / "checkpoint.pt").is_file():  # `sae train`'s CHECKPOINT (hunt 203)
+            raise UserError(f"SAE {path}: no {CFG_FILE}: a training run stopped before it ended (checkpoint.pt); "
+                            "finish it with the same sae train command and --resume")  # fmt: skip
         raise UserError(f"SAE {path}: no {CFG_FILE} (expected an SAELens-layout directory)")
     cfg = read_json_object(f, "SAE config")
     for key in ("metadata", "musicsae"):  # what readers look into before load_sae checks the rest

@@ -203,17 +203,19 @@ def default_dead_tokens(cfg: TrainConfig) -> int:
 
 def _resolved(config: dict[str, Any], d_in: int) -> dict[str, Any]:
     """A `TrainConfig`'s fields as training resolves them for width `d_in`: what None leaves to the data (k, the
-    width as d_sae, lr, dead_tokens) filled in, so a resume that types out the defaults is the same run. A mapping
-    that is no config of this version is given back as it is."""
+    width as d_sae, lr, dead_tokens) filled in, and the run's length in steps however it was given (`--tokens 19200
+    --batch-size 64` is `--steps 300`: hunt 203), so a resume that types out the defaults is the same run. A
+    mapping that is no config of this version is given back as it is."""
     try:
         cfg = TrainConfig(**config)
         d_sae, k = dims_for(cfg, d_in)
         dead = cfg.dead_tokens if cfg.dead_tokens is not None else default_dead_tokens(cfg)
+        steps = cfg.total_steps()
     except (TypeError, UserError):
         return config
-    filled = {k_: v for k_, v in config.items() if k_ != "expansion"}
+    filled = {k_: v for k_, v in config.items() if k_ not in ("expansion", "tokens")}
     return {**filled, "k": k, "d_sae": d_sae, "lr": cfg.lr if cfg.lr is not None else default_lr(d_sae),
-            "dead_tokens": dead}  # fmt: skip
+            "dead_tokens": dead, "steps": steps}  # fmt: skip
 
 
 def check_dims(cfg: TrainConfig, hook: str, d_in: int) -> tuple[int, int]:
@@ -528,11 +530,14 @@ def check_start(out: Path, resume: bool, resumed: tuple[ActivationStore, str, Tr
     `resumed` (store, hook, settings, world size), a checkpoint of other activations or settings too. `sae train`
     asks it of every hook before the first trains (it refused a later hook after training the ones before it)."""
     ckpt_path = Path(out) / CHECKPOINT
+    if ckpt_path.exists() and not resume and (Path(out) / METRICS).exists():  # "continue it" only measured it again
+        raise UserError(f"{out} already holds a finished SAE ({METRICS}); use another --out (or --layers without it)")
     if ckpt_path.exists() and not resume:
         raise UserError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
     if not ckpt_path.exists() and (Path(out) / WEIGHTS_FILE).exists():
         raise UserError(
-            f"{out} already holds an SAE ({WEIGHTS_FILE}, no {CHECKPOINT} of a run to resume); use another --out"
+            f"{out} already holds an SAE ({WEIGHTS_FILE}, no {CHECKPOINT} of a run to resume); use another --out "
+            "(or --layers without it)"
         )
     if resume and resumed is not None and ckpt_path.exists():
         store, hook, cfg, world = resumed

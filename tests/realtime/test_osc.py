@@ -252,6 +252,19 @@ def test_messages_sent_while_loading_wait_and_ping_says_loading(bank, osc_inbox)
         out.close()
 
 
+def test_a_ping_right_after_the_model_is_ready_is_answered_by_it(bank, osc_inbox):
+    """Hunt 204: the server thread read its control before waiting for a packet, so a /ping sent as `live` said
+    "streaming" (attached while the thread waited) was answered "loading" and not counted (15 of 20 times)."""
+    out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for i in range(8):
+        with OscServer(None, port=0, reply_port=osc_inbox.port) as srv:
+            time.sleep(0.1)  # the thread waits in its receive
+            srv.attach(OscControl(Controls(EditState.from_concepts(64, bank.concepts))))
+            out.sendto(encode_message("/ping", [i]), ("127.0.0.1", srv.port))
+            assert osc_inbox.expect("/pong") == [("/pong", [i])]
+    out.close()
+
+
 def test_a_long_load_keeps_the_newest_packets_and_says_how_many_it_dropped(bank, osc_inbox):
     """A fader swept while the model loads ends where it was left, not where the queue filled up."""
     from realtime.osc import QUEUE

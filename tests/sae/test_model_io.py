@@ -237,6 +237,12 @@ def test_the_folder_above_the_sae_folders_names_them(tmp_path):
     assert "\n" not in str(e.value)
     with pytest.raises(UserError, match=r"cfg.json is a file; pass its folder .*latent"):
         load_sae(tmp_path / "sae" / "latent" / "cfg.json")
+    # hunt 203: a training run stopped before its end holds its checkpoint only: named as such, with the way on
+    (tmp_path / "stopped").mkdir()
+    (tmp_path / "stopped" / "checkpoint.pt").write_bytes(b"x")
+    with pytest.raises(UserError, match=r"stopped: no cfg.json: a training run stopped before it ended \(checkpoint"
+                       r"\.pt\); finish it with the same sae train command and --resume"):  # fmt: skip
+        load_sae(tmp_path / "stopped")
 
 
 def test_an_sae_path_that_is_some_other_file_or_missing_is_named_as_such(tmp_path):

@@ -120,7 +120,7 @@ def test_refuses_to_overwrite_and_rejects_bad_settings(tmp_path, capsys):
     st = ActivationStore(tmp_path / "acts")
     cfg = TrainConfig(k=2, expansion=2, steps=3, batch_size=64, checkpoint_every=0)
     train_hook(st, "synthetic", tmp_path / "sae", cfg)
-    with pytest.raises(UserError, match="--resume"):
+    with pytest.raises(UserError, match=r"sae already holds a finished SAE \(metrics.json\); use another --out"):
         train_hook(st, "synthetic", tmp_path / "sae", cfg)
     with pytest.raises(UserError, match="other settings"):
         train_hook(
@@ -973,7 +973,7 @@ def test_a_later_hook_that_may_not_be_written_is_refused_before_any_training(tmp
     assert main([*common, "--layers", "b", "--steps", "5"]) == 0
     capsys.readouterr()
     assert main([*common, "--steps", "5"]) == 2
-    assert "S/b already holds a training run" in capsys.readouterr().err
+    assert "S/b already holds a finished SAE (metrics.json); use another --out" in capsys.readouterr().err
     assert not (tmp_path / "S" / "a").exists()
     assert main([*common, "--steps", "3", "--resume"]) == 2
     assert "written with other settings (steps: 5 in the checkpoint, 3 now)" in capsys.readouterr().err
@@ -1104,6 +1104,19 @@ def test_resume_with_no_run_to_resume_is_refused_and_a_hook_without_one_is_noted
     err = capsys.readouterr().err
     assert f"note: b: no checkpoint.pt to resume in {out}; it trains from the start" in err and "note: a: no" not in err
     assert (out / "b" / "checkpoint.pt").exists()
+    # hunt 203: a hook trained to the end whose checkpoint was removed (to free space) is left as it is under
+    # --resume; it was refused with advice to use another --out, which would train it again
+    weights = (out / "a" / "sae_weights.safetensors").read_bytes()
+    (out / "a" / "checkpoint.pt").unlink()
+    (out / "b" / "sae_weights.safetensors").unlink()  # b: back to a run in progress
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--resume", *args]) == 0
+    err = capsys.readouterr().err
+    assert f"note: a: trained to the end in {out} (metrics.json); left as it is" in err, err
+    assert (out / "a" / "sae_weights.safetensors").read_bytes() == weights
+    assert not (out / "a" / "checkpoint.pt").exists()
+    assert (out / "b" / "sae_weights.safetensors").is_file()
+    (out / "b" / "checkpoint.pt").unlink()
+    assert main(["sae", "train", "--activations", acts, "--out", str(out), "--resume", *args]) == 0  # nothing left
 
 
 def test_activations_past_float32s_energy_range_train_as_any_other_scale(tmp_path):
@@ -1236,6 +1249,12 @@ def test_a_resume_that_types_out_the_defaults_is_the_same_run(tmp_path):
     (out / "sae_weights.safetensors").unlink()
     with pytest.raises(UserError, match=r"settings \(k: 2 in the checkpoint, 3 now\)"):  # a real difference is named
         train_hook(store, "synthetic", out, TrainConfig(k=3, steps=2, batch_size=64), resume=True)
+    # hunt 203: the run's length given as tokens is the same run as its steps (refused as "steps: None ... 2 now")
+    train_hook(store, "synthetic", out, TrainConfig(tokens=128, batch_size=64, checkpoint_every=1), resume=True)
+    assert (out / "sae_weights.safetensors").is_file()
+    (out / "sae_weights.safetensors").unlink()
+    with pytest.raises(UserError, match=r"settings \(steps: 2 in the checkpoint, 3 now\)"):
+        train_hook(store, "synthetic", out, TrainConfig(tokens=192, batch_size=64), resume=True)
 
 
 def test_more_processes_than_blocks_of_training_rows_is_one_line_before_training(tmp_path):

@@ -174,6 +174,7 @@ def run_train(args: argparse.Namespace) -> int:
     from sae.store import open_store
     from sae.train import (
         CHECKPOINT,
+        METRICS,
         Stopped,
         TrainConfig,
         check_dims,
@@ -218,6 +219,15 @@ def run_train(args: argparse.Namespace) -> int:
     for hook in hooks:  # every hook's sizes and folder before the first trains
         check_dims(cfg, hook, store.dim(hook))
         check_output_dir(Path(args.out) / hook, f"{hook}'s folder")
+    # under --resume, a hook trained to the end whose checkpoint was removed (they are 3x the weights) is left as it
+    # is: it was refused, and the advice to use another --out would train it again (hunt 203)
+    finished = [
+        h
+        for h in hooks
+        if args.resume
+        and not (Path(args.out) / h / CHECKPOINT).exists()
+        and all((Path(args.out) / h / f).exists() for f in (WEIGHTS_FILE, METRICS))
+    ]
     # no checkpoint and no SAE (one there is refused by train_hook, naming it)
     fresh = [
         h
@@ -230,10 +240,17 @@ def run_train(args: argparse.Namespace) -> int:
         raise UserError(f"--resume: {args.out} holds no run to resume (no {CHECKPOINT} of "
                         f"{', '.join(hooks)}); leave --resume out to start one")  # fmt: skip
     info = init_distributed(args.device)
+    console = output_console(stderr=True)
+    for hook in finished if info.main else ():
+        console.print(f"note: {hook}: trained to the end in {args.out} ({METRICS}); left as it is", highlight=False)
+    hooks = [h for h in hooks if h not in finished]
+    if not hooks:  # every hook was trained to the end: nothing to resume
+        if info.enabled:
+            leave_distributed()
+        return 0
     for hook in hooks:  # a run or an SAE of a later hook that this one may not write: refused before any training
         check_hook(store, hook, cfg, info.world_size)
         check_start(Path(args.out) / hook, args.resume, (store, hook, cfg, info.world_size))
-    console = output_console(stderr=True)
     for hook in fresh if info.main else ():
         note = f"note: {hook}: no {CHECKPOINT} to resume in {args.out}; it trains from the start"
         console.print(note, highlight=False)
