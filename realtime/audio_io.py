@@ -303,7 +303,7 @@ def close_stream(stream: Any, timeout: float = 2.0) -> bool:
         if done.wait(timeout):
             return True
     except KeyboardInterrupt as exc:  # stopped while PortAudio may wait for a dead server: it is left behind too
-        leave_stream(143 if isinstance(exc, Terminated) else 130)
+        leave_stream(128 + exc.signum if isinstance(exc, Terminated) else 130)
         raise
     leave_stream(1)
     return False

@@ -15,9 +15,13 @@ class UserError(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (a launcher, `timeout`, systemd, a DAW stopping its child) raised in the main thread: a
-    KeyboardInterrupt, so every command stops on it as on Ctrl-C (temporary files removed, checkpoints kept,
-    streams closed)."""
+    """SIGTERM (a launcher, `timeout`, systemd, a DAW stopping its child) or SIGHUP (the terminal closed, an SSH
+    connection dropped) raised in the main thread: a KeyboardInterrupt, so every command stops on it as on Ctrl-C
+    (temporary files removed, checkpoints kept, streams closed). `signum`: which (SIGTERM's 15 by default)."""
+
+    def __init__(self, signum: int = 15) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def refused_number(value: float) -> str:

@@ -59,6 +59,15 @@ def test_sigterm_stops_a_command_cleanly(tmp_path):
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
 
 
+def test_a_hang_up_stops_a_command_cleanly(tmp_path):
+    """Hunt 203: SIGHUP (the terminal closed, an SSH connection dropped) killed a command on the spot: no cleanup,
+    no line, every step of a training since its last checkpoint lost."""
+    run = _stop(tmp_path, "SIGHUP")
+    assert run.returncode == 129, (run.returncode, run.stderr)
+    assert run.stderr == "musicsae: hung up\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_sigint_stops_a_command_cleanly(tmp_path):
     run = _stop(tmp_path, "SIGINT")
     assert run.returncode == 130, (run.returncode, run.stderr)

@@ -271,9 +271,13 @@ def test_a_checkpoint_file_of_something_else_is_one_line_on_resume(tmp_path, con
         train_hook(ActivationStore(tmp_path / "acts"), "synthetic", tmp_path / "sae", cfg, resume=True)
 
 
-def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "hung up")]
+)
+def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninterrupted(tmp_path, sig, code, word):
     """Ctrl-C or SIGTERM lost every step since the last periodic checkpoint (all of them with none); now the
-    step in progress ends, is checkpointed, and the resumed run ends as one never stopped."""
+    step in progress ends, is checkpointed, and the resumed run ends as one never stopped. Hunt 203: a hang-up (the
+    terminal closed, SSH dropped) still killed it on the spot, with no line."""
     planted_store(tmp_path / "acts", n=20000, d=16, n_features=48, k_true=3)
     args = _stop_args(tmp_path / "acts", 1500, 128)
     ref = subprocess.run(_cli("train", "--out", str(tmp_path / "ref"), *args), env=_env(), cwd=ROOT,
@@ -282,9 +286,9 @@ def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninter
     proc = subprocess.Popen(_cli("train", "--out", str(tmp_path / "run"), *args), env=_env(), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     _wait_for_training(proc, tmp_path / "run")
-    proc.send_signal(signal.SIGINT)  # SIGTERM takes the same path (training.cli.main.HeldStop)
+    proc.send_signal(sig)  # SIGTERM takes the same path (training.cli.main.HeldStop)
     err = proc.communicate(timeout=60)[1]
-    assert proc.returncode == 130, err
+    assert proc.returncode == code and err.endswith(f"musicsae: {word}\n"), err
     assert "Traceback" not in err and "the same command with --resume goes on" in err, err
     step = torch.load(tmp_path / "run" / "synthetic" / "checkpoint.pt", weights_only=False)["step"]
     assert 0 < step < 1500 and f"step {step} is checkpointed" in err

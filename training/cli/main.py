@@ -84,11 +84,22 @@ def command_parsers(parser: argparse.ArgumentParser, prefix: str = "") -> dict[s
     return out
 
 
+# the signals that stop a command, each with its one line's word and exit code (128 + the signal); SIGHUP (the
+# terminal closed, an SSH connection dropped) killed `sae train` at once, losing every step since its last
+# checkpoint, where SIGTERM kept the step in progress (hunt 203)
+STOPPED = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143), signal.SIGHUP: ("hung up", 129)}
+
+
+def _stop_raise(signum: int) -> NoReturn:
+    """What a stop signal raises: KeyboardInterrupt for Ctrl-C, `Terminated` (knowing which) for the others."""
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
+
+
 class Stops:
-    """While a command runs, Ctrl-C raises KeyboardInterrupt and SIGTERM `Terminated`, and the signal is
+    """While a command runs, Ctrl-C raises KeyboardInterrupt and SIGTERM or SIGHUP `Terminated`, and the signal is
     remembered: a library that turns the interrupt into its own error (safetensors' reader raised ValueError)
-    still stops the command as interrupted. Handlers someone else set (an ignored SIGTERM, a parent's SIGINT) are
-    left alone; outside the main thread none can be set."""
+    still stops the command as interrupted. Handlers someone else set (an ignored SIGTERM, `nohup`'s SIGHUP, a
+    parent's SIGINT) are left alone; outside the main thread none can be set."""
 
     active: ClassVar[Stops | None] = None  # the command's, while it runs (`stop_handled`)
 
@@ -98,7 +109,7 @@ class Stops:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signum = signum
-        raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        _stop_raise(signum)
 
     def _takes(self, current: object, default: object) -> bool:
         """Whether to replace a signal's `current` handler (its Python `default` is what no one else set)."""
@@ -106,7 +117,9 @@ class Stops:
 
     def __enter__(self) -> Self:
         if threading.current_thread() is threading.main_thread():
-            for sig, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            defaults = ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL),
+                        (signal.SIGHUP, signal.SIG_DFL))  # fmt: skip
+            for sig, default in defaults:
                 if self._takes(signal.getsignal(sig), default):
                     self.previous[sig] = signal.signal(sig, self._on_signal)
         self.outer, Stops.active = Stops.active, self
@@ -138,14 +151,14 @@ class HeldStop(Stops):
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if self.signum is not None:  # asked twice: stop now
-            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+            _stop_raise(signum)
         self.signum = signum
 
     def due(self) -> bool:
         return self.signum is not None
 
     def stop(self) -> NoReturn:
-        raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+        _stop_raise(self.signum if self.signum is not None else signal.SIGINT)
 
 
 RESUMABLE = " (a checkpoint of the last step is kept; run the same command to resume)"
@@ -203,7 +216,7 @@ def _signals_end_the_exit() -> None:
     def now(signum: int, _frame) -> None:
         os._exit(128 + signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOPPED:
         signal.signal(signum, now)
 
 
@@ -290,11 +303,12 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
             return 2
         if stops.signum is None:
             raise
-        terminated = stops.signum == signal.SIGTERM  # the error is what a library made of the interrupt
+        signum = stops.signum  # the error is what a library made of the interrupt
     except KeyboardInterrupt as exc:
-        terminated = isinstance(exc, Terminated)
-    say(f"{prog}: {'terminated' if terminated else 'interrupted'}{stopped if isinstance(stopped, str) else stopped()}")
-    return 143 if terminated else 130
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+    word, code = STOPPED.get(signum, STOPPED[signal.SIGTERM])
+    say(f"{prog}: {word}{stopped if isinstance(stopped, str) else stopped()}")
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -318,16 +318,17 @@ def _stop(stopped: Stopped, held: HeldStop, info: DistInfo, console: Console) ->
     import signal
 
     from sae.train import leave_distributed
+    from training.cli.main import STOPPED
 
     if info.main:
         console.print(f"{stopped.checkpoint.parent.name}: step {stopped.step} is checkpointed in "
                       f"{stopped.checkpoint}; the same command with --resume goes on", highlight=False)  # fmt: skip
     if info.enabled:  # one line from rank 0, which may have stopped because another rank got the signal
-        term = held.signum == signal.SIGTERM
+        word, code = STOPPED.get(held.signum, STOPPED[signal.SIGINT])
         if info.main:
-            words = {None: "stopped (another rank got the signal)", signal.SIGTERM: "terminated"}
-            print(f"musicsae: {words.get(held.signum, 'interrupted')}", file=sys.stderr)
-        leave_distributed(143 if term else 130)
+            print(f"musicsae: {word if held.signum is not None else 'stopped (another rank got the signal)'}",
+                  file=sys.stderr)  # fmt: skip
+        leave_distributed(code)
     held.stop()
 
 
