@@ -283,13 +283,13 @@ def leave_stream(status: int) -> None:
     atexit.register(_exit_skipping_portaudio, status)  # after sounddevice's own handler, so it runs first
 
 
-def close_stream(stream: Any, timeout: float = 2.0) -> bool:
+def close_stream(stream: Any, timeout: float = 2.0, left: int = 1) -> bool:
     """Stop and close a device stream; False when PortAudio did not return within `timeout` s.
 
     A JACK server that quits mid-stream leaves PortAudio's JACK backend waiting for it forever in
     Pa_StopStream, Pa_CloseStream and Pa_Terminate (seen with jackd2 1.9 and PortAudio 19.6): the stream is
     then left behind, and the process ends without sounddevice's exit handler (which would wait as well):
-    its output flushed, exit status 1 (the device failed).
+    its output flushed, exit status `left` (1: the device failed; 0 where the show was stopped as asked).
     """
     done = threading.Event()
 
@@ -305,7 +305,7 @@ def close_stream(stream: Any, timeout: float = 2.0) -> bool:
     except KeyboardInterrupt as exc:  # stopped while PortAudio may wait for a dead server: it is left behind too
         leave_stream(128 + exc.signum if isinstance(exc, Terminated) else 130)
         raise
-    leave_stream(1)
+    leave_stream(left)
     return False
 
 

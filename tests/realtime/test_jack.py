@@ -534,6 +534,31 @@ def test_a_server_frozen_for_seconds_leaves_one_client_after_the_restart(tiny_ra
     assert proc.returncode == 0 and "Traceback" not in err and "did not stop" not in err, err
 
 
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_show_stopped_while_the_server_is_frozen_ends_as_asked(tiny_rave_ts, stop):
+    """Hunt 204: Ctrl-C or SIGTERM while the JACK server was frozen ended live with status 1 (a launcher restarts
+    on 1) and 'terminated', the line saying the stream was left behind lost. A show stopped as asked ends with
+    status 0 and says it."""
+    import signal
+
+    with JackServer(sr=44100, period=256) as own:
+        proc = _live(own, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--no-osc", "--duration", "120",
+                     "--reconnect", "0")  # fmt: skip
+        try:
+            _wait_for(proc, "streaming")
+            own.proc.send_signal(signal.SIGSTOP)
+            time.sleep(0.5)
+            proc.send_signal(getattr(signal, stop))
+            out, err = proc.communicate(timeout=30)
+        finally:
+            own.proc.send_signal(signal.SIGCONT)
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, (proc.returncode, err)
+    assert "audio device system: did not stop within 2 s; left behind" in out, (out, err)
+    assert "Traceback" not in err and "terminated" not in err and "interrupted" not in err, err
+
+
 def test_a_server_that_quits_again_while_live_restarts_is_waited_for_again(tiny_rave_ts):
     """Hunt 107: the server came back, live restarted itself, and the server quit again while the new image loaded
     its model: PortAudio aborted the process (SIGABRT, status 134) or it said "no audio devices found" (exit 2),

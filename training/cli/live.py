@@ -663,6 +663,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     control = osc.control if osc else None
     live = None
     stopped = None  # the line saying the device went away (or did not come back)
+    asked = False  # Ctrl-C or SIGTERM: the show stopped as asked
     lost = None  # wall-clock time the device went away, while live waits for it
     losses: list[float] = []  # the recent losses, this one last (`realtime.resume.recent_losses`)
     returned = False  # the device came back: live restarts itself
@@ -730,12 +731,13 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
                 last = now
                 _say(status_line(engine, control))
     except KeyboardInterrupt:
-        pass
+        asked = True
     finally:
         if live is not None:
             live.stop()
-        # a stream whose device went away is left behind: PortAudio would wait for a dead JACK server for good
-        closed = lost is not None or close_stream(stream)
+        # a stream whose device went away is left behind: PortAudio would wait for a dead JACK server for good;
+        # one that does not stop after the show was stopped as asked (a frozen server) ends it with status 0
+        closed = lost is not None or close_stream(stream, left=0 if asked else 1)
     if returned:
         _restart(engine, osc, label, played, losses, session)
     _say(status_line(engine, control))
@@ -745,6 +747,9 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
         return 0
     if lost is not None:
         leave_stream(1)
+    if asked and not stopped and not closed:  # stopped as asked: the show ended so (hunt 204: exit 1, the line lost)
+        _say(f"audio device {label}: did not stop within 2 s; left behind")
+        return 0
     if stopped or not closed:  # exit status 1 (`DeviceGone`), also where the stream closed (ALSA: a USB card gone)
         raise DeviceGone(stopped or f"audio device {label}: did not stop within 2 s; left behind")
     return 0
