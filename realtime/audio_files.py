@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.mpeg_frames import mpeg_samples
+from realtime.mpeg_frames import declares_length, mpeg_samples
 from sae.atomic import atomic_write
 from sae.errors import UserError
 from sae.paths import AUDIO_OUT
@@ -505,8 +505,12 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"sample rate {sr} Hz: expected audio at {MIN_RATE} to {MAX_RATE} Hz (a damaged header?)"
     if cut := _cut_short(declared):  # libsndfile reads what is there, without a word (hunt 177)
         return cut
-    # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate)
-    if not mpeg and len(data) < CUT_SHARE * frames:
+    # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate, but where its Xing or
+    # Info frame gives it: a download that stopped decoded half of itself, unsaid: hunt 202)
+    if (not mpeg or (in_mpeg and declares_length(path))) and len(data) < CUT_SHARE * frames:
+        if in_mpeg:
+            return (f"cut short: decoded {len(data) / sr:.2f} s of the {frames / sr:.2f} s its Xing header declares "
+                    "(a download that stopped?)")  # fmt: skip
         return f"damaged: decoded {len(data)} of the {frames} frames its header declares"
     # an MP3 in a WAV too (hunt 182); libsndfile stops at the length its first frame's bitrate or its Xing header
     # gives: a VBR MP3 without that header, or MP3s joined, decoded a fraction of themselves

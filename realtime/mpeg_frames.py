@@ -45,15 +45,8 @@ def mpeg_samples(path: str | os.PathLike) -> int | None:
     or APE tag, the end); None where no frame is found."""
     with open(path, "rb") as fh:
         data = fh.read()
-    start = _past_id3(data, 0)
-    i = data.find(b"\xff", start)
-    while True:
-        if not 0 <= i < start + _SYNC_SEARCH:
-            return None
-        first = frame_header(data[i : i + 4])
-        if first and frame_header(data[i + first[0] : i + first[0] + 4]):
-            break
-        i = data.find(b"\xff", i + 1)
+    if (i := _first_frame(data)) is None:
+        return None
     samples = 0
     while True:
         i = _past_id3(data, i)  # MP3s joined, each with its tag (hunt 182)
@@ -62,6 +55,29 @@ def mpeg_samples(path: str | os.PathLike) -> int | None:
             return samples
         i += frame[0]
         samples += frame[1]
+
+
+def declares_length(path: str | os.PathLike) -> bool:
+    """Whether the first MPEG frame of file `path` is a Xing or Info frame, whose frame count libsndfile takes as
+    the length: exact, so a file that decodes less was cut short (a download that stopped: hunt 202)."""
+    with open(path, "rb") as fh:
+        data = fh.read(_SYNC_SEARCH + (1 << 20))  # an ID3 tag with cover art runs to hundreds of kB
+    if (i := _first_frame(data)) is None:
+        return False
+    size = frame_header(data[i : i + 4])[0]
+    return b"Xing" in data[i + 4 : i + size] or b"Info" in data[i + 4 : i + size]
+
+
+def _first_frame(data: bytes) -> int | None:
+    """Where the first of two MPEG frames in a row starts, after any ID3v2 tag (None: no frame within reach)."""
+    start = _past_id3(data, 0)
+    i = data.find(b"\xff", start)
+    while 0 <= i < start + _SYNC_SEARCH:
+        first = frame_header(data[i : i + 4])
+        if first and frame_header(data[i + first[0] : i + first[0] + 4]):
+            return i
+        i = data.find(b"\xff", i + 1)
+    return None
 
 
 def _past_id3(data: bytes, at: int) -> int:

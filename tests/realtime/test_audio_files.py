@@ -504,7 +504,8 @@ def test_a_damaged_mp3_is_named_in_one_line_and_libmpg123_says_nothing(tmp_path,
     sf.write(tmp_path / "tone.mp3", 0.3 * np.sin(np.arange(2 * sr, dtype=np.float32) / 7), sr)
     (tmp_path / "cut_mp3.wav").write_bytes((tmp_path / "tone.mp3").read_bytes()[:6000])
     capfd.readouterr()
-    assert not isinstance(_load(tmp_path / "cut_mp3.wav"), str)  # what is there is read
+    why = _load(tmp_path / "cut_mp3.wav")  # hunt 202: refused as cut short (its Xing frame declares 2 s), no more read
+    assert isinstance(why, str) and why.startswith("cut short: decoded"), why
     assert capfd.readouterr().err == ""
 
 
@@ -730,3 +731,20 @@ def test_a_pipe_named_like_audio_is_not_hashed(tmp_path):
     worker.join(30)
     assert done == {"origin": None, "notes": []}, "hung on a FIFO"
     assert file_origin(tmp_path / "ok.wav")["bytes"] > 0
+
+
+def test_an_mp3_cut_short_is_refused_where_its_xing_header_says_how_long_it_is(tmp_path, capfd):
+    """Hunt 202: an MP3 download that stopped half way decoded its first half without a word (`render` wrote 10 s
+    of a 20 s song), where a WAV, AIFF or FLAC cut short is refused: its Xing frame declares its length exactly."""
+    from realtime.mpeg_frames import declares_length
+
+    sr = 44100
+    sf.write(tmp_path / "song.mp3", (0.3 * np.sin(np.arange(20 * sr) / 7)).astype(np.float32), sr)
+    whole = (tmp_path / "song.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(whole[: len(whole) // 2])
+    assert declares_length(tmp_path / "song.mp3") and declares_length(tmp_path / "cut.mp3")
+    capfd.readouterr()
+    assert read_audio(tmp_path / "song.mp3")[0].shape == (20 * sr, 1)  # whole: read
+    with pytest.raises(UserError, match=r"cut\.mp3: cut short: decoded 9\.\d\d s of the 20\.00 s its Xing header"):
+        read_audio(tmp_path / "cut.mp3")
+    assert capfd.readouterr().err == ""  # libmpg123's own warning about the Xing size is not printed

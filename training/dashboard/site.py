@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from realtime.audio_files import AUDIO_EXTENSIONS, file_change
+from realtime.audio_files import AUDIO_EXTENSIONS, c_stderr_hushed, file_change
 from sae.atomic import folder_replacing
 from sae.bank import Concept, ConceptBank, edit_sha256
 from sae.describe import (
@@ -357,7 +357,8 @@ class DashboardBuilder:
                 missing.append(s)
                 continue
             try:
-                seconds = sf.info(os.fsencode(path)).duration
+                with c_stderr_hushed():  # libmpg123 speaks for itself ("Xing stream size off...": hunt 202)
+                    seconds = sf.info(os.fsencode(path)).duration
                 why = file_change(path, [o[s] for o in origins if s in o])[0]
             except (RuntimeError, sf.LibsndfileError, OSError):
                 unreadable.append(s)
