@@ -453,6 +453,27 @@ PLACEHOLDERS = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
 0x7FFFF000), give or take a header: a file so declared is whole."""
 
 
+UNDECLARED = re.compile(
+    r"^\s*Length\s*:\s*(\d+)$.*^\s*data\s*:\s*(\d+)$.*Unknown chunk marker (?:\(\w+\) )?at position (\d+)", re.M | re.S
+)
+"""libsndfile's words for a WAV whose samples run on past the size its header declares (it reads the declared part)."""
+
+
+def _undeclared(extra_info: str) -> str | None:
+    """Why a WAV holds samples its header does not count (a recorder that crashed between header updates, a WAV
+    over 4 GiB whose 32-bit size wrapped: libsndfile read the declared second of 3 s, unsaid: hunt 202), or None.
+    Bytes after the declared samples that are no chunk, over 1 % of them (and 64 kB), are such samples."""
+    m = UNDECLARED.search(extra_info or "")
+    if m is None:
+        return None
+    length, data, at = (int(v) for v in m.groups())
+    after = length - at
+    if data == 0 or after <= max(0.01 * data, 1 << 16):  # none declared: a recording never closed (`_load` says)
+        return None
+    return (f"its header declares {data} bytes of samples, {after} more bytes follow that are no chunk (a recording "
+            "whose header was never updated?); read it whole with ffmpeg -ignore_length 1 -i IN OUT.wav")  # fmt: skip
+
+
 def _cut_short(extra_info: str) -> str | None:
     """Why a file is cut short (its header declares more bytes than it holds: a copy or download that stopped), or
     None."""
@@ -503,7 +524,7 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"not a readable audio file ({why.splitlines()[0]})"
     if not MIN_RATE <= sr <= MAX_RATE:
         return f"sample rate {sr} Hz: expected audio at {MIN_RATE} to {MAX_RATE} Hz (a damaged header?)"
-    if cut := _cut_short(declared):  # libsndfile reads what is there, without a word (hunt 177)
+    if cut := _cut_short(declared) or _undeclared(declared):  # libsndfile reads what is declared, unsaid (177, 202)
         return cut
     # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate, but where its Xing or
     # Info frame gives it: a download that stopped decoded half of itself, unsaid: hunt 202)

@@ -748,3 +748,24 @@ def test_an_mp3_cut_short_is_refused_where_its_xing_header_says_how_long_it_is(t
     with pytest.raises(UserError, match=r"cut\.mp3: cut short: decoded 9\.\d\d s of the 20\.00 s its Xing header"):
         read_audio(tmp_path / "cut.mp3")
     assert capfd.readouterr().err == ""  # libmpg123's own warning about the Xing size is not printed
+
+
+def test_a_wav_whose_samples_run_past_its_declared_size_is_refused_a_trailing_chunk_is_not(tmp_path):
+    """Hunt 202: a WAV whose header says 1 s while 3 s of samples follow (a recorder that crashed between header
+    updates, a WAV over 4 GiB whose 32-bit size wrapped) was read as 1 s, unsaid. A chunk after the samples (an id3
+    tag with cover art, a LIST) is no such thing."""
+    import struct
+
+    sr = 44100
+    sf.write(tmp_path / "whole.wav", (0.3 * np.sin(np.arange(3 * sr) / 7)).astype(np.float32), sr, subtype="PCM_16")
+    b = bytearray((tmp_path / "whole.wav").read_bytes())
+    at = b.find(b"data")
+    stale = bytearray(b)
+    stale[at + 4 : at + 8] = struct.pack("<I", 2 * sr)  # 1 s of 16-bit samples declared
+    (tmp_path / "stale.wav").write_bytes(stale)
+    with pytest.raises(UserError, match=r"stale\.wav: its header declares 88200 bytes of samples, 176400 more bytes"):
+        read_audio(tmp_path / "stale.wav")
+    art = b + b"id3 " + struct.pack("<I", 300_000) + bytes(300_000)  # a large chunk after the samples
+    art[4:8] = struct.pack("<I", len(art) - 8)
+    (tmp_path / "art.wav").write_bytes(art)
+    assert read_audio(tmp_path / "art.wav")[0].shape == (3 * sr, 1)
