@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.mpeg_frames import declares_length, mpeg_samples
+from realtime.mpeg_frames import declares_length, mpeg_samples, past_id3
 from sae.atomic import atomic_write
 from sae.errors import UserError
 from sae.paths import AUDIO_OUT
@@ -459,15 +459,19 @@ UNDECLARED = re.compile(
 """libsndfile's words for a WAV whose samples run on past the size its header declares (it reads the declared part)."""
 
 
-def _undeclared(extra_info: str) -> str | None:
+def _undeclared(extra_info: str, path: str | os.PathLike) -> str | None:
     """Why a WAV holds samples its header does not count (a recorder that crashed between header updates, a WAV
     over 4 GiB whose 32-bit size wrapped: libsndfile read the declared second of 3 s, unsaid: hunt 202), or None.
-    Bytes after the declared samples that are no chunk, over 1 % of them (and 64 kB), are such samples."""
+    Bytes after the declared samples that are no chunk nor an ID3 tag a tagger appended (hunt 205), over 1 % of
+    them (and 64 kB), are such samples."""
     m = UNDECLARED.search(extra_info or "")
     if m is None:
         return None
     length, data, at = (int(v) for v in m.groups())
-    after = length - at
+    with open(path, "rb") as fh:
+        fh.seek(at)
+        head = fh.read(10)
+    after = length - at - (past_id3(head, 0) if head.startswith(b"ID3") else 0)  # (an ID3v1 tag is 128 bytes)
     if data == 0 or after <= max(0.01 * data, 1 << 16):  # none declared: a recording never closed (`_load` says)
         return None
     return (f"its header declares {data} bytes of samples, {after} more bytes follow that are no chunk (a recording "
@@ -524,7 +528,7 @@ def _load(path: str | os.PathLike) -> tuple[np.ndarray, int] | str:
         return f"not a readable audio file ({why.splitlines()[0]})"
     if not MIN_RATE <= sr <= MAX_RATE:
         return f"sample rate {sr} Hz: expected audio at {MIN_RATE} to {MAX_RATE} Hz (a damaged header?)"
-    if cut := _cut_short(declared) or _undeclared(declared):  # libsndfile reads what is declared, unsaid (177, 202)
+    if cut := _cut_short(declared) or _undeclared(declared, path):  # libsndfile reads what is declared (177, 202)
         return cut
     # an Ogg damaged midway decoded about half of itself (an MP3's frame count is an estimate, but where its Xing or
     # Info frame gives it: a download that stopped decoded half of itself, unsaid: hunt 202)

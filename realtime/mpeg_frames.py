@@ -49,7 +49,7 @@ def mpeg_samples(path: str | os.PathLike) -> int | None:
         return None
     samples = 0
     while True:
-        i = _past_id3(data, i)  # MP3s joined, each with its tag (hunt 182)
+        i = past_id3(data, i)  # MP3s joined, each with its tag (hunt 182)
         frame = frame_header(data[i : i + 4])
         if frame is None or i + frame[0] > len(data):
             return samples
@@ -61,7 +61,8 @@ def declares_length(path: str | os.PathLike) -> bool:
     """Whether the first MPEG frame of file `path` is a Xing or Info frame, whose frame count libsndfile takes as
     the length: exact, so a file that decodes less was cut short (a download that stopped: hunt 202)."""
     with open(path, "rb") as fh:
-        data = fh.read(_SYNC_SEARCH + (1 << 20))  # an ID3 tag with cover art runs to hundreds of kB
+        fh.seek(past_id3(fh.read(10), 0))  # past an ID3 tag of any size (cover art: megabytes; hunt 205)
+        data = fh.read(_SYNC_SEARCH + 8192)  # the first frame is looked for this far (and a frame is under 8 kB)
     if (i := _first_frame(data)) is None:
         return False
     size = frame_header(data[i : i + 4])[0]
@@ -70,7 +71,7 @@ def declares_length(path: str | os.PathLike) -> bool:
 
 def _first_frame(data: bytes) -> int | None:
     """Where the first of two MPEG frames in a row starts, after any ID3v2 tag (None: no frame within reach)."""
-    start = _past_id3(data, 0)
+    start = past_id3(data, 0)
     i = data.find(b"\xff", start)
     while 0 <= i < start + _SYNC_SEARCH:
         first = frame_header(data[i : i + 4])
@@ -80,7 +81,7 @@ def _first_frame(data: bytes) -> int | None:
     return None
 
 
-def _past_id3(data: bytes, at: int) -> int:
+def past_id3(data: bytes, at: int) -> int:
     """Where the ID3v2 tag at `at` ends (a synchsafe size, and a footer where flag 0x10 says so); `at` where none."""
     if data[at : at + 3] != b"ID3" or len(data) < at + 10:
         return at

@@ -68,6 +68,66 @@ def test_a_hang_up_stops_a_command_cleanly(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+HANGUP = """
+import sys, time
+from pathlib import Path
+import importlib
+cli = importlib.import_module("training.cli.main")
+from sae.atomic import atomic_write
+
+def write(tmp):
+    Path(tmp).write_text("half")
+    print("working", file=sys.stderr, flush=True)
+    time.sleep(30)
+
+class Parser:
+    def parse_args(self, argv):
+        import argparse
+        return argparse.Namespace(verbose=False, func=lambda args: atomic_write(Path(sys.argv[1]) / "out.json", write))
+
+cli.build_parser = Parser
+code = cli.main([])
+Path(sys.argv[1], "..", "code").write_text(str(code))
+sys.exit(code)
+"""
+
+
+def test_a_terminal_that_goes_away_stops_a_command_as_a_hang_up(tmp_path):
+    """Hunt 205: a real hang-up (the terminal closed, SSH dropped) makes every later write to it fail (EIO): the
+    command's one line raised, so it ended with status 1 and a traceback (`sae train` left its lock file). Standard
+    output and error leave the terminal first: status 129, cleanup done."""
+    import pty
+    import time
+
+    (tmp_path / "out").mkdir()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the pty is its controlling terminal, stdout and stderr
+        os.environ["PYTHONPATH"] = str(ROOT)
+        os.execv(sys.executable, [sys.executable, "-c", HANGUP, str(tmp_path / "out")])
+    said, deadline = b"", time.monotonic() + 60
+    while b"working" not in said and time.monotonic() < deadline:
+        said += os.read(fd, 1024)
+    os.close(fd)  # the terminal goes away: SIGHUP to the child, its writes fail from now on
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129, said
+    assert (tmp_path / "code").read_text() == "129"  # main() returned, no traceback on the way
+    assert list((tmp_path / "out").iterdir()) == []  # the temporary file removed
+
+
+def test_an_ignored_hang_up_stays_ignored_at_exit_and_under_the_launcher():
+    """Hunt 205: `nohup musicsae ...` ignores SIGHUP; the exit's handlers set it to end the process (status 129), and
+    torch's launcher took it over under --nproc and passed it to the ranks, ending a nohup'd training."""
+    code = (
+        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "import importlib; main, launch = (importlib.import_module(f'training.cli.{m}') for m in ('main', 'launch'))\n"
+        "main._signals_end_the_exit()\n"
+        "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, launch.forwarded_signals())\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert run.stdout.split() == ["True", "SIGTERM,SIGINT,SIGQUIT"], run
+
+
 def test_sigint_stops_a_command_cleanly(tmp_path):
     run = _stop(tmp_path, "SIGINT")
     assert run.returncode == 130, (run.returncode, run.stderr)

@@ -748,6 +748,13 @@ def test_an_mp3_cut_short_is_refused_where_its_xing_header_says_how_long_it_is(t
     with pytest.raises(UserError, match=r"cut\.mp3: cut short: decoded 9\.\d\d s of the 20\.00 s its Xing header"):
         read_audio(tmp_path / "cut.mp3")
     assert capfd.readouterr().err == ""  # libmpg123's own warning about the Xing size is not printed
+    # hunt 205: behind an ID3 tag over 1 MiB (cover art) the Xing frame was not looked for: read half, unsaid
+    size = 2 << 20
+    tag = b"ID3\x03\x00\x00" + bytes((size >> k) & 0x7F for k in (21, 14, 7, 0)) + bytes(size)  # padding only
+    (tmp_path / "art.mp3").write_bytes(tag + whole[: len(whole) // 2])
+    assert declares_length(tmp_path / "art.mp3")
+    with pytest.raises(UserError, match=r"art\.mp3: cut short: decoded 9\.\d\d s of the 20\.00 s"):
+        read_audio(tmp_path / "art.mp3")
 
 
 def test_a_wav_whose_samples_run_past_its_declared_size_is_refused_a_trailing_chunk_is_not(tmp_path):
@@ -769,3 +776,7 @@ def test_a_wav_whose_samples_run_past_its_declared_size_is_refused_a_trailing_ch
     art[4:8] = struct.pack("<I", len(art) - 8)
     (tmp_path / "art.wav").write_bytes(art)
     assert read_audio(tmp_path / "art.wav")[0].shape == (3 * sr, 1)
+    size = 300_000  # hunt 205: a raw ID3v2 tag some taggers append after the RIFF chunk is no samples either
+    tag = b"ID3\x03\x00\x00" + bytes((size >> k) & 0x7F for k in (21, 14, 7, 0)) + bytes(size)
+    (tmp_path / "tagged.wav").write_bytes(b + tag)
+    assert read_audio(tmp_path / "tagged.wav")[0].shape == (3 * sr, 1)

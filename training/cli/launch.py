@@ -136,6 +136,14 @@ def failed_code(codes: Sequence[int]) -> int:
     return TERMINATED if codes else 1
 
 
+def forwarded_signals() -> str:
+    """The stop signals torch's launcher takes over and passes to the ranks (its TORCHELASTIC_SIGNALS_TO_HANDLE):
+    its own four, but one this process ignores (`nohup`'s SIGHUP), which it took over too, ending a nohup'd
+    training when the SSH session dropped (hunt 205)."""
+    stops = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+    return ",".join(s for s in stops if signal.getsignal(getattr(signal, s)) != signal.SIG_IGN)
+
+
 def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
     """Run `musicsae argv` on `nproc` local ranks through torch's elastic launcher; returns the exit code: 0, the
     failed ranks' (`failed_code`), or 128 + the signal that stopped the launcher (each rank has said what it
@@ -149,6 +157,7 @@ def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
             if name.startswith("torch.distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default for several ranks (it warns otherwise)
+    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", forwarded_signals())
     torchrun = ["--standalone", f"--nproc-per-node={nproc}", "--module", "training.cli", *argv]
     with tempfile.TemporaryDirectory(prefix="musicsae-ranks-") as folder:
         os.environ[LINES] = folder

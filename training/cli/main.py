@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import errno
 import importlib
 import os
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -95,6 +97,17 @@ def _stop_raise(signum: int) -> NoReturn:
     raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
 
+def _leave_terminal(signum: int) -> None:
+    """After a hang-up every write to the terminal fails (EIO): standard output and error that were the terminal go
+    to /dev/null, so the cleanup and the checkpoint's line do not end the command in a traceback, exit 1 (hunt 205)."""
+    if signum != signal.SIGHUP:
+        return
+    for fd in (1, 2):  # (a terminal hung up is no longer a tty to `isatty`: a character device, as /dev/null is)
+        with contextlib.suppress(OSError):
+            if stat.S_ISCHR(os.fstat(fd).st_mode):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+
+
 class Stops:
     """While a command runs, Ctrl-C raises KeyboardInterrupt and SIGTERM or SIGHUP `Terminated`, and the signal is
     remembered: a library that turns the interrupt into its own error (safetensors' reader raised ValueError)
@@ -109,6 +122,7 @@ class Stops:
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self.signum = signum
+        _leave_terminal(signum)
         _stop_raise(signum)
 
     def _takes(self, current: object, default: object) -> bool:
@@ -150,6 +164,7 @@ class HeldStop(Stops):
         return current != signal.SIG_IGN
 
     def _on_signal(self, signum: int, frame: object) -> None:
+        _leave_terminal(signum)
         if self.signum is not None:  # asked twice: stop now
             _stop_raise(signum)
         self.signum = signum
@@ -217,7 +232,8 @@ def _signals_end_the_exit() -> None:
         os._exit(128 + signum)
 
     for signum in STOPPED:
-        signal.signal(signum, now)
+        if signal.getsignal(signum) != signal.SIG_IGN:  # `nohup`'s ignored SIGHUP stays ignored (hunt 205)
+            signal.signal(signum, now)
 
 
 def _end_exit_on_signals() -> None:
