@@ -113,6 +113,18 @@ def flocked(path: Path, wait: bool = True) -> Iterator[None]:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+def held(path: Path) -> bool:
+    """Whether a job holds the lock file `path` now (`flocked`); False where there is none."""
+    try:
+        with open(path, "rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = "--out") -> Iterator[None]:
     """Hold `folder`'s lock file `name` (created with the folder) for one job writing there: a second job started
@@ -126,7 +138,8 @@ def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = 
         with contextlib.ExitStack() as stack:
             try:
                 stack.enter_context(flocked(folder / name, wait=False))
-            except BlockingIOError:
+            except BlockingIOError:  # refused: the folder is the job's that holds the lock, even one this one made
+                made = []  # (two started at once: the refused one removed the winner's lock file: hunt 206)
                 msg = f"{folder}: another {what} is writing there now; wait for it or use another {flag}"
                 raise UserError(msg) from None
             yield

@@ -3,6 +3,7 @@ the mode a plain write gives; fsync when asked; a full disk while saving an SAE 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -226,6 +227,51 @@ def test_a_job_that_fails_having_written_nothing_leaves_no_folder(tmp_path):
     with pytest.raises(UserError), sole_writer(tmp_path / "mine", "demo"):  # a folder it did not make: kept
         raise UserError("bad")
     assert (tmp_path / "mine").is_dir()
+
+
+def test_a_job_refused_by_the_lock_leaves_the_winners_folder_and_lock(tmp_path, monkeypatch):
+    """Hunt 206: two jobs started at once on a new folder both saw it missing; the one refused by the lock then
+    removed "its" folder, the winner's lock file with it, and a third job got a lock while the winner held its own
+    (17 of 60 starts). A job refused by the lock owns nothing there."""
+    import sae.atomic as atomic
+
+    out = tmp_path / "new" / "run"
+    winner = []
+    real = atomic.flocked
+
+    def lost_the_race(path, wait=True):  # the winner takes the lock between this job's look and its own flock
+        winner.append(real(path))
+        winner[0].__enter__()
+        return real(path, wait)
+
+    monkeypatch.setattr(atomic, "flocked", lost_the_race)
+    with pytest.raises(UserError, match="another sae train is writing there now"), atomic.sole_writer(out, "sae train"):
+        pass
+    monkeypatch.setattr(atomic, "flocked", real)
+    assert (out / ".lock").is_file() and atomic.held(out / ".lock")  # the winner's, still held
+    with pytest.raises(UserError, match="another collect is writing there now"), atomic.sole_writer(out, "collect"):
+        pass
+    winner[0].__exit__(None, None, None)
+    assert not atomic.held(out / ".lock")
+
+
+def test_a_failed_collect_keeps_a_store_another_collect_is_writing(tmp_path):
+    """Hunt 206: a collect refused beside another (or failing) removed the store folder it found missing at its
+    start, under the other run, which then lost every row at its first shard."""
+    from sae.atomic import flocked
+    from training.cli.collect import no_empty_store
+
+    out = tmp_path / "store"
+    with pytest.raises(UserError), no_empty_store(out):
+        (out / "latent").mkdir(parents=True)  # the other run's writer, holding its lock
+        with flocked(out / "latent" / ".writer_0.lock"):
+            raise UserError("another collect of 'latent' is writing there now")
+    assert not out.exists()  # no one writing: this run's empty store goes
+    with contextlib.ExitStack() as other:  # the other run's writer outlives this run
+        with pytest.raises(UserError), no_empty_store(out):
+            other.enter_context(flocked(_folder(out / "latent", {}) / ".writer_0.lock"))
+            raise UserError("another collect of 'latent' is writing there now")
+        assert (out / "latent" / ".writer_0.lock").is_file()  # kept: its writer was at work when this run ended
 
 
 def _folder(root: Path, files: dict[str, str]) -> Path:

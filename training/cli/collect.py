@@ -58,8 +58,12 @@ def register_rave(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _empty(out: Path) -> bool:
-    """`out` is a store folder holding no row (no shard written)."""
-    return out.is_dir() and not any(out.rglob("*.safetensors"))
+    """`out` is a store folder holding no row (no shard written) that no collect is writing into: a run refused
+    beside another (or failing) removed the store the other was filling, losing its rows (hunt 206)."""
+    from sae.atomic import held
+
+    return (out.is_dir() and not any(out.rglob("*.safetensors"))
+            and not any(held(lock) for lock in out.glob("*/.writer_*.lock")))  # fmt: skip
 
 
 @contextlib.contextmanager
