@@ -106,15 +106,25 @@ def flocked(path: Path, wait: bool = True) -> Iterator[None]:
         if same:
             break
         fh.close()
+    key = os.path.realpath(path)
+    _HELD_HERE[key] = _HELD_HERE.get(key, 0) + 1
     with fh:
         try:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            _HELD_HERE[key] -= 1
+
+
+_HELD_HERE: dict[str, int] = {}
+"""The lock files this process holds (`flocked`), by real path: `held` tells another job's lock from its own."""
 
 
 def held(path: Path) -> bool:
-    """Whether a job holds the lock file `path` now (`flocked`); False where there is none."""
+    """Whether another job (not this process) holds the lock file `path` now (`flocked`); False where there is
+    none."""
+    if _HELD_HERE.get(os.path.realpath(path)):
+        return False
     try:
         with open(path, "rb") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

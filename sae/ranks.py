@@ -19,6 +19,11 @@ def this_rank() -> tuple[int, int]:
     return rank, world
 
 
+def run_id() -> str:
+    """What every rank of one launch shares and no other process does: torchrun's run id, else this process's."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") or f"pid {os.getpid()}"
+
+
 def split_by_rank(items: list[T]) -> tuple[list[T], int, int]:
     """This process's share of `items` (every world-th from its rank), its rank and the world size."""
     rank, world = this_rank()

@@ -42,10 +42,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text, flocked, remove_leftovers, sole_writer, temp_beside, write_failure
+from sae.atomic import atomic_write_text, flocked, held, remove_leftovers, sole_writer, temp_beside, write_failure
 from sae.errors import UserError, differences
 from sae.jsonfile import is_count, is_integer, is_number, read_json_object
-from sae.ranks import this_rank
+from sae.ranks import run_id, this_rank
 
 KEY = "activations"
 MANIFEST = "manifest.json"
@@ -151,13 +151,19 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
     a store whose rows of that kind were made with others is refused in one line naming what differs (rows of two
     runs would mix, and the sources already stored would be skipped as complete). A store without rows of that kind
     (a run that found nothing usable, or stopped before its first shard, beside rows of another kind) takes the new
-    settings."""
+    settings, unless another collect is writing into the store now (its rows are not in a shard yet: two runs of
+    two folders both went on, their rows mixed under the same source names; hunt 206)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / STORE_JSON
     with _locked(root):
         info = read_store_json(path) if path.exists() else {}
         old = (info.get("collect") or {}).get(kind)
+        if old != settings and old is not None and _another_writing(root):
+            raise UserError(
+                f"store {root}: another collect is writing {kind} rows into it with other settings "
+                f"({differences(old, settings, 'its')}); wait for it, or collect into another --out"
+            )
         if old is None or (old != settings and not _has_rows(root, kind)):
             info["collect"] = {**(info.get("collect") or {}), kind: settings}
             atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
@@ -167,6 +173,16 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
                 f"({differences(old, settings, 'stored')}); collect with the same, "
                 "or into another --out"
             )
+
+
+def _another_writing(root: Path) -> bool:
+    """Whether a collect of another run (not this process, nor a rank of its launch) holds a writer lock of the
+    store at `root` (`ActivationWriter` writes its `run_id` into its lock file)."""
+    for lock in root.glob("*/.writer_*.lock"):
+        with contextlib.suppress(OSError):
+            if held(lock) and lock.read_text().strip() != run_id():
+                return True
+    return False
 
 
 def _has_rows(root: Path, kind: str) -> bool:
@@ -268,6 +284,7 @@ class ActivationWriter:
         self._lock = contextlib.ExitStack()
         rank = this_rank()[0]
         self._lock.enter_context(sole_writer(self.dir, f"collect of {hook!r}", f".writer_{rank}.lock"))
+        (self.dir / f".writer_{rank}.lock").write_text(run_id())  # whose it is (`_another_writing`)
         self._shard_temp = self.dir / f"shard.rank{rank}"  # its temporary shards: this rank's lock holds them
         try:
             remove_leftovers(self._shard_temp)  # what a writer of this rank killed mid-write left
@@ -454,16 +471,29 @@ class ActivationWriter:
         if rows is None and not done and not origins:
             return
         tmp = None
+
+        def write(rows: torch.Tensor, tmp: Path) -> None:
+            mode = os.stat(tmp).st_mode
+            save_file({KEY: rows.contiguous()}, tmp, metadata={"hook": self.hook})
+            os.chmod(tmp, mode)  # safetensors makes its files 0600
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+
         try:
             if rows is not None:
                 tmp = temp_beside(self._shard_temp)
-                mode = os.stat(tmp).st_mode
-                save_file({KEY: rows}, tmp, metadata={"hook": self.hook})
-                os.chmod(tmp, mode)  # safetensors makes its files 0600
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
+                write(rows, tmp)
             with _locked(self.dir):
                 manifest = self._load_manifest() or _new_manifest(self.hook, self.dim, self.dtype)
+                if tmp is not None and (kept := _uncovered(prov, _coverage(manifest))) is not None:
+                    # rows another writer stored meanwhile (a launch's rank beside another collect: hunt 206)
+                    self.rows_skipped += int(rows.shape[0]) - len(kept[0])
+                    rows, prov = rows[kept[0]], kept[1]
+                    if prov:
+                        write(rows, tmp)
+                    else:
+                        os.unlink(tmp)
+                        tmp, rows = None, None
                 if tmp is not None:
                     used = {s["file"] for s in manifest["shards"]}
                     i = len(manifest["shards"])
@@ -540,6 +570,33 @@ class ActivationWriter:
                 for name in ours:
                     (self.dir / name).unlink(missing_ok=True)
                 self.dir.rmdir()
+
+
+def _uncovered(
+    prov: list[dict[str, Any]], cov: dict[str, list[tuple[int, int]]]
+) -> tuple[torch.Tensor, list[dict[str, Any]]] | None:
+    """The rows of `prov`'s runs (in order, as a shard holds them) that `cov` (`_coverage`) does not hold yet: their
+    indices and runs; None where it holds none of them."""
+    keep, runs, at, overlap = [], [], 0, False
+    for p in prov:
+        a, n = int(p["start_frame"]), int(p["rows"])
+        free = [(a, a + n)]
+        for lo, hi in cov.get(p["source"], ()):
+            left = []
+            for x, y in free:
+                if hi <= x or lo >= y:
+                    left.append((x, y))
+                    continue
+                overlap = True
+                left += [(x, lo)] * (x < lo) + [(hi, y)] * (hi < y)
+            free = left
+        for x, y in free:
+            keep.append(torch.arange(at + x - a, at + y - a))
+            runs.append({**p, "start_frame": x, "rows": y - x})
+        at += n
+    if not overlap:
+        return None
+    return (torch.cat(keep) if keep else torch.zeros(0, dtype=torch.long)), runs
 
 
 def _coverage(manifest: dict[str, Any]) -> dict[str, list[tuple[int, int]]]:

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -248,11 +249,29 @@ def test_a_job_refused_by_the_lock_leaves_the_winners_folder_and_lock(tmp_path, 
     with pytest.raises(UserError, match="another sae train is writing there now"), atomic.sole_writer(out, "sae train"):
         pass
     monkeypatch.setattr(atomic, "flocked", real)
-    assert (out / ".lock").is_file() and atomic.held(out / ".lock")  # the winner's, still held
+    assert (out / ".lock").is_file()  # the winner's, still held: a third job is refused
     with pytest.raises(UserError, match="another collect is writing there now"), atomic.sole_writer(out, "collect"):
         pass
     winner[0].__exit__(None, None, None)
-    assert not atomic.held(out / ".lock")
+    with atomic.sole_writer(out, "collect"):  # free once the winner is done
+        pass
+
+
+@contextlib.contextmanager
+def _held_by_another_process(path: Path) -> Iterator[None]:
+    """The lock file `path` held by another process (`held` tells this process's own locks apart)."""
+    import subprocess
+    import sys
+
+    code = ("import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print(1, flush=True); time.sleep(60)")  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "1"
+        yield
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_failed_collect_keeps_a_store_another_collect_is_writing(tmp_path):
@@ -269,7 +288,7 @@ def test_a_failed_collect_keeps_a_store_another_collect_is_writing(tmp_path):
     assert not out.exists()  # no one writing: this run's empty store goes
     with contextlib.ExitStack() as other:  # the other run's writer outlives this run
         with pytest.raises(UserError), no_empty_store(out):
-            other.enter_context(flocked(_folder(out / "latent", {}) / ".writer_0.lock"))
+            other.enter_context(_held_by_another_process(_folder(out / "latent", {}) / ".writer_0.lock"))
             raise UserError("another collect of 'latent' is writing there now")
         assert (out / "latent" / ".writer_0.lock").is_file()  # kept: its writer was at work when this run ended
 

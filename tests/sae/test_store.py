@@ -576,3 +576,52 @@ def test_an_origin_goes_in_with_its_sources_first_rows_in_a_shard(tmp_path):
     manifest.write_text(json.dumps(man))
     with pytest.raises(UserError, match=r"origins: expected an object of \{source: \{bytes, mtime_ns, sha256, "):
         ActivationStore(tmp_path).rows("h")
+
+
+def test_rows_another_writer_stored_meanwhile_are_not_stored_twice(tmp_path, monkeypatch):
+    """Hunt 206: a `collect --nproc 2` started beside a running collect had its rank 1 store its share while the
+    first run stored the same sources again (121542 rows for 103440, reported as 103440). Under the manifest's lock
+    a shard keeps only the rows no other writer stored since its writer opened."""
+    data = torch.randn(100, 4)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    first = ActivationWriter(tmp_path, "layer.0", 4, shard_rows=1000)
+    first.add(data, "a.wav", 0)  # buffered: not in a shard yet
+    monkeypatch.setenv("RANK", "1")
+    with ActivationWriter(tmp_path, "layer.0", 4, shard_rows=1000) as other:  # the other run's rank 1, meanwhile
+        other.add(data[20:60], "a.wav", 20)
+        other.add(torch.randn(10, 4), "b.wav", 0)
+    first.close()
+    assert first.rows_written == 60 and first.rows_skipped == 40
+    st = ActivationStore(tmp_path)
+    assert st.sources("layer.0") == {"a.wav": 100, "b.wav": 10} and st.rows("layer.0") == 110
+    got = {}
+    for _, start, x in st.iter_segments("layer.0", {"a.wav"}):
+        got[start] = x
+    torch.testing.assert_close(torch.cat([got[s] for s in sorted(got)]), data.half().float())  # every frame once
+
+
+def test_a_collect_of_other_settings_is_refused_while_another_writes_into_the_store(tmp_path):
+    """Hunt 206: two collects of two audio folders into one store both went on (the second rewrote the settings
+    while the first had no shard yet): the store held rows of both under the same source names."""
+    import subprocess
+    import sys
+
+    from sae.store import same_collect_settings
+
+    root = tmp_path / "st"
+    same_collect_settings(root, "rave", {"audio": "/songs/a"})
+    (root / "latent").mkdir()
+    lock = root / "latent" / ".writer_0.lock"
+    hold = ("import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "open(sys.argv[1], 'w').write('pid 1'); print('held', flush=True); time.sleep(60)")  # fmt: skip
+    other = subprocess.Popen([sys.executable, "-c", hold, str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=r"another collect is writing rave rows into it with other settings"):
+            same_collect_settings(root, "rave", {"audio": "/songs/b"})
+        same_collect_settings(root, "rave", {"audio": "/songs/a"})  # the same settings: its rerun goes on
+    finally:
+        other.kill()
+        other.wait()
+    same_collect_settings(root, "rave", {"audio": "/songs/b"})  # no one writing and no rows: the new settings
