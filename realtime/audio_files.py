@@ -60,6 +60,16 @@ class AudioNotes:
     target_rate: int = 0
     as_mono: int = 0  # files read as mono for a model of more channels (it hears them alike on each)
 
+    def add(self, other: AudioNotes) -> None:
+        """Count `other`'s files here too (another reading's notes, kept with what it read)."""
+        self.skipped += other.skipped
+        for mine, theirs in ((self.resampled, other.resampled), (self.mixed, other.mixed)):
+            for k, n in theirs.items():
+                mine[k] = mine.get(k, 0) + n
+        self.loud += other.loud
+        self.target_rate = other.target_rate or self.target_rate
+        self.as_mono += other.as_mono
+
     def lines(self) -> list[str]:
         out = [
             f"resampled {n} file(s) from {sr} Hz to the model's {self.target_rate} Hz"

@@ -42,7 +42,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from sae.atomic import atomic_write_text, flocked, held, remove_leftovers, sole_writer, temp_beside, write_failure
+from sae.atomic import (
+    atomic_write_text,
+    flocked,
+    folder_replacing,
+    held,
+    remove_leftovers,
+    sole_writer,
+    temp_beside,
+    write_failure,
+)
 from sae.errors import UserError, differences
 from sae.jsonfile import is_count, is_integer, is_number, read_json_object
 from sae.ranks import run_id, this_rank
@@ -138,6 +147,19 @@ def record_moved(writers: Iterable[ActivationWriter], moved: dict[str, dict[str,
         for w in writers:
             if source in w.origins:
                 w.set_origin(source, origin)
+
+
+@contextlib.contextmanager
+def whole_store(store: Path) -> Iterator[Path]:
+    """Where a stage of a recipe collects its `store`: the store itself where it is there (a rerun's collect skips
+    what it holds), else a new folder beside it that becomes it once the collection ends, removed if it stops. A
+    stage stopped in its collect and run again stored the same rows in other shards, and the SAE's batches (blocks
+    per shard) came out otherwise: other figures than an uninterrupted run's (hunt 207)."""
+    if Path(store).exists():
+        yield Path(store)
+        return
+    with folder_replacing(Path(store)) as tmp:
+        yield tmp
 
 
 @contextlib.contextmanager

@@ -455,6 +455,26 @@ def test_a_stereo_model_hears_stereo_concept_clips_as_stereo(tmp_path, tiny_ster
     assert not torch.allclose(rows, activations_of(model, x.mean(axis=1), ["latent"], 1 << 20)["latent"], atol=1e-4)
 
 
+def test_a_clip_read_once_for_two_sides_is_noted_on_both(tmp_path, tiny_rave_ts):
+    """Hunt 207: the clips of a concept alone are among the clips with it, encoded once (a cache): the --alone side's
+    note then said "resampled 1 file(s)" of 15 resampled clips, counting only those the cache did not hold."""
+    from realtime.audio_files import AudioNotes
+    from realtime.rave import RaveModel
+    from training.rave.collect import make_streams
+    from training.rave.concepts import clip_frames
+
+    for i in range(3):
+        sf.write(tmp_path / f"c{i}.wav", np.random.default_rng(i).uniform(-0.3, 0.3, (22050, 2)), 22050)
+    model = RaveModel.load(tiny_rave_ts)
+    files, cache, streams = sorted(tmp_path.glob("*.wav")), {}, make_streams(model, ["latent"])
+    first, second = AudioNotes(), AudioNotes()
+    a = clip_frames(model, files, first, streams, cache)
+    b = clip_frames(model, files[1:], second, streams, cache)  # every one from the cache
+    assert torch.equal(a[1][1], b[0][1]) and first.resampled == {22050: 3} and first.mixed == {2: 3}
+    assert second.resampled == {22050: 2} and second.mixed == {2: 2}
+    assert second.lines()[0] == "resampled 2 file(s) from 22050 Hz to the model's 44100 Hz"
+
+
 def test_an_interval_below_chance_is_not_said_to_reach_it():
     from types import SimpleNamespace
 

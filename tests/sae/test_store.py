@@ -625,3 +625,34 @@ def test_a_collect_of_other_settings_is_refused_while_another_writes_into_the_st
         other.kill()
         other.wait()
     same_collect_settings(root, "rave", {"audio": "/songs/b"})  # no one writing and no rows: the new settings
+
+
+def test_a_recipes_store_is_collected_whole_or_not_at_all(tmp_path):
+    """Hunt 207: `eval hooks` and the MusicGen experiment stopped in their collect stage and run again stored the
+    same rows in other shards, so their SAEs drew other batches (blocks per shard) and the report other figures
+    (FVU 0.651 vs 0.642, a verdict "tied" turned "baseline better") than an uninterrupted run's. The stage collects
+    beside the store, which appears only once whole; a store already there is collected into (a rerun skips it)."""
+    from sae.store import whole_store
+
+    store = tmp_path / "store"
+    data = torch.randn(50, 4)
+
+    def collect(into: Path, stop: bool = False) -> None:
+        with ActivationWriter(into, "h", 4, shard_rows=20) as w:
+            for i in range(5):
+                w.add(data[10 * i : 10 * i + 10], f"c{i}.wav", 0)
+                if stop and i == 3:
+                    raise KeyboardInterrupt  # two shards written
+
+    with pytest.raises(KeyboardInterrupt), whole_store(store) as into:
+        assert into != store
+        collect(into, stop=True)
+    assert not store.exists() and list(tmp_path.iterdir()) == []  # nothing of the stopped collection is kept
+    with whole_store(store) as into:
+        collect(into)
+    with whole_store(tmp_path / "once") as into:  # an uninterrupted run's
+        collect(into)
+    shards = [json.loads((s / "h" / "manifest.json").read_text())["shards"] for s in (store, tmp_path / "once")]
+    assert shards[0] == shards[1] and len(shards[0]) == 3
+    with whole_store(store) as into:  # there: collected into, as a rerun's collect does
+        assert into == store

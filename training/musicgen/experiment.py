@@ -52,6 +52,7 @@ from sae.errors import UserError
 from sae.examples import MIN_EXAMPLES
 from sae.jsonfile import measured, strict_json
 from sae.stats import MIN_GROUPS, Interval, paired_diff, runs_of, verdict, wilson_groups
+from sae.store import whole_store
 from training.cli.args import (
     Parser,
     add_device,
@@ -402,13 +403,14 @@ def run_experiment(cfg: ExperimentConfig, say: Callable[[str], None] = print) ->
 
     # 1. store
     def collect() -> dict[str, int]:
-        col = Collector(mg, store_config(cfg, out / "store", layers))
-        try:
-            rows = {"audio": col.from_audio(data / "clips"), "prompts": col.from_prompts(prompts)}
-        except BaseException:
-            col.abort()
-            raise
-        col.close()
+        with whole_store(out / "store") as into:
+            col = Collector(mg, store_config(cfg, into, layers))
+            try:
+                rows = {"audio": col.from_audio(data / "clips"), "prompts": col.from_prompts(prompts)}
+            except BaseException:
+                col.abort()
+                raise
+            col.close()
         return rows
 
     prompts = collection_prompts(mg.vocab, cfg.prompts)

@@ -128,14 +128,18 @@ def clip_frames(
     for path in files:
         key = (model.identity.sha256, os.path.realpath(path))  # (Path.resolve raises on a link loop)
         key = key if hook == "latent" else (*key, hook)
-        if cache is not None and key in cache:
-            out.append((path, cache[key]))
+        if cache is not None and key in cache:  # with what reading it noted (resampled, mixed): said for this side
+            z, read = cache[key]  # too (the --alone note counted 1 of 15 resampled clips: hunt 207)
+            notes.add(read)
+            out.append((path, z))
             continue
-        audio = read_clip(path, model.sr, notes, min_samples=model.ratio, channels=model.channels)
+        read = AudioNotes()
+        audio = read_clip(path, model.sr, read, min_samples=model.ratio, channels=model.channels)
+        notes.add(read)
         if audio is not None:
             z = activations_of(model, audio, [hook], chunk, streams)[hook]
             if cache is not None:
-                cache[key] = z
+                cache[key] = z, read
             out.append((path, z))
     return out
 

@@ -47,6 +47,7 @@ from sae.atomic import atomic_write, atomic_write_text, remove_folder_leftovers
 from sae.errors import UserError, differences
 from sae.jsonfile import measured, strict_json
 from sae.stats import auroc_score_interval, paired_diff, sign_test
+from sae.store import whole_store
 from training.judge import ahead, drift_reach, none_where_on
 
 GOAL_DRIFT = 10.0
@@ -308,9 +309,10 @@ def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print)
         clips = out / "sae_clips"
         linked = link_trainable_clips(data, rows, clips)
         say(f"collect {', '.join(cfg.hooks)} from {linked} clips (train + test splits)")
-        collect_rave(
-            RaveCollectConfig(cfg.model, str(clips), str(store_dir), layers=tuple(cfg.hooks), device=cfg.device)
-        )
+        with whole_store(store_dir) as into:
+            collect_rave(
+                RaveCollectConfig(cfg.model, str(clips), str(into), layers=tuple(cfg.hooks), device=cfg.device)
+            )
     store = ActivationStore(store_dir)
     results: dict[str, Any] = {}
     checks: dict[str, Any] = {}
