@@ -541,7 +541,10 @@ def test_a_show_stopped_while_the_server_is_frozen_ends_as_asked(tiny_rave_ts, s
     status 0 and says it."""
     import signal
 
-    with JackServer(sr=44100, period=256) as own:
+    # a server whose client went while it was frozen does not stop on SIGTERM: killed, it leaves its slot in JACK's
+    # registry of 8 servers, which only a server of the same name takes back ("Too many servers already active" for
+    # every later server of a unique name): one name, so each run takes back the last run's slot
+    with JackServer(sr=44100, period=256, name="musicsae-frozen-test") as own:
         proc = _live(own, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--no-osc", "--duration", "120",
                      "--reconnect", "0")  # fmt: skip
         try:
