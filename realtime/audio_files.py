@@ -464,7 +464,9 @@ PLACEHOLDERS = (0xFFFFFFFF, 0x7FFFFFFF, 0x7FFFF000)
 
 
 UNDECLARED = re.compile(
-    r"^\s*Length\s*:\s*(\d+)$.*^\s*data\s*:\s*(\d+)$.*Unknown chunk marker (?:\(\w+\) )?at position (\d+)", re.M | re.S
+    r"^\s*Length\s*:\s*(\d+)$.*^\s*data\s*:\s*(\d+)$.*(?:Unknown chunk marker (?:\(\w+\) )?at position (\d+)|"
+    r": (\d+) \(unknown marker\))",
+    re.M | re.S,
 )
 """libsndfile's words for a WAV whose samples run on past the size its header declares (it reads the declared part)."""
 
@@ -477,12 +479,21 @@ def _undeclared(extra_info: str, path: str | os.PathLike) -> str | None:
     m = UNDECLARED.search(extra_info or "")
     if m is None:
         return None
-    length, data, at = (int(v) for v in m.groups())
+    length, data = int(m[1]), int(m[2])
     with open(path, "rb") as fh:
-        fh.seek(at)
-        head = fh.read(10)
-    after = length - at - (past_id3(head, 0) if head.startswith(b"ID3") else 0)  # (an ID3v1 tag is 128 bytes)
-    if data == 0 or after <= max(0.01 * data, 1 << 16):  # none declared: a recording never closed (`_load` says)
+        if m[3] is not None:
+            at = int(m[3])
+        else:  # where bytes that read as a marker name follow, no position is said: after the declared samples
+            head = fh.read(1 << 16)
+            chunk = head.find(b"data" + data.to_bytes(4, "little"))
+            at = chunk + 8 + data + (data & 1)
+            if chunk < 0 or at + 8 + int(m[4]) <= length:  # a chunk of another name that fits (`id3 `, `_PMX`)
+                return None
+        fh.seek(max(0, at - 1))  # (after an odd-sized chunk libsndfile skips a pad byte a writer may have left out)
+        head = fh.read(11)
+    tag = head.find(b"ID3")
+    after = length - at - (past_id3(head[tag:], 0) - (1 - tag) if 0 <= tag <= 1 else 0)  # (an ID3v1 tag: 128 bytes)
+    if data == 0 or after <= max(0.01 * data, 8192):  # none declared: a recording never closed (`_load` says)
         return None
     return (f"its header declares {data} bytes of samples, {after} more bytes follow that are no chunk (a recording "
             "whose header was never updated?); read it whole with ffmpeg -ignore_length 1 -i IN OUT.wav")  # fmt: skip

@@ -122,9 +122,21 @@ _HELD_HERE: dict[str, int] = {}
 
 def held(path: Path) -> bool:
     """Whether another job (not this process) holds the lock file `path` now (`flocked`); False where there is
-    none."""
+    none. Read from the kernel's table of locks (/proc/locks) where there is one: a probe that takes the lock for a
+    moment refused a job starting at that moment (hunt 208)."""
     if _HELD_HERE.get(os.path.realpath(path)):
         return False
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as fh:
+            table = fh.read()
+    except FileNotFoundError:  # the lock file is not there (nobody holds it), or no /proc: the probe below
+        if not os.path.exists(path):
+            return False
+        table = None
+    if table is not None:
+        here = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        return any(line.split()[1:2] == ["FLOCK"] and here in line.split()[5:6] for line in table.splitlines())
     try:
         with open(path, "rb") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

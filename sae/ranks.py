@@ -4,6 +4,8 @@ GPU. One process alone is rank 0 of 1."""
 from __future__ import annotations
 
 import os
+import socket
+import uuid
 from typing import TypeVar
 
 from sae.errors import UserError
@@ -19,9 +21,20 @@ def this_rank() -> tuple[int, int]:
     return rank, world
 
 
+RUN_ID = "MUSICSAE_RUN_ID"
+"""The environment variable `musicsae --nproc` names its launch by (a uuid): what its ranks share."""
+_OWN = uuid.uuid4().hex  # this process's, where no launcher names a run (a pid repeats across containers: hunt 208)
+
+
 def run_id() -> str:
-    """What every rank of one launch shares and no other process does: torchrun's run id, else this process's."""
-    return os.environ.get("TORCHELASTIC_RUN_ID") or f"pid {os.getpid()}"
+    """What every rank of one launch shares and no other process does: `--nproc`'s `RUN_ID`, else torchrun's run id
+    with its rendezvous address (its default id, "none", is every launch's), else this process's own."""
+    if own := os.environ.get(RUN_ID):
+        return own
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        where = f"{os.environ.get('MASTER_ADDR')}:{os.environ.get('MASTER_PORT')}"
+        return f"{os.environ['TORCHELASTIC_RUN_ID']} {where} {socket.gethostname()}"
+    return f"{socket.gethostname()} {_OWN}"
 
 
 def split_by_rank(items: list[T]) -> tuple[list[T], int, int]:

@@ -31,6 +31,7 @@ import json
 import math
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -151,14 +152,14 @@ def record_moved(writers: Iterable[ActivationWriter], moved: dict[str, dict[str,
 
 @contextlib.contextmanager
 def whole_store(store: Path) -> Iterator[Path]:
-    """Where a stage of a recipe collects its `store`: the store itself where it is there (a rerun's collect skips
-    what it holds), else a new folder beside it that becomes it once the collection ends, removed if it stops. A
-    stage stopped in its collect and run again stored the same rows in other shards, and the SAE's batches (blocks
-    per shard) came out otherwise: other figures than an uninterrupted run's (hunt 207)."""
-    if Path(store).exists():
-        yield Path(store)
-        return
+    """Where a stage of a recipe collects its `store`: a new folder beside it (holding what the store holds) that
+    becomes it once the collection ends, removed if it stops. A stage stopped in its collect and run again stored
+    the same rows in other shards, and the SAE's batches (blocks per shard) came out otherwise: other figures than
+    an uninterrupted run's (hunt 207; a store there already too, hunt 208)."""
     with folder_replacing(Path(store)) as tmp:
+        if Path(store).exists():  # rows added to a store there (another hook, more prompts): links to its files, in
+            # a copy that replaces it once whole (shards are never changed; manifests and store.json are replaced)
+            shutil.copytree(store, tmp, copy_function=os.link, dirs_exist_ok=True)
         yield tmp
 
 
@@ -181,7 +182,7 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
     with _locked(root):
         info = read_store_json(path) if path.exists() else {}
         old = (info.get("collect") or {}).get(kind)
-        if old != settings and old is not None and _another_writing(root):
+        if old != settings and old is not None and not _has_rows(root, kind) and _another_writing(root):
             raise UserError(
                 f"store {root}: another collect is writing {kind} rows into it with other settings "
                 f"({differences(old, settings, 'its')}); wait for it, or collect into another --out"

@@ -126,6 +126,23 @@ def test_an_ignored_hang_up_stays_ignored_at_exit_and_under_the_launcher():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
     assert run.stdout.split() == ["True", "SIGTERM,SIGINT,SIGQUIT"], run
+    # hunt 208: torch's launcher overwrote the environment's list with its own --signals-to-handle default: what
+    # the launcher's SIGHUP handler is once its ranks run
+    spy = (
+        "import signal; signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "import torch.distributed.elastic.multiprocessing.api as mp\n"
+        "from training.cli import launch\n"
+        "seen, start = {}, mp.PContext.start\n"
+        "def spy(self):\n"
+        "    start(self)\n"
+        "    seen['hup'] = signal.getsignal(signal.SIGHUP)\n"
+        "mp.PContext.start = spy\n"
+        "launch.launch(2, ['--help'], verbose=False)\n"
+        "print('HUP', seen['hup'] == signal.SIG_IGN)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert "HUP True" in run.stdout, (run.stdout[-500:], run.stderr[-500:])
 
 
 def test_sigint_stops_a_command_cleanly(tmp_path):

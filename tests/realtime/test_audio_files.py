@@ -780,3 +780,20 @@ def test_a_wav_whose_samples_run_past_its_declared_size_is_refused_a_trailing_ch
     tag = b"ID3\x03\x00\x00" + bytes((size >> k) & 0x7F for k in (21, 14, 7, 0)) + bytes(size)
     (tmp_path / "tagged.wav").write_bytes(b + tag)
     assert read_audio(tmp_path / "tagged.wav")[0].shape == (3 * sr, 1)
+    # hunt 208: 8-bit mono at 16 kHz holds 3 s in 48 kB, under the 64 kB once asked of what follows
+    sf.write(tmp_path / "low.wav", (0.3 * np.sin(np.arange(48000) / 7)).astype(np.float32), 16000, subtype="PCM_U8")
+    low = bytearray((tmp_path / "low.wav").read_bytes())
+    at = low.find(b"data")
+    low[at + 4 : at + 8] = struct.pack("<I", 16000)  # 1 s declared
+    (tmp_path / "low.wav").write_bytes(low)
+    with pytest.raises(UserError, match=r"low\.wav: its header declares 16000 bytes of samples, 32000 more"):
+        read_audio(tmp_path / "low.wav")
+    # an odd-sized data chunk without its pad byte, then a raw ID3 tag: libsndfile reports a byte into the tag
+    sf.write(tmp_path / "odd.wav", (0.3 * np.sin(np.arange(sr + 1) / 7)).astype(np.float32), sr, subtype="PCM_24")
+    odd = bytearray((tmp_path / "odd.wav").read_bytes())
+    at = odd.find(b"data")
+    end = at + 8 + struct.unpack("<I", odd[at + 4 : at + 8])[0]
+    odd = odd[:end] + tag
+    odd[4:8] = struct.pack("<I", end - 8)
+    (tmp_path / "odd.wav").write_bytes(odd)
+    assert read_audio(tmp_path / "odd.wav")[0].shape == (sr + 1, 1)

@@ -34,3 +34,25 @@ def test_an_impossible_rank_is_refused(monkeypatch, rank, world):
     monkeypatch.setenv("WORLD_SIZE", world)
     with pytest.raises(UserError, match=rf"RANK={rank} WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE"):
         this_rank()
+
+
+def test_a_run_id_is_a_launchs_and_no_other_processs(monkeypatch):
+    """Hunt 208: the run id was the pid where no launcher named one: two collects in containers (each pid 1) were
+    one writer, and plain torchrun names every launch "none"."""
+    import subprocess
+    import sys
+
+    from sae.ranks import RUN_ID, run_id
+
+    for name in (RUN_ID, "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    code = "from sae.ranks import run_id; print(run_id())"
+    ids = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
+    assert len(ids) == 2 and run_id() == run_id()  # one per process, the same within one
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    first = run_id()
+    monkeypatch.setenv("MASTER_PORT", "29501")
+    assert run_id() != first  # two torchrun launches of the default id
+    monkeypatch.setenv(RUN_ID, "abc")
+    assert run_id() == "abc"  # `musicsae --nproc`'s, shared by its ranks

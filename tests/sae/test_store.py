@@ -3,6 +3,7 @@
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -621,6 +622,11 @@ def test_a_collect_of_other_settings_is_refused_while_another_writes_into_the_st
         with pytest.raises(UserError, match=r"another collect is writing rave rows into it with other settings"):
             same_collect_settings(root, "rave", {"audio": "/songs/b"})
         same_collect_settings(root, "rave", {"audio": "/songs/a"})  # the same settings: its rerun goes on
+        with ActivationWriter(root, "other", 4) as w:  # rows of /songs/a: refused for them, not "wait for it" (208)
+            w.add(torch.randn(3, 4), "a.wav", 0, "rave")
+        with pytest.raises(UserError, match=r"its rave rows were collected with other settings"):
+            same_collect_settings(root, "rave", {"audio": "/songs/b"})
+        shutil.rmtree(root / "other")
     finally:
         other.kill()
         other.wait()
@@ -654,5 +660,23 @@ def test_a_recipes_store_is_collected_whole_or_not_at_all(tmp_path):
         collect(into)
     shards = [json.loads((s / "h" / "manifest.json").read_text())["shards"] for s in (store, tmp_path / "once")]
     assert shards[0] == shards[1] and len(shards[0]) == 3
-    with whole_store(store) as into:  # there: collected into, as a rerun's collect does
-        assert into == store
+
+    # hunt 208: rows added to a store there (another hook, more prompts) are collected whole too
+    def add_hook(into: Path, stop: bool = False) -> None:
+        with ActivationWriter(into, "g", 4, shard_rows=20) as w:
+            for i in range(5):
+                w.add(data[10 * i : 10 * i + 10], f"c{i}.wav", 0)
+                if stop and i == 3:
+                    raise KeyboardInterrupt
+
+    before = {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    with pytest.raises(KeyboardInterrupt), whole_store(store) as into:
+        assert into != store
+        add_hook(into, stop=True)
+    assert {p.relative_to(store): p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+    with whole_store(store) as into:
+        add_hook(into)
+    with whole_store(tmp_path / "once") as into:
+        add_hook(into)
+    shards = [json.loads((s / "g" / "manifest.json").read_text())["shards"] for s in (store, tmp_path / "once")]
+    assert shards[0] == shards[1] and ActivationStore(store).rows("h") == 50

@@ -12,9 +12,11 @@ import os
 import signal
 import sys
 import tempfile
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from sae.ranks import RUN_ID
 from training.cli.args import positive_int
 
 FLAG = "--nproc"
@@ -137,9 +139,9 @@ def failed_code(codes: Sequence[int]) -> int:
 
 
 def forwarded_signals() -> str:
-    """The stop signals torch's launcher takes over and passes to the ranks (its TORCHELASTIC_SIGNALS_TO_HANDLE):
-    its own four, but one this process ignores (`nohup`'s SIGHUP), which it took over too, ending a nohup'd
-    training when the SSH session dropped (hunt 205)."""
+    """The stop signals torch's launcher takes over and passes to the ranks (its --signals-to-handle; it overwrites
+    the environment's TORCHELASTIC_SIGNALS_TO_HANDLE: hunt 208): its own four, but one this process ignores
+    (`nohup`'s SIGHUP), which it took over too, ending a nohup'd training when the SSH session dropped (hunt 205)."""
     stops = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
     return ",".join(s for s in stops if signal.getsignal(getattr(signal, s)) != signal.SIG_IGN)
 
@@ -157,8 +159,9 @@ def launch(nproc: int, argv: Sequence[str], verbose: bool) -> int:
             if name.startswith("torch.distributed"):
                 logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default for several ranks (it warns otherwise)
-    os.environ.setdefault("TORCHELASTIC_SIGNALS_TO_HANDLE", forwarded_signals())
-    torchrun = ["--standalone", f"--nproc-per-node={nproc}", "--module", "training.cli", *argv]
+    os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # what the ranks share and no other launch does (`run_id`)
+    torchrun = ["--standalone", f"--nproc-per-node={nproc}", f"--signals-to-handle={forwarded_signals()}", "--module",
+                "training.cli", *argv]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="musicsae-ranks-") as folder:
         os.environ[LINES] = folder
         failed_ranks, killed = False, []
