@@ -114,6 +114,12 @@ def test_a_terminal_that_goes_away_stops_a_command_as_a_hang_up(tmp_path):
     assert list((tmp_path / "out").iterdir()) == []  # the temporary file removed
 
 
+def _python(code: str) -> subprocess.CompletedProcess:
+    """`code` run by this Python with the checkout importable."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+
+
 def test_an_ignored_hang_up_stays_ignored_at_exit_and_under_the_launcher():
     """Hunt 205: `nohup musicsae ...` ignores SIGHUP; the exit's handlers set it to end the process (status 129), and
     torch's launcher took it over under --nproc and passed it to the ranks, ending a nohup'd training."""
@@ -123,8 +129,7 @@ def test_an_ignored_hang_up_stays_ignored_at_exit_and_under_the_launcher():
         "main._signals_end_the_exit()\n"
         "print(signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, launch.forwarded_signals())\n"
     )
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    run = _python(code)
     assert run.stdout.split() == ["True", "SIGTERM,SIGINT,SIGQUIT"], run
     # hunt 208: torch's launcher overwrote the environment's list with its own --signals-to-handle default: what
     # the launcher's SIGHUP handler is once its ranks run
@@ -140,8 +145,7 @@ def test_an_ignored_hang_up_stays_ignored_at_exit_and_under_the_launcher():
         "launch.launch(2, ['--help'], verbose=False)\n"
         "print('HUP', seen['hup'] == signal.SIG_IGN)\n"
     )
-    run = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, cwd=ROOT, timeout=120,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    run = _python(spy)
     assert "HUP True" in run.stdout, (run.stdout[-500:], run.stderr[-500:])
 
 
