@@ -152,7 +152,11 @@ def test_a_realtime_paced_take_stopped_midway_is_written_as_far_as_it_played(tin
     y, file_sr = sf.read(out, dtype="float32")
     assert file_sr == sr and 0.5 * sr < len(y) < 5 * sr, len(y)
     assert f"wrote {out}: {len(y) / sr:.2f} s of audio" in rest, rest
-    np.testing.assert_allclose(y, read_audio(src, sr, 1)[: len(y), 0], atol=1e-4)  # bypass: the input, aligned
+    x = read_audio(src, sr, 1)[: len(y), 0]
+    gaps = np.abs(y - x) > 1e-4  # bypass: the input, aligned, but for blocks late for the clock (a busy CI machine)
+    assert not (y[gaps] != 0.0).any(), "output neither the input nor a dropout's silence"
+    if gaps.any():  # a dropout is silence where the input was, and the take says so
+        assert "ms of dropouts (" in rest and gaps.sum() < 0.2 * len(y), (gaps.sum(), rest)
 
 
 def test_a_take_stopped_at_once_or_failing_to_write_after_the_stop_is_said_as_such(tiny_rave_ts, wav, tmp_path,
