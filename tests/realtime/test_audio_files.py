@@ -797,3 +797,22 @@ def test_a_wav_whose_samples_run_past_its_declared_size_is_refused_a_trailing_ch
     odd[4:8] = struct.pack("<I", end - 8)
     (tmp_path / "odd.wav").write_bytes(odd)
     assert read_audio(tmp_path / "odd.wav")[0].shape == (sr + 1, 1)
+
+
+def test_the_prints_a_command_holds_are_small_and_still_find_a_quiet_copy(tmp_path):
+    """Hunt 202: every clip's near-copy print was held at 16 kHz, mid and side, for the whole command: 23 MB a
+    three-minute stereo song, 1.56 GB for 24. A print holds the first pass's coarse mid now (8 kB a second),
+    and the pairs it keeps are read again whole: a copy of a quiet take (-70 dBFS, another sample format) is found."""
+    from realtime.audio_files import near_copies, sound_prints
+
+    sr, seconds = 44100, 30
+    rng = np.random.default_rng(1)
+    take = (3e-4 * rng.standard_normal((seconds * sr, 2))).astype(np.float32)
+    sf.write(tmp_path / "take.wav", take, sr, subtype="PCM_24")
+    sf.write(tmp_path / "take_float.wav", take, sr, subtype="FLOAT")
+    sf.write(tmp_path / "other.wav", np.roll(take, sr, axis=0), sr, subtype="PCM_24")
+    prints = sound_prints()
+    files = [tmp_path / n for n in ("take.wav", "other.wav", "take_float.wav")]
+    assert near_copies(files, None, prints) == [(files[0], files[2])]
+    held = [sum(v.nbytes for v in vars(prints(p)).values() if isinstance(v, np.ndarray)) for p in files]
+    assert max(held) <= 8000 * seconds, held  # 4000 float16 samples a second (it held 128 kB)
