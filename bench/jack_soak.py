@@ -10,6 +10,8 @@ with OSC traffic, concept meters and injected model-thread stalls, measuring wha
   the dry path shares the engine's timeline with the wet one) while a JACK probe fires an impulse every 0.5 s
   and measures each one's input→output delay on the JACK clock. Per stall: when it was reported, input
   skipped, output lost, time until aligned output again, and the measured delay of the impulses after it.
+  Bypassed, the audio callback plays the input where the model's output is late (hunt 209): the events then say
+  no output lost, and the status line's "ms late, played dry" is what the wet path would have lost.
 
 Baseline, measured first in the same run and on the same JACK server: a plain `sounddevice` duplex stream
 whose callback only copies input to output (no model, no OSC), for as long as the engine soak: what the
@@ -286,7 +288,7 @@ def _soak(args: argparse.Namespace, seconds: float, stall_every: float, load_sta
     final = [line for line in lines if line.startswith("blocks")]
     summary = final[-1] if final else ""
     ms = 1000.0 / sr
-    xruns = re.search(r"xruns (\d+) \(device (\d+), underruns (\d+)\)", summary)
+    xruns = re.search(r"xruns (\d+) \(device (\d+), underruns (\d+)(?:; (\d+) ms late, played dry)?\)", summary)
     gap = re.search(r"max gap ([\d.]+) ms", summary)
     late = re.search(r"late blocks (\d+)", summary)
     cycles = re.search(r"cycles skipped (\d+)", summary)
@@ -295,7 +297,8 @@ def _soak(args: argparse.Namespace, seconds: float, stall_every: float, load_sta
           f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end ({os.cpu_count()} CPUs, shared; {args.busy} busy "
           f"loop(s)); {priority}")  # fmt: skip
     if xruns:
-        print(f"  xruns {xruns.group(1)} (device {xruns.group(2)}, underruns {xruns.group(3)}), device cycles the "
+        dry = f", {xruns.group(4)} ms of late output played dry" if xruns.group(4) else ""
+        print(f"  xruns {xruns.group(1)} (device {xruns.group(2)}, underruns {xruns.group(3)}{dry}), device cycles the "
               f"callback missed {cycles.group(1) if cycles else '?'} (followed), late blocks "
               f"{late.group(1) if late else '?'}, max callback gap {gap.group(1) if gap else '?'} ms, model "
               f"compute p99.9 {p999.group(1) if p999 else '?'} ms")  # fmt: skip

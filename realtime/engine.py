@@ -6,7 +6,8 @@ mapping is fixed by construction and nothing can make it drift.
 
 The audio callback (any number of frames per call) only copies: its input into `inputs` at its own
 position, then whatever the model thread has published of `outputs` for the same positions (silence
-anywhere else), then a one-byte wake-up on a non-blocking pipe when a block is complete. It takes no lock,
+anywhere else; the input itself where the output is dry alone: bypassed, at mix 0 or ramped there, `_dry_word`),
+then a one-byte wake-up on a non-blocking pipe when a block is complete. It takes no lock,
 never waits, never refuses input and allocates nothing of its own.
 
 The model thread owns everything else. It turns input block [a, a + B) into output [a + L, a + L + B) and
@@ -16,7 +17,8 @@ program, a debugger), when the oldest waiting block's output can no longer be he
 the audio gets there, counting one block's compute) or its input was overwritten, the model thread
 resyncs: it skips to the first complete block whose output can be heard whole (so the blocks after it are on
 time too), the model starts from silence (the skipped input counts as silence; the dry line gets the input
-before that block, so dry audio resumes in place), and the output positions in between stay silent. Output is
+before that block, so dry audio resumes in place), and the output positions in between stay silent (dry alone,
+they play the input). Output is
 aligned again within about one block's compute after the stall ends, and the event is counted and reported
 (`events`). A block whose model call raises plays the aligned dry signal instead; failures are counted,
 reported, and flagged loudly when every block fails.
@@ -91,8 +93,9 @@ class EngineCounters:
     device_xruns: int = 0
     skipped_cycles: int = 0  # device periods the callback never saw (it was too late: the device went on)
     skipped_frames: int = 0  # the frames of those periods
-    underruns: int = 0  # callbacks that found some of their output frames missing
+    underruns: int = 0  # callbacks that found some of their output frames missing (played as silence)
     missing_frames: int = 0
+    dry_frames: int = 0  # output frames missing while bypassed, played from the input instead (`Engine.callback`)
     max_gap_s: float = 0.0
     last_callback: float = 0.0
 
@@ -115,7 +118,7 @@ class Event:
     seq: int
     kind: str
     at_s: float  # stream time (input position / sample rate)
-    lost_frames: int  # output frames that played silence or dry because of it
+    lost_frames: int  # output frames that played silence or dry because of it (0 where the output was dry alone)
     message: str
 
 
@@ -256,8 +259,10 @@ class Engine:
         self.prefill = self.prefill_for(period)  # model-owned once started; the device's cycle may change it
         first = getattr(processor, "first_response", None)
         self.latency = Latency(self.sr, self.prefill, processor.delay, first)
-        self.inputs = FrameRing(4 * self.blocksize + 4 * period + 2 * MAX_CYCLE, self.channels)
         longest = self.prefill_for(MAX_CYCLE)
+        # the callback reads input `latency.engine` frames back when it plays a bypassed block the model missed
+        keep = max(4 * self.blocksize + 4 * period, longest + processor.delay) + 2 * MAX_CYCLE
+        self.inputs = FrameRing(keep, self.channels)
         self.outputs = FrameRing(2 * (longest + self.blocksize + 2 * period) + MAX_CYCLE, self.channels)
         self.counters = EngineCounters()
         self.model = ModelCounters()
@@ -284,6 +289,7 @@ class Engine:
         self._hold_offsets = np.zeros(self.HOLD)  # its clock offset (as if nothing held were skipped)
         self._hold_skips = np.zeros(self.HOLD, np.int64)  # the frames skipped before it, once decided
         self._callback_stall_s = 0.0
+        self._finite = np.zeros((2 * MAX_CYCLE, self.channels), bool)  # callback-owned: `_play_dry`'s scratch
         # False while `run_file` feeds it as fast as it goes: no block misses a slot, so none is skipped for time
         self.deadlines = True
         self._valid = (0, self.prefill)  # model-owned: output positions [lo, hi) that hold data
@@ -374,14 +380,50 @@ class Engine:
             got = b - a
         else:
             outdata[:] = 0.0
+            a = b = n  # none of it: all of it missing
             got = 0
         if got < frames:
-            c.underruns += 1
-            c.missing_frames += frames - got
+            if self._dry_word():  # the output is the input, delayed: it needs no model (hunt 209)
+                self._play_dry(n, outdata[: a - n])
+                self._play_dry(b, outdata[b - n :])
+                c.dry_frames += frames - got
+            else:
+                c.underruns += 1
+                c.missing_frames += frames - got
         if end >= self._want and self._fds_open:  # a stream left behind calls on after close: not another's file
             with contextlib.suppress(BlockingIOError):
                 os.write(self._wfd, b"\0")
         self._stall_callback()
+
+    def _play_dry(self, pos: int, out: np.ndarray) -> None:
+        """Bypassed output at positions pos .. pos + len(out) − 1 the model thread has not delivered: the input
+        `latency.engine` frames before each, as the processor's dry line plays it (silence before the stream's
+        start, never NaN/inf). A late block on a busy machine silenced a bypassed show, the dry signal a performer
+        falls back on (hunt 209); a failed block already played its dry fallback."""
+        k = len(out)
+        if not k:
+            return
+        src = pos - self.latency.engine
+        if src < 0:
+            z = min(k, -src)
+            out[:z] = 0.0
+            out, src = out[z:], 0
+        if len(out):
+            self.inputs.get(src, out)
+            if len(out) <= len(self._finite):  # NaN/inf from another client: silence, as the processor's dry line
+                bad = np.isfinite(out, out=self._finite[: len(out)])
+                np.copyto(out, 0.0, where=np.logical_not(bad, out=bad))
+            else:  # (a callback longer than any JACK cycle: allocating is the lesser harm)
+                np.nan_to_num(out, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+
+    def _dry_word(self) -> str:
+        """Why missing output plays the input (`_play_dry`): "bypassed", "at mix 0" (the controls, or the model's
+        last block ramped to dry, so its next one starts there: un-bypassed in a stall), or "" (it plays silence:
+        the wet signal cannot be made up)."""
+        snap = self.controls.snapshot
+        if snap.bypass:
+            return "bypassed"
+        return "at mix 0" if snap.mix == 0.0 or getattr(self.processor, "prev_mix", 1.0) == 0.0 else ""
 
     def _stall_callback(self) -> None:
         if self._callback_stall_s:  # fault injection: this callback returns late, so the next one runs late
@@ -584,7 +626,8 @@ class Engine:
             if (held := time.monotonic() - since) <= self.STUCK_S:
                 return
             self._stuck_said, self._stuck_armed = True, False
-            said = f"the model has been inside one block for {held:.1f} s: output silent until it returns"
+            meanwhile = f"{dry}: the dry signal plays on" if (dry := self._dry_word()) else "output silent"
+            said = f"the model has been inside one block for {held:.1f} s: {meanwhile} until it returns"
             self.report("stuck", said)  # under the lock: recorded before the block's return says "recovered"
 
     def report(self, kind: str, message: str) -> None:
@@ -660,16 +703,28 @@ class Engine:
         delay = int(getattr(self.processor, "delay", 0))
         first = max(new_a + self.prefill + delay, hi + c)
         lost = first - self._valid[1]
-        if c >= B:  # slower than real time: no block keeps its slot, however many are skipped (hunt 204)
-            why = f"model slower than real time ({c * ms:.0f} ms for each {B * ms:.0f} ms block)"
+        typical = self._typical_compute()  # one slow block is no slow model (the running mean jumps with it)
+        if typical >= B:  # slower than real time: no block keeps its slot, however many are skipped (hunt 204)
+            why = f"model slower than real time ({typical * ms:.0f} ms for each {B * ms:.0f} ms block)"
             then = "output mostly silent until its blocks take less than that (a larger --blocksize, a quieter machine)"
         else:
             why = (f"model thread {behind * ms:.0f} ms behind" if behind >= 0  # not late yet, but its blocks take
                    else f"model thread too slow for the next block's slot ({c * ms:.0f} ms a block)")  # fmt: skip
             then = f"output aligned again in {(first - (hi - self.period)) * ms:.1f} ms"
+        if dry := self._dry_word():  # the callback plays the input where the model's output is missing: none lost
+            then, lost = f"{dry}: the dry signal plays on", 0
         u = self._resyncs_unsaid
         u.update(n=u["n"] + 1, skipped=u["skipped"] + new_a - a, lost=u["lost"] + lost, at=new_a, why=why, then=then)
         self._say_resyncs()
+
+    def _typical_compute(self) -> int:
+        """The median compute of the last 8 blocks, in frames (the running mean `_compute` before any)."""
+        n = min(self.model.blocks, 8)
+        if not n:
+            return int(self._compute)
+        size = len(self.block_times)
+        last = [self.block_times[(self.model.blocks - 1 - k) & (size - 1)] for k in range(n)]
+        return int(float(np.median(last)) * self.sr)
 
     def _say_resyncs(self) -> None:
         """The resyncs since the last "resync" event as one event, at most one a second: a model slower than real
@@ -706,7 +761,8 @@ class Engine:
             except Exception as exc:  # outside the model's call (its resync, a copy): said, and the thread goes on
                 with self._stuck_lock:
                     self._busy_since, self._stuck_said = None, False
-                self._failed(exc, self._next, "model thread fault, silent until it resyncs")
+                dry = self._dry_word()
+                self._failed(exc, self._next, f"model thread fault, {'dry' if dry else 'silent'} until it resyncs")
                 time.sleep(self.blocksize / self.sr)  # then resyncs past what it missed, as after a stall
 
     def _loop(self) -> None:
@@ -793,11 +849,14 @@ class Engine:
                 if now - self._last_late_event >= 1.0:
                     self._last_late_event = now
                     n, started_late = m.late_blocks, elapsed * self.sr <= self.budget  # its compute fit: a late start
-                    self._event("late", a - B, min(late, B), f"came out {1e3 * late / self.sr:.1f} ms late: the model "
+                    lost = 0 if self._dry_word() else min(late, B)  # dry alone: the callback played the input there
+                    self._event("late", a - B, lost, f"came out {1e3 * late / self.sr:.1f} ms late: the model "
                                 f"took {1e3 * elapsed:.1f} ms of its {1e3 * self.budget / self.sr:.1f} ms budget"
                                 + ("; it started late (the machine was busy)" if started_late else "")
                                 + f"; {n} late block{'' if n == 1 else 's'} so far")  # fmt: skip
-            self._compute += 0.1 * (elapsed * self.sr - self._compute)  # running estimate, in frames
+            # running estimate, in frames; one block stalled for seconds inside the model's call moves it by two blocks
+            # at most (it skipped blocks it had time for until it decayed: hunt 209)
+            self._compute += 0.1 * (min(elapsed * self.sr, 2 * B) - self._compute)
             if self._gc:  # automatic collection is off while engines run: young garbage goes here
                 gc.collect(0)
                 if m.blocks % 64 == 0:

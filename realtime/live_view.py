@@ -46,6 +46,13 @@ def problem(engine: Engine) -> tuple[str, str] | None:
     return None
 
 
+def _dry_said(engine: Engine) -> str:
+    """The output the model missed while it was dry alone (bypassed, mix 0), which played the input instead (no
+    underrun: nothing went silent), or nothing where there was none."""
+    dry = engine.counters.dry_frames
+    return f"; {1e3 * dry / engine.sr:.0f} ms late, played dry" if dry else ""
+
+
 def status_line(engine: Engine, osc: Any | None = None) -> str:
     """One plain line (for logs and `--no-view`)."""
     s = engine.model.stats
@@ -55,7 +62,8 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
         f"blocks {m.blocks}  cpu {100 * s.total_s / budget:5.1f}% of block, p99.9 "
         f"{1e3 * engine.block_time_quantile(0.999):.2f} ms "
         f"(rave {1e3 * s.rave_s:.2f} ms, sae {1e3 * s.sae_s:.3f} ms, edits {1e3 * s.edit_s:.3f} ms)  "
-        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns})  cycles skipped {c.skipped_cycles}  "
+        f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns}{_dry_said(engine)})  "
+        f"cycles skipped {c.skipped_cycles}  "
         f"late blocks {m.late_blocks}  "
         f"resyncs {m.resyncs} (skipped {1e3 * m.skipped_frames / engine.sr:.0f} ms)  "
         f"max gap {1e3 * c.max_gap_s:.1f} ms  errors {m.errors}"
@@ -126,7 +134,8 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     )
     stats.add_row(
         "xruns",
-        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}) · cycles skipped {c.skipped_cycles} · "
+        f"{c.xruns} (device {c.device_xruns}, underruns {c.underruns}{_dry_said(engine)}) · "
+        f"cycles skipped {c.skipped_cycles} · "
         f"late blocks {m.late_blocks} · "
         f"resyncs {m.resyncs} · max callback gap {1e3 * c.max_gap_s:.1f} ms · model errors {m.errors}",
     )

@@ -301,7 +301,9 @@ class BlockProcessor:
 
     def resync(self, history: np.ndarray | None = None) -> None:
         """Start over after a gap in the input (the engine skipped a backlog): the streams' caches are cleared (the
-        skipped input counts as silence to the model) and the next block fades in. The dry delay line holds
+        skipped input counts as silence to the model) and the next block fades in (but where it starts or ends dry
+        alone, bypassed or at mix 0, the engine played the dry signal through the gap, `Engine.callback`: it goes on
+        from it). The dry delay line holds
         `history`, the input [frames, channels] just before the next block (the engine's ring still has it; its
         last `delay` frames are kept, silence where it is shorter), so dry and bypassed audio resume in place under
         that fade: cleared, the dry signal came back `delay` frames later with a step, after a fade spent on
@@ -374,7 +376,11 @@ class BlockProcessor:
             mix = start + (target - start) * self._ramp
             out = (dry + (wet - dry) * mix).astype(np.float32)
         self.prev_mix = target
-        if fade_in:
+        if fade_in and target == 0.0:  # after a gap, bypassed (or mix 0): the dry signal in place, as the engine
+            out = dry.copy()  # played it through the gap (bypass pressed in a stall: no ramp from the wet)
+        elif fade_in and start == 0.0:  # from dry (un-bypassed in a stall): the engine played the dry signal
+            pass  # through the gap, and the mix ramps from it
+        elif fade_in:
             out *= self._ramp
         elif from_dry:
             out = (dry + (out - dry) * self._ramp).astype(np.float32)

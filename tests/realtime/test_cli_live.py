@@ -104,7 +104,7 @@ def test_a_realtime_paced_file_says_where_the_model_fell_behind(tiny_rave_ts, wa
 
     import realtime.processor as processor_mod
 
-    args = ["--model", str(tiny_rave_ts), "--in", str(wav), "--no-osc", "--blocksize", "1024", "--no-view", "--bypass"]
+    args = ["--model", str(tiny_rave_ts), "--in", str(wav), "--no-osc", "--blocksize", "1024", "--no-view"]
     fast = live_here(capsys, *args, "--out", str(tmp_path / "fast.wav"))
     assert fast.returncode == 0 and "dropouts" not in fast.stdout, fast.stdout
     process, blocks = processor_mod.BlockProcessor.process, []
@@ -124,6 +124,13 @@ def test_a_realtime_paced_file_says_where_the_model_fell_behind(tiny_rave_ts, wa
     # hunt 120: and said while it plays, as on a device (--no-view: each event a line; it printed none in file mode)
     events = [line for line in paced.stdout.splitlines() if line.startswith(("event late at", "event resync at"))]
     assert events and all(len(line) > 40 and ": " in line for line in events), paced.stdout
+    # hunt 209: bypassed, the late block's slot plays the input (the dry signal needs no model): no dropout, said
+    blocks.clear()
+    dry = live_here(capsys, *args, "--out", str(tmp_path / "dry.wav"), "--pace", "realtime", "--bypass")
+    assert dry.returncode == 0 and "dropouts" not in dry.stdout and " ms late, played dry)" in dry.stdout
+    from realtime.audio_io import read_audio
+
+    np.testing.assert_allclose(sf.read(tmp_path / "dry.wav")[0], read_audio(wav, 44100, 1)[:, 0], atol=1e-4)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -152,11 +159,9 @@ def test_a_realtime_paced_take_stopped_midway_is_written_as_far_as_it_played(tin
     y, file_sr = sf.read(out, dtype="float32")
     assert file_sr == sr and 0.5 * sr < len(y) < 5 * sr, len(y)
     assert f"wrote {out}: {len(y) / sr:.2f} s of audio" in rest, rest
-    x = read_audio(src, sr, 1)[: len(y), 0]
-    gaps = np.abs(y - x) > 1e-4  # bypass: the input, aligned, but for blocks late for the clock (a busy CI machine)
-    assert not (y[gaps] != 0.0).any(), "output neither the input nor a dropout's silence"
-    if gaps.any():  # a dropout is silence where the input was, and the take says so
-        assert "ms of dropouts (" in rest and gaps.sum() < 0.2 * len(y), (gaps.sum(), rest)
+    # bypass: the input, aligned, every sample (a block late for the clock on a busy CI machine left 766 samples of
+    # silence here: the callback plays the input itself now where the model's output is missing, hunt 209)
+    np.testing.assert_allclose(y, read_audio(src, sr, 1)[: len(y), 0], atol=1e-4)
 
 
 def test_a_take_stopped_at_once_or_failing_to_write_after_the_stop_is_said_as_such(tiny_rave_ts, wav, tmp_path,
