@@ -452,7 +452,7 @@ def resample(audio: np.ndarray, sr: int, target: int, axis: int = 0) -> np.ndarr
     from scipy.signal import resample_poly
 
     g = math.gcd(int(sr), int(target))
-    return resample_poly(audio, int(target) // g, int(sr) // g, axis=axis).astype(np.float32)
+    return resample_poly(audio, int(target) // g, int(sr) // g, axis=axis).astype(np.float32, copy=False)
 
 
 @contextlib.contextmanager
@@ -662,12 +662,12 @@ def input_notes(
     mixed = data.mean(axis=1) if mixes else data
     if is_silent(mixed):  # as a folder's reader counts it (16-bit rounding leaves sides that cancel ±1/2 LSB)
         cancel = mixes and not is_silent(data)
-        offset = float(np.abs(mixed).max(initial=0.0)) >= SILENCE_PEAK
+        offset = peak(mixed) >= SILENCE_PEAK
         notes.append(f"input {path} is {silent(data.shape[1], cancel, offset)}")
-    peak = float(np.abs(data).max(initial=0.0))
-    if peak > 1.0:
+    top = peak(data)
+    if top > 1.0:
         notes.append(
-            f"input {path} peaks at {20 * math.log10(peak):+.1f} dBFS (a float file above full scale): "
+            f"input {path} peaks at {20 * math.log10(top):+.1f} dBFS (a float file above full scale): "
             "the model hears it as it is, louder than anything it was trained on"
         )
     return notes
@@ -684,11 +684,17 @@ def silent(channels: int, cancel: bool, offset: bool = False) -> str:
 def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
     """Refuse model output holding NaN/inf in one line (frames on axis 0): a writer would turn it into full-scale
     noise or silence without a word, a judge into a traceback."""
-    bad = ~np.isfinite(np.asarray(audio))
-    if bad.any():
-        first = int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+    audio = np.asarray(audio)
+    first, count = None, 0
+    for start in range(0, len(audio), WRITE_FRAMES):  # a chunk at a time: an hour's take is no second copy
+        bad = ~np.isfinite(audio[start : start + WRITE_FRAMES])
+        if bad.any():
+            count += int(bad.sum())
+            if first is None:
+                first = start + int(np.flatnonzero(bad.reshape(len(bad), -1).any(axis=1))[0])
+    if first is not None:
         raise UserError(
-            f"{what}: {int(bad.sum())} NaN/inf sample(s) in the model's output (the first at {first / sr:.2f} s); "
+            f"{what}: {count} NaN/inf sample(s) in the model's output (the first at {first / sr:.2f} s); "
             "the model or SAE weights are broken (or overflowed), nothing written"
         )
 
@@ -712,29 +718,38 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
         raise UserError(f"{path}: suffix {path.suffix!r}; expected one of {', '.join(WRITE_FORMATS)}")
     audio = np.asarray(audio, dtype=np.float32)
     check_finite(audio, str(path), sr)
-    audio = np.clip(audio, -1.0, 1.0)
     path.parent.mkdir(parents=True, exist_ok=True)
     channels = audio.shape[1] if audio.ndim > 1 else 1
 
     def write(tmp: Path) -> None:  # the temporary file's name says nothing of the format, hence `format=`
         with sf.SoundFile(os.fsencode(tmp), "w", sr, channels, format=fmt) as f:  # bytes: any file name
             for start in range(0, len(audio), WRITE_FRAMES):
-                f.write(audio[start : start + WRITE_FRAMES])
+                f.write(np.clip(audio[start : start + WRITE_FRAMES], -1.0, 1.0))  # a chunk at a time, as read
 
     atomic_write(path, write)
     return path
 
 
+def peak(audio: np.ndarray) -> float:
+    """The largest absolute sample of `audio` (0 for none), with no copy of it."""
+    audio = np.asarray(audio)
+    return max(float(audio.max(initial=0.0)), -float(audio.min(initial=0.0)))
+
+
 def clipping_note(
-    name: str, audio: np.ndarray, at_least: float = 0.001, source: np.ndarray | None = None
+    name: str, audio: np.ndarray, at_least: float = 0.001, source_peak: float | None = None
 ) -> str | None:
     """A note when at least `at_least` of `audio`'s samples lie past full scale (`write_audio` clips them): an edit
-    strong enough to clip a quarter of a render wrote it with no word. `source`: the input, when its own peak past
-    full scale is the likelier cause (a bypassed float file blamed the strength or gain)."""
-    share = float(np.mean(np.abs(np.asarray(audio)) > 1.0)) if np.size(audio) else 0.0
+    strong enough to clip a quarter of a render wrote it with no word. `source_peak`: the input's `peak`, when its
+    own peak past full scale is the likelier cause (a bypassed float file blamed the strength or gain)."""
+    audio = np.asarray(audio)
+    past = sum(
+        int(np.count_nonzero(np.abs(audio[i : i + WRITE_FRAMES]) > 1.0)) for i in range(0, len(audio), WRITE_FRAMES)
+    )
+    share = past / audio.size if audio.size else 0.0
     if share < at_least:
         return None
-    loud = source is not None and float(np.abs(source).max(initial=0.0)) > 1.0
+    loud = source_peak is not None and source_peak > 1.0
     why = "the input is past full scale too: normalise it" if loud else "lower the strength or gain"
     return f"{name}: {100 * share:.1f} % of its samples were past full scale and clipped ({why})"
 
@@ -744,7 +759,8 @@ def is_silent(audio: np.ndarray) -> bool:
     no sound). The rule `read_clip` skips a folder's file by."""
     if not np.size(audio):  # a header-only file: numpy warned "Mean of empty slice" past the quiet switch
         return True
-    return float(np.abs(audio - audio.mean(axis=0)).max(initial=0.0)) < SILENCE_PEAK
+    mean = audio.mean(axis=0)  # the largest distance from it, from the extremes: no copy of an hour's take
+    return float(np.maximum(audio.max(axis=0) - mean, mean - audio.min(axis=0)).max(initial=0.0)) < SILENCE_PEAK
 
 
 def read_mono(path: str | os.PathLike, sample_rate: int, notes: AudioNotes, min_samples: int = 1) -> np.ndarray | None:

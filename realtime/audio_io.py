@@ -341,14 +341,16 @@ def run_file(
     """
     period, lag = engine.period, engine.latency.engine
     frames = len(data)
-    padded = np.concatenate([data, np.zeros((lag + period, engine.channels), dtype=np.float32)])
-    out = np.zeros_like(padded)
+    # the input goes in period by period, then `lag + period` frames of silence; only the aligned output is kept
+    # (a padded copy of the input and a padded output were two more copies of an hour's take: hunt 210)
+    out = np.zeros((frames, engine.channels), dtype=np.float32)
+    chunk_in = np.zeros((period, engine.channels), dtype=np.float32)
     chunk_out = np.zeros((period, engine.channels), dtype=np.float32)
     t_start = time.perf_counter()
     engine.deadlines = realtime  # as fast as it goes, every block is waited for: none is skipped for time
-    stored = 0  # padded frames whose output is in `out`
+    stored = 0  # input positions whose output has been played (into `out` where it is aligned)
     try:
-        for i, start in enumerate(range(0, len(padded) - period + 1, period)):
+        for i, start in enumerate(range(0, frames + lag + 1, period)):
             if realtime:
                 due = t_start + i * period / engine.sr
                 delay = due - time.perf_counter()
@@ -356,15 +358,25 @@ def run_file(
                     time.sleep(delay)
             elif not engine.wait_output(period):
                 raise UserError("engine: the model thread stopped producing output")
-            engine.callback(padded[start : start + period], chunk_out, period)
-            out[start : start + period] = chunk_out
-            stored = start + period
+            end = start + period
+            if end <= frames:
+                block = data[start:end]
+            else:  # the input's last part, then silence while the output of the rest comes out
+                block = chunk_in
+                block[:] = 0.0
+                if start < frames:
+                    block[: frames - start] = data[start:]
+            engine.callback(block, chunk_out, period)
+            lo, hi = max(start, lag), min(end, lag + frames)
+            if hi > lo:
+                out[lo - lag : hi - lag] = chunk_out[lo - start : hi - start]
+            stored = end
             if on_period is not None:
-                on_period(min(start + period, frames))
+                on_period(min(end, frames))
     except KeyboardInterrupt:
         if not realtime or stored <= lag:  # as fast as it goes, or stopped before any output: an interrupted command
             raise
-        return out[lag : lag + min(frames, stored - lag)]
+        return out[: min(frames, stored - lag)]
     finally:
         engine.deadlines = True
-    return out[lag : lag + frames]
+    return out

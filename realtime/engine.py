@@ -605,6 +605,11 @@ class Engine:
         self._callback_stall_s = float(seconds)
 
     @property
+    def stream_s(self) -> float:
+        """Seconds of audio the stream has taken in since it started (the time events are stamped in)."""
+        return self._pos / self.sr
+
+    @property
     def failing(self) -> bool:
         """True while every recent block has failed (`failing_after` in a row)."""
         return self.model.consecutive_errors >= self.failing_after

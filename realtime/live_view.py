@@ -33,8 +33,20 @@ def presence(value: float | None, width: int = 16) -> Text:
     return Text("█" * filled, style=style) + Text("·" * (width - filled), style="dim") + Text(f" {value:4.2f}")
 
 
+PAST_S = 60.0
+"""After this many seconds a last problem is shown dim, with its age: one hiccup in minute 3 read as the current
+warning, in yellow, for the rest of a 3-hour set (hunt 210)."""
+
+
+def clock(seconds: float) -> str:
+    """H:MM:SS of `seconds`."""
+    s = max(int(seconds), 0)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def problem(engine: Engine) -> tuple[str, str] | None:
-    """(text, style) of what the performer should see first: every block failing, else the last event."""
+    """(text, style) of what the performer should see first: every block failing, else the last event (dim, with
+    its age, once `PAST_S` old)."""
     m = engine.model
     if engine.failing:
         return f"MODEL FAILING ({m.consecutive_errors} blocks in a row), playing dry: {m.last_error}", "bold red"
@@ -42,6 +54,9 @@ def problem(engine: Engine) -> tuple[str, str] | None:
         e = engine.events[-1]
         warn = e.kind in ("resync", "late", "device")
         style = "red" if e.kind in ("error", "failing", "stuck") else "yellow" if warn else "green"
+        age = engine.stream_s - e.at_s
+        if age >= PAST_S and e.kind != "stuck":  # (a stuck block is said again when it returns)
+            return f"{e.kind} at {e.at_s:.1f} s ({clock(age)} ago): {e.message}", "dim"
         return f"{e.kind} at {e.at_s:.1f} s: {e.message}", style
     return None
 
@@ -59,7 +74,7 @@ def status_line(engine: Engine, osc: Any | None = None) -> str:
     budget = engine.blocksize / engine.sr
     c, m = engine.counters, engine.model
     line = (
-        f"blocks {m.blocks}  cpu {100 * s.total_s / budget:5.1f}% of block, p99.9 "
+        f"blocks {m.blocks} ({clock(engine.stream_s)} played)  cpu {100 * s.total_s / budget:5.1f}% of block, p99.9 "
         f"{1e3 * engine.block_time_quantile(0.999):.2f} ms "
         f"(rave {1e3 * s.rave_s:.2f} ms, sae {1e3 * s.sae_s:.3f} ms, edits {1e3 * s.edit_s:.3f} ms)  "
         f"xruns {c.xruns} (device {c.device_xruns}, underruns {c.underruns}{_dry_said(engine)})  "
@@ -96,6 +111,7 @@ def render(engine: Engine, osc: Any | None = None, title: str = "musicsae live")
     top.add_column(style="bold")
     top.add_column()
     top.add_row("mode", "BYPASS" if view["bypass"] else f"mix {view['mix']:.2f}")
+    top.add_row("playing", clock(engine.stream_s))
     shown = problem(engine)
     if shown is not None:
         top.add_row("last problem", Text(shown[0], style=shown[1]))

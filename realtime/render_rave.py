@@ -446,7 +446,7 @@ def render_file(
     `gate` keeps the edits off quiet frames (default `Gate()`); without `model`, the model is loaded on
     `device` (the SAE follows the model's device).
     """
-    from realtime.audio_files import clipping_note, conform, input_notes, read_audio, write_audio
+    from realtime.audio_files import clipping_note, conform, input_notes, peak, read_audio, write_audio
     from realtime.rave import RaveModel
     from sae.paths import check_audio_out, check_not_source
 
@@ -507,6 +507,6 @@ def render_file(
     y = render_array(stream, audio, sae, edit, block, delay, seed, progress, hook=hook, gate=gate)
     work = time.perf_counter() - t_work
     write_audio(Path(out_path), y, model.sr)
-    if note := clipping_note(Path(out_path).name, y, source=data):
+    if note := clipping_note(Path(out_path).name, y, source_peak=peak(data)):
         notes.append(note)
     return RenderReport(len(audio) / model.sr, work, delay, notes, time.perf_counter() - t0 - work)

@@ -559,7 +559,7 @@ def test_a_render_the_writer_had_to_clip_says_how_much(tmp_path, tiny_rave_ts, t
     )
     assert clipping_note("x.wav", np.full(2000, 0.9)) is None and clipping_note("x.wav", np.zeros(0)) is None
     # hunt 92: a bypassed float file peaking at 1.5 was told to lower a strength it never had
-    loud = clipping_note("x.wav", np.array([0.5, -1.0, 1.5, -2.0]), source=np.array([1.5, 0.0]))
+    loud = clipping_note("x.wav", np.array([0.5, -1.0, 1.5, -2.0]), source_peak=1.5)
     assert loud is not None and loud.endswith("(the input is past full scale too: normalise it)"), loud
 
 

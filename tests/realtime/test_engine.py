@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -217,6 +219,30 @@ def test_live_view_shows_concepts_levels_cpu_and_latency(rave_model, latent_sae,
     assert first["mix 0.50"] < first["noisy"] < first["xruns"] and first["noisy"] < 12, text
 
 
+def test_the_live_view_tells_an_old_problem_from_a_new_one_and_says_the_time(rave_model, latent_sae, bank):
+    """Hunt 210: one device hiccup 5 s into a show read as the current "last problem", in yellow, 20 minutes later,
+    and neither the view nor the status line said the time to compare it with."""
+    from rich.console import Console
+
+    from realtime.live_view import problem, render, status_line
+
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    with Engine(proc, Controls(EditState.from_concepts(64, bank.concepts)), period=256) as engine:
+        run_file(engine, _signal(rave_model.sr, 2.0))
+        engine.report("device", "skipped 2 cycle(s)")
+        at = engine.events[-1].at_s  # (file mode's input, and its padding while the output comes out)
+        assert problem(engine) == (f"device at {at:.1f} s: skipped 2 cycle(s)", "yellow")  # new: a warning
+        run_file(engine, _signal(rave_model.sr, 62.0))  # a minute on
+    age, played = int(engine.stream_s - at), int(engine.stream_s)
+    assert 62 <= age < 70 and played >= 64, (age, played)
+    assert problem(engine) == (f"device at {at:.1f} s (0:01:{age - 60:02d} ago): skipped 2 cycle(s)", "dim")
+    line = status_line(engine)
+    assert re.match(rf"blocks \d+ \(0:01:{played - 60:02d} played\)  cpu", line), line
+    console = Console(record=True, width=160)
+    console.print(render(engine))
+    assert f"0:01:{played - 60:02d}" in console.export_text()
+
+
 def test_live_view_shows_the_last_rejected_osc_message_whole(rave_model, latent_sae, bank, tmp_path):
     """The view's osc row cut the last error at 60 characters, mid-word and glued to the count:
     `20 rejected /preset/load: preset '': expected a preset name from the pre`."""
@@ -379,3 +405,28 @@ def test_closing_twice_leaves_what_reuses_its_pipes_numbers_alone(rave_model, la
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         engine.close()
         sock.bind(("127.0.0.1", 0))  # Bad file descriptor, had its number been closed
+
+
+def test_a_take_in_file_mode_holds_its_output_once(rave_model, latent_sae, bank, tmp_path):
+    """Hunt 210: `live --in/--out` held the input padded (a copy), a padded output and, writing, a clipped copy and
+    the NaN check's masks: an hour's stereo take at 48 kHz took 6 GB. The take is fed period by period and only its
+    aligned output is kept; the writer and the clipping note go a chunk at a time."""
+    import tracemalloc
+
+    from realtime.audio_files import clipping_note, write_audio
+
+    data = _signal(rave_model.sr, 20.0, channels=2)
+    proc = BlockProcessor(rave_model, latent_sae, 1024, channels=2)
+    with Engine(proc, Controls(EditState.from_concepts(64, bank.concepts), bypass=True)) as engine:
+        tracemalloc.start()
+        try:
+            out = run_file(engine, data)
+            ran = tracemalloc.get_traced_memory()[1]
+            tracemalloc.reset_peak()
+            write_audio(tmp_path / "take.wav", out, rave_model.sr)
+            assert clipping_note("take.wav", out) is None
+            wrote = tracemalloc.get_traced_memory()[1] - out.nbytes
+        finally:
+            tracemalloc.stop()
+    np.testing.assert_array_equal(out, data)  # bypassed: the input, aligned, to its last frame
+    assert ran < 1.3 * data.nbytes and wrote < 0.3 * data.nbytes, (ran / data.nbytes, wrote / data.nbytes)

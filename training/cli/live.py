@@ -389,7 +389,8 @@ def _run(args: argparse.Namespace) -> int:
 
             telemetry = OscTelemetry(osc, engine, args.meter_rate).start()
         if source is not None:
-            return _run_file(args, source, engine, osc, ready)
+            held, source = [source], None  # `_run_file` lets the file's samples go once they are conformed
+            return _run_file(args, held, engine, osc, ready)
         return _run_device(args, session, osc, ready, resumed)
     finally:
         if telemetry is not None:
@@ -508,11 +509,13 @@ def _preset_dirs(args: argparse.Namespace, bank: Path | None) -> tuple[Path, Pat
 
 
 def _run_file(
-    args: argparse.Namespace, source: tuple[np.ndarray, int], engine, osc, ready: Callable[[], None] | None = None
+    args: argparse.Namespace, held: list[tuple[np.ndarray, int]], engine, osc, ready: Callable[[], None] | None = None
 ) -> int:
+    """File mode: `held` holds the input as read (samples, rate), taken out of it and let go once conformed to the
+    model's rate and channels (kept for the whole run, it was one more copy of an hour's take: hunt 210)."""
     from rich.console import Console
 
-    from realtime.audio_files import clipping_note, conform, input_notes, write_audio
+    from realtime.audio_files import clipping_note, conform, input_notes, peak, write_audio
     from realtime.audio_io import run_file
     from realtime.live_view import status_line
     from sae.errors import UserError
@@ -520,12 +523,14 @@ def _run_file(
 
     if ready is not None:  # no device: the latency is known now
         ready()
-    raw, file_sr = source
+    raw, file_sr = held.pop()
     proc = engine.processor
     mid = not proc.per_channel  # a mono model on two channels hears their mid unless each side is its own stream
     for note in input_notes(args.input, raw, file_sr, engine.sr, engine.channels, proc.ratio, proc.model_channels, mid):
         _say(f"note: {note}")
     data = conform(raw, file_sr, engine.sr, engine.channels)
+    raw_peak = peak(raw)
+    del raw
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
     engine.start()
     t0 = time.perf_counter()
@@ -564,7 +569,7 @@ def _run_file(
     write_audio(args.output, out, engine.sr)
     if stopped:
         _say(f"stopped after {seconds:.2f} s of {len(data) / engine.sr:.2f} s: the take holds what played")
-    if note := clipping_note(Path(args.output).name, out, source=raw):
+    if note := clipping_note(Path(args.output).name, out, source_peak=raw_peak):
         _say(f"note: {note}")
     if missing := engine.counters.missing_frames:  # --pace realtime: a block late for the clock is a gap, as live
         gaps = f"{1e3 * missing / engine.sr:.0f} ms of dropouts ({engine.counters.underruns} underruns)"
