@@ -8,10 +8,10 @@ with OSC traffic, concept meters and injected model-thread stalls, measuring wha
   250 ms and 1 s, every minute).
 - Alignment: the engine runs bypassed (the model, the SAE, the edits and the meters still run every block;
   the dry path shares the engine's timeline with the wet one) while a JACK probe fires an impulse every 0.5 s
-  and measures each one's input→output delay on the JACK clock. Per stall: when it was reported, input
-  skipped, output lost, time until aligned output again, and the measured delay of the impulses after it.
-  Bypassed, the audio callback plays the input where the model's output is late (hunt 209): the events then say
-  no output lost, and the status line's "ms late, played dry" is what the wet path would have lost.
+  and measures each one's input→output delay on the JACK clock. Per stall: when it was reported, the input
+  skipped, and the measured delay of the impulses after it. Bypassed, the audio callback plays the input where
+  the model's output is late (hunt 209): the events say no output lost (the README's per-stall losses predate
+  it), and the status line's "ms late, played dry" totals what the wet path would have lost.
 
 Baseline, measured first in the same run and on the same JACK server: a plain `sounddevice` duplex stream
 whose callback only copies input to output (no model, no OSC), for as long as the engine soak: what the

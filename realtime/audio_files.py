@@ -201,7 +201,7 @@ def list_sides(
     with_dir: str | os.PathLike,
     without_dir: str | os.PathLike,
     digest: Callable[[Path], tuple[str, bool]] | None = None,
-    prints: Callable[[Path], SoundPrint | None] | None = None,
+    prints: SoundPrints | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """The audio files of a concept's `--with` and `--without` folders (`list_audio`); UserError when a clip is on
     both sides (one folder inside the other, the same folder twice, a link)."""
@@ -249,7 +249,7 @@ LEVEL_DB = 0.5
 
 COARSE = 4
 """A `SoundPrint` keeps every `COARSE`th sample of the mid (a 2 kHz band): what the loose first pass of
-`near_copies` compares. Whole prints are read again only for the pairs it keeps: held for every clip of a command,
+`near_copies` compares. Whole prints are read again only for the clips it pairs up: held for every clip of a command,
 they took 23 MB a three-minute stereo song (1.56 GB for 24 songs: hunt 202), the coarse ones 1.4 MB."""
 
 
@@ -295,9 +295,22 @@ def sound_print(path: Path) -> SoundPrint | None:
     return SoundPrint(coarse.astype(np.float16), len(w.mid), w.rms)
 
 
-def sound_prints() -> Callable[[Path], SoundPrint | None]:
-    """`sound_print`, remembered per path: one for the checks of one command."""
-    return functools.cache(sound_print)
+class SoundPrints:
+    """`sound_print` and `whole_print`, remembered per path: one for the checks of one command. Whole prints are
+    read only for the clips the first pass pairs up (a loop's variations, 0.998 alike: read again for every check,
+    a list_sides went from 2.8 s to 7.7 s, hunt 211), so a folder of songs holds its coarse prints alone."""
+
+    def __init__(self) -> None:
+        self.coarse = functools.cache(sound_print)
+        self.whole = functools.cache(whole_print)
+
+    def __call__(self, path: Path) -> SoundPrint | None:
+        return self.coarse(path)
+
+
+def sound_prints() -> SoundPrints:
+    """A command's `SoundPrints`."""
+    return SoundPrints()
 
 
 def _same_recording(x: WholePrint, y: WholePrint) -> bool:
@@ -330,7 +343,7 @@ def _rows(got: dict[Path, SoundPrint], paths: list[Path], m: int) -> np.ndarray:
 
 
 def near_copies(
-    a: list[Path], b: list[Path] | None = None, prints: Callable[[Path], SoundPrint | None] | None = None
+    a: list[Path], b: list[Path] | None = None, prints: SoundPrints | None = None
 ) -> list[tuple[Path, Path]]:
     """Pairs (of `a`, of `b`; without `b`, of `a` twice) that are one recording saved two ways (`_same_recording`,
     of lengths within 1 %). `audio_digest` matches the samples exactly, so a 24-bit master and its 16-bit export, a
@@ -339,7 +352,6 @@ def near_copies(
     paired one by one took 24 s: hunt 171); only they are read again whole (`whole_print`)."""
     prints = prints or sound_prints()
     got = {p: x for p in _regular(a if b is None else [*a, *b]) if (x := prints(Path(p))) is not None}
-    whole = functools.lru_cache(maxsize=16)(whole_print)  # a clip near several others is read once
     step = math.log(1.01)
 
     def buckets(paths: list[Path]) -> dict[int, list[Path]]:
@@ -366,7 +378,8 @@ def near_copies(
             x, y = got[p], got[q]
             if abs(x.length - y.length) > 0.01 * max(x.length, y.length):
                 continue
-            wx, wy = whole(Path(p)), whole(Path(q))
+            # read whole once per clip and command (an LRU of 16 read a loop's 24 variations again for every pair)
+            wx, wy = prints.whole(Path(p)), prints.whole(Path(q))
             if wx is not None and wy is not None and _same_recording(wx, wy):
                 pairs.append((p, q))
     return pairs
@@ -381,7 +394,7 @@ def refuse_copies(
     files: list[Path],
     where: str,
     digest: Callable[[Path], tuple[str, bool]] | None = None,
-    prints: Callable[[Path], SoundPrint | None] | None = None,
+    prints: SoundPrints | None = None,
 ) -> None:
     """UserError when clips of one side are copies of each other (the same samples, `audio_digest`): twelve copies
     of one clip passed the twelve-clips rule, and folds that split them scored AUROC 1.00 from one clip a side.
@@ -411,7 +424,7 @@ def refuse_shared(
     a_flag: str,
     b_flag: str,
     digest: Callable[[Path], tuple[str, bool]] | None = None,
-    prints: Callable[[Path], SoundPrint | None] | None = None,
+    prints: SoundPrints | None = None,
 ) -> None:
     """UserError when a clip of `a` is also in `b`: the same file under any name, or a copy (the same samples,
     `audio_digest`: `data make --copy` folders hold copies, which passed and trained a probe on one clip as both

@@ -752,10 +752,11 @@ class Engine:
         m.consecutive_errors += 1
         text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
         m.last_error = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        lost = 0 if self._dry_word() else self.blocksize  # dry alone, the dry fallback is what was to be heard
         if m.consecutive_errors == 1:
-            self._event("error", at, self.blocksize, f"{what}: {m.last_error}")
+            self._event("error", at, lost, f"{what}: {m.last_error}")
         elif m.consecutive_errors == self.failing_after:
-            self._event("failing", at, self.blocksize, f"EVERY BLOCK FAILS, playing the dry signal: {m.last_error}")
+            self._event("failing", at, lost, f"EVERY BLOCK FAILS, playing the dry signal: {m.last_error}")
 
     def _run(self) -> None:
         torch.set_num_threads(self.threads)

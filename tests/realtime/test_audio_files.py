@@ -816,3 +816,23 @@ def test_the_prints_a_command_holds_are_small_and_still_find_a_quiet_copy(tmp_pa
     assert near_copies(files, None, prints) == [(files[0], files[2])]
     held = [sum(v.nbytes for v in vars(prints(p)).values() if isinstance(v, np.ndarray)) for p in files]
     assert max(held) <= 8000 * seconds, held  # 4000 float16 samples a second (it held 128 kB)
+
+
+def test_a_loops_variations_are_read_whole_once_a_command(tmp_path, monkeypatch):
+    """Hunt 211: variations of one loop (0.998 alike: no copies, but each pairs up in the first pass) were read whole
+    again for every pair once more than 16 were around (an LRU of 16): a side's checks took 44 s, not 2.7 s."""
+    import realtime.audio_files as audio_files
+
+    read = []
+    whole_print = audio_files.whole_print
+    monkeypatch.setattr(audio_files, "whole_print", lambda p: read.append(p) or whole_print(p))
+    sr, rng = 16000, np.random.default_rng(2)
+    loop = rng.standard_normal(sr).astype(np.float32) * 0.3
+    files = []
+    for i in range(20):
+        files.append(tmp_path / f"take{i}.wav")
+        sf.write(files[-1], loop + 0.017 * rng.standard_normal(sr).astype(np.float32), sr, subtype="FLOAT")
+    prints = audio_files.sound_prints()
+    assert audio_files.near_copies(files, None, prints) == []  # alike, not one recording
+    assert audio_files.near_copies(files[:10], files[10:], prints) == []  # a second check of the same command
+    assert len(read) == 20 * 2, len(read)  # each clip: once for its coarse print, once whole

@@ -1222,3 +1222,14 @@ def test_bypass_pressed_or_released_in_a_stall_goes_on_from_the_dry_signal(rave_
     else:  # the input until the mix ramps to the wet signal: no silence, no step
         steps = np.abs(np.diff(out[after][: 4 * 1024, 0]))
         assert steps.max() < 0.03 and not (out[after][:1024] == 0.0).any(), steps.max()
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_a_failed_block_counts_output_lost_only_where_the_wet_signal_was_to_be_heard(bypass):
+    """Hunt 211: bypassed, a block whose model call raised plays its dry fallback, the very output bypass asked for,
+    yet the `error` event (and `/event`) said a block of output lost."""
+    proc = FakeProcessor(512, fail_from=5, fail_until=6)
+    with Engine(proc, Controls(EditState(8), bypass=bypass)) as engine:
+        run_file(engine, _signal(0.2))
+    [error] = [e for e in engine.events if e.kind == "error"]
+    assert error.lost_frames == (0 if bypass else 512), error
