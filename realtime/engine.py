@@ -95,7 +95,7 @@ class EngineCounters:
     skipped_frames: int = 0  # the frames of those periods
     underruns: int = 0  # callbacks that found some of their output frames missing (played as silence)
     missing_frames: int = 0
-    dry_frames: int = 0  # output frames missing while bypassed, played from the input instead (`Engine.callback`)
+    dry_frames: int = 0  # output frames missing while dry alone (bypassed, mix 0), played from the input instead
     max_gap_s: float = 0.0
     last_callback: float = 0.0
 
@@ -396,7 +396,7 @@ class Engine:
         self._stall_callback()
 
     def _play_dry(self, pos: int, out: np.ndarray) -> None:
-        """Bypassed output at positions pos .. pos + len(out) − 1 the model thread has not delivered: the input
+        """Dry-alone output at positions pos .. pos + len(out) − 1 the model thread has not delivered: the input
         `latency.engine` frames before each, as the processor's dry line plays it (silence before the stream's
         start, never NaN/inf). A late block on a busy machine silenced a bypassed show, the dry signal a performer
         falls back on (hunt 209); a failed block already played its dry fallback."""
