@@ -697,10 +697,9 @@ def silent(channels: int, cancel: bool, offset: bool = False) -> str:
 def check_finite(audio: np.ndarray, what: str, sr: int) -> None:
     """Refuse model output holding NaN/inf in one line (frames on axis 0): a writer would turn it into full-scale
     noise or silence without a word, a judge into a traceback."""
-    audio = np.asarray(audio)
     first, count = None, 0
-    for start in range(0, len(audio), WRITE_FRAMES):  # a chunk at a time: an hour's take is no second copy
-        bad = ~np.isfinite(audio[start : start + WRITE_FRAMES])
+    for start, chunk in _chunks(np.asarray(audio)):
+        bad = ~np.isfinite(chunk)
         if bad.any():
             count += int(bad.sum())
             if first is None:
@@ -717,6 +716,13 @@ WRITE_FORMATS = {suffix: "AIFF" if suffix == ".aif" else suffix[1:].upper() for 
 
 
 WRITE_FRAMES = 1 << 16  # frames per write: libsndfile 1.2.2 hands Vorbis a whole call on the stack (50 s crashed)
+
+
+def _chunks(audio: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, frames) of `audio`, `WRITE_FRAMES` at a time: the writer and its checks make no copy of a whole take
+    (an hour's, hunt 210)."""
+    for start in range(0, len(audio), WRITE_FRAMES):
+        yield start, audio[start : start + WRITE_FRAMES]
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
@@ -736,8 +742,8 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sr: int) -> Path:
 
     def write(tmp: Path) -> None:  # the temporary file's name says nothing of the format, hence `format=`
         with sf.SoundFile(os.fsencode(tmp), "w", sr, channels, format=fmt) as f:  # bytes: any file name
-            for start in range(0, len(audio), WRITE_FRAMES):
-                f.write(np.clip(audio[start : start + WRITE_FRAMES], -1.0, 1.0))  # a chunk at a time, as read
+            for _, chunk in _chunks(audio):
+                f.write(np.clip(chunk, -1.0, 1.0))
 
     atomic_write(path, write)
     return path
@@ -756,9 +762,7 @@ def clipping_note(
     strong enough to clip a quarter of a render wrote it with no word. `source_peak`: the input's `peak`, when its
     own peak past full scale is the likelier cause (a bypassed float file blamed the strength or gain)."""
     audio = np.asarray(audio)
-    past = sum(
-        int(np.count_nonzero(np.abs(audio[i : i + WRITE_FRAMES]) > 1.0)) for i in range(0, len(audio), WRITE_FRAMES)
-    )
+    past = sum(int(np.count_nonzero(np.abs(chunk) > 1.0)) for _, chunk in _chunks(audio))
     share = past / audio.size if audio.size else 0.0
     if share < at_least:
         return None
