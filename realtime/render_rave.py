@@ -29,6 +29,7 @@ from torch import Tensor
 from realtime.audio_files import check_finite
 from realtime.processor import edit_tensors, steer_block
 from sae.alone import AloneSilence, check_detectors
+from sae.bank import NAME_RE
 from sae.controls import ALL_MODES
 from sae.errors import UserError
 from sae.steering import Edit, EditState, Gate, apply_edit, check_sets
@@ -65,13 +66,13 @@ def parse_set(text: str) -> tuple[str, str]:
     """`guitar=off`, `piano=on:1.5`, `bass=clamp:2`, `drums=scale:0.5`, `voice=none` → (name, mode)."""
     name, sep, mode = text.partition("=")
     head, colon, value = mode.partition(":")
-    head = head.strip()  # blanks around the mode and its value are no part of them, as `ConceptControl.parse` reads
-    if not sep or not name.strip() or head not in ALL_MODES:
+    head, name = head.strip(), name.strip()  # blanks around a part are no part of it (`ConceptControl.parse`)
+    if not sep or not NAME_RE.fullmatch(name) or head not in ALL_MODES:
         raise UserError(
             f"--set {text!r}: expected NAME=off, NAME=on[:STRENGTH], NAME=clamp[:STRENGTH], NAME=scale:GAIN or "
             "NAME=none"
         )
-    return name.strip(), f"{head}{colon}{value.strip()}"
+    return name, f"{head}{colon}{value.strip()}"
 
 
 def parse_sets(texts: Sequence[str]) -> list[tuple[str, str]]:

@@ -139,6 +139,7 @@ def render_plain(tmp_path, clip, model_path, model, delay):
     [
         (["--no-gate", "--gate-db=-50,-40"], "--gate-db: sets the gate's levels, and --no-gate turns the gate off"),
         (["--set", " =off"], "--set ' =off': expected NAME=off"),  # was "concept '': not in ..." after loading
+        (["--set", "dr ums=off"], "--set 'dr ums=off': expected NAME=off"),  # a name no bank can hold (hunt 201)
         (["--gate-db=-50,-40"], "--gate-db: the gate is where edits act, and no --set edits a concept"),
         (["--no-gate", "--set", "x=none"], "--no-gate: the gate is where edits act"),  # a plain render, no word
     ],
