@@ -117,7 +117,7 @@ class Event:
 
     seq: int
     kind: str
-    at_s: float  # stream time (input position / sample rate)
+    at_s: float  # stream time (`Engine.earlier_s` + input position / sample rate)
     lost_frames: int  # output frames that played silence or dry because of it (0 where the output was dry alone)
     message: str
 
@@ -268,6 +268,7 @@ class Engine:
         self.model = ModelCounters()
         self.last_block_at: float | None = None  # time.monotonic() of the model thread's last block
         self.events: deque[Event] = deque(maxlen=256)
+        self.earlier_s = 0.0  # seconds streamed before this stream (`live --reconnect`'s restart counts on from them)
         self.failing_after = max(3, round(0.5 * self.sr / self.blocksize))  # consecutive failed blocks
         self.block_times = np.zeros(1 << 14)  # model compute per block (s), a ring over the last blocks
         self._pos = 0  # callback-owned: device frames since the stream started (taken in and played)
@@ -606,8 +607,9 @@ class Engine:
 
     @property
     def stream_s(self) -> float:
-        """Seconds of audio the stream has taken in since it started (the time events are stamped in)."""
-        return self._pos / self.sr
+        """Seconds of audio the stream has taken in since it started, after `earlier_s` (the time events are stamped
+        in: a show's clock does not restart at 0 when `live --reconnect` starts again)."""
+        return self.earlier_s + self._pos / self.sr
 
     @property
     def failing(self) -> bool:
@@ -646,7 +648,7 @@ class Engine:
         each kept once and numbered in the order readers see them (the audio callback records none)."""
         with self._events_lock:
             self._seq += 1
-            self.events.append(Event(self._seq, kind, at / self.sr, lost, message))
+            self.events.append(Event(self._seq, kind, self.earlier_s + at / self.sr, lost, message))
 
     def _report_device(self) -> None:
         """Cycles the device skipped and xruns it flagged (counted by the callback, which allocates nothing) as a

@@ -430,3 +430,19 @@ def test_a_take_in_file_mode_holds_its_output_once(rave_model, latent_sae, bank,
             tracemalloc.stop()
     np.testing.assert_array_equal(out, data)  # bypassed: the input, aligned, to its last frame
     assert ran < 1.3 * data.nbytes and wrote < 0.3 * data.nbytes, (ran / data.nbytes, wrote / data.nbytes)
+
+
+def test_a_show_started_again_after_its_device_came_back_goes_on_counting_its_time(rave_model, latent_sae, bank):
+    """`live --reconnect` starts again in a new process: the status line, the view and every event time restarted at
+    0:00:00 an hour into a show, so a problem after the restart read as one at its start (n58's left item)."""
+    from realtime.live_view import problem, status_line
+
+    proc = BlockProcessor(rave_model, latent_sae, 1024)
+    with Engine(proc, Controls(EditState.from_concepts(64, bank.concepts)), period=256) as engine:
+        engine.earlier_s = 3600.0  # what `live` carries over a restart (`ResumeState.played_s`)
+        run_file(engine, _signal(rave_model.sr, 2.0))
+        engine.report("device", "back")
+    at = engine.events[-1].at_s
+    assert 3602 <= at < 3604, at
+    assert problem(engine) == (f"device at {at:.1f} s: back", "yellow")  # new, not an hour old
+    assert re.match(r"blocks \d+ \(1:00:0[23] played\)  cpu", status_line(engine)), status_line(engine)

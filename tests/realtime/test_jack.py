@@ -458,11 +458,14 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
         try:
             latency = _wait_for(proc, "latency")
             _wait_for(proc, "streaming")
+            first = time.monotonic()
             send("/concept/bright/mode", "on")
             send("/concept/bright/strength", 4.0)
             send("/bypass", 1)  # an impulse comes back as an impulse: audio flowing is measurable
             send("/ping")
             assert replies.expect("/pong")[-1] == ("/pong", [])
+            time.sleep(max(2.0 - (time.monotonic() - first), 0.0))  # played for 2 s, counted on after the restart
+            before = time.monotonic() - first
             own.stop()  # terminate, as `jack_control stop` or quitting QjackCtl does
             lost = _wait_for(proc, "audio device system: the stream stopped", timeout=30)
             assert "waiting up to 20 s for it to come back" in lost, lost
@@ -479,7 +482,8 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
             assert "bright on" in restored and "bypass" in restored, restored
             assert _wait_for(proc, "latency") == latency  # the same block and budget
             _wait_for(proc, "streaming")
-            streaming_s = time.monotonic() - back_at
+            again = time.monotonic()
+            streaming_s = again - back_at
             replies.event("device", "back: ")
             send("/state")
             state = replies.expect("/state/end")
@@ -492,6 +496,7 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
                 delays, computed)  # fmt: skip
             print(f"server back -> streaming again: {streaming_s:.1f} s")
             assert proc.poll() is None
+            after = time.monotonic() - again
         finally:
             sender.close()
             if proc.poll() is None:
@@ -500,6 +505,10 @@ def test_the_show_goes_on_when_the_device_comes_back(tiny_rave_ts, bank, osc_inb
     assert "Traceback" not in err, err
     assert proc.returncode == 0, err
     assert not re.search(r"^event device at [\d.]+ s: back:", out, re.M), out  # said in its own line (hunt 120)
+    # the show's clock goes on over the restart: it said 0:00:0x played after an hour's show (n58's left item)
+    h, m, sec = re.findall(r"blocks \d+ \((\d+):(\d\d):(\d\d) played\)", out)[-1]
+    played = 3600 * int(h) + 60 * int(m) + int(sec)
+    assert before + after - 1 <= played <= before + after + 5, (played, before, after)  # (+ the loss noticed)
 
 
 def test_a_server_frozen_for_seconds_leaves_one_client_after_the_restart(tiny_rave_ts):

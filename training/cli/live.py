@@ -641,6 +641,8 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
         if resumed
         else open_duplex(engine, args.device)
     )
+    if resumed:  # the show's clock (status line, view, event times) goes on from where the device went away
+        engine.earlier_s = resumed.played_s
     try:  # a stop in here left the stream open and running: PortAudio's JACK backend then spoke at exit
         _say(engine.latency.describe())
         engine.start()
