@@ -59,6 +59,7 @@ class AudioNotes:
     loud: list[tuple[str, float]] = field(default_factory=list)
     target_rate: int = 0
     as_mono: int = 0  # files read as mono for a model of more channels (it hears them alike on each)
+    said: list[str] = field(default_factory=list)  # what else a reader says of the folder (`moved_note`)
 
     def add(self, other: AudioNotes) -> None:
         """Count `other`'s files here too (another reading's notes, kept with what it read)."""
@@ -69,9 +70,11 @@ class AudioNotes:
         self.loud += other.loud
         self.target_rate = other.target_rate or self.target_rate
         self.as_mono += other.as_mono
+        self.said += [line for line in other.said if line not in self.said]
 
     def lines(self) -> list[str]:
-        out = [
+        out = [*self.said]
+        out += [
             f"resampled {n} file(s) from {sr} Hz to the model's {self.target_rate} Hz"
             for sr, n in sorted(self.resampled.items())
         ]
@@ -131,13 +134,19 @@ def file_change(path: Path, held: list[dict[str, int | str]]) -> tuple[str | Non
 
 
 def refuse_changed(
-    files: list[Path], root: Path, origins: list[dict[str, dict[str, int | str]]], store: object
+    files: list[Path],
+    root: Path,
+    origins: list[dict[str, dict[str, int | str]]],
+    store: object,
+    moved_from: str | None = None,
 ) -> dict[str, dict[str, int | str]]:
     """UserError when files of `list_audio(root)` whose rows `store` holds changed since (a re-run took a re-rendered
     folder's clips as done by their names and kept the old rows, hunt 169): another size than an origin (`file_origin`)
     of any hook (`origins`: each hook's) recorded, or other bytes where its times or inode moved (`_stamp`). Returns the
     origins of files that moved over the same bytes (a copy), for the store to record: hashed once, not on every
-    re-run. A file that cannot be read now is left to the reader's note."""
+    re-run. A file that cannot be read now is left to the reader's note. `moved_from`: the folder the store collected
+    before, where `root` is taken as it moved (`sae.store.same_collect_settings`): a file of another size or bytes
+    is then another folder's, not a changed one."""
     changed, moved = [], {}
     for path in files:
         source = source_name(path, root)
@@ -152,11 +161,24 @@ def refuse_changed(
     if changed:
         path, why = changed[0]
         more = f" (and {len(changed) - 1} more file(s))" if len(changed) > 1 else ""
+        if moved_from is not None:
+            raise UserError(
+                f"audio {path}{more}: store {store} holds rows of another file of that name, from {moved_from} "
+                f"({why}); collect this folder into another --out"
+            )
         raise UserError(
             f"audio {path}{more}: changed since store {store} collected it ({why}); the store keeps the old rows: "
             "collect into a new --out folder, or put the file back"
         )
     return moved
+
+
+def moved_note(store: object, moved_from: str, root: Path) -> str:
+    """What a collect says where it takes folder `root` as `moved_from` moved (`sae.store.same_collect_settings`)."""
+    return (
+        f"store {store} was collected from {moved_from}: {audio_folder(root)} taken as that folder moved (each file "
+        "it holds rows of has the same bytes here)"
+    )
 
 
 def audio_folder(root: Path) -> Path:

@@ -169,13 +169,21 @@ def _locked(hook_dir: Path) -> Iterator[None]:
         yield
 
 
-def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str, Any]) -> None:
+def same_collect_settings(
+    root: str | os.PathLike, kind: str, settings: dict[str, Any], folder: str | None = None
+) -> str | None:
     """Record in store.json `collect.<kind>` what a kind of rows ("prompts", "audio", "rave") is collected with;
     a store whose rows of that kind were made with others is refused in one line naming what differs (rows of two
     runs would mix, and the sources already stored would be skipped as complete). A store without rows of that kind
     (a run that found nothing usable, or stopped before its first shard, beside rows of another kind) takes the new
     settings, unless another collect is writing into the store now (its rows are not in a shard yet: two runs of
-    two folders both went on, their rows mixed under the same source names; hunt 206)."""
+    two folders both went on, their rows mixed under the same source names; hunt 206).
+
+    `folder`: the key of `settings` naming the audio folder the sources are named under. A project moved (its store
+    and audio moved to another place or machine: the folder recorded is gone) is taken in its new place where every
+    source stored of that kind has its file's sha256 recorded (the collector's `refuse_changed` then refuses a file
+    of the same name and other bytes): it was refused, naming a folder that no longer exists (hunt 214). Returns
+    the folder it was collected from when it is taken so, else None."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / STORE_JSON
@@ -191,11 +199,43 @@ def same_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str
             info["collect"] = {**(info.get("collect") or {}), kind: settings}
             atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
         elif old != settings:
+            if folder is not None and _moved_only(old, settings, folder) and _traced(root, kind):
+                info["collect"] = {**info["collect"], kind: settings}
+                atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
+                return str(old[folder])
             raise UserError(
                 f"store {root}: its {kind} rows were collected with other settings "
                 f"({differences(old, settings, 'stored')}); collect with the same, "
                 "or into another --out"
             )
+
+
+def _moved_only(old: Any, new: dict[str, Any], folder: str) -> bool:
+    """Whether collect settings `old` (store.json's) and `new` differ in the audio `folder` alone, and the folder
+    recorded is not there (a folder beside it is another one: its files would be read in by their names)."""
+    return (
+        isinstance(old, dict)
+        and set(old) == set(new)
+        and all(old[k] == v for k, v in new.items() if k != folder)
+        and not os.path.lexists(str(old[folder]))
+    )
+
+
+def _traced(root: Path, kind: str) -> bool:
+    """Whether every source of the store's `kind` rows, in every hook, has its file's sha256 in its hook's origins
+    (stores of before origins were recorded have none: their sources are known by their names alone)."""
+    for path in root.glob(f"*/{MANIFEST}"):
+        m = read_manifest(path)
+        ours, others = set(m.get("complete", [])), set()  # complete sources (of any kind), and those of others
+        for shard in m["shards"]:
+            prov = shard.get("provenance") or []
+            if shard["rows"] and not prov:
+                return False
+            for p in prov:
+                (ours if p.get("kind", kind) == kind else others).add(p["source"])
+        if not ours - others <= set(m.get("origins", {})):  # (`read_manifest`: each origin holds its sha256)
+            return False
+    return True
 
 
 def _another_writing(root: Path) -> bool:

@@ -23,10 +23,14 @@ def test_the_audio_root_defaults_to_the_folder_collect_recorded(tmp_path, capsys
     # a MusicGen store collected from audio records its folder too (it was "records no audio folder": hunt 83)
     (store / "store.json").write_text(json.dumps({"collect": {"audio": {"chunk": 10, "audio": "/data/takes"}}}))
     assert stored_audio_root(str(store)) == "/data/takes"
+    argv = ["dashboard", "--sae", str(tmp_path / "sae"), "--store", str(store), "--out", str(tmp_path / "site")]
+    assert main(argv) == 2  # gone (a project moved elsewhere): named, and what to do (hunt 214)
+    err = capsys.readouterr().err.strip()
+    assert err == (f"musicsae: error: --audio-root: store {store} was collected from /data/takes, which is not there "
+                   "(moved?); pass --audio-root with the folder its clips are in now")  # fmt: skip
     (store / "store.json").write_text(json.dumps({"collect": {"prompts": {"duration": 10}}}))  # no clips: none
     assert stored_audio_root(str(store)) is None
     (store / "store.json").write_text(json.dumps({"collect": {}}))  # collected before the folder was recorded
-    argv = ["dashboard", "--sae", str(tmp_path / "sae"), "--store", str(store), "--out", str(tmp_path / "site")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert (

@@ -381,3 +381,42 @@ def test_a_file_changed_since_it_was_collected_is_refused_not_taken_as_done(
     assert main([*argv[:-3], "--out", str(tmp_path / "old"), "--quiet"]) == 0
     assert main([*argv[:-3], "--out", str(tmp_path / "old"), "--quiet"]) == 0
     assert ActivationStore(tmp_path / "old").rows("latent") == rows.shape[0]
+
+
+def test_a_project_moved_elsewhere_collects_on_into_its_store(tmp_path, tiny_rave_ts, concept_data, capsys):
+    """Hunt 214: a store and its audio folder moved together (another folder or machine) were refused as "collected
+    with other settings (audio: '/old/audio' stored, '/new/audio' now); collect with the same", a folder that no
+    longer exists. The files it holds rows of are known by their bytes: the moved folder is taken, a new clip in it
+    collected, and a file of a stored name with other bytes still refused."""
+    old = tmp_path / "old"
+    old.mkdir()
+    audio = _audio(old, concept_data, n=3)
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--layers", "latent", "--quiet"]
+    assert main([*argv, "--audio", str(audio), "--out", str(old / "store")]) == 0
+    before = _rows(old / "store")
+    new = tmp_path / "new"
+    shutil.copytree(old, new)  # new inodes and times: the bytes tell the files are the same
+    shutil.rmtree(old)
+    clip = sorted((concept_data / "clips").iterdir())[3]
+    shutil.copy(clip, new / "audio" / clip.name)
+    capsys.readouterr()
+    assert main([*argv, "--audio", str(new / "audio"), "--out", str(new / "store")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"was collected from {audio}: {new / 'audio'} taken as that folder moved" in err, err
+    assert "3 already complete" in err, err
+    after = _rows(new / "store")
+    assert after.shape[0] == before.shape[0] + 87 and torch.equal(after[: len(before)], before)
+    # moved again, with a file of a stored name holding other bytes: another file, refused by its bytes
+    moved = tmp_path / "moved"
+    shutil.copytree(new, moved)
+    shutil.rmtree(new)
+    first = sorted((moved / "audio").iterdir())[0]
+    x, sr = sf.read(first, dtype="float32")
+    sf.write(first, x[::-1], sr)
+    assert main([*argv, "--audio", str(moved / "audio"), "--out", str(moved / "store")]) == 2
+    err = capsys.readouterr().err
+    assert f"audio {first}: store {moved / 'store'} holds rows of another file of that name, from " in err, err
+    assert err.count("\n") == 1 and torch.equal(_rows(moved / "store"), after)
+    sf.write(first, x, sr)  # put back: the moved folder goes on
+    assert main([*argv, "--audio", str(moved / "audio"), "--out", str(moved / "store")]) == 0
+    assert "4 already complete" in capsys.readouterr().err

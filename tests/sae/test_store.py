@@ -680,3 +680,34 @@ def test_a_recipes_store_is_collected_whole_or_not_at_all(tmp_path):
         add_hook(into)
     shards = [json.loads((s / "g" / "manifest.json").read_text())["shards"] for s in (store, tmp_path / "once")]
     assert shards[0] == shards[1] and ActivationStore(store).rows("h") == 50
+
+
+def test_a_moved_audio_folder_is_taken_only_where_the_old_one_is_gone_and_every_stored_file_is_known_by_its_bytes(
+    tmp_path,
+):
+    """Hunt 214: a project moved elsewhere was refused for its audio folder's new path. Taken now where the recorded
+    folder is gone and each source stored has its sha256 (the collector compares the bytes); a folder beside it, or
+    rows of files known by their names alone (stores of before origins), still refused."""
+    from sae.store import same_collect_settings
+
+    gone, here = str(tmp_path / "gone"), str(tmp_path / "here")
+    origin = {"bytes": 10, "mtime_ns": 1, "sha256": "ab" * 32}
+    traced, named = tmp_path / "traced", tmp_path / "named"
+    for root, with_origin in ((traced, True), (named, False)):
+        same_collect_settings(root, "rave", {"audio": gone}, "audio")
+        with ActivationWriter(root, "latent", 4) as w:
+            if with_origin:
+                w.set_origin("a.wav", origin)
+            w.add(torch.randn(3, 4), "a.wav", 0, "rave")
+    refused = r"its rave rows were collected with other settings \(audio: "
+    with pytest.raises(UserError, match=refused):  # known by name alone
+        same_collect_settings(named, "rave", {"audio": here}, "audio")
+    with pytest.raises(UserError, match=refused):  # no folder key given: the settings as they were
+        same_collect_settings(traced, "rave", {"audio": here})
+    Path(gone).mkdir()
+    with pytest.raises(UserError, match=refused):  # the recorded folder is there: this is another one
+        same_collect_settings(traced, "rave", {"audio": here}, "audio")
+    Path(gone).rmdir()
+    assert same_collect_settings(traced, "rave", {"audio": here}, "audio") == gone
+    assert json.loads((traced / "store.json").read_text())["collect"]["rave"] == {"audio": here}
+    assert same_collect_settings(traced, "rave", {"audio": here}, "audio") is None  # recorded: no move now

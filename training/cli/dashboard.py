@@ -105,6 +105,11 @@ def run(args: argparse.Namespace) -> int:
         if args.audio_root is None:  # its sources are prompts: none is a file under any folder
             args.audio_root = args.store
             console.print("audio: none (the store was collected from prompts)", highlight=False)
+        elif not Path(args.audio_root).is_dir():  # a project moved: "audio root /old/clips: not a directory"
+            raise UserError(
+                f"--audio-root: store {args.store} was collected from {args.audio_root}, which is not there (moved?); "
+                "pass --audio-root with the folder its clips are in now"
+            )
         else:
             console.print(f"audio: {args.audio_root} (where the store was collected from)", highlight=False)
     cfg = DashboardConfig(

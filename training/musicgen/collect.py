@@ -28,6 +28,7 @@ from realtime.audio_files import (
     audio_folder,
     file_origin,
     list_audio,
+    moved_note,
     read_mono,
     refuse_changed,
     source_name,
@@ -272,9 +273,12 @@ class Collector:
         folder = str(audio_folder(root).resolve())
         settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": folder}
         refuse_names_of_other_kinds(self.cfg.out, "audio", (source_name(p, root) for p in files), "file")
-        same_collect_settings(self.cfg.out, "audio", settings)
+        before = same_collect_settings(self.cfg.out, "audio", settings, "audio")
         files = split_by_rank(files)[0]
-        record_moved(self.writers.values(), refuse_changed(files, root, stored_origins(self.cfg.out), self.cfg.out))
+        origins = stored_origins(self.cfg.out)
+        record_moved(self.writers.values(), refuse_changed(files, root, origins, self.cfg.out, before))
+        if before is not None:
+            self.notes.said.append(moved_note(self.cfg.out, before, root))
         done_before = {source_name(p, root) for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []

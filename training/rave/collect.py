@@ -33,6 +33,7 @@ from realtime.audio_files import (
     audio_folder,
     file_origin,
     list_audio,
+    moved_note,
     read_clip,
     refuse_changed,
     source_name,
@@ -175,9 +176,11 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
         # once the writers hold their locks (a run refused by another's lock rewrote the settings under it, and
         # that run's own rerun was refused): sources are named relative to the folder, so another folder's files
         # of the same names would be taken as done
-        same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())})
+        before = same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())}, "audio")
         done = set.intersection(*(w.complete_sources for w in writers.values()))
-        record_moved(writers.values(), refuse_changed(mine, root, stored_origins(cfg.out), cfg.out))
+        record_moved(writers.values(), refuse_changed(mine, root, stored_origins(cfg.out), cfg.out, before))
+        if before is not None:
+            report.notes.said.append(moved_note(cfg.out, before, root))
         for i, path in enumerate(mine):
             source = source_name(path, root)
             if source in done:
