@@ -111,6 +111,9 @@ def test_eval_hooks_runs_every_stage_and_resumes(
     assert (out / "latent" / "judge" / "judge.json").stat().st_mtime == stamp
     assert not killed.exists()
     assert "train the SAE" not in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # the same files spelled another way: "other settings (data: '/...' stored, 'data'"
+    assert main([*argv[:3], "data", *argv[4:7], "./cmp", *argv[8:]]) == 0  # (hunt 214)
+    assert "train the SAE" not in capsys.readouterr().out
     # the finished stages were reused whatever the settings, and the report claimed the new ones over old figures
     assert main([*argv, "--strength", "8", "--sae-steps", "30"]) == 2
     err = capsys.readouterr().err
@@ -383,6 +386,13 @@ def test_a_store_holding_the_held_out_fonts_clips_is_refused(tmp_path, tiny_rave
 
     assert clips_in_store(ActivationStore(own), ["latent"], data, rows, {"holdout_font"}) == []
     assert sorted(clips_in_store(ActivationStore(store), ["latent"], data, rows, {"holdout_font"})) == sorted(held)
+    # moved with its data (the folder it recorded gone): matched by their bytes, not by a path that is no more
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    for name in ("data", "store_all"):
+        (tmp_path / name).rename(moved / name)
+    found = clips_in_store(ActivationStore(moved / "store_all"), ["latent"], moved / "data", rows, {"holdout_font"})
+    assert sorted(found) == sorted(held)
 
 
 def test_nothing_found_at_any_hook_picks_no_hook(tmp_path):

@@ -224,6 +224,14 @@ def _worst_rate(drift_on: dict[str, np.ndarray], idx: np.ndarray) -> np.ndarray:
 SETTINGS_FILE = "settings.json"
 PER_HOOK_FREE = ("out", "hooks", "device")
 """What may change between runs into one --out: where it is, which hooks (each has its own stages), where it runs."""
+PATH_SETTINGS = ("data", "model", "store")
+"""Settings that name a file or folder: the same one however it is spelled (`data`, `./data`, `/work/data`)."""
+
+
+def _places(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` with each of `PATH_SETTINGS` resolved from this working directory (as recorded, and compared: a
+    run resumed from another directory, or with `./` before a name, was refused for other settings; hunt 214)."""
+    return {k: str(Path(v).resolve()) if k in PATH_SETTINGS and isinstance(v, str) else v for k, v in settings.items()}
 
 
 def same_settings(cfg: HookCompareConfig) -> None:
@@ -238,23 +246,32 @@ def same_settings(cfg: HookCompareConfig) -> None:
             old = None
         if not isinstance(old, dict):
             raise UserError(f"{path}: not readable; remove it and the stages beside it, or use another --out")
-        if old != now:
+        if _places(old) != _places(now):
             raise UserError(f"--out {cfg.out}: its stages were made with other settings "
-                            f"({differences(old, now, 'stored')}); rerun with those or use another --out")  # fmt: skip
+                            f"({differences(_places(old), _places(now), 'stored')}); rerun with those or use another "
+                            "--out")  # fmt: skip
     else:  # a new run (or one of before settings were recorded: taken as made with these)
-        atomic_write_text(path, json.dumps(now, indent=1))
+        atomic_write_text(path, json.dumps(_places(now), indent=1))
 
 
 def clips_in_store(store: Any, hooks: Sequence[str], data: Path, rows: list[dict], splits: set[str]) -> list[str]:
-    """The clips of `splits` (manifest rows of `data`) that `store` collected for any of `hooks`: its sources are
-    named relative to the folder it collected (recorded in store.json), so a clip is the same file, followed through
-    links, not one of the same name. Empty where the store does not say what it collected."""
-    root = ((store.info.get("collect") or {}).get("rave") or {}).get("audio")
-    if not root or not splits:
+    """The clips of `splits` (manifest rows of `data`) that `store` collected for any of `hooks`: the same bytes as a
+    file it recorded (its origins), or the same file, followed through links, under the folder it collected
+    (recorded in store.json; stores of before origins), not one of the same name. Matched by path alone, a project
+    moved elsewhere matched none (hunt 214). Empty where the store says neither."""
+    from sae.bank import file_sha256
+
+    if not splits:
         return []
+    hooks = [h for h in hooks if h in store.hooks]
     judged = {(data / r["file"]).resolve(): r["file"] for r in rows if r["split"] in splits}
-    sources = set().union(*(store.sources(h) for h in hooks if h in store.hooks))
-    return sorted(judged[p] for s in sources if (p := (Path(root) / s).resolve()) in judged)
+    origins = [o for h in hooks for o in store.manifest(h).get("origins", {}).values()]
+    sizes, digests = {o["bytes"] for o in origins}, {o["sha256"] for o in origins}
+    found = {f for p, f in judged.items() if p.is_file() and p.stat().st_size in sizes and file_sha256(p) in digests}
+    if root := ((store.info.get("collect") or {}).get("rave") or {}).get("audio"):
+        sources = set().union(*(store.sources(h) for h in hooks))
+        found |= {judged[p] for s in sources if (p := (Path(root) / s).resolve()) in judged}
+    return sorted(found)
 
 
 def run_hook_compare(cfg: HookCompareConfig, say: Callable[[str], None] = print) -> dict[str, Any]:
