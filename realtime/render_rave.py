@@ -204,16 +204,15 @@ def load_steering(
         if other:
             raise UserError(f"concept {other[0]!r} was found with SAE {bank.sae_dir(other[0])}, not {sae_dir}")
     elif len(dirs) > 1:
-        for name, c in concepts.items():  # a `sae:` naming a folder that is gone is the cause, not a choice
-            if not bank.sae_dir(c).exists():
-                raise UserError(f"concept {name!r} in {bank.path}: its SAE {bank.sae_dir(c)} does not exist")
+        for c in concepts.values():  # a `sae:` naming a folder that is gone is the cause, not a choice
+            bank.existing_sae_dir(c)
         by_sae: dict[Path, list[str]] = {}
         for name, c in concepts.items():
             by_sae.setdefault(bank.sae_dir(c).resolve(), []).append(name)
         uses = "; ".join(f"{', '.join(found)} with {sae}" for sae, found in by_sae.items())
         raise UserError(f"concepts of {bank.path} use {len(dirs)} different SAEs ({uses}); {choose}")
     elif dirs:
-        chosen = dirs.pop()
+        chosen = bank.existing_sae_dir(next(iter(concepts.values()))).resolve()
     else:
         raise UserError(f"concept bank {bank.path}: no concept was found on {model.path.name} ({sha[:12]})")
     sae_cfg = read_sae_cfg(chosen)  # a missing folder, or a file (a bank's `sae:` naming one), is one line here

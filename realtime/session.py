@@ -93,7 +93,7 @@ def _select_concepts(bank: Any, rave: Any, sae_dir: Path | None) -> tuple[dict[s
             f"concept bank {bank.path}: no concept was found on {rave.path.name} (sha256 {rave.identity.sha256[:12]})"
         )
     if sae_dir is None and ours:
-        sae_dir = bank.sae_dir(ours[0])
+        sae_dir = bank.existing_sae_dir(ours[0])
     chosen = {}
     for c in ours:
         if sae_dir is not None and not bank.uses_sae(c, sae_dir):

@@ -418,10 +418,25 @@ class ConceptBank:
         return self.concepts.pop(name)
 
     def sae_dir(self, concept: Concept | str) -> Path:
-        """The concept's SAE directory, resolved against the bank file's folder (`folder`)."""
+        """The concept's SAE directory, resolved against the bank file's folder (`folder`); `~` is the home folder."""
         c = self.get(concept) if isinstance(concept, str) else concept
-        p = Path(c.sae)
+        p = Path(c.sae).expanduser()
         return p if p.is_absolute() else (self.folder / p)
+
+    def existing_sae_dir(
+        self, concept: Concept | str, way_out: str = "pass --sae DIR (a folder of the same weights)"
+    ) -> Path:
+        """`sae_dir`, or one line naming the concept, the bank, what its `sae:` says and `way_out` where that folder
+        is gone (a bank written on another machine, or moved without its SAE): it said "SAE /home/x/sae: no such
+        directory", naming neither the bank nor what to do (hunt 214)."""
+        c = self.get(concept) if isinstance(concept, str) else concept
+        folder = self.sae_dir(c)
+        if not folder.exists():
+            raise UserError(
+                f"concept {c.name!r} in {self.path}: its SAE {folder} (sae: {c.sae}) does not exist; {way_out}, or "
+                "fix the bank's sae: line"
+            )
+        return folder
 
     def check_sae(self, concept: Concept | str, sae_dir: str | os.PathLike | None = None) -> None:
         """Refuse a concept whose SAE (its own folder, or `sae_dir`) no longer holds the weights it was found with:

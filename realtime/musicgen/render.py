@@ -149,7 +149,7 @@ class BankSteering:
                     f"({concept.model.sha256[:12]}), not {mg.name} ({ref['sha256'][:12]})" + _other_backend(mg, concept)
                 )
             layer = mg.layer_index(concept.hook)
-            sae_dir = bank.sae_dir(concept).resolve()
+            sae_dir = bank.existing_sae_dir(concept, "copy its SAE there").resolve()
             bank.check_sae(concept, sae_dir)
             key = (layer, sae_dir)
             if key not in by_key:

@@ -511,7 +511,7 @@ def test_a_bank_of_two_saes_says_which_concepts_use_which_and_how_each_command_p
         load_steering(b.path, model, tmp_path / "c")
     assert list(load_steering(b.path, model, names=["bright"]).concepts) == ["bright"]
     shutil.rmtree(tmp_path / "b")
-    with pytest.raises(UserError, match=r"concept 'dark' in .*two\.yaml: its SAE .*/b does not exist$"):
+    with pytest.raises(UserError, match=r"concept 'dark' in .*two\.yaml: its SAE .*/b \(sae: .*\) does not exist; "):
         load_steering(b.path, model)
 
 
@@ -537,8 +537,16 @@ def test_a_copy_of_the_sae_or_a_moved_bank_still_finds_its_concepts(tmp_path, ti
     build_live(LiveConfig(tiny_rave_ts, bank=b.path, sae=tmp_path / "copy"), model).engine.close()
     (tmp_path / "moved").mkdir()
     shutil.copy(b.path, tmp_path / "moved" / "concepts.yaml")
-    with pytest.raises(UserError, match=r"SAE .*moved/sae: no such folder$"):
+    # the bank names its concept, what its sae: line says and the ways out (hunt 214: "SAE .../sae: no such folder")
+    moved = tmp_path / "moved"
+    said = (f"concept 'bright' in {moved / 'concepts.yaml'}: its SAE {moved / 'sae'} (sae: sae) does not exist; "
+            "pass --sae DIR (a folder of the same weights), or fix the bank's sae: line")  # fmt: skip
+    with pytest.raises(UserError) as refused:
         build_live(LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml"), model)
+    assert str(refused.value) == said
+    with pytest.raises(UserError) as refused:  # render rave and export nn, as live
+        load_steering(tmp_path / "moved" / "concepts.yaml", model)
+    assert str(refused.value) == said
     build_live(
         LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml", sae=tmp_path / "sae"), model
     ).engine.close()
