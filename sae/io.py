@@ -277,7 +277,7 @@ def load_sae(path: str | os.PathLike, device: str | torch.device = "cpu") -> Spa
         raise UserError(f"{where}: k={k}: expected a whole number of active latents per row (TopK)")
     if k > cfg["d_sae"]:
         raise UserError(f"{where}: k={k}: expected at most d_sae={cfg['d_sae']} (active latents of all latents)")
-    names = {key: meta.get(key) or cfg.get(key) or "" for key in ("hook_name", "model_name")}
+    names = {key: cfg.get(key) or meta.get(key) or "" for key in ("hook_name", "model_name")}  # as `cfg_hook`
     for key, value in names.items():
         if not isinstance(value, str):
             raise UserError(f"{where}: {key} {value!r}: expected a string")

@@ -36,7 +36,7 @@ def is_count(value: Any) -> bool:
 def read_json_object(path: Path, what: str) -> dict[str, Any]:
     """The JSON object in `path`; `what` names the file in the error (e.g. "manifest")."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:  # a BOM before it (Windows Notepad's) as the YAML reader takes it
             data = json.load(fh)
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: {what} is not valid JSON ({exc.msg})") from None

@@ -365,3 +365,29 @@ def test_a_recorded_training_seed_out_of_range_is_one_line(tmp_path, seed):
     del cfg["musicsae"]["train_config"]["seed"]
     (folder / "cfg.json").write_text(json.dumps(cfg))
     assert read_sae_cfg(folder)["musicsae"]["train_config"] == {}
+
+
+def test_an_sae_folder_whose_cfg_json_a_windows_editor_saved_loads_as_it_was(tmp_path):
+    """Hunt 214: a cfg.json hand-edited in Windows Notepad (a UTF-8 BOM, CRLF) was refused as "not valid JSON
+    (Unexpected UTF-8 BOM ...)", where a bank saved so loads."""
+    save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4)), tmp_path / "sae")
+    cfg = tmp_path / "sae" / "cfg.json"
+    native = load_sae(tmp_path / "sae")
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes().replace(b"\n", b"\r\n"))
+    edited = load_sae(tmp_path / "sae")
+    assert edited.cfg == native.cfg
+    pairs = zip(edited.state_dict().values(), native.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_a_hook_name_set_at_the_top_of_a_saelens_cfg_is_the_one_every_reader_takes(tmp_path):
+    """Hunt 214: a SAELens cfg.json whose user set the top-level `hook_name` (keeping SAELens' own under
+    `metadata`) was read as one hook by `load_sae` and as the other by the model check and the dashboard."""
+    from sae.io import cfg_hook
+
+    save_sae(SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4, hook_name="blocks.0.hook_resid_post")), tmp_path / "s")
+    path = tmp_path / "s" / "cfg.json"
+    cfg = json.loads(path.read_text())
+    cfg["hook_name"] = "latent"
+    path.write_text(json.dumps(cfg))
+    assert load_sae(tmp_path / "s").cfg.hook_name == cfg_hook(cfg) == "latent"
