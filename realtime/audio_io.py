@@ -57,6 +57,7 @@ def find_device(name: str | int | None) -> int | None:
             raise UserError(f"audio device {name}: no such device (there are {len(devices)})")
         return index
     exact = [i for i, d in enumerate(devices) if d["name"] == name]
+    exact = exact or [i for i, d in enumerate(devices) if d["name"].lower() == str(name).lower()]  # typed in full
     partial = [i for i, d in enumerate(devices) if str(name).lower() in d["name"].lower()]
     found = exact or partial
     if not found:
@@ -120,6 +121,11 @@ def _host_api(sd: Any, info: dict[str, Any]) -> str:
         return ""
 
 
+MAX_DEVICE_LATENCY_S = 10.0
+"""A device latency PortAudio reports at or above this (or below 0) is no latency: a JACK client whose ports report
+none was read as −256 frames wrapped to 2**32 (97391 s), and /state/latency and the view repeated it."""
+
+
 def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
     """Open (not start) a duplex `sounddevice.Stream` calling `engine.callback` every `engine.period` frames.
 
@@ -148,7 +154,14 @@ def open_duplex(engine: Engine, device: str | int | None = None) -> Any:
             leave_stream(2)
         hint = "; did the JACK server quit?" if jack else ""
         raise UserError(f"audio device {label}: cannot open a duplex stream at {sr} Hz ({exc}){hint}") from None
-    lat_in, lat_out = stream.latency
+    said = stream.latency
+    lat_in, lat_out = (s if 0.0 <= s < MAX_DEVICE_LATENCY_S else 0.0 for s in said)
+    if (lat_in, lat_out) != tuple(said):  # PortAudio's unsigned −256 frames: "latency 8589939313 samples" (hunt 213)
+        engine.report(
+            "device",
+            f"{label}: PortAudio reported a device latency of {said[0]:.6g} s in and {said[1]:.6g} s out; "
+            f"more than {MAX_DEVICE_LATENCY_S:g} s or below 0 counted as 0 (the latency printed leaves it out)",
+        )
     engine.latency.device_in = round(lat_in * sr)
     engine.latency.device_out = round(lat_out * sr)
     if info is not None and _host_api(sd, info).startswith("JACK"):

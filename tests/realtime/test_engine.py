@@ -446,3 +446,49 @@ def test_a_show_started_again_after_its_device_came_back_goes_on_counting_its_ti
     assert 3602 <= at < 3604, at
     assert problem(engine) == (f"device at {at:.1f} s: back", "yellow")  # new, not an hour old
     assert re.match(r"blocks \d+ \(1:00:0[23] played\)  cpu", status_line(engine)), status_line(engine)
+
+
+def test_a_device_latency_portaudio_reports_past_reason_is_counted_as_0_and_said(monkeypatch, rave_model, latent_sae):
+    """Hunt 213: a JACK client whose ports report no latency taken as the device: PortAudio's unsigned −256 frames
+    printed "latency 8589939313 samples = 194783204.4 ms", and /state/latency answered it to a DAW. Counted as 0
+    now, and said; a name typed in full in other case is that device, not two that hold it."""
+    import realtime.audio_io as audio_io
+
+    devices = [
+        {"name": "USB Audio CODEC", "max_input_channels": 2, "max_output_channels": 2, "hostapi": 0},
+        {"name": "USB Audio CODEC-01", "max_input_channels": 2, "max_output_channels": 2, "hostapi": 0},
+    ]
+
+    class OpenedStream:
+        def __init__(self, **kwargs):
+            self.latency = (97391.3, 0.0058)
+
+    class FakeSd:
+        PortAudioError = RuntimeError
+        Stream = OpenedStream
+
+        @staticmethod
+        def query_devices(device=None, kind=None):
+            return devices if device is None else devices[device]
+
+        @staticmethod
+        def query_hostapis(index):
+            return {"name": "ALSA"}
+
+        @staticmethod
+        def check_input_settings(**kwargs):
+            pass
+
+        check_output_settings = check_input_settings
+
+    monkeypatch.setattr(audio_io, "_sounddevice", lambda: FakeSd)
+    assert audio_io.find_device("usb audio codec") == 0
+    engine = Engine(BlockProcessor(rave_model, latent_sae, 1024), Controls(EditState(64)), period=256)
+    try:
+        audio_io.open_duplex(engine, "usb audio codec")
+        assert (engine.latency.device_in, engine.latency.device_out) == (0, round(0.0058 * 44100))
+        assert engine.latency.total < 44100, engine.latency.describe()
+        said = engine.events[-1]
+        assert said.kind == "device" and "reported a device latency of 97391.3 s in and 0.0058 s out" in said.message
+    finally:
+        engine.close()
