@@ -101,6 +101,13 @@ def check_device(device: str | int | None, channels: int, sr: int) -> int | None
     return index
 
 
+def output_channels(device: str | int | None) -> int:
+    """How many outputs `device` (as `find_device` takes it) has; 0 where PortAudio does not say."""
+    sd = _sounddevice()
+    info = _device_info(sd, find_device(device))
+    return int(info.get("max_output_channels", 0)) if info else 0
+
+
 def jack_rate_fix(sr: int) -> str:
     """What to do about a JACK server at another rate than the model's `sr`."""
     return f"a JACK server runs at the rate it was started with: start it with -r {sr}"

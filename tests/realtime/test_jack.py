@@ -222,7 +222,9 @@ def test_a_jack_period_that_does_not_nest_with_lives_plays_without_dropouts(tiny
     with JackServer(sr=44100, period=jack_period) as server:
         proc = _live(server, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "0.125", "--bypass",
                      "--no-osc", "--duration", "60")  # fmt: skip
-        try:
+        try:  # a mono model on a stereo device plays on one side: said, with how to play on both (hunt 213)
+            said = _wait_for(proc, "model ")
+            assert said.rstrip().endswith("on the first of the device's 2 outputs (--channels 2 plays it on two)")
             line = _wait_for(proc, "latency")
             computed = int(re.match(r"latency (\d+) samples", line).group(1))
             _wait_for(proc, "streaming")

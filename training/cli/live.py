@@ -345,13 +345,16 @@ def _run(args: argparse.Namespace) -> int:
                 f"--stereo {args.stereo}: applies to a mono model on two channels; {args.model.name} plays on one "
                 "here (--channels 2 plays two)"
             )
+        one_side = ""
         if args.input is None and resumed is None:  # a device that refuses the model's rate fails before the
-            from realtime.audio_io import check_device  # slower set-up (a restart's: `_open_or_wait`)
+            from realtime.audio_io import check_device, output_channels  # slower set-up (a restart's: `_open_or_wait`)
 
             check_device(args.device, cfg.channels, rave.sr)
+            if cfg.channels == 1 and args.channels is None and (outs := output_channels(args.device)) > 1:
+                one_side = f" on the first of the device's {outs} outputs (--channels 2 plays it on two)"  # hunt 213
         _say(
             f"model {args.model.name}: {rave.sr} Hz, ratio {rave.ratio}, latent {rave.latent_size}, "
-            f"{channel_words(rave.channels)}; playing {channel_words(cfg.channels)}"
+            f"{channel_words(rave.channels)}; playing {channel_words(cfg.channels)}{one_side}"
         )
         session = build_live(cfg, rave, say=_say)
         engine = session.engine
