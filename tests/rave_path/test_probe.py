@@ -279,3 +279,15 @@ def test_too_few_sources_a_side_draw_no_verdict():
             assert "difference +0.01 [+1.4e-03, +0.03]" in probe_verdict_line("x", rep)
             rep.difference.update(lo=0.0003)  # its sign kept however near 0 (hunt 201: +0.000)
             assert "difference +0.01 [+3.0e-04, +0.03]" in probe_verdict_line("x", rep)
+
+
+def test_select_features_keeps_only_features_that_fire_more_with_the_concept():
+    """Hunt 212: features with a negative effect could be kept unseen (`on` would raise what the concept lowers)."""
+    from sae.probe import select_features
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(30), np.zeros(30)].astype(int)
+    X = rng.normal(size=(60, 4))
+    X[y == 1, 0] += 3.0  # more with the concept
+    X[y == 1, 1:] -= np.array([3.0, 2.0, 1.0])  # less with it
+    assert select_features(X, y, 3).tolist() == [0]

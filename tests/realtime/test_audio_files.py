@@ -836,3 +836,15 @@ def test_a_loops_variations_are_read_whole_once_a_command(tmp_path, monkeypatch)
     assert audio_files.near_copies(files, None, prints) == []  # alike, not one recording
     assert audio_files.near_copies(files[:10], files[10:], prints) == []  # a second check of the same command
     assert len(read) == 20 * 2, len(read)  # each clip: once for its coarse print, once whole
+
+
+def test_the_first_nan_is_timed_past_the_first_write_chunk_and_a_negative_peak_is_a_peak():
+    """Hunt 212: a NaN past the first 65536-frame chunk could be timed in its chunk, and a peak blind to negative
+    samples (the clipping and full-scale notes) went unseen."""
+    from realtime.audio_files import WRITE_FRAMES, check_finite, peak
+
+    x = np.zeros(WRITE_FRAMES + 32000, np.float32)
+    x[WRITE_FRAMES + 16000] = np.nan
+    with pytest.raises(UserError, match=rf"first at {(WRITE_FRAMES + 16000) / 16000:.2f} s"):
+        check_finite(x, "take", 16000)
+    assert peak(np.array([0.1, -1.5], np.float32)) == 1.5

@@ -1247,3 +1247,22 @@ def test_a_failed_block_counts_output_lost_only_where_the_wet_signal_was_to_be_h
         run_file(engine, _signal(0.2))
     [error] = [e for e in engine.events if e.kind == "error"]
     assert error.lost_frames == (0 if bypass else 512), error
+
+
+def test_a_nan_the_callback_plays_dry_through_a_stall_is_silence(rave_model):
+    """Hunt 212: the callback's own dry fill (bypassed, the model stalled) could pass NaN from another client to
+    the speakers unseen: the NaN tests ran with the model on time."""
+    data = (0.3 * np.sin(2 * np.pi * 220 * np.arange(int(1.5 * SR)) / SR)).astype(np.float32)[:, None]
+    data[int(0.6 * SR), 0] = np.nan  # inside the stall: the callback plays it itself
+    proc = BlockProcessor(rave_model, None, 1024)
+    engine = Engine(proc, Controls(EditState(0), mix=1.0, bypass=True))
+
+    def stall_once(done: int) -> None:
+        if done == 86 * 256:
+            engine.inject_stall(0.3)
+
+    with engine:
+        out = run_file(engine, data, realtime=True, on_period=stall_once)
+    assert engine.model.resyncs >= 1 and engine.counters.dry_frames >= 0.2 * SR
+    assert np.isfinite(out).all()
+    np.testing.assert_array_equal(out, np.nan_to_num(data))

@@ -57,3 +57,14 @@ def test_reader_sees_exactly_what_the_writer_published():
             published[0] = pos
     thread.join(timeout=30)
     np.testing.assert_array_equal(np.concatenate(got), src[:, 0])
+
+
+def test_fill_across_the_wrap_silences_both_ends():
+    """Hunt 212: `fill` (silence for skipped cycles, a realignment) across the ring's end could leave a lap-old
+    audio in place unseen."""
+    ring = FrameRing(16, 1)
+    ring.put(0, np.ones((16, 1), np.float32))
+    ring.fill(14, 4)
+    out = np.full((4, 1), 7.0, np.float32)
+    ring.get(14, out)
+    assert (out == 0).all()

@@ -89,3 +89,9 @@ def test_bank_round_trips_and_validates_the_probe(tmp_path):
         bank.path.write_text(yaml.safe_dump(data))
         with pytest.raises(UserError, match=needle):
             ConceptBank.load(bank.path)
+
+
+def test_a_block_of_frames_moves_the_running_mean_as_that_many_single_frames():
+    """Hunt 212: only one frame at a time was tested: a weight blind to `frames` (meters a block slow) went unseen."""
+    one = ema_weight(1, 86.13, 1.0)
+    assert ema_weight(8, 86.13, 1.0) == pytest.approx(1 - (1 - one) ** 8)

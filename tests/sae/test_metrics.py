@@ -154,3 +154,14 @@ def test_held_out_rows_without_variance_are_said_not_left_as_a_bare_nan():
                                                                                         "eval")  # fmt: skip
     assert "no finite eval rows" in unmeasured({"rows": 0, "fvu": math.nan}, "eval")
     assert unmeasured({"rows": 40, "fvu": 0.2}, "eval") is None
+
+
+def test_a_source_in_several_segments_counts_whole_in_the_interval():
+    """Hunt 212: a source stored in several segments kept only its last in the FVU interval, unseen."""
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4))
+    g = torch.Generator().manual_seed(1)
+    clips = [(f"c{i}", torch.randn(1, 8, generator=g) + 0.1 * torch.randn(40, 8, generator=g)) for i in range(10)]
+    halves = [(n, x[:20]) for n, x in clips] + [(n, x[20:]) for n, x in clips]
+    whole = evaluate_by_source(sae, clips)["fvu_interval"]
+    assert evaluate_by_source(sae, halves)["fvu_interval"] == pytest.approx(whole)

@@ -292,3 +292,13 @@ def test_a_save_that_fails_leaves_the_folder_as_it_was(tmp_path):
     with pytest.raises(TypeError):
         save_sae(b, tmp_path, extra={"fvu": np.float32(0.12)})
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_topk_never_keeps_a_negative_preactivation():
+    """Hunt 212: TopK's ReLU could go unseen: every top-k pre-activation of the tests' data was positive, so
+    `f >= 0` held without it. With every pre-activation negative, nothing fires."""
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4))
+    with torch.no_grad():
+        sae.b_enc.fill_(-10.0)
+    assert (sae.encode(torch.randn(16, 8)) == 0).all()

@@ -138,3 +138,20 @@ def test_a_git_lfs_pointer_instead_of_the_weights_says_so(tmp_path):
     for read in (load_sae, sae_weights_sha256):
         with pytest.raises(UserError, match="a Git LFS pointer, not the weights: fetch them with `git lfs pull`"):
             read(folder)
+
+
+def test_an_sae_saved_without_b_dec_applied_to_its_input_encodes_the_same(tmp_path):
+    """Hunt 212: folding `apply_b_dec_to_input: false` into the encoder bias could take the wrong sign unseen."""
+    torch.manual_seed(0)
+    sae = SparseAutoencoder(SAEConfig(d_in=8, d_sae=32, k=4))
+    with torch.no_grad():
+        sae.b_dec.normal_(0.0, 1.0)
+    save_sae(sae, tmp_path / "s")
+    w = load_file(tmp_path / "s" / "sae_weights.safetensors")
+    w["b_enc"] = w["b_enc"] - w["b_dec"] @ w["W_enc"]  # SAELens encodes x @ W_enc + b_enc
+    save_file(w, tmp_path / "s" / "sae_weights.safetensors")
+    cfg = json.loads((tmp_path / "s" / "cfg.json").read_text())
+    cfg["apply_b_dec_to_input"] = False
+    (tmp_path / "s" / "cfg.json").write_text(json.dumps(cfg))
+    x = torch.randn(64, 8)
+    torch.testing.assert_close(load_sae(tmp_path / "s").encode(x), sae.encode(x), atol=1e-4, rtol=1e-4)

@@ -324,3 +324,15 @@ def test_the_probe_verdict_shares_its_five_percent_between_the_two_baselines(mon
     )
     with pytest.raises(UserError, match="--groups: no clips without the concept"):
         probe.check_groups(np.ones(6), ["a", "a", "b", "b", "c", "c"], 5)
+
+
+def test_auroc_difference_widens_with_its_level():
+    """Hunt 212: `level` could be ignored unseen (the probe verdict's Bonferroni 97.5 % interval read as 95 %: hunt
+    162's over-claims again); the verdict test mocks the interval."""
+    from sae.stats import auroc_difference
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(20), np.zeros(20)]
+    a, b = y + rng.normal(0, 1, 40), y + rng.normal(0, 1, 40)
+    at95, at975 = auroc_difference(a, b, y), auroc_difference(a, b, y, level=0.975)
+    assert at975.lo < at95.lo and at975.hi > at95.hi

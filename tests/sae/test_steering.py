@@ -469,3 +469,24 @@ def test_gains_of_concepts_sharing_a_feature_compose_within_one_controls_range()
         state.set_mode("c160", "none")
         state.set_feature_gain(0, 0.0)
         assert state.edit().gain.tolist() == [0.0, 1.0]
+
+
+def test_a_preset_with_features_replaces_the_raw_gains_it_does_not_merge_with_them():
+    """Hunt 212: a preset's `features:` merged into the gains set before went unseen: a preset would not sound as
+    it was saved."""
+    state = EditState(32)
+    state.set_feature_gain(2, 4.0)
+    state.load_dict({"features": {3: 2.0}})
+    assert state.feature_gains == {3: 2.0}
+    state.load_dict({"features": {}})
+    assert state.feature_gains == {}
+
+
+def test_two_clamps_on_one_feature_take_the_larger_floor():
+    """Hunt 212: with two concepts clamping one feature, the last one set won unseen (its floor, not the larger)."""
+    concepts = {n: {"features": [{"index": 5, "weight": 1.0, "typical": t}]} for n, t in (("a", 4.0), ("b", 1.0))}
+    for order in (("a", "b"), ("b", "a")):
+        state = EditState.from_concepts(32, concepts)
+        for name in order:
+            state.set_mode(name, "clamp:1")
+        assert state.edit().floor[5].item() == 4.0, order

@@ -233,6 +233,8 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     ma = json.loads((tmp_path / "ref" / "synthetic" / "metrics.json").read_text())
     mb = json.loads((tmp_path / "run" / "synthetic" / "metrics.json").read_text())
     assert ma["fvu"] == mb["fvu"] and ma["l0"] == mb["l0"]
+    hist = [(d / "synthetic" / "history.json").read_text() for d in (tmp_path / "ref", tmp_path / "run")]
+    assert hist[0] == hist[1] and len(json.loads(hist[0])) > 1  # the curves of the steps before the kill too
     assert sorted(p.name for p in ckpt.parent.glob(".*")) == [".checkpoint.pt.notes.tmp", ".lock"]
 
 
