@@ -81,10 +81,12 @@ def check_device(device: str | int | None, channels: int, sr: int) -> int | None
         int(info.get("max_output_channels", channels)) if info else 0,
     )
     if min(have) < channels:  # PortAudio's own words blamed the rate ("refuses 1 channel(s) at 44100 Hz")
-        fewer = " (--channels 1 plays one)" if channels > 1 and min(have) >= 1 else ""
+        hint = " (--channels 1 plays one)" if channels > 1 and min(have) >= 1 else ""
+        if not min(have):  # a USB mic and the laptop's headphones: two devices, and live opens one (hunt 213)
+            hint = "; live plays through one device of both: join two (a microphone and headphones) in JACK or PipeWire"
         raise UserError(
             f"audio device {label}: has {have[0]} input and {have[1]} output channel(s); live needs {channels} in and "
-            f"{channels} out{fewer}"
+            f"{channels} out{hint}"
         )
     try:
         sd.check_input_settings(device=index, channels=channels, samplerate=sr, dtype="float32")

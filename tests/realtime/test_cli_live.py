@@ -607,7 +607,8 @@ def test_a_device_name_two_devices_share_and_a_device_without_inputs_are_said_as
     with pytest.raises(UserError) as err:
         audio_io.check_device("hw:2", 1, 44100)
     assert str(err.value) == (
-        "audio device 'USB Audio CODEC (hw:2,0)': has 0 input and 2 output channel(s); live needs 1 in and 1 out"
+        "audio device 'USB Audio CODEC (hw:2,0)': has 0 input and 2 output channel(s); live needs 1 in and 1 out; "
+        "live plays through one device of both: join two (a microphone and headphones) in JACK or PipeWire"
     )
 
 
