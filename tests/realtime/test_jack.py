@@ -31,9 +31,11 @@ def _live(server: JackServer, *args: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=server.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for(proc: subprocess.Popen, prefix: str, timeout: float = 120) -> str:
+def _wait_for(proc: subprocess.Popen, prefix: str, timeout: float = 120, seen: list[str] | None = None) -> str:
     deadline = time.monotonic() + timeout
     for line in proc.stdout:
+        if seen is not None:
+            seen.append(line.rstrip("\n"))
         if line.startswith(prefix):
             return line
         if time.monotonic() > deadline:
@@ -187,6 +189,21 @@ def test_connections_changed_beside_live_at_a_long_period_leave_its_audio_alone(
     assert after - before <= 2, (before, after)  # a busy machine's own, not one a connection
 
 
+def _bypassed_and_probed(server: JackServer, *args: str) -> tuple[list[str], str, list[int], str, str]:
+    """`live *args` bypassed on `server`, impulses sent through it for 4 s: (its start-up lines, its latency line,
+    the delays measured, its output and errors once stopped)."""
+    proc = _live(server, *args, "--bypass", "--no-osc", "--duration", "60")
+    seen: list[str] = []
+    try:
+        line = _wait_for(proc, "latency", seen=seen)
+        _wait_for(proc, "streaming")
+        delays = LatencyProbe(server.name, "PortAudio:in_0", "PortAudio:out_0", seconds=4.0).run().delays
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    return seen, line, delays, out, err
+
+
 @pytest.mark.parametrize(("block", "period"), [(1024, 256), (1536, 512)])
 def test_a_jack_period_longer_than_the_block_leaves_no_block_late(block, period):
     """JACK at 2048 and a block of 1024 or 1536: a cycle's callbacks come as one burst, which brings the input of
@@ -194,16 +211,10 @@ def test_a_jack_period_longer_than_the_block_leaves_no_block_late(block, period)
     every other block out late for good (22 a second, "it started late (the machine was busy)"), and at 1536 / 512
     every block resynced. It is now a whole cycle at least (`Engine.prefill_for`), in the printed figure too."""
     with JackServer(sr=44100, period=2048) as server:
-        proc = _live(server, "--blocksize", str(block), "--period", str(period), "--headroom", "0.5", "--bypass",
-                     "--no-osc", "--duration", "60")  # fmt: skip
-        try:
-            line = _wait_for(proc, "latency")
-            computed = int(re.match(r"latency (\d+) samples", line).group(1))
-            _wait_for(proc, "streaming")
-            delays = LatencyProbe(server.name, "PortAudio:in_0", "PortAudio:out_0", seconds=4.0).run().delays
-        finally:
-            proc.terminate()
-            out, err = proc.communicate(timeout=30)
+        _, line, delays, out, err = _bypassed_and_probed(
+            server, "--blocksize", str(block), "--period", str(period), "--headroom", "0.5"
+        )
+    computed = int(re.match(r"latency (\d+) samples", line).group(1))
     buffered = int(re.search(r"block buffer (\d+)", line).group(1))
     assert buffered == (2048 if block == 1024 else 3072), line
     late = int(re.findall(r"late blocks (\d+)", out)[-1])
@@ -220,18 +231,13 @@ def test_a_jack_period_that_does_not_nest_with_lives_plays_without_dropouts(tiny
     blamed on a busy machine at 5 % CPU; at 200 callbacks land up to 192 frames after their cycle's start with no
     cycle lost, held as skips: 278 underruns in 6 s. None now, at the latency printed."""
     with JackServer(sr=44100, period=jack_period) as server:
-        proc = _live(server, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "0.125", "--bypass",
-                     "--no-osc", "--duration", "60")  # fmt: skip
-        try:  # a mono model on a stereo device plays on one side: said, with how to play on both (hunt 213)
-            said = _wait_for(proc, "model ")
-            assert said.rstrip().endswith("on the first of the device's 2 outputs (--channels 2 plays it on two)")
-            line = _wait_for(proc, "latency")
-            computed = int(re.match(r"latency (\d+) samples", line).group(1))
-            _wait_for(proc, "streaming")
-            delays = LatencyProbe(server.name, "PortAudio:in_0", "PortAudio:out_0", seconds=4.0).run().delays
-        finally:
-            proc.terminate()
-            out, err = proc.communicate(timeout=30)
+        said, line, delays, out, err = _bypassed_and_probed(
+            server, "--model", str(tiny_rave_ts), "--blocksize", "2048", "--headroom", "0.125"
+        )
+    # a mono model on a stereo device plays on one side: said, with how to play on both (hunt 213)
+    one_side = "on the first of the device's 2 outputs (--channels 2 plays it on two)"
+    assert any(text.startswith(f"model {tiny_rave_ts.name}") and text.endswith(one_side) for text in said), said
+    computed = int(re.match(r"latency (\d+) samples", line).group(1))
     status = re.findall(r"^blocks .*$", out, re.M)[-1]
     counts = {k: int(re.search(rf"{k} (\d+)", status).group(1)) for k in ("underruns", "late blocks", "resyncs")}
     assert sum(counts.values()) <= 4, (counts, out[-1500:])  # a busy machine's own, not several a second
