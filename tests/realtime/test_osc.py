@@ -85,6 +85,7 @@ def test_oscsend_drives_every_control_and_state_replies(server, bank):
         ("/feature/64/gain", "f", [1.0], "out of range"),
         ("/bypass", "i", [3], "expected 0 or 1"),
         ("/volume", "f", [1.0], "unknown address"),
+        ("/concept/bright/mode/x", "s", ["on"], "unknown address"),  # not /concept/bright/mode (hunt 212)
         ("/preset/load", "s", ["missing.yaml"], "cannot read"),
         ("/preset/load", "s", ["/etc/passwd"], "expected a preset name"),
         ("/preset/load", "s", ["../bank.yaml"], "expected a preset name"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -490,3 +492,15 @@ def test_two_clamps_on_one_feature_take_the_larger_floor():
         for name in order:
             state.set_mode(name, "clamp:1")
         assert state.edit().floor[5].item() == 4.0, order
+
+
+def test_a_stereo_frames_gate_weight_is_the_mean_of_its_channels_powers():
+    """Hunt 212: the channels' largest power in place of their mean went unseen (the tests' two sides were equally
+    loud): one side at −40 dBFS and the other silent is −43 dBFS, not −40."""
+    from sae.steering import energy_gate
+
+    t = torch.arange(256, dtype=torch.float32)
+    loud = 0.01 * math.sqrt(2) * torch.sin(2 * math.pi * t / 16)  # an RMS of 0.01: −40 dBFS
+    audio = torch.stack([loud, torch.zeros(256)])[None]
+    w = energy_gate(audio, 256, -50.0, -30.0, channels=True)
+    assert w.item() == pytest.approx((-43.0103 + 50.0) / 20.0, abs=1e-3)
