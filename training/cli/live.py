@@ -639,13 +639,13 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     sys.setswitchinterval(0.001)
     label = str(args.device) if args.device is not None else "(default)"
     reconnect = RECONNECT_S if args.reconnect is None else args.reconnect
+    if resumed:  # the show's clock (status line, view, event times: opening's too) goes on from where the device went
+        engine.earlier_s = resumed.played_s
     stream = (
         _open_or_wait(args, session, osc, resumed, label, reconnect, ready)
         if resumed
         else open_duplex(engine, args.device)
     )
-    if resumed:  # the show's clock (status line, view, event times) goes on from where the device went away
-        engine.earlier_s = resumed.played_s
     try:  # a stop in here left the stream open and running: PortAudio's JACK backend then spoke at exit
         _say(engine.latency.describe())
         engine.start()
