@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class AudioNotes:
     loud: list[tuple[str, float]] = field(default_factory=list)
     target_rate: int = 0
     as_mono: int = 0  # files read as mono for a model of more channels (it hears them alike on each)
-    said: list[str] = field(default_factory=list)  # what else a reader says of the folder (`moved_note`)
+    said: list[str] = field(default_factory=list)  # what else a reader says of the folder (`check_collect_folder`)
 
     def add(self, other: AudioNotes) -> None:
         """Count `other`'s files here too (another reading's notes, kept with what it read)."""
@@ -173,12 +174,35 @@ def refuse_changed(
     return moved
 
 
-def moved_note(store: object, moved_from: str, root: Path) -> str:
-    """What a collect says where it takes folder `root` as `moved_from` moved (`sae.store.same_collect_settings`)."""
-    return (
-        f"store {store} was collected from {moved_from}: {audio_folder(root)} taken as that folder moved (each file "
-        "it holds rows of has the same bytes here)"
+def check_collect_folder(
+    store: str | os.PathLike, kind: str, settings: dict[str, Any], files: list[Path], mine: list[Path], root: Path
+) -> tuple[dict[str, dict[str, int | str]], str | None]:
+    """Check a collect of folder `root` (`files`: all of `list_audio(root)`; `mine`: this rank's share) into
+    `store`: the settings its `kind` rows were collected with (`sae.store.same_collect_settings`), and the files
+    whose rows it holds (`refuse_changed`). A folder taken as the one recorded moved (that one gone) must hold every
+    file stored, with the same bytes: a folder of other files was taken, its rows mixed with the old ones (hunt
+    215); then its settings are recorded (after the check: a refused run rewrote them first, and the store refused
+    its own folder back). Returns (origins of this rank's files that moved over the same bytes, for the writers to
+    record; a note saying the folder was taken as moved, or None)."""
+    from sae.store import kind_sources, record_collect_settings, same_collect_settings, stored_origins
+
+    before = same_collect_settings(store, kind, settings, "audio")
+    origins = stored_origins(store)
+    if before is None:
+        return refuse_changed(mine, root, origins, store), None
+    if missing := sorted(kind_sources(store, kind) - {source_name(p, root) for p in files}):
+        raise UserError(
+            f"audio {audio_folder(root)}: store {store} was collected from {before}, which is gone, and this folder "
+            f"lacks {len(missing)} of its files (first: {missing[0]}): another folder; collect it into another --out"
+        )
+    moved = refuse_changed(files, root, origins, store, before)
+    record_collect_settings(store, kind, settings)
+    ours = {source_name(p, root) for p in mine}
+    note = (
+        f"store {store} was collected from {before}: {audio_folder(root)} taken as that folder moved (it holds every "
+        "file stored, with the same bytes)"
     )
+    return {source: origin for source, origin in moved.items() if source in ours}, note
 
 
 def audio_folder(root: Path) -> Path:

@@ -180,10 +180,11 @@ def same_collect_settings(
     two folders both went on, their rows mixed under the same source names; hunt 206).
 
     `folder`: the key of `settings` naming the audio folder the sources are named under. A project moved (its store
-    and audio moved to another place or machine: the folder recorded is gone) is taken in its new place where every
-    source stored of that kind has its file's sha256 recorded (the collector's `refuse_changed` then refuses a file
-    of the same name and other bytes): it was refused, naming a folder that no longer exists (hunt 214). Returns
-    the folder it was collected from when it is taken so, else None."""
+    and audio moved to another place or machine: the folder recorded is gone) may be taken in its new place where
+    every source stored of that kind has its file's sha256 recorded: it was refused, naming a folder that no longer
+    exists (hunt 214). Then the folder recorded is returned, nothing written: the collector checks the new folder
+    holds every file stored, with the same bytes (`realtime.audio_files.check_collect_folder`), and records the
+    new settings (`record_collect_settings`). Else None."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     path = root / STORE_JSON
@@ -200,8 +201,6 @@ def same_collect_settings(
             atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
         elif old != settings:
             if folder is not None and _moved_only(old, settings, folder) and _traced(root, kind):
-                info["collect"] = {**info["collect"], kind: settings}
-                atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
                 return str(old[folder])
             raise UserError(
                 f"store {root}: its {kind} rows were collected with other settings "
@@ -221,19 +220,42 @@ def _moved_only(old: Any, new: dict[str, Any], folder: str) -> bool:
     )
 
 
+def record_collect_settings(root: str | os.PathLike, kind: str, settings: dict[str, Any]) -> None:
+    """Record `settings` as what the store's `kind` rows are collected with (a moved folder, once checked)."""
+    path = Path(root) / STORE_JSON
+    with _locked(Path(root)):
+        info = read_store_json(path) if path.exists() else {}
+        info["collect"] = {**(info.get("collect") or {}), kind: settings}
+        atomic_write_text(path, json.dumps(info, indent=1), fsync=True)
+
+
+def _kind_sources(manifest: dict[str, Any], kind: str) -> set[str] | None:
+    """The sources of a hook's `kind` rows (with rows, or complete with none), or None where rows name no source."""
+    ours, others = set(manifest.get("complete", [])), set()  # complete sources (of any kind), and those of others
+    for shard in manifest["shards"]:
+        prov = shard.get("provenance") or []
+        if shard["rows"] and not prov:
+            return None
+        for p in prov:
+            (ours if p.get("kind", kind) == kind else others).add(p["source"])
+    return ours - others
+
+
+def kind_sources(root: str | os.PathLike, kind: str) -> set[str]:
+    """The sources of the store's `kind` rows, in every hook."""
+    found: set[str] = set()
+    for path in Path(root).glob(f"*/{MANIFEST}"):
+        found |= _kind_sources(read_manifest(path), kind) or set()
+    return found
+
+
 def _traced(root: Path, kind: str) -> bool:
     """Whether every source of the store's `kind` rows, in every hook, has its file's sha256 in its hook's origins
     (stores of before origins were recorded have none: their sources are known by their names alone)."""
     for path in root.glob(f"*/{MANIFEST}"):
         m = read_manifest(path)
-        ours, others = set(m.get("complete", [])), set()  # complete sources (of any kind), and those of others
-        for shard in m["shards"]:
-            prov = shard.get("provenance") or []
-            if shard["rows"] and not prov:
-                return False
-            for p in prov:
-                (ours if p.get("kind", kind) == kind else others).add(p["source"])
-        if not ours - others <= set(m.get("origins", {})):  # (`read_manifest`: each origin holds its sha256)
+        ours = _kind_sources(m, kind)
+        if ours is None or not ours <= set(m.get("origins", {})):  # (`read_manifest`: each origin holds its sha256)
             return False
     return True
 

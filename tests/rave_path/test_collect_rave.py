@@ -406,10 +406,12 @@ def test_a_project_moved_elsewhere_collects_on_into_its_store(tmp_path, tiny_rav
     assert "3 already complete" in err, err
     after = _rows(new / "store")
     assert after.shape[0] == before.shape[0] + 87 and torch.equal(after[: len(before)], before)
-    # moved again, with a file of a stored name holding other bytes: another file, refused by its bytes
+    # moved again, with a file of a stored name holding other bytes: another file, refused by its bytes, and the
+    # store left as it was (hunt 215: the new folder was recorded first, and the store refused its own back)
     moved = tmp_path / "moved"
     shutil.copytree(new, moved)
     shutil.rmtree(new)
+    recorded = (moved / "store" / "store.json").read_bytes()
     first = sorted((moved / "audio").iterdir())[0]
     x, sr = sf.read(first, dtype="float32")
     sf.write(first, x[::-1], sr)
@@ -417,6 +419,15 @@ def test_a_project_moved_elsewhere_collects_on_into_its_store(tmp_path, tiny_rav
     err = capsys.readouterr().err
     assert f"audio {first}: store {moved / 'store'} holds rows of another file of that name, from " in err, err
     assert err.count("\n") == 1 and torch.equal(_rows(moved / "store"), after)
+    assert (moved / "store" / "store.json").read_bytes() == recorded
+    # a folder of other files (the recorded one gone: a drive unplugged) is no move: its rows were mixed in (215)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(clip, other / "other.wav")
+    assert main([*argv, "--audio", str(other), "--out", str(moved / "store")]) == 2
+    err = capsys.readouterr().err
+    assert f"this folder lacks 4 of its files (first: {first.name}): another folder" in err and err.count("\n") == 1
+    assert (moved / "store" / "store.json").read_bytes() == recorded and torch.equal(_rows(moved / "store"), after)
     sf.write(first, x, sr)  # put back: the moved folder goes on
     assert main([*argv, "--audio", str(moved / "audio"), "--out", str(moved / "store")]) == 0
     assert "4 already complete" in capsys.readouterr().err

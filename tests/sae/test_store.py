@@ -688,7 +688,7 @@ def test_a_moved_audio_folder_is_taken_only_where_the_old_one_is_gone_and_every_
     """Hunt 214: a project moved elsewhere was refused for its audio folder's new path. Taken now where the recorded
     folder is gone and each source stored has its sha256 (the collector compares the bytes); a folder beside it, or
     rows of files known by their names alone (stores of before origins), still refused."""
-    from sae.store import same_collect_settings
+    from sae.store import kind_sources, record_collect_settings, same_collect_settings
 
     gone, here = str(tmp_path / "gone"), str(tmp_path / "here")
     origin = {"bytes": 10, "mtime_ns": 1, "sha256": "ab" * 32}
@@ -709,5 +709,8 @@ def test_a_moved_audio_folder_is_taken_only_where_the_old_one_is_gone_and_every_
         same_collect_settings(traced, "rave", {"audio": here}, "audio")
     Path(gone).rmdir()
     assert same_collect_settings(traced, "rave", {"audio": here}, "audio") == gone
-    assert json.loads((traced / "store.json").read_text())["collect"]["rave"] == {"audio": here}
+    # nothing written until the collector has checked the new folder (hunt 215: a refused run rewrote it)
+    assert json.loads((traced / "store.json").read_text())["collect"]["rave"] == {"audio": gone}
+    assert kind_sources(traced, "rave") == {"a.wav"} and kind_sources(traced, "prompts") == set()
+    record_collect_settings(traced, "rave", {"audio": here})
     assert same_collect_settings(traced, "rave", {"audio": here}, "audio") is None  # recorded: no move now

@@ -26,11 +26,10 @@ import torch
 from realtime.audio_files import (
     AudioNotes,
     audio_folder,
+    check_collect_folder,
     file_origin,
     list_audio,
-    moved_note,
     read_mono,
-    refuse_changed,
     source_name,
 )
 from realtime.musicgen import MusicGenBackend, Recorder
@@ -42,7 +41,6 @@ from sae.store import (
     record_moved,
     refuse_names_of_other_kinds,
     same_collect_settings,
-    stored_origins,
 )
 from sae.yamlfile import parse_yaml
 
@@ -273,12 +271,12 @@ class Collector:
         folder = str(audio_folder(root).resolve())
         settings = {"chunk": self.cfg.chunk, "description": self.cfg.description, "audio": folder}
         refuse_names_of_other_kinds(self.cfg.out, "audio", (source_name(p, root) for p in files), "file")
-        before = same_collect_settings(self.cfg.out, "audio", settings, "audio")
-        files = split_by_rank(files)[0]
-        origins = stored_origins(self.cfg.out)
-        record_moved(self.writers.values(), refuse_changed(files, root, origins, self.cfg.out, before))
-        if before is not None:
-            self.notes.said.append(moved_note(self.cfg.out, before, root))
+        mine = split_by_rank(files)[0]
+        moved, note = check_collect_folder(self.cfg.out, "audio", settings, files, mine, root)
+        files = mine
+        record_moved(self.writers.values(), moved)
+        if note is not None:
+            self.notes.said.append(note)
         done_before = {source_name(p, root) for p in files} & self.done()
         total = 0
         pending: list[tuple[str, int, torch.Tensor]] = []

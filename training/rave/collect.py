@@ -31,11 +31,10 @@ import torch
 from realtime.audio_files import (
     AudioNotes,
     audio_folder,
+    check_collect_folder,
     file_origin,
     list_audio,
-    moved_note,
     read_clip,
-    refuse_changed,
     source_name,
 )
 from realtime.rave_split import LATENT, describe_hooks, hook_shape, pool, split_hooks, trace
@@ -144,7 +143,7 @@ def activations_of(
 def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | None = None) -> CollectReport:
     """Collect every hook of `cfg.layers` for this rank's share of the audio files; returns what happened."""
     from realtime.rave import RaveModel
-    from sae.store import ActivationWriter, record_moved, same_collect_settings, stored_origins
+    from sae.store import ActivationWriter, record_moved
 
     t0 = time.perf_counter()
     model = RaveModel.load(cfg.model, rank_device(cfg.device))
@@ -176,11 +175,12 @@ def collect_rave(cfg: RaveCollectConfig, progress: Callable[[int, int], None] | 
         # once the writers hold their locks (a run refused by another's lock rewrote the settings under it, and
         # that run's own rerun was refused): sources are named relative to the folder, so another folder's files
         # of the same names would be taken as done
-        before = same_collect_settings(cfg.out, "rave", {"audio": str(audio_folder(root).resolve())}, "audio")
+        settings = {"audio": str(audio_folder(root).resolve())}
+        moved, note = check_collect_folder(cfg.out, "rave", settings, files, mine, root)
         done = set.intersection(*(w.complete_sources for w in writers.values()))
-        record_moved(writers.values(), refuse_changed(mine, root, stored_origins(cfg.out), cfg.out, before))
-        if before is not None:
-            report.notes.said.append(moved_note(cfg.out, before, root))
+        record_moved(writers.values(), moved)
+        if note is not None:
+            report.notes.said.append(note)
         for i, path in enumerate(mine):
             source = source_name(path, root)
             if source in done:
