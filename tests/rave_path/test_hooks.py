@@ -114,6 +114,7 @@ def test_eval_hooks_runs_every_stage_and_resumes(
     monkeypatch.chdir(tmp_path)  # the same files spelled another way: "other settings (data: '/...' stored, 'data'"
     assert main([*argv[:3], "data", *argv[4:7], "./cmp", *argv[8:]]) == 0  # (hunt 214)
     assert "train the SAE" not in capsys.readouterr().out
+    assert json.loads((out / "settings.json").read_text())["data"] == "../data"  # a project moved whole: the same
     # the finished stages were reused whatever the settings, and the report claimed the new ones over old figures
     assert main([*argv, "--strength", "8", "--sae-steps", "30"]) == 2
     err = capsys.readouterr().err
@@ -404,3 +405,29 @@ def test_nothing_found_at_any_hook_picks_no_hook(tmp_path):
     assert s["pick"] is None and s["goal_met"] is False and s["concepts_won"] == {"latent": 0}
     assert "no concept was found at any hook, so none was judged: no hook is picked" in s["reason"]
     assert "**Pick: no concept was found at any hook, so none was judged: no hook is picked.**" in report_markdown(s)
+
+
+def test_a_run_resumes_after_its_project_moved_whole_and_from_any_working_directory(tmp_path, monkeypatch):
+    """Hunt 215: settings.json held absolute places (hunt 214's fix), so a project moved whole (data, model and runs)
+    was refused as made with other settings, naming places that no longer exist. Places are relative to --out now;
+    another model is still refused, and a settings.json of before (places as given) still read."""
+    from training.rave.hooks import HookCompareConfig, same_settings
+
+    old = tmp_path / "a" / "proj"
+    (old / "data").mkdir(parents=True)
+    (old / "runs" / "h").mkdir(parents=True)
+    monkeypatch.chdir(old)
+    same_settings(HookCompareConfig(data="data", model="m.ts", out="runs/h"))
+    (tmp_path / "a").rename(tmp_path / "b")
+    new = tmp_path / "b" / "proj"
+    monkeypatch.chdir(new)
+    same_settings(HookCompareConfig(data="data", model="m.ts", out="runs/h"))
+    monkeypatch.chdir(tmp_path)
+    same_settings(HookCompareConfig(data=str(new / "data"), model="b/proj/./m.ts", out="b/proj/runs/h"))
+    with pytest.raises(UserError, match=r"\(model: '\.\./\.\./m\.ts' stored, '\.\./\.\./o\.ts' now; places relative"):
+        same_settings(HookCompareConfig(data=str(new / "data"), model=str(new / "o.ts"), out=str(new / "runs/h")))
+    settings = json.loads((new / "runs/h/settings.json").read_text())
+    before = {k: v for k, v in settings.items() if k != "places"}
+    (new / "runs/h/settings.json").write_text(json.dumps({**before, "data": "data", "model": "m.ts"}))
+    monkeypatch.chdir(new)
+    same_settings(HookCompareConfig(data="data", model="m.ts", out="runs/h"))

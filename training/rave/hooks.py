@@ -226,19 +226,28 @@ PER_HOOK_FREE = ("out", "hooks", "device")
 """What may change between runs into one --out: where it is, which hooks (each has its own stages), where it runs."""
 PATH_SETTINGS = ("data", "model", "store")
 """Settings that name a file or folder: the same one however it is spelled (`data`, `./data`, `/work/data`)."""
+PLACES = "relative to out"
+"""settings.json's `places`: its `PATH_SETTINGS` are written relative to the --out folder (before: as given)."""
 
 
-def _places(settings: dict[str, Any]) -> dict[str, Any]:
-    """`settings` with each of `PATH_SETTINGS` resolved from this working directory (as recorded, and compared: a
-    run resumed from another directory, or with `./` before a name, was refused for other settings; hunt 214)."""
-    return {k: str(Path(v).resolve()) if k in PATH_SETTINGS and isinstance(v, str) else v for k, v in settings.items()}
+def _places(settings: dict[str, Any], out: str, given: bool = True) -> dict[str, Any]:
+    """`settings` with each of `PATH_SETTINGS` relative to the --out folder `out` (`given`: as the command line gives
+    them, from this working directory; else already so): the same file however it is spelled, from any working
+    directory, and a project moved whole (data, model and runs) still the same (hunt 214: `./data` or another
+    working directory was "other settings"; hunt 215: absolute places, a moved project)."""
+    base = Path(out).resolve()
+
+    def place(v: str) -> str:
+        return os.path.relpath(Path(v).resolve(), base) if given else v
+
+    return {k: place(v) if k in PATH_SETTINGS and isinstance(v, str) else v for k, v in settings.items()}
 
 
 def same_settings(cfg: HookCompareConfig) -> None:
     """A run resumed into `cfg.out` reuses every finished stage: one made with other settings is refused, naming
     them (the rerun rewrote the report with the new settings over the old figures). The first run records them."""
     path = Path(cfg.out) / SETTINGS_FILE
-    now = {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in PER_HOOK_FREE}
+    now = _places({k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in PER_HOOK_FREE}, cfg.out)
     if path.exists():
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
@@ -246,12 +255,16 @@ def same_settings(cfg: HookCompareConfig) -> None:
             old = None
         if not isinstance(old, dict):
             raise UserError(f"{path}: not readable; remove it and the stages beside it, or use another --out")
-        if _places(old) != _places(now):
-            raise UserError(f"--out {cfg.out}: its stages were made with other settings "
-                            f"({differences(_places(old), _places(now), 'stored')}); rerun with those or use another "
-                            "--out")  # fmt: skip
+        old = _places({k: v for k, v in old.items() if k != "places"}, cfg.out, given=old.get("places") != PLACES)
+        if old != now:
+            said = differences(old, now, "stored")
+            said += "; places relative to --out" if any(old.get(k) != now.get(k) for k in PATH_SETTINGS) else ""
+            raise UserError(
+                f"--out {cfg.out}: its stages were made with other settings ({said}); rerun with those or use another "
+                "--out"
+            )
     else:  # a new run (or one of before settings were recorded: taken as made with these)
-        atomic_write_text(path, json.dumps(_places(now), indent=1))
+        atomic_write_text(path, json.dumps({**now, "places": PLACES}, indent=1))
 
 
 def clips_in_store(store: Any, hooks: Sequence[str], data: Path, rows: list[dict], splits: set[str]) -> list[str]:
