@@ -702,7 +702,7 @@ def test_a_device_that_stops_calling_back_is_a_device_gone(tiny_rave_ts, capsys,
     live played silence to the end, its status lines unchanged, and never said why nor waited for the device."""
 
     def one_callback(engine):  # then none
-        engine.counters.last_callback = time.perf_counter()
+        engine.counters.last_callback, engine.counters.callbacks = time.perf_counter(), 1
 
     fake_device(monkeypatch, on_start=one_callback)
     t0 = time.monotonic()
@@ -711,6 +711,53 @@ def test_a_device_that_stops_calling_back_is_a_device_gone(tiny_rave_ts, capsys,
     # status 1 as README says, so a launcher starts it again (it was 2, bad input's, where the stream closed: hunt 166)
     assert proc.returncode == 1 and time.monotonic() - t0 < 20, proc
     assert "the stream stopped after" in proc.stderr and "no callback for 2." in proc.stderr, proc.stderr
+
+
+def test_a_show_stopped_whole_for_seconds_and_resumed_plays_on(tiny_rave_ts, capsys, monkeypatch):
+    """Hunt 216: `live` stopped for 3 s (Ctrl-Z and fg, a paused VM) with its device there: its watch loop could wake
+    before the callbacks' thread and read 3 s with no callback as a device gone ("the stream stopped ... a JACK
+    server that quit?"), ending the show, 1 pause in 8 on a JACK dummy server. Here the callbacks and the loop stop
+    together, and the callbacks come back 50 ms after the loop: the show plays on to its --duration."""
+    import threading
+    import types
+
+    import training.cli.live as live_mod
+
+    paused = threading.Event()
+    done = threading.Event()
+
+    def device(engine):
+        def calls():
+            while not done.is_set():
+                if paused.is_set():
+                    time.sleep(0.005)
+                    continue
+                engine.counters.callbacks += 1
+                engine.counters.last_callback = time.perf_counter()
+                time.sleep(0.005)
+
+        threading.Thread(target=calls, daemon=True).start()
+
+    sleeps = []
+
+    def loop_sleep(seconds):  # the watch loop's sleep: the whole process stops once, a second in
+        sleeps.append(seconds)
+        if len(sleeps) == 10:
+            paused.set()
+            time.sleep(3.0)
+            threading.Timer(0.05, paused.clear).start()  # the callbacks' thread wakes after the loop
+        else:
+            time.sleep(seconds)
+
+    monkeypatch.setattr(live_mod, "time", types.SimpleNamespace(**{**vars(time), "sleep": loop_sleep}))
+    fake_device(monkeypatch, on_start=device)
+    try:
+        proc = live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--blocksize", "1024", "--headroom", "1",
+                         "--no-view", "--duration", "5", "--reconnect", "0")  # fmt: skip
+    finally:
+        done.set()
+    assert proc.returncode == 0 and "the stream stopped" not in proc.stderr + proc.stdout, proc
+    assert len(sleeps) > 10
 
 
 def test_the_port_bound_before_the_imports_has_room_for_a_burst():

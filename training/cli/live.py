@@ -683,13 +683,18 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
 
             live = Live(render(engine, control), refresh_per_second=8, screen=False)
             live.start()
-        last = time.monotonic()
-        seen = 0
+        last = looked = quiet_from = time.monotonic()
+        seen = calls = 0
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.125 if live else 0.1)
             now = time.monotonic()
-            last_call = engine.counters.last_callback
-            frozen = last_call and time.perf_counter() - last_call > FROZEN_S  # a stopped JACK server: no callback
+            # no callback for FROZEN_S while this loop watched (a stopped JACK server); a loop that was stopped too
+            # (Ctrl-Z and fg, a paused VM, a stalled machine) saw no silence: it woke before the callback's thread
+            # and ended a show whose device was there, 1 pause in 8 (hunt 216)
+            if now - looked > FROZEN_S / 4 or engine.counters.callbacks != calls:
+                calls, quiet_from = engine.counters.callbacks, now
+            looked = now
+            frozen = calls > 0 and now - quiet_from > FROZEN_S
             if not stream.active or frozen:  # PortAudio stopped it (the callback never raises), or it went quiet
                 losses = recent_losses(resumed.losses if resumed else [], time.time())
                 if reconnect > 0 and flapping(losses):  # it keeps coming back and going away: restarts for good
