@@ -228,6 +228,7 @@ class Engine:
     # JACK) was measured 5300 ppm fast on a dummy server with a second client in the loop
     CLOCK_SLEW = 0.02
     STUCK_S = 1.0  # seconds inside one block after which `watch_model` says the model is stuck
+    PAUSED_S = 0.5  # seconds between two `watch_model` calls (every 0.1 s) that say the whole process was stopped
 
     def __init__(
         self,
@@ -313,6 +314,8 @@ class Engine:
         os.set_blocking(self._wfd, False)
         self._running = False
         self._busy_since: float | None = None  # model-owned: when the block in hand was taken up; None: idle
+        self._watched_at: float | None = None  # when `watch_model` last ran (time.monotonic())
+        self._paused_at = -math.inf  # when `watch_model` last found the process had been stopped (time.monotonic())
         self._stuck_said = False  # `watch_model` said the block in hand is stuck; the model thread says it returned
         self._stuck_armed = True  # False after a stuck block until one returns within STUCK_S: said once a run
         self._stuck_lock = threading.Lock()  # `watch_model`'s check-and-say against the block's return
@@ -633,12 +636,21 @@ class Engine:
         """Say once, as a "stuck" event, a block the model thread has been inside for over `STUCK_S` (a hung GPU
         call, a deadlock, a long stall): the output is silent meanwhile and nothing else reports a block that has
         not ended. Called from outside the model thread (`live`'s loop); the thread says "recovered" on return.
-        A run of blocks that each take longer is said once (they are late blocks too), again after one in time."""
+        A run of blocks that each take longer is said once (they are late blocks too), again after one in time.
+        A call `PAUSED_S` after the last found the process stopped whole (Ctrl-Z and fg, a paused VM): the block in
+        hand counts from now, and its time goes into no figure (hunt 216: "stuck for 2.0 s" sent as /error model,
+        and a p99.9 of 439 ms against 3 for minutes after)."""
+        now = time.monotonic()
         with self._stuck_lock:
+            if self._watched_at is not None and now - self._watched_at > self.PAUSED_S:
+                self._paused_at = now
+                if self._busy_since is not None:
+                    self._busy_since = now
+            self._watched_at = now
             since = self._busy_since
             if since is None or self._stuck_said or not self._stuck_armed:
                 return
-            if (held := time.monotonic() - since) <= self.STUCK_S:
+            if (held := now - since) <= self.STUCK_S:
                 return
             self._stuck_said, self._stuck_armed = True, False
             meanwhile = f"{dry}: the dry signal plays on" if (dry := self._dry_word()) else "output silent"
@@ -812,6 +824,7 @@ class Engine:
                 L = self._take_prefill(a)
             if self._busy_since is None:  # (an injected stall keeps it across the wait that follows)
                 self._busy_since = time.monotonic()
+            taken_up = time.monotonic()
             if self._stall_s:
                 stall, self._stall_s = self._stall_s, 0.0
                 time.sleep(stall)
@@ -855,6 +868,8 @@ class Engine:
             m.blocks += 1
             self.last_block_at = time.monotonic()
             m.stats = BlockStats(**vars(self.processor.stats)) if hasattr(self.processor, "stats") else m.stats
+            if self._paused_at >= taken_up:  # the process was stopped in this block: no compute time of the model's
+                elapsed = min(elapsed, self._compute / self.sr)
             self.block_times[(m.blocks - 1) & (len(self.block_times) - 1)] = elapsed
             if m.blocks > 2 and elapsed > m.max_block_s:
                 m.max_block_s = elapsed

@@ -288,6 +288,26 @@ def test_a_run_of_slow_blocks_is_said_stuck_once_and_again_after_one_in_time(mon
     assert all(b.at_s >= a.at_s for a, b in itertools.pairwise(said))  # in the order they happened
 
 
+def test_a_process_stopped_whole_in_a_block_is_no_stuck_model_and_no_slow_block():
+    """Hunt 216: `live` stopped for 2 s (Ctrl-Z and fg, a paused VM) with a block in hand: on waking, its watcher
+    said the model "has been inside one block for 2.0 s" (an /error model over OSC), and the block's 2 s went into
+    the compute figures (p99.9 439 ms against 3, for minutes). The watcher, stopped too, knows: neither now."""
+    proc = _SlowBlocks(512, slow=[10], seconds=2.0)  # the model thread's block spans the stop
+    with _engine(proc) as engine:
+        stopped = []
+
+        def watch(n: int) -> None:  # the feeding thread is the device and the watcher: both stop with the process
+            if not stopped and proc.calls == 10 and engine._busy_since is not None:
+                stopped.append(n)
+                time.sleep(1.9)
+            engine.watch_model()
+
+        run_file(engine, _signal(3.5), realtime=True, on_period=watch)
+    assert stopped and proc.calls > 30
+    assert not [e for e in engine.events if e.kind in ("stuck", "recovered")], [e.message for e in engine.events]
+    assert engine.model.max_block_s < 0.5 and engine.block_times.max() < 0.5, engine.model.max_block_s
+
+
 class _Delaying(FakeProcessor):
     """Output = the input `delay` frames later (its line cleared by a resync, as a model's caches are)."""
 
