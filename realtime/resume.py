@@ -32,9 +32,17 @@ MAX_LOSSES = 5  # the device lost this many times ...
 LOSS_WINDOW_S = 120.0  # ... within this many seconds: live stops instead of waiting for it again
 
 
+def loss_clock() -> float:
+    """Seconds since boot, sleep included (`CLOCK_BOOTTIME`; elsewhere the wall clock): what loss times are told in.
+    It goes on across `os.execv` and a suspended laptop, and NTP never steps it: the wall clock stepped back an hour
+    said "back after -3596.5 s", and the restart-loop guard forgot the losses (hunt 216)."""
+    boot = getattr(time, "CLOCK_BOOTTIME", None)
+    return time.clock_gettime(boot) if boot is not None else time.time()
+
+
 def recent_losses(before: Sequence[float], now: float, window: float = LOSS_WINDOW_S) -> list[float]:
-    """The loss times (`time.time()`) of `before` less than `window` seconds before `now`, then `now`: the loss
-    just seen. A time after `now` (the clock was set back since) is dropped."""
+    """The loss times (`loss_clock`) of `before` less than `window` seconds before `now`, then `now`: the loss
+    just seen. A time after `now` (a state saved by another clock) is dropped."""
     return [float(t) for t in before if 0.0 <= now - t < window] + [float(now)]
 
 
@@ -51,10 +59,10 @@ class ResumeState:
     osc_port: the port OSC listened on (0: none), kept when it was chosen by the system (`--osc-port 0`).
     last_client: where replies and events went, (host, port), so `/event device back` reaches it.
     played_s: seconds played before (counted against `--duration`).
-    lost_at: wall-clock time (`time.time()`) the device went away.
+    lost_at: when the device went away (`loss_clock`).
     device: the device's label, for the lines said on resuming.
     model_sha256, alignment: the model and its measured delays (not measured again for the same model).
-    losses: the times (`time.time()`) the device went away within the last `LOSS_WINDOW_S`, this one last
+    losses: the times (`loss_clock`) the device went away within the last `LOSS_WINDOW_S`, this one last
         (`recent_losses`; a state saved before they were carried has none).
     """
 
@@ -65,7 +73,7 @@ class ResumeState:
     osc_port: int = 0
     last_client: list[Any] | None = None
     played_s: float = 0.0
-    lost_at: float = field(default_factory=time.time)
+    lost_at: float = field(default_factory=loss_clock)
     device: str = "(default)"
     model_sha256: str = ""
     alignment: dict[str, Any] | None = None  # `realtime.alignment.Alignment` of that model, measured already

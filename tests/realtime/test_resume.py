@@ -4,13 +4,14 @@ test_jack.py)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
 import pytest
 
 from realtime.controls import Controls
-from realtime.resume import RESUME_ENV, ResumeState, save, take
+from realtime.resume import RESUME_ENV, ResumeState, loss_clock, save, take
 from sae.errors import UserError
 from sae.steering import EditState
 
@@ -190,7 +191,7 @@ def test_live_stops_on_the_fifth_loss_within_the_window(tiny_rave_ts, tmp_path, 
     left = []
     monkeypatch.setattr(audio_io, "leave_stream", left.append)
     monkeypatch.setattr(audio_io, "DeviceProbe", None)  # waiting for the device would call it
-    now = time.time()
+    now = loss_clock()
     path = tmp_path / "state.json"
     save(path, ResumeState({}, blocksize=1024, budget=768, period=256, last_client=["127.0.0.1", osc_inbox.port],
                            losses=[now - 100.0, now - 60.0, now - 30.0, now - 5.0]))  # fmt: skip
@@ -214,14 +215,18 @@ def test_the_restart_carries_this_loss_with_the_recent_ones(tiny_rave_ts, tmp_pa
     monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
     _probe_back(monkeypatch, lambda: True)  # the device came back at the first try
     saved = _saved_restarts(monkeypatch)
-    now = time.time()
+    now = loss_clock()
     path = tmp_path / "state.json"
     save(path, ResumeState({}, blocksize=1024, budget=768, period=256, losses=[now - 500.0, now - 60.0, now - 5.0]))
     monkeypatch.setenv(RESUME_ENV, str(path))
+    wall = time.time
+    monkeypatch.setattr(time, "time", lambda: wall() - 3600.0)  # NTP set the clock back an hour (hunt 216)
     proc = _live_here(capsys, "--model", str(tiny_rave_ts), "--no-osc", "--no-view", "--duration", "5")
     assert "live: cannot start again (not in a test)" in proc.stderr
     assert len(saved) == 1 and saved[0].losses[:2] == [now - 60.0, now - 5.0] and len(saved[0].losses) == 3
-    assert saved[0].losses[2] == saved[0].lost_at and abs(saved[0].lost_at - time.time()) < 60
+    assert saved[0].losses[2] == saved[0].lost_at and abs(saved[0].lost_at - loss_clock()) < 60
+    back = re.search(r"back after (-?[\d.]+) s", proc.stdout + proc.stderr)
+    assert back and 0.0 <= float(back.group(1)) < 60, proc.stdout  # it said "back after -3596.5 s"
 
 
 def test_a_device_back_at_another_rate_is_said_so_not_not_back(tiny_rave_ts, capsys, monkeypatch):
@@ -331,7 +336,7 @@ def test_controls_sent_while_a_restart_waits_for_the_device_go_to_the_next_resta
     saved = _saved_restarts(monkeypatch)
     port = _free_port()
     path = tmp_path / "state.json"
-    save(path, ResumeState({}, blocksize=1024, budget=768, period=256, osc_port=port, losses=[time.time() - 10.0]))
+    save(path, ResumeState({}, blocksize=1024, budget=768, period=256, osc_port=port, losses=[loss_clock() - 10.0]))
     monkeypatch.setenv(RESUME_ENV, str(path))
 
     def client():
@@ -369,7 +374,7 @@ def test_a_restart_that_gives_up_on_the_device_says_so_to_osc_and_exits_1(
     monkeypatch.setattr(live, "_device_answers", lambda engine, device: False)
     monkeypatch.setattr(audio_io, "leave_stream", lambda status: None)
     _probe_back(monkeypatch, lambda: False)
-    now = time.time()
+    now = loss_clock()
     losses = [now - 40.0, now - 30.0, now - 20.0, now - 10.0] if case == "lost too often" else [now - 10.0]
     path = tmp_path / "state.json"
     save(path, ResumeState({}, blocksize=1024, budget=768, period=256, osc_port=_free_port(),

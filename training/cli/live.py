@@ -631,7 +631,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     back, this command starts again with the same controls (`_restart`); not back in time, or 0, exit 1."""
     from realtime.audio_io import DeviceGone, close_stream, device_stopped, leave_stream, open_duplex
     from realtime.live_view import render, status_line
-    from realtime.resume import flapping, recent_losses
+    from realtime.resume import flapping, loss_clock, recent_losses
 
     engine = session.engine
 
@@ -660,7 +660,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     played = resumed.played_s if resumed else 0.0  # --duration counts what was played before a restart too
     said = -1
     if resumed:
-        back = f"streaming again {time.time() - resumed.lost_at:.1f} s after it went away, with the same controls"
+        back = f"streaming again {loss_clock() - resumed.lost_at:.1f} s after it went away, with the same controls"
         _say(f"audio device {label}: back, {back}")
         engine.report("device", f"back: {back}")
         said = engine.events[-1].seq  # in its own line above: not again as an event line (it was said twice)
@@ -674,7 +674,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     live = None
     stopped = None  # the line saying the device went away (or did not come back)
     asked = False  # Ctrl-C or SIGTERM: the show stopped as asked
-    lost = None  # wall-clock time the device went away, while live waits for it
+    lost = None  # when the device went away (`loss_clock`), while live waits for it
     losses: list[float] = []  # the recent losses, this one last (`realtime.resume.recent_losses`)
     returned = False  # the device came back: live restarts itself
     try:
@@ -696,7 +696,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
             looked = now
             frozen = calls > 0 and now - quiet_from > FROZEN_S
             if not stream.active or frozen:  # PortAudio stopped it (the callback never raises), or it went quiet
-                losses = recent_losses(resumed.losses if resumed else [], time.time())
+                losses = recent_losses(resumed.losses if resumed else [], loss_clock())
                 if reconnect > 0 and flapping(losses):  # it keeps coming back and going away: restarts for good
                     lost = losses[-1]  # its stream is left behind, as while waiting for it
                     line = (
@@ -777,7 +777,7 @@ def _open_or_wait(
     loss, waited for as the first was (it ended the show: "no audio devices found"), within `--reconnect`'s
     limit on losses. OSC controls apply while it waits (`ready`: they were queued, and lost at the next restart)."""
     from realtime.audio_io import leave_stream, open_duplex
-    from realtime.resume import flapping, recent_losses
+    from realtime.resume import flapping, loss_clock, recent_losses
     from sae.errors import UserError
 
     engine = session.engine
@@ -791,7 +791,7 @@ def _open_or_wait(
                 raise
             why = str(exc)
     leave_stream(1)  # PortAudio's exit handler would wait for, or assert on, the server that went away
-    losses = recent_losses(resumed.losses, time.time())
+    losses = recent_losses(resumed.losses, loss_clock())
     if flapping(losses):
         raise _gone(osc, f"audio device {label}: lost {len(losses)} times within {LOSS_WINDOW_S:g} s; not waiting "
                          "for it again; check its cable, power or JACK server, then musicsae live")  # fmt: skip
@@ -881,7 +881,7 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     import tempfile
 
     from realtime.audio_io import leave_stream
-    from realtime.resume import RESUME_ENV, ResumeState, save
+    from realtime.resume import RESUME_ENV, ResumeState, loss_clock, save
 
     # no control change can come in after the state is saved; what is sent from then on waits in the socket, which
     # the new image takes over (it was closed, and a fader moved during the restart was lost without a word)
@@ -894,7 +894,7 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     )  # fmt: skip
     path = Path(tempfile.gettempdir()) / f"musicsae-live-{os.getpid()}.json"
     save(path, state)
-    _say(f"audio device {label}: back after {time.time() - losses[-1]:.1f} s; starting again with the same controls")
+    _say(f"audio device {label}: back after {loss_clock() - losses[-1]:.1f} s; starting again with the same controls")
     os.environ[RESUME_ENV] = str(path)
     _close_on_exec()  # libjack's sockets too: the old client stayed registered beside the new one
     if kept is not None:
