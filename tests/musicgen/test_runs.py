@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -71,10 +72,10 @@ def test_a_file_as_run_is_named(tmp_path):
         runs.open_run(tmp_path / "f", {})
 
 
-def _loop(tmp_path, losses, steps=100, checkpoint_every=5):
+def _loop(tmp_path, losses, steps=100, checkpoint_every=5, minutes=None):
     model = torch.nn.Linear(1, 1)
     opt = torch.optim.SGD(model.parameters(), 0.1)
-    cfg = SimpleNamespace(run=tmp_path, steps=steps, minutes=None, lr=1e6, checkpoint_every=checkpoint_every,
+    cfg = SimpleNamespace(run=tmp_path, steps=steps, minutes=minutes, lr=1e6, checkpoint_every=checkpoint_every,
                           eval_every=1000, log_every=1, device="cpu")  # fmt: skip
     it = iter(losses)
 
@@ -90,6 +91,22 @@ def test_a_diverged_loss_ends_the_training_in_one_line(tmp_path):
     losses = [1.0] * 7 + [None] * runs.MAX_SKIPPED + [1.0] * 200
     with pytest.raises(UserError, match=r"not finite for 20 steps in a row at step 7 \(--lr 1e\+06\).*step 5 is kept"):
         _loop(tmp_path, losses)
+
+
+def test_a_wall_clock_stepped_mid_run_neither_ends_a_minutes_budget_nor_counts_in_its_hours(tmp_path, monkeypatch):
+    """Hunt 216: `--minutes 30` ended at step 21 of 10000 when NTP set the clock an hour on, and a clock set back
+    recorded wall_hours -1.0: budgets and hours followed `time.time()`."""
+    wall = time.time
+
+    def losses():
+        for i in range(40):
+            if i == 20:
+                monkeypatch.setattr(time, "time", lambda: wall() + 3600.0)
+            yield 1.0
+
+    _loop(tmp_path, losses(), steps=40, minutes=30)
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    assert torch.load(tmp_path / runs.STATE_FILE)["step"] == 40 and 0 <= progress["wall_hours"] < 0.1, progress
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

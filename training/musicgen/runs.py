@@ -171,7 +171,7 @@ class Clock:
 
     def __init__(self, cpu: float = 0.0, wall: float = 0.0):
         self.cpu0, self.wall0 = cpu, wall
-        self.t_cpu, self.t_wall = time.process_time(), time.time()
+        self.t_cpu, self.t_wall = time.process_time(), time.monotonic()  # never stepped by NTP (hunt 216)
 
     @property
     def cpu(self) -> float:
@@ -179,7 +179,7 @@ class Clock:
 
     @property
     def wall(self) -> float:
-        return self.wall0 + time.time() - self.t_wall
+        return self.wall0 + time.monotonic() - self.t_wall
 
 
 class Start(NamedTuple):
@@ -279,7 +279,7 @@ def train_loop(
     `streams`) are saved with `extra` in progress.json.
     """
     step, clock = start[0], start[1]
-    t_end = None if cfg.minutes is None else time.time() + 60 * cfg.minutes
+    t_end = None if cfg.minutes is None else time.monotonic() + 60 * cfg.minutes
     last: dict[str, Any] = {}
 
     saved = start[0]
@@ -296,7 +296,7 @@ def train_loop(
     if step >= cfg.steps:
         say(f"note: {cfg.run} is at step {step}, which --steps {cfg.steps} does not pass: nothing to train")
     with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
-        while step < cfg.steps and (t_end is None or time.time() < t_end):
+        while step < cfg.steps and (t_end is None or time.monotonic() < t_end):
             if held.due():
                 checkpoint()
                 held.stop()

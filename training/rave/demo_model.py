@@ -416,11 +416,11 @@ def _train(
     log = run_dir / "train_log.jsonl"
     meta = {"recipe": dataclasses.asdict(recipe), "data": data_id}
     model.train()
-    t_end = time.time() + 60 * minutes
-    cpu0, wall0 = time.process_time(), time.time()
+    t_end = time.monotonic() + 60 * minutes  # the wall clock stepped by NTP ended a run, or gave it an hour
+    cpu0, wall0 = time.process_time(), time.monotonic()
 
     def spent() -> tuple[float, float]:
-        return cpu_s + time.process_time() - cpu0, wall_s + time.time() - wall0
+        return cpu_s + time.process_time() - cpu0, wall_s + time.monotonic() - wall0
 
     saved = state["step"] if state is not None else None
 
@@ -431,7 +431,7 @@ def _train(
 
     last: dict[str, torch.Tensor] = {}
     with HeldStop() as held:  # a Ctrl-C or SIGTERM ends the step in progress, checkpoints there, then stops
-        while time.time() < t_end and (max_steps is None or step < max_steps):
+        while time.monotonic() < t_end and (max_steps is None or step < max_steps):
             if held.due():
                 save()
                 held.stop()
