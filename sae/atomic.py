@@ -16,6 +16,7 @@ import glob
 import hashlib
 import os
 import re
+import resource
 import secrets
 import shutil
 import stat
@@ -176,21 +177,49 @@ def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = 
 
 
 # A write that fails for want of room or of permission (the CLI prints these errors as one line).
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
 FREE_BYTES_LOW = 1 << 20
 
 
-def write_failure(path: str | Path, exc: BaseException) -> OSError | None:
-    """The OSError, naming `path`, of a write that failed because its folder is full or not writable, or because a
-    folder stands where the file goes (the rename's error named the temporary file); None for any other failure.
-    torch, safetensors and libsndfile turn a full disk into their own errors ("System error.", "unexpected pos"):
-    such an error in a folder with under 1 MiB free is taken as a full disk."""
+def _size_limit(code: int, strerror: str) -> str:
+    """`strerror`, and for a file too large the limit `ulimit -f` set, where one is set."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if code == errno.EFBIG and limit != resource.RLIM_INFINITY:
+        return f"{strerror} (the file size limit, ulimit -f, is {limit} bytes)"
+    return strerror
+
+
+def _probe(tmp: str | Path) -> OSError | None:
+    """The error a little more written to the temporary file `tmp` meets, where it is one of `WRITE_ERRNOS` (a
+    quota, a size limit: what a library's own error hid), else None."""
+    try:
+        with open(tmp, "ab") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as probe:
+        return probe if probe.errno in WRITE_ERRNOS else None
+    return None
+
+
+def write_failure(path: str | Path, exc: BaseException, tmp: str | Path | None = None) -> OSError | None:
+    """The OSError, naming `path`, of a write that failed because its folder is full or not writable, a quota or
+    the file size limit (`ulimit -f`) was reached, or a folder stands where the file goes (the rename's error named
+    the temporary file); None for any other failure. torch, safetensors and libsndfile turn these into their own
+    errors ("System error.", "unexpected pos", "File too large (os error 27)"): such an error is taken as one where
+    a little more written to the temporary file `tmp` (given before it goes) meets it, or where the folder has under
+    1 MiB free (hunt 217: a size limit or a quota with room on the disk was a library's traceback)."""
     if isinstance(exc, OSError) and exc.errno == errno.EISDIR and Path(path).is_dir():  # the rename named the temp
         return OSError(exc.errno, "a folder is there, where this file goes", str(path))
     if isinstance(exc, OSError):
-        return OSError(exc.errno, exc.strerror, str(path)) if exc.errno in WRITE_ERRNOS else None
+        if exc.errno not in WRITE_ERRNOS:
+            return None
+        return OSError(exc.errno, _size_limit(exc.errno, exc.strerror or os.strerror(exc.errno)), str(path))
     if not isinstance(exc, Exception) or isinstance(exc, UserError):
         return None
+    if tmp is not None and os.path.isfile(tmp) and (probe := _probe(tmp)) is not None:
+        said = _size_limit(probe.errno, probe.strerror or os.strerror(probe.errno))
+        return OSError(probe.errno, f"{said} ({exc})", str(path))
     try:
         st = os.statvfs(Path(path).parent)
     except OSError:
@@ -229,7 +258,7 @@ def atomic_write(path: str | Path, write: Callable[[str], object], fsync: bool =
                 os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        failure = write_failure(path, exc)  # before the temporary file goes: it may be what filled the disk
+        failure = write_failure(path, exc, tmp)  # before the temporary file goes: it may be what filled the disk
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

@@ -594,7 +594,7 @@ class ActivationWriter:
                     manifest.setdefault("origins", {}).update(origins)
                 atomic_write_text(self.dir / MANIFEST, json.dumps(manifest, indent=1), fsync=True)
         except Exception as exc:  # safetensors reports a full disk as its own SafetensorError
-            failure = write_failure(self.dir / "shard", exc)  # before the temporary file (it filled the disk) goes
+            failure = write_failure(self.dir / "shard", exc, tmp)  # before the temporary file (it filled the disk) goes
             if tmp is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -637,3 +638,38 @@ def test_a_name_that_is_not_utf8_is_written(tmp_path, length):
     assert len(os.fsencode(left.name)) <= atomic.NAME_MAX and atomic.remove_leftovers(out) == 1
     atomic_write_text(out, "take")
     assert out.read_text() == "take" and os.listdir(tmp_path) == [name]
+
+
+def test_a_write_past_the_file_size_limit_is_one_line_naming_the_limit(tmp_path):
+    """Hunt 217: under `ulimit -f` (a batch scheduler's h_fsize), and likewise a disk quota with room on the disk,
+    libsndfile's "System error." and safetensors' "File too large (os error 27)" were tracebacks: the failing write
+    is probed on its temporary file, before that goes, and named with the limit."""
+    import subprocess
+    import sys
+
+    code = """import sys, numpy as np, torch
+from realtime.audio_files import write_audio
+from sae.errors import UserError
+from sae.store import ActivationWriter
+try:
+    write_audio(sys.argv[1] + "/x.wav", np.zeros((44100, 1), np.float32), 44100)
+except OSError as exc:
+    print(exc)
+try:
+    with ActivationWriter(sys.argv[1] + "/store", "h", 64) as w:
+        w.add(torch.zeros(400, 64), "a", 0)
+except UserError as exc:
+    print(exc)
+"""
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20480, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    argv = [sys.executable, "-c", code, str(tmp_path)]
+    run = subprocess.run(argv, capture_output=True, text=True, preexec_fn=limited)
+    said = run.stdout.splitlines()
+    assert run.returncode == 0 and len(said) == 2, (run.stdout, run.stderr[-2000:])
+    limit = "File too large (the file size limit, ulimit -f, is 20480 bytes)"
+    assert said[0].startswith(f"[Errno 27] {limit} (System error.)"), said
+    assert said[1].startswith(f"writing a shard of 'h' in {tmp_path / 'store' / 'h'}: {limit}"), said
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
