@@ -30,6 +30,33 @@ def test_output_the_terminal_cannot_encode_is_escaped_not_a_traceback():
     assert "\\u2014" in run.stdout and "drums" in run.stdout
 
 
+def test_help_on_a_terminal_that_cannot_encode_it_is_escaped_not_a_traceback():
+    """Hunt 217: `live --help` (its "→") on an ASCII terminal was a UnicodeEncodeError: help is printed while the
+    arguments are parsed, before the command's output was made tolerant."""
+    run = musicsae("live", "--help", env={"PYTHONIOENCODING": "ascii"})
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert "\\u2192" in run.stdout and "--osc-port" in run.stdout
+
+
+def test_a_command_short_of_address_space_says_which_limit_to_raise(tmp_path):
+    """Hunt 217: under `ulimit -v` torch's import failed ("failed to map segment from shared object") or its
+    allocator raised std::bad_alloc, each a traceback; a MemoryError said to use smaller sizes, with nothing to
+    make smaller. Here the limit leaves too little for torch's import."""
+    import resource
+
+    def limited() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (400 * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+
+    run = musicsae("models", "rave", "--out", str(tmp_path / "tiny.ts"), preexec_fn=limited)
+    err = run.stderr.strip()
+    assert run.returncode == 2 and "Traceback" not in err and err.count("\n") == 0, err
+    assert err.startswith("musicsae: error: out of memory (") and "limit (ulimit -v) is 0.39 GiB; raise it" in err
+
+    from training.cli.main import out_of_memory
+
+    assert out_of_memory(RuntimeError("std::bad_alloc")) == "RuntimeError"
+
+
 def test_standard_output_on_a_full_device_is_named():
     """`concept list > /dev/full` said "writing None: No space left on device"."""
     with open("/dev/full", "w") as full:

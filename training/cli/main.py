@@ -207,14 +207,29 @@ def broken_install(exc: BaseException) -> str:
             "(patches/install.py); run `just setup`")  # fmt: skip
 
 
+def address_space_limit() -> str:
+    """The address-space limit `ulimit -v` set, in words ("" where none): torch alone maps about a gigabyte."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    return f"the address-space limit (ulimit -v) is {limit / 2**30:.2g} GiB; raise it (ulimit -v unlimited)"
+
+
 def out_of_memory(exc: BaseException) -> str:
     """What an allocation failure asked for ("" when `exc` is none): numpy's `MemoryError`, torch's CPU and CUDA
-    allocators' `RuntimeError` / `OutOfMemoryError`."""
+    allocators' `RuntimeError` / `OutOfMemoryError`, C++'s `std::bad_alloc`, and a library that could not be
+    mapped in (under `ulimit -v`: torch's import failed, hunt 217)."""
     import re
 
     text = str(exc)
+    lowered = text.lower()
+    if isinstance(exc, ImportError) and ("failed to map segment" in text or "cannot allocate memory" in lowered):
+        return f"{exc.name or 'a library'} could not be mapped in"
     if isinstance(exc, MemoryError) or (
-        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+        isinstance(exc, RuntimeError)
+        and ("can't allocate memory" in text or "out of memory" in lowered or "std::bad_alloc" in text)
     ):
         m = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ [KMGTPE]i?B)", text)
         if m and m.group(1):
@@ -309,13 +324,13 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
             # a file or folder that went away or cannot be made mid-run (`switch` for the traceback)
             say(f"{prog}: error: {exc.filename}: {exc.strerror}")
             return 2
+        if stops.signum is None and not verbose and out_of_memory(exc):
+            # sizes too large for this machine (numpy's MemoryError, torch's allocator RuntimeError), or a limit
+            advice = address_space_limit() or "use smaller sizes or fewer items"  # set on it (`ulimit -v`)
+            say(f"{prog}: error: out of memory ({out_of_memory(exc)}); {advice} ({switch} shows where)")
+            return 2
         if stops.signum is None and not verbose and broken_install(exc):
             say(f"{prog}: error: {broken_install(exc)} ({switch} shows where)")
-            return 2
-        if stops.signum is None and not verbose and out_of_memory(exc):
-            # sizes too large for this machine (numpy's MemoryError, torch's allocator RuntimeError)
-            say(f"{prog}: error: out of memory ({out_of_memory(exc)}); use smaller sizes or fewer items "
-                f"({switch} shows where)")  # fmt: skip
             return 2
         if stops.signum is None:
             raise
@@ -330,6 +345,7 @@ def _guarded(prog: str, fn: Callable[[], int | None], stopped: str | Callable[[]
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse, dispatch, and turn `UserError` into one line on stderr; Ctrl-C and SIGTERM stop a
     command with one line (exit 130 and 143) after its cleanup ran."""
+    tolerant_output()  # --help's own text too: an arrow on an ASCII terminal was a UnicodeEncodeError (hunt 217)
     try:  # the command modules load here (half a second): a Ctrl-C then was a traceback from an import
         args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
