@@ -409,8 +409,9 @@ def test_nothing_found_at_any_hook_picks_no_hook(tmp_path):
 
 def test_a_run_resumes_after_its_project_moved_whole_and_from_any_working_directory(tmp_path, monkeypatch):
     """Hunt 215: settings.json held absolute places (hunt 214's fix), so a project moved whole (data, model and runs)
-    was refused as made with other settings, naming places that no longer exist. Places are relative to --out now;
-    another model is still refused, and a settings.json of before (places as given) still read."""
+    was refused as made with other settings, naming places that no longer exist; held relative to --out alone, runs
+    moved to another disk beside shared data were (hunt 218). Either place matching is the same file now; another
+    model is still refused, and a settings.json of before (places as given) still read."""
     from training.rave.hooks import HookCompareConfig, same_settings
 
     old = tmp_path / "a" / "proj"
@@ -426,8 +427,12 @@ def test_a_run_resumes_after_its_project_moved_whole_and_from_any_working_direct
     same_settings(HookCompareConfig(data=str(new / "data"), model="b/proj/./m.ts", out="b/proj/runs/h"))
     with pytest.raises(UserError, match=r"\(model: '\.\./\.\./m\.ts' stored, '\.\./\.\./o\.ts' now; places relative"):
         same_settings(HookCompareConfig(data=str(new / "data"), model=str(new / "o.ts"), out=str(new / "runs/h")))
-    settings = json.loads((new / "runs/h/settings.json").read_text())
-    before = {k: v for k, v in settings.items() if k != "places"}
-    (new / "runs/h/settings.json").write_text(json.dumps({**before, "data": "data", "model": "m.ts"}))
-    monkeypatch.chdir(new)
-    same_settings(HookCompareConfig(data="data", model="m.ts", out="runs/h"))
+    # the runs moved alone to another disk, beside data and models that stay (hunt 218: refused by relative places)
+    (tmp_path / "disk").mkdir()
+    (new / "runs").rename(tmp_path / "disk" / "runs")
+    same_settings(HookCompareConfig(data=str(new / "data"), model=str(new / "m.ts"), out="disk/runs/h"))
+    settings = json.loads((tmp_path / "disk/runs/h/settings.json").read_text())
+    before = {k: v for k, v in settings.items() if k not in ("places", "resolved")}
+    (tmp_path / "disk/runs/h/settings.json").write_text(json.dumps({**before, "data": "data", "model": "m.ts"}))
+    monkeypatch.chdir(new)  # a settings.json of before: places as given, from where it ran
+    same_settings(HookCompareConfig(data="data", model="m.ts", out=str(tmp_path / "disk/runs/h")))

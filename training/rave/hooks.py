@@ -227,35 +227,45 @@ PER_HOOK_FREE = ("out", "hooks", "device")
 PATH_SETTINGS = ("data", "model", "store")
 """Settings that name a file or folder: the same one however it is spelled (`data`, `./data`, `/work/data`)."""
 PLACES = "relative to out"
-"""settings.json's `places`: its `PATH_SETTINGS` are written relative to the --out folder (before: as given)."""
+"""settings.json's `places`: its `PATH_SETTINGS` are written relative to the --out folder, and resolved under
+`resolved` (before: as given)."""
 
 
-def _places(settings: dict[str, Any], out: str, given: bool = True) -> dict[str, Any]:
-    """`settings` with each of `PATH_SETTINGS` relative to the --out folder `out` (`given`: as the command line gives
-    them, from this working directory; else already so): the same file however it is spelled, from any working
-    directory, and a project moved whole (data, model and runs) still the same (hunt 214: `./data` or another
-    working directory was "other settings"; hunt 215: absolute places, a moved project)."""
+def _places(settings: dict[str, Any], out: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """`settings` as the command line gives them (from this working directory) with each of `PATH_SETTINGS`
+    relative to the --out folder `out`, and those places resolved."""
     base = Path(out).resolve()
+    resolved = {k: str(Path(v).resolve()) for k, v in settings.items() if k in PATH_SETTINGS and isinstance(v, str)}
+    return {**settings, **{k: os.path.relpath(v, base) for k, v in resolved.items()}}, resolved
 
-    def place(v: str) -> str:
-        return os.path.relpath(Path(v).resolve(), base) if given else v
 
-    return {k: place(v) if k in PATH_SETTINGS and isinstance(v, str) else v for k, v in settings.items()}
+def _stored_places(old: dict[str, Any], out: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """`_places` of a settings.json: written so (`places`), else as given (read from this working directory)."""
+    if old.get("places") != PLACES:
+        return _places({k: v for k, v in old.items() if k not in ("places", "resolved")}, out)
+    resolved = old.get("resolved") if isinstance(old.get("resolved"), dict) else {}
+    return {k: v for k, v in old.items() if k not in ("places", "resolved")}, resolved
 
 
 def same_settings(cfg: HookCompareConfig) -> None:
     """A run resumed into `cfg.out` reuses every finished stage: one made with other settings is refused, naming
-    them (the rerun rewrote the report with the new settings over the old figures). The first run records them."""
+    them (the rerun rewrote the report with the new settings over the old figures). The first run records them.
+    A file or folder is the same one where its place relative to --out is (a project moved whole: data, model and
+    runs) or its resolved place is (--out moved alone, beside shared data and models): spelled `./data` or given from
+    another working directory, it was "other settings" (hunts 214, 215, 218)."""
     path = Path(cfg.out) / SETTINGS_FILE
-    now = _places({k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in PER_HOOK_FREE}, cfg.out)
+    recorded: Any = None
+    now, resolved = _places({k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k not in PER_HOOK_FREE},
+                            cfg.out)  # fmt: skip
     if path.exists():
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
+            recorded = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            old = None
-        if not isinstance(old, dict):
+            recorded = None
+        if not isinstance(recorded, dict):
             raise UserError(f"{path}: not readable; remove it and the stages beside it, or use another --out")
-        old = _places({k: v for k, v in old.items() if k != "places"}, cfg.out, given=old.get("places") != PLACES)
+        old, was = _stored_places(recorded, cfg.out)
+        old = {**old, **{k: now[k] for k, v in was.items() if k in now and resolved.get(k) == v}}  # the same place
         if old != now:
             said = differences(old, now, "stored")
             said += "; places relative to --out" if any(old.get(k) != now.get(k) for k in PATH_SETTINGS) else ""
@@ -263,8 +273,9 @@ def same_settings(cfg: HookCompareConfig) -> None:
                 f"--out {cfg.out}: its stages were made with other settings ({said}); rerun with those or use another "
                 "--out"
             )
-    else:  # a new run (or one of before settings were recorded: taken as made with these)
-        atomic_write_text(path, json.dumps({**now, "places": PLACES}, indent=1))
+    record = {**now, "places": PLACES, "resolved": resolved}
+    if record != recorded:  # a new run (or one of before settings were recorded: taken as made with these), or the
+        atomic_write_text(path, json.dumps(record, indent=1))  # same files in their places now
 
 
 def clips_in_store(store: Any, hooks: Sequence[str], data: Path, rows: list[dict], splits: set[str]) -> list[str]:
