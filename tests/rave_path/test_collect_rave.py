@@ -431,3 +431,22 @@ def test_a_project_moved_elsewhere_collects_on_into_its_store(tmp_path, tiny_rav
     sf.write(first, x, sr)  # put back: the moved folder goes on
     assert main([*argv, "--audio", str(moved / "audio"), "--out", str(moved / "store")]) == 0
     assert "4 already complete" in capsys.readouterr().err
+
+
+def test_a_project_collected_one_file_at_a_time_collects_on_after_a_move(tmp_path, tiny_rave_ts, concept_data, capsys):
+    """Hunt 218: files given one at a time (their folder is the store's), then the project moved: the next file was
+    refused as "this folder lacks 2 of its files", which it held: the folder's files were not listed, the file was."""
+    old = tmp_path / "old"
+    old.mkdir()
+    audio = _audio(old, concept_data, n=3)
+    first, second, third = sorted(audio.iterdir())
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--layers", "latent", "--quiet"]
+    for clip in (first, second):
+        assert main([*argv, "--audio", str(clip), "--out", str(old / "store")]) == 0
+    (tmp_path / "old").rename(tmp_path / "new")
+    new = tmp_path / "new"
+    capsys.readouterr()
+    assert main([*argv, "--audio", str(new / "audio" / third.name), "--out", str(new / "store")]) == 0
+    assert "taken as that folder moved" in " ".join(capsys.readouterr().err.split())
+    assert main([*argv, "--audio", str(new / "audio"), "--out", str(new / "store")]) == 0
+    assert "3 already complete" in capsys.readouterr().err
