@@ -315,6 +315,7 @@ class Engine:
         self._running = False
         self._busy_since: float | None = None  # model-owned: when the block in hand was taken up; None: idle
         self._watched_at: float | None = None  # when `watch_model` last ran (time.monotonic())
+        self._watched_calls = 0  # the audio callbacks counted then
         self._paused_at = -math.inf  # when `watch_model` last found the process had been stopped (time.monotonic())
         self._stuck_said = False  # `watch_model` said the block in hand is stuck; the model thread says it returned
         self._stuck_armed = True  # False after a stuck block until one returns within STUCK_S: said once a run
@@ -637,16 +638,19 @@ class Engine:
         call, a deadlock, a long stall): the output is silent meanwhile and nothing else reports a block that has
         not ended. Called from outside the model thread (`live`'s loop); the thread says "recovered" on return.
         A run of blocks that each take longer is said once (they are late blocks too), again after one in time.
-        A call `PAUSED_S` after the last found the process stopped whole (Ctrl-Z and fg, a paused VM): the block in
-        hand counts from now, and its time goes into no figure (hunt 216: "stuck for 2.0 s" sent as /error model,
-        and a p99.9 of 439 ms against 3 for minutes after)."""
-        now = time.monotonic()
+        A call `PAUSED_S` after the last, with under half the audio callbacks that time holds between them, found
+        the process stopped whole (Ctrl-Z and fg, a paused VM): the block in hand counts from now, and its time goes
+        into no figure (hunt 216: "stuck for 2.0 s" sent as /error model, and a p99.9 of 439 ms against 3 for
+        minutes after). A watcher late alone (a busy machine) finds the callbacks went on: a stuck model is said
+        (hunt 218: it was hidden, its block's time read 0.0 ms)."""
+        now, calls = time.monotonic(), self.counters.callbacks
         with self._stuck_lock:
-            if self._watched_at is not None and now - self._watched_at > self.PAUSED_S:
+            gap = now - self._watched_at if self._watched_at is not None else 0.0
+            if gap > self.PAUSED_S and calls - self._watched_calls < 0.5 * gap * self.sr / self.period:
                 self._paused_at = now
                 if self._busy_since is not None:
                     self._busy_since = now
-            self._watched_at = now
+            self._watched_at, self._watched_calls = now, calls
             since = self._busy_since
             if since is None or self._stuck_said or not self._stuck_armed:
                 return

@@ -308,6 +308,26 @@ def test_a_process_stopped_whole_in_a_block_is_no_stuck_model_and_no_slow_block(
     assert engine.model.max_block_s < 0.5 and engine.block_times.max() < 0.5, engine.model.max_block_s
 
 
+def test_a_watcher_late_alone_still_says_a_stuck_model():
+    """Hunt 218: a watcher that ran every 0.6 s (a busy machine's live loop, late) took each call for the whole
+    process stopped: a model stuck 2 s in one block was never said, and its block read 0.0 ms. The callbacks went on
+    meanwhile: no stop."""
+    import threading
+
+    proc = _SlowBlocks(512, slow=[10], seconds=2.0)
+    with _engine(proc) as engine:
+        done = threading.Event()
+        watcher = threading.Thread(target=lambda: [engine.watch_model() for _ in iter(lambda: done.wait(0.6), True)])
+        watcher.start()
+        try:
+            run_file(engine, _signal(3.5), realtime=True)
+        finally:
+            done.set()
+            watcher.join()
+    assert [e.kind for e in engine.events if e.kind in ("stuck", "recovered")] == ["stuck", "recovered"]
+    assert engine.model.max_block_s >= 1.9, engine.model.max_block_s
+
+
 class _Delaying(FakeProcessor):
     """Output = the input `delay` frames later (its line cleared by a resync, as a model's caches are)."""
 
