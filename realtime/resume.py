@@ -40,6 +40,13 @@ def loss_clock() -> float:
     return time.clock_gettime(boot) if boot is not None else time.time()
 
 
+def since_loss(t: float) -> str:
+    """ " 3.2 s" since loss time `t` (`loss_clock`), or "" where it is no time on that clock (a state saved by a
+    version that told losses on the wall clock, read after an upgrade mid-show: "-1796640032.2 s"; hunt 218)."""
+    ago = loss_clock() - t
+    return f" {ago:.1f} s" if 0.0 <= ago < 86400.0 else ""
+
+
 def recent_losses(before: Sequence[float], now: float, window: float = LOSS_WINDOW_S) -> list[float]:
     """The loss times (`loss_clock`) of `before` less than `window` seconds before `now`, then `now`: the loss
     just seen. A time after `now` (a state saved by another clock) is dropped."""

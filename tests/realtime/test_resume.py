@@ -386,3 +386,11 @@ def test_a_restart_that_gives_up_on_the_device_says_so_to_osc_and_exits_1(
     assert ("not back within 1 s" if case == "not back" else "lost 5 times within 120 s") in errors[0]
     sent = osc_inbox.expect("/error", timeout=2.0)
     assert sent[-1] == ("/error", ["device", errors[0].removeprefix("musicsae: error: ")])
+
+
+def test_a_loss_time_of_another_clock_is_said_without_a_figure():
+    """Hunt 218: a state saved by a version that told losses on the wall clock, read after an upgrade mid-show, said
+    "streaming again -1796640032.2 s after it went away"."""
+    from realtime.resume import since_loss
+
+    assert since_loss(loss_clock() - 3.0).startswith(" 3.") and since_loss(time.time() - 3.0) == ""

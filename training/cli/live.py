@@ -631,7 +631,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     back, this command starts again with the same controls (`_restart`); not back in time, or 0, exit 1."""
     from realtime.audio_io import DeviceGone, close_stream, device_stopped, leave_stream, open_duplex
     from realtime.live_view import render, status_line
-    from realtime.resume import flapping, loss_clock, recent_losses
+    from realtime.resume import flapping, loss_clock, recent_losses, since_loss
 
     engine = session.engine
 
@@ -660,7 +660,7 @@ def _run_device(args: argparse.Namespace, session, osc, ready: Callable[[], None
     played = resumed.played_s if resumed else 0.0  # --duration counts what was played before a restart too
     said = -1
     if resumed:
-        back = f"streaming again {loss_clock() - resumed.lost_at:.1f} s after it went away, with the same controls"
+        back = f"streaming again{since_loss(resumed.lost_at)} after it went away, with the same controls"
         _say(f"audio device {label}: back, {back}")
         engine.report("device", f"back: {back}")
         said = engine.events[-1].seq  # in its own line above: not again as an event line (it was said twice)
