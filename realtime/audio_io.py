@@ -10,6 +10,7 @@ hanging when its device went away mid-stream.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import math
 import os
 import subprocess
@@ -332,8 +333,10 @@ def close_stream(stream: Any, timeout: float = 2.0, left: int = 1) -> bool:
 
 
 def _exit_skipping_portaudio(status: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None where closed at start (`>&-`; hunt 217)
+        with contextlib.suppress(OSError, ValueError):
+            if stream is not None:
+                stream.flush()
     os._exit(status)
 
 

@@ -257,8 +257,10 @@ def leave_distributed(code: int = 0, wait_s: float = 60.0) -> NoReturn:
     """
 
     def leave(*_: object) -> NoReturn:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):  # None where closed at start (`>&-`: a traceback per rank, hunt 217)
+            with contextlib.suppress(OSError, ValueError):
+                if stream is not None:
+                    stream.flush()
         os._exit(code)
 
     if threading.current_thread() is threading.main_thread():

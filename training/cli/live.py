@@ -900,8 +900,10 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     if kept is not None:
         os.set_inheritable(kept.fileno(), True)
         os.environ[OSC_FD_ENV] = str(kept.fileno())
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):  # None where closed at start (`>&-`; hunt 217)
+        with contextlib.suppress(OSError, ValueError):
+            if stream is not None:
+                stream.flush()
     try:
         os.execv(sys.executable, sys.orig_argv)
     except OSError as exc:  # a device loss that ends live, as the others: exit 1 and /error device (hunt 168)
