@@ -125,6 +125,15 @@ def test_a_narrow_terminal_still_shows_each_concepts_name():
     assert "guitar" in text and "drums" in text
 
 
+def test_a_table_whose_reader_left_ends_with_the_status_a_pipe_gives():
+    """Hunt 217: `concept list | true` exited 1 with no word: rich's console ended the command with SystemExit(1)
+    where the CLI says 141 (128 + SIGPIPE), as a shell tool does."""
+    cmd = f"{sys.executable} -m training.cli concept list --bank {DEMO_BANK} | true; echo ${{PIPESTATUS[0]}}"
+    run = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)  # fmt: skip
+    assert run.stdout.strip() == "141" and "Traceback" not in run.stderr, (run.stdout, run.stderr)
+
+
 @pytest.mark.slow
 def test_a_file_render_goes_on_when_the_reader_of_its_lines_leaves(tmp_path):
     """`live --in X --out Y | head -1` ended with exit 141 and no output file: its lines are on stdout."""

@@ -45,14 +45,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_nn(args: argparse.Namespace) -> int:
     import torch
-    from rich.console import Console
 
     from sae.errors import UserError
     from sae.steering import Gate
+    from training.cli.quiet import new_console
     from training.rave.nn_export import NnExportConfig, export_nn
 
     torch.set_num_threads(args.threads)
-    console = Console(stderr=True, soft_wrap=True)
+    console = new_console(stderr=True, soft_wrap=True)
 
     def say(line: str) -> None:
         console.print(line, highlight=False, markup=False)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from training.cli.args import add_device, add_threads, integer, nonneg_float, number, positive_float, positive_int
-from training.cli.quiet import progress_bar
+from training.cli.quiet import new_console, progress_bar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -516,8 +516,6 @@ def _run_file(
 ) -> int:
     """File mode: `held` holds the input as read (samples, rate), taken out of it and let go once conformed to the
     model's rate and channels (kept for the whole run, it was one more copy of an hour's take: hunt 210)."""
-    from rich.console import Console
-
     from realtime.audio_files import clipping_note, conform, input_notes, peak, write_audio
     from realtime.audio_io import run_file
     from realtime.live_view import status_line
@@ -537,7 +535,7 @@ def _run_file(
     _say(engine.latency.describe() + " (file mode: no device; output written latency-aligned)")
     engine.start()
     t0 = time.perf_counter()
-    with progress_bar(console=Console(), hide=args.no_view) as progress:
+    with progress_bar(console=new_console(), hide=args.no_view) as progress:
         pace = args.pace or "fast"
         task = progress.add_task(f"{args.input.name} ({pace})", total=len(data))
         seen, last = 0, time.monotonic()

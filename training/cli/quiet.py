@@ -83,14 +83,25 @@ def _transformers_verbosity(level: int) -> int | None:
     return before
 
 
+def new_console(**options: Any) -> Console:
+    """A rich `Console(**options)` whose reader leaving (`| head`, `| true`) ends the command as any other output of
+    it does, status 141: rich's own raised SystemExit(1) with no word (hunt 217)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more goes to the pipe: `guarded` points standard output at /dev/null
+            raise BrokenPipeError(32, "Broken pipe")
+
+    return _Console(**options)
+
+
 def output_console(stderr: bool = False) -> Console:
     """A rich console for a command's output: on a terminal it wraps at the terminal's width; in a pipe or a log
     (where rich would wrap at 80 columns) every printed line stays whole. No markup: what it prints holds paths and
     names as users wrote them (`song [live].wav` lost its brackets, `take[/b].wav` was a MarkupError); style with
     `style=` or `rich.text.Text`."""
-    from rich.console import Console
-
-    out = Console(stderr=stderr, markup=False)
+    out = new_console(stderr=stderr, markup=False)
     out.soft_wrap = not out.is_terminal
     return out
 
