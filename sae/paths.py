@@ -40,6 +40,13 @@ def _can_create(folder: Path, named: str) -> None:
         raise UserError(f"{named}: cannot create a file in {folder} ({exc.strerror})") from None
 
 
+def _unexpanded(text: str, what: str) -> None:
+    """A `~` the shell left as it is (quoted, or after `--out=`) is refused: it made a folder named `~` in the
+    working folder, whose obvious clean-up (`rm -rf ~`) removes the home folder (hunt 217)."""
+    if text.startswith("~") and (home := os.path.expanduser(text)) != text:
+        raise UserError(f"{what} {text}: the shell did not expand '~' (quoted, or after '='); write {home}")
+
+
 def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--out") -> Path:
     """A file name to write: ends in one of `suffixes` (case-insensitive), is not a folder, can be created."""
     text = str(path)
@@ -47,6 +54,7 @@ def check_output_file(path: str | Path, suffixes: Sequence[str], what: str = "--
     expected = f"a file name ending in {_names(suffixes)}"
     if not text.strip():
         raise UserError(f"{what}: expected {expected}")
+    _unexpanded(text, what)
     if path.is_dir():
         raise UserError(f"{what} {text}: is a folder; expected {expected}")
     if text.endswith(("/", os.sep)):
@@ -69,6 +77,7 @@ def check_output_dir(path: str | Path, what: str = "--out") -> Path:
     path = Path(path)
     if not text.strip():
         raise UserError(f"{what}: expected a folder")
+    _unexpanded(text, what)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {text}: exists and is a file; expected a folder")
     if path.is_symlink() and not path.exists():  # making the folder said only "File exists"

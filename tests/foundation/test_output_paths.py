@@ -298,3 +298,20 @@ def test_a_patched_package_that_does_not_import_is_one_line(tmp_path, monkeypatc
     assert "error: audiocraft could not be imported" in capsys.readouterr().err
     with pytest.raises(ModuleNotFoundError):
         guarded("musicsae", lambda: importlib.import_module("not_a_module_anywhere_xyz"), verbose=False)
+
+
+def test_a_tilde_the_shell_left_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """Hunt 217: `--out=~/x.wav` (bash expands no `~` after '=' or in quotes) made a folder named `~` in the working
+    folder and said "wrote ~/x.wav"; its obvious clean-up, `rm -rf ~`, removes the home folder."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    home = os.path.expanduser("~")
+    for argv in (
+        ["render", "rave", "--in", "a.wav", "--out=~/x.wav", "--model", "m.ts"],
+        ["sae", "train", "--activations", "store", "--out", "~/runs/sae"],
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "the shell did not expand '~' (quoted, or after '='); write " + home in err and "\n" not in err, err
+    assert not (tmp_path / "~").exists()
