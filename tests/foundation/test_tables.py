@@ -67,6 +67,9 @@ def test_sae_train_table_of_24_musicgen_layers():
         and "Passes: the steps' batches over the training rows" in text
     )
     assert "layer i = decoder.model.decoder.layers.i" in text
+    narrow = Console(width=50, file=io.StringIO(), color_system=None)  # a terminal of 50 columns (hunt 217)
+    narrow.print(train_table(results, "runs/musicgen_small_saes"))
+    assert "…" not in narrow.file.getvalue(), narrow.file.getvalue()
     # --eval-fraction 0: nothing held out
     trained_on_all = {
         "latent": {**metrics, "split": "train", "rows": 900, "held_out_sources": None, "fvu_interval": None}

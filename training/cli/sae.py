@@ -361,7 +361,8 @@ def train_table(results: dict[str, dict], out: str):
     legend = hook_legend(results)
     table = Table(title=f"SAEs in {out}", caption=caption + (f" {legend}." if legend else ""), caption_justify="left")
     for col in ("hook\nk / d_sae", "FVU", "L0", "never\nfired", "dead in\ntraining", "passes", "rows/s"):
-        table.add_column(col, justify="left" if col.startswith("hook") else "right", no_wrap=True)
+        # on a narrow terminal a figure folds onto a second line: cut, "2.…" and "[0.601, 0.6…" (hunt 217)
+        table.add_column(col, justify="left" if col.startswith("hook") else "right", overflow="fold")
     for hook, m in results.items():
         table.add_row(
             f"{short_hook(hook)}\n{m['k']} / {m['d_sae']}",
