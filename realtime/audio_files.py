@@ -180,10 +180,10 @@ def check_collect_folder(
     """Check a collect of folder `root` (`files`: all of `list_audio(root)`; `mine`: this rank's share) into
     `store`: the settings its `kind` rows were collected with (`sae.store.same_collect_settings`), and the files
     whose rows it holds (`refuse_changed`). A folder taken as the one recorded moved (that one gone) must hold every
-    file stored, and those read here the same bytes: a folder of other files was taken, its rows mixed with the old
-    ones (hunt 215); then its settings are recorded (after the check: a refused run rewrote them first, and the
-    store refused its own folder back). Returns (origins of this rank's files that moved over the same bytes, for
-    the writers to record; a note saying the folder was taken as moved, or None)."""
+    file stored, with the same bytes: a folder of other files was taken, its rows mixed with the old ones (hunt
+    215); then its settings are recorded (after the check: a refused run rewrote them first, and the store refused
+    its own folder back). Returns (origins of this rank's files that moved over the same bytes, for the writers to
+    record; a note saying the folder was taken as moved, or None)."""
     from sae.store import kind_sources, record_collect_settings, same_collect_settings, stored_origins
 
     before = same_collect_settings(store, kind, settings, "audio")
@@ -196,13 +196,16 @@ def check_collect_folder(
             f"audio {audio_folder(root)}: store {store} was collected from {before}, which is gone, and this folder "
             f"lacks {len(missing)} of its files (first: {missing[0]}): another folder; collect it into another --out"
         )
-    moved = refuse_changed(mine, root, origins, store, before)  # each rank its own share's bytes (hunt 218)
+    # every file's bytes, on each rank, once per move: a rank that checked its own share alone recorded the folder
+    # another rank then refused, and the store refused its own folder back (hunt 219); a rank's writers record its own
+    moved = refuse_changed(present, root, origins, store, before)
     record_collect_settings(store, kind, settings)
     note = (
         f"store {store} was collected from {before}: {audio_folder(root)} taken as that folder moved (it holds every "
-        "file stored, and each this run reads has the same bytes)"
+        "file stored, with the same bytes)"
     )
-    return moved, note
+    ours = {source_name(p, root) for p in mine}
+    return {source: origin for source, origin in moved.items() if source in ours}, note
 
 
 def audio_folder(root: Path) -> Path:

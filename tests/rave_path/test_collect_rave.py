@@ -450,3 +450,31 @@ def test_a_project_collected_one_file_at_a_time_collects_on_after_a_move(tmp_pat
     assert "taken as that folder moved" in " ".join(capsys.readouterr().err.split())
     assert main([*argv, "--audio", str(new / "audio"), "--out", str(new / "store")]) == 0
     assert "3 already complete" in capsys.readouterr().err
+
+
+def test_under_ranks_a_moved_folder_one_rank_refuses_is_recorded_by_none(tmp_path, tiny_rave_ts, concept_data):
+    """Hunt 219: each rank checked the bytes of its own share: a rank whose share matched recorded the moved folder,
+    another refused it (a file of other bytes), and the store then refused its own folder when the drive came back.
+    Every rank checks every file on a move now; each records its own share's origins."""
+    from realtime.audio_files import audio_folder, check_collect_folder, list_audio, source_name
+    from sae.errors import UserError
+
+    old = tmp_path / "old"
+    old.mkdir()
+    audio = _audio(old, concept_data, n=4)
+    argv = ["collect", "rave", "--model", str(tiny_rave_ts), "--layers", "latent", "--quiet"]
+    assert main([*argv, "--audio", str(audio), "--out", str(old / "store")]) == 0
+    recorded = (old / "store" / "store.json").read_bytes()
+    (tmp_path / "old").rename(tmp_path / "new")
+    root = tmp_path / "new" / "audio"
+    files = list_audio(root)
+    settings = {"audio": str(audio_folder(root).resolve())}
+    x, sr = sf.read(files[3], dtype="float32")
+    sf.write(files[3], x[::-1], sr)  # rank 1's share holds another file of that name
+    for mine in (files[:2], files[2:]):
+        with pytest.raises(UserError, match=r"holds rows of another file of that name"):
+            check_collect_folder(tmp_path / "new" / "store", "rave", settings, files, mine, root)
+    assert (tmp_path / "new" / "store" / "store.json").read_bytes() == recorded
+    sf.write(files[3], x, sr)
+    moved, note = check_collect_folder(tmp_path / "new" / "store", "rave", settings, files, files[:2], root)
+    assert set(moved) <= {source_name(p, root) for p in files[:2]} and note is not None
