@@ -214,7 +214,7 @@ def address_space_limit() -> str:
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit == resource.RLIM_INFINITY:
         return ""
-    return f"the address-space limit (ulimit -v) is {limit / 2**30:.2g} GiB; raise it (ulimit -v unlimited)"
+    return f"the address-space limit (ulimit -v) is {limit / 2**30:.2f} GiB; raise it (ulimit -v unlimited)"
 
 
 def out_of_memory(exc: BaseException) -> str:
@@ -225,8 +225,11 @@ def out_of_memory(exc: BaseException) -> str:
 
     text = str(exc)
     lowered = text.lower()
-    if isinstance(exc, ImportError) and ("failed to map segment" in text or "cannot allocate memory" in lowered):
-        return f"{exc.name or 'a library'} could not be mapped in"
+    if isinstance(exc, ImportError) and (
+        ("failed to map segment" in text and address_space_limit())  # (on a noexec mount: no memory's)
+        or ("cannot allocate memory" in lowered and "static tls" not in lowered)  # (libgomp's TLS: no memory's)
+    ):
+        return f"a library could not be mapped in: {text}"
     if isinstance(exc, MemoryError) or (
         isinstance(exc, RuntimeError)
         and ("can't allocate memory" in text or "out of memory" in lowered or "std::bad_alloc" in text)
