@@ -767,7 +767,7 @@ def rich_table(result: dict):
         "worst\ndrift",
         "goals\noff on drift",
     ):
-        t.add_column(col, justify="left" if col.startswith(("concept", "edit", "goals")) else "right", no_wrap=True)
+        t.add_column(col, justify="left" if col.startswith(("concept", "edit", "goals")) else "right", overflow="fold")
     for name, e in result["concepts"].items():
         for label, arm in (("SAE", e), ("mean-diff", e.get("baseline"))):
             if arm is None:

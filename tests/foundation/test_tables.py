@@ -124,6 +124,9 @@ def test_judge_table():
         concepts[name] = entry
     result = _judge_result(concepts, 40, [1.0, 2.0, 4.0, 8.0, 16.0], dict.fromkeys(CONCEPTS, 97.5))
     lines = _render(rich_table(result))
+    narrow = Console(width=50, file=io.StringIO(), color_system=None)  # folded on a narrow terminal, not cut (219)
+    narrow.print(rich_table(result))
+    assert "…" not in narrow.file.getvalue(), narrow.file.getvalue()
     _fits(lines)
     assert "distortion" in "\n".join(lines) and "100→0%" in "\n".join(lines)
 
