@@ -267,22 +267,28 @@ class _SlowBlocks(FakeProcessor):
         return super().process(block, snap)
 
 
-def test_a_run_of_slow_blocks_is_said_stuck_once_and_again_after_one_in_time(monkeypatch):
-    """Hunt 201: blocks that each took longer than `STUCK_S` were each said "stuck" and "recovered" (an /error over
-    OSC per block), and "recovered" was stamped at its block's start, before the "stuck" it answered."""
+def _watched(proc: FakeProcessor, seconds: float, every: float, stuck_s: float = Engine.STUCK_S) -> Engine:
+    """`seconds` of signal through `proc` at real-time pace, `watch_model` called every `every` seconds by a thread
+    of its own (as live's loop); returns the engine."""
     import threading
 
-    proc = _SlowBlocks(512, slow=[10, 11, 12, 13, 40], seconds=0.35)
     with _engine(proc) as engine:
-        engine.STUCK_S = 0.2
+        engine.STUCK_S = stuck_s
         done = threading.Event()
-        watcher = threading.Thread(target=lambda: [engine.watch_model() for _ in iter(lambda: done.wait(0.02), True)])
+        watcher = threading.Thread(target=lambda: [engine.watch_model() for _ in iter(lambda: done.wait(every), True)])
         watcher.start()
         try:
-            run_file(engine, _signal(2.5), realtime=True)
+            run_file(engine, _signal(seconds), realtime=True)
         finally:
             done.set()
             watcher.join()
+    return engine
+
+
+def test_a_run_of_slow_blocks_is_said_stuck_once_and_again_after_one_in_time(monkeypatch):
+    """Hunt 201: blocks that each took longer than `STUCK_S` were each said "stuck" and "recovered" (an /error over
+    OSC per block), and "recovered" was stamped at its block's start, before the "stuck" it answered."""
+    engine = _watched(_SlowBlocks(512, slow=[10, 11, 12, 13, 40], seconds=0.35), 2.5, every=0.02, stuck_s=0.2)
     said = [e for e in engine.events if e.kind in ("stuck", "recovered")]
     assert [e.kind for e in said] == ["stuck", "recovered", "stuck", "recovered"], [(e.kind, e.message) for e in said]
     assert all(b.at_s >= a.at_s for a, b in itertools.pairwise(said))  # in the order they happened
@@ -312,18 +318,7 @@ def test_a_watcher_late_alone_still_says_a_stuck_model():
     """Hunt 218: a watcher that ran every 0.6 s (a busy machine's live loop, late) took each call for the whole
     process stopped: a model stuck 2 s in one block was never said, and its block read 0.0 ms. The callbacks went on
     meanwhile: no stop."""
-    import threading
-
-    proc = _SlowBlocks(512, slow=[10], seconds=2.0)
-    with _engine(proc) as engine:
-        done = threading.Event()
-        watcher = threading.Thread(target=lambda: [engine.watch_model() for _ in iter(lambda: done.wait(0.6), True)])
-        watcher.start()
-        try:
-            run_file(engine, _signal(3.5), realtime=True)
-        finally:
-            done.set()
-            watcher.join()
+    engine = _watched(_SlowBlocks(512, slow=[10], seconds=2.0), 3.5, every=0.6)
     assert [e.kind for e in engine.events if e.kind in ("stuck", "recovered")] == ["stuck", "recovered"]
     assert engine.model.max_block_s >= 1.9, engine.model.max_block_s
 
