@@ -92,7 +92,10 @@ def test_a_stall_is_recovered_within_two_blocks_and_the_mapping_never_drifts(blo
     resyncs = [e for e in engine.events if e.kind == "resync"]
     assert not any("slower than real time" in e.message for e in resyncs), resyncs  # one slow block (hunt 209)
     if stall_s * SR > engine.budget + engine.blocksize:  # longer than the slack: skipped, counted, reported
-        assert engine.model.resyncs == 1 and len(resyncs) == 1 and proc.resyncs == 1
+        # (a block late after it on a busy machine resyncs once more: CI 67, a 5 s stall, one late block)
+        assert 1 <= engine.model.resyncs <= 1 + engine.model.late_blocks, engine.model
+        assert 1 <= len(resyncs) <= engine.model.resyncs, resyncs
+        assert proc.resyncs == engine.model.resyncs
         assert engine.model.skipped_frames > 0 and "skipped" in resyncs[0].message
     if stall_s * SR > engine.inputs.capacity:  # the input ring overflowed during the stall: skipped past it
         assert engine.model.skipped_frames >= stall_s * SR - engine.inputs.capacity
@@ -637,6 +640,8 @@ def test_a_jack_period_changed_while_playing_is_followed_as_one_it_started_at(pe
         (1024, 256, 3072, 2048, 4096),  # a budget over a cycle: whole cycles
         (1536, 512, 1024, 2048, 3072),  # a cycle that is no whole number of blocks: a block more
         (2048, 256, 256, 1000, 2816),  # whole cycles in whole callbacks: 2792 left every block 24 frames late
+        (2048, 256, 256, 200, 2304),  # callbacks up to 192 frames off their grid: a period more (CI 67)
+        (1536, 384, 384, 256, 1920),  # JACK at 256 under a period of 384 (128 off): the same
     ],
 )
 def test_the_block_buffer_is_a_whole_cycle_at_least_where_a_cycle_is_longer_than_the_block(
