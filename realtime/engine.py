@@ -335,9 +335,8 @@ class Engine:
         period more: its callbacks come up to `cycle − gcd(cycle, period)` frames off their grid."""
         B, p, b = self.blocksize, self.period, self.budget
         base = B - p + b
-        if cycle < p and p % cycle:  # a shorter cycle that does not divide the period places callbacks up to
-            # `cycle − gcd` frames apart from their grid (`_skipped`), which the budget lost: a callback more (CI 67:
-            # JACK 200 under 256, 19 blocks late in 4 s that took 4.4 ms of a 5.8 ms budget)
+        if self.spread(cycle):  # callbacks up to that far off their grid took it from the budget: a callback more
+            # (CI 67: JACK 200 under 256, 19 blocks late in 4 s that took 4.4 ms of a 5.8 ms budget)
             return base + p
         if cycle <= p or B % cycle == 0:  # a callback a cycle, or cycles that nest in the block: as before
             return base
@@ -345,6 +344,13 @@ class Engine:
         whole = -(-whole // p) * p  # PortAudio hands a cycle out in whole callbacks: JACK at 1000 under a period of
         # 256 wanted 24 frames more than whole cycles, and 33 blocks in 6 s came out that late (hunt 213)
         return max(base, whole if cycle % B == 0 else B - p + whole)
+
+    def spread(self, cycle: int) -> int:
+        """How far off their grid callbacks land with no cycle lost, for a device cycle of `cycle` frames: `cycle −
+        gcd(cycle, period)` where the cycle is shorter than the stream's period and does not divide it (JACK at 200,
+        `--period 256`: 192), else 0 (one callback a cycle, or cycles that nest: on their grid)."""
+        p = self.period
+        return cycle - math.gcd(cycle, p) if cycle < p and p % cycle else 0
 
     def follow_cycle(self, cycle: int) -> None:
         """Before the stream starts: the device's cycle (JACK's period at open, `open_duplex`) sets the block buffer
@@ -521,8 +527,7 @@ class Engine:
         if not math.isfinite(self._clock):
             return 0
         P = self._cycle
-        spread = P - math.gcd(P, self.period) if not self._follows and self.period > P else 0
-        return int((offset - self._clock - max(7 * P / 8, (spread + P) / 2) + P) // P) * P
+        return int((offset - self._clock - max(7 * P / 8, (self.spread(P) + P) / 2) + P) // P) * P
 
     def _keep(self, indata: np.ndarray, frames: int, offset: float) -> int:
         i = self._held_calls
