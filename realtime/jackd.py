@@ -50,13 +50,17 @@ class JackServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise UserError(f"jackd {self.name}: exited at start ({self.proc.stderr.read().strip()[-200:]})")
-            try:  # its own -t 1 is not always kept: one hung for 7 minutes on a server still starting (CI, 6 Dec)
-                wait = subprocess.run(["jack_wait", "-w", "-t", "1"], env=self.env, capture_output=True, text=True,
-                                      timeout=min(5.0, max(0.1, deadline - time.monotonic())))  # fmt: skip
-            except subprocess.TimeoutExpired:  # killed: asked again until the deadline
+            # asked every 20 ms: `jack_wait -w` sleeps a whole second between its tries, and a server is up in
+            # ~0.3 s; a check that hangs (one `-w -t 1` did for 7 minutes on a server still starting, CI, 6 Dec)
+            # is killed and asked again until the deadline
+            try:
+                check = subprocess.run(["jack_wait", "-c"], env=self.env, capture_output=True, text=True,
+                                       timeout=min(5.0, max(0.1, deadline - time.monotonic())))  # fmt: skip
+            except subprocess.TimeoutExpired:
                 continue
-            if wait.returncode == 0 and "available" in wait.stdout:
+            if check.returncode == 0 and check.stdout.strip() == "running":
                 return self
+            time.sleep(0.02)
         self.stop()
         raise UserError(f"jackd {self.name}: not available after {timeout:.0f} s")
 
