@@ -28,6 +28,8 @@ def _measured_cache() -> Path:
 os.environ.setdefault("MUSICSAE_CACHE", str(_measured_cache()))  # before any test: commands it starts inherit it
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # a run started in the background of a script (`cmd &`)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the interrupt tests need Python's own Ctrl-C
+if signal.getsignal(signal.SIGQUIT) is signal.SIG_IGN:  # ignored there too: commands the tests start inherit it
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 # test areas whose tests run audio against a clock (JACK's dummy device, the live engine's deadlines, Pure Data):
 # beside other tests on a 2-core machine they miss deadlines that a performer's machine would meet
 LIVE_TIMING_AREAS = {"realtime"}

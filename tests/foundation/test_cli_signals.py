@@ -39,6 +39,7 @@ class Parser:
 
 cli.build_parser = Parser
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal: a background job inherits it ignored
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # and `nohup` SIGHUP (the test run's own, started so)
 code = cli.main([])
 print(signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)
 sys.exit(code)
@@ -97,12 +98,14 @@ def test_a_terminal_that_goes_away_stops_a_command_as_a_hang_up(tmp_path):
     command's one line raised, so it ended with status 1 and a traceback (`sae train` left its lock file). Standard
     output and error leave the terminal first: status 129, cleanup done."""
     import pty
+    import signal
     import time
 
     (tmp_path / "out").mkdir()
     pid, fd = pty.fork()
     if pid == 0:  # the child: the pty is its controlling terminal, stdout and stderr
         os.environ["PYTHONPATH"] = str(ROOT)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a terminal's command, whether or not this run is nohup'd
         os.execv(sys.executable, [sys.executable, "-c", HANGUP, str(tmp_path / "out")])
     said, deadline = b"", time.monotonic() + 60
     while b"working" not in said and time.monotonic() < deadline:
