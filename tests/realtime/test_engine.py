@@ -226,8 +226,8 @@ def test_the_live_view_tells_an_old_problem_from_a_new_one_and_says_the_time(rav
 
     from realtime.live_view import problem, render, status_line
 
-    proc = BlockProcessor(rave_model, latent_sae, 1024)
-    with Engine(proc, Controls(EditState.from_concepts(64, bank.concepts)), period=256) as engine:
+    proc = BlockProcessor(rave_model, latent_sae, 8192)
+    with Engine(proc, Controls(EditState.from_concepts(64, bank.concepts)), period=1024) as engine:
         run_file(engine, _signal(rave_model.sr, 2.0))
         engine.report("device", "skipped 2 cycle(s)")
         at = engine.events[-1].at_s  # (file mode's input, and its padding while the output comes out)
