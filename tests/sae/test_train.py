@@ -168,35 +168,69 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_runs(tmp_p
     assert (tmp_path / "sae" / "sae_weights.safetensors").exists()
 
 
-def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    planted_store(tmp_path / "acts", n=20000, d=16, n_features=48, k_true=3)
-    args = [
-        "--activations",
-        str(tmp_path / "acts"),
-        "--k",
-        "3",
-        "--expansion",
-        "4",
-        "--steps",
-        "400",
-        "--batch-size",
-        "128",
-        "--checkpoint-every",
-        "25",
-        "--seed",
-        "5",
-        "--threads",
-        "1",
-        "--quiet",
-        "--shuffle-buffer",
-        "3000",
-        "--eval-fraction",
-        "0.1",
-    ]
-    ref = subprocess.run(
-        _cli("train", "--out", str(tmp_path / "ref"), *args), env=_env(), cwd=ROOT, capture_output=True, text=True
-    )
+@pytest.fixture(scope="module")
+def shared_store(tmp_path_factory) -> Path:
+    """The store of the two-rank comparison and of every interrupt-and-resume test: 40000 planted rows with an
+    offset in 5 shards, and a source of 2000 rows of which 100 hold NaN (a reader skips them: hunt 71's count under
+    --nproc was rank 0's only)."""
+    acts = tmp_path_factory.mktemp("shared") / "acts"
+    planted_store(acts, n=40000, d=16, n_features=48, k_true=3, offset=2.0, shard_rows=8192)
+    nan_rows = torch.randn(2000, 16, generator=torch.Generator().manual_seed(data_seed(7))) + 2.0
+    nan_rows[::20] = float("nan")
+    writer = ActivationWriter(acts, "synthetic", 16, "float32", {"name": "synthetic"}, 50.0, 16000)
+    with pytest.warns(UserWarning, match="NaN/inf"), writer as w:
+        w.add(nan_rows, "with gaps", 0)
+    return acts
+
+
+SHARED_STEPS = 300
+
+
+def _shared_args(acts: Path, checkpoint_every: int = 100) -> list[str]:
+    """The settings of the references below: a run and its resume with these (any --checkpoint-every: how often
+    it saves, not what it trains) end in the references' weights."""
+    return ["--activations", str(acts), "--k", "3", "--expansion", "4", "--steps", str(SHARED_STEPS), "--batch-size",
+            "256", "--checkpoint-every", str(checkpoint_every), "--seed", "1", "--threads", "1", "--quiet",
+            "--eval-fraction", "0.1", "--shuffle-buffer", "4096"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def single_reference(shared_store, tmp_path_factory) -> Path:
+    """One process's uninterrupted run of `_shared_args`: what the two ranks are compared with, and what every
+    single-process run stopped and resumed must equal."""
+    out = tmp_path_factory.mktemp("single") / "ref"
+    ref = subprocess.run(_cli("train", "--out", str(out), *_shared_args(shared_store)), env=_env(), cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
     assert ref.returncode == 0, ref.stderr
+    return out
+
+
+RANK_EXIT = """
+import atexit, os, sys
+from pathlib import Path
+
+# a worker that goes through interpreter shutdown runs its atexit handlers: mark it
+atexit.register(lambda: (Path(sys.argv[1]) / f"shutdown_{os.environ['RANK']}").write_text("x"))
+from training.cli import main
+
+sys.exit(main(["sae", "train", *sys.argv[2:]]))
+"""
+
+
+@pytest.fixture(scope="module")
+def ddp_reference(shared_store, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """Two ranks' uninterrupted run of `_shared_args` under torchrun (and the folder each rank marks if it goes
+    through interpreter shutdown, `RANK_EXIT`): what every two-rank run stopped and resumed must equal."""
+    top = tmp_path_factory.mktemp("ddp")
+    (top / "rank_exit.py").write_text(RANK_EXIT)
+    res = _torchrun(str(top / "rank_exit.py"), str(top), *_shared_args(shared_store), "--out", str(top / "ref"),
+                    timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return top / "ref", res
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path, shared_store, single_reference):
+    args = _shared_args(shared_store)
     ckpt = tmp_path / "run" / "synthetic" / "checkpoint.pt"
     proc = subprocess.Popen(
         _cli("train", "--out", str(tmp_path / "run"), *args),
@@ -212,7 +246,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = torch.load(ckpt, weights_only=False)["step"]
-    assert 0 < killed_at < 400
+    assert 0 < killed_at < SHARED_STEPS
     assert not (tmp_path / "run" / "synthetic" / "metrics.json").exists()
     # what a kill in the middle of writing a checkpoint leaves beside it (sae.atomic's temporary file), and a
     # file of the user's that only looks alike: the resumed run removes the first and keeps the second
@@ -226,14 +260,11 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
         text=True,
     )
     assert res.returncode == 0, res.stderr
-    a = load_file(tmp_path / "ref" / "synthetic" / "sae_weights.safetensors")
-    b = load_file(tmp_path / "run" / "synthetic" / "sae_weights.safetensors")
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-    ma = json.loads((tmp_path / "ref" / "synthetic" / "metrics.json").read_text())
+    _same_weights(single_reference, tmp_path / "run")
+    ma = json.loads((single_reference / "synthetic" / "metrics.json").read_text())
     mb = json.loads((tmp_path / "run" / "synthetic" / "metrics.json").read_text())
     assert ma["fvu"] == mb["fvu"] and ma["l0"] == mb["l0"]
-    hist = [(d / "synthetic" / "history.json").read_text() for d in (tmp_path / "ref", tmp_path / "run")]
+    hist = [(d / "synthetic" / "history.json").read_text() for d in (single_reference, tmp_path / "run")]
     assert hist[0] == hist[1] and len(json.loads(hist[0])) > 1  # the curves of the steps before the kill too
     assert sorted(p.name for p in ckpt.parent.glob(".*")) == [".checkpoint.pt.notes.tmp", ".lock"]
 
@@ -252,6 +283,43 @@ def _wait_for_training(proc: subprocess.Popen, out: Path) -> None:
         time.sleep(0.01)
     time.sleep(0.8)  # ~600 steps a second here
     assert proc.poll() is None, "training finished before it could be interrupted"
+
+
+# prepended to a script that runs `sae train`: it touches $STEPPED when the loop asks whether to stop (after each
+# step), so a test signals a run whose steps are under way, however slowly this machine runs them
+MARK_STEPS = """
+import os
+from pathlib import Path
+from training.cli.main import HeldStop
+
+due = HeldStop.due
+
+def due_and_mark(self):
+    stepped = Path(os.environ["STEPPED"])
+    if not stepped.exists():
+        stepped.touch()
+    return due(self)
+
+HeldStop.due = due_and_mark
+"""
+MARKED_TRAIN = (
+    MARK_STEPS
+    + """
+import signal, sys
+from training.cli import main
+
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as a terminal's command, whether or not the test run is nohup'd
+sys.exit(main(["sae", "train", *sys.argv[1:]]))
+"""
+)
+
+
+def _wait_for_steps(proc: subprocess.Popen, stepped: Path) -> None:
+    """Until a run of a `MARK_STEPS` script has taken its first step."""
+    deadline = time.time() + 120
+    while not stepped.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    assert stepped.exists() and proc.poll() is None, "training finished before it could be interrupted"
 
 
 def _same_weights(a_dir: Path, b_dir: Path) -> None:
@@ -276,28 +344,34 @@ def test_a_checkpoint_file_of_something_else_is_one_line_on_resume(tmp_path, con
 @pytest.mark.parametrize(
     ("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"), (signal.SIGHUP, 129, "hung up")]
 )
-def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninterrupted(tmp_path, sig, code, word):
+def test_an_interrupt_checkpoints_the_step_in_progress_and_resume_equals_uninterrupted(
+    tmp_path, sig, code, word, shared_store, single_reference
+):
     """Ctrl-C or SIGTERM lost every step since the last periodic checkpoint (all of them with none); now the
     step in progress ends, is checkpointed, and the resumed run ends as one never stopped. Hunt 203: a hang-up (the
     terminal closed, SSH dropped) still killed it on the spot, with no line."""
-    planted_store(tmp_path / "acts", n=20000, d=16, n_features=48, k_true=3)
-    args = _stop_args(tmp_path / "acts", 1500, 128)
-    ref = subprocess.run(_cli("train", "--out", str(tmp_path / "ref"), *args), env=_env(), cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
-    assert ref.returncode == 0, ref.stderr
-    proc = subprocess.Popen(_cli("train", "--out", str(tmp_path / "run"), *args), env=_env(), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    _wait_for_training(proc, tmp_path / "run")
+    args = _shared_args(shared_store, checkpoint_every=0)  # whatever an interrupt keeps, the interrupt saved
+    (tmp_path / "train.py").write_text(MARKED_TRAIN)
+    env = {**_env(), "STEPPED": str(tmp_path / "stepped")}
+    proc = subprocess.Popen(
+        [sys.executable, str(tmp_path / "train.py"), "--out", str(tmp_path / "run"), *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for_steps(proc, tmp_path / "stepped")
     proc.send_signal(sig)  # SIGTERM takes the same path (training.cli.main.HeldStop)
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == code and err.endswith(f"musicsae: {word}\n"), err
     assert "Traceback" not in err and "the same command with --resume goes on" in err, err
     step = torch.load(tmp_path / "run" / "synthetic" / "checkpoint.pt", weights_only=False)["step"]
-    assert 0 < step < 1500 and f"step {step} is checkpointed" in err
+    assert 0 < step < SHARED_STEPS and f"step {step} is checkpointed" in err
     res = subprocess.run(_cli("train", "--out", str(tmp_path / "run"), "--resume", *args), env=_env(), cwd=ROOT,
                          capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 0, res.stderr
-    _same_weights(tmp_path / "ref", tmp_path / "run")
+    _same_weights(single_reference, tmp_path / "run")
 
 
 def test_nproc_ranks_stop_and_fail_with_one_line(tmp_path):
@@ -398,7 +472,9 @@ def test_a_signal_while_a_hook_is_evaluated_stops_the_next_hook_at_its_first_ste
     assert torch.load(tmp_path / "sae" / "b" / "checkpoint.pt", weights_only=False)["step"] == 1
 
 
-SLOW_RANK_1 = """
+SLOW_RANK_1 = (
+    MARK_STEPS
+    + """
 import os, sys, time
 import training.cli.sae as cli_sae
 from training.cli import main
@@ -413,23 +489,21 @@ def slow_stop(*args, **kwargs):  # rank 1 lags between the agreed stop and leavi
 cli_sae._stop = slow_stop
 sys.exit(main(["sae", "train", *sys.argv[1:]]))
 """
+)
 
 
 @pytest.mark.slow
-def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_path):
+def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_path, shared_store, ddp_reference):
     """Ranks agree on the step to stop at: a signal that reaches one rank alone (a launcher, a scheduler) would
     otherwise leave the others waiting in a collective, or checkpoint a step the others never took. Rank 1 is
     made to lag 0.3 s on its way out, as on a loaded machine: rank 0's exit 130 then had the launcher send it
     SIGTERM before it left, and it said "terminated" a second time (CI, 4 December; hunt 76: 30 ms was enough)."""
-    planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, shard_rows=8192)
-    args = _stop_args(tmp_path / "acts", 1500, 256)
-    train = ["-m", "training.cli", "sae", "train"]
-    ref = _torchrun(*train, "--out", str(tmp_path / "ref"), *args)
-    assert ref.returncode == 0, ref.stderr[-3000:]
+    args = _shared_args(shared_store, checkpoint_every=0)  # whatever an interrupt keeps, the interrupt saved
     (tmp_path / "slow_rank_1.py").write_text(SLOW_RANK_1)
     slow = [*TORCHRUN, str(tmp_path / "slow_rank_1.py"), "--out", str(tmp_path / "run"), *args]
-    proc = subprocess.Popen(slow, env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_training(proc, tmp_path / "run")
+    env = {**_env(), "STEPPED": str(tmp_path / "stepped")}
+    proc = subprocess.Popen(slow, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_steps(proc, tmp_path / "stepped")
     ranks = {int(dict(kv.split("=", 1) for kv in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in kv)
                  .get("RANK", -1)): pid for pid in _children(proc.pid)}  # fmt: skip
     os.kill(ranks[1], signal.SIGTERM)
@@ -442,58 +516,24 @@ def test_ddp_a_signal_to_one_rank_stops_every_rank_at_one_checkpointed_step(tmp_
     assert "step " in err and "is checkpointed" in err, err[-3000:]
     assert err.count("musicsae: ") == 1 and "musicsae: stopped (another rank got the signal)" in err, err[-3000:]
     step = torch.load(tmp_path / "run" / "synthetic" / "checkpoint.pt", weights_only=False)["step"]
-    assert 0 < step < 1500
-    res = _torchrun(*train, "--out", str(tmp_path / "run"), "--resume", *args)
+    assert 0 < step < SHARED_STEPS
+    res = _torchrun("-m", "training.cli", "sae", "train", "--out", str(tmp_path / "run"), "--resume", *args)
     assert res.returncode == 0, res.stderr[-3000:]
-    _same_weights(tmp_path / "ref", tmp_path / "run")
+    _same_weights(ddp_reference[0], tmp_path / "run")
 
 
-def test_two_rank_ddp_matches_single_process(tmp_path):
-    planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, offset=2.0, shard_rows=8192)
-    nan_rows = torch.randn(2000, 16, generator=torch.Generator().manual_seed(data_seed(7))) + 2.0
-    nan_rows[::20] = float("nan")  # 100 rows a reader skips: hunt 71's count under --nproc was rank 0's only
-    writer = ActivationWriter(tmp_path / "acts", "synthetic", 16, "float32", {"name": "synthetic"}, 50.0, 16000)
-    with pytest.warns(UserWarning, match="NaN/inf"), writer as w:
-        w.add(nan_rows, "with gaps", 0)
-    args = [
-        "--activations",
-        str(tmp_path / "acts"),
-        "--k",
-        "3",
-        "--expansion",
-        "4",
-        "--steps",
-        "300",
-        "--batch-size",
-        "256",
-        "--checkpoint-every",
-        "100",
-        "--seed",
-        "1",
-        "--threads",
-        "1",
-        "--quiet",
-        "--eval-fraction",
-        "0.1",
-        "--shuffle-buffer",
-        "4096",
-    ]
-    single = subprocess.run(
-        _cli("train", "--out", str(tmp_path / "single"), *args), env=_env(), cwd=ROOT, capture_output=True, text=True
-    )
-    assert single.returncode == 0, single.stderr
-    ddp = _torchrun("-m", "training.cli", "sae", "train", "--out", str(tmp_path / "ddp"), *args, timeout=300)
-    assert ddp.returncode == 0, ddp.stderr[-3000:]
+def test_two_rank_ddp_matches_single_process(single_reference, ddp_reference):
+    ddp = ddp_reference[1]
     assert "Warning" not in ddp.stderr, ddp.stderr[-3000:]  # torch's deprecation of broadcast_buffers, per rank
-    ms = json.loads((tmp_path / "single" / "synthetic" / "metrics.json").read_text())
-    md = json.loads((tmp_path / "ddp" / "synthetic" / "metrics.json").read_text())
+    ms = json.loads((single_reference / "synthetic" / "metrics.json").read_text())
+    md = json.loads((ddp_reference[0] / "synthetic" / "metrics.json").read_text())
     assert md["world_size"] == 2 and ms["world_size"] == 1
     assert md["rows"] == ms["rows"]  # same held-out set
     assert md["skipped_nonfinite_rows"] == ms["skipped_nonfinite_rows"] == 100
     assert abs(md["fvu"] - ms["fvu"]) < 0.03, (md["fvu"], ms["fvu"])
     assert md["fvu"] < 0.3 and md["dead_fraction"] <= 0.25
     # both ranks kept identical weights: the saved SAE decodes like the single-process one
-    a, b = load_sae(tmp_path / "single" / "synthetic"), load_sae(tmp_path / "ddp" / "synthetic")
+    a, b = load_sae(single_reference / "synthetic"), load_sae(ddp_reference[0] / "synthetic")
     torch.testing.assert_close(a.W_dec.norm(dim=1), b.W_dec.norm(dim=1))
 
 
@@ -562,32 +602,9 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
-    planted_store(tmp_path / "acts", n=40000, d=16, n_features=48, k_true=3, shard_rows=8192)
-    args = [
-        "--activations",
-        str(tmp_path / "acts"),
-        "--k",
-        "3",
-        "--expansion",
-        "4",
-        "--steps",
-        "400",
-        "--batch-size",
-        "256",
-        "--checkpoint-every",
-        "50",
-        "--threads",
-        "1",
-        "--quiet",
-        "--shuffle-buffer",
-        "4096",
-        "--eval-fraction",
-        "0.1",
-    ]
+def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path, shared_store, ddp_reference):
+    args = _shared_args(shared_store)
     train = ["-m", "training.cli", "sae", "train"]
-    ref = _torchrun(*train, "--out", str(tmp_path / "ref"), *args)
-    assert ref.returncode == 0, ref.stderr[-3000:]
     ckpt = tmp_path / "run" / "synthetic" / "checkpoint.pt"
     proc = subprocess.Popen(
         [*TORCHRUN, *train, "--out", str(tmp_path / "run"), *args],
@@ -609,41 +626,22 @@ def test_ddp_sigkill_then_resume_equals_uninterrupted(tmp_path):
     proc.wait()
     while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in ranks):
         time.sleep(0.01)  # a rank still alive holds the folder's lock: the resumed run would be refused
-    assert 0 < torch.load(ckpt, weights_only=False)["step"] < 400
+    assert 0 < torch.load(ckpt, weights_only=False)["step"] < SHARED_STEPS
     res = _torchrun(*train, "--out", str(tmp_path / "run"), "--resume", *args)
     assert res.returncode == 0, res.stderr[-3000:]
-    a = load_file(tmp_path / "ref" / "synthetic" / "sae_weights.safetensors")
-    b = load_file(tmp_path / "run" / "synthetic" / "sae_weights.safetensors")
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
+    _same_weights(ddp_reference[0], tmp_path / "run")
 
 
-RANK_EXIT = """
-import atexit, os, sys
-from pathlib import Path
-
-# a worker that goes through interpreter shutdown runs its atexit handlers: mark it
-atexit.register(lambda: (Path(sys.argv[1]) / f"shutdown_{os.environ['RANK']}").write_text("x"))
-from training.cli import main
-
-sys.exit(main(["sae", "train", *sys.argv[2:]]))
-"""
-
-
-def test_ddp_workers_skip_interpreter_shutdown(tmp_path):
+def test_ddp_workers_skip_interpreter_shutdown(ddp_reference):
     """Each rank ends with `leave_distributed`: no interpreter shutdown, where a gloo worker thread dropping the last
     reference to the final all_gather's tensors needs the GIL and aborts the process (SIGABRT after all work was
     done: rank 1 died so in 4 of 30 resumed two-rank runs under load, failing the run and having the launcher kill
-    rank 0). The injected atexit handler would mark a rank that shuts down."""
-    planted_store(tmp_path / "acts", n=4000, d=8, n_features=16, k_true=2, shard_rows=1024)
-    (tmp_path / "rank_exit.py").write_text(RANK_EXIT)
-    args = ["--activations", str(tmp_path / "acts"), "--k", "2", "--expansion", "2", "--steps", "20"]
-    args += ["--batch-size", "64", "--threads", "1", "--out", str(tmp_path / "run")]
-    res = _torchrun(str(tmp_path / "rank_exit.py"), str(tmp_path), *args, timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert (tmp_path / "run" / "synthetic" / "sae_weights.safetensors").exists()
+    rank 0). The injected atexit handler (`RANK_EXIT`, around the reference's ranks) would mark a rank that shuts
+    down."""
+    out, res = ddp_reference
+    assert (out / "synthetic" / "sae_weights.safetensors").exists()
     assert "synthetic" in res.stdout  # rank 0's table was flushed before the exit
-    assert not list(tmp_path.glob("shutdown_*"))
+    assert not list(out.parent.glob("shutdown_*"))
 
 
 LAUNCHER_SIGNAL_WHILE_LEAVING = """
