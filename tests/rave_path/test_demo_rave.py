@@ -26,13 +26,27 @@ def _run(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
     return done
 
 
-def test_train_resume_export(tmp_path, concept_data):
-    """The default recipe (22.05 kHz) trains on the data folder's train split, resumes, and exports."""
+def _main(capsys: pytest.CaptureFixture, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+    """`_run` in this process: the same `main` and its exit code, stdout and stderr, without a new Python importing
+    torch and acids-rave again (~8 s a call on a busy 2-core machine)."""
+    from training.rave import demo_model
+
+    capsys.readouterr()
+    code = demo_model.main(list(args))
+    said = capsys.readouterr()
+    if ok:
+        assert code == 0, said.err[-2000:]
+    return subprocess.CompletedProcess(args, code, said.out, said.err)
+
+
+def test_train_resume_export(tmp_path, concept_data, capsys):
+    """The default recipe (22.05 kHz) trains on the data folder's train split, resumes, and exports (each call in
+    this process: `test_bad_recipe_inputs_are_one_line_and_train_nothing` runs `python -m` itself)."""
     run = tmp_path / "run"
     common = ["--data", str(concept_data), "--run", str(run), "--length", "32768", "--batch", "1", "--eval-every", "2"]
     run.mkdir()  # a start killed before its first checkpoint (step 500) logged steps this one trains again
     (run / "train_log.jsonl").write_text('{"step": 2, "fullband_spectral_distance": 9.0}\n')
-    _run(*common, "--steps", "2")
+    _main(capsys, *common, "--steps", "2")
     first = torch.load(run / "train_state.pt", weights_only=False)
     assert first["step"] == 2 and (run / "config.gin").exists()
     train = sum(r["split"] == "train" for r in read_manifest(concept_data))
@@ -41,7 +55,7 @@ def test_train_resume_export(tmp_path, concept_data):
     assert len((run / "train_log.jsonl").read_text().splitlines()) == 1  # hunt 160: the killed start's line stayed
     with open(run / "train_log.jsonl", "a") as log:  # logged past the checkpoint before a stop, then a line cut short
         log.write('{"step": 50, "fullband_spectral_distance": 1.0}\n{"step": 10')
-    _run(*common, "--steps", "3")  # resumes from step 2 and counts on
+    _main(capsys, *common, "--steps", "3")  # resumes from step 2 and counts on
     steps = [json.loads(line)["step"] for line in (run / "train_log.jsonl").read_text().splitlines()]
     assert steps == [2], steps  # (no line at step 3: every 50 steps and at --eval-every)
     second = torch.load(run / "train_state.pt", weights_only=False)
@@ -49,13 +63,13 @@ def test_train_resume_export(tmp_path, concept_data):
     name = next(k for k, v in first["model"].items() if v.is_floating_point() and "decoder" in k)
     assert not torch.equal(first["model"][name], second["model"][name])
     whole = tmp_path / "whole"  # hunt 54: the resumed run trained on other batches (reseeded by its step)
-    _run(*common[:2], "--run", str(whole), *common[4:], "--steps", "3")
+    _main(capsys, *common[:2], "--run", str(whole), *common[4:], "--steps", "3")
     uninterrupted = torch.load(whole / "train_state.pt", weights_only=False)
     assert all(torch.equal(second["model"][k], v) for k, v in uninterrupted["model"].items())
-    past = _run(*common, "--steps", "2").stdout  # a target already passed: said, nothing trained
+    past = _main(capsys, *common, "--steps", "2").stdout  # a target already passed: said, nothing trained
     assert f"note: {run} is at step 3, which --steps 2 does not pass: nothing to train" in past, past
     assert torch.load(run / "train_state.pt", weights_only=False)["step"] == 3
-    _run("--run", str(run), "--export", str(tmp_path / "demo.ts"))
+    _main(capsys, "--run", str(run), "--export", str(tmp_path / "demo.ts"))
     from realtime.rave import RaveModel
 
     model = RaveModel.load(tmp_path / "demo.ts")  # refuses anything but a streaming RAVE export
@@ -97,13 +111,13 @@ def test_phase_2_freezes_the_encoder_and_trains_decoder_and_discriminator(tmp_pa
 
 
 @pytest.mark.slow
-def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
+def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data, capsys):
     clips = tmp_path / "clips"
     shutil.copytree(concept_data / "clips", clips)
     run = tmp_path / "run"
-    _run("--audio", str(clips), "--run", str(run), *SMALL, "--steps", "1")
+    _main(capsys, "--audio", str(clips), "--run", str(run), *SMALL, "--steps", "1")
     before = (run / "train_state.pt").read_bytes()
-    done = _run(
+    done = _run(  # `python -m`: the refusal is one line on stderr, no warning or traceback beside it
         "--audio",
         str(clips),
         "--run",
@@ -120,35 +134,37 @@ def test_changed_resume_is_refused_with_what_differs(tmp_path, concept_data):
     )
     assert done.returncode == 2 and "capacity: 4 recorded, 8 now" in done.stderr and done.stderr.count("\n") == 1
     shutil.copy(clips / "clip_00000.wav", clips / "clip_extra.wav")  # the data changed
-    done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", ok=False)
+    done = _main(capsys, "--audio", str(clips), "--run", str(run), "--steps", "2", ok=False)
     n = len(list((concept_data / "clips").iterdir()))
     assert done.returncode == 2 and f"data: {n} clips" in done.stderr and f"{n + 1} clips" in done.stderr
     assert "(--new-data resumes on it)" in done.stderr
     assert (run / "train_state.pt").read_bytes() == before  # nothing was lost
     # told so, it resumes on the new data, and records it: the next resume on it needs no flag
-    done = _run("--audio", str(clips), "--run", str(run), "--steps", "2", "--new-data")
+    done = _main(capsys, "--audio", str(clips), "--run", str(run), "--steps", "2", "--new-data")
     assert f"note: resuming at step 1 on other data: {n} clips" in done.stdout
-    _run("--audio", str(clips), "--run", str(run), "--steps", "3")  # unchanged options are taken from the run
-    done = _run("--audio", str(clips), "--run", str(tmp_path / "fresh"), "--steps", "1", "--new-data", ok=False)
+    _main(capsys, "--audio", str(clips), "--run", str(run), "--steps", "3")  # unchanged options are taken from the run
+    done = _main(
+        capsys, "--audio", str(clips), "--run", str(tmp_path / "fresh"), "--steps", "1", "--new-data", ok=False
+    )
     assert done.returncode == 2 and "--new-data: resumes a run on other data" in done.stderr
 
 
 @pytest.mark.slow
-def test_warm_start_reproduces_the_exported_weights(tmp_path, concept_data):
-    """--init copies an export's encoder / decoder into a new run: the decoder computes the same function."""
+def test_warm_start_reproduces_the_exported_weights(tiny_rave_ts):
+    """--init copies an export's encoder / decoder into a new run: the decoder computes the same function. The
+    export is the session's tiny RAVE (`rave export --streaming` of this recipe's model at 44.1 kHz, seed 0), so no
+    export of its own is made; its weights are rebuilt here from the same seed."""
     from training.rave.demo_model import Recipe, read_init, warm_start
-    from training.rave.tiny_model import build_model, export_run, fit_latent_pca, save_run, test_signal
+    from training.rave.tiny_model import RaveBuildConfig, build_model
 
-    recipe = Recipe(sample_rate=22050, capacity=4, seed=3)
-    source = build_model(recipe.build())
-    fit_latent_pca(source, test_signal(22050, 4.0, 0))
-    save_run(source, tmp_path / "run")
-    ts = export_run(tmp_path / "run", tmp_path / "src.ts", fidelity=0.999)
-    fresh = build_model(Recipe(sample_rate=22050, capacity=4, seed=4).build()).eval()
+    recipe = Recipe(sample_rate=44100, capacity=4, seed=0)
+    assert recipe.build() == RaveBuildConfig(seed=0)  # what built tiny_rave_ts
+    source = build_model(recipe.build()).eval()
+    fresh = build_model(Recipe(sample_rate=44100, capacity=4, seed=4).build()).eval()
     z = torch.randn(1, 16, 8)
     with torch.no_grad():
         assert not torch.allclose(fresh.decoder(z), source.decoder(z), atol=1e-4)
-        sha = warm_start(fresh, read_init(ts, 22050))
+        sha = warm_start(fresh, read_init(tiny_rave_ts, 44100))
         assert len(sha) == 64
         torch.manual_seed(0)
         a = fresh.decoder(z)

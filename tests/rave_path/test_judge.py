@@ -490,7 +490,8 @@ def test_a_concept_judged_alone_meets_no_drift_goal_and_watched_ones_measure_it(
                          watch=watch)  # fmt: skip
         return evaluate_steering(cfg)
 
-    alone = run("alone", ())["concepts"]["guitar"]
+    alone_result = run("alone", ())
+    alone = alone_result["concepts"]["guitar"]
     assert alone["drift_measured"] is False and alone["drift"] == {"off": {}, "on": {}}
     assert alone["goals_met"]["drift"] is False and alone["baseline"]["goals_met"]["drift"] is False
     watched = run("watched", ("drums", "guitar"))
@@ -504,7 +505,7 @@ def test_a_concept_judged_alone_meets_no_drift_goal_and_watched_ones_measure_it(
 
     from training.judge import rich_table
 
-    for result, shown in ((watched, f"{g['max_drift']:.0f}"), (run("alone2", ()), "–")):
+    for result, shown in ((watched, f"{g['max_drift']:.0f}"), (alone_result, "–")):
         console = Console(width=200, record=True)
         console.print(rich_table(result))
         row = next(line for line in console.export_text().splitlines() if line.lstrip().startswith("guitar"))

@@ -12,6 +12,10 @@ from sae.bank import Concept, ConceptBank, ConceptDefault, ConceptFeature, Model
 from sae.errors import UserError
 from training.cli import main
 
+# a live session built only for what it loads and refuses: one block size timed briefly, not each candidate for
+# a second (`choose_block`)
+QUICK_BLOCK = {"blocksize": 2048, "timing_s": 0.1}
+
 
 @pytest.fixture
 def bank(tmp_path, tiny_rave_ts, tiny_sae_dir):
@@ -362,7 +366,7 @@ def test_an_sae_retrained_in_place_is_refused_by_render_judge_and_live(
     wav = tmp_path / "in.wav"
     sf.write(wav, (0.1 * np.random.default_rng(0).standard_normal(8192)).astype(np.float32), model.sr)
     render_file(wav, tmp_path / "ok.wav", tiny_rave_ts, b.path, ["bright=off"], model=model, delay=delay)
-    build_live(LiveConfig(tiny_rave_ts, bank=b.path), model).engine.close()
+    build_live(LiveConfig(tiny_rave_ts, bank=b.path, **QUICK_BLOCK), model).engine.close()
     other = tmp_path / "other_sae"  # an SAE the bank's concepts were not found with: nothing left to play
     different = load_sae(tiny_sae_dir)
     with torch.no_grad():
@@ -534,7 +538,7 @@ def test_a_copy_of_the_sae_or_a_moved_bank_still_finds_its_concepts(tmp_path, ti
     b.save()
     shutil.copytree(tmp_path / "sae", tmp_path / "copy")
     assert list(load_steering(b.path, model, tmp_path / "copy").concepts) == ["bright"]
-    build_live(LiveConfig(tiny_rave_ts, bank=b.path, sae=tmp_path / "copy"), model).engine.close()
+    build_live(LiveConfig(tiny_rave_ts, bank=b.path, sae=tmp_path / "copy", **QUICK_BLOCK), model).engine.close()
     (tmp_path / "moved").mkdir()
     shutil.copy(b.path, tmp_path / "moved" / "concepts.yaml")
     # the bank names its concept, what its sae: line says and the ways out (hunt 214: "SAE .../sae: no such folder")
@@ -548,7 +552,7 @@ def test_a_copy_of_the_sae_or_a_moved_bank_still_finds_its_concepts(tmp_path, ti
         load_steering(tmp_path / "moved" / "concepts.yaml", model)
     assert str(refused.value) == said
     build_live(
-        LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml", sae=tmp_path / "sae"), model
+        LiveConfig(tiny_rave_ts, bank=tmp_path / "moved" / "concepts.yaml", sae=tmp_path / "sae", **QUICK_BLOCK), model
     ).engine.close()
 
 
