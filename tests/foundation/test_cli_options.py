@@ -158,6 +158,16 @@ def test_a_store_that_is_not_one_is_one_plain_line(command, kind, said, tmp_path
         (["live", "--blocksize", "x"], "musicsae live: error: argument --blocksize: 'x': expected a positive integer"),
         (["sae", "train"], "musicsae sae train: error: the following arguments are required: --activations, --out"),
         (["nosuch"], "musicsae: error: argument COMMAND: invalid choice: 'nosuch'"),
+        # a value that starts with '-' reads as an option: how to give it (hunt 217)
+        (
+            ["render", "rave", "--in", "a", "--out", "-x.wav", "--model", "c"],
+            "musicsae render rave: error: argument --out: expected one argument; a value that starts with '-' is "
+            "written --out=-x.wav",
+        ),
+        (
+            ["render", "rave", "--in", "a", "--model", "c", "--out"],
+            "musicsae render rave: error: argument --out: expected one argument (`",
+        ),
         # an unknown option is the subcommand's (it pointed at `musicsae --help`)
         (
             ["render", "rave", "--in", "a", "--out", "b", "--model", "c", "--bogus"],

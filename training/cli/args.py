@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
+import re
+import sys
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -18,8 +21,22 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.set_defaults(_command=self.prog)  # the deepest subcommand parsed sets it last
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._argv = list(sys.argv[1:] if args is None else args)  # what `error` reads a value from
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the options)\n")
+        self.exit(2, f"{self.prog}: error: {message}{self._dash_hint(message)} (`{self.prog} --help` lists the "
+                  "options)\n")  # fmt: skip
+
+    def _dash_hint(self, message: str) -> str:
+        """How to give a value that starts with '-' (argparse takes `--out -x.wav` for an option with no value)."""
+        missing = re.fullmatch(r"argument ([^:]+): expected one argument", message)
+        argv = getattr(self, "_argv", [])
+        for flag, value in itertools.pairwise(argv):
+            if missing and flag in missing[1].split("/") and value.startswith("-"):
+                return f"; a value that starts with '-' is written {flag}={value}"
+        return ""
 
     def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
         """Unknown arguments are the subcommand's to name (argparse left them to the top parser: `musicsae render
