@@ -61,23 +61,42 @@ class JackServer:
             if check.returncode == 0 and check.stdout.strip() == "running":
                 return self
             time.sleep(0.02)
-        self.stop()
+        self._end(5.0)  # (not `stop`, whose release of a slot starts a server again)
         raise UserError(f"jackd {self.name}: not available after {timeout:.0f} s")
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, and SIGKILL after `grace` seconds (a server frozen, or stuck on a client that went)."""
+        if self._end(grace):
+            self._release_slot()
+
+    def _end(self, grace: float) -> bool:
+        """Stops the server; whether it had to be killed."""
+        killed = False
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(timeout=5)
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+                killed = True
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
         if self.proc is not None:
             for sem in self.semaphores():  # its clients' that never closed (PortAudio after losing the server)
                 sem.unlink(missing_ok=True)
         self.proc = None
+        return killed
+
+    def _release_slot(self) -> None:
+        """JACK's registry holds 8 servers and takes a killed one's slot back only for a server of the same name:
+        killed servers of other names filled it ("Too many servers already active" for every later start, CI 59).
+        A server of this name is started, which takes the slot back, and stopped as servers are, which frees it."""
+        try:
+            self.start(timeout=5.0)
+        except UserError:  # not even that: the slot stays, as before
+            return
+        self._end(5.0)
 
     def semaphores(self) -> list[Path]:
         """The POSIX semaphores of this server's clients (`/dev/shm/jack_sem.UID_SERVER_CLIENT`): jackd removes a

@@ -676,3 +676,21 @@ def test_a_jack_wait_that_hangs_is_given_up_on_at_the_deadline(tmp_path, monkeyp
     with pytest.raises(UserError, match=r"^jackd musicsae-\w+: not available after 2 s$"):
         server.start(timeout=2.0)
     assert time.monotonic() - t0 < 10 and server.proc is None  # given up on time, its jackd stopped
+
+
+def test_a_server_that_has_to_be_killed_gives_its_registry_slot_back():
+    """JACK's registry holds 8 servers and takes a killed one's slot back only for a server of the same name: each
+    server `stop` had to kill (frozen, SIGTERM waits) kept its slot, and eight of them failed every later start with
+    "Too many servers already active" (CI 59, after a sitting's hunts)."""
+    import os
+    import signal
+    from pathlib import Path
+
+    registry = Path("/dev/shm/jack-shm-registry")
+    with JackServer(sr=44100, period=256) as server:
+        assert server.name.encode() in registry.read_bytes()
+        os.kill(server.proc.pid, signal.SIGSTOP)  # frozen: the SIGTERM of `stop` waits, SIGKILL ends it
+        t0 = time.monotonic()
+        server.stop(grace=0.5)
+    assert server.name.encode() not in registry.read_bytes()
+    assert time.monotonic() - t0 < 10 and server.proc is None
