@@ -10,7 +10,6 @@ hanging when its device went away mid-stream.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import math
 import os
 import subprocess
@@ -26,6 +25,7 @@ import numpy as np
 from realtime.engine import Engine
 from realtime.jack_clock import jack_cycle_clock
 from realtime.jack_period import PeriodWatch, jack_timing
+from sae.atomic import flush_standard_streams
 from sae.errors import Terminated, UserError
 
 JACK_HINT = (
@@ -333,10 +333,7 @@ def close_stream(stream: Any, timeout: float = 2.0, left: int = 1) -> bool:
 
 
 def _exit_skipping_portaudio(status: int) -> None:
-    for stream in (sys.stdout, sys.stderr):  # None where closed at start (`>&-`; hunt 217)
-        with contextlib.suppress(OSError, ValueError):
-            if stream is not None:
-                stream.flush()
+    flush_standard_streams()
     os._exit(status)
 
 

@@ -20,6 +20,7 @@ import resource
 import secrets
 import shutil
 import stat
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -174,6 +175,16 @@ def sole_writer(folder: str | Path, what: str, name: str = ".lock", flag: str = 
                 for p in made:
                     p.rmdir()  # stops at the first that is not empty
         raise
+
+
+def flush_standard_streams() -> None:
+    """Flush standard output and error before `os._exit` or `os.execv`, which skip Python's own flush: a stream
+    closed at start (`>&-`: None) or one that fails is passed over (hunt 217: `sae train --nproc 2 >&-` ended each
+    rank in a traceback after its SAE was written)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            if stream is not None:
+                stream.flush()
 
 
 # A write that fails for want of room or of permission (the CLI prints these errors as one line).

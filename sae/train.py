@@ -23,7 +23,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -35,7 +34,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sae.atomic import atomic_torch_save, atomic_write_text, remove_folder_leftovers, sole_writer
+from sae.atomic import (
+    atomic_torch_save,
+    atomic_write_text,
+    flush_standard_streams,
+    remove_folder_leftovers,
+    sole_writer,
+)
 from sae.controls import MAX_THREADS, plain_int
 from sae.errors import UserError, differences
 from sae.io import TRAINED_AUDIO, WEIGHTS_FILE, read_torch, save_sae
@@ -257,10 +262,7 @@ def leave_distributed(code: int = 0, wait_s: float = 60.0) -> NoReturn:
     """
 
     def leave(*_: object) -> NoReturn:
-        for stream in (sys.stdout, sys.stderr):  # None where closed at start (`>&-`: a traceback per rank, hunt 217)
-            with contextlib.suppress(OSError, ValueError):
-                if stream is not None:
-                    stream.flush()
+        flush_standard_streams()
         os._exit(code)
 
     if threading.current_thread() is threading.main_thread():

@@ -93,6 +93,18 @@ def test_hushing_c_libraries_with_standard_error_closed_does_nothing():
     assert (run.returncode, run.stdout) == (0, "inside\n"), run
 
 
+@pytest.mark.parametrize("closed", [">&-", "2>&-"])
+def test_leaving_through_os_exit_with_a_standard_stream_closed_keeps_its_status(closed):
+    """Hunt 217: `sae train --nproc 2 >&-` ended each rank in a traceback and status 1 after writing its SAE: the
+    flush before `os._exit` (a DDP rank's leave, PortAudio's skipped exit; live's restart before `os.execv`) took
+    the stream closed at start (None). PortAudio's skipped exit stands in for the three, which share the flush."""
+    code = "from realtime.audio_io import _exit_skipping_portaudio\nprint('kept')\n_exit_skipping_portaudio(3)\n"
+    run = subprocess.run(["bash", "-c", f"{sys.executable} -c \"$CODE\" {closed}"], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT), "CODE": code})  # fmt: skip
+    assert run.returncode == 3 and run.stderr == "", run
+    assert run.stdout == ("" if closed == ">&-" else "kept\n"), run
+
+
 def test_no_home_folder_means_no_cache_not_a_traceback(monkeypatch):
     """Without HOME and with a user id /etc/passwd lacks (containers, CI), Path.home() raises RuntimeError: render
     and live ended there, though "nothing is ever refused because of the cache"."""

@@ -880,6 +880,7 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
 
     from realtime.audio_io import leave_stream
     from realtime.resume import RESUME_ENV, ResumeState, loss_clock, save
+    from sae.atomic import flush_standard_streams
 
     # no control change can come in after the state is saved; what is sent from then on waits in the socket, which
     # the new image takes over (it was closed, and a fader moved during the restart was lost without a word)
@@ -898,10 +899,7 @@ def _restart(engine, osc, label: str, played_s: float, losses: list[float], sess
     if kept is not None:
         os.set_inheritable(kept.fileno(), True)
         os.environ[OSC_FD_ENV] = str(kept.fileno())
-    for stream in (sys.stdout, sys.stderr):  # None where closed at start (`>&-`; hunt 217)
-        with contextlib.suppress(OSError, ValueError):
-            if stream is not None:
-                stream.flush()
+    flush_standard_streams()
     try:
         os.execv(sys.executable, sys.orig_argv)
     except OSError as exc:  # a device loss that ends live, as the others: exit 1 and /error device (hunt 168)
