@@ -192,12 +192,13 @@ WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACC
 FREE_BYTES_LOW = 1 << 20
 
 
-def _size_limit(code: int, strerror: str) -> str:
-    """`strerror`, and for a file too large the limit `ulimit -f` set, where one is set."""
+def _size_limit(exc: OSError) -> str:
+    """`exc`'s words, and for a file too large the limit `ulimit -f` set, where one is set."""
+    said = exc.strerror or os.strerror(exc.errno)
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if code == errno.EFBIG and limit != resource.RLIM_INFINITY:
-        return f"{strerror} (the file size limit, ulimit -f, is {limit} bytes)"
-    return strerror
+    if exc.errno == errno.EFBIG and limit != resource.RLIM_INFINITY:
+        return f"{said} (the file size limit, ulimit -f, is {limit} bytes)"
+    return said
 
 
 def _probe(tmp: str | Path) -> OSError | None:
@@ -225,12 +226,11 @@ def write_failure(path: str | Path, exc: BaseException, tmp: str | Path | None =
     if isinstance(exc, OSError):
         if exc.errno not in WRITE_ERRNOS:
             return None
-        return OSError(exc.errno, _size_limit(exc.errno, exc.strerror or os.strerror(exc.errno)), str(path))
+        return OSError(exc.errno, _size_limit(exc), str(path))
     if not isinstance(exc, Exception) or isinstance(exc, UserError):
         return None
     if tmp is not None and os.path.isfile(tmp) and (probe := _probe(tmp)) is not None:
-        said = _size_limit(probe.errno, probe.strerror or os.strerror(probe.errno))
-        return OSError(probe.errno, f"{said} ({exc})", str(path))
+        return OSError(probe.errno, f"{_size_limit(probe)} ({exc})", str(path))
     try:
         st = os.statvfs(Path(path).parent)
     except OSError:
